@@ -1,0 +1,95 @@
+//! Short-lived credentials: Ed25519-signed JWTs that target systems verify
+//! offline with the published JWKS, or online with token introspection.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use hoist_api::{CredentialClaims, Jwk, Jwks};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sha2::{Digest, Sha256};
+
+use crate::store::{Store, StoreError};
+
+pub struct Signer {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    jwk: Jwk,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the stored signing key is unusable: {0}")]
+    BadKey(String),
+}
+
+impl Signer {
+    /// Loads the broker's signing key, creating and storing one on first start.
+    pub fn load_or_create(store: &dyn Store) -> Result<Self, SignerError> {
+        let mut tx = store.transaction()?;
+        let (kid, pkcs8) = match tx.signing_key()? {
+            Some(key) => key,
+            None => {
+                let key = SigningKey::generate(&mut rand::rngs::OsRng);
+                let der = key
+                    .to_pkcs8_der()
+                    .map_err(|err| SignerError::BadKey(err.to_string()))?;
+                let kid = hex::encode(&Sha256::digest(key.verifying_key().as_bytes())[..8]);
+                tx.insert_signing_key(&kid, der.as_bytes(), chrono::Utc::now())?;
+                (kid, der.as_bytes().to_vec())
+            }
+        };
+        tx.commit()?;
+        Self::from_pkcs8(kid, &pkcs8)
+    }
+
+    fn from_pkcs8(kid: String, pkcs8: &[u8]) -> Result<Self, SignerError> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let key = SigningKey::from_pkcs8_der(pkcs8)
+            .map_err(|err| SignerError::BadKey(err.to_string()))?;
+        let x = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+        let decoding = DecodingKey::from_ed_components(&x)
+            .map_err(|err| SignerError::BadKey(err.to_string()))?;
+        Ok(Signer {
+            jwk: Jwk {
+                kty: "OKP".into(),
+                crv: "Ed25519".into(),
+                x,
+                kid: kid.clone(),
+                alg: "EdDSA".into(),
+                use_: "sig".into(),
+            },
+            kid,
+            encoding: EncodingKey::from_ed_der(pkcs8),
+            decoding,
+        })
+    }
+
+    pub fn issue(&self, claims: &CredentialClaims) -> Result<String, SignerError> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|err| SignerError::BadKey(err.to_string()))
+    }
+
+    /// The claims of a token this broker signed and that has not expired.
+    pub fn verify(&self, token: &str, issuer: &str) -> Option<CredentialClaims> {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = 0;
+        validation.set_issuer(&[issuer]);
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        jsonwebtoken::decode::<CredentialClaims>(token, &self.decoding, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+
+    pub fn jwks(&self) -> Jwks {
+        Jwks {
+            keys: vec![self.jwk.clone()],
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Grants: list, revoke, extend, and the short-lived credential.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use hoist_api::{AccessRequest, ApiError, Credential, ExtendInput, Grant, ReasonInput};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiJson, ApiQuery, AppState, Caller, Failure, blocking};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_one))
+        .routes(routes!(revoke))
+        .routes(routes!(extend))
+        .routes(routes!(credential))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListParams {
+    /// Include expired and revoked grants (default: active only).
+    #[serde(default)]
+    all: bool,
+    /// At most this many, newest first (default 200, at most 10000).
+    limit: Option<usize>,
+}
+
+/// The caller's grants, newest first. A grant is never listed as active at
+/// or after its `expires_at`.
+#[utoipa::path(get, path = "/v1/grants", tag = "grants", security(("bearer" = [])), params(ListParams),
+    responses(
+        (status = 200, description = "The caller's grants", body = [Grant]),
+        (status = 400, description = "A malformed parameter", body = ApiError),
+        (status = 401, description = "Missing or unknown token", body = ApiError),
+    ))]
+async fn list(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<Vec<Grant>>, Failure> {
+    let limit = params.limit.unwrap_or(200).min(10_000);
+    Ok(Json(
+        blocking(&state, move |b| b.grants(&user, params.all, limit)).await?,
+    ))
+}
+
+/// One grant: the caller's own, or one on a role they approve or audit.
+#[utoipa::path(get, path = "/v1/grants/{id}", tag = "grants", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Grant id")),
+    responses(
+        (status = 200, description = "The grant", body = Grant),
+        (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 404, description = "No such grant visible to the caller", body = ApiError),
+    ))]
+async fn get_one(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Grant>, Failure> {
+    Ok(Json(blocking(&state, move |b| b.grant(&user, &id)).await?))
+}
+
+/// Ends a grant now, by its holder or an approver of its role. Revoking an
+/// ended grant is harmless and returns it unchanged.
+#[utoipa::path(post, path = "/v1/grants/{id}/revoke", tag = "grants", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Grant id")),
+    request_body = ReasonInput,
+    responses(
+        (status = 200, description = "The grant, ended", body = Grant),
+        (status = 400, description = "Malformed JSON", body = ApiError),
+        (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 403, description = "Neither the holder nor an approver", body = ApiError),
+        (status = 404, description = "No such grant visible to the caller", body = ApiError),
+    ))]
+async fn revoke(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<ReasonInput>,
+) -> Result<Json<Grant>, Failure> {
+    Ok(Json(
+        blocking(&state, move |b| {
+            b.revoke(&user, &id, input.reason.as_deref())
+        })
+        .await?,
+    ))
+}
+
+/// Asks for more time on an active grant. The extension follows the role's
+/// approval rule; once approved it moves this same grant's end, so access
+/// never has a gap. The new end is never earlier than the old one, and never
+/// more than the role's maximum duration from the moment of approval.
+#[utoipa::path(post, path = "/v1/grants/{id}/extend", tag = "grants", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Grant id")),
+    request_body = ExtendInput,
+    responses(
+        (status = 201, description = "The extension request (already applied if the role needs no approval)", body = AccessRequest),
+        (status = 400, description = "Malformed JSON", body = ApiError),
+        (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 403, description = "Not the holder, or no longer eligible", body = ApiError),
+        (status = 404, description = "No such grant visible to the caller", body = ApiError),
+        (status = 409, description = "The grant has ended, or an extension is already pending", body = ApiError),
+        (status = 422, description = "A bad duration or justification; no approvers", body = ApiError),
+    ))]
+async fn extend(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<ExtendInput>,
+) -> Result<(axum::http::StatusCode, Json<AccessRequest>), Failure> {
+    let request = blocking(&state, move |b| {
+        b.extend(
+            &user,
+            &id,
+            input.duration_secs,
+            input.justification.as_deref(),
+        )
+    })
+    .await?;
+    Ok((axum::http::StatusCode::CREATED, Json(request)))
+}
+
+/// A short-lived signed credential (EdDSA JWT) for the grant's role. Its
+/// lifetime never exceeds the grant's remaining time. Every fetch is audited.
+#[utoipa::path(get, path = "/v1/grants/{id}/credential", tag = "grants", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Grant id")),
+    responses(
+        (status = 200, description = "The credential", body = Credential),
+        (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 403, description = "Not the holder, or no longer eligible", body = ApiError),
+        (status = 404, description = "No such grant visible to the caller", body = ApiError),
+        (status = 409, description = "The grant is not active", body = ApiError),
+    ))]
+async fn credential(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Credential>, Failure> {
+    Ok(Json(
+        blocking(&state, move |b| b.credential(&user, &id)).await?,
+    ))
+}

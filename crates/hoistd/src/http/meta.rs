@@ -1,0 +1,117 @@
+//! Health, identity, roles, signing keys, introspection and the audit log.
+
+use axum::Json;
+use axum::extract::State;
+use hoist_api::{ApiError, AuditEvent, Health, Introspection, IntrospectionInput, Jwks, Me, Role};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiForm, ApiQuery, AppState, Caller, Failure, blocking};
+use crate::broker;
+use crate::store::AuditQuery;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(me))
+        .routes(routes!(roles))
+        .routes(routes!(jwks))
+        .routes(routes!(introspect))
+        .routes(routes!(audit))
+}
+
+/// Liveness and the broker's clock.
+#[utoipa::path(get, path = "/v1/health", tag = "meta",
+    responses((status = 200, description = "The broker is serving", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        time: broker::now(),
+    })
+}
+
+/// The caller's identity and groups under the current policy.
+#[utoipa::path(get, path = "/v1/me", tag = "meta", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = Me),
+        (status = 401, description = "Missing or unknown token", body = ApiError),
+    ))]
+async fn me(State(state): State<AppState>, Caller(user): Caller) -> Result<Json<Me>, Failure> {
+    Ok(Json(state.broker.me(&user)?))
+}
+
+/// The roles the caller is eligible for, with their policy terms.
+#[utoipa::path(get, path = "/v1/roles", tag = "meta", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Eligible roles, by id", body = [Role]),
+        (status = 401, description = "Missing or unknown token", body = ApiError),
+    ))]
+async fn roles(State(state): State<AppState>, Caller(user): Caller) -> Json<Vec<Role>> {
+    Json(state.broker.roles(&user))
+}
+
+/// The public keys credentials are signed with (RFC 7517, Ed25519 per RFC 8037).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "meta",
+    responses((status = 200, description = "The signing keys", body = Jwks)))]
+async fn jwks(State(state): State<AppState>) -> Json<Jwks> {
+    Json(state.broker.signer().jwks())
+}
+
+/// RFC 7662 token introspection: is a credential live right now? Answers
+/// `{"active": false}` the moment its grant is revoked or expired.
+#[utoipa::path(post, path = "/v1/introspect", tag = "grants", security(("bearer" = [])),
+    request_body(content = IntrospectionInput, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Whether the credential is active, and its claims if so", body = Introspection),
+        (status = 400, description = "The form has no `token`", body = ApiError),
+        (status = 401, description = "Missing or unknown token", body = ApiError),
+    ))]
+async fn introspect(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    ApiForm(input): ApiForm<IntrospectionInput>,
+) -> Result<Json<Introspection>, Failure> {
+    let answer = blocking(&state, move |b| b.introspect(&user, &input.token)).await?;
+    Ok(Json(answer))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuditParams {
+    /// Only entries after this sequence number.
+    #[serde(default)]
+    after: i64,
+    /// At most this many entries (default 500, at most 10000).
+    limit: Option<usize>,
+    /// Only entries about this incident reference.
+    incident: Option<String>,
+    /// Only entries about this request.
+    request_id: Option<String>,
+}
+
+/// The audit log, oldest first. Auditors see every entry; everyone else
+/// sees the entries they did or that are about them.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditParams),
+    responses(
+        (status = 200, description = "Audit entries", body = [AuditEvent]),
+        (status = 400, description = "A malformed parameter", body = ApiError),
+        (status = 401, description = "Missing or unknown token", body = ApiError),
+    ))]
+async fn audit(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    ApiQuery(params): ApiQuery<AuditParams>,
+) -> Result<Json<Vec<AuditEvent>>, Failure> {
+    let query = AuditQuery {
+        after_seq: params.after,
+        involving: None,
+        incident: params.incident,
+        request_id: params.request_id,
+        limit: Some(params.limit.unwrap_or(500).min(10_000)),
+    };
+    let events = blocking(&state, move |b| b.audit(&user, query)).await?;
+    Ok(Json(events))
+}

@@ -1,0 +1,121 @@
+//! `hoistd`: the reference just-in-time access broker.
+//!
+//! [`Server::start`] opens the store, loads the policy and serves the HTTP API
+//! on a listener; the `hoistd` binary and the `hoist demo` command both use it.
+
+pub mod audit;
+pub mod broker;
+pub mod credential;
+pub mod domain;
+pub mod http;
+pub mod policy;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use broker::Broker;
+pub use policy::Policy;
+
+/// Longest the reaper sleeps between checks, in case a wake-up is missed.
+const REAPER_MAX_SLEEP: Duration = Duration::from_secs(5);
+
+/// A running broker: its address, and the handle to stop it.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub broker: Arc<Broker>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the database, records whatever fell due while the broker was
+    /// down, and serves on `listener` until [`Server::stop`].
+    pub async fn start(listener: TcpListener, db: &Path, policy: Policy) -> anyhow::Result<Self> {
+        let store = store::SqliteStore::open(db)
+            .with_context(|| format!("cannot open database {}", db.display()))?;
+        let broker = Arc::new(Broker::new(Arc::new(store), policy)?);
+        // Before serving anything: grants that ended while we were down are
+        // recorded as expired now, not whenever the first tick comes.
+        let reaping = Arc::clone(&broker);
+        tokio::task::spawn_blocking(move || reaping.reap()).await??;
+
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = watch::channel(false);
+        let app = http::router(http::AppState {
+            broker: Arc::clone(&broker),
+            shutdown: stopped.clone(),
+        });
+        let reaper = tokio::spawn(reap_forever(Arc::clone(&broker), stopped.clone()));
+        let mut on_stop = stopped;
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = on_stop.wait_for(|stopped| *stopped).await;
+                })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "server stopped");
+            }
+            reaper.abort();
+        });
+        Ok(Server {
+            addr,
+            broker,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Re-reads the policy file; a bad file leaves the current policy in force.
+    pub async fn reload(&self, path: &Path) -> anyhow::Result<usize> {
+        let policy = Policy::load(path)?;
+        let broker = Arc::clone(&self.broker);
+        Ok(tokio::task::spawn_blocking(move || broker.reload(policy)).await??)
+    }
+
+    /// Stops accepting, ends live streams, and waits for open calls to finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Records expiries, time-outs and scheduled starts as they fall due.
+async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        let reaping = Arc::clone(&broker);
+        let next = match tokio::task::spawn_blocking(move || reaping.reap()).await {
+            Ok(Ok(next)) => next,
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "reaper failed; retrying");
+                None
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "reaper task failed; retrying");
+                None
+            }
+        };
+        let sleep = next
+            .map(|at| (at - broker::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(REAPER_MAX_SLEEP)
+            .min(REAPER_MAX_SLEEP);
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = broker.reaper_wakeup().notified() => {}
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+/// Where `hoistd serve` looks when not told otherwise.
+pub fn default_db() -> PathBuf {
+    PathBuf::from("hoistd.db")
+}
