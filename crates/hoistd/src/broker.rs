@@ -456,21 +456,21 @@ impl Broker {
         let body_hash = hex::encode(Sha256::digest(
             serde_json::to_vec(input).unwrap_or_default(),
         ));
-        if let Some(key) = idempotency_key {
-            if let Some((hash, request_id)) = work.tx.idempotency_key(user, key)? {
-                if hash != body_hash {
-                    return Err(Error::refuse(
-                        ErrorCode::IdempotencyKeyReused,
-                        "this Idempotency-Key was already used with a different request body",
-                    ));
-                }
-                let mut request = work
-                    .tx
-                    .request(&request_id)?
-                    .ok_or_else(|| Error::not_found("request", &request_id))?;
-                settle_request(&mut request, work.now);
-                return Ok((request, true));
+        if let Some(key) = idempotency_key
+            && let Some((hash, request_id)) = work.tx.idempotency_key(user, key)?
+        {
+            if hash != body_hash {
+                return Err(Error::refuse(
+                    ErrorCode::IdempotencyKeyReused,
+                    "this Idempotency-Key was already used with a different request body",
+                ));
             }
+            let mut request = work
+                .tx
+                .request(&request_id)?
+                .ok_or_else(|| Error::not_found("request", &request_id))?;
+            settle_request(&mut request, work.now);
+            return Ok((request, true));
         }
 
         let role = self.eligible_role(&policy, user, &input.role)?;
@@ -606,18 +606,17 @@ impl Broker {
     ) -> Result<()> {
         for request in requests {
             settle_request(request, now);
-            if request.state == RequestState::Active {
-                if let Some(mut grant) = request
+            if request.state == RequestState::Active
+                && let Some(mut grant) = request
                     .grant_id
                     .as_deref()
                     .map(|id| tx.grant(id))
                     .transpose()?
                     .flatten()
-                {
-                    settle_grant(&mut grant, now);
-                    if grant.state == GrantState::Expired {
-                        request.state = RequestState::Expired;
-                    }
+            {
+                settle_grant(&mut grant, now);
+                if grant.state == GrantState::Expired {
+                    request.state = RequestState::Expired;
                 }
             }
         }
@@ -695,7 +694,7 @@ impl Broker {
         Ok(queue)
     }
 
-    pub fn history(&self, user: &str, id: &str) -> Result<RequestHistory> {
+    pub fn request_history(&self, user: &str, id: &str) -> Result<RequestHistory> {
         let policy = self.policy();
         let tx = self.store.transaction()?;
         let request = tx
@@ -752,7 +751,7 @@ impl Broker {
         Ok(())
     }
 
-    pub fn review(
+    pub fn review_request(
         &self,
         user: &str,
         id: &str,
@@ -842,7 +841,12 @@ impl Broker {
         Ok(request)
     }
 
-    pub fn cancel(&self, user: &str, id: &str, reason: Option<&str>) -> Result<AccessRequest> {
+    pub fn cancel_request(
+        &self,
+        user: &str,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<AccessRequest> {
         let mut work = self.begin()?;
         let mut request = self.load_request(&work, id)?;
         if request.requester != user {
@@ -873,7 +877,7 @@ impl Broker {
     }
 
     /// Marks a pending request as being looked at by the caller for a while.
-    pub fn claim(&self, user: &str, id: &str, release: bool) -> Result<AccessRequest> {
+    pub fn claim_request(&self, user: &str, id: &str, release: bool) -> Result<AccessRequest> {
         let policy = self.policy();
         let mut work = self.begin()?;
         let mut request = self.load_request(&work, id)?;
@@ -918,7 +922,7 @@ impl Broker {
         Ok(request)
     }
 
-    pub fn acknowledge(
+    pub fn acknowledge_break_glass(
         &self,
         user: &str,
         id: &str,
@@ -1010,7 +1014,7 @@ impl Broker {
     }
 
     /// Ends a grant early. Revoking an ended grant changes nothing.
-    pub fn revoke(&self, user: &str, id: &str, reason: Option<&str>) -> Result<Grant> {
+    pub fn revoke_grant(&self, user: &str, id: &str, reason: Option<&str>) -> Result<Grant> {
         let policy = self.policy();
         let mut work = self.begin()?;
         let mut grant = self.load_grant(&work, &policy, user, id)?;
@@ -1036,7 +1040,7 @@ impl Broker {
     }
 
     /// Files an extension request for an active grant, under the role's rule.
-    pub fn extend(
+    pub fn extend_grant(
         &self,
         user: &str,
         id: &str,
@@ -1143,7 +1147,7 @@ impl Broker {
     }
 
     /// Issues a short-lived credential for an active grant the caller holds.
-    pub fn credential(&self, user: &str, id: &str) -> Result<Credential> {
+    pub fn grant_credential(&self, user: &str, id: &str) -> Result<Credential> {
         let policy = self.policy();
         let mut work = self.begin()?;
         let grant = self.load_grant(&work, &policy, user, id)?;
@@ -1188,8 +1192,8 @@ impl Broker {
             role: role.id.clone(),
             token_type: "Bearer".into(),
             token,
-            issued_at: work_now_seconds(claims.iat),
-            expires_at: work_now_seconds(claims.exp),
+            issued_at: from_unix(claims.iat),
+            expires_at: from_unix(claims.exp),
         })
     }
 
@@ -1331,6 +1335,6 @@ impl Broker {
     }
 }
 
-fn work_now_seconds(secs: i64) -> DateTime<Utc> {
+fn from_unix(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or_default()
 }

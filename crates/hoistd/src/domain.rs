@@ -79,17 +79,17 @@ pub fn plan(
             format!("role `{}` needs a ticket reference", role.id),
         ));
     }
-    if let (Some(ticket), Some(pattern)) = (&ticket, &role.ticket_pattern) {
-        if !pattern.is_match(ticket) {
-            return Err(Error::refuse(
-                ErrorCode::TicketInvalid,
-                format!(
-                    "ticket `{ticket}` does not match role `{}`'s pattern {}",
-                    role.id,
-                    pattern.as_str()
-                ),
-            ));
-        }
+    if let (Some(ticket), Some(pattern)) = (&ticket, &role.ticket_pattern)
+        && !pattern.is_match(ticket)
+    {
+        return Err(Error::refuse(
+            ErrorCode::TicketInvalid,
+            format!(
+                "ticket `{ticket}` does not match role `{}`'s pattern {}",
+                role.id,
+                pattern.as_str()
+            ),
+        ));
     }
 
     let starts_at = match input.starts_at {

@@ -12,11 +12,11 @@ use super::{ApiJson, ApiQuery, AppState, Caller, Failure, blocking};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(get_one))
-        .routes(routes!(revoke))
-        .routes(routes!(extend))
-        .routes(routes!(credential))
+        .routes(routes!(list_grants))
+        .routes(routes!(get_grant))
+        .routes(routes!(revoke_grant))
+        .routes(routes!(extend_grant))
+        .routes(routes!(grant_credential))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -37,7 +37,7 @@ struct ListParams {
         (status = 400, description = "A malformed parameter", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
     ))]
-async fn list(
+async fn list_grants(
     State(state): State<AppState>,
     Caller(user): Caller,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -56,7 +56,7 @@ async fn list(
         (status = 401, description = "Missing or unknown token", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
     ))]
-async fn get_one(
+async fn get_grant(
     State(state): State<AppState>,
     Caller(user): Caller,
     Path(id): Path<String>,
@@ -76,7 +76,7 @@ async fn get_one(
         (status = 403, description = "Neither the holder nor an approver", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
     ))]
-async fn revoke(
+async fn revoke_grant(
     State(state): State<AppState>,
     Caller(user): Caller,
     Path(id): Path<String>,
@@ -84,7 +84,7 @@ async fn revoke(
 ) -> Result<Json<Grant>, Failure> {
     Ok(Json(
         blocking(&state, move |b| {
-            b.revoke(&user, &id, input.reason.as_deref())
+            b.revoke_grant(&user, &id, input.reason.as_deref())
         })
         .await?,
     ))
@@ -106,14 +106,14 @@ async fn revoke(
         (status = 409, description = "The grant has ended, or an extension is already pending", body = ApiError),
         (status = 422, description = "A bad duration or justification; no approvers", body = ApiError),
     ))]
-async fn extend(
+async fn extend_grant(
     State(state): State<AppState>,
     Caller(user): Caller,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<ExtendInput>,
 ) -> Result<(axum::http::StatusCode, Json<AccessRequest>), Failure> {
     let request = blocking(&state, move |b| {
-        b.extend(
+        b.extend_grant(
             &user,
             &id,
             input.duration_secs,
@@ -124,23 +124,23 @@ async fn extend(
     Ok((axum::http::StatusCode::CREATED, Json(request)))
 }
 
-/// A short-lived signed credential (EdDSA JWT) for the grant's role. Its
+/// A short-lived signed grant_credential (EdDSA JWT) for the grant's role. Its
 /// lifetime never exceeds the grant's remaining time. Every fetch is audited.
 #[utoipa::path(get, path = "/v1/grants/{id}/credential", tag = "grants", security(("bearer" = [])),
     params(("id" = String, Path, description = "Grant id")),
     responses(
-        (status = 200, description = "The credential", body = Credential),
+        (status = 200, description = "The grant_credential", body = Credential),
         (status = 401, description = "Missing or unknown token", body = ApiError),
         (status = 403, description = "Not the holder, or no longer eligible", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
         (status = 409, description = "The grant is not active", body = ApiError),
     ))]
-async fn credential(
+async fn grant_credential(
     State(state): State<AppState>,
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Credential>, Failure> {
     Ok(Json(
-        blocking(&state, move |b| b.credential(&user, &id)).await?,
+        blocking(&state, move |b| b.grant_credential(&user, &id)).await?,
     ))
 }

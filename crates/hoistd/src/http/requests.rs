@@ -19,14 +19,14 @@ use crate::broker::Error;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_mine, create))
-        .routes(routes!(validate))
-        .routes(routes!(get_one))
-        .routes(routes!(history))
-        .routes(routes!(review))
-        .routes(routes!(cancel))
-        .routes(routes!(claim, release_claim))
-        .routes(routes!(acknowledge))
+        .routes(routes!(list_requests, create_request))
+        .routes(routes!(validate_request))
+        .routes(routes!(get_request))
+        .routes(routes!(request_history))
+        .routes(routes!(review_request))
+        .routes(routes!(cancel_request))
+        .routes(routes!(claim_request, release_claim))
+        .routes(routes!(acknowledge_break_glass))
         .routes(routes!(review_queue))
         .routes(routes!(break_glass_queue))
 }
@@ -66,7 +66,7 @@ fn parse_states(states: Option<&str>) -> Result<Vec<RequestState>, Failure> {
         (status = 400, description = "An unknown state or malformed parameter", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
     ))]
-async fn list_mine(
+async fn list_requests(
     State(state): State<AppState>,
     Caller(user): Caller,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -107,7 +107,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Failure> {
         (status = 413, description = "Body larger than 64 KiB", body = ApiError),
         (status = 422, description = "Unknown role, bad duration, ticket, justification or start; no approvers; Idempotency-Key reused", body = ApiError),
     ))]
-async fn create(
+async fn create_request(
     State(state): State<AppState>,
     Caller(user): Caller,
     headers: HeaderMap,
@@ -143,7 +143,7 @@ async fn create(
         (status = 403, description = "Not eligible, or break-glass not allowed", body = ApiError),
         (status = 422, description = "The request breaks one of the role's rules", body = ApiError),
     ))]
-async fn validate(
+async fn validate_request(
     State(state): State<AppState>,
     Caller(user): Caller,
     ApiJson(input): ApiJson<CreateRequest>,
@@ -159,7 +159,7 @@ async fn validate(
         (status = 401, description = "Missing or unknown token", body = ApiError),
         (status = 404, description = "No such request visible to the caller", body = ApiError),
     ))]
-async fn get_one(
+async fn get_request(
     State(state): State<AppState>,
     Caller(user): Caller,
     Path(id): Path<String>,
@@ -177,13 +177,13 @@ async fn get_one(
         (status = 401, description = "Missing or unknown token", body = ApiError),
         (status = 404, description = "No such request visible to the caller", body = ApiError),
     ))]
-async fn history(
+async fn request_history(
     State(state): State<AppState>,
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RequestHistory>, Failure> {
     Ok(Json(
-        blocking(&state, move |b| b.history(&user, &id)).await?,
+        blocking(&state, move |b| b.request_history(&user, &id)).await?,
     ))
 }
 
@@ -201,14 +201,14 @@ async fn history(
         (status = 409, description = "Not pending, or already reviewed by the caller", body = ApiError),
         (status = 422, description = "A denial without a comment", body = ApiError),
     ))]
-async fn review(
+async fn review_request(
     State(state): State<AppState>,
     Caller(user): Caller,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<ReviewInput>,
 ) -> Result<Json<AccessRequest>, Failure> {
     let request = blocking(&state, move |b| {
-        b.review(&user, &id, input.decision, input.comment.as_deref())
+        b.review_request(&user, &id, input.decision, input.comment.as_deref())
     })
     .await?;
     Ok(Json(request))
@@ -225,7 +225,7 @@ async fn review(
         (status = 404, description = "No such request of the caller's", body = ApiError),
         (status = 409, description = "The request is no longer pending", body = ApiError),
     ))]
-async fn cancel(
+async fn cancel_request(
     State(state): State<AppState>,
     Caller(user): Caller,
     Path(id): Path<String>,
@@ -233,7 +233,7 @@ async fn cancel(
 ) -> Result<Json<AccessRequest>, Failure> {
     Ok(Json(
         blocking(&state, move |b| {
-            b.cancel(&user, &id, input.reason.as_deref())
+            b.cancel_request(&user, &id, input.reason.as_deref())
         })
         .await?,
     ))
@@ -250,13 +250,13 @@ async fn cancel(
         (status = 404, description = "No such request visible to the caller", body = ApiError),
         (status = 409, description = "Not pending, or claimed by another approver", body = ApiError),
     ))]
-async fn claim(
+async fn claim_request(
     State(state): State<AppState>,
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<AccessRequest>, Failure> {
     Ok(Json(
-        blocking(&state, move |b| b.claim(&user, &id, false)).await?,
+        blocking(&state, move |b| b.claim_request(&user, &id, false)).await?,
     ))
 }
 
@@ -276,7 +276,7 @@ async fn release_claim(
     Path(id): Path<String>,
 ) -> Result<Json<AccessRequest>, Failure> {
     Ok(Json(
-        blocking(&state, move |b| b.claim(&user, &id, true)).await?,
+        blocking(&state, move |b| b.claim_request(&user, &id, true)).await?,
     ))
 }
 
@@ -292,14 +292,14 @@ async fn release_claim(
         (status = 404, description = "No such request visible to the caller", body = ApiError),
         (status = 409, description = "Not a break-glass request, or already acknowledged", body = ApiError),
     ))]
-async fn acknowledge(
+async fn acknowledge_break_glass(
     State(state): State<AppState>,
     Caller(user): Caller,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<AcknowledgeInput>,
 ) -> Result<Json<AccessRequest>, Failure> {
     let request = blocking(&state, move |b| {
-        b.acknowledge(&user, &id, input.comment.as_deref())
+        b.acknowledge_break_glass(&user, &id, input.comment.as_deref())
     })
     .await?;
     Ok(Json(request))

@@ -1,0 +1,118 @@
+//! The audit log: who sees what, the hash chain, and tamper detection.
+
+use std::process::Command;
+
+use hoist_api::AuditKind;
+
+use crate::helpers::*;
+
+async fn some_history(broker: &TestBroker) {
+    let (alice, bob) = (broker.as_user("alice"), broker.as_user("bob"));
+    let filed = alice.file(&db_request()).await.unwrap();
+    let grant_id = bob.approve(&filed.id).await.unwrap().grant_id.unwrap();
+    alice.revoke(&grant_id, "done").await.unwrap();
+    broker
+        .as_user("dave")
+        .file(&request("logs", "dave reads logs"))
+        .await
+        .unwrap();
+}
+
+fn verify(broker: &TestBroker) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["audit", "verify", "--db"])
+        .arg(broker.db())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn auditors_see_everything_others_only_their_own() {
+    let broker = TestBroker::start().await;
+    some_history(&broker).await;
+
+    let all = broker.as_user("erin").audit().await;
+    assert_eq!(all.len(), 8);
+    assert!(
+        all.windows(2)
+            .all(|w| w[1].seq == w[0].seq + 1 && w[1].prev_hash == w[0].hash)
+    );
+    assert!(all.iter().all(|e| e.hash.len() == 64));
+
+    let dave = broker.as_user("dave").audit().await;
+    assert!(
+        dave.iter()
+            .all(|e| e.actor == "dave" || e.subject.as_deref() == Some("dave"))
+    );
+    assert_eq!(
+        dave.len(),
+        3,
+        "dave's own logs request: requested, approved, activated"
+    );
+    let frank = broker.as_user("frank").audit().await;
+    assert!(frank.is_empty());
+
+    let revoked = all.iter().find(|e| e.kind == AuditKind::Revoked).unwrap();
+    assert_eq!(
+        (revoked.actor.as_str(), revoked.reason.as_deref()),
+        ("alice", Some("done"))
+    );
+    assert_eq!(revoked.subject.as_deref(), Some("alice"));
+}
+
+#[tokio::test]
+async fn the_database_refuses_edits_to_the_audit_log() {
+    let mut broker = TestBroker::start().await;
+    some_history(&broker).await;
+    broker.stop().await;
+    let db = rusqlite::Connection::open(broker.db()).unwrap();
+    let err = db
+        .execute(
+            "UPDATE audit SET reason = 'nothing to see' WHERE seq = 2",
+            [],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let err = db
+        .execute("DELETE FROM audit WHERE seq = 2", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+#[tokio::test]
+async fn verify_passes_an_intact_log_and_names_the_first_tampered_entry() {
+    let mut broker = TestBroker::start().await;
+    some_history(&broker).await;
+    broker.stop().await;
+    let (code, out) = verify(&broker);
+    assert_eq!((code, out.trim()), (0, "audit log intact: 8 entries"));
+
+    // Someone with the file drops the guard and rewrites history.
+    let db = rusqlite::Connection::open(broker.db()).unwrap();
+    db.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+        .unwrap();
+    db.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 3", [])
+        .unwrap();
+    let (code, out) = verify(&broker);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("broken at entry 3") && out.contains("altered"),
+        "{out}"
+    );
+
+    // Restoring the field but deleting an entry is caught too.
+    db.execute("UPDATE audit SET actor = 'bob' WHERE seq = 3", [])
+        .unwrap();
+    assert_eq!(verify(&broker).0, 0);
+    db.execute("DELETE FROM audit WHERE seq = 5", []).unwrap();
+    let (code, out) = verify(&broker);
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("broken at entry 6") && out.contains("removed"),
+        "{out}"
+    );
+}

@@ -1,0 +1,122 @@
+//! Break-glass: immediate access, flagged for review after the fact.
+
+use hoist_api::{AccessRequest, AuditKind, CreateRequest, ErrorCode, RequestState};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+fn break_glass(incident: Option<&str>) -> CreateRequest {
+    CreateRequest {
+        break_glass: true,
+        incident: incident.map(str::to_string),
+        ..request("db", "primary is down, failing over")
+    }
+}
+
+#[tokio::test]
+async fn break_glass_activates_at_once_and_queues_for_acknowledgement() {
+    let broker = TestBroker::start().await;
+    let (carol, bob) = (broker.as_user("carol"), broker.as_user("bob"));
+
+    let filed = carol.file(&break_glass(Some("INC-7"))).await.unwrap();
+    assert_eq!(filed.state, RequestState::Active);
+    assert!(filed.break_glass);
+    assert_eq!(carol.grants().await.len(), 1);
+    assert!(bob.queue().await.is_empty(), "nothing to approve");
+
+    let to_ack: Vec<AccessRequest> = bob.get("/v1/break-glass").await.unwrap();
+    assert_eq!(to_ack.len(), 1);
+    assert_eq!(to_ack[0].id, filed.id);
+
+    let acked: AccessRequest = bob
+        .post(
+            &format!("/v1/requests/{}/acknowledge", filed.id),
+            &serde_json::json!({"comment": "justified"}),
+        )
+        .await
+        .unwrap();
+    let ack = acked.acknowledgement.expect("acknowledged");
+    assert_eq!(
+        (ack.by.as_str(), ack.comment.as_deref()),
+        ("bob", Some("justified"))
+    );
+    assert_eq!(
+        acked.state,
+        RequestState::Active,
+        "acknowledging leaves the grant alone"
+    );
+    assert!(
+        bob.get::<Vec<AccessRequest>>("/v1/break-glass")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    refused(
+        broker
+            .as_user("dave")
+            .post::<_, AccessRequest>(
+                &format!("/v1/requests/{}/acknowledge", filed.id),
+                &serde_json::json!({}),
+            )
+            .await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+
+    let kinds: Vec<AuditKind> = carol.audit().await.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AuditKind::Requested,
+            AuditKind::BreakGlass,
+            AuditKind::Activated,
+            AuditKind::BreakGlassAcknowledged
+        ]
+    );
+}
+
+#[tokio::test]
+async fn break_glass_needs_a_reference_a_role_that_allows_it_and_a_responder() {
+    let broker = TestBroker::start().await;
+    let (carol, alice) = (broker.as_user("carol"), broker.as_user("alice"));
+
+    let message = refused(
+        carol.file(&break_glass(None)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::TicketRequired,
+    );
+    assert!(message.contains("break-glass"), "{message}");
+    refused(
+        alice.file(&break_glass(Some("INC-7"))).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::BreakGlassNotAllowed,
+    );
+    let k8s = CreateRequest {
+        role: "k8s".into(),
+        ..break_glass(Some("INC-7"))
+    };
+    let message = refused(
+        carol.file(&k8s).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::BreakGlassNotAllowed,
+    );
+    assert!(message.contains("k8s"), "{message}");
+    assert!(carol.mine().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_responder_cannot_acknowledge_their_own_break_glass() {
+    let broker = TestBroker::start().await;
+    let carol = broker.as_user("carol");
+    let filed = carol.file(&break_glass(Some("INC-8"))).await.unwrap();
+    refused(
+        carol
+            .post::<_, AccessRequest>(
+                &format!("/v1/requests/{}/acknowledge", filed.id),
+                &serde_json::json!({}),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::SelfReview,
+    );
+}

@@ -1,0 +1,134 @@
+//! Live updates over Server-Sent Events.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use hoist_api::{LiveEvent, RequestState};
+
+use crate::helpers::*;
+
+/// Reads a `text/event-stream` and yields each event's parsed `data`.
+struct EventStream {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+}
+
+impl EventStream {
+    async fn open(client: &Client) -> Self {
+        let response = client
+            .raw(reqwest::Method::GET, "/v1/events")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        EventStream {
+            body: response.bytes_stream().boxed(),
+            buffer: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Option<LiveEvent> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let data: String = block
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if data.is_empty() {
+                    continue; // keep-alive comment
+                }
+                let event: LiveEvent = serde_json::from_str(&data).unwrap();
+                let name = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("event:"))
+                    .unwrap()
+                    .trim();
+                assert_eq!(name, event.name());
+                return Some(event);
+            }
+            let chunk = self.body.next().await?.unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next event, or None if none comes within `wait`.
+    async fn within(&mut self, wait: Duration) -> Option<LiveEvent> {
+        tokio::time::timeout(wait, self.next()).await.ok().flatten()
+    }
+}
+
+#[tokio::test]
+async fn each_caller_gets_the_changes_that_concern_them() {
+    let broker = TestBroker::start().await;
+    let (alice, bob, frank) = (
+        broker.as_user("alice"),
+        broker.as_user("bob"),
+        broker.as_user("frank"),
+    );
+    let mut alice_events = EventStream::open(&alice).await;
+    let mut bob_events = EventStream::open(&bob).await;
+    let mut frank_events = EventStream::open(&frank).await;
+    for (stream, user) in [
+        (&mut alice_events, "alice"),
+        (&mut bob_events, "bob"),
+        (&mut frank_events, "frank"),
+    ] {
+        match stream.next().await {
+            Some(LiveEvent::Hello { user: who, .. }) => assert_eq!(who, user),
+            other => panic!("expected hello, got {other:?}"),
+        }
+    }
+
+    let filed = alice.file(&db_request()).await.unwrap();
+    let wait = Duration::from_secs(5);
+    // The approver's queue gains it; the requester sees it filed.
+    match bob_events.within(wait).await {
+        Some(LiveEvent::Request { request }) => assert_eq!(
+            (request.id.as_str(), request.state),
+            (filed.id.as_str(), RequestState::Pending)
+        ),
+        other => panic!("bob expected the new request, got {other:?}"),
+    }
+    assert!(matches!(
+        alice_events.within(wait).await,
+        Some(LiveEvent::Request { .. })
+    ));
+
+    bob.approve(&filed.id).await.unwrap();
+    let mut saw_active = false;
+    let mut saw_grant = false;
+    while !(saw_active && saw_grant) {
+        match alice_events.within(wait).await {
+            Some(LiveEvent::Request { request }) if request.state == RequestState::Active => {
+                saw_active = true
+            }
+            Some(LiveEvent::Request { .. }) => {}
+            Some(LiveEvent::Grant { grant }) => {
+                assert_eq!(grant.holder, "alice");
+                saw_grant = true;
+            }
+            other => panic!("alice expected her request and grant, got {other:?}"),
+        }
+    }
+    // Nothing of alice's reaches a bystander.
+    assert!(
+        frank_events
+            .within(Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn streams_end_when_the_broker_stops() {
+    let mut broker = TestBroker::start().await;
+    let mut events = EventStream::open(&broker.as_user("alice")).await;
+    assert!(matches!(events.next().await, Some(LiveEvent::Hello { .. })));
+    tokio::time::timeout(Duration::from_secs(10), broker.stop())
+        .await
+        .expect("stop does not hang on open streams");
+    assert!(events.within(Duration::from_secs(5)).await.is_none());
+}

@@ -1,0 +1,278 @@
+//! Revocation, extension, hard expiry, credentials and introspection.
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use hoist_api::{
+    AuditKind, CredentialClaims, ErrorCode, GrantState, Jwks, RequestKind, RequestState,
+};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+async fn active_grant(
+    broker: &TestBroker,
+    user: &str,
+    role: &str,
+    secs: Option<u64>,
+) -> hoist_api::Grant {
+    let client = broker.as_user(user);
+    let filed = client
+        .file(&hoist_api::CreateRequest {
+            duration_secs: secs,
+            ..request(role, "needed for the task")
+        })
+        .await
+        .unwrap();
+    assert_eq!(filed.state, RequestState::Active);
+    client
+        .grant(filed.grant_id.as_deref().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn revoking_ends_the_grant_and_revoking_twice_is_harmless() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let grant = active_grant(&broker, "alice", "logs", None).await;
+
+    let revoked = alice.revoke(&grant.id, "done early").await.unwrap();
+    assert_eq!(revoked.state, GrantState::Revoked);
+    assert_eq!(revoked.revoked_by.as_deref(), Some("alice"));
+    assert_eq!(revoked.revoke_reason.as_deref(), Some("done early"));
+    let ended_at = revoked.ended_at.expect("an ended grant says when");
+
+    let again = alice.revoke(&grant.id, "again").await.unwrap();
+    assert_eq!(
+        (again.state, again.ended_at),
+        (GrantState::Revoked, Some(ended_at))
+    );
+    assert!(alice.grants().await.is_empty());
+    assert_eq!(
+        alice.request(&grant.request_id).await.unwrap().state,
+        RequestState::Revoked
+    );
+    let revocations = alice
+        .audit()
+        .await
+        .iter()
+        .filter(|e| e.kind == AuditKind::Revoked)
+        .count();
+    assert_eq!(revocations, 1);
+}
+
+#[tokio::test]
+async fn an_approver_may_revoke_and_a_bystander_may_not() {
+    let broker = TestBroker::start().await;
+    let filed = broker.as_user("alice").file(&db_request()).await.unwrap();
+    let active = broker.as_user("bob").approve(&filed.id).await.unwrap();
+    let grant_id = active.grant_id.unwrap();
+
+    refused(
+        broker.as_user("frank").revoke(&grant_id, "x").await,
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+    );
+    let revoked = broker
+        .as_user("dave")
+        .revoke(&grant_id, "suspicious")
+        .await
+        .unwrap();
+    assert_eq!(revoked.revoked_by.as_deref(), Some("dave"));
+}
+
+#[tokio::test]
+async fn an_extension_without_approval_moves_the_same_grants_end() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let grant = active_grant(&broker, "alice", "logs", Some(600)).await;
+
+    let extension = alice.extend(&grant.id, 300).await.unwrap();
+    assert_eq!(extension.kind, RequestKind::Extension);
+    assert_eq!(extension.state, RequestState::Active);
+    assert_eq!(extension.grant_id.as_deref(), Some(grant.id.as_str()));
+    let after = alice.grant(&grant.id).await.unwrap();
+    assert_eq!(after.expires_at, grant.expires_at + TimeDelta::seconds(300));
+    assert_eq!(after.starts_at, grant.starts_at, "the same grant, no gap");
+    assert_eq!(alice.grants().await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_extension_needing_approval_keeps_access_until_approved_then_extends() {
+    let broker = TestBroker::start().await;
+    let (alice, bob) = (broker.as_user("alice"), broker.as_user("bob"));
+    let filed = alice.file(&db_request()).await.unwrap();
+    let grant_id = bob.approve(&filed.id).await.unwrap().grant_id.unwrap();
+    let before = alice.grant(&grant_id).await.unwrap();
+
+    let extension = alice.extend(&grant_id, 600).await.unwrap();
+    assert_eq!(extension.state, RequestState::Pending);
+    assert_eq!(
+        extension.justification, "rotate the replication slot",
+        "same justification by default"
+    );
+    assert_eq!(extension.ticket.as_deref(), Some("INC-42"));
+    assert_eq!(
+        alice.grant(&grant_id).await.unwrap().expires_at,
+        before.expires_at,
+        "nothing moves yet"
+    );
+    refused(
+        alice.extend(&grant_id, 600).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    assert_eq!(bob.queue().await[0].id, extension.id);
+
+    bob.approve(&extension.id).await.unwrap();
+    let after = alice.grant(&grant_id).await.unwrap();
+    assert_eq!(after.state, GrantState::Active);
+    assert_eq!(
+        after.expires_at,
+        before.expires_at + TimeDelta::seconds(600)
+    );
+}
+
+#[tokio::test]
+async fn an_extension_never_reaches_past_the_roles_maximum_from_now() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    // logs: max 1h. A 50m grant extended by 50m would end 1h40m from now.
+    let grant = active_grant(&broker, "alice", "logs", Some(3000)).await;
+    alice.extend(&grant.id, 3000).await.unwrap();
+    let after = alice.grant(&grant.id).await.unwrap();
+    let remaining = after.expires_at - Utc::now();
+    assert!(remaining <= TimeDelta::hours(1), "{remaining}");
+    assert!(after.expires_at > grant.expires_at);
+    refused(
+        alice.extend(&grant.id, 7200).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::DurationTooLong,
+    );
+}
+
+#[tokio::test]
+async fn a_grant_is_never_active_after_its_end() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let grant = active_grant(&broker, "alice", "logs", Some(1)).await;
+    let credential = alice.credential(&grant.id).await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Whatever the reaper has done, reads already say expired.
+    let seen = alice.grant(&grant.id).await.unwrap();
+    assert_eq!(seen.state, GrantState::Expired);
+    assert_eq!(seen.ended_at, Some(grant.expires_at));
+    assert!(alice.grants().await.is_empty());
+    refused(
+        alice.credential(&grant.id).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    refused(
+        alice.extend(&grant.id, 60).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    assert!(!alice.introspect(&credential.token).await.active);
+
+    eventually(Duration::from_secs(5), || async {
+        alice
+            .audit()
+            .await
+            .iter()
+            .any(|e| e.kind == AuditKind::Expired && e.actor == "hoistd")
+    })
+    .await;
+    assert_eq!(
+        alice.request(&grant.request_id).await.unwrap().state,
+        RequestState::Expired
+    );
+}
+
+#[tokio::test]
+async fn expiry_while_the_broker_is_down_is_recorded_at_restart() {
+    let mut broker = TestBroker::start().await;
+    let grant = active_grant(&broker, "alice", "logs", Some(1)).await;
+    broker.stop().await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    broker.restart().await;
+
+    let alice = broker.as_user("alice");
+    let seen = alice.grant(&grant.id).await.unwrap();
+    assert_eq!(seen.state, GrantState::Expired);
+    // Recorded before the broker served its first call, not on a later tick.
+    let expired: Vec<_> = alice
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.kind == AuditKind::Expired)
+        .collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].grant_id.as_deref(), Some(grant.id.as_str()));
+    assert_eq!(
+        expired[0].details["expires_at"],
+        serde_json::json!(grant.expires_at)
+    );
+}
+
+#[tokio::test]
+async fn credentials_are_short_lived_verifiable_and_die_with_the_grant() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let grant = active_grant(&broker, "alice", "logs", Some(120)).await;
+
+    let credential = alice.credential(&grant.id).await.unwrap();
+    assert!(credential.expires_at <= grant.expires_at);
+    assert!(credential.expires_at - credential.issued_at <= TimeDelta::minutes(5));
+
+    // Verify offline with the published key, as a target system would.
+    let jwks: Jwks = alice.get("/.well-known/jwks.json").await.unwrap();
+    let header = jsonwebtoken::decode_header(&credential.token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    let key = jwks
+        .keys
+        .iter()
+        .find(|k| Some(&k.kid) == header.kid.as_ref())
+        .unwrap();
+    let decoding = jsonwebtoken::DecodingKey::from_ed_components(&key.x).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_audience(&["logs://prod"]);
+    let claims =
+        jsonwebtoken::decode::<CredentialClaims>(&credential.token, &decoding, &validation)
+            .unwrap()
+            .claims;
+    assert_eq!(
+        (claims.sub.as_str(), claims.role.as_str()),
+        ("alice", "logs")
+    );
+    assert_eq!(claims.grant_id, grant.id);
+    assert!(claims.exp <= grant.expires_at.timestamp());
+
+    // Online: active until revoked, then inactive at once.
+    let target = broker.as_user("frank");
+    let live = target.introspect(&credential.token).await;
+    assert!(live.active);
+    assert_eq!(live.sub.as_deref(), Some("alice"));
+    alice.revoke(&grant.id, "finished").await.unwrap();
+    let dead = target.introspect(&credential.token).await;
+    assert!(!dead.active);
+    assert_eq!(
+        serde_json::to_value(&dead).unwrap(),
+        serde_json::json!({"active": false})
+    );
+    assert!(!target.introspect("not-a-token").await.active);
+
+    let kinds: Vec<AuditKind> = alice.audit().await.iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&AuditKind::CredentialIssued));
+    assert!(kinds.contains(&AuditKind::CredentialUsed));
+
+    // Only the holder gets credentials.
+    let other = active_grant(&broker, "alice", "secret", None).await;
+    refused(
+        broker.as_user("bob").credential(&other.id).await,
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+    );
+}

@@ -1,0 +1,15 @@
+//! Black-box tests of hoistd over real HTTP on loopback, each against a fresh
+//! SQLite file. One binary, one module per capability.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod audit;
+mod break_glass;
+mod errors;
+mod events;
+mod grants;
+mod lifecycle;
+mod openapi;
+mod reload;
+mod reviews;

@@ -1,0 +1,180 @@
+//! Policy reload: refused when bad, revokes what is no longer allowed, and
+//! (through the real binary) happens on SIGHUP without dropping connections.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hoist_api::{AuditKind, GrantState, RequestState};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_reload_revokes_grants_whose_holder_is_no_longer_eligible() {
+    let broker = TestBroker::start().await;
+    let (alice, dave) = (broker.as_user("alice"), broker.as_user("dave"));
+    let hers = alice.file(&request("logs", "reading")).await.unwrap();
+    let his = dave.file(&request("logs", "reading")).await.unwrap();
+
+    let text = std::fs::read_to_string(broker.policy_path())
+        .unwrap()
+        .replace(
+            r#"eng = ["alice", "bob", "carol", "dave", "frank"]"#,
+            r#"eng = ["bob", "carol", "dave", "frank"]"#,
+        );
+    std::fs::write(broker.policy_path(), text).unwrap();
+    let revoked = broker.server().reload(&broker.policy_path()).await.unwrap();
+    assert_eq!(revoked, 1);
+
+    let grant = alice
+        .grant(hers.grant_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(grant.state, GrantState::Revoked);
+    assert_eq!(grant.revoked_by.as_deref(), Some("hoistd"));
+    assert!(grant.revoke_reason.unwrap().contains("no longer eligible"));
+    assert_eq!(
+        alice.request(&hers.id).await.unwrap().state,
+        RequestState::Revoked
+    );
+    assert_eq!(
+        dave.grant(his.grant_id.as_deref().unwrap())
+            .await
+            .unwrap()
+            .state,
+        GrantState::Active
+    );
+    // Authorisation follows the new policy on the very next call.
+    let roles: Vec<hoist_api::Role> = alice.get("/v1/roles").await.unwrap();
+    assert!(roles.iter().all(|r| r.id != "logs"));
+
+    let log = broker.as_user("erin").audit().await;
+    let tail: Vec<AuditKind> = log.iter().rev().take(2).map(|e| e.kind).collect();
+    assert_eq!(tail, [AuditKind::PolicyReloaded, AuditKind::Revoked]);
+}
+
+#[tokio::test]
+async fn a_bad_policy_on_reload_is_refused_and_the_old_one_stays() {
+    let broker = TestBroker::start().await;
+    std::fs::write(
+        broker.policy_path(),
+        "[[roles]]\nid = \"x\"\nmax_duration = \"soon\"\n",
+    )
+    .unwrap();
+    let err = broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("policy.toml:3:"), "{err}");
+    let roles: Vec<hoist_api::Role> = broker.as_user("alice").get("/v1/roles").await.unwrap();
+    assert_eq!(roles.len(), 4);
+}
+
+fn hoistd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hoistd"))
+}
+
+#[test]
+fn a_malformed_policy_is_refused_at_start_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("bad.toml");
+    std::fs::write(
+        &policy,
+        policy_text("").replace("approvals = 2", "approvals = \"two\""),
+    )
+    .unwrap();
+    let out = hoistd()
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.path().join("x.db"))
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = policy_text("")
+        .lines()
+        .position(|l| l == "approvals = 2")
+        .unwrap()
+        + 1;
+    assert!(stderr.contains(&format!("bad.toml:{line}:")), "{stderr}");
+    assert!(stderr.contains("invalid type"), "{stderr}");
+    assert!(
+        !dir.path().join("x.db").exists(),
+        "nothing is written for a refused start"
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text("")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = hoistd()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.path().join("hoistd.db"))
+        .arg("--policy")
+        .arg(&policy)
+        .env("HOISTD_LOG", "hoistd=info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let serving = log.next().unwrap().unwrap();
+    assert!(serving.contains("hoistd serving"), "{serving}");
+
+    let client = Client {
+        base: format!("http://127.0.0.1:{port}"),
+        token: "t-alice".into(),
+        http: reqwest::Client::new(),
+    };
+    let response = client
+        .raw(reqwest::Method::GET, "/v1/events")
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    assert!(stream.next().await.is_some(), "hello");
+
+    std::fs::write(
+        &policy,
+        policy_text("").replace("id = \"secret\"", "id = \"vault\""),
+    )
+    .unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reloaded = log.next().unwrap().unwrap();
+    assert!(reloaded.contains("policy reloaded"), "{reloaded}");
+
+    let roles: Vec<hoist_api::Role> = client.get("/v1/roles").await.unwrap();
+    assert!(roles.iter().any(|r| r.id == "vault"));
+    // The stream opened before the reload still delivers.
+    client
+        .file(&request("vault", "after the reload"))
+        .await
+        .unwrap();
+    let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&chunk).contains("after the reload"));
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+}

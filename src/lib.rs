@@ -1,0 +1,3 @@
+//! hoist: just-in-time privileged access from the terminal.
+
+pub mod demo;
