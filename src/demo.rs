@@ -2,9 +2,22 @@
 //! a temporary database and some history, so everything can be tried at once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use hoist_api::{CreateRequest, Decision};
+use futures::StreamExt;
+use hoist_api::{CreateRequest, Decision, LiveEvent, RequestState};
 use hoistd::{Broker, Policy, Server};
+use tokio::task::JoinSet;
+
+use crate::client::BrokerClient;
+
+/// The demo identities; each one's token is `demo-<name>`.
+pub const PEOPLE: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+/// The demo's approvers, and how long each takes to look at a request.
+const APPROVERS: [(&str, Duration); 2] = [
+    ("bob", Duration::from_secs(3)),
+    ("dave", Duration::from_secs(5)),
+];
 
 /// The demo policy, built in so the demo runs from any directory.
 pub const DEMO_POLICY: &str = include_str!("../assets/demo-policy.toml");
@@ -29,6 +42,84 @@ impl Demo {
     pub fn url(&self) -> String {
         format!("http://{}", self.server.addr)
     }
+
+    /// A client signed in as one of the demo people.
+    pub async fn client(&self, user: &str) -> anyhow::Result<BrokerClient> {
+        if !PEOPLE.contains(&user) {
+            anyhow::bail!(
+                "no demo identity `{user}`; choose one of {}",
+                PEOPLE.join(", ")
+            );
+        }
+        let client = BrokerClient::new(&self.url(), &format!("demo-{user}"))?;
+        client.me().await?;
+        Ok(client)
+    }
+
+    /// Demo approvers who act on `user`'s requests a few seconds after they
+    /// are filed, so the whole lifecycle plays out in one terminal.
+    pub fn start_approvers(&self, user: &str) -> JoinSet<()> {
+        let mut tasks = JoinSet::new();
+        for (approver, delay) in APPROVERS.into_iter().filter(|(a, _)| *a != user) {
+            let url = self.url();
+            let requester = user.to_string();
+            tasks.spawn(async move {
+                if let Err(err) = approve_forever(&url, approver, &requester, delay).await {
+                    tracing::warn!(approver, error = %err, "demo approver stopped");
+                }
+            });
+        }
+        tasks
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+/// Follows the event stream as `approver` and approves `requester`'s pending
+/// requests (and acknowledges their break-glass) after `delay`.
+async fn approve_forever(
+    url: &str,
+    approver: &str,
+    requester: &str,
+    delay: Duration,
+) -> anyhow::Result<()> {
+    let client = BrokerClient::new(url, &format!("demo-{approver}"))?;
+    let mut events = std::pin::pin!(client.events().await?);
+    while let Some(event) = events.next().await {
+        let LiveEvent::Request { request } = event? else {
+            continue;
+        };
+        if request.requester != requester {
+            continue;
+        }
+        let reviewed = request.reviews.iter().any(|r| r.reviewer == approver);
+        let client = client.clone();
+        if request.state == RequestState::Pending && !reviewed {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = client
+                    .review(
+                        &request.id,
+                        Decision::Approve,
+                        Some("LGTM (demo approver)".into()),
+                    )
+                    .await;
+            });
+        } else if request.break_glass && request.acknowledgement.is_none() && approver == "bob" {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay * 3).await;
+                let _ = client
+                    .acknowledge(
+                        &request.id,
+                        Some("Reviewed after the fact: justified".into()),
+                    )
+                    .await;
+            });
+        }
+    }
+    Ok(())
 }
 
 fn ask(role: &str, justification: &str, ticket: Option<&str>) -> CreateRequest {

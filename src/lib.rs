@@ -1,3 +1,14 @@
 //! hoist: just-in-time privileged access from the terminal.
 
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod config;
 pub mod demo;
+pub mod sanitize;
+pub mod secrets;
+pub mod session;
+pub mod theme;
+pub mod tui;
+pub mod ui;
+pub mod worker;

@@ -1,0 +1,47 @@
+//! Side effects `update` asks for; the worker runs them and reports back as
+//! actions. `update` itself never does I/O.
+
+use hoist_api::{CreateRequest, Decision};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Fetch everything again (start, reconnect, resync, refresh).
+    LoadAll,
+    LoadActivity,
+    LoadHistory(String),
+    /// File a request; the key makes a retry return the same request.
+    Submit {
+        body: CreateRequest,
+        idempotency_key: String,
+    },
+    Cancel(String),
+    Revoke {
+        grant_id: String,
+        reason: Option<String>,
+    },
+    Extend {
+        grant_id: String,
+        duration_secs: u64,
+        justification: Option<String>,
+    },
+    Review {
+        request_id: String,
+        decision: Decision,
+        comment: Option<String>,
+    },
+    Claim(String),
+    Acknowledge {
+        request_id: String,
+        comment: Option<String>,
+    },
+    Credential {
+        grant_id: String,
+        copy: bool,
+    },
+    OpenUrl(String),
+    /// Ring the terminal bell and, where the terminal supports it, raise a desktop notice.
+    Notify(String),
+    /// Put text on the clipboard (OSC 52).
+    Copy(String),
+    SaveFavourites(Vec<String>),
+}

@@ -1,0 +1,354 @@
+//! The request form: its fields, and every rule the broker will check, checked
+//! here first so the message sits next to the field before anything is sent.
+
+use std::time::Duration;
+
+use hoist_api::{CreateRequest, MAX_JUSTIFICATION_CHARS, MAX_REFERENCE_CHARS, Role};
+use regex::Regex;
+
+/// Durations offered on the duration field, cut to the role's maximum.
+const PRESETS: [u64; 8] = [
+    15 * 60,
+    30 * 60,
+    3600,
+    2 * 3600,
+    4 * 3600,
+    8 * 3600,
+    12 * 3600,
+    24 * 3600,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Justification,
+    Ticket,
+    Incident,
+    Duration,
+    BreakGlass,
+}
+
+impl Field {
+    pub fn label(self) -> &'static str {
+        match self {
+            Field::Justification => "Justification",
+            Field::Ticket => "Ticket",
+            Field::Incident => "Incident",
+            Field::Duration => "Duration",
+            Field::BreakGlass => "Break-glass",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestForm {
+    pub role: Role,
+    pub field: Field,
+    pub justification: String,
+    pub ticket: String,
+    pub incident: String,
+    pub duration: String,
+    pub break_glass: bool,
+    /// Kept for the life of the form: a resubmission after a network error
+    /// carries the same key, so the broker never files twice.
+    pub idempotency_key: String,
+    pub submitting: bool,
+    /// The broker's refusal of the last submission.
+    pub error: Option<String>,
+}
+
+/// What is wrong with each field, if anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems {
+    pub justification: Option<String>,
+    pub ticket: Option<String>,
+    pub incident: Option<String>,
+    pub duration: Option<String>,
+}
+
+impl Problems {
+    pub fn is_empty(&self) -> bool {
+        *self == Problems::default()
+    }
+
+    pub fn for_field(&self, field: Field) -> Option<&str> {
+        match field {
+            Field::Justification => self.justification.as_deref(),
+            Field::Ticket => self.ticket.as_deref(),
+            Field::Incident => self.incident.as_deref(),
+            Field::Duration => self.duration.as_deref(),
+            Field::BreakGlass => None,
+        }
+    }
+}
+
+pub fn format_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h{m}m"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// `30m`, `1h30m`, `90s`, `2h`, or bare minutes (`45`).
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if let Ok(minutes) = text.parse::<u64>() {
+        return minutes.checked_mul(60);
+    }
+    humantime::parse_duration(text)
+        .ok()
+        .map(|d: Duration| d.as_secs())
+}
+
+impl RequestForm {
+    pub fn new(role: Role, idempotency_key: String) -> RequestForm {
+        RequestForm {
+            duration: format_duration(role.default_duration_secs),
+            role,
+            field: Field::Justification,
+            justification: String::new(),
+            ticket: String::new(),
+            incident: String::new(),
+            break_glass: false,
+            idempotency_key,
+            submitting: false,
+            error: None,
+        }
+    }
+
+    /// The fields in order; break-glass only where the caller may use it.
+    pub fn fields(&self) -> Vec<Field> {
+        let mut fields = vec![
+            Field::Justification,
+            Field::Ticket,
+            Field::Incident,
+            Field::Duration,
+        ];
+        if self.role.break_glass {
+            fields.push(Field::BreakGlass);
+        }
+        fields
+    }
+
+    pub fn move_field(&mut self, forward: bool) {
+        let fields = self.fields();
+        let at = fields.iter().position(|f| *f == self.field).unwrap_or(0);
+        let next = if forward {
+            (at + 1) % fields.len()
+        } else {
+            (at + fields.len() - 1) % fields.len()
+        };
+        self.field = fields[next];
+    }
+
+    fn text_mut(&mut self) -> Option<&mut String> {
+        match self.field {
+            Field::Justification => Some(&mut self.justification),
+            Field::Ticket => Some(&mut self.ticket),
+            Field::Incident => Some(&mut self.incident),
+            Field::Duration => Some(&mut self.duration),
+            Field::BreakGlass => None,
+        }
+    }
+
+    pub fn input(&mut self, c: char) {
+        if self.field == Field::BreakGlass {
+            if c == ' ' {
+                self.break_glass = !self.break_glass;
+            }
+            return;
+        }
+        let single_line = self.field != Field::Justification;
+        if let Some(text) = self.text_mut()
+            && !(c.is_control() || single_line && c.is_whitespace())
+        {
+            text.push(c);
+        }
+        self.error = None;
+    }
+
+    pub fn newline(&mut self) {
+        if self.field == Field::Justification {
+            self.justification.push('\n');
+        } else {
+            self.move_field(true);
+        }
+    }
+
+    pub fn backspace(&mut self) {
+        if let Some(text) = self.text_mut() {
+            text.pop();
+        }
+        self.error = None;
+    }
+
+    /// Steps the duration through the presets that fit the role.
+    pub fn cycle_duration(&mut self, up: bool) {
+        let max = self.role.max_duration_secs;
+        let mut presets: Vec<u64> = PRESETS.iter().copied().filter(|p| *p <= max).collect();
+        for extra in [self.role.default_duration_secs, max] {
+            if !presets.contains(&extra) {
+                presets.push(extra);
+            }
+        }
+        presets.sort_unstable();
+        let current = parse_duration(&self.duration).unwrap_or(self.role.default_duration_secs);
+        let next = if up {
+            presets
+                .iter()
+                .copied()
+                .find(|p| *p > current)
+                .unwrap_or(max)
+        } else {
+            presets
+                .iter()
+                .rev()
+                .copied()
+                .find(|p| *p < current)
+                .unwrap_or(presets[0])
+        };
+        self.duration = format_duration(next);
+    }
+
+    /// The broker's rules for this role, checked locally.
+    pub fn problems(&self) -> Problems {
+        let role = &self.role;
+        let mut problems = Problems::default();
+        let justification = self.justification.trim();
+        let chars = justification.chars().count();
+        if chars < role.min_justification as usize || chars == 0 {
+            problems.justification = Some(format!(
+                "{chars} of at least {} characters",
+                role.min_justification.max(1)
+            ));
+        } else if chars > MAX_JUSTIFICATION_CHARS {
+            problems.justification = Some(format!(
+                "{chars} characters; at most {MAX_JUSTIFICATION_CHARS}"
+            ));
+        }
+        let ticket = self.ticket.trim();
+        let incident = self.incident.trim();
+        for (text, slot) in [
+            (ticket, &mut problems.ticket),
+            (incident, &mut problems.incident),
+        ] {
+            if text.chars().count() > MAX_REFERENCE_CHARS {
+                *slot = Some(format!("at most {MAX_REFERENCE_CHARS} characters"));
+            }
+        }
+        if self.break_glass && ticket.is_empty() && incident.is_empty() {
+            problems.incident = Some("break-glass needs a ticket or incident".into());
+        } else if role.ticket.required
+            && ticket.is_empty()
+            && (!self.break_glass || incident.is_empty())
+        {
+            problems.ticket = Some("required".into());
+        }
+        if let (false, Some(pattern)) = (ticket.is_empty(), &role.ticket.pattern) {
+            // The broker sends its anchored pattern; an unusable one is the broker's to judge.
+            if Regex::new(pattern).is_ok_and(|re| !re.is_match(ticket)) {
+                problems.ticket = Some(format!("must match {pattern}"));
+            }
+        }
+        match parse_duration(&self.duration) {
+            None => problems.duration = Some("a duration such as 30m, 1h or 90s".into()),
+            Some(0) => problems.duration = Some("must be longer than zero".into()),
+            Some(secs) if secs > role.max_duration_secs => {
+                problems.duration = Some(format!(
+                    "at most {}",
+                    format_duration(role.max_duration_secs)
+                ));
+            }
+            Some(_) => {}
+        }
+        problems
+    }
+
+    pub fn body(&self) -> CreateRequest {
+        let optional = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        CreateRequest {
+            role: self.role.id.clone(),
+            justification: self.justification.trim().to_string(),
+            ticket: optional(&self.ticket),
+            incident: optional(&self.incident),
+            duration_secs: parse_duration(&self.duration),
+            starts_at: None,
+            break_glass: self.break_glass,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hoist_api::{ApprovalRule, TicketRule};
+
+    fn role() -> Role {
+        Role {
+            id: "db".into(),
+            name: "DB".into(),
+            description: String::new(),
+            scope: String::new(),
+            default_duration_secs: 1800,
+            max_duration_secs: 7200,
+            approval: ApprovalRule {
+                approvals: 1,
+                approver_groups: vec![],
+                approvers: vec![],
+            },
+            break_glass: true,
+            ticket: TicketRule {
+                required: true,
+                pattern: Some("^(?:INC-[0-9]+)$".into()),
+            },
+            min_justification: 10,
+        }
+    }
+
+    #[test]
+    fn every_rule_is_checked_next_to_its_field() {
+        let mut form = RequestForm::new(role(), "k".into());
+        let problems = form.problems();
+        assert!(problems.justification.unwrap().contains("at least 10"));
+        assert_eq!(problems.ticket.as_deref(), Some("required"));
+        form.justification = "restart the primary".into();
+        form.ticket = "JIRA-1".into();
+        form.duration = "3h".into();
+        let problems = form.problems();
+        assert!(problems.ticket.unwrap().contains("INC-"));
+        assert_eq!(problems.duration.as_deref(), Some("at most 2h"));
+        form.ticket = "INC-9".into();
+        form.duration = "45".into();
+        assert!(form.problems().is_empty());
+        assert_eq!(form.body().duration_secs, Some(2700));
+    }
+
+    #[test]
+    fn break_glass_takes_an_incident_instead_of_a_ticket() {
+        let mut form = RequestForm::new(role(), "k".into());
+        form.justification = "primary down, failing over".into();
+        form.break_glass = true;
+        assert!(form.problems().incident.is_some());
+        form.incident = "INC-1".into();
+        assert!(form.problems().is_empty(), "{:?}", form.problems());
+    }
+
+    #[test]
+    fn presets_stay_within_the_maximum() {
+        let mut form = RequestForm::new(role(), "k".into());
+        assert_eq!(form.duration, "30m");
+        form.cycle_duration(true);
+        assert_eq!(form.duration, "1h");
+        for _ in 0..10 {
+            form.cycle_duration(true);
+        }
+        assert_eq!(form.duration, "2h");
+        for _ in 0..10 {
+            form.cycle_duration(false);
+        }
+        assert_eq!(form.duration, "15m");
+    }
+}

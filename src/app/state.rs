@@ -1,0 +1,247 @@
+//! Everything the TUI shows, as plain data. Only `update` changes it; drawing
+//! reads it.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use hoist_api::{AccessRequest, AuditEvent, Grant, Me, RequestHistory, RequestPreview, Role};
+
+use super::command::Command;
+use super::form::RequestForm;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Screen {
+    Roles,
+    Requests,
+    Grants,
+    Reviews,
+    Activity,
+}
+
+impl Screen {
+    pub const ALL: [Screen; 5] = [
+        Screen::Roles,
+        Screen::Requests,
+        Screen::Grants,
+        Screen::Reviews,
+        Screen::Activity,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Screen::Roles => "Roles",
+            Screen::Requests => "Requests",
+            Screen::Grants => "Grants",
+            Screen::Reviews => "Reviews",
+            Screen::Activity => "Activity",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Screen::ALL.iter().position(|s| *s == self).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Success,
+    Warning,
+    Error,
+}
+
+/// A notice across the top of the screen until `until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Banner {
+    pub text: String,
+    pub level: Level,
+    pub until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Connection {
+    Connecting,
+    Live,
+    /// The event stream is down; countdowns keep running from the last known times.
+    Offline {
+        reason: String,
+        since: DateTime<Utc>,
+    },
+}
+
+/// What a one-line text prompt is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    Approve { request_id: String },
+    Deny { request_id: String },
+    Acknowledge { request_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Modal {
+    Help,
+    /// Asks yes or no; `yes` runs the command.
+    Confirm {
+        prompt: String,
+        yes: Command,
+        danger: bool,
+    },
+    Input {
+        prompt: Prompt,
+        title: String,
+        text: String,
+        required: bool,
+        error: Option<String>,
+    },
+    Credential {
+        role: String,
+        token: String,
+        expires_at: DateTime<Utc>,
+    },
+}
+
+/// Which list a row of the Reviews screen comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewRow {
+    Pending(usize),
+    BreakGlass(usize),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Cursors {
+    pub roles: usize,
+    pub requests: usize,
+    pub grants: usize,
+    pub reviews: usize,
+    pub activity: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub broker: String,
+    pub me: Option<Me>,
+    pub screen: Screen,
+    pub roles: Vec<Role>,
+    pub favourites: BTreeSet<String>,
+    pub filter: String,
+    pub filtering: bool,
+    /// Indices into `roles`: favourites first, then the filter's ranking.
+    pub visible_roles: Vec<usize>,
+    pub requests: Vec<AccessRequest>,
+    /// My active grants, soonest to end first.
+    pub grants: Vec<Grant>,
+    pub queue: Vec<AccessRequest>,
+    pub break_glass: Vec<AccessRequest>,
+    pub histories: HashMap<String, RequestHistory>,
+    pub activity: Vec<AuditEvent>,
+    pub cursors: Cursors,
+    pub form: Option<RequestForm>,
+    pub preview: Option<RequestPreview>,
+    pub modal: Option<Modal>,
+    pub banner: Option<Banner>,
+    pub connection: Connection,
+    /// The broker's clock, as of the last tick.
+    pub now: DateTime<Utc>,
+    /// Grants already warned about their coming end.
+    pub warned: HashSet<String>,
+    /// Operations in flight, for the spinner: each is a short label.
+    pub busy: BTreeSet<String>,
+    pub ticket_url: Option<String>,
+    pub loaded: bool,
+    pub should_quit: bool,
+    /// Height of the terminal's list area, for paging and mouse hits.
+    pub size: (u16, u16),
+}
+
+impl State {
+    pub fn new(broker: String, now: DateTime<Utc>) -> State {
+        State {
+            broker,
+            me: None,
+            screen: Screen::Roles,
+            roles: Vec::new(),
+            favourites: BTreeSet::new(),
+            filter: String::new(),
+            filtering: false,
+            visible_roles: Vec::new(),
+            requests: Vec::new(),
+            grants: Vec::new(),
+            queue: Vec::new(),
+            break_glass: Vec::new(),
+            histories: HashMap::new(),
+            activity: Vec::new(),
+            cursors: Cursors::default(),
+            form: None,
+            preview: None,
+            modal: None,
+            banner: None,
+            connection: Connection::Connecting,
+            now,
+            warned: HashSet::new(),
+            busy: BTreeSet::new(),
+            ticket_url: None,
+            loaded: false,
+            should_quit: false,
+            size: (80, 24),
+        }
+    }
+
+    pub fn user(&self) -> &str {
+        self.me.as_ref().map_or("", |me| me.user.as_str())
+    }
+
+    pub fn selected_role(&self) -> Option<&Role> {
+        self.visible_roles
+            .get(self.cursors.roles)
+            .and_then(|i| self.roles.get(*i))
+    }
+
+    pub fn selected_request(&self) -> Option<&AccessRequest> {
+        self.requests.get(self.cursors.requests)
+    }
+
+    pub fn selected_grant(&self) -> Option<&Grant> {
+        self.grants.get(self.cursors.grants)
+    }
+
+    pub fn review_rows(&self) -> Vec<ReviewRow> {
+        (0..self.queue.len())
+            .map(ReviewRow::Pending)
+            .chain((0..self.break_glass.len()).map(ReviewRow::BreakGlass))
+            .collect()
+    }
+
+    pub fn selected_review(&self) -> Option<(ReviewRow, &AccessRequest)> {
+        let row = *self.review_rows().get(self.cursors.reviews)?;
+        let request = match row {
+            ReviewRow::Pending(i) => self.queue.get(i)?,
+            ReviewRow::BreakGlass(i) => self.break_glass.get(i)?,
+        };
+        Some((row, request))
+    }
+
+    /// My active grant for a role, if any.
+    pub fn grant_for(&self, role: &str) -> Option<&Grant> {
+        self.grants.iter().find(|g| g.role == role)
+    }
+
+    /// My open (pending or scheduled) access request for a role, if any.
+    pub fn open_request_for(&self, role: &str) -> Option<&AccessRequest> {
+        self.requests.iter().find(|r| {
+            r.role == role
+                && matches!(
+                    r.state,
+                    hoist_api::RequestState::Pending | hoist_api::RequestState::Approved
+                )
+        })
+    }
+
+    pub fn time_left(&self, grant: &Grant) -> TimeDelta {
+        (grant.expires_at - self.now).max(TimeDelta::zero())
+    }
+
+    /// How many rows one page of a list holds at the current size.
+    pub fn page(&self) -> usize {
+        usize::from(self.size.1.saturating_sub(8)).max(1)
+    }
+}

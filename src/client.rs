@@ -1,0 +1,469 @@
+//! The connection to a broker: typed calls over reqwest (rustls), the broker's
+//! clock, and the live event stream.
+//!
+//! Only `https://` URLs are accepted, except plain `http://` to a loopback
+//! address. Redirects are never followed, so the bearer token can never be
+//! sent to another origin.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::{Stream, StreamExt};
+use hoist_api::{
+    AccessRequest, AcknowledgeInput, ApiError, AuditEvent, CreateRequest, Credential, Decision,
+    ErrorCode, ExtendInput, Grant, IDEMPOTENCY_KEY_HEADER, LiveEvent, Me, ReasonInput,
+    RequestHistory, RequestPreview, ReviewInput, Role, SERVER_TIME_HEADER,
+};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+/// How long one call may take before the broker counts as unreachable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ClientError {
+    #[error("broker URL `{url}` is not usable: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("broker unreachable at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("session expired or not signed in: {0}")]
+    Unauthenticated(String),
+    #[error("{message}")]
+    Refused {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
+    #[error("unexpected answer from the broker: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The broker's error code, if the broker refused the call.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused { code, .. } => Some(*code),
+            ClientError::Unauthenticated(_) => Some(ErrorCode::Unauthenticated),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
+            || matches!(self, ClientError::Refused { status, .. } if *status >= 500)
+    }
+}
+
+/// Checks a broker URL: https anywhere, plain http only on loopback.
+pub fn check_broker_url(raw: &str) -> Result<Url, ClientError> {
+    let bad = |reason: &str| ClientError::BadUrl {
+        url: raw.to_string(),
+        reason: reason.to_string(),
+    };
+    let mut url = Url::parse(raw.trim()).map_err(|err| bad(&err.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("credentials do not belong in the URL"));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if !loopback {
+                return Err(bad(
+                    "plain http is only allowed to a loopback address; use https",
+                ));
+            }
+        }
+        other => return Err(bad(&format!("scheme `{other}` is not http or https"))),
+    }
+    if url.host().is_none() {
+        return Err(bad("no host"));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    let trimmed = url.path().trim_end_matches('/').to_string();
+    url.set_path(&trimmed);
+    Ok(url)
+}
+
+/// The broker's clock as seen from here: the offset learned from every response.
+#[derive(Debug, Default)]
+pub struct ServerClock {
+    offset_ms: AtomicI64,
+}
+
+impl ServerClock {
+    pub fn offset(&self) -> TimeDelta {
+        TimeDelta::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset()
+    }
+
+    fn observe(&self, headers: &reqwest::header::HeaderMap) {
+        let precise = headers
+            .get(SERVER_TIME_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<DateTime<Utc>>().ok());
+        let coarse = || {
+            headers
+                .get(reqwest::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        if let Some(server) = precise.or_else(coarse) {
+            self.offset_ms
+                .store((server - Utc::now()).num_milliseconds(), Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct BrokerClient {
+    base: Url,
+    token: Arc<str>,
+    http: reqwest::Client,
+    clock: Arc<ServerClock>,
+}
+
+impl std::fmt::Debug for BrokerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("BrokerClient")
+            .field("base", &self.base.as_str())
+            .finish()
+    }
+}
+
+impl BrokerClient {
+    pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
+        let base = check_broker_url(base)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| ClientError::Protocol(err.to_string()))?;
+        Ok(BrokerClient {
+            base,
+            token: Arc::from(token),
+            http,
+            clock: Arc::new(ServerClock::default()),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        self.base.as_str()
+    }
+
+    pub fn clock(&self) -> Arc<ServerClock> {
+        Arc::clone(&self.clock)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.as_str().trim_end_matches('/'))
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&*self.token)
+    }
+
+    fn unreachable(&self, err: &reqwest::Error) -> ClientError {
+        // reqwest's messages hold the URL but never the Authorization header.
+        let reason = if err.is_timeout() {
+            "timed out".to_string()
+        } else if err.is_connect() {
+            "connection refused or failed".to_string()
+        } else {
+            err.to_string()
+        };
+        ClientError::Unreachable {
+            url: self.base.to_string(),
+            reason,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = builder
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
+        self.clock.observe(response.headers());
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(ClientError::Protocol(format!(
+                "the broker answered with a redirect ({status}); hoist never follows redirects, check the broker URL"
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|err| ClientError::Protocol(format!("{status}: {err}")));
+        }
+        match serde_json::from_slice::<ApiError>(&bytes) {
+            Ok(error) if status == StatusCode::UNAUTHORIZED => {
+                Err(ClientError::Unauthenticated(error.message))
+            }
+            Ok(error) => Err(ClientError::Refused {
+                status: status.as_u16(),
+                code: error.code,
+                message: error.message,
+            }),
+            Err(_) if status == StatusCode::UNAUTHORIZED => Err(ClientError::Unauthenticated(
+                "the broker refused the token".into(),
+            )),
+            Err(_) => Err(ClientError::Protocol(format!(
+                "{status} without an error body (is this a hoist broker?)"
+            ))),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(self.request(Method::POST, path).json(body)).await
+    }
+
+    pub async fn me(&self) -> Result<Me, ClientError> {
+        self.get("/v1/me").await
+    }
+
+    pub async fn roles(&self) -> Result<Vec<Role>, ClientError> {
+        self.get("/v1/roles").await
+    }
+
+    pub async fn my_requests(&self, limit: usize) -> Result<Vec<AccessRequest>, ClientError> {
+        self.get(&format!("/v1/requests?limit={limit}")).await
+    }
+
+    pub async fn request_by_id(&self, id: &str) -> Result<AccessRequest, ClientError> {
+        self.get(&format!("/v1/requests/{}", path_segment(id)))
+            .await
+    }
+
+    pub async fn review_queue(&self) -> Result<Vec<AccessRequest>, ClientError> {
+        self.get("/v1/reviews").await
+    }
+
+    pub async fn break_glass_queue(&self) -> Result<Vec<AccessRequest>, ClientError> {
+        self.get("/v1/break-glass").await
+    }
+
+    pub async fn history(&self, id: &str) -> Result<RequestHistory, ClientError> {
+        self.get(&format!("/v1/requests/{}/history", path_segment(id)))
+            .await
+    }
+
+    pub async fn grants(&self, include_ended: bool) -> Result<Vec<Grant>, ClientError> {
+        self.get(&format!("/v1/grants?all={include_ended}")).await
+    }
+
+    pub async fn audit(&self, after: i64, limit: usize) -> Result<Vec<AuditEvent>, ClientError> {
+        self.get(&format!("/v1/audit?after={after}&limit={limit}"))
+            .await
+    }
+
+    /// Files a request. The idempotency key makes a retry after a network
+    /// error return the same request instead of filing a second one.
+    pub async fn create_request(
+        &self,
+        body: &CreateRequest,
+        idempotency_key: &str,
+    ) -> Result<AccessRequest, ClientError> {
+        self.send(
+            self.request(Method::POST, "/v1/requests")
+                .header(IDEMPOTENCY_KEY_HEADER, idempotency_key)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn preview(&self, body: &CreateRequest) -> Result<RequestPreview, ClientError> {
+        self.post("/v1/requests/validate", body).await
+    }
+
+    pub async fn review(
+        &self,
+        id: &str,
+        decision: Decision,
+        comment: Option<String>,
+    ) -> Result<AccessRequest, ClientError> {
+        self.post(
+            &format!("/v1/requests/{}/reviews", path_segment(id)),
+            &ReviewInput { decision, comment },
+        )
+        .await
+    }
+
+    pub async fn cancel(
+        &self,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ClientError> {
+        self.post(
+            &format!("/v1/requests/{}/cancel", path_segment(id)),
+            &ReasonInput { reason },
+        )
+        .await
+    }
+
+    pub async fn claim(&self, id: &str, release: bool) -> Result<AccessRequest, ClientError> {
+        let method = if release {
+            Method::DELETE
+        } else {
+            Method::POST
+        };
+        self.send(self.request(method, &format!("/v1/requests/{}/claim", path_segment(id))))
+            .await
+    }
+
+    pub async fn acknowledge(
+        &self,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<AccessRequest, ClientError> {
+        self.post(
+            &format!("/v1/requests/{}/acknowledge", path_segment(id)),
+            &AcknowledgeInput { comment },
+        )
+        .await
+    }
+
+    pub async fn revoke(
+        &self,
+        grant_id: &str,
+        reason: Option<String>,
+    ) -> Result<Grant, ClientError> {
+        self.post(
+            &format!("/v1/grants/{}/revoke", path_segment(grant_id)),
+            &ReasonInput { reason },
+        )
+        .await
+    }
+
+    pub async fn extend(
+        &self,
+        grant_id: &str,
+        duration_secs: u64,
+        justification: Option<String>,
+    ) -> Result<AccessRequest, ClientError> {
+        self.post(
+            &format!("/v1/grants/{}/extend", path_segment(grant_id)),
+            &ExtendInput {
+                duration_secs,
+                justification,
+            },
+        )
+        .await
+    }
+
+    pub async fn credential(&self, grant_id: &str) -> Result<Credential, ClientError> {
+        self.get(&format!("/v1/grants/{}/credential", path_segment(grant_id)))
+            .await
+    }
+
+    /// Opens the live event stream. It ends when the connection drops; the
+    /// caller reconnects and fetches everything again.
+    pub async fn events(
+        &self,
+    ) -> Result<impl Stream<Item = Result<LiveEvent, ClientError>> + use<>, ClientError> {
+        let response = self
+            .request(Method::GET, "/v1/events")
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
+        self.clock.observe(response.headers());
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(ClientError::Unauthenticated(
+                "the broker refused the token".into(),
+            ));
+        }
+        if !status.is_success() {
+            return Err(ClientError::Protocol(format!(
+                "event stream answered {status}"
+            )));
+        }
+        let url = self.base.to_string();
+        let stream = eventsource_stream::EventStream::new(response.bytes_stream()).map(
+            move |item| match item {
+                Ok(event) => serde_json::from_str::<LiveEvent>(&event.data).map_err(|err| {
+                    ClientError::Protocol(format!("bad event `{}`: {err}", event.event))
+                }),
+                Err(err) => Err(ClientError::Unreachable {
+                    url: url.clone(),
+                    reason: format!("event stream: {err}"),
+                }),
+            },
+        );
+        Ok(stream)
+    }
+}
+
+/// Keeps ids from the user or the server from escaping their path segment.
+fn path_segment(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_anywhere_http_only_on_loopback() {
+        assert!(check_broker_url("https://broker.example.com").is_ok());
+        assert!(check_broker_url("http://127.0.0.1:8700").is_ok());
+        assert!(check_broker_url("http://[::1]:8700/").is_ok());
+        assert!(check_broker_url("http://localhost:8700").is_ok());
+        let err = check_broker_url("http://broker.example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only allowed to a loopback"), "{err}");
+        assert!(check_broker_url("http://10.0.0.1:8700").is_err());
+        assert!(check_broker_url("ftp://127.0.0.1").is_err());
+        assert!(check_broker_url("https://user:pw@broker.example.com").is_err());
+        assert!(check_broker_url("not a url").is_err());
+    }
+
+    #[test]
+    fn path_segments_cannot_escape() {
+        assert_eq!(path_segment("req_abc/../../admin?x"), "req_abcadminx");
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let client = BrokerClient::new("http://127.0.0.1:1", "s3cret-token").unwrap();
+        assert!(!format!("{client:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,685 @@
+//! The client's config file: brokers as named profiles, favourites, theme
+//! overrides and the ticket link. It never holds a token; sessions live in
+//! the OS keyring (see [`crate::secrets`]).
+//!
+//! The file is `<config dir>/config.toml`, where the config dir is
+//! `$HOIST_CONFIG_DIR` if set, else the platform's config dir for hoist
+//! (`~/.config/hoist` on Linux).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::{ClientError, check_broker_url};
+
+/// Environment variable that overrides the config dir.
+pub const CONFIG_DIR_ENV: &str = "HOIST_CONFIG_DIR";
+/// Name of the config file inside the config dir.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Profile name used when a broker is given on the command line and no
+/// profile has that broker yet.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// What `hoist` suggests when it has no broker to talk to.
+const NO_BROKER_HINT: &str = "run `hoist --broker URL login --with-token` to sign in to a broker, \
+     or `hoist demo` to try hoist against a local demo broker";
+
+/// Written at the top of every saved file, because saving rewrites the file.
+const SAVED_HEADER: &str = "# hoist client config, rewritten by `hoist` when you sign in or pick favourites.\n\
+# Tokens are never stored here: they live in the OS keyring.\n\n";
+
+/// A commented example of every setting, for `hoist config example` and the docs.
+pub const EXAMPLE: &str = r##"# hoist client config.
+#
+# Lives at $HOIST_CONFIG_DIR/config.toml, or the platform config dir
+# (~/.config/hoist/config.toml on Linux). hoist rewrites it when you sign in
+# or toggle a favourite. It never holds a token: sessions are kept in the OS
+# keyring (Secret Service, or the kernel keyring as a fallback).
+
+# The profile used when neither --broker nor --profile is given. Without it,
+# hoist uses the only profile there is.
+default_profile = "work"
+
+# Where a ticket reference links to; {ticket} is replaced by the reference.
+ticket_url = "https://tracker.example/browse/{ticket}"
+
+# One profile per broker (or per identity on a broker).
+# `hoist --broker URL login --with-token` creates or updates one.
+[profiles.work]
+# https anywhere; plain http only to a loopback address.
+broker = "https://hoist.corp.example"
+# Who you signed in as; filled in by `hoist login`.
+user = "alice"
+# Roles pinned to the top of the role list (toggle with `f`).
+favourites = ["prod-db-admin", "k8s-prod-view"]
+
+[profiles.demo]
+broker = "http://127.0.0.1:8700"
+
+# Colour overrides: any named colour of the theme, as a colour name
+# ("red", "light-blue"), an index ("42") or "#rrggbb". Unset names keep
+# their defaults.
+[theme]
+accent = "#5fafff"
+danger = "light-red"
+
+# Named sets of roles to request together.
+[bundles.incident]
+roles = ["prod-db-admin", "k8s-prod-admin"]
+"##;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "cannot find a config directory (no home directory?); set {CONFIG_DIR_ENV} to choose one"
+    )]
+    NoDir,
+    #[error("cannot read {}: {reason}", .path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error("{}:{line}:{column}: {reason}", .path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    #[error("cannot save {}: {reason}", .path.display())]
+    Write { path: PathBuf, reason: String },
+    #[error("no profile named `{name}`; known profiles: {}", list(.known))]
+    UnknownProfile { name: String, known: Vec<String> },
+    #[error("no broker configured: {NO_BROKER_HINT}")]
+    NoBroker,
+    #[error(
+        "several profiles and no default_profile: pick one with `hoist --profile NAME` \
+         or set default_profile in the config (profiles: {})",
+        list(.known)
+    )]
+    NoDefaultProfile { known: Vec<String> },
+    #[error("profile `{profile}`: {source}")]
+    BadBroker {
+        profile: String,
+        source: ClientError,
+    },
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_profile: Option<String>,
+    /// Link template for ticket references; `{ticket}` is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_url: Option<String>,
+    /// `[theme]` is a partial override: names the theme does not know are
+    /// reported by the theme, not here, so the file stays usable across versions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub theme: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, Profile>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bundles: BTreeMap<String, Bundle>,
+    /// Where this config was loaded from, and where `save` writes it.
+    #[serde(skip)]
+    path: Option<PathBuf>,
+}
+
+/// A broker, and who we are there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub broker: String,
+    /// The user the broker said the token belongs to; names the keyring entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub favourites: Vec<String>,
+}
+
+/// A named set of roles requested together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    pub roles: Vec<String>,
+}
+
+/// The broker a command talks to, after the command line and the config
+/// have been weighed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The profile that holds this broker (it may not exist yet, before a
+    /// first login).
+    pub profile: String,
+    /// Normalised by [`check_broker_url`], without a trailing slash, so the
+    /// same broker always names the same keyring entry.
+    pub broker: String,
+    /// Who we signed in as, if we have.
+    pub user: Option<String>,
+}
+
+/// The one spelling of a broker URL used for comparisons and keyring entries.
+pub fn normalise_broker(raw: &str) -> Result<String, ClientError> {
+    let url = check_broker_url(raw)?;
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+impl Config {
+    /// The config dir: `$HOIST_CONFIG_DIR`, else the platform config dir.
+    pub fn dir() -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = std::env::var_os(CONFIG_DIR_ENV).filter(|dir| !dir.is_empty()) {
+            return Ok(PathBuf::from(dir));
+        }
+        directories::ProjectDirs::from("dev", "hoist", "hoist")
+            .map(|dirs| dirs.config_dir().to_path_buf())
+            .ok_or(ConfigError::NoDir)
+    }
+
+    /// The path of the config file in [`Config::dir`].
+    pub fn default_path() -> Result<PathBuf, ConfigError> {
+        Ok(Self::dir()?.join(CONFIG_FILE))
+    }
+
+    /// Loads the config file; a missing file is an empty config.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::load_from(&Self::default_path()?)
+    }
+
+    /// Loads `path`; a missing file is an empty config that will be saved there.
+    pub fn load_from(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config {
+                    path: Some(path.to_path_buf()),
+                    ..Config::default()
+                });
+            }
+            Err(err) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    reason: err.to_string(),
+                });
+            }
+        };
+        let mut config = Self::parse(path, &text)?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses config text; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        toml::from_str::<Config>(text).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map(|span| line_and_column(text, span.start))
+                .unwrap_or((1, 1));
+            let mut reason = err.message().trim().to_string();
+            if reason.starts_with("unknown field `token")
+                || reason.starts_with("unknown field `access_token")
+            {
+                reason.push_str(
+                    "; tokens never go in the config file: `hoist login --with-token` keeps them in the OS keyring",
+                );
+            }
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                reason,
+            }
+        })
+    }
+
+    /// Where [`Config::save`] writes: the file this was loaded from, else
+    /// the default path.
+    pub fn path(&self) -> Result<PathBuf, ConfigError> {
+        match &self.path {
+            Some(path) => Ok(path.clone()),
+            None => Self::default_path(),
+        }
+    }
+
+    /// Writes the config atomically: a temporary file in the same dir is
+    /// written, flushed to disk and renamed over the old one, so a crash
+    /// leaves either the old file or the new one, never half of either.
+    pub fn save(&self) -> Result<(), ConfigError> {
+        let path = self.path()?;
+        let write_error = |reason: String| ConfigError::Write {
+            path: path.clone(),
+            reason,
+        };
+        let text = toml::to_string(self).map_err(|err| write_error(err.to_string()))?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        create_private_dir(&dir).map_err(|err| write_error(err.to_string()))?;
+        let mut file = tempfile::Builder::new()
+            .prefix(".config.toml.")
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(|err| write_error(err.to_string()))?;
+        file.write_all(SAVED_HEADER.as_bytes())
+            .and_then(|()| file.write_all(text.as_bytes()))
+            .and_then(|()| file.as_file().sync_all())
+            .map_err(|err| write_error(err.to_string()))?;
+        // On error the temporary file is removed when `file` drops.
+        file.persist(&path)
+            .map_err(|err| write_error(err.error.to_string()))?;
+        Ok(())
+    }
+
+    /// Picks the broker to talk to. In order: `--broker URL` (with the
+    /// profile that already has that broker, or `--profile`, or
+    /// "default"); `--profile NAME`; `default_profile`; the only profile.
+    pub fn resolve(
+        &self,
+        broker: Option<&str>,
+        profile: Option<&str>,
+    ) -> Result<Target, ConfigError> {
+        if let Some(raw) = broker {
+            let broker = normalise_broker(raw).map_err(|source| ConfigError::BadBroker {
+                profile: profile.unwrap_or("--broker").to_string(),
+                source,
+            })?;
+            let existing = |name: &str| {
+                self.profiles
+                    .get(name)
+                    .filter(|p| normalise_broker(&p.broker).is_ok_and(|b| b == broker))
+            };
+            let name = match profile {
+                Some(name) => name.to_string(),
+                None => self
+                    .profiles
+                    .keys()
+                    .find(|name| existing(name).is_some())
+                    .cloned()
+                    .unwrap_or_else(|| self.free_profile_name(&broker)),
+            };
+            let user = existing(&name).and_then(|p| p.user.clone());
+            return Ok(Target {
+                profile: name,
+                broker,
+                user,
+            });
+        }
+        let name = match profile.or(self.default_profile.as_deref()) {
+            Some(name) => name.to_string(),
+            None => {
+                let mut names = self.profiles.keys();
+                match (names.next(), names.next()) {
+                    (Some(only), None) => only.clone(),
+                    (None, _) => return Err(ConfigError::NoBroker),
+                    (Some(_), Some(_)) => {
+                        return Err(ConfigError::NoDefaultProfile {
+                            known: self.profile_names(),
+                        });
+                    }
+                }
+            }
+        };
+        let Some(found) = self.profiles.get(&name) else {
+            return Err(ConfigError::UnknownProfile {
+                name,
+                known: self.profile_names(),
+            });
+        };
+        let broker = normalise_broker(&found.broker).map_err(|source| ConfigError::BadBroker {
+            profile: name.clone(),
+            source,
+        })?;
+        Ok(Target {
+            profile: name,
+            broker,
+            user: found.user.clone(),
+        })
+    }
+
+    /// A profile name for a new broker: "default" if free, else its host
+    /// (and port), so a second broker never overwrites the first profile.
+    fn free_profile_name(&self, broker: &str) -> String {
+        if !self.profiles.contains_key(DEFAULT_PROFILE) {
+            return DEFAULT_PROFILE.to_string();
+        }
+        let host = url::Url::parse(broker)
+            .ok()
+            .and_then(|url| {
+                let host = url.host_str()?.trim_matches(['[', ']']).to_string();
+                Some(match url.port() {
+                    Some(port) => format!("{host}-{port}"),
+                    None => host,
+                })
+            })
+            .unwrap_or_else(|| "broker".to_string());
+        let mut name = host.clone();
+        let mut n = 2;
+        while self.profiles.contains_key(&name) {
+            name = format!("{host}-{n}");
+            n += 1;
+        }
+        name
+    }
+
+    pub fn profile_names(&self) -> Vec<String> {
+        self.profiles.keys().cloned().collect()
+    }
+
+    /// The profile's favourite roles, in the order they were added.
+    pub fn favourites(&self, profile: &str) -> Vec<String> {
+        self.profiles
+            .get(profile)
+            .map(|p| p.favourites.clone())
+            .unwrap_or_default()
+    }
+
+    /// Adds or removes a favourite and returns whether it is one now. A
+    /// profile that does not exist cannot hold favourites: nothing changes.
+    pub fn toggle_favourite(&mut self, profile: &str, role: &str) -> bool {
+        let Some(profile) = self.profiles.get_mut(profile) else {
+            return false;
+        };
+        if let Some(at) = profile.favourites.iter().position(|r| r == role) {
+            profile.favourites.remove(at);
+            false
+        } else {
+            profile.favourites.push(role.to_string());
+            true
+        }
+    }
+
+    /// Records a sign-in: the profile gets the broker and user (and is
+    /// created if needed), and becomes the default if there was none.
+    pub fn remember_login(&mut self, target: &Target, user: &str) {
+        let profile = self.profiles.entry(target.profile.clone()).or_default();
+        profile.broker = target.broker.clone();
+        profile.user = Some(user.to_string());
+        if self.default_profile.is_none() {
+            self.default_profile = Some(target.profile.clone());
+        }
+    }
+
+    /// Records a sign-out. The profile keeps its broker and favourites.
+    pub fn forget_login(&mut self, target: &Target) {
+        if let Some(profile) = self.profiles.get_mut(&target.profile) {
+            profile.user = None;
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |last| last.chars().count())
+        + 1;
+    (line, column)
+}
+
+/// Creates the config dir readable by its owner only: it says which brokers
+/// and roles someone uses. An existing dir keeps its mode.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(Path::new("test.toml"), text).unwrap()
+    }
+
+    const TWO_PROFILES: &str = r#"
+        [profiles.work]
+        broker = "https://hoist.corp.example/"
+        user = "alice"
+
+        [profiles.demo]
+        broker = "http://127.0.0.1:8700"
+    "#;
+
+    #[test]
+    fn the_example_parses_and_has_every_setting() {
+        let example = config(EXAMPLE);
+        assert_eq!(example.default_profile.as_deref(), Some("work"));
+        assert_eq!(
+            example.ticket_url.as_deref(),
+            Some("https://tracker.example/browse/{ticket}")
+        );
+        assert_eq!(example.favourites("work").len(), 2);
+        assert!(!example.theme.is_empty());
+        assert_eq!(example.bundles["incident"].roles.len(), 2);
+        let target = example.resolve(None, None).unwrap();
+        assert_eq!(target.broker, "https://hoist.corp.example");
+        assert_eq!(target.user.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn an_empty_file_is_an_empty_config() {
+        assert_eq!(config(""), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_file_line_and_reason() {
+        let text = "default_profile = \"work\"\n\n[profiles.work]\nbroker = \"https://b.example\"\nbrokr = \"x\"\n";
+        let err = Config::parse(Path::new("/home/a/config.toml"), text).unwrap_err();
+        let ConfigError::Parse { line, column, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!((*line, *column), (5, 1));
+        let message = err.to_string();
+        assert!(
+            message.starts_with("/home/a/config.toml:5:1: unknown field `brokr`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_token_in_the_file_is_refused_with_a_pointer_to_the_keyring() {
+        let text = "[profiles.work]\nbroker = \"https://b.example\"\ntoken = \"s3cret\"\n";
+        let message = Config::parse(Path::new("c.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("c.toml:3:1: unknown field `token`"),
+            "{message}"
+        );
+        assert!(message.contains("OS keyring"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err =
+            Config::parse(Path::new("c.toml"), "ticket_url = \"x\"\n[profiles.work\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { line: 2, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn broker_flag_wins_and_finds_the_profile_that_has_it() {
+        let config = config(&format!("default_profile = \"demo\"\n{TWO_PROFILES}"));
+        let target = config
+            .resolve(Some("https://hoist.corp.example"), None)
+            .unwrap();
+        assert_eq!(target.profile, "work");
+        assert_eq!(target.user.as_deref(), Some("alice"));
+        // Even over --profile's broker: --profile then only names the profile.
+        let target = config
+            .resolve(Some("https://other.example"), Some("demo"))
+            .unwrap();
+        assert_eq!(target.profile, "demo");
+        assert_eq!(target.broker, "https://other.example");
+        assert_eq!(target.user, None);
+    }
+
+    #[test]
+    fn a_new_broker_gets_default_or_a_free_name() {
+        let empty = Config::default();
+        let target = empty.resolve(Some("http://localhost:8700/"), None).unwrap();
+        assert_eq!(
+            target,
+            Target {
+                profile: "default".into(),
+                broker: "http://localhost:8700".into(),
+                user: None,
+            }
+        );
+        let mut taken = Config::default();
+        taken.remember_login(&target, "alice");
+        let other = taken.resolve(Some("https://b.example"), None).unwrap();
+        assert_eq!(other.profile, "b.example");
+        let other = taken.resolve(Some("http://[::1]:9000"), None).unwrap();
+        assert_eq!(other.profile, "::1-9000");
+    }
+
+    #[test]
+    fn profile_flag_then_default_then_the_only_profile() {
+        let config_two = config(&format!("default_profile = \"demo\"\n{TWO_PROFILES}"));
+        assert_eq!(
+            config_two.resolve(None, Some("work")).unwrap().profile,
+            "work"
+        );
+        assert_eq!(config_two.resolve(None, None).unwrap().profile, "demo");
+
+        let mut only = config(TWO_PROFILES);
+        only.profiles.remove("demo");
+        let target = only.resolve(None, None).unwrap();
+        assert_eq!(target.profile, "work");
+        assert_eq!(target.broker, "https://hoist.corp.example");
+    }
+
+    #[test]
+    fn unresolvable_choices_say_what_to_do() {
+        let two = config(TWO_PROFILES);
+        let err = two.resolve(None, Some("prod")).unwrap_err().to_string();
+        assert!(
+            err.contains("`prod`") && err.contains("demo, work"),
+            "{err}"
+        );
+        let err = two.resolve(None, None).unwrap_err().to_string();
+        assert!(
+            err.contains("--profile NAME") && err.contains("demo, work"),
+            "{err}"
+        );
+        let err = Config::default()
+            .resolve(None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("hoist --broker URL login --with-token"),
+            "{err}"
+        );
+        assert!(err.contains("hoist demo"), "{err}");
+        let err = Config::default()
+            .resolve(Some("http://broker.example"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn favourites_toggle_and_keep_their_order() {
+        let mut config = config(TWO_PROFILES);
+        assert!(config.toggle_favourite("work", "b"));
+        assert!(config.toggle_favourite("work", "a"));
+        assert_eq!(config.favourites("work"), ["b", "a"]);
+        assert!(!config.toggle_favourite("work", "b"));
+        assert_eq!(config.favourites("work"), ["a"]);
+        assert!(config.favourites("demo").is_empty());
+        assert!(!config.toggle_favourite("nope", "a"));
+        assert!(config.favourites("nope").is_empty());
+    }
+
+    #[test]
+    fn login_and_logout_update_the_profile() {
+        let mut config = Config::default();
+        let target = config.resolve(Some("http://127.0.0.1:1"), None).unwrap();
+        config.remember_login(&target, "alice");
+        assert_eq!(config.default_profile.as_deref(), Some("default"));
+        assert_eq!(
+            config.resolve(None, None).unwrap().user.as_deref(),
+            Some("alice")
+        );
+        config.toggle_favourite("default", "r");
+        config.forget_login(&target);
+        let profile = &config.profiles["default"];
+        assert_eq!(profile.user, None);
+        assert_eq!(profile.broker, "http://127.0.0.1:1");
+        assert_eq!(profile.favourites, ["r"]);
+    }
+
+    #[test]
+    fn save_round_trips_atomically_into_a_private_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("nested/hoist");
+        let path = dir.join(CONFIG_FILE);
+        let mut config = Config::load_from(&path).unwrap();
+        assert_eq!(config.profiles.len(), 0);
+        let target = config.resolve(Some("http://127.0.0.1:8700"), None).unwrap();
+        config.remember_login(&target, "alice");
+        config.toggle_favourite("default", "prod-db-admin");
+        config.theme.insert("accent".into(), "#ffffff".into());
+        config.ticket_url = Some("https://t.example/{ticket}".into());
+        config.bundles.insert(
+            "oncall".into(),
+            Bundle {
+                roles: vec!["a".into()],
+            },
+        );
+        config.save().unwrap();
+
+        let again = Config::load_from(&path).unwrap();
+        assert_eq!(again, config);
+        // Saving over an existing file replaces it and leaves no temporary file.
+        config.toggle_favourite("default", "prod-db-admin");
+        config.save().unwrap();
+        assert_eq!(Config::load_from(&path).unwrap(), config);
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [CONFIG_FILE]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+    }
+
+    #[test]
+    fn a_failed_save_leaves_the_old_file_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(CONFIG_FILE);
+        std::fs::write(&path, TWO_PROFILES).unwrap();
+        let mut config = Config::load_from(&path).unwrap();
+        config.path = Some(tmp.path().join("missing-parent-is-a-file/config.toml"));
+        std::fs::write(tmp.path().join("missing-parent-is-a-file"), "").unwrap();
+        let err = config.save().unwrap_err();
+        assert!(matches!(err, ConfigError::Write { .. }), "{err:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), TWO_PROFILES);
+    }
+
+    #[test]
+    fn line_and_column_count_characters() {
+        assert_eq!(line_and_column("ab\ncé\nx", 7), (3, 1));
+        assert_eq!(line_and_column("ab\ncéd", 6), (2, 3));
+    }
+}

@@ -1,0 +1,248 @@
+//! The running TUI: an `App` that turns events into actions, applies them and
+//! hands commands to the worker; and the terminal loop around it, which
+//! restores the terminal on exit, Ctrl-C, signals, errors and panics.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{Event, EventStream, KeyEvent};
+use futures::StreamExt;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+use crate::app::state::Screen;
+use crate::app::{Action, Command, State, keymap, update};
+use crate::client::{BrokerClient, ServerClock};
+use crate::sanitize;
+use crate::theme::Theme;
+use crate::worker::{Saver, Worker};
+
+pub struct Options {
+    pub theme: Theme,
+    pub favourites: BTreeSet<String>,
+    pub ticket_url: Option<String>,
+    pub save_favourites: Option<Saver>,
+    pub screen: Screen,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            theme: Theme::default(),
+            favourites: BTreeSet::new(),
+            ticket_url: None,
+            save_favourites: None,
+            screen: Screen::Roles,
+        }
+    }
+}
+
+/// The TUI without a terminal: state, the worker, and the queue of actions
+/// coming back from it. Tests drive it with keys; the terminal loop too.
+pub struct App {
+    pub state: State,
+    pub theme: Theme,
+    worker: Worker,
+    actions: UnboundedReceiver<Action>,
+    clock: Arc<ServerClock>,
+    /// Terminal effects (bell, notices, clipboard) for the loop to perform.
+    pub effects: Vec<Command>,
+}
+
+impl App {
+    /// Creates the app and starts loading and following the broker.
+    pub fn start(client: BrokerClient, options: Options) -> App {
+        let (sender, actions) = unbounded_channel();
+        let clock = client.clock();
+        let mut state = State::new(client.base().to_string(), clock.now());
+        state.favourites = options.favourites;
+        state.ticket_url = options.ticket_url;
+        state.screen = options.screen;
+        let worker = Worker::new(client, sender, options.save_favourites);
+        tokio::spawn(worker.clone().follow_events());
+        let mut app = App {
+            state,
+            theme: options.theme,
+            worker,
+            actions,
+            clock,
+            effects: Vec::new(),
+        };
+        app.dispatch(Action::Resize(80, 24));
+        app.run_commands(vec![Command::LoadAll]);
+        app
+    }
+
+    pub fn dispatch(&mut self, action: Action) {
+        let commands = update(&mut self.state, action);
+        self.run_commands(commands);
+    }
+
+    fn run_commands(&mut self, commands: Vec<Command>) {
+        for command in commands {
+            match command {
+                Command::Notify(_) | Command::Copy(_) => self.effects.push(command),
+                other => self.worker.run(other),
+            }
+        }
+    }
+
+    pub fn key(&mut self, event: KeyEvent) {
+        if let Some(action) = keymap::action_for_key(&self.state, event) {
+            self.dispatch(action);
+        }
+    }
+
+    /// Advances the clock to the broker's now.
+    pub fn tick(&mut self) {
+        let now = self.clock.now();
+        self.dispatch(Action::Tick(now));
+    }
+
+    /// Applies every action already waiting, without blocking.
+    pub fn drain(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(action) = self.actions.try_recv() {
+            self.dispatch(action);
+            any = true;
+        }
+        any
+    }
+
+    /// Processes actions and ticks until `done` holds; false after `limit`.
+    pub async fn wait_until(&mut self, limit: Duration, done: impl Fn(&State) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            self.drain();
+            self.tick();
+            if done(&self.state) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let wait = left.min(Duration::from_millis(100));
+            if let Ok(Some(action)) = tokio::time::timeout(wait, self.actions.recv()).await {
+                self.dispatch(action);
+            }
+        }
+    }
+
+    /// Text for the terminal title: the nearest expiry, if any.
+    pub fn title(&self) -> String {
+        match self.state.grants.first() {
+            Some(grant) => {
+                let left = crate::ui::widgets::span(self.state.time_left(grant));
+                format!("hoist · {} {left}", sanitize::line(&grant.role))
+            }
+            None => "hoist".to_string(),
+        }
+    }
+}
+
+/// Whether the terminal shows desktop notices for OSC 9 (it is ignored elsewhere,
+/// but some terminals print it, so only known ones get it).
+fn terminal_has_notices() -> bool {
+    let program = std::env::var("TERM_PROGRAM").unwrap_or_default();
+    matches!(program.as_str(), "iTerm.app" | "WezTerm" | "ghostty")
+        || std::env::var("KITTY_WINDOW_ID").is_ok()
+}
+
+fn perform(effect: &Command) -> std::io::Result<()> {
+    let mut out = std::io::stdout();
+    match effect {
+        Command::Notify(text) => {
+            out.write_all(b"\x07")?;
+            if terminal_has_notices() {
+                // OSC 9: the text is ours, built from sanitised fields; strip again to be sure.
+                let text: String = sanitize::line(text)
+                    .chars()
+                    .filter(|c| *c != '\u{FFFD}')
+                    .collect();
+                write!(out, "\x1b]9;{text}\x07")?;
+            }
+        }
+        Command::Copy(text) => {
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+            write!(out, "\x1b]52;c;{encoded}\x07")?;
+        }
+        _ => {}
+    }
+    out.flush()
+}
+
+/// Puts the terminal back however we leave: normal exit, error or drop.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        ratatui::restore();
+    }
+}
+
+/// Runs the TUI in this terminal until the user quits.
+pub async fn run(client: BrokerClient, options: Options) -> anyhow::Result<()> {
+    // ratatui::init installs a panic hook that restores raw mode and the
+    // alternate screen; ours first turns mouse capture off, then defers to it.
+    let mut terminal = ratatui::init();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        previous(info);
+    }));
+    let _restore = Restore;
+    crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
+
+    let mut app = App::start(client, options);
+    let size = terminal.size()?;
+    app.dispatch(Action::Resize(size.width, size.height));
+
+    let mut events = EventStream::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut title = String::new();
+
+    loop {
+        terminal.draw(|frame| crate::ui::draw(frame, &app.state, &app.theme))?;
+        for effect in std::mem::take(&mut app.effects) {
+            let _ = perform(&effect);
+        }
+        let wanted = app.title();
+        if wanted != title {
+            let _ = crossterm::execute!(std::io::stdout(), crossterm::terminal::SetTitle(&wanted));
+            title = wanted;
+        }
+        if app.state.should_quit {
+            break;
+        }
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(Event::Key(key))) if key.kind != crossterm::event::KeyEventKind::Release => app.key(key),
+                Some(Ok(Event::Mouse(mouse))) => {
+                    if let Some(action) = keymap::action_for_mouse(mouse) {
+                        app.dispatch(action);
+                    }
+                }
+                Some(Ok(Event::Resize(w, h))) => app.dispatch(Action::Resize(w, h)),
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(err.into()),
+                None => break,
+            },
+            _ = ticks.tick() => app.tick(),
+            Some(action) = app.actions.recv() => {
+                app.dispatch(action);
+                app.drain();
+            }
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => break,
+        }
+    }
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::terminal::SetTitle(""));
+    Ok(())
+}

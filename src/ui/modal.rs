@@ -1,0 +1,122 @@
+//! Pop-ups over everything: help, confirmations, one-line prompts, and the
+//! credential.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+
+use super::widgets::block;
+use crate::app::keymap;
+use crate::app::state::{Modal, State};
+use crate::app::update::local_time;
+use crate::sanitize::line as clean;
+use crate::theme::Theme;
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+        .flex(Flex::Center)
+        .areas(row);
+    cell
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, _state: &State, theme: &Theme) {
+    match modal {
+        Modal::Help => {
+            let mut lines = Vec::new();
+            for (section, keys) in keymap::help() {
+                lines.push(Line::from(Span::styled(section, theme.title())));
+                for (keys, label) in keys {
+                    lines.push(Line::from(vec![
+                        Span::styled(format!("  {keys:<18}"), theme.key()),
+                        Span::raw(label),
+                    ]));
+                }
+            }
+            let popup = centered(area, 60, area.height.saturating_sub(2));
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines)
+                    .block(block(" Keys (esc closes) ", theme))
+                    .wrap(Wrap { trim: false }),
+                popup,
+            );
+        }
+        Modal::Confirm { prompt, danger, .. } => {
+            let popup = centered(area, 64, 5);
+            let style = if *danger {
+                theme.break_glass()
+            } else {
+                theme.title()
+            };
+            let lines = vec![
+                Line::from(Span::styled(clean(prompt).into_owned(), style)),
+                Line::from(vec![
+                    Span::styled("y", theme.key()),
+                    Span::raw(" yes   "),
+                    Span::styled("n", theme.key()),
+                    Span::raw(" no"),
+                ]),
+            ];
+            let mut frame_block = block(" Confirm ", theme);
+            if *danger {
+                frame_block = frame_block.border_style(theme.break_glass());
+            }
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: true })
+                    .block(frame_block),
+                popup,
+            );
+        }
+        Modal::Input {
+            title, text, error, ..
+        } => {
+            let popup = centered(area, 70, 6);
+            let mut lines = vec![
+                Line::from(Span::styled(clean(title).into_owned(), theme.title())),
+                Line::from(format!("> {}▏", clean(text))),
+            ];
+            if let Some(error) = error {
+                lines.push(Line::from(Span::styled(error.clone(), theme.danger())));
+            } else {
+                lines.push(Line::from(Span::styled(
+                    "enter sends · esc cancels",
+                    theme.muted(),
+                )));
+            }
+            frame.render_widget(Clear, popup);
+            frame.render_widget(Paragraph::new(lines).block(block("", theme)), popup);
+        }
+        Modal::Credential {
+            role,
+            token,
+            expires_at,
+        } => {
+            let popup = centered(area, 78, 12);
+            let lines = vec![
+                Line::from(Span::styled(
+                    format!("Credential for {}", clean(role)),
+                    theme.title(),
+                )),
+                Line::from(Span::styled(
+                    format!("valid until {}", local_time(*expires_at)),
+                    theme.warn(),
+                )),
+                Line::from(clean(token).into_owned()),
+                Line::from(Span::styled("y copies · esc closes", theme.muted())),
+            ];
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .block(block("", theme)),
+                popup,
+            );
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Runs the commands `update` asks for as tasks, and reports each result back
+//! to the event loop as an action. The UI never waits for the network.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::app::action::Snapshot;
+use crate::app::{Action, Command};
+use crate::client::{BrokerClient, ClientError};
+
+/// How many of my past requests the Requests screen loads.
+const REQUEST_HISTORY: usize = 500;
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub type Saver = Arc<dyn Fn(Vec<String>) -> Result<(), String> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Worker {
+    client: BrokerClient,
+    actions: UnboundedSender<Action>,
+    /// Only the newest LoadAll may land; older answers are dropped.
+    generation: Arc<AtomicU64>,
+    save_favourites: Option<Saver>,
+}
+
+impl Worker {
+    pub fn new(
+        client: BrokerClient,
+        actions: UnboundedSender<Action>,
+        save_favourites: Option<Saver>,
+    ) -> Worker {
+        Worker {
+            client,
+            actions,
+            generation: Arc::new(AtomicU64::new(0)),
+            save_favourites,
+        }
+    }
+
+    fn send(&self, action: Action) {
+        // The loop is gone only when the app is quitting.
+        let _ = self.actions.send(action);
+    }
+
+    /// Starts the command; its outcome arrives later as an action. Terminal
+    /// effects (bell, clipboard) are the event loop's, not the worker's.
+    pub fn run(&self, command: Command) {
+        let worker = self.clone();
+        tokio::spawn(async move { worker.execute(command).await });
+    }
+
+    async fn execute(&self, command: Command) {
+        let client = &self.client;
+        let failed = |what: &str, error: ClientError| Action::Failed {
+            what: what.into(),
+            error,
+        };
+        let action = match command {
+            Command::LoadAll => {
+                let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                let loaded = tokio::try_join!(
+                    client.me(),
+                    client.roles(),
+                    client.my_requests(REQUEST_HISTORY),
+                    client.grants(false),
+                    client.review_queue(),
+                    client.break_glass_queue(),
+                );
+                if self.generation.load(Ordering::SeqCst) != generation {
+                    return;
+                }
+                match loaded {
+                    Ok((me, roles, requests, grants, queue, break_glass)) => {
+                        Action::Loaded(Box::new(Snapshot {
+                            me,
+                            roles,
+                            requests,
+                            grants,
+                            queue,
+                            break_glass,
+                        }))
+                    }
+                    Err(error) => Action::LoadFailed(error),
+                }
+            }
+            Command::LoadActivity => match client.audit(0, 2000).await {
+                Ok(events) => Action::ActivityLoaded(events),
+                Err(error) => failed("loading activity", error),
+            },
+            Command::LoadHistory(id) => match client.history(&id).await {
+                Ok(history) => Action::HistoryLoaded(history),
+                Err(error) => failed("loading history", error),
+            },
+            Command::Submit {
+                body,
+                idempotency_key,
+            } => match client.create_request(&body, &idempotency_key).await {
+                Ok(request) => Action::Filed(Box::new(request)),
+                Err(error) => failed("filing", error),
+            },
+            Command::Cancel(id) => match client.cancel(&id, None).await {
+                Ok(request) => Action::RequestChanged(Box::new(request)),
+                Err(error) => failed("cancelling", error),
+            },
+            Command::Revoke { grant_id, reason } => match client.revoke(&grant_id, reason).await {
+                Ok(grant) => Action::GrantChanged(Box::new(grant)),
+                Err(error) => failed("revoking", error),
+            },
+            Command::Extend {
+                grant_id,
+                duration_secs,
+                justification,
+            } => match client.extend(&grant_id, duration_secs, justification).await {
+                Ok(request) => Action::Filed(Box::new(request)),
+                Err(error) => failed("extending", error),
+            },
+            Command::Review {
+                request_id,
+                decision,
+                comment,
+            } => match client.review(&request_id, decision, comment).await {
+                Ok(request) => Action::RequestChanged(Box::new(request)),
+                Err(error) => failed("reviewing", error),
+            },
+            Command::Claim(id) => match client.claim(&id, false).await {
+                Ok(request) => Action::RequestChanged(Box::new(request)),
+                Err(error) => failed("claiming", error),
+            },
+            Command::Acknowledge {
+                request_id,
+                comment,
+            } => match client.acknowledge(&request_id, comment).await {
+                Ok(request) => Action::RequestChanged(Box::new(request)),
+                Err(error) => failed("acknowledging", error),
+            },
+            Command::Credential { grant_id, copy } => match client.credential(&grant_id).await {
+                Ok(credential) => Action::CredentialLoaded {
+                    credential: Box::new(credential),
+                    copy,
+                },
+                Err(error) => failed("fetching the credential", error),
+            },
+            Command::OpenUrl(url) => {
+                let opened = tokio::task::spawn_blocking(move || open::that_detached(&url)).await;
+                match opened {
+                    Ok(Ok(())) => return,
+                    Ok(Err(err)) => failed(
+                        "opening the browser",
+                        ClientError::Protocol(err.to_string()),
+                    ),
+                    Err(err) => failed(
+                        "opening the browser",
+                        ClientError::Protocol(err.to_string()),
+                    ),
+                }
+            }
+            Command::SaveFavourites(favourites) => {
+                let Some(save) = self.save_favourites.clone() else {
+                    return;
+                };
+                match tokio::task::spawn_blocking(move || save(favourites)).await {
+                    Ok(Ok(())) => return,
+                    Ok(Err(err)) => failed("saving favourites", ClientError::Protocol(err)),
+                    Err(err) => failed("saving favourites", ClientError::Protocol(err.to_string())),
+                }
+            }
+            Command::Notify(_) | Command::Copy(_) => return,
+        };
+        self.send(action);
+    }
+
+    /// Follows the broker's event stream for as long as the app runs:
+    /// reconnects with backoff, and says when it is up or down.
+    pub async fn follow_events(self) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match self.client.events().await {
+                Ok(stream) => {
+                    self.send(Action::StreamUp);
+                    backoff = Duration::from_millis(500);
+                    let mut stream = std::pin::pin!(stream);
+                    let reason = loop {
+                        match stream.next().await {
+                            Some(Ok(event)) => self.send(Action::Live(Box::new(event))),
+                            Some(Err(error)) => break crate::app::update::describe(&error),
+                            None => break "the broker closed the event stream".to_string(),
+                        }
+                    };
+                    self.send(Action::StreamDown(reason));
+                }
+                Err(error) => self.send(Action::StreamDown(crate::app::update::describe(&error))),
+            }
+            if self.actions.is_closed() {
+                return;
+            }
+            let jitter = Duration::from_millis(u64::from(rand_jitter()));
+            tokio::time::sleep(backoff + jitter).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// Up to 250 ms, so many clients do not reconnect in lockstep.
+fn rand_jitter() -> u16 {
+    (uuid::Uuid::new_v4().as_u128() % 250) as u16
+}
