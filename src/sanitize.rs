@@ -73,7 +73,7 @@ mod tests {
         let clean = line(hostile);
         assert!(!clean.chars().any(is_hostile), "{clean:?}");
         assert!(!clean.contains('\x1b') && !clean.contains('\0') && !clean.contains('\u{202E}'));
-        assert_eq!(clean.chars().filter(|c| *c == REPLACEMENT).count(), 7);
+        assert_eq!(clean.chars().filter(|c| *c == REPLACEMENT).count(), 8);
     }
 
     #[test]

@@ -427,6 +427,8 @@ mod linux {
 
     use super::{Backend, LOCKED, SERVICE, describe};
 
+    const NO_BUS: &str = "no Secret Service (no D-Bus session bus)";
+
     /// The Secret Service, if a provider answers on the session bus and its
     /// default collection is unlocked. Checked with reads only, so that
     /// choosing a backend never writes to the user's keyring or pops up a
@@ -435,7 +437,14 @@ mod linux {
         use secret_service::EncryptionType;
         use secret_service::blocking::SecretService;
 
-        let service = SecretService::connect(EncryptionType::Plain).map_err(|err| why_not(&err))?;
+        let service = SecretService::connect(EncryptionType::Plain).map_err(|err| {
+            // zbus words a missing socket in several ways; look for it instead.
+            if session_bus_present() {
+                why_not(&err)
+            } else {
+                NO_BUS.to_string()
+            }
+        })?;
         let collection = service
             .get_default_collection()
             .map_err(|err| why_not(&err))?;
@@ -450,9 +459,6 @@ mod linux {
     fn why_not(err: &secret_service::Error) -> String {
         use secret_service::Error;
         match err {
-            Error::Unavailable if !session_bus_present() => {
-                "no Secret Service (no D-Bus session bus)".to_string()
-            }
             Error::Unavailable => no_provider(),
             // The bus is there but nothing owns org.freedesktop.secrets.
             Error::Zbus(inner) if inner.to_string().contains("ServiceUnknown") => no_provider(),

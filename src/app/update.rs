@@ -200,7 +200,10 @@ fn key_action(state: &mut State, action: Action) -> Vec<Command> {
             commands
         }
         Action::StartFilter if state.screen == Screen::Roles => {
+            // A new search, as `/` is in vim and less.
             state.filtering = true;
+            state.filter.clear();
+            refilter(state);
             vec![]
         }
         Action::ToggleFavourite => toggle_favourite(state),
@@ -990,9 +993,10 @@ fn notify_error(state: &mut State, what: &str, error: &ClientError) {
     banner(state, format!("{} ({what})", describe(error)), Level::Error);
 }
 
-/// `mm:ss`, or `h:mm:ss` past an hour.
+/// `mm:ss`, or `h:mm:ss` past an hour. Rounded up, so a grant never shows
+/// `00:00` while it is still live.
 pub fn clock(left: TimeDelta) -> String {
-    let secs = left.num_seconds().max(0);
+    let secs = (left.num_milliseconds().max(0) + 999) / 1000;
     if secs >= 3600 {
         format!("{}:{:02}:{:02}", secs / 3600, (secs % 3600) / 60, secs % 60)
     } else {

@@ -81,7 +81,9 @@ fn tabs(state: &State) -> Vec<(Screen, String, u16, u16)> {
 
 fn draw_header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let mut spans = vec![Span::styled(" hoist ", theme.title())];
-    for (screen, label, _, _) in tabs(state) {
+    let tabs = tabs(state);
+    let tabs_end = tabs.last().map_or(0, |t| t.3);
+    for (screen, label, _, _) in tabs {
         let style = if screen == state.screen {
             theme.selected()
         } else {
@@ -99,10 +101,18 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Connection::Connecting => ("… connecting", theme.warn()),
         Connection::Offline { .. } => ("○ offline", theme.danger()),
     };
-    let right = Line::from(vec![
-        Span::styled(format!("{who} "), theme.text()),
-        Span::styled(format!("{status} "), style),
-    ])
+    let room = usize::from(area.width.saturating_sub(tabs_end));
+    let full = who.chars().count() + status.chars().count() + 2;
+    let right = if room > full {
+        Line::from(vec![
+            Span::styled(format!("{who} "), theme.text()),
+            Span::styled(format!("{status} "), style),
+        ])
+    } else {
+        // Narrow: the connection state matters more than the name.
+        let symbol: String = status.chars().take(1).collect();
+        Line::from(Span::styled(format!("{symbol} "), style))
+    }
     .right_aligned();
     frame.render_widget(Paragraph::new(right), area);
 }

@@ -318,7 +318,7 @@ impl Tx for SqliteTx<'_> {
         }
         let order = if query.newest_first { "DESC" } else { "ASC" };
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests {} ORDER BY created_at {order}, id {order}{}",
+            "SELECT {REQUEST_COLUMNS} FROM requests {} ORDER BY created_at {order}, rowid {order}{}",
             filter.sql(),
             limit(query.limit)
         );

@@ -1,0 +1,285 @@
+//! The whole story driven by keys against a real broker: file a request, see
+//! another identity approve it, watch the countdown, revoke it; an approver
+//! finds their queue and decides; the broker goes away and comes back.
+
+use crossterm::event::KeyCode;
+use hoist::app::state::Connection;
+use hoist_api::{GrantState, RequestState};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn file_get_approved_watch_the_countdown_and_revoke() {
+    let demo = demo().await;
+    let mut alice = app(&demo, "alice").await;
+    let mut bob = app(&demo, "bob").await;
+
+    // "I need prod-db-admin": filter, enter, justify, ticket, send.
+    key(&mut alice, KeyCode::Char('/'));
+    keys(&mut alice, "pdb");
+    key(&mut alice, KeyCode::Enter);
+    assert_eq!(alice.state.form.as_ref().unwrap().role.id, "prod-db-admin");
+    keys(&mut alice, "Vacuum the bloated orders table");
+    key(&mut alice, KeyCode::Tab);
+    keys(&mut alice, "CHG-1024");
+    ctrl(&mut alice, 's');
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s.form.is_none()
+                && s.open_request_for("prod-db-admin").is_some())
+            .await
+    );
+    assert!(screen(&alice.state, 80, 24).contains("◌ pending"));
+
+    // bob sees it arrive in his queue live, and approves in two keys.
+    key(&mut bob, KeyCode::Char('4'));
+    assert!(
+        bob.wait_until(WAIT, |s| s.queue.iter().any(|r| r.requester == "alice"))
+            .await
+    );
+    let position = bob
+        .state
+        .queue
+        .iter()
+        .position(|r| r.requester == "alice")
+        .unwrap();
+    for _ in 0..position {
+        key(&mut bob, KeyCode::Down);
+    }
+    assert_eq!(bob.state.selected_review().unwrap().1.role, "prod-db-admin");
+    key(&mut bob, KeyCode::Char('a'));
+    key(&mut bob, KeyCode::Enter);
+    assert!(
+        bob.wait_until(WAIT, |s| !s.queue.iter().any(|r| r.requester == "alice"))
+            .await
+    );
+
+    // alice is told, and the countdown runs.
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s.grant_for("prod-db-admin").is_some())
+            .await
+    );
+    let banner = alice.state.banner.clone().expect("an approval notice");
+    assert!(banner.text.contains("approved by bob"), "{}", banner.text);
+    assert!(
+        alice
+            .effects
+            .iter()
+            .any(|e| matches!(e, hoist::app::Command::Notify(_))),
+        "the bell rings"
+    );
+    key(&mut alice, KeyCode::Char('3'));
+    let drawn = screen(&alice.state, 80, 24);
+    assert!(
+        drawn.contains("prod-db-admin") && (drawn.contains("30:00") || drawn.contains("29:5")),
+        "{drawn}"
+    );
+
+    // Revoke early, with confirmation.
+    key(&mut alice, KeyCode::Char('x'));
+    assert!(screen(&alice.state, 80, 24).contains("Revoke prod-db-admin now?"));
+    key(&mut alice, KeyCode::Char('y'));
+    assert!(alice.wait_until(WAIT, |s| s.grants.is_empty()).await);
+    let request = alice
+        .state
+        .requests
+        .iter()
+        .find(|r| r.role == "prod-db-admin")
+        .unwrap()
+        .clone();
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s
+                .requests
+                .iter()
+                .any(|r| r.id == request.id && r.state == RequestState::Revoked))
+            .await
+    );
+    let grants = demo
+        .client("alice")
+        .await
+        .unwrap()
+        .grants(true)
+        .await
+        .unwrap();
+    assert_eq!(
+        grants
+            .iter()
+            .find(|g| g.role == "prod-db-admin")
+            .unwrap()
+            .state,
+        GrantState::Revoked
+    );
+    demo.stop().await;
+}
+
+#[tokio::test]
+async fn an_approver_denies_with_a_reason_and_never_sees_their_own_requests() {
+    let demo = demo().await;
+    let mut bob = app(&demo, "bob").await;
+    key(&mut bob, KeyCode::Char('4'));
+    let before = bob.state.queue.len();
+    assert!(before >= 2);
+    assert!(bob.state.queue.iter().all(|r| r.requester != "bob"));
+    let target = bob.state.selected_review().unwrap().1.id.clone();
+
+    key(&mut bob, KeyCode::Char('m'));
+    assert!(
+        bob.wait_until(WAIT, |s| s.queue.iter().any(
+            |r| r.id == target && r.claim.as_ref().is_some_and(|c| c.by == "bob")
+        ))
+        .await
+    );
+
+    key(&mut bob, KeyCode::Char('d'));
+    key(&mut bob, KeyCode::Enter);
+    assert!(
+        screen(&bob.state, 80, 24).contains("a reason is required"),
+        "an empty denial is refused"
+    );
+    keys(&mut bob, "Not during the freeze");
+    key(&mut bob, KeyCode::Enter);
+    assert!(bob.wait_until(WAIT, |s| s.queue.len() == before - 1).await);
+    let decided = demo
+        .client("bob")
+        .await
+        .unwrap()
+        .request_by_id(&target)
+        .await
+        .unwrap();
+    assert_eq!(decided.state, RequestState::Denied);
+    assert_eq!(decided.reason.as_deref(), Some("Not during the freeze"));
+
+    // bob files his own request: it never appears in his queue.
+    key(&mut bob, KeyCode::Char('1'));
+    key(&mut bob, KeyCode::Char('/'));
+    keys(&mut bob, "stk8s");
+    key(&mut bob, KeyCode::Enter);
+    keys(&mut bob, "Load test the ingress");
+    ctrl(&mut bob, 's');
+    assert!(
+        bob.wait_until(WAIT, |s| s.open_request_for("staging-k8s-admin").is_some())
+            .await
+    );
+    assert!(bob.state.queue.iter().all(|r| r.requester != "bob"));
+    demo.stop().await;
+}
+
+#[tokio::test]
+async fn the_form_checks_rules_before_sending_and_a_refusal_says_why() {
+    let demo = demo().await;
+    let mut alice = app(&demo, "alice").await;
+    key(&mut alice, KeyCode::Char('/'));
+    keys(&mut alice, "pdb");
+    key(&mut alice, KeyCode::Enter);
+    keys(&mut alice, "too short");
+    ctrl(&mut alice, 's');
+    let form = alice.state.form.as_ref().unwrap();
+    assert!(!form.submitting, "nothing is sent while a rule is broken");
+    assert!(
+        form.problems()
+            .justification
+            .unwrap()
+            .contains("at least 20")
+    );
+    assert_eq!(form.problems().ticket.as_deref(), Some("required"));
+    let drawn = screen(&alice.state, 80, 24);
+    assert!(drawn.contains("✗ required"), "{drawn}");
+    key(&mut alice, KeyCode::Esc);
+
+    // A role already held: the form is not offered again.
+    key(&mut alice, KeyCode::Char('/'));
+    keys(&mut alice, "logs");
+    key(&mut alice, KeyCode::Enter);
+    keys(&mut alice, "Trace checkout");
+    ctrl(&mut alice, 's');
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s.grant_for("prod-logs-read").is_some())
+            .await
+    );
+    key(&mut alice, KeyCode::Char('/'));
+    keys(&mut alice, "logs");
+    key(&mut alice, KeyCode::Enter);
+    assert!(
+        alice.state.form.is_none(),
+        "a held role offers to extend instead of a second request"
+    );
+    assert!(
+        alice
+            .state
+            .banner
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("e extends it")
+    );
+    demo.stop().await;
+}
+
+#[tokio::test]
+async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = hoistd::Policy::parse("demo", hoist::demo::DEMO_POLICY).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy.clone())
+        .await
+        .unwrap();
+    let url = format!("http://{addr}");
+    let client = hoist::client::BrokerClient::new(&url, "demo-alice").unwrap();
+    client
+        .create_request(
+            &hoist_api::CreateRequest {
+                role: "prod-logs-read".into(),
+                justification: "Trace checkout".into(),
+                ticket: None,
+                incident: None,
+                duration_secs: None,
+                starts_at: None,
+                break_glass: false,
+            },
+            "k",
+        )
+        .await
+        .unwrap();
+    let mut alice = hoist::tui::App::start(client.clone(), hoist::tui::Options::default());
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s.connection == Connection::Live
+                && s.grants.len() == 1)
+            .await
+    );
+
+    server.stop().await;
+    assert!(
+        alice
+            .wait_until(WAIT, |s| matches!(s.connection, Connection::Offline { .. }))
+            .await
+    );
+    let first = screen(&alice.state, 80, 24);
+    assert!(first.contains("Offline for"), "{first}");
+    assert!(first.lines().next().unwrap().ends_with('○'), "{first}");
+    // Countdowns go on from the last known times.
+    let left = alice.state.time_left(&alice.state.grants[0]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    alice.tick();
+    assert!(alice.state.time_left(&alice.state.grants[0]) < left);
+
+    // Meanwhile, the grant is revoked by someone else; on reconnect we learn it.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy)
+        .await
+        .unwrap();
+    let grant_id = alice.state.grants[0].id.clone();
+    client.revoke(&grant_id, Some("done".into())).await.unwrap();
+    assert!(
+        alice
+            .wait_until(std::time::Duration::from_secs(20), |s| s.connection
+                == Connection::Live
+                && s.grants.is_empty())
+            .await
+    );
+    server.stop().await;
+}
