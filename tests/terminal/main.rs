@@ -1,0 +1,164 @@
+//! The real `hoist` binary in a real terminal (tmux): the same story as the
+//! key-driven tests, typed and read off the screen. `scripts/test` installs tmux.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A private tmux server running one program in a pane of a fixed size.
+struct Pane {
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Pane {
+    fn start(args: &str, env: &[(&str, &str)], width: u16, height: u16) -> Pane {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("tmux.sock");
+        let exports: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        // The pane outlives the program so its exit status can be read.
+        let program = format!(
+            "env HOIST_CONFIG_DIR={} {exports}{} {args}; echo EXITED rc=$?; sleep 600",
+            dir.path().display(),
+            env!("CARGO_BIN_EXE_hoist")
+        );
+        let status = Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(["-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(program)
+            .status()
+            .expect("tmux is not installed; scripts/test installs it");
+        assert!(status.success());
+        Pane { socket, _dir: dir }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").arg("-S").arg(&self.socket).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "t", "-l", text]);
+    }
+
+    /// Waits for text to appear on the screen; fails with the screen if not.
+    fn wait_for(&self, text: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(start.elapsed() < limit, "`{text}` never appeared; the screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn alternate_screen(&self) -> bool {
+        self.tmux(&["display-message", "-p", "-t", "t", "#{alternate_on}"]).trim() == "1"
+    }
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").arg("-S").arg(&self.socket).arg("kill-server").status();
+    }
+}
+
+const LOAD: Duration = Duration::from_secs(20);
+const APPROVAL: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_requester_files_is_approved_watches_the_countdown_and_revokes() {
+    let pane = Pane::start("demo", &[], 100, 30);
+    pane.wait_for("Roles (7/7)", LOAD);
+    assert!(pane.alternate_screen());
+
+    pane.keys(&["/"]);
+    pane.type_text("pdb");
+    pane.keys(&["Enter"]);
+    pane.wait_for("Request prod-db-admin", LOAD);
+    pane.type_text("Vacuum the bloated orders table");
+    pane.keys(&["Tab"]);
+    pane.type_text("CHG-1024");
+    pane.keys(&["C-s"]);
+    pane.wait_for("◌ pending", LOAD);
+
+    // The demo's approver, bob, approves a few seconds later.
+    pane.wait_for("approved by bob", APPROVAL);
+    pane.keys(&["3"]);
+    let grants = pane.wait_for("Active grants (1)", LOAD);
+    assert!(grants.contains("prod-db-admin"), "{grants}");
+    let first = pane.screen();
+    std::thread::sleep(Duration::from_millis(2100));
+    let later = pane.screen();
+    let countdown = |s: &str| {
+        s.lines()
+            .find(|l| l.trim_start_matches('│').starts_with("prod-db-admin"))
+            .map(str::to_string)
+    };
+    assert!(countdown(&first).is_some(), "{first}");
+    assert_ne!(countdown(&first), countdown(&later), "the countdown moves each second");
+
+    pane.keys(&["x"]);
+    pane.wait_for("Revoke prod-db-admin now?", LOAD);
+    pane.keys(&["y"]);
+    pane.wait_for("No active access", LOAD);
+
+    pane.keys(&["q"]);
+    pane.wait_for("EXITED rc=0", LOAD);
+    assert!(!pane.alternate_screen(), "the terminal is restored on quit");
+}
+
+#[test]
+fn an_approver_finds_the_queue_and_decides_in_two_keys() {
+    let pane = Pane::start("demo --as bob", &[], 80, 24);
+    pane.wait_for("Roles", LOAD);
+    pane.keys(&["4"]);
+    pane.wait_for("To decide (2)", LOAD);
+    // carol's cluster request needs two approvals: one keeps it waiting.
+    pane.keys(&["a"]);
+    pane.wait_for("comment optional", LOAD);
+    pane.keys(&["Enter"]);
+    pane.wait_for("1 of 2 · bob ✓", LOAD);
+    // dave's needs one: approving it takes it off the queue.
+    pane.keys(&["j", "a"]);
+    pane.wait_for("Approve dave", LOAD);
+    pane.keys(&["Enter"]);
+    pane.wait_for("To decide (1)", LOAD);
+    // Ctrl-C leaves as cleanly as q.
+    pane.keys(&["C-c"]);
+    pane.wait_for("EXITED rc=0", LOAD);
+    assert!(!pane.alternate_screen());
+}
+
+#[test]
+fn no_color_draws_without_colour() {
+    let pane = Pane::start("demo", &[("NO_COLOR", "1")], 100, 30);
+    pane.wait_for("Roles (7/7)", LOAD);
+    let styled = pane.tmux(&["capture-pane", "-p", "-e", "-t", "t"]);
+    assert!(styled.contains("\x1b[1m"), "emphasis is still drawn");
+    // SGR parameters that set a colour: 30-37, 40-47, 90-97, 100-107, 38;…, 48;….
+    let sgr = regex::Regex::new(r"\x1b\[([0-9;]*)m").unwrap();
+    for sequence in sgr.captures_iter(&styled) {
+        for param in sequence[1].split(';') {
+            let n: u32 = param.parse().unwrap_or(0);
+            let colour = matches!(n, 30..=37 | 40..=47 | 90..=97 | 100..=107 | 38 | 48);
+            assert!(!colour, "colour SGR {:?} under NO_COLOR", &sequence[0]);
+        }
+    }
+    pane.keys(&["q"]);
+    pane.wait_for("EXITED rc=0", LOAD);
+}
