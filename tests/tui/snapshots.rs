@@ -56,7 +56,7 @@ async fn busy_alice(demo: &hoist::demo::Demo) -> hoist::tui::App {
             .await
     );
     let start = app.state.grants[0].starts_at;
-    freeze(&mut app, start + TimeDelta::seconds(30));
+    freeze(&mut app, start + TimeDelta::milliseconds(30_500));
     app
 }
 
@@ -130,7 +130,7 @@ async fn approver_screens() {
             .await
     );
     let oldest = bob.state.queue.iter().map(|r| r.created_at).min().unwrap();
-    freeze(&mut bob, oldest + TimeDelta::seconds(30));
+    freeze(&mut bob, oldest + TimeDelta::milliseconds(30_500));
     snap("reviews", &bob.state);
 
     key(&mut bob, KeyCode::Char('d'));
