@@ -28,6 +28,8 @@ pub enum SessionError {
     Config(#[from] ConfigError),
     #[error("not signed in to {broker}: run `{}`", login_command(.profile))]
     NotSignedIn { profile: String, broker: String },
+    #[error("{broker} refused the token ({reason}); check it and try again")]
+    TokenRefused { broker: String, reason: String },
     #[error("the token is empty")]
     EmptyToken,
     #[error("the token is longer than {MAX_TOKEN_BYTES} bytes; is that really a token?")]
@@ -53,7 +55,17 @@ fn login_command(profile: &str) -> String {
 /// config with [`crate::config::Config::remember_login`].
 pub async fn login_with_token(target: &Target, token: &str) -> Result<Me, SessionError> {
     let token = check_token(token)?;
-    let me = BrokerClient::new(&target.broker, token)?.me().await?;
+    let me = match BrokerClient::new(&target.broker, token)?.me().await {
+        Ok(me) => me,
+        // "Session expired" would be the wrong story before any session.
+        Err(ClientError::Unauthenticated(reason)) => {
+            return Err(SessionError::TokenRefused {
+                broker: target.broker.clone(),
+                reason,
+            });
+        }
+        Err(err) => return Err(err.into()),
+    };
     let session = Session::with_token(token);
     let broker = target.broker.clone();
     let user = me.user.clone();
