@@ -462,6 +462,23 @@ mod tests {
     }
 
     #[test]
+    fn the_brokers_clock_wins_over_ours() {
+        let clock = ServerClock::default();
+        let mut headers = reqwest::header::HeaderMap::new();
+        let ahead = Utc::now() + TimeDelta::hours(1);
+        headers.insert(SERVER_TIME_HEADER, ahead.to_rfc3339().parse().unwrap());
+        clock.observe(&headers);
+        let skew = clock.now() - ahead;
+        assert!(skew.num_seconds().abs() <= 1, "{skew}");
+        // Without the precise header, the standard Date header is used.
+        let behind = Utc::now() - TimeDelta::minutes(10);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::DATE, behind.to_rfc2822().parse().unwrap());
+        clock.observe(&headers);
+        assert!((clock.now() - behind).num_seconds().abs() <= 2);
+    }
+
+    #[test]
     fn debug_never_shows_the_token() {
         let client = BrokerClient::new("http://127.0.0.1:1", "s3cret-token").unwrap();
         assert!(!format!("{client:?}").contains("s3cret"));

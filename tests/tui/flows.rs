@@ -283,3 +283,57 @@ async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn mouse_clicks_pick_tabs_and_rows_and_favourites_are_saved() {
+    use std::sync::{Arc, Mutex};
+    let demo = demo().await;
+    let client = demo.client("alice").await.unwrap();
+    let saved: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let sink = Arc::clone(&saved);
+    let options = hoist::tui::Options {
+        save_favourites: Some(Arc::new(move |favourites| {
+            sink.lock().unwrap().push(favourites);
+            Ok(())
+        })),
+        ..hoist::tui::Options::default()
+    };
+    let mut alice = hoist::tui::App::start(client, options);
+    assert!(alice.wait_until(WAIT, |s| s.loaded).await);
+    alice.dispatch(hoist::app::Action::Resize(80, 24));
+
+    // Row 3 of the screen is the second role (header, border, first role).
+    alice.dispatch(hoist::app::Action::Click { column: 10, row: 3 });
+    assert_eq!(alice.state.cursors.roles, 1);
+    let role = alice.state.selected_role().unwrap().id.clone();
+    key(&mut alice, KeyCode::Char('f'));
+    assert_eq!(
+        alice.state.selected_role().unwrap().id,
+        role,
+        "the selection follows the role to the top"
+    );
+    assert_eq!(
+        alice.state.visible_roles[0],
+        alice.state.roles.iter().position(|r| r.id == role).unwrap()
+    );
+    assert!(
+        alice
+            .wait_until(WAIT, |_| !saved.lock().unwrap().is_empty())
+            .await
+    );
+    assert_eq!(saved.lock().unwrap().last().unwrap(), &vec![role]);
+
+    // A click on the "3 Grants" tab goes there; the wheel moves the cursor.
+    let header = screen(&alice.state, 80, 24)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let column = header.find("3 Grants").unwrap() as u16;
+    alice.dispatch(hoist::app::Action::Click { column, row: 0 });
+    assert_eq!(alice.state.screen, hoist::app::Screen::Grants);
+    key(&mut alice, KeyCode::Char('1'));
+    alice.dispatch(hoist::app::Action::ScrollDown);
+    assert_eq!(alice.state.cursors.roles, 1);
+    demo.stop().await;
+}
