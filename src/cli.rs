@@ -38,22 +38,51 @@ pub enum Command {
         #[arg(long)]
         serve_only: bool,
     },
-    /// Sign in to the broker. `--with-token` reads a static token from
-    /// standard input (never from the command line) and keeps it in the OS keyring.
+    /// Sign in to the broker through its OpenID provider (device code by
+    /// default) and keep the session in the OS keyring.
     Login {
-        #[arg(long, required = true)]
+        /// Read a static token from standard input instead (never from the command line).
+        #[arg(long, conflicts_with = "browser")]
         with_token: bool,
+        /// Sign in in a browser on this machine (authorization code + PKCE, loopback redirect).
+        #[arg(long)]
+        browser: bool,
+        /// Keep the session in a plain file (mode 0600) when no keyring works. Not recommended.
+        #[arg(long)]
+        insecure_file_store: bool,
     },
-    /// Sign out: delete this broker's session from the OS keyring.
+    /// Sign out: revoke the session at the provider where possible, and delete it from the keyring.
     Logout,
+    /// Who you are signed in as: identity, groups, broker, session expiry.
+    Whoami,
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         None => open_tui(cli.broker.as_deref(), cli.profile.as_deref()).await,
         Some(Command::Demo { user, serve_only }) => run_demo(&user, serve_only).await,
-        Some(Command::Login { .. }) => login(cli.broker.as_deref(), cli.profile.as_deref()).await,
+        Some(Command::Login {
+            with_token,
+            browser,
+            insecure_file_store,
+        }) => {
+            let how = if with_token {
+                Login::Token
+            } else if browser {
+                Login::Sso(session::Flow::Browser)
+            } else {
+                Login::Sso(session::Flow::Device)
+            };
+            login(
+                cli.broker.as_deref(),
+                cli.profile.as_deref(),
+                how,
+                insecure_file_store,
+            )
+            .await
+        }
         Some(Command::Logout) => logout(cli.broker.as_deref(), cli.profile.as_deref()).await,
+        Some(Command::Whoami) => whoami(cli.broker.as_deref(), cli.profile.as_deref()).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,19 +106,78 @@ fn need_terminal() -> anyhow::Result<()> {
 
 async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<()> {
     need_terminal()?;
-    let config = Config::load()?;
-    let target = config.resolve(broker, profile)?;
-    let client = session::open(&target).await?;
+    let mut config = Config::load()?;
+    let mut target = config.resolve(broker, profile)?;
+    let client = match session::open(&target).await {
+        Ok(client) => client,
+        // First run, or the session ended: sign in, then open.
+        Err(session::SessionError::NotSignedIn { .. } | session::SessionError::Expired { .. }) => {
+            let (me, _) = sign_in(&target, session::Flow::Device).await?;
+            config.remember_login(&target, &me.user);
+            config.save()?;
+            target.user = Some(me.user);
+            session::open(&target).await?
+        }
+        Err(err) => return Err(err.into()),
+    };
     let theme = Theme::from_config(&config.theme, no_color()).map_err(anyhow::Error::msg)?;
     let favourites = config.favourites(&target.profile).into_iter().collect();
+    let renew_target = target.clone();
     let options = tui::Options {
         theme,
         favourites,
         ticket_url: config.ticket_url.clone(),
         save_favourites: Some(favourite_saver(target)),
         screen: crate::app::Screen::Roles,
+        renew: Some(Arc::new(move || {
+            let target = renew_target.clone();
+            Box::pin(async move { session::current(&target).await.map_err(|e| e.to_string()) })
+        })),
     };
     tui::run(client, options).await
+}
+
+/// Runs a single sign-on flow in this terminal, telling the person what to do.
+async fn sign_in(
+    target: &Target,
+    flow: session::Flow,
+) -> anyhow::Result<(hoist_api::Me, crate::secrets::Session)> {
+    let on_device = |prompt: &crate::sso::DevicePrompt| {
+        eprintln!(
+            "To sign in to {}, open {}",
+            target.broker,
+            crate::sanitize::line(&prompt.verification_uri)
+        );
+        eprintln!(
+            "and enter the code: {}",
+            crate::sanitize::line(&prompt.user_code)
+        );
+        if let Some(complete) = &prompt.verification_uri_complete {
+            eprintln!("(or open {})", crate::sanitize::line(complete));
+            open_browser(complete);
+        }
+        eprintln!(
+            "Waiting for approval (the code expires in {} minutes)…",
+            prompt.expires_in.as_secs() / 60
+        );
+    };
+    let on_browser = |url: &str| {
+        eprintln!("Opening your browser to sign in. If it does not open, visit:");
+        eprintln!("{}", crate::sanitize::line(url));
+        open_browser(url);
+    };
+    Ok(session::login_sso(target, flow, on_device, on_browser).await?)
+}
+
+/// Opens a URL in the browser where there is one to open; otherwise the
+/// printed URL is all there is (e.g. over SSH).
+fn open_browser(url: &str) {
+    let graphical = cfg!(any(target_os = "macos", target_os = "windows"))
+        || std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if graphical && std::env::var_os("HOIST_NO_BROWSER").is_none() {
+        let _ = open::that_detached(url);
+    }
 }
 
 /// Writes the favourites of one profile back to the config file.
@@ -109,19 +197,66 @@ fn favourite_saver(target: Target) -> crate::worker::Saver {
     })
 }
 
-async fn login(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<()> {
+enum Login {
+    Token,
+    Sso(session::Flow),
+}
+
+async fn login(
+    broker: Option<&str>,
+    profile: Option<&str>,
+    how: Login,
+    insecure_file_store: bool,
+) -> anyhow::Result<()> {
     let mut config = Config::load()?;
     let target = config.resolve(broker, profile)?;
-    let token = session::read_token_from_stdin(std::io::stdin().lock())?;
-    let me = session::login_with_token(&target, &token).await?;
+    if insecure_file_store {
+        anyhow::bail!("--insecure-file-store is being wired");
+    }
+    let me = match how {
+        Login::Token => {
+            let token = session::read_token_from_stdin(std::io::stdin().lock())?;
+            session::login_with_token(&target, &token).await?
+        }
+        Login::Sso(flow) => sign_in(&target, flow).await?.0,
+    };
     config.remember_login(&target, &me.user);
     config.save()?;
     eprintln!(
         "Signed in to {} as {} ({}).",
-        target.broker, me.user, me.display_name
+        target.broker,
+        me.user,
+        crate::sanitize::line(&me.display_name)
     );
     if let Some(warning) = crate::secrets::warning() {
-        eprintln!("Note: {warning}");
+        eprintln!("Warning: {warning}");
+    }
+    Ok(())
+}
+
+async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<()> {
+    let config = Config::load()?;
+    let target = config.resolve(broker, profile)?;
+    let current = session::current(&target).await?;
+    let me = crate::client::BrokerClient::new(&target.broker, &current.access_token)?
+        .me()
+        .await?;
+    println!(
+        "user:     {} ({})",
+        me.user,
+        crate::sanitize::line(&me.display_name)
+    );
+    println!("groups:   {}", me.groups.join(", "));
+    println!("broker:   {}", target.broker);
+    println!("profile:  {}", target.profile);
+    match (current.expires_at, &current.issuer) {
+        (Some(at), Some(issuer)) => {
+            let local = at
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S %Z");
+            println!("session:  single sign-on via {issuer}, token valid until {local}");
+        }
+        _ => println!("session:  static token (does not expire by itself)"),
     }
     Ok(())
 }

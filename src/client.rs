@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::{Stream, StreamExt};
 use hoist_api::{
-    AccessRequest, AcknowledgeInput, ApiError, AuditEvent, CreateRequest, Credential, Decision,
-    ErrorCode, ExtendInput, Grant, IDEMPOTENCY_KEY_HEADER, LiveEvent, Me, ReasonInput,
+    AccessRequest, AcknowledgeInput, ApiError, AuditEvent, AuthConfig, CreateRequest, Credential,
+    Decision, ErrorCode, ExtendInput, Grant, IDEMPOTENCY_KEY_HEADER, LiveEvent, Me, ReasonInput,
     RequestHistory, RequestPreview, ReviewInput, Role, SERVER_TIME_HEADER,
 };
 use reqwest::{Method, StatusCode};
@@ -134,7 +134,8 @@ impl ServerClock {
 #[derive(Clone)]
 pub struct BrokerClient {
     base: Url,
-    token: Arc<str>,
+    /// Replaced in place when a session is refreshed; every clone sees it.
+    token: Arc<std::sync::RwLock<Arc<str>>>,
     http: reqwest::Client,
     clock: Arc<ServerClock>,
 }
@@ -159,7 +160,7 @@ impl BrokerClient {
             .map_err(|err| ClientError::Protocol(err.to_string()))?;
         Ok(BrokerClient {
             base,
-            token: Arc::from(token),
+            token: Arc::new(std::sync::RwLock::new(Arc::from(token))),
             http,
             clock: Arc::new(ServerClock::default()),
         })
@@ -178,9 +179,22 @@ impl BrokerClient {
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let token = Arc::clone(&self.token.read().unwrap_or_else(|p| p.into_inner()));
         self.http
             .request(method, self.url(path))
-            .bearer_auth(&*self.token)
+            .bearer_auth(&*token)
+    }
+
+    /// Uses a new token from now on (after a refresh), in every clone.
+    pub fn set_token(&self, token: &str) {
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(token);
+    }
+
+    /// How to sign in to the broker at `base`; needs no token.
+    pub async fn auth_config(base: &str) -> Result<AuthConfig, ClientError> {
+        let anonymous = BrokerClient::new(base, "")?;
+        let builder = anonymous.http.get(anonymous.url("/v1/auth/config"));
+        anonymous.send(builder).await
     }
 
     fn unreachable(&self, err: &reqwest::Error) -> ClientError {

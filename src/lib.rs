@@ -8,6 +8,7 @@ pub mod demo;
 pub mod sanitize;
 pub mod secrets;
 pub mod session;
+pub mod sso;
 pub mod theme;
 pub mod tui;
 pub mod ui;

@@ -43,6 +43,11 @@ pub struct Session {
     pub refresh_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// For single sign-on sessions: the provider and client to refresh with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 impl Session {
@@ -52,6 +57,8 @@ impl Session {
             access_token: token.to_string(),
             refresh_token: None,
             expires_at: None,
+            issuer: None,
+            client_id: None,
         }
     }
 }
@@ -66,6 +73,7 @@ impl std::fmt::Debug for Session {
                 &self.refresh_token.as_ref().map(|_| "<redacted>"),
             )
             .field("expires_at", &self.expires_at)
+            .field("issuer", &self.issuer)
             .finish()
     }
 }
@@ -542,7 +550,7 @@ mod tests {
         let session = Session {
             access_token: "s3cret-access".into(),
             refresh_token: Some("s3cret-refresh".into()),
-            expires_at: None,
+            ..Session::with_token("s3cret-access")
         };
         let shown = format!("{session:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
@@ -558,6 +566,8 @@ mod tests {
             access_token: "a".into(),
             refresh_token: Some("r".into()),
             expires_at: Some("2026-01-02T03:04:05Z".parse().unwrap()),
+            issuer: Some("https://idp.example".into()),
+            client_id: Some("hoist".into()),
         };
         let back: Session = serde_json::from_str(&serde_json::to_string(&full).unwrap()).unwrap();
         assert_eq!(back, full);

@@ -13,6 +13,10 @@ use hoist_api::Me;
 use crate::client::{BrokerClient, ClientError};
 use crate::config::{ConfigError, Target};
 use crate::secrets::{self, SecretsError, Session};
+use crate::sso::{self, DevicePrompt, SsoError};
+
+/// A session is refreshed when it has less than this left.
+pub const REFRESH_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// Longest token accepted, in bytes: far beyond any bearer token, and small
 /// enough that a file piped by mistake is refused rather than sent.
@@ -40,6 +44,99 @@ pub enum SessionError {
     Stdin(String),
     #[error("the keyring task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Sso(#[from] SsoError),
+    #[error(
+        "the session for {broker} expired and could not be renewed ({reason}): run `hoist login`"
+    )]
+    Expired { broker: String, reason: String },
+}
+
+/// How to sign in through the broker's OpenID provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// RFC 8628: a code to type at a URL, from any device. Works over SSH.
+    Device,
+    /// Authorization code with PKCE and a loopback redirect: needs a browser here.
+    Browser,
+}
+
+/// Signs in through the broker's OpenID provider and keeps the session in
+/// the keyring under the user the broker recognises.
+pub async fn login_sso(
+    target: &Target,
+    flow: Flow,
+    on_device: impl FnOnce(&DevicePrompt),
+    on_browser: impl FnOnce(&str),
+) -> Result<(Me, Session), SessionError> {
+    let config = BrokerClient::auth_config(&target.broker).await?;
+    let issuer = config.issuers.first().ok_or(SsoError::NotOffered)?;
+    let provider = sso::discover(issuer).await?;
+    let session = match flow {
+        Flow::Device => provider.sign_in_device(on_device).await?,
+        Flow::Browser => provider.sign_in_browser(on_browser).await?,
+    };
+    let me = match BrokerClient::new(&target.broker, &session.access_token)?
+        .me()
+        .await
+    {
+        Ok(me) => me,
+        Err(ClientError::Unauthenticated(reason)) => {
+            return Err(SessionError::TokenRefused {
+                broker: target.broker.clone(),
+                reason,
+            });
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let (broker, user, stored) = (target.broker.clone(), me.user.clone(), session.clone());
+    blocking(move || secrets::save(&broker, &user, &stored)).await?;
+    Ok((me, session))
+}
+
+/// The stored session, refreshed first if it ends within [`REFRESH_AHEAD`]
+/// (and saved again, as providers may rotate refresh tokens).
+pub async fn current(target: &Target) -> Result<Session, SessionError> {
+    let not_signed_in = || SessionError::NotSignedIn {
+        profile: target.profile.clone(),
+        broker: target.broker.clone(),
+    };
+    let user = target.user.clone().ok_or_else(not_signed_in)?;
+    let (broker, who) = (target.broker.clone(), user.clone());
+    let session = blocking(move || secrets::load(&broker, &who))
+        .await?
+        .ok_or_else(not_signed_in)?;
+    let due = session
+        .expires_at
+        .is_some_and(|at| at - chrono::Utc::now() <= REFRESH_AHEAD);
+    if !due {
+        return Ok(session);
+    }
+    let expired = |reason: String| SessionError::Expired {
+        broker: target.broker.clone(),
+        reason,
+    };
+    let (Some(refresh_token), Some(issuer), Some(client_id)) = (
+        session.refresh_token.clone(),
+        session.issuer.clone(),
+        session.client_id.clone(),
+    ) else {
+        return Err(expired("no refresh token".into()));
+    };
+    let config = BrokerClient::auth_config(&target.broker).await?;
+    let issuer = config
+        .issuers
+        .into_iter()
+        .find(|i| i.issuer == issuer && i.client_id == client_id)
+        .ok_or_else(|| expired("the broker no longer trusts that provider".into()))?;
+    let provider = sso::discover(&issuer).await?;
+    let fresh = provider
+        .refresh(&refresh_token)
+        .await
+        .map_err(|err| expired(err.to_string()))?;
+    let (broker, stored) = (target.broker.clone(), fresh.clone());
+    blocking(move || secrets::save(&broker, &user, &stored)).await?;
+    Ok(fresh)
 }
 
 fn login_command(profile: &str) -> String {
@@ -74,34 +171,52 @@ pub async fn login_with_token(target: &Target, token: &str) -> Result<Me, Sessio
 }
 
 /// Deletes the stored session of `target.user`; false if there was none.
-/// Static tokens cannot be revoked from here: that is the broker admin's job.
+/// A single sign-on session's refresh token is revoked at the provider
+/// first, where it supports revocation. Static tokens cannot be revoked from
+/// here: that is the broker admin's job.
 pub async fn logout(target: &Target) -> Result<bool, SessionError> {
     let Some(user) = target.user.clone() else {
         return Ok(false);
     };
+    let (broker, who) = (target.broker.clone(), user.clone());
+    let stored = blocking(move || secrets::load(&broker, &who)).await?;
+    if let Some(Session {
+        refresh_token: Some(token),
+        issuer: Some(issuer),
+        client_id: Some(client_id),
+        ..
+    }) = stored
+    {
+        // Best effort: signing out locally must work even when the provider is away.
+        let issuer = hoist_api::AuthIssuer {
+            issuer,
+            client_id,
+            scopes: Vec::new(),
+            flows: Vec::new(),
+        };
+        if let Ok(provider) = sso::discover(&issuer).await
+            && let Err(err) = provider.revoke(&token).await
+        {
+            tracing::warn!(error = %err, "could not revoke the refresh token");
+        }
+    }
     let broker = target.broker.clone();
     blocking(move || secrets::delete(&broker, &user)).await
 }
 
-/// A client for `target` with the stored session. Does not call the
-/// broker: a token the broker no longer accepts shows up on the first call.
+/// A client for `target` with the stored session, refreshed if it is about
+/// to end. Does not call the broker: a token the broker no longer accepts
+/// shows up on the first call.
 pub async fn open(target: &Target) -> Result<BrokerClient, SessionError> {
-    let not_signed_in = || SessionError::NotSignedIn {
-        profile: target.profile.clone(),
-        broker: target.broker.clone(),
-    };
-    let Some(user) = target.user.clone() else {
-        return Err(not_signed_in());
-    };
-    let broker = target.broker.clone();
-    let session = blocking(move || secrets::load(&broker, &user))
-        .await?
-        .ok_or_else(not_signed_in)?;
+    let session = current(target).await?;
     if session
         .expires_at
-        .is_some_and(|expires| expires <= chrono::Utc::now())
+        .is_some_and(|at| at <= chrono::Utc::now())
     {
-        return Err(not_signed_in());
+        return Err(SessionError::Expired {
+            broker: target.broker.clone(),
+            reason: "it has ended".into(),
+        });
     }
     Ok(BrokerClient::new(&target.broker, &session.access_token)?)
 }

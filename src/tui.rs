@@ -18,7 +18,17 @@ use crate::sanitize;
 use crate::theme::Theme;
 use crate::worker::{Saver, Worker};
 
+/// Fetches a current session (refreshed if due, or re-read from the keyring).
+pub type Renew = Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<crate::secrets::Session, String>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 pub struct Options {
+    /// Keeps a single sign-on session alive while the TUI runs.
+    pub renew: Option<Renew>,
     pub theme: Theme,
     pub favourites: BTreeSet<String>,
     pub ticket_url: Option<String>,
@@ -34,6 +44,55 @@ impl Default for Options {
             ticket_url: None,
             save_favourites: None,
             screen: Screen::Roles,
+            renew: None,
+        }
+    }
+}
+
+/// Renews the session shortly before it ends. If that fails, the TUI says
+/// so and keeps trying (a `hoist login` elsewhere is picked up from the
+/// keyring), without touching anything on screen.
+async fn keep_session(
+    client: BrokerClient,
+    renew: Renew,
+    actions: tokio::sync::mpsc::UnboundedSender<Action>,
+) {
+    let mut expires_at = None;
+    let mut failing = false;
+    loop {
+        let wait = match expires_at {
+            Some(at) if !failing => {
+                let due: chrono::DateTime<chrono::Utc> = at - crate::session::REFRESH_AHEAD;
+                (due - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+            }
+            None if !failing => Duration::ZERO,
+            _ => Duration::from_secs(10),
+        };
+        tokio::time::sleep(wait).await;
+        match renew().await {
+            Ok(session) => {
+                client.set_token(&session.access_token);
+                if failing {
+                    let _ = actions.send(Action::SessionRenewed);
+                }
+                failing = false;
+                // A session without an end (a static token) needs no care.
+                match session.expires_at {
+                    Some(at) => expires_at = Some(at),
+                    None => return,
+                }
+            }
+            Err(reason) => {
+                if !failing && actions.send(Action::SessionExpired(reason)).is_err() {
+                    return;
+                }
+                failing = true;
+            }
+        }
+        if actions.is_closed() {
+            return;
         }
     }
 }
@@ -59,6 +118,9 @@ impl App {
         state.favourites = options.favourites;
         state.ticket_url = options.ticket_url;
         state.screen = options.screen;
+        if let Some(renew) = options.renew {
+            tokio::spawn(keep_session(client.clone(), renew, sender.clone()));
+        }
         let worker = Worker::new(client, sender, options.save_favourites);
         tokio::spawn(worker.clone().follow_events());
         let mut app = App {

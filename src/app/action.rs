@@ -72,6 +72,9 @@ pub enum Action {
     Live(Box<LiveEvent>),
     StreamUp,
     StreamDown(String),
+    /// The session ended and could not be renewed; nothing else changes.
+    SessionExpired(String),
+    SessionRenewed,
     Filed(Box<AccessRequest>),
     RequestChanged(Box<AccessRequest>),
     GrantChanged(Box<Grant>),

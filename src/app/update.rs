@@ -75,6 +75,21 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             }
             vec![]
         }
+        Action::SessionExpired(reason) => {
+            state.banner = Some(Banner {
+                text: format!(
+                    "Session ended ({}): run `hoist login` in another terminal; your work here is kept",
+                    sanitize::line(&reason)
+                ),
+                level: Level::Error,
+                until: state.now + TimeDelta::days(1),
+            });
+            vec![]
+        }
+        Action::SessionRenewed => {
+            banner(state, "Signed in again", Level::Success);
+            vec![Command::LoadAll]
+        }
         Action::Filed(request) => filed(state, *request),
         Action::RequestChanged(request) => {
             let request = *request;

@@ -34,6 +34,28 @@ pub struct Health {
     pub time: DateTime<Utc>,
 }
 
+/// `GET /v1/auth/config` (no authentication): how a client signs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuthConfig {
+    /// OpenID providers whose ID tokens the broker accepts as bearer tokens.
+    pub issuers: Vec<AuthIssuer>,
+    /// Whether static tokens from the policy file are accepted (`hoist login --with-token`).
+    pub static_tokens: bool,
+}
+
+/// One OpenID provider a client may sign in through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuthIssuer {
+    pub issuer: String,
+    /// The public client id to sign in as; ID tokens must carry it (or
+    /// another accepted audience) in `aud`.
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    /// `device` (RFC 8628) and/or `browser` (authorization code + PKCE with a
+    /// loopback redirect).
+    pub flows: Vec<String>,
+}
+
 /// `GET /v1/me`: who the bearer token belongs to, under the current policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Me {
@@ -663,6 +685,15 @@ mod tests {
             status: "ok".into(),
             version: "0.1.0".into(),
             time: t("2026-01-01T00:00:00Z"),
+        });
+        round_trip(AuthConfig {
+            issuers: vec![AuthIssuer {
+                issuer: "https://idp.example".into(),
+                client_id: "hoist".into(),
+                scopes: vec!["openid".into()],
+                flows: vec!["device".into()],
+            }],
+            static_tokens: true,
         });
         round_trip(Me {
             user: "bob".into(),

@@ -64,6 +64,7 @@ pub enum Change {
 
 pub struct Broker {
     store: Arc<dyn Store>,
+    verifier: crate::oidc::Verifier,
     policy: ArcSwap<Policy>,
     signer: Signer,
     changes: broadcast::Sender<Change>,
@@ -310,6 +311,7 @@ impl Broker {
         let (changes, _) = broadcast::channel(EVENT_BUFFER);
         Ok(Broker {
             store,
+            verifier: crate::oidc::Verifier::new(),
             policy: ArcSwap::from_pointee(policy),
             signer,
             changes,
@@ -323,6 +325,28 @@ impl Broker {
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    /// Who a bearer token belongs to: a static token from the policy, or an
+    /// ID token from one of its OpenID providers (whose groups are recorded).
+    pub async fn authenticate(&self, token: &str) -> Result<String> {
+        let policy = self.policy();
+        if let Some(user) = policy.user_for_token(token) {
+            return Ok(user.id.clone());
+        }
+        if policy.oidc.is_empty() || token.split('.').count() != 3 {
+            return Err(Error::refuse(
+                ErrorCode::Unauthenticated,
+                "unknown or expired token",
+            ));
+        }
+        match self.verifier.verify(&policy, token).await {
+            Ok(identity) => {
+                policy.vouch(&identity.user, &identity.display_name, identity.groups);
+                Ok(identity.user)
+            }
+            Err(err) => Err(Error::refuse(ErrorCode::Unauthenticated, err.to_string())),
+        }
     }
 
     pub fn signer(&self) -> &Signer {
@@ -392,12 +416,12 @@ impl Broker {
 
     pub fn me(&self, user: &str) -> Result<Me> {
         let policy = self.policy();
-        let identity = policy
-            .user(user)
+        let display_name = policy
+            .display_name(user)
             .ok_or_else(|| Error::refuse(ErrorCode::Unauthenticated, "unknown user"))?;
         Ok(Me {
-            user: identity.id.clone(),
-            display_name: identity.display_name.clone(),
+            user: user.to_string(),
+            display_name,
             groups: policy.groups_of(user),
             approver_for: policy
                 .roles()
@@ -1296,7 +1320,8 @@ impl Broker {
     }
 
     /// Swaps in a new policy and revokes every grant its holder may no longer have.
-    pub fn reload(&self, policy: Policy) -> Result<usize> {
+    pub fn reload(&self, mut policy: Policy) -> Result<usize> {
+        policy.adopt_directory(&self.policy.load());
         self.policy.store(Arc::new(policy));
         let policy = self.policy();
         let mut work = self.begin()?;

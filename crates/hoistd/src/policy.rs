@@ -2,9 +2,10 @@
 //! request and on what terms. Parsed once at start and again on SIGHUP; a bad
 //! file is refused with its path, line and reason.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hoist_api::{ApprovalRule, Role, TicketRule};
@@ -22,6 +23,49 @@ pub struct Policy {
     tokens: BTreeMap<String, String>,
     groups: BTreeMap<String, BTreeSet<String>>,
     roles: BTreeMap<String, RoleDef>,
+    pub oidc: Vec<OidcIssuer>,
+    /// People who signed in through an OpenID provider, with the groups its
+    /// latest token gave them. Shared across reloads.
+    directory: Arc<Directory>,
+}
+
+/// An OpenID provider whose ID tokens are accepted as bearer tokens.
+#[derive(Debug, Clone)]
+pub struct OidcIssuer {
+    pub issuer: String,
+    /// The public client hoist signs in as.
+    pub client_id: String,
+    /// Accepted `aud` values (the client id unless given).
+    pub audiences: Vec<String>,
+    pub username_claim: String,
+    pub groups_claim: String,
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub flows: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+/// Identities vouched for by an OpenID provider, as last seen.
+#[derive(Debug, Default)]
+pub struct Directory {
+    seen: RwLock<HashMap<String, Seen>>,
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    display_name: String,
+    groups: BTreeSet<String>,
+}
+
+impl Directory {
+    fn get(&self, user: &str) -> Option<Seen> {
+        self.seen
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .cloned()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -281,13 +325,117 @@ impl Policy {
             }
         }
 
+        let mut oidc = Vec::new();
+        for issuer in raw.oidc {
+            let offset = issuer.span().start;
+            let issuer = issuer.into_inner();
+            let url = url::Url::parse(&issuer.issuer).map_err(|err| {
+                invalid(offset, format!("oidc issuer `{}`: {err}", issuer.issuer))
+            })?;
+            let loopback = url.host_str().is_some_and(|h| {
+                h == "localhost"
+                    || h.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+            if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+                return Err(invalid(
+                    offset,
+                    format!(
+                        "oidc issuer `{}` must use https (http only on loopback)",
+                        issuer.issuer
+                    ),
+                ));
+            }
+            let mut algorithms = Vec::new();
+            for name in &issuer.algorithms {
+                let alg: jsonwebtoken::Algorithm = name.parse().map_err(|_| {
+                    invalid(offset, format!("oidc algorithm `{name}` is not known"))
+                })?;
+                if matches!(
+                    alg,
+                    jsonwebtoken::Algorithm::HS256
+                        | jsonwebtoken::Algorithm::HS384
+                        | jsonwebtoken::Algorithm::HS512
+                ) {
+                    return Err(invalid(
+                        offset,
+                        format!(
+                            "oidc algorithm `{name}` is symmetric; only public-key algorithms are accepted"
+                        ),
+                    ));
+                }
+                algorithms.push(alg);
+            }
+            if let Some(flow) = issuer
+                .flows
+                .iter()
+                .find(|f| !matches!(f.as_str(), "device" | "browser"))
+            {
+                return Err(invalid(
+                    offset,
+                    format!("oidc flow `{flow}` is not `device` or `browser`"),
+                ));
+            }
+            oidc.push(OidcIssuer {
+                audiences: if issuer.audiences.is_empty() {
+                    vec![issuer.client_id.clone()]
+                } else {
+                    issuer.audiences
+                },
+                issuer: issuer.issuer.trim_end_matches('/').to_string(),
+                client_id: issuer.client_id,
+                username_claim: issuer.username_claim,
+                groups_claim: issuer.groups_claim,
+                algorithms,
+                flows: issuer.flows,
+                scopes: issuer.scopes,
+                leeway: issuer.leeway,
+            });
+        }
+
         Ok(Policy {
             settings,
             users,
             tokens,
             groups,
             roles,
+            oidc,
+            directory: Arc::default(),
         })
+    }
+
+    /// Keeps the identities a previous policy learnt from OpenID providers.
+    pub fn adopt_directory(&mut self, previous: &Policy) {
+        self.directory = Arc::clone(&previous.directory);
+    }
+
+    /// Records who an OpenID provider says a user is, as of their latest token.
+    pub fn vouch(&self, user: &str, display_name: &str, groups: BTreeSet<String>) {
+        let seen = Seen {
+            display_name: display_name.to_string(),
+            groups,
+        };
+        self.directory
+            .seen
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.to_string(), seen);
+    }
+
+    pub fn has_static_tokens(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// A local user or one an OpenID provider vouched for.
+    pub fn knows(&self, user: &str) -> bool {
+        self.users.contains_key(user) || self.directory.get(user).is_some()
+    }
+
+    pub fn display_name(&self, user: &str) -> Option<String> {
+        match self.users.get(user) {
+            Some(local) => Some(local.display_name.clone()),
+            None => self.directory.get(user).map(|seen| seen.display_name),
+        }
     }
 
     /// The user a static bearer token belongs to.
@@ -296,23 +444,29 @@ impl Policy {
         self.tokens.get(&hash).and_then(|id| self.users.get(id))
     }
 
-    pub fn user(&self, id: &str) -> Option<&User> {
-        self.users.get(id)
-    }
-
     pub fn groups_of(&self, user: &str) -> Vec<String> {
+        let claimed = self
+            .directory
+            .get(user)
+            .map(|seen| seen.groups)
+            .unwrap_or_default();
         self.groups
             .iter()
-            .filter(|(_, members)| members.contains(user))
+            .filter(|(name, members)| members.contains(user) || claimed.contains(*name))
             .map(|(name, _)| name.clone())
             .collect()
     }
 
+    /// Whether the user is in any of the groups, by the policy file or by
+    /// their OpenID provider's word.
     fn in_any(&self, user: &str, groups: impl IntoIterator<Item = impl AsRef<str>>) -> bool {
+        let claimed = self.directory.get(user).map(|seen| seen.groups);
         groups.into_iter().any(|group| {
+            let group = group.as_ref();
             self.groups
-                .get(group.as_ref())
+                .get(group)
                 .is_some_and(|members| members.contains(user))
+                || claimed.as_ref().is_some_and(|c| c.contains(group))
         })
     }
 
@@ -325,7 +479,7 @@ impl Policy {
     }
 
     pub fn is_eligible(&self, user: &str, role: &RoleDef) -> bool {
-        self.users.contains_key(user)
+        self.knows(user)
             && (role.eligible_users.contains(user) || self.in_any(user, &role.eligible_groups))
     }
 
@@ -351,6 +505,20 @@ impl Policy {
         for group in &role.approver_groups {
             if let Some(members) = self.groups.get(group) {
                 approvers.extend(members.iter().cloned());
+            }
+        }
+        let seen = self
+            .directory
+            .seen
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        for (user, identity) in seen.iter() {
+            if role
+                .approver_groups
+                .iter()
+                .any(|g| identity.groups.contains(g))
+            {
+                approvers.insert(user.clone());
             }
         }
         approvers.into_iter().collect()
@@ -388,7 +556,7 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -407,6 +575,55 @@ struct RawPolicy {
     users: BTreeMap<String, Spanned<RawUser>>,
     #[serde(default)]
     roles: Vec<Spanned<RawRole>>,
+    #[serde(default)]
+    oidc: Vec<Spanned<RawOidc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default = "default_username_claim")]
+    username_claim: String,
+    #[serde(default = "default_groups_claim")]
+    groups_claim: String,
+    #[serde(default = "default_algorithms")]
+    algorithms: Vec<String>,
+    #[serde(default = "default_flows")]
+    flows: Vec<String>,
+    #[serde(default = "default_scopes")]
+    scopes: Vec<String>,
+    #[serde(default = "default_leeway", deserialize_with = "duration")]
+    leeway: Duration,
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["RS256", "ES256", "EdDSA"].map(String::from).to_vec()
+}
+
+fn default_flows() -> Vec<String> {
+    ["device", "browser"].map(String::from).to_vec()
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "profile", "email", "offline_access"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_settings() -> Spanned<RawSettings> {

@@ -2,7 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use hoist_api::{ApiError, AuditEvent, Health, Introspection, IntrospectionInput, Jwks, Me, Role};
+use hoist_api::{
+    ApiError, AuditEvent, AuthConfig, AuthIssuer, Health, Introspection, IntrospectionInput, Jwks,
+    Me, Role,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,6 +18,7 @@ use crate::store::AuditQuery;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
+        .routes(routes!(auth_config))
         .routes(routes!(me))
         .routes(routes!(roles))
         .routes(routes!(jwks))
@@ -30,6 +34,27 @@ async fn health() -> Json<Health> {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         time: broker::now(),
+    })
+}
+
+/// How to sign in: the OpenID providers whose ID tokens are accepted, with
+/// the client id and flows to use. Needs no authentication.
+#[utoipa::path(get, path = "/v1/auth/config", tag = "meta",
+    responses((status = 200, description = "Sign-in options", body = AuthConfig)))]
+async fn auth_config(State(state): State<AppState>) -> Json<AuthConfig> {
+    let policy = state.broker.policy();
+    Json(AuthConfig {
+        issuers: policy
+            .oidc
+            .iter()
+            .map(|i| AuthIssuer {
+                issuer: i.issuer.clone(),
+                client_id: i.client_id.clone(),
+                scopes: i.scopes.clone(),
+                flows: i.flows.clone(),
+            })
+            .collect(),
+        static_tokens: policy.has_static_tokens(),
     })
 }
 

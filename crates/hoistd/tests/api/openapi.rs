@@ -6,6 +6,7 @@ use crate::helpers::*;
 
 const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/v1/health"),
+    ("get", "/v1/auth/config"),
     ("get", "/v1/me"),
     ("get", "/v1/roles"),
     ("get", "/.well-known/jwks.json"),
@@ -51,7 +52,10 @@ async fn the_served_document_is_openapi_3_1_and_lists_every_endpoint_with_its_er
         for (method, operation) in item.as_object().unwrap() {
             listed.insert((method.clone(), path.clone()));
             let responses = operation["responses"].as_object().unwrap();
-            let public = matches!(path.as_str(), "/v1/health" | "/.well-known/jwks.json");
+            let public = matches!(
+                path.as_str(),
+                "/v1/health" | "/v1/auth/config" | "/.well-known/jwks.json"
+            );
             if !public {
                 assert!(
                     responses.contains_key("401"),

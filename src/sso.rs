@@ -1,0 +1,444 @@
+//! Single sign-on through the broker's OpenID provider, on the `oauth2`
+//! crate: the device authorization grant (RFC 8628) by default, the
+//! authorization code grant with PKCE and a loopback redirect (RFC 8252) on
+//! request, refresh before expiry, and revocation at sign-out.
+//!
+//! The bearer sent to the broker is the provider's ID token: it is a JWT the
+//! broker can verify against the provider's keys, with `aud` = our client id.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use hoist_api::AuthIssuer;
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, CsrfToken, DeviceAuthorizationUrl, EndpointNotSet,
+    ExtraTokenFields, PkceCodeChallenge, RedirectUrl, RefreshToken, RevocationUrl, Scope,
+    StandardDeviceAuthorizationResponse, StandardRevocableToken, StandardTokenResponse,
+    TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::secrets::Session;
+
+/// How long the device flow waits for the person to approve, at most.
+const DEVICE_WAIT: Duration = Duration::from_secs(600);
+/// How long the browser flow waits for the redirect back.
+const BROWSER_WAIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SsoError {
+    #[error("the broker offers no single sign-on; sign in with `hoist login --with-token`")]
+    NotOffered,
+    #[error("the broker does not allow the {0} flow")]
+    FlowNotAllowed(&'static str),
+    #[error("cannot read the provider's discovery document at {url}: {reason}")]
+    Discovery { url: String, reason: String },
+    #[error("the provider has no {0} endpoint")]
+    MissingEndpoint(&'static str),
+    #[error("sign-in failed: {0}")]
+    Failed(String),
+    #[error("the provider returned no ID token; is `openid` among the scopes?")]
+    NoIdToken,
+    #[error("sign-in was not completed in time")]
+    TimedOut,
+    #[error("the sign-in response did not come from this sign-in (state mismatch)")]
+    StateMismatch,
+}
+
+/// The endpoints of an OpenID provider, from its discovery document.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub issuer: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub flows: Vec<String>,
+    token_endpoint: String,
+    authorization_endpoint: Option<String>,
+    device_authorization_endpoint: Option<String>,
+    revocation_endpoint: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    token_endpoint: String,
+    authorization_endpoint: Option<String>,
+    device_authorization_endpoint: Option<String>,
+    revocation_endpoint: Option<String>,
+}
+
+/// What the person must do to approve a device sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePrompt {
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+    pub user_code: String,
+    pub expires_in: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IdTokenFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+impl ExtraTokenFields for IdTokenFields {}
+
+type Tokens = StandardTokenResponse<IdTokenFields, BasicTokenType>;
+type OauthClient = oauth2::Client<
+    BasicErrorResponse,
+    Tokens,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+>;
+
+/// The HTTP client for the provider: never follows redirects (the oauth2
+/// crate's advice against SSRF), rustls, bounded time.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct HttpError(String);
+
+type HttpFuture = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send>>;
+
+/// Adapts our reqwest to the oauth2 crate's HTTP client interface.
+fn transport(client: reqwest::Client) -> impl Fn(oauth2::HttpRequest) -> HttpFuture {
+    move |request: oauth2::HttpRequest| {
+        let client = client.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let response = client
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|err| HttpError(err.without_url().to_string()))?;
+            let mut builder = http_response(response.status());
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let body = response
+                .bytes()
+                .await
+                .map_err(|err| HttpError(err.to_string()))?;
+            builder
+                .body(body.to_vec())
+                .map_err(|err| HttpError(err.to_string()))
+        }) as HttpFuture
+    }
+}
+
+fn http_response(status: reqwest::StatusCode) -> oauth2::http::response::Builder {
+    oauth2::http::Response::builder().status(status.as_u16())
+}
+
+fn fail(err: impl std::fmt::Display) -> SsoError {
+    SsoError::Failed(err.to_string())
+}
+
+/// Reads the provider's discovery document.
+pub async fn discover(issuer: &AuthIssuer) -> Result<Provider, SsoError> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.issuer.trim_end_matches('/')
+    );
+    let bad = |reason: String| SsoError::Discovery {
+        url: url.clone(),
+        reason,
+    };
+    crate::client::check_broker_url(&issuer.issuer).map_err(|err| bad(err.to_string()))?;
+    let document: Discovery = http()
+        .get(&url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|err| bad(err.without_url().to_string()))?
+        .json()
+        .await
+        .map_err(|err| bad(err.to_string()))?;
+    if document.issuer.trim_end_matches('/') != issuer.issuer.trim_end_matches('/') {
+        return Err(bad(format!("it names issuer `{}`", document.issuer)));
+    }
+    Ok(Provider {
+        issuer: issuer.issuer.clone(),
+        client_id: issuer.client_id.clone(),
+        scopes: issuer.scopes.clone(),
+        flows: issuer.flows.clone(),
+        token_endpoint: document.token_endpoint,
+        authorization_endpoint: document.authorization_endpoint,
+        device_authorization_endpoint: document.device_authorization_endpoint,
+        revocation_endpoint: document.revocation_endpoint,
+    })
+}
+
+impl Provider {
+    fn client(&self) -> OauthClient {
+        oauth2::Client::new(ClientId::new(self.client_id.clone()))
+            .set_auth_type(oauth2::AuthType::RequestBody)
+    }
+
+    fn token_url(&self) -> Result<TokenUrl, SsoError> {
+        TokenUrl::new(self.token_endpoint.clone()).map_err(fail)
+    }
+
+    fn scopes(&self) -> impl Iterator<Item = Scope> + '_ {
+        self.scopes.iter().cloned().map(Scope::new)
+    }
+
+    /// Signs in with the device authorization grant. `prompt` is called once
+    /// with what the person must open and type; polling then honours the
+    /// provider's interval and `slow_down`.
+    pub async fn sign_in_device(
+        &self,
+        prompt: impl FnOnce(&DevicePrompt),
+    ) -> Result<Session, SsoError> {
+        if !self.flows.iter().any(|f| f == "device") {
+            return Err(SsoError::FlowNotAllowed("device"));
+        }
+        let endpoint = self
+            .device_authorization_endpoint
+            .clone()
+            .ok_or(SsoError::MissingEndpoint("device authorization"))?;
+        let client = self
+            .client()
+            .set_device_authorization_url(DeviceAuthorizationUrl::new(endpoint).map_err(fail)?)
+            .set_token_uri(self.token_url()?);
+        let http = transport(http());
+        let details: StandardDeviceAuthorizationResponse = client
+            .exchange_device_code()
+            .add_scopes(self.scopes())
+            .request_async(&http)
+            .await
+            .map_err(fail)?;
+        prompt(&DevicePrompt {
+            verification_uri: details.verification_uri().to_string(),
+            verification_uri_complete: details
+                .verification_uri_complete()
+                .map(|u| u.secret().to_string()),
+            user_code: details.user_code().secret().to_string(),
+            expires_in: details.expires_in(),
+        });
+        let tokens = client
+            .exchange_device_access_token(&details)
+            .request_async(&http, tokio::time::sleep, Some(DEVICE_WAIT))
+            .await
+            .map_err(|err| match err {
+                oauth2::RequestTokenError::ServerResponse(response)
+                    if matches!(
+                        response.error(),
+                        oauth2::DeviceCodeErrorResponseType::ExpiredToken
+                    ) =>
+                {
+                    SsoError::TimedOut
+                }
+                other => fail(describe(&other)),
+            })?;
+        self.session(&tokens, None)
+    }
+
+    /// Signs in with the authorization code grant and PKCE: `open` is called
+    /// with the URL to visit; the provider redirects back to a listener on a
+    /// loopback port.
+    pub async fn sign_in_browser(&self, open: impl FnOnce(&str)) -> Result<Session, SsoError> {
+        if !self.flows.iter().any(|f| f == "browser") {
+            return Err(SsoError::FlowNotAllowed("browser"));
+        }
+        let endpoint = self
+            .authorization_endpoint
+            .clone()
+            .ok_or(SsoError::MissingEndpoint("authorization"))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(fail)?;
+        let port = listener.local_addr().map_err(fail)?.port();
+        let client = self
+            .client()
+            .set_auth_uri(AuthUrl::new(endpoint).map_err(fail)?)
+            .set_token_uri(self.token_url()?)
+            .set_redirect_uri(
+                RedirectUrl::new(format!("http://127.0.0.1:{port}/callback")).map_err(fail)?,
+            );
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state) = client
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(self.scopes())
+            .set_pkce_challenge(challenge)
+            .url();
+        let callback = tokio::spawn(receive_callback(listener));
+        open(url.as_str());
+        let (code, returned_state) = tokio::time::timeout(BROWSER_WAIT, callback)
+            .await
+            .map_err(|_| SsoError::TimedOut)?
+            .map_err(fail)??;
+        if returned_state != *state.secret() {
+            return Err(SsoError::StateMismatch);
+        }
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code))
+            .set_pkce_verifier(verifier)
+            .request_async(&transport(http()))
+            .await
+            .map_err(|err| fail(describe(&err)))?;
+        self.session(&tokens, None)
+    }
+
+    /// A fresh session from a refresh token; the provider may rotate it.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Session, SsoError> {
+        let client = self.client().set_token_uri(self.token_url()?);
+        let tokens = client
+            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_string()))
+            .request_async(&transport(http()))
+            .await
+            .map_err(|err| fail(describe(&err)))?;
+        self.session(&tokens, Some(refresh_token))
+    }
+
+    /// Revokes a refresh token where the provider supports it (RFC 7009).
+    pub async fn revoke(&self, refresh_token: &str) -> Result<bool, SsoError> {
+        let Some(endpoint) = self.revocation_endpoint.clone() else {
+            return Ok(false);
+        };
+        let client = self
+            .client()
+            .set_revocation_url(RevocationUrl::new(endpoint).map_err(fail)?);
+        let token =
+            StandardRevocableToken::RefreshToken(RefreshToken::new(refresh_token.to_string()));
+        client
+            .revoke_token(token)
+            .map_err(fail)?
+            .request_async(&transport(http()))
+            .await
+            .map_err(fail)?;
+        Ok(true)
+    }
+
+    fn session(
+        &self,
+        tokens: &Tokens,
+        previous_refresh: Option<&str>,
+    ) -> Result<Session, SsoError> {
+        let id_token = tokens
+            .extra_fields()
+            .id_token
+            .clone()
+            .ok_or(SsoError::NoIdToken)?;
+        let expires_at = token_expiry(&id_token).or_else(|| {
+            tokens
+                .expires_in()
+                .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+                .map(|d| Utc::now() + d)
+        });
+        Ok(Session {
+            access_token: id_token,
+            refresh_token: tokens
+                .refresh_token()
+                .map(|t| t.secret().clone())
+                .or_else(|| previous_refresh.map(str::to_string)),
+            expires_at,
+            issuer: Some(self.issuer.clone()),
+            client_id: Some(self.client_id.clone()),
+        })
+    }
+}
+
+/// The `exp` of a JWT, read without verifying it: the broker verifies; we
+/// only need to know when to refresh.
+pub fn token_expiry(jwt: &str) -> Option<DateTime<Utc>> {
+    let payload = jwt.split('.').nth(1)?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    DateTime::from_timestamp(claims.get("exp")?.as_i64()?, 0)
+}
+
+/// The provider's own words for a failed token request, without secrets.
+fn describe<E: std::error::Error, R: oauth2::ErrorResponse + std::fmt::Display>(
+    err: &oauth2::RequestTokenError<E, R>,
+) -> String {
+    match err {
+        oauth2::RequestTokenError::ServerResponse(response) => response.to_string(),
+        oauth2::RequestTokenError::Request(err) => format!("cannot reach the provider: {err}"),
+        oauth2::RequestTokenError::Parse(err, _) => {
+            format!("unreadable answer from the provider: {err}")
+        }
+        oauth2::RequestTokenError::Other(other) => other.clone(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Serves the loopback redirect once and hands back the code and state.
+async fn receive_callback(listener: tokio::net::TcpListener) -> Result<(String, String), SsoError> {
+    use axum::extract::Query;
+    use axum::response::Html;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<(String, String), SsoError>>(1);
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::get(move |Query(callback): Query<Callback>| {
+            let sender = sender.clone();
+            async move {
+                let outcome = match (callback.code, callback.state, callback.error) {
+                    (Some(code), Some(state), None) => Ok((code, state)),
+                    (_, _, Some(error)) => Err(SsoError::Failed(format!(
+                        "{error}: {}",
+                        callback.error_description.unwrap_or_default()
+                    ))),
+                    _ => Err(SsoError::Failed("the redirect carried no code".into())),
+                };
+                let page = if outcome.is_ok() {
+                    "<h1>Signed in to hoist</h1><p>You can close this tab and return to the terminal.</p>"
+                } else {
+                    "<h1>Sign-in failed</h1><p>Return to the terminal for details.</p>"
+                };
+                let _ = sender.send(outcome).await;
+                Html(page)
+            }
+        }),
+    );
+    let mut receiver = receiver;
+    let server = axum::serve(listener, app);
+    tokio::select! {
+        served = server => Err(SsoError::Failed(format!("the loopback listener stopped: {served:?}"))),
+        outcome = receiver.recv() => outcome.unwrap_or(Err(SsoError::Failed("no redirect arrived".into()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_read_from_the_token() {
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"exp":1893456000,"sub":"x"}"#);
+        let token = format!("e30.{payload}.sig");
+        assert_eq!(token_expiry(&token).unwrap().timestamp(), 1_893_456_000);
+        assert_eq!(token_expiry("not-a-jwt"), None);
+    }
+}
