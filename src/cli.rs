@@ -6,15 +6,28 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::{self, OutputArgs};
 use crate::config::{Config, Target};
 use crate::theme::Theme;
 use crate::{demo, session, tui};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  any other failure
+  2  usage error (bad arguments, unknown profile)
+  3  denied by an approver
+  4  timed out (--wait/--timeout ran out, or the request lapsed undecided)
+  5  not signed in, or the session ended (run `hoist login`)
+  6  broker unreachable
+  7  refused by policy (not eligible, a rule of the role broken, not allowed)
+hoist exec exits with the command's own status (128 + N if signal N ended it).";
 
 /// Just-in-time privileged access from the terminal.
 ///
 /// With no command, opens the terminal UI on the default profile.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Broker URL (https, or http on loopback); overrides the profile's.
     #[arg(long, global = true, env = "HOIST_BROKER")]
@@ -55,11 +68,106 @@ pub enum Command {
     Logout,
     /// Who you are signed in as: identity, groups, broker, session expiry.
     Whoami,
+    /// The roles you may request, with their terms.
+    Roles {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Your requests, newest first (or, with --reviewable, those waiting for your decision).
+    Requests {
+        #[arg(long)]
+        reviewable: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Your active grants (with --all, ended ones too).
+    Grants {
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The audit log: everything for auditors, your own events for everyone else.
+    Audit {
+        /// Only entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 500)]
+        limit: usize,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Ask for a role. With --wait, block until it is active, denied or lapses.
+    Request {
+        #[command(flatten)]
+        args: commands::RequestArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// One request, by id.
+    Status {
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Withdraw your pending request.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// End a grant now: give its id or its role.
+    Revoke {
+        grant_or_role: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Approve a request waiting for you.
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Deny a request waiting for you; the comment is the reason the requester sees.
+    Deny {
+        id: String,
+        #[arg(long)]
+        comment: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Print the short-lived credential of your active grant for ROLE (for `$(...)`).
+    Credential {
+        role: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Run a command with access to ROLE for exactly as long as it runs.
+    ///
+    /// Reuses your active grant for ROLE, or requests one and waits. The command gets
+    /// HOIST_CREDENTIAL (a signed JWT), HOIST_CREDENTIAL_EXPIRES_AT, HOIST_ROLE,
+    /// HOIST_GRANT_ID and HOIST_GRANT_EXPIRES_AT in its environment. Signals are forwarded;
+    /// a grant exec requested is revoked when the command ends, however it ends.
+    Exec {
+        #[command(flatten)]
+        args: commands::ExecArgs,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
+    let (broker, profile) = (cli.broker.as_deref(), cli.profile.as_deref());
     let result = match cli.command {
-        None => open_tui(cli.broker.as_deref(), cli.profile.as_deref()).await,
+        None => open_tui(broker, profile).await,
         Some(Command::Demo { user, serve_only }) => run_demo(&user, serve_only).await,
         Some(Command::Login {
             with_token,
@@ -73,23 +181,89 @@ pub async fn run(cli: Cli) -> ExitCode {
             } else {
                 Login::Sso(session::Flow::Device)
             };
-            login(
-                cli.broker.as_deref(),
-                cli.profile.as_deref(),
-                how,
-                insecure_file_store,
-            )
-            .await
+            login(broker, profile, how, insecure_file_store).await
         }
-        Some(Command::Logout) => logout(cli.broker.as_deref(), cli.profile.as_deref()).await,
-        Some(Command::Whoami) => whoami(cli.broker.as_deref(), cli.profile.as_deref()).await,
+        Some(Command::Logout) => logout(broker, profile).await,
+        Some(Command::Whoami) => whoami(broker, profile).await,
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "hoist",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Some(Command::Man) => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map_err(Into::into),
+        Some(Command::Exec { args }) => {
+            let outcome = async {
+                let client = commands::connect(broker, profile).await?;
+                commands::exec(&client, &args).await
+            };
+            return match outcome.await {
+                Ok(code) => ExitCode::from(code),
+                Err(err) => fail(&err),
+            };
+        }
+        Some(command) => scripted(broker, profile, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("hoist: {err:#}");
-            ExitCode::FAILURE
+        Err(err) => fail(&err),
+    }
+}
+
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("hoist: {}", crate::sanitize::line(&format!("{err:#}")));
+    ExitCode::from(commands::exit_code(err))
+}
+
+/// The commands that talk to the broker with the stored session.
+async fn scripted(
+    broker: Option<&str>,
+    profile: Option<&str>,
+    command: Command,
+) -> anyhow::Result<()> {
+    let client = commands::connect(broker, profile).await?;
+    match command {
+        Command::Roles { output } => commands::roles(&client, output.format()).await,
+        Command::Requests { reviewable, output } => {
+            commands::requests(&client, reviewable, output.format()).await
         }
+        Command::Grants { all, output } => commands::grants(&client, all, output.format()).await,
+        Command::Audit {
+            after,
+            limit,
+            output,
+        } => commands::audit(&client, after, limit, output.format()).await,
+        Command::Request { args, output } => {
+            commands::request(&client, &args, output.format()).await
+        }
+        Command::Status { id, output } => commands::status(&client, &id, output.format()).await,
+        Command::Cancel { id, reason, output } => {
+            commands::cancel(&client, &id, reason, output.format()).await
+        }
+        Command::Revoke {
+            grant_or_role,
+            reason,
+            output,
+        } => commands::revoke(&client, &grant_or_role, reason, output.format()).await,
+        Command::Approve {
+            id,
+            comment,
+            output,
+        } => commands::approve(&client, &id, comment, output.format()).await,
+        Command::Deny {
+            id,
+            comment,
+            output,
+        } => commands::deny(&client, &id, comment, output.format()).await,
+        Command::Credential { role, output } => {
+            commands::credential(&client, &role, output.format()).await
+        }
+        _ => unreachable!("handled in run"),
     }
 }
 

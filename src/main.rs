@@ -6,6 +6,7 @@ use clap::Parser;
 use hoist::cli::{self, Cli};
 
 fn main() -> ExitCode {
+    // Usage errors exit 2 (clap's own code), as documented.
     let cli = Cli::parse();
     // Must run before any thread starts: the kernel keyring is per process.
     hoist::secrets::prepare();

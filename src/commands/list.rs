@@ -1,0 +1,163 @@
+//! `hoist roles`, `requests`, `grants`, `audit`, `status`: what there is.
+
+use hoist_api::{AccessRequest, Decision, RequestState};
+
+use super::table::Table;
+use super::{Format, local, print};
+use crate::app::form::format_duration;
+use crate::app::update::clock;
+use crate::client::BrokerClient;
+
+pub async fn roles(client: &BrokerClient, format: Format) -> anyhow::Result<()> {
+    let roles = client.roles().await?;
+    print(format, &roles, || {
+        let mut table = Table::new(&[
+            "ROLE",
+            "NAME",
+            "DEFAULT",
+            "MAX",
+            "APPROVALS",
+            "BREAK-GLASS",
+            "TICKET",
+        ]);
+        for role in &roles {
+            let approvals = if role.approval.approvals == 0 {
+                "none".to_string()
+            } else {
+                format!(
+                    "{} of {}",
+                    role.approval.approvals,
+                    role.approval.approver_groups.join(",")
+                )
+            };
+            table.row(vec![
+                role.id.clone(),
+                role.name.clone(),
+                format_duration(role.default_duration_secs),
+                format_duration(role.max_duration_secs),
+                approvals,
+                if role.break_glass {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                if role.ticket.required {
+                    "required".into()
+                } else {
+                    "-".into()
+                },
+            ]);
+        }
+        table
+    })
+}
+
+fn reviews(request: &AccessRequest) -> String {
+    request
+        .reviews
+        .iter()
+        .map(|r| {
+            format!(
+                "{}{}",
+                r.reviewer,
+                if r.decision == Decision::Approve {
+                    "+"
+                } else {
+                    "-"
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn requests_table(requests: &[AccessRequest]) -> Table {
+    let mut table = Table::new(&["ID", "ROLE", "STATE", "FILED", "FOR", "REVIEWS", "NOTE"]);
+    for r in requests {
+        let note = match r.state {
+            RequestState::Pending => r
+                .lapses_at
+                .map(|at| format!("lapses {}", local(at)))
+                .unwrap_or_default(),
+            _ => r.reason.clone().unwrap_or_default(),
+        };
+        table.row(vec![
+            r.id.clone(),
+            r.role.clone(),
+            r.state.to_string(),
+            local(r.created_at),
+            format_duration(r.duration_secs),
+            reviews(r),
+            note,
+        ]);
+    }
+    table
+}
+
+pub async fn requests(
+    client: &BrokerClient,
+    reviewable: bool,
+    format: Format,
+) -> anyhow::Result<()> {
+    let requests = if reviewable {
+        client.review_queue().await?
+    } else {
+        client.my_requests(200).await?
+    };
+    print(format, &requests, || requests_table(&requests))
+}
+
+pub async fn grants(client: &BrokerClient, all: bool, format: Format) -> anyhow::Result<()> {
+    let grants = client.grants(all).await?;
+    let now = client.clock().now();
+    print(format, &grants, || {
+        let mut table = Table::new(&["ID", "ROLE", "STATE", "LEFT", "ENDS", "REFERENCE"]);
+        for g in &grants {
+            let left = if g.state == hoist_api::GrantState::Active {
+                clock(g.expires_at - now)
+            } else {
+                "-".into()
+            };
+            table.row(vec![
+                g.id.clone(),
+                g.role.clone(),
+                g.state.as_str().to_string(),
+                left,
+                local(g.ended_at.unwrap_or(g.expires_at)),
+                g.ticket.clone().or(g.incident.clone()).unwrap_or_default(),
+            ]);
+        }
+        table
+    })
+}
+
+pub async fn audit(
+    client: &BrokerClient,
+    after: i64,
+    limit: usize,
+    format: Format,
+) -> anyhow::Result<()> {
+    let events = client.audit(after, limit).await?;
+    print(format, &events, || {
+        let mut table = Table::new(&["SEQ", "WHEN", "KIND", "ACTOR", "SUBJECT", "ROLE", "REASON"]);
+        for e in &events {
+            table.row(vec![
+                e.seq.to_string(),
+                local(e.at),
+                e.kind.to_string(),
+                e.actor.clone(),
+                e.subject.clone().unwrap_or_default(),
+                e.role.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        table
+    })
+}
+
+pub async fn status(client: &BrokerClient, id: &str, format: Format) -> anyhow::Result<()> {
+    let request = client.request_by_id(id).await?;
+    print(format, &request, || {
+        requests_table(std::slice::from_ref(&request))
+    })
+}

@@ -1,0 +1,161 @@
+//! Scriptable commands: the same broker calls as the TUI, for runbooks,
+//! shell aliases and CI. Tables for people; `--json` / `--output json|yaml`
+//! for scripts, whose schema is the broker API's (see `/openapi.json`);
+//! distinct exit codes for each way a command can end.
+
+mod exec;
+mod list;
+mod request;
+mod table;
+
+use std::io::IsTerminal;
+
+use chrono::{DateTime, Local, Utc};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+pub use exec::{ExecArgs, exec};
+pub use list::{audit, grants, requests, roles, status};
+pub use request::{
+    RequestArgs, approve, cancel, credential, deny, request, revoke, wait_for_final,
+};
+
+use crate::client::{BrokerClient, ClientError};
+use crate::session::SessionError;
+
+/// Exit codes, documented in the README and `hoist --help`.
+pub mod exit {
+    pub const SUCCESS: u8 = 0;
+    /// Anything not listed below.
+    pub const FAILURE: u8 = 1;
+    /// Bad arguments (clap uses 2 as well).
+    pub const USAGE: u8 = 2;
+    /// An approver denied the request.
+    pub const DENIED: u8 = 3;
+    /// `--wait` ran out of time, or the request lapsed undecided.
+    pub const TIMED_OUT: u8 = 4;
+    /// No session, or it ended: `hoist login`.
+    pub const NOT_SIGNED_IN: u8 = 5;
+    /// The broker could not be reached.
+    pub const UNREACHABLE: u8 = 6;
+    /// The broker refused by policy (not eligible, rule broken, not allowed).
+    pub const REFUSED: u8 = 7;
+}
+
+/// How a command ended, when that is not plain success.
+#[derive(Debug, thiserror::Error)]
+pub enum Ended {
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    TimedOut(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The exit code for an error, by what it was.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(ended) = cause.downcast_ref::<Ended>() {
+            return match ended {
+                Ended::Denied(_) => exit::DENIED,
+                Ended::TimedOut(_) => exit::TIMED_OUT,
+                Ended::Usage(_) => exit::USAGE,
+            };
+        }
+        if let Some(session) = cause.downcast_ref::<SessionError>() {
+            return match session {
+                SessionError::Client(client) => client_code(client),
+                SessionError::NotSignedIn { .. }
+                | SessionError::Expired { .. }
+                | SessionError::TokenRefused { .. } => exit::NOT_SIGNED_IN,
+                _ => exit::FAILURE,
+            };
+        }
+        if let Some(client) = cause.downcast_ref::<ClientError>() {
+            return client_code(client);
+        }
+        if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
+            return exit::USAGE;
+        }
+    }
+    exit::FAILURE
+}
+
+fn client_code(err: &ClientError) -> u8 {
+    match err {
+        ClientError::Unreachable { .. } => exit::UNREACHABLE,
+        ClientError::Unauthenticated(_) => exit::NOT_SIGNED_IN,
+        ClientError::BadUrl { .. } => exit::USAGE,
+        ClientError::Refused { status, .. } if *status < 500 => exit::REFUSED,
+        _ => exit::FAILURE,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// `--output table|json|yaml`, and `--json` for short.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Output format: a table for people, json or yaml for scripts.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+    /// Same as --output json.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl OutputArgs {
+    pub fn format(&self) -> Format {
+        if self.json { Format::Json } else { self.output }
+    }
+}
+
+/// Prints a value for scripts, or the table for people.
+pub fn print<T: Serialize>(
+    format: Format,
+    value: &T,
+    table: impl FnOnce() -> table::Table,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Yaml => print!("{}", serde_norway::to_string(value)?),
+        Format::Table => print!("{}", table().render(colour_stdout())),
+    }
+    Ok(())
+}
+
+/// Colour only for a person at a terminal who has not asked for none.
+pub fn colour_stdout() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+pub fn colour_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Local time with its zone, for people (`--json` keeps RFC 3339 UTC).
+pub fn local(at: DateTime<Utc>) -> String {
+    at.with_timezone(&Local)
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
+/// A client for the chosen broker with the stored session.
+pub async fn connect(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<BrokerClient> {
+    let config = crate::config::Config::load()?;
+    let target = config.resolve(broker, profile)?;
+    Ok(crate::session::open(&target).await?)
+}
+
+/// Parses `30m`, `1h30m`, `90s`, or bare minutes.
+pub fn duration(text: &str) -> Result<u64, Ended> {
+    crate::app::form::parse_duration(text)
+        .filter(|secs| *secs > 0)
+        .ok_or_else(|| Ended::Usage(format!("`{text}` is not a duration (try 30m, 1h or 90s)")))
+}

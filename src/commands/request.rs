@@ -1,0 +1,322 @@
+//! `hoist request` (and `--wait`), `cancel`, `approve`, `deny`, `revoke`,
+//! `credential`: changing things, from a script.
+
+use std::time::Duration;
+
+use clap::Args;
+use futures::StreamExt;
+use hoist_api::{AccessRequest, CreateRequest, Decision, Grant, LiveEvent, RequestState};
+use tokio::time::Instant;
+
+use super::{Ended, Format, colour_stderr, duration, local, print};
+use crate::client::{BrokerClient, ClientError};
+
+#[derive(Debug, Clone, Args)]
+pub struct RequestArgs {
+    /// The role to ask for.
+    pub role: String,
+    /// Why you need it (the role sets a minimum length).
+    #[arg(long)]
+    pub reason: String,
+    /// Ticket reference, e.g. CHG-1024 (some roles require one).
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Incident reference, e.g. INC-4711.
+    #[arg(long)]
+    pub incident: Option<String>,
+    /// How long, e.g. 30m or 2h (default: the role's default).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Activate at once without approval (where the role allows it); reviewed afterwards.
+    #[arg(long)]
+    pub break_glass: bool,
+    /// Block until the request is active, denied or lapses, printing each change to stderr.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long (the request stays pending).
+    #[arg(long, requires = "wait")]
+    pub timeout: Option<String>,
+}
+
+impl RequestArgs {
+    pub fn body(&self) -> Result<CreateRequest, Ended> {
+        Ok(CreateRequest {
+            role: self.role.clone(),
+            justification: self.reason.clone(),
+            ticket: self.ticket.clone(),
+            incident: self.incident.clone(),
+            duration_secs: self.duration.as_deref().map(duration).transpose()?,
+            starts_at: None,
+            break_glass: self.break_glass,
+        })
+    }
+
+    pub fn timeout(&self) -> Result<Option<Duration>, Ended> {
+        Ok(self
+            .timeout
+            .as_deref()
+            .map(duration)
+            .transpose()?
+            .map(Duration::from_secs))
+    }
+}
+
+/// Files a request; a retry after a network error reuses the idempotency
+/// key, so the broker never files twice.
+pub async fn file(
+    client: &BrokerClient,
+    body: &CreateRequest,
+) -> Result<AccessRequest, ClientError> {
+    let key = uuid::Uuid::new_v4().to_string();
+    let mut attempt = 0;
+    loop {
+        match client.create_request(body, &key).await {
+            Err(err) if err.is_transient() && attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+pub async fn request(
+    client: &BrokerClient,
+    args: &RequestArgs,
+    format: Format,
+) -> anyhow::Result<()> {
+    let body = args.body()?;
+    let timeout = args.timeout()?;
+    let filed = file(client, &body).await?;
+    let request = if args.wait {
+        wait_for_final(client, filed, timeout).await?
+    } else {
+        filed
+    };
+    let outcome = verdict(&request);
+    print(format, &request, || summary(&request))?;
+    outcome
+}
+
+/// The exit status a finished `--wait` deserves.
+fn verdict(request: &AccessRequest) -> anyhow::Result<()> {
+    let reason = request.reason.clone().unwrap_or_default();
+    match request.state {
+        RequestState::Denied => {
+            let by = request
+                .reviews
+                .iter()
+                .find(|r| r.decision == Decision::Deny)
+                .map_or("an approver", |r| r.reviewer.as_str());
+            Err(Ended::Denied(format!(
+                "{} for {} was denied by {by}: {reason}",
+                request.id, request.role
+            ))
+            .into())
+        }
+        RequestState::TimedOut => {
+            Err(Ended::TimedOut(format!("{} lapsed with no decision", request.id)).into())
+        }
+        RequestState::Cancelled => anyhow::bail!("{} was cancelled: {reason}", request.id),
+        _ => Ok(()),
+    }
+}
+
+fn summary(request: &AccessRequest) -> super::table::Table {
+    let mut table = super::table::Table::new(&["ID", "ROLE", "STATE", "GRANT", "NOTE"]);
+    let note = match request.state {
+        RequestState::Pending => request
+            .lapses_at
+            .map(|at| format!("lapses {}", local(at)))
+            .unwrap_or_default(),
+        _ => request.reason.clone().unwrap_or_default(),
+    };
+    table.row(vec![
+        request.id.clone(),
+        request.role.clone(),
+        request.state.to_string(),
+        request.grant_id.clone().unwrap_or_default(),
+        note,
+    ]);
+    table
+}
+
+/// Whether `--wait` is over: active, or finished one way or another.
+fn settled(state: RequestState) -> bool {
+    state == RequestState::Active || state.is_final()
+}
+
+/// One line on stderr per change, for the person watching.
+fn report(request: &AccessRequest) {
+    let line = match request.state {
+        RequestState::Pending => {
+            let approvals = request
+                .reviews
+                .iter()
+                .filter(|r| r.decision == Decision::Approve)
+                .count();
+            let lapses = request
+                .lapses_at
+                .map(|at| format!("; lapses {}", local(at)))
+                .unwrap_or_default();
+            format!(
+                "{} pending: {approvals} of {} approvals{lapses}",
+                request.id, request.approvals_required
+            )
+        }
+        RequestState::Approved => format!("{} approved; starts as scheduled", request.id),
+        RequestState::Active => format!("{} active ({})", request.id, request.role),
+        other => format!("{} {other}", request.id),
+    };
+    let line = crate::sanitize::line(&line).into_owned();
+    if colour_stderr() {
+        eprintln!("\x1b[2m{line}\x1b[0m");
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+/// Follows the broker's event stream until the request settles or the time
+/// runs out. Reconnects if the stream drops, re-reading the request each time
+/// so no change is missed.
+pub async fn wait_for_final(
+    client: &BrokerClient,
+    request: AccessRequest,
+    timeout: Option<Duration>,
+) -> anyhow::Result<AccessRequest> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut last = request.state;
+    let mut last_reviews = request.reviews.len();
+    report(&request);
+    if settled(request.state) {
+        return Ok(request);
+    }
+    let id = request.id.clone();
+    let expired = || {
+        Ended::TimedOut(format!(
+            "gave up waiting; {id} is still pending (cancel it with `hoist cancel {id}`)"
+        ))
+    };
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let stream = match client.events().await {
+            Ok(stream) => stream,
+            Err(err) if err.is_transient() => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(expired().into());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+            Err(err) => return Err(err.into()),
+        };
+        // Subscribed first, then read: a change in between is not lost.
+        let current = client.request_by_id(&id).await?;
+        if current.state != last || current.reviews.len() != last_reviews {
+            report(&current);
+            (last, last_reviews) = (current.state, current.reviews.len());
+        }
+        if settled(current.state) {
+            return Ok(current);
+        }
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => return Err(expired().into()),
+                },
+                None => stream.next().await,
+            };
+            match next {
+                Some(Ok(LiveEvent::Request { request })) if request.id == id => {
+                    if request.state != last || request.reviews.len() != last_reviews {
+                        report(&request);
+                        (last, last_reviews) = (request.state, request.reviews.len());
+                    }
+                    if settled(request.state) {
+                        return Ok(request);
+                    }
+                }
+                Some(Ok(LiveEvent::Resync { .. })) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            }
+        }
+        backoff = Duration::from_millis(250);
+    }
+}
+
+pub async fn cancel(
+    client: &BrokerClient,
+    id: &str,
+    reason: Option<String>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let request = client.cancel(id, reason).await?;
+    print(format, &request, || summary(&request))
+}
+
+pub async fn approve(
+    client: &BrokerClient,
+    id: &str,
+    comment: Option<String>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let request = client.review(id, Decision::Approve, comment).await?;
+    print(format, &request, || summary(&request))
+}
+
+pub async fn deny(
+    client: &BrokerClient,
+    id: &str,
+    comment: String,
+    format: Format,
+) -> anyhow::Result<()> {
+    let request = client.review(id, Decision::Deny, Some(comment)).await?;
+    print(format, &request, || summary(&request))
+}
+
+/// A grant id (`gr_…`), or the role of one of my active grants.
+pub async fn find_grant(client: &BrokerClient, target: &str) -> anyhow::Result<Grant> {
+    let grants = client.grants(false).await?;
+    grants
+        .into_iter()
+        .find(|g| g.id == target || g.role == target)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no active grant `{target}` (give a grant id or the role of an active grant)"
+            )
+        })
+}
+
+pub async fn revoke(
+    client: &BrokerClient,
+    target: &str,
+    reason: Option<String>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let grant = find_grant(client, target).await?;
+    let grant = client.revoke(&grant.id, reason).await?;
+    print(format, &grant, || {
+        let mut table = super::table::Table::new(&["GRANT", "ROLE", "STATE", "ENDED"]);
+        table.row(vec![
+            grant.id.clone(),
+            grant.role.clone(),
+            grant.state.as_str().into(),
+            grant.ended_at.map(local).unwrap_or_default(),
+        ]);
+        table
+    })
+}
+
+/// Prints only the token, for `$(hoist credential ROLE)`.
+pub async fn credential(client: &BrokerClient, role: &str, format: Format) -> anyhow::Result<()> {
+    let grant = find_grant(client, role).await?;
+    let credential = client.credential(&grant.id).await?;
+    match format {
+        Format::Table => println!("{}", credential.token),
+        _ => print(format, &credential, || super::table::Table::new(&[]))?,
+    }
+    Ok(())
+}

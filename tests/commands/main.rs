@@ -1,0 +1,427 @@
+//! The real `hoist` binary against a real broker on loopback: every command,
+//! every exit code, `--wait` and `exec` end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use hoist_api::{AccessRequest, Grant, GrantState, RequestState, Role};
+
+struct Broker {
+    server: Option<hoistd::Server>,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    async fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = hoistd::Policy::parse("demo", hoist::demo::DEMO_POLICY).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = hoistd::Server::start(listener, &dir.path().join("db"), policy)
+            .await
+            .unwrap();
+        let url = format!("http://{}", server.addr);
+        Broker {
+            server: Some(server),
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// `hoist` signed in as a demo person, with a config directory of their own.
+    fn person(&self, user: &str) -> Hoist {
+        let hoist = Hoist {
+            config: tempfile::tempdir().unwrap(),
+            broker: self.url.clone(),
+        };
+        let out = hoist.run_with_stdin(&["login", "--with-token"], &format!("demo-{user}\n"));
+        assert!(
+            out.status.success(),
+            "login as {user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        hoist
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // Servers stop with the test's runtime; nothing to await here.
+        drop(self.server.take());
+    }
+}
+
+struct Hoist {
+    config: tempfile::TempDir,
+    broker: String,
+}
+
+impl Hoist {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
+        command
+            .arg("--broker")
+            .arg(&self.broker)
+            .args(args)
+            .env("HOIST_CONFIG_DIR", self.config.path())
+            .env("HOIST_KEYRING", "keyutils")
+            .env_remove("NO_COLOR");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const DB: [&str; 6] = [
+    "request",
+    "prod-db-admin",
+    "--reason",
+    "Vacuum the bloated orders table",
+    "--ticket",
+    "CHG-1024",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_commands_print_tables_for_people_and_json_or_yaml_for_scripts() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+
+    let roles: Vec<Role> = alice.json(&["roles", "--json"]);
+    assert_eq!(roles.len(), 7);
+    let yaml = alice.run(&["roles", "--output", "yaml"]);
+    let from_yaml: Vec<Role> = serde_norway::from_slice(&yaml.stdout).unwrap();
+    assert_eq!(from_yaml, roles);
+    let table = String::from_utf8(alice.run(&["roles"]).stdout).unwrap();
+    assert!(table.starts_with("ROLE "), "{table}");
+    assert!(table.contains("prod-db-admin"));
+    assert!(
+        !table.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+
+    let filed: AccessRequest = alice.json(&[&DB[..], &["--json"]].concat());
+    let mine: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
+    assert!(mine.iter().any(|r| r.id == filed.id));
+    let raw = String::from_utf8(alice.run(&["status", &filed.id, "--json"]).stdout).unwrap();
+    let created = serde_json::from_str::<serde_json::Value>(&raw).unwrap()["created_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        created.ends_with('Z'),
+        "JSON times are RFC 3339 UTC: {created}"
+    );
+    let human = String::from_utf8(alice.run(&["requests"]).stdout).unwrap();
+    let zone = regex::Regex::new(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d").unwrap();
+    assert!(
+        zone.is_match(&human),
+        "people get local times with the zone: {human}"
+    );
+
+    let audit = alice.run(&["audit", "--json"]);
+    let events: Vec<serde_json::Value> = serde_json::from_slice(&audit.stdout).unwrap();
+    assert!(events.iter().any(|e| e["kind"] == "requested"));
+    let grants: Vec<Grant> = alice.json(&["grants", "--json"]);
+    assert!(grants.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_is_resolved_by_an_approval_from_another_identity() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let bob = broker.person("bob");
+    let mut waiting = alice.spawn(&[&DB[..], &["--wait", "--json"]].concat());
+    let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    let first = progress.next().unwrap().unwrap();
+    assert!(first.contains("pending"), "{first}");
+    let id = first.split_whitespace().next().unwrap().to_string();
+
+    let approved = bob.run(&["approve", &id, "--comment", "go"]);
+    assert!(approved.status.success(), "{}", stderr(&approved));
+    let rest: Vec<String> = progress.map(|l| l.unwrap()).collect();
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("active")), "{rest:?}");
+    let request: AccessRequest = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(request.state, RequestState::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_ends_with_its_own_code_when_denied_or_out_of_time() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let bob = broker.person("bob");
+
+    let out = alice.run(&[&DB[..], &["--wait", "--timeout", "2s"]].concat());
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(stderr(&out).contains("still pending"), "{}", stderr(&out));
+
+    let pending: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
+    let id = pending[0].id.clone();
+    alice.run(&["cancel", &id]);
+    let mut waiting = alice.spawn(&[
+        "request",
+        "prod-deploy",
+        "--reason",
+        "Roll back cart-svc",
+        "--wait",
+    ]);
+    let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    let id = progress
+        .next()
+        .unwrap()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let denied = bob.run(&["deny", &id, "--comment", "not during the freeze"]);
+    assert!(denied.status.success(), "{}", stderr(&denied));
+    let status = waiting.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
+    assert!(rest.contains("not during the freeze"), "{rest}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failure_has_its_own_exit_code() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    // Usage.
+    assert_eq!(code(&alice.run(&["request", "prod-db-admin"])), 2);
+    let bad = alice.run(&[
+        "request",
+        "prod-logs-read",
+        "--reason",
+        "x",
+        "--duration",
+        "soon",
+    ]);
+    assert_eq!(code(&bad), 2);
+    assert!(stderr(&bad).contains("`soon` is not a duration"));
+    // Policy refusal: unknown role, and a rule of the role broken.
+    let unknown = alice.run(&["request", "nope", "--reason", "some reason"]);
+    assert_eq!(code(&unknown), 7, "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("no role `nope`"));
+    let short = alice.run(&[
+        "request",
+        "prod-db-admin",
+        "--reason",
+        "short",
+        "--ticket",
+        "CHG-1",
+    ]);
+    assert_eq!(code(&short), 7);
+    assert!(stderr(&short).contains("at least 20"), "{}", stderr(&short));
+    // Not signed in.
+    let stranger = Hoist {
+        config: tempfile::tempdir().unwrap(),
+        broker: broker.url.clone(),
+    };
+    let out = stranger.run(&["roles"]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(stderr(&out).contains("hoist login"), "{}", stderr(&out));
+    // Broker unreachable.
+    let nowhere = Hoist {
+        config: tempfile::tempdir().unwrap(),
+        broker: "http://127.0.0.1:9".into(),
+    };
+    let out = nowhere.run_with_stdin(&["login", "--with-token"], "demo-alice\n");
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    // Plain http to anywhere but loopback is refused before anything is sent.
+    let insecure = Hoist {
+        config: tempfile::tempdir().unwrap(),
+        broker: "http://hoist.example.com".into(),
+    };
+    assert_eq!(code(&insecure.run(&["roles"])), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_revoke_and_credential() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let filed: AccessRequest = alice.json(&[&DB[..], &["--json"]].concat());
+    let cancelled: AccessRequest = alice.json(&["cancel", &filed.id, "--json"]);
+    assert_eq!(cancelled.state, RequestState::Cancelled);
+
+    let active: AccessRequest = alice.json(&[
+        "request",
+        "prod-logs-read",
+        "--reason",
+        "Trace 502s",
+        "--json",
+    ]);
+    assert_eq!(active.state, RequestState::Active);
+    let token = String::from_utf8(alice.run(&["credential", "prod-logs-read"]).stdout).unwrap();
+    assert_eq!(token.trim().split('.').count(), 3, "a JWT: {token}");
+    let revoked: Grant = alice.json(&["revoke", "prod-logs-read", "--reason", "done", "--json"]);
+    assert_eq!(revoked.state, GrantState::Revoked);
+    let none = alice.run(&["credential", "prod-logs-read"]);
+    assert_eq!(code(&none), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_with_the_credential_and_revokes_what_it_requested() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let out = alice.run(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "Nightly log export",
+        "--",
+        "sh",
+        "-c",
+        "test -n \"$HOIST_CREDENTIAL\" && echo role=$HOIST_ROLE grant=$HOIST_GRANT_ID && exit 3",
+    ]);
+    assert_eq!(
+        code(&out),
+        3,
+        "the command's own exit code: {}",
+        stderr(&out)
+    );
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(said.contains("role=prod-logs-read grant=gr_"), "{said}");
+    let grant_id = said.split("grant=").nth(1).unwrap().trim().to_string();
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    let grant = grants.iter().find(|g| g.id == grant_id).unwrap();
+    assert_eq!(
+        grant.state,
+        GrantState::Revoked,
+        "exec revokes the grant it created"
+    );
+
+    // A grant that was already there is reused and left alone.
+    let held: AccessRequest = alice.json(&[
+        "request",
+        "staging-db-admin",
+        "--reason",
+        "migration",
+        "--json",
+    ]);
+    let out = alice.run(&[
+        "exec",
+        "staging-db-admin",
+        "--reason",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo $HOIST_GRANT_ID",
+    ]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        held.grant_id.clone().unwrap()
+    );
+    let grants: Vec<Grant> = alice.json(&["grants", "--json"]);
+    assert!(
+        grants.iter().any(|g| Some(&g.id) == held.grant_id.as_ref()),
+        "still active"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_forwards_signals_and_revokes_when_killed() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let mut child = alice.spawn(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "long job",
+        "--",
+        "sh",
+        "-c",
+        "echo started; exec sleep 30",
+    ]);
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(out.next().unwrap().unwrap(), "started");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(128 + 15),
+        "sleep was ended by the forwarded SIGTERM"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    let grant = grants.iter().find(|g| g.role == "prod-logs-read").unwrap();
+    assert_eq!(grant.state, GrantState::Revoked);
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_same_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("credential") && text.contains("exec"),
+            "{shell}"
+        );
+    }
+    let man = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .arg("man")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(man.stdout).unwrap();
+    assert!(
+        text.starts_with(".ie") && text.contains("Exit codes"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+}
