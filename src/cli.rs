@@ -364,7 +364,7 @@ fn favourite_saver(target: Target) -> crate::worker::Saver {
             .or_insert_with(|| crate::config::Profile {
                 broker: target.broker.clone(),
                 user: target.user.clone(),
-                favourites: Vec::new(),
+                ..Default::default()
             });
         profile.favourites = favourites;
         config.save().map_err(|e| e.to_string())
@@ -384,8 +384,8 @@ async fn login(
 ) -> anyhow::Result<()> {
     let mut config = Config::load()?;
     let target = config.resolve(broker, profile)?;
-    if insecure_file_store {
-        anyhow::bail!("--insecure-file-store is being wired");
+    if insecure_file_store || target.insecure_file_store {
+        crate::secrets::init_file_store(&crate::config::sessions_dir()?)?;
     }
     let me = match how {
         Login::Token => {

@@ -1,6 +1,7 @@
 //! The client's config file: brokers as named profiles, favourites, theme
 //! overrides and the ticket link. It never holds a token; sessions live in
-//! the OS keyring (see [`crate::secrets`]).
+//! the OS keyring (see [`crate::secrets`]), or, for a profile that opted in
+//! with `insecure_file_store`, in files under [`sessions_dir`].
 //!
 //! The file is `<config dir>/config.toml`, where the config dir is
 //! `$HOIST_CONFIG_DIR` if set, else the platform's config dir for hoist
@@ -18,6 +19,9 @@ use crate::client::{ClientError, check_broker_url};
 pub const CONFIG_DIR_ENV: &str = "HOIST_CONFIG_DIR";
 /// Name of the config file inside the config dir.
 pub const CONFIG_FILE: &str = "config.toml";
+/// Name of the dir inside the config dir that holds session files, for
+/// profiles with `insecure_file_store`.
+pub const SESSIONS_DIR: &str = "sessions";
 /// Profile name used when a broker is given on the command line and no
 /// profile has that broker yet.
 pub const DEFAULT_PROFILE: &str = "default";
@@ -28,7 +32,8 @@ const NO_BROKER_HINT: &str = "run `hoist --broker URL login --with-token` to sig
 
 /// Written at the top of every saved file, because saving rewrites the file.
 const SAVED_HEADER: &str = "# hoist client config, rewritten by `hoist` when you sign in or pick favourites.\n\
-# Tokens are never stored here: they live in the OS keyring.\n\n";
+# Tokens are never stored here: they live in the OS keyring (or in sessions/ for a profile\n\
+# with insecure_file_store).\n\n";
 
 /// A commented example of every setting, for `hoist config example` and the docs.
 pub const EXAMPLE: &str = r##"# hoist client config.
@@ -54,6 +59,11 @@ broker = "https://hoist.corp.example"
 user = "alice"
 # Roles pinned to the top of the role list (toggle with `f`).
 favourites = ["prod-db-admin", "k8s-prod-view"]
+# Only for machines with no keyring at all: keep this profile's session in a
+# plain file (mode 0600) under <config dir>/sessions. Anyone with access to
+# this account or its backups can read the token there. Set by
+# `hoist login --insecure-file-store`; hoist warns each time it is used.
+# insecure_file_store = true
 
 [profiles.demo]
 broker = "http://127.0.0.1:8700"
@@ -144,6 +154,14 @@ pub struct Profile {
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub favourites: Vec<String>,
+    /// The user opted into keeping this profile's session in a plain file
+    /// ([`crate::secrets::init_file_store`]) rather than the OS keyring.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub insecure_file_store: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// A named set of roles requested together.
@@ -165,6 +183,16 @@ pub struct Target {
     pub broker: String,
     /// Who we signed in as, if we have.
     pub user: Option<String>,
+    /// The profile keeps its session in a plain file, by the user's choice:
+    /// the caller must call [`crate::secrets::init_file_store`] with
+    /// [`sessions_dir`] before anything touches the keyring.
+    pub insecure_file_store: bool,
+}
+
+/// Where session files are kept for profiles with `insecure_file_store`:
+/// `<config dir>/sessions` (see [`Config::dir`]).
+pub fn sessions_dir() -> Result<PathBuf, ConfigError> {
+    Ok(Config::dir()?.join(SESSIONS_DIR))
 }
 
 /// The one spelling of a broker URL used for comparisons and keyring entries.
@@ -306,11 +334,12 @@ impl Config {
                     .cloned()
                     .unwrap_or_else(|| self.free_profile_name(&broker)),
             };
-            let user = existing(&name).and_then(|p| p.user.clone());
+            let existing = existing(&name);
             return Ok(Target {
                 profile: name,
                 broker,
-                user,
+                user: existing.and_then(|p| p.user.clone()),
+                insecure_file_store: existing.is_some_and(|p| p.insecure_file_store),
             });
         }
         let name = match profile.or(self.default_profile.as_deref()) {
@@ -342,6 +371,7 @@ impl Config {
             profile: name,
             broker,
             user: found.user.clone(),
+            insecure_file_store: found.insecure_file_store,
         })
     }
 
@@ -406,6 +436,23 @@ impl Config {
         if self.default_profile.is_none() {
             self.default_profile = Some(target.profile.clone());
         }
+    }
+
+    /// Records whether the target's profile keeps its session in a plain
+    /// file, so later runs choose the same store. Turning it on creates the
+    /// profile if needed; turning it off on a missing profile does nothing.
+    pub fn set_insecure_file_store(&mut self, target: &Target, on: bool) {
+        if !on && !self.profiles.contains_key(&target.profile) {
+            return;
+        }
+        let profile = self
+            .profiles
+            .entry(target.profile.clone())
+            .or_insert_with(|| Profile {
+                broker: target.broker.clone(),
+                ..Profile::default()
+            });
+        profile.insecure_file_store = on;
     }
 
     /// Records a sign-out. The profile keeps its broker and favourites.
@@ -539,6 +586,7 @@ mod tests {
                 profile: "default".into(),
                 broker: "http://localhost:8700".into(),
                 user: None,
+                insecure_file_store: false,
             }
         );
         let mut taken = Config::default();
@@ -623,6 +671,67 @@ mod tests {
         assert_eq!(profile.user, None);
         assert_eq!(profile.broker, "http://127.0.0.1:1");
         assert_eq!(profile.favourites, ["r"]);
+    }
+
+    #[test]
+    fn the_file_store_opt_in_is_per_profile_and_reaches_the_target() {
+        let mut config = config(TWO_PROFILES);
+        let work = config.resolve(None, Some("work")).unwrap();
+        assert!(!work.insecure_file_store);
+        config.set_insecure_file_store(&work, true);
+        assert!(
+            config
+                .resolve(None, Some("work"))
+                .unwrap()
+                .insecure_file_store
+        );
+        assert!(
+            config
+                .resolve(Some("https://hoist.corp.example"), None)
+                .unwrap()
+                .insecure_file_store
+        );
+        assert!(
+            !config
+                .resolve(None, Some("demo"))
+                .unwrap()
+                .insecure_file_store
+        );
+
+        // Saved only when on, and read back.
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(
+            text.matches("insecure_file_store = true").count(),
+            1,
+            "{text}"
+        );
+        let again = Config::parse(Path::new("c.toml"), &text).unwrap();
+        assert!(again.profiles["work"].insecure_file_store);
+        assert!(!again.profiles["demo"].insecure_file_store);
+
+        config.set_insecure_file_store(&work, false);
+        assert!(!toml::to_string(&config).unwrap().contains("insecure"));
+
+        // Opting in before the first sign-in makes the profile; opting out
+        // of one that does not exist leaves the config alone.
+        let mut empty = Config::default();
+        let new = empty.resolve(Some("http://127.0.0.1:8700"), None).unwrap();
+        empty.set_insecure_file_store(&new, false);
+        assert!(empty.profiles.is_empty());
+        empty.set_insecure_file_store(&new, true);
+        empty.remember_login(&new, "alice");
+        let target = empty.resolve(None, None).unwrap();
+        assert!(target.insecure_file_store);
+        assert_eq!(target.user.as_deref(), Some("alice"));
+        assert_eq!(target.broker, "http://127.0.0.1:8700");
+    }
+
+    #[test]
+    fn session_files_live_in_the_config_dir() {
+        assert_eq!(
+            sessions_dir().unwrap(),
+            Config::dir().unwrap().join("sessions")
+        );
     }
 
     #[test]

@@ -52,6 +52,14 @@ pub enum SessionError {
     Expired { broker: String, reason: String },
 }
 
+/// A profile that opted into `--insecure-file-store` keeps using it.
+fn use_file_store_if_chosen(target: &Target) -> Result<(), SessionError> {
+    if target.insecure_file_store {
+        secrets::init_file_store(&crate::config::sessions_dir()?)?;
+    }
+    Ok(())
+}
+
 /// How to sign in through the broker's OpenID provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -97,6 +105,7 @@ pub async fn login_sso(
 /// The stored session, refreshed first if it ends within [`REFRESH_AHEAD`]
 /// (and saved again, as providers may rotate refresh tokens).
 pub async fn current(target: &Target) -> Result<Session, SessionError> {
+    use_file_store_if_chosen(target)?;
     let not_signed_in = || SessionError::NotSignedIn {
         profile: target.profile.clone(),
         broker: target.broker.clone(),
@@ -175,6 +184,7 @@ pub async fn login_with_token(target: &Target, token: &str) -> Result<Me, Sessio
 /// first, where it supports revocation. Static tokens cannot be revoked from
 /// here: that is the broker admin's job.
 pub async fn logout(target: &Target) -> Result<bool, SessionError> {
+    use_file_store_if_chosen(target)?;
     let Some(user) = target.user.clone() else {
         return Ok(false);
     };

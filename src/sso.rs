@@ -20,7 +20,7 @@ use oauth2::basic::{
 };
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, CsrfToken, DeviceAuthorizationUrl, EndpointNotSet,
-    ExtraTokenFields, PkceCodeChallenge, RedirectUrl, RefreshToken, RevocationUrl, Scope,
+    ExtraTokenFields, PkceCodeChallenge, RedirectUrl, RefreshToken, Scope,
     StandardDeviceAuthorizationResponse, StandardRevocableToken, StandardTokenResponse,
     TokenResponse, TokenUrl,
 };
@@ -316,22 +316,29 @@ impl Provider {
     }
 
     /// Revokes a refresh token where the provider supports it (RFC 7009).
+    /// One form POST, sent directly: the oauth2 crate refuses plain http even
+    /// to a loopback provider, which our URL rules allow.
     pub async fn revoke(&self, refresh_token: &str) -> Result<bool, SsoError> {
         let Some(endpoint) = self.revocation_endpoint.clone() else {
             return Ok(false);
         };
-        let client = self
-            .client()
-            .set_revocation_url(RevocationUrl::new(endpoint).map_err(fail)?);
-        let token =
-            StandardRevocableToken::RefreshToken(RefreshToken::new(refresh_token.to_string()));
-        client
-            .revoke_token(token)
-            .map_err(fail)?
-            .request_async(&transport(http()))
+        crate::client::check_broker_url(&endpoint).map_err(fail)?;
+        let response = http()
+            .post(&endpoint)
+            .form(&[
+                ("token", refresh_token),
+                ("token_type_hint", "refresh_token"),
+                ("client_id", self.client_id.as_str()),
+            ])
+            .send()
             .await
-            .map_err(fail)?;
-        Ok(true)
+            .map_err(|err| fail(err.without_url()))?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            status => Err(SsoError::Failed(format!(
+                "the provider answered {status} to the revocation"
+            ))),
+        }
     }
 
     fn session(

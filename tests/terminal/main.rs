@@ -26,7 +26,18 @@ impl Pane {
         let status = Command::new("tmux")
             .arg("-S")
             .arg(&socket)
-            .args(["-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", &width.to_string(), "-y", &height.to_string()])
+            .args([
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+            ])
             .arg(program)
             .status()
             .expect("tmux is not installed; scripts/test installs it");
@@ -35,7 +46,12 @@ impl Pane {
     }
 
     fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").arg("-S").arg(&self.socket).args(args).output().unwrap();
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -61,19 +77,28 @@ impl Pane {
             if screen.contains(text) {
                 return screen;
             }
-            assert!(start.elapsed() < limit, "`{text}` never appeared; the screen:\n{screen}");
+            assert!(
+                start.elapsed() < limit,
+                "`{text}` never appeared; the screen:\n{screen}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     fn alternate_screen(&self) -> bool {
-        self.tmux(&["display-message", "-p", "-t", "t", "#{alternate_on}"]).trim() == "1"
+        self.tmux(&["display-message", "-p", "-t", "t", "#{alternate_on}"])
+            .trim()
+            == "1"
     }
 }
 
 impl Drop for Pane {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").arg("-S").arg(&self.socket).arg("kill-server").status();
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .status();
     }
 }
 
@@ -110,7 +135,11 @@ fn a_requester_files_is_approved_watches_the_countdown_and_revokes() {
             .map(str::to_string)
     };
     assert!(countdown(&first).is_some(), "{first}");
-    assert_ne!(countdown(&first), countdown(&later), "the countdown moves each second");
+    assert_ne!(
+        countdown(&first),
+        countdown(&later),
+        "the countdown moves each second"
+    );
 
     pane.keys(&["x"]);
     pane.wait_for("Revoke prod-db-admin now?", LOAD);

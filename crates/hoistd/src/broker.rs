@@ -1116,7 +1116,7 @@ impl Broker {
             .into_iter()
             .filter(|a| a != user)
             .count();
-        if role.approvals as usize > approvers {
+        if role.approvals as usize > approvers && policy.oidc.is_empty() {
             return Err(Error::refuse(
                 ErrorCode::NoApprovers,
                 format!(

@@ -115,7 +115,9 @@ pub fn plan(
         .into_iter()
         .filter(|approver| approver != requester)
         .collect();
-    if approvals_required as usize > approvers.len() {
+    // With an identity provider, approvers exist before the broker has seen
+    // them: only a policy that lists every approver can say there are too few.
+    if approvals_required as usize > approvers.len() && policy.oidc.is_empty() {
         return Err(Error::refuse(
             ErrorCode::NoApprovers,
             format!(

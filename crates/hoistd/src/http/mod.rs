@@ -220,12 +220,9 @@ impl FromRequestParts<AppState> for Caller {
                 "the Authorization header is not a bearer token",
             ));
         };
-        match state.broker.policy().user_for_token(token) {
-            Some(user) => Ok(Caller(user.id.clone())),
-            None => Err(refused(
-                ErrorCode::Unauthenticated,
-                "unknown or expired token",
-            )),
+        match state.broker.authenticate(token).await {
+            Ok(user) => Ok(Caller(user)),
+            Err(err) => Err(Failure(err).into_response()),
         }
     }
 }

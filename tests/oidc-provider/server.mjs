@@ -1,0 +1,153 @@
+// A real OpenID provider (panva's oidc-provider) on loopback, for hoist's
+// sign-in tests. Usage: node server.mjs --port N [--stop-on-stdin-eof]
+//
+// Prints exactly one line, `READY http://127.0.0.1:N`, to stdout once it is
+// listening; everything else goes to stderr so a harness can read the port.
+
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { parseArgs } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+// oidc-provider's notices use console.info; keep stdout for the READY line.
+console.log = console.error;
+console.info = console.error;
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string', default: '0' },
+    'stop-on-stdin-eof': { type: 'boolean', default: false },
+  },
+});
+
+const port = Number(args.port);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error(`server.mjs: --port must be 0..65535, got ${args.port}`);
+  process.exit(2);
+}
+
+const tokenTtl = Number(process.env.OIDC_TOKEN_TTL ?? '300');
+if (!Number.isInteger(tokenTtl) || tokenTtl <= 0) {
+  console.error(`server.mjs: OIDC_TOKEN_TTL must be a positive integer, got ${process.env.OIDC_TOKEN_TTL}`);
+  process.exit(2);
+}
+
+// The directory behind the test accounts: any login name signs in, and these
+// names carry the groups that hoist's policies are written against.
+const GROUPS = {
+  alice: ['engineers'],
+  bob: ['engineers', 'prod-approvers'],
+  carol: ['engineers', 'oncall'],
+  dave: ['engineers', 'prod-approvers'],
+  erin: ['auditors'],
+};
+
+function account(login) {
+  return {
+    accountId: login,
+    async claims() {
+      return {
+        sub: login,
+        preferred_username: login,
+        groups: GROUPS[login] ?? [],
+      };
+    },
+  };
+}
+
+const client = (clientId) => ({
+  client_id: clientId,
+  application_type: 'native',
+  token_endpoint_auth_method: 'none',
+  grant_types: [
+    'urn:ietf:params:oauth:grant-type:device_code',
+    'authorization_code',
+    'refresh_token',
+  ],
+  response_types: ['code'],
+  // Native loopback redirects match on any port (RFC 8252 section 7.3).
+  redirect_uris: ['http://127.0.0.1/callback'],
+});
+
+// A fresh signing key per process: a token from one provider never verifies
+// against another's JWKS.
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256' };
+
+const configuration = {
+  clients: [client('hoist'), client('other-app')],
+  jwks: { keys: [signingKey] },
+  cookies: { keys: [randomBytes(32).toString('base64url')] },
+
+  async findAccount(_ctx, sub) {
+    return account(sub);
+  },
+
+  // `openid` alone carries the identity claims, so they land in every
+  // ID token whatever else the client asks for; `profile` and `groups` are
+  // accepted too for clients that ask the conventional way.
+  claims: {
+    openid: ['sub', 'preferred_username', 'groups'],
+    profile: ['preferred_username'],
+    groups: ['groups'],
+  },
+  // Without this the ID token would hold only `sub` whenever an access token
+  // is issued too, the rest being left to the userinfo endpoint.
+  conformIdTokenClaims: false,
+
+  // A refresh token for every grant of a client allowed to refresh, whether
+  // or not it asked for offline_access (which oidc-provider drops from an
+  // authorization request whose prompt lacks consent).
+  async issueRefreshToken(_ctx, oidcClient) {
+    return oidcClient.grantTypeAllowed('refresh_token');
+  },
+  // Tokens outlive the browser session that approved them, as a device's do.
+  async expiresWithSession() {
+    return false;
+  },
+
+  pkce: { required: () => true },
+
+  features: {
+    deviceFlow: { enabled: true },
+    devInteractions: { enabled: true },
+    revocation: { enabled: true },
+    userinfo: { enabled: true },
+  },
+
+  ttl: {
+    AccessToken: tokenTtl,
+    IdToken: tokenTtl,
+    AuthorizationCode: 60,
+    DeviceCode: 600,
+    RefreshToken: 24 * 60 * 60,
+    Interaction: 600,
+    Session: 24 * 60 * 60,
+    Grant: 24 * 60 * 60,
+  },
+};
+
+// Listen first, so the issuer can name the port the kernel picked.
+const server = createServer();
+server.on('error', (error) => {
+  console.error(`server.mjs: ${error.message}`);
+  process.exit(1);
+});
+await new Promise((resolve) => { server.listen(port, '127.0.0.1', resolve); });
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, configuration);
+provider.on('server_error', (_ctx, error) => console.error('server.mjs: server_error', error));
+server.on('request', provider.callback());
+
+if (args['stop-on-stdin-eof']) {
+  // The harness holds our stdin open; if it dies without killing us, we go too.
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.resume();
+}
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => process.exit(0));
+}
+
+process.stdout.write(`READY ${issuer}\n`);

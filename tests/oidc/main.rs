@@ -1,0 +1,429 @@
+//! Single sign-on for real: a real OpenID provider on loopback (panva's
+//! oidc-provider, from npm), a real broker trusting it, and hoist signing in
+//! through the device and browser flows, refreshing, signing out; and the
+//! broker refusing expired, foreign, mis-addressed and unsigned tokens.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support/oidc.rs"]
+mod oidc;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hoist::client::{BrokerClient, ClientError};
+use hoist::config::Target;
+use hoist::session::{self, Flow};
+use oidc::Provider;
+
+/// A policy whose people exist only at the provider: their groups come from
+/// the ID token.
+fn policy(issuer: &str) -> String {
+    format!(
+        r#"
+[groups]
+engineers = []
+prod-approvers = []
+
+[[roles]]
+id = "prod-db"
+eligible_groups = ["engineers"]
+default_duration = "30m"
+max_duration = "1h"
+approvals = 1
+approver_groups = ["prod-approvers"]
+
+[[oidc]]
+issuer = "{issuer}"
+client_id = "hoist"
+leeway = "0s"
+scopes = ["openid", "offline_access"]
+"#
+    )
+}
+
+struct Setup {
+    provider: Provider,
+    server: hoistd::Server,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs a test with a session keyring that every thread of its runtime
+/// shares: keyutils credentials are per thread and inherited by threads
+/// started later, so the keyring must be joined before the runtime exists.
+fn run(test: impl std::future::Future<Output = ()>) {
+    hoist::secrets::prepare();
+    let _ = hoist::secrets::init_with(Some(hoist::secrets::Backend::Keyutils));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
+async fn setup(ttl: Option<u64>) -> Setup {
+    let provider = match ttl {
+        Some(secs) => Provider::start_with_ttl(secs).await,
+        None => Provider::start().await,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policy = hoistd::Policy::parse("sso.toml", &policy(&provider.issuer)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy)
+        .await
+        .unwrap();
+    let url = format!("http://{}", server.addr);
+    Setup {
+        provider,
+        server,
+        url,
+        _dir: dir,
+    }
+}
+
+fn target(setup: &Setup, user: Option<&str>) -> Target {
+    let mut target = hoist::config::Config::default()
+        .resolve(Some(&setup.url), None)
+        .unwrap();
+    target.user = user.map(str::to_string);
+    target
+}
+
+/// Signs in as `who` through the device flow, approving at the provider as a person would.
+async fn device_login(setup: &Setup, who: &str) -> (hoist_api::Me, hoist::secrets::Session) {
+    let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
+    let mut sender = Some(sender);
+    let anonymous = target(setup, None);
+    let login = session::login_sso(
+        &anonymous,
+        Flow::Device,
+        |prompt| {
+            let url = prompt
+                .verification_uri_complete
+                .clone()
+                .expect("a complete verification URI");
+            let _ = sender.take().unwrap().send(url);
+        },
+        |_| unreachable!("device flow"),
+    );
+    let approve = async {
+        let url = receiver.await.unwrap();
+        setup.provider.approve_device(&url, who).await;
+    };
+    let (signed_in, ()) = tokio::join!(login, approve);
+    signed_in.unwrap()
+}
+
+async fn status_of(setup: &Setup, token: &str) -> Result<hoist_api::Me, ClientError> {
+    BrokerClient::new(&setup.url, token).unwrap().me().await
+}
+
+#[test]
+fn the_broker_says_how_to_sign_in() {
+    run(async {
+        let setup = setup(None).await;
+        let config = BrokerClient::auth_config(&setup.url).await.unwrap();
+        assert_eq!(config.issuers.len(), 1);
+        assert_eq!(config.issuers[0].issuer, setup.provider.issuer);
+        assert_eq!(config.issuers[0].client_id, "hoist");
+        assert_eq!(config.issuers[0].flows, ["device", "browser"]);
+        assert!(!config.static_tokens);
+        setup.server.stop().await;
+    });
+}
+
+#[test]
+fn the_real_binary_signs_in_through_the_device_flow_and_uses_the_broker() {
+    run(async {
+        let setup = setup(None).await;
+        let config = tempfile::tempdir().unwrap();
+        let hoist = |args: &[&str]| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
+            command
+                .arg("--broker")
+                .arg(&setup.url)
+                .args(args)
+                .env("HOIST_CONFIG_DIR", config.path())
+                .env("HOIST_KEYRING", "keyutils")
+                .env("HOIST_NO_BROWSER", "1")
+                .stdin(Stdio::null());
+            command
+        };
+        let mut login = hoist(&["login"]).stderr(Stdio::piped()).spawn().unwrap();
+        let mut said = BufReader::new(login.stderr.take().unwrap()).lines();
+        let mut complete = None;
+        for line in said.by_ref() {
+            let line = line.unwrap();
+            if let Some(url) = line
+                .strip_prefix("(or open ")
+                .and_then(|l| l.strip_suffix(')'))
+            {
+                complete = Some(url.to_string());
+                break;
+            }
+        }
+        setup
+            .provider
+            .approve_device(&complete.expect("the verification URL was shown"), "alice")
+            .await;
+        let status = tokio::task::spawn_blocking(move || login.wait().unwrap())
+            .await
+            .unwrap();
+        let rest: Vec<String> = said.map(|l| l.unwrap()).collect();
+        assert!(status.success(), "{rest:?}");
+        assert!(
+            rest.iter()
+                .any(|l| l.contains("Signed in") && l.contains("alice")),
+            "{rest:?}"
+        );
+
+        let whoami = hoist(&["whoami"]).output().unwrap();
+        let text = String::from_utf8(whoami.stdout).unwrap();
+        assert!(text.contains("user:     alice"), "{text}");
+        assert!(
+            text.contains("groups:   engineers"),
+            "groups come from the ID token: {text}"
+        );
+        assert!(
+            text.contains(&format!("single sign-on via {}", setup.provider.issuer)),
+            "{text}"
+        );
+        let roles = hoist(&["roles", "--json"]).output().unwrap();
+        let roles: Vec<hoist_api::Role> = serde_json::from_slice(&roles.stdout).unwrap();
+        assert_eq!(
+            roles.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["prod-db"]
+        );
+        // Nothing of the session is in the config directory.
+        for entry in walk(config.path()) {
+            let text = std::fs::read_to_string(&entry).unwrap_or_default();
+            assert!(!text.contains("eyJ"), "{} holds a token", entry.display());
+        }
+        assert!(hoist(&["logout"]).output().unwrap().status.success());
+        assert_eq!(hoist(&["whoami"]).output().unwrap().status.code(), Some(5));
+        setup.server.stop().await;
+    });
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path))
+        } else {
+            files.push(path)
+        }
+    }
+    files
+}
+
+#[test]
+fn the_browser_flow_signs_in_with_pkce_on_a_loopback_redirect() {
+    run(async {
+        let setup = setup(None).await;
+        let provider = &setup.provider;
+        let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
+        let mut sender = Some(sender);
+        let anonymous = target(&setup, None);
+        let login = session::login_sso(
+            &anonymous,
+            Flow::Browser,
+            |_| unreachable!(),
+            |url| {
+                assert!(url.contains("code_challenge_method=S256"), "{url}");
+                let _ = sender.take().unwrap().send(url.to_string());
+            },
+        );
+        let browser = async {
+            let url = receiver.await.unwrap();
+            let redirect = provider.login_code_flow(&url, "bob").await;
+            assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
+            // The browser lands on hoist's loopback listener.
+            let page = reqwest::get(&redirect).await.unwrap().text().await.unwrap();
+            assert!(page.contains("Signed in"), "{page}");
+        };
+        let (signed_in, ()) = tokio::join!(login, browser);
+        let (me, session) = signed_in.unwrap();
+        assert_eq!(me.user, "bob");
+        assert!(me.groups.contains(&"prod-approvers".to_string()));
+        assert!(session.refresh_token.is_some());
+        setup.server.stop().await;
+    });
+}
+
+#[test]
+fn sessions_refresh_themselves_and_logout_revokes_them() {
+    run(async {
+        let setup = setup(Some(3)).await;
+        let (me, first) = device_login(&setup, "alice").await;
+        let target = target(&setup, Some(&me.user));
+        let stored = hoist::secrets::load(&target.broker, "alice")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.access_token, first.access_token,
+            "the session is in the keyring"
+        );
+
+        // Within a minute of its end, opening the session refreshes it.
+        let client = session::open(&target).await.unwrap();
+        let renewed = hoist::secrets::load(&target.broker, "alice")
+            .unwrap()
+            .unwrap();
+        assert_ne!(
+            renewed.refresh_token, first.refresh_token,
+            "the provider rotated the refresh token"
+        );
+        assert!(renewed.expires_at.unwrap() >= first.expires_at.unwrap());
+        assert_eq!(client.me().await.unwrap().user, "alice");
+
+        // `exp` is in whole seconds and checked as `exp < now`: allow the extra second.
+        tokio::time::sleep(Duration::from_millis(4600)).await;
+        let expired = status_of(&setup, &first.access_token).await;
+        assert!(
+            matches!(expired, Err(ClientError::Unauthenticated(_))),
+            "an expired token is refused: {expired:?}"
+        );
+        let client = session::open(&target).await.unwrap();
+        assert_eq!(
+            client.me().await.unwrap().user,
+            "alice",
+            "refreshed again after expiry"
+        );
+
+        let old_refresh = hoist::secrets::load(&target.broker, "alice")
+            .unwrap()
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        assert!(session::logout(&target).await.unwrap());
+        assert!(
+            hoist::secrets::load(&target.broker, "alice")
+                .unwrap()
+                .is_none()
+        );
+        let token_endpoint = setup.provider.endpoint("token_endpoint").await;
+        let after = oidc::post_form(
+            &token_endpoint,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &old_refresh),
+                ("client_id", "hoist"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            after.status(),
+            400,
+            "the refresh token was revoked at the provider"
+        );
+        assert!(matches!(
+            session::open(&target).await,
+            Err(session::SessionError::NotSignedIn { .. })
+        ));
+        setup.server.stop().await;
+    });
+}
+
+fn forge(header: serde_json::Value, claims: serde_json::Value, signature: &[u8]) -> String {
+    let part = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
+    format!(
+        "{}.{}.{}",
+        part(&header),
+        part(&claims),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+#[test]
+fn the_broker_refuses_foreign_misaddressed_and_unsigned_tokens() {
+    run(async {
+        let setup = setup(None).await;
+        let good = setup.provider.device_flow_tokens("alice", "hoist").await;
+        let good = good["id_token"].as_str().unwrap();
+        assert_eq!(status_of(&setup, good).await.unwrap().user, "alice");
+
+        let refused = |result: Result<hoist_api::Me, ClientError>| match result {
+            Err(ClientError::Unauthenticated(reason)) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+
+        // Another provider, even one running the same software.
+        let stranger = Provider::start().await;
+        let foreign = stranger.device_flow_tokens("alice", "hoist").await;
+        let reason = refused(status_of(&setup, foreign["id_token"].as_str().unwrap()).await);
+        assert!(reason.contains("not accepted"), "{reason}");
+
+        // The right provider, but a token for another application.
+        let other = setup
+            .provider
+            .device_flow_tokens("alice", "other-app")
+            .await;
+        let reason = refused(status_of(&setup, other["id_token"].as_str().unwrap()).await);
+        assert!(reason.to_lowercase().contains("audience"), "{reason}");
+
+        // alg: none, with the good token's claims.
+        let claims = oidc::jwt_claims(good);
+        let none = forge(
+            serde_json::json!({"alg": "none", "typ": "JWT"}),
+            claims.clone(),
+            b"",
+        );
+        refused(status_of(&setup, &none).await);
+        let none_empty = format!("{}.", none.trim_end_matches('.'));
+        refused(status_of(&setup, &none_empty).await);
+
+        // HMAC confusion: HS256 "signed" with the provider's public key as the secret.
+        let jwks = setup.provider.jwks().await;
+        let n = jwks["keys"][0]["n"].as_str().unwrap().as_bytes().to_vec();
+        let header =
+            serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": jwks["keys"][0]["kid"]});
+        let key = jsonwebtoken::EncodingKey::from_secret(&n);
+        let mut jwt_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        jwt_header.kid = header["kid"].as_str().map(str::to_string);
+        let hmac = jsonwebtoken::encode(&jwt_header, &claims, &key).unwrap();
+        let reason = refused(status_of(&setup, &hmac).await);
+        assert!(reason.contains("algorithm"), "{reason}");
+
+        // A tampered payload under a real signature.
+        let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+        let mut tampered = claims.clone();
+        tampered["preferred_username"] = serde_json::json!("bob");
+        parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&tampered).unwrap());
+        refused(status_of(&setup, &parts.join(".")).await);
+        setup.server.stop().await;
+    });
+}
+
+#[test]
+fn groups_from_the_token_decide_what_people_may_do() {
+    run(async {
+        let setup = setup(None).await;
+        let alice = setup.provider.device_flow_tokens("alice", "hoist").await;
+        let bob = setup.provider.device_flow_tokens("bob", "hoist").await;
+        let alice = BrokerClient::new(&setup.url, alice["id_token"].as_str().unwrap()).unwrap();
+        let bob = BrokerClient::new(&setup.url, bob["id_token"].as_str().unwrap()).unwrap();
+        let body = hoist_api::CreateRequest {
+            role: "prod-db".into(),
+            justification: "vacuum".into(),
+            ticket: None,
+            incident: None,
+            duration_secs: None,
+            starts_at: None,
+            break_glass: false,
+        };
+        let filed = alice.create_request(&body, "k").await.unwrap();
+        // bob approves because his token says he is in prod-approvers.
+        let approved = bob
+            .review(&filed.id, hoist_api::Decision::Approve, None)
+            .await
+            .unwrap();
+        assert_eq!(approved.state, hoist_api::RequestState::Active);
+        setup.server.stop().await;
+    });
+}

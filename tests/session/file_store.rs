@@ -1,0 +1,293 @@
+//! The plain-file store: only an explicit opt-in ([`secrets::init_file_store`],
+//! behind `hoist login --insecure-file-store`) keeps a session in a file,
+//! mode 0600 in a 0700 dir; without it, a machine with no keyring refuses
+//! and writes nothing. Every child here has no keyring that works (the
+//! Secret Service forced, and no bus), so a session can only be in a file.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use hoist::config::{self, Config};
+use hoist::secrets::{self, Backend, FILE_STORE_WARNING, SecretsError};
+use hoist::session::{self, SessionError};
+
+use crate::helpers::{
+    BROKER_ENV, Broker, in_child, keyctl_read, keyutils_description, keyutils_runtime, run_child,
+    runtime, stored,
+};
+
+/// Which half a child runs, for tests with more than one child.
+const PHASE_ENV: &str = "HOIST_TEST_PHASE";
+
+/// The environment of a child with no working keyring, its own home and
+/// config dir under `home`, and `broker` to talk to.
+fn no_keyring_env(home: &Path, broker: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/hoist-test/bus".to_string(),
+        ),
+        ("HOIST_KEYRING", "secret-service".to_string()),
+        ("HOME", home.to_str().unwrap().to_string()),
+        (
+            "HOIST_CONFIG_DIR",
+            home.join("hoist-config").to_str().unwrap().to_string(),
+        ),
+        (BROKER_ENV, broker.to_string()),
+    ]
+}
+
+/// Reruns `name` in a child with `env` (plus `extra`), off the async runtime.
+async fn child(name: &'static str, env: &[(&'static str, String)], extra: &[(&'static str, &str)]) {
+    let mut env: Vec<(&str, String)> = env.to_vec();
+    env.extend(extra.iter().map(|(key, value)| (*key, value.to_string())));
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        run_child(name, &env, &[]);
+    })
+    .await
+    .unwrap();
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every file (not dir) under `dir`, however deep.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+fn broker_from_parent() -> String {
+    std::env::var(BROKER_ENV).unwrap()
+}
+
+#[test]
+fn an_explicit_file_store_keeps_the_session_for_the_next_process() {
+    if in_child() {
+        return match std::env::var(PHASE_ENV).unwrap().as_str() {
+            "login" => login_into_a_file(),
+            "open" => open_from_the_file(),
+            other => panic!("unknown phase {other}"),
+        };
+    }
+    const NAME: &str = "file_store::an_explicit_file_store_keeps_the_session_for_the_next_process";
+    keyutils_runtime().block_on(async {
+        let broker = Broker::start().await;
+        let home = tempfile::tempdir().unwrap();
+        let env = no_keyring_env(home.path(), &broker.url);
+        child(NAME, &env, &[(PHASE_ENV, "login")]).await;
+
+        // One session file, private from the start, in a private dir, named
+        // by a hash rather than by the broker URL.
+        let config_dir = home.path().join("hoist-config");
+        let sessions = config_dir.join("sessions");
+        assert_eq!(mode(&sessions), 0o700);
+        let files = files_under(&sessions);
+        assert_eq!(files.len(), 1, "{files:?}");
+        let file = &files[0];
+        assert_eq!(mode(file), 0o600);
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.len() == 37
+                && name.ends_with(".json")
+                && name[..32].chars().all(|c| c.is_ascii_hexdigit()),
+            "{name}"
+        );
+        let stored_file: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        assert_eq!(
+            stored_file["account"],
+            secrets::account(&broker.url, "alice")
+        );
+        assert_eq!(stored_file["session"]["access_token"], "demo-alice");
+
+        // The config remembers the choice, and still holds no token.
+        let text = std::fs::read_to_string(config_dir.join("config.toml")).unwrap();
+        assert!(text.contains("insecure_file_store = true"), "{text}");
+        assert!(!text.contains("demo-alice"), "{text}");
+        // Nothing went to a keyring, nor anywhere else in the home.
+        assert_eq!(stored(&broker.url, "alice").await, None);
+        assert_eq!(
+            keyctl_read(&keyutils_description(&broker.url, "alice")),
+            None
+        );
+        let mut everything = files_under(home.path());
+        everything.sort();
+        assert_eq!(everything, [config_dir.join("config.toml"), file.clone()]);
+
+        child(NAME, &env, &[(PHASE_ENV, "open")]).await;
+        assert!(files_under(&sessions).is_empty());
+        broker.server.stop().await;
+    });
+}
+
+/// First child: `hoist login --insecure-file-store` with a static token.
+fn login_into_a_file() {
+    secrets::prepare();
+    let broker = broker_from_parent();
+    let mut config = Config::load().unwrap();
+    let target = config.resolve(Some(&broker), None).unwrap();
+    assert!(!target.insecure_file_store);
+
+    // The opt-in comes before anything else touches sessions.
+    let dir = config::sessions_dir().unwrap();
+    assert_eq!(secrets::init_file_store(&dir), Ok(Backend::File));
+    assert_eq!(secrets::init_file_store(&dir), Ok(Backend::File));
+    // HOIST_KEYRING=secret-service does not switch it back, nor does a
+    // second directory replace the first.
+    assert_eq!(secrets::init(), Ok(Backend::File));
+    assert_eq!(
+        secrets::init_file_store(&dir.join("elsewhere")),
+        Err(SecretsError::AlreadyChosen {
+            chosen: Some(Backend::File)
+        })
+    );
+    assert_eq!(secrets::warning(), Some(FILE_STORE_WARNING));
+
+    runtime().block_on(async {
+        let me = session::login_with_token(&target, "demo-alice")
+            .await
+            .unwrap();
+        assert_eq!(me.user, "alice");
+        config.remember_login(&target, &me.user);
+        config.set_insecure_file_store(&target, true);
+        config.save().unwrap();
+    });
+}
+
+/// Second child: a later run that honours the profile's setting.
+fn open_from_the_file() {
+    secrets::prepare();
+    let target = Config::load().unwrap().resolve(None, None).unwrap();
+    assert!(target.insecure_file_store);
+    assert_eq!(target.user.as_deref(), Some("alice"));
+    assert_eq!(
+        secrets::init_file_store(&config::sessions_dir().unwrap()),
+        Ok(Backend::File)
+    );
+    runtime().block_on(async {
+        let client = session::open(&target).await.unwrap();
+        let me = client.me().await.unwrap();
+        assert_eq!(me.user, "alice");
+        assert_eq!(me.display_name, "Alice Adams");
+        // Signing out deletes the file.
+        assert!(session::logout(&target).await.unwrap());
+        let err = session::open(&target).await.unwrap_err();
+        assert!(matches!(err, SessionError::NotSignedIn { .. }), "{err:?}");
+    });
+}
+
+#[test]
+fn without_the_opt_in_no_keyring_means_refusal_and_no_file() {
+    if in_child() {
+        return refused_without_the_opt_in();
+    }
+    keyutils_runtime().block_on(async {
+        let broker = Broker::start().await;
+        let home = tempfile::tempdir().unwrap();
+        let env = no_keyring_env(home.path(), &broker.url);
+        child(
+            "file_store::without_the_opt_in_no_keyring_means_refusal_and_no_file",
+            &env,
+            &[],
+        )
+        .await;
+        let left = files_under(home.path());
+        assert!(left.is_empty(), "the child wrote {left:?}");
+        assert!(!home.path().join("hoist-config").exists());
+        assert_eq!(stored(&broker.url, "alice").await, None);
+        broker.server.stop().await;
+    });
+}
+
+fn refused_without_the_opt_in() {
+    secrets::prepare();
+    let broker = broker_from_parent();
+    let target = Config::load()
+        .unwrap()
+        .resolve(Some(&broker), None)
+        .unwrap();
+    assert!(!target.insecure_file_store);
+    runtime().block_on(async {
+        let err = session::login_with_token(&target, "demo-alice")
+            .await
+            .unwrap_err();
+        let SessionError::Secrets(SecretsError::NoBackend { tried }) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(tried.len(), 1);
+        let message = err.to_string();
+        assert!(
+            message.contains("refuses to store tokens in a file"),
+            "{message}"
+        );
+        assert!(
+            message.contains("`hoist login --insecure-file-store`"),
+            "{message}"
+        );
+        assert!(!message.contains("demo-alice"), "{message}");
+    });
+    // Too late to fall back to a file quietly: the refusal stands.
+    let dir = config::sessions_dir().unwrap();
+    assert_eq!(
+        secrets::init_file_store(&dir),
+        Err(SecretsError::AlreadyChosen { chosen: None })
+    );
+    assert_eq!(secrets::warning(), None);
+    assert!(!dir.exists());
+}
+
+#[test]
+fn hoist_keyring_cannot_choose_the_file_store() {
+    if in_child() {
+        secrets::prepare();
+        let err = secrets::init().unwrap_err();
+        assert_eq!(
+            err,
+            SecretsError::UnknownBackend {
+                value: "file".into()
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("it takes `hoist login --insecure-file-store`"),
+            "{err}"
+        );
+        let target = Config::load()
+            .unwrap()
+            .resolve(Some(&broker_from_parent()), None)
+            .unwrap();
+        runtime().block_on(async {
+            let err = session::login_with_token(&target, "demo-alice")
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SessionError::Secrets(_)), "{err:?}");
+        });
+        assert!(!config::sessions_dir().unwrap().exists());
+        return;
+    }
+    keyutils_runtime().block_on(async {
+        let broker = Broker::start().await;
+        let home = tempfile::tempdir().unwrap();
+        let env = no_keyring_env(home.path(), &broker.url);
+        child(
+            "file_store::hoist_keyring_cannot_choose_the_file_store",
+            &env,
+            &[("HOIST_KEYRING", "file")],
+        )
+        .await;
+        let left = files_under(home.path());
+        assert!(left.is_empty(), "the child wrote {left:?}");
+        broker.server.stop().await;
+    });
+}
