@@ -158,10 +158,29 @@ pub enum Command {
         #[command(flatten)]
         args: commands::ExecArgs,
     },
+    /// Active grants in one short line for shell prompts and status bars
+    /// (from a local cache; never waits on the network).
+    Prompt,
+    /// Incident tools.
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Write the incident's access timeline from the audit log (Markdown for a
+    /// postmortem appendix, or JSON).
+    Export {
+        reference: String,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: commands::incident::ExportFormat,
+    },
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -239,8 +258,15 @@ async fn scripted(
             output,
         } => commands::audit(&client, after, limit, output.format()).await,
         Command::Request { args, output } => {
-            commands::request(&client, &args, output.format()).await
+            let bundle = match &args.bundle {
+                Some(name) => Some(bundle_roles(name)?),
+                None => None,
+            };
+            commands::request(&client, &args, bundle, output.format()).await
         }
+        Command::Incident {
+            command: IncidentCommand::Export { reference, format },
+        } => commands::incident::export(&client, &reference, format).await,
         Command::Status { id, output } => commands::status(&client, &id, output.format()).await,
         Command::Cancel { id, reason, output } => {
             commands::cancel(&client, &id, reason, output.format()).await
@@ -264,6 +290,23 @@ async fn scripted(
             commands::credential(&client, &role, output.format()).await
         }
         _ => unreachable!("handled in run"),
+    }
+}
+
+/// The roles of a named bundle from the config.
+fn bundle_roles(name: &str) -> anyhow::Result<Vec<String>> {
+    let config = Config::load()?;
+    match config.bundles.get(name) {
+        Some(bundle) if !bundle.roles.is_empty() => Ok(bundle.roles.clone()),
+        Some(_) => Err(commands::Ended::Usage(format!("bundle `{name}` has no roles")).into()),
+        None => {
+            let known: Vec<&str> = config.bundles.keys().map(String::as_str).collect();
+            Err(commands::Ended::Usage(format!(
+                "no bundle `{name}` in the config (known: {})",
+                known.join(", ")
+            ))
+            .into())
+        }
     }
 }
 
@@ -303,6 +346,11 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
         ticket_url: config.ticket_url.clone(),
         save_favourites: Some(favourite_saver(target)),
         screen: crate::app::Screen::Roles,
+        bundles: config
+            .bundles
+            .iter()
+            .map(|(name, b)| (name.clone(), b.roles.clone()))
+            .collect(),
         renew: Some(Arc::new(move || {
             let target = renew_target.clone();
             Box::pin(async move { session::current(&target).await.map_err(|e| e.to_string()) })

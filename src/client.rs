@@ -305,6 +305,33 @@ impl BrokerClient {
             .await
     }
 
+    /// Every audit event about one incident that the caller may read, in order.
+    pub async fn incident_audit(&self, incident: &str) -> Result<Vec<AuditEvent>, ClientError> {
+        const PAGE: usize = 10_000;
+        let mut events: Vec<AuditEvent> = Vec::new();
+        loop {
+            let after = events.last().map_or(0, |e| e.seq);
+            let page: Vec<AuditEvent> = self
+                .send(self.request(Method::GET, "/v1/audit").query(&[
+                    ("incident", incident.to_string()),
+                    ("after", after.to_string()),
+                    ("limit", PAGE.to_string()),
+                ]))
+                .await?;
+            let done = page.len() < PAGE;
+            events.extend(page);
+            if done {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// Everything filed under one incident reference that I may see.
+    pub async fn incident(&self, reference: &str) -> Result<hoist_api::IncidentView, ClientError> {
+        self.get(&format!("/v1/incidents/{}", path_segment(reference)))
+            .await
+    }
+
     /// Files a request. The idempotency key makes a retry after a network
     /// error return the same request instead of filing a second one.
     pub async fn create_request(

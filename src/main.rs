@@ -8,6 +8,11 @@ use hoist::cli::{self, Cli};
 fn main() -> ExitCode {
     // Usage errors exit 2 (clap's own code), as documented.
     let cli = Cli::parse();
+    // The prompt path: no keyring, no runtime, no network.
+    if matches!(cli.command, Some(hoist::cli::Command::Prompt)) {
+        hoist::prompt::run();
+        return ExitCode::SUCCESS;
+    }
     // Must run before any thread starts: the kernel keyring is per process.
     hoist::secrets::prepare();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -34,6 +34,8 @@ pub struct Options {
     pub ticket_url: Option<String>,
     pub save_favourites: Option<Saver>,
     pub screen: Screen,
+    /// Named bundles from the config: name and roles.
+    pub bundles: Vec<(String, Vec<String>)>,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             save_favourites: None,
             screen: Screen::Roles,
             renew: None,
+            bundles: Vec::new(),
         }
     }
 }
@@ -118,6 +121,7 @@ impl App {
         state.favourites = options.favourites;
         state.ticket_url = options.ticket_url;
         state.screen = options.screen;
+        state.bundles = options.bundles;
         if let Some(renew) = options.renew {
             tokio::spawn(keep_session(client.clone(), renew, sender.clone()));
         }
@@ -145,6 +149,7 @@ impl App {
         for command in commands {
             match command {
                 Command::Notify(_) | Command::Copy(_) => self.effects.push(command),
+                Command::Batch(commands) => self.run_commands(commands),
                 other => self.worker.run(other),
             }
         }
@@ -269,11 +274,23 @@ pub async fn run(client: BrokerClient, options: Options) -> anyhow::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut title = String::new();
+    let mut cached: Vec<(String, chrono::DateTime<chrono::Utc>)> = Vec::new();
 
     loop {
         terminal.draw(|frame| crate::ui::draw(frame, &app.state, &app.theme))?;
         for effect in std::mem::take(&mut app.effects) {
             let _ = perform(&effect);
+        }
+        // Keep `hoist prompt` in step with what this screen knows.
+        let grants: Vec<_> = app
+            .state
+            .grants
+            .iter()
+            .map(|g| (g.id.clone(), g.expires_at))
+            .collect();
+        if app.state.loaded && grants != cached {
+            crate::prompt::remember(&app.state.broker, &app.state.grants);
+            cached = grants;
         }
         let wanted = app.title();
         if wanted != title {

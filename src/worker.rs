@@ -91,6 +91,10 @@ impl Worker {
                 Ok(events) => Action::ActivityLoaded(events),
                 Err(error) => failed("loading activity", error),
             },
+            Command::LoadIncident(reference) => match client.incident(&reference).await {
+                Ok(view) => Action::IncidentLoaded(Box::new(view)),
+                Err(error) => failed("loading the incident", error),
+            },
             Command::LoadHistory(id) => match client.history(&id).await {
                 Ok(history) => Action::HistoryLoaded(history),
                 Err(error) => failed("loading history", error),
@@ -106,10 +110,9 @@ impl Worker {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
                 Err(error) => failed("cancelling", error),
             },
-            Command::Revoke { grant_id, reason } => match client.revoke(&grant_id, reason).await {
-                Ok(grant) => Action::GrantChanged(Box::new(grant)),
-                Err(error) => failed("revoking", error),
-            },
+            Command::Revoke { grant_id, reason } => {
+                self.revoke_until_confirmed(&grant_id, reason).await
+            }
             Command::Extend {
                 grant_id,
                 duration_secs,
@@ -168,9 +171,45 @@ impl Worker {
                     Err(err) => failed("saving favourites", ClientError::Protocol(err.to_string())),
                 }
             }
+            Command::Batch(commands) => {
+                for command in commands {
+                    self.run(command);
+                }
+                return;
+            }
             Command::Notify(_) | Command::Copy(_) => return,
         };
         self.send(action);
+    }
+
+    /// A revocation is kept and retried (revoking is idempotent at the
+    /// broker) until the broker confirms it; meanwhile the screen shows it as
+    /// pending, never as done.
+    async fn revoke_until_confirmed(&self, grant_id: &str, reason: Option<String>) -> Action {
+        let mut delay = Duration::from_millis(500);
+        let mut announced = false;
+        loop {
+            match self.client.revoke(grant_id, reason.clone()).await {
+                Ok(grant) => return Action::GrantChanged(Box::new(grant)),
+                Err(error) if error.is_transient() => {
+                    if !announced {
+                        self.send(Action::RevokePending(grant_id.to_string()));
+                        announced = true;
+                    }
+                    if self.actions.is_closed() {
+                        return Action::Quit;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(error) => {
+                    return Action::Failed {
+                        what: "revoking".into(),
+                        error,
+                    };
+                }
+            }
+        }
     }
 
     /// Follows the broker's event stream for as long as the app runs:

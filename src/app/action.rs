@@ -30,6 +30,12 @@ pub enum Action {
     Refresh,
     StartFilter,
     ToggleFavourite,
+    /// Space on Roles: mark a role for a bundle.
+    Mark,
+    /// Mark the roles of the next named bundle from the config.
+    NextBundle,
+    /// Revoke every grant of mine under the selected incident.
+    RevokeIncident,
     NewRequest,
     Cancel,
     Revoke,
@@ -82,6 +88,9 @@ pub enum Action {
         credential: Box<Credential>,
         copy: bool,
     },
+    IncidentLoaded(Box<hoist_api::IncidentView>),
+    /// A revocation could not reach the broker; it is being retried.
+    RevokePending(String),
     /// An operation failed; `what` names it for the message.
     Failed {
         what: String,

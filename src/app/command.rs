@@ -7,8 +7,11 @@ use hoist_api::{CreateRequest, Decision};
 pub enum Command {
     /// Fetch everything again (start, reconnect, resync, refresh).
     LoadAll,
+    /// Several commands at once (a bundle, a revoke-all); run side by side.
+    Batch(Vec<Command>),
     LoadActivity,
     LoadHistory(String),
+    LoadIncident(String),
     /// File a request; the key makes a retry return the same request.
     Submit {
         body: CreateRequest,

@@ -42,6 +42,10 @@ impl Field {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestForm {
     pub role: Role,
+    /// The other roles of a bundle, filed with the same justification.
+    pub extra: Vec<Role>,
+    /// One idempotency key per role of `extra`.
+    pub extra_keys: Vec<String>,
     pub field: Field,
     pub justification: String,
     pub ticket: String,
@@ -108,6 +112,8 @@ impl RequestForm {
         RequestForm {
             duration: format_duration(role.default_duration_secs),
             role,
+            extra: Vec::new(),
+            extra_keys: Vec::new(),
             field: Field::Justification,
             justification: String::new(),
             ticket: String::new(),
@@ -119,6 +125,34 @@ impl RequestForm {
         }
     }
 
+    /// A form filing several roles at once with one justification and one
+    /// incident; the duration is each role's default unless one is typed.
+    pub fn bundle(mut roles: Vec<Role>) -> Option<RequestForm> {
+        if roles.is_empty() {
+            return None;
+        }
+        let first = roles.remove(0);
+        let mut form = RequestForm::new(first, uuid::Uuid::new_v4().to_string());
+        form.extra_keys = roles
+            .iter()
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        form.extra = roles;
+        if !form.extra.is_empty() {
+            form.duration = String::new();
+        }
+        Some(form)
+    }
+
+    pub fn roles(&self) -> impl Iterator<Item = &Role> {
+        std::iter::once(&self.role).chain(&self.extra)
+    }
+
+    /// Whether the caller may break glass on every role of the form.
+    pub fn may_break_glass(&self) -> bool {
+        self.roles().all(|r| r.break_glass)
+    }
+
     /// The fields in order; break-glass only where the caller may use it.
     pub fn fields(&self) -> Vec<Field> {
         let mut fields = vec![
@@ -127,7 +161,7 @@ impl RequestForm {
             Field::Incident,
             Field::Duration,
         ];
-        if self.role.break_glass {
+        if self.may_break_glass() {
             fields.push(Field::BreakGlass);
         }
         fields
@@ -215,14 +249,17 @@ impl RequestForm {
 
     /// The broker's rules for this role, checked locally.
     pub fn problems(&self) -> Problems {
-        let role = &self.role;
         let mut problems = Problems::default();
+        // A bundle must satisfy every role: the strictest rule of each kind wins.
+        let min_justification = self.roles().map(|r| r.min_justification).max().unwrap_or(0);
+        let max_duration = self.roles().map(|r| r.max_duration_secs).min().unwrap_or(0);
+        let ticket_required = self.roles().any(|r| r.ticket.required);
         let justification = self.justification.trim();
         let chars = justification.chars().count();
-        if chars < role.min_justification as usize || chars == 0 {
+        if chars < min_justification as usize || chars == 0 {
             problems.justification = Some(format!(
                 "{chars} of at least {} characters",
-                role.min_justification.max(1)
+                min_justification.max(1)
             ));
         } else if chars > MAX_JUSTIFICATION_CHARS {
             problems.justification = Some(format!(
@@ -241,30 +278,48 @@ impl RequestForm {
         }
         if self.break_glass && ticket.is_empty() && incident.is_empty() {
             problems.incident = Some("break-glass needs a ticket or incident".into());
-        } else if role.ticket.required
-            && ticket.is_empty()
-            && (!self.break_glass || incident.is_empty())
+        } else if ticket_required && ticket.is_empty() && (!self.break_glass || incident.is_empty())
         {
             problems.ticket = Some("required".into());
         }
-        if let (false, Some(pattern)) = (ticket.is_empty(), &role.ticket.pattern) {
-            // The broker sends its anchored pattern; an unusable one is the broker's to judge.
-            if Regex::new(pattern).is_ok_and(|re| !re.is_match(ticket)) {
-                problems.ticket = Some(format!("must match {pattern}"));
+        if !ticket.is_empty() {
+            for pattern in self.roles().filter_map(|r| r.ticket.pattern.as_ref()) {
+                // The broker sends its anchored pattern; an unusable one is the broker's to judge.
+                if Regex::new(pattern).is_ok_and(|re| !re.is_match(ticket)) {
+                    problems.ticket = Some(format!("must match {pattern}"));
+                }
             }
         }
-        match parse_duration(&self.duration) {
-            None => problems.duration = Some("a duration such as 30m, 1h or 90s".into()),
-            Some(0) => problems.duration = Some("must be longer than zero".into()),
-            Some(secs) if secs > role.max_duration_secs => {
-                problems.duration = Some(format!(
-                    "at most {}",
-                    format_duration(role.max_duration_secs)
-                ));
+        // An empty duration in a bundle means each role's own default.
+        let each_default = !self.extra.is_empty() && self.duration.trim().is_empty();
+        if !each_default {
+            match parse_duration(&self.duration) {
+                None => problems.duration = Some("a duration such as 30m, 1h or 90s".into()),
+                Some(0) => problems.duration = Some("must be longer than zero".into()),
+                Some(secs) if secs > max_duration => {
+                    problems.duration = Some(format!("at most {}", format_duration(max_duration)));
+                }
+                Some(_) => {}
             }
-            Some(_) => {}
         }
         problems
+    }
+
+    /// One body per role, each with its own idempotency key.
+    pub fn bodies(&self) -> Vec<(CreateRequest, String)> {
+        let keys =
+            std::iter::once(self.idempotency_key.clone()).chain(self.extra_keys.iter().cloned());
+        self.roles()
+            .zip(keys)
+            .map(|(role, key)| {
+                let mut body = self.body();
+                body.role = role.id.clone();
+                if self.duration.trim().is_empty() {
+                    body.duration_secs = None;
+                }
+                (body, key)
+            })
+            .collect()
     }
 
     pub fn body(&self) -> CreateRequest {

@@ -140,6 +140,12 @@ pub fn global() -> Vec<Binding> {
             false,
         ),
         bind(
+            &[key('6')],
+            Action::GoTo(Screen::Incidents),
+            "incidents",
+            false,
+        ),
+        bind(
             &[code(KeyCode::Tab), key('L')],
             Action::NextScreen,
             "next screen",
@@ -200,6 +206,8 @@ pub fn bindings(context: Context) -> Vec<Binding> {
                 true,
             ),
             bind(&[key('/')], Action::StartFilter, "filter", true),
+            bind(&[key(' ')], Action::Mark, "mark", true),
+            bind(&[key('b')], Action::NextBundle, "bundle", false),
             bind(&[key('f')], Action::ToggleFavourite, "favourite", true),
             bind(&[key('x')], Action::Revoke, "revoke", false),
             bind(&[key('e')], Action::Extend, "extend", false),
@@ -223,6 +231,10 @@ pub fn bindings(context: Context) -> Vec<Binding> {
             bind(&[key('o')], Action::OpenTicket, "ticket", true),
         ],
         Context::Screen(Screen::Activity) => vec![],
+        Context::Screen(Screen::Incidents) => vec![
+            bind(&[key('X')], Action::RevokeIncident, "revoke all mine", true),
+            bind(&[key('o')], Action::OpenTicket, "open incident", true),
+        ],
         Context::Filter => vec![
             bind(&[code(KeyCode::Enter)], Action::Select, "keep filter", true),
             bind(&[code(KeyCode::Esc)], Action::Back, "clear", true),
@@ -346,7 +358,7 @@ pub fn footer(state: &State) -> Vec<(String, &'static str)> {
         .map(|b| (b.keys[0].label(), b.label))
         .collect();
     if matches!(context, Context::Screen(_)) {
-        hints.push(("1-5".into(), "screens"));
+        hints.push(("1-6".into(), "screens"));
         hints.extend(
             global()
                 .into_iter()
@@ -382,6 +394,10 @@ pub fn help() -> Vec<(&'static str, Vec<(String, &'static str)>)> {
         (
             "Grants",
             describe(bindings(Context::Screen(Screen::Grants))),
+        ),
+        (
+            "Incidents",
+            describe(bindings(Context::Screen(Screen::Incidents))),
         ),
         (
             "Reviews",

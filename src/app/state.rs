@@ -16,15 +16,17 @@ pub enum Screen {
     Grants,
     Reviews,
     Activity,
+    Incidents,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 5] = [
+    pub const ALL: [Screen; 6] = [
         Screen::Roles,
         Screen::Requests,
         Screen::Grants,
         Screen::Reviews,
         Screen::Activity,
+        Screen::Incidents,
     ];
 
     pub fn title(self) -> &'static str {
@@ -34,6 +36,19 @@ impl Screen {
             Screen::Grants => "Grants",
             Screen::Reviews => "Reviews",
             Screen::Activity => "Activity",
+            Screen::Incidents => "Incidents",
+        }
+    }
+
+    /// For narrow terminals.
+    pub fn short_title(self) -> &'static str {
+        match self {
+            Screen::Roles => "Roles",
+            Screen::Requests => "Reqs",
+            Screen::Grants => "Grants",
+            Screen::Reviews => "Review",
+            Screen::Activity => "Log",
+            Screen::Incidents => "Inc",
         }
     }
 
@@ -114,6 +129,7 @@ pub struct Cursors {
     pub grants: usize,
     pub reviews: usize,
     pub activity: usize,
+    pub incidents: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +149,14 @@ pub struct State {
     pub queue: Vec<AccessRequest>,
     pub break_glass: Vec<AccessRequest>,
     pub histories: HashMap<String, RequestHistory>,
+    /// Roles marked (space) to be requested together as a bundle.
+    pub marked: BTreeSet<String>,
+    /// Named bundles from the config: name and roles.
+    pub bundles: Vec<(String, Vec<String>)>,
+    /// The incident shown on the Incidents screen, as last loaded.
+    pub incident: Option<hoist_api::IncidentView>,
+    /// Grants whose revocation is sent but not yet confirmed by the broker.
+    pub revoking: BTreeSet<String>,
     pub activity: Vec<AuditEvent>,
     pub cursors: Cursors,
     pub form: Option<RequestForm>,
@@ -169,6 +193,10 @@ impl State {
             queue: Vec::new(),
             break_glass: Vec::new(),
             histories: HashMap::new(),
+            marked: BTreeSet::new(),
+            bundles: Vec::new(),
+            incident: None,
+            revoking: BTreeSet::new(),
             activity: Vec::new(),
             cursors: Cursors::default(),
             form: None,
@@ -238,6 +266,36 @@ impl State {
 
     pub fn time_left(&self, grant: &Grant) -> TimeDelta {
         (grant.expires_at - self.now).max(TimeDelta::zero())
+    }
+
+    /// Incident references I know of (my requests, my grants, my review
+    /// queue), most recent first.
+    pub fn incident_refs(&self) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut refs = Vec::new();
+        let mut dated: Vec<(chrono::DateTime<Utc>, &str)> = self
+            .requests
+            .iter()
+            .chain(&self.queue)
+            .chain(&self.break_glass)
+            .filter_map(|r| r.incident.as_deref().map(|i| (r.created_at, i)))
+            .chain(
+                self.grants
+                    .iter()
+                    .filter_map(|g| g.incident.as_deref().map(|i| (g.starts_at, i))),
+            )
+            .collect();
+        dated.sort_by(|a, b| b.0.cmp(&a.0));
+        for (_, reference) in dated {
+            if seen.insert(reference) {
+                refs.push(reference.to_string());
+            }
+        }
+        refs
+    }
+
+    pub fn selected_incident(&self) -> Option<String> {
+        self.incident_refs().into_iter().nth(self.cursors.incidents)
     }
 
     /// How many rows one page of a list holds at the current size.

@@ -91,6 +91,27 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             vec![Command::LoadAll]
         }
         Action::Filed(request) => filed(state, *request),
+        Action::IncidentLoaded(view) => {
+            if state.selected_incident().as_deref() == Some(view.incident.as_str()) {
+                state.incident = Some(*view);
+            }
+            vec![]
+        }
+        Action::RevokePending(grant_id) => {
+            let role = state
+                .grants
+                .iter()
+                .find(|g| g.id == grant_id)
+                .map(|g| g.role.clone())
+                .unwrap_or_default();
+            state.revoking.insert(grant_id);
+            banner(
+                state,
+                format!("Revoking {role}: waiting for the broker, retrying until it confirms"),
+                Level::Warning,
+            );
+            vec![]
+        }
         Action::RequestChanged(request) => {
             let request = *request;
             state.busy.remove(&request.id);
@@ -222,6 +243,9 @@ fn key_action(state: &mut State, action: Action) -> Vec<Command> {
             vec![]
         }
         Action::ToggleFavourite => toggle_favourite(state),
+        Action::Mark if state.screen == Screen::Roles => mark(state),
+        Action::NextBundle if state.screen == Screen::Roles => next_bundle(state),
+        Action::RevokeIncident if state.screen == Screen::Incidents => revoke_incident(state),
         Action::NewRequest | Action::Select if state.screen == Screen::Roles => open_form(state),
         Action::Cancel => cancel(state),
         Action::Revoke => revoke(state),
@@ -385,7 +409,7 @@ fn form_action(state: &mut State, action: Action) -> Vec<Command> {
         Action::PrevField => form.move_field(false),
         Action::Left if form.field == super::form::Field::Duration => form.cycle_duration(false),
         Action::Right if form.field == super::form::Field::Duration => form.cycle_duration(true),
-        Action::ToggleBreakGlass if form.role.break_glass => {
+        Action::ToggleBreakGlass if form.may_break_glass() => {
             form.break_glass = !form.break_glass;
             form.error = None;
         }
@@ -404,15 +428,25 @@ fn submit(state: &mut State) -> Vec<Command> {
         form.error = Some("fix the fields marked in red first".into());
         return vec![];
     }
-    let body = form.body();
-    let command = Command::Submit {
-        body,
-        idempotency_key: form.idempotency_key.clone(),
+    // Every role of a bundle goes out at once, each with its own key.
+    let mut commands: Vec<Command> = form
+        .bodies()
+        .into_iter()
+        .map(|(body, idempotency_key)| Command::Submit {
+            body,
+            idempotency_key,
+        })
+        .collect();
+    let command = if commands.len() == 1 {
+        commands.remove(0)
+    } else {
+        Command::Batch(commands)
     };
     if form.break_glass {
+        let roles: Vec<&str> = form.roles().map(|r| r.id.as_str()).collect();
         let prompt = format!(
             "BREAK GLASS on {} now? Access starts at once and your approvers will review it.",
-            form.role.id
+            roles.join(", ")
         );
         state.modal = Some(Modal::Confirm {
             prompt,
@@ -422,6 +456,7 @@ fn submit(state: &mut State) -> Vec<Command> {
         return vec![];
     }
     form.submitting = true;
+    state.marked.clear();
     vec![command]
 }
 
@@ -509,8 +544,17 @@ fn go_to(state: &mut State, screen: Screen) -> Vec<Command> {
     match screen {
         Screen::Activity => vec![Command::LoadActivity],
         Screen::Reviews => history_for_selection(state),
+        Screen::Incidents => incident_for_selection(state),
         _ => vec![],
     }
+}
+
+fn incident_for_selection(state: &State) -> Vec<Command> {
+    state
+        .selected_incident()
+        .map(Command::LoadIncident)
+        .into_iter()
+        .collect()
 }
 
 fn move_cursor(state: &mut State, by: isize) -> Vec<Command> {
@@ -520,6 +564,7 @@ fn move_cursor(state: &mut State, by: isize) -> Vec<Command> {
         Screen::Grants => state.grants.len(),
         Screen::Reviews => state.queue.len() + state.break_glass.len(),
         Screen::Activity => state.activity.len(),
+        Screen::Incidents => state.incident_refs().len(),
     };
     let cursor = match state.screen {
         Screen::Roles => &mut state.cursors.roles,
@@ -527,12 +572,15 @@ fn move_cursor(state: &mut State, by: isize) -> Vec<Command> {
         Screen::Grants => &mut state.cursors.grants,
         Screen::Reviews => &mut state.cursors.reviews,
         Screen::Activity => &mut state.cursors.activity,
+        Screen::Incidents => &mut state.cursors.incidents,
     };
     *cursor = (*cursor as isize)
         .saturating_add(by)
         .clamp(0, len.saturating_sub(1) as isize) as usize;
     if state.screen == Screen::Reviews {
         history_for_selection(state)
+    } else if state.screen == Screen::Incidents {
+        incident_for_selection(state)
     } else {
         vec![]
     }
@@ -548,6 +596,7 @@ fn click(state: &mut State, column: u16, row: u16) -> Vec<Command> {
                 Screen::Grants => state.cursors.grants,
                 Screen::Reviews => state.cursors.reviews,
                 Screen::Activity => state.cursors.activity,
+                Screen::Incidents => state.cursors.incidents,
             };
             move_cursor(state, index as isize - current as isize)
         }
@@ -581,6 +630,9 @@ fn toggle_favourite(state: &mut State) -> Vec<Command> {
 }
 
 fn open_form(state: &mut State) -> Vec<Command> {
+    if !state.marked.is_empty() {
+        return open_bundle(state);
+    }
     let Some(role) = state.selected_role().cloned() else {
         return vec![];
     };
@@ -603,6 +655,115 @@ fn open_form(state: &mut State) -> Vec<Command> {
         return vec![];
     }
     state.form = Some(RequestForm::new(role, uuid::Uuid::new_v4().to_string()));
+    vec![]
+}
+
+/// The form for every marked role not already held or requested.
+fn open_bundle(state: &mut State) -> Vec<Command> {
+    let (ready, skipped): (Vec<_>, Vec<_>) = state
+        .roles
+        .iter()
+        .filter(|r| state.marked.contains(&r.id))
+        .cloned()
+        .partition(|r| state.grant_for(&r.id).is_none() && state.open_request_for(&r.id).is_none());
+    if !skipped.is_empty() {
+        let names: Vec<&str> = skipped.iter().map(|r| r.id.as_str()).collect();
+        banner(
+            state,
+            format!("Already held or requested, left out: {}", names.join(", ")),
+            Level::Info,
+        );
+    }
+    state.form = RequestForm::bundle(ready);
+    vec![]
+}
+
+fn mark(state: &mut State) -> Vec<Command> {
+    let Some(role) = state.selected_role().map(|r| r.id.clone()) else {
+        return vec![];
+    };
+    if !state.marked.remove(&role) {
+        state.marked.insert(role);
+    }
+    move_cursor(state, 1)
+}
+
+/// Marks the roles of the next named bundle from the config.
+fn next_bundle(state: &mut State) -> Vec<Command> {
+    if state.bundles.is_empty() {
+        banner(
+            state,
+            "No bundles in the config ([bundles.NAME] roles = [...])",
+            Level::Info,
+        );
+        return vec![];
+    }
+    let current: Vec<String> = state.marked.iter().cloned().collect();
+    let next = state
+        .bundles
+        .iter()
+        .position(|(_, roles)| {
+            let mut sorted = roles.clone();
+            sorted.sort();
+            sorted == current
+        })
+        .map_or(0, |i| (i + 1) % state.bundles.len());
+    let (name, roles) = state.bundles[next].clone();
+    let known: Vec<String> = roles
+        .iter()
+        .filter(|r| state.roles.iter().any(|x| &x.id == *r))
+        .cloned()
+        .collect();
+    state.marked = known.iter().cloned().collect();
+    banner(
+        state,
+        format!(
+            "Bundle {name}: {} marked; enter requests them together",
+            known.join(", ")
+        ),
+        Level::Info,
+    );
+    vec![]
+}
+
+/// One key during an incident: revoke every grant of mine filed under it.
+fn revoke_incident(state: &mut State) -> Vec<Command> {
+    let Some(view) = state
+        .incident
+        .as_ref()
+        .filter(|v| Some(&v.incident) == state.selected_incident().as_ref())
+    else {
+        return vec![];
+    };
+    let mine: Vec<&hoist_api::Grant> = view
+        .grants
+        .iter()
+        .filter(|g| g.holder == state.user() && g.state == GrantState::Active)
+        .collect();
+    if mine.is_empty() {
+        let text = format!("You hold no active grant under {}", view.incident);
+        banner(state, text, Level::Info);
+        return vec![];
+    }
+    let roles: Vec<&str> = mine.iter().map(|g| g.role.as_str()).collect();
+    let reason = format!("revoked with everything under incident {}", view.incident);
+    let commands = mine
+        .iter()
+        .map(|g| Command::Revoke {
+            grant_id: g.id.clone(),
+            reason: Some(reason.clone()),
+        })
+        .collect();
+    state.modal = Some(Modal::Confirm {
+        prompt: format!(
+            "Revoke all {} of your grants under {} ({})?",
+            mine.len(),
+            view.incident,
+            roles.join(", ")
+        ),
+        yes: Command::Batch(commands),
+        danger: true,
+    });
     vec![]
 }
 
@@ -753,6 +914,7 @@ fn selected_reference(state: &State) -> Option<String> {
             .activity
             .get(state.cursors.activity)
             .and_then(|e| e.incident.clone()),
+        Screen::Incidents => state.selected_incident(),
         Screen::Roles => None,
     }
 }
@@ -924,6 +1086,9 @@ fn upsert_queue(state: &mut State, request: AccessRequest) {
 
 fn upsert_grant(state: &mut State, grant: Grant) {
     state.grants.retain(|g| g.id != grant.id);
+    if grant.state != GrantState::Active {
+        state.revoking.remove(&grant.id);
+    }
     if grant.state == GrantState::Active && grant.expires_at > state.now {
         state.grants.push(grant);
         state.grants.sort_by_key(|g| g.expires_at);

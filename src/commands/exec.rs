@@ -91,9 +91,11 @@ pub async fn exec(client: &BrokerClient, args: &ExecArgs) -> anyhow::Result<u8> 
             (find_grant(client, &id).await?, true)
         }
     };
+    super::remember_grants(client).await;
     let outcome = run(client, &grant, &args.command).await;
     if created {
         revoke_after(client, &grant.id).await;
+        super::remember_grants(client).await;
     }
     outcome
 }

@@ -109,6 +109,7 @@ pub async fn requests(
 
 pub async fn grants(client: &BrokerClient, all: bool, format: Format) -> anyhow::Result<()> {
     let grants = client.grants(all).await?;
+    crate::prompt::remember(client.base(), &grants);
     let now = client.clock().now();
     print(format, &grants, || {
         let mut table = Table::new(&["ID", "ROLE", "STATE", "LEFT", "ENDS", "REFERENCE"]);

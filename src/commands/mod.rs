@@ -4,6 +4,7 @@
 //! distinct exit codes for each way a command can end.
 
 mod exec;
+pub mod incident;
 mod list;
 mod request;
 mod table;
@@ -144,6 +145,16 @@ pub fn local(at: DateTime<Utc>) -> String {
     at.with_timezone(&Local)
         .format("%Y-%m-%d %H:%M:%S %:z")
         .to_string()
+}
+
+/// Keeps the `hoist prompt` cache in step after a command that may have
+/// changed my grants (best effort).
+pub async fn remember_grants(client: &BrokerClient) {
+    if let Ok(grants) = client.grants(false).await {
+        let broker = client.base().to_string();
+        let _ =
+            tokio::task::spawn_blocking(move || crate::prompt::remember(&broker, &grants)).await;
+    }
 }
 
 /// A client for the chosen broker with the stored session.

@@ -14,7 +14,11 @@ use crate::client::{BrokerClient, ClientError};
 #[derive(Debug, Clone, Args)]
 pub struct RequestArgs {
     /// The role to ask for.
-    pub role: String,
+    #[arg(required_unless_present = "bundle")]
+    pub role: Option<String>,
+    /// File every role of a bundle from the config (`[bundles.NAME] roles = [...]`) at once.
+    #[arg(long, conflicts_with = "role")]
+    pub bundle: Option<String>,
     /// Why you need it (the role sets a minimum length).
     #[arg(long)]
     pub reason: String,
@@ -39,9 +43,9 @@ pub struct RequestArgs {
 }
 
 impl RequestArgs {
-    pub fn body(&self) -> Result<CreateRequest, Ended> {
+    pub fn body(&self, role: &str) -> Result<CreateRequest, Ended> {
         Ok(CreateRequest {
-            role: self.role.clone(),
+            role: role.to_string(),
             justification: self.reason.clone(),
             ticket: self.ticket.clone(),
             incident: self.incident.clone(),
@@ -80,22 +84,62 @@ pub async fn file(
     }
 }
 
+/// Files one request, or every role of a bundle in parallel (one
+/// justification, one incident); with `--wait`, waits for all of them.
 pub async fn request(
     client: &BrokerClient,
     args: &RequestArgs,
+    bundle: Option<Vec<String>>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let body = args.body()?;
-    let timeout = args.timeout()?;
-    let filed = file(client, &body).await?;
-    let request = if args.wait {
-        wait_for_final(client, filed, timeout).await?
-    } else {
-        filed
+    let roles = match (&bundle, &args.role) {
+        (Some(roles), _) => roles.clone(),
+        (None, Some(role)) => vec![role.clone()],
+        (None, None) => return Err(Ended::Usage("name a role or a --bundle".into()).into()),
     };
-    let outcome = verdict(&request);
-    print(format, &request, || summary(&request))?;
-    outcome
+    let bodies = roles
+        .iter()
+        .map(|role| args.body(role))
+        .collect::<Result<Vec<_>, _>>()?;
+    let timeout = args.timeout()?;
+    let filed = futures::future::join_all(bodies.iter().map(|body| file(client, body))).await;
+    let mut requests = Vec::new();
+    let mut failures = Vec::new();
+    for (role, outcome) in roles.iter().zip(filed) {
+        match outcome {
+            Ok(request) => requests.push(request),
+            // In a bundle one refusal must not hide the others' outcome.
+            Err(err) if bundle.is_some() => {
+                eprintln!("hoist: {role}: {}", crate::sanitize::line(&err.to_string()));
+                failures.push(anyhow::Error::from(err));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if args.wait {
+        let waits = requests
+            .into_iter()
+            .map(|r| wait_for_final(client, r, timeout));
+        requests = Vec::new();
+        for outcome in futures::future::join_all(waits).await {
+            match outcome {
+                Ok(request) => requests.push(request),
+                Err(err) => failures.push(err),
+            }
+        }
+    }
+    super::remember_grants(client).await;
+    let verdicts: Vec<anyhow::Result<()>> = requests.iter().map(verdict).collect();
+    match (bundle.is_some(), requests.as_slice()) {
+        (false, [one]) => print(format, one, || summary(std::slice::from_ref(one)))?,
+        _ => print(format, &requests, || summary(&requests))?,
+    }
+    failures
+        .into_iter()
+        .map(Err)
+        .chain(verdicts)
+        .find(Result::is_err)
+        .unwrap_or(Ok(()))
 }
 
 /// The exit status a finished `--wait` deserves.
@@ -122,22 +166,24 @@ fn verdict(request: &AccessRequest) -> anyhow::Result<()> {
     }
 }
 
-fn summary(request: &AccessRequest) -> super::table::Table {
+fn summary(requests: &[AccessRequest]) -> super::table::Table {
     let mut table = super::table::Table::new(&["ID", "ROLE", "STATE", "GRANT", "NOTE"]);
-    let note = match request.state {
-        RequestState::Pending => request
-            .lapses_at
-            .map(|at| format!("lapses {}", local(at)))
-            .unwrap_or_default(),
-        _ => request.reason.clone().unwrap_or_default(),
-    };
-    table.row(vec![
-        request.id.clone(),
-        request.role.clone(),
-        request.state.to_string(),
-        request.grant_id.clone().unwrap_or_default(),
-        note,
-    ]);
+    for request in requests {
+        let note = match request.state {
+            RequestState::Pending => request
+                .lapses_at
+                .map(|at| format!("lapses {}", local(at)))
+                .unwrap_or_default(),
+            _ => request.reason.clone().unwrap_or_default(),
+        };
+        table.row(vec![
+            request.id.clone(),
+            request.role.clone(),
+            request.state.to_string(),
+            request.grant_id.clone().unwrap_or_default(),
+            note,
+        ]);
+    }
     table
 }
 
@@ -254,7 +300,7 @@ pub async fn cancel(
     format: Format,
 ) -> anyhow::Result<()> {
     let request = client.cancel(id, reason).await?;
-    print(format, &request, || summary(&request))
+    print(format, &request, || summary(std::slice::from_ref(&request)))
 }
 
 pub async fn approve(
@@ -264,7 +310,7 @@ pub async fn approve(
     format: Format,
 ) -> anyhow::Result<()> {
     let request = client.review(id, Decision::Approve, comment).await?;
-    print(format, &request, || summary(&request))
+    print(format, &request, || summary(std::slice::from_ref(&request)))
 }
 
 pub async fn deny(
@@ -274,7 +320,7 @@ pub async fn deny(
     format: Format,
 ) -> anyhow::Result<()> {
     let request = client.review(id, Decision::Deny, Some(comment)).await?;
-    print(format, &request, || summary(&request))
+    print(format, &request, || summary(std::slice::from_ref(&request)))
 }
 
 /// A grant id (`gr_…`), or the role of one of my active grants.
@@ -298,6 +344,7 @@ pub async fn revoke(
 ) -> anyhow::Result<()> {
     let grant = find_grant(client, target).await?;
     let grant = client.revoke(&grant.id, reason).await?;
+    super::remember_grants(client).await;
     print(format, &grant, || {
         let mut table = super::table::Table::new(&["GRANT", "ROLE", "STATE", "ENDED"]);
         table.row(vec![

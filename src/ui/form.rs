@@ -35,10 +35,18 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
             }
             Field::Ticket => vec![clean(&form.ticket).into_owned()],
             Field::Incident => vec![clean(&form.incident).into_owned()],
+            Field::Duration if form.duration.trim().is_empty() => {
+                vec!["each role's default (type to set one for all)".to_string()]
+            }
             Field::Duration => vec![format!(
                 "◂ {} ▸  (max {})",
                 clean(&form.duration),
-                format_duration(form.role.max_duration_secs)
+                format_duration(
+                    form.roles()
+                        .map(|r| r.max_duration_secs)
+                        .min()
+                        .unwrap_or_default()
+                )
             )],
             Field::BreakGlass => vec![if form.break_glass {
                 "[x] ON: access starts now, reviewed after".into()
@@ -88,6 +96,20 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
     let role = &form.role;
     let approval = if form.break_glass {
         "Break-glass: active at once; the role's approvers review it afterwards".to_string()
+    } else if !form.extra.is_empty() {
+        // A bundle: each role goes through its own rule; say so per role.
+        form.roles()
+            .map(|r| match r.approval.approvals {
+                0 => format!("{}: at once", r.id),
+                n => format!(
+                    "{}: {} from {}",
+                    r.id,
+                    crate::app::update::plural(n as usize, "approval"),
+                    r.approval.approver_groups.join(",")
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join(" · ")
     } else if role.approval.approvals == 0 {
         "No approval needed: active as soon as you submit".to_string()
     } else {
@@ -131,7 +153,12 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
         ))
     } else {
         Line::from(Span::styled(
-            format!(" Request {} · {} ", clean(&role.id), clean(&role.name)),
+            if form.extra.is_empty() {
+                format!(" Request {} · {} ", clean(&role.id), clean(&role.name))
+            } else {
+                let ids: Vec<String> = form.roles().map(|r| clean(&r.id).into_owned()).collect();
+                format!(" Request {} roles together: {} ", ids.len(), ids.join(", "))
+            },
             theme.title(),
         ))
     };

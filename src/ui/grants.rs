@@ -39,7 +39,12 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             let flag = if grant.break_glass { "!" } else { "" };
             let row = Row::new(vec![
                 Cell::from(format!("{flag}{}", clean(&grant.role))),
-                Cell::from(Span::styled(clock(left), style)),
+                if state.revoking.contains(&grant.id) {
+                    // Sent, not yet confirmed: never shown as done.
+                    Cell::from(Span::styled("revoking…", theme.warn()))
+                } else {
+                    Cell::from(Span::styled(clock(left), style))
+                },
                 Cell::from(Span::styled(bar(fraction, gauge_width), style)),
                 Cell::from(local_time(grant.expires_at)),
             ]);
@@ -53,7 +58,7 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
     let header = Row::new(["Role", "Left", "", "Ends"]).style(theme.muted());
     let widths = [
         Constraint::Length(22),
-        Constraint::Length(8),
+        Constraint::Length(10),
         Constraint::Length(gauge_width as u16),
         Constraint::Min(12),
     ];

@@ -5,6 +5,7 @@
 mod activity;
 mod form;
 mod grants;
+mod incidents;
 mod modal;
 mod requests;
 mod reviews;
@@ -35,6 +36,7 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
         Screen::Grants => grants::draw(frame, body, state, theme),
         Screen::Reviews => reviews::draw(frame, body, state, theme),
         Screen::Activity => activity::draw(frame, body, state, theme),
+        Screen::Incidents => incidents::draw(frame, body, state, theme),
     }
     if let Some(form) = &state.form {
         form::draw(frame, body, form, state, theme);
@@ -59,18 +61,32 @@ fn layout(state: &State, area: Rect) -> [Rect; 4] {
 
 /// Each screen's tab label and where it is drawn on the header line.
 fn tabs(state: &State) -> Vec<(Screen, String, u16, u16)> {
+    let label = |screen: Screen, short: bool| {
+        let count = match screen {
+            Screen::Reviews if !state.queue.is_empty() || !state.break_glass.is_empty() => {
+                format!(" ({})", state.queue.len() + state.break_glass.len())
+            }
+            Screen::Grants if !state.grants.is_empty() => format!(" ({})", state.grants.len()),
+            _ => String::new(),
+        };
+        let title = if short {
+            screen.short_title()
+        } else {
+            screen.title()
+        };
+        format!(" {} {}{} ", screen.index() + 1, title, count)
+    };
+    // Full names when they fit beside the status on the right; short ones otherwise.
+    let full: usize = Screen::ALL
+        .iter()
+        .map(|s| label(*s, false).chars().count())
+        .sum();
+    let short = 7 + full + 16 > usize::from(state.size.0);
     let mut x = 7; // after " hoist "
     Screen::ALL
         .iter()
         .map(|screen| {
-            let count = match screen {
-                Screen::Reviews if !state.queue.is_empty() || !state.break_glass.is_empty() => {
-                    format!(" ({})", state.queue.len() + state.break_glass.len())
-                }
-                Screen::Grants if !state.grants.is_empty() => format!(" ({})", state.grants.len()),
-                _ => String::new(),
-            };
-            let label = format!(" {} {}{} ", screen.index() + 1, screen.title(), count);
+            let label = label(*screen, short);
             let width = label.chars().count() as u16;
             let tab = (*screen, label, x, x + width);
             x += width;
@@ -210,6 +226,12 @@ pub fn hit(state: &State, column: u16, row: u16) -> Option<Hit> {
             state.grants.len(),
         ),
         Screen::Reviews => return None,
+        Screen::Incidents => (
+            incidents::list_area(body),
+            1,
+            state.cursors.incidents,
+            state.incident_refs().len(),
+        ),
         Screen::Activity => (
             activity::list_area(body),
             2,

@@ -88,7 +88,9 @@ fn role_line<'a>(
     width: usize,
     selected: bool,
 ) -> Line<'a> {
-    let star = if state.favourites.contains(&role.id) {
+    let star = if state.marked.contains(&role.id) {
+        "▣ "
+    } else if state.favourites.contains(&role.id) {
         "★ "
     } else {
         "  "

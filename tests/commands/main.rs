@@ -67,6 +67,7 @@ impl Hoist {
             .args(args)
             .env("HOIST_CONFIG_DIR", self.config.path())
             .env("HOIST_KEYRING", "keyutils")
+            .env("HOIST_CACHE_DIR", self.config.path().join("cache"))
             .env_remove("NO_COLOR");
         command
     }
@@ -423,5 +424,123 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
         text.starts_with(".ie") && text.contains("Exit codes"),
         "{}",
         &text[..200.min(text.len())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_is_filed_by_name_and_the_incident_exports_its_timeline() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let bob = broker.person("bob");
+    let config = alice.config.path().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[bundles.db-outage]\nroles = [\"prod-logs-read\", \"prod-db-admin\", \"prod-k8s-admin\"]\n");
+    std::fs::write(&config, text).unwrap();
+
+    let filed: Vec<AccessRequest> = alice.json(&[
+        "request",
+        "--bundle",
+        "db-outage",
+        "--incident",
+        "INC-77",
+        "--ticket",
+        "CHG-7",
+        "--reason",
+        "Primary database is refusing connections",
+        "--json",
+    ]);
+    let state = |role: &str| filed.iter().find(|r| r.role == role).unwrap().state;
+    assert_eq!(state("prod-logs-read"), RequestState::Active);
+    assert_eq!(state("prod-db-admin"), RequestState::Pending);
+    assert_eq!(state("prod-k8s-admin"), RequestState::Pending);
+    let unknown = alice.run(&["request", "--bundle", "nope", "--reason", "x"]);
+    assert_eq!(code(&unknown), 2);
+    assert!(
+        stderr(&unknown).contains("db-outage"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    let db = filed.iter().find(|r| r.role == "prod-db-admin").unwrap();
+    assert!(bob.run(&["approve", &db.id]).status.success());
+    assert!(
+        alice
+            .run(&["revoke", "prod-db-admin", "--reason", "failover done"])
+            .status
+            .success()
+    );
+
+    let export: serde_json::Value =
+        alice.json(&["incident", "export", "INC-77", "--format", "json"]);
+    let log: Vec<serde_json::Value> = alice.json(&["audit", "--json", "--limit", "10000"]);
+    let incident: Vec<&serde_json::Value> =
+        log.iter().filter(|e| e["incident"] == "INC-77").collect();
+    assert_eq!(
+        export["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        incident,
+        "event for event"
+    );
+    let access = export["access"].as_array().unwrap();
+    let db_line = access
+        .iter()
+        .find(|a| a["role"] == "prod-db-admin")
+        .unwrap();
+    assert_eq!(db_line["approved_by"], serde_json::json!(["bob"]));
+    assert_eq!(db_line["outcome"], "revoked");
+    assert_eq!(db_line["end_reason"], "failover done");
+
+    let markdown = String::from_utf8(alice.run(&["incident", "export", "INC-77"]).stdout).unwrap();
+    assert!(
+        markdown.starts_with("# Access timeline: INC-77"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("| prod-db-admin | alice |"), "{markdown}");
+    assert!(markdown.contains("revoked (failover done)"), "{markdown}");
+    assert_eq!(
+        markdown.matches("\n| ").count() - 2,
+        access.len() + incident.len(),
+        "one row per grant and per event"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompt_shows_active_grants_from_a_local_cache_without_the_network() {
+    let mut broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let prompt = |hoist: &Hoist| String::from_utf8(hoist.run(&["prompt"]).stdout).unwrap();
+    assert_eq!(prompt(&alice), "");
+    let _: AccessRequest = alice.json(&[
+        "request",
+        "prod-logs-read",
+        "--reason",
+        "Trace 502s",
+        "--json",
+    ]);
+    let line = prompt(&alice);
+    assert!(
+        line.starts_with("prod-logs-read 3h59m") || line.starts_with("prod-logs-read 4h"),
+        "{line:?}"
+    );
+    assert!(alice.run(&["revoke", "prod-logs-read"]).status.success());
+    assert_eq!(prompt(&alice), "");
+    let _: AccessRequest = alice.json(&[
+        "request",
+        "staging-db-admin",
+        "--reason",
+        "migration",
+        "--json",
+    ]);
+    // The broker goes away; the prompt does not notice.
+    broker.server.take().unwrap().stop().await;
+    let out = alice.run(&["prompt"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .starts_with("staging-db-admin 1h59m")
     );
 }

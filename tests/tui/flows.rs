@@ -260,7 +260,7 @@ async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
     );
     let first = screen(&alice.state, 80, 24);
     assert!(first.contains("Offline for"), "{first}");
-    assert!(first.lines().next().unwrap().ends_with('○'), "{first}");
+    assert!(first.lines().next().unwrap().contains('○'), "{first}");
     // Countdowns go on from the last known times.
     let left = alice.state.time_left(&alice.state.grants[0]);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -336,4 +336,205 @@ async fn mouse_clicks_pick_tabs_and_rows_and_favourites_are_saved() {
     alice.dispatch(hoist::app::Action::ScrollDown);
     assert_eq!(alice.state.cursors.roles, 1);
     demo.stop().await;
+}
+
+/// Incident mode: three roles with different rules filed as one bundle,
+/// each resolving on its own; then everything of mine under the incident
+/// revoked with one key, and nothing else.
+#[tokio::test]
+async fn a_bundle_resolves_role_by_role_and_revoke_all_ends_only_the_incident() {
+    let demo = demo().await;
+    let mut alice = app(&demo, "alice").await;
+    let bob = demo.client("bob").await.unwrap();
+    let dave = demo.client("dave").await.unwrap();
+    // Something outside the incident, which must survive.
+    let outside = demo.client("alice").await.unwrap();
+    let body = |role: &str| hoist_api::CreateRequest {
+        role: role.into(),
+        justification: "Unrelated staging work".into(),
+        ticket: None,
+        incident: None,
+        duration_secs: None,
+        starts_at: None,
+        break_glass: false,
+    };
+    outside
+        .create_request(&body("staging-db-admin"), "outside")
+        .await
+        .unwrap();
+
+    // Mark three roles: one auto-approved, one needing one approval, one needing two.
+    for role in ["prod-logs-read", "prod-db-admin", "prod-k8s-admin"] {
+        key(&mut alice, KeyCode::Char('/'));
+        keys(&mut alice, role);
+        key(&mut alice, KeyCode::Esc);
+        let at = alice
+            .state
+            .visible_roles
+            .iter()
+            .position(|i| alice.state.roles[*i].id == role)
+            .unwrap();
+        alice.state.cursors.roles = at;
+        key(&mut alice, KeyCode::Char(' '));
+    }
+    assert_eq!(alice.state.marked.len(), 3);
+    key(&mut alice, KeyCode::Enter);
+    let form = alice.state.form.as_ref().expect("one form for the bundle");
+    assert_eq!(form.roles().count(), 3);
+    keys(&mut alice, "Primary database is refusing connections");
+    key(&mut alice, KeyCode::Tab);
+    keys(&mut alice, "CHG-7");
+    key(&mut alice, KeyCode::Tab);
+    keys(&mut alice, "INC-900");
+    ctrl(&mut alice, 's');
+    assert!(
+        alice
+            .wait_until(WAIT, |s| {
+                s.grant_for("prod-logs-read").is_some()
+                    && s.open_request_for("prod-db-admin").is_some()
+                    && s.open_request_for("prod-k8s-admin").is_some()
+            })
+            .await,
+        "the auto-approved role is active at once, the others wait"
+    );
+    assert!(alice.state.marked.is_empty());
+    let pending: Vec<_> = alice
+        .state
+        .requests
+        .iter()
+        .filter(|r| r.state == RequestState::Pending)
+        .cloned()
+        .collect();
+    assert!(
+        pending
+            .iter()
+            .all(|r| r.incident.as_deref() == Some("INC-900"))
+    );
+    let db = pending
+        .iter()
+        .find(|r| r.role == "prod-db-admin")
+        .unwrap()
+        .id
+        .clone();
+    let k8s = pending
+        .iter()
+        .find(|r| r.role == "prod-k8s-admin")
+        .unwrap()
+        .id
+        .clone();
+
+    bob.review(&db, hoist_api::Decision::Approve, None)
+        .await
+        .unwrap();
+    bob.review(&k8s, hoist_api::Decision::Approve, None)
+        .await
+        .unwrap();
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s.grant_for("prod-db-admin").is_some())
+            .await
+    );
+    assert!(
+        alice.state.grant_for("prod-k8s-admin").is_none(),
+        "one of two approvals is not enough"
+    );
+    dave.review(&k8s, hoist_api::Decision::Approve, None)
+        .await
+        .unwrap();
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s.grant_for("prod-k8s-admin").is_some())
+            .await
+    );
+
+    // The Incidents screen groups them; one key revokes all of mine under INC-900.
+    key(&mut alice, KeyCode::Char('6'));
+    assert_eq!(alice.state.selected_incident().as_deref(), Some("INC-900"));
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s
+                .incident
+                .as_ref()
+                .is_some_and(|v| v.grants.len() == 3))
+            .await
+    );
+    let drawn = screen(&alice.state, 100, 30);
+    assert!(drawn.contains("INC-900: 3 requests"), "{drawn}");
+    key(&mut alice, KeyCode::Char('X'));
+    assert!(screen(&alice.state, 100, 30).contains("Revoke all 3 of your grants under INC-900"));
+    key(&mut alice, KeyCode::Char('y'));
+    assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
+    assert_eq!(
+        alice.state.grants[0].role, "staging-db-admin",
+        "nothing outside the incident is touched"
+    );
+    let all = outside.grants(true).await.unwrap();
+    for grant in all
+        .iter()
+        .filter(|g| g.incident.as_deref() == Some("INC-900"))
+    {
+        assert_eq!(
+            grant.state,
+            hoist_api::GrantState::Revoked,
+            "{}",
+            grant.role
+        );
+    }
+    demo.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = hoistd::Policy::parse("demo", hoist::demo::DEMO_POLICY).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy.clone())
+        .await
+        .unwrap();
+    let url = format!("http://{addr}");
+    let client = hoist::client::BrokerClient::new(&url, "demo-alice").unwrap();
+    let body = hoist_api::CreateRequest {
+        role: "prod-logs-read".into(),
+        justification: "Trace checkout".into(),
+        ticket: None,
+        incident: None,
+        duration_secs: None,
+        starts_at: None,
+        break_glass: false,
+    };
+    client.create_request(&body, "k").await.unwrap();
+    let mut alice = hoist::tui::App::start(client.clone(), hoist::tui::Options::default());
+    assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
+    let grant_id = alice.state.grants[0].id.clone();
+
+    server.stop().await;
+    key(&mut alice, KeyCode::Char('3'));
+    key(&mut alice, KeyCode::Char('x'));
+    key(&mut alice, KeyCode::Char('y'));
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s.revoking.contains(&grant_id))
+            .await
+    );
+    let drawn = screen(&alice.state, 80, 24);
+    assert!(
+        drawn.contains("revoking…"),
+        "shown as pending, never as done: {drawn}"
+    );
+    assert_eq!(alice.state.grants.len(), 1);
+
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy)
+        .await
+        .unwrap();
+    assert!(
+        alice
+            .wait_until(std::time::Duration::from_secs(20), |s| s.grants.is_empty()
+                && s.revoking.is_empty())
+            .await
+    );
+    let grants = client.grants(true).await.unwrap();
+    assert_eq!(grants[0].state, hoist_api::GrantState::Revoked);
+    server.stop().await;
 }

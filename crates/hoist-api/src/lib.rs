@@ -304,6 +304,18 @@ pub struct RequestHistory {
     pub recent: Vec<AccessRequest>,
 }
 
+/// `GET /v1/incidents/{reference}`: everything filed under one incident
+/// reference that the caller may see (their own; for approvers, anyone's on
+/// the roles they approve; for auditors, all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IncidentView {
+    pub incident: String,
+    /// Oldest first.
+    pub requests: Vec<AccessRequest>,
+    /// Newest first.
+    pub grants: Vec<Grant>,
+}
+
 /// State of a grant. A grant exists only once access was activated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

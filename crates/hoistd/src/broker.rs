@@ -1016,6 +1016,36 @@ impl Broker {
         Ok(grants)
     }
 
+    /// Everything under one incident reference the caller may see.
+    pub fn incident(&self, user: &str, incident: &str) -> Result<hoist_api::IncidentView> {
+        let policy = self.policy();
+        let tx = self.store.transaction()?;
+        let now = now();
+        let mut requests: Vec<AccessRequest> = tx
+            .requests(&RequestQuery {
+                incident: Some(incident.to_string()),
+                ..RequestQuery::default()
+            })?
+            .into_iter()
+            .filter(|r| self.visible_request(&policy, user, r))
+            .collect();
+        self.settle_views(tx.as_ref(), &mut requests, now)?;
+        let mut grants: Vec<Grant> = tx
+            .grants(&GrantQuery {
+                incident: Some(incident.to_string()),
+                ..GrantQuery::default()
+            })?
+            .into_iter()
+            .filter(|g| self.visible_grant(&policy, user, g))
+            .collect();
+        grants.iter_mut().for_each(|g| settle_grant(g, now));
+        Ok(hoist_api::IncidentView {
+            incident: incident.to_string(),
+            requests,
+            grants,
+        })
+    }
+
     pub fn grant(&self, user: &str, id: &str) -> Result<Grant> {
         let policy = self.policy();
         let tx = self.store.transaction()?;

@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use hoist_api::{AccessRequest, ApiError, Credential, ExtendInput, Grant, ReasonInput};
+use hoist_api::{
+    AccessRequest, ApiError, Credential, ExtendInput, Grant, IncidentView, ReasonInput,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -17,6 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_grant))
         .routes(routes!(extend_grant))
         .routes(routes!(grant_credential))
+        .routes(routes!(incident))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -142,5 +145,23 @@ async fn grant_credential(
 ) -> Result<Json<Credential>, Failure> {
     Ok(Json(
         blocking(&state, move |b| b.grant_credential(&user, &id)).await?,
+    ))
+}
+
+/// Everything filed under one incident reference that the caller may see:
+/// their own requests and grants, anyone's on roles they approve, all for auditors.
+#[utoipa::path(get, path = "/v1/incidents/{reference}", tag = "grants", security(("bearer" = [])),
+    params(("reference" = String, Path, description = "Incident reference, e.g. INC-4711")),
+    responses(
+        (status = 200, description = "The incident's requests and grants", body = IncidentView),
+        (status = 401, description = "Missing or unknown token", body = ApiError),
+    ))]
+async fn incident(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(reference): Path<String>,
+) -> Result<Json<IncidentView>, Failure> {
+    Ok(Json(
+        blocking(&state, move |b| b.incident(&user, &reference)).await?,
     ))
 }

@@ -30,6 +30,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("post", "/v1/grants/{id}/extend"),
     ("get", "/v1/grants/{id}/credential"),
     ("get", "/v1/events"),
+    ("get", "/v1/incidents/{reference}"),
 ];
 
 #[tokio::test]

@@ -1,0 +1,144 @@
+//! `hoist prompt`: the active grants, for shell prompts and tmux status lines.
+//! It reads a small local cache that hoist writes whenever it learns about
+//! grants (the TUI, `grants`, `request`, `revoke`, `exec`); the prompt path
+//! never touches the network, the keyring or an async runtime.
+//!
+//! The cache holds role names and end times only: nothing secret.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use hoist_api::{Grant, GrantState};
+use serde::{Deserialize, Serialize};
+
+/// Overrides where the cache lives (tests, unusual setups).
+pub const CACHE_DIR_ENV: &str = "HOIST_CACHE_DIR";
+const CACHE_FILE: &str = "grants.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cached {
+    pub role: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Active grants by broker.
+type Cache = BTreeMap<String, Vec<Cached>>;
+
+pub fn cache_path() -> Option<PathBuf> {
+    let dir = match std::env::var_os(CACHE_DIR_ENV) {
+        Some(dir) => PathBuf::from(dir),
+        None => directories::ProjectDirs::from("dev", "hoist", "hoist")?
+            .cache_dir()
+            .to_path_buf(),
+    };
+    Some(dir.join(CACHE_FILE))
+}
+
+fn read() -> Cache {
+    cache_path()
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Records a broker's active grants (best effort: a prompt is a convenience).
+pub fn remember(broker: &str, grants: &[Grant]) {
+    let Some(path) = cache_path() else { return };
+    let mut cache = read();
+    let active: Vec<Cached> = grants
+        .iter()
+        .filter(|g| g.state == GrantState::Active)
+        .map(|g| Cached {
+            role: g.role.clone(),
+            expires_at: g.expires_at,
+        })
+        .collect();
+    if cache.get(broker) == Some(&active) {
+        return;
+    }
+    cache.insert(broker.to_string(), active);
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    // Write then rename, so a prompt never reads half a file.
+    if let Ok(mut file) = tempfile::NamedTempFile::new_in(dir) {
+        if serde_json::to_writer(&mut file, &cache).is_ok() {
+            let _ = file.persist(&path);
+        }
+    }
+}
+
+/// "prod-db-admin 12m · prod-logs-read 3h58m", soonest end first; ended
+/// grants are left out by the clock, whatever the cache says.
+pub fn render(cache: &BTreeMap<String, Vec<Cached>>, now: DateTime<Utc>) -> String {
+    let mut live: Vec<&Cached> = cache
+        .values()
+        .flatten()
+        .filter(|g| g.expires_at > now)
+        .collect();
+    live.sort_by_key(|g| g.expires_at);
+    live.iter()
+        .map(|g| {
+            let left = g.expires_at - now;
+            let left = if left < TimeDelta::minutes(1) {
+                format!("{}s", left.num_seconds().max(1))
+            } else {
+                crate::ui::widgets::span(left)
+            };
+            format!("{} {left}", crate::sanitize::line(&g.role))
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// The whole `hoist prompt` command: prints the summary (nothing when no
+/// grant is active) and never fails a prompt.
+pub fn run() {
+    let line = render(&read(), Utc::now());
+    if !line.is_empty() {
+        println!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soonest_first_and_ended_ones_dropped() {
+        let now: DateTime<Utc> = "2026-01-01T12:00:00Z".parse().unwrap();
+        let mut cache = Cache::new();
+        cache.insert(
+            "https://a".into(),
+            vec![
+                Cached {
+                    role: "prod-logs-read".into(),
+                    expires_at: now + TimeDelta::minutes(238),
+                },
+                Cached {
+                    role: "old".into(),
+                    expires_at: now - TimeDelta::seconds(1),
+                },
+            ],
+        );
+        cache.insert(
+            "https://b".into(),
+            vec![Cached {
+                role: "prod-db".into(),
+                expires_at: now + TimeDelta::minutes(12),
+            }],
+        );
+        assert_eq!(render(&cache, now), "prod-db 12m · prod-logs-read 3h58m");
+        assert_eq!(render(&Cache::new(), now), "");
+        let soon = BTreeMap::from([(
+            "x".to_string(),
+            vec![Cached {
+                role: "r".into(),
+                expires_at: now + TimeDelta::seconds(30),
+            }],
+        )]);
+        assert_eq!(render(&soon, now), "r 30s");
+    }
+}
