@@ -63,10 +63,10 @@ pub fn remember(broker: &str, grants: &[Grant]) {
         return;
     }
     // Write then rename, so a prompt never reads half a file.
-    if let Ok(mut file) = tempfile::NamedTempFile::new_in(dir) {
-        if serde_json::to_writer(&mut file, &cache).is_ok() {
-            let _ = file.persist(&path);
-        }
+    if let Ok(mut file) = tempfile::NamedTempFile::new_in(dir)
+        && serde_json::to_writer(&mut file, &cache).is_ok()
+    {
+        let _ = file.persist(&path);
     }
 }
 

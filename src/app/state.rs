@@ -285,7 +285,7 @@ impl State {
                     .filter_map(|g| g.incident.as_deref().map(|i| (g.starts_at, i))),
             )
             .collect();
-        dated.sort_by(|a, b| b.0.cmp(&a.0));
+        dated.sort_by_key(|d| std::cmp::Reverse(d.0));
         for (_, reference) in dated {
             if seen.insert(reference) {
                 refs.push(reference.to_string());
