@@ -28,6 +28,8 @@ FIGURES = [
      None, "ms", 30.0, "<"),
     ("startup.version", "startup", "Start-up: `hoist --version` (median)",
      None, "ms", 5.0, "<"),
+    ("startup.prompt", "startup", "Prompt: `hoist prompt` from the local cache (median)",
+     None, "ms", 10.0, "<"),
     ("idle.cpu", "idle", "Idle: Grants with 5 countdowns, CPU (share of one core)",
      lambda m: m["cpu_percent"], "%", 0.5, "<"),
     ("idle.bytes", "idle", "Idle: bytes written to the terminal",

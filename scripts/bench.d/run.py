@@ -244,12 +244,20 @@ def group_startup(settings, rec, workdir):
         config = workdir / "config"
         sign_in(broker, "alice", "demo-alice", config)
         env = client_env(config)
+        env["HOIST_CACHE_DIR"] = str(workdir / "cache")
+        # One active grant in the prompt cache, as after any `hoist request`.
+        run([BINS["hoist"], "--broker", broker.url, "request", "prod-logs-read", "--reason",
+             "benchmark", "--json"], env=env, stdout=subprocess.DEVNULL)
+        prompt = [BINS["hoist"], "prompt"]
         version = [BINS["hoist"], "--version"]
         roles = [BINS["hoist"], "--broker", broker.url, "roles", "--json"]
         check = run(roles, env=env, stdout=subprocess.PIPE, text=True).stdout
         count = len(json.loads(check))
         for fid, argv, what in [
             ("startup.version", version, "`hoist --version`: the whole process"),
+            ("startup.prompt", prompt,
+             "`hoist prompt` with one active grant in the local cache: the whole process, "
+             "no network"),
             ("startup.roles", roles,
              f"`hoist roles --json` against hoistd on loopback (demo policy, {count} roles), "
              "signed in with a static token kept in the kernel keyring: the whole process"),
