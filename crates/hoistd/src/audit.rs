@@ -5,16 +5,18 @@ use std::ops::ControlFlow;
 
 use hoist_api::AuditEvent;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoredAudit};
 
 /// `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The fields an entry's hash covers, in a fixed order.
+/// The fields an entry's hash covers, in a fixed order, serialised as
+/// compact JSON. `details` is the JSON text the store keeps.
 #[derive(Serialize)]
-struct Hashed<'a> {
+struct Hashed<'a, D: Serialize + ?Sized> {
     seq: i64,
     at_ms: i64,
     kind: &'a str,
@@ -25,7 +27,7 @@ struct Hashed<'a> {
     grant_id: Option<&'a str>,
     incident: Option<&'a str>,
     reason: Option<&'a str>,
-    details: &'a serde_json::Value,
+    details: &'a D,
 }
 
 /// Hex SHA-256 over the previous hash and the entry's fields.
@@ -43,11 +45,48 @@ pub fn entry_hash(prev_hash: &str, event: &AuditEvent) -> String {
         reason: event.reason.as_deref(),
         details: &event.details,
     };
+    hex::encode(digest(&mut Vec::new(), prev_hash, &fields))
+}
+
+/// SHA-256 over the previous hash and the fields, serialised into `buf`
+/// (reused across entries, so verifying allocates nothing per entry).
+fn digest<D: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    prev_hash: &str,
+    fields: &Hashed<'_, D>,
+) -> [u8; 32] {
+    buf.clear();
+    // Serialising plain fields to JSON cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, fields);
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
-    // Serialising plain fields to JSON cannot fail.
-    hasher.update(serde_json::to_vec(&fields).unwrap_or_default());
-    hex::encode(hasher.finalize())
+    hasher.update(&buf[..]);
+    hasher.finalize().into()
+}
+
+/// Whether a stored entry's hash is the hash of its contents as stored (the
+/// store writes `details` as the compact JSON the hash was computed over, so
+/// it is hashed as it is, not parsed and written again).
+fn hash_holds(buf: &mut Vec<u8>, entry: &StoredAudit<'_>) -> bool {
+    let Ok(details) = serde_json::from_str::<&RawValue>(entry.details) else {
+        return false;
+    };
+    let fields = Hashed {
+        seq: entry.seq,
+        at_ms: entry.at_ms,
+        kind: entry.kind,
+        actor: entry.actor,
+        subject: entry.subject,
+        role: entry.role,
+        request_id: entry.request_id,
+        grant_id: entry.grant_id,
+        incident: entry.incident,
+        reason: entry.reason,
+        details,
+    };
+    let mut hex = [0_u8; 64];
+    hex::encode_to_slice(digest(buf, entry.prev_hash, &fields), &mut hex).is_ok()
+        && hex == entry.hash.as_bytes()
 }
 
 /// What `hoistd audit verify` found.
@@ -63,33 +102,154 @@ pub enum Verdict {
     },
 }
 
+/// Checks the whole chain: every entry in sequence, linked to the one before
+/// it, and hashing to its stored hash. Names the first entry that fails.
 pub fn verify(store: &dyn Store) -> Result<Verdict, StoreError> {
     let tx = store.transaction()?;
-    let mut prev_hash = GENESIS.to_string();
+    let mut prev_hash = String::from(GENESIS);
     let mut expected_seq = 1;
     let mut entries = 0;
     let mut broken = None;
-    tx.scan_audit(&mut |event| {
-        let reason = if event.seq != expected_seq {
-            Some(format!("expected entry {expected_seq} here, found entry {} (an entry was removed or inserted)", event.seq))
-        } else if event.prev_hash != prev_hash {
+    let mut buf = Vec::with_capacity(1024);
+    tx.scan_audit(&mut |entry| {
+        let reason = if entry.seq != expected_seq {
+            Some(format!("expected entry {expected_seq} here, found entry {} (an entry was removed or inserted)", entry.seq))
+        } else if entry.prev_hash != prev_hash {
             Some("its prev_hash does not match the entry before it".to_string())
-        } else if entry_hash(&prev_hash, &event) != event.hash {
+        } else if !hash_holds(&mut buf, entry) {
             Some("its contents do not match its hash (the entry was altered)".to_string())
         } else {
             None
         };
         if let Some(reason) = reason {
             broken = Some(Verdict::Broken {
-                seq: event.seq,
+                seq: entry.seq,
                 reason,
             });
             return ControlFlow::Break(());
         }
-        prev_hash = event.hash;
+        prev_hash.clear();
+        prev_hash.push_str(entry.hash);
         expected_seq += 1;
         entries += 1;
         ControlFlow::Continue(())
     })?;
     Ok(broken.unwrap_or(Verdict::Intact { entries }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::{TimeDelta, Utc};
+    use hoist_api::AuditKind;
+
+    use super::*;
+    use crate::store::{NewAuditEvent, SqliteStore};
+
+    /// A log of `entries` entries, and a raw connection to tamper with it.
+    fn log(entries: i64) -> (tempfile::TempDir, SqliteStore, rusqlite::Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoistd.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let mut tx = store.transaction().unwrap();
+        let start = Utc::now();
+        for i in 0..entries {
+            tx.append_audit(NewAuditEvent {
+                at: start + TimeDelta::milliseconds(i),
+                kind: AuditKind::Requested,
+                actor: format!("user{}", i % 7),
+                subject: Some("alice".into()),
+                role: Some("prod-db-admin".into()),
+                request_id: Some(format!("req_{i}")),
+                grant_id: None,
+                incident: None,
+                reason: Some("needs \"quotes\", \\ and ünïcode".into()),
+                details: serde_json::json!({ "n": i, "nested": { "ok": true } }),
+            })
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+            .unwrap();
+        (dir, store, raw)
+    }
+
+    fn broken_at(store: &SqliteStore) -> Option<(i64, String)> {
+        match verify(store).unwrap() {
+            Verdict::Intact { .. } => None,
+            Verdict::Broken { seq, reason } => Some((seq, reason)),
+        }
+    }
+
+    #[test]
+    fn the_first_bad_entry_is_named_wherever_it_falls() {
+        let entries = 2_000;
+        let (altered, unlinked, later) = (1_500, 1_800, 1_900);
+        let (_dir, store, raw) = log(entries);
+        assert_eq!(
+            verify(&store).unwrap(),
+            Verdict::Intact {
+                entries: entries as u64
+            }
+        );
+
+        // An altered entry late in the log, and a broken link after it.
+        let actor: String = raw
+            .query_row("SELECT actor FROM audit WHERE seq = ?1", [altered], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        raw.execute(
+            "UPDATE audit SET actor = 'mallory' WHERE seq = ?1",
+            [altered],
+        )
+        .unwrap();
+        raw.execute(
+            "UPDATE audit SET prev_hash = 'x' WHERE seq = ?1",
+            [unlinked],
+        )
+        .unwrap();
+        let (seq, reason) = broken_at(&store).unwrap();
+        assert_eq!(seq, altered);
+        assert!(reason.contains("altered"), "{reason}");
+
+        // With the alteration undone, the broken link is the first failure.
+        raw.execute(
+            "UPDATE audit SET actor = ?1 WHERE seq = ?2",
+            rusqlite::params![actor, altered],
+        )
+        .unwrap();
+        let (seq, reason) = broken_at(&store).unwrap();
+        assert_eq!(seq, unlinked);
+        assert!(reason.contains("prev_hash"), "{reason}");
+
+        // A link broken before an alteration is named, not the alteration.
+        raw.execute("UPDATE audit SET actor = 'mallory' WHERE seq = ?1", [later])
+            .unwrap();
+        assert_eq!(broken_at(&store).unwrap().0, unlinked);
+
+        // Details are hashed as stored: a changed value, or text that is not
+        // JSON at all, is an alteration.
+        let (_dir, store, raw) = log(entries);
+        raw.execute(
+            "UPDATE audit SET details = '{\"n\":7,\"nested\":{\"ok\":false}}' WHERE seq = 8",
+            [],
+        )
+        .unwrap();
+        assert_eq!(broken_at(&store).unwrap().0, 8);
+        raw.execute("UPDATE audit SET details = 'not json' WHERE seq = 8", [])
+            .unwrap();
+        let (seq, reason) = broken_at(&store).unwrap();
+        assert_eq!(seq, 8);
+        assert!(reason.contains("altered"), "{reason}");
+
+        // A removed entry, near the start.
+        let (_dir, store, raw) = log(entries);
+        raw.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
+        let (seq, reason) = broken_at(&store).unwrap();
+        assert_eq!(seq, 3);
+        assert!(reason.contains("removed"), "{reason}");
+    }
 }

@@ -65,6 +65,27 @@ pub struct AuditQuery {
     pub limit: Option<usize>,
 }
 
+/// An audit entry exactly as stored, borrowed from the store: the text the
+/// chain's hashes cover, not decoded (a million of them are read to verify
+/// the chain).
+#[derive(Debug, Clone, Copy)]
+pub struct StoredAudit<'a> {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub kind: &'a str,
+    pub actor: &'a str,
+    pub subject: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub grant_id: Option<&'a str>,
+    pub incident: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    /// JSON text.
+    pub details: &'a str,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+}
+
 /// An audit event before the store gives it its place in the chain.
 #[derive(Debug, Clone)]
 pub struct NewAuditEvent {
@@ -116,8 +137,9 @@ pub trait Tx {
     /// Appends to the hash chain.
     fn append_audit(&mut self, event: NewAuditEvent) -> Result<AuditEvent>;
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
-    /// Streams the whole log in order, without loading it into memory.
-    fn scan_audit(&self, visit: &mut dyn FnMut(AuditEvent) -> ControlFlow<()>) -> Result<()>;
+    /// Streams the whole log in order, as stored, without loading it into
+    /// memory or decoding it.
+    fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()>;
 
     /// The credential signing key: its id and PKCS#8 document.
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>>;

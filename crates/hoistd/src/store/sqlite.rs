@@ -13,7 +13,9 @@ use rusqlite::config::DbConfig;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::{AuditQuery, GrantQuery, NewAuditEvent, RequestQuery, Result, Store, StoreError, Tx};
+use super::{
+    AuditQuery, GrantQuery, NewAuditEvent, RequestQuery, Result, Store, StoreError, StoredAudit, Tx,
+};
 use crate::audit;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -203,13 +205,22 @@ fn grant_from_row(row: &Row) -> Result<Grant, rusqlite::Error> {
 
 const AUDIT_COLUMNS: &str = "seq, at, kind, actor, subject, role, request_id, grant_id, incident, reason, details, prev_hash, hash";
 
+/// A text column, borrowed from the row.
+fn text<'r>(row: &'r Row, column: usize) -> Result<&'r str, rusqlite::Error> {
+    Ok(row.get_ref(column)?.as_str()?)
+}
+
+fn maybe<'r>(row: &'r Row, column: usize) -> Result<Option<&'r str>, rusqlite::Error> {
+    Ok(row.get_ref(column)?.as_str_or_null()?)
+}
+
 fn audit_from_row(row: &Row) -> Result<AuditEvent, rusqlite::Error> {
-    let kind: String = row.get(2)?;
-    let details: String = row.get(10)?;
+    let kind = text(row, 2)?;
+    let details = row.get_ref(10)?.as_bytes()?;
     Ok(AuditEvent {
         seq: row.get(0)?,
         at: time(row.get(1)?)?,
-        kind: AuditKind::parse(&kind).ok_or_else(|| corrupt("audit kind", &kind))?,
+        kind: AuditKind::parse(kind).ok_or_else(|| corrupt("audit kind", kind))?,
         actor: row.get(3)?,
         subject: row.get(4)?,
         role: row.get(5)?,
@@ -217,7 +228,7 @@ fn audit_from_row(row: &Row) -> Result<AuditEvent, rusqlite::Error> {
         grant_id: row.get(7)?,
         incident: row.get(8)?,
         reason: row.get(9)?,
-        details: serde_json::from_str(&details).map_err(|err| {
+        details: serde_json::from_slice(details).map_err(|err| {
             rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, err.into())
         })?,
         prev_hash: row.get(11)?,
@@ -621,13 +632,28 @@ impl Tx for SqliteTx<'_> {
         Ok(events)
     }
 
-    fn scan_audit(&self, visit: &mut dyn FnMut(AuditEvent) -> ControlFlow<()>) -> Result<()> {
+    fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            if visit(audit_from_row(row)?).is_break() {
+            let entry = StoredAudit {
+                seq: row.get(0)?,
+                at_ms: row.get(1)?,
+                kind: text(row, 2)?,
+                actor: text(row, 3)?,
+                subject: maybe(row, 4)?,
+                role: maybe(row, 5)?,
+                request_id: maybe(row, 6)?,
+                grant_id: maybe(row, 7)?,
+                incident: maybe(row, 8)?,
+                reason: maybe(row, 9)?,
+                details: text(row, 10)?,
+                prev_hash: text(row, 11)?,
+                hash: text(row, 12)?,
+            };
+            if visit(&entry).is_break() {
                 break;
             }
         }
