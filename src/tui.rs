@@ -136,7 +136,9 @@ impl App {
             effects: Vec::new(),
         };
         app.dispatch(Action::Resize(80, 24));
-        app.run_commands(vec![Command::LoadAll]);
+        // No load here: the event stream's first `StreamUp` (or `StreamDown`)
+        // starts it, after the stream has subscribed, so nothing that happens
+        // in between is missed and the lists are never loaded twice at once.
         app
     }
 

@@ -73,7 +73,13 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
                     since: state.now,
                 };
             }
-            vec![]
+            // The first load waits for the stream; without one, load anyway,
+            // to show what the broker has (or why it cannot be reached).
+            if state.loaded {
+                vec![]
+            } else {
+                vec![Command::LoadAll]
+            }
         }
         Action::SessionExpired(reason) => {
             state.banner = Some(Banner {

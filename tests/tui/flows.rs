@@ -285,6 +285,40 @@ async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
 }
 
 #[tokio::test]
+async fn started_with_the_broker_down_it_says_why_then_loads_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = hoistd::Policy::parse("demo", hoist::demo::DEMO_POLICY).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = hoist::client::BrokerClient::new(&format!("http://{addr}"), "demo-alice").unwrap();
+    let mut alice = hoist::tui::App::start(client, hoist::tui::Options::default());
+
+    // The first load waits for the event stream; when that fails, it still
+    // runs, so the screen says what is wrong instead of "loading…".
+    assert!(alice.wait_until(WAIT, |s| s.loaded).await);
+    let banner = alice.state.banner.as_ref().map(|b| b.text.clone());
+    assert!(
+        banner.as_deref().is_some_and(|b| b.contains("(loading)")),
+        "{banner:?}"
+    );
+    assert!(alice.state.roles.is_empty());
+
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy)
+        .await
+        .unwrap();
+    assert!(
+        alice
+            .wait_until(std::time::Duration::from_secs(20), |s| s.connection
+                == Connection::Live
+                && !s.roles.is_empty())
+            .await
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn mouse_clicks_pick_tabs_and_rows_and_favourites_are_saved() {
     use std::sync::{Arc, Mutex};
     let demo = demo().await;
