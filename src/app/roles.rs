@@ -1,5 +1,7 @@
 //! Which roles the Roles screen lists, in what order: favourites pinned on
-//! top, then by fuzzy-match score (as fzf ranks), then by id.
+//! top, then by fuzzy-match score (as fzf ranks), then by id. The filter
+//! matches what each row shows, the role's id and name, so a row never
+//! matches for a reason the list does not show.
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -13,32 +15,114 @@ use nucleo_matcher::{Config, Matcher, Utf32Str};
 /// one core takes several milliseconds.
 const ROLES_PER_THREAD: usize = 2_000;
 
-/// Indices of the roles matching `filter`, in display order.
-pub fn visible(roles: &[Role], favourites: &BTreeSet<String>, filter: &str) -> Vec<usize> {
+/// Indices of the roles matching `filter`, in display order. `search`
+/// keeps what earlier calls learned about the same roles.
+pub fn visible(
+    roles: &[Role],
+    favourites: &BTreeSet<String>,
+    filter: &str,
+    search: &mut Search,
+) -> Vec<usize> {
+    if search.roles != roles.len() {
+        search.clear();
+        search.roles = roles.len();
+    }
     let filter = filter.trim();
-    let scored: Vec<(u32, usize)> = if filter.is_empty() {
-        (0..roles.len()).map(|i| (0, i)).collect()
-    } else {
-        let pattern = Pattern::parse(filter, CaseMatching::Smart, Normalization::Smart);
-        score(roles, &pattern)
-    };
-    rank(roles, favourites, scored)
+    if filter.is_empty() {
+        search.answers.clear();
+        let all: Vec<(u32, usize)> = (0..roles.len()).map(|i| (0, i)).collect();
+        let order = search.id_order(roles);
+        return rank(roles, favourites, &all, order);
+    }
+    search.score(roles, filter);
+    let Search {
+        answers, id_order, ..
+    } = search;
+    let scored = answers.last().map_or(&[][..], |(_, scored)| scored);
+    rank(
+        roles,
+        favourites,
+        scored,
+        id_order.get_or_insert_with(|| IdOrder::of(roles)),
+    )
 }
 
-/// `(score, index)` of every role the pattern matches, in no particular order.
-fn score(roles: &[Role], pattern: &Pattern) -> Vec<(u32, usize)> {
-    let threads = cores().min(roles.len() / ROLES_PER_THREAD).max(1);
+/// What filtering one list of roles keeps between keystrokes: the order of
+/// their ids, and the matches of each filter typed so far, each filter
+/// extending the one before, as fzf keeps them. Typing one more character
+/// scores only the roles the shorter filter matched; erasing one takes the
+/// earlier answer back without scoring anything. Clear it when the roles
+/// change.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    /// How many roles the rest is about.
+    roles: usize,
+    id_order: Option<IdOrder>,
+    answers: Vec<(String, Vec<(u32, usize)>)>,
+}
+
+impl Search {
+    pub fn clear(&mut self) {
+        *self = Search::default();
+    }
+
+    fn id_order(&mut self, roles: &[Role]) -> &IdOrder {
+        self.id_order.get_or_insert_with(|| IdOrder::of(roles))
+    }
+
+    /// Leaves the matches of `filter` as the last answer.
+    fn score(&mut self, roles: &[Role], filter: &str) {
+        // Answers to filters this one does not extend are no use any more.
+        while self
+            .answers
+            .last()
+            .is_some_and(|(typed, _)| !narrows(typed, filter))
+        {
+            self.answers.pop();
+        }
+        if self
+            .answers
+            .last()
+            .is_some_and(|(typed, _)| typed == filter)
+        {
+            return;
+        }
+        let pattern = Pattern::parse(filter, CaseMatching::Smart, Normalization::Smart);
+        let scored = match self.answers.last() {
+            Some((_, before)) => {
+                let candidates: Vec<usize> = before.iter().map(|(_, i)| *i).collect();
+                score(roles, &candidates, &pattern)
+            }
+            None => score(roles, &(0..roles.len()).collect::<Vec<_>>(), &pattern),
+        };
+        self.answers.push((filter.to_string(), scored));
+    }
+}
+
+/// Whether `longer` matches only roles `shorter` matches: it extends it, and
+/// uses none of the syntax under which a longer pattern can match more
+/// (`!` negates, `^` `$` `'` anchor or make an atom exact, `\\` escapes).
+fn narrows(shorter: &str, longer: &str) -> bool {
+    longer.starts_with(shorter) && !longer.contains(['!', '^', '$', '\'', '\\'])
+}
+
+/// `(score, index)` of every candidate role the pattern matches, in no
+/// particular order.
+fn score(roles: &[Role], candidates: &[usize], pattern: &Pattern) -> Vec<(u32, usize)> {
+    let threads = cores().min(candidates.len() / ROLES_PER_THREAD).max(1);
     if threads == 1 {
-        return score_every(roles, 0, 1, pattern);
+        return score_every(roles, candidates, 0, 1, pattern);
     }
     // Interleaved shares: the roles of one environment or service sit
     // together in id order, and cost alike, so contiguous shares would not
     // take equally long.
     std::thread::scope(|scope| {
         let others: Vec<_> = (1..threads)
-            .map(|first| scope.spawn(move || score_every(roles, first, threads, pattern)))
+            .map(|first| {
+                scope.spawn(move || score_every(roles, candidates, first, threads, pattern))
+            })
             .collect();
-        let mut all = score_every(roles, 0, threads, pattern);
+        let mut all = score_every(roles, candidates, 0, threads, pattern);
         for other in others {
             match other.join() {
                 Ok(part) => all.extend(part),
@@ -49,21 +133,26 @@ fn score(roles: &[Role], pattern: &Pattern) -> Vec<(u32, usize)> {
     })
 }
 
-/// Scores roles `first`, `first + step`, `first + 2 * step`...
-fn score_every(roles: &[Role], first: usize, step: usize, pattern: &Pattern) -> Vec<(u32, usize)> {
+/// Scores candidates `first`, `first + step`, `first + 2 * step`...
+fn score_every(
+    roles: &[Role],
+    candidates: &[usize],
+    first: usize,
+    step: usize,
+    pattern: &Pattern,
+) -> Vec<(u32, usize)> {
     let mut matcher = Matcher::new(Config::DEFAULT);
     let mut buf = Vec::new();
     let mut haystack = String::new();
-    (first..roles.len())
+    candidates[first.min(candidates.len())..]
+        .iter()
         .step_by(step)
-        .filter_map(|i| {
+        .filter_map(|&i| {
             let role = &roles[i];
             haystack.clear();
             haystack.push_str(&role.id);
             haystack.push(' ');
             haystack.push_str(&role.name);
-            haystack.push(' ');
-            haystack.push_str(&role.scope);
             let score = pattern.score(Utf32Str::new(&haystack, &mut buf), &mut matcher)?;
             Some((score, i))
         })
@@ -71,45 +160,70 @@ fn score_every(roles: &[Role], first: usize, step: usize, pattern: &Pattern) -> 
 }
 
 /// Favourites first, then the best score, then by id. Sorts one packed
-/// integer per role rather than comparing ids: the broker lists roles in
-/// id order, so the index breaks ties, and only an unsorted list pays for
-/// ranking ids.
-fn rank(roles: &[Role], favourites: &BTreeSet<String>, scored: Vec<(u32, usize)>) -> Vec<usize> {
-    let by_id = id_order(roles);
-    // `position` of a role in id order; `order` maps it back to an index.
-    let position = |i: usize| by_id.as_ref().map_or(i, |(_, position)| position[i]);
+/// integer per role rather than comparing ids: `order` gives each role's
+/// place in id order once per list, so ties cost nothing.
+fn rank(
+    roles: &[Role],
+    favourites: &BTreeSet<String>,
+    scored: &[(u32, usize)],
+    order: &IdOrder,
+) -> Vec<usize> {
     const INDEX_BITS: u32 = 31;
     let mut keys: Vec<u64> = scored
-        .into_iter()
+        .iter()
         .filter(|(_, i)| *i < 1 << INDEX_BITS)
-        .map(|(score, i)| {
+        .map(|&(score, i)| {
             let other = u64::from(!favourites.contains(&roles[i].id));
-            (other << 63) | (u64::from(u32::MAX - score) << INDEX_BITS) | position(i) as u64
+            (other << 63) | (u64::from(u32::MAX - score) << INDEX_BITS) | order.position(i) as u64
         })
         .collect();
     keys.sort_unstable();
     let mask = (1_u64 << INDEX_BITS) - 1;
     keys.into_iter()
-        .map(|key| {
-            let at = (key & mask) as usize;
-            by_id.as_ref().map_or(at, |(order, _)| order[at])
-        })
+        .map(|key| order.index((key & mask) as usize))
         .collect()
 }
 
-/// `None` when the roles are already in id order; otherwise the indices in
-/// id order and each index's position in it.
-fn id_order(roles: &[Role]) -> Option<(Vec<usize>, Vec<usize>)> {
-    if roles.windows(2).all(|pair| pair[0].id <= pair[1].id) {
-        return None;
+/// Where each role stands in id order. The broker lists roles in id order,
+/// so usually that is simply their index.
+#[derive(Debug, Clone)]
+enum IdOrder {
+    AsListed,
+    Sorted {
+        /// Indices in id order.
+        order: Vec<usize>,
+        /// Each index's place in `order`.
+        position: Vec<usize>,
+    },
+}
+
+impl IdOrder {
+    fn of(roles: &[Role]) -> IdOrder {
+        if roles.windows(2).all(|pair| pair[0].id <= pair[1].id) {
+            return IdOrder::AsListed;
+        }
+        let mut order: Vec<usize> = (0..roles.len()).collect();
+        order.sort_by(|a, b| roles[*a].id.cmp(&roles[*b].id));
+        let mut position = vec![0; roles.len()];
+        for (at, index) in order.iter().enumerate() {
+            position[*index] = at;
+        }
+        IdOrder::Sorted { order, position }
     }
-    let mut order: Vec<usize> = (0..roles.len()).collect();
-    order.sort_by(|a, b| roles[*a].id.cmp(&roles[*b].id));
-    let mut position = vec![0; roles.len()];
-    for (at, index) in order.iter().enumerate() {
-        position[*index] = at;
+
+    fn position(&self, index: usize) -> usize {
+        match self {
+            IdOrder::AsListed => index,
+            IdOrder::Sorted { position, .. } => position[index],
+        }
     }
-    Some((order, position))
+
+    fn index(&self, position: usize) -> usize {
+        match self {
+            IdOrder::AsListed => position,
+            IdOrder::Sorted { order, .. } => order[position],
+        }
+    }
 }
 
 fn cores() -> usize {
@@ -158,13 +272,19 @@ mod tests {
         };
         let none = BTreeSet::new();
         assert_eq!(
-            ids(visible(&roles, &none, "")),
+            ids(visible(&roles, &none, "", &mut Search::default())),
             ["prod-db-admin", "prod-logs-read", "staging-db-admin"]
         );
         let fav: BTreeSet<String> = ["staging-db-admin".to_string()].into();
-        assert_eq!(ids(visible(&roles, &fav, ""))[0], "staging-db-admin");
-        assert_eq!(ids(visible(&roles, &none, "pdb")), ["prod-db-admin"]);
-        assert!(visible(&roles, &none, "zzz").is_empty());
+        assert_eq!(
+            ids(visible(&roles, &fav, "", &mut Search::default()))[0],
+            "staging-db-admin"
+        );
+        assert_eq!(
+            ids(visible(&roles, &none, "pdb", &mut Search::default())),
+            ["prod-db-admin"]
+        );
+        assert!(visible(&roles, &none, "zzz", &mut Search::default()).is_empty());
     }
 
     #[test]
@@ -183,7 +303,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, r)| {
-                    let haystack = format!("{} {} {}", r.id, r.name, r.scope);
+                    let haystack = format!("{} {}", r.id, r.name);
                     let score = if filter.is_empty() {
                         0
                     } else {
@@ -201,11 +321,45 @@ mod tests {
         };
         for filter in ["", "r42", "role-01", "e-0042-1", "zzz"] {
             assert_eq!(
-                visible(&roles, &fav, filter),
+                visible(&roles, &fav, filter, &mut Search::default()),
                 slow(filter),
                 "filter {filter:?}"
             );
         }
-        assert_eq!(roles[visible(&roles, &fav, "")[0]].id, "role-0042-1");
+        // Typed key by key, erased, and typed again, with the answers kept
+        // between keys: each step ranks as it would from scratch, also where
+        // a longer pattern matches more (negation, anchors, escapes).
+        let mut search = Search::default();
+        for text in [
+            "role-004 2-1",
+            "role !-1",
+            "^role-00",
+            "e$",
+            "'ole-0042",
+            "ro\\ le",
+        ] {
+            let mut filter = String::new();
+            let mut steps: Vec<String> = text
+                .chars()
+                .map(|c| {
+                    filter.push(c);
+                    filter.clone()
+                })
+                .collect();
+            let erased: Vec<String> = steps.iter().rev().skip(1).cloned().collect();
+            steps.extend(erased);
+            steps.push("r".into());
+            for filter in steps {
+                assert_eq!(
+                    visible(&roles, &fav, &filter, &mut search),
+                    slow(filter.trim()),
+                    "filter {filter:?} typed from {text:?}"
+                );
+            }
+        }
+        assert_eq!(
+            roles[visible(&roles, &fav, "", &mut Search::default())[0]].id,
+            "role-0042-1"
+        );
     }
 }

@@ -8,6 +8,7 @@ use hoist_api::{AccessRequest, AuditEvent, Grant, Me, RequestHistory, RequestPre
 
 use super::command::Command;
 use super::form::RequestForm;
+use super::roles;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Screen {
@@ -143,6 +144,8 @@ pub struct State {
     pub filtering: bool,
     /// Indices into `roles`: favourites first, then the filter's ranking.
     pub visible_roles: Vec<usize>,
+    /// What filtering the roles keeps between keystrokes.
+    pub search: roles::Search,
     pub requests: Vec<AccessRequest>,
     /// My active grants, soonest to end first.
     pub grants: Vec<Grant>,
@@ -188,6 +191,7 @@ impl State {
             filter: String::new(),
             filtering: false,
             visible_roles: Vec::new(),
+            search: roles::Search::default(),
             requests: Vec::new(),
             grants: Vec::new(),
             queue: Vec::new(),

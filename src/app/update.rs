@@ -496,6 +496,7 @@ fn load(state: &mut State, snapshot: Snapshot) {
     state.loaded = true;
     state.me = Some(snapshot.me);
     state.roles = snapshot.roles;
+    state.search.clear();
     state.requests = snapshot.requests;
     state.grants = Vec::new();
     for grant in snapshot.grants {
@@ -527,7 +528,12 @@ fn clamp(state: &mut State) {
 
 pub fn refilter(state: &mut State) {
     let selected = state.selected_role().map(|r| r.id.clone());
-    state.visible_roles = roles::visible(&state.roles, &state.favourites, &state.filter);
+    state.visible_roles = roles::visible(
+        &state.roles,
+        &state.favourites,
+        &state.filter,
+        &mut state.search,
+    );
     // Typing a filter puts the best match under the cursor; otherwise keep the selection.
     state.cursors.roles = if state.filtering {
         0
