@@ -15,6 +15,15 @@ use nucleo_matcher::{Config, Matcher, Utf32Str};
 /// one core takes several milliseconds.
 const ROLES_PER_THREAD: usize = 2_000;
 
+/// A matching role's score and index, kept small: one filter's answer over
+/// 10,000 roles is held for each character typed.
+type Scored = (u32, u32);
+
+/// Every index of `roles`, as candidates for scoring.
+fn every_index(roles: &[Role]) -> impl Iterator<Item = u32> {
+    (0..roles.len()).map_while(|i| u32::try_from(i).ok())
+}
+
 /// Indices of the roles matching `filter`, in display order. `search`
 /// keeps what earlier calls learned about the same roles.
 pub fn visible(
@@ -30,7 +39,7 @@ pub fn visible(
     let filter = filter.trim();
     if filter.is_empty() {
         search.answers.clear();
-        let all: Vec<(u32, usize)> = (0..roles.len()).map(|i| (0, i)).collect();
+        let all: Vec<Scored> = every_index(roles).map(|i| (0, i)).collect();
         let order = search.id_order(roles);
         return rank(roles, favourites, &all, order);
     }
@@ -58,7 +67,7 @@ pub struct Search {
     /// How many roles the rest is about.
     roles: usize,
     id_order: Option<IdOrder>,
-    answers: Vec<(String, Vec<(u32, usize)>)>,
+    answers: Vec<(String, Vec<Scored>)>,
 }
 
 impl Search {
@@ -90,10 +99,10 @@ impl Search {
         let pattern = Pattern::parse(filter, CaseMatching::Smart, Normalization::Smart);
         let scored = match self.answers.last() {
             Some((_, before)) => {
-                let candidates: Vec<usize> = before.iter().map(|(_, i)| *i).collect();
+                let candidates: Vec<u32> = before.iter().map(|(_, i)| *i).collect();
                 score(roles, &candidates, &pattern)
             }
-            None => score(roles, &(0..roles.len()).collect::<Vec<_>>(), &pattern),
+            None => score(roles, &every_index(roles).collect::<Vec<_>>(), &pattern),
         };
         self.answers.push((filter.to_string(), scored));
     }
@@ -108,7 +117,7 @@ fn narrows(shorter: &str, longer: &str) -> bool {
 
 /// `(score, index)` of every candidate role the pattern matches, in no
 /// particular order.
-fn score(roles: &[Role], candidates: &[usize], pattern: &Pattern) -> Vec<(u32, usize)> {
+fn score(roles: &[Role], candidates: &[u32], pattern: &Pattern) -> Vec<Scored> {
     let threads = cores().min(candidates.len() / ROLES_PER_THREAD).max(1);
     if threads == 1 {
         return score_every(roles, candidates, 0, 1, pattern);
@@ -136,11 +145,11 @@ fn score(roles: &[Role], candidates: &[usize], pattern: &Pattern) -> Vec<(u32, u
 /// Scores candidates `first`, `first + step`, `first + 2 * step`...
 fn score_every(
     roles: &[Role],
-    candidates: &[usize],
+    candidates: &[u32],
     first: usize,
     step: usize,
     pattern: &Pattern,
-) -> Vec<(u32, usize)> {
+) -> Vec<Scored> {
     let mut matcher = Matcher::new(Config::DEFAULT);
     let mut buf = Vec::new();
     let mut haystack = String::new();
@@ -148,7 +157,7 @@ fn score_every(
         .iter()
         .step_by(step)
         .filter_map(|&i| {
-            let role = &roles[i];
+            let role = &roles[i as usize];
             haystack.clear();
             haystack.push_str(&role.id);
             haystack.push(' ');
@@ -165,7 +174,7 @@ fn score_every(
 fn rank(
     roles: &[Role],
     favourites: &BTreeSet<String>,
-    scored: &[(u32, usize)],
+    scored: &[Scored],
     order: &IdOrder,
 ) -> Vec<usize> {
     const INDEX_BITS: u32 = 31;
@@ -173,6 +182,7 @@ fn rank(
         .iter()
         .filter(|(_, i)| *i < 1 << INDEX_BITS)
         .map(|&(score, i)| {
+            let i = i as usize;
             let other = u64::from(!favourites.contains(&roles[i].id));
             (other << 63) | (u64::from(u32::MAX - score) << INDEX_BITS) | order.position(i) as u64
         })
