@@ -28,6 +28,8 @@ struct Args {
     samples: usize,
     /// Only the render scenario whose id ends with this (`roles`, `requests`, `grants`).
     scenario: Option<String>,
+    /// `memory`: the directory holding the response bodies to load.
+    bodies: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -37,6 +39,7 @@ fn args() -> Args {
         runs: 5,
         samples: 3000,
         scenario: None,
+        bodies: None,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -45,6 +48,7 @@ fn args() -> Args {
                 parsed.samples = args.next().and_then(|v| v.parse().ok()).unwrap_or(3000)
             }
             "--scenario" => parsed.scenario = args.next(),
+            "--bodies" => parsed.bodies = args.next().map(Into::into),
             // `cargo bench` passes `--bench`; anything else unknown is ignored too.
             mode if !mode.starts_with('-') && parsed.mode.is_empty() => parsed.mode = mode.into(),
             _ => {}
@@ -82,6 +86,59 @@ fn percentiles(samples: &mut [Duration]) -> serde_json::Value {
     json!({ "p50_us": s.p50_us, "p99_us": s.p99_us, "max_us": s.max_us, "mean_us": s.mean_us, "samples": s.count })
 }
 
+/// What one frame cost: wall-clock time, this thread's CPU time, and whether
+/// the scheduler took the core away while it ran (an involuntary context
+/// switch: then the wall-clock time includes another process's time slice).
+struct Timed {
+    wall: Duration,
+    cpu: Duration,
+    preempted: bool,
+}
+
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+fn involuntary_switches() -> i64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+        .map(|usage| usage.involuntary_context_switches())
+        .unwrap_or_default()
+}
+
+fn timed(work: impl FnOnce()) -> Timed {
+    let switches = involuntary_switches();
+    let cpu = thread_cpu();
+    let began = Instant::now();
+    work();
+    let wall = began.elapsed();
+    Timed {
+        wall,
+        cpu: thread_cpu().saturating_sub(cpu),
+        preempted: involuntary_switches() != switches,
+    }
+}
+
+/// Percentiles of wall-clock time, plus those of CPU time, and of the
+/// wall-clock time of the frames the scheduler left alone.
+fn frame_percentiles(frames: &[Timed]) -> serde_json::Value {
+    let mut wall: Vec<Duration> = frames.iter().map(|t| t.wall).collect();
+    let mut cpu: Vec<Duration> = frames.iter().map(|t| t.cpu).collect();
+    let mut alone: Vec<Duration> = frames
+        .iter()
+        .filter(|t| !t.preempted)
+        .map(|t| t.wall)
+        .collect();
+    let mut metrics = percentiles(&mut wall);
+    metrics["cpu"] = percentiles(&mut cpu);
+    metrics["preempted"] = json!(frames.len() - alone.len());
+    if !alone.is_empty() {
+        metrics["not_preempted"] = percentiles(&mut alone);
+    }
+    metrics
+}
+
 /// Times `frames` frames of one screen, each after a one-second tick, two
 /// ways: drawn into ratatui's buffer (what the target is about), and the
 /// whole `Terminal::draw` through crossterm (diff against the last frame and
@@ -97,26 +154,24 @@ fn render_run(state: &State, frames: usize) -> serde_json::Value {
     for i in 0..frames + 200 {
         // Ten minutes of ticks, over and over: no grant runs out mid-run.
         state.now = start + chrono::TimeDelta::seconds((i % 600) as i64);
-        let began = Instant::now();
-        {
+        let drawn = timed(|| {
             let mut frame = buffer.get_frame();
             frame.buffer_mut().reset();
             hoist::ui::draw(&mut frame, &state, &theme);
-        }
-        let drawn = began.elapsed();
-        let began = Instant::now();
-        whole
-            .draw(|frame| hoist::ui::draw(frame, &state, &theme))
-            .unwrap();
-        let flushed = began.elapsed();
+        });
+        let flushed = timed(|| {
+            whole
+                .draw(|frame| hoist::ui::draw(frame, &state, &theme))
+                .unwrap();
+        });
         // The first 200 warm the caches and the allocator.
         if i >= 200 {
             into_buffer.push(drawn);
             through_crossterm.push(flushed);
         }
     }
-    let mut metrics = percentiles(&mut into_buffer);
-    metrics["terminal"] = percentiles(&mut through_crossterm);
+    let mut metrics = frame_percentiles(&into_buffer);
+    metrics["terminal"] = frame_percentiles(&through_crossterm);
     metrics
 }
 
@@ -171,20 +226,48 @@ fn filter(args: &Args) {
         let mut samples = Vec::with_capacity(args.samples);
         for i in 0..args.samples + keys.len() * 4 {
             let key = keys[i % keys.len()].clone();
-            let began = Instant::now();
-            update(&mut state, key);
-            terminal
-                .draw(|frame| hoist::ui::draw(frame, &state, &theme))
-                .unwrap();
-            let took = began.elapsed();
+            let took = timed(|| {
+                update(&mut state, key);
+                terminal
+                    .draw(|frame| hoist::ui::draw(frame, &state, &theme))
+                    .unwrap();
+            });
             if i >= keys.len() * 4 {
                 samples.push(took);
             }
         }
+        // Which keys are the slow ones: the same key of every round together.
+        let mut by_key = frame_percentiles(&samples);
+        by_key["keys"] = keys
+            .iter()
+            .enumerate()
+            .map(|(at, key)| {
+                let mut wall: Vec<Duration> = samples
+                    .iter()
+                    .skip(at)
+                    .step_by(keys.len())
+                    .map(|t| t.wall)
+                    .collect();
+                let filter: String = support::QUERY.chars().take(at + 1).collect();
+                let shown = match key {
+                    hoist::app::Action::Input(c) => format!("{c} (filter `{filter}`)"),
+                    _ => {
+                        let left = support::QUERY
+                            .len()
+                            .saturating_sub(at + 1 - support::QUERY.len());
+                        let filter: String = support::QUERY.chars().take(left).collect();
+                        format!("Backspace (filter `{filter}`)")
+                    }
+                };
+                let mut stats = percentiles(&mut wall);
+                stats["key"] = json!(shown);
+                stats
+            })
+            .collect();
         emit(
             "filter.keystroke",
             run,
-            percentiles(&mut samples),
+            by_key,
             json!({ "what": format!("10,000 roles on the Roles screen, `{}` typed into the filter and erased, key by key, over and over; each key timed from `update` to the finished 200x60 frame (`Terminal::draw` through crossterm: drawing, the diff, the escape sequences; written to a sink)", support::QUERY) }),
         );
     }
@@ -204,19 +287,36 @@ fn memory_status() -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// Writes the response bodies for 10,000 roles and 10,000 requests, then
+/// measures a fresh process of this program loading them (`memory --bodies`),
+/// so that building the fixture does not count towards the peak.
+fn memory() {
+    let dir = std::env::temp_dir().join(format!("hoist-memory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let roles = support::roles(10_000);
+    let requests = support::requests(&roles, 10_000, support::epoch());
+    std::fs::write(dir.join("roles.json"), serde_json::to_vec(&roles).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("requests.json"),
+        serde_json::to_vec(&requests).unwrap(),
+    )
+    .unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("memory")
+        .arg("--bodies")
+        .arg(&dir)
+        .status();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(status.unwrap().success(), "measuring memory failed");
+}
+
 /// Loads 10,000 roles and 10,000 requests from JSON bodies, as the client
 /// receives them, and draws the Roles (filtered) and Requests screens through
-/// a real crossterm backend. Run it as its own process: the peak is the process's.
-fn memory() {
+/// a real crossterm backend. The peak is this process's.
+fn memory_load(dir: &std::path::Path) {
     let (baseline, _) = memory_status();
-    let (roles_body, requests_body) = {
-        let roles = support::roles(10_000);
-        let requests = support::requests(&roles, 10_000, support::epoch());
-        (
-            serde_json::to_vec(&roles).unwrap(),
-            serde_json::to_vec(&requests).unwrap(),
-        )
-    };
+    let roles_body = std::fs::read(dir.join("roles.json")).unwrap();
+    let requests_body = std::fs::read(dir.join("requests.json")).unwrap();
     let body_bytes = roles_body.len() + requests_body.len();
     let roles: Vec<hoist_api::Role> = serde_json::from_slice(&roles_body).unwrap();
     drop(roles_body);
@@ -247,7 +347,7 @@ fn memory() {
         "memory.model",
         0,
         json!({ "peak_rss_kb": peak, "rss_kb": now, "baseline_kb": baseline, "json_bytes": body_bytes }),
-        json!({ "what": "10,000 roles + 10,000 requests deserialised from JSON into the TUI state; Roles (filtered) and Requests drawn at 200x60" }),
+        json!({ "what": "10,000 roles + 10,000 requests deserialised from JSON response bodies into the TUI state; Roles (filtered) and Requests drawn at 200x60; a process of its own that only loads and draws" }),
     );
 }
 
@@ -256,7 +356,10 @@ fn main() {
     match args.mode.as_str() {
         "render" => render(&args),
         "filter" => filter(&args),
-        "memory" => memory(),
+        "memory" => match &args.bodies {
+            Some(dir) => memory_load(dir),
+            None => memory(),
+        },
         // Under plain `cargo bench`: a short pass over everything.
         _ => {
             let quick = Args {
@@ -264,6 +367,7 @@ fn main() {
                 runs: 1,
                 samples: 300,
                 scenario: None,
+                bodies: None,
             };
             render(&quick);
             filter(&quick);
