@@ -2,7 +2,9 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hoist_api::{
@@ -29,15 +31,64 @@ const MIGRATIONS: &[&str] = &[
 /// another and were parsed again on most calls.
 const STATEMENT_CACHE: usize = 128;
 
+/// How often the background checkpointer copies the write-ahead log into
+/// the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Declared after `conn`, so it closes last and leaves no log behind.
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// Copies the write-ahead log into the database file from a connection of
+/// its own. SQLite otherwise does this inside whichever commit crosses 1,000
+/// pages of log, with an fsync of each file, while that commit holds the
+/// store's lock: every call waited behind it (tens of milliseconds when the
+/// disk is busy). A passive checkpoint runs alongside writers.
+struct Checkpointer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = Connection::open(path).ok()?;
+        conn.busy_timeout(Duration::from_secs(5)).ok()?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("hoistd-checkpoint".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %err, "checkpoint failed; retrying");
+                    }
+                }
+            })
+            .ok()?;
+        Some(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -47,8 +98,15 @@ impl SqliteStore {
         // index's condition is bound (a third of the store's time, measured).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         migrate(&conn)?;
+        let checkpointer = Checkpointer::start(path);
+        if checkpointer.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        } else {
+            tracing::warn!("could not start the checkpointer; commits will checkpoint the log");
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            _checkpointer: checkpointer,
         })
     }
 }
@@ -681,5 +739,61 @@ impl Tx for SqliteTx<'_> {
         self.conn.execute_batch("COMMIT")?;
         self.finished = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use hoist_api::AuditKind;
+
+    use super::*;
+
+    /// Commits never copy the write-ahead log into the database file
+    /// themselves; the checkpointer does, from its own connection.
+    #[test]
+    fn the_checkpointer_moves_the_log_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoistd.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let autocheckpoint: i64 = store
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(autocheckpoint, 0);
+
+        let before = std::fs::metadata(&path).unwrap().len();
+        let mut tx = store.transaction().unwrap();
+        for i in 0..2_000 {
+            tx.append_audit(NewAuditEvent {
+                at: Utc::now(),
+                kind: AuditKind::Requested,
+                actor: "alice".into(),
+                subject: None,
+                role: Some("prod-db-admin".into()),
+                request_id: Some(format!("req_{i}")),
+                grant_id: None,
+                incident: None,
+                reason: Some("x".repeat(400)),
+                details: serde_json::json!({}),
+            })
+            .unwrap();
+        }
+        tx.commit().unwrap();
+
+        // About a megabyte went into the log; within a few checkpoint
+        // periods it is in the database file.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&path).unwrap().len() < before + 500_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file stayed at {} bytes",
+                std::fs::metadata(&path).unwrap().len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
