@@ -53,7 +53,7 @@ FIGURES = [
 _PREEMPTED = (
     "Look at the frame's details below: when the CPU-time p99 and the p99 of the frames "
     "the scheduler left alone are under the target, the wall-clock p99 is frames during which "
-    "another process took the core for a time slice (4 ms on this kernel); the machine was "
+    "another process took the core for a whole time slice (milliseconds); the machine was "
     "busy. Run the group again on a quiet machine. When the CPU time itself misses, the frame "
     "is mostly ratatui's own work (styles and grapheme segmentation per cell): draw fewer "
     "cells with their own style."
@@ -134,10 +134,11 @@ FINDINGS = """\
 - **TUI memory** (`/proc/PID/status` of the real TUI): the peak came from loading everything
   twice at once at start-up (`App::start` and the event stream's first `StreamUp` each asked
   for a load). Fixed in `src/tui.rs`: the stream's first `StreamUp` starts the only load, after
-  it has subscribed. 34 MiB went to about 24.5 MiB.
-- **Render**: a frame costs 0.3–0.6 ms of CPU. Earlier wall-clock p99s of 4.4 ms were frames
-  descheduled for a 4 ms time slice while the machine was busy; the frame details now give
-  the CPU-time p99 and how many frames were preempted, so the two can be told apart.
+  it has subscribed. 34 MiB (36 MB) went to about 24.5 MiB (25.7 MB).
+- **Render**: a frame costs 0.3–0.6 ms of CPU. Earlier wall-clock p99s of 4.4 ms, with medians
+  of 0.3 ms, were frames descheduled for another process's time slice while the machine was
+  busy; the frame details now give the CPU-time p99 and how many frames were preempted, so the
+  two can be told apart.
 """
 
 
