@@ -268,10 +268,7 @@ async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
     assert!(alice.state.time_left(&alice.state.grants[0]) < left);
 
     // Meanwhile, the grant is revoked by someone else; on reconnect we learn it.
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy)
-        .await
-        .unwrap();
+    let server = serve_at(addr, dir.path(), policy).await;
     let grant_id = alice.state.grants[0].id.clone();
     client.revoke(&grant_id, Some("done".into())).await.unwrap();
     assert!(
@@ -304,10 +301,7 @@ async fn started_with_the_broker_down_it_says_why_then_loads_when_it_comes_back(
     );
     assert!(alice.state.roles.is_empty());
 
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy)
-        .await
-        .unwrap();
+    let server = serve_at(addr, dir.path(), policy).await;
     assert!(
         alice
             .wait_until(std::time::Duration::from_secs(20), |s| s.connection
@@ -558,10 +552,7 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
     );
     assert_eq!(alice.state.grants.len(), 1);
 
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy)
-        .await
-        .unwrap();
+    let server = serve_at(addr, dir.path(), policy).await;
     assert!(
         alice
             .wait_until(std::time::Duration::from_secs(20), |s| s.grants.is_empty()

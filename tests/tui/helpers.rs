@@ -34,6 +34,18 @@ pub async fn app(demo: &Demo, user: &str) -> App {
     app
 }
 
+/// A broker on `addr` again, over the database in `dir`, as after a restart.
+pub async fn serve_at(
+    addr: std::net::SocketAddr,
+    dir: &std::path::Path,
+    policy: hoistd::Policy,
+) -> hoistd::Server {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    hoistd::Server::start(listener, &dir.join("db"), policy)
+        .await
+        .unwrap()
+}
+
 pub fn key(app: &mut App, code: KeyCode) {
     app.key(KeyEvent::new(code, KeyModifiers::NONE));
 }
