@@ -4,7 +4,7 @@
 // Prints exactly one line, `READY http://127.0.0.1:N`, to stdout once it is
 // listening; everything else goes to stderr so a harness can read the port.
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 
@@ -71,9 +71,16 @@ const client = (clientId) => ({
 });
 
 // A fresh signing key per process: a token from one provider never verifies
-// against another's JWKS.
-const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const signingKey = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256' };
+// against another's JWKS. Generated as PEM and exported to JWK from a key
+// object of its own: on Node 20, exporting the generated key object itself
+// deadlocks now and then (the export holds the key's lock while a garbage
+// collection destroys the generation job, which takes the same lock).
+const { privateKey: pem } = generateKeyPairSync('rsa', {
+  modulusLength: 2048,
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+  privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+});
+const signingKey = { ...createPrivateKey(pem).export({ format: 'jwk' }), use: 'sig', alg: 'RS256' };
 
 const configuration = {
   clients: [client('hoist'), client('other-app')],
