@@ -357,49 +357,38 @@ def group_memory(settings, rec, workdir):
         rec.from_output([BINS["tui_latency"], "memory"], run_index=index)
 
 
-def group_cycles(settings, rec, workdir):
+def load_runs(settings, rec, workdir, policy_args, load_args):
+    """Each run: a fresh broker over a fresh database on the same policy, and
+    the load generator against it with `load_args(url)`."""
     policy = workdir / "policy.toml"
-    fixture("policy", "--out", policy, "--roles", 300, "--requesters", 200)
+    fixture("policy", "--out", policy, *policy_args)
     for index in range(settings["runs"]):
         rundir = workdir / f"run{index}"
         rundir.mkdir()
         broker = Broker(policy, rundir / "hoistd.db", rundir)
         try:
-            argv = [BINS["load"], "cycles", "--url", broker.url, "--requesters", 4, "--users", 200,
-                    "--roles", 300, "--seconds", settings["seconds"], "--warmup", 2]
-            rec.from_output(argv, run_index=index)
+            rec.from_output([BINS["load"], *load_args(broker.url)], run_index=index)
         finally:
             broker.stop()
+
+
+def group_cycles(settings, rec, workdir):
+    load_runs(settings, rec, workdir, ["--roles", 300, "--requesters", 200],
+              lambda url: ["cycles", "--url", url, "--requesters", 4, "--users", 200,
+                           "--roles", 300, "--seconds", settings["seconds"], "--warmup", 2])
 
 
 def group_rate(settings, rec, workdir):
-    policy = workdir / "policy.toml"
-    fixture("policy", "--out", policy, "--roles", 300, "--requesters", 200)
-    for index in range(settings["runs"]):
-        rundir = workdir / f"run{index}"
-        rundir.mkdir()
-        broker = Broker(policy, rundir / "hoistd.db", rundir)
-        try:
-            argv = [BINS["load"], "rate", "--url", broker.url, "--rps", 200, "--seconds",
-                    settings["seconds"], "--users", 200, "--roles", 300]
-            rec.from_output(argv, run_index=index)
-        finally:
-            broker.stop()
+    load_runs(settings, rec, workdir, ["--roles", 300, "--requesters", 200],
+              lambda url: ["rate", "--url", url, "--rps", 200, "--seconds", settings["seconds"],
+                           "--users", 200, "--roles", 300])
 
 
 def group_events(settings, rec, workdir):
-    policy = workdir / "policy.toml"
-    fixture("policy", "--out", policy, "--roles", settings["approvals"] + 10, "--watchers", 999)
-    for index in range(settings["runs"]):
-        rundir = workdir / f"run{index}"
-        rundir.mkdir()
-        broker = Broker(policy, rundir / "hoistd.db", rundir)
-        try:
-            argv = [BINS["load"], "events", "--url", broker.url, "--clients", 1000,
-                    "--approvals", settings["approvals"], "--interval-ms", 50]
-            rec.from_output(argv, run_index=index)
-        finally:
-            broker.stop()
+    load_runs(settings, rec, workdir,
+              ["--roles", settings["approvals"] + 10, "--watchers", 999],
+              lambda url: ["events", "--url", url, "--clients", 1000,
+                           "--approvals", settings["approvals"], "--interval-ms", 50])
 
 
 def group_audit(settings, rec, workdir):
