@@ -109,6 +109,12 @@ async fn run(
     let (program, rest) = command
         .split_first()
         .ok_or_else(|| Ended::Usage("no command after `--`".into()))?;
+    // Listen before CMD exists: a signal that arrives between the spawn and
+    // the first wait must be forwarded, not end hoist with its default action.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let mut child = tokio::process::Command::new(program)
         .args(rest)
         .env(ENV_CREDENTIAL, &credential.token)
@@ -128,10 +134,6 @@ async fn run(
     // At a terminal, Ctrl-C and Ctrl-\ already reach CMD (same process group):
     // forwarding them as well would deliver them twice.
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut quit = signal(SignalKind::quit())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
     let forward = |signal: Signal| {
         if let Some(pid) = pid {
             let _ = kill(pid, signal);
