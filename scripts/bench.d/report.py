@@ -164,6 +164,12 @@ def load(results):
     return records
 
 
+def load_machines(results):
+    """Where and when each group was last measured: group -> machine record."""
+    return {path.name.removesuffix(".machine.json"): json.loads(path.read_text())
+            for path in sorted(results.glob("*.machine.json"))}
+
+
 def values_of(fid, records):
     """Per-run (or per-invocation) values of a figure, and the records behind them."""
     source = {"idle.cpu": "idle", "idle.bytes": "idle"}.get(fid, fid)
@@ -182,7 +188,11 @@ def values_of(fid, records):
 def main():
     results, output, mode = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
     records = load(results)
-    machine = json.loads((results / "machine.json").read_text())
+    machines = load_machines(results)
+    if not machines:
+        raise SystemExit(f"report: no results in {results}; run scripts/bench")
+    # The hardware of the newest run; each group's own commit and date are listed below.
+    machine = max(machines.values(), key=lambda m: m["date"])
     lines = []
     out = lines.append
 
@@ -201,9 +211,13 @@ def main():
         f"virtualisation: {machine['virtualisation']}")
     out(f"- {machine['os']}, {machine['kernel']}; {machine['rustc']}; {machine['hyperfine']}; "
         f"{machine['tmux']}")
-    dirty = " with uncommitted changes" if machine["dirty"] else ""
-    out(f"- Commit `{machine['commit']}`{dirty}; run {machine['date']}; load average before: "
-        f"{machine['load_before']}")
+    runs = {(m["commit"], m["dirty"], m["date"][:10]) for m in machines.values()}
+    if len(runs) == 1:
+        dirty = " with uncommitted changes" if machine["dirty"] else ""
+        out(f"- Commit `{machine['commit']}`{dirty}; run {machine['date']}.")
+    else:
+        out("- Groups were measured at different times (`scripts/bench --only GROUP` replaces "
+            "one group's figures and keeps the others'): see *When each group was measured*.")
     out("- Release builds (`[profile.release]`: thin LTO, 4 codegen units). Broker figures: "
         "`hoistd serve` and the load generator as two processes on the same 2 cores, over "
         "loopback HTTP/1.1 with keep-alive, SQLite in WAL mode on local disk.")
@@ -345,6 +359,14 @@ def main():
             out(f"Database: {metrics['db_bytes'] / 1048576:.0f} MiB for {metrics['events']:,} events.")
             out("")
 
+    out("## When each group was measured")
+    out("")
+    out("| Group | Commit | Run at | Mode | Load average before |")
+    out("|---|---|---|---|---|")
+    for group, m in machines.items():
+        dirty = " (uncommitted changes)" if m["dirty"] else ""
+        out(f"| {group} | `{m['commit']}`{dirty} | {m['date']} | {m['mode']} | {m['load_before']} |")
+    out("")
     out("## What profiling found, and what changed")
     out("")
     out(FINDINGS)

@@ -3,8 +3,12 @@
 which installs the tools, builds the release binaries and bench targets, and
 runs this inside a fresh session keyring (`keyctl session`).
 
-Each group appends JSON lines {"id", "run", "metrics", "meta", "cmd"} to
-target/bench/results/<group>.jsonl; report.py turns them into the document.
+Each group writes JSON lines {"id", "run", "metrics", "meta", "cmd"} to
+scripts/bench.d/results/<group>.jsonl, and the machine and commit it ran on to
+<group>.machine.json; report.py turns every group's results into the document.
+The results are kept in the repository, so `--only GROUP` on a fresh clone
+replaces that group's figures and keeps the others' as last measured. A quick
+run writes under target/bench/ instead and never touches them.
 """
 
 import argparse
@@ -21,7 +25,8 @@ import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / "target" / "bench"
-RESULTS = OUT / "results"
+KEPT = pathlib.Path(__file__).resolve().parent / "results"
+RESULTS = KEPT
 
 GROUPS = ["render", "filter", "startup", "idle", "memory", "cycles", "rate", "events", "audit"]
 
@@ -73,9 +78,18 @@ def run(argv, **kwargs):
 
 
 class Recorder:
+    """A group's results, written beside the last ones and put in their place
+    only when the group finishes, so a failed run keeps what was measured before."""
+
     def __init__(self, group):
-        self.path = RESULTS / f"{group}.jsonl"
+        self.final = RESULTS / f"{group}.jsonl"
+        self.path = RESULTS / f".{group}.jsonl.partial"
         self.path.unlink(missing_ok=True)
+
+    def keep(self, machine_info):
+        self.path.replace(self.final)
+        (RESULTS / f"{self.final.stem}.machine.json").write_text(
+            json.dumps(machine_info, indent=2) + "\n")
 
     def add(self, record, cmd):
         record = dict(record)
@@ -449,19 +463,19 @@ def main():
         raise SystemExit(f"bench: unknown group(s) {', '.join(unknown)}; groups: {', '.join(GROUPS)}")
     mode = "quick" if args.quick else "full"
     global RESULTS
-    RESULTS = OUT / ("results-quick" if args.quick else "results")
+    RESULTS = OUT / "results-quick" if args.quick else KEPT
     if not args.only:
         # From scratch: nothing of an earlier run survives.
-        for old in RESULTS.glob("*.jsonl"):
+        for old in [*RESULTS.glob("*.jsonl"), *RESULTS.glob("*.machine.json")]:
             old.unlink()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "machine.json").write_text(json.dumps(dict(machine(), mode=mode), indent=2))
 
     for group in groups:
         settings = SETTINGS[group][1 if args.quick else 0]
         log(f"{group} ({', '.join(f'{k}={v}' for k, v in settings.items())})")
         began = time.monotonic()
         rec = Recorder(group)
+        measured_on = dict(machine(), mode=mode)
         with tempfile.TemporaryDirectory(prefix=f"hoist-bench-{group}-") as tmp:
             workdir = pathlib.Path(tmp)
             function = globals()[f"group_{group}"]
@@ -469,6 +483,7 @@ def main():
                 function(settings, rec)
             else:
                 function(settings, rec, workdir)
+        rec.keep(measured_on)
         log(f"{group} done in {time.monotonic() - began:.0f} s")
 
     target = OUT / "BENCHMARKS.quick.md" if args.quick else ROOT / "BENCHMARKS.md"
