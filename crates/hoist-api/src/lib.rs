@@ -29,6 +29,7 @@ mod events;
 mod grants;
 mod meta;
 mod requests;
+pub mod text;
 
 pub use audit::*;
 pub use credentials::*;
