@@ -20,7 +20,8 @@ use std::path::PathBuf;
 
 use chrono::{TimeDelta, Utc};
 use hoist_api::{AccessRequest, AuditKind, Decision, RequestKind, RequestState, Review};
-use hoistd::store::{NewAuditEvent, SqliteStore, Store};
+use hoistd::audit::{self, NewAuditEvent};
+use hoistd::store::{SqliteStore, Store};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -259,19 +260,22 @@ fn audit(args: &Args) {
             let reason = (kind == AuditKind::Requested).then(|| {
                 format!("Rotate the replication slot after the failover drill (CHG-{cycle})")
             });
-            tx.append_audit(NewAuditEvent {
-                at,
-                kind,
-                actor,
-                subject: Some(requester),
-                role: Some(role),
-                request_id: Some(format!("req_bench{cycle:07}")),
-                grant_id: (kind != AuditKind::Requested && kind != AuditKind::Reviewed)
-                    .then(|| format!("gr_bench{cycle:07}")),
-                incident: None,
-                reason,
-                details,
-            })
+            audit::append(
+                tx.as_mut(),
+                NewAuditEvent {
+                    at,
+                    kind,
+                    actor,
+                    subject: Some(requester),
+                    role: Some(role),
+                    request_id: Some(format!("req_bench{cycle:07}")),
+                    grant_id: (kind != AuditKind::Requested && kind != AuditKind::Reviewed)
+                        .then(|| format!("gr_bench{cycle:07}")),
+                    incident: None,
+                    reason,
+                    details,
+                },
+            )
             .unwrap();
         }
         tx.commit().unwrap();

@@ -19,10 +19,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, broadcast};
 
+use crate::audit::{self, NewAuditEvent};
 use crate::credential::{Signer, SignerError};
 use crate::domain;
 use crate::policy::{Policy, RoleDef};
-use crate::store::{AuditQuery, GrantQuery, NewAuditEvent, RequestQuery, Store, StoreError, Tx};
+use crate::store::{AuditQuery, GrantQuery, RequestQuery, Store, StoreError, Tx};
 
 /// The actor name of the broker's own acts (expiry, time-outs, reloads).
 pub const SYSTEM_ACTOR: &str = "hoistd";
@@ -163,7 +164,7 @@ struct Work<'a> {
 
 impl Work<'_> {
     fn audit(&mut self, event: NewAuditEvent) -> Result<AuditEvent> {
-        Ok(self.tx.append_audit(event)?)
+        Ok(audit::append(self.tx.as_mut(), event)?)
     }
 
     fn save_request(&mut self, request: &mut AccessRequest) -> Result<()> {

@@ -117,7 +117,8 @@ impl TestBroker {
     async fn boot(&mut self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let policy = Policy::load(&self.policy_path()).unwrap();
-        let server = Server::start(listener, &self.db(), policy).await.unwrap();
+        let store = hoistd::store::Location::Sqlite(self.db()).open().unwrap();
+        let server = Server::start(listener, store, policy).await.unwrap();
         self.base = format!("http://{}", server.addr);
         self.server = Some(server);
     }
