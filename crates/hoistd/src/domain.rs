@@ -6,7 +6,7 @@ use hoist_api::{
     CreateRequest, ErrorCode, MAX_COMMENT_CHARS, MAX_JUSTIFICATION_CHARS, MAX_REFERENCE_CHARS,
 };
 
-use crate::broker::Error;
+use crate::error::Error;
 use crate::policy::{Policy, RoleDef};
 
 /// Furthest ahead a request may be scheduled.

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod broker;
 pub mod credential;
 pub mod domain;
+pub mod error;
 pub mod http;
 pub mod oidc;
 pub mod policy;
