@@ -267,59 +267,24 @@ impl Broker {
                 ),
             ));
         }
-        let approvers = policy
-            .approvers_of(role)
-            .into_iter()
-            .filter(|a| a != user)
-            .count();
-        if role.approvals as usize > approvers && policy.oidc.is_empty() {
-            return Err(Error::refuse(
-                ErrorCode::NoApprovers,
-                format!(
-                    "role `{}` needs {} approvals but only {approvers} approver(s) other than you exist",
-                    role.id, role.approvals
-                ),
-            ));
-        }
-        let pending = role.approvals > 0;
+        domain::approvers(&policy, role, user, role.approvals)?;
         let mut request = AccessRequest {
-            id: new_id("req"),
-            kind: RequestKind::Extension,
-            role: role.id.clone(),
-            role_name: role.name.clone(),
-            requester: user.to_string(),
             justification,
             ticket: grant.ticket.clone(),
             incident: grant.incident.clone(),
             duration_secs,
-            starts_at: None,
-            break_glass: false,
-            state: if pending {
-                RequestState::Pending
-            } else {
-                RequestState::Approved
-            },
-            created_at: work.now,
-            updated_at: work.now,
-            lapses_at: pending.then(|| work.now + std_delta(policy.settings.pending_ttl)),
-            approvals_required: role.approvals,
-            reviews: Vec::new(),
-            claim: None,
             grant_id: Some(grant.id.clone()),
-            reason: None,
-            acknowledgement: None,
+            ..work.new_request(RequestKind::Extension, role, user, role.approvals, &policy)
         };
-        work.tx.insert_request(&request)?;
-        let mut requested = event(AuditKind::Requested, user, work.now, &request);
-        requested.reason = Some(request.justification.clone());
-        requested.details = json!({ "kind": "extension", "duration_secs": duration_secs, "approvals_required": role.approvals });
-        work.audit(requested)?;
+        let pending = request.state == RequestState::Pending;
+        work.file(
+            &request,
+            json!({ "kind": "extension", "duration_secs": duration_secs, "approvals_required": role.approvals }),
+        )?;
         if pending {
             work.changes.push(Change::Request(request.clone()));
         } else {
-            let mut approved = event(AuditKind::Approved, SYSTEM_ACTOR, work.now, &request);
-            approved.reason = Some("the role needs no approval".into());
-            work.audit(approved)?;
+            work.approve_by_policy(&request)?;
             work.extend(&mut request, role.max_duration, SYSTEM_ACTOR)?;
         }
         self.finish(work)?;

@@ -8,14 +8,80 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Broker, Change, SYSTEM_ACTOR, event, new_id, now, settle_grant, settle_request, std_delta,
+    Broker, Change, SYSTEM_ACTOR, Work, event, new_id, now, settle_grant, settle_request, std_delta,
 };
 use crate::domain;
 use crate::error::{Error, Result};
+use crate::policy::{Policy, RoleDef};
 use crate::store::RequestQuery;
 
 /// How many of a requester's past requests an approver sees.
 const HISTORY_LEN: usize = 10;
+
+impl Work<'_> {
+    /// A request `requester` files now: pending while it needs approvals
+    /// (until the policy's pending time-out), approved at once otherwise.
+    /// The caller fills in what was asked for.
+    pub(super) fn new_request(
+        &self,
+        kind: RequestKind,
+        role: &RoleDef,
+        requester: &str,
+        approvals_required: u32,
+        policy: &Policy,
+    ) -> AccessRequest {
+        let pending = approvals_required > 0;
+        AccessRequest {
+            id: new_id("req"),
+            kind,
+            role: role.id.clone(),
+            role_name: role.name.clone(),
+            requester: requester.to_string(),
+            justification: String::new(),
+            ticket: None,
+            incident: None,
+            duration_secs: 0,
+            starts_at: None,
+            break_glass: false,
+            state: if pending {
+                RequestState::Pending
+            } else {
+                RequestState::Approved
+            },
+            created_at: self.now,
+            updated_at: self.now,
+            lapses_at: pending.then(|| self.now + std_delta(policy.settings.pending_ttl)),
+            approvals_required,
+            reviews: Vec::new(),
+            claim: None,
+            grant_id: None,
+            reason: None,
+            acknowledgement: None,
+        }
+    }
+
+    /// Stores a new request and audits it as requested, with `details`.
+    pub(super) fn file(
+        &mut self,
+        request: &AccessRequest,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        self.tx.insert_request(request)?;
+        let mut requested = event(AuditKind::Requested, &request.requester, self.now, request);
+        requested.reason = Some(request.justification.clone());
+        requested.details = details;
+        self.audit(requested)?;
+        Ok(())
+    }
+
+    /// Audits the approval of a request whose role needs none.
+    pub(super) fn approve_by_policy(&mut self, request: &AccessRequest) -> Result<()> {
+        let mut approved = event(AuditKind::Approved, SYSTEM_ACTOR, self.now, request);
+        approved.reason = Some("the role needs no approval".into());
+        self.audit(approved)?;
+        Ok(())
+    }
+}
 
 impl Broker {
     pub fn preview(&self, user: &str, input: &CreateRequest) -> Result<RequestPreview> {
@@ -115,46 +181,33 @@ impl Broker {
             }
         }
 
-        let pending = plan.approvals_required > 0;
         let mut request = AccessRequest {
-            id: new_id("req"),
-            kind: RequestKind::Access,
-            role: role.id.clone(),
-            role_name: role.name.clone(),
-            requester: user.to_string(),
             justification: plan.justification.clone(),
             ticket: plan.ticket.clone(),
             incident: plan.incident.clone(),
             duration_secs: plan.duration_secs,
             starts_at: plan.starts_at,
             break_glass: plan.break_glass,
-            state: if pending {
-                RequestState::Pending
-            } else {
-                RequestState::Approved
-            },
-            created_at: work.now,
-            updated_at: work.now,
-            lapses_at: pending.then(|| work.now + std_delta(policy.settings.pending_ttl)),
-            approvals_required: plan.approvals_required,
-            reviews: Vec::new(),
-            claim: None,
-            grant_id: None,
-            reason: None,
-            acknowledgement: None,
+            ..work.new_request(
+                RequestKind::Access,
+                role,
+                user,
+                plan.approvals_required,
+                &policy,
+            )
         };
-        work.tx.insert_request(&request)?;
-        let mut requested = event(AuditKind::Requested, user, work.now, &request);
-        requested.reason = Some(request.justification.clone());
-        requested.details = json!({
-            "kind": "access",
-            "duration_secs": request.duration_secs,
-            "ticket": request.ticket,
-            "starts_at": request.starts_at,
-            "break_glass": request.break_glass,
-            "approvals_required": request.approvals_required,
-        });
-        work.audit(requested)?;
+        let pending = request.state == RequestState::Pending;
+        work.file(
+            &request,
+            json!({
+                "kind": "access",
+                "duration_secs": request.duration_secs,
+                "ticket": request.ticket,
+                "starts_at": request.starts_at,
+                "break_glass": request.break_glass,
+                "approvals_required": request.approvals_required,
+            }),
+        )?;
         if let Some(key) = idempotency_key {
             work.tx
                 .insert_idempotency_key(user, key, &body_hash, &request.id, work.now)?;
@@ -164,9 +217,7 @@ impl Broker {
             work.audit(event(AuditKind::BreakGlass, user, work.now, &request))?;
             work.activate(&mut request, user)?;
         } else if !pending {
-            let mut approved = event(AuditKind::Approved, SYSTEM_ACTOR, work.now, &request);
-            approved.reason = Some("the role needs no approval".into());
-            work.audit(approved)?;
+            work.approve_by_policy(&request)?;
             if request.starts_at.is_none() {
                 work.activate(&mut request, SYSTEM_ACTOR)?;
             } else {

@@ -6,7 +6,7 @@ use hoist_api::{
 };
 use serde_json::json;
 
-use super::{Broker, Change, event, now, settle_request, std_delta};
+use super::{Broker, Change, Work, event, now, settle_request, std_delta};
 use crate::domain;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
@@ -66,8 +66,19 @@ impl Broker {
         Ok(queue)
     }
 
-    /// Checks that `user` may act as an approver on this request.
-    fn check_reviewer(&self, policy: &Policy, user: &str, request: &AccessRequest) -> Result<()> {
+    /// Loads a request, settled to now, that `user` may act on as an
+    /// approver: visible to them, not their own, on a role they approve.
+    fn request_to_review(
+        &self,
+        work: &Work<'_>,
+        policy: &Policy,
+        user: &str,
+        id: &str,
+    ) -> Result<AccessRequest> {
+        let request = self.load_request(work, id)?;
+        if !self.visible_request(policy, user, &request) {
+            return Err(Error::not_found("request", id));
+        }
         if request.requester == user {
             return Err(Error::refuse(
                 ErrorCode::SelfReview,
@@ -83,7 +94,7 @@ impl Broker {
                 format!("you are not an approver of role `{}`", request.role),
             ));
         }
-        Ok(())
+        Ok(request)
     }
 
     pub fn review_request(
@@ -95,20 +106,8 @@ impl Broker {
     ) -> Result<AccessRequest> {
         let policy = self.policy();
         let mut work = self.begin()?;
-        let mut request = self.load_request(&work, id)?;
-        if !self.visible_request(&policy, user, &request) {
-            return Err(Error::not_found("request", id));
-        }
-        self.check_reviewer(&policy, user, &request)?;
-        if request.state != RequestState::Pending {
-            return Err(Error::refuse(
-                ErrorCode::InvalidState,
-                format!(
-                    "request {id} is {}; only pending requests can be reviewed",
-                    request.state
-                ),
-            ));
-        }
+        let mut request = self.request_to_review(&work, &policy, user, id)?;
+        still_pending(&request, "reviewed")?;
         if request.reviews.iter().any(|r| r.reviewer == user) {
             return Err(Error::refuse(
                 ErrorCode::AlreadyReviewed,
@@ -180,20 +179,8 @@ impl Broker {
     pub fn claim_request(&self, user: &str, id: &str, release: bool) -> Result<AccessRequest> {
         let policy = self.policy();
         let mut work = self.begin()?;
-        let mut request = self.load_request(&work, id)?;
-        if !self.visible_request(&policy, user, &request) {
-            return Err(Error::not_found("request", id));
-        }
-        self.check_reviewer(&policy, user, &request)?;
-        if request.state != RequestState::Pending {
-            return Err(Error::refuse(
-                ErrorCode::InvalidState,
-                format!(
-                    "request {id} is {}; only pending requests can be claimed",
-                    request.state
-                ),
-            ));
-        }
+        let mut request = self.request_to_review(&work, &policy, user, id)?;
+        still_pending(&request, "claimed")?;
         match (&request.claim, release) {
             (Some(claim), _) if claim.by != user => {
                 return Err(Error::refuse(
@@ -230,11 +217,7 @@ impl Broker {
     ) -> Result<AccessRequest> {
         let policy = self.policy();
         let mut work = self.begin()?;
-        let mut request = self.load_request(&work, id)?;
-        if !self.visible_request(&policy, user, &request) {
-            return Err(Error::not_found("request", id));
-        }
-        self.check_reviewer(&policy, user, &request)?;
+        let mut request = self.request_to_review(&work, &policy, user, id)?;
         if !request.break_glass {
             return Err(Error::refuse(
                 ErrorCode::InvalidState,
@@ -263,4 +246,18 @@ impl Broker {
         self.finish(work)?;
         self.request(user, id)
     }
+}
+
+/// Refuses to act on a request that is no longer pending.
+fn still_pending(request: &AccessRequest, done: &str) -> Result<()> {
+    if request.state != RequestState::Pending {
+        return Err(Error::refuse(
+            ErrorCode::InvalidState,
+            format!(
+                "request {} is {}; only pending requests can be {done}",
+                request.id, request.state
+            ),
+        ));
+    }
+    Ok(())
 }
