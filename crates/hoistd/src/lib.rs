@@ -13,6 +13,8 @@ pub mod http;
 pub mod oidc;
 pub mod policy;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::net::SocketAddr;
 use std::path::Path;

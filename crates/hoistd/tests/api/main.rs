@@ -9,6 +9,7 @@ mod break_glass;
 mod errors;
 mod events;
 mod grants;
+mod harness;
 mod lifecycle;
 mod openapi;
 mod reload;
