@@ -43,6 +43,8 @@
 //! keeps its own migrations, passes the conformance suite, and gets a
 //! scheme in [`Location`]; nothing above this module changes.
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod sqlite;
 
 use std::fmt;

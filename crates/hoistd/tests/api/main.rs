@@ -1,5 +1,6 @@
 //! Black-box tests of hoistd over real HTTP on loopback, each against a fresh
-//! SQLite file. One binary, one module per capability.
+//! SQLite file, and the store conformance suite against SQLite. One binary,
+//! one module per capability.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
@@ -14,3 +15,4 @@ mod lifecycle;
 mod openapi;
 mod reload;
 mod reviews;
+mod store;
