@@ -30,8 +30,9 @@ enum Command {
         #[arg(long, env = "HOISTD_LISTEN", default_value = "127.0.0.1:8700")]
         listen: SocketAddr,
         /// The store: a SQLite database file (or sqlite:PATH), created if missing.
-        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db", value_parser = Location::parse)]
-        db: Location,
+        // Parsed after clap, which would echo a refused value, password and all.
+        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+        db: String,
         /// Policy file (TOML); see assets/policy.example.toml.
         #[arg(long, env = "HOISTD_POLICY", default_value = "policy.toml")]
         policy: PathBuf,
@@ -54,8 +55,8 @@ enum AuditCommand {
     /// Check the hash chain; names the first bad entry.
     Verify {
         /// The store: a SQLite database file, or sqlite:PATH.
-        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db", value_parser = Location::parse)]
-        db: Location,
+        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+        db: String,
     },
 }
 
@@ -82,12 +83,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { listen, db, policy } => {
             let loaded = Policy::load(&policy)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(serve(listen, db, policy, loaded))?;
+            runtime.block_on(serve(listen, Location::parse(&db)?, policy, loaded))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {
+            let db = Location::parse(&db)?;
             // Verifying must not create an empty database and call it intact.
             match &db {
                 Location::Sqlite(path) if !path.exists() => {
