@@ -26,8 +26,8 @@ pub struct IntrospectionInput {
 }
 
 /// `POST /v1/introspect`: RFC 7662 answer. Only `active` is present when the
-/// token is not live.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// token is not live, which is what the default is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Introspection {
     pub active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,16 +95,10 @@ mod tests {
             issued_at: t("2026-01-01T00:00:00Z"),
             expires_at: t("2026-01-01T00:05:00Z"),
         });
-        round_trip(Introspection {
-            active: false,
-            sub: None,
-            scope: None,
-            grant_id: None,
-            iss: None,
-            aud: None,
-            exp: None,
-            iat: None,
-            token_type: None,
-        });
+        round_trip(Introspection::default());
+        assert_eq!(
+            serde_json::to_value(Introspection::default()).unwrap(),
+            serde_json::json!({ "active": false })
+        );
     }
 }

@@ -47,17 +47,7 @@ impl Broker {
     /// RFC 7662: a credential is active only while its grant is.
     pub fn introspect(&self, user: &str, token: &str) -> Result<Introspection> {
         let policy = self.policy();
-        let inactive = Introspection {
-            active: false,
-            sub: None,
-            scope: None,
-            grant_id: None,
-            iss: None,
-            aud: None,
-            exp: None,
-            iat: None,
-            token_type: None,
-        };
+        let inactive = Introspection::default();
         let Some(claims) = self.signer.verify(token, &policy.settings.issuer) else {
             return Ok(inactive);
         };
