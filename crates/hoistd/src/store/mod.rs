@@ -33,7 +33,8 @@
 //!    already taken is a [`StoreError::Conflict`]; updating a request or grant
 //!    that does not exist is [`StoreError::NotFound`].
 //! 6. Dropping a transaction without [`Tx::commit`] rolls back everything
-//!    it wrote.
+//!    it wrote. A transaction that met an error is dropped, never used
+//!    again: a server database may already have aborted it.
 //! 7. What is written is read back as it was, every field, with times at
 //!    millisecond precision; lists come in the order their query documents.
 //!
