@@ -33,7 +33,8 @@ impl Demo {
         let dir = tempfile::tempdir()?;
         let policy = Policy::parse("demo-policy.toml", DEMO_POLICY)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let server = Server::start(listener, &dir.path().join("hoistd.db"), policy).await?;
+        let store = hoistd::store::Location::Sqlite(dir.path().join("hoistd.db")).open()?;
+        let server = Server::start(listener, store, policy).await?;
         let broker = Arc::clone(&server.broker);
         tokio::task::spawn_blocking(move || seed(&broker)).await??;
         Ok(Demo { server, _dir: dir })

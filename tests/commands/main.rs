@@ -19,7 +19,10 @@ impl Broker {
         let dir = tempfile::tempdir().unwrap();
         let policy = hoistd::Policy::parse("demo", hoist::demo::DEMO_POLICY).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = hoistd::Server::start(listener, &dir.path().join("db"), policy)
+        let store = hoistd::store::Location::Sqlite(dir.path().join("db"))
+            .open()
+            .unwrap();
+        let server = hoistd::Server::start(listener, store, policy)
             .await
             .unwrap();
         let url = format!("http://{}", server.addr);

@@ -73,7 +73,10 @@ async fn setup(ttl: Option<u64>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let policy = hoistd::Policy::parse("sso.toml", &policy(&provider.issuer)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy)
+    let store = hoistd::store::Location::Sqlite(dir.path().join("db"))
+        .open()
+        .unwrap();
+    let server = hoistd::Server::start(listener, store, policy)
         .await
         .unwrap();
     let url = format!("http://{}", server.addr);

@@ -48,9 +48,10 @@ impl Broker {
             Policy::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo-policy.toml"))
                 .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::start(listener, &db.path().join("hoistd.db"), policy)
-            .await
+        let store = hoistd::store::Location::Sqlite(db.path().join("hoistd.db"))
+            .open()
             .unwrap();
+        let server = Server::start(listener, store, policy).await.unwrap();
         Broker {
             url: format!("http://{}", server.addr),
             server,

@@ -224,7 +224,10 @@ async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
     let policy = hoistd::Policy::parse("demo", hoist::demo::DEMO_POLICY).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy.clone())
+    let store = hoistd::store::Location::Sqlite(dir.path().join("db"))
+        .open()
+        .unwrap();
+    let server = hoistd::Server::start(listener, store, policy.clone())
         .await
         .unwrap();
     let url = format!("http://{addr}");
@@ -517,7 +520,10 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
     let policy = hoistd::Policy::parse("demo", hoist::demo::DEMO_POLICY).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = hoistd::Server::start(listener, &dir.path().join("db"), policy.clone())
+    let store = hoistd::store::Location::Sqlite(dir.path().join("db"))
+        .open()
+        .unwrap();
+    let server = hoistd::Server::start(listener, store, policy.clone())
         .await
         .unwrap();
     let url = format!("http://{addr}");

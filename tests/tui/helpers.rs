@@ -41,7 +41,10 @@ pub async fn serve_at(
     policy: hoistd::Policy,
 ) -> hoistd::Server {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    hoistd::Server::start(listener, &dir.join("db"), policy)
+    let store = hoistd::store::Location::Sqlite(dir.join("db"))
+        .open()
+        .unwrap();
+    hoistd::Server::start(listener, store, policy)
         .await
         .unwrap()
 }

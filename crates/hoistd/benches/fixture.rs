@@ -15,72 +15,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use chrono::{TimeDelta, Utc};
 use hoist_api::{AccessRequest, AuditKind, Decision, RequestKind, RequestState, Review};
-use hoistd::store::{NewAuditEvent, SqliteStore, Store};
+use hoistd::audit::{self, NewAuditEvent};
+use hoistd::store::{SqliteStore, Store};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-
-const ENVS: [(&str, &str); 5] = [
-    ("prod", "Production"),
-    ("staging", "Staging"),
-    ("dev", "Development"),
-    ("qa", "QA"),
-    ("sandbox", "Sandbox"),
-];
-const SERVICES: [(&str, &str); 10] = [
-    ("db", "database"),
-    ("k8s", "Kubernetes cluster"),
-    ("deploy", "deploy pipeline"),
-    ("logs", "logs and traces"),
-    ("kafka", "Kafka cluster"),
-    ("redis", "Redis cache"),
-    ("s3", "object storage"),
-    ("vault", "Vault secrets"),
-    ("ssh", "bastion shell"),
-    ("billing", "billing service"),
-];
-const ACCESS: [&str; 4] = ["admin", "read", "write", "operator"];
-
-/// Role `i`: its id and display name.
-fn role(i: usize) -> (String, String) {
-    let (env, env_name) = ENVS[i % ENVS.len()];
-    let (service, service_name) = SERVICES[(i / ENVS.len()) % SERVICES.len()];
-    let access = ACCESS[(i / (ENVS.len() * SERVICES.len())) % ACCESS.len()];
-    let unit = i / (ENVS.len() * SERVICES.len() * ACCESS.len());
-    (
-        format!("{env}-{service}-{access}-{unit:04}"),
-        format!("{env_name} {service_name} {access} (unit {unit})"),
-    )
-}
+use support::{Args, role};
 
 fn token_hash(user: &str) -> String {
     hex::encode(Sha256::digest(format!("tok-{user}").as_bytes()))
-}
-
-struct Args(Vec<String>);
-
-impl Args {
-    fn value(&self, name: &str) -> Option<&str> {
-        let at = self.0.iter().position(|a| a == name)?;
-        self.0.get(at + 1).map(String::as_str)
-    }
-
-    fn number(&self, name: &str, default: usize) -> usize {
-        self.value(name)
-            .map(|v| v.parse().expect("a number"))
-            .unwrap_or(default)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        PathBuf::from(
-            self.value(name)
-                .unwrap_or_else(|| panic!("{name} is required")),
-        )
-    }
 }
 
 fn policy(args: &Args) {
@@ -259,19 +208,22 @@ fn audit(args: &Args) {
             let reason = (kind == AuditKind::Requested).then(|| {
                 format!("Rotate the replication slot after the failover drill (CHG-{cycle})")
             });
-            tx.append_audit(NewAuditEvent {
-                at,
-                kind,
-                actor,
-                subject: Some(requester),
-                role: Some(role),
-                request_id: Some(format!("req_bench{cycle:07}")),
-                grant_id: (kind != AuditKind::Requested && kind != AuditKind::Reviewed)
-                    .then(|| format!("gr_bench{cycle:07}")),
-                incident: None,
-                reason,
-                details,
-            })
+            audit::append(
+                tx.as_mut(),
+                NewAuditEvent {
+                    at,
+                    kind,
+                    actor,
+                    subject: Some(requester),
+                    role: Some(role),
+                    request_id: Some(format!("req_bench{cycle:07}")),
+                    grant_id: (kind != AuditKind::Requested && kind != AuditKind::Reviewed)
+                        .then(|| format!("gr_bench{cycle:07}")),
+                    incident: None,
+                    reason,
+                    details,
+                },
+            )
             .unwrap();
         }
         tx.commit().unwrap();

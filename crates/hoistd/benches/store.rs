@@ -17,7 +17,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hoist_api::{AuditKind, CreateRequest, Decision};
-use hoistd::store::{NewAuditEvent, SqliteStore, Store};
+use hoistd::audit::{self, NewAuditEvent};
+use hoistd::store::{SqliteStore, Store};
 use hoistd::{Broker, Policy};
 use serde_json::json;
 
@@ -99,7 +100,7 @@ fn audit(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             let mut tx = store.transaction().unwrap();
-            black_box(tx.append_audit(event(i)).unwrap());
+            black_box(audit::append(tx.as_mut(), event(i)).unwrap());
             tx.commit().unwrap();
         })
     });
@@ -108,13 +109,13 @@ fn audit(c: &mut Criterion) {
     let store = SqliteStore::open(&dir.path().join("hoistd.db")).unwrap();
     let mut tx = store.transaction().unwrap();
     for i in 0..20_000 {
-        tx.append_audit(event(i)).unwrap();
+        audit::append(tx.as_mut(), event(i)).unwrap();
     }
     tx.commit().unwrap();
     c.bench_function("audit/verify_20k", |b| {
         b.iter(|| {
-            let verdict = hoistd::audit::verify(&store).unwrap();
-            assert_eq!(verdict, hoistd::audit::Verdict::Intact { entries: 20_000 });
+            let verdict = audit::verify(&store).unwrap();
+            assert_eq!(verdict, audit::Verdict::Intact { entries: 20_000 });
         })
     });
 }

@@ -1,17 +1,65 @@
-//! The audit log's hash chain: how an entry's hash is computed, and how the
-//! whole chain is checked.
+//! The audit log's hash chain: each entry linked to the head the store
+//! reports and hashed here, and the whole chain checked. The store only
+//! reads the head and saves what it is given.
 
 use std::ops::ControlFlow;
 
-use hoist_api::AuditEvent;
+use chrono::{DateTime, Utc};
+use hoist_api::{AuditEvent, AuditKind};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::store::{Store, StoreError, StoredAudit};
+use crate::store::{Store, StoreError, StoredAudit, Tx};
 
 /// `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An audit event before it has its place in the chain.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent {
+    pub at: DateTime<Utc>,
+    pub kind: AuditKind,
+    pub actor: String,
+    pub subject: Option<String>,
+    pub role: Option<String>,
+    pub request_id: Option<String>,
+    pub grant_id: Option<String>,
+    pub incident: Option<String>,
+    pub reason: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// Appends an event to the chain inside `tx`: the next sequence number
+/// after the store's head, linked to the head's hash. Reading the head and
+/// inserting happen in the one transaction, and the store refuses a taken
+/// sequence number, so the chain cannot fork.
+pub fn append(tx: &mut dyn Tx, event: NewAuditEvent) -> Result<AuditEvent, StoreError> {
+    let (seq, prev_hash) = match tx.audit_head()? {
+        Some(head) => (head.seq + 1, head.hash),
+        None => (1, GENESIS.to_string()),
+    };
+    // Millisecond precision is what is stored, so hash exactly that.
+    let at = DateTime::from_timestamp_millis(event.at.timestamp_millis()).unwrap_or(event.at);
+    let mut entry = AuditEvent {
+        seq,
+        at,
+        kind: event.kind,
+        actor: event.actor,
+        subject: event.subject,
+        role: event.role,
+        request_id: event.request_id,
+        grant_id: event.grant_id,
+        incident: event.incident,
+        reason: event.reason,
+        details: event.details,
+        prev_hash,
+        hash: String::new(),
+    };
+    entry.hash = entry_hash(&entry.prev_hash, &entry);
+    tx.insert_audit(&entry)?;
+    Ok(entry)
+}
 
 /// The fields an entry's hash covers, in a fixed order, serialised as
 /// compact JSON. `details` is the JSON text the store keeps.
@@ -145,7 +193,7 @@ mod tests {
     use hoist_api::AuditKind;
 
     use super::*;
-    use crate::store::{NewAuditEvent, SqliteStore};
+    use crate::store::SqliteStore;
 
     /// A log of `entries` entries, and a raw connection to tamper with it.
     fn log(entries: i64) -> (tempfile::TempDir, SqliteStore, rusqlite::Connection) {
@@ -155,18 +203,21 @@ mod tests {
         let mut tx = store.transaction().unwrap();
         let start = Utc::now();
         for i in 0..entries {
-            tx.append_audit(NewAuditEvent {
-                at: start + TimeDelta::milliseconds(i),
-                kind: AuditKind::Requested,
-                actor: format!("user{}", i % 7),
-                subject: Some("alice".into()),
-                role: Some("prod-db-admin".into()),
-                request_id: Some(format!("req_{i}")),
-                grant_id: None,
-                incident: None,
-                reason: Some("needs \"quotes\", \\ and ünïcode".into()),
-                details: serde_json::json!({ "n": i, "nested": { "ok": true } }),
-            })
+            append(
+                tx.as_mut(),
+                NewAuditEvent {
+                    at: start + TimeDelta::milliseconds(i),
+                    kind: AuditKind::Requested,
+                    actor: format!("user{}", i % 7),
+                    subject: Some("alice".into()),
+                    role: Some("prod-db-admin".into()),
+                    request_id: Some(format!("req_{i}")),
+                    grant_id: None,
+                    incident: None,
+                    reason: Some("needs \"quotes\", \\ and ünïcode".into()),
+                    details: serde_json::json!({ "n": i, "nested": { "ok": true } }),
+                },
+            )
             .unwrap();
         }
         tx.commit().unwrap();

@@ -6,7 +6,7 @@ use hoist_api::{
     CreateRequest, ErrorCode, MAX_COMMENT_CHARS, MAX_JUSTIFICATION_CHARS, MAX_REFERENCE_CHARS,
 };
 
-use crate::broker::Error;
+use crate::error::Error;
 use crate::policy::{Policy, RoleDef};
 
 /// Furthest ahead a request may be scheduled.
@@ -110,23 +110,7 @@ pub fn plan(
     };
 
     let approvals_required = if input.break_glass { 0 } else { role.approvals };
-    let approvers: Vec<String> = policy
-        .approvers_of(role)
-        .into_iter()
-        .filter(|approver| approver != requester)
-        .collect();
-    // With an identity provider, approvers exist before the broker has seen
-    // them: only a policy that lists every approver can say there are too few.
-    if approvals_required as usize > approvers.len() && policy.oidc.is_empty() {
-        return Err(Error::refuse(
-            ErrorCode::NoApprovers,
-            format!(
-                "role `{}` needs {approvals_required} approvals but only {} approver(s) other than you exist",
-                role.id,
-                approvers.len()
-            ),
-        ));
-    }
+    let approvers = approvers(policy, role, requester, approvals_required)?;
 
     Ok(Plan {
         justification,
@@ -138,6 +122,34 @@ pub fn plan(
         approvals_required,
         approvers,
     })
+}
+
+/// Everyone who could approve `requester`'s request for the role (never the
+/// requester), refused when fewer than the approvals it needs.
+pub fn approvers(
+    policy: &Policy,
+    role: &RoleDef,
+    requester: &str,
+    needed: u32,
+) -> Result<Vec<String>, Error> {
+    let approvers: Vec<String> = policy
+        .approvers_of(role)
+        .into_iter()
+        .filter(|approver| approver != requester)
+        .collect();
+    // With an identity provider, approvers exist before the broker has seen
+    // them: only a policy that lists every approver can say there are too few.
+    if needed as usize > approvers.len() && policy.oidc.is_empty() {
+        return Err(Error::refuse(
+            ErrorCode::NoApprovers,
+            format!(
+                "role `{}` needs {needed} approvals but only {} approver(s) other than you exist",
+                role.id,
+                approvers.len()
+            ),
+        ));
+    }
+    Ok(approvers)
 }
 
 pub fn justification(role: &RoleDef, text: &str) -> Result<String, Error> {

@@ -1,29 +1,33 @@
 //! `hoistd`: the reference just-in-time access broker.
 //!
-//! [`Server::start`] opens the store, loads the policy and serves the HTTP API
-//! on a listener; the `hoistd` binary and the `hoist demo` command both use it.
+//! [`Server::start`] takes a store (see [`store::open`]) and a policy and
+//! serves the HTTP API on a listener; the `hoistd` binary and the
+//! `hoist demo` command both use it.
 
 pub mod audit;
 pub mod broker;
 pub mod credential;
 pub mod domain;
+pub mod error;
 pub mod http;
 pub mod oidc;
 pub mod policy;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use broker::Broker;
 pub use policy::Policy;
+pub use store::Store;
 
 /// Longest the reaper sleeps between checks, in case a wake-up is missed.
 const REAPER_MAX_SLEEP: Duration = Duration::from_secs(5);
@@ -37,12 +41,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the database, records whatever fell due while the broker was
-    /// down, and serves on `listener` until [`Server::stop`].
-    pub async fn start(listener: TcpListener, db: &Path, policy: Policy) -> anyhow::Result<Self> {
-        let store = store::SqliteStore::open(db)
-            .with_context(|| format!("cannot open database {}", db.display()))?;
-        let broker = Arc::new(Broker::new(Arc::new(store), policy)?);
+    /// Records whatever fell due while the broker was down, then serves on
+    /// `listener` until [`Server::stop`].
+    pub async fn start(
+        listener: TcpListener,
+        store: Arc<dyn Store>,
+        policy: Policy,
+    ) -> anyhow::Result<Self> {
+        let broker = Arc::new(Broker::new(store, policy)?);
         // Before serving anything: grants that ended while we were down are
         // recorded as expired now, not whenever the first tick comes.
         let reaping = Arc::clone(&broker);
@@ -114,9 +120,4 @@ async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
             _ = stopped.wait_for(|stopped| *stopped) => return,
         }
     }
-}
-
-/// Where `hoistd serve` looks when not told otherwise.
-pub fn default_db() -> PathBuf {
-    PathBuf::from("hoistd.db")
 }

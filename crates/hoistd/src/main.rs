@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hoistd::audit::{self, Verdict};
-use hoistd::store::SqliteStore;
+use hoistd::store::Location;
 use hoistd::{Policy, Server};
 use sha2::{Digest, Sha256};
 
@@ -29,9 +29,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "HOISTD_LISTEN", default_value = "127.0.0.1:8700")]
         listen: SocketAddr,
-        /// SQLite database file, created if missing.
+        /// The store: a SQLite database file (or sqlite:PATH), created if missing.
+        // Parsed after clap, which would echo a refused value, password and all.
         #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
-        db: PathBuf,
+        db: String,
         /// Policy file (TOML); see assets/policy.example.toml.
         #[arg(long, env = "HOISTD_POLICY", default_value = "policy.toml")]
         policy: PathBuf,
@@ -53,8 +54,9 @@ enum Command {
 enum AuditCommand {
     /// Check the hash chain; names the first bad entry.
     Verify {
+        /// The store: a SQLite database file, or sqlite:PATH.
         #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
-        db: PathBuf,
+        db: String,
     },
 }
 
@@ -81,18 +83,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { listen, db, policy } => {
             let loaded = Policy::load(&policy)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(serve(listen, db, policy, loaded))?;
+            runtime.block_on(serve(listen, Location::parse(&db)?, policy, loaded))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {
-            if !db.exists() {
-                anyhow::bail!("no database at {}", db.display());
+            let db = Location::parse(&db)?;
+            // Verifying must not create an empty database and call it intact.
+            match &db {
+                Location::Sqlite(path) if !path.exists() => {
+                    anyhow::bail!("no database at {}", path.display())
+                }
+                Location::Sqlite(_) => {}
             }
-            let store =
-                SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
-            match audit::verify(&store)? {
+            let store = db.open().with_context(|| format!("cannot open {db}"))?;
+            match audit::verify(store.as_ref())? {
                 Verdict::Intact { entries } => {
                     println!("audit log intact: {entries} entries");
                     Ok(ExitCode::SUCCESS)
@@ -137,15 +143,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(
     listen: SocketAddr,
-    db: PathBuf,
+    db: Location,
     policy_path: PathBuf,
     policy: Policy,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let server = Arc::new(Server::start(listener, &db, policy).await?);
-    tracing::info!(addr = %server.addr, db = %db.display(), policy = %policy_path.display(), "hoistd serving");
+    let store = db
+        .open()
+        .with_context(|| format!("cannot open database {db}"))?;
+    let server = Arc::new(Server::start(listener, store, policy).await?);
+    tracing::info!(addr = %server.addr, db = %db, policy = %policy_path.display(), "hoistd serving");
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::broker::{self, Broker};
+use crate::error::{self, Error};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -151,10 +152,10 @@ fn refused(code: ErrorCode, message: impl Into<String>) -> Response {
 
 /// Broker errors as responses: refusals say what is wrong; internal faults
 /// are logged and never shown.
-pub struct Failure(broker::Error);
+pub struct Failure(Error);
 
-impl From<broker::Error> for Failure {
-    fn from(err: broker::Error) -> Self {
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
         Failure(err)
     }
 }
@@ -162,7 +163,7 @@ impl From<broker::Error> for Failure {
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         match self.0 {
-            broker::Error::Refused { code, message } => refused(code, message),
+            Error::Refused { code, message } => refused(code, message),
             err => {
                 tracing::error!(error = %err, "internal error");
                 refused(
@@ -177,14 +178,14 @@ impl IntoResponse for Failure {
 /// Runs a blocking broker call off the async runtime.
 pub async fn blocking<T: Send + 'static>(
     state: &AppState,
-    call: impl FnOnce(&Broker) -> broker::Result<T> + Send + 'static,
+    call: impl FnOnce(&Broker) -> error::Result<T> + Send + 'static,
 ) -> Result<T, Failure> {
     let broker = Arc::clone(&state.broker);
     match tokio::task::spawn_blocking(move || call(&broker)).await {
         Ok(result) => result.map_err(Failure),
         Err(err) => {
             tracing::error!(error = %err, "broker task failed");
-            Err(Failure(broker::Error::refuse(
+            Err(Failure(Error::refuse(
                 ErrorCode::Internal,
                 "internal error",
             )))

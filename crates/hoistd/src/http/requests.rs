@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiJson, ApiQuery, AppState, Caller, Failure, blocking};
-use crate::broker::Error;
+use crate::error::Error;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

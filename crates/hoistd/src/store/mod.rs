@@ -1,37 +1,146 @@
-//! Persistence behind a trait, so the lifecycle code never names a database.
+//! Persistence behind a trait, so nothing above it names a database.
 //!
-//! Every operation of the broker runs inside one [`Tx`]: it commits on
-//! [`Tx::commit`] and rolls back when dropped, so nothing is half-written.
-//! The SQLite store is the default; another store implements the same two
-//! traits and the handlers do not change.
+//! Every operation of the broker runs inside one [`Tx`]. The broker decides
+//! and the store keeps: it computes no hash and applies no rule of the
+//! lifecycle, but it must honour these transaction rules, on which the
+//! broker's checks rest (the conformance suite, `store::conformance` with
+//! the `testing` feature, checks each of them):
+//!
+//! 1. A transaction that writes is serialisable against every other: its
+//!    reads see no other transaction's uncommitted writes, and no other
+//!    transaction's writes land between its reads and its commit. The
+//!    broker reads a request or grant, checks its state and writes the
+//!    change in one transaction and counts on nothing changing in between.
+//!    SQLite: one connection, and `BEGIN IMMEDIATE` takes the write lock
+//!    before the first read. A server database, with several brokers on
+//!    it, takes an equivalent lock when the transaction starts (e.g. a
+//!    transaction-scoped advisory lock), or runs at SERIALIZABLE and
+//!    reports a serialisation failure as [`StoreError::Unavailable`] with
+//!    nothing written (the broker does not retry by itself).
+//! 2. The audit chain cannot fork: the broker reads [`Tx::audit_head`] and
+//!    inserts the next entry in the same transaction, and
+//!    [`Tx::insert_audit`] refuses an entry at a sequence number already
+//!    taken ([`StoreError::Conflict`]). Entries are never changed or
+//!    removed once written.
+//! 3. [`Tx::insert_review`] refuses a second review of a request by the
+//!    same reviewer ([`StoreError::Conflict`]). With the pending-state check
+//!    in the same transaction (rule 1), this is what makes a decision count
+//!    once.
+//! 4. Idempotency keys are unique per requester: a second
+//!    [`Tx::insert_idempotency_key`] with the same requester and key is a
+//!    [`StoreError::Conflict`]; the same key from another requester is not.
+//! 5. Ids are unique: inserting a request, grant or signing key under an id
+//!    already taken is a [`StoreError::Conflict`]; updating a request or grant
+//!    that does not exist is [`StoreError::NotFound`].
+//! 6. Dropping a transaction without [`Tx::commit`] rolls back everything
+//!    it wrote. A transaction that met an error is dropped, never used
+//!    again: a server database may already have aborted it.
+//! 7. What is written is read back as it was, every field, with times at
+//!    millisecond precision; lists come in the order their query documents.
+//!
+//! A backend is chosen by [`open`] from a location: `sqlite:PATH` or a bare
+//! path is the embedded [`SqliteStore`] (its schema in
+//! `migrations/sqlite/`). Another backend implements [`Store`] and [`Tx`],
+//! keeps its own migrations, passes the conformance suite, and gets a
+//! scheme in [`Location`]; nothing above this module changes.
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod sqlite;
 
+use std::fmt;
 use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use hoist_api::{AccessRequest, AuditEvent, AuditKind, Grant, GrantState, RequestState, Review};
+use hoist_api::{AccessRequest, AuditEvent, Grant, GrantState, RequestState, Review};
 
 pub use sqlite::SqliteStore;
 
+/// Why the store could not do what it was asked, in words that name no
+/// database driver. The driver's own message rides along where it helps.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error("not in the store: {0}")]
+    NotFound(String),
+    /// A write the stored data refuses: a second row under a unique key
+    /// (rules 2 to 5) or another of the schema's constraints.
+    #[error("refused by the store: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or is busy past waiting for; nothing
+    /// was written, and the same call may succeed later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database holds a value the broker cannot read: {0}")]
     Corrupt(String),
     #[error("database schema version {found} is newer than this hoistd knows ({known})")]
     TooNew { found: i64, known: i64 },
+    #[error("no store for `{0}`: give a file path, or sqlite:PATH")]
+    UnknownLocation(String),
+    #[error("database error: {0}")]
+    Other(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 pub trait Store: Send + Sync + 'static {
-    /// Starts a transaction; concurrent transactions wait their turn.
+    /// Starts a transaction; concurrent transactions wait their turn (rule 1).
     fn transaction(&self) -> Result<Box<dyn Tx + '_>>;
 }
 
-/// Which requests to list. Empty lists mean "any".
+/// Where a store lives, as `hoistd serve --db` takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `sqlite:PATH`, or a path with no scheme.
+    Sqlite(PathBuf),
+}
+
+impl Location {
+    /// Reads a location: `sqlite:PATH`, or a bare path. Anything else that
+    /// looks like a URL (`scheme://...`) is refused, naming only its scheme
+    /// so no password in it reaches a log.
+    pub fn parse(location: &str) -> Result<Location> {
+        if let Some(path) = location.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            return Ok(Location::Sqlite(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = location.split_once("://")
+            && !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        {
+            return Err(StoreError::UnknownLocation(format!("{scheme}://")));
+        }
+        Ok(Location::Sqlite(PathBuf::from(location)))
+    }
+
+    /// Opens the store, creating it and bringing its schema up to date.
+    pub fn open(&self) -> Result<Arc<dyn Store>> {
+        match self {
+            Location::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Opens the store at `location` (see [`Location::parse`]).
+pub fn open(location: &str) -> Result<Arc<dyn Store>> {
+    Location::parse(location)?.open()
+}
+
+/// Which requests to list. Empty lists mean "any". Oldest first by
+/// `created_at` (newest first with `newest_first`), requests created in the
+/// same millisecond in the order they were inserted (the reverse when
+/// newest first).
 #[derive(Debug, Default, Clone)]
 pub struct RequestQuery {
     pub requester: Option<String>,
@@ -45,7 +154,8 @@ pub struct RequestQuery {
     pub limit: Option<usize>,
 }
 
-/// Which grants to list. Empty lists mean "any".
+/// Which grants to list. Empty lists mean "any". Newest first by
+/// `starts_at`, then by id, greatest first.
 #[derive(Debug, Default, Clone)]
 pub struct GrantQuery {
     pub holder: Option<String>,
@@ -65,6 +175,13 @@ pub struct AuditQuery {
     pub limit: Option<usize>,
 }
 
+/// The newest entry of the audit chain: where the next one links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
 /// An audit entry exactly as stored, borrowed from the store: the text the
 /// chain's hashes cover, not decoded (a million of them are read to verify
 /// the chain).
@@ -80,51 +197,40 @@ pub struct StoredAudit<'a> {
     pub grant_id: Option<&'a str>,
     pub incident: Option<&'a str>,
     pub reason: Option<&'a str>,
-    /// JSON text.
+    /// JSON text: the compact form of the entry's `details`, as hashed.
     pub details: &'a str,
     pub prev_hash: &'a str,
     pub hash: &'a str,
 }
 
-/// An audit event before the store gives it its place in the chain.
-#[derive(Debug, Clone)]
-pub struct NewAuditEvent {
-    pub at: DateTime<Utc>,
-    pub kind: AuditKind,
-    pub actor: String,
-    pub subject: Option<String>,
-    pub role: Option<String>,
-    pub request_id: Option<String>,
-    pub grant_id: Option<String>,
-    pub incident: Option<String>,
-    pub reason: Option<String>,
-    pub details: serde_json::Value,
-}
-
 pub trait Tx {
     fn request(&self, id: &str) -> Result<Option<AccessRequest>>;
+    /// With each request's reviews, oldest first (by time, then reviewer).
     fn requests(&self, query: &RequestQuery) -> Result<Vec<AccessRequest>>;
+    /// Stores the request without its reviews (rule 5).
     fn insert_request(&mut self, request: &AccessRequest) -> Result<()>;
-    /// Writes every field that can change after filing.
+    /// Writes every field that can change after filing (rule 5).
     fn update_request(&mut self, request: &AccessRequest) -> Result<()>;
-    /// Fails with a constraint error if the reviewer already reviewed it.
+    /// Refuses a second review by the same reviewer (rule 3).
     fn insert_review(&mut self, request_id: &str, review: &Review) -> Result<()>;
 
     fn grant(&self, id: &str) -> Result<Option<Grant>>;
     fn grants(&self, query: &GrantQuery) -> Result<Vec<Grant>>;
     fn insert_grant(&mut self, grant: &Grant) -> Result<()>;
-    /// Writes every field that can change after activation.
+    /// Writes every field that can change after activation (rule 5).
     fn update_grant(&mut self, grant: &Grant) -> Result<()>;
 
-    /// Pending requests past their lapse time and approved ones due to start.
+    /// Pending requests whose lapse time is at or before `now`, then
+    /// approved ones whose start is (none: at once); oldest first.
     fn due_requests(&self, now: DateTime<Utc>) -> Result<Vec<AccessRequest>>;
-    /// Active grants at or past their end.
+    /// Active grants at or past their end, the soonest ended first.
     fn due_grants(&self, now: DateTime<Utc>) -> Result<Vec<Grant>>;
     /// The earliest moment anything above falls due.
     fn next_due(&self) -> Result<Option<DateTime<Utc>>>;
 
     /// The body hash and request filed under an idempotency key.
     fn idempotency_key(&self, requester: &str, key: &str) -> Result<Option<(String, String)>>;
+    /// Refuses a key the requester already used (rule 4).
     fn insert_idempotency_key(
         &mut self,
         requester: &str,
@@ -134,16 +240,20 @@ pub trait Tx {
         at: DateTime<Utc>,
     ) -> Result<()>;
 
-    /// Appends to the hash chain.
-    fn append_audit(&mut self, event: NewAuditEvent) -> Result<AuditEvent>;
+    /// The newest audit entry, if any (rule 2).
+    fn audit_head(&self) -> Result<Option<AuditHead>>;
+    /// Saves an entry as given, hash and all; refuses a sequence number
+    /// already taken (rule 2). `details` is kept as its compact JSON text.
+    fn insert_audit(&mut self, entry: &AuditEvent) -> Result<()>;
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
-    /// Streams the whole log in order, as stored, without loading it into
-    /// memory or decoding it.
+    /// Streams the whole log in sequence order, as stored, without loading
+    /// it into memory or decoding it.
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()>;
 
-    /// The credential signing key: its id and PKCS#8 document.
+    /// The newest credential signing key: its id and PKCS#8 document.
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>>;
     fn insert_signing_key(&mut self, kid: &str, pkcs8: &[u8], at: DateTime<Utc>) -> Result<()>;
 
+    /// Makes every write of the transaction durable at once (rule 6).
     fn commit(self: Box<Self>) -> Result<()>;
 }

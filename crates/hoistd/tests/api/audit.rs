@@ -116,3 +116,38 @@ async fn verify_passes_an_intact_log_and_names_the_first_tampered_entry() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn verify_takes_a_store_location_and_names_no_password() {
+    let mut broker = TestBroker::start().await;
+    some_history(&broker).await;
+    broker.stop().await;
+    let run = |db: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .args(["audit", "verify", "--db", db])
+            .output()
+            .unwrap()
+    };
+    let location = format!("sqlite:{}", broker.db().display());
+    let out = run(&location);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 8 entries"));
+
+    // A missing file is not created and called intact.
+    let missing = broker.dir().join("missing.db");
+    let out = run(&format!("sqlite:{}", missing.display()));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database at"));
+    assert!(!missing.exists());
+
+    // A location this hoistd has no store for is refused by its scheme.
+    let out = run("postgres://hoistd:s3cret-pw@db.internal/hoistd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no store for `postgres://`"), "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+}

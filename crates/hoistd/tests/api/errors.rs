@@ -172,7 +172,7 @@ async fn missing_or_wrong_tokens_are_refused() {
     let broker = TestBroker::start().await;
     let http = reqwest::Client::new();
     let anonymous = http
-        .get(format!("{}/v1/me", broker.base))
+        .get(format!("{}/v1/me", broker.url()))
         .send()
         .await
         .unwrap();
@@ -189,7 +189,7 @@ async fn missing_or_wrong_tokens_are_refused() {
         ErrorCode::Unauthenticated,
     );
     let basic = http
-        .get(format!("{}/v1/me", broker.base))
+        .get(format!("{}/v1/me", broker.url()))
         .basic_auth("alice", Some("t-alice"))
         .send()
         .await

@@ -1,5 +1,6 @@
 //! Black-box tests of hoistd over real HTTP on loopback, each against a fresh
-//! SQLite file. One binary, one module per capability.
+//! SQLite file, and the store conformance suite against SQLite. One binary,
+//! one module per capability.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
@@ -9,7 +10,9 @@ mod break_glass;
 mod errors;
 mod events;
 mod grants;
+mod harness;
 mod lifecycle;
 mod openapi;
 mod reload;
 mod reviews;
+mod store;

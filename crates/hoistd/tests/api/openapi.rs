@@ -36,7 +36,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
 #[tokio::test]
 async fn the_served_document_is_openapi_3_1_and_lists_every_endpoint_with_its_errors() {
     let broker = TestBroker::start().await;
-    let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", broker.base))
+    let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", broker.url()))
         .await
         .unwrap()
         .json()
@@ -96,13 +96,13 @@ async fn the_served_document_is_openapi_3_1_and_lists_every_endpoint_with_its_er
 #[tokio::test]
 async fn the_document_passes_an_openapi_3_1_validator() {
     let broker = TestBroker::start().await;
-    let text = reqwest::get(format!("{}/openapi.json", broker.base))
+    let text = reqwest::get(format!("{}/openapi.json", broker.url()))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    let file = broker.dir.path().join("openapi.json");
+    let file = broker.dir().join("openapi.json");
     std::fs::write(&file, text).unwrap();
     let python = std::env::var("HOIST_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = std::process::Command::new(&python)

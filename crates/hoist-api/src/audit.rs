@@ -1,0 +1,138 @@
+//! The hash-chained audit log as the API shows it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Kinds of audit event; each step of the lifecycle is its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    Requested,
+    Reviewed,
+    Approved,
+    Denied,
+    Cancelled,
+    TimedOut,
+    Activated,
+    BreakGlass,
+    BreakGlassAcknowledged,
+    Claimed,
+    Extended,
+    CredentialIssued,
+    CredentialUsed,
+    Revoked,
+    Expired,
+    PolicyReloaded,
+}
+
+impl AuditKind {
+    pub const ALL: [AuditKind; 16] = [
+        Self::Requested,
+        Self::Reviewed,
+        Self::Approved,
+        Self::Denied,
+        Self::Cancelled,
+        Self::TimedOut,
+        Self::Activated,
+        Self::BreakGlass,
+        Self::BreakGlassAcknowledged,
+        Self::Claimed,
+        Self::Extended,
+        Self::CredentialIssued,
+        Self::CredentialUsed,
+        Self::Revoked,
+        Self::Expired,
+        Self::PolicyReloaded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Reviewed => "reviewed",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+            Self::Activated => "activated",
+            Self::BreakGlass => "break_glass",
+            Self::BreakGlassAcknowledged => "break_glass_acknowledged",
+            Self::Claimed => "claimed",
+            Self::Extended => "extended",
+            Self::CredentialIssued => "credential_issued",
+            Self::CredentialUsed => "credential_used",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::PolicyReloaded => "policy_reloaded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `GET /v1/audit`: one entry of the append-only, hash-chained audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEvent {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: AuditKind,
+    /// Who did it: a user, or `hoistd` for the broker's own acts.
+    pub actor: String,
+    /// The user the event is about (requester or grant holder).
+    pub subject: Option<String>,
+    pub role: Option<String>,
+    pub request_id: Option<String>,
+    pub grant_id: Option<String>,
+    pub incident: Option<String>,
+    pub reason: Option<String>,
+    /// Kind-specific facts (durations, end times, decisions).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// Hex SHA-256 of the previous entry (all zeros for the first).
+    pub prev_hash: String,
+    /// Hex SHA-256 over `prev_hash` and this entry's fields.
+    pub hash: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::{round_trip, t};
+
+    #[test]
+    fn every_type_round_trips() {
+        round_trip(AuditEvent {
+            seq: 1,
+            at: t("2026-01-01T00:00:00Z"),
+            kind: AuditKind::BreakGlass,
+            actor: "carol".into(),
+            subject: Some("carol".into()),
+            role: Some("r".into()),
+            request_id: Some("req_1".into()),
+            grant_id: None,
+            incident: Some("INC-9".into()),
+            reason: None,
+            details: serde_json::json!({"duration_secs": 60}),
+            prev_hash: "0".repeat(64),
+            hash: "1".repeat(64),
+        });
+    }
+
+    #[test]
+    fn kinds_use_their_wire_names() {
+        for kind in AuditKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(AuditKind::parse(kind.as_str()), Some(kind));
+        }
+    }
+}

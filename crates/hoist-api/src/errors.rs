@@ -1,0 +1,65 @@
+//! The error body every failed call returns.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Machine-readable reason for an error response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not the JSON the endpoint takes.
+    InvalidBody,
+    /// A query or path parameter is malformed.
+    InvalidParameter,
+    /// No bearer token, or one the broker does not know.
+    Unauthenticated,
+    /// The caller may not do this under the current policy.
+    Forbidden,
+    NotFound,
+    UnknownRole,
+    NotEligible,
+    InvalidDuration,
+    DurationTooLong,
+    /// A scheduled start in the past, too far ahead, or on break-glass.
+    InvalidStart,
+    /// A ticket or incident reference holds characters it may not.
+    InvalidReference,
+    TicketRequired,
+    TicketInvalid,
+    JustificationTooShort,
+    JustificationTooLong,
+    CommentRequired,
+    BreakGlassNotAllowed,
+    /// Too few approvers (other than the requester) exist to ever approve it.
+    NoApprovers,
+    /// The request or grant is not in a state that allows this.
+    InvalidState,
+    /// Requesters never review their own requests.
+    SelfReview,
+    AlreadyReviewed,
+    /// The same `Idempotency-Key` was sent with a different body.
+    IdempotencyKeyReused,
+    PayloadTooLarge,
+    Internal,
+}
+
+/// The body of every 4xx and 5xx response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::round_trip;
+
+    #[test]
+    fn errors_round_trip() {
+        round_trip(ApiError {
+            code: ErrorCode::IdempotencyKeyReused,
+            message: "m".into(),
+        });
+    }
+}

@@ -1,0 +1,54 @@
+//! The live event stream.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{AccessRequest, Grant};
+
+/// `GET /v1/events`: the `data` of one Server-Sent Event. The SSE `event`
+/// field carries the same tag as `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// First event of every stream: who is listening, and the broker clock.
+    Hello { user: String, time: DateTime<Utc> },
+    /// A request the caller filed, or may review, changed.
+    Request { request: AccessRequest },
+    /// A grant the caller holds changed.
+    Grant { grant: Grant },
+    /// The stream fell behind and dropped events: fetch everything again.
+    Resync { time: DateTime<Utc> },
+}
+
+impl LiveEvent {
+    /// The SSE `event` name of this event.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::Request { .. } => "request",
+            Self::Grant { .. } => "grant",
+            Self::Resync { .. } => "resync",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::{grant, round_trip, t};
+
+    #[test]
+    fn events_round_trip() {
+        round_trip(LiveEvent::Grant { grant: grant() });
+    }
+
+    #[test]
+    fn live_events_are_tagged() {
+        let json = serde_json::to_value(LiveEvent::Resync {
+            time: t("2026-01-01T00:00:00Z"),
+        })
+        .unwrap();
+        assert_eq!(json["type"], "resync");
+    }
+}

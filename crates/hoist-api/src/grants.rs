@@ -1,0 +1,77 @@
+//! Grants: bounded access that a request activated, and asking for more time.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// State of a grant. A grant exists only once access was activated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl GrantState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Active, Self::Expired, Self::Revoked]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
+/// `GET /v1/grants` and `GET /v1/grants/{id}`: bounded access to a role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Grant {
+    pub id: String,
+    /// The request that created the grant.
+    pub request_id: String,
+    pub role: String,
+    pub role_name: String,
+    pub holder: String,
+    pub starts_at: DateTime<Utc>,
+    /// Never absent, never beyond the role's maximum, in broker time.
+    pub expires_at: DateTime<Utc>,
+    pub state: GrantState,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+    pub break_glass: bool,
+    pub ticket: Option<String>,
+    pub incident: Option<String>,
+    pub justification: String,
+}
+
+/// `POST /v1/grants/{id}/extend`: ask for more time on an active grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendInput {
+    pub duration_secs: u64,
+    /// Defaults to the justification of the request that created the grant.
+    #[serde(default)]
+    pub justification: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::{grant, round_trip};
+
+    #[test]
+    fn every_type_round_trips() {
+        round_trip(grant());
+        round_trip(ExtendInput {
+            duration_secs: 600,
+            justification: None,
+        });
+    }
+}

@@ -1,0 +1,85 @@
+//! Short-lived credentials for an active grant, and their introspection.
+
+use chrono::{DateTime, Utc};
+use hoist_api::{AuditKind, Credential, CredentialClaims, GrantState, Introspection};
+use serde_json::json;
+
+use super::{Broker, HolderAct, grant_event, new_id, settle_grant, std_delta};
+use crate::error::Result;
+
+impl Broker {
+    /// Issues a short-lived credential for an active grant the caller holds.
+    pub fn grant_credential(&self, user: &str, id: &str) -> Result<Credential> {
+        let policy = self.policy();
+        let mut work = self.begin()?;
+        let (grant, role) =
+            self.held_active_grant(&work, &policy, user, id, HolderAct::FetchCredential)?;
+        let expires_at = grant
+            .expires_at
+            .min(work.now + std_delta(policy.settings.credential_ttl));
+        let jti = new_id("cred");
+        let claims = CredentialClaims {
+            iss: policy.settings.issuer.clone(),
+            sub: user.to_string(),
+            aud: role.scope.clone(),
+            iat: work.now.timestamp(),
+            exp: expires_at.timestamp(),
+            jti: jti.clone(),
+            role: role.id.clone(),
+            grant_id: grant.id.clone(),
+            scope: role.scope.clone(),
+        };
+        let token = self.signer.issue(&claims)?;
+        let mut issued = grant_event(AuditKind::CredentialIssued, user, work.now, &grant);
+        issued.details = json!({ "jti": jti, "expires_at": expires_at });
+        work.audit(issued)?;
+        self.finish(work)?;
+        Ok(Credential {
+            grant_id: grant.id,
+            role: role.id.clone(),
+            token_type: "Bearer".into(),
+            token,
+            issued_at: from_unix(claims.iat),
+            expires_at: from_unix(claims.exp),
+        })
+    }
+
+    /// RFC 7662: a credential is active only while its grant is.
+    pub fn introspect(&self, user: &str, token: &str) -> Result<Introspection> {
+        let policy = self.policy();
+        let inactive = Introspection::default();
+        let Some(claims) = self.signer.verify(token, &policy.settings.issuer) else {
+            return Ok(inactive);
+        };
+        let mut work = self.begin()?;
+        let Some(mut grant) = work.tx.grant(&claims.grant_id)? else {
+            return Ok(inactive);
+        };
+        settle_grant(&mut grant, work.now);
+        let still_eligible = policy
+            .role(&grant.role)
+            .is_some_and(|role| policy.is_eligible(&grant.holder, role));
+        if grant.state != GrantState::Active || grant.holder != claims.sub || !still_eligible {
+            return Ok(inactive);
+        }
+        let mut used = grant_event(AuditKind::CredentialUsed, user, work.now, &grant);
+        used.details = json!({ "jti": claims.jti });
+        work.audit(used)?;
+        self.finish(work)?;
+        Ok(Introspection {
+            active: true,
+            sub: Some(claims.sub),
+            scope: Some(claims.scope),
+            grant_id: Some(claims.grant_id),
+            iss: Some(claims.iss),
+            aud: Some(claims.aud),
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            token_type: Some("Bearer".into()),
+        })
+    }
+}
+
+fn from_unix(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}

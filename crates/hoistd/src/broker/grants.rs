@@ -1,0 +1,293 @@
+//! Grants: starting one, reading them, revoking, and extending without a gap.
+
+use std::time::Duration;
+
+use hoist_api::{
+    AccessRequest, AuditKind, ErrorCode, Grant, GrantState, RequestKind, RequestState,
+};
+use serde_json::json;
+
+use super::{
+    Broker, Change, HolderAct, SYSTEM_ACTOR, Work, delta, event, grant_event, new_id, now,
+    settle_grant, settle_request, std_delta,
+};
+use crate::domain;
+use crate::error::{Error, Result};
+use crate::store::{GrantQuery, RequestQuery};
+
+impl Work<'_> {
+    /// Starts the grant for an approved access request.
+    pub(super) fn activate(&mut self, request: &mut AccessRequest, actor: &str) -> Result<Grant> {
+        let grant = Grant {
+            id: new_id("gr"),
+            request_id: request.id.clone(),
+            role: request.role.clone(),
+            role_name: request.role_name.clone(),
+            holder: request.requester.clone(),
+            starts_at: self.now,
+            expires_at: self.now + delta(request.duration_secs),
+            state: GrantState::Active,
+            ended_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+            break_glass: request.break_glass,
+            ticket: request.ticket.clone(),
+            incident: request.incident.clone(),
+            justification: request.justification.clone(),
+        };
+        self.tx.insert_grant(&grant)?;
+        request.state = RequestState::Active;
+        request.grant_id = Some(grant.id.clone());
+        request.lapses_at = None;
+        self.save_request(request)?;
+        let mut activated = event(AuditKind::Activated, actor, self.now, request);
+        activated.details = json!({
+            "starts_at": grant.starts_at,
+            "expires_at": grant.expires_at,
+            "duration_secs": request.duration_secs,
+        });
+        self.audit(activated)?;
+        self.changes.push(Change::Grant(grant.clone()));
+        Ok(grant)
+    }
+
+    /// Moves an active grant's end for an approved extension; never earlier,
+    /// and never more than the role's maximum from now.
+    pub(super) fn extend(
+        &mut self,
+        request: &mut AccessRequest,
+        max: Duration,
+        actor: &str,
+    ) -> Result<()> {
+        let grant_id = request.grant_id.clone().unwrap_or_default();
+        let Some(mut grant) = self.tx.grant(&grant_id)? else {
+            return Err(Error::not_found("grant", &grant_id));
+        };
+        settle_grant(&mut grant, self.now);
+        if grant.state != GrantState::Active {
+            request.state = RequestState::Cancelled;
+            request.reason = Some(format!(
+                "grant {} ended before the extension was approved",
+                grant.id
+            ));
+            request.lapses_at = None;
+            self.save_request(request)?;
+            let mut cancelled = event(AuditKind::Cancelled, SYSTEM_ACTOR, self.now, request);
+            cancelled.reason = request.reason.clone();
+            self.audit(cancelled)?;
+            return Ok(());
+        }
+        let previous = grant.expires_at;
+        let ceiling = self.now + std_delta(max);
+        grant.expires_at = previous.max((previous + delta(request.duration_secs)).min(ceiling));
+        self.save_grant(&grant)?;
+        request.state = RequestState::Active;
+        request.lapses_at = None;
+        self.save_request(request)?;
+        let mut extended = event(AuditKind::Extended, actor, self.now, request);
+        extended.details =
+            json!({ "previous_expires_at": previous, "expires_at": grant.expires_at });
+        self.audit(extended)?;
+        Ok(())
+    }
+
+    /// Ends a grant (expired or revoked) and everything hanging off it.
+    pub(super) fn end_grant(
+        &mut self,
+        grant: &mut Grant,
+        state: GrantState,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<()> {
+        let ended_at = if state == GrantState::Expired {
+            grant.expires_at.min(self.now)
+        } else {
+            self.now
+        };
+        grant.state = state;
+        grant.ended_at = Some(ended_at);
+        if state == GrantState::Revoked {
+            grant.revoked_by = Some(actor.to_string());
+            grant.revoke_reason = reason.clone();
+        }
+        self.save_grant(grant)?;
+        let attached = self.tx.requests(&RequestQuery {
+            grant_id: Some(grant.id.clone()),
+            states: vec![RequestState::Active, RequestState::Pending],
+            ..RequestQuery::default()
+        })?;
+        for mut request in attached {
+            if request.state == RequestState::Pending {
+                request.state = RequestState::Cancelled;
+                request.reason = Some(format!("grant {} ended", grant.id));
+                request.lapses_at = None;
+                request.claim = None;
+                self.save_request(&mut request)?;
+                let mut cancelled = event(AuditKind::Cancelled, SYSTEM_ACTOR, self.now, &request);
+                cancelled.reason = request.reason.clone();
+                self.audit(cancelled)?;
+            } else {
+                request.state = match state {
+                    GrantState::Revoked => RequestState::Revoked,
+                    _ => RequestState::Expired,
+                };
+                request.reason = reason.clone().or(request.reason.take());
+                self.save_request(&mut request)?;
+            }
+        }
+        let kind = match state {
+            GrantState::Revoked => AuditKind::Revoked,
+            _ => AuditKind::Expired,
+        };
+        let mut ended = grant_event(kind, actor, self.now, grant);
+        ended.reason = reason;
+        ended.details = json!({ "expires_at": grant.expires_at, "ended_at": ended_at });
+        self.audit(ended)?;
+        Ok(())
+    }
+}
+
+impl Broker {
+    pub fn grants(&self, user: &str, include_ended: bool, limit: usize) -> Result<Vec<Grant>> {
+        let tx = self.store.transaction()?;
+        let now = now();
+        let mut grants = tx.grants(&GrantQuery {
+            holder: Some(user.to_string()),
+            states: if include_ended {
+                Vec::new()
+            } else {
+                vec![GrantState::Active]
+            },
+            limit: Some(limit),
+            ..GrantQuery::default()
+        })?;
+        grants.iter_mut().for_each(|g| settle_grant(g, now));
+        if !include_ended {
+            grants.retain(|g| g.state == GrantState::Active);
+        }
+        Ok(grants)
+    }
+
+    /// Everything under one incident reference the caller may see.
+    pub fn incident(&self, user: &str, incident: &str) -> Result<hoist_api::IncidentView> {
+        let policy = self.policy();
+        let tx = self.store.transaction()?;
+        let now = now();
+        let mut requests: Vec<AccessRequest> = tx
+            .requests(&RequestQuery {
+                incident: Some(incident.to_string()),
+                ..RequestQuery::default()
+            })?
+            .into_iter()
+            .filter(|r| self.visible_request(&policy, user, r))
+            .collect();
+        self.settle_views(tx.as_ref(), &mut requests, now)?;
+        let mut grants: Vec<Grant> = tx
+            .grants(&GrantQuery {
+                incident: Some(incident.to_string()),
+                ..GrantQuery::default()
+            })?
+            .into_iter()
+            .filter(|g| self.visible_grant(&policy, user, g))
+            .collect();
+        grants.iter_mut().for_each(|g| settle_grant(g, now));
+        Ok(hoist_api::IncidentView {
+            incident: incident.to_string(),
+            requests,
+            grants,
+        })
+    }
+
+    pub fn grant(&self, user: &str, id: &str) -> Result<Grant> {
+        let policy = self.policy();
+        let tx = self.store.transaction()?;
+        let mut grant = tx
+            .grant(id)?
+            .filter(|g| self.visible_grant(&policy, user, g))
+            .ok_or_else(|| Error::not_found("grant", id))?;
+        settle_grant(&mut grant, now());
+        Ok(grant)
+    }
+
+    /// Ends a grant early. Revoking an ended grant changes nothing.
+    pub fn revoke_grant(&self, user: &str, id: &str, reason: Option<&str>) -> Result<Grant> {
+        let policy = self.policy();
+        let mut work = self.begin()?;
+        let mut grant = self.load_grant(&work, &policy, user, id)?;
+        let approver = policy
+            .role(&grant.role)
+            .is_some_and(|role| policy.is_approver(user, role));
+        if grant.holder != user && !approver {
+            return Err(Error::refuse(
+                ErrorCode::Forbidden,
+                format!(
+                    "only the holder or an approver of role `{}` may revoke this grant",
+                    grant.role
+                ),
+            ));
+        }
+        if grant.state != GrantState::Active {
+            return Ok(grant);
+        }
+        let reason = domain::comment("reason", reason)?;
+        work.end_grant(&mut grant, GrantState::Revoked, user, reason)?;
+        self.finish(work)?;
+        Ok(grant)
+    }
+
+    /// Files an extension request for an active grant, under the role's rule.
+    pub fn extend_grant(
+        &self,
+        user: &str,
+        id: &str,
+        duration_secs: u64,
+        justification: Option<&str>,
+    ) -> Result<AccessRequest> {
+        let policy = self.policy();
+        let mut work = self.begin()?;
+        let (grant, role) = self.held_active_grant(&work, &policy, user, id, HolderAct::Extend)?;
+        let duration_secs = domain::duration(role, Some(duration_secs))?;
+        let justification =
+            domain::justification(role, justification.unwrap_or(&grant.justification))?;
+        let pending = work.tx.requests(&RequestQuery {
+            grant_id: Some(grant.id.clone()),
+            states: vec![RequestState::Pending],
+            ..RequestQuery::default()
+        })?;
+        if let Some(existing) = pending.into_iter().find(|r| {
+            let mut r = r.clone();
+            settle_request(&mut r, work.now);
+            r.state == RequestState::Pending
+        }) {
+            return Err(Error::refuse(
+                ErrorCode::InvalidState,
+                format!(
+                    "an extension of grant {id} is already pending ({})",
+                    existing.id
+                ),
+            ));
+        }
+        domain::approvers(&policy, role, user, role.approvals)?;
+        let mut request = AccessRequest {
+            justification,
+            ticket: grant.ticket.clone(),
+            incident: grant.incident.clone(),
+            duration_secs,
+            grant_id: Some(grant.id.clone()),
+            ..work.new_request(RequestKind::Extension, role, user, role.approvals, &policy)
+        };
+        let pending = request.state == RequestState::Pending;
+        work.file(
+            &request,
+            json!({ "kind": "extension", "duration_secs": duration_secs, "approvals_required": role.approvals }),
+        )?;
+        if pending {
+            work.changes.push(Change::Request(request.clone()));
+        } else {
+            work.approve_by_policy(&request)?;
+            work.extend(&mut request, role.max_duration, SYSTEM_ACTOR)?;
+        }
+        self.finish(work)?;
+        Ok(request)
+    }
+}

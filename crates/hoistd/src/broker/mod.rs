@@ -1,0 +1,386 @@
+//! The access lifecycle: filing, reviewing, activating, extending, revoking
+//! and expiring, each as one transaction that also writes its audit events.
+//!
+//! Every call takes the caller's user name and re-reads the current policy,
+//! so a policy reload takes effect on the next call. Calls block on the
+//! store; the HTTP layer runs them on the blocking pool.
+//!
+//! One module per resource, as in `http/`; this one holds what they share:
+//! the [`Broker`], one transaction's [`Work`], and the settle functions that
+//! bring a stored request or grant to its state at a given moment.
+
+mod credentials;
+mod grants;
+mod meta;
+mod reaper;
+mod reload;
+mod requests;
+mod reviews;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, TimeDelta, Utc};
+use hoist_api::{AccessRequest, AuditEvent, AuditKind, ErrorCode, Grant, GrantState, RequestState};
+use serde_json::json;
+use tokio::sync::{Notify, broadcast};
+
+use crate::audit::{self, NewAuditEvent};
+use crate::credential::Signer;
+use crate::error::{Error, Result};
+use crate::policy::{Policy, RoleDef};
+use crate::store::{Store, Tx};
+
+/// The actor name of the broker's own acts (expiry, time-outs, reloads).
+pub const SYSTEM_ACTOR: &str = "hoistd";
+const EVENT_BUFFER: usize = 4096;
+
+/// Something that changed, sent to live subscribers after it was committed.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Request(AccessRequest),
+    Grant(Grant),
+}
+
+pub struct Broker {
+    store: Arc<dyn Store>,
+    verifier: crate::oidc::Verifier,
+    policy: ArcSwap<Policy>,
+    signer: Signer,
+    changes: broadcast::Sender<Change>,
+    /// Wakes the reaper when something new may fall due sooner.
+    reaper: Notify,
+}
+
+/// The current time, at the millisecond precision the store keeps.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+fn new_id(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let bytes: [u8; 12] = rand::random();
+    let tail: String = bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect();
+    format!("{prefix}_{tail}")
+}
+
+fn delta(secs: u64) -> TimeDelta {
+    TimeDelta::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+}
+
+fn std_delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
+
+/// The state a request is really in at `now`, whatever the store last recorded.
+fn settle_request(request: &mut AccessRequest, now: DateTime<Utc>) {
+    if request.state == RequestState::Pending && request.lapses_at.is_some_and(|at| at <= now) {
+        request.state = RequestState::TimedOut;
+    }
+    if request
+        .claim
+        .as_ref()
+        .is_some_and(|claim| claim.until <= now)
+        || request.state != RequestState::Pending
+    {
+        request.claim = None;
+    }
+}
+
+/// A grant is never reported active at or after its end.
+fn settle_grant(grant: &mut Grant, now: DateTime<Utc>) {
+    if grant.state == GrantState::Active && grant.expires_at <= now {
+        grant.state = GrantState::Expired;
+        grant.ended_at = Some(grant.expires_at);
+    }
+}
+
+fn event(
+    kind: AuditKind,
+    actor: &str,
+    at: DateTime<Utc>,
+    request: &AccessRequest,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        at,
+        kind,
+        actor: actor.to_string(),
+        subject: Some(request.requester.clone()),
+        role: Some(request.role.clone()),
+        request_id: Some(request.id.clone()),
+        grant_id: request.grant_id.clone(),
+        incident: request.incident.clone(),
+        reason: None,
+        details: json!({}),
+    }
+}
+
+fn grant_event(kind: AuditKind, actor: &str, at: DateTime<Utc>, grant: &Grant) -> NewAuditEvent {
+    NewAuditEvent {
+        at,
+        kind,
+        actor: actor.to_string(),
+        subject: Some(grant.holder.clone()),
+        role: Some(grant.role.clone()),
+        request_id: Some(grant.request_id.clone()),
+        grant_id: Some(grant.id.clone()),
+        incident: grant.incident.clone(),
+        reason: None,
+        details: json!({}),
+    }
+}
+
+/// One transaction's work, with the changes to announce once it commits.
+struct Work<'a> {
+    tx: Box<dyn Tx + 'a>,
+    changes: Vec<Change>,
+    now: DateTime<Utc>,
+}
+
+impl Work<'_> {
+    fn audit(&mut self, event: NewAuditEvent) -> Result<AuditEvent> {
+        Ok(audit::append(self.tx.as_mut(), event)?)
+    }
+
+    fn save_request(&mut self, request: &mut AccessRequest) -> Result<()> {
+        request.updated_at = self.now;
+        self.tx.update_request(request)?;
+        self.changes.push(Change::Request(request.clone()));
+        Ok(())
+    }
+
+    fn save_grant(&mut self, grant: &Grant) -> Result<()> {
+        self.tx.update_grant(grant)?;
+        self.changes.push(Change::Grant(grant.clone()));
+        Ok(())
+    }
+}
+
+/// What a holder wants their grant for; it words the refusals.
+#[derive(Debug, Clone, Copy)]
+enum HolderAct {
+    Extend,
+    FetchCredential,
+}
+
+impl HolderAct {
+    fn not_holder(self) -> &'static str {
+        match self {
+            HolderAct::Extend => "only the holder may extend a grant",
+            HolderAct::FetchCredential => "only the holder may fetch a grant's credential",
+        }
+    }
+
+    fn not_active(self, id: &str, state: GrantState) -> String {
+        let state = state.as_str();
+        match self {
+            HolderAct::Extend => {
+                format!("grant {id} is {state}; only active grants can be extended")
+            }
+            HolderAct::FetchCredential => {
+                format!("grant {id} is {state}; credentials are issued only for active grants")
+            }
+        }
+    }
+}
+
+impl Broker {
+    pub fn new(store: Arc<dyn Store>, policy: Policy) -> Result<Self> {
+        let signer = Signer::load_or_create(store.as_ref())?;
+        let (changes, _) = broadcast::channel(EVENT_BUFFER);
+        Ok(Broker {
+            store,
+            verifier: crate::oidc::Verifier::new(),
+            policy: ArcSwap::from_pointee(policy),
+            signer,
+            changes,
+            reaper: Notify::new(),
+        })
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Who a bearer token belongs to: a static token from the policy, or an
+    /// ID token from one of its OpenID providers (whose groups are recorded).
+    pub async fn authenticate(&self, token: &str) -> Result<String> {
+        let policy = self.policy();
+        if let Some(user) = policy.user_for_token(token) {
+            return Ok(user.id.clone());
+        }
+        if policy.oidc.is_empty() || token.split('.').count() != 3 {
+            return Err(Error::refuse(
+                ErrorCode::Unauthenticated,
+                "unknown or expired token",
+            ));
+        }
+        match self.verifier.verify(&policy, token).await {
+            Ok(identity) => {
+                policy.vouch(&identity.user, &identity.display_name, identity.groups);
+                Ok(identity.user)
+            }
+            Err(err) => Err(Error::refuse(ErrorCode::Unauthenticated, err.to_string())),
+        }
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    pub fn reaper_wakeup(&self) -> &Notify {
+        &self.reaper
+    }
+
+    fn begin(&self) -> Result<Work<'_>> {
+        Ok(Work {
+            tx: self.store.transaction()?,
+            changes: Vec::new(),
+            now: now(),
+        })
+    }
+
+    fn finish(&self, work: Work<'_>) -> Result<()> {
+        let Work { tx, changes, .. } = work;
+        tx.commit()?;
+        let wake = !changes.is_empty();
+        for change in changes {
+            // No subscribers is not an error.
+            let _ = self.changes.send(change);
+        }
+        if wake {
+            self.reaper.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Whether a change concerns `user`, under the current policy.
+    pub fn concerns(&self, user: &str, change: &Change) -> bool {
+        let policy = self.policy.load();
+        let approver = |role: &str| {
+            policy
+                .role(role)
+                .is_some_and(|r| policy.is_approver(user, r))
+        };
+        match change {
+            Change::Request(r) => r.requester == user || approver(&r.role),
+            Change::Grant(g) => g.holder == user || approver(&g.role),
+        }
+    }
+
+    fn role<'p>(&self, policy: &'p Policy, id: &str) -> Result<&'p RoleDef> {
+        policy
+            .role(id)
+            .ok_or_else(|| Error::refuse(ErrorCode::UnknownRole, format!("no role `{id}`")))
+    }
+
+    fn eligible_role<'p>(&self, policy: &'p Policy, user: &str, id: &str) -> Result<&'p RoleDef> {
+        let role = self.role(policy, id)?;
+        if !policy.is_eligible(user, role) {
+            return Err(Error::refuse(
+                ErrorCode::NotEligible,
+                format!("you are not eligible for role `{id}`"),
+            ));
+        }
+        Ok(role)
+    }
+
+    fn visible_request(&self, policy: &Policy, user: &str, request: &AccessRequest) -> bool {
+        request.requester == user
+            || policy.is_auditor(user)
+            || policy
+                .role(&request.role)
+                .is_some_and(|role| policy.is_approver(user, role))
+    }
+
+    fn visible_grant(&self, policy: &Policy, user: &str, grant: &Grant) -> bool {
+        grant.holder == user
+            || policy.is_auditor(user)
+            || policy
+                .role(&grant.role)
+                .is_some_and(|role| policy.is_approver(user, role))
+    }
+
+    /// Brings requests to their state at `now`, including those whose grant ended.
+    fn settle_views(
+        &self,
+        tx: &dyn Tx,
+        requests: &mut [AccessRequest],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for request in requests {
+            settle_request(request, now);
+            if request.state == RequestState::Active
+                && let Some(mut grant) = request
+                    .grant_id
+                    .as_deref()
+                    .map(|id| tx.grant(id))
+                    .transpose()?
+                    .flatten()
+            {
+                settle_grant(&mut grant, now);
+                if grant.state == GrantState::Expired {
+                    request.state = RequestState::Expired;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads a request for a change, settled to now.
+    fn load_request(&self, work: &Work<'_>, id: &str) -> Result<AccessRequest> {
+        let mut request = work
+            .tx
+            .request(id)?
+            .ok_or_else(|| Error::not_found("request", id))?;
+        settle_request(&mut request, work.now);
+        Ok(request)
+    }
+
+    fn load_grant(&self, work: &Work<'_>, policy: &Policy, user: &str, id: &str) -> Result<Grant> {
+        let mut grant = work
+            .tx
+            .grant(id)?
+            .filter(|g| self.visible_grant(policy, user, g))
+            .ok_or_else(|| Error::not_found("grant", id))?;
+        settle_grant(&mut grant, work.now);
+        Ok(grant)
+    }
+
+    /// The grant `id`, which `user` must hold, active, on a role they are
+    /// still eligible for: with that role, settled to the work's moment.
+    fn held_active_grant<'p>(
+        &self,
+        work: &Work<'_>,
+        policy: &'p Policy,
+        user: &str,
+        id: &str,
+        act: HolderAct,
+    ) -> Result<(Grant, &'p RoleDef)> {
+        let grant = self.load_grant(work, policy, user, id)?;
+        if grant.holder != user {
+            return Err(Error::refuse(ErrorCode::Forbidden, act.not_holder()));
+        }
+        if grant.state != GrantState::Active {
+            return Err(Error::refuse(
+                ErrorCode::InvalidState,
+                act.not_active(id, grant.state),
+            ));
+        }
+        let role = self.eligible_role(policy, user, &grant.role)?;
+        Ok((grant, role))
+    }
+}

@@ -1,0 +1,55 @@
+//! Recording what fell due: lapsed requests, scheduled starts, expired grants.
+
+use chrono::{DateTime, Utc};
+use hoist_api::{AuditKind, GrantState, RequestState};
+use serde_json::json;
+
+use super::{Broker, SYSTEM_ACTOR, event};
+use crate::error::Result;
+
+impl Broker {
+    /// Records everything that fell due: lapsed requests, scheduled starts,
+    /// expired grants. Returns when the next thing falls due.
+    pub fn reap(&self) -> Result<Option<DateTime<Utc>>> {
+        let policy = self.policy();
+        let mut work = self.begin()?;
+        for mut request in work.tx.due_requests(work.now)? {
+            match request.state {
+                RequestState::Pending => {
+                    let lapsed = request.lapses_at.unwrap_or(work.now);
+                    request.state = RequestState::TimedOut;
+                    request.reason = Some(format!("no decision before {}", lapsed.to_rfc3339()));
+                    request.claim = None;
+                    work.save_request(&mut request)?;
+                    let mut timed_out =
+                        event(AuditKind::TimedOut, SYSTEM_ACTOR, work.now, &request);
+                    timed_out.reason = request.reason.clone();
+                    timed_out.details = json!({ "lapses_at": lapsed });
+                    work.audit(timed_out)?;
+                }
+                RequestState::Approved => match policy.role(&request.role) {
+                    Some(role) if policy.is_eligible(&request.requester, role) => {
+                        work.activate(&mut request, SYSTEM_ACTOR)?;
+                    }
+                    _ => {
+                        request.state = RequestState::Cancelled;
+                        request.reason =
+                            Some("the requester is no longer eligible for the role".into());
+                        work.save_request(&mut request)?;
+                        let mut cancelled =
+                            event(AuditKind::Cancelled, SYSTEM_ACTOR, work.now, &request);
+                        cancelled.reason = request.reason.clone();
+                        work.audit(cancelled)?;
+                    }
+                },
+                _ => {}
+            }
+        }
+        for mut grant in work.tx.due_grants(work.now)? {
+            work.end_grant(&mut grant, GrantState::Expired, SYSTEM_ACTOR, None)?;
+        }
+        let next = work.tx.next_due()?;
+        self.finish(work)?;
+        Ok(next)
+    }
+}

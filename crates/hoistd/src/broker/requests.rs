@@ -1,0 +1,323 @@
+//! Filing, previewing, reading and cancelling access requests.
+
+use hoist_api::{
+    AccessRequest, AuditKind, CreateRequest, ErrorCode, GrantState, RequestHistory, RequestKind,
+    RequestPreview, RequestState,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{
+    Broker, Change, SYSTEM_ACTOR, Work, event, new_id, now, settle_grant, settle_request, std_delta,
+};
+use crate::domain;
+use crate::error::{Error, Result};
+use crate::policy::{Policy, RoleDef};
+use crate::store::RequestQuery;
+
+/// How many of a requester's past requests an approver sees.
+const HISTORY_LEN: usize = 10;
+
+impl Work<'_> {
+    /// A request `requester` files now: pending while it needs approvals
+    /// (until the policy's pending time-out), approved at once otherwise.
+    /// The caller fills in what was asked for.
+    pub(super) fn new_request(
+        &self,
+        kind: RequestKind,
+        role: &RoleDef,
+        requester: &str,
+        approvals_required: u32,
+        policy: &Policy,
+    ) -> AccessRequest {
+        let pending = approvals_required > 0;
+        AccessRequest {
+            id: new_id("req"),
+            kind,
+            role: role.id.clone(),
+            role_name: role.name.clone(),
+            requester: requester.to_string(),
+            justification: String::new(),
+            ticket: None,
+            incident: None,
+            duration_secs: 0,
+            starts_at: None,
+            break_glass: false,
+            state: if pending {
+                RequestState::Pending
+            } else {
+                RequestState::Approved
+            },
+            created_at: self.now,
+            updated_at: self.now,
+            lapses_at: pending.then(|| self.now + std_delta(policy.settings.pending_ttl)),
+            approvals_required,
+            reviews: Vec::new(),
+            claim: None,
+            grant_id: None,
+            reason: None,
+            acknowledgement: None,
+        }
+    }
+
+    /// Stores a new request and audits it as requested, with `details`.
+    pub(super) fn file(
+        &mut self,
+        request: &AccessRequest,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        self.tx.insert_request(request)?;
+        let mut requested = event(AuditKind::Requested, &request.requester, self.now, request);
+        requested.reason = Some(request.justification.clone());
+        requested.details = details;
+        self.audit(requested)?;
+        Ok(())
+    }
+
+    /// Audits the approval of a request whose role needs none.
+    pub(super) fn approve_by_policy(&mut self, request: &AccessRequest) -> Result<()> {
+        let mut approved = event(AuditKind::Approved, SYSTEM_ACTOR, self.now, request);
+        approved.reason = Some("the role needs no approval".into());
+        self.audit(approved)?;
+        Ok(())
+    }
+}
+
+impl Broker {
+    pub fn preview(&self, user: &str, input: &CreateRequest) -> Result<RequestPreview> {
+        let policy = self.policy();
+        let role = self.eligible_role(&policy, user, &input.role)?;
+        let now = now();
+        let plan = domain::plan(&policy, role, user, input, now)?;
+        Ok(RequestPreview {
+            role: role.id.clone(),
+            approvals_required: plan.approvals_required,
+            approver_groups: if plan.approvals_required == 0 {
+                Vec::new()
+            } else {
+                role.approver_groups.clone()
+            },
+            approvers: if plan.approvals_required == 0 {
+                Vec::new()
+            } else {
+                plan.approvers.clone()
+            },
+            duration_secs: plan.duration_secs,
+            activates_immediately: plan.activates_immediately(),
+            break_glass: plan.break_glass,
+            lapses_at: (plan.approvals_required > 0)
+                .then(|| now + std_delta(policy.settings.pending_ttl)),
+        })
+    }
+
+    /// Files a request. With an idempotency key, a retry of the same body
+    /// returns the first request (`true` = replayed) instead of filing again.
+    pub fn create_request(
+        &self,
+        user: &str,
+        input: &CreateRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<(AccessRequest, bool)> {
+        let policy = self.policy();
+        let mut work = self.begin()?;
+        let body_hash = hex::encode(Sha256::digest(
+            serde_json::to_vec(input).unwrap_or_default(),
+        ));
+        if let Some(key) = idempotency_key
+            && let Some((hash, request_id)) = work.tx.idempotency_key(user, key)?
+        {
+            if hash != body_hash {
+                return Err(Error::refuse(
+                    ErrorCode::IdempotencyKeyReused,
+                    "this Idempotency-Key was already used with a different request body",
+                ));
+            }
+            let mut request = work
+                .tx
+                .request(&request_id)?
+                .ok_or_else(|| Error::not_found("request", &request_id))?;
+            settle_request(&mut request, work.now);
+            return Ok((request, true));
+        }
+
+        let role = self.eligible_role(&policy, user, &input.role)?;
+        let plan = domain::plan(&policy, role, user, input, work.now)?;
+        let open = work.tx.requests(&RequestQuery {
+            requester: Some(user.to_string()),
+            roles: vec![role.id.clone()],
+            states: vec![
+                RequestState::Pending,
+                RequestState::Approved,
+                RequestState::Active,
+            ],
+            ..RequestQuery::default()
+        })?;
+        for mut existing in open {
+            settle_request(&mut existing, work.now);
+            let blocking = match existing.state {
+                RequestState::Active => existing
+                    .grant_id
+                    .as_deref()
+                    .map(|id| work.tx.grant(id))
+                    .transpose()?
+                    .flatten()
+                    .is_some_and(|mut g| {
+                        settle_grant(&mut g, work.now);
+                        g.state == GrantState::Active
+                    }),
+                RequestState::Pending | RequestState::Approved => !plan.break_glass,
+                _ => false,
+            };
+            if blocking && existing.kind == RequestKind::Access {
+                let what = if existing.state == RequestState::Active {
+                    "already hold an active grant for"
+                } else {
+                    "already have an open request for"
+                };
+                return Err(Error::refuse(
+                    ErrorCode::InvalidState,
+                    format!("you {what} role `{}` ({})", role.id, existing.id),
+                ));
+            }
+        }
+
+        let mut request = AccessRequest {
+            justification: plan.justification.clone(),
+            ticket: plan.ticket.clone(),
+            incident: plan.incident.clone(),
+            duration_secs: plan.duration_secs,
+            starts_at: plan.starts_at,
+            break_glass: plan.break_glass,
+            ..work.new_request(
+                RequestKind::Access,
+                role,
+                user,
+                plan.approvals_required,
+                &policy,
+            )
+        };
+        let pending = request.state == RequestState::Pending;
+        work.file(
+            &request,
+            json!({
+                "kind": "access",
+                "duration_secs": request.duration_secs,
+                "ticket": request.ticket,
+                "starts_at": request.starts_at,
+                "break_glass": request.break_glass,
+                "approvals_required": request.approvals_required,
+            }),
+        )?;
+        if let Some(key) = idempotency_key {
+            work.tx
+                .insert_idempotency_key(user, key, &body_hash, &request.id, work.now)?;
+        }
+
+        if plan.break_glass {
+            work.audit(event(AuditKind::BreakGlass, user, work.now, &request))?;
+            work.activate(&mut request, user)?;
+        } else if !pending {
+            work.approve_by_policy(&request)?;
+            if request.starts_at.is_none() {
+                work.activate(&mut request, SYSTEM_ACTOR)?;
+            } else {
+                work.changes.push(Change::Request(request.clone()));
+            }
+        } else {
+            work.changes.push(Change::Request(request.clone()));
+        }
+        self.finish(work)?;
+        Ok((request, false))
+    }
+
+    pub fn request(&self, user: &str, id: &str) -> Result<AccessRequest> {
+        let policy = self.policy();
+        let tx = self.store.transaction()?;
+        let mut request = tx
+            .request(id)?
+            .filter(|r| self.visible_request(&policy, user, r))
+            .ok_or_else(|| Error::not_found("request", id))?;
+        self.settle_views(tx.as_ref(), std::slice::from_mut(&mut request), now())?;
+        Ok(request)
+    }
+
+    pub fn my_requests(
+        &self,
+        user: &str,
+        states: Vec<RequestState>,
+        limit: usize,
+    ) -> Result<Vec<AccessRequest>> {
+        let tx = self.store.transaction()?;
+        let mut requests = tx.requests(&RequestQuery {
+            requester: Some(user.to_string()),
+            states,
+            newest_first: true,
+            limit: Some(limit),
+            ..RequestQuery::default()
+        })?;
+        self.settle_views(tx.as_ref(), &mut requests, now())?;
+        Ok(requests)
+    }
+
+    pub fn request_history(&self, user: &str, id: &str) -> Result<RequestHistory> {
+        let policy = self.policy();
+        let tx = self.store.transaction()?;
+        let request = tx
+            .request(id)?
+            .filter(|r| self.visible_request(&policy, user, r))
+            .ok_or_else(|| Error::not_found("request", id))?;
+        let mut recent: Vec<AccessRequest> = tx
+            .requests(&RequestQuery {
+                requester: Some(request.requester.clone()),
+                roles: vec![request.role.clone()],
+                newest_first: true,
+                limit: Some(HISTORY_LEN + 1),
+                ..RequestQuery::default()
+            })?
+            .into_iter()
+            .filter(|r| r.id != request.id)
+            .take(HISTORY_LEN)
+            .collect();
+        self.settle_views(tx.as_ref(), &mut recent, now())?;
+        Ok(RequestHistory {
+            requester: request.requester,
+            role: request.role,
+            recent,
+        })
+    }
+
+    pub fn cancel_request(
+        &self,
+        user: &str,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<AccessRequest> {
+        let mut work = self.begin()?;
+        let mut request = self.load_request(&work, id)?;
+        if request.requester != user {
+            return Err(Error::not_found("request", id));
+        }
+        if !matches!(
+            request.state,
+            RequestState::Pending | RequestState::Approved
+        ) {
+            return Err(Error::refuse(
+                ErrorCode::InvalidState,
+                format!(
+                    "request {id} is {}; only pending or scheduled requests can be cancelled",
+                    request.state
+                ),
+            ));
+        }
+        request.state = RequestState::Cancelled;
+        request.reason = domain::comment("reason", reason)?;
+        request.lapses_at = None;
+        request.claim = None;
+        work.save_request(&mut request)?;
+        let mut cancelled = event(AuditKind::Cancelled, user, work.now, &request);
+        cancelled.reason = request.reason.clone();
+        work.audit(cancelled)?;
+        self.finish(work)?;
+        Ok(request)
+    }
+}

@@ -1,0 +1,263 @@
+//! The approver's side: queues, decisions, claims and break-glass acknowledgements.
+
+use hoist_api::{
+    AccessRequest, Acknowledgement, AuditKind, Claim, Decision, ErrorCode, RequestKind,
+    RequestState, Review,
+};
+use serde_json::json;
+
+use super::{Broker, Change, Work, event, now, settle_request, std_delta};
+use crate::domain;
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::store::RequestQuery;
+
+impl Broker {
+    fn approver_roles(&self, policy: &Policy, user: &str) -> Vec<String> {
+        policy
+            .roles()
+            .filter(|role| policy.is_approver(user, role))
+            .map(|role| role.id.clone())
+            .collect()
+    }
+
+    /// Pending requests the caller may decide, the soonest to lapse first.
+    pub fn review_queue(&self, user: &str) -> Result<Vec<AccessRequest>> {
+        let policy = self.policy();
+        let roles = self.approver_roles(&policy, user);
+        if roles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self.store.transaction()?;
+        let now = now();
+        let mut queue: Vec<AccessRequest> = tx
+            .requests(&RequestQuery {
+                roles,
+                states: vec![RequestState::Pending],
+                ..RequestQuery::default()
+            })?
+            .into_iter()
+            .filter(|r| r.requester != user)
+            .collect();
+        queue.iter_mut().for_each(|r| settle_request(r, now));
+        queue.retain(|r| r.state == RequestState::Pending);
+        queue.sort_by_key(|r| r.lapses_at);
+        Ok(queue)
+    }
+
+    /// Break-glass activations on the caller's roles that nobody acknowledged yet.
+    pub fn break_glass_queue(&self, user: &str) -> Result<Vec<AccessRequest>> {
+        let policy = self.policy();
+        let roles = self.approver_roles(&policy, user);
+        if roles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self.store.transaction()?;
+        let mut queue: Vec<AccessRequest> = tx
+            .requests(&RequestQuery {
+                roles,
+                unacknowledged_break_glass: true,
+                ..RequestQuery::default()
+            })?
+            .into_iter()
+            .filter(|r| r.requester != user)
+            .collect();
+        self.settle_views(tx.as_ref(), &mut queue, now())?;
+        Ok(queue)
+    }
+
+    /// Loads a request, settled to now, that `user` may act on as an
+    /// approver: visible to them, not their own, on a role they approve.
+    fn request_to_review(
+        &self,
+        work: &Work<'_>,
+        policy: &Policy,
+        user: &str,
+        id: &str,
+    ) -> Result<AccessRequest> {
+        let request = self.load_request(work, id)?;
+        if !self.visible_request(policy, user, &request) {
+            return Err(Error::not_found("request", id));
+        }
+        if request.requester == user {
+            return Err(Error::refuse(
+                ErrorCode::SelfReview,
+                "you cannot review your own request",
+            ));
+        }
+        let approver = policy
+            .role(&request.role)
+            .is_some_and(|role| policy.is_approver(user, role));
+        if !approver {
+            return Err(Error::refuse(
+                ErrorCode::Forbidden,
+                format!("you are not an approver of role `{}`", request.role),
+            ));
+        }
+        Ok(request)
+    }
+
+    pub fn review_request(
+        &self,
+        user: &str,
+        id: &str,
+        decision: Decision,
+        comment: Option<&str>,
+    ) -> Result<AccessRequest> {
+        let policy = self.policy();
+        let mut work = self.begin()?;
+        let mut request = self.request_to_review(&work, &policy, user, id)?;
+        still_pending(&request, "reviewed")?;
+        if request.reviews.iter().any(|r| r.reviewer == user) {
+            return Err(Error::refuse(
+                ErrorCode::AlreadyReviewed,
+                format!("you already reviewed request {id}"),
+            ));
+        }
+        let comment = domain::comment("comment", comment)?;
+        if decision == Decision::Deny && comment.is_none() {
+            return Err(Error::refuse(
+                ErrorCode::CommentRequired,
+                "a denial needs a comment: it is the reason the requester sees",
+            ));
+        }
+        let role = self.role(&policy, &request.role)?;
+        let review = Review {
+            reviewer: user.to_string(),
+            decision,
+            comment: comment.clone(),
+            at: work.now,
+        };
+        work.tx.insert_review(&request.id, &review)?;
+        request.reviews.push(review);
+        let mut reviewed = event(AuditKind::Reviewed, user, work.now, &request);
+        reviewed.reason = comment.clone();
+        reviewed.details = json!({ "decision": decision });
+        work.audit(reviewed)?;
+
+        let approvals = request
+            .reviews
+            .iter()
+            .filter(|r| r.decision == Decision::Approve)
+            .count();
+        if decision == Decision::Deny {
+            request.state = RequestState::Denied;
+            request.reason = comment;
+            request.lapses_at = None;
+            request.claim = None;
+            work.save_request(&mut request)?;
+            let mut denied = event(AuditKind::Denied, user, work.now, &request);
+            denied.reason = request.reason.clone();
+            work.audit(denied)?;
+        } else if approvals >= request.approvals_required as usize {
+            request.state = RequestState::Approved;
+            request.claim = None;
+            let mut approved = event(AuditKind::Approved, user, work.now, &request);
+            approved.details = json!({
+                "approvers": request.reviews.iter().filter(|r| r.decision == Decision::Approve)
+                    .map(|r| r.reviewer.clone()).collect::<Vec<_>>(),
+            });
+            work.audit(approved)?;
+            match request.kind {
+                RequestKind::Extension => work.extend(&mut request, role.max_duration, user)?,
+                RequestKind::Access if request.starts_at.is_none_or(|at| at <= work.now) => {
+                    work.activate(&mut request, user)?;
+                }
+                RequestKind::Access => {
+                    request.lapses_at = None;
+                    work.save_request(&mut request)?;
+                }
+            }
+        } else {
+            work.save_request(&mut request)?;
+        }
+        self.finish(work)?;
+        Ok(request)
+    }
+
+    /// Marks a pending request as being looked at by the caller for a while.
+    pub fn claim_request(&self, user: &str, id: &str, release: bool) -> Result<AccessRequest> {
+        let policy = self.policy();
+        let mut work = self.begin()?;
+        let mut request = self.request_to_review(&work, &policy, user, id)?;
+        still_pending(&request, "claimed")?;
+        match (&request.claim, release) {
+            (Some(claim), _) if claim.by != user => {
+                return Err(Error::refuse(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "{} is looking at request {id} until {}",
+                        claim.by,
+                        claim.until.to_rfc3339()
+                    ),
+                ));
+            }
+            (_, true) => request.claim = None,
+            (_, false) => {
+                request.claim = Some(Claim {
+                    by: user.to_string(),
+                    until: work.now + std_delta(policy.settings.claim_ttl),
+                });
+            }
+        }
+        work.save_request(&mut request)?;
+        let mut claimed = event(AuditKind::Claimed, user, work.now, &request);
+        claimed.details =
+            json!({ "released": release, "until": request.claim.as_ref().map(|c| c.until) });
+        work.audit(claimed)?;
+        self.finish(work)?;
+        Ok(request)
+    }
+
+    pub fn acknowledge_break_glass(
+        &self,
+        user: &str,
+        id: &str,
+        comment: Option<&str>,
+    ) -> Result<AccessRequest> {
+        let policy = self.policy();
+        let mut work = self.begin()?;
+        let mut request = self.request_to_review(&work, &policy, user, id)?;
+        if !request.break_glass {
+            return Err(Error::refuse(
+                ErrorCode::InvalidState,
+                format!("request {id} is not a break-glass request"),
+            ));
+        }
+        if let Some(ack) = &request.acknowledgement {
+            return Err(Error::refuse(
+                ErrorCode::InvalidState,
+                format!("{} already acknowledged request {id}", ack.by),
+            ));
+        }
+        let comment = domain::comment("comment", comment)?;
+        request.acknowledgement = Some(Acknowledgement {
+            by: user.to_string(),
+            comment: comment.clone(),
+            at: work.now,
+        });
+        // Keep the recorded state: acknowledging says nothing about the grant.
+        request.updated_at = work.now;
+        work.tx.update_request(&request)?;
+        work.changes.push(Change::Request(request.clone()));
+        let mut acknowledged = event(AuditKind::BreakGlassAcknowledged, user, work.now, &request);
+        acknowledged.reason = comment;
+        work.audit(acknowledged)?;
+        self.finish(work)?;
+        self.request(user, id)
+    }
+}
+
+/// Refuses to act on a request that is no longer pending.
+fn still_pending(request: &AccessRequest, done: &str) -> Result<()> {
+    if request.state != RequestState::Pending {
+        return Err(Error::refuse(
+            ErrorCode::InvalidState,
+            format!(
+                "request {} is {}; only pending requests can be {done}",
+                request.id, request.state
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! What a broker operation can fail with: a refusal the caller is told
+//! about, or a fault of the store or the signing key that is only logged.
+
+use hoist_api::ErrorCode;
+
+use crate::credential::SignerError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{message}")]
+    Refused { code: ErrorCode, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+}
+
+impl Error {
+    pub fn refuse(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn not_found(what: &str, id: &str) -> Self {
+        Error::refuse(ErrorCode::NotFound, format!("no {what} `{id}`"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,147 @@
+//! The policy's `[[oidc]]`: OpenID providers whose ID tokens are accepted.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{PolicyError, Source, duration};
+
+/// An OpenID provider whose ID tokens are accepted as bearer tokens.
+#[derive(Debug, Clone)]
+pub struct OidcIssuer {
+    pub issuer: String,
+    /// The public client hoist signs in as.
+    pub client_id: String,
+    /// Accepted `aud` values (the client id unless given).
+    pub audiences: Vec<String>,
+    pub username_claim: String,
+    pub groups_claim: String,
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub flows: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOidc {
+    issuer: String,
+    client_id: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default = "default_username_claim")]
+    username_claim: String,
+    #[serde(default = "default_groups_claim")]
+    groups_claim: String,
+    #[serde(default = "default_algorithms")]
+    algorithms: Vec<String>,
+    #[serde(default = "default_flows")]
+    flows: Vec<String>,
+    #[serde(default = "default_scopes")]
+    scopes: Vec<String>,
+    #[serde(default = "default_leeway", deserialize_with = "duration")]
+    leeway: Duration,
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["RS256", "ES256", "EdDSA"].map(String::from).to_vec()
+}
+
+fn default_flows() -> Vec<String> {
+    ["device", "browser"].map(String::from).to_vec()
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "profile", "email", "offline_access"]
+        .map(String::from)
+        .to_vec()
+}
+/// Checks each provider: https (http only on loopback), public-key
+/// algorithms, known sign-in flows.
+pub(super) fn issuers(
+    source: &Source<'_>,
+    raw: Vec<Spanned<RawOidc>>,
+) -> Result<Vec<OidcIssuer>, PolicyError> {
+    let mut oidc = Vec::new();
+    for issuer in raw {
+        let offset = issuer.span().start;
+        let issuer = issuer.into_inner();
+        let url = url::Url::parse(&issuer.issuer).map_err(|err| {
+            source.invalid(offset, format!("oidc issuer `{}`: {err}", issuer.issuer))
+        })?;
+        let loopback = url.host_str().is_some_and(|h| {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            return Err(source.invalid(
+                offset,
+                format!(
+                    "oidc issuer `{}` must use https (http only on loopback)",
+                    issuer.issuer
+                ),
+            ));
+        }
+        let mut algorithms = Vec::new();
+        for name in &issuer.algorithms {
+            let alg: jsonwebtoken::Algorithm = name.parse().map_err(|_| {
+                source.invalid(offset, format!("oidc algorithm `{name}` is not known"))
+            })?;
+            if matches!(
+                alg,
+                jsonwebtoken::Algorithm::HS256
+                    | jsonwebtoken::Algorithm::HS384
+                    | jsonwebtoken::Algorithm::HS512
+            ) {
+                return Err(source.invalid(
+                    offset,
+                    format!(
+                        "oidc algorithm `{name}` is symmetric; only public-key algorithms are accepted"
+                    ),
+                ));
+            }
+            algorithms.push(alg);
+        }
+        if let Some(flow) = issuer
+            .flows
+            .iter()
+            .find(|f| !matches!(f.as_str(), "device" | "browser"))
+        {
+            return Err(source.invalid(
+                offset,
+                format!("oidc flow `{flow}` is not `device` or `browser`"),
+            ));
+        }
+        oidc.push(OidcIssuer {
+            audiences: if issuer.audiences.is_empty() {
+                vec![issuer.client_id.clone()]
+            } else {
+                issuer.audiences
+            },
+            issuer: issuer.issuer.trim_end_matches('/').to_string(),
+            client_id: issuer.client_id,
+            username_claim: issuer.username_claim,
+            groups_claim: issuer.groups_claim,
+            algorithms,
+            flows: issuer.flows,
+            scopes: issuer.scopes,
+            leeway: issuer.leeway,
+        });
+    }
+    Ok(oidc)
+}

@@ -1,0 +1,334 @@
+//! The policy file: who exists, which groups they are in, which roles they may
+//! request and on what terms. Parsed once at start and again on SIGHUP; a bad
+//! file is refused with its path, line and reason.
+
+mod issuers;
+mod roles;
+mod settings;
+#[cfg(test)]
+mod tests;
+mod users;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hoist_api::{ApprovalRule, Role, TicketRule};
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+pub use issuers::OidcIssuer;
+pub use roles::RoleDef;
+pub use settings::Settings;
+
+/// A policy that passed every check.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub settings: Settings,
+    users: BTreeMap<String, User>,
+    /// SHA-256 hex of each static token, to its user.
+    tokens: BTreeMap<String, String>,
+    groups: BTreeMap<String, BTreeSet<String>>,
+    roles: BTreeMap<String, RoleDef>,
+    pub oidc: Vec<OidcIssuer>,
+    /// People who signed in through an OpenID provider, with the groups its
+    /// latest token gave them. Shared across reloads.
+    directory: Arc<Directory>,
+}
+
+/// Identities vouched for by an OpenID provider, as last seen.
+#[derive(Debug, Default)]
+pub struct Directory {
+    seen: RwLock<HashMap<String, Seen>>,
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    display_name: String,
+    groups: BTreeSet<String>,
+}
+
+impl Directory {
+    fn get(&self, user: &str) -> Option<Seen> {
+        self.seen
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .cloned()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// Why a policy file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {reason}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+}
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parses policy text; `origin` names it in errors. Each section is
+    /// checked in turn, against the sections before it.
+    pub fn parse(origin: &str, text: &str) -> Result<Self, PolicyError> {
+        let source = Source { origin, text };
+        let raw: RawPolicy = toml::from_str(text).map_err(|err| {
+            let offset = err.span().map_or(0, |span| span.start);
+            source.invalid(offset, err.message().trim().to_string())
+        })?;
+        let people = users::people(&source, &raw.users, &raw.groups)?;
+        let settings = settings::settings(&source, raw.settings, &people.groups)?;
+        let roles = roles::roles(&source, raw.roles, &people)?;
+        let oidc = issuers::issuers(&source, raw.oidc)?;
+        Ok(Policy {
+            settings,
+            users: people.users,
+            tokens: people.tokens,
+            groups: people.groups,
+            roles,
+            oidc,
+            directory: Arc::default(),
+        })
+    }
+
+    /// Keeps the identities a previous policy learnt from OpenID providers.
+    pub fn adopt_directory(&mut self, previous: &Policy) {
+        self.directory = Arc::clone(&previous.directory);
+    }
+
+    /// Records who an OpenID provider says a user is, as of their latest token.
+    pub fn vouch(&self, user: &str, display_name: &str, groups: BTreeSet<String>) {
+        let seen = Seen {
+            display_name: display_name.to_string(),
+            groups,
+        };
+        self.directory
+            .seen
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.to_string(), seen);
+    }
+
+    pub fn has_static_tokens(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// A local user or one an OpenID provider vouched for.
+    pub fn knows(&self, user: &str) -> bool {
+        self.users.contains_key(user) || self.directory.get(user).is_some()
+    }
+
+    pub fn display_name(&self, user: &str) -> Option<String> {
+        match self.users.get(user) {
+            Some(local) => Some(local.display_name.clone()),
+            None => self.directory.get(user).map(|seen| seen.display_name),
+        }
+    }
+
+    /// The user a static bearer token belongs to.
+    pub fn user_for_token(&self, token: &str) -> Option<&User> {
+        let hash = hex::encode(Sha256::digest(token.as_bytes()));
+        self.tokens.get(&hash).and_then(|id| self.users.get(id))
+    }
+
+    pub fn groups_of(&self, user: &str) -> Vec<String> {
+        let claimed = self
+            .directory
+            .get(user)
+            .map(|seen| seen.groups)
+            .unwrap_or_default();
+        self.groups
+            .iter()
+            .filter(|(name, members)| members.contains(user) || claimed.contains(*name))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Whether the user is in any of the groups, by the policy file or by
+    /// their OpenID provider's word.
+    fn in_any(&self, user: &str, groups: impl IntoIterator<Item = impl AsRef<str>>) -> bool {
+        let claimed = self.directory.get(user).map(|seen| seen.groups);
+        groups.into_iter().any(|group| {
+            let group = group.as_ref();
+            self.groups
+                .get(group)
+                .is_some_and(|members| members.contains(user))
+                || claimed.as_ref().is_some_and(|c| c.contains(group))
+        })
+    }
+
+    pub fn role(&self, id: &str) -> Option<&RoleDef> {
+        self.roles.get(id)
+    }
+
+    pub fn roles(&self) -> impl Iterator<Item = &RoleDef> {
+        self.roles.values()
+    }
+
+    pub fn is_eligible(&self, user: &str, role: &RoleDef) -> bool {
+        self.knows(user)
+            && (role.eligible_users.contains(user) || self.in_any(user, &role.eligible_groups))
+    }
+
+    /// Whether `user` is one of the role's approvers. Whether they may review a
+    /// given request also depends on not being its requester.
+    pub fn is_approver(&self, user: &str, role: &RoleDef) -> bool {
+        self.in_any(user, &role.approver_groups)
+    }
+
+    pub fn may_break_glass(&self, user: &str, role: &RoleDef) -> bool {
+        role.break_glass
+            && self.is_eligible(user, role)
+            && (role.break_glass_groups.is_empty() || self.in_any(user, &role.break_glass_groups))
+    }
+
+    pub fn is_auditor(&self, user: &str) -> bool {
+        self.in_any(user, &self.settings.auditor_groups)
+    }
+
+    /// Everyone who may approve requests for the role, as the policy stands.
+    pub fn approvers_of(&self, role: &RoleDef) -> Vec<String> {
+        let mut approvers = BTreeSet::new();
+        for group in &role.approver_groups {
+            if let Some(members) = self.groups.get(group) {
+                approvers.extend(members.iter().cloned());
+            }
+        }
+        let seen = self
+            .directory
+            .seen
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        for (user, identity) in seen.iter() {
+            if role
+                .approver_groups
+                .iter()
+                .any(|g| identity.groups.contains(g))
+            {
+                approvers.insert(user.clone());
+            }
+        }
+        approvers.into_iter().collect()
+    }
+
+    /// The role as the caller sees it on the wire.
+    pub fn role_view(&self, role: &RoleDef, caller: &str) -> Role {
+        Role {
+            id: role.id.clone(),
+            name: role.name.clone(),
+            description: role.description.clone(),
+            scope: role.scope.clone(),
+            default_duration_secs: role.default_duration.as_secs(),
+            max_duration_secs: role.max_duration.as_secs(),
+            approval: ApprovalRule {
+                approvals: role.approvals,
+                approver_groups: role.approver_groups.clone(),
+                approvers: self.approvers_of(role),
+            },
+            break_glass: self.may_break_glass(caller, role),
+            ticket: TicketRule {
+                required: role.ticket_required,
+                pattern: role.ticket_pattern.as_ref().map(|p| p.as_str().to_string()),
+            },
+            min_justification: role.min_justification,
+        }
+    }
+}
+
+/// The text being parsed and what to call it, so an error can point at
+/// `origin:line:column`.
+struct Source<'a> {
+    origin: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn invalid(&self, offset: usize, reason: String) -> PolicyError {
+        let (line, column) = hoist_api::text::line_and_column(self.text, offset);
+        PolicyError::Invalid {
+            path: self.origin.to_string(),
+            line,
+            column,
+            reason,
+        }
+    }
+
+    /// Refuses a list that names a group the policy does not define.
+    fn known_groups(
+        &self,
+        groups: &BTreeMap<String, BTreeSet<String>>,
+        names: &[String],
+        what: &str,
+        offset: usize,
+    ) -> Result<(), PolicyError> {
+        match names.iter().find(|group| !groups.contains_key(*group)) {
+            Some(group) => {
+                Err(self.invalid(offset, format!("{what} names unknown group `{group}`")))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default = "settings::default_settings")]
+    settings: Spanned<settings::RawSettings>,
+    #[serde(default)]
+    groups: BTreeMap<String, Spanned<Vec<String>>>,
+    #[serde(default)]
+    users: BTreeMap<String, Spanned<users::RawUser>>,
+    #[serde(default)]
+    roles: Vec<Spanned<roles::RawRole>>,
+    #[serde(default)]
+    oidc: Vec<Spanned<issuers::RawOidc>>,
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a duration such as \"30m\", \"2h\" or \"90s\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Duration, E> {
+            humantime::parse_duration(value)
+                .map_err(|err| E::custom(format!("invalid duration \"{value}\": {err}")))
+        }
+    }
+    deserializer.deserialize_str(Visitor)
+}

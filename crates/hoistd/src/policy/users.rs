@@ -1,0 +1,86 @@
+//! The policy's `[users]` and `[groups]`: who exists, their static tokens,
+//! and which groups they are in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{PolicyError, Source, User, valid_name};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUser {
+    name: Option<String>,
+    token_sha256: Option<String>,
+}
+
+/// Users, their static tokens and groups, each checked against the others.
+pub(super) struct People {
+    pub users: BTreeMap<String, User>,
+    /// SHA-256 hex of each static token, to its user.
+    pub tokens: BTreeMap<String, String>,
+    pub groups: BTreeMap<String, BTreeSet<String>>,
+}
+
+pub(super) fn people(
+    source: &Source<'_>,
+    raw_users: &BTreeMap<String, Spanned<RawUser>>,
+    raw_groups: &BTreeMap<String, Spanned<Vec<String>>>,
+) -> Result<People, PolicyError> {
+    let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, members) in raw_groups {
+        let set = groups.entry(name.clone()).or_default();
+        for member in members.get_ref() {
+            if !raw_users.contains_key(member) {
+                return Err(source.invalid(
+                    members.span().start,
+                    format!("group `{name}` names unknown user `{member}`"),
+                ));
+            }
+            set.insert(member.clone());
+        }
+    }
+
+    let mut users = BTreeMap::new();
+    let mut tokens = BTreeMap::new();
+    for (id, user) in raw_users {
+        let offset = user.span().start;
+        let user = user.get_ref();
+        if !valid_name(id) {
+            return Err(source.invalid(
+                offset,
+                format!("user name `{id}` may hold only letters, digits, `.`, `_`, `-` and `@`"),
+            ));
+        }
+        if let Some(hash) = &user.token_sha256 {
+            let hash = hash.to_ascii_lowercase();
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(source.invalid(
+                    offset,
+                    format!(
+                        "user `{id}`: token_sha256 must be 64 hex digits (see `hoistd hash-token`)"
+                    ),
+                ));
+            }
+            if let Some(other) = tokens.insert(hash, id.clone()) {
+                return Err(source.invalid(
+                    offset,
+                    format!("users `{other}` and `{id}` have the same token"),
+                ));
+            }
+        }
+        users.insert(
+            id.clone(),
+            User {
+                id: id.clone(),
+                display_name: user.name.clone().unwrap_or_else(|| id.clone()),
+            },
+        );
+    }
+    Ok(People {
+        users,
+        tokens,
+        groups,
+    })
+}

@@ -1,0 +1,452 @@
+//! Requests, reviews, grants, due work, idempotency keys and signing keys:
+//! every field back as written, and each query's filters, order and limit.
+
+use hoist_api::{Decision, GrantState, RequestState, Review};
+
+use super::{at, bare_request, full_request, grant, ids, insert_requests};
+use crate::store::{GrantQuery, RequestQuery, Store, StoreError};
+
+fn review(reviewer: &str, decision: Decision, at_ms: i64) -> Review {
+    Review {
+        reviewer: reviewer.into(),
+        decision,
+        comment: (decision == Decision::Deny).then(|| format!("{reviewer} says no: ¿por qué?")),
+        at: at(at_ms),
+    }
+}
+
+/// Every field of a request and its reviews comes back as written, and so
+/// does every field an update may change, in every state.
+pub fn requests_round_trip(store: &dyn Store) {
+    let mut full = full_request("req_full");
+    let bare = bare_request("req_bare", "bob", "logs", 7);
+    insert_requests(store, &[full.clone(), bare.clone()]);
+    // Reviews come back oldest first, then by reviewer.
+    let reviews = [
+        review("carol", Decision::Deny, 10),
+        review("bob", Decision::Approve, 10),
+        review("zed", Decision::Approve, 5),
+    ];
+    let mut tx = store.transaction().unwrap();
+    for review in &reviews {
+        tx.insert_review(&full.id, review).unwrap();
+    }
+    tx.commit().unwrap();
+    full.reviews = vec![reviews[2].clone(), reviews[1].clone(), reviews[0].clone()];
+
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.request("req_full").unwrap().as_ref(), Some(&full));
+    assert_eq!(tx.request("req_bare").unwrap().as_ref(), Some(&bare));
+    assert_eq!(tx.request("req_none").unwrap(), None);
+    drop(tx);
+
+    for state in RequestState::ALL {
+        full.state = state;
+        full.updated_at = at(1_000 + state as i64);
+        full.lapses_at = Some(at(2_000 + state as i64));
+        full.grant_id = Some(format!("gr_{}", state.as_str()));
+        full.reason = Some(format!("now {state}"));
+        let mut tx = store.transaction().unwrap();
+        tx.update_request(&full).unwrap();
+        tx.commit().unwrap();
+        let tx = store.transaction().unwrap();
+        assert_eq!(
+            tx.request(&full.id).unwrap().as_ref(),
+            Some(&full),
+            "{state}"
+        );
+    }
+    // And every changeable field back to empty.
+    full.state = RequestState::Cancelled;
+    full.lapses_at = None;
+    full.grant_id = None;
+    full.reason = None;
+    full.claim = None;
+    full.acknowledgement = None;
+    let mut tx = store.transaction().unwrap();
+    tx.update_request(&full).unwrap();
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.request(&full.id).unwrap().as_ref(), Some(&full));
+}
+
+/// Request lists filter by each field, come oldest first (newest first on
+/// request, ties in the order inserted) with their reviews, and stop at
+/// the limit.
+pub fn request_queries(store: &dyn Store) {
+    let r1 = bare_request("r1", "alice", "db", 10);
+    let mut r2 = bare_request("r2", "alice", "k8s", 20);
+    r2.state = RequestState::Pending;
+    r2.lapses_at = Some(at(9_000));
+    let r3 = bare_request("r3", "bob", "db", 20);
+    let mut r4 = bare_request("r4", "alice", "db", 30);
+    r4.state = RequestState::Active;
+    r4.incident = Some("INC-1".into());
+    r4.grant_id = Some("gr_1".into());
+    let mut r5 = bare_request("r5", "carol", "db", 40);
+    r5.break_glass = true;
+    let mut r6 = full_request("r6");
+    r6.requester = "carol".into();
+    r6.role = "db".into();
+    r6.state = RequestState::Active;
+    r6.created_at = at(50);
+    insert_requests(store, &[r1, r2, r3, r4, r5, r6]);
+    let approve = review("bob", Decision::Approve, 25);
+    let mut tx = store.transaction().unwrap();
+    tx.insert_review("r2", &approve).unwrap();
+    tx.commit().unwrap();
+
+    let tx = store.transaction().unwrap();
+    let list = |query: RequestQuery| tx.requests(&query).unwrap();
+    let all = list(RequestQuery::default());
+    assert_eq!(ids(&all), ["r1", "r2", "r3", "r4", "r5", "r6"]);
+    assert_eq!(all[1].reviews, [approve]);
+    let newest = RequestQuery {
+        newest_first: true,
+        ..RequestQuery::default()
+    };
+    assert_eq!(
+        ids(&list(newest.clone())),
+        ["r6", "r5", "r4", "r3", "r2", "r1"]
+    );
+    let cases = [
+        (
+            RequestQuery {
+                requester: Some("alice".into()),
+                ..RequestQuery::default()
+            },
+            vec!["r1", "r2", "r4"],
+        ),
+        (
+            RequestQuery {
+                roles: vec!["db".into()],
+                ..RequestQuery::default()
+            },
+            vec!["r1", "r3", "r4", "r5", "r6"],
+        ),
+        (
+            RequestQuery {
+                roles: vec!["k8s".into(), "db".into()],
+                ..RequestQuery::default()
+            },
+            vec!["r1", "r2", "r3", "r4", "r5", "r6"],
+        ),
+        (
+            RequestQuery {
+                states: vec![RequestState::Pending],
+                ..RequestQuery::default()
+            },
+            vec!["r2"],
+        ),
+        (
+            RequestQuery {
+                states: vec![RequestState::Active, RequestState::Pending],
+                ..RequestQuery::default()
+            },
+            vec!["r2", "r4", "r6"],
+        ),
+        (
+            RequestQuery {
+                incident: Some("INC-1".into()),
+                ..RequestQuery::default()
+            },
+            vec!["r4"],
+        ),
+        (
+            RequestQuery {
+                grant_id: Some("gr_1".into()),
+                ..RequestQuery::default()
+            },
+            vec!["r4"],
+        ),
+        // r6 is break-glass but acknowledged.
+        (
+            RequestQuery {
+                unacknowledged_break_glass: true,
+                ..RequestQuery::default()
+            },
+            vec!["r5"],
+        ),
+        (
+            RequestQuery {
+                requester: Some("alice".into()),
+                roles: vec!["db".into()],
+                states: vec![RequestState::Approved, RequestState::Active],
+                ..RequestQuery::default()
+            },
+            vec!["r1", "r4"],
+        ),
+        (
+            RequestQuery {
+                limit: Some(2),
+                ..RequestQuery::default()
+            },
+            vec!["r1", "r2"],
+        ),
+        (
+            RequestQuery {
+                limit: Some(2),
+                ..newest
+            },
+            vec!["r6", "r5"],
+        ),
+        (
+            RequestQuery {
+                requester: Some("nobody".into()),
+                ..RequestQuery::default()
+            },
+            vec![],
+        ),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(ids(&list(query.clone())), expected, "{query:?}");
+    }
+}
+
+/// Every field of a grant comes back as written, and so does every field
+/// an update may change, in every state.
+pub fn grants_round_trip(store: &dyn Store) {
+    insert_requests(
+        store,
+        &[
+            bare_request("req_a", "alice", "db", 1),
+            bare_request("req_b", "bob", "db", 2),
+        ],
+    );
+    let mut full = grant("gr_full", "req_a", "alice", 10);
+    full.state = GrantState::Revoked;
+    full.ended_at = Some(at(20));
+    full.revoked_by = Some("bob".into());
+    full.revoke_reason = Some("done: « fini »".into());
+    full.break_glass = true;
+    full.ticket = Some("INC-42".into());
+    full.incident = Some("INC-7".into());
+    full.justification = "why, with ünïcödé\nand a line".into();
+    let bare = grant("gr_bare", "req_b", "bob", 30);
+    let mut tx = store.transaction().unwrap();
+    tx.insert_grant(&full).unwrap();
+    tx.insert_grant(&bare).unwrap();
+    tx.commit().unwrap();
+
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.grant("gr_full").unwrap().as_ref(), Some(&full));
+    assert_eq!(tx.grant("gr_bare").unwrap().as_ref(), Some(&bare));
+    assert_eq!(tx.grant("gr_none").unwrap(), None);
+    drop(tx);
+
+    let mut changed = bare;
+    for (n, state) in [GrantState::Expired, GrantState::Revoked, GrantState::Active]
+        .into_iter()
+        .enumerate()
+    {
+        let n = n as i64;
+        changed.state = state;
+        changed.expires_at = at(4_000_000 + n);
+        changed.ended_at = (state != GrantState::Active).then(|| at(3_000 + n));
+        changed.revoked_by = (state == GrantState::Revoked).then(|| "carol".into());
+        changed.revoke_reason = (state == GrantState::Revoked).then(|| "policy".into());
+        let mut tx = store.transaction().unwrap();
+        tx.update_grant(&changed).unwrap();
+        tx.commit().unwrap();
+        let tx = store.transaction().unwrap();
+        assert_eq!(tx.grant(&changed.id).unwrap().as_ref(), Some(&changed));
+    }
+}
+
+/// Grant lists filter by holder, state and incident, come newest first by
+/// start (then by id, greatest first) and stop at the limit.
+pub fn grant_queries(store: &dyn Store) {
+    insert_requests(store, &[bare_request("req", "alice", "db", 1)]);
+    let g1 = grant("gr_1", "req", "alice", 10);
+    let g2 = grant("gr_2", "req", "bob", 20);
+    let g3 = grant("gr_3", "req", "alice", 20);
+    let mut g4 = grant("gr_4", "req", "alice", 30);
+    g4.state = GrantState::Expired;
+    g4.ended_at = Some(at(40));
+    let mut g5 = grant("gr_5", "req", "carol", 5);
+    g5.incident = Some("INC-1".into());
+    let mut tx = store.transaction().unwrap();
+    for grant in [&g1, &g2, &g3, &g4, &g5] {
+        tx.insert_grant(grant).unwrap();
+    }
+    tx.commit().unwrap();
+
+    let tx = store.transaction().unwrap();
+    let cases = [
+        (
+            GrantQuery::default(),
+            vec!["gr_4", "gr_3", "gr_2", "gr_1", "gr_5"],
+        ),
+        (
+            GrantQuery {
+                holder: Some("alice".into()),
+                ..GrantQuery::default()
+            },
+            vec!["gr_4", "gr_3", "gr_1"],
+        ),
+        (
+            GrantQuery {
+                states: vec![GrantState::Active],
+                ..GrantQuery::default()
+            },
+            vec!["gr_3", "gr_2", "gr_1", "gr_5"],
+        ),
+        (
+            GrantQuery {
+                states: vec![GrantState::Expired, GrantState::Revoked],
+                holder: Some("alice".into()),
+                ..GrantQuery::default()
+            },
+            vec!["gr_4"],
+        ),
+        (
+            GrantQuery {
+                incident: Some("INC-1".into()),
+                ..GrantQuery::default()
+            },
+            vec!["gr_5"],
+        ),
+        (
+            GrantQuery {
+                limit: Some(2),
+                ..GrantQuery::default()
+            },
+            vec!["gr_4", "gr_3"],
+        ),
+    ];
+    for (query, expected) in cases {
+        let found = tx.grants(&query).unwrap();
+        let found: Vec<&str> = found.iter().map(|g| g.id.as_str()).collect();
+        assert_eq!(found, expected, "{query:?}");
+    }
+}
+
+/// Pending requests are due at their lapse time, approved ones at their
+/// start (at once without one), active grants at their end; next_due is the
+/// earliest of them.
+pub fn due_work_and_next_due(store: &dyn Store) {
+    let tx = store.transaction().unwrap();
+    assert!(tx.due_requests(at(1_000_000)).unwrap().is_empty());
+    assert!(tx.due_grants(at(1_000_000)).unwrap().is_empty());
+    assert_eq!(tx.next_due().unwrap(), None);
+    drop(tx);
+
+    let mut lapsing = bare_request("p1", "alice", "db", 1);
+    lapsing.state = RequestState::Pending;
+    lapsing.lapses_at = Some(at(100));
+    let mut starting = bare_request("a1", "bob", "db", 2);
+    starting.starts_at = Some(at(200));
+    let mut later = bare_request("p2", "carol", "db", 3);
+    later.state = RequestState::Pending;
+    later.lapses_at = Some(at(300));
+    // Decided requests are never due, whatever their times say.
+    let mut denied = bare_request("d1", "dave", "db", 4);
+    denied.state = RequestState::Denied;
+    denied.lapses_at = Some(at(50));
+    denied.starts_at = Some(at(50));
+    insert_requests(store, &[lapsing.clone(), starting, later, denied]);
+    let mut ending = grant("g1", "p1", "alice", -1_000);
+    ending.expires_at = at(150);
+    let mut ended = grant("g0", "p1", "alice", -2_000);
+    ended.expires_at = at(10);
+    ended.state = GrantState::Expired;
+    ended.ended_at = Some(at(10));
+    let mut tx = store.transaction().unwrap();
+    tx.insert_grant(&ending).unwrap();
+    tx.insert_grant(&ended).unwrap();
+    tx.commit().unwrap();
+
+    let tx = store.transaction().unwrap();
+    assert_eq!(ids(&tx.due_requests(at(99)).unwrap()), Vec::<&str>::new());
+    assert_eq!(ids(&tx.due_requests(at(100)).unwrap()), ["p1"]);
+    assert_eq!(ids(&tx.due_requests(at(250)).unwrap()), ["p1", "a1"]);
+    assert_eq!(ids(&tx.due_requests(at(300)).unwrap()), ["p1", "a1", "p2"]);
+    let due = |ms| -> Vec<String> {
+        tx.due_grants(at(ms))
+            .unwrap()
+            .into_iter()
+            .map(|g| g.id)
+            .collect()
+    };
+    assert!(due(149).is_empty());
+    assert_eq!(due(150), ["g1"]);
+    assert_eq!(tx.next_due().unwrap(), Some(at(100)));
+    drop(tx);
+
+    lapsing.state = RequestState::TimedOut;
+    let mut tx = store.transaction().unwrap();
+    tx.update_request(&lapsing).unwrap();
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.next_due().unwrap(), Some(at(150)));
+    drop(tx);
+
+    let at_once = bare_request("a2", "erin", "db", 5);
+    insert_requests(store, &[at_once]);
+    let tx = store.transaction().unwrap();
+    assert_eq!(ids(&tx.due_requests(at(0)).unwrap()), ["a2"]);
+    let next = tx.next_due().unwrap().unwrap();
+    assert!(
+        next <= at(0),
+        "an approved request with no start is due at once, not at {next}"
+    );
+}
+
+/// An idempotency key is the requester's own: found again under the same
+/// requester only, and refused a second time (rule 4).
+pub fn idempotency_keys(store: &dyn Store) {
+    insert_requests(
+        store,
+        &[
+            bare_request("req_a", "alice", "db", 1),
+            bare_request("req_b", "bob", "db", 2),
+        ],
+    );
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.idempotency_key("alice", "k1").unwrap(), None);
+    tx.insert_idempotency_key("alice", "k1", "hash-a", "req_a", at(1))
+        .unwrap();
+    assert_eq!(tx.idempotency_key("bob", "k1").unwrap(), None);
+    tx.insert_idempotency_key("bob", "k1", "hash-b", "req_b", at(2))
+        .unwrap();
+    tx.commit().unwrap();
+
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.idempotency_key("alice", "k1").unwrap(),
+        Some(("hash-a".to_string(), "req_a".to_string()))
+    );
+    assert_eq!(
+        tx.idempotency_key("bob", "k1").unwrap(),
+        Some(("hash-b".to_string(), "req_b".to_string()))
+    );
+    assert_eq!(tx.idempotency_key("alice", "k2").unwrap(), None);
+    let again = tx.insert_idempotency_key("alice", "k1", "hash-c", "req_b", at(3));
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    drop(tx);
+    let tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.idempotency_key("alice", "k1").unwrap(),
+        Some(("hash-a".to_string(), "req_a".to_string()))
+    );
+}
+
+/// The newest signing key is the one in use; a key id is never reused.
+pub fn signing_keys(store: &dyn Store) {
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.signing_key().unwrap(), None);
+    let first: Vec<u8> = (0..=255).collect();
+    tx.insert_signing_key("k1", &first, at(1)).unwrap();
+    tx.commit().unwrap();
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.signing_key().unwrap(), Some(("k1".into(), first)));
+    tx.insert_signing_key("k2", b"second", at(2)).unwrap();
+    tx.commit().unwrap();
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.signing_key().unwrap(),
+        Some(("k2".into(), b"second".to_vec()))
+    );
+    let again = tx.insert_signing_key("k1", b"third", at(3));
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+}

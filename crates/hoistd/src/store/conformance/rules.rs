@@ -1,0 +1,262 @@
+//! The transaction rules: refused writes, rollback on drop, and
+//! transactions that race and must take turns.
+
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hoist_api::{Decision, RequestState, Review};
+
+use super::{at, bare_request, entry, grant, insert_requests, next_entry};
+use crate::store::{AuditQuery, RequestQuery, Store, StoreError, Tx};
+
+/// How many threads race in the checks below.
+const RACERS: usize = 8;
+
+/// A second row under a unique key is a conflict (rules 2 to 5), and an
+/// update of a row never stored is not found; what was committed stays.
+/// A transaction that met an error is only dropped, as the broker does.
+pub fn conflicts_and_missing_rows(store: &dyn Store) {
+    let request = bare_request("req", "alice", "db", 1);
+    let granted = grant("gr", "req", "alice", 2);
+    let approval = Review {
+        reviewer: "bob".into(),
+        decision: Decision::Approve,
+        comment: None,
+        at: at(3),
+    };
+    let mut tx = store.transaction().unwrap();
+    tx.insert_request(&request).unwrap();
+    tx.insert_grant(&granted).unwrap();
+    tx.insert_review(&request.id, &approval).unwrap();
+    tx.insert_audit(&entry(1, "genesis")).unwrap();
+    tx.commit().unwrap();
+
+    let second_review = Review {
+        decision: Decision::Deny,
+        comment: Some("changed my mind".into()),
+        ..approval.clone()
+    };
+    let mut ghost = bare_request("req_ghost", "alice", "db", 4);
+    ghost.state = RequestState::Cancelled;
+    type Write<'a> = &'a dyn Fn(&mut dyn Tx) -> crate::store::Result<()>;
+    let refusals: [(&str, Write<'_>, bool); 6] = [
+        (
+            "the same request id again",
+            &|tx| tx.insert_request(&request),
+            true,
+        ),
+        (
+            "the same grant id again",
+            &|tx| tx.insert_grant(&granted),
+            true,
+        ),
+        (
+            "a second review by the same reviewer",
+            &|tx| tx.insert_review(&request.id, &second_review),
+            true,
+        ),
+        (
+            "an audit entry at a taken sequence number",
+            &|tx| tx.insert_audit(&entry(1, "fork")),
+            true,
+        ),
+        (
+            "an update of a request never stored",
+            &|tx| tx.update_request(&ghost),
+            false,
+        ),
+        (
+            "an update of a grant never stored",
+            &|tx| tx.update_grant(&grant("gr_ghost", "req", "alice", 5)),
+            false,
+        ),
+    ];
+    for (what, write, conflict) in refusals {
+        let mut tx = store.transaction().unwrap();
+        let result = write(tx.as_mut());
+        let expected = if conflict {
+            matches!(result, Err(StoreError::Conflict(_)))
+        } else {
+            matches!(result, Err(StoreError::NotFound(_)))
+        };
+        assert!(expected, "{what}: {result:?}");
+    }
+
+    let tx = store.transaction().unwrap();
+    let stored = tx.request("req").unwrap().unwrap();
+    assert_eq!(stored.reviews, [approval], "the first review stands");
+    assert_eq!(tx.grant("gr").unwrap(), Some(granted));
+    let log = tx.audit(&AuditQuery::default()).unwrap();
+    assert_eq!(log, [entry(1, "genesis")], "the chain did not fork");
+    assert_eq!(tx.request("req_ghost").unwrap(), None);
+}
+
+/// A transaction dropped without commit leaves nothing of what it wrote
+/// (rule 6), and the store takes the next transaction as usual.
+pub fn dropping_a_transaction_rolls_everything_back(store: &dyn Store) {
+    let committed = bare_request("req_kept", "alice", "db", 1);
+    insert_requests(store, std::slice::from_ref(&committed));
+
+    let mut tx = store.transaction().unwrap();
+    let mut changed = committed.clone();
+    changed.state = RequestState::Cancelled;
+    changed.reason = Some("never".into());
+    tx.update_request(&changed).unwrap();
+    tx.insert_request(&bare_request("req_new", "bob", "db", 2))
+        .unwrap();
+    tx.insert_review(
+        "req_new",
+        &Review {
+            reviewer: "carol".into(),
+            decision: Decision::Approve,
+            comment: None,
+            at: at(3),
+        },
+    )
+    .unwrap();
+    tx.insert_grant(&grant("gr_new", "req_new", "bob", 4))
+        .unwrap();
+    tx.insert_idempotency_key("bob", "key", "hash", "req_new", at(5))
+        .unwrap();
+    tx.insert_audit(&entry(1, "genesis")).unwrap();
+    tx.insert_signing_key("kid", b"key", at(6)).unwrap();
+    drop(tx);
+
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.request("req_kept").unwrap(), Some(committed));
+    assert_eq!(tx.request("req_new").unwrap(), None);
+    assert_eq!(tx.grant("gr_new").unwrap(), None);
+    assert_eq!(tx.idempotency_key("bob", "key").unwrap(), None);
+    assert_eq!(tx.audit_head().unwrap(), None);
+    assert_eq!(tx.signing_key().unwrap(), None);
+    assert_eq!(tx.requests(&RequestQuery::default()).unwrap().len(), 1);
+    drop(tx);
+
+    insert_requests(store, &[bare_request("req_after", "bob", "db", 7)]);
+    let tx = store.transaction().unwrap();
+    assert!(tx.request("req_after").unwrap().is_some());
+}
+
+/// Reviewers race to decide one pending request, each reading it, checking
+/// nobody decided yet and writing its decision in one transaction: with
+/// writes serialised (rule 1) exactly one decides, whoever it is; and one
+/// reviewer racing themself records one review (rule 3).
+pub fn racing_reviews_let_exactly_one_decide(store: &dyn Store) {
+    let mut pending = bare_request("req", "alice", "db", 1);
+    pending.state = RequestState::Pending;
+    pending.lapses_at = Some(at(3_600_000));
+    insert_requests(store, &[pending]);
+
+    for same_reviewer in [false, true] {
+        let id = if same_reviewer { "req_same" } else { "req" };
+        if same_reviewer {
+            let mut again = bare_request(id, "alice", "db", 2);
+            again.state = RequestState::Pending;
+            again.lapses_at = Some(at(3_600_000));
+            insert_requests(store, &[again]);
+        }
+        let decided = AtomicUsize::new(0);
+        let start = Barrier::new(RACERS);
+        std::thread::scope(|threads| {
+            for racer in 0..RACERS {
+                let (decided, start) = (&decided, &start);
+                threads.spawn(move || {
+                    let reviewer = if same_reviewer {
+                        "bob".to_string()
+                    } else {
+                        format!("reviewer{racer}")
+                    };
+                    start.wait();
+                    if decide(store, id, &reviewer, racer) {
+                        decided.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        let tx = store.transaction().unwrap();
+        let request = tx.request(id).unwrap().unwrap();
+        assert_eq!(
+            decided.into_inner(),
+            1,
+            "{id}: exactly one reviewer decides"
+        );
+        assert_eq!(request.reviews.len(), 1, "{id}: {:?}", request.reviews);
+        assert_eq!(request.state, RequestState::Approved);
+    }
+}
+
+/// One reviewer's attempt: true if it decided the request. A conflict or an
+/// unavailable store (a serialisation failure) loses, with nothing written.
+fn decide(store: &dyn Store, id: &str, reviewer: &str, racer: usize) -> bool {
+    let attempt = || -> crate::store::Result<bool> {
+        let mut tx = store.transaction()?;
+        let Some(mut request) = tx.request(id)? else {
+            return Ok(false);
+        };
+        if request.state != RequestState::Pending || !request.reviews.is_empty() {
+            return Ok(false);
+        }
+        tx.insert_review(
+            id,
+            &Review {
+                reviewer: reviewer.into(),
+                decision: Decision::Approve,
+                comment: None,
+                at: at(10 + racer as i64),
+            },
+        )?;
+        request.state = RequestState::Approved;
+        request.lapses_at = None;
+        tx.update_request(&request)?;
+        tx.commit()?;
+        Ok(true)
+    };
+    match attempt() {
+        Ok(decided) => decided,
+        Err(StoreError::Conflict(_) | StoreError::Unavailable(_)) => false,
+        Err(err) => panic!("{reviewer}: {err}"),
+    }
+}
+
+/// Threads race to append to the audit log, each reading the head and
+/// inserting the next entry in one transaction: the chain that results has
+/// every committed entry once, in sequence, each linked to the one before
+/// (rule 2); an append that loses the race fails whole.
+pub fn racing_appends_take_turns(store: &dyn Store) {
+    const APPENDS: usize = 25;
+    let committed = AtomicUsize::new(0);
+    let start = Barrier::new(RACERS);
+    std::thread::scope(|threads| {
+        for _ in 0..RACERS {
+            let (committed, start) = (&committed, &start);
+            threads.spawn(move || {
+                start.wait();
+                for _ in 0..APPENDS {
+                    let append = || -> crate::store::Result<()> {
+                        let mut tx = store.transaction()?;
+                        let next = next_entry(tx.as_ref());
+                        tx.insert_audit(&next)?;
+                        tx.commit()
+                    };
+                    match append() {
+                        Ok(()) => {
+                            committed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(StoreError::Conflict(_) | StoreError::Unavailable(_)) => {}
+                        Err(err) => panic!("append: {err}"),
+                    }
+                }
+            });
+        }
+    });
+    let tx = store.transaction().unwrap();
+    let log = tx.audit(&AuditQuery::default()).unwrap();
+    assert_eq!(log.len(), committed.into_inner(), "every commit, once");
+    assert!(!log.is_empty());
+    let mut prev_hash = "genesis".to_string();
+    for (n, event) in log.iter().enumerate() {
+        assert_eq!(event.seq, n as i64 + 1);
+        assert_eq!(event.prev_hash, prev_hash, "entry {}", event.seq);
+        prev_hash = event.hash.clone();
+    }
+}

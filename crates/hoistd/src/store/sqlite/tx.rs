@@ -1,0 +1,426 @@
+//! One SQLite transaction: the [`Tx`] operations as SQL.
+
+use std::ops::ControlFlow;
+use std::sync::MutexGuard;
+
+use chrono::{DateTime, Utc};
+use hoist_api::{AccessRequest, AuditEvent, Decision, Grant, RequestKind, Review};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::rows::*;
+use crate::store::{
+    AuditHead, AuditQuery, GrantQuery, RequestQuery, Result, StoreError, StoredAudit, Tx,
+};
+
+pub(super) struct SqliteTx<'a> {
+    conn: MutexGuard<'a, Connection>,
+    finished: bool,
+}
+
+impl<'a> SqliteTx<'a> {
+    /// Takes the write lock before the first read (rule 1): a deferred
+    /// transaction could read, then fail to upgrade its lock.
+    pub(super) fn begin(conn: MutexGuard<'a, Connection>) -> Result<Self> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(SqliteTx {
+            conn,
+            finished: false,
+        })
+    }
+}
+
+impl Drop for SqliteTx<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// An update that matched no row was of something never stored (rule 5).
+fn updated(rows: usize, what: &str, id: &str) -> Result<()> {
+    if rows == 0 {
+        return Err(StoreError::NotFound(format!("{what} {id}")));
+    }
+    Ok(())
+}
+
+impl SqliteTx<'_> {
+    fn load_reviews(&self, request: &mut AccessRequest) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT reviewer, decision, comment, at FROM reviews WHERE request_id = ?1 ORDER BY at, reviewer",
+        )?;
+        let rows = stmt.query_map([&request.id], |row| {
+            let decision: String = row.get(1)?;
+            Ok(Review {
+                reviewer: row.get(0)?,
+                decision: match decision.as_str() {
+                    "approve" => Decision::Approve,
+                    "deny" => Decision::Deny,
+                    other => return Err(corrupt("decision", other)),
+                },
+                comment: row.get(2)?,
+                at: time(row.get(3)?)?,
+            })
+        })?;
+        request.reviews = rows.collect::<Result<_, _>>()?;
+        Ok(())
+    }
+
+    fn query_requests(&self, sql: &str, values: &[Value]) -> Result<Vec<AccessRequest>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut requests = stmt
+            .query_map(params_from_iter(values), request_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        for request in &mut requests {
+            self.load_reviews(request)?;
+        }
+        Ok(requests)
+    }
+
+    fn query_grants(&self, sql: &str, values: &[Value]) -> Result<Vec<Grant>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let grants = stmt
+            .query_map(params_from_iter(values), grant_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(grants)
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn request(&self, id: &str) -> Result<Option<AccessRequest>> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1");
+        Ok(self
+            .query_requests(&sql, &[Value::Text(id.to_string())])?
+            .pop())
+    }
+
+    fn requests(&self, query: &RequestQuery) -> Result<Vec<AccessRequest>> {
+        let mut filter = Filter::default();
+        filter.eq("requester", query.requester.as_ref());
+        filter.within("role", query.roles.iter().cloned());
+        filter.within_states("state", query.states.iter().map(|s| s.as_str()));
+        filter.eq("incident", query.incident.as_ref());
+        filter.eq("grant_id", query.grant_id.as_ref());
+        if query.unacknowledged_break_glass {
+            filter.raw("break_glass = 1 AND ack_at IS NULL");
+        }
+        let order = if query.newest_first { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests {} ORDER BY created_at {order}, rowid {order}{}",
+            filter.sql(),
+            limit(query.limit)
+        );
+        self.query_requests(&sql, &filter.values)
+    }
+
+    fn insert_request(&mut self, r: &AccessRequest) -> Result<()> {
+        let kind = match r.kind {
+            RequestKind::Access => "access",
+            RequestKind::Extension => "extension",
+        };
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+            ))?
+            .execute(params![
+                r.id,
+                kind,
+                r.role,
+                r.role_name,
+                r.requester,
+                r.justification,
+                r.ticket,
+                r.incident,
+                r.duration_secs,
+                r.starts_at.map(ms),
+                r.break_glass,
+                r.state.as_str(),
+                ms(r.created_at),
+                ms(r.updated_at),
+                r.lapses_at.map(ms),
+                r.approvals_required,
+                r.grant_id,
+                r.reason,
+                r.claim.as_ref().map(|c| &c.by),
+                r.claim.as_ref().map(|c| ms(c.until)),
+                r.acknowledgement.as_ref().map(|a| &a.by),
+                r.acknowledgement.as_ref().and_then(|a| a.comment.as_ref()),
+                r.acknowledgement.as_ref().map(|a| ms(a.at)),
+            ])?;
+        Ok(())
+    }
+
+    fn update_request(&mut self, r: &AccessRequest) -> Result<()> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE requests SET state = ?2, updated_at = ?3, lapses_at = ?4, grant_id = ?5, \
+                 reason = ?6, claim_by = ?7, claim_until = ?8, ack_by = ?9, ack_comment = ?10, \
+                 ack_at = ?11 WHERE id = ?1",
+            )?
+            .execute(params![
+                r.id,
+                r.state.as_str(),
+                ms(r.updated_at),
+                r.lapses_at.map(ms),
+                r.grant_id,
+                r.reason,
+                r.claim.as_ref().map(|c| &c.by),
+                r.claim.as_ref().map(|c| ms(c.until)),
+                r.acknowledgement.as_ref().map(|a| &a.by),
+                r.acknowledgement.as_ref().and_then(|a| a.comment.as_ref()),
+                r.acknowledgement.as_ref().map(|a| ms(a.at)),
+            ])?;
+        updated(changed, "request", &r.id)
+    }
+
+    fn insert_review(&mut self, request_id: &str, review: &Review) -> Result<()> {
+        let decision = match review.decision {
+            Decision::Approve => "approve",
+            Decision::Deny => "deny",
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO reviews (request_id, reviewer, decision, comment, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![request_id, review.reviewer, decision, review.comment, ms(review.at)])?;
+        Ok(())
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<Grant>> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1");
+        Ok(self
+            .query_grants(&sql, &[Value::Text(id.to_string())])?
+            .pop())
+    }
+
+    fn grants(&self, query: &GrantQuery) -> Result<Vec<Grant>> {
+        let mut filter = Filter::default();
+        filter.eq("holder", query.holder.as_ref());
+        filter.within_states("state", query.states.iter().map(|s| s.as_str()));
+        filter.eq("incident", query.incident.as_ref());
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants {} ORDER BY starts_at DESC, id DESC{}",
+            filter.sql(),
+            limit(query.limit)
+        );
+        self.query_grants(&sql, &filter.values)
+    }
+
+    fn insert_grant(&mut self, g: &Grant) -> Result<()> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            ))?
+            .execute(params![
+                g.id,
+                g.request_id,
+                g.role,
+                g.role_name,
+                g.holder,
+                ms(g.starts_at),
+                ms(g.expires_at),
+                g.state.as_str(),
+                g.ended_at.map(ms),
+                g.revoked_by,
+                g.revoke_reason,
+                g.break_glass,
+                g.ticket,
+                g.incident,
+                g.justification,
+            ])?;
+        Ok(())
+    }
+
+    fn update_grant(&mut self, g: &Grant) -> Result<()> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE grants SET expires_at = ?2, state = ?3, ended_at = ?4, revoked_by = ?5, \
+                 revoke_reason = ?6 WHERE id = ?1",
+            )?
+            .execute(params![
+                g.id,
+                ms(g.expires_at),
+                g.state.as_str(),
+                g.ended_at.map(ms),
+                g.revoked_by,
+                g.revoke_reason,
+            ])?;
+        updated(changed, "grant", &g.id)
+    }
+
+    fn due_requests(&self, now: DateTime<Utc>) -> Result<Vec<AccessRequest>> {
+        // Two indexed reads: with `OR` SQLite scanned the whole table.
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE state = 'pending' AND lapses_at <= ?1 \
+             UNION ALL \
+             SELECT {REQUEST_COLUMNS} FROM requests WHERE state = 'approved' \
+             AND coalesce(starts_at, 0) <= ?1 ORDER BY created_at"
+        );
+        self.query_requests(&sql, &[Value::Integer(ms(now))])
+    }
+
+    fn due_grants(&self, now: DateTime<Utc>) -> Result<Vec<Grant>> {
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE state = 'active' AND expires_at <= ?1 ORDER BY expires_at"
+        );
+        self.query_grants(&sql, &[Value::Integer(ms(now))])
+    }
+
+    fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT min(t) FROM ( \
+                 SELECT min(expires_at) AS t FROM grants WHERE state = 'active' \
+                 UNION ALL SELECT min(lapses_at) FROM requests WHERE state = 'pending' \
+                 UNION ALL SELECT min(coalesce(starts_at, 0)) FROM requests WHERE state = 'approved')",
+            )?
+            .query_row([], |row| row.get(0))?;
+        Ok(opt_time(next)?)
+    }
+
+    fn idempotency_key(&self, requester: &str, key: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT body_hash, request_id FROM idempotency_keys WHERE requester = ?1 AND key = ?2",
+            )?
+            .query_row([requester, key], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?)
+    }
+
+    fn insert_idempotency_key(
+        &mut self,
+        requester: &str,
+        key: &str,
+        body_hash: &str,
+        request_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO idempotency_keys (requester, key, body_hash, request_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![requester, key, body_hash, request_id, ms(at)])?;
+        Ok(())
+    }
+
+    fn audit_head(&self) -> Result<Option<AuditHead>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |row| {
+                Ok(AuditHead {
+                    seq: row.get(0)?,
+                    hash: row.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn insert_audit(&mut self, entry: &AuditEvent) -> Result<()> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ))?
+            .execute(params![
+                entry.seq,
+                ms(entry.at),
+                entry.kind.as_str(),
+                entry.actor,
+                entry.subject,
+                entry.role,
+                entry.request_id,
+                entry.grant_id,
+                entry.incident,
+                entry.reason,
+                entry.details.to_string(),
+                entry.prev_hash,
+                entry.hash,
+            ])?;
+        Ok(())
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let mut filter = Filter::default();
+        filter.values.push(Value::Integer(query.after_seq));
+        filter.clauses.push("seq > ?1".to_string());
+        if let Some(user) = &query.involving {
+            filter.values.push(Value::Text(user.clone()));
+            let n = filter.values.len();
+            filter
+                .clauses
+                .push(format!("(subject = ?{n} OR actor = ?{n})"));
+        }
+        filter.eq("incident", query.incident.as_ref());
+        filter.eq("request_id", query.request_id.as_ref());
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit {} ORDER BY seq{}",
+            filter.sql(),
+            limit(query.limit)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let events = stmt
+            .query_map(params_from_iter(&filter.values), audit_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(events)
+    }
+
+    fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let entry = StoredAudit {
+                seq: row.get(0)?,
+                at_ms: row.get(1)?,
+                kind: text(row, 2)?,
+                actor: text(row, 3)?,
+                subject: maybe(row, 4)?,
+                role: maybe(row, 5)?,
+                request_id: maybe(row, 6)?,
+                grant_id: maybe(row, 7)?,
+                incident: maybe(row, 8)?,
+                reason: maybe(row, 9)?,
+                details: text(row, 10)?,
+                prev_hash: text(row, 11)?,
+                hash: text(row, 12)?,
+            };
+            if visit(&entry).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT kid, pkcs8 FROM signing_keys ORDER BY created_at DESC LIMIT 1")?
+            .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?)
+    }
+
+    fn insert_signing_key(&mut self, kid: &str, pkcs8: &[u8], at: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![kid, pkcs8, ms(at)])?;
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        self.finished = true;
+        Ok(())
+    }
+}

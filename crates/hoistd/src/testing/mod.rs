@@ -1,0 +1,327 @@
+//! A real broker for tests (feature `testing`): on a loopback port, over a
+//! fresh SQLite file in a directory of its own, with a typed client per
+//! identity. The broker's own tests, the client's and the demo start their
+//! brokers here, so there is one way to do it.
+//!
+//! ```no_run
+//! # async fn example() {
+//! use hoistd::testing::{TestBroker, db_request};
+//! let broker = TestBroker::start().await; // the test policy; tokens are `t-<user>`
+//! let request = broker.as_user("alice").file(&db_request()).await.unwrap();
+//! broker.as_user("bob").approve(&request.id).await.unwrap();
+//! # }
+//! ```
+//!
+//! Logs go to the test's output when asked for, with `HOIST_TEST_LOG`
+//! (a tracing filter such as `debug` or `hoistd=trace`) or
+//! [`Builder::logs`].
+
+// Test support: a broker that cannot start, or an answer that is not the
+// JSON the contract promises, is a failed test, so these panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod client;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hoist_api::ErrorCode;
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+
+pub use client::{Answer, Client, db_request, request};
+
+use crate::store::Location;
+use crate::{Broker, Policy, Server};
+
+/// Where a test asks for the broker's logs.
+pub const LOG_ENV: &str = "HOIST_TEST_LOG";
+
+/// The people of the test policy; each one's token is `t-<name>`.
+pub const TEST_USERS: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
+
+/// The test policy, with `settings` added to its `[settings]` table.
+/// Tokens are `t-<name>`; roles cover each approval rule: `db` (one
+/// approval, a ticket pattern, break-glass for `oncall`), `k8s` (two
+/// approvals), `logs` (none), `secret` (alice alone is eligible).
+pub fn policy_text(settings: &str) -> String {
+    let users: String = TEST_USERS
+        .iter()
+        .map(|u| {
+            let hash = hex::encode(Sha256::digest(format!("t-{u}").as_bytes()));
+            format!("[users.{u}]\ntoken_sha256 = \"{hash}\"\n")
+        })
+        .collect();
+    format!(
+        r#"
+[settings]
+auditor_groups = ["auditors"]
+{settings}
+
+{users}
+
+[groups]
+eng = ["alice", "bob", "carol", "dave", "frank"]
+approvers = ["bob", "dave", "alice"]
+oncall = ["carol"]
+auditors = ["erin"]
+
+[[roles]]
+id = "db"
+name = "Prod DB"
+scope = "postgres://db"
+eligible_groups = ["eng"]
+default_duration = "30m"
+max_duration = "1h"
+approvals = 1
+approver_groups = ["approvers"]
+break_glass = true
+break_glass_groups = ["oncall"]
+ticket_required = true
+ticket_pattern = "INC-[0-9]+"
+min_justification = 10
+
+[[roles]]
+id = "k8s"
+name = "Prod cluster"
+scope = "k8s://prod"
+eligible_groups = ["eng"]
+default_duration = "1h"
+max_duration = "2h"
+approvals = 2
+approver_groups = ["approvers"]
+
+[[roles]]
+id = "logs"
+name = "Logs"
+scope = "logs://prod"
+eligible_groups = ["eng"]
+default_duration = "10m"
+max_duration = "1h"
+
+[[roles]]
+id = "secret"
+name = "Not for frank"
+scope = "vault://x"
+eligible_users = ["alice"]
+default_duration = "10m"
+max_duration = "1h"
+"#
+    )
+}
+
+/// How to start a [`TestBroker`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    policy: String,
+    token_prefix: String,
+    logs: Option<String>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            policy: policy_text(""),
+            token_prefix: "t-".into(),
+            logs: None,
+        }
+    }
+}
+
+impl Builder {
+    /// The policy as TOML text, instead of the test policy.
+    pub fn policy(mut self, text: &str) -> Self {
+        self.policy = text.to_string();
+        self
+    }
+
+    /// The test policy with these lines added to its `[settings]`.
+    pub fn settings(mut self, settings: &str) -> Self {
+        self.policy = policy_text(settings);
+        self
+    }
+
+    /// What [`TestBroker::as_user`] puts before a name to make its token
+    /// (`t-` for the test policy; the demo policy's tokens are `demo-<name>`).
+    pub fn token_prefix(mut self, prefix: &str) -> Self {
+        self.token_prefix = prefix.to_string();
+        self
+    }
+
+    /// The broker's logs in the test's output, at this tracing filter
+    /// (`HOIST_TEST_LOG` does the same without a change to the test).
+    pub fn logs(mut self, filter: &str) -> Self {
+        self.logs = Some(filter.to_string());
+        self
+    }
+
+    /// Starts the broker; panics if it cannot, as a test should.
+    pub async fn start(self) -> TestBroker {
+        self.try_start()
+            .await
+            .unwrap_or_else(|err| panic!("the test broker did not start: {err:#}"))
+    }
+
+    /// Starts the broker, or says why it could not (for the demo, which is
+    /// no test and should not panic).
+    pub async fn try_start(self) -> anyhow::Result<TestBroker> {
+        if let Some(filter) = self.logs.or_else(|| std::env::var(LOG_ENV).ok()) {
+            // Once per process; a second test's subscriber is the first one.
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+        let dir = tempfile::tempdir().context("no temporary directory for the broker")?;
+        std::fs::write(dir.path().join("policy.toml"), &self.policy)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let mut broker = TestBroker {
+            server: None,
+            dir,
+            addr,
+            token_prefix: self.token_prefix,
+            http: reqwest::Client::new(),
+        };
+        broker.serve(listener).await?;
+        Ok(broker)
+    }
+}
+
+/// A running broker on loopback over a SQLite file of its own, which lives
+/// as long as this does.
+pub struct TestBroker {
+    server: Option<Server>,
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    token_prefix: String,
+    http: reqwest::Client,
+}
+
+impl TestBroker {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The test policy (see [`policy_text`]).
+    pub async fn start() -> Self {
+        Builder::default().start().await
+    }
+
+    /// The test policy with these lines added to its `[settings]`.
+    pub async fn with_settings(settings: &str) -> Self {
+        Builder::default().settings(settings).start().await
+    }
+
+    /// `http://127.0.0.1:PORT`, the same across restarts.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The directory holding the database and the policy file.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The SQLite file, for tests that inspect or tamper with it.
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("hoistd.db")
+    }
+
+    /// The policy file: edit it, then [`Server::reload`] or [`Self::restart`].
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir.path().join("policy.toml")
+    }
+
+    /// The running server. Panics once stopped.
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("the test broker is stopped")
+    }
+
+    /// The broker behind the HTTP API, for seeding and for tests below it.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.server().broker
+    }
+
+    /// Stops serving; the database and the address stay for [`Self::restart`].
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+    }
+
+    /// Stops the broker if it runs, and starts it again on the same address
+    /// and database with the policy file as it is now.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener)
+            .await
+            .unwrap_or_else(|err| panic!("the test broker did not restart: {err:#}"));
+    }
+
+    async fn serve(&mut self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+        let policy = Policy::load(&self.policy_path())?;
+        let store = Location::Sqlite(self.db()).open()?;
+        self.server = Some(Server::start(listener, store, policy).await?);
+        Ok(())
+    }
+
+    /// A client whose token is the builder's prefix and `user`.
+    pub fn as_user(&self, user: &str) -> Client {
+        self.with_token(&format!("{}{user}", self.token_prefix))
+    }
+
+    /// A client with this bearer token.
+    pub fn with_token(&self, token: &str) -> Client {
+        Client {
+            base: self.url(),
+            token: token.to_string(),
+            http: self.http.clone(),
+        }
+    }
+}
+
+/// Asserts a refusal with this status and code, and returns its message.
+pub fn refused<T: std::fmt::Debug>(
+    answer: Answer<T>,
+    status: StatusCode,
+    code: ErrorCode,
+) -> String {
+    match answer {
+        Err((got_status, error)) => {
+            assert_eq!(
+                (got_status, error.code),
+                (status, code),
+                "{}",
+                error.message
+            );
+            assert!(!error.message.is_empty());
+            error.message
+        }
+        Ok(value) => panic!("expected {status} {code:?}, got {value:?}"),
+    }
+}
+
+/// Waits until `check` holds, polling; fails the test after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
