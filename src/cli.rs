@@ -235,7 +235,10 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {
-    eprintln!("hoist: {}", crate::sanitize::line(&format!("{err:#}")));
+    eprintln!(
+        "hoist: {}",
+        crate::text::sanitize::line(&format!("{err:#}"))
+    );
     ExitCode::from(commands::exit_code(err))
 }
 
@@ -368,14 +371,14 @@ async fn sign_in(
         eprintln!(
             "To sign in to {}, open {}",
             target.broker,
-            crate::sanitize::line(&prompt.verification_uri)
+            crate::text::sanitize::line(&prompt.verification_uri)
         );
         eprintln!(
             "and enter the code: {}",
-            crate::sanitize::line(&prompt.user_code)
+            crate::text::sanitize::line(&prompt.user_code)
         );
         if let Some(complete) = &prompt.verification_uri_complete {
-            eprintln!("(or open {})", crate::sanitize::line(complete));
+            eprintln!("(or open {})", crate::text::sanitize::line(complete));
             open_browser(complete);
         }
         eprintln!(
@@ -385,7 +388,7 @@ async fn sign_in(
     };
     let on_browser = |url: &str| {
         eprintln!("Opening your browser to sign in. If it does not open, visit:");
-        eprintln!("{}", crate::sanitize::line(url));
+        eprintln!("{}", crate::text::sanitize::line(url));
         open_browser(url);
     };
     Ok(session::login_sso(target, flow, on_device, on_browser).await?)
@@ -448,7 +451,7 @@ async fn login(
         "Signed in to {} as {} ({}).",
         target.broker,
         me.user,
-        crate::sanitize::line(&me.display_name)
+        crate::text::sanitize::line(&me.display_name)
     );
     if let Some(warning) = crate::secrets::warning() {
         eprintln!("Warning: {warning}");
@@ -466,7 +469,7 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     println!(
         "user:     {} ({})",
         me.user,
-        crate::sanitize::line(&me.display_name)
+        crate::text::sanitize::line(&me.display_name)
     );
     println!("groups:   {}", me.groups.join(", "));
     println!("broker:   {}", target.broker);

@@ -85,9 +85,9 @@ pub fn render(cache: &BTreeMap<String, Vec<Cached>>, now: DateTime<Utc>) -> Stri
             let left = if left < TimeDelta::minutes(1) {
                 format!("{}s", left.num_seconds().max(1))
             } else {
-                crate::ui::widgets::span(left)
+                crate::text::span(left)
             };
-            format!("{} {left}", crate::sanitize::line(&g.role))
+            format!("{} {left}", crate::text::sanitize::line(&g.role))
         })
         .collect::<Vec<_>>()
         .join(" · ")

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use crate::app::state::Screen;
 use crate::app::{Action, Command, State, keymap, update};
 use crate::client::{BrokerClient, ServerClock};
-use crate::sanitize;
+use crate::text::sanitize;
 use crate::theme::Theme;
 use crate::worker::{Saver, Worker};
 
@@ -203,7 +203,7 @@ impl App {
     pub fn title(&self) -> String {
         match self.state.grants.first() {
             Some(grant) => {
-                let left = crate::ui::widgets::span(self.state.time_left(grant));
+                let left = crate::text::span(self.state.time_left(grant));
                 format!("hoist · {} {left}", sanitize::line(&grant.role))
             }
             None => "hoist".to_string(),

@@ -8,11 +8,11 @@ use hoist_api::{
 
 use super::action::{Action, Snapshot};
 use super::command::Command;
-use super::form::{RequestForm, format_duration};
+use super::form::RequestForm;
 use super::roles;
 use super::state::{Banner, Connection, Level, Modal, Prompt, ReviewRow, Screen, State};
 use crate::client::ClientError;
-use crate::sanitize;
+use crate::text::{clock, format_duration, local_time, plural, sanitize};
 use crate::theme::WARN_AT;
 
 /// How long a banner stays.
@@ -1183,31 +1183,4 @@ pub fn describe(error: &ClientError) -> String {
 
 fn notify_error(state: &mut State, what: &str, error: &ClientError) {
     banner(state, format!("{} ({what})", describe(error)), Level::Error);
-}
-
-/// `mm:ss`, or `h:mm:ss` past an hour. Rounded up, so a grant never shows
-/// `00:00` while it is still live.
-pub fn clock(left: TimeDelta) -> String {
-    let secs = (left.num_milliseconds().max(0) + 999) / 1000;
-    if secs >= 3600 {
-        format!("{}:{:02}:{:02}", secs / 3600, (secs % 3600) / 60, secs % 60)
-    } else {
-        format!("{:02}:{:02}", secs / 60, secs % 60)
-    }
-}
-
-/// Local wall-clock time, to the second.
-pub fn local_time(at: DateTime<Utc>) -> String {
-    at.with_timezone(&chrono::Local)
-        .format("%H:%M:%S")
-        .to_string()
-}
-
-/// "1 approval", "2 approvals".
-pub fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
 }

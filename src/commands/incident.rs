@@ -111,7 +111,7 @@ pub fn timeline(incident: &str, events: Vec<AuditEvent>, now: DateTime<Utc>) -> 
 
 /// Text safe inside a Markdown table cell: one line, no pipes, no controls.
 fn cell(text: &str) -> String {
-    crate::sanitize::line(text)
+    crate::text::sanitize::line(text)
         .replace('|', "\\|")
         .replace('`', "'")
 }

@@ -3,10 +3,9 @@
 use hoist_api::{AccessRequest, Decision, RequestState};
 
 use super::table::Table;
-use super::{Format, local, print};
-use crate::app::form::format_duration;
-use crate::app::update::clock;
+use super::{Format, print};
 use crate::client::BrokerClient;
+use crate::text::{clock, format_duration, local_timestamp as local};
 
 pub async fn roles(client: &BrokerClient, format: Format) -> anyhow::Result<()> {
     let roles = client.roles().await?;

@@ -11,7 +11,6 @@ mod table;
 
 use std::io::IsTerminal;
 
-use chrono::{DateTime, Local, Utc};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
@@ -140,13 +139,6 @@ pub fn colour_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Local time with its zone, for people (`--json` keeps RFC 3339 UTC).
-pub fn local(at: DateTime<Utc>) -> String {
-    at.with_timezone(&Local)
-        .format("%Y-%m-%d %H:%M:%S %:z")
-        .to_string()
-}
-
 /// Keeps the `hoist prompt` cache in step after a command that may have
 /// changed my grants (best effort).
 pub async fn remember_grants(client: &BrokerClient) {
@@ -166,7 +158,7 @@ pub async fn connect(broker: Option<&str>, profile: Option<&str>) -> anyhow::Res
 
 /// Parses `30m`, `1h30m`, `90s`, or bare minutes.
 pub fn duration(text: &str) -> Result<u64, Ended> {
-    crate::app::form::parse_duration(text)
+    crate::text::parse_duration(text)
         .filter(|secs| *secs > 0)
         .ok_or_else(|| Ended::Usage(format!("`{text}` is not a duration (try 30m, 1h or 90s)")))
 }

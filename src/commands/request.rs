@@ -8,8 +8,9 @@ use futures::StreamExt;
 use hoist_api::{AccessRequest, CreateRequest, Decision, Grant, LiveEvent, RequestState};
 use tokio::time::Instant;
 
-use super::{Ended, Format, colour_stderr, duration, local, print};
+use super::{Ended, Format, colour_stderr, duration, print};
 use crate::client::{BrokerClient, ClientError};
+use crate::text::local_timestamp as local;
 
 #[derive(Debug, Clone, Args)]
 pub struct RequestArgs {
@@ -110,7 +111,10 @@ pub async fn request(
             Ok(request) => requests.push(request),
             // In a bundle one refusal must not hide the others' outcome.
             Err(err) if bundle.is_some() => {
-                eprintln!("hoist: {role}: {}", crate::sanitize::line(&err.to_string()));
+                eprintln!(
+                    "hoist: {role}: {}",
+                    crate::text::sanitize::line(&err.to_string())
+                );
                 failures.push(anyhow::Error::from(err));
             }
             Err(err) => return Err(err.into()),
@@ -214,7 +218,7 @@ fn report(request: &AccessRequest) {
         RequestState::Active => format!("{} active ({})", request.id, request.role),
         other => format!("{} {other}", request.id),
     };
-    let line = crate::sanitize::line(&line).into_owned();
+    let line = crate::text::sanitize::line(&line).into_owned();
     if colour_stderr() {
         eprintln!("\x1b[2m{line}\x1b[0m");
     } else {

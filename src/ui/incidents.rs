@@ -10,8 +10,8 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use super::widgets::{block, window_start};
 use crate::app::state::State;
-use crate::app::update::clock;
-use crate::sanitize::line as clean;
+use crate::text::clock;
+use crate::text::sanitize::line as clean;
 use crate::theme::Theme;
 
 fn split(body: Rect) -> [Rect; 2] {

@@ -20,7 +20,7 @@ use ratatui::widgets::Paragraph;
 
 use crate::app::keymap;
 use crate::app::state::{Connection, Level, Screen, State};
-use crate::app::update::clock;
+use crate::text::{clock, sanitize};
 use crate::theme::Theme;
 
 /// Width from which lists and details sit side by side.
@@ -109,9 +109,10 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 
-    let who = state.me.as_ref().map_or(String::new(), |me| {
-        crate::sanitize::line(&me.user).into_owned()
-    });
+    let who = state
+        .me
+        .as_ref()
+        .map_or(String::new(), |me| sanitize::line(&me.user).into_owned());
     let (status, style) = match &state.connection {
         Connection::Live => ("● live", theme.ok()),
         Connection::Connecting => ("… connecting", theme.warn()),
@@ -145,13 +146,13 @@ fn draw_banner(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 Level::Warning => theme.warn(),
                 Level::Error => theme.danger(),
             };
-            (crate::sanitize::line(&banner.text).into_owned(), style)
+            (sanitize::line(&banner.text).into_owned(), style)
         }
         (None, Connection::Offline { reason, since }) => (
             format!(
                 "Offline for {}: {}. Countdowns continue from the last known times; reconnecting…",
                 clock(state.now - *since),
-                crate::sanitize::line(reason)
+                sanitize::line(reason)
             ),
             theme.danger(),
         ),

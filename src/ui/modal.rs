@@ -9,8 +9,8 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 use super::widgets::block;
 use crate::app::keymap;
 use crate::app::state::{Modal, State};
-use crate::app::update::local_time;
-use crate::sanitize::line as clean;
+use crate::text::local_time;
+use crate::text::sanitize::line as clean;
 use crate::theme::Theme;
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
