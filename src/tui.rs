@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossterm::event::{Event, EventStream, KeyEvent};
+use crossterm::event::{Event, EventStream, KeyEvent, MouseButton, MouseEvent, MouseEventKind};
 use futures::StreamExt;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
@@ -163,6 +163,28 @@ impl App {
         }
     }
 
+    /// The wheel scrolls; a click picks what was drawn under it (a tab or a
+    /// row), which only the view knows, so it is asked here and `update`
+    /// gets the answer as an action.
+    pub fn mouse(&mut self, event: MouseEvent) {
+        match event.kind {
+            MouseEventKind::ScrollUp => self.dispatch(Action::ScrollUp),
+            MouseEventKind::ScrollDown => self.dispatch(Action::ScrollDown),
+            MouseEventKind::Down(MouseButton::Left) => self.click(event.column, event.row),
+            _ => {}
+        }
+    }
+
+    /// A left click at a cell of the terminal.
+    pub fn click(&mut self, column: u16, row: u16) {
+        let action = match crate::ui::hit(&self.state, column, row) {
+            Some(crate::ui::Hit::Tab(screen)) => Action::GoTo(screen),
+            Some(crate::ui::Hit::Row(index)) => Action::SelectRow(index),
+            None => return,
+        };
+        self.dispatch(action);
+    }
+
     /// Advances the clock to the broker's now.
     pub fn tick(&mut self) {
         let now = self.clock.now();
@@ -305,11 +327,7 @@ pub async fn run(client: BrokerClient, options: Options) -> anyhow::Result<()> {
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != crossterm::event::KeyEventKind::Release => app.key(key),
-                Some(Ok(Event::Mouse(mouse))) => {
-                    if let Some(action) = keymap::action_for_mouse(mouse) {
-                        app.dispatch(action);
-                    }
-                }
+                Some(Ok(Event::Mouse(mouse))) => app.mouse(mouse),
                 Some(Ok(Event::Resize(w, h))) => app.dispatch(Action::Resize(w, h)),
                 Some(Ok(_)) => {}
                 Some(Err(err)) => return Err(err.into()),

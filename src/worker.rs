@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::app::action::Snapshot;
-use crate::app::{Action, Command};
+use crate::app::{Action, Command, Failure, FailureKind, Operation};
 use crate::client::{BrokerClient, ClientError};
 
 /// How many of my past requests the Requests screen loads.
@@ -55,9 +55,14 @@ impl Worker {
 
     async fn execute(&self, command: Command) {
         let client = &self.client;
-        let failed = |what: &str, error: ClientError| Action::Failed {
-            what: what.into(),
-            error,
+        let failed = |operation: Operation, error: ClientError| Action::Failed {
+            operation,
+            failure: failure(&error),
+        };
+        // Failures here are our own, not the broker's.
+        let local = |operation: Operation, reason: String| Action::Failed {
+            operation,
+            failure: Failure::new(FailureKind::Other, reason),
         };
         let action = match command {
             Command::LoadAll => {
@@ -84,31 +89,31 @@ impl Worker {
                             break_glass,
                         }))
                     }
-                    Err(error) => Action::LoadFailed(error),
+                    Err(error) => Action::LoadFailed(failure(&error)),
                 }
             }
             Command::LoadActivity => match client.audit(0, 2000).await {
                 Ok(events) => Action::ActivityLoaded(events),
-                Err(error) => failed("loading activity", error),
+                Err(error) => failed(Operation::LoadingActivity, error),
             },
             Command::LoadIncident(reference) => match client.incident(&reference).await {
                 Ok(view) => Action::IncidentLoaded(Box::new(view)),
-                Err(error) => failed("loading the incident", error),
+                Err(error) => failed(Operation::LoadingIncident, error),
             },
             Command::LoadHistory(id) => match client.history(&id).await {
                 Ok(history) => Action::HistoryLoaded(history),
-                Err(error) => failed("loading history", error),
+                Err(error) => failed(Operation::LoadingHistory, error),
             },
             Command::Submit {
                 body,
                 idempotency_key,
             } => match client.create_request(&body, &idempotency_key).await {
                 Ok(request) => Action::Filed(Box::new(request)),
-                Err(error) => failed("filing", error),
+                Err(error) => failed(Operation::Filing, error),
             },
             Command::Cancel(id) => match client.cancel(&id, None).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
-                Err(error) => failed("cancelling", error),
+                Err(error) => failed(Operation::Cancelling, error),
             },
             Command::Revoke { grant_id, reason } => {
                 self.revoke_until_confirmed(&grant_id, reason).await
@@ -119,7 +124,7 @@ impl Worker {
                 justification,
             } => match client.extend(&grant_id, duration_secs, justification).await {
                 Ok(request) => Action::Filed(Box::new(request)),
-                Err(error) => failed("extending", error),
+                Err(error) => failed(Operation::Extending, error),
             },
             Command::Review {
                 request_id,
@@ -127,38 +132,32 @@ impl Worker {
                 comment,
             } => match client.review(&request_id, decision, comment).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
-                Err(error) => failed("reviewing", error),
+                Err(error) => failed(Operation::Reviewing, error),
             },
             Command::Claim(id) => match client.claim(&id, false).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
-                Err(error) => failed("claiming", error),
+                Err(error) => failed(Operation::Claiming, error),
             },
             Command::Acknowledge {
                 request_id,
                 comment,
             } => match client.acknowledge(&request_id, comment).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
-                Err(error) => failed("acknowledging", error),
+                Err(error) => failed(Operation::Acknowledging, error),
             },
             Command::Credential { grant_id, copy } => match client.credential(&grant_id).await {
                 Ok(credential) => Action::CredentialLoaded {
                     credential: Box::new(credential),
                     copy,
                 },
-                Err(error) => failed("fetching the credential", error),
+                Err(error) => failed(Operation::FetchingCredential, error),
             },
             Command::OpenUrl(url) => {
                 let opened = tokio::task::spawn_blocking(move || open::that_detached(&url)).await;
                 match opened {
                     Ok(Ok(())) => return,
-                    Ok(Err(err)) => failed(
-                        "opening the browser",
-                        ClientError::Protocol(err.to_string()),
-                    ),
-                    Err(err) => failed(
-                        "opening the browser",
-                        ClientError::Protocol(err.to_string()),
-                    ),
+                    Ok(Err(err)) => local(Operation::OpeningBrowser, err.to_string()),
+                    Err(err) => local(Operation::OpeningBrowser, err.to_string()),
                 }
             }
             Command::SaveFavourites(favourites) => {
@@ -167,8 +166,8 @@ impl Worker {
                 };
                 match tokio::task::spawn_blocking(move || save(favourites)).await {
                     Ok(Ok(())) => return,
-                    Ok(Err(err)) => failed("saving favourites", ClientError::Protocol(err)),
-                    Err(err) => failed("saving favourites", ClientError::Protocol(err.to_string())),
+                    Ok(Err(err)) => local(Operation::SavingFavourites, err),
+                    Err(err) => local(Operation::SavingFavourites, err.to_string()),
                 }
             }
             Command::Batch(commands) => {
@@ -204,8 +203,8 @@ impl Worker {
                 }
                 Err(error) => {
                     return Action::Failed {
-                        what: "revoking".into(),
-                        error,
+                        operation: Operation::Revoking,
+                        failure: failure(&error),
                     };
                 }
             }
@@ -225,13 +224,13 @@ impl Worker {
                     let reason = loop {
                         match stream.next().await {
                             Some(Ok(event)) => self.send(Action::Live(Box::new(event))),
-                            Some(Err(error)) => break crate::app::update::describe(&error),
+                            Some(Err(error)) => break failure(&error).describe(),
                             None => break "the broker closed the event stream".to_string(),
                         }
                     };
                     self.send(Action::StreamDown(reason));
                 }
-                Err(error) => self.send(Action::StreamDown(crate::app::update::describe(&error))),
+                Err(error) => self.send(Action::StreamDown(failure(&error).describe())),
             }
             if self.actions.is_closed() {
                 return;
@@ -241,6 +240,34 @@ impl Worker {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// The core's view of a broker error: what kind of failure it is, and its words.
+pub fn failure(error: &ClientError) -> Failure {
+    use hoist_api::ErrorCode;
+    let kind = match error {
+        ClientError::Unreachable { reason, .. } => {
+            return Failure::new(FailureKind::Unreachable, reason.clone());
+        }
+        ClientError::Unauthenticated(reason) => {
+            return Failure::new(FailureKind::SessionEnded, reason.clone());
+        }
+        ClientError::Refused { code, message, .. } => {
+            let kind = match code {
+                ErrorCode::Forbidden
+                | ErrorCode::NotEligible
+                | ErrorCode::SelfReview
+                | ErrorCode::BreakGlassNotAllowed => FailureKind::DeniedByPolicy,
+                ErrorCode::InvalidState | ErrorCode::AlreadyReviewed => FailureKind::NotPossibleNow,
+                ErrorCode::NotFound => FailureKind::NotFound,
+                ErrorCode::Internal => FailureKind::BrokerError,
+                _ => FailureKind::Refused,
+            };
+            return Failure::new(kind, message.clone());
+        }
+        _ => FailureKind::Other,
+    };
+    Failure::new(kind, error.to_string())
 }
 
 /// Up to 250 ms, so many clients do not reconnect in lockstep.

@@ -1,7 +1,7 @@
 //! Keys to actions, as data. The footer and the help overlay are generated
 //! from these tables, so a key is described in exactly one place.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::Action;
 use super::state::{Modal, Screen, State};
@@ -333,18 +333,6 @@ pub fn action_for_key(state: &State, event: KeyEvent) -> Option<Action> {
         {
             Some(Action::Input(c))
         }
-        _ => None,
-    }
-}
-
-pub fn action_for_mouse(event: MouseEvent) -> Option<Action> {
-    match event.kind {
-        MouseEventKind::ScrollUp => Some(Action::ScrollUp),
-        MouseEventKind::ScrollDown => Some(Action::ScrollDown),
-        MouseEventKind::Down(crossterm::event::MouseButton::Left) => Some(Action::Click {
-            column: event.column,
-            row: event.row,
-        }),
         _ => None,
     }
 }

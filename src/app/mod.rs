@@ -3,13 +3,15 @@
 
 pub mod action;
 pub mod command;
+pub mod failure;
 pub mod form;
 pub mod keymap;
 pub mod roles;
 pub mod state;
 pub mod update;
 
-pub use action::Action;
+pub use action::{Action, Operation};
 pub use command::Command;
-pub use state::{Screen, State};
+pub use failure::{Failure, FailureKind};
+pub use state::{Screen, State, WARN_AT};
 pub use update::update;

@@ -10,6 +10,10 @@ use super::command::Command;
 use super::form::RequestForm;
 use super::roles;
 
+/// How long before a grant ends its holder is warned (banner and bell), and
+/// its countdown turns to a warning.
+pub const WARN_AT: TimeDelta = TimeDelta::minutes(5);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Screen {
     Roles,

@@ -2,18 +2,15 @@
 //! and returns the side effects it needs, as commands.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use hoist_api::{
-    AccessRequest, Decision, ErrorCode, Grant, GrantState, LiveEvent, RequestKind, RequestState,
-};
+use hoist_api::{AccessRequest, Decision, Grant, GrantState, LiveEvent, RequestKind, RequestState};
 
-use super::action::{Action, Snapshot};
+use super::action::{Action, Operation, Snapshot};
 use super::command::Command;
+use super::failure::Failure;
 use super::form::RequestForm;
 use super::roles;
-use super::state::{Banner, Connection, Level, Modal, Prompt, ReviewRow, Screen, State};
-use crate::client::ClientError;
+use super::state::{Banner, Connection, Level, Modal, Prompt, ReviewRow, Screen, State, WARN_AT};
 use crate::text::{clock, format_duration, local_time, plural, sanitize};
-use crate::theme::WARN_AT;
 
 /// How long a banner stays.
 const BANNER_FOR: TimeDelta = TimeDelta::seconds(8);
@@ -33,9 +30,9 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             load(state, *snapshot);
             vec![]
         }
-        Action::LoadFailed(error) => {
+        Action::LoadFailed(failure) => {
             state.loaded = true;
-            notify_error(state, "loading", &error);
+            notify_error(state, Operation::Loading, &failure);
             vec![]
         }
         Action::ActivityLoaded(events) => {
@@ -160,17 +157,17 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
                 vec![]
             }
         }
-        Action::Failed { what, error } => {
+        Action::Failed { operation, failure } => {
             state.busy.clear();
             if let Some(form) = state.form.as_mut()
-                && what == "filing"
+                && operation == Operation::Filing
             {
                 form.submitting = false;
-                form.error = Some(describe(&error));
+                form.error = Some(failure.describe());
                 // A retry after a network error reuses the idempotency key.
                 return vec![];
             }
-            notify_error(state, &what, &error);
+            notify_error(state, operation, &failure);
             vec![]
         }
         other => key_action(state, other),
@@ -225,7 +222,7 @@ fn key_action(state: &mut State, action: Action) -> Vec<Command> {
         Action::PageDown => move_cursor(state, state.page() as isize),
         Action::Top => move_cursor(state, isize::MIN / 2),
         Action::Bottom => move_cursor(state, isize::MAX / 2),
-        Action::Click { column, row } => click(state, column, row),
+        Action::SelectRow(index) => select_row(state, index),
         Action::Help => {
             state.modal = Some(Modal::Help);
             vec![]
@@ -598,22 +595,16 @@ fn move_cursor(state: &mut State, by: isize) -> Vec<Command> {
     }
 }
 
-fn click(state: &mut State, column: u16, row: u16) -> Vec<Command> {
-    match crate::ui::hit(state, column, row) {
-        Some(crate::ui::Hit::Tab(screen)) => go_to(state, screen),
-        Some(crate::ui::Hit::Row(index)) => {
-            let current = match state.screen {
-                Screen::Roles => state.cursors.roles,
-                Screen::Requests => state.cursors.requests,
-                Screen::Grants => state.cursors.grants,
-                Screen::Reviews => state.cursors.reviews,
-                Screen::Activity => state.cursors.activity,
-                Screen::Incidents => state.cursors.incidents,
-            };
-            move_cursor(state, index as isize - current as isize)
-        }
-        None => vec![],
-    }
+fn select_row(state: &mut State, index: usize) -> Vec<Command> {
+    let current = match state.screen {
+        Screen::Roles => state.cursors.roles,
+        Screen::Requests => state.cursors.requests,
+        Screen::Grants => state.cursors.grants,
+        Screen::Reviews => state.cursors.reviews,
+        Screen::Activity => state.cursors.activity,
+        Screen::Incidents => state.cursors.incidents,
+    };
+    move_cursor(state, index as isize - current as isize)
 }
 
 fn history_for_selection(state: &State) -> Vec<Command> {
@@ -1154,33 +1145,10 @@ fn banner(state: &mut State, text: impl Into<String>, level: Level) {
     });
 }
 
-/// Says what went wrong in the words of the failure: denied by policy,
-/// expired session, broker unreachable.
-pub fn describe(error: &ClientError) -> String {
-    match error {
-        ClientError::Unreachable { reason, .. } => {
-            format!("Broker unreachable ({reason}); will retry")
-        }
-        ClientError::Unauthenticated(_) => {
-            "Session expired or not signed in: run `hoist login`".into()
-        }
-        ClientError::Refused { code, message, .. } => {
-            let kind = match code {
-                ErrorCode::Forbidden
-                | ErrorCode::NotEligible
-                | ErrorCode::SelfReview
-                | ErrorCode::BreakGlassNotAllowed => "Denied by policy",
-                ErrorCode::InvalidState | ErrorCode::AlreadyReviewed => "Not possible now",
-                ErrorCode::NotFound => "Not found",
-                ErrorCode::Internal => "Broker error",
-                _ => "Refused",
-            };
-            format!("{kind}: {}", sanitize::line(message))
-        }
-        other => sanitize::line(&other.to_string()).into_owned(),
-    }
-}
-
-fn notify_error(state: &mut State, what: &str, error: &ClientError) {
-    banner(state, format!("{} ({what})", describe(error)), Level::Error);
+fn notify_error(state: &mut State, operation: Operation, failure: &Failure) {
+    banner(
+        state,
+        format!("{} ({})", failure.describe(), operation.label()),
+        Level::Error,
+    );
 }

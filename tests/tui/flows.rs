@@ -331,7 +331,7 @@ async fn mouse_clicks_pick_tabs_and_rows_and_favourites_are_saved() {
     alice.dispatch(hoist::app::Action::Resize(80, 24));
 
     // Row 3 of the screen is the second role (header, border, first role).
-    alice.dispatch(hoist::app::Action::Click { column: 10, row: 3 });
+    alice.click(10, 3);
     assert_eq!(alice.state.cursors.roles, 1);
     let role = alice.state.selected_role().unwrap().id.clone();
     key(&mut alice, KeyCode::Char('f'));
@@ -358,7 +358,7 @@ async fn mouse_clicks_pick_tabs_and_rows_and_favourites_are_saved() {
         .unwrap()
         .to_string();
     let column = header.find("3 Grants").unwrap() as u16;
-    alice.dispatch(hoist::app::Action::Click { column, row: 0 });
+    alice.click(column, 0);
     assert_eq!(alice.state.screen, hoist::app::Screen::Grants);
     key(&mut alice, KeyCode::Char('1'));
     alice.dispatch(hoist::app::Action::ScrollDown);
