@@ -60,43 +60,6 @@ impl ClientError {
     }
 }
 
-/// Checks a broker URL: https anywhere, plain http only on loopback.
-pub fn check_broker_url(raw: &str) -> Result<Url, ClientError> {
-    let bad = |reason: &str| ClientError::BadUrl {
-        url: raw.to_string(),
-        reason: reason.to_string(),
-    };
-    let mut url = Url::parse(raw.trim()).map_err(|err| bad(&err.to_string()))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("credentials do not belong in the URL"));
-    }
-    match url.scheme() {
-        "https" => {}
-        "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-                None => false,
-            };
-            if !loopback {
-                return Err(bad(
-                    "plain http is only allowed to a loopback address; use https",
-                ));
-            }
-        }
-        other => return Err(bad(&format!("scheme `{other}` is not http or https"))),
-    }
-    if url.host().is_none() {
-        return Err(bad("no host"));
-    }
-    url.set_query(None);
-    url.set_fragment(None);
-    let trimmed = url.path().trim_end_matches('/').to_string();
-    url.set_path(&trimmed);
-    Ok(url)
-}
-
 /// The broker's clock as seen from here: the offset learned from every response.
 #[derive(Debug, Default)]
 pub struct ServerClock {
@@ -151,7 +114,10 @@ impl std::fmt::Debug for BrokerClient {
 
 impl BrokerClient {
     pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
-        let base = check_broker_url(base)?;
+        let base = crate::endpoint::check(base).map_err(|refused| ClientError::BadUrl {
+            url: refused.url,
+            reason: refused.reason,
+        })?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
@@ -480,22 +446,6 @@ fn path_segment(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn https_anywhere_http_only_on_loopback() {
-        assert!(check_broker_url("https://broker.example.com").is_ok());
-        assert!(check_broker_url("http://127.0.0.1:8700").is_ok());
-        assert!(check_broker_url("http://[::1]:8700/").is_ok());
-        assert!(check_broker_url("http://localhost:8700").is_ok());
-        let err = check_broker_url("http://broker.example.com")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("only allowed to a loopback"), "{err}");
-        assert!(check_broker_url("http://10.0.0.1:8700").is_err());
-        assert!(check_broker_url("ftp://127.0.0.1").is_err());
-        assert!(check_broker_url("https://user:pw@broker.example.com").is_err());
-        assert!(check_broker_url("not a url").is_err());
-    }
 
     #[test]
     fn path_segments_cannot_escape() {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ClientError, check_broker_url};
+use crate::endpoint::{self, UnusableUrl};
 
 /// Environment variable that overrides the config dir.
 pub const CONFIG_DIR_ENV: &str = "HOIST_CONFIG_DIR";
@@ -107,11 +107,21 @@ pub enum ConfigError {
         list(.known)
     )]
     NoDefaultProfile { known: Vec<String> },
-    #[error("profile `{profile}`: {source}")]
+    /// `profile` is `None` for a URL given with `--broker`. The refusal is
+    /// part of the message, so it is not also a `source`: printing the chain
+    /// would say it twice.
+    #[error("{}broker URL {url}", profile_prefix(.profile))]
     BadBroker {
-        profile: String,
-        source: ClientError,
+        profile: Option<String>,
+        url: UnusableUrl,
     },
+}
+
+fn profile_prefix(profile: &Option<String>) -> String {
+    profile
+        .as_ref()
+        .map(|name| format!("profile `{name}`: "))
+        .unwrap_or_default()
 }
 
 fn list(names: &[String]) -> String {
@@ -178,7 +188,7 @@ pub struct Target {
     /// The profile that holds this broker (it may not exist yet, before a
     /// first login).
     pub profile: String,
-    /// Normalised by [`check_broker_url`], without a trailing slash, so the
+    /// Normalised by [`endpoint::normalise`], without a trailing slash, so the
     /// same broker always names the same keyring entry.
     pub broker: String,
     /// Who we signed in as, if we have.
@@ -193,12 +203,6 @@ pub struct Target {
 /// `<config dir>/sessions` (see [`Config::dir`]).
 pub fn sessions_dir() -> Result<PathBuf, ConfigError> {
     Ok(Config::dir()?.join(SESSIONS_DIR))
-}
-
-/// The one spelling of a broker URL used for comparisons and keyring entries.
-pub fn normalise_broker(raw: &str) -> Result<String, ClientError> {
-    let url = check_broker_url(raw)?;
-    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 impl Config {
@@ -316,14 +320,14 @@ impl Config {
         profile: Option<&str>,
     ) -> Result<Target, ConfigError> {
         if let Some(raw) = broker {
-            let broker = normalise_broker(raw).map_err(|source| ConfigError::BadBroker {
-                profile: profile.unwrap_or("--broker").to_string(),
-                source,
+            let broker = endpoint::normalise(raw).map_err(|url| ConfigError::BadBroker {
+                profile: profile.map(str::to_string),
+                url,
             })?;
             let existing = |name: &str| {
                 self.profiles
                     .get(name)
-                    .filter(|p| normalise_broker(&p.broker).is_ok_and(|b| b == broker))
+                    .filter(|p| endpoint::normalise(&p.broker).is_ok_and(|b| b == broker))
             };
             let name = match profile {
                 Some(name) => name.to_string(),
@@ -363,9 +367,9 @@ impl Config {
                 known: self.profile_names(),
             });
         };
-        let broker = normalise_broker(&found.broker).map_err(|source| ConfigError::BadBroker {
-            profile: name.clone(),
-            source,
+        let broker = endpoint::normalise(&found.broker).map_err(|url| ConfigError::BadBroker {
+            profile: Some(name.clone()),
+            url,
         })?;
         Ok(Target {
             profile: name,

@@ -6,6 +6,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod endpoint;
 pub mod prompt;
 pub mod secrets;
 pub mod session;

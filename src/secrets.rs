@@ -3,7 +3,7 @@
 //!
 //! One keyring entry per broker and user: service `hoist`, account
 //! `{user}@{broker}` (the broker as normalised by
-//! [`crate::config::normalise_broker`]). The secret is the JSON of a
+//! [`crate::endpoint::normalise`]). The secret is the JSON of a
 //! [`Session`]. Every keyring has a name for these two parts: the Secret
 //! Service stores them as the `service` and `username` attributes, the
 //! kernel keyring as the key description `keyring:{user}@{broker}@hoist`.
