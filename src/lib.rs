@@ -1,8 +1,8 @@
 //! hoist: just-in-time privileged access from the terminal.
 
 pub mod app;
+pub mod backend;
 pub mod cli;
-pub mod client;
 pub mod commands;
 pub mod config;
 pub mod demo;

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::app::state::Screen;
 use crate::app::{Action, Command, State, keymap, update};
-use crate::client::{BrokerClient, ServerClock};
+use crate::backend::{Backend, ServerClock};
 use crate::text::sanitize;
 use crate::theme::Theme;
 use crate::worker::{Saver, Worker};
@@ -56,7 +56,7 @@ impl Default for Options {
 /// so and keeps trying (a `hoist login` elsewhere is picked up from the
 /// keyring), without touching anything on screen.
 async fn keep_session(
-    client: BrokerClient,
+    backend: Arc<dyn Backend>,
     renew: Renew,
     actions: tokio::sync::mpsc::UnboundedSender<Action>,
 ) {
@@ -76,7 +76,7 @@ async fn keep_session(
         tokio::time::sleep(wait).await;
         match renew().await {
             Ok(session) => {
-                client.set_token(&session.access_token);
+                backend.set_token(&session.access_token);
                 if failing {
                     let _ = actions.send(Action::SessionRenewed);
                 }
@@ -114,18 +114,19 @@ pub struct App {
 
 impl App {
     /// Creates the app and starts loading and following the broker.
-    pub fn start(client: BrokerClient, options: Options) -> App {
+    pub fn start(backend: Arc<dyn Backend>, options: Options) -> App {
         let (sender, actions) = unbounded_channel();
-        let clock = client.clock();
-        let mut state = State::new(client.base().to_string(), clock.now());
+        let clock = backend.clock();
+        let mut state = State::new(backend.broker().to_string(), clock.now());
+        state.capabilities = backend.capabilities();
         state.favourites = options.favourites;
         state.ticket_url = options.ticket_url;
         state.screen = options.screen;
         state.bundles = options.bundles;
         if let Some(renew) = options.renew {
-            tokio::spawn(keep_session(client.clone(), renew, sender.clone()));
+            tokio::spawn(keep_session(Arc::clone(&backend), renew, sender.clone()));
         }
-        let worker = Worker::new(client, sender, options.save_favourites);
+        let worker = Worker::new(backend, sender, options.save_favourites);
         tokio::spawn(worker.clone().follow_events());
         let mut app = App {
             state,
@@ -276,7 +277,7 @@ impl Drop for Restore {
 }
 
 /// Runs the TUI in this terminal until the user quits.
-pub async fn run(client: BrokerClient, options: Options) -> anyhow::Result<()> {
+pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<()> {
     // ratatui::init installs a panic hook that restores raw mode and the
     // alternate screen; ours first turns mouse capture off, then defers to it.
     let mut terminal = ratatui::init();
@@ -288,7 +289,7 @@ pub async fn run(client: BrokerClient, options: Options) -> anyhow::Result<()> {
     let _restore = Restore;
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
 
-    let mut app = App::start(client, options);
+    let mut app = App::start(backend, options);
     let size = terminal.size()?;
     app.dispatch(Action::Resize(size.width, size.height));
 

@@ -10,7 +10,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::app::action::Snapshot;
 use crate::app::{Action, Command, Failure, FailureKind, Operation};
-use crate::client::{BrokerClient, ClientError};
+use crate::backend::{Backend, BackendError};
 
 /// How many of my past requests the Requests screen loads.
 const REQUEST_HISTORY: usize = 500;
@@ -20,7 +20,7 @@ pub type Saver = Arc<dyn Fn(Vec<String>) -> Result<(), String> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Worker {
-    client: BrokerClient,
+    backend: Arc<dyn Backend>,
     actions: UnboundedSender<Action>,
     /// Only the newest LoadAll may land; older answers are dropped.
     generation: Arc<AtomicU64>,
@@ -29,12 +29,12 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        client: BrokerClient,
+        backend: Arc<dyn Backend>,
         actions: UnboundedSender<Action>,
         save_favourites: Option<Saver>,
     ) -> Worker {
         Worker {
-            client,
+            backend,
             actions,
             generation: Arc::new(AtomicU64::new(0)),
             save_favourites,
@@ -54,8 +54,8 @@ impl Worker {
     }
 
     async fn execute(&self, command: Command) {
-        let client = &self.client;
-        let failed = |operation: Operation, error: ClientError| Action::Failed {
+        let backend = &*self.backend;
+        let failed = |operation: Operation, error: BackendError| Action::Failed {
             operation,
             failure: failure(&error),
         };
@@ -68,12 +68,12 @@ impl Worker {
             Command::LoadAll => {
                 let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
                 let loaded = tokio::try_join!(
-                    client.me(),
-                    client.roles(),
-                    client.my_requests(REQUEST_HISTORY),
-                    client.grants(false),
-                    client.review_queue(),
-                    client.break_glass_queue(),
+                    backend.me(),
+                    backend.roles(),
+                    backend.requests(REQUEST_HISTORY),
+                    backend.grants(false),
+                    backend.review_queue(),
+                    backend.break_glass_queue(),
                 );
                 if self.generation.load(Ordering::SeqCst) != generation {
                     return;
@@ -92,26 +92,26 @@ impl Worker {
                     Err(error) => Action::LoadFailed(failure(&error)),
                 }
             }
-            Command::LoadActivity => match client.audit(0, 2000).await {
+            Command::LoadActivity => match backend.audit(0, 2000).await {
                 Ok(events) => Action::ActivityLoaded(events),
                 Err(error) => failed(Operation::LoadingActivity, error),
             },
-            Command::LoadIncident(reference) => match client.incident(&reference).await {
+            Command::LoadIncident(reference) => match backend.incident(&reference).await {
                 Ok(view) => Action::IncidentLoaded(Box::new(view)),
                 Err(error) => failed(Operation::LoadingIncident, error),
             },
-            Command::LoadHistory(id) => match client.history(&id).await {
+            Command::LoadHistory(id) => match backend.history(&id).await {
                 Ok(history) => Action::HistoryLoaded(history),
                 Err(error) => failed(Operation::LoadingHistory, error),
             },
             Command::Submit {
                 body,
                 idempotency_key,
-            } => match client.create_request(&body, &idempotency_key).await {
+            } => match backend.file(&body, &idempotency_key).await {
                 Ok(request) => Action::Filed(Box::new(request)),
                 Err(error) => failed(Operation::Filing, error),
             },
-            Command::Cancel(id) => match client.cancel(&id, None).await {
+            Command::Cancel(id) => match backend.cancel(&id, None).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
                 Err(error) => failed(Operation::Cancelling, error),
             },
@@ -122,7 +122,10 @@ impl Worker {
                 grant_id,
                 duration_secs,
                 justification,
-            } => match client.extend(&grant_id, duration_secs, justification).await {
+            } => match backend
+                .extend(&grant_id, duration_secs, justification)
+                .await
+            {
                 Ok(request) => Action::Filed(Box::new(request)),
                 Err(error) => failed(Operation::Extending, error),
             },
@@ -130,22 +133,22 @@ impl Worker {
                 request_id,
                 decision,
                 comment,
-            } => match client.review(&request_id, decision, comment).await {
+            } => match backend.review(&request_id, decision, comment).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
                 Err(error) => failed(Operation::Reviewing, error),
             },
-            Command::Claim(id) => match client.claim(&id, false).await {
+            Command::Claim(id) => match backend.claim(&id, false).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
                 Err(error) => failed(Operation::Claiming, error),
             },
             Command::Acknowledge {
                 request_id,
                 comment,
-            } => match client.acknowledge(&request_id, comment).await {
+            } => match backend.acknowledge(&request_id, comment).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
                 Err(error) => failed(Operation::Acknowledging, error),
             },
-            Command::Credential { grant_id, copy } => match client.credential(&grant_id).await {
+            Command::Credential { grant_id, copy } => match backend.credential(&grant_id).await {
                 Ok(credential) => Action::CredentialLoaded {
                     credential: Box::new(credential),
                     copy,
@@ -188,7 +191,7 @@ impl Worker {
         let mut delay = Duration::from_millis(500);
         let mut announced = false;
         loop {
-            match self.client.revoke(grant_id, reason.clone()).await {
+            match self.backend.revoke(grant_id, reason.clone()).await {
                 Ok(grant) => return Action::GrantChanged(Box::new(grant)),
                 Err(error) if error.is_transient() => {
                     if !announced {
@@ -216,11 +219,11 @@ impl Worker {
     pub async fn follow_events(self) {
         let mut backoff = Duration::from_millis(500);
         loop {
-            match self.client.events().await {
+            match self.backend.events().await {
                 Ok(stream) => {
                     self.send(Action::StreamUp);
                     backoff = Duration::from_millis(500);
-                    let mut stream = std::pin::pin!(stream);
+                    let mut stream = stream;
                     let reason = loop {
                         match stream.next().await {
                             Some(Ok(event)) => self.send(Action::Live(Box::new(event))),
@@ -243,16 +246,16 @@ impl Worker {
 }
 
 /// The core's view of a broker error: what kind of failure it is, and its words.
-pub fn failure(error: &ClientError) -> Failure {
+pub fn failure(error: &BackendError) -> Failure {
     use hoist_api::ErrorCode;
     let kind = match error {
-        ClientError::Unreachable { reason, .. } => {
+        BackendError::Unreachable { reason, .. } => {
             return Failure::new(FailureKind::Unreachable, reason.clone());
         }
-        ClientError::Unauthenticated(reason) => {
+        BackendError::Unauthenticated(reason) => {
             return Failure::new(FailureKind::SessionEnded, reason.clone());
         }
-        ClientError::Refused { code, message, .. } => {
+        BackendError::Refused { code, message, .. } => {
             let kind = match code {
                 ErrorCode::Forbidden
                 | ErrorCode::NotEligible

@@ -2,6 +2,7 @@
 //! one `update` function that changes state and asks for side effects.
 
 pub mod action;
+pub mod capabilities;
 pub mod command;
 pub mod failure;
 pub mod form;
@@ -11,6 +12,7 @@ pub mod state;
 pub mod update;
 
 pub use action::{Action, Operation};
+pub use capabilities::Capabilities;
 pub use command::Command;
 pub use failure::{Failure, FailureKind};
 pub use state::{Screen, State, WARN_AT};

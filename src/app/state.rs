@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use hoist_api::{AccessRequest, AuditEvent, Grant, Me, RequestHistory, RequestPreview, Role};
 
+use super::capabilities::Capabilities;
 use super::command::Command;
 use super::form::RequestForm;
 use super::roles;
@@ -140,6 +141,8 @@ pub struct Cursors {
 #[derive(Debug, Clone)]
 pub struct State {
     pub broker: String,
+    /// What the broker can do; screens and keys for the rest are hidden.
+    pub capabilities: Capabilities,
     pub me: Option<Me>,
     pub screen: Screen,
     pub roles: Vec<Role>,
@@ -188,6 +191,7 @@ impl State {
     pub fn new(broker: String, now: DateTime<Utc>) -> State {
         State {
             broker,
+            capabilities: Capabilities::ALL,
             me: None,
             screen: Screen::Roles,
             roles: Vec::new(),

@@ -175,6 +175,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
 }
 
 fn key_action(state: &mut State, action: Action) -> Vec<Command> {
+    // The keymap offers none of these; a click or a script might.
+    if !state.capabilities.allows(&action) {
+        return vec![];
+    }
     if state.modal.is_some() {
         return modal_action(state, action);
     }
@@ -208,14 +212,8 @@ fn key_action(state: &mut State, action: Action) -> Vec<Command> {
     }
     match action {
         Action::GoTo(screen) => go_to(state, screen),
-        Action::NextScreen => go_to(
-            state,
-            Screen::ALL[(state.screen.index() + 1) % Screen::ALL.len()],
-        ),
-        Action::PrevScreen => go_to(
-            state,
-            Screen::ALL[(state.screen.index() + Screen::ALL.len() - 1) % Screen::ALL.len()],
-        ),
+        Action::NextScreen => go_to(state, next_screen(state, 1)),
+        Action::PrevScreen => go_to(state, next_screen(state, Screen::ALL.len() - 1)),
         Action::Up | Action::ScrollUp => move_cursor(state, -1),
         Action::Down | Action::ScrollDown => move_cursor(state, 1),
         Action::PageUp => move_cursor(state, -(state.page() as isize)),
@@ -558,6 +556,16 @@ fn go_to(state: &mut State, screen: Screen) -> Vec<Command> {
     }
 }
 
+/// The screen `step` places on in tab order, past those the backend
+/// cannot show.
+fn next_screen(state: &State, step: usize) -> Screen {
+    let count = Screen::ALL.len();
+    (1..count)
+        .map(|n| Screen::ALL[(state.screen.index() + n * step) % count])
+        .find(|screen| state.capabilities.shows(*screen))
+        .unwrap_or(state.screen)
+}
+
 fn incident_for_selection(state: &State) -> Vec<Command> {
     state
         .selected_incident()
@@ -608,6 +616,9 @@ fn select_row(state: &mut State, index: usize) -> Vec<Command> {
 }
 
 fn history_for_selection(state: &State) -> Vec<Command> {
+    if !state.capabilities.history {
+        return vec![];
+    }
     match state.selected_review() {
         Some((_, request)) if !state.histories.contains_key(&request.id) => {
             vec![Command::LoadHistory(request.id.clone())]

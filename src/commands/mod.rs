@@ -20,7 +20,9 @@ pub use request::{
     RequestArgs, approve, cancel, credential, deny, request, revoke, wait_for_final,
 };
 
-use crate::client::{BrokerClient, ClientError};
+use std::sync::Arc;
+
+use crate::backend::{Backend, BackendError};
 use crate::session::SessionError;
 
 /// Exit codes, documented in the README and `hoist --help`.
@@ -65,15 +67,15 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if let Some(session) = cause.downcast_ref::<SessionError>() {
             return match session {
-                SessionError::Client(client) => client_code(client),
+                SessionError::Backend(backend) => backend_code(backend),
                 SessionError::NotSignedIn { .. }
                 | SessionError::Expired { .. }
                 | SessionError::TokenRefused { .. } => exit::NOT_SIGNED_IN,
                 _ => exit::FAILURE,
             };
         }
-        if let Some(client) = cause.downcast_ref::<ClientError>() {
-            return client_code(client);
+        if let Some(backend) = cause.downcast_ref::<BackendError>() {
+            return backend_code(backend);
         }
         if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
             return exit::USAGE;
@@ -82,12 +84,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     exit::FAILURE
 }
 
-fn client_code(err: &ClientError) -> u8 {
+fn backend_code(err: &BackendError) -> u8 {
     match err {
-        ClientError::Unreachable { .. } => exit::UNREACHABLE,
-        ClientError::Unauthenticated(_) => exit::NOT_SIGNED_IN,
-        ClientError::BadUrl { .. } => exit::USAGE,
-        ClientError::Refused { status, .. } if *status < 500 => exit::REFUSED,
+        BackendError::Unreachable { .. } => exit::UNREACHABLE,
+        BackendError::Unauthenticated(_) => exit::NOT_SIGNED_IN,
+        BackendError::BadUrl { .. } => exit::USAGE,
+        BackendError::Refused { status, .. } if *status < 500 => exit::REFUSED,
         _ => exit::FAILURE,
     }
 }
@@ -141,16 +143,19 @@ pub fn colour_stderr() -> bool {
 
 /// Keeps the `hoist prompt` cache in step after a command that may have
 /// changed my grants (best effort).
-pub async fn remember_grants(client: &BrokerClient) {
-    if let Ok(grants) = client.grants(false).await {
-        let broker = client.base().to_string();
+pub async fn remember_grants(backend: &dyn Backend) {
+    if let Ok(grants) = backend.grants(false).await {
+        let broker = backend.broker().to_string();
         let _ =
             tokio::task::spawn_blocking(move || crate::prompt::remember(&broker, &grants)).await;
     }
 }
 
-/// A client for the chosen broker with the stored session.
-pub async fn connect(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<BrokerClient> {
+/// The backend for the chosen broker, with the stored session.
+pub async fn connect(
+    broker: Option<&str>,
+    profile: Option<&str>,
+) -> anyhow::Result<Arc<dyn Backend>> {
     let config = crate::config::Config::load()?;
     let target = config.resolve(broker, profile)?;
     Ok(crate::session::open(&target).await?)

@@ -23,11 +23,11 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     cell
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, _state: &State, theme: &Theme) {
+pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: &Theme) {
     match modal {
         Modal::Help => {
             let mut lines = Vec::new();
-            for (section, keys) in keymap::help() {
+            for (section, keys) in keymap::help(state.capabilities) {
                 lines.push(Line::from(Span::styled(section, theme.title())));
                 for (keys, label) in keys {
                     lines.push(Line::from(vec![

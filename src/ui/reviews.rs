@@ -184,6 +184,20 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     }
     lines.push(Line::from(Span::styled("Justification", theme.muted())));
     lines.extend(clean_lines(&r.justification).into_iter().map(Line::from));
+    if state.capabilities.history {
+        history_lines(&mut lines, r, state, theme);
+    }
+    let title = Line::from(Span::styled(format!(" {} ", r.id), theme.title()));
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(title, theme)),
+        area,
+    );
+}
+
+/// The requester's recent requests for the role, to decide with.
+fn history_lines(lines: &mut Vec<Line<'_>>, r: &AccessRequest, state: &State, theme: &Theme) {
     lines.push(Line::from(Span::styled(
         format!("{}'s recent requests for this role", clean(&r.requester)),
         theme.muted(),
@@ -214,11 +228,4 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             }
         }
     }
-    let title = Line::from(Span::styled(format!(" {} ", r.id), theme.title()));
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block(title, theme)),
-        area,
-    );
 }

@@ -145,7 +145,7 @@ async fn an_approver_denies_with_a_reason_and_never_sees_their_own_requests() {
         .client("bob")
         .await
         .unwrap()
-        .request_by_id(&target)
+        .request(&target)
         .await
         .unwrap();
     assert_eq!(decided.state, RequestState::Denied);
@@ -228,9 +228,9 @@ async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
         .await
         .unwrap();
     let url = format!("http://{addr}");
-    let client = hoist::client::BrokerClient::new(&url, "demo-alice").unwrap();
+    let client = hoist::backend::connect(&url, "demo-alice").unwrap();
     client
-        .create_request(
+        .file(
             &hoist_api::CreateRequest {
                 role: "prod-logs-read".into(),
                 justification: "Trace checkout".into(),
@@ -288,7 +288,7 @@ async fn started_with_the_broker_down_it_says_why_then_loads_when_it_comes_back(
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let client = hoist::client::BrokerClient::new(&format!("http://{addr}"), "demo-alice").unwrap();
+    let client = hoist::backend::connect(&format!("http://{addr}"), "demo-alice").unwrap();
     let mut alice = hoist::tui::App::start(client, hoist::tui::Options::default());
 
     // The first load waits for the event stream; when that fails, it still
@@ -387,7 +387,7 @@ async fn a_bundle_resolves_role_by_role_and_revoke_all_ends_only_the_incident() 
         break_glass: false,
     };
     outside
-        .create_request(&body("staging-db-admin"), "outside")
+        .file(&body("staging-db-admin"), "outside")
         .await
         .unwrap();
 
@@ -521,7 +521,7 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
         .await
         .unwrap();
     let url = format!("http://{addr}");
-    let client = hoist::client::BrokerClient::new(&url, "demo-alice").unwrap();
+    let client = hoist::backend::connect(&url, "demo-alice").unwrap();
     let body = hoist_api::CreateRequest {
         role: "prod-logs-read".into(),
         justification: "Trace checkout".into(),
@@ -531,7 +531,7 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
         starts_at: None,
         break_glass: false,
     };
-    client.create_request(&body, "k").await.unwrap();
+    client.file(&body, "k").await.unwrap();
     let mut alice = hoist::tui::App::start(client.clone(), hoist::tui::Options::default());
     assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
     let grant_id = alice.state.grants[0].id.clone();

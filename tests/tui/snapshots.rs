@@ -3,7 +3,7 @@
 use chrono::TimeDelta;
 use crossterm::event::KeyCode;
 use hoist::app::{Screen, State};
-use hoist::client::BrokerClient;
+use hoist::backend;
 use hoist_api::CreateRequest;
 
 use crate::helpers::*;
@@ -31,9 +31,9 @@ fn ask(role: &str, justification: &str, ticket: Option<&str>) -> CreateRequest {
 
 /// alice with one pending request and one active grant, on top of the demo history.
 async fn busy_alice(demo: &hoist::demo::Demo) -> hoist::tui::App {
-    let alice = BrokerClient::new(&demo.url(), "demo-alice").unwrap();
+    let alice = backend::connect(&demo.url(), "demo-alice").unwrap();
     alice
-        .create_request(
+        .file(
             &ask(
                 "prod-db-admin",
                 "Vacuum the bloated orders table",
@@ -44,7 +44,7 @@ async fn busy_alice(demo: &hoist::demo::Demo) -> hoist::tui::App {
         .await
         .unwrap();
     alice
-        .create_request(
+        .file(
             &ask("prod-logs-read", "Trace checkout 502s again", None),
             "k2",
         )
@@ -107,9 +107,9 @@ async fn requester_screens() {
 #[tokio::test]
 async fn approver_screens() {
     let demo = demo().await;
-    let alice = BrokerClient::new(&demo.url(), "demo-alice").unwrap();
+    let alice = backend::connect(&demo.url(), "demo-alice").unwrap();
     alice
-        .create_request(
+        .file(
             &ask(
                 "prod-db-admin",
                 "Vacuum the bloated orders table",
