@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::auth::session;
 use crate::commands::{self, OutputArgs};
 use crate::config::{Config, Target};
-use crate::theme::Theme;
-use crate::{demo, session, tui};
+use crate::ui::theme::Theme;
+use crate::{demo, tui};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -367,8 +368,8 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
 async fn sign_in(
     target: &Target,
     flow: session::Flow,
-) -> anyhow::Result<(hoist_api::Me, crate::secrets::Session)> {
-    let on_device = |prompt: &crate::sso::DevicePrompt| {
+) -> anyhow::Result<(hoist_api::Me, crate::auth::secrets::Session)> {
+    let on_device = |prompt: &crate::auth::sso::DevicePrompt| {
         eprintln!(
             "To sign in to {}, open {}",
             target.broker,
@@ -407,7 +408,7 @@ fn open_browser(url: &str) {
 }
 
 /// Writes the favourites of one profile back to the config file.
-fn favourite_saver(target: Target) -> crate::worker::Saver {
+fn favourite_saver(target: Target) -> crate::tui::worker::Saver {
     Arc::new(move |favourites: Vec<String>| {
         let mut config = Config::load().map_err(|e| e.to_string())?;
         let profile = config
@@ -437,7 +438,7 @@ async fn login(
     let mut config = Config::load()?;
     let target = config.resolve(broker, profile)?;
     if insecure_file_store || target.insecure_file_store {
-        crate::secrets::init_file_store(&crate::config::sessions_dir()?)?;
+        crate::auth::secrets::init_file_store(&crate::config::sessions_dir()?)?;
     }
     let me = match how {
         Login::Token => {
@@ -454,7 +455,7 @@ async fn login(
         me.user,
         crate::text::sanitize::line(&me.display_name)
     );
-    if let Some(warning) = crate::secrets::warning() {
+    if let Some(warning) = crate::auth::secrets::warning() {
         eprintln!("Warning: {warning}");
     }
     Ok(())

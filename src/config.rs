@@ -1,6 +1,6 @@
 //! The client's config file: brokers as named profiles, favourites, theme
 //! overrides and the ticket link. It never holds a token; sessions live in
-//! the OS keyring (see [`crate::secrets`]), or, for a profile that opted in
+//! the OS keyring (see [`crate::auth::secrets`]), or, for a profile that opted in
 //! with `insecure_file_store`, in files under [`sessions_dir`].
 //!
 //! The file is `<config dir>/config.toml`, where the config dir is
@@ -165,7 +165,7 @@ pub struct Profile {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub favourites: Vec<String>,
     /// The user opted into keeping this profile's session in a plain file
-    /// ([`crate::secrets::init_file_store`]) rather than the OS keyring.
+    /// ([`crate::auth::secrets::init_file_store`]) rather than the OS keyring.
     #[serde(default, skip_serializing_if = "is_false")]
     pub insecure_file_store: bool,
 }
@@ -194,7 +194,7 @@ pub struct Target {
     /// Who we signed in as, if we have.
     pub user: Option<String>,
     /// The profile keeps its session in a plain file, by the user's choice:
-    /// the caller must call [`crate::secrets::init_file_store`] with
+    /// the caller must call [`crate::auth::secrets::init_file_store`] with
     /// [`sessions_dir`] before anything touches the keyring.
     pub insecure_file_store: bool,
 }

@@ -22,8 +22,8 @@ pub use request::{
 
 use std::sync::Arc;
 
+use crate::auth::session::SessionError;
 use crate::backend::{Backend, BackendError};
-use crate::session::SessionError;
 
 /// Exit codes, documented in the README and `hoist --help`.
 pub mod exit {
@@ -158,7 +158,7 @@ pub async fn connect(
 ) -> anyhow::Result<Arc<dyn Backend>> {
     let config = crate::config::Config::load()?;
     let target = config.resolve(broker, profile)?;
-    Ok(crate::session::open(&target).await?)
+    Ok(crate::auth::session::open(&target).await?)
 }
 
 /// Parses `30m`, `1h30m`, `90s`, or bare minutes.

@@ -9,7 +9,7 @@ use super::widgets::{block, window_start};
 use crate::app::state::State;
 use crate::text::local_stamp;
 use crate::text::sanitize::line as clean;
-use crate::theme::Theme;
+use crate::ui::theme::Theme;
 
 pub fn list_area(body: Rect) -> Rect {
     body

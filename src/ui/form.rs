@@ -12,7 +12,7 @@ use crate::app::form::{Field, RequestForm};
 use crate::app::state::State;
 use crate::text::sanitize::line as clean;
 use crate::text::{format_duration, plural};
-use crate::theme::Theme;
+use crate::ui::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, theme: &Theme) {
     let problems = form.problems();

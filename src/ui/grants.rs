@@ -10,7 +10,7 @@ use super::widgets::{bar, block, field, window_start};
 use crate::app::state::State;
 use crate::text::sanitize::{line as clean, lines as clean_lines};
 use crate::text::{clock, local_time};
-use crate::theme::Theme;
+use crate::ui::theme::Theme;
 
 fn split(body: Rect) -> [Rect; 2] {
     Layout::vertical([Constraint::Min(5), Constraint::Length(8)]).areas(body)

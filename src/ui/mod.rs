@@ -10,6 +10,7 @@ mod modal;
 mod requests;
 mod reviews;
 mod roles;
+pub mod theme;
 pub mod widgets;
 
 use ratatui::Frame;
@@ -21,7 +22,7 @@ use ratatui::widgets::Paragraph;
 use crate::app::keymap;
 use crate::app::state::{Connection, Level, Screen, State};
 use crate::text::{clock, sanitize};
-use crate::theme::Theme;
+use crate::ui::theme::Theme;
 
 /// Width from which lists and details sit side by side.
 pub const WIDE: u16 = 110;

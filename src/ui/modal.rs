@@ -11,7 +11,7 @@ use crate::app::keymap;
 use crate::app::state::{Modal, State};
 use crate::text::local_time;
 use crate::text::sanitize::line as clean;
-use crate::theme::Theme;
+use crate::ui::theme::Theme;
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])

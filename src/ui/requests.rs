@@ -12,7 +12,7 @@ use super::widgets::{block, field, window_start};
 use crate::app::state::State;
 use crate::text::sanitize::{line as clean, lines as clean_lines};
 use crate::text::{ago, clock, format_duration};
-use crate::theme::Theme;
+use crate::ui::theme::Theme;
 
 fn split(body: Rect) -> [Rect; 2] {
     if body.width >= WIDE {

@@ -13,7 +13,7 @@ use super::widgets::{block, field, window_start};
 use crate::app::state::{ReviewRow, State};
 use crate::text::sanitize::{line as clean, lines as clean_lines};
 use crate::text::{ago, clock, fit, format_duration, local_time, width_of};
-use crate::theme::Theme;
+use crate::ui::theme::Theme;
 
 fn split(body: Rect) -> [Rect; 2] {
     if body.width >= WIDE {

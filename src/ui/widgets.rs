@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders};
 
 use crate::text::sanitize;
-use crate::theme::Theme;
+use crate::ui::theme::Theme;
 
 /// First row to draw so the cursor stays visible, without any scroll state.
 pub fn window_start(cursor: usize, len: usize, height: usize) -> usize {

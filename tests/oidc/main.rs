@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hoist::auth::session::{self, Flow};
 use hoist::backend::hoistd::HoistdClient;
 use hoist::backend::{self, BackendError};
 use hoist::config::Target;
-use hoist::session::{self, Flow};
 use oidc::Provider;
 
 /// A policy whose people exist only at the provider: their groups come from
@@ -56,8 +56,8 @@ struct Setup {
 /// shares: keyutils credentials are per thread and inherited by threads
 /// started later, so the keyring must be joined before the runtime exists.
 fn run(test: impl std::future::Future<Output = ()>) {
-    hoist::secrets::prepare();
-    let _ = hoist::secrets::init_with(Some(hoist::secrets::Backend::Keyutils));
+    hoist::auth::secrets::prepare();
+    let _ = hoist::auth::secrets::init_with(Some(hoist::auth::secrets::Backend::Keyutils));
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -95,7 +95,7 @@ fn target(setup: &Setup, user: Option<&str>) -> Target {
 }
 
 /// Signs in as `who` through the device flow, approving at the provider as a person would.
-async fn device_login(setup: &Setup, who: &str) -> (hoist_api::Me, hoist::secrets::Session) {
+async fn device_login(setup: &Setup, who: &str) -> (hoist_api::Me, hoist::auth::secrets::Session) {
     let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
     let mut sender = Some(sender);
     let anonymous = target(setup, None);
@@ -263,7 +263,7 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
         let setup = setup(Some(3)).await;
         let (me, first) = device_login(&setup, "alice").await;
         let target = target(&setup, Some(&me.user));
-        let stored = hoist::secrets::load(&target.broker, "alice")
+        let stored = hoist::auth::secrets::load(&target.broker, "alice")
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -273,7 +273,7 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
 
         // Within a minute of its end, opening the session refreshes it.
         let client = session::open(&target).await.unwrap();
-        let renewed = hoist::secrets::load(&target.broker, "alice")
+        let renewed = hoist::auth::secrets::load(&target.broker, "alice")
             .unwrap()
             .unwrap();
         assert_ne!(
@@ -297,14 +297,14 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
             "refreshed again after expiry"
         );
 
-        let old_refresh = hoist::secrets::load(&target.broker, "alice")
+        let old_refresh = hoist::auth::secrets::load(&target.broker, "alice")
             .unwrap()
             .unwrap()
             .refresh_token
             .unwrap();
         assert!(session::logout(&target).await.unwrap());
         assert!(
-            hoist::secrets::load(&target.broker, "alice")
+            hoist::auth::secrets::load(&target.broker, "alice")
                 .unwrap()
                 .is_none()
         );

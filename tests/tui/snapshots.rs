@@ -165,7 +165,7 @@ async fn colours_carry_meaning_and_no_color_removes_them() {
     key(&mut app, KeyCode::Char('3'));
     let end = app.state.grants[0].expires_at;
     freeze(&mut app, end - TimeDelta::seconds(30));
-    let theme = hoist::theme::Theme::default();
+    let theme = hoist::ui::theme::Theme::default();
     let terminal = render(&app.state, &theme, 80, 24);
     let buffer = terminal.backend().buffer();
     let row = (0..24)
@@ -179,7 +179,7 @@ async fn colours_carry_meaning_and_no_color_removes_them() {
     let x = (0..80).find(|x| buffer[(*x, row)].symbol() == "0").unwrap();
     assert_eq!(buffer[(x, row)].fg, Color::Red, "30 seconds left is red");
 
-    let mono = hoist::theme::Theme::from_config(&Default::default(), true).unwrap();
+    let mono = hoist::ui::theme::Theme::from_config(&Default::default(), true).unwrap();
     for screen in [
         Screen::Roles,
         Screen::Requests,

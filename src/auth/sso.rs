@@ -26,7 +26,7 @@ use oauth2::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::secrets::Session;
+use crate::auth::secrets::Session;
 
 /// How long the device flow waits for the person to approve, at most.
 const DEVICE_WAIT: Duration = Duration::from_secs(600);

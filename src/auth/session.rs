@@ -12,11 +12,11 @@ use hoist_api::Me;
 
 use std::sync::Arc;
 
+use crate::auth::secrets::{self, SecretsError, Session};
+use crate::auth::sso::{self, DevicePrompt, SsoError};
 use crate::backend::hoistd::HoistdClient;
 use crate::backend::{self, Backend, BackendError};
 use crate::config::{ConfigError, Target};
-use crate::secrets::{self, SecretsError, Session};
-use crate::sso::{self, DevicePrompt, SsoError};
 
 /// A session is refreshed when it has less than this left.
 pub const REFRESH_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
