@@ -11,6 +11,8 @@ mod modals;
 mod navigation;
 mod requests;
 mod reviews;
+#[cfg(test)]
+mod tests;
 
 use chrono::TimeDelta;
 
