@@ -8,7 +8,6 @@
 //! (`~/.config/hoist` on Linux).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -281,9 +280,10 @@ impl Config {
         }
     }
 
-    /// Writes the config atomically: a temporary file in the same dir is
-    /// written, flushed to disk and renamed over the old one, so a crash
-    /// leaves either the old file or the new one, never half of either.
+    /// Writes the config whole or not at all ([`crate::fs::write_private`]):
+    /// a crash leaves either the old file or the new one. The directory is
+    /// created readable by its owner only: it says which brokers and roles
+    /// someone uses.
     pub fn save(&self) -> Result<(), ConfigError> {
         let path = self.path()?;
         let write_error = |reason: String| ConfigError::Write {
@@ -291,24 +291,9 @@ impl Config {
             reason,
         };
         let text = toml::to_string(self).map_err(|err| write_error(err.to_string()))?;
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        create_private_dir(&dir).map_err(|err| write_error(err.to_string()))?;
-        let mut file = tempfile::Builder::new()
-            .prefix(".config.toml.")
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(|err| write_error(err.to_string()))?;
-        file.write_all(SAVED_HEADER.as_bytes())
-            .and_then(|()| file.write_all(text.as_bytes()))
-            .and_then(|()| file.as_file().sync_all())
-            .map_err(|err| write_error(err.to_string()))?;
-        // On error the temporary file is removed when `file` drops.
-        file.persist(&path)
-            .map_err(|err| write_error(err.error.to_string()))?;
-        Ok(())
+        let contents = format!("{SAVED_HEADER}{text}");
+        crate::fs::write_private(&path, contents.as_bytes())
+            .map_err(|err| write_error(err.to_string()))
     }
 
     /// Picks the broker to talk to. In order: `--broker URL` (with the
@@ -477,16 +462,6 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
         .map_or(0, |last| last.chars().count())
         + 1;
     (line, column)
-}
-
-/// Creates the config dir readable by its owner only: it says which brokers
-/// and roles someone uses. An existing dir keeps its mode.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
 }
 
 #[cfg(test)]

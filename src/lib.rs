@@ -2,7 +2,7 @@
 //!
 //! The layers, from the bottom: `text` (pure formatting) and `app` (the
 //! TUI's pure core); `ui` (drawing); `endpoint`, `backend` (the brokers),
-//! `auth` (sessions), `config` and `prompt` (I/O); `tui` and
+//! `auth` (sessions), `config`, `fs` and `prompt` (I/O); `tui` and
 //! `commands` on top, wired up by `cli`. ARCHITECTURE.md lists the arrows
 //! that must never exist between them.
 
@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod endpoint;
+pub mod fs;
 pub mod prompt;
 pub mod text;
 pub mod tui;

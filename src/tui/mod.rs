@@ -86,6 +86,7 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut title = String::new();
     let mut cached: Vec<(String, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    let mut caching: Option<tokio::task::JoinHandle<()>> = None;
 
     loop {
         terminal.draw(|frame| crate::ui::draw(frame, &app.state, &app.theme))?;
@@ -100,7 +101,15 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
             .map(|g| (g.id.clone(), g.expires_at))
             .collect();
         if app.state.loaded && grants != cached {
-            crate::prompt::remember(&app.state.broker, &app.state.grants);
+            // Off the loop, as the write is flushed to disk and no frame
+            // should wait for it; one write at a time, so the last one wins.
+            if let Some(previous) = caching.take() {
+                let _ = previous.await;
+            }
+            let (broker, held) = (app.state.broker.clone(), app.state.grants.clone());
+            caching = Some(tokio::task::spawn_blocking(move || {
+                crate::prompt::remember(&broker, &held);
+            }));
             cached = grants;
         }
         let wanted = app.title();
@@ -130,5 +139,8 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
         }
     }
     let _ = crossterm::execute!(std::io::stdout(), crossterm::terminal::SetTitle(""));
+    if let Some(last) = caching {
+        let _ = last.await;
+    }
     Ok(())
 }
