@@ -317,27 +317,19 @@ impl RequestForm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hoist_api::{ApprovalRule, TicketRule};
+    use crate::app::fixtures;
+    use hoist_api::TicketRule;
 
+    /// A role that may break glass and wants a ticket of its own kind.
     fn role() -> Role {
         Role {
-            id: "db".into(),
-            name: "DB".into(),
-            description: String::new(),
-            scope: String::new(),
-            default_duration_secs: 1800,
-            max_duration_secs: 7200,
-            approval: ApprovalRule {
-                approvals: 1,
-                approver_groups: vec![],
-                approvers: vec![],
-            },
             break_glass: true,
             ticket: TicketRule {
                 required: true,
                 pattern: Some("^(?:INC-[0-9]+)$".into()),
             },
             min_justification: 10,
+            ..fixtures::role("db")
         }
     }
 

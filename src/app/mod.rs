@@ -5,6 +5,8 @@ pub mod action;
 pub mod capabilities;
 pub mod command;
 pub mod failure;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod form;
 pub mod keymap;
 pub mod roles;

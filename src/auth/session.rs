@@ -87,6 +87,14 @@ pub async fn login_sso(
         Flow::Device => provider.sign_in_device(on_device).await?,
         Flow::Browser => provider.sign_in_browser(on_browser).await?,
     };
+    let me = store_if_accepted(target, session.clone()).await?;
+    Ok((me, session))
+}
+
+/// Asks the broker who `session` belongs to, and keeps the session under
+/// that user. A refused token is said to be refused: "session expired"
+/// would be the wrong story before any session.
+async fn store_if_accepted(target: &Target, session: Session) -> Result<Me, SessionError> {
     let me = match backend::connect(&target.broker, &session.access_token)?
         .me()
         .await
@@ -100,9 +108,9 @@ pub async fn login_sso(
         }
         Err(err) => return Err(err.into()),
     };
-    let (broker, user, stored) = (target.broker.clone(), me.user.clone(), session.clone());
-    blocking(move || secrets::save(&broker, &user, &stored)).await?;
-    Ok((me, session))
+    let (broker, user) = (target.broker.clone(), me.user.clone());
+    blocking(move || secrets::save(&broker, &user, &session)).await?;
+    Ok(me)
 }
 
 /// The stored session, refreshed first if it ends within [`REFRESH_AHEAD`]
@@ -164,22 +172,7 @@ fn login_command(profile: &str) -> String {
 /// config with [`crate::config::Config::remember_login`].
 pub async fn login_with_token(target: &Target, token: &str) -> Result<Me, SessionError> {
     let token = check_token(token)?;
-    let me = match backend::connect(&target.broker, token)?.me().await {
-        Ok(me) => me,
-        // "Session expired" would be the wrong story before any session.
-        Err(BackendError::Unauthenticated(reason)) => {
-            return Err(SessionError::TokenRefused {
-                broker: target.broker.clone(),
-                reason,
-            });
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let session = Session::with_token(token);
-    let broker = target.broker.clone();
-    let user = me.user.clone();
-    blocking(move || secrets::save(&broker, &user, &session)).await?;
-    Ok(me)
+    store_if_accepted(target, Session::with_token(token)).await
 }
 
 /// Deletes the stored session of `target.user`; false if there was none.

@@ -28,79 +28,37 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
                 ..
             },
             action,
-        ) => match action {
-            Action::Input(c) => {
-                if !c.is_control() {
-                    text.push(c);
+        ) => {
+            let error = match action {
+                Action::Input(c) => {
+                    if !c.is_control() {
+                        text.push(c);
+                    }
+                    None
                 }
-                state.modal = Some(Modal::Input {
-                    prompt,
-                    title,
-                    text,
-                    required,
-                    error: None,
-                });
-                vec![]
-            }
-            Action::Backspace => {
-                text.pop();
-                state.modal = Some(Modal::Input {
-                    prompt,
-                    title,
-                    text,
-                    required,
-                    error: None,
-                });
-                vec![]
-            }
-            Action::Back => vec![],
-            Action::Submit => {
-                let comment = Some(text.trim().to_string()).filter(|t| !t.is_empty());
-                if required && comment.is_none() {
-                    let error = Some("a reason is required: the requester sees it".to_string());
-                    state.modal = Some(Modal::Input {
-                        prompt,
-                        title,
-                        text,
-                        required,
-                        error,
-                    });
-                    return vec![];
+                Action::Backspace => {
+                    text.pop();
+                    None
                 }
-                let command = match prompt {
-                    Prompt::Approve { request_id } => Command::Review {
-                        request_id,
-                        decision: Decision::Approve,
-                        comment,
-                    },
-                    Prompt::Deny { request_id } => Command::Review {
-                        request_id,
-                        decision: Decision::Deny,
-                        comment,
-                    },
-                    Prompt::Acknowledge { request_id } => Command::Acknowledge {
-                        request_id,
-                        comment,
-                    },
-                };
-                if let Command::Review { request_id, .. }
-                | Command::Acknowledge { request_id, .. } = &command
-                {
-                    state.busy.insert(request_id.clone());
+                Action::Back => return vec![],
+                Action::Submit => {
+                    let comment = Some(text.trim().to_string()).filter(|t| !t.is_empty());
+                    if !required || comment.is_some() {
+                        return vec![send(state, prompt, comment)];
+                    }
+                    Some("a reason is required: the requester sees it".to_string())
                 }
-                vec![command]
-            }
-            _ => {
-                state.modal = Some(Modal::Input {
-                    prompt,
-                    title,
-                    text,
-                    required,
-                    error: None,
-                });
-                vec![]
-            }
-        },
+                _ => None,
+            };
+            state.modal = Some(Modal::Input {
+                prompt,
+                title,
+                text,
+                required,
+                error,
+            });
+            vec![]
+        }
         (Modal::Credential { .. }, Action::CopyCredential) => {
             // Copy what is shown: fetch a fresh one so its lifetime is full.
             match state.selected_grant() {
@@ -117,4 +75,29 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
             vec![]
         }
     }
+}
+
+/// The decision or acknowledgement a prompt was for, marked busy until the
+/// broker answers.
+fn send(state: &mut State, prompt: Prompt, comment: Option<String>) -> Command {
+    let command = match prompt {
+        Prompt::Approve { request_id } => Command::Review {
+            request_id,
+            decision: Decision::Approve,
+            comment,
+        },
+        Prompt::Deny { request_id } => Command::Review {
+            request_id,
+            decision: Decision::Deny,
+            comment,
+        },
+        Prompt::Acknowledge { request_id } => Command::Acknowledge {
+            request_id,
+            comment,
+        },
+    };
+    if let Command::Review { request_id, .. } | Command::Acknowledge { request_id, .. } = &command {
+        state.busy.insert(request_id.clone());
+    }
+    command
 }

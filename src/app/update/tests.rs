@@ -2,88 +2,18 @@
 //! in, the state and the commands out.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use hoist_api::{
-    AccessRequest, ApprovalRule, Grant, GrantState, LiveEvent, Me, RequestKind, RequestState, Role,
-    TicketRule,
-};
+use hoist_api::{GrantState, LiveEvent, Me, RequestState};
 
 use super::update;
 use crate::app::action::{Action, Operation, Snapshot};
 use crate::app::command::Command;
 use crate::app::failure::{Failure, FailureKind};
+use crate::app::fixtures::{grant, request, role};
 use crate::app::form::RequestForm;
 use crate::app::state::{Connection, Level, Screen, State};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
-}
-
-fn role(id: &str) -> Role {
-    Role {
-        id: id.into(),
-        name: id.to_uppercase(),
-        description: String::new(),
-        scope: String::new(),
-        default_duration_secs: 1800,
-        max_duration_secs: 7200,
-        approval: ApprovalRule {
-            approvals: 1,
-            approver_groups: vec!["dba".into()],
-            approvers: vec!["bob".into()],
-        },
-        break_glass: false,
-        ticket: TicketRule {
-            required: false,
-            pattern: None,
-        },
-        min_justification: 5,
-    }
-}
-
-fn grant(id: &str, role: &str, holder: &str, expires_at: DateTime<Utc>) -> Grant {
-    Grant {
-        id: id.into(),
-        request_id: format!("req_{id}"),
-        role: role.into(),
-        role_name: role.to_uppercase(),
-        holder: holder.into(),
-        starts_at: expires_at - TimeDelta::minutes(30),
-        expires_at,
-        state: GrantState::Active,
-        ended_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-        break_glass: false,
-        ticket: None,
-        incident: None,
-        justification: "rotate the keys".into(),
-    }
-}
-
-fn request(id: &str, role: &str, requester: &str, now: DateTime<Utc>) -> AccessRequest {
-    AccessRequest {
-        id: id.into(),
-        kind: RequestKind::Access,
-        role: role.into(),
-        role_name: role.to_uppercase(),
-        requester: requester.into(),
-        justification: "rotate the keys".into(),
-        ticket: None,
-        incident: None,
-        duration_secs: 1800,
-        starts_at: None,
-        break_glass: false,
-        state: RequestState::Pending,
-        created_at: now,
-        updated_at: now,
-        lapses_at: Some(now + TimeDelta::hours(1)),
-        approvals_required: 1,
-        reviews: vec![],
-        claim: None,
-        grant_id: None,
-        reason: None,
-        acknowledgement: None,
-    }
 }
 
 /// alice, loaded, with roles `db`, `logs` and `k8s` and no grants yet.

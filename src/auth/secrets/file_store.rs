@@ -178,6 +178,9 @@ mod tests {
     use super::super::{SecretsError, Session, account};
     use super::{FileStore, file_name, fnv1a_128};
     use crate::fs::create_private_file;
+    #[cfg(unix)]
+    use crate::fs::tests::mode;
+    use crate::fs::tests::names;
 
     const BROKER: &str = "https://hoist.corp.example";
 
@@ -190,24 +193,9 @@ mod tests {
     }
 
     #[cfg(unix)]
-    fn mode(path: &Path) -> u32 {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-    }
-
-    #[cfg(unix)]
     fn set_mode(path: &Path, mode: u32) {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
     }
 
     #[test]
