@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use hoist::app::state::State;
 use hoist::app::update;
-use hoist::theme::Theme;
+use hoist::ui::theme::Theme;
 use ratatui::Terminal;
 use ratatui::backend::{CrosstermBackend, TestBackend};
 use serde_json::json;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::auth::session;
 use crate::commands::{self, OutputArgs};
 use crate::config::{Config, Target};
-use crate::theme::Theme;
-use crate::{demo, session, tui};
+use crate::ui::theme::Theme;
+use crate::{demo, tui};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -218,8 +219,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             .map_err(Into::into),
         Some(Command::Exec { args }) => {
             let outcome = async {
-                let client = commands::connect(broker, profile).await?;
-                commands::exec(&client, &args).await
+                let backend = commands::connect(broker, profile).await?;
+                commands::exec(&*backend, &args).await
             };
             return match outcome.await {
                 Ok(code) => ExitCode::from(code),
@@ -235,7 +236,10 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {
-    eprintln!("hoist: {}", crate::sanitize::line(&format!("{err:#}")));
+    eprintln!(
+        "hoist: {}",
+        crate::text::sanitize::line(&format!("{err:#}"))
+    );
     ExitCode::from(commands::exit_code(err))
 }
 
@@ -245,49 +249,50 @@ async fn scripted(
     profile: Option<&str>,
     command: Command,
 ) -> anyhow::Result<()> {
-    let client = commands::connect(broker, profile).await?;
+    let backend = commands::connect(broker, profile).await?;
+    let backend = &*backend;
     match command {
-        Command::Roles { output } => commands::roles(&client, output.format()).await,
+        Command::Roles { output } => commands::roles(backend, output.format()).await,
         Command::Requests { reviewable, output } => {
-            commands::requests(&client, reviewable, output.format()).await
+            commands::requests(backend, reviewable, output.format()).await
         }
-        Command::Grants { all, output } => commands::grants(&client, all, output.format()).await,
+        Command::Grants { all, output } => commands::grants(backend, all, output.format()).await,
         Command::Audit {
             after,
             limit,
             output,
-        } => commands::audit(&client, after, limit, output.format()).await,
+        } => commands::audit(backend, after, limit, output.format()).await,
         Command::Request { args, output } => {
             let bundle = match &args.bundle {
                 Some(name) => Some(bundle_roles(name)?),
                 None => None,
             };
-            commands::request(&client, &args, bundle, output.format()).await
+            commands::request(backend, &args, bundle, output.format()).await
         }
         Command::Incident {
             command: IncidentCommand::Export { reference, format },
-        } => commands::incident::export(&client, &reference, format).await,
-        Command::Status { id, output } => commands::status(&client, &id, output.format()).await,
+        } => commands::incident::export(backend, &reference, format).await,
+        Command::Status { id, output } => commands::status(backend, &id, output.format()).await,
         Command::Cancel { id, reason, output } => {
-            commands::cancel(&client, &id, reason, output.format()).await
+            commands::cancel(backend, &id, reason, output.format()).await
         }
         Command::Revoke {
             grant_or_role,
             reason,
             output,
-        } => commands::revoke(&client, &grant_or_role, reason, output.format()).await,
+        } => commands::revoke(backend, &grant_or_role, reason, output.format()).await,
         Command::Approve {
             id,
             comment,
             output,
-        } => commands::approve(&client, &id, comment, output.format()).await,
+        } => commands::approve(backend, &id, comment, output.format()).await,
         Command::Deny {
             id,
             comment,
             output,
-        } => commands::deny(&client, &id, comment, output.format()).await,
+        } => commands::deny(backend, &id, comment, output.format()).await,
         Command::Credential { role, output } => {
-            commands::credential(&client, &role, output.format()).await
+            commands::credential(backend, &role, output.format()).await
         }
         _ => unreachable!("handled in run"),
     }
@@ -325,8 +330,8 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
     need_terminal()?;
     let mut config = Config::load()?;
     let mut target = config.resolve(broker, profile)?;
-    let client = match session::open(&target).await {
-        Ok(client) => client,
+    let backend = match session::open(&target).await {
+        Ok(backend) => backend,
         // First run, or the session ended: sign in, then open.
         Err(session::SessionError::NotSignedIn { .. } | session::SessionError::Expired { .. }) => {
             let (me, _) = sign_in(&target, session::Flow::Device).await?;
@@ -356,26 +361,26 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
             Box::pin(async move { session::current(&target).await.map_err(|e| e.to_string()) })
         })),
     };
-    tui::run(client, options).await
+    tui::run(backend, options).await
 }
 
 /// Runs a single sign-on flow in this terminal, telling the person what to do.
 async fn sign_in(
     target: &Target,
     flow: session::Flow,
-) -> anyhow::Result<(hoist_api::Me, crate::secrets::Session)> {
-    let on_device = |prompt: &crate::sso::DevicePrompt| {
+) -> anyhow::Result<(hoist_api::Me, crate::auth::secrets::Session)> {
+    let on_device = |prompt: &crate::auth::sso::DevicePrompt| {
         eprintln!(
             "To sign in to {}, open {}",
             target.broker,
-            crate::sanitize::line(&prompt.verification_uri)
+            crate::text::sanitize::line(&prompt.verification_uri)
         );
         eprintln!(
             "and enter the code: {}",
-            crate::sanitize::line(&prompt.user_code)
+            crate::text::sanitize::line(&prompt.user_code)
         );
         if let Some(complete) = &prompt.verification_uri_complete {
-            eprintln!("(or open {})", crate::sanitize::line(complete));
+            eprintln!("(or open {})", crate::text::sanitize::line(complete));
             open_browser(complete);
         }
         eprintln!(
@@ -385,7 +390,7 @@ async fn sign_in(
     };
     let on_browser = |url: &str| {
         eprintln!("Opening your browser to sign in. If it does not open, visit:");
-        eprintln!("{}", crate::sanitize::line(url));
+        eprintln!("{}", crate::text::sanitize::line(url));
         open_browser(url);
     };
     Ok(session::login_sso(target, flow, on_device, on_browser).await?)
@@ -403,7 +408,7 @@ fn open_browser(url: &str) {
 }
 
 /// Writes the favourites of one profile back to the config file.
-fn favourite_saver(target: Target) -> crate::worker::Saver {
+fn favourite_saver(target: Target) -> crate::tui::worker::Saver {
     Arc::new(move |favourites: Vec<String>| {
         let mut config = Config::load().map_err(|e| e.to_string())?;
         let profile = config
@@ -433,7 +438,7 @@ async fn login(
     let mut config = Config::load()?;
     let target = config.resolve(broker, profile)?;
     if insecure_file_store || target.insecure_file_store {
-        crate::secrets::init_file_store(&crate::config::sessions_dir()?)?;
+        crate::auth::secrets::init_file_store(&crate::config::sessions_dir()?)?;
     }
     let me = match how {
         Login::Token => {
@@ -448,9 +453,9 @@ async fn login(
         "Signed in to {} as {} ({}).",
         target.broker,
         me.user,
-        crate::sanitize::line(&me.display_name)
+        crate::text::sanitize::line(&me.display_name)
     );
-    if let Some(warning) = crate::secrets::warning() {
+    if let Some(warning) = crate::auth::secrets::warning() {
         eprintln!("Warning: {warning}");
     }
     Ok(())
@@ -460,13 +465,13 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     let config = Config::load()?;
     let target = config.resolve(broker, profile)?;
     let current = session::current(&target).await?;
-    let me = crate::client::BrokerClient::new(&target.broker, &current.access_token)?
+    let me = crate::backend::connect(&target.broker, &current.access_token)?
         .me()
         .await?;
     println!(
         "user:     {} ({})",
         me.user,
-        crate::sanitize::line(&me.display_name)
+        crate::text::sanitize::line(&me.display_name)
     );
     println!("groups:   {}", me.groups.join(", "));
     println!("broker:   {}", target.broker);
@@ -512,14 +517,14 @@ async fn run_demo(user: &str, serve_only: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     need_terminal()?;
-    let client = demo.client(user).await?;
+    let backend = demo.client(user).await?;
     let mut approvers = demo.start_approvers(user);
     let options = tui::Options {
         theme: Theme::from_config(&Default::default(), no_color()).map_err(anyhow::Error::msg)?,
         ticket_url: Some("https://tracker.example/browse/{ticket}".into()),
         ..tui::Options::default()
     };
-    let result = tui::run(client, options).await;
+    let result = tui::run(backend, options).await;
     approvers.abort_all();
     demo.stop().await;
     result

@@ -9,7 +9,7 @@ use hoist_api::{CreateRequest, Decision, LiveEvent, RequestState};
 use hoistd::{Broker, Policy, Server};
 use tokio::task::JoinSet;
 
-use crate::client::BrokerClient;
+use crate::backend::{self, Backend};
 
 /// The demo identities; each one's token is `demo-<name>`.
 pub const PEOPLE: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
@@ -44,15 +44,15 @@ impl Demo {
         format!("http://{}", self.server.addr)
     }
 
-    /// A client signed in as one of the demo people.
-    pub async fn client(&self, user: &str) -> anyhow::Result<BrokerClient> {
+    /// A backend signed in as one of the demo people.
+    pub async fn client(&self, user: &str) -> anyhow::Result<Arc<dyn Backend>> {
         if !PEOPLE.contains(&user) {
             anyhow::bail!(
                 "no demo identity `{user}`; choose one of {}",
                 PEOPLE.join(", ")
             );
         }
-        let client = BrokerClient::new(&self.url(), &format!("demo-{user}"))?;
+        let client = backend::connect(&self.url(), &format!("demo-{user}"))?;
         client.me().await?;
         Ok(client)
     }
@@ -86,8 +86,8 @@ async fn approve_forever(
     requester: &str,
     delay: Duration,
 ) -> anyhow::Result<()> {
-    let client = BrokerClient::new(url, &format!("demo-{approver}"))?;
-    let mut events = std::pin::pin!(client.events().await?);
+    let client = backend::connect(url, &format!("demo-{approver}"))?;
+    let mut events = client.events().await?;
     while let Some(event) = events.next().await {
         let LiveEvent::Request { request } = event? else {
             continue;
@@ -96,7 +96,7 @@ async fn approve_forever(
             continue;
         }
         let reviewed = request.reviews.iter().any(|r| r.reviewer == approver);
-        let client = client.clone();
+        let client = Arc::clone(&client);
         if request.state == RequestState::Pending && !reviewed {
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;

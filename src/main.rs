@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // Must run before any thread starts: the kernel keyring is per process.
-    hoist::secrets::prepare();
+    hoist::auth::secrets::prepare();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -58,15 +58,9 @@ pub fn remember(broker: &str, grants: &[Grant]) {
         return;
     }
     cache.insert(broker.to_string(), active);
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    // Write then rename, so a prompt never reads half a file.
-    if let Ok(mut file) = tempfile::NamedTempFile::new_in(dir)
-        && serde_json::to_writer(&mut file, &cache).is_ok()
-    {
-        let _ = file.persist(&path);
+    // Whole or not at all, so a prompt never reads half a file.
+    if let Ok(json) = serde_json::to_vec(&cache) {
+        let _ = crate::fs::write_private(&path, &json);
     }
 }
 
@@ -85,9 +79,9 @@ pub fn render(cache: &BTreeMap<String, Vec<Cached>>, now: DateTime<Utc>) -> Stri
             let left = if left < TimeDelta::minutes(1) {
                 format!("{}s", left.num_seconds().max(1))
             } else {
-                crate::ui::widgets::span(left)
+                crate::text::span(left)
             };
-            format!("{} {left}", crate::sanitize::line(&g.role))
+            format!("{} {left}", crate::text::sanitize::line(&g.role))
         })
         .collect::<Vec<_>>()
         .join(" · ")

@@ -71,7 +71,7 @@ MISSES = {
     ),
     "memory.tui": (
         "Compare with the state-only figure below it: the JSON bodies and the parsed lists are "
-        "alive together while a load is parsed (src/worker.rs)."
+        "alive together while a load is parsed (src/tui/worker.rs)."
     ),
     "memory.model": (
         "The JSON bodies and the parsed lists are alive together at the peak; parsing each "
@@ -133,7 +133,7 @@ FINDINGS = """\
   allocation per entry. 3.2 s went to about 1.5 s.
 - **TUI memory** (`/proc/PID/status` of the real TUI): the peak came from loading everything
   twice at once at start-up (`App::start` and the event stream's first `StreamUp` each asked
-  for a load). Fixed in `src/tui.rs`: the stream's first `StreamUp` starts the only load, after
+  for a load). Fixed in `src/tui/app.rs`: the stream's first `StreamUp` starts the only load, after
   it has subscribed. 34 MiB (36 MB) went to about 24.5 MiB (25.7 MB).
 - **Render**: a frame costs 0.3–0.6 ms of CPU. Earlier wall-clock p99s of 4.4 ms, with medians
   of 0.3 ms, were frames descheduled for another process's time slice while the machine was

@@ -6,8 +6,8 @@ use hoist_api::{
     AccessRequest, AuditEvent, Credential, Grant, LiveEvent, Me, RequestHistory, Role,
 };
 
+use super::failure::Failure;
 use super::state::Screen;
-use crate::client::ClientError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -59,11 +59,9 @@ pub enum Action {
     Right,
     ToggleBreakGlass,
     Submit,
-    /// Mouse: a click at a cell, or the wheel.
-    Click {
-        column: u16,
-        row: u16,
-    },
+    /// A row of the current screen's list picked directly (a mouse click).
+    SelectRow(usize),
+    /// The mouse wheel.
     ScrollUp,
     ScrollDown,
     Resize(u16, u16),
@@ -72,7 +70,7 @@ pub enum Action {
 
     // Answers from the broker.
     Loaded(Box<Snapshot>),
-    LoadFailed(ClientError),
+    LoadFailed(Failure),
     ActivityLoaded(Vec<AuditEvent>),
     HistoryLoaded(RequestHistory),
     Live(Box<LiveEvent>),
@@ -91,11 +89,52 @@ pub enum Action {
     IncidentLoaded(Box<hoist_api::IncidentView>),
     /// A revocation could not reach the broker; it is being retried.
     RevokePending(String),
-    /// An operation failed; `what` names it for the message.
+    /// An operation failed.
     Failed {
-        what: String,
-        error: ClientError,
+        operation: Operation,
+        failure: Failure,
     },
+}
+
+/// What the worker was doing for a command, named in failure messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Loading,
+    LoadingActivity,
+    LoadingIncident,
+    LoadingHistory,
+    Filing,
+    Cancelling,
+    Revoking,
+    Extending,
+    Reviewing,
+    Claiming,
+    Acknowledging,
+    FetchingCredential,
+    OpeningBrowser,
+    SavingFavourites,
+}
+
+impl Operation {
+    /// As the banner names it: "Refused: ... (filing)".
+    pub fn label(self) -> &'static str {
+        match self {
+            Operation::Loading => "loading",
+            Operation::LoadingActivity => "loading activity",
+            Operation::LoadingIncident => "loading the incident",
+            Operation::LoadingHistory => "loading history",
+            Operation::Filing => "filing",
+            Operation::Cancelling => "cancelling",
+            Operation::Revoking => "revoking",
+            Operation::Extending => "extending",
+            Operation::Reviewing => "reviewing",
+            Operation::Claiming => "claiming",
+            Operation::Acknowledging => "acknowledging",
+            Operation::FetchingCredential => "fetching the credential",
+            Operation::OpeningBrowser => "opening the browser",
+            Operation::SavingFavourites => "saving favourites",
+        }
+    }
 }
 
 /// Everything fetched at once on start and after a reconnect.

@@ -1,10 +1,10 @@
 //! The request form: its fields, and every rule the broker will check, checked
 //! here first so the message sits next to the field before anything is sent.
 
-use std::time::Duration;
-
 use hoist_api::{CreateRequest, MAX_JUSTIFICATION_CHARS, MAX_REFERENCE_CHARS, Role};
 use regex::Regex;
+
+use crate::text::{format_duration, parse_duration};
 
 /// Durations offered on the duration field, cut to the role's maximum.
 const PRESETS: [u64; 8] = [
@@ -83,28 +83,6 @@ impl Problems {
             Field::BreakGlass => None,
         }
     }
-}
-
-pub fn format_duration(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
-    match (h, m, s) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, 0) => format!("{h}h{m}m"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
-    }
-}
-
-/// `30m`, `1h30m`, `90s`, `2h`, or bare minutes (`45`).
-pub fn parse_duration(text: &str) -> Option<u64> {
-    let text = text.trim();
-    if let Ok(minutes) = text.parse::<u64>() {
-        return minutes.checked_mul(60);
-    }
-    humantime::parse_duration(text)
-        .ok()
-        .map(|d: Duration| d.as_secs())
 }
 
 impl RequestForm {
@@ -339,27 +317,19 @@ impl RequestForm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hoist_api::{ApprovalRule, TicketRule};
+    use crate::app::fixtures;
+    use hoist_api::TicketRule;
 
+    /// A role that may break glass and wants a ticket of its own kind.
     fn role() -> Role {
         Role {
-            id: "db".into(),
-            name: "DB".into(),
-            description: String::new(),
-            scope: String::new(),
-            default_duration_secs: 1800,
-            max_duration_secs: 7200,
-            approval: ApprovalRule {
-                approvals: 1,
-                approver_groups: vec![],
-                approvers: vec![],
-            },
             break_glass: true,
             ticket: TicketRule {
                 required: true,
                 pattern: Some("^(?:INC-[0-9]+)$".into()),
             },
             min_justification: 10,
+            ..fixtures::role("db")
         }
     }
 

@@ -1,9 +1,10 @@
 //! Keys to actions, as data. The footer and the help overlay are generated
 //! from these tables, so a key is described in exactly one place.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::Action;
+use super::capabilities::Capabilities;
 use super::state::{Modal, Screen, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,9 +320,11 @@ pub fn action_for_key(state: &State, event: KeyEvent) -> Option<Action> {
     if matches!(context, Context::Screen(_)) {
         tables.push(global());
     }
+    let allowed = |b: &&Binding| state.capabilities.allows(&b.action);
     for table in &tables {
         if let Some(binding) = table
             .iter()
+            .filter(allowed)
             .find(|b| b.keys.iter().any(|k| k.matches(&event)))
         {
             return Some(binding.action.clone());
@@ -337,24 +340,13 @@ pub fn action_for_key(state: &State, event: KeyEvent) -> Option<Action> {
     }
 }
 
-pub fn action_for_mouse(event: MouseEvent) -> Option<Action> {
-    match event.kind {
-        MouseEventKind::ScrollUp => Some(Action::ScrollUp),
-        MouseEventKind::ScrollDown => Some(Action::ScrollDown),
-        MouseEventKind::Down(crossterm::event::MouseButton::Left) => Some(Action::Click {
-            column: event.column,
-            row: event.row,
-        }),
-        _ => None,
-    }
-}
-
 /// Footer hints for the current focus: `(keys, label)`.
 pub fn footer(state: &State) -> Vec<(String, &'static str)> {
     let context = Context::of(state);
+    let offered = |b: &Binding| b.footer && state.capabilities.allows(&b.action);
     let mut hints: Vec<(String, &'static str)> = bindings(context)
         .into_iter()
-        .filter(|b| b.footer)
+        .filter(offered)
         .map(|b| (b.keys[0].label(), b.label))
         .collect();
     if matches!(context, Context::Screen(_)) {
@@ -362,18 +354,31 @@ pub fn footer(state: &State) -> Vec<(String, &'static str)> {
         hints.extend(
             global()
                 .into_iter()
-                .filter(|b| b.footer)
+                .filter(offered)
                 .map(|b| (b.keys[0].label(), b.label)),
         );
     }
     hints
 }
 
-/// Every key, by context, for the help overlay.
-pub fn help() -> Vec<(&'static str, Vec<(String, &'static str)>)> {
+/// Every key the backend has a use for, by context, for the help overlay.
+pub fn help(capabilities: Capabilities) -> Vec<(&'static str, Vec<(String, &'static str)>)> {
+    let screen = |screen: Screen| (screen.title(), Context::Screen(screen));
+    let sections = [
+        ("Roles", Context::Screen(Screen::Roles)),
+        ("Filter", Context::Filter),
+        ("Request form", Context::Form),
+        screen(Screen::Requests),
+        screen(Screen::Grants),
+        screen(Screen::Incidents),
+        screen(Screen::Reviews),
+        ("Prompts", Context::Input),
+        ("Confirm", Context::Confirm),
+    ];
     let describe = |table: Vec<Binding>| {
         table
             .into_iter()
+            .filter(|b| capabilities.allows(&b.action))
             .map(|b| {
                 (
                     b.keys.iter().map(Key::label).collect::<Vec<_>>().join(" "),
@@ -382,28 +387,15 @@ pub fn help() -> Vec<(&'static str, Vec<(String, &'static str)>)> {
             })
             .collect::<Vec<_>>()
     };
-    vec![
-        ("Everywhere", describe(global())),
-        ("Roles", describe(bindings(Context::Screen(Screen::Roles)))),
-        ("Filter", describe(bindings(Context::Filter))),
-        ("Request form", describe(bindings(Context::Form))),
-        (
-            "Requests",
-            describe(bindings(Context::Screen(Screen::Requests))),
-        ),
-        (
-            "Grants",
-            describe(bindings(Context::Screen(Screen::Grants))),
-        ),
-        (
-            "Incidents",
-            describe(bindings(Context::Screen(Screen::Incidents))),
-        ),
-        (
-            "Reviews",
-            describe(bindings(Context::Screen(Screen::Reviews))),
-        ),
-        ("Prompts", describe(bindings(Context::Input))),
-        ("Confirm", describe(bindings(Context::Confirm))),
-    ]
+    std::iter::once(("Everywhere", describe(global())))
+        .chain(
+            sections
+                .into_iter()
+                .filter(|(_, context)| match context {
+                    Context::Screen(screen) => capabilities.shows(*screen),
+                    _ => true,
+                })
+                .map(|(title, context)| (title, describe(bindings(context)))),
+        )
+        .collect()
 }

@@ -6,9 +6,14 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use hoist_api::{AccessRequest, AuditEvent, Grant, Me, RequestHistory, RequestPreview, Role};
 
+use super::capabilities::Capabilities;
 use super::command::Command;
 use super::form::RequestForm;
 use super::roles;
+
+/// How long before a grant ends its holder is warned (banner and bell), and
+/// its countdown turns to a warning.
+pub const WARN_AT: TimeDelta = TimeDelta::minutes(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Screen {
@@ -136,6 +141,8 @@ pub struct Cursors {
 #[derive(Debug, Clone)]
 pub struct State {
     pub broker: String,
+    /// What the broker can do; screens and keys for the rest are hidden.
+    pub capabilities: Capabilities,
     pub me: Option<Me>,
     pub screen: Screen,
     pub roles: Vec<Role>,
@@ -184,6 +191,7 @@ impl State {
     pub fn new(broker: String, now: DateTime<Utc>) -> State {
         State {
             broker,
+            capabilities: Capabilities::ALL,
             me: None,
             screen: Screen::Roles,
             roles: Vec::new(),

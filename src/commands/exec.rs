@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::request::{file, find_grant, wait_for_final};
 use super::{Ended, duration};
-use crate::client::BrokerClient;
+use crate::backend::Backend;
 
 /// Environment variables CMD receives.
 pub const ENV_CREDENTIAL: &str = "HOIST_CREDENTIAL";
@@ -54,8 +54,8 @@ fn code_of(status: ExitStatus) -> u8 {
     }
 }
 
-pub async fn exec(client: &BrokerClient, args: &ExecArgs) -> anyhow::Result<u8> {
-    let (grant, created) = match find_grant(client, &args.role).await {
+pub async fn exec(backend: &dyn Backend, args: &ExecArgs) -> anyhow::Result<u8> {
+    let (grant, created) = match find_grant(backend, &args.role).await {
         Ok(grant) => (grant, false),
         Err(_) => {
             let body = hoist_api::CreateRequest {
@@ -73,8 +73,8 @@ pub async fn exec(client: &BrokerClient, args: &ExecArgs) -> anyhow::Result<u8> 
                 .map(duration)
                 .transpose()?
                 .map(Duration::from_secs);
-            let filed = file(client, &body).await?;
-            let request = wait_for_final(client, filed, timeout).await?;
+            let filed = file(backend, &body).await?;
+            let request = wait_for_final(backend, filed, timeout).await?;
             if request.state != hoist_api::RequestState::Active {
                 let reason = request.reason.clone().unwrap_or_default();
                 return Err(match request.state {
@@ -88,24 +88,24 @@ pub async fn exec(client: &BrokerClient, args: &ExecArgs) -> anyhow::Result<u8> 
                 .into());
             }
             let id = request.grant_id.clone().unwrap_or_default();
-            (find_grant(client, &id).await?, true)
+            (find_grant(backend, &id).await?, true)
         }
     };
-    super::remember_grants(client).await;
-    let outcome = run(client, &grant, &args.command).await;
+    super::remember_grants(backend).await;
+    let outcome = run(backend, &grant, &args.command).await;
     if created {
-        revoke_after(client, &grant.id).await;
-        super::remember_grants(client).await;
+        revoke_after(backend, &grant.id).await;
+        super::remember_grants(backend).await;
     }
     outcome
 }
 
 async fn run(
-    client: &BrokerClient,
+    backend: &dyn Backend,
     grant: &hoist_api::Grant,
     command: &[String],
 ) -> anyhow::Result<u8> {
-    let credential = client.credential(&grant.id).await?;
+    let credential = backend.credential(&grant.id).await?;
     let (program, rest) = command
         .split_first()
         .ok_or_else(|| Ended::Usage("no command after `--`".into()))?;
@@ -153,9 +153,9 @@ async fn run(
 
 /// Revokes the grant `exec` created, retrying a little if the broker is
 /// briefly away; says so loudly if it could not.
-async fn revoke_after(client: &BrokerClient, grant_id: &str) {
+async fn revoke_after(backend: &dyn Backend, grant_id: &str) {
     for attempt in 0..5u64 {
-        match client
+        match backend
             .revoke(grant_id, Some("hoist exec: the command finished".into()))
             .await
         {

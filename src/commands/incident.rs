@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use hoist_api::{AuditEvent, AuditKind};
 use serde::Serialize;
 
-use crate::client::BrokerClient;
+use crate::backend::Backend;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
@@ -111,7 +111,7 @@ pub fn timeline(incident: &str, events: Vec<AuditEvent>, now: DateTime<Utc>) -> 
 
 /// Text safe inside a Markdown table cell: one line, no pipes, no controls.
 fn cell(text: &str) -> String {
-    crate::sanitize::line(text)
+    crate::text::sanitize::line(text)
         .replace('|', "\\|")
         .replace('`', "'")
 }
@@ -190,15 +190,15 @@ pub fn markdown(timeline: &Timeline) -> String {
 }
 
 pub async fn export(
-    client: &BrokerClient,
+    backend: &dyn Backend,
     incident: &str,
     format: ExportFormat,
 ) -> anyhow::Result<()> {
-    let events = client.incident_audit(incident).await?;
+    let events = backend.incident_audit(incident).await?;
     if events.is_empty() {
         anyhow::bail!("no audit events you may read for incident `{incident}`");
     }
-    let timeline = timeline(incident, events, client.clock().now());
+    let timeline = timeline(incident, events, backend.clock().now());
     match format {
         ExportFormat::Markdown => print!("{}", markdown(&timeline)),
         ExportFormat::Json => println!("{}", serde_json::to_string_pretty(&timeline)?),

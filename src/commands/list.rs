@@ -3,13 +3,12 @@
 use hoist_api::{AccessRequest, Decision, RequestState};
 
 use super::table::Table;
-use super::{Format, local, print};
-use crate::app::form::format_duration;
-use crate::app::update::clock;
-use crate::client::BrokerClient;
+use super::{Format, print};
+use crate::backend::Backend;
+use crate::text::{clock, format_duration, local_timestamp as local};
 
-pub async fn roles(client: &BrokerClient, format: Format) -> anyhow::Result<()> {
-    let roles = client.roles().await?;
+pub async fn roles(backend: &dyn Backend, format: Format) -> anyhow::Result<()> {
+    let roles = backend.roles().await?;
     print(format, &roles, || {
         let mut table = Table::new(&[
             "ROLE",
@@ -95,22 +94,22 @@ fn requests_table(requests: &[AccessRequest]) -> Table {
 }
 
 pub async fn requests(
-    client: &BrokerClient,
+    backend: &dyn Backend,
     reviewable: bool,
     format: Format,
 ) -> anyhow::Result<()> {
     let requests = if reviewable {
-        client.review_queue().await?
+        backend.review_queue().await?
     } else {
-        client.my_requests(200).await?
+        backend.requests(200).await?
     };
     print(format, &requests, || requests_table(&requests))
 }
 
-pub async fn grants(client: &BrokerClient, all: bool, format: Format) -> anyhow::Result<()> {
-    let grants = client.grants(all).await?;
-    crate::prompt::remember(client.base(), &grants);
-    let now = client.clock().now();
+pub async fn grants(backend: &dyn Backend, all: bool, format: Format) -> anyhow::Result<()> {
+    let grants = backend.grants(all).await?;
+    crate::prompt::remember(backend.broker(), &grants);
+    let now = backend.clock().now();
     print(format, &grants, || {
         let mut table = Table::new(&["ID", "ROLE", "STATE", "LEFT", "ENDS", "REFERENCE"]);
         for g in &grants {
@@ -133,12 +132,12 @@ pub async fn grants(client: &BrokerClient, all: bool, format: Format) -> anyhow:
 }
 
 pub async fn audit(
-    client: &BrokerClient,
+    backend: &dyn Backend,
     after: i64,
     limit: usize,
     format: Format,
 ) -> anyhow::Result<()> {
-    let events = client.audit(after, limit).await?;
+    let events = backend.audit(after, limit).await?;
     print(format, &events, || {
         let mut table = Table::new(&["SEQ", "WHEN", "KIND", "ACTOR", "SUBJECT", "ROLE", "REASON"]);
         for e in &events {
@@ -156,8 +155,8 @@ pub async fn audit(
     })
 }
 
-pub async fn status(client: &BrokerClient, id: &str, format: Format) -> anyhow::Result<()> {
-    let request = client.request_by_id(id).await?;
+pub async fn status(backend: &dyn Backend, id: &str, format: Format) -> anyhow::Result<()> {
+    let request = backend.request(id).await?;
     print(format, &request, || {
         requests_table(std::slice::from_ref(&request))
     })

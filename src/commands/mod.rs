@@ -11,7 +11,6 @@ mod table;
 
 use std::io::IsTerminal;
 
-use chrono::{DateTime, Local, Utc};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
@@ -21,8 +20,10 @@ pub use request::{
     RequestArgs, approve, cancel, credential, deny, request, revoke, wait_for_final,
 };
 
-use crate::client::{BrokerClient, ClientError};
-use crate::session::SessionError;
+use std::sync::Arc;
+
+use crate::auth::session::SessionError;
+use crate::backend::{Backend, BackendError};
 
 /// Exit codes, documented in the README and `hoist --help`.
 pub mod exit {
@@ -66,15 +67,15 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if let Some(session) = cause.downcast_ref::<SessionError>() {
             return match session {
-                SessionError::Client(client) => client_code(client),
+                SessionError::Backend(backend) => backend_code(backend),
                 SessionError::NotSignedIn { .. }
                 | SessionError::Expired { .. }
                 | SessionError::TokenRefused { .. } => exit::NOT_SIGNED_IN,
                 _ => exit::FAILURE,
             };
         }
-        if let Some(client) = cause.downcast_ref::<ClientError>() {
-            return client_code(client);
+        if let Some(backend) = cause.downcast_ref::<BackendError>() {
+            return backend_code(backend);
         }
         if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
             return exit::USAGE;
@@ -83,12 +84,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     exit::FAILURE
 }
 
-fn client_code(err: &ClientError) -> u8 {
+fn backend_code(err: &BackendError) -> u8 {
     match err {
-        ClientError::Unreachable { .. } => exit::UNREACHABLE,
-        ClientError::Unauthenticated(_) => exit::NOT_SIGNED_IN,
-        ClientError::BadUrl { .. } => exit::USAGE,
-        ClientError::Refused { status, .. } if *status < 500 => exit::REFUSED,
+        BackendError::Unreachable { .. } => exit::UNREACHABLE,
+        BackendError::Unauthenticated(_) => exit::NOT_SIGNED_IN,
+        BackendError::BadUrl { .. } => exit::USAGE,
+        BackendError::Refused { status, .. } if *status < 500 => exit::REFUSED,
         _ => exit::FAILURE,
     }
 }
@@ -140,33 +141,29 @@ pub fn colour_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Local time with its zone, for people (`--json` keeps RFC 3339 UTC).
-pub fn local(at: DateTime<Utc>) -> String {
-    at.with_timezone(&Local)
-        .format("%Y-%m-%d %H:%M:%S %:z")
-        .to_string()
-}
-
 /// Keeps the `hoist prompt` cache in step after a command that may have
 /// changed my grants (best effort).
-pub async fn remember_grants(client: &BrokerClient) {
-    if let Ok(grants) = client.grants(false).await {
-        let broker = client.base().to_string();
+pub async fn remember_grants(backend: &dyn Backend) {
+    if let Ok(grants) = backend.grants(false).await {
+        let broker = backend.broker().to_string();
         let _ =
             tokio::task::spawn_blocking(move || crate::prompt::remember(&broker, &grants)).await;
     }
 }
 
-/// A client for the chosen broker with the stored session.
-pub async fn connect(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<BrokerClient> {
+/// The backend for the chosen broker, with the stored session.
+pub async fn connect(
+    broker: Option<&str>,
+    profile: Option<&str>,
+) -> anyhow::Result<Arc<dyn Backend>> {
     let config = crate::config::Config::load()?;
     let target = config.resolve(broker, profile)?;
-    Ok(crate::session::open(&target).await?)
+    Ok(crate::auth::session::open(&target).await?)
 }
 
 /// Parses `30m`, `1h30m`, `90s`, or bare minutes.
 pub fn duration(text: &str) -> Result<u64, Ended> {
-    crate::app::form::parse_duration(text)
+    crate::text::parse_duration(text)
         .filter(|secs| *secs > 0)
         .ok_or_else(|| Ended::Usage(format!("`{text}` is not a duration (try 30m, 1h or 90s)")))
 }

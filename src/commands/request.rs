@@ -8,8 +8,9 @@ use futures::StreamExt;
 use hoist_api::{AccessRequest, CreateRequest, Decision, Grant, LiveEvent, RequestState};
 use tokio::time::Instant;
 
-use super::{Ended, Format, colour_stderr, duration, local, print};
-use crate::client::{BrokerClient, ClientError};
+use super::{Ended, Format, colour_stderr, duration, print};
+use crate::backend::{Backend, BackendError};
+use crate::text::local_timestamp as local;
 
 #[derive(Debug, Clone, Args)]
 pub struct RequestArgs {
@@ -68,13 +69,13 @@ impl RequestArgs {
 /// Files a request; a retry after a network error reuses the idempotency
 /// key, so the broker never files twice.
 pub async fn file(
-    client: &BrokerClient,
+    backend: &dyn Backend,
     body: &CreateRequest,
-) -> Result<AccessRequest, ClientError> {
+) -> Result<AccessRequest, BackendError> {
     let key = uuid::Uuid::new_v4().to_string();
     let mut attempt = 0;
     loop {
-        match client.create_request(body, &key).await {
+        match backend.file(body, &key).await {
             Err(err) if err.is_transient() && attempt < 3 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
@@ -87,7 +88,7 @@ pub async fn file(
 /// Files one request, or every role of a bundle in parallel (one
 /// justification, one incident); with `--wait`, waits for all of them.
 pub async fn request(
-    client: &BrokerClient,
+    backend: &dyn Backend,
     args: &RequestArgs,
     bundle: Option<Vec<String>>,
     format: Format,
@@ -102,7 +103,7 @@ pub async fn request(
         .map(|role| args.body(role))
         .collect::<Result<Vec<_>, _>>()?;
     let timeout = args.timeout()?;
-    let filed = futures::future::join_all(bodies.iter().map(|body| file(client, body))).await;
+    let filed = futures::future::join_all(bodies.iter().map(|body| file(backend, body))).await;
     let mut requests = Vec::new();
     let mut failures = Vec::new();
     for (role, outcome) in roles.iter().zip(filed) {
@@ -110,7 +111,10 @@ pub async fn request(
             Ok(request) => requests.push(request),
             // In a bundle one refusal must not hide the others' outcome.
             Err(err) if bundle.is_some() => {
-                eprintln!("hoist: {role}: {}", crate::sanitize::line(&err.to_string()));
+                eprintln!(
+                    "hoist: {role}: {}",
+                    crate::text::sanitize::line(&err.to_string())
+                );
                 failures.push(anyhow::Error::from(err));
             }
             Err(err) => return Err(err.into()),
@@ -119,7 +123,7 @@ pub async fn request(
     if args.wait {
         let waits = requests
             .into_iter()
-            .map(|r| wait_for_final(client, r, timeout));
+            .map(|r| wait_for_final(backend, r, timeout));
         requests = Vec::new();
         for outcome in futures::future::join_all(waits).await {
             match outcome {
@@ -128,7 +132,7 @@ pub async fn request(
             }
         }
     }
-    super::remember_grants(client).await;
+    super::remember_grants(backend).await;
     let verdicts: Vec<anyhow::Result<()>> = requests.iter().map(verdict).collect();
     match (bundle.is_some(), requests.as_slice()) {
         (false, [one]) => print(format, one, || summary(std::slice::from_ref(one)))?,
@@ -214,7 +218,7 @@ fn report(request: &AccessRequest) {
         RequestState::Active => format!("{} active ({})", request.id, request.role),
         other => format!("{} {other}", request.id),
     };
-    let line = crate::sanitize::line(&line).into_owned();
+    let line = crate::text::sanitize::line(&line).into_owned();
     if colour_stderr() {
         eprintln!("\x1b[2m{line}\x1b[0m");
     } else {
@@ -226,7 +230,7 @@ fn report(request: &AccessRequest) {
 /// runs out. Reconnects if the stream drops, re-reading the request each time
 /// so no change is missed.
 pub async fn wait_for_final(
-    client: &BrokerClient,
+    backend: &dyn Backend,
     request: AccessRequest,
     timeout: Option<Duration>,
 ) -> anyhow::Result<AccessRequest> {
@@ -245,7 +249,7 @@ pub async fn wait_for_final(
     };
     let mut backoff = Duration::from_millis(250);
     loop {
-        let stream = match client.events().await {
+        let stream = match backend.events().await {
             Ok(stream) => stream,
             Err(err) if err.is_transient() => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -258,7 +262,7 @@ pub async fn wait_for_final(
             Err(err) => return Err(err.into()),
         };
         // Subscribed first, then read: a change in between is not lost.
-        let current = client.request_by_id(&id).await?;
+        let current = backend.request(&id).await?;
         if current.state != last || current.reviews.len() != last_reviews {
             report(&current);
             (last, last_reviews) = (current.state, current.reviews.len());
@@ -266,7 +270,7 @@ pub async fn wait_for_final(
         if settled(current.state) {
             return Ok(current);
         }
-        let mut stream = std::pin::pin!(stream);
+        let mut stream = stream;
         loop {
             let next = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, stream.next()).await {
@@ -294,38 +298,38 @@ pub async fn wait_for_final(
 }
 
 pub async fn cancel(
-    client: &BrokerClient,
+    backend: &dyn Backend,
     id: &str,
     reason: Option<String>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let request = client.cancel(id, reason).await?;
+    let request = backend.cancel(id, reason).await?;
     print(format, &request, || summary(std::slice::from_ref(&request)))
 }
 
 pub async fn approve(
-    client: &BrokerClient,
+    backend: &dyn Backend,
     id: &str,
     comment: Option<String>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let request = client.review(id, Decision::Approve, comment).await?;
+    let request = backend.review(id, Decision::Approve, comment).await?;
     print(format, &request, || summary(std::slice::from_ref(&request)))
 }
 
 pub async fn deny(
-    client: &BrokerClient,
+    backend: &dyn Backend,
     id: &str,
     comment: String,
     format: Format,
 ) -> anyhow::Result<()> {
-    let request = client.review(id, Decision::Deny, Some(comment)).await?;
+    let request = backend.review(id, Decision::Deny, Some(comment)).await?;
     print(format, &request, || summary(std::slice::from_ref(&request)))
 }
 
 /// A grant id (`gr_…`), or the role of one of my active grants.
-pub async fn find_grant(client: &BrokerClient, target: &str) -> anyhow::Result<Grant> {
-    let grants = client.grants(false).await?;
+pub async fn find_grant(backend: &dyn Backend, target: &str) -> anyhow::Result<Grant> {
+    let grants = backend.grants(false).await?;
     grants
         .into_iter()
         .find(|g| g.id == target || g.role == target)
@@ -337,14 +341,14 @@ pub async fn find_grant(client: &BrokerClient, target: &str) -> anyhow::Result<G
 }
 
 pub async fn revoke(
-    client: &BrokerClient,
+    backend: &dyn Backend,
     target: &str,
     reason: Option<String>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let grant = find_grant(client, target).await?;
-    let grant = client.revoke(&grant.id, reason).await?;
-    super::remember_grants(client).await;
+    let grant = find_grant(backend, target).await?;
+    let grant = backend.revoke(&grant.id, reason).await?;
+    super::remember_grants(backend).await;
     print(format, &grant, || {
         let mut table = super::table::Table::new(&["GRANT", "ROLE", "STATE", "ENDED"]);
         table.row(vec![
@@ -358,9 +362,9 @@ pub async fn revoke(
 }
 
 /// Prints only the token, for `$(hoist credential ROLE)`.
-pub async fn credential(client: &BrokerClient, role: &str, format: Format) -> anyhow::Result<()> {
-    let grant = find_grant(client, role).await?;
-    let credential = client.credential(&grant.id).await?;
+pub async fn credential(backend: &dyn Backend, role: &str, format: Format) -> anyhow::Result<()> {
+    let grant = find_grant(backend, role).await?;
+    let credential = backend.credential(&grant.id).await?;
     match format {
         Format::Table => println!("{}", credential.token),
         _ => print(format, &credential, || super::table::Table::new(&[]))?,

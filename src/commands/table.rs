@@ -1,7 +1,7 @@
 //! Plain aligned tables for people; bold headers only when colour is on.
 
-use crate::sanitize;
-use crate::ui::widgets::width_of;
+use crate::text::sanitize;
+use crate::text::width_of;
 
 pub struct Table {
     header: Vec<&'static str>,

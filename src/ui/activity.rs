@@ -7,8 +7,9 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use super::widgets::{block, window_start};
 use crate::app::state::State;
-use crate::sanitize::line as clean;
-use crate::theme::Theme;
+use crate::text::local_stamp;
+use crate::text::sanitize::line as clean;
+use crate::ui::theme::Theme;
 
 pub fn list_area(body: Rect) -> Rect {
     body
@@ -22,11 +23,7 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         .take(height)
         .enumerate()
         .map(|(i, event)| {
-            let at = event
-                .at
-                .with_timezone(&chrono::Local)
-                .format("%m-%d %H:%M:%S")
-                .to_string();
+            let at = local_stamp(event.at);
             let subject = match &event.subject {
                 Some(s) if *s != event.actor => format!("→ {}", clean(s)),
                 _ => String::new(),

@@ -8,10 +8,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 
 use super::widgets::block;
-use crate::app::form::{Field, RequestForm, format_duration};
+use crate::app::form::{Field, RequestForm};
 use crate::app::state::State;
-use crate::sanitize::line as clean;
-use crate::theme::Theme;
+use crate::text::sanitize::line as clean;
+use crate::text::{format_duration, plural};
+use crate::ui::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, theme: &Theme) {
     let problems = form.problems();
@@ -104,7 +105,7 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
                 n => format!(
                     "{}: {} from {}",
                     r.id,
-                    crate::app::update::plural(n as usize, "approval"),
+                    plural(n as usize, "approval"),
                     r.approval.approver_groups.join(",")
                 ),
             })
@@ -115,7 +116,7 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
     } else {
         format!(
             "Needs {} from {} ({})",
-            crate::app::update::plural(role.approval.approvals as usize, "approval"),
+            plural(role.approval.approvals as usize, "approval"),
             role.approval.approver_groups.join(", "),
             role.approval
                 .approvers

@@ -8,9 +8,9 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::widgets::{bar, block, field, window_start};
 use crate::app::state::State;
-use crate::app::update::{clock, local_time};
-use crate::sanitize::{line as clean, lines as clean_lines};
-use crate::theme::Theme;
+use crate::text::sanitize::{line as clean, lines as clean_lines};
+use crate::text::{clock, local_time};
+use crate::ui::theme::Theme;
 
 fn split(body: Rect) -> [Rect; 2] {
     Layout::vertical([Constraint::Min(5), Constraint::Length(8)]).areas(body)

@@ -10,9 +10,9 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use super::widgets::{block, window_start};
 use crate::app::state::State;
-use crate::app::update::clock;
-use crate::sanitize::line as clean;
-use crate::theme::Theme;
+use crate::text::clock;
+use crate::text::sanitize::line as clean;
+use crate::ui::theme::Theme;
 
 fn split(body: Rect) -> [Rect; 2] {
     Layout::horizontal([Constraint::Length(22), Constraint::Min(20)]).areas(body)

@@ -10,6 +10,7 @@ mod modal;
 mod requests;
 mod reviews;
 mod roles;
+pub mod theme;
 pub mod widgets;
 
 use ratatui::Frame;
@@ -20,8 +21,8 @@ use ratatui::widgets::Paragraph;
 
 use crate::app::keymap;
 use crate::app::state::{Connection, Level, Screen, State};
-use crate::app::update::clock;
-use crate::theme::Theme;
+use crate::text::{clock, sanitize};
+use crate::ui::theme::Theme;
 
 /// Width from which lists and details sit side by side.
 pub const WIDE: u16 = 110;
@@ -77,18 +78,19 @@ fn tabs(state: &State) -> Vec<(Screen, String, u16, u16)> {
         format!(" {} {}{} ", screen.index() + 1, title, count)
     };
     // Full names when they fit beside the status on the right; short ones otherwise.
-    let full: usize = Screen::ALL
-        .iter()
-        .map(|s| label(*s, false).chars().count())
-        .sum();
+    let shown = || {
+        Screen::ALL
+            .into_iter()
+            .filter(|screen| state.capabilities.shows(*screen))
+    };
+    let full: usize = shown().map(|s| label(s, false).chars().count()).sum();
     let short = 7 + full + 16 > usize::from(state.size.0);
     let mut x = 7; // after " hoist "
-    Screen::ALL
-        .iter()
+    shown()
         .map(|screen| {
-            let label = label(*screen, short);
+            let label = label(screen, short);
             let width = label.chars().count() as u16;
-            let tab = (*screen, label, x, x + width);
+            let tab = (screen, label, x, x + width);
             x += width;
             tab
         })
@@ -109,9 +111,10 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 
-    let who = state.me.as_ref().map_or(String::new(), |me| {
-        crate::sanitize::line(&me.user).into_owned()
-    });
+    let who = state
+        .me
+        .as_ref()
+        .map_or(String::new(), |me| sanitize::line(&me.user).into_owned());
     let (status, style) = match &state.connection {
         Connection::Live => ("● live", theme.ok()),
         Connection::Connecting => ("… connecting", theme.warn()),
@@ -145,13 +148,13 @@ fn draw_banner(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 Level::Warning => theme.warn(),
                 Level::Error => theme.danger(),
             };
-            (crate::sanitize::line(&banner.text).into_owned(), style)
+            (sanitize::line(&banner.text).into_owned(), style)
         }
         (None, Connection::Offline { reason, since }) => (
             format!(
                 "Offline for {}: {}. Countdowns continue from the last known times; reconnecting…",
                 clock(state.now - *since),
-                crate::sanitize::line(reason)
+                sanitize::line(reason)
             ),
             theme.danger(),
         ),
@@ -251,4 +254,83 @@ pub fn hit(state: &State, column: u16, row: u16) -> Option<Hit> {
 /// Style for an optional emphasis, or none.
 pub fn maybe(style: Style, on: bool) -> Style {
     if on { style } else { Style::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::app::{Action, Capabilities, keymap, update};
+
+    fn drawn(state: &State) -> Vec<String> {
+        let (width, height) = state.size;
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal
+            .draw(|frame| draw(frame, state, &Theme::default()))
+            .unwrap();
+        let buffer = terminal.backend().buffer();
+        (0..height)
+            .map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect())
+            .collect()
+    }
+
+    fn press(state: &State, c: char) -> Option<Action> {
+        keymap::action_for_key(state, KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+    }
+
+    fn offered(hints: &[(String, &'static str)], label: &str) -> bool {
+        hints.iter().any(|(_, l)| *l == label)
+    }
+
+    /// A backend without incidents or claims: the tab is not drawn, the keys
+    /// do nothing, and neither the footer nor the help offers them. The same
+    /// checks with every capability show that each could fail.
+    #[test]
+    fn what_the_backend_cannot_do_is_hidden() {
+        for capabilities in [
+            Capabilities::ALL,
+            Capabilities {
+                incidents: false,
+                claim: false,
+                ..Capabilities::ALL
+            },
+        ] {
+            let full = capabilities == Capabilities::ALL;
+            let mut state = State::new("https://pim.example".into(), Utc::now());
+            state.loaded = true;
+            state.size = (120, 40);
+            state.capabilities = capabilities;
+
+            let header = &drawn(&state)[0];
+            assert_eq!(header.contains("6 Incidents"), full, "{header}");
+            assert!(header.contains("5 Activity"), "{header}");
+            let help = keymap::help(state.capabilities);
+            assert_eq!(help.iter().any(|(title, _)| *title == "Incidents"), full);
+            let claim = |(_, keys): &(&str, Vec<(String, &'static str)>)| offered(keys, "claim");
+            assert_eq!(help.iter().any(claim), full);
+
+            assert_eq!(press(&state, '6').is_some(), full);
+            update(&mut state, Action::GoTo(Screen::Incidents));
+            assert_eq!(state.screen == Screen::Incidents, full);
+            state.screen = Screen::Activity;
+            update(&mut state, Action::NextScreen);
+            let next = if full {
+                Screen::Incidents
+            } else {
+                Screen::Roles
+            };
+            assert_eq!(state.screen, next);
+
+            state.screen = Screen::Reviews;
+            assert_eq!(press(&state, 'm'), full.then_some(Action::Claim));
+            assert_eq!(offered(&keymap::footer(&state), "claim"), full);
+            let footer = drawn(&state).pop().unwrap_or_default();
+            assert_eq!(footer.contains("m claim"), full, "{footer}");
+            assert!(footer.contains("a approve"), "{footer}");
+        }
+    }
 }

@@ -9,9 +9,9 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 use super::widgets::block;
 use crate::app::keymap;
 use crate::app::state::{Modal, State};
-use crate::app::update::local_time;
-use crate::sanitize::line as clean;
-use crate::theme::Theme;
+use crate::text::local_time;
+use crate::text::sanitize::line as clean;
+use crate::ui::theme::Theme;
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
@@ -23,11 +23,11 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     cell
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, _state: &State, theme: &Theme) {
+pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: &Theme) {
     match modal {
         Modal::Help => {
             let mut lines = Vec::new();
-            for (section, keys) in keymap::help() {
+            for (section, keys) in keymap::help(state.capabilities) {
                 lines.push(Line::from(Span::styled(section, theme.title())));
                 for (keys, label) in keys {
                     lines.push(Line::from(vec![

@@ -8,12 +8,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::WIDE;
-use super::widgets::{ago, block, field, window_start};
-use crate::app::form::format_duration;
+use super::widgets::{block, field, window_start};
 use crate::app::state::State;
-use crate::app::update::clock;
-use crate::sanitize::{line as clean, lines as clean_lines};
-use crate::theme::Theme;
+use crate::text::sanitize::{line as clean, lines as clean_lines};
+use crate::text::{ago, clock, format_duration};
+use crate::ui::theme::Theme;
 
 fn split(body: Rect) -> [Rect; 2] {
     if body.width >= WIDE {

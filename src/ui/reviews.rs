@@ -9,12 +9,11 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use super::WIDE;
 use super::requests::reviewers;
-use super::widgets::{ago, block, field, fit, width_of, window_start};
-use crate::app::form::format_duration;
+use super::widgets::{block, field, window_start};
 use crate::app::state::{ReviewRow, State};
-use crate::app::update::clock;
-use crate::sanitize::{line as clean, lines as clean_lines};
-use crate::theme::Theme;
+use crate::text::sanitize::{line as clean, lines as clean_lines};
+use crate::text::{ago, clock, fit, format_duration, local_time, width_of};
+use crate::ui::theme::Theme;
 
 fn split(body: Rect) -> [Rect; 2] {
     if body.width >= WIDE {
@@ -159,11 +158,7 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     match row {
         ReviewRow::Pending(_) => {
             if let Some(at) = r.lapses_at {
-                let text = format!(
-                    "in {} ({})",
-                    clock(at - state.now),
-                    crate::app::update::local_time(at)
-                );
+                let text = format!("in {} ({})", clock(at - state.now), local_time(at));
                 lines.push(field("Lapses", &text, theme.warn(), theme));
             }
             let progress = format!(
@@ -174,11 +169,7 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             );
             lines.push(field("Approvals", &progress, theme.text(), theme));
             if let Some(claim) = &r.claim {
-                let text = format!(
-                    "{} until {}",
-                    claim.by,
-                    crate::app::update::local_time(claim.until)
-                );
+                let text = format!("{} until {}", claim.by, local_time(claim.until));
                 lines.push(field("Claimed by", &text, theme.warn(), theme));
             }
         }
@@ -193,6 +184,20 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     }
     lines.push(Line::from(Span::styled("Justification", theme.muted())));
     lines.extend(clean_lines(&r.justification).into_iter().map(Line::from));
+    if state.capabilities.history {
+        history_lines(&mut lines, r, state, theme);
+    }
+    let title = Line::from(Span::styled(format!(" {} ", r.id), theme.title()));
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(title, theme)),
+        area,
+    );
+}
+
+/// The requester's recent requests for the role, to decide with.
+fn history_lines(lines: &mut Vec<Line<'_>>, r: &AccessRequest, state: &State, theme: &Theme) {
     lines.push(Line::from(Span::styled(
         format!("{}'s recent requests for this role", clean(&r.requester)),
         theme.muted(),
@@ -223,11 +228,4 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             }
         }
     }
-    let title = Line::from(Span::styled(format!(" {} ", r.id), theme.title()));
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block(title, theme)),
-        area,
-    );
 }

@@ -8,12 +8,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::WIDE;
-use super::widgets::{block, field, fit, width_of, window_start};
-use crate::app::form::format_duration;
+use super::widgets::{block, field, window_start};
 use crate::app::state::State;
-use crate::app::update::clock;
-use crate::sanitize::line as clean;
-use crate::theme::Theme;
+use crate::text::sanitize::line as clean;
+use crate::text::{clock, fit, format_duration, width_of};
+use crate::ui::theme::Theme;
 
 fn split(body: Rect) -> [Rect; 2] {
     if body.width >= WIDE {

@@ -289,6 +289,43 @@ async fn each_failure_has_its_own_exit_code() {
     assert_eq!(code(&insecure.run(&["roles"])), 2);
 }
 
+/// Each layer adds its context once: a new user's first mistakes name
+/// their cause exactly once, on one line.
+#[test]
+fn an_error_names_its_cause_once() {
+    let insecure = Hoist {
+        config: tempfile::tempdir().unwrap(),
+        broker: "http://example.com".into(),
+    };
+    let out = insecure.run(&["roles"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let message = stderr(&out);
+    assert_eq!(
+        message
+            .matches("plain http is only allowed to a loopback address")
+            .count(),
+        1,
+        "{message}"
+    );
+    assert_eq!(
+        message.matches("http://example.com").count(),
+        1,
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+
+    let nowhere = Hoist {
+        config: tempfile::tempdir().unwrap(),
+        broker: "http://127.0.0.1:9".into(),
+    };
+    let out = nowhere.run_with_stdin(&["login", "--with-token"], "demo-alice\n");
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    let message = stderr(&out);
+    assert_eq!(message.matches("unreachable").count(), 1, "{message}");
+    assert_eq!(message.matches("127.0.0.1:9").count(), 1, "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_revoke_and_credential() {
     let broker = Broker::start().await;

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hoist::client::{BrokerClient, ClientError};
+use hoist::auth::session::{self, Flow};
+use hoist::backend::hoistd::HoistdClient;
+use hoist::backend::{self, BackendError};
 use hoist::config::Target;
-use hoist::session::{self, Flow};
 use oidc::Provider;
 
 /// A policy whose people exist only at the provider: their groups come from
@@ -55,8 +56,8 @@ struct Setup {
 /// shares: keyutils credentials are per thread and inherited by threads
 /// started later, so the keyring must be joined before the runtime exists.
 fn run(test: impl std::future::Future<Output = ()>) {
-    hoist::secrets::prepare();
-    let _ = hoist::secrets::init_with(Some(hoist::secrets::Backend::Keyutils));
+    hoist::auth::secrets::prepare();
+    let _ = hoist::auth::secrets::init_with(Some(hoist::auth::secrets::Backend::Keyutils));
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -97,7 +98,7 @@ fn target(setup: &Setup, user: Option<&str>) -> Target {
 }
 
 /// Signs in as `who` through the device flow, approving at the provider as a person would.
-async fn device_login(setup: &Setup, who: &str) -> (hoist_api::Me, hoist::secrets::Session) {
+async fn device_login(setup: &Setup, who: &str) -> (hoist_api::Me, hoist::auth::secrets::Session) {
     let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
     let mut sender = Some(sender);
     let anonymous = target(setup, None);
@@ -121,15 +122,15 @@ async fn device_login(setup: &Setup, who: &str) -> (hoist_api::Me, hoist::secret
     signed_in.unwrap()
 }
 
-async fn status_of(setup: &Setup, token: &str) -> Result<hoist_api::Me, ClientError> {
-    BrokerClient::new(&setup.url, token).unwrap().me().await
+async fn status_of(setup: &Setup, token: &str) -> Result<hoist_api::Me, BackendError> {
+    backend::connect(&setup.url, token).unwrap().me().await
 }
 
 #[test]
 fn the_broker_says_how_to_sign_in() {
     run(async {
         let setup = setup(None).await;
-        let config = BrokerClient::auth_config(&setup.url).await.unwrap();
+        let config = HoistdClient::auth_config(&setup.url).await.unwrap();
         assert_eq!(config.issuers.len(), 1);
         assert_eq!(config.issuers[0].issuer, setup.provider.issuer);
         assert_eq!(config.issuers[0].client_id, "hoist");
@@ -265,7 +266,7 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
         let setup = setup(Some(3)).await;
         let (me, first) = device_login(&setup, "alice").await;
         let target = target(&setup, Some(&me.user));
-        let stored = hoist::secrets::load(&target.broker, "alice")
+        let stored = hoist::auth::secrets::load(&target.broker, "alice")
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -275,7 +276,7 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
 
         // Within a minute of its end, opening the session refreshes it.
         let client = session::open(&target).await.unwrap();
-        let renewed = hoist::secrets::load(&target.broker, "alice")
+        let renewed = hoist::auth::secrets::load(&target.broker, "alice")
             .unwrap()
             .unwrap();
         assert_ne!(
@@ -289,7 +290,7 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
         tokio::time::sleep(Duration::from_millis(4600)).await;
         let expired = status_of(&setup, &first.access_token).await;
         assert!(
-            matches!(expired, Err(ClientError::Unauthenticated(_))),
+            matches!(expired, Err(BackendError::Unauthenticated(_))),
             "an expired token is refused: {expired:?}"
         );
         let client = session::open(&target).await.unwrap();
@@ -299,14 +300,14 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
             "refreshed again after expiry"
         );
 
-        let old_refresh = hoist::secrets::load(&target.broker, "alice")
+        let old_refresh = hoist::auth::secrets::load(&target.broker, "alice")
             .unwrap()
             .unwrap()
             .refresh_token
             .unwrap();
         assert!(session::logout(&target).await.unwrap());
         assert!(
-            hoist::secrets::load(&target.broker, "alice")
+            hoist::auth::secrets::load(&target.broker, "alice")
                 .unwrap()
                 .is_none()
         );
@@ -351,8 +352,8 @@ fn the_broker_refuses_foreign_misaddressed_and_unsigned_tokens() {
         let good = good["id_token"].as_str().unwrap();
         assert_eq!(status_of(&setup, good).await.unwrap().user, "alice");
 
-        let refused = |result: Result<hoist_api::Me, ClientError>| match result {
-            Err(ClientError::Unauthenticated(reason)) => reason,
+        let refused = |result: Result<hoist_api::Me, BackendError>| match result {
+            Err(BackendError::Unauthenticated(reason)) => reason,
             other => panic!("expected a refusal, got {other:?}"),
         };
 
@@ -409,8 +410,8 @@ fn groups_from_the_token_decide_what_people_may_do() {
         let setup = setup(None).await;
         let alice = setup.provider.device_flow_tokens("alice", "hoist").await;
         let bob = setup.provider.device_flow_tokens("bob", "hoist").await;
-        let alice = BrokerClient::new(&setup.url, alice["id_token"].as_str().unwrap()).unwrap();
-        let bob = BrokerClient::new(&setup.url, bob["id_token"].as_str().unwrap()).unwrap();
+        let alice = backend::connect(&setup.url, alice["id_token"].as_str().unwrap()).unwrap();
+        let bob = backend::connect(&setup.url, bob["id_token"].as_str().unwrap()).unwrap();
         let body = hoist_api::CreateRequest {
             role: "prod-db".into(),
             justification: "vacuum".into(),
@@ -420,7 +421,7 @@ fn groups_from_the_token_decide_what_people_may_do() {
             starts_at: None,
             break_glass: false,
         };
-        let filed = alice.create_request(&body, "k").await.unwrap();
+        let filed = alice.file(&body, "k").await.unwrap();
         // bob approves because his token says he is in prod-approvers.
         let approved = bob
             .review(&filed.id, hoist_api::Decision::Approve, None)

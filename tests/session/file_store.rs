@@ -7,9 +7,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use hoist::auth::secrets::{self, Backend, FILE_STORE_WARNING, SecretsError};
+use hoist::auth::session::{self, SessionError};
 use hoist::config::{self, Config};
-use hoist::secrets::{self, Backend, FILE_STORE_WARNING, SecretsError};
-use hoist::session::{self, SessionError};
 
 use crate::helpers::{
     BROKER_ENV, Broker, in_child, keyctl_read, keyutils_description, keyutils_runtime, run_child,

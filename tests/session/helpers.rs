@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use hoist::auth::secrets::{self, Backend, Session};
 use hoist::config::{Config, Target};
-use hoist::secrets::{self, Backend, Session};
 use hoistd::{Policy, Server};
 
 /// Set in a child process started by [`run_child`].

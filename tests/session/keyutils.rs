@@ -1,9 +1,9 @@
 //! Sign-in, open and sign-out with the kernel keyring (`HOIST_KEYRING=keyutils`),
 //! so these tests do not depend on whether a D-Bus session bus exists.
 
+use hoist::auth::secrets;
+use hoist::auth::session::{self, SessionError};
 use hoist::config::Config;
-use hoist::secrets;
-use hoist::session::{self, SessionError};
 
 use crate::helpers::{
     Broker, ConfigDir, forget, keyctl_read, keyutils_description, keyutils_runtime, stored,

@@ -2,9 +2,9 @@
 //! bus, never replaced by a file; and, under `secret-service.sh`, a real
 //! gnome-keyring on a private bus.
 
+use hoist::auth::secrets::{self, Backend, SecretsError};
+use hoist::auth::session::{self, SessionError};
 use hoist::config::Config;
-use hoist::secrets::{self, Backend, SecretsError};
-use hoist::session::{self, SessionError};
 
 use crate::helpers::{
     BROKER_ENV, Broker, ConfigDir, in_child, keyctl_read, keyutils_description, keyutils_runtime,

@@ -145,7 +145,7 @@ async fn an_approver_denies_with_a_reason_and_never_sees_their_own_requests() {
         .client("bob")
         .await
         .unwrap()
-        .request_by_id(&target)
+        .request(&target)
         .await
         .unwrap();
     assert_eq!(decided.state, RequestState::Denied);
@@ -231,9 +231,9 @@ async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
         .await
         .unwrap();
     let url = format!("http://{addr}");
-    let client = hoist::client::BrokerClient::new(&url, "demo-alice").unwrap();
+    let client = hoist::backend::connect(&url, "demo-alice").unwrap();
     client
-        .create_request(
+        .file(
             &hoist_api::CreateRequest {
                 role: "prod-logs-read".into(),
                 justification: "Trace checkout".into(),
@@ -291,7 +291,7 @@ async fn started_with_the_broker_down_it_says_why_then_loads_when_it_comes_back(
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let client = hoist::client::BrokerClient::new(&format!("http://{addr}"), "demo-alice").unwrap();
+    let client = hoist::backend::connect(&format!("http://{addr}"), "demo-alice").unwrap();
     let mut alice = hoist::tui::App::start(client, hoist::tui::Options::default());
 
     // The first load waits for the event stream; when that fails, it still
@@ -334,7 +334,7 @@ async fn mouse_clicks_pick_tabs_and_rows_and_favourites_are_saved() {
     alice.dispatch(hoist::app::Action::Resize(80, 24));
 
     // Row 3 of the screen is the second role (header, border, first role).
-    alice.dispatch(hoist::app::Action::Click { column: 10, row: 3 });
+    alice.click(10, 3);
     assert_eq!(alice.state.cursors.roles, 1);
     let role = alice.state.selected_role().unwrap().id.clone();
     key(&mut alice, KeyCode::Char('f'));
@@ -361,7 +361,7 @@ async fn mouse_clicks_pick_tabs_and_rows_and_favourites_are_saved() {
         .unwrap()
         .to_string();
     let column = header.find("3 Grants").unwrap() as u16;
-    alice.dispatch(hoist::app::Action::Click { column, row: 0 });
+    alice.click(column, 0);
     assert_eq!(alice.state.screen, hoist::app::Screen::Grants);
     key(&mut alice, KeyCode::Char('1'));
     alice.dispatch(hoist::app::Action::ScrollDown);
@@ -390,7 +390,7 @@ async fn a_bundle_resolves_role_by_role_and_revoke_all_ends_only_the_incident() 
         break_glass: false,
     };
     outside
-        .create_request(&body("staging-db-admin"), "outside")
+        .file(&body("staging-db-admin"), "outside")
         .await
         .unwrap();
 
@@ -527,7 +527,7 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
         .await
         .unwrap();
     let url = format!("http://{addr}");
-    let client = hoist::client::BrokerClient::new(&url, "demo-alice").unwrap();
+    let client = hoist::backend::connect(&url, "demo-alice").unwrap();
     let body = hoist_api::CreateRequest {
         role: "prod-logs-read".into(),
         justification: "Trace checkout".into(),
@@ -537,7 +537,7 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
         starts_at: None,
         break_glass: false,
     };
-    client.create_request(&body, "k").await.unwrap();
+    client.file(&body, "k").await.unwrap();
     let mut alice = hoist::tui::App::start(client.clone(), hoist::tui::Options::default());
     assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
     let grant_id = alice.state.grants[0].id.clone();

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use hoist::app::{Action, State};
 use hoist::demo::Demo;
-use hoist::theme::Theme;
 use hoist::tui::{App, Options};
+use hoist::ui::theme::Theme;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 

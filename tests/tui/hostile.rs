@@ -4,7 +4,7 @@
 
 use chrono::{TimeDelta, Utc};
 use hoist::app::state::{Banner, Level, Modal, Screen, State};
-use hoist::theme::Theme;
+use hoist::ui::theme::Theme;
 use hoist_api::{
     AccessRequest, AuditEvent, AuditKind, Grant, GrantState, Me, RequestKind, RequestState, Review,
 };

@@ -3,7 +3,7 @@
 use chrono::TimeDelta;
 use crossterm::event::KeyCode;
 use hoist::app::{Screen, State};
-use hoist::client::BrokerClient;
+use hoist::backend;
 use hoist_api::CreateRequest;
 
 use crate::helpers::*;
@@ -31,9 +31,9 @@ fn ask(role: &str, justification: &str, ticket: Option<&str>) -> CreateRequest {
 
 /// alice with one pending request and one active grant, on top of the demo history.
 async fn busy_alice(demo: &hoist::demo::Demo) -> hoist::tui::App {
-    let alice = BrokerClient::new(&demo.url(), "demo-alice").unwrap();
+    let alice = backend::connect(&demo.url(), "demo-alice").unwrap();
     alice
-        .create_request(
+        .file(
             &ask(
                 "prod-db-admin",
                 "Vacuum the bloated orders table",
@@ -44,7 +44,7 @@ async fn busy_alice(demo: &hoist::demo::Demo) -> hoist::tui::App {
         .await
         .unwrap();
     alice
-        .create_request(
+        .file(
             &ask("prod-logs-read", "Trace checkout 502s again", None),
             "k2",
         )
@@ -107,9 +107,9 @@ async fn requester_screens() {
 #[tokio::test]
 async fn approver_screens() {
     let demo = demo().await;
-    let alice = BrokerClient::new(&demo.url(), "demo-alice").unwrap();
+    let alice = backend::connect(&demo.url(), "demo-alice").unwrap();
     alice
-        .create_request(
+        .file(
             &ask(
                 "prod-db-admin",
                 "Vacuum the bloated orders table",
@@ -165,7 +165,7 @@ async fn colours_carry_meaning_and_no_color_removes_them() {
     key(&mut app, KeyCode::Char('3'));
     let end = app.state.grants[0].expires_at;
     freeze(&mut app, end - TimeDelta::seconds(30));
-    let theme = hoist::theme::Theme::default();
+    let theme = hoist::ui::theme::Theme::default();
     let terminal = render(&app.state, &theme, 80, 24);
     let buffer = terminal.backend().buffer();
     let row = (0..24)
@@ -179,7 +179,7 @@ async fn colours_carry_meaning_and_no_color_removes_them() {
     let x = (0..80).find(|x| buffer[(*x, row)].symbol() == "0").unwrap();
     assert_eq!(buffer[(x, row)].fg, Color::Red, "30 seconds left is red");
 
-    let mono = hoist::theme::Theme::from_config(&Default::default(), true).unwrap();
+    let mono = hoist::ui::theme::Theme::from_config(&Default::default(), true).unwrap();
     for screen in [
         Screen::Roles,
         Screen::Requests,

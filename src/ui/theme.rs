@@ -9,8 +9,10 @@ use chrono::TimeDelta;
 use hoist_api::{GrantState, RequestState};
 use ratatui::style::{Color, Modifier, Style};
 
-/// Time left at which a countdown turns to warning, and to danger.
-pub const WARN_AT: TimeDelta = TimeDelta::minutes(5);
+use crate::app::WARN_AT;
+
+/// Time left at which a countdown turns to danger (it turns to warning at
+/// [`WARN_AT`], when the holder is warned).
 pub const DANGER_AT: TimeDelta = TimeDelta::minutes(1);
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,27 +1,28 @@
-//! The running TUI: an `App` that turns events into actions, applies them and
-//! hands commands to the worker; and the terminal loop around it, which
-//! restores the terminal on exit, Ctrl-C, signals, errors and panics.
+//! The TUI without a terminal: the `App` that turns keys, clicks and ticks
+//! into actions, applies them with `update`, and hands commands to the
+//! worker; and the task that keeps the session alive while it runs.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossterm::event::{Event, EventStream, KeyEvent};
-use futures::StreamExt;
+use crossterm::event::{KeyEvent, MouseButton, MouseEvent, MouseEventKind};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
+use super::worker::{Saver, Worker};
 use crate::app::state::Screen;
 use crate::app::{Action, Command, State, keymap, update};
-use crate::client::{BrokerClient, ServerClock};
-use crate::sanitize;
-use crate::theme::Theme;
-use crate::worker::{Saver, Worker};
+use crate::backend::{Backend, ServerClock};
+use crate::text::sanitize;
+use crate::ui::theme::Theme;
 
 /// Fetches a current session (refreshed if due, or re-read from the keyring).
 pub type Renew = Arc<
     dyn Fn() -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<crate::secrets::Session, String>> + Send>,
+            Box<
+                dyn std::future::Future<Output = Result<crate::auth::secrets::Session, String>>
+                    + Send,
+            >,
         > + Send
         + Sync,
 >;
@@ -56,7 +57,7 @@ impl Default for Options {
 /// so and keeps trying (a `hoist login` elsewhere is picked up from the
 /// keyring), without touching anything on screen.
 async fn keep_session(
-    client: BrokerClient,
+    backend: Arc<dyn Backend>,
     renew: Renew,
     actions: tokio::sync::mpsc::UnboundedSender<Action>,
 ) {
@@ -65,7 +66,7 @@ async fn keep_session(
     loop {
         let wait = match expires_at {
             Some(at) if !failing => {
-                let due: chrono::DateTime<chrono::Utc> = at - crate::session::REFRESH_AHEAD;
+                let due: chrono::DateTime<chrono::Utc> = at - crate::auth::session::REFRESH_AHEAD;
                 (due - chrono::Utc::now())
                     .to_std()
                     .unwrap_or(Duration::ZERO)
@@ -76,7 +77,7 @@ async fn keep_session(
         tokio::time::sleep(wait).await;
         match renew().await {
             Ok(session) => {
-                client.set_token(&session.access_token);
+                backend.set_token(&session.access_token);
                 if failing {
                     let _ = actions.send(Action::SessionRenewed);
                 }
@@ -106,7 +107,7 @@ pub struct App {
     pub state: State,
     pub theme: Theme,
     worker: Worker,
-    actions: UnboundedReceiver<Action>,
+    pub(super) actions: UnboundedReceiver<Action>,
     clock: Arc<ServerClock>,
     /// Terminal effects (bell, notices, clipboard) for the loop to perform.
     pub effects: Vec<Command>,
@@ -114,18 +115,19 @@ pub struct App {
 
 impl App {
     /// Creates the app and starts loading and following the broker.
-    pub fn start(client: BrokerClient, options: Options) -> App {
+    pub fn start(backend: Arc<dyn Backend>, options: Options) -> App {
         let (sender, actions) = unbounded_channel();
-        let clock = client.clock();
-        let mut state = State::new(client.base().to_string(), clock.now());
+        let clock = backend.clock();
+        let mut state = State::new(backend.broker().to_string(), clock.now());
+        state.capabilities = backend.capabilities();
         state.favourites = options.favourites;
         state.ticket_url = options.ticket_url;
         state.screen = options.screen;
         state.bundles = options.bundles;
         if let Some(renew) = options.renew {
-            tokio::spawn(keep_session(client.clone(), renew, sender.clone()));
+            tokio::spawn(keep_session(Arc::clone(&backend), renew, sender.clone()));
         }
-        let worker = Worker::new(client, sender, options.save_favourites);
+        let worker = Worker::new(backend, sender, options.save_favourites);
         tokio::spawn(worker.clone().follow_events());
         let mut app = App {
             state,
@@ -161,6 +163,28 @@ impl App {
         if let Some(action) = keymap::action_for_key(&self.state, event) {
             self.dispatch(action);
         }
+    }
+
+    /// The wheel scrolls; a click picks what was drawn under it (a tab or a
+    /// row), which only the view knows, so it is asked here and `update`
+    /// gets the answer as an action.
+    pub fn mouse(&mut self, event: MouseEvent) {
+        match event.kind {
+            MouseEventKind::ScrollUp => self.dispatch(Action::ScrollUp),
+            MouseEventKind::ScrollDown => self.dispatch(Action::ScrollDown),
+            MouseEventKind::Down(MouseButton::Left) => self.click(event.column, event.row),
+            _ => {}
+        }
+    }
+
+    /// A left click at a cell of the terminal.
+    pub fn click(&mut self, column: u16, row: u16) {
+        let action = match crate::ui::hit(&self.state, column, row) {
+            Some(crate::ui::Hit::Tab(screen)) => Action::GoTo(screen),
+            Some(crate::ui::Hit::Row(index)) => Action::SelectRow(index),
+            None => return,
+        };
+        self.dispatch(action);
     }
 
     /// Advances the clock to the broker's now.
@@ -203,127 +227,10 @@ impl App {
     pub fn title(&self) -> String {
         match self.state.grants.first() {
             Some(grant) => {
-                let left = crate::ui::widgets::span(self.state.time_left(grant));
+                let left = crate::text::span(self.state.time_left(grant));
                 format!("hoist · {} {left}", sanitize::line(&grant.role))
             }
             None => "hoist".to_string(),
         }
     }
-}
-
-/// Whether the terminal shows desktop notices for OSC 9 (it is ignored elsewhere,
-/// but some terminals print it, so only known ones get it).
-fn terminal_has_notices() -> bool {
-    let program = std::env::var("TERM_PROGRAM").unwrap_or_default();
-    matches!(program.as_str(), "iTerm.app" | "WezTerm" | "ghostty")
-        || std::env::var("KITTY_WINDOW_ID").is_ok()
-}
-
-fn perform(effect: &Command) -> std::io::Result<()> {
-    let mut out = std::io::stdout();
-    match effect {
-        Command::Notify(text) => {
-            out.write_all(b"\x07")?;
-            if terminal_has_notices() {
-                // OSC 9: the text is ours, built from sanitised fields; strip again to be sure.
-                let text: String = sanitize::line(text)
-                    .chars()
-                    .filter(|c| *c != '\u{FFFD}')
-                    .collect();
-                write!(out, "\x1b]9;{text}\x07")?;
-            }
-        }
-        Command::Copy(text) => {
-            use base64::Engine;
-            let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
-            write!(out, "\x1b]52;c;{encoded}\x07")?;
-        }
-        _ => {}
-    }
-    out.flush()
-}
-
-/// Puts the terminal back however we leave: normal exit, error or drop.
-struct Restore;
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
-        ratatui::restore();
-    }
-}
-
-/// Runs the TUI in this terminal until the user quits.
-pub async fn run(client: BrokerClient, options: Options) -> anyhow::Result<()> {
-    // ratatui::init installs a panic hook that restores raw mode and the
-    // alternate screen; ours first turns mouse capture off, then defers to it.
-    let mut terminal = ratatui::init();
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
-        previous(info);
-    }));
-    let _restore = Restore;
-    crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
-
-    let mut app = App::start(client, options);
-    let size = terminal.size()?;
-    app.dispatch(Action::Resize(size.width, size.height));
-
-    let mut events = EventStream::new();
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut title = String::new();
-    let mut cached: Vec<(String, chrono::DateTime<chrono::Utc>)> = Vec::new();
-
-    loop {
-        terminal.draw(|frame| crate::ui::draw(frame, &app.state, &app.theme))?;
-        for effect in std::mem::take(&mut app.effects) {
-            let _ = perform(&effect);
-        }
-        // Keep `hoist prompt` in step with what this screen knows.
-        let grants: Vec<_> = app
-            .state
-            .grants
-            .iter()
-            .map(|g| (g.id.clone(), g.expires_at))
-            .collect();
-        if app.state.loaded && grants != cached {
-            crate::prompt::remember(&app.state.broker, &app.state.grants);
-            cached = grants;
-        }
-        let wanted = app.title();
-        if wanted != title {
-            let _ = crossterm::execute!(std::io::stdout(), crossterm::terminal::SetTitle(&wanted));
-            title = wanted;
-        }
-        if app.state.should_quit {
-            break;
-        }
-        tokio::select! {
-            event = events.next() => match event {
-                Some(Ok(Event::Key(key))) if key.kind != crossterm::event::KeyEventKind::Release => app.key(key),
-                Some(Ok(Event::Mouse(mouse))) => {
-                    if let Some(action) = keymap::action_for_mouse(mouse) {
-                        app.dispatch(action);
-                    }
-                }
-                Some(Ok(Event::Resize(w, h))) => app.dispatch(Action::Resize(w, h)),
-                Some(Ok(_)) => {}
-                Some(Err(err)) => return Err(err.into()),
-                None => break,
-            },
-            _ = ticks.tick() => app.tick(),
-            Some(action) = app.actions.recv() => {
-                app.dispatch(action);
-                app.drain();
-            }
-            _ = terminate.recv() => break,
-            _ = hangup.recv() => break,
-        }
-    }
-    let _ = crossterm::execute!(std::io::stdout(), crossterm::terminal::SetTitle(""));
-    Ok(())
 }

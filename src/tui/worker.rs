@@ -9,8 +9,8 @@ use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::app::action::Snapshot;
-use crate::app::{Action, Command};
-use crate::client::{BrokerClient, ClientError};
+use crate::app::{Action, Command, Failure, FailureKind, Operation};
+use crate::backend::{Backend, BackendError};
 
 /// How many of my past requests the Requests screen loads.
 const REQUEST_HISTORY: usize = 500;
@@ -20,7 +20,7 @@ pub type Saver = Arc<dyn Fn(Vec<String>) -> Result<(), String> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Worker {
-    client: BrokerClient,
+    backend: Arc<dyn Backend>,
     actions: UnboundedSender<Action>,
     /// Only the newest LoadAll may land; older answers are dropped.
     generation: Arc<AtomicU64>,
@@ -29,12 +29,12 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        client: BrokerClient,
+        backend: Arc<dyn Backend>,
         actions: UnboundedSender<Action>,
         save_favourites: Option<Saver>,
     ) -> Worker {
         Worker {
-            client,
+            backend,
             actions,
             generation: Arc::new(AtomicU64::new(0)),
             save_favourites,
@@ -54,21 +54,26 @@ impl Worker {
     }
 
     async fn execute(&self, command: Command) {
-        let client = &self.client;
-        let failed = |what: &str, error: ClientError| Action::Failed {
-            what: what.into(),
-            error,
+        let backend = &*self.backend;
+        let failed = |operation: Operation, error: BackendError| Action::Failed {
+            operation,
+            failure: failure(&error),
+        };
+        // Failures here are our own, not the broker's.
+        let local = |operation: Operation, reason: String| Action::Failed {
+            operation,
+            failure: Failure::new(FailureKind::Other, reason),
         };
         let action = match command {
             Command::LoadAll => {
                 let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
                 let loaded = tokio::try_join!(
-                    client.me(),
-                    client.roles(),
-                    client.my_requests(REQUEST_HISTORY),
-                    client.grants(false),
-                    client.review_queue(),
-                    client.break_glass_queue(),
+                    backend.me(),
+                    backend.roles(),
+                    backend.requests(REQUEST_HISTORY),
+                    backend.grants(false),
+                    backend.review_queue(),
+                    backend.break_glass_queue(),
                 );
                 if self.generation.load(Ordering::SeqCst) != generation {
                     return;
@@ -84,31 +89,31 @@ impl Worker {
                             break_glass,
                         }))
                     }
-                    Err(error) => Action::LoadFailed(error),
+                    Err(error) => Action::LoadFailed(failure(&error)),
                 }
             }
-            Command::LoadActivity => match client.audit(0, 2000).await {
+            Command::LoadActivity => match backend.audit(0, 2000).await {
                 Ok(events) => Action::ActivityLoaded(events),
-                Err(error) => failed("loading activity", error),
+                Err(error) => failed(Operation::LoadingActivity, error),
             },
-            Command::LoadIncident(reference) => match client.incident(&reference).await {
+            Command::LoadIncident(reference) => match backend.incident(&reference).await {
                 Ok(view) => Action::IncidentLoaded(Box::new(view)),
-                Err(error) => failed("loading the incident", error),
+                Err(error) => failed(Operation::LoadingIncident, error),
             },
-            Command::LoadHistory(id) => match client.history(&id).await {
+            Command::LoadHistory(id) => match backend.history(&id).await {
                 Ok(history) => Action::HistoryLoaded(history),
-                Err(error) => failed("loading history", error),
+                Err(error) => failed(Operation::LoadingHistory, error),
             },
             Command::Submit {
                 body,
                 idempotency_key,
-            } => match client.create_request(&body, &idempotency_key).await {
+            } => match backend.file(&body, &idempotency_key).await {
                 Ok(request) => Action::Filed(Box::new(request)),
-                Err(error) => failed("filing", error),
+                Err(error) => failed(Operation::Filing, error),
             },
-            Command::Cancel(id) => match client.cancel(&id, None).await {
+            Command::Cancel(id) => match backend.cancel(&id, None).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
-                Err(error) => failed("cancelling", error),
+                Err(error) => failed(Operation::Cancelling, error),
             },
             Command::Revoke { grant_id, reason } => {
                 self.revoke_until_confirmed(&grant_id, reason).await
@@ -117,48 +122,45 @@ impl Worker {
                 grant_id,
                 duration_secs,
                 justification,
-            } => match client.extend(&grant_id, duration_secs, justification).await {
+            } => match backend
+                .extend(&grant_id, duration_secs, justification)
+                .await
+            {
                 Ok(request) => Action::Filed(Box::new(request)),
-                Err(error) => failed("extending", error),
+                Err(error) => failed(Operation::Extending, error),
             },
             Command::Review {
                 request_id,
                 decision,
                 comment,
-            } => match client.review(&request_id, decision, comment).await {
+            } => match backend.review(&request_id, decision, comment).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
-                Err(error) => failed("reviewing", error),
+                Err(error) => failed(Operation::Reviewing, error),
             },
-            Command::Claim(id) => match client.claim(&id, false).await {
+            Command::Claim(id) => match backend.claim(&id, false).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
-                Err(error) => failed("claiming", error),
+                Err(error) => failed(Operation::Claiming, error),
             },
             Command::Acknowledge {
                 request_id,
                 comment,
-            } => match client.acknowledge(&request_id, comment).await {
+            } => match backend.acknowledge(&request_id, comment).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
-                Err(error) => failed("acknowledging", error),
+                Err(error) => failed(Operation::Acknowledging, error),
             },
-            Command::Credential { grant_id, copy } => match client.credential(&grant_id).await {
+            Command::Credential { grant_id, copy } => match backend.credential(&grant_id).await {
                 Ok(credential) => Action::CredentialLoaded {
                     credential: Box::new(credential),
                     copy,
                 },
-                Err(error) => failed("fetching the credential", error),
+                Err(error) => failed(Operation::FetchingCredential, error),
             },
             Command::OpenUrl(url) => {
                 let opened = tokio::task::spawn_blocking(move || open::that_detached(&url)).await;
                 match opened {
                     Ok(Ok(())) => return,
-                    Ok(Err(err)) => failed(
-                        "opening the browser",
-                        ClientError::Protocol(err.to_string()),
-                    ),
-                    Err(err) => failed(
-                        "opening the browser",
-                        ClientError::Protocol(err.to_string()),
-                    ),
+                    Ok(Err(err)) => local(Operation::OpeningBrowser, err.to_string()),
+                    Err(err) => local(Operation::OpeningBrowser, err.to_string()),
                 }
             }
             Command::SaveFavourites(favourites) => {
@@ -167,8 +169,8 @@ impl Worker {
                 };
                 match tokio::task::spawn_blocking(move || save(favourites)).await {
                     Ok(Ok(())) => return,
-                    Ok(Err(err)) => failed("saving favourites", ClientError::Protocol(err)),
-                    Err(err) => failed("saving favourites", ClientError::Protocol(err.to_string())),
+                    Ok(Err(err)) => local(Operation::SavingFavourites, err),
+                    Err(err) => local(Operation::SavingFavourites, err.to_string()),
                 }
             }
             Command::Batch(commands) => {
@@ -189,7 +191,7 @@ impl Worker {
         let mut delay = Duration::from_millis(500);
         let mut announced = false;
         loop {
-            match self.client.revoke(grant_id, reason.clone()).await {
+            match self.backend.revoke(grant_id, reason.clone()).await {
                 Ok(grant) => return Action::GrantChanged(Box::new(grant)),
                 Err(error) if error.is_transient() => {
                     if !announced {
@@ -204,8 +206,8 @@ impl Worker {
                 }
                 Err(error) => {
                     return Action::Failed {
-                        what: "revoking".into(),
-                        error,
+                        operation: Operation::Revoking,
+                        failure: failure(&error),
                     };
                 }
             }
@@ -217,21 +219,21 @@ impl Worker {
     pub async fn follow_events(self) {
         let mut backoff = Duration::from_millis(500);
         loop {
-            match self.client.events().await {
+            match self.backend.events().await {
                 Ok(stream) => {
                     self.send(Action::StreamUp);
                     backoff = Duration::from_millis(500);
-                    let mut stream = std::pin::pin!(stream);
+                    let mut stream = stream;
                     let reason = loop {
                         match stream.next().await {
                             Some(Ok(event)) => self.send(Action::Live(Box::new(event))),
-                            Some(Err(error)) => break crate::app::update::describe(&error),
+                            Some(Err(error)) => break failure(&error).describe(),
                             None => break "the broker closed the event stream".to_string(),
                         }
                     };
                     self.send(Action::StreamDown(reason));
                 }
-                Err(error) => self.send(Action::StreamDown(crate::app::update::describe(&error))),
+                Err(error) => self.send(Action::StreamDown(failure(&error).describe())),
             }
             if self.actions.is_closed() {
                 return;
@@ -241,6 +243,34 @@ impl Worker {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// The core's view of a broker error: what kind of failure it is, and its words.
+pub fn failure(error: &BackendError) -> Failure {
+    use hoist_api::ErrorCode;
+    let kind = match error {
+        BackendError::Unreachable { reason, .. } => {
+            return Failure::new(FailureKind::Unreachable, reason.clone());
+        }
+        BackendError::Unauthenticated(reason) => {
+            return Failure::new(FailureKind::SessionEnded, reason.clone());
+        }
+        BackendError::Refused { code, message, .. } => {
+            let kind = match code {
+                ErrorCode::Forbidden
+                | ErrorCode::NotEligible
+                | ErrorCode::SelfReview
+                | ErrorCode::BreakGlassNotAllowed => FailureKind::DeniedByPolicy,
+                ErrorCode::InvalidState | ErrorCode::AlreadyReviewed => FailureKind::NotPossibleNow,
+                ErrorCode::NotFound => FailureKind::NotFound,
+                ErrorCode::Internal => FailureKind::BrokerError,
+                _ => FailureKind::Refused,
+            };
+            return Failure::new(kind, message.clone());
+        }
+        _ => FailureKind::Other,
+    };
+    Failure::new(kind, error.to_string())
 }
 
 /// Up to 250 ms, so many clients do not reconnect in lockstep.

@@ -1,5 +1,5 @@
-//! Signing in with a static token, signing out, and opening a broker client
-//! from the session kept in the keyring.
+//! Signing in with a static token, signing out, and opening a broker's
+//! backend with the session kept in the keyring.
 //!
 //! A token is checked with the broker (`GET /v1/me`) before it is stored,
 //! so a typo never ends up in the keyring. The keyring entry is named by
@@ -10,10 +10,13 @@ use std::io::Read;
 
 use hoist_api::Me;
 
-use crate::client::{BrokerClient, ClientError};
+use std::sync::Arc;
+
+use crate::auth::secrets::{self, SecretsError, Session};
+use crate::auth::sso::{self, DevicePrompt, SsoError};
+use crate::backend::hoistd::HoistdClient;
+use crate::backend::{self, Backend, BackendError};
 use crate::config::{ConfigError, Target};
-use crate::secrets::{self, SecretsError, Session};
-use crate::sso::{self, DevicePrompt, SsoError};
 
 /// A session is refreshed when it has less than this left.
 pub const REFRESH_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -25,7 +28,7 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
     #[error(transparent)]
-    Client(#[from] ClientError),
+    Backend(#[from] BackendError),
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     #[error(transparent)]
@@ -77,19 +80,27 @@ pub async fn login_sso(
     on_device: impl FnOnce(&DevicePrompt),
     on_browser: impl FnOnce(&str),
 ) -> Result<(Me, Session), SessionError> {
-    let config = BrokerClient::auth_config(&target.broker).await?;
+    let config = HoistdClient::auth_config(&target.broker).await?;
     let issuer = config.issuers.first().ok_or(SsoError::NotOffered)?;
     let provider = sso::discover(issuer).await?;
     let session = match flow {
         Flow::Device => provider.sign_in_device(on_device).await?,
         Flow::Browser => provider.sign_in_browser(on_browser).await?,
     };
-    let me = match BrokerClient::new(&target.broker, &session.access_token)?
+    let me = store_if_accepted(target, session.clone()).await?;
+    Ok((me, session))
+}
+
+/// Asks the broker who `session` belongs to, and keeps the session under
+/// that user. A refused token is said to be refused: "session expired"
+/// would be the wrong story before any session.
+async fn store_if_accepted(target: &Target, session: Session) -> Result<Me, SessionError> {
+    let me = match backend::connect(&target.broker, &session.access_token)?
         .me()
         .await
     {
         Ok(me) => me,
-        Err(ClientError::Unauthenticated(reason)) => {
+        Err(BackendError::Unauthenticated(reason)) => {
             return Err(SessionError::TokenRefused {
                 broker: target.broker.clone(),
                 reason,
@@ -97,9 +108,9 @@ pub async fn login_sso(
         }
         Err(err) => return Err(err.into()),
     };
-    let (broker, user, stored) = (target.broker.clone(), me.user.clone(), session.clone());
-    blocking(move || secrets::save(&broker, &user, &stored)).await?;
-    Ok((me, session))
+    let (broker, user) = (target.broker.clone(), me.user.clone());
+    blocking(move || secrets::save(&broker, &user, &session)).await?;
+    Ok(me)
 }
 
 /// The stored session, refreshed first if it ends within [`REFRESH_AHEAD`]
@@ -132,7 +143,7 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     ) else {
         return Err(expired("no refresh token".into()));
     };
-    let config = BrokerClient::auth_config(&target.broker).await?;
+    let config = HoistdClient::auth_config(&target.broker).await?;
     let issuer = config
         .issuers
         .into_iter()
@@ -161,22 +172,7 @@ fn login_command(profile: &str) -> String {
 /// config with [`crate::config::Config::remember_login`].
 pub async fn login_with_token(target: &Target, token: &str) -> Result<Me, SessionError> {
     let token = check_token(token)?;
-    let me = match BrokerClient::new(&target.broker, token)?.me().await {
-        Ok(me) => me,
-        // "Session expired" would be the wrong story before any session.
-        Err(ClientError::Unauthenticated(reason)) => {
-            return Err(SessionError::TokenRefused {
-                broker: target.broker.clone(),
-                reason,
-            });
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let session = Session::with_token(token);
-    let broker = target.broker.clone();
-    let user = me.user.clone();
-    blocking(move || secrets::save(&broker, &user, &session)).await?;
-    Ok(me)
+    store_if_accepted(target, Session::with_token(token)).await
 }
 
 /// Deletes the stored session of `target.user`; false if there was none.
@@ -214,10 +210,10 @@ pub async fn logout(target: &Target) -> Result<bool, SessionError> {
     blocking(move || secrets::delete(&broker, &user)).await
 }
 
-/// A client for `target` with the stored session, refreshed if it is about
-/// to end. Does not call the broker: a token the broker no longer accepts
-/// shows up on the first call.
-pub async fn open(target: &Target) -> Result<BrokerClient, SessionError> {
+/// The backend for `target` with the stored session, refreshed if it is
+/// about to end. Does not call the broker: a token the broker no longer
+/// accepts shows up on the first call.
+pub async fn open(target: &Target) -> Result<Arc<dyn Backend>, SessionError> {
     let session = current(target).await?;
     if session
         .expires_at
@@ -228,7 +224,7 @@ pub async fn open(target: &Target) -> Result<BrokerClient, SessionError> {
             reason: "it has ended".into(),
         });
     }
-    Ok(BrokerClient::new(&target.broker, &session.access_token)?)
+    Ok(backend::connect(&target.broker, &session.access_token)?)
 }
 
 /// Reads a token piped on standard input (`hoist login --with-token < file`),

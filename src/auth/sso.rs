@@ -26,7 +26,7 @@ use oauth2::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::secrets::Session;
+use crate::auth::secrets::Session;
 
 /// How long the device flow waits for the person to approve, at most.
 const DEVICE_WAIT: Duration = Duration::from_secs(600);
@@ -168,7 +168,7 @@ pub async fn discover(issuer: &AuthIssuer) -> Result<Provider, SsoError> {
         url: url.clone(),
         reason,
     };
-    crate::client::check_broker_url(&issuer.issuer).map_err(|err| bad(err.to_string()))?;
+    crate::endpoint::check(&issuer.issuer).map_err(|refused| bad(refused.reason))?;
     let document: Discovery = http()
         .get(&url)
         .send()
@@ -322,7 +322,7 @@ impl Provider {
         let Some(endpoint) = self.revocation_endpoint.clone() else {
             return Ok(false);
         };
-        crate::client::check_broker_url(&endpoint).map_err(fail)?;
+        crate::endpoint::check(&endpoint).map_err(fail)?;
         let response = http()
             .post(&endpoint)
             .form(&[

@@ -1,0 +1,205 @@
+//! The request form: opening it on a role or a bundle of marked roles,
+//! typing into it, and sending it.
+
+use hoist_api::{AccessRequest, RequestState};
+
+use super::navigation::{move_cursor, refilter};
+use super::{banner, requests};
+use crate::app::action::Action;
+use crate::app::command::Command;
+use crate::app::form::{Field, RequestForm};
+use crate::app::state::{Level, Modal, State};
+use crate::text::{clock, plural};
+
+pub(super) fn form_action(state: &mut State, action: Action) -> Vec<Command> {
+    let Some(form) = state.form.as_mut() else {
+        return vec![];
+    };
+    if form.submitting {
+        // Only closing is allowed while the broker is answering.
+        if action == Action::Back {
+            state.form = None;
+        }
+        return vec![];
+    }
+    match action {
+        Action::Input(c) => form.input(c),
+        Action::Backspace => form.backspace(),
+        Action::Newline => form.newline(),
+        Action::NextField => form.move_field(true),
+        Action::PrevField => form.move_field(false),
+        Action::Left if form.field == Field::Duration => form.cycle_duration(false),
+        Action::Right if form.field == Field::Duration => form.cycle_duration(true),
+        Action::ToggleBreakGlass if form.may_break_glass() => {
+            form.break_glass = !form.break_glass;
+            form.error = None;
+        }
+        Action::Back => state.form = None,
+        Action::Submit => return submit(state),
+        _ => {}
+    }
+    vec![]
+}
+
+fn submit(state: &mut State) -> Vec<Command> {
+    let Some(form) = state.form.as_mut() else {
+        return vec![];
+    };
+    if !form.problems().is_empty() {
+        form.error = Some("fix the fields marked in red first".into());
+        return vec![];
+    }
+    // Every role of a bundle goes out at once, each with its own key.
+    let mut commands: Vec<Command> = form
+        .bodies()
+        .into_iter()
+        .map(|(body, idempotency_key)| Command::Submit {
+            body,
+            idempotency_key,
+        })
+        .collect();
+    let command = if commands.len() == 1 {
+        commands.remove(0)
+    } else {
+        Command::Batch(commands)
+    };
+    if form.break_glass {
+        let roles: Vec<&str> = form.roles().map(|r| r.id.as_str()).collect();
+        let prompt = format!(
+            "BREAK GLASS on {} now? Access starts at once and your approvers will review it.",
+            roles.join(", ")
+        );
+        state.modal = Some(Modal::Confirm {
+            prompt,
+            yes: command,
+            danger: true,
+        });
+        return vec![];
+    }
+    form.submitting = true;
+    state.marked.clear();
+    vec![command]
+}
+
+pub(super) fn filed(state: &mut State, request: AccessRequest) -> Vec<Command> {
+    state.form = None;
+    if !state.filter.is_empty() {
+        state.filter.clear();
+        refilter(state);
+    }
+    let text = match request.state {
+        RequestState::Active => format!("{} is active", request.role),
+        RequestState::Pending => format!(
+            "Requested {}: waiting for {}",
+            request.role,
+            plural(request.approvals_required as usize, "approval")
+        ),
+        RequestState::Approved => format!("{} approved; starts as scheduled", request.role),
+        other => format!("{}: {other}", request.role),
+    };
+    let level = if request.state == RequestState::Active {
+        Level::Success
+    } else {
+        Level::Info
+    };
+    banner(state, text, level);
+    requests::upsert_request(state, request);
+    vec![Command::LoadAll]
+}
+
+pub(super) fn open_form(state: &mut State) -> Vec<Command> {
+    if !state.marked.is_empty() {
+        return open_bundle(state);
+    }
+    let Some(role) = state.selected_role().cloned() else {
+        return vec![];
+    };
+    if let Some(grant) = state.grant_for(&role.id) {
+        let left = clock(state.time_left(grant));
+        banner(
+            state,
+            format!("You hold {} ({left} left): e extends it", role.id),
+            Level::Info,
+        );
+        return vec![];
+    }
+    if let Some(open) = state.open_request_for(&role.id) {
+        let id = open.id.clone();
+        banner(
+            state,
+            format!("{} is already requested ({id}); see Requests", role.id),
+            Level::Info,
+        );
+        return vec![];
+    }
+    state.form = Some(RequestForm::new(role, uuid::Uuid::new_v4().to_string()));
+    vec![]
+}
+
+/// The form for every marked role not already held or requested.
+fn open_bundle(state: &mut State) -> Vec<Command> {
+    let (ready, skipped): (Vec<_>, Vec<_>) = state
+        .roles
+        .iter()
+        .filter(|r| state.marked.contains(&r.id))
+        .cloned()
+        .partition(|r| state.grant_for(&r.id).is_none() && state.open_request_for(&r.id).is_none());
+    if !skipped.is_empty() {
+        let names: Vec<&str> = skipped.iter().map(|r| r.id.as_str()).collect();
+        banner(
+            state,
+            format!("Already held or requested, left out: {}", names.join(", ")),
+            Level::Info,
+        );
+    }
+    state.form = RequestForm::bundle(ready);
+    vec![]
+}
+
+pub(super) fn mark(state: &mut State) -> Vec<Command> {
+    let Some(role) = state.selected_role().map(|r| r.id.clone()) else {
+        return vec![];
+    };
+    if !state.marked.remove(&role) {
+        state.marked.insert(role);
+    }
+    move_cursor(state, 1)
+}
+
+/// Marks the roles of the next named bundle from the config.
+pub(super) fn next_bundle(state: &mut State) -> Vec<Command> {
+    if state.bundles.is_empty() {
+        banner(
+            state,
+            "No bundles in the config ([bundles.NAME] roles = [...])",
+            Level::Info,
+        );
+        return vec![];
+    }
+    let current: Vec<String> = state.marked.iter().cloned().collect();
+    let next = state
+        .bundles
+        .iter()
+        .position(|(_, roles)| {
+            let mut sorted = roles.clone();
+            sorted.sort();
+            sorted == current
+        })
+        .map_or(0, |i| (i + 1) % state.bundles.len());
+    let (name, roles) = state.bundles[next].clone();
+    let known: Vec<String> = roles
+        .iter()
+        .filter(|r| state.roles.iter().any(|x| &x.id == *r))
+        .cloned()
+        .collect();
+    state.marked = known.iter().cloned().collect();
+    banner(
+        state,
+        format!(
+            "Bundle {name}: {} marked; enter requests them together",
+            known.join(", ")
+        ),
+        Level::Info,
+    );
+    vec![]
+}

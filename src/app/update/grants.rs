@@ -1,0 +1,228 @@
+//! My grants: the clock that ends them, the warning before it does,
+//! revoking (one or everything under an incident), extending, and the
+//! credential.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use hoist_api::{Credential, Grant, GrantState};
+
+use super::{banner, clamp};
+use crate::app::command::Command;
+use crate::app::state::{Level, Modal, Screen, State, WARN_AT};
+use crate::text::{clock, format_duration, local_time};
+
+pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
+    state.now = now;
+    if state.banner.as_ref().is_some_and(|b| b.until <= now) {
+        state.banner = None;
+    }
+    let mut commands = Vec::new();
+    // Grants that reached their end leave the list at once, whatever the network says.
+    let ended: Vec<String> = state
+        .grants
+        .iter()
+        .filter(|g| g.expires_at <= now)
+        .map(|g| g.role.clone())
+        .collect();
+    if !ended.is_empty() {
+        state.grants.retain(|g| g.expires_at > now);
+        clamp(state);
+        let text = format!("{} expired", ended.join(", "));
+        banner(state, text.clone(), Level::Warning);
+        commands.push(Command::Notify(text));
+    }
+    let warn: Vec<(String, String, TimeDelta)> = state
+        .grants
+        .iter()
+        .filter(|g| g.expires_at - now <= WARN_AT && !state.warned.contains(&g.id))
+        .map(|g| (g.id.clone(), g.role.clone(), g.expires_at - now))
+        .collect();
+    for (id, role, left) in warn {
+        state.warned.insert(id);
+        let text = format!(
+            "⚠ {role} expires in {}: press e on Grants to extend",
+            clock(left)
+        );
+        banner(state, text.clone(), Level::Warning);
+        commands.push(Command::Notify(text));
+    }
+    commands
+}
+
+/// The grant a key acts on: the selected grant, or on the Roles screen the
+/// grant of the selected role.
+fn target_grant(state: &State) -> Option<&Grant> {
+    match state.screen {
+        Screen::Grants => state.selected_grant(),
+        Screen::Roles => state.selected_role().and_then(|r| state.grant_for(&r.id)),
+        _ => None,
+    }
+}
+
+pub(super) fn revoke(state: &mut State) -> Vec<Command> {
+    let Some(grant) = target_grant(state) else {
+        return vec![];
+    };
+    state.modal = Some(Modal::Confirm {
+        prompt: format!("Revoke {} now? Access ends at once.", grant.role),
+        yes: Command::Revoke {
+            grant_id: grant.id.clone(),
+            reason: Some("revoked early by the holder".into()),
+        },
+        danger: true,
+    });
+    vec![]
+}
+
+/// One key: ask for the role's default duration again, with the same justification.
+pub(super) fn extend(state: &mut State) -> Vec<Command> {
+    let Some(grant) = target_grant(state).cloned() else {
+        return vec![];
+    };
+    let secs = state
+        .roles
+        .iter()
+        .find(|r| r.id == grant.role)
+        .map_or(1800, |r| r.default_duration_secs);
+    state.busy.insert(grant.id.clone());
+    banner(
+        state,
+        format!(
+            "Asking to extend {} by {}",
+            grant.role,
+            format_duration(secs)
+        ),
+        Level::Info,
+    );
+    vec![Command::Extend {
+        grant_id: grant.id,
+        duration_secs: secs,
+        justification: Some(grant.justification),
+    }]
+}
+
+/// One key during an incident: revoke every grant of mine filed under it.
+pub(super) fn revoke_incident(state: &mut State) -> Vec<Command> {
+    let Some(view) = state
+        .incident
+        .as_ref()
+        .filter(|v| Some(&v.incident) == state.selected_incident().as_ref())
+    else {
+        return vec![];
+    };
+    let mine: Vec<&Grant> = view
+        .grants
+        .iter()
+        .filter(|g| g.holder == state.user() && g.state == GrantState::Active)
+        .collect();
+    if mine.is_empty() {
+        let text = format!("You hold no active grant under {}", view.incident);
+        banner(state, text, Level::Info);
+        return vec![];
+    }
+    let roles: Vec<&str> = mine.iter().map(|g| g.role.as_str()).collect();
+    let reason = format!("revoked with everything under incident {}", view.incident);
+    let commands = mine
+        .iter()
+        .map(|g| Command::Revoke {
+            grant_id: g.id.clone(),
+            reason: Some(reason.clone()),
+        })
+        .collect();
+    state.modal = Some(Modal::Confirm {
+        prompt: format!(
+            "Revoke all {} of your grants under {} ({})?",
+            mine.len(),
+            view.incident,
+            roles.join(", ")
+        ),
+        yes: Command::Batch(commands),
+        danger: true,
+    });
+    vec![]
+}
+
+/// `s` shows the credential, `y` copies it; the broker issues it.
+pub(super) fn credential(state: &mut State, copy: bool) -> Vec<Command> {
+    let grant = state
+        .selected_grant()
+        .filter(|_| state.screen == Screen::Grants)
+        .map(|g| g.id.clone());
+    match grant {
+        Some(grant_id) => {
+            state.busy.insert(grant_id.clone());
+            vec![Command::Credential { grant_id, copy }]
+        }
+        None => vec![],
+    }
+}
+
+pub(super) fn credential_loaded(
+    state: &mut State,
+    credential: Credential,
+    copy: bool,
+) -> Vec<Command> {
+    state.busy.remove(&credential.grant_id);
+    if copy {
+        let until = local_time(credential.expires_at);
+        banner(
+            state,
+            format!(
+                "Credential for {} copied; valid until {until}",
+                credential.role
+            ),
+            Level::Success,
+        );
+        vec![Command::Copy(credential.token)]
+    } else {
+        state.modal = Some(Modal::Credential {
+            role: credential.role,
+            token: credential.token,
+            expires_at: credential.expires_at,
+        });
+        vec![]
+    }
+}
+
+/// A revocation that could not reach the broker yet: shown as pending,
+/// never as done.
+pub(super) fn revoke_pending(state: &mut State, grant_id: String) -> Vec<Command> {
+    let role = state
+        .grants
+        .iter()
+        .find(|g| g.id == grant_id)
+        .map(|g| g.role.clone())
+        .unwrap_or_default();
+    state.revoking.insert(grant_id);
+    banner(
+        state,
+        format!("Revoking {role}: waiting for the broker, retrying until it confirms"),
+        Level::Warning,
+    );
+    vec![]
+}
+
+/// The broker's answer to a revoke.
+pub(super) fn changed(state: &mut State, grant: Grant) -> Vec<Command> {
+    state.busy.remove(&grant.id);
+    if grant.state != GrantState::Active {
+        banner(
+            state,
+            format!("{} {}", grant.role, grant.state.as_str()),
+            Level::Info,
+        );
+    }
+    upsert_grant(state, grant);
+    vec![Command::LoadAll]
+}
+
+pub(super) fn upsert_grant(state: &mut State, grant: Grant) {
+    state.grants.retain(|g| g.id != grant.id);
+    if grant.state != GrantState::Active {
+        state.revoking.remove(&grant.id);
+    }
+    if grant.state == GrantState::Active && grant.expires_at > state.now {
+        state.grants.push(grant);
+        state.grants.sort_by_key(|g| g.expires_at);
+    }
+    clamp(state);
+}

@@ -1,0 +1,159 @@
+//! The broker's event stream and the session: changes as they happen,
+//! the connection going down and coming back, the session ending.
+
+use chrono::TimeDelta;
+use hoist_api::{GrantState, LiveEvent, RequestState};
+
+use super::requests::{upsert_queue, upsert_request};
+use super::{banner, grants, reviews};
+use crate::app::command::Command;
+use crate::app::state::{Banner, Connection, Level, State};
+use crate::text::{clock, sanitize};
+
+pub(super) fn stream_up(state: &mut State) -> Vec<Command> {
+    let was_offline = matches!(state.connection, Connection::Offline { .. });
+    state.connection = Connection::Live;
+    if was_offline {
+        banner(state, "Reconnected to the broker", Level::Success);
+    }
+    // Anything may have changed while we were away.
+    vec![Command::LoadAll]
+}
+
+pub(super) fn stream_down(state: &mut State, reason: String) -> Vec<Command> {
+    if !matches!(state.connection, Connection::Offline { .. }) {
+        state.connection = Connection::Offline {
+            reason,
+            since: state.now,
+        };
+    }
+    // The first load waits for the stream; without one, load anyway,
+    // to show what the broker has (or why it cannot be reached).
+    if state.loaded {
+        vec![]
+    } else {
+        vec![Command::LoadAll]
+    }
+}
+
+/// Everything on screen is kept: the person signs in elsewhere and the
+/// renewal picks the session up.
+pub(super) fn session_expired(state: &mut State, reason: &str) -> Vec<Command> {
+    state.banner = Some(Banner {
+        text: format!(
+            "Session ended ({}): run `hoist login` in another terminal; your work here is kept",
+            sanitize::line(reason)
+        ),
+        level: Level::Error,
+        until: state.now + TimeDelta::days(1),
+    });
+    vec![]
+}
+
+pub(super) fn session_renewed(state: &mut State) -> Vec<Command> {
+    banner(state, "Signed in again", Level::Success);
+    vec![Command::LoadAll]
+}
+
+pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
+    match event {
+        LiveEvent::Hello { .. } => vec![],
+        LiveEvent::Resync { .. } => vec![Command::LoadAll],
+        LiveEvent::Request { request } => {
+            let mine = request.requester == state.user();
+            if mine {
+                let before = state
+                    .requests
+                    .iter()
+                    .find(|r| r.id == request.id)
+                    .map(|r| r.state);
+                let now_state = request.state;
+                let role = request.role.clone();
+                let reason = request.reason.clone();
+                let approver = request
+                    .reviews
+                    .last()
+                    .map(|r| r.reviewer.clone())
+                    .unwrap_or_default();
+                let duration = TimeDelta::seconds(request.duration_secs as i64);
+                upsert_request(state, request);
+                if before != Some(now_state) && before.is_some() {
+                    return announce(
+                        state,
+                        &role,
+                        now_state,
+                        &approver,
+                        reason.as_deref(),
+                        duration,
+                    );
+                }
+                vec![]
+            } else {
+                upsert_queue(state, request);
+                reviews::history_for_selection(state)
+            }
+        }
+        LiveEvent::Grant { grant } => {
+            if grant.holder == state.user() {
+                let was_active = state.grants.iter().any(|g| g.id == grant.id);
+                let ended_by_other = grant.state == GrantState::Revoked
+                    && grant.revoked_by.as_deref() != Some(state.user());
+                let role = grant.role.clone();
+                let by = grant.revoked_by.clone().unwrap_or_default();
+                grants::upsert_grant(state, grant);
+                if was_active && ended_by_other {
+                    banner(
+                        state,
+                        format!("{role} was revoked by {}", sanitize::line(&by)),
+                        Level::Error,
+                    );
+                    return vec![Command::Notify(format!("{role} was revoked"))];
+                }
+            }
+            vec![]
+        }
+    }
+}
+
+/// Tells the requester, loudly, that their request was decided.
+fn announce(
+    state: &mut State,
+    role: &str,
+    to: RequestState,
+    by: &str,
+    reason: Option<&str>,
+    duration: TimeDelta,
+) -> Vec<Command> {
+    let by = sanitize::line(by).into_owned();
+    let (text, level) = match to {
+        RequestState::Active => {
+            // The grant's own event may come a moment later; its length is known now.
+            let left = state
+                .grant_for(role)
+                .map_or(duration, |g| state.time_left(g));
+            (
+                format!("✓ {role} approved by {by}: active, {} left", clock(left)),
+                Level::Success,
+            )
+        }
+        RequestState::Approved => (
+            format!("✓ {role} approved by {by}; starts as scheduled"),
+            Level::Success,
+        ),
+        RequestState::Denied => (
+            format!(
+                "✗ {role} denied by {by}: {}",
+                sanitize::line(reason.unwrap_or(""))
+            ),
+            Level::Error,
+        ),
+        RequestState::TimedOut => (
+            format!("{role}: no decision in time; the request lapsed"),
+            Level::Warning,
+        ),
+        RequestState::Pending => return vec![],
+        other => (format!("{role}: {other}"), Level::Info),
+    };
+    banner(state, text.clone(), level);
+    vec![Command::Notify(text), Command::LoadAll]
+}

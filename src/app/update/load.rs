@@ -1,0 +1,57 @@
+//! Answers that replace what the state holds: everything after a load,
+//! the audit log, an incident.
+
+use hoist_api::{AuditEvent, IncidentView};
+
+use super::navigation::refilter;
+use super::{clamp, grants, notify_error};
+use crate::app::action::{Operation, Snapshot};
+use crate::app::command::Command;
+use crate::app::failure::Failure;
+use crate::app::state::State;
+
+pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
+    state.loaded = true;
+    state.me = Some(snapshot.me);
+    state.roles = snapshot.roles;
+    state.search.clear();
+    state.requests = snapshot.requests;
+    state.grants = Vec::new();
+    for grant in snapshot.grants {
+        grants::upsert_grant(state, grant);
+    }
+    state.queue = snapshot.queue;
+    state.break_glass = snapshot.break_glass;
+    let known: std::collections::HashSet<&str> = state
+        .queue
+        .iter()
+        .chain(&state.break_glass)
+        .map(|r| r.id.as_str())
+        .collect();
+    state.histories.retain(|id, _| known.contains(id.as_str()));
+    refilter(state);
+    vec![]
+}
+
+/// Without a first load the screens would say "loading…" forever; they
+/// say why instead.
+pub(super) fn load_failed(state: &mut State, failure: &Failure) -> Vec<Command> {
+    state.loaded = true;
+    notify_error(state, Operation::Loading, failure);
+    vec![]
+}
+
+pub(super) fn activity(state: &mut State, events: Vec<AuditEvent>) -> Vec<Command> {
+    state.activity = events;
+    state.activity.reverse();
+    clamp(state);
+    vec![]
+}
+
+/// Only the incident still selected is kept: the cursor may have moved on.
+pub(super) fn incident(state: &mut State, view: IncidentView) -> Vec<Command> {
+    if state.selected_incident().as_deref() == Some(view.incident.as_str()) {
+        state.incident = Some(view);
+    }
+    vec![]
+}

@@ -1,0 +1,172 @@
+//! The only place state changes: `update(state, action)` applies one action
+//! and returns the side effects it needs, as commands. This file routes each
+//! action to the concern that handles it; keys go by where the focus is
+//! (a modal, the form, the filter, the screen).
+
+mod form;
+mod grants;
+mod live;
+mod load;
+mod modals;
+mod navigation;
+mod requests;
+mod reviews;
+#[cfg(test)]
+mod tests;
+
+use chrono::TimeDelta;
+
+use super::action::{Action, Operation};
+use super::command::Command;
+use super::failure::Failure;
+use super::state::{Banner, Level, Modal, Screen, State};
+
+/// How long a banner stays.
+const BANNER_FOR: TimeDelta = TimeDelta::seconds(8);
+
+pub fn update(state: &mut State, action: Action) -> Vec<Command> {
+    match action {
+        Action::Quit => {
+            state.should_quit = true;
+            vec![]
+        }
+        Action::Tick(now) => grants::tick(state, now),
+        Action::Resize(w, h) => {
+            state.size = (w, h);
+            vec![]
+        }
+        Action::Loaded(snapshot) => load::load(state, *snapshot),
+        Action::LoadFailed(failure) => load::load_failed(state, &failure),
+        Action::ActivityLoaded(events) => load::activity(state, events),
+        Action::IncidentLoaded(view) => load::incident(state, *view),
+        Action::HistoryLoaded(history) => reviews::history_loaded(state, history),
+        Action::Live(event) => live::event(state, *event),
+        Action::StreamUp => live::stream_up(state),
+        Action::StreamDown(reason) => live::stream_down(state, reason),
+        Action::SessionExpired(reason) => live::session_expired(state, &reason),
+        Action::SessionRenewed => live::session_renewed(state),
+        Action::Filed(request) => form::filed(state, *request),
+        Action::RequestChanged(request) => requests::changed(state, *request),
+        Action::RevokePending(grant_id) => grants::revoke_pending(state, grant_id),
+        Action::GrantChanged(grant) => grants::changed(state, *grant),
+        Action::CredentialLoaded { credential, copy } => {
+            grants::credential_loaded(state, *credential, copy)
+        }
+        Action::Failed { operation, failure } => failed(state, operation, &failure),
+        other => key_action(state, other),
+    }
+}
+
+fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Command> {
+    state.busy.clear();
+    if let Some(form) = state.form.as_mut()
+        && operation == Operation::Filing
+    {
+        form.submitting = false;
+        form.error = Some(failure.describe());
+        // A retry after a network error reuses the idempotency key.
+        return vec![];
+    }
+    notify_error(state, operation, failure);
+    vec![]
+}
+
+fn key_action(state: &mut State, action: Action) -> Vec<Command> {
+    // The keymap offers none of these; a click or a script might.
+    if !state.capabilities.allows(&action) {
+        return vec![];
+    }
+    if state.modal.is_some() {
+        return modals::modal_action(state, action);
+    }
+    if state.form.is_some() {
+        return form::form_action(state, action);
+    }
+    if state.filtering
+        && let Some(commands) = navigation::filter_key(state, &action)
+    {
+        return commands;
+    }
+    match action {
+        Action::GoTo(screen) => navigation::go_to(state, screen),
+        Action::NextScreen => {
+            let next = navigation::next_screen(state, 1);
+            navigation::go_to(state, next)
+        }
+        Action::PrevScreen => {
+            let previous = navigation::next_screen(state, Screen::ALL.len() - 1);
+            navigation::go_to(state, previous)
+        }
+        Action::Up | Action::ScrollUp => navigation::move_cursor(state, -1),
+        Action::Down | Action::ScrollDown => navigation::move_cursor(state, 1),
+        Action::PageUp => navigation::move_cursor(state, -(state.page() as isize)),
+        Action::PageDown => navigation::move_cursor(state, state.page() as isize),
+        Action::Top => navigation::move_cursor(state, isize::MIN / 2),
+        Action::Bottom => navigation::move_cursor(state, isize::MAX / 2),
+        Action::SelectRow(index) => navigation::select_row(state, index),
+        Action::Help => {
+            state.modal = Some(Modal::Help);
+            vec![]
+        }
+        Action::Back => {
+            state.banner = None;
+            vec![]
+        }
+        Action::Refresh => {
+            let mut commands = vec![Command::LoadAll];
+            if state.screen == Screen::Activity {
+                commands.push(Command::LoadActivity);
+            }
+            commands
+        }
+        Action::StartFilter if state.screen == Screen::Roles => navigation::start_filter(state),
+        Action::ToggleFavourite => navigation::toggle_favourite(state),
+        Action::Mark if state.screen == Screen::Roles => form::mark(state),
+        Action::NextBundle if state.screen == Screen::Roles => form::next_bundle(state),
+        Action::RevokeIncident if state.screen == Screen::Incidents => {
+            grants::revoke_incident(state)
+        }
+        Action::NewRequest | Action::Select if state.screen == Screen::Roles => {
+            form::open_form(state)
+        }
+        Action::Cancel => requests::cancel(state),
+        Action::Revoke => grants::revoke(state),
+        Action::Extend => grants::extend(state),
+        Action::ShowCredential => grants::credential(state, false),
+        Action::CopyCredential => grants::credential(state, true),
+        Action::Approve | Action::Deny | Action::Acknowledge => {
+            reviews::review_prompt(state, &action)
+        }
+        Action::Claim => reviews::claim(state),
+        Action::OpenTicket => navigation::open_ticket(state),
+        _ => vec![],
+    }
+}
+
+/// Keeps cursors inside their lists.
+fn clamp(state: &mut State) {
+    let c = &mut state.cursors;
+    c.roles = c.roles.min(state.visible_roles.len().saturating_sub(1));
+    c.requests = c.requests.min(state.requests.len().saturating_sub(1));
+    c.grants = c.grants.min(state.grants.len().saturating_sub(1));
+    c.reviews = c
+        .reviews
+        .min((state.queue.len() + state.break_glass.len()).saturating_sub(1));
+    c.activity = c.activity.min(state.activity.len().saturating_sub(1));
+}
+
+fn banner(state: &mut State, text: impl Into<String>, level: Level) {
+    state.banner = Some(Banner {
+        text: text.into(),
+        level,
+        until: state.now + BANNER_FOR,
+    });
+}
+
+fn notify_error(state: &mut State, operation: Operation, failure: &Failure) {
+    banner(
+        state,
+        format!("{} ({})", failure.describe(), operation.label()),
+        Level::Error,
+    );
+}

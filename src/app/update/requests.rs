@@ -1,0 +1,69 @@
+//! My requests and the approver's queue, kept in step with answers and
+//! live events; cancelling a request of mine.
+
+use hoist_api::{AccessRequest, RequestKind, RequestState};
+
+use super::{banner, clamp};
+use crate::app::command::Command;
+use crate::app::state::{Level, Modal, Screen, State};
+
+/// The broker's answer to a cancel, review, claim or acknowledgement.
+pub(super) fn changed(state: &mut State, request: AccessRequest) -> Vec<Command> {
+    state.busy.remove(&request.id);
+    upsert_request(state, request);
+    vec![Command::LoadAll]
+}
+
+pub(super) fn cancel(state: &mut State) -> Vec<Command> {
+    if state.screen != Screen::Requests {
+        return vec![];
+    }
+    let Some(request) = state.selected_request() else {
+        return vec![];
+    };
+    if !matches!(
+        request.state,
+        RequestState::Pending | RequestState::Approved
+    ) {
+        banner(
+            state,
+            format!(
+                "Only pending requests can be cancelled ({} is {})",
+                request.id, request.state
+            ),
+            Level::Warning,
+        );
+        return vec![];
+    }
+    state.modal = Some(Modal::Confirm {
+        prompt: format!("Cancel your request for {}?", request.role),
+        yes: Command::Cancel(request.id.clone()),
+        danger: false,
+    });
+    vec![]
+}
+
+pub(super) fn upsert_request(state: &mut State, request: AccessRequest) {
+    match state.requests.iter_mut().find(|r| r.id == request.id) {
+        Some(slot) => *slot = request,
+        None => state.requests.insert(0, request),
+    }
+    clamp(state);
+}
+
+/// Keeps the approver's lists in step: pending requests in the queue,
+/// unacknowledged break-glass in its own list, everything else out.
+pub(super) fn upsert_queue(state: &mut State, request: AccessRequest) {
+    state.queue.retain(|r| r.id != request.id);
+    state.break_glass.retain(|r| r.id != request.id);
+    if request.state == RequestState::Pending {
+        state.queue.push(request);
+        state.queue.sort_by_key(|r| r.lapses_at);
+    } else if request.break_glass
+        && request.acknowledgement.is_none()
+        && request.kind == RequestKind::Access
+    {
+        state.break_glass.push(request);
+    }
+    clamp(state);
+}

@@ -1,0 +1,100 @@
+//! Reviewing others' requests: the approve, deny and acknowledge prompts,
+//! claims, and the requester's history beside each review.
+
+use hoist_api::RequestHistory;
+
+use super::banner;
+use crate::app::action::Action;
+use crate::app::command::Command;
+use crate::app::state::{Level, Modal, Prompt, ReviewRow, Screen, State};
+
+pub(super) fn review_prompt(state: &mut State, action: &Action) -> Vec<Command> {
+    if state.screen != Screen::Reviews {
+        return vec![];
+    }
+    let Some((row, request)) = state.selected_review() else {
+        return vec![];
+    };
+    let id = request.id.clone();
+    let role = request.role.clone();
+    let who = request.requester.clone();
+    let (prompt, title, required) = match (action, row) {
+        (Action::Approve, ReviewRow::Pending(_)) => (
+            Prompt::Approve { request_id: id },
+            format!("Approve {who} for {role} (comment optional)"),
+            false,
+        ),
+        (Action::Deny, ReviewRow::Pending(_)) => (
+            Prompt::Deny { request_id: id },
+            format!("Deny {who} for {role}: why?"),
+            true,
+        ),
+        (Action::Acknowledge, ReviewRow::BreakGlass(_)) => (
+            Prompt::Acknowledge { request_id: id },
+            format!("Acknowledge {who}'s break-glass on {role} (comment optional)"),
+            false,
+        ),
+        (Action::Acknowledge, _) => {
+            banner(
+                state,
+                "K acknowledges break-glass activations (lower list)",
+                Level::Info,
+            );
+            return vec![];
+        }
+        _ => {
+            banner(
+                state,
+                "Break-glass activations are acknowledged (K), not approved",
+                Level::Info,
+            );
+            return vec![];
+        }
+    };
+    state.modal = Some(Modal::Input {
+        prompt,
+        title,
+        text: String::new(),
+        required,
+        error: None,
+    });
+    vec![]
+}
+
+/// Only a pending request is claimed; break-glass is acknowledged instead.
+pub(super) fn claim(state: &mut State) -> Vec<Command> {
+    match state.selected_review() {
+        Some((ReviewRow::Pending(_), request)) => {
+            let id = request.id.clone();
+            state.busy.insert(id.clone());
+            vec![Command::Claim(id)]
+        }
+        _ => vec![],
+    }
+}
+
+pub(super) fn history_for_selection(state: &State) -> Vec<Command> {
+    if !state.capabilities.history {
+        return vec![];
+    }
+    match state.selected_review() {
+        Some((_, request)) if !state.histories.contains_key(&request.id) => {
+            vec![Command::LoadHistory(request.id.clone())]
+        }
+        _ => vec![],
+    }
+}
+
+/// Filed under the request it is about, found by requester and role.
+pub(super) fn history_loaded(state: &mut State, history: RequestHistory) -> Vec<Command> {
+    let key = state
+        .queue
+        .iter()
+        .chain(&state.break_glass)
+        .find(|r| r.requester == history.requester && r.role == history.role)
+        .map(|r| r.id.clone());
+    if let Some(id) = key {
+        state.histories.insert(id, history);
+    }
+    vec![]
+}

@@ -1,0 +1,231 @@
+//! `update` without a broker, a runtime or a terminal: a state and an action
+//! in, the state and the commands out.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use hoist_api::{GrantState, LiveEvent, Me, RequestState};
+
+use super::update;
+use crate::app::action::{Action, Operation, Snapshot};
+use crate::app::command::Command;
+use crate::app::failure::{Failure, FailureKind};
+use crate::app::fixtures::{grant, request, role};
+use crate::app::form::RequestForm;
+use crate::app::state::{Connection, Level, Screen, State};
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+/// alice, loaded, with roles `db`, `logs` and `k8s` and no grants yet.
+fn alice(now: DateTime<Utc>) -> State {
+    let mut state = State::new("https://hoist.example".into(), now);
+    update(
+        &mut state,
+        Action::Loaded(Box::new(Snapshot {
+            me: Me {
+                user: "alice".into(),
+                display_name: "Alice".into(),
+                groups: vec![],
+                approver_for: vec![],
+                auditor: false,
+            },
+            roles: vec![role("db"), role("k8s"), role("logs")],
+            requests: vec![],
+            grants: vec![],
+            queue: vec![],
+            break_glass: vec![],
+        })),
+    );
+    state
+}
+
+#[test]
+fn a_tick_past_expiry_ends_the_grant_whatever_the_network_says() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![
+        grant("g1", "db", "alice", now + TimeDelta::seconds(1)),
+        grant("g2", "logs", "alice", now + TimeDelta::hours(2)),
+    ];
+    // Both already warned about, so only the expiry speaks.
+    state.warned.insert("g1".into());
+
+    let commands = update(&mut state, Action::Tick(now + TimeDelta::seconds(2)));
+
+    assert_eq!(commands, [Command::Notify("db expired".into())]);
+    assert_eq!(state.grants.len(), 1);
+    assert_eq!(state.grants[0].role, "logs");
+    let banner = state.banner.as_ref().unwrap();
+    assert_eq!(
+        (banner.text.as_str(), banner.level),
+        ("db expired", Level::Warning)
+    );
+    assert_eq!(state.now, now + TimeDelta::seconds(2));
+}
+
+#[test]
+fn a_tick_inside_the_warning_time_warns_once() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(10))];
+
+    assert!(update(&mut state, Action::Tick(now + TimeDelta::minutes(4))).is_empty());
+    let commands = update(&mut state, Action::Tick(now + TimeDelta::minutes(6)));
+    let warning = "⚠ db expires in 04:00: press e on Grants to extend";
+    assert_eq!(commands, [Command::Notify(warning.into())]);
+    assert!(update(&mut state, Action::Tick(now + TimeDelta::minutes(7))).is_empty());
+}
+
+#[test]
+fn a_failed_filing_keeps_the_form_open_to_send_again() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let mut form = RequestForm::new(role("db"), "key-1".into());
+    form.justification = "rotate the keys".into();
+    form.submitting = true;
+    state.form = Some(form);
+    state.busy.insert("g1".into());
+
+    let commands = update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Filing,
+            failure: Failure::new(FailureKind::Unreachable, "connection refused or failed"),
+        },
+    );
+
+    assert!(commands.is_empty());
+    let form = state.form.as_ref().expect("the form stays open");
+    assert!(!form.submitting);
+    assert_eq!(
+        form.error.as_deref(),
+        Some("Broker unreachable (connection refused or failed); will retry")
+    );
+    // The same key goes out again, so the broker never files twice.
+    assert_eq!(form.idempotency_key, "key-1");
+    assert_eq!(state.banner, None);
+    assert!(state.busy.is_empty());
+
+    // Any other failure is a banner naming what was being done.
+    update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Cancelling,
+            failure: Failure::new(FailureKind::NotPossibleNow, "already decided"),
+        },
+    );
+    let banner = state.banner.as_ref().unwrap();
+    assert_eq!(
+        banner.text,
+        "Not possible now: already decided (cancelling)"
+    );
+    assert_eq!(banner.level, Level::Error);
+}
+
+#[test]
+fn the_stream_down_before_the_first_load_still_loads() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = State::new("https://hoist.example".into(), now);
+
+    let commands = update(&mut state, Action::StreamDown("refused".into()));
+
+    assert_eq!(commands, [Command::LoadAll]);
+    assert_eq!(
+        state.connection,
+        Connection::Offline {
+            reason: "refused".into(),
+            since: now
+        }
+    );
+    // Once loaded, a dropped stream waits for the reconnect to load again.
+    let mut loaded = alice(now);
+    assert!(update(&mut loaded, Action::StreamDown("refused".into())).is_empty());
+    assert_eq!(update(&mut loaded, Action::StreamUp), [Command::LoadAll]);
+    assert_eq!(loaded.connection, Connection::Live);
+    let banner = loaded.banner.as_ref().unwrap();
+    assert_eq!(banner.text, "Reconnected to the broker");
+}
+
+#[test]
+fn a_revoke_by_someone_else_is_announced_and_ends_the_grant() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(20))];
+    let mut revoked = grant("g1", "db", "alice", now + TimeDelta::minutes(20));
+    revoked.state = GrantState::Revoked;
+    revoked.revoked_by = Some("bob\x1b[2J".into());
+
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Grant {
+            grant: revoked.clone(),
+        })),
+    );
+
+    assert_eq!(commands, [Command::Notify("db was revoked".into())]);
+    assert!(state.grants.is_empty());
+    let banner = state.banner.as_ref().unwrap();
+    assert_eq!(banner.text, "db was revoked by bob\u{FFFD}[2J");
+    assert_eq!(banner.level, Level::Error);
+
+    // My own revoke ends the grant without an alarm.
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(20))];
+    revoked.revoked_by = Some("alice".into());
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Grant { grant: revoked })),
+    );
+    assert!(commands.is_empty());
+    assert!(state.grants.is_empty());
+    assert_eq!(state.banner, None);
+}
+
+#[test]
+fn a_click_on_a_row_selects_it() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+
+    assert!(update(&mut state, Action::SelectRow(2)).is_empty());
+    assert_eq!(state.cursors.roles, 2);
+    assert_eq!(state.selected_role().unwrap().id, "logs");
+    // Past the end: the last row.
+    update(&mut state, Action::SelectRow(9));
+    assert_eq!(state.cursors.roles, 2);
+
+    // On Reviews, the selection brings the requester's history.
+    state.queue = vec![
+        request("req_1", "db", "carol", now),
+        request("req_2", "k8s", "dave", now),
+    ];
+    state.screen = Screen::Reviews;
+    let commands = update(&mut state, Action::SelectRow(1));
+    assert_eq!(state.cursors.reviews, 1);
+    assert_eq!(commands, [Command::LoadHistory("req_2".into())]);
+}
+
+#[test]
+fn a_decision_on_my_request_is_announced_loudly() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.requests = vec![request("req_1", "db", "alice", now)];
+    let mut denied = request("req_1", "db", "alice", now);
+    denied.state = RequestState::Denied;
+    denied.reason = Some("not during the freeze".into());
+    denied.reviews = vec![hoist_api::Review {
+        reviewer: "bob".into(),
+        decision: hoist_api::Decision::Deny,
+        comment: None,
+        at: now,
+    }];
+
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: denied })),
+    );
+
+    let text = "✗ db denied by bob: not during the freeze";
+    assert_eq!(commands, [Command::Notify(text.into()), Command::LoadAll]);
+    assert_eq!(state.requests[0].state, RequestState::Denied);
+    assert_eq!(state.banner.as_ref().unwrap().level, Level::Error);
+}

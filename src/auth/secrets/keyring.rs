@@ -1,0 +1,201 @@
+//! Sessions in an OS keyring through `keyring_core`: one entry per broker
+//! and user, the session as its JSON, and keyring errors reduced to words
+//! without the stored bytes.
+
+use keyring_core::{CredentialStore, Entry, Error as KeyringError};
+
+use super::choice::Backend;
+use super::error::{LOCKED, NO_SESSION_KEYRING, SecretsError};
+use super::{SERVICE, Session, account};
+
+fn entry(
+    store: &CredentialStore,
+    backend: Backend,
+    broker: &str,
+    user: &str,
+) -> Result<Entry, SecretsError> {
+    let account = account(broker, user);
+    let label = format!("hoist session for {user} at {broker}");
+    // Only the Secret Service knows labels; other stores refuse modifiers
+    // they do not know.
+    let modifiers = std::collections::HashMap::from([("label", label.as_str())]);
+    let modifiers = (backend == Backend::SecretService).then_some(&modifiers);
+    store
+        .build(SERVICE, &account, modifiers)
+        .map_err(|err| failure(backend, &err))
+}
+
+pub(super) fn load_in(
+    store: &CredentialStore,
+    backend: Backend,
+    broker: &str,
+    user: &str,
+) -> Result<Option<Session>, SecretsError> {
+    let entry = entry(store, backend, broker, user)?;
+    let secret = match entry.get_secret() {
+        Ok(secret) => secret,
+        Err(KeyringError::NoEntry) => return Ok(None),
+        Err(err) => return Err(failure(backend, &err)),
+    };
+    // serde_json's message could quote the stored text, so it is dropped.
+    serde_json::from_slice(&secret)
+        .map(Some)
+        .map_err(|_| SecretsError::Corrupt {
+            account: account(broker, user),
+        })
+}
+
+pub(super) fn save_in(
+    store: &CredentialStore,
+    backend: Backend,
+    broker: &str,
+    user: &str,
+    session: &Session,
+) -> Result<(), SecretsError> {
+    let entry = entry(store, backend, broker, user)?;
+    let secret = serde_json::to_vec(session).map_err(|_| SecretsError::Failed {
+        backend,
+        reason: "cannot encode the session".to_string(),
+    })?;
+    entry
+        .set_secret(&secret)
+        .map_err(|err| failure(backend, &err))
+}
+
+pub(super) fn delete_in(
+    store: &CredentialStore,
+    backend: Backend,
+    broker: &str,
+    user: &str,
+) -> Result<bool, SecretsError> {
+    let entry = entry(store, backend, broker, user)?;
+    match entry.delete_credential() {
+        Ok(()) => Ok(true),
+        Err(KeyringError::NoEntry) => Ok(false),
+        Err(err) => Err(failure(backend, &err)),
+    }
+}
+
+/// A keyring error as a [`SecretsError`], with the user's way out.
+fn failure(backend: Backend, err: &KeyringError) -> SecretsError {
+    match (backend, err) {
+        (Backend::SecretService, KeyringError::NoStorageAccess(_)) => {
+            SecretsError::Locked { backend }
+        }
+        (Backend::Keyutils, KeyringError::NoStorageAccess(_)) => SecretsError::Unavailable {
+            backend,
+            reason: NO_SESSION_KEYRING.to_string(),
+        },
+        _ => SecretsError::Failed {
+            backend,
+            reason: describe(backend, err),
+        },
+    }
+}
+
+/// A keyring error in words, without the secret: `BadEncoding` and
+/// `BadDataFormat` carry the stored bytes, and `Ambiguous` the entries.
+pub(super) fn describe(backend: Backend, err: &KeyringError) -> String {
+    match err {
+        KeyringError::NoStorageAccess(_) if backend == Backend::Keyutils => {
+            NO_SESSION_KEYRING.to_string()
+        }
+        KeyringError::NoStorageAccess(_) if backend == Backend::SecretService => LOCKED.to_string(),
+        KeyringError::NoStorageAccess(inner) => format!("no access to the keyring: {inner}"),
+        KeyringError::PlatformFailure(inner) => inner.to_string(),
+        KeyringError::NoEntry => "no such entry".to_string(),
+        KeyringError::BadEncoding(_) | KeyringError::BadDataFormat(..) => {
+            "the stored data is malformed".to_string()
+        }
+        KeyringError::BadStoreFormat(reason) => format!("the keyring is malformed: {reason}"),
+        KeyringError::TooLong(name, limit) => {
+            format!("the {name} is longer than the keyring's limit of {limit}")
+        }
+        KeyringError::Invalid(name, reason) => format!("invalid {name}: {reason}"),
+        KeyringError::Ambiguous(entries) => {
+            format!("{} entries match; remove the extra ones", entries.len())
+        }
+        KeyringError::NoDefaultStore => "no keyring selected".to_string(),
+        KeyringError::NotSupportedByStore(what) => format!("not supported: {what}"),
+        _ => "unexpected keyring error".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn mock() -> Arc<CredentialStore> {
+        keyring_core::mock::Store::new().unwrap()
+    }
+
+    #[test]
+    fn entries_are_per_broker_and_user() {
+        let store = mock();
+        let backend = Backend::Keyutils;
+        let a = Session::with_token("token-a");
+        let b = Session::with_token("token-b");
+        save_in(&*store, backend, "https://one.example", "alice", &a).unwrap();
+        save_in(&*store, backend, "https://two.example", "alice", &b).unwrap();
+        assert_eq!(
+            load_in(&*store, backend, "https://one.example", "alice").unwrap(),
+            Some(a.clone())
+        );
+        assert_eq!(
+            load_in(&*store, backend, "https://two.example", "alice").unwrap(),
+            Some(b)
+        );
+        assert_eq!(
+            load_in(&*store, backend, "https://one.example", "bob").unwrap(),
+            None
+        );
+        assert!(delete_in(&*store, backend, "https://one.example", "alice").unwrap());
+        assert!(!delete_in(&*store, backend, "https://one.example", "alice").unwrap());
+        assert_eq!(
+            load_in(&*store, backend, "https://one.example", "alice").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_garbled_entry_is_reported_without_its_content() {
+        let store = mock();
+        let entry = store
+            .build(SERVICE, &account("https://g.example", "alice"), None)
+            .unwrap();
+        entry.set_secret(b"not json s3cret").unwrap();
+        let err = load_in(&*store, Backend::Keyutils, "https://g.example", "alice").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("alice@https://g.example"), "{message}");
+        assert!(message.contains("hoist logout"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    #[test]
+    fn keyring_errors_become_plain_words_without_secrets() {
+        let denied = || KeyringError::NoStorageAccess("access denied".into());
+        assert_eq!(
+            failure(Backend::Keyutils, &denied()).to_string(),
+            format!("keyutils: {NO_SESSION_KEYRING}")
+        );
+        let locked = failure(Backend::SecretService, &denied()).to_string();
+        assert!(
+            locked.starts_with("secret-service: the keyring is locked"),
+            "{locked}"
+        );
+        let bad = KeyringError::BadEncoding(b"s3cret".to_vec());
+        assert!(
+            !failure(Backend::Keyutils, &bad)
+                .to_string()
+                .contains("s3cret")
+        );
+        let bad = KeyringError::BadDataFormat(b"s3cret".to_vec(), "x".into());
+        assert!(
+            !failure(Backend::Keyutils, &bad)
+                .to_string()
+                .contains("s3cret")
+        );
+    }
+}

@@ -1,0 +1,421 @@
+//! hoistd's HTTP API as a [`Backend`]: typed calls over reqwest (rustls),
+//! the broker's clock from every answer, and the live event stream (SSE).
+//!
+//! Only `https://` URLs are accepted, except plain `http://` to a loopback
+//! address ([`crate::endpoint`]). Redirects are never followed, so the
+//! bearer token can never be sent to another origin.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use hoist_api::{
+    AccessRequest, AcknowledgeInput, ApiError, AuditEvent, AuthConfig, CreateRequest, Credential,
+    Decision, ExtendInput, Grant, IDEMPOTENCY_KEY_HEADER, IncidentView, LiveEvent, Me, ReasonInput,
+    RequestHistory, ReviewInput, Role, SERVER_TIME_HEADER,
+};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::{Backend, BackendError, Capabilities, EventStream, ServerClock};
+
+/// How long one call may take before the broker counts as unreachable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The broker's time in an answer: `x-hoist-server-time` to the
+/// millisecond, else the standard `Date` header.
+fn server_time(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
+    let precise = headers
+        .get(SERVER_TIME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<DateTime<Utc>>().ok());
+    let coarse = || {
+        headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    precise.or_else(coarse)
+}
+
+#[derive(Clone)]
+pub struct HoistdClient {
+    base: Url,
+    /// Replaced in place when a session is refreshed; every clone sees it.
+    token: Arc<std::sync::RwLock<Arc<str>>>,
+    http: reqwest::Client,
+    clock: Arc<ServerClock>,
+}
+
+impl std::fmt::Debug for HoistdClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("HoistdClient")
+            .field("base", &self.base.as_str())
+            .finish()
+    }
+}
+
+impl HoistdClient {
+    pub fn new(base: &str, token: &str) -> Result<Self, BackendError> {
+        let base = crate::endpoint::check(base).map_err(|refused| BackendError::BadUrl {
+            url: refused.url,
+            reason: refused.reason,
+        })?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| BackendError::Protocol(err.to_string()))?;
+        Ok(HoistdClient {
+            base,
+            token: Arc::new(std::sync::RwLock::new(Arc::from(token))),
+            http,
+            clock: Arc::new(ServerClock::default()),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.as_str().trim_end_matches('/'))
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let token = Arc::clone(&self.token.read().unwrap_or_else(|p| p.into_inner()));
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&*token)
+    }
+
+    /// How to sign in to the broker at `base`; needs no token.
+    pub async fn auth_config(base: &str) -> Result<AuthConfig, BackendError> {
+        let anonymous = HoistdClient::new(base, "")?;
+        let builder = anonymous.http.get(anonymous.url("/v1/auth/config"));
+        anonymous.send(builder).await
+    }
+
+    fn unreachable(&self, err: &reqwest::Error) -> BackendError {
+        // reqwest's messages hold the URL but never the Authorization header.
+        let reason = if err.is_timeout() {
+            "timed out".to_string()
+        } else if err.is_connect() {
+            "connection refused or failed".to_string()
+        } else {
+            err.to_string()
+        };
+        BackendError::Unreachable {
+            url: self.base.to_string(),
+            reason,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<T, BackendError> {
+        let response = builder
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
+        if let Some(server) = server_time(response.headers()) {
+            self.clock.observe(server);
+        }
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(BackendError::Protocol(format!(
+                "the broker answered with a redirect ({status}); hoist never follows redirects, check the broker URL"
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|err| BackendError::Protocol(format!("{status}: {err}")));
+        }
+        match serde_json::from_slice::<ApiError>(&bytes) {
+            Ok(error) if status == StatusCode::UNAUTHORIZED => {
+                Err(BackendError::Unauthenticated(error.message))
+            }
+            Ok(error) => Err(BackendError::Refused {
+                status: status.as_u16(),
+                code: error.code,
+                message: error.message,
+            }),
+            Err(_) if status == StatusCode::UNAUTHORIZED => Err(BackendError::Unauthenticated(
+                "the broker refused the token".into(),
+            )),
+            Err(_) => Err(BackendError::Protocol(format!(
+                "{status} without an error body (is this a hoist broker?)"
+            ))),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, BackendError> {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, BackendError> {
+        self.send(self.request(Method::POST, path).json(body)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for HoistdClient {
+    fn broker(&self) -> &str {
+        self.base.as_str()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
+
+    fn clock(&self) -> Arc<ServerClock> {
+        Arc::clone(&self.clock)
+    }
+
+    fn set_token(&self, token: &str) {
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(token);
+    }
+
+    async fn me(&self) -> Result<Me, BackendError> {
+        self.get("/v1/me").await
+    }
+
+    async fn roles(&self) -> Result<Vec<Role>, BackendError> {
+        self.get("/v1/roles").await
+    }
+
+    async fn requests(&self, limit: usize) -> Result<Vec<AccessRequest>, BackendError> {
+        self.get(&format!("/v1/requests?limit={limit}")).await
+    }
+
+    async fn request(&self, id: &str) -> Result<AccessRequest, BackendError> {
+        self.get(&format!("/v1/requests/{}", path_segment(id)))
+            .await
+    }
+
+    async fn review_queue(&self) -> Result<Vec<AccessRequest>, BackendError> {
+        self.get("/v1/reviews").await
+    }
+
+    async fn break_glass_queue(&self) -> Result<Vec<AccessRequest>, BackendError> {
+        self.get("/v1/break-glass").await
+    }
+
+    async fn history(&self, id: &str) -> Result<RequestHistory, BackendError> {
+        self.get(&format!("/v1/requests/{}/history", path_segment(id)))
+            .await
+    }
+
+    async fn grants(&self, include_ended: bool) -> Result<Vec<Grant>, BackendError> {
+        self.get(&format!("/v1/grants?all={include_ended}")).await
+    }
+
+    async fn audit(&self, after: i64, limit: usize) -> Result<Vec<AuditEvent>, BackendError> {
+        self.get(&format!("/v1/audit?after={after}&limit={limit}"))
+            .await
+    }
+
+    /// Every audit event about one incident that the caller may read, in order.
+    async fn incident_audit(&self, incident: &str) -> Result<Vec<AuditEvent>, BackendError> {
+        const PAGE: usize = 10_000;
+        let mut events: Vec<AuditEvent> = Vec::new();
+        loop {
+            let after = events.last().map_or(0, |e| e.seq);
+            let page: Vec<AuditEvent> = self
+                .send(self.request(Method::GET, "/v1/audit").query(&[
+                    ("incident", incident.to_string()),
+                    ("after", after.to_string()),
+                    ("limit", PAGE.to_string()),
+                ]))
+                .await?;
+            let done = page.len() < PAGE;
+            events.extend(page);
+            if done {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// Everything filed under one incident reference that I may see.
+    async fn incident(&self, reference: &str) -> Result<IncidentView, BackendError> {
+        self.get(&format!("/v1/incidents/{}", path_segment(reference)))
+            .await
+    }
+
+    async fn file(
+        &self,
+        body: &CreateRequest,
+        idempotency_key: &str,
+    ) -> Result<AccessRequest, BackendError> {
+        self.send(
+            self.request(Method::POST, "/v1/requests")
+                .header(IDEMPOTENCY_KEY_HEADER, idempotency_key)
+                .json(body),
+        )
+        .await
+    }
+
+    async fn review(
+        &self,
+        id: &str,
+        decision: Decision,
+        comment: Option<String>,
+    ) -> Result<AccessRequest, BackendError> {
+        self.post(
+            &format!("/v1/requests/{}/reviews", path_segment(id)),
+            &ReviewInput { decision, comment },
+        )
+        .await
+    }
+
+    async fn cancel(
+        &self,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, BackendError> {
+        self.post(
+            &format!("/v1/requests/{}/cancel", path_segment(id)),
+            &ReasonInput { reason },
+        )
+        .await
+    }
+
+    async fn claim(&self, id: &str, release: bool) -> Result<AccessRequest, BackendError> {
+        let method = if release {
+            Method::DELETE
+        } else {
+            Method::POST
+        };
+        self.send(self.request(method, &format!("/v1/requests/{}/claim", path_segment(id))))
+            .await
+    }
+
+    async fn acknowledge(
+        &self,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<AccessRequest, BackendError> {
+        self.post(
+            &format!("/v1/requests/{}/acknowledge", path_segment(id)),
+            &AcknowledgeInput { comment },
+        )
+        .await
+    }
+
+    async fn revoke(&self, grant_id: &str, reason: Option<String>) -> Result<Grant, BackendError> {
+        self.post(
+            &format!("/v1/grants/{}/revoke", path_segment(grant_id)),
+            &ReasonInput { reason },
+        )
+        .await
+    }
+
+    async fn extend(
+        &self,
+        grant_id: &str,
+        duration_secs: u64,
+        justification: Option<String>,
+    ) -> Result<AccessRequest, BackendError> {
+        self.post(
+            &format!("/v1/grants/{}/extend", path_segment(grant_id)),
+            &ExtendInput {
+                duration_secs,
+                justification,
+            },
+        )
+        .await
+    }
+
+    async fn credential(&self, grant_id: &str) -> Result<Credential, BackendError> {
+        self.get(&format!("/v1/grants/{}/credential", path_segment(grant_id)))
+            .await
+    }
+
+    async fn events(&self) -> Result<EventStream, BackendError> {
+        let response = self
+            .request(Method::GET, "/v1/events")
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
+        if let Some(server) = server_time(response.headers()) {
+            self.clock.observe(server);
+        }
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(BackendError::Unauthenticated(
+                "the broker refused the token".into(),
+            ));
+        }
+        if !status.is_success() {
+            return Err(BackendError::Protocol(format!(
+                "event stream answered {status}"
+            )));
+        }
+        let url = self.base.to_string();
+        let stream = eventsource_stream::EventStream::new(response.bytes_stream()).map(
+            move |item| match item {
+                Ok(event) => serde_json::from_str::<LiveEvent>(&event.data).map_err(|err| {
+                    BackendError::Protocol(format!("bad event `{}`: {err}", event.event))
+                }),
+                Err(err) => Err(BackendError::Unreachable {
+                    url: url.clone(),
+                    reason: format!("event stream: {err}"),
+                }),
+            },
+        );
+        Ok(Box::pin(stream))
+    }
+}
+
+/// Keeps ids from the user or the server from escaping their path segment.
+fn path_segment(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_cannot_escape() {
+        assert_eq!(path_segment("req_abc/../../admin?x"), "req_abcadminx");
+    }
+
+    #[test]
+    fn the_brokers_time_comes_from_its_headers() {
+        use chrono::TimeDelta;
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(server_time(&headers), None);
+        let ahead = Utc::now() + TimeDelta::hours(1);
+        headers.insert(SERVER_TIME_HEADER, ahead.to_rfc3339().parse().unwrap());
+        assert_eq!(server_time(&headers), Some(ahead));
+        // Without the precise header, the standard Date header is used.
+        let behind = Utc::now() - TimeDelta::minutes(10);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::DATE, behind.to_rfc2822().parse().unwrap());
+        let seen = server_time(&headers).unwrap();
+        assert!((seen - behind).num_seconds().abs() <= 1);
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let client = HoistdClient::new("http://127.0.0.1:1", "s3cret-token").unwrap();
+        assert!(!format!("{client:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,250 @@
+//! The seam between hoist and a broker: one trait, [`Backend`], that the
+//! TUI's worker and every command call, whatever broker is behind it.
+//! hoistd's HTTP API is the first implementation ([`hoistd`]); a backend
+//! for another broker implements the same trait over that broker's API and
+//! says, in its [`Capabilities`], what it cannot do, so the TUI hides those
+//! screens and keys instead of offering something that fails.
+//!
+//! Everything crosses the seam as hoist's wire types (`hoist_api`), which a
+//! backend for another broker maps its own objects to. Nothing here knows
+//! about terminals, and nothing above it knows about HTTP.
+
+pub mod hoistd;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::Stream;
+use hoist_api::{
+    AccessRequest, AuditEvent, CreateRequest, Credential, Decision, ErrorCode, Grant, IncidentView,
+    LiveEvent, Me, RequestHistory, Role,
+};
+
+pub use crate::app::Capabilities;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BackendError {
+    #[error("broker URL `{url}` is not usable: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("broker unreachable at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("session expired or not signed in: {0}")]
+    Unauthenticated(String),
+    #[error("{message}")]
+    Refused {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
+    #[error("unexpected answer from the broker: {0}")]
+    Protocol(String),
+    /// Asked of a backend whose [`Capabilities`] say it cannot.
+    #[error("this broker does not offer {0}")]
+    Unsupported(&'static str),
+}
+
+impl BackendError {
+    /// The broker's error code, if the broker refused the call.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            BackendError::Refused { code, .. } => Some(*code),
+            BackendError::Unauthenticated(_) => Some(ErrorCode::Unauthenticated),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BackendError::Unreachable { .. })
+            || matches!(self, BackendError::Refused { status, .. } if *status >= 500)
+    }
+}
+
+/// The broker's clock as seen from here: countdowns run in the broker's
+/// time, whatever this machine's clock says. A backend updates it from
+/// every answer that carries the broker's time.
+#[derive(Debug, Default)]
+pub struct ServerClock {
+    offset_ms: AtomicI64,
+}
+
+impl ServerClock {
+    pub fn offset(&self) -> TimeDelta {
+        TimeDelta::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset()
+    }
+
+    /// Records the broker's time as of an answer just received.
+    pub fn observe(&self, server: DateTime<Utc>) {
+        self.offset_ms
+            .store((server - Utc::now()).num_milliseconds(), Ordering::Relaxed);
+    }
+}
+
+/// Live changes from the broker. It ends when the connection drops; the
+/// caller reconnects and fetches everything again.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<LiveEvent, BackendError>> + Send>>;
+
+/// Everything hoist asks of a broker. Listing what a backend cannot offer
+/// answers empty and every other call it cannot make refuses with
+/// [`BackendError::Unsupported`], so a backend implements only what its
+/// [`Capabilities`] claim. `Debug` must never show a token.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// The broker's URL, as normalised: names the prompt cache's entry.
+    fn broker(&self) -> &str;
+
+    /// What this backend can do beyond roles, requests and grants.
+    fn capabilities(&self) -> Capabilities;
+
+    fn clock(&self) -> Arc<ServerClock>;
+
+    /// Uses a new token from now on (after the session was renewed), in
+    /// every clone of this backend.
+    fn set_token(&self, token: &str);
+
+    async fn me(&self) -> Result<Me, BackendError>;
+
+    async fn roles(&self) -> Result<Vec<Role>, BackendError>;
+
+    /// My requests, newest first, at most `limit`.
+    async fn requests(&self, limit: usize) -> Result<Vec<AccessRequest>, BackendError>;
+
+    async fn request(&self, id: &str) -> Result<AccessRequest, BackendError>;
+
+    /// My grants: active ones, or with `include_ended` every one.
+    async fn grants(&self, include_ended: bool) -> Result<Vec<Grant>, BackendError>;
+
+    /// Files a request. The idempotency key makes a retry after a network
+    /// error return the same request instead of filing a second one.
+    async fn file(
+        &self,
+        body: &CreateRequest,
+        idempotency_key: &str,
+    ) -> Result<AccessRequest, BackendError>;
+
+    async fn events(&self) -> Result<EventStream, BackendError>;
+
+    /// Requests waiting for my decision, soonest to lapse first.
+    async fn review_queue(&self) -> Result<Vec<AccessRequest>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    /// Break-glass activations waiting for my acknowledgement.
+    async fn break_glass_queue(&self) -> Result<Vec<AccessRequest>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    async fn review(
+        &self,
+        _id: &str,
+        _decision: Decision,
+        _comment: Option<String>,
+    ) -> Result<AccessRequest, BackendError> {
+        Err(BackendError::Unsupported("reviews"))
+    }
+
+    async fn cancel(
+        &self,
+        _id: &str,
+        _reason: Option<String>,
+    ) -> Result<AccessRequest, BackendError> {
+        Err(BackendError::Unsupported("cancelling a request"))
+    }
+
+    async fn revoke(
+        &self,
+        _grant_id: &str,
+        _reason: Option<String>,
+    ) -> Result<Grant, BackendError> {
+        Err(BackendError::Unsupported("revoking a grant"))
+    }
+
+    async fn extend(
+        &self,
+        _grant_id: &str,
+        _duration_secs: u64,
+        _justification: Option<String>,
+    ) -> Result<AccessRequest, BackendError> {
+        Err(BackendError::Unsupported("extending a grant"))
+    }
+
+    /// Claims a request under review (or releases the claim).
+    async fn claim(&self, _id: &str, _release: bool) -> Result<AccessRequest, BackendError> {
+        Err(BackendError::Unsupported("claims"))
+    }
+
+    async fn acknowledge(
+        &self,
+        _id: &str,
+        _comment: Option<String>,
+    ) -> Result<AccessRequest, BackendError> {
+        Err(BackendError::Unsupported("break-glass acknowledgements"))
+    }
+
+    async fn credential(&self, _grant_id: &str) -> Result<Credential, BackendError> {
+        Err(BackendError::Unsupported("credentials"))
+    }
+
+    /// The requester's earlier requests for the role of request `id`.
+    async fn history(&self, _id: &str) -> Result<RequestHistory, BackendError> {
+        Err(BackendError::Unsupported("request history"))
+    }
+
+    /// Everything filed under one incident reference that I may see.
+    async fn incident(&self, _reference: &str) -> Result<IncidentView, BackendError> {
+        Err(BackendError::Unsupported("incidents"))
+    }
+
+    /// Every audit event about one incident that I may read, in order.
+    async fn incident_audit(&self, _reference: &str) -> Result<Vec<AuditEvent>, BackendError> {
+        Err(BackendError::Unsupported("incidents"))
+    }
+
+    /// The audit log after sequence number `after`, at most `limit` events.
+    async fn audit(&self, _after: i64, _limit: usize) -> Result<Vec<AuditEvent>, BackendError> {
+        Err(BackendError::Unsupported("the audit log"))
+    }
+}
+
+/// The backend for a broker, signed in with `token`. Every broker is a
+/// hoistd today; this is where a profile's broker kind would pick another.
+pub fn connect(broker: &str, token: &str) -> Result<Arc<dyn Backend>, BackendError> {
+    Ok(Arc::new(hoistd::HoistdClient::new(broker, token)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_brokers_clock_wins_over_ours() {
+        let clock = ServerClock::default();
+        let ahead = Utc::now() + TimeDelta::hours(1);
+        clock.observe(ahead);
+        let skew = clock.now() - ahead;
+        assert!(skew.num_seconds().abs() <= 1, "{skew}");
+    }
+
+    #[test]
+    fn only_an_unreachable_or_failing_broker_is_worth_retrying() {
+        let unreachable = BackendError::Unreachable {
+            url: "u".into(),
+            reason: "r".into(),
+        };
+        let refused = |status| BackendError::Refused {
+            status,
+            code: ErrorCode::Internal,
+            message: String::new(),
+        };
+        assert!(unreachable.is_transient());
+        assert!(refused(503).is_transient());
+        assert!(!refused(409).is_transient());
+        assert!(!BackendError::Unsupported("claims").is_transient());
+    }
+}

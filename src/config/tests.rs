@@ -1,0 +1,307 @@
+//! The config file: parsing with file:line errors, choosing a profile, and
+//! saving.
+
+use super::*;
+
+fn config(text: &str) -> Config {
+    Config::parse(Path::new("test.toml"), text).unwrap()
+}
+
+const TWO_PROFILES: &str = r#"
+    [profiles.work]
+    broker = "https://hoist.corp.example/"
+    user = "alice"
+
+    [profiles.demo]
+    broker = "http://127.0.0.1:8700"
+"#;
+
+#[test]
+fn the_example_parses_and_has_every_setting() {
+    let example = config(EXAMPLE);
+    assert_eq!(example.default_profile.as_deref(), Some("work"));
+    assert_eq!(
+        example.ticket_url.as_deref(),
+        Some("https://tracker.example/browse/{ticket}")
+    );
+    assert_eq!(example.favourites("work").len(), 2);
+    assert!(!example.theme.is_empty());
+    assert_eq!(example.bundles["incident"].roles.len(), 2);
+    let target = example.resolve(None, None).unwrap();
+    assert_eq!(target.broker, "https://hoist.corp.example");
+    assert_eq!(target.user.as_deref(), Some("alice"));
+}
+
+#[test]
+fn an_empty_file_is_an_empty_config() {
+    assert_eq!(config(""), Config::default());
+}
+
+#[test]
+fn unknown_keys_are_refused_with_file_line_and_reason() {
+    let text = "default_profile = \"work\"\n\n[profiles.work]\nbroker = \"https://b.example\"\nbrokr = \"x\"\n";
+    let err = Config::parse(Path::new("/home/a/config.toml"), text).unwrap_err();
+    let ConfigError::Parse { line, column, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!((*line, *column), (5, 1));
+    let message = err.to_string();
+    assert!(
+        message.starts_with("/home/a/config.toml:5:1: unknown field `brokr`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_token_in_the_file_is_refused_with_a_pointer_to_the_keyring() {
+    let text = "[profiles.work]\nbroker = \"https://b.example\"\ntoken = \"s3cret\"\n";
+    let message = Config::parse(Path::new("c.toml"), text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("c.toml:3:1: unknown field `token`"),
+        "{message}"
+    );
+    assert!(message.contains("OS keyring"), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let err =
+        Config::parse(Path::new("c.toml"), "ticket_url = \"x\"\n[profiles.work\n").unwrap_err();
+    assert!(matches!(err, ConfigError::Parse { line: 2, .. }), "{err:?}");
+}
+
+#[test]
+fn broker_flag_wins_and_finds_the_profile_that_has_it() {
+    let config = config(&format!("default_profile = \"demo\"\n{TWO_PROFILES}"));
+    let target = config
+        .resolve(Some("https://hoist.corp.example"), None)
+        .unwrap();
+    assert_eq!(target.profile, "work");
+    assert_eq!(target.user.as_deref(), Some("alice"));
+    // Even over --profile's broker: --profile then only names the profile.
+    let target = config
+        .resolve(Some("https://other.example"), Some("demo"))
+        .unwrap();
+    assert_eq!(target.profile, "demo");
+    assert_eq!(target.broker, "https://other.example");
+    assert_eq!(target.user, None);
+}
+
+#[test]
+fn a_new_broker_gets_default_or_a_free_name() {
+    let empty = Config::default();
+    let target = empty.resolve(Some("http://localhost:8700/"), None).unwrap();
+    assert_eq!(
+        target,
+        Target {
+            profile: "default".into(),
+            broker: "http://localhost:8700".into(),
+            user: None,
+            insecure_file_store: false,
+        }
+    );
+    let mut taken = Config::default();
+    taken.remember_login(&target, "alice");
+    let other = taken.resolve(Some("https://b.example"), None).unwrap();
+    assert_eq!(other.profile, "b.example");
+    let other = taken.resolve(Some("http://[::1]:9000"), None).unwrap();
+    assert_eq!(other.profile, "::1-9000");
+}
+
+#[test]
+fn profile_flag_then_default_then_the_only_profile() {
+    let config_two = config(&format!("default_profile = \"demo\"\n{TWO_PROFILES}"));
+    assert_eq!(
+        config_two.resolve(None, Some("work")).unwrap().profile,
+        "work"
+    );
+    assert_eq!(config_two.resolve(None, None).unwrap().profile, "demo");
+
+    let mut only = config(TWO_PROFILES);
+    only.profiles.remove("demo");
+    let target = only.resolve(None, None).unwrap();
+    assert_eq!(target.profile, "work");
+    assert_eq!(target.broker, "https://hoist.corp.example");
+}
+
+#[test]
+fn unresolvable_choices_say_what_to_do() {
+    let two = config(TWO_PROFILES);
+    let err = two.resolve(None, Some("prod")).unwrap_err().to_string();
+    assert!(
+        err.contains("`prod`") && err.contains("demo, work"),
+        "{err}"
+    );
+    let err = two.resolve(None, None).unwrap_err().to_string();
+    assert!(
+        err.contains("--profile NAME") && err.contains("demo, work"),
+        "{err}"
+    );
+    let err = Config::default()
+        .resolve(None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("hoist --broker URL login --with-token"),
+        "{err}"
+    );
+    assert!(err.contains("hoist demo"), "{err}");
+    let err = Config::default()
+        .resolve(Some("http://broker.example"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("loopback"), "{err}");
+}
+
+#[test]
+fn favourites_toggle_and_keep_their_order() {
+    let mut config = config(TWO_PROFILES);
+    assert!(config.toggle_favourite("work", "b"));
+    assert!(config.toggle_favourite("work", "a"));
+    assert_eq!(config.favourites("work"), ["b", "a"]);
+    assert!(!config.toggle_favourite("work", "b"));
+    assert_eq!(config.favourites("work"), ["a"]);
+    assert!(config.favourites("demo").is_empty());
+    assert!(!config.toggle_favourite("nope", "a"));
+    assert!(config.favourites("nope").is_empty());
+}
+
+#[test]
+fn login_and_logout_update_the_profile() {
+    let mut config = Config::default();
+    let target = config.resolve(Some("http://127.0.0.1:1"), None).unwrap();
+    config.remember_login(&target, "alice");
+    assert_eq!(config.default_profile.as_deref(), Some("default"));
+    assert_eq!(
+        config.resolve(None, None).unwrap().user.as_deref(),
+        Some("alice")
+    );
+    config.toggle_favourite("default", "r");
+    config.forget_login(&target);
+    let profile = &config.profiles["default"];
+    assert_eq!(profile.user, None);
+    assert_eq!(profile.broker, "http://127.0.0.1:1");
+    assert_eq!(profile.favourites, ["r"]);
+}
+
+#[test]
+fn the_file_store_opt_in_is_per_profile_and_reaches_the_target() {
+    let mut config = config(TWO_PROFILES);
+    let work = config.resolve(None, Some("work")).unwrap();
+    assert!(!work.insecure_file_store);
+    config.set_insecure_file_store(&work, true);
+    assert!(
+        config
+            .resolve(None, Some("work"))
+            .unwrap()
+            .insecure_file_store
+    );
+    assert!(
+        config
+            .resolve(Some("https://hoist.corp.example"), None)
+            .unwrap()
+            .insecure_file_store
+    );
+    assert!(
+        !config
+            .resolve(None, Some("demo"))
+            .unwrap()
+            .insecure_file_store
+    );
+
+    // Saved only when on, and read back.
+    let text = toml::to_string(&config).unwrap();
+    assert_eq!(
+        text.matches("insecure_file_store = true").count(),
+        1,
+        "{text}"
+    );
+    let again = Config::parse(Path::new("c.toml"), &text).unwrap();
+    assert!(again.profiles["work"].insecure_file_store);
+    assert!(!again.profiles["demo"].insecure_file_store);
+
+    config.set_insecure_file_store(&work, false);
+    assert!(!toml::to_string(&config).unwrap().contains("insecure"));
+
+    // Opting in before the first sign-in makes the profile; opting out
+    // of one that does not exist leaves the config alone.
+    let mut empty = Config::default();
+    let new = empty.resolve(Some("http://127.0.0.1:8700"), None).unwrap();
+    empty.set_insecure_file_store(&new, false);
+    assert!(empty.profiles.is_empty());
+    empty.set_insecure_file_store(&new, true);
+    empty.remember_login(&new, "alice");
+    let target = empty.resolve(None, None).unwrap();
+    assert!(target.insecure_file_store);
+    assert_eq!(target.user.as_deref(), Some("alice"));
+    assert_eq!(target.broker, "http://127.0.0.1:8700");
+}
+
+#[test]
+fn session_files_live_in_the_config_dir() {
+    assert_eq!(
+        sessions_dir().unwrap(),
+        Config::dir().unwrap().join("sessions")
+    );
+}
+
+#[test]
+fn save_round_trips_atomically_into_a_private_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("nested/hoist");
+    let path = dir.join(CONFIG_FILE);
+    let mut config = Config::load_from(&path).unwrap();
+    assert_eq!(config.profiles.len(), 0);
+    let target = config.resolve(Some("http://127.0.0.1:8700"), None).unwrap();
+    config.remember_login(&target, "alice");
+    config.toggle_favourite("default", "prod-db-admin");
+    config.theme.insert("accent".into(), "#ffffff".into());
+    config.ticket_url = Some("https://t.example/{ticket}".into());
+    config.bundles.insert(
+        "oncall".into(),
+        Bundle {
+            roles: vec!["a".into()],
+        },
+    );
+    config.save().unwrap();
+
+    let again = Config::load_from(&path).unwrap();
+    assert_eq!(again, config);
+    // Saving over an existing file replaces it and leaves no temporary file.
+    config.toggle_favourite("default", "prod-db-admin");
+    config.save().unwrap();
+    assert_eq!(Config::load_from(&path).unwrap(), config);
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [CONFIG_FILE]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}
+
+#[test]
+fn a_failed_save_leaves_the_old_file_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(CONFIG_FILE);
+    std::fs::write(&path, TWO_PROFILES).unwrap();
+    let mut config = Config::load_from(&path).unwrap();
+    config.path = Some(tmp.path().join("missing-parent-is-a-file/config.toml"));
+    std::fs::write(tmp.path().join("missing-parent-is-a-file"), "").unwrap();
+    let err = config.save().unwrap_err();
+    assert!(matches!(err, ConfigError::Write { .. }), "{err:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), TWO_PROFILES);
+}
+
+#[test]
+fn line_and_column_count_characters() {
+    assert_eq!(line_and_column("ab\ncé\nx", 7), (3, 1));
+    assert_eq!(line_and_column("ab\ncéd", 6), (2, 3));
+}

@@ -1,0 +1,146 @@
+//! The running TUI: the terminal loop around the [`App`], which draws after
+//! every batch of actions, performs terminal effects (bell, notices,
+//! clipboard, title), and restores the terminal on exit, Ctrl-C, signals,
+//! errors and panics. The [`worker`] runs everything else.
+
+mod app;
+pub mod worker;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{Event, EventStream};
+use futures::StreamExt;
+
+pub use app::{App, Options, Renew};
+pub use worker::Saver;
+
+use crate::app::{Action, Command};
+use crate::backend::Backend;
+use crate::text::sanitize;
+
+/// Whether the terminal shows desktop notices for OSC 9 (it is ignored elsewhere,
+/// but some terminals print it, so only known ones get it).
+fn terminal_has_notices() -> bool {
+    let program = std::env::var("TERM_PROGRAM").unwrap_or_default();
+    matches!(program.as_str(), "iTerm.app" | "WezTerm" | "ghostty")
+        || std::env::var("KITTY_WINDOW_ID").is_ok()
+}
+
+fn perform(effect: &Command) -> std::io::Result<()> {
+    let mut out = std::io::stdout();
+    match effect {
+        Command::Notify(text) => {
+            out.write_all(b"\x07")?;
+            if terminal_has_notices() {
+                // OSC 9: the text is ours, built from sanitised fields; strip again to be sure.
+                let text: String = sanitize::line(text)
+                    .chars()
+                    .filter(|c| *c != '\u{FFFD}')
+                    .collect();
+                write!(out, "\x1b]9;{text}\x07")?;
+            }
+        }
+        Command::Copy(text) => {
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+            write!(out, "\x1b]52;c;{encoded}\x07")?;
+        }
+        _ => {}
+    }
+    out.flush()
+}
+
+/// Puts the terminal back however we leave: normal exit, error or drop.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        ratatui::restore();
+    }
+}
+
+/// Runs the TUI in this terminal until the user quits.
+pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<()> {
+    // ratatui::init installs a panic hook that restores raw mode and the
+    // alternate screen; ours first turns mouse capture off, then defers to it.
+    let mut terminal = ratatui::init();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        previous(info);
+    }));
+    let _restore = Restore;
+    crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
+
+    let mut app = App::start(backend, options);
+    let size = terminal.size()?;
+    app.dispatch(Action::Resize(size.width, size.height));
+
+    let mut events = EventStream::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut title = String::new();
+    let mut cached: Vec<(String, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    let mut caching: Option<tokio::task::JoinHandle<()>> = None;
+
+    loop {
+        terminal.draw(|frame| crate::ui::draw(frame, &app.state, &app.theme))?;
+        for effect in std::mem::take(&mut app.effects) {
+            let _ = perform(&effect);
+        }
+        // Keep `hoist prompt` in step with what this screen knows.
+        let grants: Vec<_> = app
+            .state
+            .grants
+            .iter()
+            .map(|g| (g.id.clone(), g.expires_at))
+            .collect();
+        if app.state.loaded && grants != cached {
+            // Off the loop, as the write is flushed to disk and no frame
+            // should wait for it; one write at a time, so the last one wins.
+            if let Some(previous) = caching.take() {
+                let _ = previous.await;
+            }
+            let (broker, held) = (app.state.broker.clone(), app.state.grants.clone());
+            caching = Some(tokio::task::spawn_blocking(move || {
+                crate::prompt::remember(&broker, &held);
+            }));
+            cached = grants;
+        }
+        let wanted = app.title();
+        if wanted != title {
+            let _ = crossterm::execute!(std::io::stdout(), crossterm::terminal::SetTitle(&wanted));
+            title = wanted;
+        }
+        if app.state.should_quit {
+            break;
+        }
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(Event::Key(key))) if key.kind != crossterm::event::KeyEventKind::Release => app.key(key),
+                Some(Ok(Event::Mouse(mouse))) => app.mouse(mouse),
+                Some(Ok(Event::Resize(w, h))) => app.dispatch(Action::Resize(w, h)),
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(err.into()),
+                None => break,
+            },
+            _ = ticks.tick() => app.tick(),
+            Some(action) = app.actions.recv() => {
+                app.dispatch(action);
+                app.drain();
+            }
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => break,
+        }
+    }
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::terminal::SetTitle(""));
+    if let Some(last) = caching {
+        let _ = last.await;
+    }
+    Ok(())
+}
