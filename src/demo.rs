@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use hoist_api::{CreateRequest, Decision, LiveEvent, RequestState};
-use hoistd::{Broker, Policy, Server};
+use hoistd::Broker;
+use hoistd::testing::TestBroker;
 use tokio::task::JoinSet;
 
 use crate::backend::{self, Backend};
@@ -22,26 +23,30 @@ const APPROVERS: [(&str, Duration); 2] = [
 /// The demo policy, built in so the demo runs from any directory.
 pub const DEMO_POLICY: &str = include_str!("../assets/demo-policy.toml");
 
-/// A running demo broker and the directory holding its database.
+/// A running demo broker, over a temporary database that lives as long as it.
 pub struct Demo {
-    pub server: Server,
-    _dir: tempfile::TempDir,
+    broker: TestBroker,
 }
 
 impl Demo {
     pub async fn start() -> anyhow::Result<Demo> {
-        let dir = tempfile::tempdir()?;
-        let policy = Policy::parse("demo-policy.toml", DEMO_POLICY)?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let store = hoistd::store::Location::Sqlite(dir.path().join("hoistd.db")).open()?;
-        let server = Server::start(listener, store, policy).await?;
-        let broker = Arc::clone(&server.broker);
-        tokio::task::spawn_blocking(move || seed(&broker)).await??;
-        Ok(Demo { server, _dir: dir })
+        let broker = TestBroker::builder()
+            .policy(DEMO_POLICY)
+            .token_prefix("demo-")
+            .try_start()
+            .await?;
+        let seeding = Arc::clone(broker.broker());
+        tokio::task::spawn_blocking(move || seed(&seeding)).await??;
+        Ok(Demo { broker })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.server.addr)
+        self.broker.url()
+    }
+
+    /// The running broker, for tests that stop it or restart it.
+    pub fn broker(&mut self) -> &mut TestBroker {
+        &mut self.broker
     }
 
     /// A backend signed in as one of the demo people.
@@ -73,8 +78,8 @@ impl Demo {
         tasks
     }
 
-    pub async fn stop(self) {
-        self.server.stop().await;
+    pub async fn stop(mut self) {
+        self.broker.stop().await;
     }
 }
 

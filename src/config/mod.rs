@@ -252,7 +252,7 @@ impl Config {
         toml::from_str::<Config>(text).map_err(|err| {
             let (line, column) = err
                 .span()
-                .map(|span| line_and_column(text, span.start))
+                .map(|span| hoist_api::text::line_and_column(text, span.start))
                 .unwrap_or((1, 1));
             let mut reason = err.message().trim().to_string();
             if reason.starts_with("unknown field `token")
@@ -450,18 +450,6 @@ impl Config {
             profile.user = None;
         }
     }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |last| last.chars().count())
-        + 1;
-    (line, column)
 }
 
 #[cfg(test)]

@@ -299,9 +299,3 @@ fn a_failed_save_leaves_the_old_file_alone() {
     assert!(matches!(err, ConfigError::Write { .. }), "{err:?}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), TWO_PROFILES);
 }
-
-#[test]
-fn line_and_column_count_characters() {
-    assert_eq!(line_and_column("ab\ncé\nx", 7), (3, 1));
-    assert_eq!(line_and_column("ab\ncéd", 6), (2, 3));
-}

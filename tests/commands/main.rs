@@ -8,29 +8,21 @@ use std::time::Duration;
 
 use hoist_api::{AccessRequest, Grant, GrantState, RequestState, Role};
 
+/// A broker with the demo policy (tokens `demo-<name>`), and `hoist` for its people.
 struct Broker {
-    server: Option<hoistd::Server>,
+    broker: hoistd::testing::TestBroker,
     url: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Broker {
     async fn start() -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let policy = hoistd::Policy::parse("demo", hoist::demo::DEMO_POLICY).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let store = hoistd::store::Location::Sqlite(dir.path().join("db"))
-            .open()
-            .unwrap();
-        let server = hoistd::Server::start(listener, store, policy)
-            .await
-            .unwrap();
-        let url = format!("http://{}", server.addr);
-        Broker {
-            server: Some(server),
-            url,
-            _dir: dir,
-        }
+        let broker = hoistd::testing::TestBroker::builder()
+            .policy(hoist::demo::DEMO_POLICY)
+            .token_prefix("demo-")
+            .start()
+            .await;
+        let url = broker.url();
+        Broker { broker, url }
     }
 
     /// `hoist` signed in as a demo person, with a config directory of their own.
@@ -46,13 +38,6 @@ impl Broker {
             String::from_utf8_lossy(&out.stderr)
         );
         hoist
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        // Servers stop with the test's runtime; nothing to await here.
-        drop(self.server.take());
     }
 }
 
@@ -575,7 +560,7 @@ async fn the_prompt_shows_active_grants_from_a_local_cache_without_the_network()
         "--json",
     ]);
     // The broker goes away; the prompt does not notice.
-    broker.server.take().unwrap().stop().await;
+    broker.broker.stop().await;
     let out = alice.run(&["prompt"]);
     assert!(out.status.success());
     assert!(

@@ -47,9 +47,8 @@ scopes = ["openid", "offline_access"]
 
 struct Setup {
     provider: Provider,
-    server: hoistd::Server,
+    broker: hoistd::testing::TestBroker,
     url: String,
-    _dir: tempfile::TempDir,
 }
 
 /// Runs a test with a session keyring that every thread of its runtime
@@ -71,21 +70,15 @@ async fn setup(ttl: Option<u64>) -> Setup {
         Some(secs) => Provider::start_with_ttl(secs).await,
         None => Provider::start().await,
     };
-    let dir = tempfile::tempdir().unwrap();
-    let policy = hoistd::Policy::parse("sso.toml", &policy(&provider.issuer)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let store = hoistd::store::Location::Sqlite(dir.path().join("db"))
-        .open()
-        .unwrap();
-    let server = hoistd::Server::start(listener, store, policy)
-        .await
-        .unwrap();
-    let url = format!("http://{}", server.addr);
+    let broker = hoistd::testing::TestBroker::builder()
+        .policy(&policy(&provider.issuer))
+        .start()
+        .await;
+    let url = broker.url();
     Setup {
         provider,
-        server,
+        broker,
         url,
-        _dir: dir,
     }
 }
 
@@ -129,21 +122,21 @@ async fn status_of(setup: &Setup, token: &str) -> Result<hoist_api::Me, BackendE
 #[test]
 fn the_broker_says_how_to_sign_in() {
     run(async {
-        let setup = setup(None).await;
+        let mut setup = setup(None).await;
         let config = HoistdClient::auth_config(&setup.url).await.unwrap();
         assert_eq!(config.issuers.len(), 1);
         assert_eq!(config.issuers[0].issuer, setup.provider.issuer);
         assert_eq!(config.issuers[0].client_id, "hoist");
         assert_eq!(config.issuers[0].flows, ["device", "browser"]);
         assert!(!config.static_tokens);
-        setup.server.stop().await;
+        setup.broker.stop().await;
     });
 }
 
 #[test]
 fn the_real_binary_signs_in_through_the_device_flow_and_uses_the_broker() {
     run(async {
-        let setup = setup(None).await;
+        let mut setup = setup(None).await;
         let config = tempfile::tempdir().unwrap();
         let hoist = |args: &[&str]| {
             let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
@@ -209,7 +202,7 @@ fn the_real_binary_signs_in_through_the_device_flow_and_uses_the_broker() {
         }
         assert!(hoist(&["logout"]).output().unwrap().status.success());
         assert_eq!(hoist(&["whoami"]).output().unwrap().status.code(), Some(5));
-        setup.server.stop().await;
+        setup.broker.stop().await;
     });
 }
 
@@ -229,7 +222,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn the_browser_flow_signs_in_with_pkce_on_a_loopback_redirect() {
     run(async {
-        let setup = setup(None).await;
+        let mut setup = setup(None).await;
         let provider = &setup.provider;
         let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
         let mut sender = Some(sender);
@@ -256,14 +249,14 @@ fn the_browser_flow_signs_in_with_pkce_on_a_loopback_redirect() {
         assert_eq!(me.user, "bob");
         assert!(me.groups.contains(&"prod-approvers".to_string()));
         assert!(session.refresh_token.is_some());
-        setup.server.stop().await;
+        setup.broker.stop().await;
     });
 }
 
 #[test]
 fn sessions_refresh_themselves_and_logout_revokes_them() {
     run(async {
-        let setup = setup(Some(3)).await;
+        let mut setup = setup(Some(3)).await;
         let (me, first) = device_login(&setup, "alice").await;
         let target = target(&setup, Some(&me.user));
         let stored = hoist::auth::secrets::load(&target.broker, "alice")
@@ -330,7 +323,7 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
             session::open(&target).await,
             Err(session::SessionError::NotSignedIn { .. })
         ));
-        setup.server.stop().await;
+        setup.broker.stop().await;
     });
 }
 
@@ -347,7 +340,7 @@ fn forge(header: serde_json::Value, claims: serde_json::Value, signature: &[u8])
 #[test]
 fn the_broker_refuses_foreign_misaddressed_and_unsigned_tokens() {
     run(async {
-        let setup = setup(None).await;
+        let mut setup = setup(None).await;
         let good = setup.provider.device_flow_tokens("alice", "hoist").await;
         let good = good["id_token"].as_str().unwrap();
         assert_eq!(status_of(&setup, good).await.unwrap().user, "alice");
@@ -400,14 +393,14 @@ fn the_broker_refuses_foreign_misaddressed_and_unsigned_tokens() {
         tampered["preferred_username"] = serde_json::json!("bob");
         parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&tampered).unwrap());
         refused(status_of(&setup, &parts.join(".")).await);
-        setup.server.stop().await;
+        setup.broker.stop().await;
     });
 }
 
 #[test]
 fn groups_from_the_token_decide_what_people_may_do() {
     run(async {
-        let setup = setup(None).await;
+        let mut setup = setup(None).await;
         let alice = setup.provider.device_flow_tokens("alice", "hoist").await;
         let bob = setup.provider.device_flow_tokens("bob", "hoist").await;
         let alice = backend::connect(&setup.url, alice["id_token"].as_str().unwrap()).unwrap();
@@ -428,6 +421,6 @@ fn groups_from_the_token_decide_what_people_may_do() {
             .await
             .unwrap();
         assert_eq!(approved.state, hoist_api::RequestState::Active);
-        setup.server.stop().await;
+        setup.broker.stop().await;
     });
 }

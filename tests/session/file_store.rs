@@ -12,8 +12,8 @@ use hoist::auth::session::{self, SessionError};
 use hoist::config::{self, Config};
 
 use crate::helpers::{
-    BROKER_ENV, Broker, in_child, keyctl_read, keyutils_description, keyutils_runtime, run_child,
-    runtime, stored,
+    BROKER_ENV, demo_broker, in_child, keyctl_read, keyutils_description, keyutils_runtime,
+    run_child, runtime, stored,
 };
 
 /// Which half a child runs, for tests with more than one child.
@@ -82,9 +82,9 @@ fn an_explicit_file_store_keeps_the_session_for_the_next_process() {
     }
     const NAME: &str = "file_store::an_explicit_file_store_keeps_the_session_for_the_next_process";
     keyutils_runtime().block_on(async {
-        let broker = Broker::start().await;
+        let mut broker = demo_broker().await;
         let home = tempfile::tempdir().unwrap();
-        let env = no_keyring_env(home.path(), &broker.url);
+        let env = no_keyring_env(home.path(), &broker.url());
         child(NAME, &env, &[(PHASE_ENV, "login")]).await;
 
         // One session file, private from the start, in a private dir, named
@@ -107,7 +107,7 @@ fn an_explicit_file_store_keeps_the_session_for_the_next_process() {
             serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
         assert_eq!(
             stored_file["account"],
-            secrets::account(&broker.url, "alice")
+            secrets::account(&broker.url(), "alice")
         );
         assert_eq!(stored_file["session"]["access_token"], "demo-alice");
 
@@ -116,9 +116,9 @@ fn an_explicit_file_store_keeps_the_session_for_the_next_process() {
         assert!(text.contains("insecure_file_store = true"), "{text}");
         assert!(!text.contains("demo-alice"), "{text}");
         // Nothing went to a keyring, nor anywhere else in the home.
-        assert_eq!(stored(&broker.url, "alice").await, None);
+        assert_eq!(stored(&broker.url(), "alice").await, None);
         assert_eq!(
-            keyctl_read(&keyutils_description(&broker.url, "alice")),
+            keyctl_read(&keyutils_description(&broker.url(), "alice")),
             None
         );
         let mut everything = files_under(home.path());
@@ -127,7 +127,7 @@ fn an_explicit_file_store_keeps_the_session_for_the_next_process() {
 
         child(NAME, &env, &[(PHASE_ENV, "open")]).await;
         assert!(files_under(&sessions).is_empty());
-        broker.server.stop().await;
+        broker.stop().await;
     });
 }
 
@@ -193,9 +193,9 @@ fn without_the_opt_in_no_keyring_means_refusal_and_no_file() {
         return refused_without_the_opt_in();
     }
     keyutils_runtime().block_on(async {
-        let broker = Broker::start().await;
+        let mut broker = demo_broker().await;
         let home = tempfile::tempdir().unwrap();
-        let env = no_keyring_env(home.path(), &broker.url);
+        let env = no_keyring_env(home.path(), &broker.url());
         child(
             "file_store::without_the_opt_in_no_keyring_means_refusal_and_no_file",
             &env,
@@ -205,8 +205,8 @@ fn without_the_opt_in_no_keyring_means_refusal_and_no_file() {
         let left = files_under(home.path());
         assert!(left.is_empty(), "the child wrote {left:?}");
         assert!(!home.path().join("hoist-config").exists());
-        assert_eq!(stored(&broker.url, "alice").await, None);
-        broker.server.stop().await;
+        assert_eq!(stored(&broker.url(), "alice").await, None);
+        broker.stop().await;
     });
 }
 
@@ -277,9 +277,9 @@ fn hoist_keyring_cannot_choose_the_file_store() {
         return;
     }
     keyutils_runtime().block_on(async {
-        let broker = Broker::start().await;
+        let mut broker = demo_broker().await;
         let home = tempfile::tempdir().unwrap();
-        let env = no_keyring_env(home.path(), &broker.url);
+        let env = no_keyring_env(home.path(), &broker.url());
         child(
             "file_store::hoist_keyring_cannot_choose_the_file_store",
             &env,
@@ -288,6 +288,6 @@ fn hoist_keyring_cannot_choose_the_file_store() {
         .await;
         let left = files_under(home.path());
         assert!(left.is_empty(), "the child wrote {left:?}");
-        broker.server.stop().await;
+        broker.stop().await;
     });
 }

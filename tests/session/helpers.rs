@@ -3,12 +3,12 @@
 //! environment (the workspace forbids `unsafe`, so tests cannot change
 //! their own environment, and a keyring choice is made once per process).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use hoist::auth::secrets::{self, Backend, Session};
 use hoist::config::{Config, Target};
-use hoistd::{Policy, Server};
+use hoistd::testing::TestBroker;
 
 /// Set in a child process started by [`run_child`].
 pub const CHILD_ENV: &str = "HOIST_TEST_CHILD";
@@ -35,29 +35,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A running broker with the demo policy (tokens `demo-alice`, `demo-bob`, ...).
-pub struct Broker {
-    pub url: String,
-    pub server: Server,
-    _db: tempfile::TempDir,
-}
-
-impl Broker {
-    pub async fn start() -> Broker {
-        let db = tempfile::tempdir().unwrap();
-        let policy =
-            Policy::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo-policy.toml"))
-                .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let store = hoistd::store::Location::Sqlite(db.path().join("hoistd.db"))
-            .open()
-            .unwrap();
-        let server = Server::start(listener, store, policy).await.unwrap();
-        Broker {
-            url: format!("http://{}", server.addr),
-            server,
-            _db: db,
-        }
-    }
+pub async fn demo_broker() -> TestBroker {
+    TestBroker::builder()
+        .policy(hoist::demo::DEMO_POLICY)
+        .token_prefix("demo-")
+        .start()
+        .await
 }
 
 /// A config dir of the test's own.

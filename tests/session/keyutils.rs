@@ -6,17 +6,17 @@ use hoist::auth::session::{self, SessionError};
 use hoist::config::Config;
 
 use crate::helpers::{
-    Broker, ConfigDir, forget, keyctl_read, keyutils_description, keyutils_runtime, stored,
+    ConfigDir, demo_broker, forget, keyctl_read, keyutils_description, keyutils_runtime, stored,
 };
 
 #[test]
 fn login_stores_a_session_that_open_then_uses() {
     keyutils_runtime().block_on(async {
-        let broker = Broker::start().await;
+        let mut broker = demo_broker().await;
         let config_dir = ConfigDir::new();
-        forget(&broker.url, "alice").await;
+        forget(&broker.url(), "alice").await;
 
-        let target = config_dir.target_for(&broker.url);
+        let target = config_dir.target_for(&broker.url());
         assert_eq!(target.user, None);
         let me = session::login_with_token(&target, "  demo-alice\n")
             .await
@@ -39,23 +39,23 @@ fn login_stores_a_session_that_open_then_uses() {
         assert_eq!(me.display_name, "Alice Adams");
 
         // The entry is in the kernel keyring, where keyctl finds it too.
-        let stored = stored(&broker.url, "alice").await.unwrap();
+        let stored = stored(&broker.url(), "alice").await.unwrap();
         assert_eq!(stored.access_token, "demo-alice");
-        let raw = keyctl_read(&keyutils_description(&broker.url, "alice"))
+        let raw = keyctl_read(&keyutils_description(&broker.url(), "alice"))
             .expect("keyctl finds hoist's entry in the session keyring");
         assert_eq!(raw, r#"{"access_token":"demo-alice"}"#);
 
         assert!(session::logout(&target).await.unwrap());
-        broker.server.stop().await;
+        broker.stop().await;
     });
 }
 
 #[test]
 fn the_config_file_never_holds_the_token() {
     keyutils_runtime().block_on(async {
-        let broker = Broker::start().await;
+        let mut broker = demo_broker().await;
         let config_dir = ConfigDir::new();
-        let target = config_dir.target_for(&broker.url);
+        let target = config_dir.target_for(&broker.url());
         let me = session::login_with_token(&target, "demo-bob")
             .await
             .unwrap();
@@ -70,7 +70,7 @@ fn the_config_file_never_holds_the_token() {
             "token in the config file:\n{text}"
         );
         assert!(!text.to_lowercase().contains("token = "), "{text}");
-        assert!(text.contains(&broker.url), "{text}");
+        assert!(text.contains(&broker.url()), "{text}");
         assert!(text.contains("user = \"bob\""), "{text}");
         // Nothing else was written beside it either.
         let names: Vec<_> = std::fs::read_dir(config_dir.dir.path())
@@ -81,17 +81,17 @@ fn the_config_file_never_holds_the_token() {
 
         let target = config_dir.load().resolve(None, None).unwrap();
         assert!(session::logout(&target).await.unwrap());
-        broker.server.stop().await;
+        broker.stop().await;
     });
 }
 
 #[test]
 fn a_wrong_token_is_refused_by_the_broker_and_nothing_is_stored() {
     keyutils_runtime().block_on(async {
-        let broker = Broker::start().await;
+        let mut broker = demo_broker().await;
         let config_dir = ConfigDir::new();
-        forget(&broker.url, "alice").await;
-        let target = config_dir.target_for(&broker.url);
+        forget(&broker.url(), "alice").await;
+        let target = config_dir.target_for(&broker.url());
 
         let err = session::login_with_token(&target, "demo-alice-typo")
             .await
@@ -100,9 +100,9 @@ fn a_wrong_token_is_refused_by_the_broker_and_nothing_is_stored() {
         let message = err.to_string();
         assert!(message.contains("refused the token"), "{message}");
         assert!(!message.contains("demo-alice-typo"), "{message}");
-        assert_eq!(stored(&broker.url, "alice").await, None);
+        assert_eq!(stored(&broker.url(), "alice").await, None);
         assert_eq!(
-            keyctl_read(&keyutils_description(&broker.url, "alice")),
+            keyctl_read(&keyutils_description(&broker.url(), "alice")),
             None
         );
 
@@ -110,16 +110,16 @@ fn a_wrong_token_is_refused_by_the_broker_and_nothing_is_stored() {
         let err = session::login_with_token(&target, " \n").await.unwrap_err();
         assert_eq!(err, SessionError::EmptyToken);
         assert!(!config_dir.path().exists());
-        broker.server.stop().await;
+        broker.stop().await;
     });
 }
 
 #[test]
 fn logout_deletes_the_session_and_open_then_says_how_to_sign_in() {
     keyutils_runtime().block_on(async {
-        let broker = Broker::start().await;
+        let mut broker = demo_broker().await;
         let config_dir = ConfigDir::new();
-        let target = config_dir.target_for(&broker.url);
+        let target = config_dir.target_for(&broker.url());
         let me = session::login_with_token(&target, "demo-carol")
             .await
             .unwrap();
@@ -130,9 +130,9 @@ fn logout_deletes_the_session_and_open_then_says_how_to_sign_in() {
         session::open(&target).await.unwrap();
 
         assert!(session::logout(&target).await.unwrap());
-        assert_eq!(stored(&broker.url, "carol").await, None);
+        assert_eq!(stored(&broker.url(), "carol").await, None);
         assert_eq!(
-            keyctl_read(&keyutils_description(&broker.url, "carol")),
+            keyctl_read(&keyutils_description(&broker.url(), "carol")),
             None
         );
         let err = session::open(&target).await.unwrap_err();
@@ -152,18 +152,18 @@ fn logout_deletes_the_session_and_open_then_says_how_to_sign_in() {
         assert_eq!(target.user, None);
         let err = session::open(&target).await.unwrap_err();
         assert!(matches!(err, SessionError::NotSignedIn { .. }), "{err:?}");
-        broker.server.stop().await;
+        broker.stop().await;
     });
 }
 
 #[test]
 fn sessions_are_kept_per_broker_and_user() {
     keyutils_runtime().block_on(async {
-        let one = Broker::start().await;
-        let two = Broker::start().await;
+        let mut one = demo_broker().await;
+        let mut two = demo_broker().await;
         let config_dir = ConfigDir::new();
-        let at_one = config_dir.target_for(&one.url);
-        let at_two = config_dir.target_for(&two.url);
+        let at_one = config_dir.target_for(&one.url());
+        let at_two = config_dir.target_for(&two.url());
         session::login_with_token(&at_one, "demo-alice")
             .await
             .unwrap();
@@ -172,15 +172,15 @@ fn sessions_are_kept_per_broker_and_user() {
             .unwrap();
 
         assert_eq!(
-            stored(&one.url, "alice").await.unwrap().access_token,
+            stored(&one.url(), "alice").await.unwrap().access_token,
             "demo-alice"
         );
         assert_eq!(
-            stored(&two.url, "dave").await.unwrap().access_token,
+            stored(&two.url(), "dave").await.unwrap().access_token,
             "demo-dave"
         );
-        assert_eq!(stored(&one.url, "dave").await, None);
-        assert_eq!(stored(&two.url, "alice").await, None);
+        assert_eq!(stored(&one.url(), "dave").await, None);
+        assert_eq!(stored(&two.url(), "alice").await, None);
 
         let mut at_one = at_one;
         at_one.user = Some("alice".into());
@@ -198,8 +198,8 @@ fn sessions_are_kept_per_broker_and_user() {
             "dave"
         );
         assert!(session::logout(&at_two).await.unwrap());
-        one.server.stop().await;
-        two.server.stop().await;
+        one.stop().await;
+        two.stop().await;
     });
 }
 

@@ -7,8 +7,8 @@ use hoist::auth::session::{self, SessionError};
 use hoist::config::Config;
 
 use crate::helpers::{
-    BROKER_ENV, Broker, ConfigDir, in_child, keyctl_read, keyutils_description, keyutils_runtime,
-    run_child, runtime, stored,
+    BROKER_ENV, ConfigDir, demo_broker, in_child, keyctl_read, keyutils_description,
+    keyutils_runtime, run_child, runtime, stored,
 };
 
 /// A bus address that cannot exist, whatever the machine has.
@@ -25,10 +25,10 @@ fn forced_secret_service_without_a_bus_is_refused_and_nothing_is_stored() {
         return refused_without_a_bus();
     }
     keyutils_runtime().block_on(async {
-        let broker = Broker::start().await;
+        let mut broker = demo_broker().await;
         let home = tempfile::tempdir().unwrap();
         let config_dir = home.path().join("hoist-config");
-        let url = broker.url.clone();
+        let url = broker.url().clone();
         let config_env = config_dir.to_str().unwrap().to_string();
         let home_env = home.path().to_str().unwrap().to_string();
         tokio::task::spawn_blocking(move || {
@@ -50,9 +50,9 @@ fn forced_secret_service_without_a_bus_is_refused_and_nothing_is_stored() {
         // No file anywhere in the child's home, and no kernel keyring entry.
         let left: Vec<_> = std::fs::read_dir(home.path()).unwrap().collect();
         assert!(left.is_empty(), "the child wrote {left:?}");
-        assert_eq!(stored(&broker.url, "alice").await, None);
-        assert_eq!(keyctl_read(&keyutils_description(&broker.url, "alice")), None);
-        broker.server.stop().await;
+        assert_eq!(stored(&broker.url(), "alice").await, None);
+        assert_eq!(keyctl_read(&keyutils_description(&broker.url(), "alice")), None);
+        broker.stop().await;
     });
 }
 
@@ -153,9 +153,9 @@ fn real_secret_service_is_preferred_and_keeps_the_session() {
     assert_eq!(secrets::init(), Ok(Backend::SecretService));
     assert_eq!(secrets::warning(), None);
     runtime().block_on(async {
-        let broker = Broker::start().await;
+        let mut broker = demo_broker().await;
         let config_dir = ConfigDir::new();
-        let target = config_dir.target_for(&broker.url);
+        let target = config_dir.target_for(&broker.url());
         let me = session::login_with_token(&target, "demo-erin")
             .await
             .unwrap();
@@ -166,7 +166,7 @@ fn real_secret_service_is_preferred_and_keeps_the_session() {
         let target = config_dir.load().resolve(None, None).unwrap();
 
         // Another process, with its own D-Bus connection, finds it too.
-        let url = broker.url.clone();
+        let url = broker.url().clone();
         tokio::task::spawn_blocking(move || {
             run_child(
                 "secret_service::real_secret_service_child_reads_the_session",
@@ -182,7 +182,7 @@ fn real_secret_service_is_preferred_and_keeps_the_session() {
         assert!(session::logout(&target).await.unwrap());
         let err = session::open(&target).await.unwrap_err();
         assert!(matches!(err, SessionError::NotSignedIn { .. }), "{err:?}");
-        broker.server.stop().await;
+        broker.stop().await;
     });
 }
 

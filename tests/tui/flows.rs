@@ -220,17 +220,8 @@ async fn the_form_checks_rules_before_sending_and_a_refusal_says_why() {
 
 #[tokio::test]
 async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = hoistd::Policy::parse("demo", hoist::demo::DEMO_POLICY).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let store = hoistd::store::Location::Sqlite(dir.path().join("db"))
-        .open()
-        .unwrap();
-    let server = hoistd::Server::start(listener, store, policy.clone())
-        .await
-        .unwrap();
-    let url = format!("http://{addr}");
+    let mut broker = demo_policy().start().await;
+    let url = broker.url();
     let client = hoist::backend::connect(&url, "demo-alice").unwrap();
     client
         .file(
@@ -255,7 +246,7 @@ async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
             .await
     );
 
-    server.stop().await;
+    broker.stop().await;
     assert!(
         alice
             .wait_until(WAIT, |s| matches!(s.connection, Connection::Offline { .. }))
@@ -271,7 +262,7 @@ async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
     assert!(alice.state.time_left(&alice.state.grants[0]) < left);
 
     // Meanwhile, the grant is revoked by someone else; on reconnect we learn it.
-    let server = serve_at(addr, dir.path(), policy).await;
+    broker.restart().await;
     let grant_id = alice.state.grants[0].id.clone();
     client.revoke(&grant_id, Some("done".into())).await.unwrap();
     assert!(
@@ -281,17 +272,13 @@ async fn offline_shows_a_banner_keeps_counting_and_resynchronises() {
                 && s.grants.is_empty())
             .await
     );
-    server.stop().await;
+    broker.stop().await;
 }
 
 #[tokio::test]
 async fn started_with_the_broker_down_it_says_why_then_loads_when_it_comes_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = hoistd::Policy::parse("demo", hoist::demo::DEMO_POLICY).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let client = hoist::backend::connect(&format!("http://{addr}"), "demo-alice").unwrap();
+    let mut broker = demo_policy().prepare().await;
+    let client = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
     let mut alice = hoist::tui::App::start(client, hoist::tui::Options::default());
 
     // The first load waits for the event stream; when that fails, it still
@@ -304,7 +291,7 @@ async fn started_with_the_broker_down_it_says_why_then_loads_when_it_comes_back(
     );
     assert!(alice.state.roles.is_empty());
 
-    let server = serve_at(addr, dir.path(), policy).await;
+    broker.restart().await;
     assert!(
         alice
             .wait_until(std::time::Duration::from_secs(20), |s| s.connection
@@ -312,7 +299,7 @@ async fn started_with_the_broker_down_it_says_why_then_loads_when_it_comes_back(
                 && !s.roles.is_empty())
             .await
     );
-    server.stop().await;
+    broker.stop().await;
 }
 
 #[tokio::test]
@@ -516,17 +503,8 @@ async fn a_bundle_resolves_role_by_role_and_revoke_all_ends_only_the_incident() 
 
 #[tokio::test]
 async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = hoistd::Policy::parse("demo", hoist::demo::DEMO_POLICY).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let store = hoistd::store::Location::Sqlite(dir.path().join("db"))
-        .open()
-        .unwrap();
-    let server = hoistd::Server::start(listener, store, policy.clone())
-        .await
-        .unwrap();
-    let url = format!("http://{addr}");
+    let mut broker = demo_policy().start().await;
+    let url = broker.url();
     let client = hoist::backend::connect(&url, "demo-alice").unwrap();
     let body = hoist_api::CreateRequest {
         role: "prod-logs-read".into(),
@@ -542,7 +520,7 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
     assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
     let grant_id = alice.state.grants[0].id.clone();
 
-    server.stop().await;
+    broker.stop().await;
     key(&mut alice, KeyCode::Char('3'));
     key(&mut alice, KeyCode::Char('x'));
     key(&mut alice, KeyCode::Char('y'));
@@ -558,7 +536,7 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
     );
     assert_eq!(alice.state.grants.len(), 1);
 
-    let server = serve_at(addr, dir.path(), policy).await;
+    broker.restart().await;
     assert!(
         alice
             .wait_until(std::time::Duration::from_secs(20), |s| s.grants.is_empty()
@@ -567,5 +545,5 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
     );
     let grants = client.grants(true).await.unwrap();
     assert_eq!(grants[0].state, hoist_api::GrantState::Revoked);
-    server.stop().await;
+    broker.stop().await;
 }

@@ -34,19 +34,11 @@ pub async fn app(demo: &Demo, user: &str) -> App {
     app
 }
 
-/// A broker on `addr` again, over the database in `dir`, as after a restart.
-pub async fn serve_at(
-    addr: std::net::SocketAddr,
-    dir: &std::path::Path,
-    policy: hoistd::Policy,
-) -> hoistd::Server {
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let store = hoistd::store::Location::Sqlite(dir.join("db"))
-        .open()
-        .unwrap();
-    hoistd::Server::start(listener, store, policy)
-        .await
-        .unwrap()
+/// A broker with the demo policy and no history (tokens `demo-<name>`).
+pub fn demo_policy() -> hoistd::testing::Builder {
+    hoistd::testing::TestBroker::builder()
+        .policy(hoist::demo::DEMO_POLICY)
+        .token_prefix("demo-")
 }
 
 pub fn key(app: &mut App, code: KeyCode) {

@@ -165,9 +165,26 @@ impl Builder {
             .unwrap_or_else(|err| panic!("the test broker did not start: {err:#}"))
     }
 
+    /// Picks an address and writes the policy, but serves nothing until
+    /// [`TestBroker::restart`]: a broker that is down when a client starts.
+    pub async fn prepare(self) -> TestBroker {
+        let (broker, listener) = self
+            .bind()
+            .await
+            .unwrap_or_else(|err| panic!("the test broker could not be prepared: {err:#}"));
+        drop(listener);
+        broker
+    }
+
     /// Starts the broker, or says why it could not (for the demo, which is
     /// no test and should not panic).
     pub async fn try_start(self) -> anyhow::Result<TestBroker> {
+        let (mut broker, listener) = self.bind().await?;
+        broker.serve(listener).await?;
+        Ok(broker)
+    }
+
+    async fn bind(self) -> anyhow::Result<(TestBroker, tokio::net::TcpListener)> {
         if let Some(filter) = self.logs.or_else(|| std::env::var(LOG_ENV).ok()) {
             // Once per process; a second test's subscriber is the first one.
             let _ = tracing_subscriber::fmt()
@@ -179,15 +196,14 @@ impl Builder {
         std::fs::write(dir.path().join("policy.toml"), &self.policy)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let mut broker = TestBroker {
+        let broker = TestBroker {
             server: None,
             dir,
             addr,
             token_prefix: self.token_prefix,
             http: reqwest::Client::new(),
         };
-        broker.serve(listener).await?;
-        Ok(broker)
+        Ok((broker, listener))
     }
 }
 
@@ -257,8 +273,8 @@ impl TestBroker {
         }
     }
 
-    /// Stops the broker if it runs, and starts it again on the same address
-    /// and database with the policy file as it is now.
+    /// Stops the broker if it runs, and starts it (again) on the same
+    /// address and database with the policy file as it is now.
     pub async fn restart(&mut self) {
         self.stop().await;
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
