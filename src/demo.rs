@@ -128,7 +128,8 @@ async fn approve_forever(
     Ok(())
 }
 
-fn ask(role: &str, justification: &str, ticket: Option<&str>) -> CreateRequest {
+/// A request as the demo people file them (tests seed with it too).
+pub fn ask(role: &str, justification: &str, ticket: Option<&str>) -> CreateRequest {
     CreateRequest {
         role: role.into(),
         justification: justification.into(),

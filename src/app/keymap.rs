@@ -350,7 +350,7 @@ pub fn footer(state: &State) -> Vec<(String, &'static str)> {
         .map(|b| (b.keys[0].label(), b.label))
         .collect();
     if matches!(context, Context::Screen(_)) {
-        hints.push(("1-6".into(), "screens"));
+        hints.push((screen_keys(state.capabilities), "screens"));
         hints.extend(
             global()
                 .into_iter()
@@ -359,6 +359,31 @@ pub fn footer(state: &State) -> Vec<(String, &'static str)> {
         );
     }
     hints
+}
+
+/// The digits of the screens this backend shows: "1-6", or "1-3,5" when
+/// one in the middle is hidden.
+fn screen_keys(capabilities: Capabilities) -> String {
+    let shown: Vec<usize> = Screen::ALL
+        .iter()
+        .filter(|s| capabilities.shows(**s))
+        .map(|s| s.index() + 1)
+        .collect();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for n in shown {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == n => *end = n,
+            _ => runs.push((n, n)),
+        }
+    }
+    runs.iter()
+        .map(|(start, end)| match end - start {
+            0 => start.to_string(),
+            1 => format!("{start},{end}"),
+            _ => format!("{start}-{end}"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Every key the backend has a use for, by context, for the help overlay.
@@ -398,4 +423,31 @@ pub fn help(capabilities: Capabilities) -> Vec<(&'static str, Vec<(String, &'sta
                 .map(|(title, context)| (title, describe(bindings(context)))),
         )
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_screen_hint_names_only_the_screens_shown() {
+        assert_eq!(screen_keys(Capabilities::ALL), "1-6");
+        let no_incidents = Capabilities {
+            incidents: false,
+            ..Capabilities::ALL
+        };
+        assert_eq!(screen_keys(no_incidents), "1-5");
+        let neither = Capabilities {
+            review: false,
+            acknowledge: false,
+            incidents: false,
+            ..Capabilities::ALL
+        };
+        assert_eq!(screen_keys(neither), "1-3,5");
+        let least = Capabilities {
+            audit: false,
+            ..neither
+        };
+        assert_eq!(screen_keys(least), "1-3");
+    }
 }

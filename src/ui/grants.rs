@@ -6,7 +6,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
-use super::widgets::{bar, block, field, window_start};
+use super::widgets::{bar, block, empty_notice, field, window_start};
 use crate::app::state::State;
 use crate::text::sanitize::{line as clean, lines as clean_lines};
 use crate::text::{clock, local_time};
@@ -73,18 +73,16 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         list,
     );
     if state.grants.is_empty() {
-        let inner = Rect {
-            y: list.y + 2,
-            height: 1,
-            x: list.x + 2,
-            width: list.width.saturating_sub(4),
-        };
-        let text = if state.loaded {
-            "No active access. Request a role from Roles (1)."
-        } else {
-            "loading…"
-        };
-        frame.render_widget(Paragraph::new(Span::styled(text, theme.muted())), inner);
+        empty_notice(
+            frame,
+            list,
+            if state.loaded {
+                "No active access. Request a role from Roles (1)."
+            } else {
+                "loading…"
+            },
+            theme,
+        );
     }
 
     let Some(grant) = state.selected_grant() else {

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::WIDE;
-use super::widgets::{block, field, window_start};
+use super::widgets::{block, empty_notice, field, window_start};
 use crate::app::state::State;
 use crate::text::sanitize::{line as clean, lines as clean_lines};
 use crate::text::{ago, clock, format_duration};
@@ -123,18 +123,16 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         .block(block(title, theme));
     frame.render_widget(table, list);
     if state.requests.is_empty() {
-        let inner = Rect {
-            y: list.y + 2,
-            height: 1,
-            x: list.x + 2,
-            width: list.width.saturating_sub(4),
-        };
-        let text = if state.loaded {
-            "No requests yet. File one from Roles (1)."
-        } else {
-            "loading…"
-        };
-        frame.render_widget(Paragraph::new(Span::styled(text, theme.muted())), inner);
+        empty_notice(
+            frame,
+            list,
+            if state.loaded {
+                "No requests yet. File one from Roles (1)."
+            } else {
+                "loading…"
+            },
+            theme,
+        );
     }
     draw_details(frame, details, state.selected_request(), state, theme);
 }

@@ -1,9 +1,11 @@
 //! Small pieces several screens draw: list windows, gauges, labelled detail
 //! lines.
 
+use ratatui::Frame;
+use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders};
+use ratatui::widgets::{Block, BorderType, Borders, Paragraph};
 
 use crate::text::sanitize;
 use crate::ui::theme::Theme;
@@ -20,6 +22,17 @@ pub fn window_start(cursor: usize, len: usize, height: usize) -> usize {
 pub fn bar(fraction: f64, width: usize) -> String {
     let filled = ((fraction.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
     format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
+}
+
+/// A muted line inside an empty list, under its header row.
+pub fn empty_notice(frame: &mut Frame, list: Rect, text: &str, theme: &Theme) {
+    let inner = Rect {
+        y: list.y + 2,
+        height: 1,
+        x: list.x + 2,
+        width: list.width.saturating_sub(4),
+    };
+    frame.render_widget(Paragraph::new(Span::styled(text, theme.muted())), inner);
 }
 
 pub fn block<'a>(title: impl Into<Line<'a>>, theme: &Theme) -> Block<'a> {

@@ -56,7 +56,7 @@ struct Setup {
 /// started later, so the keyring must be joined before the runtime exists.
 fn run(test: impl std::future::Future<Output = ()>) {
     hoist::auth::secrets::prepare();
-    let _ = hoist::auth::secrets::init_with(Some(hoist::auth::secrets::Backend::Keyutils));
+    let _ = hoist::auth::secrets::init_with(Some(hoist::auth::secrets::SessionStore::Keyutils));
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -7,7 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use hoist::auth::secrets::{self, Backend, FILE_STORE_WARNING, SecretsError};
+use hoist::auth::secrets::{self, FILE_STORE_WARNING, SecretsError, SessionStore};
 use hoist::auth::session::{self, SessionError};
 use hoist::config::{self, Config};
 
@@ -141,15 +141,15 @@ fn login_into_a_file() {
 
     // The opt-in comes before anything else touches sessions.
     let dir = config::sessions_dir().unwrap();
-    assert_eq!(secrets::init_file_store(&dir), Ok(Backend::File));
-    assert_eq!(secrets::init_file_store(&dir), Ok(Backend::File));
+    assert_eq!(secrets::init_file_store(&dir), Ok(SessionStore::File));
+    assert_eq!(secrets::init_file_store(&dir), Ok(SessionStore::File));
     // HOIST_KEYRING=secret-service does not switch it back, nor does a
     // second directory replace the first.
-    assert_eq!(secrets::init(), Ok(Backend::File));
+    assert_eq!(secrets::init(), Ok(SessionStore::File));
     assert_eq!(
         secrets::init_file_store(&dir.join("elsewhere")),
         Err(SecretsError::AlreadyChosen {
-            chosen: Some(Backend::File)
+            chosen: Some(SessionStore::File)
         })
     );
     assert_eq!(secrets::warning(), Some(FILE_STORE_WARNING));
@@ -173,7 +173,7 @@ fn open_from_the_file() {
     assert_eq!(target.user.as_deref(), Some("alice"));
     assert_eq!(
         secrets::init_file_store(&config::sessions_dir().unwrap()),
-        Ok(Backend::File)
+        Ok(SessionStore::File)
     );
     runtime().block_on(async {
         let client = session::open(&target).await.unwrap();

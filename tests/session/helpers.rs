@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use hoist::auth::secrets::{self, Backend, Session};
+use hoist::auth::secrets::{self, Session, SessionStore};
 use hoist::config::{Config, Target};
 use hoistd::testing::TestBroker;
 
@@ -20,8 +20,8 @@ pub const BROKER_ENV: &str = "HOIST_TEST_BROKER";
 pub fn keyutils_runtime() -> tokio::runtime::Runtime {
     secrets::prepare();
     assert_eq!(
-        secrets::init_with(Some(Backend::Keyutils)),
-        Ok(Backend::Keyutils)
+        secrets::init_with(Some(SessionStore::Keyutils)),
+        Ok(SessionStore::Keyutils)
     );
     runtime()
 }

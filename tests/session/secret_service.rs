@@ -2,7 +2,7 @@
 //! bus, never replaced by a file; and, under `secret-service.sh`, a real
 //! gnome-keyring on a private bus.
 
-use hoist::auth::secrets::{self, Backend, SecretsError};
+use hoist::auth::secrets::{self, SecretsError, SessionStore};
 use hoist::auth::session::{self, SessionError};
 use hoist::config::Config;
 
@@ -64,7 +64,7 @@ fn refused_without_a_bus() {
         err,
         SecretsError::NoBackend {
             tried: vec![(
-                Backend::SecretService,
+                SessionStore::SecretService,
                 "no Secret Service (no D-Bus session bus)".to_string()
             )]
         }
@@ -76,7 +76,7 @@ fn refused_without_a_bus() {
     );
     // The choice sticks: asking again gives the same answer, and no store.
     assert_eq!(
-        secrets::init_with(Some(Backend::Keyutils)),
+        secrets::init_with(Some(SessionStore::Keyutils)),
         Err(err.clone())
     );
     assert_eq!(secrets::warning(), None);
@@ -100,7 +100,7 @@ fn refused_without_a_bus() {
 fn without_a_bus_the_kernel_keyring_is_chosen_with_a_warning() {
     if in_child() {
         secrets::prepare();
-        assert_eq!(secrets::init(), Ok(Backend::Keyutils));
+        assert_eq!(secrets::init(), Ok(SessionStore::Keyutils));
         assert!(secrets::warning().unwrap().contains("reboot"));
         return;
     }
@@ -150,7 +150,7 @@ fn require_real_secret_service(state: &str) {
 fn real_secret_service_is_preferred_and_keeps_the_session() {
     require_real_secret_service("unlocked");
     secrets::prepare();
-    assert_eq!(secrets::init(), Ok(Backend::SecretService));
+    assert_eq!(secrets::init(), Ok(SessionStore::SecretService));
     assert_eq!(secrets::warning(), None);
     runtime().block_on(async {
         let mut broker = demo_broker().await;
@@ -195,8 +195,8 @@ fn real_secret_service_child_reads_the_session() {
         "started by real_secret_service_is_preferred_and_keeps_the_session"
     );
     assert_eq!(
-        secrets::init_with(Some(Backend::SecretService)),
-        Ok(Backend::SecretService)
+        secrets::init_with(Some(SessionStore::SecretService)),
+        Ok(SessionStore::SecretService)
     );
     let broker = std::env::var(BROKER_ENV).unwrap();
     let session = secrets::load(&broker, "erin").unwrap().unwrap();
@@ -208,11 +208,14 @@ fn real_secret_service_child_reads_the_session() {
 fn a_locked_secret_service_is_refused_with_a_plain_reason() {
     require_real_secret_service("locked");
     secrets::prepare();
-    let err = secrets::init_with(Some(Backend::SecretService)).unwrap_err();
+    let err = secrets::init_with(Some(SessionStore::SecretService)).unwrap_err();
     assert_eq!(
         err,
         SecretsError::NoBackend {
-            tried: vec![(Backend::SecretService, "the keyring is locked".to_string())]
+            tried: vec![(
+                SessionStore::SecretService,
+                "the keyring is locked".to_string()
+            )]
         }
     );
 }

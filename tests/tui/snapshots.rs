@@ -4,7 +4,7 @@ use chrono::TimeDelta;
 use crossterm::event::KeyCode;
 use hoist::app::{Screen, State};
 use hoist::backend;
-use hoist_api::CreateRequest;
+use hoist::demo::ask;
 
 use crate::helpers::*;
 
@@ -14,18 +14,6 @@ fn snap(name: &str, state: &State) {
     for (width, height) in SIZES {
         let text = screen(state, width, height);
         settings().bind(|| insta::assert_snapshot!(format!("{name}_{width}x{height}"), text));
-    }
-}
-
-fn ask(role: &str, justification: &str, ticket: Option<&str>) -> CreateRequest {
-    CreateRequest {
-        role: role.into(),
-        justification: justification.into(),
-        ticket: ticket.map(str::to_string),
-        incident: None,
-        duration_secs: None,
-        starts_at: None,
-        break_glass: false,
     }
 }
 

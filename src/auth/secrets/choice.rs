@@ -17,7 +17,7 @@ const KEYUTILS_WARNING: &str = "no Secret Service: the session is kept in the ke
 
 /// Where sessions are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
+pub enum SessionStore {
     /// The freedesktop Secret Service over D-Bus (Linux).
     SecretService,
     /// The Linux kernel keyring; entries end at reboot.
@@ -32,44 +32,44 @@ pub enum Backend {
     File,
 }
 
-impl Backend {
+impl SessionStore {
     /// Every keyring this build knows, by name, for `HOIST_KEYRING`. The
     /// file store is left out on purpose, so that no environment variable
     /// can choose it.
-    pub const ALL: &[Backend] = &[
-        Backend::SecretService,
-        Backend::Keyutils,
+    pub const ALL: &[SessionStore] = &[
+        SessionStore::SecretService,
+        SessionStore::Keyutils,
         #[cfg(target_os = "macos")]
-        Backend::Keychain,
+        SessionStore::Keychain,
         #[cfg(target_os = "windows")]
-        Backend::CredentialManager,
+        SessionStore::CredentialManager,
     ];
 
     /// The order tried when none is forced: the safest first.
-    const AUTOMATIC: &[Backend] = &[
+    const AUTOMATIC: &[SessionStore] = &[
         #[cfg(target_os = "linux")]
-        Backend::SecretService,
+        SessionStore::SecretService,
         #[cfg(target_os = "linux")]
-        Backend::Keyutils,
+        SessionStore::Keyutils,
         #[cfg(target_os = "macos")]
-        Backend::Keychain,
+        SessionStore::Keychain,
         #[cfg(target_os = "windows")]
-        Backend::CredentialManager,
+        SessionStore::CredentialManager,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Backend::SecretService => "secret-service",
-            Backend::Keyutils => "keyutils",
+            SessionStore::SecretService => "secret-service",
+            SessionStore::Keyutils => "keyutils",
             #[cfg(target_os = "macos")]
-            Backend::Keychain => "keychain",
+            SessionStore::Keychain => "keychain",
             #[cfg(target_os = "windows")]
-            Backend::CredentialManager => "windows",
-            Backend::File => "file",
+            SessionStore::CredentialManager => "windows",
+            SessionStore::File => "file",
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Backend> {
+    pub fn from_name(name: &str) -> Option<SessionStore> {
         let name = name.trim();
         Self::ALL
             .iter()
@@ -78,14 +78,14 @@ impl Backend {
     }
 }
 
-impl std::fmt::Display for Backend {
+impl std::fmt::Display for SessionStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
 }
 
 pub(super) struct Selected {
-    pub(super) backend: Backend,
+    pub(super) backend: SessionStore,
     pub(super) store: Store,
 }
 
@@ -100,13 +100,13 @@ static SELECTED: OnceLock<Result<Selected, SecretsError>> = OnceLock::new();
 /// works. Only the first call in a process chooses; later calls return its
 /// answer (without reading `HOIST_KEYRING` again). Makes it keyring_core's
 /// default store too.
-pub fn init() -> Result<Backend, SecretsError> {
+pub fn init() -> Result<SessionStore, SecretsError> {
     if let Some(chosen) = SELECTED.get() {
         return answer(chosen);
     }
     let forced = match std::env::var(BACKEND_ENV) {
         Ok(value) if !value.trim().is_empty() => {
-            Some(Backend::from_name(&value).ok_or(SecretsError::UnknownBackend { value })?)
+            Some(SessionStore::from_name(&value).ok_or(SecretsError::UnknownBackend { value })?)
         }
         _ => None,
     };
@@ -114,8 +114,8 @@ pub fn init() -> Result<Backend, SecretsError> {
 }
 
 /// Like [`init`], with the backend given instead of read from the environment.
-/// [`Backend::File`] cannot be chosen here: see [`init_file_store`].
-pub fn init_with(forced: Option<Backend>) -> Result<Backend, SecretsError> {
+/// [`SessionStore::File`] cannot be chosen here: see [`init_file_store`].
+pub fn init_with(forced: Option<SessionStore>) -> Result<SessionStore, SecretsError> {
     answer(SELECTED.get_or_init(|| select(forced)))
 }
 
@@ -125,12 +125,12 @@ pub fn init_with(forced: Option<Backend>) -> Result<Backend, SecretsError> {
 /// any other call here: once a keyring has been chosen (or found missing)
 /// this refuses rather than switch stores under the caller. Creates `dir`
 /// with mode 0700 and refuses one that other users can enter.
-pub fn init_file_store(dir: &Path) -> Result<Backend, SecretsError> {
+pub fn init_file_store(dir: &Path) -> Result<SessionStore, SecretsError> {
     let mut chose_here = false;
     let chosen = SELECTED.get_or_init(|| {
         chose_here = true;
         file_store::FileStore::open(dir).map(|files| Selected {
-            backend: Backend::File,
+            backend: SessionStore::File,
             store: Store::File(files),
         })
     });
@@ -138,7 +138,7 @@ pub fn init_file_store(dir: &Path) -> Result<Backend, SecretsError> {
         Ok(Selected {
             store: Store::File(files),
             ..
-        }) if files.dir() == dir => Ok(Backend::File),
+        }) if files.dir() == dir => Ok(SessionStore::File),
         Ok(selected) => Err(SecretsError::AlreadyChosen {
             chosen: Some(selected.backend),
         }),
@@ -147,7 +147,7 @@ pub fn init_file_store(dir: &Path) -> Result<Backend, SecretsError> {
     }
 }
 
-fn answer(chosen: &Result<Selected, SecretsError>) -> Result<Backend, SecretsError> {
+fn answer(chosen: &Result<Selected, SecretsError>) -> Result<SessionStore, SecretsError> {
     match chosen {
         Ok(selected) => Ok(selected.backend),
         Err(err) => Err(err.clone()),
@@ -160,18 +160,18 @@ fn answer(chosen: &Result<Selected, SecretsError>) -> Result<Backend, SecretsErr
 pub fn warning() -> Option<&'static str> {
     match SELECTED.get() {
         Some(Ok(selected)) => match selected.backend {
-            Backend::Keyutils => Some(KEYUTILS_WARNING),
-            Backend::File => Some(FILE_STORE_WARNING),
+            SessionStore::Keyutils => Some(KEYUTILS_WARNING),
+            SessionStore::File => Some(FILE_STORE_WARNING),
             _ => None,
         },
         _ => None,
     }
 }
 
-fn select(forced: Option<Backend>) -> Result<Selected, SecretsError> {
+fn select(forced: Option<SessionStore>) -> Result<Selected, SecretsError> {
     let candidates = match forced {
         Some(backend) => vec![backend],
-        None => Backend::AUTOMATIC.to_vec(),
+        None => SessionStore::AUTOMATIC.to_vec(),
     };
     let mut tried = Vec::new();
     for backend in candidates {
@@ -190,25 +190,29 @@ fn select(forced: Option<Backend>) -> Result<Selected, SecretsError> {
 }
 
 /// Opens a backend and checks that it can really keep a secret.
-fn open(backend: Backend) -> Result<Arc<CredentialStore>, String> {
+fn open(backend: SessionStore) -> Result<Arc<CredentialStore>, String> {
     match backend {
         #[cfg(target_os = "linux")]
-        Backend::SecretService => super::linux::open_secret_service(),
+        SessionStore::SecretService => super::linux::open_secret_service(),
         #[cfg(target_os = "linux")]
-        Backend::Keyutils => super::linux::open_keyutils(),
+        SessionStore::Keyutils => super::linux::open_keyutils(),
         #[cfg(not(target_os = "linux"))]
-        Backend::SecretService | Backend::Keyutils => Err("only available on Linux".to_string()),
+        SessionStore::SecretService | SessionStore::Keyutils => {
+            Err("only available on Linux".to_string())
+        }
         #[cfg(target_os = "macos")]
-        Backend::Keychain => match apple_native_keyring_store::keychain::Store::new() {
+        SessionStore::Keychain => match apple_native_keyring_store::keychain::Store::new() {
             Ok(store) => Ok(store),
             Err(err) => Err(describe(backend, &err)),
         },
         #[cfg(target_os = "windows")]
-        Backend::CredentialManager => match windows_native_keyring_store::Store::new() {
+        SessionStore::CredentialManager => match windows_native_keyring_store::Store::new() {
             Ok(store) => Ok(store),
             Err(err) => Err(describe(backend, &err)),
         },
-        Backend::File => Err("not a keyring: only `--insecure-file-store` chooses it".to_string()),
+        SessionStore::File => {
+            Err("not a keyring: only `--insecure-file-store` chooses it".to_string())
+        }
     }
 }
 
@@ -229,15 +233,18 @@ mod tests {
     #[test]
     fn backends_are_named_for_the_environment_variable() {
         assert_eq!(
-            Backend::from_name("secret-service"),
-            Some(Backend::SecretService)
+            SessionStore::from_name("secret-service"),
+            Some(SessionStore::SecretService)
         );
-        assert_eq!(Backend::from_name(" KEYUTILS "), Some(Backend::Keyutils));
+        assert_eq!(
+            SessionStore::from_name(" KEYUTILS "),
+            Some(SessionStore::Keyutils)
+        );
         // The file store has a name, but no environment variable can choose it.
-        assert_eq!(Backend::File.name(), "file");
-        assert_eq!(Backend::from_name("file"), None);
-        assert!(!Backend::ALL.contains(&Backend::File));
-        assert!(!Backend::AUTOMATIC.contains(&Backend::File));
+        assert_eq!(SessionStore::File.name(), "file");
+        assert_eq!(SessionStore::from_name("file"), None);
+        assert!(!SessionStore::ALL.contains(&SessionStore::File));
+        assert!(!SessionStore::AUTOMATIC.contains(&SessionStore::File));
         let err = SecretsError::UnknownBackend {
             value: "file".into(),
         }
@@ -254,7 +261,7 @@ mod tests {
     #[test]
     fn choosing_a_second_store_is_refused_in_words() {
         let err = SecretsError::AlreadyChosen {
-            chosen: Some(Backend::Keyutils),
+            chosen: Some(SessionStore::Keyutils),
         }
         .to_string();
         assert!(
@@ -264,7 +271,7 @@ mod tests {
         let err = SecretsError::AlreadyChosen { chosen: None }.to_string();
         assert!(err.contains("(no keyring worked)"), "{err}");
         assert_eq!(
-            open(Backend::File).err().as_deref(),
+            open(SessionStore::File).err().as_deref(),
             Some("not a keyring: only `--insecure-file-store` chooses it")
         );
     }

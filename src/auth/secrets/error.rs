@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::BACKEND_ENV;
-use super::choice::Backend;
+use super::choice::SessionStore;
 
 pub(super) const NO_SESSION_KEYRING: &str =
     "no session keyring; run inside a login session or `keyctl session -`";
@@ -18,7 +18,7 @@ pub enum SecretsError {
          (anyone with access to this account or its backups could then read the token)",
         describe_tried(.tried)
     )]
-    NoBackend { tried: Vec<(Backend, String)> },
+    NoBackend { tried: Vec<(SessionStore, String)> },
     #[error(
         "{BACKEND_ENV}=`{value}` is not a keyring hoist knows; use one of: {}{}",
         backend_names(),
@@ -30,7 +30,7 @@ pub enum SecretsError {
          the file store must be chosen before anything else touches sessions",
         chosen_name(.chosen)
     )]
-    AlreadyChosen { chosen: Option<Backend> },
+    AlreadyChosen { chosen: Option<SessionStore> },
     #[error(
         "{} is open to other users (mode {mode:03o}); hoist refuses to use a session file \
          others can read: run `chmod 600 {}`, or delete it and sign in again if someone \
@@ -49,18 +49,24 @@ pub enum SecretsError {
     #[error(
         "{backend}: {LOCKED}; unlock it (log in to the desktop, or open your keyring app) and try again"
     )]
-    Locked { backend: Backend },
+    Locked { backend: SessionStore },
     #[error("{backend}: {reason}")]
-    Unavailable { backend: Backend, reason: String },
+    Unavailable {
+        backend: SessionStore,
+        reason: String,
+    },
     #[error(
         "the session stored for {account} cannot be read; run `hoist logout` and sign in again"
     )]
     Corrupt { account: String },
     #[error("{backend}: {reason}")]
-    Failed { backend: Backend, reason: String },
+    Failed {
+        backend: SessionStore,
+        reason: String,
+    },
 }
 
-fn describe_tried(tried: &[(Backend, String)]) -> String {
+fn describe_tried(tried: &[(SessionStore, String)]) -> String {
     tried
         .iter()
         .map(|(backend, reason)| format!("{backend}: {reason}"))
@@ -69,14 +75,14 @@ fn describe_tried(tried: &[(Backend, String)]) -> String {
 }
 
 fn file_hint(value: &str) -> &'static str {
-    if value.trim().eq_ignore_ascii_case(Backend::File.name()) {
+    if value.trim().eq_ignore_ascii_case(SessionStore::File.name()) {
         " (a plain-file store is never chosen this way: it takes `hoist login --insecure-file-store`)"
     } else {
         ""
     }
 }
 
-fn chosen_name(chosen: &Option<Backend>) -> String {
+fn chosen_name(chosen: &Option<SessionStore>) -> String {
     match chosen {
         Some(backend) => backend.to_string(),
         None => "no keyring worked".to_string(),
@@ -84,7 +90,7 @@ fn chosen_name(chosen: &Option<Backend>) -> String {
 }
 
 fn backend_names() -> String {
-    Backend::ALL
+    SessionStore::ALL
         .iter()
         .map(|b| b.name())
         .collect::<Vec<_>>()
@@ -100,10 +106,10 @@ mod tests {
         let err = SecretsError::NoBackend {
             tried: vec![
                 (
-                    Backend::SecretService,
+                    SessionStore::SecretService,
                     "no Secret Service (no D-Bus session bus)".into(),
                 ),
-                (Backend::Keyutils, NO_SESSION_KEYRING.into()),
+                (SessionStore::Keyutils, NO_SESSION_KEYRING.into()),
             ],
         };
         let message = err.to_string();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, SecretsError, Session, account};
+use super::{SecretsError, Session, SessionStore, account};
 use crate::fs::{create_private_dir, sync_dir, write_private};
 
 /// Far beyond any session; a bigger file is not one of ours.
@@ -134,7 +134,7 @@ impl FileStore {
 
 fn failed(reason: String) -> SecretsError {
     SecretsError::Failed {
-        backend: Backend::File,
+        backend: SessionStore::File,
         reason,
     }
 }

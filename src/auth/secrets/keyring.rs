@@ -4,13 +4,13 @@
 
 use keyring_core::{CredentialStore, Entry, Error as KeyringError};
 
-use super::choice::Backend;
+use super::choice::SessionStore;
 use super::error::{LOCKED, NO_SESSION_KEYRING, SecretsError};
 use super::{SERVICE, Session, account};
 
 fn entry(
     store: &CredentialStore,
-    backend: Backend,
+    backend: SessionStore,
     broker: &str,
     user: &str,
 ) -> Result<Entry, SecretsError> {
@@ -19,7 +19,7 @@ fn entry(
     // Only the Secret Service knows labels; other stores refuse modifiers
     // they do not know.
     let modifiers = std::collections::HashMap::from([("label", label.as_str())]);
-    let modifiers = (backend == Backend::SecretService).then_some(&modifiers);
+    let modifiers = (backend == SessionStore::SecretService).then_some(&modifiers);
     store
         .build(SERVICE, &account, modifiers)
         .map_err(|err| failure(backend, &err))
@@ -27,7 +27,7 @@ fn entry(
 
 pub(super) fn load_in(
     store: &CredentialStore,
-    backend: Backend,
+    backend: SessionStore,
     broker: &str,
     user: &str,
 ) -> Result<Option<Session>, SecretsError> {
@@ -47,7 +47,7 @@ pub(super) fn load_in(
 
 pub(super) fn save_in(
     store: &CredentialStore,
-    backend: Backend,
+    backend: SessionStore,
     broker: &str,
     user: &str,
     session: &Session,
@@ -64,7 +64,7 @@ pub(super) fn save_in(
 
 pub(super) fn delete_in(
     store: &CredentialStore,
-    backend: Backend,
+    backend: SessionStore,
     broker: &str,
     user: &str,
 ) -> Result<bool, SecretsError> {
@@ -77,12 +77,12 @@ pub(super) fn delete_in(
 }
 
 /// A keyring error as a [`SecretsError`], with the user's way out.
-fn failure(backend: Backend, err: &KeyringError) -> SecretsError {
+fn failure(backend: SessionStore, err: &KeyringError) -> SecretsError {
     match (backend, err) {
-        (Backend::SecretService, KeyringError::NoStorageAccess(_)) => {
+        (SessionStore::SecretService, KeyringError::NoStorageAccess(_)) => {
             SecretsError::Locked { backend }
         }
-        (Backend::Keyutils, KeyringError::NoStorageAccess(_)) => SecretsError::Unavailable {
+        (SessionStore::Keyutils, KeyringError::NoStorageAccess(_)) => SecretsError::Unavailable {
             backend,
             reason: NO_SESSION_KEYRING.to_string(),
         },
@@ -95,12 +95,14 @@ fn failure(backend: Backend, err: &KeyringError) -> SecretsError {
 
 /// A keyring error in words, without the secret: `BadEncoding` and
 /// `BadDataFormat` carry the stored bytes, and `Ambiguous` the entries.
-pub(super) fn describe(backend: Backend, err: &KeyringError) -> String {
+pub(super) fn describe(backend: SessionStore, err: &KeyringError) -> String {
     match err {
-        KeyringError::NoStorageAccess(_) if backend == Backend::Keyutils => {
+        KeyringError::NoStorageAccess(_) if backend == SessionStore::Keyutils => {
             NO_SESSION_KEYRING.to_string()
         }
-        KeyringError::NoStorageAccess(_) if backend == Backend::SecretService => LOCKED.to_string(),
+        KeyringError::NoStorageAccess(_) if backend == SessionStore::SecretService => {
+            LOCKED.to_string()
+        }
         KeyringError::NoStorageAccess(inner) => format!("no access to the keyring: {inner}"),
         KeyringError::PlatformFailure(inner) => inner.to_string(),
         KeyringError::NoEntry => "no such entry".to_string(),
@@ -134,7 +136,7 @@ mod tests {
     #[test]
     fn entries_are_per_broker_and_user() {
         let store = mock();
-        let backend = Backend::Keyutils;
+        let backend = SessionStore::Keyutils;
         let a = Session::with_token("token-a");
         let b = Session::with_token("token-b");
         save_in(&*store, backend, "https://one.example", "alice", &a).unwrap();
@@ -166,7 +168,13 @@ mod tests {
             .build(SERVICE, &account("https://g.example", "alice"), None)
             .unwrap();
         entry.set_secret(b"not json s3cret").unwrap();
-        let err = load_in(&*store, Backend::Keyutils, "https://g.example", "alice").unwrap_err();
+        let err = load_in(
+            &*store,
+            SessionStore::Keyutils,
+            "https://g.example",
+            "alice",
+        )
+        .unwrap_err();
         let message = err.to_string();
         assert!(message.contains("alice@https://g.example"), "{message}");
         assert!(message.contains("hoist logout"), "{message}");
@@ -177,23 +185,23 @@ mod tests {
     fn keyring_errors_become_plain_words_without_secrets() {
         let denied = || KeyringError::NoStorageAccess("access denied".into());
         assert_eq!(
-            failure(Backend::Keyutils, &denied()).to_string(),
+            failure(SessionStore::Keyutils, &denied()).to_string(),
             format!("keyutils: {NO_SESSION_KEYRING}")
         );
-        let locked = failure(Backend::SecretService, &denied()).to_string();
+        let locked = failure(SessionStore::SecretService, &denied()).to_string();
         assert!(
             locked.starts_with("secret-service: the keyring is locked"),
             "{locked}"
         );
         let bad = KeyringError::BadEncoding(b"s3cret".to_vec());
         assert!(
-            !failure(Backend::Keyutils, &bad)
+            !failure(SessionStore::Keyutils, &bad)
                 .to_string()
                 .contains("s3cret")
         );
         let bad = KeyringError::BadDataFormat(b"s3cret".to_vec(), "x".into());
         assert!(
-            !failure(Backend::Keyutils, &bad)
+            !failure(SessionStore::Keyutils, &bad)
                 .to_string()
                 .contains("s3cret")
         );

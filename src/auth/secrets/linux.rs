@@ -6,7 +6,7 @@ use keyring_core::{CredentialStore, Error as KeyringError};
 
 use super::error::LOCKED;
 use super::keyring::describe;
-use super::{Backend, SERVICE};
+use super::{SERVICE, SessionStore};
 
 const NO_BUS: &str = "no Secret Service (no D-Bus session bus)";
 
@@ -33,7 +33,7 @@ pub(super) fn open_secret_service() -> Result<Arc<CredentialStore>, String> {
         return Err(LOCKED.to_string());
     }
     let store = zbus_secret_service_keyring_store::Store::new()
-        .map_err(|err| describe(Backend::SecretService, &err))?;
+        .map_err(|err| describe(SessionStore::SecretService, &err))?;
     Ok(store)
 }
 
@@ -90,21 +90,21 @@ fn session_bus_present() -> bool {
 /// process, so two hoist processes cannot trip over each other's.
 pub(super) fn open_keyutils() -> Result<Arc<CredentialStore>, String> {
     let store: Arc<CredentialStore> = linux_keyutils_keyring_store::Store::new()
-        .map_err(|err| describe(Backend::Keyutils, &err))?;
+        .map_err(|err| describe(SessionStore::Keyutils, &err))?;
     let probe = format!("probe-{}", std::process::id());
     let entry = store
         .build(SERVICE, &probe, None)
-        .map_err(|err| describe(Backend::Keyutils, &err))?;
+        .map_err(|err| describe(SessionStore::Keyutils, &err))?;
     let written = b"probe";
     let round_trip = entry.set_secret(written).and_then(|()| entry.get_secret());
     let cleanup = entry.delete_credential();
     match round_trip {
         Ok(read) if read == written => {}
         Ok(_) => return Err("the kernel keyring returned something else".to_string()),
-        Err(err) => return Err(describe(Backend::Keyutils, &err)),
+        Err(err) => return Err(describe(SessionStore::Keyutils, &err)),
     }
     match cleanup {
         Ok(()) | Err(KeyringError::NoEntry) => Ok(store),
-        Err(err) => Err(describe(Backend::Keyutils, &err)),
+        Err(err) => Err(describe(SessionStore::Keyutils, &err)),
     }
 }
