@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod grants;
 mod harness;
+mod invisible;
 mod lifecycle;
 mod openapi;
 mod reload;
