@@ -52,6 +52,12 @@ impl Broker {
             return Ok(inactive);
         };
         let mut work = self.begin()?;
+        // `exp` is exclusive, and checked to the millisecond: the signature
+        // check above counts whole seconds, so it would keep a credential
+        // alive for up to a second past its `exp`.
+        if work.now.timestamp_millis() >= claims.exp.saturating_mul(1000) {
+            return Ok(inactive);
+        }
         let Some(mut grant) = work.tx.grant(&claims.grant_id)? else {
             return Ok(inactive);
         };
