@@ -4,6 +4,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The actor of the broker's own acts (expiry, time-outs, reloads). No user
+/// may carry this name; the entries also say `"system": true` in their
+/// `details`, which the chain's hash covers.
+pub const SYSTEM_ACTOR: &str = "hoistd";
+
 /// Kinds of audit event; each step of the lifecycle is its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -101,6 +106,14 @@ pub struct AuditEvent {
     pub prev_hash: String,
     /// Hex SHA-256 over `prev_hash` and this entry's fields.
     pub hash: String,
+}
+
+impl AuditEvent {
+    /// Whether the broker itself did this (its `details` say so; entries
+    /// written before the marker existed name [`SYSTEM_ACTOR`] alone).
+    pub fn is_system(&self) -> bool {
+        self.details.get("system") == Some(&serde_json::Value::Bool(true))
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ pub enum TokenError {
     Invalid(String),
     #[error("the token has no usable `{0}` claim")]
     Claim(String),
+    #[error("the token names `{0}`, the broker's own name, which no user may have")]
+    Reserved(String),
 }
 
 #[derive(Default)]
@@ -191,6 +193,9 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
         .filter(|name| crate::policy::valid_name(name))
         .ok_or_else(|| TokenError::Claim(issuer.username_claim.clone()))?
         .to_string();
+    if crate::policy::reserved_name(&user) {
+        return Err(TokenError::Reserved(user));
+    }
     let groups = match claims.get(&issuer.groups_claim) {
         None | Some(serde_json::Value::Null) => BTreeSet::new(),
         Some(serde_json::Value::Array(items)) => items

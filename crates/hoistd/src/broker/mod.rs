@@ -32,8 +32,7 @@ use crate::error::{Error, Result};
 use crate::policy::{Policy, RoleDef};
 use crate::store::{Store, Tx};
 
-/// The actor name of the broker's own acts (expiry, time-outs, reloads).
-pub const SYSTEM_ACTOR: &str = "hoistd";
+pub use hoist_api::SYSTEM_ACTOR;
 const EVENT_BUFFER: usize = 4096;
 
 /// Something that changed, sent to live subscribers after it was committed.
@@ -143,7 +142,15 @@ struct Work<'a> {
 }
 
 impl Work<'_> {
-    fn audit(&mut self, event: NewAuditEvent) -> Result<AuditEvent> {
+    fn audit(&mut self, mut event: NewAuditEvent) -> Result<AuditEvent> {
+        // The broker's own entries say so in the hashed data, not only by
+        // the actor's name. A key added to new entries leaves every older
+        // entry's hash as it was, so existing logs still verify.
+        if event.actor == SYSTEM_ACTOR
+            && let Some(details) = event.details.as_object_mut()
+        {
+            details.insert("system".into(), serde_json::Value::Bool(true));
+        }
         Ok(audit::append(self.tx.as_mut(), event)?)
     }
 

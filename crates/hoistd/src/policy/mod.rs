@@ -295,6 +295,13 @@ impl Source<'_> {
     }
 }
 
+/// Whether `name` is the broker's own actor name, in any case: a user by
+/// that name would pass for the broker in the audit log, and read its
+/// entries about everyone.
+pub fn reserved_name(name: &str) -> bool {
+    name.eq_ignore_ascii_case(hoist_api::SYSTEM_ACTOR)
+}
+
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

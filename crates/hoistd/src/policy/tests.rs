@@ -32,6 +32,18 @@ fn a_minimal_policy_parses_with_defaults() {
 }
 
 #[test]
+fn the_brokers_own_name_is_no_users_name() {
+    for name in ["hoistd", "HoistD"] {
+        let text = format!("{MINIMAL}\n[users.{name}]\n");
+        let err = refused(&text);
+        assert!(
+            err.contains(&format!("user name `{name}` is reserved")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn static_tokens_are_matched_by_hash() {
     let policy = Policy::parse("p.toml", MINIMAL).unwrap();
     // sha256("test-token")

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{PolicyError, Source, User, valid_name};
+use super::{PolicyError, Source, User, reserved_name, valid_name};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +51,12 @@ pub(super) fn people(
             return Err(source.invalid(
                 offset,
                 format!("user name `{id}` may hold only letters, digits, `.`, `_`, `-` and `@`"),
+            ));
+        }
+        if reserved_name(id) {
+            return Err(source.invalid(
+                offset,
+                format!("user name `{id}` is reserved for the broker's own acts"),
             ));
         }
         if let Some(hash) = &user.token_sha256 {

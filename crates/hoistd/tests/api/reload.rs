@@ -52,6 +52,44 @@ async fn a_reload_revokes_grants_whose_holder_is_no_longer_eligible() {
     let log = broker.as_user("erin").audit().await;
     let tail: Vec<AuditKind> = log.iter().rev().take(2).map(|e| e.kind).collect();
     assert_eq!(tail, [AuditKind::PolicyReloaded, AuditKind::Revoked]);
+    // The broker's own entries say so in the hashed data; people's do not.
+    for entry in &log {
+        assert_eq!(
+            entry.is_system(),
+            entry.actor == "hoistd",
+            "{:?} by {}",
+            entry.kind,
+            entry.actor
+        );
+    }
+    assert!(log.iter().rev().take(2).all(|e| e.is_system()));
+    assert_eq!(
+        hoistd::audit::verify(broker.broker().store()).unwrap(),
+        hoistd::audit::Verdict::Intact {
+            entries: log.len() as u64
+        }
+    );
+}
+
+#[tokio::test]
+async fn no_user_may_take_the_brokers_own_name() {
+    let text = policy_text("") + "\n[users.hoistd]\n";
+    let Err(err) = TestBroker::builder().policy(&text).try_start().await else {
+        panic!("a user named hoistd was accepted");
+    };
+    assert!(
+        format!("{err:#}").contains("user name `hoistd` is reserved"),
+        "{err:#}"
+    );
+    // Nor on reload: the old policy stays.
+    let broker = TestBroker::start().await;
+    std::fs::write(broker.policy_path(), &text).unwrap();
+    let err = broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("reserved"), "{err:#}");
 }
 
 #[tokio::test]
