@@ -1,5 +1,7 @@
 //! Short-lived credentials for an active grant, and their introspection.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use hoist_api::{AuditKind, Credential, CredentialClaims, GrantState, Introspection};
 use serde_json::json;
@@ -10,8 +12,8 @@ use crate::error::Result;
 impl Broker {
     /// Issues a short-lived credential for an active grant the caller holds.
     pub fn grant_credential(&self, user: &str, id: &str) -> Result<Credential> {
-        let policy = self.policy();
         let mut work = self.begin()?;
+        let policy = Arc::clone(&work.policy);
         let (grant, role) =
             self.held_active_grant(&work, &policy, user, id, HolderAct::FetchCredential)?;
         let expires_at = grant
@@ -62,6 +64,7 @@ impl Broker {
             return Ok(inactive);
         };
         settle_grant(&mut grant, work.now);
+        let policy = &work.policy;
         let still_eligible = policy
             .role(&grant.role)
             .is_some_and(|role| policy.is_eligible(&grant.holder, role));

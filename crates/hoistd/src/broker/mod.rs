@@ -22,9 +22,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeDelta, Utc};
-use hoist_api::{AccessRequest, AuditEvent, AuditKind, ErrorCode, Grant, GrantState, RequestState};
+use hoist_api::{
+    AccessRequest, AuditEvent, AuditKind, ErrorCode, Grant, GrantState, RequestKind, RequestState,
+};
 use serde_json::json;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::audit::{self, NewAuditEvent};
 use crate::credential::Signer;
@@ -50,6 +52,9 @@ pub struct Broker {
     changes: broadcast::Sender<Change>,
     /// Wakes the reaper when something new may fall due sooner.
     reaper: Notify,
+    /// Holds the reaper back while true, so tests can read past an end that
+    /// nothing has recorded yet (`testing` feature).
+    reaper_held: watch::Sender<bool>,
 }
 
 /// The current time, at the millisecond precision the store keeps.
@@ -81,6 +86,12 @@ fn settle_request(request: &mut AccessRequest, now: DateTime<Utc>) {
     if request.state == RequestState::Pending && request.lapses_at.is_some_and(|at| at <= now) {
         request.state = RequestState::TimedOut;
     }
+    // Approved and waiting for its start, but its window is over: it will
+    // never start.
+    if request.state == RequestState::Approved && window_end(request).is_some_and(|end| end <= now)
+    {
+        request.state = RequestState::Expired;
+    }
     if request
         .claim
         .as_ref()
@@ -88,6 +99,16 @@ fn settle_request(request: &mut AccessRequest, now: DateTime<Utc>) {
         || request.state != RequestState::Pending
     {
         request.claim = None;
+    }
+}
+
+/// When a scheduled request's access must end: its start plus its duration.
+fn window_end(request: &AccessRequest) -> Option<DateTime<Utc>> {
+    match request.kind {
+        RequestKind::Access => request
+            .starts_at
+            .map(|at| at + delta(request.duration_secs)),
+        RequestKind::Extension => None,
     }
 }
 
@@ -139,6 +160,8 @@ struct Work<'a> {
     tx: Box<dyn Tx + 'a>,
     changes: Vec<Change>,
     now: DateTime<Utc>,
+    /// The policy as it stood when the transaction began (see [`Broker::begin`]).
+    policy: Arc<Policy>,
 }
 
 impl Work<'_> {
@@ -164,6 +187,40 @@ impl Work<'_> {
     fn save_grant(&mut self, grant: &Grant) -> Result<()> {
         self.tx.update_grant(grant)?;
         self.changes.push(Change::Grant(grant.clone()));
+        Ok(())
+    }
+
+    /// Why the request's requester may not have its access under the
+    /// current policy, if they may not: checked at every step that grants
+    /// or prolongs access, inside the transaction that would do it.
+    fn ineligible(&self, request: &AccessRequest) -> Option<String> {
+        let policy = &self.policy;
+        let allowed = policy.role(&request.role).is_some_and(|role| {
+            if request.break_glass && request.kind == RequestKind::Access {
+                policy.may_break_glass(&request.requester, role)
+            } else {
+                policy.is_eligible(&request.requester, role)
+            }
+        });
+        (!allowed).then(|| {
+            format!(
+                "{} is no longer eligible for role `{}`",
+                request.requester, request.role
+            )
+        })
+    }
+
+    /// Ends a request that will not be granted, with the reason its
+    /// requester sees, audited as the broker's act.
+    fn cancel(&mut self, request: &mut AccessRequest, reason: String) -> Result<()> {
+        request.state = RequestState::Cancelled;
+        request.reason = Some(reason);
+        request.lapses_at = None;
+        request.claim = None;
+        self.save_request(request)?;
+        let mut cancelled = event(AuditKind::Cancelled, SYSTEM_ACTOR, self.now, request);
+        cancelled.reason = request.reason.clone();
+        self.audit(cancelled)?;
         Ok(())
     }
 }
@@ -207,6 +264,7 @@ impl Broker {
             signer,
             changes,
             reaper: Notify::new(),
+            reaper_held: watch::Sender::new(false),
         })
     }
 
@@ -252,11 +310,29 @@ impl Broker {
         &self.reaper
     }
 
+    /// Whether the reaper is held back (see [`Broker::hold_reaper`]).
+    pub fn reaper_held(&self) -> watch::Receiver<bool> {
+        self.reaper_held.subscribe()
+    }
+
+    /// Holds the reaper back (or lets it go), so that a test reads past an
+    /// end before anything records it: reads must settle by themselves.
+    #[cfg(feature = "testing")]
+    pub fn hold_reaper(&self, held: bool) {
+        self.reaper_held.send_replace(held);
+    }
+
+    /// Starts a transaction, then reads the policy. In that order: a reload
+    /// swaps the policy before its own transaction revokes what the new one
+    /// no longer allows, so a transaction that grants access either commits
+    /// before that sweep (which then sees its grant) or reads the new policy.
     fn begin(&self) -> Result<Work<'_>> {
+        let tx = self.store.transaction()?;
         Ok(Work {
-            tx: self.store.transaction()?,
+            tx,
             changes: Vec::new(),
             now: now(),
+            policy: self.policy(),
         })
     }
 

@@ -16,8 +16,8 @@ impl Broker {
     pub fn reload(&self, mut policy: Policy) -> Result<usize> {
         policy.adopt_directory(&self.policy.load());
         self.policy.store(Arc::new(policy));
-        let policy = self.policy();
         let mut work = self.begin()?;
+        let policy = Arc::clone(&work.policy);
         let mut revoked = 0;
         let active = work.tx.grants(&GrantQuery {
             states: vec![GrantState::Active],

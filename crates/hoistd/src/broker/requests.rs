@@ -1,5 +1,7 @@
 //! Filing, previewing, reading and cancelling access requests.
 
+use std::sync::Arc;
+
 use hoist_api::{
     AccessRequest, AuditKind, CreateRequest, ErrorCode, GrantState, RequestHistory, RequestKind,
     RequestPreview, RequestState,
@@ -118,8 +120,8 @@ impl Broker {
         input: &CreateRequest,
         idempotency_key: Option<&str>,
     ) -> Result<(AccessRequest, bool)> {
-        let policy = self.policy();
         let mut work = self.begin()?;
+        let policy = Arc::clone(&work.policy);
         let body_hash = hex::encode(Sha256::digest(
             serde_json::to_vec(input).unwrap_or_default(),
         ));
