@@ -106,7 +106,11 @@ pub fn plan(
                 "a request may be scheduled at most 30 days ahead",
             ));
         }
-        Some(at) if at > now => Some(at),
+        // To the millisecond the store keeps, so the answer to filing and
+        // every later read agree, and a window ends where it says.
+        Some(at) if at > now => {
+            Some(DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at))
+        }
         _ => None,
     };
 

@@ -7,8 +7,10 @@ mod helpers;
 
 mod audit;
 mod break_glass;
+mod eligibility;
 mod errors;
 mod events;
+mod expiry;
 mod grants;
 mod harness;
 mod invisible;
