@@ -16,6 +16,7 @@ mod harness;
 mod invisible;
 mod lifecycle;
 mod openapi;
+mod races;
 mod reload;
 mod reviews;
 mod store;
