@@ -82,7 +82,7 @@ struct IssuerKeys {
 
 /// What the cache can say about a key without waiting.
 enum Lookup {
-    Found(Jwk),
+    Found(Box<Jwk>),
     Unknown,
     Wait(Fetch),
 }
@@ -173,7 +173,7 @@ impl Verifier {
                     if stale && fetching.is_none() && !fetched_lately {
                         entry.fetching = Some(self.fetch(issuer));
                     }
-                    Lookup::Found(jwk)
+                    Lookup::Found(Box::new(jwk))
                 }
                 (None, Some(fetch)) => Lookup::Wait(fetch.clone()),
                 (None, None) if fetched_lately => Lookup::Unknown,
@@ -186,7 +186,7 @@ impl Verifier {
         };
         let unknown = || TokenError::UnknownKey(kid.to_string());
         match lookup {
-            Lookup::Found(jwk) => Ok(jwk),
+            Lookup::Found(jwk) => Ok(*jwk),
             Lookup::Unknown => Err(unknown()),
             Lookup::Wait(fetch) => find(fetch.await?.as_ref(), kid).ok_or_else(unknown),
         }
