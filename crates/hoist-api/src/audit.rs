@@ -29,10 +29,13 @@ pub enum AuditKind {
     Revoked,
     Expired,
     PolicyReloaded,
+    /// A person signed in through an OpenID provider for the first time, and
+    /// their provider identity (issuer, subject) was bound to a user name.
+    IdentityBound,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 16] = [
+    pub const ALL: [AuditKind; 17] = [
         Self::Requested,
         Self::Reviewed,
         Self::Approved,
@@ -49,6 +52,7 @@ impl AuditKind {
         Self::Revoked,
         Self::Expired,
         Self::PolicyReloaded,
+        Self::IdentityBound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +73,7 @@ impl AuditKind {
             Self::Revoked => "revoked",
             Self::Expired => "expired",
             Self::PolicyReloaded => "policy_reloaded",
+            Self::IdentityBound => "identity_bound",
         }
     }
 

@@ -11,13 +11,15 @@
 
 mod credentials;
 mod grants;
+mod identities;
 mod meta;
 mod reaper;
 mod reload;
 mod requests;
 mod reviews;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -55,7 +57,12 @@ pub struct Broker {
     /// Holds the reaper back while true, so tests can read past an end that
     /// nothing has recorded yet (`testing` feature).
     reaper_held: watch::Sender<bool>,
+    /// Provider identities (issuer, subject) already bound to a user, as
+    /// the store has them; a binding never changes once made.
+    bindings: RwLock<HashMap<(String, String), String>>,
 }
+
+pub use identities::Authenticated;
 
 /// The current time, at the millisecond precision the store keeps.
 pub fn now() -> DateTime<Utc> {
@@ -265,6 +272,7 @@ impl Broker {
             changes,
             reaper: Notify::new(),
             reaper_held: watch::Sender::new(false),
+            bindings: RwLock::default(),
         })
     }
 
@@ -274,28 +282,6 @@ impl Broker {
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
-    }
-
-    /// Who a bearer token belongs to: a static token from the policy, or an
-    /// ID token from one of its OpenID providers (whose groups are recorded).
-    pub async fn authenticate(&self, token: &str) -> Result<String> {
-        let policy = self.policy();
-        if let Some(user) = policy.user_for_token(token) {
-            return Ok(user.id.clone());
-        }
-        if policy.oidc.is_empty() || token.split('.').count() != 3 {
-            return Err(Error::refuse(
-                ErrorCode::Unauthenticated,
-                "unknown or expired token",
-            ));
-        }
-        match self.verifier.verify(&policy, token).await {
-            Ok(identity) => {
-                policy.vouch(&identity.user, &identity.display_name, identity.groups);
-                Ok(identity.user)
-            }
-            Err(err) => Err(Error::refuse(ErrorCode::Unauthenticated, err.to_string())),
-        }
     }
 
     pub fn signer(&self) -> &Signer {

@@ -222,7 +222,7 @@ impl FromRequestParts<AppState> for Caller {
             ));
         };
         match state.broker.authenticate(token).await {
-            Ok(user) => Ok(Caller(user)),
+            Ok(caller) => Ok(Caller(caller.user)),
             Err(err) => Err(Failure(err).into_response()),
         }
     }

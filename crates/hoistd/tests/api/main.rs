@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+#[path = "../../../../tests/support/oidc.rs"]
+mod oidc;
 
 mod audit;
 mod break_glass;
@@ -21,4 +23,5 @@ mod provider_keys;
 mod races;
 mod reload;
 mod reviews;
+mod sso;
 mod store;
