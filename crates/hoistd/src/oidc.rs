@@ -152,7 +152,14 @@ impl Verifier {
         let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
             .map_err(|err| TokenError::Invalid(err.to_string()))?
             .claims;
-        identity(issuer, &claims)
+        let identity = identity(issuer, &claims)?;
+        // The check above counts whole seconds and accepts a token while
+        // now == exp; its end is exclusive, to the millisecond, here as in
+        // every stream that ends at it.
+        if crate::broker::now() >= identity.expires_at {
+            return Err(TokenError::Invalid("the token has expired".into()));
+        }
+        Ok(identity)
     }
 
     /// The issuer's key `kid`: from the cache if it is there, without

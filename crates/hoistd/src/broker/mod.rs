@@ -60,6 +60,8 @@ pub struct Broker {
     /// Provider identities (issuer, subject) already bound to a user, as
     /// the store has them; a binding never changes once made.
     bindings: RwLock<HashMap<(String, String), String>>,
+    /// Counts policy reloads, so live streams can check their caller again.
+    reloads: watch::Sender<u64>,
 }
 
 pub use identities::Authenticated;
@@ -273,6 +275,7 @@ impl Broker {
             reaper: Notify::new(),
             reaper_held: watch::Sender::new(false),
             bindings: RwLock::default(),
+            reloads: watch::Sender::new(0),
         })
     }
 
@@ -294,6 +297,11 @@ impl Broker {
 
     pub fn reaper_wakeup(&self) -> &Notify {
         &self.reaper
+    }
+
+    /// Changes at every policy reload (after the new policy is in force).
+    pub fn reloads(&self) -> watch::Receiver<u64> {
+        self.reloads.subscribe()
     }
 
     /// Whether the reaper is held back (see [`Broker::hold_reaper`]).

@@ -16,6 +16,9 @@ impl Broker {
     pub fn reload(&self, mut policy: Policy) -> Result<usize> {
         policy.adopt_directory(&self.policy.load());
         self.policy.store(Arc::new(policy));
+        // Live streams check their callers against the new policy before
+        // they deliver anything more.
+        self.reloads.send_modify(|n| *n += 1);
         let mut work = self.begin()?;
         let policy = Arc::clone(&work.policy);
         let mut revoked = 0;

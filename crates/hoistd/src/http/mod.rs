@@ -200,6 +200,23 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        Session::from_request_parts(parts, state)
+            .await
+            .map(|session| Caller(session.caller.user))
+    }
+}
+
+/// The caller with the token they came with, for a long-lived response that
+/// must check them again later (the event stream).
+pub struct Session {
+    pub caller: broker::Authenticated,
+    pub token: String,
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(refused(
                 ErrorCode::Unauthenticated,
@@ -222,7 +239,10 @@ impl FromRequestParts<AppState> for Caller {
             ));
         };
         match state.broker.authenticate(token).await {
-            Ok(caller) => Ok(Caller(caller.user)),
+            Ok(caller) => Ok(Session {
+                caller,
+                token: token.to_string(),
+            }),
             Err(err) => Err(Failure(err).into_response()),
         }
     }
