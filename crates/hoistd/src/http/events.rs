@@ -67,7 +67,7 @@ async fn events(
 enum Step {
     End,
     Reloaded,
-    Change(Result<Change, BroadcastStreamRecvError>),
+    Change(Box<Result<Change, BroadcastStreamRecvError>>),
 }
 
 /// One caller's stream after its `hello`.
@@ -98,7 +98,7 @@ impl Follow {
                     Err(_) => Step::End,
                 },
                 item = self.changes.next() => match item {
-                    Some(item) => Step::Change(item),
+                    Some(item) => Step::Change(Box::new(item)),
                     None => Step::End,
                 },
             };
@@ -106,7 +106,7 @@ impl Follow {
                 Step::End => return None,
                 Step::Reloaded if self.still_signed_in().await => continue,
                 Step::Reloaded => return None,
-                Step::Change(item) => item,
+                Step::Change(item) => *item,
             };
             // A reload may have landed just before this change: the caller
             // is checked again before it is delivered.
