@@ -197,10 +197,7 @@ async fn a_stream_ends_when_its_caller_is_taken_out_and_idle_streams_too() {
     assert!(matches!(events.next().await, Some(LiveEvent::Hello { .. })));
     // Nothing happens on the stream; the reload alone ends it.
     let text = std::fs::read_to_string(broker.policy_path()).unwrap();
-    let without_bob = text.replace(
-        &format!("[users.bob]\ntoken_sha256"),
-        "[users.bob]\n# token_sha256",
-    );
+    let without_bob = text.replace("[users.bob]\ntoken_sha256", "[users.bob]\n# token_sha256");
     assert_ne!(text, without_bob);
     std::fs::write(broker.policy_path(), without_bob).unwrap();
     broker.server().reload(&broker.policy_path()).await.unwrap();
