@@ -116,6 +116,13 @@ impl Server {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        // Repeated uses still being counted are audited with their count.
+        let broker = Arc::clone(&self.broker);
+        match tokio::task::spawn_blocking(move || broker.record_repeated_uses(true)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "repeated uses not audited"),
+            Err(err) => tracing::error!(error = %err, "repeated uses not audited"),
+        }
     }
 }
 
@@ -128,7 +135,13 @@ async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
             _ = stopped.wait_for(|stopped| *stopped) => return,
         }
         let reaping = Arc::clone(&broker);
-        let next = match tokio::task::spawn_blocking(move || reaping.reap()).await {
+        let next = match tokio::task::spawn_blocking(move || {
+            let next = reaping.reap()?;
+            reaping.record_repeated_uses(false)?;
+            Ok::<_, error::Error>(next)
+        })
+        .await
+        {
             Ok(Ok(next)) => next,
             Ok(Err(err)) => {
                 tracing::error!(error = %err, "reaper failed; retrying");

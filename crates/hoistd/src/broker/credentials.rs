@@ -6,12 +6,14 @@ use chrono::{DateTime, Utc};
 use hoist_api::{AuditKind, Credential, CredentialClaims, GrantState, Introspection};
 use serde_json::json;
 
+use super::limits::Act;
 use super::{Broker, HolderAct, grant_event, new_id, settle_grant, std_delta};
 use crate::error::Result;
 
 impl Broker {
     /// Issues a short-lived credential for an active grant the caller holds.
     pub fn grant_credential(&self, user: &str, id: &str) -> Result<Credential> {
+        self.limit(Act::FetchCredential, user)?;
         let mut work = self.begin()?;
         let policy = Arc::clone(&work.policy);
         let (grant, role) =
@@ -34,7 +36,7 @@ impl Broker {
         let token = self.signer.issue(&claims)?;
         let mut issued = grant_event(AuditKind::CredentialIssued, user, work.now, &grant);
         issued.details = json!({ "jti": jti, "expires_at": expires_at });
-        work.audit(issued)?;
+        self.audit_use(&mut work, issued)?;
         self.finish(work)?;
         Ok(Credential {
             grant_id: grant.id,
@@ -48,6 +50,7 @@ impl Broker {
 
     /// RFC 7662: a credential is active only while its grant is.
     pub fn introspect(&self, user: &str, token: &str) -> Result<Introspection> {
+        self.limit(Act::Introspect, user)?;
         let policy = self.policy();
         let inactive = Introspection::default();
         let Some(claims) = self.signer.verify(token, &policy.settings.issuer) else {
@@ -73,7 +76,7 @@ impl Broker {
         }
         let mut used = grant_event(AuditKind::CredentialUsed, user, work.now, &grant);
         used.details = json!({ "jti": claims.jti });
-        work.audit(used)?;
+        self.audit_use(&mut work, used)?;
         self.finish(work)?;
         Ok(Introspection {
             active: true,

@@ -12,6 +12,7 @@
 mod credentials;
 mod grants;
 mod identities;
+mod limits;
 mod meta;
 mod reaper;
 mod reload;
@@ -62,6 +63,8 @@ pub struct Broker {
     bindings: RwLock<HashMap<(String, String), String>>,
     /// Counts policy reloads, so live streams can check their caller again.
     reloads: watch::Sender<u64>,
+    limits: ArcSwap<limits::Limits>,
+    uses: limits::Uses,
 }
 
 pub use identities::Authenticated;
@@ -269,6 +272,7 @@ impl Broker {
         Ok(Broker {
             store,
             verifier: crate::oidc::Verifier::new(),
+            limits: ArcSwap::from_pointee(limits::Limits::new(&policy.settings)),
             policy: ArcSwap::from_pointee(policy),
             signer,
             changes,
@@ -276,6 +280,7 @@ impl Broker {
             reaper_held: watch::Sender::new(false),
             bindings: RwLock::default(),
             reloads: watch::Sender::new(0),
+            uses: limits::Uses::default(),
         })
     }
 

@@ -15,6 +15,10 @@ impl Broker {
     /// Swaps in a new policy and revokes every grant its holder may no longer have.
     pub fn reload(&self, mut policy: Policy) -> Result<usize> {
         policy.adopt_directory(&self.policy.load());
+        if !self.limits.load().same_rates(&policy.settings) {
+            self.limits
+                .store(Arc::new(super::limits::Limits::new(&policy.settings)));
+        }
         self.policy.store(Arc::new(policy));
         // Live streams check their callers against the new policy before
         // they deliver anything more.

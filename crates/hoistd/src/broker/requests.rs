@@ -9,6 +9,7 @@ use hoist_api::{
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::limits::Act;
 use super::{
     Broker, Change, SYSTEM_ACTOR, Work, event, new_id, now, settle_grant, settle_request, std_delta,
 };
@@ -120,6 +121,7 @@ impl Broker {
         input: &CreateRequest,
         idempotency_key: Option<&str>,
     ) -> Result<(AccessRequest, bool)> {
+        self.limit(Act::File, user)?;
         let mut work = self.begin()?;
         let policy = Arc::clone(&work.policy);
         let body_hash = hex::encode(Sha256::digest(

@@ -117,6 +117,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         NotFound => StatusCode::NOT_FOUND,
         InvalidState | AlreadyReviewed => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        RateLimited => StatusCode::TOO_MANY_REQUESTS,
         UnknownRole
         | InvalidDuration
         | DurationTooLong
@@ -164,6 +165,18 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         match self.0 {
             Error::Refused { code, message } => refused(code, message),
+            Error::RateLimited {
+                message,
+                retry_after,
+            } => {
+                let mut response = refused(ErrorCode::RateLimited, message);
+                // Whole seconds, rounded up: never an invitation to come back early.
+                let secs = retry_after.as_millis().div_ceil(1000).max(1);
+                if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                response
+            }
             err => {
                 tracing::error!(error = %err, "internal error");
                 refused(

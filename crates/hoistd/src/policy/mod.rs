@@ -22,7 +22,7 @@ use toml::Spanned;
 
 pub use issuers::OidcIssuer;
 pub use roles::RoleDef;
-pub use settings::Settings;
+pub use settings::{Rate, Settings};
 
 /// A policy that passed every check.
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ mod harness;
 mod invisible;
 mod issuer;
 mod lifecycle;
+mod limits;
 mod openapi;
 mod provider_keys;
 mod races;
