@@ -43,14 +43,18 @@ const GROUPS = {
   erin: ['auditors'],
 };
 
+// A login `name#anything` is someone else who calls themselves `name`: the
+// whole login is their `sub`, and `name` their user name and groups. The
+// broker's tests sign in so to claim another person's name.
 function account(login) {
+  const name = login.split('#')[0];
   return {
     accountId: login,
     async claims() {
       return {
         sub: login,
-        preferred_username: login,
-        groups: GROUPS[login] ?? [],
+        preferred_username: name,
+        groups: GROUPS[name] ?? [],
       };
     },
   };

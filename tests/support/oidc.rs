@@ -64,7 +64,13 @@ impl Provider {
     }
 
     async fn spawn(ttl: Option<u64>) -> Provider {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider");
+        // From the workspace root, or from a crate under it whose tests include this file.
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dir = manifest
+            .ancestors()
+            .map(|dir| dir.join("tests/oidc-provider"))
+            .find(|dir| dir.join("server.mjs").is_file())
+            .unwrap_or_else(|| manifest.join("tests/oidc-provider"));
         assert!(
             dir.join("node_modules/oidc-provider/package.json")
                 .is_file(),

@@ -4,6 +4,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The actor of the broker's own acts (expiry, time-outs, reloads). No user
+/// may carry this name; the entries also say `"system": true` in their
+/// `details`, which the chain's hash covers.
+pub const SYSTEM_ACTOR: &str = "hoistd";
+
 /// Kinds of audit event; each step of the lifecycle is its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -24,10 +29,13 @@ pub enum AuditKind {
     Revoked,
     Expired,
     PolicyReloaded,
+    /// A person signed in through an OpenID provider for the first time, and
+    /// their provider identity (issuer, subject) was bound to a user name.
+    IdentityBound,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 16] = [
+    pub const ALL: [AuditKind; 17] = [
         Self::Requested,
         Self::Reviewed,
         Self::Approved,
@@ -44,6 +52,7 @@ impl AuditKind {
         Self::Revoked,
         Self::Expired,
         Self::PolicyReloaded,
+        Self::IdentityBound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +73,7 @@ impl AuditKind {
             Self::Revoked => "revoked",
             Self::Expired => "expired",
             Self::PolicyReloaded => "policy_reloaded",
+            Self::IdentityBound => "identity_bound",
         }
     }
 
@@ -101,6 +111,14 @@ pub struct AuditEvent {
     pub prev_hash: String,
     /// Hex SHA-256 over `prev_hash` and this entry's fields.
     pub hash: String,
+}
+
+impl AuditEvent {
+    /// Whether the broker itself did this (its `details` say so; entries
+    /// written before the marker existed name [`SYSTEM_ACTOR`] alone).
+    pub fn is_system(&self) -> bool {
+        self.details.get("system") == Some(&serde_json::Value::Bool(true))
+    }
 }
 
 #[cfg(test)]

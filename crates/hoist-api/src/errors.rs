@@ -40,6 +40,8 @@ pub enum ErrorCode {
     /// The same `Idempotency-Key` was sent with a different body.
     IdempotencyKeyReused,
     PayloadTooLarge,
+    /// The caller did this too often; `Retry-After` says when to try again.
+    RateLimited,
     Internal,
 }
 

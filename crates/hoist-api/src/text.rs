@@ -1,5 +1,9 @@
-//! Where in a text a parser's byte offset falls, for `file:line:column`
-//! errors in the broker's policy and the client's config alike.
+//! Rules about text shared by the broker and the client: which characters a
+//! justification, ticket, incident reference or comment may hold, how many
+//! of them count, and where in a text a parser's byte offset falls (for
+//! `file:line:column` errors in the broker's policy and the client's config).
+
+use std::fmt;
 
 /// 1-based line and column, in characters, of a byte offset into `text`.
 ///
@@ -24,9 +28,145 @@ pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// A character that shows nothing (or reorders what is shown) and so may
+/// not appear in text people read to decide on access: bidirectional
+/// controls, zero-width characters, line and paragraph separators, and other
+/// invisible format characters. It names itself in refusals:
+/// `U+200B ZERO WIDTH SPACE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invisible(pub char);
+
+impl Invisible {
+    /// The Unicode name of the character, or what kind of character it is
+    /// where it belongs to a range.
+    pub fn name(self) -> &'static str {
+        invisible_name(self.0).unwrap_or("INVISIBLE CHARACTER")
+    }
+}
+
+impl fmt::Display for Invisible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "U+{:04X} {}", self.0 as u32, self.name())
+    }
+}
+
+/// Whether `c` is one of the characters [`Invisible`] describes.
+pub fn is_invisible(c: char) -> bool {
+    invisible_name(c).is_some()
+}
+
+/// The first invisible character in `text`, if any.
+pub fn find_invisible(text: &str) -> Option<Invisible> {
+    text.chars().find(|c| is_invisible(*c)).map(Invisible)
+}
+
+/// How many characters of `text` a reader sees: invisible characters,
+/// control characters other than line breaks and tabs, and variation
+/// selectors (which only choose how the character before them looks) do
+/// not count. Minimum lengths are checked against this, so ten zero-width
+/// spaces are not ten characters of justification.
+pub fn visible_len(text: &str) -> usize {
+    text.chars()
+        .filter(|c| {
+            !is_invisible(*c)
+                && !is_variation_selector(*c)
+                && (!c.is_control() || matches!(c, '\n' | '\t'))
+        })
+        .count()
+}
+
+fn is_variation_selector(c: char) -> bool {
+    matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}' | '\u{180B}'..='\u{180D}' | '\u{180F}')
+}
+
+/// Unicode's invisible characters: the format characters (general category
+/// Cf) other than the prepended concatenation marks, which print, plus the
+/// line and paragraph separators and the fillers and marks that render as
+/// nothing and are used to spoof text.
+fn invisible_name(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{00AD}' => "SOFT HYPHEN",
+        '\u{034F}' => "COMBINING GRAPHEME JOINER",
+        '\u{061C}' => "ARABIC LETTER MARK",
+        '\u{115F}' => "HANGUL CHOSEONG FILLER",
+        '\u{1160}' => "HANGUL JUNGSEONG FILLER",
+        '\u{17B4}' => "KHMER VOWEL INHERENT AQ",
+        '\u{17B5}' => "KHMER VOWEL INHERENT AA",
+        '\u{180E}' => "MONGOLIAN VOWEL SEPARATOR",
+        '\u{200B}' => "ZERO WIDTH SPACE",
+        '\u{200C}' => "ZERO WIDTH NON-JOINER",
+        '\u{200D}' => "ZERO WIDTH JOINER",
+        '\u{200E}' => "LEFT-TO-RIGHT MARK",
+        '\u{200F}' => "RIGHT-TO-LEFT MARK",
+        '\u{2028}' => "LINE SEPARATOR",
+        '\u{2029}' => "PARAGRAPH SEPARATOR",
+        '\u{202A}' => "LEFT-TO-RIGHT EMBEDDING",
+        '\u{202B}' => "RIGHT-TO-LEFT EMBEDDING",
+        '\u{202C}' => "POP DIRECTIONAL FORMATTING",
+        '\u{202D}' => "LEFT-TO-RIGHT OVERRIDE",
+        '\u{202E}' => "RIGHT-TO-LEFT OVERRIDE",
+        '\u{2060}' => "WORD JOINER",
+        '\u{2061}' => "FUNCTION APPLICATION",
+        '\u{2062}' => "INVISIBLE TIMES",
+        '\u{2063}' => "INVISIBLE SEPARATOR",
+        '\u{2064}' => "INVISIBLE PLUS",
+        '\u{2066}' => "LEFT-TO-RIGHT ISOLATE",
+        '\u{2067}' => "RIGHT-TO-LEFT ISOLATE",
+        '\u{2068}' => "FIRST STRONG ISOLATE",
+        '\u{2069}' => "POP DIRECTIONAL ISOLATE",
+        '\u{206A}'..='\u{206F}' => "DEPRECATED FORMAT CHARACTER",
+        '\u{3164}' => "HANGUL FILLER",
+        '\u{FEFF}' => "ZERO WIDTH NO-BREAK SPACE",
+        '\u{FFA0}' => "HALFWIDTH HANGUL FILLER",
+        '\u{FFF9}' => "INTERLINEAR ANNOTATION ANCHOR",
+        '\u{FFFA}' => "INTERLINEAR ANNOTATION SEPARATOR",
+        '\u{FFFB}' => "INTERLINEAR ANNOTATION TERMINATOR",
+        '\u{13430}'..='\u{1343F}' => "EGYPTIAN HIEROGLYPH FORMAT CONTROL",
+        '\u{1BCA0}'..='\u{1BCA3}' => "SHORTHAND FORMAT CONTROL",
+        '\u{1D173}'..='\u{1D17A}' => "MUSICAL SYMBOL FORMAT CONTROL",
+        '\u{E0001}' => "LANGUAGE TAG",
+        '\u{E0020}'..='\u{E007F}' => "TAG CHARACTER",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::line_and_column;
+    use super::*;
+
+    #[test]
+    fn invisible_characters_are_found_and_named() {
+        assert_eq!(find_invisible("plain text, é and 🦀\n\tok"), None);
+        let found = find_invisible("fix\u{200B}db").unwrap();
+        assert_eq!(found.to_string(), "U+200B ZERO WIDTH SPACE");
+        for (c, name) in [
+            ('\u{202E}', "U+202E RIGHT-TO-LEFT OVERRIDE"),
+            ('\u{2066}', "U+2066 LEFT-TO-RIGHT ISOLATE"),
+            ('\u{200F}', "U+200F RIGHT-TO-LEFT MARK"),
+            ('\u{2028}', "U+2028 LINE SEPARATOR"),
+            ('\u{2029}', "U+2029 PARAGRAPH SEPARATOR"),
+            ('\u{FEFF}', "U+FEFF ZERO WIDTH NO-BREAK SPACE"),
+            ('\u{00AD}', "U+00AD SOFT HYPHEN"),
+            ('\u{E0041}', "U+E0041 TAG CHARACTER"),
+            ('\u{3164}', "U+3164 HANGUL FILLER"),
+        ] {
+            assert_eq!(
+                find_invisible(&format!("a{c}b")).map(|i| i.to_string()),
+                Some(name.to_string())
+            );
+        }
+        // Printing format characters and emoji with their selectors are fine.
+        assert_eq!(find_invisible("\u{0600}1 ❤\u{FE0F}"), None);
+    }
+
+    #[test]
+    fn only_visible_characters_count() {
+        assert_eq!(visible_len("fix the db"), 10);
+        assert_eq!(visible_len(&"\u{200B}".repeat(10)), 0);
+        assert_eq!(visible_len("ok\u{202E}\u{2066}\u{FE0F}\u{7}"), 2);
+        assert_eq!(visible_len("two\nlines"), 9);
+        assert_eq!(visible_len("🦀é"), 2);
+    }
 
     #[test]
     fn lines_and_columns_count_from_one() {

@@ -2,6 +2,7 @@
 //! terms once, here, and becomes a [`Plan`] the lifecycle code can trust.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use hoist_api::text::{find_invisible, visible_len};
 use hoist_api::{
     CreateRequest, ErrorCode, MAX_COMMENT_CHARS, MAX_JUSTIFICATION_CHARS, MAX_REFERENCE_CHARS,
 };
@@ -105,7 +106,11 @@ pub fn plan(
                 "a request may be scheduled at most 30 days ahead",
             ));
         }
-        Some(at) if at > now => Some(at),
+        // To the millisecond the store keeps, so the answer to filing and
+        // every later read agree, and a window ends where it says.
+        Some(at) if at > now => {
+            Some(DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at))
+        }
         _ => None,
     };
 
@@ -163,28 +168,19 @@ pub fn justification(role: &RoleDef, text: &str) -> Result<String, Error> {
             ),
         ));
     }
-    if let Some(c) = text
-        .chars()
-        .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
-    {
-        return Err(Error::refuse(
-            ErrorCode::InvalidBody,
-            format!(
-                "justification holds the control character U+{:04X}",
-                c as u32
-            ),
-        ));
-    }
-    if chars < role.min_justification as usize {
+    printable("justification", text)?;
+    // What an approver reads is what counts towards the minimum.
+    let visible = visible_len(text);
+    if visible < role.min_justification as usize {
         return Err(Error::refuse(
             ErrorCode::JustificationTooShort,
             format!(
-                "justification is {chars} characters; role `{}` needs at least {}",
+                "justification is {visible} characters; role `{}` needs at least {}",
                 role.id, role.min_justification
             ),
         ));
     }
-    if chars == 0 {
+    if visible == 0 {
         return Err(Error::refuse(
             ErrorCode::JustificationTooShort,
             "justification is empty",
@@ -202,6 +198,12 @@ fn reference(what: &str, value: Option<&str>) -> Result<Option<String>, Error> {
         return Err(Error::refuse(
             ErrorCode::InvalidReference,
             format!("{what} reference is longer than {MAX_REFERENCE_CHARS} characters"),
+        ));
+    }
+    if let Some(invisible) = find_invisible(value) {
+        return Err(Error::refuse(
+            ErrorCode::InvalidReference,
+            format!("{what} reference holds {invisible}"),
         ));
     }
     if let Some(c) = value.chars().find(|c| c.is_control() || c.is_whitespace()) {
@@ -248,6 +250,14 @@ pub fn comment(what: &str, text: Option<&str>) -> Result<Option<String>, Error> 
             format!("{what} is longer than {MAX_COMMENT_CHARS} characters"),
         ));
     }
+    printable(what, text)?;
+    Ok(Some(text.to_string()))
+}
+
+/// Refuses text people read to decide on access if it holds a control
+/// character (other than a line break or tab) or an invisible one (bidi
+/// controls, zero-width characters, line separators), naming it.
+fn printable(what: &str, text: &str) -> Result<(), Error> {
     if let Some(c) = text
         .chars()
         .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
@@ -257,5 +267,11 @@ pub fn comment(what: &str, text: Option<&str>) -> Result<Option<String>, Error> 
             format!("{what} holds the control character U+{:04X}", c as u32),
         ));
     }
-    Ok(Some(text.to_string()))
+    if let Some(invisible) = find_invisible(text) {
+        return Err(Error::refuse(
+            ErrorCode::InvalidBody,
+            format!("{what} holds {invisible}"),
+        ));
+    }
+    Ok(())
 }

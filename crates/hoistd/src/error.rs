@@ -10,6 +10,12 @@ use crate::store::StoreError;
 pub enum Error {
     #[error("{message}")]
     Refused { code: ErrorCode, message: String },
+    /// A refusal for doing something too often, with when to try again.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

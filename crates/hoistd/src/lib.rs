@@ -48,11 +48,35 @@ impl Server {
         store: Arc<dyn Store>,
         policy: Policy,
     ) -> anyhow::Result<Self> {
+        Self::launch(listener, store, policy, false).await
+    }
+
+    /// [`Server::start`] with the reaper held back from the first moment,
+    /// start-up included (see [`Broker::hold_reaper`]).
+    #[cfg(feature = "testing")]
+    pub async fn start_with_reaper_held(
+        listener: TcpListener,
+        store: Arc<dyn Store>,
+        policy: Policy,
+    ) -> anyhow::Result<Self> {
+        Self::launch(listener, store, policy, true).await
+    }
+
+    async fn launch(
+        listener: TcpListener,
+        store: Arc<dyn Store>,
+        policy: Policy,
+        reaper_held: bool,
+    ) -> anyhow::Result<Self> {
         let broker = Arc::new(Broker::new(store, policy)?);
+        #[cfg(feature = "testing")]
+        broker.hold_reaper(reaper_held);
         // Before serving anything: grants that ended while we were down are
         // recorded as expired now, not whenever the first tick comes.
-        let reaping = Arc::clone(&broker);
-        tokio::task::spawn_blocking(move || reaping.reap()).await??;
+        if !reaper_held {
+            let reaping = Arc::clone(&broker);
+            tokio::task::spawn_blocking(move || reaping.reap()).await??;
+        }
 
         let addr = listener.local_addr()?;
         let (shutdown, stopped) = watch::channel(false);
@@ -92,14 +116,32 @@ impl Server {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        // Repeated uses still being counted are audited with their count.
+        let broker = Arc::clone(&self.broker);
+        match tokio::task::spawn_blocking(move || broker.record_repeated_uses(true)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "repeated uses not audited"),
+            Err(err) => tracing::error!(error = %err, "repeated uses not audited"),
+        }
     }
 }
 
 /// Records expiries, time-outs and scheduled starts as they fall due.
 async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    let mut held = broker.reaper_held();
     loop {
+        tokio::select! {
+            _ = held.wait_for(|held| !*held) => {}
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        }
         let reaping = Arc::clone(&broker);
-        let next = match tokio::task::spawn_blocking(move || reaping.reap()).await {
+        let next = match tokio::task::spawn_blocking(move || {
+            let next = reaping.reap()?;
+            reaping.record_repeated_uses(false)?;
+            Ok::<_, error::Error>(next)
+        })
+        .await
+        {
             Ok(Ok(next)) => next,
             Ok(Err(err)) => {
                 tracing::error!(error = %err, "reaper failed; retrying");

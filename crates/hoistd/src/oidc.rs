@@ -1,35 +1,53 @@
 //! Bearer JWTs from OpenID providers: keys from each issuer's discovery
-//! document and JWKS (cached, fetched again for an unknown `kid`), and the
-//! checks that make a token count: signature with an allowed public-key
-//! algorithm, `iss`, `aud`, `exp`/`nbf` with a small leeway.
+//! document and JWKS, and the checks that make a token count: signature with
+//! an allowed public-key algorithm, `iss`, `aud`, `exp`/`nbf` with a small
+//! leeway.
+//!
+//! The key cache is never locked across a network call. A token whose key is
+//! cached is answered from the cache at once, even while a fetch is under
+//! way. A fetch runs as a task of its own, one per issuer at a time, bounded
+//! by the issuer's `keys_timeout`; tokens with unknown key ids wait for that
+//! one fetch rather than each starting their own, and between fetches (at
+//! most one per `keys_refetch_after`) an unknown key id is answered as
+//! unknown without asking the provider.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::JwkSet;
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
-use tokio::sync::Mutex;
 
 use crate::policy::{OidcIssuer, Policy};
 
-/// A JWKS is fetched again at most this often when an unknown `kid` arrives,
-/// so forged `kid`s cannot make the broker hammer the provider.
-const REFETCH_AFTER: Duration = Duration::from_secs(30);
-/// Keys are fetched again after this long even when every `kid` is known.
+/// Keys are fetched again after this long even when every `kid` is known;
+/// until the new set arrives, the cached one keeps answering.
 const KEYS_TTL: Duration = Duration::from_secs(3600);
 
 /// Who a valid token says the caller is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The provider (`iss`), as the policy names it.
+    pub issuer: String,
+    /// The provider's stable id of the person (`sub`).
+    pub subject: String,
+    /// The user name the token claims (the issuer's `username_claim`). It
+    /// only names a new person; who a known `(issuer, subject)` is, is
+    /// decided by the broker's bindings.
     pub user: String,
     pub display_name: String,
     pub groups: BTreeSet<String>,
+    /// The token stops being accepted at this moment (`exp` plus leeway).
+    pub expires_at: DateTime<Utc>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     #[error("the token is not a JWT")]
     Malformed,
@@ -45,18 +63,34 @@ pub enum TokenError {
     Invalid(String),
     #[error("the token has no usable `{0}` claim")]
     Claim(String),
+    #[error("the token names `{0}`, the broker's own name, which no user may have")]
+    Reserved(String),
 }
 
+/// One issuer's fetch of its keys, which every caller waiting on it shares.
+type Fetch = Shared<BoxFuture<'static, Result<Arc<JwkSet>, TokenError>>>;
+
 #[derive(Default)]
-struct Keys {
-    set: Option<JwkSet>,
-    fetched: Option<Instant>,
+struct IssuerKeys {
+    set: Option<Arc<JwkSet>>,
+    /// When `set` arrived.
+    loaded: Option<Instant>,
+    /// When the last fetch ended, whether or not it brought keys.
+    attempted: Option<Instant>,
+    fetching: Option<Fetch>,
+}
+
+/// What the cache can say about a key without waiting.
+enum Lookup {
+    Found(Box<Jwk>),
+    Unknown,
+    Wait(Fetch),
 }
 
 /// Verifies ID tokens against the issuers of the current policy.
 pub struct Verifier {
     http: reqwest::Client,
-    keys: Mutex<HashMap<String, Keys>>,
+    issuers: Arc<Mutex<HashMap<String, IssuerKeys>>>,
 }
 
 #[derive(Deserialize)]
@@ -80,12 +114,11 @@ impl Verifier {
     pub fn new() -> Verifier {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
         Verifier {
             http,
-            keys: Mutex::new(HashMap::new()),
+            issuers: Arc::default(),
         }
     }
 
@@ -119,69 +152,130 @@ impl Verifier {
         let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
             .map_err(|err| TokenError::Invalid(err.to_string()))?
             .claims;
-        identity(issuer, &claims)
+        let identity = identity(issuer, &claims)?;
+        // The check above counts whole seconds and accepts a token while
+        // now == exp; its end is exclusive, to the millisecond, here as in
+        // every stream that ends at it.
+        if crate::broker::now() >= identity.expires_at {
+            return Err(TokenError::Invalid("the token has expired".into()));
+        }
+        Ok(identity)
     }
 
-    /// The issuer's key `kid`, from cache or freshly fetched.
-    async fn key(
-        &self,
-        issuer: &OidcIssuer,
-        kid: &str,
-    ) -> Result<jsonwebtoken::jwk::Jwk, TokenError> {
-        let mut cache = self.keys.lock().await;
-        let entry = cache.entry(issuer.issuer.clone()).or_default();
-        let find = |set: &Option<JwkSet>| {
-            set.as_ref().and_then(|set| {
-                if kid.is_empty() && set.keys.len() == 1 {
-                    set.keys.first().cloned()
-                } else {
-                    set.find(kid).cloned()
+    /// The issuer's key `kid`: from the cache if it is there, without
+    /// waiting on anything; otherwise from the issuer's one fetch in flight,
+    /// or a new one if none ran lately.
+    async fn key(&self, issuer: &OidcIssuer, kid: &str) -> Result<Jwk, TokenError> {
+        let lookup = {
+            let mut issuers = self.issuers.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = issuers.entry(issuer.issuer.clone()).or_default();
+            let found = entry.set.as_deref().and_then(|set| find(set, kid));
+            let stale = entry.loaded.is_none_or(|at| at.elapsed() > KEYS_TTL);
+            let fetched_lately = entry
+                .attempted
+                .is_some_and(|at| at.elapsed() < issuer.keys_refetch_after);
+            match (found, &entry.fetching) {
+                (Some(jwk), fetching) => {
+                    // Refresh in the background; this caller does not wait.
+                    if stale && fetching.is_none() && !fetched_lately {
+                        entry.fetching = Some(self.fetch(issuer));
+                    }
+                    Lookup::Found(Box::new(jwk))
                 }
-            })
+                (None, Some(fetch)) => Lookup::Wait(fetch.clone()),
+                (None, None) if fetched_lately => Lookup::Unknown,
+                (None, None) => {
+                    let fetch = self.fetch(issuer);
+                    entry.fetching = Some(fetch.clone());
+                    Lookup::Wait(fetch)
+                }
+            }
         };
-        let stale = entry.fetched.is_none_or(|at| at.elapsed() > KEYS_TTL);
-        if !stale && let Some(jwk) = find(&entry.set) {
-            return Ok(jwk);
+        let unknown = || TokenError::UnknownKey(kid.to_string());
+        match lookup {
+            Lookup::Found(jwk) => Ok(*jwk),
+            Lookup::Unknown => Err(unknown()),
+            Lookup::Wait(fetch) => find(fetch.await?.as_ref(), kid).ok_or_else(unknown),
         }
-        let may_fetch = stale || entry.fetched.is_none_or(|at| at.elapsed() > REFETCH_AFTER);
-        if may_fetch {
-            entry.set = Some(self.fetch(issuer).await?);
-            entry.fetched = Some(Instant::now());
-        }
-        find(&entry.set).ok_or_else(|| TokenError::UnknownKey(kid.to_string()))
     }
 
-    async fn fetch(&self, issuer: &OidcIssuer) -> Result<JwkSet, TokenError> {
-        let keys = |err: reqwest::Error| TokenError::Keys(err.without_url().to_string());
-        let discovery: Discovery = self
-            .http
-            .get(format!(
-                "{}/.well-known/openid-configuration",
-                issuer.issuer
-            ))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(keys)?
-            .json()
-            .await
-            .map_err(keys)?;
-        if discovery.issuer.trim_end_matches('/') != issuer.issuer {
-            return Err(TokenError::Keys(format!(
-                "the discovery document names issuer `{}`, not `{}`",
-                discovery.issuer, issuer.issuer
-            )));
+    /// Starts fetching the issuer's keys in a task of its own, bounded by its
+    /// `keys_timeout`; the task records the outcome in the cache, so the
+    /// fetch completes even if every caller waiting on it goes away.
+    fn fetch(&self, issuer: &OidcIssuer) -> Fetch {
+        let http = self.http.clone();
+        let issuers = Arc::clone(&self.issuers);
+        let issuer = issuer.clone();
+        let task = tokio::spawn(async move {
+            let fetched =
+                match tokio::time::timeout(issuer.keys_timeout, fetch(&http, &issuer)).await {
+                    Ok(fetched) => fetched.map(Arc::new),
+                    Err(_) => Err(TokenError::Keys(format!(
+                        "no answer within {}",
+                        humantime::format_duration(issuer.keys_timeout)
+                    ))),
+                };
+            let mut all = issuers.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = all.entry(issuer.issuer.clone()).or_default();
+            entry.fetching = None;
+            entry.attempted = Some(Instant::now());
+            match &fetched {
+                Ok(set) => {
+                    entry.set = Some(Arc::clone(set));
+                    entry.loaded = entry.attempted;
+                }
+                Err(err) => {
+                    tracing::warn!(issuer = %issuer.issuer, error = %err, "keys not fetched")
+                }
+            }
+            fetched
+        });
+        async move {
+            task.await
+                .unwrap_or_else(|err| Err(TokenError::Keys(err.to_string())))
         }
-        self.http
-            .get(&discovery.jwks_uri)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(keys)?
-            .json()
-            .await
-            .map_err(keys)
+        .boxed()
+        .shared()
     }
+}
+
+fn find(set: &JwkSet, kid: &str) -> Option<Jwk> {
+    if kid.is_empty() && set.keys.len() == 1 {
+        set.keys.first().cloned()
+    } else {
+        set.find(kid).cloned()
+    }
+}
+
+/// The issuer's discovery document, then the key set it points at.
+async fn fetch(http: &reqwest::Client, issuer: &OidcIssuer) -> Result<JwkSet, TokenError> {
+    let keys = |err: reqwest::Error| TokenError::Keys(err.without_url().to_string());
+    let discovery: Discovery = http
+        .get(format!(
+            "{}/.well-known/openid-configuration",
+            issuer.issuer
+        ))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(keys)?
+        .json()
+        .await
+        .map_err(keys)?;
+    if discovery.issuer.trim_end_matches('/') != issuer.issuer {
+        return Err(TokenError::Keys(format!(
+            "the discovery document names issuer `{}`, not `{}`",
+            discovery.issuer, issuer.issuer
+        )));
+    }
+    http.get(&discovery.jwks_uri)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(keys)?
+        .json()
+        .await
+        .map_err(keys)
 }
 
 fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity, TokenError> {
@@ -191,6 +285,9 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
         .filter(|name| crate::policy::valid_name(name))
         .ok_or_else(|| TokenError::Claim(issuer.username_claim.clone()))?
         .to_string();
+    if crate::policy::reserved_name(&user) {
+        return Err(TokenError::Reserved(user));
+    }
     let groups = match claims.get(&issuer.groups_claim) {
         None | Some(serde_json::Value::Null) => BTreeSet::new(),
         Some(serde_json::Value::Array(items)) => items
@@ -209,9 +306,24 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
         .filter(|c| !c.is_control())
         .take(128)
         .collect();
+    let subject = claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .filter(|sub| !sub.is_empty())
+        .ok_or_else(|| TokenError::Claim("sub".into()))?
+        .to_string();
+    let expires_at = claims
+        .get("exp")
+        .and_then(|v| v.as_i64())
+        .and_then(|exp| DateTime::from_timestamp(exp, 0))
+        .ok_or_else(|| TokenError::Claim("exp".into()))?
+        + TimeDelta::from_std(issuer.leeway).unwrap_or(TimeDelta::zero());
     Ok(Identity {
+        issuer: issuer.issuer.clone(),
+        subject,
         user,
         display_name,
         groups,
+        expires_at,
     })
 }

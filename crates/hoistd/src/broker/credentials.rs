@@ -1,17 +1,21 @@
 //! Short-lived credentials for an active grant, and their introspection.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use hoist_api::{AuditKind, Credential, CredentialClaims, GrantState, Introspection};
 use serde_json::json;
 
+use super::limits::Act;
 use super::{Broker, HolderAct, grant_event, new_id, settle_grant, std_delta};
 use crate::error::Result;
 
 impl Broker {
     /// Issues a short-lived credential for an active grant the caller holds.
     pub fn grant_credential(&self, user: &str, id: &str) -> Result<Credential> {
-        let policy = self.policy();
+        self.limit(Act::FetchCredential, user)?;
         let mut work = self.begin()?;
+        let policy = Arc::clone(&work.policy);
         let (grant, role) =
             self.held_active_grant(&work, &policy, user, id, HolderAct::FetchCredential)?;
         let expires_at = grant
@@ -32,7 +36,7 @@ impl Broker {
         let token = self.signer.issue(&claims)?;
         let mut issued = grant_event(AuditKind::CredentialIssued, user, work.now, &grant);
         issued.details = json!({ "jti": jti, "expires_at": expires_at });
-        work.audit(issued)?;
+        self.audit_use(&mut work, issued)?;
         self.finish(work)?;
         Ok(Credential {
             grant_id: grant.id,
@@ -46,16 +50,24 @@ impl Broker {
 
     /// RFC 7662: a credential is active only while its grant is.
     pub fn introspect(&self, user: &str, token: &str) -> Result<Introspection> {
+        self.limit(Act::Introspect, user)?;
         let policy = self.policy();
         let inactive = Introspection::default();
         let Some(claims) = self.signer.verify(token, &policy.settings.issuer) else {
             return Ok(inactive);
         };
         let mut work = self.begin()?;
+        // `exp` is exclusive, and checked to the millisecond: the signature
+        // check above counts whole seconds, so it would keep a credential
+        // alive for up to a second past its `exp`.
+        if work.now.timestamp_millis() >= claims.exp.saturating_mul(1000) {
+            return Ok(inactive);
+        }
         let Some(mut grant) = work.tx.grant(&claims.grant_id)? else {
             return Ok(inactive);
         };
         settle_grant(&mut grant, work.now);
+        let policy = &work.policy;
         let still_eligible = policy
             .role(&grant.role)
             .is_some_and(|role| policy.is_eligible(&grant.holder, role));
@@ -64,7 +76,7 @@ impl Broker {
         }
         let mut used = grant_event(AuditKind::CredentialUsed, user, work.now, &grant);
         used.details = json!({ "jti": claims.jti });
-        work.audit(used)?;
+        self.audit_use(&mut work, used)?;
         self.finish(work)?;
         Ok(Introspection {
             active: true,

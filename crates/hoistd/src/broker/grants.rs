@@ -1,5 +1,7 @@
 //! Grants: starting one, reading them, revoking, and extending without a gap.
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use hoist_api::{
@@ -9,15 +11,37 @@ use serde_json::json;
 
 use super::{
     Broker, Change, HolderAct, SYSTEM_ACTOR, Work, delta, event, grant_event, new_id, now,
-    settle_grant, settle_request, std_delta,
+    settle_grant, settle_request, std_delta, window_end,
 };
 use crate::domain;
 use crate::error::{Error, Result};
 use crate::store::{GrantQuery, RequestQuery};
 
 impl Work<'_> {
-    /// Starts the grant for an approved access request.
-    pub(super) fn activate(&mut self, request: &mut AccessRequest, actor: &str) -> Result<Grant> {
+    /// Starts the grant for an approved access request if its requester
+    /// may still have it, and cancels the request if not. A scheduled
+    /// request's grant ends when its window does, however late it starts
+    /// (the broker may have been down); one whose window has passed ends
+    /// without a grant.
+    pub(super) fn activate(&mut self, request: &mut AccessRequest, actor: &str) -> Result<()> {
+        if let Some(reason) = self.ineligible(request) {
+            return self.cancel(request, reason);
+        }
+        let ends = window_end(request).unwrap_or(self.now + delta(request.duration_secs));
+        if ends <= self.now {
+            request.state = RequestState::Expired;
+            request.reason = Some(format!(
+                "its scheduled window ended at {} before it could start",
+                ends.to_rfc3339()
+            ));
+            request.lapses_at = None;
+            self.save_request(request)?;
+            let mut expired = event(AuditKind::Expired, SYSTEM_ACTOR, self.now, request);
+            expired.reason = request.reason.clone();
+            expired.details = json!({ "starts_at": request.starts_at, "expires_at": ends });
+            self.audit(expired)?;
+            return Ok(());
+        }
         let grant = Grant {
             id: new_id("gr"),
             request_id: request.id.clone(),
@@ -25,7 +49,7 @@ impl Work<'_> {
             role_name: request.role_name.clone(),
             holder: request.requester.clone(),
             starts_at: self.now,
-            expires_at: self.now + delta(request.duration_secs),
+            expires_at: ends,
             state: GrantState::Active,
             ended_at: None,
             revoked_by: None,
@@ -47,8 +71,8 @@ impl Work<'_> {
             "duration_secs": request.duration_secs,
         });
         self.audit(activated)?;
-        self.changes.push(Change::Grant(grant.clone()));
-        Ok(grant)
+        self.changes.push(Change::Grant(grant));
+        Ok(())
     }
 
     /// Moves an active grant's end for an approved extension; never earlier,
@@ -59,6 +83,9 @@ impl Work<'_> {
         max: Duration,
         actor: &str,
     ) -> Result<()> {
+        if let Some(reason) = self.ineligible(request) {
+            return self.cancel(request, reason);
+        }
         let grant_id = request.grant_id.clone().unwrap_or_default();
         let Some(mut grant) = self.tx.grant(&grant_id)? else {
             return Err(Error::not_found("grant", &grant_id));
@@ -211,8 +238,8 @@ impl Broker {
 
     /// Ends a grant early. Revoking an ended grant changes nothing.
     pub fn revoke_grant(&self, user: &str, id: &str, reason: Option<&str>) -> Result<Grant> {
-        let policy = self.policy();
         let mut work = self.begin()?;
+        let policy = Arc::clone(&work.policy);
         let mut grant = self.load_grant(&work, &policy, user, id)?;
         let approver = policy
             .role(&grant.role)
@@ -243,8 +270,8 @@ impl Broker {
         duration_secs: u64,
         justification: Option<&str>,
     ) -> Result<AccessRequest> {
-        let policy = self.policy();
         let mut work = self.begin()?;
+        let policy = Arc::clone(&work.policy);
         let (grant, role) = self.held_active_grant(&work, &policy, user, id, HolderAct::Extend)?;
         let duration_secs = domain::duration(role, Some(duration_secs))?;
         let justification =

@@ -11,20 +11,25 @@
 
 mod credentials;
 mod grants;
+mod identities;
+mod limits;
 mod meta;
 mod reaper;
 mod reload;
 mod requests;
 mod reviews;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeDelta, Utc};
-use hoist_api::{AccessRequest, AuditEvent, AuditKind, ErrorCode, Grant, GrantState, RequestState};
+use hoist_api::{
+    AccessRequest, AuditEvent, AuditKind, ErrorCode, Grant, GrantState, RequestKind, RequestState,
+};
 use serde_json::json;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::audit::{self, NewAuditEvent};
 use crate::credential::Signer;
@@ -32,8 +37,7 @@ use crate::error::{Error, Result};
 use crate::policy::{Policy, RoleDef};
 use crate::store::{Store, Tx};
 
-/// The actor name of the broker's own acts (expiry, time-outs, reloads).
-pub const SYSTEM_ACTOR: &str = "hoistd";
+pub use hoist_api::SYSTEM_ACTOR;
 const EVENT_BUFFER: usize = 4096;
 
 /// Something that changed, sent to live subscribers after it was committed.
@@ -51,7 +55,19 @@ pub struct Broker {
     changes: broadcast::Sender<Change>,
     /// Wakes the reaper when something new may fall due sooner.
     reaper: Notify,
+    /// Holds the reaper back while true, so tests can read past an end that
+    /// nothing has recorded yet (`testing` feature).
+    reaper_held: watch::Sender<bool>,
+    /// Provider identities (issuer, subject) already bound to a user, as
+    /// the store has them; a binding never changes once made.
+    bindings: RwLock<HashMap<(String, String), String>>,
+    /// Counts policy reloads, so live streams can check their caller again.
+    reloads: watch::Sender<u64>,
+    limits: ArcSwap<limits::Limits>,
+    uses: limits::Uses,
 }
+
+pub use identities::Authenticated;
 
 /// The current time, at the millisecond precision the store keeps.
 pub fn now() -> DateTime<Utc> {
@@ -82,6 +98,12 @@ fn settle_request(request: &mut AccessRequest, now: DateTime<Utc>) {
     if request.state == RequestState::Pending && request.lapses_at.is_some_and(|at| at <= now) {
         request.state = RequestState::TimedOut;
     }
+    // Approved and waiting for its start, but its window is over: it will
+    // never start.
+    if request.state == RequestState::Approved && window_end(request).is_some_and(|end| end <= now)
+    {
+        request.state = RequestState::Expired;
+    }
     if request
         .claim
         .as_ref()
@@ -89,6 +111,16 @@ fn settle_request(request: &mut AccessRequest, now: DateTime<Utc>) {
         || request.state != RequestState::Pending
     {
         request.claim = None;
+    }
+}
+
+/// When a scheduled request's access must end: its start plus its duration.
+fn window_end(request: &AccessRequest) -> Option<DateTime<Utc>> {
+    match request.kind {
+        RequestKind::Access => request
+            .starts_at
+            .map(|at| at + delta(request.duration_secs)),
+        RequestKind::Extension => None,
     }
 }
 
@@ -140,10 +172,20 @@ struct Work<'a> {
     tx: Box<dyn Tx + 'a>,
     changes: Vec<Change>,
     now: DateTime<Utc>,
+    /// The policy as it stood when the transaction began (see [`Broker::begin`]).
+    policy: Arc<Policy>,
 }
 
 impl Work<'_> {
-    fn audit(&mut self, event: NewAuditEvent) -> Result<AuditEvent> {
+    fn audit(&mut self, mut event: NewAuditEvent) -> Result<AuditEvent> {
+        // The broker's own entries say so in the hashed data, not only by
+        // the actor's name. A key added to new entries leaves every older
+        // entry's hash as it was, so existing logs still verify.
+        if event.actor == SYSTEM_ACTOR
+            && let Some(details) = event.details.as_object_mut()
+        {
+            details.insert("system".into(), serde_json::Value::Bool(true));
+        }
         Ok(audit::append(self.tx.as_mut(), event)?)
     }
 
@@ -157,6 +199,40 @@ impl Work<'_> {
     fn save_grant(&mut self, grant: &Grant) -> Result<()> {
         self.tx.update_grant(grant)?;
         self.changes.push(Change::Grant(grant.clone()));
+        Ok(())
+    }
+
+    /// Why the request's requester may not have its access under the
+    /// current policy, if they may not: checked at every step that grants
+    /// or prolongs access, inside the transaction that would do it.
+    fn ineligible(&self, request: &AccessRequest) -> Option<String> {
+        let policy = &self.policy;
+        let allowed = policy.role(&request.role).is_some_and(|role| {
+            if request.break_glass && request.kind == RequestKind::Access {
+                policy.may_break_glass(&request.requester, role)
+            } else {
+                policy.is_eligible(&request.requester, role)
+            }
+        });
+        (!allowed).then(|| {
+            format!(
+                "{} is no longer eligible for role `{}`",
+                request.requester, request.role
+            )
+        })
+    }
+
+    /// Ends a request that will not be granted, with the reason its
+    /// requester sees, audited as the broker's act.
+    fn cancel(&mut self, request: &mut AccessRequest, reason: String) -> Result<()> {
+        request.state = RequestState::Cancelled;
+        request.reason = Some(reason);
+        request.lapses_at = None;
+        request.claim = None;
+        self.save_request(request)?;
+        let mut cancelled = event(AuditKind::Cancelled, SYSTEM_ACTOR, self.now, request);
+        cancelled.reason = request.reason.clone();
+        self.audit(cancelled)?;
         Ok(())
     }
 }
@@ -196,10 +272,15 @@ impl Broker {
         Ok(Broker {
             store,
             verifier: crate::oidc::Verifier::new(),
+            limits: ArcSwap::from_pointee(limits::Limits::new(&policy.settings)),
             policy: ArcSwap::from_pointee(policy),
             signer,
             changes,
             reaper: Notify::new(),
+            reaper_held: watch::Sender::new(false),
+            bindings: RwLock::default(),
+            reloads: watch::Sender::new(0),
+            uses: limits::Uses::default(),
         })
     }
 
@@ -209,28 +290,6 @@ impl Broker {
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
-    }
-
-    /// Who a bearer token belongs to: a static token from the policy, or an
-    /// ID token from one of its OpenID providers (whose groups are recorded).
-    pub async fn authenticate(&self, token: &str) -> Result<String> {
-        let policy = self.policy();
-        if let Some(user) = policy.user_for_token(token) {
-            return Ok(user.id.clone());
-        }
-        if policy.oidc.is_empty() || token.split('.').count() != 3 {
-            return Err(Error::refuse(
-                ErrorCode::Unauthenticated,
-                "unknown or expired token",
-            ));
-        }
-        match self.verifier.verify(&policy, token).await {
-            Ok(identity) => {
-                policy.vouch(&identity.user, &identity.display_name, identity.groups);
-                Ok(identity.user)
-            }
-            Err(err) => Err(Error::refuse(ErrorCode::Unauthenticated, err.to_string())),
-        }
     }
 
     pub fn signer(&self) -> &Signer {
@@ -245,11 +304,34 @@ impl Broker {
         &self.reaper
     }
 
+    /// Changes at every policy reload (after the new policy is in force).
+    pub fn reloads(&self) -> watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
+    /// Whether the reaper is held back (see [`Broker::hold_reaper`]).
+    pub fn reaper_held(&self) -> watch::Receiver<bool> {
+        self.reaper_held.subscribe()
+    }
+
+    /// Holds the reaper back (or lets it go), so that a test reads past an
+    /// end before anything records it: reads must settle by themselves.
+    #[cfg(feature = "testing")]
+    pub fn hold_reaper(&self, held: bool) {
+        self.reaper_held.send_replace(held);
+    }
+
+    /// Starts a transaction, then reads the policy. In that order: a reload
+    /// swaps the policy before its own transaction revokes what the new one
+    /// no longer allows, so a transaction that grants access either commits
+    /// before that sweep (which then sees its grant) or reads the new policy.
     fn begin(&self) -> Result<Work<'_>> {
+        let tx = self.store.transaction()?;
         Ok(Work {
-            tx: self.store.transaction()?,
+            tx,
             changes: Vec::new(),
             now: now(),
+            policy: self.policy(),
         })
     }
 

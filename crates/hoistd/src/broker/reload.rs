@@ -15,9 +15,16 @@ impl Broker {
     /// Swaps in a new policy and revokes every grant its holder may no longer have.
     pub fn reload(&self, mut policy: Policy) -> Result<usize> {
         policy.adopt_directory(&self.policy.load());
+        if !self.limits.load().same_rates(&policy.settings) {
+            self.limits
+                .store(Arc::new(super::limits::Limits::new(&policy.settings)));
+        }
         self.policy.store(Arc::new(policy));
-        let policy = self.policy();
+        // Live streams check their callers against the new policy before
+        // they deliver anything more.
+        self.reloads.send_modify(|n| *n += 1);
         let mut work = self.begin()?;
+        let policy = Arc::clone(&work.policy);
         let mut revoked = 0;
         let active = work.tx.grants(&GrantQuery {
             states: vec![GrantState::Active],

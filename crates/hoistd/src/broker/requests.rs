@@ -1,5 +1,7 @@
 //! Filing, previewing, reading and cancelling access requests.
 
+use std::sync::Arc;
+
 use hoist_api::{
     AccessRequest, AuditKind, CreateRequest, ErrorCode, GrantState, RequestHistory, RequestKind,
     RequestPreview, RequestState,
@@ -7,6 +9,7 @@ use hoist_api::{
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::limits::Act;
 use super::{
     Broker, Change, SYSTEM_ACTOR, Work, event, new_id, now, settle_grant, settle_request, std_delta,
 };
@@ -118,8 +121,9 @@ impl Broker {
         input: &CreateRequest,
         idempotency_key: Option<&str>,
     ) -> Result<(AccessRequest, bool)> {
-        let policy = self.policy();
+        self.limit(Act::File, user)?;
         let mut work = self.begin()?;
+        let policy = Arc::clone(&work.policy);
         let body_hash = hex::encode(Sha256::digest(
             serde_json::to_vec(input).unwrap_or_default(),
         ));

@@ -1,5 +1,7 @@
 //! The approver's side: queues, decisions, claims and break-glass acknowledgements.
 
+use std::sync::Arc;
+
 use hoist_api::{
     AccessRequest, Acknowledgement, AuditKind, Claim, Decision, ErrorCode, RequestKind,
     RequestState, Review,
@@ -104,8 +106,8 @@ impl Broker {
         decision: Decision,
         comment: Option<&str>,
     ) -> Result<AccessRequest> {
-        let policy = self.policy();
         let mut work = self.begin()?;
+        let policy = Arc::clone(&work.policy);
         let mut request = self.request_to_review(&work, &policy, user, id)?;
         still_pending(&request, "reviewed")?;
         if request.reviews.iter().any(|r| r.reviewer == user) {
@@ -149,6 +151,12 @@ impl Broker {
             let mut denied = event(AuditKind::Denied, user, work.now, &request);
             denied.reason = request.reason.clone();
             work.audit(denied)?;
+        } else if approvals >= request.approvals_required as usize
+            && let Some(reason) = work.ineligible(&request)
+        {
+            // The policy changed since it was filed: no access, and the
+            // requester is told why.
+            work.cancel(&mut request, reason)?;
         } else if approvals >= request.approvals_required as usize {
             request.state = RequestState::Approved;
             request.claim = None;
@@ -177,8 +185,8 @@ impl Broker {
 
     /// Marks a pending request as being looked at by the caller for a while.
     pub fn claim_request(&self, user: &str, id: &str, release: bool) -> Result<AccessRequest> {
-        let policy = self.policy();
         let mut work = self.begin()?;
+        let policy = Arc::clone(&work.policy);
         let mut request = self.request_to_review(&work, &policy, user, id)?;
         still_pending(&request, "claimed")?;
         match (&request.claim, release) {
@@ -215,8 +223,8 @@ impl Broker {
         id: &str,
         comment: Option<&str>,
     ) -> Result<AccessRequest> {
-        let policy = self.policy();
         let mut work = self.begin()?;
+        let policy = Arc::clone(&work.policy);
         let mut request = self.request_to_review(&work, &policy, user, id)?;
         if !request.break_glass {
             return Err(Error::refuse(

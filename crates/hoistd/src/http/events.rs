@@ -1,19 +1,25 @@
 //! `GET /v1/events`: Server-Sent Events carrying each caller the changes that
-//! concern them, as they are committed.
+//! concern them, as they are committed, for as long as the caller is still
+//! who they were: a stream ends when its token stops being accepted (an ID
+//! token's end, or a reload after which the token names nobody or someone
+//! else), so a client reconnects and learns it is signed out.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, stream};
 use hoist_api::{ApiError, LiveEvent};
+use tokio::sync::watch;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, Caller};
-use crate::broker::{self, Change};
+use super::{AppState, Session};
+use crate::broker::{self, Broker, Change};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(events))
@@ -30,32 +36,24 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 async fn events(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    Session { caller, token }: Session,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let broker = state.broker.clone();
+    let broker = Arc::clone(&state.broker);
     let hello = LiveEvent::Hello {
-        user: user.clone(),
+        user: caller.user.clone(),
         time: broker::now(),
     };
-    let changes = BroadcastStream::new(broker.subscribe()).filter_map(move |item| {
-        let event = match item {
-            Ok(change) if broker.concerns(&user, &change) => Some(match change {
-                Change::Request(request) => LiveEvent::Request { request },
-                Change::Grant(grant) => LiveEvent::Grant { grant },
-            }),
-            Ok(_) => None,
-            Err(BroadcastStreamRecvError::Lagged(_)) => Some(LiveEvent::Resync {
-                time: broker::now(),
-            }),
-        };
-        std::future::ready(event)
-    });
-    let mut shutdown = state.shutdown.clone();
+    let follow = Follow {
+        changes: BroadcastStream::new(broker.subscribe()),
+        reloads: broker.reloads(),
+        shutdown: state.shutdown.clone(),
+        broker,
+        user: caller.user,
+        token,
+        ends_at: caller.expires_at,
+    };
     let stream = stream::once(std::future::ready(hello))
-        .chain(changes)
-        .take_until(async move {
-            let _ = shutdown.wait_for(|stopped| *stopped).await;
-        })
+        .chain(stream::unfold(follow, Follow::next))
         .map(|event| {
             Ok(Event::default()
                 .event(event.name())
@@ -63,4 +61,87 @@ async fn events(
                 .unwrap_or_else(|_| Event::default().comment("unserialisable event")))
         });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// What woke a stream.
+enum Step {
+    End,
+    Reloaded,
+    Change(Box<Result<Change, BroadcastStreamRecvError>>),
+}
+
+/// One caller's stream after its `hello`.
+struct Follow {
+    broker: Arc<Broker>,
+    user: String,
+    token: String,
+    /// When the caller's token stops being accepted, if it ever does.
+    ends_at: Option<DateTime<Utc>>,
+    changes: BroadcastStream<Change>,
+    reloads: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Follow {
+    /// The next event for the caller, or `None` to end the stream.
+    async fn next(mut self) -> Option<(LiveEvent, Follow)> {
+        loop {
+            let left = self
+                .ends_at
+                .map(|at| (at - broker::now()).to_std().unwrap_or_default());
+            let step = tokio::select! {
+                biased;
+                _ = self.shutdown.wait_for(|stopped| *stopped) => Step::End,
+                _ = tokio::time::sleep(left.unwrap_or_default()), if left.is_some() => Step::End,
+                changed = self.reloads.changed() => match changed {
+                    Ok(()) => Step::Reloaded,
+                    Err(_) => Step::End,
+                },
+                item = self.changes.next() => match item {
+                    Some(item) => Step::Change(Box::new(item)),
+                    None => Step::End,
+                },
+            };
+            let item = match step {
+                Step::End => return None,
+                Step::Reloaded if self.still_signed_in().await => continue,
+                Step::Reloaded => return None,
+                Step::Change(item) => *item,
+            };
+            // A reload may have landed just before this change: the caller
+            // is checked again before it is delivered.
+            if self.reloads.has_changed().unwrap_or(true) {
+                self.reloads.mark_unchanged();
+                if !self.still_signed_in().await {
+                    return None;
+                }
+            }
+            if self.ends_at.is_some_and(|at| at <= broker::now()) {
+                return None;
+            }
+            let event = match item {
+                // Visibility under the policy as it is now, per event.
+                Ok(change) if self.broker.concerns(&self.user, &change) => match change {
+                    Change::Request(request) => LiveEvent::Request { request },
+                    Change::Grant(grant) => LiveEvent::Grant { grant },
+                },
+                Ok(_) => continue,
+                Err(BroadcastStreamRecvError::Lagged(_)) => LiveEvent::Resync {
+                    time: broker::now(),
+                },
+            };
+            return Some((event, self));
+        }
+    }
+
+    /// Whether the token still names the same caller under the current policy.
+    async fn still_signed_in(&mut self) -> bool {
+        match self.broker.authenticate(&self.token).await {
+            Ok(caller) if caller.user == self.user => {
+                self.ends_at = caller.expires_at;
+                true
+            }
+            _ => false,
+        }
+    }
 }

@@ -128,7 +128,8 @@ async fn extend_grant(
 }
 
 /// A short-lived signed grant_credential (EdDSA JWT) for the grant's role. Its
-/// lifetime never exceeds the grant's remaining time. Every fetch is audited.
+/// lifetime never exceeds the grant's remaining time. Every fetch is audited:
+/// repeated ones within a minute once more, with their count.
 #[utoipa::path(get, path = "/v1/grants/{id}/credential", tag = "grants", security(("bearer" = [])),
     params(("id" = String, Path, description = "Grant id")),
     responses(
@@ -137,6 +138,7 @@ async fn extend_grant(
         (status = 403, description = "Not the holder, or no longer eligible", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
         (status = 409, description = "The grant is not active", body = ApiError),
+        (status = 429, description = "Too many credential fetches by the caller; see Retry-After", body = ApiError),
     ))]
 async fn grant_credential(
     State(state): State<AppState>,

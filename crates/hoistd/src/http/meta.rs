@@ -93,6 +93,7 @@ async fn jwks(State(state): State<AppState>) -> Json<Jwks> {
         (status = 200, description = "Whether the credential is active, and its claims if so", body = Introspection),
         (status = 400, description = "The form has no `token`", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 429, description = "Too many introspections by the caller; see Retry-After", body = ApiError),
     ))]
 async fn introspect(
     State(state): State<AppState>,

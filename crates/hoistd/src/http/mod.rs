@@ -117,6 +117,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         NotFound => StatusCode::NOT_FOUND,
         InvalidState | AlreadyReviewed => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        RateLimited => StatusCode::TOO_MANY_REQUESTS,
         UnknownRole
         | InvalidDuration
         | DurationTooLong
@@ -164,6 +165,18 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         match self.0 {
             Error::Refused { code, message } => refused(code, message),
+            Error::RateLimited {
+                message,
+                retry_after,
+            } => {
+                let mut response = refused(ErrorCode::RateLimited, message);
+                // Whole seconds, rounded up: never an invitation to come back early.
+                let secs = retry_after.as_millis().div_ceil(1000).max(1);
+                if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                response
+            }
             err => {
                 tracing::error!(error = %err, "internal error");
                 refused(
@@ -200,6 +213,23 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        Session::from_request_parts(parts, state)
+            .await
+            .map(|session| Caller(session.caller.user))
+    }
+}
+
+/// The caller with the token they came with, for a long-lived response that
+/// must check them again later (the event stream).
+pub struct Session {
+    pub caller: broker::Authenticated,
+    pub token: String,
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(refused(
                 ErrorCode::Unauthenticated,
@@ -222,7 +252,10 @@ impl FromRequestParts<AppState> for Caller {
             ));
         };
         match state.broker.authenticate(token).await {
-            Ok(user) => Ok(Caller(user)),
+            Ok(caller) => Ok(Session {
+                caller,
+                token: token.to_string(),
+            }),
             Err(err) => Err(Failure(err).into_response()),
         }
     }

@@ -106,6 +106,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Failure> {
         (status = 409, description = "The caller already holds or awaits this role", body = ApiError),
         (status = 413, description = "Body larger than 64 KiB", body = ApiError),
         (status = 422, description = "Unknown role, bad duration, ticket, justification or start; no approvers; Idempotency-Key reused", body = ApiError),
+        (status = 429, description = "Too many filings by the caller; see Retry-After", body = ApiError),
     ))]
 async fn create_request(
     State(state): State<AppState>,

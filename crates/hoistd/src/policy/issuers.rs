@@ -22,6 +22,11 @@ pub struct OidcIssuer {
     pub scopes: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
+    /// Longest one fetch of the discovery document and keys may take.
+    pub keys_timeout: Duration,
+    /// Least time between two fetches of the keys for unknown key ids:
+    /// until then an unknown key id is answered as unknown at once.
+    pub keys_refetch_after: Duration,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +48,18 @@ pub(super) struct RawOidc {
     scopes: Vec<String>,
     #[serde(default = "default_leeway", deserialize_with = "duration")]
     leeway: Duration,
+    #[serde(default = "default_keys_timeout", deserialize_with = "duration")]
+    keys_timeout: Duration,
+    #[serde(default = "default_keys_refetch_after", deserialize_with = "duration")]
+    keys_refetch_after: Duration,
+}
+
+fn default_keys_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_keys_refetch_after() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_leeway() -> Duration {
@@ -127,6 +144,17 @@ pub(super) fn issuers(
                 format!("oidc flow `{flow}` is not `device` or `browser`"),
             ));
         }
+        if issuer.keys_timeout.is_zero() {
+            return Err(source.invalid(offset, "oidc keys_timeout must be longer than zero".into()));
+        }
+        if issuer.keys_refetch_after < Duration::from_secs(1) {
+            return Err(source.invalid(
+                offset,
+                "oidc keys_refetch_after must be at least 1s, or a stream of unknown key ids \
+                 would fetch the provider's keys without pause"
+                    .into(),
+            ));
+        }
         oidc.push(OidcIssuer {
             audiences: if issuer.audiences.is_empty() {
                 vec![issuer.client_id.clone()]
@@ -141,6 +169,8 @@ pub(super) fn issuers(
             flows: issuer.flows,
             scopes: issuer.scopes,
             leeway: issuer.leeway,
+            keys_timeout: issuer.keys_timeout,
+            keys_refetch_after: issuer.keys_refetch_after,
         });
     }
     Ok(oidc)

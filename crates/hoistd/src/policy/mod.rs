@@ -22,7 +22,7 @@ use toml::Spanned;
 
 pub use issuers::OidcIssuer;
 pub use roles::RoleDef;
-pub use settings::Settings;
+pub use settings::{Rate, Settings};
 
 /// A policy that passed every check.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct Policy {
     groups: BTreeMap<String, BTreeSet<String>>,
     roles: BTreeMap<String, RoleDef>,
     pub oidc: Vec<OidcIssuer>,
+    /// Provider identities (issuer, subject) linked to users of the policy.
+    links: BTreeMap<(String, String), String>,
     /// People who signed in through an OpenID provider, with the groups its
     /// latest token gave them. Shared across reloads.
     directory: Arc<Directory>,
@@ -105,6 +107,17 @@ impl Policy {
         let settings = settings::settings(&source, raw.settings, &people.groups)?;
         let roles = roles::roles(&source, raw.roles, &people)?;
         let oidc = issuers::issuers(&source, raw.oidc)?;
+        if let Some(((issuer, _), user)) = people
+            .links
+            .iter()
+            .find(|((issuer, _), _)| !oidc.iter().any(|i| i.issuer == *issuer))
+        {
+            let offset = raw.users.get(user).map_or(0, |u| u.span().start);
+            return Err(source.invalid(
+                offset,
+                format!("user `{user}` links an identity at `{issuer}`, which no [[oidc]] names"),
+            ));
+        }
         Ok(Policy {
             settings,
             users: people.users,
@@ -112,6 +125,7 @@ impl Policy {
             groups: people.groups,
             roles,
             oidc,
+            links: people.links,
             directory: Arc::default(),
         })
     }
@@ -121,8 +135,27 @@ impl Policy {
         self.directory = Arc::clone(&previous.directory);
     }
 
-    /// Records who an OpenID provider says a user is, as of their latest token.
+    /// The policy user a provider identity is linked to, if any.
+    pub fn linked(&self, issuer: &str, subject: &str) -> Option<&str> {
+        self.links
+            .get(&(issuer.to_string(), subject.to_string()))
+            .map(String::as_str)
+    }
+
+    /// Whether the policy itself defines the user. Such a user's groups are
+    /// the policy's alone, and a provider identity acts as them only where
+    /// the policy links it.
+    pub fn defines(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// Records who an OpenID provider says a user is, as of their latest
+    /// token. Never for a user the policy defines: a token's groups must not
+    /// extend them.
     pub fn vouch(&self, user: &str, display_name: &str, groups: BTreeSet<String>) {
+        if self.defines(user) {
+            return;
+        }
         let seen = Seen {
             display_name: display_name.to_string(),
             groups,
@@ -156,12 +189,18 @@ impl Policy {
         self.tokens.get(&hash).and_then(|id| self.users.get(id))
     }
 
+    /// The groups a provider last said a user is in; none for a user the
+    /// policy defines (a directory kept across reloads may remember them from
+    /// before the policy named them).
+    fn claimed_groups(&self, user: &str) -> Option<BTreeSet<String>> {
+        if self.defines(user) {
+            return None;
+        }
+        self.directory.get(user).map(|seen| seen.groups)
+    }
+
     pub fn groups_of(&self, user: &str) -> Vec<String> {
-        let claimed = self
-            .directory
-            .get(user)
-            .map(|seen| seen.groups)
-            .unwrap_or_default();
+        let claimed = self.claimed_groups(user).unwrap_or_default();
         self.groups
             .iter()
             .filter(|(name, members)| members.contains(user) || claimed.contains(*name))
@@ -172,7 +211,7 @@ impl Policy {
     /// Whether the user is in any of the groups, by the policy file or by
     /// their OpenID provider's word.
     fn in_any(&self, user: &str, groups: impl IntoIterator<Item = impl AsRef<str>>) -> bool {
-        let claimed = self.directory.get(user).map(|seen| seen.groups);
+        let claimed = self.claimed_groups(user);
         groups.into_iter().any(|group| {
             let group = group.as_ref();
             self.groups
@@ -225,10 +264,11 @@ impl Policy {
             .read()
             .unwrap_or_else(|p| p.into_inner());
         for (user, identity) in seen.iter() {
-            if role
-                .approver_groups
-                .iter()
-                .any(|g| identity.groups.contains(g))
+            if !self.defines(user)
+                && role
+                    .approver_groups
+                    .iter()
+                    .any(|g| identity.groups.contains(g))
             {
                 approvers.insert(user.clone());
             }
@@ -293,6 +333,13 @@ impl Source<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// Whether `name` is the broker's own actor name, in any case: a user by
+/// that name would pass for the broker in the audit log, and read its
+/// entries about everyone.
+pub fn reserved_name(name: &str) -> bool {
+    name.eq_ignore_ascii_case(hoist_api::SYSTEM_ACTOR)
 }
 
 pub fn valid_name(name: &str) -> bool {

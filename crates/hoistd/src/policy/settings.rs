@@ -19,6 +19,61 @@ pub struct Settings {
     pub auditor_groups: Vec<String>,
     /// `iss` of issued credentials.
     pub issuer: String,
+    /// How often one identity may fetch credentials, introspect and file.
+    pub credential_fetch_rate: Rate,
+    pub introspection_rate: Rate,
+    pub filing_rate: Rate,
+}
+
+/// At most `count` in each `per`, in a burst or spread out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    const fn per_minute(count: u32) -> Rate {
+        Rate {
+            count,
+            per: Duration::from_secs(60),
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} per {}",
+            self.count,
+            humantime::format_duration(self.per)
+        )
+    }
+}
+
+/// `"60/m"`, `"10/s"`, `"1000/h"`, or `"5/30s"`.
+fn rate<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rate, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let invalid = || {
+        serde::de::Error::custom(format!(
+            "invalid rate \"{text}\": write a count and a period, such as \"60/m\" or \"5/30s\""
+        ))
+    };
+    let (count, per) = text.split_once('/').ok_or_else(invalid)?;
+    let count: u32 = count.trim().parse().map_err(|_| invalid())?;
+    let per = match per.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        other => humantime::parse_duration(other).map_err(|_| invalid())?,
+    };
+    if count == 0 || per.is_zero() {
+        return Err(serde::de::Error::custom(format!(
+            "invalid rate \"{text}\": the count and the period must be above zero"
+        )));
+    }
+    Ok(Rate { count, per })
 }
 
 pub(super) fn default_settings() -> Spanned<RawSettings> {
@@ -36,6 +91,12 @@ pub(super) struct RawSettings {
     credential_ttl: Duration,
     auditor_groups: Vec<String>,
     issuer: String,
+    #[serde(deserialize_with = "rate")]
+    credential_fetch_rate: Rate,
+    #[serde(deserialize_with = "rate")]
+    introspection_rate: Rate,
+    #[serde(deserialize_with = "rate")]
+    filing_rate: Rate,
 }
 
 impl Default for RawSettings {
@@ -46,6 +107,11 @@ impl Default for RawSettings {
             credential_ttl: Duration::from_secs(300),
             auditor_groups: Vec::new(),
             issuer: "hoistd".to_string(),
+            // A script fetching a credential per step stays well inside
+            // these; a loop fetching as fast as it can does not.
+            credential_fetch_rate: Rate::per_minute(60),
+            introspection_rate: Rate::per_minute(1200),
+            filing_rate: Rate::per_minute(20),
         }
     }
 }
@@ -79,5 +145,8 @@ pub(super) fn settings(
         credential_ttl: raw.credential_ttl,
         auditor_groups: raw.auditor_groups,
         issuer: raw.issuer,
+        credential_fetch_rate: raw.credential_fetch_rate,
+        introspection_rate: raw.introspection_rate,
+        filing_rate: raw.filing_rate,
     })
 }

@@ -32,6 +32,46 @@ fn a_minimal_policy_parses_with_defaults() {
 }
 
 #[test]
+fn the_brokers_own_name_is_no_users_name() {
+    for name in ["hoistd", "HoistD"] {
+        let text = format!("{MINIMAL}\n[users.{name}]\n");
+        let err = refused(&text);
+        assert!(
+            err.contains(&format!("user name `{name}` is reserved")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn linked_identities_name_a_known_issuer_and_one_user_each() {
+    let oidc = "\n[[oidc]]\nissuer = \"https://id.example/\"\nclient_id = \"hoist\"\n";
+    let link = |user: &str, issuer: &str| {
+        format!("\n[users.{user}]\nidentities = [{{ issuer = \"{issuer}\", subject = \"s-1\" }}]\n")
+    };
+    let policy = Policy::parse(
+        "p.toml",
+        &format!("{MINIMAL}{}{oidc}", link("bob", "https://id.example")),
+    )
+    .unwrap();
+    assert_eq!(policy.linked("https://id.example", "s-1"), Some("bob"));
+    assert_eq!(policy.linked("https://id.example", "s-2"), None);
+    assert!(policy.defines("bob"));
+
+    let err = refused(&format!(
+        "{MINIMAL}{}{oidc}",
+        link("bob", "https://other.example")
+    ));
+    assert!(err.contains("which no [[oidc]] names"), "{err}");
+    let err = refused(&format!(
+        "{MINIMAL}{}{}{oidc}",
+        link("bob", "https://id.example"),
+        link("carl", "https://id.example/")
+    ));
+    assert!(err.contains("both link subject `s-1`"), "{err}");
+}
+
+#[test]
 fn static_tokens_are_matched_by_hash() {
     let policy = Policy::parse("p.toml", MINIMAL).unwrap();
     // sha256("test-token")

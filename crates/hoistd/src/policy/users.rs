@@ -6,13 +6,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{PolicyError, Source, User, valid_name};
+use super::{PolicyError, Source, User, reserved_name, valid_name};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUser {
     name: Option<String>,
     token_sha256: Option<String>,
+    /// Provider identities that sign in as this user.
+    #[serde(default)]
+    identities: Vec<RawIdentity>,
+}
+
+/// `{ issuer = "...", subject = "..." }`: one person at one OpenID provider.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIdentity {
+    issuer: String,
+    subject: String,
 }
 
 /// Users, their static tokens and groups, each checked against the others.
@@ -21,6 +32,8 @@ pub(super) struct People {
     /// SHA-256 hex of each static token, to its user.
     pub tokens: BTreeMap<String, String>,
     pub groups: BTreeMap<String, BTreeSet<String>>,
+    /// Provider identities (issuer, subject) the policy links to its users.
+    pub links: BTreeMap<(String, String), String>,
 }
 
 pub(super) fn people(
@@ -44,6 +57,7 @@ pub(super) fn people(
 
     let mut users = BTreeMap::new();
     let mut tokens = BTreeMap::new();
+    let mut links = BTreeMap::new();
     for (id, user) in raw_users {
         let offset = user.span().start;
         let user = user.get_ref();
@@ -51,6 +65,12 @@ pub(super) fn people(
             return Err(source.invalid(
                 offset,
                 format!("user name `{id}` may hold only letters, digits, `.`, `_`, `-` and `@`"),
+            ));
+        }
+        if reserved_name(id) {
+            return Err(source.invalid(
+                offset,
+                format!("user name `{id}` is reserved for the broker's own acts"),
             ));
         }
         if let Some(hash) = &user.token_sha256 {
@@ -70,6 +90,24 @@ pub(super) fn people(
                 ));
             }
         }
+        for identity in &user.identities {
+            let issuer = identity.issuer.trim_end_matches('/').to_string();
+            if identity.subject.is_empty() {
+                return Err(
+                    source.invalid(offset, format!("user `{id}`: an identity needs a subject"))
+                );
+            }
+            let key = (issuer, identity.subject.clone());
+            if let Some(other) = links.insert(key, id.clone()) {
+                return Err(source.invalid(
+                    offset,
+                    format!(
+                        "users `{other}` and `{id}` both link subject `{}` of `{}`",
+                        identity.subject, identity.issuer
+                    ),
+                ));
+            }
+        }
         users.insert(
             id.clone(),
             User {
@@ -82,5 +120,6 @@ pub(super) fn people(
         users,
         tokens,
         groups,
+        links,
     })
 }

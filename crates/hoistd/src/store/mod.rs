@@ -31,7 +31,9 @@
 //!    [`StoreError::Conflict`]; the same key from another requester is not.
 //! 5. Ids are unique: inserting a request, grant or signing key under an id
 //!    already taken is a [`StoreError::Conflict`]; updating a request or grant
-//!    that does not exist is [`StoreError::NotFound`].
+//!    that does not exist is [`StoreError::NotFound`]. A provider identity
+//!    binds to one user and a user to one provider identity: a second
+//!    [`Tx::insert_identity`] for either is a [`StoreError::Conflict`].
 //! 6. Dropping a transaction without [`Tx::commit`] rolls back everything
 //!    it wrote. A transaction that met an error is dropped, never used
 //!    again: a server database may already have aborted it.
@@ -249,6 +251,20 @@ pub trait Tx {
     /// Streams the whole log in sequence order, as stored, without loading
     /// it into memory or decoding it.
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()>;
+
+    /// The user a provider identity (issuer, subject) is bound to.
+    fn identity_user(&self, issuer: &str, subject: &str) -> Result<Option<String>>;
+    /// The provider identity (issuer, subject) a user is bound to.
+    fn user_identity(&self, user: &str) -> Result<Option<(String, String)>>;
+    /// Binds a provider identity to a user; refuses an identity or a user
+    /// already bound (rule 5).
+    fn insert_identity(
+        &mut self,
+        issuer: &str,
+        subject: &str,
+        user: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
 
     /// The newest credential signing key: its id and PKCS#8 document.
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>>;

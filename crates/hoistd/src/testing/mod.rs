@@ -119,6 +119,7 @@ pub struct Builder {
     policy: String,
     token_prefix: String,
     logs: Option<String>,
+    reaper_held: bool,
 }
 
 impl Default for Builder {
@@ -127,6 +128,7 @@ impl Default for Builder {
             policy: policy_text(""),
             token_prefix: "t-".into(),
             logs: None,
+            reaper_held: false,
         }
     }
 }
@@ -148,6 +150,14 @@ impl Builder {
     /// (`t-` for the test policy; the demo policy's tokens are `demo-<name>`).
     pub fn token_prefix(mut self, prefix: &str) -> Self {
         self.token_prefix = prefix.to_string();
+        self
+    }
+
+    /// Starts with the reaper held back, start-up included, until
+    /// [`TestBroker::hold_reaper`] lets it go: what falls due is then only
+    /// seen by reads settling it themselves.
+    pub fn reaper_held(mut self) -> Self {
+        self.reaper_held = true;
         self
     }
 
@@ -202,6 +212,7 @@ impl Builder {
             addr,
             token_prefix: self.token_prefix,
             http: reqwest::Client::new(),
+            reaper_held: self.reaper_held,
         };
         Ok((broker, listener))
     }
@@ -215,6 +226,8 @@ pub struct TestBroker {
     addr: SocketAddr,
     token_prefix: String,
     http: reqwest::Client,
+    /// Whether the reaper is held, now and after a restart.
+    reaper_held: bool,
 }
 
 impl TestBroker {
@@ -286,8 +299,20 @@ impl TestBroker {
     async fn serve(&mut self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
         let policy = Policy::load(&self.policy_path())?;
         let store = Location::Sqlite(self.db()).open()?;
-        self.server = Some(Server::start(listener, store, policy).await?);
+        self.server = Some(if self.reaper_held {
+            Server::start_with_reaper_held(listener, store, policy).await?
+        } else {
+            Server::start(listener, store, policy).await?
+        });
         Ok(())
+    }
+
+    /// Holds the reaper back, or lets it go, now and across restarts.
+    pub fn hold_reaper(&mut self, held: bool) {
+        self.reaper_held = held;
+        if let Some(server) = &self.server {
+            server.broker.hold_reaper(held);
+        }
     }
 
     /// A client whose token is the builder's prefix and `user`.

@@ -54,6 +54,16 @@ impl EventStream {
         }
     }
 
+    /// Whether the stream ends within `wait`, with nothing delivered before
+    /// its end; panics on an event.
+    async fn ends_within(&mut self, wait: Duration) -> bool {
+        match tokio::time::timeout(wait, self.next()).await {
+            Ok(None) => true,
+            Ok(Some(event)) => panic!("expected the stream to end, got {event:?}"),
+            Err(_) => false,
+        }
+    }
+
     /// The next event, or None if none comes within `wait`.
     async fn within(&mut self, wait: Duration) -> Option<LiveEvent> {
         tokio::time::timeout(wait, self.next()).await.ok().flatten()
@@ -131,4 +141,84 @@ async fn streams_end_when_the_broker_stops() {
         .await
         .expect("stop does not hang on open streams");
     assert!(events.within(Duration::from_secs(5)).await.is_none());
+}
+
+/// Rewrites the test policy with `from` replaced by `to`, and reloads it.
+async fn reload_with(broker: &TestBroker, from: &str, to: &str) {
+    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
+    assert!(text.contains(from), "the policy has no {from:?}");
+    std::fs::write(broker.policy_path(), text.replace(from, to)).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_token_is_rotated_out_of_the_policy() {
+    use sha2::{Digest, Sha256};
+    let broker = TestBroker::start().await;
+    let (alice, bob, dave) = (
+        broker.as_user("alice"),
+        broker.as_user("bob"),
+        broker.as_user("dave"),
+    );
+    let mut bob_events = EventStream::open(&bob).await;
+    let mut dave_events = EventStream::open(&dave).await;
+    for stream in [&mut bob_events, &mut dave_events] {
+        assert!(matches!(stream.next().await, Some(LiveEvent::Hello { .. })));
+    }
+    let old = hex::encode(Sha256::digest(b"t-bob"));
+    let new = hex::encode(Sha256::digest(b"t-bob-rotated"));
+    reload_with(&broker, &old, &new).await;
+
+    // bob is still an approver, but not with that token: nothing more of
+    // anyone's reaches it, and the stream ends.
+    alice.file(&db_request()).await.unwrap();
+    assert!(bob_events.ends_within(Duration::from_secs(10)).await);
+    match dave_events.within(Duration::from_secs(5)).await {
+        Some(LiveEvent::Request { request }) => assert_eq!(request.requester, "alice"),
+        other => panic!("dave's stream should go on, got {other:?}"),
+    }
+    // Reconnecting says the token is no longer good.
+    let response = bob
+        .raw(reqwest::Method::GET, "/v1/events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let rotated = broker.with_token("t-bob-rotated");
+    let mut again = EventStream::open(&rotated).await;
+    assert!(matches!(again.next().await, Some(LiveEvent::Hello { .. })));
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_caller_is_taken_out_and_idle_streams_too() {
+    let broker = TestBroker::start().await;
+    let bob = broker.as_user("bob");
+    let mut events = EventStream::open(&bob).await;
+    assert!(matches!(events.next().await, Some(LiveEvent::Hello { .. })));
+    // Nothing happens on the stream; the reload alone ends it.
+    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
+    let without_bob = text.replace("[users.bob]\ntoken_sha256", "[users.bob]\n# token_sha256");
+    assert_ne!(text, without_bob);
+    std::fs::write(broker.policy_path(), without_bob).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    assert!(events.ends_within(Duration::from_secs(10)).await);
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_id_token_does() {
+    let issuer = crate::issuer::Issuer::start().await;
+    let broker = TestBroker::builder()
+        .policy(&(policy_text("") + &issuer.policy(r#"leeway = "0s""#)))
+        .start()
+        .await;
+    let zed = broker.with_token(&issuer.token("k1", "zed", 2, serde_json::json!({})));
+    let mut events = EventStream::open(&zed).await;
+    assert!(matches!(events.next().await, Some(LiveEvent::Hello { .. })));
+    assert!(events.ends_within(Duration::from_secs(10)).await);
+    let response = zed
+        .raw(reqwest::Method::GET, "/v1/events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "the token has ended");
 }

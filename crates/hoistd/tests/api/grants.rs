@@ -276,3 +276,42 @@ async fn credentials_are_short_lived_verifiable_and_die_with_the_grant() {
         ErrorCode::NotFound,
     );
 }
+
+/// A credential's `exp` is exclusive and checked to the millisecond: it is
+/// dead from the first moment of its `exp` second, not a second later.
+#[tokio::test]
+async fn a_credential_is_inactive_from_the_instant_of_its_exp() {
+    let broker = TestBroker::with_settings(r#"credential_ttl = "1s""#).await;
+    let alice = broker.as_user("alice");
+    let grant = active_grant(&broker, "alice", "logs", Some(600)).await;
+    let credential = alice.credential(&grant.id).await.unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            credential.token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let exp_ms = claims["exp"].as_i64().unwrap() * 1000;
+    assert_eq!(credential.expires_at.timestamp_millis(), exp_ms);
+    let target = broker.as_user("frank");
+    assert!(target.introspect(&credential.token).await.active);
+
+    // Just past `exp`, within the same second: the broker shares this clock.
+    let past = exp_ms + 100 - Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_millis(past.max(0) as u64)).await;
+    assert!(!target.introspect(&credential.token).await.active);
+}
+
+/// A credential never outlives its grant, whatever the two lengths.
+#[tokio::test]
+async fn a_credential_never_outlives_its_grant() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let grant = active_grant(&broker, "alice", "logs", Some(2)).await;
+    let credential = alice.credential(&grant.id).await.unwrap();
+    // The grant ends mid-second; the credential's whole-second `exp` is
+    // rounded down to it, never up past it.
+    assert!(credential.expires_at <= grant.expires_at);
+}

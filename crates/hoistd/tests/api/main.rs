@@ -4,15 +4,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+#[path = "../../../../tests/support/oidc.rs"]
+mod oidc;
 
 mod audit;
 mod break_glass;
+mod eligibility;
 mod errors;
 mod events;
+mod expiry;
 mod grants;
 mod harness;
+mod invisible;
+mod issuer;
 mod lifecycle;
+mod limits;
 mod openapi;
+mod provider_keys;
+mod races;
 mod reload;
 mod reviews;
+mod sso;
 mod store;

@@ -52,6 +52,44 @@ async fn a_reload_revokes_grants_whose_holder_is_no_longer_eligible() {
     let log = broker.as_user("erin").audit().await;
     let tail: Vec<AuditKind> = log.iter().rev().take(2).map(|e| e.kind).collect();
     assert_eq!(tail, [AuditKind::PolicyReloaded, AuditKind::Revoked]);
+    // The broker's own entries say so in the hashed data; people's do not.
+    for entry in &log {
+        assert_eq!(
+            entry.is_system(),
+            entry.actor == "hoistd",
+            "{:?} by {}",
+            entry.kind,
+            entry.actor
+        );
+    }
+    assert!(log.iter().rev().take(2).all(|e| e.is_system()));
+    assert_eq!(
+        hoistd::audit::verify(broker.broker().store()).unwrap(),
+        hoistd::audit::Verdict::Intact {
+            entries: log.len() as u64
+        }
+    );
+}
+
+#[tokio::test]
+async fn no_user_may_take_the_brokers_own_name() {
+    let text = policy_text("") + "\n[users.hoistd]\n";
+    let Err(err) = TestBroker::builder().policy(&text).try_start().await else {
+        panic!("a user named hoistd was accepted");
+    };
+    assert!(
+        format!("{err:#}").contains("user name `hoistd` is reserved"),
+        "{err:#}"
+    );
+    // Nor on reload: the old policy stays.
+    let broker = TestBroker::start().await;
+    std::fs::write(broker.policy_path(), &text).unwrap();
+    let err = broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("reserved"), "{err:#}");
 }
 
 #[tokio::test]
@@ -177,4 +215,79 @@ async fn sighup_reloads_without_dropping_connections() {
         .unwrap();
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit}");
+}
+
+/// SIGHUP through the real binary: grants of people no longer eligible are
+/// revoked, and their credentials introspect as inactive at once.
+#[tokio::test]
+async fn sighup_revokes_grants_of_people_no_longer_eligible() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text("")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = hoistd()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.path().join("hoistd.db"))
+        .arg("--policy")
+        .arg(&policy)
+        .env("HOISTD_LOG", "hoistd=info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let serving = log.next().unwrap().unwrap();
+    assert!(serving.contains("hoistd serving"), "{serving}");
+    let as_user = |user: &str| Client {
+        base: format!("http://127.0.0.1:{port}"),
+        token: format!("t-{user}"),
+        http: reqwest::Client::new(),
+    };
+    let (alice, dave, frank) = (as_user("alice"), as_user("dave"), as_user("frank"));
+    let hers = alice.file(&request("logs", "reading")).await.unwrap();
+    let his = dave.file(&request("logs", "reading")).await.unwrap();
+    let grant = hers.grant_id.unwrap();
+    let credential = alice.credential(&grant).await.unwrap();
+    assert!(frank.introspect(&credential.token).await.active);
+
+    std::fs::write(
+        &policy,
+        policy_text("").replace(
+            r#"eng = ["alice", "bob", "carol", "dave", "frank"]"#,
+            r#"eng = ["bob", "carol", "dave", "frank"]"#,
+        ),
+    )
+    .unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reloaded = log.next().unwrap().unwrap();
+    assert!(reloaded.contains("policy reloaded"), "{reloaded}");
+    let plain = regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(&reloaded, "");
+    assert!(plain.contains("revoked=1"), "{plain}");
+
+    let ended = alice.grant(&grant).await.unwrap();
+    assert_eq!(ended.state, GrantState::Revoked);
+    assert_eq!(ended.revoked_by.as_deref(), Some("hoistd"));
+    assert!(!frank.introspect(&credential.token).await.active);
+    assert_eq!(
+        dave.grant(his.grant_id.as_deref().unwrap())
+            .await
+            .unwrap()
+            .state,
+        GrantState::Active
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
 }

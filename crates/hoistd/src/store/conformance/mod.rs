@@ -37,8 +37,8 @@ use hoist_api::{
 
 pub use audit::{audit_filters, audit_round_trip_and_head, audit_scan_order_and_stored_text};
 pub use records::{
-    due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys, request_queries,
-    requests_round_trip, signing_keys,
+    due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys, identities,
+    request_queries, requests_round_trip, signing_keys,
 };
 pub use rules::{
     conflicts_and_missing_rows, dropping_a_transaction_rolls_everything_back,
@@ -62,6 +62,7 @@ macro_rules! store_conformance {
             due_work_and_next_due,
             idempotency_keys,
             signing_keys,
+            identities,
             audit_round_trip_and_head,
             audit_filters,
             audit_scan_order_and_stored_text,

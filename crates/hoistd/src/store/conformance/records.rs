@@ -431,6 +431,48 @@ pub fn idempotency_keys(store: &dyn Store) {
     );
 }
 
+/// A provider identity binds to one user and a user to one identity; both
+/// directions read back, and a second binding of either is refused.
+pub fn identities(store: &dyn Store) {
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.identity_user("https://id.example", "u-1").unwrap(), None);
+    assert_eq!(tx.user_identity("bob").unwrap(), None);
+    tx.insert_identity("https://id.example", "u-1", "bob", at(1))
+        .unwrap();
+    tx.insert_identity("https://id.example", "u-2", "alice", at(2))
+        .unwrap();
+    tx.commit().unwrap();
+
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.identity_user("https://id.example", "u-1").unwrap(),
+        Some("bob".to_string())
+    );
+    assert_eq!(
+        tx.user_identity("alice").unwrap(),
+        Some(("https://id.example".to_string(), "u-2".to_string()))
+    );
+    // The same subject at another issuer is another identity.
+    assert_eq!(
+        tx.identity_user("https://other.example", "u-1").unwrap(),
+        None
+    );
+    for (issuer, subject, user) in [
+        ("https://id.example", "u-1", "carol"),
+        ("https://other.example", "u-9", "bob"),
+    ] {
+        let again = tx.insert_identity(issuer, subject, user, at(3));
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    }
+    drop(tx);
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.user_identity("carol").unwrap(), None);
+    assert_eq!(
+        tx.user_identity("bob").unwrap(),
+        Some(("https://id.example".to_string(), "u-1".to_string()))
+    );
+}
+
 /// The newest signing key is the one in use; a key id is never reused.
 pub fn signing_keys(store: &dyn Store) {
     let mut tx = store.transaction().unwrap();

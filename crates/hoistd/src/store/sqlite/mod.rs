@@ -19,6 +19,7 @@ use super::{Result, Store, StoreError, Tx};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_reaper_indexes.sql"),
+    include_str!("../../../migrations/sqlite/0003_identities.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters

@@ -401,6 +401,37 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn identity_user(&self, issuer: &str, subject: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT user FROM identities WHERE issuer = ?1 AND subject = ?2")?
+            .query_row([issuer, subject], |row| row.get(0))
+            .optional()?)
+    }
+
+    fn user_identity(&self, user: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT issuer, subject FROM identities WHERE user = ?1")?
+            .query_row([user], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?)
+    }
+
+    fn insert_identity(
+        &mut self,
+        issuer: &str,
+        subject: &str,
+        user: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO identities (issuer, subject, user, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![issuer, subject, user, ms(at)])?;
+        Ok(())
+    }
+
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {
         Ok(self
             .conn

@@ -1,0 +1,145 @@
+//! Who a bearer token belongs to. A static token names its policy user. An
+//! ID token names a provider identity (issuer, subject), which is bound to a
+//! user on its first sign-in and is that user from then on; the name the
+//! token claims only ever names a new person, and never one the policy
+//! defines or another identity already holds.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hoist_api::{AuditKind, ErrorCode};
+use serde_json::json;
+
+use super::Broker;
+use crate::audit::NewAuditEvent;
+use crate::error::{Error, Result};
+use crate::oidc::Identity;
+
+/// A caller the broker recognised, and until when their token is good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub user: String,
+    /// When the token stops being accepted: an ID token's `exp` plus the
+    /// issuer's leeway. A static token has no end of its own.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn refused(message: String) -> Error {
+    Error::refuse(ErrorCode::Unauthenticated, message)
+}
+
+impl Broker {
+    /// Who a bearer token belongs to under the current policy: a static
+    /// token from the policy, or an ID token from one of its OpenID
+    /// providers (whose groups are recorded for users the policy does not
+    /// define).
+    pub async fn authenticate(self: &Arc<Self>, token: &str) -> Result<Authenticated> {
+        let policy = self.policy();
+        if let Some(user) = policy.user_for_token(token) {
+            return Ok(Authenticated {
+                user: user.id.clone(),
+                expires_at: None,
+            });
+        }
+        if policy.oidc.is_empty() || token.split('.').count() != 3 {
+            return Err(refused("unknown or expired token".into()));
+        }
+        let identity = self
+            .verifier
+            .verify(&policy, token)
+            .await
+            .map_err(|err| refused(err.to_string()))?;
+        let user = match policy.linked(&identity.issuer, &identity.subject) {
+            Some(user) => user.to_string(),
+            None => {
+                let user = self.bound_user(&identity).await?;
+                if policy.defines(&user) {
+                    return Err(refused(format!(
+                        "`{user}` is now a user of the policy, which does not link subject `{}` \
+                         at `{}` to them",
+                        identity.subject, identity.issuer
+                    )));
+                }
+                user
+            }
+        };
+        policy.vouch(&user, &identity.display_name, identity.groups);
+        Ok(Authenticated {
+            user,
+            expires_at: Some(identity.expires_at),
+        })
+    }
+
+    /// The user a provider identity is bound to, binding it to the name its
+    /// token claims on its first sign-in.
+    async fn bound_user(self: &Arc<Self>, identity: &Identity) -> Result<String> {
+        let key = (identity.issuer.clone(), identity.subject.clone());
+        let known = self
+            .bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(user) = known {
+            return Ok(user);
+        }
+        let broker = Arc::clone(self);
+        let identity = identity.clone();
+        let user = tokio::task::spawn_blocking(move || broker.bind(&identity))
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "binding task failed");
+                Error::refuse(ErrorCode::Internal, "internal error")
+            })??;
+        // Bindings never change once made, so they are kept for good.
+        self.bindings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, user.clone());
+        Ok(user)
+    }
+
+    fn bind(&self, identity: &Identity) -> Result<String> {
+        let mut work = self.begin()?;
+        if let Some(user) = work.tx.identity_user(&identity.issuer, &identity.subject)? {
+            return Ok(user);
+        }
+        let claimed = &identity.user;
+        if work.policy.defines(claimed) {
+            return Err(refused(format!(
+                "`{claimed}` is a user of the policy: a sign-in as subject `{}` at `{}` acts as \
+                 them only if the policy links that identity to them",
+                identity.subject, identity.issuer
+            )));
+        }
+        if let Some((issuer, _)) = work.tx.user_identity(claimed)? {
+            let at = if issuer == identity.issuer {
+                "another subject at this provider".to_string()
+            } else {
+                format!("an identity at `{issuer}`")
+            };
+            return Err(refused(format!(
+                "user `{claimed}` belongs to {at}; this sign-in (subject `{}` at `{}`) is \
+                 someone else",
+                identity.subject, identity.issuer
+            )));
+        }
+        work.tx
+            .insert_identity(&identity.issuer, &identity.subject, claimed, work.now)?;
+        work.audit(NewAuditEvent {
+            at: work.now,
+            kind: AuditKind::IdentityBound,
+            actor: claimed.clone(),
+            subject: Some(claimed.clone()),
+            role: None,
+            request_id: None,
+            grant_id: None,
+            incident: None,
+            reason: None,
+            details: json!({ "issuer": identity.issuer, "subject": identity.subject }),
+        })?;
+        self.finish(work)?;
+        tracing::info!(user = %claimed, issuer = %identity.issuer, "provider identity bound");
+        Ok(claimed.clone())
+    }
+}

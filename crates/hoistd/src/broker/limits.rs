@@ -1,0 +1,210 @@
+//! Per-identity rate limits on what is cheap to ask for and costly to
+//! answer (credentials, introspection, filing), and repeated uses of one
+//! grant audited once per window with a count instead of once each.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hoist_api::AuditKind;
+use serde_json::json;
+
+use super::{Broker, Work};
+use crate::audit::NewAuditEvent;
+use crate::error::{Error, Result};
+use crate::policy::{Rate, Settings};
+
+/// Repeated fetches or introspections of one grant by one caller within
+/// this long are audited once, then once more with their count.
+pub const REPEAT_WINDOW: TimeDelta = TimeDelta::seconds(60);
+
+/// What a limit is on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Act {
+    FetchCredential,
+    Introspect,
+    File,
+}
+
+impl Act {
+    fn what(self) -> &'static str {
+        match self {
+            Act::FetchCredential => "credential fetches",
+            Act::Introspect => "introspections",
+            Act::File => "filings",
+        }
+    }
+}
+
+/// The limiters for one policy's rates.
+pub(super) struct Limits {
+    rates: [Rate; 3],
+    limiters: [DefaultKeyedRateLimiter<String>; 3],
+}
+
+fn quota(rate: Rate) -> Quota {
+    let burst = NonZeroU32::new(rate.count).unwrap_or(NonZeroU32::MIN);
+    let every = (rate.per / rate.count.max(1)).max(Duration::from_nanos(1));
+    Quota::with_period(every)
+        .unwrap_or_else(|| Quota::per_second(burst))
+        .allow_burst(burst)
+}
+
+impl Limits {
+    pub(super) fn new(settings: &Settings) -> Limits {
+        let rates = [
+            settings.credential_fetch_rate,
+            settings.introspection_rate,
+            settings.filing_rate,
+        ];
+        Limits {
+            rates,
+            limiters: rates.map(|rate| RateLimiter::keyed(quota(rate))),
+        }
+    }
+
+    pub(super) fn same_rates(&self, settings: &Settings) -> bool {
+        self.rates
+            == [
+                settings.credential_fetch_rate,
+                settings.introspection_rate,
+                settings.filing_rate,
+            ]
+    }
+
+    fn index(act: Act) -> usize {
+        match act {
+            Act::FetchCredential => 0,
+            Act::Introspect => 1,
+            Act::File => 2,
+        }
+    }
+
+    /// Counts one `act` by `user`, or refuses it with when to try again.
+    pub(super) fn check(&self, act: Act, user: &str) -> Result<()> {
+        let i = Self::index(act);
+        let limiter = &self.limiters[i];
+        match limiter.check_key(&user.to_string()) {
+            Ok(()) => Ok(()),
+            Err(not_until) => Err(Error::RateLimited {
+                message: format!(
+                    "too many {}: at most {}; try again shortly",
+                    act.what(),
+                    self.rates[i]
+                ),
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            }),
+        }
+    }
+
+    /// Forgets callers whose limits are back to full.
+    pub(super) fn forget_idle(&self) {
+        for limiter in &self.limiters {
+            limiter.retain_recent();
+        }
+    }
+}
+
+/// One caller's uses of one grant within a window.
+struct Window {
+    /// The first use's event, written when it happened; the summary copies it.
+    first: NewAuditEvent,
+    until: DateTime<Utc>,
+    repeats: u64,
+    last: DateTime<Utc>,
+}
+
+/// Uses audited at the start of their window, counted for the rest of it.
+#[derive(Default)]
+pub(super) struct Uses {
+    windows: Mutex<HashMap<(AuditKind, String, String), Window>>,
+}
+
+impl Broker {
+    pub(super) fn limit(&self, act: Act, user: &str) -> Result<()> {
+        self.limits.load().check(act, user)
+    }
+
+    /// Audits a credential fetch or introspection, unless the same caller
+    /// used the same grant the same way within the window: then it is only
+    /// counted, and the count is audited when the window ends.
+    pub(super) fn audit_use(&self, work: &mut Work<'_>, event: NewAuditEvent) -> Result<()> {
+        let key = (
+            event.kind,
+            event.actor.clone(),
+            event.grant_id.clone().unwrap_or_default(),
+        );
+        let mut windows = self.uses.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(window) = windows.get_mut(&key)
+            && work.now < window.until
+        {
+            window.repeats += 1;
+            window.last = work.now;
+            return Ok(());
+        }
+        if let Some(ended) = windows.remove(&key) {
+            summarise(work, ended)?;
+        }
+        work.audit(event.clone())?;
+        windows.insert(
+            key,
+            Window {
+                first: event,
+                until: work.now + REPEAT_WINDOW,
+                repeats: 0,
+                last: work.now,
+            },
+        );
+        Ok(())
+    }
+
+    /// Audits the counts of windows that ended (all of them when the broker
+    /// stops), and lets limiters forget idle callers.
+    pub fn record_repeated_uses(&self, stopping: bool) -> Result<()> {
+        self.limits.load().forget_idle();
+        let mut work = self.begin()?;
+        let ended: Vec<Window> = {
+            let mut windows = self.uses.windows.lock().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<_> = windows
+                .iter()
+                .filter(|(_, w)| stopping || w.until <= work.now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| windows.remove(k)).collect()
+        };
+        let mut wrote = false;
+        for window in ended {
+            wrote |= summarise(&mut work, window)?;
+        }
+        if wrote {
+            self.finish(work)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a window's count, if anything was counted.
+fn summarise(work: &mut Work<'_>, window: Window) -> Result<bool> {
+    if window.repeats == 0 {
+        return Ok(false);
+    }
+    let first_at = window.first.at;
+    let mut summary = window.first;
+    summary.at = work.now;
+    summary.reason = Some(format!(
+        "{} more times within {}s of the first",
+        window.repeats,
+        REPEAT_WINDOW.num_seconds()
+    ));
+    summary.details = json!({
+        "repeats": window.repeats,
+        "first_at": first_at,
+        "last_at": window.last,
+    });
+    work.audit(summary)?;
+    Ok(true)
+}

@@ -1,0 +1,124 @@
+//! Every step that grants or prolongs access checks, under the policy in
+//! force at that moment, that the requester may still have it; when they may
+//! not, the request ends with a reason they see, audited as the broker's.
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use hoist_api::{AuditKind, CreateRequest, ErrorCode, RequestState};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+/// Rewrites the test policy with `from` replaced by `to`, and reloads it.
+async fn reload_with(broker: &TestBroker, from: &str, to: &str) {
+    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
+    assert!(text.contains(from), "the policy has no {from:?}");
+    std::fs::write(broker.policy_path(), text.replace(from, to)).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+}
+
+const ENG: &str = r#"eng = ["alice", "bob", "carol", "dave", "frank"]"#;
+
+#[tokio::test]
+async fn an_approval_after_the_requester_lost_eligibility_grants_nothing() {
+    let broker = TestBroker::start().await;
+    let (alice, bob) = (broker.as_user("alice"), broker.as_user("bob"));
+    let filed = alice.file(&db_request()).await.unwrap();
+    let two = broker
+        .as_user("frank")
+        .file(&request("k8s", "drain a node"))
+        .await
+        .unwrap();
+    broker.as_user("dave").approve(&two.id).await.unwrap();
+
+    reload_with(&broker, ENG, r#"eng = ["bob", "carol", "dave"]"#).await;
+    // bob may still approve: he is still an approver. The approval that
+    // would have granted access cancels the request instead.
+    for (who, id) in [("alice", &filed.id), ("frank", &two.id)] {
+        let decided = bob.approve(id).await.unwrap();
+        assert_eq!(decided.state, RequestState::Cancelled, "{who}");
+        assert_eq!(decided.grant_id, None);
+        let reason = decided.reason.unwrap();
+        assert!(
+            reason.contains(&format!("{who} is no longer eligible for role")),
+            "{reason}"
+        );
+        let seen = broker.as_user(who).request(id).await.unwrap();
+        assert_eq!(seen.state, RequestState::Cancelled);
+        assert_eq!(seen.reason.as_deref(), Some(reason.as_str()));
+        assert!(broker.as_user(who).grants().await.is_empty());
+    }
+
+    let log = broker.as_user("erin").audit().await;
+    assert!(!log.iter().any(|e| e.kind == AuditKind::Activated));
+    let cancelled: Vec<_> = log
+        .iter()
+        .filter(|e| e.kind == AuditKind::Cancelled)
+        .collect();
+    assert_eq!(cancelled.len(), 2);
+    for entry in cancelled {
+        assert_eq!(entry.actor, "hoistd");
+        assert!(entry.is_system());
+        assert!(
+            entry
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("no longer eligible")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_start_checks_eligibility_when_it_falls_due() {
+    let mut broker = TestBroker::builder().reaper_held().start().await;
+    let alice = broker.as_user("alice");
+    let filed = alice
+        .file(&CreateRequest {
+            starts_at: Some(Utc::now() + TimeDelta::milliseconds(300)),
+            ..request("logs", "nightly maintenance")
+        })
+        .await
+        .unwrap();
+    assert_eq!(filed.state, RequestState::Approved);
+    reload_with(&broker, ENG, r#"eng = ["bob", "carol", "dave", "frank"]"#).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    broker.hold_reaper(false);
+    eventually(Duration::from_secs(10), || async {
+        alice.request(&filed.id).await.unwrap().state == RequestState::Cancelled
+    })
+    .await;
+    let seen = alice.request(&filed.id).await.unwrap();
+    assert!(seen.reason.unwrap().contains("no longer eligible"));
+    assert!(alice.grants().await.is_empty());
+}
+
+#[tokio::test]
+async fn break_glass_and_extensions_check_eligibility_as_they_stand() {
+    let broker = TestBroker::start().await;
+    let carol = broker.as_user("carol");
+    let alice = broker.as_user("alice");
+    let logs = alice.file(&request("logs", "reading")).await.unwrap();
+    reload_with(&broker, r#"oncall = ["carol"]"#, r#"oncall = []"#).await;
+    let glass = CreateRequest {
+        break_glass: true,
+        ticket: None,
+        incident: Some("INC-7".into()),
+        ..db_request()
+    };
+    let message = refused(
+        carol.file(&glass).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::BreakGlassNotAllowed,
+    );
+    assert!(message.contains("break-glass"), "{message}");
+
+    // Once alice is out, her grant is revoked and cannot be extended.
+    reload_with(&broker, ENG, r#"eng = ["bob", "carol", "dave", "frank"]"#).await;
+    refused(
+        alice.extend(logs.grant_id.as_deref().unwrap(), 60).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+}

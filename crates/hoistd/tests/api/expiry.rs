@@ -1,0 +1,228 @@
+//! Expiry holds on every read, whether or not anything has recorded it yet:
+//! with the reaper held back, reads past an end settle by themselves, for
+//! grants, lapsing requests and scheduled starts, including those that fell
+//! due while the broker was down.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use hoist_api::{AuditKind, CreateRequest, ErrorCode, GrantState, RequestState};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+/// Sleeps until the local clock, which the broker shares, is past `at`.
+async fn sleep_past(at: DateTime<Utc>) {
+    let left = (at - Utc::now()).num_milliseconds() + 50;
+    tokio::time::sleep(Duration::from_millis(left.max(0) as u64)).await;
+}
+
+fn kinds(log: &[hoist_api::AuditEvent]) -> Vec<AuditKind> {
+    log.iter().map(|e| e.kind).collect()
+}
+
+#[tokio::test]
+async fn a_grant_past_its_end_reads_as_expired_before_anything_records_it() {
+    let broker = TestBroker::builder().reaper_held().start().await;
+    let (alice, frank) = (broker.as_user("alice"), broker.as_user("frank"));
+    let filed = alice
+        .file(&CreateRequest {
+            duration_secs: Some(1),
+            ..request("logs", "reading")
+        })
+        .await
+        .unwrap();
+    let id = filed.grant_id.unwrap();
+    let credential = alice.credential(&id).await.unwrap();
+    let grant = alice.grant(&id).await.unwrap();
+    assert_eq!(grant.state, GrantState::Active);
+    sleep_past(grant.expires_at).await;
+
+    let read = alice.grant(&id).await.unwrap();
+    assert_eq!(read.state, GrantState::Expired);
+    assert_eq!(read.ended_at, Some(grant.expires_at));
+    assert!(alice.grants().await.is_empty(), "not listed as active");
+    assert_eq!(
+        alice.request(&filed.id).await.unwrap().state,
+        RequestState::Expired
+    );
+    assert!(!frank.introspect(&credential.token).await.active);
+    refused(
+        alice.credential(&id).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    refused(
+        alice.extend(&id, 60).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    // Nothing recorded the end: the reads did it themselves.
+    let log = broker.as_user("erin").audit().await;
+    assert!(!kinds(&log).contains(&AuditKind::Expired));
+}
+
+#[tokio::test]
+async fn a_request_past_its_lapse_reads_as_timed_out_before_anything_records_it() {
+    let broker = TestBroker::builder()
+        .settings(r#"pending_ttl = "1s""#)
+        .reaper_held()
+        .start()
+        .await;
+    let (alice, bob) = (broker.as_user("alice"), broker.as_user("bob"));
+    let filed = alice.file(&db_request()).await.unwrap();
+    bob.post::<_, hoist_api::AccessRequest>(
+        &format!("/v1/requests/{}/claim", filed.id),
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    sleep_past(filed.lapses_at.unwrap()).await;
+
+    let read = alice.request(&filed.id).await.unwrap();
+    assert_eq!(read.state, RequestState::TimedOut);
+    assert_eq!(read.claim, None);
+    assert!(bob.queue().await.is_empty());
+    assert_eq!(
+        alice.mine().await[0].state,
+        RequestState::TimedOut,
+        "listed as timed out too"
+    );
+    refused(
+        bob.approve(&filed.id).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    refused(
+        alice.cancel(&filed.id).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    assert!(alice.grants().await.is_empty());
+    let log = broker.as_user("erin").audit().await;
+    assert!(!kinds(&log).contains(&AuditKind::TimedOut));
+}
+
+#[tokio::test]
+async fn a_scheduled_start_never_grants_outside_its_window() {
+    let mut broker = TestBroker::builder().reaper_held().start().await;
+    let alice = broker.as_user("alice");
+    let filed = alice
+        .file(&CreateRequest {
+            starts_at: Some(Utc::now() + TimeDelta::milliseconds(300)),
+            duration_secs: Some(1),
+            ..request("logs", "nightly maintenance")
+        })
+        .await
+        .unwrap();
+    assert_eq!(filed.state, RequestState::Approved);
+    let window_end = filed.starts_at.unwrap() + TimeDelta::seconds(1);
+    sleep_past(window_end).await;
+
+    // Its whole window passed unstarted: it reads as over, with no grant.
+    assert_eq!(
+        alice.request(&filed.id).await.unwrap().state,
+        RequestState::Expired
+    );
+    assert!(alice.grants().await.is_empty());
+
+    // Once the reaper runs, it records that, and never starts the grant late.
+    broker.hold_reaper(false);
+    eventually(Duration::from_secs(10), || async {
+        kinds(&broker.as_user("erin").audit().await).contains(&AuditKind::Expired)
+    })
+    .await;
+    let read = alice.request(&filed.id).await.unwrap();
+    assert_eq!(read.state, RequestState::Expired);
+    assert_eq!(read.grant_id, None);
+    assert!(read.reason.unwrap().contains("scheduled window ended"));
+    let all: Vec<hoist_api::Grant> = alice.get("/v1/grants?all=true").await.unwrap();
+    assert!(all.is_empty(), "no grant at all: {all:?}");
+}
+
+#[tokio::test]
+async fn what_fell_due_while_the_broker_was_down_reads_as_over_after_a_restart() {
+    let mut broker = TestBroker::with_settings(r#"pending_ttl = "1s""#).await;
+    let alice = broker.as_user("alice");
+    let granted = alice
+        .file(&CreateRequest {
+            duration_secs: Some(1),
+            ..request("logs", "reading")
+        })
+        .await
+        .unwrap();
+    let pending = alice.file(&db_request()).await.unwrap();
+    // One whose window passes while the broker is down, and one that only
+    // falls due then: it must still end when its window does.
+    let missed = alice
+        .file(&CreateRequest {
+            starts_at: Some(Utc::now() + TimeDelta::milliseconds(300)),
+            duration_secs: Some(1),
+            ..request("secret", "maintenance window")
+        })
+        .await
+        .unwrap();
+    let late = broker
+        .as_user("frank")
+        .file(&CreateRequest {
+            starts_at: Some(Utc::now() + TimeDelta::milliseconds(300)),
+            duration_secs: Some(60),
+            ..request("logs", "a later window")
+        })
+        .await
+        .unwrap();
+    broker.stop().await;
+    sleep_past(missed.starts_at.unwrap() + TimeDelta::seconds(1)).await;
+    sleep_past(pending.lapses_at.unwrap()).await;
+
+    broker.hold_reaper(true);
+    broker.restart().await;
+    let grant = alice
+        .grant(granted.grant_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(grant.state, GrantState::Expired);
+    assert_eq!(
+        alice.request(&pending.id).await.unwrap().state,
+        RequestState::TimedOut
+    );
+    assert_eq!(
+        alice.request(&missed.id).await.unwrap().state,
+        RequestState::Expired
+    );
+    assert!(alice.grants().await.is_empty());
+    let frank = broker.as_user("frank");
+    assert_eq!(
+        frank.request(&late.id).await.unwrap().state,
+        RequestState::Approved,
+        "due, but nothing started it yet"
+    );
+    assert!(frank.grants().await.is_empty());
+    let log = broker.as_user("erin").audit().await;
+    assert!(!kinds(&log).contains(&AuditKind::Expired));
+    assert!(!kinds(&log).contains(&AuditKind::TimedOut));
+
+    broker.hold_reaper(false);
+    eventually(Duration::from_secs(10), || async {
+        !frank.grants().await.is_empty()
+    })
+    .await;
+    let started = &frank.grants().await[0];
+    assert_eq!(
+        started.expires_at,
+        late.starts_at.unwrap() + TimeDelta::seconds(60),
+        "a late start still ends with its window"
+    );
+    assert!(started.starts_at > late.starts_at.unwrap() + TimeDelta::milliseconds(500));
+    let log = broker.as_user("erin").audit().await;
+    let expired = log.iter().filter(|e| e.kind == AuditKind::Expired).count();
+    assert_eq!(expired, 2, "the grant, and the window that never started");
+    assert!(kinds(&log).contains(&AuditKind::TimedOut));
+    assert!(
+        alice
+            .get::<Vec<hoist_api::Grant>>("/v1/grants")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,133 @@
+//! Per-identity rate limits on credential fetches, introspection and
+//! filing (429 with Retry-After and the JSON error body), and repeated uses
+//! of one grant audited once with a count rather than once each.
+
+use hoist_api::{ApiError, AuditKind, ErrorCode};
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::*;
+
+/// Asserts a 429 with a Retry-After of at least a second and the error body.
+async fn limited(response: reqwest::Response, what: &str) {
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "{retry}");
+    let error: ApiError = response.json().await.unwrap();
+    assert_eq!(error.code, ErrorCode::RateLimited);
+    assert!(error.message.contains(what), "{}", error.message);
+}
+
+#[tokio::test]
+async fn each_identity_is_limited_on_credentials_introspection_and_filing() {
+    let broker = TestBroker::with_settings(
+        "credential_fetch_rate = \"3/m\"\nintrospection_rate = \"2/m\"\nfiling_rate = \"2/m\"",
+    )
+    .await;
+    let (alice, dave, frank) = (
+        broker.as_user("alice"),
+        broker.as_user("dave"),
+        broker.as_user("frank"),
+    );
+    let grant = alice
+        .file(&request("logs", "reading"))
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    let path = format!("/v1/grants/{grant}/credential");
+    for _ in 0..3 {
+        alice.credential(&grant).await.unwrap();
+    }
+    limited(
+        alice.raw(Method::GET, &path).send().await.unwrap(),
+        "too many credential fetches: at most 3 per 1m",
+    )
+    .await;
+    // Another identity has its own allowance.
+    let his = dave
+        .file(&request("logs", "reading"))
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    let credential = dave.credential(&his).await.unwrap();
+
+    for _ in 0..2 {
+        assert!(frank.introspect(&credential.token).await.active);
+    }
+    limited(
+        frank
+            .raw(Method::POST, "/v1/introspect")
+            .form(&[("token", credential.token.as_str())])
+            .send()
+            .await
+            .unwrap(),
+        "too many introspections",
+    )
+    .await;
+    assert!(dave.introspect(&credential.token).await.active);
+
+    // alice filed once; one more, then no more.
+    alice.file(&request("secret", "one more")).await.unwrap();
+    limited(
+        alice
+            .raw(Method::POST, "/v1/requests")
+            .json(&db_request())
+            .send()
+            .await
+            .unwrap(),
+        "too many filings",
+    )
+    .await;
+    assert_eq!(
+        alice.mine().await.len(),
+        2,
+        "the refused filing wrote nothing"
+    );
+}
+
+#[tokio::test]
+async fn repeated_uses_of_a_grant_are_audited_once_with_a_count() {
+    let mut broker = TestBroker::start().await;
+    let (alice, frank) = (broker.as_user("alice"), broker.as_user("frank"));
+    let grant = alice
+        .file(&request("logs", "reading"))
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    let mut token = String::new();
+    for _ in 0..25 {
+        token = alice.credential(&grant).await.unwrap().token;
+    }
+    for _ in 0..10 {
+        assert!(frank.introspect(&token).await.active);
+    }
+    let count = |log: &[hoist_api::AuditEvent], kind| log.iter().filter(|e| e.kind == kind).count();
+    let log = broker.as_user("erin").audit().await;
+    assert_eq!(count(&log, AuditKind::CredentialIssued), 1);
+    assert_eq!(count(&log, AuditKind::CredentialUsed), 1);
+
+    // Their counts are written when the window ends, or the broker stops.
+    broker.restart().await;
+    let log = broker.as_user("erin").audit().await;
+    let repeats = |kind| {
+        log.iter()
+            .filter(|e| e.kind == kind)
+            .filter_map(|e| e.details.get("repeats").and_then(|r| r.as_u64()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(repeats(AuditKind::CredentialIssued), [24]);
+    assert_eq!(repeats(AuditKind::CredentialUsed), [9]);
+    assert_eq!(count(&log, AuditKind::CredentialIssued), 2);
+    assert_eq!(
+        hoistd::audit::verify(broker.broker().store()).unwrap(),
+        hoistd::audit::Verdict::Intact {
+            entries: log.len() as u64
+        }
+    );
+}

@@ -1,0 +1,107 @@
+//! The OpenID key cache under a slow provider: a token whose key is cached
+//! never waits on a fetch, tokens with unknown key ids share one fetch and
+//! are then answered as unknown without another, and a fetch is bounded.
+
+use hoist_api::{ErrorCode, Me};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+use crate::issuer::Issuer;
+
+async fn broker_trusting(issuer: &Issuer, extra: &str) -> TestBroker {
+    TestBroker::builder()
+        .policy(&(policy_text("") + &issuer.policy(extra)))
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn a_token_with_a_cached_key_never_waits_on_a_slow_fetch() {
+    let issuer = Issuer::start().await;
+    let broker = broker_trusting(&issuer, r#"keys_refetch_after = "1s""#).await;
+    let known = broker.with_token(&issuer.token("k1", "zed", 300, serde_json::json!({})));
+    assert_eq!(known.get::<Me>("/v1/me").await.unwrap().user, "zed");
+    assert_eq!(issuer.jwks_fetches(), 1);
+
+    // Past the refetch pause, an unknown key id makes the broker ask again,
+    // and the provider sits on the answer.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    issuer.hold();
+    let unknown = broker.with_token(&issuer.token("k2", "zed", 300, serde_json::json!({})));
+    let first = tokio::spawn({
+        let unknown = unknown.clone();
+        async move { unknown.get::<Me>("/v1/me").await }
+    });
+    issuer.arrived().await;
+    let second = tokio::spawn({
+        let unknown = unknown.clone();
+        async move { unknown.get::<Me>("/v1/me").await }
+    });
+
+    // The cached key answers while that fetch is still held.
+    assert_eq!(known.get::<Me>("/v1/me").await.unwrap().user, "zed");
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "the valid token was answered only after the fetch ended"
+    );
+
+    issuer.release();
+    for waiting in [first, second] {
+        let message = refused(
+            waiting.await.unwrap(),
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+        );
+        assert!(message.contains("no signing key `k2`"), "{message}");
+    }
+    assert_eq!(issuer.jwks_fetches(), 2, "the two waited on one fetch");
+
+    // Known to be unknown now: refused at once, and the provider not asked.
+    let message = refused(
+        unknown.get::<Me>("/v1/me").await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated,
+    );
+    assert!(message.contains("no signing key `k2`"), "{message}");
+    assert_eq!(issuer.jwks_fetches(), 2);
+    assert_eq!(known.get::<Me>("/v1/me").await.unwrap().user, "zed");
+}
+
+#[tokio::test]
+async fn a_fetch_that_gets_no_answer_is_cut_off() {
+    let issuer = Issuer::start().await;
+    let broker = broker_trusting(&issuer, r#"keys_timeout = "1s""#).await;
+    issuer.hold();
+    let client = broker.with_token(&issuer.token("k1", "zed", 300, serde_json::json!({})));
+    let message = refused(
+        client.get::<Me>("/v1/me").await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated,
+    );
+    assert!(
+        message.contains("keys could not be fetched: no answer within 1s"),
+        "{message}"
+    );
+    issuer.release();
+}
+
+#[test]
+fn the_key_fetch_settings_are_checked() {
+    let issuer = "\n[[oidc]]\nissuer = \"https://id.example\"\nclient_id = \"hoist\"\n";
+    for (line, needle) in [
+        (
+            "keys_timeout = \"0s\"",
+            "keys_timeout must be longer than zero",
+        ),
+        (
+            "keys_refetch_after = \"100ms\"",
+            "keys_refetch_after must be at least 1s",
+        ),
+    ] {
+        let text = format!("{}{issuer}{line}\n", policy_text(""));
+        let err = hoistd::Policy::parse("p.toml", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+}

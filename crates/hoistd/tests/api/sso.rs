@@ -1,0 +1,187 @@
+//! Sign-in through a real OpenID provider (`tests/oidc-provider`): a
+//! provider identity is its issuer and subject, bound to one user on its
+//! first sign-in; a token claiming a name held by someone else, or a user the
+//! policy defines, is refused unless the policy links that identity; and a
+//! token's groups never extend a user the policy defines.
+
+use hoist_api::{AuditKind, ErrorCode, Me};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+
+use crate::helpers::*;
+use crate::oidc::Provider;
+
+/// Provider people get their groups from their tokens; `bob` also exists in
+/// the policy with a static token, in no approver group.
+fn policy(issuers: &[&str], bob: &str) -> String {
+    let hash = hex::encode(Sha256::digest(b"t-bob"));
+    let oidc: String = issuers
+        .iter()
+        .map(|issuer| {
+            format!("[[oidc]]\nissuer = \"{issuer}\"\nclient_id = \"hoist\"\nleeway = \"0s\"\n")
+        })
+        .collect();
+    format!(
+        r#"
+[users.bob]
+token_sha256 = "{hash}"
+{bob}
+
+[groups]
+engineers = ["bob"]
+prod-approvers = []
+auditors = []
+
+[settings]
+auditor_groups = ["auditors"]
+
+[[roles]]
+id = "prod-db"
+eligible_groups = ["engineers"]
+default_duration = "30m"
+max_duration = "1h"
+approvals = 1
+approver_groups = ["prod-approvers"]
+
+{oidc}
+"#
+    )
+}
+
+async fn id_token(provider: &Provider, login: &str) -> String {
+    let tokens = provider.device_flow_tokens(login, "hoist").await;
+    tokens["id_token"].as_str().unwrap().to_string()
+}
+
+async fn refusal(client: &Client) -> String {
+    refused(
+        client.get::<Me>("/v1/me").await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated,
+    )
+}
+
+#[tokio::test]
+async fn a_token_claiming_a_name_held_by_another_subject_is_refused() {
+    let provider = Provider::start().await;
+    let mut broker = TestBroker::builder()
+        .policy(&policy(&[&provider.issuer], ""))
+        .start()
+        .await;
+    let dave = broker.with_token(&id_token(&provider, "dave").await);
+    let me = dave.get::<Me>("/v1/me").await.unwrap();
+    assert_eq!(me.user, "dave");
+    assert!(me.groups.contains(&"prod-approvers".to_string()));
+
+    // Someone else whose preferred_username is dave: another `sub`.
+    let impostor = broker.with_token(&id_token(&provider, "dave#2").await);
+    let message = refusal(&impostor).await;
+    assert!(
+        message.contains("user `dave` belongs to another subject at this provider"),
+        "{message}"
+    );
+    assert!(message.contains("dave#2"), "{message}");
+    // It cannot approve as dave either: every call is refused.
+    let filed = broker
+        .with_token(&id_token(&provider, "alice").await)
+        .file(&request("prod-db", "vacuum the big table"))
+        .await
+        .unwrap();
+    refused(
+        impostor.approve(&filed.id).await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated,
+    );
+
+    // The binding is the store's: a restart forgets nothing.
+    broker.restart().await;
+    refusal(&impostor).await;
+    assert_eq!(dave.get::<Me>("/v1/me").await.unwrap().user, "dave");
+    let log = broker
+        .broker()
+        .store()
+        .transaction()
+        .unwrap()
+        .audit(&hoistd::store::AuditQuery::default())
+        .unwrap();
+    let bindings: Vec<_> = log
+        .iter()
+        .filter(|e| e.kind == AuditKind::IdentityBound)
+        .map(|e| (e.actor.as_str(), e.details["subject"].as_str().unwrap()))
+        .collect();
+    assert_eq!(bindings, [("dave", "dave"), ("alice", "alice")]);
+}
+
+#[tokio::test]
+async fn a_token_naming_a_policy_user_is_refused_and_adds_no_groups() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&[&provider.issuer], ""))
+        .start()
+        .await;
+    // The provider says bob is in prod-approvers; the policy's bob is not.
+    let token = broker.with_token(&id_token(&provider, "bob").await);
+    let message = refusal(&token).await;
+    assert!(
+        message.contains("`bob` is a user of the policy"),
+        "{message}"
+    );
+    assert!(message.contains("links that identity"), "{message}");
+
+    let statically = broker.as_user("bob").get::<Me>("/v1/me").await.unwrap();
+    assert_eq!(statically.groups, ["engineers"]);
+    assert!(statically.approver_for.is_empty());
+}
+
+#[tokio::test]
+async fn the_policy_links_an_identity_to_its_user_without_its_groups() {
+    let provider = Provider::start().await;
+    let link = format!(
+        "identities = [{{ issuer = \"{0}\", subject = \"bob\" }}, {{ issuer = \"{0}\", subject = \"bob#laptop\" }}]",
+        provider.issuer
+    );
+    let broker = TestBroker::builder()
+        .policy(&policy(&[&provider.issuer], &link))
+        .start()
+        .await;
+    for login in ["bob", "bob#laptop"] {
+        let me = broker
+            .with_token(&id_token(&provider, login).await)
+            .get::<Me>("/v1/me")
+            .await
+            .unwrap();
+        assert_eq!(me.user, "bob", "{login}");
+        assert_eq!(me.groups, ["engineers"], "the token's groups do not count");
+        assert!(me.approver_for.is_empty());
+    }
+    // An identity the policy does not link is still refused.
+    let message = refusal(&broker.with_token(&id_token(&provider, "bob#3").await)).await;
+    assert!(message.contains("is a user of the policy"), "{message}");
+}
+
+#[tokio::test]
+async fn the_same_name_from_another_issuer_is_someone_else() {
+    let (first, second) = (Provider::start().await, Provider::start().await);
+    let broker = TestBroker::builder()
+        .policy(&policy(&[&first.issuer, &second.issuer], ""))
+        .start()
+        .await;
+    let alice = broker.with_token(&id_token(&first, "alice").await);
+    assert_eq!(alice.get::<Me>("/v1/me").await.unwrap().user, "alice");
+    let message = refusal(&broker.with_token(&id_token(&second, "alice").await)).await;
+    assert!(
+        message.contains(&format!("belongs to an identity at `{}`", first.issuer)),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn no_token_may_name_the_broker_itself() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&[&provider.issuer], ""))
+        .start()
+        .await;
+    let message = refusal(&broker.with_token(&id_token(&provider, "hoistd").await)).await;
+    assert!(message.contains("the broker's own name"), "{message}");
+}
