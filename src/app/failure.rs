@@ -70,17 +70,17 @@ mod tests {
         let described = |kind| Failure::new(kind, "not eligible\x1b[2J").describe();
         assert_eq!(
             described(FailureKind::DeniedByPolicy),
-            "Denied by policy: not eligible\u{FFFD}[2J"
+            "Denied by policy: not eligible⟨U+001B⟩[2J"
         );
         assert_eq!(
             described(FailureKind::Unreachable),
-            "Broker unreachable (not eligible\u{FFFD}[2J); will retry"
+            "Broker unreachable (not eligible⟨U+001B⟩[2J); will retry"
         );
         assert_eq!(
             described(FailureKind::SessionEnded),
             "Session expired or not signed in: run `hoist login`"
         );
-        assert_eq!(described(FailureKind::Other), "not eligible\u{FFFD}[2J");
+        assert_eq!(described(FailureKind::Other), "not eligible⟨U+001B⟩[2J");
         assert!(described(FailureKind::NotPossibleNow).starts_with("Not possible now: "));
     }
 }

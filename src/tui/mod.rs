@@ -34,12 +34,9 @@ fn perform(effect: &Command) -> std::io::Result<()> {
         Command::Notify(text) => {
             out.write_all(b"\x07")?;
             if terminal_has_notices() {
-                // OSC 9: the text is ours, built from sanitised fields; strip again to be sure.
-                let text: String = sanitize::line(text)
-                    .chars()
-                    .filter(|c| *c != '\u{FFFD}')
-                    .collect();
-                write!(out, "\x1b]9;{text}\x07")?;
+                // OSC 9: the text is ours, but names roles and people from the
+                // broker; cleaned again here, so nothing in it can end the sequence.
+                write!(out, "\x1b]9;{}\x07", sanitize::line(text))?;
             }
         }
         Command::Copy(text) => {

@@ -19,6 +19,8 @@ const PAYLOADS: &[&str] = &[
     "\u{9b}2J",
     "\x1b[2J\x1b[H",
     "\u{2066}isolate\u{2069}",
+    "zero\u{200B}\u{200B}width",
+    "line\u{2028}separator",
 ];
 
 fn hostile() -> String {
@@ -144,7 +146,9 @@ fn assert_harmless(out: &[u8], what: &str) {
     );
     assert!(!out.contains(&0x07), "{what}: BEL reached the terminal");
     assert!(!out.contains(&0x00), "{what}: NUL reached the terminal");
-    for bad in ['\u{202E}', '\u{2066}', '\u{2069}', '\u{9b}'] {
+    for bad in [
+        '\u{202E}', '\u{2066}', '\u{2069}', '\u{9b}', '\u{200B}', '\u{2028}',
+    ] {
         assert!(
             !text.contains(bad),
             "{what}: U+{:04X} reached the terminal",
@@ -204,6 +208,8 @@ fn the_hostile_justification_is_actually_on_screen() {
     state.screen = Screen::Reviews;
     state.banner = None;
     let drawn = crate::helpers::screen(&state, 160, 48);
-    assert!(drawn.contains("\u{FFFD}[31;1mRED"), "{drawn}");
-    assert!(drawn.contains("\u{FFFD}txt.exe"), "{drawn}");
+    assert!(drawn.contains("⟨U+001B⟩[31;1mRED"), "{drawn}");
+    assert!(drawn.contains("⟨U+202E⟩txt.exe"), "{drawn}");
+    assert!(drawn.contains("zero⟨U+200B⟩⟨U+200B⟩width"), "{drawn}");
+    assert!(drawn.contains("line⟨U+2028⟩separator"), "{drawn}");
 }

@@ -165,7 +165,7 @@ fn a_revoke_by_someone_else_is_announced_and_ends_the_grant() {
     assert_eq!(commands, [Command::Notify("db was revoked".into())]);
     assert!(state.grants.is_empty());
     let banner = state.banner.as_ref().unwrap();
-    assert_eq!(banner.text, "db was revoked by bob\u{FFFD}[2J");
+    assert_eq!(banner.text, "db was revoked by bob⟨U+001B⟩[2J");
     assert_eq!(banner.level, Level::Error);
 
     // My own revoke ends the grant without an alarm.
