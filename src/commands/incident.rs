@@ -201,7 +201,7 @@ pub async fn export(
     let timeline = timeline(incident, events, backend.clock().now());
     match format {
         ExportFormat::Markdown => print!("{}", markdown(&timeline)),
-        ExportFormat::Json => println!("{}", serde_json::to_string_pretty(&timeline)?),
+        ExportFormat::Json => println!("{}", super::json::to_string(&timeline)?),
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod exec;
 pub mod incident;
+mod json;
 mod list;
 mod request;
 mod table;
@@ -125,7 +126,7 @@ pub fn print<T: Serialize>(
     table: impl FnOnce() -> table::Table,
 ) -> anyhow::Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Json => println!("{}", json::to_string(value)?),
         Format::Yaml => print!("{}", serde_norway::to_string(value)?),
         Format::Table => print!("{}", table().render(colour_stdout())),
     }

@@ -163,6 +163,56 @@ async fn listing_commands_print_tables_for_people_and_json_or_yaml_for_scripts()
     assert!(grants.is_empty());
 }
 
+/// Text the broker already holds with bidi controls and invisible
+/// characters (here in the operator's policy) shows them as visible escapes
+/// in tables; JSON keeps the exact text, escaped so a terminal shows it as
+/// it is, and YAML keeps it exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invisible_characters_show_in_tables_and_survive_exactly_in_json_and_yaml() {
+    let hidden = "Production\u{200B}logs \u{202E}daer\u{2028}(read)";
+    let policy = hoist::demo::DEMO_POLICY.replace(
+        r#"name = "Production logs (read)""#,
+        r#"name = "Production\u200Blogs \u202Edaer\u2028(read)""#,
+    );
+    assert_ne!(policy, hoist::demo::DEMO_POLICY);
+    let broker = hoistd::testing::TestBroker::builder()
+        .policy(&policy)
+        .token_prefix("demo-")
+        .start()
+        .await;
+    let url = broker.url();
+    let broker = Broker { broker, url };
+    let alice = broker.person("alice");
+
+    let table = String::from_utf8(alice.run(&["roles"]).stdout).unwrap();
+    assert!(
+        table.contains("Production⟨U+200B⟩logs ⟨U+202E⟩daer⟨U+2028⟩(read)"),
+        "{table}"
+    );
+    for raw in ['\u{200B}', '\u{202E}', '\u{2028}'] {
+        assert!(!table.contains(raw), "U+{:04X} in the table", raw as u32);
+    }
+
+    let json = alice.run(&["roles", "--json"]);
+    let text = String::from_utf8(json.stdout.clone()).unwrap();
+    assert!(
+        text.contains(r"Production\u200blogs \u202edaer\u2028(read)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{202E}') && !text.contains('\u{200B}'),
+        "{text}"
+    );
+    let roles: Vec<Role> = serde_json::from_slice(&json.stdout).unwrap();
+    let logs = roles.iter().find(|r| r.id == "prod-logs-read").unwrap();
+    assert_eq!(logs.name, hidden, "JSON keeps the exact text");
+
+    let yaml = alice.run(&["roles", "--output", "yaml"]);
+    let roles: Vec<Role> = serde_norway::from_slice(&yaml.stdout).unwrap();
+    let logs = roles.iter().find(|r| r.id == "prod-logs-read").unwrap();
+    assert_eq!(logs.name, hidden, "YAML keeps the exact text");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_is_resolved_by_an_approval_from_another_identity() {
     let broker = Broker::start().await;
