@@ -582,6 +582,58 @@ async fn a_bundle_is_filed_by_name_and_the_incident_exports_its_timeline() {
     );
 }
 
+/// A justification is text, never markup: the postmortem document shows it
+/// as written, and it cannot add a script, a link or a table cell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_markdown_export_escapes_what_the_broker_holds() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let why = "Trace <script>alert(1)</script> and [x](javascript:alert(1))\n`rm -rf` | a pipe";
+    let filed: AccessRequest = alice.json(&[
+        "request",
+        "prod-logs-read",
+        "--incident",
+        "INC-66",
+        "--reason",
+        why,
+        "--json",
+    ]);
+    assert_eq!(filed.state, RequestState::Active);
+    let done = alice.run(&[
+        "revoke",
+        "prod-logs-read",
+        "--reason",
+        "done <b>now</b> | ![img](http://x/y.png)",
+    ]);
+    assert!(done.status.success(), "{}", stderr(&done));
+
+    let out = alice.run(&["incident", "export", "INC-66"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let markdown = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = markdown.lines().filter(|l| l.starts_with("| ")).collect();
+    let held = rows
+        .iter()
+        .find(|r| r.starts_with("| prod-logs-read | alice |"))
+        .unwrap_or_else(|| panic!("{markdown}"));
+    assert!(
+        held.contains(
+            r"Trace &lt;script&gt;alert(1)&lt;/script&gt; and \[x\](javascript:alert(1))<br>\`rm -rf\` \| a pipe"
+        ),
+        "{held}"
+    );
+    assert!(
+        held.contains(r"revoked (done &lt;b&gt;now&lt;/b&gt; \| !\[img\](http://x/y.png))"),
+        "{held}"
+    );
+    for raw in ["<script>", "<b>", "x](javascript:", "img](http:", "\n`"] {
+        assert!(!markdown.contains(raw), "`{raw}` in {markdown}");
+    }
+    // The justification's pipe and line break did not add a cell or a row.
+    let unescaped = |row: &str| row.matches('|').count() - row.matches(r"\|").count();
+    assert_eq!(unescaped(held), 10, "{held}");
+    assert!(rows.iter().all(|r| r.ends_with(" |")), "{markdown}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prompt_shows_active_grants_from_a_local_cache_without_the_network() {
     let mut broker = Broker::start().await;
