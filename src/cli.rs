@@ -437,7 +437,8 @@ async fn login(
 ) -> anyhow::Result<()> {
     let mut config = Config::load()?;
     let target = config.resolve(broker, profile)?;
-    if insecure_file_store || target.insecure_file_store {
+    let file_store = insecure_file_store || target.insecure_file_store;
+    if file_store {
         crate::auth::secrets::init_file_store(&crate::config::sessions_dir()?)?;
     }
     let me = match how {
@@ -448,11 +449,14 @@ async fn login(
         Login::Sso(flow) => sign_in(&target, flow).await?.0,
     };
     config.remember_login(&target, &me.user);
+    // Remembered, so that every later command of this profile finds the
+    // session where it was put (and `logout` deletes the file).
+    config.set_insecure_file_store(&target, file_store);
     config.save()?;
     eprintln!(
         "Signed in to {} as {} ({}).",
         target.broker,
-        me.user,
+        crate::text::sanitize::line(&me.user),
         crate::text::sanitize::line(&me.display_name)
     );
     if let Some(warning) = crate::auth::secrets::warning() {
@@ -493,8 +497,16 @@ async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     let target = config.resolve(broker, profile)?;
     let removed = session::logout(&target).await?;
     config.forget_login(&target);
+    // The opt-in ends with the session it was for: the next sign-in keeps
+    // its token in a file only if asked to again.
+    config.set_insecure_file_store(&target, false);
     config.save()?;
-    if removed {
+    if removed && target.insecure_file_store {
+        eprintln!(
+            "Signed out of {}; the session file is deleted.",
+            target.broker
+        );
+    } else if removed {
         eprintln!("Signed out of {}.", target.broker);
     } else {
         eprintln!("No session for {} was stored.", target.broker);
