@@ -151,7 +151,8 @@ pub enum Command {
     },
     /// Run a command with access to ROLE for exactly as long as it runs.
     ///
-    /// Reuses your active grant for ROLE, or requests one and waits. The command gets
+    /// Reuses your active grant for ROLE, or requests one and waits; if it gives up waiting
+    /// (--timeout, a signal, an error) it cancels that request. The command gets
     /// HOIST_CREDENTIAL (a signed JWT), HOIST_CREDENTIAL_EXPIRES_AT, HOIST_ROLE,
     /// HOIST_GRANT_ID and HOIST_GRANT_EXPIRES_AT in its environment. Signals are forwarded;
     /// a grant exec requested is revoked when the command ends, however it ends.
@@ -219,8 +220,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             .map_err(Into::into),
         Some(Command::Exec { args }) => {
             let outcome = async {
-                let backend = commands::connect(broker, profile).await?;
-                commands::exec(&*backend, &args).await
+                let target = Config::load()?.resolve(broker, profile)?;
+                let backend = session::open(&target).await?;
+                commands::exec(&*backend, &args, &target).await
             };
             return match outcome.await {
                 Ok(code) => ExitCode::from(code),

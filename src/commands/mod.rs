@@ -8,6 +8,7 @@ pub mod incident;
 mod json;
 mod list;
 mod request;
+mod signals;
 mod table;
 
 use std::io::IsTerminal;
@@ -54,6 +55,12 @@ pub enum Ended {
     TimedOut(String),
     #[error("{0}")]
     Usage(String),
+    /// Stopped by a signal; exits 128 + its number, as a process it ended would.
+    #[error("{message}")]
+    Signalled {
+        signal: nix::sys::signal::Signal,
+        message: String,
+    },
 }
 
 /// The exit code for an error, by what it was.
@@ -64,6 +71,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 Ended::Denied(_) => exit::DENIED,
                 Ended::TimedOut(_) => exit::TIMED_OUT,
                 Ended::Usage(_) => exit::USAGE,
+                Ended::Signalled { signal, .. } => signals::status_of(*signal),
             };
         }
         if let Some(session) = cause.downcast_ref::<SessionError>() {

@@ -121,11 +121,35 @@ pub async fn request(
         }
     }
     if args.wait {
+        // A signal ends the wait, not the requests: they stay pending, as
+        // with --timeout, and the person is told how to withdraw them.
+        let mut signals = super::signals::Signals::listen()?;
+        let ids: Vec<String> = requests
+            .iter()
+            .filter(|r| !settled(r.state))
+            .map(|r| r.id.clone())
+            .collect();
         let waits = requests
             .into_iter()
             .map(|r| wait_for_final(backend, r, timeout));
         requests = Vec::new();
-        for outcome in futures::future::join_all(waits).await {
+        let outcomes = tokio::select! {
+            outcomes = futures::future::join_all(waits) => outcomes,
+            signal = signals.next() => {
+                let cancel: Vec<String> = ids.iter().map(|id| format!("`hoist cancel {id}`")).collect();
+                return Err(Ended::Signalled {
+                    signal,
+                    message: format!(
+                        "{} stopped the wait; {} still pending unless decided since (cancel with {})",
+                        signal.as_str(),
+                        ids.join(", "),
+                        cancel.join(", ")
+                    ),
+                }
+                .into());
+            }
+        };
+        for outcome in outcomes {
             match outcome {
                 Ok(request) => requests.push(request),
                 Err(err) => failures.push(err),

@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 use hoist_api::{AccessRequest, Grant, GrantState, RequestState, Role};
 
@@ -243,6 +242,13 @@ async fn wait_ends_with_its_own_code_when_denied_or_out_of_time() {
     let out = alice.run(&[&DB[..], &["--wait", "--timeout", "2s"]].concat());
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     assert!(stderr(&out).contains("still pending"), "{}", stderr(&out));
+    let kept: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
+    assert_eq!(kept[0].state, RequestState::Pending, "--timeout keeps it");
+    assert!(
+        stderr(&out).contains(&format!("`hoist cancel {}`", kept[0].id)),
+        "{}",
+        stderr(&out)
+    );
 
     let pending: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
     let id = pending[0].id.clone();
@@ -446,6 +452,112 @@ async fn exec_runs_with_the_credential_and_revokes_what_it_requested() {
     );
 }
 
+/// The request `hoist exec` filed, read from its first line of progress.
+fn filed_by(progress: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
+    let first = progress.next().unwrap().unwrap();
+    assert!(first.contains("pending"), "{first}");
+    first.split_whitespace().next().unwrap().to_string()
+}
+
+/// An approval that comes after exec gave up must not grant anything.
+fn assert_withdrawn(alice: &Hoist, bob: &Hoist, id: &str) {
+    let request: AccessRequest = alice.json(&["status", id, "--json"]);
+    assert_eq!(request.state, RequestState::Cancelled, "{request:?}");
+    assert!(
+        request
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("hoist exec"),
+        "{request:?}"
+    );
+    let late = bob.run(&["approve", id]);
+    assert_eq!(code(&late), 7, "{}", stderr(&late));
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    assert!(
+        grants.iter().all(|g| g.role != "prod-db-admin"),
+        "{grants:?}"
+    );
+}
+
+const EXEC_DB: [&str; 9] = [
+    "exec",
+    "prod-db-admin",
+    "--ticket",
+    "CHG-1024",
+    "--reason",
+    "Vacuum the bloated orders table",
+    "--duration",
+    "30m",
+    "--timeout",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_cancels_its_request_when_it_times_out() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let bob = broker.person("bob");
+    let out = alice.run(&[&EXEC_DB[..], &["1s", "--", "true"]].concat());
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let said = stderr(&out);
+    let id = said.split_whitespace().next().unwrap().to_string();
+    assert!(id.starts_with("req_"), "{said}");
+    assert!(said.contains(&format!("{id} is cancelled")), "{said}");
+    assert!(!said.contains("still pending"), "{said}");
+    assert_withdrawn(&alice, &bob, &id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_cancels_its_request_when_a_signal_ends_the_wait() {
+    use nix::sys::signal::Signal;
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let bob = broker.person("bob");
+    let ran = alice.config.path().join("ran");
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let command = ["1h", "--", "touch", ran.to_str().unwrap()];
+        let mut waiting = alice.spawn(&[&EXEC_DB[..], &command].concat());
+        let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+        let id = filed_by(&mut progress);
+        let pid = nix::unistd::Pid::from_raw(waiting.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+        let rest: Vec<String> = progress.map(|l| l.unwrap()).collect();
+        let status = waiting.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(128 + signal as i32),
+            "{signal}: {rest:?}"
+        );
+        assert!(
+            rest.iter()
+                .any(|l| l.contains(signal.as_str()) && l.contains("is cancelled")),
+            "{signal}: {rest:?}"
+        );
+        assert_withdrawn(&alice, &bob, &id);
+    }
+    assert!(!ran.exists(), "the command never ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_wait_stopped_by_a_signal_keeps_the_request_and_says_how_to_cancel() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let mut waiting = alice.spawn(&[&DB[..], &["--wait"]].concat());
+    let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    let id = filed_by(&mut progress);
+    let pid = nix::unistd::Pid::from_raw(waiting.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
+    assert_eq!(waiting.wait().unwrap().code(), Some(130), "{rest}");
+    assert!(rest.contains(&format!("`hoist cancel {id}`")), "{rest}");
+    let request: AccessRequest = alice.json(&["status", &id, "--json"]);
+    assert_eq!(
+        request.state,
+        RequestState::Pending,
+        "as documented, it stays"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_forwards_signals_and_revokes_when_killed() {
     let broker = Broker::start().await;
@@ -470,10 +582,61 @@ async fn exec_forwards_signals_and_revokes_when_killed() {
         Some(128 + 15),
         "sleep was ended by the forwarded SIGTERM"
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
     let grant = grants.iter().find(|g| g.role == "prod-logs-read").unwrap();
     assert_eq!(grant.state, GrantState::Revoked);
+}
+
+/// Off a terminal nothing else delivers the signal to the command: exec
+/// forwards it, the command handles it, exec exits with its status and
+/// revokes the grant.
+async fn exec_forwards(signal: nix::sys::signal::Signal) {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let name = signal.as_str().trim_start_matches("SIG");
+    let script = format!(
+        "trap 'echo got {name}; exit 7' {name}; echo started; while :; do sleep 0.05; done"
+    );
+    let mut child = alice.spawn(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "long job",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(out.next().unwrap().unwrap(), "started");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, signal).unwrap();
+    assert_eq!(out.next().unwrap().unwrap(), format!("got {name}"));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(7), "the command's own status");
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    let grant = grants.iter().find(|g| g.role == "prod-logs-read").unwrap();
+    assert_eq!(grant.state, GrantState::Revoked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_forwards_sigint_off_a_terminal() {
+    exec_forwards(nix::sys::signal::Signal::SIGINT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_forwards_sigquit_off_a_terminal() {
+    exec_forwards(nix::sys::signal::Signal::SIGQUIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_forwards_sigterm() {
+    exec_forwards(nix::sys::signal::Signal::SIGTERM).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_forwards_sighup() {
+    exec_forwards(nix::sys::signal::Signal::SIGHUP).await;
 }
 
 #[test]
