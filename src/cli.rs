@@ -154,8 +154,11 @@ pub enum Command {
     /// Reuses your active grant for ROLE, or requests one and waits; if it gives up waiting
     /// (--timeout, a signal, an error) it cancels that request. The command gets
     /// HOIST_CREDENTIAL (a signed JWT), HOIST_CREDENTIAL_EXPIRES_AT, HOIST_ROLE,
-    /// HOIST_GRANT_ID and HOIST_GRANT_EXPIRES_AT in its environment. Signals are forwarded;
-    /// a grant exec requested is revoked when the command ends, however it ends.
+    /// HOIST_GRANT_ID and HOIST_GRANT_EXPIRES_AT in its environment, and
+    /// HOIST_CREDENTIAL_COMMAND: a command line that prints a fresh credential for the
+    /// grant (`sh -c "$HOIST_CREDENTIAL_COMMAND"`), for a command that outlives one
+    /// credential. Signals are forwarded; a grant exec requested is revoked when the
+    /// command ends, however it ends.
     Exec {
         #[command(flatten)]
         args: commands::ExecArgs,

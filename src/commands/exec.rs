@@ -1,10 +1,12 @@
 //! `hoist exec ROLE -- CMD`: access that lasts exactly as long as the task.
 //! Reuses an active grant or requests one and waits; withdraws that request
 //! if it gives up waiting (time out, a signal, a failure), so no approval
-//! can later grant access nothing uses; runs CMD with the credential in its
-//! environment; forwards signals; revokes the grant it created when CMD ends, however it
+//! can later grant access nothing uses; runs CMD with the credential and a
+//! command line that prints a fresh one for as long as the grant lives;
+//! forwards signals; revokes the grant it created when CMD ends, however it
 //! ends; exits with CMD's status.
 
+use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -22,6 +24,9 @@ use crate::config::Target;
 /// Environment variables CMD receives.
 pub const ENV_CREDENTIAL: &str = "HOIST_CREDENTIAL";
 pub const ENV_CREDENTIAL_EXPIRES_AT: &str = "HOIST_CREDENTIAL_EXPIRES_AT";
+/// A command line (for `sh -c` or `eval`) that prints a fresh credential
+/// for the grant, signed in with the same stored session.
+pub const ENV_CREDENTIAL_COMMAND: &str = "HOIST_CREDENTIAL_COMMAND";
 pub const ENV_ROLE: &str = "HOIST_ROLE";
 pub const ENV_GRANT_ID: &str = "HOIST_GRANT_ID";
 pub const ENV_GRANT_EXPIRES_AT: &str = "HOIST_GRANT_EXPIRES_AT";
@@ -82,7 +87,7 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
             );
             Ok(status_of(signal))
         }
-        None => run(backend, &grant, &args.command, &mut signals).await,
+        None => run(backend, &grant, &args.command, target, &mut signals).await,
     };
     if created {
         // The command may have outlived a single sign-on token; the revoke
@@ -164,7 +169,9 @@ async fn obtain(
         .into());
     }
     let grant_id = request.grant_id.clone().unwrap_or_default();
-    Ok(Obtained::Grant(Box::new(find_grant(backend, &grant_id).await?)))
+    Ok(Obtained::Grant(Box::new(
+        find_grant(backend, &grant_id).await?,
+    )))
 }
 
 /// Cancels the request exec filed and says what became of it. A request
@@ -221,6 +228,7 @@ async fn run(
     backend: &dyn Backend,
     grant: &hoist_api::Grant,
     command: &[String],
+    target: &Target,
     signals: &mut Signals,
 ) -> anyhow::Result<u8> {
     let credential = backend.credential(&grant.id).await?;
@@ -238,6 +246,22 @@ async fn run(
         .env(ENV_ROLE, &grant.role)
         .env(ENV_GRANT_ID, &grant.id)
         .env(ENV_GRANT_EXPIRES_AT, grant.expires_at.to_rfc3339());
+    match std::env::current_exe() {
+        Ok(exe) => match credential_command(&exe, target, &grant.id) {
+            Some(line) => {
+                child.env(ENV_CREDENTIAL_COMMAND, line);
+            }
+            None => eprintln!(
+                "hoist: warning: {} is not UTF-8; {ENV_CREDENTIAL_COMMAND} is not set",
+                exe.display()
+            ),
+        },
+        Err(err) => {
+            eprintln!(
+                "hoist: warning: cannot find hoist itself ({err}); {ENV_CREDENTIAL_COMMAND} is not set"
+            )
+        }
+    }
     let mut child = child
         .spawn()
         .map_err(|err| anyhow::anyhow!("cannot run `{program}`: {err}"))?;
@@ -262,6 +286,38 @@ async fn run(
     Ok(code_of(status))
 }
 
+/// The exact command line, quoted for a POSIX shell, that prints a fresh
+/// credential for `grant_id`: this same hoist, broker and profile, so the
+/// same stored session. Nothing in it is a secret. `None` if the path of
+/// hoist cannot be written as text.
+fn credential_command(exe: &Path, target: &Target, grant_id: &str) -> Option<String> {
+    let exe = exe.to_str()?;
+    let words = [
+        exe,
+        "--broker",
+        &target.broker,
+        "--profile",
+        &target.profile,
+        "credential",
+        grant_id,
+    ];
+    Some(words.map(shell_word).join(" "))
+}
+
+/// A word as a POSIX shell reads it back: bare if it is plain, else in
+/// single quotes (a quote inside becomes `'\''`).
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// Revokes the grant `exec` created, retrying a little if the broker is
 /// briefly away; says so loudly if it could not.
 async fn revoke_after(backend: &dyn Backend, grant_id: &str) {
@@ -282,5 +338,28 @@ async fn revoke_after(backend: &dyn Backend, grant_id: &str) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credential_command_is_one_exact_shell_line() {
+        let target = Target {
+            profile: "on call's".into(),
+            broker: "https://hoist.example:8443".into(),
+            user: Some("alice".into()),
+            insecure_file_store: false,
+        };
+        let line = credential_command(Path::new("/opt/my tools/hoist"), &target, "gr_abc").unwrap();
+        assert_eq!(
+            line,
+            r"'/opt/my tools/hoist' --broker https://hoist.example:8443 --profile 'on call'\''s' credential gr_abc"
+        );
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("a;rm -rf ~"), "'a;rm -rf ~'");
+        assert_eq!(shell_word("$(x)`y`"), "'$(x)`y`'");
     }
 }

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 use hoist_api::{AccessRequest, Grant, GrantState, RequestState, Role};
 
@@ -637,6 +638,87 @@ async fn exec_forwards_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_forwards_sighup() {
     exec_forwards(nix::sys::signal::Signal::SIGHUP).await;
+}
+
+/// A command that outlives one credential gets a valid one from
+/// HOIST_CREDENTIAL_COMMAND for as long as the grant lives, and no secret
+/// is on a command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_gives_a_long_command_a_fresh_credential_for_the_life_of_the_grant() {
+    let policy =
+        hoist::demo::DEMO_POLICY.replace(r#"credential_ttl = "5m""#, r#"credential_ttl = "1s""#);
+    assert_ne!(policy, hoist::demo::DEMO_POLICY);
+    let broker = hoistd::testing::TestBroker::builder()
+        .policy(&policy)
+        .token_prefix("demo-")
+        .start()
+        .await;
+    let url = broker.url();
+    let broker = Broker { broker, url };
+    let alice = broker.person("alice");
+    let go = alice.config.path().join("go");
+    let script = r#"printf 'first %s %s\n' "$HOIST_GRANT_ID" "$HOIST_CREDENTIAL"
+while [ ! -e "$GO" ]; do sleep 0.05; done
+printf 'second %s\n' "$(sh -c "$HOIST_CREDENTIAL_COMMAND")"
+printf 'line %s\n' "$HOIST_CREDENTIAL_COMMAND"
+while [ ! -e "$GO.done" ]; do sleep 0.05; done"#;
+    let mut child = alice
+        .command(&[
+            "exec",
+            "prod-logs-read",
+            "--reason",
+            "Nightly log export",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env("GO", &go)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first_line = out.next().unwrap().unwrap();
+    let [_, grant_id, first] = first_line.split(' ').collect::<Vec<_>>()[..] else {
+        panic!("{first_line}");
+    };
+    let (grant_id, first) = (grant_id.to_string(), first.to_string());
+
+    // The first credential ends while the command still runs.
+    let introspect = broker.broker.as_user("alice");
+    hoistd::testing::eventually(Duration::from_secs(20), || async {
+        !introspect.introspect(&first).await.active
+    })
+    .await;
+    std::fs::write(&go, "").unwrap();
+
+    let second = out.next().unwrap().unwrap();
+    let second = second.strip_prefix("second ").unwrap().to_string();
+    let line = out.next().unwrap().unwrap();
+    assert_ne!(second, first);
+    let live = introspect.introspect(&second).await;
+    assert!(live.active, "{second}");
+    assert_eq!(live.grant_id.as_deref(), Some(grant_id.as_str()));
+    std::fs::write(go.with_extension("done"), "").unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{line}");
+    assert!(
+        !introspect.introspect(&second).await.active,
+        "revoked with the grant"
+    );
+    // The command line names hoist, the broker, the profile and the grant:
+    // no token, no session.
+    assert!(line.contains(&format!("--broker {}", broker.url)), "{line}");
+    assert!(line.ends_with(&format!("credential {grant_id}")), "{line}");
+    assert!(
+        !line.contains("demo-alice") && !line.contains(&first),
+        "{line}"
+    );
+    let help = alice.run(&["exec", "--help"]);
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("HOIST_CREDENTIAL_COMMAND"), "{help}");
 }
 
 #[test]
