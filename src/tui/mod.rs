@@ -69,7 +69,7 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
         let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
         previous(info);
     }));
-    let _restore = Restore;
+    let restore = Restore;
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
 
     let mut app = App::start(backend, options);
@@ -139,5 +139,30 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
     if let Some(last) = caching {
         let _ = last.await;
     }
+    // Said on the restored terminal, where it stays after hoist is gone: a
+    // revocation nobody retries any more must not pass for done.
+    let unconfirmed = unconfirmed(&app.state);
+    drop(restore);
+    for line in unconfirmed {
+        eprintln!("hoist: {line}");
+    }
     Ok(())
+}
+
+/// What is left undone when hoist stops: each revocation the broker has
+/// not confirmed, with the grant's end and the command that finishes it.
+pub fn unconfirmed(state: &crate::app::State) -> Vec<String> {
+    state
+        .unconfirmed_revocations()
+        .into_iter()
+        .map(|grant| {
+            format!(
+                "the broker never confirmed the revocation of {} ({}); it stays active until {} unless you run `hoist revoke {}`",
+                sanitize::line(&grant.role),
+                sanitize::line(&grant.id),
+                crate::text::local_timestamp(grant.expires_at),
+                sanitize::line(&grant.id),
+            )
+        })
+        .collect()
 }

@@ -547,3 +547,65 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
     assert_eq!(grants[0].state, hoist_api::GrantState::Revoked);
     broker.stop().await;
 }
+
+/// A responder who revoked while the broker was down and then presses q is
+/// told the grant is still active and asked; if the broker confirms while
+/// they read, hoist leaves as asked. What stays unconfirmed is said again
+/// on the terminal after hoist is gone.
+#[tokio::test]
+async fn quitting_with_a_revoke_unconfirmed_asks_and_leaves_once_it_is_confirmed() {
+    let mut broker = demo_policy().start().await;
+    let client = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
+    let body = hoist_api::CreateRequest {
+        role: "prod-logs-read".into(),
+        justification: "Trace checkout".into(),
+        ticket: None,
+        incident: None,
+        duration_secs: None,
+        starts_at: None,
+        break_glass: false,
+    };
+    client.file(&body, "k").await.unwrap();
+    let mut alice = hoist::tui::App::start(client.clone(), hoist::tui::Options::default());
+    assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
+    let grant_id = alice.state.grants[0].id.clone();
+
+    broker.stop().await;
+    key(&mut alice, KeyCode::Char('3'));
+    key(&mut alice, KeyCode::Char('x'));
+    key(&mut alice, KeyCode::Char('y'));
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s.revoking.contains(&grant_id))
+            .await
+    );
+
+    key(&mut alice, KeyCode::Char('q'));
+    assert!(!alice.state.should_quit, "no silent quit");
+    let drawn = screen(&alice.state, 80, 24);
+    assert!(
+        drawn.contains("has not confirmed these revocations"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("prod-logs-read"), "{drawn}");
+    assert!(drawn.contains("y quit anyway"), "{drawn}");
+    let left = hoist::tui::unconfirmed(&alice.state);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].contains(&format!("`hoist revoke {grant_id}`"))
+            && left[0].contains("prod-logs-read"),
+        "{left:?}"
+    );
+
+    broker.restart().await;
+    assert!(
+        alice
+            .wait_until(std::time::Duration::from_secs(20), |s| s.should_quit)
+            .await,
+        "leaves once the broker confirms"
+    );
+    assert!(hoist::tui::unconfirmed(&alice.state).is_empty());
+    let grants = client.grants(true).await.unwrap();
+    assert_eq!(grants[0].state, hoist_api::GrantState::Revoked);
+    broker.stop().await;
+}
