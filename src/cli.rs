@@ -477,12 +477,14 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     let me = crate::backend::connect(&target.broker, &current.access_token)?
         .me()
         .await?;
+    let clean = |text: &str| crate::text::sanitize::line(text).into_owned();
     println!(
         "user:     {} ({})",
-        me.user,
-        crate::text::sanitize::line(&me.display_name)
+        clean(&me.user),
+        clean(&me.display_name)
     );
-    println!("groups:   {}", me.groups.join(", "));
+    let groups: Vec<String> = me.groups.iter().map(|g| clean(g)).collect();
+    println!("groups:   {}", groups.join(", "));
     println!("broker:   {}", target.broker);
     println!("profile:  {}", target.profile);
     match (current.expires_at, &current.issuer) {

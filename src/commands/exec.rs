@@ -81,10 +81,10 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     let outcome = match signals.pending() {
         // Asked to stop before CMD existed: it never starts.
         Some(signal) => {
-            eprintln!(
-                "hoist: {} arrived before the command started; it was not run",
+            super::say(&format!(
+                "{} arrived before the command started; it was not run",
                 signal.as_str()
-            );
+            ));
             Ok(status_of(signal))
         }
         None => run(backend, &grant, &args.command, target, &mut signals).await,
@@ -136,7 +136,10 @@ async fn obtain(
         signal = signals.next() => {
             let why = format!("interrupted by {}", signal.as_str());
             let fate = withdraw(backend, &id, &why, signals).await;
-            eprintln!("hoist: {} while waiting for approval; {fate}", signal.as_str());
+            super::say(&format!(
+                "{} while waiting for approval; {fate}",
+                signal.as_str()
+            ));
             return Ok(Obtained::Interrupted(signal));
         }
     };
@@ -180,10 +183,9 @@ async fn obtain(
 async fn withdraw(backend: &dyn Backend, id: &str, why: &str, signals: &mut Signals) -> String {
     let by_hand = format!("{id} may still be pending: cancel it with `hoist cancel {id}`");
     tokio::select! {
-        fate = withdraw_now(backend, id, why) => fate.unwrap_or_else(|err| {
-            let err = crate::text::sanitize::line(&err.to_string()).into_owned();
-            format!("{by_hand} (cancelling failed: {err})")
-        }),
+        fate = withdraw_now(backend, id, why) => {
+            fate.unwrap_or_else(|err| format!("{by_hand} (cancelling failed: {err})"))
+        }
         signal = signals.next() => format!("{} stopped the cancelling; {by_hand}", signal.as_str()),
     }
 }
@@ -251,16 +253,14 @@ async fn run(
             Some(line) => {
                 child.env(ENV_CREDENTIAL_COMMAND, line);
             }
-            None => eprintln!(
-                "hoist: warning: {} is not UTF-8; {ENV_CREDENTIAL_COMMAND} is not set",
+            None => super::say(&format!(
+                "warning: {} is not UTF-8; {ENV_CREDENTIAL_COMMAND} is not set",
                 exe.display()
-            ),
+            )),
         },
-        Err(err) => {
-            eprintln!(
-                "hoist: warning: cannot find hoist itself ({err}); {ENV_CREDENTIAL_COMMAND} is not set"
-            )
-        }
+        Err(err) => super::say(&format!(
+            "warning: cannot find hoist itself ({err}); {ENV_CREDENTIAL_COMMAND} is not set"
+        )),
     }
     let mut child = child
         .spawn()
@@ -331,10 +331,9 @@ async fn revoke_after(backend: &dyn Backend, grant_id: &str) {
                 tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
             }
             Err(err) => {
-                eprintln!(
-                    "hoist: could not revoke {grant_id} ({}); it ends at its expiry. Revoke it with `hoist revoke {grant_id}`.",
-                    crate::text::sanitize::line(&err.to_string())
-                );
+                super::say(&format!(
+                    "could not revoke {grant_id} ({err}); it ends at its expiry. Revoke it with `hoist revoke {grant_id}`."
+                ));
                 return;
             }
         }

@@ -141,6 +141,12 @@ pub fn print<T: Serialize>(
     Ok(())
 }
 
+/// One line to the person on stderr, after `hoist: `. It may name what the
+/// broker sent (ids, roles, its errors), so it is sanitised whole.
+pub fn say(line: &str) {
+    eprintln!("hoist: {}", crate::text::sanitize::line(line));
+}
+
 /// Colour only for a person at a terminal who has not asked for none.
 pub fn colour_stdout() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())

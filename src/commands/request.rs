@@ -111,10 +111,7 @@ pub async fn request(
             Ok(request) => requests.push(request),
             // In a bundle one refusal must not hide the others' outcome.
             Err(err) if bundle.is_some() => {
-                eprintln!(
-                    "hoist: {role}: {}",
-                    crate::text::sanitize::line(&err.to_string())
-                );
+                super::say(&format!("{role}: {err}"));
                 failures.push(anyhow::Error::from(err));
             }
             Err(err) => return Err(err.into()),
@@ -390,6 +387,14 @@ pub async fn credential(backend: &dyn Backend, role: &str, format: Format) -> an
     let grant = find_grant(backend, role).await?;
     let credential = backend.credential(&grant.id).await?;
     match format {
+        // Printed as it is, so it must be a token and nothing a terminal
+        // would act on.
+        Format::Table if !credential.token.chars().all(|c| c.is_ascii_graphic()) => {
+            return Err(BackendError::Protocol(
+                "the credential holds characters no token has; not printed".into(),
+            )
+            .into());
+        }
         Format::Table => println!("{}", credential.token),
         _ => print(format, &credential, || super::table::Table::new(&[]))?,
     }

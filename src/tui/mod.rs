@@ -13,7 +13,7 @@ use std::time::Duration;
 use crossterm::event::{Event, EventStream};
 use futures::StreamExt;
 
-pub use app::{App, Options, Renew};
+pub use app::{App, Options, Renew, title};
 pub use worker::Saver;
 
 use crate::app::{Action, Command};
@@ -30,10 +30,17 @@ fn terminal_has_notices() -> bool {
 
 fn perform(effect: &Command) -> std::io::Result<()> {
     let mut out = std::io::stdout();
+    write_effect(effect, &mut out, terminal_has_notices())?;
+    out.flush()
+}
+
+/// The bytes of a terminal effect: the bell, and an OSC 9 desktop notice
+/// where the terminal shows them (`notices`), or OSC 52 for the clipboard.
+pub fn write_effect(effect: &Command, out: &mut impl Write, notices: bool) -> std::io::Result<()> {
     match effect {
         Command::Notify(text) => {
             out.write_all(b"\x07")?;
-            if terminal_has_notices() {
+            if notices {
                 // OSC 9: the text is ours, but names roles and people from the
                 // broker; cleaned again here, so nothing in it can end the sequence.
                 write!(out, "\x1b]9;{}\x07", sanitize::line(text))?;
@@ -46,7 +53,7 @@ fn perform(effect: &Command) -> std::io::Result<()> {
         }
         _ => {}
     }
-    out.flush()
+    Ok(())
 }
 
 /// Puts the terminal back however we leave: normal exit, error or drop.

@@ -118,7 +118,10 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
                 Line::from(format!("> {}▏", clean(text))),
             ];
             if let Some(error) = error {
-                lines.push(Line::from(Span::styled(error.clone(), theme.danger())));
+                lines.push(Line::from(Span::styled(
+                    clean(error).into_owned(),
+                    theme.danger(),
+                )));
             } else {
                 lines.push(Line::from(Span::styled(
                     "enter sends · esc cancels",

@@ -213,6 +213,59 @@ async fn invisible_characters_show_in_tables_and_survive_exactly_in_json_and_yam
     assert_eq!(logs.name, hidden, "YAML keeps the exact text");
 }
 
+/// What the broker says about people and roles reaches the terminal only
+/// as text: `login`, `whoami` and the tables print no escape sequence, no
+/// control and no bidi character from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_from_the_broker_print_harmlessly() {
+    let policy = hoist::demo::DEMO_POLICY
+        .replace(
+            r#"name = "Alice Adams""#,
+            r#"name = "Alice\u001B]0;pwned\u0007 \u202Eevil \u001B[2J""#,
+        )
+        .replace(
+            r#"name = "Production logs (read)""#,
+            r#"name = "Logs\u001B[31m \u009B2J \u2066x""#,
+        );
+    let broker = hoistd::testing::TestBroker::builder()
+        .policy(&policy)
+        .token_prefix("demo-")
+        .start()
+        .await;
+    let url = broker.url();
+    let broker = Broker { broker, url };
+    let alice = broker.person("alice");
+    let login = alice.run_with_stdin(&["login", "--with-token"], "demo-alice\n");
+    let whoami = alice.run(&["whoami"]);
+    let roles = alice.run(&["roles"]);
+    for (what, out) in [("login", &login), ("whoami", &whoami), ("roles", &roles)] {
+        assert!(out.status.success(), "{what}: {}", stderr(out));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
+        for c in text.chars() {
+            assert!(
+                c == '\n' || (!c.is_control() && !hoist::text::sanitize::is_invisible(c)),
+                "{what}: U+{:04X} printed: {text}",
+                c as u32
+            );
+        }
+    }
+    let said = String::from_utf8_lossy(&whoami.stdout);
+    assert!(
+        said.contains("Alice⟨U+001B⟩]0;pwned⟨U+0007⟩ ⟨U+202E⟩evil ⟨U+001B⟩[2J"),
+        "{said}"
+    );
+    assert!(
+        stderr(&login).contains("Alice⟨U+001B⟩]0;pwned"),
+        "{}",
+        stderr(&login)
+    );
+    let table = String::from_utf8_lossy(&roles.stdout);
+    assert!(
+        table.contains("Logs⟨U+001B⟩[31m ⟨U+009B⟩2J ⟨U+2066⟩x"),
+        "{table}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_is_resolved_by_an_approval_from_another_identity() {
     let broker = Broker::start().await;
