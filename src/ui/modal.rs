@@ -104,7 +104,7 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             frame.render_widget(Clear, popup);
             frame.render_widget(
                 Paragraph::new(lines)
-                    .wrap(Wrap { trim: true })
+                    .wrap(Wrap { trim: false })
                     .block(block(" Quit? ", theme).border_style(theme.break_glass())),
                 popup,
             );
