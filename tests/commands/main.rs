@@ -969,3 +969,91 @@ async fn the_prompt_shows_active_grants_from_a_local_cache_without_the_network()
             .starts_with("staging-db-admin 1h59m")
     );
 }
+
+/// A broker URL that answers every call with a redirect to another origin
+/// (307 and 308 keep the method, the body and, in a client that follows,
+/// the Authorization header). hoist follows none of them: the other origin
+/// never hears from it, and the user is told why the call failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_never_followed_with_the_token() {
+    use std::sync::{Arc, Mutex};
+
+    // The other origin, which records whatever reaches it.
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = Arc::clone(&heard);
+    let elsewhere = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let record = Arc::clone(&record);
+        async move {
+            let auth = request
+                .headers()
+                .get("authorization")
+                .map(|v| v.to_str().unwrap_or("?").to_string())
+                .unwrap_or_default();
+            record
+                .lock()
+                .unwrap()
+                .push(format!("{} {} {auth}", request.method(), request.uri()));
+            "{}"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, elsewhere).await });
+
+    for status in [301u16, 302, 307, 308] {
+        let location = target.clone();
+        let redirector = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let location = format!("{location}{uri}");
+            async move {
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    [(axum::http::header::LOCATION, location)],
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let broker = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, redirector).await });
+
+        // The binary: signing in sends the token to /v1/me first.
+        let hoist = Hoist {
+            config: tempfile::tempdir().unwrap(),
+            broker: broker.clone(),
+        };
+        let out = hoist.run_with_stdin(&["login", "--with-token"], "s3cret-token\n");
+        assert_ne!(code(&out), 0, "{status}");
+        assert!(
+            stderr(&out).contains("redirect"),
+            "{status}: {}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("s3cret-token"), "{}", stderr(&out));
+
+        // The library, for every kind of call: reads, writes, the stream.
+        let client = hoist::backend::connect(&broker, "s3cret-token").unwrap();
+        let body = hoist_api::CreateRequest {
+            role: "prod-logs-read".into(),
+            justification: "Trace checkout".into(),
+            ticket: None,
+            incident: None,
+            duration_secs: None,
+            starts_at: None,
+            break_glass: false,
+        };
+        let refused = |what: &str, err: hoist::backend::BackendError| {
+            assert!(
+                err.to_string().contains("redirect"),
+                "{status} {what}: {err}"
+            );
+        };
+        refused("me", client.me().await.unwrap_err());
+        refused("grants", client.grants(false).await.unwrap_err());
+        refused("file", client.file(&body, "key").await.unwrap_err());
+        refused("revoke", client.revoke("gr_1", None).await.unwrap_err());
+        match client.events().await {
+            Ok(_) => panic!("{status}: the event stream followed a redirect"),
+            Err(err) => refused("events", err),
+        }
+        assert_eq!(*heard.lock().unwrap(), Vec::<String>::new(), "{status}");
+    }
+}
