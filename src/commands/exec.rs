@@ -129,6 +129,14 @@ async fn obtain(
         .map(duration)
         .transpose()?
         .map(Duration::from_secs);
+    // Stopped before anything was filed: nothing to withdraw.
+    if let Some(signal) = signals.pending() {
+        super::say(&format!(
+            "{} arrived; nothing was requested",
+            signal.as_str()
+        ));
+        return Ok(Obtained::Interrupted(signal));
+    }
     let filed = file(backend, &body).await?;
     let id = filed.id.clone();
     let waited = tokio::select! {
