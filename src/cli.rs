@@ -151,10 +151,14 @@ pub enum Command {
     },
     /// Run a command with access to ROLE for exactly as long as it runs.
     ///
-    /// Reuses your active grant for ROLE, or requests one and waits. The command gets
+    /// Reuses your active grant for ROLE, or requests one and waits; if it gives up waiting
+    /// (--timeout, a signal, an error) it cancels that request. The command gets
     /// HOIST_CREDENTIAL (a signed JWT), HOIST_CREDENTIAL_EXPIRES_AT, HOIST_ROLE,
-    /// HOIST_GRANT_ID and HOIST_GRANT_EXPIRES_AT in its environment. Signals are forwarded;
-    /// a grant exec requested is revoked when the command ends, however it ends.
+    /// HOIST_GRANT_ID and HOIST_GRANT_EXPIRES_AT in its environment, and
+    /// HOIST_CREDENTIAL_COMMAND: a command line that prints a fresh credential for the
+    /// grant (`sh -c "$HOIST_CREDENTIAL_COMMAND"`), for a command that outlives one
+    /// credential. Signals are forwarded; a grant exec requested is revoked when the
+    /// command ends, however it ends.
     Exec {
         #[command(flatten)]
         args: commands::ExecArgs,
@@ -219,8 +223,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             .map_err(Into::into),
         Some(Command::Exec { args }) => {
             let outcome = async {
-                let backend = commands::connect(broker, profile).await?;
-                commands::exec(&*backend, &args).await
+                let target = Config::load()?.resolve(broker, profile)?;
+                let backend = session::open(&target).await?;
+                commands::exec(&*backend, &args, &target).await
             };
             return match outcome.await {
                 Ok(code) => ExitCode::from(code),
@@ -437,7 +442,8 @@ async fn login(
 ) -> anyhow::Result<()> {
     let mut config = Config::load()?;
     let target = config.resolve(broker, profile)?;
-    if insecure_file_store || target.insecure_file_store {
+    let file_store = insecure_file_store || target.insecure_file_store;
+    if file_store {
         crate::auth::secrets::init_file_store(&crate::config::sessions_dir()?)?;
     }
     let me = match how {
@@ -448,11 +454,14 @@ async fn login(
         Login::Sso(flow) => sign_in(&target, flow).await?.0,
     };
     config.remember_login(&target, &me.user);
+    // Remembered, so that every later command of this profile finds the
+    // session where it was put (and `logout` deletes the file).
+    config.set_insecure_file_store(&target, file_store);
     config.save()?;
     eprintln!(
         "Signed in to {} as {} ({}).",
         target.broker,
-        me.user,
+        crate::text::sanitize::line(&me.user),
         crate::text::sanitize::line(&me.display_name)
     );
     if let Some(warning) = crate::auth::secrets::warning() {
@@ -468,12 +477,14 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     let me = crate::backend::connect(&target.broker, &current.access_token)?
         .me()
         .await?;
+    let clean = |text: &str| crate::text::sanitize::line(text).into_owned();
     println!(
         "user:     {} ({})",
-        me.user,
-        crate::text::sanitize::line(&me.display_name)
+        clean(&me.user),
+        clean(&me.display_name)
     );
-    println!("groups:   {}", me.groups.join(", "));
+    let groups: Vec<String> = me.groups.iter().map(|g| clean(g)).collect();
+    println!("groups:   {}", groups.join(", "));
     println!("broker:   {}", target.broker);
     println!("profile:  {}", target.profile);
     match (current.expires_at, &current.issuer) {
@@ -493,8 +504,16 @@ async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     let target = config.resolve(broker, profile)?;
     let removed = session::logout(&target).await?;
     config.forget_login(&target);
+    // The opt-in ends with the session it was for: the next sign-in keeps
+    // its token in a file only if asked to again.
+    config.set_insecure_file_store(&target, false);
     config.save()?;
-    if removed {
+    if removed && target.insecure_file_store {
+        eprintln!(
+            "Signed out of {}; the session file is deleted.",
+            target.broker
+        );
+    } else if removed {
         eprintln!("Signed out of {}.", target.broker);
     } else {
         eprintln!("No session for {} was stored.", target.broker);

@@ -17,6 +17,8 @@ pub enum FailureKind {
     NotFound,
     /// The broker failed on its side.
     BrokerError,
+    /// Too many calls in a short time; the same call works again shortly.
+    TooMany,
     /// The broker refused for another reason it named.
     Refused,
     /// Anything else; the message says it all.
@@ -55,6 +57,7 @@ impl Failure {
             FailureKind::NotPossibleNow => "Not possible now",
             FailureKind::NotFound => "Not found",
             FailureKind::BrokerError => "Broker error",
+            FailureKind::TooMany => "Too many requests, try again shortly",
             FailureKind::Refused => "Refused",
         };
         format!("{kind}: {message}")
@@ -70,17 +73,18 @@ mod tests {
         let described = |kind| Failure::new(kind, "not eligible\x1b[2J").describe();
         assert_eq!(
             described(FailureKind::DeniedByPolicy),
-            "Denied by policy: not eligible\u{FFFD}[2J"
+            "Denied by policy: not eligible⟨U+001B⟩[2J"
         );
         assert_eq!(
             described(FailureKind::Unreachable),
-            "Broker unreachable (not eligible\u{FFFD}[2J); will retry"
+            "Broker unreachable (not eligible⟨U+001B⟩[2J); will retry"
         );
         assert_eq!(
             described(FailureKind::SessionEnded),
             "Session expired or not signed in: run `hoist login`"
         );
-        assert_eq!(described(FailureKind::Other), "not eligible\u{FFFD}[2J");
+        assert_eq!(described(FailureKind::Other), "not eligible⟨U+001B⟩[2J");
         assert!(described(FailureKind::NotPossibleNow).starts_with("Not possible now: "));
+        assert!(described(FailureKind::TooMany).starts_with("Too many requests"));
     }
 }

@@ -233,10 +233,15 @@ impl RequestForm {
         let max_duration = self.roles().map(|r| r.max_duration_secs).min().unwrap_or(0);
         let ticket_required = self.roles().any(|r| r.ticket.required);
         let justification = self.justification.trim();
+        // The broker's rule: hidden characters are refused by name, and only
+        // visible ones count towards the minimum.
         let chars = justification.chars().count();
-        if chars < min_justification as usize || chars == 0 {
+        let visible = hoist_api::text::visible_len(justification);
+        if let Some(hidden) = hoist_api::text::find_invisible(justification) {
+            problems.justification = Some(format!("holds {hidden}, which shows nothing"));
+        } else if visible < min_justification as usize || visible == 0 {
             problems.justification = Some(format!(
-                "{chars} of at least {} characters",
+                "{visible} of at least {} characters",
                 min_justification.max(1)
             ));
         } else if chars > MAX_JUSTIFICATION_CHARS {
@@ -252,6 +257,8 @@ impl RequestForm {
         ] {
             if text.chars().count() > MAX_REFERENCE_CHARS {
                 *slot = Some(format!("at most {MAX_REFERENCE_CHARS} characters"));
+            } else if let Some(hidden) = hoist_api::text::find_invisible(text) {
+                *slot = Some(format!("holds {hidden}, which shows nothing"));
             }
         }
         if self.break_glass && ticket.is_empty() && incident.is_empty() {
@@ -338,6 +345,13 @@ mod tests {
         let mut form = RequestForm::new(role(), "k".into());
         let problems = form.problems();
         assert!(problems.justification.unwrap().contains("at least 10"));
+        // Ten zero-width spaces are not ten characters, as at the broker.
+        form.justification = "\u{200B}".repeat(10);
+        let problem = form.problems().justification.unwrap();
+        assert!(problem.contains("U+200B ZERO WIDTH SPACE"), "{problem}");
+        form.incident = "INC-1\u{202E}".into();
+        assert!(form.problems().incident.unwrap().contains("U+202E"));
+        form.incident.clear();
         assert_eq!(problems.ticket.as_deref(), Some("required"));
         form.justification = "restart the primary".into();
         form.ticket = "JIRA-1".into();

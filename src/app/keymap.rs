@@ -102,7 +102,7 @@ pub enum Context {
 impl Context {
     pub fn of(state: &State) -> Context {
         match &state.modal {
-            Some(Modal::Confirm { .. }) => return Context::Confirm,
+            Some(Modal::Confirm { .. } | Modal::QuitWhileRevoking) => return Context::Confirm,
             Some(Modal::Input { .. }) => return Context::Input,
             Some(Modal::Help | Modal::Credential { .. }) => return Context::Overlay,
             None => {}

@@ -119,6 +119,10 @@ pub enum Modal {
         token: String,
         expires_at: DateTime<Utc>,
     },
+    /// Quit was asked for while the broker has not yet confirmed a
+    /// revocation: those grants stay active if hoist stops retrying, so
+    /// the person decides, knowing that.
+    QuitWhileRevoking,
 }
 
 /// Which list a row of the Reviews screen comes from.
@@ -274,6 +278,15 @@ impl State {
                     hoist_api::RequestState::Pending | hoist_api::RequestState::Approved
                 )
         })
+    }
+
+    /// Grants whose revocation the broker has not confirmed yet, soonest
+    /// to end first.
+    pub fn unconfirmed_revocations(&self) -> Vec<&Grant> {
+        self.grants
+            .iter()
+            .filter(|g| self.revoking.contains(&g.id))
+            .collect()
     }
 
     pub fn time_left(&self, grant: &Grant) -> TimeDelta {

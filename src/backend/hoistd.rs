@@ -43,6 +43,13 @@ fn server_time(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
     precise.or_else(coarse)
 }
 
+/// A redirect is an error: following it would send the token elsewhere.
+fn redirected(status: StatusCode) -> BackendError {
+    BackendError::Protocol(format!(
+        "the broker answered with a redirect ({status}); hoist never follows redirects, check the broker URL"
+    ))
+}
+
 #[derive(Clone)]
 pub struct HoistdClient {
     base: Url,
@@ -128,9 +135,7 @@ impl HoistdClient {
         }
         let status = response.status();
         if status.is_redirection() {
-            return Err(BackendError::Protocol(format!(
-                "the broker answered with a redirect ({status}); hoist never follows redirects, check the broker URL"
-            )));
+            return Err(redirected(status));
         }
         let bytes = response
             .bytes()
@@ -355,6 +360,9 @@ impl Backend for HoistdClient {
             self.clock.observe(server);
         }
         let status = response.status();
+        if status.is_redirection() {
+            return Err(redirected(status));
+        }
         if status == StatusCode::UNAUTHORIZED {
             return Err(BackendError::Unauthenticated(
                 "the broker refused the token".into(),

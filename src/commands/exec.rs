@@ -1,23 +1,32 @@
 //! `hoist exec ROLE -- CMD`: access that lasts exactly as long as the task.
-//! Reuses an active grant or requests one and waits; runs CMD with the
-//! credential in its environment; forwards signals; revokes the grant it
-//! created when CMD ends, however it ends; exits with CMD's status.
+//! Reuses an active grant or requests one and waits; withdraws that request
+//! if it gives up waiting (time out, a signal, a failure), so no approval
+//! can later grant access nothing uses; runs CMD with the credential and a
+//! command line that prints a fresh one for as long as the grant lives;
+//! forwards signals; revokes the grant it created when CMD ends, however it
+//! ends; exits with CMD's status.
 
+use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 
 use clap::Args;
+use hoist_api::{AccessRequest, RequestState};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::signal::unix::{SignalKind, signal};
 
 use super::request::{file, find_grant, wait_for_final};
+use super::signals::{Signals, status_of};
 use super::{Ended, duration};
 use crate::backend::Backend;
+use crate::config::Target;
 
 /// Environment variables CMD receives.
 pub const ENV_CREDENTIAL: &str = "HOIST_CREDENTIAL";
 pub const ENV_CREDENTIAL_EXPIRES_AT: &str = "HOIST_CREDENTIAL_EXPIRES_AT";
+/// A command line (for `sh -c` or `eval`) that prints a fresh credential
+/// for the grant, signed in with the same stored session.
+pub const ENV_CREDENTIAL_COMMAND: &str = "HOIST_CREDENTIAL_COMMAND";
 pub const ENV_ROLE: &str = "HOIST_ROLE";
 pub const ENV_GRANT_ID: &str = "HOIST_GRANT_ID";
 pub const ENV_GRANT_EXPIRES_AT: &str = "HOIST_GRANT_EXPIRES_AT";
@@ -36,7 +45,7 @@ pub struct ExecArgs {
     /// How long to ask for, e.g. 30m (default: the role's default).
     #[arg(long)]
     pub duration: Option<String>,
-    /// Give up waiting for approval after this long.
+    /// Give up waiting for approval after this long (the request is then cancelled).
     #[arg(long)]
     pub timeout: Option<String>,
     /// The command and its arguments, after `--`.
@@ -54,68 +63,190 @@ fn code_of(status: ExitStatus) -> u8 {
     }
 }
 
-pub async fn exec(backend: &dyn Backend, args: &ExecArgs) -> anyhow::Result<u8> {
+pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> anyhow::Result<u8> {
+    if args.command.is_empty() {
+        return Err(Ended::Usage("no command after `--`".into()).into());
+    }
+    // From here on a signal is ours to act on: while waiting it withdraws
+    // the request, before CMD starts it starts nothing, after it is CMD's.
+    let mut signals = Signals::listen()?;
     let (grant, created) = match find_grant(backend, &args.role).await {
         Ok(grant) => (grant, false),
-        Err(_) => {
-            let body = hoist_api::CreateRequest {
-                role: args.role.clone(),
-                justification: args.reason.clone(),
-                ticket: args.ticket.clone(),
-                incident: args.incident.clone(),
-                duration_secs: args.duration.as_deref().map(duration).transpose()?,
-                starts_at: None,
-                break_glass: false,
-            };
-            let timeout = args
-                .timeout
-                .as_deref()
-                .map(duration)
-                .transpose()?
-                .map(Duration::from_secs);
-            let filed = file(backend, &body).await?;
-            let request = wait_for_final(backend, filed, timeout).await?;
-            if request.state != hoist_api::RequestState::Active {
-                let reason = request.reason.clone().unwrap_or_default();
-                return Err(match request.state {
-                    hoist_api::RequestState::Denied => {
-                        Ended::Denied(format!("{} was denied: {reason}", request.id))
-                    }
-                    _ => {
-                        Ended::TimedOut(format!("{} ended {}: {reason}", request.id, request.state))
-                    }
-                }
-                .into());
-            }
-            let id = request.grant_id.clone().unwrap_or_default();
-            (find_grant(backend, &id).await?, true)
-        }
+        Err(_) => match obtain(backend, args, &mut signals).await? {
+            Obtained::Grant(grant) => (*grant, true),
+            Obtained::Interrupted(signal) => return Ok(status_of(signal)),
+        },
     };
     super::remember_grants(backend).await;
-    let outcome = run(backend, &grant, &args.command).await;
+    let outcome = match signals.pending() {
+        // Asked to stop before CMD existed: it never starts.
+        Some(signal) => {
+            super::say(&format!(
+                "{} arrived before the command started; it was not run",
+                signal.as_str()
+            ));
+            Ok(status_of(signal))
+        }
+        None => run(backend, &grant, &args.command, target, &mut signals).await,
+    };
     if created {
+        // The command may have outlived a single sign-on token; the revoke
+        // must not fail for that.
+        if let Ok(session) = crate::auth::session::current(target).await {
+            backend.set_token(&session.access_token);
+        }
         revoke_after(backend, &grant.id).await;
         super::remember_grants(backend).await;
     }
     outcome
 }
 
+enum Obtained {
+    Grant(Box<hoist_api::Grant>),
+    Interrupted(Signal),
+}
+
+/// Files a request for the role and waits for it to become active. Giving
+/// up in any way withdraws it: a pending request left behind would become a
+/// grant, for hours, the moment someone approved it.
+async fn obtain(
+    backend: &dyn Backend,
+    args: &ExecArgs,
+    signals: &mut Signals,
+) -> anyhow::Result<Obtained> {
+    let body = hoist_api::CreateRequest {
+        role: args.role.clone(),
+        justification: args.reason.clone(),
+        ticket: args.ticket.clone(),
+        incident: args.incident.clone(),
+        duration_secs: args.duration.as_deref().map(duration).transpose()?,
+        starts_at: None,
+        break_glass: false,
+    };
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(duration)
+        .transpose()?
+        .map(Duration::from_secs);
+    // Stopped before anything was filed: nothing to withdraw.
+    if let Some(signal) = signals.pending() {
+        super::say(&format!(
+            "{} arrived; nothing was requested",
+            signal.as_str()
+        ));
+        return Ok(Obtained::Interrupted(signal));
+    }
+    let filed = file(backend, &body).await?;
+    let id = filed.id.clone();
+    let waited = tokio::select! {
+        waited = wait_for_final(backend, filed, timeout) => waited,
+        signal = signals.next() => {
+            let why = format!("interrupted by {}", signal.as_str());
+            let fate = withdraw(backend, &id, &why, signals).await;
+            super::say(&format!(
+                "{} while waiting for approval; {fate}",
+                signal.as_str()
+            ));
+            return Ok(Obtained::Interrupted(signal));
+        }
+    };
+    let request = match waited {
+        Ok(request) => request,
+        Err(err) => {
+            let timed_out = super::exit_code(&err) == super::exit::TIMED_OUT;
+            let why = if timed_out {
+                "timed out".to_string()
+            } else {
+                // A reason is short; the whole error is printed below.
+                let cause: String = format!("{err:#}").chars().take(200).collect();
+                format!("failed while waiting: {cause}")
+            };
+            let fate = withdraw(backend, &id, &why, signals).await;
+            if timed_out {
+                return Err(
+                    Ended::TimedOut(format!("gave up waiting for approval; {fate}")).into(),
+                );
+            }
+            return Err(err.context(fate));
+        }
+    };
+    if request.state != RequestState::Active {
+        let reason = request.reason.clone().unwrap_or_default();
+        return Err(match request.state {
+            RequestState::Denied => Ended::Denied(format!("{} was denied: {reason}", request.id)),
+            _ => Ended::TimedOut(format!("{} ended {}: {reason}", request.id, request.state)),
+        }
+        .into());
+    }
+    let grant_id = request.grant_id.clone().unwrap_or_default();
+    Ok(Obtained::Grant(Box::new(
+        find_grant(backend, &grant_id).await?,
+    )))
+}
+
+/// Cancels the request exec filed and says what became of it. A request
+/// approved in the meantime has a grant, which is revoked instead. A second
+/// signal stops trying, and the answer says how to finish the job by hand.
+async fn withdraw(backend: &dyn Backend, id: &str, why: &str, signals: &mut Signals) -> String {
+    let by_hand = format!("{id} may still be pending: cancel it with `hoist cancel {id}`");
+    tokio::select! {
+        fate = withdraw_now(backend, id, why) => {
+            fate.unwrap_or_else(|err| format!("{by_hand} (cancelling failed: {err})"))
+        }
+        signal = signals.next() => format!("{} stopped the cancelling; {by_hand}", signal.as_str()),
+    }
+}
+
+async fn withdraw_now(
+    backend: &dyn Backend,
+    id: &str,
+    why: &str,
+) -> Result<String, crate::backend::BackendError> {
+    let reason = Some(format!("hoist exec: {why}"));
+    let mut attempt = 0;
+    loop {
+        match backend.cancel(id, reason.clone()).await {
+            Ok(_) => return Ok(format!("{id} is cancelled")),
+            Err(err) if err.is_transient() && attempt < 4 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            }
+            Err(err) => {
+                // Decided meanwhile? An approval made a grant; anything else
+                // final left nothing to withdraw.
+                let current: AccessRequest = match backend.request(id).await {
+                    Ok(current) => current,
+                    Err(_) => return Err(err),
+                };
+                return match (current.state, current.grant_id) {
+                    (RequestState::Active | RequestState::Approved, Some(grant_id)) => {
+                        revoke_after(backend, &grant_id).await;
+                        Ok(format!(
+                            "{id} was approved meanwhile; its grant {grant_id} is revoked"
+                        ))
+                    }
+                    (state, _) if state.is_final() => Ok(format!("{id} is {state}")),
+                    _ => Err(err),
+                };
+            }
+        }
+    }
+}
+
 async fn run(
     backend: &dyn Backend,
     grant: &hoist_api::Grant,
     command: &[String],
+    target: &Target,
+    signals: &mut Signals,
 ) -> anyhow::Result<u8> {
     let credential = backend.credential(&grant.id).await?;
     let (program, rest) = command
         .split_first()
         .ok_or_else(|| Ended::Usage("no command after `--`".into()))?;
-    // Listen before CMD exists: a signal that arrives between the spawn and
-    // the first wait must be forwarded, not end hoist with its default action.
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut quit = signal(SignalKind::quit())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut child = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program);
+    child
         .args(rest)
         .env(ENV_CREDENTIAL, &credential.token)
         .env(
@@ -124,7 +255,22 @@ async fn run(
         )
         .env(ENV_ROLE, &grant.role)
         .env(ENV_GRANT_ID, &grant.id)
-        .env(ENV_GRANT_EXPIRES_AT, grant.expires_at.to_rfc3339())
+        .env(ENV_GRANT_EXPIRES_AT, grant.expires_at.to_rfc3339());
+    match std::env::current_exe() {
+        Ok(exe) => match credential_command(&exe, target, &grant.id) {
+            Some(line) => {
+                child.env(ENV_CREDENTIAL_COMMAND, line);
+            }
+            None => super::say(&format!(
+                "warning: {} is not UTF-8; {ENV_CREDENTIAL_COMMAND} is not set",
+                exe.display()
+            )),
+        },
+        Err(err) => super::say(&format!(
+            "warning: cannot find hoist itself ({err}); {ENV_CREDENTIAL_COMMAND} is not set"
+        )),
+    }
+    let mut child = child
         .spawn()
         .map_err(|err| anyhow::anyhow!("cannot run `{program}`: {err}"))?;
     let pid = child
@@ -134,21 +280,50 @@ async fn run(
     // At a terminal, Ctrl-C and Ctrl-\ already reach CMD (same process group):
     // forwarding them as well would deliver them twice.
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    let forward = |signal: Signal| {
-        if let Some(pid) = pid {
-            let _ = kill(pid, signal);
-        }
-    };
     let status = loop {
         tokio::select! {
             status = child.wait() => break status?,
-            _ = interrupt.recv() => if !interactive { forward(Signal::SIGINT) },
-            _ = quit.recv() => if !interactive { forward(Signal::SIGQUIT) },
-            _ = terminate.recv() => forward(Signal::SIGTERM),
-            _ = hangup.recv() => forward(Signal::SIGHUP),
+            signal = signals.next() => {
+                let typed = matches!(signal, Signal::SIGINT | Signal::SIGQUIT);
+                if let (Some(pid), false) = (pid, typed && interactive) {
+                    let _ = kill(pid, signal);
+                }
+            }
         }
     };
     Ok(code_of(status))
+}
+
+/// The exact command line, quoted for a POSIX shell, that prints a fresh
+/// credential for `grant_id`: this same hoist, broker and profile, so the
+/// same stored session. Nothing in it is a secret. `None` if the path of
+/// hoist cannot be written as text.
+fn credential_command(exe: &Path, target: &Target, grant_id: &str) -> Option<String> {
+    let exe = exe.to_str()?;
+    let words = [
+        exe,
+        "--broker",
+        &target.broker,
+        "--profile",
+        &target.profile,
+        "credential",
+        grant_id,
+    ];
+    Some(words.map(shell_word).join(" "))
+}
+
+/// A word as a POSIX shell reads it back: bare if it is plain, else in
+/// single quotes (a quote inside becomes `'\''`).
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// Revokes the grant `exec` created, retrying a little if the broker is
@@ -164,11 +339,34 @@ async fn revoke_after(backend: &dyn Backend, grant_id: &str) {
                 tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
             }
             Err(err) => {
-                eprintln!(
-                    "hoist: could not revoke {grant_id} ({err}); it ends at its expiry. Revoke it with `hoist revoke {grant_id}`."
-                );
+                super::say(&format!(
+                    "could not revoke {grant_id} ({err}); it ends at its expiry. Revoke it with `hoist revoke {grant_id}`."
+                ));
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credential_command_is_one_exact_shell_line() {
+        let target = Target {
+            profile: "on call's".into(),
+            broker: "https://hoist.example:8443".into(),
+            user: Some("alice".into()),
+            insecure_file_store: false,
+        };
+        let line = credential_command(Path::new("/opt/my tools/hoist"), &target, "gr_abc").unwrap();
+        assert_eq!(
+            line,
+            r"'/opt/my tools/hoist' --broker https://hoist.example:8443 --profile 'on call'\''s' credential gr_abc"
+        );
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("a;rm -rf ~"), "'a;rm -rf ~'");
+        assert_eq!(shell_word("$(x)`y`"), "'$(x)`y`'");
     }
 }

@@ -109,11 +109,38 @@ pub fn timeline(incident: &str, events: Vec<AuditEvent>, now: DateTime<Utc>) -> 
     }
 }
 
-/// Text safe inside a Markdown table cell: one line, no pipes, no controls.
+/// Broker text as it must appear in the document: exactly what it says and
+/// nothing more. It is sanitised (controls and invisible characters become
+/// visible escapes), then every character Markdown or HTML would act on is
+/// escaped, and line breaks become `<br>`, so a justification can neither
+/// end its table cell nor add markup, a link or a script to the postmortem.
 fn cell(text: &str) -> String {
-    crate::text::sanitize::line(text)
-        .replace('|', "\\|")
-        .replace('`', "'")
+    crate::text::sanitize::lines(text)
+        .iter()
+        .map(|line| inline(line))
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
+/// One line of text with Markdown's inline syntax and HTML escaped: `<`,
+/// `>` and `&` as entities (no tag, autolink or entity survives); the
+/// characters that start code, emphasis, links, strikethrough, maths and
+/// headings, the table's pipe, and the backslash itself, backslash-escaped.
+fn inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '$' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn utc(at: Option<DateTime<Utc>>) -> String {
@@ -201,7 +228,110 @@ pub async fn export(
     let timeline = timeline(incident, events, backend.clock().now());
     match format {
         ExportFormat::Markdown => print!("{}", markdown(&timeline)),
-        ExportFormat::Json => println!("{}", serde_json::to_string_pretty(&timeline)?),
+        ExportFormat::Json => println!("{}", super::json::to_string(&timeline)?),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything a hostile justification, comment or name could try.
+    const HOSTILE: &str = "<script>alert(1)</script> [x](javascript:alert(1)) `code` | pipe |\n\
+         second line <img src=x onerror=alert(1)> **bold** _em_ ~~gone~~ $x$ &lt; \\| \
+         # head \u{202E}rev \u{200B}zw \x1b[2J";
+
+    fn event(seq: i64, kind: AuditKind, reason: Option<&str>) -> AuditEvent {
+        AuditEvent {
+            seq,
+            at: "2026-06-01T10:00:00Z".parse().unwrap(),
+            kind,
+            actor: format!("bob{HOSTILE}"),
+            subject: Some(format!("alice{HOSTILE}")),
+            role: Some(format!("db{HOSTILE}")),
+            request_id: Some("req_1".into()),
+            grant_id: Some("gr_1".into()),
+            incident: Some("INC-1".into()),
+            reason: reason.map(str::to_string),
+            details: serde_json::json!({ "decision": "approve" }),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// The cells of a table row, split on the pipes Markdown sees (an
+    /// escaped pipe is text).
+    fn cells(row: &str) -> Vec<String> {
+        let mut cells = vec![String::new()];
+        let mut chars = row.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    let last = cells.last_mut().unwrap();
+                    last.push(c);
+                    last.extend(chars.next());
+                }
+                '|' => cells.push(String::new()),
+                c => cells.last_mut().unwrap().push(c),
+            }
+        }
+        cells
+    }
+
+    #[test]
+    fn broker_text_cannot_add_markup_links_scripts_or_cells() {
+        let events = vec![
+            event(1, AuditKind::Requested, Some(HOSTILE)),
+            event(2, AuditKind::Reviewed, Some(HOSTILE)),
+            event(3, AuditKind::Activated, None),
+            event(4, AuditKind::Revoked, Some(HOSTILE)),
+        ];
+        let now = "2026-06-01T12:00:00Z".parse().unwrap();
+        let document = markdown(&timeline(&format!("INC-1{HOSTILE}"), events, now));
+
+        // Every row of both tables is one line with its own number of cells.
+        let rows: Vec<&str> = document.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(rows.len(), 2 + 1 + 2 + 4, "{document}");
+        for row in &rows {
+            let columns = if rows[..3].contains(row) { 9 } else { 7 };
+            assert_eq!(cells(row).len(), columns + 2, "{row}");
+        }
+        // No tag, link, code span, emphasis or entity of the broker's: each
+        // character that could start one is escaped.
+        let text = document
+            .lines()
+            .filter(|l| l.starts_with('|') || l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("<br>", "");
+        assert!(!text.contains('<') && !text.contains('>'), "{document}");
+        assert!(
+            text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{document}"
+        );
+        assert!(text.contains("&amp;lt;"), "{document}");
+        for (at, c) in text.char_indices() {
+            if matches!(c, '`' | '[' | ']' | '*' | '_' | '~' | '$') {
+                assert!(text[..at].ends_with('\\'), "unescaped {c} in {document}");
+            }
+        }
+        assert!(text.contains(r"\[x\](javascript:alert(1))"), "{document}");
+        assert!(
+            document.contains(r"\`code\` \| pipe \|<br>second line"),
+            "{document}"
+        );
+        // Hidden characters are shown, not kept.
+        assert!(
+            text.contains("⟨U+202E⟩rev ⟨U+200B⟩zw ⟨U+001B⟩\\[2J"),
+            "{document}"
+        );
+        assert!(
+            !text.contains('\u{202E}') && !text.contains('\x1b'),
+            "{document}"
+        );
+        // The heading is one line too.
+        assert!(document.starts_with("# Access timeline: INC-1&lt;script&gt;"));
+        assert_eq!(document.lines().next().unwrap().matches("<br>").count(), 1);
+    }
 }

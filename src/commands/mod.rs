@@ -5,8 +5,10 @@
 
 mod exec;
 pub mod incident;
+mod json;
 mod list;
 mod request;
+mod signals;
 mod table;
 
 use std::io::IsTerminal;
@@ -53,6 +55,12 @@ pub enum Ended {
     TimedOut(String),
     #[error("{0}")]
     Usage(String),
+    /// Stopped by a signal; exits 128 + its number, as a process it ended would.
+    #[error("{message}")]
+    Signalled {
+        signal: nix::sys::signal::Signal,
+        message: String,
+    },
 }
 
 /// The exit code for an error, by what it was.
@@ -63,6 +71,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 Ended::Denied(_) => exit::DENIED,
                 Ended::TimedOut(_) => exit::TIMED_OUT,
                 Ended::Usage(_) => exit::USAGE,
+                Ended::Signalled { signal, .. } => signals::status_of(*signal),
             };
         }
         if let Some(session) = cause.downcast_ref::<SessionError>() {
@@ -125,11 +134,17 @@ pub fn print<T: Serialize>(
     table: impl FnOnce() -> table::Table,
 ) -> anyhow::Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Json => println!("{}", json::to_string(value)?),
         Format::Yaml => print!("{}", serde_norway::to_string(value)?),
         Format::Table => print!("{}", table().render(colour_stdout())),
     }
     Ok(())
+}
+
+/// One line to the person on stderr, after `hoist: `. It may name what the
+/// broker sent (ids, roles, its errors), so it is sanitised whole.
+pub fn say(line: &str) {
+    eprintln!("hoist: {}", crate::text::sanitize::line(line));
 }
 
 /// Colour only for a person at a terminal who has not asked for none.

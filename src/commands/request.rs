@@ -111,21 +111,42 @@ pub async fn request(
             Ok(request) => requests.push(request),
             // In a bundle one refusal must not hide the others' outcome.
             Err(err) if bundle.is_some() => {
-                eprintln!(
-                    "hoist: {role}: {}",
-                    crate::text::sanitize::line(&err.to_string())
-                );
+                super::say(&format!("{role}: {err}"));
                 failures.push(anyhow::Error::from(err));
             }
             Err(err) => return Err(err.into()),
         }
     }
     if args.wait {
+        // A signal ends the wait, not the requests: they stay pending, as
+        // with --timeout, and the person is told how to withdraw them.
+        let mut signals = super::signals::Signals::listen()?;
+        let ids: Vec<String> = requests
+            .iter()
+            .filter(|r| !settled(r.state))
+            .map(|r| r.id.clone())
+            .collect();
         let waits = requests
             .into_iter()
             .map(|r| wait_for_final(backend, r, timeout));
         requests = Vec::new();
-        for outcome in futures::future::join_all(waits).await {
+        let outcomes = tokio::select! {
+            outcomes = futures::future::join_all(waits) => outcomes,
+            signal = signals.next() => {
+                let cancel: Vec<String> = ids.iter().map(|id| format!("`hoist cancel {id}`")).collect();
+                return Err(Ended::Signalled {
+                    signal,
+                    message: format!(
+                        "{} stopped the wait; {} still pending unless decided since (cancel with {})",
+                        signal.as_str(),
+                        ids.join(", "),
+                        cancel.join(", ")
+                    ),
+                }
+                .into());
+            }
+        };
+        for outcome in outcomes {
             match outcome {
                 Ok(request) => requests.push(request),
                 Err(err) => failures.push(err),
@@ -366,6 +387,14 @@ pub async fn credential(backend: &dyn Backend, role: &str, format: Format) -> an
     let grant = find_grant(backend, role).await?;
     let credential = backend.credential(&grant.id).await?;
     match format {
+        // Printed as it is, so it must be a token and nothing a terminal
+        // would act on.
+        Format::Table if !credential.token.chars().all(|c| c.is_ascii_graphic()) => {
+            return Err(BackendError::Protocol(
+                "the credential holds characters no token has; not printed".into(),
+            )
+            .into());
+        }
         Format::Table => println!("{}", credential.token),
         _ => print(format, &credential, || super::table::Table::new(&[]))?,
     }

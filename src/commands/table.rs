@@ -73,7 +73,7 @@ mod tests {
         let text = table.render(false);
         assert_eq!(
             text,
-            "ROLE           LEFT\nprod-db-admin  29:41\nx\u{FFFD}[2J          1:00\n"
+            "ROLE           LEFT\nprod-db-admin  29:41\nx⟨U+001B⟩[2J   1:00\n"
         );
         assert!(table.render(true).starts_with("\x1b[1mROLE"));
     }

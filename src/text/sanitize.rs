@@ -1,40 +1,49 @@
 //! Text from the broker is untrusted: before it reaches the terminal, control
-//! characters, escape sequences and bidirectional overrides are replaced, and
-//! length is bounded.
+//! characters, escape sequences, bidirectional controls and invisible
+//! characters are shown as visible escapes (`⟨U+202E⟩`), and length is
+//! bounded.
 
 use std::borrow::Cow;
+use std::fmt::Write;
 
 /// Longest text drawn from one server field, in characters.
 pub const MAX_CHARS: usize = 8192;
-/// What a removed character is shown as, so hidden content is visible.
-pub const REPLACEMENT: char = '\u{FFFD}';
 
-/// Characters that must never reach the terminal: C0 and C1 controls (ESC
-/// starts every escape sequence, OSC 52 included), DEL, and the Unicode
-/// controls that reorder or hide text (bidi overrides and isolates, marks).
-fn is_hostile(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
-            | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+/// Whether `c` must never reach the terminal as it is: C0 and C1 controls
+/// (ESC starts every escape sequence, OSC 52 included) and DEL, and the
+/// characters that hide or reorder text ([`is_invisible`]).
+pub fn is_hostile(c: char) -> bool {
+    c.is_control() || is_invisible(c)
 }
 
-/// One line of untrusted text: every hostile character replaced, newlines
-/// and tabs included, and at most [`MAX_CHARS`] characters.
+/// Characters that show nothing or reorder what is shown: the set the broker
+/// refuses in new text (`hoist_api::text`). Text stored before it did, or
+/// from an older broker, can still hold them.
+pub use hoist_api::text::is_invisible;
+
+/// How a hostile character is shown: its code point between angle brackets,
+/// so a reader sees that something was there, and what.
+fn escape(c: char, out: &mut String) {
+    // Writing to a String cannot fail.
+    let _ = write!(out, "⟨U+{:04X}⟩", u32::from(c));
+}
+
+/// One line of untrusted text: tabs and line breaks become spaces, every
+/// other hostile character a visible escape, and at most [`MAX_CHARS`]
+/// characters are kept.
 pub fn line(text: &str) -> Cow<'_, str> {
     let long = text.len() > MAX_CHARS && text.chars().nth(MAX_CHARS).is_some();
     if !long && !text.chars().any(is_hostile) {
         return Cow::Borrowed(text);
     }
-    let mut out: String = text
-        .chars()
-        .take(MAX_CHARS)
-        .map(|c| match c {
-            '\t' | '\n' | '\r' => ' ',
-            c if is_hostile(c) => REPLACEMENT,
-            c => c,
-        })
-        .collect();
+    let mut out = String::with_capacity(text.len().min(MAX_CHARS * 4));
+    for c in text.chars().take(MAX_CHARS) {
+        match c {
+            '\t' | '\n' | '\r' => out.push(' '),
+            c if is_hostile(c) => escape(c, &mut out),
+            c => out.push(c),
+        }
+    }
     if long {
         out.push('…');
     }
@@ -65,6 +74,8 @@ mod tests {
     fn plain_text_is_untouched_and_not_copied() {
         assert!(matches!(line("rotate the slot"), Cow::Borrowed(_)));
         assert_eq!(line("naïve — ok ✓"), "naïve — ok ✓");
+        // Emoji with their selectors and joiners of scripts that print stay.
+        assert!(matches!(line("❤\u{FE0F} 日本 é"), Cow::Borrowed(_)));
     }
 
     #[test]
@@ -72,8 +83,30 @@ mod tests {
         let hostile = "a\x1b[2Jb\x1b]52;c;ZXZpbA==\x07c\u{202E}d\u{2066}e\0f\u{9b}g\x7fh";
         let clean = line(hostile);
         assert!(!clean.chars().any(is_hostile), "{clean:?}");
-        assert!(!clean.contains('\x1b') && !clean.contains('\0') && !clean.contains('\u{202E}'));
-        assert_eq!(clean.chars().filter(|c| *c == REPLACEMENT).count(), 8);
+        assert_eq!(
+            clean,
+            "a⟨U+001B⟩[2Jb⟨U+001B⟩]52;c;ZXZpbA==⟨U+0007⟩c⟨U+202E⟩d⟨U+2066⟩e⟨U+0000⟩f⟨U+009B⟩g⟨U+007F⟩h"
+        );
+    }
+
+    #[test]
+    fn invisible_characters_are_shown_by_code_point() {
+        // Ten zero-width spaces are not an empty line: the reader sees them.
+        assert_eq!(line(&"\u{200B}".repeat(3)), "⟨U+200B⟩⟨U+200B⟩⟨U+200B⟩");
+        for (c, shown) in [
+            ('\u{200D}', "⟨U+200D⟩"),
+            ('\u{2028}', "⟨U+2028⟩"),
+            ('\u{2029}', "⟨U+2029⟩"),
+            ('\u{FEFF}', "⟨U+FEFF⟩"),
+            ('\u{00AD}', "⟨U+00AD⟩"),
+            ('\u{3164}', "⟨U+3164⟩"),
+            ('\u{E0041}', "⟨U+E0041⟩"),
+        ] {
+            assert_eq!(line(&format!("a{c}b")), format!("a{shown}b"));
+        }
+        // Escaping twice changes nothing: the escape is plain text.
+        let once = line("x\u{202E}y").into_owned();
+        assert!(matches!(line(&once), Cow::Borrowed(_)));
     }
 
     #[test]
@@ -83,10 +116,15 @@ mod tests {
         assert_eq!(clean.chars().count(), MAX_CHARS + 1);
         let many = lines(&format!("{}\n{}", "y".repeat(50_000), "z".repeat(50_000)));
         assert!(many.iter().map(|l| l.chars().count()).sum::<usize>() <= MAX_CHARS + 1);
+        // Escapes grow the text, but only so far.
+        let hidden = "\u{200B}".repeat(100_000);
+        assert_eq!(line(&hidden).matches("⟨U+200B⟩").count(), MAX_CHARS);
     }
 
     #[test]
     fn lines_split_and_clean_each() {
-        assert_eq!(lines("one\r\ntwo\x1b[31m"), ["one", "two\u{FFFD}[31m"]);
+        assert_eq!(lines("one\r\ntwo\x1b[31m"), ["one", "two⟨U+001B⟩[31m"]);
+        // A line separator does not start a line: it is shown.
+        assert_eq!(lines("one\u{2028}two"), ["one⟨U+2028⟩two"]);
     }
 }

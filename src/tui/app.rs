@@ -225,12 +225,18 @@ impl App {
 
     /// Text for the terminal title: the nearest expiry, if any.
     pub fn title(&self) -> String {
-        match self.state.grants.first() {
-            Some(grant) => {
-                let left = crate::text::span(self.state.time_left(grant));
-                format!("hoist · {} {left}", sanitize::line(&grant.role))
-            }
-            None => "hoist".to_string(),
+        title(&self.state)
+    }
+}
+
+/// The terminal title for a state: the nearest expiry, if any. It goes out
+/// inside an OSC sequence, so the role's name is sanitised.
+pub fn title(state: &State) -> String {
+    match state.grants.first() {
+        Some(grant) => {
+            let left = crate::text::span(state.time_left(grant));
+            format!("hoist · {} {left}", sanitize::line(&grant.role))
         }
+        None => "hoist".to_string(),
     }
 }

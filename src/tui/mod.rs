@@ -13,7 +13,7 @@ use std::time::Duration;
 use crossterm::event::{Event, EventStream};
 use futures::StreamExt;
 
-pub use app::{App, Options, Renew};
+pub use app::{App, Options, Renew, title};
 pub use worker::Saver;
 
 use crate::app::{Action, Command};
@@ -30,16 +30,20 @@ fn terminal_has_notices() -> bool {
 
 fn perform(effect: &Command) -> std::io::Result<()> {
     let mut out = std::io::stdout();
+    write_effect(effect, &mut out, terminal_has_notices())?;
+    out.flush()
+}
+
+/// The bytes of a terminal effect: the bell, and an OSC 9 desktop notice
+/// where the terminal shows them (`notices`), or OSC 52 for the clipboard.
+pub fn write_effect(effect: &Command, out: &mut impl Write, notices: bool) -> std::io::Result<()> {
     match effect {
         Command::Notify(text) => {
             out.write_all(b"\x07")?;
-            if terminal_has_notices() {
-                // OSC 9: the text is ours, built from sanitised fields; strip again to be sure.
-                let text: String = sanitize::line(text)
-                    .chars()
-                    .filter(|c| *c != '\u{FFFD}')
-                    .collect();
-                write!(out, "\x1b]9;{text}\x07")?;
+            if notices {
+                // OSC 9: the text is ours, but names roles and people from the
+                // broker; cleaned again here, so nothing in it can end the sequence.
+                write!(out, "\x1b]9;{}\x07", sanitize::line(text))?;
             }
         }
         Command::Copy(text) => {
@@ -49,7 +53,7 @@ fn perform(effect: &Command) -> std::io::Result<()> {
         }
         _ => {}
     }
-    out.flush()
+    Ok(())
 }
 
 /// Puts the terminal back however we leave: normal exit, error or drop.
@@ -72,7 +76,7 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
         let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
         previous(info);
     }));
-    let _restore = Restore;
+    let restore = Restore;
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
 
     let mut app = App::start(backend, options);
@@ -142,5 +146,30 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
     if let Some(last) = caching {
         let _ = last.await;
     }
+    // Said on the restored terminal, where it stays after hoist is gone: a
+    // revocation nobody retries any more must not pass for done.
+    let unconfirmed = unconfirmed(&app.state);
+    drop(restore);
+    for line in unconfirmed {
+        eprintln!("hoist: {line}");
+    }
     Ok(())
+}
+
+/// What is left undone when hoist stops: each revocation the broker has
+/// not confirmed, with the grant's end and the command that finishes it.
+pub fn unconfirmed(state: &crate::app::State) -> Vec<String> {
+    state
+        .unconfirmed_revocations()
+        .into_iter()
+        .map(|grant| {
+            format!(
+                "the broker never confirmed the revocation of {} ({}); it stays active until {} unless you run `hoist revoke {}`",
+                sanitize::line(&grant.role),
+                sanitize::line(&grant.id),
+                crate::text::local_timestamp(grant.expires_at),
+                sanitize::line(&grant.id),
+            )
+        })
+        .collect()
 }

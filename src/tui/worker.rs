@@ -264,6 +264,7 @@ pub fn failure(error: &BackendError) -> Failure {
                 ErrorCode::InvalidState | ErrorCode::AlreadyReviewed => FailureKind::NotPossibleNow,
                 ErrorCode::NotFound => FailureKind::NotFound,
                 ErrorCode::Internal => FailureKind::BrokerError,
+                ErrorCode::RateLimited => FailureKind::TooMany,
                 _ => FailureKind::Refused,
             };
             return Failure::new(kind, message.clone());

@@ -82,7 +82,11 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
             spans.push(Span::styled(text, value_style));
             if i + 1 == value.len() {
                 if let Some(problem) = problem {
-                    spans.push(Span::styled(format!("  ✗ {problem}"), theme.danger()));
+                    // A problem may quote the broker (a ticket pattern).
+                    spans.push(Span::styled(
+                        format!("  ✗ {}", clean(problem)),
+                        theme.danger(),
+                    ));
                 } else if matches!(
                     field,
                     Field::Justification | Field::Ticket | Field::Duration

@@ -132,11 +132,12 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         active_mine
     );
     let header = Row::new(["Who", "Role", "State", "Now"]).style(theme.muted());
+    // 80 columns leave 56 inside the frame: "3:59:30 left" must fit whole.
     let widths = [
         Constraint::Length(14),
-        Constraint::Length(20),
-        Constraint::Length(10),
-        Constraint::Min(10),
+        Constraint::Length(18),
+        Constraint::Length(9),
+        Constraint::Min(12),
     ];
     frame.render_widget(
         Table::new(rows, widths)

@@ -73,6 +73,42 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
                 popup,
             );
         }
+        Modal::QuitWhileRevoking => {
+            let grants = state.unconfirmed_revocations();
+            let height = u16::try_from(grants.len())
+                .unwrap_or(u16::MAX)
+                .saturating_add(6);
+            let popup = centered(area, 72, height);
+            let mut lines = vec![Line::from(Span::styled(
+                "The broker has not confirmed these revocations yet:",
+                theme.break_glass(),
+            ))];
+            for grant in grants {
+                lines.push(Line::from(vec![
+                    Span::styled(format!("  {:<24}", clean(&grant.role)), theme.text()),
+                    Span::styled(
+                        format!("active until {}", local_time(grant.expires_at)),
+                        theme.warn(),
+                    ),
+                ]));
+            }
+            lines.push(Line::from(
+                "hoist keeps retrying while it runs. Quit anyway, leaving them active?",
+            ));
+            lines.push(Line::from(vec![
+                Span::styled("y", theme.key()),
+                Span::raw(" quit anyway   "),
+                Span::styled("n", theme.key()),
+                Span::raw(" stay and keep retrying"),
+            ]));
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .block(block(" Quit? ", theme).border_style(theme.break_glass())),
+                popup,
+            );
+        }
         Modal::Input {
             title, text, error, ..
         } => {
@@ -82,7 +118,10 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
                 Line::from(format!("> {}▏", clean(text))),
             ];
             if let Some(error) = error {
-                lines.push(Line::from(Span::styled(error.clone(), theme.danger())));
+                lines.push(Line::from(Span::styled(
+                    clean(error).into_owned(),
+                    theme.danger(),
+                )));
             } else {
                 lines.push(Line::from(Span::styled(
                     "enter sends · esc cancels",

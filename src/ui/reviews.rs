@@ -187,7 +187,7 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     if state.capabilities.history {
         history_lines(&mut lines, r, state, theme);
     }
-    let title = Line::from(Span::styled(format!(" {} ", r.id), theme.title()));
+    let title = Line::from(Span::styled(format!(" {} ", clean(&r.id)), theme.title()));
     frame.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })

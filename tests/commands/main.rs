@@ -163,6 +163,109 @@ async fn listing_commands_print_tables_for_people_and_json_or_yaml_for_scripts()
     assert!(grants.is_empty());
 }
 
+/// Text the broker already holds with bidi controls and invisible
+/// characters (here in the operator's policy) shows them as visible escapes
+/// in tables; JSON keeps the exact text, escaped so a terminal shows it as
+/// it is, and YAML keeps it exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invisible_characters_show_in_tables_and_survive_exactly_in_json_and_yaml() {
+    let hidden = "Production\u{200B}logs \u{202E}daer\u{2028}(read)";
+    let policy = hoist::demo::DEMO_POLICY.replace(
+        r#"name = "Production logs (read)""#,
+        r#"name = "Production\u200Blogs \u202Edaer\u2028(read)""#,
+    );
+    assert_ne!(policy, hoist::demo::DEMO_POLICY);
+    let broker = hoistd::testing::TestBroker::builder()
+        .policy(&policy)
+        .token_prefix("demo-")
+        .start()
+        .await;
+    let url = broker.url();
+    let broker = Broker { broker, url };
+    let alice = broker.person("alice");
+
+    let table = String::from_utf8(alice.run(&["roles"]).stdout).unwrap();
+    assert!(
+        table.contains("Production⟨U+200B⟩logs ⟨U+202E⟩daer⟨U+2028⟩(read)"),
+        "{table}"
+    );
+    for raw in ['\u{200B}', '\u{202E}', '\u{2028}'] {
+        assert!(!table.contains(raw), "U+{:04X} in the table", raw as u32);
+    }
+
+    let json = alice.run(&["roles", "--json"]);
+    let text = String::from_utf8(json.stdout.clone()).unwrap();
+    assert!(
+        text.contains(r"Production\u200blogs \u202edaer\u2028(read)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{202E}') && !text.contains('\u{200B}'),
+        "{text}"
+    );
+    let roles: Vec<Role> = serde_json::from_slice(&json.stdout).unwrap();
+    let logs = roles.iter().find(|r| r.id == "prod-logs-read").unwrap();
+    assert_eq!(logs.name, hidden, "JSON keeps the exact text");
+
+    let yaml = alice.run(&["roles", "--output", "yaml"]);
+    let roles: Vec<Role> = serde_norway::from_slice(&yaml.stdout).unwrap();
+    let logs = roles.iter().find(|r| r.id == "prod-logs-read").unwrap();
+    assert_eq!(logs.name, hidden, "YAML keeps the exact text");
+}
+
+/// What the broker says about people and roles reaches the terminal only
+/// as text: `login`, `whoami` and the tables print no escape sequence, no
+/// control and no bidi character from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_from_the_broker_print_harmlessly() {
+    let policy = hoist::demo::DEMO_POLICY
+        .replace(
+            r#"name = "Alice Adams""#,
+            r#"name = "Alice\u001B]0;pwned\u0007 \u202Eevil \u001B[2J""#,
+        )
+        .replace(
+            r#"name = "Production logs (read)""#,
+            r#"name = "Logs\u001B[31m \u009B2J \u2066x""#,
+        );
+    let broker = hoistd::testing::TestBroker::builder()
+        .policy(&policy)
+        .token_prefix("demo-")
+        .start()
+        .await;
+    let url = broker.url();
+    let broker = Broker { broker, url };
+    let alice = broker.person("alice");
+    let login = alice.run_with_stdin(&["login", "--with-token"], "demo-alice\n");
+    let whoami = alice.run(&["whoami"]);
+    let roles = alice.run(&["roles"]);
+    for (what, out) in [("login", &login), ("whoami", &whoami), ("roles", &roles)] {
+        assert!(out.status.success(), "{what}: {}", stderr(out));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
+        for c in text.chars() {
+            assert!(
+                c == '\n' || (!c.is_control() && !hoist::text::sanitize::is_invisible(c)),
+                "{what}: U+{:04X} printed: {text}",
+                c as u32
+            );
+        }
+    }
+    let said = String::from_utf8_lossy(&whoami.stdout);
+    assert!(
+        said.contains("Alice⟨U+001B⟩]0;pwned⟨U+0007⟩ ⟨U+202E⟩evil ⟨U+001B⟩[2J"),
+        "{said}"
+    );
+    assert!(
+        stderr(&login).contains("Alice⟨U+001B⟩]0;pwned"),
+        "{}",
+        stderr(&login)
+    );
+    let table = String::from_utf8_lossy(&roles.stdout);
+    assert!(
+        table.contains("Logs⟨U+001B⟩[31m ⟨U+009B⟩2J ⟨U+2066⟩x"),
+        "{table}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_is_resolved_by_an_approval_from_another_identity() {
     let broker = Broker::start().await;
@@ -193,6 +296,13 @@ async fn wait_ends_with_its_own_code_when_denied_or_out_of_time() {
     let out = alice.run(&[&DB[..], &["--wait", "--timeout", "2s"]].concat());
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     assert!(stderr(&out).contains("still pending"), "{}", stderr(&out));
+    let kept: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
+    assert_eq!(kept[0].state, RequestState::Pending, "--timeout keeps it");
+    assert!(
+        stderr(&out).contains(&format!("`hoist cancel {}`", kept[0].id)),
+        "{}",
+        stderr(&out)
+    );
 
     let pending: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
     let id = pending[0].id.clone();
@@ -396,6 +506,112 @@ async fn exec_runs_with_the_credential_and_revokes_what_it_requested() {
     );
 }
 
+/// The request `hoist exec` filed, read from its first line of progress.
+fn filed_by(progress: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
+    let first = progress.next().unwrap().unwrap();
+    assert!(first.contains("pending"), "{first}");
+    first.split_whitespace().next().unwrap().to_string()
+}
+
+/// An approval that comes after exec gave up must not grant anything.
+fn assert_withdrawn(alice: &Hoist, bob: &Hoist, id: &str) {
+    let request: AccessRequest = alice.json(&["status", id, "--json"]);
+    assert_eq!(request.state, RequestState::Cancelled, "{request:?}");
+    assert!(
+        request
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("hoist exec"),
+        "{request:?}"
+    );
+    let late = bob.run(&["approve", id]);
+    assert_eq!(code(&late), 7, "{}", stderr(&late));
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    assert!(
+        grants.iter().all(|g| g.role != "prod-db-admin"),
+        "{grants:?}"
+    );
+}
+
+const EXEC_DB: [&str; 9] = [
+    "exec",
+    "prod-db-admin",
+    "--ticket",
+    "CHG-1024",
+    "--reason",
+    "Vacuum the bloated orders table",
+    "--duration",
+    "30m",
+    "--timeout",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_cancels_its_request_when_it_times_out() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let bob = broker.person("bob");
+    let out = alice.run(&[&EXEC_DB[..], &["1s", "--", "true"]].concat());
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let said = stderr(&out);
+    let id = said.split_whitespace().next().unwrap().to_string();
+    assert!(id.starts_with("req_"), "{said}");
+    assert!(said.contains(&format!("{id} is cancelled")), "{said}");
+    assert!(!said.contains("still pending"), "{said}");
+    assert_withdrawn(&alice, &bob, &id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_cancels_its_request_when_a_signal_ends_the_wait() {
+    use nix::sys::signal::Signal;
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let bob = broker.person("bob");
+    let ran = alice.config.path().join("ran");
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let command = ["1h", "--", "touch", ran.to_str().unwrap()];
+        let mut waiting = alice.spawn(&[&EXEC_DB[..], &command].concat());
+        let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+        let id = filed_by(&mut progress);
+        let pid = nix::unistd::Pid::from_raw(waiting.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+        let rest: Vec<String> = progress.map(|l| l.unwrap()).collect();
+        let status = waiting.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(128 + signal as i32),
+            "{signal}: {rest:?}"
+        );
+        assert!(
+            rest.iter()
+                .any(|l| l.contains(signal.as_str()) && l.contains("is cancelled")),
+            "{signal}: {rest:?}"
+        );
+        assert_withdrawn(&alice, &bob, &id);
+    }
+    assert!(!ran.exists(), "the command never ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_wait_stopped_by_a_signal_keeps_the_request_and_says_how_to_cancel() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let mut waiting = alice.spawn(&[&DB[..], &["--wait"]].concat());
+    let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    let id = filed_by(&mut progress);
+    let pid = nix::unistd::Pid::from_raw(waiting.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
+    assert_eq!(waiting.wait().unwrap().code(), Some(130), "{rest}");
+    assert!(rest.contains(&format!("`hoist cancel {id}`")), "{rest}");
+    let request: AccessRequest = alice.json(&["status", &id, "--json"]);
+    assert_eq!(
+        request.state,
+        RequestState::Pending,
+        "as documented, it stays"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_forwards_signals_and_revokes_when_killed() {
     let broker = Broker::start().await;
@@ -420,10 +636,142 @@ async fn exec_forwards_signals_and_revokes_when_killed() {
         Some(128 + 15),
         "sleep was ended by the forwarded SIGTERM"
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
     let grant = grants.iter().find(|g| g.role == "prod-logs-read").unwrap();
     assert_eq!(grant.state, GrantState::Revoked);
+}
+
+/// Off a terminal nothing else delivers the signal to the command: exec
+/// forwards it, the command handles it, exec exits with its status and
+/// revokes the grant.
+async fn exec_forwards(signal: nix::sys::signal::Signal) {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let name = signal.as_str().trim_start_matches("SIG");
+    let script = format!(
+        "trap 'echo got {name}; exit 7' {name}; echo started; while :; do sleep 0.05; done"
+    );
+    let mut child = alice.spawn(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "long job",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(out.next().unwrap().unwrap(), "started");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, signal).unwrap();
+    assert_eq!(out.next().unwrap().unwrap(), format!("got {name}"));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(7), "the command's own status");
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    let grant = grants.iter().find(|g| g.role == "prod-logs-read").unwrap();
+    assert_eq!(grant.state, GrantState::Revoked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_forwards_sigint_off_a_terminal() {
+    exec_forwards(nix::sys::signal::Signal::SIGINT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_forwards_sigquit_off_a_terminal() {
+    exec_forwards(nix::sys::signal::Signal::SIGQUIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_forwards_sigterm() {
+    exec_forwards(nix::sys::signal::Signal::SIGTERM).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_forwards_sighup() {
+    exec_forwards(nix::sys::signal::Signal::SIGHUP).await;
+}
+
+/// A command that outlives one credential gets a valid one from
+/// HOIST_CREDENTIAL_COMMAND for as long as the grant lives, and no secret
+/// is on a command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_gives_a_long_command_a_fresh_credential_for_the_life_of_the_grant() {
+    let policy =
+        hoist::demo::DEMO_POLICY.replace(r#"credential_ttl = "5m""#, r#"credential_ttl = "1s""#);
+    assert_ne!(policy, hoist::demo::DEMO_POLICY);
+    let broker = hoistd::testing::TestBroker::builder()
+        .policy(&policy)
+        .token_prefix("demo-")
+        .start()
+        .await;
+    let url = broker.url();
+    let broker = Broker { broker, url };
+    let alice = broker.person("alice");
+    let go = alice.config.path().join("go");
+    let script = r#"printf 'first %s %s\n' "$HOIST_GRANT_ID" "$HOIST_CREDENTIAL"
+while [ ! -e "$GO" ]; do sleep 0.05; done
+printf 'second %s\n' "$(sh -c "$HOIST_CREDENTIAL_COMMAND")"
+printf 'line %s\n' "$HOIST_CREDENTIAL_COMMAND"
+while [ ! -e "$GO.done" ]; do sleep 0.05; done"#;
+    let mut child = alice
+        .command(&[
+            "exec",
+            "prod-logs-read",
+            "--reason",
+            "Nightly log export",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env("GO", &go)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first_line = out.next().unwrap().unwrap();
+    let [_, grant_id, first] = first_line.split(' ').collect::<Vec<_>>()[..] else {
+        panic!("{first_line}");
+    };
+    let (grant_id, first) = (grant_id.to_string(), first.to_string());
+
+    // The first credential ends while the command still runs.
+    let introspect = broker.broker.as_user("alice");
+    hoistd::testing::eventually(Duration::from_secs(20), || async {
+        !introspect.introspect(&first).await.active
+    })
+    .await;
+    std::fs::write(&go, "").unwrap();
+
+    let second = out.next().unwrap().unwrap();
+    let second = second.strip_prefix("second ").unwrap().to_string();
+    let line = out.next().unwrap().unwrap();
+    assert_ne!(second, first);
+    let live = introspect.introspect(&second).await;
+    assert!(live.active, "{second}");
+    assert_eq!(live.grant_id.as_deref(), Some(grant_id.as_str()));
+    std::fs::write(go.with_extension("done"), "").unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{line}");
+    assert!(
+        !introspect.introspect(&second).await.active,
+        "revoked with the grant"
+    );
+    // The command line names hoist, the broker, the profile and the grant:
+    // no token, no session.
+    assert!(line.contains(&format!("--broker {}", broker.url)), "{line}");
+    assert!(line.ends_with(&format!("credential {grant_id}")), "{line}");
+    assert!(
+        !line.contains("demo-alice") && !line.contains(&first),
+        "{line}"
+    );
+    let help = alice.run(&["exec", "--help"]);
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("HOIST_CREDENTIAL_COMMAND"), "{help}");
 }
 
 #[test]
@@ -532,6 +880,58 @@ async fn a_bundle_is_filed_by_name_and_the_incident_exports_its_timeline() {
     );
 }
 
+/// A justification is text, never markup: the postmortem document shows it
+/// as written, and it cannot add a script, a link or a table cell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_markdown_export_escapes_what_the_broker_holds() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let why = "Trace <script>alert(1)</script> and [x](javascript:alert(1))\n`rm -rf` | a pipe";
+    let filed: AccessRequest = alice.json(&[
+        "request",
+        "prod-logs-read",
+        "--incident",
+        "INC-66",
+        "--reason",
+        why,
+        "--json",
+    ]);
+    assert_eq!(filed.state, RequestState::Active);
+    let done = alice.run(&[
+        "revoke",
+        "prod-logs-read",
+        "--reason",
+        "done <b>now</b> | ![img](http://x/y.png)",
+    ]);
+    assert!(done.status.success(), "{}", stderr(&done));
+
+    let out = alice.run(&["incident", "export", "INC-66"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let markdown = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = markdown.lines().filter(|l| l.starts_with("| ")).collect();
+    let held = rows
+        .iter()
+        .find(|r| r.starts_with("| prod-logs-read | alice |"))
+        .unwrap_or_else(|| panic!("{markdown}"));
+    assert!(
+        held.contains(
+            r"Trace &lt;script&gt;alert(1)&lt;/script&gt; and \[x\](javascript:alert(1))<br>\`rm -rf\` \| a pipe"
+        ),
+        "{held}"
+    );
+    assert!(
+        held.contains(r"revoked (done &lt;b&gt;now&lt;/b&gt; \| !\[img\](http://x/y.png))"),
+        "{held}"
+    );
+    for raw in ["<script>", "<b>", "x](javascript:", "img](http:", "\n`"] {
+        assert!(!markdown.contains(raw), "`{raw}` in {markdown}");
+    }
+    // The justification's pipe and line break did not add a cell or a row.
+    let unescaped = |row: &str| row.matches('|').count() - row.matches(r"\|").count();
+    assert_eq!(unescaped(held), 10, "{held}");
+    assert!(rows.iter().all(|r| r.ends_with(" |")), "{markdown}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prompt_shows_active_grants_from_a_local_cache_without_the_network() {
     let mut broker = Broker::start().await;
@@ -568,4 +968,92 @@ async fn the_prompt_shows_active_grants_from_a_local_cache_without_the_network()
             .unwrap()
             .starts_with("staging-db-admin 1h59m")
     );
+}
+
+/// A broker URL that answers every call with a redirect to another origin
+/// (307 and 308 keep the method, the body and, in a client that follows,
+/// the Authorization header). hoist follows none of them: the other origin
+/// never hears from it, and the user is told why the call failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_never_followed_with_the_token() {
+    use std::sync::{Arc, Mutex};
+
+    // The other origin, which records whatever reaches it.
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = Arc::clone(&heard);
+    let elsewhere = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let record = Arc::clone(&record);
+        async move {
+            let auth = request
+                .headers()
+                .get("authorization")
+                .map(|v| v.to_str().unwrap_or("?").to_string())
+                .unwrap_or_default();
+            record
+                .lock()
+                .unwrap()
+                .push(format!("{} {} {auth}", request.method(), request.uri()));
+            "{}"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, elsewhere).await });
+
+    for status in [301u16, 302, 307, 308] {
+        let location = target.clone();
+        let redirector = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let location = format!("{location}{uri}");
+            async move {
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    [(axum::http::header::LOCATION, location)],
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let broker = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, redirector).await });
+
+        // The binary: signing in sends the token to /v1/me first.
+        let hoist = Hoist {
+            config: tempfile::tempdir().unwrap(),
+            broker: broker.clone(),
+        };
+        let out = hoist.run_with_stdin(&["login", "--with-token"], "s3cret-token\n");
+        assert_ne!(code(&out), 0, "{status}");
+        assert!(
+            stderr(&out).contains("redirect"),
+            "{status}: {}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("s3cret-token"), "{}", stderr(&out));
+
+        // The library, for every kind of call: reads, writes, the stream.
+        let client = hoist::backend::connect(&broker, "s3cret-token").unwrap();
+        let body = hoist_api::CreateRequest {
+            role: "prod-logs-read".into(),
+            justification: "Trace checkout".into(),
+            ticket: None,
+            incident: None,
+            duration_secs: None,
+            starts_at: None,
+            break_glass: false,
+        };
+        let refused = |what: &str, err: hoist::backend::BackendError| {
+            assert!(
+                err.to_string().contains("redirect"),
+                "{status} {what}: {err}"
+            );
+        };
+        refused("me", client.me().await.unwrap_err());
+        refused("grants", client.grants(false).await.unwrap_err());
+        refused("file", client.file(&body, "key").await.unwrap_err());
+        refused("revoke", client.revoke("gr_1", None).await.unwrap_err());
+        match client.events().await {
+            Ok(_) => panic!("{status}: the event stream followed a redirect"),
+            Err(err) => refused("events", err),
+        }
+        assert_eq!(*heard.lock().unwrap(), Vec::<String>::new(), "{status}");
+    }
 }

@@ -187,6 +187,98 @@ fn open_from_the_file() {
     });
 }
 
+/// `hoist` itself, as a person types it: `login --insecure-file-store`
+/// once, then plain commands that find the session, then `logout`, which
+/// deletes the file. Nothing edits the config but `hoist`.
+#[test]
+fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
+    let runtime = keyutils_runtime();
+    let mut broker = runtime.block_on(demo_broker());
+    let home = tempfile::tempdir().unwrap();
+    let env = no_keyring_env(home.path(), &broker.url());
+    let hoist = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoist"));
+        command
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env_remove("HOIST_BROKER")
+            .env_remove("HOIST_PROFILE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let config_dir = home.path().join("hoist-config");
+    let sessions = config_dir.join("sessions");
+
+    let (code, _, said) = hoist(
+        &[
+            "--broker",
+            &broker.url(),
+            "login",
+            "--with-token",
+            "--insecure-file-store",
+        ],
+        "demo-alice\n",
+    );
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("Signed in to"), "{said}");
+    assert!(said.contains(FILE_STORE_WARNING), "{said}");
+    let files = files_under(&sessions);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(mode(&files[0]), 0o600);
+    let config = std::fs::read_to_string(config_dir.join("config.toml")).unwrap();
+    assert!(config.contains("insecure_file_store = true"), "{config}");
+
+    // The next commands, with no flag and no broker named, find the session.
+    let (code, out, said) = hoist(&["whoami"], "");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(out.contains("user:     alice (Alice Adams)"), "{out}");
+    assert!(
+        said.contains(FILE_STORE_WARNING) || said.is_empty(),
+        "{said}"
+    );
+    let (code, out, said) = hoist(&["roles", "--json"], "");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(out.contains("prod-db-admin"), "{out}");
+
+    // Logout signs out, deletes the file, and ends the opt-in.
+    let (code, _, said) = hoist(&["logout"], "");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("Signed out of"), "{said}");
+    assert!(said.contains("the session file is deleted"), "{said}");
+    assert!(files_under(&sessions).is_empty());
+    let config = std::fs::read_to_string(config_dir.join("config.toml")).unwrap();
+    assert!(!config.contains("insecure_file_store = true"), "{config}");
+    assert!(!config.contains("demo-alice"), "{config}");
+    assert_eq!(files_under(home.path()), [config_dir.join("config.toml")]);
+
+    // Signed out is signed out, with the way back named.
+    let (code, _, said) = hoist(&["roles"], "");
+    assert_eq!(code, Some(5), "{said}");
+    assert!(said.contains("not signed in"), "{said}");
+    // Without the flag, a machine with no keyring refuses to store the token.
+    let (code, _, said) = hoist(&["login", "--with-token"], "demo-alice\n");
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("--insecure-file-store"), "{said}");
+    assert!(files_under(&sessions).is_empty());
+    assert_eq!(
+        keyctl_read(&keyutils_description(&broker.url(), "alice")),
+        None
+    );
+    runtime.block_on(broker.stop());
+}
+
 #[test]
 fn without_the_opt_in_no_keyring_means_refusal_and_no_file() {
     if in_child() {

@@ -14,12 +14,18 @@ struct Pane {
 
 impl Pane {
     fn start(args: &str, env: &[(&str, &str)], width: u16, height: u16) -> Pane {
+        Pane::run("", args, env, width, height)
+    }
+
+    /// `hoist ARGS` in a pane, after `before` (a shell command line that
+    /// starts something alongside it, or nothing).
+    fn run(before: &str, args: &str, env: &[(&str, &str)], width: u16, height: u16) -> Pane {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("tmux.sock");
         let exports: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
         // The pane outlives the program so its exit status can be read.
         let program = format!(
-            "env HOIST_CONFIG_DIR={} {exports}{} {args}; echo EXITED rc=$?; sleep 600",
+            "{before}env HOIST_CONFIG_DIR={} {exports}{} {args}; echo EXITED rc=$?; sleep 600",
             dir.path().display(),
             env!("CARGO_BIN_EXE_hoist")
         );
@@ -190,4 +196,87 @@ fn no_color_draws_without_colour() {
     }
     pane.keys(&["q"]);
     pane.wait_for("EXITED rc=0", LOAD);
+}
+
+/// At a terminal Ctrl-C goes to the whole foreground process group, the
+/// command included, so `hoist exec` must not forward it as well, or the
+/// command would see every Ctrl-C twice. The command here moves itself out
+/// of the terminal's group (`setsid`), so any SIGINT it gets can only have
+/// come from hoist; a process left in the group shows that Ctrl-C was sent.
+#[test]
+fn at_a_terminal_hoist_exec_leaves_ctrl_c_to_the_terminal() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut broker = runtime.block_on(
+        hoistd::testing::TestBroker::builder()
+            .policy(hoist::demo::DEMO_POLICY)
+            .token_prefix("demo-")
+            .start(),
+    );
+    let config = tempfile::tempdir().unwrap();
+    let config_dir = config.path().to_str().unwrap();
+    let mut login = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .args(["--broker", &broker.url(), "login", "--with-token"])
+        .env("HOIST_CONFIG_DIR", config_dir)
+        .env("HOIST_KEYRING", "keyutils")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut login.stdin.take().unwrap(), b"demo-alice\n").unwrap();
+    assert!(login.wait().unwrap().success());
+
+    // The command: counts SIGINTs, and on SIGTERM (which hoist always
+    // forwards) says how many it got. Its parent is hoist.
+    let script = config.path().join("count-interrupts.sh");
+    let pid_file = config.path().join("hoist.pid");
+    std::fs::write(
+        &script,
+        format!(
+            "echo $PPID > {}\n\
+             n=0\n\
+             trap 'n=$((n+1)); echo \"got INT $n\"' INT\n\
+             trap 'echo \"INT received $n times\"; exit 0' TERM\n\
+             echo started\n\
+             while :; do sleep 0.05; done\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    // A witness in the terminal's foreground group, as the command would be.
+    let witness = "python3 -c 'import signal, time; print(\"witness ready\", flush=True); \
+        signal.signal(signal.SIGINT, lambda *_: print(\"witness got INT\", flush=True)); \
+        [time.sleep(0.05) for _ in iter(int, 1)]' & ";
+    let args = format!(
+        "--broker {} exec prod-logs-read --reason 'Watch the queue drain' -- setsid sh {}",
+        broker.url(),
+        script.display()
+    );
+    let pane = Pane::run(
+        witness,
+        &args,
+        &[
+            ("HOIST_CONFIG_DIR", config_dir),
+            ("HOIST_KEYRING", "keyutils"),
+        ],
+        100,
+        30,
+    );
+    pane.wait_for("started", LOAD);
+    pane.wait_for("witness ready", LOAD);
+    pane.keys(&["C-c"]);
+    pane.wait_for("witness got INT", LOAD);
+    let hoist: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hoist),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let screen = pane.wait_for("EXITED", LOAD);
+    assert!(screen.contains("INT received 0 times"), "{screen}");
+    assert!(!screen.contains("got INT 1"), "{screen}");
+    assert!(screen.contains("EXITED rc=0"), "{screen}");
+    runtime.block_on(broker.stop());
 }

@@ -547,3 +547,198 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
     assert_eq!(grants[0].state, hoist_api::GrantState::Revoked);
     broker.stop().await;
 }
+
+/// A responder who revoked while the broker was down and then presses q is
+/// told the grant is still active and asked; if the broker confirms while
+/// they read, hoist leaves as asked. What stays unconfirmed is said again
+/// on the terminal after hoist is gone.
+#[tokio::test]
+async fn quitting_with_a_revoke_unconfirmed_asks_and_leaves_once_it_is_confirmed() {
+    let mut broker = demo_policy().start().await;
+    let client = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
+    let body = hoist_api::CreateRequest {
+        role: "prod-logs-read".into(),
+        justification: "Trace checkout".into(),
+        ticket: None,
+        incident: None,
+        duration_secs: None,
+        starts_at: None,
+        break_glass: false,
+    };
+    client.file(&body, "k").await.unwrap();
+    let mut alice = hoist::tui::App::start(client.clone(), hoist::tui::Options::default());
+    assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
+    let grant_id = alice.state.grants[0].id.clone();
+
+    broker.stop().await;
+    key(&mut alice, KeyCode::Char('3'));
+    key(&mut alice, KeyCode::Char('x'));
+    key(&mut alice, KeyCode::Char('y'));
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s.revoking.contains(&grant_id))
+            .await
+    );
+
+    key(&mut alice, KeyCode::Char('q'));
+    assert!(!alice.state.should_quit, "no silent quit");
+    let drawn = screen(&alice.state, 80, 24);
+    assert!(
+        drawn.contains("has not confirmed these revocations"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("prod-logs-read"), "{drawn}");
+    assert!(drawn.contains("y quit anyway"), "{drawn}");
+    let left = hoist::tui::unconfirmed(&alice.state);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].contains(&format!("`hoist revoke {grant_id}`"))
+            && left[0].contains("prod-logs-read"),
+        "{left:?}"
+    );
+
+    broker.restart().await;
+    assert!(
+        alice
+            .wait_until(std::time::Duration::from_secs(20), |s| s.should_quit)
+            .await,
+        "leaves once the broker confirms"
+    );
+    assert!(hoist::tui::unconfirmed(&alice.state).is_empty());
+    let grants = client.grants(true).await.unwrap();
+    assert_eq!(grants[0].state, hoist_api::GrantState::Revoked);
+    broker.stop().await;
+}
+
+/// The renewal task against a broker whose token for alice changes: a
+/// renewal that works, one that fails (the banner says so and everything
+/// stays on screen), and one that works again (the banner clears and the
+/// new token is the one used).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_is_renewed_and_a_failed_renewal_is_shown_until_it_works_again() {
+    use hoist::auth::secrets::Session;
+    use hoist::backend::BackendError;
+    use sha2::{Digest, Sha256};
+    use std::sync::Arc;
+
+    let broker = demo_policy().start().await;
+    let client = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
+    // Each renewal answers what the test sends next.
+    let (answers, queue) = tokio::sync::mpsc::unbounded_channel::<Result<Session, String>>();
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    let renew: hoist::tui::Renew = Arc::new(move || {
+        let queue = Arc::clone(&queue);
+        Box::pin(async move {
+            let next = queue.lock().await.recv().await;
+            next.unwrap_or_else(|| Err("no more answers".into()))
+        })
+    });
+    let options = hoist::tui::Options {
+        renew: Some(renew),
+        ..hoist::tui::Options::default()
+    };
+    let mut alice = hoist::tui::App::start(client.clone(), options);
+    assert!(alice.wait_until(WAIT, |s| s.loaded && s.me.is_some()).await);
+    let session = |token: &str, for_secs: i64| Session {
+        expires_at: Some(chrono::Utc::now() + chrono::TimeDelta::seconds(for_secs)),
+        ..Session::with_token(token)
+    };
+
+    // Renewed, but ending within the minute: due again at once, and the
+    // provider is away.
+    answers.send(Ok(session("demo-alice", 30))).unwrap();
+    answers
+        .send(Err("the identity provider is unreachable".into()))
+        .unwrap();
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s
+                .banner
+                .as_ref()
+                .is_some_and(|b| b.text.contains("Session ended")))
+            .await
+    );
+    let drawn = screen(&alice.state, 120, 30);
+    assert!(
+        drawn.contains("Session ended (the identity provider is unreachable)"),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("run `hoist login` in another terminal"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("prod-db-admin"), "the work stays: {drawn}");
+
+    // Signed in again elsewhere: the broker now knows alice by a new token
+    // only, and the old one is refused.
+    let policy = std::fs::read_to_string(broker.policy_path()).unwrap();
+    let hash = |token: &str| format!("{:x}", Sha256::digest(token.as_bytes()));
+    let policy = policy.replace(&hash("demo-alice"), &hash("demo-alice-2"));
+    std::fs::write(broker.policy_path(), policy).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    assert!(matches!(
+        client.me().await,
+        Err(BackendError::Unauthenticated(_))
+    ));
+
+    // The renewal retries and picks the new session up.
+    answers.send(Ok(session("demo-alice-2", 3600))).unwrap();
+    assert!(
+        alice
+            .wait_until(std::time::Duration::from_secs(30), |s| s
+                .banner
+                .as_ref()
+                .is_some_and(|b| b.text == "Signed in again"))
+            .await
+    );
+    let banner = alice.state.banner.clone().unwrap();
+    assert_eq!(banner.level, hoist::app::state::Level::Success);
+    assert!(!screen(&alice.state, 120, 30).contains("Session ended"));
+    // Every clone of the backend, the app's included, uses the new token.
+    assert_eq!(client.me().await.unwrap().user, "alice");
+    assert!(alice.wait_until(WAIT, |s| s.loaded).await);
+}
+
+/// Five minutes before a grant ends its holder hears the bell (the Notify
+/// effect) once for that grant, however many ticks follow.
+#[tokio::test]
+async fn the_five_minute_warning_rings_once_per_grant() {
+    let broker = demo_policy().start().await;
+    let client = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
+    for (role, secs) in [("prod-logs-read", 240), ("staging-db-admin", 270)] {
+        let body = hoist_api::CreateRequest {
+            role: role.into(),
+            justification: "Trace checkout".into(),
+            ticket: None,
+            incident: None,
+            duration_secs: Some(secs),
+            starts_at: None,
+            break_glass: false,
+        };
+        client.file(&body, role).await.unwrap();
+    }
+    let mut alice = hoist::tui::App::start(client, hoist::tui::Options::default());
+    assert!(alice.wait_until(WAIT, |s| s.grants.len() == 2).await);
+    let start = alice.state.now;
+    alice.dispatch(hoist::app::Action::Tick(start));
+    let warning = alice.state.banner.clone().unwrap();
+    assert_eq!(warning.level, hoist::app::state::Level::Warning);
+    assert!(warning.text.contains("expires in"), "{}", warning.text);
+    for second in 1..90 {
+        alice.dispatch(hoist::app::Action::Tick(
+            start + chrono::TimeDelta::seconds(second),
+        ));
+    }
+    let rings = |role: &str| {
+        alice
+            .effects
+            .iter()
+            .filter(|e| {
+                matches!(e, hoist::app::Command::Notify(text)
+                    if text.contains(role) && text.contains("expires in"))
+            })
+            .count()
+    };
+    assert_eq!(rings("prod-logs-read"), 1);
+    assert_eq!(rings("staging-db-admin"), 1);
+}

@@ -95,6 +95,9 @@ pub fn settings() -> insta::Settings {
     settings.add_filter(r"gr_[0-9a-z]{12}", "gr_XXXXXXXXXXXX");
     settings.add_filter(r"\d\d-\d\d \d\d:\d\d:\d\d", "MM-DD hh:mm:ss");
     settings.add_filter(r"\b\d\d:\d\d:\d\d\b", "hh:mm:ss");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT");
+    // A timeline's stamp cut short by a narrow column.
+    settings.add_filter(r"\b\d\d-\d\d \d\d:\d\b", "MM-DD hh:m");
     settings.set_prepend_module_to_snapshot(false);
     settings
 }

@@ -2,6 +2,7 @@
 
 use chrono::TimeDelta;
 use crossterm::event::KeyCode;
+use hoist::app::state::Connection;
 use hoist::app::{Screen, State};
 use hoist::backend;
 use hoist::demo::ask;
@@ -185,5 +186,263 @@ async fn colours_carry_meaning_and_no_color_removes_them() {
             );
         }
     }
+    demo.stop().await;
+}
+
+/// A size narrower than any the screens were laid out for.
+const NARROW: (u16, u16) = (60, 18);
+
+fn snap_at(name: &str, state: &State, sizes: &[(u16, u16)]) {
+    for (width, height) in sizes {
+        let text = screen(state, *width, *height);
+        settings().bind(|| insta::assert_snapshot!(format!("{name}_{width}x{height}"), text));
+    }
+}
+
+/// An app on a broker with no history, signed in as `user`, loaded.
+async fn fresh_app(url: &str, user: &str) -> hoist::tui::App {
+    let client = backend::connect(url, &format!("demo-{user}")).unwrap();
+    let mut app = hoist::tui::App::start(client, hoist::tui::Options::default());
+    assert!(
+        app.wait_until(WAIT, |s| s.loaded && s.me.is_some()).await,
+        "app did not load"
+    );
+    app
+}
+
+fn incident_ask(role: &str, ticket: Option<&str>) -> hoist_api::CreateRequest {
+    hoist_api::CreateRequest {
+        incident: Some("INC-4711".into()),
+        ..ask(role, "Primary refusing connections; failing over", ticket)
+    }
+}
+
+/// Incident mode: two of alice's roles under one reference, one active
+/// and one waiting, a third role of hers outside it; then the revocation
+/// of everything under it waiting on a broker that is away, and the
+/// question asked when she quits meanwhile.
+#[tokio::test]
+async fn incident_screens() {
+    let mut broker = demo_policy().start().await;
+    let alice = backend::connect(&broker.url(), "demo-alice").unwrap();
+    for (key, body) in [
+        ("k1", incident_ask("prod-logs-read", None)),
+        ("k2", incident_ask("prod-db-admin", Some("CHG-1024"))),
+        ("k3", ask("staging-db-admin", "Migration dry run", None)),
+    ] {
+        alice.file(&body, key).await.unwrap();
+    }
+    let mut app = fresh_app(&broker.url(), "alice").await;
+    key(&mut app, KeyCode::Char('6'));
+    assert!(
+        app.wait_until(WAIT, |s| s.incident.as_ref().is_some_and(|v| v
+            .requests
+            .len()
+            == 2
+            && v.grants.len() == 1))
+            .await
+    );
+    let start = app.state.grants.iter().map(|g| g.starts_at).max().unwrap();
+    freeze(&mut app, start + TimeDelta::milliseconds(30_500));
+    snap_at("incidents", &app.state, &[SIZES[0], SIZES[1], NARROW]);
+
+    broker.stop().await;
+    key(&mut app, KeyCode::Char('X'));
+    key(&mut app, KeyCode::Char('y'));
+    assert!(
+        app.wait_until(WAIT, |s| !s.revoking.is_empty()
+            && matches!(s.connection, Connection::Offline { .. }))
+            .await
+    );
+    let Connection::Offline { since, .. } = app.state.connection else {
+        unreachable!()
+    };
+    freeze(&mut app, since + TimeDelta::milliseconds(30_500));
+    snap("incidents_revoking", &app.state);
+    key(&mut app, KeyCode::Char('q'));
+    assert!(!app.state.should_quit);
+    snap("quit_while_revoking", &app.state);
+}
+
+/// Someone new to hoist: every screen with nothing on it yet.
+#[tokio::test]
+async fn empty_screens() {
+    let broker = demo_policy().start().await;
+    let mut app = fresh_app(&broker.url(), "alice").await;
+    let now = app.state.now;
+    for (screen, name) in [
+        ('2', "empty_requests"),
+        ('3', "empty_grants"),
+        ('4', "empty_reviews"),
+        ('6', "empty_incidents"),
+    ] {
+        key(&mut app, KeyCode::Char(screen));
+        freeze(&mut app, now);
+        snap(name, &app.state);
+    }
+    key(&mut app, KeyCode::Char('5'));
+    assert!(app.wait_until(WAIT, |s| s.busy.is_empty()).await);
+    freeze(&mut app, now);
+    snap("empty_activity", &app.state);
+
+    // A filter that matches nothing.
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Char('/'));
+    keys(&mut app, "zzzz");
+    snap("empty_roles_filtered", &app.state);
+}
+
+/// Every screen too narrow for its usual layout.
+#[tokio::test]
+async fn narrow_screens() {
+    let demo = demo().await;
+    let mut app = busy_alice(&demo).await;
+    let now = app.state.now;
+    for (screen, name) in [
+        ('1', "narrow_roles"),
+        ('2', "narrow_requests"),
+        ('3', "narrow_grants"),
+    ] {
+        key(&mut app, KeyCode::Char(screen));
+        snap_at(name, &app.state, &[NARROW]);
+    }
+    key(&mut app, KeyCode::Char('5'));
+    assert!(app.wait_until(WAIT, |s| !s.activity.is_empty()).await);
+    freeze(&mut app, now);
+    snap_at("narrow_activity", &app.state, &[NARROW]);
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Char('/'));
+    keys(&mut app, "k8s");
+    key(&mut app, KeyCode::Enter);
+    keys(&mut app, "fix");
+    snap_at("narrow_form", &app.state, &[NARROW]);
+    demo.stop().await;
+}
+
+/// The longest text the broker accepts, as an approver and the requester
+/// see it: a justification of many lines and long words, a long ticket,
+/// a long incident reference.
+#[tokio::test]
+async fn long_text_screens() {
+    let broker = demo_policy().start().await;
+    let alice = backend::connect(&broker.url(), "demo-alice").unwrap();
+    let why = format!(
+        "Failover of db-prod-1 after the replica fell behind by {}.\n\
+         Steps: promote db-prod-2, repoint pgbouncer, rebuild the old primary as a replica.\n\
+         Runbook: https://wiki.example/runbooks/{}\n{}",
+        "forty minutes and kept falling ".repeat(6),
+        "postgres/failover/".repeat(8),
+        "Supercalifragilisticexpialidocious".repeat(5),
+    );
+    let body = hoist_api::CreateRequest {
+        incident: Some(format!("INC-{}", "4711".repeat(30))),
+        ..ask(
+            "prod-db-admin",
+            &why,
+            Some(&format!("CHG-{}", "1024".repeat(25))),
+        )
+    };
+    alice.file(&body, "long").await.unwrap();
+    let filed = alice.requests(10).await.unwrap().remove(0);
+
+    let mut bob = fresh_app(&broker.url(), "bob").await;
+    key(&mut bob, KeyCode::Char('4'));
+    assert!(
+        bob.wait_until(WAIT, |s| s.queue.len() == 1
+            && s.histories.contains_key(&s.queue[0].id))
+            .await
+    );
+    freeze(&mut bob, filed.created_at + TimeDelta::milliseconds(30_500));
+    snap_at(
+        "long_text_review",
+        &bob.state,
+        &[SIZES[0], SIZES[1], NARROW],
+    );
+
+    let mut app = fresh_app(&broker.url(), "alice").await;
+    key(&mut app, KeyCode::Char('2'));
+    freeze(&mut app, filed.created_at + TimeDelta::milliseconds(30_500));
+    snap_at(
+        "long_text_request",
+        &app.state,
+        &[SIZES[0], SIZES[1], NARROW],
+    );
+}
+
+/// The colour of a text on screen: its first cell's.
+fn colour_of(
+    terminal: &ratatui::Terminal<ratatui::backend::TestBackend>,
+    text: &str,
+) -> ratatui::style::Style {
+    let buffer = terminal.backend().buffer();
+    let area = buffer.area;
+    for y in 0..area.height {
+        let line: Vec<&str> = (0..area.width).map(|x| buffer[(x, y)].symbol()).collect();
+        let joined = line.concat();
+        if let Some(at) = joined.find(text) {
+            // Cells hold one character each here (no wide ones before it).
+            let x = joined[..at].chars().count() as u16;
+            let cell = &buffer[(x, y)];
+            return ratatui::style::Style::new()
+                .fg(cell.fg)
+                .add_modifier(cell.modifier);
+        }
+    }
+    panic!("`{text}` is not on screen");
+}
+
+/// Meaning carried by colour: break-glass is red wherever it shows, and
+/// a countdown is calm, then a warning in the last five minutes.
+#[tokio::test]
+async fn break_glass_is_red_and_the_countdown_warns() {
+    use ratatui::style::{Color, Modifier};
+    let demo = demo().await;
+    let theme = hoist::ui::theme::Theme::default();
+    assert_eq!(theme.break_glass, Color::LightRed);
+
+    // The responder's form, its title and its switch.
+    let mut carol = app(&demo, "carol").await;
+    key(&mut carol, KeyCode::Char('/'));
+    keys(&mut carol, "deploy");
+    key(&mut carol, KeyCode::Enter);
+    keys(&mut carol, "Roll back cart-svc now");
+    ctrl(&mut carol, 'b');
+    let drawn = render(&carol.state, &theme, 80, 24);
+    let title = colour_of(&drawn, "BREAK-GLASS");
+    assert_eq!(title.fg, Some(Color::LightRed));
+    assert!(title.add_modifier.contains(Modifier::REVERSED));
+    assert_eq!(colour_of(&drawn, "[x] ON").fg, Some(Color::LightRed));
+    key(&mut carol, KeyCode::Esc);
+    let drawn = render(&carol.state, &theme, 160, 48);
+    assert_eq!(
+        colour_of(&drawn, "allowed for you").fg,
+        Some(Color::LightRed)
+    );
+
+    // The approver's queue of break-glass activations to acknowledge.
+    let mut bob = app(&demo, "bob").await;
+    key(&mut bob, KeyCode::Char('4'));
+    assert!(bob.wait_until(WAIT, |s| !s.break_glass.is_empty()).await);
+    let drawn = render(&bob.state, &theme, 160, 48);
+    assert_eq!(
+        colour_of(&drawn, "Break-glass to acknowledge").fg,
+        Some(Color::LightRed)
+    );
+
+    // A countdown with time to spare is green; five minutes before the
+    // end it is yellow, the colour of the warning banner.
+    let mut alice = busy_alice(&demo).await;
+    key(&mut alice, KeyCode::Char('3'));
+    let end = alice.state.grants[0].expires_at;
+    freeze(&mut alice, end - TimeDelta::minutes(20));
+    let drawn = render(&alice.state, &theme, 80, 24);
+    assert_eq!(colour_of(&drawn, "20:00").fg, Some(Color::Green));
+    alice.dispatch(hoist::app::Action::Tick(end - TimeDelta::minutes(4)));
+    let drawn = render(&alice.state, &theme, 80, 24);
+    assert_eq!(colour_of(&drawn, "04:00").fg, Some(Color::Yellow));
+    assert_eq!(
+        colour_of(&drawn, "⚠ prod-logs-read expires in").fg,
+        Some(Color::Yellow)
+    );
     demo.stop().await;
 }

@@ -26,6 +26,7 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
     if !ended.is_empty() {
         state.grants.retain(|g| g.expires_at > now);
         clamp(state);
+        super::modals::revocation_confirmed(state);
         let text = format!("{} expired", ended.join(", "));
         banner(state, text.clone(), Level::Warning);
         commands.push(Command::Notify(text));
@@ -217,8 +218,8 @@ pub(super) fn changed(state: &mut State, grant: Grant) -> Vec<Command> {
 
 pub(super) fn upsert_grant(state: &mut State, grant: Grant) {
     state.grants.retain(|g| g.id != grant.id);
-    if grant.state != GrantState::Active {
-        state.revoking.remove(&grant.id);
+    if grant.state != GrantState::Active && state.revoking.remove(&grant.id) {
+        super::modals::revocation_confirmed(state);
     }
     if grant.state == GrantState::Active && grant.expires_at > state.now {
         state.grants.push(grant);

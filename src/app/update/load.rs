@@ -20,6 +20,8 @@ pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
     for grant in snapshot.grants {
         grants::upsert_grant(state, grant);
     }
+    // A grant that ended meanwhile needs no revocation any more.
+    super::modals::revocation_confirmed(state);
     state.queue = snapshot.queue;
     state.break_glass = snapshot.break_glass;
     let known: std::collections::HashSet<&str> = state

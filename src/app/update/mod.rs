@@ -26,10 +26,7 @@ const BANNER_FOR: TimeDelta = TimeDelta::seconds(8);
 
 pub fn update(state: &mut State, action: Action) -> Vec<Command> {
     match action {
-        Action::Quit => {
-            state.should_quit = true;
-            vec![]
-        }
+        Action::Quit => modals::quit(state),
         Action::Tick(now) => grants::tick(state, now),
         Action::Resize(w, h) => {
             state.size = (w, h);

@@ -7,6 +7,30 @@ use crate::app::action::Action;
 use crate::app::command::Command;
 use crate::app::state::{Modal, Prompt, State};
 
+/// Quits, unless a revocation is still unconfirmed: hoist is what keeps
+/// retrying it, so quitting would leave the grant active until it expires.
+/// Then it asks; asked again (a second Ctrl-C), it quits.
+pub(super) fn quit(state: &mut State) -> Vec<Command> {
+    let asked = matches!(state.modal, Some(Modal::QuitWhileRevoking));
+    if asked || state.unconfirmed_revocations().is_empty() {
+        state.should_quit = true;
+    } else {
+        state.modal = Some(Modal::QuitWhileRevoking);
+    }
+    vec![]
+}
+
+/// A revocation was confirmed: if the question to quit was waiting only on
+/// that, the answer is in, and hoist quits as it was asked to.
+pub(super) fn revocation_confirmed(state: &mut State) {
+    if matches!(state.modal, Some(Modal::QuitWhileRevoking))
+        && state.unconfirmed_revocations().is_empty()
+    {
+        state.modal = None;
+        state.should_quit = true;
+    }
+}
+
 pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
     let Some(modal) = state.modal.take() else {
         return vec![];
@@ -19,6 +43,11 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
             vec![yes]
         }
         (Modal::Confirm { .. }, Action::Decline | Action::Back) => vec![],
+        (Modal::QuitWhileRevoking, Action::Confirm) => {
+            state.should_quit = true;
+            vec![]
+        }
+        (Modal::QuitWhileRevoking, Action::Decline | Action::Back) => vec![],
         (
             Modal::Input {
                 prompt,

@@ -10,7 +10,7 @@ use crate::app::command::Command;
 use crate::app::failure::{Failure, FailureKind};
 use crate::app::fixtures::{grant, request, role};
 use crate::app::form::RequestForm;
-use crate::app::state::{Connection, Level, Screen, State};
+use crate::app::state::{Connection, Level, Modal, Screen, State};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -165,7 +165,7 @@ fn a_revoke_by_someone_else_is_announced_and_ends_the_grant() {
     assert_eq!(commands, [Command::Notify("db was revoked".into())]);
     assert!(state.grants.is_empty());
     let banner = state.banner.as_ref().unwrap();
-    assert_eq!(banner.text, "db was revoked by bob\u{FFFD}[2J");
+    assert_eq!(banner.text, "db was revoked by bob⟨U+001B⟩[2J");
     assert_eq!(banner.level, Level::Error);
 
     // My own revoke ends the grant without an alarm.
@@ -228,4 +228,42 @@ fn a_decision_on_my_request_is_announced_loudly() {
     assert_eq!(commands, [Command::Notify(text.into()), Command::LoadAll]);
     assert_eq!(state.requests[0].state, RequestState::Denied);
     assert_eq!(state.banner.as_ref().unwrap().level, Level::Error);
+}
+
+#[test]
+fn quitting_with_a_revocation_unconfirmed_asks_first() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::hours(1))];
+
+    // Nothing pending: q quits at once.
+    let mut quiet = state.clone();
+    update(&mut quiet, Action::Quit);
+    assert!(quiet.should_quit);
+
+    // Sent, not confirmed: q asks; n stays (and the retries go on).
+    state.revoking.insert("g1".into());
+    update(&mut state, Action::Quit);
+    assert!(!state.should_quit);
+    assert_eq!(state.modal, Some(Modal::QuitWhileRevoking));
+    assert_eq!(state.unconfirmed_revocations()[0].id, "g1");
+    update(&mut state, Action::Decline);
+    assert!(!state.should_quit && state.modal.is_none());
+
+    // y quits anyway; so does a second Ctrl-C.
+    for answer in [Action::Confirm, Action::Quit] {
+        let mut asked = state.clone();
+        update(&mut asked, Action::Quit);
+        update(&mut asked, answer.clone());
+        assert!(asked.should_quit, "{answer:?}");
+    }
+
+    // The broker confirms while the question is open: nothing is left to
+    // wait for, so hoist does what it was asked.
+    update(&mut state, Action::Quit);
+    let mut revoked = grant("g1", "db", "alice", now + TimeDelta::hours(1));
+    revoked.state = GrantState::Revoked;
+    update(&mut state, Action::GrantChanged(Box::new(revoked)));
+    assert!(state.should_quit);
+    assert!(state.revoking.is_empty());
 }
