@@ -12,7 +12,7 @@ use hoist::auth::session::{self, SessionError};
 use hoist::config::{self, Config};
 
 use crate::helpers::{
-    BROKER_ENV, demo_broker, in_child, keyctl_read, keyutils_description, keyutils_runtime,
+    BROKER_ENV, demo_broker, forget, in_child, keyctl_read, keyutils_description, keyutils_runtime,
     run_child, runtime, stored,
 };
 
@@ -194,6 +194,9 @@ fn open_from_the_file() {
 fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
     let runtime = keyutils_runtime();
     let mut broker = runtime.block_on(demo_broker());
+    // Kernel keyring entries outlive their process: a test that once had a
+    // broker on this port may have left one, which is not this run's doing.
+    runtime.block_on(forget(&broker.url(), "alice"));
     let home = tempfile::tempdir().unwrap();
     let env = no_keyring_env(home.path(), &broker.url());
     let hoist = |args: &[&str], stdin: &str| {

@@ -497,8 +497,40 @@ fn enums() {
         AlreadyReviewed,
         IdempotencyKeyReused,
         PayloadTooLarge,
+        RateLimited,
         Internal,
     ];
+    // A code added to the enum must be added above (and to the document):
+    // this match stops compiling until it is.
+    for code in codes {
+        match code {
+            InvalidBody
+            | InvalidParameter
+            | Unauthenticated
+            | Forbidden
+            | NotFound
+            | UnknownRole
+            | NotEligible
+            | InvalidDuration
+            | DurationTooLong
+            | InvalidStart
+            | InvalidReference
+            | TicketRequired
+            | TicketInvalid
+            | JustificationTooShort
+            | JustificationTooLong
+            | CommentRequired
+            | BreakGlassNotAllowed
+            | NoApprovers
+            | InvalidState
+            | SelfReview
+            | AlreadyReviewed
+            | IdempotencyKeyReused
+            | PayloadTooLarge
+            | RateLimited
+            | Internal => {}
+        }
+    }
     all("error_codes", serde_json::to_value(codes).unwrap());
     // Each name parses back to its own value, and the strings the code
     // uses for states and kinds are the wire's.
