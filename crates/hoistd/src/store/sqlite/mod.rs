@@ -50,6 +50,7 @@ impl Checkpointer {
     fn start(path: &Path) -> Option<Checkpointer> {
         let conn = Connection::open(path).ok()?;
         conn.busy_timeout(Duration::from_secs(5)).ok()?;
+        conn.pragma_update(None, "synchronous", "FULL").ok()?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("hoistd-checkpoint".into())
@@ -85,7 +86,10 @@ impl SqliteStore {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL: a commit is on disk before the call that made it answers. With
+        // NORMAL a power loss could drop the last commits, and a lost
+        // revocation would bring a revoked grant back until it expired.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Plans must not depend on the values bound: otherwise SQLite plans a
@@ -179,6 +183,22 @@ mod tests {
     use hoist_api::{AuditEvent, AuditKind};
 
     use super::*;
+
+    /// Every commit is synced to disk before it returns (2 is FULL): an
+    /// answered revocation, approval or audit entry survives a power loss.
+    #[test]
+    fn commits_are_durable_once_they_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hoistd.db")).unwrap();
+        let conn = store.conn.lock().unwrap();
+        let synchronous: i64 = conn
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap();
+        let journal: String = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!((synchronous, journal.as_str()), (2, "wal"));
+    }
 
     /// Commits never copy the write-ahead log into the database file
     /// themselves; the checkpointer does, from its own connection.
