@@ -5,15 +5,16 @@
 mod rows;
 mod tx;
 
-use std::path::Path;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use super::{Result, Store, StoreError, Tx};
+use super::{AuditHead, Result, Snapshot, Store, StoreError, StoredAudit, Tx};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -31,6 +32,7 @@ const STATEMENT_CACHE: usize = 128;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 pub struct SqliteStore {
+    path: PathBuf,
     conn: Mutex<Connection>,
     /// Declared after `conn`, so it closes last and leaves no log behind.
     _checkpointer: Option<Checkpointer>,
@@ -104,6 +106,7 @@ impl SqliteStore {
             tracing::warn!("could not start the checkpointer; commits will checkpoint the log");
         }
         Ok(SqliteStore {
+            path: path.to_path_buf(),
             conn: Mutex::new(conn),
             _checkpointer: checkpointer,
         })
@@ -141,6 +144,42 @@ impl Store for SqliteStore {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         Ok(Box::new(tx::SqliteTx::begin(conn)?))
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
+        Ok(Box::new(SqliteSnapshot::take(&self.path)?))
+    }
+}
+
+/// A read transaction on a read-only connection of its own. In WAL mode a
+/// reader sees the database as of its first read and never blocks the
+/// writer, which appends to the log past the reader's mark.
+struct SqliteSnapshot {
+    conn: Connection,
+}
+
+impl SqliteSnapshot {
+    fn take(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // The read transaction starts at its first read, not at BEGIN: read
+        // now, so the snapshot is of this moment.
+        conn.execute_batch("BEGIN DEFERRED")?;
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+        Ok(SqliteSnapshot { conn })
+    }
+}
+
+impl Snapshot for SqliteSnapshot {
+    fn audit_head(&self) -> Result<Option<AuditHead>> {
+        tx::audit_head(&self.conn)
+    }
+
+    fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()> {
+        tx::scan_audit(&self.conn, visit)
     }
 }
 

@@ -313,16 +313,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn audit_head(&self) -> Result<Option<AuditHead>> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-            .query_row([], |row| {
-                Ok(AuditHead {
-                    seq: row.get(0)?,
-                    hash: row.get(1)?,
-                })
-            })
-            .optional()?)
+        audit_head(&self.conn)
     }
 
     fn insert_audit(&mut self, entry: &AuditEvent) -> Result<()> {
@@ -374,31 +365,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let entry = StoredAudit {
-                seq: row.get(0)?,
-                at_ms: row.get(1)?,
-                kind: text(row, 2)?,
-                actor: text(row, 3)?,
-                subject: maybe(row, 4)?,
-                role: maybe(row, 5)?,
-                request_id: maybe(row, 6)?,
-                grant_id: maybe(row, 7)?,
-                incident: maybe(row, 8)?,
-                reason: maybe(row, 9)?,
-                details: text(row, 10)?,
-                prev_hash: text(row, 11)?,
-                hash: text(row, 12)?,
-            };
-            if visit(&entry).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        scan_audit(&self.conn, visit)
     }
 
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {
@@ -423,4 +390,48 @@ impl Tx for SqliteTx<'_> {
         self.finished = true;
         Ok(())
     }
+}
+
+/// The newest audit entry, read on `conn` (a write transaction's or a
+/// snapshot's).
+pub(super) fn audit_head(conn: &Connection) -> Result<Option<AuditHead>> {
+    Ok(conn
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| {
+            Ok(AuditHead {
+                seq: row.get(0)?,
+                hash: row.get(1)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The whole log in sequence order, as stored, one borrowed row at a time.
+pub(super) fn scan_audit(
+    conn: &Connection,
+    visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>,
+) -> Result<()> {
+    let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let entry = StoredAudit {
+            seq: row.get(0)?,
+            at_ms: row.get(1)?,
+            kind: text(row, 2)?,
+            actor: text(row, 3)?,
+            subject: maybe(row, 4)?,
+            role: maybe(row, 5)?,
+            request_id: maybe(row, 6)?,
+            grant_id: maybe(row, 7)?,
+            incident: maybe(row, 8)?,
+            reason: maybe(row, 9)?,
+            details: text(row, 10)?,
+            prev_hash: text(row, 11)?,
+            hash: text(row, 12)?,
+        };
+        if visit(&entry).is_break() {
+            break;
+        }
+    }
+    Ok(())
 }
