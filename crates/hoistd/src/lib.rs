@@ -32,6 +32,12 @@ pub use store::Store;
 /// Longest the reaper sleeps between checks, in case a wake-up is missed.
 const REAPER_MAX_SLEEP: Duration = Duration::from_secs(5);
 
+/// How a [`Server`] serves: its connection limits.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub limits: http::serve::Limits,
+}
+
 /// A running broker: its address, and the handle to stop it.
 pub struct Server {
     pub addr: SocketAddr,
@@ -42,11 +48,21 @@ pub struct Server {
 
 impl Server {
     /// Records whatever fell due while the broker was down, then serves on
-    /// `listener` until [`Server::stop`].
+    /// `listener` until [`Server::stop`], with the default [`Options`].
     pub async fn start(
         listener: TcpListener,
         store: Arc<dyn Store>,
         policy: Policy,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(listener, store, policy, Options::default()).await
+    }
+
+    /// [`Server::start`] with these options.
+    pub async fn start_with(
+        listener: TcpListener,
+        store: Arc<dyn Store>,
+        policy: Policy,
+        options: Options,
     ) -> anyhow::Result<Self> {
         let broker = Arc::new(Broker::new(store, policy)?);
         // Before serving anything: grants that ended while we were down are
@@ -61,16 +77,9 @@ impl Server {
             shutdown: stopped.clone(),
         });
         let reaper = tokio::spawn(reap_forever(Arc::clone(&broker), stopped.clone()));
-        let mut on_stop = stopped;
+        let limits = http::serve::fit_to_open_files(options.limits);
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = on_stop.wait_for(|stopped| *stopped).await;
-                })
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "server stopped");
-            }
+            http::serve::serve(listener, app, limits, stopped).await;
             reaper.abort();
         });
         Ok(Server {

@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hoistd::audit::{self, Verdict};
+use hoistd::http::serve::Limits;
 use hoistd::store::Location;
-use hoistd::{Policy, Server};
+use hoistd::{Options, Policy, Server};
 use sha2::{Digest, Sha256};
 
 /// The hoist access broker: policy, approvals, bounded grants, short-lived
@@ -36,6 +38,8 @@ enum Command {
         /// Policy file (TOML); see assets/policy.example.toml.
         #[arg(long, env = "HOISTD_POLICY", default_value = "policy.toml")]
         policy: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Inspect the audit log.
     Audit {
@@ -48,6 +52,45 @@ enum Command {
     HashToken,
     /// Print the OpenAPI document.
     Openapi,
+}
+
+/// How patient the broker is with clients, and how many it serves at once.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Most connections open at once; when all are taken, a new one closes
+    /// the oldest connection with no request in flight.
+    #[arg(long, env = "HOISTD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// A connection must deliver its request headers within this.
+    #[arg(long, env = "HOISTD_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// A request body must arrive whole within this.
+    #[arg(long, env = "HOISTD_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+    /// A connection with no request in flight closes after this (event
+    /// streams are never cut).
+    #[arg(long, env = "HOISTD_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> anyhow::Result<Limits> {
+        for (flag, value) in [
+            ("--header-timeout", self.header_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--idle-timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                anyhow::bail!("{flag} must be longer than zero");
+            }
+        }
+        Ok(Limits {
+            max_connections: self.max_connections as usize,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -80,10 +123,25 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { listen, db, policy } => {
+        Command::Serve {
+            listen,
+            db,
+            policy,
+            limits,
+        } => {
             let loaded = Policy::load(&policy)?;
+            let options = Options {
+                limits: limits.limits()?,
+            };
+            raise_open_file_limit();
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(serve(listen, Location::parse(&db)?, policy, loaded))?;
+            runtime.block_on(serve(
+                listen,
+                Location::parse(&db)?,
+                policy,
+                loaded,
+                options,
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
@@ -141,11 +199,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Each connection is a file descriptor: the soft limit (often 1,024) would
+/// stop accepts below the connection cap, so it is raised to the hard one.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %err, soft, hard, "cannot raise the open-file limit");
+    }
+}
+
 async fn serve(
     listen: SocketAddr,
     db: Location,
     policy_path: PathBuf,
     policy: Policy,
+    options: Options,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -153,7 +224,7 @@ async fn serve(
     let store = db
         .open()
         .with_context(|| format!("cannot open database {db}"))?;
-    let server = Arc::new(Server::start(listener, store, policy).await?);
+    let server = Arc::new(Server::start_with(listener, store, policy, options).await?);
     tracing::info!(addr = %server.addr, db = %db, policy = %policy_path.display(), "hoistd serving");
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

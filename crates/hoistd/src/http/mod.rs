@@ -5,6 +5,7 @@ mod events;
 mod grants;
 mod meta;
 mod requests;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -95,9 +96,101 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { refused(ErrorCode::NotFound, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::map_response(stamp_server_time))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Longest request URI (path and query) the broker reads, in bytes.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Every error leaves as `{code, message}`: a URI past [`MAX_URI_BYTES`] is
+/// refused here, and whatever the framework answers by itself (405 with its
+/// `Allow` header, a path parameter that is not UTF-8, any other rejection)
+/// keeps its status and headers and gets the broker's error body.
+async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
+    let uri_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return refused(
+            ErrorCode::UriTooLong,
+            format!(
+                "the request URI is {uri_bytes} bytes; the broker accepts at most {MAX_URI_BYTES}"
+            ),
+        );
+    }
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let said = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let said: String = String::from_utf8_lossy(&said)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect();
+    let (code, message) = match status {
+        // The method router adds the Allow header outside this layer.
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            format!(
+                "{method} is not allowed on this path; the Allow header lists the methods it takes"
+            ),
+        ),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such endpoint".to_string()),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            ErrorCode::RequestTimeout,
+            "the request did not arrive in time".to_string(),
+        ),
+        StatusCode::URI_TOO_LONG => (
+            ErrorCode::UriTooLong,
+            "the request URI is too long".to_string(),
+        ),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            ErrorCode::HeadersTooLarge,
+            "the request's headers are too large".to_string(),
+        ),
+        StatusCode::UNAUTHORIZED => (ErrorCode::Unauthenticated, said),
+        StatusCode::FORBIDDEN => (ErrorCode::Forbidden, said),
+        status if status.is_server_error() => {
+            tracing::error!(%status, said, "internal error");
+            (
+                ErrorCode::Internal,
+                "internal error; the broker log has the details".to_string(),
+            )
+        }
+        // A path or query the router could not read (such as a path
+        // segment that is not UTF-8 once decoded).
+        StatusCode::BAD_REQUEST => (ErrorCode::InvalidParameter, said),
+        _ => (ErrorCode::BadRequest, said),
+    };
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        message
+    };
+    let body = refused(code, message);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, body.into_body())
 }
 
 async fn stamp_server_time(mut response: Response) -> Response {
@@ -117,6 +210,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         NotFound => StatusCode::NOT_FOUND,
         InvalidState | AlreadyReviewed => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        BadRequest => StatusCode::BAD_REQUEST,
+        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        UriTooLong => StatusCode::URI_TOO_LONG,
+        HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         UnknownRole
         | InvalidDuration
         | DurationTooLong
@@ -228,6 +326,19 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A body that did not arrive in time: the connection closes after this
+/// answer, since the rest of the body may still be on its way.
+fn body_timed_out() -> Response {
+    let mut response = refused(
+        ErrorCode::RequestTimeout,
+        "the request body did not arrive in time",
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// `Json<T>` whose rejections use the broker's error body.
 pub struct ApiJson<T>(pub T);
 
@@ -241,6 +352,7 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) if serve::timed_out(&rejection) => Err(body_timed_out()),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(refused(
                 ErrorCode::PayloadTooLarge,
                 format!("request body is larger than {MAX_BODY_BYTES} bytes"),
@@ -279,9 +391,10 @@ where
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        axum::Form::<T>::from_request(req, state)
-            .await
-            .map(|f| ApiForm(f.0))
-            .map_err(|rejection| refused(ErrorCode::InvalidBody, rejection.body_text()))
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(ApiForm(value)),
+            Err(rejection) if serve::timed_out(&rejection) => Err(body_timed_out()),
+            Err(rejection) => Err(refused(ErrorCode::InvalidBody, rejection.body_text())),
+        }
     }
 }

@@ -34,8 +34,9 @@ use sha2::{Digest, Sha256};
 
 pub use client::{Answer, Client, db_request, request};
 
+use crate::http::serve::Limits;
 use crate::store::Location;
-use crate::{Broker, Policy, Server};
+use crate::{Broker, Options, Policy, Server};
 
 /// Where a test asks for the broker's logs.
 pub const LOG_ENV: &str = "HOIST_TEST_LOG";
@@ -119,6 +120,7 @@ pub struct Builder {
     policy: String,
     token_prefix: String,
     logs: Option<String>,
+    limits: Limits,
 }
 
 impl Default for Builder {
@@ -127,6 +129,7 @@ impl Default for Builder {
             policy: policy_text(""),
             token_prefix: "t-".into(),
             logs: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -148,6 +151,12 @@ impl Builder {
     /// (`t-` for the test policy; the demo policy's tokens are `demo-<name>`).
     pub fn token_prefix(mut self, prefix: &str) -> Self {
         self.token_prefix = prefix.to_string();
+        self
+    }
+
+    /// Serve with these connection limits (short timeouts, a small cap).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -185,6 +194,7 @@ impl Builder {
             addr,
             token_prefix: self.token_prefix,
             http: reqwest::Client::new(),
+            limits: self.limits,
         };
         broker.serve(listener).await?;
         Ok(broker)
@@ -199,6 +209,7 @@ pub struct TestBroker {
     addr: SocketAddr,
     token_prefix: String,
     http: reqwest::Client,
+    limits: Limits,
 }
 
 impl TestBroker {
@@ -270,7 +281,10 @@ impl TestBroker {
     async fn serve(&mut self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
         let policy = Policy::load(&self.policy_path())?;
         let store = Location::Sqlite(self.db()).open()?;
-        self.server = Some(Server::start(listener, store, policy).await?);
+        let options = Options {
+            limits: self.limits,
+        };
+        self.server = Some(Server::start_with(listener, store, policy, options).await?);
         Ok(())
     }
 

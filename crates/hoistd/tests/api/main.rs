@@ -15,4 +15,5 @@ mod lifecycle;
 mod openapi;
 mod reload;
 mod reviews;
+mod serving;
 mod store;
