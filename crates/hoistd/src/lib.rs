@@ -6,10 +6,12 @@
 
 pub mod audit;
 pub mod broker;
+pub mod checkpoint;
 pub mod credential;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod keys;
 pub mod oidc;
 pub mod policy;
 pub mod store;
@@ -32,10 +34,25 @@ pub use store::Store;
 /// Longest the reaper sleeps between checks, in case a wake-up is missed.
 const REAPER_MAX_SLEEP: Duration = Duration::from_secs(5);
 
-/// How a [`Server`] serves: its connection limits.
-#[derive(Debug, Clone, Default)]
+/// How a [`Server`] serves: its connection limits, and the keys it keeps
+/// outside the store.
+#[derive(Clone, Default)]
 pub struct Options {
     pub limits: http::serve::Limits,
+    /// Signs credentials with this key instead of the one in the store.
+    pub signing_key: Option<ed25519_dalek::SigningKey>,
+    /// Writes signed audit checkpoints.
+    pub checkpoints: Option<Checkpointing>,
+}
+
+/// Where and how often the server writes signed audit checkpoints: at
+/// start, every `every` while the log grows, and at stop, each to the log
+/// and, given a file, appended to it.
+#[derive(Clone)]
+pub struct Checkpointing {
+    pub key: ed25519_dalek::SigningKey,
+    pub file: Option<std::path::PathBuf>,
+    pub every: Duration,
 }
 
 /// A running broker: its address, and the handle to stop it.
@@ -64,7 +81,14 @@ impl Server {
         policy: Policy,
         options: Options,
     ) -> anyhow::Result<Self> {
-        let broker = Arc::new(Broker::new(store, policy)?);
+        let broker = Arc::new(match &options.signing_key {
+            Some(key) => Broker::with_signer(
+                Arc::clone(&store),
+                policy,
+                credential::Signer::from_key(key)?,
+            ),
+            None => Broker::new(Arc::clone(&store), policy)?,
+        });
         // Before serving anything: grants that ended while we were down are
         // recorded as expired now, not whenever the first tick comes.
         let reaping = Arc::clone(&broker);
@@ -77,10 +101,24 @@ impl Server {
             shutdown: stopped.clone(),
         });
         let reaper = tokio::spawn(reap_forever(Arc::clone(&broker), stopped.clone()));
+        let checkpoints = options.checkpoints.map(|plan| {
+            let periodic = tokio::spawn(checkpoint_forever(
+                Arc::clone(&store),
+                plan.clone(),
+                stopped.clone(),
+            ));
+            (plan, periodic)
+        });
         let limits = http::serve::fit_to_open_files(options.limits);
         let task = tokio::spawn(async move {
             http::serve::serve(listener, app, limits, stopped).await;
             reaper.abort();
+            // The last one after every connection has finished, so it covers
+            // everything the broker answered.
+            if let Some((plan, periodic)) = checkpoints {
+                let mut last = periodic.await.ok().flatten();
+                write_checkpoint(&store, &plan, &mut last).await;
+            }
         });
         Ok(Server {
             addr,
@@ -102,6 +140,62 @@ impl Server {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
     }
+}
+
+/// Writes a checkpoint at start and every `plan.every` while the log grows;
+/// returns the last sequence number it signed when the server stops.
+async fn checkpoint_forever(
+    store: Arc<dyn Store>,
+    plan: Checkpointing,
+    mut stopped: watch::Receiver<bool>,
+) -> Option<i64> {
+    let mut last = None;
+    loop {
+        write_checkpoint(&store, &plan, &mut last).await;
+        tokio::select! {
+            _ = tokio::time::sleep(plan.every) => {}
+            _ = stopped.wait_for(|stopped| *stopped) => return last,
+        }
+    }
+}
+
+/// Signs the log's head unless it was the last one signed, and writes it to
+/// the log and the checkpoint file. A failure is logged; serving goes on.
+async fn write_checkpoint(store: &Arc<dyn Store>, plan: &Checkpointing, last: &mut Option<i64>) {
+    let reading = Arc::clone(store);
+    let key = plan.key.clone();
+    let taken = tokio::task::spawn_blocking(move || checkpoint::take(reading.as_ref(), &key)).await;
+    let checkpoint = match taken {
+        Ok(Ok(checkpoint)) => checkpoint,
+        Ok(Err(checkpoint::CheckpointError::Empty)) => return,
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "no audit checkpoint");
+            return;
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "no audit checkpoint");
+            return;
+        }
+    };
+    if *last == Some(checkpoint.seq) {
+        return;
+    }
+    tracing::info!(checkpoint = %checkpoint.line(), "audit checkpoint");
+    if let Some(file) = plan.file.clone() {
+        let writing = checkpoint.clone();
+        match tokio::task::spawn_blocking(move || checkpoint::append(&file, &writing)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "audit checkpoint not written to its file");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "audit checkpoint not written to its file");
+                return;
+            }
+        }
+    }
+    *last = Some(checkpoint.seq);
 }
 
 /// Records expiries, time-outs and scheduled starts as they fall due.

@@ -192,15 +192,21 @@ impl HolderAct {
 impl Broker {
     pub fn new(store: Arc<dyn Store>, policy: Policy) -> Result<Self> {
         let signer = Signer::load_or_create(store.as_ref())?;
+        Ok(Self::with_signer(store, policy, signer))
+    }
+
+    /// A broker that signs credentials with `signer` (a key kept outside the
+    /// store) rather than the key the store holds.
+    pub fn with_signer(store: Arc<dyn Store>, policy: Policy, signer: Signer) -> Self {
         let (changes, _) = broadcast::channel(EVENT_BUFFER);
-        Ok(Broker {
+        Broker {
             store,
             verifier: crate::oidc::Verifier::new(),
             policy: ArcSwap::from_pointee(policy),
             signer,
             changes,
             reaper: Notify::new(),
-        })
+        }
     }
 
     pub fn policy(&self) -> Arc<Policy> {

@@ -283,6 +283,7 @@ impl TestBroker {
         let store = Location::Sqlite(self.db()).open()?;
         let options = Options {
             limits: self.limits,
+            ..Options::default()
         };
         self.server = Some(Server::start_with(listener, store, policy, options).await?);
         Ok(())

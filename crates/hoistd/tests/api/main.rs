@@ -7,6 +7,7 @@ mod helpers;
 
 mod audit;
 mod break_glass;
+mod checkpoints;
 mod errors;
 mod events;
 mod grants;
