@@ -27,6 +27,23 @@ use crate::error::{self, Error};
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Most items one list call returns; the contract states it as each
+/// `limit` parameter's maximum, and a larger `limit` is refused.
+pub const MAX_PAGE: usize = 10_000;
+
+/// The `limit` a list call was given, or `default`; refused outside 1 to
+/// [`MAX_PAGE`], as the contract says, rather than quietly clamped.
+pub fn page_size(limit: Option<usize>, default: usize) -> Result<usize, Failure> {
+    match limit {
+        None => Ok(default),
+        Some(limit @ 1..=MAX_PAGE) => Ok(limit),
+        Some(limit) => Err(Failure(Error::refuse(
+            ErrorCode::InvalidParameter,
+            format!("limit must be 1 to {MAX_PAGE}, not {limit}"),
+        ))),
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub broker: Arc<Broker>,
@@ -68,18 +85,107 @@ impl Modify for BearerAuth {
 }
 
 /// The router and the OpenAPI document describing exactly its routes.
-fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+fn routes() -> (Router<AppState>, serde_json::Value) {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(meta::router())
         .merge(requests::router())
         .merge(grants::router())
         .merge(events::router())
-        .split_for_parts()
+        .split_for_parts();
+    let mut openapi = serde_json::to_value(openapi).unwrap_or_default();
+    document_common_errors(&mut openapi);
+    document_event_stream(&mut openapi);
+    (router, openapi)
 }
 
 /// The OpenAPI 3.1 document of the broker's API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> serde_json::Value {
     routes().1
+}
+
+/// Errors any operation can meet before its handler runs, added to each
+/// operation that does not document them itself: the contract lists every
+/// status the broker may answer with.
+fn document_common_errors(openapi: &mut serde_json::Value) {
+    let error = |description: &str| {
+        serde_json::json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}
+        })
+    };
+    let common = [
+        (
+            "400",
+            "Malformed request: not valid HTTP, or a malformed parameter",
+        ),
+        (
+            "408",
+            "The request's headers or body did not arrive in time",
+        ),
+        ("414", "The request URI is longer than the broker accepts"),
+        (
+            "431",
+            "The request's headers are larger than the broker accepts",
+        ),
+        ("500", "Internal error; the broker log has the details"),
+    ];
+    let with_body = [("413", "Body larger than 64 KiB")];
+    let Some(paths) = openapi
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for item in paths
+        .values_mut()
+        .filter_map(serde_json::Value::as_object_mut)
+    {
+        for operation in item
+            .values_mut()
+            .filter_map(serde_json::Value::as_object_mut)
+        {
+            let takes_body = operation.contains_key("requestBody");
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(serde_json::Value::as_object_mut)
+            else {
+                continue;
+            };
+            let extra = if takes_body { &with_body[..] } else { &[] };
+            for (status, description) in common.iter().chain(extra) {
+                responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description));
+            }
+        }
+    }
+}
+
+/// The event stream's items in the form OpenAPI tools read for
+/// `text/event-stream` before 3.2's `itemSchema`: the schema describes one
+/// event (its `event` name and `data` line), and `data` is a [`hoist_api::LiveEvent`]
+/// as JSON. Keep-alive comments are not events.
+fn document_event_stream(openapi: &mut serde_json::Value) {
+    let Some(content) = openapi.pointer_mut("/paths/~1v1~1events/get/responses/200/content") else {
+        return;
+    };
+    content["text/event-stream"] = serde_json::json!({
+        "schema": {
+            "type": "object",
+            "description": "One Server-Sent Event. `event` names the kind; `data` is a LiveEvent as JSON, its `type` the same as `event`.",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["hello", "request", "grant", "resync"]},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/LiveEvent"}
+                },
+                "id": {"type": "string"},
+                "retry": {"type": "integer", "minimum": 0}
+            }
+        }
+    });
 }
 
 /// The whole HTTP application; tests call this directly.
