@@ -74,7 +74,7 @@ enum Command {
 struct LimitArgs {
     /// Most connections open at once; when all are taken, a new one closes
     /// the oldest connection with no request in flight.
-    #[arg(long, env = "HOISTD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "HOISTD_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// A connection must deliver its request headers within this.
     #[arg(long, env = "HOISTD_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
