@@ -271,8 +271,9 @@ async fn checkpoints_are_refused_when_forged_or_signed_by_another_key() {
     assert!(!said(&out).contains("PRIVATE KEY"), "{}", said(&out));
 }
 
-/// `serve` checkpoints at start and at stop, to its file and its log, and
-/// signs credentials with a key from a file: the database holds neither key.
+/// `serve` checkpoints at start and at stop, to its file and its log, with
+/// a key from the environment, and signs credentials with a key from a
+/// file: the database holds neither key.
 #[tokio::test]
 async fn serve_checkpoints_to_file_and_log_and_keeps_keys_out_of_the_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -296,7 +297,11 @@ async fn serve_checkpoints_to_file_and_log_and_keeps_keys_out_of_the_database() 
         .args(["serve", "--listen", &addr.to_string()])
         .args(["--db", path(&db), "--policy", path(&policy)])
         .args(["--checkpoints", path(&checkpoints)])
-        .args(["--checkpoint-key", path(&checkpoint_key)])
+        // The checkpoint key from the environment, the signing key from a file.
+        .env(
+            "HOISTD_CHECKPOINT_KEY",
+            std::fs::read_to_string(&checkpoint_key).unwrap(),
+        )
         .args(["--signing-key", path(&signing_key)])
         .env("HOISTD_LOG", "hoistd=info")
         .stderr(log)
