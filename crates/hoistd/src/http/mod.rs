@@ -95,6 +95,7 @@ fn routes() -> (Router<AppState>, serde_json::Value) {
     let mut openapi = serde_json::to_value(openapi).unwrap_or_default();
     document_common_errors(&mut openapi);
     document_event_stream(&mut openapi);
+    document_links(&mut openapi);
     (router, openapi)
 }
 
@@ -158,6 +159,53 @@ fn document_common_errors(openapi: &mut serde_json::Value) {
                     .or_insert_with(|| error(description));
             }
         }
+    }
+}
+
+/// OpenAPI links from a filed request to what can be done with it and with
+/// the grant it made, so clients and fuzzers can follow the ids the broker
+/// hands out.
+fn document_links(openapi: &mut serde_json::Value) {
+    let by_request = [
+        ("GetRequest", "get", "/v1/requests/{id}"),
+        ("RequestHistory", "get", "/v1/requests/{id}/history"),
+        ("ReviewRequest", "post", "/v1/requests/{id}/reviews"),
+        ("CancelRequest", "post", "/v1/requests/{id}/cancel"),
+        ("ClaimRequest", "post", "/v1/requests/{id}/claim"),
+        ("ReleaseClaim", "delete", "/v1/requests/{id}/claim"),
+        (
+            "AcknowledgeRequest",
+            "post",
+            "/v1/requests/{id}/acknowledge",
+        ),
+    ];
+    let by_grant = [
+        ("GetGrant", "get", "/v1/grants/{id}"),
+        ("RevokeGrant", "post", "/v1/grants/{id}/revoke"),
+        ("ExtendGrant", "post", "/v1/grants/{id}/extend"),
+        ("GetCredential", "get", "/v1/grants/{id}/credential"),
+    ];
+    let mut links = serde_json::Map::new();
+    for (name, method, path) in by_request {
+        links.insert(
+            name.into(),
+            serde_json::json!({
+                "operationRef": format!("#/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")),
+                "parameters": {"id": "$response.body#/id"}
+            }),
+        );
+    }
+    for (name, method, path) in by_grant {
+        links.insert(
+            name.into(),
+            serde_json::json!({
+                "operationRef": format!("#/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")),
+                "parameters": {"id": "$response.body#/grant_id"}
+            }),
+        );
+    }
+    if let Some(created) = openapi.pointer_mut("/paths/~1v1~1requests/post/responses/201") {
+        created["links"] = serde_json::Value::Object(links);
     }
 }
 

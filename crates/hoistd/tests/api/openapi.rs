@@ -155,6 +155,17 @@ async fn the_document_states_limits_enums_and_every_error() {
     );
     assert_eq!(stream["required"], serde_json::json!(["event", "data"]));
 
+    // A filed request links to what can be done with it and its grant.
+    let links = &doc["paths"]["/v1/requests"]["post"]["responses"]["201"]["links"];
+    assert_eq!(
+        links["CancelRequest"]["parameters"]["id"],
+        "$response.body#/id"
+    );
+    assert_eq!(
+        links["RevokeGrant"]["operationRef"],
+        "#/paths/~1v1~1grants~1{id}~1revoke/post"
+    );
+
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             for status in ["400", "408", "414", "431", "500"] {
