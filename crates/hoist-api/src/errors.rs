@@ -40,6 +40,16 @@ pub enum ErrorCode {
     /// The same `Idempotency-Key` was sent with a different body.
     IdempotencyKeyReused,
     PayloadTooLarge,
+    /// The request is not valid HTTP: a malformed request line, URI or header.
+    BadRequest,
+    /// The path exists, but not with this method (the `Allow` header lists those it takes).
+    MethodNotAllowed,
+    /// The request's headers or body did not arrive in time.
+    RequestTimeout,
+    /// The request URI is longer than the broker accepts.
+    UriTooLong,
+    /// The request's headers are larger than the broker accepts.
+    HeadersTooLarge,
     /// The caller did this too often; `Retry-After` says when to try again.
     RateLimited,
     Internal,

@@ -55,9 +55,16 @@ pub struct Grant {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendInput {
+    /// More time, at most the role's maximum.
+    #[serde(deserialize_with = "crate::numbers::whole")]
+    #[schema(minimum = 1, maximum = 31_622_400)]
     pub duration_secs: u64,
     /// Defaults to the justification of the request that created the grant.
     #[serde(default)]
+    #[schema(
+        max_length = 4096,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub justification: Option<String>,
 }
 

@@ -21,6 +21,9 @@ pub const MAX_JUSTIFICATION_CHARS: usize = 4096;
 pub const MAX_REFERENCE_CHARS: usize = 128;
 /// Longest review, revocation or cancellation comment, in characters.
 pub const MAX_COMMENT_CHARS: usize = 2048;
+/// Longest duration of a grant or an extension, in seconds (366 days),
+/// whatever a role allows; the contract states it as `duration_secs`'s maximum.
+pub const MAX_DURATION_SECS: u64 = 31_622_400;
 
 mod audit;
 mod credentials;
@@ -28,6 +31,7 @@ mod errors;
 mod events;
 mod grants;
 mod meta;
+pub mod numbers;
 mod requests;
 pub mod text;
 

@@ -78,13 +78,27 @@ impl std::fmt::Display for RequestState {
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     pub role: String,
+    /// Free text; tabs and line breaks are the only control characters allowed.
+    #[schema(
+        max_length = 4096,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub justification: String,
+    /// One word: no spaces or control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128, pattern = r"^[^\s\u0000-\u001F\u007F-\u009F]*$")]
     pub ticket: Option<String>,
+    /// One word: no spaces or control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128, pattern = r"^[^\s\u0000-\u001F\u007F-\u009F]*$")]
     pub incident: Option<String>,
-    /// Defaults to the role's default duration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Defaults to the role's default duration; at most the role's maximum.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::numbers::optional_whole"
+    )]
+    #[schema(minimum = 1, maximum = 31_622_400)]
     pub duration_secs: Option<u64>,
     /// Start later than approval; absent means as soon as approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,6 +194,10 @@ pub struct ReviewInput {
     pub decision: Decision,
     /// Required when denying: it is the reason the requester sees.
     #[serde(default)]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub comment: Option<String>,
 }
 
@@ -188,6 +206,10 @@ pub struct ReviewInput {
 #[serde(deny_unknown_fields)]
 pub struct ReasonInput {
     #[serde(default)]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -196,6 +218,10 @@ pub struct ReasonInput {
 #[serde(deny_unknown_fields)]
 pub struct AcknowledgeInput {
     #[serde(default)]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub comment: Option<String>,
 }
 

@@ -497,6 +497,11 @@ fn enums() {
         AlreadyReviewed,
         IdempotencyKeyReused,
         PayloadTooLarge,
+        BadRequest,
+        MethodNotAllowed,
+        RequestTimeout,
+        UriTooLong,
+        HeadersTooLarge,
         RateLimited,
         Internal,
     ];
@@ -527,6 +532,11 @@ fn enums() {
             | AlreadyReviewed
             | IdempotencyKeyReused
             | PayloadTooLarge
+            | BadRequest
+            | MethodNotAllowed
+            | RequestTimeout
+            | UriTooLong
+            | HeadersTooLarge
             | RateLimited
             | Internal => {}
         }

@@ -2,6 +2,7 @@
 //! reports and hashed here, and the whole chain checked. The store only
 //! reads the head and saves what it is given.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::checkpoint::Checkpoint;
 use crate::store::{Store, StoreError, StoredAudit, Tx};
 
 /// `prev_hash` of the first entry.
@@ -152,8 +154,31 @@ pub enum Verdict {
 
 /// Checks the whole chain: every entry in sequence, linked to the one before
 /// it, and hashing to its stored hash. Names the first entry that fails.
+///
+/// The chain alone cannot show that entries were cut off the end, or that
+/// the whole log was recomputed: see [`verify_against`].
 pub fn verify(store: &dyn Store) -> Result<Verdict, StoreError> {
-    let tx = store.transaction()?;
+    verify_against(store, &[])
+}
+
+/// [`verify`], and also that the log still holds every checkpointed entry
+/// with the hash that was signed (the checkpoints' signatures are checked
+/// where they are read, by [`crate::checkpoint::read_verified`]). A log cut
+/// short, emptied, or rewritten and rehashed from some entry on then fails.
+pub fn verify_against(
+    store: &dyn Store,
+    checkpoints: &[Checkpoint],
+) -> Result<Verdict, StoreError> {
+    let signed: HashMap<i64, Vec<&Checkpoint>> =
+        checkpoints
+            .iter()
+            .fold(HashMap::new(), |mut signed, checkpoint| {
+                signed.entry(checkpoint.seq).or_default().push(checkpoint);
+                signed
+            });
+    // A snapshot, not a transaction: a transaction would hold the write lock
+    // for the whole scan (about a second per million entries).
+    let tx = store.snapshot()?;
     let mut prev_hash = String::from(GENESIS);
     let mut expected_seq = 1;
     let mut entries = 0;
@@ -167,7 +192,15 @@ pub fn verify(store: &dyn Store) -> Result<Verdict, StoreError> {
         } else if !hash_holds(&mut buf, entry) {
             Some("its contents do not match its hash (the entry was altered)".to_string())
         } else {
-            None
+            signed
+                .get(&entry.seq)
+                .and_then(|signed| signed.iter().find(|checkpoint| checkpoint.hash != entry.hash))
+                .map(|checkpoint| {
+                    format!(
+                        "its hash is not the one signed in the checkpoint of {} (the log was rewritten and rehashed up to here)",
+                        checkpoint.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    )
+                })
         };
         if let Some(reason) = reason {
             broken = Some(Verdict::Broken {
@@ -182,7 +215,27 @@ pub fn verify(store: &dyn Store) -> Result<Verdict, StoreError> {
         entries += 1;
         ControlFlow::Continue(())
     })?;
-    Ok(broken.unwrap_or(Verdict::Intact { entries }))
+    if let Some(broken) = broken {
+        return Ok(broken);
+    }
+    let last = expected_seq - 1;
+    if let Some(beyond) = checkpoints
+        .iter()
+        .filter(|checkpoint| checkpoint.seq > last)
+        .max_by_key(|checkpoint| checkpoint.seq)
+    {
+        return Ok(Verdict::Broken {
+            seq: last + 1,
+            reason: format!(
+                "the log ends at entry {last}, but the checkpoint of {} holds entry {} (entries were removed from the end: the log was truncated or emptied)",
+                beyond
+                    .at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                beyond.seq
+            ),
+        });
+    }
+    Ok(Verdict::Intact { entries })
 }
 
 #[cfg(test)]

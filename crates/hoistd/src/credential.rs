@@ -46,6 +46,14 @@ impl Signer {
         Self::from_pkcs8(kid, &pkcs8)
     }
 
+    /// A signer with a key kept outside the store (`hoistd serve --signing-key`).
+    pub fn from_key(key: &SigningKey) -> Result<Self, SignerError> {
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|err| SignerError::BadKey(err.to_string()))?;
+        Self::from_pkcs8(crate::keys::key_id(&key.verifying_key()), der.as_bytes())
+    }
+
     fn from_pkcs8(kid: String, pkcs8: &[u8]) -> Result<Self, SignerError> {
         use ed25519_dalek::pkcs8::DecodePrivateKey;
         let key = SigningKey::from_pkcs8_der(pkcs8)

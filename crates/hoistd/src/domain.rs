@@ -4,7 +4,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use hoist_api::text::{find_invisible, visible_len};
 use hoist_api::{
-    CreateRequest, ErrorCode, MAX_COMMENT_CHARS, MAX_JUSTIFICATION_CHARS, MAX_REFERENCE_CHARS,
+    CreateRequest, ErrorCode, MAX_COMMENT_CHARS, MAX_DURATION_SECS, MAX_JUSTIFICATION_CHARS,
+    MAX_REFERENCE_CHARS,
 };
 
 use crate::error::Error;
@@ -219,7 +220,7 @@ fn reference(what: &str, value: Option<&str>) -> Result<Option<String>, Error> {
 }
 
 pub fn duration(role: &RoleDef, requested: Option<u64>) -> Result<u64, Error> {
-    let max = role.max_duration.as_secs();
+    let max = role.max_duration.as_secs().min(MAX_DURATION_SECS);
     match requested {
         None => Ok(role.default_duration.as_secs()),
         Some(0) => Err(Error::refuse(

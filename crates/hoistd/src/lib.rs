@@ -6,10 +6,12 @@
 
 pub mod audit;
 pub mod broker;
+pub mod checkpoint;
 pub mod credential;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod keys;
 pub mod oidc;
 pub mod policy;
 pub mod store;
@@ -32,6 +34,27 @@ pub use store::Store;
 /// Longest the reaper sleeps between checks, in case a wake-up is missed.
 const REAPER_MAX_SLEEP: Duration = Duration::from_secs(5);
 
+/// How a [`Server`] serves: its connection limits, and the keys it keeps
+/// outside the store.
+#[derive(Clone, Default)]
+pub struct Options {
+    pub limits: http::serve::Limits,
+    /// Signs credentials with this key instead of the one in the store.
+    pub signing_key: Option<ed25519_dalek::SigningKey>,
+    /// Writes signed audit checkpoints.
+    pub checkpoints: Option<Checkpointing>,
+}
+
+/// Where and how often the server writes signed audit checkpoints: at
+/// start, every `every` while the log grows, and at stop, each to the log
+/// and, given a file, appended to it.
+#[derive(Clone)]
+pub struct Checkpointing {
+    pub key: ed25519_dalek::SigningKey,
+    pub file: Option<std::path::PathBuf>,
+    pub every: Duration,
+}
+
 /// A running broker: its address, and the handle to stop it.
 pub struct Server {
     pub addr: SocketAddr,
@@ -42,33 +65,52 @@ pub struct Server {
 
 impl Server {
     /// Records whatever fell due while the broker was down, then serves on
-    /// `listener` until [`Server::stop`].
+    /// `listener` until [`Server::stop`], with the default [`Options`].
     pub async fn start(
         listener: TcpListener,
         store: Arc<dyn Store>,
         policy: Policy,
     ) -> anyhow::Result<Self> {
-        Self::launch(listener, store, policy, false).await
+        Self::start_with(listener, store, policy, Options::default()).await
     }
 
-    /// [`Server::start`] with the reaper held back from the first moment,
+    /// [`Server::start`] with these options.
+    pub async fn start_with(
+        listener: TcpListener,
+        store: Arc<dyn Store>,
+        policy: Policy,
+        options: Options,
+    ) -> anyhow::Result<Self> {
+        Self::launch(listener, store, policy, options, false).await
+    }
+
+    /// [`Server::start_with`] with the reaper held back from the first moment,
     /// start-up included (see [`Broker::hold_reaper`]).
     #[cfg(feature = "testing")]
     pub async fn start_with_reaper_held(
         listener: TcpListener,
         store: Arc<dyn Store>,
         policy: Policy,
+        options: Options,
     ) -> anyhow::Result<Self> {
-        Self::launch(listener, store, policy, true).await
+        Self::launch(listener, store, policy, options, true).await
     }
 
     async fn launch(
         listener: TcpListener,
         store: Arc<dyn Store>,
         policy: Policy,
+        options: Options,
         reaper_held: bool,
     ) -> anyhow::Result<Self> {
-        let broker = Arc::new(Broker::new(store, policy)?);
+        let broker = Arc::new(match &options.signing_key {
+            Some(key) => Broker::with_signer(
+                Arc::clone(&store),
+                policy,
+                credential::Signer::from_key(key)?,
+            ),
+            None => Broker::new(Arc::clone(&store), policy)?,
+        });
         #[cfg(feature = "testing")]
         broker.hold_reaper(reaper_held);
         // Before serving anything: grants that ended while we were down are
@@ -85,17 +127,24 @@ impl Server {
             shutdown: stopped.clone(),
         });
         let reaper = tokio::spawn(reap_forever(Arc::clone(&broker), stopped.clone()));
-        let mut on_stop = stopped;
+        let checkpoints = options.checkpoints.map(|plan| {
+            let periodic = tokio::spawn(checkpoint_forever(
+                Arc::clone(&store),
+                plan.clone(),
+                stopped.clone(),
+            ));
+            (plan, periodic)
+        });
+        let limits = http::serve::fit_to_open_files(options.limits);
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = on_stop.wait_for(|stopped| *stopped).await;
-                })
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "server stopped");
-            }
+            http::serve::serve(listener, app, limits, stopped).await;
             reaper.abort();
+            // The last one after every connection has finished, so it covers
+            // everything the broker answered.
+            if let Some((plan, periodic)) = checkpoints {
+                let mut last = periodic.await.ok().flatten();
+                write_checkpoint(&store, &plan, &mut last).await;
+            }
         });
         Ok(Server {
             addr,
@@ -124,6 +173,62 @@ impl Server {
             Err(err) => tracing::error!(error = %err, "repeated uses not audited"),
         }
     }
+}
+
+/// Writes a checkpoint at start and every `plan.every` while the log grows;
+/// returns the last sequence number it signed when the server stops.
+async fn checkpoint_forever(
+    store: Arc<dyn Store>,
+    plan: Checkpointing,
+    mut stopped: watch::Receiver<bool>,
+) -> Option<i64> {
+    let mut last = None;
+    loop {
+        write_checkpoint(&store, &plan, &mut last).await;
+        tokio::select! {
+            _ = tokio::time::sleep(plan.every) => {}
+            _ = stopped.wait_for(|stopped| *stopped) => return last,
+        }
+    }
+}
+
+/// Signs the log's head unless it was the last one signed, and writes it to
+/// the log and the checkpoint file. A failure is logged; serving goes on.
+async fn write_checkpoint(store: &Arc<dyn Store>, plan: &Checkpointing, last: &mut Option<i64>) {
+    let reading = Arc::clone(store);
+    let key = plan.key.clone();
+    let taken = tokio::task::spawn_blocking(move || checkpoint::take(reading.as_ref(), &key)).await;
+    let checkpoint = match taken {
+        Ok(Ok(checkpoint)) => checkpoint,
+        Ok(Err(checkpoint::CheckpointError::Empty)) => return,
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "no audit checkpoint");
+            return;
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "no audit checkpoint");
+            return;
+        }
+    };
+    if *last == Some(checkpoint.seq) {
+        return;
+    }
+    tracing::info!(checkpoint = %checkpoint.line(), "audit checkpoint");
+    if let Some(file) = plan.file.clone() {
+        let writing = checkpoint.clone();
+        match tokio::task::spawn_blocking(move || checkpoint::append(&file, &writing)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "audit checkpoint not written to its file");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "audit checkpoint not written to its file");
+                return;
+            }
+        }
+    }
+    *last = Some(checkpoint.seq);
 }
 
 /// Records expiries, time-outs and scheduled starts as they fall due.

@@ -268,8 +268,14 @@ impl HolderAct {
 impl Broker {
     pub fn new(store: Arc<dyn Store>, policy: Policy) -> Result<Self> {
         let signer = Signer::load_or_create(store.as_ref())?;
+        Ok(Self::with_signer(store, policy, signer))
+    }
+
+    /// A broker that signs credentials with `signer` (a key kept outside the
+    /// store) rather than the key the store holds.
+    pub fn with_signer(store: Arc<dyn Store>, policy: Policy, signer: Signer) -> Self {
         let (changes, _) = broadcast::channel(EVENT_BUFFER);
-        Ok(Broker {
+        Broker {
             store,
             verifier: crate::oidc::Verifier::new(),
             limits: ArcSwap::from_pointee(limits::Limits::new(&policy.settings)),
@@ -281,7 +287,7 @@ impl Broker {
             bindings: RwLock::default(),
             reloads: watch::Sender::new(0),
             uses: limits::Uses::default(),
-        })
+        }
     }
 
     pub fn policy(&self) -> Arc<Policy> {

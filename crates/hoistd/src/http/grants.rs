@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiJson, ApiQuery, AppState, Caller, Failure, blocking};
+use super::{ApiJson, ApiQuery, AppState, Caller, Failure, blocking, page_size};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -28,7 +28,8 @@ struct ListParams {
     /// Include expired and revoked grants (default: active only).
     #[serde(default)]
     all: bool,
-    /// At most this many, newest first (default 200, at most 10000).
+    /// At most this many, newest first (default 200).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
@@ -45,7 +46,7 @@ async fn list_grants(
     Caller(user): Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Vec<Grant>>, Failure> {
-    let limit = params.limit.unwrap_or(200).min(10_000);
+    let limit = page_size(params.limit, 200)?;
     Ok(Json(
         blocking(&state, move |b| b.grants(&user, params.all, limit)).await?,
     ))

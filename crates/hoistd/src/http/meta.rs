@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiForm, ApiQuery, AppState, Caller, Failure, blocking};
+use super::{ApiForm, ApiQuery, AppState, Caller, Failure, blocking, page_size};
 use crate::broker;
 use crate::store::AuditQuery;
 
@@ -109,8 +109,10 @@ async fn introspect(
 struct AuditParams {
     /// Only entries after this sequence number.
     #[serde(default)]
+    #[param(minimum = 0)]
     after: i64,
-    /// At most this many entries (default 500, at most 10000).
+    /// At most this many entries (default 500).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
     /// Only entries about this incident reference.
     incident: Option<String>,
@@ -131,12 +133,18 @@ async fn audit(
     Caller(user): Caller,
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<Json<Vec<AuditEvent>>, Failure> {
+    if params.after < 0 {
+        return Err(Failure(crate::error::Error::refuse(
+            hoist_api::ErrorCode::InvalidParameter,
+            format!("after must be 0 or more, not {}", params.after),
+        )));
+    }
     let query = AuditQuery {
         after_seq: params.after,
         involving: None,
         incident: params.incident,
         request_id: params.request_id,
-        limit: Some(params.limit.unwrap_or(500).min(10_000)),
+        limit: Some(page_size(params.limit, 500)?),
     };
     let events = blocking(&state, move |b| b.audit(&user, query)).await?;
     Ok(Json(events))

@@ -5,6 +5,7 @@ mod events;
 mod grants;
 mod meta;
 mod requests;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -25,6 +26,23 @@ use crate::error::{self, Error};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Most items one list call returns; the contract states it as each
+/// `limit` parameter's maximum, and a larger `limit` is refused.
+pub const MAX_PAGE: usize = 10_000;
+
+/// The `limit` a list call was given, or `default`; refused outside 1 to
+/// [`MAX_PAGE`], as the contract says, rather than quietly clamped.
+pub fn page_size(limit: Option<usize>, default: usize) -> Result<usize, Failure> {
+    match limit {
+        None => Ok(default),
+        Some(limit @ 1..=MAX_PAGE) => Ok(limit),
+        Some(limit) => Err(Failure(Error::refuse(
+            ErrorCode::InvalidParameter,
+            format!("limit must be 1 to {MAX_PAGE}, not {limit}"),
+        ))),
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -67,18 +85,155 @@ impl Modify for BearerAuth {
 }
 
 /// The router and the OpenAPI document describing exactly its routes.
-fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+fn routes() -> (Router<AppState>, serde_json::Value) {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(meta::router())
         .merge(requests::router())
         .merge(grants::router())
         .merge(events::router())
-        .split_for_parts()
+        .split_for_parts();
+    let mut openapi = serde_json::to_value(openapi).unwrap_or_default();
+    document_common_errors(&mut openapi);
+    document_event_stream(&mut openapi);
+    document_links(&mut openapi);
+    (router, openapi)
 }
 
 /// The OpenAPI 3.1 document of the broker's API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> serde_json::Value {
     routes().1
+}
+
+/// Errors any operation can meet before its handler runs, added to each
+/// operation that does not document them itself: the contract lists every
+/// status the broker may answer with.
+fn document_common_errors(openapi: &mut serde_json::Value) {
+    let error = |description: &str| {
+        serde_json::json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}
+        })
+    };
+    let common = [
+        (
+            "400",
+            "Malformed request: not valid HTTP, or a malformed parameter",
+        ),
+        (
+            "408",
+            "The request's headers or body did not arrive in time",
+        ),
+        ("414", "The request URI is longer than the broker accepts"),
+        (
+            "431",
+            "The request's headers are larger than the broker accepts",
+        ),
+        ("500", "Internal error; the broker log has the details"),
+    ];
+    let with_body = [("413", "Body larger than 64 KiB")];
+    let Some(paths) = openapi
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for item in paths
+        .values_mut()
+        .filter_map(serde_json::Value::as_object_mut)
+    {
+        for operation in item
+            .values_mut()
+            .filter_map(serde_json::Value::as_object_mut)
+        {
+            let takes_body = operation.contains_key("requestBody");
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(serde_json::Value::as_object_mut)
+            else {
+                continue;
+            };
+            let extra = if takes_body { &with_body[..] } else { &[] };
+            for (status, description) in common.iter().chain(extra) {
+                responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description));
+            }
+        }
+    }
+}
+
+/// OpenAPI links from a filed request to what can be done with it and with
+/// the grant it made, so clients and fuzzers can follow the ids the broker
+/// hands out.
+fn document_links(openapi: &mut serde_json::Value) {
+    let by_request = [
+        ("GetRequest", "get", "/v1/requests/{id}"),
+        ("RequestHistory", "get", "/v1/requests/{id}/history"),
+        ("ReviewRequest", "post", "/v1/requests/{id}/reviews"),
+        ("CancelRequest", "post", "/v1/requests/{id}/cancel"),
+        ("ClaimRequest", "post", "/v1/requests/{id}/claim"),
+        ("ReleaseClaim", "delete", "/v1/requests/{id}/claim"),
+        (
+            "AcknowledgeRequest",
+            "post",
+            "/v1/requests/{id}/acknowledge",
+        ),
+    ];
+    let by_grant = [
+        ("GetGrant", "get", "/v1/grants/{id}"),
+        ("RevokeGrant", "post", "/v1/grants/{id}/revoke"),
+        ("ExtendGrant", "post", "/v1/grants/{id}/extend"),
+        ("GetCredential", "get", "/v1/grants/{id}/credential"),
+    ];
+    let mut links = serde_json::Map::new();
+    for (name, method, path) in by_request {
+        links.insert(
+            name.into(),
+            serde_json::json!({
+                "operationRef": format!("#/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")),
+                "parameters": {"id": "$response.body#/id"}
+            }),
+        );
+    }
+    for (name, method, path) in by_grant {
+        links.insert(
+            name.into(),
+            serde_json::json!({
+                "operationRef": format!("#/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")),
+                "parameters": {"id": "$response.body#/grant_id"}
+            }),
+        );
+    }
+    if let Some(created) = openapi.pointer_mut("/paths/~1v1~1requests/post/responses/201") {
+        created["links"] = serde_json::Value::Object(links);
+    }
+}
+
+/// The event stream's items in the form OpenAPI tools read for
+/// `text/event-stream` before 3.2's `itemSchema`: the schema describes one
+/// event (its `event` name and `data` line), and `data` is a [`hoist_api::LiveEvent`]
+/// as JSON. Keep-alive comments are not events.
+fn document_event_stream(openapi: &mut serde_json::Value) {
+    let Some(content) = openapi.pointer_mut("/paths/~1v1~1events/get/responses/200/content") else {
+        return;
+    };
+    content["text/event-stream"] = serde_json::json!({
+        "schema": {
+            "type": "object",
+            "description": "One Server-Sent Event. `event` names the kind; `data` is a LiveEvent as JSON, its `type` the same as `event`.",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["hello", "request", "grant", "resync"]},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/LiveEvent"}
+                },
+                "id": {"type": "string"},
+                "retry": {"type": "integer", "minimum": 0}
+            }
+        }
+    });
 }
 
 /// The whole HTTP application; tests call this directly.
@@ -95,9 +250,101 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { refused(ErrorCode::NotFound, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::map_response(stamp_server_time))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Longest request URI (path and query) the broker reads, in bytes.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Every error leaves as `{code, message}`: a URI past [`MAX_URI_BYTES`] is
+/// refused here, and whatever the framework answers by itself (405 with its
+/// `Allow` header, a path parameter that is not UTF-8, any other rejection)
+/// keeps its status and headers and gets the broker's error body.
+async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
+    let uri_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return refused(
+            ErrorCode::UriTooLong,
+            format!(
+                "the request URI is {uri_bytes} bytes; the broker accepts at most {MAX_URI_BYTES}"
+            ),
+        );
+    }
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let said = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let said: String = String::from_utf8_lossy(&said)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect();
+    let (code, message) = match status {
+        // The method router adds the Allow header outside this layer.
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            format!(
+                "{method} is not allowed on this path; the Allow header lists the methods it takes"
+            ),
+        ),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such endpoint".to_string()),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            ErrorCode::RequestTimeout,
+            "the request did not arrive in time".to_string(),
+        ),
+        StatusCode::URI_TOO_LONG => (
+            ErrorCode::UriTooLong,
+            "the request URI is too long".to_string(),
+        ),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            ErrorCode::HeadersTooLarge,
+            "the request's headers are too large".to_string(),
+        ),
+        StatusCode::UNAUTHORIZED => (ErrorCode::Unauthenticated, said),
+        StatusCode::FORBIDDEN => (ErrorCode::Forbidden, said),
+        status if status.is_server_error() => {
+            tracing::error!(%status, said, "internal error");
+            (
+                ErrorCode::Internal,
+                "internal error; the broker log has the details".to_string(),
+            )
+        }
+        // A path or query the router could not read (such as a path
+        // segment that is not UTF-8 once decoded).
+        StatusCode::BAD_REQUEST => (ErrorCode::InvalidParameter, said),
+        _ => (ErrorCode::BadRequest, said),
+    };
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        message
+    };
+    let body = refused(code, message);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, body.into_body())
 }
 
 async fn stamp_server_time(mut response: Response) -> Response {
@@ -117,6 +364,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         NotFound => StatusCode::NOT_FOUND,
         InvalidState | AlreadyReviewed => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        BadRequest => StatusCode::BAD_REQUEST,
+        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        UriTooLong => StatusCode::URI_TOO_LONG,
+        HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
         UnknownRole
         | InvalidDuration
@@ -261,6 +513,19 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+/// A body that did not arrive in time: the connection closes after this
+/// answer, since the rest of the body may still be on its way.
+fn body_timed_out() -> Response {
+    let mut response = refused(
+        ErrorCode::RequestTimeout,
+        "the request body did not arrive in time",
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// `Json<T>` whose rejections use the broker's error body.
 pub struct ApiJson<T>(pub T);
 
@@ -274,6 +539,7 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) if serve::timed_out(&rejection) => Err(body_timed_out()),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(refused(
                 ErrorCode::PayloadTooLarge,
                 format!("request body is larger than {MAX_BODY_BYTES} bytes"),
@@ -312,9 +578,10 @@ where
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        axum::Form::<T>::from_request(req, state)
-            .await
-            .map(|f| ApiForm(f.0))
-            .map_err(|rejection| refused(ErrorCode::InvalidBody, rejection.body_text()))
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(ApiForm(value)),
+            Err(rejection) if serve::timed_out(&rejection) => Err(body_timed_out()),
+            Err(rejection) => Err(refused(ErrorCode::InvalidBody, rejection.body_text())),
+        }
     }
 }

@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiJson, ApiQuery, AppState, Caller, Failure, blocking};
+use super::{ApiJson, ApiQuery, AppState, Caller, Failure, blocking, page_size};
 use crate::error::Error;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -34,9 +34,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListParams {
-    /// Comma-separated states to include, e.g. `pending,active`.
+    /// States to include, comma-separated, e.g. `pending,active` (default: all).
+    #[param(value_type = Option<Vec<RequestState>>, style = Form, explode = false)]
     state: Option<String>,
-    /// At most this many, newest first (default 200, at most 10000).
+    /// At most this many, newest first (default 200).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
@@ -72,7 +74,7 @@ async fn list_requests(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Vec<AccessRequest>>, Failure> {
     let states = parse_states(params.state.as_deref())?;
-    let limit = params.limit.unwrap_or(200).min(10_000);
+    let limit = page_size(params.limit, 200)?;
     Ok(Json(
         blocking(&state, move |b| b.my_requests(&user, states, limit)).await?,
     ))
@@ -96,7 +98,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Failure> {
 /// (200, `idempotent-replayed: true`); with a different body it is refused (422).
 #[utoipa::path(post, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     request_body = CreateRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the call safe to retry")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "Makes the call safe to retry: 1 to 255 visible ASCII characters")),
     responses(
         (status = 201, description = "Filed: pending, or already active (auto-approve, break-glass)", body = AccessRequest),
         (status = 200, description = "A retry with the same Idempotency-Key: the request filed the first time", body = AccessRequest),

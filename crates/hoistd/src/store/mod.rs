@@ -39,6 +39,11 @@
 //!    again: a server database may already have aborted it.
 //! 7. What is written is read back as it was, every field, with times at
 //!    millisecond precision; lists come in the order their query documents.
+//! 8. A [`Snapshot`] reads the audit log as it stood when the snapshot was
+//!    taken, and holds no lock writers wait for: transactions begin, write
+//!    and commit while it is open, and it does not see them. Verifying a
+//!    long log reads from one, so the broker goes on writing meanwhile.
+//!    SQLite: a read transaction on a connection of its own, in WAL mode.
 //!
 //! A backend is chosen by [`open`] from a location: `sqlite:PATH` or a bare
 //! path is the embedded [`SqliteStore`] (its schema in
@@ -89,6 +94,17 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait Store: Send + Sync + 'static {
     /// Starts a transaction; concurrent transactions wait their turn (rule 1).
     fn transaction(&self) -> Result<Box<dyn Tx + '_>>;
+    /// Takes a consistent read of the audit log that blocks no writer (rule 8).
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>>;
+}
+
+/// The audit log frozen at one moment, read without holding up writers
+/// (rule 8). Dropping it ends the read.
+pub trait Snapshot {
+    /// The newest entry when the snapshot was taken, if any.
+    fn audit_head(&self) -> Result<Option<AuditHead>>;
+    /// Streams the log as of the snapshot, like [`Tx::scan_audit`].
+    fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()>;
 }
 
 /// Where a store lives, as `hoistd serve --db` takes it.

@@ -34,8 +34,9 @@ use sha2::{Digest, Sha256};
 
 pub use client::{Answer, Client, db_request, request};
 
+use crate::http::serve::Limits;
 use crate::store::Location;
-use crate::{Broker, Policy, Server};
+use crate::{Broker, Options, Policy, Server};
 
 /// Where a test asks for the broker's logs.
 pub const LOG_ENV: &str = "HOIST_TEST_LOG";
@@ -120,6 +121,7 @@ pub struct Builder {
     token_prefix: String,
     logs: Option<String>,
     reaper_held: bool,
+    limits: Limits,
 }
 
 impl Default for Builder {
@@ -129,6 +131,7 @@ impl Default for Builder {
             token_prefix: "t-".into(),
             logs: None,
             reaper_held: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -158,6 +161,12 @@ impl Builder {
     /// seen by reads settling it themselves.
     pub fn reaper_held(mut self) -> Self {
         self.reaper_held = true;
+        self
+    }
+
+    /// Serve with these connection limits (short timeouts, a small cap).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -213,6 +222,7 @@ impl Builder {
             token_prefix: self.token_prefix,
             http: reqwest::Client::new(),
             reaper_held: self.reaper_held,
+            limits: self.limits,
         };
         Ok((broker, listener))
     }
@@ -228,6 +238,7 @@ pub struct TestBroker {
     http: reqwest::Client,
     /// Whether the reaper is held, now and after a restart.
     reaper_held: bool,
+    limits: Limits,
 }
 
 impl TestBroker {
@@ -299,10 +310,14 @@ impl TestBroker {
     async fn serve(&mut self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
         let policy = Policy::load(&self.policy_path())?;
         let store = Location::Sqlite(self.db()).open()?;
+        let options = Options {
+            limits: self.limits,
+            ..Options::default()
+        };
         self.server = Some(if self.reaper_held {
-            Server::start_with_reaper_held(listener, store, policy).await?
+            Server::start_with_reaper_held(listener, store, policy, options).await?
         } else {
-            Server::start(listener, store, policy).await?
+            Server::start_with(listener, store, policy, options).await?
         });
         Ok(())
     }

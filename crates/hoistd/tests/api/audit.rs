@@ -151,3 +151,63 @@ async fn verify_takes_a_store_location_and_names_no_password() {
     assert!(stderr.contains("no store for `postgres://`"), "{stderr}");
     assert!(!stderr.contains("s3cret-pw"), "{stderr}");
 }
+
+/// `audit verify` reads a snapshot: the broker goes on filing and
+/// cancelling requests while it scans a long log. Holding the write lock
+/// for the scan, as it once did, stalled every write until the scan ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_go_on_while_verify_reads_the_log() {
+    // As many filings as the broker takes: the limit per person is not what is measured.
+    let broker = TestBroker::with_settings("filing_rate = \"1000000/s\"").await;
+    let entries = 30_000;
+    let db = broker.db();
+    tokio::task::spawn_blocking(move || {
+        let store = hoistd::store::SqliteStore::open(&db).unwrap();
+        let store: &dyn hoistd::Store = &store;
+        let mut tx = store.transaction().unwrap();
+        for n in 0..entries {
+            hoistd::audit::append(
+                tx.as_mut(),
+                hoistd::audit::NewAuditEvent {
+                    at: chrono::Utc::now(),
+                    kind: AuditKind::Requested,
+                    actor: "alice".into(),
+                    subject: Some("alice".into()),
+                    role: Some("logs".into()),
+                    request_id: Some(format!("req_{n}")),
+                    grant_id: None,
+                    incident: None,
+                    reason: Some("history".into()),
+                    details: serde_json::json!({}),
+                },
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    })
+    .await
+    .unwrap();
+
+    let mut verifying = std::process::Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["audit", "verify", "--db"])
+        .arg(broker.db())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let alice = broker.as_user("alice");
+    let mut written_while_verifying = 0;
+    while verifying.try_wait().unwrap().is_none() {
+        let filed = alice.file(&db_request()).await.unwrap();
+        alice.cancel(&filed.id).await.unwrap();
+        if verifying.try_wait().unwrap().is_none() {
+            written_while_verifying += 1;
+        }
+    }
+    let out = verifying.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("intact"), "{said}");
+    assert!(
+        written_while_verifying >= 5,
+        "only {written_while_verifying} requests were filed and cancelled while verify ran"
+    );
+}

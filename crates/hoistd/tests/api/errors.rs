@@ -270,3 +270,94 @@ async fn every_response_carries_the_brokers_clock() {
         );
     }
 }
+
+/// Sends `head` as it is, then reads the whole answer (each request asks
+/// for the connection to close, and hyper closes it after a parse error).
+async fn exchange(broker: &TestBroker, head: &[u8]) -> (u16, String, ApiError) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(broker.addr()).await.unwrap();
+    // The broker may answer and close before it has read all of a long head.
+    let _ = stream.write_all(head).await;
+    let mut said = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut said),
+    )
+    .await
+    .expect("the broker neither answered nor closed");
+    let said = String::from_utf8_lossy(&said).into_owned();
+    let (head, body) = said
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {said:?}"));
+    let status = head[9..12].parse().unwrap();
+    let error = serde_json::from_str(body)
+        .unwrap_or_else(|err| panic!("not the error body ({err}): {said:?}"));
+    (status, head.to_ascii_lowercase(), error)
+}
+
+/// Every error is `{code, message}`, including those the HTTP framework and
+/// parser produce by themselves, with the status that names the problem.
+#[tokio::test]
+async fn errors_from_below_the_handlers_have_the_error_body() {
+    let broker = TestBroker::start().await;
+
+    // A method the path does not take: 405, with the methods it does.
+    let (status, head, error) = exchange(
+        &broker,
+        b"DELETE /v1/health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        (status, error.code),
+        (405, ErrorCode::MethodNotAllowed),
+        "{head}"
+    );
+    assert!(head.contains("allow: get"), "{head}");
+    assert!(error.message.contains("DELETE"), "{}", error.message);
+    assert!(head.contains(SERVER_TIME_HEADER), "{head}");
+
+    // A long URI, refused by the broker, and a very long one, by the parser.
+    for length in [10_000, 100_000] {
+        let head = format!(
+            "GET /v1/requests/{} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            "a".repeat(length)
+        );
+        let (status, _, error) = exchange(&broker, head.as_bytes()).await;
+        assert_eq!(
+            (status, error.code),
+            (414, ErrorCode::UriTooLong),
+            "{length}"
+        );
+    }
+
+    // Headers larger than the broker reads.
+    let head = format!(
+        "GET /v1/health HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "b".repeat(200_000)
+    );
+    let (status, _, error) = exchange(&broker, head.as_bytes()).await;
+    assert_eq!((status, error.code), (431, ErrorCode::HeadersTooLarge));
+
+    // A path that is not UTF-8: percent-encoded, and as raw bytes.
+    let (status, _, error) = exchange(
+        &broker,
+        b"GET /v1/requests/%FF%FE HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t-alice\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status, error.code), (400, ErrorCode::InvalidParameter));
+    let (status, _, error) = exchange(
+        &broker,
+        b"GET /v1/requests/\xff\xfe HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status, error.code), (400, ErrorCode::BadRequest));
+
+    // Not HTTP at all.
+    let (status, _, error) = exchange(&broker, b"HELLO\r\n\r\n").await;
+    assert_eq!((status, error.code), (400, ErrorCode::BadRequest));
+    assert!(!error.message.is_empty());
+
+    // The broker still serves on a fresh connection.
+    let me: hoist_api::Me = broker.as_user("alice").get("/v1/me").await.unwrap();
+    assert_eq!(me.user, "alice");
+}

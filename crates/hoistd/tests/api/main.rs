@@ -9,6 +9,7 @@ mod oidc;
 
 mod audit;
 mod break_glass;
+mod checkpoints;
 mod eligibility;
 mod errors;
 mod events;
@@ -24,5 +25,6 @@ mod provider_keys;
 mod races;
 mod reload;
 mod reviews;
+mod serving;
 mod sso;
 mod store;

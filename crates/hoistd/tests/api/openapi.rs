@@ -91,6 +91,135 @@ async fn the_served_document_is_openapi_3_1_and_lists_every_endpoint_with_its_er
     }
 }
 
+/// The document states what the server enforces: page-size limits, the
+/// state filter's values, integer bounds, the event stream's items, and the
+/// errors any operation can meet.
+#[tokio::test]
+async fn the_document_states_limits_enums_and_every_error() {
+    let broker = TestBroker::start().await;
+    let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", broker.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let param = |path: &str, name: &str| -> serde_json::Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} has no parameter {name}"))
+            .clone()
+    };
+    for path in ["/v1/requests", "/v1/grants", "/v1/audit"] {
+        let limit = param(path, "limit");
+        assert_eq!(
+            (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+            (&serde_json::json!(1), &serde_json::json!(10000)),
+            "{path}: {limit}"
+        );
+    }
+    let state = param("/v1/requests", "state");
+    assert_eq!(state["explode"], false, "{state}");
+    let items = &state["schema"]["items"];
+    let states = match items.get("$ref") {
+        Some(reference) => {
+            let name = reference.as_str().unwrap().rsplit('/').next().unwrap();
+            doc["components"]["schemas"][name]["enum"].clone()
+        }
+        None => items["enum"].clone(),
+    };
+    assert!(
+        states
+            .as_array()
+            .is_some_and(|s| s.contains(&"pending".into())),
+        "{state}"
+    );
+    assert_eq!(param("/v1/audit", "after")["schema"]["minimum"], 0);
+    let duration = &doc["components"]["schemas"]["ExtendInput"]["properties"]["duration_secs"];
+    assert_eq!(
+        (&duration["minimum"], &duration["maximum"]),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(hoist_api::MAX_DURATION_SECS)
+        ),
+        "{duration}"
+    );
+
+    let stream = &doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+        ["schema"];
+    assert_eq!(
+        stream["properties"]["data"]["contentSchema"]["$ref"], "#/components/schemas/LiveEvent",
+        "{stream}"
+    );
+    assert_eq!(stream["required"], serde_json::json!(["event", "data"]));
+
+    // A filed request links to what can be done with it and its grant.
+    let links = &doc["paths"]["/v1/requests"]["post"]["responses"]["201"]["links"];
+    assert_eq!(
+        links["CancelRequest"]["parameters"]["id"],
+        "$response.body#/id"
+    );
+    assert_eq!(
+        links["RevokeGrant"]["operationRef"],
+        "#/paths/~1v1~1grants~1{id}~1revoke/post"
+    );
+
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for status in ["400", "408", "414", "431", "500"] {
+                assert_eq!(
+                    operation["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ApiError",
+                    "{method} {path} documents no {status}"
+                );
+            }
+        }
+    }
+}
+
+/// What the document bounds, the server refuses outside the bounds.
+#[tokio::test]
+async fn parameters_outside_their_documented_bounds_are_refused() {
+    let broker = TestBroker::start().await;
+    let erin = broker.as_user("erin");
+    for path in [
+        "/v1/requests?limit=0",
+        "/v1/requests?limit=10001",
+        "/v1/grants?limit=10001",
+        "/v1/audit?limit=0",
+        "/v1/audit?after=-1",
+        "/v1/requests?state=pending,bogus",
+    ] {
+        let answer = erin
+            .call::<serde_json::Value>(erin.raw(reqwest::Method::GET, path))
+            .await;
+        refused(
+            answer,
+            reqwest::StatusCode::BAD_REQUEST,
+            hoist_api::ErrorCode::InvalidParameter,
+        );
+    }
+    let ok: Vec<hoist_api::AccessRequest> = erin
+        .get("/v1/requests?limit=10000&state=pending,active")
+        .await
+        .unwrap();
+    assert!(ok.is_empty());
+    // A whole number written with a zero fraction is the integer it is.
+    let alice = broker.as_user("alice");
+    let filed: hoist_api::AccessRequest = alice
+        .call(
+            alice
+                .raw(reqwest::Method::POST, "/v1/requests")
+                .header("content-type", "application/json")
+                .body(r#"{"role":"logs","justification":"reading logs","duration_secs":60.0}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(filed.duration_secs, 60);
+}
+
 /// The document passes a real OpenAPI 3.1 validator (openapi-spec-validator,
 /// from PyPI; `scripts/test` installs it).
 #[tokio::test]
@@ -121,4 +250,45 @@ async fn the_document_passes_an_openapi_3_1_validator() {
     );
     assert!(out.status.success(), "{said}");
     assert!(said.contains("OK"), "{said}");
+}
+
+/// schemathesis (from PyPI; `scripts/test` installs it) runs every one of
+/// its checks against a live broker at a fixed seed, as alice (requester
+/// and approver): schema-valid input accepted, schema-invalid input
+/// refused, every answer as documented, the event stream's items included.
+/// Any failure it finds fails this test, with its report.
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_nothing_with_every_check() {
+    let broker = TestBroker::start().await;
+    let python = std::env::var("HOIST_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let st = std::path::Path::new(&python).with_file_name("st");
+    assert!(
+        st.exists(),
+        "schemathesis is not installed next to {python}; run the tests with scripts/test"
+    );
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/schemathesis.toml");
+    let out = std::process::Command::new(&st)
+        .args(["--config-file", config, "--no-color", "run"])
+        .arg(format!("{}/openapi.json", broker.url()))
+        .args([
+            "--checks",
+            "all",
+            "--seed",
+            "20261130",
+            "--max-examples",
+            "20",
+        ])
+        .args(["--workers", "1", "--generation-database", "none"])
+        .args(["--header", "Authorization: Bearer t-alice"])
+        .current_dir(broker.dir())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", st.display()));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains(" passed"), "{said}");
+    assert!(!said.contains("failures"), "{said}");
 }

@@ -150,3 +150,55 @@ pub fn audit_scan_order_and_stored_text(store: &dyn Store) {
     .unwrap();
     assert_eq!(visited, 10, "the scan stops when the visitor breaks");
 }
+
+/// A snapshot reads the log as it stood when it was taken, and writers
+/// begin and commit while it is open, even in the middle of its scan
+/// (rule 8). The writes run on this same thread: were the snapshot holding
+/// the write lock, they would never return.
+pub fn snapshots_see_one_moment_and_hold_up_no_writer(store: &dyn Store) {
+    let empty = store.snapshot().unwrap();
+    assert_eq!(empty.audit_head().unwrap(), None);
+    drop(empty);
+
+    append_entries(store, 3);
+    let snapshot = store.snapshot().unwrap();
+    append_entries(store, 2);
+    assert_eq!(
+        snapshot.audit_head().unwrap(),
+        Some(AuditHead {
+            seq: 3,
+            hash: "h3".into()
+        }),
+        "a snapshot sees no write committed after it was taken"
+    );
+    let mut seen = Vec::new();
+    snapshot
+        .scan_audit(&mut |entry| {
+            if entry.seq == 2 {
+                append_entries(store, 1);
+            }
+            seen.push((entry.seq, entry.hash.to_string()));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(
+        seen,
+        [(1, "h1".into()), (2, "h2".into()), (3, "h3".into())],
+        "the scan reads the snapshot's moment, with writes committed during it"
+    );
+    drop(snapshot);
+
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.audit_head().unwrap().map(|head| head.seq), Some(6));
+    drop(tx);
+    assert_eq!(
+        store
+            .snapshot()
+            .unwrap()
+            .audit_head()
+            .unwrap()
+            .map(|head| head.seq),
+        Some(6),
+        "a new snapshot sees every commit before it"
+    );
+}

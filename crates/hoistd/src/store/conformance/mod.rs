@@ -35,7 +35,10 @@ use hoist_api::{
     RequestState,
 };
 
-pub use audit::{audit_filters, audit_round_trip_and_head, audit_scan_order_and_stored_text};
+pub use audit::{
+    audit_filters, audit_round_trip_and_head, audit_scan_order_and_stored_text,
+    snapshots_see_one_moment_and_hold_up_no_writer,
+};
 pub use records::{
     due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys, identities,
     request_queries, requests_round_trip, signing_keys,
@@ -66,6 +69,7 @@ macro_rules! store_conformance {
             audit_round_trip_and_head,
             audit_filters,
             audit_scan_order_and_stored_text,
+            snapshots_see_one_moment_and_hold_up_no_writer,
             conflicts_and_missing_rows,
             dropping_a_transaction_rolls_everything_back,
             racing_reviews_let_exactly_one_decide,

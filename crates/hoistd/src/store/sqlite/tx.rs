@@ -8,6 +8,7 @@ use hoist_api::{AccessRequest, AuditEvent, Decision, Grant, RequestKind, Review}
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use super::Durability;
 use super::rows::*;
 use crate::store::{
     AuditHead, AuditQuery, GrantQuery, RequestQuery, Result, StoreError, StoredAudit, Tx,
@@ -16,16 +17,26 @@ use crate::store::{
 pub(super) struct SqliteTx<'a> {
     conn: MutexGuard<'a, Connection>,
     finished: bool,
+    /// `total_changes` at the start: a transaction that changed nothing has
+    /// nothing to sync.
+    changes_before: u64,
+    durability: &'a Durability,
 }
 
 impl<'a> SqliteTx<'a> {
     /// Takes the write lock before the first read (rule 1): a deferred
     /// transaction could read, then fail to upgrade its lock.
-    pub(super) fn begin(conn: MutexGuard<'a, Connection>) -> Result<Self> {
+    pub(super) fn begin(
+        conn: MutexGuard<'a, Connection>,
+        durability: &'a Durability,
+    ) -> Result<Self> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
+        let changes_before = conn.total_changes();
         Ok(SqliteTx {
             conn,
             finished: false,
+            changes_before,
+            durability,
         })
     }
 }
@@ -313,16 +324,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn audit_head(&self) -> Result<Option<AuditHead>> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-            .query_row([], |row| {
-                Ok(AuditHead {
-                    seq: row.get(0)?,
-                    hash: row.get(1)?,
-                })
-            })
-            .optional()?)
+        audit_head(&self.conn)
     }
 
     fn insert_audit(&mut self, entry: &AuditEvent) -> Result<()> {
@@ -374,31 +376,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let entry = StoredAudit {
-                seq: row.get(0)?,
-                at_ms: row.get(1)?,
-                kind: text(row, 2)?,
-                actor: text(row, 3)?,
-                subject: maybe(row, 4)?,
-                role: maybe(row, 5)?,
-                request_id: maybe(row, 6)?,
-                grant_id: maybe(row, 7)?,
-                incident: maybe(row, 8)?,
-                reason: maybe(row, 9)?,
-                details: text(row, 10)?,
-                prev_hash: text(row, 11)?,
-                hash: text(row, 12)?,
-            };
-            if visit(&entry).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        scan_audit(&self.conn, visit)
     }
 
     fn identity_user(&self, issuer: &str, subject: &str) -> Result<Option<String>> {
@@ -449,9 +427,62 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    /// Commits, lets the next transaction in, then syncs the log to disk
+    /// before returning: the caller answers only once the commit is
+    /// durable, and the sync holds up no other transaction.
     fn commit(mut self: Box<Self>) -> Result<()> {
+        let wrote = self.conn.total_changes() != self.changes_before;
         self.conn.execute_batch("COMMIT")?;
         self.finished = true;
+        let durability = self.durability;
+        drop(self);
+        if wrote {
+            durability.sync()?;
+        }
         Ok(())
     }
+}
+
+/// The newest audit entry, read on `conn` (a write transaction's or a
+/// snapshot's).
+pub(super) fn audit_head(conn: &Connection) -> Result<Option<AuditHead>> {
+    Ok(conn
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| {
+            Ok(AuditHead {
+                seq: row.get(0)?,
+                hash: row.get(1)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The whole log in sequence order, as stored, one borrowed row at a time.
+pub(super) fn scan_audit(
+    conn: &Connection,
+    visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>,
+) -> Result<()> {
+    let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let entry = StoredAudit {
+            seq: row.get(0)?,
+            at_ms: row.get(1)?,
+            kind: text(row, 2)?,
+            actor: text(row, 3)?,
+            subject: maybe(row, 4)?,
+            role: maybe(row, 5)?,
+            request_id: maybe(row, 6)?,
+            grant_id: maybe(row, 7)?,
+            incident: maybe(row, 8)?,
+            reason: maybe(row, 9)?,
+            details: text(row, 10)?,
+            prev_hash: text(row, 11)?,
+            hash: text(row, 12)?,
+        };
+        if visit(&entry).is_break() {
+            break;
+        }
+    }
+    Ok(())
 }

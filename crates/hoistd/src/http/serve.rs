@@ -1,0 +1,623 @@
+//! Serving connections: every stalled or slow client is timed out, the
+//! number of open connections is capped, and a flood of connections that
+//! never deliver a request cannot hold the slots real callers need. hyper's
+//! own replies to requests it cannot parse leave in the broker's error body.
+//!
+//! hyper's header timer starts at a request's first byte, so a connection
+//! that sends nothing, or sits idle between requests, is timed out here, by
+//! a watchdog per connection that knows whether a request is in flight.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
+use hoist_api::{ApiError, ErrorCode, SERVER_TIME_HEADER};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
+
+use super::status_of;
+use crate::broker;
+
+/// How long the broker waits for its clients, and how many it serves at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections open at once. When all are taken, a new connection
+    /// closes the oldest one that has no request in flight.
+    pub max_connections: usize,
+    /// A new connection must deliver its first request's headers within
+    /// this; a later request's headers, within this of their first byte.
+    pub header_timeout: Duration,
+    /// A request body must arrive whole within this of its headers.
+    pub body_timeout: Duration,
+    /// A connection with no request in flight is closed after this. An
+    /// event stream is a request in flight, so it is never cut.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Largest request head hyper buffers (request line and headers). Past it
+/// hyper answers 431; a URI longer than 64 KiB within it, 414.
+const MAX_HEAD_BYTES: usize = 128 * 1024;
+
+/// File descriptors kept for everything but connections: the database, its
+/// log, the policy file, the OpenID providers.
+const SPARE_FILES: u64 = 64;
+
+/// The connection cap that the open-file limit allows: a cap above it
+/// would fail at accept with EMFILE instead of closing an idle connection.
+pub fn fit_to_open_files(limits: Limits) -> Limits {
+    let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    else {
+        return limits;
+    };
+    let usable = usize::try_from(soft.saturating_sub(SPARE_FILES).max(1)).unwrap_or(usize::MAX);
+    if limits.max_connections > usable {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            open_files = soft,
+            usable,
+            "the open-file limit allows fewer connections than asked; serving at most {usable}"
+        );
+        return Limits {
+            max_connections: usable,
+            ..limits
+        };
+    }
+    limits
+}
+
+/// One open connection, as its watchdog and the cap see it.
+struct Conn {
+    id: u64,
+    /// Requests handed to the router whose response has not finished.
+    in_flight: AtomicUsize,
+    /// Responses the router produced whose head is not written yet.
+    heads_due: AtomicUsize,
+    /// Requests handed to the router so far.
+    served: AtomicU64,
+    /// When the connection last had nothing in flight (accepted, or its
+    /// last response finished).
+    idle_since: Mutex<Instant>,
+    /// Told to close, to make room for a newer connection.
+    evicted: Notify,
+}
+
+impl Conn {
+    fn new(id: u64) -> Self {
+        Conn {
+            id,
+            in_flight: AtomicUsize::new(0),
+            heads_due: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            evicted: Notify::new(),
+        }
+    }
+
+    fn idle_since(&self) -> Instant {
+        *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// When the connection is to close if nothing is in flight by then: a
+    /// first request is owed within the header timeout of the accept.
+    fn deadline(&self, limits: &Limits) -> Instant {
+        let patience = if self.served.load(Ordering::Acquire) == 0 {
+            limits.header_timeout
+        } else {
+            limits.idle_timeout
+        };
+        self.idle_since() + patience
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+}
+
+/// Marks a request in flight until its response body is dropped.
+struct InFlight(Arc<Conn>);
+
+impl InFlight {
+    fn begin(conn: &Arc<Conn>) -> Self {
+        conn.served.fetch_add(1, Ordering::AcqRel);
+        conn.heads_due.fetch_add(1, Ordering::AcqRel);
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(conn))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // Set before the count falls, so the watchdog never sees an idle
+        // connection with an old time.
+        *self
+            .0
+            .idle_since
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The open connections, oldest first.
+struct Registry {
+    max: usize,
+    next_id: AtomicU64,
+    open: Mutex<BTreeMap<u64, Arc<Conn>>>,
+}
+
+impl Registry {
+    /// A slot for a new connection: a free one, or the one of the oldest
+    /// connection with no request in flight, which is told to close. None
+    /// when every connection is busy with a request.
+    fn admit(&self) -> Option<Arc<Conn>> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if open.len() >= self.max {
+            let idle = open.values().find(|conn| conn.idle()).map(|conn| conn.id)?;
+            if let Some(conn) = open.remove(&idle) {
+                conn.evicted.notify_one();
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn::new(id));
+        open.insert(id, Arc::clone(&conn));
+        Some(conn)
+    }
+
+    fn leave(&self, id: u64) {
+        self.open
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&id);
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true, then stops
+/// accepting and waits for the open connections to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut stopped = shutdown.clone();
+    let registry = Arc::new(Registry {
+        max: limits.max_connections.max(1),
+        next_id: AtomicU64::new(0),
+        open: Mutex::new(BTreeMap::new()),
+    });
+    let mut connections = JoinSet::new();
+    let mut last_warning: Option<Instant> = None;
+    let mut warn = |what: &str, error: Option<&io::Error>| {
+        // A flood would otherwise write a line per connection.
+        if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+            last_warning = Some(Instant::now());
+            match error {
+                Some(error) => tracing::warn!(%error, "{what}"),
+                None => tracing::warn!("{what}"),
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let Some(conn) = registry.admit() else {
+                        warn("every connection has a request in flight; refusing new ones", None);
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let registry = Arc::clone(&registry);
+                    let app = app.clone();
+                    let shutdown = shutdown.clone();
+                    connections.spawn(async move {
+                        let id = conn.id;
+                        serve_connection(stream, conn, app, limits, shutdown).await;
+                        registry.leave(id);
+                    });
+                }
+                Err(error) if is_connection_error(&error) => {}
+                Err(error) => {
+                    // Out of file descriptors, most likely: wait for some
+                    // to close rather than spin.
+                    warn("cannot accept connections", Some(&error));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = stopping(&mut stopped) => break,
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Resolves once the server is told to stop (or its sender is gone).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopped| *stopped).await;
+}
+
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    conn: Arc<Conn>,
+    app: Router,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let service = {
+        let conn = Arc::clone(&conn);
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let in_flight = InFlight::begin(&conn);
+            let request =
+                request.map(|body| Body::new(BodyDeadline::new(body, limits.body_timeout)));
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await;
+                response.map(|response| {
+                    response.map(|body| {
+                        Body::new(Tracked {
+                            body,
+                            _in_flight: in_flight,
+                        })
+                    })
+                })
+            }
+        })
+    };
+    let io = TokioIo::new(Wire {
+        stream,
+        conn: Arc::clone(&conn),
+        reply: None,
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let connection = http.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let mut closing = false;
+    loop {
+        let wake = if conn.idle() {
+            conn.deadline(&limits)
+        } else {
+            // Busy: look again later; the deadline moves when it finishes.
+            Instant::now() + limits.idle_timeout.min(limits.header_timeout)
+        };
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(error) = served {
+                    tracing::debug!(%error, "connection ended");
+                }
+                return;
+            }
+            () = conn.evicted.notified() => {
+                tracing::debug!("connection closed to make room for a newer one");
+                return;
+            }
+            () = tokio::time::sleep_until(wake) => {
+                if conn.idle() && Instant::now() >= conn.deadline(&limits) {
+                    tracing::debug!("connection closed: no request in time");
+                    return;
+                }
+            }
+            () = stopping(&mut shutdown), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// A response body that keeps its request in flight until it is dropped.
+struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The error a request body gives when it did not arrive in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyTimedOut(Duration);
+
+/// A request body that must arrive whole before a deadline: a client
+/// trickling it a byte at a time cannot hold the request open.
+struct BodyDeadline {
+    body: Incoming,
+    limit: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl BodyDeadline {
+    fn new(body: Incoming, limit: Duration) -> Self {
+        BodyDeadline {
+            body,
+            limit,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+}
+
+impl HttpBody for BodyDeadline {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|frame| frame.map_err(Into::into))),
+            Poll::Pending => {
+                ready!(self.deadline.as_mut().poll(cx));
+                Poll::Ready(Some(Err(Box::new(BodyTimedOut(self.limit)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Whether a body error, anywhere in its chain of sources, is a
+/// [`BodyTimedOut`].
+pub fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<BodyTimedOut>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// The socket, and the one place hyper's own error replies are replaced.
+///
+/// hyper answers a request it cannot parse (400, a URI over 64 KiB: 414, a
+/// head over [`MAX_HEAD_BYTES`]: 431) by itself, with an empty body, and
+/// closes the connection. Such a reply is the one response head written
+/// when the router owes none; it is swapped for the same status with the
+/// broker's `{code, message}` body.
+struct Wire {
+    stream: TcpStream,
+    conn: Arc<Conn>,
+    reply: Option<Reply>,
+}
+
+/// The broker's own error reply, in place of hyper's.
+struct Reply {
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+impl Reply {
+    fn poll_send(&mut self, stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.bytes.len() {
+            let n = ready!(Pin::new(&mut *stream).poll_write(cx, &self.bytes[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The status of a response head at the start of `buf`, if one starts there.
+fn head_status(buf: &[u8]) -> Option<u16> {
+    let rest = buf.strip_prefix(b"HTTP/1.")?;
+    let code = rest.get(2..5)?;
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
+/// A complete HTTP/1.1 response with the broker's error body, that closes
+/// the connection (hyper closes it after its own error replies too).
+fn error_reply(status: u16) -> Vec<u8> {
+    let (code, message) = match status {
+        414 => (
+            ErrorCode::UriTooLong,
+            "the request URI is longer than the broker accepts",
+        ),
+        431 => (
+            ErrorCode::HeadersTooLarge,
+            "the request's headers are larger than the broker accepts",
+        ),
+        _ => (
+            ErrorCode::BadRequest,
+            "the request is not valid HTTP/1.1 (its request line, URI or a header is malformed)",
+        ),
+    };
+    let status = status_of(code);
+    let body = serde_json::to_vec(&ApiError {
+        code,
+        message: message.into(),
+    })
+    .unwrap_or_default();
+    let now = broker::now();
+    let mut reply = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\ndate: {}\r\n{}: {}\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len(),
+        now.format("%a, %d %b %Y %H:%M:%S GMT"),
+        SERVER_TIME_HEADER,
+        now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+    .into_bytes();
+    reply.extend_from_slice(&body);
+    reply
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.reply.is_none() {
+            // 1xx heads (100 Continue) come before the response they announce.
+            if let Some(status) = head_status(buf).filter(|status| *status >= 200) {
+                if this.conn.heads_due.load(Ordering::Acquire) > 0 {
+                    let written = ready!(Pin::new(&mut this.stream).poll_write(cx, buf))?;
+                    if written > 0 {
+                        this.conn.heads_due.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    return Poll::Ready(Ok(written));
+                }
+                if status >= 400 {
+                    this.reply = Some(Reply {
+                        bytes: error_reply(status),
+                        written: 0,
+                    });
+                }
+            }
+        }
+        if let Some(reply) = &mut this.reply {
+            // hyper's reply is dropped whole: it wrote the last thing this
+            // connection says.
+            ready!(reply.poll_send(&mut this.stream, cx))?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Some(reply) = &mut this.reply {
+            ready!(reply.poll_send(&mut this.stream, cx))?;
+        }
+        Pin::new(&mut this.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Some(reply) = &mut this.reply {
+            ready!(reply.poll_send(&mut this.stream, cx))?;
+        }
+        Pin::new(&mut this.stream).poll_shutdown(cx)
+    }
+
+    // Not vectored: hyper then writes each response from one flat buffer, so
+    // a response head always starts a write.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use futures::FutureExt;
+
+    use super::*;
+
+    #[test]
+    fn response_heads_are_recognised_by_their_status_line() {
+        assert_eq!(
+            head_status(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            Some(431)
+        );
+        assert_eq!(head_status(b"HTTP/1.0 200 OK\r\n"), Some(200));
+        assert_eq!(head_status(b"HTTP/1.1 100 Continue\r\n\r\n"), Some(100));
+        assert_eq!(head_status(b"{\"code\":\"HTTP/1.1 400\"}"), None);
+        assert_eq!(head_status(b"HTTP/1."), None);
+    }
+
+    #[test]
+    fn the_cap_closes_the_oldest_idle_connection_and_never_a_busy_one() {
+        let registry = Registry {
+            max: 3,
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(BTreeMap::new()),
+        };
+        let busy = registry.admit().unwrap();
+        let _streaming = InFlight::begin(&busy);
+        let idle = registry.admit().unwrap();
+        let newer = registry.admit().unwrap();
+        let newest = registry.admit().unwrap();
+        let open: Vec<u64> = registry.open.lock().unwrap().keys().copied().collect();
+        assert_eq!(open, [busy.id, newer.id, newest.id]);
+        assert!(idle.evicted.notified().now_or_never().is_some());
+        assert!(busy.evicted.notified().now_or_never().is_none());
+
+        // With every slot busy, a new connection is refused.
+        let _a = InFlight::begin(&newer);
+        let _b = InFlight::begin(&newest);
+        assert!(registry.admit().is_none());
+    }
+}

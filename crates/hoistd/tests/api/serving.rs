@@ -1,0 +1,300 @@
+//! Slow and stalled clients over real sockets: each kind of stall is closed,
+//! event streams are not, and a flood of half-sent requests leaves room for
+//! health checks and normal calls.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hoistd::http::serve::Limits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+
+/// Far longer than any timeout these tests set: a connection still open
+/// after this was never going to be closed.
+const BOUND: Duration = Duration::from_secs(30);
+
+fn short_limits() -> Limits {
+    Limits {
+        max_connections: 64,
+        header_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+    }
+}
+
+async fn quick_broker() -> TestBroker {
+    TestBroker::builder().limits(short_limits()).start().await
+}
+
+/// Reads until the broker closes the connection; returns what it sent.
+/// Fails if it is still open after [`BOUND`].
+async fn closed_by_broker(stream: &mut TcpStream) -> String {
+    let mut said = Vec::new();
+    let read = tokio::time::timeout(BOUND, async {
+        let mut buf = [0_u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => said.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the connection was still open after {BOUND:?}; it had said {:?}",
+        String::from_utf8_lossy(&said)
+    );
+    String::from_utf8_lossy(&said).into_owned()
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_byte_is_closed() {
+    let broker = quick_broker().await;
+    let mut idle = TcpStream::connect(broker.addr()).await.unwrap();
+    assert_eq!(closed_by_broker(&mut idle).await, "");
+}
+
+#[tokio::test]
+async fn half_sent_headers_are_closed() {
+    let broker = quick_broker().await;
+    let mut half = TcpStream::connect(broker.addr()).await.unwrap();
+    half.write_all(b"GET /v1/health HTTP/1.1\r\nHost: hoistd\r\n")
+        .await
+        .unwrap();
+    closed_by_broker(&mut half).await;
+}
+
+/// Headers trickled a byte at a time, faster than any one timeout, are
+/// closed all the same: on a new connection and on a kept-alive one.
+#[tokio::test]
+async fn trickled_headers_are_closed() {
+    let broker = quick_broker().await;
+    let head = b"GET /v1/health HTTP/1.1\r\nHost: hoistd\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let trickle = |mut stream: TcpStream| async move {
+        for byte in head {
+            if stream.write_all(&[*byte]).await.is_err() {
+                return (stream, true);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        (stream, false)
+    };
+
+    let fresh = TcpStream::connect(broker.addr()).await.unwrap();
+    let (mut fresh, cut_short) = trickle(fresh).await;
+    let said = closed_by_broker(&mut fresh).await;
+    assert!(
+        cut_short || !said.contains("200 OK"),
+        "the trickled request was served: {said}"
+    );
+
+    let mut kept = TcpStream::connect(broker.addr()).await.unwrap();
+    kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: hoistd\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0_u8; 12];
+    kept.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let (mut kept, _) = trickle(kept).await;
+    closed_by_broker(&mut kept).await;
+}
+
+/// A body trickled a byte at a time gets 408 in the broker's error body,
+/// and the connection is closed; nothing is filed.
+#[tokio::test]
+async fn a_trickled_body_is_refused_and_closed() {
+    let broker = quick_broker().await;
+    let mut slow = TcpStream::connect(broker.addr()).await.unwrap();
+    let body = serde_json::to_vec(&db_request()).unwrap();
+    slow.write_all(
+        format!(
+            "POST /v1/requests HTTP/1.1\r\nHost: hoistd\r\nAuthorization: Bearer t-alice\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let writer = tokio::spawn(async move {
+        for byte in body {
+            if slow.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        slow
+    });
+    // The broker answers, then closes, while the body is still trickling.
+    let mut slow = tokio::time::timeout(BOUND, writer).await.unwrap().unwrap();
+    let said = closed_by_broker(&mut slow).await;
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+    assert!(said.contains(r#""code":"request_timeout""#), "{said}");
+    assert!(broker.as_user("alice").mine().await.is_empty());
+}
+
+/// A kept-alive connection with nothing in flight is closed after the idle
+/// timeout; an event stream, a request in flight for as long as it lasts,
+/// still delivers events well after it.
+#[tokio::test]
+async fn idle_connections_close_but_event_streams_stay() {
+    let broker = quick_broker().await;
+    let mut kept = TcpStream::connect(broker.addr()).await.unwrap();
+    kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: hoistd\r\n\r\n")
+        .await
+        .unwrap();
+    let said = closed_by_broker(&mut kept).await;
+    assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+
+    let mut events = TcpStream::connect(broker.addr()).await.unwrap();
+    events
+        .write_all(
+            b"GET /v1/events HTTP/1.1\r\nHost: hoistd\r\nAuthorization: Bearer t-alice\r\n\
+              Accept: text/event-stream\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0_u8; 4096];
+    while !seen.contains("event: hello") {
+        let n = tokio::time::timeout(BOUND, events.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(n, 0, "the stream closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // Three idle timeouts pass with nothing to say on the stream.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let filed = broker
+        .as_user("alice")
+        .file(&request("logs", "reading the logs"))
+        .await
+        .unwrap();
+    while !seen.contains(&filed.id) {
+        let n = tokio::time::timeout(BOUND, events.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(n, 0, "the stream closed before the event: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// With the cap full of connections that sent half a request, a new
+/// connection still gets served: it takes the slot of the oldest one.
+#[tokio::test]
+async fn half_sent_requests_cannot_hold_every_slot() {
+    let broker = TestBroker::builder()
+        .limits(Limits {
+            max_connections: 64,
+            ..Limits::default()
+        })
+        .start()
+        .await;
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(broker.addr()).await.unwrap();
+        let _ = stream
+            .write_all(b"GET /v1/health HTTP/1.1\r\nHost: hoistd\r\n")
+            .await;
+        held.push(stream);
+    }
+    let http = reqwest::Client::builder().timeout(BOUND).build().unwrap();
+    let health = http
+        .get(format!("{}/v1/health", broker.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    let me = http
+        .get(format!("{}/v1/me", broker.url()))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), reqwest::StatusCode::OK);
+    // The oldest half-sent connections were closed to make room.
+    let mut first = held.swap_remove(0);
+    closed_by_broker(&mut first).await;
+}
+
+/// The real binary, started with a soft limit of 1,024 open files (a
+/// common default), under 1,100 connections that each sent half a request
+/// and wait: `/v1/health` and an authenticated call still answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_half_sent_requests_leaves_room_for_health_and_callers() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let flood = 1_100;
+    // This process holds the flood's 1,100 client ends.
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        hard >= 2_048,
+        "this test needs a hard open-file limit of 2,048 or more (it is {hard})"
+    );
+    if soft < 2_048 {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text("")).unwrap();
+    let addr: SocketAddr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let mut hoistd = std::process::Command::new("bash")
+        .args(["-c", r#"ulimit -Sn 1024 && exec "$@""#, "hoistd"])
+        .arg(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["serve", "--listen", &addr.to_string(), "--db"])
+        .arg(dir.path().join("hoistd.db"))
+        .arg("--policy")
+        .arg(&policy)
+        .env("HOISTD_LOG", "hoistd=warn")
+        .spawn()
+        .unwrap();
+    let _stop = KillOnDrop(&mut hoistd);
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::builder().timeout(BOUND).build().unwrap();
+    eventually(BOUND, || async {
+        http.get(format!("{base}/v1/health")).send().await.is_ok()
+    })
+    .await;
+
+    let mut held = Vec::with_capacity(flood);
+    for _ in 0..flood {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // Connecting can outpace a closed slot; a write to a closed one may fail.
+        let _ = stream
+            .write_all(b"GET /v1/health HTTP/1.1\r\nHost: hoistd\r\n")
+            .await;
+        held.push(stream);
+    }
+
+    // New connections, not one kept alive from the wait above.
+    let http = reqwest::Client::builder().timeout(BOUND).build().unwrap();
+    let health = http.get(format!("{base}/v1/health")).send().await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    let me = http
+        .get(format!("{base}/v1/me"))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), reqwest::StatusCode::OK);
+    let me: hoist_api::Me = me.json().await.unwrap();
+    assert_eq!(me.user, "alice");
+    drop(held);
+}
+
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
