@@ -474,7 +474,7 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     let config = Config::load()?;
     let target = config.resolve(broker, profile)?;
     let current = session::current(&target).await?;
-    let me = crate::backend::connect(&target.broker, &current.access_token)?
+    let me = crate::backend::connect_to(&target, &current.access_token, Default::default())?
         .me()
         .await?;
     let clean = |text: &str| crate::text::sanitize::line(text).into_owned();
@@ -485,7 +485,15 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     );
     let groups: Vec<String> = me.groups.iter().map(|g| clean(g)).collect();
     println!("groups:   {}", groups.join(", "));
-    println!("broker:   {}", target.broker);
+    match &target.backend {
+        crate::config::Backend::Hoistd => println!("broker:   {}", target.broker),
+        crate::config::Backend::Entra(tenant) => {
+            println!(
+                "broker:   Entra PIM, tenant {} via {}",
+                tenant.tenant, tenant.graph
+            )
+        }
+    }
     println!("profile:  {}", target.profile);
     match (current.expires_at, &current.issuer) {
         (Some(at), Some(issuer)) => {
