@@ -386,7 +386,7 @@ mod tests {
             Surface::Directory,
             &instance,
             "alice@contoso.com",
-            &[r.clone()],
+            std::slice::from_ref(&r),
         )
         .unwrap();
         assert_eq!(grant.request_id, "dir:r1");

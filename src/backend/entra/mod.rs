@@ -263,6 +263,16 @@ impl EntraClient {
 
     /// My access requests from a picture, newest first.
     fn access_requests(&self, picture: &Picture, requester: &str) -> Vec<AccessRequest> {
+        self.map_requests(&picture.requests, picture, requester)
+    }
+
+    /// `requests` as access requests, their states told from `picture`.
+    fn map_requests(
+        &self,
+        requests: &[(Surface, ScheduleRequest)],
+        picture: &Picture,
+        requester: &str,
+    ) -> Vec<AccessRequest> {
         let now = self.graph.clock().now();
         let deactivated: Vec<(String, DateTime<Utc>)> = picture
             .requests
@@ -275,8 +285,7 @@ impl EntraClient {
                 ))
             })
             .collect();
-        let mut requests: Vec<AccessRequest> = picture
-            .requests
+        let mut requests: Vec<AccessRequest> = requests
             .iter()
             .filter_map(|(surface, r)| {
                 let terms =
@@ -440,11 +449,7 @@ impl EntraClient {
         picture: &Picture,
         requester: &str,
     ) -> Result<AccessRequest, BackendError> {
-        let one = Picture {
-            requests: vec![(surface, r.clone())],
-            grants: picture.grants.clone(),
-        };
-        self.access_requests(&one, requester)
+        self.map_requests(&[(surface, r.clone())], picture, requester)
             .into_iter()
             .next()
             .ok_or_else(|| BackendError::Protocol(format!("request {} is not an activation", r.id)))
@@ -567,7 +572,7 @@ impl Backend for EntraClient {
         for ((role, e), terms) in refs.iter().zip(terms) {
             roles.push(mapping::role(role, e, &terms?));
         }
-        roles.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        roles.sort_by_key(|r| r.name.to_lowercase());
         Ok(roles)
     }
 
@@ -647,9 +652,11 @@ impl Backend for EntraClient {
         });
         let surface = role.surface();
         match self.post_request(surface, &new).await {
+            // Read back with its role expanded: the answer to a POST names
+            // the role only by id.
             Ok(created) => {
-                let picture = self.picture().await?;
-                self.request_from(surface, &created, &picture, &Self::user_name(user))
+                self.request(&ObjectRef::new(surface, &created.id).to_string())
+                    .await
             }
             Err(err) => match errors::known(&err) {
                 known @ (Known::AssignmentExists | Known::RequestExists) => {

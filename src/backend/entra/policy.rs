@@ -115,10 +115,10 @@ pub fn terms(assignments: &[PolicyAssignment]) -> Terms {
                     }
                 }
             }
-            "microsoft.graph.unifiedRoleManagementPolicyAuthenticationContextRule" => {
-                if rule.is_enabled == Some(true) {
-                    terms.authentication_context = rule.claim_value.clone();
-                }
+            "microsoft.graph.unifiedRoleManagementPolicyAuthenticationContextRule"
+                if rule.is_enabled == Some(true) =>
+            {
+                terms.authentication_context = rule.claim_value.clone();
             }
             _ => {}
         }
