@@ -11,6 +11,8 @@ mod graph;
 #[path = "../support/oidc.rs"]
 mod oidc;
 
+mod commands;
+
 use std::sync::Arc;
 use std::time::Duration;
 
