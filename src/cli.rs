@@ -335,7 +335,8 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
     need_terminal()?;
     let mut config = Config::load()?;
     let mut target = config.resolve(broker, profile)?;
-    let backend = match session::open(&target).await {
+    // The TUI owns the terminal: no sign-in prompt may be printed midway.
+    let backend = match session::open_with(&target, None).await {
         Ok(backend) => backend,
         // First run, or the session ended: sign in, then open.
         Err(session::SessionError::NotSignedIn { .. } | session::SessionError::Expired { .. }) => {
@@ -343,7 +344,7 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
             config.remember_login(&target, &me.user);
             config.save()?;
             target.user = Some(me.user);
-            session::open(&target).await?
+            session::open_with(&target, None).await?
         }
         Err(err) => return Err(err.into()),
     };

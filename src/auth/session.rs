@@ -243,7 +243,7 @@ pub async fn logout(target: &Target) -> Result<bool, SessionError> {
 /// midway (an Entra role's authentication context) is prompted for on
 /// standard error.
 pub async fn open(target: &Target) -> Result<Arc<dyn Backend>, SessionError> {
-    open_with(target, Arc::new(print_device_prompt)).await
+    open_with(target, Some(Arc::new(print_device_prompt))).await
 }
 
 /// What a person is told for a device sign-in, on standard error.
@@ -259,10 +259,12 @@ pub fn print_device_prompt(prompt: &DevicePrompt) {
     }
 }
 
-/// [`open`], telling the person about a midway sign-in through `prompt`.
+/// [`open`], telling the person about a midway sign-in through `prompt`;
+/// without one (the TUI, which owns the terminal), a role that asks for a
+/// stronger sign-in is refused with a message that says where to get it.
 pub async fn open_with(
     target: &Target,
-    prompt: crate::auth::entra::Prompt,
+    prompt: Option<crate::auth::entra::Prompt>,
 ) -> Result<Arc<dyn Backend>, SessionError> {
     let session = current(target).await?;
     if session
@@ -275,7 +277,9 @@ pub async fn open_with(
         });
     }
     let mut hooks = Hooks::default();
-    if let (BrokerKind::Entra(tenant), Some(user)) = (&target.backend, &target.user) {
+    if let (BrokerKind::Entra(tenant), Some(user), Some(prompt)) =
+        (&target.backend, &target.user, prompt)
+    {
         hooks.step_up = Some(crate::auth::entra::step_up(
             tenant.clone(),
             target.broker.clone(),

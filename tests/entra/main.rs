@@ -449,7 +449,7 @@ fn a_claims_challenge_signs_in_again_and_retries() {
             let url = receiver.recv().await.unwrap();
             provider.approve_device(&url, "alice").await;
         });
-        let alice = hoist::auth::session::open_with(&target, prompt)
+        let alice = hoist::auth::session::open_with(&target, Some(prompt))
             .await
             .unwrap();
         let filed = alice

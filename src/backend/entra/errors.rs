@@ -164,8 +164,8 @@ pub fn to_backend(error: GraphError, graph: &str, doing: &str) -> BackendError {
                 ),
                 (_, "RoleAssignmentRequestAcrsValidationFailed") => refused(
                     ErrorCode::Forbidden,
-                    "this role needs a stronger sign-in (its authentication context) and \
-                     signing in again did not satisfy it"
+                    "this role needs a stronger sign-in (its authentication context): activate \
+                     it with `hoist request`, which signs you in again for it"
                         .into(),
                 ),
                 (_, "RoleAssignmentExists") => refused(
