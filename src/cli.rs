@@ -351,6 +351,7 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
     let theme = Theme::from_config(&config.theme, no_color()).map_err(anyhow::Error::msg)?;
     let favourites = config.favourites(&target.profile).into_iter().collect();
     let renew_target = target.clone();
+    let profile_label = format!("{} ({})", target.profile, target.backend.kind().as_str());
     let options = tui::Options {
         theme,
         favourites,
@@ -362,6 +363,7 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
             .iter()
             .map(|(name, b)| (name.clone(), b.roles.clone()))
             .collect(),
+        profile: Some(profile_label),
         renew: Some(Arc::new(move || {
             let target = renew_target.clone();
             Box::pin(async move { session::current(&target).await.map_err(|e| e.to_string()) })
