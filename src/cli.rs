@@ -335,7 +335,8 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
     need_terminal()?;
     let mut config = Config::load()?;
     let mut target = config.resolve(broker, profile)?;
-    let backend = match session::open(&target).await {
+    // The TUI owns the terminal: no sign-in prompt may be printed midway.
+    let backend = match session::open_with(&target, None).await {
         Ok(backend) => backend,
         // First run, or the session ended: sign in, then open.
         Err(session::SessionError::NotSignedIn { .. } | session::SessionError::Expired { .. }) => {
@@ -343,13 +344,14 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
             config.remember_login(&target, &me.user);
             config.save()?;
             target.user = Some(me.user);
-            session::open(&target).await?
+            session::open_with(&target, None).await?
         }
         Err(err) => return Err(err.into()),
     };
     let theme = Theme::from_config(&config.theme, no_color()).map_err(anyhow::Error::msg)?;
     let favourites = config.favourites(&target.profile).into_iter().collect();
     let renew_target = target.clone();
+    let profile_label = format!("{} ({})", target.profile, target.backend.kind().as_str());
     let options = tui::Options {
         theme,
         favourites,
@@ -361,6 +363,7 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
             .iter()
             .map(|(name, b)| (name.clone(), b.roles.clone()))
             .collect(),
+        profile: Some(profile_label),
         renew: Some(Arc::new(move || {
             let target = renew_target.clone();
             Box::pin(async move { session::current(&target).await.map_err(|e| e.to_string()) })
@@ -474,7 +477,7 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     let config = Config::load()?;
     let target = config.resolve(broker, profile)?;
     let current = session::current(&target).await?;
-    let me = crate::backend::connect(&target.broker, &current.access_token)?
+    let me = crate::backend::connect_to(&target, &current.access_token, Default::default())?
         .me()
         .await?;
     let clean = |text: &str| crate::text::sanitize::line(text).into_owned();
@@ -485,7 +488,15 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     );
     let groups: Vec<String> = me.groups.iter().map(|g| clean(g)).collect();
     println!("groups:   {}", groups.join(", "));
-    println!("broker:   {}", target.broker);
+    match &target.backend {
+        crate::config::Backend::Hoistd => println!("broker:   {}", target.broker),
+        crate::config::Backend::Entra(tenant) => {
+            println!(
+                "broker:   Entra PIM, tenant {} via {}",
+                tenant.tenant, tenant.graph
+            )
+        }
+    }
     println!("profile:  {}", target.profile);
     match (current.expires_at, &current.issuer) {
         (Some(at), Some(issuer)) => {

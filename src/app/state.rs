@@ -145,6 +145,9 @@ pub struct Cursors {
 #[derive(Debug, Clone)]
 pub struct State {
     pub broker: String,
+    /// The profile on screen and its kind of broker (`work (hoistd)`), when
+    /// hoist was opened on one; the header always shows it.
+    pub profile: Option<String>,
     /// What the broker can do; screens and keys for the rest are hidden.
     pub capabilities: Capabilities,
     pub me: Option<Me>,
@@ -195,6 +198,7 @@ impl State {
     pub fn new(broker: String, now: DateTime<Utc>) -> State {
         State {
             broker,
+            profile: None,
             capabilities: Capabilities::ALL,
             me: None,
             screen: Screen::Roles,

@@ -2,6 +2,7 @@
 //! sign-on through the broker's OpenID provider), keeping the session in
 //! the OS keyring, and renewing it before it ends.
 
+pub mod entra;
 pub mod secrets;
 pub mod session;
 pub mod sso;

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use crate::auth::secrets::{self, SecretsError, Session};
 use crate::auth::sso::{self, DevicePrompt, SsoError};
 use crate::backend::hoistd::HoistdClient;
-use crate::backend::{self, Backend, BackendError};
-use crate::config::{ConfigError, Target};
+use crate::backend::{self, Backend, BackendError, Hooks};
+use crate::config::{Backend as BrokerKind, ConfigError, Target};
 
 /// A session is refreshed when it has less than this left.
 pub const REFRESH_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -80,9 +80,7 @@ pub async fn login_sso(
     on_device: impl FnOnce(&DevicePrompt),
     on_browser: impl FnOnce(&str),
 ) -> Result<(Me, Session), SessionError> {
-    let config = HoistdClient::auth_config(&target.broker).await?;
-    let issuer = config.issuers.first().ok_or(SsoError::NotOffered)?;
-    let provider = sso::discover(issuer).await?;
+    let provider = provider_for(target).await?;
     let session = match flow {
         Flow::Device => provider.sign_in_device(on_device).await?,
         Flow::Browser => provider.sign_in_browser(on_browser).await?,
@@ -91,11 +89,24 @@ pub async fn login_sso(
     Ok((me, session))
 }
 
+/// Who signs people in for `target`: the broker's OpenID provider as hoistd
+/// announces it, or the Entra tenant's authority from the profile.
+async fn provider_for(target: &Target) -> Result<sso::Provider, SessionError> {
+    match &target.backend {
+        BrokerKind::Hoistd => {
+            let config = HoistdClient::auth_config(&target.broker).await?;
+            let issuer = config.issuers.first().ok_or(SsoError::NotOffered)?;
+            Ok(sso::discover(issuer).await?)
+        }
+        BrokerKind::Entra(tenant) => Ok(crate::auth::entra::provider(tenant).await?),
+    }
+}
+
 /// Asks the broker who `session` belongs to, and keeps the session under
 /// that user. A refused token is said to be refused: "session expired"
 /// would be the wrong story before any session.
 async fn store_if_accepted(target: &Target, session: Session) -> Result<Me, SessionError> {
-    let me = match backend::connect(&target.broker, &session.access_token)?
+    let me = match backend::connect_to(target, &session.access_token, Hooks::default())?
         .me()
         .await
     {
@@ -143,13 +154,23 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     ) else {
         return Err(expired("no refresh token".into()));
     };
-    let config = HoistdClient::auth_config(&target.broker).await?;
-    let issuer = config
-        .issuers
-        .into_iter()
-        .find(|i| i.issuer == issuer && i.client_id == client_id)
-        .ok_or_else(|| expired("the broker no longer trusts that provider".into()))?;
-    let provider = sso::discover(&issuer).await?;
+    let provider = match &target.backend {
+        BrokerKind::Hoistd => {
+            let config = HoistdClient::auth_config(&target.broker).await?;
+            let issuer = config
+                .issuers
+                .into_iter()
+                .find(|i| i.issuer == issuer && i.client_id == client_id)
+                .ok_or_else(|| expired("the broker no longer trusts that provider".into()))?;
+            sso::discover(&issuer).await?
+        }
+        BrokerKind::Entra(tenant) => {
+            if tenant.client_id != client_id {
+                return Err(expired("the profile's client_id changed".into()));
+            }
+            crate::auth::entra::provider(tenant).await?
+        }
+    };
     let fresh = provider
         .refresh(&refresh_token)
         .await
@@ -194,13 +215,19 @@ pub async fn logout(target: &Target) -> Result<bool, SessionError> {
     }) = stored
     {
         // Best effort: signing out locally must work even when the provider is away.
-        let issuer = hoist_api::AuthIssuer {
-            issuer,
-            client_id,
-            scopes: Vec::new(),
-            flows: Vec::new(),
+        let provider = match &target.backend {
+            BrokerKind::Hoistd => {
+                let issuer = hoist_api::AuthIssuer {
+                    issuer,
+                    client_id,
+                    scopes: Vec::new(),
+                    flows: Vec::new(),
+                };
+                sso::discover(&issuer).await
+            }
+            BrokerKind::Entra(tenant) => crate::auth::entra::provider(tenant).await,
         };
-        if let Ok(provider) = sso::discover(&issuer).await
+        if let Ok(provider) = provider
             && let Err(err) = provider.revoke(&token).await
         {
             tracing::warn!(error = %err, "could not revoke the refresh token");
@@ -212,8 +239,33 @@ pub async fn logout(target: &Target) -> Result<bool, SessionError> {
 
 /// The backend for `target` with the stored session, refreshed if it is
 /// about to end. Does not call the broker: a token the broker no longer
-/// accepts shows up on the first call.
+/// accepts shows up on the first call. A sign-in the broker asks for
+/// midway (an Entra role's authentication context) is prompted for on
+/// standard error.
 pub async fn open(target: &Target) -> Result<Arc<dyn Backend>, SessionError> {
+    open_with(target, Some(Arc::new(print_device_prompt))).await
+}
+
+/// What a person is told for a device sign-in, on standard error.
+pub fn print_device_prompt(prompt: &DevicePrompt) {
+    let clean = |text: &str| crate::text::sanitize::line(text).into_owned();
+    eprintln!(
+        "hoist: sign in again: open {} and enter the code {}",
+        clean(&prompt.verification_uri),
+        clean(&prompt.user_code)
+    );
+    if let Some(complete) = &prompt.verification_uri_complete {
+        eprintln!("hoist: (or open {})", clean(complete));
+    }
+}
+
+/// [`open`], telling the person about a midway sign-in through `prompt`;
+/// without one (the TUI, which owns the terminal), a role that asks for a
+/// stronger sign-in is refused with a message that says where to get it.
+pub async fn open_with(
+    target: &Target,
+    prompt: Option<crate::auth::entra::Prompt>,
+) -> Result<Arc<dyn Backend>, SessionError> {
     let session = current(target).await?;
     if session
         .expires_at
@@ -224,7 +276,18 @@ pub async fn open(target: &Target) -> Result<Arc<dyn Backend>, SessionError> {
             reason: "it has ended".into(),
         });
     }
-    Ok(backend::connect(&target.broker, &session.access_token)?)
+    let mut hooks = Hooks::default();
+    if let (BrokerKind::Entra(tenant), Some(user), Some(prompt)) =
+        (&target.backend, &target.user, prompt)
+    {
+        hooks.step_up = Some(crate::auth::entra::step_up(
+            tenant.clone(),
+            target.broker.clone(),
+            user.clone(),
+            prompt,
+        ));
+    }
+    Ok(backend::connect_to(target, &session.access_token, hooks)?)
 }
 
 /// Reads a token piped on standard input (`hoist login --with-token < file`),

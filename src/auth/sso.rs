@@ -53,6 +53,15 @@ pub enum SsoError {
     StateMismatch,
 }
 
+/// Which token of a sign-in the broker takes as its bearer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bearer {
+    /// hoistd verifies the provider's ID token itself.
+    IdToken,
+    /// Microsoft Graph takes the access token issued for it.
+    AccessToken,
+}
+
 /// The endpoints of an OpenID provider, from its discovery document.
 #[derive(Debug, Clone)]
 pub struct Provider {
@@ -60,6 +69,7 @@ pub struct Provider {
     pub client_id: String,
     pub scopes: Vec<String>,
     pub flows: Vec<String>,
+    pub bearer: Bearer,
     token_endpoint: String,
     authorization_endpoint: Option<String>,
     device_authorization_endpoint: Option<String>,
@@ -186,6 +196,57 @@ pub async fn discover(issuer: &AuthIssuer) -> Result<Provider, SsoError> {
         client_id: issuer.client_id.clone(),
         scopes: issuer.scopes.clone(),
         flows: issuer.flows.clone(),
+        bearer: Bearer::IdToken,
+        token_endpoint: document.token_endpoint,
+        authorization_endpoint: document.authorization_endpoint,
+        device_authorization_endpoint: document.device_authorization_endpoint,
+        revocation_endpoint: document.revocation_endpoint,
+    })
+}
+
+/// Reads the discovery document at `metadata`, for a provider whose issuer
+/// names the tenant its own way (Entra names it by id even when the URL
+/// names a domain): the issuer must share `authority`'s origin, and every
+/// endpoint is checked like any other URL hoist talks to.
+pub async fn discover_at(
+    metadata: &str,
+    authority: &str,
+    client_id: &str,
+    scopes: Vec<String>,
+    bearer: Bearer,
+) -> Result<Provider, SsoError> {
+    let bad = |reason: String| SsoError::Discovery {
+        url: metadata.to_string(),
+        reason,
+    };
+    let authority = crate::endpoint::check(authority).map_err(|refused| bad(refused.reason))?;
+    crate::endpoint::check(metadata).map_err(|refused| bad(refused.reason))?;
+    let document: Discovery = http()
+        .get(metadata)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|err| bad(err.without_url().to_string()))?
+        .json()
+        .await
+        .map_err(|err| bad(err.to_string()))?;
+    let same_origin =
+        |url: &str| crate::endpoint::check(url).is_ok_and(|url| url.origin() == authority.origin());
+    if !same_origin(&document.issuer) {
+        return Err(bad(format!("it names issuer `{}`", document.issuer)));
+    }
+    if !same_origin(&document.token_endpoint) {
+        return Err(bad(format!(
+            "its token endpoint `{}` is elsewhere",
+            document.token_endpoint
+        )));
+    }
+    Ok(Provider {
+        issuer: document.issuer,
+        client_id: client_id.to_string(),
+        scopes,
+        flows: vec!["device".into(), "browser".into()],
+        bearer,
         token_endpoint: document.token_endpoint,
         authorization_endpoint: document.authorization_endpoint,
         device_authorization_endpoint: document.device_authorization_endpoint,
@@ -214,6 +275,16 @@ impl Provider {
         &self,
         prompt: impl FnOnce(&DevicePrompt),
     ) -> Result<Session, SsoError> {
+        self.sign_in_device_with(prompt, None).await
+    }
+
+    /// The device flow, asking for `claims` (an OpenID Connect claims
+    /// request, such as an authentication context a resource demands).
+    pub async fn sign_in_device_with(
+        &self,
+        prompt: impl FnOnce(&DevicePrompt),
+        claims: Option<&str>,
+    ) -> Result<Session, SsoError> {
         if !self.flows.iter().any(|f| f == "device") {
             return Err(SsoError::FlowNotAllowed("device"));
         }
@@ -226,12 +297,12 @@ impl Provider {
             .set_device_authorization_url(DeviceAuthorizationUrl::new(endpoint).map_err(fail)?)
             .set_token_uri(self.token_url()?);
         let http = transport(http());
-        let details: StandardDeviceAuthorizationResponse = client
-            .exchange_device_code()
-            .add_scopes(self.scopes())
-            .request_async(&http)
-            .await
-            .map_err(fail)?;
+        let mut request = client.exchange_device_code().add_scopes(self.scopes());
+        if let Some(claims) = claims {
+            request = request.add_extra_param("claims", claims);
+        }
+        let details: StandardDeviceAuthorizationResponse =
+            request.request_async(&http).await.map_err(fail)?;
         prompt(&DevicePrompt {
             verification_uri: details.verification_uri().to_string(),
             verification_uri_complete: details
@@ -262,6 +333,15 @@ impl Provider {
     /// with the URL to visit; the provider redirects back to a listener on a
     /// loopback port.
     pub async fn sign_in_browser(&self, open: impl FnOnce(&str)) -> Result<Session, SsoError> {
+        self.sign_in_browser_with(open, None).await
+    }
+
+    /// The browser flow, asking for `claims` as [`Provider::sign_in_device_with`] does.
+    pub async fn sign_in_browser_with(
+        &self,
+        open: impl FnOnce(&str),
+        claims: Option<&str>,
+    ) -> Result<Session, SsoError> {
         if !self.flows.iter().any(|f| f == "browser") {
             return Err(SsoError::FlowNotAllowed("browser"));
         }
@@ -281,11 +361,14 @@ impl Provider {
                 RedirectUrl::new(format!("http://127.0.0.1:{port}/callback")).map_err(fail)?,
             );
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let (url, state) = client
+        let mut authorize = client
             .authorize_url(CsrfToken::new_random)
             .add_scopes(self.scopes())
-            .set_pkce_challenge(challenge)
-            .url();
+            .set_pkce_challenge(challenge);
+        if let Some(claims) = claims {
+            authorize = authorize.add_extra_param("claims", claims);
+        }
+        let (url, state) = authorize.url();
         let callback = tokio::spawn(receive_callback(listener));
         open(url.as_str());
         let (code, returned_state) = tokio::time::timeout(BROWSER_WAIT, callback)
@@ -307,8 +390,14 @@ impl Provider {
     /// A fresh session from a refresh token; the provider may rotate it.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Session, SsoError> {
         let client = self.client().set_token_uri(self.token_url()?);
-        let tokens = client
-            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_string()))
+        let refresh = RefreshToken::new(refresh_token.to_string());
+        let mut request = client.exchange_refresh_token(&refresh);
+        // An access token is for a resource, which Entra learns from the
+        // scopes: without them a refresh would not say which.
+        if self.bearer == Bearer::AccessToken {
+            request = request.add_scopes(self.scopes());
+        }
+        let tokens = request
             .request_async(&transport(http()))
             .await
             .map_err(|err| fail(describe(&err)))?;
@@ -346,19 +435,31 @@ impl Provider {
         tokens: &Tokens,
         previous_refresh: Option<&str>,
     ) -> Result<Session, SsoError> {
-        let id_token = tokens
-            .extra_fields()
-            .id_token
-            .clone()
-            .ok_or(SsoError::NoIdToken)?;
-        let expires_at = token_expiry(&id_token).or_else(|| {
+        let by_lifetime = || {
             tokens
                 .expires_in()
                 .and_then(|d| chrono::TimeDelta::from_std(d).ok())
                 .map(|d| Utc::now() + d)
-        });
+        };
+        let (bearer, expires_at) = match self.bearer {
+            Bearer::IdToken => {
+                let id_token = tokens
+                    .extra_fields()
+                    .id_token
+                    .clone()
+                    .ok_or(SsoError::NoIdToken)?;
+                let expires_at = token_expiry(&id_token).or_else(by_lifetime);
+                (id_token, expires_at)
+            }
+            // Graph's access tokens are not ours to read: their lifetime is
+            // what the token response says.
+            Bearer::AccessToken => (
+                tokens.access_token().secret().clone(),
+                by_lifetime().or_else(|| token_expiry(tokens.access_token().secret())),
+            ),
+        };
         Ok(Session {
-            access_token: id_token,
+            access_token: bearer,
             refresh_token: tokens
                 .refresh_token()
                 .map(|t| t.secret().clone())

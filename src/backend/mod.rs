@@ -9,6 +9,7 @@
 //! backend for another broker maps its own objects to. Nothing here knows
 //! about terminals, and nothing above it knows about HTTP.
 
+pub mod entra;
 pub mod hoistd;
 
 use std::pin::Pin;
@@ -212,10 +213,41 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// The backend for a broker, signed in with `token`. Every broker is a
-/// hoistd today; this is where a profile's broker kind would pick another.
+/// hoistd at `broker`, signed in with `token`: the demo, the tests and
+/// anything else that names a hoistd broker by its URL.
 pub fn connect(broker: &str, token: &str) -> Result<Arc<dyn Backend>, BackendError> {
     Ok(Arc::new(hoistd::HoistdClient::new(broker, token)?))
+}
+
+/// What a backend may need from whoever runs it, beyond the token.
+#[derive(Default, Clone)]
+pub struct Hooks {
+    /// Entra: sign in again for a role's authentication context.
+    pub step_up: Option<entra::StepUp>,
+    /// Entra: every exchange with Graph, for `hoist debug record`.
+    pub recorder: Option<entra::graph::Recorder>,
+}
+
+/// The backend for a profile, by the kind of broker it names: the one place
+/// that chooses a concrete backend for a profile.
+pub fn connect_to(
+    target: &crate::config::Target,
+    token: &str,
+    hooks: Hooks,
+) -> Result<Arc<dyn Backend>, BackendError> {
+    match &target.backend {
+        crate::config::Backend::Hoistd => connect(&target.broker, token),
+        crate::config::Backend::Entra(tenant) => {
+            let mut client = entra::EntraClient::new(tenant, token)?;
+            if let Some(step_up) = hooks.step_up {
+                client = client.with_step_up(step_up);
+            }
+            if let Some(recorder) = hooks.recorder {
+                client = client.with_recorder(recorder);
+            }
+            Ok(Arc::new(client))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,14 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     if args.command.is_empty() {
         return Err(Ended::Usage("no command after `--`".into()).into());
     }
+    // Without credentials there is nothing to give CMD: say so before
+    // anything is requested.
+    if !backend.capabilities().credential {
+        return Err(crate::backend::BackendError::Unsupported(
+            "credentials, which `hoist exec` gives the command",
+        )
+        .into());
+    }
     // From here on a signal is ours to act on: while waiting it withdraws
     // the request, before CMD starts it starts nothing, after it is CMD's.
     let mut signals = Signals::listen()?;
@@ -359,6 +367,7 @@ mod tests {
             broker: "https://hoist.example:8443".into(),
             user: Some("alice".into()),
             insecure_file_store: false,
+            backend: crate::config::Backend::Hoistd,
         };
         let line = credential_command(Path::new("/opt/my tools/hoist"), &target, "gr_abc").unwrap();
         assert_eq!(

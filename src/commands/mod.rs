@@ -98,6 +98,8 @@ fn backend_code(err: &BackendError) -> u8 {
         BackendError::Unreachable { .. } => exit::UNREACHABLE,
         BackendError::Unauthenticated(_) => exit::NOT_SIGNED_IN,
         BackendError::BadUrl { .. } => exit::USAGE,
+        // What this kind of broker cannot do is a usage error, named.
+        BackendError::Unsupported(_) => exit::USAGE,
         BackendError::Refused { status, .. } if *status < 500 => exit::REFUSED,
         _ => exit::FAILURE,
     }

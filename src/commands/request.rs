@@ -235,6 +235,9 @@ fn report(request: &AccessRequest) {
                 request.id, request.approvals_required
             )
         }
+        RequestState::Approved if request.starts_at.is_none() => {
+            format!("{} activated, propagating ({})", request.id, request.role)
+        }
         RequestState::Approved => format!("{} approved; starts as scheduled", request.id),
         RequestState::Active => format!("{} active ({})", request.id, request.role),
         other => format!("{} {other}", request.id),

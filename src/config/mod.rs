@@ -67,6 +67,22 @@ favourites = ["prod-db-admin", "k8s-prod-view"]
 [profiles.demo]
 broker = "http://127.0.0.1:8700"
 
+# Microsoft Entra Privileged Identity Management, through Microsoft Graph,
+# signed in with your organisation's own app registration (see the README).
+[profiles.entra]
+kind = "entra"
+tenant = "contoso.onmicrosoft.com"
+client_id = "11111111-1111-1111-1111-111111111111"
+# National clouds: Graph and the sign-in authority of that cloud, e.g.
+# US Government: graph = "https://graph.microsoft.us",
+#                authority = "https://login.microsoftonline.us"
+# China (21Vianet): graph = "https://microsoftgraph.chinacloudapi.cn",
+#                   authority = "https://login.chinacloudapi.cn"
+# graph = "https://graph.microsoft.com"
+# authority = "https://login.microsoftonline.com"
+# How often hoist asks Graph for changes while the TUI is open.
+# poll = "15s"
+
 # Colour overrides: any named colour of the theme, as a colour name
 # ("red", "light-blue"), an index ("42") or "#rrggbb". Unset names keep
 # their defaults.
@@ -114,6 +130,10 @@ pub enum ConfigError {
         profile: Option<String>,
         url: UnusableUrl,
     },
+    /// A profile whose settings do not make a usable broker: names the
+    /// profile and the setting.
+    #[error("profile `{profile}`: {reason}")]
+    BadProfile { profile: String, reason: String },
 }
 
 fn profile_prefix(profile: &Option<String>) -> String {
@@ -153,11 +173,101 @@ pub struct Config {
     path: Option<PathBuf>,
 }
 
+/// Which kind of broker a profile talks to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// hoistd's HTTP API (the default).
+    #[default]
+    Hoistd,
+    /// Microsoft Entra Privileged Identity Management, over Microsoft Graph.
+    Entra,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Hoistd => "hoistd",
+            Kind::Entra => "entra",
+        }
+    }
+
+    fn is_hoistd(&self) -> bool {
+        *self == Kind::Hoistd
+    }
+}
+
+/// Microsoft Graph in the global cloud.
+pub const GRAPH_GLOBAL: &str = "https://graph.microsoft.com";
+/// The sign-in authority of the global cloud.
+pub const AUTHORITY_GLOBAL: &str = "https://login.microsoftonline.com";
+/// How often the Entra backend asks Graph for changes, unless the profile says.
+pub const ENTRA_POLL_DEFAULT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Where an Entra profile's tenant lives: every URL checked by
+/// [`endpoint::check`] and normalised, the cloud's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntraTenant {
+    /// The tenant: its id (a GUID) or one of its domains.
+    pub tenant: String,
+    /// The customer's own app registration (a public client).
+    pub client_id: String,
+    /// Graph's root, without the version (`https://graph.microsoft.com`).
+    pub graph: String,
+    /// The cloud's sign-in authority, without the tenant.
+    pub authority: String,
+    /// How often to ask Graph for changes while following them.
+    pub poll: std::time::Duration,
+}
+
+impl EntraTenant {
+    /// The tenant's own authority, which names its sessions in the keyring.
+    pub fn tenant_authority(&self) -> String {
+        format!("{}/{}", self.authority, self.tenant)
+    }
+}
+
+/// The kind of broker a target is, with what that kind needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Backend {
+    #[default]
+    Hoistd,
+    Entra(EntraTenant),
+}
+
+impl Backend {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Backend::Hoistd => Kind::Hoistd,
+            Backend::Entra(_) => Kind::Entra,
+        }
+    }
+}
+
 /// A broker, and who we are there.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
+    /// hoistd's URL; an Entra profile has none (its tenant says where).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub broker: String,
+    #[serde(default, skip_serializing_if = "Kind::is_hoistd")]
+    pub kind: Kind,
+    /// Entra: the tenant id or a domain of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Entra: the application (client) id of the organisation's app registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Entra: Microsoft Graph's root for a national cloud; the global one by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<String>,
+    /// Entra: the sign-in authority for a national cloud; the global one by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// Entra: how often to ask Graph for changes (`15s`, `1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<String>,
     /// The user the broker said the token belongs to; names the keyring entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -196,6 +306,9 @@ pub struct Target {
     /// the caller must call [`crate::auth::secrets::init_file_store`] with
     /// [`sessions_dir`] before anything touches the keyring.
     pub insecure_file_store: bool,
+    /// What kind of broker it is. For Entra, `broker` is the tenant's
+    /// authority, which names the keyring entry and the prompt cache.
+    pub backend: Backend,
 }
 
 /// Where session files are kept for profiles with `insecure_file_store`:
@@ -314,6 +427,17 @@ impl Config {
                     .get(name)
                     .filter(|p| endpoint::normalise(&p.broker).is_ok_and(|b| b == broker))
             };
+            if let Some(name) = profile
+                && self
+                    .profiles
+                    .get(name)
+                    .is_some_and(|p| p.kind == Kind::Entra)
+            {
+                return Err(ConfigError::BadProfile {
+                    profile: name.to_string(),
+                    reason: "it is an Entra profile; --broker names a hoistd broker".into(),
+                });
+            }
             let name = match profile {
                 Some(name) => name.to_string(),
                 None => self
@@ -329,6 +453,7 @@ impl Config {
                 broker,
                 user: existing.and_then(|p| p.user.clone()),
                 insecure_file_store: existing.is_some_and(|p| p.insecure_file_store),
+                backend: Backend::Hoistd,
             });
         }
         let name = match profile.or(self.default_profile.as_deref()) {
@@ -352,16 +477,36 @@ impl Config {
                 known: self.profile_names(),
             });
         };
-        let broker = endpoint::normalise(&found.broker).map_err(|url| ConfigError::BadBroker {
-            profile: Some(name.clone()),
-            url,
-        })?;
+        let (broker, backend) = match found.kind {
+            Kind::Hoistd => {
+                let broker =
+                    endpoint::normalise(&found.broker).map_err(|url| ConfigError::BadBroker {
+                        profile: Some(name.clone()),
+                        url,
+                    })?;
+                (broker, Backend::Hoistd)
+            }
+            Kind::Entra => {
+                let tenant = entra_tenant(&name, found)?;
+                (tenant.tenant_authority(), Backend::Entra(tenant))
+            }
+        };
         Ok(Target {
             profile: name,
             broker,
             user: found.user.clone(),
             insecure_file_store: found.insecure_file_store,
+            backend,
         })
+    }
+
+    /// The profiles and their kinds, in name order: what the TUI's profile
+    /// picker lists.
+    pub fn profile_kinds(&self) -> Vec<(String, Kind)> {
+        self.profiles
+            .iter()
+            .map(|(name, profile)| (name.clone(), profile.kind))
+            .collect()
     }
 
     /// A profile name for a new broker: "default" if free, else its host
@@ -417,10 +562,13 @@ impl Config {
     }
 
     /// Records a sign-in: the profile gets the broker and user (and is
-    /// created if needed), and becomes the default if there was none.
+    /// created if needed), and becomes the default if there was none. An
+    /// Entra profile keeps its tenant settings and gets no broker URL.
     pub fn remember_login(&mut self, target: &Target, user: &str) {
         let profile = self.profiles.entry(target.profile.clone()).or_default();
-        profile.broker = target.broker.clone();
+        if target.backend == Backend::Hoistd {
+            profile.broker = target.broker.clone();
+        }
         profile.user = Some(user.to_string());
         if self.default_profile.is_none() {
             self.default_profile = Some(target.profile.clone());
@@ -450,6 +598,71 @@ impl Config {
             profile.user = None;
         }
     }
+}
+
+/// An Entra profile's settings, checked: every missing or unusable one is
+/// named, so the person knows which line to fix.
+fn entra_tenant(name: &str, profile: &Profile) -> Result<EntraTenant, ConfigError> {
+    let bad = |reason: String| ConfigError::BadProfile {
+        profile: name.to_string(),
+        reason,
+    };
+    if !profile.broker.is_empty() {
+        return Err(bad(
+            "an Entra profile has no `broker`: its tenant, client_id and (for national clouds) \
+             graph and authority say where it signs in and what it calls"
+                .into(),
+        ));
+    }
+    let tenant = profile
+        .tenant
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("`tenant` is missing: the tenant id or one of its domains".into()))?;
+    // It becomes a path segment of the authority's URL.
+    if !tenant
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return Err(bad(format!(
+            "`tenant` must be a tenant id or a domain, not `{tenant}`"
+        )));
+    }
+    let client_id = profile
+        .client_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            bad(
+                "`client_id` is missing: the application (client) id of your app registration \
+                 (hoist borrows no other application's)"
+                    .into(),
+            )
+        })?;
+    let url = |setting: &str, value: Option<&str>, default: &str| {
+        endpoint::normalise(value.unwrap_or(default))
+            .map_err(|refused| bad(format!("`{setting}`: {refused}")))
+    };
+    let poll = match profile.poll.as_deref() {
+        None => ENTRA_POLL_DEFAULT,
+        Some(text) => crate::text::parse_duration(text)
+            .filter(|secs| *secs > 0)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| {
+                bad(format!(
+                    "`poll`: `{text}` is not a duration (try 15s or 1m)"
+                ))
+            })?,
+    };
+    Ok(EntraTenant {
+        tenant: tenant.to_string(),
+        client_id: client_id.to_string(),
+        graph: url("graph", profile.graph.as_deref(), GRAPH_GLOBAL)?,
+        authority: url("authority", profile.authority.as_deref(), AUTHORITY_GLOBAL)?,
+        poll,
+    })
 }
 
 #[cfg(test)]

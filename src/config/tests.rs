@@ -29,6 +29,8 @@ fn the_example_parses_and_has_every_setting() {
     assert_eq!(example.bundles["incident"].roles.len(), 2);
     let target = example.resolve(None, None).unwrap();
     assert_eq!(target.broker, "https://hoist.corp.example");
+    let entra = example.resolve(None, Some("entra")).unwrap();
+    assert_eq!(entra.backend.kind(), Kind::Entra);
     assert_eq!(target.user.as_deref(), Some("alice"));
 }
 
@@ -101,6 +103,7 @@ fn a_new_broker_gets_default_or_a_free_name() {
             broker: "http://localhost:8700".into(),
             user: None,
             insecure_file_store: false,
+            backend: Backend::Hoistd,
         }
     );
     let mut taken = Config::default();
@@ -298,4 +301,103 @@ fn a_failed_save_leaves_the_old_file_alone() {
     let err = config.save().unwrap_err();
     assert!(matches!(err, ConfigError::Write { .. }), "{err:?}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), TWO_PROFILES);
+}
+
+const ENTRA: &str = r#"
+    [profiles.entra]
+    kind = "entra"
+    tenant = "contoso.onmicrosoft.com"
+    client_id = "11111111-1111-1111-1111-111111111111"
+"#;
+
+#[test]
+fn an_entra_profile_defaults_to_the_global_cloud() {
+    let config = config(ENTRA);
+    let target = config.resolve(None, Some("entra")).unwrap();
+    let Backend::Entra(tenant) = &target.backend else {
+        panic!("{target:?}");
+    };
+    assert_eq!(tenant.graph, GRAPH_GLOBAL);
+    assert_eq!(tenant.authority, AUTHORITY_GLOBAL);
+    assert_eq!(tenant.poll, ENTRA_POLL_DEFAULT);
+    assert_eq!(
+        target.broker,
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com"
+    );
+    assert_eq!(target.backend.kind(), Kind::Entra);
+    // Written back as it was read: no broker URL appears.
+    let saved = toml::to_string(&config).unwrap();
+    assert!(!saved.contains("broker"), "{saved}");
+    assert!(saved.contains("kind = \"entra\""), "{saved}");
+}
+
+#[test]
+fn national_clouds_are_settings_and_http_only_on_loopback() {
+    let text = format!(
+        "{ENTRA}graph = \"https://graph.microsoft.us/\"\nauthority = \"https://login.microsoftonline.us\"\npoll = \"1m\"\n"
+    );
+    let target = config(&text).resolve(None, Some("entra")).unwrap();
+    let Backend::Entra(tenant) = target.backend else {
+        panic!();
+    };
+    assert_eq!(tenant.graph, "https://graph.microsoft.us");
+    assert_eq!(tenant.authority, "https://login.microsoftonline.us");
+    assert_eq!(tenant.poll, std::time::Duration::from_secs(60));
+    let plain = format!("{ENTRA}graph = \"http://graph.example\"\n");
+    let err = config(&plain).resolve(None, Some("entra")).unwrap_err();
+    assert!(
+        err.to_string().starts_with("profile `entra`: `graph`:")
+            && err.to_string().contains("loopback"),
+        "{err}"
+    );
+    let loopback = format!("{ENTRA}graph = \"http://127.0.0.1:9\"\n");
+    assert!(config(&loopback).resolve(None, Some("entra")).is_ok());
+}
+
+#[test]
+fn a_broken_entra_profile_names_the_setting() {
+    let missing = |text: &str| {
+        config(text)
+            .resolve(None, Some("e"))
+            .unwrap_err()
+            .to_string()
+    };
+    let err = missing("[profiles.e]\nkind = \"entra\"\nclient_id = \"c\"\n");
+    assert!(err.contains("`tenant` is missing"), "{err}");
+    let err = missing("[profiles.e]\nkind = \"entra\"\ntenant = \"t\"\n");
+    assert!(err.contains("`client_id` is missing"), "{err}");
+    let err = missing("[profiles.e]\nkind = \"entra\"\ntenant = \"a/b\"\nclient_id = \"c\"\n");
+    assert!(err.contains("tenant id or a domain"), "{err}");
+    let err = missing(
+        "[profiles.e]\nkind = \"entra\"\ntenant = \"t\"\nclient_id = \"c\"\nbroker = \"https://x\"\n",
+    );
+    assert!(err.contains("has no `broker`"), "{err}");
+    let err = missing(
+        "[profiles.e]\nkind = \"entra\"\ntenant = \"t\"\nclient_id = \"c\"\npoll = \"often\"\n",
+    );
+    assert!(err.contains("`poll`"), "{err}");
+    let err = Config::parse(Path::new("c.toml"), "[profiles.e]\nkind = \"okta\"\n").unwrap_err();
+    assert!(err.to_string().contains("unknown variant `okta`"), "{err}");
+}
+
+#[test]
+fn broker_flag_never_rewrites_an_entra_profile() {
+    let err = config(ENTRA)
+        .resolve(Some("https://hoist.example"), Some("entra"))
+        .unwrap_err();
+    assert!(err.to_string().contains("Entra profile"), "{err}");
+    let mut both = config(&format!("{ENTRA}{TWO_PROFILES}"));
+    let target = both.resolve(None, Some("entra")).unwrap();
+    both.remember_login(&target, "alice@contoso.com");
+    let profile = &both.profiles["entra"];
+    assert!(profile.broker.is_empty());
+    assert_eq!(profile.user.as_deref(), Some("alice@contoso.com"));
+    assert_eq!(
+        both.profile_kinds(),
+        vec![
+            ("demo".to_string(), Kind::Hoistd),
+            ("entra".to_string(), Kind::Entra),
+            ("work".to_string(), Kind::Hoistd)
+        ]
+    );
 }

@@ -37,6 +37,8 @@ pub struct Options {
     pub screen: Screen,
     /// Named bundles from the config: name and roles.
     pub bundles: Vec<(String, Vec<String>)>,
+    /// The profile and its kind, for the header.
+    pub profile: Option<String>,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             screen: Screen::Roles,
             renew: None,
             bundles: Vec::new(),
+            profile: None,
         }
     }
 }
@@ -124,6 +127,7 @@ impl App {
         state.ticket_url = options.ticket_url;
         state.screen = options.screen;
         state.bundles = options.bundles;
+        state.profile = options.profile;
         if let Some(renew) = options.renew {
             tokio::spawn(keep_session(Arc::clone(&backend), renew, sender.clone()));
         }

@@ -111,10 +111,15 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 
-    let who = state
+    let user = state
         .me
         .as_ref()
         .map_or(String::new(), |me| sanitize::line(&me.user).into_owned());
+    let who = match &state.profile {
+        Some(profile) if user.is_empty() => sanitize::line(profile).into_owned(),
+        Some(profile) => format!("{} · {user}", sanitize::line(profile)),
+        None => user,
+    };
     let (status, style) = match &state.connection {
         Connection::Live => ("● live", theme.ok()),
         Connection::Connecting => ("… connecting", theme.warn()),
@@ -276,6 +281,18 @@ mod tests {
         (0..height)
             .map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect())
             .collect()
+    }
+
+    /// The profile and its kind head the right of the header, when hoist
+    /// was opened on a profile.
+    #[test]
+    fn the_header_names_the_profile_and_its_kind() {
+        let mut state = State::new("https://b.example".into(), chrono::Utc::now());
+        state.size = (120, 24);
+        assert!(!drawn(&state)[0].contains("(entra)"));
+        state.profile = Some("tenant (entra)".into());
+        let header = &drawn(&state)[0];
+        assert!(header.contains("tenant (entra)"), "{header}");
     }
 
     fn press(state: &State, c: char) -> Option<Action> {

@@ -98,7 +98,9 @@ fn role_line<'a>(
         let left = state.time_left(grant);
         (format!("● {}", clock(left)), theme.countdown(left))
     } else if let Some(request) = state.open_request_for(&role.id) {
-        let text = if request.state == RequestState::Approved {
+        let text = if request.state == RequestState::Approved && request.starts_at.is_none() {
+            "◌ propagating"
+        } else if request.state == RequestState::Approved {
             "◌ scheduled"
         } else {
             "◌ pending"

@@ -1,5 +1,13 @@
 // A real OpenID provider (panva's oidc-provider) on loopback, for hoist's
 // sign-in tests. Usage: node server.mjs --port N [--stop-on-stdin-eof]
+//   [--mount /TENANT/v2.0] [--graph URL]
+//
+// With --mount the provider lives under that path, as an Entra tenant's
+// authority does (`{authority}/{tenant}/v2.0`), and names it in its issuer.
+// With --graph it also issues JWT access tokens for that resource, as Entra
+// does for Microsoft Graph: `aud` the resource, `scp` the granted scopes
+// by their short names, `upn` and `name`, and `acrs` when the sign-in asked
+// for an authentication context with a `claims` parameter.
 //
 // Prints exactly one line, `READY http://127.0.0.1:N`, to stdout once it is
 // listening; everything else goes to stderr so a harness can read the port.
@@ -17,6 +25,8 @@ console.info = console.error;
 const { values: args } = parseArgs({
   options: {
     port: { type: 'string', default: '0' },
+    mount: { type: 'string', default: '' },
+    graph: { type: 'string', default: '' },
     'stop-on-stdin-eof': { type: 'boolean', default: false },
   },
 });
@@ -86,6 +96,54 @@ const { privateKey: pem } = generateKeyPairSync('rsa', {
 });
 const signingKey = { ...createPrivateKey(pem).export({ format: 'jwk' }), use: 'sig', alg: 'RS256' };
 
+const mount = args.mount.replace(/\/+$/, '');
+if (mount && !/^(\/[A-Za-z0-9._-]+)+$/.test(mount)) {
+  console.error(`server.mjs: --mount must be a path such as /contoso.example/v2.0, got ${args.mount}`);
+  process.exit(2);
+}
+const graph = args.graph.replace(/\/+$/, '');
+
+// The delegated Graph scopes an Entra app registration can be granted, as
+// the client asks for them: prefixed with the resource.
+const GRAPH_SCOPES = [
+  'User.Read',
+  'RoleEligibilitySchedule.Read.Directory',
+  'RoleAssignmentSchedule.ReadWrite.Directory',
+  'RoleManagementPolicy.Read.Directory',
+  'PrivilegedEligibilitySchedule.Read.AzureADGroup',
+  'PrivilegedAssignmentSchedule.ReadWrite.AzureADGroup',
+  'RoleManagementPolicy.Read.AzureADGroup',
+];
+
+// The `acrs` values a `claims` request asks for in the access token.
+function requestedAcrs(claims) {
+  try {
+    const acrs = JSON.parse(claims)?.access_token?.acrs;
+    if (!acrs) return [];
+    return [acrs.value, ...(acrs.values ?? [])].filter((v) => typeof v === 'string');
+  } catch {
+    return [];
+  }
+}
+
+const graphFeatures = graph ? {
+  resourceIndicators: {
+    enabled: true,
+    defaultResource: () => graph,
+    useGrantedResource: () => true,
+    getResourceServerInfo: (_ctx, resource) => {
+      if (resource !== graph) throw new Error(`unknown resource ${resource}`);
+      return {
+        scope: GRAPH_SCOPES.map((s) => `${graph}/${s}`).join(' '),
+        audience: graph,
+        accessTokenFormat: 'jwt',
+        accessTokenTTL: tokenTtl,
+        jwt: { sign: { alg: 'RS256' } },
+      };
+    },
+  },
+} : {};
+
 const configuration = {
   clients: [client('hoist'), client('other-app')],
   jwks: { keys: [signingKey] },
@@ -120,7 +178,27 @@ const configuration = {
 
   pkce: { required: () => true },
 
+  ...(graph ? {
+    extraParams: ['claims'],
+    async extraTokenClaims(ctx, token) {
+      if (token.kind !== 'AccessToken') return undefined;
+      const name = String(token.accountId).split('#')[0];
+      const code = ctx.oidc.entities.DeviceCode ?? ctx.oidc.entities.AuthorizationCode;
+      const acrs = requestedAcrs(code?.params?.claims ?? '');
+      const scp = [...(token.scopes ?? [])]
+        .filter((s) => s.startsWith(`${graph}/`))
+        .map((s) => s.slice(graph.length + 1));
+      return {
+        scp: scp.join(' '),
+        upn: `${name}@contoso.example`,
+        name: name.charAt(0).toUpperCase() + name.slice(1),
+        ...(acrs.length ? { acrs } : {}),
+      };
+    },
+  } : {}),
+
   features: {
+    ...graphFeatures,
     deviceFlow: { enabled: true },
     devInteractions: { enabled: true },
     revocation: { enabled: true },
@@ -146,11 +224,23 @@ server.on('error', (error) => {
   process.exit(1);
 });
 await new Promise((resolve) => { server.listen(port, '127.0.0.1', resolve); });
-const issuer = `http://127.0.0.1:${server.address().port}`;
+const issuer = `http://127.0.0.1:${server.address().port}${mount}`;
 
 const provider = new Provider(issuer, configuration);
 provider.on('server_error', (_ctx, error) => console.error('server.mjs: server_error', error));
-server.on('request', provider.callback());
+const callback = provider.callback();
+server.on('request', (req, res) => {
+  if (!mount) return callback(req, res);
+  // Mounted as a connect-style app would be: the provider sees the path
+  // below the mount; anything outside it is not the provider's.
+  if (req.url === mount || req.url.startsWith(`${mount}/`) || req.url.startsWith(`${mount}?`)) {
+    req.originalUrl = req.url;
+    req.url = req.url.slice(mount.length) || '/';
+    return callback(req, res);
+  }
+  res.statusCode = 404;
+  res.end();
+});
 
 if (args['stop-on-stdin-eof']) {
   // The harness holds our stdin open; if it dies without killing us, we go too.

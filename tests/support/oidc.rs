@@ -55,15 +55,30 @@ enum Outcome {
 impl Provider {
     /// Starts a provider whose ID and access tokens live 300 seconds.
     pub async fn start() -> Provider {
-        Self::spawn(None).await
+        Self::spawn(None, &[]).await
     }
 
     /// Starts a provider whose ID and access tokens live `secs` seconds.
     pub async fn start_with_ttl(secs: u64) -> Provider {
-        Self::spawn(Some(secs)).await
+        Self::spawn(Some(secs), &[]).await
     }
 
-    async fn spawn(ttl: Option<u64>) -> Provider {
+    /// Starts a provider shaped like an Entra tenant's authority: mounted at
+    /// `/{tenant}/v2.0` and issuing JWT access tokens for `graph` (see
+    /// `server.mjs`). Its `issuer` is the mounted URL; [`Provider::authority`]
+    /// is what an Entra profile's `authority` setting names.
+    pub async fn start_entra(tenant: &str, graph: &str) -> Provider {
+        let mount = format!("/{tenant}/v2.0");
+        Self::spawn(None, &["--mount", &mount, "--graph", graph]).await
+    }
+
+    /// The provider's origin: an Entra profile's `authority`.
+    pub fn authority(&self) -> String {
+        let url = Url::parse(&self.issuer).expect("issuer is a URL");
+        url.origin().ascii_serialization()
+    }
+
+    async fn spawn(ttl: Option<u64>, extra: &[&str]) -> Provider {
         // From the workspace root, or from a crate under it whose tests include this file.
         let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let dir = manifest
@@ -82,6 +97,7 @@ impl Provider {
         let mut command = Command::new("node");
         command
             .args(["server.mjs", "--port", "0", "--stop-on-stdin-eof"])
+            .args(extra)
             .current_dir(&dir)
             // Our end of stdin closes when this process dies, however it dies,
             // and the provider stops with it.
@@ -259,7 +275,7 @@ impl Provider {
                     .and_then(|l| l.to_str().ok())
                     .unwrap_or_else(|| panic!("{status} from {url} without a Location"));
                 url = url.join(location).expect("Location is a URL");
-                if url.origin() != issuer.origin() {
+                if url.origin() != issuer.origin() || !url.path().starts_with(issuer.path()) {
                     return Outcome::Redirected(url.into());
                 }
                 request = browser.get(url.clone());

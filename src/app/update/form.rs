@@ -94,6 +94,14 @@ pub(super) fn filed(state: &mut State, request: AccessRequest) -> Vec<Command> {
             request.role,
             plural(request.approvals_required as usize, "approval")
         ),
+        // Approved with no start of its own: granted, and taking effect at
+        // the broker (Entra applies a role minutes after activating it).
+        RequestState::Approved if request.starts_at.is_none() => {
+            format!(
+                "{} activated, propagating: the access follows shortly",
+                request.role
+            )
+        }
         RequestState::Approved => format!("{} approved; starts as scheduled", request.role),
         other => format!("{}: {other}", request.role),
     };

@@ -76,6 +76,7 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                     .map(|r| r.reviewer.clone())
                     .unwrap_or_default();
                 let duration = TimeDelta::seconds(request.duration_secs as i64);
+                let scheduled = request.starts_at.is_some();
                 upsert_request(state, request);
                 if before != Some(now_state) && before.is_some() {
                     return announce(
@@ -84,7 +85,7 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                         now_state,
                         &approver,
                         reason.as_deref(),
-                        duration,
+                        (duration, scheduled),
                     );
                 }
                 vec![]
@@ -122,7 +123,7 @@ fn announce(
     to: RequestState,
     by: &str,
     reason: Option<&str>,
-    duration: TimeDelta,
+    (duration, scheduled): (TimeDelta, bool),
 ) -> Vec<Command> {
     let by = sanitize::line(by).into_owned();
     let (text, level) = match to {
@@ -131,11 +132,22 @@ fn announce(
             let left = state
                 .grant_for(role)
                 .map_or(duration, |g| state.time_left(g));
+            // Activated without an approver (a broker that applies access
+            // later, once it has propagated): nobody to name.
+            let approved = if by.is_empty() {
+                String::new()
+            } else {
+                format!(" approved by {by}")
+            };
             (
-                format!("✓ {role} approved by {by}: active, {} left", clock(left)),
+                format!("✓ {role}{approved}: active, {} left", clock(left)),
                 Level::Success,
             )
         }
+        RequestState::Approved if !scheduled => (
+            format!("✓ {role} activated, propagating: the access follows shortly"),
+            Level::Success,
+        ),
         RequestState::Approved => (
             format!("✓ {role} approved by {by}; starts as scheduled"),
             Level::Success,

@@ -267,3 +267,30 @@ fn quitting_with_a_revocation_unconfirmed_asks_first() {
     assert!(state.should_quit);
     assert!(state.revoking.is_empty());
 }
+
+#[test]
+fn an_activation_still_taking_effect_is_never_shown_as_access() {
+    let now = at("2026-01-01T10:00:00Z");
+    let mut state = alice(now);
+    let mut filed = request("r1", "db", "alice", now);
+    filed.state = RequestState::Approved;
+    filed.starts_at = None;
+    update(&mut state, Action::Filed(Box::new(filed.clone())));
+    let banner = state.banner.clone().unwrap();
+    assert!(
+        banner.text.contains("db activated, propagating"),
+        "{}",
+        banner.text
+    );
+    assert!(state.grants.is_empty());
+    // The broker applies it: active, announced without an approver to name.
+    let mut active = filed;
+    active.state = RequestState::Active;
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: active })),
+    );
+    let banner = state.banner.clone().unwrap();
+    assert!(banner.text.starts_with("✓ db: active, "), "{}", banner.text);
+    assert!(commands.contains(&Command::LoadAll));
+}

@@ -1,0 +1,118 @@
+//! Signing in to Microsoft Entra for the Entra PIM backend: the tenant's
+//! authority (a profile setting, so national clouds work), the customer's
+//! own app registration as a public client, and the delegated Graph scopes
+//! hoist needs. The bearer is the access token Entra issues for Graph.
+//!
+//! A role whose policy names an authentication context makes Graph refuse
+//! the activation with a claims challenge; [`step_up`] signs in again with
+//! those claims, keeps the new session, and hands back its token.
+
+use std::sync::Arc;
+
+use crate::auth::secrets::{self, Session};
+use crate::auth::sso::{self, Bearer, DevicePrompt, Provider, SsoError};
+use crate::backend::entra::StepUp;
+use crate::config::EntraTenant;
+
+/// The delegated Microsoft Graph permissions hoist asks for, each for one
+/// thing it does (the README explains them to whoever grants them).
+pub const GRAPH_SCOPES: [&str; 7] = [
+    // Who you are: your object id goes in every activation request.
+    "User.Read",
+    // Your eligible directory roles.
+    "RoleEligibilitySchedule.Read.Directory",
+    // Activating and deactivating them, your requests and active roles,
+    // and deciding approvals as an approver.
+    "RoleAssignmentSchedule.ReadWrite.Directory",
+    // Their PIM policy: duration, justification, ticket, MFA, approval.
+    "RoleManagementPolicy.Read.Directory",
+    // Your eligible group memberships and ownerships (PIM for Groups).
+    "PrivilegedEligibilitySchedule.Read.AzureADGroup",
+    // Activating and deactivating them, and their approvals.
+    "PrivilegedAssignmentSchedule.ReadWrite.AzureADGroup",
+    // Their PIM policy.
+    "RoleManagementPolicy.Read.AzureADGroup",
+];
+
+/// Everything asked for at sign-in: OpenID Connect's own scopes, and each
+/// Graph scope named with the profile's Graph root, so a national cloud's
+/// Graph is the resource the token is for.
+pub fn scopes(tenant: &EntraTenant) -> Vec<String> {
+    ["openid", "profile", "offline_access"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(
+            GRAPH_SCOPES
+                .iter()
+                .map(|scope| format!("{}/{scope}", tenant.graph)),
+        )
+        .collect()
+}
+
+/// The tenant's OpenID provider, from `{authority}/{tenant}/v2.0`.
+pub async fn provider(tenant: &EntraTenant) -> Result<Provider, SsoError> {
+    let metadata = format!(
+        "{}/v2.0/.well-known/openid-configuration",
+        tenant.tenant_authority()
+    );
+    sso::discover_at(
+        &metadata,
+        &tenant.authority,
+        &tenant.client_id,
+        scopes(tenant),
+        Bearer::AccessToken,
+    )
+    .await
+}
+
+/// Shows the person what to do for a device sign-in (stderr for commands,
+/// a banner in the TUI).
+pub type Prompt = Arc<dyn Fn(&DevicePrompt) + Send + Sync>;
+
+/// Signs in again with the claims Graph asked for, keeps the session for
+/// `user` under `broker`, and answers its token.
+pub fn step_up(tenant: EntraTenant, broker: String, user: String, prompt: Prompt) -> StepUp {
+    Arc::new(move |claims: String| {
+        let (tenant, broker, user, prompt) = (
+            tenant.clone(),
+            broker.clone(),
+            user.clone(),
+            Arc::clone(&prompt),
+        );
+        Box::pin(async move {
+            let provider = provider(&tenant).await.map_err(|e| e.to_string())?;
+            let session: Session = provider
+                .sign_in_device_with(|p| prompt(p), Some(&claims))
+                .await
+                .map_err(|e| e.to_string())?;
+            let token = session.access_token.clone();
+            tokio::task::spawn_blocking(move || secrets::save(&broker, &user, &session))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            Ok(token)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_name_the_profiles_graph() {
+        let tenant = EntraTenant {
+            tenant: "t".into(),
+            client_id: "c".into(),
+            graph: "https://graph.microsoft.us".into(),
+            authority: "https://login.microsoftonline.us".into(),
+            poll: std::time::Duration::from_secs(15),
+        };
+        let scopes = scopes(&tenant);
+        assert_eq!(&scopes[..3], ["openid", "profile", "offline_access"]);
+        assert!(scopes.contains(
+            &"https://graph.microsoft.us/RoleAssignmentSchedule.ReadWrite.Directory".to_string()
+        ));
+        assert_eq!(scopes.len(), 3 + GRAPH_SCOPES.len());
+    }
+}

@@ -1,0 +1,164 @@
+//! The approver's side: requests waiting for my decision, and deciding one.
+//! Directory role approvals are decided on Graph beta (v1.0 has no way to);
+//! PIM for Groups approvals on v1.0. Entra approves in stages; hoist decides
+//! the stage assigned to me that is in progress.
+
+use hoist_api::{AccessRequest, Decision, ErrorCode};
+
+use super::graph::{GraphError, Version, query_value};
+use super::ids::{ObjectRef, Surface};
+use super::model::{Approval, ScheduleRequest, StepDecision};
+use super::{EntraClient, base, expand, mapping, requests_path, tag};
+use crate::backend::BackendError;
+
+fn approvals_path(surface: Surface) -> (Version, String) {
+    match surface {
+        Surface::Directory => (
+            Version::Beta,
+            format!("{}/roleAssignmentApprovals", base(surface)),
+        ),
+        Surface::Group => (
+            Version::V1,
+            format!("{}/assignmentApprovals", base(surface)),
+        ),
+    }
+}
+
+fn decided_first() -> BackendError {
+    BackendError::Refused {
+        status: 409,
+        code: ErrorCode::AlreadyReviewed,
+        message: "another approver decided this request first".into(),
+    }
+}
+
+pub async fn queue(client: &EntraClient) -> Result<Vec<AccessRequest>, BackendError> {
+    let pending = |surface: Surface| {
+        let query = format!(
+            "$filter={}&$expand={},principal",
+            query_value("status eq 'PendingApproval'"),
+            expand(surface)
+        );
+        let collection = match surface {
+            Surface::Directory => "roleAssignmentScheduleRequests",
+            Surface::Group => "assignmentScheduleRequests",
+        };
+        async move {
+            client
+                .mine::<ScheduleRequest>(surface, collection, "approver", &query)
+                .await
+        }
+    };
+    let (directory, groups) =
+        futures::try_join!(pending(Surface::Directory), pending(Surface::Group))?;
+    let now = client.graph.clock().now();
+    let mut queue: Vec<AccessRequest> = tag(Surface::Directory, directory)
+        .chain(tag(Surface::Group, groups))
+        .filter_map(|(surface, r)| {
+            let requester = mapping::requester_of(&r);
+            let terms =
+                mapping::request_ref(surface, &r).and_then(|role| client.cached_terms(&role));
+            mapping::request(
+                surface,
+                &r,
+                &mapping::Context {
+                    now,
+                    requester: &requester,
+                    grants: &[],
+                    deactivated: &[],
+                    terms: terms.as_ref(),
+                },
+            )
+        })
+        .filter(|r| r.state == hoist_api::RequestState::Pending)
+        .collect();
+    // Soonest to lapse first, as hoistd orders its queue; undated last.
+    queue.sort_by_key(|r| (r.lapses_at.is_none(), r.lapses_at, r.created_at));
+    Ok(queue)
+}
+
+pub async fn decide(
+    client: &EntraClient,
+    id: &str,
+    decision: Decision,
+    comment: Option<String>,
+) -> Result<AccessRequest, BackendError> {
+    let object = ObjectRef::parse(id).ok_or_else(|| super::bad_id("request", id))?;
+    let request: ScheduleRequest = client
+        .graph
+        .get(
+            Version::V1,
+            &format!(
+                "{}/{}?$expand={}",
+                requests_path(object.surface),
+                object.id,
+                expand(object.surface)
+            ),
+        )
+        .await
+        .map_err(client.failed(&format!("reading request {id}")))?;
+    if request.status != "PendingApproval" {
+        return Err(decided_first());
+    }
+    let approval_id = request
+        .approval_id
+        .clone()
+        .ok_or_else(|| BackendError::Refused {
+            status: 400,
+            code: ErrorCode::InvalidState,
+            message: format!("{id} names no approval to decide"),
+        })?;
+    let (version, path) = approvals_path(object.surface);
+    let approval: Approval = client
+        .graph
+        .get(version, &format!("{path}/{approval_id}?$expand=steps"))
+        .await
+        .map_err(client.failed(&format!("reading the approval of {id}")))?;
+    let mine = approval.steps.iter().find(|step| {
+        step.assigned_to_me == Some(true)
+            && step.status.as_deref() == Some("InProgress")
+            && step
+                .review_result
+                .as_deref()
+                .is_none_or(|r| r == "NotReviewed")
+    });
+    let Some(step) = mine else {
+        if approval
+            .steps
+            .iter()
+            .any(|s| s.assigned_to_me == Some(true))
+        {
+            return Err(decided_first());
+        }
+        return Err(BackendError::Refused {
+            status: 403,
+            code: ErrorCode::Forbidden,
+            message: format!("{id} is not waiting for your decision"),
+        });
+    };
+    let body = StepDecision {
+        review_result: match decision {
+            Decision::Approve => "Approve",
+            Decision::Deny => "Deny",
+        },
+        justification: comment,
+    };
+    match client
+        .graph
+        .patch(
+            version,
+            &format!("{path}/{}/steps/{}", approval.id, step.id),
+            &body,
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(GraphError::Status { status: 409, .. }) => return Err(decided_first()),
+        Err(err) => return Err(client.failed(&format!("deciding {id}"))(err)),
+    }
+    backend_request(client, id).await
+}
+
+async fn backend_request(client: &EntraClient, id: &str) -> Result<AccessRequest, BackendError> {
+    crate::backend::Backend::request(client, id).await
+}

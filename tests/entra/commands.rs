@@ -1,0 +1,212 @@
+//! The real `hoist` binary on an Entra profile: the scriptable commands
+//! work as they do against hoistd, and those Entra cannot do say so.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use hoist_api::{AccessRequest, Grant, RequestState, Role};
+
+use super::{Tenant, graph, run};
+
+struct Hoist {
+    config: tempfile::TempDir,
+}
+
+impl Hoist {
+    /// `hoist` with an Entra profile for `tenant`, signed in as `who` with a
+    /// token from the tenant's provider (`login --with-token`).
+    async fn signed_in(tenant: &Tenant, who: &str) -> Hoist {
+        let hoist = Hoist {
+            config: tempfile::tempdir().unwrap(),
+        };
+        std::fs::write(hoist.config.path().join("config.toml"), tenant.profile()).unwrap();
+        let session = tenant.sign_in(who, None).await;
+        let out = hoist.run_with_stdin(&["login", "--with-token"], &session.access_token);
+        assert!(out.status.success(), "login: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("as {who}@contoso.example")),
+            "{}",
+            stderr(&out)
+        );
+        hoist
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
+        command
+            .args(["--profile", "entra"])
+            .args(args)
+            .env("HOIST_CONFIG_DIR", self.config.path())
+            .env("HOIST_KEYRING", "keyutils")
+            .env("HOIST_CACHE_DIR", self.config.path().join("cache"))
+            .env_remove("HOIST_BROKER");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Waits (bounded) for something the fake Graph will see soon.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[test]
+fn commands_work_on_an_entra_profile() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = Hoist::signed_in(&tenant, "alice").await;
+        let roles: Vec<Role> = alice.json(&["roles", "--json"]);
+        assert_eq!(roles.len(), 4);
+        let table = alice.run(&["roles"]);
+        assert!(String::from_utf8_lossy(&table.stdout).contains("User Administrator"));
+
+        // Activate by name; it propagates before it is a grant.
+        let filed: AccessRequest = alice.json(&[
+            "request",
+            "User Administrator",
+            "--reason",
+            "Unlock the helpdesk lead's account",
+            "--duration",
+            "30m",
+            "--json",
+        ]);
+        assert_eq!(filed.state, RequestState::Approved);
+        let none: Vec<Grant> = alice.json(&["grants", "--json"]);
+        assert!(none.is_empty());
+        tenant.graph.propagate();
+        let grants: Vec<Grant> = alice.json(&["grants", "--json"]);
+        assert_eq!(grants.len(), 1);
+        let status: AccessRequest = alice.json(&["status", &filed.id, "--json"]);
+        assert_eq!(status.state, RequestState::Active);
+        let out = alice.run(&["revoke", &grants[0].role, "--reason", "done"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let after: Vec<Grant> = alice.json(&["grants", "--json"]);
+        assert!(after.is_empty());
+
+        // What Entra cannot do: exit 2, naming the capability.
+        let audit = alice.run(&["audit"]);
+        assert_eq!(audit.status.code(), Some(2), "{}", stderr(&audit));
+        assert!(
+            stderr(&audit).contains("does not offer the audit log"),
+            "{}",
+            stderr(&audit)
+        );
+        let exec = alice.run(&["exec", "User Administrator", "--reason", "x", "--", "true"]);
+        assert_eq!(exec.status.code(), Some(2), "{}", stderr(&exec));
+        assert!(stderr(&exec).contains("credentials"), "{}", stderr(&exec));
+        assert!(
+            tenant
+                .graph
+                .statuses()
+                .iter()
+                .filter(|(a, _)| a == "selfActivate")
+                .count()
+                == 1,
+            "exec filed nothing"
+        );
+        // A policy refusal is exit 7 with the rule in words.
+        let refused = alice.run(&[
+            "request",
+            &format!("dir:{}", graph::EXCHANGE_ADMIN),
+            "--reason",
+            "Mailbox migration",
+        ]);
+        assert_eq!(refused.status.code(), Some(7), "{}", stderr(&refused));
+        assert!(
+            stderr(&refused).contains("ticket number"),
+            "{}",
+            stderr(&refused)
+        );
+    });
+}
+
+#[test]
+fn request_wait_follows_approval_and_propagation() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = Hoist::signed_in(&tenant, "alice").await;
+        let role = format!("dir:{}", graph::EXCHANGE_ADMIN);
+        let child = alice
+            .command(&[
+                "request",
+                &role,
+                "--reason",
+                "Mailbox migration",
+                "--ticket",
+                "CHG-2291",
+                "--wait",
+                "--timeout",
+                "5m",
+                "--json",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        until("the request is pending", || {
+            tenant
+                .graph
+                .statuses()
+                .iter()
+                .any(|(_, s)| s == "PendingApproval")
+        })
+        .await;
+        let bob = tenant.backend("bob").await;
+        let waiting = bob.review_queue().await.unwrap();
+        bob.review(&waiting[0].id, hoist_api::Decision::Approve, None)
+            .await
+            .unwrap();
+        until("the approval is provisioned", || {
+            tenant.graph.propagating() == 1
+        })
+        .await;
+        tenant.graph.propagate();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let done: AccessRequest = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(done.state, RequestState::Active);
+        let said = stderr(&out);
+        assert!(said.contains("pending"), "{said}");
+        assert!(said.contains("active"), "{said}");
+    });
+}

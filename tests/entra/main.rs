@@ -1,0 +1,540 @@
+//! hoist's Entra PIM backend against a stateful fake of Microsoft Graph on
+//! loopback (`tests/support/graph.rs`), signed in through a real OpenID
+//! provider shaped like an Entra tenant's authority (`tests/oidc-provider`
+//! with `--mount` and `--graph`): the fake checks every token's signature
+//! against that provider's keys. Contract tests: no Entra tenant is
+//! reachable from here, and nothing here claims to be one.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support/graph.rs"]
+mod graph;
+#[path = "../support/oidc.rs"]
+mod oidc;
+
+mod commands;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use graph::FakeGraph;
+use hoist::auth::secrets::Session;
+use hoist::backend::{self, Backend, BackendError, Hooks};
+use hoist::config::{Config, Target};
+use hoist_api::{Decision, ErrorCode, GrantState, LiveEvent, RequestState};
+
+pub const TENANT: &str = "contoso.example";
+
+pub struct Tenant {
+    pub provider: Arc<oidc::Provider>,
+    pub graph: FakeGraph,
+}
+
+impl Tenant {
+    pub async fn start() -> Tenant {
+        let (listener, url) = FakeGraph::bind().await;
+        let provider = Arc::new(oidc::Provider::start_entra(TENANT, &url).await);
+        let graph = FakeGraph::serve(listener, url, &provider.issuer).await;
+        Tenant { provider, graph }
+    }
+
+    /// The config lines of an Entra profile for this tenant.
+    pub fn profile(&self) -> String {
+        format!(
+            "[profiles.entra]\nkind = \"entra\"\ntenant = \"{TENANT}\"\nclient_id = \"hoist\"\n\
+             graph = \"{}\"\nauthority = \"{}\"\npoll = \"1s\"\n",
+            self.graph.url,
+            self.provider.authority()
+        )
+    }
+
+    pub fn target(&self) -> Target {
+        let config = Config::parse(std::path::Path::new("c.toml"), &self.profile()).unwrap();
+        config.resolve(None, Some("entra")).unwrap()
+    }
+
+    /// Signs in as `who` with hoist's own device flow, approved at the
+    /// provider as the person would, optionally asking for `claims`.
+    pub async fn sign_in(&self, who: &str, claims: Option<&str>) -> Session {
+        let hoist::config::Backend::Entra(tenant) = self.target().backend else {
+            unreachable!()
+        };
+        let provider = hoist::auth::entra::provider(&tenant).await.unwrap();
+        let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
+        let mut sender = Some(sender);
+        let login = provider.sign_in_device_with(
+            |prompt| {
+                let url = prompt.verification_uri_complete.clone().unwrap();
+                let _ = sender.take().unwrap().send(url);
+            },
+            claims,
+        );
+        let approve = async {
+            let url = receiver.await.unwrap();
+            self.provider.approve_device(&url, who).await;
+        };
+        let (session, ()) = tokio::join!(login, approve);
+        session.unwrap()
+    }
+
+    pub async fn backend(&self, who: &str) -> Arc<dyn Backend> {
+        let session = self.sign_in(who, None).await;
+        backend::connect_to(&self.target(), &session.access_token, Hooks::default()).unwrap()
+    }
+}
+
+fn run(test: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
+fn role_id(role: &str) -> String {
+    format!("dir:{role}")
+}
+
+#[test]
+fn eligible_roles_come_with_their_policy_terms() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        let me = alice.me().await.unwrap();
+        assert_eq!(me.user, "alice@contoso.example");
+        assert_eq!(me.display_name, "Alice");
+        let roles = alice.roles().await.unwrap();
+        let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Exchange Administrator",
+                "prod-dba (member)",
+                "Security Administrator",
+                "User Administrator"
+            ]
+        );
+        let user_admin = roles
+            .iter()
+            .find(|r| r.name == "User Administrator")
+            .unwrap();
+        assert_eq!(user_admin.id, role_id(graph::USER_ADMIN));
+        assert_eq!(user_admin.max_duration_secs, 7200);
+        assert_eq!(user_admin.default_duration_secs, 3600);
+        assert_eq!(user_admin.min_justification, 1);
+        assert_eq!(user_admin.approval.approvals, 0);
+        let exchange = roles
+            .iter()
+            .find(|r| r.name == "Exchange Administrator")
+            .unwrap();
+        assert!(exchange.ticket.required);
+        assert_eq!(exchange.approval.approvals, 1);
+        assert_eq!(exchange.approval.approvers, ["Bob", "Dave"]);
+        let group = roles
+            .iter()
+            .find(|r| r.name == "prod-dba (member)")
+            .unwrap();
+        assert_eq!(group.id, format!("grp:{}:member", graph::PROD_GROUP));
+        assert_eq!(group.max_duration_secs, 3600);
+        assert!(group.scope.contains("PIM for Groups"), "{}", group.scope);
+        let security = roles
+            .iter()
+            .find(|r| r.name == "Security Administrator")
+            .unwrap();
+        assert!(
+            security.description.contains("authentication context"),
+            "{}",
+            security.description
+        );
+        // What Entra cannot do is said, not attempted.
+        let caps = alice.capabilities();
+        assert!(caps.review && caps.revoke && caps.cancel);
+        assert!(
+            !caps.credential && !caps.audit && !caps.incidents && !caps.claim && !caps.acknowledge
+        );
+        assert_eq!(
+            alice.audit(0, 10).await.unwrap_err(),
+            BackendError::Unsupported("the audit log")
+        );
+    });
+}
+
+fn body(role: &str, ticket: Option<&str>, secs: Option<u64>) -> hoist_api::CreateRequest {
+    hoist_api::CreateRequest {
+        role: role.to_string(),
+        justification: "Reset a locked-out account for the helpdesk".into(),
+        ticket: ticket.map(str::to_string),
+        incident: None,
+        duration_secs: secs,
+        starts_at: None,
+        break_glass: false,
+    }
+}
+
+#[test]
+fn an_activation_propagates_before_it_is_a_grant_then_deactivates() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        let filed = alice
+            .file(
+                &body(&role_id(graph::USER_ADMIN), Some("CHG-1024"), Some(1800)),
+                "k1",
+            )
+            .await
+            .unwrap();
+        // Provisioned, but no active instance yet: approved, not active.
+        assert_eq!(filed.state, RequestState::Approved);
+        assert_eq!(filed.grant_id, None);
+        assert_eq!(filed.duration_secs, 1800);
+        assert_eq!(filed.requester, "alice@contoso.example");
+        assert!(alice.grants(false).await.unwrap().is_empty());
+        assert_eq!(
+            alice.request(&filed.id).await.unwrap().state,
+            RequestState::Approved
+        );
+
+        tenant.graph.propagate();
+        let active = alice.request(&filed.id).await.unwrap();
+        assert_eq!(active.state, RequestState::Active);
+        let grants = alice.grants(false).await.unwrap();
+        assert_eq!(grants.len(), 1);
+        let grant = &grants[0];
+        assert_eq!(active.grant_id.as_deref(), Some(grant.id.as_str()));
+        assert_eq!(grant.role, role_id(graph::USER_ADMIN));
+        assert_eq!(grant.role_name, "User Administrator");
+        assert_eq!(grant.ticket.as_deref(), Some("CHG-1024"));
+        assert_eq!((grant.expires_at - grant.starts_at).num_seconds(), 1800);
+        assert_eq!(grant.request_id, filed.id);
+
+        let ended = alice.revoke(&grant.id, Some("done".into())).await.unwrap();
+        assert_eq!(ended.state, GrantState::Revoked);
+        assert_eq!(ended.revoked_by.as_deref(), Some("alice@contoso.example"));
+        assert!(alice.grants(false).await.unwrap().is_empty());
+        let statuses = tenant.graph.statuses();
+        assert_eq!(
+            statuses.last().unwrap(),
+            &("selfDeactivate".to_string(), "Revoked".to_string())
+        );
+        let after = alice.request(&filed.id).await.unwrap();
+        assert_eq!(after.state, RequestState::Revoked);
+    });
+}
+
+#[test]
+fn group_membership_activates_like_a_role() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        let role = format!("grp:{}:member", graph::PROD_GROUP);
+        let filed = alice.file(&body(&role, None, None), "k").await.unwrap();
+        assert_eq!(filed.state, RequestState::Approved);
+        assert_eq!(filed.duration_secs, 3600);
+        assert_eq!(filed.role_name, "prod-dba (member)");
+        tenant.graph.propagate();
+        let grants = alice.grants(false).await.unwrap();
+        assert_eq!(grants.len(), 1);
+        assert!(grants[0].id.starts_with("grp:"), "{}", grants[0].id);
+        alice.revoke(&grants[0].id, None).await.unwrap();
+        assert!(alice.grants(false).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn policy_failures_become_clear_messages() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        let no_ticket = alice
+            .file(&body(&role_id(graph::EXCHANGE_ADMIN), None, None), "k")
+            .await
+            .unwrap_err();
+        assert_eq!(no_ticket.code(), Some(ErrorCode::TicketRequired));
+        assert!(
+            no_ticket.to_string().contains("ticket number"),
+            "{no_ticket}"
+        );
+        let too_long = alice
+            .file(
+                &body(&role_id(graph::USER_ADMIN), None, Some(3 * 3600)),
+                "k",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(too_long.code(), Some(ErrorCode::DurationTooLong));
+        assert!(too_long.to_string().contains("longer than"), "{too_long}");
+        let unknown = alice
+            .file(&body("prod-db-admin", None, None), "k")
+            .await
+            .unwrap_err();
+        assert!(
+            unknown
+                .to_string()
+                .contains("no eligible role `prod-db-admin`"),
+            "{unknown}"
+        );
+    });
+}
+
+#[test]
+fn already_requested_and_already_active_are_answered_with_what_exists() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        // By name, as people type it at the command line.
+        let first = alice
+            .file(&body("User Administrator", None, None), "k")
+            .await
+            .unwrap();
+        let again = alice
+            .file(&body("user administrator", None, None), "k")
+            .await
+            .unwrap();
+        assert_eq!(again.id, first.id);
+        assert_eq!(again.state, RequestState::Approved);
+        tenant.graph.propagate();
+        let active = alice
+            .file(&body(&role_id(graph::USER_ADMIN), None, None), "k")
+            .await
+            .unwrap();
+        assert_eq!(active.state, RequestState::Active);
+        assert_eq!(active.id, first.id);
+        // Graph answered RoleAssignmentExists, and hoist did not file a third.
+        let activations = tenant
+            .graph
+            .statuses()
+            .iter()
+            .filter(|(action, _)| action == "selfActivate")
+            .count();
+        assert_eq!(activations, 1);
+    });
+}
+
+#[test]
+fn deactivating_within_five_minutes_is_explained() {
+    run(async {
+        let tenant = Tenant::start().await;
+        tenant.graph.set_min_active(300);
+        let alice = tenant.backend("alice").await;
+        alice
+            .file(&body(&role_id(graph::USER_ADMIN), None, None), "k")
+            .await
+            .unwrap();
+        tenant.graph.propagate();
+        let grant = alice.grants(false).await.unwrap().remove(0);
+        let err = alice.revoke(&grant.id, None).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::InvalidState));
+        assert!(err.to_string().contains("5 minutes"), "{err}");
+        assert_eq!(alice.grants(false).await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn an_approver_decides_and_a_second_decision_is_refused() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        let filed = alice
+            .file(
+                &body(&role_id(graph::EXCHANGE_ADMIN), Some("CHG-2291"), None),
+                "k",
+            )
+            .await
+            .unwrap();
+        assert_eq!(filed.state, RequestState::Pending);
+        assert_eq!(filed.approvals_required, 1);
+        assert!(filed.lapses_at.is_some());
+        let bob = tenant.backend("bob").await;
+        let queue = bob.review_queue().await.unwrap();
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue[0].id, filed.id);
+        assert_eq!(queue[0].requester, "alice@contoso.example");
+        assert_eq!(queue[0].role_name, "Exchange Administrator");
+        assert!(alice.review_queue().await.unwrap().is_empty());
+
+        let decided = bob
+            .review(&filed.id, Decision::Approve, Some("ok for CHG-2291".into()))
+            .await
+            .unwrap();
+        assert_eq!(decided.state, RequestState::Approved);
+        assert!(bob.review_queue().await.unwrap().is_empty());
+
+        let dave = tenant.backend("dave").await;
+        let late = dave
+            .review(&filed.id, Decision::Deny, Some("no".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(late.code(), Some(ErrorCode::AlreadyReviewed));
+        assert!(
+            late.to_string().contains("another approver decided"),
+            "{late}"
+        );
+
+        tenant.graph.propagate();
+        assert_eq!(
+            alice.request(&filed.id).await.unwrap().state,
+            RequestState::Active
+        );
+    });
+}
+
+#[test]
+fn a_denial_reaches_the_requester() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        let filed = alice
+            .file(
+                &body(&role_id(graph::EXCHANGE_ADMIN), Some("CHG-1"), None),
+                "k",
+            )
+            .await
+            .unwrap();
+        let dave = tenant.backend("dave").await;
+        dave.review(&filed.id, Decision::Deny, Some("not this week".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            alice.request(&filed.id).await.unwrap().state,
+            RequestState::Denied
+        );
+        // A pending request can be withdrawn; a decided one cannot.
+        let err = alice.cancel(&filed.id, None).await.unwrap_err();
+        assert!(err.to_string().contains("pending"), "{err}");
+    });
+}
+
+#[test]
+fn a_pending_request_can_be_cancelled() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        let filed = alice
+            .file(
+                &body(&role_id(graph::EXCHANGE_ADMIN), Some("CHG-1"), None),
+                "k",
+            )
+            .await
+            .unwrap();
+        let cancelled = alice.cancel(&filed.id, None).await.unwrap();
+        assert_eq!(cancelled.state, RequestState::Cancelled);
+    });
+}
+
+#[test]
+fn a_claims_challenge_signs_in_again_and_retries() {
+    hoist::auth::secrets::prepare();
+    let _ = hoist::auth::secrets::init_with(Some(hoist::auth::secrets::SessionStore::Keyutils));
+    run(async {
+        let tenant = Tenant::start().await;
+        let mut target = tenant.target();
+        target.user = Some("alice@contoso.example".into());
+        let session = tenant.sign_in("alice", None).await;
+        let broker = target.broker.clone();
+        let stored = session.clone();
+        tokio::task::spawn_blocking(move || {
+            hoist::auth::secrets::save(&broker, "alice@contoso.example", &stored)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        // The person approves the second sign-in when told to.
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let prompt: hoist::auth::entra::Prompt = Arc::new(move |prompt| {
+            let _ = sender.send(prompt.verification_uri_complete.clone().unwrap());
+        });
+        let provider = Arc::clone(&tenant.provider);
+        let approver = tokio::spawn(async move {
+            let url = receiver.recv().await.unwrap();
+            provider.approve_device(&url, "alice").await;
+        });
+        let alice = hoist::auth::session::open_with(&target, Some(prompt))
+            .await
+            .unwrap();
+        let filed = alice
+            .file(&body(&role_id(graph::SECURITY_ADMIN), None, None), "k")
+            .await
+            .unwrap();
+        approver.await.unwrap();
+        assert_eq!(filed.state, RequestState::Approved);
+        // The first attempt was refused with the claims, the second carried them.
+        let posts: Vec<_> = tenant
+            .graph
+            .received()
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .collect();
+        assert_eq!(posts.len(), 2);
+        // The stronger session is the one kept.
+        let broker = target.broker.clone();
+        let kept = tokio::task::spawn_blocking(move || {
+            hoist::auth::secrets::load(&broker, "alice@contoso.example")
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+        let claims = oidc::jwt_claims(&kept.access_token);
+        assert_eq!(claims["acrs"], serde_json::json!(["c1"]));
+        assert_ne!(kept.access_token, session.access_token);
+    });
+}
+
+#[test]
+fn changes_arrive_as_live_events() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        let mut events = alice.events().await.unwrap();
+        let hello = events.next().await.unwrap().unwrap();
+        assert!(
+            matches!(hello, LiveEvent::Hello { ref user, .. } if user == "alice@contoso.example")
+        );
+        let filed = alice
+            .file(&body(&role_id(graph::USER_ADMIN), None, None), "k")
+            .await
+            .unwrap();
+        // The next poll sees the request, propagating.
+        let seen = tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let LiveEvent::Request { request } = seen else {
+            panic!("{seen:?}");
+        };
+        assert_eq!(
+            (request.id.as_str(), request.state),
+            (filed.id.as_str(), RequestState::Approved)
+        );
+        tenant.graph.propagate();
+        let mut active = None;
+        let mut granted = None;
+        while active.is_none() || granted.is_none() {
+            match tokio::time::timeout(Duration::from_secs(30), events.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+            {
+                LiveEvent::Request { request } => active = Some(request.state),
+                LiveEvent::Grant { grant } => granted = Some(grant.state),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(active, Some(RequestState::Active));
+        assert_eq!(granted, Some(GrantState::Active));
+    });
+}
+
+#[test]
+fn tokens_the_provider_did_not_sign_are_refused() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let forged =
+            backend::connect_to(&tenant.target(), "e30.e30.c2ln", Hooks::default()).unwrap();
+        let err = forged.me().await.unwrap_err();
+        assert!(matches!(err, BackendError::Unauthenticated(_)), "{err:?}");
+    });
+}
