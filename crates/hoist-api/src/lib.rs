@@ -29,6 +29,7 @@ mod events;
 mod grants;
 mod meta;
 mod requests;
+mod targets;
 pub mod text;
 
 pub use audit::*;
@@ -38,6 +39,7 @@ pub use events::*;
 pub use grants::*;
 pub use meta::*;
 pub use requests::*;
+pub use targets::*;
 
 #[cfg(test)]
 mod samples;

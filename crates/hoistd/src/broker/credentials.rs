@@ -45,6 +45,7 @@ impl Broker {
             token,
             issued_at: from_unix(claims.iat),
             expires_at: from_unix(claims.exp),
+            access: None,
         })
     }
 

@@ -58,6 +58,7 @@ impl Work<'_> {
             ticket: request.ticket.clone(),
             incident: request.incident.clone(),
             justification: request.justification.clone(),
+            access: None,
         };
         self.tx.insert_grant(&grant)?;
         request.state = RequestState::Active;

@@ -296,6 +296,7 @@ impl Policy {
                 pattern: role.ticket_pattern.as_ref().map(|p| p.as_str().to_string()),
             },
             min_justification: role.min_justification,
+            target: None,
         }
     }
 }

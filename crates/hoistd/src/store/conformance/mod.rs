@@ -166,6 +166,7 @@ fn grant(id: &str, request_id: &str, holder: &str, starts_ms: i64) -> Grant {
         ticket: None,
         incident: None,
         justification: "j".into(),
+        access: None,
     }
 }
 

@@ -105,6 +105,7 @@ pub(super) fn grant_from_row(row: &Row) -> Result<Grant, rusqlite::Error> {
         ticket: row.get(12)?,
         incident: row.get(13)?,
         justification: row.get(14)?,
+        access: None,
     })
 }
 
