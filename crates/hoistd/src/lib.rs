@@ -13,6 +13,7 @@ pub mod http;
 pub mod oidc;
 pub mod policy;
 pub mod store;
+pub mod target;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -68,6 +69,7 @@ impl Server {
         policy: Policy,
         reaper_held: bool,
     ) -> anyhow::Result<Self> {
+        policy.check_targets().await?;
         let broker = Arc::new(Broker::new(store, policy)?);
         #[cfg(feature = "testing")]
         broker.hold_reaper(reaper_held);
@@ -85,6 +87,21 @@ impl Server {
             shutdown: stopped.clone(),
         });
         let reaper = tokio::spawn(reap_forever(Arc::clone(&broker), stopped.clone()));
+        // Effects left in the outbox by the last run, if any, go first.
+        let outbox = tokio::spawn(target::outbox::run(
+            Arc::clone(&broker),
+            Arc::clone(broker.outbox_wakeup()),
+            stopped.clone(),
+        ));
+        let reconciler = tokio::spawn(target::reconcile::run(
+            Arc::clone(&broker),
+            {
+                let broker = Arc::clone(&broker);
+                move || broker.policy().settings.reconcile_every
+            },
+            Arc::clone(broker.reconciler_wakeup()),
+            stopped.clone(),
+        ));
         let mut on_stop = stopped;
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
@@ -96,6 +113,8 @@ impl Server {
                 tracing::error!(error = %err, "server stopped");
             }
             reaper.abort();
+            outbox.abort();
+            reconciler.abort();
         });
         Ok(Server {
             addr,
@@ -108,6 +127,7 @@ impl Server {
     /// Re-reads the policy file; a bad file leaves the current policy in force.
     pub async fn reload(&self, path: &Path) -> anyhow::Result<usize> {
         let policy = Policy::load(path)?;
+        policy.check_targets().await?;
         let broker = Arc::clone(&self.broker);
         Ok(tokio::task::spawn_blocking(move || broker.reload(policy)).await??)
     }
