@@ -26,3 +26,4 @@ mod reload;
 mod reviews;
 mod sso;
 mod store;
+mod targets_postgres;
