@@ -27,3 +27,4 @@ mod reviews;
 mod sso;
 mod store;
 mod targets_postgres;
+mod targets_webhook;
