@@ -31,6 +31,13 @@ use serde::Serialize;
 
 use crate::store::{Delivery, Effect, Store};
 
+/// The current time at the millisecond precision the store keeps (as the
+/// broker's own clock, which this layer does not import).
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
 /// The kinds a `[[targets]]` entry may name: its `kind`, and how to build
 /// one from its settings. Adding a kind is its file and one line here.
 pub const KINDS: &[(&str, Configure)] = &[

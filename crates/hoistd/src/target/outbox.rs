@@ -48,7 +48,7 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
     // Grants with an effect in flight, by the task running it.
     let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
     loop {
-        let now = crate::broker::now();
+        let now = super::now();
         let horizon = now + chrono::TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
         let looked = {
             let ledger = Arc::clone(&ledger);
@@ -87,11 +87,7 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
             Err(err) => tracing::error!(error = %err, "outbox not read; retrying"),
         }
         let sleep = next
-            .map(|at| {
-                (at - crate::broker::now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-            })
+            .map(|at| (at - super::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
         tokio::select! {

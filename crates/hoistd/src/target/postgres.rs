@@ -257,7 +257,20 @@ impl Postgres {
                     self.refused(db.message())
                 }
             }
-            None => self.unreachable(err),
+            // The driver's own words leave out why (a TLS handshake's
+            // "invalid peer certificate: UnknownIssuer"): add each cause once.
+            None => {
+                let mut text = err.to_string();
+                let mut source = std::error::Error::source(&err);
+                while let Some(cause) = source {
+                    let cause_text = cause.to_string();
+                    if !text.contains(&cause_text) {
+                        text = format!("{text}: {cause_text}");
+                    }
+                    source = cause.source();
+                }
+                self.unreachable(text)
+            }
         }
     }
 

@@ -171,7 +171,7 @@ impl Webhook {
         let timestamp = chrono::Utc::now().timestamp().to_string();
         let signature = format!("v1={}", sign(&self.secret, &timestamp, &body));
         let started = Instant::now();
-        let at = crate::broker::now();
+        let at = super::now();
         let result = self
             .http
             .post(self.url.clone())

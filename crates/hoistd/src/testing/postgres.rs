@@ -42,6 +42,9 @@ pub struct Postgres {
     password: String,
     /// The unprivileged user the server runs as, when we are root.
     run_as: Option<String>,
+    /// Whether the server speaks TLS, with a certificate for 127.0.0.1
+    /// signed by [`Postgres::ca_file`].
+    tls: bool,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -104,12 +107,20 @@ fn failed(what: &str, err: impl std::fmt::Display) -> PostgresError {
 impl Postgres {
     /// Makes and starts a fresh cluster (about a second).
     pub async fn start() -> Result<Postgres, PostgresError> {
-        tokio::task::spawn_blocking(Self::start_blocking)
+        tokio::task::spawn_blocking(|| Self::start_blocking(false))
             .await
             .map_err(|err| failed("start task", err))?
     }
 
-    fn start_blocking() -> Result<Postgres, PostgresError> {
+    /// [`Postgres::start`], the server also speaking TLS with a certificate
+    /// for `127.0.0.1` from a CA made for it (`openssl` must be installed).
+    pub async fn start_with_tls() -> Result<Postgres, PostgresError> {
+        tokio::task::spawn_blocking(|| Self::start_blocking(true))
+            .await
+            .map_err(|err| failed("start task", err))?
+    }
+
+    fn start_blocking(tls: bool) -> Result<Postgres, PostgresError> {
         let bin = binaries()?;
         let run_as = is_root().then(|| "postgres".to_string());
         let dir = tempfile::Builder::new()
@@ -131,7 +142,11 @@ impl Postgres {
             port: 0,
             password,
             run_as,
+            tls,
         };
+        if tls {
+            pg.make_certificates()?;
+        }
         if let Some(user) = &pg.run_as {
             for path in ["data", "run", "pwfile"] {
                 let status = Command::new("chown")
@@ -184,13 +199,114 @@ impl Postgres {
         Err(last.unwrap_or_else(|| failed("pg_ctl", "did not start")))
     }
 
+    /// A CA (`ca.pem`, beside the cluster) and a server certificate for
+    /// `127.0.0.1` signed by it, its key readable by the server alone.
+    fn make_certificates(&self) -> Result<(), PostgresError> {
+        let dir = self.dir.path();
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .map_err(|err| failed("certificate", err))?;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let steps: [Vec<&str>; 3] = [
+            [
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=hoist test CA",
+                ],
+            ]
+            .concat(),
+            [
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "run/server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "run/server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+        ];
+        for args in steps {
+            let output = Command::new("openssl")
+                .args(&args)
+                .current_dir(dir)
+                .output()
+                .map_err(|err| failed("openssl", err))?;
+            if !output.status.success() {
+                return Err(failed("openssl", String::from_utf8_lossy(&output.stderr)));
+            }
+        }
+        let key = dir.join("run/server.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(|err| failed("permissions", err))?;
+        if let Some(user) = &self.run_as {
+            for file in ["run/server.key", "run/server.pem"] {
+                Command::new("chown")
+                    .arg(format!("{user}:"))
+                    .arg(dir.join(file))
+                    .status()
+                    .map_err(|err| failed("chown", err))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The CA that signed the server's certificate, for a target's `ca_file`
+    /// (with [`Postgres::start_with_tls`]).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
     fn pg_ctl_start(&self) -> Result<(), PostgresError> {
         let run = self.dir.path().join("run");
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             self.port,
             run.display()
         );
+        if self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                run.join("server.pem").display(),
+                run.join("server.key").display()
+            ));
+        }
         self.run(
             "pg_ctl",
             &[

@@ -533,3 +533,69 @@ async fn a_broker_killed_mid_grant_removes_the_role_when_it_is_back() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn with_tls_configured_the_admin_connection_is_encrypted_and_checks_the_server() {
+    let pg = Postgres::start_with_tls()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute("CREATE ROLE app_admin NOLOGIN")
+        .await
+        .unwrap();
+    let with_ca = |ca: &std::path::Path| {
+        format!(
+            "{}\n{}sslmode = \"verify-full\"\nca_file = \"{}\"\n{}",
+            policy_text(""),
+            pg.target_toml("db1"),
+            ca.display(),
+            target_role("pgdb", "db1", "member_of = [\"app_admin\"]")
+        )
+    };
+    let broker = TestBroker::builder()
+        .policy(&with_ca(&pg.ca_file()))
+        .start()
+        .await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let encrypted: i64 = pg
+        .admin()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE application_name = 'hoistd' AND ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "hoistd's admin connection uses TLS");
+    let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
+    assert_eq!(credential.access.unwrap().env["PGSSLMODE"], "verify-full");
+
+    // A CA that did not sign the server's certificate: nothing is provisioned.
+    let other = Postgres::start_with_tls().await.unwrap();
+    let refused = TestBroker::builder()
+        .policy(&with_ca(&other.ca_file()))
+        .start()
+        .await;
+    let grant = granted(&refused, None).await;
+    eventually(LONG, || async {
+        let access = access_state(&refused, &grant.id).await;
+        access == Some(AccessState::Failed)
+    })
+    .await;
+    let reason = refused
+        .as_user("alice")
+        .grant(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap()
+        .reason
+        .unwrap();
+    assert!(reason.contains("certificate"), "{reason}");
+}
