@@ -599,3 +599,156 @@ async fn with_tls_configured_the_admin_connection_is_encrypted_and_checks_the_se
         .unwrap();
     assert!(reason.contains("certificate"), "{reason}");
 }
+
+/// Every byte hoistd keeps: its database and write-ahead log.
+fn stored_bytes(broker: &TestBroker) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(broker.dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("hoistd.db") {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    bytes
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn no_password_is_kept_in_hoistds_database_or_audit_log() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let mut passwords = Vec::new();
+    for _ in 0..3 {
+        let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
+        passwords.push(credential.access.unwrap().env["PGPASSWORD"].clone());
+    }
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    let stored = stored_bytes(&broker);
+    assert!(
+        holds(&stored, &grant.id),
+        "the scan reads what hoistd wrote"
+    );
+    for secret in passwords.iter().chain([&pg.admin_password().to_string()]) {
+        assert!(!holds(&stored, secret), "a secret in hoistd's database");
+    }
+    let audit = serde_json::to_string(&broker.as_user("erin").audit().await).unwrap();
+    assert!(passwords.iter().all(|p| !audit.contains(p.as_str())));
+}
+
+#[tokio::test]
+async fn what_a_grants_role_created_is_reassigned_as_configured_or_dropped() {
+    let pg = cluster().await;
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute("CREATE ROLE app_owner NOLOGIN; GRANT CREATE ON SCHEMA public TO app_admin;")
+        .await
+        .unwrap();
+    for (reassign, kept) in [(true, true), (false, false)] {
+        let mut text = policy(&pg, "member_of = [\"app_admin\"]");
+        if reassign {
+            text = text.replace(
+                "connect_timeout = \"2s\"\n",
+                "connect_timeout = \"2s\"\nreassign_owned_to = \"app_owner\"\n",
+            );
+        }
+        let broker = TestBroker::builder().policy(&text).start().await;
+        let grant = granted(&broker, None).await;
+        until_access(&broker, &grant.id, AccessState::Live).await;
+        let password = broker
+            .as_user("alice")
+            .credential(&grant.id)
+            .await
+            .unwrap()
+            .access
+            .unwrap()
+            .env["PGPASSWORD"]
+            .clone();
+        let table = format!("made_{reassign}");
+        pg.connect_as(&role_of(&grant), &password)
+            .await
+            .unwrap()
+            .batch_execute(&format!("CREATE TABLE {table} (id int)"))
+            .await
+            .unwrap();
+        broker
+            .as_user("alice")
+            .revoke(&grant.id, "done")
+            .await
+            .unwrap();
+        until_access(&broker, &grant.id, AccessState::Removed).await;
+        let owner: Option<String> = pg
+            .admin()
+            .await
+            .unwrap()
+            .query_opt(
+                "SELECT tableowner::text FROM pg_tables WHERE tablename = $1",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .map(|row| row.get(0));
+        if kept {
+            assert_eq!(owner.as_deref(), Some("app_owner"));
+        } else {
+            assert_eq!(owner, None, "dropped with the role");
+        }
+        assert!(!role_exists(&pg, &role_of(&grant)).await);
+    }
+}
+
+#[tokio::test]
+async fn an_extension_moves_valid_until_at_the_target() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, Some(600)).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let until = || async {
+        let at: String = pg
+            .admin()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS') \
+                 FROM pg_roles WHERE rolname = $1",
+                &[&role_of(&grant)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        at
+    };
+    assert_eq!(
+        until().await,
+        grant.expires_at.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()
+    );
+    let extension = broker
+        .as_user("alice")
+        .extend(&grant.id, 600)
+        .await
+        .unwrap();
+    broker.as_user("bob").approve(&extension.id).await.unwrap();
+    let extended = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    assert!(extended.expires_at > grant.expires_at);
+    let wanted = extended
+        .expires_at
+        .format("%Y-%m-%dT%H:%M:%S%.3f")
+        .to_string();
+    eventually(LONG, || async { until().await == wanted }).await;
+    assert_eq!(
+        access_state(&broker, &grant.id).await,
+        Some(AccessState::Live)
+    );
+}
