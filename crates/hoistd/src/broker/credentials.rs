@@ -63,12 +63,21 @@ impl Broker {
                 not_usable_yet(&grant, access),
             ));
         }
-        let target = grant.access.as_ref().and_then(|access| {
-            policy
-                .targets
-                .get(&access.target)
-                .map(|target| (Arc::clone(target), self.facts(&grant)))
-        });
+        let target = match &grant.access {
+            None => None,
+            Some(access) => match policy.targets.get(&access.target) {
+                Some(target) => Some((Arc::clone(target), self.facts(&grant))),
+                None => {
+                    return Err(Error::refuse(
+                        ErrorCode::InvalidState,
+                        format!(
+                            "grant {}'s access is at {}, which the policy in force no longer names",
+                            grant.id, access.target
+                        ),
+                    ));
+                }
+            },
+        };
         let expires_at = grant
             .expires_at
             .min(work.now + std_delta(policy.settings.credential_ttl));

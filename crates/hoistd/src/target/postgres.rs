@@ -180,10 +180,9 @@ impl Postgres {
                 }
                 None
             }
-            "require" | "verify-ca" | "verify-full" => Some(
-                tls(name, raw.ca_file.as_deref())
-                    .map_err(|why| format!("target `{name}`: {why}"))?,
-            ),
+            "require" | "verify-ca" | "verify-full" => {
+                Some(tls(raw.ca_file.as_deref()).map_err(|why| format!("target `{name}`: {why}"))?)
+            }
             other => {
                 return Err(format!(
                     "target `{name}`: sslmode `{other}` is not disable, require, verify-ca or verify-full"
@@ -731,7 +730,6 @@ fn percent_decode(text: &str) -> String {
 /// rustls for the admin connection: the server's certificate checked
 /// against `ca_file`, or the system's roots.
 fn tls(
-    name: &str,
     ca_file: Option<&std::path::Path>,
 ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
     use rustls::pki_types::CertificateDer;
@@ -760,7 +758,7 @@ fn tls(
             use rustls_platform_verifier::BuilderVerifierExt;
             builder
                 .with_platform_verifier()
-                .map_err(|err| format!("target `{name}`: the system's CA roots: {err}"))?
+                .map_err(|err| format!("the system's CA roots: {err}"))?
                 .with_no_client_auth()
         }
     };

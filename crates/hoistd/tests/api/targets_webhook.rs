@@ -450,3 +450,50 @@ fn webhook_targets_refuse_inline_secrets_plain_http_and_unknown_fields() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_target_dropped_from_the_policy_refuses_credentials_and_keeps_removals_pending() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let (broker, _dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    eventually(LONG, || async {
+        access(&broker, &grant.id).await.state == AccessState::Live
+    })
+    .await;
+    // The role stays, without its target.
+    let without = policy_text("")
+        + &target_role("k8s-admin", "hook", "")
+            .replace("target = \"hook\"\n", "")
+            .replace("[roles.access]\n", "");
+    std::fs::write(broker.policy_path(), without).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let refusal = refused(
+        broker.as_user("alice").credential(&grant.id).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    assert!(
+        refusal.contains("which the policy in force no longer names"),
+        "{refusal}"
+    );
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    eventually(LONG, || async {
+        access(&broker, &grant.id)
+            .await
+            .reason
+            .is_some_and(|r| r.contains("no such target in the policy in force"))
+    })
+    .await;
+    assert_eq!(
+        access(&broker, &grant.id).await.state,
+        AccessState::Removing
+    );
+    assert!(
+        endpoint.held.lock().unwrap().contains(&grant.id),
+        "never told"
+    );
+}
