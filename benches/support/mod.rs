@@ -82,6 +82,7 @@ pub fn roles(n: usize) -> Vec<Role> {
                     pattern: Some("(INC|CHG)-[0-9]+".into()),
                 },
                 min_justification: 20,
+                target: None,
             }
         })
         .collect();
@@ -194,6 +195,7 @@ pub fn grants(roles: &[Role], n: usize, now: DateTime<Utc>) -> Vec<Grant> {
                 ticket: Some(format!("CHG-{}", 2000 + i)),
                 incident: None,
                 justification: "Planned failover of db-prod-1 and the follow-up vacuum".into(),
+                access: None,
             }
         })
         .collect();

@@ -46,6 +46,13 @@ FIGURES = [
      lambda m: m["event"]["p99_ms"], "ms", 50.0, "<"),
     ("audit.verify", "audit", "Audit: `hoistd audit verify`, 1,000,000 events (median)",
      None, "s", 3.0, "<"),
+    ("targets.login", "targets", "Targets: approval to the first PostgreSQL login (p99)",
+     lambda m: m["p99_ms"], "ms", 200.0, "<"),
+    ("targets.revoke", "targets",
+     "Targets: revoke to open sessions terminated and new logins refused (p99)",
+     lambda m: m["terminated"]["p99_ms"], "ms", 1000.0, "<"),
+    ("targets.reconcile", "targets", "Targets: one reconciler pass, 200 live grants (slowest pass)",
+     lambda m: m["pass"]["max_ms"] / 1000, "s", 2.0, "<"),
 ]
 
 # Why a figure misses its target and what would close it; shown only when it misses.
@@ -99,6 +106,21 @@ MISSES = {
         "One thread reads the rows from SQLite and hashes each as stored "
         "(crates/hoistd/src/audit.rs); reading and hashing could run side by side on two "
         "threads."
+    ),
+    "targets.login": (
+        "Most of a login is two SCRAM-SHA-256 exchanges' PBKDF2 (4,096 rounds each side, the "
+        "admin connection's and the holder's) and the role's creation; a grant whose access is "
+        "slower than this waits in the outbox for the worker (crates/hoistd/src/target/outbox.rs)."
+    ),
+    "targets.revoke": (
+        "The removal is one outbox effect: NOLOGIN, pg_terminate_backend, then REASSIGN/DROP "
+        "OWNED in each configured database and DROP ROLE; a slow server shows in the teardown's "
+        "statements (crates/hoistd/src/target/postgres.rs)."
+    ),
+    "targets.reconcile": (
+        "A pass inspects each live grant's role, 16 at a time over one admin connection "
+        "(crates/hoistd/src/target/reconcile.rs); one query for every role of the target "
+        "would replace the per-grant queries."
     ),
     "idle.cpu": (
         "The TUI redraws once a second; the frame is diffed and only changed cells written, so "
@@ -353,6 +375,21 @@ def main():
             out(f"The process before loading: {statistics.median(r['baseline_kb'] for r in runs) * 1024 / 1e6:.1f} MB; "
                 f"JSON bodies: {runs[0]['json_bytes'] / 1e6:.1f} MB; resident after drawing: "
                 f"{statistics.median(r['rss_kb'] for r in runs) * 1024 / 1e6:.1f} MB.")
+            out("")
+        if source in ("targets.login", "targets.reconcile"):
+            runs = [r["metrics"]["pass"] if source == "targets.reconcile" else r["metrics"]
+                    for r in records[source]]
+            out(f"p50 {fmt(statistics.median(r['p50_ms'] for r in runs), 'ms')}, "
+                f"max {fmt(max(r['max_ms'] for r in runs), 'ms')}, "
+                f"{runs[0]['samples']} samples a run.")
+            out("")
+        if source == "targets.revoke":
+            runs = [r["metrics"] for r in records[source]]
+            out(f"p50 {fmt(statistics.median(r['terminated']['p50_ms'] for r in runs), 'ms')}, "
+                f"max {fmt(max(r['terminated']['max_ms'] for r in runs), 'ms')}, "
+                f"{runs[0]['terminated']['samples']} revocations a run; new logins refused "
+                f"afterwards: {sum(r['new_logins_refused'] for r in runs)} of "
+                f"{sum(r['terminated']['samples'] for r in runs)}.")
             out("")
         if source == "audit.verify":
             metrics = record["metrics"]

@@ -28,7 +28,8 @@ OUT = ROOT / "target" / "bench"
 KEPT = pathlib.Path(__file__).resolve().parent / "results"
 RESULTS = KEPT
 
-GROUPS = ["render", "filter", "startup", "idle", "memory", "cycles", "rate", "events", "audit"]
+GROUPS = ["render", "filter", "startup", "idle", "memory", "cycles", "rate", "events", "audit",
+          "targets"]
 
 # Per group: (full, quick) settings.
 SETTINGS = {
@@ -41,6 +42,7 @@ SETTINGS = {
     "rate": ({"runs": 3, "seconds": 30}, {"runs": 1, "seconds": 5}),
     "events": ({"runs": 3, "approvals": 200}, {"runs": 1, "approvals": 40}),
     "audit": ({"runs": 5, "events": 1_000_000}, {"runs": 2, "events": 100_000}),
+    "targets": ({"runs": 3, "grants": 200, "passes": 5}, {"runs": 1, "grants": 30, "passes": 2}),
 }
 
 BINS = {}
@@ -422,6 +424,18 @@ def group_audit(settings, rec, workdir):
                               "(written by `fixture audit`), the whole process, warm page cache"}},
             "hyperfine --shell=none --warmup 1 --runs {} {}".format(
                 settings["runs"], shlex.quote(shown(argv))))
+
+
+def group_targets(settings, rec, workdir):
+    """A real PostgreSQL target: each run starts its own cluster and broker."""
+    for index in range(settings["runs"]):
+        rec.from_output([BINS["targets"], "login", "--grants", settings["grants"]],
+                        run_index=index)
+        rec.from_output([BINS["targets"], "revoke", "--grants", settings["grants"]],
+                        run_index=index)
+        # The figure is defined at 200 live grants, quick or not.
+        rec.from_output([BINS["targets"], "reconcile", "--grants", 200,
+                         "--passes", settings["passes"]], run_index=index)
 
 
 def machine():

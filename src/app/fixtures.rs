@@ -25,6 +25,7 @@ pub(crate) fn role(id: &str) -> Role {
             pattern: None,
         },
         min_justification: 5,
+        target: None,
     }
 }
 
@@ -45,6 +46,7 @@ pub(crate) fn grant(id: &str, role: &str, holder: &str, expires_at: DateTime<Utc
         ticket: None,
         incident: None,
         justification: "rotate the keys".into(),
+        access: None,
     }
 }
 

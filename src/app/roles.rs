@@ -265,6 +265,7 @@ mod tests {
                 pattern: None,
             },
             min_justification: 0,
+            target: None,
         }
     }
 

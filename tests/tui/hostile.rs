@@ -99,6 +99,7 @@ fn grant(id: &str) -> Grant {
         ticket: Some(h("CHG-2")),
         incident: Some(h("INC-1")),
         justification: long("why"),
+        access: None,
     }
 }
 
@@ -122,6 +123,7 @@ fn role(id: &str) -> Role {
             pattern: Some("^CHG-[0-9]+$|\x1b\\[31mRED\u{202E}".into()),
         },
         min_justification: 20,
+        target: None,
     }
 }
 

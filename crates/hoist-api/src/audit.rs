@@ -32,10 +32,21 @@ pub enum AuditKind {
     /// A person signed in through an OpenID provider for the first time, and
     /// their provider identity (issuer, subject) was bound to a user name.
     IdentityBound,
+    /// The target confirmed a grant's access exists (`details`: target, kind).
+    Provisioned,
+    /// A provisioning attempt failed (`details`: target, attempt, error, retry_at).
+    ProvisionFailed,
+    /// The target confirmed a grant's access is gone.
+    Deprovisioned,
+    /// A removal attempt failed; it is retried until the target confirms.
+    DeprovisionFailed,
+    /// The reconciler removed access at a target that no live grant stood
+    /// behind (made by hand, or left by a crash).
+    DriftRemoved,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 17] = [
+    pub const ALL: [AuditKind; 22] = [
         Self::Requested,
         Self::Reviewed,
         Self::Approved,
@@ -53,6 +64,11 @@ impl AuditKind {
         Self::Expired,
         Self::PolicyReloaded,
         Self::IdentityBound,
+        Self::Provisioned,
+        Self::ProvisionFailed,
+        Self::Deprovisioned,
+        Self::DeprovisionFailed,
+        Self::DriftRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +90,11 @@ impl AuditKind {
             Self::Expired => "expired",
             Self::PolicyReloaded => "policy_reloaded",
             Self::IdentityBound => "identity_bound",
+            Self::Provisioned => "provisioned",
+            Self::ProvisionFailed => "provision_failed",
+            Self::Deprovisioned => "deprovisioned",
+            Self::DeprovisionFailed => "deprovision_failed",
+            Self::DriftRemoved => "drift_removed",
         }
     }
 

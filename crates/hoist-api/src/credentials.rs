@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::AccessCredential;
+
 /// `GET /v1/grants/{id}/credential`: a short-lived signed token for the
 /// grant's role, verifiable with `GET /.well-known/jwks.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -15,6 +17,10 @@ pub struct Credential {
     pub issued_at: DateTime<Utc>,
     /// Never later than the grant's end.
     pub expires_at: DateTime<Utc>,
+    /// How to use the access at the role's target (a PostgreSQL login, what
+    /// a webhook handed over); absent for a role with no target. Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessCredential>,
 }
 
 /// `POST /v1/introspect` (RFC 7662, form-encoded): is this credential live?
@@ -94,6 +100,7 @@ mod tests {
             token: "a.b.c".into(),
             issued_at: t("2026-01-01T00:00:00Z"),
             expires_at: t("2026-01-01T00:05:00Z"),
+            access: None,
         });
         round_trip(Introspection::default());
         assert_eq!(

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::TargetAccess;
+
 /// State of a grant. A grant exists only once access was activated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -49,6 +51,11 @@ pub struct Grant {
     pub ticket: Option<String>,
     pub incident: Option<String>,
     pub justification: String,
+    /// Where the access lives at the role's target and whether it is there
+    /// yet; absent for a role with no target. A grant with a target is
+    /// usable only once this is `live`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<TargetAccess>,
 }
 
 /// `POST /v1/grants/{id}/extend`: ask for more time on an active grant.

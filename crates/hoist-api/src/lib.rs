@@ -33,6 +33,7 @@ mod grants;
 mod meta;
 pub mod numbers;
 mod requests;
+mod targets;
 pub mod text;
 
 pub use audit::*;
@@ -42,6 +43,7 @@ pub use events::*;
 pub use grants::*;
 pub use meta::*;
 pub use requests::*;
+pub use targets::*;
 
 #[cfg(test)]
 mod samples;

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::RoleTarget;
+
 /// `GET /v1/health`: liveness and the broker's clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
@@ -79,6 +81,10 @@ pub struct Role {
     pub break_glass: bool,
     pub ticket: TicketRule,
     pub min_justification: u32,
+    /// The target system a grant of this role creates access at; absent for
+    /// a role whose grant is only a signed credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RoleTarget>,
 }
 
 #[cfg(test)]
@@ -127,6 +133,10 @@ mod tests {
                 pattern: Some("^INC-[0-9]+$".into()),
             },
             min_justification: 10,
+            target: Some(RoleTarget {
+                name: "db-prod-1".into(),
+                kind: "postgres".into(),
+            }),
         });
     }
 }

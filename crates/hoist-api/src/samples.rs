@@ -68,5 +68,6 @@ pub fn grant() -> Grant {
         ticket: None,
         incident: Some("INC-1".into()),
         justification: "x".into(),
+        access: None,
     }
 }

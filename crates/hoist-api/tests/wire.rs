@@ -129,6 +129,7 @@ fn revoked_grant() -> Grant {
         ticket: Some("CHG-1024".into()),
         incident: Some("INC-4711".into()),
         justification: "Vacuum the bloated orders table".into(),
+        access: None,
     }
 }
 
@@ -292,6 +293,7 @@ fn grants_and_credentials() {
             token: "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2ln".into(),
             issued_at: t("2026-06-01T09:05:00Z"),
             expires_at: t("2026-06-01T09:10:00Z"),
+            access: None,
         },
     );
     holds(
@@ -390,6 +392,7 @@ fn identity_roles_and_health() {
                 pattern: Some("^(?:(INC|CHG)-[0-9]+)$".into()),
             },
             min_justification: 20,
+            target: None,
         },
     );
 }
@@ -542,6 +545,14 @@ fn enums() {
         }
     }
     all("error_codes", serde_json::to_value(codes).unwrap());
+    all(
+        "access_states",
+        serde_json::to_value(AccessState::ALL).unwrap(),
+    );
+    for state in AccessState::ALL {
+        assert_eq!(json!(state.as_str()), serde_json::to_value(state).unwrap());
+        assert_eq!(AccessState::parse(state.as_str()), Some(state));
+    }
     // Each name parses back to its own value, and the strings the code
     // uses for states and kinds are the wire's.
     let back: Vec<ErrorCode> = serde_json::from_value(list("error_codes")).unwrap();
@@ -558,4 +569,123 @@ fn enums() {
         assert_eq!(json!(state.as_str()), serde_json::to_value(state).unwrap());
         assert_eq!(GrantState::parse(state.as_str()), Some(state));
     }
+}
+
+/// A grant whose role has a target carries where its access is; the
+/// credential for it, how to use that access; a role, where it grants it.
+#[test]
+fn targets() {
+    let mut provisioning = revoked_grant();
+    provisioning.state = GrantState::Active;
+    provisioning.ended_at = None;
+    provisioning.revoked_by = None;
+    provisioning.revoke_reason = None;
+    provisioning.break_glass = false;
+    provisioning.incident = None;
+    provisioning.access = Some(TargetAccess {
+        target: "db-prod-1".into(),
+        kind: "postgres".into(),
+        state: AccessState::Failed,
+        reason: Some("db-prod-1 unreachable: connection refused".into()),
+        attempts: 3,
+        next_attempt_at: Some(t("2026-06-01T09:05:04.250Z")),
+        updated_at: t("2026-06-01T09:05:02.125Z"),
+    });
+    holds("grant_with_access.json", provisioning);
+    holds(
+        "target_access_live.json",
+        TargetAccess {
+            target: "k8s-prod".into(),
+            kind: "webhook".into(),
+            state: AccessState::Live,
+            reason: None,
+            attempts: 1,
+            next_attempt_at: None,
+            updated_at: t("2026-06-01T09:05:00.040Z"),
+        },
+    );
+    let user = "hoist_alice_0123456789ab";
+    let password = "Zm9vYmFyYmF6cXV4cXV1eA";
+    let uri = format!(
+        "postgresql://{user}:{password}@db-prod-1.internal:5432/orders?sslmode=verify-full"
+    );
+    holds(
+        "credential_with_access.json",
+        Credential {
+            grant_id: "gr_0123456789ab".into(),
+            role: "prod-db-admin".into(),
+            token_type: "Bearer".into(),
+            token: "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2ln".into(),
+            issued_at: t("2026-06-01T09:05:00Z"),
+            expires_at: t("2026-06-01T09:10:00Z"),
+            access: Some(AccessCredential {
+                target: "db-prod-1".into(),
+                kind: "postgres".into(),
+                env: [
+                    ("PGHOST", "db-prod-1.internal"),
+                    ("PGPORT", "5432"),
+                    ("PGDATABASE", "orders"),
+                    ("PGUSER", user),
+                    ("PGPASSWORD", password),
+                    ("PGSSLMODE", "verify-full"),
+                ]
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+                command: Some(format!("psql '{uri}'")),
+                uri: Some(uri),
+                expires_at: t("2026-06-01T09:35:00Z"),
+            }),
+        },
+    );
+    holds(
+        "access_credential_minimal.json",
+        AccessCredential {
+            target: "k8s-prod".into(),
+            kind: "webhook".into(),
+            env: Default::default(),
+            uri: None,
+            command: None,
+            expires_at: t("2026-06-01T09:35:00Z"),
+        },
+    );
+    holds(
+        "role_with_target.json",
+        Role {
+            id: "prod-db-admin".into(),
+            name: "Production database admin".into(),
+            description: "Member of app_admin on db-prod-1.".into(),
+            scope: "postgres://db-prod-1.internal:5432".into(),
+            default_duration_secs: 1800,
+            max_duration_secs: 7200,
+            approval: ApprovalRule {
+                approvals: 1,
+                approver_groups: strings(&["prod-approvers"]),
+                approvers: strings(&["bob", "dave"]),
+            },
+            break_glass: false,
+            ticket: TicketRule {
+                required: false,
+                pattern: None,
+            },
+            min_justification: 20,
+            target: Some(RoleTarget {
+                name: "db-prod-1".into(),
+                kind: "postgres".into(),
+            }),
+        },
+    );
+}
+
+/// A broker that knows no targets, or one from before them, writes no
+/// `access` or `target` at all, and such documents still parse.
+#[test]
+fn targets_are_absent_where_there_are_none() {
+    let grant = serde_json::to_value(revoked_grant()).unwrap();
+    assert!(grant.get("access").is_none(), "{grant}");
+    assert_eq!(document("grant.json"), grant);
+    let role: Role = serde_json::from_value(document("role.json")).unwrap();
+    assert_eq!(role.target, None);
+    let credential: Credential = serde_json::from_value(document("credential.json")).unwrap();
+    assert_eq!(credential.access, None);
 }

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod oidc;
 pub mod policy;
 pub mod store;
+pub mod target;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -103,6 +104,7 @@ impl Server {
         options: Options,
         reaper_held: bool,
     ) -> anyhow::Result<Self> {
+        policy.check_targets().await?;
         let broker = Arc::new(match &options.signing_key {
             Some(key) => Broker::with_signer(
                 Arc::clone(&store),
@@ -136,9 +138,26 @@ impl Server {
             (plan, periodic)
         });
         let limits = http::serve::fit_to_open_files(options.limits);
+        // Effects left in the outbox by the last run, if any, go first.
+        let outbox = tokio::spawn(target::outbox::run(
+            Arc::clone(&broker),
+            Arc::clone(broker.outbox_wakeup()),
+            stopped.clone(),
+        ));
+        let reconciler = tokio::spawn(target::reconcile::run(
+            Arc::clone(&broker),
+            {
+                let broker = Arc::clone(&broker);
+                move || broker.policy().settings.reconcile_every
+            },
+            Arc::clone(broker.reconciler_wakeup()),
+            stopped.clone(),
+        ));
         let task = tokio::spawn(async move {
             http::serve::serve(listener, app, limits, stopped).await;
             reaper.abort();
+            outbox.abort();
+            reconciler.abort();
             // The last one after every connection has finished, so it covers
             // everything the broker answered.
             if let Some((plan, periodic)) = checkpoints {
@@ -157,6 +176,7 @@ impl Server {
     /// Re-reads the policy file; a bad file leaves the current policy in force.
     pub async fn reload(&self, path: &Path) -> anyhow::Result<usize> {
         let policy = Policy::load(path)?;
+        policy.check_targets().await?;
         let broker = Arc::clone(&self.broker);
         Ok(tokio::task::spawn_blocking(move || broker.reload(policy)).await??)
     }

@@ -61,7 +61,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Check a policy file and exit: 0 if valid, 1 with file:line: reason if not.
+    /// Check a policy file and exit: 0 if valid, 1 with file:line: reason if not. Each
+    /// role's access is checked against its target where the target answers.
     CheckPolicy { policy: PathBuf },
     /// Read a token from standard input and print the token_sha256 line for the policy.
     HashToken,
@@ -307,6 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckPolicy { policy } => {
             let loaded = Policy::load(&policy)?;
+            tokio::runtime::Runtime::new()?.block_on(loaded.check_targets())?;
             println!(
                 "{}: ok ({} roles)",
                 policy.display(),

@@ -134,6 +134,7 @@ pub fn role(role: &RoleRef, e: &EligibilityInstance, terms: &Terms) -> Role {
         name: display_name(role, e.role_definition.as_ref(), e.group.as_ref()),
         description,
         scope,
+        target: None,
         default_duration_secs: terms.default_duration_secs(),
         max_duration_secs: terms.max_duration_secs,
         approval: ApprovalRule {
@@ -197,6 +198,7 @@ pub fn grant(
         ended_at: None,
         revoked_by: None,
         revoke_reason: None,
+        access: None,
         break_glass: false,
         ticket,
         incident: None,

@@ -3,21 +3,81 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use hoist_api::{AuditKind, Credential, CredentialClaims, GrantState, Introspection};
+use hoist_api::{AuditKind, Credential, CredentialClaims, ErrorCode, GrantState, Introspection};
 use serde_json::json;
 
 use super::limits::Act;
+use super::targets::{not_usable_yet, usable};
 use super::{Broker, HolderAct, grant_event, new_id, settle_grant, std_delta};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::target::{GrantFacts, Ledger, TargetKind};
+
+/// A credential issued, and the target that still has to hand over its part.
+type Issued = (Credential, Option<(Arc<dyn TargetKind>, GrantFacts)>);
 
 impl Broker {
-    /// Issues a short-lived credential for an active grant the caller holds.
-    pub fn grant_credential(&self, user: &str, id: &str) -> Result<Credential> {
+    /// Issues a short-lived credential for an active grant the caller holds,
+    /// with, for a grant whose role has a target, how to use the access
+    /// there (a PostgreSQL password is set at this moment, never kept).
+    pub async fn credential(self: &Arc<Self>, user: String, id: String) -> Result<Credential> {
+        let broker = Arc::clone(self);
+        let (mut credential, target) =
+            tokio::task::spawn_blocking(move || broker.grant_credential(&user, &id))
+                .await
+                .map_err(|err| {
+                    tracing::error!(error = %err, "credential task failed");
+                    Error::refuse(ErrorCode::Internal, "internal error")
+                })??;
+        if let Some((target, facts)) = target {
+            let handed = target
+                .credential(&facts, &self.journal())
+                .await
+                .map_err(|err| {
+                    Error::refuse(
+                        ErrorCode::InvalidState,
+                        format!(
+                            "grant {} is live, but its access could not be handed over: {err}",
+                            facts.id
+                        ),
+                    )
+                })?;
+            credential.access = handed.map(|mut access| {
+                access.expires_at = access.expires_at.min(facts.expires_at);
+                access
+            });
+        }
+        Ok(credential)
+    }
+
+    /// The part of [`Broker::credential`] in the store: checks, the signed
+    /// token, the audit entry.
+    pub fn grant_credential(&self, user: &str, id: &str) -> Result<Issued> {
         self.limit(Act::FetchCredential, user)?;
         let mut work = self.begin()?;
         let policy = Arc::clone(&work.policy);
         let (grant, role) =
             self.held_active_grant(&work, &policy, user, id, HolderAct::FetchCredential)?;
+        if let Some(access) = grant.access.as_ref().filter(|_| !usable(&grant)) {
+            return Err(Error::refuse(
+                ErrorCode::InvalidState,
+                not_usable_yet(&grant, access),
+            ));
+        }
+        let target = match &grant.access {
+            None => None,
+            Some(access) => match policy.targets.get(&access.target) {
+                Some(target) => Some((Arc::clone(target), self.facts(&grant))),
+                None => {
+                    return Err(Error::refuse(
+                        ErrorCode::InvalidState,
+                        format!(
+                            "grant {}'s access is at {}, which the policy in force no longer names",
+                            grant.id, access.target
+                        ),
+                    ));
+                }
+            },
+        };
         let expires_at = grant
             .expires_at
             .min(work.now + std_delta(policy.settings.credential_ttl));
@@ -35,17 +95,24 @@ impl Broker {
         };
         let token = self.signer.issue(&claims)?;
         let mut issued = grant_event(AuditKind::CredentialIssued, user, work.now, &grant);
-        issued.details = json!({ "jti": jti, "expires_at": expires_at });
+        issued.details = match &grant.access {
+            Some(access) => {
+                json!({ "jti": jti, "expires_at": expires_at, "target": access.target })
+            }
+            None => json!({ "jti": jti, "expires_at": expires_at }),
+        };
         self.audit_use(&mut work, issued)?;
         self.finish(work)?;
-        Ok(Credential {
+        let credential = Credential {
             grant_id: grant.id,
             role: role.id.clone(),
             token_type: "Bearer".into(),
             token,
             issued_at: from_unix(claims.iat),
             expires_at: from_unix(claims.exp),
-        })
+            access: None,
+        };
+        Ok((credential, target))
     }
 
     /// RFC 7662: a credential is active only while its grant is.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hoist_api::{
-    AccessRequest, AuditKind, ErrorCode, Grant, GrantState, RequestKind, RequestState,
+    AccessRequest, AccessState, AuditKind, ErrorCode, Grant, GrantState, RequestKind, RequestState,
+    TargetAccess,
 };
 use serde_json::json;
 
@@ -15,7 +16,7 @@ use super::{
 };
 use crate::domain;
 use crate::error::{Error, Result};
-use crate::store::{GrantQuery, RequestQuery};
+use crate::store::{EffectAction, GrantQuery, RequestQuery};
 
 impl Work<'_> {
     /// Starts the grant for an approved access request if its requester
@@ -58,8 +59,24 @@ impl Work<'_> {
             ticket: request.ticket.clone(),
             incident: request.incident.clone(),
             justification: request.justification.clone(),
+            // Its end is fixed now; however long the target takes, the
+            // grant ends then.
+            access: self
+                .policy
+                .role(&request.role)
+                .and_then(|role| role.access.as_ref())
+                .map(|access| TargetAccess {
+                    target: access.target.clone(),
+                    kind: access.kind.to_string(),
+                    state: AccessState::Provisioning,
+                    reason: None,
+                    attempts: 0,
+                    next_attempt_at: None,
+                    updated_at: self.now,
+                }),
         };
         self.tx.insert_grant(&grant)?;
+        self.queue_effect(&grant, EffectAction::Provision)?;
         request.state = RequestState::Active;
         request.grant_id = Some(grant.id.clone());
         request.lapses_at = None;
@@ -108,6 +125,8 @@ impl Work<'_> {
         let ceiling = self.now + std_delta(max);
         grant.expires_at = previous.max((previous + delta(request.duration_secs)).min(ceiling));
         self.save_grant(&grant)?;
+        // The target learns the new end (a PostgreSQL role's VALID UNTIL).
+        self.queue_effect(&grant, EffectAction::Provision)?;
         request.state = RequestState::Active;
         request.lapses_at = None;
         self.save_request(request)?;
@@ -137,6 +156,9 @@ impl Work<'_> {
             grant.revoked_by = Some(actor.to_string());
             grant.revoke_reason = reason.clone();
         }
+        // Ended in hoist at once; the removal at the target is in the
+        // outbox, committed with this, and retried until confirmed.
+        self.end_access(grant)?;
         self.save_grant(grant)?;
         let attached = self.tx.requests(&RequestQuery {
             grant_id: Some(grant.id.clone()),

@@ -18,6 +18,7 @@ mod reaper;
 mod reload;
 mod requests;
 mod reviews;
+mod targets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -65,6 +66,10 @@ pub struct Broker {
     reloads: watch::Sender<u64>,
     limits: ArcSwap<limits::Limits>,
     uses: limits::Uses,
+    /// Wakes the outbox worker when an effect was written.
+    outbox: Arc<Notify>,
+    /// Wakes the reconciler for a pass now.
+    reconciler: Arc<Notify>,
 }
 
 pub use identities::Authenticated;
@@ -174,6 +179,8 @@ struct Work<'a> {
     now: DateTime<Utc>,
     /// The policy as it stood when the transaction began (see [`Broker::begin`]).
     policy: Arc<Policy>,
+    /// Whether an effect went into the outbox, to wake its worker.
+    effects: bool,
 }
 
 impl Work<'_> {
@@ -287,6 +294,8 @@ impl Broker {
             bindings: RwLock::default(),
             reloads: watch::Sender::new(0),
             uses: limits::Uses::default(),
+            outbox: Arc::new(Notify::new()),
+            reconciler: Arc::new(Notify::new()),
         }
     }
 
@@ -338,12 +347,21 @@ impl Broker {
             changes: Vec::new(),
             now: now(),
             policy: self.policy(),
+            effects: false,
         })
     }
 
     fn finish(&self, work: Work<'_>) -> Result<()> {
-        let Work { tx, changes, .. } = work;
+        let Work {
+            tx,
+            changes,
+            effects,
+            ..
+        } = work;
         tx.commit()?;
+        if effects {
+            self.outbox.notify_one();
+        }
         let wake = !changes.is_empty();
         for change in changes {
             // No subscribers is not an error.

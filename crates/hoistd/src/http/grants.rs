@@ -130,7 +130,9 @@ async fn extend_grant(
 
 /// A short-lived signed grant_credential (EdDSA JWT) for the grant's role. Its
 /// lifetime never exceeds the grant's remaining time. Every fetch is audited:
-/// repeated ones within a minute once more, with their count.
+/// repeated ones within a minute once more, with their count. For a role with
+/// a target, `access` says how to use the access there (for PostgreSQL, a
+/// fresh password set now); refused until the target confirmed the access.
 #[utoipa::path(get, path = "/v1/grants/{id}/credential", tag = "grants", security(("bearer" = [])),
     params(("id" = String, Path, description = "Grant id")),
     responses(
@@ -138,7 +140,7 @@ async fn extend_grant(
         (status = 401, description = "Missing or unknown token", body = ApiError),
         (status = 403, description = "Not the holder, or no longer eligible", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
-        (status = 409, description = "The grant is not active", body = ApiError),
+        (status = 409, description = "The grant is not active, or its access at its target is not live yet (the message says why)", body = ApiError),
         (status = 429, description = "Too many credential fetches by the caller; see Retry-After", body = ApiError),
     ))]
 async fn grant_credential(
@@ -146,9 +148,7 @@ async fn grant_credential(
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Credential>, Failure> {
-    Ok(Json(
-        blocking(&state, move |b| b.grant_credential(&user, &id)).await?,
-    ))
+    Ok(Json(state.broker.credential(user, id).await?))
 }
 
 /// Everything filed under one incident reference that the caller may see:

@@ -5,6 +5,7 @@
 mod issuers;
 mod roles;
 mod settings;
+mod targets;
 #[cfg(test)]
 mod tests;
 mod users;
@@ -15,13 +16,13 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hoist_api::{ApprovalRule, Role, TicketRule};
+use hoist_api::{ApprovalRule, Role, RoleTarget, TicketRule};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 pub use issuers::OidcIssuer;
-pub use roles::RoleDef;
+pub use roles::{RoleAccess, RoleDef};
 pub use settings::{Rate, Settings};
 
 /// A policy that passed every check.
@@ -34,6 +35,8 @@ pub struct Policy {
     groups: BTreeMap<String, BTreeSet<String>>,
     roles: BTreeMap<String, RoleDef>,
     pub oidc: Vec<OidcIssuer>,
+    /// The systems grants reach, by name.
+    pub targets: crate::target::Targets,
     /// Provider identities (issuer, subject) linked to users of the policy.
     links: BTreeMap<(String, String), String>,
     /// People who signed in through an OpenID provider, with the groups its
@@ -84,6 +87,9 @@ pub enum PolicyError {
         column: usize,
         reason: String,
     },
+    /// A role's access that its target, asked at load, refused.
+    #[error("{position}: {reason}")]
+    Target { position: String, reason: String },
 }
 
 impl Policy {
@@ -105,7 +111,8 @@ impl Policy {
         })?;
         let people = users::people(&source, &raw.users, &raw.groups)?;
         let settings = settings::settings(&source, raw.settings, &people.groups)?;
-        let roles = roles::roles(&source, raw.roles, &people)?;
+        let targets = targets::targets(&source, raw.targets)?;
+        let roles = roles::roles(&source, raw.roles, &people, &targets)?;
         let oidc = issuers::issuers(&source, raw.oidc)?;
         if let Some(((issuer, _), user)) = people
             .links
@@ -125,9 +132,41 @@ impl Policy {
             groups: people.groups,
             roles,
             oidc,
+            targets,
             links: people.links,
             directory: Arc::default(),
         })
+    }
+
+    /// Checks each role's access against its target where the target
+    /// answers (e.g. that every PostgreSQL role `member_of` names exists),
+    /// refusing with the role's `file:line:column`. A target that cannot be
+    /// reached now is logged, not refused: it may be down at activation too,
+    /// which the lifecycle handles.
+    pub async fn check_targets(&self) -> Result<(), PolicyError> {
+        for role in self.roles.values() {
+            let Some(access) = &role.access else {
+                continue;
+            };
+            let Some(target) = self.targets.get(&access.target) else {
+                continue;
+            };
+            match target.validate(&access.access).await {
+                Ok(()) => {}
+                Err(err) if err.is_unreachable() => tracing::warn!(
+                    role = %role.id,
+                    error = %err,
+                    "target not checked at load; grants wait for it"
+                ),
+                Err(err) => {
+                    return Err(PolicyError::Target {
+                        position: access.position.clone(),
+                        reason: format!("role `{}`: {err}", role.id),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the identities a previous policy learnt from OpenID providers.
@@ -296,6 +335,10 @@ impl Policy {
                 pattern: role.ticket_pattern.as_ref().map(|p| p.as_str().to_string()),
             },
             min_justification: role.min_justification,
+            target: role.access.as_ref().map(|access| RoleTarget {
+                name: access.target.clone(),
+                kind: access.kind.to_string(),
+            }),
         }
     }
 }
@@ -363,6 +406,8 @@ struct RawPolicy {
     roles: Vec<Spanned<roles::RawRole>>,
     #[serde(default)]
     oidc: Vec<Spanned<issuers::RawOidc>>,
+    #[serde(default)]
+    targets: Vec<Spanned<toml::Table>>,
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {

@@ -10,6 +10,18 @@ use toml::Spanned;
 
 use super::users::People;
 use super::{PolicyError, Source, duration, valid_name};
+use crate::target::Targets;
+
+/// What a role grants at its target: the target, and its `[roles.access]`
+/// as the kind checked it.
+#[derive(Debug, Clone)]
+pub struct RoleAccess {
+    pub target: String,
+    pub kind: &'static str,
+    pub access: serde_json::Value,
+    /// `file:line:column` of the role, for refusals found online.
+    pub position: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct RoleDef {
@@ -29,6 +41,8 @@ pub struct RoleDef {
     pub ticket_required: bool,
     pub ticket_pattern: Option<Regex>,
     pub min_justification: u32,
+    /// Where the role's grants reach, if anywhere but a signed credential.
+    pub access: Option<RoleAccess>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +76,10 @@ pub(super) struct RawRole {
     ticket_pattern: Option<TicketPattern>,
     #[serde(default)]
     min_justification: u32,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    access: Option<toml::Table>,
 }
 
 /// A ticket pattern, anchored so it must match the whole reference.
@@ -84,6 +102,7 @@ pub(super) fn roles(
     source: &Source<'_>,
     raw: Vec<Spanned<RawRole>>,
     people: &People,
+    targets: &Targets,
 ) -> Result<BTreeMap<String, RoleDef>, PolicyError> {
     let mut roles = BTreeMap::new();
     for role in raw {
@@ -145,6 +164,33 @@ pub(super) fn roles(
                 format!("{what} has break_glass_groups but break_glass = false"),
             ));
         }
+        let access = match (role.target, role.access) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(source.invalid(
+                    offset,
+                    format!("{what} has [roles.access] but names no target"),
+                ));
+            }
+            (Some(name), table) => {
+                let Some(target) = targets.get(&name) else {
+                    return Err(source.invalid(
+                        offset,
+                        format!("{what} names target `{name}`, which no [[targets]] defines"),
+                    ));
+                };
+                let access = target
+                    .access(table.unwrap_or_default())
+                    .map_err(|why| source.invalid(offset, format!("{what}: {why}")))?;
+                let (line, column) = hoist_api::text::line_and_column(source.text, offset);
+                Some(RoleAccess {
+                    target: name,
+                    kind: target.kind(),
+                    access,
+                    position: format!("{}:{line}:{column}", source.origin),
+                })
+            }
+        };
         let def = RoleDef {
             id: id.clone(),
             name: role.name.unwrap_or_else(|| id.clone()),
@@ -161,6 +207,7 @@ pub(super) fn roles(
             ticket_required: role.ticket_required,
             ticket_pattern: role.ticket_pattern.map(|p| p.0),
             min_justification: role.min_justification,
+            access,
         };
         if roles.insert(id.clone(), def).is_some() {
             return Err(source.invalid(offset, format!("role `{id}` is defined twice")));

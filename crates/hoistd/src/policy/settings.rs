@@ -23,6 +23,8 @@ pub struct Settings {
     pub credential_fetch_rate: Rate,
     pub introspection_rate: Rate,
     pub filing_rate: Rate,
+    /// How often targets are compared with the grants hoist holds.
+    pub reconcile_every: Duration,
 }
 
 /// At most `count` in each `per`, in a burst or spread out.
@@ -97,6 +99,8 @@ pub(super) struct RawSettings {
     introspection_rate: Rate,
     #[serde(deserialize_with = "rate")]
     filing_rate: Rate,
+    #[serde(deserialize_with = "duration")]
+    reconcile_every: Duration,
 }
 
 impl Default for RawSettings {
@@ -112,6 +116,7 @@ impl Default for RawSettings {
             credential_fetch_rate: Rate::per_minute(60),
             introspection_rate: Rate::per_minute(1200),
             filing_rate: Rate::per_minute(20),
+            reconcile_every: Duration::from_secs(300),
         }
     }
 }
@@ -134,6 +139,7 @@ pub(super) fn settings(
         ("pending_ttl", raw.pending_ttl),
         ("claim_ttl", raw.claim_ttl),
         ("credential_ttl", raw.credential_ttl),
+        ("reconcile_every", raw.reconcile_every),
     ] {
         if value.is_zero() {
             return Err(source.invalid(offset, format!("settings.{what} must be longer than zero")));
@@ -148,5 +154,6 @@ pub(super) fn settings(
         credential_fetch_rate: raw.credential_fetch_rate,
         introspection_rate: raw.introspection_rate,
         filing_rate: raw.filing_rate,
+        reconcile_every: raw.reconcile_every,
     })
 }

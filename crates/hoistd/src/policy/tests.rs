@@ -158,3 +158,82 @@ fn columns_count_characters_after_multi_byte_text() {
     );
     assert!(err.starts_with("p.toml:12:20:"), "{err}");
 }
+
+#[test]
+fn targets_refuse_inline_secrets_unknown_kinds_and_loose_access() {
+    let target = |lines: &str| format!("{MINIMAL}\n[[targets]]\nname = \"db1\"\n{lines}\n");
+    let line = MINIMAL.lines().count() + 2;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "pw").unwrap();
+    for (text, said) in [
+        (
+            target(
+                "kind = \"postgres\"\nurl = \"postgres://admin@db:5432/app\"\npassword = \"hunter2\"",
+            ),
+            "writes its password inline",
+        ),
+        (
+            target(
+                "kind = \"postgres\"\nurl = \"postgres://admin:hunter2@db:5432/app\"\npassword_file = \"/dev/null\"",
+            ),
+            "url holds a password",
+        ),
+        (
+            target(
+                "kind = \"postgres\"\nurl = \"postgres://admin@db/app\"\npassword_file = \"/nonexistent/pw\"",
+            ),
+            "cannot read /nonexistent/pw (password_file)",
+        ),
+        (
+            target(&format!(
+                "kind = \"postgres\"\nurl = \"postgres://admin@db/app\"\npassword_file = \"{}\"\nsslmode = \"prefer\"",
+                password.display()
+            )),
+            "sslmode `prefer` is not",
+        ),
+        (target("kind = \"ldap\""), "known kinds: postgres, webhook"),
+        (target("url = \"x\""), "needs `kind`"),
+    ] {
+        let err = refused(&text);
+        assert!(err.starts_with(&format!("p.toml:{line}:")), "{err}");
+        assert!(err.contains(said), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+    let err = refused(&format!("{MINIMAL}\n[roles.access]\nmember_of = [\"x\"]\n"));
+    assert!(
+        err.contains("has [roles.access] but names no target"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_role_names_its_target_and_what_it_grants_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let text = format!(
+        "{MINIMAL}target = \"db1\"\n\n[roles.access]\nmember_of = [\"app_admin\"]\n\
+         connection_limit = 2\n\n[[targets]]\nname = \"db1\"\nkind = \"postgres\"\n\
+         url = \"postgres://hoist_admin@db-prod-1.internal:5432/app\"\npassword_file = \"{}\"\n",
+        password.display()
+    );
+    let policy = Policy::parse("p.toml", &text).unwrap();
+    let access = policy.role("db").unwrap().access.as_ref().unwrap();
+    assert_eq!((access.target.as_str(), access.kind), ("db1", "postgres"));
+    assert_eq!(
+        access.access,
+        serde_json::json!({ "member_of": ["app_admin"], "connection_limit": 2 })
+    );
+    assert!(
+        access.position.starts_with("p.toml:8:"),
+        "{}",
+        access.position
+    );
+    let shown = format!("{:?}", policy.targets);
+    assert!(!shown.contains("s3cret"), "{shown}");
+    let err = refused(&text.replace("connection_limit = 2", "connection_limit = 0"));
+    assert!(err.contains("connection_limit must be at least 1"), "{err}");
+    let err = refused(&text.replace("connection_limit = 2", "superuser = true"));
+    assert!(err.contains("unknown field `superuser`"), "{err}");
+}

@@ -39,11 +39,20 @@
 //!    again: a server database may already have aborted it.
 //! 7. What is written is read back as it was, every field, with times at
 //!    millisecond precision; lists come in the order their query documents.
+//!    A grant's `access` is part of the grant: written by
+//!    [`Tx::insert_grant`] and [`Tx::update_grant`] when present, read back
+//!    with it (absent when never written), and never removed.
 //! 8. A [`Snapshot`] reads the audit log as it stood when the snapshot was
 //!    taken, and holds no lock writers wait for: transactions begin, write
 //!    and commit while it is open, and it does not see them. Verifying a
 //!    long log reads from one, so the broker goes on writing meanwhile.
 //!    SQLite: a read transaction on a connection of its own, in WAL mode.
+//! 9. Target effects (the outbox) are kept until done and never removed:
+//!    [`Tx::due_effects`] lists only those not done whose next attempt is
+//!    at or before the moment asked, soonest first; an effect id is unique
+//!    (a second insert is a [`StoreError::Conflict`]). The broker writes an
+//!    effect in the same transaction as the grant change that calls for it,
+//!    so with rule 6 no committed change is without its effect.
 //!
 //! A backend is chosen by [`open`] from a location: `sqlite:PATH` or a bare
 //! path is the embedded [`SqliteStore`] (its schema in
@@ -61,7 +70,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use hoist_api::{AccessRequest, AuditEvent, Grant, GrantState, RequestState, Review};
+use hoist_api::{AccessRequest, AccessState, AuditEvent, Grant, GrantState, RequestState, Review};
 
 pub use sqlite::SqliteStore;
 
@@ -179,7 +188,68 @@ pub struct GrantQuery {
     pub holder: Option<String>,
     pub states: Vec<GrantState>,
     pub incident: Option<String>,
+    /// Only grants whose access is at this target.
+    pub target: Option<String>,
+    /// Only grants whose access is in one of these states (none: any grant,
+    /// with or without a target).
+    pub access_states: Vec<AccessState>,
     pub limit: Option<usize>,
+}
+
+/// What the outbox must make true at a target for a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EffectAction {
+    Provision,
+    Deprovision,
+}
+
+impl EffectAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectAction::Provision => "provision",
+            EffectAction::Deprovision => "deprovision",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [EffectAction::Provision, EffectAction::Deprovision]
+            .into_iter()
+            .find(|action| action.as_str() == s)
+    }
+}
+
+/// One entry of the outbox: an effect at a target, tried until confirmed
+/// (a provision until its grant ends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    pub id: String,
+    pub grant_id: String,
+    pub target: String,
+    pub action: EffectAction,
+    /// Attempts that failed so far.
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When the target confirmed it, or it was superseded; `None` while
+    /// it is still to be done.
+    pub done_at: Option<DateTime<Utc>>,
+}
+
+/// One call to a webhook target, as its delivery log keeps it: never its
+/// secret, its signature or its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The `X-Hoist-Delivery` id.
+    pub id: String,
+    pub target: String,
+    pub action: String,
+    pub grant_id: Option<String>,
+    /// The HTTP status, if an answer came.
+    pub status: Option<u16>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// Which audit events to list, oldest first.
@@ -281,6 +351,24 @@ pub trait Tx {
         user: &str,
         at: DateTime<Utc>,
     ) -> Result<()>;
+
+    /// Writes an effect to the outbox (rule 9).
+    fn insert_effect(&mut self, effect: &Effect) -> Result<()>;
+    /// Writes an effect's attempts, next attempt, last error and done time
+    /// (rule 5: one never stored is not found).
+    fn update_effect(&mut self, effect: &Effect) -> Result<()>;
+    /// A grant's effects, done or not, oldest first.
+    fn grant_effects(&self, grant_id: &str) -> Result<Vec<Effect>>;
+    /// Effects not done whose next attempt is at or before `now`, soonest
+    /// first, then oldest first; at most `limit`.
+    fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Effect>>;
+    /// When the soonest effect not done is next due.
+    fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// Adds an entry to the webhook delivery log.
+    fn insert_delivery(&mut self, delivery: &Delivery) -> Result<()>;
+    /// The newest deliveries first, at most `limit`.
+    fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>>;
 
     /// The newest credential signing key: its id and PKCS#8 document.
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>>;

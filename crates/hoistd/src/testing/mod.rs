@@ -21,6 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod client;
+mod postgres;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
 pub use client::{Answer, Client, db_request, request};
+pub use postgres::{Postgres, PostgresError};
 
 use crate::http::serve::Limits;
 use crate::store::Location;
@@ -110,6 +112,29 @@ scope = "vault://x"
 eligible_users = ["alice"]
 default_duration = "10m"
 max_duration = "1h"
+"#
+    )
+}
+
+/// A `[[roles]]` entry for the test policy whose grants reach `target`:
+/// eligible to `eng`, one approval from `approvers`, 30 minutes by default,
+/// with `access` (TOML lines) as its `[roles.access]`.
+pub fn target_role(id: &str, target: &str, access: &str) -> String {
+    format!(
+        r#"
+[[roles]]
+id = "{id}"
+name = "{id} at {target}"
+scope = "{target}"
+eligible_groups = ["eng"]
+default_duration = "30m"
+max_duration = "1h"
+approvals = 1
+approver_groups = ["approvers"]
+target = "{target}"
+
+[roles.access]
+{access}
 "#
     )
 }

@@ -28,3 +28,5 @@ mod reviews;
 mod serving;
 mod sso;
 mod store;
+mod targets_postgres;
+mod targets_webhook;

@@ -28,6 +28,7 @@
 mod audit;
 mod records;
 mod rules;
+mod targets;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use hoist_api::{
@@ -47,6 +48,7 @@ pub use rules::{
     conflicts_and_missing_rows, dropping_a_transaction_rolls_everything_back,
     racing_appends_take_turns, racing_reviews_let_exactly_one_decide,
 };
+pub use targets::{effects_outbox, grant_access_round_trip_and_queries, webhook_deliveries};
 
 use super::{Store, Tx};
 
@@ -74,6 +76,9 @@ macro_rules! store_conformance {
             dropping_a_transaction_rolls_everything_back,
             racing_reviews_let_exactly_one_decide,
             racing_appends_take_turns,
+            grant_access_round_trip_and_queries,
+            effects_outbox,
+            webhook_deliveries,
         );
     };
     (@each $with_fresh_store:path; $($check:ident),* $(,)?) => {
@@ -170,6 +175,7 @@ fn grant(id: &str, request_id: &str, holder: &str, starts_ms: i64) -> Grant {
         ticket: None,
         incident: None,
         justification: "j".into(),
+        access: None,
     }
 }
 

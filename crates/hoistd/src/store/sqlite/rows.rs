@@ -3,11 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use hoist_api::{
-    AccessRequest, Acknowledgement, AuditEvent, AuditKind, Claim, Grant, GrantState, RequestKind,
-    RequestState,
+    AccessRequest, AccessState, Acknowledgement, AuditEvent, AuditKind, Claim, Grant, GrantState,
+    RequestKind, RequestState, TargetAccess,
 };
 use rusqlite::Row;
 use rusqlite::types::Value;
+
+use crate::store::{Delivery, Effect, EffectAction};
 
 pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -87,6 +89,31 @@ pub(super) fn request_from_row(row: &Row) -> Result<AccessRequest, rusqlite::Err
 pub(super) const GRANT_COLUMNS: &str = "id, request_id, role, role_name, holder, starts_at, expires_at, \
     state, ended_at, revoked_by, revoke_reason, break_glass, ticket, incident, justification";
 
+/// A grant with its access at a target, if it has one: select these from
+/// [`GRANT_SOURCE`].
+pub(super) const GRANT_SELECT: &str = "id, request_id, role, role_name, holder, starts_at, expires_at, \
+    state, ended_at, revoked_by, revoke_reason, break_glass, ticket, incident, justification, \
+    target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated";
+
+pub(super) const GRANT_SOURCE: &str =
+    "grants LEFT JOIN grant_access ON grant_access.grant_id = grants.id";
+
+fn access_from_row(row: &Row) -> Result<Option<TargetAccess>, rusqlite::Error> {
+    let Some(target) = row.get::<_, Option<String>>(15)? else {
+        return Ok(None);
+    };
+    let state: String = row.get(17)?;
+    Ok(Some(TargetAccess {
+        target,
+        kind: row.get(16)?,
+        state: AccessState::parse(&state).ok_or_else(|| corrupt("access state", &state))?,
+        reason: row.get(18)?,
+        attempts: row.get(19)?,
+        next_attempt_at: opt_time(row.get(20)?)?,
+        updated_at: time(row.get(21)?)?,
+    }))
+}
+
 pub(super) fn grant_from_row(row: &Row) -> Result<Grant, rusqlite::Error> {
     let state: String = row.get(7)?;
     Ok(Grant {
@@ -105,6 +132,41 @@ pub(super) fn grant_from_row(row: &Row) -> Result<Grant, rusqlite::Error> {
         ticket: row.get(12)?,
         incident: row.get(13)?,
         justification: row.get(14)?,
+        access: access_from_row(row)?,
+    })
+}
+
+pub(super) const EFFECT_COLUMNS: &str =
+    "id, grant_id, target, action, attempts, next_attempt_at, last_error, created_at, done_at";
+
+pub(super) fn effect_from_row(row: &Row) -> Result<Effect, rusqlite::Error> {
+    let action: String = row.get(3)?;
+    Ok(Effect {
+        id: row.get(0)?,
+        grant_id: row.get(1)?,
+        target: row.get(2)?,
+        action: EffectAction::parse(&action).ok_or_else(|| corrupt("effect action", &action))?,
+        attempts: row.get(4)?,
+        next_attempt_at: time(row.get(5)?)?,
+        last_error: row.get(6)?,
+        created_at: time(row.get(7)?)?,
+        done_at: opt_time(row.get(8)?)?,
+    })
+}
+
+pub(super) const DELIVERY_COLUMNS: &str =
+    "id, target, action, grant_id, status, duration_ms, error, at";
+
+pub(super) fn delivery_from_row(row: &Row) -> Result<Delivery, rusqlite::Error> {
+    Ok(Delivery {
+        id: row.get(0)?,
+        target: row.get(1)?,
+        action: row.get(2)?,
+        grant_id: row.get(3)?,
+        status: row.get(4)?,
+        duration_ms: row.get(5)?,
+        error: row.get(6)?,
+        at: time(row.get(7)?)?,
     })
 }
 

@@ -11,7 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use super::Durability;
 use super::rows::*;
 use crate::store::{
-    AuditHead, AuditQuery, GrantQuery, RequestQuery, Result, StoreError, StoredAudit, Tx,
+    AuditHead, AuditQuery, Delivery, Effect, GrantQuery, RequestQuery, Result, StoreError,
+    StoredAudit, Tx,
 };
 
 pub(super) struct SqliteTx<'a> {
@@ -58,6 +59,31 @@ fn updated(rows: usize, what: &str, id: &str) -> Result<()> {
 }
 
 impl SqliteTx<'_> {
+    /// A grant's access, as part of the grant (rule 7): written when present.
+    fn write_access(&mut self, g: &Grant) -> Result<()> {
+        let Some(access) = &g.access else {
+            return Ok(());
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO grant_access (grant_id, target, kind, access_state, access_reason, \
+                 attempts, next_attempt_at, access_updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (grant_id) DO UPDATE SET target = ?2, kind = ?3, access_state = ?4, \
+                 access_reason = ?5, attempts = ?6, next_attempt_at = ?7, access_updated = ?8",
+            )?
+            .execute(params![
+                g.id,
+                access.target,
+                access.kind,
+                access.state.as_str(),
+                access.reason,
+                access.attempts,
+                access.next_attempt_at.map(ms),
+                ms(access.updated_at),
+            ])?;
+        Ok(())
+    }
+
     fn load_reviews(&self, request: &mut AccessRequest) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT reviewer, decision, comment, at FROM reviews WHERE request_id = ?1 ORDER BY at, reviewer",
@@ -202,7 +228,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn grant(&self, id: &str) -> Result<Option<Grant>> {
-        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1");
+        let sql = format!("SELECT {GRANT_SELECT} FROM {GRANT_SOURCE} WHERE id = ?1");
         Ok(self
             .query_grants(&sql, &[Value::Text(id.to_string())])?
             .pop())
@@ -213,8 +239,13 @@ impl Tx for SqliteTx<'_> {
         filter.eq("holder", query.holder.as_ref());
         filter.within_states("state", query.states.iter().map(|s| s.as_str()));
         filter.eq("incident", query.incident.as_ref());
+        filter.eq("target", query.target.as_ref());
+        filter.within_states(
+            "access_state",
+            query.access_states.iter().map(|s| s.as_str()),
+        );
         let sql = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants {} ORDER BY starts_at DESC, id DESC{}",
+            "SELECT {GRANT_SELECT} FROM {GRANT_SOURCE} {} ORDER BY starts_at DESC, id DESC{}",
             filter.sql(),
             limit(query.limit)
         );
@@ -244,7 +275,7 @@ impl Tx for SqliteTx<'_> {
                 g.incident,
                 g.justification,
             ])?;
-        Ok(())
+        self.write_access(g)
     }
 
     fn update_grant(&mut self, g: &Grant) -> Result<()> {
@@ -262,7 +293,8 @@ impl Tx for SqliteTx<'_> {
                 g.revoked_by,
                 g.revoke_reason,
             ])?;
-        updated(changed, "grant", &g.id)
+        updated(changed, "grant", &g.id)?;
+        self.write_access(g)
     }
 
     fn due_requests(&self, now: DateTime<Utc>) -> Result<Vec<AccessRequest>> {
@@ -278,7 +310,8 @@ impl Tx for SqliteTx<'_> {
 
     fn due_grants(&self, now: DateTime<Utc>) -> Result<Vec<Grant>> {
         let sql = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE state = 'active' AND expires_at <= ?1 ORDER BY expires_at"
+            "SELECT {GRANT_SELECT} FROM {GRANT_SOURCE} WHERE state = 'active' AND expires_at <= ?1 \
+             ORDER BY expires_at"
         );
         self.query_grants(&sql, &[Value::Integer(ms(now))])
     }
@@ -408,6 +441,101 @@ impl Tx for SqliteTx<'_> {
             )?
             .execute(params![issuer, subject, user, ms(at)])?;
         Ok(())
+    }
+
+    fn insert_effect(&mut self, e: &Effect) -> Result<()> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO target_effects ({EFFECT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))?
+            .execute(params![
+                e.id,
+                e.grant_id,
+                e.target,
+                e.action.as_str(),
+                e.attempts,
+                ms(e.next_attempt_at),
+                e.last_error,
+                ms(e.created_at),
+                e.done_at.map(ms),
+            ])?;
+        Ok(())
+    }
+
+    fn update_effect(&mut self, e: &Effect) -> Result<()> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE target_effects SET attempts = ?2, next_attempt_at = ?3, last_error = ?4, \
+                 done_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![
+                e.id,
+                e.attempts,
+                ms(e.next_attempt_at),
+                e.last_error,
+                e.done_at.map(ms),
+            ])?;
+        updated(changed, "effect", &e.id)
+    }
+
+    fn grant_effects(&self, grant_id: &str) -> Result<Vec<Effect>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE grant_id = ?1 ORDER BY created_at, rowid"
+        ))?;
+        let effects = stmt
+            .query_map([grant_id], effect_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(effects)
+    }
+
+    fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Effect>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE done_at IS NULL \
+             AND next_attempt_at <= ?1 ORDER BY next_attempt_at, created_at, rowid LIMIT ?2"
+        ))?;
+        let effects = stmt
+            .query_map(params![ms(now), limit as i64], effect_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(effects)
+    }
+
+    fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT min(next_attempt_at) FROM target_effects WHERE done_at IS NULL",
+            )?
+            .query_row([], |row| row.get(0))?;
+        Ok(opt_time(next)?)
+    }
+
+    fn insert_delivery(&mut self, d: &Delivery) -> Result<()> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                d.id,
+                d.target,
+                d.action,
+                d.grant_id,
+                d.status,
+                d.duration_ms as i64,
+                d.error,
+                ms(d.at),
+            ])?;
+        Ok(())
+    }
+
+    fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries ORDER BY at DESC, rowid DESC LIMIT ?1"
+        ))?;
+        let deliveries = stmt
+            .query_map([limit as i64], delivery_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(deliveries)
     }
 
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {

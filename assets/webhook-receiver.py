@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""An example receiver for hoistd's webhook targets (Python 3 standard library only).
+
+hoistd POSTs {"action": "provision" | "deprovision" | "inspect", "grant": {...}}
+with three headers:
+
+  X-Hoist-Delivery:  a UUID for this call (log it; retries get a new one)
+  X-Hoist-Timestamp: Unix seconds when it was signed
+  X-Hoist-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>
+
+This receiver checks the signature in constant time, refuses timestamps more
+than five minutes off (so a captured call cannot be replayed later), and keeps
+the grants it provisioned in memory. Replace `provision` and `deprovision` with
+calls to the real system (create and delete a Kubernetes RoleBinding, attach and
+detach an IAM policy, ...). Each must be idempotent: hoistd retries until it
+gets {"status": "ok"}.
+
+    HOIST_WEBHOOK_SECRET=... python3 webhook-receiver.py --port 8711
+
+Answers: 2xx with {"status": "ok"} for provision and deprovision, and
+{"present": true|false} for inspect, optionally with
+{"credential": {"env": {...}, "uri": "...", "command": "..."}}, which hoistd
+hands to the grant's holder when they fetch their credential. Anything else
+(4xx, 5xx, other JSON, a redirect) is a failure hoistd retries with backoff.
+"""
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+TOLERANCE_SECS = 300
+MAX_BODY = 64 * 1024
+
+SECRET = os.environ.get("HOIST_WEBHOOK_SECRET", "").encode()
+GRANTS = {}
+LOCK = threading.Lock()
+
+
+def verify(headers, body):
+    """The reason a call is refused, or None if it is genuine and fresh."""
+    timestamp = headers.get("X-Hoist-Timestamp", "")
+    signature = headers.get("X-Hoist-Signature", "")
+    if not timestamp.isdigit():
+        return "missing or malformed X-Hoist-Timestamp"
+    if abs(time.time() - int(timestamp)) > TOLERANCE_SECS:
+        return "stale X-Hoist-Timestamp"
+    expected = hmac.new(SECRET, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(signature, "v1=" + expected):
+        return "bad X-Hoist-Signature"
+    return None
+
+
+def provision(grant):
+    with LOCK:
+        GRANTS[grant["id"]] = grant
+
+
+def deprovision(grant):
+    with LOCK:
+        GRANTS.pop(grant["id"], None)
+
+
+def present(grant):
+    with LOCK:
+        return grant["id"] in GRANTS
+
+
+class Receiver(BaseHTTPRequestHandler):
+    def answer(self, status, document):
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            return self.answer(413, {"status": "error", "message": "body too large"})
+        body = self.rfile.read(length)
+        refused = verify(self.headers, body)
+        if refused:
+            return self.answer(401, {"status": "error", "message": refused})
+        call = json.loads(body)
+        action, grant = call.get("action"), call.get("grant") or {}
+        if action == "provision":
+            provision(grant)
+            return self.answer(200, {"status": "ok"})
+        if action == "deprovision":
+            deprovision(grant)
+            return self.answer(200, {"status": "ok"})
+        if action == "inspect":
+            if not present(grant):
+                return self.answer(200, {"present": False})
+            # What the holder gets at their credential fetch. A real receiver
+            # would mint a short-lived token here; nothing is kept by hoistd.
+            return self.answer(200, {
+                "present": True,
+                "credential": {
+                    "env": {"EXAMPLE_GRANT": grant["id"], "EXAMPLE_USER": grant["holder"]},
+                    "command": "echo granted " + grant["id"],
+                },
+            })
+        return self.answer(400, {"status": "error", "message": "unknown action"})
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("webhook-receiver: " + (fmt % args) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8711)
+    args = parser.parse_args()
+    if not SECRET:
+        sys.exit("webhook-receiver: set HOIST_WEBHOOK_SECRET to the target's secret")
+    server = ThreadingHTTPServer((args.host, args.port), Receiver)
+    print(f"webhook-receiver: listening on http://{args.host}:{server.server_port}/", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

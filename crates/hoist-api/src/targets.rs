@@ -1,0 +1,187 @@
+//! Target systems: where a grant's access lives (a PostgreSQL role, a
+//! webhook's system), whether it is there yet, and how its holder uses it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Where a grant's access is in its life at the target:
+/// `provisioning -> live -> removing -> removed`, with `failed` while a
+/// provisioning attempt failed and waits to be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessState {
+    /// The grant is active in hoist; the target has not confirmed the access yet.
+    Provisioning,
+    /// The target confirmed the access: the grant is usable.
+    Live,
+    /// Provisioning failed (see `reason`) and is tried again at
+    /// `next_attempt_at`; the grant is active in hoist but not usable.
+    Failed,
+    /// The grant ended in hoist; the access is being removed at the target.
+    /// A teardown that failed stays here, with its `reason`, and is retried
+    /// until the target confirms.
+    Removing,
+    /// The target confirmed the access is gone.
+    Removed,
+}
+
+impl AccessState {
+    pub const ALL: [AccessState; 5] = [
+        Self::Provisioning,
+        Self::Live,
+        Self::Failed,
+        Self::Removing,
+        Self::Removed,
+    ];
+
+    /// The name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "provisioning",
+            Self::Live => "live",
+            Self::Failed => "failed",
+            Self::Removing => "removing",
+            Self::Removed => "removed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for AccessState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Part of `Grant` (`GET /v1/grants`, live events): where a grant's access
+/// lives at a target system, and whether it is there yet. `Grant.access` is
+/// `None` for a role with no target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TargetAccess {
+    /// The policy's `[[targets]]` name, e.g. `db-prod-1`.
+    pub target: String,
+    /// The target's kind: `postgres`, `webhook`, ...
+    pub kind: String,
+    pub state: AccessState,
+    /// Why the last attempt failed; shown to the requester and the approvers.
+    pub reason: Option<String>,
+    /// Attempts of the current step (provisioning or removal) so far.
+    pub attempts: u32,
+    /// When a failed step is tried again.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Part of `Credential` (`GET /v1/grants/{id}/credential`): how to use the
+/// access at the target; what the TUI's credential view, `hoist credential
+/// --format` and `hoist exec` hand over. Holds a secret: never logged, never
+/// stored. Its `Debug` shows the variable names, never their values, the
+/// URI or the command.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccessCredential {
+    pub target: String,
+    pub kind: String,
+    /// Environment for a command, e.g. `PGHOST`, `PGPORT`, `PGDATABASE`,
+    /// `PGUSER`, `PGPASSWORD`, `PGSSLMODE` for PostgreSQL. Sorted.
+    pub env: BTreeMap<String, String>,
+    /// A URI with the secret in it, where the kind has one
+    /// (`postgresql://user:pw@host:port/db?sslmode=...`).
+    pub uri: Option<String>,
+    /// A ready command line for people, e.g. `psql "postgresql://..."`.
+    pub command: Option<String>,
+    /// When this secret stops working; never after the grant's end.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for AccessCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const REDACTED: &str = "<redacted>";
+        let env: BTreeMap<&str, &str> = self
+            .env
+            .keys()
+            .map(|name| (name.as_str(), REDACTED))
+            .collect();
+        // The command is redacted too: a ready command line carries the URI.
+        f.debug_struct("AccessCredential")
+            .field("target", &self.target)
+            .field("kind", &self.kind)
+            .field("env", &env)
+            .field("uri", &self.uri.as_ref().map(|_| REDACTED))
+            .field("command", &self.command.as_ref().map(|_| REDACTED))
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Part of `Role` (`GET /v1/roles`): the target a role grants access at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RoleTarget {
+    /// The policy's `[[targets]]` name.
+    pub name: String,
+    /// The target's kind: `postgres`, `webhook`, ...
+    pub kind: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::{round_trip, t};
+
+    fn access_credential() -> AccessCredential {
+        AccessCredential {
+            target: "db-prod-1".into(),
+            kind: "postgres".into(),
+            env: BTreeMap::from([
+                ("PGUSER".to_string(), "hoist_alice_0123456789ab".to_string()),
+                ("PGPASSWORD".to_string(), "s3cret-pw".to_string()),
+            ]),
+            uri: Some("postgresql://hoist_alice_0123456789ab:s3cret-pw@db:5432/app".into()),
+            command: Some(
+                "psql \"postgresql://hoist_alice_0123456789ab:s3cret-pw@db:5432/app\"".into(),
+            ),
+            expires_at: t("2026-01-01T00:30:00Z"),
+        }
+    }
+
+    #[test]
+    fn every_type_round_trips() {
+        round_trip(TargetAccess {
+            target: "db-prod-1".into(),
+            kind: "postgres".into(),
+            state: AccessState::Failed,
+            reason: Some("connection refused".into()),
+            attempts: 3,
+            next_attempt_at: Some(t("2026-01-01T00:00:08Z")),
+            updated_at: t("2026-01-01T00:00:04Z"),
+        });
+        round_trip(access_credential());
+        round_trip(RoleTarget {
+            name: "db-prod-1".into(),
+            kind: "postgres".into(),
+        });
+    }
+
+    #[test]
+    fn states_use_their_wire_names() {
+        for state in AccessState::ALL {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+            assert_eq!(AccessState::parse(state.as_str()), Some(state));
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let shown = format!("{:?}", access_credential());
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(shown.contains("PGPASSWORD"), "{shown}");
+        assert!(shown.contains("db-prod-1"), "{shown}");
+        assert!(!shown.contains("hoist_alice_0123456789ab"), "{shown}");
+    }
+}

@@ -1,0 +1,367 @@
+//! Grants at their targets: the effects a grant change writes to the
+//! outbox (in its own transaction), and the [`Ledger`] the outbox worker and
+//! the reconciler drive, each call one transaction that records state, the
+//! audit event and the live change together.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hoist_api::{AccessState, AuditKind, Grant, GrantState, TargetAccess};
+use serde_json::json;
+
+use super::{Broker, SYSTEM_ACTOR, Work, grant_event, new_id, settle_grant};
+use crate::audit::NewAuditEvent;
+use crate::error::Result;
+use crate::store::{Effect, EffectAction, GrantQuery};
+use crate::target::reconcile::View;
+use crate::target::{Due, GrantFacts, Journal, Ledger, Managed, TargetError, Targets, outbox};
+
+/// Failures of one effect audited in full; past these, only every
+/// power-of-two attempt is, so a target down for a day does not flood the
+/// log (each attempt is still in the outbox and the broker's log).
+const FAILURES_AUDITED: u32 = 3;
+
+fn audited_failure(attempts: u32) -> bool {
+    attempts <= FAILURES_AUDITED || attempts.is_power_of_two()
+}
+
+impl Work<'_> {
+    /// Queues an effect at the grant's target, in this transaction.
+    pub(super) fn queue_effect(&mut self, grant: &Grant, action: EffectAction) -> Result<()> {
+        let Some(access) = &grant.access else {
+            return Ok(());
+        };
+        self.tx.insert_effect(&Effect {
+            id: new_id("fx"),
+            grant_id: grant.id.clone(),
+            target: access.target.clone(),
+            action,
+            attempts: 0,
+            next_attempt_at: self.now,
+            last_error: None,
+            created_at: self.now,
+            done_at: None,
+        })?;
+        self.effects = true;
+        Ok(())
+    }
+
+    /// The grant ended in hoist: its provision, if still pending, stops (the
+    /// deprovision takes over), and its access is removed.
+    pub(super) fn end_access(&mut self, grant: &mut Grant) -> Result<()> {
+        let Some(access) = grant.access.as_mut() else {
+            return Ok(());
+        };
+        for mut effect in self.tx.grant_effects(&grant.id)? {
+            if effect.done_at.is_none() && effect.action == EffectAction::Provision {
+                effect.done_at = Some(self.now);
+                self.tx.update_effect(&effect)?;
+            }
+        }
+        access.state = AccessState::Removing;
+        access.reason = None;
+        access.attempts = 0;
+        access.next_attempt_at = None;
+        access.updated_at = self.now;
+        self.queue_effect(grant, EffectAction::Deprovision)
+    }
+}
+
+/// Whether a grant with this access is usable: no target, or live there.
+pub(super) fn usable(grant: &Grant) -> bool {
+    grant
+        .access
+        .as_ref()
+        .is_none_or(|access| access.state == AccessState::Live)
+}
+
+/// Why a grant's access cannot be used yet, as its holder is told.
+pub(super) fn not_usable_yet(grant: &Grant, access: &TargetAccess) -> String {
+    let mut message = format!(
+        "grant {} is active, but its access at {} is {}",
+        grant.id,
+        access.target,
+        match access.state {
+            AccessState::Provisioning => "being provisioned",
+            AccessState::Failed => "not there yet: provisioning failed",
+            AccessState::Removing | AccessState::Removed => "being removed",
+            AccessState::Live => "live",
+        }
+    );
+    if let Some(reason) = &access.reason {
+        message.push_str(&format!(" ({reason})"));
+    }
+    if let Some(at) = access.next_attempt_at {
+        message.push_str(&format!(
+            "; attempt {} at {}",
+            access.attempts + 1,
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    message.push_str("; try again once it is live");
+    message
+}
+
+impl Broker {
+    /// The facts a target is told about a grant, with the access its role
+    /// grants under the policy in force.
+    pub(super) fn facts(&self, grant: &Grant) -> GrantFacts {
+        let policy = self.policy();
+        GrantFacts {
+            id: grant.id.clone(),
+            role: grant.role.clone(),
+            holder: grant.holder.clone(),
+            starts_at: grant.starts_at,
+            expires_at: grant.expires_at,
+            access: policy
+                .role(&grant.role)
+                .and_then(|role| role.access.as_ref())
+                .map(|access| access.access.clone())
+                .unwrap_or(serde_json::Value::Null),
+            justification: grant.justification.clone(),
+            ticket: grant.ticket.clone(),
+            incident: grant.incident.clone(),
+        }
+    }
+
+    /// Wakes the outbox worker: an effect was written.
+    pub fn outbox_wakeup(&self) -> &Arc<tokio::sync::Notify> {
+        &self.outbox
+    }
+
+    /// Wakes the reconciler for a pass now.
+    pub fn reconciler_wakeup(&self) -> &Arc<tokio::sync::Notify> {
+        &self.reconciler
+    }
+
+    fn target_event(
+        &self,
+        kind: AuditKind,
+        at: DateTime<Utc>,
+        grant: &Grant,
+        access: &TargetAccess,
+    ) -> NewAuditEvent {
+        let mut event = grant_event(kind, SYSTEM_ACTOR, at, grant);
+        event.details = json!({ "target": access.target, "kind": access.kind });
+        event
+    }
+}
+
+impl Ledger for Broker {
+    fn targets(&self) -> Targets {
+        self.policy().targets.clone()
+    }
+
+    fn journal(&self) -> Journal {
+        Journal::new(Arc::clone(&self.store))
+    }
+
+    fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Due>> {
+        let tx = self.store.transaction()?;
+        let mut due = Vec::new();
+        for effect in tx.due_effects(now, limit)? {
+            let Some(grant) = tx.grant(&effect.grant_id)? else {
+                continue;
+            };
+            due.push(Due {
+                grant: self.facts(&grant),
+                effect,
+            });
+        }
+        Ok(due)
+    }
+
+    fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.store.transaction()?.next_effect_due()?)
+    }
+
+    fn record_effect(
+        &self,
+        due: &Due,
+        outcome: std::result::Result<(), TargetError>,
+    ) -> Result<()> {
+        let mut work = self.begin()?;
+        let Some(mut effect) = work
+            .tx
+            .grant_effects(&due.effect.grant_id)?
+            .into_iter()
+            .find(|e| e.id == due.effect.id)
+        else {
+            return Ok(());
+        };
+        // Superseded while it ran (its grant ended): its deprovision, which
+        // waited for it, decides now.
+        if effect.done_at.is_some() {
+            return Ok(());
+        }
+        let Some(mut grant) = work.tx.grant(&effect.grant_id)? else {
+            return Ok(());
+        };
+        let Some(mut access) = grant.access.clone() else {
+            return Ok(());
+        };
+        let now = work.now;
+        let event = match outcome {
+            Ok(()) => {
+                effect.done_at = Some(now);
+                effect.last_error = None;
+                access.attempts = effect.attempts + 1;
+                access.reason = None;
+                access.next_attempt_at = None;
+                access.updated_at = now;
+                match effect.action {
+                    EffectAction::Provision => {
+                        access.state = AccessState::Live;
+                        Some(self.target_event(AuditKind::Provisioned, now, &grant, &access))
+                    }
+                    EffectAction::Deprovision => {
+                        access.state = AccessState::Removed;
+                        Some(self.target_event(AuditKind::Deprovisioned, now, &grant, &access))
+                    }
+                }
+            }
+            Err(err) => {
+                effect.attempts += 1;
+                let retry_at = now
+                    + chrono::TimeDelta::from_std(outbox::backoff(effect.attempts))
+                        .unwrap_or_default();
+                effect.next_attempt_at = retry_at;
+                effect.last_error = Some(err.to_string());
+                access.attempts = effect.attempts;
+                access.reason = Some(err.to_string());
+                access.next_attempt_at = Some(retry_at);
+                access.updated_at = now;
+                let kind = match effect.action {
+                    EffectAction::Provision => {
+                        access.state = AccessState::Failed;
+                        AuditKind::ProvisionFailed
+                    }
+                    // A failed teardown stays `removing`, with its reason.
+                    EffectAction::Deprovision => AuditKind::DeprovisionFailed,
+                };
+                audited_failure(effect.attempts).then(|| {
+                    let mut event = self.target_event(kind, now, &grant, &access);
+                    event.reason = Some(err.to_string());
+                    event.details = json!({
+                        "target": access.target,
+                        "kind": access.kind,
+                        "attempt": effect.attempts,
+                        "retry_at": retry_at,
+                        "unreachable": err.is_unreachable(),
+                    });
+                    event
+                })
+            }
+        };
+        work.tx.update_effect(&effect)?;
+        grant.access = Some(access);
+        work.save_grant(&grant)?;
+        if let Some(event) = event {
+            work.audit(event)?;
+        }
+        self.finish(work)
+    }
+
+    fn reconcile_view(&self, target: &str) -> Result<View> {
+        let tx = self.store.transaction()?;
+        let now = super::now();
+        let holding = tx.grants(&GrantQuery {
+            target: Some(target.to_string()),
+            access_states: vec![
+                AccessState::Provisioning,
+                AccessState::Live,
+                AccessState::Failed,
+                AccessState::Removing,
+            ],
+            ..GrantQuery::default()
+        })?;
+        let mut view = View::default();
+        for mut grant in holding {
+            view.holding.insert(grant.id.clone());
+            settle_grant(&mut grant, now);
+            let live = grant
+                .access
+                .as_ref()
+                .is_some_and(|a| a.state == AccessState::Live);
+            if grant.state == GrantState::Active && live {
+                view.live.push(self.facts(&grant));
+            }
+        }
+        Ok(view)
+    }
+
+    fn access_missing(&self, grant_id: &str, target: &str) -> Result<()> {
+        let mut work = self.begin()?;
+        let Some(mut grant) = work.tx.grant(grant_id)? else {
+            return Ok(());
+        };
+        settle_grant(&mut grant, work.now);
+        let live_here = grant
+            .access
+            .as_ref()
+            .is_some_and(|a| a.state == AccessState::Live && a.target == target);
+        // It ended, or changed, since the reconciler looked: nothing to do.
+        if grant.state != GrantState::Active || !live_here {
+            return Ok(());
+        }
+        let now = work.now;
+        let reason = format!("access was missing at {target}; provisioning it again");
+        if let Some(access) = grant.access.as_mut() {
+            access.state = AccessState::Provisioning;
+            access.reason = Some(reason.clone());
+            access.attempts = 0;
+            access.next_attempt_at = None;
+            access.updated_at = now;
+        }
+        work.save_grant(&grant)?;
+        work.queue_effect(&grant, EffectAction::Provision)?;
+        if let Some(access) = &grant.access {
+            let mut event = self.target_event(AuditKind::ProvisionFailed, now, &grant, access);
+            event.reason = Some(reason);
+            event.details = json!({ "target": target, "kind": access.kind, "missing": true });
+            work.audit(event)?;
+        }
+        self.finish(work)
+    }
+
+    fn drift_removed(&self, target: &str, found: &Managed) -> Result<()> {
+        let mut work = self.begin()?;
+        let grant = match &found.grant_id {
+            Some(id) => work.tx.grant(id)?,
+            None => None,
+        };
+        let kind = self
+            .policy()
+            .targets
+            .get(target)
+            .map(|t| t.kind())
+            .unwrap_or("unknown");
+        let mut event = match &grant {
+            Some(grant) => grant_event(AuditKind::DriftRemoved, SYSTEM_ACTOR, work.now, grant),
+            None => NewAuditEvent {
+                at: work.now,
+                kind: AuditKind::DriftRemoved,
+                actor: SYSTEM_ACTOR.into(),
+                subject: None,
+                role: None,
+                request_id: None,
+                grant_id: None,
+                incident: None,
+                reason: None,
+                details: json!({}),
+            },
+        };
+        event.reason = Some(format!(
+            "{} at {target} had no live grant behind it",
+            found.name
+        ));
+        event.details = json!({
+            "target": target,
+            "kind": kind,
+            "name": found.name,
+            "grant_id": found.grant_id,
+        });
+        work.audit(event)?;
+        self.finish(work)
+    }
+}

@@ -1,0 +1,323 @@
+//! Target systems: where a grant's access is created and removed for real
+//! (a PostgreSQL login role, an operator's webhook), behind one trait so the
+//! lifecycle never names a target's client.
+//!
+//! - [`TargetKind`] is what a kind implements: each operation idempotent,
+//!   each failure a [`TargetError`] that says whether to try again.
+//! - [`KINDS`] registers the kinds, one line each; a kind is one file
+//!   (`postgres.rs`, `webhook.rs`) with the same shape: its settings, the
+//!   access a role grants there, the operations, its errors.
+//! - [`outbox`] runs the persisted effects (provision, deprovision) the
+//!   lifecycle writes in the same transaction as the grant change, retrying
+//!   with backoff until confirmed; [`reconcile`] compares what the target
+//!   holds with the live grants, at start-up and periodically.
+//!
+//! Both loops drive the broker through [`Ledger`], so this module imports
+//! nothing above it.
+
+pub mod outbox;
+pub mod postgres;
+pub mod reconcile;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hoist_api::AccessCredential;
+use serde::Serialize;
+
+use crate::store::{Delivery, Effect, Store};
+
+/// The current time at the millisecond precision the store keeps (as the
+/// broker's own clock, which this layer does not import).
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+/// The kinds a `[[targets]]` entry may name: its `kind`, and how to build
+/// one from its settings. Adding a kind is its file and one line here.
+pub const KINDS: &[(&str, Configure)] = &[
+    ("postgres", postgres::Postgres::configure),
+    ("webhook", webhook::Webhook::configure),
+];
+
+/// Builds a target of one kind from its name and the rest of its
+/// `[[targets]]` table (secrets already refused inline, read from where the
+/// table points); the error is a sentence for `file:line: ...`.
+pub type Configure = fn(name: &str, settings: toml::Table) -> Result<Arc<dyn TargetKind>, String>;
+
+/// Why an operation at a target did not succeed. Either way the lifecycle
+/// retries with backoff; the distinction words the reason people see, and
+/// the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The target could not be reached or did not answer in time: the same
+    /// call may well succeed later.
+    #[error("{0} unreachable: {1}")]
+    Unreachable(String, String),
+    /// The target answered and said no (a missing role, a 4xx, an answer
+    /// that is not the contract's): someone must fix something first.
+    #[error("{0} refused: {1}")]
+    Refused(String, String),
+}
+
+impl TargetError {
+    pub fn unreachable(target: &str, why: impl fmt::Display) -> Self {
+        TargetError::Unreachable(target.to_string(), why.to_string())
+    }
+
+    pub fn refused(target: &str, why: impl fmt::Display) -> Self {
+        TargetError::Refused(target.to_string(), why.to_string())
+    }
+
+    /// Whether the target could not be reached (rather than refused).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, TargetError::Unreachable(..))
+    }
+}
+
+/// What a target is told about a grant: its facts as hoist holds them, and
+/// what the role grants there (its `[roles.access]`, checked by the kind
+/// when the policy loaded).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GrantFacts {
+    pub id: String,
+    pub role: String,
+    pub holder: String,
+    pub starts_at: DateTime<Utc>,
+    /// The grant's end, fixed when it was approved.
+    pub expires_at: DateTime<Utc>,
+    pub access: serde_json::Value,
+    pub justification: String,
+    pub ticket: Option<String>,
+    pub incident: Option<String>,
+}
+
+/// Access found at a target that this layer created: its name there and
+/// the grant it was made for, if its label says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Managed {
+    /// The name at the target (a PostgreSQL role name).
+    pub name: String,
+    pub grant_id: Option<String>,
+}
+
+/// Where a kind records what it did, for operators: the webhook's delivery
+/// log. Writes go through the store on the blocking pool.
+#[derive(Clone)]
+pub struct Journal {
+    store: Arc<dyn Store>,
+}
+
+impl Journal {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Journal { store }
+    }
+
+    /// Records one delivery; a failure to record is logged, never the
+    /// reason an operation fails.
+    pub async fn delivered(&self, delivery: Delivery) {
+        let store = Arc::clone(&self.store);
+        let written = tokio::task::spawn_blocking(move || {
+            let mut tx = store.transaction()?;
+            tx.insert_delivery(&delivery)?;
+            tx.commit()
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "delivery not recorded"),
+            Err(err) => tracing::warn!(error = %err, "delivery not recorded"),
+        }
+    }
+}
+
+/// One kind of target system, configured: a `[[targets]]` entry. Every
+/// operation is idempotent, so the outbox may run it again after a crash or
+/// a timeout without harm.
+#[async_trait::async_trait]
+pub trait TargetKind: Send + Sync + fmt::Debug {
+    /// The `[[targets]]` name.
+    fn name(&self) -> &str;
+    /// The kind, as the policy writes it (`postgres`, `webhook`).
+    fn kind(&self) -> &'static str;
+    /// Checks a role's `[roles.access]` table offline, at policy load, and
+    /// returns it as the JSON the operations get in [`GrantFacts::access`].
+    fn access(&self, table: toml::Table) -> Result<serde_json::Value, String>;
+    /// Checks a role's access against the live system (e.g. that every
+    /// PostgreSQL role it names exists); run at load where the target
+    /// answers.
+    async fn validate(&self, access: &serde_json::Value) -> Result<(), TargetError>;
+    /// Creates the grant's access, or confirms it is there as it should be.
+    async fn provision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError>;
+    /// Removes the grant's access, or confirms it is gone.
+    async fn deprovision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError>;
+    /// Whether the grant's access is there now.
+    async fn inspect(&self, grant: &GrantFacts, journal: &Journal) -> Result<bool, TargetError>;
+    /// Everything this layer created at the target, for the reconciler; `None`
+    /// for a kind that cannot list it (the webhook).
+    async fn managed(&self) -> Result<Option<Vec<Managed>>, TargetError>;
+    /// Removes access found by [`TargetKind::managed`] that no live grant
+    /// stands behind.
+    async fn remove(&self, found: &Managed) -> Result<(), TargetError>;
+    /// How the holder uses the access, handed over at the credential fetch
+    /// and never kept (a PostgreSQL password is set at this moment).
+    async fn credential(
+        &self,
+        grant: &GrantFacts,
+        journal: &Journal,
+    ) -> Result<Option<AccessCredential>, TargetError>;
+}
+
+/// The policy's targets by name.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    by_name: BTreeMap<String, Arc<dyn TargetKind>>,
+}
+
+impl Targets {
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn TargetKind>> {
+        self.by_name.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn TargetKind>> {
+        self.by_name.values()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Adds a target; false if the name is taken.
+    pub fn insert(&mut self, target: Arc<dyn TargetKind>) -> bool {
+        let name = target.name().to_string();
+        if self.by_name.contains_key(&name) {
+            return false;
+        }
+        self.by_name.insert(name, target);
+        true
+    }
+}
+
+/// Builds the target a `[[targets]]` table describes, by its `kind`.
+pub fn configure(
+    name: &str,
+    kind: &str,
+    settings: toml::Table,
+) -> Result<Arc<dyn TargetKind>, String> {
+    match KINDS.iter().find(|(known, _)| *known == kind) {
+        Some((_, configure)) => configure(name, settings),
+        None => {
+            let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+            Err(format!(
+                "target `{name}` has kind `{kind}`; known kinds: {}",
+                known.join(", ")
+            ))
+        }
+    }
+}
+
+/// A secret a target's settings point at: an environment variable or a
+/// file, never the policy itself (`<what>_env` / `<what>_file`).
+pub fn secret(
+    target: &str,
+    what: &str,
+    env: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<String, String> {
+    match (env, file) {
+        (Some(_), Some(_)) => Err(format!(
+            "target `{target}`: give {what}_env or {what}_file, not both"
+        )),
+        (None, None) => Err(format!(
+            "target `{target}` needs {what}_env or {what}_file (secrets are never written in the policy)"
+        )),
+        (Some(var), None) => match std::env::var(var) {
+            Ok(value) if !value.is_empty() => Ok(value),
+            _ => Err(format!(
+                "target `{target}`: environment variable {var} ({what}_env) is not set"
+            )),
+        },
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(value) => {
+                let value = value.trim_end_matches(['\n', '\r']).to_string();
+                if value.is_empty() {
+                    Err(format!(
+                        "target `{target}`: {} ({what}_file) is empty",
+                        path.display()
+                    ))
+                } else {
+                    Ok(value)
+                }
+            }
+            Err(err) => Err(format!(
+                "target `{target}`: cannot read {} ({what}_file): {err}",
+                path.display()
+            )),
+        },
+    }
+}
+
+/// Reads a kind's settings into its own struct, refusing unknown fields,
+/// with the target's name in the error.
+pub fn settings<T: serde::de::DeserializeOwned>(
+    target: &str,
+    table: toml::Table,
+) -> Result<T, String> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|err: toml::de::Error| format!("target `{target}`: {}", err.message().trim()))
+}
+
+/// A duration setting such as `"5s"`.
+pub fn duration_setting(target: &str, what: &str, text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|err| format!("target `{target}`: {what} \"{text}\": {err}"))
+        .and_then(|d| {
+            if d.is_zero() {
+                Err(format!(
+                    "target `{target}`: {what} must be longer than zero"
+                ))
+            } else {
+                Ok(d)
+            }
+        })
+}
+
+/// What the outbox worker and the reconciler need from the lifecycle. The
+/// broker implements it: each method is one transaction, and blocks.
+pub trait Ledger: Send + Sync + 'static {
+    /// The targets of the policy in force.
+    fn targets(&self) -> Targets;
+    /// Where kinds record what they did.
+    fn journal(&self) -> Journal;
+    /// Effects whose next attempt is due at `now`, soonest first, with the
+    /// facts of their grant.
+    fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> crate::error::Result<Vec<Due>>;
+    /// When the next pending effect falls due.
+    fn next_effect_due(&self) -> crate::error::Result<Option<DateTime<Utc>>>;
+    /// Records an effect's outcome: its state, the grant's access, the audit
+    /// event and the live change, in one transaction.
+    fn record_effect(
+        &self,
+        due: &Due,
+        outcome: Result<(), TargetError>,
+    ) -> crate::error::Result<()>;
+    /// The grants the reconciler compares a target with.
+    fn reconcile_view(&self, target: &str) -> crate::error::Result<reconcile::View>;
+    /// Access found missing at the target for a live grant: provision again.
+    fn access_missing(&self, grant_id: &str, target: &str) -> crate::error::Result<()>;
+    /// Access removed that no live grant stood behind: audited.
+    fn drift_removed(&self, target: &str, found: &Managed) -> crate::error::Result<()>;
+}
+
+/// A pending effect, due now, and the grant it is for.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub effect: Effect,
+    pub grant: GrantFacts,
+}

@@ -1,0 +1,166 @@
+//! The outbox worker: runs each effect the lifecycle wrote (provision,
+//! deprovision) against its target, outside any transaction, and has the
+//! ledger record the outcome. A failed effect is tried again with capped,
+//! jittered backoff; a deprovision until the target confirms it, a
+//! provision until its grant ends (its deprovision takes over). Effects
+//! are in the store, so a restart picks up whatever was left.
+//!
+//! One grant's effects never run at once: a deprovision waits for the
+//! provision still in flight, so it cannot remove access before the
+//! provision creates it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::{Due, Ledger, TargetError};
+use crate::store::EffectAction;
+
+/// Longest the worker sleeps between looks at the outbox, in case a
+/// wake-up is missed.
+const MAX_SLEEP: Duration = Duration::from_secs(5);
+/// Effects run at once, across targets.
+const MAX_RUNNING: usize = 16;
+/// First retry after this; doubled per failure.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// Never longer between attempts than this.
+const MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// When to try again after `attempts` failures: doubling from half a second
+/// to a minute, less up to a quarter at random so that effects failing
+/// together do not retry together.
+pub fn backoff(attempts: u32) -> Duration {
+    let doubled = FIRST_RETRY
+        .checked_mul(1_u32 << attempts.saturating_sub(1).min(16))
+        .unwrap_or(MAX_RETRY)
+        .min(MAX_RETRY);
+    let jitter = rand::random::<f64>() * 0.25;
+    doubled.mul_f64(1.0 - jitter)
+}
+
+/// Runs effects as they fall due until `stopped`.
+pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
+    let mut running: JoinSet<()> = JoinSet::new();
+    // Grants with an effect in flight, by the task running it.
+    let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
+    loop {
+        let now = super::now();
+        let horizon = now + chrono::TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
+        let looked = {
+            let ledger = Arc::clone(&ledger);
+            tokio::task::spawn_blocking(move || ledger.due_effects(horizon, 256)).await
+        };
+        let mut next: Option<DateTime<Utc>> = None;
+        match looked {
+            Ok(Ok(dues)) => {
+                let in_flight: HashSet<&String> = busy.values().collect();
+                let mut starting = Vec::new();
+                for due in dues {
+                    if in_flight.contains(&due.effect.grant_id)
+                        || starting
+                            .iter()
+                            .any(|d: &Due| d.effect.grant_id == due.effect.grant_id)
+                    {
+                        continue;
+                    }
+                    if due.effect.next_attempt_at > now {
+                        next = Some(next.map_or(due.effect.next_attempt_at, |n| {
+                            n.min(due.effect.next_attempt_at)
+                        }));
+                        continue;
+                    }
+                    if running.len() + starting.len() < MAX_RUNNING {
+                        starting.push(due);
+                    }
+                }
+                for due in starting {
+                    let grant = due.effect.grant_id.clone();
+                    let handle = running.spawn(attempt(Arc::clone(&ledger), due));
+                    busy.insert(handle.id(), grant);
+                }
+            }
+            Ok(Err(err)) => tracing::error!(error = %err, "outbox not read; retrying"),
+            Err(err) => tracing::error!(error = %err, "outbox not read; retrying"),
+        }
+        let sleep = next
+            .map(|at| (at - super::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        tokio::select! {
+            Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                let id = match &done {
+                    Ok((id, ())) => *id,
+                    Err(err) => {
+                        tracing::error!(error = %err, "an outbox effect failed to run");
+                        err.id()
+                    }
+                };
+                busy.remove(&id);
+            }
+            _ = tokio::time::sleep(sleep) => {}
+            _ = wake.notified() => {}
+            _ = stopped.wait_for(|stopped| *stopped) => {
+                // Whatever is in flight is abandoned, not lost: it is still in
+                // the outbox, and idempotent.
+                running.abort_all();
+                return;
+            }
+        }
+    }
+}
+
+/// Runs one effect and records its outcome.
+async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) {
+    let targets = ledger.targets();
+    let journal = ledger.journal();
+    let outcome = match targets.get(&due.effect.target) {
+        None => Err(TargetError::refused(
+            &due.effect.target,
+            "no such target in the policy in force",
+        )),
+        Some(target) => match due.effect.action {
+            EffectAction::Provision => target.provision(&due.grant, &journal).await,
+            EffectAction::Deprovision => target.deprovision(&due.grant, &journal).await,
+        },
+    };
+    if let Err(err) = &outcome {
+        tracing::warn!(
+            target = %due.effect.target,
+            grant = %due.grant.id,
+            action = due.effect.action.as_str(),
+            error = %err,
+            "target effect failed; retrying"
+        );
+    }
+    let recorded = tokio::task::spawn_blocking(move || ledger.record_effect(&due, outcome)).await;
+    match recorded {
+        Ok(Ok(())) => {}
+        // Not recorded: the effect stays due and runs again (it is idempotent).
+        Ok(Err(err)) => tracing::error!(error = %err, "target effect outcome not recorded"),
+        Err(err) => tracing::error!(error = %err, "target effect outcome not recorded"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for attempts in 1..40 {
+            let wait = backoff(attempts);
+            let ceiling = FIRST_RETRY
+                .checked_mul(1_u32 << (attempts - 1).min(16))
+                .unwrap_or(MAX_RETRY)
+                .min(MAX_RETRY);
+            assert!(wait <= ceiling, "{attempts}: {wait:?} > {ceiling:?}");
+            assert!(wait >= ceiling.mul_f64(0.75), "{attempts}: {wait:?}");
+        }
+        assert!(backoff(1) <= FIRST_RETRY);
+        assert!(backoff(100) <= MAX_RETRY);
+    }
+}

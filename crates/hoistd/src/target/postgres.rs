@@ -1,0 +1,813 @@
+//! PostgreSQL: a login role of its own per grant, `hoist_<user>_<grant>`,
+//! `VALID UNTIL` the grant's end, member of the roles the hoist role names,
+//! with a connection limit; its password set when the holder fetches the
+//! credential (as a SCRAM verifier) and never kept; on the grant's end no
+//! more logins, its sessions terminated, what it owns reassigned or dropped,
+//! the role dropped.
+//!
+//! No SQL is built from request text. Identifiers are quoted with
+//! [`quote_ident`]; the only literals are values hoistd made itself (the
+//! grant's end, its id, the SCRAM verifier), quoted with [`quote_literal`];
+//! everything else is a bound parameter.
+//!
+//! Shape (as every kind): settings, access, the operations, errors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use hoist_api::AccessCredential;
+use regex::Regex;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+use super::{
+    GrantFacts, Journal, Managed, TargetError, TargetKind, duration_setting, secret, settings,
+};
+
+/// Every role this kind creates starts with this.
+pub const ROLE_PREFIX: &str = "hoist_";
+/// The comment on each role, before the grant's id: the label the
+/// reconciler recognises besides the name.
+const LABEL: &str = "hoist grant ";
+/// Longest identifier PostgreSQL keeps whole (NAMEDATALEN - 1).
+const MAX_IDENTIFIER: usize = 63;
+
+// ---- settings ------------------------------------------------------------
+
+/// A `[[targets]]` entry of kind `postgres`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// `postgres://ADMIN@HOST:PORT/DATABASE`, without a password.
+    url: String,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    /// `disable`, `require`, `verify-ca` or `verify-full`. With anything
+    /// but `disable`, hoistd verifies the server's certificate and name.
+    #[serde(default = "default_sslmode")]
+    sslmode: String,
+    /// PEM file of the CA that signed the server's certificate (default:
+    /// the system's roots).
+    ca_file: Option<PathBuf>,
+    #[serde(default = "default_timeout")]
+    statement_timeout: String,
+    #[serde(default = "default_timeout")]
+    connect_timeout: String,
+    /// Who gets what a grant's role owns when it is dropped; without it,
+    /// what it owns is dropped with it.
+    reassign_owned_to: Option<String>,
+    /// Each grant's role's connection limit, unless the role says.
+    #[serde(default = "default_connection_limit")]
+    connection_limit: i32,
+    /// Databases to reassign or drop owned objects in (default: the URL's).
+    databases: Option<Vec<String>>,
+    /// The database holders connect to (default: the URL's).
+    database: Option<String>,
+}
+
+fn default_sslmode() -> String {
+    "disable".into()
+}
+
+fn default_timeout() -> String {
+    "5s".into()
+}
+
+fn default_connection_limit() -> i32 {
+    5
+}
+
+/// A role's `[roles.access]` at a PostgreSQL target.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct Access {
+    /// PostgreSQL roles the grant's role is a member of.
+    #[serde(default)]
+    member_of: Vec<String>,
+    connection_limit: Option<i32>,
+}
+
+pub struct Postgres {
+    name: String,
+    host: String,
+    port: u16,
+    admin: String,
+    password: String,
+    admin_database: String,
+    database: String,
+    databases: Vec<String>,
+    sslmode: String,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    statement_timeout: Duration,
+    connect_timeout: Duration,
+    reassign_owned_to: Option<String>,
+    connection_limit: i32,
+    /// One admin connection per database, opened on first use and again
+    /// whenever it closed.
+    clients: Mutex<HashMap<String, Arc<Client>>>,
+}
+
+impl fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the password.
+        f.debug_struct("Postgres")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("admin", &self.admin)
+            .field("database", &self.database)
+            .field("sslmode", &self.sslmode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Postgres {
+    /// Builds the target from its `[[targets]]` settings.
+    pub fn configure(name: &str, table: toml::Table) -> Result<Arc<dyn TargetKind>, String> {
+        let raw: Settings = settings(name, table)?;
+        let url =
+            url::Url::parse(&raw.url).map_err(|err| format!("target `{name}`: url: {err}"))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "target `{name}`: url must start with postgres:// (got {}://)",
+                url.scheme()
+            ));
+        }
+        if url.password().is_some() {
+            return Err(format!(
+                "target `{name}`: url holds a password; use password_env or password_file"
+            ));
+        }
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("target `{name}`: url names no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let admin = match url.username() {
+            "" => {
+                return Err(format!(
+                    "target `{name}`: url names no user (postgres://USER@HOST/DB)"
+                ));
+            }
+            user => percent_decode(user),
+        };
+        let admin_database = match url.path().trim_start_matches('/') {
+            "" => "postgres".to_string(),
+            db => percent_decode(db),
+        };
+        let password = secret(
+            name,
+            "password",
+            raw.password_env.as_deref(),
+            raw.password_file.as_deref(),
+        )?;
+        let tls = match raw.sslmode.as_str() {
+            "disable" => {
+                if raw.ca_file.is_some() {
+                    return Err(format!(
+                        "target `{name}`: ca_file is set but sslmode is disable"
+                    ));
+                }
+                None
+            }
+            "require" | "verify-ca" | "verify-full" => {
+                Some(tls(raw.ca_file.as_deref()).map_err(|why| format!("target `{name}`: {why}"))?)
+            }
+            other => {
+                return Err(format!(
+                    "target `{name}`: sslmode `{other}` is not disable, require, verify-ca or verify-full"
+                ));
+            }
+        };
+        if let Some(owner) = &raw.reassign_owned_to {
+            identifier(owner)
+                .map_err(|why| format!("target `{name}`: reassign_owned_to: {why}"))?;
+        }
+        if raw.connection_limit < 1 {
+            return Err(format!(
+                "target `{name}`: connection_limit must be at least 1"
+            ));
+        }
+        let database = raw.database.unwrap_or_else(|| admin_database.clone());
+        let databases = raw
+            .databases
+            .unwrap_or_else(|| vec![admin_database.clone()]);
+        for db in &databases {
+            identifier(db).map_err(|why| format!("target `{name}`: databases: {why}"))?;
+        }
+        Ok(Arc::new(Postgres {
+            name: name.to_string(),
+            host,
+            port: url.port().unwrap_or(5432),
+            admin,
+            password,
+            admin_database,
+            database,
+            databases,
+            sslmode: raw.sslmode,
+            tls,
+            statement_timeout: duration_setting(name, "statement_timeout", &raw.statement_timeout)?,
+            connect_timeout: duration_setting(name, "connect_timeout", &raw.connect_timeout)?,
+            reassign_owned_to: raw.reassign_owned_to,
+            connection_limit: raw.connection_limit,
+            clients: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The longest one operation may take, connecting included: a server
+    /// that accepts a connection and then says nothing cannot hold the
+    /// outbox.
+    fn deadline(&self) -> Duration {
+        self.connect_timeout + self.statement_timeout * 4
+    }
+
+    fn unreachable(&self, why: impl fmt::Display) -> TargetError {
+        TargetError::unreachable(&self.name, why)
+    }
+
+    fn refused(&self, why: impl fmt::Display) -> TargetError {
+        TargetError::refused(&self.name, why)
+    }
+
+    /// A driver error in the target's words: the server said no, or could
+    /// not be reached (a cancelled statement is a timeout: try again).
+    fn fault(&self, err: tokio_postgres::Error) -> TargetError {
+        match err.as_db_error() {
+            Some(db) => {
+                let code = db.code();
+                if *code == SqlState::QUERY_CANCELED
+                    || *code == SqlState::ADMIN_SHUTDOWN
+                    || *code == SqlState::CANNOT_CONNECT_NOW
+                    || *code == SqlState::TOO_MANY_CONNECTIONS
+                    || *code == SqlState::LOCK_NOT_AVAILABLE
+                {
+                    self.unreachable(db.message())
+                } else {
+                    self.refused(db.message())
+                }
+            }
+            // The driver's own words leave out why (a TLS handshake's
+            // "invalid peer certificate: UnknownIssuer"): add each cause once.
+            None => {
+                let mut text = err.to_string();
+                let mut source = std::error::Error::source(&err);
+                while let Some(cause) = source {
+                    let cause_text = cause.to_string();
+                    if !text.contains(&cause_text) {
+                        text = format!("{text}: {cause_text}");
+                    }
+                    source = cause.source();
+                }
+                self.unreachable(text)
+            }
+        }
+    }
+
+    /// The admin connection to `database`, opened if needed.
+    async fn admin(&self, database: &str) -> Result<Arc<Client>, TargetError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(database)
+            && !client.is_closed()
+        {
+            return Ok(Arc::clone(client));
+        }
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.admin)
+            .password(&self.password)
+            .dbname(database)
+            .application_name("hoistd")
+            .connect_timeout(self.connect_timeout)
+            // The server stops any statement of ours that hangs (a lock held
+            // by someone else) instead of holding the outbox.
+            .options(format!(
+                "-c statement_timeout={ms} -c lock_timeout={ms}",
+                ms = self.statement_timeout.as_millis()
+            ));
+        let connecting = async {
+            match &self.tls {
+                None => {
+                    config.ssl_mode(SslMode::Disable);
+                    let (client, connection) = config.connect(NoTls).await?;
+                    tokio::spawn(async move {
+                        if let Err(err) = connection.await {
+                            tracing::debug!(error = %err, "postgres admin connection closed");
+                        }
+                    });
+                    Ok(client)
+                }
+                Some(tls) => {
+                    config.ssl_mode(SslMode::Require);
+                    let (client, connection) = config.connect(tls.clone()).await?;
+                    tokio::spawn(async move {
+                        if let Err(err) = connection.await {
+                            tracing::debug!(error = %err, "postgres admin connection closed");
+                        }
+                    });
+                    Ok(client)
+                }
+            }
+        };
+        let client = match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(client)) => Arc::new(client),
+            Ok(Err(err)) => return Err(self.fault(err)),
+            Err(_) => {
+                return Err(self.unreachable(format!(
+                    "no connection within {}",
+                    humantime::format_duration(self.connect_timeout)
+                )));
+            }
+        };
+        clients.insert(database.to_string(), Arc::clone(&client));
+        Ok(client)
+    }
+
+    /// Runs `operation` within [`Postgres::deadline`].
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, TargetError>>,
+    ) -> Result<T, TargetError> {
+        match tokio::time::timeout(self.deadline(), operation).await {
+            Ok(result) => result,
+            Err(_) => Err(self.unreachable(format!(
+                "no answer within {}",
+                humantime::format_duration(self.deadline())
+            ))),
+        }
+    }
+
+    fn access_of(&self, grant: &GrantFacts) -> Result<Access, TargetError> {
+        if grant.access.is_null() {
+            return Ok(Access {
+                member_of: Vec::new(),
+                connection_limit: None,
+            });
+        }
+        serde_json::from_value(grant.access.clone())
+            .map_err(|err| self.refused(format!("the role's access is not PostgreSQL's: {err}")))
+    }
+
+    async fn role_exists(&self, client: &Client, role: &str) -> Result<Option<bool>, TargetError> {
+        let row = client
+            .query_opt(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+                &[&role],
+            )
+            .await
+            .map_err(|err| self.fault(err))?;
+        Ok(row.map(|row| row.get::<_, bool>(0)))
+    }
+
+    async fn create_or_update(&self, grant: &GrantFacts) -> Result<(), TargetError> {
+        let access = self.access_of(grant)?;
+        let role = role_name(&grant.holder, &grant.id);
+        let client = self.admin(&self.admin_database).await?;
+        let limit = access.connection_limit.unwrap_or(self.connection_limit);
+        let until = quote_literal(&valid_until(grant.expires_at));
+        let quoted = quote_ident(&role);
+        let members: Vec<String> = access.member_of.iter().map(|r| quote_ident(r)).collect();
+        let mut sql = String::from("BEGIN;\n");
+        if self.role_exists(&client, &role).await?.is_none() {
+            sql.push_str(&format!(
+                "CREATE ROLE {quoted} WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE \
+                 NOREPLICATION CONNECTION LIMIT {limit} VALID UNTIL {until}"
+            ));
+            if !members.is_empty() {
+                sql.push_str(&format!(" IN ROLE {}", members.join(", ")));
+            }
+            sql.push_str(";\n");
+        } else {
+            // Again after a crash, or an extension moved the end: the same
+            // statements bring an existing role to what the grant says.
+            sql.push_str(&format!(
+                "ALTER ROLE {quoted} WITH LOGIN CONNECTION LIMIT {limit} VALID UNTIL {until};\n"
+            ));
+            if !members.is_empty() {
+                sql.push_str(&format!("GRANT {} TO {quoted};\n", members.join(", ")));
+            }
+        }
+        sql.push_str(&format!(
+            "COMMENT ON ROLE {quoted} IS {};\nCOMMIT;",
+            quote_literal(&format!("{LABEL}{}", grant.id))
+        ));
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(|err| self.fault(err))
+    }
+
+    /// No more logins, its sessions ended, what it owns handed over or
+    /// dropped, then the role itself; each step harmless to repeat.
+    async fn tear_down(&self, role: &str) -> Result<(), TargetError> {
+        let client = self.admin(&self.admin_database).await?;
+        if self.role_exists(&client, role).await?.is_none() {
+            return Ok(());
+        }
+        let quoted = quote_ident(role);
+        client
+            .batch_execute(&format!("ALTER ROLE {quoted} WITH NOLOGIN"))
+            .await
+            .map_err(|err| self.fault(err))?;
+        // VALID UNTIL and NOLOGIN only stop new logins: a session opened
+        // before keeps running until it is terminated. A terminated backend
+        // takes a moment to leave pg_stat_activity; wait for it, briefly.
+        let mut open = 0;
+        for _ in 0..100 {
+            open = client
+                .query_one(
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE usename = $1 AND pid <> pg_backend_pid()) AS terminated",
+                    &[&role],
+                )
+                .await
+                .map_err(|err| self.fault(err))?
+                .get::<_, i64>(0);
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if open > 0 {
+            return Err(self.unreachable(format!(
+                "{open} session(s) of {role} still open after being terminated"
+            )));
+        }
+        for database in &self.databases {
+            let db = self.admin(database).await?;
+            let mut sql = String::new();
+            if let Some(owner) = &self.reassign_owned_to {
+                sql.push_str(&format!(
+                    "REASSIGN OWNED BY {quoted} TO {};\n",
+                    quote_ident(owner)
+                ));
+            }
+            sql.push_str(&format!("DROP OWNED BY {quoted};"));
+            db.batch_execute(&sql)
+                .await
+                .map_err(|err| self.fault(err))?;
+        }
+        client
+            .batch_execute(&format!("DROP ROLE IF EXISTS {quoted}"))
+            .await
+            .map_err(|err| self.fault(err))
+    }
+}
+
+#[async_trait::async_trait]
+impl TargetKind for Postgres {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn access(&self, table: toml::Table) -> Result<serde_json::Value, String> {
+        let access: Access = toml::Value::Table(table)
+            .try_into()
+            .map_err(|err: toml::de::Error| format!("access: {}", err.message().trim()))?;
+        for role in &access.member_of {
+            identifier(role).map_err(|why| format!("access.member_of: {why}"))?;
+        }
+        if access.connection_limit.is_some_and(|n| n < 1) {
+            return Err("access.connection_limit must be at least 1".into());
+        }
+        serde_json::to_value(&access).map_err(|err| err.to_string())
+    }
+
+    async fn validate(&self, access: &serde_json::Value) -> Result<(), TargetError> {
+        let access: Access = serde_json::from_value(access.clone())
+            .map_err(|err| self.refused(format!("access: {err}")))?;
+        self.bounded(async {
+            let client = self.admin(&self.admin_database).await?;
+            let mut wanted = access.member_of.clone();
+            wanted.extend(self.reassign_owned_to.iter().cloned());
+            let found: Vec<String> = client
+                .query(
+                    "SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)",
+                    &[&wanted],
+                )
+                .await
+                .map_err(|err| self.fault(err))?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let missing: Vec<&String> = wanted.iter().filter(|r| !found.contains(r)).collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                let names: Vec<String> = missing.iter().map(|r| format!("`{r}`")).collect();
+                Err(self.refused(format!(
+                    "no PostgreSQL role {} at {}:{}",
+                    names.join(", "),
+                    self.host,
+                    self.port
+                )))
+            }
+        })
+        .await
+    }
+
+    async fn provision(&self, grant: &GrantFacts, _journal: &Journal) -> Result<(), TargetError> {
+        self.bounded(self.create_or_update(grant)).await
+    }
+
+    async fn deprovision(&self, grant: &GrantFacts, _journal: &Journal) -> Result<(), TargetError> {
+        let role = role_name(&grant.holder, &grant.id);
+        self.bounded(self.tear_down(&role)).await
+    }
+
+    async fn inspect(&self, grant: &GrantFacts, _journal: &Journal) -> Result<bool, TargetError> {
+        let role = role_name(&grant.holder, &grant.id);
+        self.bounded(async {
+            let client = self.admin(&self.admin_database).await?;
+            Ok(self.role_exists(&client, &role).await? == Some(true))
+        })
+        .await
+    }
+
+    async fn managed(&self) -> Result<Option<Vec<Managed>>, TargetError> {
+        self.bounded(async {
+            let client = self.admin(&self.admin_database).await?;
+            let rows = client
+                .query(
+                    "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles \
+                     WHERE starts_with(rolname, $1) \
+                     OR starts_with(shobj_description(oid, 'pg_authid'), $2)",
+                    &[&ROLE_PREFIX, &LABEL],
+                )
+                .await
+                .map_err(|err| self.fault(err))?;
+            let mut found = Vec::new();
+            for row in rows {
+                let name: String = row.get(0);
+                let comment: Option<String> = row.get(1);
+                if name == self.admin || Some(&name) == self.reassign_owned_to.as_ref() {
+                    continue;
+                }
+                let labelled = comment
+                    .as_deref()
+                    .and_then(|c| c.strip_prefix(LABEL))
+                    .filter(|id| GRANT_ID.is_match(id))
+                    .map(str::to_string);
+                if labelled.is_none() && !ROLE_NAME.is_match(&name) {
+                    continue;
+                }
+                let grant_id =
+                    labelled.or_else(|| name.rsplit('_').next().map(|tail| format!("gr_{tail}")));
+                found.push(Managed { name, grant_id });
+            }
+            Ok(Some(found))
+        })
+        .await
+    }
+
+    async fn remove(&self, found: &Managed) -> Result<(), TargetError> {
+        self.bounded(self.tear_down(&found.name)).await
+    }
+
+    async fn credential(
+        &self,
+        grant: &GrantFacts,
+        _journal: &Journal,
+    ) -> Result<Option<AccessCredential>, TargetError> {
+        let role = role_name(&grant.holder, &grant.id);
+        let password = new_password();
+        // The server is sent a SCRAM verifier, so the password itself
+        // reaches no server log; hoistd keeps neither.
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+        self.bounded(async {
+            let client = self.admin(&self.admin_database).await?;
+            if self.role_exists(&client, &role).await? != Some(true) {
+                return Err(self.refused(format!("the grant's role {role} is not there")));
+            }
+            client
+                .batch_execute(&format!(
+                    "ALTER ROLE {} WITH PASSWORD {}",
+                    quote_ident(&role),
+                    quote_literal(&verifier)
+                ))
+                .await
+                .map_err(|err| self.fault(err))
+        })
+        .await?;
+        Ok(Some(self.handover(&role, &password, grant.expires_at)))
+    }
+}
+
+impl Postgres {
+    /// What the holder gets: libpq's environment, a URI and a `psql` line.
+    fn handover(&self, role: &str, password: &str, expires_at: DateTime<Utc>) -> AccessCredential {
+        let sslmode = self.sslmode.clone();
+        let env: BTreeMap<String, String> = [
+            ("PGHOST", self.host.clone()),
+            ("PGPORT", self.port.to_string()),
+            ("PGDATABASE", self.database.clone()),
+            ("PGUSER", role.to_string()),
+            ("PGPASSWORD", password.to_string()),
+            ("PGSSLMODE", sslmode.clone()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let uri = url::Url::parse(&format!("postgresql://{host}:{}/", self.port))
+            .ok()
+            .map(|mut uri| {
+                let _ = uri.set_username(role);
+                let _ = uri.set_password(Some(password));
+                uri.set_path(&self.database);
+                uri.query_pairs_mut().append_pair("sslmode", &sslmode);
+                uri.to_string()
+            });
+        let command = uri.as_ref().map(|uri| format!("psql {}", shell_quote(uri)));
+        AccessCredential {
+            target: self.name.clone(),
+            kind: "postgres".into(),
+            env,
+            uri,
+            command,
+            expires_at,
+        }
+    }
+}
+
+// ---- names, quoting, TLS ---------------------------------------------------
+
+static GRANT_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new("^gr_[0-9a-z]{12}$").unwrap_or_else(|_| unreachable!()));
+static ROLE_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new("^hoist_[a-z0-9_]*_[0-9a-z]{12}$").unwrap_or_else(|_| unreachable!())
+});
+
+/// The role a grant gets: `hoist_<user>_<grant>`, lowercase `[a-z0-9_]`
+/// only, within PostgreSQL's 63 bytes (the user's part is shortened; the
+/// grant's part, which makes it unique, never is).
+pub fn role_name(holder: &str, grant_id: &str) -> String {
+    let grant: String = grant_id
+        .strip_prefix("gr_")
+        .unwrap_or(grant_id)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let mut user: String = holder
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let room = MAX_IDENTIFIER.saturating_sub(ROLE_PREFIX.len() + 1 + grant.len());
+    user.truncate(room);
+    format!("{ROLE_PREFIX}{user}_{grant}")
+}
+
+/// An identifier as SQL: in double quotes, a double quote inside doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A string literal as SQL, for values hoistd produced itself: in single
+/// quotes, a single quote inside doubled (with standard_conforming_strings,
+/// on since PostgreSQL 9.1, a backslash is an ordinary character).
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A name from the policy that must be a valid PostgreSQL identifier.
+fn identifier(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_IDENTIFIER || name.contains('\0') {
+        return Err(format!(
+            "`{name}` is not a PostgreSQL name (1 to {MAX_IDENTIFIER} bytes, no NUL)"
+        ));
+    }
+    Ok(())
+}
+
+fn valid_until(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S%.3f+00").to_string()
+}
+
+/// 24 random bytes, URL-safe base64: 32 characters that need no escaping
+/// in a URI or a shell.
+fn new_password() -> String {
+    let bytes: [u8; 24] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| text.to_string())
+}
+
+/// rustls for the admin connection: the server's certificate checked
+/// against `ca_file`, or the system's roots.
+fn tls(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| err.to_string())?;
+    let config = match ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|err| format!("ca_file {}: {err}", path.display()))?
+            {
+                let cert = cert.map_err(|err| format!("ca_file {}: {err}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|err| format!("ca_file {}: {err}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("ca_file {} holds no certificate", path.display()));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => {
+            use rustls_platform_verifier::BuilderVerifierExt;
+            builder
+                .with_platform_verifier()
+                .map_err(|err| format!("the system's CA roots: {err}"))?
+                .with_no_client_auth()
+        }
+    };
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_are_lowercase_safe_and_short() {
+        assert_eq!(
+            role_name("alice", "gr_0123456789ab"),
+            "hoist_alice_0123456789ab"
+        );
+        assert_eq!(
+            role_name("Jane.Doe@Example.com", "gr_0123456789ab"),
+            "hoist_jane_doe_example_com_0123456789ab"
+        );
+        let long = role_name(&"x".repeat(200), "gr_0123456789ab");
+        assert_eq!(long.len(), 63);
+        assert!(long.ends_with("_0123456789ab"));
+        assert!(ROLE_NAME.is_match(&long));
+        let hostile = role_name("a\"; DROP ROLE postgres; --", "gr_0123456789ab");
+        assert!(
+            hostile
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{hostile}"
+        );
+    }
+
+    #[test]
+    fn quoting_doubles_the_quote_and_nothing_else() {
+        assert_eq!(quote_ident("app_admin"), "\"app_admin\"");
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b"), "'a\\b'");
+    }
+
+    #[test]
+    fn passwords_are_fresh_and_need_no_escaping() {
+        let (a, b) = (new_password(), new_password());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The reconciler: at start-up and periodically, compares each target with
+//! the grants hoist holds, as Kubernetes controllers compare desired and
+//! actual state.
+//!
+//! - Every grant whose access is live has it at the target; access found
+//!   missing is provisioned again (through the outbox).
+//! - Access this layer created (by its name or label) with no grant behind
+//!   it that still holds access (active, or its removal pending in the
+//!   outbox) is removed, and audited as `drift_removed`: a role made by
+//!   hand, or one left by a crash.
+//!
+//! What the target lists is read before the grants are: access is only
+//! ever created for a grant already committed, so a grant that started in
+//! between is in the view, and its fresh access is never taken for drift.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{Notify, watch};
+
+use super::{GrantFacts, Ledger, TargetKind};
+
+/// Targets asked at once about live grants.
+const INSPECTIONS_AT_ONCE: usize = 16;
+
+/// The grants a target is compared with.
+#[derive(Debug, Default, Clone)]
+pub struct View {
+    /// Active grants whose access the target confirmed.
+    pub live: Vec<GrantFacts>,
+    /// Grants that may hold access there: active, or ended with their
+    /// removal still pending.
+    pub holding: HashSet<String>,
+}
+
+/// What one pass found and did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    /// Live grants whose access was checked.
+    pub checked: usize,
+    /// Of those, found missing and provisioned again.
+    pub missing: usize,
+    /// Access removed that no grant stood behind.
+    pub drift_removed: usize,
+    /// Targets or grants that could not be checked (unreachable, refused).
+    pub failures: usize,
+}
+
+/// Reconciles every target once.
+pub async fn pass<L: Ledger>(ledger: &Arc<L>) -> Pass {
+    let mut total = Pass::default();
+    for target in ledger.targets().iter() {
+        let one = target_pass(ledger, Arc::clone(target)).await;
+        total.checked += one.checked;
+        total.missing += one.missing;
+        total.drift_removed += one.drift_removed;
+        total.failures += one.failures;
+    }
+    total
+}
+
+async fn blocking<L: Ledger, T: Send + 'static>(
+    ledger: &Arc<L>,
+    call: impl FnOnce(&L) -> crate::error::Result<T> + Send + 'static,
+) -> Option<T> {
+    let ledger = Arc::clone(ledger);
+    match tokio::task::spawn_blocking(move || call(&ledger)).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "reconciler: store call failed");
+            None
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "reconciler: store call failed");
+            None
+        }
+    }
+}
+
+async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) -> Pass {
+    let mut pass = Pass::default();
+    let name = target.name().to_string();
+    let journal = ledger.journal();
+    // First what the target holds, then the grants (see the module's docs).
+    let found = match target.managed().await {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::warn!(target = %name, error = %err, "reconciler: cannot list the target");
+            pass.failures += 1;
+            None
+        }
+    };
+    let Some(view) = blocking(ledger, {
+        let name = name.clone();
+        move |l| l.reconcile_view(&name)
+    })
+    .await
+    else {
+        pass.failures += 1;
+        return pass;
+    };
+
+    let inspections = futures::stream::iter(view.live.into_iter().map(|grant| {
+        let target = Arc::clone(&target);
+        let journal = journal.clone();
+        async move {
+            let present = target.inspect(&grant, &journal).await;
+            (grant.id, present)
+        }
+    }))
+    .buffer_unordered(INSPECTIONS_AT_ONCE)
+    .collect::<Vec<_>>()
+    .await;
+    for (grant_id, present) in inspections {
+        pass.checked += 1;
+        match present {
+            Ok(true) => {}
+            Ok(false) => {
+                pass.missing += 1;
+                let name = name.clone();
+                if blocking(ledger, move |l| l.access_missing(&grant_id, &name))
+                    .await
+                    .is_none()
+                {
+                    pass.failures += 1;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(target = %name, grant = %grant_id, error = %err, "reconciler: cannot inspect");
+                pass.failures += 1;
+            }
+        }
+    }
+
+    for managed in found.unwrap_or_default() {
+        if managed
+            .grant_id
+            .as_ref()
+            .is_some_and(|id| view.holding.contains(id))
+        {
+            continue;
+        }
+        match target.remove(&managed).await {
+            Ok(()) => {
+                pass.drift_removed += 1;
+                let name = name.clone();
+                if blocking(ledger, move |l| l.drift_removed(&name, &managed))
+                    .await
+                    .is_none()
+                {
+                    pass.failures += 1;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(target = %name, found = %managed.name, error = %err, "reconciler: cannot remove drift");
+                pass.failures += 1;
+            }
+        }
+    }
+    pass
+}
+
+/// Reconciles at once, then every `every` (from the policy in force), or
+/// when woken, until `stopped`.
+pub async fn run<L: Ledger>(
+    ledger: Arc<L>,
+    every: impl Fn() -> Duration + Send + 'static,
+    wake: Arc<Notify>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let done = pass(&ledger).await;
+        if done != Pass::default() {
+            tracing::info!(
+                checked = done.checked,
+                missing = done.missing,
+                drift_removed = done.drift_removed,
+                failures = done.failures,
+                "reconciled targets"
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every()) => {}
+            _ = wake.notified() => {}
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}

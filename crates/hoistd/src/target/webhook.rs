@@ -1,0 +1,417 @@
+//! Webhook: every other system (Kubernetes RoleBindings, cloud IAM, internal
+//! tools) through the operator's own endpoint. hoistd POSTs
+//! `{"action": "provision" | "deprovision" | "inspect", "grant": {...}}`,
+//! signed as GitHub and Stripe sign theirs: `X-Hoist-Signature: v1=<hex
+//! HMAC-SHA256(secret, "<timestamp>.<body>")>`, with `X-Hoist-Timestamp`
+//! (Unix seconds) and `X-Hoist-Delivery` (a UUID). The endpoint's 2xx JSON
+//! answer decides; no redirect is followed; every call is in the delivery
+//! log. The README documents the contract; `assets/webhook-receiver.py` is
+//! an example receiver.
+//!
+//! Shape (as every kind): settings, access, the operations, errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use hoist_api::AccessCredential;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::Sha256;
+
+use super::{
+    GrantFacts, Journal, Managed, TargetError, TargetKind, duration_setting, secret, settings,
+};
+use crate::store::Delivery;
+
+pub const DELIVERY_HEADER: &str = "x-hoist-delivery";
+pub const TIMESTAMP_HEADER: &str = "x-hoist-timestamp";
+pub const SIGNATURE_HEADER: &str = "x-hoist-signature";
+/// Largest answer read from an endpoint.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// Longest reason taken from an endpoint's answer into a grant's state.
+const MAX_REASON_CHARS: usize = 300;
+
+// ---- settings ------------------------------------------------------------
+
+/// A `[[targets]]` entry of kind `webhook`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// https, or http to a loopback address only.
+    url: String,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+    /// Longest one call may take, connecting included.
+    #[serde(default = "default_timeout")]
+    timeout: String,
+}
+
+fn default_timeout() -> String {
+    "5s".into()
+}
+
+pub struct Webhook {
+    name: String,
+    url: url::Url,
+    secret: Vec<u8>,
+    timeout: Duration,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret.
+        f.debug_struct("Webhook")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an endpoint answers: `{"status": "ok"}`, for inspect
+/// `{"present": bool}`, and where it hands the holder something,
+/// `{"credential": {...}}`.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    status: Option<String>,
+    present: Option<bool>,
+    message: Option<String>,
+    credential: Option<Handover>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Handover {
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    uri: Option<String>,
+    command: Option<String>,
+}
+
+impl Webhook {
+    /// Builds the target from its `[[targets]]` settings.
+    pub fn configure(name: &str, table: toml::Table) -> Result<Arc<dyn TargetKind>, String> {
+        let raw: Settings = settings(name, table)?;
+        let url =
+            url::Url::parse(&raw.url).map_err(|err| format!("target `{name}`: url: {err}"))?;
+        let loopback = url.host().is_some_and(|host| match host {
+            url::Host::Domain(domain) => domain == "localhost",
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+        });
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            return Err(format!(
+                "target `{name}`: url must use https (http only to a loopback address)"
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "target `{name}`: url holds credentials; use secret_env or secret_file"
+            ));
+        }
+        let secret = secret(
+            name,
+            "secret",
+            raw.secret_env.as_deref(),
+            raw.secret_file.as_deref(),
+        )?;
+        let timeout = duration_setting(name, "timeout", &raw.timeout)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("hoistd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| format!("target `{name}`: {err}"))?;
+        Ok(Arc::new(Webhook {
+            name: name.to_string(),
+            url,
+            secret: secret.into_bytes(),
+            timeout,
+            http,
+        }))
+    }
+
+    fn unreachable(&self, why: impl fmt::Display) -> TargetError {
+        TargetError::unreachable(&self.name, why)
+    }
+
+    fn refused(&self, why: impl fmt::Display) -> TargetError {
+        TargetError::refused(&self.name, why)
+    }
+
+    /// One signed call, recorded in the delivery log, answered as the
+    /// contract says or refused with why.
+    async fn call(
+        &self,
+        action: &str,
+        grant: &GrantFacts,
+        journal: &Journal,
+    ) -> Result<Answer, TargetError> {
+        let body = serde_json::to_vec(&json!({
+            "action": action,
+            "grant": {
+                "id": grant.id,
+                "role": grant.role,
+                "holder": grant.holder,
+                "starts_at": grant.starts_at,
+                "expires_at": grant.expires_at,
+                "access": grant.access,
+                "justification": grant.justification,
+                "ticket": grant.ticket,
+                "incident": grant.incident,
+            },
+        }))
+        .map_err(|err| self.refused(err))?;
+        let delivery = uuid::Uuid::new_v4().to_string();
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let signature = format!("v1={}", sign(&self.secret, &timestamp, &body));
+        let started = Instant::now();
+        let at = super::now();
+        let result = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(DELIVERY_HEADER, &delivery)
+            .header(TIMESTAMP_HEADER, &timestamp)
+            .header(SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+            .await;
+        let (status, answer) = match result {
+            Ok(response) => {
+                let status = response.status();
+                (Some(status.as_u16()), self.read(response).await)
+            }
+            Err(err) => (None, Err(self.unreachable(describe(&err, self.timeout)))),
+        };
+        journal
+            .delivered(Delivery {
+                id: delivery,
+                target: self.name.clone(),
+                action: action.to_string(),
+                grant_id: Some(grant.id.clone()),
+                status,
+                duration_ms: started.elapsed().as_millis() as u64,
+                error: answer.as_ref().err().map(ToString::to_string),
+                at,
+            })
+            .await;
+        answer
+    }
+
+    async fn read(&self, mut response: reqwest::Response) -> Result<Answer, TargetError> {
+        let status = response.status();
+        if status.is_redirection() {
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|l| format!(" to {}", clip(l)))
+                .unwrap_or_default();
+            return Err(self.refused(format!(
+                "answered {status} redirecting{to}; redirects are not followed"
+            )));
+        }
+        let mut bytes = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() > MAX_ANSWER_BYTES {
+                        return Err(self.refused(format!(
+                            "answered {status} with more than {MAX_ANSWER_BYTES} bytes"
+                        )));
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => return Err(self.unreachable(describe(&err, self.timeout))),
+            }
+        }
+        let answer: Option<Answer> = serde_json::from_slice(&bytes).ok();
+        let said = answer
+            .as_ref()
+            .and_then(|a| a.message.as_deref())
+            .map(|m| format!(": {}", clip(m)))
+            .unwrap_or_default();
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(self.unreachable(format!("answered {status}{said}")));
+        }
+        if !status.is_success() {
+            return Err(self.refused(format!("answered {status}{said}")));
+        }
+        answer.ok_or_else(|| {
+            self.refused(format!(
+                "answered {status} with something other than the JSON the contract asks for"
+            ))
+        })
+    }
+
+    /// A provision or deprovision succeeded only if the endpoint says ok.
+    fn confirmed(&self, answer: Answer) -> Result<(), TargetError> {
+        match answer.status.as_deref() {
+            Some("ok") => Ok(()),
+            other => {
+                let said = answer
+                    .message
+                    .as_deref()
+                    .map(|m| format!(": {}", clip(m)))
+                    .unwrap_or_default();
+                Err(self.refused(match other {
+                    Some(status) => format!("answered status `{}`{said}", clip(status)),
+                    None => format!("answered without `\"status\": \"ok\"`{said}"),
+                }))
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TargetKind for Webhook {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    /// Free-form: the endpoint alone knows what it means.
+    fn access(&self, table: toml::Table) -> Result<serde_json::Value, String> {
+        serde_json::to_value(table).map_err(|err| format!("access: {err}"))
+    }
+
+    /// The endpoint is not asked about roles: nothing to check online.
+    async fn validate(&self, _access: &serde_json::Value) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    async fn provision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
+        let answer = self.call("provision", grant, journal).await?;
+        self.confirmed(answer)
+    }
+
+    async fn deprovision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
+        let answer = self.call("deprovision", grant, journal).await?;
+        self.confirmed(answer)
+    }
+
+    async fn inspect(&self, grant: &GrantFacts, journal: &Journal) -> Result<bool, TargetError> {
+        let answer = self.call("inspect", grant, journal).await?;
+        answer
+            .present
+            .ok_or_else(|| self.refused("answered inspect without `\"present\": true` or `false`"))
+    }
+
+    /// An endpoint cannot be asked what it holds; it answers for the grants
+    /// it is asked about.
+    async fn managed(&self) -> Result<Option<Vec<Managed>>, TargetError> {
+        Ok(None)
+    }
+
+    async fn remove(&self, found: &Managed) -> Result<(), TargetError> {
+        Err(self.refused(format!(
+            "cannot remove `{}`: a webhook target lists nothing",
+            found.name
+        )))
+    }
+
+    /// Whatever the endpoint hands over when asked about the grant now;
+    /// nothing is kept between calls.
+    async fn credential(
+        &self,
+        grant: &GrantFacts,
+        journal: &Journal,
+    ) -> Result<Option<AccessCredential>, TargetError> {
+        let answer = self.call("inspect", grant, journal).await?;
+        if answer.present == Some(false) {
+            return Err(self.refused("says the grant's access is not there"));
+        }
+        Ok(answer.credential.map(|handover| AccessCredential {
+            target: self.name.clone(),
+            kind: "webhook".into(),
+            env: handover.env,
+            uri: handover.uri,
+            command: handover.command,
+            expires_at: grant.expires_at,
+        }))
+    }
+}
+
+/// Hex HMAC-SHA256 over `"<timestamp>.<body>"`.
+pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    // HMAC takes a key of any length.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of every length"),
+    };
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Text from an endpoint, made fit to show: bounded, one line, no controls.
+fn clip(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_REASON_CHARS)
+        .collect();
+    if text.chars().count() > MAX_REASON_CHARS {
+        format!("{cleaned}…")
+    } else {
+        cleaned
+    }
+}
+
+fn describe(err: &reqwest::Error, timeout: Duration) -> String {
+    if err.is_timeout() {
+        return format!("no answer within {}", humantime::format_duration(timeout));
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The signature a receiver computes from the headers and the body it
+    /// got (RFC 4231's first HMAC-SHA256 case checks the primitive).
+    #[test]
+    fn signatures_are_hmac_sha256_over_timestamp_dot_body() {
+        let key = [0x0b_u8; 20];
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        mac.update(b"Hi There");
+        assert_eq!(
+            hex::encode(mac.finalize().into_bytes()),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(b"1780304400.{\"action\":\"inspect\"}");
+        assert_eq!(
+            sign(b"s3cret", "1780304400", b"{\"action\":\"inspect\"}"),
+            hex::encode(mac.finalize().into_bytes())
+        );
+        assert_ne!(
+            sign(b"s3cret", "1780304400", b"{}"),
+            sign(b"s3cret", "1780304401", b"{}")
+        );
+    }
+
+    #[test]
+    fn endpoint_text_is_clipped_to_one_line() {
+        assert_eq!(clip("a\nb\u{1b}[31m"), "a b [31m");
+        assert_eq!(clip(&"x".repeat(400)).chars().count(), MAX_REASON_CHARS + 1);
+    }
+}

@@ -1,0 +1,754 @@
+//! Grants that reach a real PostgreSQL server, started by the test itself
+//! (initdb + pg_ctl on a free loopback port): a login role per grant, used
+//! with the credential hoist hands over, gone after revoke, expiry, a
+//! broker killed mid-grant, and drift made by hand; a server that is down
+//! at activation or at revoke; policies that name what does not exist.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hoist_api::{AccessState, AuditKind, ErrorCode, Grant, GrantState};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// A cluster with `app_admin` (owner of table `orders`) and `app_reader`.
+async fn cluster() -> Postgres {
+    let pg = Postgres::start()
+        .await
+        .unwrap_or_else(|err| panic!("{err} (scripts/test installs postgresql)"));
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE ROLE app_admin NOLOGIN; CREATE ROLE app_reader NOLOGIN; \
+             CREATE TABLE orders (id int); INSERT INTO orders VALUES (1), (2); \
+             GRANT SELECT ON orders TO app_admin;",
+        )
+        .await
+        .unwrap();
+    pg
+}
+
+/// The test policy with `pg` as target `db1` and role `pgdb` there.
+fn policy(pg: &Postgres, access: &str) -> String {
+    format!(
+        "{}\n{}\n{}",
+        policy_text(""),
+        pg.target_toml("db1"),
+        target_role("pgdb", "db1", access)
+    )
+}
+
+async fn broker(pg: &Postgres) -> TestBroker {
+    TestBroker::builder()
+        .policy(&policy(pg, "member_of = [\"app_admin\"]"))
+        .start()
+        .await
+}
+
+/// alice asks for `pgdb` for `secs` (default when None), bob approves: the grant.
+async fn granted(broker: &TestBroker, secs: Option<u64>) -> Grant {
+    let mut body = request("pgdb", "vacuum the orders table");
+    body.duration_secs = secs;
+    let filed = broker.as_user("alice").file(&body).await.unwrap();
+    let approved = broker.as_user("bob").approve(&filed.id).await.unwrap();
+    let id = approved.grant_id.unwrap();
+    broker.as_user("alice").grant(&id).await.unwrap()
+}
+
+async fn access_state(broker: &TestBroker, id: &str) -> Option<AccessState> {
+    let grant = broker.as_user("alice").grant(id).await.unwrap();
+    grant.access.map(|a| a.state)
+}
+
+async fn until_access(broker: &TestBroker, id: &str, state: AccessState) {
+    eventually(LONG, || async {
+        access_state(broker, id).await == Some(state)
+    })
+    .await;
+}
+
+async fn role_exists(pg: &Postgres, role: &str) -> bool {
+    pg.admin()
+        .await
+        .unwrap()
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .unwrap()
+        .is_some()
+}
+
+async fn kinds(broker: &TestBroker, grant: &str) -> Vec<AuditKind> {
+    broker
+        .as_user("erin")
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.grant_id.as_deref() == Some(grant))
+        .map(|e| e.kind)
+        .collect()
+}
+
+fn role_of(grant: &Grant) -> String {
+    hoistd::target::postgres::role_name(&grant.holder, &grant.id)
+}
+
+#[tokio::test]
+async fn a_grant_is_a_login_role_usable_with_its_credential_and_revoking_removes_it() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, None).await;
+    assert_eq!(grant.state, GrantState::Active);
+    let access = grant.access.clone().unwrap();
+    assert_eq!(
+        (access.target.as_str(), access.kind.as_str()),
+        ("db1", "postgres")
+    );
+    until_access(&broker, &grant.id, AccessState::Live).await;
+
+    let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
+    let access = credential.access.clone().unwrap();
+    let role = role_of(&grant);
+    assert_eq!(access.env["PGUSER"], role);
+    assert_eq!(access.env["PGPORT"], pg.port().to_string());
+    assert!(access.expires_at <= grant.expires_at);
+    assert!(
+        access
+            .uri
+            .as_deref()
+            .unwrap()
+            .starts_with("postgresql://hoist_alice_")
+    );
+    assert!(access.command.as_deref().unwrap().starts_with("psql '"));
+    assert!(!format!("{credential:?}").contains(&access.env["PGPASSWORD"]));
+
+    let session = pg
+        .connect_as(&role, &access.env["PGPASSWORD"])
+        .await
+        .unwrap();
+    let who: String = session
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(who, role);
+    // Member of app_admin: it reads what app_admin may.
+    let orders: i64 = session
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orders, 2);
+    let limit: i32 = pg
+        .admin()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(limit, 5);
+
+    // A second fetch sets a new password; the open session keeps running.
+    let second = broker.as_user("alice").credential(&grant.id).await.unwrap();
+    let password = second.access.unwrap().env["PGPASSWORD"].clone();
+    assert_ne!(password, access.env["PGPASSWORD"]);
+    assert!(
+        pg.connect_as(&role, &access.env["PGPASSWORD"])
+            .await
+            .is_err()
+    );
+    session.query_one("SELECT 1", &[]).await.unwrap();
+
+    let revoked = broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    assert_eq!(revoked.state, GrantState::Revoked, "ended in hoist at once");
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(
+        session.query_one("SELECT 1", &[]).await.is_err(),
+        "the session opened during the grant is terminated"
+    );
+    assert!(
+        pg.connect_as(&role, &password).await.is_err(),
+        "no new login"
+    );
+    assert!(!role_exists(&pg, &role).await, "the role is dropped");
+    let kinds = kinds(&broker, &grant.id).await;
+    for kind in [
+        AuditKind::Provisioned,
+        AuditKind::Revoked,
+        AuditKind::Deprovisioned,
+    ] {
+        assert!(kinds.contains(&kind), "{kind:?} in {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn at_expiry_new_logins_fail_and_open_sessions_are_terminated() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, Some(4)).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
+    let password = credential.access.unwrap().env["PGPASSWORD"].clone();
+    let role = role_of(&grant);
+    let session = pg.connect_as(&role, &password).await.unwrap();
+    let until: Option<String> = pg
+        .admin()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS') \
+             FROM pg_roles WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        until.unwrap(),
+        grant.expires_at.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
+        "VALID UNTIL is the grant's end"
+    );
+
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    let ended = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    assert_eq!(ended.state, GrantState::Expired);
+    assert_eq!(ended.expires_at, grant.expires_at, "the end never moved");
+    assert!(session.query_one("SELECT 1", &[]).await.is_err());
+    assert!(pg.connect_as(&role, &password).await.is_err());
+    assert!(!role_exists(&pg, &role).await);
+}
+
+#[tokio::test]
+async fn a_target_down_at_activation_keeps_the_grant_provisioning_until_it_answers() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    pg.stop();
+    let grant = granted(&broker, None).await;
+    assert_eq!(grant.state, GrantState::Active);
+    eventually(LONG, || async {
+        let grant = broker.as_user("alice").grant(&grant.id).await.unwrap();
+        let access = grant.access.unwrap();
+        access.state == AccessState::Failed && access.next_attempt_at.is_some()
+    })
+    .await;
+    let failed = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    let reason = failed.access.unwrap().reason.unwrap();
+    assert!(reason.contains("db1 unreachable"), "{reason}");
+    // The approvers see it too.
+    let seen = broker.as_user("bob").grant(&grant.id).await.unwrap();
+    assert_eq!(seen.access.unwrap().reason.unwrap(), reason);
+    let refusal = refused(
+        broker.as_user("alice").credential(&grant.id).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    assert!(refusal.contains("provisioning failed"), "{refusal}");
+    assert!(refusal.contains("unreachable"), "{refusal}");
+    assert!(
+        kinds(&broker, &grant.id)
+            .await
+            .contains(&AuditKind::ProvisionFailed)
+    );
+
+    pg.restart().unwrap();
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
+    let password = credential.access.unwrap().env["PGPASSWORD"].clone();
+    pg.connect_as(&role_of(&grant), &password).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_target_down_at_revoke_ends_the_grant_at_once_and_removes_it_when_back() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    pg.stop();
+    let revoked = broker
+        .as_user("bob")
+        .revoke(&grant.id, "incident over")
+        .await
+        .unwrap();
+    assert_eq!(revoked.state, GrantState::Revoked);
+    assert_eq!(revoked.access.unwrap().state, AccessState::Removing);
+    eventually(LONG, || async {
+        let grant = broker.as_user("alice").grant(&grant.id).await.unwrap();
+        let access = grant.access.unwrap();
+        access.state == AccessState::Removing && access.reason.is_some()
+    })
+    .await;
+    assert!(
+        kinds(&broker, &grant.id)
+            .await
+            .contains(&AuditKind::DeprovisionFailed)
+    );
+
+    pg.restart().unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(!role_exists(&pg, &role_of(&grant)).await);
+}
+
+#[tokio::test]
+async fn a_role_made_by_hand_under_hoists_names_is_removed_and_audited() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let live = granted(&broker, None).await;
+    until_access(&broker, &live.id, AccessState::Live).await;
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE ROLE hoist_mallory_0123456789ab LOGIN PASSWORD 'x'; \
+             CREATE ROLE hoist_operator LOGIN; \
+             CREATE ROLE sneaky LOGIN; COMMENT ON ROLE sneaky IS 'hoist grant gr_abcdefghjkmn';",
+        )
+        .await
+        .unwrap();
+
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    assert_eq!(pass.drift_removed, 2, "{pass:?}");
+    assert_eq!(pass.checked, 1, "{pass:?}");
+    assert!(!role_exists(&pg, "hoist_mallory_0123456789ab").await);
+    assert!(!role_exists(&pg, "sneaky").await, "found by its label");
+    assert!(
+        role_exists(&pg, "hoist_operator").await,
+        "not a name hoist makes"
+    );
+    assert!(role_exists(&pg, "app_admin").await);
+    assert!(
+        role_exists(&pg, &role_of(&live)).await,
+        "the live grant's role stays"
+    );
+    let drift: Vec<_> = broker
+        .as_user("erin")
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.kind == AuditKind::DriftRemoved)
+        .collect();
+    assert_eq!(drift.len(), 2);
+    assert!(
+        drift
+            .iter()
+            .any(|e| e.details["name"] == "hoist_mallory_0123456789ab")
+    );
+    assert!(drift.iter().all(|e| e.details["target"] == "db1"));
+}
+
+#[tokio::test]
+async fn access_removed_by_hand_from_a_live_grant_is_provisioned_again() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute(&format!("DROP ROLE {}", role_of(&grant)))
+        .await
+        .unwrap();
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    assert_eq!(pass.missing, 1, "{pass:?}");
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    assert!(role_exists(&pg, &role_of(&grant)).await);
+}
+
+#[tokio::test]
+async fn hostile_text_in_a_justification_never_reaches_sql() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let hostile = "x'); DROP ROLE app_admin; -- \"; DROP TABLE orders; $$ \\";
+    let filed = broker
+        .as_user("alice")
+        .file(&request("pgdb", hostile))
+        .await
+        .unwrap();
+    let approved = broker.as_user("bob").approve(&filed.id).await.unwrap();
+    let id = approved.grant_id.unwrap();
+    until_access(&broker, &id, AccessState::Live).await;
+    broker.as_user("alice").revoke(&id, hostile).await.unwrap();
+    until_access(&broker, &id, AccessState::Removed).await;
+    assert!(role_exists(&pg, "app_admin").await);
+    let orders: i64 = pg
+        .admin()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orders, 2);
+}
+
+#[tokio::test]
+async fn a_member_of_role_that_does_not_exist_is_refused_at_load_with_file_and_line() {
+    let pg = cluster().await;
+    let text = policy(&pg, "member_of = [\"app_admin\", \"no_such_role\"]");
+    let err = TestBroker::builder()
+        .policy(&text)
+        .try_start()
+        .await
+        .err()
+        .expect("refused");
+    let message = format!("{err:#}");
+    let line = text.lines().position(|l| l == "id = \"pgdb\"").unwrap();
+    assert!(
+        message.contains(&format!("policy.toml:{line}:")),
+        "{message}"
+    );
+    assert!(
+        message.contains("no PostgreSQL role `no_such_role`"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_target_down_at_load_is_no_reason_to_refuse_the_policy() {
+    let pg = cluster().await;
+    let text = policy(&pg, "member_of = [\"app_admin\"]");
+    pg.stop();
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let roles: Vec<hoist_api::Role> = broker.as_user("alice").get("/v1/roles").await.unwrap();
+    let pgdb = roles.iter().find(|r| r.id == "pgdb").unwrap();
+    let target = pgdb.target.as_ref().unwrap();
+    assert_eq!(
+        (target.name.as_str(), target.kind.as_str()),
+        ("db1", "postgres")
+    );
+}
+
+fn hoistd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hoistd"))
+}
+
+/// The `hoistd` binary serving on `port` over `dir`'s database and policy.
+fn serve(dir: &std::path::Path, port: u16) -> Child {
+    let mut child = hoistd()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.join("hoistd.db"))
+        .arg("--policy")
+        .arg(dir.join("policy.toml"))
+        .env("HOISTD_LOG", "hoistd=info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let serving = log.next().unwrap().unwrap();
+    assert!(serving.contains("hoistd serving"), "{serving}");
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in log {});
+    child
+}
+
+#[tokio::test]
+async fn a_broker_killed_mid_grant_removes_the_role_when_it_is_back() {
+    let pg = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        policy(&pg, "member_of = [\"app_admin\"]"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = |user: &str| Client {
+        base: format!("http://127.0.0.1:{port}"),
+        token: format!("t-{user}"),
+        http: reqwest::Client::new(),
+    };
+    let mut child = serve(dir.path(), port);
+    let mut body = request("pgdb", "vacuum the orders table");
+    body.duration_secs = Some(3);
+    let filed = client("alice").file(&body).await.unwrap();
+    let id = client("bob")
+        .approve(&filed.id)
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    eventually(LONG, || async {
+        let grant = client("alice").grant(&id).await.unwrap();
+        grant.access.unwrap().state == AccessState::Live
+    })
+    .await;
+    let grant = client("alice").grant(&id).await.unwrap();
+    let role = role_of(&grant);
+    let password = client("alice")
+        .credential(&id)
+        .await
+        .unwrap()
+        .access
+        .unwrap()
+        .env["PGPASSWORD"]
+        .clone();
+    let session = pg.connect_as(&role, &password).await.unwrap();
+
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The grant ends while the broker is down.
+    let past_end = (grant.expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default()
+        + Duration::from_millis(500);
+    tokio::time::sleep(past_end).await;
+    assert!(
+        role_exists(&pg, &role).await,
+        "nothing removed it while hoistd was down"
+    );
+
+    let mut child = serve(dir.path(), port);
+    eventually(LONG, || async {
+        let grant = client("alice").grant(&id).await.unwrap();
+        grant.access.unwrap().state == AccessState::Removed
+    })
+    .await;
+    assert!(!role_exists(&pg, &role).await);
+    assert!(session.query_one("SELECT 1", &[]).await.is_err());
+    let ended = client("alice").grant(&id).await.unwrap();
+    assert_eq!(ended.state, GrantState::Expired);
+    let kinds: Vec<AuditKind> = client("erin")
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.grant_id.as_deref() == Some(&id))
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&AuditKind::Expired), "{kinds:?}");
+    assert!(kinds.contains(&AuditKind::Deprovisioned), "{kinds:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn with_tls_configured_the_admin_connection_is_encrypted_and_checks_the_server() {
+    let pg = Postgres::start_with_tls()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute("CREATE ROLE app_admin NOLOGIN")
+        .await
+        .unwrap();
+    let with_ca = |ca: &std::path::Path| {
+        format!(
+            "{}\n{}sslmode = \"verify-full\"\nca_file = \"{}\"\n{}",
+            policy_text(""),
+            pg.target_toml("db1"),
+            ca.display(),
+            target_role("pgdb", "db1", "member_of = [\"app_admin\"]")
+        )
+    };
+    let broker = TestBroker::builder()
+        .policy(&with_ca(&pg.ca_file()))
+        .start()
+        .await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let encrypted: i64 = pg
+        .admin()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE application_name = 'hoistd' AND ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "hoistd's admin connection uses TLS");
+    let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
+    assert_eq!(credential.access.unwrap().env["PGSSLMODE"], "verify-full");
+
+    // A CA that did not sign the server's certificate: nothing is provisioned.
+    let other = Postgres::start_with_tls().await.unwrap();
+    let refused = TestBroker::builder()
+        .policy(&with_ca(&other.ca_file()))
+        .start()
+        .await;
+    let grant = granted(&refused, None).await;
+    eventually(LONG, || async {
+        let access = access_state(&refused, &grant.id).await;
+        access == Some(AccessState::Failed)
+    })
+    .await;
+    let reason = refused
+        .as_user("alice")
+        .grant(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap()
+        .reason
+        .unwrap();
+    assert!(reason.contains("certificate"), "{reason}");
+}
+
+/// Every byte hoistd keeps: its database and write-ahead log.
+fn stored_bytes(broker: &TestBroker) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(broker.dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("hoistd.db") {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    bytes
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn no_password_is_kept_in_hoistds_database_or_audit_log() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let mut passwords = Vec::new();
+    for _ in 0..3 {
+        let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
+        passwords.push(credential.access.unwrap().env["PGPASSWORD"].clone());
+    }
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    let stored = stored_bytes(&broker);
+    assert!(
+        holds(&stored, &grant.id),
+        "the scan reads what hoistd wrote"
+    );
+    for secret in passwords.iter().chain([&pg.admin_password().to_string()]) {
+        assert!(!holds(&stored, secret), "a secret in hoistd's database");
+    }
+    let audit = serde_json::to_string(&broker.as_user("erin").audit().await).unwrap();
+    assert!(passwords.iter().all(|p| !audit.contains(p.as_str())));
+}
+
+#[tokio::test]
+async fn what_a_grants_role_created_is_reassigned_as_configured_or_dropped() {
+    let pg = cluster().await;
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute("CREATE ROLE app_owner NOLOGIN; GRANT CREATE ON SCHEMA public TO app_admin;")
+        .await
+        .unwrap();
+    for (reassign, kept) in [(true, true), (false, false)] {
+        let mut text = policy(&pg, "member_of = [\"app_admin\"]");
+        if reassign {
+            text = text.replace(
+                "connect_timeout = \"2s\"\n",
+                "connect_timeout = \"2s\"\nreassign_owned_to = \"app_owner\"\n",
+            );
+        }
+        let broker = TestBroker::builder().policy(&text).start().await;
+        let grant = granted(&broker, None).await;
+        until_access(&broker, &grant.id, AccessState::Live).await;
+        let password = broker
+            .as_user("alice")
+            .credential(&grant.id)
+            .await
+            .unwrap()
+            .access
+            .unwrap()
+            .env["PGPASSWORD"]
+            .clone();
+        let table = format!("made_{reassign}");
+        pg.connect_as(&role_of(&grant), &password)
+            .await
+            .unwrap()
+            .batch_execute(&format!("CREATE TABLE {table} (id int)"))
+            .await
+            .unwrap();
+        broker
+            .as_user("alice")
+            .revoke(&grant.id, "done")
+            .await
+            .unwrap();
+        until_access(&broker, &grant.id, AccessState::Removed).await;
+        let owner: Option<String> = pg
+            .admin()
+            .await
+            .unwrap()
+            .query_opt(
+                "SELECT tableowner::text FROM pg_tables WHERE tablename = $1",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .map(|row| row.get(0));
+        if kept {
+            assert_eq!(owner.as_deref(), Some("app_owner"));
+        } else {
+            assert_eq!(owner, None, "dropped with the role");
+        }
+        assert!(!role_exists(&pg, &role_of(&grant)).await);
+    }
+}
+
+#[tokio::test]
+async fn an_extension_moves_valid_until_at_the_target() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, Some(600)).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let until = || async {
+        let at: String = pg
+            .admin()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS') \
+                 FROM pg_roles WHERE rolname = $1",
+                &[&role_of(&grant)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        at
+    };
+    assert_eq!(
+        until().await,
+        grant.expires_at.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()
+    );
+    let extension = broker
+        .as_user("alice")
+        .extend(&grant.id, 600)
+        .await
+        .unwrap();
+    broker.as_user("bob").approve(&extension.id).await.unwrap();
+    let extended = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    assert!(extended.expires_at > grant.expires_at);
+    let wanted = extended
+        .expires_at
+        .format("%Y-%m-%dT%H:%M:%S%.3f")
+        .to_string();
+    eventually(LONG, || async { until().await == wanted }).await;
+    assert_eq!(
+        access_state(&broker, &grant.id).await,
+        Some(AccessState::Live)
+    );
+}

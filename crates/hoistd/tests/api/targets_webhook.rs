@@ -1,0 +1,499 @@
+//! Grants that reach a webhook: the example receiver the README ships,
+//! run on loopback, verifying each call's signature; and a receiver of our
+//! own that answers slowly, with a 500, with garbage or with a redirect.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hoist_api::{AccessState, AuditKind, ErrorCode, Grant};
+use hoistd::target::webhook::{self, DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+
+use crate::helpers::*;
+
+const LONG: Duration = Duration::from_secs(30);
+const SECRET: &str = "whsec-test-0123456789";
+
+/// The test policy with a webhook target `hook` at `url` and role
+/// `k8s-admin` there.
+fn policy(dir: &std::path::Path, url: &str) -> String {
+    std::fs::write(dir.join("webhook-secret"), SECRET).unwrap();
+    format!(
+        "{}\n[[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\n\
+         secret_file = \"{}\"\ntimeout = \"1s\"\n{}",
+        policy_text(""),
+        dir.join("webhook-secret").display(),
+        target_role(
+            "k8s-admin",
+            "hook",
+            "cluster = \"prod\"\nverbs = [\"get\", \"delete\"]"
+        )
+    )
+}
+
+async fn broker(url: &str) -> (TestBroker, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::builder()
+        .policy(&policy(dir.path(), url))
+        .start()
+        .await;
+    (broker, dir)
+}
+
+async fn granted(broker: &TestBroker, justification: &str) -> Grant {
+    let filed = broker
+        .as_user("alice")
+        .file(&request("k8s-admin", justification))
+        .await
+        .unwrap();
+    let approved = broker.as_user("bob").approve(&filed.id).await.unwrap();
+    broker
+        .as_user("alice")
+        .grant(&approved.grant_id.unwrap())
+        .await
+        .unwrap()
+}
+
+async fn access(broker: &TestBroker, id: &str) -> hoist_api::TargetAccess {
+    broker
+        .as_user("alice")
+        .grant(id)
+        .await
+        .unwrap()
+        .access
+        .unwrap()
+}
+
+/// The example receiver from assets/, on a free port.
+struct Receiver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn example_receiver() -> Receiver {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../assets/webhook-receiver.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(["--port", "0"])
+        .env("HOIST_WEBHOOK_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs the example receiver");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .split_whitespace()
+        .last()
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{first}");
+    Receiver { child, url }
+}
+
+#[tokio::test]
+async fn the_example_receiver_provisions_hands_over_and_removes_access() {
+    let receiver = example_receiver();
+    let (broker, _dir) = broker(&receiver.url).await;
+    let grant = granted(&broker, "drain np-3 after the CVE patch").await;
+    eventually(LONG, || async {
+        access(&broker, &grant.id).await.state == AccessState::Live
+    })
+    .await;
+    let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
+    let handed = credential.access.unwrap();
+    assert_eq!(handed.kind, "webhook");
+    assert_eq!(handed.env["EXAMPLE_GRANT"], grant.id);
+    assert_eq!(handed.env["EXAMPLE_USER"], "alice");
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    eventually(LONG, || async {
+        access(&broker, &grant.id).await.state == AccessState::Removed
+    })
+    .await;
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    assert_eq!(pass.failures, 0, "{pass:?}");
+
+    let deliveries = broker
+        .broker()
+        .store()
+        .transaction()
+        .unwrap()
+        .deliveries(50)
+        .unwrap();
+    let actions: Vec<&str> = deliveries.iter().rev().map(|d| d.action.as_str()).collect();
+    // (The reconciler may have inspected too.)
+    assert_eq!(actions.first(), Some(&"provision"), "{deliveries:?}");
+    assert_eq!(actions.last(), Some(&"deprovision"), "{deliveries:?}");
+    assert!(actions.contains(&"inspect"), "{deliveries:?}");
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.status == Some(200) && d.error.is_none())
+    );
+    assert!(deliveries.iter().all(|d| d.target == "hook"));
+}
+
+#[tokio::test]
+async fn the_example_receiver_refuses_bad_signatures_and_stale_timestamps() {
+    let receiver = example_receiver();
+    let body = br#"{"action":"provision","grant":{"id":"gr_x","holder":"mallory"}}"#;
+    let now = chrono::Utc::now().timestamp();
+    let post = |timestamp: i64, signature: String| {
+        reqwest::Client::new()
+            .post(&receiver.url)
+            .header(TIMESTAMP_HEADER, timestamp.to_string())
+            .header(SIGNATURE_HEADER, signature)
+            .header(DELIVERY_HEADER, "d-1")
+            .body(&body[..])
+            .send()
+    };
+    let good = |timestamp: i64| {
+        format!(
+            "v1={}",
+            webhook::sign(SECRET.as_bytes(), &timestamp.to_string(), body)
+        )
+    };
+    let forged = format!(
+        "v1={}",
+        webhook::sign(b"not-the-secret", &now.to_string(), body)
+    );
+    for (what, timestamp, signature) in [
+        ("a wrong secret", now, forged),
+        ("no signature", now, String::new()),
+        ("a stale timestamp", now - 3600, good(now - 3600)),
+        ("a signature of another timestamp", now, good(now - 1)),
+    ] {
+        let response = post(timestamp, signature).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
+    }
+    let response = post(now, good(now)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// How our own receiver answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Ok,
+    Slow,
+    Fails,
+    Garbage,
+    Redirects,
+}
+
+#[derive(Clone)]
+struct Endpoint {
+    mode: Arc<Mutex<Mode>>,
+    /// Every call that came with a valid signature: its body.
+    calls: Arc<Mutex<Vec<serde_json::Value>>>,
+    held: Arc<Mutex<std::collections::BTreeSet<String>>>,
+}
+
+async fn endpoint(
+    state: axum::extract::State<Endpoint>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let timestamp = header(TIMESTAMP_HEADER);
+    let expected = format!("v1={}", webhook::sign(SECRET.as_bytes(), &timestamp, &body));
+    if header(SIGNATURE_HEADER) != expected
+        || uuid::Uuid::parse_str(&header(DELIVERY_HEADER)).is_err()
+    {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let call: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    state.calls.lock().unwrap().push(call.clone());
+    let mode = *state.mode.lock().unwrap();
+    match mode {
+        Mode::Slow => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            axum::Json(serde_json::json!({ "status": "ok" })).into_response()
+        }
+        Mode::Fails => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(
+                serde_json::json!({ "status": "error", "message": "IAM is down\u{1b}[31m" }),
+            ),
+        )
+            .into_response(),
+        Mode::Garbage => (StatusCode::OK, "<html>ok</html>").into_response(),
+        Mode::Redirects => (
+            StatusCode::FOUND,
+            [("location", "https://elsewhere.example/hook")],
+        )
+            .into_response(),
+        Mode::Ok => {
+            let id = call["grant"]["id"].as_str().unwrap().to_string();
+            let mut held = state.held.lock().unwrap();
+            match call["action"].as_str().unwrap() {
+                "provision" => {
+                    held.insert(id);
+                }
+                "deprovision" => {
+                    held.remove(&id);
+                }
+                _ => {
+                    return axum::Json(serde_json::json!({ "present": held.contains(&id) }))
+                        .into_response();
+                }
+            }
+            axum::Json(serde_json::json!({ "status": "ok" })).into_response()
+        }
+    }
+}
+
+async fn own_receiver(mode: Mode) -> (Endpoint, String) {
+    let state = Endpoint {
+        mode: Arc::new(Mutex::new(mode)),
+        calls: Arc::default(),
+        held: Arc::default(),
+    };
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(endpoint))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (state, url)
+}
+
+/// A grant at an endpoint answering as `mode` stays unusable, with a reason
+/// naming what went wrong, until the endpoint answers properly.
+async fn fails_then_recovers(mode: Mode, said: &str) {
+    let (endpoint, url) = own_receiver(mode).await;
+    let (broker, _dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    eventually(LONG, || async {
+        let access = access(&broker, &grant.id).await;
+        access.state == AccessState::Failed && access.reason.is_some()
+    })
+    .await;
+    let reason = access(&broker, &grant.id).await.reason.unwrap();
+    assert!(reason.starts_with("hook "), "{reason}");
+    assert!(reason.contains(said), "{mode:?}: {reason}");
+    assert!(!reason.chars().any(char::is_control), "{reason:?}");
+    let refusal = refused(
+        broker.as_user("alice").credential(&grant.id).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    assert!(refusal.contains(said), "{refusal}");
+    let failed: Vec<_> = broker
+        .as_user("erin")
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.kind == AuditKind::ProvisionFailed)
+        .collect();
+    assert!(!failed.is_empty());
+    assert_eq!(failed[0].details["target"], "hook");
+    let delivered = broker
+        .broker()
+        .store()
+        .transaction()
+        .unwrap()
+        .deliveries(10)
+        .unwrap();
+    assert!(
+        delivered
+            .iter()
+            .all(|d| d.error.as_deref().is_some_and(|e| e.contains(said)))
+    );
+
+    *endpoint.mode.lock().unwrap() = Mode::Ok;
+    eventually(LONG, || async {
+        access(&broker, &grant.id).await.state == AccessState::Live
+    })
+    .await;
+    // What the endpoint was told, every time, under a valid signature.
+    let calls = endpoint.calls.lock().unwrap().clone();
+    assert!(calls.len() >= 2, "{calls:?}");
+    let grant_sent = &calls[0]["grant"];
+    assert_eq!(calls[0]["action"], "provision");
+    assert_eq!(grant_sent["id"], grant.id.as_str());
+    assert_eq!(grant_sent["holder"], "alice");
+    assert_eq!(grant_sent["role"], "k8s-admin");
+    assert_eq!(grant_sent["justification"], "rotate the node pool");
+    assert_eq!(grant_sent["access"]["cluster"], "prod");
+    assert_eq!(grant_sent["access"]["verbs"][1], "delete");
+}
+
+#[tokio::test]
+async fn an_endpoint_answering_500_is_retried_until_it_answers() {
+    fails_then_recovers(
+        Mode::Fails,
+        "answered 500 Internal Server Error: IAM is down",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_endpoint_answering_slowly_times_out_and_is_retried() {
+    fails_then_recovers(Mode::Slow, "no answer within 1s").await;
+}
+
+#[tokio::test]
+async fn an_endpoint_answering_garbage_is_a_failure() {
+    fails_then_recovers(Mode::Garbage, "something other than the JSON").await;
+}
+
+#[tokio::test]
+async fn an_endpoint_redirecting_is_not_followed() {
+    fails_then_recovers(Mode::Redirects, "redirects are not followed").await;
+}
+
+#[tokio::test]
+async fn an_endpoint_down_at_revoke_gets_the_removal_when_it_is_back() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let (broker, _dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    eventually(LONG, || async {
+        access(&broker, &grant.id).await.state == AccessState::Live
+    })
+    .await;
+    *endpoint.mode.lock().unwrap() = Mode::Fails;
+    let revoked = broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    assert_eq!(revoked.state, hoist_api::GrantState::Revoked);
+    eventually(LONG, || async {
+        let access = access(&broker, &grant.id).await;
+        access.state == AccessState::Removing && access.reason.is_some()
+    })
+    .await;
+    assert!(endpoint.held.lock().unwrap().contains(&grant.id));
+    *endpoint.mode.lock().unwrap() = Mode::Ok;
+    eventually(LONG, || async {
+        access(&broker, &grant.id).await.state == AccessState::Removed
+    })
+    .await;
+    assert!(!endpoint.held.lock().unwrap().contains(&grant.id));
+}
+
+#[test]
+fn webhook_targets_refuse_inline_secrets_plain_http_and_unknown_fields() {
+    let base = |extra: &str| {
+        format!(
+            "{}\n[[targets]]\nname = \"hook\"\nkind = \"webhook\"\n{extra}\n",
+            policy_text("")
+        )
+    };
+    let line = policy_text("").lines().count() + 2;
+    for (extra, said) in [
+        (
+            "url = \"https://hooks.example/\"\nsecret = \"s3cret\"",
+            "writes its secret inline",
+        ),
+        (
+            "url = \"http://hooks.example/\"\nsecret_env = \"HOIST_TEST_NO_SUCH_VAR\"",
+            "must use https",
+        ),
+        (
+            "url = \"https://hooks.example/\"\nsecret_env = \"HOIST_TEST_NO_SUCH_VAR\"",
+            "HOIST_TEST_NO_SUCH_VAR (secret_env) is not set",
+        ),
+        (
+            "url = \"https://hooks.example/\"\nsecret_file = \"/dev/null\"\ncolour = \"red\"",
+            "unknown field `colour`",
+        ),
+    ] {
+        let err = hoistd::Policy::parse("p.toml", &base(extra))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&format!("p.toml:{line}:")), "{err}");
+        assert!(err.contains(said), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+    let err = hoistd::Policy::parse(
+        "p.toml",
+        &format!(
+            "{}{}",
+            policy_text(""),
+            target_role("x", "nowhere", "a = 1")
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("names target `nowhere`, which no [[targets]] defines"),
+        "{err}"
+    );
+    assert!(
+        err.starts_with(&format!("p.toml:{}:", policy_text("").lines().count() + 2)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_target_dropped_from_the_policy_refuses_credentials_and_keeps_removals_pending() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let (broker, _dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    eventually(LONG, || async {
+        access(&broker, &grant.id).await.state == AccessState::Live
+    })
+    .await;
+    // The role stays, without its target.
+    let without = policy_text("")
+        + &target_role("k8s-admin", "hook", "")
+            .replace("target = \"hook\"\n", "")
+            .replace("[roles.access]\n", "");
+    std::fs::write(broker.policy_path(), without).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let refusal = refused(
+        broker.as_user("alice").credential(&grant.id).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    assert!(
+        refusal.contains("which the policy in force no longer names"),
+        "{refusal}"
+    );
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    eventually(LONG, || async {
+        access(&broker, &grant.id)
+            .await
+            .reason
+            .is_some_and(|r| r.contains("no such target in the policy in force"))
+    })
+    .await;
+    assert_eq!(
+        access(&broker, &grant.id).await.state,
+        AccessState::Removing
+    );
+    assert!(
+        endpoint.held.lock().unwrap().contains(&grant.id),
+        "never told"
+    );
+}
