@@ -42,6 +42,8 @@ pub enum Action {
     Extend,
     ShowCredential,
     CopyCredential,
+    /// In the credential of access at a target: copy its URI.
+    CopyUri,
     Approve,
     Deny,
     Claim,

@@ -71,7 +71,9 @@ impl Worker {
                     backend.me(),
                     backend.roles(),
                     backend.requests(REQUEST_HISTORY),
-                    backend.grants(false),
+                    // Ended ones too: access still being removed at a
+                    // target is shown until the broker reports it gone.
+                    backend.grants(true),
                     backend.review_queue(),
                     backend.break_glass_queue(),
                 );

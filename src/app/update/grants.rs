@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hoist_api::{Credential, Grant, GrantState};
 
 use super::{banner, clamp};
+use crate::app::access;
 use crate::app::command::Command;
 use crate::app::state::{Level, Modal, Screen, State, WARN_AT};
 use crate::text::{clock, format_duration, local_time};
@@ -24,7 +25,15 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
         .map(|g| g.role.clone())
         .collect();
     if !ended.is_empty() {
-        state.grants.retain(|g| g.expires_at > now);
+        // Access at a target outlives the grant until the broker removes
+        // it: those grants move to the ending list, never straight out.
+        let (gone, kept): (Vec<Grant>, Vec<Grant>) = std::mem::take(&mut state.grants)
+            .into_iter()
+            .partition(|g| g.expires_at <= now);
+        state.grants = kept;
+        state
+            .ending
+            .extend(gone.into_iter().filter(access::still_ending));
         clamp(state);
         super::modals::revocation_confirmed(state);
         let text = format!("{} expired", ended.join(", "));
@@ -144,10 +153,19 @@ pub(super) fn revoke_incident(state: &mut State) -> Vec<Command> {
 
 /// `s` shows the credential, `y` copies it; the broker issues it.
 pub(super) fn credential(state: &mut State, copy: bool) -> Vec<Command> {
-    let grant = state
+    let Some(grant) = state
         .selected_grant()
         .filter(|_| state.screen == Screen::Grants)
-        .map(|g| g.id.clone());
+    else {
+        return vec![];
+    };
+    // Access still on its way (or failing) at the target: say where it
+    // is, rather than ask the broker for what it would refuse.
+    if let Some(why) = access::not_usable(grant, state.now) {
+        banner(state, why, Level::Warning);
+        return vec![];
+    }
+    let grant = Some(grant.id.clone());
     match grant {
         Some(grant_id) => {
             state.busy.insert(grant_id.clone());
@@ -163,6 +181,24 @@ pub(super) fn credential_loaded(
     copy: bool,
 ) -> Vec<Command> {
     state.busy.remove(&credential.grant_id);
+    if copy && let Some(access) = &credential.access {
+        let until = local_time(access.expires_at);
+        let (what, text) = match (&access.command, &access.uri) {
+            (Some(command), _) => ("command", command.clone()),
+            (None, Some(uri)) => ("URI", uri.clone()),
+            (None, None) => ("credential", credential.token.clone()),
+        };
+        banner(
+            state,
+            format!(
+                "{} {what} for {} copied; valid until {until}",
+                crate::text::sanitize::line(&access.target),
+                credential.role
+            ),
+            Level::Success,
+        );
+        return vec![Command::Copy(text)];
+    }
     if copy {
         let until = local_time(credential.expires_at);
         banner(
@@ -179,6 +215,7 @@ pub(super) fn credential_loaded(
             role: credential.role,
             token: credential.token,
             expires_at: credential.expires_at,
+            access: credential.access.map(Box::new),
         });
         vec![]
     }
@@ -212,18 +249,66 @@ pub(super) fn changed(state: &mut State, grant: Grant) -> Vec<Command> {
             Level::Info,
         );
     }
-    upsert_grant(state, grant);
-    vec![Command::LoadAll]
+    let mut commands = match upsert_grant(state, grant) {
+        Some(removed) => announce_removed(state, &removed),
+        None => vec![],
+    };
+    commands.push(Command::LoadAll);
+    commands
 }
 
-pub(super) fn upsert_grant(state: &mut State, grant: Grant) {
+/// Puts a grant where it belongs: active, ending (its access not yet
+/// removed at the target), or gone. Returns the grant whose access the
+/// broker just reported removed, if that is news.
+pub(super) fn upsert_grant(state: &mut State, grant: Grant) -> Option<Grant> {
+    let before = state
+        .grants
+        .iter()
+        .chain(&state.ending)
+        .find(|g| g.id == grant.id)
+        .cloned();
     state.grants.retain(|g| g.id != grant.id);
+    state.ending.retain(|g| g.id != grant.id);
+    place(state, grant, before.as_ref())
+}
+
+/// `upsert_grant` with what was known of the grant before, for a load that
+/// replaces everything at once.
+pub(super) fn place(state: &mut State, grant: Grant, before: Option<&Grant>) -> Option<Grant> {
     if grant.state != GrantState::Active && state.revoking.remove(&grant.id) {
         super::modals::revocation_confirmed(state);
     }
+    let removed_now = grant
+        .access
+        .as_ref()
+        .is_some_and(|a| a.state == hoist_api::AccessState::Removed)
+        && before.is_some_and(access::still_ending);
     if grant.state == GrantState::Active && grant.expires_at > state.now {
         state.grants.push(grant);
         state.grants.sort_by_key(|g| g.expires_at);
+        clamp(state);
+        return None;
+    }
+    let removed = removed_now.then(|| grant.clone());
+    if access::still_ending(&grant) {
+        state.ending.push(grant);
+        state
+            .ending
+            .sort_by_key(|g| g.ended_at.unwrap_or(g.expires_at));
     }
     clamp(state);
+    removed
+}
+
+/// Says, once the broker reports it, that a grant's access is gone from
+/// its target: the only place hoist says "access removed".
+pub(super) fn announce_removed(state: &mut State, grant: &Grant) -> Vec<Command> {
+    let target = grant
+        .access
+        .as_ref()
+        .map(|a| crate::text::sanitize::line(&a.target).into_owned())
+        .unwrap_or_default();
+    let text = format!("{}: access removed at {target}", grant.role);
+    banner(state, text.clone(), Level::Success);
+    vec![Command::Notify(text)]
 }

@@ -101,7 +101,14 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                     && grant.revoked_by.as_deref() != Some(state.user());
                 let role = grant.role.clone();
                 let by = grant.revoked_by.clone().unwrap_or_default();
-                grants::upsert_grant(state, grant);
+                let removed = grants::upsert_grant(state, grant);
+                if let Some(removed) = removed {
+                    let mut commands = grants::announce_removed(state, &removed);
+                    if was_active && ended_by_other {
+                        commands.push(Command::Notify(format!("{role} was revoked")));
+                    }
+                    return commands;
+                }
                 if was_active && ended_by_other {
                     banner(
                         state,

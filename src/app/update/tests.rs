@@ -294,3 +294,194 @@ fn an_activation_still_taking_effect_is_never_shown_as_access() {
     assert!(banner.text.starts_with("✓ db: active, "), "{}", banner.text);
     assert!(commands.contains(&Command::LoadAll));
 }
+
+fn at_target(mut g: hoist_api::Grant, state: hoist_api::AccessState) -> hoist_api::Grant {
+    g.access = Some(hoist_api::TargetAccess {
+        target: "db-prod-1".into(),
+        kind: "postgres".into(),
+        state,
+        reason: None,
+        attempts: 0,
+        next_attempt_at: None,
+        updated_at: g.starts_at,
+    });
+    g
+}
+
+fn grant_event(grant: hoist_api::Grant) -> Action {
+    Action::Live(Box::new(LiveEvent::Grant { grant }))
+}
+
+#[test]
+fn access_removed_is_said_only_when_the_broker_reports_it() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let live = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Live,
+    );
+    update(&mut state, grant_event(live.clone()));
+    assert_eq!(state.grants.len(), 1);
+
+    // Revoked: gone from the active grants, still shown as ending.
+    let mut revoked = live.clone();
+    revoked.state = GrantState::Revoked;
+    revoked.revoked_by = Some("alice".into());
+    revoked.access.as_mut().unwrap().state = AccessState::Removing;
+    let commands = update(&mut state, grant_event(revoked.clone()));
+    assert!(commands.is_empty(), "{commands:?}");
+    assert!(state.grants.is_empty());
+    assert_eq!(state.ending.len(), 1);
+    assert!(
+        state
+            .banner
+            .as_ref()
+            .is_none_or(|b| !b.text.contains("removed"))
+    );
+
+    // A failed removal attempt keeps it there.
+    let mut failing = revoked.clone();
+    failing.access.as_mut().unwrap().reason = Some("connection refused".into());
+    assert!(update(&mut state, grant_event(failing)).is_empty());
+    assert_eq!(state.ending.len(), 1);
+
+    // The broker confirms: said once, in the banner and the notice.
+    let mut removed = revoked;
+    removed.access.as_mut().unwrap().state = AccessState::Removed;
+    let commands = update(&mut state, grant_event(removed.clone()));
+    let said = "db: access removed at db-prod-1";
+    assert_eq!(commands, [Command::Notify(said.into())]);
+    assert_eq!(state.banner.as_ref().unwrap().text, said);
+    assert!(state.ending.is_empty());
+    // Heard again (a reload): nothing new to say.
+    assert!(update(&mut state, grant_event(removed)).is_empty());
+}
+
+#[test]
+fn an_expired_grant_at_a_target_is_ending_until_removed() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.warned.insert("g1".into());
+    state.grants = vec![at_target(
+        grant("g1", "db", "alice", now + TimeDelta::seconds(1)),
+        AccessState::Live,
+    )];
+    update(&mut state, Action::Tick(now + TimeDelta::seconds(2)));
+    assert!(state.grants.is_empty());
+    assert_eq!(
+        state.ending.len(),
+        1,
+        "not removed until the broker says so"
+    );
+}
+
+#[test]
+fn the_credential_of_access_still_provisioning_is_not_asked_for() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.screen = Screen::Grants;
+    update(
+        &mut state,
+        grant_event(at_target(
+            grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+            AccessState::Provisioning,
+        )),
+    );
+    let commands = update(&mut state, Action::ShowCredential);
+    assert!(commands.is_empty(), "{commands:?}");
+    assert!(state.modal.is_none());
+    let banner = state.banner.as_ref().unwrap();
+    assert!(
+        banner.text.contains("still being provisioned at db-prod-1"),
+        "{}",
+        banner.text
+    );
+
+    // Live: asked for, and shown with the access; y copies what is shown.
+    let live = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Live,
+    );
+    update(&mut state, grant_event(live));
+    let commands = update(&mut state, Action::ShowCredential);
+    assert_eq!(
+        commands,
+        [Command::Credential {
+            grant_id: "g1".into(),
+            copy: false
+        }]
+    );
+    let credential = hoist_api::Credential {
+        grant_id: "g1".into(),
+        role: "db".into(),
+        token_type: "Bearer".into(),
+        token: "a.b.c".into(),
+        issued_at: now,
+        expires_at: now + TimeDelta::minutes(5),
+        access: Some(hoist_api::AccessCredential {
+            target: "db-prod-1".into(),
+            kind: "postgres".into(),
+            env: Default::default(),
+            uri: Some("postgresql://u:pw@h/db".into()),
+            command: Some("psql \"postgresql://u:pw@h/db\"".into()),
+            expires_at: now + TimeDelta::minutes(30),
+        }),
+    };
+    update(
+        &mut state,
+        Action::CredentialLoaded {
+            credential: Box::new(credential),
+            copy: false,
+        },
+    );
+    assert!(matches!(
+        state.modal,
+        Some(Modal::Credential {
+            access: Some(_),
+            ..
+        })
+    ));
+    let commands = update(&mut state, Action::CopyCredential);
+    assert_eq!(
+        commands,
+        [Command::Copy("psql \"postgresql://u:pw@h/db\"".into())]
+    );
+    let commands = update(&mut state, Action::CopyUri);
+    assert_eq!(commands, [Command::Copy("postgresql://u:pw@h/db".into())]);
+    // Closed: the secret is no longer held.
+    update(&mut state, Action::Back);
+    assert!(state.modal.is_none());
+}
+
+#[test]
+fn a_load_older_than_a_live_event_keeps_the_newer_access() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let provisioning = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Provisioning,
+    );
+    let mut live = provisioning.clone();
+    let access = live.access.as_mut().unwrap();
+    access.state = AccessState::Live;
+    access.updated_at += TimeDelta::milliseconds(5);
+    update(&mut state, grant_event(live));
+    let (me, roles) = (state.me.clone().unwrap(), state.roles.clone());
+    update(
+        &mut state,
+        Action::Loaded(Box::new(Snapshot {
+            me,
+            roles,
+            requests: vec![],
+            grants: vec![provisioning],
+            queue: vec![],
+            break_glass: vec![],
+        })),
+    );
+    let access = state.grants[0].access.as_ref().unwrap();
+    assert_eq!(access.state, AccessState::Live);
+}
