@@ -364,6 +364,7 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
             .map(|(name, b)| (name.clone(), b.roles.clone()))
             .collect(),
         profile: Some(profile_label),
+        notice: None,
         renew: Some(Arc::new(move || {
             let target = renew_target.clone();
             Box::pin(async move { session::current(&target).await.map_err(|e| e.to_string()) })
@@ -533,18 +534,19 @@ async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
 }
 
 async fn run_demo(user: &str, serve_only: bool) -> anyhow::Result<()> {
-    let demo = demo::Demo::start().await?;
+    let demo = demo::Demo::start_with_target().await?;
     if serve_only {
         println!("hoist demo broker at {}", demo.url());
+        println!("{}", demo.target_note());
         println!("tokens: demo-alice demo-bob demo-carol demo-dave demo-erin");
         println!(
             "try: curl -H 'Authorization: Bearer demo-alice' {}/v1/roles",
             demo.url()
         );
-        println!("Ctrl-C stops it.");
-        tokio::signal::ctrl_c().await?;
+        println!("Ctrl-C stops it (and removes the demo's PostgreSQL cluster).");
+        let stopped = tokio::signal::ctrl_c().await;
         demo.stop().await;
-        return Ok(());
+        return Ok(stopped?);
     }
     need_terminal()?;
     let backend = demo.client(user).await?;
@@ -552,6 +554,7 @@ async fn run_demo(user: &str, serve_only: bool) -> anyhow::Result<()> {
     let options = tui::Options {
         theme: Theme::from_config(&Default::default(), no_color()).map_err(anyhow::Error::msg)?,
         ticket_url: Some("https://tracker.example/browse/{ticket}".into()),
+        notice: Some(demo.target_note().to_string()),
         ..tui::Options::default()
     };
     let result = tui::run(backend, options).await;

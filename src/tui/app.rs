@@ -39,6 +39,8 @@ pub struct Options {
     pub bundles: Vec<(String, Vec<String>)>,
     /// The profile and its kind, for the header.
     pub profile: Option<String>,
+    /// A first banner that stays a minute (the demo says what to try).
+    pub notice: Option<String>,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             renew: None,
             bundles: Vec::new(),
             profile: None,
+            notice: None,
         }
     }
 }
@@ -128,6 +131,13 @@ impl App {
         state.screen = options.screen;
         state.bundles = options.bundles;
         state.profile = options.profile;
+        if let Some(text) = options.notice {
+            state.banner = Some(crate::app::state::Banner {
+                text,
+                level: crate::app::state::Level::Info,
+                until: state.now + chrono::TimeDelta::minutes(1),
+            });
+        }
         if let Some(renew) = options.renew {
             tokio::spawn(keep_session(Arc::clone(&backend), renew, sender.clone()));
         }

@@ -1,0 +1,230 @@
+//! Grants at a real target, a PostgreSQL cluster the test stops and starts:
+//! the Grants screen says where each grant's access is (failed with its
+//! reason, live, removing, removed) in colours that carry meaning, `s`
+//! shows a `psql` command that works, and "access removed" is said only
+//! once the broker reports it.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use crossterm::event::KeyCode;
+use hoist::app::Command;
+use hoist::app::state::Modal;
+use hoist::demo::{Demo, ask};
+use hoist_api::AccessState;
+use ratatui::style::Color;
+
+use crate::helpers::*;
+
+/// Retries at a target back off to a second or two here; this is far more.
+const TARGET_WAIT: Duration = Duration::from_secs(60);
+
+/// The demo with its PostgreSQL target; a test fails, saying why, on a
+/// machine without PostgreSQL's server (`scripts/test` installs it).
+async fn demo_with_postgres() -> Demo {
+    Demo::start_with_postgres()
+        .await
+        .expect("PostgreSQL's server for the target tests (scripts/test installs it)")
+}
+
+/// The foreground colour of a text on screen: its first cell's.
+fn colour(
+    terminal: &ratatui::Terminal<ratatui::backend::TestBackend>,
+    text: &str,
+) -> Option<Color> {
+    let buffer = terminal.backend().buffer();
+    for y in 0..buffer.area.height {
+        let cells: Vec<&str> = (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol())
+            .collect();
+        let line = cells.concat();
+        if let Some(at) = line.find(text) {
+            let x = line[..at].chars().count() as u16;
+            return buffer[(x, y)].fg.into();
+        }
+    }
+    panic!("`{text}` is not on screen");
+}
+
+async fn file_and_approve(demo: &Demo) {
+    let alice = demo.client("alice").await.unwrap();
+    let filed = alice
+        .file(
+            &ask(
+                "prod-db-admin",
+                "Vacuum the bloated orders table",
+                Some("CHG-1024"),
+            ),
+            "k1",
+        )
+        .await
+        .unwrap();
+    let bob = demo.client("bob").await.unwrap();
+    bob.review(&filed.id, hoist_api::Decision::Approve, Some("go".into()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_at_postgres_fails_goes_live_is_used_and_is_removed() {
+    let demo = demo_with_postgres().await;
+    let postgres = demo.postgres().unwrap();
+    let theme = hoist::ui::theme::Theme::default();
+    let mut alice = app(&demo, "alice").await;
+    key(&mut alice, KeyCode::Char('3'));
+
+    // The target is down when the grant is approved: the grant is active
+    // (its countdown runs) but its access failed, with the reason.
+    postgres.stop();
+    file_and_approve(&demo).await;
+    assert!(
+        alice
+            .wait_until(TARGET_WAIT, |s| s
+                .grant_for("prod-db-admin")
+                .and_then(|g| g.access.as_ref())
+                .is_some_and(
+                    |a| a.state == AccessState::Failed && a.reason.is_some()
+                ))
+            .await,
+        "{:?}",
+        alice.state.grant_for("prod-db-admin")
+    );
+    let drawn = render(&alice.state, &theme, 160, 48);
+    let text = screen(&alice.state, 160, 48);
+    assert!(text.contains("failed at demo-db:"), "{text}");
+    assert!(
+        text.contains("next attempt in") || text.contains("trying again"),
+        "{text}"
+    );
+    assert_eq!(colour(&drawn, "failed at demo-db"), Some(theme.danger));
+    // The countdown does not wait for the target.
+    let left = alice
+        .state
+        .time_left(alice.state.grant_for("prod-db-admin").unwrap());
+    assert!(left > TimeDelta::minutes(25), "{left:?}");
+
+    // `s` on it says why it cannot be used yet, instead of an error.
+    key(&mut alice, KeyCode::Char('s'));
+    assert!(alice.state.modal.is_none());
+    let banner = alice.state.banner.clone().unwrap();
+    assert!(
+        banner.text.contains("access failed at demo-db"),
+        "{}",
+        banner.text
+    );
+
+    // The target comes back: live, in the colour of what is usable.
+    postgres.restart().unwrap();
+    assert!(
+        alice
+            .wait_until(TARGET_WAIT, |s| access_state_of(s)
+                == Some(AccessState::Live))
+            .await
+    );
+    let drawn = render(&alice.state, &theme, 160, 48);
+    assert_eq!(colour(&drawn, "live at demo-db"), Some(theme.ok));
+    assert!(screen(&alice.state, 80, 24).contains("live at demo-db"));
+
+    // `s`: the ready psql command, and it works.
+    key(&mut alice, KeyCode::Char('s'));
+    assert!(
+        alice
+            .wait_until(WAIT, |s| matches!(s.modal, Some(Modal::Credential { .. })))
+            .await
+    );
+    let Some(Modal::Credential {
+        access: Some(access),
+        ..
+    }) = alice.state.modal.clone()
+    else {
+        panic!("no access in the credential: {:?}", alice.state.modal);
+    };
+    let command = access.command.clone().unwrap();
+    assert!(
+        command.starts_with("psql 'postgresql://hoist_alice_"),
+        "{command}"
+    );
+    let shown = screen(&alice.state, 160, 48);
+    assert!(shown.contains("psql 'postgresql://hoist_alice_"), "{shown}");
+    assert!(
+        shown.contains("Access for prod-db-admin at demo-db (postgres)"),
+        "{shown}"
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{command} -tAc 'select current_user'"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let login = access.env.get("PGUSER").unwrap().clone();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), login);
+
+    // `y` copies the command as shown (fetching again would change the
+    // password); esc forgets it.
+    alice.effects.clear();
+    key(&mut alice, KeyCode::Char('y'));
+    assert!(alice.effects.contains(&Command::Copy(command.clone())));
+    key(&mut alice, KeyCode::Char('u'));
+    assert!(
+        alice
+            .effects
+            .contains(&Command::Copy(access.uri.clone().unwrap()))
+    );
+    key(&mut alice, KeyCode::Esc);
+    assert!(alice.state.modal.is_none());
+
+    // Revoked while the target is down: the grant ends in hoist at once
+    // and stays under "Ending", removing, until the target confirms.
+    postgres.stop();
+    key(&mut alice, KeyCode::Char('x'));
+    key(&mut alice, KeyCode::Char('y'));
+    assert!(
+        alice
+            .wait_until(TARGET_WAIT, |s| s.grants.is_empty()
+                && s.ending
+                    .first()
+                    .and_then(|g| g.access.as_ref())
+                    .is_some_and(|a| a.reason.is_some()))
+            .await,
+        "{:?}",
+        alice.state.ending
+    );
+    let text = screen(&alice.state, 160, 48);
+    assert!(text.contains("Ending"), "{text}");
+    assert!(text.contains("removing… at demo-db"), "{text}");
+    assert!(!text.contains("removed"), "{text}");
+    let drawn = render(&alice.state, &theme, 160, 48);
+    assert_eq!(colour(&drawn, "removing… at demo-db"), Some(theme.danger));
+
+    // Back: the broker removes it, and only then is it said.
+    alice.effects.clear();
+    postgres.restart().unwrap();
+    assert!(alice.wait_until(TARGET_WAIT, |s| s.ending.is_empty()).await);
+    let banner = alice.state.banner.clone().unwrap();
+    assert_eq!(banner.text, "prod-db-admin: access removed at demo-db");
+    assert!(alice.effects.contains(&Command::Notify(
+        "prod-db-admin: access removed at demo-db".into()
+    )));
+    let admin = postgres.admin().await.unwrap();
+    let left = admin
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&login],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(left, 0, "the login role is gone");
+    demo.stop().await;
+}
+
+fn access_state_of(state: &hoist::app::State) -> Option<AccessState> {
+    state
+        .grant_for("prod-db-admin")
+        .and_then(|g| g.access.as_ref())
+        .map(|a| a.state)
+}
