@@ -144,8 +144,22 @@ pub enum Command {
         output: OutputArgs,
     },
     /// Print the short-lived credential of your active grant for ROLE (for `$(...)`).
+    ///
+    /// For a role at a target, `--format env` prints `export` lines with the
+    /// access's variables (PG* for PostgreSQL) for `eval`, and `--format uri`
+    /// its URI (`psql "$(hoist credential prod-db-admin --format uri)"`). Until
+    /// the access is live it exits 7 naming its state, or with --wait waits.
     Credential {
+        /// The role, or a grant id.
         role: String,
+        #[arg(long, value_enum, default_value = "token")]
+        format: commands::CredentialFormat,
+        /// Wait for the access at the role's target to become live.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this long (exits 4).
+        #[arg(long, requires = "wait")]
+        timeout: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -157,8 +171,11 @@ pub enum Command {
     /// HOIST_GRANT_ID and HOIST_GRANT_EXPIRES_AT in its environment, and
     /// HOIST_CREDENTIAL_COMMAND: a command line that prints a fresh credential for the
     /// grant (`sh -c "$HOIST_CREDENTIAL_COMMAND"`), for a command that outlives one
-    /// credential. Signals are forwarded; a grant exec requested is revoked when the
-    /// command ends, however it ends.
+    /// credential. For a role at a target, exec waits (up to --timeout) for the access
+    /// to be live, and the command also gets the access's variables: PGHOST, PGPORT,
+    /// PGDATABASE, PGUSER, PGPASSWORD and PGSSLMODE for PostgreSQL, so `hoist exec
+    /// prod-db-admin -- psql` just works. Signals are forwarded; a grant exec
+    /// requested is revoked when the command ends, however it ends.
     Exec {
         #[command(flatten)]
         args: commands::ExecArgs,
@@ -296,8 +313,25 @@ async fn scripted(
             comment,
             output,
         } => commands::deny(backend, &id, comment, output.format()).await,
-        Command::Credential { role, output } => {
-            commands::credential(backend, &role, output.format()).await
+        Command::Credential {
+            role,
+            format,
+            wait,
+            timeout,
+            output,
+        } => {
+            let timeout = timeout
+                .as_deref()
+                .map(commands::duration)
+                .transpose()?
+                .map(std::time::Duration::from_secs);
+            let args = commands::CredentialArgs {
+                role: &role,
+                format,
+                output: output.format(),
+                wait: wait.then_some(timeout),
+            };
+            commands::credential(backend, args).await
         }
         _ => unreachable!("handled in run"),
     }
