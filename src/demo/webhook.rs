@@ -134,3 +134,46 @@ async fn receive(
         _ => refuse(StatusCode::BAD_REQUEST, "unknown action"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn call(port: u16, secret: &[u8], timestamp: i64, body: &str) -> reqwest::StatusCode {
+        let timestamp = timestamp.to_string();
+        let signature = format!(
+            "v1={}",
+            hoistd::target::webhook::sign(secret, &timestamp, body.as_bytes())
+        );
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/hoist"))
+            .header("x-hoist-timestamp", timestamp)
+            .header("x-hoist-signature", signature)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn only_signed_fresh_calls_are_taken() {
+        let receiver = WebhookReceiver::start(b"right".to_vec()).await.unwrap();
+        let body = r#"{"action":"provision","grant":{"id":"gr_1","role":"r","holder":"alice"}}"#;
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(
+            call(receiver.port, b"right", now, body).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(receiver.port, b"wrong", now, body).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(receiver.port, b"right", now - 3600, body).await,
+            StatusCode::UNAUTHORIZED,
+            "a replayed call"
+        );
+        assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"abc", b"ab"));
+    }
+}

@@ -228,3 +228,66 @@ fn access_state_of(state: &hoist::app::State) -> Option<AccessState> {
         .and_then(|g| g.access.as_ref())
         .map(|a| a.state)
 }
+
+/// Without PostgreSQL's server the demo's target is its own webhook
+/// receiver: the same story, with what the receiver hands over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_postgres_the_demo_targets_its_own_webhook_receiver() {
+    let demo = Demo::start_with_webhook("not installed here")
+        .await
+        .unwrap();
+    assert!(
+        demo.target_note().contains("webhook receiver")
+            && demo.target_note().contains("not installed here"),
+        "{}",
+        demo.target_note()
+    );
+    let mut alice = app(&demo, "alice").await;
+    key(&mut alice, KeyCode::Char('3'));
+    file_and_approve(&demo).await;
+    assert!(
+        alice
+            .wait_until(TARGET_WAIT, |s| access_state_of(s)
+                == Some(AccessState::Live))
+            .await
+    );
+    assert!(screen(&alice.state, 160, 48).contains("live at demo-db"));
+    key(&mut alice, KeyCode::Char('s'));
+    assert!(
+        alice
+            .wait_until(WAIT, |s| matches!(s.modal, Some(Modal::Credential { .. })))
+            .await
+    );
+    let Some(Modal::Credential {
+        access: Some(access),
+        ..
+    }) = alice.state.modal.clone()
+    else {
+        panic!("no access in the credential: {:?}", alice.state.modal);
+    };
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(access.command.clone().unwrap())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("alice holds prod-db-admin at the demo receiver"),
+        "{said}"
+    );
+    key(&mut alice, KeyCode::Esc);
+    key(&mut alice, KeyCode::Char('x'));
+    key(&mut alice, KeyCode::Char('y'));
+    assert!(
+        alice
+            .wait_until(TARGET_WAIT, |s| s.grants.is_empty()
+                && s.ending.is_empty()
+                && s.banner.as_ref().is_some_and(
+                    |b| b.text == "prod-db-admin: access removed at demo-db"
+                ))
+            .await,
+        "{:?}",
+        alice.state.banner
+    );
+    demo.stop().await;
+}
