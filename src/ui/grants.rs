@@ -156,7 +156,31 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
     }
 
     let Some(grant) = state.selected_grant() else {
-        frame.render_widget(block(" Details ", theme), details);
+        // Nothing active to select: the grants still ending say, in full,
+        // where their removal stands (the list cuts the reason short).
+        let lines: Vec<Line> = state
+            .ending
+            .iter()
+            .filter_map(|g| {
+                let access = g.access.as_ref()?;
+                let (line, tone) = access::describe(g, access, state.now);
+                Some(Line::from(vec![
+                    Span::styled(format!("{:<15}", clean(&g.role)), theme.muted()),
+                    Span::styled(line, access_style(tone, theme)),
+                ]))
+            })
+            .collect();
+        let title = if lines.is_empty() {
+            " Details "
+        } else {
+            " Ending "
+        };
+        frame.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: true })
+                .block(block(title, theme)),
+            details,
+        );
         return;
     };
     let mut lines = vec![field("Grant", &grant.id, theme.muted(), theme)];

@@ -291,3 +291,66 @@ async fn without_postgres_the_demo_targets_its_own_webhook_receiver() {
     );
     demo.stop().await;
 }
+
+/// What a person sees in each state the broker reports, from the real
+/// broker and cluster: live, the access modal, and removing with the
+/// reason the target gave; the clock frozen, secrets and ports masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_state_snapshots() {
+    let demo = demo_with_postgres().await;
+    let postgres = demo.postgres().unwrap();
+    let mut alice = app(&demo, "alice").await;
+    key(&mut alice, KeyCode::Char('3'));
+    file_and_approve(&demo).await;
+    assert!(
+        alice
+            .wait_until(TARGET_WAIT, |s| access_state_of(s)
+                == Some(AccessState::Live))
+            .await
+    );
+    let start = alice.state.grant_for("prod-db-admin").unwrap().starts_at;
+    freeze(&mut alice, start + TimeDelta::milliseconds(30_500));
+    let mut settings = settings();
+    settings.add_filter(r"hoist_alice_[a-z0-9_]+", "hoist_alice_GRANT");
+    settings.add_filter(r":[A-Za-z0-9_-]{16,}@", ":PASSWORD@");
+    settings.add_filter(r"next attempt in \d+s", "next attempt in Ns");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT");
+    settings.add_filter(r"port \d+", "port PORT");
+    let snap = |name: &str, state: &hoist::app::State, sizes: &[(u16, u16)]| {
+        for &(width, height) in sizes {
+            let text = screen(state, width, height);
+            settings.bind(|| insta::assert_snapshot!(format!("{name}_{width}x{height}"), text));
+        }
+    };
+    snap("access_live", &alice.state, &[(80, 24), (160, 48)]);
+
+    key(&mut alice, KeyCode::Char('s'));
+    assert!(
+        alice
+            .wait_until(WAIT, |s| matches!(s.modal, Some(Modal::Credential { .. })))
+            .await
+    );
+    freeze(&mut alice, start + TimeDelta::milliseconds(30_500));
+    // Wide enough that the command is one line, as a person copies it
+    // (narrower, it wraps wherever the password and port fall).
+    snap("access_credential", &alice.state, &[(160, 48)]);
+    key(&mut alice, KeyCode::Esc);
+
+    postgres.stop();
+    key(&mut alice, KeyCode::Char('x'));
+    key(&mut alice, KeyCode::Char('y'));
+    assert!(
+        alice
+            .wait_until(TARGET_WAIT, |s| s
+                .ending
+                .first()
+                .and_then(|g| g.access.as_ref())
+                .is_some_and(|a| a.reason.is_some()))
+            .await
+    );
+    let updated = alice.state.ending[0].access.as_ref().unwrap().updated_at;
+    freeze(&mut alice, updated);
+    snap("access_removing", &alice.state, &[(80, 24), (160, 48)]);
+    postgres.restart().unwrap();
+    demo.stop().await;
+}
