@@ -75,6 +75,8 @@ pub enum Action {
     LoadFailed(Failure),
     ActivityLoaded(Vec<AuditEvent>),
     HistoryLoaded(RequestHistory),
+    /// The grant of a request under review (`Command::LoadGrant`).
+    ReviewedGrantLoaded(Box<Grant>),
     Live(Box<LiveEvent>),
     StreamUp,
     StreamDown(String),

@@ -175,6 +175,9 @@ pub struct State {
     pub queue: Vec<AccessRequest>,
     pub break_glass: Vec<AccessRequest>,
     pub histories: HashMap<String, RequestHistory>,
+    /// Grants of requests under review (break-glass activations), by id,
+    /// so approvers see where their access is.
+    pub reviewed_grants: HashMap<String, Grant>,
     /// Roles marked (space) to be requested together as a bundle.
     pub marked: BTreeSet<String>,
     /// Named bundles from the config: name and roles.
@@ -223,6 +226,7 @@ impl State {
             queue: Vec::new(),
             break_glass: Vec::new(),
             histories: HashMap::new(),
+            reviewed_grants: HashMap::new(),
             marked: BTreeSet::new(),
             bundles: Vec::new(),
             incident: None,

@@ -102,6 +102,11 @@ impl Worker {
                 Ok(view) => Action::IncidentLoaded(Box::new(view)),
                 Err(error) => failed(Operation::LoadingIncident, error),
             },
+            // Only shown beside a review: without it the review still works.
+            Command::LoadGrant(id) => match backend.grant(&id).await {
+                Ok(grant) => Action::ReviewedGrantLoaded(Box::new(grant)),
+                Err(_) => return,
+            },
             Command::LoadHistory(id) => match backend.history(&id).await {
                 Ok(history) => Action::HistoryLoaded(history),
                 Err(error) => failed(Operation::LoadingHistory, error),

@@ -354,3 +354,42 @@ async fn access_state_snapshots() {
     postgres.restart().unwrap();
     demo.stop().await;
 }
+
+/// Approvers see where a grant's access is too: carol's break-glass
+/// activation of prod-db-admin, live at the demo's cluster, in bob's
+/// Reviews details and on the Incidents screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvers_see_the_access_of_grants_they_review() {
+    let demo = demo_with_postgres().await;
+    let theme = hoist::ui::theme::Theme::default();
+    let mut bob = app(&demo, "bob").await;
+    key(&mut bob, KeyCode::Char('4'));
+    assert!(bob.wait_until(WAIT, |s| !s.break_glass.is_empty()).await);
+    while !matches!(
+        bob.state.selected_review(),
+        Some((hoist::app::state::ReviewRow::BreakGlass(_), _))
+    ) {
+        key(&mut bob, KeyCode::Down);
+    }
+    assert!(
+        bob.wait_until(TARGET_WAIT, |s| {
+            s.reviewed_grants.values().any(|g| {
+                g.access
+                    .as_ref()
+                    .is_some_and(|a| a.state == AccessState::Live)
+            })
+        })
+        .await
+    );
+    let drawn = render(&bob.state, &theme, 160, 48);
+    assert_eq!(colour(&drawn, "live at demo-db"), Some(theme.ok));
+
+    key(&mut bob, KeyCode::Char('6'));
+    assert!(bob.wait_until(WAIT, |s| s.incident.is_some()).await);
+    let text = screen(&bob.state, 160, 48);
+    assert!(
+        text.contains("Access") && text.contains("live at demo-db"),
+        "{text}"
+    );
+    demo.stop().await;
+}

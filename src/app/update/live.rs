@@ -94,6 +94,9 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                 reviews::history_for_selection(state)
             }
         }
+        LiveEvent::Grant { grant } if grant.holder != state.user() => {
+            reviews::grant_loaded(state, grant)
+        }
         LiveEvent::Grant { grant } => {
             if grant.holder == state.user() {
                 let was_active = state.grants.iter().any(|g| g.id == grant.id);
