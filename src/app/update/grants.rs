@@ -217,6 +217,7 @@ pub(super) fn changed(state: &mut State, grant: Grant) -> Vec<Command> {
 }
 
 pub(super) fn upsert_grant(state: &mut State, grant: Grant) {
+    let selection = state.selection();
     state.grants.retain(|g| g.id != grant.id);
     if grant.state != GrantState::Active && state.revoking.remove(&grant.id) {
         super::modals::revocation_confirmed(state);
@@ -225,5 +226,6 @@ pub(super) fn upsert_grant(state: &mut State, grant: Grant) {
         state.grants.push(grant);
         state.grants.sort_by_key(|g| g.expires_at);
     }
+    state.reselect(&selection);
     clamp(state);
 }
