@@ -138,6 +138,14 @@ pub enum ReviewRow {
     BreakGlass(usize),
 }
 
+/// The items the list cursors point at, by id (see [`State::reselect`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub request: Option<String>,
+    pub grant: Option<String>,
+    pub review: Option<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Cursors {
     pub roles: usize,
@@ -280,6 +288,42 @@ impl State {
             ReviewRow::BreakGlass(i) => self.break_glass.get(i)?,
         };
         Some((row, request))
+    }
+
+    /// What the request, grant and review cursors point at, by id.
+    pub fn selection(&self) -> Selection {
+        Selection {
+            request: self.selected_request().map(|r| r.id.clone()),
+            grant: self.selected_grant().map(|g| g.id.clone()),
+            review: self.selected_review().map(|(_, r)| r.id.clone()),
+        }
+    }
+
+    /// Puts each cursor back on the item it pointed at before its list
+    /// changed (a live event, a reload, a re-sort), so a key pressed next
+    /// acts on what the person was looking at. An item that left its list
+    /// leaves the cursor where it is.
+    pub fn reselect(&mut self, selection: &Selection) {
+        fn position<'a>(
+            mut ids: impl Iterator<Item = &'a str>,
+            wanted: &Option<String>,
+        ) -> Option<usize> {
+            let wanted = wanted.as_deref()?;
+            ids.position(|id| id == wanted)
+        }
+        if let Some(i) = position(
+            self.requests.iter().map(|r| r.id.as_str()),
+            &selection.request,
+        ) {
+            self.cursors.requests = i;
+        }
+        if let Some(i) = position(self.grants.iter().map(|g| g.id.as_str()), &selection.grant) {
+            self.cursors.grants = i;
+        }
+        let reviews = self.queue.iter().chain(&self.break_glass);
+        if let Some(i) = position(reviews.map(|r| r.id.as_str()), &selection.review) {
+            self.cursors.reviews = i;
+        }
     }
 
     /// My active grant for a role, if any.

@@ -267,9 +267,14 @@ pub(super) fn upsert_grant(state: &mut State, grant: Grant) -> Option<Grant> {
         .chain(&state.ending)
         .find(|g| g.id == grant.id)
         .cloned();
+    let selection = state.selection();
     state.grants.retain(|g| g.id != grant.id);
     state.ending.retain(|g| g.id != grant.id);
-    place(state, grant, before.as_ref())
+    let removed = place(state, grant, before.as_ref());
+    // The cursor stays on the grant it was on, wherever the list moved it.
+    state.reselect(&selection);
+    clamp(state);
+    removed
 }
 
 /// `upsert_grant` with what was known of the grant before, for a load that

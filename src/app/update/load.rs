@@ -11,6 +11,7 @@ use crate::app::failure::Failure;
 use crate::app::state::State;
 
 pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
+    let selection = state.selection();
     state.loaded = true;
     state.me = Some(snapshot.me);
     state.roles = snapshot.roles;
@@ -49,6 +50,7 @@ pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
         .map(|r| r.id.as_str())
         .collect();
     state.histories.retain(|id, _| known.contains(id.as_str()));
+    state.reselect(&selection);
     refilter(state);
     commands
 }

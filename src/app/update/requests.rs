@@ -44,16 +44,19 @@ pub(super) fn cancel(state: &mut State) -> Vec<Command> {
 }
 
 pub(super) fn upsert_request(state: &mut State, request: AccessRequest) {
+    let selection = state.selection();
     match state.requests.iter_mut().find(|r| r.id == request.id) {
         Some(slot) => *slot = request,
         None => state.requests.insert(0, request),
     }
+    state.reselect(&selection);
     clamp(state);
 }
 
 /// Keeps the approver's lists in step: pending requests in the queue,
 /// unacknowledged break-glass in its own list, everything else out.
 pub(super) fn upsert_queue(state: &mut State, request: AccessRequest) {
+    let selection = state.selection();
     state.queue.retain(|r| r.id != request.id);
     state.break_glass.retain(|r| r.id != request.id);
     if request.state == RequestState::Pending {
@@ -65,5 +68,6 @@ pub(super) fn upsert_queue(state: &mut State, request: AccessRequest) {
     {
         state.break_glass.push(request);
     }
+    state.reselect(&selection);
     clamp(state);
 }

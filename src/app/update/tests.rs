@@ -485,3 +485,52 @@ fn a_load_older_than_a_live_event_keeps_the_newer_access() {
     let access = state.grants[0].access.as_ref().unwrap();
     assert_eq!(access.state, AccessState::Live);
 }
+
+#[test]
+fn a_list_that_changes_under_the_cursor_keeps_it_on_the_same_item() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    // The broker's order is not the lapse order the live updates keep.
+    state.queue = vec![
+        request("req_late", "db", "carol", now + TimeDelta::hours(1)),
+        request("req_soon", "k8s", "dave", now),
+    ];
+    state.screen = Screen::Reviews;
+    state.cursors.reviews = 0;
+    let mut claimed = request("req_soon", "k8s", "dave", now);
+    claimed.claim = Some(hoist_api::Claim {
+        by: "erin".into(),
+        until: now + TimeDelta::minutes(10),
+    });
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: claimed })),
+    );
+    assert_eq!(state.queue[0].id, "req_soon", "re-sorted by lapse");
+    // A decision keyed next lands on the request the approver was reading.
+    assert_eq!(state.selected_review().unwrap().1.id, "req_late");
+
+    state.grants = vec![
+        grant("g_db", "db", "alice", now + TimeDelta::minutes(20)),
+        grant("g_logs", "logs", "alice", now + TimeDelta::hours(2)),
+    ];
+    state.cursors.grants = 1;
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Grant {
+            grant: grant("g_k8s", "k8s", "alice", now + TimeDelta::minutes(5)),
+        })),
+    );
+    assert_eq!(state.grants[0].id, "g_k8s");
+    assert_eq!(state.selected_grant().unwrap().id, "g_logs");
+
+    state.requests = vec![request("req_mine", "db", "alice", now)];
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request {
+            request: request("req_new", "k8s", "alice", now),
+        })),
+    );
+    assert_eq!(state.requests[0].id, "req_new");
+    assert_eq!(state.selected_request().unwrap().id, "req_mine");
+}
