@@ -393,3 +393,105 @@ async fn approvers_see_the_access_of_grants_they_review() {
     );
     demo.stop().await;
 }
+
+/// A webhook receiver that holds every provision until the test releases
+/// it, so the access is provisioning for as long as the test looks.
+async fn holding_receiver(released: tokio::sync::watch::Receiver<bool>) -> u16 {
+    use axum::Json;
+    use axum::body::Bytes;
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: Bytes| {
+            let mut released = released.clone();
+            async move {
+                let call: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                match call["action"].as_str() {
+                    Some("provision") => {
+                        released.wait_for(|r| *r).await.unwrap();
+                        Json(serde_json::json!({ "status": "ok" }))
+                    }
+                    Some("inspect") => Json(serde_json::json!({ "present": true })),
+                    _ => Json(serde_json::json!({ "status": "ok" })),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+/// Provisioning, for as long as the target takes: shown as such (never as
+/// usable), the countdown running, and `s` saying so instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_is_shown_until_the_target_confirms() {
+    let (release, released) = tokio::sync::watch::channel(false);
+    let port = holding_receiver(released).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret").unwrap();
+    let policy = format!(
+        "{}\n[[targets]]\nname = \"hook\"\nkind = \"webhook\"\n\
+         url = \"http://127.0.0.1:{port}/hook\"\nsecret_file = \"{}\"\ntimeout = \"10m\"\n{}",
+        hoistd::testing::policy_text(""),
+        dir.path().join("secret").display(),
+        hoistd::testing::target_role("k8s-admin", "hook", "cluster = \"prod\"")
+    );
+    let broker = hoistd::testing::TestBroker::builder()
+        .policy(&policy)
+        .start()
+        .await;
+    let client = hoist::backend::connect(&broker.url(), "t-alice").unwrap();
+    let mut alice = hoist::tui::App::start(client.clone(), hoist::tui::Options::default());
+    assert!(alice.wait_until(WAIT, |s| s.loaded).await);
+    key(&mut alice, KeyCode::Char('3'));
+    let filed = client
+        .file(
+            &ask("k8s-admin", "Drain np-3 after the CVE patch", None),
+            "k1",
+        )
+        .await
+        .unwrap();
+    broker.as_user("bob").approve(&filed.id).await.unwrap();
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s
+                .grant_for("k8s-admin")
+                .and_then(|g| g.access.as_ref())
+                .is_some_and(|a| a.state == AccessState::Provisioning))
+            .await
+    );
+    let start = alice.state.grant_for("k8s-admin").unwrap().starts_at;
+    freeze(&mut alice, start + TimeDelta::milliseconds(30_500));
+    for (width, height) in [(80, 24), (160, 48)] {
+        let text = screen(&alice.state, width, height);
+        settings().bind(|| {
+            insta::assert_snapshot!(format!("access_provisioning_{width}x{height}"), text)
+        });
+    }
+    let theme = hoist::ui::theme::Theme::default();
+    let drawn = render(&alice.state, &theme, 160, 48);
+    assert_eq!(colour(&drawn, "provisioning… at hook"), Some(theme.warn));
+    key(&mut alice, KeyCode::Char('s'));
+    assert!(alice.state.modal.is_none());
+    assert!(
+        alice
+            .state
+            .banner
+            .as_ref()
+            .is_some_and(|b| b.text.contains("still being provisioned at hook")),
+        "{:?}",
+        alice.state.banner
+    );
+
+    release.send(true).unwrap();
+    assert!(
+        alice
+            .wait_until(TARGET_WAIT, |s| s
+                .grant_for("k8s-admin")
+                .and_then(|g| g.access.as_ref())
+                .is_some_and(|a| a.state == AccessState::Live))
+            .await
+    );
+    drop(broker);
+}
