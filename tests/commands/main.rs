@@ -1198,6 +1198,14 @@ async fn credential_formats_at_a_real_postgres_and_a_clear_refusal_until_live() 
         stderr(&out)
     );
 
+    // The grants table says where the access is, for people.
+    let table = alice.run(&["grants"]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("ACCESS") && table.contains("live at demo-db"),
+        "{table}"
+    );
+
     // json: everything, as the API has it.
     let credential: hoist_api::Credential =
         alice.json(&["credential", "prod-db-admin", "--format", "json"]);
