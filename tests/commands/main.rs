@@ -1230,3 +1230,51 @@ async fn credential_formats_at_a_real_postgres_and_a_clear_refusal_until_live() 
     assert!(env.starts_with("export HOIST_CREDENTIAL='"), "{env}");
     demo.stop().await;
 }
+
+/// `hoist demo --serve-only` says which target it runs, and Ctrl-C (SIGINT)
+/// stops its PostgreSQL cluster with it.
+#[test]
+fn the_demo_says_which_target_and_ctrl_c_removes_its_cluster() {
+    let config = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .args(["demo", "--serve-only"])
+        .env("HOIST_CONFIG_DIR", config.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let note = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("Demo target:"))
+        .unwrap();
+    assert!(
+        note.contains("a throwaway PostgreSQL on 127.0.0.1:"),
+        "{note}"
+    );
+    assert!(note.contains("press s"), "says what to try: {note}");
+    let port: u16 = note
+        .split("127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reachable = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(reachable(), "the cluster runs with the demo");
+    assert!(
+        lines
+            .map(Result::unwrap)
+            .any(|l| l.starts_with("Ctrl-C stops it"))
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(demo.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(demo.wait().unwrap().success());
+    assert!(!reachable(), "the cluster stopped with the demo");
+}
