@@ -243,6 +243,16 @@ async fn without_postgres_the_demo_targets_its_own_webhook_receiver() {
         demo.target_note()
     );
     let mut alice = app(&demo, "alice").await;
+    // The role's details say where its grants reach.
+    key(&mut alice, KeyCode::Char('/'));
+    keys(&mut alice, "pdb");
+    assert_eq!(alice.state.selected_role().unwrap().id, "prod-db-admin");
+    let roles = screen(&alice.state, 160, 48);
+    assert!(
+        roles.contains("Access at      demo-db (webhook)"),
+        "{roles}"
+    );
+    key(&mut alice, KeyCode::Esc);
     key(&mut alice, KeyCode::Char('3'));
     file_and_approve(&demo).await;
     assert!(
