@@ -114,7 +114,14 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             ];
             // Approvers see where each grant's access is, as its holder does.
             if let Some((g, access)) = grant.and_then(|g| g.access.as_ref().map(|a| (g, a))) {
-                let (line, tone) = crate::app::access::describe(g, access, state.now);
+                let (mut line, tone) = crate::app::access::describe(g, access, state.now);
+                // Narrow, the state alone ("live", "failed"): the target
+                // and reason are on the holder's and the reviewer's screens.
+                if details.width < 100
+                    && let Some((state_word, _)) = line.split_once(" at ")
+                {
+                    line = state_word.to_string();
+                }
                 cells.push(Cell::from(Span::styled(
                     line,
                     super::grants::access_style(tone, theme),

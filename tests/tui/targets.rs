@@ -401,6 +401,12 @@ async fn approvers_see_the_access_of_grants_they_review() {
         text.contains("Access") && text.contains("live at demo-db"),
         "{text}"
     );
+    let narrow = screen(&bob.state, 80, 24);
+    let row = narrow.lines().find(|l| l.contains("carol")).unwrap();
+    assert!(
+        row.trim_end_matches('│').trim_end().ends_with("live"),
+        "{narrow}"
+    );
     demo.stop().await;
 }
 
