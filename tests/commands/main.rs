@@ -1278,3 +1278,40 @@ fn the_demo_says_which_target_and_ctrl_c_removes_its_cluster() {
     assert!(demo.wait().unwrap().success());
     assert!(!reachable(), "the cluster stopped with the demo");
 }
+
+/// The access never goes live in time (the target is down): exec gives up
+/// at its timeout without running the command, and revokes the grant it
+/// requested, so nothing is left to be provisioned later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_gives_up_on_access_that_is_not_live_in_time_and_revokes() {
+    let demo = demo_with_postgres().await;
+    demo.postgres().unwrap().stop();
+    let alice = person_at(&demo.url(), "alice");
+    let _approvers = demo.start_approvers("alice");
+    let out = alice.run(&[
+        "exec",
+        "prod-db-admin",
+        "--ticket",
+        "CHG-1024",
+        "--reason",
+        "Vacuum the bloated orders table",
+        "--timeout",
+        "8s",
+        "--",
+        "sh",
+        "-c",
+        "echo ran",
+    ]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "the command never ran");
+    let said = stderr(&out);
+    assert!(
+        said.contains("waiting for prod-db-admin's access at demo-db"),
+        "{said}"
+    );
+    assert!(said.contains("gave up waiting for the access"), "{said}");
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    let grant = grants.iter().find(|g| g.role == "prod-db-admin").unwrap();
+    assert_eq!(grant.state, GrantState::Revoked, "{grant:?}");
+    demo.stop().await;
+}
