@@ -250,17 +250,25 @@ pub(super) fn changed(state: &mut State, grant: Grant) -> Vec<Command> {
         );
     }
     let mut commands = match upsert_grant(state, grant) {
-        Some(removed) => announce_removed(state, &removed),
+        Some(news) => announce(state, &news),
         None => vec![],
     };
     commands.push(Command::LoadAll);
     commands
 }
 
+/// What the broker just reported about a grant's access that the person
+/// should hear: it went live, or it is gone from the target.
+#[derive(Debug)]
+pub(super) enum AccessNews {
+    Live(Grant),
+    Removed(Grant),
+}
+
 /// Puts a grant where it belongs: active, ending (its access not yet
-/// removed at the target), or gone. Returns the grant whose access the
-/// broker just reported removed, if that is news.
-pub(super) fn upsert_grant(state: &mut State, grant: Grant) -> Option<Grant> {
+/// removed at the target), or gone. Returns what became of its access, if
+/// that is news.
+pub(super) fn upsert_grant(state: &mut State, grant: Grant) -> Option<AccessNews> {
     let before = state
         .grants
         .iter()
@@ -279,7 +287,7 @@ pub(super) fn upsert_grant(state: &mut State, grant: Grant) -> Option<Grant> {
 
 /// `upsert_grant` with what was known of the grant before, for a load that
 /// replaces everything at once.
-pub(super) fn place(state: &mut State, grant: Grant, before: Option<&Grant>) -> Option<Grant> {
+pub(super) fn place(state: &mut State, grant: Grant, before: Option<&Grant>) -> Option<AccessNews> {
     if grant.state != GrantState::Active && state.revoking.remove(&grant.id) {
         super::modals::revocation_confirmed(state);
     }
@@ -289,12 +297,20 @@ pub(super) fn place(state: &mut State, grant: Grant, before: Option<&Grant>) -> 
         .is_some_and(|a| a.state == hoist_api::AccessState::Removed)
         && before.is_some_and(access::still_ending);
     if grant.state == GrantState::Active && grant.expires_at > state.now {
+        let live = |g: &Grant| {
+            g.access
+                .as_ref()
+                .is_some_and(|a| a.state == hoist_api::AccessState::Live)
+        };
+        // Went live since we last saw it (not merely first seen live).
+        let news = (live(&grant) && before.is_some_and(|b| b.access.is_some() && !live(b)))
+            .then(|| AccessNews::Live(grant.clone()));
         state.grants.push(grant);
         state.grants.sort_by_key(|g| g.expires_at);
         clamp(state);
-        return None;
+        return news;
     }
-    let removed = removed_now.then(|| grant.clone());
+    let removed = removed_now.then(|| AccessNews::Removed(grant.clone()));
     if access::still_ending(&grant) {
         state.ending.push(grant);
         state
@@ -305,15 +321,31 @@ pub(super) fn place(state: &mut State, grant: Grant, before: Option<&Grant>) -> 
     removed
 }
 
-/// Says, once the broker reports it, that a grant's access is gone from
-/// its target: the only place hoist says "access removed".
-pub(super) fn announce_removed(state: &mut State, grant: &Grant) -> Vec<Command> {
-    let target = grant
-        .access
-        .as_ref()
-        .map(|a| crate::text::sanitize::line(&a.target).into_owned())
-        .unwrap_or_default();
-    let text = format!("{}: access removed at {target}", grant.role);
-    banner(state, text.clone(), Level::Success);
-    vec![Command::Notify(text)]
+/// Says what the broker reported: access live (a banner pointing at `s`),
+/// or gone from its target, the only place hoist says "access removed"
+/// (a banner and a notice).
+pub(super) fn announce(state: &mut State, news: &AccessNews) -> Vec<Command> {
+    let target = |grant: &Grant| {
+        grant
+            .access
+            .as_ref()
+            .map(|a| crate::text::sanitize::line(&a.target).into_owned())
+            .unwrap_or_default()
+    };
+    match news {
+        AccessNews::Live(grant) => {
+            let text = format!(
+                "✓ {} is live at {}: s on Grants shows how to use it",
+                grant.role,
+                target(grant)
+            );
+            banner(state, text, Level::Success);
+            vec![]
+        }
+        AccessNews::Removed(grant) => {
+            let text = format!("{}: access removed at {}", grant.role, target(grant));
+            banner(state, text.clone(), Level::Success);
+            vec![Command::Notify(text)]
+        }
+    }
 }

@@ -104,9 +104,8 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                     && grant.revoked_by.as_deref() != Some(state.user());
                 let role = grant.role.clone();
                 let by = grant.revoked_by.clone().unwrap_or_default();
-                let removed = grants::upsert_grant(state, grant);
-                if let Some(removed) = removed {
-                    let mut commands = grants::announce_removed(state, &removed);
+                if let Some(news) = grants::upsert_grant(state, grant) {
+                    let mut commands = grants::announce(state, &news);
                     if was_active && ended_by_other {
                         commands.push(Command::Notify(format!("{role} was revoked")));
                     }

@@ -35,8 +35,8 @@ pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
         }) {
             grant.access = Some(newer.clone());
         }
-        if let Some(removed) = grants::place(state, grant, prior) {
-            commands.extend(grants::announce_removed(state, &removed));
+        if let Some(news) = grants::place(state, grant, prior) {
+            commands.extend(grants::announce(state, &news));
         }
     }
     // A grant that ended meanwhile needs no revocation any more.

@@ -534,3 +534,28 @@ fn a_list_that_changes_under_the_cursor_keeps_it_on_the_same_item() {
     assert_eq!(state.requests[0].id, "req_new");
     assert_eq!(state.selected_request().unwrap().id, "req_mine");
 }
+
+#[test]
+fn access_going_live_is_said_once_and_never_before() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let provisioning = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Provisioning,
+    );
+    update(&mut state, grant_event(provisioning.clone()));
+    assert!(state.banner.is_none());
+    let mut failed = provisioning.clone();
+    failed.access.as_mut().unwrap().state = AccessState::Failed;
+    update(&mut state, grant_event(failed));
+    assert!(state.banner.is_none(), "{:?}", state.banner);
+    let mut live = provisioning;
+    live.access.as_mut().unwrap().state = AccessState::Live;
+    update(&mut state, grant_event(live.clone()));
+    let said = "✓ db is live at db-prod-1: s on Grants shows how to use it";
+    assert_eq!(state.banner.as_ref().unwrap().text, said);
+    state.banner = None;
+    update(&mut state, grant_event(live));
+    assert!(state.banner.is_none(), "said once");
+}
