@@ -180,6 +180,10 @@ pub struct State {
     /// My grants that ended in hoist while their access is still at the
     /// target: shown until the broker reports the access removed.
     pub ending: Vec<Grant>,
+    /// Grants whose access the broker reported removed: an older answer
+    /// arriving later (a revoke's reply after the removal's event) must
+    /// not bring them back as ending.
+    pub access_removed: HashSet<String>,
     pub queue: Vec<AccessRequest>,
     pub break_glass: Vec<AccessRequest>,
     pub histories: HashMap<String, RequestHistory>,
@@ -231,6 +235,7 @@ impl State {
             requests: Vec::new(),
             grants: Vec::new(),
             ending: Vec::new(),
+            access_removed: HashSet::new(),
             queue: Vec::new(),
             break_glass: Vec::new(),
             histories: HashMap::new(),

@@ -174,10 +174,13 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
                 lines.push(Line::from(clean(token).into_owned()));
             }
             lines.push(Line::from(""));
-            lines.push(Line::from(Span::styled(
-                "Shown once: fetching it again sets a new password.",
-                theme.muted(),
-            )));
+            // PostgreSQL sets a new password at each fetch; other kinds may not.
+            if access.kind == "postgres" {
+                lines.push(Line::from(Span::styled(
+                    "Shown once: fetching it again sets a new password.",
+                    theme.muted(),
+                )));
+            }
             let mut keys = vec![Span::styled("y", theme.key()), Span::raw(" copies the ")];
             keys.push(Span::raw(if access.command.is_some() {
                 "command · "

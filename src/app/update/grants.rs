@@ -242,7 +242,8 @@ pub(super) fn revoke_pending(state: &mut State, grant_id: String) -> Vec<Command
 /// The broker's answer to a revoke.
 pub(super) fn changed(state: &mut State, grant: Grant) -> Vec<Command> {
     state.busy.remove(&grant.id);
-    if grant.state != GrantState::Active {
+    // Already reported removed at its target: that is the newer news.
+    if grant.state != GrantState::Active && !state.access_removed.contains(&grant.id) {
         banner(
             state,
             format!("{} {}", grant.role, grant.state.as_str()),
@@ -291,11 +292,11 @@ pub(super) fn place(state: &mut State, grant: Grant, before: Option<&Grant>) -> 
     if grant.state != GrantState::Active && state.revoking.remove(&grant.id) {
         super::modals::revocation_confirmed(state);
     }
-    let removed_now = grant
+    let gone = grant
         .access
         .as_ref()
-        .is_some_and(|a| a.state == hoist_api::AccessState::Removed)
-        && before.is_some_and(access::still_ending);
+        .is_some_and(|a| a.state == hoist_api::AccessState::Removed);
+    let removed_now = gone && before.is_some_and(access::still_ending);
     if grant.state == GrantState::Active && grant.expires_at > state.now {
         let live = |g: &Grant| {
             g.access
@@ -311,7 +312,9 @@ pub(super) fn place(state: &mut State, grant: Grant, before: Option<&Grant>) -> 
         return news;
     }
     let removed = removed_now.then(|| AccessNews::Removed(grant.clone()));
-    if access::still_ending(&grant) {
+    if gone {
+        state.access_removed.insert(grant.id.clone());
+    } else if access::still_ending(&grant) && !state.access_removed.contains(&grant.id) {
         state.ending.push(grant);
         state
             .ending
@@ -334,11 +337,15 @@ pub(super) fn announce(state: &mut State, news: &AccessNews) -> Vec<Command> {
     };
     match news {
         AccessNews::Live(grant) => {
-            let text = format!(
-                "✓ {} is live at {}: s on Grants shows how to use it",
-                grant.role,
-                target(grant)
-            );
+            let live = format!("live at {}: s on Grants shows how to use it", target(grant));
+            // Right after its approval (a fast target): one banner says both.
+            let approved = state.banner.as_ref().filter(|b| {
+                b.until > state.now && b.text.starts_with(&format!("✓ {} ", grant.role))
+            });
+            let text = match approved {
+                Some(b) => format!("{} · {live}", b.text),
+                None => format!("✓ {} is {live}", grant.role),
+            };
             banner(state, text, Level::Success);
             vec![]
         }

@@ -559,3 +559,53 @@ fn access_going_live_is_said_once_and_never_before() {
     update(&mut state, grant_event(live));
     assert!(state.banner.is_none(), "said once");
 }
+
+#[test]
+fn a_revoke_answered_after_the_removal_does_not_bring_the_grant_back() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let live = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Live,
+    );
+    update(&mut state, grant_event(live.clone()));
+    let mut revoked = live;
+    revoked.state = GrantState::Revoked;
+    revoked.revoked_by = Some("alice".into());
+    let mut removed = revoked.clone();
+    removed.access.as_mut().unwrap().state = AccessState::Removed;
+    revoked.access.as_mut().unwrap().state = AccessState::Removing;
+    // A fast target: the removal's event comes before the revoke's answer.
+    update(&mut state, grant_event(removed));
+    update(&mut state, Action::GrantChanged(Box::new(revoked)));
+    assert!(state.ending.is_empty(), "{:?}", state.ending);
+    assert_eq!(
+        state.banner.as_ref().unwrap().text,
+        "db: access removed at db-prod-1"
+    );
+}
+
+#[test]
+fn access_live_right_after_approval_joins_the_approval_banner() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let provisioning = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Provisioning,
+    );
+    update(&mut state, grant_event(provisioning.clone()));
+    super::banner(
+        &mut state,
+        "✓ db approved by bob: active, 30:00 left",
+        Level::Success,
+    );
+    let mut live = provisioning;
+    live.access.as_mut().unwrap().state = AccessState::Live;
+    update(&mut state, grant_event(live));
+    assert_eq!(
+        state.banner.as_ref().unwrap().text,
+        "✓ db approved by bob: active, 30:00 left · live at db-prod-1: s on Grants shows how to use it"
+    );
+}
