@@ -570,6 +570,19 @@ async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
 async fn run_demo(user: &str, serve_only: bool) -> anyhow::Result<()> {
     let demo = demo::Demo::start_with_target().await?;
     if serve_only {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Listening before saying how to stop it: a Ctrl-C (or SIGTERM)
+        // right after the line must still stop the demo cleanly, cluster
+        // included, not kill it with the cluster left running.
+        let listening = signal(SignalKind::interrupt())
+            .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+        let (mut interrupt, mut terminate) = match listening {
+            Ok(signals) => signals,
+            Err(err) => {
+                demo.stop().await;
+                return Err(err.into());
+            }
+        };
         println!("hoist demo broker at {}", demo.url());
         println!("{}", demo.target_note());
         println!("tokens: demo-alice demo-bob demo-carol demo-dave demo-erin");
@@ -578,9 +591,12 @@ async fn run_demo(user: &str, serve_only: bool) -> anyhow::Result<()> {
             demo.url()
         );
         println!("Ctrl-C stops it (and removes the demo's PostgreSQL cluster).");
-        let stopped = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
         demo.stop().await;
-        return Ok(stopped?);
+        return Ok(());
     }
     need_terminal()?;
     let backend = demo.client(user).await?;
