@@ -111,6 +111,7 @@ impl Demo {
             admin.batch_execute(&statement).await?;
         }
         let policy = policy_with_postgres(&postgres)?;
+        watch_over(&postgres);
         let note = format!(
             "Demo target: a throwaway PostgreSQL on 127.0.0.1:{} ({TARGET}). Request \
              {TARGET_ROLE} (1, enter), wait for the approval, then on Grants (3) press s \
@@ -194,6 +195,31 @@ impl Demo {
         // The cluster is stopped and its directory removed on drop.
         drop(self.postgres.take());
         drop(self.webhook.take());
+    }
+}
+
+/// Removes the cluster if hoist dies without doing so itself: a closed
+/// terminal can end hoist with an abort (a failing write while it restores
+/// the terminal), and then no destructor runs. A detached shell waits for
+/// this process to end, then fast-stops the server by its postmaster.pid
+/// and removes its directory; after a clean exit both are already gone.
+fn watch_over(postgres: &Postgres) {
+    let Some(dir) = postgres.password_file().parent().map(|d| d.to_path_buf()) else {
+        return;
+    };
+    let script = "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
+         pid=$(head -n 1 \"$2/data/postmaster.pid\" 2>/dev/null) && kill -INT \"$pid\" && \
+         sleep 2; rm -rf \"$2\"";
+    let spawned = std::process::Command::new("setsid")
+        .args(["sh", "-c", script, "hoist-demo-watch"])
+        .arg(std::process::id().to_string())
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "the demo's cluster is removed only on a clean exit");
     }
 }
 

@@ -330,3 +330,31 @@ fn the_demo_story_ends_in_a_working_psql() {
     pane.keys(&["q"]);
     pane.wait_for("EXITED rc=0", LOAD);
 }
+
+/// Closing the terminal ends the demo however it ends (a write to the gone
+/// terminal can abort it), and its PostgreSQL cluster goes with it.
+#[test]
+fn closing_the_terminal_removes_the_demos_cluster() {
+    let pane = Pane::start("demo", &[], 160, 40);
+    let screen = pane.wait_for("Demo target: a throwaway PostgreSQL on 127.0.0.1:", LOAD);
+    let port: u16 = screen
+        .split("127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reachable = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(reachable());
+    drop(pane); // kills the tmux server: the terminal hangs up
+    let start = Instant::now();
+    while reachable() {
+        assert!(
+            start.elapsed() < LOAD,
+            "the cluster on port {port} outlived the demo"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
