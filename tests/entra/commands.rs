@@ -210,3 +210,24 @@ fn request_wait_follows_approval_and_propagation() {
         assert!(said.contains("active"), "{said}");
     });
 }
+
+/// Before any sign-in, the command to run is the one that signs in to an
+/// Entra tenant: the device flow, not a pasted token.
+#[test]
+fn not_signed_in_says_how_to_sign_in_to_the_tenant() {
+    let hoist = Hoist {
+        config: tempfile::tempdir().unwrap(),
+    };
+    std::fs::write(
+        hoist.config.path().join("config.toml"),
+        "[profiles.entra]\nkind = \"entra\"\ntenant = \"contoso.example\"\nclient_id = \"hoist\"\n",
+    )
+    .unwrap();
+    let out = hoist.run(&["roles"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run `hoist --profile entra login`"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -42,7 +42,7 @@ impl Tenant {
     pub fn profile(&self) -> String {
         format!(
             "[profiles.entra]\nkind = \"entra\"\ntenant = \"{TENANT}\"\nclient_id = \"hoist\"\n\
-             graph = \"{}\"\nauthority = \"{}\"\npoll = \"1s\"\n",
+             graph = \"{}\"\nauthority = \"{}\"\npoll = \"1s\"\nticket_system = \"ServiceNow\"\n",
             self.graph.url,
             self.provider.authority()
         )
@@ -205,6 +205,18 @@ fn an_activation_propagates_before_it_is_a_grant_then_deactivates() {
         assert_eq!(grant.role, role_id(graph::USER_ADMIN));
         assert_eq!(grant.role_name, "User Administrator");
         assert_eq!(grant.ticket.as_deref(), Some("CHG-1024"));
+        // The ticket went with the system it is from, as the profile names it.
+        let posted = tenant
+            .graph
+            .received()
+            .into_iter()
+            .find(|r| r.method == "POST")
+            .and_then(|r| r.body)
+            .unwrap();
+        assert_eq!(
+            posted["ticketInfo"],
+            serde_json::json!({ "ticketNumber": "CHG-1024", "ticketSystem": "ServiceNow" })
+        );
         assert_eq!((grant.expires_at - grant.starts_at).num_seconds(), 1800);
         assert_eq!(grant.request_id, filed.id);
 

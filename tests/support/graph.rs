@@ -78,6 +78,7 @@ struct Request {
     target: Target,
     justification: Option<String>,
     ticket: Option<String>,
+    ticket_system: Option<String>,
     duration: Option<String>,
     start: DateTime<Utc>,
     status: String,
@@ -367,6 +368,7 @@ impl FakeGraph {
             target,
             justification: Some(justification.into()),
             ticket: Some("CHG-7".into()),
+            ticket_system: Some("ServiceNow".into()),
             duration: Some("PT1H".into()),
             start: now,
             status: "PendingApproval".into(),
@@ -1014,7 +1016,7 @@ fn request_json(w: &World, r: &Request, q: &HashMap<String, String>) -> Value {
     );
     item.insert(
         "ticketInfo".into(),
-        json!({ "ticketNumber": r.ticket, "ticketSystem": Value::Null }),
+        json!({ "ticketNumber": r.ticket, "ticketSystem": r.ticket_system }),
     );
     item.insert("scheduleInfo".into(), json!({
         "startDateTime": r.start,
@@ -1335,6 +1337,7 @@ fn create(
                 target,
                 justification: text("justification"),
                 ticket: None,
+                ticket_system: None,
                 duration: None,
                 start: now,
                 status: "Revoked".into(),
@@ -1408,11 +1411,14 @@ fn create(
         })
         .transpose()?
         .unwrap_or(now);
-    let ticket = object
-        .get("ticketInfo")
-        .and_then(|t| t.get("ticketNumber"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let ticket_text = |key: &str| {
+        object
+            .get("ticketInfo")
+            .and_then(|t| t.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (ticket, ticket_system) = (ticket_text("ticketNumber"), ticket_text("ticketSystem"));
     let justification = text("justification");
     if w.instances
         .iter()
@@ -1501,6 +1507,7 @@ fn create(
         target,
         justification,
         ticket,
+        ticket_system,
         duration,
         start,
         status: status.into(),

@@ -99,6 +99,7 @@ pub struct EntraClient {
     me: Arc<tokio::sync::OnceCell<User>>,
     terms: Arc<Mutex<HashMap<RoleRef, (Instant, Terms)>>>,
     step_up: Option<StepUp>,
+    ticket_system: Option<String>,
 }
 
 impl std::fmt::Debug for EntraClient {
@@ -129,6 +130,7 @@ impl EntraClient {
             me: Arc::new(tokio::sync::OnceCell::new()),
             terms: Arc::new(Mutex::new(HashMap::new())),
             step_up: None,
+            ticket_system: tenant.ticket_system.clone(),
         })
     }
 
@@ -646,9 +648,11 @@ impl Backend for EntraClient {
                 end_date_time: None,
             }),
         });
+        // PIM's ticketing rule asks for ticket information: the number, and
+        // the system it is from, which the profile names.
         new.ticket_info = body.ticket.as_ref().map(|ticket| TicketInfo {
             ticket_number: Some(ticket.clone()),
-            ticket_system: None,
+            ticket_system: self.ticket_system.clone(),
         });
         let surface = role.surface();
         match self.post_request(surface, &new).await {
