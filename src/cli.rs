@@ -171,6 +171,11 @@ pub enum Command {
         #[command(subcommand)]
         command: IncidentCommand,
     },
+    /// Tools for reporting how hoist and a broker get on.
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -185,6 +190,22 @@ pub enum IncidentCommand {
         reference: String,
         #[arg(long, value_enum, default_value = "markdown")]
         format: commands::incident::ExportFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Run a hoist command on an Entra profile and keep its exchanges with
+    /// Microsoft Graph, scrubbed (tokens, codes, ids, user names, e-mail
+    /// addresses, display names, free text), in a file only you can read:
+    /// `hoist debug record --out pim.json -- --profile entra roles`.
+    Record {
+        /// Where the recording goes (written with mode 0600).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The hoist command to run and record, after `--`.
+        #[arg(last = true, required = true, value_name = "HOIST ARGS")]
+        args: Vec<String>,
     },
 }
 
@@ -221,6 +242,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Man) => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
             .render(&mut std::io::stdout())
             .map_err(Into::into),
+        Some(Command::Debug {
+            command: DebugCommand::Record { out, args },
+        }) => {
+            return match record(&out, args, broker, profile).await {
+                Ok(code) => code,
+                Err(err) => fail(&err),
+            };
+        }
         Some(Command::Exec { args }) => {
             let outcome = async {
                 let target = Config::load()?.resolve(broker, profile)?;
@@ -246,6 +275,54 @@ fn fail(err: &anyhow::Error) -> ExitCode {
         crate::text::sanitize::line(&format!("{err:#}"))
     );
     ExitCode::from(commands::exit_code(err))
+}
+
+/// `hoist debug record`: runs the command given after `--` with every
+/// Graph exchange recorded, then writes them scrubbed and says what was
+/// scrubbed. The command's own exit code is this one's.
+async fn record(
+    out: &std::path::Path,
+    args: Vec<String>,
+    broker: Option<&str>,
+    profile: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    use crate::backend::entra::record;
+    let mut inner = Cli::try_parse_from(std::iter::once("hoist".to_string()).chain(args))
+        .map_err(|err| commands::Ended::Usage(format!("the command to record: {err}")))?;
+    if matches!(inner.command, Some(Command::Debug { .. })) {
+        return Err(commands::Ended::Usage("a recording cannot record a recording".into()).into());
+    }
+    if inner.broker.is_none() && inner.profile.is_none() {
+        inner.broker = broker.map(str::to_string);
+        inner.profile = profile.map(str::to_string);
+    }
+    let target = Config::load()?.resolve(inner.broker.as_deref(), inner.profile.as_deref())?;
+    if !matches!(target.backend, crate::config::Backend::Entra(_)) {
+        return Err(commands::Ended::Usage(format!(
+            "hoist debug record records exchanges with Microsoft Graph, and profile `{}` is \
+             hoistd's (whose API is its own /openapi.json): name an Entra profile",
+            target.profile
+        ))
+        .into());
+    }
+    let recording = record::Recording::default();
+    record::install(&recording);
+    let code = Box::pin(run(inner)).await;
+    let (document, scrubbed) = recording.scrubbed();
+    let text = serde_json::to_string_pretty(&document)?;
+    crate::fs::write_private(out, format!("{text}\n").as_bytes())
+        .map_err(|err| anyhow::anyhow!("cannot write {}: {err}", out.display()))?;
+    eprintln!(
+        "hoist: recorded {} exchanges with Microsoft Graph in {} (readable only by you)",
+        recording.len(),
+        out.display()
+    );
+    eprintln!("hoist: scrubbed {}", scrubbed.summary());
+    eprintln!(
+        "hoist: read it before you share it: scrubbing goes by field names and shapes, and \
+         a text Graph sent may still say more than you want"
+    );
+    Ok(code)
 }
 
 /// The commands that talk to the broker with the stored session.

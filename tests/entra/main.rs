@@ -12,6 +12,7 @@ mod graph;
 mod oidc;
 
 mod commands;
+mod record;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,6 +21,7 @@ mod live;
 pub mod mapping;
 pub mod model;
 pub mod policy;
+pub mod record;
 
 use std::collections::HashMap;
 use std::future::Future;
