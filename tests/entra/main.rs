@@ -12,6 +12,7 @@ mod graph;
 mod oidc;
 
 mod commands;
+mod openapi;
 mod record;
 
 use std::sync::Arc;
@@ -93,7 +94,7 @@ fn run(test: impl std::future::Future<Output = ()>) {
         .block_on(test);
 }
 
-fn role_id(role: &str) -> String {
+pub fn role_id(role: &str) -> String {
     format!("dir:{role}")
 }
 
@@ -161,7 +162,7 @@ fn eligible_roles_come_with_their_policy_terms() {
     });
 }
 
-fn body(role: &str, ticket: Option<&str>, secs: Option<u64>) -> hoist_api::CreateRequest {
+pub fn body(role: &str, ticket: Option<&str>, secs: Option<u64>) -> hoist_api::CreateRequest {
     hoist_api::CreateRequest {
         role: role.to_string(),
         justification: "Reset a locked-out account for the helpdesk".into(),
