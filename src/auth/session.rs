@@ -281,9 +281,28 @@ pub fn print_device_prompt(prompt: &DevicePrompt) {
     }
 }
 
-/// [`open`], telling the person about a midway sign-in through `prompt`;
-/// without one (the TUI, which owns the terminal), a role that asks for a
-/// stronger sign-in is refused with a message that says where to get it.
+/// What a person is told to sign in with the device flow, on standard
+/// error: where to go, the code, and how long it lasts.
+pub fn print_sign_in(broker: &str, prompt: &DevicePrompt) {
+    let clean = |text: &str| crate::text::sanitize::line(text).into_owned();
+    eprintln!(
+        "To sign in to {broker}, open {}",
+        clean(&prompt.verification_uri)
+    );
+    eprintln!("and enter the code: {}", clean(&prompt.user_code));
+    if let Some(complete) = &prompt.verification_uri_complete {
+        eprintln!("(or open {})", clean(complete));
+    }
+    eprintln!(
+        "Waiting for approval (the code expires in {} minutes)…",
+        prompt.expires_in.as_secs() / 60
+    );
+}
+
+/// [`open`], telling the person about a midway sign-in through `prompt`
+/// (standard error for the commands, a pop-up in the TUI); without one, a
+/// role that asks for a stronger sign-in is refused with a message that
+/// says where to get it.
 pub async fn open_with(
     target: &Target,
     prompt: Option<crate::auth::entra::Prompt>,

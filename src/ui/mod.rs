@@ -325,7 +325,7 @@ mod tests {
             let header = &drawn(&state)[0];
             assert_eq!(header.contains("6 Incidents"), full, "{header}");
             assert!(header.contains("5 Activity"), "{header}");
-            let help = keymap::help(state.capabilities);
+            let help = keymap::help(&state);
             assert_eq!(help.iter().any(|(title, _)| *title == "Incidents"), full);
             let claim = |(_, keys): &(&str, Vec<(String, &'static str)>)| offered(keys, "claim");
             assert_eq!(help.iter().any(claim), full);

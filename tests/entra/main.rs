@@ -10,6 +10,8 @@
 mod graph;
 #[path = "../support/oidc.rs"]
 mod oidc;
+#[path = "../support/tenant.rs"]
+mod tenant;
 
 mod commands;
 mod openapi;
@@ -19,71 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use graph::FakeGraph;
-use hoist::auth::secrets::Session;
-use hoist::backend::{self, Backend, BackendError, Hooks};
-use hoist::config::{Config, Target};
+use hoist::backend::{self, BackendError, Hooks};
 use hoist_api::{Decision, ErrorCode, GrantState, LiveEvent, RequestState};
-
-pub const TENANT: &str = "contoso.example";
-
-pub struct Tenant {
-    pub provider: Arc<oidc::Provider>,
-    pub graph: FakeGraph,
-}
-
-impl Tenant {
-    pub async fn start() -> Tenant {
-        let (listener, url) = FakeGraph::bind().await;
-        let provider = Arc::new(oidc::Provider::start_entra(TENANT, &url).await);
-        let graph = FakeGraph::serve(listener, url, &provider.issuer).await;
-        Tenant { provider, graph }
-    }
-
-    /// The config lines of an Entra profile for this tenant.
-    pub fn profile(&self) -> String {
-        format!(
-            "[profiles.entra]\nkind = \"entra\"\ntenant = \"{TENANT}\"\nclient_id = \"hoist\"\n\
-             graph = \"{}\"\nauthority = \"{}\"\npoll = \"1s\"\nticket_system = \"ServiceNow\"\n",
-            self.graph.url,
-            self.provider.authority()
-        )
-    }
-
-    pub fn target(&self) -> Target {
-        let config = Config::parse(std::path::Path::new("c.toml"), &self.profile()).unwrap();
-        config.resolve(None, Some("entra")).unwrap()
-    }
-
-    /// Signs in as `who` with hoist's own device flow, approved at the
-    /// provider as the person would, optionally asking for `claims`.
-    pub async fn sign_in(&self, who: &str, claims: Option<&str>) -> Session {
-        let hoist::config::Backend::Entra(tenant) = self.target().backend else {
-            unreachable!()
-        };
-        let provider = hoist::auth::entra::provider(&tenant).await.unwrap();
-        let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
-        let mut sender = Some(sender);
-        let login = provider.sign_in_device_with(
-            |prompt| {
-                let url = prompt.verification_uri_complete.clone().unwrap();
-                let _ = sender.take().unwrap().send(url);
-            },
-            claims,
-        );
-        let approve = async {
-            let url = receiver.await.unwrap();
-            self.provider.approve_device(&url, who).await;
-        };
-        let (session, ()) = tokio::join!(login, approve);
-        session.unwrap()
-    }
-
-    pub async fn backend(&self, who: &str) -> Arc<dyn Backend> {
-        let session = self.sign_in(who, None).await;
-        backend::connect_to(&self.target(), &session.access_token, Hooks::default()).unwrap()
-    }
-}
+pub use tenant::Tenant;
 
 fn run(test: impl std::future::Future<Output = ()>) {
     tokio::runtime::Builder::new_multi_thread()
