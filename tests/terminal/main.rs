@@ -9,6 +9,7 @@ mod oidc;
 #[path = "../support/tenant.rs"]
 mod tenant;
 
+mod entra;
 mod profiles;
 
 use std::path::PathBuf;
