@@ -4,9 +4,10 @@
 //! answer the fake gives in a whole story, and every fixture the fake
 //! answers from, checked by openapi-core (`graph_contract.py`).
 //!
-//! The description is Microsoft's (MIT licence, carried in its text) and
-//! is kept beside the repository, in `../shared/graph-openapi/`, or where
-//! `HOIST_GRAPH_OPENAPI` says.
+//! The description is committed in `tests/entra/graph-openapi/` (Microsoft's
+//! text under msgraph-metadata's MIT licence, carried in each file and in
+//! `LICENSE` there), so the tests need no checkout of msgraph-metadata;
+//! `HOIST_GRAPH_OPENAPI` points them at another, e.g. one just regenerated.
 
 use std::path::{Path, PathBuf};
 
@@ -18,12 +19,11 @@ use super::{Tenant, body, graph, role_id, run};
 fn descriptions() -> PathBuf {
     let dir = std::env::var_os("HOIST_GRAPH_OPENAPI")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/graph-openapi"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/entra/graph-openapi"));
     assert!(
         dir.join("v1.0.json").is_file() && dir.join("beta.json").is_file(),
-        "Graph's OpenAPI description is not in {}: generate it with \
-         scripts/graph-openapi/generate from a checkout of microsoftgraph/msgraph-metadata, \
-         and point HOIST_GRAPH_OPENAPI at it",
+        "Graph's OpenAPI description is not in {}: regenerate it with \
+         scripts/graph-openapi/generate from a checkout of microsoftgraph/msgraph-metadata",
         dir.display()
     );
     dir
