@@ -156,6 +156,11 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
             if Some(&chosen) == state.profile_name.as_ref() {
                 return vec![];
             }
+            // One at a time: two sign-ins racing would show whichever ended last.
+            if state.busy.contains(SWITCHING) {
+                banner(state, "Another profile is still opening", Level::Warning);
+                return vec![];
+            }
             // Only this profile's hoist retries them: leaving would drop them.
             if !state.unconfirmed_revocations().is_empty() {
                 banner(

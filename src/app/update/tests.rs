@@ -333,6 +333,14 @@ fn the_picker_switches_to_another_profile_never_to_the_same() {
     assert_eq!(commands, [Command::SwitchProfile("tenant".into())]);
     assert_eq!(state.modal, None);
     assert!(!state.busy.is_empty());
+    // A second pick while the first is opening is refused, and said so.
+    update(&mut state, Action::PickProfile);
+    update(&mut state, Action::Up);
+    assert!(update(&mut state, Action::Select).is_empty());
+    assert!(
+        state.banner.clone().unwrap().text.contains("still opening"),
+        "the person is told why"
+    );
 
     // It could not be opened: said, and what is on screen stays.
     update(
