@@ -25,13 +25,17 @@ use super::state::{Banner, Level, Modal, Screen, State};
 const BANNER_FOR: TimeDelta = TimeDelta::seconds(8);
 
 pub fn update(state: &mut State, action: Action) -> Vec<Command> {
-    // A stronger sign-in asked for midway ends with the call that needed it.
+    // A stronger sign-in asked for midway ends with the call that needed
+    // it: an activation or a deactivation (Graph asks for one only there),
+    // not a load or a poll that happens to end meanwhile.
     if matches!(
         action,
         Action::Filed(_)
-            | Action::RequestChanged(_)
             | Action::GrantChanged(_)
-            | Action::Failed { .. }
+            | Action::Failed {
+                operation: Operation::Filing | Operation::Revoking,
+                ..
+            }
     ) {
         modals::sign_in_over(state, None);
     }

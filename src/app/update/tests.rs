@@ -391,8 +391,17 @@ fn sign_in(profile: Option<&str>) -> Action {
 fn a_sign_in_pop_up_lasts_as_long_as_what_waits_for_it() {
     let now = at("2026-06-01T12:00:00Z");
     let mut state = with_profiles(now);
-    // A stronger sign-in midway ends with the answer to the call.
+    // A stronger sign-in midway ends with the answer to the call, not
+    // with another call's.
     update(&mut state, sign_in(None));
+    assert!(matches!(state.modal, Some(Modal::SignIn(_))));
+    update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Loading,
+            failure: Failure::new(FailureKind::Unreachable, "down"),
+        },
+    );
     assert!(matches!(state.modal, Some(Modal::SignIn(_))));
     update(
         &mut state,
