@@ -21,7 +21,7 @@ use super::app::{Options, Renew};
 use crate::app::state::{ProfileChoice, SignInPrompt};
 use crate::app::{Action, Screen};
 use crate::auth::session::{self, Flow, SessionError};
-use crate::auth::sso::DevicePrompt;
+use crate::auth::sso::{DevicePrompt, SsoError};
 use crate::backend::Backend;
 use crate::config::{Config, Target};
 use crate::ui::theme::Theme;
@@ -103,13 +103,22 @@ pub async fn open(
         Err(SessionError::NotSignedIn { .. } | SessionError::Expired { .. }) => {
             let why = format!("Sign in to profile {}", target.profile);
             let (profile, broker) = (target.profile.clone(), target.broker.clone());
-            let (me, _) = session::login_sso(
+            let signed_in = session::login_sso(
                 &target,
                 Flow::Device,
                 |prompt| prompter.tell(Some(&profile), &why, &broker, prompt),
                 |_| {},
             )
-            .await?;
+            .await;
+            let (me, _) = match signed_in {
+                Ok(signed_in) => signed_in,
+                // A broker of static tokens only (no single sign-on): say
+                // which profile's token to give, short enough for a banner.
+                Err(SessionError::Sso(SsoError::NotOffered)) => {
+                    anyhow::bail!("not signed in; use `{}`", session::login_command(&target))
+                }
+                Err(err) => return Err(err.into()),
+            };
             config.remember_login(&target, &me.user);
             config.save()?;
             target.user = Some(me.user);

@@ -37,15 +37,19 @@ fn switching_between_two_hoistd_profiles_keeps_each_its_own() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut lab = hoistd_broker(&runtime);
     let mut prod = hoistd_broker(&runtime);
+    // Signed in to none: it takes static tokens only.
+    let mut stage = hoistd_broker(&runtime);
     let config = tempfile::tempdir().unwrap();
     std::fs::write(
         config.path().join("config.toml"),
         format!(
             "default_profile = \"prod\"\n\
              [profiles.lab]\nbroker = \"{}\"\n\
-             [profiles.prod]\nbroker = \"{}\"\n",
+             [profiles.prod]\nbroker = \"{}\"\n\
+             [profiles.stage]\nbroker = \"{}\"\n",
             lab.url(),
-            prod.url()
+            prod.url(),
+            stage.url()
         ),
     )
     .unwrap();
@@ -91,10 +95,20 @@ fn switching_between_two_hoistd_profiles_keeps_each_its_own() {
     let prod_part = saved.split("[profiles.prod]").nth(1).unwrap();
     assert!(prod_part.contains("favourites"), "{saved}");
 
+    // A profile hoist cannot sign in to by itself: said, and prod stays.
+    switch(&pane, &["j"]);
+    let refused = pane.wait_for("Could not open profile stage", LOAD);
+    assert!(
+        refused.contains("hoist --profile stage login --with-token"),
+        "{refused}"
+    );
+    assert!(refused.contains("prod (hoistd) · alice"), "{refused}");
+
     pane.keys(&["q"]);
     pane.wait_for("EXITED rc=0", LOAD);
     runtime.block_on(lab.stop());
     runtime.block_on(prod.stop());
+    runtime.block_on(stage.stop());
 }
 
 #[test]
