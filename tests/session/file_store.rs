@@ -293,6 +293,8 @@ fn without_the_opt_in_no_keyring_means_refusal_and_no_file() {
     }
     keyutils_runtime().block_on(async {
         let mut broker = demo_broker().await;
+        // An entry an earlier run left for this port is not this child's.
+        forget(&broker.url(), "alice").await;
         let home = tempfile::tempdir().unwrap();
         let env = no_keyring_env(home.path(), &broker.url());
         child(
