@@ -83,6 +83,10 @@ fn an_explicit_file_store_keeps_the_session_for_the_next_process() {
     const NAME: &str = "file_store::an_explicit_file_store_keeps_the_session_for_the_next_process";
     keyutils_runtime().block_on(async {
         let mut broker = demo_broker().await;
+        // Kernel keyring entries outlive their process: a test that once had
+        // a broker on this port may have left one, which is not this run's
+        // doing (and would read as the session having gone to a keyring).
+        forget(&broker.url(), "alice").await;
         let home = tempfile::tempdir().unwrap();
         let env = no_keyring_env(home.path(), &broker.url());
         // A kernel keyring entry another run left for this URL is not this run's.
@@ -291,6 +295,8 @@ fn without_the_opt_in_no_keyring_means_refusal_and_no_file() {
     }
     keyutils_runtime().block_on(async {
         let mut broker = demo_broker().await;
+        // An entry an earlier run left for this port is not this child's.
+        forget(&broker.url(), "alice").await;
         let home = tempfile::tempdir().unwrap();
         let env = no_keyring_env(home.path(), &broker.url());
         child(

@@ -21,6 +21,7 @@ mod live;
 pub mod mapping;
 pub mod model;
 pub mod policy;
+pub mod record;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -99,6 +100,7 @@ pub struct EntraClient {
     me: Arc<tokio::sync::OnceCell<User>>,
     terms: Arc<Mutex<HashMap<RoleRef, (Instant, Terms)>>>,
     step_up: Option<StepUp>,
+    ticket_system: Option<String>,
 }
 
 impl std::fmt::Debug for EntraClient {
@@ -129,6 +131,7 @@ impl EntraClient {
             me: Arc::new(tokio::sync::OnceCell::new()),
             terms: Arc::new(Mutex::new(HashMap::new())),
             step_up: None,
+            ticket_system: tenant.ticket_system.clone(),
         })
     }
 
@@ -646,9 +649,11 @@ impl Backend for EntraClient {
                 end_date_time: None,
             }),
         });
+        // PIM's ticketing rule asks for ticket information: the number, and
+        // the system it is from, which the profile names.
         new.ticket_info = body.ticket.as_ref().map(|ticket| TicketInfo {
             ticket_number: Some(ticket.clone()),
-            ticket_system: None,
+            ticket_system: self.ticket_system.clone(),
         });
         let surface = role.surface();
         match self.post_request(surface, &new).await {
