@@ -6,6 +6,9 @@
 //! The file is `<config dir>/config.toml`, where the config dir is
 //! `$HOIST_CONFIG_DIR` if set, else the platform's config dir for hoist
 //! (`~/.config/hoist` on Linux).
+//!
+//! Long because the file's every section and its one writer (which keeps
+//! comments and unknown keys) belong together; its unit tests are below.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -20,6 +20,9 @@
 //! fixtures, and every exchange, against Graph's OpenAPI description.
 //!
 //! Include it with `#[path = "../support/graph.rs"] mod graph;`.
+//!
+//! One file because the fake is one world: its state machine, its errors and
+//! its routes read each other's state.
 
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]

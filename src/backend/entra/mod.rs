@@ -12,6 +12,9 @@
 //! Entra has no claims, break-glass acknowledgements, incidents,
 //! credentials, request history or audit log in hoist's sense: its
 //! [`Capabilities`] leave them out, so the TUI hides them.
+//!
+//! Long because it is the whole [`Backend`] for Entra, one method per
+//! operation of the trait; what each needs of Graph is in the submodules.
 
 mod approvals;
 mod errors;
