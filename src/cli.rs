@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -188,6 +187,11 @@ pub enum Command {
         #[command(subcommand)]
         command: IncidentCommand,
     },
+    /// Tools for reporting how hoist and a broker get on.
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -202,6 +206,22 @@ pub enum IncidentCommand {
         reference: String,
         #[arg(long, value_enum, default_value = "markdown")]
         format: commands::incident::ExportFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Run a hoist command on an Entra profile and keep its exchanges with
+    /// Microsoft Graph, scrubbed (tokens, codes, ids, user names, e-mail
+    /// addresses, display names, free text), in a file only you can read:
+    /// `hoist debug record --out pim.json -- --profile entra roles`.
+    Record {
+        /// Where the recording goes (written with mode 0600).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The hoist command to run and record, after `--`.
+        #[arg(last = true, required = true, value_name = "HOIST ARGS")]
+        args: Vec<String>,
     },
 }
 
@@ -238,6 +258,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Man) => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
             .render(&mut std::io::stdout())
             .map_err(Into::into),
+        Some(Command::Debug {
+            command: DebugCommand::Record { out, args },
+        }) => {
+            return match record(&out, args, broker, profile).await {
+                Ok(code) => code,
+                Err(err) => fail(&err),
+            };
+        }
         Some(Command::Exec { args }) => {
             let outcome = async {
                 let target = Config::load()?.resolve(broker, profile)?;
@@ -263,6 +291,54 @@ fn fail(err: &anyhow::Error) -> ExitCode {
         crate::text::sanitize::line(&format!("{err:#}"))
     );
     ExitCode::from(commands::exit_code(err))
+}
+
+/// `hoist debug record`: runs the command given after `--` with every
+/// Graph exchange recorded, then writes them scrubbed and says what was
+/// scrubbed. The command's own exit code is this one's.
+async fn record(
+    out: &std::path::Path,
+    args: Vec<String>,
+    broker: Option<&str>,
+    profile: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    use crate::backend::entra::record;
+    let mut inner = Cli::try_parse_from(std::iter::once("hoist".to_string()).chain(args))
+        .map_err(|err| commands::Ended::Usage(format!("the command to record: {err}")))?;
+    if matches!(inner.command, Some(Command::Debug { .. })) {
+        return Err(commands::Ended::Usage("a recording cannot record a recording".into()).into());
+    }
+    if inner.broker.is_none() && inner.profile.is_none() {
+        inner.broker = broker.map(str::to_string);
+        inner.profile = profile.map(str::to_string);
+    }
+    let target = Config::load()?.resolve(inner.broker.as_deref(), inner.profile.as_deref())?;
+    if !matches!(target.backend, crate::config::Backend::Entra(_)) {
+        return Err(commands::Ended::Usage(format!(
+            "hoist debug record records exchanges with Microsoft Graph, and profile `{}` is \
+             hoistd's (whose API is its own /openapi.json): name an Entra profile",
+            target.profile
+        ))
+        .into());
+    }
+    let recording = record::Recording::default();
+    record::install(&recording);
+    let code = Box::pin(run(inner)).await;
+    let (document, scrubbed) = recording.scrubbed();
+    let text = serde_json::to_string_pretty(&document)?;
+    crate::fs::write_private(out, format!("{text}\n").as_bytes())
+        .map_err(|err| anyhow::anyhow!("cannot write {}: {err}", out.display()))?;
+    eprintln!(
+        "hoist: recorded {} exchanges with Microsoft Graph in {} (readable only by you)",
+        recording.len(),
+        out.display()
+    );
+    eprintln!("hoist: scrubbed {}", scrubbed.summary());
+    eprintln!(
+        "hoist: read it before you share it: scrubbing goes by field names and shapes, and \
+         a text Graph sent may still say more than you want"
+    );
+    Ok(code)
 }
 
 /// The commands that talk to the broker with the stored session.
@@ -367,44 +443,16 @@ fn need_terminal() -> anyhow::Result<()> {
 
 async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<()> {
     need_terminal()?;
-    let mut config = Config::load()?;
-    let mut target = config.resolve(broker, profile)?;
-    // The TUI owns the terminal: no sign-in prompt may be printed midway.
-    let backend = match session::open_with(&target, None).await {
-        Ok(backend) => backend,
-        // First run, or the session ended: sign in, then open.
-        Err(session::SessionError::NotSignedIn { .. } | session::SessionError::Expired { .. }) => {
-            let (me, _) = sign_in(&target, session::Flow::Device).await?;
-            config.remember_login(&target, &me.user);
-            config.save()?;
-            target.user = Some(me.user);
-            session::open_with(&target, None).await?
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let theme = Theme::from_config(&config.theme, no_color()).map_err(anyhow::Error::msg)?;
-    let favourites = config.favourites(&target.profile).into_iter().collect();
-    let renew_target = target.clone();
-    let profile_label = format!("{} ({})", target.profile, target.backend.kind().as_str());
+    // Sign-in prompts go to standard error until the TUI takes the
+    // terminal, then to its pop-up.
+    let prompter = tui::profiles::Prompter::default();
+    let opened = tui::profiles::open(broker, profile, &prompter).await?;
     let options = tui::Options {
-        theme,
-        favourites,
-        ticket_url: config.ticket_url.clone(),
-        save_favourites: Some(favourite_saver(target)),
-        screen: crate::app::Screen::Roles,
-        bundles: config
-            .bundles
-            .iter()
-            .map(|(name, b)| (name.clone(), b.roles.clone()))
-            .collect(),
-        profile: Some(profile_label),
-        notice: None,
-        renew: Some(Arc::new(move || {
-            let target = renew_target.clone();
-            Box::pin(async move { session::current(&target).await.map_err(|e| e.to_string()) })
-        })),
+        switch: Some(tui::profiles::opener(prompter.clone())),
+        prompter: Some(prompter),
+        ..opened.options
     };
-    tui::run(backend, options).await
+    tui::run(opened.backend, options).await
 }
 
 /// Runs a single sign-on flow in this terminal, telling the person what to do.
@@ -413,58 +461,17 @@ async fn sign_in(
     flow: session::Flow,
 ) -> anyhow::Result<(hoist_api::Me, crate::auth::secrets::Session)> {
     let on_device = |prompt: &crate::auth::sso::DevicePrompt| {
-        eprintln!(
-            "To sign in to {}, open {}",
-            target.broker,
-            crate::text::sanitize::line(&prompt.verification_uri)
-        );
-        eprintln!(
-            "and enter the code: {}",
-            crate::text::sanitize::line(&prompt.user_code)
-        );
+        session::print_sign_in(&target.broker, prompt);
         if let Some(complete) = &prompt.verification_uri_complete {
-            eprintln!("(or open {})", crate::text::sanitize::line(complete));
-            open_browser(complete);
+            crate::auth::sso::open_in_browser(complete);
         }
-        eprintln!(
-            "Waiting for approval (the code expires in {} minutes)…",
-            prompt.expires_in.as_secs() / 60
-        );
     };
     let on_browser = |url: &str| {
         eprintln!("Opening your browser to sign in. If it does not open, visit:");
         eprintln!("{}", crate::text::sanitize::line(url));
-        open_browser(url);
+        crate::auth::sso::open_in_browser(url);
     };
     Ok(session::login_sso(target, flow, on_device, on_browser).await?)
-}
-
-/// Opens a URL in the browser where there is one to open; otherwise the
-/// printed URL is all there is (e.g. over SSH).
-fn open_browser(url: &str) {
-    let graphical = cfg!(any(target_os = "macos", target_os = "windows"))
-        || std::env::var_os("DISPLAY").is_some()
-        || std::env::var_os("WAYLAND_DISPLAY").is_some();
-    if graphical && std::env::var_os("HOIST_NO_BROWSER").is_none() {
-        let _ = open::that_detached(url);
-    }
-}
-
-/// Writes the favourites of one profile back to the config file.
-fn favourite_saver(target: Target) -> crate::tui::worker::Saver {
-    Arc::new(move |favourites: Vec<String>| {
-        let mut config = Config::load().map_err(|e| e.to_string())?;
-        let profile = config
-            .profiles
-            .entry(target.profile.clone())
-            .or_insert_with(|| crate::config::Profile {
-                broker: target.broker.clone(),
-                user: target.user.clone(),
-                ..Default::default()
-            });
-        profile.favourites = favourites;
-        config.save().map_err(|e| e.to_string())
-    })
 }
 
 enum Login {

@@ -7,7 +7,7 @@ use hoist_api::{
 };
 
 use super::failure::Failure;
-use super::state::Screen;
+use super::state::{Screen, SignInPrompt};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -34,6 +34,8 @@ pub enum Action {
     Mark,
     /// Mark the roles of the next named bundle from the config.
     NextBundle,
+    /// Open the list of the config's profiles, to switch to another.
+    PickProfile,
     /// Revoke every grant of mine under the selected incident.
     RevokeIncident,
     NewRequest,
@@ -93,6 +95,13 @@ pub enum Action {
     IncidentLoaded(Box<hoist_api::IncidentView>),
     /// A revocation could not reach the broker; it is being retried.
     RevokePending(String),
+    /// A device sign-in waits for the person (see [`SignInPrompt`]).
+    SignInPrompt(SignInPrompt),
+    /// Switching to another profile failed; the one on screen stays.
+    SwitchFailed {
+        profile: String,
+        reason: String,
+    },
     /// An operation failed.
     Failed {
         operation: Operation,

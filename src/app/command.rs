@@ -49,4 +49,8 @@ pub enum Command {
     /// Put text on the clipboard (OSC 52).
     Copy(String),
     SaveFavourites(Vec<String>),
+    /// Open this profile of the config, signing in if need be, and show it
+    /// instead of the one on screen. The terminal loop does this, not the
+    /// worker: the worker belongs to the backend being left.
+    SwitchProfile(String),
 }

@@ -97,6 +97,8 @@ pub enum Context {
     Input,
     Confirm,
     Overlay,
+    /// The list of profiles.
+    Picker,
 }
 
 impl Context {
@@ -104,7 +106,10 @@ impl Context {
         match &state.modal {
             Some(Modal::Confirm { .. } | Modal::QuitWhileRevoking) => return Context::Confirm,
             Some(Modal::Input { .. }) => return Context::Input,
-            Some(Modal::Help | Modal::Credential { .. }) => return Context::Overlay,
+            Some(Modal::Help | Modal::Credential { .. } | Modal::SignIn(_)) => {
+                return Context::Overlay;
+            }
+            Some(Modal::Profiles { .. }) => return Context::Picker,
             None => {}
         }
         if state.form.is_some() {
@@ -191,6 +196,7 @@ pub fn global() -> Vec<Binding> {
         ),
         bind(&[key('o')], Action::OpenTicket, "open ticket", false),
         bind(&[key('R'), ctrl('r')], Action::Refresh, "refresh", false),
+        bind(&[key('P')], Action::PickProfile, "profiles", false),
         bind(&[key('?')], Action::Help, "help", true),
         bind(&[key('q'), ctrl('c')], Action::Quit, "quit", true),
     ]
@@ -311,6 +317,18 @@ pub fn bindings(context: Context) -> Vec<Binding> {
             bind(&[key('y')], Action::CopyCredential, "copy", false),
             bind(&[key('u')], Action::CopyUri, "copy URI", false),
         ],
+        Context::Picker => vec![
+            bind(&[code(KeyCode::Enter)], Action::Select, "switch", true),
+            bind(&[code(KeyCode::Up), key('k')], Action::Up, "up", false),
+            bind(
+                &[code(KeyCode::Down), key('j')],
+                Action::Down,
+                "down",
+                false,
+            ),
+            bind(&[code(KeyCode::Esc), key('q')], Action::Back, "close", true),
+            bind(&[ctrl('c')], Action::Quit, "quit", false),
+        ],
     }
 }
 
@@ -321,7 +339,7 @@ pub fn action_for_key(state: &State, event: KeyEvent) -> Option<Action> {
     if matches!(context, Context::Screen(_)) {
         tables.push(global());
     }
-    let allowed = |b: &&Binding| state.capabilities.allows(&b.action);
+    let allowed = |b: &&Binding| state.offers(&b.action);
     for table in &tables {
         if let Some(binding) = table
             .iter()
@@ -344,7 +362,7 @@ pub fn action_for_key(state: &State, event: KeyEvent) -> Option<Action> {
 /// Footer hints for the current focus: `(keys, label)`.
 pub fn footer(state: &State) -> Vec<(String, &'static str)> {
     let context = Context::of(state);
-    let offered = |b: &Binding| b.footer && state.capabilities.allows(&b.action);
+    let offered = |b: &Binding| b.footer && state.offers(&b.action);
     let mut hints: Vec<(String, &'static str)> = bindings(context)
         .into_iter()
         .filter(offered)
@@ -388,7 +406,8 @@ fn screen_keys(capabilities: Capabilities) -> String {
 }
 
 /// Every key the backend has a use for, by context, for the help overlay.
-pub fn help(capabilities: Capabilities) -> Vec<(&'static str, Vec<(String, &'static str)>)> {
+pub fn help(state: &State) -> Vec<(&'static str, Vec<(String, &'static str)>)> {
+    let capabilities = state.capabilities;
     let screen = |screen: Screen| (screen.title(), Context::Screen(screen));
     let sections = [
         ("Roles", Context::Screen(Screen::Roles)),
@@ -400,11 +419,12 @@ pub fn help(capabilities: Capabilities) -> Vec<(&'static str, Vec<(String, &'sta
         screen(Screen::Reviews),
         ("Prompts", Context::Input),
         ("Confirm", Context::Confirm),
+        ("Profiles", Context::Picker),
     ];
     let describe = |table: Vec<Binding>| {
         table
             .into_iter()
-            .filter(|b| capabilities.allows(&b.action))
+            .filter(|b| state.offers(&b.action))
             .map(|b| {
                 (
                     b.keys.iter().map(Key::label).collect::<Vec<_>>().join(" "),
@@ -419,6 +439,7 @@ pub fn help(capabilities: Capabilities) -> Vec<(&'static str, Vec<(String, &'sta
                 .into_iter()
                 .filter(|(_, context)| match context {
                     Context::Screen(screen) => capabilities.shows(*screen),
+                    Context::Picker => state.offers(&Action::PickProfile),
                     _ => true,
                 })
                 .map(|(title, context)| (title, describe(bindings(context)))),

@@ -129,6 +129,38 @@ pub enum Modal {
     /// revocation: those grants stay active if hoist stops retrying, so
     /// the person decides, knowing that.
     QuitWhileRevoking,
+    /// The config's profiles, to switch to one; `cursor` indexes `profiles`.
+    Profiles {
+        cursor: usize,
+    },
+    /// A device sign-in is waiting for the person: where to go and what to
+    /// type, while hoist waits (opening a profile, or a stronger sign-in a
+    /// role asks for midway).
+    SignIn(SignInPrompt),
+}
+
+/// What a device sign-in asks the person to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInPrompt {
+    /// The profile being opened; `None` for a stronger sign-in that a call
+    /// in flight asked for (it ends with that call's answer).
+    pub profile: Option<String>,
+    /// Why a sign-in is needed, in a few words.
+    pub why: String,
+    pub url: String,
+    pub code: String,
+    /// The URL with the code in it, where the provider offers one.
+    pub complete: Option<String>,
+    /// Minutes until the code expires.
+    pub minutes: u64,
+}
+
+/// A profile of the config, as the picker lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileChoice {
+    pub name: String,
+    /// The kind of broker (`hoistd`, `entra`).
+    pub kind: String,
 }
 
 /// Which list a row of the Reviews screen comes from.
@@ -162,6 +194,9 @@ pub struct State {
     /// The profile on screen and its kind of broker (`work (hoistd)`), when
     /// hoist was opened on one; the header always shows it.
     pub profile: Option<String>,
+    /// The profile on screen, by name, and every profile `P` can switch to.
+    pub profile_name: Option<String>,
+    pub profiles: Vec<ProfileChoice>,
     /// What the broker can do; screens and keys for the rest are hidden.
     pub capabilities: Capabilities,
     pub me: Option<Me>,
@@ -223,6 +258,8 @@ impl State {
         State {
             broker,
             profile: None,
+            profile_name: None,
+            profiles: Vec::new(),
             capabilities: Capabilities::ALL,
             me: None,
             screen: Screen::Roles,
@@ -258,6 +295,15 @@ impl State {
             loaded: false,
             should_quit: false,
             size: (80, 24),
+        }
+    }
+
+    /// Whether an action has anything to act on here: what the backend
+    /// can do, and a choice of profiles to switch between.
+    pub fn offers(&self, action: &super::action::Action) -> bool {
+        match action {
+            super::action::Action::PickProfile => !self.profiles.is_empty(),
+            other => self.capabilities.allows(other),
         }
     }
 

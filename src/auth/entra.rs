@@ -107,6 +107,7 @@ mod tests {
             graph: "https://graph.microsoft.us".into(),
             authority: "https://login.microsoftonline.us".into(),
             poll: std::time::Duration::from_secs(15),
+            ticket_system: None,
         };
         let scopes = scopes(&tenant);
         assert_eq!(&scopes[..3], ["openid", "profile", "offline_access"]);

@@ -33,8 +33,9 @@ pub enum SessionError {
     Secrets(#[from] SecretsError),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("not signed in to {broker}: run `{}`", login_command(.profile))]
-    NotSignedIn { profile: String, broker: String },
+    /// `login` is the command that signs in to this profile.
+    #[error("not signed in to {broker}: run `{login}`")]
+    NotSignedIn { broker: String, login: String },
     #[error("{broker} refused the token ({reason}); check it and try again")]
     TokenRefused { broker: String, reason: String },
     #[error("the token is empty")]
@@ -49,10 +50,12 @@ pub enum SessionError {
     Task(String),
     #[error(transparent)]
     Sso(#[from] SsoError),
-    #[error(
-        "the session for {broker} expired and could not be renewed ({reason}): run `hoist login`"
-    )]
-    Expired { broker: String, reason: String },
+    #[error("the session for {broker} expired and could not be renewed ({reason}): run `{login}`")]
+    Expired {
+        broker: String,
+        reason: String,
+        login: String,
+    },
 }
 
 /// A profile that opted into `--insecure-file-store` keeps using it.
@@ -129,8 +132,8 @@ async fn store_if_accepted(target: &Target, session: Session) -> Result<Me, Sess
 pub async fn current(target: &Target) -> Result<Session, SessionError> {
     use_file_store_if_chosen(target)?;
     let not_signed_in = || SessionError::NotSignedIn {
-        profile: target.profile.clone(),
         broker: target.broker.clone(),
+        login: login_command(target),
     };
     let user = target.user.clone().ok_or_else(not_signed_in)?;
     let (broker, who) = (target.broker.clone(), user.clone());
@@ -146,6 +149,7 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     let expired = |reason: String| SessionError::Expired {
         broker: target.broker.clone(),
         reason,
+        login: sign_in_command(target),
     };
     let (Some(refresh_token), Some(issuer), Some(client_id)) = (
         session.refresh_token.clone(),
@@ -180,11 +184,29 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     Ok(fresh)
 }
 
-fn login_command(profile: &str) -> String {
-    if profile == crate::config::DEFAULT_PROFILE {
-        "hoist login --with-token".to_string()
-    } else {
-        format!("hoist --profile {profile} login --with-token")
+/// The command that signs in to `target` again once a single sign-on
+/// session has ended: the same provider, so no token to paste.
+pub fn sign_in_command(target: &Target) -> String {
+    match target.backend {
+        BrokerKind::Hoistd if target.profile == crate::config::DEFAULT_PROFILE => {
+            "hoist login".to_string()
+        }
+        _ => format!("hoist --profile {} login", target.profile),
+    }
+}
+
+/// The command that signs in to `target` the first time: hoistd takes a static token
+/// (single sign-on, where the broker offers it, is `hoist login` alike);
+/// an Entra profile signs in only through its tenant, and is always named,
+/// as it is never the broker a bare `hoist login` would pick.
+pub fn login_command(target: &Target) -> String {
+    let profile = &target.profile;
+    match target.backend {
+        BrokerKind::Entra(_) => format!("hoist --profile {profile} login"),
+        BrokerKind::Hoistd if profile == crate::config::DEFAULT_PROFILE => {
+            "hoist login --with-token".to_string()
+        }
+        BrokerKind::Hoistd => format!("hoist --profile {profile} login --with-token"),
     }
 }
 
@@ -259,9 +281,28 @@ pub fn print_device_prompt(prompt: &DevicePrompt) {
     }
 }
 
-/// [`open`], telling the person about a midway sign-in through `prompt`;
-/// without one (the TUI, which owns the terminal), a role that asks for a
-/// stronger sign-in is refused with a message that says where to get it.
+/// What a person is told to sign in with the device flow, on standard
+/// error: where to go, the code, and how long it lasts.
+pub fn print_sign_in(broker: &str, prompt: &DevicePrompt) {
+    let clean = |text: &str| crate::text::sanitize::line(text).into_owned();
+    eprintln!(
+        "To sign in to {broker}, open {}",
+        clean(&prompt.verification_uri)
+    );
+    eprintln!("and enter the code: {}", clean(&prompt.user_code));
+    if let Some(complete) = &prompt.verification_uri_complete {
+        eprintln!("(or open {})", clean(complete));
+    }
+    eprintln!(
+        "Waiting for approval (the code expires in {} minutes)…",
+        prompt.expires_in.as_secs() / 60
+    );
+}
+
+/// [`open`], telling the person about a midway sign-in through `prompt`
+/// (standard error for the commands, a pop-up in the TUI); without one, a
+/// role that asks for a stronger sign-in is refused with a message that
+/// says where to get it.
 pub async fn open_with(
     target: &Target,
     prompt: Option<crate::auth::entra::Prompt>,
@@ -274,6 +315,7 @@ pub async fn open_with(
         return Err(SessionError::Expired {
             broker: target.broker.clone(),
             reason: "it has ended".into(),
+            login: sign_in_command(target),
         });
     }
     let mut hooks = Hooks::default();
@@ -377,23 +419,35 @@ mod tests {
         );
     }
 
+    fn target(profile: &str, text: &str) -> Target {
+        crate::config::Config::parse(std::path::Path::new("c.toml"), text)
+            .unwrap()
+            .resolve(None, Some(profile))
+            .unwrap()
+    }
+
     #[test]
     fn not_signed_in_names_the_login_command() {
+        let hoistd = "[profiles.default]\nbroker = \"https://b.example\"\n\
+                      [profiles.work]\nbroker = \"https://b.example\"\n";
         let err = SessionError::NotSignedIn {
-            profile: "default".into(),
             broker: "https://b.example".into(),
+            login: login_command(&target("default", hoistd)),
         };
         assert_eq!(
             err.to_string(),
             "not signed in to https://b.example: run `hoist login --with-token`"
         );
-        let err = SessionError::NotSignedIn {
-            profile: "work".into(),
-            broker: "https://b.example".into(),
-        };
-        assert!(
-            err.to_string()
-                .contains("hoist --profile work login --with-token")
+        assert_eq!(
+            login_command(&target("work", hoistd)),
+            "hoist --profile work login --with-token"
+        );
+        // Entra signs in through the tenant only: no token to paste.
+        let entra = "[profiles.tenant]\nkind = \"entra\"\ntenant = \"t.example\"\n\
+                     client_id = \"c\"\n";
+        assert_eq!(
+            login_command(&target("tenant", entra)),
+            "hoist --profile tenant login"
         );
     }
 }

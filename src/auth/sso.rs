@@ -471,6 +471,18 @@ impl Provider {
     }
 }
 
+/// Opens a sign-in URL in the browser where there is one to open (a
+/// desktop session, and `HOIST_NO_BROWSER` unset); otherwise the URL shown
+/// to the person is all there is (e.g. over SSH).
+pub fn open_in_browser(url: &str) {
+    let graphical = cfg!(any(target_os = "macos", target_os = "windows"))
+        || std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if graphical && std::env::var_os("HOIST_NO_BROWSER").is_none() {
+        let _ = open::that_detached(url);
+    }
+}
+
 /// The `exp` of a JWT, read without verifying it: the broker verifies; we
 /// only need to know when to refresh.
 pub fn token_expiry(jwt: &str) -> Option<DateTime<Utc>> {

@@ -247,7 +247,8 @@ pub fn connect_to(
             if let Some(step_up) = hooks.step_up {
                 client = client.with_step_up(step_up);
             }
-            if let Some(recorder) = hooks.recorder {
+            // `hoist debug record` records whatever opens a backend.
+            if let Some(recorder) = hooks.recorder.or_else(entra::record::installed) {
                 client = client.with_recorder(recorder);
             }
             Ok(Arc::new(client))

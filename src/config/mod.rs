@@ -6,6 +6,9 @@
 //! The file is `<config dir>/config.toml`, where the config dir is
 //! `$HOIST_CONFIG_DIR` if set, else the platform's config dir for hoist
 //! (`~/.config/hoist` on Linux).
+//!
+//! Long because the file's every section and its one writer (which keeps
+//! comments and unknown keys) belong together; its unit tests are below.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +85,9 @@ client_id = "11111111-1111-1111-1111-111111111111"
 # authority = "https://login.microsoftonline.com"
 # How often hoist asks Graph for changes while the TUI is open.
 # poll = "15s"
+# The ticket system named with each ticket number (PIM's ticketInfo); by
+# default the host of ticket_url.
+# ticket_system = "ServiceNow"
 
 # Colour overrides: any named colour of the theme, as a colour name
 # ("red", "light-blue"), an index ("42") or "#rrggbb". Unset names keep
@@ -218,6 +224,9 @@ pub struct EntraTenant {
     pub authority: String,
     /// How often to ask Graph for changes while following them.
     pub poll: std::time::Duration,
+    /// What goes in `ticketInfo.ticketSystem` beside a ticket number: the
+    /// profile's `ticket_system`, else the host `ticket_url` links to.
+    pub ticket_system: Option<String>,
 }
 
 impl EntraTenant {
@@ -268,6 +277,10 @@ pub struct Profile {
     /// Entra: how often to ask Graph for changes (`15s`, `1m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<String>,
+    /// Entra: the name of the ticket system tickets are from (`ServiceNow`),
+    /// sent with each ticket number; by default the host of `ticket_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_system: Option<String>,
     /// The user the broker said the token belongs to; names the keyring entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -487,7 +500,7 @@ impl Config {
                 (broker, Backend::Hoistd)
             }
             Kind::Entra => {
-                let tenant = entra_tenant(&name, found)?;
+                let tenant = entra_tenant(&name, found, self.ticket_url.as_deref())?;
                 (tenant.tenant_authority(), Backend::Entra(tenant))
             }
         };
@@ -602,7 +615,11 @@ impl Config {
 
 /// An Entra profile's settings, checked: every missing or unusable one is
 /// named, so the person knows which line to fix.
-fn entra_tenant(name: &str, profile: &Profile) -> Result<EntraTenant, ConfigError> {
+fn entra_tenant(
+    name: &str,
+    profile: &Profile,
+    ticket_url: Option<&str>,
+) -> Result<EntraTenant, ConfigError> {
     let bad = |reason: String| ConfigError::BadProfile {
         profile: name.to_string(),
         reason,
@@ -656,12 +673,25 @@ fn entra_tenant(name: &str, profile: &Profile) -> Result<EntraTenant, ConfigErro
                 ))
             })?,
     };
+    let ticket_system = match profile.ticket_system.as_deref().map(str::trim) {
+        Some("") => {
+            return Err(bad(
+                "`ticket_system` is empty: name the ticket system".into()
+            ));
+        }
+        Some(system) => Some(system.to_string()),
+        // The tracker tickets link to is the best name hoist has for it.
+        None => ticket_url
+            .and_then(|template| url::Url::parse(&template.replace("{ticket}", "x")).ok())
+            .and_then(|url| url.host_str().map(str::to_string)),
+    };
     Ok(EntraTenant {
         tenant: tenant.to_string(),
         client_id: client_id.to_string(),
         graph: url("graph", profile.graph.as_deref(), GRAPH_GLOBAL)?,
         authority: url("authority", profile.authority.as_deref(), AUTHORITY_GLOBAL)?,
         poll,
+        ticket_system,
     })
 }
 

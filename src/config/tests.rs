@@ -320,6 +320,7 @@ fn an_entra_profile_defaults_to_the_global_cloud() {
     assert_eq!(tenant.graph, GRAPH_GLOBAL);
     assert_eq!(tenant.authority, AUTHORITY_GLOBAL);
     assert_eq!(tenant.poll, ENTRA_POLL_DEFAULT);
+    assert_eq!(tenant.ticket_system, None);
     assert_eq!(
         target.broker,
         "https://login.microsoftonline.com/contoso.onmicrosoft.com"
@@ -352,6 +353,27 @@ fn national_clouds_are_settings_and_http_only_on_loopback() {
     );
     let loopback = format!("{ENTRA}graph = \"http://127.0.0.1:9\"\n");
     assert!(config(&loopback).resolve(None, Some("entra")).is_ok());
+}
+
+#[test]
+fn the_ticket_system_is_the_profiles_or_the_ticket_links_host() {
+    let tenant = |text: &str| match config(text).resolve(None, Some("entra")).unwrap().backend {
+        Backend::Entra(tenant) => tenant,
+        other => panic!("{other:?}"),
+    };
+    let linked = format!("ticket_url = \"https://jira.example/browse/{{ticket}}\"\n{ENTRA}");
+    assert_eq!(
+        tenant(&linked).ticket_system.as_deref(),
+        Some("jira.example")
+    );
+    let named = format!("{linked}ticket_system = \"ServiceNow\"\n");
+    assert_eq!(tenant(&named).ticket_system.as_deref(), Some("ServiceNow"));
+    let empty = format!("{ENTRA}ticket_system = \" \"\n");
+    let err = config(&empty).resolve(None, Some("entra")).unwrap_err();
+    assert!(
+        err.to_string().contains("`ticket_system` is empty"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -39,6 +39,14 @@ pub struct Options {
     pub bundles: Vec<(String, Vec<String>)>,
     /// The profile and its kind, for the header.
     pub profile: Option<String>,
+    /// The profile's name, and the config's profiles `P` switches between.
+    pub profile_name: Option<String>,
+    pub profiles: Vec<crate::app::state::ProfileChoice>,
+    /// Opens another profile when one is picked; without it, hoist shows
+    /// one broker for its whole run (the demo, the tests).
+    pub switch: Option<super::profiles::Opener>,
+    /// Where device sign-ins show their code once the TUI runs.
+    pub prompter: Option<super::profiles::Prompter>,
     /// A first banner that stays a minute (the demo says what to try).
     pub notice: Option<String>,
 }
@@ -54,6 +62,10 @@ impl Default for Options {
             renew: None,
             bundles: Vec::new(),
             profile: None,
+            profile_name: None,
+            profiles: Vec::new(),
+            switch: None,
+            prompter: None,
             notice: None,
         }
     }
@@ -107,6 +119,9 @@ async fn keep_session(
     }
 }
 
+/// A profile opened for the picker, or why it could not be.
+type Switched = (String, Result<super::profiles::Opened, String>);
+
 /// The TUI without a terminal: state, the worker, and the queue of actions
 /// coming back from it. Tests drive it with keys; the terminal loop too.
 pub struct App {
@@ -117,45 +132,135 @@ pub struct App {
     clock: Arc<ServerClock>,
     /// Terminal effects (bell, notices, clipboard) for the loop to perform.
     pub effects: Vec<Command>,
+    /// What follows the broker and keeps the session: ended on a switch.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    switch: Option<super::profiles::Opener>,
+    prompter: Option<super::profiles::Prompter>,
+    pub(super) switches: UnboundedReceiver<Switched>,
+    switched_sender: tokio::sync::mpsc::UnboundedSender<Switched>,
+}
+
+/// One backend's part of the app: what a switch replaces whole.
+struct Wired {
+    state: State,
+    worker: Worker,
+    actions: UnboundedReceiver<Action>,
+    clock: Arc<ServerClock>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn wire(
+    backend: Arc<dyn Backend>,
+    options: Options,
+    prompter: Option<&super::profiles::Prompter>,
+) -> (Wired, Theme) {
+    let (sender, actions) = unbounded_channel();
+    let clock = backend.clock();
+    let mut state = State::new(backend.broker().to_string(), clock.now());
+    state.capabilities = backend.capabilities();
+    state.favourites = options.favourites;
+    state.ticket_url = options.ticket_url;
+    state.screen = options.screen;
+    state.bundles = options.bundles;
+    state.profile = options.profile;
+    state.profile_name = options.profile_name;
+    state.profiles = options.profiles;
+    if let Some(text) = options.notice {
+        state.banner = Some(crate::app::state::Banner {
+            text,
+            level: crate::app::state::Level::Info,
+            until: state.now + chrono::TimeDelta::minutes(1),
+        });
+    }
+    if let Some(prompter) = prompter {
+        prompter.attach(sender.clone());
+    }
+    let mut tasks = Vec::new();
+    if let Some(renew) = options.renew {
+        tasks.push(tokio::spawn(keep_session(
+            Arc::clone(&backend),
+            renew,
+            sender.clone(),
+        )));
+    }
+    let worker = Worker::new(backend, sender, options.save_favourites);
+    tasks.push(tokio::spawn(worker.clone().follow_events()));
+    let wired = Wired {
+        state,
+        worker,
+        actions,
+        clock,
+        tasks,
+    };
+    (wired, options.theme)
 }
 
 impl App {
     /// Creates the app and starts loading and following the broker.
-    pub fn start(backend: Arc<dyn Backend>, options: Options) -> App {
-        let (sender, actions) = unbounded_channel();
-        let clock = backend.clock();
-        let mut state = State::new(backend.broker().to_string(), clock.now());
-        state.capabilities = backend.capabilities();
-        state.favourites = options.favourites;
-        state.ticket_url = options.ticket_url;
-        state.screen = options.screen;
-        state.bundles = options.bundles;
-        state.profile = options.profile;
-        if let Some(text) = options.notice {
-            state.banner = Some(crate::app::state::Banner {
-                text,
-                level: crate::app::state::Level::Info,
-                until: state.now + chrono::TimeDelta::minutes(1),
-            });
-        }
-        if let Some(renew) = options.renew {
-            tokio::spawn(keep_session(Arc::clone(&backend), renew, sender.clone()));
-        }
-        let worker = Worker::new(backend, sender, options.save_favourites);
-        tokio::spawn(worker.clone().follow_events());
+    pub fn start(backend: Arc<dyn Backend>, mut options: Options) -> App {
+        let switch = options.switch.take();
+        let prompter = options.prompter.take();
+        let (switched_sender, switches) = unbounded_channel();
+        let (wired, theme) = wire(backend, options, prompter.as_ref());
         let mut app = App {
-            state,
-            theme: options.theme,
-            worker,
-            actions,
-            clock,
+            state: wired.state,
+            theme,
+            worker: wired.worker,
+            actions: wired.actions,
+            clock: wired.clock,
             effects: Vec::new(),
+            tasks: wired.tasks,
+            switch,
+            prompter,
+            switches,
+            switched_sender,
         };
         app.dispatch(Action::Resize(80, 24));
         // No load here: the event stream's first `StreamUp` (or `StreamDown`)
         // starts it, after the stream has subscribed, so nothing that happens
         // in between is missed and the lists are never loaded twice at once.
         app
+    }
+
+    /// Shows another profile in place of this one: a fresh state, worker
+    /// and event stream; the old ones end, and answers still on their way
+    /// to the old state are dropped with its queue.
+    fn show(&mut self, opened: super::profiles::Opened) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        let size = self.state.size;
+        let (wired, theme) = wire(opened.backend, opened.options, self.prompter.as_ref());
+        self.state = wired.state;
+        self.worker = wired.worker;
+        self.actions = wired.actions;
+        self.clock = wired.clock;
+        self.tasks = wired.tasks;
+        self.theme = theme;
+        self.dispatch(Action::Resize(size.0, size.1));
+    }
+
+    /// A profile the picker asked for is open, or could not be.
+    pub fn switched(&mut self, (profile, opened): Switched) {
+        match opened {
+            Ok(opened) => self.show(opened),
+            Err(reason) => self.dispatch(Action::SwitchFailed { profile, reason }),
+        }
+    }
+
+    fn switch_to(&mut self, profile: String) {
+        let Some(open) = self.switch.clone() else {
+            self.dispatch(Action::SwitchFailed {
+                profile,
+                reason: "this hoist shows one broker only".into(),
+            });
+            return;
+        };
+        let sender = self.switched_sender.clone();
+        tokio::spawn(async move {
+            let opened = open(profile.clone()).await;
+            let _ = sender.send((profile, opened));
+        });
     }
 
     pub fn dispatch(&mut self, action: Action) {
@@ -167,6 +272,7 @@ impl App {
         for command in commands {
             match command {
                 Command::Notify(_) | Command::Copy(_) => self.effects.push(command),
+                Command::SwitchProfile(profile) => self.switch_to(profile),
                 Command::Batch(commands) => self.run_commands(commands),
                 other => self.worker.run(other),
             }
@@ -221,6 +327,9 @@ impl App {
     pub async fn wait_until(&mut self, limit: Duration, done: impl Fn(&State) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
+            while let Ok(switched) = self.switches.try_recv() {
+                self.switched(switched);
+            }
             self.drain();
             self.tick();
             if done(&self.state) {

@@ -4,6 +4,7 @@
 //! errors and panics. The [`worker`] runs everything else.
 
 mod app;
+pub mod profiles;
 pub mod worker;
 
 use std::io::Write;
@@ -138,6 +139,7 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
                 app.dispatch(action);
                 app.drain();
             }
+            Some(switched) = app.switches.recv() => app.switched(switched),
             _ = terminate.recv() => break,
             _ = hangup.recv() => break,
         }

@@ -186,7 +186,8 @@ impl Worker {
                 }
                 return;
             }
-            Command::Notify(_) | Command::Copy(_) => return,
+            // The terminal loop's, as are the effects.
+            Command::Notify(_) | Command::Copy(_) | Command::SwitchProfile(_) => return,
         };
         self.send(action);
     }

@@ -295,6 +295,45 @@ mod tests {
         assert!(header.contains("tenant (entra)"), "{header}");
     }
 
+    /// The picker lists each profile with its kind; the sign-in pop-up
+    /// shows the provider's URL and code cleaned, since they come from it.
+    #[test]
+    fn the_picker_shows_kinds_and_the_sign_in_pop_up_cleans_what_it_shows() {
+        use crate::app::state::{Modal, ProfileChoice, SignInPrompt};
+        let mut state = State::new("https://b.example".into(), chrono::Utc::now());
+        state.size = (120, 30);
+        state.profile_name = Some("work".into());
+        state.profiles = vec![
+            ProfileChoice {
+                name: "tenant".into(),
+                kind: "entra".into(),
+            },
+            ProfileChoice {
+                name: "work".into(),
+                kind: "hoistd".into(),
+            },
+        ];
+        state.modal = Some(Modal::Profiles { cursor: 0 });
+        let screen = drawn(&state).join("\n");
+        let row = |name: &str| screen.lines().find(|l| l.contains(name)).unwrap_or("");
+        assert!(row("tenant").contains("entra"), "{screen}");
+        assert!(row("● work").contains("hoistd"), "{screen}");
+
+        state.modal = Some(Modal::SignIn(SignInPrompt {
+            profile: Some("tenant".into()),
+            why: "Sign in to profile tenant".into(),
+            url: "https://login.example/device\u{1b}]0;owned\u{7}".into(),
+            code: "ABCD\u{202e}EFGH".into(),
+            complete: None,
+            minutes: 15,
+        }));
+        let screen = drawn(&state).join("\n");
+        assert!(screen.contains("Sign in to profile tenant"), "{screen}");
+        assert!(screen.contains("https://login.example/device"), "{screen}");
+        assert!(screen.contains("U+202E"), "shown, not obeyed: {screen}");
+        assert!(!screen.contains('\u{1b}') && !screen.contains('\u{202e}'));
+    }
+
     fn press(state: &State, c: char) -> Option<Action> {
         keymap::action_for_key(state, KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
     }
@@ -325,7 +364,7 @@ mod tests {
             let header = &drawn(&state)[0];
             assert_eq!(header.contains("6 Incidents"), full, "{header}");
             assert!(header.contains("5 Activity"), "{header}");
-            let help = keymap::help(state.capabilities);
+            let help = keymap::help(&state);
             assert_eq!(help.iter().any(|(title, _)| *title == "Incidents"), full);
             let claim = |(_, keys): &(&str, Vec<(String, &'static str)>)| offered(keys, "claim");
             assert_eq!(help.iter().any(claim), full);

@@ -27,7 +27,7 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
     match modal {
         Modal::Help => {
             let mut lines = Vec::new();
-            for (section, keys) in keymap::help(state.capabilities) {
+            for (section, keys) in keymap::help(state) {
                 lines.push(Line::from(Span::styled(section, theme.title())));
                 for (keys, label) in keys {
                     lines.push(Line::from(vec![
@@ -130,6 +130,73 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             }
             frame.render_widget(Clear, popup);
             frame.render_widget(Paragraph::new(lines).block(block("", theme)), popup);
+        }
+        Modal::Profiles { cursor } => {
+            let height = u16::try_from(state.profiles.len())
+                .unwrap_or(u16::MAX)
+                .saturating_add(4);
+            let popup = centered(area, 56, height);
+            let mut lines = Vec::new();
+            for (i, profile) in state.profiles.iter().enumerate() {
+                let current = Some(&profile.name) == state.profile_name.as_ref();
+                let marker = if current { "● " } else { "  " };
+                let style = if i == *cursor {
+                    theme.selected()
+                } else {
+                    theme.text()
+                };
+                lines.push(Line::from(vec![
+                    Span::styled(format!("{marker}{:<28}", clean(&profile.name)), style),
+                    Span::styled(format!(" {}", clean(&profile.kind)), theme.muted()),
+                ]));
+            }
+            lines.push(Line::from(Span::styled(
+                "enter switches · esc closes",
+                theme.muted(),
+            )));
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines).block(block(" Profiles ", theme)),
+                popup,
+            );
+        }
+        Modal::SignIn(prompt) => {
+            let popup = centered(area, 78, 10);
+            let mut lines = vec![
+                Line::from(Span::styled(clean(&prompt.why).into_owned(), theme.title())),
+                Line::from(vec![
+                    Span::raw("Open "),
+                    Span::styled(clean(&prompt.url).into_owned(), theme.key()),
+                ]),
+                Line::from(vec![
+                    Span::raw("and enter the code "),
+                    Span::styled(clean(&prompt.code).into_owned(), theme.title()),
+                ]),
+            ];
+            if let Some(complete) = &prompt.complete {
+                lines.push(Line::from(Span::styled(
+                    format!("(or open {})", clean(complete)),
+                    theme.muted(),
+                )));
+            }
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "Waiting for you to sign in (the code expires in {} minutes)…",
+                    prompt.minutes
+                ),
+                theme.warn(),
+            )));
+            lines.push(Line::from(Span::styled(
+                "esc hides this; the sign-in keeps waiting",
+                theme.muted(),
+            )));
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .block(block(" Sign in ", theme)),
+                popup,
+            );
         }
         Modal::Credential {
             role,

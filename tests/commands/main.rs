@@ -1,5 +1,8 @@
 //! The real `hoist` binary against a real broker on loopback: every command,
 //! every exit code, `--wait` and `exec` end to end.
+//!
+//! Long because every command shares the harness at the top (a broker, the
+//! binary, its exit codes); split it by command when it grows further.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};

@@ -9,19 +9,22 @@ use hoist_api::{AccessRequest, Grant, RequestState, Role};
 
 use super::{Tenant, graph, run};
 
-struct Hoist {
-    config: tempfile::TempDir,
+pub struct Hoist {
+    pub config: tempfile::TempDir,
+    /// The access token it signed in with.
+    pub token: String,
 }
 
 impl Hoist {
     /// `hoist` with an Entra profile for `tenant`, signed in as `who` with a
     /// token from the tenant's provider (`login --with-token`).
-    async fn signed_in(tenant: &Tenant, who: &str) -> Hoist {
+    pub async fn signed_in(tenant: &Tenant, who: &str) -> Hoist {
+        let session = tenant.sign_in(who, None).await;
         let hoist = Hoist {
             config: tempfile::tempdir().unwrap(),
+            token: session.access_token.clone(),
         };
         std::fs::write(hoist.config.path().join("config.toml"), tenant.profile()).unwrap();
-        let session = tenant.sign_in(who, None).await;
         let out = hoist.run_with_stdin(&["login", "--with-token"], &session.access_token);
         assert!(out.status.success(), "login: {}", stderr(&out));
         assert!(
@@ -32,7 +35,7 @@ impl Hoist {
         hoist
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
         command
             .args(["--profile", "entra"])
@@ -44,7 +47,7 @@ impl Hoist {
         command
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).stdin(Stdio::null()).output().unwrap()
     }
 
@@ -65,14 +68,14 @@ impl Hoist {
         child.wait_with_output().unwrap()
     }
 
-    fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+    pub fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
         let out = self.run(args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         serde_json::from_slice(&out.stdout).unwrap()
     }
 }
 
-fn stderr(out: &Output) -> String {
+pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -209,4 +212,26 @@ fn request_wait_follows_approval_and_propagation() {
         assert!(said.contains("pending"), "{said}");
         assert!(said.contains("active"), "{said}");
     });
+}
+
+/// Before any sign-in, the command to run is the one that signs in to an
+/// Entra tenant: the device flow, not a pasted token.
+#[test]
+fn not_signed_in_says_how_to_sign_in_to_the_tenant() {
+    let hoist = Hoist {
+        config: tempfile::tempdir().unwrap(),
+        token: String::new(),
+    };
+    std::fs::write(
+        hoist.config.path().join("config.toml"),
+        "[profiles.entra]\nkind = \"entra\"\ntenant = \"contoso.example\"\nclient_id = \"hoist\"\n",
+    )
+    .unwrap();
+    let out = hoist.run(&["roles"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run `hoist --profile entra login`"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -10,78 +10,20 @@
 mod graph;
 #[path = "../support/oidc.rs"]
 mod oidc;
+#[path = "../support/tenant.rs"]
+mod tenant;
 
 mod commands;
+mod openapi;
+mod record;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use graph::FakeGraph;
-use hoist::auth::secrets::Session;
-use hoist::backend::{self, Backend, BackendError, Hooks};
-use hoist::config::{Config, Target};
+use hoist::backend::{self, BackendError, Hooks};
 use hoist_api::{Decision, ErrorCode, GrantState, LiveEvent, RequestState};
-
-pub const TENANT: &str = "contoso.example";
-
-pub struct Tenant {
-    pub provider: Arc<oidc::Provider>,
-    pub graph: FakeGraph,
-}
-
-impl Tenant {
-    pub async fn start() -> Tenant {
-        let (listener, url) = FakeGraph::bind().await;
-        let provider = Arc::new(oidc::Provider::start_entra(TENANT, &url).await);
-        let graph = FakeGraph::serve(listener, url, &provider.issuer).await;
-        Tenant { provider, graph }
-    }
-
-    /// The config lines of an Entra profile for this tenant.
-    pub fn profile(&self) -> String {
-        format!(
-            "[profiles.entra]\nkind = \"entra\"\ntenant = \"{TENANT}\"\nclient_id = \"hoist\"\n\
-             graph = \"{}\"\nauthority = \"{}\"\npoll = \"1s\"\n",
-            self.graph.url,
-            self.provider.authority()
-        )
-    }
-
-    pub fn target(&self) -> Target {
-        let config = Config::parse(std::path::Path::new("c.toml"), &self.profile()).unwrap();
-        config.resolve(None, Some("entra")).unwrap()
-    }
-
-    /// Signs in as `who` with hoist's own device flow, approved at the
-    /// provider as the person would, optionally asking for `claims`.
-    pub async fn sign_in(&self, who: &str, claims: Option<&str>) -> Session {
-        let hoist::config::Backend::Entra(tenant) = self.target().backend else {
-            unreachable!()
-        };
-        let provider = hoist::auth::entra::provider(&tenant).await.unwrap();
-        let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
-        let mut sender = Some(sender);
-        let login = provider.sign_in_device_with(
-            |prompt| {
-                let url = prompt.verification_uri_complete.clone().unwrap();
-                let _ = sender.take().unwrap().send(url);
-            },
-            claims,
-        );
-        let approve = async {
-            let url = receiver.await.unwrap();
-            self.provider.approve_device(&url, who).await;
-        };
-        let (session, ()) = tokio::join!(login, approve);
-        session.unwrap()
-    }
-
-    pub async fn backend(&self, who: &str) -> Arc<dyn Backend> {
-        let session = self.sign_in(who, None).await;
-        backend::connect_to(&self.target(), &session.access_token, Hooks::default()).unwrap()
-    }
-}
+pub use tenant::Tenant;
 
 fn run(test: impl std::future::Future<Output = ()>) {
     tokio::runtime::Builder::new_multi_thread()
@@ -92,7 +34,7 @@ fn run(test: impl std::future::Future<Output = ()>) {
         .block_on(test);
 }
 
-fn role_id(role: &str) -> String {
+pub fn role_id(role: &str) -> String {
     format!("dir:{role}")
 }
 
@@ -160,7 +102,7 @@ fn eligible_roles_come_with_their_policy_terms() {
     });
 }
 
-fn body(role: &str, ticket: Option<&str>, secs: Option<u64>) -> hoist_api::CreateRequest {
+pub fn body(role: &str, ticket: Option<&str>, secs: Option<u64>) -> hoist_api::CreateRequest {
     hoist_api::CreateRequest {
         role: role.to_string(),
         justification: "Reset a locked-out account for the helpdesk".into(),
@@ -205,6 +147,18 @@ fn an_activation_propagates_before_it_is_a_grant_then_deactivates() {
         assert_eq!(grant.role, role_id(graph::USER_ADMIN));
         assert_eq!(grant.role_name, "User Administrator");
         assert_eq!(grant.ticket.as_deref(), Some("CHG-1024"));
+        // The ticket went with the system it is from, as the profile names it.
+        let posted = tenant
+            .graph
+            .received()
+            .into_iter()
+            .find(|r| r.method == "POST")
+            .and_then(|r| r.body)
+            .unwrap();
+        assert_eq!(
+            posted["ticketInfo"],
+            serde_json::json!({ "ticketNumber": "CHG-1024", "ticketSystem": "ServiceNow" })
+        );
         assert_eq!((grant.expires_at - grant.starts_at).num_seconds(), 1800);
         assert_eq!(grant.request_id, filed.id);
 

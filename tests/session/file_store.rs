@@ -12,7 +12,7 @@ use hoist::auth::session::{self, SessionError};
 use hoist::config::{self, Config};
 
 use crate::helpers::{
-    BROKER_ENV, demo_broker, forget, in_child, keyctl_read, keyutils_description, keyutils_runtime,
+    BROKER_ENV, demo_broker, in_child, keyctl_read, keyutils_description, keyutils_runtime,
     run_child, runtime, stored,
 };
 
@@ -85,8 +85,6 @@ fn an_explicit_file_store_keeps_the_session_for_the_next_process() {
         let mut broker = demo_broker().await;
         let home = tempfile::tempdir().unwrap();
         let env = no_keyring_env(home.path(), &broker.url());
-        // A kernel keyring entry another run left for this URL is not this run's.
-        forget(&broker.url(), "alice").await;
         child(NAME, &env, &[(PHASE_ENV, "login")]).await;
 
         // One session file, private from the start, in a private dir, named
@@ -196,9 +194,6 @@ fn open_from_the_file() {
 fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
     let runtime = keyutils_runtime();
     let mut broker = runtime.block_on(demo_broker());
-    // Kernel keyring entries outlive their process: a test that once had a
-    // broker on this port may have left one, which is not this run's doing.
-    runtime.block_on(forget(&broker.url(), "alice"));
     let home = tempfile::tempdir().unwrap();
     let env = no_keyring_env(home.path(), &broker.url());
     let hoist = |args: &[&str], stdin: &str| {

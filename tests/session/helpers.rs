@@ -35,12 +35,20 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A running broker with the demo policy (tokens `demo-alice`, `demo-bob`, ...).
+/// A demo broker on a fresh port. Kernel keyring entries outlive the
+/// process, and a port is reused sooner or later: whatever an earlier run
+/// left for this URL is removed first, so an assertion that nothing was
+/// stored speaks of this run only.
 pub async fn demo_broker() -> TestBroker {
-    TestBroker::builder()
+    let broker = TestBroker::builder()
         .policy(hoist::demo::DEMO_POLICY)
         .token_prefix("demo-")
         .start()
-        .await
+        .await;
+    for user in hoist::demo::PEOPLE {
+        forget(&broker.url(), user).await;
+    }
+    broker
 }
 
 /// A config dir of the test's own.

@@ -6,7 +6,7 @@ use hoist::auth::session::{self, SessionError};
 use hoist::config::Config;
 
 use crate::helpers::{
-    ConfigDir, demo_broker, forget, keyctl_read, keyutils_description, keyutils_runtime, stored,
+    ConfigDir, demo_broker, keyctl_read, keyutils_description, keyutils_runtime, stored,
 };
 
 #[test]
@@ -14,7 +14,6 @@ fn login_stores_a_session_that_open_then_uses() {
     keyutils_runtime().block_on(async {
         let mut broker = demo_broker().await;
         let config_dir = ConfigDir::new();
-        forget(&broker.url(), "alice").await;
 
         let target = config_dir.target_for(&broker.url());
         assert_eq!(target.user, None);
@@ -90,7 +89,6 @@ fn a_wrong_token_is_refused_by_the_broker_and_nothing_is_stored() {
     keyutils_runtime().block_on(async {
         let mut broker = demo_broker().await;
         let config_dir = ConfigDir::new();
-        forget(&broker.url(), "alice").await;
         let target = config_dir.target_for(&broker.url());
 
         let err = session::login_with_token(&target, "demo-alice-typo")

@@ -13,7 +13,16 @@
 //! scopes, unknown paths and unknown properties. No Entra tenant was
 //! consulted: its shapes are written from Graph's API reference.
 //!
+//! Every object it answers starts from one of our fixtures
+//! (`tests/entra/fixtures/{v1.0,beta}/<schema>.json`, each an object of
+//! that Graph type as the reference pages show one), with the fields this
+//! world decides written over it; `tests/entra/openapi.rs` checks the
+//! fixtures, and every exchange, against Graph's OpenAPI description.
+//!
 //! Include it with `#[path = "../support/graph.rs"] mod graph;`.
+//!
+//! One file because the fake is one world: its state machine, its errors and
+//! its routes read each other's state.
 
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -78,6 +87,7 @@ struct Request {
     target: Target,
     justification: Option<String>,
     ticket: Option<String>,
+    ticket_system: Option<String>,
     duration: Option<String>,
     start: DateTime<Utc>,
     status: String,
@@ -114,13 +124,77 @@ struct Approval {
     steps: Vec<Step>,
 }
 
-/// One request hoist sent, as received.
+/// One request hoist sent, as received, and what the fake answered.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub method: String,
     /// Path and query, exactly as sent.
     pub uri: String,
     pub body: Option<Value>,
+    pub status: u16,
+    pub answer: Option<Value>,
+}
+
+/// One of our fixtures of a Graph object: `VERSION/SCHEMA`.
+pub fn fixture(name: &str) -> Value {
+    let text = match name {
+        "v1.0/error" => include_str!("../entra/fixtures/v1.0/error.json"),
+        "v1.0/microsoft.graph.user" => {
+            include_str!("../entra/fixtures/v1.0/microsoft.graph.user.json")
+        }
+        "v1.0/microsoft.graph.group" => {
+            include_str!("../entra/fixtures/v1.0/microsoft.graph.group.json")
+        }
+        "v1.0/microsoft.graph.unifiedRoleDefinition" => {
+            include_str!("../entra/fixtures/v1.0/microsoft.graph.unifiedRoleDefinition.json")
+        }
+        "v1.0/microsoft.graph.unifiedRoleEligibilityScheduleInstance" => include_str!(
+            "../entra/fixtures/v1.0/microsoft.graph.unifiedRoleEligibilityScheduleInstance.json"
+        ),
+        "v1.0/microsoft.graph.unifiedRoleAssignmentScheduleInstance" => include_str!(
+            "../entra/fixtures/v1.0/microsoft.graph.unifiedRoleAssignmentScheduleInstance.json"
+        ),
+        "v1.0/microsoft.graph.unifiedRoleAssignmentScheduleRequest" => include_str!(
+            "../entra/fixtures/v1.0/microsoft.graph.unifiedRoleAssignmentScheduleRequest.json"
+        ),
+        "v1.0/microsoft.graph.privilegedAccessGroupEligibilityScheduleInstance" => include_str!(
+            "../entra/fixtures/v1.0/microsoft.graph.privilegedAccessGroupEligibilityScheduleInstance.json"
+        ),
+        "v1.0/microsoft.graph.privilegedAccessGroupAssignmentScheduleInstance" => include_str!(
+            "../entra/fixtures/v1.0/microsoft.graph.privilegedAccessGroupAssignmentScheduleInstance.json"
+        ),
+        "v1.0/microsoft.graph.privilegedAccessGroupAssignmentScheduleRequest" => include_str!(
+            "../entra/fixtures/v1.0/microsoft.graph.privilegedAccessGroupAssignmentScheduleRequest.json"
+        ),
+        "v1.0/microsoft.graph.unifiedRoleManagementPolicyAssignment" => include_str!(
+            "../entra/fixtures/v1.0/microsoft.graph.unifiedRoleManagementPolicyAssignment.json"
+        ),
+        "v1.0/microsoft.graph.approval" => {
+            include_str!("../entra/fixtures/v1.0/microsoft.graph.approval.json")
+        }
+        "beta/microsoft.graph.approval" => {
+            include_str!("../entra/fixtures/beta/microsoft.graph.approval.json")
+        }
+        other => panic!("no fixture {other}"),
+    };
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// A fixture with `fields` written over it.
+fn from_fixture(name: &str, fields: serde_json::Map<String, Value>) -> Value {
+    let mut value = fixture(name);
+    let object = value.as_object_mut().unwrap();
+    for (key, field) in fields {
+        object.insert(key, field);
+    }
+    value
+}
+
+fn fields(value: Value) -> serde_json::Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
 }
 
 #[derive(Default)]
@@ -328,6 +402,18 @@ impl FakeGraph {
         self.world.lock().unwrap().min_active = secs;
     }
 
+    /// Activating the prod-dba membership needs the approval of `approvers`.
+    pub fn require_group_approval(&self, approvers: &[&str]) {
+        let mut world = self.world.lock().unwrap();
+        let group = Target::Group {
+            group: PROD_GROUP.into(),
+            access: "member".into(),
+        };
+        if let Some(rules) = world.rules.get_mut(&group) {
+            rules.approvers = approvers.iter().map(|a| a.to_string()).collect();
+        }
+    }
+
     /// Every request received, in order.
     pub fn received(&self) -> Vec<Received> {
         self.world.lock().unwrap().received.clone()
@@ -367,6 +453,7 @@ impl FakeGraph {
             target,
             justification: Some(justification.into()),
             ticket: Some("CHG-7".into()),
+            ticket_system: Some("ServiceNow".into()),
             duration: Some("PT1H".into()),
             start: now,
             status: "PendingApproval".into(),
@@ -404,19 +491,11 @@ struct Caller {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let now = Utc::now().to_rfc3339();
-    (
-        status,
-        axum::Json(json!({
-            "error": {
-                "code": code,
-                "message": message,
-                "innerError": { "date": now, "request-id": "00000000-0000-4000-8000-0000000000aa",
-                                "client-request-id": "00000000-0000-4000-8000-0000000000bb" }
-            }
-        })),
-    )
-        .into_response()
+    let mut body = fixture("v1.0/error");
+    body["error"]["code"] = json!(code);
+    body["error"]["message"] = json!(message);
+    body["error"]["innerError"]["date"] = json!(Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string());
+    (status, axum::Json(body)).into_response()
 }
 
 fn bad(code: &str, message: &str) -> Response {
@@ -546,18 +625,25 @@ async fn handle(
             Err(_) => return bad("BadRequest", "Unable to read JSON request payload."),
         }
     };
+    let response = match authenticate(&world, &headers).await {
+        Ok(caller) => match route(&world, &caller, &method, &uri, body.clone()) {
+            Ok(response) | Err(response) => response,
+        },
+        Err(response) => response,
+    };
+    // Kept with the request, for the contract test to check both.
+    let (parts, answer) = response.into_parts();
+    let bytes = axum::body::to_bytes(answer, usize::MAX)
+        .await
+        .unwrap_or_default();
     world.lock().unwrap().received.push(Received {
         method: method.to_string(),
         uri: uri.to_string(),
-        body: body.clone(),
+        body,
+        status: parts.status.as_u16(),
+        answer: serde_json::from_slice(&bytes).ok(),
     });
-    let caller = match authenticate(&world, &headers).await {
-        Ok(caller) => caller,
-        Err(response) => return response,
-    };
-    match route(&world, &caller, &method, &uri, body) {
-        Ok(response) | Err(response) => response,
-    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 const DIR: &str = "roleManagement/directory";
@@ -589,9 +675,22 @@ fn route(
     match (version, method.as_str(), segments.as_slice()) {
         ("v1.0", "GET", ["me"]) => {
             needs(caller, &["User.Read"])?;
-            ok(
-                json!({ "id": caller.user.id, "userPrincipalName": caller.user.upn, "displayName": caller.user.name }),
-            )
+            let user = &caller.user;
+            let mut me = from_fixture(
+                "v1.0/microsoft.graph.user",
+                fields(json!({
+                    "id": user.id, "userPrincipalName": user.upn, "mail": user.upn,
+                    "displayName": user.name, "givenName": user.name,
+                })),
+            );
+            // `$select` answers those properties alone, as Graph does.
+            if let Some(select) = q.get("$select") {
+                let wanted: Vec<&str> = select.split(',').collect();
+                me.as_object_mut()
+                    .unwrap()
+                    .retain(|key, _| key.starts_with("@odata.") || wanted.contains(&key.as_str()));
+            }
+            ok(me)
         }
         // What I may activate.
         (
@@ -817,11 +916,12 @@ fn route(
                 )
             })?;
             ok(approval_json(
+                v,
                 id,
                 approval,
                 &caller.user.id,
                 &w,
-                expands("steps"),
+                expands(stages_of(v)),
             ))
         }
         (
@@ -831,10 +931,10 @@ fn route(
                 ..,
                 "roleAssignmentApprovals" | "assignmentApprovals",
                 id,
-                "steps",
+                stages,
                 step,
             ],
-        ) if approvals_here(v, rest) => {
+        ) if approvals_here(v, rest) && *stages == stages_of(v) => {
             request_scopes(caller, rest.starts_with(GRP))?;
             decide(&mut w, caller, id, step, body.unwrap_or(Value::Null))
         }
@@ -846,6 +946,11 @@ fn route(
             ),
         )),
     }
+}
+
+/// An approval's stages: `steps` on beta, `stages` on v1.0.
+fn stages_of(version: &str) -> &'static str {
+    if version == "beta" { "steps" } else { "stages" }
 }
 
 fn approvals_here(version: &str, rest: &str) -> bool {
@@ -906,10 +1011,13 @@ fn target_fields(w: &World, target: &Target, expand: bool) -> serde_json::Map<St
                 let (name, description) = w.roles.get(role).cloned().unwrap_or_default();
                 map.insert(
                     "roleDefinition".into(),
-                    json!({
-                        "id": role, "displayName": name, "description": description,
-                        "isBuiltIn": true, "isEnabled": true, "templateId": role
-                    }),
+                    from_fixture(
+                        "v1.0/microsoft.graph.unifiedRoleDefinition",
+                        fields(json!({
+                            "id": role, "displayName": name, "description": description,
+                            "templateId": role
+                        })),
+                    ),
                 );
             }
         }
@@ -920,7 +1028,13 @@ fn target_fields(w: &World, target: &Target, expand: bool) -> serde_json::Map<St
                 let (name, description) = w.groups.get(group).cloned().unwrap_or_default();
                 map.insert(
                     "group".into(),
-                    json!({ "id": group, "displayName": name, "description": description }),
+                    from_fixture(
+                        "v1.0/microsoft.graph.group",
+                        fields(json!({
+                            "id": group, "displayName": name, "description": description,
+                            "mailNickname": name
+                        })),
+                    ),
                 );
             }
         }
@@ -942,19 +1056,20 @@ fn eligible(w: &World, caller: &Caller, groups: bool, expand: bool) -> Vec<Value
             item.insert("principalId".into(), json!(caller.user.id));
             item.insert("startDateTime".into(), json!("2026-01-01T00:00:00Z"));
             item.insert("endDateTime".into(), Value::Null);
-            item.insert(
-                "memberType".into(),
-                json!(if groups { "direct" } else { "Direct" }),
-            );
+            let schedule = json!(format!("5c4e1a6b-0000-4000-8000-{i:012}"));
             if groups {
-                item.insert("eligibilityScheduleId".into(), json!(format!("s{i:07}")));
+                item.insert("eligibilityScheduleId".into(), schedule);
+                from_fixture(
+                    "v1.0/microsoft.graph.privilegedAccessGroupEligibilityScheduleInstance",
+                    item,
+                )
             } else {
-                item.insert(
-                    "roleEligibilityScheduleId".into(),
-                    json!(format!("s{i:07}")),
-                );
+                item.insert("roleEligibilityScheduleId".into(), schedule);
+                from_fixture(
+                    "v1.0/microsoft.graph.unifiedRoleEligibilityScheduleInstance",
+                    item,
+                )
             }
-            Value::Object(item)
         })
         .collect()
 }
@@ -970,19 +1085,20 @@ fn instances(w: &World, caller: &Caller, groups: bool, expand: bool) -> Vec<Valu
             item.insert("principalId".into(), json!(i.principal));
             item.insert("startDateTime".into(), json!(i.start));
             item.insert("endDateTime".into(), json!(i.end));
-            item.insert(
-                "memberType".into(),
-                json!(if groups { "direct" } else { "Direct" }),
-            );
             if groups {
-                item.insert("assignmentType".into(), json!("activated"));
                 item.insert("assignmentScheduleId".into(), json!(i.schedule));
+                from_fixture(
+                    "v1.0/microsoft.graph.privilegedAccessGroupAssignmentScheduleInstance",
+                    item,
+                )
             } else {
-                item.insert("assignmentType".into(), json!("Activated"));
                 item.insert("roleAssignmentScheduleId".into(), json!(i.schedule));
                 item.insert("roleAssignmentOriginId".into(), json!(i.schedule));
+                from_fixture(
+                    "v1.0/microsoft.graph.unifiedRoleAssignmentScheduleInstance",
+                    item,
+                )
             }
-            Value::Object(item)
         })
         .collect()
 }
@@ -1005,16 +1121,15 @@ fn request_json(w: &World, r: &Request, q: &HashMap<String, String>) -> Value {
     item.insert("createdDateTime".into(), json!(r.created));
     item.insert("completedDateTime".into(), json!(r.completed));
     item.insert("approvalId".into(), json!(r.approval));
-    item.insert("customData".into(), Value::Null);
-    item.insert("isValidationOnly".into(), json!(false));
     item.insert("targetScheduleId".into(), json!(r.schedule));
     item.insert(
         "createdBy".into(),
-        json!({ "user": { "id": r.principal, "displayName": user.map(|u| u.name.clone()) } }),
+        json!({ "application": null, "device": null,
+                "user": { "id": r.principal, "displayName": user.map(|u| u.name.clone()) } }),
     );
     item.insert(
         "ticketInfo".into(),
-        json!({ "ticketNumber": r.ticket, "ticketSystem": Value::Null }),
+        json!({ "ticketNumber": r.ticket, "ticketSystem": r.ticket_system }),
     );
     item.insert("scheduleInfo".into(), json!({
         "startDateTime": r.start,
@@ -1023,17 +1138,27 @@ fn request_json(w: &World, r: &Request, q: &HashMap<String, String>) -> Value {
                         "endDateTime": Value::Null, "duration": r.duration }
     }));
     if expand.split(',').any(|e| e == "principal") {
-        item.insert(
-            "principal".into(),
-            json!({
-                "@odata.type": "#microsoft.graph.user",
-                "id": r.principal,
-                "userPrincipalName": user.map(|u| u.upn.clone()),
-                "displayName": user.map(|u| u.name.clone()),
-            }),
-        );
+        let mut principal = fixture("v1.0/microsoft.graph.user");
+        principal.as_object_mut().unwrap().remove("@odata.context");
+        principal["@odata.type"] = json!("#microsoft.graph.user");
+        principal["id"] = json!(r.principal);
+        principal["userPrincipalName"] = json!(user.map(|u| u.upn.clone()));
+        principal["mail"] = json!(user.map(|u| u.upn.clone()));
+        principal["displayName"] = json!(user.map(|u| u.name.clone()));
+        principal["givenName"] = json!(user.map(|u| u.name.clone()));
+        item.insert("principal".into(), principal);
     }
-    Value::Object(item)
+    if is_group(&r.target) {
+        from_fixture(
+            "v1.0/microsoft.graph.privilegedAccessGroupAssignmentScheduleRequest",
+            item,
+        )
+    } else {
+        from_fixture(
+            "v1.0/microsoft.graph.unifiedRoleAssignmentScheduleRequest",
+            item,
+        )
+    }
 }
 
 fn policy_json(w: &World, target: &Target, rules: &Rules) -> Value {
@@ -1056,52 +1181,37 @@ fn policy_json(w: &World, target: &Target, rules: &Rules) -> Value {
         .iter()
         .map(|id| {
             let name = w.users.iter().find(|u| u.id == *id).map(|u| u.name.clone());
-            json!({ "@odata.type": "#microsoft.graph.singleUser", "userId": id, "description": name, "isBackup": false })
+            json!({ "@odata.type": "#microsoft.graph.singleUser", "userId": id, "description": name })
         })
         .collect();
-    json!({
-        "id": format!("Directory_{scope_type}_{role}"),
-        "policyId": format!("Directory_{scope_type}_{role}"),
-        "scopeId": scope,
-        "scopeType": scope_type,
-        "roleDefinitionId": role,
-        "policy": {
-            "id": format!("Directory_{scope_type}_{role}"),
-            "displayName": "Directory",
-            "isOrganizationDefault": false,
-            "rules": [
-                { "@odata.type": "#microsoft.graph.unifiedRoleManagementPolicyExpirationRule",
-                  "id": "Expiration_Admin_Eligibility", "isExpirationRequired": false, "maximumDuration": "P365D",
-                  "target": { "caller": "Admin", "operations": ["All"], "level": "Eligibility" } },
-                { "@odata.type": "#microsoft.graph.unifiedRoleManagementPolicyExpirationRule",
-                  "id": "Expiration_EndUser_Assignment", "isExpirationRequired": true, "maximumDuration": rules.max_duration,
-                  "target": { "caller": "EndUser", "operations": ["All"], "level": "Assignment" } },
-                { "@odata.type": "#microsoft.graph.unifiedRoleManagementPolicyEnablementRule",
-                  "id": "Enablement_EndUser_Assignment", "enabledRules": enabled,
-                  "target": { "caller": "EndUser", "operations": ["All"], "level": "Assignment" } },
-                { "@odata.type": "#microsoft.graph.unifiedRoleManagementPolicyApprovalRule",
-                  "id": "Approval_EndUser_Assignment",
-                  "target": { "caller": "EndUser", "operations": ["All"], "level": "Assignment" },
-                  "setting": {
-                      "isApprovalRequired": !rules.approvers.is_empty(),
-                      "isApprovalRequiredForExtension": false,
-                      "isRequestorJustificationRequired": true,
-                      "approvalMode": "SingleStage",
-                      "approvalStages": [{
-                          "approvalStageTimeOutInDays": 1,
-                          "isApproverJustificationRequired": true,
-                          "escalationTimeInMinutes": 0,
-                          "isEscalationEnabled": false,
-                          "primaryApprovers": approvers,
-                          "escalationApprovers": []
-                      }]
-                  } },
-                { "@odata.type": "#microsoft.graph.unifiedRoleManagementPolicyAuthenticationContextRule",
-                  "id": "AuthenticationContext_EndUser_Assignment", "isEnabled": rules.acrs.is_some(), "claimValue": rules.acrs,
-                  "target": { "caller": "EndUser", "operations": ["All"], "level": "Assignment" } }
-            ]
+    let id = format!("Directory_{scope_type}_{role}");
+    let mut assignment = from_fixture(
+        "v1.0/microsoft.graph.unifiedRoleManagementPolicyAssignment",
+        fields(json!({
+            "id": id, "policyId": id, "scopeId": scope, "scopeType": scope_type,
+            "roleDefinitionId": role,
+        })),
+    );
+    let policy = &mut assignment["policy"];
+    policy["id"] = json!(id);
+    policy["scopeId"] = json!(scope);
+    policy["scopeType"] = json!(scope_type);
+    for rule in policy["rules"].as_array_mut().unwrap() {
+        match rule["id"].as_str().unwrap_or_default() {
+            "Expiration_EndUser_Assignment" => rule["maximumDuration"] = json!(rules.max_duration),
+            "Enablement_EndUser_Assignment" => rule["enabledRules"] = json!(enabled),
+            "Approval_EndUser_Assignment" => {
+                rule["setting"]["isApprovalRequired"] = json!(!rules.approvers.is_empty());
+                rule["setting"]["approvalStages"][0]["primaryApprovers"] = json!(approvers);
+            }
+            "AuthenticationContext_EndUser_Assignment" => {
+                rule["isEnabled"] = json!(rules.acrs.is_some());
+                rule["claimValue"] = json!(rules.acrs);
+            }
+            _ => {}
         }
-    })
+    }
+    assignment
 }
 
 fn parse_policy_filter(filter: &str) -> Option<(Target, bool)> {
@@ -1140,7 +1250,17 @@ fn parse_policy_filter(filter: &str) -> Option<(Target, bool)> {
     }
 }
 
-fn approval_json(id: &str, approval: &Approval, caller: &str, w: &World, expand: bool) -> Value {
+fn approval_json(
+    version: &str,
+    id: &str,
+    approval: &Approval,
+    caller: &str,
+    w: &World,
+    expand: bool,
+) -> Value {
+    let name = format!("{version}/microsoft.graph.approval");
+    let stages = stages_of(version);
+    let template = fixture(&name)[stages][0].clone();
     let steps: Vec<Value> = approval
         .steps
         .iter()
@@ -1149,21 +1269,24 @@ fn approval_json(id: &str, approval: &Approval, caller: &str, w: &World, expand:
                 .reviewed_by
                 .as_ref()
                 .and_then(|id| w.users.iter().find(|u| u.id == *id));
-            json!({
-                "id": s.id,
-                "displayName": Value::Null,
-                "status": s.status,
-                "reviewResult": s.result,
-                "assignedToMe": s.approvers.iter().any(|a| a == caller),
-                "justification": s.justification,
-                "reviewedDateTime": s.reviewed_at,
-                "reviewedBy": reviewer.map(|u| json!({ "id": u.id, "displayName": u.name })),
-            })
+            let mut step = template.clone();
+            step["id"] = json!(s.id);
+            step["status"] = json!(s.status);
+            step["reviewResult"] = json!(s.result);
+            step["assignedToMe"] = json!(s.approvers.iter().any(|a| a == caller));
+            step["justification"] = json!(s.justification);
+            step["reviewedDateTime"] = json!(s.reviewed_at);
+            step["reviewedBy"] =
+                json!(reviewer.map(|u| json!({ "id": u.id, "displayName": u.name })));
+            step
         })
         .collect();
-    let mut item = json!({ "id": id });
+    let mut item = fixture(&name);
+    item["id"] = json!(id);
     if expand {
-        item["steps"] = Value::Array(steps);
+        item[stages] = Value::Array(steps);
+    } else {
+        item.as_object_mut().unwrap().remove(stages);
     }
     item
 }
@@ -1335,6 +1458,7 @@ fn create(
                 target,
                 justification: text("justification"),
                 ticket: None,
+                ticket_system: None,
                 duration: None,
                 start: now,
                 status: "Revoked".into(),
@@ -1408,11 +1532,14 @@ fn create(
         })
         .transpose()?
         .unwrap_or(now);
-    let ticket = object
-        .get("ticketInfo")
-        .and_then(|t| t.get("ticketNumber"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let ticket_text = |key: &str| {
+        object
+            .get("ticketInfo")
+            .and_then(|t| t.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (ticket, ticket_system) = (ticket_text("ticketNumber"), ticket_text("ticketSystem"));
     let justification = text("justification");
     if w.instances
         .iter()
@@ -1501,6 +1628,7 @@ fn create(
         target,
         justification,
         ticket,
+        ticket_system,
         duration,
         start,
         status: status.into(),

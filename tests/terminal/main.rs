@@ -2,6 +2,16 @@
 //! key-driven tests, typed and read off the screen. `scripts/test` installs tmux.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../support/graph.rs"]
+mod graph;
+#[path = "../support/oidc.rs"]
+mod oidc;
+#[path = "../support/tenant.rs"]
+mod tenant;
+
+mod entra;
+mod profiles;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -91,6 +101,25 @@ impl Pane {
         }
     }
 
+    /// Waits for a line of the screen with all of `parts` on it.
+    fn wait_for_line(&self, parts: &[&str], limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if let Some(line) = screen
+                .lines()
+                .find(|line| parts.iter().all(|part| line.contains(part)))
+            {
+                return line.to_string();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no line with {parts:?}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn alternate_screen(&self) -> bool {
         self.tmux(&["display-message", "-p", "-t", "t", "#{alternate_on}"])
             .trim()
@@ -109,6 +138,58 @@ impl Drop for Pane {
 }
 
 const LOAD: Duration = Duration::from_secs(20);
+
+/// Signs `profile` in with a token on standard input, as a script would.
+fn login_with_token(config: &std::path::Path, args: &[&str], token: &str) {
+    let mut login = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .args(args)
+        .args(["login", "--with-token"])
+        .env("HOIST_CONFIG_DIR", config)
+        .env("HOIST_KEYRING", "keyutils")
+        .env_remove("HOIST_BROKER")
+        .env_remove("HOIST_PROFILE")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut login.stdin.take().unwrap(), token.as_bytes()).unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "login {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The URL and code a device sign-in shows (on standard error before the
+/// TUI runs, in its pop-up after).
+fn device_prompt(screen: &str) -> (String, String) {
+    let url = regex::Regex::new(r"[Oo]pen (http\S+/device)\b").unwrap();
+    let code = regex::Regex::new(r"enter the code:? ([A-Z0-9-]+)").unwrap();
+    let url = url
+        .captures(screen)
+        .unwrap_or_else(|| panic!("no URL in:\n{screen}"))[1]
+        .to_string();
+    let code = code
+        .captures(screen)
+        .unwrap_or_else(|| panic!("no code in:\n{screen}"))[1]
+        .to_string();
+    (url, code)
+}
+
+/// The environment the binary runs in: its own config and cache, the
+/// kernel keyring, and no browser.
+fn env(config: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("HOIST_CONFIG_DIR", config.display().to_string()),
+        (
+            "HOIST_CACHE_DIR",
+            config.join("cache").display().to_string(),
+        ),
+        ("HOIST_KEYRING", "keyutils".to_string()),
+        ("HOIST_NO_BROWSER", "1".to_string()),
+    ]
+}
 const APPROVAL: Duration = Duration::from_secs(20);
 
 #[test]

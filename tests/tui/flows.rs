@@ -1,6 +1,9 @@
 //! The whole story driven by keys against a real broker: file a request, see
 //! another identity approve it, watch the countdown, revoke it; an approver
 //! finds their queue and decides; the broker goes away and comes back.
+//!
+//! Long because each test is one whole story, told in keys; the helpers are
+//! in `helpers.rs`.
 
 use crossterm::event::KeyCode;
 use hoist::app::state::Connection;

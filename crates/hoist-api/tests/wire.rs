@@ -4,6 +4,9 @@
 //! to exactly the document. Renaming, retyping, dropping or adding a field,
 //! or renaming an enum's value, fails here, as it would fail a client or a
 //! broker of the other version.
+//!
+//! Long by design: every wire type beside its document, and the exhaustive
+//! enum matches in one place, so a new variant cannot be left out unnoticed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Utc};

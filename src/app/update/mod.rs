@@ -25,6 +25,20 @@ use super::state::{Banner, Level, Modal, Screen, State};
 const BANNER_FOR: TimeDelta = TimeDelta::seconds(8);
 
 pub fn update(state: &mut State, action: Action) -> Vec<Command> {
+    // A stronger sign-in asked for midway ends with the call that needed
+    // it: an activation or a deactivation (Graph asks for one only there),
+    // not a load or a poll that happens to end meanwhile.
+    if matches!(
+        action,
+        Action::Filed(_)
+            | Action::GrantChanged(_)
+            | Action::Failed {
+                operation: Operation::Filing | Operation::Revoking,
+                ..
+            }
+    ) {
+        modals::sign_in_over(state, None);
+    }
     match action {
         Action::Quit => modals::quit(state),
         Action::Tick(now) => grants::tick(state, now),
@@ -51,6 +65,11 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             grants::credential_loaded(state, *credential, copy)
         }
         Action::Failed { operation, failure } => failed(state, operation, &failure),
+        Action::SignInPrompt(prompt) => {
+            state.modal = Some(Modal::SignIn(prompt));
+            vec![]
+        }
+        Action::SwitchFailed { profile, reason } => modals::switch_failed(state, &profile, &reason),
         other => key_action(state, other),
     }
 }
@@ -71,7 +90,7 @@ fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Com
 
 fn key_action(state: &mut State, action: Action) -> Vec<Command> {
     // The keymap offers none of these; a click or a script might.
-    if !state.capabilities.allows(&action) {
+    if !state.offers(&action) {
         return vec![];
     }
     if state.modal.is_some() {
@@ -106,6 +125,7 @@ fn key_action(state: &mut State, action: Action) -> Vec<Command> {
             state.modal = Some(Modal::Help);
             vec![]
         }
+        Action::PickProfile => modals::pick_profile(state),
         Action::Back => {
             state.banner = None;
             vec![]

@@ -1,11 +1,49 @@
 //! Pop-ups that take the keys while open: confirmations, one-line prompts
-//! (approve, deny, acknowledge), the credential and help.
+//! (approve, deny, acknowledge), the credential and help, the profiles to
+//! switch to, and a device sign-in in progress.
 
 use hoist_api::Decision;
 
+use super::banner;
 use crate::app::action::Action;
 use crate::app::command::Command;
-use crate::app::state::{Modal, Prompt, State};
+use crate::app::state::{Level, Modal, Prompt, State};
+
+/// What the busy spinner calls a switch in progress.
+const SWITCHING: &str = "switching profile";
+
+/// Opens the list of profiles with the one on screen under the cursor.
+pub(super) fn pick_profile(state: &mut State) -> Vec<Command> {
+    let cursor = state
+        .profiles
+        .iter()
+        .position(|p| Some(&p.name) == state.profile_name.as_ref())
+        .unwrap_or(0);
+    state.modal = Some(Modal::Profiles { cursor });
+    vec![]
+}
+
+/// Closes the sign-in pop-up if it is the one for `profile` (`None`: a
+/// stronger sign-in asked for midway).
+pub(super) fn sign_in_over(state: &mut State, profile: Option<&str>) {
+    if let Some(Modal::SignIn(prompt)) = &state.modal
+        && prompt.profile.as_deref() == profile
+    {
+        state.modal = None;
+    }
+}
+
+/// The profile could not be opened: what is on screen stays, and says why.
+pub(super) fn switch_failed(state: &mut State, profile: &str, reason: &str) -> Vec<Command> {
+    sign_in_over(state, Some(profile));
+    state.busy.remove(SWITCHING);
+    banner(
+        state,
+        format!("Could not open profile {profile}: {reason}"),
+        Level::Error,
+    );
+    vec![]
+}
 
 /// Quits, unless a revocation is still unconfirmed: hoist is what keeps
 /// retrying it, so quitting would leave the grant active until it expires.
@@ -128,7 +166,51 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
                 None => vec![],
             }
         }
-        (Modal::Help | Modal::Credential { .. }, Action::Back) => vec![],
+        (Modal::Profiles { cursor }, Action::Up) => {
+            state.modal = Some(Modal::Profiles {
+                cursor: cursor.saturating_sub(1),
+            });
+            vec![]
+        }
+        (Modal::Profiles { cursor }, Action::Down) => {
+            let last = state.profiles.len().saturating_sub(1);
+            state.modal = Some(Modal::Profiles {
+                cursor: (cursor + 1).min(last),
+            });
+            vec![]
+        }
+        (Modal::Profiles { cursor }, Action::Select) => {
+            let Some(chosen) = state.profiles.get(cursor).map(|p| p.name.clone()) else {
+                return vec![];
+            };
+            if Some(&chosen) == state.profile_name.as_ref() {
+                return vec![];
+            }
+            // One at a time: two sign-ins racing would show whichever ended last.
+            if state.busy.contains(SWITCHING) {
+                banner(state, "Another profile is still opening", Level::Warning);
+                return vec![];
+            }
+            // Only this profile's hoist retries them: leaving would drop them.
+            if !state.unconfirmed_revocations().is_empty() {
+                banner(
+                    state,
+                    "A revocation is not confirmed yet: switch once it is",
+                    Level::Warning,
+                );
+                return vec![];
+            }
+            state.busy.insert(SWITCHING.into());
+            banner(state, format!("Opening profile {chosen}…"), Level::Info);
+            vec![Command::SwitchProfile(chosen)]
+        }
+        // Hidden, not cancelled: the sign-in keeps waiting until its code expires.
+        (
+            Modal::Help | Modal::Credential { .. } | Modal::SignIn(_) | Modal::Profiles { .. },
+            Action::Back,
+        ) => {
+            vec![]
+        }
         (modal, _) => {
             state.modal = Some(modal);
             vec![]

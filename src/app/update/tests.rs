@@ -609,3 +609,140 @@ fn access_live_right_after_approval_joins_the_approval_banner() {
         "✓ db approved by bob: active, 30:00 left · live at db-prod-1: s on Grants shows how to use it"
     );
 }
+
+fn with_profiles(now: DateTime<Utc>) -> State {
+    let mut state = alice(now);
+    state.profile_name = Some("work".into());
+    state.profiles = ["lab", "tenant", "work"]
+        .iter()
+        .zip(["hoistd", "entra", "hoistd"])
+        .map(|(name, kind)| crate::app::state::ProfileChoice {
+            name: name.to_string(),
+            kind: kind.to_string(),
+        })
+        .collect();
+    state
+}
+
+#[test]
+fn the_picker_switches_to_another_profile_never_to_the_same() {
+    let now = at("2026-06-01T12:00:00Z");
+    // Without profiles to choose from, `P` is not on offer.
+    let mut bare = alice(now);
+    assert!(update(&mut bare, Action::PickProfile).is_empty());
+    assert_eq!(bare.modal, None);
+
+    let mut state = with_profiles(now);
+    update(&mut state, Action::PickProfile);
+    assert_eq!(state.modal, Some(Modal::Profiles { cursor: 2 }));
+    // The one on screen: nothing to do.
+    assert!(update(&mut state, Action::Select).is_empty());
+    assert_eq!(state.modal, None);
+
+    update(&mut state, Action::PickProfile);
+    update(&mut state, Action::Up);
+    update(&mut state, Action::Down);
+    update(&mut state, Action::Up);
+    assert_eq!(state.modal, Some(Modal::Profiles { cursor: 1 }));
+    let commands = update(&mut state, Action::Select);
+    assert_eq!(commands, [Command::SwitchProfile("tenant".into())]);
+    assert_eq!(state.modal, None);
+    assert!(!state.busy.is_empty());
+    // A second pick while the first is opening is refused, and said so.
+    update(&mut state, Action::PickProfile);
+    update(&mut state, Action::Up);
+    assert!(update(&mut state, Action::Select).is_empty());
+    assert!(
+        state.banner.clone().unwrap().text.contains("still opening"),
+        "the person is told why"
+    );
+
+    // It could not be opened: said, and what is on screen stays.
+    update(
+        &mut state,
+        Action::SwitchFailed {
+            profile: "tenant".into(),
+            reason: "no network".into(),
+        },
+    );
+    assert!(state.busy.is_empty());
+    let banner = state.banner.clone().unwrap();
+    assert_eq!(banner.level, Level::Error);
+    assert!(
+        banner.text.contains("tenant: no network"),
+        "{}",
+        banner.text
+    );
+    assert_eq!(state.user(), "alice");
+}
+
+#[test]
+fn no_switch_while_a_revocation_is_unconfirmed() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = with_profiles(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::hours(1))];
+    state.revoking.insert("g1".into());
+    update(&mut state, Action::PickProfile);
+    update(&mut state, Action::Up);
+    assert!(update(&mut state, Action::Select).is_empty());
+    assert!(
+        state.banner.unwrap().text.contains("not confirmed"),
+        "the person is told why"
+    );
+}
+
+fn sign_in(profile: Option<&str>) -> Action {
+    Action::SignInPrompt(crate::app::state::SignInPrompt {
+        profile: profile.map(str::to_string),
+        why: "Sign in".into(),
+        url: "https://login.example/device".into(),
+        code: "ABCD-EFGH".into(),
+        complete: None,
+        minutes: 15,
+    })
+}
+
+#[test]
+fn a_sign_in_pop_up_lasts_as_long_as_what_waits_for_it() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = with_profiles(now);
+    // A stronger sign-in midway ends with the answer to the call, not
+    // with another call's.
+    update(&mut state, sign_in(None));
+    assert!(matches!(state.modal, Some(Modal::SignIn(_))));
+    update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Loading,
+            failure: Failure::new(FailureKind::Unreachable, "down"),
+        },
+    );
+    assert!(matches!(state.modal, Some(Modal::SignIn(_))));
+    update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Filing,
+            failure: Failure::new(FailureKind::Refused, "no"),
+        },
+    );
+    assert_eq!(state.modal, None);
+    // A profile's sign-in is not ended by this profile's answers, only by
+    // the switch's own outcome; esc hides it meanwhile.
+    update(&mut state, sign_in(Some("tenant")));
+    update(
+        &mut state,
+        Action::RequestChanged(Box::new(request("r1", "db", "alice", now))),
+    );
+    assert!(matches!(state.modal, Some(Modal::SignIn(_))));
+    update(
+        &mut state,
+        Action::SwitchFailed {
+            profile: "tenant".into(),
+            reason: "timed out".into(),
+        },
+    );
+    assert_eq!(state.modal, None);
+    update(&mut state, sign_in(Some("tenant")));
+    update(&mut state, Action::Back);
+    assert_eq!(state.modal, None);
+}

@@ -1,7 +1,8 @@
 //! The approver's side: requests waiting for my decision, and deciding one.
-//! Directory role approvals are decided on Graph beta (v1.0 has no way to);
-//! PIM for Groups approvals on v1.0. Entra approves in stages; hoist decides
-//! the stage assigned to me that is in progress.
+//! Directory role approvals are decided on Graph beta (v1.0 has no way to),
+//! in the approval's `steps`; PIM for Groups approvals on v1.0, whose
+//! approval calls them `stages`. Entra approves in stages; hoist decides the
+//! stage assigned to me that is in progress.
 
 use hoist_api::{AccessRequest, Decision, ErrorCode};
 
@@ -11,15 +12,18 @@ use super::model::{Approval, ScheduleRequest, StepDecision};
 use super::{EntraClient, base, expand, mapping, requests_path, tag};
 use crate::backend::BackendError;
 
-fn approvals_path(surface: Surface) -> (Version, String) {
+/// Where a surface's approvals live, and what their stages are called there.
+fn approvals_path(surface: Surface) -> (Version, String, &'static str) {
     match surface {
         Surface::Directory => (
             Version::Beta,
             format!("{}/roleAssignmentApprovals", base(surface)),
+            "steps",
         ),
         Surface::Group => (
             Version::V1,
             format!("{}/assignmentApprovals", base(surface)),
+            "stages",
         ),
     }
 }
@@ -108,10 +112,10 @@ pub async fn decide(
             code: ErrorCode::InvalidState,
             message: format!("{id} names no approval to decide"),
         })?;
-    let (version, path) = approvals_path(object.surface);
+    let (version, path, stages) = approvals_path(object.surface);
     let approval: Approval = client
         .graph
-        .get(version, &format!("{path}/{approval_id}?$expand=steps"))
+        .get(version, &format!("{path}/{approval_id}?$expand={stages}"))
         .await
         .map_err(client.failed(&format!("reading the approval of {id}")))?;
     let mine = approval.steps.iter().find(|step| {
@@ -147,7 +151,7 @@ pub async fn decide(
         .graph
         .patch(
             version,
-            &format!("{path}/{}/steps/{}", approval.id, step.id),
+            &format!("{path}/{}/{stages}/{}", approval.id, step.id),
             &body,
         )
         .await

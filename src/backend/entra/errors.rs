@@ -116,7 +116,10 @@ fn policy_rules(message: &str) -> (ErrorCode, String) {
     }
     if message.contains("TicketingRule") {
         code = ErrorCode::TicketRequired;
-        said.push("the role's policy requires a ticket number (--ticket)");
+        said.push(
+            "the role's policy requires ticket information: a ticket number (--ticket), and the \
+             system it is from (the profile's `ticket_system`)",
+        );
     }
     if said.is_empty() {
         return (

@@ -52,17 +52,41 @@ pub enum GraphError {
     Protocol(String),
 }
 
-/// One exchange with Graph, for `hoist debug record`. The token is not in
-/// it: only the method, URL, bodies and status.
-#[derive(Debug, Clone, Serialize)]
+/// One exchange with Graph, for `hoist debug record`, as it went over the
+/// wire: headers included, the authorization header too. Whoever keeps an
+/// exchange must scrub it first ([`super::record`] does).
+#[derive(Clone)]
 pub struct Exchange {
     pub method: String,
     pub url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_headers: Vec<(String, String)>,
     pub request: Option<serde_json::Value>,
     pub status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_headers: Vec<(String, String)>,
     pub response: Option<serde_json::Value>,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the headers: one of them is the token.
+        f.debug_struct("Exchange")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+fn header_list(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Receives every exchange, when recording is on.
@@ -155,7 +179,15 @@ impl Graph {
         if let Some(body) = &body {
             builder = builder.json(body);
         }
-        let response = builder.send().await.map_err(|err| {
+        let request = builder
+            .build()
+            .map_err(|err| GraphError::Protocol(err.without_url().to_string()))?;
+        let request_headers = self
+            .recorder
+            .as_ref()
+            .map(|_| header_list(request.headers()))
+            .unwrap_or_default();
+        let response = self.http.execute(request).await.map_err(|err| {
             GraphError::Unreachable(if err.is_timeout() {
                 "timed out".into()
             } else if err.is_connect() {
@@ -168,6 +200,11 @@ impl Graph {
             self.clock.observe(at);
         }
         let status = response.status();
+        let response_headers = self
+            .recorder
+            .as_ref()
+            .map(|_| header_list(response.headers()))
+            .unwrap_or_default();
         let bytes = response
             .bytes()
             .await
@@ -181,8 +218,10 @@ impl Graph {
             record(Exchange {
                 method: method.to_string(),
                 url: url.to_string(),
+                request_headers,
                 request: body,
                 status: status.as_u16(),
+                response_headers,
                 response: parsed.clone(),
             });
         }

@@ -12,6 +12,9 @@
 //! Entra has no claims, break-glass acknowledgements, incidents,
 //! credentials, request history or audit log in hoist's sense: its
 //! [`Capabilities`] leave them out, so the TUI hides them.
+//!
+//! Long because it is the whole [`Backend`] for Entra, one method per
+//! operation of the trait; what each needs of Graph is in the submodules.
 
 mod approvals;
 mod errors;
@@ -21,6 +24,7 @@ mod live;
 pub mod mapping;
 pub mod model;
 pub mod policy;
+pub mod record;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -99,6 +103,7 @@ pub struct EntraClient {
     me: Arc<tokio::sync::OnceCell<User>>,
     terms: Arc<Mutex<HashMap<RoleRef, (Instant, Terms)>>>,
     step_up: Option<StepUp>,
+    ticket_system: Option<String>,
 }
 
 impl std::fmt::Debug for EntraClient {
@@ -129,6 +134,7 @@ impl EntraClient {
             me: Arc::new(tokio::sync::OnceCell::new()),
             terms: Arc::new(Mutex::new(HashMap::new())),
             step_up: None,
+            ticket_system: tenant.ticket_system.clone(),
         })
     }
 
@@ -646,9 +652,11 @@ impl Backend for EntraClient {
                 end_date_time: None,
             }),
         });
+        // PIM's ticketing rule asks for ticket information: the number, and
+        // the system it is from, which the profile names.
         new.ticket_info = body.ticket.as_ref().map(|ticket| TicketInfo {
             ticket_number: Some(ticket.clone()),
-            ticket_system: None,
+            ticket_system: self.ticket_system.clone(),
         });
         let surface = role.surface();
         match self.post_request(surface, &new).await {

@@ -264,15 +264,16 @@ pub struct SubjectSet {
     pub description: Option<String>,
 }
 
-/// `approval` with its `steps` expanded.
+/// `approval` with its stages expanded: `steps` on beta (directory roles),
+/// `stages` on v1.0 (groups).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Approval {
     pub id: String,
-    #[serde(default)]
+    #[serde(default, alias = "stages")]
     pub steps: Vec<ApprovalStep>,
 }
 
-/// `approvalStep`.
+/// `approvalStep` (beta), `approvalStage` (v1.0): the same properties.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalStep {

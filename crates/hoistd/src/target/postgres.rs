@@ -11,6 +11,9 @@
 //! everything else is a bound parameter.
 //!
 //! Shape (as every kind): settings, access, the operations, errors.
+//!
+//! Over 600 lines with its unit tests, on purpose: a target kind is one file
+//! (see ARCHITECTURE.md, *Adding a target kind*).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

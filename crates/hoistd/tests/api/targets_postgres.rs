@@ -3,6 +3,9 @@
 //! with the credential hoist hands over, gone after revoke, expiry, a
 //! broker killed mid-grant, and drift made by hand; a server that is down
 //! at activation or at revoke; policies that name what does not exist.
+//!
+//! Long because each scenario is a whole lifecycle against its own cluster;
+//! the helpers they share are at the top.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

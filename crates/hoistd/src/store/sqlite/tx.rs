@@ -1,4 +1,8 @@
 //! One SQLite transaction: the [`Tx`] operations as SQL.
+//!
+//! Long because it is the whole [`Tx`] in SQL, one method per operation,
+//! kept together so the transaction rules in `store/mod.rs` can be checked
+//! against one file.
 
 use std::ops::ControlFlow;
 use std::sync::MutexGuard;

@@ -1,0 +1,204 @@
+//! Opening a profile of the config for the TUI: its backend and session,
+//! signing in with the device flow where there is no session (as start-up
+//! always did), and what the TUI takes from the config for that profile
+//! (favourites, theme, bundles, the profile's name and kind). Start-up and
+//! the profile picker (`P`) both open profiles here, so a profile opened
+//! midway is exactly the one `hoist --profile NAME` would open.
+//!
+//! A device sign-in must show its URL and code to the person. Before the
+//! TUI owns the terminal they go to standard error; once it runs, the
+//! [`Prompter`] hands them to it as an action, and a pop-up shows them
+//! while hoist waits: for a profile being opened, and for the stronger
+//! sign-in an Entra role's authentication context asks for midway.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::app::{Options, Renew};
+use crate::app::state::{ProfileChoice, SignInPrompt};
+use crate::app::{Action, Screen};
+use crate::auth::session::{self, Flow, SessionError};
+use crate::auth::sso::{DevicePrompt, SsoError};
+use crate::backend::Backend;
+use crate::config::{Config, Target};
+use crate::ui::theme::Theme;
+
+/// A profile opened: its backend, signed in, and its options.
+pub struct Opened {
+    pub backend: Arc<dyn Backend>,
+    pub options: Options,
+}
+
+/// Opens the named profile, as the picker asks; the error in words.
+pub type Opener = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<Opened, String>> + Send>> + Send + Sync,
+>;
+
+/// Where a device sign-in's URL and code go: standard error until the
+/// TUI is attached, then the TUI's pop-up.
+#[derive(Clone, Default)]
+pub struct Prompter {
+    app: Arc<Mutex<Option<UnboundedSender<Action>>>>,
+}
+
+impl Prompter {
+    /// From now on, prompts go to the app behind `actions`.
+    pub fn attach(&self, actions: UnboundedSender<Action>) {
+        *self.app.lock().unwrap_or_else(|p| p.into_inner()) = Some(actions);
+    }
+
+    /// Tells the person to sign in: `profile` is the one being opened
+    /// (`None` for a stronger sign-in midway), `why` says what for.
+    pub fn tell(&self, profile: Option<&str>, why: &str, broker: &str, prompt: &DevicePrompt) {
+        let app = self.app.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match app {
+            Some(actions) => {
+                let _ = actions.send(Action::SignInPrompt(SignInPrompt {
+                    profile: profile.map(str::to_string),
+                    why: why.to_string(),
+                    url: prompt.verification_uri.clone(),
+                    code: prompt.user_code.clone(),
+                    complete: prompt.verification_uri_complete.clone(),
+                    minutes: prompt.expires_in.as_secs() / 60,
+                }));
+            }
+            None => session::print_sign_in(broker, prompt),
+        }
+        if let Some(complete) = &prompt.verification_uri_complete {
+            crate::auth::sso::open_in_browser(complete);
+        }
+    }
+
+    /// The prompt for a stronger sign-in an Entra role asks for midway.
+    pub fn step_up(&self, broker: &str) -> crate::auth::entra::Prompt {
+        let (prompter, broker) = (self.clone(), broker.to_string());
+        Arc::new(move |prompt: &DevicePrompt| {
+            prompter.tell(
+                None,
+                "This role asks for a stronger sign-in (its authentication context)",
+                &broker,
+                prompt,
+            );
+        })
+    }
+}
+
+/// Opens `profile` (or what `--broker`/`--profile` and the config pick):
+/// its session, refreshed if due; a device sign-in if there is none, or it
+/// ended; then the backend. The sign-in is remembered in the config.
+pub async fn open(
+    broker: Option<&str>,
+    profile: Option<&str>,
+    prompter: &Prompter,
+) -> anyhow::Result<Opened> {
+    let mut config = Config::load()?;
+    let mut target = config.resolve(broker, profile)?;
+    let step_up = prompter.step_up(&target.broker);
+    let backend = match session::open_with(&target, Some(Arc::clone(&step_up))).await {
+        Ok(backend) => backend,
+        // First run, or the session ended: sign in, then open.
+        Err(SessionError::NotSignedIn { .. } | SessionError::Expired { .. }) => {
+            let why = format!("Sign in to profile {}", target.profile);
+            let (profile, broker) = (target.profile.clone(), target.broker.clone());
+            let signed_in = session::login_sso(
+                &target,
+                Flow::Device,
+                |prompt| prompter.tell(Some(&profile), &why, &broker, prompt),
+                |_| {},
+            )
+            .await;
+            let (me, _) = match signed_in {
+                Ok(signed_in) => signed_in,
+                // A broker of static tokens only (no single sign-on): say
+                // which profile's token to give, short enough for a banner.
+                Err(SessionError::Sso(SsoError::NotOffered)) => {
+                    anyhow::bail!("not signed in; use `{}`", session::login_command(&target))
+                }
+                Err(err) => return Err(err.into()),
+            };
+            config.remember_login(&target, &me.user);
+            config.save()?;
+            target.user = Some(me.user);
+            session::open_with(&target, Some(step_up)).await?
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let options = options(&config, &target)?;
+    Ok(Opened { backend, options })
+}
+
+/// An [`Opener`] that opens profiles by name, prompting through `prompter`.
+pub fn opener(prompter: Prompter) -> Opener {
+    Arc::new(move |name: String| {
+        let prompter = prompter.clone();
+        Box::pin(async move {
+            open(None, Some(&name), &prompter)
+                .await
+                .map_err(|err| format!("{err:#}"))
+        })
+    })
+}
+
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// What the TUI takes from the config for `target`'s profile.
+fn options(config: &Config, target: &Target) -> anyhow::Result<Options> {
+    let theme = Theme::from_config(&config.theme, no_color()).map_err(anyhow::Error::msg)?;
+    let renew_target = target.clone();
+    let renew: Renew = Arc::new(move || {
+        let target = renew_target.clone();
+        Box::pin(async move { session::current(&target).await.map_err(|e| e.to_string()) })
+    });
+    Ok(Options {
+        theme,
+        favourites: config.favourites(&target.profile).into_iter().collect(),
+        ticket_url: config.ticket_url.clone(),
+        save_favourites: Some(favourite_saver(target.clone())),
+        screen: Screen::Roles,
+        bundles: config
+            .bundles
+            .iter()
+            .map(|(name, b)| (name.clone(), b.roles.clone()))
+            .collect(),
+        profile: Some(format!(
+            "{} ({})",
+            target.profile,
+            target.backend.kind().as_str()
+        )),
+        profile_name: Some(target.profile.clone()),
+        profiles: config
+            .profile_kinds()
+            .into_iter()
+            .map(|(name, kind)| ProfileChoice {
+                name,
+                kind: kind.as_str().to_string(),
+            })
+            .collect(),
+        renew: Some(renew),
+        switch: None,
+        prompter: None,
+        notice: None,
+    })
+}
+
+/// Writes the favourites of one profile back to the config file.
+fn favourite_saver(target: Target) -> super::Saver {
+    Arc::new(move |favourites: Vec<String>| {
+        let mut config = Config::load().map_err(|e| e.to_string())?;
+        let profile = config
+            .profiles
+            .entry(target.profile.clone())
+            .or_insert_with(|| crate::config::Profile {
+                broker: target.broker.clone(),
+                user: target.user.clone(),
+                ..Default::default()
+            });
+        profile.favourites = favourites;
+        config.save().map_err(|e| e.to_string())
+    })
+}
