@@ -143,8 +143,22 @@ pub enum Command {
         output: OutputArgs,
     },
     /// Print the short-lived credential of your active grant for ROLE (for `$(...)`).
+    ///
+    /// For a role at a target, `--format env` prints `export` lines with the
+    /// access's variables (PG* for PostgreSQL) for `eval`, and `--format uri`
+    /// its URI (`psql "$(hoist credential prod-db-admin --format uri)"`). Until
+    /// the access is live it exits 7 naming its state, or with --wait waits.
     Credential {
+        /// The role, or a grant id.
         role: String,
+        #[arg(long, value_enum, default_value = "token")]
+        format: commands::CredentialFormat,
+        /// Wait for the access at the role's target to become live.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this long (exits 4).
+        #[arg(long, requires = "wait")]
+        timeout: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -156,8 +170,11 @@ pub enum Command {
     /// HOIST_GRANT_ID and HOIST_GRANT_EXPIRES_AT in its environment, and
     /// HOIST_CREDENTIAL_COMMAND: a command line that prints a fresh credential for the
     /// grant (`sh -c "$HOIST_CREDENTIAL_COMMAND"`), for a command that outlives one
-    /// credential. Signals are forwarded; a grant exec requested is revoked when the
-    /// command ends, however it ends.
+    /// credential. For a role at a target, exec waits (up to --timeout) for the access
+    /// to be live, and the command also gets the access's variables: PGHOST, PGPORT,
+    /// PGDATABASE, PGUSER, PGPASSWORD and PGSSLMODE for PostgreSQL, so `hoist exec
+    /// prod-db-admin -- psql` just works. Signals are forwarded; a grant exec
+    /// requested is revoked when the command ends, however it ends.
     Exec {
         #[command(flatten)]
         args: commands::ExecArgs,
@@ -372,8 +389,25 @@ async fn scripted(
             comment,
             output,
         } => commands::deny(backend, &id, comment, output.format()).await,
-        Command::Credential { role, output } => {
-            commands::credential(backend, &role, output.format()).await
+        Command::Credential {
+            role,
+            format,
+            wait,
+            timeout,
+            output,
+        } => {
+            let timeout = timeout
+                .as_deref()
+                .map(commands::duration)
+                .transpose()?
+                .map(std::time::Duration::from_secs);
+            let args = commands::CredentialArgs {
+                role: &role,
+                format,
+                output: output.format(),
+                wait: wait.then_some(timeout),
+            };
+            commands::credential(backend, args).await
         }
         _ => unreachable!("handled in run"),
     }
@@ -541,16 +575,33 @@ async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
 }
 
 async fn run_demo(user: &str, serve_only: bool) -> anyhow::Result<()> {
-    let demo = demo::Demo::start().await?;
+    let demo = demo::Demo::start_with_target().await?;
     if serve_only {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Listening before saying how to stop it: a Ctrl-C (or SIGTERM)
+        // right after the line must still stop the demo cleanly, cluster
+        // included, not kill it with the cluster left running.
+        let listening = signal(SignalKind::interrupt())
+            .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+        let (mut interrupt, mut terminate) = match listening {
+            Ok(signals) => signals,
+            Err(err) => {
+                demo.stop().await;
+                return Err(err.into());
+            }
+        };
         println!("hoist demo broker at {}", demo.url());
+        println!("{}", demo.target_note());
         println!("tokens: demo-alice demo-bob demo-carol demo-dave demo-erin");
         println!(
             "try: curl -H 'Authorization: Bearer demo-alice' {}/v1/roles",
             demo.url()
         );
-        println!("Ctrl-C stops it.");
-        tokio::signal::ctrl_c().await?;
+        println!("Ctrl-C stops it (and removes the demo's PostgreSQL cluster).");
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
         demo.stop().await;
         return Ok(());
     }
@@ -560,6 +611,7 @@ async fn run_demo(user: &str, serve_only: bool) -> anyhow::Result<()> {
     let options = tui::Options {
         theme: Theme::from_config(&Default::default(), no_color()).map_err(anyhow::Error::msg)?,
         ticket_url: Some("https://tracker.example/browse/{ticket}".into()),
+        notice: Some(demo.target_note().to_string()),
         ..tui::Options::default()
     };
     let result = tui::run(backend, options).await;

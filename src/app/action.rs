@@ -44,6 +44,8 @@ pub enum Action {
     Extend,
     ShowCredential,
     CopyCredential,
+    /// In the credential of access at a target: copy its URI.
+    CopyUri,
     Approve,
     Deny,
     Claim,
@@ -75,6 +77,8 @@ pub enum Action {
     LoadFailed(Failure),
     ActivityLoaded(Vec<AuditEvent>),
     HistoryLoaded(RequestHistory),
+    /// The grant of a request under review (`Command::LoadGrant`).
+    ReviewedGrantLoaded(Box<Grant>),
     Live(Box<LiveEvent>),
     StreamUp,
     StreamDown(String),

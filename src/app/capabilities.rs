@@ -63,7 +63,7 @@ impl Capabilities {
             Action::Revoke => self.revoke,
             Action::RevokeIncident => self.revoke && self.incidents,
             Action::Extend => self.extend,
-            Action::ShowCredential | Action::CopyCredential => self.credential,
+            Action::ShowCredential | Action::CopyCredential | Action::CopyUri => self.credential,
             _ => true,
         }
     }

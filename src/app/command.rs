@@ -11,6 +11,8 @@ pub enum Command {
     Batch(Vec<Command>),
     LoadActivity,
     LoadHistory(String),
+    /// The grant of a request under review, for where its access is.
+    LoadGrant(String),
     LoadIncident(String),
     /// File a request; the key makes a retry return the same request.
     Submit {

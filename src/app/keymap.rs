@@ -315,6 +315,7 @@ pub fn bindings(context: Context) -> Vec<Binding> {
                 true,
             ),
             bind(&[key('y')], Action::CopyCredential, "copy", false),
+            bind(&[key('u')], Action::CopyUri, "copy URI", false),
         ],
         Context::Picker => vec![
             bind(&[code(KeyCode::Enter)], Action::Select, "switch", true),

@@ -1,6 +1,7 @@
 //! The TUI's logic, without a terminal: state, actions, the keymap, and the
 //! one `update` function that changes state and asks for side effects.
 
+pub mod access;
 pub mod action;
 pub mod capabilities;
 pub mod command;

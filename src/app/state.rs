@@ -4,7 +4,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use hoist_api::{AccessRequest, AuditEvent, Grant, Me, RequestHistory, RequestPreview, Role};
+use hoist_api::{
+    AccessCredential, AccessRequest, AuditEvent, Grant, Me, RequestHistory, RequestPreview, Role,
+};
 
 use super::capabilities::Capabilities;
 use super::command::Command;
@@ -114,10 +116,14 @@ pub enum Modal {
         required: bool,
         error: Option<String>,
     },
+    /// The credential of a grant, and for a grant at a target how to use
+    /// the access there (a ready `psql` command and URI). The secret is
+    /// held only while this is open.
     Credential {
         role: String,
         token: String,
         expires_at: DateTime<Utc>,
+        access: Option<Box<AccessCredential>>,
     },
     /// Quit was asked for while the broker has not yet confirmed a
     /// revocation: those grants stay active if hoist stops retrying, so
@@ -206,9 +212,19 @@ pub struct State {
     pub requests: Vec<AccessRequest>,
     /// My active grants, soonest to end first.
     pub grants: Vec<Grant>,
+    /// My grants that ended in hoist while their access is still at the
+    /// target: shown until the broker reports the access removed.
+    pub ending: Vec<Grant>,
+    /// Grants whose access the broker reported removed: an older answer
+    /// arriving later (a revoke's reply after the removal's event) must
+    /// not bring them back as ending.
+    pub access_removed: HashSet<String>,
     pub queue: Vec<AccessRequest>,
     pub break_glass: Vec<AccessRequest>,
     pub histories: HashMap<String, RequestHistory>,
+    /// Grants of requests under review (break-glass activations), by id,
+    /// so approvers see where their access is.
+    pub reviewed_grants: HashMap<String, Grant>,
     /// Roles marked (space) to be requested together as a bundle.
     pub marked: BTreeSet<String>,
     /// Named bundles from the config: name and roles.
@@ -255,9 +271,12 @@ impl State {
             search: roles::Search::default(),
             requests: Vec::new(),
             grants: Vec::new(),
+            ending: Vec::new(),
+            access_removed: HashSet::new(),
             queue: Vec::new(),
             break_glass: Vec::new(),
             histories: HashMap::new(),
+            reviewed_grants: HashMap::new(),
             marked: BTreeSet::new(),
             bundles: Vec::new(),
             incident: None,

@@ -344,6 +344,10 @@ impl Backend for HoistdClient {
         .await
     }
 
+    async fn grant(&self, id: &str) -> Result<Grant, BackendError> {
+        self.get(&format!("/v1/grants/{}", path_segment(id))).await
+    }
+
     async fn credential(&self, grant_id: &str) -> Result<Credential, BackendError> {
         self.get(&format!("/v1/grants/{}/credential", path_segment(grant_id)))
             .await

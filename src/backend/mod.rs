@@ -192,6 +192,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Err(BackendError::Unsupported("credentials"))
     }
 
+    /// One grant: mine, or one on a role I approve (for its access state).
+    async fn grant(&self, _id: &str) -> Result<Grant, BackendError> {
+        Err(BackendError::Unsupported("reading another's grant"))
+    }
+
     /// The requester's earlier requests for the role of request `id`.
     async fn history(&self, _id: &str) -> Result<RequestHistory, BackendError> {
         Err(BackendError::Unsupported("request history"))

@@ -1,8 +1,10 @@
 //! `hoist exec ROLE -- CMD`: access that lasts exactly as long as the task.
 //! Reuses an active grant or requests one and waits; withdraws that request
 //! if it gives up waiting (time out, a signal, a failure), so no approval
-//! can later grant access nothing uses; runs CMD with the credential and a
-//! command line that prints a fresh one for as long as the grant lives;
+//! can later grant access nothing uses; waits for the access at the role's
+//! target to be live; runs CMD with the credential, the access's variables
+//! (PG* for PostgreSQL) and a command line that prints a fresh credential
+//! for as long as the grant lives;
 //! forwards signals; revokes the grant it created when CMD ends, however it
 //! ends; exits with CMD's status.
 
@@ -95,7 +97,28 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
             ));
             Ok(status_of(signal))
         }
-        None => run(backend, &grant, &args.command, target, &mut signals).await,
+        None => {
+            let timeout = args
+                .timeout
+                .as_deref()
+                .map(duration)
+                .transpose()?
+                .map(Duration::from_secs);
+            tokio::select! {
+                live = super::access::wait_live(backend, grant.clone(), timeout) => match live {
+                    Ok(live) => run(backend, &live, &args.command, target, &mut signals).await,
+                    Err(err) => Err(err),
+                },
+                // Stopped while the access was on its way: CMD never starts.
+                signal = signals.next() => {
+                    super::say(&format!(
+                        "{} arrived while waiting for the access; the command was not run",
+                        signal.as_str()
+                    ));
+                    Ok(status_of(signal))
+                }
+            }
+        }
     };
     if created {
         // The command may have outlived a single sign-on token; the revoke
@@ -263,7 +286,10 @@ async fn run(
         )
         .env(ENV_ROLE, &grant.role)
         .env(ENV_GRANT_ID, &grant.id)
-        .env(ENV_GRANT_EXPIRES_AT, grant.expires_at.to_rfc3339());
+        .env(ENV_GRANT_EXPIRES_AT, grant.expires_at.to_rfc3339())
+        // The access at the role's target, e.g. PGHOST, PGPORT, PGDATABASE,
+        // PGUSER, PGPASSWORD and PGSSLMODE: `psql` runs as it is.
+        .envs(super::access::access_env(&credential));
     match std::env::current_exe() {
         Ok(exe) => match credential_command(&exe, target, &grant.id) {
             Some(line) => {

@@ -110,22 +110,37 @@ pub async fn grants(backend: &dyn Backend, all: bool, format: Format) -> anyhow:
     let grants = backend.grants(all).await?;
     crate::prompt::remember(backend.broker(), &grants);
     let now = backend.clock().now();
+    // Where each grant's access is, only when some grant reaches a target.
+    let with_access = grants.iter().any(|g| g.access.is_some());
     print(format, &grants, || {
-        let mut table = Table::new(&["ID", "ROLE", "STATE", "LEFT", "ENDS", "REFERENCE"]);
+        let mut columns = vec!["ID", "ROLE", "STATE", "LEFT", "ENDS", "REFERENCE"];
+        if with_access {
+            columns.push("ACCESS");
+        }
+        let mut table = Table::new(&columns);
         for g in &grants {
             let left = if g.state == hoist_api::GrantState::Active {
                 clock(g.expires_at - now)
             } else {
                 "-".into()
             };
-            table.row(vec![
+            let mut row = vec![
                 g.id.clone(),
                 g.role.clone(),
                 g.state.as_str().to_string(),
                 left,
                 local(g.ended_at.unwrap_or(g.expires_at)),
                 g.ticket.clone().or(g.incident.clone()).unwrap_or_default(),
-            ]);
+            ];
+            if with_access {
+                row.push(
+                    g.access
+                        .as_ref()
+                        .map(|a| crate::app::access::describe(g, a, now).0)
+                        .unwrap_or_default(),
+                );
+            }
+            table.row(row);
         }
         table
     })

@@ -3,6 +3,7 @@
 //! for scripts, whose schema is the broker API's (see `/openapi.json`);
 //! distinct exit codes for each way a command can end.
 
+mod access;
 mod exec;
 pub mod incident;
 mod json;
@@ -19,7 +20,8 @@ use serde::Serialize;
 pub use exec::{ExecArgs, exec};
 pub use list::{audit, grants, requests, roles, status};
 pub use request::{
-    RequestArgs, approve, cancel, credential, deny, request, revoke, wait_for_final,
+    CredentialArgs, CredentialFormat, RequestArgs, approve, cancel, credential, deny, request,
+    revoke, wait_for_final,
 };
 
 use std::sync::Arc;
@@ -55,6 +57,10 @@ pub enum Ended {
     TimedOut(String),
     #[error("{0}")]
     Usage(String),
+    /// The grant's access at its target is not live yet (exits 7, as a
+    /// refusal: the broker would refuse its credential).
+    #[error("{0}")]
+    NotLive(String),
     /// Stopped by a signal; exits 128 + its number, as a process it ended would.
     #[error("{message}")]
     Signalled {
@@ -71,6 +77,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 Ended::Denied(_) => exit::DENIED,
                 Ended::TimedOut(_) => exit::TIMED_OUT,
                 Ended::Usage(_) => exit::USAGE,
+                Ended::NotLive(_) => exit::REFUSED,
                 Ended::Signalled { signal, .. } => signals::status_of(*signal),
             };
         }

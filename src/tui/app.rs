@@ -47,6 +47,8 @@ pub struct Options {
     pub switch: Option<super::profiles::Opener>,
     /// Where device sign-ins show their code once the TUI runs.
     pub prompter: Option<super::profiles::Prompter>,
+    /// A first banner that stays a minute (the demo says what to try).
+    pub notice: Option<String>,
 }
 
 impl Default for Options {
@@ -64,6 +66,7 @@ impl Default for Options {
             profiles: Vec::new(),
             switch: None,
             prompter: None,
+            notice: None,
         }
     }
 }
@@ -162,6 +165,13 @@ fn wire(
     state.profile = options.profile;
     state.profile_name = options.profile_name;
     state.profiles = options.profiles;
+    if let Some(text) = options.notice {
+        state.banner = Some(crate::app::state::Banner {
+            text,
+            level: crate::app::state::Level::Info,
+            until: state.now + chrono::TimeDelta::minutes(1),
+        });
+    }
     if let Some(prompter) = prompter {
         prompter.attach(sender.clone());
     }

@@ -182,6 +182,7 @@ fn options(config: &Config, target: &Target) -> anyhow::Result<Options> {
         renew: Some(renew),
         switch: None,
         prompter: None,
+        notice: None,
     })
 }
 

@@ -71,7 +71,9 @@ impl Worker {
                     backend.me(),
                     backend.roles(),
                     backend.requests(REQUEST_HISTORY),
-                    backend.grants(false),
+                    // Ended ones too: access still being removed at a
+                    // target is shown until the broker reports it gone.
+                    backend.grants(true),
                     backend.review_queue(),
                     backend.break_glass_queue(),
                 );
@@ -99,6 +101,11 @@ impl Worker {
             Command::LoadIncident(reference) => match backend.incident(&reference).await {
                 Ok(view) => Action::IncidentLoaded(Box::new(view)),
                 Err(error) => failed(Operation::LoadingIncident, error),
+            },
+            // Only shown beside a review: without it the review still works.
+            Command::LoadGrant(id) => match backend.grant(&id).await {
+                Ok(grant) => Action::ReviewedGrantLoaded(Box::new(grant)),
+                Err(_) => return,
             },
             Command::LoadHistory(id) => match backend.history(&id).await {
                 Ok(history) => Action::HistoryLoaded(history),

@@ -1,12 +1,17 @@
 //! The Grants screen: every active grant with a live countdown and a gauge of
-//! the time left, coloured as the end nears.
+//! the time left, coloured as the end nears; for a grant at a target, where
+//! its access is (provisioning, live, failed, removing), and the grants that
+//! ended while their access is still being removed.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
+use ratatui::style::Style;
+
 use super::widgets::{bar, block, empty_notice, field, window_start};
+use crate::app::access::{self, Tone};
 use crate::app::state::State;
 use crate::text::sanitize::{line as clean, lines as clean_lines};
 use crate::text::{clock, local_time};
@@ -20,12 +25,42 @@ pub fn list_area(body: Rect) -> Rect {
     split(body)[0]
 }
 
+/// The style an access line is drawn in: under way muted into warning,
+/// failed in danger, live in calm.
+pub fn access_style(tone: Tone, theme: &Theme) -> Style {
+    match tone {
+        Tone::Pending => theme.warn(),
+        Tone::Live => theme.ok(),
+        Tone::Failed => theme.danger(),
+        Tone::Gone => theme.muted(),
+    }
+}
+
 pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
     let [list, details] = split(body);
     let height = usize::from(list.height.saturating_sub(3));
     let start = window_start(state.cursors.grants, state.grants.len(), height);
-    let gauge_width = usize::from(list.width.saturating_sub(60)).clamp(6, 40);
-    let rows: Vec<Row> = state.grants[start..]
+    // The access column only where some grant reaches a target, so a
+    // broker without targets draws exactly as before.
+    let with_access = state
+        .grants
+        .iter()
+        .chain(&state.ending)
+        .any(|g| g.access.is_some());
+    let access_width: u16 = match (with_access, list.width >= 120) {
+        (false, _) => 0,
+        (true, true) => 40,
+        (true, false) => 24,
+    };
+    let gauge_width = usize::from(list.width.saturating_sub(60 + access_width)).clamp(6, 40);
+    let access_cell = |grant: &hoist_api::Grant| match &grant.access {
+        Some(access) => {
+            let (line, tone) = access::describe(grant, access, state.now);
+            Cell::from(Span::styled(line, access_style(tone, theme)))
+        }
+        None => Cell::from(""),
+    };
+    let mut rows: Vec<Row> = state.grants[start..]
         .iter()
         .take(height)
         .enumerate()
@@ -37,7 +72,7 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             let fraction = left.num_milliseconds() as f64 / total;
             let style = theme.countdown(left);
             let flag = if grant.break_glass { "!" } else { "" };
-            let row = Row::new(vec![
+            let mut cells = vec![
                 Cell::from(format!("{flag}{}", clean(&grant.role))),
                 if state.revoking.contains(&grant.id) {
                     // Sent, not yet confirmed: never shown as done.
@@ -45,9 +80,13 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
                 } else {
                     Cell::from(Span::styled(clock(left), style))
                 },
-                Cell::from(Span::styled(bar(fraction, gauge_width), style)),
-                Cell::from(local_time(grant.expires_at)),
-            ]);
+            ];
+            if with_access {
+                cells.push(access_cell(grant));
+            }
+            cells.push(Cell::from(Span::styled(bar(fraction, gauge_width), style)));
+            cells.push(Cell::from(local_time(grant.expires_at)));
+            let row = Row::new(cells);
             if start + i == state.cursors.grants {
                 row.style(theme.selected())
             } else {
@@ -55,15 +94,46 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             }
         })
         .collect();
-    let header = Row::new(["Role", "Left", "", "Ends"]).style(theme.muted());
-    let widths = [
-        Constraint::Length(22),
-        Constraint::Length(10),
-        Constraint::Length(gauge_width as u16),
-        Constraint::Min(12),
-    ];
+    // Ended in hoist, access still at the target: below the active ones,
+    // not selectable, until the broker reports the access removed.
+    let room = height.saturating_sub(rows.len());
+    if !state.ending.is_empty() && room > 1 {
+        rows.push(Row::new(vec![Cell::from(Span::styled(
+            "Ending",
+            theme.muted(),
+        ))]));
+        for grant in state.ending.iter().take(room - 1) {
+            rows.push(Row::new(vec![
+                Cell::from(Span::styled(clean(&grant.role).into_owned(), theme.muted())),
+                Cell::from(Span::styled(grant.state.as_str(), theme.muted())),
+                access_cell(grant),
+                Cell::from(""),
+                Cell::from(Span::styled(
+                    local_time(grant.ended_at.unwrap_or(grant.expires_at)),
+                    theme.muted(),
+                )),
+            ]));
+        }
+    }
+    let header = if with_access {
+        Row::new(["Role", "Left", "Access", "", "Ends"])
+    } else {
+        Row::new(["Role", "Left", "", "Ends"])
+    }
+    .style(theme.muted());
+    let mut widths = vec![Constraint::Length(22), Constraint::Length(10)];
+    if with_access {
+        widths.push(Constraint::Length(access_width));
+    }
+    widths.push(Constraint::Length(gauge_width as u16));
+    widths.push(Constraint::Min(12));
+    let ending = if state.ending.is_empty() {
+        String::new()
+    } else {
+        format!("· ending ({}) ", state.ending.len())
+    };
     let title = Line::from(Span::styled(
-        format!(" Active grants ({}) ", state.grants.len()),
+        format!(" Active grants ({}) {ending}", state.grants.len()),
         theme.title(),
     ));
     frame.render_widget(
@@ -72,7 +142,7 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             .block(block(title, theme)),
         list,
     );
-    if state.grants.is_empty() {
+    if state.grants.is_empty() && state.ending.is_empty() {
         empty_notice(
             frame,
             list,
@@ -86,13 +156,45 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
     }
 
     let Some(grant) = state.selected_grant() else {
-        frame.render_widget(block(" Details ", theme), details);
+        // Nothing active to select: the grants still ending say, in full,
+        // where their removal stands (the list cuts the reason short).
+        let lines: Vec<Line> = state
+            .ending
+            .iter()
+            .filter_map(|g| {
+                let access = g.access.as_ref()?;
+                let (line, tone) = access::describe(g, access, state.now);
+                Some(Line::from(vec![
+                    Span::styled(format!("{:<15}", clean(&g.role)), theme.muted()),
+                    Span::styled(line, access_style(tone, theme)),
+                ]))
+            })
+            .collect();
+        let title = if lines.is_empty() {
+            " Details "
+        } else {
+            " Ending "
+        };
+        frame.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: true })
+                .block(block(title, theme)),
+            details,
+        );
         return;
     };
-    let mut lines = vec![
-        field("Grant", &grant.id, theme.muted(), theme),
-        field("Started", &local_time(grant.starts_at), theme.text(), theme),
-    ];
+    let mut lines = vec![field("Grant", &grant.id, theme.muted(), theme)];
+    if let Some(access) = &grant.access {
+        let (line, tone) = access::describe(grant, access, state.now);
+        let line = format!("{line} ({})", clean(&access.kind));
+        lines.push(field("Access", &line, access_style(tone, theme), theme));
+    }
+    lines.push(field(
+        "Started",
+        &local_time(grant.starts_at),
+        theme.text(),
+        theme,
+    ));
     if let Some(reference) = grant.ticket.as_ref().or(grant.incident.as_ref()) {
         lines.push(field("Reference", reference, theme.text(), theme));
     }

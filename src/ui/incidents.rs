@@ -106,12 +106,28 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             } else {
                 clean(person).into_owned()
             };
-            rows.push(Row::new(vec![
+            let mut cells = vec![
                 Cell::from(who),
                 Cell::from(clean(&request.role).into_owned()),
                 Cell::from(Span::styled(request.state.as_str(), state_style)),
                 Cell::from(Span::styled(now, style)),
-            ]));
+            ];
+            // Approvers see where each grant's access is, as its holder does.
+            if let Some((g, access)) = grant.and_then(|g| g.access.as_ref().map(|a| (g, a))) {
+                let (mut line, tone) = crate::app::access::describe(g, access, state.now);
+                // Narrow, the state alone ("live", "failed"): the target
+                // and reason are on the holder's and the reviewer's screens.
+                if details.width < 100
+                    && let Some((state_word, _)) = line.split_once(" at ")
+                {
+                    line = state_word.to_string();
+                }
+                cells.push(Cell::from(Span::styled(
+                    line,
+                    super::grants::access_style(tone, theme),
+                )));
+            }
+            rows.push(Row::new(cells));
         }
     }
     let active_mine = view
@@ -131,14 +147,24 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         pending,
         active_mine
     );
-    let header = Row::new(["Who", "Role", "State", "Now"]).style(theme.muted());
+    let with_access = view.grants.iter().any(|g| g.access.is_some());
+    let header = if with_access {
+        Row::new(["Who", "Role", "State", "Now", "Access"])
+    } else {
+        Row::new(["Who", "Role", "State", "Now"])
+    }
+    .style(theme.muted());
     // 80 columns leave 56 inside the frame: "3:59:30 left" must fit whole.
-    let widths = [
+    let mut widths = vec![
         Constraint::Length(14),
         Constraint::Length(18),
         Constraint::Length(9),
         Constraint::Min(12),
     ];
+    if with_access {
+        widths[3] = Constraint::Length(12);
+        widths.push(Constraint::Min(10));
+    }
     frame.render_widget(
         Table::new(rows, widths)
             .header(header)

@@ -201,7 +201,79 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
         Modal::Credential {
             role,
             token,
+            expires_at: _,
+            access: Some(access),
+        } => {
+            // How to use the access at its target: a command to paste into
+            // a terminal, and the URI for anything else. Each on a line of
+            // its own, unwrapped where the terminal is wide enough.
+            let width = area.width.saturating_sub(4).clamp(40, 120);
+            let mut lines = vec![
+                Line::from(Span::styled(
+                    format!(
+                        "Access for {} at {} ({})",
+                        clean(role),
+                        clean(&access.target),
+                        clean(&access.kind)
+                    ),
+                    theme.title(),
+                )),
+                Line::from(Span::styled(
+                    format!("valid until {}", local_time(access.expires_at)),
+                    theme.warn(),
+                )),
+            ];
+            if let Some(command) = &access.command {
+                lines.push(Line::from(""));
+                lines.push(Line::from(Span::styled(
+                    "Command (paste into a terminal)",
+                    theme.muted(),
+                )));
+                lines.push(Line::from(clean(command).into_owned()));
+            }
+            if let Some(uri) = &access.uri {
+                lines.push(Line::from(""));
+                lines.push(Line::from(Span::styled("URI", theme.muted())));
+                lines.push(Line::from(clean(uri).into_owned()));
+            }
+            if access.command.is_none() && access.uri.is_none() {
+                lines.push(Line::from(""));
+                lines.push(Line::from(clean(token).into_owned()));
+            }
+            lines.push(Line::from(""));
+            // PostgreSQL sets a new password at each fetch; other kinds may not.
+            if access.kind == "postgres" {
+                lines.push(Line::from(Span::styled(
+                    "Shown once: fetching it again sets a new password.",
+                    theme.muted(),
+                )));
+            }
+            let mut keys = vec![Span::styled("y", theme.key()), Span::raw(" copies the ")];
+            keys.push(Span::raw(if access.command.is_some() {
+                "command · "
+            } else {
+                "credential · "
+            }));
+            if access.uri.is_some() {
+                keys.extend([Span::styled("u", theme.key()), Span::raw(" the URI · ")]);
+            }
+            keys.extend([Span::styled("esc", theme.key()), Span::raw(" closes")]);
+            lines.push(Line::from(keys));
+            let height = u16::try_from(lines.len() + 6).unwrap_or(u16::MAX);
+            let popup = centered(area, width, height);
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .block(block("", theme)),
+                popup,
+            );
+        }
+        Modal::Credential {
+            role,
+            token,
             expires_at,
+            access: None,
         } => {
             let popup = centered(area, 78, 12);
             let lines = vec![

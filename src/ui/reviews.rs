@@ -182,6 +182,21 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             ));
         }
     }
+    // Where the grant's access is, as its holder sees it.
+    if let Some(grant) = r
+        .grant_id
+        .as_ref()
+        .and_then(|id| state.reviewed_grants.get(id))
+        && let Some(access) = &grant.access
+    {
+        let (line, tone) = crate::app::access::describe(grant, access, state.now);
+        lines.push(field(
+            "Access",
+            &line,
+            super::grants::access_style(tone, theme),
+            theme,
+        ));
+    }
     lines.push(Line::from(Span::styled("Justification", theme.muted())));
     lines.extend(clean_lines(&r.justification).into_iter().map(Line::from));
     if state.capabilities.history {

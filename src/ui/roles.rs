@@ -152,8 +152,17 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         (false, Some(p)) => format!("optional, {p}"),
         (false, None) => "optional".into(),
     };
-    let mut lines = vec![
-        field("Scope", &role.scope, theme.text(), theme),
+    let mut lines = vec![field("Scope", &role.scope, theme.text(), theme)];
+    if let Some(target) = &role.target {
+        // Where a grant of this role creates real access.
+        lines.push(field(
+            "Access at",
+            &format!("{} ({})", target.name, target.kind),
+            theme.text(),
+            theme,
+        ));
+    }
+    lines.extend([
         field(
             "Duration",
             &format!(
@@ -186,7 +195,7 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             theme.text(),
             theme,
         ),
-    ];
+    ]);
     if !role.description.is_empty() {
         lines.push(Line::from(Span::styled(
             clean(&role.description).into_owned(),

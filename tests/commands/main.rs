@@ -1060,3 +1060,261 @@ async fn redirects_are_never_followed_with_the_token() {
         assert_eq!(*heard.lock().unwrap(), Vec::<String>::new(), "{status}");
     }
 }
+
+/// `hoist` signed in as a demo person at `url`.
+fn person_at(url: &str, user: &str) -> Hoist {
+    let hoist = Hoist {
+        config: tempfile::tempdir().unwrap(),
+        broker: url.to_string(),
+    };
+    let out = hoist.run_with_stdin(&["login", "--with-token"], &format!("demo-{user}\n"));
+    assert!(out.status.success(), "login as {user}: {}", stderr(&out));
+    hoist
+}
+
+/// The demo with `prod-db-admin` at a real PostgreSQL cluster.
+async fn demo_with_postgres() -> hoist::demo::Demo {
+    hoist::demo::Demo::start_with_postgres()
+        .await
+        .expect("PostgreSQL's server for the target tests (scripts/test installs it)")
+}
+
+async fn role_exists(demo: &hoist::demo::Demo, login: &str) -> bool {
+    let admin = demo.postgres().unwrap().admin().await.unwrap();
+    let count: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&login],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    count == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_psql_as_is_at_a_real_postgres_and_the_login_is_gone_after() {
+    let demo = demo_with_postgres().await;
+    let alice = person_at(&demo.url(), "alice");
+    let _approvers = demo.start_approvers("alice");
+    let out = alice.run(&[
+        "exec",
+        "prod-db-admin",
+        "--ticket",
+        "CHG-1024",
+        "--reason",
+        "Vacuum the bloated orders table",
+        "--timeout",
+        "2m",
+        "--",
+        "psql",
+        "-tAc",
+        "select current_user || ' ' || current_database()",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let said = String::from_utf8(out.stdout).unwrap();
+    let (login, database) = said.trim().split_once(' ').unwrap();
+    assert!(login.starts_with("hoist_alice_"), "{said}");
+    assert_eq!(database, "orders");
+    // exec revoked its grant; the broker removes the login at the target.
+    let login = login.to_string();
+    hoistd::testing::eventually(Duration::from_secs(60), || {
+        let demo = &demo;
+        let login = login.clone();
+        async move { !role_exists(demo, &login).await }
+    })
+    .await;
+    demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_formats_at_a_real_postgres_and_a_clear_refusal_until_live() {
+    let demo = demo_with_postgres().await;
+    let postgres = demo.postgres().unwrap();
+    let alice = person_at(&demo.url(), "alice");
+    let bob = person_at(&demo.url(), "bob");
+
+    // Approved while the target is down: not live, so no credential yet;
+    // exit 7 naming the state, and --wait gives up at its timeout.
+    postgres.stop();
+    let filed: AccessRequest = alice.json(&[&DB[..], &["--json"]].concat());
+    let approved = bob.run(&["approve", &filed.id]);
+    assert_eq!(code(&approved), 0, "{}", stderr(&approved));
+    let refused = alice.run(&["credential", "prod-db-admin", "--format", "env"]);
+    assert_eq!(code(&refused), 7, "{}", stderr(&refused));
+    let why = stderr(&refused);
+    assert!(
+        why.contains("access at demo-db is provisioning")
+            || why.contains("access at demo-db is failed"),
+        "{why}"
+    );
+    assert!(why.contains("--wait"), "{why}");
+    assert!(refused.stdout.is_empty());
+    let waited = alice.run(&["credential", "prod-db-admin", "--wait", "--timeout", "1s"]);
+    assert_eq!(code(&waited), 4, "{}", stderr(&waited));
+
+    // Back up: --wait returns once it is live.
+    postgres.restart().unwrap();
+    let token = alice.run(&["credential", "prod-db-admin", "--wait", "--timeout", "2m"]);
+    assert_eq!(code(&token), 0, "{}", stderr(&token));
+    let token = String::from_utf8(token.stdout).unwrap();
+    assert_eq!(token.trim().split('.').count(), 3, "a JWT still: {token}");
+
+    // env: export lines a shell evaluates, and psql runs with them as is.
+    let exports = alice.run(&["credential", "prod-db-admin", "--format", "env"]);
+    assert_eq!(code(&exports), 0, "{}", stderr(&exports));
+    let exports = String::from_utf8(exports.stdout).unwrap();
+    for name in [
+        "HOIST_CREDENTIAL",
+        "PGHOST",
+        "PGPORT",
+        "PGDATABASE",
+        "PGUSER",
+        "PGPASSWORD",
+    ] {
+        assert!(
+            exports.contains(&format!("export {name}='")),
+            "{name}: {exports}"
+        );
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{exports}\npsql -tAc 'select current_user'"))
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("hoist_alice_"));
+
+    // uri: for `psql "$(...)"`.
+    let uri = alice.run(&["credential", "prod-db-admin", "--format", "uri"]);
+    let uri = String::from_utf8(uri.stdout).unwrap();
+    assert!(uri.starts_with("postgresql://hoist_alice_"), "{uri}");
+    let out = Command::new("psql")
+        .args([uri.trim(), "-tAc", "select current_database()"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "orders",
+        "{}",
+        stderr(&out)
+    );
+
+    // The grants table says where the access is, for people.
+    let table = alice.run(&["grants"]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("ACCESS") && table.contains("live at demo-db"),
+        "{table}"
+    );
+
+    // json: everything, as the API has it.
+    let credential: hoist_api::Credential =
+        alice.json(&["credential", "prod-db-admin", "--format", "json"]);
+    let access = credential.access.unwrap();
+    assert_eq!(access.target, "demo-db");
+    assert!(access.command.unwrap().starts_with("psql 'postgresql://"));
+    assert!(access.env.contains_key("PGPASSWORD"));
+
+    // A role with no target has no URI: said, exit 2.
+    let _: AccessRequest = alice.json(&[
+        "request",
+        "prod-logs-read",
+        "--reason",
+        "Trace 502s",
+        "--json",
+    ]);
+    let none = alice.run(&["credential", "prod-logs-read", "--format", "uri"]);
+    assert_eq!(code(&none), 2, "{}", stderr(&none));
+    assert!(stderr(&none).contains("no target"), "{}", stderr(&none));
+    let env = alice.run(&["credential", "prod-logs-read", "--format", "env"]);
+    let env = String::from_utf8(env.stdout).unwrap();
+    assert!(env.starts_with("export HOIST_CREDENTIAL='"), "{env}");
+    demo.stop().await;
+}
+
+/// `hoist demo --serve-only` says which target it runs, and Ctrl-C (SIGINT)
+/// stops its PostgreSQL cluster with it.
+#[test]
+fn the_demo_says_which_target_and_ctrl_c_removes_its_cluster() {
+    let config = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .args(["demo", "--serve-only"])
+        .env("HOIST_CONFIG_DIR", config.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let note = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("Demo target:"))
+        .unwrap();
+    assert!(
+        note.contains("a throwaway PostgreSQL on 127.0.0.1:"),
+        "{note}"
+    );
+    assert!(note.contains("press s"), "says what to try: {note}");
+    let port: u16 = note
+        .split("127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reachable = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(reachable(), "the cluster runs with the demo");
+    assert!(
+        lines
+            .map(Result::unwrap)
+            .any(|l| l.starts_with("Ctrl-C stops it"))
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(demo.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(demo.wait().unwrap().success());
+    assert!(!reachable(), "the cluster stopped with the demo");
+}
+
+/// The access never goes live in time (the target is down): exec gives up
+/// at its timeout without running the command, and revokes the grant it
+/// requested, so nothing is left to be provisioned later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_gives_up_on_access_that_is_not_live_in_time_and_revokes() {
+    let demo = demo_with_postgres().await;
+    demo.postgres().unwrap().stop();
+    let alice = person_at(&demo.url(), "alice");
+    let _approvers = demo.start_approvers("alice");
+    let out = alice.run(&[
+        "exec",
+        "prod-db-admin",
+        "--ticket",
+        "CHG-1024",
+        "--reason",
+        "Vacuum the bloated orders table",
+        "--timeout",
+        "8s",
+        "--",
+        "sh",
+        "-c",
+        "echo ran",
+    ]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "the command never ran");
+    let said = stderr(&out);
+    assert!(
+        said.contains("waiting for prod-db-admin's access at demo-db"),
+        "{said}"
+    );
+    assert!(said.contains("gave up waiting for the access"), "{said}");
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    let grant = grants.iter().find(|g| g.role == "prod-db-admin").unwrap();
+    assert_eq!(grant.state, GrantState::Revoked, "{grant:?}");
+    demo.stop().await;
+}

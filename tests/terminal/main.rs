@@ -361,3 +361,81 @@ fn at_a_terminal_hoist_exec_leaves_ctrl_c_to_the_terminal() {
     assert!(screen.contains("EXITED rc=0"), "{screen}");
     runtime.block_on(broker.stop());
 }
+
+/// The demo's story with its real PostgreSQL target, typed in a real
+/// terminal: the first banner says which target, a request is approved,
+/// the Grants screen says `live at demo-db`, `s` shows a `psql` command,
+/// and that command, pasted into a shell, logs in.
+#[test]
+fn the_demo_story_ends_in_a_working_psql() {
+    let pane = Pane::start("demo", &[], 160, 40);
+    pane.wait_for("Demo target: a throwaway PostgreSQL", LOAD);
+    pane.wait_for("Roles (7/7)", LOAD);
+    pane.keys(&["/"]);
+    pane.type_text("pdb");
+    pane.keys(&["Enter"]);
+    pane.wait_for("Request prod-db-admin", LOAD);
+    pane.type_text("Vacuum the bloated orders table");
+    pane.keys(&["Tab"]);
+    pane.type_text("CHG-1024");
+    pane.keys(&["C-s"]);
+    pane.wait_for("approved by bob", APPROVAL);
+    pane.keys(&["3"]);
+    pane.wait_for("live at demo-db", LOAD);
+    pane.keys(&["s"]);
+    let shown = pane.wait_for("psql 'postgresql://hoist_alice_", LOAD);
+    let command = shown
+        .lines()
+        .filter_map(|l| l.find("psql 'postgresql://").map(|at| &l[at..]))
+        .next()
+        .unwrap()
+        .trim_end_matches(|c: char| c == '│' || c.is_whitespace())
+        .to_string();
+    assert!(command.ends_with('\''), "one line: {command}");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{command} -tAc 'select current_user'"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("hoist_alice_"));
+    pane.keys(&["Escape"]);
+    pane.keys(&["x"]);
+    pane.wait_for("Revoke prod-db-admin now?", LOAD);
+    pane.keys(&["y"]);
+    pane.wait_for("access removed at demo-db", APPROVAL);
+    pane.keys(&["q"]);
+    pane.wait_for("EXITED rc=0", LOAD);
+}
+
+/// Closing the terminal ends the demo however it ends (a write to the gone
+/// terminal can abort it), and its PostgreSQL cluster goes with it.
+#[test]
+fn closing_the_terminal_removes_the_demos_cluster() {
+    let pane = Pane::start("demo", &[], 160, 40);
+    let screen = pane.wait_for("Demo target: a throwaway PostgreSQL on 127.0.0.1:", LOAD);
+    let port: u16 = screen
+        .split("127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reachable = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(reachable());
+    drop(pane); // kills the tmux server: the terminal hangs up
+    let start = Instant::now();
+    while reachable() {
+        assert!(
+            start.elapsed() < LOAD,
+            "the cluster on port {port} outlived the demo"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

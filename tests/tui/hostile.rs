@@ -214,6 +214,20 @@ fn modals() -> Vec<Modal> {
             role: long("role"),
             token: long("token"),
             expires_at: Utc::now(),
+            access: None,
+        },
+        Modal::Credential {
+            role: long("role"),
+            token: long("token"),
+            expires_at: Utc::now(),
+            access: Some(Box::new(hoist_api::AccessCredential {
+                target: long("target"),
+                kind: h("postgres"),
+                env: [(h("PGUSER"), long("user"))].into_iter().collect(),
+                uri: Some(long("uri")),
+                command: Some(long("command")),
+                expires_at: Utc::now(),
+            })),
         },
         Modal::QuitWhileRevoking,
     ]

@@ -7,3 +7,4 @@ mod helpers;
 mod flows;
 mod hostile;
 mod snapshots;
+mod targets;

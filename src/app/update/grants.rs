@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hoist_api::{Credential, Grant, GrantState};
 
 use super::{banner, clamp};
+use crate::app::access;
 use crate::app::command::Command;
 use crate::app::state::{Level, Modal, Screen, State, WARN_AT};
 use crate::text::{clock, format_duration, local_time};
@@ -24,7 +25,15 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
         .map(|g| g.role.clone())
         .collect();
     if !ended.is_empty() {
-        state.grants.retain(|g| g.expires_at > now);
+        // Access at a target outlives the grant until the broker removes
+        // it: those grants move to the ending list, never straight out.
+        let (gone, kept): (Vec<Grant>, Vec<Grant>) = std::mem::take(&mut state.grants)
+            .into_iter()
+            .partition(|g| g.expires_at <= now);
+        state.grants = kept;
+        state
+            .ending
+            .extend(gone.into_iter().filter(access::still_ending));
         clamp(state);
         super::modals::revocation_confirmed(state);
         let text = format!("{} expired", ended.join(", "));
@@ -144,10 +153,19 @@ pub(super) fn revoke_incident(state: &mut State) -> Vec<Command> {
 
 /// `s` shows the credential, `y` copies it; the broker issues it.
 pub(super) fn credential(state: &mut State, copy: bool) -> Vec<Command> {
-    let grant = state
+    let Some(grant) = state
         .selected_grant()
         .filter(|_| state.screen == Screen::Grants)
-        .map(|g| g.id.clone());
+    else {
+        return vec![];
+    };
+    // Access still on its way (or failing) at the target: say where it
+    // is, rather than ask the broker for what it would refuse.
+    if let Some(why) = access::not_usable(grant, state.now) {
+        banner(state, why, Level::Warning);
+        return vec![];
+    }
+    let grant = Some(grant.id.clone());
     match grant {
         Some(grant_id) => {
             state.busy.insert(grant_id.clone());
@@ -163,6 +181,24 @@ pub(super) fn credential_loaded(
     copy: bool,
 ) -> Vec<Command> {
     state.busy.remove(&credential.grant_id);
+    if copy && let Some(access) = &credential.access {
+        let until = local_time(access.expires_at);
+        let (what, text) = match (&access.command, &access.uri) {
+            (Some(command), _) => ("command", command.clone()),
+            (None, Some(uri)) => ("URI", uri.clone()),
+            (None, None) => ("credential", credential.token.clone()),
+        };
+        banner(
+            state,
+            format!(
+                "{} {what} for {} copied; valid until {until}",
+                crate::text::sanitize::line(&access.target),
+                credential.role
+            ),
+            Level::Success,
+        );
+        return vec![Command::Copy(text)];
+    }
     if copy {
         let until = local_time(credential.expires_at);
         banner(
@@ -179,6 +215,7 @@ pub(super) fn credential_loaded(
             role: credential.role,
             token: credential.token,
             expires_at: credential.expires_at,
+            access: credential.access.map(Box::new),
         });
         vec![]
     }
@@ -205,27 +242,117 @@ pub(super) fn revoke_pending(state: &mut State, grant_id: String) -> Vec<Command
 /// The broker's answer to a revoke.
 pub(super) fn changed(state: &mut State, grant: Grant) -> Vec<Command> {
     state.busy.remove(&grant.id);
-    if grant.state != GrantState::Active {
+    // Already reported removed at its target: that is the newer news.
+    if grant.state != GrantState::Active && !state.access_removed.contains(&grant.id) {
         banner(
             state,
             format!("{} {}", grant.role, grant.state.as_str()),
             Level::Info,
         );
     }
-    upsert_grant(state, grant);
-    vec![Command::LoadAll]
+    let mut commands = match upsert_grant(state, grant) {
+        Some(news) => announce(state, &news),
+        None => vec![],
+    };
+    commands.push(Command::LoadAll);
+    commands
 }
 
-pub(super) fn upsert_grant(state: &mut State, grant: Grant) {
+/// What the broker just reported about a grant's access that the person
+/// should hear: it went live, or it is gone from the target.
+#[derive(Debug)]
+pub(super) enum AccessNews {
+    Live(Grant),
+    Removed(Grant),
+}
+
+/// Puts a grant where it belongs: active, ending (its access not yet
+/// removed at the target), or gone. Returns what became of its access, if
+/// that is news.
+pub(super) fn upsert_grant(state: &mut State, grant: Grant) -> Option<AccessNews> {
+    let before = state
+        .grants
+        .iter()
+        .chain(&state.ending)
+        .find(|g| g.id == grant.id)
+        .cloned();
     let selection = state.selection();
     state.grants.retain(|g| g.id != grant.id);
+    state.ending.retain(|g| g.id != grant.id);
+    let removed = place(state, grant, before.as_ref());
+    // The cursor stays on the grant it was on, wherever the list moved it.
+    state.reselect(&selection);
+    clamp(state);
+    removed
+}
+
+/// `upsert_grant` with what was known of the grant before, for a load that
+/// replaces everything at once.
+pub(super) fn place(state: &mut State, grant: Grant, before: Option<&Grant>) -> Option<AccessNews> {
     if grant.state != GrantState::Active && state.revoking.remove(&grant.id) {
         super::modals::revocation_confirmed(state);
     }
+    let gone = grant
+        .access
+        .as_ref()
+        .is_some_and(|a| a.state == hoist_api::AccessState::Removed);
+    let removed_now = gone && before.is_some_and(access::still_ending);
     if grant.state == GrantState::Active && grant.expires_at > state.now {
+        let live = |g: &Grant| {
+            g.access
+                .as_ref()
+                .is_some_and(|a| a.state == hoist_api::AccessState::Live)
+        };
+        // Went live since we last saw it (not merely first seen live).
+        let news = (live(&grant) && before.is_some_and(|b| b.access.is_some() && !live(b)))
+            .then(|| AccessNews::Live(grant.clone()));
         state.grants.push(grant);
         state.grants.sort_by_key(|g| g.expires_at);
+        clamp(state);
+        return news;
     }
-    state.reselect(&selection);
+    let removed = removed_now.then(|| AccessNews::Removed(grant.clone()));
+    if gone {
+        state.access_removed.insert(grant.id.clone());
+    } else if access::still_ending(&grant) && !state.access_removed.contains(&grant.id) {
+        state.ending.push(grant);
+        state
+            .ending
+            .sort_by_key(|g| g.ended_at.unwrap_or(g.expires_at));
+    }
     clamp(state);
+    removed
+}
+
+/// Says what the broker reported: access live (a banner pointing at `s`),
+/// or gone from its target, the only place hoist says "access removed"
+/// (a banner and a notice).
+pub(super) fn announce(state: &mut State, news: &AccessNews) -> Vec<Command> {
+    let target = |grant: &Grant| {
+        grant
+            .access
+            .as_ref()
+            .map(|a| crate::text::sanitize::line(&a.target).into_owned())
+            .unwrap_or_default()
+    };
+    match news {
+        AccessNews::Live(grant) => {
+            let live = format!("live at {}: s on Grants shows how to use it", target(grant));
+            // Right after its approval (a fast target): one banner says both.
+            let approved = state.banner.as_ref().filter(|b| {
+                b.until > state.now && b.text.starts_with(&format!("✓ {} ", grant.role))
+            });
+            let text = match approved {
+                Some(b) => format!("{} · {live}", b.text),
+                None => format!("✓ {} is {live}", grant.role),
+            };
+            banner(state, text, Level::Success);
+            vec![]
+        }
+        AccessNews::Removed(grant) => {
+            let text = format!("{}: access removed at {}", grant.role, target(grant));
+            banner(state, text.clone(), Level::Success);
+            vec![Command::Notify(text)]
+        }
+    }
 }

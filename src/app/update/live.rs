@@ -94,6 +94,9 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                 reviews::history_for_selection(state)
             }
         }
+        LiveEvent::Grant { grant } if grant.holder != state.user() => {
+            reviews::grant_loaded(state, grant)
+        }
         LiveEvent::Grant { grant } => {
             if grant.holder == state.user() {
                 let was_active = state.grants.iter().any(|g| g.id == grant.id);
@@ -101,7 +104,13 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                     && grant.revoked_by.as_deref() != Some(state.user());
                 let role = grant.role.clone();
                 let by = grant.revoked_by.clone().unwrap_or_default();
-                grants::upsert_grant(state, grant);
+                if let Some(news) = grants::upsert_grant(state, grant) {
+                    let mut commands = grants::announce(state, &news);
+                    if was_active && ended_by_other {
+                        commands.push(Command::Notify(format!("{role} was revoked")));
+                    }
+                    return commands;
+                }
                 if was_active && ended_by_other {
                     banner(
                         state,

@@ -17,9 +17,27 @@ pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
     state.roles = snapshot.roles;
     state.search.clear();
     state.requests = snapshot.requests;
-    state.grants = Vec::new();
-    for grant in snapshot.grants {
-        grants::upsert_grant(state, grant);
+    // What was known before, so an access removed meanwhile is said once.
+    let before: Vec<hoist_api::Grant> = std::mem::take(&mut state.grants)
+        .into_iter()
+        .chain(std::mem::take(&mut state.ending))
+        .collect();
+    let mut commands = Vec::new();
+    for mut grant in snapshot.grants {
+        let prior = before.iter().find(|g| g.id == grant.id);
+        // A load answered before a live event that came in meanwhile must
+        // not put the access back where it was (provisioning after live).
+        if let Some(newer) = prior.and_then(|p| p.access.as_ref()).filter(|p| {
+            grant
+                .access
+                .as_ref()
+                .is_some_and(|a| a.updated_at < p.updated_at)
+        }) {
+            grant.access = Some(newer.clone());
+        }
+        if let Some(news) = grants::place(state, grant, prior) {
+            commands.extend(grants::announce(state, &news));
+        }
     }
     // A grant that ended meanwhile needs no revocation any more.
     super::modals::revocation_confirmed(state);
@@ -34,7 +52,7 @@ pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
     state.histories.retain(|id, _| known.contains(id.as_str()));
     state.reselect(&selection);
     refilter(state);
-    vec![]
+    commands
 }
 
 /// Without a first load the screens would say "loading…" forever; they

@@ -51,6 +51,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::ActivityLoaded(events) => load::activity(state, events),
         Action::IncidentLoaded(view) => load::incident(state, *view),
         Action::HistoryLoaded(history) => reviews::history_loaded(state, history),
+        Action::ReviewedGrantLoaded(grant) => reviews::grant_loaded(state, *grant),
         Action::Live(event) => live::event(state, *event),
         Action::StreamUp => live::stream_up(state),
         Action::StreamDown(reason) => live::stream_down(state, reason),

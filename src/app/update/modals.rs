@@ -126,6 +126,36 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
             });
             vec![]
         }
+        // Access at a target is copied as shown: fetching it again would
+        // set a new password and stop the one on screen working.
+        (
+            Modal::Credential {
+                access: Some(access),
+                role,
+                token,
+                expires_at,
+            },
+            action @ (Action::CopyCredential | Action::CopyUri),
+        ) => {
+            let (what, text) = match (&action, &access.command, &access.uri) {
+                (Action::CopyUri, _, Some(uri)) => ("URI", uri.clone()),
+                (_, Some(command), _) => ("command", command.clone()),
+                (_, None, Some(uri)) => ("URI", uri.clone()),
+                (_, None, None) => ("credential", token.clone()),
+            };
+            super::banner(
+                state,
+                format!("{what} for {role} copied"),
+                crate::app::state::Level::Success,
+            );
+            state.modal = Some(Modal::Credential {
+                access: Some(access),
+                role,
+                token,
+                expires_at,
+            });
+            vec![Command::Copy(text)]
+        }
         (Modal::Credential { .. }, Action::CopyCredential) => {
             // Copy what is shown: fetch a fresh one so its lifetime is full.
             match state.selected_grant() {

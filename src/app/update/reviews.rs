@@ -1,7 +1,7 @@
 //! Reviewing others' requests: the approve, deny and acknowledge prompts,
 //! claims, and the requester's history beside each review.
 
-use hoist_api::RequestHistory;
+use hoist_api::{Grant, RequestHistory};
 
 use super::banner;
 use crate::app::action::Action;
@@ -74,15 +74,35 @@ pub(super) fn claim(state: &mut State) -> Vec<Command> {
 }
 
 pub(super) fn history_for_selection(state: &State) -> Vec<Command> {
-    if !state.capabilities.history {
+    let Some((_, request)) = state.selected_review() else {
         return vec![];
+    };
+    let mut commands = Vec::new();
+    if state.capabilities.history && !state.histories.contains_key(&request.id) {
+        commands.push(Command::LoadHistory(request.id.clone()));
     }
-    match state.selected_review() {
-        Some((_, request)) if !state.histories.contains_key(&request.id) => {
-            vec![Command::LoadHistory(request.id.clone())]
-        }
-        _ => vec![],
+    // An activation already has a grant: where is its access?
+    if let Some(grant_id) = &request.grant_id
+        && state.capabilities.credential
+        && !state.reviewed_grants.contains_key(grant_id)
+    {
+        commands.push(Command::LoadGrant(grant_id.clone()));
     }
+    commands
+}
+
+/// A grant under review, loaded or changed: kept while a request on the
+/// Reviews screen points at it.
+pub(super) fn grant_loaded(state: &mut State, grant: Grant) -> Vec<Command> {
+    let reviewed = state
+        .queue
+        .iter()
+        .chain(&state.break_glass)
+        .any(|r| r.grant_id.as_deref() == Some(grant.id.as_str()));
+    if reviewed {
+        state.reviewed_grants.insert(grant.id.clone(), grant);
+    }
+    vec![]
 }
 
 /// Filed under the request it is about, found by requester and role.

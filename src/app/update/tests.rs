@@ -295,6 +295,197 @@ fn an_activation_still_taking_effect_is_never_shown_as_access() {
     assert!(commands.contains(&Command::LoadAll));
 }
 
+fn at_target(mut g: hoist_api::Grant, state: hoist_api::AccessState) -> hoist_api::Grant {
+    g.access = Some(hoist_api::TargetAccess {
+        target: "db-prod-1".into(),
+        kind: "postgres".into(),
+        state,
+        reason: None,
+        attempts: 0,
+        next_attempt_at: None,
+        updated_at: g.starts_at,
+    });
+    g
+}
+
+fn grant_event(grant: hoist_api::Grant) -> Action {
+    Action::Live(Box::new(LiveEvent::Grant { grant }))
+}
+
+#[test]
+fn access_removed_is_said_only_when_the_broker_reports_it() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let live = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Live,
+    );
+    update(&mut state, grant_event(live.clone()));
+    assert_eq!(state.grants.len(), 1);
+
+    // Revoked: gone from the active grants, still shown as ending.
+    let mut revoked = live.clone();
+    revoked.state = GrantState::Revoked;
+    revoked.revoked_by = Some("alice".into());
+    revoked.access.as_mut().unwrap().state = AccessState::Removing;
+    let commands = update(&mut state, grant_event(revoked.clone()));
+    assert!(commands.is_empty(), "{commands:?}");
+    assert!(state.grants.is_empty());
+    assert_eq!(state.ending.len(), 1);
+    assert!(
+        state
+            .banner
+            .as_ref()
+            .is_none_or(|b| !b.text.contains("removed"))
+    );
+
+    // A failed removal attempt keeps it there.
+    let mut failing = revoked.clone();
+    failing.access.as_mut().unwrap().reason = Some("connection refused".into());
+    assert!(update(&mut state, grant_event(failing)).is_empty());
+    assert_eq!(state.ending.len(), 1);
+
+    // The broker confirms: said once, in the banner and the notice.
+    let mut removed = revoked;
+    removed.access.as_mut().unwrap().state = AccessState::Removed;
+    let commands = update(&mut state, grant_event(removed.clone()));
+    let said = "db: access removed at db-prod-1";
+    assert_eq!(commands, [Command::Notify(said.into())]);
+    assert_eq!(state.banner.as_ref().unwrap().text, said);
+    assert!(state.ending.is_empty());
+    // Heard again (a reload): nothing new to say.
+    assert!(update(&mut state, grant_event(removed)).is_empty());
+}
+
+#[test]
+fn an_expired_grant_at_a_target_is_ending_until_removed() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.warned.insert("g1".into());
+    state.grants = vec![at_target(
+        grant("g1", "db", "alice", now + TimeDelta::seconds(1)),
+        AccessState::Live,
+    )];
+    update(&mut state, Action::Tick(now + TimeDelta::seconds(2)));
+    assert!(state.grants.is_empty());
+    assert_eq!(
+        state.ending.len(),
+        1,
+        "not removed until the broker says so"
+    );
+}
+
+#[test]
+fn the_credential_of_access_still_provisioning_is_not_asked_for() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.screen = Screen::Grants;
+    update(
+        &mut state,
+        grant_event(at_target(
+            grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+            AccessState::Provisioning,
+        )),
+    );
+    let commands = update(&mut state, Action::ShowCredential);
+    assert!(commands.is_empty(), "{commands:?}");
+    assert!(state.modal.is_none());
+    let banner = state.banner.as_ref().unwrap();
+    assert!(
+        banner.text.contains("still being provisioned at db-prod-1"),
+        "{}",
+        banner.text
+    );
+
+    // Live: asked for, and shown with the access; y copies what is shown.
+    let live = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Live,
+    );
+    update(&mut state, grant_event(live));
+    let commands = update(&mut state, Action::ShowCredential);
+    assert_eq!(
+        commands,
+        [Command::Credential {
+            grant_id: "g1".into(),
+            copy: false
+        }]
+    );
+    let credential = hoist_api::Credential {
+        grant_id: "g1".into(),
+        role: "db".into(),
+        token_type: "Bearer".into(),
+        token: "a.b.c".into(),
+        issued_at: now,
+        expires_at: now + TimeDelta::minutes(5),
+        access: Some(hoist_api::AccessCredential {
+            target: "db-prod-1".into(),
+            kind: "postgres".into(),
+            env: Default::default(),
+            uri: Some("postgresql://u:pw@h/db".into()),
+            command: Some("psql \"postgresql://u:pw@h/db\"".into()),
+            expires_at: now + TimeDelta::minutes(30),
+        }),
+    };
+    update(
+        &mut state,
+        Action::CredentialLoaded {
+            credential: Box::new(credential),
+            copy: false,
+        },
+    );
+    assert!(matches!(
+        state.modal,
+        Some(Modal::Credential {
+            access: Some(_),
+            ..
+        })
+    ));
+    let commands = update(&mut state, Action::CopyCredential);
+    assert_eq!(
+        commands,
+        [Command::Copy("psql \"postgresql://u:pw@h/db\"".into())]
+    );
+    let commands = update(&mut state, Action::CopyUri);
+    assert_eq!(commands, [Command::Copy("postgresql://u:pw@h/db".into())]);
+    // Closed: the secret is no longer held.
+    update(&mut state, Action::Back);
+    assert!(state.modal.is_none());
+}
+
+#[test]
+fn a_load_older_than_a_live_event_keeps_the_newer_access() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let provisioning = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Provisioning,
+    );
+    let mut live = provisioning.clone();
+    let access = live.access.as_mut().unwrap();
+    access.state = AccessState::Live;
+    access.updated_at += TimeDelta::milliseconds(5);
+    update(&mut state, grant_event(live));
+    let (me, roles) = (state.me.clone().unwrap(), state.roles.clone());
+    update(
+        &mut state,
+        Action::Loaded(Box::new(Snapshot {
+            me,
+            roles,
+            requests: vec![],
+            grants: vec![provisioning],
+            queue: vec![],
+            break_glass: vec![],
+        })),
+    );
+    let access = state.grants[0].access.as_ref().unwrap();
+    assert_eq!(access.state, AccessState::Live);
+}
+
 #[test]
 fn a_list_that_changes_under_the_cursor_keeps_it_on_the_same_item() {
     let now = at("2026-06-01T12:00:00Z");
@@ -342,6 +533,81 @@ fn a_list_that_changes_under_the_cursor_keeps_it_on_the_same_item() {
     );
     assert_eq!(state.requests[0].id, "req_new");
     assert_eq!(state.selected_request().unwrap().id, "req_mine");
+}
+
+#[test]
+fn access_going_live_is_said_once_and_never_before() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let provisioning = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Provisioning,
+    );
+    update(&mut state, grant_event(provisioning.clone()));
+    assert!(state.banner.is_none());
+    let mut failed = provisioning.clone();
+    failed.access.as_mut().unwrap().state = AccessState::Failed;
+    update(&mut state, grant_event(failed));
+    assert!(state.banner.is_none(), "{:?}", state.banner);
+    let mut live = provisioning;
+    live.access.as_mut().unwrap().state = AccessState::Live;
+    update(&mut state, grant_event(live.clone()));
+    let said = "✓ db is live at db-prod-1: s on Grants shows how to use it";
+    assert_eq!(state.banner.as_ref().unwrap().text, said);
+    state.banner = None;
+    update(&mut state, grant_event(live));
+    assert!(state.banner.is_none(), "said once");
+}
+
+#[test]
+fn a_revoke_answered_after_the_removal_does_not_bring_the_grant_back() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let live = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Live,
+    );
+    update(&mut state, grant_event(live.clone()));
+    let mut revoked = live;
+    revoked.state = GrantState::Revoked;
+    revoked.revoked_by = Some("alice".into());
+    let mut removed = revoked.clone();
+    removed.access.as_mut().unwrap().state = AccessState::Removed;
+    revoked.access.as_mut().unwrap().state = AccessState::Removing;
+    // A fast target: the removal's event comes before the revoke's answer.
+    update(&mut state, grant_event(removed));
+    update(&mut state, Action::GrantChanged(Box::new(revoked)));
+    assert!(state.ending.is_empty(), "{:?}", state.ending);
+    assert_eq!(
+        state.banner.as_ref().unwrap().text,
+        "db: access removed at db-prod-1"
+    );
+}
+
+#[test]
+fn access_live_right_after_approval_joins_the_approval_banner() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let provisioning = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Provisioning,
+    );
+    update(&mut state, grant_event(provisioning.clone()));
+    super::banner(
+        &mut state,
+        "✓ db approved by bob: active, 30:00 left",
+        Level::Success,
+    );
+    let mut live = provisioning;
+    live.access.as_mut().unwrap().state = AccessState::Live;
+    update(&mut state, grant_event(live));
+    assert_eq!(
+        state.banner.as_ref().unwrap().text,
+        "✓ db approved by bob: active, 30:00 left · live at db-prod-1: s on Grants shows how to use it"
+    );
 }
 
 fn with_profiles(now: DateTime<Utc>) -> State {

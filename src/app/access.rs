@@ -1,0 +1,165 @@
+//! Where a grant's access is at its target, in words: what the Grants,
+//! Incidents and Roles screens, the banners and the credential key say
+//! about it. Only the broker's `TargetAccess` decides: nothing here calls
+//! access live or removed before the broker says so.
+
+use chrono::{DateTime, Utc};
+use hoist_api::{AccessState, Grant, GrantState, TargetAccess};
+
+use crate::text::sanitize::line as clean;
+use crate::text::span;
+
+/// What an access line means, for the view to colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Under way at the target (provisioning, removing): not usable yet, or not gone yet.
+    Pending,
+    /// The target confirmed the access: usable.
+    Live,
+    /// An attempt failed; it is retried.
+    Failed,
+    /// The target confirmed the access is gone.
+    Gone,
+}
+
+/// One line about a grant's access: `live at db-prod-1`, `provisioning…
+/// at db-prod-1`, `failed at db-prod-1: connection refused · next attempt in
+/// 4s`, `removing… at db-prod-1`, `removed at db-prod-1`. A grant that ended
+/// in hoist whose access the broker has not reported on since is
+/// `removing…`: its removal is due, and it is not said to be done.
+pub fn describe(grant: &Grant, access: &TargetAccess, now: DateTime<Utc>) -> (String, Tone) {
+    let target = clean(&access.target);
+    let ended = grant.state != GrantState::Active || grant.expires_at <= now;
+    let state = match access.state {
+        AccessState::Provisioning | AccessState::Live | AccessState::Failed if ended => {
+            AccessState::Removing
+        }
+        state => state,
+    };
+    let retry = || {
+        let reason = access
+            .reason
+            .as_deref()
+            .map(|r| format!(": {}", clean(r)))
+            .unwrap_or_default();
+        let next = access
+            .next_attempt_at
+            .map(|at| {
+                if at > now {
+                    format!(" · next attempt in {}", span(at - now))
+                } else {
+                    " · trying again".to_string()
+                }
+            })
+            .unwrap_or_default();
+        format!("{reason}{next}")
+    };
+    match state {
+        AccessState::Provisioning => (
+            format!("provisioning… at {target}{}", retry()),
+            Tone::Pending,
+        ),
+        AccessState::Live => (format!("live at {target}"), Tone::Live),
+        AccessState::Failed => (format!("failed at {target}{}", retry()), Tone::Failed),
+        AccessState::Removing if access.reason.is_some() => {
+            (format!("removing… at {target}{}", retry()), Tone::Failed)
+        }
+        AccessState::Removing => (format!("removing… at {target}"), Tone::Pending),
+        AccessState::Removed => (format!("removed at {target}"), Tone::Gone),
+    }
+}
+
+/// A grant that ended in hoist while its access may still be at the
+/// target: shown until the broker reports it removed.
+pub fn still_ending(grant: &Grant) -> bool {
+    grant
+        .access
+        .as_ref()
+        .is_some_and(|a| a.state != AccessState::Removed)
+}
+
+/// Why the credential of a grant cannot be used yet, or `None` if it can
+/// (no target, or the access is live).
+pub fn not_usable(grant: &Grant, now: DateTime<Utc>) -> Option<String> {
+    let access = grant.access.as_ref()?;
+    match access.state {
+        AccessState::Live => None,
+        AccessState::Provisioning => Some(format!(
+            "{} is still being provisioned at {}: it is usable once live",
+            clean(&grant.role),
+            clean(&access.target)
+        )),
+        _ => {
+            let (line, _) = describe(grant, access, now);
+            Some(format!("{}: access {line}", clean(&grant.role)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::fixtures::grant;
+    use chrono::TimeDelta;
+
+    fn access(state: AccessState) -> TargetAccess {
+        TargetAccess {
+            target: "db-prod-1".into(),
+            kind: "postgres".into(),
+            state,
+            reason: None,
+            attempts: 0,
+            next_attempt_at: None,
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn each_state_is_said_as_the_broker_reports_it() {
+        let now = Utc::now();
+        let g = grant("gr_1", "db", "alice", now + TimeDelta::minutes(30));
+        let said = |a: &TargetAccess| describe(&g, a, now);
+        assert_eq!(
+            said(&access(AccessState::Provisioning)),
+            ("provisioning… at db-prod-1".into(), Tone::Pending)
+        );
+        assert_eq!(
+            said(&access(AccessState::Live)),
+            ("live at db-prod-1".into(), Tone::Live)
+        );
+        let mut failed = access(AccessState::Failed);
+        failed.reason = Some("connection refused\u{1b}[2J".into());
+        failed.next_attempt_at = Some(now + TimeDelta::seconds(4));
+        let (line, tone) = said(&failed);
+        assert_eq!(tone, Tone::Failed);
+        assert!(!line.contains('\u{1b}'), "{line}");
+        assert!(
+            line.starts_with("failed at db-prod-1: connection refused")
+                && line.ends_with("next attempt in 4s"),
+            "{line}"
+        );
+        assert_eq!(
+            said(&access(AccessState::Removed)),
+            ("removed at db-prod-1".into(), Tone::Gone)
+        );
+    }
+
+    #[test]
+    fn an_ended_grant_is_removing_until_the_broker_says_removed() {
+        let now = Utc::now();
+        let mut g = grant("gr_1", "db", "alice", now + TimeDelta::minutes(30));
+        g.state = GrantState::Revoked;
+        let (line, tone) = describe(&g, &access(AccessState::Live), now);
+        assert_eq!(
+            (line.as_str(), tone),
+            ("removing… at db-prod-1", Tone::Pending)
+        );
+        assert!(still_ending(&{
+            let mut g = g.clone();
+            g.access = Some(access(AccessState::Live));
+            g
+        }));
+        g.access = Some(access(AccessState::Removed));
+        assert!(!still_ending(&g));
+    }
+}
