@@ -159,6 +159,12 @@ pub enum Command {
     /// grant (`sh -c "$HOIST_CREDENTIAL_COMMAND"`), for a command that outlives one
     /// credential. Signals are forwarded; a grant exec requested is revoked when the
     /// command ends, however it ends.
+    ///
+    /// As a workload (a CI job, a bot): --workload-token-file PATH, HOIST_WORKLOAD_TOKEN or
+    /// --workload-audience AUD (the CI system's ID token service) exchange the job's identity
+    /// token for one task's credential, with no person's session; the command also gets the
+    /// access at the role's target (PGHOST, PGUSER, ...), and the task's grant is revoked
+    /// when it ends.
     Exec {
         #[command(flatten)]
         args: commands::ExecArgs,
@@ -224,6 +230,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Exec { args }) => {
             let outcome = async {
                 let target = Config::load()?.resolve(broker, profile)?;
+                // A workload has no person's session: nothing is read from
+                // the keyring.
+                if commands::runs_as_workload(&args) {
+                    return commands::exec_workload(&target.broker, &args).await;
+                }
                 let backend = session::open(&target).await?;
                 commands::exec(&*backend, &args, &target).await
             };

@@ -10,6 +10,7 @@ mod list;
 mod request;
 mod signals;
 mod table;
+mod workload;
 
 use std::io::IsTerminal;
 
@@ -21,6 +22,7 @@ pub use list::{audit, grants, requests, roles, status};
 pub use request::{
     RequestArgs, approve, cancel, credential, deny, request, revoke, wait_for_final,
 };
+pub use workload::{ENV_WORKLOAD_TOKEN, exec as exec_workload, wanted as runs_as_workload};
 
 use std::sync::Arc;
 

@@ -2,6 +2,10 @@
 //! every exit code, `--wait` and `exec` end to end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../support/oidc.rs"]
+mod oidc;
+mod workloads;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
