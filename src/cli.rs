@@ -85,6 +85,10 @@ pub enum Command {
     Grants {
         #[arg(long)]
         all: bool,
+        /// Instead of yours: the active grants workloads (CI jobs, bots) hold on roles you
+        /// approve, or on every role for an auditor.
+        #[arg(long, conflicts_with = "all")]
+        workloads: bool,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -95,6 +99,9 @@ pub enum Command {
         after: i64,
         #[arg(long, default_value_t = 500)]
         limit: usize,
+        /// Only what people did and what was about them, or only workloads'.
+        #[arg(long, value_enum)]
+        actor_kind: Option<commands::ActorKind>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -272,12 +279,17 @@ async fn scripted(
         Command::Requests { reviewable, output } => {
             commands::requests(backend, reviewable, output.format()).await
         }
-        Command::Grants { all, output } => commands::grants(backend, all, output.format()).await,
+        Command::Grants {
+            all,
+            workloads,
+            output,
+        } => commands::grants(backend, all, workloads, output.format()).await,
         Command::Audit {
             after,
             limit,
+            actor_kind,
             output,
-        } => commands::audit(backend, after, limit, output.format()).await,
+        } => commands::audit(backend, after, limit, actor_kind, output.format()).await,
         Command::Request { args, output } => {
             let bundle = match &args.bundle {
                 Some(name) => Some(bundle_roles(name)?),

@@ -18,7 +18,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 pub use exec::{ExecArgs, exec};
-pub use list::{audit, grants, requests, roles, status};
+pub use list::{ActorKind, audit, grants, requests, roles, status};
 pub use request::{
     RequestArgs, approve, cancel, credential, deny, request, revoke, wait_for_final,
 };

@@ -307,3 +307,66 @@ async fn a_job_on_a_role_a_person_approves_waits_then_runs() {
         && e.actor == "workload:ci:deploy-bot"
         && e.request_id.as_deref() == Some(request.id.as_str())));
 }
+
+/// `hoist` signed in with a static token of the test policy.
+fn person(broker: &hoistd::testing::TestBroker, user: &str) -> crate::Hoist {
+    let hoist = crate::Hoist {
+        config: tempfile::tempdir().unwrap(),
+        broker: broker.url(),
+    };
+    let out = hoist.run_with_stdin(&["login", "--with-token"], &format!("t-{user}\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    hoist
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditors_see_workload_grants_and_filter_the_audit_log_by_kind() {
+    let (_provider, broker, token) = setup().await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/token", broker.url()))
+        .form(&[
+            ("grant_type", hoist_api::TOKEN_EXCHANGE_GRANT),
+            ("subject_token", token.as_str()),
+            ("subject_token_type", hoist_api::JWT_TOKEN_TYPE),
+            ("scope", "deploy"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    let issued: hoist_api::TokenExchangeResponse = answer.json().await.unwrap();
+    // A person's grant too, which the workload view leaves out.
+    broker
+        .as_user("alice")
+        .file(&hoistd::testing::request("logs", "tail the logs"))
+        .await
+        .unwrap();
+
+    let erin = person(&broker, "erin");
+    let grants: Vec<Grant> = erin.json(&["grants", "--workloads", "--json"]);
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].id, issued.grant_id);
+    assert_eq!(grants[0].holder, "workload:ci:deploy-bot");
+    let table = erin.run(&["grants", "--workloads"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("workload:ci:deploy-bot"));
+    // Someone who neither approves nor audits sees none.
+    let frank = person(&broker, "frank");
+    let none: Vec<Grant> = frank.json(&["grants", "--workloads", "--json"]);
+    assert!(none.is_empty(), "{none:?}");
+
+    let workloads: Vec<AuditEvent> = erin.json(&["audit", "--actor-kind", "workload", "--json"]);
+    assert!(!workloads.is_empty());
+    assert!(workloads.iter().all(AuditEvent::concerns_workload));
+    assert!(
+        workloads
+            .iter()
+            .any(|e| e.kind == AuditKind::CredentialIssued)
+    );
+    let people: Vec<AuditEvent> = erin.json(&["audit", "--actor-kind", "person", "--json"]);
+    assert!(people.iter().any(|e| e.actor == "alice"));
+    assert!(!people.iter().any(AuditEvent::concerns_workload));
+}

@@ -140,6 +140,12 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// Whether a workload did this or it is about one (its actor or
+    /// subject is a `workload:` principal), rather than a person.
+    pub fn concerns_workload(&self) -> bool {
+        crate::is_workload(&self.actor) || self.subject.as_deref().is_some_and(crate::is_workload)
+    }
+
     /// Whether the broker itself did this (its `details` say so; entries
     /// written before the marker existed name [`SYSTEM_ACTOR`] alone).
     pub fn is_system(&self) -> bool {
