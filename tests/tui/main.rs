@@ -3,7 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+#[path = "../support/oidc.rs"]
+mod oidc;
 
 mod flows;
 mod hostile;
 mod snapshots;
+mod workloads;
