@@ -276,6 +276,16 @@ pub(super) fn workloads(
                     role.id, raw_role.max_ttl_minutes
                 )));
             }
+            let max_ttl = Duration::from_secs(raw_role.max_ttl_minutes * 60);
+            if max_ttl > role.max_duration {
+                return Err(bad(format!(
+                    "{what}: role `{}` max_ttl_minutes {} is longer than the role's \
+                     max_duration of {}",
+                    role.id,
+                    raw_role.max_ttl_minutes,
+                    humantime::format_duration(role.max_duration)
+                )));
+            }
             if raw_role.approval == Approval::Person && role.approver_groups.is_empty() {
                 return Err(bad(format!(
                     "{what}: role `{}` needs a person's approval, but the role has no \
@@ -285,7 +295,7 @@ pub(super) fn workloads(
             }
             allowed.push(WorkloadRole {
                 role: role.id.clone(),
-                max_ttl: Duration::from_secs(raw_role.max_ttl_minutes * 60),
+                max_ttl,
                 approval: raw_role.approval,
             });
         }

@@ -603,6 +603,11 @@ async fn a_rule_that_does_not_pin_its_subject_is_refused_at_load_with_its_line()
             rule("sub = \"bot\"", 120),
             "max_ttl_minutes must be 1 to 60",
         ),
+        // A rule cannot outlast its role: `logs` here lasts 30 minutes at most.
+        (
+            rule("sub = \"bot\"", 45).replace("max_duration = \"1h\"", "max_duration = \"30m\""),
+            "longer than the role's max_duration",
+        ),
     ] {
         let err = hoistd::Policy::parse("policy.toml", &text)
             .unwrap_err()
