@@ -84,6 +84,10 @@ pub enum Command {
     Grants {
         #[arg(long)]
         all: bool,
+        /// Instead of yours: the active grants workloads (CI jobs, bots) hold on roles you
+        /// approve, or on every role for an auditor.
+        #[arg(long, conflicts_with = "all")]
+        workloads: bool,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -94,6 +98,9 @@ pub enum Command {
         after: i64,
         #[arg(long, default_value_t = 500)]
         limit: usize,
+        /// Only what people did and what was about them, or only workloads'.
+        #[arg(long, value_enum)]
+        actor_kind: Option<commands::ActorKind>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -175,6 +182,11 @@ pub enum Command {
     /// PGDATABASE, PGUSER, PGPASSWORD and PGSSLMODE for PostgreSQL, so `hoist exec
     /// prod-db-admin -- psql` just works. Signals are forwarded; a grant exec
     /// requested is revoked when the command ends, however it ends.
+    ///
+    /// As a workload (a CI job, a bot): --workload-token-file PATH, HOIST_WORKLOAD_TOKEN or
+    /// --workload-audience AUD (the CI system's ID token service) exchange the job's identity
+    /// token for one task's credential, with no person's session; the command also gets the
+    /// access at the role's target, and the task's grant is revoked when it ends.
     Exec {
         #[command(flatten)]
         args: commands::ExecArgs,
@@ -269,6 +281,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Exec { args }) => {
             let outcome = async {
                 let target = Config::load()?.resolve(broker, profile)?;
+                // A workload has no person's session: nothing is read from
+                // the keyring.
+                if commands::runs_as_workload(&args) {
+                    return commands::exec_workload(&target.broker, &args).await;
+                }
                 let backend = session::open(&target).await?;
                 commands::exec(&*backend, &args, &target).await
             };
@@ -354,12 +371,17 @@ async fn scripted(
         Command::Requests { reviewable, output } => {
             commands::requests(backend, reviewable, output.format()).await
         }
-        Command::Grants { all, output } => commands::grants(backend, all, output.format()).await,
+        Command::Grants {
+            all,
+            workloads,
+            output,
+        } => commands::grants(backend, all, workloads, output.format()).await,
         Command::Audit {
             after,
             limit,
+            actor_kind,
             output,
-        } => commands::audit(backend, after, limit, output.format()).await,
+        } => commands::audit(backend, after, limit, actor_kind, output.format()).await,
         Command::Request { args, output } => {
             let bundle = match &args.bundle {
                 Some(name) => Some(bundle_roles(name)?),

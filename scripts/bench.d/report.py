@@ -53,6 +53,11 @@ FIGURES = [
      lambda m: m["terminated"]["p99_ms"], "ms", 1000.0, "<"),
     ("targets.reconcile", "targets", "Targets: one reconciler pass, 200 live grants (slowest pass)",
      lambda m: m["pass"]["max_ms"] / 1000, "s", 2.0, "<"),
+    ("workloads.rate", "workloads", "Workloads: token exchange at 200 exchanges/s (p99)",
+     lambda m: m["latency"]["p99_ms"], "ms", 10.0, "<"),
+    ("workloads.tasks", "workloads",
+     "Workloads: 1,000 concurrent short tasks (exchange, use, revoke), grants left active",
+     lambda m: m["active_after"], "grants", 1, "<"),
 ]
 
 # Why a figure misses its target and what would close it; shown only when it misses.
@@ -382,6 +387,21 @@ def main():
             out(f"p50 {fmt(statistics.median(r['p50_ms'] for r in runs), 'ms')}, "
                 f"max {fmt(max(r['max_ms'] for r in runs), 'ms')}, "
                 f"{runs[0]['samples']} samples a run.")
+            out("")
+        if source == "workloads.rate":
+            runs = [r["metrics"] for r in records[source]]
+            out(f"p50 {fmt(statistics.median(r['latency']['p50_ms'] for r in runs), 'ms')}, "
+                f"max {fmt(max(r['latency']['max_ms'] for r in runs), 'ms')}, "
+                f"{runs[0]['latency']['samples']} exchanges a run at "
+                f"{statistics.median(r['achieved_rps'] for r in runs):.0f}/s reached.")
+            out("")
+        if source == "workloads.tasks":
+            runs = [r["metrics"] for r in records[source]]
+            out(f"Each task from its exchange to its revoke: p50 "
+                f"{fmt(statistics.median(r['task']['p50_ms'] for r in runs), 'ms')}, p99 "
+                f"{fmt(statistics.median(r['task']['p99_ms'] for r in runs), 'ms')}; all "
+                f"{runs[0]['task']['samples']} done in "
+                f"{statistics.median(r['wall_s'] for r in runs):.1f} s.")
             out("")
         if source == "targets.revoke":
             runs = [r["metrics"] for r in records[source]]

@@ -29,7 +29,7 @@ KEPT = pathlib.Path(__file__).resolve().parent / "results"
 RESULTS = KEPT
 
 GROUPS = ["render", "filter", "startup", "idle", "memory", "cycles", "rate", "events", "audit",
-          "targets"]
+          "targets", "workloads"]
 
 # Per group: (full, quick) settings.
 SETTINGS = {
@@ -43,6 +43,7 @@ SETTINGS = {
     "events": ({"runs": 3, "approvals": 200}, {"runs": 1, "approvals": 40}),
     "audit": ({"runs": 5, "events": 1_000_000}, {"runs": 2, "events": 100_000}),
     "targets": ({"runs": 3, "grants": 200, "passes": 5}, {"runs": 1, "grants": 30, "passes": 2}),
+    "workloads": ({"runs": 3, "seconds": 10, "tasks": 1000}, {"runs": 1, "seconds": 3, "tasks": 200}),
 }
 
 BINS = {}
@@ -436,6 +437,15 @@ def group_targets(settings, rec, workdir):
         # The figure is defined at 200 live grants, quick or not.
         rec.from_output([BINS["targets"], "reconcile", "--grants", 200,
                          "--passes", settings["passes"]], run_index=index)
+
+
+def group_workloads(settings, rec, workdir):
+    """Workload token exchange: each run starts its own broker and issuer."""
+    for index in range(settings["runs"]):
+        rec.from_output([BINS["workloads"], "rate", "--rps", 200, "--seconds", settings["seconds"]],
+                        run_index=index)
+        rec.from_output([BINS["workloads"], "tasks", "--tasks", settings["tasks"]],
+                        run_index=index)
 
 
 def machine():

@@ -228,6 +228,10 @@ impl Backend for HoistdClient {
         self.get(&format!("/v1/grants?all={include_ended}")).await
     }
 
+    async fn workload_grants(&self) -> Result<Vec<Grant>, BackendError> {
+        self.get("/v1/grants?workloads=true").await
+    }
+
     async fn audit(&self, after: i64, limit: usize) -> Result<Vec<AuditEvent>, BackendError> {
         self.get(&format!("/v1/audit?after={after}&limit={limit}"))
             .await

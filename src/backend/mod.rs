@@ -212,6 +212,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Err(BackendError::Unsupported("incidents"))
     }
 
+    /// Active grants workloads hold that I may see as an approver or auditor.
+    async fn workload_grants(&self) -> Result<Vec<Grant>, BackendError> {
+        Err(BackendError::Unsupported("workload grants"))
+    }
+
     /// The audit log after sequence number `after`, at most `limit` events.
     async fn audit(&self, _after: i64, _limit: usize) -> Result<Vec<AuditEvent>, BackendError> {
         Err(BackendError::Unsupported("the audit log"))

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use hoist_api::{AccessState, Credential, Grant, LiveEvent};
+use hoist_api::{AccessCredential, AccessState, Grant, LiveEvent};
 use tokio::time::Instant;
 
 use super::request::find_grant;
@@ -34,8 +34,8 @@ fn allowed_name(name: &str) -> bool {
 /// The variables a command gets for the access at the grant's target (PG*
 /// for PostgreSQL), sorted. A name a target may not set is left out, said
 /// once on stderr; a value with a NUL (which no environment can hold) too.
-pub fn access_env(credential: &Credential) -> Vec<(String, String)> {
-    let Some(access) = &credential.access else {
+pub fn access_env(access: Option<&AccessCredential>) -> Vec<(String, String)> {
+    let Some(access) = access else {
         return Vec::new();
     };
     access

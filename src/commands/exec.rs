@@ -37,9 +37,10 @@ pub const ENV_GRANT_EXPIRES_AT: &str = "HOIST_GRANT_EXPIRES_AT";
 pub struct ExecArgs {
     /// The role CMD needs.
     pub role: String,
-    /// Why (used if a new request must be filed).
+    /// Why (used if a new request must be filed; a workload's request says
+    /// who it is instead).
     #[arg(long)]
-    pub reason: String,
+    pub reason: Option<String>,
     #[arg(long)]
     pub ticket: Option<String>,
     #[arg(long)]
@@ -50,6 +51,17 @@ pub struct ExecArgs {
     /// Give up waiting for approval after this long (the request is then cancelled).
     #[arg(long)]
     pub timeout: Option<String>,
+    /// Run as a workload: exchange the identity token in this file (a CI
+    /// job's ID token, a Kubernetes service-account token) for the task's
+    /// credential instead of using a person's session. `HOIST_WORKLOAD_TOKEN`
+    /// may hold the token instead.
+    #[arg(long, value_name = "PATH")]
+    pub workload_token_file: Option<std::path::PathBuf>,
+    /// Run as a workload with an ID token for this audience from the CI
+    /// system's token service (ACTIONS_ID_TOKEN_REQUEST_URL and
+    /// ACTIONS_ID_TOKEN_REQUEST_TOKEN).
+    #[arg(long, value_name = "AUDIENCE", conflicts_with = "workload_token_file")]
+    pub workload_audience: Option<String>,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -68,6 +80,14 @@ fn code_of(status: ExitStatus) -> u8 {
 pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> anyhow::Result<u8> {
     if args.command.is_empty() {
         return Err(Ended::Usage("no command after `--`".into()).into());
+    }
+    if args.reason.is_none() {
+        return Err(Ended::Usage(
+            "--reason is required (or run as a workload: --workload-token-file, \
+             HOIST_WORKLOAD_TOKEN or --workload-audience)"
+                .into(),
+        )
+        .into());
     }
     // Without credentials there is nothing to give CMD: say so before
     // anything is requested.
@@ -147,7 +167,7 @@ async fn obtain(
 ) -> anyhow::Result<Obtained> {
     let body = hoist_api::CreateRequest {
         role: args.role.clone(),
-        justification: args.reason.clone(),
+        justification: args.reason.clone().unwrap_or_default(),
         ticket: args.ticket.clone(),
         incident: args.incident.clone(),
         duration_secs: args.duration.as_deref().map(duration).transpose()?,
@@ -273,28 +293,25 @@ async fn run(
     signals: &mut Signals,
 ) -> anyhow::Result<u8> {
     let credential = backend.credential(&grant.id).await?;
-    let (program, rest) = command
-        .split_first()
-        .ok_or_else(|| Ended::Usage("no command after `--`".into()))?;
-    let mut child = tokio::process::Command::new(program);
-    child
-        .args(rest)
-        .env(ENV_CREDENTIAL, &credential.token)
-        .env(
-            ENV_CREDENTIAL_EXPIRES_AT,
+    let mut env = vec![
+        (ENV_CREDENTIAL.to_string(), credential.token.clone()),
+        (
+            ENV_CREDENTIAL_EXPIRES_AT.to_string(),
             credential.expires_at.to_rfc3339(),
-        )
-        .env(ENV_ROLE, &grant.role)
-        .env(ENV_GRANT_ID, &grant.id)
-        .env(ENV_GRANT_EXPIRES_AT, grant.expires_at.to_rfc3339())
-        // The access at the role's target, e.g. PGHOST, PGPORT, PGDATABASE,
-        // PGUSER, PGPASSWORD and PGSSLMODE: `psql` runs as it is.
-        .envs(super::access::access_env(&credential));
+        ),
+        (ENV_ROLE.to_string(), grant.role.clone()),
+        (ENV_GRANT_ID.to_string(), grant.id.clone()),
+        (
+            ENV_GRANT_EXPIRES_AT.to_string(),
+            grant.expires_at.to_rfc3339(),
+        ),
+    ];
+    // The access at the role's target, e.g. PGHOST, PGPORT, PGDATABASE,
+    // PGUSER, PGPASSWORD and PGSSLMODE: `psql` runs as it is.
+    env.extend(super::access::access_env(credential.access.as_ref()));
     match std::env::current_exe() {
         Ok(exe) => match credential_command(&exe, target, &grant.id) {
-            Some(line) => {
-                child.env(ENV_CREDENTIAL_COMMAND, line);
-            }
+            Some(line) => env.push((ENV_CREDENTIAL_COMMAND.to_string(), line)),
             None => super::say(&format!(
                 "warning: {} is not UTF-8; {ENV_CREDENTIAL_COMMAND} is not set",
                 exe.display()
@@ -304,6 +321,21 @@ async fn run(
             "warning: cannot find hoist itself ({err}); {ENV_CREDENTIAL_COMMAND} is not set"
         )),
     }
+    run_command(command, &env, signals).await
+}
+
+/// Runs CMD with `env` added to its environment, forwarding the signals
+/// that reach us; CMD's status as our exit code.
+pub(super) async fn run_command(
+    command: &[String],
+    env: &[(String, String)],
+    signals: &mut Signals,
+) -> anyhow::Result<u8> {
+    let (program, rest) = command
+        .split_first()
+        .ok_or_else(|| Ended::Usage("no command after `--`".into()))?;
+    let mut child = tokio::process::Command::new(program);
+    child.args(rest).envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = child
         .spawn()
         .map_err(|err| anyhow::anyhow!("cannot run `{program}`: {err}"))?;

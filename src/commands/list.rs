@@ -106,7 +106,15 @@ pub async fn requests(
     print(format, &requests, || requests_table(&requests))
 }
 
-pub async fn grants(backend: &dyn Backend, all: bool, format: Format) -> anyhow::Result<()> {
+pub async fn grants(
+    backend: &dyn Backend,
+    all: bool,
+    workloads: bool,
+    format: Format,
+) -> anyhow::Result<()> {
+    if workloads {
+        return workload_grants(backend, format).await;
+    }
     let grants = backend.grants(all).await?;
     crate::prompt::remember(backend.broker(), &grants);
     let now = backend.clock().now();
@@ -146,13 +154,43 @@ pub async fn grants(backend: &dyn Backend, all: bool, format: Format) -> anyhow:
     })
 }
 
+/// Active grants held by workloads, with who holds them.
+async fn workload_grants(backend: &dyn Backend, format: Format) -> anyhow::Result<()> {
+    let grants = backend.workload_grants().await?;
+    let now = backend.clock().now();
+    print(format, &grants, || {
+        let mut table = Table::new(&["ID", "ROLE", "HOLDER", "LEFT", "ENDS"]);
+        for g in &grants {
+            table.row(vec![
+                g.id.clone(),
+                g.role.clone(),
+                g.holder.clone(),
+                clock(g.expires_at - now),
+                local(g.expires_at),
+            ]);
+        }
+        table
+    })
+}
+
+/// Whose audit events to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ActorKind {
+    Person,
+    Workload,
+}
+
 pub async fn audit(
     backend: &dyn Backend,
     after: i64,
     limit: usize,
+    actor_kind: Option<ActorKind>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let events = backend.audit(after, limit).await?;
+    let mut events = backend.audit(after, limit).await?;
+    if let Some(kind) = actor_kind {
+        events.retain(|e| e.concerns_workload() == (kind == ActorKind::Workload));
+    }
     print(format, &events, || {
         let mut table = Table::new(&["SEQ", "WHEN", "KIND", "ACTOR", "SUBJECT", "ROLE", "REASON"]);
         for e in &events {

@@ -11,6 +11,7 @@ mod list;
 mod request;
 mod signals;
 mod table;
+mod workload;
 
 use std::io::IsTerminal;
 
@@ -18,11 +19,12 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 pub use exec::{ExecArgs, exec};
-pub use list::{audit, grants, requests, roles, status};
+pub use list::{ActorKind, audit, grants, requests, roles, status};
 pub use request::{
     CredentialArgs, CredentialFormat, RequestArgs, approve, cancel, credential, deny, request,
     revoke, wait_for_final,
 };
+pub use workload::{ENV_WORKLOAD_TOKEN, exec as exec_workload, wanted as runs_as_workload};
 
 use std::sync::Arc;
 

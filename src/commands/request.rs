@@ -446,7 +446,7 @@ pub async fn credential(backend: &dyn Backend, args: CredentialArgs<'_>) -> anyh
                     credential.expires_at.to_rfc3339(),
                 ),
             ];
-            env.extend(super::access::access_env(&credential));
+            env.extend(super::access::access_env(credential.access.as_ref()));
             print!("{}", super::access::export_lines(&env));
         }
         CredentialFormat::Uri => match credential.access.as_ref().and_then(|a| a.uri.as_ref()) {

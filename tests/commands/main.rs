@@ -5,6 +5,10 @@
 //! binary, its exit codes); split it by command when it grows further.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../support/oidc.rs"]
+mod oidc;
+mod workloads;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;

@@ -9,6 +9,14 @@
 // by their short names, `upn` and `name`, and `acrs` when the sign-in asked
 // for an authentication context with a `claims` parameter.
 //
+// Workloads: clients `deploy-bot`, `other-bot` and `k8s-deployer` (secret
+// `workload-secret`, client_secret_post) get JWT access tokens with the
+// client credentials grant, as a CI system or a cluster mints workload
+// identity tokens: `sub` the client id, `aud` the `resource` asked for
+// (any https URL under `https://hoist.test/`), a fresh `jti`, and the claims
+// given as JSON in the `workload_claims` parameter (repository, ref, run_id,
+// ...); `workload_ttl` sets the token's life in seconds.
+//
 // Prints exactly one line, `READY http://127.0.0.1:N`, to stdout once it is
 // listening; everything else goes to stderr so a harness can read the port.
 
@@ -126,13 +134,12 @@ function requestedAcrs(claims) {
   }
 }
 
-const graphFeatures = graph ? {
-  resourceIndicators: {
-    enabled: true,
-    defaultResource: () => graph,
-    useGrantedResource: () => true,
-    getResourceServerInfo: (_ctx, resource) => {
-      if (resource !== graph) throw new Error(`unknown resource ${resource}`);
+const resourceIndicators = {
+  enabled: true,
+  defaultResource: () => graph || undefined,
+  useGrantedResource: () => Boolean(graph),
+  getResourceServerInfo: (ctx, resource, oidcClient) => {
+    if (graph && resource === graph) {
       return {
         scope: GRAPH_SCOPES.map((s) => `${graph}/${s}`).join(' '),
         audience: graph,
@@ -140,12 +147,58 @@ const graphFeatures = graph ? {
         accessTokenTTL: tokenTtl,
         jwt: { sign: { alg: 'RS256' } },
       };
-    },
+    }
+    if (resource.startsWith(WORKLOAD_RESOURCES) && oidcClient.grantTypeAllowed('client_credentials')) {
+      return {
+        scope: '',
+        audience: resource,
+        accessTokenFormat: 'jwt',
+        accessTokenTTL: workloadTtl(ctx),
+        jwt: { sign: { alg: 'RS256' } },
+      };
+    }
+    throw new Error(`unknown resource ${resource}`);
   },
-} : {};
+};
+
+
+const workloadClient = (clientId) => ({
+  client_id: clientId,
+  client_secret: 'workload-secret',
+  token_endpoint_auth_method: 'client_secret_post',
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+});
+
+const WORKLOAD_RESOURCES = 'https://hoist.test/';
+
+// The token endpoint's own parameters, from the form itself: the provider
+// keeps only those it knows in `params`.
+const workloadParam = (ctx, name) => ctx?.oidc?.params?.[name] ?? ctx?.oidc?.body?.[name];
+
+function workloadTtl(ctx) {
+  const ttl = Number(workloadParam(ctx, 'workload_ttl') ?? '');
+  return Number.isInteger(ttl) && ttl > 0 ? ttl : tokenTtl;
+}
+
+function workloadClaims(ctx) {
+  try {
+    const claims = JSON.parse(workloadParam(ctx, 'workload_claims') ?? '{}');
+    return claims && typeof claims === 'object' && !Array.isArray(claims) ? claims : {};
+  } catch {
+    return {};
+  }
+}
 
 const configuration = {
-  clients: [client('hoist'), client('other-app')],
+  clients: [
+    client('hoist'),
+    client('other-app'),
+    workloadClient('deploy-bot'),
+    workloadClient('other-bot'),
+    workloadClient('k8s-deployer'),
+  ],
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('base64url')] },
 
@@ -178,10 +231,11 @@ const configuration = {
 
   pkce: { required: () => true },
 
-  ...(graph ? {
-    extraParams: ['claims'],
-    async extraTokenClaims(ctx, token) {
-      if (token.kind !== 'AccessToken') return undefined;
+  extraParams: ['claims', 'workload_claims', 'workload_ttl'],
+  async extraTokenClaims(ctx, token) {
+    if (token.kind === 'ClientCredentials') return workloadClaims(ctx);
+    if (!graph || token.kind !== 'AccessToken') return undefined;
+    {
       const name = String(token.accountId).split('#')[0];
       const code = ctx.oidc.entities.DeviceCode ?? ctx.oidc.entities.AuthorizationCode;
       const acrs = requestedAcrs(code?.params?.claims ?? '');
@@ -194,11 +248,12 @@ const configuration = {
         name: name.charAt(0).toUpperCase() + name.slice(1),
         ...(acrs.length ? { acrs } : {}),
       };
-    },
-  } : {}),
+    }
+  },
 
   features: {
-    ...graphFeatures,
+    resourceIndicators,
+    clientCredentials: { enabled: true },
     deviceFlow: { enabled: true },
     devInteractions: { enabled: true },
     revocation: { enabled: true },

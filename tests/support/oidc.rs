@@ -223,6 +223,41 @@ impl Provider {
     /// A whole device flow for `client_id`, approved as `username`, done by the
     /// harness alone: returns the token response (`id_token`, `access_token`,
     /// `refresh_token`, ...).
+    /// A workload identity token: a JWT access token from the client
+    /// credentials grant for `client` (`deploy-bot`, `other-bot`,
+    /// `k8s-deployer`), `aud` the `resource` (under `https://hoist.test/`),
+    /// with `claims` added and a life of `ttl_secs` if given.
+    pub async fn workload_token(
+        &self,
+        client: &str,
+        resource: &str,
+        claims: &Value,
+        ttl_secs: Option<u64>,
+    ) -> String {
+        let token_endpoint = self.endpoint("token_endpoint").await;
+        let claims = claims.to_string();
+        let ttl = ttl_secs.map(|t| t.to_string()).unwrap_or_default();
+        let mut fields = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", client),
+            ("client_secret", "workload-secret"),
+            ("resource", resource),
+            ("workload_claims", claims.as_str()),
+        ];
+        if ttl_secs.is_some() {
+            fields.push(("workload_ttl", ttl.as_str()));
+        }
+        let tokens = ok_json(
+            post_form(&token_endpoint, &fields).await,
+            "client credentials token",
+        )
+        .await;
+        tokens["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_string()
+    }
+
     pub async fn device_flow_tokens(&self, username: &str, client_id: &str) -> Value {
         let discovery = self.discovery().await;
         let device = post_form(

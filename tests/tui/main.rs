@@ -3,8 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+#[path = "../support/oidc.rs"]
+mod oidc;
 
 mod flows;
 mod hostile;
 mod snapshots;
 mod targets;
+mod workloads;

@@ -43,10 +43,13 @@ pub enum AuditKind {
     /// The reconciler removed access at a target that no live grant stood
     /// behind (made by hand, or left by a crash).
     DriftRemoved,
+    /// A workload's token exchange was refused (`details`: the `code` that
+    /// names why, the issuer and subject it claimed); nothing was granted.
+    WorkloadRefused,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 22] = [
+    pub const ALL: [AuditKind; 23] = [
         Self::Requested,
         Self::Reviewed,
         Self::Approved,
@@ -69,6 +72,7 @@ impl AuditKind {
         Self::Deprovisioned,
         Self::DeprovisionFailed,
         Self::DriftRemoved,
+        Self::WorkloadRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +99,7 @@ impl AuditKind {
             Self::Deprovisioned => "deprovisioned",
             Self::DeprovisionFailed => "deprovision_failed",
             Self::DriftRemoved => "drift_removed",
+            Self::WorkloadRefused => "workload_refused",
         }
     }
 
@@ -135,6 +140,12 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// Whether a workload did this or it is about one (its actor or
+    /// subject is a `workload:` principal), rather than a person.
+    pub fn concerns_workload(&self) -> bool {
+        crate::is_workload(&self.actor) || self.subject.as_deref().is_some_and(crate::is_workload)
+    }
+
     /// Whether the broker itself did this (its `details` say so; entries
     /// written before the marker existed name [`SYSTEM_ACTOR`] alone).
     pub fn is_system(&self) -> bool {

@@ -84,6 +84,17 @@ pub struct CredentialClaims {
     pub role: String,
     pub grant_id: String,
     pub scope: String,
+    /// Who acts (RFC 8693 section 4.1): present on a workload's credential,
+    /// naming the workload identity that exchanged its token for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// The `act` claim of a workload's credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Actor {
+    /// The workload principal, `workload:<rule>:<sub>`.
+    pub sub: String,
 }
 
 #[cfg(test)]

@@ -24,6 +24,14 @@ pub const MAX_COMMENT_CHARS: usize = 2048;
 /// Longest duration of a grant or an extension, in seconds (366 days),
 /// whatever a role allows; the contract states it as `duration_secs`'s maximum.
 pub const MAX_DURATION_SECS: u64 = 31_622_400;
+/// Prefix of every workload's principal (`workload:<rule>:<sub>`): a name
+/// no person can have, since user names hold no `:`.
+pub const WORKLOAD_PREFIX: &str = "workload:";
+
+/// Whether an actor, requester or holder is a workload rather than a person.
+pub fn is_workload(principal: &str) -> bool {
+    principal.starts_with(WORKLOAD_PREFIX)
+}
 
 mod audit;
 mod credentials;
@@ -35,6 +43,7 @@ pub mod numbers;
 mod requests;
 mod targets;
 pub mod text;
+mod workloads;
 
 pub use audit::*;
 pub use credentials::*;
@@ -44,6 +53,7 @@ pub use grants::*;
 pub use meta::*;
 pub use requests::*;
 pub use targets::*;
+pub use workloads::*;
 
 #[cfg(test)]
 mod samples;

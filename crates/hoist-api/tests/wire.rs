@@ -311,6 +311,74 @@ fn grants_and_credentials() {
             role: "prod-db-admin".into(),
             grant_id: "gr_0123456789ab".into(),
             scope: "postgres://db-prod-1.internal:5432".into(),
+            act: None,
+        },
+    );
+    holds(
+        "credential_claims_workload.json",
+        CredentialClaims {
+            iss: "hoistd".into(),
+            sub: "workload:deploy:repo:acme/app:ref:refs/heads/main".into(),
+            aud: "deploy".into(),
+            iat: 1_780_304_400,
+            exp: 1_780_304_700,
+            jti: "cred_0123456789ab".into(),
+            role: "deploy".into(),
+            grant_id: "gr_0123456789ab".into(),
+            scope: "deploy".into(),
+            act: Some(Actor {
+                sub: "workload:deploy:repo:acme/app:ref:refs/heads/main".into(),
+            }),
+        },
+    );
+    holds(
+        "token_exchange_input.json",
+        TokenExchangeInput {
+            grant_type: TOKEN_EXCHANGE_GRANT.into(),
+            subject_token: "eyJ.eyJ.sig".into(),
+            subject_token_type: JWT_TOKEN_TYPE.into(),
+            resource: Some("urn:hoist:role:deploy".into()),
+            scope: None,
+            requested_ttl: Some("300".into()),
+            requested_token_type: None,
+        },
+    );
+    holds(
+        "token_exchange_response.json",
+        TokenExchangeResponse {
+            access_token: "eyJ.eyJ.sig".into(),
+            issued_token_type: JWT_TOKEN_TYPE.into(),
+            token_type: "Bearer".into(),
+            expires_in: 300,
+            scope: "deploy".into(),
+            grant_id: "gr_0123456789ab".into(),
+            request_id: "req_0123456789ab".into(),
+            expires_at: t("2026-06-01T09:10:00Z"),
+            access: None,
+        },
+    );
+    holds(
+        "token_pending.json",
+        TokenPending {
+            status: "approval".into(),
+            request_id: "req_0123456789ab".into(),
+            grant_id: None,
+            interval: 2,
+        },
+    );
+    holds(
+        "oauth_error.json",
+        OAuthError {
+            error: "invalid_request".into(),
+            error_description: "the subject token has expired".into(),
+            code: WorkloadErrorCode::TokenExpired,
+        },
+    );
+    holds(
+        "workload_revoked.json",
+        WorkloadRevoked {
+            grant_id: "gr_0123456789ab".into(),
+            state: "revoked".into(),
         },
     );
     holds(
@@ -465,6 +533,10 @@ fn enums() {
         serde_json::to_value(RequestState::ALL).unwrap(),
     );
     all("audit_kinds", serde_json::to_value(AuditKind::ALL).unwrap());
+    all(
+        "workload_error_codes",
+        serde_json::to_value(WorkloadErrorCode::ALL).unwrap(),
+    );
     all(
         "request_kinds",
         serde_json::to_value([RequestKind::Access, RequestKind::Extension]).unwrap(),

@@ -65,6 +65,10 @@ pub enum TokenError {
     Claim(String),
     #[error("the token names `{0}`, the broker's own name, which no user may have")]
     Reserved(String),
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token's signature does not verify with the issuer's keys")]
+    Signature,
 }
 
 /// One issuer's fetch of its keys, which every caller waiting on it shares.
@@ -160,6 +164,63 @@ impl Verifier {
             return Err(TokenError::Invalid("the token has expired".into()));
         }
         Ok(identity)
+    }
+
+    /// The claims of a workload identity token from `issuer`: its header's
+    /// algorithm one the issuer accepts (never `none` nor HMAC), signed by
+    /// one of the issuer's keys (the same cache as people's tokens), `iss`
+    /// the issuer's, within `exp`/`nbf` (`exp` exclusive, to the
+    /// millisecond). The audience and the other claims are the caller's to
+    /// check against its rules.
+    pub async fn verify_claims(
+        &self,
+        issuer: &OidcIssuer,
+        token: &str,
+    ) -> Result<serde_json::Value, TokenError> {
+        let header = token.split('.').next().ok_or(TokenError::Malformed)?;
+        let header: serde_json::Value = URL_SAFE_NO_PAD
+            .decode(header)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or(TokenError::Malformed)?;
+        let alg = header.get("alg").and_then(|a| a.as_str()).unwrap_or("");
+        // Refused by name before anything else reads the token: `none`
+        // carries no signature, and an HMAC key would be the issuer's public
+        // key used as a shared secret.
+        if alg.eq_ignore_ascii_case("none") || alg.to_ascii_uppercase().starts_with("HS") {
+            return Err(TokenError::Algorithm(alg.to_string()));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if !issuer.algorithms.contains(&header.alg) {
+            return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let kid = header.kid.clone().unwrap_or_default();
+        let jwk = self.key(issuer, &kid).await?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|err| TokenError::Keys(err.to_string()))?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = issuer.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_issuer(&[&issuer.issuer, &format!("{}/", issuer.issuer)]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+            .map_err(|err| match err.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Signature,
+                _ => TokenError::Invalid(err.to_string()),
+            })?
+            .claims;
+        let exp = claims
+            .get("exp")
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| TokenError::Claim("exp".into()))?;
+        let leeway = i64::try_from(issuer.leeway.as_millis()).unwrap_or(i64::MAX);
+        if crate::broker::now().timestamp_millis()
+            >= exp.saturating_mul(1000).saturating_add(leeway)
+        {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
     }
 
     /// The issuer's key `kid`: from the cache if it is there, without

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use hoist_api::{AuditKind, Credential, CredentialClaims, ErrorCode, GrantState, Introspection};
+use hoist_api::{
+    Actor, AuditKind, Credential, CredentialClaims, ErrorCode, GrantState, Introspection,
+};
 use serde_json::json;
 
 use super::limits::Act;
 use super::targets::{not_usable_yet, usable};
-use super::{Broker, HolderAct, grant_event, new_id, settle_grant, std_delta};
+use super::{Broker, HolderAct, Work, grant_event, new_id, settle_grant, std_delta};
 use crate::error::{Error, Result};
 use crate::target::{GrantFacts, Ledger, TargetKind};
 
@@ -21,13 +23,23 @@ impl Broker {
     /// there (a PostgreSQL password is set at this moment, never kept).
     pub async fn credential(self: &Arc<Self>, user: String, id: String) -> Result<Credential> {
         let broker = Arc::clone(self);
-        let (mut credential, target) =
+        let (credential, target) =
             tokio::task::spawn_blocking(move || broker.grant_credential(&user, &id))
                 .await
                 .map_err(|err| {
                     tracing::error!(error = %err, "credential task failed");
                     Error::refuse(ErrorCode::Internal, "internal error")
                 })??;
+        self.hand_over(credential, target).await
+    }
+
+    /// Asks the grant's target for the holder's part of the access, if it
+    /// has one (a PostgreSQL password is set at this moment, never kept).
+    pub(super) async fn hand_over(
+        &self,
+        mut credential: Credential,
+        target: Option<(Arc<dyn TargetKind>, GrantFacts)>,
+    ) -> Result<Credential> {
         if let Some((target, facts)) = target {
             let handed = target
                 .credential(&facts, &self.journal())
@@ -54,9 +66,23 @@ impl Broker {
     pub fn grant_credential(&self, user: &str, id: &str) -> Result<Issued> {
         self.limit(Act::FetchCredential, user)?;
         let mut work = self.begin()?;
+        let issued = self.issue_credential(&mut work, user, id)?;
+        self.finish(work)?;
+        Ok(issued)
+    }
+
+    /// Issues the credential of grant `id`, held by `user`, within `work`.
+    /// A workload's credential names it in `act` and lasts as long as its
+    /// grant: the task has no way to fetch another.
+    pub(super) fn issue_credential(
+        &self,
+        work: &mut Work<'_>,
+        user: &str,
+        id: &str,
+    ) -> Result<Issued> {
         let policy = Arc::clone(&work.policy);
         let (grant, role) =
-            self.held_active_grant(&work, &policy, user, id, HolderAct::FetchCredential)?;
+            self.held_active_grant(work, &policy, user, id, HolderAct::FetchCredential)?;
         if let Some(access) = grant.access.as_ref().filter(|_| !usable(&grant)) {
             return Err(Error::refuse(
                 ErrorCode::InvalidState,
@@ -78,9 +104,14 @@ impl Broker {
                 }
             },
         };
-        let expires_at = grant
-            .expires_at
-            .min(work.now + std_delta(policy.settings.credential_ttl));
+        let workload = hoist_api::is_workload(user);
+        let expires_at = if workload {
+            grant.expires_at
+        } else {
+            grant
+                .expires_at
+                .min(work.now + std_delta(policy.settings.credential_ttl))
+        };
         let jti = new_id("cred");
         let claims = CredentialClaims {
             iss: policy.settings.issuer.clone(),
@@ -92,6 +123,9 @@ impl Broker {
             role: role.id.clone(),
             grant_id: grant.id.clone(),
             scope: role.scope.clone(),
+            act: workload.then(|| Actor {
+                sub: user.to_string(),
+            }),
         };
         let token = self.signer.issue(&claims)?;
         let mut issued = grant_event(AuditKind::CredentialIssued, user, work.now, &grant);
@@ -101,8 +135,13 @@ impl Broker {
             }
             None => json!({ "jti": jti, "expires_at": expires_at }),
         };
-        self.audit_use(&mut work, issued)?;
-        self.finish(work)?;
+        if workload {
+            // Each of a workload's credentials is its task's one issuance:
+            // audited on its own, never folded into a count.
+            work.audit(issued)?;
+        } else {
+            self.audit_use(work, issued)?;
+        }
         let credential = Credential {
             grant_id: grant.id,
             role: role.id.clone(),

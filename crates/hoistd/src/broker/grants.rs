@@ -217,6 +217,26 @@ impl Broker {
         Ok(grants)
     }
 
+    /// Active grants held by workloads that `user` may see: on roles they
+    /// approve, or every one for an auditor. Newest first.
+    pub fn workload_grants(&self, user: &str, limit: usize) -> Result<Vec<Grant>> {
+        let policy = self.policy();
+        let tx = self.store.transaction()?;
+        let now = now();
+        let mut grants: Vec<Grant> = tx
+            .grants(&GrantQuery {
+                states: vec![GrantState::Active],
+                ..GrantQuery::default()
+            })?
+            .into_iter()
+            .filter(|g| hoist_api::is_workload(&g.holder) && self.visible_grant(&policy, user, g))
+            .collect();
+        grants.iter_mut().for_each(|g| settle_grant(g, now));
+        grants.retain(|g| g.state == GrantState::Active);
+        grants.truncate(limit);
+        Ok(grants)
+    }
+
     /// Everything under one incident reference the caller may see.
     pub fn incident(&self, user: &str, incident: &str) -> Result<hoist_api::IncidentView> {
         let policy = self.policy();

@@ -41,6 +41,9 @@ impl Broker {
                 expires_at: None,
             });
         }
+        if let Some(why) = self.workload_bearer(token) {
+            return Err(refused(why.into()));
+        }
         if policy.oidc.is_empty() || token.split('.').count() != 3 {
             return Err(refused("unknown or expired token".into()));
         }

@@ -19,6 +19,7 @@ mod reload;
 mod requests;
 mod reviews;
 mod targets;
+mod workloads;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -73,6 +74,7 @@ pub struct Broker {
 }
 
 pub use identities::Authenticated;
+pub use workloads::{Exchanged, POLL_INTERVAL_SECS, Refusal, UNVERIFIED_ACTOR};
 
 /// The current time, at the millisecond precision the store keeps.
 pub fn now() -> DateTime<Utc> {

@@ -28,6 +28,10 @@ struct ListParams {
     /// Include expired and revoked grants (default: active only).
     #[serde(default)]
     all: bool,
+    /// Instead of the caller's own: the active grants workloads hold on
+    /// roles the caller approves, or on any role for an auditor.
+    #[serde(default)]
+    workloads: bool,
     /// At most this many, newest first (default 200).
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
@@ -47,6 +51,11 @@ async fn list_grants(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Vec<Grant>>, Failure> {
     let limit = page_size(params.limit, 200)?;
+    if params.workloads {
+        return Ok(Json(
+            blocking(&state, move |b| b.workload_grants(&user, limit)).await?,
+        ));
+    }
     Ok(Json(
         blocking(&state, move |b| b.grants(&user, params.all, limit)).await?,
     ))

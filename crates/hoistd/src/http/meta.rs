@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiForm, ApiQuery, AppState, Caller, Failure, blocking, page_size};
+use super::{ApiForm, ApiQuery, AppState, Caller, Failure, PersonOrWorkload, blocking, page_size};
 use crate::broker;
 use crate::store::AuditQuery;
 
@@ -97,7 +97,7 @@ async fn jwks(State(state): State<AppState>) -> Json<Jwks> {
     ))]
 async fn introspect(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    PersonOrWorkload(user): PersonOrWorkload,
     ApiForm(input): ApiForm<IntrospectionInput>,
 ) -> Result<Json<Introspection>, Failure> {
     let answer = blocking(&state, move |b| b.introspect(&user, &input.token)).await?;

@@ -6,6 +6,7 @@ mod grants;
 mod meta;
 mod requests;
 pub mod serve;
+mod workloads;
 
 use std::sync::Arc;
 
@@ -67,7 +68,8 @@ pub struct AppState {
         (name = "requests", description = "Filing, reviewing and deciding access requests"),
         (name = "grants", description = "Active access: revoke, extend, credentials"),
         (name = "audit", description = "The hash-chained audit log"),
-        (name = "events", description = "Live updates")
+        (name = "events", description = "Live updates"),
+        (name = "workloads", description = "Workload identities: token exchange for one task, and its end")
     )
 )]
 struct ApiDoc;
@@ -91,6 +93,7 @@ fn routes() -> (Router<AppState>, serde_json::Value) {
         .merge(requests::router())
         .merge(grants::router())
         .merge(events::router())
+        .merge(workloads::router())
         .split_for_parts();
     let mut openapi = serde_json::to_value(openapi).unwrap_or_default();
     document_common_errors(&mut openapi);
@@ -468,6 +471,32 @@ impl FromRequestParts<AppState> for Caller {
         Session::from_request_parts(parts, state)
             .await
             .map(|session| Caller(session.caller.user))
+    }
+}
+
+/// A person, or a workload with its live credential: introspection is the
+/// one route of people's API a workload's credential may also call.
+pub struct PersonOrWorkload(pub String);
+
+impl FromRequestParts<AppState> for PersonOrWorkload {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let workload = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .and_then(|token| state.broker.workload_caller(token.trim()));
+        match workload {
+            Some(principal) => Ok(PersonOrWorkload(principal)),
+            None => Caller::from_request_parts(parts, state)
+                .await
+                .map(|Caller(user)| PersonOrWorkload(user)),
+        }
     }
 }
 

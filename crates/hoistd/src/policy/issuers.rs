@@ -97,43 +97,10 @@ pub(super) fn issuers(
     for issuer in raw {
         let offset = issuer.span().start;
         let issuer = issuer.into_inner();
-        let url = url::Url::parse(&issuer.issuer).map_err(|err| {
-            source.invalid(offset, format!("oidc issuer `{}`: {err}", issuer.issuer))
-        })?;
-        let loopback = url.host_str().is_some_and(|h| {
-            h == "localhost"
-                || h.parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        });
-        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-            return Err(source.invalid(
-                offset,
-                format!(
-                    "oidc issuer `{}` must use https (http only on loopback)",
-                    issuer.issuer
-                ),
-            ));
-        }
-        let mut algorithms = Vec::new();
-        for name in &issuer.algorithms {
-            let alg: jsonwebtoken::Algorithm = name.parse().map_err(|_| {
-                source.invalid(offset, format!("oidc algorithm `{name}` is not known"))
-            })?;
-            if matches!(
-                alg,
-                jsonwebtoken::Algorithm::HS256
-                    | jsonwebtoken::Algorithm::HS384
-                    | jsonwebtoken::Algorithm::HS512
-            ) {
-                return Err(source.invalid(
-                    offset,
-                    format!(
-                        "oidc algorithm `{name}` is symmetric; only public-key algorithms are accepted"
-                    ),
-                ));
-            }
-            algorithms.push(alg);
-        }
+        check_url(&issuer.issuer)
+            .map_err(|reason| source.invalid(offset, format!("oidc {reason}")))?;
+        let algorithms = algorithms(&issuer.algorithms)
+            .map_err(|reason| source.invalid(offset, format!("oidc {reason}")))?;
         if let Some(flow) = issuer
             .flows
             .iter()
@@ -174,4 +141,43 @@ pub(super) fn issuers(
         });
     }
     Ok(oidc)
+}
+
+/// An issuer URL must be https, or http on a loopback address.
+pub(super) fn check_url(issuer: &str) -> Result<(), String> {
+    let url = url::Url::parse(issuer).map_err(|err| format!("issuer `{issuer}`: {err}"))?;
+    let loopback = url.host_str().is_some_and(|h| {
+        h == "localhost"
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        return Err(format!(
+            "issuer `{issuer}` must use https (http only on loopback)"
+        ));
+    }
+    Ok(())
+}
+
+/// Algorithm names as `jsonwebtoken` knows them; symmetric ones refused,
+/// since a shared secret would let anyone who verifies tokens mint them.
+pub(super) fn algorithms(names: &[String]) -> Result<Vec<jsonwebtoken::Algorithm>, String> {
+    let mut algorithms = Vec::new();
+    for name in names {
+        let alg: jsonwebtoken::Algorithm = name
+            .parse()
+            .map_err(|_| format!("algorithm `{name}` is not known"))?;
+        if matches!(
+            alg,
+            jsonwebtoken::Algorithm::HS256
+                | jsonwebtoken::Algorithm::HS384
+                | jsonwebtoken::Algorithm::HS512
+        ) {
+            return Err(format!(
+                "algorithm `{name}` is symmetric; only public-key algorithms are accepted"
+            ));
+        }
+        algorithms.push(alg);
+    }
+    Ok(algorithms)
 }

@@ -9,6 +9,7 @@ mod targets;
 #[cfg(test)]
 mod tests;
 mod users;
+mod workloads;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -24,6 +25,7 @@ use toml::Spanned;
 pub use issuers::OidcIssuer;
 pub use roles::{RoleAccess, RoleDef};
 pub use settings::{Rate, Settings};
+pub use workloads::{Approval, WorkloadRole, WorkloadRule, claim_text};
 
 /// A policy that passed every check.
 #[derive(Debug, Clone)]
@@ -35,6 +37,8 @@ pub struct Policy {
     groups: BTreeMap<String, BTreeSet<String>>,
     roles: BTreeMap<String, RoleDef>,
     pub oidc: Vec<OidcIssuer>,
+    /// Trust rules for workload identity tokens, in the file's order.
+    pub workloads: Vec<WorkloadRule>,
     /// The systems grants reach, by name.
     pub targets: crate::target::Targets,
     /// Provider identities (issuer, subject) linked to users of the policy.
@@ -114,6 +118,7 @@ impl Policy {
         let targets = targets::targets(&source, raw.targets)?;
         let roles = roles::roles(&source, raw.roles, &people, &targets)?;
         let oidc = issuers::issuers(&source, raw.oidc)?;
+        let workloads = workloads::workloads(&source, raw.workloads, &oidc, &roles)?;
         if let Some(((issuer, _), user)) = people
             .links
             .iter()
@@ -132,6 +137,7 @@ impl Policy {
             groups: people.groups,
             roles,
             oidc,
+            workloads,
             targets,
             links: people.links,
             directory: Arc::default(),
@@ -260,6 +266,13 @@ impl Policy {
         })
     }
 
+    /// The rule a workload principal (`workload:<rule>:<sub>`) was admitted by.
+    pub fn workload_rule_of(&self, principal: &str) -> Option<&WorkloadRule> {
+        let rest = principal.strip_prefix(hoist_api::WORKLOAD_PREFIX)?;
+        let (name, _) = rest.split_once(':')?;
+        self.workloads.iter().find(|rule| rule.name == name)
+    }
+
     pub fn role(&self, id: &str) -> Option<&RoleDef> {
         self.roles.get(id)
     }
@@ -269,6 +282,11 @@ impl Policy {
     }
 
     pub fn is_eligible(&self, user: &str, role: &RoleDef) -> bool {
+        if hoist_api::is_workload(user) {
+            return self
+                .workload_rule_of(user)
+                .is_some_and(|rule| rule.role(&role.id).is_some());
+        }
         self.knows(user)
             && (role.eligible_users.contains(user) || self.in_any(user, &role.eligible_groups))
     }
@@ -408,6 +426,8 @@ struct RawPolicy {
     oidc: Vec<Spanned<issuers::RawOidc>>,
     #[serde(default)]
     targets: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    workloads: Vec<Spanned<workloads::RawWorkload>>,
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {

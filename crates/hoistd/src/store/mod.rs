@@ -53,6 +53,12 @@
 //!    (a second insert is a [`StoreError::Conflict`]). The broker writes an
 //!    effect in the same transaction as the grant change that calls for it,
 //!    so with rule 6 no committed change is without its effect.
+//! 10. A workload task is exchanged once: [`Tx::insert_exchange`] refuses a
+//!     task key already stored ([`StoreError::Conflict`]), and exchanges are
+//!     never removed. The broker reads [`Tx::exchange`] and inserts in the
+//!     same transaction (rule 1), so of two racing exchanges of one token
+//!     exactly one files a request; a server database's unique key makes
+//!     the same true across brokers.
 //!
 //! A backend is chosen by [`open`] from a location: `sqlite:PATH` or a bare
 //! path is the embedded [`SqliteStore`] (its schema in
@@ -252,6 +258,22 @@ pub struct Delivery {
     pub at: DateTime<Utc>,
 }
 
+/// One workload token exchanged (rule 10): the task it names, the request
+/// it filed, and when its credential was handed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// The issuer and the token's task id (`jti` or the rule's task claim).
+    pub task_key: String,
+    pub principal: String,
+    pub request_id: String,
+    /// When the token ends; polls after that are refused by the token check.
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    /// When the credential was handed over; `None` while the exchange waits
+    /// for an approver or for the target.
+    pub redeemed_at: Option<DateTime<Utc>>,
+}
+
 /// Which audit events to list, oldest first.
 #[derive(Debug, Default, Clone)]
 pub struct AuditQuery {
@@ -369,6 +391,14 @@ pub trait Tx {
     fn insert_delivery(&mut self, delivery: &Delivery) -> Result<()>;
     /// The newest deliveries first, at most `limit`.
     fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>>;
+
+    /// The exchange of a workload task, if it was exchanged (rule 10).
+    fn exchange(&self, task_key: &str) -> Result<Option<Exchange>>;
+    /// Records a task's exchange; refuses a task key already stored (rule 10).
+    fn insert_exchange(&mut self, exchange: &Exchange) -> Result<()>;
+    /// Writes when the credential was handed over (rule 5: one never
+    /// stored is not found).
+    fn update_exchange(&mut self, exchange: &Exchange) -> Result<()>;
 
     /// The newest credential signing key: its id and PKCS#8 document.
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>>;

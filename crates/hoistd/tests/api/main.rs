@@ -30,3 +30,4 @@ mod sso;
 mod store;
 mod targets_postgres;
 mod targets_webhook;
+mod workloads;

@@ -31,6 +31,8 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/v1/grants/{id}/credential"),
     ("get", "/v1/events"),
     ("get", "/v1/incidents/{reference}"),
+    ("post", "/v1/token"),
+    ("post", "/v1/token/revoke"),
 ];
 
 #[tokio::test]
@@ -53,9 +55,10 @@ async fn the_served_document_is_openapi_3_1_and_lists_every_endpoint_with_its_er
         for (method, operation) in item.as_object().unwrap() {
             listed.insert((method.clone(), path.clone()));
             let responses = operation["responses"].as_object().unwrap();
+            // The exchange takes no bearer token: its subject token is the proof.
             let public = matches!(
                 path.as_str(),
-                "/v1/health" | "/v1/auth/config" | "/.well-known/jwks.json"
+                "/v1/health" | "/v1/auth/config" | "/.well-known/jwks.json" | "/v1/token"
             );
             if !public {
                 assert!(
@@ -63,10 +66,12 @@ async fn the_served_document_is_openapi_3_1_and_lists_every_endpoint_with_its_er
                     "{method} {path} documents no 401"
                 );
                 let error_ref = &responses["401"]["content"]["application/json"]["schema"]["$ref"];
-                assert_eq!(
-                    error_ref, "#/components/schemas/ApiError",
-                    "{method} {path}"
-                );
+                let expected = if path.starts_with("/v1/token") {
+                    "#/components/schemas/OAuthError"
+                } else {
+                    "#/components/schemas/ApiError"
+                };
+                assert_eq!(error_ref, expected, "{method} {path}");
             }
         }
     }
@@ -168,10 +173,17 @@ async fn the_document_states_limits_enums_and_every_error() {
 
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
+            // The workloads' routes answer in RFC 6749's form.
+            let oauth = path.starts_with("/v1/token");
             for status in ["400", "408", "414", "431", "500"] {
+                let schema = if oauth && ["400", "500"].contains(&status) {
+                    "#/components/schemas/OAuthError"
+                } else {
+                    "#/components/schemas/ApiError"
+                };
                 assert_eq!(
                     operation["responses"][status]["content"]["application/json"]["schema"]["$ref"],
-                    "#/components/schemas/ApiError",
+                    schema,
                     "{method} {path} documents no {status}"
                 );
             }

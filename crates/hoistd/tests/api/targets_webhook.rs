@@ -497,3 +497,73 @@ async fn a_target_dropped_from_the_policy_refuses_credentials_and_keeps_removals
         "never told"
     );
 }
+
+/// A workload's exchange for a role with a target answers once the access
+/// is live, with the access in the response; its own revocation removes it.
+#[tokio::test]
+async fn a_workload_exchange_returns_the_access_at_the_target_and_its_revoke_removes_it() {
+    let provider = crate::oidc::Provider::start().await;
+    let receiver = example_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[workloads]]\nname = \"ci\"\nissuer = \"{}\"\naudience = \"https://hoist.test/ci\"\n\
+         [workloads.claims]\nsub = \"deploy-bot\"\n[[workloads.roles]]\nrole = \"k8s-admin\"\n\
+         max_ttl_minutes = 5\n",
+        policy(dir.path(), &receiver.url),
+        provider.issuer
+    );
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let token = provider
+        .workload_token(
+            "deploy-bot",
+            "https://hoist.test/ci",
+            &serde_json::json!({}),
+            None,
+        )
+        .await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/token", broker.url()))
+        .form(&[
+            ("grant_type", hoist_api::TOKEN_EXCHANGE_GRANT),
+            ("subject_token", token.as_str()),
+            ("subject_token_type", hoist_api::JWT_TOKEN_TYPE),
+            ("scope", "k8s-admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    // Provisioning at a receiver on loopback takes far less than the
+    // exchange waits; the 202 path is the poll the other tests cover.
+    assert_eq!(answer.status(), StatusCode::OK);
+    let issued: hoist_api::TokenExchangeResponse = answer.json().await.unwrap();
+    let handed = issued.access.expect("the access at the target");
+    assert_eq!(handed.kind, "webhook");
+    assert_eq!(handed.env["EXAMPLE_GRANT"], issued.grant_id);
+    assert_eq!(handed.env["EXAMPLE_USER"], "workload:ci:deploy-bot");
+    let grant = broker
+        .as_user("erin")
+        .grant(&issued.grant_id)
+        .await
+        .unwrap();
+    assert!(handed.expires_at <= grant.expires_at);
+    assert_eq!(grant.holder, "workload:ci:deploy-bot");
+
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/v1/token/revoke", broker.url()))
+        .bearer_auth(&issued.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let erin = broker.as_user("erin");
+    eventually(LONG, || async {
+        erin.grant(&issued.grant_id)
+            .await
+            .unwrap()
+            .access
+            .unwrap()
+            .state
+            == AccessState::Removed
+    })
+    .await;
+}

@@ -42,7 +42,7 @@ pub use audit::{
 };
 pub use records::{
     due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys, identities,
-    request_queries, requests_round_trip, signing_keys,
+    request_queries, requests_round_trip, signing_keys, workload_exchanges,
 };
 pub use rules::{
     conflicts_and_missing_rows, dropping_a_transaction_rolls_everything_back,
@@ -79,6 +79,7 @@ macro_rules! store_conformance {
             grant_access_round_trip_and_queries,
             effects_outbox,
             webhook_deliveries,
+            workload_exchanges,
         );
     };
     (@each $with_fresh_store:path; $($check:ident),* $(,)?) => {

@@ -492,3 +492,55 @@ pub fn signing_keys(store: &dyn Store) {
     let again = tx.insert_signing_key("k1", b"third", at(3));
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
 }
+
+/// Rule 10: a workload task is exchanged once; its exchange reads back as
+/// written, and its redemption is recorded.
+pub fn workload_exchanges(store: &dyn Store) {
+    use crate::store::Exchange;
+    let exchange = Exchange {
+        task_key: "https://issuer.example\njti-1".into(),
+        principal: "workload:deploy:repo:acme/app".into(),
+        request_id: "req_1".into(),
+        expires_at: at(300_000),
+        created_at: at(1),
+        redeemed_at: None,
+    };
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.exchange(&exchange.task_key).unwrap(), None);
+    tx.insert_exchange(&exchange).unwrap();
+    tx.commit().unwrap();
+
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.exchange(&exchange.task_key).unwrap(),
+        Some(exchange.clone())
+    );
+    let again = Exchange {
+        request_id: "req_2".into(),
+        ..exchange.clone()
+    };
+    assert!(
+        matches!(tx.insert_exchange(&again), Err(StoreError::Conflict(_))),
+        "a task exchanged twice must be a conflict (rule 10)"
+    );
+    drop(tx);
+
+    let mut tx = store.transaction().unwrap();
+    let redeemed = Exchange {
+        redeemed_at: Some(at(2_000)),
+        ..exchange.clone()
+    };
+    tx.update_exchange(&redeemed).unwrap();
+    let other = Exchange {
+        task_key: "https://issuer.example\njti-2".into(),
+        ..exchange.clone()
+    };
+    assert!(
+        matches!(tx.update_exchange(&other), Err(StoreError::NotFound(_))),
+        "updating an exchange never stored must be NotFound"
+    );
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.exchange(&exchange.task_key).unwrap(), Some(redeemed));
+    assert_eq!(tx.exchange(&other.task_key).unwrap(), None);
+}

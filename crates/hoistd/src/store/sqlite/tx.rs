@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use super::Durability;
 use super::rows::*;
 use crate::store::{
-    AuditHead, AuditQuery, Delivery, Effect, GrantQuery, RequestQuery, Result, StoreError,
-    StoredAudit, Tx,
+    AuditHead, AuditQuery, Delivery, Effect, Exchange, GrantQuery, RequestQuery, Result,
+    StoreError, StoredAudit, Tx,
 };
 
 pub(super) struct SqliteTx<'a> {
@@ -444,6 +444,55 @@ impl Tx for SqliteTx<'_> {
                 "INSERT INTO identities (issuer, subject, user, created_at) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![issuer, subject, user, ms(at)])?;
+        Ok(())
+    }
+
+    fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT task_key, principal, request_id, expires_at, created_at, redeemed_at \
+                 FROM workload_exchanges WHERE task_key = ?1",
+            )?
+            .query_row([task_key], |row| {
+                Ok(Exchange {
+                    task_key: row.get(0)?,
+                    principal: row.get(1)?,
+                    request_id: row.get(2)?,
+                    expires_at: time(row.get(3)?)?,
+                    created_at: time(row.get(4)?)?,
+                    redeemed_at: opt_time(row.get(5)?)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn insert_exchange(&mut self, e: &Exchange) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO workload_exchanges \
+                 (task_key, principal, request_id, expires_at, created_at, redeemed_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                e.task_key,
+                e.principal,
+                e.request_id,
+                ms(e.expires_at),
+                ms(e.created_at),
+                e.redeemed_at.map(ms),
+            ])?;
+        Ok(())
+    }
+
+    fn update_exchange(&mut self, e: &Exchange) -> Result<()> {
+        let changed = self
+            .conn
+            .prepare_cached("UPDATE workload_exchanges SET redeemed_at = ?2 WHERE task_key = ?1")?
+            .execute(params![e.task_key, e.redeemed_at.map(ms)])?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("exchange {}", e.task_key)));
+        }
         Ok(())
     }
 

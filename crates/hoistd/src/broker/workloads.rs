@@ -1,0 +1,782 @@
+//! Workload identities: a job's token exchanged for one task's grant (RFC
+//! 8693), the job's poll while a person approves or its target provisions,
+//! and the job's own revocation when the task ends.
+//!
+//! A workload is its own kind of principal, `workload:<rule>:<sub>`, a name
+//! no person can have (user names hold no `:`), and is verified only here:
+//! `authenticate` refuses its tokens and credentials on people's routes,
+//! and the policy refuses a rule whose issuer and audience sign people in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hoist_api::{
+    ACCESS_TOKEN_TYPE, AccessRequest, AuditKind, Credential, GrantState, JWT_TOKEN_TYPE,
+    RequestKind, RequestState, TOKEN_EXCHANGE_GRANT, TokenExchangeInput, TokenExchangeResponse,
+    TokenPending, WORKLOAD_PREFIX, WorkloadErrorCode, WorkloadRevoked,
+};
+use serde_json::json;
+
+use super::limits::Act;
+use super::targets::usable;
+use super::{Broker, Change, SYSTEM_ACTOR, Work, event, settle_grant};
+use crate::audit::NewAuditEvent;
+use crate::error::Error;
+use crate::oidc::TokenError;
+use crate::policy::{Approval, WorkloadRule, claim_text};
+use crate::store::Exchange;
+use crate::target::{GrantFacts, TargetKind};
+
+/// The actor of a refusal before any rule vouched for the token: no rule
+/// is named `unverified`'s way (it holds no second `:`), and no person can
+/// have the name.
+pub const UNVERIFIED_ACTOR: &str = "workload:unverified";
+
+/// How long the exchange itself waits for a target to make the access live
+/// before answering pending; the job polls for the rest.
+const PROVISION_WAIT: Duration = Duration::from_secs(10);
+
+/// How often a pending job is told to come back, in seconds.
+pub const POLL_INTERVAL_SECS: u64 = 2;
+
+/// Longest `sub` a workload may have: it is part of every audit entry.
+const MAX_SUBJECT_CHARS: usize = 255;
+
+/// Why an exchange, a poll or a revocation was refused, with the code that
+/// names it.
+#[derive(Debug)]
+pub struct Refusal {
+    pub code: WorkloadErrorCode,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    fn new(code: WorkloadErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(err: Error) -> Refusal {
+        match err {
+            Error::RateLimited {
+                message,
+                retry_after,
+            } => Refusal {
+                code: WorkloadErrorCode::RateLimited,
+                message,
+                retry_after: Some(retry_after),
+            },
+            Error::Refused { message, .. } => {
+                Refusal::new(WorkloadErrorCode::InvalidRequest, message)
+            }
+            err => {
+                tracing::error!(error = %err, "workload exchange failed");
+                Refusal::new(
+                    WorkloadErrorCode::Internal,
+                    "internal error; the broker log has the details",
+                )
+            }
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for Refusal {
+    fn from(err: crate::store::StoreError) -> Refusal {
+        Refusal::from(Error::from(err))
+    }
+}
+
+/// What an exchange answers.
+pub enum Exchanged {
+    Issued(Box<TokenExchangeResponse>),
+    Pending(TokenPending),
+}
+
+/// A token that passed every check, and what it asks for.
+struct Admitted {
+    rule: WorkloadRule,
+    principal: String,
+    issuer: String,
+    subject: String,
+    claims: serde_json::Value,
+    role: String,
+    ttl: Duration,
+    approval: Approval,
+    task_key: String,
+    task: String,
+    token_expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What the store step found.
+enum Step {
+    Issued(
+        Box<Credential>,
+        Option<(Arc<dyn TargetKind>, GrantFacts)>,
+        String,
+    ),
+    Pending(TokenPending),
+}
+
+/// Text a token claims, made safe to keep: no control or invisible
+/// characters, and bounded.
+fn claimed(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() && !hoist_api::text::is_invisible(*c))
+        .take(MAX_SUBJECT_CHARS)
+        .collect()
+}
+
+fn unverified_claims(token: &str) -> Option<serde_json::Value> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn audiences(claims: &serde_json::Value) -> Vec<String> {
+    match claims.get("aud") {
+        Some(serde_json::Value::String(one)) => vec![one.clone()],
+        Some(serde_json::Value::Array(many)) => many
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The role a request names: `resource` as `urn:hoist:role:<id>` (or the
+/// bare id), or a `scope` of one role.
+fn requested_role(input: &TokenExchangeInput) -> Result<String, Refusal> {
+    let from_resource = input
+        .resource
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .map(|r| r.strip_prefix("urn:hoist:role:").unwrap_or(r).to_string());
+    let from_scope = match input
+        .scope
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(scope) if scope.contains(' ') => {
+            return Err(Refusal::new(
+                WorkloadErrorCode::InvalidRequest,
+                "scope names more than one role; one task is one role",
+            ));
+        }
+        Some(scope) => Some(scope.to_string()),
+    };
+    match (from_resource, from_scope) {
+        (Some(a), Some(b)) if a != b => Err(Refusal::new(
+            WorkloadErrorCode::InvalidRequest,
+            format!("resource names role `{a}` and scope names `{b}`"),
+        )),
+        (Some(role), _) | (None, Some(role)) => Ok(role),
+        (None, None) => Err(Refusal::new(
+            WorkloadErrorCode::InvalidRequest,
+            "name the role in `resource` (urn:hoist:role:<id>) or `scope`",
+        )),
+    }
+}
+
+impl Broker {
+    /// RFC 8693 token exchange: checks the workload's token against the
+    /// policy's `[[workloads]]` rules, files its task's request, and hands
+    /// over the credential at once (automatic approval, access live), or
+    /// answers pending; a poll is the same token presented again.
+    pub async fn exchange(
+        self: &Arc<Self>,
+        input: TokenExchangeInput,
+    ) -> Result<Exchanged, Refusal> {
+        let admitted = match self.admit(&input).await {
+            Ok(admitted) => admitted,
+            Err((refusal, details)) => {
+                if refusal.code != WorkloadErrorCode::RateLimited {
+                    self.audit_refusal(UNVERIFIED_ACTOR.to_string(), &refusal, details)
+                        .await;
+                }
+                return Err(refusal);
+            }
+        };
+        self.limit(Act::File, &admitted.principal)?;
+        let admitted = Arc::new(admitted);
+        let waited_until = tokio::time::Instant::now() + PROVISION_WAIT;
+        loop {
+            let broker = Arc::clone(self);
+            let task = Arc::clone(&admitted);
+            let step = tokio::task::spawn_blocking(move || broker.exchange_task(&task))
+                .await
+                .map_err(|err| {
+                    tracing::error!(error = %err, "exchange task failed");
+                    Refusal::new(WorkloadErrorCode::Internal, "internal error")
+                })?;
+            let refusal = match step {
+                Ok(Step::Issued(credential, target, request_id)) => {
+                    let credential = self
+                        .hand_over(*credential, target)
+                        .await
+                        .map_err(Refusal::from)?;
+                    return Ok(Exchanged::Issued(Box::new(response(
+                        credential, request_id,
+                    ))));
+                }
+                Ok(Step::Pending(pending))
+                    if pending.status == "provisioning"
+                        && tokio::time::Instant::now() < waited_until =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Ok(Step::Pending(pending)) => return Ok(Exchanged::Pending(pending)),
+                Err(refusal) => refusal,
+            };
+            if matches!(
+                refusal.code,
+                WorkloadErrorCode::Replayed | WorkloadErrorCode::Denied
+            ) {
+                self.audit_refusal(
+                    admitted.principal.clone(),
+                    &refusal,
+                    facts(&admitted, json!({})),
+                )
+                .await;
+            }
+            return Err(refusal);
+        }
+    }
+
+    /// Every check of the token and the form, in the order the error codes
+    /// are documented; a refusal comes with what the token claimed, for the
+    /// audit entry.
+    async fn admit(
+        self: &Arc<Self>,
+        input: &TokenExchangeInput,
+    ) -> Result<Admitted, (Refusal, serde_json::Value)> {
+        use WorkloadErrorCode as Code;
+        let plain = |code, message: String| (Refusal::new(code, message), json!({}));
+        if input.grant_type != TOKEN_EXCHANGE_GRANT {
+            return Err(plain(
+                Code::UnsupportedGrantType,
+                format!("grant_type must be {TOKEN_EXCHANGE_GRANT}"),
+            ));
+        }
+        if ![
+            JWT_TOKEN_TYPE,
+            ACCESS_TOKEN_TYPE,
+            "urn:ietf:params:oauth:token-type:id_token",
+        ]
+        .contains(&input.subject_token_type.as_str())
+        {
+            return Err(plain(
+                Code::InvalidRequest,
+                format!("subject_token_type must be {JWT_TOKEN_TYPE}"),
+            ));
+        }
+        if let Some(kind) = input
+            .requested_token_type
+            .as_deref()
+            .filter(|t| ![JWT_TOKEN_TYPE, ACCESS_TOKEN_TYPE].contains(t))
+        {
+            return Err(plain(
+                Code::InvalidRequest,
+                format!(
+                    "requested_token_type `{}` is not issued; the credential is a JWT",
+                    claimed(kind)
+                ),
+            ));
+        }
+        let role = requested_role(input).map_err(|r| (r, json!({})))?;
+        let requested_ttl = match input.requested_ttl.as_deref() {
+            None | Some("") => None,
+            Some(text) => match text.parse::<u64>() {
+                Ok(secs) if secs > 0 => Some(Duration::from_secs(secs)),
+                _ => {
+                    return Err(plain(
+                        Code::InvalidRequest,
+                        "requested_ttl must be a whole number of seconds above zero".into(),
+                    ));
+                }
+            },
+        };
+        let token = input.subject_token.trim();
+        let Some(unverified) = unverified_claims(token).filter(|_| token.split('.').count() == 3)
+        else {
+            return Err(plain(
+                Code::MalformedToken,
+                "the subject token is not a JWT".into(),
+            ));
+        };
+        let iss = unverified
+            .get("iss")
+            .and_then(|v| v.as_str())
+            .map(|i| i.trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        let claimed_sub = unverified.get("sub").and_then(|v| v.as_str()).unwrap_or("");
+        let said = json!({
+            "issuer": claimed(&iss),
+            "subject": claimed(claimed_sub),
+            "role": claimed(&role),
+        });
+        let refuse = |code, message: String| (Refusal::new(code, message), said.clone());
+
+        let policy = self.policy();
+        let for_issuer: Vec<&WorkloadRule> = policy
+            .workloads
+            .iter()
+            .filter(|rule| rule.issuer.issuer == iss)
+            .collect();
+        if for_issuer.is_empty() {
+            return Err(if policy.oidc.iter().any(|i| i.issuer == iss) {
+                refuse(
+                    Code::WrongIssuer,
+                    format!(
+                        "issuer `{}` signs people in; no [[workloads]] rule trusts it for workloads",
+                        claimed(&iss)
+                    ),
+                )
+            } else {
+                refuse(
+                    Code::UnknownIssuer,
+                    format!("no [[workloads]] rule trusts issuer `{}`", claimed(&iss)),
+                )
+            });
+        }
+        let aud = audiences(&unverified);
+        let candidates: Vec<&WorkloadRule> = for_issuer
+            .into_iter()
+            .filter(|rule| rule.issuer.audiences.iter().any(|a| aud.contains(a)))
+            .collect();
+        let Some(first) = candidates.first() else {
+            return Err(refuse(
+                Code::WrongAudience,
+                format!(
+                    "no [[workloads]] rule for `{}` accepts audience {}",
+                    claimed(&iss),
+                    claimed(&aud.join(", "))
+                ),
+            ));
+        };
+        let claims = self
+            .verifier
+            .verify_claims(&first.issuer, token)
+            .await
+            .map_err(|err| {
+                let code = match &err {
+                    TokenError::Algorithm(_) => Code::AlgorithmRefused,
+                    TokenError::Expired => Code::TokenExpired,
+                    TokenError::Signature | TokenError::UnknownKey(_) => Code::InvalidSignature,
+                    TokenError::Keys(_) => Code::IssuerUnavailable,
+                    _ => Code::MalformedToken,
+                };
+                refuse(code, format!("the subject token was refused: {err}"))
+            })?;
+        let subject = claims
+            .get("sub")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty() && s.chars().count() <= MAX_SUBJECT_CHARS && claimed(s) == *s)
+            .ok_or_else(|| {
+                refuse(
+                    Code::MalformedToken,
+                    format!(
+                        "the token's `sub` must be 1 to {MAX_SUBJECT_CHARS} visible characters"
+                    ),
+                )
+            })?
+            .to_string();
+        let matching: Vec<&WorkloadRule> = candidates
+            .iter()
+            .copied()
+            .filter(|rule| rule.mismatch(&claims).is_none())
+            .collect();
+        if matching.is_empty() {
+            let claim = candidates
+                .iter()
+                .filter_map(|rule| rule.mismatch(&claims))
+                .find(|claim| *claim != "sub");
+            return Err(match claim {
+                Some(claim) => refuse(
+                    Code::ClaimMismatch,
+                    format!("the token's `{claim}` does not match what the rule pins"),
+                ),
+                None => refuse(
+                    Code::SubjectMismatch,
+                    format!(
+                        "no [[workloads]] rule matches subject `{}`",
+                        claimed(&subject)
+                    ),
+                ),
+            });
+        }
+        let Some((rule, allowed)) = matching
+            .iter()
+            .find_map(|rule| rule.role(&role).map(|allowed| (*rule, allowed)))
+        else {
+            return Err(refuse(
+                Code::RoleNotAllowed,
+                format!(
+                    "workload rule `{}` does not allow role `{}`",
+                    matching[0].name,
+                    claimed(&role)
+                ),
+            ));
+        };
+        let ttl = match requested_ttl {
+            Some(ttl) if ttl > allowed.max_ttl => {
+                return Err(refuse(
+                    Code::TtlTooLong,
+                    format!(
+                        "requested_ttl {}s is above the rule's maximum of {} minutes for role `{}`",
+                        ttl.as_secs(),
+                        allowed.max_ttl.as_secs() / 60,
+                        role
+                    ),
+                ));
+            }
+            Some(ttl) => ttl,
+            None => allowed.max_ttl,
+        };
+        let task = claim_text(&claims, &rule.task_claim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                refuse(
+                    Code::MalformedToken,
+                    format!(
+                        "the token has no `{}` claim, which names its task",
+                        rule.task_claim
+                    ),
+                )
+            })?;
+        let token_expires_at = claims
+            .get("exp")
+            .and_then(|v| v.as_i64())
+            .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0))
+            .unwrap_or_else(super::now);
+        Ok(Admitted {
+            principal: format!("{WORKLOAD_PREFIX}{}:{subject}", rule.name),
+            issuer: iss.clone(),
+            task_key: format!("{iss}\n{}:{}", rule.task_claim, claimed(&task)),
+            task: claimed(&task),
+            rule: rule.clone(),
+            subject,
+            claims,
+            role,
+            ttl,
+            approval: allowed.approval,
+            token_expires_at,
+        })
+    }
+
+    /// The exchange's one transaction: a new task files its request (and,
+    /// approved automatically, starts its grant); a task already exchanged
+    /// is a poll while its credential was not handed over, and a replay once
+    /// it was.
+    fn exchange_task(&self, admitted: &Admitted) -> Result<Step, Refusal> {
+        let mut work = self.begin()?;
+        let step = match work.tx.exchange(&admitted.task_key)? {
+            Some(exchange)
+                if exchange.redeemed_at.is_some() || exchange.principal != admitted.principal =>
+            {
+                return Err(Refusal::new(
+                    WorkloadErrorCode::Replayed,
+                    format!(
+                        "this token's task ({}) was exchanged already; one task is one grant",
+                        admitted.task
+                    ),
+                ));
+            }
+            Some(exchange) => self.poll(&mut work, exchange)?,
+            None => self.file_task(&mut work, admitted)?,
+        };
+        self.finish(work)?;
+        Ok(step)
+    }
+
+    fn file_task(&self, work: &mut Work<'_>, admitted: &Admitted) -> Result<Step, Refusal> {
+        let policy = Arc::clone(&work.policy);
+        let role = self.role(&policy, &admitted.role)?;
+        let approvals = match admitted.approval {
+            Approval::Automatic => 0,
+            Approval::Person => role.approvals.max(1),
+        };
+        let mut request = AccessRequest {
+            justification: justification(admitted),
+            duration_secs: admitted.ttl.as_secs(),
+            ..work.new_request(
+                RequestKind::Access,
+                role,
+                &admitted.principal,
+                approvals,
+                &policy,
+            )
+        };
+        work.file(
+            &request,
+            facts(
+                admitted,
+                json!({
+                    "kind": "workload",
+                    "duration_secs": request.duration_secs,
+                    "approvals_required": approvals,
+                }),
+            ),
+        )?;
+        let exchange = Exchange {
+            task_key: admitted.task_key.clone(),
+            principal: admitted.principal.clone(),
+            request_id: request.id.clone(),
+            expires_at: admitted.token_expires_at,
+            created_at: work.now,
+            redeemed_at: None,
+        };
+        work.tx.insert_exchange(&exchange)?;
+        if approvals == 0 {
+            let mut approved = event(AuditKind::Approved, SYSTEM_ACTOR, work.now, &request);
+            approved.reason = Some(format!(
+                "workload rule `{}` approves role `{}` automatically",
+                admitted.rule.name, role.id
+            ));
+            work.audit(approved)?;
+            work.activate(&mut request, SYSTEM_ACTOR)?;
+        } else {
+            work.changes.push(Change::Request(request.clone()));
+        }
+        self.poll(work, exchange)
+    }
+
+    /// Where an exchanged task stands: its credential if its grant is
+    /// usable (the exchange is then redeemed), pending while a person or
+    /// the target has yet to act, refused once it will never be granted.
+    fn poll(&self, work: &mut Work<'_>, mut exchange: Exchange) -> Result<Step, Refusal> {
+        let request = self.load_request(work, &exchange.request_id)?;
+        let pending = |status: &str, grant_id: Option<String>| {
+            Step::Pending(TokenPending {
+                status: status.into(),
+                request_id: request.id.clone(),
+                grant_id,
+                interval: POLL_INTERVAL_SECS,
+            })
+        };
+        match request.state {
+            RequestState::Pending | RequestState::Approved => Ok(pending("approval", None)),
+            RequestState::Active => {
+                let grant_id = request.grant_id.clone().unwrap_or_default();
+                let mut grant = work
+                    .tx
+                    .grant(&grant_id)?
+                    .ok_or_else(|| Error::not_found("grant", &grant_id))?;
+                settle_grant(&mut grant, work.now);
+                if grant.state != GrantState::Active {
+                    return Err(Refusal::new(
+                        WorkloadErrorCode::Denied,
+                        format!(
+                            "grant {grant_id} is {}; the task's window is over",
+                            grant.state.as_str()
+                        ),
+                    ));
+                }
+                if grant.access.is_some() && !usable(&grant) {
+                    return Ok(pending("provisioning", Some(grant_id)));
+                }
+                let (credential, target) =
+                    self.issue_credential(work, &exchange.principal, &grant_id)?;
+                exchange.redeemed_at = Some(work.now);
+                work.tx.update_exchange(&exchange)?;
+                Ok(Step::Issued(Box::new(credential), target, request.id))
+            }
+            state => Err(Refusal::new(
+                WorkloadErrorCode::Denied,
+                format!(
+                    "request {} is {state}{}",
+                    request.id,
+                    request
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(": {}", claimed(r)))
+                        .unwrap_or_default()
+                ),
+            )),
+        }
+    }
+
+    /// Audits a refused exchange; nothing else is written.
+    async fn audit_refusal(
+        self: &Arc<Self>,
+        actor: String,
+        refusal: &Refusal,
+        mut details: serde_json::Value,
+    ) {
+        if let Some(map) = details.as_object_mut() {
+            map.insert("code".into(), json!(refusal.code.as_str()));
+        }
+        let message = refusal.message.clone();
+        let broker = Arc::clone(self);
+        let written = tokio::task::spawn_blocking(move || -> crate::error::Result<()> {
+            let mut work = broker.begin()?;
+            work.audit(NewAuditEvent {
+                at: work.now,
+                kind: AuditKind::WorkloadRefused,
+                subject: Some(actor.clone()),
+                actor,
+                role: details
+                    .get("role")
+                    .and_then(|r| r.as_str())
+                    .map(str::to_string),
+                request_id: None,
+                grant_id: None,
+                incident: None,
+                reason: Some(message),
+                details,
+            })?;
+            broker.finish(work)
+        })
+        .await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::error!("a refused workload exchange could not be audited");
+        }
+    }
+
+    /// `POST /v1/token/revoke`: the workload ends its own task's grant with
+    /// the credential it was given. Ending an ended grant changes nothing.
+    pub fn revoke_task(&self, credential: &str) -> Result<WorkloadRevoked, Refusal> {
+        let policy = self.policy();
+        let invalid = || {
+            Refusal::new(
+                WorkloadErrorCode::InvalidCredential,
+                "not a live workload credential from this broker",
+            )
+        };
+        let claims = self
+            .signer
+            .verify(credential, &policy.settings.issuer)
+            .ok_or_else(invalid)?;
+        let principal = claims
+            .act
+            .as_ref()
+            .map(|act| act.sub.clone())
+            .filter(|sub| *sub == claims.sub && hoist_api::is_workload(sub))
+            .ok_or_else(invalid)?;
+        let mut work = self.begin()?;
+        let mut grant = work
+            .tx
+            .grant(&claims.grant_id)?
+            .filter(|g| g.holder == principal)
+            .ok_or_else(invalid)?;
+        settle_grant(&mut grant, work.now);
+        if grant.state == GrantState::Active {
+            work.end_grant(
+                &mut grant,
+                GrantState::Revoked,
+                &principal,
+                Some("the task ended".into()),
+            )?;
+            self.finish(work)?;
+        }
+        Ok(WorkloadRevoked {
+            grant_id: grant.id,
+            state: grant.state.as_str().to_string(),
+        })
+    }
+
+    /// Whether a bearer token is a workload's (its identity token, or the
+    /// credential it was given), which people's routes refuse.
+    pub(super) fn workload_bearer(&self, token: &str) -> Option<&'static str> {
+        let policy = self.policy();
+        let claims = unverified_claims(token)?;
+        let iss = claims
+            .get("iss")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .trim_end_matches('/');
+        let aud = audiences(&claims);
+        if policy.workloads.iter().any(|rule| {
+            rule.issuer.issuer == iss && rule.issuer.audiences.iter().any(|a| aud.contains(a))
+        }) {
+            return Some(
+                "a workload identity token is accepted only by POST /v1/token, never as a \
+                 person's bearer token",
+            );
+        }
+        (iss == policy.settings.issuer && claims.get("act").is_some()).then_some(
+            "a workload's credential may call only POST /v1/token/revoke and POST \
+             /v1/introspect, never a person's routes",
+        )
+    }
+
+    /// The workload principal a live workload credential belongs to.
+    pub fn workload_caller(&self, token: &str) -> Option<String> {
+        let policy = self.policy();
+        let claims = self.signer.verify(token, &policy.settings.issuer)?;
+        let act = claims.act?;
+        (act.sub == claims.sub && hoist_api::is_workload(&act.sub)).then_some(act.sub)
+    }
+}
+
+/// The workload's facts as its audit entries carry them: rule, issuer,
+/// subject, the pinned claims' values, the task and the run link.
+fn facts(admitted: &Admitted, mut extra: serde_json::Value) -> serde_json::Value {
+    let pinned: serde_json::Map<String, serde_json::Value> = admitted
+        .rule
+        .claims
+        .keys()
+        .filter_map(|name| {
+            claim_text(&admitted.claims, name).map(|value| (name.clone(), json!(claimed(&value))))
+        })
+        .collect();
+    if let Some(map) = extra.as_object_mut() {
+        map.insert(
+            "workload".into(),
+            json!({
+                "rule": admitted.rule.name,
+                "issuer": admitted.issuer,
+                "subject": admitted.subject,
+                "claims": pinned,
+                "task": admitted.task,
+                "run_url": admitted.rule.run_link(&admitted.claims),
+            }),
+        );
+    }
+    extra
+}
+
+/// What approvers read in the queue: the workload, the claims its rule
+/// pins and the link to its run, as plain lines.
+fn justification(admitted: &Admitted) -> String {
+    let mut text = format!(
+        "Workload {} (rule {}) from {}",
+        admitted.subject, admitted.rule.name, admitted.issuer
+    );
+    for name in admitted.rule.claims.keys().filter(|n| *n != "sub") {
+        if let Some(value) = claim_text(&admitted.claims, name) {
+            text.push_str(&format!("\n{name}: {}", claimed(&value)));
+        }
+    }
+    if let Some(link) = admitted.rule.run_link(&admitted.claims) {
+        text.push_str(&format!("\nrun: {}", claimed(&link)));
+    }
+    text.chars()
+        .take(hoist_api::MAX_JUSTIFICATION_CHARS)
+        .collect()
+}
+
+fn response(credential: Credential, request_id: String) -> TokenExchangeResponse {
+    let expires_in = (credential.expires_at - super::now()).num_seconds().max(0);
+    TokenExchangeResponse {
+        access_token: credential.token,
+        issued_token_type: JWT_TOKEN_TYPE.into(),
+        token_type: "Bearer".into(),
+        expires_in: u64::try_from(expires_in).unwrap_or(0),
+        scope: credential.role,
+        grant_id: credential.grant_id,
+        request_id,
+        expires_at: credential.expires_at,
+        access: credential.access,
+    }
+}

@@ -1,0 +1,349 @@
+//! The policy's `[[workloads]]`: which workload identity tokens (a CI job's
+//! ID token, a Kubernetes service-account token, a SPIFFE JWT-SVID) may be
+//! exchanged for which roles, for how long, and whether a person approves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::issuers::OidcIssuer;
+use super::{PolicyError, RoleDef, Source, duration, valid_name};
+
+/// Longest task a rule may allow, in minutes: workload grants are for
+/// seconds or minutes, never hours.
+pub const MAX_TTL_MINUTES: u64 = 60;
+
+/// How a role asked for by a workload is approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approval {
+    Automatic,
+    Person,
+}
+
+/// One role a rule allows.
+#[derive(Debug, Clone)]
+pub struct WorkloadRole {
+    pub role: String,
+    pub max_ttl: Duration,
+    pub approval: Approval,
+}
+
+/// A trust rule for workload identity tokens.
+#[derive(Debug, Clone)]
+pub struct WorkloadRule {
+    pub name: String,
+    /// The issuer's settings as the key cache takes them: audience,
+    /// algorithms, leeway, fetch bounds.
+    pub issuer: OidcIssuer,
+    /// Claim name to its pattern (`*` any run of characters, `?` one).
+    /// Always holds `sub`.
+    pub claims: BTreeMap<String, String>,
+    /// The claim that names one task: `jti` unless the rule says otherwise
+    /// (e.g. a run id, so one run is one grant however many tokens it asks
+    /// for).
+    pub task_claim: String,
+    /// A link approvers follow to the run, with `{claim}` placeholders.
+    pub run_url: Option<String>,
+    pub roles: Vec<WorkloadRole>,
+}
+
+impl WorkloadRule {
+    pub fn role(&self, id: &str) -> Option<&WorkloadRole> {
+        self.roles.iter().find(|r| r.role == id)
+    }
+
+    /// The claim the token does not match, if any: `sub` first.
+    pub fn mismatch<'a>(&'a self, claims: &serde_json::Value) -> Option<&'a str> {
+        let pinned = std::iter::once("sub").chain(
+            self.claims
+                .keys()
+                .map(String::as_str)
+                .filter(|name| *name != "sub"),
+        );
+        for name in pinned {
+            let Some(pattern) = self.claims.get(name) else {
+                continue;
+            };
+            let matched = claim_text(claims, name).is_some_and(|value| glob(pattern, &value));
+            if !matched {
+                return Some(name);
+            }
+        }
+        None
+    }
+
+    /// The run link for a token's claims; a placeholder the token lacks
+    /// leaves the link out, so approvers never follow a wrong one.
+    pub fn run_link(&self, claims: &serde_json::Value) -> Option<String> {
+        let template = self.run_url.as_ref()?;
+        let mut link = String::new();
+        let mut rest = template.as_str();
+        while let Some(open) = rest.find('{') {
+            link.push_str(&rest[..open]);
+            let close = rest[open..].find('}')? + open;
+            let value = claim_text(claims, &rest[open + 1..close])?;
+            link.extend(
+                url::form_urlencoded::byte_serialize(value.as_bytes()).map(|part| {
+                    // A path such as `acme/app` stays readable.
+                    part.replace("%2F", "/")
+                }),
+            );
+            rest = &rest[close + 1..];
+        }
+        link.push_str(rest);
+        Some(link)
+    }
+}
+
+/// A claim's value as text: strings as they are, numbers and booleans
+/// written out; anything else has no text to match.
+pub fn claim_text(claims: &serde_json::Value, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether `text` matches `pattern` as a whole: `*` is any run of
+/// characters (`/` included), `?` exactly one, everything else itself.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(c) if *c == '?' || *c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkload {
+    name: String,
+    issuer: String,
+    audience: String,
+    #[serde(default)]
+    claims: BTreeMap<String, String>,
+    #[serde(default = "default_task_claim")]
+    task_claim: String,
+    #[serde(default)]
+    run_url: Option<String>,
+    #[serde(default = "default_algorithms")]
+    algorithms: Vec<String>,
+    #[serde(default = "default_leeway", deserialize_with = "duration")]
+    leeway: Duration,
+    #[serde(default = "default_keys_timeout", deserialize_with = "duration")]
+    keys_timeout: Duration,
+    #[serde(default = "default_keys_refetch_after", deserialize_with = "duration")]
+    keys_refetch_after: Duration,
+    #[serde(default)]
+    roles: Vec<RawWorkloadRole>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkloadRole {
+    role: String,
+    max_ttl_minutes: u64,
+    #[serde(default = "default_approval")]
+    approval: Approval,
+}
+
+fn default_task_claim() -> String {
+    "jti".into()
+}
+fn default_approval() -> Approval {
+    Approval::Automatic
+}
+fn default_algorithms() -> Vec<String> {
+    ["RS256", "ES256", "EdDSA"].map(String::from).to_vec()
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_keys_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_keys_refetch_after() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Checks each rule: a unique name, an https issuer (http only on
+/// loopback), an audience no `[[oidc]]` issuer accepts for people, a pinned
+/// `sub`, public-key algorithms, known roles with a maximum in minutes, and
+/// approvers for roles a person must approve.
+pub(super) fn workloads(
+    source: &Source<'_>,
+    raw: Vec<Spanned<RawWorkload>>,
+    oidc: &[OidcIssuer],
+    roles: &BTreeMap<String, RoleDef>,
+) -> Result<Vec<WorkloadRule>, PolicyError> {
+    let mut rules = Vec::new();
+    let mut names = BTreeSet::new();
+    for rule in raw {
+        let offset = rule.span().start;
+        let rule = rule.into_inner();
+        let bad = |reason: String| source.invalid(offset, reason);
+        if !valid_name(&rule.name) {
+            return Err(bad(format!(
+                "workload rule name `{}` may hold only letters, digits, `.`, `_`, `-` and `@`",
+                rule.name
+            )));
+        }
+        let what = format!("workload rule `{}`", rule.name);
+        if !names.insert(rule.name.clone()) {
+            return Err(bad(format!("{what} is defined twice")));
+        }
+        let issuer = rule.issuer.trim_end_matches('/').to_string();
+        super::issuers::check_url(&issuer).map_err(|reason| bad(format!("{what}: {reason}")))?;
+        if rule.audience.is_empty() {
+            return Err(bad(format!("{what} needs an audience")));
+        }
+        if let Some(people) = oidc
+            .iter()
+            .find(|i| i.issuer == issuer && i.audiences.contains(&rule.audience))
+        {
+            return Err(bad(format!(
+                "{what}: audience `{}` is one `{}` signs people in with; workload tokens need an \
+                 audience of their own, so a person's ID token is never a workload's, nor the reverse",
+                rule.audience, people.issuer
+            )));
+        }
+        match rule.claims.get("sub") {
+            None => {
+                return Err(bad(format!(
+                    "{what} does not pin `sub`: [workloads.claims] must name the subject (exactly \
+                     or as a glob), or any workload of the issuer could use it"
+                )));
+            }
+            Some(pattern) if pattern.chars().all(|c| matches!(c, '*' | '?')) => {
+                return Err(bad(format!(
+                    "{what}: `sub = \"{pattern}\"` matches any subject; pin it"
+                )));
+            }
+            Some(_) => {}
+        }
+        if let Some((name, _)) = rule.claims.iter().find(|(_, p)| p.is_empty()) {
+            return Err(bad(format!("{what}: claim `{name}` has an empty pattern")));
+        }
+        if rule.task_claim.is_empty() {
+            return Err(bad(format!("{what}: task_claim is empty")));
+        }
+        let algorithms = super::issuers::algorithms(&rule.algorithms)
+            .map_err(|reason| bad(format!("{what}: {reason}")))?;
+        if rule.keys_timeout.is_zero() || rule.keys_refetch_after < Duration::from_secs(1) {
+            return Err(bad(format!(
+                "{what}: keys_timeout must be above zero and keys_refetch_after at least 1s"
+            )));
+        }
+        if rule.roles.is_empty() {
+            return Err(bad(format!("{what} allows no roles")));
+        }
+        let mut allowed = Vec::new();
+        for raw_role in rule.roles {
+            let Some(role) = roles.get(&raw_role.role) else {
+                return Err(bad(format!(
+                    "{what} names unknown role `{}`",
+                    raw_role.role
+                )));
+            };
+            if raw_role.max_ttl_minutes == 0 || raw_role.max_ttl_minutes > MAX_TTL_MINUTES {
+                return Err(bad(format!(
+                    "{what}: role `{}` max_ttl_minutes must be 1 to {MAX_TTL_MINUTES}, not {}",
+                    role.id, raw_role.max_ttl_minutes
+                )));
+            }
+            let max_ttl = Duration::from_secs(raw_role.max_ttl_minutes * 60);
+            if max_ttl > role.max_duration {
+                return Err(bad(format!(
+                    "{what}: role `{}` max_ttl_minutes {} is longer than the role's \
+                     max_duration of {}",
+                    role.id,
+                    raw_role.max_ttl_minutes,
+                    humantime::format_duration(role.max_duration)
+                )));
+            }
+            if raw_role.approval == Approval::Person && role.approver_groups.is_empty() {
+                return Err(bad(format!(
+                    "{what}: role `{}` needs a person's approval, but the role has no \
+                     approver_groups",
+                    role.id
+                )));
+            }
+            allowed.push(WorkloadRole {
+                role: role.id.clone(),
+                max_ttl,
+                approval: raw_role.approval,
+            });
+        }
+        rules.push(WorkloadRule {
+            issuer: OidcIssuer {
+                issuer,
+                client_id: rule.audience.clone(),
+                audiences: vec![rule.audience],
+                username_claim: "sub".into(),
+                groups_claim: String::new(),
+                algorithms,
+                flows: Vec::new(),
+                scopes: Vec::new(),
+                leeway: rule.leeway,
+                keys_timeout: rule.keys_timeout,
+                keys_refetch_after: rule.keys_refetch_after,
+            },
+            name: rule.name,
+            claims: rule.claims,
+            task_claim: rule.task_claim,
+            run_url: rule.run_url,
+            roles: allowed,
+        });
+    }
+    Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs_match_the_whole_text() {
+        assert!(glob(
+            "repo:acme/*:ref:refs/heads/main",
+            "repo:acme/app:ref:refs/heads/main"
+        ));
+        assert!(!glob(
+            "repo:acme/*:ref:refs/heads/main",
+            "repo:acme/app:ref:refs/heads/dev"
+        ));
+        assert!(glob(
+            "system:serviceaccount:ci:deploy?",
+            "system:serviceaccount:ci:deploy1"
+        ));
+        assert!(!glob("deploy", "deploy-bot"));
+        assert!(glob("a*b*c", "aXbYbZc"));
+        assert!(!glob("a*b", "a"));
+        assert!(glob("*", ""));
+    }
+}

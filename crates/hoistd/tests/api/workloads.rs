@@ -1,0 +1,632 @@
+//! Workload identities against a real OpenID provider minting client
+//! credentials JWTs (`tests/oidc-provider`): the exchange (RFC 8693), the
+//! task's credential and its `act`, the workload's own revocation, every bad
+//! input refused with its code and audited, the separation of people's and
+//! workloads' routes, and a role a person must approve.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hoist_api::{
+    AuditKind, ErrorCode, Grant, JWT_TOKEN_TYPE, Me, OAuthError, TOKEN_EXCHANGE_GRANT,
+    TokenExchangeResponse, TokenPending, WorkloadErrorCode, WorkloadRevoked,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::oidc::{Provider, jwt_claims};
+
+const AUDIENCE: &str = "https://hoist.test/ci";
+
+/// The test policy with `deploy` (automatic) and `k8s` (a person approves)
+/// for `deploy-bot` from `issuer` on `main` of acme/app, and `extra` after.
+fn policy(issuer: &str, extra: &str) -> String {
+    let base = policy_text("");
+    format!(
+        r#"{base}
+[[roles]]
+id = "deploy"
+name = "Deploy"
+scope = "deploy://prod"
+eligible_groups = ["eng"]
+default_duration = "10m"
+max_duration = "1h"
+approver_groups = ["approvers"]
+
+[[workloads]]
+name = "ci"
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+leeway = "0s"
+run_url = "https://ci.example/{{repository}}/runs/{{run_id}}"
+[workloads.claims]
+sub = "deploy-bot"
+repository = "acme/*"
+ref = "refs/heads/main"
+[[workloads.roles]]
+role = "deploy"
+max_ttl_minutes = 10
+[[workloads.roles]]
+role = "k8s"
+max_ttl_minutes = 15
+approval = "person"
+{extra}
+"#
+    )
+}
+
+fn main_claims() -> Value {
+    json!({ "repository": "acme/app", "ref": "refs/heads/main", "run_id": 4242 })
+}
+
+async fn ci_token(provider: &Provider) -> String {
+    provider
+        .workload_token("deploy-bot", AUDIENCE, &main_claims(), None)
+        .await
+}
+
+/// What `POST /v1/token` answered: its status and JSON body.
+async fn exchange(broker: &TestBroker, fields: &[(&str, &str)]) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/token", broker.url()))
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "token responses are never cached"
+    );
+    (status, response.json().await.unwrap())
+}
+
+async fn exchange_for(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
+    exchange(
+        broker,
+        &[
+            ("grant_type", TOKEN_EXCHANGE_GRANT),
+            ("subject_token", token),
+            ("subject_token_type", JWT_TOKEN_TYPE),
+            ("resource", &format!("urn:hoist:role:{role}")),
+        ],
+    )
+    .await
+}
+
+fn issued(answer: (StatusCode, Value)) -> TokenExchangeResponse {
+    assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
+    serde_json::from_value(answer.1).unwrap()
+}
+
+/// Asserts the RFC 6749 error with this code, and returns its description.
+fn refused_with(answer: (StatusCode, Value), code: WorkloadErrorCode) -> String {
+    assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{}", answer.1);
+    let error: OAuthError = serde_json::from_value(answer.1).unwrap();
+    assert_eq!(error.code, code, "{}", error.error_description);
+    assert_eq!(error.error, code.oauth_error());
+    assert!(!error.error_description.is_empty());
+    error.error_description
+}
+
+async fn revoke(broker: &TestBroker, credential: &str) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/token/revoke", broker.url()))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+/// A JWT with this header and these claims and a signature of garbage: what
+/// an attacker can make without the issuer's key.
+fn forged(header: Value, claims: &Value, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+fn hs256(claims: &Value, key: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_job_exchanges_its_token_uses_the_credential_and_revokes_it() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, ""))
+        .start()
+        .await;
+    let token = ci_token(&provider).await;
+    let jti = jwt_claims(&token)["jti"].as_str().unwrap().to_string();
+
+    let credential = issued(exchange_for(&broker, &token, "deploy").await);
+    assert_eq!(credential.scope, "deploy");
+    assert_eq!(credential.token_type, "Bearer");
+    assert_eq!(credential.issued_token_type, JWT_TOKEN_TYPE);
+    assert!(credential.expires_in <= 600 && credential.expires_in > 0);
+    let claims = jwt_claims(&credential.access_token);
+    let principal = "workload:ci:deploy-bot";
+    assert_eq!(claims["act"], json!({ "sub": principal }));
+    assert_eq!(claims["sub"], principal);
+    assert_eq!(claims["grant_id"], credential.grant_id.as_str());
+    assert_eq!(claims["exp"], credential.expires_at.timestamp());
+
+    // Approvers and auditors see the workload's grant; its holder is the
+    // workload.
+    let grant: Grant = broker
+        .as_user("erin")
+        .grant(&credential.grant_id)
+        .await
+        .unwrap();
+    assert_eq!(grant.holder, principal);
+    assert_eq!(grant.state.as_str(), "active");
+    assert!(grant.expires_at <= grant.starts_at + chrono::TimeDelta::minutes(10));
+    assert!(grant.justification.contains("repository: acme/app"));
+
+    // The workload introspects its own credential.
+    let workload = broker.with_token(&credential.access_token);
+    assert!(workload.introspect(&credential.access_token).await.active);
+
+    // Its credential ends the task.
+    let (status, body) = revoke(&broker, &credential.access_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let revoked: WorkloadRevoked = serde_json::from_value(body).unwrap();
+    assert_eq!(revoked.state, "revoked");
+    assert!(!workload.introspect(&credential.access_token).await.active);
+    let grant = broker
+        .as_user("erin")
+        .grant(&credential.grant_id)
+        .await
+        .unwrap();
+    assert_eq!(grant.revoked_by.as_deref(), Some(principal));
+
+    // Issuance, approval, use and revocation are separate events, each with
+    // the workload's identity.
+    let audit = broker.as_user("erin").audit().await;
+    let of_grant: Vec<_> = audit
+        .iter()
+        .filter(|e| e.grant_id.as_deref() == Some(credential.grant_id.as_str()))
+        .map(|e| (e.kind, e.actor.as_str()))
+        .collect();
+    for expected in [
+        (AuditKind::Activated, hoist_api::SYSTEM_ACTOR),
+        (AuditKind::CredentialIssued, principal),
+        (AuditKind::CredentialUsed, principal),
+        (AuditKind::Revoked, principal),
+    ] {
+        assert!(of_grant.contains(&expected), "{expected:?} in {of_grant:?}");
+    }
+    let requested = audit
+        .iter()
+        .find(|e| e.kind == AuditKind::Requested && e.actor == principal)
+        .unwrap();
+    assert_eq!(requested.details["workload"]["task"], jti);
+    assert_eq!(
+        requested.details["workload"]["claims"]["ref"],
+        "refs/heads/main"
+    );
+    assert_eq!(
+        requested.details["workload"]["run_url"],
+        "https://ci.example/acme/app/runs/4242"
+    );
+    assert!(audit.iter().any(|e| {
+        e.kind == AuditKind::Approved
+            && e.request_id == requested.request_id
+            && e.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("automatically"))
+    }));
+    assert!(
+        audit
+            .iter()
+            .all(|e| !serde_json::to_string(e).unwrap().contains(&token)),
+        "the workload's token is never in the audit log"
+    );
+
+    // Revoking again changes nothing.
+    let (status, body) = revoke(&broker, &credential.access_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Every bad input: refused with the code that names it, audited as
+/// `workload_refused` with that code, and nothing granted.
+#[tokio::test]
+async fn every_bad_input_is_refused_with_its_code_audited_and_grants_nothing() {
+    let provider = Provider::start().await;
+    let stranger = Provider::start().await;
+    let people = Provider::start().await;
+    let extra = format!(
+        "[[oidc]]\nissuer = \"{}\"\nclient_id = \"hoist\"\n",
+        people.issuer
+    );
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, &extra))
+        .start()
+        .await;
+    let good = main_claims();
+    let mut cases: Vec<(WorkloadErrorCode, String, &str, Option<&str>)> = Vec::new();
+
+    // An issuer no rule names, and one that only signs people in.
+    cases.push((
+        WorkloadErrorCode::UnknownIssuer,
+        stranger
+            .workload_token("deploy-bot", AUDIENCE, &good, None)
+            .await,
+        "deploy",
+        None,
+    ));
+    cases.push((
+        WorkloadErrorCode::WrongIssuer,
+        people
+            .workload_token("deploy-bot", AUDIENCE, &good, None)
+            .await,
+        "deploy",
+        None,
+    ));
+    cases.push((
+        WorkloadErrorCode::WrongAudience,
+        provider
+            .workload_token("deploy-bot", "https://hoist.test/elsewhere", &good, None)
+            .await,
+        "deploy",
+        None,
+    ));
+    cases.push((
+        WorkloadErrorCode::SubjectMismatch,
+        provider
+            .workload_token("other-bot", AUDIENCE, &good, None)
+            .await,
+        "deploy",
+        None,
+    ));
+    cases.push((
+        WorkloadErrorCode::ClaimMismatch,
+        provider
+            .workload_token(
+                "deploy-bot",
+                AUDIENCE,
+                &json!({ "repository": "acme/app", "ref": "refs/heads/feature" }),
+                None,
+            )
+            .await,
+        "deploy",
+        None,
+    ));
+    cases.push((
+        WorkloadErrorCode::RoleNotAllowed,
+        ci_token(&provider).await,
+        "db",
+        None,
+    ));
+    cases.push((
+        WorkloadErrorCode::TtlTooLong,
+        ci_token(&provider).await,
+        "deploy",
+        Some("601"),
+    ));
+    // `alg: none`, and HS256 signed with the issuer's public key as the
+    // secret (the classic key-confusion forgery).
+    let now = chrono::Utc::now().timestamp();
+    let forged_claims = json!({
+        "iss": provider.issuer, "aud": AUDIENCE, "sub": "deploy-bot", "jti": "forged-1",
+        "exp": now + 300, "iat": now, "repository": "acme/app", "ref": "refs/heads/main",
+    });
+    cases.push((
+        WorkloadErrorCode::AlgorithmRefused,
+        forged(json!({ "alg": "none", "typ": "JWT" }), &forged_claims, b""),
+        "deploy",
+        None,
+    ));
+    let public_key = provider.jwks().await["keys"][0]["n"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cases.push((
+        WorkloadErrorCode::AlgorithmRefused,
+        hs256(&forged_claims, public_key.as_bytes()),
+        "deploy",
+        None,
+    ));
+    // A real header and claims with another signature.
+    let real = ci_token(&provider).await;
+    let mut parts: Vec<&str> = real.split('.').collect();
+    let tampered_claims = URL_SAFE_NO_PAD.encode(
+        json!({ "sub": "deploy-bot", "jti": "t-1", "iss": provider.issuer, "aud": AUDIENCE,
+                "exp": now + 300, "repository": "acme/app", "ref": "refs/heads/main" })
+        .to_string(),
+    );
+    parts[1] = &tampered_claims;
+    cases.push((
+        WorkloadErrorCode::InvalidSignature,
+        parts.join("."),
+        "deploy",
+        None,
+    ));
+    // An expired token: one second of life, then a wait past it.
+    let short = provider
+        .workload_token("deploy-bot", AUDIENCE, &good, Some(1))
+        .await;
+    let exp = jwt_claims(&short)["exp"].as_i64().unwrap();
+    while chrono::Utc::now().timestamp() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    cases.push((WorkloadErrorCode::TokenExpired, short, "deploy", None));
+
+    for (code, token, role, ttl) in &cases {
+        let mut fields = vec![
+            ("grant_type", TOKEN_EXCHANGE_GRANT),
+            ("subject_token", token.as_str()),
+            ("subject_token_type", JWT_TOKEN_TYPE),
+            ("scope", *role),
+        ];
+        if let Some(ttl) = ttl {
+            fields.push(("requested_ttl", ttl));
+        }
+        refused_with(exchange(&broker, &fields).await, *code);
+    }
+
+    // A replay: the first exchange counts, the second is refused.
+    let token = ci_token(&provider).await;
+    let first = issued(exchange_for(&broker, &token, "deploy").await);
+    refused_with(
+        exchange_for(&broker, &token, "deploy").await,
+        WorkloadErrorCode::Replayed,
+    );
+
+    // Malformed forms and grant types, in RFC 6749's terms.
+    refused_with(
+        exchange(&broker, &[("grant_type", "client_credentials")]).await,
+        WorkloadErrorCode::UnsupportedGrantType,
+    );
+    refused_with(
+        exchange(
+            &broker,
+            &[
+                ("grant_type", TOKEN_EXCHANGE_GRANT),
+                ("subject_token", "not-a-jwt"),
+                ("subject_token_type", JWT_TOKEN_TYPE),
+                ("scope", "deploy"),
+            ],
+        )
+        .await,
+        WorkloadErrorCode::MalformedToken,
+    );
+
+    let audit = broker.as_user("erin").audit().await;
+    let refusals: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.kind == AuditKind::WorkloadRefused)
+        .filter_map(|e| e.details["code"].as_str())
+        .collect();
+    for (code, ..) in &cases {
+        assert!(refusals.contains(&code.as_str()), "{code} in {refusals:?}");
+    }
+    assert!(refusals.contains(&"replayed"), "{refusals:?}");
+    let replay = audit
+        .iter()
+        .find(|e| e.kind == AuditKind::WorkloadRefused && e.details["code"] == "replayed")
+        .unwrap();
+    assert_eq!(replay.actor, "workload:ci:deploy-bot");
+
+    // Only the one good exchange granted anything.
+    let grants: Vec<_> = audit
+        .iter()
+        .filter(|e| e.kind == AuditKind::Activated)
+        .collect();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].grant_id.as_deref(), Some(first.grant_id.as_str()));
+}
+
+#[tokio::test]
+async fn people_and_workloads_never_use_each_others_routes() {
+    let provider = Provider::start().await;
+    let extra = format!(
+        "[[oidc]]\nissuer = \"{}\"\nclient_id = \"hoist\"\n",
+        provider.issuer
+    );
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, &extra))
+        .start()
+        .await;
+
+    // A workload's token as a person's bearer token.
+    let token = ci_token(&provider).await;
+    let message = refused(
+        broker.with_token(&token).get::<Me>("/v1/me").await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated,
+    );
+    assert!(message.contains("POST /v1/token"), "{message}");
+
+    // A workload's credential on a person's routes.
+    let credential = issued(exchange_for(&broker, &token, "deploy").await);
+    let workload = broker.with_token(&credential.access_token);
+    for answer in [
+        workload.get::<Me>("/v1/me").await.map(|_| ()),
+        workload.get::<Vec<Grant>>("/v1/grants").await.map(|_| ()),
+        workload
+            .revoke(&credential.grant_id, "done")
+            .await
+            .map(|_| ()),
+    ] {
+        let message = refused(answer, StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated);
+        assert!(message.contains("workload's credential"), "{message}");
+    }
+
+    // A person's ID token at the exchange: its audience is people's.
+    let id_token = provider.device_flow_tokens("alice", "hoist").await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    refused_with(
+        exchange_for(&broker, &id_token, "deploy").await,
+        WorkloadErrorCode::WrongAudience,
+    );
+    // A person's token on the workload's revoke route.
+    let (status, body) = revoke(&broker, "t-alice").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "invalid_credential");
+    let (status, body) = revoke(&broker, &id_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // A person's credential is not a workload's either.
+    let alice = broker.as_user("alice");
+    let request = alice.file(&request("logs", "tail the logs")).await.unwrap();
+    let grant = request.grant_id.unwrap();
+    let person_credential = alice.credential(&grant).await.unwrap();
+    let (status, _) = revoke(&broker, &person_credential.token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(alice.grant(&grant).await.unwrap().state.as_str(), "active");
+}
+
+#[tokio::test]
+async fn a_role_a_person_must_approve_waits_for_the_approver() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, ""))
+        .start()
+        .await;
+    let token = ci_token(&provider).await;
+
+    let (status, body) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let pending: TokenPending = serde_json::from_value(body).unwrap();
+    assert_eq!(pending.status, "approval");
+
+    // Polling with the same token is not a replay while nobody decided.
+    let (status, _) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Approvers see it with the workload's claims and run link.
+    let bob = broker.as_user("bob");
+    let queued = bob
+        .queue()
+        .await
+        .into_iter()
+        .find(|r| r.id == pending.request_id)
+        .expect("the workload's request is in bob's queue");
+    assert_eq!(queued.requester, "workload:ci:deploy-bot");
+    assert!(queued.justification.contains("repository: acme/app"));
+    assert!(queued.justification.contains("ref: refs/heads/main"));
+    assert!(
+        queued
+            .justification
+            .contains("run: https://ci.example/acme/app/runs/4242")
+    );
+    // k8s needs two approvals.
+    bob.approve(&pending.request_id).await.unwrap();
+    let (status, _) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    broker
+        .as_user("dave")
+        .approve(&pending.request_id)
+        .await
+        .unwrap();
+
+    let credential = issued(exchange_for(&broker, &token, "k8s").await);
+    assert_eq!(credential.request_id, pending.request_id);
+    assert_eq!(
+        jwt_claims(&credential.access_token)["act"]["sub"],
+        "workload:ci:deploy-bot"
+    );
+    // Handed over once: the token is spent.
+    refused_with(
+        exchange_for(&broker, &token, "k8s").await,
+        WorkloadErrorCode::Replayed,
+    );
+    let audit = broker.as_user("erin").audit().await;
+    assert!(audit.iter().any(|e| e.kind == AuditKind::Approved
+        && e.actor == "dave"
+        && e.request_id.as_deref() == Some(pending.request_id.as_str())));
+}
+
+#[tokio::test]
+async fn a_denied_workload_request_is_refused_as_denied() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, ""))
+        .start()
+        .await;
+    let token = ci_token(&provider).await;
+    let (status, body) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let pending: TokenPending = serde_json::from_value(body).unwrap();
+    broker
+        .as_user("bob")
+        .review(
+            &pending.request_id,
+            hoist_api::Decision::Deny,
+            Some("not today"),
+        )
+        .await
+        .unwrap();
+    let message = refused_with(
+        exchange_for(&broker, &token, "k8s").await,
+        WorkloadErrorCode::Denied,
+    );
+    assert!(message.contains("not today"), "{message}");
+}
+
+#[tokio::test]
+async fn a_rule_that_does_not_pin_its_subject_is_refused_at_load_with_its_line() {
+    let rule = |claims: &str, ttl: u64| {
+        format!(
+            "{}\n[[workloads]]\nname = \"ci\"\nissuer = \"https://issuer.example\"\n\
+             audience = \"https://hoist.example\"\n[workloads.claims]\n{claims}\n\
+             [[workloads.roles]]\nrole = \"logs\"\nmax_ttl_minutes = {ttl}\n",
+            policy_text("")
+        )
+    };
+    let line_of_rule = |text: &str| {
+        text.lines()
+            .position(|l| l == "[[workloads]]")
+            .map(|i| i + 1)
+            .unwrap()
+    };
+    for (text, needle) in [
+        (rule("repository = \"acme/app\"", 5), "does not pin `sub`"),
+        (rule("sub = \"*\"", 5), "matches any subject"),
+        (
+            rule("sub = \"bot\"", 120),
+            "max_ttl_minutes must be 1 to 60",
+        ),
+        // A rule cannot outlast its role: `logs` here lasts 30 minutes at most.
+        (
+            rule("sub = \"bot\"", 45).replace("max_duration = \"1h\"", "max_duration = \"30m\""),
+            "longer than the role's max_duration",
+        ),
+    ] {
+        let err = hoistd::Policy::parse("policy.toml", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+        let line = line_of_rule(&text);
+        assert!(
+            err.starts_with(&format!("policy.toml:{line}:")),
+            "{err} should point at line {line}"
+        );
+    }
+    // A rule on people's issuer and audience would make an ID token a
+    // workload's token.
+    let text = format!(
+        "{}\n[[oidc]]\nissuer = \"https://issuer.example\"\nclient_id = \"hoist\"\n",
+        rule("sub = \"bot\"", 5).replace("https://hoist.example", "hoist")
+    );
+    let err = hoistd::Policy::parse("policy.toml", &text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("audience of their own"), "{err}");
+}

@@ -1,0 +1,308 @@
+//! `hoist exec ROLE --workload-token-file PATH -- CMD`: a job's task with
+//! access, under the job's own identity rather than a person's. Exchanges
+//! the workload identity token at the broker's `POST /v1/token` (waiting
+//! while a person approves), runs CMD with the task's credential and the
+//! access at the role's target in its environment, revokes the grant with
+//! the task's own credential when CMD ends, and exits with CMD's status.
+//! No keyring and no person's session are involved; neither the token nor
+//! the credential is ever put in argv or a file.
+
+use std::time::Duration;
+
+use hoist_api::{
+    ErrorCode, JWT_TOKEN_TYPE, OAuthError, TOKEN_EXCHANGE_GRANT, TokenExchangeResponse,
+    TokenPending, WorkloadErrorCode,
+};
+use reqwest::StatusCode;
+
+use super::exec::{
+    ENV_CREDENTIAL, ENV_CREDENTIAL_EXPIRES_AT, ENV_GRANT_EXPIRES_AT, ENV_GRANT_ID, ENV_ROLE,
+    ExecArgs, run_command,
+};
+use super::signals::{Signals, status_of};
+use super::{Ended, duration};
+use crate::backend::BackendError;
+
+/// The workload token itself, when no file names it.
+pub const ENV_WORKLOAD_TOKEN: &str = "HOIST_WORKLOAD_TOKEN";
+/// GitHub Actions-style OIDC token request: a URL and a bearer token that
+/// mint an ID token for an audience.
+pub const ENV_TOKEN_REQUEST_URL: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
+pub const ENV_TOKEN_REQUEST_TOKEN: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+
+/// Longest a poll may wait between answers, whatever the broker says.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Whether exec runs as a workload: a token file, the token in the
+/// environment, or an audience to ask the CI system's token service for.
+pub fn wanted(args: &ExecArgs) -> bool {
+    args.workload_token_file.is_some()
+        || args.workload_audience.is_some()
+        || std::env::var_os(ENV_WORKLOAD_TOKEN).is_some_and(|v| !v.is_empty())
+}
+
+fn refused(status: StatusCode, message: String) -> anyhow::Error {
+    BackendError::Refused {
+        status: status.as_u16(),
+        code: ErrorCode::Forbidden,
+        message,
+    }
+    .into()
+}
+
+fn unreachable(url: &str, err: reqwest::Error) -> anyhow::Error {
+    BackendError::Unreachable {
+        url: url.to_string(),
+        reason: err.without_url().to_string(),
+    }
+    .into()
+}
+
+/// The workload's identity token: from the file, `HOIST_WORKLOAD_TOKEN`, or
+/// the CI system's token service for `--workload-audience`.
+async fn identity_token(http: &reqwest::Client, args: &ExecArgs) -> anyhow::Result<String> {
+    let token = if let Some(path) = &args.workload_token_file {
+        std::fs::read_to_string(path).map_err(|err| {
+            Ended::Usage(format!(
+                "cannot read the workload token from {}: {err}",
+                path.display()
+            ))
+        })?
+    } else if let Some(audience) = &args.workload_audience {
+        let (Ok(url), Ok(bearer)) = (
+            std::env::var(ENV_TOKEN_REQUEST_URL),
+            std::env::var(ENV_TOKEN_REQUEST_TOKEN),
+        ) else {
+            return Err(Ended::Usage(format!(
+                "--workload-audience asks the CI system for a token, but \
+                 {ENV_TOKEN_REQUEST_URL} and {ENV_TOKEN_REQUEST_TOKEN} are not both set \
+                 (the job needs permission to request an ID token)"
+            ))
+            .into());
+        };
+        let mut url = url::Url::parse(&url)
+            .map_err(|err| Ended::Usage(format!("{ENV_TOKEN_REQUEST_URL} is not a URL: {err}")))?;
+        url.query_pairs_mut().append_pair("audience", audience);
+        let answer = http
+            .get(url.clone())
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .map_err(|err| unreachable(url.as_str(), err))?;
+        let status = answer.status();
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        match body.get("value").and_then(|v| v.as_str()) {
+            Some(value) if status.is_success() => value.to_string(),
+            _ => {
+                return Err(refused(
+                    status,
+                    format!("the CI system's token service answered {status} without a token"),
+                ));
+            }
+        }
+    } else {
+        std::env::var(ENV_WORKLOAD_TOKEN).unwrap_or_default()
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err(Ended::Usage("the workload token is empty".into()).into());
+    }
+    Ok(token)
+}
+
+/// What one exchange answered.
+enum Answer {
+    Issued(Box<TokenExchangeResponse>),
+    Pending(TokenPending, Duration),
+}
+
+async fn exchange_once(
+    http: &reqwest::Client,
+    broker: &str,
+    token: &str,
+    args: &ExecArgs,
+    ttl: Option<&str>,
+) -> anyhow::Result<Answer> {
+    let url = format!("{broker}/v1/token");
+    let mut form = vec![
+        ("grant_type", TOKEN_EXCHANGE_GRANT),
+        ("subject_token", token),
+        ("subject_token_type", JWT_TOKEN_TYPE),
+        ("scope", args.role.as_str()),
+    ];
+    if let Some(ttl) = ttl {
+        form.push(("requested_ttl", ttl));
+    }
+    let answer = http
+        .post(&url)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|err| unreachable(broker, err))?;
+    let status = answer.status();
+    let retry_after = answer
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let bytes = answer
+        .bytes()
+        .await
+        .map_err(|err| unreachable(broker, err))?;
+    let protocol = |err: serde_json::Error| -> anyhow::Error {
+        BackendError::Protocol(format!("POST /v1/token answered {status}: {err}")).into()
+    };
+    match status {
+        StatusCode::OK => Ok(Answer::Issued(Box::new(
+            serde_json::from_slice(&bytes).map_err(protocol)?,
+        ))),
+        StatusCode::ACCEPTED => {
+            let pending: TokenPending = serde_json::from_slice(&bytes).map_err(protocol)?;
+            let wait = retry_after
+                .unwrap_or(Duration::from_secs(pending.interval))
+                .clamp(Duration::from_millis(200), MAX_POLL_INTERVAL);
+            Ok(Answer::Pending(pending, wait))
+        }
+        _ => {
+            let error: OAuthError = serde_json::from_slice(&bytes).map_err(protocol)?;
+            let message = format!("{}: {}", error.code, error.error_description);
+            Err(match error.code {
+                WorkloadErrorCode::Denied => Ended::Denied(message).into(),
+                _ => refused(status, message),
+            })
+        }
+    }
+}
+
+/// Exchanges until the credential is handed over, saying once why it waits.
+async fn exchange(
+    http: &reqwest::Client,
+    broker: &str,
+    token: &str,
+    args: &ExecArgs,
+) -> anyhow::Result<TokenExchangeResponse> {
+    let ttl = args.duration.as_deref().map(duration).transpose()?;
+    let ttl = ttl.map(|secs| secs.to_string());
+    let deadline = args
+        .timeout
+        .as_deref()
+        .map(duration)
+        .transpose()?
+        .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
+    let mut said = None;
+    loop {
+        match exchange_once(http, broker, token, args, ttl.as_deref()).await? {
+            Answer::Issued(issued) => return Ok(*issued),
+            Answer::Pending(pending, wait) => {
+                if said.as_ref() != Some(&pending.status) {
+                    super::say(&match pending.status.as_str() {
+                        "approval" => format!(
+                            "{} waits for a person's approval; waiting",
+                            pending.request_id
+                        ),
+                        _ => format!(
+                            "{}: the access at the role's target is being set up; waiting",
+                            pending.request_id
+                        ),
+                    });
+                    said = Some(pending.status.clone());
+                }
+                if deadline.is_some_and(|at| tokio::time::Instant::now() + wait > at) {
+                    return Err(Ended::TimedOut(format!(
+                        "gave up waiting for {}; it ends by itself if nobody decides",
+                        pending.request_id
+                    ))
+                    .into());
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Ends the task's grant with its own credential, retrying a little if the
+/// broker is briefly away; says so loudly if it could not.
+async fn revoke(http: &reqwest::Client, broker: &str, issued: &TokenExchangeResponse) {
+    let url = format!("{broker}/v1/token/revoke");
+    for attempt in 0..5u64 {
+        let answer = http
+            .post(&url)
+            .bearer_auth(&issued.access_token)
+            .send()
+            .await;
+        match answer {
+            Ok(answer) if answer.status().is_success() => return,
+            Ok(answer) if answer.status().is_client_error() => {
+                super::say(&format!(
+                    "could not revoke {} ({}); it ends at its expiry",
+                    issued.grant_id,
+                    answer.status()
+                ));
+                return;
+            }
+            _ if attempt < 4 => {
+                tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
+            }
+            _ => {
+                super::say(&format!(
+                    "could not revoke {}; it ends at its expiry ({})",
+                    issued.grant_id,
+                    issued.expires_at.to_rfc3339()
+                ));
+                return;
+            }
+        }
+    }
+}
+
+/// exec as a workload against `broker` (a URL hoist may talk to).
+pub async fn exec(broker: &str, args: &ExecArgs) -> anyhow::Result<u8> {
+    if args.command.is_empty() {
+        return Err(Ended::Usage("no command after `--`".into()).into());
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|err| anyhow::anyhow!("cannot start an HTTP client: {err}"))?;
+    let mut signals = Signals::listen()?;
+    let token = identity_token(&http, args).await?;
+    let issued = tokio::select! {
+        issued = exchange(&http, broker, &token, args) => issued?,
+        signal = signals.next() => {
+            super::say(&format!(
+                "{} while waiting; nothing was run (a pending request ends by itself)",
+                signal.as_str()
+            ));
+            return Ok(status_of(signal));
+        }
+    };
+    drop(token);
+    let mut env = vec![
+        (ENV_CREDENTIAL.to_string(), issued.access_token.clone()),
+        (
+            ENV_CREDENTIAL_EXPIRES_AT.to_string(),
+            issued.expires_at.to_rfc3339(),
+        ),
+        (ENV_ROLE.to_string(), issued.scope.clone()),
+        (ENV_GRANT_ID.to_string(), issued.grant_id.clone()),
+        (
+            ENV_GRANT_EXPIRES_AT.to_string(),
+            issued.expires_at.to_rfc3339(),
+        ),
+    ];
+    env.extend(super::access::access_env(issued.access.as_ref()));
+    let outcome = match signals.pending() {
+        Some(signal) => {
+            super::say(&format!(
+                "{} arrived before the command started; it was not run",
+                signal.as_str()
+            ));
+            Ok(status_of(signal))
+        }
+        None => run_command(&args.command, &env, &mut signals).await,
+    };
+    revoke(&http, broker, &issued).await;
+    outcome
+}

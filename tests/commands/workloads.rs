@@ -1,0 +1,372 @@
+//! `hoist exec --workload-token-file` and its other token sources, the real
+//! binary against a real broker and a real OpenID provider minting the
+//! workload's token: exchange, run, revoke, the command's exit code; and a
+//! job that waits for a person's approval.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use hoist_api::{AuditEvent, AuditKind, Grant, GrantState};
+use serde_json::json;
+
+use crate::oidc::Provider;
+
+const AUDIENCE: &str = "https://hoist.test/ci";
+
+fn policy(issuer: &str) -> String {
+    format!(
+        r#"{base}
+[[roles]]
+id = "deploy"
+name = "Deploy"
+scope = "deploy://prod"
+eligible_groups = ["eng"]
+default_duration = "10m"
+max_duration = "1h"
+approver_groups = ["approvers"]
+
+[[workloads]]
+name = "ci"
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+run_url = "https://ci.example/{{repository}}/runs/{{run_id}}"
+[workloads.claims]
+sub = "deploy-bot"
+repository = "acme/app"
+[[workloads.roles]]
+role = "deploy"
+max_ttl_minutes = 10
+[[workloads.roles]]
+role = "db"
+max_ttl_minutes = 5
+approval = "person"
+"#,
+        base = hoistd::testing::policy_text("")
+    )
+}
+
+async fn setup() -> (Provider, hoistd::testing::TestBroker, String) {
+    let provider = Provider::start().await;
+    let broker = hoistd::testing::TestBroker::builder()
+        .policy(&policy(&provider.issuer))
+        .start()
+        .await;
+    let token = provider
+        .workload_token(
+            "deploy-bot",
+            AUDIENCE,
+            &json!({ "repository": "acme/app", "run_id": 7 }),
+            None,
+        )
+        .await;
+    (provider, broker, token)
+}
+
+/// `hoist exec` as a workload: no config, no keyring, the broker by URL.
+fn hoist_exec(broker: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let config = tempfile::tempdir().unwrap().keep();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
+    command
+        .arg("--broker")
+        .arg(broker)
+        .arg("exec")
+        .args(args)
+        .env("HOIST_CONFIG_DIR", &config)
+        .env("HOIST_CACHE_DIR", config.join("cache"))
+        // A keyring that cannot work: the workload path must not touch it.
+        .env("HOIST_KEYRING", "secret-service")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+        .env_remove(hoist::commands::ENV_WORKLOAD_TOKEN)
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    command
+}
+
+/// What the command printed of its environment, one `NAME=value` a line.
+const SHOW_ENV: &str = r#"echo "grant=$HOIST_GRANT_ID"; echo "role=$HOIST_ROLE"; echo "credential=$HOIST_CREDENTIAL"; exit 7"#;
+
+fn line<'a>(out: &'a Output, key: &str) -> &'a str {
+    let stdout = std::str::from_utf8(&out.stdout).unwrap();
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+}
+
+async fn assert_ran_and_revoked(broker: &hoistd::testing::TestBroker, out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the command's exit code is forwarded: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let grant_id = line(out, "grant");
+    assert_eq!(line(out, "role"), "deploy");
+    let claims = crate::oidc::jwt_claims(line(out, "credential"));
+    assert_eq!(claims["act"]["sub"], "workload:ci:deploy-bot");
+    let grant: Grant = broker.as_user("erin").grant(grant_id).await.unwrap();
+    assert_eq!(grant.state, GrantState::Revoked);
+    assert_eq!(grant.revoked_by.as_deref(), Some("workload:ci:deploy-bot"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_a_workload_token_file_exchanges_runs_and_revokes() {
+    let (_provider, broker, token) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    let out = hoist_exec(
+        &broker.url(),
+        &[
+            "deploy",
+            "--workload-token-file",
+            path.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            SHOW_ENV,
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_ran_and_revoked(&broker, &out).await;
+
+    // The same token again is a replay: refused, nothing run.
+    let again = hoist_exec(
+        &broker.url(),
+        &[
+            "deploy",
+            "--workload-token-file",
+            path.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "echo ran",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(again.status.code(), Some(7), "refused by the broker");
+    assert!(again.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("replayed"), "{stderr}");
+    assert!(!stderr.contains(&token), "the token is never printed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_takes_the_workload_token_from_the_environment() {
+    let (_provider, broker, token) = setup().await;
+    let out = hoist_exec(
+        &broker.url(),
+        &["deploy", "--", "sh", "-c", SHOW_ENV],
+        &[(hoist::commands::ENV_WORKLOAD_TOKEN, &token)],
+    )
+    .output()
+    .unwrap();
+    assert_ran_and_revoked(&broker, &out).await;
+}
+
+/// A CI system's token service, as GitHub Actions offers it: a GET with
+/// the request token as bearer and `audience` in the query answers
+/// `{"value": <ID token>}`. Serves one request; returns its URL and what
+/// the request asked.
+fn token_service(token: String) -> (String, std::thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/token?api-version=2.0",
+        listener.local_addr().unwrap()
+    );
+    let served = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buf[..n]);
+        }
+        let request = String::from_utf8_lossy(&request).into_owned();
+        let authorised = request
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case("authorization: bearer request-token"));
+        let body = if authorised {
+            json!({ "value": token }).to_string()
+        } else {
+            json!({ "message": "no" }).to_string()
+        };
+        let status = if authorised {
+            "200 OK"
+        } else {
+            "401 Unauthorized"
+        };
+        write!(
+            stream,
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        request
+    });
+    (url, served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_asks_the_ci_systems_token_service_for_its_audience() {
+    let (_provider, broker, token) = setup().await;
+    let (url, served) = token_service(token);
+    let out = hoist_exec(
+        &broker.url(),
+        &[
+            "deploy",
+            "--workload-audience",
+            AUDIENCE,
+            "--",
+            "sh",
+            "-c",
+            SHOW_ENV,
+        ],
+        &[
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", &url),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token"),
+        ],
+    )
+    .output()
+    .unwrap();
+    let request = served.join().unwrap();
+    assert!(
+        request.starts_with("GET /token?api-version=2.0&audience=https%3A%2F%2Fhoist.test%2Fci "),
+        "{request}"
+    );
+    assert_ran_and_revoked(&broker, &out).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_on_a_role_a_person_approves_waits_then_runs() {
+    let (_provider, broker, token) = setup().await;
+    let mut child = hoist_exec(
+        &broker.url(),
+        &["db", "--", "sh", "-c", "echo role=$HOIST_ROLE; exit 0"],
+        &[(hoist::commands::ENV_WORKLOAD_TOKEN, &token)],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let bob = broker.as_user("bob");
+    let request = loop {
+        if let Some(request) = bob
+            .queue()
+            .await
+            .into_iter()
+            .find(|r| r.requester == "workload:ci:deploy-bot")
+        {
+            break request;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "exec ended ({status}) before anything was queued: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        request
+            .justification
+            .contains("run: https://ci.example/acme/app/runs/7"),
+        "{}",
+        request.justification
+    );
+    bob.approve(&request.id).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(line(&out, "role"), "db");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("waits for a person's approval"));
+    let audit: Vec<AuditEvent> = broker.as_user("erin").audit().await;
+    assert!(audit.iter().any(|e| e.kind == AuditKind::Revoked
+        && e.actor == "workload:ci:deploy-bot"
+        && e.request_id.as_deref() == Some(request.id.as_str())));
+}
+
+/// `hoist` signed in with a static token of the test policy.
+fn person(broker: &hoistd::testing::TestBroker, user: &str) -> crate::Hoist {
+    let hoist = crate::Hoist {
+        config: tempfile::tempdir().unwrap(),
+        broker: broker.url(),
+    };
+    let out = hoist.run_with_stdin(&["login", "--with-token"], &format!("t-{user}\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    hoist
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditors_see_workload_grants_and_filter_the_audit_log_by_kind() {
+    let (_provider, broker, token) = setup().await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/token", broker.url()))
+        .form(&[
+            ("grant_type", hoist_api::TOKEN_EXCHANGE_GRANT),
+            ("subject_token", token.as_str()),
+            ("subject_token_type", hoist_api::JWT_TOKEN_TYPE),
+            ("scope", "deploy"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    let issued: hoist_api::TokenExchangeResponse = answer.json().await.unwrap();
+    // A person's grant too, which the workload view leaves out.
+    broker
+        .as_user("alice")
+        .file(&hoistd::testing::request("logs", "tail the logs"))
+        .await
+        .unwrap();
+
+    let erin = person(&broker, "erin");
+    let grants: Vec<Grant> = erin.json(&["grants", "--workloads", "--json"]);
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].id, issued.grant_id);
+    assert_eq!(grants[0].holder, "workload:ci:deploy-bot");
+    let table = erin.run(&["grants", "--workloads"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("workload:ci:deploy-bot"));
+    // Someone who neither approves nor audits sees none.
+    let frank = person(&broker, "frank");
+    let none: Vec<Grant> = frank.json(&["grants", "--workloads", "--json"]);
+    assert!(none.is_empty(), "{none:?}");
+
+    let workloads: Vec<AuditEvent> = erin.json(&["audit", "--actor-kind", "workload", "--json"]);
+    assert!(!workloads.is_empty());
+    assert!(workloads.iter().all(AuditEvent::concerns_workload));
+    assert!(
+        workloads
+            .iter()
+            .any(|e| e.kind == AuditKind::CredentialIssued)
+    );
+    let people: Vec<AuditEvent> = erin.json(&["audit", "--actor-kind", "person", "--json"]);
+    assert!(people.iter().any(|e| e.actor == "alice"));
+    assert!(!people.iter().any(AuditEvent::concerns_workload));
+}
