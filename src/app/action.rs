@@ -34,6 +34,8 @@ pub enum Action {
     Mark,
     /// Mark the roles of the next named bundle from the config.
     NextBundle,
+    /// On Activity: everyone's events, then people's only, then workloads'.
+    CycleActors,
     /// Open the list of the config's profiles, to switch to another.
     PickProfile,
     /// Revoke every grant of mine under the selected incident.
@@ -159,4 +161,7 @@ pub struct Snapshot {
     pub grants: Vec<Grant>,
     pub queue: Vec<AccessRequest>,
     pub break_glass: Vec<AccessRequest>,
+    /// Active grants workloads hold that I approve or audit (empty if none,
+    /// or if the backend has no workloads).
+    pub workload_grants: Vec<Grant>,
 }

@@ -25,6 +25,9 @@ pub struct Capabilities {
     pub incidents: bool,
     /// The audit log: the Activity screen.
     pub audit: bool,
+    /// Grants that workloads (CI jobs, bots) hold, shown to their approvers
+    /// and to auditors on the Grants screen.
+    pub workload_grants: bool,
 }
 
 impl Capabilities {
@@ -40,6 +43,7 @@ impl Capabilities {
         history: true,
         incidents: true,
         audit: true,
+        workload_grants: true,
     };
 
     /// Whether the screen has anything to show with this backend.
@@ -63,6 +67,7 @@ impl Capabilities {
             Action::Revoke => self.revoke,
             Action::RevokeIncident => self.revoke && self.incidents,
             Action::Extend => self.extend,
+            Action::CycleActors => self.audit,
             Action::ShowCredential | Action::CopyCredential | Action::CopyUri => self.credential,
             _ => true,
         }

@@ -237,7 +237,12 @@ pub fn bindings(context: Context) -> Vec<Binding> {
             bind(&[key('K')], Action::Acknowledge, "acknowledge", true),
             bind(&[key('o')], Action::OpenTicket, "ticket", true),
         ],
-        Context::Screen(Screen::Activity) => vec![],
+        Context::Screen(Screen::Activity) => vec![bind(
+            &[key('w')],
+            Action::CycleActors,
+            "people/workloads",
+            true,
+        )],
         Context::Screen(Screen::Incidents) => vec![
             bind(&[key('X')], Action::RevokeIncident, "revoke all mine", true),
             bind(&[key('o')], Action::OpenTicket, "open incident", true),

@@ -170,6 +170,42 @@ pub enum ReviewRow {
     BreakGlass(usize),
 }
 
+/// Whose events the Activity screen shows: people act for themselves,
+/// workloads (CI jobs, bots) under a `workload:` principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actors {
+    Everyone,
+    People,
+    Workloads,
+}
+
+impl Actors {
+    pub fn next(self) -> Actors {
+        match self {
+            Actors::Everyone => Actors::People,
+            Actors::People => Actors::Workloads,
+            Actors::Workloads => Actors::Everyone,
+        }
+    }
+
+    pub fn admits(self, event: &AuditEvent) -> bool {
+        match self {
+            Actors::Everyone => true,
+            Actors::People => !event.concerns_workload(),
+            Actors::Workloads => event.concerns_workload(),
+        }
+    }
+
+    /// How the Activity title names it, if it narrows anything.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Actors::Everyone => None,
+            Actors::People => Some("people"),
+            Actors::Workloads => Some("workloads"),
+        }
+    }
+}
+
 /// The items the list cursors point at, by id (see [`State::reselect`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
@@ -234,6 +270,11 @@ pub struct State {
     /// Grants whose revocation is sent but not yet confirmed by the broker.
     pub revoking: BTreeSet<String>,
     pub activity: Vec<AuditEvent>,
+    /// Whose events the Activity screen shows.
+    pub actors: Actors,
+    /// Active grants workloads hold that I approve or audit, beside mine on
+    /// the Grants screen (read-only there).
+    pub workload_grants: Vec<Grant>,
     pub cursors: Cursors,
     pub form: Option<RequestForm>,
     pub preview: Option<RequestPreview>,
@@ -282,6 +323,8 @@ impl State {
             incident: None,
             revoking: BTreeSet::new(),
             activity: Vec::new(),
+            actors: Actors::Everyone,
+            workload_grants: Vec::new(),
             cursors: Cursors::default(),
             form: None,
             preview: None,
@@ -339,6 +382,14 @@ impl State {
             ReviewRow::BreakGlass(i) => self.break_glass.get(i)?,
         };
         Some((row, request))
+    }
+
+    /// The Activity screen's rows: the events of the actors chosen.
+    pub fn visible_activity(&self) -> Vec<&AuditEvent> {
+        self.activity
+            .iter()
+            .filter(|e| self.actors.admits(e))
+            .collect()
     }
 
     /// What the request, grant and review cursors point at, by id.

@@ -82,6 +82,18 @@ impl Worker {
                 }
                 match loaded {
                     Ok((me, roles, requests, grants, queue, break_glass)) => {
+                        // Only beside my own grants: without them the
+                        // screen still works, so a failure leaves them out.
+                        let oversees = me.auditor || !me.approver_for.is_empty();
+                        let workload_grants = if oversees && backend.capabilities().workload_grants
+                        {
+                            backend.workload_grants().await.unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        };
+                        if self.generation.load(Ordering::SeqCst) != generation {
+                            return;
+                        }
                         Action::Loaded(Box::new(Snapshot {
                             me,
                             roles,
@@ -89,6 +101,7 @@ impl Worker {
                             grants,
                             queue,
                             break_glass,
+                            workload_grants,
                         }))
                     }
                     Err(error) => Action::LoadFailed(failure(&error)),

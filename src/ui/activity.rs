@@ -17,8 +17,9 @@ pub fn list_area(body: Rect) -> Rect {
 
 pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
     let height = usize::from(body.height.saturating_sub(3));
-    let start = window_start(state.cursors.activity, state.activity.len(), height);
-    let rows: Vec<Row> = state.activity[start..]
+    let events = state.visible_activity();
+    let start = window_start(state.cursors.activity, events.len(), height);
+    let rows: Vec<Row> = events[start..]
         .iter()
         .take(height)
         .enumerate()
@@ -64,17 +65,22 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         Constraint::Length(8),
         Constraint::Min(10),
     ];
-    let title = Line::from(Span::styled(
-        format!(" Activity ({}) ", state.activity.len()),
-        theme.title(),
-    ));
+    let title = match state.actors.label() {
+        Some(whose) => format!(
+            " Activity: {whose} ({} of {}) ",
+            events.len(),
+            state.activity.len()
+        ),
+        None => format!(" Activity ({}) ", events.len()),
+    };
+    let title = Line::from(Span::styled(title, theme.title()));
     frame.render_widget(
         Table::new(rows, widths)
             .header(header)
             .block(block(title, theme)),
         body,
     );
-    if state.activity.is_empty() {
+    if events.is_empty() {
         let inner = Rect {
             y: body.y + 2,
             height: 1,

@@ -115,6 +115,31 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             ]));
         }
     }
+    // Grants workloads hold on roles I approve or audit: below mine, not
+    // selectable, each with its countdown and the workload that holds it.
+    let room = height.saturating_sub(rows.len());
+    if !state.workload_grants.is_empty() && room > 1 {
+        rows.push(Row::new(vec![Cell::from(Span::styled(
+            "Workloads",
+            theme.muted(),
+        ))]));
+        for grant in state.workload_grants.iter().take(room - 1) {
+            let left = state.time_left(grant);
+            let mut cells = vec![
+                Cell::from(clean(&grant.role).into_owned()),
+                Cell::from(Span::styled(clock(left), theme.countdown(left))),
+            ];
+            if with_access {
+                cells.push(access_cell(grant));
+            }
+            cells.push(Cell::from(Span::styled(
+                clean(&grant.holder).into_owned(),
+                theme.muted(),
+            )));
+            cells.push(Cell::from(local_time(grant.expires_at)));
+            rows.push(Row::new(cells));
+        }
+    }
     let header = if with_access {
         Row::new(["Role", "Left", "Access", "", "Ends"])
     } else {
@@ -132,8 +157,16 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
     } else {
         format!("· ending ({}) ", state.ending.len())
     };
+    let workloads = if state.workload_grants.is_empty() {
+        String::new()
+    } else {
+        format!("· workloads ({}) ", state.workload_grants.len())
+    };
     let title = Line::from(Span::styled(
-        format!(" Active grants ({}) {ending}", state.grants.len()),
+        format!(
+            " Active grants ({}) {ending}{workloads}",
+            state.grants.len()
+        ),
         theme.title(),
     ));
     frame.render_widget(
@@ -142,7 +175,7 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             .block(block(title, theme)),
         list,
     );
-    if state.grants.is_empty() && state.ending.is_empty() {
+    if state.grants.is_empty() && state.ending.is_empty() && state.workload_grants.is_empty() {
         empty_notice(
             frame,
             list,

@@ -244,7 +244,7 @@ pub fn hit(state: &State, column: u16, row: u16) -> Option<Hit> {
             activity::list_area(body),
             2,
             state.cursors.activity,
-            state.activity.len(),
+            state.visible_activity().len(),
         ),
     };
     let top = list.y + first_row;

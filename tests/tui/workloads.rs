@@ -1,7 +1,8 @@
 //! A workload waits for a person: its request arrives in the approver's
 //! Reviews queue with the workload's claims and its run link, the approver
 //! approves it with the same keys as any request, and the job's next poll
-//! gets its credential.
+//! gets its credential; the approver then sees the workload's grant on
+//! Grants, and Activity narrows to workloads with `w`.
 
 use crossterm::event::KeyCode;
 use hoist::tui::{App, Options};
@@ -98,4 +99,44 @@ async fn an_approver_approves_a_waiting_workload_in_the_reviews_screen() {
     assert_eq!(issued.status(), StatusCode::OK);
     let issued: TokenExchangeResponse = issued.json().await.unwrap();
     assert_eq!(issued.scope, "prod-deploy");
+
+    // As its approver, bob sees the workload's grant beside his own, with
+    // the workload that holds it.
+    key(&mut bob, KeyCode::Char('R'));
+    assert!(
+        bob.wait_until(WAIT, |s| s
+            .workload_grants
+            .iter()
+            .any(|g| g.holder == workload && g.role == "prod-deploy"))
+            .await
+    );
+    key(&mut bob, KeyCode::Char('3'));
+    let drawn = screen(&bob.state, 160, 48);
+    assert!(drawn.contains("workloads (1)"), "{drawn}");
+    let row = drawn
+        .lines()
+        .find(|l| l.contains(workload))
+        .unwrap_or_else(|| panic!("no row for the workload in:\n{drawn}"));
+    assert!(row.contains("prod-deploy"), "{row}");
+    assert!(row.contains(":"), "a countdown: {row}");
+
+    // Activity: w narrows to people, then to workloads.
+    key(&mut bob, KeyCode::Char('5'));
+    assert!(bob.wait_until(WAIT, |s| !s.activity.is_empty()).await);
+    let everyone = bob.state.visible_activity().len();
+    key(&mut bob, KeyCode::Char('w'));
+    let people = bob.state.visible_activity().len();
+    assert!(bob.state.visible_activity().iter().all(|e| {
+        !e.actor.starts_with("workload:")
+            && !e
+                .subject
+                .as_deref()
+                .is_some_and(|s| s.starts_with("workload:"))
+    }));
+    key(&mut bob, KeyCode::Char('w'));
+    let workloads = bob.state.visible_activity().len();
+    assert!(workloads > 0, "bob's approval of the workload is about it");
+    assert_eq!(people + workloads, everyone);
+    let drawn = screen(&bob.state, 160, 48);
+    assert!(drawn.contains("Activity: workloads"), "{drawn}");
 }

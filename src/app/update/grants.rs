@@ -17,6 +17,7 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
         state.banner = None;
     }
     let mut commands = Vec::new();
+    state.workload_grants.retain(|g| g.expires_at > now);
     // Grants that reached their end leave the list at once, whatever the network says.
     let ended: Vec<String> = state
         .grants

@@ -42,6 +42,7 @@ pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
     // A grant that ended meanwhile needs no revocation any more.
     super::modals::revocation_confirmed(state);
     state.queue = snapshot.queue;
+    state.workload_grants = snapshot.workload_grants;
     state.break_glass = snapshot.break_glass;
     let known: std::collections::HashSet<&str> = state
         .queue

@@ -141,6 +141,7 @@ fn key_action(state: &mut State, action: Action) -> Vec<Command> {
         Action::ToggleFavourite => navigation::toggle_favourite(state),
         Action::Mark if state.screen == Screen::Roles => form::mark(state),
         Action::NextBundle if state.screen == Screen::Roles => form::next_bundle(state),
+        Action::CycleActors if state.screen == Screen::Activity => navigation::cycle_actors(state),
         Action::RevokeIncident if state.screen == Screen::Incidents => {
             grants::revoke_incident(state)
         }
@@ -163,6 +164,7 @@ fn key_action(state: &mut State, action: Action) -> Vec<Command> {
 
 /// Keeps cursors inside their lists.
 fn clamp(state: &mut State) {
+    let activity = state.visible_activity().len();
     let c = &mut state.cursors;
     c.roles = c.roles.min(state.visible_roles.len().saturating_sub(1));
     c.requests = c.requests.min(state.requests.len().saturating_sub(1));
@@ -170,7 +172,7 @@ fn clamp(state: &mut State) {
     c.reviews = c
         .reviews
         .min((state.queue.len() + state.break_glass.len()).saturating_sub(1));
-    c.activity = c.activity.min(state.activity.len().saturating_sub(1));
+    c.activity = c.activity.min(activity.saturating_sub(1));
 }
 
 fn banner(state: &mut State, text: impl Into<String>, level: Level) {

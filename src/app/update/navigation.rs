@@ -102,7 +102,7 @@ pub(super) fn move_cursor(state: &mut State, by: isize) -> Vec<Command> {
         Screen::Requests => state.requests.len(),
         Screen::Grants => state.grants.len(),
         Screen::Reviews => state.queue.len() + state.break_glass.len(),
-        Screen::Activity => state.activity.len(),
+        Screen::Activity => state.visible_activity().len(),
         Screen::Incidents => state.incident_refs().len(),
     };
     let cursor = match state.screen {
@@ -154,7 +154,7 @@ pub(super) fn toggle_favourite(state: &mut State) -> Vec<Command> {
 }
 
 /// The ticket or incident reference of whatever is selected.
-fn selected_reference(state: &State) -> Option<String> {
+pub(super) fn selected_reference(state: &State) -> Option<String> {
     let from_request = |r: &AccessRequest| r.ticket.clone().or_else(|| r.incident.clone());
     match state.screen {
         Screen::Requests => state.selected_request().and_then(from_request),
@@ -163,7 +163,7 @@ fn selected_reference(state: &State) -> Option<String> {
             .and_then(|g| g.ticket.clone().or_else(|| g.incident.clone())),
         Screen::Reviews => state.selected_review().and_then(|(_, r)| from_request(r)),
         Screen::Activity => state
-            .activity
+            .visible_activity()
             .get(state.cursors.activity)
             .and_then(|e| e.incident.clone()),
         Screen::Incidents => state.selected_incident(),
@@ -206,4 +206,11 @@ fn ticket_url(template: Option<&str>, reference: &str) -> Option<String> {
     let filled = template.replace("{ticket}", &encoded);
     let parsed = url::Url::parse(&filled).ok()?;
     matches!(parsed.scheme(), "https" | "http").then(|| parsed.to_string())
+}
+
+/// Everyone's events, then people's only, then workloads' only.
+pub(super) fn cycle_actors(state: &mut State) -> Vec<Command> {
+    state.actors = state.actors.next();
+    state.cursors.activity = 0;
+    vec![]
 }

@@ -34,6 +34,7 @@ fn alice(now: DateTime<Utc>) -> State {
             grants: vec![],
             queue: vec![],
             break_glass: vec![],
+            workload_grants: vec![],
         })),
     );
     state
@@ -480,6 +481,7 @@ fn a_load_older_than_a_live_event_keeps_the_newer_access() {
             grants: vec![provisioning],
             queue: vec![],
             break_glass: vec![],
+            workload_grants: vec![],
         })),
     );
     let access = state.grants[0].access.as_ref().unwrap();
@@ -745,4 +747,56 @@ fn a_sign_in_pop_up_lasts_as_long_as_what_waits_for_it() {
     update(&mut state, sign_in(Some("tenant")));
     update(&mut state, Action::Back);
     assert_eq!(state.modal, None);
+}
+
+#[test]
+fn activity_shows_everyone_then_people_then_workloads() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let event = |seq: i64, actor: &str, subject: Option<&str>, incident: Option<&str>| {
+        hoist_api::AuditEvent {
+            seq,
+            at: now,
+            kind: hoist_api::AuditKind::Requested,
+            actor: actor.into(),
+            subject: subject.map(Into::into),
+            role: Some("db".into()),
+            request_id: None,
+            grant_id: None,
+            incident: incident.map(Into::into),
+            reason: None,
+            details: serde_json::Value::Null,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    };
+    state.screen = Screen::Activity;
+    state.activity = vec![
+        event(3, "workload:ci:deploy-bot", None, Some("INC-2")),
+        event(2, "bob", Some("workload:ci:deploy-bot"), None),
+        event(1, "alice", None, Some("INC-1")),
+    ];
+    state.cursors.activity = 2;
+    let seqs =
+        |state: &State| -> Vec<i64> { state.visible_activity().iter().map(|e| e.seq).collect() };
+    assert_eq!(seqs(&state), [3, 2, 1]);
+
+    update(&mut state, Action::CycleActors);
+    assert_eq!(seqs(&state), [1], "people acting for themselves");
+    assert_eq!(state.cursors.activity, 0);
+    update(&mut state, Action::CycleActors);
+    // An approval of a workload's request is about that workload.
+    assert_eq!(seqs(&state), [3, 2]);
+    // `o` opens what the row shown says, not the row underneath.
+    assert_eq!(
+        super::navigation::selected_reference(&state).as_deref(),
+        Some("INC-2")
+    );
+    update(&mut state, Action::CycleActors);
+    assert_eq!(seqs(&state), [3, 2, 1]);
+
+    // Elsewhere the key does nothing.
+    state.screen = Screen::Grants;
+    update(&mut state, Action::CycleActors);
+    assert_eq!(state.actors, crate::app::state::Actors::Everyone);
 }

@@ -59,6 +59,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     history: false,
     incidents: false,
     audit: false,
+    workload_grants: false,
 };
 
 /// How long a role's policy terms are trusted before they are read again.
