@@ -28,6 +28,9 @@ pub struct Capabilities {
     /// Grants that workloads (CI jobs, bots) hold, shown to their approvers
     /// and to auditors on the Grants screen.
     pub workload_grants: bool,
+    /// Role ids are names people know (`prod-db-admin`); where they are not
+    /// (Entra's `dir:<guid>`), lists show the role's name instead.
+    pub readable_role_ids: bool,
 }
 
 impl Capabilities {
@@ -44,6 +47,7 @@ impl Capabilities {
         incidents: true,
         audit: true,
         workload_grants: true,
+        readable_role_ids: true,
     };
 
     /// Whether the screen has anything to show with this backend.

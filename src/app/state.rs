@@ -384,6 +384,16 @@ impl State {
         Some((row, request))
     }
 
+    /// How lists name a role: by its id where people know ids, else by its
+    /// name (the id when the backend gave no name).
+    pub fn role_label<'a>(&self, id: &'a str, name: &'a str) -> &'a str {
+        if self.capabilities.readable_role_ids || name.is_empty() {
+            id
+        } else {
+            name
+        }
+    }
+
     /// The Activity screen's rows: the events of the actors chosen.
     pub fn visible_activity(&self) -> Vec<&AuditEvent> {
         self.activity

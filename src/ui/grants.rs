@@ -73,7 +73,10 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             let style = theme.countdown(left);
             let flag = if grant.break_glass { "!" } else { "" };
             let mut cells = vec![
-                Cell::from(format!("{flag}{}", clean(&grant.role))),
+                Cell::from(format!(
+                    "{flag}{}",
+                    clean(state.role_label(&grant.role, &grant.role_name))
+                )),
                 if state.revoking.contains(&grant.id) {
                     // Sent, not yet confirmed: never shown as done.
                     Cell::from(Span::styled("revoking…", theme.warn()))
@@ -104,7 +107,10 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         ))]));
         for grant in state.ending.iter().take(room - 1) {
             rows.push(Row::new(vec![
-                Cell::from(Span::styled(clean(&grant.role).into_owned(), theme.muted())),
+                Cell::from(Span::styled(
+                    clean(state.role_label(&grant.role, &grant.role_name)).into_owned(),
+                    theme.muted(),
+                )),
                 Cell::from(Span::styled(grant.state.as_str(), theme.muted())),
                 access_cell(grant),
                 Cell::from(""),

@@ -389,4 +389,33 @@ mod tests {
             assert!(footer.contains("a approve"), "{footer}");
         }
     }
+
+    /// Where role ids mean nothing to people (Entra's `dir:<guid>`), lists
+    /// name the role; where they do, the id, as before.
+    #[test]
+    fn lists_name_roles_by_what_people_know() {
+        let now = Utc::now();
+        for readable in [true, false] {
+            let mut state = State::new("https://pim.example".into(), now);
+            state.loaded = true;
+            state.size = (120, 40);
+            state.capabilities = Capabilities {
+                readable_role_ids: readable,
+                ..Capabilities::ALL
+            };
+            let mut grant = crate::app::fixtures::grant(
+                "dir:g1",
+                "dir:62e90394-69f5-4237-9190-012177145e10",
+                "alice",
+                now + chrono::TimeDelta::minutes(30),
+            );
+            grant.role_name = "User Administrator".into();
+            state.grants = vec![grant];
+            state.screen = Screen::Grants;
+            let screen = drawn(&state).join("\n");
+            let list = screen.lines().take(6).collect::<Vec<_>>().join("\n");
+            assert_eq!(list.contains("User Administrator"), !readable, "{screen}");
+            assert_eq!(list.contains("dir:62e90394"), readable, "{screen}");
+        }
+    }
 }

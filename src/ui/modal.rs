@@ -85,7 +85,13 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             ))];
             for grant in grants {
                 lines.push(Line::from(vec![
-                    Span::styled(format!("  {:<24}", clean(&grant.role)), theme.text()),
+                    Span::styled(
+                        format!(
+                            "  {:<24}",
+                            clean(state.role_label(&grant.role, &grant.role_name))
+                        ),
+                        theme.text(),
+                    ),
                     Span::styled(
                         format!("active until {}", local_time(grant.expires_at)),
                         theme.warn(),

@@ -92,7 +92,10 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             let bg = if r.break_glass { "!" } else { "" };
             let row = Row::new(vec![
                 Cell::from(Span::styled(r.state.as_str(), theme.request_state(r.state))),
-                Cell::from(format!("{bg}{kind}{}", clean(&r.role))),
+                Cell::from(format!(
+                    "{bg}{kind}{}",
+                    clean(state.role_label(&r.role, &r.role_name))
+                )),
                 Cell::from(ago(r.created_at, state.now)),
                 Cell::from(format_duration(r.duration_secs)),
                 Cell::from(reviewers(r)),

@@ -45,7 +45,7 @@ fn row_line<'a>(
     let left = format!(
         " {} · {}{claim}",
         clean(&request.requester),
-        clean(&request.role)
+        clean(state.role_label(&request.role, &request.role_name))
     );
     let left = fit(&left, width.saturating_sub(width_of(&right) + 1));
     let pad = width.saturating_sub(width_of(&left) + width_of(&right));

@@ -63,7 +63,7 @@ fn the_whole_entra_story_in_the_terminal() {
     alice.wait_for("Active grants (1)", POLLED);
     let countdown = |s: &str| {
         s.lines()
-            .find(|l| l.trim_start_matches('│').starts_with("dir:"))
+            .find(|l| l.trim_start_matches('│').starts_with("User Administrator"))
             .map(str::to_string)
     };
     let first = countdown(&alice.screen());
@@ -80,7 +80,7 @@ fn the_whole_entra_story_in_the_terminal() {
 
     // Deactivate.
     alice.keys(&["x"]);
-    alice.wait_for("Revoke dir:", LOAD);
+    alice.wait_for("Revoke User Administrator now?", LOAD);
     alice.keys(&["y"]);
     alice.wait_for("No active access", LOAD);
     assert_eq!(

@@ -87,11 +87,12 @@ pub(super) fn filed(state: &mut State, request: AccessRequest) -> Vec<Command> {
         state.filter.clear();
         refilter(state);
     }
+    let role = state.role_label(&request.role, &request.role_name);
     let text = match request.state {
-        RequestState::Active => format!("{} is active", request.role),
+        RequestState::Active => format!("{} is active", role),
         RequestState::Pending => format!(
             "Requested {}: waiting for {}",
-            request.role,
+            role,
             plural(request.approvals_required as usize, "approval")
         ),
         // Approved with no start of its own: granted, and taking effect at
@@ -99,11 +100,11 @@ pub(super) fn filed(state: &mut State, request: AccessRequest) -> Vec<Command> {
         RequestState::Approved if request.starts_at.is_none() => {
             format!(
                 "{} activated, propagating: the access follows shortly",
-                request.role
+                role
             )
         }
-        RequestState::Approved => format!("{} approved; starts as scheduled", request.role),
-        other => format!("{}: {other}", request.role),
+        RequestState::Approved => format!("{} approved; starts as scheduled", role),
+        other => format!("{}: {other}", role),
     };
     let level = if request.state == RequestState::Active {
         Level::Success

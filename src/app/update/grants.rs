@@ -74,7 +74,10 @@ pub(super) fn revoke(state: &mut State) -> Vec<Command> {
         return vec![];
     };
     state.modal = Some(Modal::Confirm {
-        prompt: format!("Revoke {} now? Access ends at once.", grant.role),
+        prompt: format!(
+            "Revoke {} now? Access ends at once.",
+            state.role_label(&grant.role, &grant.role_name)
+        ),
         yes: Command::Revoke {
             grant_id: grant.id.clone(),
             reason: Some("revoked early by the holder".into()),

@@ -68,7 +68,9 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                     .find(|r| r.id == request.id)
                     .map(|r| r.state);
                 let now_state = request.state;
-                let role = request.role.clone();
+                let role = state
+                    .role_label(&request.role, &request.role_name)
+                    .to_string();
                 let reason = request.reason.clone();
                 let approver = request
                     .reviews
@@ -102,7 +104,7 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                 let was_active = state.grants.iter().any(|g| g.id == grant.id);
                 let ended_by_other = grant.state == GrantState::Revoked
                     && grant.revoked_by.as_deref() != Some(state.user());
-                let role = grant.role.clone();
+                let role = state.role_label(&grant.role, &grant.role_name).to_string();
                 let by = grant.revoked_by.clone().unwrap_or_default();
                 if let Some(news) = grants::upsert_grant(state, grant) {
                     let mut commands = grants::announce(state, &news);

@@ -36,7 +36,10 @@ pub(super) fn cancel(state: &mut State) -> Vec<Command> {
         return vec![];
     }
     state.modal = Some(Modal::Confirm {
-        prompt: format!("Cancel your request for {}?", request.role),
+        prompt: format!(
+            "Cancel your request for {}?",
+            state.role_label(&request.role, &request.role_name)
+        ),
         yes: Command::Cancel(request.id.clone()),
         danger: false,
     });

@@ -16,7 +16,9 @@ pub(super) fn review_prompt(state: &mut State, action: &Action) -> Vec<Command> 
         return vec![];
     };
     let id = request.id.clone();
-    let role = request.role.clone();
+    let role = state
+        .role_label(&request.role, &request.role_name)
+        .to_string();
     let who = request.requester.clone();
     let (prompt, title, required) = match (action, row) {
         (Action::Approve, ReviewRow::Pending(_)) => (

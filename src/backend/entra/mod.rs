@@ -60,6 +60,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     incidents: false,
     audit: false,
     workload_grants: false,
+    readable_role_ids: false,
 };
 
 /// How long a role's policy terms are trusted before they are read again.
