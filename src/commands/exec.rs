@@ -293,22 +293,12 @@ async fn run(
     signals: &mut Signals,
 ) -> anyhow::Result<u8> {
     let credential = backend.credential(&grant.id).await?;
-    let mut env = vec![
-        (ENV_CREDENTIAL.to_string(), credential.token.clone()),
-        (
-            ENV_CREDENTIAL_EXPIRES_AT.to_string(),
-            credential.expires_at.to_rfc3339(),
-        ),
-        (ENV_ROLE.to_string(), grant.role.clone()),
-        (ENV_GRANT_ID.to_string(), grant.id.clone()),
-        (
-            ENV_GRANT_EXPIRES_AT.to_string(),
-            grant.expires_at.to_rfc3339(),
-        ),
-    ];
-    // The access at the role's target, e.g. PGHOST, PGPORT, PGDATABASE,
-    // PGUSER, PGPASSWORD and PGSSLMODE: `psql` runs as it is.
-    env.extend(super::access::access_env(credential.access.as_ref()));
+    let mut env = task_env(
+        &credential.token,
+        credential.expires_at,
+        (&grant.role, &grant.id, grant.expires_at),
+        credential.access.as_ref(),
+    );
     match std::env::current_exe() {
         Ok(exe) => match credential_command(&exe, target, &grant.id) {
             Some(line) => env.push((ENV_CREDENTIAL_COMMAND.to_string(), line)),
@@ -322,6 +312,33 @@ async fn run(
         )),
     }
     run_command(command, &env, signals).await
+}
+
+/// What a command run under a grant finds in its environment: the
+/// credential, the grant, and the access at the role's target (e.g. PGHOST,
+/// PGPORT, PGDATABASE, PGUSER, PGPASSWORD and PGSSLMODE, so `psql` runs as
+/// it is). A person's exec and a workload's share it.
+pub(super) fn task_env(
+    token: &str,
+    token_expires_at: chrono::DateTime<chrono::Utc>,
+    (role, grant_id, grant_expires_at): (&str, &str, chrono::DateTime<chrono::Utc>),
+    access: Option<&hoist_api::AccessCredential>,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        (ENV_CREDENTIAL.to_string(), token.to_string()),
+        (
+            ENV_CREDENTIAL_EXPIRES_AT.to_string(),
+            token_expires_at.to_rfc3339(),
+        ),
+        (ENV_ROLE.to_string(), role.to_string()),
+        (ENV_GRANT_ID.to_string(), grant_id.to_string()),
+        (
+            ENV_GRANT_EXPIRES_AT.to_string(),
+            grant_expires_at.to_rfc3339(),
+        ),
+    ];
+    env.extend(super::access::access_env(access));
+    env
 }
 
 /// Runs CMD with `env` added to its environment, forwarding the signals

@@ -15,10 +15,7 @@ use hoist_api::{
 };
 use reqwest::StatusCode;
 
-use super::exec::{
-    ENV_CREDENTIAL, ENV_CREDENTIAL_EXPIRES_AT, ENV_GRANT_EXPIRES_AT, ENV_GRANT_ID, ENV_ROLE,
-    ExecArgs, run_command,
-};
+use super::exec::{ExecArgs, run_command, task_env};
 use super::signals::{Signals, status_of};
 use super::{Ended, duration};
 use crate::backend::BackendError;
@@ -279,20 +276,13 @@ pub async fn exec(broker: &str, args: &ExecArgs) -> anyhow::Result<u8> {
         }
     };
     drop(token);
-    let mut env = vec![
-        (ENV_CREDENTIAL.to_string(), issued.access_token.clone()),
-        (
-            ENV_CREDENTIAL_EXPIRES_AT.to_string(),
-            issued.expires_at.to_rfc3339(),
-        ),
-        (ENV_ROLE.to_string(), issued.scope.clone()),
-        (ENV_GRANT_ID.to_string(), issued.grant_id.clone()),
-        (
-            ENV_GRANT_EXPIRES_AT.to_string(),
-            issued.expires_at.to_rfc3339(),
-        ),
-    ];
-    env.extend(super::access::access_env(issued.access.as_ref()));
+    // A task's credential ends with its grant.
+    let env = task_env(
+        &issued.access_token,
+        issued.expires_at,
+        (&issued.scope, &issued.grant_id, issued.expires_at),
+        issued.access.as_ref(),
+    );
     let outcome = match signals.pending() {
         Some(signal) => {
             super::say(&format!(
