@@ -162,10 +162,15 @@ FINDINGS = """\
   twice at once at start-up (`App::start` and the event stream's first `StreamUp` each asked
   for a load). Fixed in `src/tui/app.rs`: the stream's first `StreamUp` starts the only load, after
   it has subscribed. 34 MiB (36 MB) went to about 24.5 MiB (25.7 MB).
-- **Render**: a frame costs 0.3–0.6 ms of CPU. Earlier wall-clock p99s of 4.4 ms, with medians
+- **Render**: a frame costs 0.4–0.9 ms of CPU. Earlier wall-clock p99s of 4.4 ms, with medians
   of 0.3 ms, were frames descheduled for another process's time slice while the machine was
   busy; the frame details now give the CPU-time p99 and how many frames were preempted, so the
-  two can be told apart.
+  two can be told apart. Still within target but slower than when first measured: the Roles
+  frame's CPU p50 went from 0.34 ms to 0.75 ms (p99 0.60 to 0.89 ms), Grants' p99 from 0.58 to
+  0.83 ms, and the filter's p99 from 3.0 to 4.1 ms, somewhere between that measurement and the
+  target, workload and Entra work. Not yet bisected; a sampling profile is dominated by
+  ratatui's `Buffer::set_style` and grapheme segmentation, which points at more cells styled or
+  more text laid out per frame rather than at hoist's own code.
 """
 
 
