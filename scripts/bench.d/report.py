@@ -165,12 +165,11 @@ FINDINGS = """\
 - **Render**: a frame costs 0.4–0.9 ms of CPU. Earlier wall-clock p99s of 4.4 ms, with medians
   of 0.3 ms, were frames descheduled for another process's time slice while the machine was
   busy; the frame details now give the CPU-time p99 and how many frames were preempted, so the
-  two can be told apart. Still within target but slower than when first measured: the Roles
-  frame's CPU p50 went from 0.34 ms to 0.75 ms (p99 0.60 to 0.89 ms), Grants' p99 from 0.58 to
-  0.83 ms, and the filter's p99 from 3.0 to 4.1 ms, somewhere between that measurement and the
-  target, workload and Entra work. Not yet bisected; a sampling profile is dominated by
-  ratatui's `Buffer::set_style` and grapheme segmentation, which points at more cells styled or
-  more text laid out per frame rather than at hoist's own code.
+  two can be told apart. The figures are higher than when first measured (Roles CPU p50 0.34 ms
+  then, 0.75 ms now), but not because of the code: the frame benchmark built from that first
+  measured commit (23dba66), run back to back with today's on the same machine, gave the same
+  figures (Roles p50 0.48 ms for both, p99 0.82–0.88 ms old, 0.74–0.89 ms new; Grants p99
+  0.65–0.86 ms old, 0.83–0.89 ms new). The machine is slower than it was then.
 """
 
 
