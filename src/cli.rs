@@ -303,7 +303,11 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {
-    eprintln!(
+    use std::io::Write;
+    // Not eprintln: when the terminal has gone (closed under the TUI) the
+    // print fails, and a failed eprintln panics instead of exiting.
+    let _ = writeln!(
+        std::io::stderr(),
         "hoist: {}",
         crate::text::sanitize::line(&format!("{err:#}"))
     );

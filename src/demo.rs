@@ -198,9 +198,8 @@ impl Demo {
     }
 }
 
-/// Removes the cluster if hoist dies without doing so itself: a closed
-/// terminal can end hoist with an abort (a failing write while it restores
-/// the terminal), and then no destructor runs. A detached shell waits for
+/// Removes the cluster if hoist dies without doing so itself (a kill -9, or
+/// an abort), when no destructor runs. A detached shell waits for
 /// this process to end, then fast-stops the server by its postmaster.pid
 /// and removes its directory; after a clean exit both are already gone.
 fn watch_over(postgres: &Postgres) {

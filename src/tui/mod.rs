@@ -58,24 +58,37 @@ pub fn write_effect(effect: &Command, out: &mut impl Write, notices: bool) -> st
 }
 
 /// Puts the terminal back however we leave: normal exit, error or drop.
+/// When the terminal is gone (closed under us) there is nothing to put back
+/// and nowhere to say so: `ratatui::restore` would report the failure on
+/// stderr, and a failed print panics, which inside a drop aborts.
 struct Restore;
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
-        ratatui::restore();
+        let _ = crossterm::execute!(
+            std::io::stdout(),
+            crossterm::event::DisableMouseCapture,
+            crossterm::cursor::Show
+        );
+        let _ = ratatui::try_restore();
     }
 }
 
 /// Runs the TUI in this terminal until the user quits.
 pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<()> {
-    // ratatui::init installs a panic hook that restores raw mode and the
-    // alternate screen; ours first turns mouse capture off, then defers to it.
-    let mut terminal = ratatui::init();
-    let previous = std::panic::take_hook();
+    // A panic puts the terminal back before the report is printed. Ours
+    // replaces the hook ratatui::init installs, whose restore reports its
+    // own failure with a print that panics again (an abort) once the
+    // terminal is gone.
+    let report = std::panic::take_hook();
+    // Never dropped: its drop shows the cursor and reports a failure to do
+    // so with a print that panics once the terminal is gone; Restore shows
+    // the cursor instead.
+    let mut terminal = std::mem::ManuallyDrop::new(ratatui::init());
     std::panic::set_hook(Box::new(move |info| {
         let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
-        previous(info);
+        let _ = ratatui::try_restore();
+        report(info);
     }));
     let restore = Restore;
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
@@ -152,8 +165,9 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
     // revocation nobody retries any more must not pass for done.
     let unconfirmed = unconfirmed(&app.state);
     drop(restore);
+    let mut stderr = std::io::stderr();
     for line in unconfirmed {
-        eprintln!("hoist: {line}");
+        let _ = writeln!(stderr, "hoist: {line}");
     }
     Ok(())
 }

@@ -412,8 +412,47 @@ fn the_demo_story_ends_in_a_working_psql() {
     pane.wait_for("EXITED rc=0", LOAD);
 }
 
-/// Closing the terminal ends the demo however it ends (a write to the gone
-/// terminal can abort it), and its PostgreSQL cluster goes with it.
+/// Closing the terminal under the TUI ends hoist cleanly: putting the
+/// terminal back writes to a terminal that is gone, and that failure must
+/// not abort it.
+#[test]
+fn closing_the_terminal_ends_hoist_without_aborting() {
+    let out = tempfile::tempdir().unwrap();
+    let rc = out.path().join("rc");
+    // The shell ignores the hang-up so it outlives the terminal and records
+    // how hoist ended; hoist listens for SIGHUP itself.
+    let pane = Pane::run(
+        "trap '' HUP; ",
+        &format!("demo; echo $? > {}", rc.display()),
+        &[],
+        160,
+        40,
+    );
+    pane.wait_for("Demo target:", LOAD);
+    drop(pane);
+    let start = Instant::now();
+    let status = loop {
+        match std::fs::read_to_string(&rc) {
+            Ok(text) if text.ends_with('\n') => break text.trim().to_string(),
+            _ => {
+                assert!(
+                    start.elapsed() < LOAD,
+                    "hoist did not end after its terminal closed"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    // 0 when the hang-up is seen first, 1 when a draw fails on the gone
+    // terminal first; a panic is 101, a panic while panicking 134 (abort).
+    assert!(
+        status == "0" || status == "1",
+        "hoist ended with status {status} after its terminal closed"
+    );
+}
+
+/// Closing the terminal ends the demo, and its PostgreSQL cluster goes with
+/// it.
 #[test]
 fn closing_the_terminal_removes_the_demos_cluster() {
     let pane = Pane::start("demo", &[], 160, 40);
