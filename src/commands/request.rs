@@ -35,7 +35,8 @@ pub struct RequestArgs {
     /// Activate at once without approval (where the role allows it); reviewed afterwards.
     #[arg(long)]
     pub break_glass: bool,
-    /// Block until the request is active, denied or lapses, printing each change to stderr.
+    /// Block until the request is active (and its access at a target live), denied or
+    /// lapses, printing each change to stderr.
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this long (the request stays pending).
@@ -126,9 +127,12 @@ pub async fn request(
             .filter(|r| !settled(r.state))
             .map(|r| r.id.clone())
             .collect();
-        let waits = requests
-            .into_iter()
-            .map(|r| wait_for_final(backend, r, timeout));
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let waits = requests.into_iter().map(|r| async move {
+            let request = wait_for_final(backend, r, timeout).await?;
+            until_live(backend, &request, deadline).await?;
+            Ok::<_, anyhow::Error>(request)
+        });
         requests = Vec::new();
         let outcomes = tokio::select! {
             outcomes = futures::future::join_all(waits) => outcomes,
@@ -165,6 +169,32 @@ pub async fn request(
         .chain(verdicts)
         .find(Result::is_err)
         .unwrap_or(Ok(()))
+}
+
+/// For an active request whose role reaches a target, waits until the
+/// access there is live: `--wait` is over when the grant can be used, not
+/// when the broker has decided (a psql run next must not be refused).
+async fn until_live(
+    backend: &dyn Backend,
+    request: &AccessRequest,
+    deadline: Option<Instant>,
+) -> anyhow::Result<()> {
+    let Some(grant_id) = request.grant_id.as_deref() else {
+        return Ok(());
+    };
+    if request.state != RequestState::Active {
+        return Ok(());
+    }
+    let grants = backend.grants(false).await?;
+    let Some(grant) = grants.into_iter().find(|g| g.id == grant_id) else {
+        return Ok(());
+    };
+    if grant.access.is_none() {
+        return Ok(());
+    }
+    let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    super::access::wait_live(backend, grant, remaining).await?;
+    Ok(())
 }
 
 /// The exit status a finished `--wait` deserves.

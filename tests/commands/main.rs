@@ -1131,6 +1131,62 @@ async fn exec_runs_psql_as_is_at_a_real_postgres_and_the_login_is_gone_after() {
     demo.stop().await;
 }
 
+/// `request --wait` is over when the grant can be used: at a target that is
+/// down it keeps waiting after the approval (and gives up at its timeout,
+/// saying what it waited for); once the target is back it returns with the
+/// login already there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_wait_returns_when_the_access_is_live_not_just_approved() {
+    let demo = demo_with_postgres().await;
+    let postgres = demo.postgres().unwrap();
+    let alice = person_at(&demo.url(), "alice");
+    let bob = person_at(&demo.url(), "bob");
+
+    postgres.stop();
+    let mut waiting = alice.spawn(&[&DB[..], &["--wait", "--timeout", "8s"]].concat());
+    let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    let first = progress.next().unwrap().unwrap();
+    let id = first.split_whitespace().next().unwrap().to_string();
+    let approved = bob.run(&["approve", &id]);
+    assert_eq!(code(&approved), 0, "{}", stderr(&approved));
+    let rest: Vec<String> = progress.map(|l| l.unwrap()).collect();
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("active")), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("waiting for prod-db-admin's access at demo-db")),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("gave up waiting for the access")),
+        "{rest:?}"
+    );
+
+    postgres.restart().unwrap();
+    let revoked = alice.run(&["revoke", "prod-db-admin"]);
+    assert_eq!(code(&revoked), 0, "{}", stderr(&revoked));
+    let mut waiting = alice.spawn(&[&DB[..], &["--wait", "--timeout", "2m"]].concat());
+    let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    let first = progress.next().unwrap().unwrap();
+    let id = first.split_whitespace().next().unwrap().to_string();
+    let approved = bob.run(&["approve", &id]);
+    assert_eq!(code(&approved), 0, "{}", stderr(&approved));
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // No --wait here: the access must already be live.
+    let uri = alice.run(&["credential", "prod-db-admin", "--format", "uri"]);
+    assert_eq!(code(&uri), 0, "{}", stderr(&uri));
+    let uri = String::from_utf8(uri.stdout).unwrap();
+    let login = Command::new("psql")
+        .args([uri.trim(), "-tAc", "select current_user"])
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", stderr(&login));
+    demo.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credential_formats_at_a_real_postgres_and_a_clear_refusal_until_live() {
     let demo = demo_with_postgres().await;
