@@ -4,14 +4,16 @@
 //! while a person approves), runs CMD with the task's credential and the
 //! access at the role's target in its environment, revokes the grant with
 //! the task's own credential when CMD ends, and exits with CMD's status.
+//! A job that gives up waiting (its timeout, a signal) withdraws its task,
+//! so no request or grant is left standing for a job that is gone.
 //! No keyring and no person's session are involved; neither the token nor
 //! the credential is ever put in argv or a file.
 
 use std::time::Duration;
 
 use hoist_api::{
-    ErrorCode, JWT_TOKEN_TYPE, OAuthError, TOKEN_EXCHANGE_GRANT, TokenExchangeResponse,
-    TokenPending, WorkloadErrorCode,
+    ErrorCode, JWT_TOKEN_TYPE, OAuthError, TOKEN_EXCHANGE_GRANT, TaskWithdrawn,
+    TokenExchangeResponse, TokenPending, WorkloadErrorCode,
 };
 use reqwest::StatusCode;
 
@@ -113,14 +115,12 @@ enum Answer {
     Pending(TokenPending, Duration),
 }
 
-async fn exchange_once(
-    http: &reqwest::Client,
-    broker: &str,
-    token: &str,
-    args: &ExecArgs,
-    ttl: Option<&str>,
-) -> anyhow::Result<Answer> {
-    let url = format!("{broker}/v1/token");
+/// The exchange's form; a withdrawal presents the same one.
+fn exchange_form<'a>(
+    token: &'a str,
+    args: &'a ExecArgs,
+    ttl: Option<&'a str>,
+) -> Vec<(&'static str, &'a str)> {
     let mut form = vec![
         ("grant_type", TOKEN_EXCHANGE_GRANT),
         ("subject_token", token),
@@ -130,9 +130,20 @@ async fn exchange_once(
     if let Some(ttl) = ttl {
         form.push(("requested_ttl", ttl));
     }
+    form
+}
+
+async fn exchange_once(
+    http: &reqwest::Client,
+    broker: &str,
+    token: &str,
+    args: &ExecArgs,
+    ttl: Option<&str>,
+) -> anyhow::Result<Answer> {
+    let url = format!("{broker}/v1/token");
     let answer = http
         .post(&url)
-        .form(&form)
+        .form(&exchange_form(token, args, ttl))
         .send()
         .await
         .map_err(|err| unreachable(broker, err))?;
@@ -172,15 +183,21 @@ async fn exchange_once(
     }
 }
 
-/// Exchanges until the credential is handed over, saying once why it waits.
+/// The `requested_ttl` the job asks for, in seconds.
+fn requested_ttl(args: &ExecArgs) -> anyhow::Result<Option<String>> {
+    let ttl = args.duration.as_deref().map(duration).transpose()?;
+    Ok(ttl.map(|secs| secs.to_string()))
+}
+
+/// Exchanges until the credential is handed over, saying once why it waits;
+/// at the timeout, withdraws the task.
 async fn exchange(
     http: &reqwest::Client,
     broker: &str,
     token: &str,
     args: &ExecArgs,
 ) -> anyhow::Result<TokenExchangeResponse> {
-    let ttl = args.duration.as_deref().map(duration).transpose()?;
-    let ttl = ttl.map(|secs| secs.to_string());
+    let ttl = requested_ttl(args)?;
     let deadline = args
         .timeout
         .as_deref()
@@ -206,8 +223,9 @@ async fn exchange(
                     said = Some(pending.status.clone());
                 }
                 if deadline.is_some_and(|at| tokio::time::Instant::now() + wait > at) {
+                    let withdrawn = withdraw(http, broker, token, args, ttl.as_deref()).await;
                     return Err(Ended::TimedOut(format!(
-                        "gave up waiting for {}; it ends by itself if nobody decides",
+                        "gave up waiting for {}; {withdrawn}",
                         pending.request_id
                     ))
                     .into());
@@ -215,6 +233,50 @@ async fn exchange(
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+}
+
+/// Withdraws the task at the broker (its pending request cancelled, or a
+/// grant already made ended) and says what became of it.
+async fn withdraw(
+    http: &reqwest::Client,
+    broker: &str,
+    token: &str,
+    args: &ExecArgs,
+    ttl: Option<&str>,
+) -> String {
+    let url = format!("{broker}/v1/token/withdraw");
+    let answer = http
+        .post(&url)
+        .form(&exchange_form(token, args, ttl))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(_) => {
+            return "could not reach the broker to withdraw it; a pending request lapses by itself"
+                .into();
+        }
+    };
+    if answer.status().is_success() {
+        return match answer.json::<TaskWithdrawn>().await {
+            Ok(TaskWithdrawn {
+                grant_id: Some(grant),
+                grant_state: Some(state),
+                ..
+            }) => format!("withdrew it; its grant {grant} is {state}"),
+            Ok(withdrawn) => format!("withdrew it ({})", withdrawn.request_state),
+            Err(_) => "withdrew it".into(),
+        };
+    }
+    let status = answer.status();
+    match answer.json::<OAuthError>().await {
+        Ok(error) => format!(
+            "could not withdraw it ({}: {}); a pending request lapses by itself",
+            error.code, error.error_description
+        ),
+        Err(_) => format!("could not withdraw it ({status}); a pending request lapses by itself"),
     }
 }
 
@@ -268,8 +330,10 @@ pub async fn exec(broker: &str, args: &ExecArgs) -> anyhow::Result<u8> {
     let issued = tokio::select! {
         issued = exchange(&http, broker, &token, args) => issued?,
         signal = signals.next() => {
+            let ttl = requested_ttl(args)?;
+            let withdrawn = withdraw(&http, broker, &token, args, ttl.as_deref()).await;
             super::say(&format!(
-                "{} while waiting; nothing was run (a pending request ends by itself)",
+                "{} while waiting; nothing was run; {withdrawn}",
                 signal.as_str()
             ));
             return Ok(status_of(signal));

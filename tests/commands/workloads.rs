@@ -1,7 +1,7 @@
 //! `hoist exec --workload-token-file` and its other token sources, the real
 //! binary against a real broker and a real OpenID provider minting the
-//! workload's token: exchange, run, revoke, the command's exit code; and a
-//! job that waits for a person's approval.
+//! workload's token: exchange, run, revoke, the command's exit code; a job
+//! that waits for a person's approval, and one that gives up waiting.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -304,6 +304,92 @@ async fn a_job_on_a_role_a_person_approves_waits_then_runs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("waits for a person's approval"));
     let audit: Vec<AuditEvent> = broker.as_user("erin").audit().await;
     assert!(audit.iter().any(|e| e.kind == AuditKind::Revoked
+        && e.actor == "workload:ci:deploy-bot"
+        && e.request_id.as_deref() == Some(request.id.as_str())));
+}
+
+/// The workload's request in bob's queue, once exec has filed it.
+async fn queued(
+    broker: &hoistd::testing::TestBroker,
+    child: &mut std::process::Child,
+) -> hoist_api::AccessRequest {
+    loop {
+        if let Some(request) = broker
+            .as_user("bob")
+            .queue()
+            .await
+            .into_iter()
+            .find(|r| r.requester == "workload:ci:deploy-bot")
+        {
+            return request;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exec ended before anything was queued"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A job that gives up waiting for its approver, at its --timeout or on a
+/// signal, withdraws its request: nothing is left in the approvers' queue
+/// to be approved for a job that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_gives_up_waiting_withdraws_its_request() {
+    let (provider, broker, token) = setup().await;
+    let out = hoist_exec(
+        &broker.url(),
+        &["db", "--timeout", "2s", "--", "sh", "-c", "echo ran"],
+        &[(hoist::commands::ENV_WORKLOAD_TOKEN, &token)],
+    )
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{said}");
+    assert!(out.stdout.is_empty(), "nothing was run");
+    assert!(said.contains("gave up waiting for"), "{said}");
+    assert!(said.contains("withdrew it (cancelled)"), "{said}");
+    let bob = broker.as_user("bob");
+    assert!(
+        !bob.queue()
+            .await
+            .iter()
+            .any(|r| r.requester == "workload:ci:deploy-bot"),
+        "the withdrawn request left the queue"
+    );
+
+    let token = provider
+        .workload_token(
+            "deploy-bot",
+            AUDIENCE,
+            &json!({ "repository": "acme/app", "run_id": 8 }),
+            None,
+        )
+        .await;
+    let mut child = hoist_exec(
+        &broker.url(),
+        &["db", "--", "sh", "-c", "echo ran"],
+        &[(hoist::commands::ENV_WORKLOAD_TOKEN, &token)],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let request = queued(&broker, &mut child).await;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.stdout.is_empty(), "nothing was run");
+    assert!(said.contains("SIGTERM while waiting"), "{said}");
+    assert!(said.contains("withdrew it (cancelled)"), "{said}");
+    let request = bob.request(&request.id).await.unwrap();
+    assert_eq!(request.state, hoist_api::RequestState::Cancelled);
+    let audit: Vec<AuditEvent> = broker.as_user("erin").audit().await;
+    assert!(audit.iter().any(|e| e.kind == AuditKind::Cancelled
         && e.actor == "workload:ci:deploy-bot"
         && e.request_id.as_deref() == Some(request.id.as_str())));
 }

@@ -210,6 +210,22 @@ pub struct WorkloadRevoked {
     pub state: String,
 }
 
+/// `POST /v1/token/withdraw` 200: a task that gave up, withdrawn: its
+/// pending request cancelled, or its grant ended if one was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskWithdrawn {
+    pub request_id: String,
+    /// The request's state now: `cancelled`, or the state it had already
+    /// reached (`active` when its grant was ended instead).
+    pub request_state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    /// The grant's state now, when there is one: `revoked`, or the state
+    /// it had already ended in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_state: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -382,6 +382,15 @@ fn grants_and_credentials() {
         },
     );
     holds(
+        "task_withdrawn.json",
+        TaskWithdrawn {
+            request_id: "req_0123456789ab".into(),
+            request_state: "cancelled".into(),
+            grant_id: None,
+            grant_state: None,
+        },
+    );
+    holds(
         "introspection_active.json",
         Introspection {
             active: true,

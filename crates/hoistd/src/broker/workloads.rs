@@ -1,6 +1,7 @@
 //! Workload identities: a job's token exchanged for one task's grant (RFC
 //! 8693), the job's poll while a person approves or its target provisions,
-//! and the job's own revocation when the task ends.
+//! its withdrawal when it gives up waiting, and the job's own revocation
+//! when the task ends.
 //!
 //! A workload is its own kind of principal, `workload:<rule>:<sub>`, a name
 //! no person can have (user names hold no `:`), and is verified only here:
@@ -14,8 +15,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hoist_api::{
     ACCESS_TOKEN_TYPE, AccessRequest, AuditKind, Credential, GrantState, JWT_TOKEN_TYPE,
-    RequestKind, RequestState, TOKEN_EXCHANGE_GRANT, TokenExchangeInput, TokenExchangeResponse,
-    TokenPending, WORKLOAD_PREFIX, WorkloadErrorCode, WorkloadRevoked,
+    RequestKind, RequestState, TOKEN_EXCHANGE_GRANT, TaskWithdrawn, TokenExchangeInput,
+    TokenExchangeResponse, TokenPending, WORKLOAD_PREFIX, WorkloadErrorCode, WorkloadRevoked,
 };
 use serde_json::json;
 
@@ -641,6 +642,96 @@ impl Broker {
         if !matches!(written, Ok(Ok(()))) {
             tracing::error!("a refused workload exchange could not be audited");
         }
+    }
+
+    /// `POST /v1/token/withdraw`: a job that gives up (its timeout, a
+    /// signal) withdraws its task with the same form it exchanged. The token
+    /// is checked as for an exchange, and only the task it names is touched:
+    /// a pending request is cancelled, and a grant already made is ended
+    /// (whether or not its credential was handed over), so nothing is left
+    /// standing for a job that is gone.
+    pub async fn withdraw(
+        self: &Arc<Self>,
+        input: TokenExchangeInput,
+    ) -> Result<TaskWithdrawn, Refusal> {
+        let admitted = match self.admit(&input).await {
+            Ok(admitted) => admitted,
+            Err((refusal, details)) => {
+                self.audit_refusal(UNVERIFIED_ACTOR.to_string(), &refusal, details)
+                    .await;
+                return Err(refusal);
+            }
+        };
+        let broker = Arc::clone(self);
+        tokio::task::spawn_blocking(move || broker.withdraw_task(&admitted))
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "withdraw task failed");
+                Refusal::new(WorkloadErrorCode::Internal, "internal error")
+            })?
+    }
+
+    fn withdraw_task(&self, admitted: &Admitted) -> Result<TaskWithdrawn, Refusal> {
+        let reason = "the task gave up waiting and withdrew";
+        let mut work = self.begin()?;
+        let exchange = work
+            .tx
+            .exchange(&admitted.task_key)?
+            .filter(|exchange| exchange.principal == admitted.principal)
+            .ok_or_else(|| {
+                Refusal::new(
+                    WorkloadErrorCode::InvalidRequest,
+                    format!(
+                        "this token's task ({}) was never exchanged; there is nothing to withdraw",
+                        admitted.task
+                    ),
+                )
+            })?;
+        let mut request = self.load_request(&work, &exchange.request_id)?;
+        let mut grant_state = None;
+        match request.state {
+            RequestState::Pending | RequestState::Approved => {
+                request.state = RequestState::Cancelled;
+                request.reason = Some(reason.into());
+                request.lapses_at = None;
+                request.claim = None;
+                work.save_request(&mut request)?;
+                let mut cancelled = event(
+                    AuditKind::Cancelled,
+                    &admitted.principal,
+                    work.now,
+                    &request,
+                );
+                cancelled.reason = request.reason.clone();
+                work.audit(cancelled)?;
+            }
+            RequestState::Active => {
+                if let Some(grant_id) = request.grant_id.clone() {
+                    let mut grant = work
+                        .tx
+                        .grant(&grant_id)?
+                        .ok_or_else(|| Error::not_found("grant", &grant_id))?;
+                    settle_grant(&mut grant, work.now);
+                    if grant.state == GrantState::Active {
+                        work.end_grant(
+                            &mut grant,
+                            GrantState::Revoked,
+                            &admitted.principal,
+                            Some(reason.into()),
+                        )?;
+                    }
+                    grant_state = Some(grant.state.as_str().to_string());
+                }
+            }
+            _ => {}
+        }
+        self.finish(work)?;
+        Ok(TaskWithdrawn {
+            request_id: request.id,
+            request_state: request.state.to_string(),
+            grant_id: request.grant_id,
+            grant_state,
+        })
     }
 
     /// `POST /v1/token/revoke`: the workload ends its own task's grant with

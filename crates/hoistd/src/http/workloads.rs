@@ -1,5 +1,6 @@
-//! Workloads' routes, apart from people's: the token exchange (RFC 8693) and
-//! the revocation of a task's grant with its own credential. Errors here are
+//! Workloads' routes, apart from people's: the token exchange (RFC 8693), a
+//! task's withdrawal when its job gives up, and the revocation of a task's
+//! grant with its own credential. Errors here are
 //! in RFC 6749's form, `{error, error_description, code}`.
 
 use axum::Json;
@@ -8,8 +9,8 @@ use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hoist_api::{
-    OAuthError, TokenExchangeInput, TokenExchangeResponse, TokenPending, WorkloadErrorCode,
-    WorkloadRevoked,
+    OAuthError, TaskWithdrawn, TokenExchangeInput, TokenExchangeResponse, TokenPending,
+    WorkloadErrorCode, WorkloadRevoked,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,6 +21,7 @@ use crate::broker::{Exchanged, Refusal};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(exchange))
+        .routes(routes!(withdraw))
         .routes(routes!(revoke))
 }
 
@@ -99,17 +101,7 @@ async fn exchange(
 ) -> Response {
     let input = match form {
         Ok(axum::Form(input)) => input,
-        Err(rejection) => {
-            return refusal(Refusal {
-                code: WorkloadErrorCode::InvalidRequest,
-                message: format!(
-                    "the body must be an application/x-www-form-urlencoded form (RFC 6749 \
-                     section 3.2): {}",
-                    rejection.body_text()
-                ),
-                retry_after: None,
-            });
-        }
+        Err(rejection) => return refusal(form_refused(&rejection)),
     };
     match state.broker.exchange(input).await {
         Ok(Exchanged::Issued(issued)) => {
@@ -127,6 +119,44 @@ async fn exchange(
             response
         }
         Err(refused) => refusal(refused),
+    }
+}
+
+/// A job that gives up waiting (its timeout, a signal) withdraws its task
+/// with the same form it presented to `POST /v1/token`: the token is checked
+/// as for the exchange, its pending request is cancelled, and a grant already
+/// made for it is ended. Refusals are the exchange's `code`s.
+#[utoipa::path(post, path = "/v1/token/withdraw", tag = "workloads",
+    request_body(content = TokenExchangeInput, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The task, withdrawn", body = TaskWithdrawn),
+        (status = 400, description = "Refused; `code` names why", body = OAuthError),
+        (status = 503, description = "The issuer's keys could not be fetched", body = OAuthError),
+        (status = 500, description = "Internal error; the broker log has the details", body = OAuthError),
+    ))]
+async fn withdraw(
+    State(state): State<AppState>,
+    form: Result<axum::Form<TokenExchangeInput>, FormRejection>,
+) -> Response {
+    let input = match form {
+        Ok(axum::Form(input)) => input,
+        Err(rejection) => return refusal(form_refused(&rejection)),
+    };
+    match state.broker.withdraw(input).await {
+        Ok(withdrawn) => Json(withdrawn).into_response(),
+        Err(refused) => refusal(refused),
+    }
+}
+
+/// A body that is not the exchange's form.
+fn form_refused(rejection: &FormRejection) -> Refusal {
+    Refusal {
+        code: WorkloadErrorCode::InvalidRequest,
+        message: format!(
+            "the body must be an application/x-www-form-urlencoded form (RFC 6749 section 3.2): {}",
+            rejection.body_text()
+        ),
+        retry_after: None,
     }
 }
 

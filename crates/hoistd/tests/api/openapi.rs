@@ -32,6 +32,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/v1/events"),
     ("get", "/v1/incidents/{reference}"),
     ("post", "/v1/token"),
+    ("post", "/v1/token/withdraw"),
     ("post", "/v1/token/revoke"),
 ];
 
@@ -58,7 +59,11 @@ async fn the_served_document_is_openapi_3_1_and_lists_every_endpoint_with_its_er
             // The exchange takes no bearer token: its subject token is the proof.
             let public = matches!(
                 path.as_str(),
-                "/v1/health" | "/v1/auth/config" | "/.well-known/jwks.json" | "/v1/token"
+                "/v1/health"
+                    | "/v1/auth/config"
+                    | "/.well-known/jwks.json"
+                    | "/v1/token"
+                    | "/v1/token/withdraw"
             );
             if !public {
                 assert!(

@@ -2,13 +2,14 @@
 //! credentials JWTs (`tests/oidc-provider`): the exchange (RFC 8693), the
 //! task's credential and its `act`, the workload's own revocation, every bad
 //! input refused with its code and audited, the separation of people's and
-//! workloads' routes, and a role a person must approve.
+//! workloads' routes, a role a person must approve, and a job that gives up
+//! withdrawing its task.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hoist_api::{
     AuditKind, ErrorCode, Grant, JWT_TOKEN_TYPE, Me, OAuthError, TOKEN_EXCHANGE_GRANT,
-    TokenExchangeResponse, TokenPending, WorkloadErrorCode, WorkloadRevoked,
+    TaskWithdrawn, TokenExchangeResponse, TokenPending, WorkloadErrorCode, WorkloadRevoked,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -551,6 +552,97 @@ async fn a_role_a_person_must_approve_waits_for_the_approver() {
     assert!(audit.iter().any(|e| e.kind == AuditKind::Approved
         && e.actor == "dave"
         && e.request_id.as_deref() == Some(pending.request_id.as_str())));
+}
+
+async fn withdraw(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/token/withdraw", broker.url()))
+        .form(&[
+            ("grant_type", TOKEN_EXCHANGE_GRANT),
+            ("subject_token", token),
+            ("subject_token_type", JWT_TOKEN_TYPE),
+            ("resource", &format!("urn:hoist:role:{role}")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+/// A job that gives up waiting withdraws its task with the token it
+/// exchanged: a pending request is cancelled and leaves the approvers'
+/// queue, a grant already made is ended, and nothing else is touched.
+#[tokio::test]
+async fn a_job_that_gives_up_withdraws_its_request_or_ends_its_grant() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, ""))
+        .start()
+        .await;
+    let bob = broker.as_user("bob");
+
+    // Pending: cancelled, out of the queue, and a later poll is refused.
+    let token = ci_token(&provider).await;
+    let (status, body) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let pending: TokenPending = serde_json::from_value(body).unwrap();
+    let other = ci_token(&provider).await;
+    let message = refused_with(
+        withdraw(&broker, &other, "k8s").await,
+        WorkloadErrorCode::InvalidRequest,
+    );
+    assert!(message.contains("never exchanged"), "{message}");
+    assert!(
+        bob.queue().await.iter().any(|r| r.id == pending.request_id),
+        "another task's token withdrew nothing"
+    );
+    let (status, body) = withdraw(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let withdrawn: TaskWithdrawn = serde_json::from_value(body).unwrap();
+    assert_eq!(withdrawn.request_id, pending.request_id);
+    assert_eq!(withdrawn.request_state, "cancelled");
+    assert_eq!(withdrawn.grant_id, None);
+    assert!(!bob.queue().await.iter().any(|r| r.id == pending.request_id));
+    refused_with(
+        exchange_for(&broker, &token, "k8s").await,
+        WorkloadErrorCode::Denied,
+    );
+    let audit = broker.as_user("erin").audit().await;
+    assert!(audit.iter().any(|e| e.kind == AuditKind::Cancelled
+        && e.actor == "workload:ci:deploy-bot"
+        && e.request_id.as_deref() == Some(pending.request_id.as_str())));
+
+    // Approved before the job gave up: the grant is ended, unused.
+    let token = ci_token(&provider).await;
+    let (status, body) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let pending: TokenPending = serde_json::from_value(body).unwrap();
+    bob.approve(&pending.request_id).await.unwrap();
+    broker
+        .as_user("dave")
+        .approve(&pending.request_id)
+        .await
+        .unwrap();
+    let (status, body) = withdraw(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let withdrawn: TaskWithdrawn = serde_json::from_value(body).unwrap();
+    assert_eq!(withdrawn.request_state, "active");
+    assert!(withdrawn.grant_id.is_some());
+    assert_eq!(withdrawn.grant_state.as_deref(), Some("revoked"));
+    refused_with(
+        exchange_for(&broker, &token, "k8s").await,
+        WorkloadErrorCode::Denied,
+    );
+
+    // A token nobody signed withdraws nothing.
+    let claims = jwt_claims(&ci_token(&provider).await);
+    let forged = forged(
+        json!({"alg": "RS256", "kid": "whatever", "typ": "JWT"}),
+        &claims,
+        b"not a signature",
+    );
+    let (status, _) = withdraw(&broker, &forged, "k8s").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
