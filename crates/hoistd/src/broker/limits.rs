@@ -1,6 +1,8 @@
 //! Per-identity rate limits on what is cheap to ask for and costly to
-//! answer (credentials, introspection, filing), and repeated uses of one
-//! grant audited once per window with a count instead of once each.
+//! answer (credentials, introspection, filing), and repeated events audited
+//! once per window with a count instead of once each: uses of one grant,
+//! and workload refusals with one code (junk tokens cannot grow the audit
+//! log by one entry each).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -109,7 +111,8 @@ impl Limits {
     }
 }
 
-/// One caller's uses of one grant within a window.
+/// One caller's uses of one grant (or refusals with one code) within a
+/// window.
 struct Window {
     /// The first use's event, written when it happened; the summary copies it.
     first: NewAuditEvent,
@@ -124,20 +127,48 @@ pub(super) struct Uses {
     windows: Mutex<HashMap<(AuditKind, String, String), Window>>,
 }
 
+/// What makes two events repeats of each other: their kind, their actor,
+/// and the grant used or else the refusal's `code`.
+fn repeat_key(event: &NewAuditEvent) -> (AuditKind, String, String) {
+    let what = event
+        .grant_id
+        .clone()
+        .or_else(|| {
+            event
+                .details
+                .get("code")
+                .and_then(|code| code.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    (event.kind, event.actor.clone(), what)
+}
+
 impl Broker {
     pub(super) fn limit(&self, act: Act, user: &str) -> Result<()> {
         self.limits.load().check(act, user)
     }
 
-    /// Audits a credential fetch or introspection, unless the same caller
-    /// used the same grant the same way within the window: then it is only
+    /// Counts `event` if a window of its repeats is open at `now`, with no
+    /// transaction; false if it must be audited (through `audit_use`).
+    pub(super) fn counted_repeat(&self, event: &NewAuditEvent, now: DateTime<Utc>) -> bool {
+        let mut windows = self.uses.windows.lock().unwrap_or_else(|p| p.into_inner());
+        match windows.get_mut(&repeat_key(event)) {
+            Some(window) if now < window.until => {
+                window.repeats += 1;
+                window.last = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Audits a credential fetch, an introspection or a workload refusal,
+    /// unless the same caller did the same within the window (used the
+    /// same grant, or was refused for the same reason): then it is only
     /// counted, and the count is audited when the window ends.
     pub(super) fn audit_use(&self, work: &mut Work<'_>, event: NewAuditEvent) -> Result<()> {
-        let key = (
-            event.kind,
-            event.actor.clone(),
-            event.grant_id.clone().unwrap_or_default(),
-        );
+        let key = repeat_key(&event);
         let mut windows = self.uses.windows.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(window) = windows.get_mut(&key)
             && work.now < window.until
@@ -200,11 +231,16 @@ fn summarise(work: &mut Work<'_>, window: Window) -> Result<bool> {
         window.repeats,
         REPEAT_WINDOW.num_seconds()
     ));
-    summary.details = json!({
+    // The first event's details stay (a refusal's `code`), with the count.
+    let counted = json!({
         "repeats": window.repeats,
         "first_at": first_at,
         "last_at": window.last,
     });
+    match (summary.details.as_object_mut(), counted) {
+        (Some(details), serde_json::Value::Object(counted)) => details.extend(counted),
+        (_, counted) => summary.details = counted,
+    }
     work.audit(summary)?;
     Ok(true)
 }

@@ -607,7 +607,9 @@ impl Broker {
         }
     }
 
-    /// Audits a refused exchange; nothing else is written.
+    /// Audits a refused exchange; nothing else is written. Refusals of one
+    /// actor with one code within a minute are audited once, then as a
+    /// count.
     async fn audit_refusal(
         self: &Arc<Self>,
         actor: String,
@@ -617,25 +619,30 @@ impl Broker {
         if let Some(map) = details.as_object_mut() {
             map.insert("code".into(), json!(refusal.code.as_str()));
         }
-        let message = refusal.message.clone();
+        let mut refused = NewAuditEvent {
+            at: super::now(),
+            kind: AuditKind::WorkloadRefused,
+            subject: Some(actor.clone()),
+            actor,
+            role: details
+                .get("role")
+                .and_then(|r| r.as_str())
+                .map(str::to_string),
+            request_id: None,
+            grant_id: None,
+            incident: None,
+            reason: Some(refusal.message.clone()),
+            details,
+        };
+        // A flood of junk tokens is counted, not written one by one.
+        if self.counted_repeat(&refused, refused.at) {
+            return;
+        }
         let broker = Arc::clone(self);
         let written = tokio::task::spawn_blocking(move || -> crate::error::Result<()> {
             let mut work = broker.begin()?;
-            work.audit(NewAuditEvent {
-                at: work.now,
-                kind: AuditKind::WorkloadRefused,
-                subject: Some(actor.clone()),
-                actor,
-                role: details
-                    .get("role")
-                    .and_then(|r| r.as_str())
-                    .map(str::to_string),
-                request_id: None,
-                grant_id: None,
-                incident: None,
-                reason: Some(message),
-                details,
-            })?;
+            refused.at = work.now;
+            broker.audit_use(&mut work, refused)?;
             broker.finish(work)
         })
         .await;

@@ -645,6 +645,50 @@ async fn a_job_that_gives_up_withdraws_its_request_or_ends_its_grant() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+/// Junk tokens cannot grow the audit log one entry each: refusals with one
+/// code are audited once a minute, then as a count; another code is still
+/// audited at once.
+#[tokio::test]
+async fn a_flood_of_junk_tokens_is_audited_once_with_a_count() {
+    let provider = Provider::start().await;
+    let mut broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, ""))
+        .start()
+        .await;
+    for _ in 0..30 {
+        refused_with(
+            exchange_for(&broker, "not-a-jwt", "deploy").await,
+            WorkloadErrorCode::MalformedToken,
+        );
+    }
+    let claims = jwt_claims(&ci_token(&provider).await);
+    let forged = forged(
+        json!({"alg": "RS256", "kid": "whatever", "typ": "JWT"}),
+        &claims,
+        b"not a signature",
+    );
+    refused_with(
+        exchange_for(&broker, &forged, "deploy").await,
+        WorkloadErrorCode::InvalidSignature,
+    );
+    let refusals = |log: &[hoist_api::AuditEvent], code: &str| -> Vec<hoist_api::AuditEvent> {
+        log.iter()
+            .filter(|e| e.kind == AuditKind::WorkloadRefused && e.details["code"] == code)
+            .cloned()
+            .collect()
+    };
+    let log = broker.as_user("erin").audit().await;
+    assert_eq!(refusals(&log, "malformed_token").len(), 1);
+    assert_eq!(refusals(&log, "invalid_signature").len(), 1);
+
+    // The count is written when the window ends, or the broker stops.
+    broker.restart().await;
+    let log = broker.as_user("erin").audit().await;
+    let malformed = refusals(&log, "malformed_token");
+    assert_eq!(malformed.len(), 2);
+    assert_eq!(malformed[1].details["repeats"], 29, "{:?}", malformed[1]);
+}
+
 #[tokio::test]
 async fn a_denied_workload_request_is_refused_as_denied() {
     let provider = Provider::start().await;
