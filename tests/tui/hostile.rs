@@ -78,6 +78,8 @@ fn request(id: &str, requester: &str, state: RequestState) -> AccessRequest {
             comment: Some(long("ack")),
             at: now,
         }),
+        tier: Some(0),
+        approvers: vec![h("bob"), h("dave")],
     }
 }
 
@@ -124,6 +126,7 @@ fn role(id: &str) -> Role {
         },
         min_justification: 20,
         target: None,
+        tier: None,
     }
 }
 
