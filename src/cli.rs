@@ -80,6 +80,15 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// The requests that wait for your decision, one tab-separated line each
+    /// (id, tier, requester, role, ticket, justification); with --watch, each
+    /// new one as it lands in your queue, for a tmux pane or a notifier script.
+    Reviews {
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Your active grants (with --all, ended ones too).
     Grants {
         #[arg(long)]
@@ -370,6 +379,9 @@ async fn scripted(
         Command::Roles { output } => commands::roles(backend, output.format()).await,
         Command::Requests { reviewable, output } => {
             commands::requests(backend, reviewable, output.format()).await
+        }
+        Command::Reviews { watch, output } => {
+            commands::reviews(backend, watch, output.format()).await
         }
         Command::Grants {
             all,

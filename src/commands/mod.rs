@@ -11,6 +11,7 @@ mod list;
 mod request;
 mod signals;
 mod table;
+mod watch;
 mod workload;
 
 use std::io::IsTerminal;
@@ -24,6 +25,7 @@ pub use request::{
     CredentialArgs, CredentialFormat, RequestArgs, approve, cancel, credential, deny, request,
     revoke, wait_for_final,
 };
+pub use watch::reviews;
 pub use workload::{ENV_WORKLOAD_TOKEN, exec as exec_workload, wanted as runs_as_workload};
 
 use std::sync::Arc;

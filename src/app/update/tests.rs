@@ -896,3 +896,40 @@ fn a_tier_0_role_is_filed_only_once_its_id_is_typed() {
     assert!(state.form.as_ref().unwrap().submitting);
     assert_eq!(state.modal, None);
 }
+
+#[test]
+fn a_request_landing_in_my_queue_is_a_desktop_notice_once() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    if let Some(me) = state.me.as_mut() {
+        me.approver_for = vec!["db".into()];
+    }
+    let mut filed = request("req_1", "db", "carol", now);
+    filed.tier = Some(0);
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request {
+            request: filed.clone(),
+        })),
+    );
+    assert_eq!(
+        commands.first(),
+        Some(&Command::Notify("To review: carol asks for db (T0)".into()))
+    );
+    assert_eq!(state.queue.len(), 1);
+
+    // The same request again (a claim, another's review) is no news.
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: filed })),
+    );
+    assert!(!commands.iter().any(|c| matches!(c, Command::Notify(_))));
+
+    // Nor is one for a role I do not approve (an auditor sees it too).
+    let other = request("req_2", "k8s", "carol", now);
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: other })),
+    );
+    assert!(!commands.iter().any(|c| matches!(c, Command::Notify(_))));
+}
