@@ -49,7 +49,22 @@ fn terminal_notices() -> Notices {
 
 fn perform(effect: &Command) -> std::io::Result<()> {
     let mut out = std::io::stdout();
-    write_effect(effect, &mut out, terminal_notices())?;
+    // On a desktop, its notification daemon shows the notice, and the
+    // terminal only rings: one notice, not two.
+    let notices = if crate::desktop::available() {
+        if let Command::Notify(text) = effect {
+            let text = text.clone();
+            tokio::spawn(async move {
+                if let Err(err) = crate::desktop::notify(None, &text).await {
+                    tracing::debug!(error = %err, "no desktop notice");
+                }
+            });
+        }
+        Notices::None
+    } else {
+        terminal_notices()
+    };
+    write_effect(effect, &mut out, notices)?;
     out.flush()
 }
 

@@ -1392,5 +1392,8 @@ async fn reviews_watch_prints_each_new_review_once_as_it_lands() {
         .map(|l| serde_json::from_str::<AccessRequest>(l).unwrap().id)
         .collect();
     assert_eq!(ids.len(), 2);
-    assert!(ids.contains(&filed.id) && ids.contains(&third.id), "{ids:?}");
+    assert!(
+        ids.contains(&filed.id) && ids.contains(&third.id),
+        "{ids:?}"
+    );
 }
