@@ -18,7 +18,7 @@ Exit codes:
   2  usage error (bad arguments, unknown profile)
   3  denied by an approver
   4  timed out (--wait/--timeout ran out, or the request lapsed undecided)
-  5  not signed in, or the session ended (run `hoist login`)
+  5  not signed in, the session ended, or a sign-in too old for the role (run `hoist login`)
   6  broker unreachable
   7  refused by policy (not eligible, a rule of the role broken, not allowed)
 hoist exec exits with the command's own status (128 + N if signal N ended it).";
