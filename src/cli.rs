@@ -18,7 +18,7 @@ Exit codes:
   2  usage error (bad arguments, unknown profile)
   3  denied by an approver
   4  timed out (--wait/--timeout ran out, or the request lapsed undecided)
-  5  not signed in, or the session ended (run `hoist login`)
+  5  not signed in, the session ended, or a sign-in too old for the role (run `hoist login`)
   6  broker unreachable
   7  refused by policy (not eligible, a rule of the role broken, not allowed)
 hoist exec exits with the command's own status (128 + N if signal N ended it).";
@@ -77,6 +77,15 @@ pub enum Command {
     Requests {
         #[arg(long)]
         reviewable: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The requests that wait for your decision, one tab-separated line each
+    /// (id, tier, requester, role, ticket, justification); with --watch, each
+    /// new one as it lands in your queue, for a tmux pane or a notifier script.
+    Reviews {
+        #[arg(long)]
+        watch: bool,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -374,6 +383,9 @@ async fn scripted(
         Command::Roles { output } => commands::roles(backend, output.format()).await,
         Command::Requests { reviewable, output } => {
             commands::requests(backend, reviewable, output.format()).await
+        }
+        Command::Reviews { watch, output } => {
+            commands::reviews(backend, watch, output.format()).await
         }
         Command::Grants {
             all,

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod desktop;
 pub mod endpoint;
 pub mod fs;
 pub mod prompt;

@@ -83,6 +83,7 @@ pub fn roles(n: usize) -> Vec<Role> {
                 },
                 min_justification: 20,
                 target: None,
+                tier: None,
             }
         })
         .collect();
@@ -167,6 +168,8 @@ pub fn requests(roles: &[Role], n: usize, now: DateTime<Utc>) -> Vec<AccessReque
                     _ => None,
                 },
                 acknowledgement: None,
+                tier: None,
+                approvers: Vec::new(),
             }
         })
         .collect::<Vec<_>>()

@@ -10,6 +10,8 @@ pub enum FailureKind {
     Unreachable,
     /// Not signed in, or the session ended.
     SessionEnded,
+    /// Signed in, but longer ago than the role's risk tier allows.
+    StepUpRequired,
     /// Policy says no: not eligible, not allowed, not one's own to review.
     DeniedByPolicy,
     /// The thing is in a state that does not allow it (already decided).
@@ -51,6 +53,9 @@ impl Failure {
             }
             FailureKind::SessionEnded => {
                 return "Session expired or not signed in: run `hoist login`".into();
+            }
+            FailureKind::StepUpRequired => {
+                return format!("Sign in again: {message} (run `hoist login`)");
             }
             FailureKind::Other => return message.into_owned(),
             FailureKind::DeniedByPolicy => "Denied by policy",

@@ -26,6 +26,7 @@ pub(crate) fn role(id: &str) -> Role {
         },
         min_justification: 5,
         target: None,
+        tier: None,
     }
 }
 
@@ -73,5 +74,7 @@ pub(crate) fn request(id: &str, role: &str, requester: &str, now: DateTime<Utc>)
         grant_id: None,
         reason: None,
         acknowledgement: None,
+        tier: None,
+        approvers: Vec::new(),
     }
 }

@@ -266,6 +266,7 @@ mod tests {
             },
             min_justification: 0,
             target: None,
+            tier: None,
         }
     }
 

@@ -95,9 +95,21 @@ pub enum Connection {
 /// What a one-line text prompt is for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prompt {
-    Approve { request_id: String },
-    Deny { request_id: String },
-    Acknowledge { request_id: String },
+    Approve {
+        request_id: String,
+    },
+    Deny {
+        request_id: String,
+    },
+    Acknowledge {
+        request_id: String,
+    },
+    /// Filing for a tier-0 role: the requester types its id, so that the
+    /// most critical access is never asked for by a stray Enter.
+    TypeRoleId {
+        role: String,
+        file: Box<Command>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -166,8 +178,12 @@ pub struct ProfileChoice {
 /// Which list a row of the Reviews screen comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReviewRow {
+    /// A pending request that needs my decision (an index into the queue).
     Pending(usize),
     BreakGlass(usize),
+    /// A pending request I approved that needs others' approvals too
+    /// (an index into the queue).
+    Waiting(usize),
 }
 
 /// Whose events the Activity screen shows: people act for themselves,
@@ -368,17 +384,46 @@ impl State {
         self.grants.get(self.cursors.grants)
     }
 
+    /// The Reviews screen's rows: what needs me first (to decide, then
+    /// break-glass to acknowledge), then what I approved and waits for others.
     pub fn review_rows(&self) -> Vec<ReviewRow> {
-        (0..self.queue.len())
+        let (waiting, pending): (Vec<usize>, Vec<usize>) =
+            (0..self.queue.len()).partition(|i| self.awaits_others(&self.queue[*i]));
+        pending
+            .into_iter()
             .map(ReviewRow::Pending)
             .chain((0..self.break_glass.len()).map(ReviewRow::BreakGlass))
+            .chain(waiting.into_iter().map(ReviewRow::Waiting))
+            .collect()
+    }
+
+    /// Whether I already reviewed this request of my queue, so it waits
+    /// for other approvers rather than for me.
+    pub fn awaits_others(&self, request: &AccessRequest) -> bool {
+        let me = self.user();
+        !me.is_empty() && request.reviews.iter().any(|r| r.reviewer == me)
+    }
+
+    /// How many requests of the queue need my decision.
+    pub fn to_decide(&self) -> usize {
+        self.queue.iter().filter(|r| !self.awaits_others(r)).count()
+    }
+
+    /// Who else may still approve a request waiting for others: its
+    /// approvers but me and those who already reviewed it.
+    pub fn others_to_approve<'a>(&self, request: &'a AccessRequest) -> Vec<&'a str> {
+        request
+            .approvers
+            .iter()
+            .filter(|a| *a != self.user() && !request.reviews.iter().any(|r| r.reviewer == **a))
+            .map(String::as_str)
             .collect()
     }
 
     pub fn selected_review(&self) -> Option<(ReviewRow, &AccessRequest)> {
         let row = *self.review_rows().get(self.cursors.reviews)?;
         let request = match row {
-            ReviewRow::Pending(i) => self.queue.get(i)?,
+            ReviewRow::Pending(i) | ReviewRow::Waiting(i) => self.queue.get(i)?,
             ReviewRow::BreakGlass(i) => self.break_glass.get(i)?,
         };
         Some((row, request))
@@ -432,7 +477,11 @@ impl State {
         if let Some(i) = position(self.grants.iter().map(|g| g.id.as_str()), &selection.grant) {
             self.cursors.grants = i;
         }
-        let reviews = self.queue.iter().chain(&self.break_glass);
+        let rows = self.review_rows();
+        let reviews = rows.iter().filter_map(|row| match *row {
+            ReviewRow::Pending(i) | ReviewRow::Waiting(i) => self.queue.get(i),
+            ReviewRow::BreakGlass(i) => self.break_glass.get(i),
+        });
         if let Some(i) = position(reviews.map(|r| r.id.as_str()), &selection.review) {
             self.cursors.reviews = i;
         }

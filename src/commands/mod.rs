@@ -11,6 +11,7 @@ mod list;
 mod request;
 mod signals;
 mod table;
+mod watch;
 mod workload;
 
 use std::io::IsTerminal;
@@ -24,6 +25,7 @@ pub use request::{
     CredentialArgs, CredentialFormat, RequestArgs, approve, cancel, credential, deny, request,
     revoke, wait_for_final,
 };
+pub use watch::reviews;
 pub use workload::{ENV_WORKLOAD_TOKEN, exec as exec_workload, wanted as runs_as_workload};
 
 use std::sync::Arc;
@@ -109,6 +111,11 @@ fn backend_code(err: &BackendError) -> u8 {
         BackendError::BadUrl { .. } => exit::USAGE,
         // What this kind of broker cannot do is a usage error, named.
         BackendError::Unsupported(_) => exit::USAGE,
+        // Signing in again is the way on, as for an ended session.
+        BackendError::Refused {
+            code: hoist_api::ErrorCode::StepUpRequired,
+            ..
+        } => exit::NOT_SIGNED_IN,
         BackendError::Refused { status, .. } if *status < 500 => exit::REFUSED,
         _ => exit::FAILURE,
     }
@@ -192,4 +199,24 @@ pub fn duration(text: &str) -> Result<u64, Ended> {
     crate::text::parse_duration(text)
         .filter(|secs| *secs > 0)
         .ok_or_else(|| Ended::Usage(format!("`{text}` is not a duration (try 30m, 1h or 90s)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sign_in_too_old_for_the_role_exits_as_not_signed_in() {
+        let refused = |code, status| {
+            anyhow::Error::new(BackendError::Refused {
+                status,
+                code,
+                message: "m".into(),
+            })
+        };
+        let step_up = refused(hoist_api::ErrorCode::StepUpRequired, 403);
+        assert_eq!(exit_code(&step_up), exit::NOT_SIGNED_IN);
+        let forbidden = refused(hoist_api::ErrorCode::Forbidden, 403);
+        assert_eq!(exit_code(&forbidden), exit::REFUSED);
+    }
 }

@@ -21,30 +21,70 @@ use crate::app::{Action, Command};
 use crate::backend::Backend;
 use crate::text::sanitize;
 
-/// Whether the terminal shows desktop notices for OSC 9 (it is ignored elsewhere,
-/// but some terminals print it, so only known ones get it).
-fn terminal_has_notices() -> bool {
+/// How the terminal shows desktop notices, if it does: OSC 9 (iTerm2,
+/// WezTerm, ghostty, kitty) or OSC 777 (foot; VTE terminals such as GNOME
+/// Terminal where their distribution enables it, and VTE ignores it
+/// elsewhere). Some other terminals print unknown sequences, so only known
+/// ones get either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notices {
+    None,
+    Osc9,
+    Osc777,
+}
+
+fn terminal_notices() -> Notices {
     let program = std::env::var("TERM_PROGRAM").unwrap_or_default();
-    matches!(program.as_str(), "iTerm.app" | "WezTerm" | "ghostty")
+    let term = std::env::var("TERM").unwrap_or_default();
+    if matches!(program.as_str(), "iTerm.app" | "WezTerm" | "ghostty")
         || std::env::var("KITTY_WINDOW_ID").is_ok()
+    {
+        Notices::Osc9
+    } else if term.starts_with("foot") || std::env::var("VTE_VERSION").is_ok() {
+        Notices::Osc777
+    } else {
+        Notices::None
+    }
 }
 
 fn perform(effect: &Command) -> std::io::Result<()> {
     let mut out = std::io::stdout();
-    write_effect(effect, &mut out, terminal_has_notices())?;
+    // On a desktop, its notification daemon shows the notice, and the
+    // terminal only rings: one notice, not two.
+    let notices = if crate::desktop::available() {
+        if let Command::Notify(text) = effect {
+            let text = text.clone();
+            tokio::spawn(async move {
+                if let Err(err) = crate::desktop::notify(None, &text).await {
+                    tracing::debug!(error = %err, "no desktop notice");
+                }
+            });
+        }
+        Notices::None
+    } else {
+        terminal_notices()
+    };
+    write_effect(effect, &mut out, notices)?;
     out.flush()
 }
 
-/// The bytes of a terminal effect: the bell, and an OSC 9 desktop notice
-/// where the terminal shows them (`notices`), or OSC 52 for the clipboard.
-pub fn write_effect(effect: &Command, out: &mut impl Write, notices: bool) -> std::io::Result<()> {
+/// The bytes of a terminal effect: the bell, and a desktop notice where the
+/// terminal shows them (`notices`), or OSC 52 for the clipboard.
+pub fn write_effect(
+    effect: &Command,
+    out: &mut impl Write,
+    notices: Notices,
+) -> std::io::Result<()> {
     match effect {
         Command::Notify(text) => {
             out.write_all(b"\x07")?;
-            if notices {
-                // OSC 9: the text is ours, but names roles and people from the
-                // broker; cleaned again here, so nothing in it can end the sequence.
-                write!(out, "\x1b]9;{}\x07", sanitize::line(text))?;
+            // The text is ours, but names roles and people from the broker;
+            // cleaned again here, so nothing in it can end the sequence.
+            let text = sanitize::line(text);
+            match notices {
+                Notices::None => {}
+                Notices::Osc9 => write!(out, "\x1b]9;{text}\x07")?,
+                Notices::Osc777 => write!(out, "\x1b]777;notify;hoist;{text}\x07")?,
             }
         }
         Command::Copy(text) => {

@@ -286,6 +286,7 @@ pub fn failure(error: &BackendError) -> Failure {
                 ErrorCode::NotFound => FailureKind::NotFound,
                 ErrorCode::Internal => FailureKind::BrokerError,
                 ErrorCode::RateLimited => FailureKind::TooMany,
+                ErrorCode::StepUpRequired => FailureKind::StepUpRequired,
                 _ => FailureKind::Refused,
             };
             return Failure::new(kind, message.clone());

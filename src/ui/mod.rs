@@ -64,8 +64,9 @@ fn layout(state: &State, area: Rect) -> [Rect; 4] {
 fn tabs(state: &State) -> Vec<(Screen, String, u16, u16)> {
     let label = |screen: Screen, short: bool| {
         let count = match screen {
-            Screen::Reviews if !state.queue.is_empty() || !state.break_glass.is_empty() => {
-                format!(" ({})", state.queue.len() + state.break_glass.len())
+            // What needs me: not what I approved and waits for others.
+            Screen::Reviews if state.to_decide() + state.break_glass.len() > 0 => {
+                format!(" ({})", state.to_decide() + state.break_glass.len())
             }
             Screen::Grants if !state.grants.is_empty() => format!(" ({})", state.grants.len()),
             _ => String::new(),

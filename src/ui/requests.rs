@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::WIDE;
-use super::widgets::{block, empty_notice, field, window_start};
+use super::widgets::{block, empty_notice, field, tier_badge, window_start};
 use crate::app::state::State;
 use crate::text::sanitize::{line as clean, lines as clean_lines};
 use crate::text::{ago, clock, format_duration};
@@ -92,10 +92,14 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             let bg = if r.break_glass { "!" } else { "" };
             let row = Row::new(vec![
                 Cell::from(Span::styled(r.state.as_str(), theme.request_state(r.state))),
-                Cell::from(format!(
-                    "{bg}{kind}{}",
-                    clean(state.role_label(&r.role, &r.role_name))
-                )),
+                Cell::from(Line::from({
+                    let mut spans = tier_badge(r.tier, theme);
+                    spans.push(Span::raw(format!(
+                        "{bg}{kind}{}",
+                        clean(state.role_label(&r.role, &r.role_name))
+                    )));
+                    spans
+                })),
                 Cell::from(ago(r.created_at, state.now)),
                 Cell::from(format_duration(r.duration_secs)),
                 Cell::from(reviewers(r)),

@@ -1,7 +1,7 @@
 //! The Reviews screen: what waits for me to decide, and break-glass
 //! activations to acknowledge, with everything needed to decide on one screen.
 
-use hoist_api::AccessRequest;
+use hoist_api::{AccessRequest, Decision};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -9,7 +9,8 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use super::WIDE;
 use super::requests::reviewers;
-use super::widgets::{block, field, window_start};
+use super::roles::tier_words;
+use super::widgets::{block, field, tier_badge, window_start};
 use crate::app::state::{ReviewRow, State};
 use crate::text::sanitize::{line as clean, lines as clean_lines};
 use crate::text::{ago, clock, fit, format_duration, local_time, width_of};
@@ -42,18 +43,23 @@ fn row_line<'a>(
         Some(c) => format!(" ({} looking)", clean(&c.by)),
         None => String::new(),
     };
+    // The tier first: it is what an approver weighs before anything else.
+    let mut spans = tier_badge(request.tier, theme);
     let left = format!(
-        " {} · {}{claim}",
+        "{}{} · {}{claim}",
+        if spans.is_empty() { " " } else { "" },
         clean(&request.requester),
         clean(state.role_label(&request.role, &request.role_name))
     );
-    let left = fit(&left, width.saturating_sub(width_of(&right) + 1));
-    let pad = width.saturating_sub(width_of(&left) + width_of(&right));
-    let line = Line::from(vec![
+    let badge: usize = spans.iter().map(|s| width_of(&s.content)).sum();
+    let left = fit(&left, width.saturating_sub(badge + width_of(&right) + 1));
+    let pad = width.saturating_sub(badge + width_of(&left) + width_of(&right));
+    spans.extend([
         Span::styled(left, theme.text()),
         Span::raw(" ".repeat(pad)),
         Span::styled(right, theme.warn()),
     ]);
+    let line = Line::from(spans);
     if selected {
         line.style(theme.selected())
     } else {
@@ -61,19 +67,63 @@ fn row_line<'a>(
     }
 }
 
+/// A section's heading, drawn above its first row.
+fn heading<'a>(row: ReviewRow, state: &State, theme: &Theme) -> Option<Line<'a>> {
+    match row {
+        ReviewRow::Pending(_) => None,
+        ReviewRow::BreakGlass(_) => Some(Line::from(Span::styled(
+            format!("Break-glass to acknowledge ({})", state.break_glass.len()),
+            theme.break_glass(),
+        ))),
+        ReviewRow::Waiting(_) => Some(Line::from(Span::styled(
+            format!(
+                "Waiting for others ({})",
+                state.queue.len() - state.to_decide()
+            ),
+            theme.title(),
+        ))),
+    }
+}
+
+/// Approvals given of those needed, as a row's right-hand side says it.
+fn approvals(request: &AccessRequest) -> String {
+    let given = request
+        .reviews
+        .iter()
+        .filter(|r| r.decision == Decision::Approve)
+        .count();
+    format!("{given} of {}", request.approvals_required)
+}
+
 fn draw_list(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let width = usize::from(area.width.saturating_sub(2));
     let rows = state.review_rows();
     let mut lines = Vec::new();
     lines.push(Line::from(Span::styled(
-        format!("To decide ({})", state.queue.len()),
+        format!("To decide ({})", state.to_decide()),
         theme.title(),
     )));
-    let mut drawn_break_glass_header = false;
-    let height = usize::from(area.height.saturating_sub(4));
+    let mut headed = Vec::new();
+    // Borders, "To decide", and a line for each other section's heading or
+    // for the note that nothing waits: the rest is rows
+    let nothing_waits = state.to_decide() == 0 && state.break_glass.is_empty();
+    // (At least two, as before there were more sections than one.)
+    let headings = (1
+        + usize::from(!state.break_glass.is_empty())
+        + usize::from(state.to_decide() < state.queue.len())
+        + usize::from(nothing_waits))
+    .max(2);
+    let height = usize::from(area.height).saturating_sub(2 + headings).max(1);
     let start = window_start(state.cursors.reviews, rows.len(), height);
     for (i, row) in rows.iter().enumerate().skip(start).take(height) {
         let selected = i == state.cursors.reviews;
+        let section = std::mem::discriminant(row);
+        if !headed.contains(&section) {
+            headed.push(section);
+            if let Some(line) = heading(*row, state, theme) {
+                lines.push(line);
+            }
+        }
         match row {
             ReviewRow::Pending(index) => {
                 let request = &state.queue[*index];
@@ -84,13 +134,6 @@ fn draw_list(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 lines.push(row_line(request, lapses, state, theme, width, selected));
             }
             ReviewRow::BreakGlass(index) => {
-                if !drawn_break_glass_header {
-                    drawn_break_glass_header = true;
-                    lines.push(Line::from(Span::styled(
-                        format!("Break-glass to acknowledge ({})", state.break_glass.len()),
-                        theme.break_glass(),
-                    )));
-                }
                 let request = &state.break_glass[*index];
                 lines.push(row_line(
                     request,
@@ -101,9 +144,20 @@ fn draw_list(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                     selected,
                 ));
             }
+            ReviewRow::Waiting(index) => {
+                let request = &state.queue[*index];
+                lines.push(row_line(
+                    request,
+                    approvals(request),
+                    state,
+                    theme,
+                    width,
+                    selected,
+                ));
+            }
         }
     }
-    if rows.is_empty() {
+    if nothing_waits {
         let text = if state
             .me
             .as_ref()
@@ -113,12 +167,19 @@ fn draw_list(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         } else {
             "Nothing waits for you."
         };
-        lines.push(Line::from(Span::styled(text, theme.muted())));
-    } else if !drawn_break_glass_header && !state.break_glass.is_empty() {
-        lines.push(Line::from(Span::styled(
-            format!("Break-glass to acknowledge ({}) ↓", state.break_glass.len()),
-            theme.break_glass(),
-        )));
+        // Above the sections that follow, where "To decide" would list.
+        lines.insert(1, Line::from(Span::styled(text, theme.muted())));
+    }
+    // Sections below the window, so that they are not missed.
+    for row in rows.iter().skip(start + height) {
+        let section = std::mem::discriminant(row);
+        if !headed.contains(&section) {
+            headed.push(section);
+            if let Some(line) = heading(*row, state, theme) {
+                let text = format!("{} ↓", line.spans[0].content);
+                lines.push(Line::from(Span::styled(text, line.spans[0].style)));
+            }
+        }
     }
     let title = Line::from(Span::styled(" Reviews ", theme.title()));
     frame.render_widget(Paragraph::new(lines).block(block(title, theme)), area);
@@ -129,7 +190,16 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         frame.render_widget(block(" Request ", theme), area);
         return;
     };
-    let mut lines = vec![
+    let mut lines = Vec::new();
+    if let Some(tier) = r.tier {
+        lines.push(field(
+            "Risk tier",
+            &tier_words(tier),
+            theme.tier(tier),
+            theme,
+        ));
+    }
+    lines.extend([
         field("Requester", &r.requester, theme.text(), theme),
         field(
             "Role",
@@ -143,7 +213,7 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             theme.text(),
             theme,
         ),
-    ];
+    ]);
     match (&r.ticket, &r.incident) {
         (Some(t), Some(i)) => lines.push(field(
             "Ticket",
@@ -156,7 +226,7 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         (None, None) => lines.push(field("Ticket", "none", theme.muted(), theme)),
     }
     match row {
-        ReviewRow::Pending(_) => {
+        ReviewRow::Pending(_) | ReviewRow::Waiting(_) => {
             if let Some(at) = r.lapses_at {
                 let text = format!("in {} ({})", clock(at - state.now), local_time(at));
                 lines.push(field("Lapses", &text, theme.warn(), theme));
@@ -168,6 +238,15 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 reviewers(r)
             );
             lines.push(field("Approvals", &progress, theme.text(), theme));
+            if matches!(row, ReviewRow::Waiting(_)) {
+                let others = state.others_to_approve(r);
+                let text = if others.is_empty() {
+                    "nobody else as the policy stands".to_string()
+                } else {
+                    others.join(", ")
+                };
+                lines.push(field("May approve", &text, theme.warn(), theme));
+            }
             if let Some(claim) = &r.claim {
                 let text = format!("{} until {}", claim.by, local_time(claim.until));
                 lines.push(field("Claimed by", &text, theme.warn(), theme));

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::WIDE;
-use super::widgets::{block, field, window_start};
+use super::widgets::{block, field, tier_badge, window_start};
 use crate::app::state::State;
 use crate::text::sanitize::line as clean;
 use crate::text::{clock, fit, format_duration, width_of};
@@ -110,20 +110,24 @@ fn role_line<'a>(
         (String::new(), theme.text())
     };
     let id_column = format!("{:<24} ", clean(&role.id));
-    let left = 2 + width_of(&id_column);
+    let badge = tier_badge(role.tier, theme);
+    let badge_width: usize = badge.iter().map(|s| width_of(&s.content)).sum();
+    let left = 2 + badge_width + width_of(&id_column);
     let status_width = width_of(&status);
     let name = fit(
         &clean(&role.name),
         width.saturating_sub(left + status_width + 1),
     );
     let pad = width.saturating_sub(left + width_of(&name) + status_width);
-    let line = Line::from(vec![
-        Span::styled(star, theme.favourite()),
+    let mut spans = vec![Span::styled(star, theme.favourite())];
+    spans.extend(badge);
+    spans.extend([
         Span::styled(id_column, theme.text()),
         Span::styled(name, theme.muted()),
         Span::raw(" ".repeat(pad)),
         Span::styled(status, status_style),
     ]);
+    let line = Line::from(spans);
     if selected {
         line.style(theme.selected())
     } else {
@@ -152,7 +156,16 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         (false, Some(p)) => format!("optional, {p}"),
         (false, None) => "optional".into(),
     };
-    let mut lines = vec![field("Scope", &role.scope, theme.text(), theme)];
+    let mut lines = Vec::new();
+    if let Some(tier) = role.tier {
+        lines.push(field(
+            "Risk tier",
+            &tier_words(tier),
+            theme.tier(tier),
+            theme,
+        ));
+    }
+    lines.push(field("Scope", &role.scope, theme.text(), theme));
     if let Some(target) = &role.target {
         // Where a grant of this role creates real access.
         lines.push(field(
@@ -212,4 +225,15 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             .block(block(title, theme)),
         area,
     );
+}
+
+/// A tier as its badge says it, with what it means.
+pub fn tier_words(tier: u8) -> String {
+    let meaning = match tier {
+        0 => "most critical",
+        1 => "critical",
+        2 => "sensitive",
+        _ => "routine",
+    };
+    format!("T{tier} · {meaning}")
 }

@@ -127,6 +127,17 @@ impl Theme {
         self.fg(self.danger).add_modifier(Modifier::BOLD)
     }
 
+    /// A risk tier's badge: the most critical in the danger colour, down
+    /// to the least in the muted one, so a glance ranks roles by risk.
+    pub fn tier(&self, tier: u8) -> Style {
+        match tier {
+            0 => self.danger().add_modifier(Modifier::REVERSED),
+            1 => self.warn(),
+            2 => self.fg(self.accent),
+            _ => self.muted(),
+        }
+    }
+
     pub fn break_glass(&self) -> Style {
         self.fg(self.break_glass).add_modifier(Modifier::BOLD)
     }

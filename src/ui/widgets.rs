@@ -51,6 +51,15 @@ pub fn field<'a>(label: &'a str, value: &str, style: Style, theme: &Theme) -> Li
     ])
 }
 
+/// A role's risk tier as a badge (`T0 `), or nothing where the broker has
+/// no tiers; the trailing space keeps it off what follows.
+pub fn tier_badge<'a>(tier: Option<u8>, theme: &Theme) -> Vec<Span<'a>> {
+    match tier {
+        Some(t) => vec![Span::styled(format!("T{t}"), theme.tier(t)), Span::raw(" ")],
+        None => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

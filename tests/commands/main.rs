@@ -1378,3 +1378,78 @@ async fn exec_gives_up_on_access_that_is_not_live_in_time_and_revokes() {
     assert_eq!(grant.state, GrantState::Revoked, "{grant:?}");
     demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_watch_prints_each_new_review_once_as_it_lands() {
+    let broker = Broker::start().await;
+    let (alice, carol, dave) = (
+        broker.person("alice"),
+        broker.person("carol"),
+        broker.person("dave"),
+    );
+    // One waits already: it is printed first.
+    let earlier = alice.json::<AccessRequest>(&[&DB[..], &["--json"]].concat());
+    let mut watching = dave.spawn(&["reviews", "--watch"]);
+    let mut lines = BufReader::new(watching.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let fields: Vec<&str> = first.split('\t').collect();
+    assert_eq!(
+        fields,
+        [
+            earlier.id.as_str(),
+            "-",
+            "alice",
+            "prod-db-admin",
+            "CHG-1024",
+            "Vacuum the bloated orders table"
+        ],
+        "{first}"
+    );
+
+    // A new one lands in dave's queue while he watches.
+    let filed = carol.json::<AccessRequest>(&[
+        "request",
+        "prod-k8s-admin",
+        "--reason",
+        "Drain node pool np-3",
+        "--ticket",
+        "CHG-2291",
+        "--json",
+    ]);
+    let next = lines.next().unwrap().unwrap();
+    assert!(next.starts_with(&format!("{}\t", filed.id)), "{next}");
+    assert!(next.contains("\tcarol\tprod-k8s-admin\t"), "{next}");
+
+    // Once dave approves the first, it is not printed again; the next line
+    // is the next new review.
+    let approved = dave.run(&["approve", &earlier.id]);
+    assert!(approved.status.success(), "{}", stderr(&approved));
+    let third = alice.json::<AccessRequest>(&[
+        "request",
+        "prod-k8s-admin",
+        "--reason",
+        "Cordon the noisy node",
+        "--ticket",
+        "CHG-2292",
+        "--json",
+    ]);
+    let next = lines.next().unwrap().unwrap();
+    assert!(next.starts_with(&format!("{}\t", third.id)), "{next}");
+
+    watching.kill().unwrap();
+    watching.wait().unwrap();
+
+    // Without --watch: what waits now, and it ends.
+    let out = dave.run(&["reviews", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<AccessRequest>(l).unwrap().id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(
+        ids.contains(&filed.id) && ids.contains(&third.id),
+        "{ids:?}"
+    );
+}

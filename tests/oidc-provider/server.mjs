@@ -88,6 +88,9 @@ const client = (clientId) => ({
     'refresh_token',
   ],
   response_types: ['code'],
+  // Every ID token says when the person signed in, as the providers hoist
+  // meets do, so a role's step-up can weigh it.
+  require_auth_time: true,
   // Native loopback redirects match on any port (RFC 8252 section 7.3).
   redirect_uris: ['http://127.0.0.1/callback'],
 });

@@ -244,16 +244,29 @@ fn an_approver_finds_the_queue_and_decides_in_two_keys() {
     pane.wait_for("Roles", LOAD);
     pane.keys(&["4"]);
     pane.wait_for("To decide (2)", LOAD);
-    // carol's cluster request needs two approvals: one keeps it waiting.
+    // carol's cluster request needs two approvals: one keeps it waiting,
+    // for others now, not for bob, and it says who else may approve.
     pane.keys(&["a"]);
     pane.wait_for("comment optional", LOAD);
     pane.keys(&["Enter"]);
-    pane.wait_for("1 of 2 · bob ✓", LOAD);
-    // dave's needs one: approving it takes it off the queue.
-    pane.keys(&["j", "a"]);
+    pane.wait_for("Waiting for others (1)", LOAD);
+    let screen = pane.wait_for("1 of 2 · bob ✓", LOAD);
+    assert!(screen.contains("To decide (1)"), "{screen}");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("May approve") && l.contains("dave")),
+        "{screen}"
+    );
+    // Approving it again is not offered.
+    pane.keys(&["a"]);
+    pane.wait_for("You already approved this request", LOAD);
+    // dave's needs one, above it and the break-glass to acknowledge:
+    // approving it takes it off the queue.
+    pane.keys(&["k", "k", "a"]);
     pane.wait_for("Approve dave", LOAD);
     pane.keys(&["Enter"]);
-    pane.wait_for("To decide (1)", LOAD);
+    pane.wait_for("To decide (0)", LOAD);
     // Ctrl-C leaves as cleanly as q.
     pane.keys(&["C-c"]);
     pane.wait_for("EXITED rc=0", LOAD);

@@ -78,6 +78,8 @@ fn request(id: &str, requester: &str, state: RequestState) -> AccessRequest {
             comment: Some(long("ack")),
             at: now,
         }),
+        tier: Some(0),
+        approvers: vec![h("bob"), h("dave")],
     }
 }
 
@@ -124,6 +126,7 @@ fn role(id: &str) -> Role {
         },
         min_justification: 20,
         target: None,
+        tier: None,
     }
 }
 
@@ -377,7 +380,7 @@ fn the_window_title_and_desktop_notices_carry_no_escape() {
     // the notice's own OSC 9 framing may be control characters.
     let notice = hoist::app::Command::Notify(format!("{} was revoked", long("role")));
     let mut out = Vec::new();
-    hoist::tui::write_effect(&notice, &mut out, true).unwrap();
+    hoist::tui::write_effect(&notice, &mut out, hoist::tui::Notices::Osc9).unwrap();
     let text = String::from_utf8(out).unwrap();
     let body = text
         .strip_prefix("\x07\x1b]9;")
@@ -388,8 +391,20 @@ fn the_window_title_and_desktop_notices_carry_no_escape() {
         "{body:?}"
     );
     assert!(body.contains("role⟨U+001B⟩[31;1mRED"), "{body}");
+    // OSC 777 frames it with a title; the body is cleaned the same way.
+    let mut out = Vec::new();
+    hoist::tui::write_effect(&notice, &mut out, hoist::tui::Notices::Osc777).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let body = text
+        .strip_prefix("\x07\x1b]777;notify;hoist;")
+        .and_then(|t| t.strip_suffix('\x07'))
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!(
+        !body.chars().any(hoist::text::sanitize::is_hostile),
+        "{body:?}"
+    );
     let mut bell_only = Vec::new();
-    hoist::tui::write_effect(&notice, &mut bell_only, false).unwrap();
+    hoist::tui::write_effect(&notice, &mut bell_only, hoist::tui::Notices::None).unwrap();
     assert_eq!(bell_only, b"\x07");
 }
 

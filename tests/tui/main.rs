@@ -6,6 +6,7 @@ mod helpers;
 #[path = "../support/oidc.rs"]
 mod oidc;
 
+mod desktop;
 mod flows;
 mod hostile;
 mod snapshots;

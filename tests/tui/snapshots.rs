@@ -130,6 +130,27 @@ async fn approver_screens() {
     snap("deny_prompt", &bob.state);
     key(&mut bob, KeyCode::Esc);
 
+    // bob approves carol's 2-of-2 request: it leaves "To decide" for
+    // "Waiting for others", which names who else may approve. The demo's
+    // roles name no tier, so tiers are given here to show their badges.
+    key(&mut bob, KeyCode::Char('a'));
+    key(&mut bob, KeyCode::Enter);
+    assert!(
+        bob.wait_until(WAIT, |s| s.to_decide() == 2 && s.queue.len() == 3)
+            .await
+    );
+    freeze(&mut bob, oldest + TimeDelta::milliseconds(30_500));
+    let mut tiered = bob.state.clone();
+    for request in tiered.queue.iter_mut().chain(&mut tiered.break_glass) {
+        request.tier = Some(match request.role.as_str() {
+            "prod-k8s-admin" => 0,
+            "prod-db-admin" => 1,
+            "staging-k8s-admin" => 2,
+            _ => 3,
+        });
+    }
+    snap("reviews_waiting", &tiered);
+
     // Break-glass rows are acknowledged, and the responder's form turns red.
     let mut carol = app(&demo, "carol").await;
     key(&mut carol, KeyCode::Char('/'));

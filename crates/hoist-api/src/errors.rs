@@ -52,6 +52,9 @@ pub enum ErrorCode {
     HeadersTooLarge,
     /// The caller did this too often; `Retry-After` says when to try again.
     RateLimited,
+    /// The role's tier needs a sign-in more recent than the caller's: sign
+    /// in again, then retry.
+    StepUpRequired,
     Internal,
 }
 

@@ -85,6 +85,11 @@ pub struct Role {
     /// a role whose grant is only a signed credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<RoleTarget>,
+    /// The role's risk tier, 0 (most critical) to 3; absent where the broker
+    /// has no tiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 3)]
+    pub tier: Option<u8>,
 }
 
 #[cfg(test)]
@@ -137,6 +142,7 @@ mod tests {
                 name: "db-prod-1".into(),
                 kind: "postgres".into(),
             }),
+            tier: Some(0),
         });
     }
 }

@@ -185,6 +185,15 @@ pub struct AccessRequest {
     pub reason: Option<String>,
     /// For break-glass requests: the after-the-fact review, once given.
     pub acknowledgement: Option<Acknowledgement>,
+    /// The role's risk tier when the request was filed, 0 (most critical)
+    /// to 3; absent where the broker has no tiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 3)]
+    pub tier: Option<u8>,
+    /// In an approver's queue: who may decide it as the policy stands now,
+    /// its requester aside. Empty everywhere else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 /// `POST /v1/requests/{id}/reviews`: approve or deny.

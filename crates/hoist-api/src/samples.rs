@@ -48,6 +48,8 @@ pub fn request() -> AccessRequest {
         grant_id: None,
         reason: None,
         acknowledgement: None,
+        tier: None,
+        approvers: Vec::new(),
     }
 }
 

@@ -86,6 +86,8 @@ fn full_request() -> AccessRequest {
             comment: Some("seen at the review".into()),
             at: t("2026-06-01T10:00:00Z"),
         }),
+        tier: Some(0),
+        approvers: strings(&["bob", "dave"]),
     }
 }
 
@@ -112,6 +114,8 @@ fn minimal_request() -> AccessRequest {
         grant_id: None,
         reason: None,
         acknowledgement: None,
+        tier: None,
+        approvers: Vec::new(),
     }
 }
 
@@ -473,6 +477,7 @@ fn identity_roles_and_health() {
             },
             min_justification: 20,
             target: None,
+            tier: None,
         },
     );
 }
@@ -590,6 +595,7 @@ fn enums() {
         UriTooLong,
         HeadersTooLarge,
         RateLimited,
+        StepUpRequired,
         Internal,
     ];
     // A code added to the enum must be added above (and to the document):
@@ -625,6 +631,7 @@ fn enums() {
             | UriTooLong
             | HeadersTooLarge
             | RateLimited
+            | StepUpRequired
             | Internal => {}
         }
     }
@@ -757,6 +764,7 @@ fn targets() {
                 name: "db-prod-1".into(),
                 kind: "postgres".into(),
             }),
+            tier: Some(1),
         },
     );
 }

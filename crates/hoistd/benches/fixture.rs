@@ -146,6 +146,8 @@ fn requests(args: &Args) {
                 reason: (state == RequestState::Denied)
                     .then(|| "Use the read-only role for this, please.".to_string()),
                 acknowledgement: None,
+                tier: None,
+                approvers: Vec::new(),
             };
             tx.insert_request(&request).unwrap();
             if matches!(state, RequestState::Expired | RequestState::Denied) {

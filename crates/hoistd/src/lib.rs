@@ -14,6 +14,7 @@ pub mod http;
 pub mod keys;
 pub mod oidc;
 pub mod policy;
+pub mod slack;
 pub mod store;
 pub mod target;
 #[cfg(feature = "testing")]

@@ -45,6 +45,9 @@ pub struct Identity {
     pub groups: BTreeSet<String>,
     /// The token stops being accepted at this moment (`exp` plus leeway).
     pub expires_at: DateTime<Utc>,
+    /// When the person last signed in at the provider (`auth_time`), if the
+    /// token says; a refreshed token keeps the sign-in's time.
+    pub signed_in_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -379,6 +382,10 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
         .and_then(|exp| DateTime::from_timestamp(exp, 0))
         .ok_or_else(|| TokenError::Claim("exp".into()))?
         + TimeDelta::from_std(issuer.leeway).unwrap_or(TimeDelta::zero());
+    let signed_in_at = claims
+        .get("auth_time")
+        .and_then(|v| v.as_i64())
+        .and_then(|at| DateTime::from_timestamp(at, 0));
     Ok(Identity {
         issuer: issuer.issuer.clone(),
         subject,
@@ -386,5 +393,6 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
         display_name,
         groups,
         expires_at,
+        signed_in_at,
     })
 }

@@ -8,7 +8,7 @@ use super::{banner, requests};
 use crate::app::action::Action;
 use crate::app::command::Command;
 use crate::app::form::{Field, RequestForm};
-use crate::app::state::{Level, Modal, State};
+use crate::app::state::{Level, Modal, Prompt, State};
 use crate::text::{clock, plural};
 
 pub(super) fn form_action(state: &mut State, action: Action) -> Vec<Command> {
@@ -63,6 +63,28 @@ fn submit(state: &mut State) -> Vec<Command> {
     } else {
         Command::Batch(commands)
     };
+    // The most critical roles are confirmed by typing the role's id (one
+    // of them, for a bundle): a stronger check than yes or no, and it
+    // stands for the break-glass question too.
+    if let Some(role) = form.roles().find(|r| r.tier == Some(0)) {
+        let role = role.id.clone();
+        let what = if form.break_glass {
+            "BREAK GLASS on tier-0 role"
+        } else {
+            "Tier-0 role"
+        };
+        state.modal = Some(Modal::Input {
+            title: format!("{what} {role}: type its id to file"),
+            prompt: Prompt::TypeRoleId {
+                role,
+                file: Box::new(command),
+            },
+            text: String::new(),
+            required: true,
+            error: None,
+        });
+        return vec![];
+    }
     if form.break_glass {
         let roles: Vec<&str> = form.roles().map(|r| r.id.as_str()).collect();
         let prompt = format!(

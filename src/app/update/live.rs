@@ -2,7 +2,7 @@
 //! the connection going down and coming back, the session ending.
 
 use chrono::TimeDelta;
-use hoist_api::{GrantState, LiveEvent, RequestState};
+use hoist_api::{AccessRequest, GrantState, LiveEvent, RequestState};
 
 use super::requests::{upsert_queue, upsert_request};
 use super::{banner, grants, reviews};
@@ -92,8 +92,13 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                 }
                 vec![]
             } else {
+                let arrived = arrives_in_my_queue(state, &request);
                 upsert_queue(state, request);
-                reviews::history_for_selection(state)
+                let mut commands = reviews::history_for_selection(state);
+                if let Some(text) = arrived {
+                    commands.insert(0, Command::Notify(text));
+                }
+                commands
             }
         }
         LiveEvent::Grant { grant } if grant.holder != state.user() => {
@@ -125,6 +130,26 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
             vec![]
         }
     }
+}
+
+/// What to tell an approver when a request lands in their queue: one they
+/// may decide, pending, not seen before, and not already reviewed by them.
+fn arrives_in_my_queue(state: &State, request: &AccessRequest) -> Option<String> {
+    let approver = state
+        .me
+        .as_ref()
+        .is_some_and(|me| me.approver_for.contains(&request.role));
+    let known = state.queue.iter().any(|r| r.id == request.id);
+    if !approver || known || request.state != RequestState::Pending || state.awaits_others(request)
+    {
+        return None;
+    }
+    let tier = request.tier.map(|t| format!(" (T{t})")).unwrap_or_default();
+    Some(format!(
+        "To review: {} asks for {}{tier}",
+        sanitize::line(&request.requester),
+        sanitize::line(state.role_label(&request.role, &request.role_name))
+    ))
 }
 
 /// Tells the requester, loudly, that their request was decided.

@@ -108,6 +108,27 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
                     None
                 }
                 Action::Back => return vec![],
+                Action::Submit if matches!(prompt, Prompt::TypeRoleId { .. }) => {
+                    let Prompt::TypeRoleId { role, file } = prompt else {
+                        return vec![];
+                    };
+                    if text.trim() == role {
+                        if let Some(form) = state.form.as_mut() {
+                            form.submitting = true;
+                        }
+                        state.marked.clear();
+                        return vec![*file];
+                    }
+                    let error = Some(format!("type {role} exactly to file"));
+                    state.modal = Some(Modal::Input {
+                        prompt: Prompt::TypeRoleId { role, file },
+                        title,
+                        text,
+                        required,
+                        error,
+                    });
+                    return vec![];
+                }
                 Action::Submit => {
                     let comment = Some(text.trim().to_string()).filter(|t| !t.is_empty());
                     if !required || comment.is_some() {
@@ -236,6 +257,7 @@ fn send(state: &mut State, prompt: Prompt, comment: Option<String>) -> Command {
             request_id,
             comment,
         },
+        Prompt::TypeRoleId { file, .. } => *file,
     };
     if let Command::Review { request_id, .. } | Command::Acknowledge { request_id, .. } = &command {
         state.busy.insert(request_id.clone());

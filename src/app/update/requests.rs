@@ -58,8 +58,15 @@ pub(super) fn upsert_request(state: &mut State, request: AccessRequest) {
 
 /// Keeps the approver's lists in step: pending requests in the queue,
 /// unacknowledged break-glass in its own list, everything else out.
-pub(super) fn upsert_queue(state: &mut State, request: AccessRequest) {
+pub(super) fn upsert_queue(state: &mut State, mut request: AccessRequest) {
     let selection = state.selection();
+    // Only the queue's own load names a request's approvers; an event or an
+    // answer about it keeps the names already known.
+    if request.approvers.is_empty()
+        && let Some(known) = state.queue.iter().find(|r| r.id == request.id)
+    {
+        request.approvers = known.approvers.clone();
+    }
     state.queue.retain(|r| r.id != request.id);
     state.break_glass.retain(|r| r.id != request.id);
     if request.state == RequestState::Pending {

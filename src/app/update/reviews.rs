@@ -36,6 +36,14 @@ pub(super) fn review_prompt(state: &mut State, action: &Action) -> Vec<Command> 
             format!("Acknowledge {who}'s break-glass on {role} (comment optional)"),
             false,
         ),
+        (Action::Approve | Action::Deny, ReviewRow::Waiting(_)) => {
+            banner(
+                state,
+                "You already approved this request; it waits for other approvers",
+                Level::Info,
+            );
+            return vec![];
+        }
         (Action::Acknowledge, _) => {
             banner(
                 state,

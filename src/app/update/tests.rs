@@ -10,7 +10,7 @@ use crate::app::command::Command;
 use crate::app::failure::{Failure, FailureKind};
 use crate::app::fixtures::{grant, request, role};
 use crate::app::form::RequestForm;
-use crate::app::state::{Connection, Level, Modal, Screen, State};
+use crate::app::state::{Connection, Level, Modal, ReviewRow, Screen, State};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -799,4 +799,137 @@ fn activity_shows_everyone_then_people_then_workloads() {
     state.screen = Screen::Grants;
     update(&mut state, Action::CycleActors);
     assert_eq!(state.actors, crate::app::state::Actors::Everyone);
+}
+
+#[test]
+fn what_i_approved_waits_for_others_and_leaves_to_decide() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let mut mine = request("req_1", "db", "carol", now);
+    mine.approvals_required = 2;
+    mine.approvers = vec!["alice".into(), "bob".into(), "dave".into()];
+    mine.reviews = vec![hoist_api::Review {
+        reviewer: "alice".into(),
+        decision: hoist_api::Decision::Approve,
+        comment: None,
+        at: now,
+    }];
+    state.queue = vec![mine.clone(), request("req_2", "k8s", "dave", now)];
+    state.screen = Screen::Reviews;
+
+    // What needs me first, then what waits for others.
+    assert_eq!(state.to_decide(), 1);
+    assert_eq!(
+        state.review_rows(),
+        [ReviewRow::Pending(1), ReviewRow::Waiting(0)]
+    );
+    state.cursors.reviews = 1;
+    let (row, selected) = state.selected_review().unwrap();
+    assert_eq!(
+        (row, selected.id.as_str()),
+        (ReviewRow::Waiting(0), "req_1")
+    );
+    assert_eq!(state.others_to_approve(selected), ["bob", "dave"]);
+
+    // It cannot be approved again: hoist says why instead of asking.
+    assert!(update(&mut state, Action::Approve).is_empty());
+    assert_eq!(state.modal, None);
+    assert_eq!(
+        state.banner.as_ref().unwrap().text,
+        "You already approved this request; it waits for other approvers"
+    );
+
+    // bob approves too, and the event (which names no approvers) keeps
+    // the names the queue gave.
+    let mut second = mine.clone();
+    second.approvers = Vec::new();
+    second.reviews.push(hoist_api::Review {
+        reviewer: "bob".into(),
+        decision: hoist_api::Decision::Approve,
+        comment: None,
+        at: now,
+    });
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: second })),
+    );
+    let waiting = state.queue.iter().find(|r| r.id == "req_1").unwrap();
+    assert_eq!(state.others_to_approve(waiting), ["dave"]);
+}
+
+#[test]
+fn a_tier_0_role_is_filed_only_once_its_id_is_typed() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let mut critical = role("db");
+    critical.tier = Some(0);
+    let mut form = RequestForm::new(critical, "key-1".into());
+    form.justification = "rotate the keys".into();
+    state.form = Some(form);
+    state.screen = Screen::Roles;
+
+    assert!(update(&mut state, Action::Submit).is_empty());
+    let Some(Modal::Input { title, .. }) = &state.modal else {
+        panic!("a tier-0 role asks for its id: {:?}", state.modal);
+    };
+    assert_eq!(title, "Tier-0 role db: type its id to file");
+    for c in "dv".chars() {
+        update(&mut state, Action::Input(c));
+    }
+    assert!(update(&mut state, Action::Submit).is_empty());
+    let Some(Modal::Input { error, .. }) = &state.modal else {
+        panic!("a wrong id keeps the prompt open");
+    };
+    assert_eq!(error.as_deref(), Some("type db exactly to file"));
+    assert!(!state.form.as_ref().unwrap().submitting);
+
+    update(&mut state, Action::Backspace);
+    update(&mut state, Action::Backspace);
+    update(&mut state, Action::Input('d'));
+    update(&mut state, Action::Input('b'));
+    let commands = update(&mut state, Action::Submit);
+    assert!(
+        matches!(commands.as_slice(), [Command::Submit { body, idempotency_key }]
+            if body.role == "db" && idempotency_key == "key-1"),
+        "{commands:?}"
+    );
+    assert!(state.form.as_ref().unwrap().submitting);
+    assert_eq!(state.modal, None);
+}
+
+#[test]
+fn a_request_landing_in_my_queue_is_a_desktop_notice_once() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    if let Some(me) = state.me.as_mut() {
+        me.approver_for = vec!["db".into()];
+    }
+    let mut filed = request("req_1", "db", "carol", now);
+    filed.tier = Some(0);
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request {
+            request: filed.clone(),
+        })),
+    );
+    assert_eq!(
+        commands.first(),
+        Some(&Command::Notify("To review: carol asks for db (T0)".into()))
+    );
+    assert_eq!(state.queue.len(), 1);
+
+    // The same request again (a claim, another's review) is no news.
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: filed })),
+    );
+    assert!(!commands.iter().any(|c| matches!(c, Command::Notify(_))));
+
+    // Nor is one for a role I do not approve (an auditor sees it too).
+    let other = request("req_2", "k8s", "carol", now);
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: other })),
+    );
+    assert!(!commands.iter().any(|c| matches!(c, Command::Notify(_))));
 }

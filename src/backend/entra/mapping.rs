@@ -135,6 +135,7 @@ pub fn role(role: &RoleRef, e: &EligibilityInstance, terms: &Terms) -> Role {
         description,
         scope,
         target: None,
+        tier: None,
         default_duration_secs: terms.default_duration_secs(),
         max_duration_secs: terms.max_duration_secs,
         approval: ApprovalRule {
@@ -310,6 +311,8 @@ pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Optio
             .flatten(),
         reason,
         acknowledgement: None,
+        tier: None,
+        approvers: Vec::new(),
     })
 }
 

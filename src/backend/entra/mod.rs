@@ -518,6 +518,8 @@ impl EntraClient {
             grant_id: Some(grant.id.clone()),
             reason: None,
             acknowledgement: None,
+            tier: None,
+            approvers: Vec::new(),
         })
     }
 }

@@ -5,6 +5,7 @@
 //! defines or another identity already holds.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hoist_api::{AuditKind, ErrorCode};
@@ -22,6 +23,19 @@ pub struct Authenticated {
     /// When the token stops being accepted: an ID token's `exp` plus the
     /// issuer's leeway. A static token has no end of its own.
     pub expires_at: Option<DateTime<Utc>>,
+    /// How the caller signed in: a provider sign-in has a time, which a
+    /// role's step-up weighs.
+    pub sign_in: SignIn,
+}
+
+/// How a caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    /// A static token of the policy: no sign-in happened, so there is no
+    /// time to weigh. Policies give them to the demo, tests and scripts.
+    StaticToken,
+    /// An ID token; `at` is its `auth_time`, absent if the provider gave none.
+    Provider { at: Option<DateTime<Utc>> },
 }
 
 fn refused(message: String) -> Error {
@@ -39,6 +53,7 @@ impl Broker {
             return Ok(Authenticated {
                 user: user.id.clone(),
                 expires_at: None,
+                sign_in: SignIn::StaticToken,
             });
         }
         if let Some(why) = self.workload_bearer(token) {
@@ -70,6 +85,9 @@ impl Broker {
         Ok(Authenticated {
             user,
             expires_at: Some(identity.expires_at),
+            sign_in: SignIn::Provider {
+                at: identity.signed_in_at,
+            },
         })
     }
 
@@ -144,5 +162,41 @@ impl Broker {
         self.finish(work)?;
         tracing::info!(user = %claimed, issuer = %identity.issuer, "provider identity bound");
         Ok(claimed.clone())
+    }
+}
+
+impl Broker {
+    /// Refuses to file for a role whose tier asks for a recent sign-in when
+    /// the caller's provider sign-in is older than that, or of unknown age.
+    /// Static tokens involve no sign-in and are not weighed.
+    pub fn check_step_up(&self, caller: &Authenticated, role: &str) -> Result<()> {
+        let policy = self.policy();
+        let Some(limit) = policy.role(role).and_then(|r| r.step_up) else {
+            return Ok(());
+        };
+        let SignIn::Provider { at } = caller.sign_in else {
+            return Ok(());
+        };
+        let limit_text = humantime::format_duration(limit);
+        let Some(at) = at else {
+            return Err(Error::refuse(
+                ErrorCode::StepUpRequired,
+                format!(
+                    "role `{role}` needs a sign-in within {limit_text}, and your provider's \
+                     token does not say when you signed in (auth_time)"
+                ),
+            ));
+        };
+        let age = (super::now() - at).to_std().unwrap_or_default();
+        if age > limit {
+            return Err(Error::refuse(
+                ErrorCode::StepUpRequired,
+                format!(
+                    "role `{role}` needs a sign-in within {limit_text}; yours was {} ago",
+                    humantime::format_duration(Duration::from_secs(age.as_secs()))
+                ),
+            ));
+        }
+        Ok(())
     }
 }

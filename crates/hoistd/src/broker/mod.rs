@@ -73,7 +73,7 @@ pub struct Broker {
     reconciler: Arc<Notify>,
 }
 
-pub use identities::Authenticated;
+pub use identities::{Authenticated, SignIn};
 pub use workloads::{Exchanged, POLL_INTERVAL_SECS, Refusal, UNVERIFIED_ACTOR};
 
 /// The current time, at the millisecond precision the store keeps.

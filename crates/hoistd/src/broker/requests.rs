@@ -60,6 +60,8 @@ impl Work<'_> {
             grant_id: None,
             reason: None,
             acknowledgement: None,
+            tier: role.shown_tier(),
+            approvers: Vec::new(),
         }
     }
 

@@ -23,7 +23,9 @@ impl Broker {
             .collect()
     }
 
-    /// Pending requests the caller may decide, the soonest to lapse first.
+    /// Pending requests the caller may decide, the soonest to lapse first,
+    /// with those they already approved, which wait for others: each names
+    /// who may decide it, so the caller can tell who else is left.
     pub fn review_queue(&self, user: &str) -> Result<Vec<AccessRequest>> {
         let policy = self.policy();
         let roles = self.approver_roles(&policy, user);
@@ -44,6 +46,15 @@ impl Broker {
         queue.iter_mut().for_each(|r| settle_request(r, now));
         queue.retain(|r| r.state == RequestState::Pending);
         queue.sort_by_key(|r| r.lapses_at);
+        for request in &mut queue {
+            if let Some(role) = policy.role(&request.role) {
+                request.approvers = policy
+                    .approvers_of(role)
+                    .into_iter()
+                    .filter(|approver| *approver != request.requester)
+                    .collect();
+            }
+        }
         Ok(queue)
     }
 

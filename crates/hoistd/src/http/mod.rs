@@ -363,7 +363,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         InvalidBody | InvalidParameter => StatusCode::BAD_REQUEST,
         Unauthenticated => StatusCode::UNAUTHORIZED,
-        Forbidden | NotEligible | SelfReview | BreakGlassNotAllowed => StatusCode::FORBIDDEN,
+        Forbidden | NotEligible | SelfReview | BreakGlassNotAllowed | StepUpRequired => {
+            StatusCode::FORBIDDEN
+        }
         NotFound => StatusCode::NOT_FOUND,
         InvalidState | AlreadyReviewed => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiJson, ApiQuery, AppState, Caller, Failure, blocking, page_size};
+use super::{ApiJson, ApiQuery, AppState, Caller, Failure, Session, blocking, page_size};
 use crate::error::Error;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -113,13 +113,15 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Failure> {
     ))]
 async fn create_request(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    session: Session,
     headers: HeaderMap,
     ApiJson(input): ApiJson<CreateRequest>,
 ) -> Result<Response, Failure> {
     let key = idempotency_key(&headers)?;
+    let caller = session.caller;
     let (request, replayed) = blocking(&state, move |b| {
-        b.create_request(&user, &input, key.as_deref())
+        b.check_step_up(&caller, &input.role)?;
+        b.create_request(&caller.user, &input, key.as_deref())
     })
     .await?;
     let status = if replayed {

@@ -8,6 +8,9 @@ mod settings;
 mod targets;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tier_tests;
+mod tiers;
 mod users;
 mod workloads;
 
@@ -25,6 +28,7 @@ use toml::Spanned;
 pub use issuers::OidcIssuer;
 pub use roles::{RoleAccess, RoleDef};
 pub use settings::{Rate, Settings};
+pub use tiers::{TIERS, Tier, UNTIERED};
 pub use workloads::{Approval, WorkloadRole, WorkloadRule, claim_text};
 
 /// A policy that passed every check.
@@ -36,6 +40,8 @@ pub struct Policy {
     tokens: BTreeMap<String, String>,
     groups: BTreeMap<String, BTreeSet<String>>,
     roles: BTreeMap<String, RoleDef>,
+    /// What each risk tier demands, by tier number.
+    pub tiers: [Tier; TIERS as usize],
     pub oidc: Vec<OidcIssuer>,
     /// Trust rules for workload identity tokens, in the file's order.
     pub workloads: Vec<WorkloadRule>,
@@ -116,7 +122,8 @@ impl Policy {
         let people = users::people(&source, &raw.users, &raw.groups)?;
         let settings = settings::settings(&source, raw.settings, &people.groups)?;
         let targets = targets::targets(&source, raw.targets)?;
-        let roles = roles::roles(&source, raw.roles, &people, &targets)?;
+        let tiers = tiers::tiers(&source, raw.tiers)?;
+        let roles = roles::roles(&source, raw.roles, &people, &targets, &tiers)?;
         let oidc = issuers::issuers(&source, raw.oidc)?;
         let workloads = workloads::workloads(&source, raw.workloads, &oidc, &roles)?;
         if let Some(((issuer, _), user)) = people
@@ -136,6 +143,7 @@ impl Policy {
             tokens: people.tokens,
             groups: people.groups,
             roles,
+            tiers,
             oidc,
             workloads,
             targets,
@@ -357,6 +365,7 @@ impl Policy {
                 name: access.target.clone(),
                 kind: access.kind.to_string(),
             }),
+            tier: role.shown_tier(),
         }
     }
 }
@@ -420,6 +429,8 @@ struct RawPolicy {
     groups: BTreeMap<String, Spanned<Vec<String>>>,
     #[serde(default)]
     users: BTreeMap<String, Spanned<users::RawUser>>,
+    #[serde(default)]
+    tiers: BTreeMap<String, Spanned<tiers::RawTier>>,
     #[serde(default)]
     roles: Vec<Spanned<roles::RawRole>>,
     #[serde(default)]

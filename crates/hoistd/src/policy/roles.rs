@@ -8,6 +8,7 @@ use regex::Regex;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+use super::tiers::{TIERS, Tier, UNTIERED, optional_duration};
 use super::users::People;
 use super::{PolicyError, Source, duration, valid_name};
 use crate::target::Targets;
@@ -43,6 +44,17 @@ pub struct RoleDef {
     pub min_justification: u32,
     /// Where the role's grants reach, if anywhere but a signed credential.
     pub access: Option<RoleAccess>,
+    /// Its risk tier, 0 (most critical) to 3, whose terms it is held to.
+    pub tier: u8,
+    /// Whether the policy named the tier. One that did not is held to tier
+    /// 3's terms but was never classified, so people are shown no tier.
+    pub tier_named: bool,
+    /// Whether `[[workloads]]` rules may ask for it.
+    pub workloads: bool,
+    /// Whether its tier lets a workload rule approve it automatically.
+    pub auto_approve: bool,
+    /// How recent a requester's sign-in must be to file; `None` asks nothing.
+    pub step_up: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -60,10 +72,10 @@ pub(super) struct RawRole {
     eligible_groups: Vec<String>,
     #[serde(deserialize_with = "duration")]
     default_duration: Duration,
-    #[serde(deserialize_with = "duration")]
-    max_duration: Duration,
+    #[serde(default, deserialize_with = "optional_duration")]
+    max_duration: Option<Duration>,
     #[serde(default)]
-    approvals: u32,
+    approvals: Option<u32>,
     #[serde(default)]
     approver_groups: Vec<String>,
     #[serde(default)]
@@ -71,7 +83,7 @@ pub(super) struct RawRole {
     #[serde(default)]
     break_glass_groups: Vec<String>,
     #[serde(default)]
-    ticket_required: bool,
+    ticket_required: Option<bool>,
     #[serde(default)]
     ticket_pattern: Option<TicketPattern>,
     #[serde(default)]
@@ -80,6 +92,12 @@ pub(super) struct RawRole {
     target: Option<String>,
     #[serde(default)]
     access: Option<toml::Table>,
+    #[serde(default)]
+    tier: Option<u8>,
+    #[serde(default)]
+    workloads: Option<bool>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    step_up: Option<Duration>,
 }
 
 /// A ticket pattern, anchored so it must match the whole reference.
@@ -103,12 +121,13 @@ pub(super) fn roles(
     raw: Vec<Spanned<RawRole>>,
     people: &People,
     targets: &Targets,
+    tiers: &[Tier],
 ) -> Result<BTreeMap<String, RoleDef>, PolicyError> {
     let mut roles = BTreeMap::new();
     for role in raw {
         let offset = role.span().start;
         let role = role.into_inner();
-        let id = role.id;
+        let id = role.id.clone();
         if !valid_name(&id) {
             return Err(source.invalid(
                 offset,
@@ -133,28 +152,30 @@ pub(super) fn roles(
                 format!("{what} eligible_users names unknown user `{user}`"),
             ));
         }
-        if role.max_duration.is_zero() || role.default_duration.is_zero() {
+        let terms = tier_terms(&role, tiers)
+            .map_err(|why| source.invalid(offset, format!("{what}: {why}")))?;
+        if terms.max_duration.is_zero() || role.default_duration.is_zero() {
             return Err(source.invalid(
                 offset,
                 format!("{what}: durations must be longer than zero"),
             ));
         }
-        if role.default_duration > role.max_duration {
+        if role.default_duration > terms.max_duration {
             return Err(source.invalid(
                 offset,
                 format!(
                     "{what}: default_duration {} is longer than max_duration {}",
                     humantime::format_duration(role.default_duration),
-                    humantime::format_duration(role.max_duration)
+                    humantime::format_duration(terms.max_duration)
                 ),
             ));
         }
-        if role.approvals > 0 && role.approver_groups.is_empty() {
+        if terms.approvals > 0 && role.approver_groups.is_empty() {
             return Err(source.invalid(
                 offset,
                 format!(
                     "{what} needs {} approvals but names no approver_groups",
-                    role.approvals
+                    terms.approvals
                 ),
             ));
         }
@@ -199,19 +220,116 @@ pub(super) fn roles(
             eligible_users: role.eligible_users.into_iter().collect(),
             eligible_groups: role.eligible_groups.into_iter().collect(),
             default_duration: role.default_duration,
-            max_duration: role.max_duration,
-            approvals: role.approvals,
+            max_duration: terms.max_duration,
+            approvals: terms.approvals,
             approver_groups: role.approver_groups,
             break_glass: role.break_glass,
             break_glass_groups: role.break_glass_groups.into_iter().collect(),
-            ticket_required: role.ticket_required,
+            ticket_required: terms.ticket_required,
             ticket_pattern: role.ticket_pattern.map(|p| p.0),
             min_justification: role.min_justification,
             access,
+            tier: terms.tier,
+            tier_named: role.tier.is_some(),
+            workloads: terms.workloads,
+            auto_approve: terms.auto_approve,
+            step_up: terms.step_up,
         };
         if roles.insert(id.clone(), def).is_some() {
             return Err(source.invalid(offset, format!("role `{id}` is defined twice")));
         }
     }
     Ok(roles)
+}
+
+impl RoleDef {
+    /// The tier people are shown: none for a role the policy left
+    /// unclassified.
+    pub fn shown_tier(&self) -> Option<u8> {
+        self.tier_named.then_some(self.tier)
+    }
+}
+
+/// A role's terms once its tier's defaults are applied.
+struct Terms {
+    tier: u8,
+    max_duration: Duration,
+    approvals: u32,
+    ticket_required: bool,
+    workloads: bool,
+    auto_approve: bool,
+    step_up: Option<Duration>,
+}
+
+/// The role's terms under its tier: what it leaves out comes from the tier,
+/// and what it sets may only be stricter. A role that loosens its tier is
+/// refused rather than clamped: its author meant something the tier does
+/// not allow, and should hear so.
+fn tier_terms(role: &RawRole, tiers: &[Tier]) -> Result<Terms, String> {
+    let tier = role.tier.unwrap_or(UNTIERED);
+    let Some(terms) = tiers.get(usize::from(tier)).filter(|_| tier < TIERS) else {
+        return Err(format!(
+            "tier {tier} does not exist; tiers are 0 (most critical) to 3"
+        ));
+    };
+    let approvals = match role.approvals {
+        Some(n) if n < terms.least_approvals() => {
+            return Err(format!(
+                "approvals = {n} is fewer than tier {tier} needs ({})",
+                terms.least_approvals()
+            ));
+        }
+        Some(n) => n,
+        None => terms.least_approvals(),
+    };
+    let max_duration = match (role.max_duration, terms.max_duration) {
+        (Some(asked), Some(most)) if asked > most => {
+            return Err(format!(
+                "max_duration {} is longer than tier {tier} allows ({})",
+                humantime::format_duration(asked),
+                humantime::format_duration(most)
+            ));
+        }
+        (Some(asked), _) => asked,
+        (None, Some(most)) => most,
+        (None, None) => return Err(format!("needs a max_duration (tier {tier} sets none)")),
+    };
+    if role.ticket_required == Some(false) && terms.ticket_required {
+        return Err(format!(
+            "ticket_required = false, but tier {tier} requires a ticket"
+        ));
+    }
+    if role.break_glass && !terms.break_glass {
+        return Err(format!(
+            "break_glass = true, but tier {tier} allows no break-glass"
+        ));
+    }
+    if role.workloads == Some(true) && !terms.workloads {
+        return Err(format!(
+            "workloads = true, but tier {tier} allows no workloads"
+        ));
+    }
+    let step_up = match (role.step_up, terms.step_up) {
+        (Some(asked), Some(most)) if asked > most => {
+            return Err(format!(
+                "step_up {} is longer than tier {tier} allows ({})",
+                humantime::format_duration(asked),
+                humantime::format_duration(most)
+            ));
+        }
+        (Some(asked), _) if asked.is_zero() => {
+            return Err("step_up must be longer than zero".into());
+        }
+        (Some(asked), _) => Some(asked),
+        (None, most) => most,
+    };
+    Ok(Terms {
+        tier,
+        max_duration,
+        approvals,
+        ticket_required: role.ticket_required.unwrap_or(terms.ticket_required),
+        workloads: role.workloads.unwrap_or(terms.workloads),
+        auto_approve: terms.auto_approve,
+        step_up,
+    })
 }

@@ -286,6 +286,19 @@ pub(super) fn workloads(
                     humantime::format_duration(role.max_duration)
                 )));
             }
+            if !role.workloads {
+                return Err(bad(format!(
+                    "{what}: role `{}` (tier {}) allows no workloads",
+                    role.id, role.tier
+                )));
+            }
+            if raw_role.approval == Approval::Automatic && !role.auto_approve {
+                return Err(bad(format!(
+                    "{what}: role `{}` is tier {}, which allows no automatic approval \
+                     (approval = \"person\")",
+                    role.id, role.tier
+                )));
+            }
             if raw_role.approval == Approval::Person && role.approver_groups.is_empty() {
                 return Err(bad(format!(
                     "{what}: role `{}` needs a person's approval, but the role has no \

@@ -30,4 +30,5 @@ mod sso;
 mod store;
 mod targets_postgres;
 mod targets_webhook;
+mod tiers;
 mod workloads;

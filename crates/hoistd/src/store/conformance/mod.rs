@@ -129,6 +129,9 @@ fn full_request(id: &str) -> AccessRequest {
             comment: Some("seen".into()),
             at: at(5),
         }),
+        // Kept as filed (migration 6), so every backend must store it.
+        tier: Some(0),
+        approvers: Vec::new(),
     }
 }
 
@@ -156,6 +159,8 @@ fn bare_request(id: &str, requester: &str, role: &str, created_ms: i64) -> Acces
         grant_id: None,
         reason: None,
         acknowledgement: None,
+        tier: None,
+        approvers: Vec::new(),
     }
 }
 

@@ -164,7 +164,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(&format!(
                 "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
             ))?
             .execute(params![
                 r.id,
@@ -190,6 +190,7 @@ impl Tx for SqliteTx<'_> {
                 r.acknowledgement.as_ref().map(|a| &a.by),
                 r.acknowledgement.as_ref().and_then(|a| a.comment.as_ref()),
                 r.acknowledgement.as_ref().map(|a| ms(a.at)),
+                r.tier,
             ])?;
         Ok(())
     }

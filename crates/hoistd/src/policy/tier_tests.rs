@@ -1,0 +1,169 @@
+//! Risk tiers: each tier's terms, a policy's `[tiers]` over them, and roles
+//! that may tighten their tier but never loosen it.
+
+use super::*;
+
+const PEOPLE: &str = r#"
+[users.alice]
+[users.bob]
+[users.carol]
+
+[groups]
+eng = ["alice", "bob", "carol"]
+leads = ["bob", "carol"]
+"#;
+
+fn with_role(extra: &str, role: &str) -> Result<Policy, PolicyError> {
+    let text = format!(
+        "{PEOPLE}{extra}\n[[roles]]\nid = \"db\"\neligible_groups = [\"eng\"]\n\
+         approver_groups = [\"leads\"]\ndefault_duration = \"30m\"\n{role}"
+    );
+    Policy::parse("p.toml", &text)
+}
+
+fn refused(extra: &str, role: &str) -> String {
+    with_role(extra, role).unwrap_err().to_string()
+}
+
+#[test]
+fn a_role_without_a_tier_is_tier_3_and_keeps_its_own_terms() {
+    let policy = with_role("", "max_duration = \"12h\"\n").unwrap();
+    let role = policy.role("db").unwrap();
+    assert_eq!(role.tier, UNTIERED);
+    assert_eq!(role.shown_tier(), None);
+    assert_eq!(policy.role_view(role, "alice").tier, None);
+    assert_eq!(role.approvals, 0);
+    assert!(!role.ticket_required);
+    assert!(role.workloads && role.auto_approve);
+    assert_eq!(role.step_up, None);
+    assert_eq!(role.max_duration, Duration::from_secs(12 * 3600));
+    // Tier 3 sets no longest grant, so the role must.
+    let err = refused("", "");
+    assert!(
+        err.contains("needs a max_duration (tier 3 sets none)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tier_0_role_takes_its_tiers_terms() {
+    let policy = with_role("", "tier = 0\n").unwrap();
+    let role = policy.role("db").unwrap();
+    assert_eq!(role.tier, 0);
+    assert_eq!(role.approvals, 2);
+    assert_eq!(role.max_duration, Duration::from_secs(3600));
+    assert!(role.ticket_required);
+    assert!(!role.workloads && !role.auto_approve);
+    assert_eq!(role.step_up, Some(Duration::from_secs(15 * 60)));
+    let view = policy.role_view(role, "alice");
+    assert_eq!(view.tier, Some(0));
+    assert_eq!(view.approval.approvals, 2);
+}
+
+#[test]
+fn a_role_may_tighten_its_tier() {
+    let policy = with_role(
+        "",
+        "tier = 1\napprovals = 2\nmax_duration = \"1h\"\nstep_up = \"5m\"\nworkloads = false\n",
+    )
+    .unwrap();
+    let role = policy.role("db").unwrap();
+    assert_eq!(role.approvals, 2);
+    assert_eq!(role.max_duration, Duration::from_secs(3600));
+    assert_eq!(role.step_up, Some(Duration::from_secs(300)));
+    assert!(!role.workloads);
+    assert!(role.ticket_required);
+}
+
+#[test]
+fn a_role_that_loosens_its_tier_is_refused_where_it_stands() {
+    for (role, why) in [
+        (
+            "tier = 0\napprovals = 1\n",
+            "approvals = 1 is fewer than tier 0 needs (2)",
+        ),
+        (
+            "tier = 0\nmax_duration = \"2h\"\n",
+            "max_duration 2h is longer than tier 0 allows (1h)",
+        ),
+        (
+            "tier = 1\nticket_required = false\n",
+            "ticket_required = false, but tier 1 requires a ticket",
+        ),
+        (
+            "tier = 0\nstep_up = \"1h\"\n",
+            "step_up 1h is longer than tier 0 allows (15m)",
+        ),
+        (
+            "tier = 2\napprovals = 0\n",
+            "approvals = 0 is fewer than tier 2 needs (1)",
+        ),
+        ("tier = 4\n", "tier 4 does not exist"),
+    ] {
+        let err = refused("", role);
+        // The role's table starts on line 10, column 1 of the text.
+        assert!(err.starts_with("p.toml:10:1: role `db`: "), "{role}: {err}");
+        assert!(err.contains(why), "{role}: {err}");
+    }
+}
+
+#[test]
+fn the_policy_may_redefine_a_tier_and_its_roles_follow() {
+    let tiers = "\n[tiers.0]\napprovals = 3\nmax_duration = \"30m\"\nbreak_glass = false\n\
+                 step_up = \"5m\"\n";
+    let policy = with_role(tiers, "tier = 0\n").unwrap();
+    let role = policy.role("db").unwrap();
+    assert_eq!(role.approvals, 3);
+    assert_eq!(role.max_duration, Duration::from_secs(1800));
+    assert_eq!(role.step_up, Some(Duration::from_secs(300)));
+    // Untouched keys keep their built-in value.
+    assert!(role.ticket_required);
+    assert_eq!(policy.tiers[1], tiers::builtin(1));
+
+    let err = refused(tiers, "tier = 0\nbreak_glass = true\n");
+    assert!(
+        err.contains("break_glass = true, but tier 0 allows no break-glass"),
+        "{err}"
+    );
+    let err = refused("\n[tiers.7]\napprovals = 1\n", "max_duration = \"1h\"\n");
+    assert!(
+        err.contains("[tiers.7]: tiers are 0 (most critical) to 3"),
+        "{err}"
+    );
+    let err = refused("\n[tiers.1]\nhours = 1\n", "max_duration = \"1h\"\n");
+    assert!(err.contains("unknown field `hours`"), "{err}");
+}
+
+#[test]
+fn workload_rules_obey_their_roles_tier() {
+    let oidc = "\n[[oidc]]\nissuer = \"https://ci.example\"\nclient_id = \"hoist\"\n";
+    let rule = |approval: &str| {
+        format!(
+            "\n[[workloads]]\nname = \"deploy\"\nissuer = \"https://ci.example\"\n\
+             audience = \"hoist-ci\"\nclaims = {{ sub = \"repo:*\" }}\n\
+             roles = [{{ role = \"db\", max_ttl_minutes = 10, approval = \"{approval}\" }}]\n"
+        )
+    };
+    let role = "tier = 2\n";
+    let text = |approval: &str, tier: &str| {
+        format!(
+            "{PEOPLE}{oidc}\n[[roles]]\nid = \"db\"\neligible_groups = [\"eng\"]\n\
+             approver_groups = [\"leads\"]\ndefault_duration = \"30m\"\n{tier}{}",
+            rule(approval)
+        )
+    };
+    if let Err(err) = Policy::parse("p.toml", &text("person", role)) {
+        panic!("{err}");
+    }
+    let err = Policy::parse("p.toml", &text("automatic", role))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tier 2, which allows no automatic approval"),
+        "{err}"
+    );
+    let err = Policy::parse("p.toml", &text("person", "tier = 0\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("(tier 0) allows no workloads"), "{err}");
+}

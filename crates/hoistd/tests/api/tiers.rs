@@ -1,0 +1,151 @@
+//! Risk tiers over the API: a role's tier on the wire, its terms enforced
+//! when filing, the queue naming who else may approve, and a tier-0 step-up
+//! weighed against a real provider token's `auth_time`.
+
+use hoist_api::{CreateRequest, ErrorCode, RequestState, Role};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+use crate::oidc::Provider;
+
+/// The test policy with a tier-0 role: two approvals, a ticket, an hour at
+/// most, by its tier.
+fn tiered() -> String {
+    format!(
+        "{}\n[[roles]]\nid = \"vault-root\"\ntier = 0\neligible_groups = [\"eng\"]\n\
+         approver_groups = [\"approvers\"]\ndefault_duration = \"15m\"\n",
+        policy_text("")
+    )
+}
+
+#[tokio::test]
+async fn a_tier_0_role_is_filed_on_its_tiers_terms_and_carries_its_tier() {
+    let broker = TestBroker::builder().policy(&tiered()).start().await;
+    let carol = broker.as_user("carol");
+    let roles: Vec<Role> = carol.get("/v1/roles").await.unwrap();
+    let root = roles.iter().find(|r| r.id == "vault-root").unwrap();
+    assert_eq!(root.tier, Some(0));
+    assert_eq!(root.approval.approvals, 2);
+    assert_eq!(root.max_duration_secs, 3600);
+    assert!(root.ticket.required);
+    // A role that names no tier is held to tier 3's terms, unclassified.
+    assert_eq!(roles.iter().find(|r| r.id == "logs").unwrap().tier, None);
+
+    refused(
+        carol
+            .file(&request("vault-root", "unseal after the outage"))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::TicketRequired,
+    );
+    let filed = carol
+        .file(&CreateRequest {
+            ticket: Some("CHG-7".into()),
+            ..request("vault-root", "unseal after the outage")
+        })
+        .await
+        .unwrap();
+    assert_eq!((filed.tier, filed.approvals_required), (Some(0), 2));
+    assert_eq!(filed.state, RequestState::Pending);
+}
+
+#[tokio::test]
+async fn the_queue_names_who_else_may_approve_what_i_approved() {
+    let broker = TestBroker::start().await;
+    let (carol, bob) = (broker.as_user("carol"), broker.as_user("bob"));
+    // k8s needs 2 of the approvers bob, dave and alice.
+    let filed = carol
+        .file(&request("k8s", "upgrade the ingress"))
+        .await
+        .unwrap();
+
+    let queue = bob.queue().await;
+    let mine = queue.iter().find(|r| r.id == filed.id).unwrap();
+    assert_eq!(mine.approvers, ["alice", "bob", "dave"]);
+    assert!(mine.reviews.is_empty());
+
+    bob.approve(&filed.id).await.unwrap();
+    // Still in bob's queue, reviewed by him: the client files it under
+    // "Waiting for others", naming alice and dave.
+    let queue = bob.queue().await;
+    let waiting = queue.iter().find(|r| r.id == filed.id).unwrap();
+    assert_eq!(waiting.reviews[0].reviewer, "bob");
+    assert_eq!(waiting.approvers, ["alice", "bob", "dave"]);
+    // Nowhere but the queue names approvers.
+    assert!(carol.request(&filed.id).await.unwrap().approvers.is_empty());
+}
+
+/// Provider people: bob and dave approve, carol files; `prod-db` is tier 0
+/// with a step-up of `step_up`.
+fn provider_policy(issuer: &str, step_up: &str) -> String {
+    format!(
+        r#"
+[groups]
+engineers = []
+prod-approvers = []
+
+[[roles]]
+id = "prod-db"
+tier = 0
+eligible_groups = ["engineers"]
+approver_groups = ["prod-approvers"]
+default_duration = "30m"
+step_up = "{step_up}"
+
+[[oidc]]
+issuer = "{issuer}"
+client_id = "hoist"
+leeway = "0s"
+"#
+    )
+}
+
+fn prod_db() -> CreateRequest {
+    CreateRequest {
+        ticket: Some("CHG-1".into()),
+        ..request("prod-db", "fail over the primary")
+    }
+}
+
+#[tokio::test]
+async fn a_tier_0_request_needs_a_recent_sign_in_at_the_provider() {
+    let provider = Provider::start().await;
+    let tokens = provider.device_flow_tokens("carol", "hoist").await;
+    let id_token = tokens["id_token"].as_str().unwrap().to_string();
+    let claims = crate::oidc::jwt_claims(&id_token);
+    let auth_time = claims["auth_time"]
+        .as_i64()
+        .expect("the provider says auth_time");
+
+    // A sign-in within ten minutes: filed.
+    let broker = TestBroker::builder()
+        .policy(&provider_policy(&provider.issuer, "10m"))
+        .start()
+        .await;
+    let carol = broker.with_token(&id_token);
+    let filed = carol.file(&prod_db()).await.unwrap();
+    assert_eq!(filed.tier, Some(0));
+
+    // The same token where a sign-in must be under a second old: once a
+    // second has passed since auth_time (the clock is only waited on, never
+    // measured), the sign-in is too old, whatever the token's own life.
+    let broker = TestBroker::builder()
+        .policy(&provider_policy(&provider.issuer, "1s"))
+        .start()
+        .await;
+    while chrono::Utc::now().timestamp() <= auth_time + 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let carol = broker.with_token(&id_token);
+    let message = refused(
+        carol.file(&prod_db()).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::StepUpRequired,
+    );
+    assert!(
+        message.contains("role `prod-db` needs a sign-in within 1s; yours was"),
+        "{message}"
+    );
+    // Reading is not filing: the session itself is good.
+    assert!(carol.mine().await.is_empty());
+}
