@@ -110,6 +110,8 @@ impl Server {
         reaper_held: bool,
     ) -> anyhow::Result<Self> {
         policy.check_targets().await?;
+        let metrics = Arc::new(http::ops::Metrics::new());
+        let store = metrics.meter(store);
         let broker = Arc::new(match &options.signing_key {
             Some(key) => Broker::with_signer(
                 Arc::clone(&store),
@@ -129,7 +131,6 @@ impl Server {
 
         let addr = listener.local_addr()?;
         let (shutdown, stopped) = watch::channel(false);
-        let metrics = Arc::new(http::ops::Metrics::new());
         let app = http::router(http::AppState {
             broker: Arc::clone(&broker),
             shutdown: stopped.clone(),

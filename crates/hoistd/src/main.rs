@@ -43,9 +43,10 @@ enum Command {
     /// certificate; SIGTERM or Ctrl-C stops.
     Serve(ServeArgs),
     /// Check everything `serve` would be given, without serving or writing
-    /// anything: the policy, the store's location, the keys, the TLS files
-    /// and the limits (errors, exit 1), and whether each target answers
-    /// (warnings). Takes the same options and environment as `serve`.
+    /// anything: the policy, the store's location, the keys, the TLS files,
+    /// the limits and the roles' access at their targets (errors, exit 1;
+    /// a target that does not answer is a warning). Takes the same options
+    /// and environment as `serve`.
     CheckConfig(ServeArgs),
     /// Write a new Ed25519 key (PKCS#8 PEM, mode 0600) for --checkpoint-key or
     /// --signing-key, and print its public key.
@@ -466,16 +467,18 @@ fn check_config(args: &ServeArgs) -> ExitCode {
             None => "off (plain HTTP; put a TLS proxy in front)".into(),
         }),
     );
-    // Targets are other teams' systems: one down now is no reason to stop
-    // a deploy, so it is a warning.
+    // As at start: access a target refuses (a PostgreSQL role that does not
+    // exist) is an error; a target that does not answer now is a warning,
+    // logged by the check on standard error, since it may be back before
+    // anyone asks for a grant there.
     if let Ok(policy) = &policy {
         let checked = tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(policy.check_targets()).map_err(Into::into));
-        match checked {
-            Ok(()) => println!("ok: targets: every target answers"),
-            Err(err) => println!("warning: targets: {err:#}"),
-        }
+        report(
+            "targets",
+            checked.map(|()| "each role's access checked where its target answers".into()),
+        );
     }
     if errors > 0 {
         println!(

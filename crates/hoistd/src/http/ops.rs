@@ -21,7 +21,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::AppState;
 use crate::broker::{self, Broker};
-use crate::store::{GrantQuery, RequestQuery};
+use crate::store::{self, GrantQuery, RequestQuery, Snapshot, Store, Tx};
 
 /// How long `/readyz` waits for the database before calling it unreachable:
 /// well under the probe timeouts load balancers use.
@@ -61,6 +61,8 @@ pub struct Metrics {
     active_grants: Family<AccessLabels, Gauge>,
     reaper_lag: Gauge<f64, AtomicU64>,
     stream_subscribers: Gauge,
+    store_waiting: Gauge,
+    store_wait: Histogram,
 }
 
 impl Default for Metrics {
@@ -106,8 +108,23 @@ impl Metrics {
             "Event streams open on this instance",
             stream_subscribers.clone(),
         );
+        let store_waiting = Gauge::default();
+        registry.register(
+            "store_transactions_waiting",
+            "Transactions waiting for the database (for SQLite, its one connection; for a pool, a free connection)",
+            store_waiting.clone(),
+        );
+        let store_wait = Histogram::new(LATENCY_BUCKETS);
+        registry.register_with_unit(
+            "store_transaction_wait",
+            "Time a transaction waited to start: the database connection's contention",
+            Unit::Seconds,
+            store_wait.clone(),
+        );
         Metrics {
             registry,
+            store_waiting,
+            store_wait,
             requests,
             pending_requests,
             active_grants,
@@ -125,6 +142,14 @@ impl Metrics {
                 status: status.as_u16(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// `store`, with each transaction's wait for the database measured.
+    pub fn meter(self: &Arc<Self>, store: Arc<dyn Store>) -> Arc<dyn Store> {
+        Arc::new(MeteredStore {
+            inner: store,
+            metrics: Arc::clone(self),
+        })
     }
 
     /// The number of open event streams, kept by the stream slots.
@@ -174,6 +199,31 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+/// A store whose transactions are timed from asking to starting: the
+/// waiting is the connection's (SQLite's one, or a pool's) contention,
+/// whichever backend is behind it.
+struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl Store for MeteredStore {
+    fn transaction(&self) -> store::Result<Box<dyn Tx + '_>> {
+        let began = Instant::now();
+        self.metrics.store_waiting.inc();
+        let tx = self.inner.transaction();
+        self.metrics.store_waiting.dec();
+        self.metrics
+            .store_wait
+            .observe(began.elapsed().as_secs_f64());
+        tx
+    }
+
+    fn snapshot(&self) -> store::Result<Box<dyn Snapshot + '_>> {
+        self.inner.snapshot()
     }
 }
 

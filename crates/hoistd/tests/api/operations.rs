@@ -84,6 +84,9 @@ async fn metrics_pass_promtool_and_count_what_the_store_holds() {
     );
     assert_eq!(sample(&text, "hoistd_reaper_lag_seconds"), 0.0);
     assert_eq!(sample(&text, "hoistd_event_stream_subscribers"), 1.0);
+    // Every call above started at least one transaction; none waits now.
+    assert!(sample(&text, "hoistd_store_transaction_wait_seconds_count") >= 4.0);
+    assert_eq!(sample(&text, "hoistd_store_transactions_waiting"), 0.0);
     // Routes by their template, with method and status.
     assert_eq!(
         sample(
@@ -285,4 +288,49 @@ fn check_config_reports_every_problem_and_writes_nothing() {
     );
     assert!(said.contains("4 problems found"), "{said}");
     assert!(!dir.path().join("hoistd.db").exists(), "nothing written");
+}
+
+/// Against a real PostgreSQL target: access it refuses is an error, as at
+/// start; the target down is a warning, and the check passes.
+#[tokio::test]
+async fn check_config_refuses_access_a_target_refuses_and_warns_of_one_down() {
+    let pg = Postgres::start()
+        .await
+        .unwrap_or_else(|err| panic!("{err} (scripts/test installs postgresql)"));
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let check = |access: &str| {
+        std::fs::write(
+            &policy,
+            format!(
+                "{}\n{}\n{}",
+                policy_text(""),
+                pg.target_toml("db1"),
+                target_role("pgdb", "db1", access)
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .arg("check-config")
+            .arg("--db")
+            .arg(dir.path().join("hoistd.db"))
+            .arg("--policy")
+            .arg(&policy)
+            .env("HOISTD_LOG", "hoistd=warn")
+            .output()
+            .unwrap()
+    };
+    let refused = check("member_of = [\"no_such_role\"]");
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains("error: targets: "), "{said}");
+    assert!(said.contains("no PostgreSQL role `no_such_role`"), "{said}");
+
+    pg.stop();
+    let down = check("member_of = [\"pg_monitor\"]");
+    let said = String::from_utf8_lossy(&down.stdout);
+    let warned = String::from_utf8_lossy(&down.stderr);
+    assert!(down.status.success(), "{said}{warned}");
+    assert!(said.contains("ok: targets: "), "{said}");
+    assert!(warned.contains("target not checked at load"), "{warned}");
 }
