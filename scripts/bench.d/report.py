@@ -58,6 +58,9 @@ FIGURES = [
     ("workloads.tasks", "workloads",
      "Workloads: 1,000 concurrent short tasks (exchange, use, revoke), grants left active",
      lambda m: m["active_after"], "grants", 1, "<"),
+    ("slowconns", "slowconns",
+     "Serving: health p99 while 1,000 slow connections are held open (new connection per probe)",
+     lambda m: m["health"]["p99_ms"], "ms", 10.0, "<"),
 ]
 
 # Why a figure misses its target and what would close it; shown only when it misses.
@@ -414,6 +417,19 @@ def main():
                 f"{runs[0]['terminated']['samples']} revocations a run; new logins refused "
                 f"afterwards: {sum(r['new_logins_refused'] for r in runs)} of "
                 f"{sum(r['terminated']['samples'] for r in runs)}.")
+            out("")
+        if source == "slowconns":
+            runs = [r["metrics"] for r in records[source]]
+            base = [r["metrics"] for r in records.get("slowconns.baseline", [])]
+            out(f"p50 {fmt(statistics.median(r['health']['p50_ms'] for r in runs), 'ms')}, "
+                f"max {fmt(max(r['health']['max_ms'] for r in runs), 'ms')}, "
+                f"{runs[0]['health']['samples']} probes a run; slow connections open while "
+                f"probing: median {statistics.median(r['held_median'] for r in runs):.0f}, "
+                f"fewest {min(r['held_min'] for r in runs)}.")
+            if base:
+                out(f"With no slow connections: p50 "
+                    f"{fmt(statistics.median(r['health']['p50_ms'] for r in base), 'ms')}, p99 "
+                    f"{fmt(statistics.median(r['health']['p99_ms'] for r in base), 'ms')}.")
             out("")
         if source == "audit.verify":
             metrics = record["metrics"]
