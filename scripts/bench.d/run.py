@@ -17,6 +17,7 @@ import os
 import pathlib
 import shlex
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ KEPT = pathlib.Path(__file__).resolve().parent / "results"
 RESULTS = KEPT
 
 GROUPS = ["render", "filter", "startup", "idle", "memory", "cycles", "rate", "events", "audit",
-          "targets", "workloads"]
+          "targets", "workloads", "slowconns"]
 
 # Per group: (full, quick) settings.
 SETTINGS = {
@@ -44,6 +45,7 @@ SETTINGS = {
     "audit": ({"runs": 5, "events": 1_000_000}, {"runs": 2, "events": 100_000}),
     "targets": ({"runs": 3, "grants": 200, "passes": 5}, {"runs": 1, "grants": 30, "passes": 2}),
     "workloads": ({"runs": 3, "seconds": 10, "tasks": 1000}, {"runs": 1, "seconds": 3, "tasks": 200}),
+    "slowconns": ({"runs": 3, "seconds": 30, "slow": 1000}, {"runs": 1, "seconds": 5, "slow": 200}),
 }
 
 BINS = {}
@@ -446,6 +448,113 @@ def group_workloads(settings, rec, workdir):
                         run_index=index)
         rec.from_output([BINS["workloads"], "tasks", "--tasks", settings["tasks"]],
                         run_index=index)
+
+
+def percentiles(samples):
+    ordered = sorted(samples)
+    at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": ordered[-1],
+            "samples": len(ordered)}
+
+
+async def health_probes(host, port, seconds, per_second):
+    """`GET /v1/health` on a new connection each time, as a load balancer's
+    probe does; returns each answer's latency in ms (connect to last byte)."""
+    import asyncio
+    latencies = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        began = loop.time()
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /v1/health HTTP/1.1\r\nHost: hoistd\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        answer = await reader.read()
+        latencies.append((loop.time() - began) * 1000)
+        writer.close()
+        if not answer.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"bench: health answered {answer[:40]!r}")
+        await asyncio.sleep(max(0.0, 1 / per_second - (loop.time() - began)))
+    return latencies
+
+
+async def slow_client(host, port, stop, opened):
+    """A slowloris: a request's headers, one more header line a second,
+    never finished; when the broker closes it (the header timeout), again."""
+    import asyncio
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        opened[0] += 1
+        try:
+            writer.write(b"GET /v1/health HTTP/1.1\r\nHost: hoistd\r\n")
+            while not stop.is_set():
+                await asyncio.sleep(1)
+                writer.write(b"X-Slow: a\r\n")
+                await writer.drain()
+                if reader.at_eof():
+                    break
+        except OSError:
+            pass
+        finally:
+            opened[0] -= 1
+            writer.close()
+
+
+async def slowconns_run(port, seconds, slow):
+    import asyncio
+    stop = asyncio.Event()
+    opened = [0]
+    clients = [asyncio.create_task(slow_client("127.0.0.1", port, stop, opened))
+               for _ in range(slow)]
+    # Every slow connection opened before the probes start.
+    for _ in range(200):
+        if opened[0] >= slow:
+            break
+        await asyncio.sleep(0.05)
+    held = []
+
+    async def sample():
+        while not stop.is_set():
+            held.append(opened[0])
+            await asyncio.sleep(0.5)
+    sampler = asyncio.create_task(sample())
+    latencies = await health_probes("127.0.0.1", port, seconds, 20)
+    stop.set()
+    await asyncio.gather(*clients, sampler, return_exceptions=True)
+    return latencies, held
+
+
+def group_slowconns(settings, rec, workdir):
+    """Health p99 while slow connections are held open: a baseline with none,
+    then with `slow` slowloris connections, each against a fresh broker."""
+    import asyncio
+    # Health reads no policy: the shipped example is enough.
+    policy = ROOT / "assets" / "policy.example.toml"
+    for index in range(settings["runs"]):
+        for slow in (0, settings["slow"]):
+            rundir = workdir / f"run{index}-{slow}"
+            rundir.mkdir()
+            broker = Broker(policy, rundir / "hoistd.db", rundir)
+            try:
+                port = int(broker.url.rsplit(":", 1)[1])
+                latencies, held = asyncio.run(slowconns_run(port, settings["seconds"], slow))
+            finally:
+                broker.stop()
+            rec.add({"id": "slowconns" if slow else "slowconns.baseline", "run": index,
+                     "metrics": {"health": percentiles(latencies),
+                                 "held_min": min(held) if held else 0,
+                                 "held_median": statistics.median(held) if held else 0},
+                     "meta": {"what": f"GET /v1/health on a new loopback connection, 20 a second "
+                                      f"for {settings['seconds']} s (connect to last byte), while "
+                                      f"{slow} connections each send a request's headers a line "
+                                      f"a second and never finish them (reopened when the "
+                                      f"broker closes them at its 10 s header timeout); default "
+                                      f"limits (4,096 connections)"}},
+                    f"scripts/bench --only slowconns  # {slow} slow connections")
 
 
 def machine():

@@ -110,6 +110,10 @@ impl HoistdClient {
         // reqwest's messages hold the URL but never the Authorization header.
         let reason = if err.is_timeout() {
             "timed out".to_string()
+        } else if let Some(why) = untrusted_certificate(err) {
+            format!(
+                "its TLS certificate is not trusted ({why}); for a private CA, point SSL_CERT_FILE at the CA's PEM file"
+            )
         } else if err.is_connect() {
             "connection refused or failed".to_string()
         } else {
@@ -402,6 +406,29 @@ fn path_segment(id: &str) -> String {
     id.chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
         .collect()
+}
+
+/// Why the broker's certificate was refused, if that is why `err` happened:
+/// the platform verifier's reason, somewhere in its causes (an I/O error
+/// holds it as its inner error, which `source` skips).
+fn untrusted_certificate(err: &reqwest::Error) -> Option<String> {
+    let mut cause = std::error::Error::source(err);
+    while let Some(error) = cause {
+        let inner = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        let tls = error
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| inner.and_then(|inner| inner.downcast_ref::<rustls::Error>()));
+        if let Some(tls @ rustls::Error::InvalidCertificate(_)) = tls {
+            return Some(tls.to_string());
+        }
+        cause = match inner {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
 }
 
 #[cfg(test)]

@@ -45,6 +45,10 @@ pub struct Options {
     pub signing_key: Option<ed25519_dalek::SigningKey>,
     /// Writes signed audit checkpoints.
     pub checkpoints: Option<Checkpointing>,
+    /// The caps on open event streams.
+    pub streams: http::serve::StreamLimits,
+    /// Serves HTTPS (HTTP/2 and HTTP/1.1) with this certificate.
+    pub tls: Option<Arc<http::tls::Tls>>,
 }
 
 /// Where and how often the server writes signed audit checkpoints: at
@@ -61,6 +65,7 @@ pub struct Checkpointing {
 pub struct Server {
     pub addr: SocketAddr,
     pub broker: Arc<Broker>,
+    tls: Option<Arc<http::tls::Tls>>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -106,6 +111,8 @@ impl Server {
         reaper_held: bool,
     ) -> anyhow::Result<Self> {
         policy.check_targets().await?;
+        let metrics = Arc::new(http::ops::Metrics::new());
+        let store = metrics.meter(store);
         let broker = Arc::new(match &options.signing_key {
             Some(key) => Broker::with_signer(
                 Arc::clone(&store),
@@ -128,6 +135,11 @@ impl Server {
         let app = http::router(http::AppState {
             broker: Arc::clone(&broker),
             shutdown: stopped.clone(),
+            streams: Arc::new(http::events::StreamSlots::new(
+                options.streams,
+                Arc::clone(&metrics),
+            )),
+            metrics,
         });
         let reaper = tokio::spawn(reap_forever(Arc::clone(&broker), stopped.clone()));
         let checkpoints = options.checkpoints.map(|plan| {
@@ -154,8 +166,10 @@ impl Server {
             Arc::clone(broker.reconciler_wakeup()),
             stopped.clone(),
         ));
+        let tls = options.tls.clone();
+        let serving_tls = options.tls;
         let task = tokio::spawn(async move {
-            http::serve::serve(listener, app, limits, stopped).await;
+            http::serve::serve(listener, app, limits, serving_tls, stopped).await;
             reaper.abort();
             outbox.abort();
             reconciler.abort();
@@ -169,6 +183,7 @@ impl Server {
         Ok(Server {
             addr,
             broker,
+            tls,
             shutdown,
             task,
         })
@@ -180,6 +195,15 @@ impl Server {
         policy.check_targets().await?;
         let broker = Arc::clone(&self.broker);
         Ok(tokio::task::spawn_blocking(move || broker.reload(policy)).await??)
+    }
+
+    /// Reads the TLS certificate and key again, if the server has them; on
+    /// an error the certificate in use stays. Open connections keep theirs.
+    pub fn reload_tls(&self) -> Result<bool, http::tls::TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Stops accepting, ends live streams, and waits for open calls to finish.

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hoistd::audit::{self, Verdict};
-use hoistd::http::serve::Limits;
+use hoistd::http::serve::{Limits, StreamLimits};
+use hoistd::http::tls::Tls;
 use hoistd::store::Location;
 use hoistd::{Checkpointing, Options, Policy, Server};
 use hoistd::{checkpoint, keys};
@@ -23,32 +24,30 @@ use sha2::{Digest, Sha256};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to standard error: `text` for people, or
+    /// `json`, one object per line (with a line per request) for a log
+    /// pipeline.
+    #[arg(long, global = true, env = "HOISTD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API. SIGHUP reloads the policy; SIGTERM or Ctrl-C stops.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "HOISTD_LISTEN", default_value = "127.0.0.1:8700")]
-        listen: SocketAddr,
-        /// The store: a SQLite database file (or sqlite:PATH), created if missing.
-        // Parsed after clap, which would echo a refused value, password and all.
-        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
-        db: String,
-        /// Policy file (TOML); see assets/policy.example.toml.
-        #[arg(long, env = "HOISTD_POLICY", default_value = "policy.toml")]
-        policy: PathBuf,
-        #[command(flatten)]
-        limits: LimitArgs,
-        /// Sign credentials with this Ed25519 key (PKCS#8 PEM, mode 0600)
-        /// instead of one kept in the database; or the PEM itself in
-        /// HOISTD_SIGNING_KEY.
-        #[arg(long, env = "HOISTD_SIGNING_KEY_FILE")]
-        signing_key: Option<PathBuf>,
-        #[command(flatten)]
-        checkpoints: CheckpointArgs,
-    },
+    /// Serve the HTTP API. SIGHUP reloads the policy and the TLS
+    /// certificate; SIGTERM or Ctrl-C stops.
+    Serve(ServeArgs),
+    /// Check everything `serve` would be given, without serving or writing
+    /// anything: the policy, the store's location, the keys, the TLS files,
+    /// the limits and the roles' access at their targets (errors, exit 1;
+    /// a target that does not answer is a warning). Takes the same options
+    /// and environment as `serve`.
+    CheckConfig(ServeArgs),
     /// Write a new Ed25519 key (PKCS#8 PEM, mode 0600) for --checkpoint-key or
     /// --signing-key, and print its public key.
     Keygen {
@@ -70,6 +69,31 @@ enum Command {
     Openapi,
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOISTD_LISTEN", default_value = "127.0.0.1:8700")]
+    listen: SocketAddr,
+    /// The store: a SQLite database file (or sqlite:PATH), created if missing.
+    // Parsed after clap, which would echo a refused value, password and all.
+    #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+    db: String,
+    /// Policy file (TOML); see assets/policy.example.toml.
+    #[arg(long, env = "HOISTD_POLICY", default_value = "policy.toml")]
+    policy: PathBuf,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Sign credentials with this Ed25519 key (PKCS#8 PEM, mode 0600)
+    /// instead of one kept in the database; or the PEM itself in
+    /// HOISTD_SIGNING_KEY.
+    #[arg(long, env = "HOISTD_SIGNING_KEY_FILE")]
+    signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
 /// How patient the broker is with clients, and how many it serves at once.
 #[derive(clap::Args)]
 struct LimitArgs {
@@ -87,6 +111,13 @@ struct LimitArgs {
     /// streams are never cut).
     #[arg(long, env = "HOISTD_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
+    /// Most event streams open at once; more are refused with 429. Streams
+    /// hold their connection, so keep this below --max-connections.
+    #[arg(long, env = "HOISTD_MAX_STREAMS", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
+    max_streams: u32,
+    /// Most event streams one identity has open at once.
+    #[arg(long, env = "HOISTD_MAX_STREAMS_PER_IDENTITY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    max_streams_per_identity: u32,
 }
 
 impl LimitArgs {
@@ -106,6 +137,35 @@ impl LimitArgs {
             body_timeout: self.body_timeout,
             idle_timeout: self.idle_timeout,
         })
+    }
+
+    fn streams(&self) -> StreamLimits {
+        StreamLimits {
+            total: self.max_streams as usize,
+            per_identity: self.max_streams_per_identity as usize,
+        }
+    }
+}
+
+/// HTTPS, with a certificate from files.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain,
+    /// the server's certificate first. SIGHUP reads it again.
+    #[arg(long, env = "HOISTD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (PKCS#8, PKCS#1 or SEC1); not
+    /// readable by others (mode 0600 or 0640).
+    #[arg(long, env = "HOISTD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn load(&self) -> anyhow::Result<Option<Arc<Tls>>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(Arc::new(Tls::load(cert, key)?))),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -187,13 +247,18 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HOISTD_LOG")
-                .unwrap_or_else(|_| "hoistd=info,tower_http=warn".into()),
+                .unwrap_or_else(|_| "hoistd=info,access_log=info,tower_http=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // Fields at the top level, so a pipeline reads `status` rather than
+        // `fields.status`.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -205,19 +270,22 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve {
+        Command::Serve(ServeArgs {
             listen,
             db,
             policy,
             limits,
             signing_key,
             checkpoints,
-        } => {
+            tls,
+        }) => {
             let loaded = Policy::load(&policy)?;
             let options = Options {
                 limits: limits.limits()?,
+                streams: limits.streams(),
                 signing_key: keys::signing_key(signing_key.as_deref(), SIGNING_KEY_ENV)?,
                 checkpoints: checkpoints.plan()?,
+                tls: tls.load()?,
             };
             raise_open_file_limit();
             let runtime = tokio::runtime::Runtime::new()?;
@@ -230,6 +298,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::CheckConfig(args) => Ok(check_config(&args)),
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -339,6 +408,119 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `hoistd check-config`: every check runs and says its verdict on a line
+/// of its own, so a pipeline's log shows all that is wrong at once.
+fn check_config(args: &ServeArgs) -> ExitCode {
+    let mut errors = 0;
+    let mut report = |what: &str, verdict: anyhow::Result<String>| match verdict {
+        Ok(said) => println!("ok: {what}: {said}"),
+        Err(err) => {
+            errors += 1;
+            println!("error: {what}: {err:#}");
+        }
+    };
+    let policy = Policy::load(&args.policy);
+    report(
+        "policy",
+        policy
+            .as_ref()
+            .map(|policy| {
+                format!(
+                    "{} ({} roles)",
+                    args.policy.display(),
+                    policy.roles().count()
+                )
+            })
+            .map_err(|err| anyhow::anyhow!("{err:#}")),
+    );
+    report("store", check_store(&args.db));
+    report(
+        "limits",
+        args.limits
+            .limits()
+            .map(|limits| format!("at most {} connections", limits.max_connections)),
+    );
+    report(
+        "signing key",
+        keys::signing_key(args.signing_key.as_deref(), SIGNING_KEY_ENV)
+            .map(|key| match key {
+                Some(key) => format!("key id {}", keys::key_id(&key.verifying_key())),
+                None => "none given; credentials are signed with the store's key".into(),
+            })
+            .map_err(Into::into),
+    );
+    report(
+        "checkpoints",
+        args.checkpoints.plan().map(|plan| match plan {
+            Some(plan) => format!(
+                "key id {}, every {}",
+                keys::key_id(&plan.key.verifying_key()),
+                humantime::format_duration(plan.every)
+            ),
+            None => "off".into(),
+        }),
+    );
+    report(
+        "TLS",
+        args.tls.load().map(|tls| match tls {
+            Some(tls) => format!("certificate {} and its key", tls.cert_path().display()),
+            None => "off (plain HTTP; put a TLS proxy in front)".into(),
+        }),
+    );
+    // As at start: access a target refuses (a PostgreSQL role that does not
+    // exist) is an error; a target that does not answer now is a warning,
+    // logged by the check on standard error, since it may be back before
+    // anyone asks for a grant there.
+    if let Ok(policy) = &policy {
+        let checked = tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(policy.check_targets()).map_err(Into::into));
+        report(
+            "targets",
+            checked.map(|()| "each role's access checked where its target answers".into()),
+        );
+    }
+    if errors > 0 {
+        println!(
+            "{errors} problem{} found",
+            if errors == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Where the store is, checked without opening it: opening applies
+/// migrations, which a check must not.
+fn check_store(db: &str) -> anyhow::Result<String> {
+    let db = Location::parse(db)?;
+    #[allow(unreachable_patterns)] // other backends' locations are checked when they open
+    match &db {
+        Location::Sqlite(path) => {
+            if path.is_dir() {
+                anyhow::bail!("{} is a directory, not a database file", path.display());
+            }
+            if path.exists() {
+                return Ok(format!("{db} (exists)"));
+            }
+            let parent = path
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if !parent.is_dir() {
+                anyhow::bail!(
+                    "{} does not exist, so the database {} cannot be created",
+                    parent.display(),
+                    path.display()
+                );
+            }
+            Ok(format!("{db} (created at the first start)"))
+        }
+        _ => Ok(db.to_string()),
+    }
+}
+
 /// Opens a store that must already exist: reading one must not create an
 /// empty database and call it intact.
 fn existing_store(db: &str) -> anyhow::Result<Arc<dyn hoistd::Store>> {
@@ -377,17 +559,29 @@ async fn serve(
     let store = db
         .open()
         .with_context(|| format!("cannot open database {db}"))?;
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let server = Arc::new(Server::start_with(listener, store, policy, options).await?);
-    tracing::info!(addr = %server.addr, db = %db, policy = %policy_path.display(), "hoistd serving");
+    tracing::info!(addr = %server.addr, scheme, db = %db, policy = %policy_path.display(), "hoistd serving");
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
-            _ = hangup.recv() => match server.reload(&policy_path).await {
-                Ok(revoked) => tracing::info!(revoked, "policy reloaded"),
-                Err(err) => tracing::error!(error = %format!("{err:#}"), "policy not reloaded; the previous policy stays in force"),
-            },
+            _ = hangup.recv() => {
+                match server.reload(&policy_path).await {
+                    Ok(revoked) => tracing::info!(revoked, "policy reloaded"),
+                    Err(err) => tracing::error!(error = %format!("{err:#}"), "policy not reloaded; the previous policy stays in force"),
+                }
+                match server.reload_tls() {
+                    Ok(true) => tracing::info!("TLS certificate reloaded"),
+                    Ok(false) => {}
+                    Err(err) => tracing::error!(error = %err, "TLS certificate not reloaded; the previous one stays in use"),
+                }
+            }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }

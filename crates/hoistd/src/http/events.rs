@@ -4,8 +4,10 @@
 //! token's end, or a reload after which the token names nobody or someone
 //! else), so a client reconnects and learns it is signed out.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -18,8 +20,97 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, Session};
+use super::ops::Metrics;
+use super::serve::StreamLimits;
+use super::{AppState, Failure, Session};
 use crate::broker::{self, Broker, Change};
+use crate::error::Error;
+
+/// When to try again after a refusal for too many streams: streams end
+/// when their clients go, so a retry soon may well find room.
+const STREAM_RETRY: Duration = Duration::from_secs(10);
+
+/// The event streams open now, by identity, within [`StreamLimits`].
+pub struct StreamSlots {
+    limits: StreamLimits,
+    open: Mutex<OpenStreams>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Default)]
+struct OpenStreams {
+    total: usize,
+    by_identity: HashMap<String, usize>,
+}
+
+impl StreamSlots {
+    pub fn new(limits: StreamLimits, metrics: Arc<Metrics>) -> Self {
+        StreamSlots {
+            limits,
+            open: Mutex::new(OpenStreams::default()),
+            metrics,
+        }
+    }
+
+    /// A slot for one more stream of `identity`, or a refusal that says
+    /// which cap it met.
+    fn take(self: &Arc<Self>, identity: &str) -> Result<StreamSlot, Error> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let theirs = open.by_identity.get(identity).copied().unwrap_or(0);
+        if theirs >= self.limits.per_identity {
+            return Err(Error::RateLimited {
+                message: format!(
+                    "{identity} already has {theirs} event streams open, the most one identity may have; close one (another window or terminal) first"
+                ),
+                retry_after: STREAM_RETRY,
+            });
+        }
+        if open.total >= self.limits.total {
+            return Err(Error::RateLimited {
+                message: format!(
+                    "the broker already serves {} event streams, the most it keeps open; try again shortly",
+                    open.total
+                ),
+                retry_after: STREAM_RETRY,
+            });
+        }
+        open.total += 1;
+        *open.by_identity.entry(identity.to_string()).or_default() += 1;
+        self.metrics.set_stream_subscribers(open.total);
+        Ok(StreamSlot {
+            slots: Arc::clone(self),
+            identity: identity.to_string(),
+        })
+    }
+}
+
+/// One open stream's place, given back when the stream is dropped (it
+/// ended, or its client went away).
+struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    identity: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        open.total = open.total.saturating_sub(1);
+        if let Some(count) = open.by_identity.get_mut(&self.identity) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.by_identity.remove(&self.identity);
+            }
+        }
+        self.slots.metrics.set_stream_subscribers(open.total);
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(events))
@@ -33,11 +124,13 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "An endless stream of events", content_type = "text/event-stream", body = LiveEvent),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 429, description = "Too many event streams open, the caller's own or the broker's; see Retry-After", body = ApiError),
     ))]
 async fn events(
     State(state): State<AppState>,
     Session { caller, token }: Session,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Failure> {
+    let slot = state.streams.take(&caller.user)?;
     let broker = Arc::clone(&state.broker);
     let hello = LiveEvent::Hello {
         user: caller.user.clone(),
@@ -51,6 +144,7 @@ async fn events(
         user: caller.user,
         token,
         ends_at: caller.expires_at,
+        _slot: slot,
     };
     let stream = stream::once(std::future::ready(hello))
         .chain(stream::unfold(follow, Follow::next))
@@ -60,7 +154,7 @@ async fn events(
                 .json_data(&event)
                 .unwrap_or_else(|_| Event::default().comment("unserialisable event")))
         });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// What woke a stream.
@@ -80,6 +174,7 @@ struct Follow {
     changes: BroadcastStream<Change>,
     reloads: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
+    _slot: StreamSlot,
 }
 
 impl Follow {

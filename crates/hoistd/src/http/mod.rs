@@ -1,11 +1,13 @@
 //! The HTTP face of the broker: routes, authentication, the one place broker
 //! errors become responses, and the OpenAPI document built from the handlers.
 
-mod events;
+pub mod events;
 mod grants;
 mod meta;
+pub mod ops;
 mod requests;
 pub mod serve;
+pub mod tls;
 mod workloads;
 
 use std::sync::Arc;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// Flips to `true` when the server shuts down, ending live streams.
     pub shutdown: watch::Receiver<bool>,
+    pub metrics: Arc<ops::Metrics>,
+    pub streams: Arc<events::StreamSlots>,
 }
 
 #[derive(OpenApi)]
@@ -243,7 +247,10 @@ fn document_event_stream(openapi: &mut serde_json::Value) {
 pub fn router(state: AppState) -> Router {
     let (router, openapi) = routes();
     let openapi = Arc::new(openapi);
+    let metrics = Arc::clone(&state.metrics);
     router
+        .route("/metrics", axum::routing::get(ops::metrics))
+        .route("/readyz", axum::routing::get(ops::readyz))
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -256,6 +263,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::map_response(stamp_server_time))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(metrics, ops::observe))
         .with_state(state)
 }
 

@@ -24,15 +24,17 @@ use axum::body::{Body, Bytes, HttpBody};
 use hoist_api::{ApiError, ErrorCode, SERVER_TIME_HEADER};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::status_of;
+use super::tls::Tls;
 use crate::broker;
 
 /// How long the broker waits for its clients, and how many it serves at once.
@@ -62,9 +64,40 @@ impl Default for Limits {
     }
 }
 
+/// How many event streams the broker keeps open. A stream is a request in
+/// flight for as long as it lasts, so the connection cap never closes one:
+/// without a cap of their own, streams could take every connection slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Most streams open at once, everyone's together.
+    pub total: usize,
+    /// Most streams one identity (a person, a workload) has open at once.
+    pub per_identity: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            // Half the default connection cap: the other half stays for calls.
+            total: 2048,
+            // A terminal UI per window, a prompt, a script or two.
+            per_identity: 16,
+        }
+    }
+}
+
 /// Largest request head hyper buffers (request line and headers). Past it
 /// hyper answers 431; a URI longer than 64 KiB within it, 414.
 const MAX_HEAD_BYTES: usize = 128 * 1024;
+
+/// How long a stop waits for requests in flight to finish (event streams
+/// end at once) before closing their connections: a target call stuck on
+/// an unreachable system must not keep the process from exiting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Requests one HTTP/2 connection may have in flight at once: the
+/// connection cap counts connections, so this bounds what one can ask.
+const H2_MAX_STREAMS: u32 = 128;
 
 /// File descriptors kept for everything but connections: the database, its
 /// log, the policy file, the OpenID providers.
@@ -211,6 +244,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<Tls>>,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut stopped = shutdown.clone();
@@ -243,9 +277,13 @@ pub async fn serve(
                     let registry = Arc::clone(&registry);
                     let app = app.clone();
                     let shutdown = shutdown.clone();
+                    let tls = tls.as_ref().map(|tls| tls.acceptor());
                     connections.spawn(async move {
                         let id = conn.id;
-                        serve_connection(stream, conn, app, limits, shutdown).await;
+                        match tls {
+                            Some(tls) => serve_tls(stream, tls, conn, app, limits, shutdown).await,
+                            None => serve_http1(stream, conn, app, limits, shutdown).await,
+                        }
                         registry.leave(id);
                     });
                 }
@@ -262,7 +300,15 @@ pub async fn serve(
         }
     }
     drop(listener);
-    while connections.join_next().await.is_some() {}
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "connections still busy {}s after the stop; closing them",
+            SHUTDOWN_GRACE.as_secs()
+        );
+        connections.shutdown().await;
+    }
 }
 
 /// Resolves once the server is told to stop (or its sender is gone).
@@ -279,33 +325,86 @@ fn is_connection_error(error: &io::Error) -> bool {
     )
 }
 
-async fn serve_connection(
+/// A TLS connection: the handshake is owed within the header timeout (a
+/// client that connects and says nothing is closed as on plain HTTP), then
+/// HTTP/2 or HTTP/1.1 as ALPN chose.
+async fn serve_tls(
     stream: TcpStream,
+    tls: TlsAcceptor,
     conn: Arc<Conn>,
     app: Router,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let service = {
-        let conn = Arc::clone(&conn);
-        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let in_flight = InFlight::begin(&conn);
-            let request =
-                request.map(|body| Body::new(BodyDeadline::new(body, limits.body_timeout)));
-            let app = app.clone();
-            async move {
-                let response = app.oneshot(request).await;
-                response.map(|response| {
-                    response.map(|body| {
-                        Body::new(Tracked {
-                            body,
-                            _in_flight: in_flight,
-                        })
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(limits.header_timeout, tls.accept(stream)) => accepted,
+        () = conn.evicted.notified() => return,
+        () = stopping(&mut shutdown) => return,
+    };
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("connection closed: no TLS handshake in time");
+            return;
+        }
+    };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    if h2 {
+        serve_h2(stream, conn, app, limits, shutdown).await;
+    } else {
+        serve_http1(stream, conn, app, limits, shutdown).await;
+    }
+}
+
+/// The router as a hyper service that marks each request in flight on
+/// `conn` until its response body is done.
+fn service(
+    conn: &Arc<Conn>,
+    app: Router,
+    limits: Limits,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>>
+             + Send
+             + 'static,
+> + Clone
++ Send
++ 'static {
+    let conn = Arc::clone(conn);
+    hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let in_flight = InFlight::begin(&conn);
+        let request = request.map(|body| Body::new(BodyDeadline::new(body, limits.body_timeout)));
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await;
+            response.map(|response| {
+                response.map(|body| {
+                    Body::new(Tracked {
+                        body,
+                        _in_flight: in_flight,
                     })
                 })
-            }
-        })
-    };
+            })
+        }
+    })
+}
+
+async fn serve_http1<S>(
+    stream: S,
+    conn: Arc<Conn>,
+    app: Router,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service(&conn, app, limits);
     let io = TokioIo::new(Wire {
         stream,
         conn: Arc::clone(&conn),
@@ -315,12 +414,62 @@ async fn serve_connection(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
-    let connection = http.serve_connection(io, service);
-    let mut connection = std::pin::pin!(connection);
+    let connection = std::pin::pin!(http.serve_connection(io, service));
+    watch_connection(
+        connection,
+        |connection| connection.graceful_shutdown(),
+        &conn,
+        &limits,
+        shutdown,
+    )
+    .await;
+}
+
+/// HTTP/2 (over TLS only). hyper answers what it cannot parse with a
+/// stream reset, so there is no error reply to swap; the watchdog, the cap
+/// and the body deadline work as on HTTP/1.1, per connection.
+async fn serve_h2<S>(
+    stream: S,
+    conn: Arc<Conn>,
+    app: Router,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service(&conn, app, limits);
+    let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http.timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX));
+    let connection = std::pin::pin!(http.serve_connection(TokioIo::new(stream), service));
+    watch_connection(
+        connection,
+        |connection| connection.graceful_shutdown(),
+        &conn,
+        &limits,
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves one connection until it ends, closing it when it is idle past
+/// its deadline or evicted by the cap, and winding it down gracefully (the
+/// requests in flight finish) when the server stops.
+async fn watch_connection<C, E>(
+    mut connection: Pin<&mut C>,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+    conn: &Conn,
+    limits: &Limits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut closing = false;
     loop {
         let wake = if conn.idle() {
-            conn.deadline(&limits)
+            conn.deadline(limits)
         } else {
             // Busy: look again later; the deadline moves when it finishes.
             Instant::now() + limits.idle_timeout.min(limits.header_timeout)
@@ -337,14 +486,14 @@ async fn serve_connection(
                 return;
             }
             () = tokio::time::sleep_until(wake) => {
-                if conn.idle() && Instant::now() >= conn.deadline(&limits) {
+                if conn.idle() && Instant::now() >= conn.deadline(limits) {
                     tracing::debug!("connection closed: no request in time");
                     return;
                 }
             }
             () = stopping(&mut shutdown), if !closing => {
                 closing = true;
-                connection.as_mut().graceful_shutdown();
+                graceful_shutdown(connection.as_mut());
             }
         }
     }
@@ -445,8 +594,8 @@ pub fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 /// closes the connection. Such a reply is the one response head written
 /// when the router owes none; it is swapped for the same status with the
 /// broker's `{code, message}` body.
-struct Wire {
-    stream: TcpStream,
+struct Wire<S> {
+    stream: S,
     conn: Arc<Conn>,
     reply: Option<Reply>,
 }
@@ -458,7 +607,11 @@ struct Reply {
 }
 
 impl Reply {
-    fn poll_send(&mut self, stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_send<S: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         while self.written < self.bytes.len() {
             let n = ready!(Pin::new(&mut *stream).poll_write(cx, &self.bytes[self.written..]))?;
             if n == 0 {
@@ -515,7 +668,7 @@ fn error_reply(status: u16) -> Vec<u8> {
     reply
 }
 
-impl AsyncRead for Wire {
+impl<S: AsyncRead + Unpin> AsyncRead for Wire<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -525,7 +678,7 @@ impl AsyncRead for Wire {
     }
 }
 
-impl AsyncWrite for Wire {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Wire<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -22,6 +22,7 @@
 
 mod client;
 mod postgres;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,8 +36,10 @@ use sha2::{Digest, Sha256};
 
 pub use client::{Answer, Client, db_request, request};
 pub use postgres::{Postgres, PostgresError};
+pub use tls::TestCa;
 
-use crate::http::serve::Limits;
+use crate::http::serve::{Limits, StreamLimits};
+use crate::http::tls::Tls;
 use crate::store::Location;
 use crate::{Broker, Options, Policy, Server};
 
@@ -147,6 +150,8 @@ pub struct Builder {
     logs: Option<String>,
     reaper_held: bool,
     limits: Limits,
+    streams: StreamLimits,
+    tls: bool,
 }
 
 impl Default for Builder {
@@ -157,6 +162,8 @@ impl Default for Builder {
             logs: None,
             reaper_held: false,
             limits: Limits::default(),
+            streams: StreamLimits::default(),
+            tls: false,
         }
     }
 }
@@ -192,6 +199,20 @@ impl Builder {
     /// Serve with these connection limits (short timeouts, a small cap).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Cap event streams at these.
+    pub fn streams(mut self, streams: StreamLimits) -> Self {
+        self.streams = streams;
+        self
+    }
+
+    /// Serve HTTPS with a certificate from a CA of the test's own
+    /// ([`TestBroker::ca`]); [`TestBroker::url`] is then
+    /// `https://localhost:PORT` and its clients trust that CA alone.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 
@@ -240,14 +261,25 @@ impl Builder {
         std::fs::write(dir.path().join("policy.toml"), &self.policy)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let (ca, tls, http) = if self.tls {
+            let ca = TestCa::new(&dir.path().join("tls"))?;
+            let tls = Arc::new(Tls::load(&ca.cert(), &ca.key())?);
+            let http = ca.client()?;
+            (Some(ca), Some(tls), http)
+        } else {
+            (None, None, reqwest::Client::new())
+        };
         let broker = TestBroker {
             server: None,
             dir,
             addr,
             token_prefix: self.token_prefix,
-            http: reqwest::Client::new(),
+            http,
             reaper_held: self.reaper_held,
             limits: self.limits,
+            streams: self.streams,
+            ca,
+            tls,
         };
         Ok((broker, listener))
     }
@@ -264,6 +296,9 @@ pub struct TestBroker {
     /// Whether the reaper is held, now and after a restart.
     reaper_held: bool,
     limits: Limits,
+    streams: StreamLimits,
+    ca: Option<TestCa>,
+    tls: Option<Arc<Tls>>,
 }
 
 impl TestBroker {
@@ -281,9 +316,24 @@ impl TestBroker {
         Builder::default().settings(settings).start().await
     }
 
-    /// `http://127.0.0.1:PORT`, the same across restarts.
+    /// `http://127.0.0.1:PORT` (with TLS, `https://localhost:PORT`), the
+    /// same across restarts.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            Some(_) => format!("https://localhost:{}", self.addr.port()),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The CA behind the broker's certificate ([`Builder::tls`]): issue a
+    /// new certificate with it, then [`Server::reload_tls`].
+    pub fn ca(&mut self) -> &mut TestCa {
+        self.ca.as_mut().expect("the test broker serves no TLS")
+    }
+
+    /// A client for this broker's URL (trusting its CA, with TLS).
+    pub fn http(&self) -> reqwest::Client {
+        self.http.clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -337,6 +387,8 @@ impl TestBroker {
         let store = Location::Sqlite(self.db()).open()?;
         let options = Options {
             limits: self.limits,
+            streams: self.streams,
+            tls: self.tls.clone(),
             ..Options::default()
         };
         self.server = Some(if self.reaper_held {

@@ -298,3 +298,105 @@ impl Drop for KillOnDrop<'_> {
         let _ = self.0.wait();
     }
 }
+
+/// Opens `GET /v1/events` as `user` over a raw connection; returns the
+/// connection once the stream's `hello` arrived.
+async fn raw_stream(broker: &TestBroker, user: &str) -> TcpStream {
+    let mut events = TcpStream::connect(broker.addr()).await.unwrap();
+    events
+        .write_all(
+            format!(
+                "GET /v1/events HTTP/1.1\r\nHost: hoistd\r\nAuthorization: Bearer t-{user}\r\n\
+                 Accept: text/event-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0_u8; 4096];
+    while !seen.contains("event: hello") {
+        let n = tokio::time::timeout(BOUND, events.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(n, 0, "the stream closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    events
+}
+
+/// Event streams are capped per identity and in total, each refusal with
+/// 429, Retry-After and a message naming the cap; a closed stream gives
+/// its place back.
+#[tokio::test]
+async fn event_streams_are_capped_per_identity_and_in_total() {
+    use hoistd::http::serve::StreamLimits;
+    let broker = TestBroker::builder()
+        .streams(StreamLimits {
+            total: 3,
+            per_identity: 2,
+        })
+        .start()
+        .await;
+    let first = raw_stream(&broker, "alice").await;
+    let _second = raw_stream(&broker, "alice").await;
+    let third = broker
+        .as_user("alice")
+        .raw(reqwest::Method::GET, "/v1/events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 429);
+    assert_eq!(third.headers()["retry-after"], "10");
+    let error: hoist_api::ApiError = third.json().await.unwrap();
+    assert_eq!(error.code, hoist_api::ErrorCode::RateLimited);
+    assert!(
+        error
+            .message
+            .contains("alice already has 2 event streams open"),
+        "{}",
+        error.message
+    );
+
+    let _bobs = raw_stream(&broker, "bob").await;
+    let carols = broker
+        .as_user("carol")
+        .raw(reqwest::Method::GET, "/v1/events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(carols.status(), 429);
+    let error: hoist_api::ApiError = carols.json().await.unwrap();
+    assert!(
+        error.message.contains("already serves 3 event streams"),
+        "{}",
+        error.message
+    );
+    // Other calls are not held up by the cap.
+    assert!(broker.as_user("carol").mine().await.is_empty());
+
+    drop(first);
+    let carol = broker.as_user("carol");
+    eventually(BOUND, || async {
+        carol
+            .raw(reqwest::Method::GET, "/v1/events")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+}
+
+/// At stop, an event stream over HTTP/1.1 ends with the chunked body's
+/// last chunk: the client reads a finished response, not a cut one.
+#[tokio::test]
+async fn a_stop_ends_event_streams_with_a_finished_response() {
+    let mut broker = TestBroker::start().await;
+    let mut events = raw_stream(&broker, "alice").await;
+    tokio::time::timeout(BOUND, broker.stop()).await.unwrap();
+    let rest = closed_by_broker(&mut events).await;
+    assert!(rest.ends_with("0\r\n\r\n"), "{rest:?}");
+}

@@ -1,0 +1,329 @@
+//! What operators and their tools read, beside the API: `/metrics` in the
+//! Prometheus text format, `/readyz`, and one structured log line per
+//! request. Neither route is part of the OpenAPI contract (like
+//! `/openapi.json`), and neither needs a token: a scraper and a load
+//! balancer hold none, and neither answer names a person.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hoist_api::{AccessState, GrantState, RequestState};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::AppState;
+use crate::broker::{self, Broker};
+use crate::store::{self, GrantQuery, RequestQuery, Snapshot, Store, Tx};
+
+/// How long `/readyz` waits for the database before calling it unreachable:
+/// well under the probe timeouts load balancers use.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Request latency buckets, in seconds: from a health check (well under a
+/// millisecond) to a provisioning call held up by a slow target.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Routes a probe or a scraper calls every few seconds: logged at debug, so
+/// the request log shows people's calls.
+const PROBES: [&str; 3] = ["/v1/health", "/readyz", "/metrics"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    /// The route's template (`/v1/grants/{id}`), never the raw path, so the
+    /// series stay few whatever ids and junk clients send.
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccessLabels {
+    /// The grant's access at its target, or `none` for a role without one.
+    access: String,
+}
+
+/// The broker's metrics. Counts of the store's state are read at each
+/// scrape, so every instance on one database reports the same figures.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Histogram>,
+    pending_requests: Gauge,
+    active_grants: Family<AccessLabels, Gauge>,
+    reaper_lag: Gauge<f64, AtomicU64>,
+    stream_subscribers: Gauge,
+    store_waiting: Gauge,
+    store_wait: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hoistd");
+        let requests = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(LATENCY_BUCKETS)
+        });
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from a request's arrival to its response head, by method, route template and status (an event stream counts until it starts)",
+            Unit::Seconds,
+            requests.clone(),
+        );
+        let pending_requests = Gauge::default();
+        registry.register(
+            "pending_requests",
+            "Requests waiting for a decision",
+            pending_requests.clone(),
+        );
+        let active_grants = Family::<AccessLabels, Gauge>::default();
+        registry.register(
+            "active_grants",
+            "Active grants, by the state of their access at the target (failed: provisioning failed and is being retried)",
+            active_grants.clone(),
+        );
+        let reaper_lag = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "reaper_lag",
+            "How long ago the oldest expiry not yet recorded fell due (0 when none is)",
+            Unit::Seconds,
+            reaper_lag.clone(),
+        );
+        let stream_subscribers = Gauge::default();
+        registry.register(
+            "event_stream_subscribers",
+            "Event streams open on this instance",
+            stream_subscribers.clone(),
+        );
+        let store_waiting = Gauge::default();
+        registry.register(
+            "store_transactions_waiting",
+            "Transactions waiting for the database (for SQLite, its one connection; for a pool, a free connection)",
+            store_waiting.clone(),
+        );
+        let store_wait = Histogram::new(LATENCY_BUCKETS);
+        registry.register_with_unit(
+            "store_transaction_wait",
+            "Time a transaction waited to start: the database connection's contention",
+            Unit::Seconds,
+            store_wait.clone(),
+        );
+        Metrics {
+            registry,
+            store_waiting,
+            store_wait,
+            requests,
+            pending_requests,
+            active_grants,
+            reaper_lag,
+            stream_subscribers,
+        }
+    }
+
+    /// Records one answered request.
+    fn observe(&self, method: &str, route: &str, status: StatusCode, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                status: status.as_u16(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// `store`, with each transaction's wait for the database measured.
+    pub fn meter(self: &Arc<Self>, store: Arc<dyn Store>) -> Arc<dyn Store> {
+        Arc::new(MeteredStore {
+            inner: store,
+            metrics: Arc::clone(self),
+        })
+    }
+
+    /// The number of open event streams, kept by the stream slots.
+    pub fn set_stream_subscribers(&self, open: usize) {
+        self.stream_subscribers
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
+    /// Reads the store's figures, then writes everything in the text format.
+    fn scrape(&self, broker: &Broker) -> anyhow::Result<String> {
+        let now = broker::now();
+        let tx = broker.store().transaction()?;
+        let pending = tx.requests(&RequestQuery {
+            states: vec![RequestState::Pending],
+            ..RequestQuery::default()
+        })?;
+        let active = tx.grants(&GrantQuery {
+            states: vec![GrantState::Active],
+            ..GrantQuery::default()
+        })?;
+        let due = tx.due_grants(now)?;
+        drop(tx);
+        self.pending_requests
+            .set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
+        let by_access = |state: Option<AccessState>| {
+            active
+                .iter()
+                .filter(|grant| grant.access.as_ref().map(|access| access.state) == state)
+                .count()
+        };
+        for state in AccessState::ALL.into_iter().map(Some).chain([None]) {
+            let label = state.map_or("none", AccessState::as_str);
+            self.active_grants
+                .get_or_create(&AccessLabels {
+                    access: label.to_string(),
+                })
+                .set(i64::try_from(by_access(state)).unwrap_or(i64::MAX));
+        }
+        let lag = due
+            .iter()
+            .map(|grant| grant.expires_at)
+            .min()
+            .map_or(0.0, |at| {
+                (now - at).to_std().unwrap_or_default().as_secs_f64()
+            });
+        self.reaper_lag.set(lag);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// A store whose transactions are timed from asking to starting: the
+/// waiting is the connection's (SQLite's one, or a pool's) contention,
+/// whichever backend is behind it.
+struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl Store for MeteredStore {
+    fn transaction(&self) -> store::Result<Box<dyn Tx + '_>> {
+        let began = Instant::now();
+        self.metrics.store_waiting.inc();
+        let tx = self.inner.transaction();
+        self.metrics.store_waiting.dec();
+        self.metrics
+            .store_wait
+            .observe(began.elapsed().as_secs_f64());
+        tx
+    }
+
+    fn snapshot(&self) -> store::Result<Box<dyn Snapshot + '_>> {
+        self.inner.snapshot()
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let broker = Arc::clone(&state.broker);
+    let metrics = Arc::clone(&state.metrics);
+    match tokio::task::spawn_blocking(move || metrics.scrape(&broker)).await {
+        Ok(Ok(text)) => {
+            let mut response = text.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        Ok(Err(err)) => {
+            tracing::error!(error = %format!("{err:#}"), "metrics not read");
+            super::refused(
+                hoist_api::ErrorCode::Internal,
+                "internal error; the broker log has the details",
+            )
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "metrics task failed");
+            super::refused(
+                hoist_api::ErrorCode::Internal,
+                "internal error; the broker log has the details",
+            )
+        }
+    }
+}
+
+/// `GET /readyz`: 200 when this instance can serve, 503 with the reason
+/// when it cannot (the database does not answer). Liveness stays
+/// `/v1/health`, which never touches the database, so a database outage
+/// takes instances out of rotation without getting them restarted.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let broker = Arc::clone(&state.broker);
+    let check = tokio::task::spawn_blocking(move || database_answers(&broker));
+    let problem = match tokio::time::timeout(READY_TIMEOUT, check).await {
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(err))) => {
+            tracing::warn!(error = %err, "not ready: the database does not answer");
+            Some("the database does not answer".to_string())
+        }
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "readiness check failed");
+            Some("the readiness check failed".to_string())
+        }
+        Err(_) => Some(format!(
+            "the database did not answer within {}",
+            humantime::format_duration(READY_TIMEOUT)
+        )),
+    };
+    match problem {
+        None => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable", "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+/// A trivial read through the store, in a read transaction of its own that
+/// holds up no writer. Stores that apply their migrations at open (SQLite
+/// today) cannot have any pending here.
+fn database_answers(broker: &Broker) -> crate::error::Result<()> {
+    let snapshot = broker.store().snapshot()?;
+    snapshot.audit_head()?;
+    Ok(())
+}
+
+/// Times each request for the latency histogram and writes its log line:
+/// method, route template, path (never the query, which may carry what a
+/// client should not have put there), status and duration. The lines have
+/// their own tracing target, `access_log`, outside `hoistd`'s, so a filter
+/// turns them on or off by themselves (`HOISTD_LOG=hoistd=info` has none).
+pub async fn observe(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let took = started.elapsed();
+    let status = response.status();
+    metrics.observe(method.as_str(), &route, status, took);
+    let duration_ms = took.as_secs_f64() * 1000.0;
+    if PROBES.contains(&route.as_str()) {
+        tracing::debug!(target: "access_log", method = %method, route, path, status = status.as_u16(), duration_ms, "request");
+    } else {
+        tracing::info!(target: "access_log", method = %method, route, path, status = status.as_u16(), duration_ms, "request");
+    }
+    response
+}

@@ -1,0 +1,336 @@
+//! What operators read: `/metrics` checked by Prometheus's own parser,
+//! `/readyz` failing while the database cannot be read, and the JSON request
+//! log of the real binary.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use crate::helpers::*;
+
+async fn scrape(broker: &TestBroker) -> String {
+    let response = reqwest::get(format!("{}/metrics", broker.url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    response.text().await.unwrap()
+}
+
+/// The value of the one sample whose line starts with `series` (name and
+/// labels as written).
+fn sample(text: &str, series: &str) -> f64 {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .collect();
+    assert_eq!(lines.len(), 1, "one {series} in:\n{text}");
+    lines[0].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// `promtool check metrics` (Debian's prometheus package; scripts/test
+/// installs it): the exposition parses, and passes its lint.
+fn promtool_accepts(text: &str) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is not installed: scripts/test installs Debian's prometheus package");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool refused the metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_and_count_what_the_store_holds() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let waiting = alice.file(&db_request()).await.unwrap();
+    alice.file(&request("logs", "reading")).await.unwrap();
+    alice.request(&waiting.id).await.unwrap();
+    // Junk paths must not become series of their own.
+    for n in 0..5 {
+        let _ = alice
+            .raw(reqwest::Method::GET, &format!("/v1/no-such-thing-{n}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let _events = alice
+        .raw(reqwest::Method::GET, "/v1/events")
+        .send()
+        .await
+        .unwrap();
+
+    let text = scrape(&broker).await;
+    promtool_accepts(&text);
+    assert_eq!(sample(&text, "hoistd_pending_requests"), 1.0);
+    assert_eq!(sample(&text, r#"hoistd_active_grants{access="none"}"#), 1.0);
+    assert_eq!(
+        sample(&text, r#"hoistd_active_grants{access="failed"}"#),
+        0.0
+    );
+    assert_eq!(sample(&text, "hoistd_reaper_lag_seconds"), 0.0);
+    assert_eq!(sample(&text, "hoistd_event_stream_subscribers"), 1.0);
+    // Every call above started at least one transaction; none waits now.
+    assert!(sample(&text, "hoistd_store_transaction_wait_seconds_count") >= 4.0);
+    assert_eq!(sample(&text, "hoistd_store_transactions_waiting"), 0.0);
+    // Routes by their template, with method and status.
+    assert_eq!(
+        sample(
+            &text,
+            r#"hoistd_http_request_duration_seconds_count{method="GET",route="/v1/requests/{id}",status="200"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"hoistd_http_request_duration_seconds_count{method="POST",route="/v1/requests",status="201"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"hoistd_http_request_duration_seconds_count{method="GET",route="unmatched",status="404"}"#
+        ),
+        5.0
+    );
+    assert!(!text.contains(&waiting.id), "no raw path in a label");
+    assert!(!text.contains("no-such-thing"), "no raw path in a label");
+}
+
+#[tokio::test]
+async fn readyz_fails_while_the_database_cannot_be_read() {
+    let broker = TestBroker::start().await;
+    let readyz = format!("{}/readyz", broker.url());
+    let ready = reqwest::get(&readyz).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+
+    // The database's path cannot be opened any more (a directory is there).
+    let db = broker.db();
+    let aside = broker.dir().join("aside.db");
+    std::fs::rename(&db, &aside).unwrap();
+    std::fs::create_dir(&db).unwrap();
+    let unready = reqwest::get(&readyz).await.unwrap();
+    assert_eq!(unready.status(), 503);
+    let body: serde_json::Value = unready.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["reason"], "the database does not answer");
+    // Liveness is not readiness: the process still serves.
+    let health = reqwest::get(format!("{}/v1/health", broker.url()))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    std::fs::remove_dir(&db).unwrap();
+    std::fs::rename(&aside, &db).unwrap();
+    let ready = reqwest::get(&readyz).await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+/// The real binary with `--log-format json`: one JSON object per line, a
+/// request's line with its route template, status and duration, and no
+/// query string or token.
+#[tokio::test]
+async fn json_logs_have_a_line_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text("")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.path().join("hoistd.db"))
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--log-format", "json"])
+        .env_remove("HOISTD_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let serving: serde_json::Value = serde_json::from_str(&log.next().unwrap().unwrap()).unwrap();
+    assert_eq!(serving["message"], "hoistd serving");
+    assert_eq!(serving["level"], "INFO");
+
+    let client = Client {
+        base: format!("http://127.0.0.1:{port}"),
+        token: "t-alice".into(),
+        http: reqwest::Client::new(),
+    };
+    let filed = client.file(&db_request()).await.unwrap();
+    let _ = client
+        .raw(
+            reqwest::Method::GET,
+            &format!("/v1/requests/{}?secret=hunter2", filed.id),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let mut lines = Vec::new();
+    while lines.len() < 2 {
+        let line = log.next().unwrap().unwrap();
+        let entry: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|err| panic!("{err}: {line}"));
+        assert!(
+            !line.contains("hunter2") && !line.contains("t-alice"),
+            "{line}"
+        );
+        if entry["target"] == "access_log" {
+            lines.push(entry);
+        }
+    }
+    assert_eq!(lines[0]["method"], "POST");
+    assert_eq!(lines[0]["route"], "/v1/requests");
+    assert_eq!(lines[0]["status"], 201);
+    assert!(lines[0]["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(lines[1]["route"], "/v1/requests/{id}");
+    assert_eq!(lines[1]["path"], format!("/v1/requests/{}", filed.id));
+    assert_eq!(lines[1]["status"], 200);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    // Off the runtime, which must go on answering the broker meanwhile.
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+}
+
+#[test]
+fn check_config_reports_every_problem_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text("")).unwrap();
+    let ca = TestCa::new(&dir.path().join("tls")).unwrap();
+    let good = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .arg("check-config")
+        .arg("--db")
+        .arg(dir.path().join("hoistd.db"))
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--tls-cert")
+        .arg(ca.cert())
+        .arg("--tls-key")
+        .arg(ca.key())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(said.contains("ok: policy: "), "{said}");
+    assert!(said.contains("(4 roles)"), "{said}");
+    assert!(said.contains("(created at the first start)"), "{said}");
+    assert!(said.contains("ok: TLS: certificate"), "{said}");
+    assert!(!said.contains("error"), "{said}");
+
+    std::fs::write(
+        &policy,
+        policy_text("").replace("approvals = 2", "approvals = \"two\""),
+    )
+    .unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .arg("check-config")
+        .arg("--db")
+        .arg(dir.path().join("no-such-dir/hoistd.db"))
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--tls-cert")
+        .arg(ca.cert())
+        .arg("--tls-key")
+        .arg(dir.path().join("missing.key"))
+        .args(["--idle-timeout", "0s"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("error: policy: ") && said.contains("invalid type"),
+        "{said}"
+    );
+    assert!(
+        said.contains("error: store: ") && said.contains("no-such-dir does not exist"),
+        "{said}"
+    );
+    assert!(
+        said.contains("error: TLS: cannot read the TLS key"),
+        "{said}"
+    );
+    assert!(
+        said.contains("error: limits: --idle-timeout must be longer than zero"),
+        "{said}"
+    );
+    assert!(said.contains("4 problems found"), "{said}");
+    assert!(!dir.path().join("hoistd.db").exists(), "nothing written");
+}
+
+/// Against a real PostgreSQL target: access it refuses is an error, as at
+/// start; the target down is a warning, and the check passes.
+#[tokio::test]
+async fn check_config_refuses_access_a_target_refuses_and_warns_of_one_down() {
+    let pg = Postgres::start()
+        .await
+        .unwrap_or_else(|err| panic!("{err} (scripts/test installs postgresql)"));
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let check = |access: &str| {
+        std::fs::write(
+            &policy,
+            format!(
+                "{}\n{}\n{}",
+                policy_text(""),
+                pg.target_toml("db1"),
+                target_role("pgdb", "db1", access)
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .arg("check-config")
+            .arg("--db")
+            .arg(dir.path().join("hoistd.db"))
+            .arg("--policy")
+            .arg(&policy)
+            .env("HOISTD_LOG", "hoistd=warn")
+            .output()
+            .unwrap()
+    };
+    let refused = check("member_of = [\"no_such_role\"]");
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains("error: targets: "), "{said}");
+    assert!(said.contains("no PostgreSQL role `no_such_role`"), "{said}");
+
+    pg.stop();
+    let down = check("member_of = [\"pg_monitor\"]");
+    let said = String::from_utf8_lossy(&down.stdout);
+    let warned = String::from_utf8_lossy(&down.stderr);
+    assert!(down.status.success(), "{said}{warned}");
+    assert!(said.contains("ok: targets: "), "{said}");
+    assert!(warned.contains("target not checked at load"), "{warned}");
+}

@@ -1,0 +1,296 @@
+//! HTTPS with a private CA: HTTP/2 and HTTP/1.1 chosen by ALPN, stalled
+//! handshakes closed like stalled requests, and the real binary reading a
+//! renewed certificate on SIGHUP while its open connections carry on.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hoistd::http::serve::Limits;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+
+/// Far longer than any timeout these tests set.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// The certificate the server presented on this response's connection.
+fn peer_certificate(response: &reqwest::Response) -> Vec<u8> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("a TLS connection")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn https_speaks_h2_and_http1_by_alpn_with_the_same_api() {
+    let mut broker = TestBroker::builder().tls().start().await;
+    assert!(broker.url().starts_with("https://localhost:"));
+    let alice = broker.as_user("alice");
+    let filed = alice.file(&db_request()).await.unwrap();
+
+    let h2 = broker
+        .http()
+        .get(format!("{}/v1/requests/{}", broker.url(), filed.id))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h2.version(), reqwest::Version::HTTP_2);
+    assert_eq!(h2.status(), 200);
+    assert_eq!(peer_certificate(&h2), broker.ca().cert_der().unwrap());
+
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(broker.ca().ca_file()).unwrap()).unwrap();
+    let http1 = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .http1_only()
+        .build()
+        .unwrap();
+    let answer = http1
+        .get(format!("{}/v1/requests/{}", broker.url(), filed.id))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.version(), reqwest::Version::HTTP_11);
+    assert_eq!(answer.status(), 200);
+
+    // Errors keep the broker's body over HTTP/2 too.
+    let missing = broker
+        .http()
+        .get(format!("{}/v1/requests/nope", broker.url()))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let error: hoist_api::ApiError = missing.json().await.unwrap();
+    assert_eq!(error.code, hoist_api::ErrorCode::NotFound);
+
+    // A client that does not trust the CA is refused at the handshake.
+    let untrusting = reqwest::Client::new()
+        .get(format!("{}/v1/health", broker.url()))
+        .send()
+        .await;
+    assert!(untrusting.is_err());
+}
+
+/// An event stream over HTTP/2 delivers, and ends cleanly (END_STREAM, not
+/// a reset) when the broker stops.
+#[tokio::test]
+async fn an_event_stream_over_h2_delivers_and_ends_at_stop() {
+    let mut broker = TestBroker::builder().tls().start().await;
+    let response = broker
+        .http()
+        .get(format!("{}/v1/events", broker.url()))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let mut stream = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("event: hello") {
+        let chunk = tokio::time::timeout(BOUND, stream.next()).await.unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+    let filed = broker
+        .as_user("alice")
+        .file(&request("logs", "over h2"))
+        .await
+        .unwrap();
+    while !seen.contains(&filed.id) {
+        let chunk = tokio::time::timeout(BOUND, stream.next()).await.unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+    let stopping = tokio::spawn(async move {
+        broker.stop().await;
+        broker
+    });
+    loop {
+        match tokio::time::timeout(BOUND, stream.next()).await.unwrap() {
+            Some(Ok(_)) => continue,
+            Some(Err(err)) => panic!("the stream was cut, not ended: {err}"),
+            None => break,
+        }
+    }
+    tokio::time::timeout(BOUND, stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_that_never_starts_its_handshake_is_closed() {
+    let broker = TestBroker::builder()
+        .tls()
+        .limits(Limits {
+            header_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        })
+        .start()
+        .await;
+    let mut silent = TcpStream::connect(broker.addr()).await.unwrap();
+    let mut buf = [0_u8; 64];
+    let read = tokio::time::timeout(BOUND, silent.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent connection was not closed: {read:?}"
+    );
+}
+
+/// The real binary: SIGHUP serves a renewed certificate to new connections,
+/// an event stream opened before carries on, and a broken file leaves the
+/// certificate in use.
+#[tokio::test]
+async fn sighup_serves_a_renewed_certificate_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = TestCa::new(&dir.path().join("tls")).unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text("")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.path().join("hoistd.db"))
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--tls-cert")
+        .arg(ca.cert())
+        .arg("--tls-key")
+        .arg(ca.key())
+        .env("HOISTD_LOG", "hoistd=info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let serving = log.next().unwrap().unwrap();
+    assert!(serving.contains("hoistd serving"), "{serving}");
+    assert!(serving.contains("https"), "{serving}");
+    let url = format!("https://localhost:{port}");
+    let first = ca.cert_der().unwrap();
+
+    let streaming = ca.client().unwrap();
+    let events = streaming
+        .get(format!("{url}/v1/events"))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(peer_certificate(&events), first);
+    let mut events = events.bytes_stream();
+    assert!(events.next().await.is_some(), "hello");
+
+    ca.issue().unwrap();
+    let renewed = ca.cert_der().unwrap();
+    assert_ne!(first, renewed);
+    let hup = |child: &std::process::Child| {
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    hup(&child);
+    let line = log.next().unwrap().unwrap();
+    assert!(line.contains("policy reloaded"), "{line}");
+    let line = log.next().unwrap().unwrap();
+    assert!(line.contains("TLS certificate reloaded"), "{line}");
+
+    let fresh = ca.client().unwrap();
+    let health = fresh.get(format!("{url}/v1/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(peer_certificate(&health), renewed);
+
+    // The stream opened before the reload still delivers.
+    let alice = Client {
+        base: url.clone(),
+        token: "t-alice".into(),
+        http: fresh.clone(),
+    };
+    let filed = alice
+        .file(&request("logs", "after the renewal"))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains(&filed.id) {
+        let chunk = tokio::time::timeout(BOUND, events.next()).await.unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+
+    // A half-written renewal is refused; the renewed certificate stays.
+    std::fs::write(ca.cert(), "-----BEGIN CERTIFICATE-----\ntruncated").unwrap();
+    hup(&child);
+    let line = log.next().unwrap().unwrap();
+    assert!(line.contains("policy reloaded"), "{line}");
+    let line = log.next().unwrap().unwrap();
+    assert!(line.contains("TLS certificate not reloaded"), "{line}");
+    assert!(line.contains("holds no PEM certificate"), "{line}");
+    let health = ca
+        .client()
+        .unwrap()
+        .get(format!("{url}/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(peer_certificate(&health), renewed);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    // Off the runtime: the client's connections run on it, and the broker
+    // waits for them to take in its goodbye (HTTP/2 GOAWAY) at stop.
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+}
+
+#[test]
+fn serve_refuses_a_key_anyone_can_read_and_a_key_not_of_the_certificate() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = TestCa::new(&dir.path().join("tls")).unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text("")).unwrap();
+    let serve = |cert: &std::path::Path, key: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(dir.path().join("hoistd.db"))
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .output()
+            .unwrap()
+    };
+    std::fs::set_permissions(ca.key(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = serve(&ca.cert(), &ca.key());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("can be read by anyone (mode 644)"),
+        "{stderr}"
+    );
+
+    let old_cert = dir.path().join("old.pem");
+    std::fs::copy(ca.cert(), &old_cert).unwrap();
+    ca.issue().unwrap();
+    let out = serve(&old_cert, &ca.key());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot be used together"), "{stderr}");
+    assert!(!dir.path().join("hoistd.db").exists(), "nothing written");
+}
