@@ -710,6 +710,7 @@ fn targets() {
                 command: Some(format!("psql '{uri}'")),
                 uri: Some(uri),
                 expires_at: t("2026-06-01T09:35:00Z"),
+                certificate: None,
             }),
         },
     );
@@ -722,6 +723,7 @@ fn targets() {
             uri: None,
             command: None,
             expires_at: t("2026-06-01T09:35:00Z"),
+            certificate: None,
         },
     );
     holds(

@@ -6,6 +6,7 @@ mod grants;
 mod meta;
 mod requests;
 pub mod serve;
+mod ssh;
 mod workloads;
 
 use std::sync::Arc;
@@ -94,6 +95,7 @@ fn routes() -> (Router<AppState>, serde_json::Value) {
         .merge(grants::router())
         .merge(events::router())
         .merge(workloads::router())
+        .merge(ssh::router())
         .split_for_parts();
     let mut openapi = serde_json::to_value(openapi).unwrap_or_default();
     document_common_errors(&mut openapi);

@@ -1,11 +1,11 @@
 //! Target systems: where a grant's access is created and removed for real
-//! (a PostgreSQL login role, an operator's webhook), behind one trait so the
-//! lifecycle never names a target's client.
+//! (a PostgreSQL login role, an operator's webhook, an SSH certificate),
+//! behind one trait so the lifecycle never names a target's client.
 //!
 //! - [`TargetKind`] is what a kind implements: each operation idempotent,
 //!   each failure a [`TargetError`] that says whether to try again.
 //! - [`KINDS`] registers the kinds, one line each; a kind is one file
-//!   (`postgres.rs`, `webhook.rs`) with the same shape: its settings, the
+//!   (`postgres.rs`, `webhook.rs`, `ssh.rs`) with the same shape: its settings, the
 //!   access a role grants there, the operations, its errors.
 //! - [`outbox`] runs the persisted effects (provision, deprovision) the
 //!   lifecycle writes in the same transaction as the grant change, retrying
@@ -18,6 +18,7 @@
 pub mod outbox;
 pub mod postgres;
 pub mod reconcile;
+pub mod ssh;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,7 @@ pub fn now() -> DateTime<Utc> {
 pub const KINDS: &[(&str, Configure)] = &[
     ("postgres", postgres::Postgres::configure),
     ("webhook", webhook::Webhook::configure),
+    (ssh::KIND, ssh::Ssh::configure),
 ];
 
 /// Builds a target of one kind from its name and the rest of its
@@ -106,16 +108,23 @@ pub struct Managed {
     pub grant_id: Option<String>,
 }
 
-/// Where a kind records what it did, for operators: the webhook's delivery
-/// log. Writes go through the store on the blocking pool.
+/// Where a kind records what it did, for operators (the webhook's delivery
+/// log), and the broker's keys a kind signs with (the SSH user CA). Writes
+/// go through the store on the blocking pool.
 #[derive(Clone)]
 pub struct Journal {
     store: Arc<dyn Store>,
+    ssh_ca: Arc<ssh::Authority>,
 }
 
 impl Journal {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Journal { store }
+    pub fn new(store: Arc<dyn Store>, ssh_ca: Arc<ssh::Authority>) -> Self {
+        Journal { store, ssh_ca }
+    }
+
+    /// The broker's SSH user CA.
+    pub fn ssh_ca(&self) -> &ssh::Authority {
+        &self.ssh_ca
     }
 
     /// Records one delivery; a failure to record is logged, never the
@@ -165,11 +174,14 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
     /// stands behind.
     async fn remove(&self, found: &Managed) -> Result<(), TargetError>;
     /// How the holder uses the access, handed over at the credential fetch
-    /// and never kept (a PostgreSQL password is set at this moment).
+    /// and never kept (a PostgreSQL password is set at this moment); `key`
+    /// is a public key the holder sent, for kinds that certify one (SSH),
+    /// and ignored by the others.
     async fn credential(
         &self,
         grant: &GrantFacts,
         journal: &Journal,
+        key: Option<&ssh::HolderKey>,
     ) -> Result<Option<AccessCredential>, TargetError>;
 }
 

@@ -586,6 +586,7 @@ impl TargetKind for Postgres {
         &self,
         grant: &GrantFacts,
         _journal: &Journal,
+        _key: Option<&super::ssh::HolderKey>,
     ) -> Result<Option<AccessCredential>, TargetError> {
         let role = role_name(&grant.holder, &grant.id);
         let password = new_password();
@@ -648,6 +649,7 @@ impl Postgres {
             uri,
             command,
             expires_at,
+            certificate: None,
         }
     }
 }

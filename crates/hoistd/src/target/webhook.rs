@@ -326,6 +326,7 @@ impl TargetKind for Webhook {
         &self,
         grant: &GrantFacts,
         journal: &Journal,
+        _key: Option<&super::ssh::HolderKey>,
     ) -> Result<Option<AccessCredential>, TargetError> {
         let answer = self.call("inspect", grant, journal).await?;
         if answer.present == Some(false) {
@@ -338,6 +339,7 @@ impl TargetKind for Webhook {
             uri: handover.uri,
             command: handover.command,
             expires_at: grant.expires_at,
+            certificate: None,
         }))
     }
 }

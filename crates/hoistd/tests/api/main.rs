@@ -29,5 +29,6 @@ mod serving;
 mod sso;
 mod store;
 mod targets_postgres;
+mod targets_ssh;
 mod targets_webhook;
 mod workloads;
