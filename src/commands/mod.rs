@@ -10,6 +10,7 @@ mod json;
 mod list;
 mod request;
 mod signals;
+mod ssh;
 mod table;
 mod workload;
 
@@ -24,6 +25,7 @@ pub use request::{
     CredentialArgs, CredentialFormat, RequestArgs, approve, cancel, credential, deny, request,
     revoke, wait_for_final,
 };
+pub use ssh::{SshArgs, ssh};
 pub use workload::{ENV_WORKLOAD_TOKEN, exec as exec_workload, wanted as runs_as_workload};
 
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 
 #[path = "../support/oidc.rs"]
 mod oidc;
+mod ssh;
 mod workloads;
 
 use std::io::{BufRead, BufReader, Write};
