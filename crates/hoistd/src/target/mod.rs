@@ -15,6 +15,7 @@
 //! Both loops drive the broker through [`Ledger`], so this module imports
 //! nothing above it.
 
+pub mod openbao;
 pub mod outbox;
 pub mod postgres;
 pub mod reconcile;
@@ -45,6 +46,7 @@ pub const KINDS: &[(&str, Configure)] = &[
     ("postgres", postgres::Postgres::configure),
     ("webhook", webhook::Webhook::configure),
     (ssh::KIND, ssh::Ssh::configure),
+    (openbao::KIND, openbao::OpenBao::configure),
 ];
 
 /// Builds a target of one kind from its name and the rest of its

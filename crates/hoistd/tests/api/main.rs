@@ -28,6 +28,7 @@ mod reviews;
 mod serving;
 mod sso;
 mod store;
+mod targets_openbao;
 mod targets_postgres;
 mod targets_ssh;
 mod targets_webhook;

@@ -1,0 +1,435 @@
+//! OpenBao (or HashiCorp Vault: the same HTTP API): a grant's holder gets an
+//! OpenBao token with the role's policies, minted when they fetch their
+//! credential and revoked when the grant ends. hoistd signs in with its own
+//! AppRole; each token is an orphan (so it outlives hoistd's own sign-in),
+//! carries `hoist_grant` and `hoist_holder` in its metadata, and has a TTL
+//! and an explicit maximum no longer than what remains of the grant. hoist
+//! keeps nothing of it: deprovision and the reconciler find the grant's
+//! tokens by their metadata through the accessor list and revoke them by
+//! accessor, so the lease's own TTL is never the only end.
+//!
+//! Shape (as every kind): settings, access, the operations, errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hoist_api::AccessCredential;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::{GrantFacts, Journal, Managed, TargetError, TargetKind, duration_setting, secret};
+use super::{settings, ssh::HolderKey};
+
+pub const KIND: &str = "openbao";
+/// Longest error text taken from an answer into a grant's state.
+const MAX_REASON_CHARS: usize = 300;
+
+// ---- settings ------------------------------------------------------------
+
+/// A `[[targets]]` entry of kind `openbao`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// https, or http to a loopback address only.
+    url: String,
+    /// The AppRole hoistd signs in with: its role id and secret id.
+    role_id_env: Option<String>,
+    role_id_file: Option<PathBuf>,
+    secret_id_env: Option<String>,
+    secret_id_file: Option<PathBuf>,
+    /// Where the AppRole auth method is mounted.
+    #[serde(default = "default_mount")]
+    approle_mount: String,
+    /// Longest one call may take, connecting included.
+    #[serde(default = "default_timeout")]
+    timeout: String,
+}
+
+fn default_mount() -> String {
+    "approle".into()
+}
+
+fn default_timeout() -> String {
+    "5s".into()
+}
+
+// ---- access ----------------------------------------------------------------
+
+/// What a role grants at an OpenBao target: a token with these policies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    pub policies: Vec<String>,
+}
+
+pub struct OpenBao {
+    name: String,
+    url: url::Url,
+    role_id: String,
+    secret_id: String,
+    mount: String,
+    timeout: Duration,
+    http: reqwest::Client,
+    /// hoistd's own token from its AppRole sign-in, and when to sign in again.
+    session: Mutex<Option<(String, Instant)>>,
+}
+
+impl fmt::Debug for OpenBao {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret id or a token.
+        f.debug_struct("OpenBao")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("approle_mount", &self.mount)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenBao {
+    /// Builds the target from its `[[targets]]` settings.
+    pub fn configure(name: &str, table: toml::Table) -> Result<Arc<dyn TargetKind>, String> {
+        let raw: Settings = settings(name, table)?;
+        let url =
+            url::Url::parse(&raw.url).map_err(|err| format!("target `{name}`: url: {err}"))?;
+        let loopback = url.host().is_some_and(|host| match host {
+            url::Host::Domain(domain) => domain == "localhost",
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+        });
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            return Err(format!(
+                "target `{name}`: url must use https (http only to a loopback address)"
+            ));
+        }
+        let role_id = secret(
+            name,
+            "role_id",
+            raw.role_id_env.as_deref(),
+            raw.role_id_file.as_deref(),
+        )?;
+        let secret_id = secret(
+            name,
+            "secret_id",
+            raw.secret_id_env.as_deref(),
+            raw.secret_id_file.as_deref(),
+        )?;
+        if raw.approle_mount.is_empty()
+            || !raw
+                .approle_mount
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
+        {
+            return Err(format!(
+                "target `{name}`: approle_mount must be a mount path such as `approle`"
+            ));
+        }
+        let timeout = duration_setting(name, "timeout", &raw.timeout)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("hoistd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| format!("target `{name}`: {err}"))?;
+        Ok(Arc::new(OpenBao {
+            name: name.to_string(),
+            url,
+            role_id,
+            secret_id,
+            mount: raw.approle_mount.trim_matches('/').to_string(),
+            timeout,
+            http,
+            session: Mutex::new(None),
+        }))
+    }
+
+    fn unreachable(&self, why: impl fmt::Display) -> TargetError {
+        TargetError::unreachable(&self.name, why)
+    }
+
+    fn refused(&self, why: impl fmt::Display) -> TargetError {
+        TargetError::refused(&self.name, why)
+    }
+
+    fn endpoint(&self, path: &str) -> Result<url::Url, TargetError> {
+        self.url
+            .join(&format!("v1/{path}"))
+            .map_err(|err| self.refused(err))
+    }
+
+    /// One call; the answer's JSON (`null` for 204), or why not. A sealed or
+    /// failing server (5xx) is unreachable; a 4xx is refused with its errors.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Value, TargetError> {
+        let mut request = self.http.request(method, self.endpoint(path)?);
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|err| {
+            if err.is_timeout() {
+                self.unreachable(format!("no answer within {:?}", self.timeout))
+            } else {
+                self.unreachable(format!("cannot connect: {}", describe(&err)))
+            }
+        })?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text)
+                .map_err(|_| self.refused(format!("{path}: the answer is not JSON")));
+        }
+        let errors: Vec<String> = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["errors"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e.as_str().map(str::to_string))
+            .collect();
+        let why: String = format!("{path}: {} {}", status.as_u16(), errors.join("; "))
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_REASON_CHARS)
+            .collect();
+        if status.is_server_error() {
+            Err(self.unreachable(why))
+        } else {
+            Err(TargetError::refused(&self.name, why))
+        }
+    }
+
+    /// hoistd's own token: signed in by AppRole, again once it is near its end.
+    async fn token(&self) -> Result<String, TargetError> {
+        let mut session = self.session.lock().await;
+        if let Some((token, until)) = session.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let answer = self
+            .call(
+                reqwest::Method::POST,
+                &format!("auth/{}/login", self.mount),
+                None,
+                Some(json!({ "role_id": self.role_id, "secret_id": self.secret_id })),
+            )
+            .await?;
+        let token = answer["auth"]["client_token"]
+            .as_str()
+            .ok_or_else(|| self.refused("the AppRole sign-in returned no token"))?
+            .to_string();
+        let lease = answer["auth"]["lease_duration"].as_u64().unwrap_or(60);
+        // Sign in again at two thirds of the token's life, never later.
+        let until = Instant::now() + Duration::from_secs(lease.saturating_mul(2) / 3);
+        *session = Some((token.clone(), until));
+        Ok(token)
+    }
+
+    /// Every token this layer minted: accessor and the grant in its metadata.
+    async fn minted(&self) -> Result<Vec<Managed>, TargetError> {
+        let token = self.token().await?;
+        let listed = match self
+            .call(
+                reqwest::Method::GET,
+                "auth/token/accessors?list=true",
+                Some(&token),
+                None,
+            )
+            .await
+        {
+            Ok(listed) => listed,
+            // No token at all answers 404.
+            Err(TargetError::Refused(_, why)) if why.contains(" 404") => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let accessors: Vec<String> = listed["data"]["keys"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        let mut found = Vec::new();
+        for accessor in accessors {
+            let looked = self
+                .call(
+                    reqwest::Method::POST,
+                    "auth/token/lookup-accessor",
+                    Some(&token),
+                    Some(json!({ "accessor": accessor })),
+                )
+                .await;
+            // Gone meanwhile (expired or revoked): nothing to manage.
+            let Ok(looked) = looked else { continue };
+            if let Some(grant) = looked["data"]["meta"]["hoist_grant"].as_str() {
+                found.push(Managed {
+                    name: accessor,
+                    grant_id: Some(grant.to_string()),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn revoke(&self, accessor: &str) -> Result<(), TargetError> {
+        let token = self.token().await?;
+        match self
+            .call(
+                reqwest::Method::POST,
+                "auth/token/revoke-accessor",
+                Some(&token),
+                Some(json!({ "accessor": accessor })),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already gone is what was wanted.
+            Err(TargetError::Refused(_, why)) if why.contains("invalid accessor") => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text.chars().take(MAX_REASON_CHARS).collect()
+}
+
+#[async_trait::async_trait]
+impl TargetKind for OpenBao {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn access(&self, table: toml::Table) -> Result<Value, String> {
+        let access: Access = toml::Value::Table(table)
+            .try_into()
+            .map_err(|err: toml::de::Error| err.message().trim().to_string())?;
+        if access.policies.is_empty() {
+            return Err("policies must name at least one OpenBao policy".into());
+        }
+        if let Some(bad) = access.policies.iter().find(|p| {
+            p.is_empty()
+                || *p == "root"
+                || !p
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        }) {
+            return Err(format!(
+                "policy {bad:?} is not one hoist grants (letters, digits, - _ . only; never root)"
+            ));
+        }
+        serde_json::to_value(access).map_err(|err| err.to_string())
+    }
+
+    async fn validate(&self, _access: &Value) -> Result<(), TargetError> {
+        self.token().await.map(|_| ())
+    }
+
+    /// Nothing is minted until the holder fetches it; live means hoistd can
+    /// sign in, so the fetch will work.
+    async fn provision(&self, _grant: &GrantFacts, _journal: &Journal) -> Result<(), TargetError> {
+        self.token().await.map(|_| ())
+    }
+
+    /// Revokes every token minted for the grant.
+    async fn deprovision(&self, grant: &GrantFacts, _journal: &Journal) -> Result<(), TargetError> {
+        for found in self.minted().await? {
+            if found.grant_id.as_deref() == Some(grant.id.as_str()) {
+                self.revoke(&found.name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn inspect(&self, _grant: &GrantFacts, _journal: &Journal) -> Result<bool, TargetError> {
+        self.token().await.map(|_| true)
+    }
+
+    async fn managed(&self) -> Result<Option<Vec<Managed>>, TargetError> {
+        self.minted().await.map(Some)
+    }
+
+    async fn remove(&self, found: &Managed) -> Result<(), TargetError> {
+        self.revoke(&found.name).await
+    }
+
+    /// Mints the holder's token now: an orphan with the role's policies, a
+    /// TTL and explicit maximum of what remains of the grant, not renewable.
+    async fn credential(
+        &self,
+        grant: &GrantFacts,
+        _journal: &Journal,
+        _key: Option<&HolderKey>,
+    ) -> Result<Option<AccessCredential>, TargetError> {
+        let access: Access = serde_json::from_value(grant.access.clone())
+            .map_err(|err| self.refused(format!("role access: {err}")))?;
+        let now = super::now();
+        let remaining = (grant.expires_at - now).num_seconds();
+        if remaining < 1 {
+            return Err(self.refused("the grant has ended"));
+        }
+        let token = self.token().await?;
+        let answer = self
+            .call(
+                reqwest::Method::POST,
+                "auth/token/create-orphan",
+                Some(&token),
+                Some(json!({
+                    "policies": access.policies,
+                    "ttl": format!("{remaining}s"),
+                    "explicit_max_ttl": format!("{remaining}s"),
+                    "renewable": false,
+                    "display_name": format!("hoist-{}", grant.id),
+                    "meta": { "hoist_grant": grant.id, "hoist_holder": grant.holder },
+                })),
+            )
+            .await?;
+        let minted = answer["auth"]["client_token"]
+            .as_str()
+            .ok_or_else(|| self.refused("the token answer held no token"))?
+            .to_string();
+        let lease = answer["auth"]["lease_duration"]
+            .as_i64()
+            .unwrap_or(remaining);
+        let address = self.url.as_str().trim_end_matches('/').to_string();
+        let env = BTreeMap::from([
+            ("BAO_ADDR".to_string(), address.clone()),
+            ("BAO_TOKEN".to_string(), minted.clone()),
+            ("VAULT_ADDR".to_string(), address),
+            ("VAULT_TOKEN".to_string(), minted),
+        ]);
+        Ok(Some(AccessCredential {
+            target: self.name.clone(),
+            kind: KIND.into(),
+            env,
+            uri: None,
+            command: None,
+            expires_at: (now + chrono::TimeDelta::seconds(lease)).min(grant.expires_at),
+            certificate: None,
+        }))
+    }
+}
