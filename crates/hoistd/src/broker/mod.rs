@@ -54,7 +54,7 @@ pub struct Broker {
     store: Arc<dyn Store>,
     verifier: crate::oidc::Verifier,
     policy: ArcSwap<Policy>,
-    signer: Signer,
+    signer: Arc<Signer>,
     /// The SSH user CA, which ssh targets sign certificates with.
     ssh_ca: Arc<SshAuthority>,
     changes: broadcast::Sender<Change>,
@@ -298,7 +298,7 @@ impl Broker {
             verifier: crate::oidc::Verifier::new(),
             limits: ArcSwap::from_pointee(limits::Limits::new(&policy.settings)),
             policy: ArcSwap::from_pointee(policy),
-            signer,
+            signer: Arc::new(signer),
             ssh_ca: Arc::new(ssh_ca),
             changes,
             reaper: Notify::new(),

@@ -153,7 +153,12 @@ impl Ledger for Broker {
     }
 
     fn journal(&self) -> Journal {
-        Journal::new(Arc::clone(&self.store), Arc::clone(&self.ssh_ca))
+        Journal::new(
+            Arc::clone(&self.store),
+            Arc::clone(&self.ssh_ca),
+            Arc::clone(&self.signer),
+            self.policy().settings.issuer.clone(),
+        )
     }
 
     fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Due>> {

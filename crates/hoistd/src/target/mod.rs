@@ -117,11 +117,44 @@ pub struct Managed {
 pub struct Journal {
     store: Arc<dyn Store>,
     ssh_ca: Arc<ssh::Authority>,
+    signer: Arc<crate::credential::Signer>,
+    issuer: String,
 }
 
 impl Journal {
-    pub fn new(store: Arc<dyn Store>, ssh_ca: Arc<ssh::Authority>) -> Self {
-        Journal { store, ssh_ca }
+    pub fn new(
+        store: Arc<dyn Store>,
+        ssh_ca: Arc<ssh::Authority>,
+        signer: Arc<crate::credential::Signer>,
+        issuer: String,
+    ) -> Self {
+        Journal {
+            store,
+            ssh_ca,
+            signer,
+            issuer,
+        }
+    }
+
+    /// A short-lived JWT in which hoistd vouches for itself (`sub` hoistd,
+    /// this `aud`), signed with the credential key its JWKS publishes: what
+    /// a target verifies to let hoistd sign in (OpenBao's JWT auth).
+    pub fn identity_token(
+        &self,
+        audience: &str,
+        ttl: std::time::Duration,
+    ) -> Result<String, String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "iss": self.issuer,
+            "sub": "hoistd",
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl.as_secs() as i64,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        self.signer.sign(&claims).map_err(|err| err.to_string())
     }
 
     /// The broker's SSH user CA.
@@ -171,10 +204,10 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
     async fn inspect(&self, grant: &GrantFacts, journal: &Journal) -> Result<bool, TargetError>;
     /// Everything this layer created at the target, for the reconciler; `None`
     /// for a kind that cannot list it (the webhook).
-    async fn managed(&self) -> Result<Option<Vec<Managed>>, TargetError>;
+    async fn managed(&self, journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError>;
     /// Removes access found by [`TargetKind::managed`] that no live grant
     /// stands behind.
-    async fn remove(&self, found: &Managed) -> Result<(), TargetError>;
+    async fn remove(&self, found: &Managed, journal: &Journal) -> Result<(), TargetError>;
     /// How the holder uses the access, handed over at the credential fetch
     /// and never kept (a PostgreSQL password is set at this moment); `key`
     /// is a public key the holder sent, for kinds that certify one (SSH),

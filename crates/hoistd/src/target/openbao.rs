@@ -1,7 +1,8 @@
 //! OpenBao (or HashiCorp Vault: the same HTTP API): a grant's holder gets an
 //! OpenBao token with the role's policies, minted when they fetch their
 //! credential and revoked when the grant ends. hoistd signs in with its own
-//! AppRole; each token is an orphan (so it outlives hoistd's own sign-in),
+//! identity: an AppRole, or JWT auth with a token hoistd signs itself, which
+//! OpenBao verifies against hoistd's JWKS. Each token is an orphan (so it outlives hoistd's own sign-in),
 //! carries `hoist_grant` and `hoist_holder` in its metadata, and has a TTL
 //! and an explicit maximum no longer than what remains of the grant. hoist
 //! keeps nothing of it: deprovision and the reconciler find the grant's
@@ -36,6 +37,10 @@ const MAX_REASON_CHARS: usize = 300;
 struct Settings {
     /// https, or http to a loopback address only.
     url: String,
+    /// How hoistd signs in: `approle` (role and secret ids) or `jwt` (a
+    /// token hoistd signs, checked by OpenBao against hoistd's JWKS).
+    #[serde(default = "default_auth")]
+    auth: String,
     /// The AppRole hoistd signs in with: its role id and secret id.
     role_id_env: Option<String>,
     role_id_file: Option<PathBuf>,
@@ -44,6 +49,12 @@ struct Settings {
     /// Where the AppRole auth method is mounted.
     #[serde(default = "default_mount")]
     approle_mount: String,
+    /// JWT auth: where it is mounted, the OpenBao role to sign in as, and
+    /// the audience that role is bound to.
+    #[serde(default = "default_jwt_mount")]
+    jwt_mount: String,
+    jwt_role: Option<String>,
+    audience: Option<String>,
     /// Longest one call may take, connecting included.
     #[serde(default = "default_timeout")]
     timeout: String,
@@ -51,6 +62,41 @@ struct Settings {
 
 fn default_mount() -> String {
     "approle".into()
+}
+
+fn default_auth() -> String {
+    "approle".into()
+}
+
+fn default_jwt_mount() -> String {
+    "jwt".into()
+}
+
+/// How hoistd proves itself to OpenBao.
+enum SignIn {
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id: String,
+    },
+    Jwt {
+        mount: String,
+        role: String,
+        audience: String,
+    },
+}
+
+fn mount_path(target: &str, what: &str, mount: &str) -> Result<String, String> {
+    if mount.is_empty()
+        || !mount
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
+    {
+        return Err(format!(
+            "target `{target}`: {what} must be a mount path such as `approle` or `jwt`"
+        ));
+    }
+    Ok(mount.trim_matches('/').to_string())
 }
 
 fn default_timeout() -> String {
@@ -69,9 +115,7 @@ pub struct Access {
 pub struct OpenBao {
     name: String,
     url: url::Url,
-    role_id: String,
-    secret_id: String,
-    mount: String,
+    sign_in: SignIn,
     timeout: Duration,
     http: reqwest::Client,
     /// hoistd's own token from its AppRole sign-in, and when to sign in again.
@@ -84,7 +128,6 @@ impl fmt::Debug for OpenBao {
         f.debug_struct("OpenBao")
             .field("name", &self.name)
             .field("url", &self.url.as_str())
-            .field("approle_mount", &self.mount)
             .finish_non_exhaustive()
     }
 }
@@ -105,28 +148,37 @@ impl OpenBao {
                 "target `{name}`: url must use https (http only to a loopback address)"
             ));
         }
-        let role_id = secret(
-            name,
-            "role_id",
-            raw.role_id_env.as_deref(),
-            raw.role_id_file.as_deref(),
-        )?;
-        let secret_id = secret(
-            name,
-            "secret_id",
-            raw.secret_id_env.as_deref(),
-            raw.secret_id_file.as_deref(),
-        )?;
-        if raw.approle_mount.is_empty()
-            || !raw
-                .approle_mount
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
-        {
-            return Err(format!(
-                "target `{name}`: approle_mount must be a mount path such as `approle`"
-            ));
-        }
+        let sign_in = match raw.auth.as_str() {
+            "approle" => SignIn::AppRole {
+                mount: mount_path(name, "approle_mount", &raw.approle_mount)?,
+                role_id: secret(
+                    name,
+                    "role_id",
+                    raw.role_id_env.as_deref(),
+                    raw.role_id_file.as_deref(),
+                )?,
+                secret_id: secret(
+                    name,
+                    "secret_id",
+                    raw.secret_id_env.as_deref(),
+                    raw.secret_id_file.as_deref(),
+                )?,
+            },
+            "jwt" => SignIn::Jwt {
+                mount: mount_path(name, "jwt_mount", &raw.jwt_mount)?,
+                role: raw
+                    .jwt_role
+                    .ok_or_else(|| format!("target `{name}`: auth = \"jwt\" needs jwt_role"))?,
+                audience: raw
+                    .audience
+                    .ok_or_else(|| format!("target `{name}`: auth = \"jwt\" needs audience"))?,
+            },
+            other => {
+                return Err(format!(
+                    "target `{name}`: auth \"{other}\" is not one hoist signs in with: approle or jwt"
+                ));
+            }
+        };
         let timeout = duration_setting(name, "timeout", &raw.timeout)?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -138,9 +190,7 @@ impl OpenBao {
         Ok(Arc::new(OpenBao {
             name: name.to_string(),
             url,
-            role_id,
-            secret_id,
-            mount: raw.approle_mount.trim_matches('/').to_string(),
+            sign_in,
             timeout,
             http,
             session: Mutex::new(None),
@@ -212,25 +262,44 @@ impl OpenBao {
         }
     }
 
-    /// hoistd's own token: signed in by AppRole, again once it is near its end.
-    async fn token(&self) -> Result<String, TargetError> {
+    /// hoistd's own token: signed in (AppRole or JWT), again once it is
+    /// near its end.
+    async fn token(&self, journal: &Journal) -> Result<String, TargetError> {
         let mut session = self.session.lock().await;
         if let Some((token, until)) = session.as_ref()
             && Instant::now() < *until
         {
             return Ok(token.clone());
         }
+        let (path, body) = match &self.sign_in {
+            SignIn::AppRole {
+                mount,
+                role_id,
+                secret_id,
+            } => (
+                format!("auth/{mount}/login"),
+                json!({ "role_id": role_id, "secret_id": secret_id }),
+            ),
+            SignIn::Jwt {
+                mount,
+                role,
+                audience,
+            } => {
+                let jwt = journal
+                    .identity_token(audience, Duration::from_secs(60))
+                    .map_err(|err| self.refused(format!("cannot sign hoistd's token: {err}")))?;
+                (
+                    format!("auth/{mount}/login"),
+                    json!({ "role": role, "jwt": jwt }),
+                )
+            }
+        };
         let answer = self
-            .call(
-                reqwest::Method::POST,
-                &format!("auth/{}/login", self.mount),
-                None,
-                Some(json!({ "role_id": self.role_id, "secret_id": self.secret_id })),
-            )
+            .call(reqwest::Method::POST, &path, None, Some(body))
             .await?;
         let token = answer["auth"]["client_token"]
             .as_str()
-            .ok_or_else(|| self.refused("the AppRole sign-in returned no token"))?
+            .ok_or_else(|| self.refused("the sign-in returned no token"))?
             .to_string();
         let lease = answer["auth"]["lease_duration"].as_u64().unwrap_or(60);
         // Sign in again at two thirds of the token's life, never later.
@@ -240,8 +309,8 @@ impl OpenBao {
     }
 
     /// Every token this layer minted: accessor and the grant in its metadata.
-    async fn minted(&self) -> Result<Vec<Managed>, TargetError> {
-        let token = self.token().await?;
+    async fn minted(&self, journal: &Journal) -> Result<Vec<Managed>, TargetError> {
+        let token = self.token(journal).await?;
         let listed = match self
             .call(
                 reqwest::Method::GET,
@@ -285,8 +354,8 @@ impl OpenBao {
         Ok(found)
     }
 
-    async fn revoke(&self, accessor: &str) -> Result<(), TargetError> {
-        let token = self.token().await?;
+    async fn revoke(&self, accessor: &str, journal: &Journal) -> Result<(), TargetError> {
+        let token = self.token(journal).await?;
         match self
             .call(
                 reqwest::Method::POST,
@@ -345,36 +414,38 @@ impl TargetKind for OpenBao {
         serde_json::to_value(access).map_err(|err| err.to_string())
     }
 
+    /// Nothing to check offline-able at load: sign-in problems show as the
+    /// access failing at activation, with OpenBao's reason.
     async fn validate(&self, _access: &Value) -> Result<(), TargetError> {
-        self.token().await.map(|_| ())
+        Ok(())
     }
 
     /// Nothing is minted until the holder fetches it; live means hoistd can
     /// sign in, so the fetch will work.
-    async fn provision(&self, _grant: &GrantFacts, _journal: &Journal) -> Result<(), TargetError> {
-        self.token().await.map(|_| ())
+    async fn provision(&self, _grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
+        self.token(journal).await.map(|_| ())
     }
 
     /// Revokes every token minted for the grant.
-    async fn deprovision(&self, grant: &GrantFacts, _journal: &Journal) -> Result<(), TargetError> {
-        for found in self.minted().await? {
+    async fn deprovision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
+        for found in self.minted(journal).await? {
             if found.grant_id.as_deref() == Some(grant.id.as_str()) {
-                self.revoke(&found.name).await?;
+                self.revoke(&found.name, journal).await?;
             }
         }
         Ok(())
     }
 
-    async fn inspect(&self, _grant: &GrantFacts, _journal: &Journal) -> Result<bool, TargetError> {
-        self.token().await.map(|_| true)
+    async fn inspect(&self, _grant: &GrantFacts, journal: &Journal) -> Result<bool, TargetError> {
+        self.token(journal).await.map(|_| true)
     }
 
-    async fn managed(&self) -> Result<Option<Vec<Managed>>, TargetError> {
-        self.minted().await.map(Some)
+    async fn managed(&self, journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
+        self.minted(journal).await.map(Some)
     }
 
-    async fn remove(&self, found: &Managed) -> Result<(), TargetError> {
-        self.revoke(&found.name).await
+    async fn remove(&self, found: &Managed, journal: &Journal) -> Result<(), TargetError> {
+        self.revoke(&found.name, journal).await
     }
 
     /// Mints the holder's token now: an orphan with the role's policies, a
@@ -382,7 +453,7 @@ impl TargetKind for OpenBao {
     async fn credential(
         &self,
         grant: &GrantFacts,
-        _journal: &Journal,
+        journal: &Journal,
         _key: Option<&HolderKey>,
     ) -> Result<Option<AccessCredential>, TargetError> {
         let access: Access = serde_json::from_value(grant.access.clone())
@@ -392,7 +463,7 @@ impl TargetKind for OpenBao {
         if remaining < 1 {
             return Err(self.refused("the grant has ended"));
         }
-        let token = self.token().await?;
+        let token = self.token(journal).await?;
         let answer = self
             .call(
                 reqwest::Method::POST,

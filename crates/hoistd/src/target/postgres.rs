@@ -542,7 +542,7 @@ impl TargetKind for Postgres {
         .await
     }
 
-    async fn managed(&self) -> Result<Option<Vec<Managed>>, TargetError> {
+    async fn managed(&self, _journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
         self.bounded(async {
             let client = self.admin(&self.admin_database).await?;
             let rows = client
@@ -578,7 +578,7 @@ impl TargetKind for Postgres {
         .await
     }
 
-    async fn remove(&self, found: &Managed) -> Result<(), TargetError> {
+    async fn remove(&self, found: &Managed, _journal: &Journal) -> Result<(), TargetError> {
         self.bounded(self.tear_down(&found.name)).await
     }
 

@@ -228,11 +228,11 @@ impl TargetKind for Ssh {
         Ok(true)
     }
 
-    async fn managed(&self) -> Result<Option<Vec<Managed>>, TargetError> {
+    async fn managed(&self, _journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
         Ok(None)
     }
 
-    async fn remove(&self, _found: &Managed) -> Result<(), TargetError> {
+    async fn remove(&self, _found: &Managed, _journal: &Journal) -> Result<(), TargetError> {
         Ok(())
     }
 

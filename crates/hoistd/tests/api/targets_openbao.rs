@@ -272,3 +272,63 @@ async fn the_reconciler_revokes_a_token_no_live_grant_stands_behind() {
         "the live grant's token stays"
     );
 }
+
+/// hoistd signs in by JWT auth with a token it signs itself, which OpenBao
+/// verifies against hoistd's JWKS: nothing secret is configured at all.
+#[tokio::test]
+async fn hoistd_signs_in_with_its_own_jwt_verified_against_its_jwks() {
+    let bao = Bao::start().await;
+    let policy = format!(
+        "{}\n[[targets]]\nname = \"bao\"\nkind = \"openbao\"\nurl = \"{}\"\n\
+         auth = \"jwt\"\njwt_role = \"hoistd\"\naudience = \"openbao\"\n{}",
+        policy_text(""),
+        bao.url,
+        target_role("app-reader", "bao", "policies = [\"read-app\"]"),
+    );
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let issuer = broker.broker().policy().settings.issuer.clone();
+    bao.root("POST", "sys/auth/jwt", json!({"type": "jwt"}))
+        .await;
+    bao.root(
+        "POST",
+        "auth/jwt/config",
+        json!({
+            "jwks_url": format!("{}/.well-known/jwks.json", broker.url()),
+            "bound_issuer": issuer,
+            "jwt_supported_algs": ["EdDSA"],
+        }),
+    )
+    .await;
+    bao.root(
+        "POST",
+        "auth/jwt/role/hoistd",
+        json!({
+            "role_type": "jwt",
+            "bound_audiences": ["openbao"],
+            "bound_subject": "hoistd",
+            "user_claim": "sub",
+            "token_policies": ["hoistd"],
+            "token_ttl": "1h",
+        }),
+    )
+    .await;
+
+    let grant = granted(&broker).await;
+    let token = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap()
+        .env["VAULT_TOKEN"]
+        .clone();
+    let data = bao.lookup(&token).await.unwrap();
+    assert_eq!(data["meta"]["hoist_grant"], grant.id.as_str());
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    eventually(LONG, || async { bao.lookup(&token).await == Err(403) }).await;
+}
