@@ -105,11 +105,20 @@ fn default_timeout() -> String {
 
 // ---- access ----------------------------------------------------------------
 
-/// What a role grants at an OpenBao target: a token with these policies.
+/// What a role grants at an OpenBao target: a token with these policies,
+/// and, with `secret_path`, a dynamic secret read with that token from a
+/// secrets engine's role path (`database/creds/readonly`), whose lease is
+/// revoked with the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Access {
     pub policies: Vec<String>,
+    #[serde(default)]
+    pub secret_path: Option<String>,
+    /// Which variable each field of the secret becomes (`username =
+    /// "PGUSER"`); without it, `BAO_SECRET_<FIELD>`.
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
 }
 
 pub struct OpenBao {
@@ -400,6 +409,25 @@ impl TargetKind for OpenBao {
         if access.policies.is_empty() {
             return Err("policies must name at least one OpenBao policy".into());
         }
+        if let Some(path) = &access.secret_path
+            && (path.is_empty()
+                || path.starts_with('/')
+                || path.contains("..")
+                || !path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)))
+        {
+            return Err(format!(
+                "secret_path {path:?} must be a role path such as database/creds/readonly"
+            ));
+        }
+        if let Some(bad) = access.secret_env.values().find(|name| {
+            name.is_empty()
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || name.starts_with(|c: char| c.is_ascii_digit())
+        }) {
+            return Err(format!("secret_env: {bad:?} is not a variable name"));
+        }
         if let Some(bad) = access.policies.iter().find(|p| {
             p.is_empty()
                 || *p == "root"
@@ -487,19 +515,50 @@ impl TargetKind for OpenBao {
             .as_i64()
             .unwrap_or(remaining);
         let address = self.url.as_str().trim_end_matches('/').to_string();
-        let env = BTreeMap::from([
+        let mut env = BTreeMap::from([
             ("BAO_ADDR".to_string(), address.clone()),
             ("BAO_TOKEN".to_string(), minted.clone()),
             ("VAULT_ADDR".to_string(), address),
-            ("VAULT_TOKEN".to_string(), minted),
+            ("VAULT_TOKEN".to_string(), minted.clone()),
         ]);
+        let mut expires_at = (now + chrono::TimeDelta::seconds(lease)).min(grant.expires_at);
+        if let Some(path) = &access.secret_path {
+            // Read with the holder's own token: the lease is that token's,
+            // so revoking the token at the grant's end revokes the lease.
+            let secret = self
+                .call(reqwest::Method::GET, path, Some(&minted), None)
+                .await?;
+            let fields = secret["data"].as_object().cloned().unwrap_or_default();
+            for (field, value) in fields {
+                let Some(value) = value.as_str() else {
+                    continue;
+                };
+                let name = access.secret_env.get(&field).cloned().unwrap_or_else(|| {
+                    format!(
+                        "BAO_SECRET_{}",
+                        field
+                            .chars()
+                            .map(|c| if c.is_ascii_alphanumeric() {
+                                c.to_ascii_uppercase()
+                            } else {
+                                '_'
+                            })
+                            .collect::<String>()
+                    )
+                });
+                env.insert(name, value.to_string());
+            }
+            if let Some(secs) = secret["lease_duration"].as_i64().filter(|s| *s > 0) {
+                expires_at = expires_at.min(now + chrono::TimeDelta::seconds(secs));
+            }
+        }
         Ok(Some(AccessCredential {
             target: self.name.clone(),
             kind: KIND.into(),
             env,
             uri: None,
             command: None,
-            expires_at: (now + chrono::TimeDelta::seconds(lease)).min(grant.expires_at),
+            expires_at,
             certificate: None,
         }))
     }

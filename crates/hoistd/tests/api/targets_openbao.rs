@@ -332,3 +332,83 @@ async fn hoistd_signs_in_with_its_own_jwt_verified_against_its_jwks() {
         .unwrap();
     eventually(LONG, || async { bao.lookup(&token).await == Err(403) }).await;
 }
+
+/// A dynamic secret through a role path: a real PostgreSQL user made by
+/// OpenBao's database engine, read with the grant's token, handed over as
+/// PGUSER/PGPASSWORD, and dropped when the grant is revoked in hoist.
+#[tokio::test]
+async fn a_database_secret_is_read_with_the_grant_token_and_dropped_with_it() {
+    let pg = Postgres::start().await.unwrap();
+    let bao = Bao::start().await;
+    bao.root("POST", "sys/mounts/database", json!({"type": "database"}))
+        .await;
+    bao.root(
+        "POST",
+        "database/config/pg",
+        json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": format!(
+                "postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable",
+                pg.port()
+            ),
+            "username": "postgres",
+            "password": pg.admin_password(),
+            "allowed_roles": "readonly",
+        }),
+    )
+    .await;
+    bao.root(
+        "POST",
+        "database/roles/readonly",
+        json!({
+            "db_name": "pg",
+            "creation_statements": "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
+            "default_ttl": "1h",
+        }),
+    )
+    .await;
+    bao.root(
+        "PUT",
+        "sys/policies/acl/db-readonly",
+        json!({ "policy": "path \"database/creds/readonly\" { capabilities = [\"read\"] }" }),
+    )
+    .await;
+    let policy = bao.policy().replace(
+        "policies = [\"read-app\"]",
+        "policies = [\"db-readonly\"]\nsecret_path = \"database/creds/readonly\"\n\
+         [roles.access.secret_env]\nusername = \"PGUSER\"\npassword = \"PGPASSWORD\"",
+    );
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let grant = granted(&broker).await;
+    let access = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap();
+    let user = access.env["PGUSER"].clone();
+    let password = access.env["PGPASSWORD"].clone();
+    assert!(!password.is_empty());
+    assert!(access.expires_at <= grant.expires_at);
+    let client = pg.connect_as(&user, &password).await.unwrap();
+    let row = client.query_one("SELECT current_user", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), user);
+    drop(client);
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    eventually(LONG, || async {
+        pg.admin()
+            .await
+            .unwrap()
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+}
