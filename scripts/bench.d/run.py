@@ -29,7 +29,7 @@ KEPT = pathlib.Path(__file__).resolve().parent / "results"
 RESULTS = KEPT
 
 GROUPS = ["render", "filter", "startup", "idle", "memory", "cycles", "rate", "events", "audit",
-          "targets", "workloads"]
+          "targets", "workloads", "issuance"]
 
 # Per group: (full, quick) settings.
 SETTINGS = {
@@ -44,6 +44,7 @@ SETTINGS = {
     "audit": ({"runs": 5, "events": 1_000_000}, {"runs": 2, "events": 100_000}),
     "targets": ({"runs": 3, "grants": 200, "passes": 5}, {"runs": 1, "grants": 30, "passes": 2}),
     "workloads": ({"runs": 3, "seconds": 10, "tasks": 1000}, {"runs": 1, "seconds": 3, "tasks": 200}),
+    "issuance": ({"runs": 3, "grants": 200}, {"runs": 1, "grants": 30}),
 }
 
 BINS = {}
@@ -445,6 +446,15 @@ def group_workloads(settings, rec, workdir):
         rec.from_output([BINS["workloads"], "rate", "--rps", 200, "--seconds", settings["seconds"]],
                         run_index=index)
         rec.from_output([BINS["workloads"], "tasks", "--tasks", settings["tasks"]],
+                        run_index=index)
+
+
+def group_issuance(settings, rec, workdir):
+    """SSH certificates and OpenBao tokens: each run starts its own broker (and bao)."""
+    for index in range(settings["runs"]):
+        rec.from_output([BINS["issuance"], "ssh", "--grants", settings["grants"]],
+                        run_index=index)
+        rec.from_output([BINS["issuance"], "openbao", "--grants", settings["grants"]],
                         run_index=index)
 
 
