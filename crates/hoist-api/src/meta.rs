@@ -136,6 +136,7 @@ mod tests {
             target: Some(RoleTarget {
                 name: "db-prod-1".into(),
                 kind: "postgres".into(),
+                principals: Vec::new(),
             }),
         });
     }

@@ -160,6 +160,9 @@ pub struct RoleTarget {
     pub name: String,
     /// The target's kind: `postgres`, `webhook`, ...
     pub kind: String,
+    /// For an `ssh` target: the users its certificates log in as.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
 }
 
 #[cfg(test)]
@@ -218,6 +221,12 @@ mod tests {
         round_trip(RoleTarget {
             name: "db-prod-1".into(),
             kind: "postgres".into(),
+            principals: Vec::new(),
+        });
+        round_trip(RoleTarget {
+            name: "hosts".into(),
+            kind: "ssh".into(),
+            principals: vec!["oncall".into()],
         });
     }
 

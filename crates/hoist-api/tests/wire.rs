@@ -749,6 +749,7 @@ fn targets() {
             target: Some(RoleTarget {
                 name: "db-prod-1".into(),
                 kind: "postgres".into(),
+                principals: Vec::new(),
             }),
         },
     );
