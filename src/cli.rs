@@ -200,6 +200,15 @@ pub enum Command {
         #[command(flatten)]
         args: commands::ExecArgs,
     },
+    /// Log in to a host with an SSH certificate for a grant's window: reuses an active
+    /// grant on ROLE or requests one (--reason) and waits, has the broker certify a key
+    /// (--key FILE.pub, the ssh-agent's first key, ~/.ssh/id_ed25519.pub, or an ephemeral
+    /// key kept only in an agent), and runs ssh with it. The certificate names the role's
+    /// principals and ends with the grant; the grant is kept when ssh ends.
+    Ssh {
+        #[command(flatten)]
+        args: commands::SshArgs,
+    },
     /// Active grants in one short line for shell prompts and status bars
     /// (from a local cache; never waits on the network).
     Prompt,
@@ -297,6 +306,17 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
                 let backend = session::open(&target).await?;
                 commands::exec(&*backend, &args, &target).await
+            };
+            return match outcome.await {
+                Ok(code) => ExitCode::from(code),
+                Err(err) => fail(&err),
+            };
+        }
+        Some(Command::Ssh { args }) => {
+            let outcome = async {
+                let target = Config::load()?.resolve(broker, profile)?;
+                let backend = session::open(&target).await?;
+                commands::ssh(&*backend, &args).await
             };
             return match outcome.await {
                 Ok(code) => ExitCode::from(code),

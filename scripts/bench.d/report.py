@@ -55,6 +55,10 @@ FIGURES = [
      lambda m: m["pass"]["max_ms"] / 1000, "s", 2.0, "<"),
     ("workloads.rate", "workloads", "Workloads: token exchange at 200 exchanges/s (p99)",
      lambda m: m["latency"]["p99_ms"], "ms", 10.0, "<"),
+    ("issuance.ssh", "issuance", "Issuance: approval to a usable SSH certificate (p99)",
+     lambda m: m["p99_ms"], "ms", 50.0, "<"),
+    ("issuance.openbao", "issuance", "Issuance: approval to an OpenBao token (p99)",
+     lambda m: m["p99_ms"], "ms", 100.0, "<"),
     ("workloads.tasks", "workloads",
      "Workloads: 1,000 concurrent short tasks (exchange, use, revoke), grants left active",
      lambda m: m["active_after"], "grants", 1, "<"),
@@ -400,7 +404,7 @@ def main():
                 f"JSON bodies: {runs[0]['json_bytes'] / 1e6:.1f} MB; resident after drawing: "
                 f"{statistics.median(r['rss_kb'] for r in runs) * 1024 / 1e6:.1f} MB.")
             out("")
-        if source in ("targets.login", "targets.reconcile"):
+        if source in ("targets.login", "targets.reconcile", "issuance.ssh", "issuance.openbao"):
             runs = [r["metrics"]["pass"] if source == "targets.reconcile" else r["metrics"]
                     for r in records[source]]
             out(f"p50 {fmt(statistics.median(r['p50_ms'] for r in runs), 'ms')}, "

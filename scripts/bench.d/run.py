@@ -30,7 +30,7 @@ KEPT = pathlib.Path(__file__).resolve().parent / "results"
 RESULTS = KEPT
 
 GROUPS = ["render", "filter", "startup", "idle", "memory", "cycles", "rate", "events", "audit",
-          "targets", "workloads", "slowconns"]
+          "targets", "workloads", "slowconns", "issuance"]
 
 # Per group: (full, quick) settings.
 SETTINGS = {
@@ -46,6 +46,7 @@ SETTINGS = {
     "targets": ({"runs": 3, "grants": 200, "passes": 5}, {"runs": 1, "grants": 30, "passes": 2}),
     "workloads": ({"runs": 3, "seconds": 10, "tasks": 1000}, {"runs": 1, "seconds": 3, "tasks": 200}),
     "slowconns": ({"runs": 3, "seconds": 30, "slow": 1000}, {"runs": 1, "seconds": 5, "slow": 200}),
+    "issuance": ({"runs": 3, "grants": 200}, {"runs": 1, "grants": 30}),
 }
 
 BINS = {}
@@ -555,6 +556,15 @@ def group_slowconns(settings, rec, workdir):
                                       f"broker closes them at its 10 s header timeout); default "
                                       f"limits (4,096 connections)"}},
                     f"scripts/bench --only slowconns  # {slow} slow connections")
+
+
+def group_issuance(settings, rec, workdir):
+    """SSH certificates and OpenBao tokens: each run starts its own broker (and bao)."""
+    for index in range(settings["runs"]):
+        rec.from_output([BINS["issuance"], "ssh", "--grants", settings["grants"]],
+                        run_index=index)
+        rec.from_output([BINS["issuance"], "openbao", "--grants", settings["grants"]],
+                        run_index=index)
 
 
 def machine():

@@ -361,6 +361,16 @@ impl Backend for HoistdClient {
             .await
     }
 
+    async fn certify(&self, grant_id: &str, public_key: &str) -> Result<Credential, BackendError> {
+        self.post(
+            &format!("/v1/grants/{}/credential", path_segment(grant_id)),
+            &hoist_api::CredentialInput {
+                public_key: public_key.to_string(),
+            },
+        )
+        .await
+    }
+
     async fn events(&self) -> Result<EventStream, BackendError> {
         let response = self
             .request(Method::GET, "/v1/events")

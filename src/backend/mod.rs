@@ -192,6 +192,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Err(BackendError::Unsupported("credentials"))
     }
 
+    /// The credential, with what the grant's target issues for the public
+    /// key `public_key` (an SSH user certificate).
+    async fn certify(
+        &self,
+        _grant_id: &str,
+        _public_key: &str,
+    ) -> Result<Credential, BackendError> {
+        Err(BackendError::Unsupported("SSH certificates"))
+    }
+
     /// One grant: mine, or one on a role I approve (for its access state).
     async fn grant(&self, _id: &str) -> Result<Grant, BackendError> {
         Err(BackendError::Unsupported("reading another's grant"))

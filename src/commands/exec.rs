@@ -157,6 +157,19 @@ enum Obtained {
     Interrupted(Signal),
 }
 
+/// Files a request as exec would and waits for its grant (`hoist ssh`
+/// shares this): the grant, or the signal that stopped the wait.
+pub(super) async fn obtain_grant(
+    backend: &dyn Backend,
+    args: &ExecArgs,
+    signals: &mut Signals,
+) -> anyhow::Result<Result<hoist_api::Grant, Signal>> {
+    Ok(match obtain(backend, args, signals).await? {
+        Obtained::Grant(grant) => Ok(*grant),
+        Obtained::Interrupted(signal) => Err(signal),
+    })
+}
+
 /// Files a request for the role and waits for it to become active. Giving
 /// up in any way withdraws it: a pending request left behind would become a
 /// grant, for hours, the moment someone approved it.

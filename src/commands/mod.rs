@@ -10,6 +10,7 @@ mod json;
 mod list;
 mod request;
 mod signals;
+mod ssh;
 mod table;
 mod watch;
 mod workload;
@@ -26,6 +27,7 @@ pub use request::{
     revoke, wait_for_final,
 };
 pub use watch::reviews;
+pub use ssh::{SshArgs, ssh};
 pub use workload::{ENV_WORKLOAD_TOKEN, exec as exec_workload, wanted as runs_as_workload};
 
 use std::sync::Arc;

@@ -227,6 +227,28 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         let (line, tone) = access::describe(grant, access, state.now);
         let line = format!("{line} ({})", clean(&access.kind));
         lines.push(field("Access", &line, access_style(tone, theme), theme));
+        // An ssh grant's certificates: whom they log in as, and their
+        // validity, which is the grant's window (to the second below).
+        let principals = state
+            .roles
+            .iter()
+            .find(|role| role.id == grant.role)
+            .and_then(|role| role.target.as_ref())
+            .filter(|target| target.kind == "ssh" && !target.principals.is_empty())
+            .map(|target| target.principals.join(", "));
+        if let Some(principals) = principals {
+            lines.push(field(
+                "Certificate",
+                &format!(
+                    "as {} · valid {} to {}",
+                    clean(&principals),
+                    local_time(grant.starts_at),
+                    local_time(grant.expires_at)
+                ),
+                theme.text(),
+                theme,
+            ));
+        }
     }
     lines.push(field(
         "Started",

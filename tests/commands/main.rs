@@ -8,6 +8,7 @@
 #[path = "../support/oidc.rs"]
 mod oidc;
 mod tls;
+mod ssh;
 mod workloads;
 
 use std::io::{BufRead, BufReader, Write};

@@ -230,6 +230,7 @@ fn modals() -> Vec<Modal> {
                 uri: Some(long("uri")),
                 command: Some(long("command")),
                 expires_at: Utc::now(),
+                certificate: None,
             })),
         },
         Modal::QuitWhileRevoking,

@@ -515,3 +515,68 @@ async fn provisioning_is_shown_until_the_target_confirms() {
     );
     drop(broker);
 }
+
+/// An ssh grant's details say whom its certificates log in as and their
+/// validity, which is the grant's own window.
+#[test]
+fn an_ssh_grant_shows_its_certificate_principals_and_validity() {
+    use hoist_api::{ApprovalRule, Grant, GrantState, Role, RoleTarget, TargetAccess, TicketRule};
+    let now = chrono::Utc::now();
+    let mut state = hoist::app::State::new("http://127.0.0.1:1".into(), now);
+    state.roles = vec![Role {
+        id: "prod-shell".into(),
+        name: "Production shell".into(),
+        description: String::new(),
+        scope: "ssh://prod".into(),
+        default_duration_secs: 1800,
+        max_duration_secs: 3600,
+        approval: ApprovalRule {
+            approvals: 1,
+            approver_groups: vec!["sre-leads".into()],
+            approvers: vec!["bob".into()],
+        },
+        break_glass: false,
+        ticket: TicketRule {
+            required: false,
+            pattern: None,
+        },
+        min_justification: 0,
+        tier: None,
+        target: Some(RoleTarget {
+            name: "prod-hosts".into(),
+            kind: "ssh".into(),
+            principals: vec!["oncall".into(), "deploy".into()],
+        }),
+    }];
+    state.grants = vec![Grant {
+        id: "gr_1".into(),
+        request_id: "req_1".into(),
+        role: "prod-shell".into(),
+        role_name: "Production shell".into(),
+        holder: "alice".into(),
+        starts_at: now,
+        expires_at: now + TimeDelta::minutes(30),
+        state: GrantState::Active,
+        ended_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+        break_glass: false,
+        ticket: None,
+        incident: None,
+        justification: "disk full on web-3".into(),
+        access: Some(TargetAccess {
+            target: "prod-hosts".into(),
+            kind: "ssh".into(),
+            state: AccessState::Live,
+            reason: None,
+            attempts: 0,
+            next_attempt_at: None,
+            updated_at: now,
+        }),
+    }];
+    state.screen = hoist::app::state::Screen::Grants;
+    let text = screen(&state, 160, 48);
+    assert!(text.contains("live at prod-hosts (ssh)"), "{text}");
+    assert!(text.contains("Certificate"), "{text}");
+    assert!(text.contains("as oncall, deploy · valid"), "{text}");
+}

@@ -141,6 +141,7 @@ mod tests {
             target: Some(RoleTarget {
                 name: "db-prod-1".into(),
                 kind: "postgres".into(),
+                principals: Vec::new(),
             }),
             tier: Some(0),
         });

@@ -97,6 +97,40 @@ pub struct AccessCredential {
     pub command: Option<String>,
     /// When this secret stops working; never after the grant's end.
     pub expires_at: DateTime<Utc>,
+    /// For an `ssh` target: the OpenSSH user certificate issued for the
+    /// public key the holder sent (`POST /v1/grants/{id}/credential`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<SshCertificate>,
+}
+
+/// Part of `AccessCredential`: an OpenSSH user certificate for the holder's
+/// public key, valid for the grant's window only. Not secret (it is useless
+/// without the private key), but it names the grant and the holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SshCertificate {
+    /// The certificate as one line of a `*-cert.pub` file.
+    pub certificate: String,
+    /// The key id sshd logs and the KRL revokes: names the grant and holder.
+    pub key_id: String,
+    /// The users it may log in as.
+    pub principals: Vec<String>,
+    /// The grant's start, to the second below.
+    pub valid_after: DateTime<Utc>,
+    /// The grant's end, to the second below: never beyond it.
+    pub valid_before: DateTime<Utc>,
+    /// The certified public key's SHA-256 fingerprint (`SHA256:...`).
+    pub fingerprint: String,
+}
+
+/// `POST /v1/grants/{id}/credential`: the credential, with what the target
+/// issues for a public key of the holder's (an SSH user certificate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialInput {
+    /// One OpenSSH public key line (`ssh-ed25519 AAAA... comment`); an
+    /// RSA key of 16384 bits is some 2,800 characters.
+    #[schema(max_length = 8192)]
+    pub public_key: String,
 }
 
 impl std::fmt::Debug for AccessCredential {
@@ -126,6 +160,9 @@ pub struct RoleTarget {
     pub name: String,
     /// The target's kind: `postgres`, `webhook`, ...
     pub kind: String,
+    /// For an `ssh` target: the users its certificates log in as.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
 }
 
 #[cfg(test)]
@@ -146,6 +183,7 @@ mod tests {
                 "psql \"postgresql://hoist_alice_0123456789ab:s3cret-pw@db:5432/app\"".into(),
             ),
             expires_at: t("2026-01-01T00:30:00Z"),
+            certificate: None,
         }
     }
 
@@ -161,9 +199,34 @@ mod tests {
             updated_at: t("2026-01-01T00:00:04Z"),
         });
         round_trip(access_credential());
+        round_trip(AccessCredential {
+            target: "hosts".into(),
+            kind: "ssh".into(),
+            env: BTreeMap::new(),
+            uri: None,
+            command: None,
+            expires_at: t("2026-01-01T00:30:00Z"),
+            certificate: Some(SshCertificate {
+                certificate: "ssh-ed25519-cert-v01@openssh.com AAAA hoist".into(),
+                key_id: "hoist grant=g-1 holder=alice".into(),
+                principals: vec!["deploy".into()],
+                valid_after: t("2026-01-01T00:00:00Z"),
+                valid_before: t("2026-01-01T00:30:00Z"),
+                fingerprint: "SHA256:abc".into(),
+            }),
+        });
+        round_trip(CredentialInput {
+            public_key: "ssh-ed25519 AAAA alice@laptop".into(),
+        });
         round_trip(RoleTarget {
             name: "db-prod-1".into(),
             kind: "postgres".into(),
+            principals: Vec::new(),
+        });
+        round_trip(RoleTarget {
+            name: "hosts".into(),
+            kind: "ssh".into(),
+            principals: vec!["oncall".into()],
         });
     }
 

@@ -726,6 +726,7 @@ fn targets() {
                 command: Some(format!("psql '{uri}'")),
                 uri: Some(uri),
                 expires_at: t("2026-06-01T09:35:00Z"),
+                certificate: None,
             }),
         },
     );
@@ -738,6 +739,7 @@ fn targets() {
             uri: None,
             command: None,
             expires_at: t("2026-06-01T09:35:00Z"),
+            certificate: None,
         },
     );
     holds(
@@ -763,6 +765,7 @@ fn targets() {
             target: Some(RoleTarget {
                 name: "db-prod-1".into(),
                 kind: "postgres".into(),
+                principals: Vec::new(),
             }),
             tier: Some(1),
         },

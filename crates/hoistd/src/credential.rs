@@ -76,6 +76,15 @@ impl Signer {
         })
     }
 
+    /// Signs any claims with the credential key (hoistd's own identity
+    /// token for a target's sign-in).
+    pub fn sign(&self, claims: &serde_json::Value) -> Result<String, SignerError> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|err| SignerError::BadKey(err.to_string()))
+    }
+
     pub fn issue(&self, claims: &CredentialClaims) -> Result<String, SignerError> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());

@@ -35,4 +35,16 @@ impl Error {
     }
 }
 
+impl From<crate::target::ssh::AuthorityError> for Error {
+    fn from(err: crate::target::ssh::AuthorityError) -> Self {
+        use crate::target::ssh::AuthorityError;
+        match err {
+            AuthorityError::Store(err) => Error::Store(err),
+            AuthorityError::BadKey(why) => {
+                Error::Signer(SignerError::BadKey(format!("SSH CA: {why}")))
+            }
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

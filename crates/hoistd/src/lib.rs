@@ -43,6 +43,9 @@ pub struct Options {
     pub limits: http::serve::Limits,
     /// Signs credentials with this key instead of the one in the store.
     pub signing_key: Option<ed25519_dalek::SigningKey>,
+    /// Signs SSH user certificates with this key instead of the one in the
+    /// store.
+    pub ssh_ca_key: Option<ed25519_dalek::SigningKey>,
     /// Writes signed audit checkpoints.
     pub checkpoints: Option<Checkpointing>,
     /// The caps on open event streams.
@@ -113,14 +116,20 @@ impl Server {
         policy.check_targets().await?;
         let metrics = Arc::new(http::ops::Metrics::new());
         let store = metrics.meter(store);
-        let broker = Arc::new(match &options.signing_key {
-            Some(key) => Broker::with_signer(
-                Arc::clone(&store),
-                policy,
-                credential::Signer::from_key(key)?,
-            ),
-            None => Broker::new(Arc::clone(&store), policy)?,
-        });
+        let signer = match &options.signing_key {
+            Some(key) => credential::Signer::from_key(key)?,
+            None => credential::Signer::load_or_create(store.as_ref())?,
+        };
+        let ssh_ca = match &options.ssh_ca_key {
+            Some(key) => target::ssh::Authority::from_key(key),
+            None => target::ssh::Authority::load_or_create(store.as_ref())?,
+        };
+        let broker = Arc::new(Broker::with_keys(
+            Arc::clone(&store),
+            policy,
+            signer,
+            ssh_ca,
+        ));
         #[cfg(feature = "testing")]
         broker.hold_reaper(reaper_held);
         // Before serving anything: grants that ended while we were down are

@@ -13,6 +13,7 @@ use hoistd::audit::{self, Verdict};
 use hoistd::http::serve::{Limits, StreamLimits};
 use hoistd::http::tls::Tls;
 use hoistd::store::Location;
+use hoistd::target::ssh;
 use hoistd::{Checkpointing, Options, Policy, Server};
 use hoistd::{checkpoint, keys};
 use sha2::{Digest, Sha256};
@@ -48,6 +49,11 @@ enum Command {
     /// a target that does not answer is a warning). Takes the same options
     /// and environment as `serve`.
     CheckConfig(ServeArgs),
+    /// The SSH user CA: its public key, and the revocation list for hosts.
+    Ssh {
+        #[command(subcommand)]
+        command: SshCommand,
+    },
     /// Write a new Ed25519 key (PKCS#8 PEM, mode 0600) for --checkpoint-key or
     /// --signing-key, and print its public key.
     Keygen {
@@ -88,6 +94,11 @@ struct ServeArgs {
     /// HOISTD_SIGNING_KEY.
     #[arg(long, env = "HOISTD_SIGNING_KEY_FILE")]
     signing_key: Option<PathBuf>,
+    /// Sign SSH user certificates with this Ed25519 key (PKCS#8 PEM,
+    /// mode 0600) instead of the CA key kept in the database; or the
+    /// PEM itself in HOISTD_SSH_CA_KEY.
+    #[arg(long, env = "HOISTD_SSH_CA_KEY_FILE")]
+    ssh_ca_key: Option<PathBuf>,
     #[command(flatten)]
     checkpoints: CheckpointArgs,
     #[command(flatten)]
@@ -189,6 +200,7 @@ struct CheckpointArgs {
 /// Environment variables holding a key's PEM text, when no file is given.
 const CHECKPOINT_KEY_ENV: &str = "HOISTD_CHECKPOINT_KEY";
 const SIGNING_KEY_ENV: &str = "HOISTD_SIGNING_KEY";
+const SSH_CA_KEY_ENV: &str = "HOISTD_SSH_CA_KEY";
 
 impl CheckpointArgs {
     fn plan(&self) -> anyhow::Result<Option<Checkpointing>> {
@@ -210,6 +222,70 @@ impl CheckpointArgs {
             }
         }
     }
+}
+
+#[derive(Subcommand)]
+enum SshCommand {
+    /// Write the KRL (certificates of grants ended early) for sshd's
+    /// RevokedKeys; the file is replaced whole, so sshd never reads half.
+    Krl {
+        /// The store: a SQLite database file, or sqlite:PATH.
+        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+        db: String,
+        /// The file to write, e.g. /etc/ssh/hoist.krl.
+        #[arg(long)]
+        out: PathBuf,
+        /// The CA key the broker serves with (--ssh-ca-key), if not the
+        /// database's.
+        #[arg(long, env = "HOISTD_SSH_CA_KEY_FILE")]
+        ssh_ca_key: Option<PathBuf>,
+    },
+    /// Print the CA's public key, the line for sshd's TrustedUserCAKeys.
+    Ca {
+        /// The store: a SQLite database file, or sqlite:PATH.
+        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+        db: String,
+        /// The CA key the broker serves with (--ssh-ca-key), if not the
+        /// database's.
+        #[arg(long, env = "HOISTD_SSH_CA_KEY_FILE")]
+        ssh_ca_key: Option<PathBuf>,
+    },
+}
+
+/// The SSH CA `serve` would sign with: the key file's, or the store's.
+fn ssh_authority(
+    store: &dyn hoistd::Store,
+    key_file: Option<&std::path::Path>,
+) -> anyhow::Result<ssh::Authority> {
+    Ok(match keys::signing_key(key_file, SSH_CA_KEY_ENV)? {
+        Some(key) => ssh::Authority::from_key(&key),
+        None => ssh::Authority::load_or_create(store)?,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder,
+/// renamed over it: a reader sees the old file or the new one, never half.
+fn replace_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let temporary = PathBuf::from(name);
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(err).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -276,6 +352,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             policy,
             limits,
             signing_key,
+            ssh_ca_key,
             checkpoints,
             tls,
         }) => {
@@ -284,6 +361,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: limits.limits()?,
                 streams: limits.streams(),
                 signing_key: keys::signing_key(signing_key.as_deref(), SIGNING_KEY_ENV)?,
+                ssh_ca_key: keys::signing_key(ssh_ca_key.as_deref(), SSH_CA_KEY_ENV)?,
                 checkpoints: checkpoints.plan()?,
                 tls: tls.load()?,
             };
@@ -363,6 +441,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let signed = checkpoint::take(store.as_ref(), &key)?;
             checkpoint::append(&out, &signed)?;
             println!("{}", signed.line());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ssh {
+            command:
+                SshCommand::Krl {
+                    db,
+                    out,
+                    ssh_ca_key,
+                },
+        } => {
+            let store = existing_store(&db)?;
+            let authority = ssh_authority(store.as_ref(), ssh_ca_key.as_deref())?;
+            let now = chrono::Utc::now();
+            let ids = {
+                let tx = store.transaction()?;
+                ssh::revoked_key_ids(tx.as_ref(), now)?
+            };
+            replace_file(&out, &authority.krl(&ids, now))?;
+            eprintln!(
+                "hoistd: wrote {} ({} grants revoked early)",
+                out.display(),
+                ids.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ssh {
+            command: SshCommand::Ca { db, ssh_ca_key },
+        } => {
+            let store = existing_store(&db)?;
+            println!(
+                "{}",
+                ssh_authority(store.as_ref(), ssh_ca_key.as_deref())?.public_key()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen { out } => {
@@ -446,6 +557,15 @@ fn check_config(args: &ServeArgs) -> ExitCode {
             .map(|key| match key {
                 Some(key) => format!("key id {}", keys::key_id(&key.verifying_key())),
                 None => "none given; credentials are signed with the store's key".into(),
+            })
+            .map_err(Into::into),
+    );
+    report(
+        "SSH CA key",
+        keys::signing_key(args.ssh_ca_key.as_deref(), SSH_CA_KEY_ENV)
+            .map(|key| match key {
+                Some(key) => format!("key id {}", keys::key_id(&key.verifying_key())),
+                None => "none given; SSH certificates are signed with the store's key".into(),
             })
             .map_err(Into::into),
     );

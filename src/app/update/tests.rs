@@ -429,6 +429,7 @@ fn the_credential_of_access_still_provisioning_is_not_asked_for() {
             uri: Some("postgresql://u:pw@h/db".into()),
             command: Some("psql \"postgresql://u:pw@h/db\"".into()),
             expires_at: now + TimeDelta::minutes(30),
+            certificate: None,
         }),
     };
     update(

@@ -12,6 +12,7 @@ use super::limits::Act;
 use super::targets::{not_usable_yet, usable};
 use super::{Broker, HolderAct, Work, grant_event, new_id, settle_grant, std_delta};
 use crate::error::{Error, Result};
+use crate::target::ssh::HolderKey;
 use crate::target::{GrantFacts, Ledger, TargetKind};
 
 /// A credential issued, and the target that still has to hand over its part.
@@ -22,27 +23,50 @@ impl Broker {
     /// with, for a grant whose role has a target, how to use the access
     /// there (a PostgreSQL password is set at this moment, never kept).
     pub async fn credential(self: &Arc<Self>, user: String, id: String) -> Result<Credential> {
+        self.credential_for(user, id, None).await
+    }
+
+    /// [`Broker::credential`], with a public key the holder sent for the
+    /// target to certify (an SSH user certificate). The issuance is audited
+    /// with the key's fingerprint, never the key.
+    pub async fn credential_for(
+        self: &Arc<Self>,
+        user: String,
+        id: String,
+        key: Option<HolderKey>,
+    ) -> Result<Credential> {
         let broker = Arc::clone(self);
-        let (credential, target) =
-            tokio::task::spawn_blocking(move || broker.grant_credential(&user, &id))
-                .await
-                .map_err(|err| {
-                    tracing::error!(error = %err, "credential task failed");
-                    Error::refuse(ErrorCode::Internal, "internal error")
-                })??;
-        self.hand_over(credential, target).await
+        let fingerprint = key.as_ref().map(|key| key.fingerprint.clone());
+        let (credential, target) = tokio::task::spawn_blocking(move || {
+            broker.grant_credential_for(&user, &id, fingerprint.as_deref())
+        })
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "credential task failed");
+            Error::refuse(ErrorCode::Internal, "internal error")
+        })??;
+        self.hand_over_for(credential, target, key.as_ref()).await
     }
 
     /// Asks the grant's target for the holder's part of the access, if it
     /// has one (a PostgreSQL password is set at this moment, never kept).
     pub(super) async fn hand_over(
         &self,
+        credential: Credential,
+        target: Option<(Arc<dyn TargetKind>, GrantFacts)>,
+    ) -> Result<Credential> {
+        self.hand_over_for(credential, target, None).await
+    }
+
+    async fn hand_over_for(
+        &self,
         mut credential: Credential,
         target: Option<(Arc<dyn TargetKind>, GrantFacts)>,
+        key: Option<&HolderKey>,
     ) -> Result<Credential> {
         if let Some((target, facts)) = target {
             let handed = target
-                .credential(&facts, &self.journal())
+                .credential(&facts, &self.journal(), key)
                 .await
                 .map_err(|err| {
                     Error::refuse(
@@ -64,9 +88,20 @@ impl Broker {
     /// The part of [`Broker::credential`] in the store: checks, the signed
     /// token, the audit entry.
     pub fn grant_credential(&self, user: &str, id: &str) -> Result<Issued> {
+        self.grant_credential_for(user, id, None)
+    }
+
+    /// [`Broker::grant_credential`], auditing the fingerprint of the public
+    /// key the target is to certify, if one was sent.
+    fn grant_credential_for(
+        &self,
+        user: &str,
+        id: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<Issued> {
         self.limit(Act::FetchCredential, user)?;
         let mut work = self.begin()?;
-        let issued = self.issue_credential(&mut work, user, id)?;
+        let issued = self.issue_credential_keyed(&mut work, user, id, fingerprint)?;
         self.finish(work)?;
         Ok(issued)
     }
@@ -79,6 +114,16 @@ impl Broker {
         work: &mut Work<'_>,
         user: &str,
         id: &str,
+    ) -> Result<Issued> {
+        self.issue_credential_keyed(work, user, id, None)
+    }
+
+    fn issue_credential_keyed(
+        &self,
+        work: &mut Work<'_>,
+        user: &str,
+        id: &str,
+        fingerprint: Option<&str>,
     ) -> Result<Issued> {
         let policy = Arc::clone(&work.policy);
         let (grant, role) =
@@ -135,9 +180,13 @@ impl Broker {
             }
             None => json!({ "jti": jti, "expires_at": expires_at }),
         };
-        if workload {
-            // Each of a workload's credentials is its task's one issuance:
-            // audited on its own, never folded into a count.
+        if let (Some(fingerprint), Some(details)) = (fingerprint, issued.details.as_object_mut()) {
+            details.insert("key_fingerprint".into(), json!(fingerprint));
+        }
+        if workload || fingerprint.is_some() {
+            // Each of a workload's credentials is its task's one issuance,
+            // and each certificate is for a key of its own: audited on its
+            // own, never folded into a count.
             work.audit(issued)?;
         } else {
             self.audit_use(work, issued)?;

@@ -38,6 +38,7 @@ use crate::credential::Signer;
 use crate::error::{Error, Result};
 use crate::policy::{Policy, RoleDef};
 use crate::store::{Store, Tx};
+use crate::target::ssh::Authority as SshAuthority;
 
 pub use hoist_api::SYSTEM_ACTOR;
 const EVENT_BUFFER: usize = 4096;
@@ -53,7 +54,9 @@ pub struct Broker {
     store: Arc<dyn Store>,
     verifier: crate::oidc::Verifier,
     policy: ArcSwap<Policy>,
-    signer: Signer,
+    signer: Arc<Signer>,
+    /// The SSH user CA, which ssh targets sign certificates with.
+    ssh_ca: Arc<SshAuthority>,
     changes: broadcast::Sender<Change>,
     /// Wakes the reaper when something new may fall due sooner.
     reaper: Notify,
@@ -277,19 +280,26 @@ impl HolderAct {
 impl Broker {
     pub fn new(store: Arc<dyn Store>, policy: Policy) -> Result<Self> {
         let signer = Signer::load_or_create(store.as_ref())?;
-        Ok(Self::with_signer(store, policy, signer))
+        let ssh_ca = SshAuthority::load_or_create(store.as_ref())?;
+        Ok(Self::with_keys(store, policy, signer, ssh_ca))
     }
 
-    /// A broker that signs credentials with `signer` (a key kept outside the
-    /// store) rather than the key the store holds.
-    pub fn with_signer(store: Arc<dyn Store>, policy: Policy, signer: Signer) -> Self {
+    /// A broker that signs credentials with `signer` and SSH certificates
+    /// with `ssh_ca` (either a key kept outside the store, or the store's).
+    pub fn with_keys(
+        store: Arc<dyn Store>,
+        policy: Policy,
+        signer: Signer,
+        ssh_ca: SshAuthority,
+    ) -> Self {
         let (changes, _) = broadcast::channel(EVENT_BUFFER);
         Broker {
             store,
             verifier: crate::oidc::Verifier::new(),
             limits: ArcSwap::from_pointee(limits::Limits::new(&policy.settings)),
             policy: ArcSwap::from_pointee(policy),
-            signer,
+            signer: Arc::new(signer),
+            ssh_ca: Arc::new(ssh_ca),
             changes,
             reaper: Notify::new(),
             reaper_held: watch::Sender::new(false),
@@ -311,6 +321,10 @@ impl Broker {
 
     pub fn signer(&self) -> &Signer {
         &self.signer
+    }
+
+    pub fn ssh_ca(&self) -> &SshAuthority {
+        &self.ssh_ca
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {

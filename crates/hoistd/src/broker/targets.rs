@@ -153,7 +153,12 @@ impl Ledger for Broker {
     }
 
     fn journal(&self) -> Journal {
-        Journal::new(Arc::clone(&self.store))
+        Journal::new(
+            Arc::clone(&self.store),
+            Arc::clone(&self.ssh_ca),
+            Arc::clone(&self.signer),
+            self.policy().settings.issuer.clone(),
+        )
     }
 
     fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Due>> {
@@ -363,5 +368,15 @@ impl Ledger for Broker {
         });
         work.audit(event)?;
         self.finish(work)
+    }
+}
+
+impl Broker {
+    /// The SSH KRL in force now: the key ids of grants at ssh targets that
+    /// ended early and would otherwise still be valid.
+    pub fn ssh_krl(&self) -> Result<Vec<u8>> {
+        let work = self.begin()?;
+        let ids = crate::target::ssh::revoked_key_ids(work.tx.as_ref(), work.now)?;
+        Ok(self.ssh_ca.krl(&ids, work.now))
     }
 }

@@ -3,7 +3,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use hoist_api::{
-    AccessRequest, ApiError, Credential, ExtendInput, Grant, IncidentView, ReasonInput,
+    AccessRequest, ApiError, Credential, CredentialInput, ErrorCode, ExtendInput, Grant,
+    IncidentView, ReasonInput,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -11,6 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiJson, ApiQuery, AppState, Caller, Failure, blocking, page_size};
+use crate::error::Error;
+use crate::target::ssh::HolderKey;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -18,7 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_grant))
         .routes(routes!(revoke_grant))
         .routes(routes!(extend_grant))
-        .routes(routes!(grant_credential))
+        .routes(routes!(grant_credential, certify_key))
         .routes(routes!(incident))
 }
 
@@ -158,6 +161,36 @@ async fn grant_credential(
     Path(id): Path<String>,
 ) -> Result<Json<Credential>, Failure> {
     Ok(Json(state.broker.credential(user, id).await?))
+}
+
+/// The credential, with what the role's target issues for the holder's
+/// public key: for an `ssh` target, an OpenSSH user certificate with the
+/// role's principals, options and extensions, valid from the grant's start
+/// to its end and never beyond. Other kinds ignore the key. Audited with
+/// the key's fingerprint, never the key.
+#[utoipa::path(post, path = "/v1/grants/{id}/credential", tag = "grants", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Grant id")),
+    request_body = CredentialInput,
+    responses(
+        (status = 200, description = "The credential; `access.certificate` for an ssh target", body = Credential),
+        (status = 400, description = "Malformed JSON, or not an OpenSSH public key", body = ApiError),
+        (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 403, description = "Not the holder, or no longer eligible", body = ApiError),
+        (status = 404, description = "No such grant visible to the caller", body = ApiError),
+        (status = 409, description = "The grant is not active, or its access at its target is not live yet (the message says why)", body = ApiError),
+        (status = 429, description = "Too many credential fetches by the caller; see Retry-After", body = ApiError),
+    ))]
+async fn certify_key(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<CredentialInput>,
+) -> Result<Json<Credential>, Failure> {
+    let key = HolderKey::parse(&input.public_key)
+        .map_err(|why| Failure::from(Error::refuse(ErrorCode::InvalidBody, why)))?;
+    Ok(Json(
+        state.broker.credential_for(user, id, Some(key)).await?,
+    ))
 }
 
 /// Everything filed under one incident reference that the caller may see:

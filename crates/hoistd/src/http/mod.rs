@@ -8,6 +8,7 @@ pub mod ops;
 mod requests;
 pub mod serve;
 pub mod tls;
+mod ssh;
 mod workloads;
 
 use std::sync::Arc;
@@ -98,6 +99,7 @@ fn routes() -> (Router<AppState>, serde_json::Value) {
         .merge(grants::router())
         .merge(events::router())
         .merge(workloads::router())
+        .merge(ssh::router())
         .split_for_parts();
     let mut openapi = serde_json::to_value(openapi).unwrap_or_default();
     document_common_errors(&mut openapi);

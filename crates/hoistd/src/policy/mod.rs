@@ -364,6 +364,14 @@ impl Policy {
             target: role.access.as_ref().map(|access| RoleTarget {
                 name: access.target.clone(),
                 kind: access.kind.to_string(),
+                // Who an ssh role's certificates log in as, for the
+                // holder's Grants screen; other kinds say nothing here.
+                principals: access.access["principals"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect(),
             }),
             tier: role.shown_tier(),
         }

@@ -59,6 +59,10 @@
 //!     same transaction (rule 1), so of two racing exchanges of one token
 //!     exactly one files a request; a server database's unique key makes
 //!     the same true across brokers.
+//! 11. A broker key is kept for good under its purpose: a second
+//!     [`Tx::insert_broker_key`] for a purpose already stored is a
+//!     [`StoreError::Conflict`], so of two brokers starting at once on one
+//!     database exactly one key is made, and the other reads it.
 //!
 //! A backend is chosen by [`open`] from a location: `sqlite:PATH` or a bare
 //! path is the embedded [`SqliteStore`] (its schema in
@@ -403,6 +407,17 @@ pub trait Tx {
     /// The newest credential signing key: its id and PKCS#8 document.
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>>;
     fn insert_signing_key(&mut self, kid: &str, pkcs8: &[u8], at: DateTime<Utc>) -> Result<()>;
+    /// The key kept for `purpose` (e.g. `ssh-user-ca`): its id and PKCS#8
+    /// document (rule 11).
+    fn broker_key(&self, purpose: &str) -> Result<Option<(String, Vec<u8>)>>;
+    /// Keeps a key for `purpose`; refuses a purpose already stored (rule 11).
+    fn insert_broker_key(
+        &mut self,
+        purpose: &str,
+        kid: &str,
+        pkcs8: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<()>;
 
     /// Makes every write of the transaction durable at once (rule 6).
     fn commit(self: Box<Self>) -> Result<()>;

@@ -1,11 +1,11 @@
 //! Target systems: where a grant's access is created and removed for real
-//! (a PostgreSQL login role, an operator's webhook), behind one trait so the
-//! lifecycle never names a target's client.
+//! (a PostgreSQL login role, an operator's webhook, an SSH certificate),
+//! behind one trait so the lifecycle never names a target's client.
 //!
 //! - [`TargetKind`] is what a kind implements: each operation idempotent,
 //!   each failure a [`TargetError`] that says whether to try again.
 //! - [`KINDS`] registers the kinds, one line each; a kind is one file
-//!   (`postgres.rs`, `webhook.rs`) with the same shape: its settings, the
+//!   (`postgres.rs`, `webhook.rs`, `ssh.rs`) with the same shape: its settings, the
 //!   access a role grants there, the operations, its errors.
 //! - [`outbox`] runs the persisted effects (provision, deprovision) the
 //!   lifecycle writes in the same transaction as the grant change, retrying
@@ -15,9 +15,11 @@
 //! Both loops drive the broker through [`Ledger`], so this module imports
 //! nothing above it.
 
+pub mod openbao;
 pub mod outbox;
 pub mod postgres;
 pub mod reconcile;
+pub mod ssh;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -43,6 +45,8 @@ pub fn now() -> DateTime<Utc> {
 pub const KINDS: &[(&str, Configure)] = &[
     ("postgres", postgres::Postgres::configure),
     ("webhook", webhook::Webhook::configure),
+    (ssh::KIND, ssh::Ssh::configure),
+    (openbao::KIND, openbao::OpenBao::configure),
 ];
 
 /// Builds a target of one kind from its name and the rest of its
@@ -106,16 +110,56 @@ pub struct Managed {
     pub grant_id: Option<String>,
 }
 
-/// Where a kind records what it did, for operators: the webhook's delivery
-/// log. Writes go through the store on the blocking pool.
+/// Where a kind records what it did, for operators (the webhook's delivery
+/// log), and the broker's keys a kind signs with (the SSH user CA). Writes
+/// go through the store on the blocking pool.
 #[derive(Clone)]
 pub struct Journal {
     store: Arc<dyn Store>,
+    ssh_ca: Arc<ssh::Authority>,
+    signer: Arc<crate::credential::Signer>,
+    issuer: String,
 }
 
 impl Journal {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Journal { store }
+    pub fn new(
+        store: Arc<dyn Store>,
+        ssh_ca: Arc<ssh::Authority>,
+        signer: Arc<crate::credential::Signer>,
+        issuer: String,
+    ) -> Self {
+        Journal {
+            store,
+            ssh_ca,
+            signer,
+            issuer,
+        }
+    }
+
+    /// A short-lived JWT in which hoistd vouches for itself (`sub` hoistd,
+    /// this `aud`), signed with the credential key its JWKS publishes: what
+    /// a target verifies to let hoistd sign in (OpenBao's JWT auth).
+    pub fn identity_token(
+        &self,
+        audience: &str,
+        ttl: std::time::Duration,
+    ) -> Result<String, String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "iss": self.issuer,
+            "sub": "hoistd",
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl.as_secs() as i64,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        self.signer.sign(&claims).map_err(|err| err.to_string())
+    }
+
+    /// The broker's SSH user CA.
+    pub fn ssh_ca(&self) -> &ssh::Authority {
+        &self.ssh_ca
     }
 
     /// Records one delivery; a failure to record is logged, never the
@@ -160,16 +204,19 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
     async fn inspect(&self, grant: &GrantFacts, journal: &Journal) -> Result<bool, TargetError>;
     /// Everything this layer created at the target, for the reconciler; `None`
     /// for a kind that cannot list it (the webhook).
-    async fn managed(&self) -> Result<Option<Vec<Managed>>, TargetError>;
+    async fn managed(&self, journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError>;
     /// Removes access found by [`TargetKind::managed`] that no live grant
     /// stands behind.
-    async fn remove(&self, found: &Managed) -> Result<(), TargetError>;
+    async fn remove(&self, found: &Managed, journal: &Journal) -> Result<(), TargetError>;
     /// How the holder uses the access, handed over at the credential fetch
-    /// and never kept (a PostgreSQL password is set at this moment).
+    /// and never kept (a PostgreSQL password is set at this moment); `key`
+    /// is a public key the holder sent, for kinds that certify one (SSH),
+    /// and ignored by the others.
     async fn credential(
         &self,
         grant: &GrantFacts,
         journal: &Journal,
+        key: Option<&ssh::HolderKey>,
     ) -> Result<Option<AccessCredential>, TargetError>;
 }
 

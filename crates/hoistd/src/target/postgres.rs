@@ -542,7 +542,7 @@ impl TargetKind for Postgres {
         .await
     }
 
-    async fn managed(&self) -> Result<Option<Vec<Managed>>, TargetError> {
+    async fn managed(&self, _journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
         self.bounded(async {
             let client = self.admin(&self.admin_database).await?;
             let rows = client
@@ -578,7 +578,7 @@ impl TargetKind for Postgres {
         .await
     }
 
-    async fn remove(&self, found: &Managed) -> Result<(), TargetError> {
+    async fn remove(&self, found: &Managed, _journal: &Journal) -> Result<(), TargetError> {
         self.bounded(self.tear_down(&found.name)).await
     }
 
@@ -586,6 +586,7 @@ impl TargetKind for Postgres {
         &self,
         grant: &GrantFacts,
         _journal: &Journal,
+        _key: Option<&super::ssh::HolderKey>,
     ) -> Result<Option<AccessCredential>, TargetError> {
         let role = role_name(&grant.holder, &grant.id);
         let password = new_password();
@@ -648,6 +649,7 @@ impl Postgres {
             uri,
             command,
             expires_at,
+            certificate: None,
         }
     }
 }

@@ -84,7 +84,7 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
     let name = target.name().to_string();
     let journal = ledger.journal();
     // First what the target holds, then the grants (see the module's docs).
-    let found = match target.managed().await {
+    let found = match target.managed(&journal).await {
         Ok(found) => found,
         Err(err) => {
             tracing::warn!(target = %name, error = %err, "reconciler: cannot list the target");
@@ -142,7 +142,7 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
         {
             continue;
         }
-        match target.remove(&managed).await {
+        match target.remove(&managed, &journal).await {
             Ok(()) => {
                 pass.drift_removed += 1;
                 let name = name.clone();

@@ -309,11 +309,11 @@ impl TargetKind for Webhook {
 
     /// An endpoint cannot be asked what it holds; it answers for the grants
     /// it is asked about.
-    async fn managed(&self) -> Result<Option<Vec<Managed>>, TargetError> {
+    async fn managed(&self, _journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
         Ok(None)
     }
 
-    async fn remove(&self, found: &Managed) -> Result<(), TargetError> {
+    async fn remove(&self, found: &Managed, _journal: &Journal) -> Result<(), TargetError> {
         Err(self.refused(format!(
             "cannot remove `{}`: a webhook target lists nothing",
             found.name
@@ -326,6 +326,7 @@ impl TargetKind for Webhook {
         &self,
         grant: &GrantFacts,
         journal: &Journal,
+        _key: Option<&super::ssh::HolderKey>,
     ) -> Result<Option<AccessCredential>, TargetError> {
         let answer = self.call("inspect", grant, journal).await?;
         if answer.present == Some(false) {
@@ -338,6 +339,7 @@ impl TargetKind for Webhook {
             uri: handover.uri,
             command: handover.command,
             expires_at: grant.expires_at,
+            certificate: None,
         }))
     }
 }

@@ -29,11 +29,14 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("post", "/v1/grants/{id}/revoke"),
     ("post", "/v1/grants/{id}/extend"),
     ("get", "/v1/grants/{id}/credential"),
+    ("post", "/v1/grants/{id}/credential"),
     ("get", "/v1/events"),
     ("get", "/v1/incidents/{reference}"),
     ("post", "/v1/token"),
     ("post", "/v1/token/withdraw"),
     ("post", "/v1/token/revoke"),
+    ("get", "/v1/ssh/ca"),
+    ("get", "/v1/ssh/krl"),
 ];
 
 #[tokio::test]
@@ -57,6 +60,7 @@ async fn the_served_document_is_openapi_3_1_and_lists_every_endpoint_with_its_er
             listed.insert((method.clone(), path.clone()));
             let responses = operation["responses"].as_object().unwrap();
             // The exchange takes no bearer token: its subject token is the proof.
+            // Hosts fetch the SSH CA and KRL with no token, as the JWKS.
             let public = matches!(
                 path.as_str(),
                 "/v1/health"
@@ -64,6 +68,8 @@ async fn the_served_document_is_openapi_3_1_and_lists_every_endpoint_with_its_er
                     | "/.well-known/jwks.json"
                     | "/v1/token"
                     | "/v1/token/withdraw"
+                    | "/v1/ssh/ca"
+                    | "/v1/ssh/krl"
             );
             if !public {
                 assert!(

@@ -41,8 +41,8 @@ pub use audit::{
     snapshots_see_one_moment_and_hold_up_no_writer,
 };
 pub use records::{
-    due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys, identities,
-    request_queries, requests_round_trip, signing_keys, workload_exchanges,
+    broker_keys, due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys,
+    identities, request_queries, requests_round_trip, signing_keys, workload_exchanges,
 };
 pub use rules::{
     conflicts_and_missing_rows, dropping_a_transaction_rolls_everything_back,
@@ -67,6 +67,7 @@ macro_rules! store_conformance {
             due_work_and_next_due,
             idempotency_keys,
             signing_keys,
+            broker_keys,
             identities,
             audit_round_trip_and_head,
             audit_filters,

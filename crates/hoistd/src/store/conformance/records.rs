@@ -493,6 +493,37 @@ pub fn signing_keys(store: &dyn Store) {
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
 }
 
+/// Rule 11: a broker key is kept for good under its purpose, apart from
+/// the rotating signing keys.
+pub fn broker_keys(store: &dyn Store) {
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.broker_key("ssh-user-ca").unwrap(), None);
+    let der: Vec<u8> = (0..=255).rev().collect();
+    tx.insert_broker_key("ssh-user-ca", "ca1", &der, at(1))
+        .unwrap();
+    tx.insert_signing_key("k1", b"jwt", at(2)).unwrap();
+    tx.commit().unwrap();
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.broker_key("ssh-user-ca").unwrap(),
+        Some(("ca1".into(), der.clone()))
+    );
+    assert_eq!(tx.broker_key("other").unwrap(), None);
+    assert_eq!(
+        tx.signing_key().unwrap(),
+        Some(("k1".into(), b"jwt".to_vec())),
+        "a broker key is never taken for the signing key"
+    );
+    let again = tx.insert_broker_key("ssh-user-ca", "ca2", b"second", at(3));
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    drop(tx);
+    let tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.broker_key("ssh-user-ca").unwrap(),
+        Some(("ca1".into(), der))
+    );
+}
+
 /// Rule 10: a workload task is exchanged once; its exchange reads back as
 /// written, and its redemption is recorded.
 pub fn workload_exchanges(store: &dyn Store) {

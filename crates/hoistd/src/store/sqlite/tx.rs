@@ -609,6 +609,29 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn broker_key(&self, purpose: &str) -> Result<Option<(String, Vec<u8>)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT kid, pkcs8 FROM broker_keys WHERE purpose = ?1")?
+            .query_row([purpose], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?)
+    }
+
+    fn insert_broker_key(
+        &mut self,
+        purpose: &str,
+        kid: &str,
+        pkcs8: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO broker_keys (purpose, kid, pkcs8, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![purpose, kid, pkcs8, ms(at)])?;
+        Ok(())
+    }
+
     /// Commits, lets the next transaction in, then syncs the log to disk
     /// before returning: the caller answers only once the commit is
     /// durable, and the sync holds up no other transaction.

@@ -1,0 +1,565 @@
+//! OpenBao (or HashiCorp Vault: the same HTTP API): a grant's holder gets an
+//! OpenBao token with the role's policies, minted when they fetch their
+//! credential and revoked when the grant ends. hoistd signs in with its own
+//! identity: an AppRole, or JWT auth with a token hoistd signs itself, which
+//! OpenBao verifies against hoistd's JWKS. Each token is an orphan (so it outlives hoistd's own sign-in),
+//! carries `hoist_grant` and `hoist_holder` in its metadata, and has a TTL
+//! and an explicit maximum no longer than what remains of the grant. hoist
+//! keeps nothing of it: deprovision and the reconciler find the grant's
+//! tokens by their metadata through the accessor list and revoke them by
+//! accessor, so the lease's own TTL is never the only end.
+//!
+//! Shape (as every kind): settings, access, the operations, errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hoist_api::AccessCredential;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::{GrantFacts, Journal, Managed, TargetError, TargetKind, duration_setting, secret};
+use super::{settings, ssh::HolderKey};
+
+pub const KIND: &str = "openbao";
+/// Longest error text taken from an answer into a grant's state.
+const MAX_REASON_CHARS: usize = 300;
+
+// ---- settings ------------------------------------------------------------
+
+/// A `[[targets]]` entry of kind `openbao`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// https, or http to a loopback address only.
+    url: String,
+    /// How hoistd signs in: `approle` (role and secret ids) or `jwt` (a
+    /// token hoistd signs, checked by OpenBao against hoistd's JWKS).
+    #[serde(default = "default_auth")]
+    auth: String,
+    /// The AppRole hoistd signs in with: its role id and secret id.
+    role_id_env: Option<String>,
+    role_id_file: Option<PathBuf>,
+    secret_id_env: Option<String>,
+    secret_id_file: Option<PathBuf>,
+    /// Where the AppRole auth method is mounted.
+    #[serde(default = "default_mount")]
+    approle_mount: String,
+    /// JWT auth: where it is mounted, the OpenBao role to sign in as, and
+    /// the audience that role is bound to.
+    #[serde(default = "default_jwt_mount")]
+    jwt_mount: String,
+    jwt_role: Option<String>,
+    audience: Option<String>,
+    /// Longest one call may take, connecting included.
+    #[serde(default = "default_timeout")]
+    timeout: String,
+}
+
+fn default_mount() -> String {
+    "approle".into()
+}
+
+fn default_auth() -> String {
+    "approle".into()
+}
+
+fn default_jwt_mount() -> String {
+    "jwt".into()
+}
+
+/// How hoistd proves itself to OpenBao.
+enum SignIn {
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id: String,
+    },
+    Jwt {
+        mount: String,
+        role: String,
+        audience: String,
+    },
+}
+
+fn mount_path(target: &str, what: &str, mount: &str) -> Result<String, String> {
+    if mount.is_empty()
+        || !mount
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
+    {
+        return Err(format!(
+            "target `{target}`: {what} must be a mount path such as `approle` or `jwt`"
+        ));
+    }
+    Ok(mount.trim_matches('/').to_string())
+}
+
+fn default_timeout() -> String {
+    "5s".into()
+}
+
+// ---- access ----------------------------------------------------------------
+
+/// What a role grants at an OpenBao target: a token with these policies,
+/// and, with `secret_path`, a dynamic secret read with that token from a
+/// secrets engine's role path (`database/creds/readonly`), whose lease is
+/// revoked with the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    pub policies: Vec<String>,
+    #[serde(default)]
+    pub secret_path: Option<String>,
+    /// Which variable each field of the secret becomes (`username =
+    /// "PGUSER"`); without it, `BAO_SECRET_<FIELD>`.
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
+}
+
+pub struct OpenBao {
+    name: String,
+    url: url::Url,
+    sign_in: SignIn,
+    timeout: Duration,
+    http: reqwest::Client,
+    /// hoistd's own token from its AppRole sign-in, and when to sign in again.
+    session: Mutex<Option<(String, Instant)>>,
+}
+
+impl fmt::Debug for OpenBao {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret id or a token.
+        f.debug_struct("OpenBao")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenBao {
+    /// Builds the target from its `[[targets]]` settings.
+    pub fn configure(name: &str, table: toml::Table) -> Result<Arc<dyn TargetKind>, String> {
+        let raw: Settings = settings(name, table)?;
+        let url =
+            url::Url::parse(&raw.url).map_err(|err| format!("target `{name}`: url: {err}"))?;
+        let loopback = url.host().is_some_and(|host| match host {
+            url::Host::Domain(domain) => domain == "localhost",
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+        });
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            return Err(format!(
+                "target `{name}`: url must use https (http only to a loopback address)"
+            ));
+        }
+        let sign_in = match raw.auth.as_str() {
+            "approle" => SignIn::AppRole {
+                mount: mount_path(name, "approle_mount", &raw.approle_mount)?,
+                role_id: secret(
+                    name,
+                    "role_id",
+                    raw.role_id_env.as_deref(),
+                    raw.role_id_file.as_deref(),
+                )?,
+                secret_id: secret(
+                    name,
+                    "secret_id",
+                    raw.secret_id_env.as_deref(),
+                    raw.secret_id_file.as_deref(),
+                )?,
+            },
+            "jwt" => SignIn::Jwt {
+                mount: mount_path(name, "jwt_mount", &raw.jwt_mount)?,
+                role: raw
+                    .jwt_role
+                    .ok_or_else(|| format!("target `{name}`: auth = \"jwt\" needs jwt_role"))?,
+                audience: raw
+                    .audience
+                    .ok_or_else(|| format!("target `{name}`: auth = \"jwt\" needs audience"))?,
+            },
+            other => {
+                return Err(format!(
+                    "target `{name}`: auth \"{other}\" is not one hoist signs in with: approle or jwt"
+                ));
+            }
+        };
+        let timeout = duration_setting(name, "timeout", &raw.timeout)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("hoistd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| format!("target `{name}`: {err}"))?;
+        Ok(Arc::new(OpenBao {
+            name: name.to_string(),
+            url,
+            sign_in,
+            timeout,
+            http,
+            session: Mutex::new(None),
+        }))
+    }
+
+    fn unreachable(&self, why: impl fmt::Display) -> TargetError {
+        TargetError::unreachable(&self.name, why)
+    }
+
+    fn refused(&self, why: impl fmt::Display) -> TargetError {
+        TargetError::refused(&self.name, why)
+    }
+
+    fn endpoint(&self, path: &str) -> Result<url::Url, TargetError> {
+        self.url
+            .join(&format!("v1/{path}"))
+            .map_err(|err| self.refused(err))
+    }
+
+    /// One call; the answer's JSON (`null` for 204), or why not. A sealed or
+    /// failing server (5xx) is unreachable; a 4xx is refused with its errors.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Value, TargetError> {
+        let mut request = self.http.request(method, self.endpoint(path)?);
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|err| {
+            if err.is_timeout() {
+                self.unreachable(format!("no answer within {:?}", self.timeout))
+            } else {
+                self.unreachable(format!("cannot connect: {}", describe(&err)))
+            }
+        })?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text)
+                .map_err(|_| self.refused(format!("{path}: the answer is not JSON")));
+        }
+        let errors: Vec<String> = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["errors"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e.as_str().map(str::to_string))
+            .collect();
+        let why: String = format!("{path}: {} {}", status.as_u16(), errors.join("; "))
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_REASON_CHARS)
+            .collect();
+        if status.is_server_error() {
+            Err(self.unreachable(why))
+        } else {
+            Err(TargetError::refused(&self.name, why))
+        }
+    }
+
+    /// hoistd's own token: signed in (AppRole or JWT), again once it is
+    /// near its end.
+    async fn token(&self, journal: &Journal) -> Result<String, TargetError> {
+        let mut session = self.session.lock().await;
+        if let Some((token, until)) = session.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let (path, body) = match &self.sign_in {
+            SignIn::AppRole {
+                mount,
+                role_id,
+                secret_id,
+            } => (
+                format!("auth/{mount}/login"),
+                json!({ "role_id": role_id, "secret_id": secret_id }),
+            ),
+            SignIn::Jwt {
+                mount,
+                role,
+                audience,
+            } => {
+                let jwt = journal
+                    .identity_token(audience, Duration::from_secs(60))
+                    .map_err(|err| self.refused(format!("cannot sign hoistd's token: {err}")))?;
+                (
+                    format!("auth/{mount}/login"),
+                    json!({ "role": role, "jwt": jwt }),
+                )
+            }
+        };
+        let answer = self
+            .call(reqwest::Method::POST, &path, None, Some(body))
+            .await?;
+        let token = answer["auth"]["client_token"]
+            .as_str()
+            .ok_or_else(|| self.refused("the sign-in returned no token"))?
+            .to_string();
+        let lease = answer["auth"]["lease_duration"].as_u64().unwrap_or(60);
+        // Sign in again at two thirds of the token's life, never later.
+        let until = Instant::now() + Duration::from_secs(lease.saturating_mul(2) / 3);
+        *session = Some((token.clone(), until));
+        Ok(token)
+    }
+
+    /// Every token this layer minted: accessor and the grant in its metadata.
+    async fn minted(&self, journal: &Journal) -> Result<Vec<Managed>, TargetError> {
+        let token = self.token(journal).await?;
+        let listed = match self
+            .call(
+                reqwest::Method::GET,
+                "auth/token/accessors?list=true",
+                Some(&token),
+                None,
+            )
+            .await
+        {
+            Ok(listed) => listed,
+            // No token at all answers 404.
+            Err(TargetError::Refused(_, why)) if why.contains(" 404") => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let accessors: Vec<String> = listed["data"]["keys"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        let mut found = Vec::new();
+        for accessor in accessors {
+            let looked = self
+                .call(
+                    reqwest::Method::POST,
+                    "auth/token/lookup-accessor",
+                    Some(&token),
+                    Some(json!({ "accessor": accessor })),
+                )
+                .await;
+            // Gone meanwhile (expired or revoked): nothing to manage.
+            let Ok(looked) = looked else { continue };
+            if let Some(grant) = looked["data"]["meta"]["hoist_grant"].as_str() {
+                found.push(Managed {
+                    name: accessor,
+                    grant_id: Some(grant.to_string()),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn revoke(&self, accessor: &str, journal: &Journal) -> Result<(), TargetError> {
+        let token = self.token(journal).await?;
+        match self
+            .call(
+                reqwest::Method::POST,
+                "auth/token/revoke-accessor",
+                Some(&token),
+                Some(json!({ "accessor": accessor })),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already gone is what was wanted.
+            Err(TargetError::Refused(_, why)) if why.contains("invalid accessor") => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text.chars().take(MAX_REASON_CHARS).collect()
+}
+
+#[async_trait::async_trait]
+impl TargetKind for OpenBao {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn access(&self, table: toml::Table) -> Result<Value, String> {
+        let access: Access = toml::Value::Table(table)
+            .try_into()
+            .map_err(|err: toml::de::Error| err.message().trim().to_string())?;
+        if access.policies.is_empty() {
+            return Err("policies must name at least one OpenBao policy".into());
+        }
+        if let Some(path) = &access.secret_path
+            && (path.is_empty()
+                || path.starts_with('/')
+                || path.contains("..")
+                || !path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)))
+        {
+            return Err(format!(
+                "secret_path {path:?} must be a role path such as database/creds/readonly"
+            ));
+        }
+        if let Some(bad) = access.secret_env.values().find(|name| {
+            name.is_empty()
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || name.starts_with(|c: char| c.is_ascii_digit())
+        }) {
+            return Err(format!("secret_env: {bad:?} is not a variable name"));
+        }
+        if let Some(bad) = access.policies.iter().find(|p| {
+            p.is_empty()
+                || *p == "root"
+                || !p
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        }) {
+            return Err(format!(
+                "policy {bad:?} is not one hoist grants (letters, digits, - _ . only; never root)"
+            ));
+        }
+        serde_json::to_value(access).map_err(|err| err.to_string())
+    }
+
+    /// Nothing to check offline-able at load: sign-in problems show as the
+    /// access failing at activation, with OpenBao's reason.
+    async fn validate(&self, _access: &Value) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    /// Nothing is minted until the holder fetches it; live means hoistd can
+    /// sign in, so the fetch will work.
+    async fn provision(&self, _grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
+        self.token(journal).await.map(|_| ())
+    }
+
+    /// Revokes every token minted for the grant.
+    async fn deprovision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
+        for found in self.minted(journal).await? {
+            if found.grant_id.as_deref() == Some(grant.id.as_str()) {
+                self.revoke(&found.name, journal).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn inspect(&self, _grant: &GrantFacts, journal: &Journal) -> Result<bool, TargetError> {
+        self.token(journal).await.map(|_| true)
+    }
+
+    async fn managed(&self, journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
+        self.minted(journal).await.map(Some)
+    }
+
+    async fn remove(&self, found: &Managed, journal: &Journal) -> Result<(), TargetError> {
+        self.revoke(&found.name, journal).await
+    }
+
+    /// Mints the holder's token now: an orphan with the role's policies, a
+    /// TTL and explicit maximum of what remains of the grant, not renewable.
+    async fn credential(
+        &self,
+        grant: &GrantFacts,
+        journal: &Journal,
+        _key: Option<&HolderKey>,
+    ) -> Result<Option<AccessCredential>, TargetError> {
+        let access: Access = serde_json::from_value(grant.access.clone())
+            .map_err(|err| self.refused(format!("role access: {err}")))?;
+        let now = super::now();
+        let remaining = (grant.expires_at - now).num_seconds();
+        if remaining < 1 {
+            return Err(self.refused("the grant has ended"));
+        }
+        let token = self.token(journal).await?;
+        let answer = self
+            .call(
+                reqwest::Method::POST,
+                "auth/token/create-orphan",
+                Some(&token),
+                Some(json!({
+                    "policies": access.policies,
+                    "ttl": format!("{remaining}s"),
+                    "explicit_max_ttl": format!("{remaining}s"),
+                    "renewable": false,
+                    "display_name": format!("hoist-{}", grant.id),
+                    "meta": { "hoist_grant": grant.id, "hoist_holder": grant.holder },
+                })),
+            )
+            .await?;
+        let minted = answer["auth"]["client_token"]
+            .as_str()
+            .ok_or_else(|| self.refused("the token answer held no token"))?
+            .to_string();
+        let lease = answer["auth"]["lease_duration"]
+            .as_i64()
+            .unwrap_or(remaining);
+        let address = self.url.as_str().trim_end_matches('/').to_string();
+        let mut env = BTreeMap::from([
+            ("BAO_ADDR".to_string(), address.clone()),
+            ("BAO_TOKEN".to_string(), minted.clone()),
+            ("VAULT_ADDR".to_string(), address),
+            ("VAULT_TOKEN".to_string(), minted.clone()),
+        ]);
+        let mut expires_at = (now + chrono::TimeDelta::seconds(lease)).min(grant.expires_at);
+        if let Some(path) = &access.secret_path {
+            // Read with the holder's own token: the lease is that token's,
+            // so revoking the token at the grant's end revokes the lease.
+            let secret = self
+                .call(reqwest::Method::GET, path, Some(&minted), None)
+                .await?;
+            let fields = secret["data"].as_object().cloned().unwrap_or_default();
+            for (field, value) in fields {
+                let Some(value) = value.as_str() else {
+                    continue;
+                };
+                let name = access.secret_env.get(&field).cloned().unwrap_or_else(|| {
+                    format!(
+                        "BAO_SECRET_{}",
+                        field
+                            .chars()
+                            .map(|c| if c.is_ascii_alphanumeric() {
+                                c.to_ascii_uppercase()
+                            } else {
+                                '_'
+                            })
+                            .collect::<String>()
+                    )
+                });
+                env.insert(name, value.to_string());
+            }
+            if let Some(secs) = secret["lease_duration"].as_i64().filter(|s| *s > 0) {
+                expires_at = expires_at.min(now + chrono::TimeDelta::seconds(secs));
+            }
+        }
+        Ok(Some(AccessCredential {
+            target: self.name.clone(),
+            kind: KIND.into(),
+            env,
+            uri: None,
+            command: None,
+            expires_at,
+            certificate: None,
+        }))
+    }
+}

@@ -1,0 +1,535 @@
+//! SSH: OpenSSH user certificates for a grant's window, signed by hoistd's
+//! own user CA, and the key revocation list (KRL) of grants ended early.
+//! Hosts trust the CA (`TrustedUserCAKeys`, from `GET /v1/ssh/ca`) and read
+//! the KRL (`RevokedKeys`, from `GET /v1/ssh/krl` or `hoistd ssh krl`), so
+//! nothing is created or removed on a host: the certificate is the access,
+//! and it ends with the grant by its own `valid-before`.
+//!
+//! Shape (as every kind): settings, access, the operations, errors; then
+//! the CA and the KRL, which the broker and `hoistd ssh krl` share.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use hoist_api::{AccessCredential, GrantState, SshCertificate};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use ssh_key::certificate::{Builder, CertType};
+use ssh_key::private::Ed25519Keypair;
+use ssh_key::public::KeyData;
+use ssh_key::{HashAlg, PrivateKey, PublicKey};
+
+use super::{GrantFacts, Journal, Managed, TargetError, TargetKind, settings};
+use crate::store::{GrantQuery, Store, StoreError, Tx};
+
+/// The kind's name in `[[targets]]`.
+pub const KIND: &str = "ssh";
+/// Under which the store keeps the CA key (store rule 11).
+const CA_PURPOSE: &str = "ssh-user-ca";
+/// The comment on the CA's public key line.
+const CA_COMMENT: &str = "hoist-user-ca";
+/// Longest public key line taken, as the API's schema says.
+const MAX_KEY_CHARS: usize = 8192;
+/// The extensions a certificate may carry, as OpenSSH names them.
+const EXTENSIONS: [&str; 5] = [
+    "permit-X11-forwarding",
+    "permit-agent-forwarding",
+    "permit-port-forwarding",
+    "permit-pty",
+    "permit-user-rc",
+];
+
+// ---- settings ------------------------------------------------------------
+
+/// A `[[targets]]` entry of kind `ssh`: nothing but its name, since the CA
+/// is the broker's and hosts come to it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {}
+
+#[derive(Debug)]
+pub struct Ssh {
+    name: String,
+}
+
+// ---- access ----------------------------------------------------------------
+
+/// What a role grants at an ssh target: its `[roles.access]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    /// The users the certificate may log in as.
+    pub principals: Vec<String>,
+    /// The `force-command` critical option: the only command sshd runs.
+    #[serde(default)]
+    pub force_command: Option<String>,
+    /// The `source-address` critical option: CIDR list the key may be used from.
+    #[serde(default)]
+    pub source_address: Option<String>,
+    /// Extensions granted; only a pty unless the role says more (least
+    /// privilege: no forwarding of ports, agents or X11 by default).
+    #[serde(default = "default_extensions")]
+    pub extensions: Vec<String>,
+}
+
+fn default_extensions() -> Vec<String> {
+    vec!["permit-pty".into()]
+}
+
+impl Access {
+    fn check(&self) -> Result<(), String> {
+        if self.principals.is_empty() {
+            return Err("principals must name at least one user".into());
+        }
+        for principal in &self.principals {
+            if principal.is_empty()
+                || principal.len() > 256
+                || principal
+                    .chars()
+                    .any(|c| c == ',' || c.is_whitespace() || c.is_control())
+            {
+                return Err(format!(
+                    "principal {principal:?} is not a user name (no commas, spaces or controls)"
+                ));
+            }
+        }
+        for extension in &self.extensions {
+            if !EXTENSIONS.contains(&extension.as_str()) {
+                return Err(format!(
+                    "extension {extension:?} is not one OpenSSH knows: {}",
+                    EXTENSIONS.join(", ")
+                ));
+            }
+        }
+        if let Some(command) = &self.force_command
+            && (command.trim().is_empty() || command.chars().any(char::is_control))
+        {
+            return Err("force_command must be a command line without controls".into());
+        }
+        if let Some(sources) = &self.source_address
+            && (sources.is_empty()
+                || !sources
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || ".:/,".contains(c)))
+        {
+            return Err(format!(
+                "source_address {sources:?} must be comma-separated addresses or CIDR blocks"
+            ));
+        }
+        Ok(())
+    }
+}
+
+// ---- the holder's key --------------------------------------------------
+
+/// A public key the holder sent for a certificate: one OpenSSH line,
+/// checked, with its fingerprint for the audit log (never the key itself).
+#[derive(Clone)]
+pub struct HolderKey {
+    key: PublicKey,
+    pub fingerprint: String,
+}
+
+impl fmt::Debug for HolderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HolderKey")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HolderKey {
+    /// Parses one `<algorithm> <base64> [comment]` line; the error names
+    /// what is wrong, never echoes the text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.chars().count() > MAX_KEY_CHARS {
+            return Err(format!(
+                "public_key is longer than {MAX_KEY_CHARS} characters; no OpenSSH public key is"
+            ));
+        }
+        let line = text.trim();
+        if line.lines().count() != 1 {
+            return Err("public_key must be one OpenSSH public key line".into());
+        }
+        let key = PublicKey::from_openssh(line).map_err(|_| {
+            "public_key is not an OpenSSH public key (e.g. the line in ~/.ssh/id_ed25519.pub)"
+                .to_string()
+        })?;
+        match key.key_data() {
+            KeyData::Ed25519(_)
+            | KeyData::Rsa(_)
+            | KeyData::Ecdsa(_)
+            | KeyData::SkEd25519(_)
+            | KeyData::SkEcdsaSha2NistP256(_) => {}
+            _ => {
+                return Err(format!(
+                    "public_key is a {} key; use Ed25519, ECDSA or RSA",
+                    key.algorithm()
+                ));
+            }
+        }
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        Ok(HolderKey { key, fingerprint })
+    }
+}
+
+// ---- the operations ----------------------------------------------------
+
+impl Ssh {
+    /// Builds the target from its `[[targets]]` settings.
+    pub fn configure(name: &str, table: toml::Table) -> Result<Arc<dyn TargetKind>, String> {
+        let _: Settings = settings(name, table)?;
+        Ok(Arc::new(Ssh {
+            name: name.to_string(),
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl TargetKind for Ssh {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn access(&self, table: toml::Table) -> Result<serde_json::Value, String> {
+        let access: Access = toml::Value::Table(table)
+            .try_into()
+            .map_err(|err: toml::de::Error| err.message().trim().to_string())?;
+        access.check()?;
+        serde_json::to_value(access).map_err(|err| err.to_string())
+    }
+
+    async fn validate(&self, _access: &serde_json::Value) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    /// Nothing to create: hosts trust the CA, so the grant is usable at once.
+    async fn provision(&self, _grant: &GrantFacts, _journal: &Journal) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    /// Nothing to remove: from the grant's early end on, its key id is in
+    /// the KRL until its certificates would have expired anyway.
+    async fn deprovision(
+        &self,
+        _grant: &GrantFacts,
+        _journal: &Journal,
+    ) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    async fn inspect(&self, _grant: &GrantFacts, _journal: &Journal) -> Result<bool, TargetError> {
+        Ok(true)
+    }
+
+    async fn managed(&self, _journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
+        Ok(None)
+    }
+
+    async fn remove(&self, _found: &Managed, _journal: &Journal) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    /// A certificate for the key the holder sent; without one, nothing (the
+    /// signed credential alone).
+    async fn credential(
+        &self,
+        grant: &GrantFacts,
+        journal: &Journal,
+        key: Option<&HolderKey>,
+    ) -> Result<Option<AccessCredential>, TargetError> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let access: Access = serde_json::from_value(grant.access.clone())
+            .map_err(|err| TargetError::refused(&self.name, format!("role access: {err}")))?;
+        let certificate = journal
+            .ssh_ca()
+            .certify(grant, &access, key)
+            .map_err(|err| TargetError::refused(&self.name, err))?;
+        Ok(Some(AccessCredential {
+            target: self.name.clone(),
+            kind: KIND.into(),
+            env: Default::default(),
+            uri: None,
+            command: None,
+            expires_at: certificate.valid_before,
+            certificate: Some(certificate),
+        }))
+    }
+}
+
+// ---- the CA ----------------------------------------------------------------
+
+/// The key id of a grant's certificates: what sshd logs, and what the KRL
+/// revokes, computed again from the grant alone.
+pub fn key_id(grant_id: &str, holder: &str) -> String {
+    format!("hoist grant={grant_id} holder={holder}")
+}
+
+/// A certificate serial derived from the grant (the first 8 bytes of the
+/// SHA-256 of its id), so a host's log ties a login to a grant either way.
+pub fn serial(grant_id: &str) -> u64 {
+    let digest = Sha256::digest(grant_id.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(bytes)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorityError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the stored SSH CA key is unusable: {0}")]
+    BadKey(String),
+}
+
+/// The SSH user certificate authority: an Ed25519 key kept like the
+/// credential signing key (in the store, or a key file never stored).
+pub struct Authority {
+    key: PrivateKey,
+}
+
+impl fmt::Debug for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authority")
+            .field("public_key", &self.public_key())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    /// The store's CA key, made and stored on first start.
+    pub fn load_or_create(store: &dyn Store) -> Result<Self, AuthorityError> {
+        let mut tx = store.transaction()?;
+        if let Some((_, der)) = tx.broker_key(CA_PURPOSE)? {
+            return Self::from_der(&der);
+        }
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|err| AuthorityError::BadKey(err.to_string()))?;
+        let kid = crate::keys::key_id(&key.verifying_key());
+        match tx.insert_broker_key(CA_PURPOSE, &kid, der.as_bytes(), Utc::now()) {
+            Ok(()) => {
+                tx.commit()?;
+                Ok(Self::from_key(&key))
+            }
+            // Another broker on the same database made it first: use theirs.
+            Err(StoreError::Conflict(_)) => {
+                drop(tx);
+                let tx = store.transaction()?;
+                match tx.broker_key(CA_PURPOSE)? {
+                    Some((_, der)) => Self::from_der(&der),
+                    None => Err(AuthorityError::BadKey("vanished after a conflict".into())),
+                }
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn from_der(der: &[u8]) -> Result<Self, AuthorityError> {
+        let key = ed25519_dalek::SigningKey::from_pkcs8_der(der)
+            .map_err(|err| AuthorityError::BadKey(err.to_string()))?;
+        Ok(Self::from_key(&key))
+    }
+
+    /// A CA with a key kept outside the store (`hoistd serve --ssh-ca-key`).
+    pub fn from_key(key: &ed25519_dalek::SigningKey) -> Self {
+        let mut key = PrivateKey::from(Ed25519Keypair::from(key));
+        key.set_comment(CA_COMMENT);
+        Authority { key }
+    }
+
+    /// The CA's public key as one line, for `TrustedUserCAKeys`.
+    pub fn public_key(&self) -> String {
+        self.key.public_key().to_openssh().unwrap_or_default()
+    }
+
+    /// A user certificate for `key`, bounded by the grant: its principals,
+    /// options and extensions from the role, `valid-after` and
+    /// `valid-before` the grant's start and end (to the second below, so
+    /// never beyond), and a key id and serial naming the grant.
+    pub fn certify(
+        &self,
+        grant: &GrantFacts,
+        access: &Access,
+        key: &HolderKey,
+    ) -> Result<SshCertificate, String> {
+        let valid_after = grant.starts_at.timestamp().max(0) as u64;
+        let valid_before = grant.expires_at.timestamp().max(0) as u64;
+        let failed = |err: ssh_key::Error| format!("cannot issue the certificate: {err}");
+        let mut builder = Builder::new_with_random_nonce(
+            &mut rand::rngs::OsRng,
+            key.key.key_data().clone(),
+            valid_after,
+            valid_before,
+        )
+        .map_err(failed)?;
+        let key_id = key_id(&grant.id, &grant.holder);
+        builder
+            .serial(serial(&grant.id))
+            .and_then(|b| b.key_id(key_id.clone()))
+            .and_then(|b| b.cert_type(CertType::User))
+            .and_then(|b| b.comment(format!("hoist grant {}", grant.id)))
+            .map_err(failed)?;
+        for principal in &access.principals {
+            builder.valid_principal(principal.clone()).map_err(failed)?;
+        }
+        if let Some(command) = &access.force_command {
+            builder
+                .critical_option("force-command", command.clone())
+                .map_err(failed)?;
+        }
+        if let Some(sources) = &access.source_address {
+            builder
+                .critical_option("source-address", sources.clone())
+                .map_err(failed)?;
+        }
+        for extension in &access.extensions {
+            builder
+                .extension(extension.clone(), String::new())
+                .map_err(failed)?;
+        }
+        let certificate = builder.sign(&self.key).map_err(failed)?;
+        let text = certificate.to_openssh().map_err(failed)?;
+        let at = |secs: u64| DateTime::from_timestamp(secs as i64, 0).unwrap_or_default();
+        Ok(SshCertificate {
+            certificate: text,
+            key_id,
+            principals: access.principals.clone(),
+            valid_after: at(valid_after),
+            valid_before: at(valid_before),
+            fingerprint: key.fingerprint.clone(),
+        })
+    }
+
+    /// The KRL (OpenSSH's PROTOCOL.krl, format 1) revoking `key_ids` under
+    /// this CA, unsigned: hosts fetch it over TLS from the broker they trust
+    /// for the CA itself.
+    pub fn krl(&self, key_ids: &[String], now: DateTime<Utc>) -> Vec<u8> {
+        const MAGIC: u64 = 0x5353_484b_524c_0a00;
+        const FORMAT_VERSION: u32 = 1;
+        const SECTION_CERTIFICATES: u8 = 1;
+        const CERT_SECTION_KEY_ID: u8 = 0x23;
+        let generated = now.timestamp().max(0) as u64;
+        let mut krl = Vec::new();
+        krl.extend_from_slice(&MAGIC.to_be_bytes());
+        krl.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+        // The version only has to grow: the moment it was made, in ms.
+        krl.extend_from_slice(&(now.timestamp_millis().max(0) as u64).to_be_bytes());
+        krl.extend_from_slice(&generated.to_be_bytes());
+        krl.extend_from_slice(&0u64.to_be_bytes());
+        put_string(&mut krl, b"");
+        put_string(&mut krl, b"hoist: certificates of grants ended early");
+        if key_ids.is_empty() {
+            return krl;
+        }
+        let mut ids = Vec::new();
+        for id in key_ids {
+            put_string(&mut ids, id.as_bytes());
+        }
+        let mut certificates = Vec::new();
+        let ca = self.key.public_key().to_bytes().unwrap_or_default();
+        put_string(&mut certificates, &ca);
+        put_string(&mut certificates, b"");
+        certificates.push(CERT_SECTION_KEY_ID);
+        put_string(&mut certificates, &ids);
+        krl.push(SECTION_CERTIFICATES);
+        put_string(&mut krl, &certificates);
+        krl
+    }
+}
+
+fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The key ids to revoke at `now`: grants at an ssh target that were
+/// revoked before their end, and whose end (their certificates'
+/// `valid-before`) is still to come. Older ones expire by themselves, so
+/// the KRL stays as short as the grants revoked in the last max-duration.
+pub fn revoked_key_ids(tx: &dyn Tx, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    let revoked = tx.grants(&GrantQuery {
+        states: vec![GrantState::Revoked],
+        ..GrantQuery::default()
+    })?;
+    let mut ids: Vec<String> = revoked
+        .into_iter()
+        .filter(|grant| grant.expires_at > now)
+        .filter(|grant| grant.access.as_ref().is_some_and(|a| a.kind == KIND))
+        .map(|grant| key_id(&grant.id, &grant.holder))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_role_access_is_checked_at_load() {
+        let target = Ssh {
+            name: "hosts".into(),
+        };
+        let table = |text: &str| -> toml::Table { toml::from_str(text).unwrap() };
+        let access = target.access(table("principals = [\"deploy\"]")).unwrap();
+        assert_eq!(access["extensions"], serde_json::json!(["permit-pty"]));
+        for (bad, says) in [
+            ("principals = []", "at least one"),
+            ("principals = [\"a,b\"]", "not a user name"),
+            (
+                "principals = [\"a\"]\nextensions = [\"no-port-forwarding\"]",
+                "not one OpenSSH knows",
+            ),
+            (
+                "principals = [\"a\"]\nsource_address = \"10.0.0.0/8; rm\"",
+                "CIDR",
+            ),
+            ("principals = [\"a\"]\nshell = \"x\"", "unknown field"),
+        ] {
+            let err = target.access(table(bad)).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_holder_key_is_one_openssh_line() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let public = PrivateKey::from(Ed25519Keypair::from(&key))
+            .public_key()
+            .to_openssh()
+            .unwrap();
+        let parsed = HolderKey::parse(&format!("{public} alice@laptop\n")).unwrap();
+        assert!(parsed.fingerprint.starts_with("SHA256:"));
+        assert!(!format!("{parsed:?}").contains(&public[12..40]));
+        for bad in [
+            "",
+            "ssh-ed25519",
+            "not a key",
+            &format!("{public}\n{public}"),
+        ] {
+            let err = HolderKey::parse(bad).unwrap_err();
+            assert!(err.contains("public_key"), "{err}");
+            assert!(bad.is_empty() || !err.contains(bad), "never echoed: {err}");
+        }
+    }
+
+    #[test]
+    fn serials_and_key_ids_name_the_grant() {
+        assert_eq!(serial("g-1"), serial("g-1"));
+        assert_ne!(serial("g-1"), serial("g-2"));
+        assert_eq!(key_id("g-1", "alice"), "hoist grant=g-1 holder=alice");
+    }
+}

