@@ -98,6 +98,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database schema version {found} is newer than this hoistd knows ({known})")]
     TooNew { found: i64, known: i64 },
+    #[error("the database schema is at version {found}; {known} is expected: run `hoistd migrate`")]
+    MigrationsPending { found: i64, known: i64 },
     #[error("no store for `{0}`: give a file path, or sqlite:PATH")]
     UnknownLocation(String),
     #[error("database error: {0}")]
@@ -111,6 +113,13 @@ pub trait Store: Send + Sync + 'static {
     fn transaction(&self) -> Result<Box<dyn Tx + '_>>;
     /// Takes a consistent read of the audit log that blocks no writer (rule 8).
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>>;
+    /// Whether the store can serve: the database answers and its schema is
+    /// the one this hoistd knows. [`StoreError::Unavailable`] while the
+    /// database cannot be reached, [`StoreError::MigrationsPending`] while a
+    /// migration is still to be applied, [`StoreError::TooNew`] once another
+    /// hoistd applied one this one does not know. For readiness checks: it
+    /// takes no lock that writers wait for.
+    fn ready(&self) -> Result<()>;
 }
 
 /// The audit log frozen at one moment, read without holding up writers
