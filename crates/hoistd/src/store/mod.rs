@@ -62,12 +62,14 @@
 //!
 //! A backend is chosen by [`open`] from a location: `sqlite:PATH` or a bare
 //! path is the embedded [`SqliteStore`] (its schema in
-//! `migrations/sqlite/`). Another backend implements [`Store`] and [`Tx`],
+//! `migrations/sqlite/`); `postgres://...` is [`PostgresStore`], for several
+//! instances on one database (its schema in `migrations/postgres/`). Another backend implements [`Store`] and [`Tx`],
 //! keeps its own migrations, passes the conformance suite, and gets a
 //! scheme in [`Location`]; nothing above this module changes.
 
 #[cfg(feature = "testing")]
 pub mod conformance;
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -78,6 +80,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use hoist_api::{AccessRequest, AccessState, AuditEvent, Grant, GrantState, RequestState, Review};
 
+pub use postgres::{Migrations, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not do what it was asked, in words that name no
@@ -100,7 +103,7 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("the database schema is at version {found}; {known} is expected: run `hoistd migrate`")]
     MigrationsPending { found: i64, known: i64 },
-    #[error("no store for `{0}`: give a file path, or sqlite:PATH")]
+    #[error("no store for `{0}`: give a file path, sqlite:PATH or postgres://...")]
     UnknownLocation(String),
     #[error("database error: {0}")]
     Other(String),
@@ -136,16 +139,31 @@ pub trait Snapshot {
 pub enum Location {
     /// `sqlite:PATH`, or a path with no scheme.
     Sqlite(PathBuf),
+    /// `postgres://...` or `postgresql://...`, as libpq reads it. Shown
+    /// without its password.
+    Postgres(String),
 }
 
 impl Location {
-    /// Reads a location: `sqlite:PATH`, or a bare path. Anything else that
+    /// Reads a location: `postgres://...`, `sqlite:PATH`, or a bare path.
+    /// Anything else that
     /// looks like a URL (`scheme://...`) is refused, naming only its scheme
     /// so no password in it reaches a log.
     pub fn parse(location: &str) -> Result<Location> {
         if let Some(path) = location.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             return Ok(Location::Sqlite(PathBuf::from(path)));
+        }
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            // Checked now, so a typo is refused before anything starts; the
+            // driver's message never repeats the URL.
+            if let Err(err) = location.parse::<tokio_postgres::Config>() {
+                return Err(StoreError::UnknownLocation(format!(
+                    "{}: {err}",
+                    postgres::redact(location)
+                )));
+            }
+            return Ok(Location::Postgres(location.to_string()));
         }
         if let Some((scheme, _)) = location.split_once("://")
             && !scheme.is_empty()
@@ -160,8 +178,15 @@ impl Location {
 
     /// Opens the store, creating it and bringing its schema up to date.
     pub fn open(&self) -> Result<Arc<dyn Store>> {
+        self.open_with(Migrations::Apply)
+    }
+
+    /// Opens the store; with [`Migrations::Leave`] a server database's
+    /// schema is left as it is (SQLite always migrates: it has one user).
+    pub fn open_with(&self, migrations: Migrations) -> Result<Arc<dyn Store>> {
         match self {
             Location::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
+            Location::Postgres(url) => Ok(Arc::new(PostgresStore::open(url, migrations)?)),
         }
     }
 }
@@ -170,7 +195,17 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => write!(f, "{}", postgres::redact(url)),
         }
+    }
+}
+
+/// A schema at `found` against the `known` migrations of this hoistd.
+fn schema_ready(found: i64, known: i64) -> Result<()> {
+    match found.cmp(&known) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(StoreError::MigrationsPending { found, known }),
+        std::cmp::Ordering::Greater => Err(StoreError::TooNew { found, known }),
     }
 }
 

@@ -28,6 +28,7 @@ mod reviews;
 mod serving;
 mod sso;
 mod store;
+mod store_postgres;
 mod targets_postgres;
 mod targets_webhook;
 mod workloads;
