@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod leadership;
 pub mod oidc;
 pub mod policy;
 pub mod store;
@@ -128,7 +129,24 @@ impl Server {
             broker: Arc::clone(&broker),
             shutdown: stopped.clone(),
         });
-        let reaper = tokio::spawn(reap_forever(Arc::clone(&broker), stopped.clone()));
+        // The reaper, the outbox worker and the reconciler run on one
+        // instance of those sharing a database at a time (see leadership).
+        let holder = format!("{addr}/{}", uuid::Uuid::new_v4());
+        let (leads, leading) = watch::channel(false);
+        let lease = tokio::spawn(leadership::lead_forever(
+            Arc::clone(&store),
+            holder,
+            leads,
+            stopped.clone(),
+        ));
+        let reaper = tokio::spawn(leadership::while_leading(
+            leading.clone(),
+            stopped.clone(),
+            {
+                let broker = Arc::clone(&broker);
+                move |halted| reap_forever(Arc::clone(&broker), halted)
+            },
+        ));
         let checkpoints = options.checkpoints.map(|plan| {
             let periodic = tokio::spawn(checkpoint_forever(
                 Arc::clone(&store),
@@ -139,25 +157,39 @@ impl Server {
         });
         let limits = http::serve::fit_to_open_files(options.limits);
         // Effects left in the outbox by the last run, if any, go first.
-        let outbox = tokio::spawn(target::outbox::run(
-            Arc::clone(&broker),
-            Arc::clone(broker.outbox_wakeup()),
+        let outbox = tokio::spawn(leadership::while_leading(
+            leading.clone(),
             stopped.clone(),
-        ));
-        let reconciler = tokio::spawn(target::reconcile::run(
-            Arc::clone(&broker),
             {
                 let broker = Arc::clone(&broker);
-                move || broker.policy().settings.reconcile_every
+                move |halted| {
+                    target::outbox::run(
+                        Arc::clone(&broker),
+                        Arc::clone(broker.outbox_wakeup()),
+                        halted,
+                    )
+                }
             },
-            Arc::clone(broker.reconciler_wakeup()),
-            stopped.clone(),
         ));
+        let reconciler = tokio::spawn(leadership::while_leading(leading, stopped.clone(), {
+            let broker = Arc::clone(&broker);
+            move |halted| {
+                let every = Arc::clone(&broker);
+                target::reconcile::run(
+                    Arc::clone(&broker),
+                    move || every.policy().settings.reconcile_every,
+                    Arc::clone(broker.reconciler_wakeup()),
+                    halted,
+                )
+            }
+        }));
         let task = tokio::spawn(async move {
             http::serve::serve(listener, app, limits, stopped).await;
             reaper.abort();
             outbox.abort();
             reconciler.abort();
+            // Given up at once, so another instance takes over now.
+            let _ = lease.await;
             // The last one after every connection has finished, so it covers
             // everything the broker answered.
             if let Some((plan, periodic)) = checkpoints {

@@ -123,6 +123,23 @@ pub trait Store: Send + Sync + 'static {
     /// hoistd applied one this one does not know. For readiness checks: it
     /// takes no lock that writers wait for.
     fn ready(&self) -> Result<()>;
+    /// Takes or renews the lease that makes `holder` the one instance that
+    /// runs the reaper, the outbox worker and the reconciler, for `term`
+    /// from now by the database's clock. `Some(epoch)` while `holder`
+    /// leads: the epoch grows each time the lease changes hands, so a
+    /// leader paused past its term sees that it was replaced. `None` while
+    /// another holds a lease that has not lapsed. A store only one process
+    /// uses (SQLite) always answers `Some(1)`.
+    fn lead(&self, holder: &str, term: std::time::Duration) -> Result<Option<i64>> {
+        let _ = (holder, term);
+        Ok(Some(1))
+    }
+    /// Gives the lease up at once, if `holder` has it, so another instance
+    /// takes over without waiting for it to lapse (a clean stop).
+    fn resign(&self, holder: &str) -> Result<()> {
+        let _ = holder;
+        Ok(())
+    }
 }
 
 /// The audit log frozen at one moment, read without holding up writers

@@ -21,6 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod client;
+mod cluster;
 mod postgres;
 
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
 pub use client::{Answer, Client, db_request, request};
+pub use cluster::Cluster;
 pub use postgres::{Postgres, PostgresError};
 
 use crate::http::serve::Limits;

@@ -16,6 +16,7 @@ mod events;
 mod expiry;
 mod grants;
 mod harness;
+mod instances;
 mod invisible;
 mod issuer;
 mod lifecycle;

@@ -245,6 +245,41 @@ impl Store for PostgresStore {
         Ok(Box::new(PgSnapshot { conn }))
     }
 
+    /// One statement, outside the transaction lock, on the database's
+    /// clock so the instances' clocks need not agree. The row lock of the
+    /// upsert makes two instances asking at once take turns.
+    fn lead(&self, holder: &str, term: Duration) -> Result<Option<i64>> {
+        let conn = self.connection()?;
+        let rows = conn.query(
+            "INSERT INTO leadership (name, holder, epoch, expires_at) \
+             VALUES ('hoistd', $1, 1, clock_timestamp() + $2 * interval '1 millisecond') \
+             ON CONFLICT (name) DO UPDATE SET \
+             epoch = CASE WHEN leadership.holder = EXCLUDED.holder \
+                     THEN leadership.epoch ELSE leadership.epoch + 1 END, \
+             holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+             WHERE leadership.holder = EXCLUDED.holder \
+             OR leadership.expires_at < clock_timestamp() \
+             RETURNING epoch",
+            vec![
+                Box::new(holder.to_owned()),
+                Box::new(term.as_millis() as f64),
+            ],
+        )?;
+        rows.first()
+            .map(|row| row.try_get(0).map_err(StoreError::from))
+            .transpose()
+    }
+
+    fn resign(&self, holder: &str) -> Result<()> {
+        let conn = self.connection()?;
+        conn.execute(
+            "UPDATE leadership SET expires_at = clock_timestamp() - interval '1 second' \
+             WHERE name = 'hoistd' AND holder = $1",
+            vec![Box::new(holder.to_owned())],
+        )?;
+        Ok(())
+    }
+
     fn ready(&self) -> Result<()> {
         super::schema_ready(self.schema_version()?, Self::known_version())
     }
