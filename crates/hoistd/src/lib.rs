@@ -36,6 +36,9 @@ pub use store::Store;
 /// Longest the reaper sleeps between checks, in case a wake-up is missed.
 const REAPER_MAX_SLEEP: Duration = Duration::from_secs(5);
 
+/// Longest the server waits at start-up to hear other instances' changes.
+const LISTEN_WAIT: Duration = Duration::from_secs(5);
+
 /// How a [`Server`] serves: its connection limits, and the keys it keeps
 /// outside the store.
 #[derive(Clone, Default)]
@@ -183,8 +186,28 @@ impl Server {
                 )
             }
         }));
+        // What other instances on the same database commit reaches this
+        // one's live streams: listening before serving, so a stream opened
+        // at once misses nothing (or, past the wait, is told to resync).
+        let relay = match store.listen() {
+            Some(mut heard) => {
+                if tokio::time::timeout(LISTEN_WAIT, heard.recv())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "not yet listening for other instances' changes; serving anyway"
+                    );
+                }
+                Some(tokio::spawn(relay_forever(Arc::clone(&broker), heard)))
+            }
+            None => None,
+        };
         let task = tokio::spawn(async move {
             http::serve::serve(listener, app, limits, stopped).await;
+            if let Some(relay) = relay {
+                relay.abort();
+            }
             reaper.abort();
             outbox.abort();
             reconciler.abort();
@@ -281,6 +304,24 @@ async fn write_checkpoint(store: &Arc<dyn Store>, plan: &Checkpointing, last: &m
         }
     }
     *last = Some(checkpoint.seq);
+}
+
+/// Hands each announcement from another instance to the broker's streams.
+async fn relay_forever(
+    broker: Arc<Broker>,
+    mut heard: tokio::sync::mpsc::UnboundedReceiver<store::Announcement>,
+) {
+    while let Some(announcement) = heard.recv().await {
+        let relaying = Arc::clone(&broker);
+        match tokio::task::spawn_blocking(move || relaying.relay(announcement)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "another instance's change not relayed; streams resync");
+                broker.relay(store::Announcement::Missed).ok();
+            }
+            Err(err) => tracing::error!(error = %err, "relay task failed"),
+        }
+    }
 }
 
 /// Records expiries, time-outs and scheduled starts as they fall due.

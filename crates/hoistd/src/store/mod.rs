@@ -134,6 +134,14 @@ pub trait Store: Send + Sync + 'static {
         let _ = (holder, term);
         Ok(Some(1))
     }
+    /// What other instances on the same database commit, as they commit it
+    /// (see [`Announcement`]); `None` for a store only one process uses.
+    /// Each call starts a listener of its own, which says
+    /// [`Announcement::Missed`] each time it starts listening, the first
+    /// time included.
+    fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Announcement>> {
+        None
+    }
     /// Gives the lease up at once, if `holder` has it, so another instance
     /// takes over without waiting for it to lapse (a clean stop).
     fn resign(&self, holder: &str) -> Result<()> {
@@ -149,6 +157,19 @@ pub trait Snapshot {
     fn audit_head(&self) -> Result<Option<AuditHead>>;
     /// Streams the log as of the snapshot, like [`Tx::scan_audit`].
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()>;
+}
+
+/// What another instance committed, for this one's live streams: the ids
+/// of the requests and grants it changed (each instance reads the rows
+/// itself), or word that some may have been missed (the listener lost its
+/// connection), after which every stream is told to resync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announcement {
+    Changed {
+        requests: Vec<String>,
+        grants: Vec<String>,
+    },
+    Missed,
 }
 
 /// Where a store lives, as `hoistd serve --db` takes it.
@@ -464,6 +485,15 @@ pub trait Tx {
     /// The newest credential signing key: its id and PKCS#8 document.
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>>;
     fn insert_signing_key(&mut self, kid: &str, pkcs8: &[u8], at: DateTime<Utc>) -> Result<()>;
+
+    /// Tells the other instances on the database, once this transaction
+    /// commits and not before, that it changed these requests and grants
+    /// (see [`Store::listen`]). Nothing to do for a store only one process
+    /// uses.
+    fn announce(&mut self, requests: &[&str], grants: &[&str]) -> Result<()> {
+        let _ = (requests, grants);
+        Ok(())
+    }
 
     /// Makes every write of the transaction durable at once (rule 6).
     fn commit(self: Box<Self>) -> Result<()>;

@@ -7,8 +7,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hoist_api::LiveEvent;
 use hoist_api::{AuditKind, CreateRequest, Decision, RequestState};
 use hoistd::testing::{Cluster, eventually, request};
+
+use crate::events::EventStream;
 
 const HOISTD: &str = env!("CARGO_BIN_EXE_hoistd");
 
@@ -222,4 +225,87 @@ async fn restarting_the_database_under_load_loses_no_committed_request() {
         }
     }
     verify_audit(&cluster);
+}
+
+/// The next event on `stream` that `wanted` accepts, within `limit`
+/// (other events pass by).
+async fn event_where(
+    cluster: &Cluster,
+    stream: &mut EventStream,
+    limit: Duration,
+    wanted: impl Fn(&LiveEvent) -> bool,
+) -> LiveEvent {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match stream.within(left).await {
+            Some(event) if wanted(&event) => return event,
+            Some(_) => continue,
+            None => panic!(
+                "no such event within {limit:?}; the stream's instance logged:\n{}",
+                (0..3)
+                    .map(|i| cluster.log(i))
+                    .collect::<Vec<_>>()
+                    .join("\n----\n")
+            ),
+        }
+    }
+}
+
+/// Reviews made on one instance reach the requester's stream on another,
+/// each as it is committed; when that instance's listener loses its
+/// connection, its streams are told to resync, and events flow again.
+#[tokio::test]
+async fn an_approval_on_one_instance_reaches_a_stream_on_another() {
+    let cluster = cluster(3).await;
+    let frank = cluster.as_user(2, "frank");
+    let mut events = EventStream::open(&frank).await;
+    assert!(matches!(events.next().await, Some(LiveEvent::Hello { .. })));
+    let filed = cluster
+        .as_user(1, "frank")
+        .file(&request("k8s", "deploy the hotfix"))
+        .await
+        .unwrap();
+    let limit = Duration::from_secs(10);
+    event_where(
+        &cluster,
+        &mut events,
+        limit,
+        |e| matches!(e, LiveEvent::Request { request } if request.id == filed.id),
+    )
+    .await;
+    cluster
+        .as_user(0, "bob")
+        .review(&filed.id, Decision::Approve, None)
+        .await
+        .unwrap();
+    event_where(&cluster, &mut events, limit, |e| {
+        matches!(e, LiveEvent::Request { request }
+            if request.id == filed.id && request.reviews.len() == 1)
+    })
+    .await;
+
+    // Cut every listening connection: instance 2's listener reconnects and
+    // its streams resync, since what was sent meanwhile is lost.
+    let cut = cluster.sql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE query LIKE 'LISTEN hoistd_changes%'",
+    );
+    assert_eq!(cut.trim(), "3", "one listener per instance");
+    event_where(&cluster, &mut events, limit, |e| {
+        matches!(e, LiveEvent::Resync { .. })
+    })
+    .await;
+    // Listening again (the resync is sent once it is), the next review
+    // arrives too.
+    cluster
+        .as_user(1, "dave")
+        .review(&filed.id, Decision::Approve, None)
+        .await
+        .unwrap();
+    event_where(&cluster, &mut events, limit, |e| {
+        matches!(e, LiveEvent::Request { request }
+            if request.id == filed.id && request.state == RequestState::Active)
+    })
+    .await;
 }

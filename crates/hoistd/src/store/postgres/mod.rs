@@ -17,6 +17,7 @@
 //! concurrent pair conflicts and one is retried anyway. An advisory lock of
 //! the transaction works through transaction-mode poolers.
 
+mod listen;
 mod tx;
 
 use std::fmt;
@@ -67,6 +68,10 @@ pub enum Migrations {
 
 pub struct PostgresStore {
     pool: Pool,
+    /// For connections outside the pool (the listener).
+    config: tokio_postgres::Config,
+    /// This store's name in the notifications it sends.
+    origin: String,
     /// Taken out by `Drop`, which shuts it down without waiting: a store may
     /// be dropped inside another runtime, where waiting is not allowed.
     runtime: Option<tokio::runtime::Runtime>,
@@ -117,7 +122,7 @@ impl PostgresStore {
         // broken by a failover fails its next statement, and the store
         // throws it away then (see `PgConn::forget`).
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -135,6 +140,8 @@ impl PostgresStore {
             .map_err(|err| StoreError::Other(format!("cannot make the connection pool: {err}")))?;
         let store = PostgresStore {
             pool,
+            config,
+            origin: uuid::Uuid::new_v4().to_string(),
             runtime: Some(runtime),
             handle,
         };
@@ -231,7 +238,7 @@ impl Store for PostgresStore {
         let conn = self.connection()?;
         conn.begin("BEGIN")?;
         conn.execute("SELECT pg_advisory_xact_lock($1)", vec![Box::new(TX_LOCK)])?;
-        Ok(Box::new(tx::PgTx::new(conn)))
+        Ok(Box::new(tx::PgTx::new(conn, self.origin.clone())))
     }
 
     /// A repeatable-read, read-only transaction: it sees the database as of
@@ -268,6 +275,16 @@ impl Store for PostgresStore {
         rows.first()
             .map(|row| row.try_get(0).map_err(StoreError::from))
             .transpose()
+    }
+
+    fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::Announcement>> {
+        let (out, announcements) = tokio::sync::mpsc::unbounded_channel();
+        self.handle.spawn(listen::listen(
+            self.config.clone(),
+            self.origin.clone(),
+            out,
+        ));
+        Some(announcements)
     }
 
     fn resign(&self, holder: &str) -> Result<()> {

@@ -23,11 +23,12 @@ use crate::store::{
 
 pub(super) struct PgTx {
     conn: PgConn,
+    origin: String,
 }
 
 impl PgTx {
-    pub(super) fn new(conn: PgConn) -> Self {
-        PgTx { conn }
+    pub(super) fn new(conn: PgConn, origin: String) -> Self {
+        PgTx { conn, origin }
     }
 }
 
@@ -894,6 +895,38 @@ impl Tx for PgTx {
             "INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3)",
             vec![text(kid), p(pkcs8.to_vec()), p(ms(at))],
         )?;
+        Ok(())
+    }
+
+    /// `pg_notify` inside the transaction: PostgreSQL delivers it at
+    /// commit, and drops it with a rollback.
+    fn announce(&mut self, requests: &[&str], grants: &[&str]) -> Result<()> {
+        let ids = requests
+            .iter()
+            .map(|id| (true, *id))
+            .chain(grants.iter().map(|id| (false, *id)))
+            .collect::<Vec<_>>();
+        for chunk in ids.chunks(super::listen::IDS_PER_NOTICE) {
+            let notice = super::listen::Notice {
+                origin: self.origin.clone(),
+                requests: chunk
+                    .iter()
+                    .filter(|(request, _)| *request)
+                    .map(|(_, id)| id.to_string())
+                    .collect(),
+                grants: chunk
+                    .iter()
+                    .filter(|(request, _)| !*request)
+                    .map(|(_, id)| id.to_string())
+                    .collect(),
+            };
+            let payload = serde_json::to_string(&notice)
+                .map_err(|err| StoreError::Other(format!("notification: {err}")))?;
+            self.conn.query(
+                "SELECT pg_notify($1, $2)",
+                vec![text(super::listen::CHANNEL), p(payload)],
+            )?;
+        }
         Ok(())
     }
 
