@@ -76,6 +76,67 @@ fn ready_reports_pending_migrations_and_an_unreachable_server() {
     answered.unwrap();
 }
 
+/// A server turned read-only (as a demoted primary is) refuses writes as
+/// unavailable, with nothing written; once writable again, the store writes
+/// without being reopened.
+#[test]
+fn a_read_only_server_is_unavailable_until_it_is_writable_again() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let set_read_only = |on: bool| {
+        let output = std::process::Command::new("psql")
+            .args(["-X", "-q", "-d", &url, "-c"])
+            .arg(format!("ALTER SYSTEM SET default_transaction_read_only = {on}"))
+            .args(["-c", "SELECT pg_reload_conf()"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    };
+    set_read_only(true);
+    // The reload reaches each pooled session at its next command: try
+    // until a write is refused, rolling back any that got through.
+    let mut refused = None;
+    for _ in 0..50 {
+        let mut tx = store.transaction().unwrap();
+        match tx.insert_signing_key("k1", b"key", chrono::Utc::now()) {
+            Ok(()) => drop(tx),
+            Err(err) => {
+                refused = Some(err);
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        matches!(refused, Some(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    set_read_only(false);
+    let mut written = false;
+    for _ in 0..50 {
+        let mut tx = store.transaction().unwrap();
+        if tx
+            .insert_signing_key("k1", b"key", chrono::Utc::now())
+            .is_ok()
+            && tx.commit().is_ok()
+        {
+            written = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(written, "still refused once the server is writable again");
+    assert!(
+        store
+            .transaction()
+            .unwrap()
+            .signing_key()
+            .unwrap()
+            .is_some()
+    );
+}
+
 /// The URL is read as a location, and shown without its password.
 #[test]
 fn a_postgres_location_hides_its_password() {
