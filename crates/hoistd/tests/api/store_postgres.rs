@@ -87,7 +87,9 @@ fn a_read_only_server_is_unavailable_until_it_is_writable_again() {
     let set_read_only = |on: bool| {
         let output = std::process::Command::new("psql")
             .args(["-X", "-q", "-d", &url, "-c"])
-            .arg(format!("ALTER SYSTEM SET default_transaction_read_only = {on}"))
+            .arg(format!(
+                "ALTER SYSTEM SET default_transaction_read_only = {on}"
+            ))
             .args(["-c", "SELECT pg_reload_conf()"])
             .output()
             .unwrap();
