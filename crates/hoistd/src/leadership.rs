@@ -52,7 +52,14 @@ pub async fn lead_forever(
             Ok(Ok(Ok(Some(now)))) => {
                 valid_until = Some(asked + TERM - MARGIN);
                 if epoch != Some(now) {
-                    tracing::info!(holder = %holder, epoch = now, "leading: reaper, outbox and reconciler run here");
+                    // Epoch 1 is the first leader ever (and always, on a
+                    // store one process uses): worth a line only when the
+                    // lease changed hands.
+                    if now > 1 {
+                        tracing::info!(holder = %holder, epoch = now, "leading: reaper, outbox and reconciler run here");
+                    } else {
+                        tracing::debug!(holder = %holder, epoch = now, "leading");
+                    }
                     epoch = Some(now);
                 }
             }
