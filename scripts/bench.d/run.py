@@ -30,7 +30,7 @@ KEPT = pathlib.Path(__file__).resolve().parent / "results"
 RESULTS = KEPT
 
 GROUPS = ["render", "filter", "startup", "idle", "memory", "cycles", "rate", "events", "audit",
-          "targets", "workloads", "slowconns", "issuance"]
+          "targets", "workloads", "slowconns", "issuance", "postgres"]
 
 # Per group: (full, quick) settings.
 SETTINGS = {
@@ -47,6 +47,8 @@ SETTINGS = {
     "workloads": ({"runs": 3, "seconds": 10, "tasks": 1000}, {"runs": 1, "seconds": 3, "tasks": 200}),
     "slowconns": ({"runs": 3, "seconds": 30, "slow": 1000}, {"runs": 1, "seconds": 5, "slow": 200}),
     "issuance": ({"runs": 3, "grants": 200}, {"runs": 1, "grants": 30}),
+    "postgres": ({"runs": 3, "seconds": 10, "approvals": 200},
+                 {"runs": 1, "seconds": 3, "approvals": 40}),
 }
 
 BINS = {}
@@ -103,8 +105,9 @@ class Recorder:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def from_output(self, argv, note_cmd=None, run_index=None):
-        """Runs a bench binary and records each JSON line it prints."""
+    def from_output(self, argv, note_cmd=None, run_index=None, rename=None):
+        """Runs a bench binary and records each JSON line it prints (under
+        `rename(id)`, given one)."""
         out = run(argv, stdout=subprocess.PIPE, text=True).stdout
         count = 0
         for line in out.splitlines():
@@ -114,6 +117,8 @@ class Recorder:
             record = json.loads(line)
             if run_index is not None:
                 record["run"] = run_index
+            if rename is not None:
+                record["id"] = rename(record["id"])
             self.add(record, note_cmd or shown(argv))
             count += 1
         if count == 0:
@@ -440,6 +445,99 @@ def group_targets(settings, rec, workdir):
         # The figure is defined at 200 live grants, quick or not.
         rec.from_output([BINS["targets"], "reconcile", "--grants", 200,
                          "--passes", settings["passes"]], run_index=index)
+
+
+class PgServer:
+    """A throwaway PostgreSQL cluster on a free loopback port, run as the
+    `postgres` user when we are root (the server refuses root), with the
+    server's default durability (fsync and synchronous commit on)."""
+
+    def __init__(self, workdir):
+        bins = sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+                      key=lambda p: int(p.parent.parent.name))
+        if not bins:
+            raise SystemExit("bench: the postgres group needs PostgreSQL's server binaries "
+                             "(apt-get install postgresql)")
+        self.bin = bins[-1].parent
+        self.dir = workdir / "pg"
+        self.dir.mkdir()
+        self.dir.chmod(0o755)
+        self.prefix = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+        if os.getuid() == 0:
+            run(["chown", "postgres:", self.dir])
+        self.port = free_port()
+        run([*self.prefix, self.bin / "initdb", "-D", self.dir / "data", "-A", "trust",
+             "-U", "postgres", "-E", "UTF8", "--no-locale"], stdout=subprocess.DEVNULL)
+        run([*self.prefix, self.bin / "pg_ctl", "-D", self.dir / "data", "-w", "-l",
+             self.dir / "log", "-o", f"-p {self.port} -k {self.dir} "
+             "-c listen_addresses=127.0.0.1 -c max_connections=200", "start"],
+            stdout=subprocess.DEVNULL)
+        self.count = 0
+
+    def database(self):
+        """A fresh, empty database's URL."""
+        self.count += 1
+        name = f"hoistd{self.count}"
+        run(["psql", "-X", "-q", "-h", "127.0.0.1", "-p", self.port, "-U", "postgres", "-c",
+             f"CREATE DATABASE {name}"])
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self):
+        run([*self.prefix, self.bin / "pg_ctl", "-D", self.dir / "data", "-m", "fast", "-w",
+             "stop"], stdout=subprocess.DEVNULL)
+
+
+def group_postgres(settings, rec, workdir):
+    """The cycles and rate loads of the SQLite groups against PostgreSQL,
+    with one instance and with two sharing the database (calls spread over
+    both in turn), and the time from an approval on one instance to the
+    requester's event on another."""
+    policy = workdir / "policy.toml"
+    fixture("policy", "--out", policy, "--roles", 300, "--requesters", 200)
+    server = PgServer(workdir)
+    try:
+        for instances in (1, 2):
+            for kind, load_args in (
+                    ("cycles", lambda urls: ["cycles", "--url", urls, "--requesters", 4,
+                                             "--users", 200, "--roles", 300,
+                                             "--seconds", settings["seconds"], "--warmup", 2]),
+                    ("rate", lambda urls: ["rate", "--url", urls, "--rps", 200,
+                                           "--seconds", settings["seconds"], "--users", 200,
+                                           "--roles", 300])):
+                for index in range(settings["runs"]):
+                    db = server.database()
+                    brokers = []
+                    try:
+                        for n in range(instances):
+                            rundir = workdir / f"{kind}-{instances}-{index}-{n}"
+                            rundir.mkdir()
+                            brokers.append(Broker(policy, db, rundir))
+                        urls = ",".join(b.url for b in brokers)
+                        rec.from_output([BINS["load"], *load_args(urls)], run_index=index,
+                                        rename=lambda fid, i=instances: f"postgres.{fid}.{i}")
+                    finally:
+                        for broker in brokers:
+                            broker.stop()
+        events_policy = workdir / "events-policy.toml"
+        fixture("policy", "--out", events_policy, "--roles", settings["approvals"] + 10,
+                "--watchers", 99)
+        for index in range(settings["runs"]):
+            db = server.database()
+            brokers = []
+            try:
+                for n in range(2):
+                    rundir = workdir / f"events-{index}-{n}"
+                    rundir.mkdir()
+                    brokers.append(Broker(events_policy, db, rundir))
+                urls = ",".join(b.url for b in brokers)
+                rec.from_output([BINS["load"], "events", "--url", urls, "--clients", 100,
+                                 "--approvals", settings["approvals"], "--interval-ms", 50],
+                                run_index=index, rename=lambda fid: "postgres.events.across")
+            finally:
+                for broker in brokers:
+                    broker.stop()
+    finally:
+        server.stop()
 
 
 def group_workloads(settings, rec, workdir):

@@ -26,8 +26,8 @@ pub use request::{
     CredentialArgs, CredentialFormat, RequestArgs, approve, cancel, credential, deny, request,
     revoke, wait_for_final,
 };
-pub use watch::reviews;
 pub use ssh::{SshArgs, ssh};
+pub use watch::reviews;
 pub use workload::{ENV_WORKLOAD_TOKEN, exec as exec_workload, wanted as runs_as_workload};
 
 use std::sync::Arc;

@@ -7,8 +7,8 @@
 
 #[path = "../support/oidc.rs"]
 mod oidc;
-mod tls;
 mod ssh;
+mod tls;
 mod workloads;
 
 use std::io::{BufRead, BufReader, Write};

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod leadership;
 pub mod oidc;
 pub mod policy;
 pub mod slack;
@@ -35,6 +36,9 @@ pub use store::Store;
 
 /// Longest the reaper sleeps between checks, in case a wake-up is missed.
 const REAPER_MAX_SLEEP: Duration = Duration::from_secs(5);
+
+/// Longest the server waits at start-up to hear other instances' changes.
+const LISTEN_WAIT: Duration = Duration::from_secs(5);
 
 /// How a [`Server`] serves: its connection limits, and the keys it keeps
 /// outside the store.
@@ -150,7 +154,24 @@ impl Server {
             )),
             metrics,
         });
-        let reaper = tokio::spawn(reap_forever(Arc::clone(&broker), stopped.clone()));
+        // The reaper, the outbox worker and the reconciler run on one
+        // instance of those sharing a database at a time (see leadership).
+        let holder = format!("{addr}/{}", uuid::Uuid::new_v4());
+        let (leads, leading) = watch::channel(false);
+        let lease = tokio::spawn(leadership::lead_forever(
+            Arc::clone(&store),
+            holder,
+            leads,
+            stopped.clone(),
+        ));
+        let reaper = tokio::spawn(leadership::while_leading(
+            leading.clone(),
+            stopped.clone(),
+            {
+                let broker = Arc::clone(&broker);
+                move |halted| reap_forever(Arc::clone(&broker), halted)
+            },
+        ));
         let checkpoints = options.checkpoints.map(|plan| {
             let periodic = tokio::spawn(checkpoint_forever(
                 Arc::clone(&store),
@@ -161,27 +182,61 @@ impl Server {
         });
         let limits = http::serve::fit_to_open_files(options.limits);
         // Effects left in the outbox by the last run, if any, go first.
-        let outbox = tokio::spawn(target::outbox::run(
-            Arc::clone(&broker),
-            Arc::clone(broker.outbox_wakeup()),
+        let outbox = tokio::spawn(leadership::while_leading(
+            leading.clone(),
             stopped.clone(),
-        ));
-        let reconciler = tokio::spawn(target::reconcile::run(
-            Arc::clone(&broker),
             {
                 let broker = Arc::clone(&broker);
-                move || broker.policy().settings.reconcile_every
+                move |halted| {
+                    target::outbox::run(
+                        Arc::clone(&broker),
+                        Arc::clone(broker.outbox_wakeup()),
+                        halted,
+                    )
+                }
             },
-            Arc::clone(broker.reconciler_wakeup()),
-            stopped.clone(),
         ));
         let tls = options.tls.clone();
         let serving_tls = options.tls;
+        let reconciler = tokio::spawn(leadership::while_leading(leading, stopped.clone(), {
+            let broker = Arc::clone(&broker);
+            move |halted| {
+                let every = Arc::clone(&broker);
+                target::reconcile::run(
+                    Arc::clone(&broker),
+                    move || every.policy().settings.reconcile_every,
+                    Arc::clone(broker.reconciler_wakeup()),
+                    halted,
+                )
+            }
+        }));
+        // What other instances on the same database commit reaches this
+        // one's live streams: listening before serving, so a stream opened
+        // at once misses nothing (or, past the wait, is told to resync).
+        let relay = match store.listen() {
+            Some(mut heard) => {
+                if tokio::time::timeout(LISTEN_WAIT, heard.recv())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "not yet listening for other instances' changes; serving anyway"
+                    );
+                }
+                Some(tokio::spawn(relay_forever(Arc::clone(&broker), heard)))
+            }
+            None => None,
+        };
         let task = tokio::spawn(async move {
             http::serve::serve(listener, app, limits, serving_tls, stopped).await;
+            if let Some(relay) = relay {
+                relay.abort();
+            }
             reaper.abort();
             outbox.abort();
             reconciler.abort();
+            // Given up at once, so another instance takes over now.
+            let _ = lease.await;
             // The last one after every connection has finished, so it covers
             // everything the broker answered.
             if let Some((plan, periodic)) = checkpoints {
@@ -283,6 +338,24 @@ async fn write_checkpoint(store: &Arc<dyn Store>, plan: &Checkpointing, last: &m
         }
     }
     *last = Some(checkpoint.seq);
+}
+
+/// Hands each announcement from another instance to the broker's streams.
+async fn relay_forever(
+    broker: Arc<Broker>,
+    mut heard: tokio::sync::mpsc::UnboundedReceiver<store::Announcement>,
+) {
+    while let Some(announcement) = heard.recv().await {
+        let relaying = Arc::clone(&broker);
+        match tokio::task::spawn_blocking(move || relaying.relay(announcement)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "another instance's change not relayed; streams resync");
+                broker.relay(store::Announcement::Missed).ok();
+            }
+            Err(err) => tracing::error!(error = %err, "relay task failed"),
+        }
+    }
 }
 
 /// Records expiries, time-outs and scheduled starts as they fall due.

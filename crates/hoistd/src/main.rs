@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use hoistd::audit::{self, Verdict};
 use hoistd::http::serve::{Limits, StreamLimits};
 use hoistd::http::tls::Tls;
-use hoistd::store::Location;
+use hoistd::store::{Location, Migrations, StoreError};
 use hoistd::target::ssh;
 use hoistd::{Checkpointing, Options, Policy, Server};
 use hoistd::{checkpoint, keys};
@@ -54,6 +54,16 @@ enum Command {
         #[command(subcommand)]
         command: SshCommand,
     },
+    /// Bring the database's schema up to date and exit, for a deploy
+    /// pipeline to run before new instances start. `serve` does the same at
+    /// start-up; migrations run under a lock, so instances starting
+    /// together apply each once.
+    Migrate {
+        /// The store: a SQLite database file (or sqlite:PATH), or
+        /// postgres://USER:PASSWORD@HOST:PORT/DB.
+        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+        db: String,
+    },
     /// Write a new Ed25519 key (PKCS#8 PEM, mode 0600) for --checkpoint-key or
     /// --signing-key, and print its public key.
     Keygen {
@@ -80,7 +90,9 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "HOISTD_LISTEN", default_value = "127.0.0.1:8700")]
     listen: SocketAddr,
-    /// The store: a SQLite database file (or sqlite:PATH), created if missing.
+    /// The store: a SQLite database file (or sqlite:PATH), created if
+    /// missing; or postgres://USER:PASSWORD@HOST:PORT/DB, shared by
+    /// several instances. Migrations are applied at start-up.
     // Parsed after clap, which would echo a refused value, password and all.
     #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
     db: String,
@@ -293,7 +305,7 @@ enum AuditCommand {
     /// Check the hash chain, and that it still holds every signed
     /// checkpoint; names the first bad entry (exit 2).
     Verify {
-        /// The store: a SQLite database file, or sqlite:PATH.
+        /// The store: a SQLite database file (or sqlite:PATH), or postgres://...
         #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
         db: String,
         /// A checkpoint file (`audit checkpoint --out`, `serve --checkpoints`):
@@ -308,7 +320,7 @@ enum AuditCommand {
     },
     /// Sign the log's head and append the checkpoint to a file (and print it).
     Checkpoint {
-        /// The store: a SQLite database file, or sqlite:PATH.
+        /// The store: a SQLite database file (or sqlite:PATH), or postgres://...
         #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
         db: String,
         /// The checkpoint file to append to (created if missing).
@@ -476,6 +488,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Migrate { db } => {
+            let db = Location::parse(&db)?;
+            let store = db.open().with_context(|| format!("cannot migrate {db}"))?;
+            store.ready()?;
+            println!("{db}: schema up to date");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen { out } => {
             let key = keys::generate(&out)?;
             print!("{}", keys::public_pem(&key.verifying_key()));
@@ -615,7 +634,6 @@ fn check_config(args: &ServeArgs) -> ExitCode {
 /// migrations, which a check must not.
 fn check_store(db: &str) -> anyhow::Result<String> {
     let db = Location::parse(db)?;
-    #[allow(unreachable_patterns)] // other backends' locations are checked when they open
     match &db {
         Location::Sqlite(path) => {
             if path.is_dir() {
@@ -637,7 +655,19 @@ fn check_store(db: &str) -> anyhow::Result<String> {
             }
             Ok(format!("{db} (created at the first start)"))
         }
-        _ => Ok(db.to_string()),
+        Location::Postgres(_) => {
+            // Connected and read, never migrated: nothing is written here.
+            let store = db
+                .open_with(Migrations::Leave)
+                .with_context(|| format!("cannot open {db}"))?;
+            match store.ready() {
+                Ok(()) => Ok(format!("{db} (schema up to date)")),
+                Err(StoreError::MigrationsPending { found, known }) => Ok(format!(
+                    "{db} (schema at version {found} of {known}: migrated at start, or by `hoistd migrate`)"
+                )),
+                Err(err) => Err(anyhow::Error::new(err).context(format!("cannot use {db}"))),
+            }
+        }
     }
 }
 
@@ -650,6 +680,22 @@ fn existing_store(db: &str) -> anyhow::Result<Arc<dyn hoistd::Store>> {
             anyhow::bail!("no database at {}", path.display())
         }
         Location::Sqlite(_) => {}
+        Location::Postgres(_) => {
+            // Read as it is: a reader applies no migration, and a database
+            // hoistd never migrated is not an empty log.
+            let store = db
+                .open_with(Migrations::Leave)
+                .with_context(|| format!("cannot open {db}"))?;
+            return match store.ready() {
+                Err(StoreError::MigrationsPending { found: 0, .. }) => {
+                    anyhow::bail!("no hoistd database at {db}")
+                }
+                Err(err @ StoreError::Unavailable(_)) => {
+                    Err(anyhow::Error::new(err).context(format!("cannot open {db}")))
+                }
+                _ => Ok(store),
+            };
+        }
     }
     db.open().with_context(|| format!("cannot open {db}"))
 }

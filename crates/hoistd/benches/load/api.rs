@@ -1,6 +1,8 @@
 //! The broker's API as the load generator calls it, and how latencies are
 //! summarised and reported.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hoist_api::{AccessRequest, CreateRequest, Decision, ReviewInput};
@@ -9,7 +11,11 @@ use serde_json::json;
 #[derive(Clone)]
 pub struct Api {
     pub http: reqwest::Client,
+    /// The first instance's URL.
     pub base: String,
+    /// Every instance's URL (`--url A,B`): calls go to each in turn.
+    bases: Arc<Vec<String>>,
+    turn: Arc<AtomicUsize>,
 }
 
 pub struct Failure(pub String);
@@ -28,10 +34,33 @@ impl Api {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
+        let bases: Vec<String> = base
+            .split(',')
+            .map(|b| b.trim_end_matches('/').to_string())
+            .collect();
         Api {
             http,
-            base: base.trim_end_matches('/').to_string(),
+            base: bases[0].clone(),
+            bases: Arc::new(bases),
+            turn: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The same client, calling only instance `index` (modulo how many
+    /// there are).
+    pub fn on(&self, index: usize) -> Api {
+        let base = self.bases[index % self.bases.len()].clone();
+        Api {
+            http: self.http.clone(),
+            base: base.clone(),
+            bases: Arc::new(vec![base]),
+            turn: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn next_base(&self) -> &str {
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        &self.bases[turn % self.bases.len()]
     }
 
     pub async fn call(
@@ -43,7 +72,7 @@ impl Api {
     ) -> Result<serde_json::Value, Failure> {
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.next_base()))
             .bearer_auth(format!("tok-{user}"));
         if let Some(body) = body {
             request = request.json(&body);

@@ -111,11 +111,21 @@ pub async fn events(api: Api, args: &Args) {
     let mut approve = Samples::default();
     let mut lost = 0;
     for i in 0..approvals {
-        let filed = api.create("alice", &role_id(i)).await.expect("filing");
+        // With two instances (`--url A,B`), the streams are on the first and
+        // the approval on the second.
+        let filed = api
+            .on(1)
+            .create("alice", &role_id(i))
+            .await
+            .expect("filing");
         // Let the `pending` event reach every stream before the approval.
         tokio::time::sleep(interval / 2).await;
         let began = Instant::now();
-        let approved = api.approve("bob", &filed.id).await.expect("approving");
+        let approved = api
+            .on(1)
+            .approve("bob", &filed.id)
+            .await
+            .expect("approving");
         approve.0.push(began.elapsed());
         assert_eq!(approved.state, hoist_api::RequestState::Active);
         let arrival = tokio::time::timeout(Duration::from_secs(10), async {

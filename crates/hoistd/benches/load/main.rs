@@ -17,6 +17,9 @@
 //!     the approval to alice's `request` event saying `active` is recorded.
 //! ```
 //!
+//! `--url A,B` spreads the calls over several instances in turn (the events
+//! mode opens its streams on the first and approves on the second).
+//!
 //! Prints one JSON object per line: `{"id", "run", "metrics", "meta"}`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,4 +1,4 @@
--- hoistd schema, version 6: keys the broker keeps for one purpose each,
+-- hoistd schema, version 7: keys the broker keeps for one purpose each,
 -- beside the credential signing keys (which rotate, newest first): the SSH
 -- user CA key. A purpose holds one key for good, so every host that trusts
 -- it keeps trusting what the broker signs after a restart.

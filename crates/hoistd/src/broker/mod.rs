@@ -48,6 +48,10 @@ const EVENT_BUFFER: usize = 4096;
 pub enum Change {
     Request(AccessRequest),
     Grant(Grant),
+    /// Changes may have been missed (another instance's, while listening
+    /// for them was interrupted): every stream tells its client to fetch
+    /// everything again.
+    Resync,
 }
 
 pub struct Broker {
@@ -331,6 +335,37 @@ impl Broker {
         self.changes.subscribe()
     }
 
+    /// Passes what another instance committed to this one's live streams,
+    /// read as it is stored now, and wakes the reaper and the outbox worker
+    /// (a grant filed there may end or need a target here, on the leader).
+    pub fn relay(&self, announcement: crate::store::Announcement) -> Result<()> {
+        let changes = match announcement {
+            crate::store::Announcement::Missed => vec![Change::Resync],
+            crate::store::Announcement::Changed { requests, grants } => {
+                let tx = self.store.transaction()?;
+                let mut changes = Vec::new();
+                for id in &requests {
+                    if let Some(request) = tx.request(id)? {
+                        changes.push(Change::Request(request));
+                    }
+                }
+                for id in &grants {
+                    if let Some(grant) = tx.grant(id)? {
+                        changes.push(Change::Grant(grant));
+                    }
+                }
+                drop(tx);
+                changes
+            }
+        };
+        for change in changes {
+            let _ = self.changes.send(change);
+        }
+        self.reaper.notify_one();
+        self.outbox.notify_one();
+        Ok(())
+    }
+
     pub fn reaper_wakeup(&self) -> &Notify {
         &self.reaper
     }
@@ -369,11 +404,31 @@ impl Broker {
 
     fn finish(&self, work: Work<'_>) -> Result<()> {
         let Work {
-            tx,
+            mut tx,
             changes,
             effects,
             ..
         } = work;
+        if !changes.is_empty() {
+            // Other instances sharing the database hear of it at commit.
+            let (requests, grants): (Vec<&str>, Vec<&str>) = (
+                changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::Request(r) => Some(r.id.as_str()),
+                        _ => None,
+                    })
+                    .collect(),
+                changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::Grant(g) => Some(g.id.as_str()),
+                        _ => None,
+                    })
+                    .collect(),
+            );
+            tx.announce(&requests, &grants)?;
+        }
         tx.commit()?;
         if effects {
             self.outbox.notify_one();
@@ -400,6 +455,7 @@ impl Broker {
         match change {
             Change::Request(r) => r.requester == user || approver(&r.role),
             Change::Grant(g) => g.holder == user || approver(&g.role),
+            Change::Resync => true,
         }
     }
 

@@ -219,6 +219,9 @@ impl Follow {
                 Ok(change) if self.broker.concerns(&self.user, &change) => match change {
                     Change::Request(request) => LiveEvent::Request { request },
                     Change::Grant(grant) => LiveEvent::Grant { grant },
+                    Change::Resync => LiveEvent::Resync {
+                        time: broker::now(),
+                    },
                 },
                 Ok(_) => continue,
                 Err(BroadcastStreamRecvError::Lagged(_)) => LiveEvent::Resync {

@@ -7,8 +7,8 @@ mod meta;
 pub mod ops;
 mod requests;
 pub mod serve;
-pub mod tls;
 mod ssh;
+pub mod tls;
 mod workloads;
 
 use std::sync::Arc;

@@ -225,6 +225,25 @@ impl Store for MeteredStore {
     fn snapshot(&self) -> store::Result<Box<dyn Snapshot + '_>> {
         self.inner.snapshot()
     }
+
+    // Every other method is the inner store's own: a default here would
+    // make each instance on a shared database its own leader, deaf to the
+    // others.
+    fn ready(&self) -> store::Result<()> {
+        self.inner.ready()
+    }
+
+    fn lead(&self, holder: &str, term: Duration) -> store::Result<Option<i64>> {
+        self.inner.lead(holder, term)
+    }
+
+    fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<store::Announcement>> {
+        self.inner.listen()
+    }
+
+    fn resign(&self, holder: &str) -> store::Result<()> {
+        self.inner.resign(holder)
+    }
 }
 
 /// `GET /metrics`.
@@ -263,9 +282,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 /// takes instances out of rotation without getting them restarted.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let broker = Arc::clone(&state.broker);
-    let check = tokio::task::spawn_blocking(move || database_answers(&broker));
+    let check = tokio::task::spawn_blocking(move || broker.store().ready());
     let problem = match tokio::time::timeout(READY_TIMEOUT, check).await {
         Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(
+            err @ (crate::store::StoreError::MigrationsPending { .. }
+            | crate::store::StoreError::TooNew { .. }),
+        ))) => {
+            tracing::warn!(error = %err, "not ready: the schema is not this hoistd's");
+            Some(err.to_string())
+        }
         Ok(Ok(Err(err))) => {
             tracing::warn!(error = %err, "not ready: the database does not answer");
             Some("the database does not answer".to_string())
@@ -287,15 +313,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
-}
-
-/// A trivial read through the store, in a read transaction of its own that
-/// holds up no writer. Stores that apply their migrations at open (SQLite
-/// today) cannot have any pending here.
-fn database_answers(broker: &Broker) -> crate::error::Result<()> {
-    let snapshot = broker.store().snapshot()?;
-    snapshot.audit_head()?;
-    Ok(())
 }
 
 /// Times each request for the latency histogram and writes its log line:

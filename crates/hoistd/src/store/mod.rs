@@ -66,12 +66,14 @@
 //!
 //! A backend is chosen by [`open`] from a location: `sqlite:PATH` or a bare
 //! path is the embedded [`SqliteStore`] (its schema in
-//! `migrations/sqlite/`). Another backend implements [`Store`] and [`Tx`],
+//! `migrations/sqlite/`); `postgres://...` is [`PostgresStore`], for several
+//! instances on one database (its schema in `migrations/postgres/`). Another backend implements [`Store`] and [`Tx`],
 //! keeps its own migrations, passes the conformance suite, and gets a
 //! scheme in [`Location`]; nothing above this module changes.
 
 #[cfg(feature = "testing")]
 pub mod conformance;
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -82,6 +84,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use hoist_api::{AccessRequest, AccessState, AuditEvent, Grant, GrantState, RequestState, Review};
 
+pub use postgres::{Migrations, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not do what it was asked, in words that name no
@@ -102,7 +105,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database schema version {found} is newer than this hoistd knows ({known})")]
     TooNew { found: i64, known: i64 },
-    #[error("no store for `{0}`: give a file path, or sqlite:PATH")]
+    #[error("the database schema is at version {found}; {known} is expected: run `hoistd migrate`")]
+    MigrationsPending { found: i64, known: i64 },
+    #[error("no store for `{0}`: give a file path, sqlite:PATH or postgres://...")]
     UnknownLocation(String),
     #[error("database error: {0}")]
     Other(String),
@@ -115,6 +120,38 @@ pub trait Store: Send + Sync + 'static {
     fn transaction(&self) -> Result<Box<dyn Tx + '_>>;
     /// Takes a consistent read of the audit log that blocks no writer (rule 8).
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>>;
+    /// Whether the store can serve: the database answers and its schema is
+    /// the one this hoistd knows. [`StoreError::Unavailable`] while the
+    /// database cannot be reached, [`StoreError::MigrationsPending`] while a
+    /// migration is still to be applied, [`StoreError::TooNew`] once another
+    /// hoistd applied one this one does not know. For readiness checks: it
+    /// takes no lock that writers wait for.
+    fn ready(&self) -> Result<()>;
+    /// Takes or renews the lease that makes `holder` the one instance that
+    /// runs the reaper, the outbox worker and the reconciler, for `term`
+    /// from now by the database's clock. `Some(epoch)` while `holder`
+    /// leads: the epoch grows each time the lease changes hands, so a
+    /// leader paused past its term sees that it was replaced. `None` while
+    /// another holds a lease that has not lapsed. A store only one process
+    /// uses (SQLite) always answers `Some(1)`.
+    fn lead(&self, holder: &str, term: std::time::Duration) -> Result<Option<i64>> {
+        let _ = (holder, term);
+        Ok(Some(1))
+    }
+    /// What other instances on the same database commit, as they commit it
+    /// (see [`Announcement`]); `None` for a store only one process uses.
+    /// Each call starts a listener of its own, which says
+    /// [`Announcement::Missed`] each time it starts listening, the first
+    /// time included.
+    fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Announcement>> {
+        None
+    }
+    /// Gives the lease up at once, if `holder` has it, so another instance
+    /// takes over without waiting for it to lapse (a clean stop).
+    fn resign(&self, holder: &str) -> Result<()> {
+        let _ = holder;
+        Ok(())
+    }
 }
 
 /// The audit log frozen at one moment, read without holding up writers
@@ -126,21 +163,49 @@ pub trait Snapshot {
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()>;
 }
 
+/// What another instance committed, for this one's live streams: the ids
+/// of the requests and grants it changed (each instance reads the rows
+/// itself), or word that some may have been missed (the listener lost its
+/// connection), after which every stream is told to resync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announcement {
+    Changed {
+        requests: Vec<String>,
+        grants: Vec<String>,
+    },
+    Missed,
+}
+
 /// Where a store lives, as `hoistd serve --db` takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// `sqlite:PATH`, or a path with no scheme.
     Sqlite(PathBuf),
+    /// `postgres://...` or `postgresql://...`, as libpq reads it. Shown
+    /// without its password.
+    Postgres(String),
 }
 
 impl Location {
-    /// Reads a location: `sqlite:PATH`, or a bare path. Anything else that
+    /// Reads a location: `postgres://...`, `sqlite:PATH`, or a bare path.
+    /// Anything else that
     /// looks like a URL (`scheme://...`) is refused, naming only its scheme
     /// so no password in it reaches a log.
     pub fn parse(location: &str) -> Result<Location> {
         if let Some(path) = location.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             return Ok(Location::Sqlite(PathBuf::from(path)));
+        }
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            // Checked now, so a typo is refused before anything starts; the
+            // driver's message never repeats the URL.
+            if let Err(err) = location.parse::<tokio_postgres::Config>() {
+                return Err(StoreError::UnknownLocation(format!(
+                    "{}: {err}",
+                    postgres::redact(location)
+                )));
+            }
+            return Ok(Location::Postgres(location.to_string()));
         }
         if let Some((scheme, _)) = location.split_once("://")
             && !scheme.is_empty()
@@ -155,8 +220,15 @@ impl Location {
 
     /// Opens the store, creating it and bringing its schema up to date.
     pub fn open(&self) -> Result<Arc<dyn Store>> {
+        self.open_with(Migrations::Apply)
+    }
+
+    /// Opens the store; with [`Migrations::Leave`] a server database's
+    /// schema is left as it is (SQLite always migrates: it has one user).
+    pub fn open_with(&self, migrations: Migrations) -> Result<Arc<dyn Store>> {
         match self {
             Location::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
+            Location::Postgres(url) => Ok(Arc::new(PostgresStore::open(url, migrations)?)),
         }
     }
 }
@@ -165,7 +237,17 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => write!(f, "{}", postgres::redact(url)),
         }
+    }
+}
+
+/// A schema at `found` against the `known` migrations of this hoistd.
+fn schema_ready(found: i64, known: i64) -> Result<()> {
+    match found.cmp(&known) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(StoreError::MigrationsPending { found, known }),
+        std::cmp::Ordering::Greater => Err(StoreError::TooNew { found, known }),
     }
 }
 
@@ -418,6 +500,15 @@ pub trait Tx {
         pkcs8: &[u8],
         at: DateTime<Utc>,
     ) -> Result<()>;
+
+    /// Tells the other instances on the database, once this transaction
+    /// commits and not before, that it changed these requests and grants
+    /// (see [`Store::listen`]). Nothing to do for a store only one process
+    /// uses.
+    fn announce(&mut self, requests: &[&str], grants: &[&str]) -> Result<()> {
+        let _ = (requests, grants);
+        Ok(())
+    }
 
     /// Makes every write of the transaction durable at once (rule 6).
     fn commit(self: Box<Self>) -> Result<()>;

@@ -21,6 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod client;
+mod cluster;
 mod postgres;
 mod tls;
 
@@ -35,6 +36,7 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
 pub use client::{Answer, Client, db_request, request};
+pub use cluster::Cluster;
 pub use postgres::{Postgres, PostgresError};
 pub use tls::TestCa;
 

@@ -120,6 +120,54 @@ impl Postgres {
             .map_err(|err| failed("start task", err))?
     }
 
+    /// [`Postgres::start`] for a caller outside any runtime (the store
+    /// conformance tests run on plain threads).
+    pub fn start_now() -> Result<Postgres, PostgresError> {
+        Self::start_blocking(false)
+    }
+
+    /// Makes a fresh, empty database `name` and returns its URL, the
+    /// admin's password in it (for `hoistd --db`).
+    pub fn create_database(&self, name: &str) -> Result<String, PostgresError> {
+        let output = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v"])
+            .arg("ON_ERROR_STOP=1")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-c")
+            .arg(format!("CREATE DATABASE \"{name}\""))
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .map_err(|err| failed("psql", err))?;
+        if !output.status.success() {
+            return Err(failed(
+                "create database",
+                String::from_utf8_lossy(&output.stderr),
+            ));
+        }
+        Ok(format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{name}",
+            self.password, self.port
+        ))
+    }
+
+    /// Stops the server cleanly and starts it again on the same port, as
+    /// `pg_ctl restart -m fast` does: every connection is cut.
+    pub fn restart_fast(&self) -> Result<(), PostgresError> {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                self.dir.path().join("data").as_os_str(),
+                "-m".as_ref(),
+                "fast".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ],
+        )?;
+        self.pg_ctl_start()
+    }
+
     fn start_blocking(tls: bool) -> Result<Postgres, PostgresError> {
         let bin = binaries()?;
         let run_as = is_root().then(|| "postgres".to_string());

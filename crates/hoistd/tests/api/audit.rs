@@ -145,10 +145,16 @@ async fn verify_takes_a_store_location_and_names_no_password() {
     assert!(!missing.exists());
 
     // A location this hoistd has no store for is refused by its scheme.
-    let out = run("postgres://hoistd:s3cret-pw@db.internal/hoistd");
+    let out = run("mysql://hoistd:s3cret-pw@db.internal/hoistd");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("no store for `postgres://`"), "{stderr}");
+    assert!(stderr.contains("no store for `mysql://`"), "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+    // A PostgreSQL server that does not answer is named without its password.
+    let out = run("postgres://hoistd:s3cret-pw@127.0.0.1:1/hoistd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("database unavailable"), "{stderr}");
     assert!(!stderr.contains("s3cret-pw"), "{stderr}");
 }
 

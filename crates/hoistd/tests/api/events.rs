@@ -8,13 +8,13 @@ use hoist_api::{LiveEvent, RequestState};
 use crate::helpers::*;
 
 /// Reads a `text/event-stream` and yields each event's parsed `data`.
-struct EventStream {
+pub(crate) struct EventStream {
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buffer: String,
 }
 
 impl EventStream {
-    async fn open(client: &Client) -> Self {
+    pub(crate) async fn open(client: &Client) -> Self {
         let response = client
             .raw(reqwest::Method::GET, "/v1/events")
             .send()
@@ -28,7 +28,7 @@ impl EventStream {
         }
     }
 
-    async fn next(&mut self) -> Option<LiveEvent> {
+    pub(crate) async fn next(&mut self) -> Option<LiveEvent> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -65,7 +65,7 @@ impl EventStream {
     }
 
     /// The next event, or None if none comes within `wait`.
-    async fn within(&mut self, wait: Duration) -> Option<LiveEvent> {
+    pub(crate) async fn within(&mut self, wait: Duration) -> Option<LiveEvent> {
         tokio::time::timeout(wait, self.next()).await.ok().flatten()
     }
 }

@@ -162,6 +162,19 @@ impl Store for SqliteStore {
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
         Ok(Box::new(SqliteSnapshot::take(&self.path)?))
     }
+
+    /// Reads the schema version on a connection of its own, so a probe
+    /// never waits behind a transaction holding the store's connection.
+    fn ready(&self) -> Result<()> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        conn.busy_timeout(Duration::from_secs(1))?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        super::schema_ready(found, MIGRATIONS.len() as i64)
+    }
 }
 
 /// Makes commits durable: syncs the write-ahead log, where every commit's
@@ -295,6 +308,31 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
             .unwrap();
         assert_eq!(journal, "wal");
+    }
+
+    /// Ready once migrated, even while a transaction holds the store; a
+    /// schema behind or ahead of this hoistd is not ready, and says why.
+    #[test]
+    fn ready_answers_beside_a_transaction_and_names_the_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoistd.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let tx = store.transaction().unwrap();
+        store.ready().unwrap();
+        drop(tx);
+        let known = MIGRATIONS.len() as i64;
+        let other = Connection::open(&path).unwrap();
+        other
+            .pragma_update(None, "user_version", known - 1)
+            .unwrap();
+        assert!(matches!(
+            store.ready(),
+            Err(StoreError::MigrationsPending { found, .. }) if found == known - 1
+        ));
+        other
+            .pragma_update(None, "user_version", known + 1)
+            .unwrap();
+        assert!(matches!(store.ready(), Err(StoreError::TooNew { .. })));
     }
 
     /// Commits never copy the write-ahead log into the database file

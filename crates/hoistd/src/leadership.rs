@@ -1,0 +1,125 @@
+//! Which of several instances on one database runs the jobs only one may
+//! run at a time: the reaper, the outbox worker and the reconciler.
+//!
+//! A lease in the store ([`Store::lead`]): the leader renews it every
+//! second for five; once it lapses (the leader was killed, paused or cut
+//! off), the next instance to ask takes it, with the epoch one higher. A
+//! lease row rather than a session advisory lock, so that it holds through
+//! a transaction-mode pooler. An instance that cannot renew stops leading
+//! before its term is out by its own clock, so two never lead at once by
+//! more than clock drift; and every write a leader's job makes is a
+//! serialised transaction that reads the state it changes (rule 1), so even
+//! then nothing is recorded twice. Reads settle expiry by themselves, so a
+//! gap between leaders never shows an expired grant as active.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::store::Store;
+
+/// How long a lease lasts unless renewed: the longest a dead leader's jobs
+/// go undone.
+pub const TERM: Duration = Duration::from_secs(5);
+/// How often the leader renews, and the others ask.
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How much sooner than the database a leader gives up by its own clock.
+const MARGIN: Duration = Duration::from_secs(1);
+
+/// Asks for the lease every second until `stopped`, and says on `leading`
+/// whether this instance leads; gives it up on a clean stop.
+pub async fn lead_forever(
+    store: Arc<dyn Store>,
+    holder: String,
+    leading: watch::Sender<bool>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut valid_until: Option<Instant> = None;
+    let mut epoch = None;
+    loop {
+        let asked = Instant::now();
+        let asking = Arc::clone(&store);
+        let who = holder.clone();
+        let answer = tokio::time::timeout(
+            TERM - MARGIN,
+            tokio::task::spawn_blocking(move || asking.lead(&who, TERM)),
+        )
+        .await;
+        match answer {
+            Ok(Ok(Ok(Some(now)))) => {
+                valid_until = Some(asked + TERM - MARGIN);
+                if epoch != Some(now) {
+                    // Epoch 1 is the first leader ever (and always, on a
+                    // store one process uses): worth a line only when the
+                    // lease changed hands.
+                    if now > 1 {
+                        tracing::info!(holder = %holder, epoch = now, "leading: reaper, outbox and reconciler run here");
+                    } else {
+                        tracing::debug!(holder = %holder, epoch = now, "leading");
+                    }
+                    epoch = Some(now);
+                }
+            }
+            Ok(Ok(Ok(None))) => {
+                if epoch.take().is_some() {
+                    tracing::warn!(holder = %holder, "another instance leads now");
+                }
+                valid_until = None;
+            }
+            Ok(Ok(Err(err))) => tracing::warn!(error = %err, "cannot renew the leadership lease"),
+            Ok(Err(err)) => tracing::warn!(error = %err, "cannot renew the leadership lease"),
+            Err(_) => tracing::warn!("the leadership lease was not renewed in time"),
+        }
+        let leads = valid_until.is_some_and(|until| Instant::now() < until);
+        if !leads && epoch.take().is_some() {
+            tracing::warn!(holder = %holder, "stopped leading: the lease could not be renewed");
+        }
+        leading.send_if_modified(|was| std::mem::replace(was, leads) != leads);
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(RENEW_EVERY) => false,
+            _ = stopped.wait_for(|stopped| *stopped) => true,
+        };
+        if stopping {
+            leading.send_replace(false);
+            if leads {
+                let _ = tokio::task::spawn_blocking(move || store.resign(&holder)).await;
+            }
+            return;
+        }
+    }
+}
+
+/// Runs `job` while this instance leads: started when it becomes leader,
+/// told to stop (its argument) when it no longer is or the server stops.
+pub async fn while_leading<F, Fut>(
+    mut leading: watch::Receiver<bool>,
+    mut stopped: watch::Receiver<bool>,
+    job: F,
+) where
+    F: Fn(watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        tokio::select! {
+            _ = leading.wait_for(|leads| *leads) => {}
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        }
+        let (halt, halted) = watch::channel(false);
+        let mut running = tokio::spawn(job(halted));
+        let stopping = tokio::select! {
+            _ = leading.wait_for(|leads| !*leads) => false,
+            _ = stopped.wait_for(|stopped| *stopped) => true,
+            _ = &mut running => false,
+        };
+        let _ = halt.send(true);
+        if !running.is_finished() {
+            let _ = running.await;
+        }
+        if stopping {
+            return;
+        }
+    }
+}

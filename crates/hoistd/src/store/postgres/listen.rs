@@ -1,0 +1,106 @@
+//! Live events between instances: each transaction that changed requests
+//! or grants sends their ids with `NOTIFY` (delivered at commit, and only
+//! then), and each instance listens on a connection of its own, outside the
+//! pool, reconnecting when it is lost. Ids rather than rows: a payload is
+//! limited to 8 kB, and each instance reads the rows itself.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::store::Announcement;
+
+/// The channel every instance of a database listens on.
+pub(super) const CHANNEL: &str = "hoistd_changes";
+/// Ids per notification, well under the 8 kB payload limit.
+pub(super) const IDS_PER_NOTICE: usize = 100;
+/// Wait between attempts to listen again.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// One notification's payload.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Notice {
+    /// The store that sent it: an instance ignores its own, which it
+    /// already delivered to its streams.
+    pub(super) origin: String,
+    #[serde(default)]
+    pub(super) requests: Vec<String>,
+    #[serde(default)]
+    pub(super) grants: Vec<String>,
+}
+
+/// Listens until `out` is dropped; says [`Announcement::Missed`] each time
+/// it starts listening: the first time, so the server can wait for it
+/// before serving, and after each reconnection, since notifications sent
+/// meanwhile are lost.
+pub(super) async fn listen(
+    config: tokio_postgres::Config,
+    origin: String,
+    out: mpsc::UnboundedSender<Announcement>,
+) {
+    loop {
+        match listen_once(&config, &origin, &out).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for other instances' changes; retrying")
+            }
+        }
+        if out.is_closed() {
+            return;
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// One connection's life: `Ok(true)` when it was lost after listening,
+/// `Ok(false)` when nobody listens any more.
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    origin: &str,
+    out: &mpsc::UnboundedSender<Announcement>,
+) -> Result<bool, tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (notices, mut received) = mpsc::unbounded_channel::<String>();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(notice) = message
+                && notices.send(notice.payload().to_owned()).is_err()
+            {
+                return;
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    if out.send(Announcement::Missed).is_err() {
+        return Ok(false);
+    }
+    tracing::debug!("listening for other instances' changes");
+    while let Some(payload) = received.recv().await {
+        let Ok(notice) = serde_json::from_str::<Notice>(&payload) else {
+            tracing::warn!("an unreadable notification on {CHANNEL}; streams resync");
+            if out.send(Announcement::Missed).is_err() {
+                return Ok(false);
+            }
+            continue;
+        };
+        if notice.origin == origin {
+            continue;
+        }
+        let changed = Announcement::Changed {
+            requests: notice.requests,
+            grants: notice.grants,
+        };
+        if out.send(changed).is_err() {
+            return Ok(false);
+        }
+    }
+    driver.abort();
+    drop(client);
+    tracing::warn!("lost the connection listening for other instances' changes; reconnecting");
+    Ok(true)
+}

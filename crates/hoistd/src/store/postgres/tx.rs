@@ -1,0 +1,1021 @@
+//! One PostgreSQL transaction: the [`Tx`] operations as SQL, and rows to
+//! wire types and back.
+//!
+//! Long because it is the whole [`Tx`] in SQL, one method per operation,
+//! kept together (as `sqlite/tx.rs` is) so the transaction rules in
+//! `store/mod.rs` can be checked against one file.
+
+use std::ops::ControlFlow;
+
+use chrono::{DateTime, Utc};
+use hoist_api::{
+    AccessRequest, AccessState, Acknowledgement, AuditEvent, AuditKind, Claim, Decision, Grant,
+    GrantState, RequestKind, RequestState, Review, TargetAccess,
+};
+use tokio_postgres::Row;
+use tokio_postgres::types::FromSql;
+
+use super::{Param, PgConn, SCAN_PAGE};
+use crate::store::{
+    AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GrantQuery, RequestQuery,
+    Result, StoreError, StoredAudit, Tx,
+};
+
+pub(super) struct PgTx {
+    conn: PgConn,
+    origin: String,
+}
+
+impl PgTx {
+    pub(super) fn new(conn: PgConn, origin: String) -> Self {
+        PgTx { conn, origin }
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn p<T: tokio_postgres::types::ToSql + Send + Sync + 'static>(value: T) -> Param {
+    Box::new(value)
+}
+
+fn text(value: &str) -> Param {
+    Box::new(value.to_owned())
+}
+
+fn opt_text(value: Option<&String>) -> Param {
+    Box::new(value.cloned())
+}
+
+/// A column's value; one that does not decode is corrupt.
+fn get<'r, T: FromSql<'r>>(row: &'r Row, column: usize) -> Result<T> {
+    row.try_get(column)
+        .map_err(|err| StoreError::Corrupt(format!("column {column}: {err}")))
+}
+
+fn time(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+}
+
+fn opt_time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    ms.map(time).transpose()
+}
+
+fn count<T: TryFrom<i64>>(value: i64, what: &str) -> Result<T> {
+    T::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
+}
+
+fn big(value: u64, what: &str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Conflict(format!("{what} {value} is too large")))
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("unknown {what} `{value}`"))
+}
+
+/// An update that matched no row was of something never stored (rule 5).
+fn updated(rows: u64, what: &str, id: &str) -> Result<()> {
+    if rows == 0 {
+        return Err(StoreError::NotFound(format!("{what} {id}")));
+    }
+    Ok(())
+}
+
+const REQUEST_COLUMNS: &str = "id, kind, role, role_name, requester, justification, ticket, \
+    incident, duration_secs, starts_at, break_glass, state, created_at, updated_at, lapses_at, \
+    approvals_required, grant_id, reason, claim_by, claim_until, ack_by, ack_comment, ack_at, tier";
+
+fn request_from_row(row: &Row) -> Result<AccessRequest> {
+    let kind: String = get(row, 1)?;
+    let state: String = get(row, 11)?;
+    let claim_by: Option<String> = get(row, 18)?;
+    let claim_until = opt_time(get(row, 19)?)?;
+    let ack_by: Option<String> = get(row, 20)?;
+    let ack_at = opt_time(get(row, 22)?)?;
+    let tier: Option<i16> = get(row, 23)?;
+    let tier = tier
+        .map(|tier| u8::try_from(tier).map_err(|_| corrupt("tier", &tier.to_string())))
+        .transpose()?;
+    Ok(AccessRequest {
+        id: get(row, 0)?,
+        kind: match kind.as_str() {
+            "access" => RequestKind::Access,
+            "extension" => RequestKind::Extension,
+            other => return Err(corrupt("request kind", other)),
+        },
+        role: get(row, 2)?,
+        role_name: get(row, 3)?,
+        requester: get(row, 4)?,
+        justification: get(row, 5)?,
+        ticket: get(row, 6)?,
+        incident: get(row, 7)?,
+        duration_secs: count(get(row, 8)?, "duration")?,
+        starts_at: opt_time(get(row, 9)?)?,
+        break_glass: get(row, 10)?,
+        state: RequestState::parse(&state).ok_or_else(|| corrupt("request state", &state))?,
+        created_at: time(get(row, 12)?)?,
+        updated_at: time(get(row, 13)?)?,
+        lapses_at: opt_time(get(row, 14)?)?,
+        approvals_required: count(get(row, 15)?, "approvals required")?,
+        reviews: Vec::new(),
+        claim: claim_by
+            .zip(claim_until)
+            .map(|(by, until)| Claim { by, until }),
+        grant_id: get(row, 16)?,
+        reason: get(row, 17)?,
+        acknowledgement: match (ack_by, ack_at) {
+            (Some(by), Some(at)) => Some(Acknowledgement {
+                by,
+                comment: get(row, 21)?,
+                at,
+            }),
+            _ => None,
+        },
+        tier,
+        approvers: Vec::new(),
+    })
+}
+
+const GRANT_COLUMNS: &str = "id, request_id, role, role_name, holder, starts_at, expires_at, \
+    state, ended_at, revoked_by, revoke_reason, break_glass, ticket, incident, justification";
+
+/// A grant with its access at a target, if it has one: select these from
+/// [`GRANT_SOURCE`].
+const GRANT_SELECT: &str = "id, request_id, role, role_name, holder, starts_at, expires_at, \
+    state, ended_at, revoked_by, revoke_reason, break_glass, ticket, incident, justification, \
+    target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated";
+
+const GRANT_SOURCE: &str = "grants LEFT JOIN grant_access ON grant_access.grant_id = grants.id";
+
+fn grant_from_row(row: &Row) -> Result<Grant> {
+    let state: String = get(row, 7)?;
+    let access = match get::<Option<String>>(row, 15)? {
+        None => None,
+        Some(target) => {
+            let access_state: String = get(row, 17)?;
+            Some(TargetAccess {
+                target,
+                kind: get(row, 16)?,
+                state: AccessState::parse(&access_state)
+                    .ok_or_else(|| corrupt("access state", &access_state))?,
+                reason: get(row, 18)?,
+                attempts: count(get(row, 19)?, "attempts")?,
+                next_attempt_at: opt_time(get(row, 20)?)?,
+                updated_at: time(get(row, 21)?)?,
+            })
+        }
+    };
+    Ok(Grant {
+        id: get(row, 0)?,
+        request_id: get(row, 1)?,
+        role: get(row, 2)?,
+        role_name: get(row, 3)?,
+        holder: get(row, 4)?,
+        starts_at: time(get(row, 5)?)?,
+        expires_at: time(get(row, 6)?)?,
+        state: GrantState::parse(&state).ok_or_else(|| corrupt("grant state", &state))?,
+        ended_at: opt_time(get(row, 8)?)?,
+        revoked_by: get(row, 9)?,
+        revoke_reason: get(row, 10)?,
+        break_glass: get(row, 11)?,
+        ticket: get(row, 12)?,
+        incident: get(row, 13)?,
+        justification: get(row, 14)?,
+        access,
+    })
+}
+
+const EFFECT_COLUMNS: &str =
+    "id, grant_id, target, action, attempts, next_attempt_at, last_error, created_at, done_at";
+
+fn effect_from_row(row: &Row) -> Result<Effect> {
+    let action: String = get(row, 3)?;
+    Ok(Effect {
+        id: get(row, 0)?,
+        grant_id: get(row, 1)?,
+        target: get(row, 2)?,
+        action: EffectAction::parse(&action).ok_or_else(|| corrupt("effect action", &action))?,
+        attempts: count(get(row, 4)?, "attempts")?,
+        next_attempt_at: time(get(row, 5)?)?,
+        last_error: get(row, 6)?,
+        created_at: time(get(row, 7)?)?,
+        done_at: opt_time(get(row, 8)?)?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "id, target, action, grant_id, status, duration_ms, error, at";
+
+fn delivery_from_row(row: &Row) -> Result<Delivery> {
+    Ok(Delivery {
+        id: get(row, 0)?,
+        target: get(row, 1)?,
+        action: get(row, 2)?,
+        grant_id: get(row, 3)?,
+        status: get::<Option<i32>>(row, 4)?
+            .map(|status| count(i64::from(status), "status"))
+            .transpose()?,
+        duration_ms: count(get(row, 5)?, "duration")?,
+        error: get(row, 6)?,
+        at: time(get(row, 7)?)?,
+    })
+}
+
+const AUDIT_COLUMNS: &str = "seq, at, kind, actor, subject, role, request_id, grant_id, incident, reason, details, prev_hash, hash";
+
+fn audit_from_row(row: &Row) -> Result<AuditEvent> {
+    let kind: &str = get(row, 2)?;
+    let details: &str = get(row, 10)?;
+    Ok(AuditEvent {
+        seq: get(row, 0)?,
+        at: time(get(row, 1)?)?,
+        kind: AuditKind::parse(kind).ok_or_else(|| corrupt("audit kind", kind))?,
+        actor: get(row, 3)?,
+        subject: get(row, 4)?,
+        role: get(row, 5)?,
+        request_id: get(row, 6)?,
+        grant_id: get(row, 7)?,
+        incident: get(row, 8)?,
+        reason: get(row, 9)?,
+        details: serde_json::from_str(details)
+            .map_err(|err| StoreError::Corrupt(format!("audit details: {err}")))?,
+        prev_hash: get(row, 11)?,
+        hash: get(row, 12)?,
+    })
+}
+
+/// Builds `WHERE ...` from optional filters, keeping values as bound
+/// parameters (`$1`, `$2`, ...).
+#[derive(Default)]
+struct Filter {
+    clauses: Vec<String>,
+    values: Vec<Param>,
+}
+
+impl Filter {
+    fn bind(&mut self, value: Param) -> String {
+        self.values.push(value);
+        format!("${}", self.values.len())
+    }
+
+    fn eq(&mut self, column: &str, value: Option<&String>) {
+        if let Some(value) = value {
+            let mark = self.bind(text(value));
+            self.clauses.push(format!("{column} = {mark}"));
+        }
+    }
+
+    fn within(&mut self, column: &str, values: Vec<String>) {
+        if !values.is_empty() {
+            let mark = self.bind(p(values));
+            self.clauses.push(format!("{column} = ANY({mark})"));
+        }
+    }
+
+    fn raw(&mut self, clause: &str) {
+        self.clauses.push(clause.to_string());
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+fn limit(limit: Option<usize>) -> String {
+    limit.map_or(String::new(), |n| format!(" LIMIT {n}"))
+}
+
+impl PgTx {
+    /// Inserts a row; one under a key already taken is a conflict (rules 2
+    /// to 5, 9, 10). `ON CONFLICT DO NOTHING` rather than the unique
+    /// violation: a failed statement aborts a PostgreSQL transaction, and
+    /// the broker goes on after a refused insert (as it may on SQLite).
+    fn insert(&self, table: &str, sql: &str, values: Vec<Param>) -> Result<()> {
+        let inserted = self
+            .conn
+            .execute(&format!("{sql} ON CONFLICT DO NOTHING"), values)?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "{table}: a row with the same key is already stored"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A grant's access, as part of the grant (rule 7): written when present.
+    fn write_access(&mut self, g: &Grant) -> Result<()> {
+        let Some(access) = &g.access else {
+            return Ok(());
+        };
+        self.conn.execute(
+            "INSERT INTO grant_access (grant_id, target, kind, access_state, access_reason, \
+             attempts, next_attempt_at, access_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (grant_id) DO UPDATE SET target = $2, kind = $3, access_state = $4, \
+             access_reason = $5, attempts = $6, next_attempt_at = $7, access_updated = $8",
+            vec![
+                text(&g.id),
+                text(&access.target),
+                text(&access.kind),
+                text(access.state.as_str()),
+                opt_text(access.reason.as_ref()),
+                p(i64::from(access.attempts)),
+                p(access.next_attempt_at.map(ms)),
+                p(ms(access.updated_at)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The requests the query finds, each with its reviews (one more round
+    /// trip for all of them).
+    fn query_requests(&self, sql: &str, values: Vec<Param>) -> Result<Vec<AccessRequest>> {
+        let rows = self.conn.query(sql, values)?;
+        let mut requests = rows
+            .iter()
+            .map(request_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        if requests.is_empty() {
+            return Ok(requests);
+        }
+        let ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
+        let reviews = self.conn.query(
+            "SELECT request_id, reviewer, decision, comment, at FROM reviews \
+             WHERE request_id = ANY($1) ORDER BY at, reviewer",
+            vec![p(ids)],
+        )?;
+        let mut by_request: std::collections::HashMap<String, Vec<Review>> =
+            std::collections::HashMap::new();
+        for row in &reviews {
+            let decision: String = get(row, 2)?;
+            by_request.entry(get(row, 0)?).or_default().push(Review {
+                reviewer: get(row, 1)?,
+                decision: match decision.as_str() {
+                    "approve" => Decision::Approve,
+                    "deny" => Decision::Deny,
+                    other => return Err(corrupt("decision", other)),
+                },
+                comment: get(row, 3)?,
+                at: time(get(row, 4)?)?,
+            });
+        }
+        for request in &mut requests {
+            if let Some(reviews) = by_request.remove(&request.id) {
+                request.reviews = reviews;
+            }
+        }
+        Ok(requests)
+    }
+
+    fn query_grants(&self, sql: &str, values: Vec<Param>) -> Result<Vec<Grant>> {
+        self.conn
+            .query(sql, values)?
+            .iter()
+            .map(grant_from_row)
+            .collect()
+    }
+}
+
+impl Tx for PgTx {
+    fn request(&self, id: &str) -> Result<Option<AccessRequest>> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1");
+        Ok(self.query_requests(&sql, vec![text(id)])?.pop())
+    }
+
+    fn requests(&self, query: &RequestQuery) -> Result<Vec<AccessRequest>> {
+        let mut filter = Filter::default();
+        filter.eq("requester", query.requester.as_ref());
+        filter.within("role", query.roles.clone());
+        filter.within(
+            "state",
+            query
+                .states
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
+        );
+        filter.eq("incident", query.incident.as_ref());
+        filter.eq("grant_id", query.grant_id.as_ref());
+        if query.unacknowledged_break_glass {
+            filter.raw("break_glass AND ack_at IS NULL");
+        }
+        let order = if query.newest_first { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests {} ORDER BY created_at {order}, ord {order}{}",
+            filter.sql(),
+            limit(query.limit)
+        );
+        self.query_requests(&sql, filter.values)
+    }
+
+    fn insert_request(&mut self, r: &AccessRequest) -> Result<()> {
+        let kind = match r.kind {
+            RequestKind::Access => "access",
+            RequestKind::Extension => "extension",
+        };
+        self.insert(
+            "requests",
+            &format!(
+                "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+            ),
+            vec![
+                text(&r.id),
+                text(kind),
+                text(&r.role),
+                text(&r.role_name),
+                text(&r.requester),
+                text(&r.justification),
+                opt_text(r.ticket.as_ref()),
+                opt_text(r.incident.as_ref()),
+                p(big(r.duration_secs, "duration")?),
+                p(r.starts_at.map(ms)),
+                p(r.break_glass),
+                text(r.state.as_str()),
+                p(ms(r.created_at)),
+                p(ms(r.updated_at)),
+                p(r.lapses_at.map(ms)),
+                p(i64::from(r.approvals_required)),
+                opt_text(r.grant_id.as_ref()),
+                opt_text(r.reason.as_ref()),
+                opt_text(r.claim.as_ref().map(|c| &c.by)),
+                p(r.claim.as_ref().map(|c| ms(c.until))),
+                opt_text(r.acknowledgement.as_ref().map(|a| &a.by)),
+                opt_text(r.acknowledgement.as_ref().and_then(|a| a.comment.as_ref())),
+                p(r.acknowledgement.as_ref().map(|a| ms(a.at))),
+                p(r.tier.map(i16::from)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn update_request(&mut self, r: &AccessRequest) -> Result<()> {
+        let changed = self.conn.execute(
+            "UPDATE requests SET state = $2, updated_at = $3, lapses_at = $4, grant_id = $5, \
+             reason = $6, claim_by = $7, claim_until = $8, ack_by = $9, ack_comment = $10, \
+             ack_at = $11 WHERE id = $1",
+            vec![
+                text(&r.id),
+                text(r.state.as_str()),
+                p(ms(r.updated_at)),
+                p(r.lapses_at.map(ms)),
+                opt_text(r.grant_id.as_ref()),
+                opt_text(r.reason.as_ref()),
+                opt_text(r.claim.as_ref().map(|c| &c.by)),
+                p(r.claim.as_ref().map(|c| ms(c.until))),
+                opt_text(r.acknowledgement.as_ref().map(|a| &a.by)),
+                opt_text(r.acknowledgement.as_ref().and_then(|a| a.comment.as_ref())),
+                p(r.acknowledgement.as_ref().map(|a| ms(a.at))),
+            ],
+        )?;
+        updated(changed, "request", &r.id)
+    }
+
+    fn insert_review(&mut self, request_id: &str, review: &Review) -> Result<()> {
+        let decision = match review.decision {
+            Decision::Approve => "approve",
+            Decision::Deny => "deny",
+        };
+        self.insert(
+            "reviews",
+            "INSERT INTO reviews (request_id, reviewer, decision, comment, at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            vec![
+                text(request_id),
+                text(&review.reviewer),
+                text(decision),
+                opt_text(review.comment.as_ref()),
+                p(ms(review.at)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<Grant>> {
+        let sql = format!("SELECT {GRANT_SELECT} FROM {GRANT_SOURCE} WHERE id = $1");
+        Ok(self.query_grants(&sql, vec![text(id)])?.pop())
+    }
+
+    fn grants(&self, query: &GrantQuery) -> Result<Vec<Grant>> {
+        let mut filter = Filter::default();
+        filter.eq("holder", query.holder.as_ref());
+        filter.within(
+            "state",
+            query
+                .states
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
+        );
+        filter.eq("incident", query.incident.as_ref());
+        filter.eq("target", query.target.as_ref());
+        filter.within(
+            "access_state",
+            query
+                .access_states
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
+        );
+        let sql = format!(
+            "SELECT {GRANT_SELECT} FROM {GRANT_SOURCE} {} ORDER BY starts_at DESC, id DESC{}",
+            filter.sql(),
+            limit(query.limit)
+        );
+        self.query_grants(&sql, filter.values)
+    }
+
+    fn insert_grant(&mut self, g: &Grant) -> Result<()> {
+        self.insert(
+            "grants",
+            &format!(
+                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ),
+            vec![
+                text(&g.id),
+                text(&g.request_id),
+                text(&g.role),
+                text(&g.role_name),
+                text(&g.holder),
+                p(ms(g.starts_at)),
+                p(ms(g.expires_at)),
+                text(g.state.as_str()),
+                p(g.ended_at.map(ms)),
+                opt_text(g.revoked_by.as_ref()),
+                opt_text(g.revoke_reason.as_ref()),
+                p(g.break_glass),
+                opt_text(g.ticket.as_ref()),
+                opt_text(g.incident.as_ref()),
+                text(&g.justification),
+            ],
+        )?;
+        self.write_access(g)
+    }
+
+    fn update_grant(&mut self, g: &Grant) -> Result<()> {
+        let changed = self.conn.execute(
+            "UPDATE grants SET expires_at = $2, state = $3, ended_at = $4, revoked_by = $5, \
+             revoke_reason = $6 WHERE id = $1",
+            vec![
+                text(&g.id),
+                p(ms(g.expires_at)),
+                text(g.state.as_str()),
+                p(g.ended_at.map(ms)),
+                opt_text(g.revoked_by.as_ref()),
+                opt_text(g.revoke_reason.as_ref()),
+            ],
+        )?;
+        updated(changed, "grant", &g.id)?;
+        self.write_access(g)
+    }
+
+    fn due_requests(&self, now: DateTime<Utc>) -> Result<Vec<AccessRequest>> {
+        let sql = format!(
+            "SELECT * FROM ( \
+             SELECT {REQUEST_COLUMNS}, ord FROM requests WHERE state = 'pending' AND lapses_at <= $1 \
+             UNION ALL \
+             SELECT {REQUEST_COLUMNS}, ord FROM requests WHERE state = 'approved' \
+             AND coalesce(starts_at, 0) <= $1) due ORDER BY created_at, ord"
+        );
+        self.query_requests(&sql, vec![p(ms(now))])
+    }
+
+    fn due_grants(&self, now: DateTime<Utc>) -> Result<Vec<Grant>> {
+        let sql = format!(
+            "SELECT {GRANT_SELECT} FROM {GRANT_SOURCE} WHERE state = 'active' AND expires_at <= $1 \
+             ORDER BY expires_at"
+        );
+        self.query_grants(&sql, vec![p(ms(now))])
+    }
+
+    fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let rows = self.conn.query(
+            "SELECT min(t) FROM ( \
+             SELECT min(expires_at) AS t FROM grants WHERE state = 'active' \
+             UNION ALL SELECT min(lapses_at) FROM requests WHERE state = 'pending' \
+             UNION ALL SELECT min(coalesce(starts_at, 0)) FROM requests WHERE state = 'approved') due",
+            Vec::new(),
+        )?;
+        match rows.first() {
+            Some(row) => opt_time(get(row, 0)?),
+            None => Ok(None),
+        }
+    }
+
+    fn idempotency_key(&self, requester: &str, key: &str) -> Result<Option<(String, String)>> {
+        let rows = self.conn.query(
+            "SELECT body_hash, request_id FROM idempotency_keys WHERE requester = $1 AND key = $2",
+            vec![text(requester), text(key)],
+        )?;
+        rows.first()
+            .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
+            .transpose()
+    }
+
+    fn insert_idempotency_key(
+        &mut self,
+        requester: &str,
+        key: &str,
+        body_hash: &str,
+        request_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.insert(
+            "idempotency_keys",
+            "INSERT INTO idempotency_keys (requester, key, body_hash, request_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            vec![
+                text(requester),
+                text(key),
+                text(body_hash),
+                text(request_id),
+                p(ms(at)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn audit_head(&self) -> Result<Option<AuditHead>> {
+        audit_head(&self.conn)
+    }
+
+    fn insert_audit(&mut self, entry: &AuditEvent) -> Result<()> {
+        self.insert(
+            "audit",
+            &format!(
+                "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ),
+            vec![
+                p(entry.seq),
+                p(ms(entry.at)),
+                text(entry.kind.as_str()),
+                text(&entry.actor),
+                opt_text(entry.subject.as_ref()),
+                opt_text(entry.role.as_ref()),
+                opt_text(entry.request_id.as_ref()),
+                opt_text(entry.grant_id.as_ref()),
+                opt_text(entry.incident.as_ref()),
+                opt_text(entry.reason.as_ref()),
+                p(entry.details.to_string()),
+                text(&entry.prev_hash),
+                text(&entry.hash),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let mut filter = Filter::default();
+        let after = filter.bind(p(query.after_seq));
+        filter.clauses.push(format!("seq > {after}"));
+        if let Some(user) = &query.involving {
+            let mark = filter.bind(text(user));
+            filter
+                .clauses
+                .push(format!("(subject = {mark} OR actor = {mark})"));
+        }
+        filter.eq("incident", query.incident.as_ref());
+        filter.eq("request_id", query.request_id.as_ref());
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit {} ORDER BY seq{}",
+            filter.sql(),
+            limit(query.limit)
+        );
+        self.conn
+            .query(&sql, filter.values)?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()> {
+        scan_audit(&self.conn, visit)
+    }
+
+    fn identity_user(&self, issuer: &str, subject: &str) -> Result<Option<String>> {
+        let rows = self.conn.query(
+            "SELECT \"user\" FROM identities WHERE issuer = $1 AND subject = $2",
+            vec![text(issuer), text(subject)],
+        )?;
+        rows.first().map(|row| get(row, 0)).transpose()
+    }
+
+    fn user_identity(&self, user: &str) -> Result<Option<(String, String)>> {
+        let rows = self.conn.query(
+            "SELECT issuer, subject FROM identities WHERE \"user\" = $1",
+            vec![text(user)],
+        )?;
+        rows.first()
+            .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
+            .transpose()
+    }
+
+    fn insert_identity(
+        &mut self,
+        issuer: &str,
+        subject: &str,
+        user: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.insert("identities", 
+            "INSERT INTO identities (issuer, subject, \"user\", created_at) VALUES ($1, $2, $3, $4)",
+            vec![text(issuer), text(subject), text(user), p(ms(at))],
+        )?;
+        Ok(())
+    }
+
+    fn insert_effect(&mut self, e: &Effect) -> Result<()> {
+        self.insert(
+            "target_effects",
+            &format!(
+                "INSERT INTO target_effects ({EFFECT_COLUMNS}) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ),
+            vec![
+                text(&e.id),
+                text(&e.grant_id),
+                text(&e.target),
+                text(e.action.as_str()),
+                p(i64::from(e.attempts)),
+                p(ms(e.next_attempt_at)),
+                opt_text(e.last_error.as_ref()),
+                p(ms(e.created_at)),
+                p(e.done_at.map(ms)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn update_effect(&mut self, e: &Effect) -> Result<()> {
+        let changed = self.conn.execute(
+            "UPDATE target_effects SET attempts = $2, next_attempt_at = $3, last_error = $4, \
+             done_at = $5 WHERE id = $1",
+            vec![
+                text(&e.id),
+                p(i64::from(e.attempts)),
+                p(ms(e.next_attempt_at)),
+                opt_text(e.last_error.as_ref()),
+                p(e.done_at.map(ms)),
+            ],
+        )?;
+        updated(changed, "effect", &e.id)
+    }
+
+    fn grant_effects(&self, grant_id: &str) -> Result<Vec<Effect>> {
+        self.conn
+            .query(
+                &format!(
+                    "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE grant_id = $1 \
+                     ORDER BY created_at, ord"
+                ),
+                vec![text(grant_id)],
+            )?
+            .iter()
+            .map(effect_from_row)
+            .collect()
+    }
+
+    fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Effect>> {
+        self.conn
+            .query(
+                &format!(
+                    "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE done_at IS NULL \
+                     AND next_attempt_at <= $1 ORDER BY next_attempt_at, created_at, ord LIMIT $2"
+                ),
+                vec![p(ms(now)), p(limit as i64)],
+            )?
+            .iter()
+            .map(effect_from_row)
+            .collect()
+    }
+
+    fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let rows = self.conn.query(
+            "SELECT min(next_attempt_at) FROM target_effects WHERE done_at IS NULL",
+            Vec::new(),
+        )?;
+        match rows.first() {
+            Some(row) => opt_time(get(row, 0)?),
+            None => Ok(None),
+        }
+    }
+
+    fn insert_delivery(&mut self, d: &Delivery) -> Result<()> {
+        self.insert(
+            "webhook_deliveries",
+            &format!(
+                "INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            vec![
+                text(&d.id),
+                text(&d.target),
+                text(&d.action),
+                opt_text(d.grant_id.as_ref()),
+                p(d.status.map(i32::from)),
+                p(big(d.duration_ms, "duration")?),
+                opt_text(d.error.as_ref()),
+                p(ms(d.at)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
+        self.conn
+            .query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
+                     ORDER BY at DESC, ord DESC LIMIT $1"
+                ),
+                vec![p(limit as i64)],
+            )?
+            .iter()
+            .map(delivery_from_row)
+            .collect()
+    }
+
+    fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
+        let rows = self.conn.query(
+            "SELECT task_key, principal, request_id, expires_at, created_at, redeemed_at \
+             FROM workload_exchanges WHERE task_key = $1",
+            vec![text(task_key)],
+        )?;
+        rows.first()
+            .map(|row| {
+                Ok(Exchange {
+                    task_key: get(row, 0)?,
+                    principal: get(row, 1)?,
+                    request_id: get(row, 2)?,
+                    expires_at: time(get(row, 3)?)?,
+                    created_at: time(get(row, 4)?)?,
+                    redeemed_at: opt_time(get(row, 5)?)?,
+                })
+            })
+            .transpose()
+    }
+
+    fn insert_exchange(&mut self, e: &Exchange) -> Result<()> {
+        self.insert(
+            "workload_exchanges",
+            "INSERT INTO workload_exchanges (task_key, principal, request_id, expires_at, \
+             created_at, redeemed_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            vec![
+                text(&e.task_key),
+                text(&e.principal),
+                text(&e.request_id),
+                p(ms(e.expires_at)),
+                p(ms(e.created_at)),
+                p(e.redeemed_at.map(ms)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn update_exchange(&mut self, e: &Exchange) -> Result<()> {
+        let changed = self.conn.execute(
+            "UPDATE workload_exchanges SET redeemed_at = $2 WHERE task_key = $1",
+            vec![text(&e.task_key), p(e.redeemed_at.map(ms))],
+        )?;
+        updated(changed, "exchange", &e.task_key)
+    }
+
+    fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {
+        let rows = self.conn.query(
+            "SELECT kid, pkcs8 FROM signing_keys ORDER BY created_at DESC LIMIT 1",
+            Vec::new(),
+        )?;
+        rows.first()
+            .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
+            .transpose()
+    }
+
+    fn insert_signing_key(&mut self, kid: &str, pkcs8: &[u8], at: DateTime<Utc>) -> Result<()> {
+        self.insert(
+            "signing_keys",
+            "INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3)",
+            vec![text(kid), p(pkcs8.to_vec()), p(ms(at))],
+        )?;
+        Ok(())
+    }
+
+    fn broker_key(&self, purpose: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let rows = self.conn.query(
+            "SELECT kid, pkcs8 FROM broker_keys WHERE purpose = $1",
+            vec![text(purpose)],
+        )?;
+        rows.first()
+            .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
+            .transpose()
+    }
+
+    fn insert_broker_key(
+        &mut self,
+        purpose: &str,
+        kid: &str,
+        pkcs8: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.insert(
+            "broker_keys",
+            "INSERT INTO broker_keys (purpose, kid, pkcs8, created_at) VALUES ($1, $2, $3, $4)",
+            vec![text(purpose), text(kid), p(pkcs8.to_vec()), p(ms(at))],
+        )?;
+        Ok(())
+    }
+
+    /// `pg_notify` inside the transaction: PostgreSQL delivers it at
+    /// commit, and drops it with a rollback.
+    fn announce(&mut self, requests: &[&str], grants: &[&str]) -> Result<()> {
+        let ids = requests
+            .iter()
+            .map(|id| (true, *id))
+            .chain(grants.iter().map(|id| (false, *id)))
+            .collect::<Vec<_>>();
+        for chunk in ids.chunks(super::listen::IDS_PER_NOTICE) {
+            let notice = super::listen::Notice {
+                origin: self.origin.clone(),
+                requests: chunk
+                    .iter()
+                    .filter(|(request, _)| *request)
+                    .map(|(_, id)| id.to_string())
+                    .collect(),
+                grants: chunk
+                    .iter()
+                    .filter(|(request, _)| !*request)
+                    .map(|(_, id)| id.to_string())
+                    .collect(),
+            };
+            let payload = serde_json::to_string(&notice)
+                .map_err(|err| StoreError::Other(format!("notification: {err}")))?;
+            self.conn.query(
+                "SELECT pg_notify($1, $2)",
+                vec![text(super::listen::CHANNEL), p(payload)],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        self.conn.commit()
+    }
+}
+
+/// The newest audit entry, read on `conn` (a transaction's or a snapshot's).
+pub(super) fn audit_head(conn: &PgConn) -> Result<Option<AuditHead>> {
+    let rows = conn.query(
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        Vec::new(),
+    )?;
+    rows.first()
+        .map(|row| {
+            Ok(AuditHead {
+                seq: get(row, 0)?,
+                hash: get(row, 1)?,
+            })
+        })
+        .transpose()
+}
+
+/// The whole log in sequence order, as stored, a page of rows at a time:
+/// inside one transaction, the pages are of one moment.
+pub(super) fn scan_audit(
+    conn: &PgConn,
+    visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>,
+) -> Result<()> {
+    let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2");
+    let mut after = i64::MIN;
+    loop {
+        let rows = conn.query(&sql, vec![p(after), p(SCAN_PAGE)])?;
+        for row in &rows {
+            let entry = StoredAudit {
+                seq: get(row, 0)?,
+                at_ms: get(row, 1)?,
+                kind: get(row, 2)?,
+                actor: get(row, 3)?,
+                subject: get(row, 4)?,
+                role: get(row, 5)?,
+                request_id: get(row, 6)?,
+                grant_id: get(row, 7)?,
+                incident: get(row, 8)?,
+                reason: get(row, 9)?,
+                details: get(row, 10)?,
+                prev_hash: get(row, 11)?,
+                hash: get(row, 12)?,
+            };
+            after = entry.seq;
+            if visit(&entry).is_break() {
+                return Ok(());
+            }
+        }
+        if (rows.len() as i64) < SCAN_PAGE {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Several hoistd instances on one PostgreSQL database, each the real
+//! binary on loopback: leadership passing on when the leader is killed,
+//! concurrent approvals across instances counted exactly, the audit chain
+//! intact afterwards, and the database restarted under load.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hoist_api::LiveEvent;
+use hoist_api::{AuditKind, CreateRequest, Decision, RequestState};
+use hoistd::testing::{Cluster, eventually, request};
+
+use crate::events::EventStream;
+
+const HOISTD: &str = env!("CARGO_BIN_EXE_hoistd");
+
+async fn cluster(count: usize) -> Cluster {
+    let cluster = Cluster::start(HOISTD.as_ref(), count, "").await;
+    eventually(Duration::from_secs(20), || async {
+        cluster.leader().is_some()
+    })
+    .await;
+    cluster
+}
+
+fn verify_audit(cluster: &Cluster) {
+    let verified = cluster.hoistd(&["audit", "verify"]);
+    let out = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && out.starts_with("audit log intact"),
+        "{out}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}
+
+/// Killed without a chance to give up its lease, the leader is replaced
+/// once the lease lapses, and grants that ended meanwhile are recorded as
+/// expired by the new leader's reaper within a bound.
+#[tokio::test]
+async fn killing_the_leader_hands_the_reaper_to_another_instance() {
+    let mut cluster = cluster(3).await;
+    let leader = cluster.leader().unwrap();
+    let epoch = cluster.epoch();
+    let other = (leader + 1) % cluster.len();
+    let mut grants = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        let filed = cluster
+            .as_user(other, user)
+            .file(&CreateRequest {
+                duration_secs: Some(3),
+                ..request("logs", "reading the logs")
+            })
+            .await
+            .unwrap();
+        grants.push(filed.grant_id.unwrap());
+    }
+    cluster.kill(leader);
+
+    let auditor = cluster.as_user(other, "erin");
+    // The lease lapses after 5 s, and a new leader's reaper runs at once:
+    // 20 s is a bound with room for a slow machine.
+    eventually(Duration::from_secs(20), || async {
+        let log = auditor.audit().await;
+        grants.iter().all(|grant| {
+            log.iter().any(|event| {
+                event.kind == AuditKind::Expired && event.grant_id.as_deref() == Some(grant)
+            })
+        })
+    })
+    .await;
+    let now_leading = cluster.leader().expect("someone leads");
+    assert_ne!(now_leading, leader);
+    assert!(cluster.epoch() > epoch, "the epoch grows with a new holder");
+    // Each expiry recorded once, though every instance could have.
+    let log = auditor.audit().await;
+    for grant in &grants {
+        let expiries = log
+            .iter()
+            .filter(|e| e.kind == AuditKind::Expired && e.grant_id.as_deref() == Some(grant))
+            .count();
+        assert_eq!(expiries, 1, "{grant}");
+    }
+    verify_audit(&cluster);
+}
+
+/// Twenty approvals of one 2-of-3 request at once, from its three
+/// approvers (some twice or more) across three instances: exactly two
+/// count, one grant is made, and the audit chain does not fork.
+#[tokio::test]
+async fn twenty_concurrent_approvals_across_instances_count_exactly_twice() {
+    let cluster = cluster(3).await;
+    let filed = cluster
+        .as_user(0, "frank")
+        .file(&request("k8s", "deploy the hotfix"))
+        .await
+        .unwrap();
+    assert_eq!(filed.state, RequestState::Pending);
+    assert_eq!(filed.approvals_required, 2);
+    let approvers = ["bob", "dave", "alice"];
+    let answers = futures::future::join_all((0..20).map(|i| {
+        let client = cluster.as_user(i % 3, approvers[(i / 3) % 3]);
+        let id = filed.id.clone();
+        async move { client.review(&id, Decision::Approve, None).await }
+    }))
+    .await;
+    let accepted = answers.iter().filter(|answer| answer.is_ok()).count();
+    assert_eq!(accepted, 2, "{answers:?}");
+    for refused in answers.iter().filter_map(|answer| answer.as_ref().err()) {
+        assert_eq!(refused.0, reqwest::StatusCode::CONFLICT, "{refused:?}");
+    }
+
+    let read = cluster
+        .as_user(2, "frank")
+        .request(&filed.id)
+        .await
+        .unwrap();
+    assert_eq!(read.state, RequestState::Active);
+    let reviewers: HashSet<_> = read.reviews.iter().map(|r| r.reviewer.as_str()).collect();
+    assert_eq!((read.reviews.len(), reviewers.len()), (2, 2));
+    assert_eq!(cluster.as_user(1, "frank").grants().await.len(), 1);
+    let log = cluster.as_user(1, "erin").audit().await;
+    let about = |kind| {
+        log.iter()
+            .filter(|e| e.kind == kind && e.request_id.as_deref() == Some(&*filed.id))
+            .count()
+    };
+    assert_eq!(about(AuditKind::Reviewed), 2);
+    assert_eq!(about(AuditKind::Approved), 1);
+    assert_eq!(about(AuditKind::Activated), 1);
+    let seqs: Vec<i64> = log.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=log.len() as i64).collect::<Vec<_>>());
+    verify_audit(&cluster);
+}
+
+/// `pg_ctl restart -m fast` while five people file and cancel requests
+/// across three instances: calls fail while the server is down, the
+/// instances recover on their own, and every request answered as filed
+/// (and every cancellation answered) is there afterwards.
+#[tokio::test]
+async fn restarting_the_database_under_load_loses_no_committed_request() {
+    let cluster = Arc::new(cluster(3).await);
+    let filed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let cancelled = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let after_restart = Arc::new(Mutex::new(HashSet::<usize>::new()));
+    let restarted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = ["alice", "bob", "carol", "dave", "frank"]
+        .into_iter()
+        .enumerate()
+        .map(|(n, user)| {
+            let (cluster, filed, cancelled) = (
+                Arc::clone(&cluster),
+                Arc::clone(&filed),
+                Arc::clone(&cancelled),
+            );
+            let (after_restart, restarted) = (Arc::clone(&after_restart), Arc::clone(&restarted));
+            let stopped = stopped.clone();
+            tokio::spawn(async move {
+                let mut open: Option<String> = None;
+                let mut turn = n;
+                while !*stopped.borrow() {
+                    turn += 1;
+                    let instance = turn % cluster.len();
+                    let client = cluster.as_user(instance, user);
+                    let ok = match &open {
+                        Some(id) => match client.cancel(id).await {
+                            Ok(_) => {
+                                cancelled.lock().unwrap().push(id.clone());
+                                open = None;
+                                true
+                            }
+                            Err(_) => false,
+                        },
+                        None => match client.file(&request("k8s", "load while restarting")).await {
+                            Ok(request) => {
+                                filed.lock().unwrap().push(request.id.clone());
+                                open = Some(request.id);
+                                true
+                            }
+                            Err(_) => false,
+                        },
+                    };
+                    if ok && restarted.load(std::sync::atomic::Ordering::SeqCst) {
+                        after_restart.lock().unwrap().insert(instance);
+                    }
+                    if !ok {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+
+    eventually(Duration::from_secs(20), || async {
+        filed.lock().unwrap().len() >= 20
+    })
+    .await;
+    let restarting = Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || restarting.pg.restart_fast().unwrap())
+        .await
+        .unwrap();
+    restarted.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Every instance answers again without being restarted itself.
+    eventually(Duration::from_secs(30), || async {
+        after_restart.lock().unwrap().len() == cluster.len()
+    })
+    .await;
+    let _ = stop.send(true);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    let reader = cluster.as_user(0, "erin");
+    let filed = filed.lock().unwrap().clone();
+    let cancelled: HashSet<String> = cancelled.lock().unwrap().iter().cloned().collect();
+    assert!(filed.len() > 20);
+    for id in &filed {
+        let read = reader
+            .request(id)
+            .await
+            .unwrap_or_else(|err| panic!("{id}: {err:?}"));
+        if cancelled.contains(id) {
+            assert_eq!(read.state, RequestState::Cancelled, "{id}");
+        }
+    }
+    verify_audit(&cluster);
+}
+
+/// The next event on `stream` that `wanted` accepts, within `limit`
+/// (other events pass by).
+async fn event_where(
+    cluster: &Cluster,
+    stream: &mut EventStream,
+    limit: Duration,
+    wanted: impl Fn(&LiveEvent) -> bool,
+) -> LiveEvent {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match stream.within(left).await {
+            Some(event) if wanted(&event) => return event,
+            Some(_) => continue,
+            None => panic!(
+                "no such event within {limit:?}; the stream's instance logged:\n{}",
+                (0..3)
+                    .map(|i| cluster.log(i))
+                    .collect::<Vec<_>>()
+                    .join("\n----\n")
+            ),
+        }
+    }
+}
+
+/// Reviews made on one instance reach the requester's stream on another,
+/// each as it is committed; when that instance's listener loses its
+/// connection, its streams are told to resync, and events flow again.
+#[tokio::test]
+async fn an_approval_on_one_instance_reaches_a_stream_on_another() {
+    let cluster = cluster(3).await;
+    let frank = cluster.as_user(2, "frank");
+    let mut events = EventStream::open(&frank).await;
+    assert!(matches!(events.next().await, Some(LiveEvent::Hello { .. })));
+    let filed = cluster
+        .as_user(1, "frank")
+        .file(&request("k8s", "deploy the hotfix"))
+        .await
+        .unwrap();
+    let limit = Duration::from_secs(10);
+    event_where(
+        &cluster,
+        &mut events,
+        limit,
+        |e| matches!(e, LiveEvent::Request { request } if request.id == filed.id),
+    )
+    .await;
+    cluster
+        .as_user(0, "bob")
+        .review(&filed.id, Decision::Approve, None)
+        .await
+        .unwrap();
+    event_where(&cluster, &mut events, limit, |e| {
+        matches!(e, LiveEvent::Request { request }
+            if request.id == filed.id && request.reviews.len() == 1)
+    })
+    .await;
+
+    // Cut every listening connection: instance 2's listener reconnects and
+    // its streams resync, since what was sent meanwhile is lost.
+    let cut = cluster.sql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE query LIKE 'LISTEN hoistd_changes%'",
+    );
+    assert_eq!(cut.trim(), "3", "one listener per instance");
+    event_where(&cluster, &mut events, limit, |e| {
+        matches!(e, LiveEvent::Resync { .. })
+    })
+    .await;
+    // Listening again (the resync is sent once it is), the next review
+    // arrives too.
+    cluster
+        .as_user(1, "dave")
+        .review(&filed.id, Decision::Approve, None)
+        .await
+        .unwrap();
+    event_where(&cluster, &mut events, limit, |e| {
+        matches!(e, LiveEvent::Request { request }
+            if request.id == filed.id && request.state == RequestState::Active)
+    })
+    .await;
+}

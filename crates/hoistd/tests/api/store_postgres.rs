@@ -1,0 +1,158 @@
+//! The store conformance suite against the PostgreSQL store, one test a
+//! check, each on a fresh database of a real server started for it; then
+//! what only a server database does: migrations shared by instances,
+//! readiness, and a password kept out of what is shown.
+
+use hoistd::store::{Location, Migrations, PostgresStore, Store, StoreError};
+use hoistd::testing::Postgres;
+
+fn server() -> Postgres {
+    Postgres::start_now().unwrap_or_else(|err| panic!("{err}"))
+}
+
+fn with_fresh_postgres(check: fn(&dyn Store)) {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    check(&store);
+}
+
+hoistd::store_conformance!(with_fresh_postgres);
+
+/// Several instances starting at once on an empty database: the migration
+/// lock lets one apply the schema and the others find it done.
+#[test]
+fn instances_starting_together_migrate_once() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let opened: Vec<_> = std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| PostgresStore::open(&url, Migrations::Apply)))
+            .collect();
+        starts
+            .into_iter()
+            .map(|start| start.join().unwrap())
+            .collect()
+    });
+    for store in opened {
+        let store = store.unwrap();
+        store.ready().unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            PostgresStore::known_version()
+        );
+    }
+}
+
+/// A database left unmigrated is not ready and says so; once migrated, it is.
+#[test]
+fn ready_reports_pending_migrations_and_an_unreachable_server() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let store = PostgresStore::open(&url, Migrations::Leave).unwrap();
+    match store.ready() {
+        Err(StoreError::MigrationsPending { found: 0, known }) => {
+            assert_eq!(known, PostgresStore::known_version())
+        }
+        other => panic!("expected pending migrations, got {other:?}"),
+    }
+    store.migrate().unwrap();
+    store.ready().unwrap();
+    pg.stop();
+    match store.ready() {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("expected an unavailable database, got {other:?}"),
+    }
+    pg.restart().unwrap();
+    // The pool throws the broken connections away and connects afresh.
+    let mut answered = store.ready();
+    for _ in 0..50 {
+        if answered.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        answered = store.ready();
+    }
+    answered.unwrap();
+}
+
+/// A server turned read-only (as a demoted primary is) refuses writes as
+/// unavailable, with nothing written; once writable again, the store writes
+/// without being reopened.
+#[test]
+fn a_read_only_server_is_unavailable_until_it_is_writable_again() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let set_read_only = |on: bool| {
+        let output = std::process::Command::new("psql")
+            .args(["-X", "-q", "-d", &url, "-c"])
+            .arg(format!(
+                "ALTER SYSTEM SET default_transaction_read_only = {on}"
+            ))
+            .args(["-c", "SELECT pg_reload_conf()"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    };
+    set_read_only(true);
+    // The reload reaches each pooled session at its next command: try
+    // until a write is refused, rolling back any that got through.
+    let mut refused = None;
+    for _ in 0..50 {
+        let mut tx = store.transaction().unwrap();
+        match tx.insert_signing_key("k1", b"key", chrono::Utc::now()) {
+            Ok(()) => drop(tx),
+            Err(err) => {
+                refused = Some(err);
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        matches!(refused, Some(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    set_read_only(false);
+    let mut written = false;
+    for _ in 0..50 {
+        let mut tx = store.transaction().unwrap();
+        if tx
+            .insert_signing_key("k1", b"key", chrono::Utc::now())
+            .is_ok()
+            && tx.commit().is_ok()
+        {
+            written = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(written, "still refused once the server is writable again");
+    assert!(
+        store
+            .transaction()
+            .unwrap()
+            .signing_key()
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// The URL is read as a location, and shown without its password.
+#[test]
+fn a_postgres_location_hides_its_password() {
+    let location =
+        Location::parse("postgres://hoistd:s3cr3t-pw@db.example:5432/hoist?sslmode=disable")
+            .unwrap();
+    assert!(matches!(location, Location::Postgres(_)));
+    let shown = location.to_string();
+    assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+    assert!(shown.contains("db.example"), "{shown}");
+    let keyed = Location::parse("postgresql://hoistd@db.example/hoist?password=s3cr3t-pw").unwrap();
+    assert!(!keyed.to_string().contains("s3cr3t-pw"), "{keyed}");
+    let refused = Location::parse("postgres://hoistd:s3cr3t-pw@db.example:notaport/hoist")
+        .unwrap_err()
+        .to_string();
+    assert!(!refused.contains("s3cr3t-pw"), "{refused}");
+}
