@@ -183,9 +183,10 @@ impl Postgres {
                 }
                 None
             }
-            "require" | "verify-ca" | "verify-full" => {
-                Some(tls(raw.ca_file.as_deref()).map_err(|why| format!("target `{name}`: {why}"))?)
-            }
+            "require" | "verify-ca" | "verify-full" => Some(
+                crate::store::tls_connector(raw.ca_file.as_deref())
+                    .map_err(|why| format!("target `{name}`: {why}"))?,
+            ),
             other => {
                 return Err(format!(
                     "target `{name}`: sslmode `{other}` is not disable, require, verify-ca or verify-full"
@@ -730,44 +731,6 @@ fn percent_decode(text: &str) -> String {
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_else(|| text.to_string())
-}
-
-/// rustls for the admin connection: the server's certificate checked
-/// against `ca_file`, or the system's roots.
-fn tls(
-    ca_file: Option<&std::path::Path>,
-) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| err.to_string())?;
-    let config = match ca_file {
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|err| format!("ca_file {}: {err}", path.display()))?
-            {
-                let cert = cert.map_err(|err| format!("ca_file {}: {err}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|err| format!("ca_file {}: {err}", path.display()))?;
-            }
-            if roots.is_empty() {
-                return Err(format!("ca_file {} holds no certificate", path.display()));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-        None => {
-            use rustls_platform_verifier::BuilderVerifierExt;
-            builder
-                .with_platform_verifier()
-                .map_err(|err| format!("the system's CA roots: {err}"))?
-                .with_no_client_auth()
-        }
-    };
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 #[cfg(test)]

@@ -156,3 +156,39 @@ fn a_postgres_location_hides_its_password() {
         .to_string();
     assert!(!refused.contains("s3cr3t-pw"), "{refused}");
 }
+
+/// TLS to the database: with `sslmode=require` the store speaks TLS and
+/// checks the server's certificate against the CA it is given; a server
+/// whose certificate it cannot check, or that speaks no TLS, is refused
+/// rather than used in plain text.
+#[test]
+fn tls_to_the_database_checks_the_servers_certificate() {
+    let starting = tokio::runtime::Runtime::new().unwrap();
+    let pg = starting
+        .block_on(Postgres::start_with_tls())
+        .unwrap_or_else(|err| panic!("{err}"));
+    drop(starting);
+    let url = format!("{}?sslmode=require", pg.create_database("hoistd").unwrap());
+
+    let store = PostgresStore::open_with_ca(&url, Migrations::Apply, Some(&pg.ca_file())).unwrap();
+    store.ready().unwrap();
+    let tx = store.transaction().unwrap();
+    assert!(tx.signing_key().unwrap().is_none());
+    drop(tx);
+
+    // Another CA (the system's roots) cannot vouch for the test server.
+    let refused = PostgresStore::open_with_ca(&url, Migrations::Apply, None)
+        .expect_err("a certificate no trusted CA signed is refused");
+    assert!(
+        matches!(refused, StoreError::Unavailable(_) | StoreError::Other(_)),
+        "{refused}"
+    );
+
+    // A server without TLS is not used in plain text when TLS is required.
+    let plain = server();
+    let url = format!(
+        "{}?sslmode=require",
+        plain.create_database("hoistd").unwrap()
+    );
+    assert!(PostgresStore::open_with_ca(&url, Migrations::Apply, Some(&pg.ca_file())).is_err());
+}

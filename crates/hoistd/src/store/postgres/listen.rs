@@ -9,7 +9,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::Announcement;
 
@@ -38,11 +39,12 @@ pub(super) struct Notice {
 /// meanwhile are lost.
 pub(super) async fn listen(
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     origin: String,
     out: mpsc::UnboundedSender<Announcement>,
 ) {
     loop {
-        match listen_once(&config, &origin, &out).await {
+        match listen_once(&config, &tls, &origin, &out).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(err) => {
@@ -60,10 +62,11 @@ pub(super) async fn listen(
 /// `Ok(false)` when nobody listens any more.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
     origin: &str,
     out: &mpsc::UnboundedSender<Announcement>,
 ) -> Result<bool, tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let (notices, mut received) = mpsc::unbounded_channel::<String>();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

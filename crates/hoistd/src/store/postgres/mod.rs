@@ -29,9 +29,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{AuditHead, Result, Snapshot, Store, StoreError, StoredAudit, Tx};
 
@@ -70,10 +71,15 @@ pub enum Migrations {
     Leave,
 }
 
+/// The CA certificates (PEM) that a database's TLS certificate must chain
+/// to; without it, the system's roots.
+pub const CA_FILE_ENV: &str = "HOISTD_DB_CA_FILE";
+
 pub struct PostgresStore {
     pool: Pool,
     /// For connections outside the pool (the listener).
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     /// This store's name in the notifications it sends.
     origin: String,
     /// Taken out by `Drop`, which shuts it down without waiting: a store may
@@ -101,7 +107,24 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user:password@host:port/db?...`, as
     /// libpq reads it) and, with [`Migrations::Apply`], brings the schema up
     /// to date under the migration lock.
+    ///
+    /// TLS is as the URL's `sslmode` says (`disable`, `prefer` by default,
+    /// `require`); whenever it is used, the server's certificate and name
+    /// are checked, against the CA file in `HOISTD_DB_CA_FILE` or the
+    /// system's roots (libpq's `verify-full`).
     pub fn open(url: &str, migrations: Migrations) -> Result<Self> {
+        let ca_file = std::env::var_os(CA_FILE_ENV).map(std::path::PathBuf::from);
+        Self::open_with_ca(url, migrations, ca_file.as_deref())
+    }
+
+    /// [`PostgresStore::open`] with the CA file given.
+    pub fn open_with_ca(
+        url: &str,
+        migrations: Migrations,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self> {
+        let tls = tls_connector(ca_file)
+            .map_err(|why| StoreError::Other(format!("TLS to the database: {why}")))?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|err| StoreError::UnknownLocation(format!("a PostgreSQL URL: {err}")))?;
@@ -127,7 +150,7 @@ impl PostgresStore {
         // throws it away then (see `PgConn::forget`).
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -145,6 +168,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             config,
+            tls,
             origin: uuid::Uuid::new_v4().to_string(),
             runtime: Some(runtime),
             handle,
@@ -285,6 +309,7 @@ impl Store for PostgresStore {
         let (out, announcements) = tokio::sync::mpsc::unbounded_channel();
         self.handle.spawn(listen::listen(
             self.config.clone(),
+            self.tls.clone(),
             self.origin.clone(),
             out,
         ));
@@ -541,4 +566,41 @@ pub(super) fn redact(url: &str) -> String {
         }
         Err(_) => "postgres://(unreadable URL)".to_string(),
     }
+}
+
+/// rustls for connections to PostgreSQL (the store's, and a target's admin
+/// connection): the server's certificate checked against `ca_file`, or the
+/// system's roots.
+pub fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| err.to_string())?;
+    let config = match ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|err| format!("ca_file {}: {err}", path.display()))?
+            {
+                let cert = cert.map_err(|err| format!("ca_file {}: {err}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|err| format!("ca_file {}: {err}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("ca_file {} holds no certificate", path.display()));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => {
+            use rustls_platform_verifier::BuilderVerifierExt;
+            builder
+                .with_platform_verifier()
+                .map_err(|err| format!("the system's CA roots: {err}"))?
+                .with_no_client_auth()
+        }
+    };
+    Ok(MakeRustlsConnect::new(config))
 }
