@@ -86,17 +86,20 @@ async fn exchange(broker: &TestBroker, fields: &[(&str, &str)]) -> (StatusCode, 
     (status, response.json().await.unwrap())
 }
 
+/// The exchange's form for `token` and `role`; a withdrawal presents it too.
+fn task_form(token: &str, role: &str) -> [(&'static str, String); 4] {
+    [
+        ("grant_type", TOKEN_EXCHANGE_GRANT.to_string()),
+        ("subject_token", token.to_string()),
+        ("subject_token_type", JWT_TOKEN_TYPE.to_string()),
+        ("resource", format!("urn:hoist:role:{role}")),
+    ]
+}
+
 async fn exchange_for(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
-    exchange(
-        broker,
-        &[
-            ("grant_type", TOKEN_EXCHANGE_GRANT),
-            ("subject_token", token),
-            ("subject_token_type", JWT_TOKEN_TYPE),
-            ("resource", &format!("urn:hoist:role:{role}")),
-        ],
-    )
-    .await
+    let form = task_form(token, role);
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    exchange(broker, &fields).await
 }
 
 fn issued(answer: (StatusCode, Value)) -> TokenExchangeResponse {
@@ -557,12 +560,7 @@ async fn a_role_a_person_must_approve_waits_for_the_approver() {
 async fn withdraw(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/token/withdraw", broker.url()))
-        .form(&[
-            ("grant_type", TOKEN_EXCHANGE_GRANT),
-            ("subject_token", token),
-            ("subject_token_type", JWT_TOKEN_TYPE),
-            ("resource", &format!("urn:hoist:role:{role}")),
-        ])
+        .form(&task_form(token, role))
         .send()
         .await
         .unwrap();
