@@ -459,6 +459,9 @@ class PgServer:
             raise SystemExit("bench: the postgres group needs PostgreSQL's server binaries "
                              "(apt-get install postgresql)")
         self.bin = bins[-1].parent
+        # The server's user must reach its directory through the run's own
+        # (a private temporary directory).
+        workdir.chmod(workdir.stat().st_mode | 0o011)
         self.dir = workdir / "pg"
         self.dir.mkdir()
         self.dir.chmod(0o755)
