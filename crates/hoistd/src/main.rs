@@ -468,7 +468,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let now = chrono::Utc::now();
             let ids = {
                 let tx = store.transaction()?;
-                ssh::revoked_key_ids(tx.as_ref(), now)?
+                ssh::revoked_serials(tx.as_ref(), now)?
             };
             replace_file(&out, &authority.krl(&ids, now))?;
             eprintln!(

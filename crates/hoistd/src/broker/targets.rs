@@ -372,11 +372,11 @@ impl Ledger for Broker {
 }
 
 impl Broker {
-    /// The SSH KRL in force now: the key ids of grants at ssh targets that
-    /// ended early and would otherwise still be valid.
+    /// The SSH KRL in force now: the certificate serials of grants at ssh
+    /// targets that ended early and would otherwise still be valid.
     pub fn ssh_krl(&self) -> Result<Vec<u8>> {
         let work = self.begin()?;
-        let ids = crate::target::ssh::revoked_key_ids(work.tx.as_ref(), work.now)?;
-        Ok(self.ssh_ca.krl(&ids, work.now))
+        let serials = crate::target::ssh::revoked_serials(work.tx.as_ref(), work.now)?;
+        Ok(self.ssh_ca.krl(&serials, work.now))
     }
 }

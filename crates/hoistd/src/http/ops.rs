@@ -47,6 +47,12 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    /// `in_use` by a transaction or snapshot, or `idle` in the pool.
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AccessLabels {
     /// The grant's access at its target, or `none` for a role without one.
     access: String,
@@ -63,6 +69,8 @@ pub struct Metrics {
     stream_subscribers: Gauge,
     store_waiting: Gauge,
     store_wait: Histogram,
+    store_connections: Family<ConnectionLabels, Gauge>,
+    store_connections_max: Gauge,
 }
 
 impl Default for Metrics {
@@ -121,8 +129,22 @@ impl Metrics {
             Unit::Seconds,
             store_wait.clone(),
         );
+        let store_connections = Family::<ConnectionLabels, Gauge>::default();
+        registry.register(
+            "store_connections",
+            "This instance's open connections to the database, by whether a transaction is using them (SQLite: its one writing connection)",
+            store_connections.clone(),
+        );
+        let store_connections_max = Gauge::default();
+        registry.register(
+            "store_connections_max",
+            "The most connections this instance opens to the database: the pool's size",
+            store_connections_max.clone(),
+        );
         Metrics {
             registry,
+            store_connections,
+            store_connections_max,
             store_waiting,
             store_wait,
             requests,
@@ -196,6 +218,17 @@ impl Metrics {
                 (now - at).to_std().unwrap_or_default().as_secs_f64()
             });
         self.reaper_lag.set(lag);
+        let connections = broker.store().connections();
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        for (state, n) in [
+            ("in_use", connections.in_use),
+            ("idle", connections.open.saturating_sub(connections.in_use)),
+        ] {
+            self.store_connections
+                .get_or_create(&ConnectionLabels { state })
+                .set(count(n));
+        }
+        self.store_connections_max.set(count(connections.max));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
@@ -243,6 +276,10 @@ impl Store for MeteredStore {
 
     fn resign(&self, holder: &str) -> store::Result<()> {
         self.inner.resign(holder)
+    }
+
+    fn connections(&self) -> store::Connections {
+        self.inner.connections()
     }
 }
 

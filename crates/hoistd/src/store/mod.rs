@@ -152,6 +152,20 @@ pub trait Store: Send + Sync + 'static {
         let _ = holder;
         Ok(())
     }
+    /// The connections this instance holds to the database, for metrics.
+    /// Read without waiting for any of them.
+    fn connections(&self) -> Connections;
+}
+
+/// A store's connections to its database at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Connections {
+    /// Connections open now.
+    pub open: usize,
+    /// Of those, connections a transaction or snapshot is using.
+    pub in_use: usize,
+    /// The most the store opens.
+    pub max: usize,
 }
 
 /// The audit log frozen at one moment, read without holding up writers

@@ -410,14 +410,15 @@ impl Authority {
         })
     }
 
-    /// The KRL (OpenSSH's PROTOCOL.krl, format 1) revoking `key_ids` under
-    /// this CA, unsigned: hosts fetch it over TLS from the broker they trust
-    /// for the CA itself.
-    pub fn krl(&self, key_ids: &[String], now: DateTime<Utc>) -> Vec<u8> {
+    /// The KRL (OpenSSH's PROTOCOL.krl, format 1) revoking the
+    /// certificates with these serials under this CA, unsigned: hosts fetch
+    /// it over TLS from the broker they trust for the CA itself. By serial,
+    /// not by key id, so the public list names no grant and no person.
+    pub fn krl(&self, serials: &[u64], now: DateTime<Utc>) -> Vec<u8> {
         const MAGIC: u64 = 0x5353_484b_524c_0a00;
         const FORMAT_VERSION: u32 = 1;
         const SECTION_CERTIFICATES: u8 = 1;
-        const CERT_SECTION_KEY_ID: u8 = 0x23;
+        const CERT_SECTION_SERIAL_LIST: u8 = 0x20;
         let generated = now.timestamp().max(0) as u64;
         let mut krl = Vec::new();
         krl.extend_from_slice(&MAGIC.to_be_bytes());
@@ -428,19 +429,20 @@ impl Authority {
         krl.extend_from_slice(&0u64.to_be_bytes());
         put_string(&mut krl, b"");
         put_string(&mut krl, b"hoist: certificates of grants ended early");
-        if key_ids.is_empty() {
+        // OpenSSH refuses serial 0 in a list (it means "no serial").
+        let mut serials: Vec<u64> = serials.iter().copied().filter(|s| *s != 0).collect();
+        if serials.is_empty() {
             return krl;
         }
-        let mut ids = Vec::new();
-        for id in key_ids {
-            put_string(&mut ids, id.as_bytes());
-        }
+        serials.sort_unstable();
+        serials.dedup();
+        let list: Vec<u8> = serials.iter().flat_map(|s| s.to_be_bytes()).collect();
         let mut certificates = Vec::new();
         let ca = self.key.public_key().to_bytes().unwrap_or_default();
         put_string(&mut certificates, &ca);
         put_string(&mut certificates, b"");
-        certificates.push(CERT_SECTION_KEY_ID);
-        put_string(&mut certificates, &ids);
+        certificates.push(CERT_SECTION_SERIAL_LIST);
+        put_string(&mut certificates, &list);
         krl.push(SECTION_CERTIFICATES);
         put_string(&mut krl, &certificates);
         krl
@@ -452,22 +454,22 @@ fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// The key ids to revoke at `now`: grants at an ssh target that were
-/// revoked before their end, and whose end (their certificates'
+/// The certificate serials to revoke at `now`: grants at an ssh target
+/// that were revoked before their end, and whose end (their certificates'
 /// `valid-before`) is still to come. Older ones expire by themselves, so
 /// the KRL stays as short as the grants revoked in the last max-duration.
-pub fn revoked_key_ids(tx: &dyn Tx, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+pub fn revoked_serials(tx: &dyn Tx, now: DateTime<Utc>) -> Result<Vec<u64>, StoreError> {
     let revoked = tx.grants(&GrantQuery {
         states: vec![GrantState::Revoked],
         ..GrantQuery::default()
     })?;
-    let mut ids: Vec<String> = revoked
+    let mut ids: Vec<u64> = revoked
         .into_iter()
         .filter(|grant| grant.expires_at > now)
         .filter(|grant| grant.access.as_ref().is_some_and(|a| a.kind == KIND))
-        .map(|grant| key_id(&grant.id, &grant.holder))
+        .map(|grant| serial(&grant.id))
         .collect();
-    ids.sort();
+    ids.sort_unstable();
     ids.dedup();
     Ok(ids)
 }

@@ -87,6 +87,16 @@ async fn metrics_pass_promtool_and_count_what_the_store_holds() {
     // Every call above started at least one transaction; none waits now.
     assert!(sample(&text, "hoistd_store_transaction_wait_seconds_count") >= 4.0);
     assert_eq!(sample(&text, "hoistd_store_transactions_waiting"), 0.0);
+    // SQLite's one writing connection, free between calls.
+    assert_eq!(sample(&text, "hoistd_store_connections_max"), 1.0);
+    assert_eq!(
+        sample(&text, r#"hoistd_store_connections{state="idle"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, r#"hoistd_store_connections{state="in_use"}"#),
+        0.0
+    );
     // Routes by their template, with method and status.
     assert_eq!(
         sample(

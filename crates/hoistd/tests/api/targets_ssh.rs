@@ -356,6 +356,12 @@ async fn a_certificate_logs_in_during_the_grant_and_is_refused_once_revoked() {
     let krl = Sshd::write_krl(sshd.dir.path(), &broker).await;
     assert!(krl.len() > 44, "the KRL now revokes something");
     assert!(krl_revokes(&sshd.dir.path().join("revoked.krl"), &cert));
+    // Hosts fetch it without a token: by serial, it names no grant or person.
+    let said = String::from_utf8_lossy(&krl);
+    assert!(
+        !said.contains(&grant.id) && !said.contains("alice"),
+        "{said}"
+    );
     let refused_login = sshd.login(&key, &cert).unwrap_err();
     assert!(
         refused_login.contains("Permission denied"),

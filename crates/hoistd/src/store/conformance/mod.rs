@@ -45,7 +45,7 @@ pub use records::{
     identities, request_queries, requests_round_trip, signing_keys, workload_exchanges,
 };
 pub use rules::{
-    conflicts_and_missing_rows, dropping_a_transaction_rolls_everything_back,
+    conflicts_and_missing_rows, connections_in_use, dropping_a_transaction_rolls_everything_back,
     racing_appends_take_turns, racing_reviews_let_exactly_one_decide,
 };
 pub use targets::{effects_outbox, grant_access_round_trip_and_queries, webhook_deliveries};
@@ -81,6 +81,7 @@ macro_rules! store_conformance {
             effects_outbox,
             webhook_deliveries,
             workload_exchanges,
+            connections_in_use,
         );
     };
     (@each $with_fresh_store:path; $($check:ident),* $(,)?) => {

@@ -260,3 +260,28 @@ pub fn racing_appends_take_turns(store: &dyn Store) {
         prev_hash = event.hash.clone();
     }
 }
+
+/// A transaction holds a connection while it is open and gives it back
+/// when it ends, and the store tells so without waiting for one.
+pub fn connections_in_use(store: &dyn Store) {
+    let idle = store.connections();
+    assert_eq!(idle.in_use, 0, "nothing runs yet: {idle:?}");
+    assert!(idle.max >= 1 && idle.open <= idle.max, "{idle:?}");
+
+    let tx = store.transaction().unwrap();
+    let busy = store.connections();
+    assert_eq!(busy.in_use, 1, "one transaction is open: {busy:?}");
+    assert!(busy.open >= 1 && busy.open <= busy.max, "{busy:?}");
+    tx.commit().unwrap();
+
+    // A pooled connection may go back a moment after the commit returns.
+    let mut after = store.connections();
+    for _ in 0..100 {
+        if after.in_use == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        after = store.connections();
+    }
+    assert_eq!(after.in_use, 0, "the transaction ended: {after:?}");
+}

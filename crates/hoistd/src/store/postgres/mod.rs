@@ -34,7 +34,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{AuditHead, Result, Snapshot, Store, StoreError, StoredAudit, Tx};
+use super::{AuditHead, Connections, Result, Snapshot, Store, StoreError, StoredAudit, Tx};
 
 /// Schema migrations, applied in order; `hoistd_schema` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -262,6 +262,15 @@ impl PostgresStore {
 }
 
 impl Store for PostgresStore {
+    fn connections(&self) -> Connections {
+        let status = self.pool.status();
+        Connections {
+            open: status.size,
+            in_use: status.size.saturating_sub(status.available),
+            max: status.max_size,
+        }
+    }
+
     fn transaction(&self) -> Result<Box<dyn Tx + '_>> {
         let conn = self.connection()?;
         conn.begin("BEGIN")?;

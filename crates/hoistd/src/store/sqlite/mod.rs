@@ -15,7 +15,7 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use super::{AuditHead, Result, Snapshot, Store, StoreError, StoredAudit, Tx};
+use super::{AuditHead, Connections, Result, Snapshot, Store, StoreError, StoredAudit, Tx};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -149,6 +149,20 @@ fn migrate(conn: &Connection) -> Result<()> {
 }
 
 impl Store for SqliteStore {
+    fn connections(&self) -> Connections {
+        // The one writing connection; snapshots and the checkpointer open
+        // short-lived ones of their own, outside this count.
+        let in_use = usize::from(matches!(
+            self.conn.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        ));
+        Connections {
+            open: 1,
+            in_use,
+            max: 1,
+        }
+    }
+
     fn transaction(&self) -> Result<Box<dyn Tx + '_>> {
         // A poisoned lock only means another thread panicked mid-transaction;
         // SQLite rolled that transaction back when its guard dropped.
