@@ -24,11 +24,17 @@ use crate::store::{
 pub(super) struct PgTx {
     conn: PgConn,
     origin: String,
+    /// What `announce` was given, sent with the commit.
+    notices: Vec<String>,
 }
 
 impl PgTx {
     pub(super) fn new(conn: PgConn, origin: String) -> Self {
-        PgTx { conn, origin }
+        PgTx {
+            conn,
+            origin,
+            notices: Vec::new(),
+        }
     }
 }
 
@@ -930,8 +936,9 @@ impl Tx for PgTx {
         Ok(())
     }
 
-    /// `pg_notify` inside the transaction: PostgreSQL delivers it at
-    /// commit, and drops it with a rollback.
+    /// `pg_notify` inside the transaction, sent with the commit in one
+    /// round trip: PostgreSQL delivers it at commit, and drops it with a
+    /// rollback.
     fn announce(&mut self, requests: &[&str], grants: &[&str]) -> Result<()> {
         let ids = requests
             .iter()
@@ -954,16 +961,13 @@ impl Tx for PgTx {
             };
             let payload = serde_json::to_string(&notice)
                 .map_err(|err| StoreError::Other(format!("notification: {err}")))?;
-            self.conn.query(
-                "SELECT pg_notify($1, $2)",
-                vec![text(super::listen::CHANNEL), p(payload)],
-            )?;
+            self.notices.push(payload);
         }
         Ok(())
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
-        self.conn.commit()
+        self.conn.commit_announcing(self.notices)
     }
 }
 
