@@ -41,9 +41,7 @@ pub use audit::{
     audit_filters, audit_round_trip_and_head, audit_scan_order_and_stored_text,
     snapshots_see_one_moment_and_hold_up_no_writer,
 };
-pub use notifications::{
-    notification_deliveries, notifications_outbox,
-};
+pub use notifications::{notification_deliveries, notifications_outbox};
 pub use records::{
     broker_keys, due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys,
     identities, request_queries, requests_round_trip, signing_keys, workload_exchanges,

@@ -76,11 +76,7 @@ pub fn notifications_outbox(store: &dyn Store) {
     tx.set_notification_cursor(7).unwrap();
     drop(tx);
     assert_eq!(
-        store
-            .transaction()
-            .unwrap()
-            .notification_cursor()
-            .unwrap(),
+        store.transaction().unwrap().notification_cursor().unwrap(),
         2,
         "rolled back"
     );

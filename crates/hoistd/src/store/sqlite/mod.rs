@@ -351,8 +351,11 @@ mod tests {
             }
             for seq in 1..=3 {
                 conn.execute(
-                    &format!("INSERT INTO audit ({}) VALUES (?1, 0, 'requested', 'alice', NULL, \
-                     NULL, NULL, NULL, NULL, NULL, '{{}}', 'p', 'h')", rows::AUDIT_COLUMNS),
+                    &format!(
+                        "INSERT INTO audit ({}) VALUES (?1, 0, 'requested', 'alice', NULL, \
+                     NULL, NULL, NULL, NULL, NULL, '{{}}', 'p', 'h')",
+                        rows::AUDIT_COLUMNS
+                    ),
                     [seq],
                 )
                 .unwrap();
@@ -361,7 +364,10 @@ mod tests {
                 .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.transaction().unwrap().notification_cursor().unwrap(), 3);
+        assert_eq!(
+            store.transaction().unwrap().notification_cursor().unwrap(),
+            3
+        );
     }
 
     /// Commits never copy the write-ahead log into the database file
