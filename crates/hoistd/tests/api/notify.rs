@@ -806,3 +806,87 @@ fn the_policy_refuses_inline_urls_unknown_formats_and_events_with_positions() {
     assert!(!format!("{ops:?}").contains("s3cr3tpath"));
     assert!(!format!("{ops:?}").contains(SECRET));
 }
+
+/// Three instances on one PostgreSQL database, requests filed and decided
+/// on each, the leader killed halfway: every event reaches the channel,
+/// each under one delivery id (a post the killed leader made but did not
+/// record may come again, with the same id, for the receiver to drop).
+#[tokio::test]
+async fn several_instances_notify_each_event_under_one_delivery_id() {
+    let (receiver, base) = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = format!(
+        "{}{}",
+        policy_text(""),
+        channel(
+            dir.path(),
+            &base,
+            "all",
+            "json",
+            "events = [\"request_filed\", \"request_decided\"]"
+        )
+    );
+    let mut cluster =
+        Cluster::start_with_policy(env!("CARGO_BIN_EXE_hoistd").as_ref(), 3, &policy).await;
+    eventually(LONG, || async { cluster.leader().is_some() }).await;
+    let leader = cluster.leader().unwrap();
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+
+    let mut filed = Vec::new();
+    for (round, user) in ["alice", "frank", "carol"].into_iter().enumerate() {
+        let at = round % 3;
+        let request = cluster
+            .as_user(at, user)
+            .file(&request("k8s", "scale the ingress pool"))
+            .await
+            .unwrap();
+        filed.push(request.id);
+    }
+    eventually(LONG, || async { receiver.on("all").len() >= 3 }).await;
+    cluster.kill(leader);
+    // Decided on the instances left, while leadership changes hands.
+    for id in &filed {
+        for approver in ["bob", "dave"] {
+            cluster
+                .as_user(others[0], approver)
+                .approve(id)
+                .await
+                .unwrap();
+        }
+    }
+    let wanted: Vec<(&str, &str)> = filed
+        .iter()
+        .flat_map(|id| {
+            [
+                ("request_filed", id.as_str()),
+                ("request_decided", id.as_str()),
+            ]
+        })
+        .collect();
+    eventually(Duration::from_secs(60), || async {
+        let got = receiver.accepted();
+        wanted.iter().all(|(event, id)| {
+            got.iter()
+                .any(|r| r.body["event"] == *event && r.body["request_id"] == *id)
+        })
+    })
+    .await;
+    let mut ids: BTreeMap<(String, String), std::collections::BTreeSet<String>> = BTreeMap::new();
+    for receipt in receiver.accepted() {
+        ids.entry((
+            receipt.body["event"].as_str().unwrap().to_string(),
+            receipt.body["request_id"].as_str().unwrap().to_string(),
+        ))
+        .or_default()
+        .insert(receipt.delivery);
+    }
+    assert_eq!(ids.len(), wanted.len(), "{ids:?}");
+    assert!(ids.values().all(|set| set.len() == 1), "{ids:?}");
+    assert_eq!(*receiver.forged.lock().unwrap(), 0);
+    let written = cluster.sql("SELECT count(*) FROM notifications");
+    assert_eq!(
+        written.trim(),
+        wanted.len().to_string(),
+        "one row per event"
+    );
+}
