@@ -81,6 +81,9 @@ pub struct Broker {
     reconciler: Arc<Notify>,
     /// Wakes the notification worker when something was audited.
     notifier: Arc<Notify>,
+    /// The reminders (dedup keys) this instance wrote and that are still
+    /// due, so a pass does not write them again.
+    reminded: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 pub use identities::{Authenticated, SignIn};
@@ -316,6 +319,7 @@ impl Broker {
             outbox: Arc::new(Notify::new()),
             reconciler: Arc::new(Notify::new()),
             notifier: Arc::new(Notify::new()),
+            reminded: Default::default(),
         }
     }
 

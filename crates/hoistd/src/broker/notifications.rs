@@ -9,6 +9,8 @@
 //! the periodic scan write each reminder once (rule 12). An extension moves
 //! a grant's end, so it earns a new reminder.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use hoist_api::{
     AccessRequest, AuditEvent, AuditKind, Grant, GrantState, RequestKind, RequestState,
@@ -72,11 +74,7 @@ impl Notifier for Broker {
         }
         let mut tx = self.store.transaction()?;
         let now = now();
-        let mut next: Option<DateTime<Utc>> = None;
-        let mut soonest = |at: DateTime<Utc>| {
-            next = Some(next.map_or(at, |n| n.min(at)));
-        };
-        let mut notices = Vec::new();
+        let mut subjects = Vec::new();
         if lapsing {
             let pending = tx.requests(&RequestQuery {
                 states: vec![RequestState::Pending],
@@ -84,15 +82,16 @@ impl Notifier for Broker {
             })?;
             for mut request in pending {
                 settle_request(&mut request, now);
-                let Some(lapses_at) = request.lapses_at else {
-                    continue;
-                };
-                if request.state != RequestState::Pending {
-                    continue;
+                if let (RequestState::Pending, Some(lapses_at)) = (request.state, request.lapses_at)
+                {
+                    let key = format!("lapsing:{}", request.id);
+                    subjects.push((
+                        Event::RequestLapsing,
+                        lapses_at,
+                        key,
+                        Subject::Request(request),
+                    ));
                 }
-                let mut notice = request_notice(&policy, Event::RequestLapsing, &request, now);
-                notice.to = approvers(&policy, &request);
-                notices.push((notice, format!("lapsing:{}", request.id), lapses_at));
             }
         }
         if ending {
@@ -102,40 +101,67 @@ impl Notifier for Broker {
             })?;
             for mut grant in active {
                 settle_grant(&mut grant, now);
-                if grant.state != GrantState::Active {
-                    continue;
+                if grant.state == GrantState::Active {
+                    let key = format!(
+                        "ending:{}:{}",
+                        grant.id,
+                        grant.expires_at.timestamp_millis()
+                    );
+                    subjects.push((
+                        Event::GrantEnding,
+                        grant.expires_at,
+                        key,
+                        Subject::Grant(grant),
+                    ));
                 }
-                let Some(request) = tx.request(&grant.request_id)? else {
-                    continue;
-                };
-                let notice = grant_notice(&policy, Event::GrantEnding, &request, &grant, now);
-                let key = format!(
-                    "ending:{}:{}",
-                    grant.id,
-                    grant.expires_at.timestamp_millis()
-                );
-                notices.push((notice, key, grant.expires_at));
             }
         }
+        // Reminders this instance already wrote are not written again (nor
+        // their request read) at every pass; the store's unique key is what
+        // makes them once across instances.
+        let known = self
+            .reminded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut written = HashSet::new();
+        let mut next: Option<DateTime<Utc>> = None;
         let mut wrote = false;
-        for (notice, key, end) in notices {
-            let role = policy.role(&notice.role);
+        for (event, end, key, subject) in subjects {
+            // Routed by the role as the policy stands now.
+            let role_id = subject.role();
+            let role = policy.role(role_id);
             let approver_groups = role.map(|r| r.approver_groups.as_slice()).unwrap_or(&[]);
+            let tier = role.and_then(|r| r.shown_tier());
+            let mut notice: Option<Notice> = None;
             for channel in policy.notify.iter() {
-                if !channel.covers(notice.event, &notice.role, approver_groups, notice.tier) {
+                if !channel.covers(event, role_id, approver_groups, tier) {
                     continue;
                 }
                 let from = end - TimeDelta::from_std(channel.remind_before).unwrap_or_default();
                 if from > now {
-                    soonest(from);
+                    next = Some(next.map_or(from, |n| n.min(from)));
                     continue;
                 }
-                wrote |= insert(tx.as_mut(), &channel.name, &notice, &key, now)?;
+                let dedup = format!("{key}:{}", channel.name);
+                if known.contains(&dedup) {
+                    written.insert(dedup);
+                    continue;
+                }
+                if notice.is_none() {
+                    notice = subject.notice(&policy, tx.as_ref(), event, now)?;
+                }
+                let Some(notice) = &notice else {
+                    break;
+                };
+                wrote |= insert(tx.as_mut(), &channel.name, notice, &key, now)?;
+                written.insert(dedup);
             }
         }
         if wrote {
             tx.commit()?;
         }
+        *self.reminded.lock().unwrap_or_else(|p| p.into_inner()) = written;
         Ok(next)
     }
 
@@ -160,6 +186,40 @@ impl Notifier for Broker {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// What a reminder is about.
+enum Subject {
+    Request(AccessRequest),
+    Grant(Grant),
+}
+
+impl Subject {
+    fn role(&self) -> &str {
+        match self {
+            Subject::Request(request) => &request.role,
+            Subject::Grant(grant) => &grant.role,
+        }
+    }
+
+    fn notice(
+        &self,
+        policy: &Policy,
+        tx: &dyn Tx,
+        event: Event,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Notice>> {
+        Ok(match self {
+            Subject::Request(request) => {
+                let mut notice = request_notice(policy, event, request, at);
+                notice.to = approvers(policy, request);
+                Some(notice)
+            }
+            Subject::Grant(grant) => tx
+                .request(&grant.request_id)?
+                .map(|request| grant_notice(policy, event, &request, grant, at)),
+        })
     }
 }
 

@@ -26,6 +26,8 @@ const MAX_SLEEP: Duration = Duration::from_secs(5);
 const MAX_RUNNING: usize = 16;
 /// Pages of audit events routed per look, before sending anything.
 const MAX_PAGES: usize = 16;
+/// Reminders are looked for at most this often (and when one falls due).
+const REMIND_EVERY: Duration = Duration::from_secs(1);
 /// How long a notification is retried before it is given up.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -81,12 +83,17 @@ pub async fn run<N: Notifier>(
     let mut running: JoinSet<()> = JoinSet::new();
     // Notifications being sent, by the task sending them.
     let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
+    // When reminders were last looked for, and when the next falls due.
+    let mut reminded: Option<Instant> = None;
+    let mut reminder: Option<DateTime<Utc>> = None;
     loop {
         // Without channels the cursor still moves, so that a channel added
         // later is not told of the past; every few seconds is enough.
         let quiet = notifier.channels().is_empty();
         let now = crate::target::now();
         let horizon = now + TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
+        let remind = reminded.is_none_or(|at| at.elapsed() >= REMIND_EVERY)
+            || reminder.is_some_and(|at| at <= now);
         let looked = {
             let notifier = Arc::clone(&notifier);
             tokio::task::spawn_blocking(move || {
@@ -95,7 +102,11 @@ pub async fn run<N: Notifier>(
                         break;
                     }
                 }
-                let reminder = notifier.remind()?;
+                let reminder = if remind {
+                    Some(notifier.remind()?)
+                } else {
+                    None
+                };
                 let due = notifier.due_notifications(horizon, 256)?;
                 Ok::<_, crate::error::Error>((reminder, due))
             })
@@ -103,8 +114,19 @@ pub async fn run<N: Notifier>(
         };
         let mut next: Option<DateTime<Utc>> = None;
         match looked {
-            Ok(Ok((reminder, due))) => {
+            Ok(Ok((looked_for, due))) => {
+                if let Some(looked_for) = looked_for {
+                    reminded = Some(Instant::now());
+                    reminder = looked_for;
+                }
                 next = reminder;
+                if !remind && let Some(at) = reminded {
+                    // Look again once the pause is over.
+                    let again = now
+                        + TimeDelta::from_std(REMIND_EVERY.saturating_sub(at.elapsed()))
+                            .unwrap_or_default();
+                    next = Some(next.map_or(again, |n| n.min(again)));
+                }
                 let in_flight: HashSet<&String> = busy.values().collect();
                 let mut starting = Vec::new();
                 for notification in due {

@@ -890,3 +890,90 @@ async fn several_instances_notify_each_event_under_one_delivery_id() {
         "one row per event"
     );
 }
+
+/// A reminder is written once its window opens, not before; an extension
+/// moves a grant's end, and its holder is reminded of the new one too.
+#[tokio::test]
+async fn reminders_wait_for_their_window_and_follow_an_extension() {
+    let (receiver, base) = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = format!(
+        "{}{}{}",
+        policy_text("pending_ttl = \"3s\""),
+        channel(
+            dir.path(),
+            &base,
+            "lapsing",
+            "json",
+            "events = [\"request_lapsing\"]\nremind_before = \"2s\""
+        ),
+        channel(
+            dir.path(),
+            &base,
+            "ending",
+            "json",
+            "events = [\"grant_ending\"]\nremind_before = \"2h\""
+        ),
+    );
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let (alice, bob) = (broker.as_user("alice"), broker.as_user("bob"));
+
+    let pending = alice
+        .file(&request("k8s", "scale the ingress pool"))
+        .await
+        .unwrap();
+    let lapses_at = pending.lapses_at.unwrap();
+    eventually(LONG, || async {
+        receiver
+            .on("lapsing")
+            .iter()
+            .any(|n| n["request_id"] == pending.id.as_str())
+    })
+    .await;
+    let lapsing = receiver
+        .on("lapsing")
+        .into_iter()
+        .find(|n| n["request_id"] == pending.id.as_str())
+        .unwrap();
+    let written: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(lapsing["at"].clone()).unwrap();
+    assert!(
+        written >= lapses_at - chrono::TimeDelta::seconds(2),
+        "written at {written}, the window opened at {}",
+        lapses_at - chrono::TimeDelta::seconds(2)
+    );
+
+    let filed = alice
+        .file(&db("rotate the replication slot"))
+        .await
+        .unwrap();
+    let approved = bob.approve(&filed.id).await.unwrap();
+    let grant_id = approved.grant_id.unwrap();
+    eventually(LONG, || async { receiver.on("ending").len() == 1 }).await;
+    let extension = alice.extend(&grant_id, 600).await.unwrap();
+    bob.approve(&extension.id).await.unwrap();
+    eventually(LONG, || async { receiver.on("ending").len() == 2 }).await;
+    settled(&broker).await;
+    let ends: Vec<String> = receiver
+        .on("ending")
+        .iter()
+        .map(|n| {
+            assert_eq!(n["grant_id"], grant_id.as_str());
+            n["expires_at"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_ne!(ends[0], ends[1], "the new end: {ends:?}");
+    let extended = alice.grant(&grant_id).await.unwrap().expires_at;
+    assert_eq!(
+        serde_json::to_value(extended).unwrap(),
+        serde_json::Value::String(ends[1].clone())
+    );
+    assert_eq!(receiver.on("ending").len(), 2);
+    // (The others may have been reminded of too, had bob been slow.)
+    let about_pending = receiver
+        .on("lapsing")
+        .iter()
+        .filter(|n| n["request_id"] == pending.id.as_str())
+        .count();
+    assert_eq!(about_pending, 1);
+}
