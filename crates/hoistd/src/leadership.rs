@@ -1,5 +1,6 @@
 //! Which of several instances on one database runs the jobs only one may
-//! run at a time: the reaper, the outbox worker and the reconciler.
+//! run at a time: the reaper, the outbox worker, the notification worker
+//! and the reconciler.
 //!
 //! A lease in the store ([`Store::lead`]): the leader renews it every
 //! second for five; once it lapses (the leader was killed, paused or cut
@@ -56,7 +57,7 @@ pub async fn lead_forever(
                     // store one process uses): worth a line only when the
                     // lease changed hands.
                     if now > 1 {
-                        tracing::info!(holder = %holder, epoch = now, "leading: reaper, outbox and reconciler run here");
+                        tracing::info!(holder = %holder, epoch = now, "leading: reaper, outboxes and reconciler run here");
                     } else {
                         tracing::debug!(holder = %holder, epoch = now, "leading");
                     }

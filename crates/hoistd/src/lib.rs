@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod leadership;
+pub mod notify;
 pub mod oidc;
 pub mod policy;
 pub mod slack;
@@ -154,8 +155,9 @@ impl Server {
             )),
             metrics,
         });
-        // The reaper, the outbox worker and the reconciler run on one
-        // instance of those sharing a database at a time (see leadership).
+        // The reaper, the outbox worker, the notification worker and the
+        // reconciler run on one instance of those sharing a database at a
+        // time (see leadership).
         let holder = format!("{addr}/{}", uuid::Uuid::new_v4());
         let (leads, leading) = watch::channel(false);
         let lease = tokio::spawn(leadership::lead_forever(
@@ -191,6 +193,22 @@ impl Server {
                     target::outbox::run(
                         Arc::clone(&broker),
                         Arc::clone(broker.outbox_wakeup()),
+                        halted,
+                    )
+                }
+            },
+        ));
+        // Notifications left unsent by the last run go out first, with the
+        // delivery ids they had.
+        let notifier = tokio::spawn(leadership::while_leading(
+            leading.clone(),
+            stopped.clone(),
+            {
+                let broker = Arc::clone(&broker);
+                move |halted| {
+                    notify::outbox::run(
+                        Arc::clone(&broker),
+                        Arc::clone(broker.notifier_wakeup()),
                         halted,
                     )
                 }
@@ -234,6 +252,7 @@ impl Server {
             }
             reaper.abort();
             outbox.abort();
+            notifier.abort();
             reconciler.abort();
             // Given up at once, so another instance takes over now.
             let _ = lease.await;

@@ -14,6 +14,7 @@ mod grants;
 mod identities;
 mod limits;
 mod meta;
+mod notifications;
 mod reaper;
 mod reload;
 mod requests;
@@ -78,6 +79,11 @@ pub struct Broker {
     outbox: Arc<Notify>,
     /// Wakes the reconciler for a pass now.
     reconciler: Arc<Notify>,
+    /// Wakes the notification worker when something was audited.
+    notifier: Arc<Notify>,
+    /// The reminders (dedup keys) this instance wrote and that are still
+    /// due, so a pass does not write them again.
+    reminded: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 pub use identities::{Authenticated, SignIn};
@@ -312,6 +318,8 @@ impl Broker {
             uses: limits::Uses::default(),
             outbox: Arc::new(Notify::new()),
             reconciler: Arc::new(Notify::new()),
+            notifier: Arc::new(Notify::new()),
+            reminded: Default::default(),
         }
     }
 
@@ -363,7 +371,13 @@ impl Broker {
         }
         self.reaper.notify_one();
         self.outbox.notify_one();
+        self.notifier.notify_one();
         Ok(())
+    }
+
+    /// Wakes the notification worker (something new may need telling).
+    pub fn notifier_wakeup(&self) -> &Arc<Notify> {
+        &self.notifier
     }
 
     pub fn reaper_wakeup(&self) -> &Notify {
@@ -440,6 +454,7 @@ impl Broker {
         }
         if wake {
             self.reaper.notify_one();
+            self.notifier.notify_one();
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! file is refused with its path, line and reason.
 
 mod issuers;
+mod notify;
 mod roles;
 mod settings;
 mod targets;
@@ -47,6 +48,8 @@ pub struct Policy {
     pub workloads: Vec<WorkloadRule>,
     /// The systems grants reach, by name.
     pub targets: crate::target::Targets,
+    /// Where people are told when something needs them.
+    pub notify: crate::notify::Channels,
     /// Provider identities (issuer, subject) linked to users of the policy.
     links: BTreeMap<(String, String), String>,
     /// People who signed in through an OpenID provider, with the groups its
@@ -126,6 +129,7 @@ impl Policy {
         let roles = roles::roles(&source, raw.roles, &people, &targets, &tiers)?;
         let oidc = issuers::issuers(&source, raw.oidc)?;
         let workloads = workloads::workloads(&source, raw.workloads, &oidc, &roles)?;
+        let notify = notify::channels(&source, raw.notify, &people.groups, &roles)?;
         if let Some(((issuer, _), user)) = people
             .links
             .iter()
@@ -147,6 +151,7 @@ impl Policy {
             oidc,
             workloads,
             targets,
+            notify,
             links: people.links,
             directory: Arc::default(),
         })
@@ -447,6 +452,8 @@ struct RawPolicy {
     targets: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     workloads: Vec<Spanned<workloads::RawWorkload>>,
+    #[serde(default)]
+    notify: Vec<Spanned<notify::RawNotify>>,
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {

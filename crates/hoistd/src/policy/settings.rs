@@ -7,6 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{PolicyError, Source, duration};
+use crate::notify::Link;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -25,6 +26,11 @@ pub struct Settings {
     pub filing_rate: Rate,
     /// How often targets are compared with the grants hoist holds.
     pub reconcile_every: Duration,
+    /// Where a request opens (`{id}`), for the link in notifications;
+    /// without it they name the command that opens it, `hoist status ID`.
+    pub request_url: Option<Link>,
+    /// Where a ticket opens (`{ticket}`), for the link in notifications.
+    pub ticket_url: Option<Link>,
 }
 
 /// At most `count` in each `per`, in a burst or spread out.
@@ -101,6 +107,8 @@ pub(super) struct RawSettings {
     filing_rate: Rate,
     #[serde(deserialize_with = "duration")]
     reconcile_every: Duration,
+    request_url: Option<String>,
+    ticket_url: Option<String>,
 }
 
 impl Default for RawSettings {
@@ -117,6 +125,8 @@ impl Default for RawSettings {
             introspection_rate: Rate::per_minute(1200),
             filing_rate: Rate::per_minute(20),
             reconcile_every: Duration::from_secs(300),
+            request_url: None,
+            ticket_url: None,
         }
     }
 }
@@ -145,7 +155,19 @@ pub(super) fn settings(
             return Err(source.invalid(offset, format!("settings.{what} must be longer than zero")));
         }
     }
+    let link = |what: &str, template: Option<&String>, placeholder: &'static str| {
+        template
+            .map(|template| {
+                Link::new(template, placeholder)
+                    .map_err(|why| source.invalid(offset, format!("settings.{what} {why}")))
+            })
+            .transpose()
+    };
+    let request_url = link("request_url", raw.request_url.as_ref(), "{id}")?;
+    let ticket_url = link("ticket_url", raw.ticket_url.as_ref(), "{ticket}")?;
     Ok(Settings {
+        request_url,
+        ticket_url,
         pending_ttl: raw.pending_ttl,
         claim_ttl: raw.claim_ttl,
         credential_ttl: raw.credential_ttl,

@@ -63,6 +63,15 @@
 //!     [`Tx::insert_broker_key`] for a purpose already stored is a
 //!     [`StoreError::Conflict`], so of two brokers starting at once on one
 //!     database exactly one key is made, and the other reads it.
+//! 12. A notification is written once per event and channel: a second
+//!     [`Tx::insert_notification`] under an id or a dedup key already
+//!     stored is a [`StoreError::Conflict`] that leaves the transaction
+//!     usable (the router meets one whenever an event was routed before),
+//!     and notifications are never removed. [`Tx::due_notifications`] lists
+//!     only those not done whose next attempt is due, as rule 9 for
+//!     effects. The routing cursor ([`Tx::notification_cursor`]) starts at
+//!     the audit head the schema met, and is read and moved in the same
+//!     transaction as the notifications it covers (rule 1).
 //!
 //! A backend is chosen by [`open`] from a location: `sqlite:PATH` or a bare
 //! path is the embedded [`SqliteStore`] (its schema in
@@ -358,6 +367,45 @@ pub struct Delivery {
     pub at: DateTime<Utc>,
 }
 
+/// One notification to a channel (rule 12): what it says, as JSON the
+/// channel's format renders at each attempt, and how its delivery goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// The `X-Hoist-Delivery` id, the same at every attempt, so a receiver
+    /// can tell a retry from a new notification.
+    pub id: String,
+    /// Which event on which channel: unique (rule 12).
+    pub dedup_key: String,
+    pub channel: String,
+    pub event: String,
+    /// The notice's facts, as JSON text.
+    pub notice: String,
+    /// Attempts that failed so far.
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When it was delivered or given up; `None` while it is still to be sent.
+    pub done_at: Option<DateTime<Utc>>,
+    pub delivered: bool,
+}
+
+/// One attempt to deliver a notification, as the delivery log keeps it:
+/// never the channel's URL, the secret, the signature or the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationDelivery {
+    pub notification_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub channel: String,
+    pub event: String,
+    /// The HTTP status, if an answer came.
+    pub status: Option<u16>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// One workload token exchanged (rule 10): the task it names, the request
 /// it filed, and when its credential was handed over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -491,6 +539,27 @@ pub trait Tx {
     fn insert_delivery(&mut self, delivery: &Delivery) -> Result<()>;
     /// The newest deliveries first, at most `limit`.
     fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>>;
+
+    /// The last audit sequence number routed to notification channels
+    /// (rule 12).
+    fn notification_cursor(&self) -> Result<i64>;
+    fn set_notification_cursor(&mut self, seq: i64) -> Result<()>;
+    /// Writes a notification; refuses an id or dedup key already stored,
+    /// leaving the transaction usable (rule 12).
+    fn insert_notification(&mut self, notification: &Notification) -> Result<()>;
+    fn notification(&self, id: &str) -> Result<Option<Notification>>;
+    /// Writes a notification's attempts, next attempt, last error, done
+    /// time and outcome (rule 5: one never stored is not found).
+    fn update_notification(&mut self, notification: &Notification) -> Result<()>;
+    /// Notifications not done whose next attempt is at or before `now`,
+    /// soonest first, then oldest first; at most `limit`.
+    fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Notification>>;
+    /// When the soonest notification not done is next due.
+    fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>>;
+    /// Adds an attempt to the notification delivery log.
+    fn insert_notification_delivery(&mut self, delivery: &NotificationDelivery) -> Result<()>;
+    /// The newest attempts first, at most `limit`.
+    fn notification_deliveries(&self, limit: usize) -> Result<Vec<NotificationDelivery>>;
 
     /// The exchange of a workload task, if it was exchanged (rule 10).
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>>;

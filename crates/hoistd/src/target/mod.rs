@@ -276,17 +276,27 @@ pub fn secret(
     env: Option<&str>,
     file: Option<&std::path::Path>,
 ) -> Result<String, String> {
+    secret_of(&format!("target `{target}`"), what, env, file)
+}
+
+/// A secret `owner` (e.g. "target `db1`", "notify channel `ops`") points
+/// at: an environment variable or a file, never the policy itself. The
+/// error names where it was looked for, never the value.
+pub fn secret_of(
+    owner: &str,
+    what: &str,
+    env: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<String, String> {
     match (env, file) {
-        (Some(_), Some(_)) => Err(format!(
-            "target `{target}`: give {what}_env or {what}_file, not both"
-        )),
+        (Some(_), Some(_)) => Err(format!("{owner}: give {what}_env or {what}_file, not both")),
         (None, None) => Err(format!(
-            "target `{target}` needs {what}_env or {what}_file (secrets are never written in the policy)"
+            "{owner} needs {what}_env or {what}_file (secrets are never written in the policy)"
         )),
         (Some(var), None) => match std::env::var(var) {
             Ok(value) if !value.is_empty() => Ok(value),
             _ => Err(format!(
-                "target `{target}`: environment variable {var} ({what}_env) is not set"
+                "{owner}: environment variable {var} ({what}_env) is not set"
             )),
         },
         (None, Some(path)) => match std::fs::read_to_string(path) {
@@ -294,7 +304,7 @@ pub fn secret(
                 let value = value.trim_end_matches(['\n', '\r']).to_string();
                 if value.is_empty() {
                     Err(format!(
-                        "target `{target}`: {} ({what}_file) is empty",
+                        "{owner}: {} ({what}_file) is empty",
                         path.display()
                     ))
                 } else {
@@ -302,7 +312,7 @@ pub fn secret(
                 }
             }
             Err(err) => Err(format!(
-                "target `{target}`: cannot read {} ({what}_file): {err}",
+                "{owner}: cannot read {} ({what}_file): {err}",
                 path.display()
             )),
         },

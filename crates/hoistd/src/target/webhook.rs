@@ -56,10 +56,7 @@ fn default_timeout() -> String {
 
 pub struct Webhook {
     name: String,
-    url: url::Url,
-    secret: Vec<u8>,
-    timeout: Duration,
-    http: reqwest::Client,
+    endpoint: Endpoint,
 }
 
 impl fmt::Debug for Webhook {
@@ -67,8 +64,8 @@ impl fmt::Debug for Webhook {
         // Never the secret.
         f.debug_struct("Webhook")
             .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .field("timeout", &self.timeout)
+            .field("url", &self.endpoint.url.as_str())
+            .field("timeout", &self.endpoint.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -96,23 +93,7 @@ impl Webhook {
     /// Builds the target from its `[[targets]]` settings.
     pub fn configure(name: &str, table: toml::Table) -> Result<Arc<dyn TargetKind>, String> {
         let raw: Settings = settings(name, table)?;
-        let url =
-            url::Url::parse(&raw.url).map_err(|err| format!("target `{name}`: url: {err}"))?;
-        let loopback = url.host().is_some_and(|host| match host {
-            url::Host::Domain(domain) => domain == "localhost",
-            url::Host::Ipv4(ip) => ip.is_loopback(),
-            url::Host::Ipv6(ip) => ip.is_loopback(),
-        });
-        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-            return Err(format!(
-                "target `{name}`: url must use https (http only to a loopback address)"
-            ));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!(
-                "target `{name}`: url holds credentials; use secret_env or secret_file"
-            ));
-        }
+        let url = Endpoint::check_url(&raw.url).map_err(|why| format!("target `{name}`: {why}"))?;
         let secret = secret(
             name,
             "secret",
@@ -120,19 +101,11 @@ impl Webhook {
             raw.secret_file.as_deref(),
         )?;
         let timeout = duration_setting(name, "timeout", &raw.timeout)?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("hoistd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| format!("target `{name}`: {err}"))?;
+        let endpoint = Endpoint::new(url, secret.into_bytes(), timeout)
+            .map_err(|why| format!("target `{name}`: {why}"))?;
         Ok(Arc::new(Webhook {
             name: name.to_string(),
-            url,
-            secret: secret.into_bytes(),
-            timeout,
-            http,
+            endpoint,
         }))
     }
 
@@ -168,26 +141,13 @@ impl Webhook {
         }))
         .map_err(|err| self.refused(err))?;
         let delivery = uuid::Uuid::new_v4().to_string();
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature = format!("v1={}", sign(&self.secret, &timestamp, &body));
         let started = Instant::now();
         let at = super::now();
-        let result = self
-            .http
-            .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(DELIVERY_HEADER, &delivery)
-            .header(TIMESTAMP_HEADER, &timestamp)
-            .header(SIGNATURE_HEADER, signature)
-            .body(body)
-            .send()
-            .await;
-        let (status, answer) = match result {
-            Ok(response) => {
-                let status = response.status();
-                (Some(status.as_u16()), self.read(response).await)
-            }
-            Err(err) => (None, Err(self.unreachable(describe(&err, self.timeout)))),
+        let (status, posted) = self.endpoint.post(&delivery, body).await;
+        let answer = match posted {
+            Ok(answered) => self.read(answered),
+            Err(PostError::Unreachable(why)) => Err(self.unreachable(why)),
+            Err(PostError::Refused(why)) => Err(self.refused(why)),
         };
         journal
             .delivered(Delivery {
@@ -204,35 +164,10 @@ impl Webhook {
         answer
     }
 
-    async fn read(&self, mut response: reqwest::Response) -> Result<Answer, TargetError> {
-        let status = response.status();
-        if status.is_redirection() {
-            let to = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(|l| format!(" to {}", clip(l)))
-                .unwrap_or_default();
-            return Err(self.refused(format!(
-                "answered {status} redirecting{to}; redirects are not followed"
-            )));
-        }
-        let mut bytes = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    bytes.extend_from_slice(&chunk);
-                    if bytes.len() > MAX_ANSWER_BYTES {
-                        return Err(self.refused(format!(
-                            "answered {status} with more than {MAX_ANSWER_BYTES} bytes"
-                        )));
-                    }
-                }
-                Ok(None) => break,
-                Err(err) => return Err(self.unreachable(describe(&err, self.timeout))),
-            }
-        }
-        let answer: Option<Answer> = serde_json::from_slice(&bytes).ok();
+    /// The endpoint's answer as the contract reads it.
+    fn read(&self, answered: Answered) -> Result<Answer, TargetError> {
+        let Answered { status, body } = answered;
+        let answer: Option<Answer> = serde_json::from_slice(&body).ok();
         let said = answer
             .as_ref()
             .and_then(|a| a.message.as_deref())
@@ -344,6 +279,160 @@ impl TargetKind for Webhook {
     }
 }
 
+// ---- signed posts --------------------------------------------------------
+
+/// Where hoistd POSTs signed JSON: a webhook target's endpoint, or a
+/// notification channel's (`notify`). https, or http to a loopback address
+/// only; no redirect followed; at most [`MAX_ANSWER_BYTES`] of an answer
+/// read. Its `Debug` shows neither the URL nor the secret (a channel's URL
+/// is a secret of its own).
+pub struct Endpoint {
+    url: url::Url,
+    secret: Vec<u8>,
+    timeout: Duration,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an endpoint answered.
+#[derive(Debug)]
+pub struct Answered {
+    pub status: reqwest::StatusCode,
+    pub body: Vec<u8>,
+}
+
+/// Why a post has no answer to read: none came in time (try again), or the
+/// one that came is not acceptable whatever it says (a redirect, too long).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostError {
+    Unreachable(String),
+    Refused(String),
+}
+
+impl Endpoint {
+    /// Reads `url` as an endpoint's: https, or http to a loopback address;
+    /// no credentials in it. The error says what is wrong without repeating
+    /// the URL.
+    pub fn check_url(url: &str) -> Result<url::Url, String> {
+        let url = url::Url::parse(url).map_err(|err| format!("url: {err}"))?;
+        let loopback = url.host().is_some_and(|host| match host {
+            url::Host::Domain(domain) => domain == "localhost",
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+        });
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            return Err("url must use https (http only to a loopback address)".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("url holds credentials; use secret_env or secret_file".into());
+        }
+        Ok(url)
+    }
+
+    /// An endpoint at a URL [`Endpoint::check_url`] accepted, signing with
+    /// `secret`, each call bounded by `timeout`.
+    pub fn new(url: url::Url, secret: Vec<u8>, timeout: Duration) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("hoistd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| err.without_url().to_string())?;
+        Ok(Endpoint {
+            url,
+            secret,
+            timeout,
+            http,
+        })
+    }
+
+    /// The endpoint's scheme, host and port, without its path or query:
+    /// what may be shown of a URL that is itself a secret.
+    pub fn origin(&self) -> String {
+        self.url.origin().ascii_serialization()
+    }
+
+    /// POSTs `body` signed with `X-Hoist-Signature: v1=<hex
+    /// HMAC-SHA256(secret, "<timestamp>.<body>")>`, `X-Hoist-Timestamp` and
+    /// `X-Hoist-Delivery: delivery`, and reads the answer; with the HTTP
+    /// status if one came. Errors never hold the URL.
+    pub async fn post(
+        &self,
+        delivery: &str,
+        body: Vec<u8>,
+    ) -> (Option<u16>, Result<Answered, PostError>) {
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let signature = format!("v1={}", sign(&self.secret, &timestamp, &body));
+        let result = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(DELIVERY_HEADER, delivery)
+            .header(TIMESTAMP_HEADER, &timestamp)
+            .header(SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+            .await;
+        match result {
+            Ok(response) => {
+                let status = response.status();
+                (Some(status.as_u16()), self.read(response).await)
+            }
+            Err(err) => (
+                None,
+                Err(PostError::Unreachable(describe(
+                    &err.without_url(),
+                    self.timeout,
+                ))),
+            ),
+        }
+    }
+
+    async fn read(&self, mut response: reqwest::Response) -> Result<Answered, PostError> {
+        let status = response.status();
+        if status.is_redirection() {
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|l| format!(" to {}", clip(l)))
+                .unwrap_or_default();
+            return Err(PostError::Refused(format!(
+                "answered {status} redirecting{to}; redirects are not followed"
+            )));
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > MAX_ANSWER_BYTES {
+                        return Err(PostError::Refused(format!(
+                            "answered {status} with more than {MAX_ANSWER_BYTES} bytes"
+                        )));
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    return Err(PostError::Unreachable(describe(
+                        &err.without_url(),
+                        self.timeout,
+                    )));
+                }
+            }
+        }
+        Ok(Answered { status, body })
+    }
+}
+
 /// Hex HMAC-SHA256 over `"<timestamp>.<body>"`.
 pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     // HMAC takes a key of any length.
@@ -358,7 +447,7 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 }
 
 /// Text from an endpoint, made fit to show: bounded, one line, no controls.
-fn clip(text: &str) -> String {
+pub fn clip(text: &str) -> String {
     let cleaned: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

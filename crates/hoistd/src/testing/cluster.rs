@@ -30,12 +30,17 @@ impl Cluster {
     /// `count` instances with the test policy and `settings`, and waits
     /// until each answers.
     pub async fn start(bin: &Path, count: usize, settings: &str) -> Cluster {
+        Self::start_with_policy(bin, count, &policy_text(settings)).await
+    }
+
+    /// [`Cluster::start`] with this policy text.
+    pub async fn start_with_policy(bin: &Path, count: usize, policy: &str) -> Cluster {
         let pg = Postgres::start()
             .await
             .unwrap_or_else(|err| panic!("{err}"));
         let db = pg.create_database("hoistd").unwrap();
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("policy.toml"), policy_text(settings)).unwrap();
+        std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
         let mut cluster = Cluster {
             pg,
             db,

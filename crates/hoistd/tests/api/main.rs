@@ -21,6 +21,7 @@ mod invisible;
 mod issuer;
 mod lifecycle;
 mod limits;
+mod notify;
 mod openapi;
 mod operations;
 mod provider_keys;

@@ -26,6 +26,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+mod notifications;
 mod records;
 mod rules;
 mod targets;
@@ -40,6 +41,7 @@ pub use audit::{
     audit_filters, audit_round_trip_and_head, audit_scan_order_and_stored_text,
     snapshots_see_one_moment_and_hold_up_no_writer,
 };
+pub use notifications::{notification_deliveries, notifications_outbox};
 pub use records::{
     broker_keys, due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys,
     identities, request_queries, requests_round_trip, signing_keys, workload_exchanges,
@@ -82,6 +84,8 @@ macro_rules! store_conformance {
             webhook_deliveries,
             workload_exchanges,
             connections_in_use,
+            notifications_outbox,
+            notification_deliveries,
         );
     };
     (@each $with_fresh_store:path; $($check:ident),* $(,)?) => {

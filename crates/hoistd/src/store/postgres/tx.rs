@@ -17,8 +17,8 @@ use tokio_postgres::types::FromSql;
 
 use super::{Param, PgConn, SCAN_PAGE};
 use crate::store::{
-    AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GrantQuery, RequestQuery,
-    Result, StoreError, StoredAudit, Tx,
+    AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GrantQuery, Notification,
+    NotificationDelivery, RequestQuery, Result, StoreError, StoredAudit, Tx,
 };
 
 pub(super) struct PgTx {
@@ -212,6 +212,43 @@ fn effect_from_row(row: &Row) -> Result<Effect> {
 }
 
 const DELIVERY_COLUMNS: &str = "id, target, action, grant_id, status, duration_ms, error, at";
+
+const NOTIFICATION_COLUMNS: &str = "id, dedup_key, channel, event, notice, attempts, \
+    next_attempt_at, last_error, created_at, done_at, delivered";
+
+fn notification_from_row(row: &Row) -> Result<Notification> {
+    Ok(Notification {
+        id: get(row, 0)?,
+        dedup_key: get(row, 1)?,
+        channel: get(row, 2)?,
+        event: get(row, 3)?,
+        notice: get(row, 4)?,
+        attempts: count(get(row, 5)?, "attempts")?,
+        next_attempt_at: time(get(row, 6)?)?,
+        last_error: get(row, 7)?,
+        created_at: time(get(row, 8)?)?,
+        done_at: opt_time(get(row, 9)?)?,
+        delivered: get(row, 10)?,
+    })
+}
+
+const NOTIFICATION_DELIVERY_COLUMNS: &str =
+    "notification_id, attempt, channel, event, status, duration_ms, error, at";
+
+fn notification_delivery_from_row(row: &Row) -> Result<NotificationDelivery> {
+    Ok(NotificationDelivery {
+        notification_id: get(row, 0)?,
+        attempt: count(get(row, 1)?, "attempt")?,
+        channel: get(row, 2)?,
+        event: get(row, 3)?,
+        status: get::<Option<i32>>(row, 4)?
+            .map(|status| count(i64::from(status), "status"))
+            .transpose()?,
+        duration_ms: count(get(row, 5)?, "duration")?,
+        error: get(row, 6)?,
+        at: time(get(row, 7)?)?,
+    })
+}
 
 fn delivery_from_row(row: &Row) -> Result<Delivery> {
     Ok(Delivery {
@@ -844,6 +881,134 @@ impl Tx for PgTx {
             )?
             .iter()
             .map(delivery_from_row)
+            .collect()
+    }
+
+    fn notification_cursor(&self) -> Result<i64> {
+        let rows = self.conn.query(
+            "SELECT seq FROM notification_cursor WHERE id = 1",
+            Vec::new(),
+        )?;
+        match rows.first() {
+            Some(row) => get(row, 0),
+            None => Ok(0),
+        }
+    }
+
+    fn set_notification_cursor(&mut self, seq: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO notification_cursor (id, seq) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET seq = $1",
+            vec![p(seq)],
+        )?;
+        Ok(())
+    }
+
+    fn insert_notification(&mut self, n: &Notification) -> Result<()> {
+        // ON CONFLICT DO NOTHING: a refused row does not abort the
+        // transaction (rule 12).
+        self.insert(
+            "notifications",
+            &format!(
+                "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ),
+            vec![
+                text(&n.id),
+                text(&n.dedup_key),
+                text(&n.channel),
+                text(&n.event),
+                text(&n.notice),
+                p(i64::from(n.attempts)),
+                p(ms(n.next_attempt_at)),
+                opt_text(n.last_error.as_ref()),
+                p(ms(n.created_at)),
+                p(n.done_at.map(ms)),
+                p(n.delivered),
+            ],
+        )
+    }
+
+    fn notification(&self, id: &str) -> Result<Option<Notification>> {
+        let rows = self.conn.query(
+            &format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"),
+            vec![text(id)],
+        )?;
+        rows.first().map(notification_from_row).transpose()
+    }
+
+    fn update_notification(&mut self, n: &Notification) -> Result<()> {
+        let changed = self.conn.execute(
+            "UPDATE notifications SET attempts = $2, next_attempt_at = $3, last_error = $4, \
+             done_at = $5, delivered = $6 WHERE id = $1",
+            vec![
+                text(&n.id),
+                p(i64::from(n.attempts)),
+                p(ms(n.next_attempt_at)),
+                opt_text(n.last_error.as_ref()),
+                p(n.done_at.map(ms)),
+                p(n.delivered),
+            ],
+        )?;
+        updated(changed, "notification", &n.id)
+    }
+
+    fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Notification>> {
+        self.conn
+            .query(
+                &format!(
+                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE done_at IS NULL \
+                     AND next_attempt_at <= $1 ORDER BY next_attempt_at, created_at, ord LIMIT $2"
+                ),
+                vec![p(ms(now)), p(limit as i64)],
+            )?
+            .iter()
+            .map(notification_from_row)
+            .collect()
+    }
+
+    fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let rows = self.conn.query(
+            "SELECT min(next_attempt_at) FROM notifications WHERE done_at IS NULL",
+            Vec::new(),
+        )?;
+        match rows.first() {
+            Some(row) => opt_time(get(row, 0)?),
+            None => Ok(None),
+        }
+    }
+
+    fn insert_notification_delivery(&mut self, d: &NotificationDelivery) -> Result<()> {
+        self.conn.execute(
+            &format!(
+                "INSERT INTO notification_deliveries ({NOTIFICATION_DELIVERY_COLUMNS}) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            vec![
+                text(&d.notification_id),
+                p(i64::from(d.attempt)),
+                text(&d.channel),
+                text(&d.event),
+                p(d.status.map(i32::from)),
+                p(big(d.duration_ms, "duration")?),
+                opt_text(d.error.as_ref()),
+                p(ms(d.at)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn notification_deliveries(&self, limit: usize) -> Result<Vec<NotificationDelivery>> {
+        self.conn
+            .query(
+                &format!(
+                    "SELECT {NOTIFICATION_DELIVERY_COLUMNS} FROM notification_deliveries \
+                     ORDER BY at DESC, ord DESC LIMIT $1"
+                ),
+                vec![p(limit as i64)],
+            )?
+            .iter()
+            .map(notification_delivery_from_row)
             .collect()
     }
 

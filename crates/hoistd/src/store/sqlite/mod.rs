@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_workload_exchanges.sql"),
     include_str!("../../../migrations/sqlite/0006_request_tiers.sql"),
     include_str!("../../../migrations/sqlite/0007_broker_keys.sql"),
+    include_str!("../../../migrations/sqlite/0008_notifications.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters
@@ -347,6 +348,40 @@ mod tests {
             .pragma_update(None, "user_version", known + 1)
             .unwrap();
         assert!(matches!(store.ready(), Err(StoreError::TooNew { .. })));
+    }
+
+    /// A database that already has an audit log starts routing
+    /// notifications after its head: an upgrade announces nothing of the
+    /// past.
+    #[test]
+    fn the_notification_cursor_starts_at_the_audit_head_of_an_upgraded_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoistd.db");
+        let before_notifications = 7;
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..before_notifications] {
+                conn.execute_batch(sql).unwrap();
+            }
+            for seq in 1..=3 {
+                conn.execute(
+                    &format!(
+                        "INSERT INTO audit ({}) VALUES (?1, 0, 'requested', 'alice', NULL, \
+                     NULL, NULL, NULL, NULL, NULL, '{{}}', 'p', 'h')",
+                        rows::AUDIT_COLUMNS
+                    ),
+                    [seq],
+                )
+                .unwrap();
+            }
+            conn.pragma_update(None, "user_version", before_notifications as i64)
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.transaction().unwrap().notification_cursor().unwrap(),
+            3
+        );
     }
 
     /// Commits never copy the write-ahead log into the database file

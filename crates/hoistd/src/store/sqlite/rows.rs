@@ -9,7 +9,7 @@ use hoist_api::{
 use rusqlite::Row;
 use rusqlite::types::Value;
 
-use crate::store::{Delivery, Effect, EffectAction};
+use crate::store::{Delivery, Effect, EffectAction, Notification, NotificationDelivery};
 
 pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -165,6 +165,43 @@ pub(super) fn delivery_from_row(row: &Row) -> Result<Delivery, rusqlite::Error> 
         target: row.get(1)?,
         action: row.get(2)?,
         grant_id: row.get(3)?,
+        status: row.get(4)?,
+        duration_ms: row.get(5)?,
+        error: row.get(6)?,
+        at: time(row.get(7)?)?,
+    })
+}
+
+pub(super) const NOTIFICATION_COLUMNS: &str = "id, dedup_key, channel, event, notice, attempts, \
+    next_attempt_at, last_error, created_at, done_at, delivered";
+
+pub(super) fn notification_from_row(row: &Row) -> Result<Notification, rusqlite::Error> {
+    Ok(Notification {
+        id: row.get(0)?,
+        dedup_key: row.get(1)?,
+        channel: row.get(2)?,
+        event: row.get(3)?,
+        notice: row.get(4)?,
+        attempts: row.get(5)?,
+        next_attempt_at: time(row.get(6)?)?,
+        last_error: row.get(7)?,
+        created_at: time(row.get(8)?)?,
+        done_at: opt_time(row.get(9)?)?,
+        delivered: row.get(10)?,
+    })
+}
+
+pub(super) const NOTIFICATION_DELIVERY_COLUMNS: &str =
+    "notification_id, attempt, channel, event, status, duration_ms, error, at";
+
+pub(super) fn notification_delivery_from_row(
+    row: &Row,
+) -> Result<NotificationDelivery, rusqlite::Error> {
+    Ok(NotificationDelivery {
+        notification_id: row.get(0)?,
+        attempt: row.get(1)?,
+        channel: row.get(2)?,
+        event: row.get(3)?,
         status: row.get(4)?,
         duration_ms: row.get(5)?,
         error: row.get(6)?,

@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use super::Durability;
 use super::rows::*;
 use crate::store::{
-    AuditHead, AuditQuery, Delivery, Effect, Exchange, GrantQuery, RequestQuery, Result,
-    StoreError, StoredAudit, Tx,
+    AuditHead, AuditQuery, Delivery, Effect, Exchange, GrantQuery, Notification,
+    NotificationDelivery, RequestQuery, Result, StoreError, StoredAudit, Tx,
 };
 
 pub(super) struct SqliteTx<'a> {
@@ -446,6 +446,126 @@ impl Tx for SqliteTx<'_> {
             )?
             .execute(params![issuer, subject, user, ms(at)])?;
         Ok(())
+    }
+
+    fn notification_cursor(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT seq FROM notification_cursor WHERE id = 1")?
+            .query_row([], |row| row.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn set_notification_cursor(&mut self, seq: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO notification_cursor (id, seq) VALUES (1, ?1) \
+                 ON CONFLICT (id) DO UPDATE SET seq = ?1",
+            )?
+            .execute([seq])?;
+        Ok(())
+    }
+
+    fn insert_notification(&mut self, n: &Notification) -> Result<()> {
+        // A refused row is a statement's failure in SQLite, not the
+        // transaction's (rule 12).
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ))?
+            .execute(params![
+                n.id,
+                n.dedup_key,
+                n.channel,
+                n.event,
+                n.notice,
+                n.attempts,
+                ms(n.next_attempt_at),
+                n.last_error,
+                ms(n.created_at),
+                n.done_at.map(ms),
+                n.delivered,
+            ])?;
+        Ok(())
+    }
+
+    fn notification(&self, id: &str) -> Result<Option<Notification>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?1"
+            ))?
+            .query_row([id], notification_from_row)
+            .optional()?)
+    }
+
+    fn update_notification(&mut self, n: &Notification) -> Result<()> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE notifications SET attempts = ?2, next_attempt_at = ?3, last_error = ?4, \
+                 done_at = ?5, delivered = ?6 WHERE id = ?1",
+            )?
+            .execute(params![
+                n.id,
+                n.attempts,
+                ms(n.next_attempt_at),
+                n.last_error,
+                n.done_at.map(ms),
+                n.delivered,
+            ])?;
+        updated(changed, "notification", &n.id)
+    }
+
+    fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Notification>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE done_at IS NULL \
+             AND next_attempt_at <= ?1 ORDER BY next_attempt_at, created_at, rowid LIMIT ?2"
+        ))?;
+        let due = stmt
+            .query_map(params![ms(now), limit as i64], notification_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(due)
+    }
+
+    fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT min(next_attempt_at) FROM notifications WHERE done_at IS NULL")?
+            .query_row([], |row| row.get(0))?;
+        Ok(opt_time(next)?)
+    }
+
+    fn insert_notification_delivery(&mut self, d: &NotificationDelivery) -> Result<()> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO notification_deliveries ({NOTIFICATION_DELIVERY_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                d.notification_id,
+                d.attempt,
+                d.channel,
+                d.event,
+                d.status,
+                d.duration_ms as i64,
+                d.error,
+                ms(d.at),
+            ])?;
+        Ok(())
+    }
+
+    fn notification_deliveries(&self, limit: usize) -> Result<Vec<NotificationDelivery>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {NOTIFICATION_DELIVERY_COLUMNS} FROM notification_deliveries \
+             ORDER BY at DESC, rowid DESC LIMIT ?1"
+        ))?;
+        let deliveries = stmt
+            .query_map([limit as i64], notification_delivery_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(deliveries)
     }
 
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {

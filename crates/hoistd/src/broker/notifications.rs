@@ -1,0 +1,433 @@
+//! What the notification worker asks of the broker ([`Notifier`]): audit
+//! events routed to the policy's channels, reminders of requests about to
+//! lapse and grants about to end, and each attempt recorded.
+//!
+//! Routing reads the audit log after the stored cursor and writes the
+//! notifications and the new cursor in one transaction (store rule 1), so
+//! with several instances an event is routed once, whichever leader does
+//! it; a reminder's dedup key (the request, or the grant and its end) makes
+//! the periodic scan write each reminder once (rule 12). An extension moves
+//! a grant's end, so it earns a new reminder.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use hoist_api::{
+    AccessRequest, AuditEvent, AuditKind, Grant, GrantState, RequestKind, RequestState,
+    SYSTEM_ACTOR,
+};
+
+use super::{Broker, now, settle_grant, settle_request};
+use crate::error::Result;
+use crate::notify::{Channels, Event, Notice, Notifier};
+use crate::policy::Policy;
+use crate::store::{
+    AuditQuery, GrantQuery, Notification, NotificationDelivery, RequestQuery, StoreError, Tx,
+};
+
+/// Audit events routed per transaction.
+const ROUTE_PAGE: usize = 256;
+
+impl Notifier for Broker {
+    fn channels(&self) -> Channels {
+        self.policy().notify.clone()
+    }
+
+    fn route(&self) -> Result<bool> {
+        let policy = self.policy();
+        let mut tx = self.store.transaction()?;
+        let cursor = tx.notification_cursor()?;
+        let events = tx.audit(&AuditQuery {
+            after_seq: cursor,
+            limit: Some(ROUTE_PAGE),
+            ..AuditQuery::default()
+        })?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(false);
+        };
+        let at = now();
+        if !policy.notify.is_empty() {
+            for event in &events {
+                let Some(notice) = notice_of(&policy, tx.as_ref(), event)? else {
+                    continue;
+                };
+                write(
+                    &policy,
+                    tx.as_mut(),
+                    &notice,
+                    &format!("audit:{}", event.seq),
+                    at,
+                )?;
+            }
+        }
+        tx.set_notification_cursor(last)?;
+        tx.commit()?;
+        Ok(events.len() == ROUTE_PAGE)
+    }
+
+    fn remind(&self) -> Result<Option<DateTime<Utc>>> {
+        let policy = self.policy();
+        let lapsing = policy.notify.want(Event::RequestLapsing);
+        let ending = policy.notify.want(Event::GrantEnding);
+        if !lapsing && !ending {
+            return Ok(None);
+        }
+        let mut tx = self.store.transaction()?;
+        let now = now();
+        let mut subjects = Vec::new();
+        if lapsing {
+            let pending = tx.requests(&RequestQuery {
+                states: vec![RequestState::Pending],
+                ..RequestQuery::default()
+            })?;
+            for mut request in pending {
+                settle_request(&mut request, now);
+                if let (RequestState::Pending, Some(lapses_at)) = (request.state, request.lapses_at)
+                {
+                    let key = format!("lapsing:{}", request.id);
+                    subjects.push((
+                        Event::RequestLapsing,
+                        lapses_at,
+                        key,
+                        Subject::Request(request),
+                    ));
+                }
+            }
+        }
+        if ending {
+            let active = tx.grants(&GrantQuery {
+                states: vec![GrantState::Active],
+                ..GrantQuery::default()
+            })?;
+            for mut grant in active {
+                settle_grant(&mut grant, now);
+                if grant.state == GrantState::Active {
+                    let key = format!(
+                        "ending:{}:{}",
+                        grant.id,
+                        grant.expires_at.timestamp_millis()
+                    );
+                    subjects.push((
+                        Event::GrantEnding,
+                        grant.expires_at,
+                        key,
+                        Subject::Grant(grant),
+                    ));
+                }
+            }
+        }
+        // Reminders this instance already wrote are not written again (nor
+        // their request read) at every pass; the store's unique key is what
+        // makes them once across instances.
+        let known = self
+            .reminded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut written = HashSet::new();
+        let mut next: Option<DateTime<Utc>> = None;
+        let mut wrote = false;
+        for (event, end, key, subject) in subjects {
+            // Routed by the role as the policy stands now.
+            let role_id = subject.role();
+            let role = policy.role(role_id);
+            let approver_groups = role.map(|r| r.approver_groups.as_slice()).unwrap_or(&[]);
+            let tier = role.and_then(|r| r.shown_tier());
+            let mut notice: Option<Notice> = None;
+            for channel in policy.notify.iter() {
+                if !channel.covers(event, role_id, approver_groups, tier) {
+                    continue;
+                }
+                let from = end - TimeDelta::from_std(channel.remind_before).unwrap_or_default();
+                if from > now {
+                    next = Some(next.map_or(from, |n| n.min(from)));
+                    continue;
+                }
+                let dedup = format!("{key}:{}", channel.name);
+                if known.contains(&dedup) {
+                    written.insert(dedup);
+                    continue;
+                }
+                if notice.is_none() {
+                    notice = subject.notice(&policy, tx.as_ref(), event, now)?;
+                }
+                let Some(notice) = &notice else {
+                    break;
+                };
+                wrote |= insert(tx.as_mut(), &channel.name, notice, &key, now)?;
+                written.insert(dedup);
+            }
+        }
+        if wrote {
+            tx.commit()?;
+        }
+        *self.reminded.lock().unwrap_or_else(|p| p.into_inner()) = written;
+        Ok(next)
+    }
+
+    fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Notification>> {
+        let tx = self.store.transaction()?;
+        Ok(tx.due_notifications(now, limit)?)
+    }
+
+    fn record_notification(
+        &self,
+        notification: &Notification,
+        delivery: &NotificationDelivery,
+    ) -> Result<()> {
+        let mut tx = self.store.transaction()?;
+        tx.insert_notification_delivery(delivery)?;
+        // Another leader may have finished it meanwhile: its record stands.
+        let open = tx
+            .notification(&notification.id)?
+            .is_some_and(|stored| stored.done_at.is_none());
+        if open {
+            tx.update_notification(notification)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// What a reminder is about.
+enum Subject {
+    Request(AccessRequest),
+    Grant(Grant),
+}
+
+impl Subject {
+    fn role(&self) -> &str {
+        match self {
+            Subject::Request(request) => &request.role,
+            Subject::Grant(grant) => &grant.role,
+        }
+    }
+
+    fn notice(
+        &self,
+        policy: &Policy,
+        tx: &dyn Tx,
+        event: Event,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Notice>> {
+        Ok(match self {
+            Subject::Request(request) => {
+                let mut notice = request_notice(policy, event, request, at);
+                notice.to = approvers(policy, request);
+                Some(notice)
+            }
+            Subject::Grant(grant) => tx
+                .request(&grant.request_id)?
+                .map(|request| grant_notice(policy, event, &request, grant, at)),
+        })
+    }
+}
+
+/// Writes `notice` to every channel that takes it, under `key` and the
+/// channel's name.
+fn write(
+    policy: &Policy,
+    tx: &mut dyn Tx,
+    notice: &Notice,
+    key: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let role = policy.role(&notice.role);
+    let approver_groups = role.map(|r| r.approver_groups.as_slice()).unwrap_or(&[]);
+    for channel in policy.notify.iter() {
+        if channel.covers(notice.event, &notice.role, approver_groups, notice.tier) {
+            insert(tx, &channel.name, notice, key, at)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes one notification; false if it was written before (rule 12).
+fn insert(
+    tx: &mut dyn Tx,
+    channel: &str,
+    notice: &Notice,
+    key: &str,
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let notification = Notification {
+        id: uuid::Uuid::new_v4().to_string(),
+        dedup_key: format!("{key}:{channel}"),
+        channel: channel.to_string(),
+        event: notice.event.as_str().to_string(),
+        notice: serde_json::to_string(notice).map_err(|err| StoreError::Other(err.to_string()))?,
+        attempts: 0,
+        next_attempt_at: at,
+        last_error: None,
+        created_at: at,
+        done_at: None,
+        delivered: false,
+    };
+    match tx.insert_notification(&notification) {
+        Ok(()) => Ok(true),
+        Err(StoreError::Conflict(_)) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// What an audit event tells people, if anything.
+fn notice_of(policy: &Policy, tx: &dyn Tx, event: &AuditEvent) -> Result<Option<Notice>> {
+    let request = |tx: &dyn Tx| -> Result<Option<AccessRequest>> {
+        match &event.request_id {
+            Some(id) => Ok(tx.request(id)?),
+            None => Ok(None),
+        }
+    };
+    let notice = match event.kind {
+        AuditKind::Requested => {
+            let Some(request) = request(tx)? else {
+                return Ok(None);
+            };
+            // Approved by the policy, or break-glass (its own event): no
+            // one is asked.
+            if request.approvals_required == 0 || request.break_glass {
+                return Ok(None);
+            }
+            let mut notice = request_notice(policy, Event::RequestFiled, &request, event.at);
+            notice.to = approvers(policy, &request);
+            notice
+        }
+        AuditKind::Approved | AuditKind::Denied => {
+            let Some(request) = request(tx)? else {
+                return Ok(None);
+            };
+            // Nobody decided a request the policy approved by itself.
+            if request.approvals_required == 0 || event.actor == SYSTEM_ACTOR {
+                return Ok(None);
+            }
+            let mut notice = request_notice(policy, Event::RequestDecided, &request, event.at);
+            notice.to = vec![request.requester.clone()];
+            notice.decision = Some(
+                if event.kind == AuditKind::Approved {
+                    "approved"
+                } else {
+                    "denied"
+                }
+                .to_string(),
+            );
+            notice.decided_by = Some(event.actor.clone());
+            notice.comment = request
+                .reviews
+                .iter()
+                .rev()
+                .find(|review| review.reviewer == event.actor)
+                .and_then(|review| review.comment.clone());
+            notice
+        }
+        AuditKind::BreakGlass => {
+            let Some(request) = request(tx)? else {
+                return Ok(None);
+            };
+            let mut notice = request_notice(policy, Event::BreakGlass, &request, event.at);
+            notice.to = approvers(policy, &request);
+            notice
+        }
+        AuditKind::ProvisionFailed => {
+            // The first failure of a provisioning (later ones are its
+            // retries), not the reconciler finding access missing.
+            if event.details.get("attempt").and_then(|a| a.as_u64()) != Some(1) {
+                return Ok(None);
+            }
+            let Some(grant) = (match &event.grant_id {
+                Some(id) => tx.grant(id)?,
+                None => None,
+            }) else {
+                return Ok(None);
+            };
+            let Some(request) = tx.request(&grant.request_id)? else {
+                return Ok(None);
+            };
+            let mut notice =
+                grant_notice(policy, Event::ProvisionFailed, &request, &grant, event.at);
+            notice.target = event
+                .details
+                .get("target")
+                .and_then(|t| t.as_str())
+                .map(str::to_string);
+            notice.error = event.reason.clone();
+            notice
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(notice))
+}
+
+/// The role's approvers under the policy, the requester aside.
+fn approvers(policy: &Policy, request: &AccessRequest) -> Vec<String> {
+    policy
+        .role(&request.role)
+        .map(|role| policy.approvers_of(role))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|user| *user != request.requester)
+        .collect()
+}
+
+/// A notice with the request's facts.
+fn request_notice(
+    policy: &Policy,
+    event: Event,
+    request: &AccessRequest,
+    at: DateTime<Utc>,
+) -> Notice {
+    let settings = &policy.settings;
+    Notice {
+        event,
+        at,
+        to: Vec::new(),
+        request_id: request.id.clone(),
+        kind: match request.kind {
+            RequestKind::Access => "access",
+            RequestKind::Extension => "extension",
+        }
+        .to_string(),
+        role: request.role.clone(),
+        role_name: request.role_name.clone(),
+        tier: request.tier,
+        requester: request.requester.clone(),
+        justification: request.justification.clone(),
+        ticket: request.ticket.clone(),
+        ticket_url: request
+            .ticket
+            .as_ref()
+            .and_then(|ticket| settings.ticket_url.as_ref().map(|link| link.fill(ticket))),
+        incident: request.incident.clone(),
+        duration_secs: request.duration_secs,
+        break_glass: request.break_glass,
+        approvals_required: request.approvals_required,
+        url: settings
+            .request_url
+            .as_ref()
+            .map(|link| link.fill(&request.id)),
+        lapses_at: request.lapses_at,
+        decision: None,
+        decided_by: None,
+        comment: None,
+        grant_id: request.grant_id.clone(),
+        expires_at: None,
+        target: None,
+        error: None,
+    }
+}
+
+/// A notice with the grant's facts and its request's, to the holder.
+fn grant_notice(
+    policy: &Policy,
+    event: Event,
+    request: &AccessRequest,
+    grant: &Grant,
+    at: DateTime<Utc>,
+) -> Notice {
+    Notice {
+        to: vec![grant.holder.clone()],
+        grant_id: Some(grant.id.clone()),
+        expires_at: Some(grant.expires_at),
+        justification: grant.justification.clone(),
+        ..request_notice(policy, event, request, at)
+    }
+}

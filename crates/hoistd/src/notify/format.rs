@@ -1,0 +1,390 @@
+//! The body each channel format asks for, made from a [`Notice`]: Slack
+//! Block Kit, a Teams message with one Adaptive Card, or the notice as it
+//! is. Text people typed (a justification, a comment, a ticket) is escaped
+//! for the format, so it cannot turn into a link, a mention or markup, and
+//! clipped to what the format accepts.
+
+use serde_json::{Value, json};
+
+use super::{Event, Format, Notice};
+
+/// Slack's `action_id` of the Approve button; its `value` is the request id.
+pub const SLACK_APPROVE: &str = "hoist_approve";
+/// Slack's `action_id` of the Deny button; its `value` is the request id.
+pub const SLACK_DENY: &str = "hoist_deny";
+/// Slack's `action_id` of the link button that opens the request (Slack
+/// tells the app's Request URL of it too; there is nothing to do).
+pub const SLACK_OPEN: &str = "hoist_open";
+
+/// Longest justification shown; Slack takes 3000 characters in a section.
+const MAX_JUSTIFICATION: usize = 2000;
+/// Slack takes 150 characters in a header.
+const MAX_HEADER: usize = 150;
+/// Longest other value shown (an error, a comment).
+const MAX_VALUE: usize = 500;
+
+/// The body for `format`.
+pub fn render(format: Format, notice: &Notice) -> Value {
+    match format {
+        Format::Slack => slack(notice),
+        Format::Teams => teams(notice),
+        Format::Json => serde_json::to_value(notice).unwrap_or(Value::Null),
+    }
+}
+
+/// A one-line title for the event.
+fn title(notice: &Notice) -> String {
+    let role = &notice.role_name;
+    let text = match notice.event {
+        Event::RequestFiled => format!("Access requested: {role}"),
+        Event::RequestDecided => match notice.decision.as_deref() {
+            Some("approved") => format!("Request approved: {role}"),
+            Some("denied") => format!("Request denied: {role}"),
+            _ => format!("Request decided: {role}"),
+        },
+        Event::RequestLapsing => format!("Request lapses soon: {role}"),
+        Event::BreakGlass => format!("Break-glass access: {role}"),
+        Event::GrantEnding => format!("Access ends soon: {role}"),
+        Event::ProvisionFailed => format!("Access not provisioned: {role}"),
+    };
+    clip(&text, MAX_HEADER)
+}
+
+/// What happened, in a sentence.
+fn summary(notice: &Notice) -> String {
+    let requester = &notice.requester;
+    let duration = humantime::format_duration(std::time::Duration::from_secs(notice.duration_secs));
+    match notice.event {
+        Event::RequestFiled => {
+            let approvals = match notice.approvals_required {
+                1 => "1 approval".to_string(),
+                n => format!("{n} approvals"),
+            };
+            let what = if notice.kind == "extension" {
+                "an extension"
+            } else {
+                "access"
+            };
+            format!("{requester} asks for {what} for {duration}; it needs {approvals}.")
+        }
+        Event::RequestDecided => {
+            let by = notice
+                .decided_by
+                .as_deref()
+                .map(|by| format!(" by {by}"))
+                .unwrap_or_default();
+            let decision = notice.decision.as_deref().unwrap_or("decided");
+            format!("{requester}'s request was {decision}{by}.")
+        }
+        Event::RequestLapsing => format!(
+            "{requester}'s request lapses at {} unless someone decides it.",
+            when(notice.lapses_at)
+        ),
+        Event::BreakGlass => {
+            format!("{requester} broke glass: access for {duration} without approval. Review it.")
+        }
+        Event::GrantEnding => format!(
+            "{requester}'s access ends at {}; extend it if the work is not done.",
+            when(notice.expires_at)
+        ),
+        Event::ProvisionFailed => format!(
+            "{requester}'s access could not be made at {}; hoistd retries.",
+            notice.target.as_deref().unwrap_or("its target")
+        ),
+    }
+}
+
+fn when(at: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    at.map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "an unknown time".into())
+}
+
+fn role_line(notice: &Notice) -> String {
+    match notice.tier {
+        Some(tier) => format!("{} ({}) · tier {tier}", notice.role_name, notice.role),
+        None => format!("{} ({})", notice.role_name, notice.role),
+    }
+}
+
+/// Whether the notice asks approvers for a decision (Approve and Deny).
+fn asks_decision(notice: &Notice) -> bool {
+    matches!(notice.event, Event::RequestFiled | Event::RequestLapsing)
+}
+
+// ---- Slack ---------------------------------------------------------------
+
+/// Text for Slack's mrkdwn: `&`, `<` and `>` escaped as Slack asks, so
+/// typed text makes no link or mention.
+fn mrkdwn(text: &str) -> String {
+    mrkdwn_within(text, usize::MAX)
+}
+
+/// [`mrkdwn`], at most `max` characters once escaped (an escape is never
+/// cut in two), with an ellipsis if it had to stop; controls other than
+/// line breaks made spaces.
+fn mrkdwn_within(text: &str, max: usize) -> String {
+    let pieces: Vec<String> = text
+        .chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            c if c.is_control() && c != '\n' => " ".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    let total: usize = pieces.iter().map(|p| p.chars().count()).sum();
+    if total <= max {
+        return pieces.concat();
+    }
+    let mut escaped = String::new();
+    let mut length = 0;
+    for piece in pieces {
+        let width = piece.chars().count();
+        // Room for the ellipsis.
+        if length + width + 1 > max {
+            break;
+        }
+        length += width;
+        escaped.push_str(&piece);
+    }
+    escaped.push('…');
+    escaped
+}
+
+fn slack(notice: &Notice) -> Value {
+    let title = title(notice);
+    let mut fields = vec![
+        format!("*Requester*\n{}", mrkdwn(&notice.requester)),
+        format!("*Role*\n{}", mrkdwn_within(&role_line(notice), MAX_VALUE)),
+    ];
+    if let Some(ticket) = &notice.ticket {
+        fields.push(match &notice.ticket_url {
+            Some(url) => format!("*Ticket*\n<{}|{}>", url, mrkdwn(ticket)),
+            None => format!("*Ticket*\n{}", mrkdwn(ticket)),
+        });
+    }
+    if let Some(incident) = &notice.incident {
+        fields.push(format!("*Incident*\n{}", mrkdwn(incident)));
+    }
+    match notice.event {
+        Event::RequestLapsing => fields.push(format!("*Lapses*\n{}", when(notice.lapses_at))),
+        Event::GrantEnding => fields.push(format!("*Ends*\n{}", when(notice.expires_at))),
+        _ => {}
+    }
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(&summary(notice))}}),
+        json!({
+            "type": "section",
+            "fields": fields
+                .iter()
+                .map(|text| json!({"type": "mrkdwn", "text": text}))
+                .collect::<Vec<_>>(),
+        }),
+        json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!(
+                "*Justification*\n{}",
+                mrkdwn_within(&notice.justification, MAX_JUSTIFICATION)
+            )},
+        }),
+    ];
+    if let Some(comment) = &notice.comment {
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!("*Comment*\n{}", mrkdwn_within(comment, MAX_VALUE))},
+        }));
+    }
+    if let Some(error) = &notice.error {
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!("*Error*\n{}", mrkdwn_within(error, MAX_VALUE))},
+        }));
+    }
+    let mut buttons = Vec::new();
+    if asks_decision(notice) {
+        buttons.push(json!({
+            "type": "button",
+            "text": {"type": "plain_text", "text": "Approve"},
+            "style": "primary",
+            "action_id": SLACK_APPROVE,
+            "value": notice.request_id,
+        }));
+        buttons.push(json!({
+            "type": "button",
+            "text": {"type": "plain_text", "text": "Deny"},
+            "style": "danger",
+            "action_id": SLACK_DENY,
+            "value": notice.request_id,
+        }));
+    }
+    if let Some(url) = &notice.url {
+        buttons.push(json!({
+            "type": "button",
+            "text": {"type": "plain_text", "text": "Open request"},
+            "action_id": SLACK_OPEN,
+            "url": url,
+        }));
+    }
+    if !buttons.is_empty() {
+        blocks.push(json!({"type": "actions", "block_id": "hoist_request", "elements": buttons}));
+    }
+    blocks.push(json!({
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": format!(
+            "Request `{}` · `hoist status {}`",
+            mrkdwn(&notice.request_id),
+            mrkdwn(&notice.request_id)
+        )}],
+    }));
+    json!({
+        "text": mrkdwn(&format!("{title}: {}", summary(notice))),
+        "blocks": blocks,
+    })
+}
+
+// ---- Teams ---------------------------------------------------------------
+
+/// An Adaptive Card's `TextRun` takes no markdown, unlike a `TextBlock`
+/// or a fact: what people typed goes in one, so it shows as typed and
+/// cannot become a link.
+fn typed(label: &str, text: &str) -> Value {
+    json!({
+        "type": "RichTextBlock",
+        "inlines": [
+            {"type": "TextRun", "text": format!("{label}: "), "weight": "Bolder"},
+            {"type": "TextRun", "text": text},
+        ],
+    })
+}
+
+fn teams(notice: &Notice) -> Value {
+    // Facts are markdown: only what hoist or the policy wrote goes there.
+    let mut facts = vec![
+        ("Requester", notice.requester.clone()),
+        ("Role", role_line(notice)),
+    ];
+    match notice.event {
+        Event::RequestLapsing => facts.push(("Lapses", when(notice.lapses_at))),
+        Event::GrantEnding => facts.push(("Ends", when(notice.expires_at))),
+        _ => {}
+    }
+    facts.push(("Request", notice.request_id.clone()));
+    let urgent = matches!(
+        notice.event,
+        Event::BreakGlass | Event::ProvisionFailed | Event::RequestLapsing
+    ) || notice.tier == Some(0);
+    let mut body = vec![
+        json!({
+            "type": "TextBlock",
+            "text": title(notice),
+            "weight": "Bolder",
+            "size": "Medium",
+            "color": if urgent { "Attention" } else { "Default" },
+            "wrap": true,
+        }),
+        json!({"type": "TextBlock", "text": summary(notice), "wrap": true}),
+        json!({
+            "type": "FactSet",
+            "facts": facts
+                .iter()
+                .map(|(title, value)| json!({"title": title, "value": value}))
+                .collect::<Vec<_>>(),
+        }),
+    ];
+    if let Some(ticket) = &notice.ticket {
+        body.push(typed("Ticket", ticket));
+    }
+    if let Some(incident) = &notice.incident {
+        body.push(typed("Incident", incident));
+    }
+    body.push(typed(
+        "Justification",
+        &clip(&notice.justification, MAX_JUSTIFICATION),
+    ));
+    if let Some(comment) = &notice.comment {
+        body.push(typed("Comment", &clip(comment, MAX_VALUE)));
+    }
+    if let Some(error) = &notice.error {
+        body.push(typed("Error", &clip(error, MAX_VALUE)));
+    }
+    body.push(json!({
+        "type": "TextBlock",
+        "text": format!("Open it in hoist: hoist status {}", notice.request_id),
+        "isSubtle": true,
+        "wrap": true,
+    }));
+    let mut actions = Vec::new();
+    if let Some(url) = &notice.url {
+        actions.push(json!({"type": "Action.OpenUrl", "title": "Open request", "url": url}));
+    }
+    if let Some(url) = &notice.ticket_url {
+        actions.push(json!({"type": "Action.OpenUrl", "title": "Open ticket", "url": url}));
+    }
+    let mut card = json!({
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": body,
+    });
+    if !actions.is_empty() {
+        card["actions"] = Value::Array(actions);
+    }
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": card,
+        }],
+    })
+}
+
+/// At most `max` characters, with an ellipsis if there were more; controls
+/// other than line breaks made spaces.
+fn clip(text: &str, max: usize) -> String {
+    let mut clipped: String = text
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        clipped.pop();
+        clipped.push('…');
+    }
+    clipped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipping_keeps_line_breaks_and_marks_the_cut() {
+        assert_eq!(clip("a\nb\u{1b}c", 10), "a\nb c");
+        let long = clip(&"x".repeat(20), 10);
+        assert_eq!(long.chars().count(), 10);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn escaped_text_stays_within_its_bound() {
+        let escaped = mrkdwn_within(&"&".repeat(3000), 2000);
+        assert!(escaped.chars().count() <= 2000, "{}", escaped.len());
+        assert!(escaped.ends_with("&amp;…"), "{escaped}");
+        assert_eq!(mrkdwn_within("a<b", 10), "a&lt;b");
+        assert_eq!(mrkdwn_within("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn typed_text_makes_no_markup() {
+        assert_eq!(
+            mrkdwn("<!channel> & <https://evil|click>"),
+            "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;"
+        );
+        let run = &typed("Justification", "[click](https://evil)")["inlines"][1];
+        assert_eq!(run["type"], "TextRun");
+        assert_eq!(run["text"], "[click](https://evil)");
+    }
+}

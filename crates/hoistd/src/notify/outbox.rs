@@ -1,0 +1,307 @@
+//! The notification worker: routes new audit events and due reminders into
+//! the store (through the broker), then sends each due notification outside
+//! any transaction and records the attempt. A failed attempt is tried again
+//! with the target outbox's capped, jittered backoff, for a day; a
+//! notification whose channel left the policy is given up at once. The
+//! notifications are in the store, so a restart (or another leader) picks up
+//! whatever was left. Each keeps its delivery id across attempts, so a
+//! receiver can tell a retry from a new one.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::{Notice, Notifier, format};
+use crate::store::{Notification, NotificationDelivery};
+use crate::target::outbox::backoff;
+use crate::target::webhook::{PostError, clip};
+
+/// Longest the worker sleeps between looks, in case a wake-up is missed.
+const MAX_SLEEP: Duration = Duration::from_secs(5);
+/// Notifications sent at once.
+const MAX_RUNNING: usize = 16;
+/// Pages of audit events routed per look, before sending anything.
+const MAX_PAGES: usize = 16;
+/// Reminders are looked for at most this often (and when one falls due).
+const REMIND_EVERY: Duration = Duration::from_secs(1);
+/// How long a notification is retried before it is given up.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// How one attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again later.
+    Failed(String),
+    /// Trying again cannot help (the channel left the policy).
+    Abandoned(String),
+}
+
+/// The notification after an attempt at `now` with `outcome`.
+pub fn settle(notification: &Notification, outcome: &Outcome, now: DateTime<Utc>) -> Notification {
+    let mut next = notification.clone();
+    match outcome {
+        Outcome::Delivered => {
+            next.done_at = Some(now);
+            next.delivered = true;
+            next.last_error = None;
+        }
+        Outcome::Failed(why) => {
+            next.attempts += 1;
+            next.last_error = Some(why.clone());
+            let age = (now - notification.created_at).to_std().unwrap_or_default();
+            if age >= GIVE_UP_AFTER {
+                next.done_at = Some(now);
+                next.last_error = Some(format!(
+                    "{why}; given up after {}",
+                    humantime::format_duration(GIVE_UP_AFTER)
+                ));
+            } else {
+                next.next_attempt_at =
+                    now + TimeDelta::from_std(backoff(next.attempts)).unwrap_or_default();
+            }
+        }
+        Outcome::Abandoned(why) => {
+            next.attempts += 1;
+            next.done_at = Some(now);
+            next.last_error = Some(why.clone());
+        }
+    }
+    next
+}
+
+/// Routes, reminds and sends until `stopped`.
+pub async fn run<N: Notifier>(
+    notifier: Arc<N>,
+    wake: Arc<Notify>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut running: JoinSet<()> = JoinSet::new();
+    // Notifications being sent, by the task sending them.
+    let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
+    // When reminders were last looked for, and when the next falls due.
+    let mut reminded: Option<Instant> = None;
+    let mut reminder: Option<DateTime<Utc>> = None;
+    loop {
+        // Without channels the cursor still moves, so that a channel added
+        // later is not told of the past; every few seconds is enough.
+        let quiet = notifier.channels().is_empty();
+        let now = crate::target::now();
+        let horizon = now + TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
+        let remind = reminded.is_none_or(|at| at.elapsed() >= REMIND_EVERY)
+            || reminder.is_some_and(|at| at <= now);
+        let looked = {
+            let notifier = Arc::clone(&notifier);
+            tokio::task::spawn_blocking(move || {
+                for _ in 0..MAX_PAGES {
+                    if !notifier.route()? {
+                        break;
+                    }
+                }
+                let reminder = if remind {
+                    Some(notifier.remind()?)
+                } else {
+                    None
+                };
+                let due = notifier.due_notifications(horizon, 256)?;
+                Ok::<_, crate::error::Error>((reminder, due))
+            })
+            .await
+        };
+        let mut next: Option<DateTime<Utc>> = None;
+        match looked {
+            Ok(Ok((looked_for, due))) => {
+                if let Some(looked_for) = looked_for {
+                    reminded = Some(Instant::now());
+                    reminder = looked_for;
+                }
+                next = reminder;
+                if !remind && let Some(at) = reminded {
+                    // Look again once the pause is over.
+                    let again = now
+                        + TimeDelta::from_std(REMIND_EVERY.saturating_sub(at.elapsed()))
+                            .unwrap_or_default();
+                    next = Some(next.map_or(again, |n| n.min(again)));
+                }
+                let in_flight: HashSet<&String> = busy.values().collect();
+                let mut starting = Vec::new();
+                for notification in due {
+                    if in_flight.contains(&notification.id) {
+                        continue;
+                    }
+                    if notification.next_attempt_at > now {
+                        next = Some(next.map_or(notification.next_attempt_at, |n| {
+                            n.min(notification.next_attempt_at)
+                        }));
+                        continue;
+                    }
+                    if running.len() + starting.len() < MAX_RUNNING {
+                        starting.push(notification);
+                    }
+                }
+                for notification in starting {
+                    let id = notification.id.clone();
+                    let handle = running.spawn(attempt(Arc::clone(&notifier), notification));
+                    busy.insert(handle.id(), id);
+                }
+            }
+            Ok(Err(err)) => tracing::error!(error = %err, "notifications not routed; retrying"),
+            Err(err) => tracing::error!(error = %err, "notifications not routed; retrying"),
+        }
+        let sleep = next
+            .map(|at| {
+                (at - crate::target::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+            })
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        let sleep = if quiet { MAX_SLEEP } else { sleep };
+        tokio::select! {
+            Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                let id = match &done {
+                    Ok((id, ())) => *id,
+                    Err(err) => {
+                        tracing::error!(error = %err, "a notification failed to send");
+                        err.id()
+                    }
+                };
+                busy.remove(&id);
+            }
+            _ = tokio::time::sleep(sleep) => {}
+            _ = wake.notified(), if !quiet => {}
+            _ = stopped.wait_for(|stopped| *stopped) => {
+                // What is in flight stays in the store, and is sent by the
+                // next leader (with the same delivery id).
+                running.abort_all();
+                return;
+            }
+        }
+    }
+}
+
+/// Sends one notification and records how it went.
+async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) {
+    let channels = notifier.channels();
+    let at = crate::target::now();
+    let started = Instant::now();
+    let (status, outcome) = match channels.get(&notification.channel) {
+        None => (
+            None,
+            Outcome::Abandoned(format!(
+                "{}: no such channel in the policy in force",
+                notification.channel
+            )),
+        ),
+        Some(channel) => match serde_json::from_str::<Notice>(&notification.notice) {
+            Err(err) => (
+                None,
+                Outcome::Abandoned(format!("the stored notice does not read: {err}")),
+            ),
+            Ok(notice) => {
+                let body = format::render(channel.format, &notice);
+                let bytes = serde_json::to_vec(&body).unwrap_or_default();
+                let (status, posted) = channel.endpoint.post(&notification.id, bytes).await;
+                let outcome = match posted {
+                    Ok(answered) if answered.status.is_success() => Outcome::Delivered,
+                    Ok(answered) => {
+                        let said = String::from_utf8_lossy(&answered.body);
+                        let said = said.trim();
+                        let said = if said.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", clip(said))
+                        };
+                        Outcome::Failed(format!(
+                            "{} ({}) answered {}{said}",
+                            channel.name,
+                            channel.endpoint.origin(),
+                            answered.status
+                        ))
+                    }
+                    Err(PostError::Unreachable(why) | PostError::Refused(why)) => Outcome::Failed(
+                        format!("{} ({}): {why}", channel.name, channel.endpoint.origin()),
+                    ),
+                };
+                (status, outcome)
+            }
+        },
+    };
+    let delivery = NotificationDelivery {
+        notification_id: notification.id.clone(),
+        attempt: notification.attempts + 1,
+        channel: notification.channel.clone(),
+        event: notification.event.clone(),
+        status,
+        duration_ms: started.elapsed().as_millis() as u64,
+        error: match &outcome {
+            Outcome::Delivered => None,
+            Outcome::Failed(why) | Outcome::Abandoned(why) => Some(why.clone()),
+        },
+        at,
+    };
+    if let Some(why) = &delivery.error {
+        tracing::warn!(
+            channel = %notification.channel,
+            notification = %notification.id,
+            event = %notification.event,
+            error = %why,
+            "notification not delivered"
+        );
+    }
+    let settled = settle(&notification, &outcome, crate::target::now());
+    let recorded =
+        tokio::task::spawn_blocking(move || notifier.record_notification(&settled, &delivery))
+            .await;
+    match recorded {
+        Ok(Ok(())) => {}
+        // Not recorded: it stays due and is sent again, under the same id.
+        Ok(Err(err)) => tracing::error!(error = %err, "notification outcome not recorded"),
+        Err(err) => tracing::error!(error = %err, "notification outcome not recorded"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(created: DateTime<Utc>) -> Notification {
+        Notification {
+            id: "n".into(),
+            dedup_key: "k".into(),
+            channel: "c".into(),
+            event: "request_filed".into(),
+            notice: "{}".into(),
+            attempts: 0,
+            next_attempt_at: created,
+            last_error: None,
+            created_at: created,
+            done_at: None,
+            delivered: false,
+        }
+    }
+
+    #[test]
+    fn failures_back_off_then_give_up_after_a_day() {
+        let start = crate::target::now();
+        let failed = settle(&pending(start), &Outcome::Failed("down".into()), start);
+        assert_eq!(failed.attempts, 1);
+        assert!(failed.next_attempt_at > start);
+        assert_eq!(failed.done_at, None);
+        let late = start + TimeDelta::hours(25);
+        let given_up = settle(&failed, &Outcome::Failed("down".into()), late);
+        assert_eq!(given_up.done_at, Some(late));
+        assert!(!given_up.delivered);
+        assert!(given_up.last_error.unwrap().contains("given up"));
+        let delivered = settle(&failed, &Outcome::Delivered, late);
+        assert!(delivered.delivered);
+        assert_eq!(delivered.last_error, None);
+        let abandoned = settle(&pending(start), &Outcome::Abandoned("gone".into()), start);
+        assert_eq!(abandoned.done_at, Some(start));
+        assert!(!abandoned.delivered);
+    }
+}
