@@ -501,6 +501,12 @@ pub trait Tx {
         at: DateTime<Utc>,
     ) -> Result<()>;
 
+    /// Keeps the signature of a Slack post until `kept_until`; refuses one
+    /// already kept (rule 12).
+    fn insert_slack_replay(&mut self, signature: &str, kept_until: DateTime<Utc>) -> Result<()>;
+    /// Forgets the signatures kept until `now` or earlier; how many.
+    fn purge_slack_replays(&mut self, now: DateTime<Utc>) -> Result<u64>;
+
     /// Tells the other instances on the database, once this transaction
     /// commits and not before, that it changed these requests and grants
     /// (see [`Store::listen`]). Nothing to do for a store only one process

@@ -42,7 +42,8 @@ pub use audit::{
 };
 pub use records::{
     broker_keys, due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys,
-    identities, request_queries, requests_round_trip, signing_keys, workload_exchanges,
+    identities, request_queries, requests_round_trip, signing_keys, slack_replays,
+    workload_exchanges,
 };
 pub use rules::{
     conflicts_and_missing_rows, dropping_a_transaction_rolls_everything_back,
@@ -81,6 +82,7 @@ macro_rules! store_conformance {
             effects_outbox,
             webhook_deliveries,
             workload_exchanges,
+            slack_replays,
         );
     };
     (@each $with_fresh_store:path; $($check:ident),* $(,)?) => {

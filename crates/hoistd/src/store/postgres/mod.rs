@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_request_tiers.sql"),
     include_str!("../../../migrations/postgres/0003_broker_keys.sql"),
+    include_str!("../../../migrations/postgres/0005_slack_replays.sql"),
 ];
 
 /// The advisory lock every transaction takes first (rule 1). Any number

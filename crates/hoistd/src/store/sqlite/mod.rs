@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_workload_exchanges.sql"),
     include_str!("../../../migrations/sqlite/0006_request_tiers.sql"),
     include_str!("../../../migrations/sqlite/0007_broker_keys.sql"),
+    include_str!("../../../migrations/sqlite/0009_slack_replays.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters
