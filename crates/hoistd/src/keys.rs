@@ -219,7 +219,8 @@ mod tests {
             .mode(0o600)
             .open(&path)
             .unwrap();
-        file.write_all(b"8f742231b10e8888abcd99yyyzzz85a5\n").unwrap();
+        file.write_all(b"8f742231b10e8888abcd99yyyzzz85a5\n")
+            .unwrap();
         drop(file);
         assert_eq!(
             secret_text(Some(&path), "HOISTD_TEST_UNSET").unwrap(),

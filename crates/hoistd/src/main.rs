@@ -116,7 +116,10 @@ struct ServeArgs {
     /// this file (mode 0600); or the secret itself in
     /// HOISTD_SLACK_SIGNING_SECRET. Without either, the route does not
     /// exist.
-    #[arg(long = "slack-signing-secret-file", env = "HOISTD_SLACK_SIGNING_SECRET_FILE")]
+    #[arg(
+        long = "slack-signing-secret-file",
+        env = "HOISTD_SLACK_SIGNING_SECRET_FILE"
+    )]
     slack_signing_secret: Option<PathBuf>,
     #[command(flatten)]
     checkpoints: CheckpointArgs,

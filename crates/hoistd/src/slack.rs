@@ -204,7 +204,11 @@ struct PayloadAction {
 /// Whether `id` looks like a Slack id (`T0123ABCD`): upper-case letters
 /// and digits, at most 32.
 fn slack_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    !id.is_empty()
+        && id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// Reads a button press from a post's body (form-encoded, one `payload`
@@ -253,7 +257,9 @@ pub fn parse_action(body: &[u8]) -> Result<Action, String> {
         .filter(|id| {
             !id.is_empty()
                 && id.len() <= 64
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         })
         .ok_or("the button's value is not a request id")?;
     Ok(Action {

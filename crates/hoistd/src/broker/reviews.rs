@@ -9,10 +9,10 @@ use hoist_api::{
 use serde_json::json;
 
 use super::{Broker, Change, Work, event, now, settle_request, std_delta};
-use crate::{domain, slack};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::store::RequestQuery;
+use crate::{domain, slack};
 
 impl Broker {
     fn approver_roles(&self, policy: &Policy, user: &str) -> Vec<String> {

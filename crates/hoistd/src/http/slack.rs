@@ -114,7 +114,12 @@ pub async fn actions(
         Ok(action) => action,
         Err(message) => {
             broker
-                .audit_slack_refusal(SLACK_UNKNOWN.into(), "malformed", message.clone(), json!({}))
+                .audit_slack_refusal(
+                    SLACK_UNKNOWN.into(),
+                    "malformed",
+                    message.clone(),
+                    json!({}),
+                )
                 .await;
             return refused(ErrorCode::InvalidBody, message);
         }

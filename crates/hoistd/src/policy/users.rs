@@ -136,10 +136,7 @@ pub(super) fn people(
         }
         if let Some(account) = &user.slack {
             let at = account.span().start;
-            let RawSlack {
-                team,
-                user: member,
-            } = account.get_ref();
+            let RawSlack { team, user: member } = account.get_ref();
             if !slack_id(team, b"TE") {
                 return Err(source.invalid(
                     at,

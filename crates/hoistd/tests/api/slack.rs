@@ -78,7 +78,10 @@ async fn receiver() -> (Answers, String) {
             move |uri: axum::http::Uri, axum::Json(answer): axum::Json<Value>| {
                 let kept = kept.clone();
                 async move {
-                    kept.0.lock().unwrap().push((uri.path().to_string(), answer));
+                    kept.0
+                        .lock()
+                        .unwrap()
+                        .push((uri.path().to_string(), answer));
                     "ok"
                 }
             },
@@ -212,7 +215,14 @@ async fn two_slack_approvers_grant_a_two_of_two_request_and_one_denies() {
 
     let (status, answer) = send(
         &broker.url(),
-        &press(&slack_id("bob"), APPROVE_ACTION, &filed.id, &origin, "/bob", 0),
+        &press(
+            &slack_id("bob"),
+            APPROVE_ACTION,
+            &filed.id,
+            &origin,
+            "/bob",
+            0,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -229,15 +239,17 @@ async fn two_slack_approvers_grant_a_two_of_two_request_and_one_denies() {
 
     send(
         &broker.url(),
-        &press(&slack_id("dave"), APPROVE_ACTION, &filed.id, &origin, "/dave", 0),
+        &press(
+            &slack_id("dave"),
+            APPROVE_ACTION,
+            &filed.id,
+            &origin,
+            "/dave",
+            0,
+        ),
     )
     .await;
-    assert!(
-        answers
-            .to("/actions/dave")
-            .await
-            .contains("access granted")
-    );
+    assert!(answers.to("/actions/dave").await.contains("access granted"));
     let granted = state_of(&broker, &filed.id).await;
     assert_eq!(granted.state, RequestState::Active);
     assert!(granted.grant_id.is_some());
@@ -269,14 +281,29 @@ async fn two_slack_approvers_grant_a_two_of_two_request_and_one_denies() {
     let denied = broker.as_user("carol").file(&db_request()).await.unwrap();
     send(
         &broker.url(),
-        &press(&slack_id("bob"), DENY_ACTION, &denied.id, &origin, "/deny", 0),
+        &press(
+            &slack_id("bob"),
+            DENY_ACTION,
+            &denied.id,
+            &origin,
+            "/deny",
+            0,
+        ),
     )
     .await;
-    assert!(answers.to("/actions/deny").await.starts_with("You denied carol's request"));
+    assert!(
+        answers
+            .to("/actions/deny")
+            .await
+            .starts_with("You denied carol's request")
+    );
     let denied = state_of(&broker, &denied.id).await;
     assert_eq!(denied.state, RequestState::Denied);
     assert_eq!(denied.reason.as_deref(), Some("denied from Slack"));
-    assert_eq!(denied.reviews[0].comment.as_deref(), Some("denied from Slack"));
+    assert_eq!(
+        denied.reviews[0].comment.as_deref(),
+        Some("denied from Slack")
+    );
 }
 
 #[tokio::test]
@@ -288,7 +315,12 @@ async fn every_rule_of_a_review_holds_from_slack() {
 
     let cases = [
         // Self-approval.
-        ("alice", own.id.as_str(), "/self", "you cannot review your own request"),
+        (
+            "alice",
+            own.id.as_str(),
+            "/self",
+            "you cannot review your own request",
+        ),
         // carol requests, but approves nothing: the request is not hers to see.
         ("carol", own.id.as_str(), "/carol", "no request `"),
         // erin audits, so she sees it, but approves nothing either.
@@ -312,19 +344,36 @@ async fn every_rule_of_a_review_holds_from_slack() {
         assert!(text.starts_with("hoist refused: "), "{text}");
         assert!(text.contains(said), "{text}");
     }
-    assert_eq!(state_of(&broker, &own.id).await.state, RequestState::Pending);
+    assert_eq!(
+        state_of(&broker, &own.id).await.state,
+        RequestState::Pending
+    );
 
     // One review per reviewer: bob approves a two-approval request twice.
     let k8s = k8s_by(&broker, "carol").await;
     send(
         &url,
-        &press(&slack_id("bob"), APPROVE_ACTION, &k8s.id, &origin, "/once", 0),
+        &press(
+            &slack_id("bob"),
+            APPROVE_ACTION,
+            &k8s.id,
+            &origin,
+            "/once",
+            0,
+        ),
     )
     .await;
     answers.to("/actions/once").await;
     send(
         &url,
-        &press(&slack_id("bob"), APPROVE_ACTION, &k8s.id, &origin, "/twice", 0),
+        &press(
+            &slack_id("bob"),
+            APPROVE_ACTION,
+            &k8s.id,
+            &origin,
+            "/twice",
+            0,
+        ),
     )
     .await;
     let text = answers.to("/actions/twice").await;
@@ -339,7 +388,14 @@ async fn every_rule_of_a_review_holds_from_slack() {
         .unwrap();
     send(
         &url,
-        &press(&slack_id("bob"), APPROVE_ACTION, &own.id, &origin, "/late", 0),
+        &press(
+            &slack_id("bob"),
+            APPROVE_ACTION,
+            &own.id,
+            &origin,
+            "/late",
+            0,
+        ),
     )
     .await;
     let text = answers.to("/actions/late").await;
@@ -357,14 +413,33 @@ async fn forged_stale_replayed_and_unmapped_posts_are_refused_and_audited() {
     let filed = k8s_by(&broker, "carol").await;
 
     // Signed with another secret.
-    let mut forged = press(&slack_id("bob"), APPROVE_ACTION, &filed.id, &origin, "/f", 0);
+    let mut forged = press(
+        &slack_id("bob"),
+        APPROVE_ACTION,
+        &filed.id,
+        &origin,
+        "/f",
+        0,
+    );
     forged.signature = slack_sdk_signature("not-the-secret", &forged.timestamp, &forged.body);
     let (status, answer) = send(&url, &forged).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
     assert_eq!(answer["code"], "unauthenticated");
-    assert!(answer["message"].as_str().unwrap().contains("does not match"));
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match")
+    );
     // The body changed after signing.
-    let mut altered = press(&slack_id("bob"), APPROVE_ACTION, &filed.id, &origin, "/a", 0);
+    let mut altered = press(
+        &slack_id("bob"),
+        APPROVE_ACTION,
+        &filed.id,
+        &origin,
+        "/a",
+        0,
+    );
     altered.body = altered.body.replace(&filed.id, "req_other");
     assert_eq!(send(&url, &altered).await.0, StatusCode::UNAUTHORIZED);
     // Signed properly, but older than the window.
@@ -378,26 +453,53 @@ async fn forged_stale_replayed_and_unmapped_posts_are_refused_and_audited() {
     );
     let (status, answer) = send(&url, &stale).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(answer["message"].as_str().unwrap().contains("too old"), "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("too old"),
+        "{answer}"
+    );
     // No signature at all.
-    let mut unsigned = press(&slack_id("bob"), APPROVE_ACTION, &filed.id, &origin, "/u", 0);
+    let mut unsigned = press(
+        &slack_id("bob"),
+        APPROVE_ACTION,
+        &filed.id,
+        &origin,
+        "/u",
+        0,
+    );
     unsigned.signature = String::new();
     assert_eq!(send(&url, &unsigned).await.0, StatusCode::UNAUTHORIZED);
     assert!(state_of(&broker, &filed.id).await.reviews.is_empty());
 
     // The same genuine post twice: taken once.
-    let post = press(&slack_id("bob"), APPROVE_ACTION, &filed.id, &origin, "/r", 0);
+    let post = press(
+        &slack_id("bob"),
+        APPROVE_ACTION,
+        &filed.id,
+        &origin,
+        "/r",
+        0,
+    );
     assert_eq!(send(&url, &post).await.0, StatusCode::OK);
     answers.to("/actions/r").await;
     let (status, answer) = send(&url, &post).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(answer["message"].as_str().unwrap().contains("replay"), "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("replay"),
+        "{answer}"
+    );
     assert_eq!(state_of(&broker, &filed.id).await.reviews.len(), 1);
 
     // A Slack account the policy does not map.
     let (status, answer) = send(
         &url,
-        &press(&slack_id("frank"), APPROVE_ACTION, &filed.id, &origin, "/frank", 0),
+        &press(
+            &slack_id("frank"),
+            APPROVE_ACTION,
+            &filed.id,
+            &origin,
+            "/frank",
+            0,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -411,7 +513,14 @@ async fn forged_stale_replayed_and_unmapped_posts_are_refused_and_audited() {
     assert_eq!(state_of(&broker, &filed.id).await.reviews.len(), 1);
 
     // A second forged post within the minute is counted, not written.
-    let mut again = press(&slack_id("bob"), APPROVE_ACTION, &filed.id, &origin, "/g", 0);
+    let mut again = press(
+        &slack_id("bob"),
+        APPROVE_ACTION,
+        &filed.id,
+        &origin,
+        "/g",
+        0,
+    );
     again.signature = slack_sdk_signature("not-the-secret", &again.timestamp, &again.body);
     assert_eq!(send(&url, &again).await.0, StatusCode::UNAUTHORIZED);
 
@@ -446,7 +555,14 @@ async fn without_a_signing_secret_there_is_no_slack_endpoint() {
     let filed = k8s_by(&broker, "carol").await;
     let (status, answer) = send(
         &broker.url(),
-        &press(&slack_id("bob"), APPROVE_ACTION, &filed.id, &origin, "/x", 0),
+        &press(
+            &slack_id("bob"),
+            APPROVE_ACTION,
+            &filed.id,
+            &origin,
+            "/x",
+            0,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
@@ -458,7 +574,9 @@ async fn without_a_signing_secret_there_is_no_slack_endpoint() {
 /// replay at the other.
 #[tokio::test]
 async fn a_replay_is_refused_by_another_instance_on_the_same_database() {
-    let pg = Postgres::start().await.unwrap_or_else(|err| panic!("{err}"));
+    let pg = Postgres::start()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
     let db = pg.create_database("hoistd").unwrap();
     let (answers, origin) = receiver().await;
     let mut servers = Vec::new();
@@ -481,7 +599,10 @@ async fn a_replay_is_refused_by_another_instance_on_the_same_database() {
                 .unwrap(),
         );
     }
-    let urls: Vec<String> = servers.iter().map(|s| format!("http://{}", s.addr)).collect();
+    let urls: Vec<String> = servers
+        .iter()
+        .map(|s| format!("http://{}", s.addr))
+        .collect();
     let carol = Client {
         base: urls[0].clone(),
         token: "t-carol".into(),
@@ -492,7 +613,14 @@ async fn a_replay_is_refused_by_another_instance_on_the_same_database() {
         .await
         .unwrap();
 
-    let post = press(&slack_id("bob"), APPROVE_ACTION, &filed.id, &origin, "/one", 0);
+    let post = press(
+        &slack_id("bob"),
+        APPROVE_ACTION,
+        &filed.id,
+        &origin,
+        "/one",
+        0,
+    );
     assert_eq!(send(&urls[0], &post).await.0, StatusCode::OK);
     answers.to("/actions/one").await;
     let (status, answer) = send(&urls[1], &post).await;
@@ -531,7 +659,10 @@ async fn the_binary_takes_the_secret_from_a_private_file_or_the_environment() {
             command.arg("--slack-signing-secret-file").arg(&secret_file);
         }
         let out = command.output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
     };
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, said) = check(true);
@@ -586,7 +717,14 @@ async fn the_binary_takes_the_secret_from_a_private_file_or_the_environment() {
     let elsewhere = "http://127.0.0.1:9/";
     let (status, answer) = send(
         &base,
-        &press(&slack_id("bob"), APPROVE_ACTION, &filed.id, elsewhere, "/b", 0),
+        &press(
+            &slack_id("bob"),
+            APPROVE_ACTION,
+            &filed.id,
+            elsewhere,
+            "/b",
+            0,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -597,7 +735,14 @@ async fn the_binary_takes_the_secret_from_a_private_file_or_the_environment() {
             .contains("1 of 2 approvals"),
         "{answer}"
     );
-    let mut forged = press(&slack_id("dave"), APPROVE_ACTION, &filed.id, elsewhere, "/d", 0);
+    let mut forged = press(
+        &slack_id("dave"),
+        APPROVE_ACTION,
+        &filed.id,
+        elsewhere,
+        "/d",
+        0,
+    );
     forged.signature = slack_sdk_signature("not-the-secret", &forged.timestamp, &forged.body);
     assert_eq!(send(&base, &forged).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(carol.request(&filed.id).await.unwrap().reviews.len(), 1);
