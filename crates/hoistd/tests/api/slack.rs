@@ -512,6 +512,26 @@ async fn forged_stale_replayed_and_unmapped_posts_are_refused_and_audited() {
     );
     assert_eq!(state_of(&broker, &filed.id).await.reviews.len(), 1);
 
+    // Genuine, but not a press of hoist's buttons.
+    let other = press(
+        &slack_id("bob"),
+        "someone_elses_button",
+        &filed.id,
+        &origin,
+        "/o",
+        0,
+    );
+    let (status, answer) = send(&url, &other).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("not one of hoist's buttons"),
+        "{answer}"
+    );
+    assert_eq!(state_of(&broker, &filed.id).await.reviews.len(), 1);
+
     // A second forged post within the minute is counted, not written.
     let mut again = press(
         &slack_id("bob"),
@@ -538,6 +558,7 @@ async fn forged_stale_replayed_and_unmapped_posts_are_refused_and_audited() {
         ("slack:unknown", "bad_signature"),
         ("slack:unknown", "replayed"),
         ("slack:T0HOIST:U0FRANK", "unmapped"),
+        ("slack:unknown", "malformed"),
     ]
     .into_iter()
     .map(|(actor, code)| (actor.to_string(), code.to_string()))
