@@ -46,10 +46,15 @@ pub enum AuditKind {
     /// A workload's token exchange was refused (`details`: the `code` that
     /// names why, the issuer and subject it claimed); nothing was granted.
     WorkloadRefused,
+    /// A post claiming to come from Slack's Approve or Deny button was
+    /// refused before any review (`details`: the `code` that names why:
+    /// `bad_signature`, `forged`, `stale`, `replayed`, `malformed`,
+    /// `unmapped`; the Slack team and user when the post was genuine).
+    SlackRefused,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 23] = [
+    pub const ALL: [AuditKind; 24] = [
         Self::Requested,
         Self::Reviewed,
         Self::Approved,
@@ -73,6 +78,7 @@ impl AuditKind {
         Self::DeprovisionFailed,
         Self::DriftRemoved,
         Self::WorkloadRefused,
+        Self::SlackRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -100,6 +106,7 @@ impl AuditKind {
             Self::DeprovisionFailed => "deprovision_failed",
             Self::DriftRemoved => "drift_removed",
             Self::WorkloadRefused => "workload_refused",
+            Self::SlackRefused => "slack_refused",
         }
     }
 

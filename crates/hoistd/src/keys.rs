@@ -2,6 +2,7 @@
 //! optionally the credential signing key. A key is PKCS#8 PEM (what
 //! `hoistd keygen` and `openssl genpkey -algorithm ed25519` write), read
 //! from a file only its owner can read, or from an environment variable.
+//! Shared secrets (the Slack signing secret) are read the same way.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ pub enum KeyError {
     Exposed { path: PathBuf, mode: u32 },
     #[error("{origin} is not an Ed25519 key in PEM (PKCS#8 private or SPKI public key)")]
     Malformed { origin: String },
+    #[error("{origin} is empty")]
+    Empty { origin: String },
     #[error("cannot write the key file {path}: {source}")]
     Unwritable {
         path: PathBuf,
@@ -80,6 +83,26 @@ pub fn signing_key(path: Option<&Path>, variable: &str) -> Result<Option<Signing
         .map_err(|_| KeyError::Malformed {
             origin: origin_of(path, variable),
         })
+}
+
+/// A shared secret from `path` (0600 or stricter) or, without a path, from
+/// the environment variable `variable`, without surrounding white space;
+/// `None` if neither is given. An empty file is refused.
+pub fn secret_text(path: Option<&Path>, variable: &str) -> Result<Option<String>, KeyError> {
+    let text = match path {
+        Some(path) => read_private_file(path)?,
+        None => match std::env::var(variable) {
+            Ok(text) if !text.trim().is_empty() => text,
+            _ => return Ok(None),
+        },
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(KeyError::Empty {
+            origin: origin_of(path, variable),
+        });
+    }
+    Ok(Some(text.to_string()))
 }
 
 /// A public key to check signatures with: a public key file, or the public
@@ -183,5 +206,36 @@ mod tests {
             !refused.to_string().contains("not a key"),
             "no key text in errors"
         );
+    }
+
+    #[test]
+    fn a_secret_file_is_read_trimmed_and_only_if_private() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slack-signing-secret");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"8f742231b10e8888abcd99yyyzzz85a5\n")
+            .unwrap();
+        drop(file);
+        assert_eq!(
+            secret_text(Some(&path), "HOISTD_TEST_UNSET").unwrap(),
+            Some("8f742231b10e8888abcd99yyyzzz85a5".to_string())
+        );
+        assert_eq!(secret_text(None, "HOISTD_TEST_UNSET").unwrap(), None);
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let refused = secret_text(Some(&path), "HOISTD_TEST_UNSET").unwrap_err();
+        assert!(matches!(refused, KeyError::Exposed { mode: 0o640, .. }));
+        assert!(!refused.to_string().contains("8f742231"), "{refused}");
+
+        std::fs::write(&path, " \n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let refused = secret_text(Some(&path), "HOISTD_TEST_UNSET").unwrap_err();
+        assert!(refused.to_string().ends_with("is empty"), "{refused}");
     }
 }

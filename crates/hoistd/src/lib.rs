@@ -57,6 +57,9 @@ pub struct Options {
     pub streams: http::serve::StreamLimits,
     /// Serves HTTPS (HTTP/2 and HTTP/1.1) with this certificate.
     pub tls: Option<Arc<http::tls::Tls>>,
+    /// Takes presses of Slack's Approve and Deny buttons at
+    /// `/v1/slack/actions`, checked with this signing secret.
+    pub slack: Option<slack::Settings>,
 }
 
 /// Where and how often the server writes signed audit checkpoints: at
@@ -154,6 +157,7 @@ impl Server {
                 Arc::clone(&metrics),
             )),
             metrics,
+            slack: options.slack.clone(),
         });
         // The reaper, the outbox worker, the notification worker and the
         // reconciler run on one instance of those sharing a database at a

@@ -15,7 +15,7 @@ use hoistd::http::tls::Tls;
 use hoistd::store::{Location, Migrations, StoreError};
 use hoistd::target::ssh;
 use hoistd::{Checkpointing, Options, Policy, Server};
-use hoistd::{checkpoint, keys};
+use hoistd::{checkpoint, keys, slack};
 use sha2::{Digest, Sha256};
 
 /// The hoist access broker: policy, approvals, bounded grants, short-lived
@@ -111,10 +111,34 @@ struct ServeArgs {
     /// PEM itself in HOISTD_SSH_CA_KEY.
     #[arg(long, env = "HOISTD_SSH_CA_KEY_FILE")]
     ssh_ca_key: Option<PathBuf>,
+    /// Take presses of hoist's Approve and Deny buttons from Slack at
+    /// /v1/slack/actions, checked with the Slack app's signing secret in
+    /// this file (mode 0600); or the secret itself in
+    /// HOISTD_SLACK_SIGNING_SECRET. Without either, the route does not
+    /// exist.
+    #[arg(
+        long = "slack-signing-secret-file",
+        env = "HOISTD_SLACK_SIGNING_SECRET_FILE"
+    )]
+    slack_signing_secret: Option<PathBuf>,
     #[command(flatten)]
     checkpoints: CheckpointArgs,
     #[command(flatten)]
     tls: TlsArgs,
+}
+
+/// The Slack signing secret, when no file is given.
+const SLACK_SIGNING_SECRET_ENV: &str = "HOISTD_SLACK_SIGNING_SECRET";
+
+/// Slack's settings from the secret file or the environment; `None` if
+/// neither is given.
+fn slack_settings(file: Option<&std::path::Path>) -> anyhow::Result<Option<slack::Settings>> {
+    match keys::secret_text(file, SLACK_SIGNING_SECRET_ENV)? {
+        Some(secret) => Ok(Some(
+            slack::Settings::new(&secret).map_err(anyhow::Error::msg)?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// How patient the broker is with clients, and how many it serves at once.
@@ -365,6 +389,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limits,
             signing_key,
             ssh_ca_key,
+            slack_signing_secret,
             checkpoints,
             tls,
         }) => {
@@ -376,6 +401,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ssh_ca_key: keys::signing_key(ssh_ca_key.as_deref(), SSH_CA_KEY_ENV)?,
                 checkpoints: checkpoints.plan()?,
                 tls: tls.load()?,
+                slack: slack_settings(slack_signing_secret.as_deref())?,
             };
             raise_open_file_limit();
             let runtime = tokio::runtime::Runtime::new()?;
@@ -587,6 +613,13 @@ fn check_config(args: &ServeArgs) -> ExitCode {
                 None => "none given; SSH certificates are signed with the store's key".into(),
             })
             .map_err(Into::into),
+    );
+    report(
+        "Slack",
+        slack_settings(args.slack_signing_secret.as_deref()).map(|slack| match slack {
+            Some(_) => format!("button presses taken at {}", hoistd::http::slack::PATH),
+            None => "off (no signing secret)".into(),
+        }),
     );
     report(
         "checkpoints",

@@ -3,15 +3,273 @@
 //! secret, "v0:<X-Slack-Request-Timestamp>:<body>")>`. A post whose
 //! signature does not match, or whose timestamp is more than five minutes
 //! from now, is refused; refusing a replay within those five minutes needs
-//! the signatures already seen, which the caller keeps.
+//! the signatures already seen, which the broker keeps in the store.
+//!
+//! Also what a button press says (an [`Action`], read from the post's
+//! `payload` field only after its signature was checked), and the answer
+//! hoist posts back to the press's `response_url`, which is text from the
+//! post and so is only ever sent to Slack's own origin ([`Settings`]).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use hoist_api::Decision;
+use serde::Deserialize;
 use sha2::Sha256;
+use url::Url;
 
 /// How far a post's timestamp may be from now, either way (Slack's own
 /// recommendation): older posts are refused as stale, so a replay store
 /// need only remember this long.
 pub const WINDOW_SECS: i64 = 5 * 60;
+
+/// The header carrying the post's signature.
+pub const SIGNATURE_HEADER: &str = "x-slack-signature";
+/// The header carrying the post's Unix time, in seconds.
+pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
+/// The `action_id` of hoist's Approve button.
+pub const APPROVE_ACTION: &str = "hoist_approve";
+/// The `action_id` of hoist's Deny button.
+pub const DENY_ACTION: &str = "hoist_deny";
+/// The denial reason a press of Deny gives: a review through the API must
+/// say why, a button cannot ask.
+pub const DENIAL_REASON: &str = "denied from Slack";
+/// Where answers to a press go: `response_url` must be under it.
+pub const RESPONSE_ORIGIN: &str = "https://hooks.slack.com/";
+/// How long posting an answer to `response_url` may take.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What hoistd needs to take Slack's posts: the app's signing secret
+/// (never shown, not even by `Debug`) and where answers may be posted.
+#[derive(Clone)]
+pub struct Settings {
+    secret: Arc<[u8]>,
+    replies: Url,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("secret", &"<redacted>")
+            .field("replies", &self.replies.as_str())
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Settings with this signing secret (App Credentials > Signing Secret).
+    pub fn new(secret: &str) -> Result<Settings, String> {
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return Err("the Slack signing secret is empty".into());
+        }
+        let replies = Url::parse(RESPONSE_ORIGIN).map_err(|err| err.to_string())?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REPLY_TIMEOUT)
+            .connect_timeout(REPLY_TIMEOUT)
+            .user_agent(concat!("hoistd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| format!("cannot make the Slack answer client: {err}"))?;
+        Ok(Settings {
+            secret: Arc::from(secret.as_bytes()),
+            replies,
+            http,
+        })
+    }
+
+    /// Posts answers under `origin` instead of Slack's, for tests with a
+    /// receiver on loopback: set by code, never by a post or a flag, and
+    /// only to a loopback address over plain HTTP.
+    #[cfg(feature = "testing")]
+    pub fn answer_to_loopback(mut self, origin: &str) -> Result<Settings, String> {
+        let url = Url::parse(origin).map_err(|err| format!("{origin}: {err}"))?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            _ => false,
+        };
+        if url.scheme() != "http" || !loopback {
+            return Err(format!("{origin} is not a loopback http:// origin"));
+        }
+        self.replies = url;
+        Ok(self)
+    }
+
+    /// Checks a post's signature at Unix time `now` (see [`verify`]).
+    pub fn verify(
+        &self,
+        timestamp: &str,
+        body: &[u8],
+        signature: &str,
+        now: i64,
+    ) -> Result<(), Refusal> {
+        verify(&self.secret, timestamp, body, signature, now)
+    }
+
+    /// `response_url` as a URL hoist may post to: under Slack's origin
+    /// (scheme, host and port alike), with no user name or password.
+    pub fn answer_url(&self, response_url: &str) -> Option<Url> {
+        let url = Url::parse(response_url).ok()?;
+        let allowed = url.scheme() == self.replies.scheme()
+            && url.host_str() == self.replies.host_str()
+            && url.port_or_known_default() == self.replies.port_or_known_default()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.path().starts_with(self.replies.path());
+        allowed.then_some(url)
+    }
+
+    /// Posts `answer` to `url` (from [`Settings::answer_url`]): an
+    /// ephemeral message to whoever pressed the button. Never follows a
+    /// redirect; a failure is logged without the URL, which lets anyone
+    /// holding it post into the conversation for a while.
+    pub async fn post_answer(&self, url: Url, answer: &serde_json::Value) {
+        match self.http.post(url).json(answer).send().await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => tracing::warn!(
+                status = %response.status(),
+                "Slack refused hoist's answer to a button press"
+            ),
+            Err(err) => tracing::warn!(
+                error = %err.without_url(),
+                "hoist's answer to a Slack button press did not arrive"
+            ),
+        }
+    }
+}
+
+/// The answer to a press, as Slack reads it from the HTTP response or from
+/// a post to `response_url`: a message only the presser sees, leaving the
+/// message with the buttons as it is.
+pub fn answer(text: &str) -> serde_json::Value {
+    serde_json::json!({
+        "response_type": "ephemeral",
+        "replace_original": false,
+        "text": text,
+    })
+}
+
+/// Text for Slack's `mrkdwn`: `&`, `<` and `>` are its control characters
+/// (links and mentions), so text that came from people is escaped.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// What pressing one of hoist's buttons asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    /// The Slack workspace (team) of the person who pressed it.
+    pub team: String,
+    /// Their Slack user id.
+    pub user: String,
+    pub decision: Decision,
+    pub request_id: String,
+    /// Where an answer may be posted, as the post gave it (unchecked).
+    pub response_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(rename = "type")]
+    kind: String,
+    user: Option<PayloadUser>,
+    team: Option<PayloadTeam>,
+    #[serde(default)]
+    actions: Vec<PayloadAction>,
+    response_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PayloadUser {
+    id: String,
+    team_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PayloadTeam {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct PayloadAction {
+    action_id: String,
+    value: Option<String>,
+}
+
+/// Whether `id` looks like a Slack id (`T0123ABCD`): upper-case letters
+/// and digits, at most 32.
+fn slack_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// Reads a button press from a post's body (form-encoded, one `payload`
+/// field of JSON), or says what is wrong with it. Call it only on a body
+/// whose signature was checked.
+pub fn parse_action(body: &[u8]) -> Result<Action, String> {
+    let payload = url::form_urlencoded::parse(body)
+        .find(|(name, _)| name == "payload")
+        .map(|(_, value)| value.into_owned())
+        .ok_or("the post has no `payload` field")?;
+    let payload: Payload = serde_json::from_str(&payload)
+        .map_err(|err| format!("the payload is not the JSON Slack sends: {err}"))?;
+    if payload.kind != "block_actions" {
+        return Err(format!(
+            "hoist takes only `block_actions` payloads, not `{}`",
+            payload.kind.chars().take(40).collect::<String>()
+        ));
+    }
+    let user = payload.user.ok_or("the payload names no user")?;
+    let team = payload
+        .team
+        .map(|team| team.id)
+        .or(user.team_id)
+        .ok_or("the payload names no team")?;
+    if !slack_id(&user.id) || !slack_id(&team) {
+        return Err("the payload's user or team is not a Slack id".into());
+    }
+    let [action] = payload.actions.as_slice() else {
+        return Err(format!(
+            "the payload carries {} actions; hoist's buttons send one",
+            payload.actions.len()
+        ));
+    };
+    let decision = match action.action_id.as_str() {
+        APPROVE_ACTION => Decision::Approve,
+        DENY_ACTION => Decision::Deny,
+        _ => {
+            return Err(format!(
+                "the action is not one of hoist's buttons ({APPROVE_ACTION}, {DENY_ACTION})"
+            ));
+        }
+    };
+    let request_id = action
+        .value
+        .clone()
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+        .ok_or("the button's value is not a request id")?;
+    Ok(Action {
+        team,
+        user: user.id,
+        decision,
+        request_id,
+        response_url: payload.response_url,
+    })
+}
 
 /// Why a post that claims to come from Slack is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,6 +397,107 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn form(payload: &serde_json::Value) -> Vec<u8> {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish()
+            .into_bytes()
+    }
+
+    fn press(action_id: &str, value: &str) -> serde_json::Value {
+        serde_json::json!({
+            "type": "block_actions",
+            "user": {"id": "U024BE7LH", "username": "bob", "team_id": "T9TK3CUKW"},
+            "team": {"id": "T9TK3CUKW", "domain": "example"},
+            "actions": [{"action_id": action_id, "value": value, "type": "button"}],
+            "response_url": "https://hooks.slack.com/actions/T9TK3CUKW/1/abc",
+        })
+    }
+
+    #[test]
+    fn a_press_of_either_button_is_read() {
+        let action = parse_action(&form(&press(APPROVE_ACTION, "req_42"))).unwrap();
+        assert_eq!(
+            action,
+            Action {
+                team: "T9TK3CUKW".into(),
+                user: "U024BE7LH".into(),
+                decision: Decision::Approve,
+                request_id: "req_42".into(),
+                response_url: Some("https://hooks.slack.com/actions/T9TK3CUKW/1/abc".into()),
+            }
+        );
+        let action = parse_action(&form(&press(DENY_ACTION, "req_42"))).unwrap();
+        assert_eq!(action.decision, Decision::Deny);
+        // Enterprise Grid leaves `team` null; the user's team stands in.
+        let mut grid = press(APPROVE_ACTION, "req_42");
+        grid["team"] = serde_json::Value::Null;
+        assert_eq!(parse_action(&form(&grid)).unwrap().team, "T9TK3CUKW");
+    }
+
+    #[test]
+    fn anything_else_is_refused_with_what_is_wrong() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"text=hello".to_vec(), "no `payload`"),
+            (b"payload=%7Bnot".to_vec(), "not the JSON"),
+            (
+                form(&serde_json::json!({"type": "view_submission"})),
+                "only `block_actions`",
+            ),
+            (form(&press("other_button", "req_42")), "not one of hoist's"),
+            (form(&press(APPROVE_ACTION, "")), "not a request id"),
+            (form(&press(APPROVE_ACTION, "../etc")), "not a request id"),
+            (
+                form(&{
+                    let mut p = press(APPROVE_ACTION, "req_42");
+                    p["user"]["id"] = "<@here>".into();
+                    p
+                }),
+                "not a Slack id",
+            ),
+            (
+                form(&{
+                    let mut p = press(APPROVE_ACTION, "req_42");
+                    p["actions"] = serde_json::json!([]);
+                    p
+                }),
+                "0 actions",
+            ),
+        ];
+        for (body, said) in cases {
+            let err = parse_action(&body).unwrap_err();
+            assert!(err.contains(said), "{err}");
+        }
+    }
+
+    #[test]
+    fn answers_go_to_slacks_origin_only() {
+        let settings = Settings::new("s3cr3t-value").unwrap();
+        assert!(
+            settings
+                .answer_url("https://hooks.slack.com/actions/T1/2/abc")
+                .is_some()
+        );
+        for elsewhere in [
+            "http://hooks.slack.com/actions/T1/2/abc",
+            "https://hooks.slack.com.evil.example/actions",
+            "https://evil.example/?https://hooks.slack.com/",
+            "https://user:pw@hooks.slack.com/actions",
+            "https://hooks.slack.com:8443/actions",
+            "http://127.0.0.1:9/actions",
+            "not a url",
+        ] {
+            assert!(settings.answer_url(elsewhere).is_none(), "{elsewhere}");
+        }
+        assert!(Settings::new("  ").is_err());
+        assert!(!format!("{settings:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn text_for_slack_is_escaped() {
+        assert_eq!(escape("<!channel> & co"), "&lt;!channel&gt; &amp; co");
     }
 
     /// Held to Slack's own verifier (`slack-sdk` from PyPI, which

@@ -19,6 +19,7 @@ mod reaper;
 mod reload;
 mod requests;
 mod reviews;
+mod slack;
 mod targets;
 mod workloads;
 
@@ -87,6 +88,8 @@ pub struct Broker {
 }
 
 pub use identities::{Authenticated, SignIn};
+pub use reviews::FromSlack;
+pub use slack::{SLACK_UNKNOWN, slack_actor};
 pub use workloads::{Exchanged, POLL_INTERVAL_SECS, Refusal, UNVERIFIED_ACTOR};
 
 /// The current time, at the millisecond precision the store keeps.

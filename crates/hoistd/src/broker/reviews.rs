@@ -9,10 +9,10 @@ use hoist_api::{
 use serde_json::json;
 
 use super::{Broker, Change, Work, event, now, settle_request, std_delta};
-use crate::domain;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::store::RequestQuery;
+use crate::{domain, slack};
 
 impl Broker {
     fn approver_roles(&self, policy: &Policy, user: &str) -> Vec<String> {
@@ -117,7 +117,46 @@ impl Broker {
         decision: Decision,
         comment: Option<&str>,
     ) -> Result<AccessRequest> {
-        let mut work = self.begin()?;
+        let work = self.begin()?;
+        self.decide(work, user, id, decision, comment, None)
+    }
+
+    /// Approves or denies as the policy user a Slack account acts as, in
+    /// the same transaction as the review itself, which then runs exactly
+    /// as one through the API; its audit entries say it came from Slack.
+    /// A denial's reason is [`slack::DENIAL_REASON`].
+    pub fn review_from_slack(
+        &self,
+        team: &str,
+        slack_user: &str,
+        id: &str,
+        decision: Decision,
+    ) -> Result<FromSlack> {
+        let work = self.begin()?;
+        let Some(user) = work.policy.slack_user(team, slack_user).map(str::to_string) else {
+            return Ok(FromSlack::Unmapped);
+        };
+        let comment = (decision == Decision::Deny).then_some(slack::DENIAL_REASON);
+        let via = json!({ "via": "slack", "slack": { "team": team, "user": slack_user } });
+        let request = self.decide(work, &user, id, decision, comment, Some(via))?;
+        Ok(FromSlack::Reviewed {
+            user,
+            request: Box::new(request),
+        })
+    }
+
+    /// One review, in `work`'s transaction: every rule of reviewing holds
+    /// here, whichever way the review came. `via`, when given, is added to
+    /// the details of the reviewer's audit entries.
+    fn decide(
+        &self,
+        mut work: Work<'_>,
+        user: &str,
+        id: &str,
+        decision: Decision,
+        comment: Option<&str>,
+        via: Option<serde_json::Value>,
+    ) -> Result<AccessRequest> {
         let policy = Arc::clone(&work.policy);
         let mut request = self.request_to_review(&work, &policy, user, id)?;
         still_pending(&request, "reviewed")?;
@@ -145,7 +184,7 @@ impl Broker {
         request.reviews.push(review);
         let mut reviewed = event(AuditKind::Reviewed, user, work.now, &request);
         reviewed.reason = comment.clone();
-        reviewed.details = json!({ "decision": decision });
+        reviewed.details = with_via(json!({ "decision": decision }), via.as_ref());
         work.audit(reviewed)?;
 
         let approvals = request
@@ -161,6 +200,7 @@ impl Broker {
             work.save_request(&mut request)?;
             let mut denied = event(AuditKind::Denied, user, work.now, &request);
             denied.reason = request.reason.clone();
+            denied.details = with_via(json!({}), via.as_ref());
             work.audit(denied)?;
         } else if approvals >= request.approvals_required as usize
             && let Some(reason) = work.ineligible(&request)
@@ -172,10 +212,13 @@ impl Broker {
             request.state = RequestState::Approved;
             request.claim = None;
             let mut approved = event(AuditKind::Approved, user, work.now, &request);
-            approved.details = json!({
-                "approvers": request.reviews.iter().filter(|r| r.decision == Decision::Approve)
-                    .map(|r| r.reviewer.clone()).collect::<Vec<_>>(),
-            });
+            approved.details = with_via(
+                json!({
+                    "approvers": request.reviews.iter().filter(|r| r.decision == Decision::Approve)
+                        .map(|r| r.reviewer.clone()).collect::<Vec<_>>(),
+                }),
+                via.as_ref(),
+            );
             work.audit(approved)?;
             match request.kind {
                 RequestKind::Extension => work.extend(&mut request, role.max_duration, user)?,
@@ -265,6 +308,26 @@ impl Broker {
         self.finish(work)?;
         self.request(user, id)
     }
+}
+
+/// What a press of a Slack button came to.
+#[derive(Debug)]
+pub enum FromSlack {
+    /// The Slack account is no user's in the policy; nothing was done.
+    Unmapped,
+    /// Reviewed as `user`: the request after the review.
+    Reviewed {
+        user: String,
+        request: Box<AccessRequest>,
+    },
+}
+
+/// `details` with the way a review came (`via`'s keys) added.
+fn with_via(mut details: serde_json::Value, via: Option<&serde_json::Value>) -> serde_json::Value {
+    if let (Some(details), Some(serde_json::Value::Object(via))) = (details.as_object_mut(), via) {
+        details.extend(via.clone());
+    }
+    details
 }
 
 /// Refuses to act on a request that is no longer pending.

@@ -7,6 +7,7 @@ mod meta;
 pub mod ops;
 mod requests;
 pub mod serve;
+pub mod slack;
 mod ssh;
 pub mod tls;
 mod workloads;
@@ -55,6 +56,9 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     pub metrics: Arc<ops::Metrics>,
     pub streams: Arc<events::StreamSlots>,
+    /// Slack's signing secret and where answers go: `None` leaves
+    /// `/v1/slack/actions` out of the router.
+    pub slack: Option<crate::slack::Settings>,
 }
 
 #[derive(OpenApi)]
@@ -250,6 +254,10 @@ pub fn router(state: AppState) -> Router {
     let (router, openapi) = routes();
     let openapi = Arc::new(openapi);
     let metrics = Arc::clone(&state.metrics);
+    let router = match state.slack {
+        Some(_) => router.route(slack::PATH, axum::routing::post(slack::actions)),
+        None => router,
+    };
     router
         .route("/metrics", axum::routing::get(ops::metrics))
         .route("/readyz", axum::routing::get(ops::readyz))

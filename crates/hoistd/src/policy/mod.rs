@@ -52,6 +52,8 @@ pub struct Policy {
     pub notify: crate::notify::Channels,
     /// Provider identities (issuer, subject) linked to users of the policy.
     links: BTreeMap<(String, String), String>,
+    /// Slack accounts (team, user) to the users they act as.
+    slack: BTreeMap<(String, String), String>,
     /// People who signed in through an OpenID provider, with the groups its
     /// latest token gave them. Shared across reloads.
     directory: Arc<Directory>,
@@ -153,6 +155,7 @@ impl Policy {
             targets,
             notify,
             links: people.links,
+            slack: people.slack,
             directory: Arc::default(),
         })
     }
@@ -197,6 +200,13 @@ impl Policy {
     pub fn linked(&self, issuer: &str, subject: &str) -> Option<&str> {
         self.links
             .get(&(issuer.to_string(), subject.to_string()))
+            .map(String::as_str)
+    }
+
+    /// The policy user a Slack account (team, user) acts as, if any.
+    pub fn slack_user(&self, team: &str, user: &str) -> Option<&str> {
+        self.slack
+            .get(&(team.to_string(), user.to_string()))
             .map(String::as_str)
     }
 

@@ -237,3 +237,63 @@ fn a_role_names_its_target_and_what_it_grants_there() {
     let err = refused(&text.replace("connection_limit = 2", "superuser = true"));
     assert!(err.contains("unknown field `superuser`"), "{err}");
 }
+
+#[test]
+fn slack_accounts_map_to_one_user_each() {
+    let slack = |user: &str, team: &str, member: &str| {
+        format!("\n[users.{user}]\nslack = {{ team = \"{team}\", user = \"{member}\" }}\n")
+    };
+    let policy = Policy::parse(
+        "p.toml",
+        &format!(
+            "{MINIMAL}{}{}",
+            slack("bob", "T0001", "U0001"),
+            slack("carl", "T0001", "W0002")
+        ),
+    )
+    .unwrap();
+    assert_eq!(policy.slack_user("T0001", "U0001"), Some("bob"));
+    assert_eq!(policy.slack_user("T0001", "W0002"), Some("carl"));
+    assert_eq!(policy.slack_user("T0002", "U0001"), None);
+    assert_eq!(policy.slack_user("T0001", "U0009"), None);
+
+    // The second user naming the same account is refused where it does.
+    let text = format!(
+        "{MINIMAL}{}{}",
+        slack("bob", "T0001", "U0001"),
+        slack("carl", "T0001", "U0001")
+    );
+    let line = text.lines().count();
+    let err = refused(&text);
+    assert_eq!(
+        err,
+        format!(
+            "p.toml:{line}:9: users `bob` and `carl` both name Slack user `U0001` of team `T0001`"
+        )
+    );
+    // One account in two workspaces is two accounts.
+    Policy::parse(
+        "p.toml",
+        &format!(
+            "{MINIMAL}{}{}",
+            slack("bob", "T0001", "U0001"),
+            slack("carl", "E0002", "U0001")
+        ),
+    )
+    .unwrap();
+
+    for (team, member, said) in [
+        ("U0001", "U0001", "is not a Slack team id"),
+        ("t0001", "U0001", "is not a Slack team id"),
+        ("T0001", "T0001", "is not a Slack user id"),
+        ("T0001", "U00<1", "is not a Slack user id"),
+        ("T0001", "", "is not a Slack user id"),
+    ] {
+        let err = refused(&format!("{MINIMAL}{}", slack("bob", team, member)));
+        assert!(err.contains(said), "{team} {member}: {err}");
+    }
+    let err = refused(&format!(
+        "{MINIMAL}\n[users.bob]\nslack = {{ team = \"T0001\", user = \"U0001\", channel = \"C1\" }}\n"
+    ));
+    assert!(err.contains("unknown field `channel`"), "{err}");
+}

@@ -1,5 +1,6 @@
 //! The policy's `[users]` and `[groups]`: who exists, their static tokens,
-//! and which groups they are in.
+//! their accounts elsewhere (provider identities, Slack), and which groups
+//! they are in.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +17,28 @@ pub(super) struct RawUser {
     /// Provider identities that sign in as this user.
     #[serde(default)]
     identities: Vec<RawIdentity>,
+    /// The Slack account that acts as this user when it presses hoist's
+    /// Approve or Deny buttons.
+    slack: Option<Spanned<RawSlack>>,
+}
+
+/// `{ team = "T...", user = "U..." }`: one person in one Slack workspace.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSlack {
+    team: String,
+    user: String,
+}
+
+/// Whether `id` is a Slack id starting with one of `first`: upper-case
+/// letters and digits, as Slack writes them.
+fn slack_id(id: &str, first: &[u8]) -> bool {
+    id.len() >= 2
+        && id.len() <= 32
+        && id.as_bytes().first().is_some_and(|b| first.contains(b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// `{ issuer = "...", subject = "..." }`: one person at one OpenID provider.
@@ -34,6 +57,8 @@ pub(super) struct People {
     pub groups: BTreeMap<String, BTreeSet<String>>,
     /// Provider identities (issuer, subject) the policy links to its users.
     pub links: BTreeMap<(String, String), String>,
+    /// Slack accounts (team, user) to the users they act as.
+    pub slack: BTreeMap<(String, String), String>,
 }
 
 pub(super) fn people(
@@ -58,6 +83,7 @@ pub(super) fn people(
     let mut users = BTreeMap::new();
     let mut tokens = BTreeMap::new();
     let mut links = BTreeMap::new();
+    let mut slack = BTreeMap::new();
     for (id, user) in raw_users {
         let offset = user.span().start;
         let user = user.get_ref();
@@ -108,6 +134,34 @@ pub(super) fn people(
                 ));
             }
         }
+        if let Some(account) = &user.slack {
+            let at = account.span().start;
+            let RawSlack { team, user: member } = account.get_ref();
+            if !slack_id(team, b"TE") {
+                return Err(source.invalid(
+                    at,
+                    format!(
+                        "user `{id}`: slack team `{team}` is not a Slack team id (T... or E..., upper-case letters and digits)"
+                    ),
+                ));
+            }
+            if !slack_id(member, b"UW") {
+                return Err(source.invalid(
+                    at,
+                    format!(
+                        "user `{id}`: slack user `{member}` is not a Slack user id (U... or W..., upper-case letters and digits)"
+                    ),
+                ));
+            }
+            if let Some(other) = slack.insert((team.clone(), member.clone()), id.clone()) {
+                return Err(source.invalid(
+                    at,
+                    format!(
+                        "users `{other}` and `{id}` both name Slack user `{member}` of team `{team}`"
+                    ),
+                ));
+            }
+        }
         users.insert(
             id.clone(),
             User {
@@ -121,5 +175,6 @@ pub(super) fn people(
         tokens,
         groups,
         links,
+        slack,
     })
 }

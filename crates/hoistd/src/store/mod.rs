@@ -72,6 +72,11 @@
 //!     effects. The routing cursor ([`Tx::notification_cursor`]) starts at
 //!     the audit head the schema met, and is read and moved in the same
 //!     transaction as the notifications it covers (rule 1).
+//! 13. A Slack post is taken once: a second [`Tx::insert_slack_replay`] of
+//!     a signature still kept is a [`StoreError::Conflict`], so of two
+//!     instances given the same post exactly one acts on it;
+//!     [`Tx::purge_slack_replays`] removes only signatures whose post could
+//!     no longer pass the timestamp check.
 //!
 //! A backend is chosen by [`open`] from a location: `sqlite:PATH` or a bare
 //! path is the embedded [`SqliteStore`] (its schema in
@@ -583,6 +588,12 @@ pub trait Tx {
         pkcs8: &[u8],
         at: DateTime<Utc>,
     ) -> Result<()>;
+
+    /// Keeps the signature of a Slack post until `kept_until`; refuses one
+    /// already kept (rule 13).
+    fn insert_slack_replay(&mut self, signature: &str, kept_until: DateTime<Utc>) -> Result<()>;
+    /// Forgets the signatures kept until `now` or earlier; how many.
+    fn purge_slack_replays(&mut self, now: DateTime<Utc>) -> Result<u64>;
 
     /// Tells the other instances on the database, once this transaction
     /// commits and not before, that it changed these requests and grants

@@ -154,6 +154,7 @@ pub struct Builder {
     limits: Limits,
     streams: StreamLimits,
     tls: bool,
+    slack: Option<crate::slack::Settings>,
 }
 
 impl Default for Builder {
@@ -166,6 +167,7 @@ impl Default for Builder {
             limits: Limits::default(),
             streams: StreamLimits::default(),
             tls: false,
+            slack: None,
         }
     }
 }
@@ -215,6 +217,13 @@ impl Builder {
     /// `https://localhost:PORT` and its clients trust that CA alone.
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Take Slack's button presses with these settings (a signing secret,
+    /// and answers to a receiver on loopback).
+    pub fn slack(mut self, settings: crate::slack::Settings) -> Self {
+        self.slack = Some(settings);
         self
     }
 
@@ -282,6 +291,7 @@ impl Builder {
             streams: self.streams,
             ca,
             tls,
+            slack: self.slack,
         };
         Ok((broker, listener))
     }
@@ -301,6 +311,7 @@ pub struct TestBroker {
     streams: StreamLimits,
     ca: Option<TestCa>,
     tls: Option<Arc<Tls>>,
+    slack: Option<crate::slack::Settings>,
 }
 
 impl TestBroker {
@@ -391,6 +402,7 @@ impl TestBroker {
             limits: self.limits,
             streams: self.streams,
             tls: self.tls.clone(),
+            slack: self.slack.clone(),
             ..Options::default()
         };
         self.server = Some(if self.reaper_held {

@@ -29,6 +29,7 @@ mod races;
 mod reload;
 mod reviews;
 mod serving;
+mod slack;
 mod sso;
 mod store;
 mod store_postgres;

@@ -44,7 +44,8 @@ pub use audit::{
 pub use notifications::{notification_deliveries, notifications_outbox};
 pub use records::{
     broker_keys, due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys,
-    identities, request_queries, requests_round_trip, signing_keys, workload_exchanges,
+    identities, request_queries, requests_round_trip, signing_keys, slack_replays,
+    workload_exchanges,
 };
 pub use rules::{
     conflicts_and_missing_rows, connections_in_use, dropping_a_transaction_rolls_everything_back,
@@ -86,6 +87,7 @@ macro_rules! store_conformance {
             connections_in_use,
             notifications_outbox,
             notification_deliveries,
+            slack_replays,
         );
     };
     (@each $with_fresh_store:path; $($check:ident),* $(,)?) => {

@@ -575,3 +575,60 @@ pub fn workload_exchanges(store: &dyn Store) {
     assert_eq!(tx.exchange(&exchange.task_key).unwrap(), Some(redeemed));
     assert_eq!(tx.exchange(&other.task_key).unwrap(), None);
 }
+
+/// Rule 12: a Slack post's signature is taken once until it is purged at
+/// or after the moment it was kept until; of racing takers exactly one
+/// commits.
+pub fn slack_replays(store: &dyn Store) {
+    let first = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+    let second = "v0=0000000000000000000000000000000000000000000000000000000000000001";
+    let mut tx = store.transaction().unwrap();
+    tx.insert_slack_replay(first, at(10_000)).unwrap();
+    tx.insert_slack_replay(second, at(20_000)).unwrap();
+    tx.commit().unwrap();
+
+    let mut tx = store.transaction().unwrap();
+    let again = tx.insert_slack_replay(first, at(30_000));
+    assert!(
+        matches!(again, Err(StoreError::Conflict(_))),
+        "a signature kept must be a conflict (rule 13): {again:?}"
+    );
+    drop(tx);
+
+    // Just before the first's moment nothing goes; at it, the first goes
+    // and the second stays.
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.purge_slack_replays(at(9_999)).unwrap(), 0);
+    assert_eq!(tx.purge_slack_replays(at(10_000)).unwrap(), 1);
+    tx.insert_slack_replay(first, at(40_000)).unwrap();
+    let again = tx.insert_slack_replay(second, at(40_000));
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    drop(tx);
+
+    // The purge above was rolled back with the rest: both are still kept.
+    let mut tx = store.transaction().unwrap();
+    assert!(tx.insert_slack_replay(first, at(40_000)).is_err());
+    drop(tx);
+
+    let racer = "v0=00000000000000000000000000000000000000000000000000000000000000ff";
+    let barrier = std::sync::Barrier::new(4);
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                barrier.wait();
+                let Ok(mut tx) = store.transaction() else {
+                    return;
+                };
+                if tx.insert_slack_replay(racer, at(50_000)).is_ok() && tx.commit().is_ok() {
+                    taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(
+        taken.into_inner(),
+        1,
+        "exactly one of racing takers keeps a signature (rule 13)"
+    );
+}

@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_request_tiers.sql"),
     include_str!("../../../migrations/postgres/0003_broker_keys.sql"),
     include_str!("../../../migrations/postgres/0004_notifications.sql"),
+    include_str!("../../../migrations/postgres/0005_slack_replays.sql"),
 ];
 
 /// Starts a transaction and takes the advisory lock every transaction

@@ -1101,6 +1101,21 @@ impl Tx for PgTx {
         Ok(())
     }
 
+    fn insert_slack_replay(&mut self, signature: &str, kept_until: DateTime<Utc>) -> Result<()> {
+        self.insert(
+            "slack_replays",
+            "INSERT INTO slack_replays (signature, kept_until) VALUES ($1, $2)",
+            vec![text(signature), p(ms(kept_until))],
+        )
+    }
+
+    fn purge_slack_replays(&mut self, now: DateTime<Utc>) -> Result<u64> {
+        self.conn.execute(
+            "DELETE FROM slack_replays WHERE kept_until <= $1",
+            vec![p(ms(now))],
+        )
+    }
+
     /// `pg_notify` inside the transaction, sent with the commit in one
     /// round trip: PostgreSQL delivers it at commit, and drops it with a
     /// rollback.

@@ -752,6 +752,21 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn insert_slack_replay(&mut self, signature: &str, kept_until: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO slack_replays (signature, kept_until) VALUES (?1, ?2)")?
+            .execute(params![signature, ms(kept_until)])?;
+        Ok(())
+    }
+
+    fn purge_slack_replays(&mut self, now: DateTime<Utc>) -> Result<u64> {
+        let purged = self
+            .conn
+            .prepare_cached("DELETE FROM slack_replays WHERE kept_until <= ?1")?
+            .execute([ms(now)])?;
+        Ok(purged as u64)
+    }
+
     /// Commits, lets the next transaction in, then syncs the log to disk
     /// before returning: the caller answers only once the commit is
     /// durable, and the sync holds up no other transaction.
