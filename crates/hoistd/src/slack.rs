@@ -28,10 +28,8 @@ pub const WINDOW_SECS: i64 = 5 * 60;
 pub const SIGNATURE_HEADER: &str = "x-slack-signature";
 /// The header carrying the post's Unix time, in seconds.
 pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
-/// The `action_id` of hoist's Approve button.
-pub const APPROVE_ACTION: &str = "hoist_approve";
-/// The `action_id` of hoist's Deny button.
-pub const DENY_ACTION: &str = "hoist_deny";
+/// The `action_id`s of the Approve and Deny buttons the notifications send.
+pub use crate::notify::format::{SLACK_APPROVE as APPROVE_ACTION, SLACK_DENY as DENY_ACTION};
 /// The denial reason a press of Deny gives: a review through the API must
 /// say why, a button cannot ask.
 pub const DENIAL_REASON: &str = "denied from Slack";
