@@ -48,8 +48,9 @@ pub enum AuditKind {
     WorkloadRefused,
     /// A post claiming to come from Slack's Approve or Deny button was
     /// refused before any review (`details`: the `code` that names why:
-    /// `bad_signature`, `forged`, `stale`, `replayed`, `malformed`,
-    /// `unmapped`; the Slack team and user when the post was genuine).
+    /// `bad_signature`, `bad_timestamp`, `forged`, `stale`, `replayed`,
+    /// `malformed`, `unmapped`; the Slack team and user when the post was
+    /// genuine).
     SlackRefused,
 }
 
