@@ -43,6 +43,12 @@ pub enum Command {
         grant_id: String,
         copy: bool,
     },
+    /// The credential of a grant at an ssh target: a certificate for the
+    /// person's own SSH key.
+    Certify {
+        grant_id: String,
+        copy: bool,
+    },
     OpenUrl(String),
     /// Ring the terminal bell and, where the terminal supports it, raise a desktop notice.
     Notify(String),

@@ -175,6 +175,16 @@ impl Worker {
                 },
                 Err(error) => failed(Operation::FetchingCredential, error),
             },
+            Command::Certify { grant_id, copy } => match certify(backend, &grant_id).await {
+                Ok(credential) => Action::CredentialLoaded {
+                    credential: Box::new(credential),
+                    copy,
+                },
+                Err(failure) => Action::Failed {
+                    operation: Operation::FetchingCredential,
+                    failure,
+                },
+            },
             Command::OpenUrl(url) => {
                 let opened = tokio::task::spawn_blocking(move || open::that_detached(&url)).await;
                 match opened {
@@ -264,6 +274,32 @@ impl Worker {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// A certificate for the person's SSH key (the agent's first, or
+/// `~/.ssh/id_ed25519.pub`) for an ssh grant, checked to be for that key.
+async fn certify(backend: &dyn Backend, grant_id: &str) -> Result<hoist_api::Credential, Failure> {
+    let key = crate::sshkey::find(None).await.map_err(|err| {
+        let advice = match err {
+            crate::sshkey::KeyError::NoKey { .. } => {
+                "; `hoist ssh ROLE HOST` makes an ephemeral key"
+            }
+            _ => "",
+        };
+        Failure::new(FailureKind::Other, format!("{err}{advice}"))
+    })?;
+    let credential = backend
+        .certify(grant_id, &key.line)
+        .await
+        .map_err(|err| failure(&err))?;
+    let certificate = credential
+        .access
+        .as_ref()
+        .and_then(|access| access.certificate.as_ref())
+        .ok_or_else(|| Failure::new(FailureKind::BrokerError, "no certificate came back"))?;
+    crate::sshkey::check_certificate(&certificate.certificate, &key)
+        .map_err(|err| Failure::new(FailureKind::BrokerError, err.to_string()))?;
+    Ok(credential)
 }
 
 /// The core's view of a broker error: what kind of failure it is, and its words.

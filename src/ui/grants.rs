@@ -234,7 +234,7 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             .iter()
             .find(|role| role.id == grant.role)
             .and_then(|role| role.target.as_ref())
-            .filter(|target| target.kind == "ssh" && !target.principals.is_empty())
+            .filter(|target| target.kind == access::SSH && !target.principals.is_empty())
             .map(|target| target.principals.join(", "));
         if let Some(principals) = principals {
             lines.push(field(

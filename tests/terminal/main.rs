@@ -11,6 +11,7 @@ mod tenant;
 
 mod entra;
 mod profiles;
+mod ssh;
 
 use std::path::PathBuf;
 use std::process::Command;

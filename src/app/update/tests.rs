@@ -934,3 +934,91 @@ fn a_request_landing_in_my_queue_is_a_desktop_notice_once() {
     );
     assert!(!commands.iter().any(|c| matches!(c, Command::Notify(_))));
 }
+
+#[test]
+fn the_credential_of_an_ssh_grant_is_a_certificate_shown_and_copied() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.screen = Screen::Grants;
+    let mut shell = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Live,
+    );
+    if let Some(access) = shell.access.as_mut() {
+        access.target = "hosts".into();
+        access.kind = "ssh".into();
+    }
+    update(&mut state, grant_event(shell));
+    // Certified for the person's own key, not fetched.
+    let commands = update(&mut state, Action::ShowCredential);
+    assert_eq!(
+        commands,
+        [Command::Certify {
+            grant_id: "g1".into(),
+            copy: false
+        }]
+    );
+    let line = "ssh-ed25519-cert-v01@openssh.com AAAA alice";
+    let credential = hoist_api::Credential {
+        grant_id: "g1".into(),
+        role: "db".into(),
+        token_type: "Bearer".into(),
+        token: "a.b.c".into(),
+        issued_at: now,
+        expires_at: now + TimeDelta::minutes(5),
+        access: Some(hoist_api::AccessCredential {
+            target: "hosts".into(),
+            kind: "ssh".into(),
+            env: Default::default(),
+            uri: None,
+            command: None,
+            expires_at: now + TimeDelta::minutes(30),
+            certificate: Some(hoist_api::SshCertificate {
+                certificate: line.into(),
+                key_id: "hoist grant=g1 holder=alice".into(),
+                principals: vec!["deploy".into()],
+                valid_after: now,
+                valid_before: now + TimeDelta::minutes(30),
+                fingerprint: "SHA256:abc".into(),
+            }),
+        }),
+    };
+    update(
+        &mut state,
+        Action::CredentialLoaded {
+            credential: Box::new(credential.clone()),
+            copy: false,
+        },
+    );
+    // y in the pop-up copies the certificate shown, not the token.
+    let commands = update(&mut state, Action::CopyCredential);
+    assert_eq!(commands, [Command::Copy(line.into())]);
+    assert!(
+        state
+            .banner
+            .as_ref()
+            .is_some_and(|b| b.text == "SSH certificate for db copied"),
+        "{:?}",
+        state.banner
+    );
+    update(&mut state, Action::Back);
+    // y on the list certifies and copies at once.
+    let commands = update(&mut state, Action::CopyCredential);
+    assert_eq!(
+        commands,
+        [Command::Certify {
+            grant_id: "g1".into(),
+            copy: true
+        }]
+    );
+    let commands = update(
+        &mut state,
+        Action::CredentialLoaded {
+            credential: Box::new(credential),
+            copy: true,
+        },
+    );
+    assert_eq!(commands, [Command::Copy(line.into())]);
+    assert!(state.modal.is_none());
+}
