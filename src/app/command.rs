@@ -49,6 +49,11 @@ pub enum Command {
         grant_id: String,
         copy: bool,
     },
+    /// Sign the person in again, freshly (a role's step-up asks for a
+    /// recent sign-in), then run `then`.
+    SignInAgain {
+        then: Box<Command>,
+    },
     OpenUrl(String),
     /// Ring the terminal bell and, where the terminal supports it, raise a desktop notice.
     Notify(String),

@@ -251,6 +251,9 @@ pub struct State {
     pub profiles: Vec<ProfileChoice>,
     /// What the broker can do; screens and keys for the rest are hidden.
     pub capabilities: Capabilities,
+    /// hoist can sign the person in again by itself (a profile it opened):
+    /// a role that asks for a recent sign-in gets one in place.
+    pub signs_in_again: bool,
     pub me: Option<Me>,
     pub screen: Screen,
     pub roles: Vec<Role>,
@@ -318,6 +321,7 @@ impl State {
             profile_name: None,
             profiles: Vec::new(),
             capabilities: Capabilities::ALL,
+            signs_in_again: false,
             me: None,
             screen: Screen::Roles,
             roles: Vec::new(),

@@ -18,6 +18,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub type Saver = Arc<dyn Fn(Vec<String>) -> Result<(), String> + Send + Sync>;
 
+/// Signs the person in again, freshly, keeps that session, and answers its
+/// token (or why it could not).
+pub type SignInAgain = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 #[derive(Clone)]
 pub struct Worker {
     backend: Arc<dyn Backend>,
@@ -25,6 +33,7 @@ pub struct Worker {
     /// Only the newest LoadAll may land; older answers are dropped.
     generation: Arc<AtomicU64>,
     save_favourites: Option<Saver>,
+    sign_in_again: Option<SignInAgain>,
 }
 
 impl Worker {
@@ -32,12 +41,14 @@ impl Worker {
         backend: Arc<dyn Backend>,
         actions: UnboundedSender<Action>,
         save_favourites: Option<Saver>,
+        sign_in_again: Option<SignInAgain>,
     ) -> Worker {
         Worker {
             backend,
             actions,
             generation: Arc::new(AtomicU64::new(0)),
             save_favourites,
+            sign_in_again,
         }
     }
 
@@ -183,6 +194,19 @@ impl Worker {
                 Err(failure) => Action::Failed {
                     operation: Operation::FetchingCredential,
                     failure,
+                },
+            },
+            Command::SignInAgain { then } => match self.sign_in_again.clone() {
+                None => Action::SignInAgainFailed("this hoist cannot sign in by itself".into()),
+                Some(sign_in) => match sign_in().await {
+                    // Everything from now on, the retry first, carries the
+                    // fresh sign-in.
+                    Ok(token) => {
+                        self.backend.set_token(&token);
+                        self.run(*then);
+                        return;
+                    }
+                    Err(reason) => Action::SignInAgainFailed(reason),
                 },
             },
             Command::OpenUrl(url) => {

@@ -12,6 +12,7 @@ mod tenant;
 mod entra;
 mod profiles;
 mod ssh;
+mod step_up;
 
 use std::path::PathBuf;
 use std::process::Command;

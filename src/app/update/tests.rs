@@ -1022,3 +1022,113 @@ fn the_credential_of_an_ssh_grant_is_a_certificate_shown_and_copied() {
     assert_eq!(commands, [Command::Copy(line.into())]);
     assert!(state.modal.is_none());
 }
+
+/// alice's form for a tier-0 `db`, filed once and refused for a sign-in
+/// too old for it.
+fn refused_for_an_old_sign_in(signs_in_again: bool) -> (State, Vec<Command>) {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.signs_in_again = signs_in_again;
+    let mut critical = role("db");
+    critical.tier = Some(0);
+    let mut form = RequestForm::new(critical, "key-1".into());
+    form.justification = "rotate the keys".into();
+    form.submitting = true;
+    state.form = Some(form);
+    let commands = update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Filing,
+            failure: Failure::new(
+                FailureKind::StepUpRequired,
+                "role `db` needs a sign-in within 15m",
+            ),
+        },
+    );
+    (state, commands)
+}
+
+#[test]
+fn a_step_up_signs_in_again_and_files_the_same_form_once_more() {
+    let (mut state, commands) = refused_for_an_old_sign_in(true);
+    let [Command::SignInAgain { then }] = commands.as_slice() else {
+        panic!("signs in again: {commands:?}");
+    };
+    assert!(
+        matches!(then.as_ref(), Command::Submit { body, idempotency_key }
+            if body.role == "db" && body.justification == "rotate the keys"
+                && idempotency_key == "key-1"),
+        "the same form, the same key: {then:?}"
+    );
+    let form = state.form.as_ref().unwrap();
+    assert!(form.submitting, "kept while signing in");
+    assert!(
+        form.error
+            .as_deref()
+            .is_some_and(|e| e.contains("sign in again to file it")),
+        "{:?}",
+        form.error
+    );
+
+    // Refused again after signing in: said, and no third sign-in.
+    let commands = update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Filing,
+            failure: Failure::new(FailureKind::StepUpRequired, "still too old"),
+        },
+    );
+    assert!(commands.is_empty(), "{commands:?}");
+    let form = state.form.as_ref().unwrap();
+    assert!(!form.submitting);
+    assert!(
+        form.error
+            .as_deref()
+            .is_some_and(|e| e.contains("still too old")),
+        "{:?}",
+        form.error
+    );
+    assert_eq!(form.justification, "rotate the keys", "the form is kept");
+}
+
+#[test]
+fn a_sign_in_again_that_fails_leaves_the_form_saying_why() {
+    let (mut state, _) = refused_for_an_old_sign_in(true);
+    update(
+        &mut state,
+        Action::SignInPrompt(crate::app::state::SignInPrompt {
+            profile: None,
+            why: "This role asks for a recent sign-in".into(),
+            url: "https://idp.example/device".into(),
+            code: "ABCD".into(),
+            complete: None,
+            minutes: 10,
+        }),
+    );
+    update(
+        &mut state,
+        Action::SignInAgainFailed("that sign-in was bob's, not alice's".into()),
+    );
+    assert!(state.modal.is_none(), "the sign-in pop-up closes");
+    let form = state.form.as_ref().unwrap();
+    assert!(!form.submitting);
+    assert_eq!(
+        form.error.as_deref(),
+        Some("Could not sign in again: that sign-in was bob's, not alice's")
+    );
+}
+
+#[test]
+fn without_a_way_to_sign_in_again_a_step_up_says_to_run_hoist_login() {
+    let (state, commands) = refused_for_an_old_sign_in(false);
+    assert!(commands.is_empty(), "{commands:?}");
+    let form = state.form.as_ref().unwrap();
+    assert!(!form.submitting);
+    assert!(
+        form.error
+            .as_deref()
+            .is_some_and(|e| e.contains("run `hoist login`")),
+        "{:?}",
+        form.error
+    );
+}
