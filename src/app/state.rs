@@ -435,6 +435,21 @@ impl State {
 
     /// How lists name a role: by its id where people know ids, else by its
     /// name (the id when the backend gave no name).
+    /// A grant's risk tier: its request's, as filed, else its role's now;
+    /// `None` where the broker has no tiers.
+    pub fn grant_tier(&self, grant: &Grant) -> Option<u8> {
+        self.requests
+            .iter()
+            .find(|request| request.id == grant.request_id)
+            .and_then(|request| request.tier)
+            .or_else(|| {
+                self.roles
+                    .iter()
+                    .find(|role| role.id == grant.role)
+                    .and_then(|role| role.tier)
+            })
+    }
+
     pub fn role_label<'a>(&self, id: &'a str, name: &'a str) -> &'a str {
         if self.capabilities.readable_role_ids || name.is_empty() {
             id
