@@ -470,11 +470,7 @@ async fn scripted(
             write_certificate,
             output,
         } => {
-            let timeout = timeout
-                .as_deref()
-                .map(commands::duration)
-                .transpose()?
-                .map(std::time::Duration::from_secs);
+            let timeout = commands::timeout(timeout.as_deref())?;
             let args = commands::CredentialArgs {
                 role: &role,
                 format,

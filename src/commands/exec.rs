@@ -55,13 +55,8 @@ pub struct Asking {
 
 impl Asking {
     /// `--timeout`, read.
-    pub(super) fn timeout(&self) -> anyhow::Result<Option<Duration>> {
-        Ok(self
-            .timeout
-            .as_deref()
-            .map(duration)
-            .transpose()?
-            .map(Duration::from_secs))
+    pub(super) fn timeout(&self) -> Result<Option<Duration>, Ended> {
+        super::timeout(self.timeout.as_deref())
     }
 }
 

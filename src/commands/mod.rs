@@ -202,6 +202,14 @@ pub fn duration(text: &str) -> Result<u64, Ended> {
         .ok_or_else(|| Ended::Usage(format!("`{text}` is not a duration (try 30m, 1h or 90s)")))
 }
 
+/// A `--timeout`, if given, as how long to wait.
+pub fn timeout(text: Option<&str>) -> Result<Option<std::time::Duration>, Ended> {
+    Ok(text
+        .map(duration)
+        .transpose()?
+        .map(std::time::Duration::from_secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,12 +58,7 @@ impl RequestArgs {
     }
 
     pub fn timeout(&self) -> Result<Option<Duration>, Ended> {
-        Ok(self
-            .timeout
-            .as_deref()
-            .map(duration)
-            .transpose()?
-            .map(Duration::from_secs))
+        super::timeout(self.timeout.as_deref())
     }
 }
 

@@ -89,41 +89,8 @@ async fn sshd(ca: &str) -> Sshd {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ssh_logs_in_with_an_ephemeral_key_and_a_certificate_for_the_grant() {
-    let broker = TestBroker::builder()
-        .policy(&format!(
-            "{}\n[[targets]]\nname = \"hosts\"\nkind = \"ssh\"\n{}",
-            policy_text(""),
-            target_role("shell", "hosts", &format!("principals = [\"{}\"]", me()))
-        ))
-        .start()
-        .await;
-    let ca = reqwest::get(format!("{}/v1/ssh/ca", broker.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let host = sshd(&ca).await;
     // A grant alice holds already: hoist ssh reuses it.
-    let filed = broker
-        .as_user("alice")
-        .file(&request("shell", "restart the stuck worker"))
-        .await
-        .unwrap();
-    let approved = broker.as_user("bob").approve(&filed.id).await.unwrap();
-    let grant_id = approved.grant_id.unwrap();
-    eventually(Duration::from_secs(30), || async {
-        let grant = broker.as_user("alice").grant(&grant_id).await.unwrap();
-        grant.access.unwrap().state == AccessState::Live
-    })
-    .await;
-
-    let alice = Hoist {
-        config: tempfile::tempdir().unwrap(),
-        broker: broker.url(),
-    };
-    let login = alice.run_with_stdin(&["login", "--with-token"], "t-alice\n");
-    assert!(login.status.success(), "{}", stderr(&login));
+    let (broker, host, grant_id, alice) = shell_granted().await;
     // No agent and no key in HOME: the ephemeral path.
     let home = tempfile::tempdir().unwrap();
     let known_hosts = host.dir.path().join("known_hosts");

@@ -163,6 +163,15 @@ fn login_with_token(config: &std::path::Path, args: &[&str], token: &str) {
     );
 }
 
+/// A config whose one profile, `work`, is the hoistd broker at `broker`.
+fn work_profile(config: &std::path::Path, broker: &str) {
+    std::fs::write(
+        config.join("config.toml"),
+        format!("default_profile = \"work\"\n[profiles.work]\nbroker = \"{broker}\"\n"),
+    )
+    .unwrap();
+}
+
 /// The URL and code a device sign-in shows (on standard error before the
 /// TUI runs, in its pop-up after).
 fn device_prompt(screen: &str) -> (String, String) {

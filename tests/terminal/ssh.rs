@@ -10,7 +10,7 @@ use std::time::Duration;
 use hoist_api::AccessState;
 use hoistd::testing::{TestBroker, eventually, policy_text, request, target_role};
 
-use super::{LOAD, Pane, env, login_with_token};
+use super::{LOAD, Pane, env, login_with_token, work_profile};
 
 fn me() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();
@@ -46,14 +46,7 @@ fn the_credential_of_an_ssh_grant_is_a_certificate_for_my_key() {
     });
 
     let config = tempfile::tempdir().unwrap();
-    std::fs::write(
-        config.path().join("config.toml"),
-        format!(
-            "default_profile = \"work\"\n[profiles.work]\nbroker = \"{}\"\n",
-            broker.url()
-        ),
-    )
-    .unwrap();
+    work_profile(config.path(), &broker.url());
     login_with_token(config.path(), &["--profile", "work"], "t-alice\n");
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir(home.path().join(".ssh")).unwrap();

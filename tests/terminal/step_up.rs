@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::oidc::Provider;
-use super::{LOAD, Pane, device_prompt, env};
+use super::{LOAD, Pane, device_prompt, env, work_profile};
 
 /// How recent a sign-in `prod-db` wants. The first sign-in is let grow
 /// older than this; the second is made within it (the device flow polls
@@ -50,14 +50,7 @@ fn a_sign_in_too_old_for_the_role_is_made_again_in_place_and_the_form_filed() {
             .start(),
     );
     let config = tempfile::tempdir().unwrap();
-    std::fs::write(
-        config.path().join("config.toml"),
-        format!(
-            "default_profile = \"work\"\n[profiles.work]\nbroker = \"{}\"\n",
-            broker.url()
-        ),
-    )
-    .unwrap();
+    work_profile(config.path(), &broker.url());
     let hoist = |args: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
         command
