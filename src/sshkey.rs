@@ -13,10 +13,7 @@ use ssh_key::{Certificate, PublicKey};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// Callers add what to do, in their own terms.
-    #[error(
-        "no SSH public key to certify: the ssh-agent holds none{agent} and there is no \
-         ~/.ssh/id_ed25519.pub"
-    )]
+    #[error("no SSH public key to certify: none in the ssh-agent{agent}, no ~/.ssh/id_ed25519.pub")]
     NoKey { agent: &'static str },
     #[error("cannot read {path}: {reason}")]
     Unreadable { path: String, reason: String },

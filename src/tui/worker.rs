@@ -305,9 +305,7 @@ impl Worker {
 async fn certify(backend: &dyn Backend, grant_id: &str) -> Result<hoist_api::Credential, Failure> {
     let key = crate::sshkey::find(None).await.map_err(|err| {
         let advice = match err {
-            crate::sshkey::KeyError::NoKey { .. } => {
-                "; `hoist ssh ROLE HOST` makes an ephemeral key"
-            }
+            crate::sshkey::KeyError::NoKey { .. } => "; `hoist ssh` makes one",
             _ => "",
         };
         Failure::new(FailureKind::Other, format!("{err}{advice}"))

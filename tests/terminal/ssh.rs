@@ -2,7 +2,8 @@
 //! `s` has the broker certify the person's own key (here
 //! `~/.ssh/id_ed25519.pub`) and shows whom the certificate logs in as, its
 //! window and key id, and what to run; `y` puts the certificate on the
-//! clipboard (OSC 52, which tmux keeps as a paste buffer).
+//! clipboard (OSC 52, which tmux keeps as a paste buffer). With no key
+//! anywhere it says so.
 
 use std::process::Command;
 use std::time::Duration;
@@ -122,6 +123,16 @@ fn the_credential_of_an_ssh_grant_is_a_certificate_for_my_key() {
         assert!(start.elapsed() < LOAD, "the pop-up never closed");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // No key anywhere: said, with the way that needs none.
+    std::fs::remove_file(home.path().join(".ssh/id_ed25519.pub")).unwrap();
+    pane.keys(&["s"]);
+    let refused = pane.wait_for("no SSH public key to certify", LOAD);
+    assert!(refused.contains("`hoist ssh` makes one"), "{refused}");
+    assert!(
+        !refused.contains("SSH certificate for shell at hosts"),
+        "{refused}"
+    );
+
     pane.keys(&["q"]);
     pane.wait_for("EXITED rc=0", LOAD);
     runtime.block_on(broker.stop());
