@@ -271,14 +271,7 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             keys.extend([Span::styled("esc", theme.key()), Span::raw(" closes")]);
             lines.push(Line::from(keys));
             let height = u16::try_from(lines.len() + 6).unwrap_or(u16::MAX);
-            let popup = centered(area, width, height);
-            frame.render_widget(Clear, popup);
-            frame.render_widget(
-                Paragraph::new(lines)
-                    .wrap(Wrap { trim: false })
-                    .block(block("", theme)),
-                popup,
-            );
+            pop_up(frame, centered(area, width, height), lines, theme);
         }
         Modal::Credential {
             role,
@@ -373,7 +366,11 @@ fn draw_certificate(
         ]),
     ];
     let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
-    let popup = centered(area, width, height);
+    pop_up(frame, centered(area, width, height), lines, theme);
+}
+
+/// `lines` in a bordered box over whatever is beneath `popup`.
+fn pop_up(frame: &mut Frame, popup: Rect, lines: Vec<Line>, theme: &Theme) {
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines)

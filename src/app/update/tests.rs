@@ -309,6 +309,22 @@ fn at_target(mut g: hoist_api::Grant, state: hoist_api::AccessState) -> hoist_ap
     g
 }
 
+/// alice's credential of grant `g1` on `db`, with `access` at its target.
+fn credential_of_g1(
+    now: DateTime<Utc>,
+    access: hoist_api::AccessCredential,
+) -> hoist_api::Credential {
+    hoist_api::Credential {
+        grant_id: "g1".into(),
+        role: "db".into(),
+        token_type: "Bearer".into(),
+        token: "a.b.c".into(),
+        issued_at: now,
+        expires_at: now + TimeDelta::minutes(5),
+        access: Some(access),
+    }
+}
+
 fn grant_event(grant: hoist_api::Grant) -> Action {
     Action::Live(Box::new(LiveEvent::Grant { grant }))
 }
@@ -415,14 +431,9 @@ fn the_credential_of_access_still_provisioning_is_not_asked_for() {
             copy: false
         }]
     );
-    let credential = hoist_api::Credential {
-        grant_id: "g1".into(),
-        role: "db".into(),
-        token_type: "Bearer".into(),
-        token: "a.b.c".into(),
-        issued_at: now,
-        expires_at: now + TimeDelta::minutes(5),
-        access: Some(hoist_api::AccessCredential {
+    let credential = credential_of_g1(
+        now,
+        hoist_api::AccessCredential {
             target: "db-prod-1".into(),
             kind: "postgres".into(),
             env: Default::default(),
@@ -430,8 +441,8 @@ fn the_credential_of_access_still_provisioning_is_not_asked_for() {
             command: Some("psql \"postgresql://u:pw@h/db\"".into()),
             expires_at: now + TimeDelta::minutes(30),
             certificate: None,
-        }),
-    };
+        },
+    );
     update(
         &mut state,
         Action::CredentialLoaded {
@@ -960,14 +971,9 @@ fn the_credential_of_an_ssh_grant_is_a_certificate_shown_and_copied() {
         }]
     );
     let line = "ssh-ed25519-cert-v01@openssh.com AAAA alice";
-    let credential = hoist_api::Credential {
-        grant_id: "g1".into(),
-        role: "db".into(),
-        token_type: "Bearer".into(),
-        token: "a.b.c".into(),
-        issued_at: now,
-        expires_at: now + TimeDelta::minutes(5),
-        access: Some(hoist_api::AccessCredential {
+    let credential = credential_of_g1(
+        now,
+        hoist_api::AccessCredential {
             target: "hosts".into(),
             kind: "ssh".into(),
             env: Default::default(),
@@ -982,8 +988,8 @@ fn the_credential_of_an_ssh_grant_is_a_certificate_shown_and_copied() {
                 valid_before: now + TimeDelta::minutes(30),
                 fingerprint: "SHA256:abc".into(),
             }),
-        }),
-    };
+        },
+    );
     update(
         &mut state,
         Action::CredentialLoaded {
