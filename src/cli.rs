@@ -164,17 +164,31 @@ pub enum Command {
     /// access's variables (PG* for PostgreSQL) for `eval`, and `--format uri`
     /// its URI (`psql "$(hoist credential prod-db-admin --format uri)"`). Until
     /// the access is live it exits 7 naming its state, or with --wait waits.
+    ///
+    /// For a role at an ssh target it prints an OpenSSH certificate for your key,
+    /// valid for the grant's window: the key of --public-key, else the ssh-agent's
+    /// first key, else ~/.ssh/id_ed25519.pub. --write-certificate also writes it
+    /// as <key>-cert.pub beside the key, where ssh finds it; --json shows its
+    /// principals, key id and validity.
     Credential {
         /// The role, or a grant id.
         role: String,
-        #[arg(long, value_enum, default_value = "token")]
-        format: commands::CredentialFormat,
+        /// What to print (default: the certificate for an ssh grant, else the token).
+        #[arg(long, value_enum)]
+        format: Option<commands::CredentialFormat>,
         /// Wait for the access at the role's target to become live.
         #[arg(long)]
         wait: bool,
         /// With --wait: give up after this long (exits 4).
         #[arg(long, requires = "wait")]
         timeout: Option<String>,
+        /// The public key to certify, for an ssh grant.
+        #[arg(long, value_name = "FILE.pub")]
+        public_key: Option<std::path::PathBuf>,
+        /// Also write the certificate as <key>-cert.pub beside the key (0644;
+        /// only a certificate already there is replaced).
+        #[arg(long)]
+        write_certificate: bool,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -452,18 +466,18 @@ async fn scripted(
             format,
             wait,
             timeout,
+            public_key,
+            write_certificate,
             output,
         } => {
-            let timeout = timeout
-                .as_deref()
-                .map(commands::duration)
-                .transpose()?
-                .map(std::time::Duration::from_secs);
+            let timeout = commands::timeout(timeout.as_deref())?;
             let args = commands::CredentialArgs {
                 role: &role,
                 format,
                 output: output.format(),
                 wait: wait.then_some(timeout),
+                public_key: public_key.as_deref(),
+                write_certificate,
             };
             commands::credential(backend, args).await
         }

@@ -1,9 +1,10 @@
-//! Files only their owner can read, written whole or not at all: the one
-//! way the config, the opt-in session files and the prompt cache reach the
-//! disk. Directories are created 0700 and files 0600 from the moment they
-//! exist (whatever the umask); a write goes to a temporary file in the same
-//! directory, is flushed to disk and renamed over the old file, so a crash
-//! leaves the old contents or the new, never half of either.
+//! Files written whole or not at all: the one way the config, the opt-in
+//! session files, the prompt cache and SSH certificates reach the disk.
+//! Private directories are created 0700 and private files 0600 from the
+//! moment they exist (whatever the umask); a public file (a certificate,
+//! which is no secret) is 0644. A write goes to a temporary file in the
+//! same directory, is flushed to disk and renamed over the old file, so a
+//! crash leaves the old contents or the new, never half of either.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -32,11 +33,38 @@ pub fn create_private_file(path: &Path) -> io::Result<File> {
 /// Replaces `path` with `contents`, creating its directory privately if
 /// needed. On error the temporary file is removed and `path` is untouched.
 pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
+    create_private_dir(parent(path))?;
+    replace(path, contents, create_private_file)
+}
+
+/// Replaces `path`, in a directory that must exist, with `contents` that
+/// anyone may read (mode 0644): for what is no secret, such as an SSH
+/// certificate beside its key. Whole or not at all, as [`write_private`].
+pub fn write_public(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace(path, contents, |temporary| {
+        let file = create_private_file(temporary)?;
+        // Opened 0600, widened only now: exact whatever the umask.
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        Ok(file)
+    })
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
-    };
-    create_private_dir(dir)?;
+    }
+}
+
+/// Writes a temporary file made by `create` beside `path` and renames it
+/// over `path`; on error the temporary file is removed.
+fn replace(
+    path: &Path,
+    contents: &[u8],
+    create: impl Fn(&Path) -> io::Result<File>,
+) -> io::Result<()> {
+    let dir = parent(path);
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -44,7 +72,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut file = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
-        .make_in(dir, create_private_file)?;
+        .make_in(dir, create)?;
     file.as_file_mut().write_all(contents)?;
     file.as_file().sync_all()?;
     file.persist(path).map_err(|err| err.error)?;
@@ -111,6 +139,20 @@ pub(crate) mod tests {
         assert_eq!(file.metadata().unwrap().len(), 0);
         // And never over something already there.
         assert!(create_private_file(&fresh).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_public_write_is_0644_and_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("id_ed25519-cert.pub");
+        write_public(&path, b"first").unwrap();
+        write_public(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        assert_eq!(mode(&path), 0o644);
+        assert_eq!(names(tmp.path()), ["id_ed25519-cert.pub"]);
+        // Its directory is not made: a certificate goes beside its key.
+        assert!(write_public(&tmp.path().join("none/x-cert.pub"), b"x").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The layers, from the bottom: `text` (pure formatting) and `app` (the
 //! TUI's pure core); `ui` (drawing); `endpoint`, `backend` (the brokers),
-//! `auth` (sessions), `config`, `fs` and `prompt` (I/O); `tui` and
+//! `auth` (sessions), `config`, `fs`, `prompt` and `sshkey` (I/O); `tui` and
 //! `commands` on top, wired up by `cli`. ARCHITECTURE.md lists the arrows
 //! that must never exist between them.
 
@@ -17,6 +17,7 @@ pub mod desktop;
 pub mod endpoint;
 pub mod fs;
 pub mod prompt;
+pub mod sshkey;
 pub mod text;
 pub mod tui;
 pub mod ui;

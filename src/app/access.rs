@@ -9,6 +9,10 @@ use hoist_api::{AccessState, Grant, GrantState, TargetAccess};
 use crate::text::sanitize::line as clean;
 use crate::text::span;
 
+/// The target kind whose grants hand over an SSH certificate for the
+/// holder's own key rather than a secret of the target's.
+pub const SSH: &str = "ssh";
+
 /// What an access line means, for the view to colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {

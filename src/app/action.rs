@@ -99,6 +99,9 @@ pub enum Action {
     RevokePending(String),
     /// A device sign-in waits for the person (see [`SignInPrompt`]).
     SignInPrompt(SignInPrompt),
+    /// Signing in again (`Command::SignInAgain`) failed, or was another
+    /// person's: what it was for is not done.
+    SignInAgainFailed(String),
     /// Switching to another profile failed; the one on screen stays.
     SwitchFailed {
         profile: String,

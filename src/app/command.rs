@@ -43,6 +43,17 @@ pub enum Command {
         grant_id: String,
         copy: bool,
     },
+    /// The credential of a grant at an ssh target: a certificate for the
+    /// person's own SSH key.
+    Certify {
+        grant_id: String,
+        copy: bool,
+    },
+    /// Sign the person in again, freshly (a role's step-up asks for a
+    /// recent sign-in), then run `then`.
+    SignInAgain {
+        then: Box<Command>,
+    },
     OpenUrl(String),
     /// Ring the terminal bell and, where the terminal supports it, raise a desktop notice.
     Notify(String),

@@ -58,6 +58,9 @@ pub struct RequestForm {
     pub submitting: bool,
     /// The broker's refusal of the last submission.
     pub error: Option<String>,
+    /// The person signed in again for this form (a role's step-up): a
+    /// second refusal for that is shown, not met with a third sign-in.
+    pub signed_in_again: bool,
 }
 
 /// What is wrong with each field, if anything.
@@ -100,6 +103,7 @@ impl RequestForm {
             idempotency_key,
             submitting: false,
             error: None,
+            signed_in_again: false,
         }
     }
 

@@ -251,6 +251,9 @@ pub struct State {
     pub profiles: Vec<ProfileChoice>,
     /// What the broker can do; screens and keys for the rest are hidden.
     pub capabilities: Capabilities,
+    /// hoist can sign the person in again by itself (a profile it opened):
+    /// a role that asks for a recent sign-in gets one in place.
+    pub signs_in_again: bool,
     pub me: Option<Me>,
     pub screen: Screen,
     pub roles: Vec<Role>,
@@ -318,6 +321,7 @@ impl State {
             profile_name: None,
             profiles: Vec::new(),
             capabilities: Capabilities::ALL,
+            signs_in_again: false,
             me: None,
             screen: Screen::Roles,
             roles: Vec::new(),
@@ -431,6 +435,21 @@ impl State {
 
     /// How lists name a role: by its id where people know ids, else by its
     /// name (the id when the backend gave no name).
+    /// A grant's risk tier: its request's, as filed, else its role's now;
+    /// `None` where the broker has no tiers.
+    pub fn grant_tier(&self, grant: &Grant) -> Option<u8> {
+        self.requests
+            .iter()
+            .find(|request| request.id == grant.request_id)
+            .and_then(|request| request.tier)
+            .or_else(|| {
+                self.roles
+                    .iter()
+                    .find(|role| role.id == grant.role)
+                    .and_then(|role| role.tier)
+            })
+    }
+
     pub fn role_label<'a>(&self, id: &'a str, name: &'a str) -> &'a str {
         if self.capabilities.readable_role_ids || name.is_empty() {
             id

@@ -50,6 +50,9 @@ pub enum SessionError {
     Task(String),
     #[error(transparent)]
     Sso(#[from] SsoError),
+    /// A sign-in again was someone else's: nothing of it is kept.
+    #[error("that sign-in was {signed_in}'s, not {expected}'s; nothing was changed")]
+    SomeoneElse { expected: String, signed_in: String },
     #[error("the session for {broker} expired and could not be renewed ({reason}): run `{login}`")]
     Expired {
         broker: String,
@@ -92,6 +95,35 @@ pub async fn login_sso(
     Ok((me, session))
 }
 
+/// Signs `target`'s person in again at the broker's provider, made to sign
+/// in now whatever session the provider holds, so the ID token's
+/// `auth_time` is recent: what a role's step-up asks for. The new session
+/// replaces the stored one only if the broker says it is the same person's.
+pub async fn sign_in_again(
+    target: &Target,
+    on_device: impl FnOnce(&DevicePrompt),
+) -> Result<Session, SessionError> {
+    let user = target
+        .user
+        .clone()
+        .ok_or_else(|| SessionError::NotSignedIn {
+            broker: target.broker.clone(),
+            login: login_command(target),
+        })?;
+    let provider = provider_for(target).await?;
+    let session = provider.sign_in_device_fresh(on_device).await?;
+    let me = accepted(target, &session).await?;
+    if me.user != user {
+        return Err(SessionError::SomeoneElse {
+            expected: user,
+            signed_in: me.user,
+        });
+    }
+    let (broker, stored) = (target.broker.clone(), session.clone());
+    blocking(move || secrets::save(&broker, &user, &stored)).await?;
+    Ok(session)
+}
+
 /// Who signs people in for `target`: the broker's OpenID provider as hoistd
 /// announces it, or the Entra tenant's authority from the profile.
 async fn provider_for(target: &Target) -> Result<sso::Provider, SessionError> {
@@ -109,22 +141,25 @@ async fn provider_for(target: &Target) -> Result<sso::Provider, SessionError> {
 /// that user. A refused token is said to be refused: "session expired"
 /// would be the wrong story before any session.
 async fn store_if_accepted(target: &Target, session: Session) -> Result<Me, SessionError> {
-    let me = match backend::connect_to(target, &session.access_token, Hooks::default())?
-        .me()
-        .await
-    {
-        Ok(me) => me,
-        Err(BackendError::Unauthenticated(reason)) => {
-            return Err(SessionError::TokenRefused {
-                broker: target.broker.clone(),
-                reason,
-            });
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let me = accepted(target, &session).await?;
     let (broker, user) = (target.broker.clone(), me.user.clone());
     blocking(move || secrets::save(&broker, &user, &session)).await?;
     Ok(me)
+}
+
+/// Whom the broker takes `session` for.
+async fn accepted(target: &Target, session: &Session) -> Result<Me, SessionError> {
+    match backend::connect_to(target, &session.access_token, Hooks::default())?
+        .me()
+        .await
+    {
+        Ok(me) => Ok(me),
+        Err(BackendError::Unauthenticated(reason)) => Err(SessionError::TokenRefused {
+            broker: target.broker.clone(),
+            reason,
+        }),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// The stored session, refreshed first if it ends within [`REFRESH_AHEAD`]

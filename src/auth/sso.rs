@@ -285,6 +285,28 @@ impl Provider {
         prompt: impl FnOnce(&DevicePrompt),
         claims: Option<&str>,
     ) -> Result<Session, SsoError> {
+        let claims = claims.map(|claims| ("claims", claims));
+        self.sign_in_device_asking(prompt, claims.as_slice()).await
+    }
+
+    /// The device flow with the person made to sign in at the provider
+    /// now, whatever session they have there (`max_age=0`,
+    /// `prompt=login`): the ID token's `auth_time` is this sign-in's, which
+    /// a role's step-up asks for.
+    pub async fn sign_in_device_fresh(
+        &self,
+        prompt: impl FnOnce(&DevicePrompt),
+    ) -> Result<Session, SsoError> {
+        self.sign_in_device_asking(prompt, &[("max_age", "0"), ("prompt", "login")])
+            .await
+    }
+
+    /// The device flow with `extra` parameters in its authorization request.
+    async fn sign_in_device_asking(
+        &self,
+        prompt: impl FnOnce(&DevicePrompt),
+        extra: &[(&str, &str)],
+    ) -> Result<Session, SsoError> {
         if !self.flows.iter().any(|f| f == "device") {
             return Err(SsoError::FlowNotAllowed("device"));
         }
@@ -298,8 +320,8 @@ impl Provider {
             .set_token_uri(self.token_url()?);
         let http = transport(http());
         let mut request = client.exchange_device_code().add_scopes(self.scopes());
-        if let Some(claims) = claims {
-            request = request.add_extra_param("claims", claims);
+        for (name, value) in extra {
+            request = request.add_extra_param(*name, *value);
         }
         let details: StandardDeviceAuthorizationResponse =
             request.request_async(&http).await.map_err(fail)?;

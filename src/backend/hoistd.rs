@@ -149,22 +149,7 @@ impl HoistdClient {
             return serde_json::from_slice(&bytes)
                 .map_err(|err| BackendError::Protocol(format!("{status}: {err}")));
         }
-        match serde_json::from_slice::<ApiError>(&bytes) {
-            Ok(error) if status == StatusCode::UNAUTHORIZED => {
-                Err(BackendError::Unauthenticated(error.message))
-            }
-            Ok(error) => Err(BackendError::Refused {
-                status: status.as_u16(),
-                code: error.code,
-                message: error.message,
-            }),
-            Err(_) if status == StatusCode::UNAUTHORIZED => Err(BackendError::Unauthenticated(
-                "the broker refused the token".into(),
-            )),
-            Err(_) => Err(BackendError::Protocol(format!(
-                "{status} without an error body (is this a hoist broker?)"
-            ))),
-        }
+        Err(refusal(status, &bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, BackendError> {
@@ -385,15 +370,20 @@ impl Backend for HoistdClient {
         if status.is_redirection() {
             return Err(redirected(status));
         }
-        if status == StatusCode::UNAUTHORIZED {
-            return Err(BackendError::Unauthenticated(
-                "the broker refused the token".into(),
-            ));
-        }
         if !status.is_success() {
-            return Err(BackendError::Protocol(format!(
-                "event stream answered {status}"
-            )));
+            // The broker says why (a cap on streams, say): its own words,
+            // which everything that shows them sanitises.
+            let bytes = tokio::time::timeout(CALL_TIMEOUT, response.bytes())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            return Err(match refusal(status, &bytes) {
+                BackendError::Protocol(_) => {
+                    BackendError::Protocol(format!("event stream answered {status}"))
+                }
+                refused => refused,
+            });
         }
         let url = self.base.to_string();
         let stream = eventsource_stream::EventStream::new(response.bytes_stream()).map(
@@ -408,6 +398,27 @@ impl Backend for HoistdClient {
             },
         );
         Ok(Box::pin(stream))
+    }
+}
+
+/// A failed answer as an error: the broker's `{code, message}` where it
+/// sent one.
+fn refusal(status: StatusCode, body: &[u8]) -> BackendError {
+    match serde_json::from_slice::<ApiError>(body) {
+        Ok(error) if status == StatusCode::UNAUTHORIZED => {
+            BackendError::Unauthenticated(error.message)
+        }
+        Ok(error) => BackendError::Refused {
+            status: status.as_u16(),
+            code: error.code,
+            message: error.message,
+        },
+        Err(_) if status == StatusCode::UNAUTHORIZED => {
+            BackendError::Unauthenticated("the broker refused the token".into())
+        }
+        Err(_) => BackendError::Protocol(format!(
+            "{status} without an error body (is this a hoist broker?)"
+        )),
     }
 }
 

@@ -33,10 +33,10 @@ pub const ENV_ROLE: &str = "HOIST_ROLE";
 pub const ENV_GRANT_ID: &str = "HOIST_GRANT_ID";
 pub const ENV_GRANT_EXPIRES_AT: &str = "HOIST_GRANT_EXPIRES_AT";
 
-#[derive(Debug, Clone, Args)]
-pub struct ExecArgs {
-    /// The role CMD needs.
-    pub role: String,
+/// How to ask for a grant when there is none to reuse: `hoist exec` and
+/// `hoist ssh` take the same flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Asking {
     /// Why (used if a new request must be filed; a workload's request says
     /// who it is instead).
     #[arg(long)]
@@ -51,6 +51,21 @@ pub struct ExecArgs {
     /// Give up waiting for approval after this long (the request is then cancelled).
     #[arg(long)]
     pub timeout: Option<String>,
+}
+
+impl Asking {
+    /// `--timeout`, read.
+    pub(super) fn timeout(&self) -> Result<Option<Duration>, Ended> {
+        super::timeout(self.timeout.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// The role CMD needs.
+    pub role: String,
+    #[command(flatten)]
+    pub asking: Asking,
     /// Run as a workload: exchange the identity token in this file (a CI
     /// job's ID token, a Kubernetes service-account token) for the task's
     /// credential instead of using a person's session. `HOIST_WORKLOAD_TOKEN`
@@ -81,7 +96,7 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     if args.command.is_empty() {
         return Err(Ended::Usage("no command after `--`".into()).into());
     }
-    if args.reason.is_none() {
+    if args.asking.reason.is_none() {
         return Err(Ended::Usage(
             "--reason is required (or run as a workload: --workload-token-file, \
              HOIST_WORKLOAD_TOKEN or --workload-audience)"
@@ -102,7 +117,7 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     let mut signals = Signals::listen()?;
     let (grant, created) = match find_grant(backend, &args.role).await {
         Ok(grant) => (grant, false),
-        Err(_) => match obtain(backend, args, &mut signals).await? {
+        Err(_) => match obtain(backend, &args.role, &args.asking, &mut signals).await? {
             Obtained::Grant(grant) => (*grant, true),
             Obtained::Interrupted(signal) => return Ok(status_of(signal)),
         },
@@ -118,12 +133,7 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
             Ok(status_of(signal))
         }
         None => {
-            let timeout = args
-                .timeout
-                .as_deref()
-                .map(duration)
-                .transpose()?
-                .map(Duration::from_secs);
+            let timeout = args.asking.timeout()?;
             tokio::select! {
                 live = super::access::wait_live(backend, grant.clone(), timeout) => match live {
                     Ok(live) => run(backend, &live, &args.command, target, &mut signals).await,
@@ -161,10 +171,11 @@ enum Obtained {
 /// shares this): the grant, or the signal that stopped the wait.
 pub(super) async fn obtain_grant(
     backend: &dyn Backend,
-    args: &ExecArgs,
+    role: &str,
+    asking: &Asking,
     signals: &mut Signals,
 ) -> anyhow::Result<Result<hoist_api::Grant, Signal>> {
-    Ok(match obtain(backend, args, signals).await? {
+    Ok(match obtain(backend, role, asking, signals).await? {
         Obtained::Grant(grant) => Ok(*grant),
         Obtained::Interrupted(signal) => Err(signal),
     })
@@ -175,24 +186,20 @@ pub(super) async fn obtain_grant(
 /// grant, for hours, the moment someone approved it.
 async fn obtain(
     backend: &dyn Backend,
-    args: &ExecArgs,
+    role: &str,
+    asking: &Asking,
     signals: &mut Signals,
 ) -> anyhow::Result<Obtained> {
     let body = hoist_api::CreateRequest {
-        role: args.role.clone(),
-        justification: args.reason.clone().unwrap_or_default(),
-        ticket: args.ticket.clone(),
-        incident: args.incident.clone(),
-        duration_secs: args.duration.as_deref().map(duration).transpose()?,
+        role: role.to_string(),
+        justification: asking.reason.clone().unwrap_or_default(),
+        ticket: asking.ticket.clone(),
+        incident: asking.incident.clone(),
+        duration_secs: asking.duration.as_deref().map(duration).transpose()?,
         starts_at: None,
         break_glass: false,
     };
-    let timeout = args
-        .timeout
-        .as_deref()
-        .map(duration)
-        .transpose()?
-        .map(Duration::from_secs);
+    let timeout = asking.timeout()?;
     // Stopped before anything was filed: nothing to withdraw.
     if let Some(signal) = signals.pending() {
         super::say(&format!(

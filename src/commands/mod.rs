@@ -4,6 +4,7 @@
 //! distinct exit codes for each way a command can end.
 
 mod access;
+mod credential;
 mod exec;
 pub mod incident;
 mod json;
@@ -20,12 +21,10 @@ use std::io::IsTerminal;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-pub use exec::{ExecArgs, exec};
+pub use credential::{CredentialArgs, CredentialFormat, credential};
+pub use exec::{Asking, ExecArgs, exec};
 pub use list::{ActorKind, audit, grants, requests, roles, status};
-pub use request::{
-    CredentialArgs, CredentialFormat, RequestArgs, approve, cancel, credential, deny, request,
-    revoke, wait_for_final,
-};
+pub use request::{RequestArgs, approve, cancel, deny, request, revoke, wait_for_final};
 pub use ssh::{SshArgs, ssh};
 pub use watch::reviews;
 pub use workload::{ENV_WORKLOAD_TOKEN, exec as exec_workload, wanted as runs_as_workload};
@@ -201,6 +200,14 @@ pub fn duration(text: &str) -> Result<u64, Ended> {
     crate::text::parse_duration(text)
         .filter(|secs| *secs > 0)
         .ok_or_else(|| Ended::Usage(format!("`{text}` is not a duration (try 30m, 1h or 90s)")))
+}
+
+/// A `--timeout`, if given, as how long to wait.
+pub fn timeout(text: Option<&str>) -> Result<Option<std::time::Duration>, Ended> {
+    Ok(text
+        .map(duration)
+        .transpose()?
+        .map(std::time::Duration::from_secs))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! `hoist request` (and `--wait`), `cancel`, `approve`, `deny`, `revoke`,
-//! `credential`: changing things, from a script.
+//! `hoist request` (and `--wait`), `cancel`, `approve`, `deny` and
+//! `revoke`: changing things, from a script.
 
 use std::time::Duration;
 
@@ -58,12 +58,7 @@ impl RequestArgs {
     }
 
     pub fn timeout(&self) -> Result<Option<Duration>, Ended> {
-        Ok(self
-            .timeout
-            .as_deref()
-            .map(duration)
-            .transpose()?
-            .map(Duration::from_secs))
+        super::timeout(self.timeout.as_deref())
     }
 }
 
@@ -413,116 +408,4 @@ pub async fn revoke(
         ]);
         table
     })
-}
-
-/// Prints only the token, for `$(hoist credential ROLE)`.
-/// What `hoist credential` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CredentialFormat {
-    /// The signed credential alone (for `$(...)`).
-    Token,
-    /// `export NAME='value'` lines: HOIST_CREDENTIAL, HOIST_CREDENTIAL_EXPIRES_AT
-    /// and the access's own variables (PG* for PostgreSQL), for `eval`.
-    Env,
-    /// The URI of the access at the role's target (`postgresql://...`).
-    Uri,
-    /// Everything, as the broker's API has it.
-    Json,
-}
-
-/// `hoist credential ROLE --format token|env|uri|json [--wait [--timeout T]]`.
-pub struct CredentialArgs<'a> {
-    pub role: &'a str,
-    pub format: CredentialFormat,
-    /// `--output`: `json`/`yaml` still print everything, as before `--format`.
-    pub output: Format,
-    /// Wait this long (or for ever) for the access to become live.
-    pub wait: Option<Option<Duration>>,
-}
-
-pub async fn credential(backend: &dyn Backend, args: CredentialArgs<'_>) -> anyhow::Result<()> {
-    let format = match (args.format, args.output) {
-        (format, Format::Table) => format,
-        (CredentialFormat::Json, Format::Json) => CredentialFormat::Json,
-        (CredentialFormat::Token, output) => {
-            return credential_as(backend, args.role, output).await;
-        }
-        (_, _) => {
-            return Err(Ended::Usage("give either --format or --output, not both".into()).into());
-        }
-    };
-    let grant = find_grant(backend, args.role).await?;
-    let grant = match args.wait {
-        Some(timeout) => super::access::wait_live(backend, grant, timeout).await?,
-        None => match super::access::not_live(&grant) {
-            Some(not_live) => return Err(not_live.into()),
-            None => grant,
-        },
-    };
-    let credential = backend.credential(&grant.id).await?;
-    match format {
-        CredentialFormat::Token => print_token(&credential.token)?,
-        CredentialFormat::Json => {
-            print(Format::Json, &credential, || super::table::Table::new(&[]))?
-        }
-        CredentialFormat::Env => {
-            let mut env = vec![
-                (
-                    super::exec::ENV_CREDENTIAL.to_string(),
-                    credential.token.clone(),
-                ),
-                (
-                    super::exec::ENV_CREDENTIAL_EXPIRES_AT.to_string(),
-                    credential.expires_at.to_rfc3339(),
-                ),
-            ];
-            env.extend(super::access::access_env(credential.access.as_ref()));
-            print!("{}", super::access::export_lines(&env));
-        }
-        CredentialFormat::Uri => match credential.access.as_ref().and_then(|a| a.uri.as_ref()) {
-            // Printed as it is, for `psql "$(...)"`: a line feed or an escape
-            // in it would be acted on, so none is allowed.
-            Some(uri) if uri.chars().all(|c| !c.is_control()) => println!("{uri}"),
-            Some(_) => {
-                return Err(BackendError::Protocol(
-                    "the URI holds control characters; not printed".into(),
-                )
-                .into());
-            }
-            None => {
-                let why = match &credential.access {
-                    Some(access) => format!("its target {} gives no URI", access.target),
-                    None => "its role has no target".to_string(),
-                };
-                return Err(Ended::Usage(format!("{} has no URI: {why}", grant.role)).into());
-            }
-        },
-    }
-    Ok(())
-}
-
-/// `--output table|json|yaml` as before `--format` existed.
-async fn credential_as(backend: &dyn Backend, role: &str, format: Format) -> anyhow::Result<()> {
-    let grant = find_grant(backend, role).await?;
-    if let Some(not_live) = super::access::not_live(&grant) {
-        return Err(not_live.into());
-    }
-    let credential = backend.credential(&grant.id).await?;
-    match format {
-        Format::Table => print_token(&credential.token)?,
-        _ => print(format, &credential, || super::table::Table::new(&[]))?,
-    }
-    Ok(())
-}
-
-/// Printed as it is, so it must be a token and nothing a terminal would act on.
-fn print_token(token: &str) -> anyhow::Result<()> {
-    if !token.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(BackendError::Protocol(
-            "the credential holds characters no token has; not printed".into(),
-        )
-        .into());
-    }
-    println!("{token}");
-    Ok(())
 }

@@ -3,11 +3,12 @@
 //! active grant or requests one (the path `hoist exec` takes), waits for it
 //! to be live, has a public key certified and runs the real `ssh` with it.
 //!
-//! Which key: `--key FILE.pub`; else the first key in the ssh-agent; else
-//! `~/.ssh/id_ed25519.pub`; else an ephemeral Ed25519 key pair made in
-//! memory and handed to an agent on stdin (`ssh-add -t <grant's remaining
-//! time> -`): the user's agent if there is one, or a private `ssh-agent` this
-//! command starts and stops. The private key is never written to a file or
+//! Which key (`crate::sshkey` finds the first three, as `hoist credential`
+//! does): `--key FILE.pub`; else the first key in the ssh-agent; else
+//! `~/.ssh/id_ed25519.pub` with its private key; else an ephemeral Ed25519
+//! key pair made in memory and handed to an agent on stdin (`ssh-add -t
+//! <grant's remaining time> -`): the user's agent if there is one, or a
+//! private `ssh-agent` this command starts and stops. The private key is never written to a file or
 //! put in argv. The certificate and public key (nothing secret) go to a
 //! private temporary folder (0700) removed when ssh ends, and ssh gets them
 //! as `-i` and `-o CertificateFile=`.
@@ -24,11 +25,12 @@ use clap::Args;
 use hoist_api::Grant;
 use tokio::io::AsyncWriteExt;
 
-use super::exec::{ExecArgs, obtain_grant, run_command};
+use super::exec::{Asking, obtain_grant, run_command};
 use super::request::find_grant;
 use super::signals::{Signals, status_of};
-use super::{Ended, duration, say};
+use super::{Ended, say};
 use crate::backend::{Backend, BackendError};
+use crate::sshkey;
 
 #[derive(Debug, Clone, Args)]
 pub struct SshArgs {
@@ -36,19 +38,8 @@ pub struct SshArgs {
     pub role: String,
     /// Where to log in: `[user@]host`, as ssh takes it.
     pub destination: String,
-    /// Why (used if a new request must be filed).
-    #[arg(long)]
-    pub reason: Option<String>,
-    #[arg(long)]
-    pub ticket: Option<String>,
-    #[arg(long)]
-    pub incident: Option<String>,
-    /// How long to ask for, e.g. 30m (default: the role's default).
-    #[arg(long)]
-    pub duration: Option<String>,
-    /// Give up waiting for approval after this long (the request is then cancelled).
-    #[arg(long)]
-    pub timeout: Option<String>,
+    #[command(flatten)]
+    pub asking: Asking,
     /// The public key to certify (its private key beside it, without
     /// `.pub`, or in the agent).
     #[arg(long, value_name = "FILE.pub")]
@@ -105,36 +96,20 @@ pub async fn ssh(backend: &dyn Backend, args: &SshArgs) -> anyhow::Result<u8> {
     let grant = match find_grant(backend, &args.role).await {
         Ok(grant) => grant,
         Err(_) => {
-            if args.reason.is_none() {
+            if args.asking.reason.is_none() {
                 return Err(Ended::Usage(
                     "no active grant for this role: --reason is required to request one".into(),
                 )
                 .into());
             }
-            let request = ExecArgs {
-                role: args.role.clone(),
-                reason: args.reason.clone(),
-                ticket: args.ticket.clone(),
-                incident: args.incident.clone(),
-                duration: args.duration.clone(),
-                timeout: args.timeout.clone(),
-                workload_token_file: None,
-                workload_audience: None,
-                command: vec!["ssh".into()],
-            };
-            match obtain_grant(backend, &request, &mut signals).await? {
+            match obtain_grant(backend, &args.role, &args.asking, &mut signals).await? {
                 Ok(grant) => grant,
                 Err(signal) => return Ok(status_of(signal)),
             }
         }
     };
     super::remember_grants(backend).await;
-    let timeout = args
-        .timeout
-        .as_deref()
-        .map(duration)
-        .transpose()?
-        .map(Duration::from_secs);
+    let timeout = args.asking.timeout()?;
     let grant = super::access::wait_live(backend, grant, timeout).await?;
     login(backend, args, &grant, &mut signals).await
 }
@@ -162,6 +137,12 @@ async fn login(
         ))
         .into());
     };
+    let key = sshkey::HolderKey {
+        line: identity.public().to_string(),
+        file: None,
+    };
+    sshkey::check_certificate(&certificate.certificate, &key)
+        .map_err(|err| BackendError::Protocol(err.to_string()))?;
     let cert_path = folder.path().join("id-cert.pub");
     write_private(&cert_path, &format!("{}\n", certificate.certificate))?;
     say(&format!(
@@ -206,7 +187,7 @@ async fn identity(
     remaining_secs: i64,
 ) -> anyhow::Result<(Identity, Option<OwnAgent>)> {
     if let Some(public_path) = &args.key {
-        let public = read_public(public_path)?;
+        let public = sshkey::read_public(public_path).map_err(usage)?;
         let private = public_path.with_extension("");
         return Ok(if private.exists() && private != *public_path {
             (Identity::File { private, public }, None)
@@ -221,7 +202,7 @@ async fn identity(
         });
     }
     if std::env::var_os("SSH_AUTH_SOCK").is_some()
-        && let Some(public) = agent_key().await
+        && let Some(public) = sshkey::agent_key().await
     {
         return Ok((
             Identity::Agent {
@@ -231,45 +212,14 @@ async fn identity(
             None,
         ));
     }
-    if let Some(home) = std::env::var_os("HOME") {
-        let public_path = PathBuf::from(home).join(".ssh/id_ed25519.pub");
+    if let Some(public_path) = sshkey::default_key_file() {
         let private = public_path.with_extension("");
         if public_path.exists() && private.exists() {
-            let public = read_public(&public_path)?;
+            let public = sshkey::read_public(&public_path).map_err(usage)?;
             return Ok((Identity::File { private, public }, None));
         }
     }
     ephemeral(folder, remaining_secs).await
-}
-
-fn read_public(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
-    let line = text.lines().next().unwrap_or_default().trim().to_string();
-    if ssh_key::PublicKey::from_openssh(&line).is_err() {
-        return Err(
-            Ended::Usage(format!("{} is not an OpenSSH public key", path.display())).into(),
-        );
-    }
-    Ok(line)
-}
-
-/// The first plain key (not a certificate) the agent holds.
-async fn agent_key() -> Option<String> {
-    let out = tokio::process::Command::new("ssh-add")
-        .arg("-L")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .await
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|line| !line.contains("-cert-v01@openssh.com") && !line.trim().is_empty())
-        .map(str::to_string)
 }
 
 /// A new Ed25519 key pair that exists only in memory and in an agent, for
@@ -332,6 +282,10 @@ async fn ephemeral(
     Ok((Identity::Agent { public, socket }, agent))
 }
 
+fn usage(err: sshkey::KeyError) -> anyhow::Error {
+    Ended::Usage(err.to_string()).into()
+}
+
 async fn agent_reachable() -> bool {
     // 0: keys listed; 1: no keys, but the agent answered; 2: no agent.
     tokio::process::Command::new("ssh-add")
@@ -344,15 +298,10 @@ async fn agent_reachable() -> bool {
         .is_ok_and(|status| matches!(status.code(), Some(0 | 1)))
 }
 
-/// Writes a file only its owner can read, as ssh wants its key files.
+/// Writes a new file only its owner can read, as ssh wants its key files.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    let mut file = crate::fs::create_private_file(path)
         .map_err(|err| anyhow::anyhow!("cannot write {}: {err}", path.display()))?;
     file.write_all(text.as_bytes())?;
     Ok(())

@@ -185,7 +185,7 @@ async fn exchange_once(
 
 /// The `requested_ttl` the job asks for, in seconds.
 fn requested_ttl(args: &ExecArgs) -> anyhow::Result<Option<String>> {
-    let ttl = args.duration.as_deref().map(duration).transpose()?;
+    let ttl = args.asking.duration.as_deref().map(duration).transpose()?;
     Ok(ttl.map(|secs| secs.to_string()))
 }
 
@@ -199,11 +199,9 @@ async fn exchange(
 ) -> anyhow::Result<TokenExchangeResponse> {
     let ttl = requested_ttl(args)?;
     let deadline = args
-        .timeout
-        .as_deref()
-        .map(duration)
-        .transpose()?
-        .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
+        .asking
+        .timeout()?
+        .map(|wait| tokio::time::Instant::now() + wait);
     let mut said = None;
     loop {
         match exchange_once(http, broker, token, args, ttl.as_deref()).await? {

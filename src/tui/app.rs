@@ -49,6 +49,9 @@ pub struct Options {
     pub prompter: Option<super::profiles::Prompter>,
     /// A first banner that stays a minute (the demo says what to try).
     pub notice: Option<String>,
+    /// Signs the person in again, freshly, when a role asks for a recent
+    /// sign-in; without it the TUI says to run `hoist login`.
+    pub sign_in_again: Option<super::worker::SignInAgain>,
 }
 
 impl Default for Options {
@@ -67,6 +70,7 @@ impl Default for Options {
             switch: None,
             prompter: None,
             notice: None,
+            sign_in_again: None,
         }
     }
 }
@@ -158,6 +162,7 @@ fn wire(
     let clock = backend.clock();
     let mut state = State::new(backend.broker().to_string(), clock.now());
     state.capabilities = backend.capabilities();
+    state.signs_in_again = options.sign_in_again.is_some();
     state.favourites = options.favourites;
     state.ticket_url = options.ticket_url;
     state.screen = options.screen;
@@ -183,7 +188,12 @@ fn wire(
             sender.clone(),
         )));
     }
-    let worker = Worker::new(backend, sender, options.save_favourites);
+    let worker = Worker::new(
+        backend,
+        sender,
+        options.save_favourites,
+        options.sign_in_again,
+    );
     tasks.push(tokio::spawn(worker.clone().follow_events()));
     let wired = Wired {
         state,

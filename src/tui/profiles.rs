@@ -8,8 +8,10 @@
 //! A device sign-in must show its URL and code to the person. Before the
 //! TUI owns the terminal they go to standard error; once it runs, the
 //! [`Prompter`] hands them to it as an action, and a pop-up shows them
-//! while hoist waits: for a profile being opened, and for the stronger
-//! sign-in an Entra role's authentication context asks for midway.
+//! while hoist waits: for a profile being opened, for the stronger
+//! sign-in an Entra role's authentication context asks for midway, and for
+//! the recent sign-in a hoistd role's step-up asks for (after which the
+//! form is filed again).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -126,8 +128,35 @@ pub async fn open(
         }
         Err(err) => return Err(err.into()),
     };
-    let options = options(&config, &target)?;
+    let mut options = options(&config, &target)?;
+    // An Entra role asks through the backend's own hook (above); a hoistd
+    // role's step-up is a refusal the TUI answers by signing in again.
+    if target.backend == crate::config::Backend::Hoistd {
+        options.sign_in_again = Some(sign_in_again(target, prompter.clone()));
+    }
     Ok(Opened { backend, options })
+}
+
+/// Signs the person of `target` in again, freshly, with the device flow in
+/// the TUI's pop-up; keeps the session and answers its token.
+fn sign_in_again(target: Target, prompter: Prompter) -> super::worker::SignInAgain {
+    Arc::new(move || {
+        let (target, prompter) = (target.clone(), prompter.clone());
+        Box::pin(async move {
+            let broker = target.broker.clone();
+            let session = session::sign_in_again(&target, |prompt| {
+                prompter.tell(
+                    None,
+                    "This role asks for a recent sign-in: sign in again to file it",
+                    &broker,
+                    prompt,
+                );
+            })
+            .await
+            .map_err(|err| err.to_string())?;
+            Ok(session.access_token)
+        })
+    })
 }
 
 /// An [`Opener`] that opens profiles by name, prompting through `prompter`.
@@ -183,6 +212,7 @@ fn options(config: &Config, target: &Target) -> anyhow::Result<Options> {
         switch: None,
         prompter: None,
         notice: None,
+        sign_in_again: None,
     })
 }
 

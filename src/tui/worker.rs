@@ -18,6 +18,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub type Saver = Arc<dyn Fn(Vec<String>) -> Result<(), String> + Send + Sync>;
 
+/// Signs the person in again, freshly, keeps that session, and answers its
+/// token (or why it could not).
+pub type SignInAgain = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 #[derive(Clone)]
 pub struct Worker {
     backend: Arc<dyn Backend>,
@@ -25,6 +33,7 @@ pub struct Worker {
     /// Only the newest LoadAll may land; older answers are dropped.
     generation: Arc<AtomicU64>,
     save_favourites: Option<Saver>,
+    sign_in_again: Option<SignInAgain>,
 }
 
 impl Worker {
@@ -32,12 +41,14 @@ impl Worker {
         backend: Arc<dyn Backend>,
         actions: UnboundedSender<Action>,
         save_favourites: Option<Saver>,
+        sign_in_again: Option<SignInAgain>,
     ) -> Worker {
         Worker {
             backend,
             actions,
             generation: Arc::new(AtomicU64::new(0)),
             save_favourites,
+            sign_in_again,
         }
     }
 
@@ -175,6 +186,29 @@ impl Worker {
                 },
                 Err(error) => failed(Operation::FetchingCredential, error),
             },
+            Command::Certify { grant_id, copy } => match certify(backend, &grant_id).await {
+                Ok(credential) => Action::CredentialLoaded {
+                    credential: Box::new(credential),
+                    copy,
+                },
+                Err(failure) => Action::Failed {
+                    operation: Operation::FetchingCredential,
+                    failure,
+                },
+            },
+            Command::SignInAgain { then } => match self.sign_in_again.clone() {
+                None => Action::SignInAgainFailed("this hoist cannot sign in by itself".into()),
+                Some(sign_in) => match sign_in().await {
+                    // Everything from now on, the retry first, carries the
+                    // fresh sign-in.
+                    Ok(token) => {
+                        self.backend.set_token(&token);
+                        self.run(*then);
+                        return;
+                    }
+                    Err(reason) => Action::SignInAgainFailed(reason),
+                },
+            },
             Command::OpenUrl(url) => {
                 let opened = tokio::task::spawn_blocking(move || open::that_detached(&url)).await;
                 match opened {
@@ -264,6 +298,30 @@ impl Worker {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// A certificate for the person's SSH key (the agent's first, or
+/// `~/.ssh/id_ed25519.pub`) for an ssh grant, checked to be for that key.
+async fn certify(backend: &dyn Backend, grant_id: &str) -> Result<hoist_api::Credential, Failure> {
+    let key = crate::sshkey::find(None).await.map_err(|err| {
+        let advice = match err {
+            crate::sshkey::KeyError::NoKey { .. } => "; `hoist ssh` makes one",
+            _ => "",
+        };
+        Failure::new(FailureKind::Other, format!("{err}{advice}"))
+    })?;
+    let credential = backend
+        .certify(grant_id, &key.line)
+        .await
+        .map_err(|err| failure(&err))?;
+    let certificate = credential
+        .access
+        .as_ref()
+        .and_then(|access| access.certificate.as_ref())
+        .ok_or_else(|| Failure::new(FailureKind::BrokerError, "no certificate came back"))?;
+    crate::sshkey::check_certificate(&certificate.certificate, &key)
+        .map_err(|err| Failure::new(FailureKind::BrokerError, err.to_string()))?;
+    Ok(credential)
 }
 
 /// The core's view of a broker error: what kind of failure it is, and its words.

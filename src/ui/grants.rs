@@ -10,7 +10,8 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use ratatui::style::Style;
 
-use super::widgets::{bar, block, empty_notice, field, window_start};
+use super::roles::tier_words;
+use super::widgets::{bar, block, empty_notice, field, tier_badge, window_start};
 use crate::app::access::{self, Tone};
 use crate::app::state::State;
 use crate::text::sanitize::{line as clean, lines as clean_lines};
@@ -52,7 +53,23 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         (true, true) => 40,
         (true, false) => 24,
     };
-    let gauge_width = usize::from(list.width.saturating_sub(60 + access_width)).clamp(6, 40);
+    // Room for a tier badge only where some grant has a tier, so a broker
+    // without tiers draws exactly as before.
+    let with_tiers = state
+        .grants
+        .iter()
+        .chain(&state.ending)
+        .chain(&state.workload_grants)
+        .any(|g| state.grant_tier(g).is_some());
+    let role_width: u16 = if with_tiers { 25 } else { 22 };
+    let gauge_width =
+        usize::from(list.width.saturating_sub(38 + role_width + access_width)).clamp(6, 40);
+    // The role with its tier's badge, coloured by tier.
+    let role_cell = |grant: &hoist_api::Grant, label: String, style: Style| {
+        let mut spans = tier_badge(state.grant_tier(grant), theme);
+        spans.push(Span::styled(label, style));
+        Cell::from(Line::from(spans))
+    };
     let access_cell = |grant: &hoist_api::Grant| match &grant.access {
         Some(access) => {
             let (line, tone) = access::describe(grant, access, state.now);
@@ -73,10 +90,14 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             let style = theme.countdown(left);
             let flag = if grant.break_glass { "!" } else { "" };
             let mut cells = vec![
-                Cell::from(format!(
-                    "{flag}{}",
-                    clean(state.role_label(&grant.role, &grant.role_name))
-                )),
+                role_cell(
+                    grant,
+                    format!(
+                        "{flag}{}",
+                        clean(state.role_label(&grant.role, &grant.role_name))
+                    ),
+                    Style::default(),
+                ),
                 if state.revoking.contains(&grant.id) {
                     // Sent, not yet confirmed: never shown as done.
                     Cell::from(Span::styled("revoking…", theme.warn()))
@@ -107,10 +128,11 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         ))]));
         for grant in state.ending.iter().take(room - 1) {
             rows.push(Row::new(vec![
-                Cell::from(Span::styled(
+                role_cell(
+                    grant,
                     clean(state.role_label(&grant.role, &grant.role_name)).into_owned(),
                     theme.muted(),
-                )),
+                ),
                 Cell::from(Span::styled(grant.state.as_str(), theme.muted())),
                 access_cell(grant),
                 Cell::from(""),
@@ -132,7 +154,7 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         for grant in state.workload_grants.iter().take(room - 1) {
             let left = state.time_left(grant);
             let mut cells = vec![
-                Cell::from(clean(&grant.role).into_owned()),
+                role_cell(grant, clean(&grant.role).into_owned(), Style::default()),
                 Cell::from(Span::styled(clock(left), theme.countdown(left))),
             ];
             if with_access {
@@ -152,7 +174,7 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         Row::new(["Role", "Left", "", "Ends"])
     }
     .style(theme.muted());
-    let mut widths = vec![Constraint::Length(22), Constraint::Length(10)];
+    let mut widths = vec![Constraint::Length(role_width), Constraint::Length(10)];
     if with_access {
         widths.push(Constraint::Length(access_width));
     }
@@ -223,6 +245,14 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         return;
     };
     let mut lines = vec![field("Grant", &grant.id, theme.muted(), theme)];
+    if let Some(tier) = state.grant_tier(grant) {
+        lines.push(field(
+            "Risk tier",
+            &tier_words(tier),
+            theme.tier(tier),
+            theme,
+        ));
+    }
     if let Some(access) = &grant.access {
         let (line, tone) = access::describe(grant, access, state.now);
         let line = format!("{line} ({})", clean(&access.kind));
@@ -234,7 +264,7 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             .iter()
             .find(|role| role.id == grant.role)
             .and_then(|role| role.target.as_ref())
-            .filter(|target| target.kind == "ssh" && !target.principals.is_empty())
+            .filter(|target| target.kind == access::SSH && !target.principals.is_empty())
             .map(|target| target.principals.join(", "));
         if let Some(principals) = principals {
             lines.push(field(

@@ -206,6 +206,11 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
         }
         Modal::Credential {
             role,
+            access: Some(access),
+            ..
+        } if access.certificate.is_some() => draw_certificate(frame, area, role, access, theme),
+        Modal::Credential {
+            role,
             token,
             expires_at: _,
             access: Some(access),
@@ -266,14 +271,7 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             keys.extend([Span::styled("esc", theme.key()), Span::raw(" closes")]);
             lines.push(Line::from(keys));
             let height = u16::try_from(lines.len() + 6).unwrap_or(u16::MAX);
-            let popup = centered(area, width, height);
-            frame.render_widget(Clear, popup);
-            frame.render_widget(
-                Paragraph::new(lines)
-                    .wrap(Wrap { trim: false })
-                    .block(block("", theme)),
-                popup,
-            );
+            pop_up(frame, centered(area, width, height), lines, theme);
         }
         Modal::Credential {
             role,
@@ -303,4 +301,81 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             );
         }
     }
+}
+
+/// An ssh grant's certificate for the person's own key: whom it logs in
+/// as, when it is valid (the grant's window), the key id hosts log, and
+/// what to run. The certificate itself is one long line: copied, not shown.
+fn draw_certificate(
+    frame: &mut Frame,
+    area: Rect,
+    role: &str,
+    access: &hoist_api::AccessCredential,
+    theme: &Theme,
+) {
+    let Some(certificate) = &access.certificate else {
+        return;
+    };
+    let width = area.width.saturating_sub(4).clamp(40, 100);
+    let field = |name: &str, value: String| {
+        Line::from(vec![
+            Span::styled(format!("{name:<12}"), theme.muted()),
+            Span::raw(value),
+        ])
+    };
+    let lines = vec![
+        Line::from(Span::styled(
+            format!(
+                "SSH certificate for {} at {}",
+                clean(role),
+                clean(&access.target)
+            ),
+            theme.title(),
+        )),
+        Line::from(Span::styled(
+            format!(
+                "valid {} to {}",
+                local_time(certificate.valid_after),
+                local_time(certificate.valid_before)
+            ),
+            theme.warn(),
+        )),
+        Line::from(""),
+        field(
+            "Logs in as",
+            clean(&certificate.principals.join(", ")).into_owned(),
+        ),
+        field("Key id", clean(&certificate.key_id).into_owned()),
+        field("Your key", clean(&certificate.fingerprint).into_owned()),
+        Line::from(""),
+        Line::from(Span::styled("Log in with", theme.muted())),
+        Line::from(format!("hoist ssh {} [user@]HOST", clean(role))),
+        Line::from(Span::styled(
+            format!(
+                "or: hoist credential {} --write-certificate, then plain ssh",
+                clean(role)
+            ),
+            theme.muted(),
+        )),
+        Line::from(""),
+        Line::from(vec![
+            Span::styled("y", theme.key()),
+            Span::raw(" copies the certificate · "),
+            Span::styled("esc", theme.key()),
+            Span::raw(" closes"),
+        ]),
+    ];
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    pop_up(frame, centered(area, width, height), lines, theme);
+}
+
+/// `lines` in a bordered box over whatever is beneath `popup`.
+fn pop_up(frame: &mut Frame, popup: Rect, lines: Vec<Line>, theme: &Theme) {
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block("", theme)),
+        popup,
+    );
 }

@@ -11,6 +11,8 @@ mod tenant;
 
 mod entra;
 mod profiles;
+mod ssh;
+mod step_up;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -159,6 +161,15 @@ fn login_with_token(config: &std::path::Path, args: &[&str], token: &str) {
         "login {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A config whose one profile, `work`, is the hoistd broker at `broker`.
+fn work_profile(config: &std::path::Path, broker: &str) {
+    std::fs::write(
+        config.join("config.toml"),
+        format!("default_profile = \"work\"\n[profiles.work]\nbroker = \"{broker}\"\n"),
+    )
+    .unwrap();
 }
 
 /// The URL and code a device sign-in shows (on standard error before the

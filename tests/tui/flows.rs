@@ -747,3 +747,36 @@ async fn the_five_minute_warning_rings_once_per_grant() {
     assert_eq!(rings("prod-logs-read"), 1);
     assert_eq!(rings("staging-db-admin"), 1);
 }
+
+/// A broker at its cap on event streams says so, and the TUI shows its
+/// words as why it is offline, not just the status.
+#[tokio::test]
+async fn a_stream_refused_at_the_cap_says_the_brokers_reason() {
+    let mut broker = demo_policy()
+        .streams(hoistd::http::serve::StreamLimits {
+            total: 16,
+            per_identity: 1,
+        })
+        .start()
+        .await;
+    // alice's one stream, held open elsewhere (another terminal).
+    let elsewhere = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
+    let held = elsewhere.events().await.unwrap();
+    let client = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
+    let mut app = hoist::tui::App::start(client, hoist::tui::Options::default());
+    assert!(
+        app.wait_until(WAIT, |s| matches!(s.connection, Connection::Offline { .. }))
+            .await
+    );
+    let Connection::Offline { reason, .. } = &app.state.connection else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("alice already has 1 event streams open"),
+        "{reason}"
+    );
+    assert!(reason.starts_with("Too many requests"), "{reason}");
+    drop(app);
+    drop(held);
+    broker.stop().await;
+}

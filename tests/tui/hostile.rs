@@ -233,6 +233,28 @@ fn modals() -> Vec<Modal> {
                 certificate: None,
             })),
         },
+        // An ssh grant's certificate: every field of it from the broker.
+        Modal::Credential {
+            role: long("role"),
+            token: long("token"),
+            expires_at: Utc::now(),
+            access: Some(Box::new(hoist_api::AccessCredential {
+                target: long("target"),
+                kind: h("ssh"),
+                env: Default::default(),
+                uri: None,
+                command: None,
+                expires_at: Utc::now(),
+                certificate: Some(hoist_api::SshCertificate {
+                    certificate: long("certificate"),
+                    key_id: long("key id"),
+                    principals: vec![long("principal"), h("root")],
+                    valid_after: Utc::now(),
+                    valid_before: Utc::now(),
+                    fingerprint: long("fingerprint"),
+                }),
+            })),
+        },
         Modal::QuitWhileRevoking,
     ]
 }

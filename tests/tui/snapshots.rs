@@ -76,6 +76,10 @@ async fn requester_screens() {
 
     key(&mut app, KeyCode::Char('3'));
     snap("grants", &app.state);
+    // The demo's roles name no tier: given here, each grant shows its
+    // role's tier as a badge, and the details say what it means.
+    let tiered = with_tiers(&app.state);
+    snap("grants_tiered", &tiered);
     key(&mut app, KeyCode::Char('x'));
     snap("confirm_revoke", &app.state);
     key(&mut app, KeyCode::Char('n'));
@@ -464,6 +468,72 @@ async fn break_glass_is_red_and_the_countdown_warns() {
     assert_eq!(
         colour_of(&drawn, "⚠ prod-logs-read expires in").fg,
         Some(Color::Yellow)
+    );
+    demo.stop().await;
+}
+
+/// `state` with tiers on the demo's roles, as a broker with tiers says them.
+fn with_tiers(state: &State) -> State {
+    let mut tiered = state.clone();
+    for role in &mut tiered.roles {
+        role.tier = Some(match role.id.as_str() {
+            "prod-k8s-admin" => 0,
+            "prod-db-admin" => 1,
+            "staging-k8s-admin" => 2,
+            _ => 3,
+        });
+    }
+    tiered
+}
+
+/// On the Grants screen each grant's tier badge is coloured as its tier is
+/// everywhere else: as filed with its request, else as its role has it.
+#[tokio::test]
+async fn a_grants_tier_badge_is_coloured_by_its_tier() {
+    let demo = demo().await;
+    let mut app = busy_alice(&demo).await;
+    key(&mut app, KeyCode::Char('3'));
+    let theme = hoist::ui::theme::Theme::default();
+    let badge_style = |state: &State, badge: &str| {
+        let terminal = render(state, &theme, 80, 24);
+        let buffer = terminal.backend().buffer().clone();
+        let (x, y) = (0..24u16)
+            .flat_map(|y| (0..79u16).map(move |x| (x, y)))
+            .find(|&(x, y)| {
+                format!("{}{}", buffer[(x, y)].symbol(), buffer[(x + 1, y)].symbol()) == badge
+            })
+            .unwrap_or_else(|| panic!("no {badge} badge"));
+        (buffer[(x, y)].fg, buffer[(x, y)].modifier)
+    };
+    // Without tiers, no badge at all.
+    let plain = screen(&app.state, 80, 24);
+    assert!(!plain.contains("T3 "), "{plain}");
+    // prod-logs-read is routine: muted.
+    let mut tiered = with_tiers(&app.state);
+    // Drawn in its tier's colour, with its modifiers (the selected row's
+    // own may come on top).
+    let drawn_as = |state: &State, badge: &str, tier: u8| {
+        let (fg, modifier) = badge_style(state, badge);
+        let style = theme.tier(tier);
+        assert_eq!(Some(fg), style.fg, "{badge}");
+        assert!(
+            modifier.contains(style.add_modifier),
+            "{badge}: {modifier:?}"
+        );
+    };
+    drawn_as(&tiered, "T3", 3);
+    // Its request says it was filed as tier 0: the grant shows that.
+    let request_id = tiered.grants[0].request_id.clone();
+    for request in &mut tiered.requests {
+        if request.id == request_id {
+            request.tier = Some(0);
+        }
+    }
+    drawn_as(&tiered, "T0", 0);
+    let details = screen(&tiered, 80, 24);
+    assert!(
+        details.contains("Risk tier      T0 · most critical"),
+        "{details}"
     );
     demo.stop().await;
 }

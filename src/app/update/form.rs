@@ -49,20 +49,7 @@ fn submit(state: &mut State) -> Vec<Command> {
         form.error = Some("fix the fields marked in red first".into());
         return vec![];
     }
-    // Every role of a bundle goes out at once, each with its own key.
-    let mut commands: Vec<Command> = form
-        .bodies()
-        .into_iter()
-        .map(|(body, idempotency_key)| Command::Submit {
-            body,
-            idempotency_key,
-        })
-        .collect();
-    let command = if commands.len() == 1 {
-        commands.remove(0)
-    } else {
-        Command::Batch(commands)
-    };
+    let command = filing(form);
     // The most critical roles are confirmed by typing the role's id (one
     // of them, for a bundle): a stronger check than yes or no, and it
     // stands for the break-glass question too.
@@ -101,6 +88,24 @@ fn submit(state: &mut State) -> Vec<Command> {
     form.submitting = true;
     state.marked.clear();
     vec![command]
+}
+
+/// What filing the form sends: every role of a bundle at once, each with
+/// its own idempotency key, so sending it again files nothing twice.
+pub(super) fn filing(form: &RequestForm) -> Command {
+    let mut commands: Vec<Command> = form
+        .bodies()
+        .into_iter()
+        .map(|(body, idempotency_key)| Command::Submit {
+            body,
+            idempotency_key,
+        })
+        .collect();
+    if commands.len() == 1 {
+        commands.remove(0)
+    } else {
+        Command::Batch(commands)
+    }
 }
 
 pub(super) fn filed(state: &mut State, request: AccessRequest) -> Vec<Command> {

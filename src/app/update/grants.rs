@@ -169,14 +169,19 @@ pub(super) fn credential(state: &mut State, copy: bool) -> Vec<Command> {
         banner(state, why, Level::Warning);
         return vec![];
     }
-    let grant = Some(grant.id.clone());
-    match grant {
-        Some(grant_id) => {
-            state.busy.insert(grant_id.clone());
-            vec![Command::Credential { grant_id, copy }]
-        }
-        None => vec![],
-    }
+    // At an ssh target the secret is the person's own key: the broker
+    // certifies it for the grant's window.
+    let certify = grant
+        .access
+        .as_ref()
+        .is_some_and(|access| access.kind == access::SSH);
+    let grant_id = grant.id.clone();
+    state.busy.insert(grant_id.clone());
+    vec![if certify {
+        Command::Certify { grant_id, copy }
+    } else {
+        Command::Credential { grant_id, copy }
+    }]
 }
 
 pub(super) fn credential_loaded(
@@ -187,10 +192,11 @@ pub(super) fn credential_loaded(
     state.busy.remove(&credential.grant_id);
     if copy && let Some(access) = &credential.access {
         let until = local_time(access.expires_at);
-        let (what, text) = match (&access.command, &access.uri) {
-            (Some(command), _) => ("command", command.clone()),
-            (None, Some(uri)) => ("URI", uri.clone()),
-            (None, None) => ("credential", credential.token.clone()),
+        let (what, text) = match (&access.certificate, &access.command, &access.uri) {
+            (Some(certificate), _, _) => ("SSH certificate", certificate.certificate.clone()),
+            (None, Some(command), _) => ("command", command.clone()),
+            (None, None, Some(uri)) => ("URI", uri.clone()),
+            (None, None, None) => ("credential", credential.token.clone()),
         };
         banner(
             state,

@@ -18,7 +18,7 @@ use chrono::TimeDelta;
 
 use super::action::{Action, Operation};
 use super::command::Command;
-use super::failure::Failure;
+use super::failure::{Failure, FailureKind};
 use super::state::{Banner, Level, Modal, Screen, State};
 
 /// How long a banner stays.
@@ -70,6 +70,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             vec![]
         }
         Action::SwitchFailed { profile, reason } => modals::switch_failed(state, &profile, &reason),
+        Action::SignInAgainFailed(reason) => sign_in_again_failed(state, &reason),
         other => key_action(state, other),
     }
 }
@@ -79,12 +80,46 @@ fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Com
     if let Some(form) = state.form.as_mut()
         && operation == Operation::Filing
     {
+        // The role wants a more recent sign-in: sign in again here and
+        // file the same form once more, with the same idempotency keys (a
+        // role of a bundle filed already is answered, not filed twice).
+        if failure.kind == FailureKind::StepUpRequired
+            && state.signs_in_again
+            && !form.signed_in_again
+        {
+            form.signed_in_again = true;
+            form.submitting = true;
+            form.error = Some(format!(
+                "{}: sign in again to file it…",
+                crate::text::sanitize::line(&failure.message)
+            ));
+            return vec![Command::SignInAgain {
+                then: Box::new(form::filing(form)),
+            }];
+        }
         form.submitting = false;
         form.error = Some(failure.describe());
         // A retry after a network error reuses the idempotency key.
         return vec![];
     }
     notify_error(state, operation, failure);
+    vec![]
+}
+
+/// Signing in again did not work: the form stays as it was, saying why.
+fn sign_in_again_failed(state: &mut State, reason: &str) -> Vec<Command> {
+    modals::sign_in_over(state, None);
+    let said = format!(
+        "Could not sign in again: {}",
+        crate::text::sanitize::line(reason)
+    );
+    match state.form.as_mut() {
+        Some(form) => {
+            form.submitting = false;
+            form.error = Some(said);
+        }
+        None => banner(state, said, Level::Error),
+    }
     vec![]
 }
 

@@ -160,6 +160,14 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
         ) => {
             let (what, text) = match (&action, &access.command, &access.uri) {
                 (Action::CopyUri, _, Some(uri)) => ("URI", uri.clone()),
+                _ if access.certificate.is_some() => (
+                    "SSH certificate",
+                    access
+                        .certificate
+                        .as_ref()
+                        .map(|c| c.certificate.clone())
+                        .unwrap_or_default(),
+                ),
                 (_, Some(command), _) => ("command", command.clone()),
                 (_, None, Some(uri)) => ("URI", uri.clone()),
                 (_, None, None) => ("credential", token.clone()),

@@ -309,6 +309,22 @@ fn at_target(mut g: hoist_api::Grant, state: hoist_api::AccessState) -> hoist_ap
     g
 }
 
+/// alice's credential of grant `g1` on `db`, with `access` at its target.
+fn credential_of_g1(
+    now: DateTime<Utc>,
+    access: hoist_api::AccessCredential,
+) -> hoist_api::Credential {
+    hoist_api::Credential {
+        grant_id: "g1".into(),
+        role: "db".into(),
+        token_type: "Bearer".into(),
+        token: "a.b.c".into(),
+        issued_at: now,
+        expires_at: now + TimeDelta::minutes(5),
+        access: Some(access),
+    }
+}
+
 fn grant_event(grant: hoist_api::Grant) -> Action {
     Action::Live(Box::new(LiveEvent::Grant { grant }))
 }
@@ -415,14 +431,9 @@ fn the_credential_of_access_still_provisioning_is_not_asked_for() {
             copy: false
         }]
     );
-    let credential = hoist_api::Credential {
-        grant_id: "g1".into(),
-        role: "db".into(),
-        token_type: "Bearer".into(),
-        token: "a.b.c".into(),
-        issued_at: now,
-        expires_at: now + TimeDelta::minutes(5),
-        access: Some(hoist_api::AccessCredential {
+    let credential = credential_of_g1(
+        now,
+        hoist_api::AccessCredential {
             target: "db-prod-1".into(),
             kind: "postgres".into(),
             env: Default::default(),
@@ -430,8 +441,8 @@ fn the_credential_of_access_still_provisioning_is_not_asked_for() {
             command: Some("psql \"postgresql://u:pw@h/db\"".into()),
             expires_at: now + TimeDelta::minutes(30),
             certificate: None,
-        }),
-    };
+        },
+    );
     update(
         &mut state,
         Action::CredentialLoaded {
@@ -933,4 +944,197 @@ fn a_request_landing_in_my_queue_is_a_desktop_notice_once() {
         Action::Live(Box::new(LiveEvent::Request { request: other })),
     );
     assert!(!commands.iter().any(|c| matches!(c, Command::Notify(_))));
+}
+
+#[test]
+fn the_credential_of_an_ssh_grant_is_a_certificate_shown_and_copied() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.screen = Screen::Grants;
+    let mut shell = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Live,
+    );
+    if let Some(access) = shell.access.as_mut() {
+        access.target = "hosts".into();
+        access.kind = "ssh".into();
+    }
+    update(&mut state, grant_event(shell));
+    // Certified for the person's own key, not fetched.
+    let commands = update(&mut state, Action::ShowCredential);
+    assert_eq!(
+        commands,
+        [Command::Certify {
+            grant_id: "g1".into(),
+            copy: false
+        }]
+    );
+    let line = "ssh-ed25519-cert-v01@openssh.com AAAA alice";
+    let credential = credential_of_g1(
+        now,
+        hoist_api::AccessCredential {
+            target: "hosts".into(),
+            kind: "ssh".into(),
+            env: Default::default(),
+            uri: None,
+            command: None,
+            expires_at: now + TimeDelta::minutes(30),
+            certificate: Some(hoist_api::SshCertificate {
+                certificate: line.into(),
+                key_id: "hoist grant=g1 holder=alice".into(),
+                principals: vec!["deploy".into()],
+                valid_after: now,
+                valid_before: now + TimeDelta::minutes(30),
+                fingerprint: "SHA256:abc".into(),
+            }),
+        },
+    );
+    update(
+        &mut state,
+        Action::CredentialLoaded {
+            credential: Box::new(credential.clone()),
+            copy: false,
+        },
+    );
+    // y in the pop-up copies the certificate shown, not the token.
+    let commands = update(&mut state, Action::CopyCredential);
+    assert_eq!(commands, [Command::Copy(line.into())]);
+    assert!(
+        state
+            .banner
+            .as_ref()
+            .is_some_and(|b| b.text == "SSH certificate for db copied"),
+        "{:?}",
+        state.banner
+    );
+    update(&mut state, Action::Back);
+    // y on the list certifies and copies at once.
+    let commands = update(&mut state, Action::CopyCredential);
+    assert_eq!(
+        commands,
+        [Command::Certify {
+            grant_id: "g1".into(),
+            copy: true
+        }]
+    );
+    let commands = update(
+        &mut state,
+        Action::CredentialLoaded {
+            credential: Box::new(credential),
+            copy: true,
+        },
+    );
+    assert_eq!(commands, [Command::Copy(line.into())]);
+    assert!(state.modal.is_none());
+}
+
+/// alice's form for a tier-0 `db`, filed once and refused for a sign-in
+/// too old for it.
+fn refused_for_an_old_sign_in(signs_in_again: bool) -> (State, Vec<Command>) {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.signs_in_again = signs_in_again;
+    let mut critical = role("db");
+    critical.tier = Some(0);
+    let mut form = RequestForm::new(critical, "key-1".into());
+    form.justification = "rotate the keys".into();
+    form.submitting = true;
+    state.form = Some(form);
+    let commands = update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Filing,
+            failure: Failure::new(
+                FailureKind::StepUpRequired,
+                "role `db` needs a sign-in within 15m",
+            ),
+        },
+    );
+    (state, commands)
+}
+
+#[test]
+fn a_step_up_signs_in_again_and_files_the_same_form_once_more() {
+    let (mut state, commands) = refused_for_an_old_sign_in(true);
+    let [Command::SignInAgain { then }] = commands.as_slice() else {
+        panic!("signs in again: {commands:?}");
+    };
+    assert!(
+        matches!(then.as_ref(), Command::Submit { body, idempotency_key }
+            if body.role == "db" && body.justification == "rotate the keys"
+                && idempotency_key == "key-1"),
+        "the same form, the same key: {then:?}"
+    );
+    let form = state.form.as_ref().unwrap();
+    assert!(form.submitting, "kept while signing in");
+    assert!(
+        form.error
+            .as_deref()
+            .is_some_and(|e| e.contains("sign in again to file it")),
+        "{:?}",
+        form.error
+    );
+
+    // Refused again after signing in: said, and no third sign-in.
+    let commands = update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Filing,
+            failure: Failure::new(FailureKind::StepUpRequired, "still too old"),
+        },
+    );
+    assert!(commands.is_empty(), "{commands:?}");
+    let form = state.form.as_ref().unwrap();
+    assert!(!form.submitting);
+    assert!(
+        form.error
+            .as_deref()
+            .is_some_and(|e| e.contains("still too old")),
+        "{:?}",
+        form.error
+    );
+    assert_eq!(form.justification, "rotate the keys", "the form is kept");
+}
+
+#[test]
+fn a_sign_in_again_that_fails_leaves_the_form_saying_why() {
+    let (mut state, _) = refused_for_an_old_sign_in(true);
+    update(
+        &mut state,
+        Action::SignInPrompt(crate::app::state::SignInPrompt {
+            profile: None,
+            why: "This role asks for a recent sign-in".into(),
+            url: "https://idp.example/device".into(),
+            code: "ABCD".into(),
+            complete: None,
+            minutes: 10,
+        }),
+    );
+    update(
+        &mut state,
+        Action::SignInAgainFailed("that sign-in was bob's, not alice's".into()),
+    );
+    assert!(state.modal.is_none(), "the sign-in pop-up closes");
+    let form = state.form.as_ref().unwrap();
+    assert!(!form.submitting);
+    assert_eq!(
+        form.error.as_deref(),
+        Some("Could not sign in again: that sign-in was bob's, not alice's")
+    );
+}
+
+#[test]
+fn without_a_way_to_sign_in_again_a_step_up_says_to_run_hoist_login() {
+    let (state, commands) = refused_for_an_old_sign_in(false);
+    assert!(commands.is_empty(), "{commands:?}");
+    let form = state.form.as_ref().unwrap();
+    assert!(!form.submitting);
+    assert!(
+        form.error
+            .as_deref()
+            .is_some_and(|e| e.contains("run `hoist login`")),
+        "{:?}",
+        form.error
+    );
 }
