@@ -139,8 +139,11 @@ async fn approver_screens() {
     // roles name no tier, so tiers are given here to show their badges.
     key(&mut bob, KeyCode::Char('a'));
     key(&mut bob, KeyCode::Enter);
+    // The review answered and the reload after it done: nothing in flight.
     assert!(
-        bob.wait_until(WAIT, |s| s.to_decide() == 2 && s.queue.len() == 3)
+        bob.wait_until(WAIT, |s| s.to_decide() == 2
+            && s.queue.len() == 3
+            && s.busy.is_empty())
             .await
     );
     freeze(&mut bob, oldest + TimeDelta::milliseconds(30_500));
