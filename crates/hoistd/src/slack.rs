@@ -29,7 +29,9 @@ pub const SIGNATURE_HEADER: &str = "x-slack-signature";
 /// The header carrying the post's Unix time, in seconds.
 pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
 /// The `action_id`s of the Approve and Deny buttons the notifications send.
-pub use crate::notify::format::{SLACK_APPROVE as APPROVE_ACTION, SLACK_DENY as DENY_ACTION};
+pub use crate::notify::format::{
+    SLACK_APPROVE as APPROVE_ACTION, SLACK_DENY as DENY_ACTION, SLACK_OPEN as OPEN_ACTION,
+};
 /// The denial reason a press of Deny gives: a review through the API must
 /// say why, a button cannot ask.
 pub const DENIAL_REASON: &str = "denied from Slack";
@@ -210,9 +212,10 @@ fn slack_id(id: &str) -> bool {
 }
 
 /// Reads a button press from a post's body (form-encoded, one `payload`
-/// field of JSON), or says what is wrong with it. Call it only on a body
-/// whose signature was checked.
-pub fn parse_action(body: &[u8]) -> Result<Action, String> {
+/// field of JSON), or says what is wrong with it; `None` for a press of the
+/// link button that opens the request, which Slack posts too and which asks
+/// nothing of hoist. Call it only on a body whose signature was checked.
+pub fn parse_action(body: &[u8]) -> Result<Option<Action>, String> {
     let payload = url::form_urlencoded::parse(body)
         .find(|(name, _)| name == "payload")
         .map(|(_, value)| value.into_owned())
@@ -243,6 +246,7 @@ pub fn parse_action(body: &[u8]) -> Result<Action, String> {
     let decision = match action.action_id.as_str() {
         APPROVE_ACTION => Decision::Approve,
         DENY_ACTION => Decision::Deny,
+        OPEN_ACTION => return Ok(None),
         _ => {
             return Err(format!(
                 "the action is not one of hoist's buttons ({APPROVE_ACTION}, {DENY_ACTION})"
@@ -260,13 +264,13 @@ pub fn parse_action(body: &[u8]) -> Result<Action, String> {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         })
         .ok_or("the button's value is not a request id")?;
-    Ok(Action {
+    Ok(Some(Action {
         team,
         user: user.id,
         decision,
         request_id,
         response_url: payload.response_url,
-    })
+    }))
 }
 
 /// Why a post that claims to come from Slack is refused.
@@ -419,20 +423,25 @@ mod tests {
         let action = parse_action(&form(&press(APPROVE_ACTION, "req_42"))).unwrap();
         assert_eq!(
             action,
-            Action {
+            Some(Action {
                 team: "T9TK3CUKW".into(),
                 user: "U024BE7LH".into(),
                 decision: Decision::Approve,
                 request_id: "req_42".into(),
                 response_url: Some("https://hooks.slack.com/actions/T9TK3CUKW/1/abc".into()),
-            }
+            })
         );
         let action = parse_action(&form(&press(DENY_ACTION, "req_42"))).unwrap();
-        assert_eq!(action.decision, Decision::Deny);
+        assert_eq!(action.unwrap().decision, Decision::Deny);
         // Enterprise Grid leaves `team` null; the user's team stands in.
         let mut grid = press(APPROVE_ACTION, "req_42");
         grid["team"] = serde_json::Value::Null;
-        assert_eq!(parse_action(&form(&grid)).unwrap().team, "T9TK3CUKW");
+        assert_eq!(
+            parse_action(&form(&grid)).unwrap().unwrap().team,
+            "T9TK3CUKW"
+        );
+        // The link button that opens the request asks nothing of hoist.
+        assert_eq!(parse_action(&form(&press(OPEN_ACTION, "req_42"))), Ok(None));
     }
 
     #[test]

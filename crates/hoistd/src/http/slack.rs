@@ -111,7 +111,9 @@ pub async fn actions(
     }
 
     let action = match slack::parse_action(&body) {
-        Ok(action) => action,
+        Ok(Some(action)) => action,
+        // The link button: Slack opened the page itself; nothing to answer.
+        Ok(None) => return (StatusCode::OK, Json(json!({}))).into_response(),
         Err(message) => {
             broker
                 .audit_slack_refusal(

@@ -532,6 +532,12 @@ async fn forged_stale_replayed_and_unmapped_posts_are_refused_and_audited() {
     );
     assert_eq!(state_of(&broker, &filed.id).await.reviews.len(), 1);
 
+    // The notification's link button is posted too: taken, nothing done,
+    // nothing refused.
+    let open = press(&slack_id("bob"), "hoist_open", &filed.id, &origin, "/l", 0);
+    assert_eq!(send(&url, &open).await.0, StatusCode::OK);
+    assert_eq!(state_of(&broker, &filed.id).await.reviews.len(), 1);
+
     // A second forged post within the minute is counted, not written.
     let mut again = press(
         &slack_id("bob"),
