@@ -281,7 +281,9 @@ async fn credentials_are_short_lived_verifiable_and_die_with_the_grant() {
 /// dead from the first moment of its `exp` second, not a second later.
 #[tokio::test]
 async fn a_credential_is_inactive_from_the_instant_of_its_exp() {
-    let broker = TestBroker::with_settings(r#"credential_ttl = "1s""#).await;
+    // `exp` is whole seconds, so a 1 s credential could live a few ms; 3 s
+    // leaves it at least 2 s, for the check that it is alive at first.
+    let broker = TestBroker::with_settings(r#"credential_ttl = "3s""#).await;
     let alice = broker.as_user("alice");
     let grant = active_grant(&broker, "alice", "logs", Some(600)).await;
     let credential = alice.credential(&grant.id).await.unwrap();
