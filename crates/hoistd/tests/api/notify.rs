@@ -132,6 +132,15 @@ fn channel(dir: &Path, base: &str, name: &str, format: &str, extra: &str) -> Str
     )
 }
 
+/// The test policy with one JSON channel, `ops`, told of filings only.
+fn filings_to_ops(dir: &Path, base: &str) -> String {
+    format!(
+        "{}{}",
+        policy_text(""),
+        channel(dir, base, "ops", "json", "events = [\"request_filed\"]")
+    )
+}
+
 /// Waits until every notification written so far is delivered or given up.
 async fn settled(broker: &TestBroker) {
     eventually(LONG, || async {
@@ -475,17 +484,7 @@ async fn a_failing_receiver_is_retried_and_gets_it_once() {
     let (receiver, base) = Receiver::start().await;
     receiver.fail("ops", &[500, 503]);
     let dir = tempfile::tempdir().unwrap();
-    let policy = format!(
-        "{}{}",
-        policy_text(""),
-        channel(
-            dir.path(),
-            &base,
-            "ops",
-            "json",
-            "events = [\"request_filed\"]"
-        )
-    );
+    let policy = filings_to_ops(dir.path(), &base);
     let broker = TestBroker::builder().policy(&policy).start().await;
     let filed = broker
         .as_user("alice")
@@ -528,17 +527,7 @@ async fn a_notification_left_unsent_is_delivered_after_a_restart() {
     // Fails until told otherwise (more failures than a test waits for).
     receiver.fail("ops", &[503; 1000]);
     let dir = tempfile::tempdir().unwrap();
-    let policy = format!(
-        "{}{}",
-        policy_text(""),
-        channel(
-            dir.path(),
-            &base,
-            "ops",
-            "json",
-            "events = [\"request_filed\"]"
-        )
-    );
+    let policy = filings_to_ops(dir.path(), &base);
     let mut broker = TestBroker::builder().policy(&policy).start().await;
     let filed = broker
         .as_user("alice")
