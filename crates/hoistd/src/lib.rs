@@ -389,6 +389,8 @@ async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
             _ = held.wait_for(|held| !*held) => {}
             _ = stopped.wait_for(|stopped| *stopped) => return,
         }
+        // Looking: every change from now on wakes it again.
+        broker.reaper_sleeps_until(None);
         let reaping = Arc::clone(&broker);
         let next = match tokio::task::spawn_blocking(move || {
             let next = reaping.reap()?;
@@ -411,6 +413,11 @@ async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
             .map(|at| (at - broker::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(REAPER_MAX_SLEEP)
             .min(REAPER_MAX_SLEEP);
+        broker.reaper_sleeps_until(
+            chrono::TimeDelta::from_std(sleep)
+                .ok()
+                .map(|sleep| broker::now() + sleep),
+        );
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = broker.reaper_wakeup().notified() => {}

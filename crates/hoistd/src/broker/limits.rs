@@ -15,7 +15,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hoist_api::AuditKind;
 use serde_json::json;
 
-use super::{Broker, Work};
+use super::{Broker, Work, now};
 use crate::audit::NewAuditEvent;
 use crate::error::{Error, Result};
 use crate::policy::{Rate, Settings};
@@ -197,16 +197,22 @@ impl Broker {
     /// stops), and lets limiters forget idle callers.
     pub fn record_repeated_uses(&self, stopping: bool) -> Result<()> {
         self.limits.load().forget_idle();
-        let mut work = self.begin()?;
         let ended: Vec<Window> = {
+            let at = now();
             let mut windows = self.uses.windows.lock().unwrap_or_else(|p| p.into_inner());
             let keys: Vec<_> = windows
                 .iter()
-                .filter(|(_, w)| stopping || w.until <= work.now)
+                .filter(|(_, w)| stopping || w.until <= at)
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.iter().filter_map(|k| windows.remove(k)).collect()
         };
+        // Nothing ended, nothing to write: no transaction (each takes the
+        // store's turn).
+        if ended.is_empty() {
+            return Ok(());
+        }
+        let mut work = self.begin()?;
         let mut wrote = false;
         for window in ended {
             wrote |= summarise(&mut work, window)?;

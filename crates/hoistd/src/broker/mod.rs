@@ -24,6 +24,7 @@ mod targets;
 mod workloads;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ use crate::audit::{self, NewAuditEvent};
 use crate::credential::Signer;
 use crate::error::{Error, Result};
 use crate::policy::{Policy, RoleDef};
-use crate::store::{Store, Tx};
+use crate::store::{Store, StoreError, Tx};
 use crate::target::ssh::Authority as SshAuthority;
 
 pub use hoist_api::SYSTEM_ACTOR;
@@ -56,6 +57,25 @@ pub enum Change {
     Resync,
 }
 
+impl Change {
+    /// When the reaper has something to record about what changed: a
+    /// pending request's time-out, an approved request's start, an active
+    /// grant's end (what the store's `due_*` queries find).
+    fn falls_due(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Change::Request(request) => match request.state {
+                RequestState::Pending => request.lapses_at,
+                RequestState::Approved => {
+                    Some(request.starts_at.unwrap_or(DateTime::<Utc>::MIN_UTC))
+                }
+                _ => None,
+            },
+            Change::Grant(grant) => (grant.state == GrantState::Active).then_some(grant.expires_at),
+            Change::Resync => None,
+        }
+    }
+}
+
 pub struct Broker {
     store: Arc<dyn Store>,
     verifier: crate::oidc::Verifier,
@@ -66,6 +86,9 @@ pub struct Broker {
     changes: broadcast::Sender<Change>,
     /// Wakes the reaper when something new may fall due sooner.
     reaper: Notify,
+    /// When the reaper looks next, in Unix milliseconds; `i64::MIN` while
+    /// it is looking (see [`Broker::reaper_sleeps_until`]).
+    reaper_at: AtomicI64,
     /// Holds the reaper back while true, so tests can read past an end that
     /// nothing has recorded yet (`testing` feature).
     reaper_held: watch::Sender<bool>,
@@ -315,6 +338,7 @@ impl Broker {
             ssh_ca: Arc::new(ssh_ca),
             changes,
             reaper: Notify::new(),
+            reaper_at: AtomicI64::new(i64::MIN),
             reaper_held: watch::Sender::new(false),
             bindings: RwLock::default(),
             reloads: watch::Sender::new(0),
@@ -369,10 +393,10 @@ impl Broker {
                 changes
             }
         };
+        self.wake_reaper_for(&changes);
         for change in changes {
             let _ = self.changes.send(change);
         }
-        self.reaper.notify_one();
         self.outbox.notify_one();
         self.notifier.notify_one();
         Ok(())
@@ -385,6 +409,29 @@ impl Broker {
 
     pub fn reaper_wakeup(&self) -> &Notify {
         &self.reaper
+    }
+
+    /// The reaper says when it looks next (`None`: it is looking now).
+    /// Until then, a change wakes it only if it falls due sooner: most
+    /// changes fall due long after (a grant's end, a request's time-out),
+    /// and each look is a transaction of its own.
+    pub fn reaper_sleeps_until(&self, until: Option<DateTime<Utc>>) {
+        let at = until.map_or(i64::MIN, |at| at.timestamp_millis());
+        self.reaper_at.store(at, Ordering::SeqCst);
+    }
+
+    /// Wakes the reaper if one of `changes` falls due before it looks next.
+    fn wake_reaper_for(&self, changes: &[Change]) {
+        let looks_at = self.reaper_at.load(Ordering::SeqCst);
+        let sooner = changes.iter().any(|change| match change {
+            Change::Resync => true,
+            change => change
+                .falls_due()
+                .is_some_and(|at| at.timestamp_millis() < looks_at),
+        });
+        if sooner {
+            self.reaper.notify_one();
+        }
     }
 
     /// Changes at every policy reload (after the new policy is in force).
@@ -404,10 +451,13 @@ impl Broker {
         self.reaper_held.send_replace(held);
     }
 
-    /// Starts a transaction, then reads the policy. In that order: a reload
-    /// swaps the policy before its own transaction revokes what the new one
-    /// no longer allows, so a transaction that grants access either commits
-    /// before that sweep (which then sees its grant) or reads the new policy.
+    /// Starts a transaction, then reads the policy. A reload swaps the
+    /// policy before its own transaction revokes what the new one no longer
+    /// allows, so a transaction that grants access must either commit
+    /// before that sweep (which then sees its grant) or read the new
+    /// policy. A store may take its lock only with the transaction's first
+    /// statement (PostgreSQL does), so [`Broker::finish`] checks the policy
+    /// is still the one read here.
     fn begin(&self) -> Result<Work<'_>> {
         let tx = self.store.transaction()?;
         Ok(Work {
@@ -424,8 +474,20 @@ impl Broker {
             mut tx,
             changes,
             effects,
+            policy,
             ..
         } = work;
+        if !changes.is_empty() && !Arc::ptr_eq(&policy, &self.policy.load()) {
+            // Reloaded since `begin`: the reload's sweep may have gone
+            // before this transaction's first statement, and would not see
+            // what it writes. Nothing is written; it may be sent again.
+            return Err(StoreError::Unavailable(
+                "the policy was reloaded while this was decided; nothing was written, \
+                 send it again"
+                    .into(),
+            )
+            .into());
+        }
         if !changes.is_empty() {
             // Other instances sharing the database hear of it at commit.
             let (requests, grants): (Vec<&str>, Vec<&str>) = (
@@ -451,12 +513,12 @@ impl Broker {
             self.outbox.notify_one();
         }
         let wake = !changes.is_empty();
+        self.wake_reaper_for(&changes);
         for change in changes {
             // No subscribers is not an error.
             let _ = self.changes.send(change);
         }
         if wake {
-            self.reaper.notify_one();
             self.notifier.notify_one();
         }
         Ok(())
