@@ -36,7 +36,13 @@
 //!    [`Tx::insert_identity`] for either is a [`StoreError::Conflict`].
 //! 6. Dropping a transaction without [`Tx::commit`] rolls back everything
 //!    it wrote. A transaction that met an error is dropped, never used
-//!    again: a server database may already have aborted it.
+//!    again: a server database may already have aborted it. A backend may
+//!    hold back the writes of rules 2 to 5 (requests, reviews, grants,
+//!    idempotency keys, audit entries) and send them with the
+//!    transaction's next call that reads, or with the commit, to save
+//!    their round trips: a refusal is then the error of that call or of
+//!    [`Tx::commit`], which then commits nothing. [`Tx::flush`] sends them
+//!    at once. The other writes report a refusal at the call.
 //! 7. What is written is read back as it was, every field, with times at
 //!    millisecond precision; lists come in the order their query documents.
 //!    A grant's `access` is part of the grant: written by
@@ -601,6 +607,12 @@ pub trait Tx {
     /// uses.
     fn announce(&mut self, requests: &[&str], grants: &[&str]) -> Result<()> {
         let _ = (requests, grants);
+        Ok(())
+    }
+
+    /// Sends the writes held back (rule 6), reporting their refusal if one
+    /// is refused. Nothing to do for a backend that holds none back.
+    fn flush(&mut self) -> Result<()> {
         Ok(())
     }
 

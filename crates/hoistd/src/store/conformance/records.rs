@@ -421,7 +421,9 @@ pub fn idempotency_keys(store: &dyn Store) {
         Some(("hash-b".to_string(), "req_b".to_string()))
     );
     assert_eq!(tx.idempotency_key("alice", "k2").unwrap(), None);
-    let again = tx.insert_idempotency_key("alice", "k1", "hash-c", "req_b", at(3));
+    let again = tx
+        .insert_idempotency_key("alice", "k1", "hash-c", "req_b", at(3))
+        .and_then(|()| tx.flush());
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     drop(tx);
     let tx = store.transaction().unwrap();

@@ -71,15 +71,37 @@ pub fn conflicts_and_missing_rows(store: &dyn Store) {
             false,
         ),
     ];
+    // A backend may hold the write back until the transaction's next call
+    // that reads, or its commit (rule 6): the refusal is that call's error,
+    // and a commit that reports it commits nothing.
+    let after = bare_request("req_after", "alice", "db", 6);
     for (what, write, conflict) in refusals {
-        let mut tx = store.transaction().unwrap();
-        let result = write(tx.as_mut());
-        let expected = if conflict {
-            matches!(result, Err(StoreError::Conflict(_)))
-        } else {
-            matches!(result, Err(StoreError::NotFound(_)))
+        let expected = |result: &crate::store::Result<()>| match conflict {
+            true => matches!(result, Err(StoreError::Conflict(_))),
+            false => matches!(result, Err(StoreError::NotFound(_))),
         };
-        assert!(expected, "{what}: {result:?}");
+        let mut tx = store.transaction().unwrap();
+        let result = write(tx.as_mut()).and_then(|()| tx.flush());
+        assert!(expected(&result), "{what}, then flush: {result:?}");
+        drop(tx);
+
+        let mut tx = store.transaction().unwrap();
+        let result = write(tx.as_mut()).and_then(|()| tx.request("req").map(|_| ()));
+        assert!(expected(&result), "{what}, then a read: {result:?}");
+        drop(tx);
+
+        let mut tx = store.transaction().unwrap();
+        let result = write(tx.as_mut()).and_then(|()| {
+            tx.insert_request(&after)?;
+            tx.commit()
+        });
+        assert!(expected(&result), "{what}, then commit: {result:?}");
+        let tx = store.transaction().unwrap();
+        assert_eq!(
+            tx.request(&after.id).unwrap(),
+            None,
+            "{what}: a commit that failed wrote nothing"
+        );
     }
 
     let tx = store.transaction().unwrap();

@@ -1,17 +1,20 @@
 //! The PostgreSQL store, for several hoistd instances on one database:
-//! tokio-postgres connections in a deadpool pool, driven by a small runtime
-//! of the store's own behind the synchronous [`Store`] and [`Tx`].
+//! tokio-postgres connections in a deadpool pool behind the synchronous
+//! [`Store`] and [`Tx`].
 //!
-//! Why a runtime of its own: the broker calls the store from the blocking
-//! pool (and a few places from async code), one call at a time, and the
-//! conformance suite from plain threads. Each call is spawned onto the
-//! store's runtime and its answer waited for on a channel, which works from
-//! any thread and never starts or enters a runtime inside another. The
-//! calling thread blocks for the round trip, as it does on SQLite's lock.
+//! The broker calls the store from the blocking pool (and a few places
+//! from async code), one call at a time, and the conformance suite from
+//! plain threads. The pool and each connection's task run on a small
+//! runtime of the store's own; a call's statements are driven on the
+//! calling thread with `futures::executor::block_on`, which needs no
+//! runtime, so it works from any thread and never starts or enters a
+//! runtime inside another. The calling thread blocks for the round trip,
+//! as it does on SQLite's lock.
 //!
 //! Rule 1 (serialisable writes): every transaction takes one
-//! transaction-scoped advisory lock before its first read, so transactions
-//! take turns across every instance, as they do on SQLite's one connection.
+//! transaction-scoped advisory lock before its first read (with it, in one
+//! round trip: see `tx::PgTx`), so transactions take turns across every
+//! instance, as they do on SQLite's one connection.
 //! Measured against SERIALIZABLE with retries in BENCHMARKS.md: the broker's
 //! transactions all touch the audit head, so under SERIALIZABLE nearly every
 //! concurrent pair conflicts and one is retried anyway. An advisory lock of
@@ -45,18 +48,22 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0005_slack_replays.sql"),
 ];
 
-/// Starts a transaction and takes the advisory lock every transaction
-/// takes first (rule 1) in one round trip: one simple query, two
-/// statements, nothing in it but constants. Any lock number will do as
-/// long as nothing else on the database uses it: "hoistd tx" (see the
-/// test below). The lock is held to the end, so each round trip is part of
-/// the critical section the instances take turns at; this saves one.
-const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7525349446954284152)";
+/// Starts a transaction, takes the advisory lock every transaction takes
+/// first (rule 1) and reads the audit head: one simple query, three
+/// statements, nothing in it but constants, sent with the transaction's
+/// first statements in one round trip (see `tx::PgTx`). Any lock number
+/// will do as long as nothing else on the database uses it: "hoistd tx"
+/// (see the test below). The lock is held to the end, so every round trip
+/// after it is part of the critical section the instances take turns at;
+/// under the lock, the head read here stays the head until this
+/// transaction appends.
+pub(super) const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7525349446954284152); \
+    SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 /// The advisory lock migrations are applied under: "hoistd mg".
 const MIGRATION_LOCK: i64 = 0x686f_6973_7464_6d67;
 
 /// What a transaction announces at its commit (see `PgConn::commit_announcing`).
-const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+pub(super) const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 /// Connections kept open at most, per instance.
 const POOL_SIZE: usize = 16;
@@ -205,7 +212,7 @@ impl PostgresStore {
         let object = self
             .run(async move { pool.get().await })?
             .map_err(pool_error)?;
-        Ok(PgConn::new(object, self.handle.clone()))
+        Ok(PgConn::new(object))
     }
 
     /// Applies the pending migrations in one transaction under the
@@ -215,7 +222,7 @@ impl PostgresStore {
     pub fn migrate(&self) -> Result<i64> {
         let conn = self.connection()?;
         conn.begin("BEGIN")?;
-        conn.execute(
+        conn.query(
             "SELECT pg_advisory_xact_lock($1)",
             vec![Box::new(MIGRATION_LOCK)],
         )?;
@@ -238,7 +245,7 @@ impl PostgresStore {
         for sql in MIGRATIONS.iter().skip(found as usize) {
             conn.batch(sql)?;
         }
-        conn.execute(
+        conn.query(
             "UPDATE hoistd_schema SET version = $1",
             vec![Box::new(known)],
         )?;
@@ -280,9 +287,10 @@ impl Store for PostgresStore {
         }
     }
 
+    /// Takes a connection; the transaction itself begins, and takes its
+    /// lock, with the first statement sent (see `tx::PgTx`).
     fn transaction(&self) -> Result<Box<dyn Tx + '_>> {
         let conn = self.connection()?;
-        conn.begin(BEGIN_LOCKED)?;
         Ok(Box::new(tx::PgTx::new(conn, self.origin.clone())))
     }
 
@@ -291,9 +299,8 @@ impl Store for PostgresStore {
     /// writer waits for.
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
         let conn = self.connection()?;
-        conn.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
         // The snapshot is taken at the first statement, not at BEGIN.
-        conn.query("SELECT 1", Vec::new())?;
+        conn.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")?;
         Ok(Box::new(PgSnapshot { conn }))
     }
 
@@ -335,7 +342,7 @@ impl Store for PostgresStore {
 
     fn resign(&self, holder: &str) -> Result<()> {
         let conn = self.connection()?;
-        conn.execute(
+        conn.query(
             "UPDATE leadership SET expires_at = clock_timestamp() - interval '1 second' \
              WHERE name = 'hoistd' AND holder = $1",
             vec![Box::new(holder.to_owned())],
@@ -348,175 +355,241 @@ impl Store for PostgresStore {
     }
 }
 
-/// One pooled connection, shared with the statement running on the
-/// store's runtime. Dropped, it goes back to the pool, rolled back first if
-/// a transaction was left open, or is closed if it broke.
+/// One pooled connection. Its statements are driven on the calling thread
+/// (the driver's futures need no runtime; the connection's own task, on the
+/// store's runtime, does the socket work). Dropped, it goes back to the
+/// pool, rolled back first if a transaction was left open, or is closed if
+/// it broke.
 pub(super) struct PgConn {
-    object: Option<Arc<Object>>,
-    handle: tokio::runtime::Handle,
+    object: Option<Object>,
     /// Inside `BEGIN` and not yet committed or rolled back.
     open: AtomicBool,
     /// Met an error that leaves it unusable: it is not handed out again.
     broken: AtomicBool,
 }
 
+/// One statement of a [`PgConn::pipeline`], with its parameters.
+pub(super) struct Statement {
+    pub(super) sql: String,
+    pub(super) params: Vec<Param>,
+}
+
+impl Statement {
+    pub(super) fn new(sql: impl Into<String>, params: Vec<Param>) -> Self {
+        Statement {
+            sql: sql.into(),
+            params,
+        }
+    }
+}
+
+/// The first step of a pipeline that failed, and the driver's error:
+/// `at` is the statement's place, `None` for the `BEGIN` or the `COMMIT`.
+/// PostgreSQL refused every statement after it.
+pub(super) struct Failed {
+    pub(super) at: Option<usize>,
+    pub(super) error: tokio_postgres::Error,
+}
+
+/// What a pipeline gave back: the rows of its `BEGIN` statements (as text)
+/// and of each statement, in order.
+#[derive(Default)]
+pub(super) struct Piped {
+    pub(super) begun: Vec<tokio_postgres::SimpleQueryRow>,
+    pub(super) rows: Vec<Vec<Row>>,
+}
+
+/// What one step of a pipeline gave back, or the driver's error.
+type Answer = std::result::Result<Step, tokio_postgres::Error>;
+
+/// What one step of a pipeline gave back.
+enum Step {
+    Begun(Vec<tokio_postgres::SimpleQueryMessage>),
+    Rows(Vec<Row>),
+    Committed,
+}
+
 impl PgConn {
-    fn new(object: Object, handle: tokio::runtime::Handle) -> Self {
+    fn new(object: Object) -> Self {
         PgConn {
-            object: Some(Arc::new(object)),
-            handle,
+            object: Some(object),
             open: AtomicBool::new(false),
             broken: AtomicBool::new(false),
         }
     }
 
-    fn run<T: Send + 'static>(
+    fn object(&self) -> Result<&Object> {
+        self.object.as_ref().ok_or_else(|| {
+            StoreError::Unavailable("the connection was lost earlier in this transaction".into())
+        })
+    }
+
+    /// Sends `begin` (statements with no parameters, as one simple query)
+    /// when given, `statements`, and `COMMIT` when `commit`, back to back
+    /// on the connection, and waits for all of their answers: one round
+    /// trip however many there are. The server runs them in order; once
+    /// one fails, it refuses the rest of the transaction (and takes the
+    /// `COMMIT` as a rollback), so the first failure is the one that
+    /// counts.
+    pub(super) fn pipeline(
         &self,
-        work: impl FnOnce(Arc<Object>) -> Pin<Box<dyn Future<Output = T> + Send>>,
-    ) -> Result<T> {
-        let Some(object) = &self.object else {
-            return Err(StoreError::Unavailable(
-                "the connection was lost earlier in this transaction".into(),
-            ));
-        };
-        let (answer, answered) = std::sync::mpsc::sync_channel(1);
-        let future = work(Arc::clone(object));
-        self.handle.spawn(async move {
-            let _ = answer.send(future.await);
-        });
-        answered
-            .recv()
-            .map_err(|_| StoreError::Other("the store's runtime stopped mid-call".into()))
+        begin: Option<&str>,
+        statements: &[Statement],
+        commit: bool,
+    ) -> Result<std::result::Result<Piped, Failed>> {
+        let object = self.object()?;
+        Ok(futures::executor::block_on(async {
+            // Prepared first, one at a time: a statement met for the first
+            // time on this connection costs one round trip, once.
+            let mut prepared = Vec::with_capacity(statements.len());
+            for (at, statement) in statements.iter().enumerate() {
+                match object.prepare_cached(&statement.sql).await {
+                    Ok(done) => prepared.push(done),
+                    Err(error) => {
+                        return Err(Failed {
+                            at: Some(at),
+                            error,
+                        });
+                    }
+                }
+            }
+            type Send<'a> = Pin<Box<dyn Future<Output = Answer> + 'a>>;
+            let mut sends: Vec<Send<'_>> = Vec::with_capacity(statements.len() + 2);
+            if let Some(begin) = begin {
+                sends.push(Box::pin(async move {
+                    object.simple_query(begin).await.map(Step::Begun)
+                }));
+            }
+            for (statement, prepared) in statements.iter().zip(&prepared) {
+                sends.push(Box::pin(async move {
+                    let params: Vec<&(dyn ToSql + Sync)> = statement
+                        .params
+                        .iter()
+                        .map(|param| param.as_ref() as &(dyn ToSql + Sync))
+                        .collect();
+                    object.query(prepared, &params).await.map(Step::Rows)
+                }));
+            }
+            if commit {
+                sends.push(Box::pin(async {
+                    object
+                        .batch_execute("COMMIT")
+                        .await
+                        .map(|()| Step::Committed)
+                }));
+            }
+            let first = usize::from(begin.is_some());
+            let mut piped = Piped::default();
+            for (step, answer) in in_order(sends).await.into_iter().enumerate() {
+                match answer {
+                    Ok(Step::Begun(messages)) => {
+                        piped.begun = messages
+                            .into_iter()
+                            .filter_map(|message| match message {
+                                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+                                _ => None,
+                            })
+                            .collect();
+                    }
+                    Ok(Step::Rows(rows)) => piped.rows.push(rows),
+                    Ok(Step::Committed) => {}
+                    Err(error) => {
+                        let at = step.checked_sub(first).filter(|at| *at < statements.len());
+                        return Err(Failed { at, error });
+                    }
+                }
+            }
+            Ok(piped)
+        }))
     }
 
     /// Runs one statement and returns its rows.
     pub(super) fn query(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
-        let sql = sql.to_owned();
-        let rows = self.run(move |object| {
-            Box::pin(async move {
-                let rows = match object.prepare_cached(&sql).await {
-                    Ok(statement) => {
-                        let refs: Vec<&(dyn ToSql + Sync)> = params
-                            .iter()
-                            .map(|param| param.as_ref() as &(dyn ToSql + Sync))
-                            .collect();
-                        object.query(&statement, &refs).await
-                    }
-                    Err(err) => Err(err),
-                };
-                drop(object);
-                rows
-            })
-        })?;
-        rows.map_err(|err| self.failed(err))
-    }
-
-    /// Runs one statement and returns how many rows it changed.
-    pub(super) fn execute(&self, sql: &str, params: Vec<Param>) -> Result<u64> {
-        let sql = sql.to_owned();
-        let changed = self.run(move |object| {
-            Box::pin(async move {
-                let changed = match object.prepare_cached(&sql).await {
-                    Ok(statement) => {
-                        let refs: Vec<&(dyn ToSql + Sync)> = params
-                            .iter()
-                            .map(|param| param.as_ref() as &(dyn ToSql + Sync))
-                            .collect();
-                        object.execute(&statement, &refs).await
-                    }
-                    Err(err) => Err(err),
-                };
-                drop(object);
-                changed
-            })
-        })?;
-        changed.map_err(|err| self.failed(err))
+        match self.pipeline(None, &[Statement::new(sql, params)], false)? {
+            Ok(mut piped) => Ok(piped.rows.pop().unwrap_or_default()),
+            Err(failed) => Err(self.failed(failed.error)),
+        }
     }
 
     /// Runs statements with no parameters (`BEGIN`, a migration).
     pub(super) fn batch(&self, sql: &str) -> Result<()> {
-        let sql = sql.to_owned();
-        let done = self.run(move |object| {
-            Box::pin(async move {
-                let done = object.batch_execute(&sql).await;
-                drop(object);
-                done
-            })
-        })?;
-        done.map_err(|err| self.failed(err))
+        let object = self.object()?;
+        futures::executor::block_on(object.batch_execute(sql)).map_err(|err| self.failed(err))
     }
 
-    /// Starts a transaction with `begin`.
+    /// [`PgConn::pipeline`], keeping track of the transaction: open from
+    /// `begin` (so that if anything fails on the way, dropping the
+    /// connection rolls back, or closes it), over at `commit` whatever the
+    /// answer, and a connection whose commit failed is not used again.
+    pub(super) fn send(
+        &self,
+        begin: Option<&str>,
+        statements: &[Statement],
+        commit: bool,
+    ) -> Result<std::result::Result<Piped, Failed>> {
+        if begin.is_some() {
+            self.open.store(true, Ordering::Relaxed);
+        }
+        let done = self.pipeline(begin, statements, commit);
+        if commit {
+            self.open.store(false, Ordering::Relaxed);
+            if !matches!(done, Ok(Ok(_))) {
+                self.broken.store(true, Ordering::Relaxed);
+            }
+        }
+        done
+    }
+
+    /// Starts a transaction with `begin` (statements with no parameters).
     pub(super) fn begin(&self, begin: &str) -> Result<()> {
-        self.batch(begin)?;
-        self.open.store(true, Ordering::Relaxed);
-        Ok(())
+        match self.send(Some(begin), &[], false)? {
+            Ok(_) => Ok(()),
+            Err(failed) => Err(self.failed(failed.error)),
+        }
     }
 
     /// Commits; whatever the answer, the transaction is over.
     pub(super) fn commit(&self) -> Result<()> {
-        self.commit_announcing(Vec::new())
-    }
-
-    /// Sends each `pg_notify(CHANNEL, notice)` and the `COMMIT` together,
-    /// pipelined on the connection: one round trip, in order, so the
-    /// notices are still part of the transaction (delivered at commit,
-    /// dropped with a rollback). A notice refused aborts the transaction,
-    /// and then the commit is an error too.
-    pub(super) fn commit_announcing(&self, notices: Vec<String>) -> Result<()> {
-        let done = self
-            .run(move |object| {
-                Box::pin(async move {
-                    let done = async {
-                        let notify = match notices.is_empty() {
-                            true => None,
-                            false => Some(object.prepare_cached(NOTIFY).await?),
-                        };
-                        // Each future sends its request when first polled,
-                        // and `join` polls the notices before the commit.
-                        let sent = notify.as_ref().map(|notify| {
-                            futures::future::join_all(notices.iter().map(|notice| {
-                                object.execute_raw(notify, [listen::CHANNEL, notice.as_str()])
-                            }))
-                        });
-                        let (sent, committed) = futures::future::join(
-                            async {
-                                match sent {
-                                    Some(sent) => sent.await,
-                                    None => Vec::new(),
-                                }
-                            },
-                            object.batch_execute("COMMIT"),
-                        )
-                        .await;
-                        for notified in sent {
-                            notified?;
-                        }
-                        committed
-                    }
-                    .await;
-                    drop(object);
-                    done
-                })
-            })
-            .and_then(|done| done.map_err(|err| self.failed(err)));
-        self.open.store(false, Ordering::Relaxed);
-        if done.is_err() {
-            self.broken.store(true, Ordering::Relaxed);
+        match self.send(None, &[], true)? {
+            Ok(_) => Ok(()),
+            Err(failed) => Err(self.failed(failed.error)),
         }
-        done
     }
 
     /// An error that may leave the connection unusable (lost, or the server
     /// turned read-only in a failover) keeps it from the pool, so the next
     /// transaction connects afresh, to whichever server is primary by then.
-    fn failed(&self, err: tokio_postgres::Error) -> StoreError {
+    pub(super) fn failed(&self, err: tokio_postgres::Error) -> StoreError {
         let store_error = StoreError::from(err);
         if matches!(store_error, StoreError::Unavailable(_)) {
             self.broken.store(true, Ordering::Relaxed);
         }
         store_error
     }
+}
+
+/// Polls every future in order, each time, until all are done: each
+/// statement's request is sent at its first poll, so they go out in the
+/// order given.
+async fn in_order<T>(mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (future, done) in futures.iter_mut().zip(done.iter_mut()) {
+            if done.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(answer) => *done = Some(answer),
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        match waiting {
+            true => std::task::Poll::Pending,
+            false => std::task::Poll::Ready(()),
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
 }
 
 impl Drop for PgConn {
@@ -530,7 +603,7 @@ impl Drop for PgConn {
             self.broken.store(true, Ordering::Relaxed);
         }
         if self.broken.load(Ordering::Relaxed)
-            && let Some(object) = self.object.take().and_then(Arc::into_inner)
+            && let Some(object) = self.object.take()
         {
             // Closed rather than handed to the next transaction.
             drop(Object::take(object));
@@ -549,7 +622,7 @@ impl Snapshot for PgSnapshot {
     }
 
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()> {
-        tx::scan_audit(&self.conn, visit)
+        tx::scan_audit(&|sql, params| self.conn.query(sql, params), visit)
     }
 }
 
@@ -673,9 +746,9 @@ mod tests {
     #[test]
     fn transactions_take_the_transaction_lock() {
         const TX_LOCK: i64 = 0x686f_6973_7464_7478;
-        assert_eq!(
-            BEGIN_LOCKED,
-            format!("BEGIN; SELECT pg_advisory_xact_lock({TX_LOCK})")
+        assert!(
+            BEGIN_LOCKED.starts_with(&format!("BEGIN; SELECT pg_advisory_xact_lock({TX_LOCK}); ")),
+            "{BEGIN_LOCKED}"
         );
     }
 }

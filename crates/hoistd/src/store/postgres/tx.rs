@@ -5,6 +5,7 @@
 //! kept together (as `sqlite/tx.rs` is) so the transaction rules in
 //! `store/mod.rs` can be checked against one file.
 
+use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
@@ -13,19 +14,44 @@ use hoist_api::{
     GrantState, RequestKind, RequestState, Review, TargetAccess,
 };
 use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
-use super::{Param, PgConn, SCAN_PAGE};
+use super::{BEGIN_LOCKED, Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement};
 use crate::store::{
     AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GrantQuery, Notification,
     NotificationDelivery, RequestQuery, Result, StoreError, StoredAudit, Tx,
 };
 
+/// One transaction: it holds the transaction lock (rule 1) from its first
+/// round trip to its commit, so it spends as few round trips as it can.
+/// `BEGIN` and the lock go with its first statement; writes whose answer
+/// the broker does not wait for are held back and sent with the next
+/// statement or the commit (see [`Tx::flush`]); the audit head comes with
+/// the lock. Filing a request or approving one is then two round trips,
+/// and only one of them holds the lock: from the first's answer to the
+/// commit.
 pub(super) struct PgTx {
     conn: PgConn,
     origin: String,
     /// What `announce` was given, sent with the commit.
     notices: Vec<String>,
+    /// Writes not sent yet, in order.
+    held: RefCell<Vec<Held>>,
+    /// Whether [`BEGIN_LOCKED`] was sent.
+    begun: Cell<bool>,
+    /// The audit head once known: read with the lock, then the entry this
+    /// transaction last appended. Under the lock no other transaction
+    /// appends, so it needs no reading again.
+    head: RefCell<Option<Option<AuditHead>>>,
+}
+
+/// A write held back. An update names what it changes: it must change a
+/// row (rule 5), and is written so that PostgreSQL refuses it, aborting the
+/// transaction, when it changes none (see [`PgTx::hold_update`]).
+struct Held {
+    statement: Statement,
+    updates: Option<String>,
 }
 
 impl PgTx {
@@ -34,7 +60,112 @@ impl PgTx {
             conn,
             origin,
             notices: Vec::new(),
+            held: RefCell::new(Vec::new()),
+            begun: Cell::new(false),
+            head: RefCell::new(None),
         }
+    }
+
+    /// Sends `statements`, after `BEGIN` and the lock if the transaction
+    /// has not begun, and `COMMIT` after them when `commit`: one round
+    /// trip. The rows of each statement.
+    fn send(
+        &self,
+        statements: &[Statement],
+        updates: &[Option<String>],
+        commit: bool,
+    ) -> Result<Vec<Vec<Row>>> {
+        let begin = (!self.begun.replace(true)).then_some(BEGIN_LOCKED);
+        let piped = match self.conn.send(begin, statements, commit)? {
+            Ok(piped) => piped,
+            Err(failed) => return Err(self.refused(failed, updates)),
+        };
+        if begin.is_some() {
+            // The lock's statement gives nothing; the head's, one row or
+            // none. An entry appended before the head came is newer.
+            let mut head = self.head.borrow_mut();
+            if head.is_none() {
+                *head = Some(match piped.begun.iter().find(|row| row.len() == 2) {
+                    None => None,
+                    Some(row) => Some(AuditHead {
+                        seq: row.get(0).and_then(|seq| seq.parse().ok()).ok_or_else(|| {
+                            StoreError::Corrupt("the audit head's sequence number".into())
+                        })?,
+                        hash: row.get(1).unwrap_or_default().to_string(),
+                    }),
+                });
+            }
+        }
+        Ok(piped.rows)
+    }
+
+    /// The held writes and then `statement`, taken out to be sent, with
+    /// what each held update changes.
+    fn with_held(&self, statement: Option<Statement>) -> (Vec<Statement>, Vec<Option<String>>) {
+        let held = self.held.take();
+        let mut statements = Vec::with_capacity(held.len() + 1);
+        let mut updates = Vec::with_capacity(held.len());
+        for Held {
+            statement,
+            updates: what,
+        } in held
+        {
+            statements.push(statement);
+            updates.push(what);
+        }
+        statements.extend(statement);
+        (statements, updates)
+    }
+
+    /// A failed pipeline in the store's words: a held update that changed
+    /// nothing is [`StoreError::NotFound`].
+    fn refused(&self, failed: Failed, updates: &[Option<String>]) -> StoreError {
+        if failed.error.code() == Some(&SqlState::DIVISION_BY_ZERO)
+            && let Some(Some(what)) = failed.at.and_then(|at| updates.get(at))
+        {
+            return StoreError::NotFound(what.clone());
+        }
+        self.conn.failed(failed.error)
+    }
+
+    /// Runs one statement after the held writes, in one round trip, and
+    /// returns its rows.
+    fn query(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
+        let (statements, updates) = self.with_held(Some(Statement::new(sql, params)));
+        Ok(self
+            .send(&statements, &updates, false)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Holds an insert back. One under a key already taken fails at the
+    /// server, aborting the transaction, and is reported as a conflict by
+    /// the call that sends it.
+    fn hold_insert(&mut self, sql: &str, params: Vec<Param>) {
+        self.held.get_mut().push(Held {
+            statement: Statement::new(sql, params),
+            updates: None,
+        });
+    }
+
+    /// Holds an update of `what` back. `update` changes at most one row;
+    /// wrapped so that the server fails it (division by zero) when it
+    /// changes none, which the call that sends it reports as
+    /// [`StoreError::NotFound`] naming `what`.
+    fn hold_update(&mut self, what: String, update: &str, params: Vec<Param>) {
+        self.held.get_mut().push(Held {
+            statement: Statement::new(
+                format!("WITH changed AS ({update} RETURNING 1) SELECT 1 / count(*) FROM changed"),
+                params,
+            ),
+            updates: Some(what),
+        });
+    }
+
+    /// Runs a write now (after the held ones) and returns how many rows it
+    /// changed: it ends in `RETURNING 1`.
+    fn write(&self, sql: &str, params: Vec<Param>) -> Result<usize> {
+        Ok(self.query(sql, params)?.len())
     }
 }
 
@@ -82,7 +213,7 @@ fn corrupt(what: &str, value: &str) -> StoreError {
 }
 
 /// An update that matched no row was of something never stored (rule 5).
-fn updated(rows: u64, what: &str, id: &str) -> Result<()> {
+fn updated(rows: usize, what: &str, id: &str) -> Result<()> {
     if rows == 0 {
         return Err(StoreError::NotFound(format!("{what} {id}")));
     }
@@ -92,6 +223,18 @@ fn updated(rows: u64, what: &str, id: &str) -> Result<()> {
 const REQUEST_COLUMNS: &str = "id, kind, role, role_name, requester, justification, ticket, \
     incident, duration_secs, starts_at, break_glass, state, created_at, updated_at, lapses_at, \
     approvals_required, grant_id, reason, claim_by, claim_until, ack_by, ack_comment, ack_at, tier";
+
+/// A request's reviews, oldest first (by time, then reviewer), as one JSON
+/// column after [`REQUEST_COLUMNS`]: read with the request, in the same
+/// round trip.
+const REVIEWS: &str = "(SELECT json_agg(json_build_array(reviewer, decision, comment, at) \
+    ORDER BY at, reviewer)::text FROM reviews WHERE reviews.request_id = requests.id) AS reviews";
+
+/// Where [`REVIEWS`] comes in a row.
+const REQUEST_COLUMN_COUNT: usize = 24;
+
+/// The reviews column's JSON: `[reviewer, decision, comment, at]` each.
+type ReviewRow = (String, String, Option<String>, i64);
 
 fn request_from_row(row: &Row) -> Result<AccessRequest> {
     let kind: String = get(row, 1)?;
@@ -334,14 +477,12 @@ fn limit(limit: Option<usize>) -> String {
 }
 
 impl PgTx {
-    /// Inserts a row; one under a key already taken is a conflict (rules 2
-    /// to 5, 9, 10). `ON CONFLICT DO NOTHING` rather than the unique
+    /// Inserts a row now; one under a key already taken is a conflict
+    /// (rules 9 to 13). `ON CONFLICT DO NOTHING` rather than the unique
     /// violation: a failed statement aborts a PostgreSQL transaction, and
-    /// the broker goes on after a refused insert (as it may on SQLite).
+    /// the broker goes on after these refusals (rule 12).
     fn insert(&self, table: &str, sql: &str, values: Vec<Param>) -> Result<()> {
-        let inserted = self
-            .conn
-            .execute(&format!("{sql} ON CONFLICT DO NOTHING"), values)?;
+        let inserted = self.write(&format!("{sql} ON CONFLICT DO NOTHING RETURNING 1"), values)?;
         if inserted == 0 {
             return Err(StoreError::Conflict(format!(
                 "{table}: a row with the same key is already stored"
@@ -355,7 +496,7 @@ impl PgTx {
         let Some(access) = &g.access else {
             return Ok(());
         };
-        self.conn.execute(
+        self.hold_insert(
             "INSERT INTO grant_access (grant_id, target, kind, access_state, access_reason, \
              attempts, next_attempt_at, access_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (grant_id) DO UPDATE SET target = $2, kind = $3, access_state = $4, \
@@ -370,48 +511,39 @@ impl PgTx {
                 p(access.next_attempt_at.map(ms)),
                 p(ms(access.updated_at)),
             ],
-        )?;
+        );
         Ok(())
     }
 
-    /// The requests the query finds, each with its reviews (one more round
-    /// trip for all of them).
+    /// The requests the query finds (their columns, then [`REVIEWS`]).
     fn query_requests(&self, sql: &str, values: Vec<Param>) -> Result<Vec<AccessRequest>> {
-        let rows = self.conn.query(sql, values)?;
-        let mut requests = rows
-            .iter()
-            .map(request_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        if requests.is_empty() {
-            return Ok(requests);
-        }
-        let ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
-        let reviews = self.conn.query(
-            "SELECT request_id, reviewer, decision, comment, at FROM reviews \
-             WHERE request_id = ANY($1) ORDER BY at, reviewer",
-            vec![p(ids)],
-        )?;
-        let mut by_request: std::collections::HashMap<String, Vec<Review>> =
-            std::collections::HashMap::new();
-        for row in &reviews {
-            let decision: String = get(row, 2)?;
-            by_request.entry(get(row, 0)?).or_default().push(Review {
-                reviewer: get(row, 1)?,
-                decision: match decision.as_str() {
-                    "approve" => Decision::Approve,
-                    "deny" => Decision::Deny,
-                    other => return Err(corrupt("decision", other)),
-                },
-                comment: get(row, 3)?,
-                at: time(get(row, 4)?)?,
-            });
-        }
-        for request in &mut requests {
-            if let Some(reviews) = by_request.remove(&request.id) {
-                request.reviews = reviews;
-            }
-        }
-        Ok(requests)
+        let rows = self.query(sql, values)?;
+        rows.iter()
+            .map(|row| {
+                let mut request = request_from_row(row)?;
+                let reviews: Option<&str> = get(row, REQUEST_COLUMN_COUNT)?;
+                if let Some(reviews) = reviews {
+                    let reviews: Vec<ReviewRow> = serde_json::from_str(reviews)
+                        .map_err(|err| StoreError::Corrupt(format!("reviews: {err}")))?;
+                    request.reviews = reviews
+                        .into_iter()
+                        .map(|(reviewer, decision, comment, at)| {
+                            Ok(Review {
+                                reviewer,
+                                decision: match decision.as_str() {
+                                    "approve" => Decision::Approve,
+                                    "deny" => Decision::Deny,
+                                    other => return Err(corrupt("decision", other)),
+                                },
+                                comment,
+                                at: time(at)?,
+                            })
+                        })
+                        .collect::<Result<_>>()?;
+                }
+                Ok(request)
+            })
+            .collect()
     }
 
     fn query_grants(&self, sql: &str, values: Vec<Param>) -> Result<Vec<Grant>> {
@@ -425,7 +557,7 @@ impl PgTx {
 
 impl Tx for PgTx {
     fn request(&self, id: &str) -> Result<Option<AccessRequest>> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1");
+        let sql = format!("SELECT {REQUEST_COLUMNS}, {REVIEWS} FROM requests WHERE id = $1");
         Ok(self.query_requests(&sql, vec![text(id)])?.pop())
     }
 
@@ -448,7 +580,8 @@ impl Tx for PgTx {
         }
         let order = if query.newest_first { "DESC" } else { "ASC" };
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests {} ORDER BY created_at {order}, ord {order}{}",
+            "SELECT {REQUEST_COLUMNS}, {REVIEWS} FROM requests {} \
+             ORDER BY created_at {order}, ord {order}{}",
             filter.sql(),
             limit(query.limit)
         );
@@ -460,8 +593,7 @@ impl Tx for PgTx {
             RequestKind::Access => "access",
             RequestKind::Extension => "extension",
         };
-        self.insert(
-            "requests",
+        self.hold_insert(
             &format!(
                 "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
                  $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
@@ -492,12 +624,13 @@ impl Tx for PgTx {
                 p(r.acknowledgement.as_ref().map(|a| ms(a.at))),
                 p(r.tier.map(i16::from)),
             ],
-        )?;
+        );
         Ok(())
     }
 
     fn update_request(&mut self, r: &AccessRequest) -> Result<()> {
-        let changed = self.conn.execute(
+        self.hold_update(
+            format!("request {}", r.id),
             "UPDATE requests SET state = $2, updated_at = $3, lapses_at = $4, grant_id = $5, \
              reason = $6, claim_by = $7, claim_until = $8, ack_by = $9, ack_comment = $10, \
              ack_at = $11 WHERE id = $1",
@@ -514,8 +647,8 @@ impl Tx for PgTx {
                 opt_text(r.acknowledgement.as_ref().and_then(|a| a.comment.as_ref())),
                 p(r.acknowledgement.as_ref().map(|a| ms(a.at))),
             ],
-        )?;
-        updated(changed, "request", &r.id)
+        );
+        Ok(())
     }
 
     fn insert_review(&mut self, request_id: &str, review: &Review) -> Result<()> {
@@ -523,8 +656,7 @@ impl Tx for PgTx {
             Decision::Approve => "approve",
             Decision::Deny => "deny",
         };
-        self.insert(
-            "reviews",
+        self.hold_insert(
             "INSERT INTO reviews (request_id, reviewer, decision, comment, at) \
              VALUES ($1, $2, $3, $4, $5)",
             vec![
@@ -534,7 +666,7 @@ impl Tx for PgTx {
                 opt_text(review.comment.as_ref()),
                 p(ms(review.at)),
             ],
-        )?;
+        );
         Ok(())
     }
 
@@ -573,8 +705,7 @@ impl Tx for PgTx {
     }
 
     fn insert_grant(&mut self, g: &Grant) -> Result<()> {
-        self.insert(
-            "grants",
+        self.hold_insert(
             &format!(
                 "INSERT INTO grants ({GRANT_COLUMNS}) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
@@ -596,12 +727,13 @@ impl Tx for PgTx {
                 opt_text(g.incident.as_ref()),
                 text(&g.justification),
             ],
-        )?;
+        );
         self.write_access(g)
     }
 
     fn update_grant(&mut self, g: &Grant) -> Result<()> {
-        let changed = self.conn.execute(
+        self.hold_update(
+            format!("grant {}", g.id),
             "UPDATE grants SET expires_at = $2, state = $3, ended_at = $4, revoked_by = $5, \
              revoke_reason = $6 WHERE id = $1",
             vec![
@@ -612,17 +744,17 @@ impl Tx for PgTx {
                 opt_text(g.revoked_by.as_ref()),
                 opt_text(g.revoke_reason.as_ref()),
             ],
-        )?;
-        updated(changed, "grant", &g.id)?;
+        );
         self.write_access(g)
     }
 
     fn due_requests(&self, now: DateTime<Utc>) -> Result<Vec<AccessRequest>> {
         let sql = format!(
             "SELECT * FROM ( \
-             SELECT {REQUEST_COLUMNS}, ord FROM requests WHERE state = 'pending' AND lapses_at <= $1 \
+             SELECT {REQUEST_COLUMNS}, {REVIEWS}, ord FROM requests \
+             WHERE state = 'pending' AND lapses_at <= $1 \
              UNION ALL \
-             SELECT {REQUEST_COLUMNS}, ord FROM requests WHERE state = 'approved' \
+             SELECT {REQUEST_COLUMNS}, {REVIEWS}, ord FROM requests WHERE state = 'approved' \
              AND coalesce(starts_at, 0) <= $1) due ORDER BY created_at, ord"
         );
         self.query_requests(&sql, vec![p(ms(now))])
@@ -637,7 +769,7 @@ impl Tx for PgTx {
     }
 
     fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
-        let rows = self.conn.query(
+        let rows = self.query(
             "SELECT min(t) FROM ( \
              SELECT min(expires_at) AS t FROM grants WHERE state = 'active' \
              UNION ALL SELECT min(lapses_at) FROM requests WHERE state = 'pending' \
@@ -651,7 +783,7 @@ impl Tx for PgTx {
     }
 
     fn idempotency_key(&self, requester: &str, key: &str) -> Result<Option<(String, String)>> {
-        let rows = self.conn.query(
+        let rows = self.query(
             "SELECT body_hash, request_id FROM idempotency_keys WHERE requester = $1 AND key = $2",
             vec![text(requester), text(key)],
         )?;
@@ -668,8 +800,7 @@ impl Tx for PgTx {
         request_id: &str,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        self.insert(
-            "idempotency_keys",
+        self.hold_insert(
             "INSERT INTO idempotency_keys (requester, key, body_hash, request_id, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
             vec![
@@ -679,17 +810,21 @@ impl Tx for PgTx {
                 text(request_id),
                 p(ms(at)),
             ],
-        )?;
+        );
         Ok(())
     }
 
     fn audit_head(&self) -> Result<Option<AuditHead>> {
-        audit_head(&self.conn)
+        if self.head.borrow().is_none() {
+            // Not begun yet: the lock and the head, with what is held.
+            let (statements, updates) = self.with_held(None);
+            self.send(&statements, &updates, false)?;
+        }
+        Ok(self.head.borrow().clone().flatten())
     }
 
     fn insert_audit(&mut self, entry: &AuditEvent) -> Result<()> {
-        self.insert(
-            "audit",
+        self.hold_insert(
             &format!(
                 "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
@@ -709,7 +844,11 @@ impl Tx for PgTx {
                 text(&entry.prev_hash),
                 text(&entry.hash),
             ],
-        )?;
+        );
+        *self.head.get_mut() = Some(Some(AuditHead {
+            seq: entry.seq,
+            hash: entry.hash.clone(),
+        }));
         Ok(())
     }
 
@@ -738,11 +877,11 @@ impl Tx for PgTx {
     }
 
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()> {
-        scan_audit(&self.conn, visit)
+        scan_audit(&|sql, params| self.query(sql, params), visit)
     }
 
     fn identity_user(&self, issuer: &str, subject: &str) -> Result<Option<String>> {
-        let rows = self.conn.query(
+        let rows = self.query(
             "SELECT \"user\" FROM identities WHERE issuer = $1 AND subject = $2",
             vec![text(issuer), text(subject)],
         )?;
@@ -750,7 +889,7 @@ impl Tx for PgTx {
     }
 
     fn user_identity(&self, user: &str) -> Result<Option<(String, String)>> {
-        let rows = self.conn.query(
+        let rows = self.query(
             "SELECT issuer, subject FROM identities WHERE \"user\" = $1",
             vec![text(user)],
         )?;
@@ -796,9 +935,9 @@ impl Tx for PgTx {
     }
 
     fn update_effect(&mut self, e: &Effect) -> Result<()> {
-        let changed = self.conn.execute(
+        let changed = self.write(
             "UPDATE target_effects SET attempts = $2, next_attempt_at = $3, last_error = $4, \
-             done_at = $5 WHERE id = $1",
+             done_at = $5 WHERE id = $1 RETURNING 1",
             vec![
                 text(&e.id),
                 p(i64::from(e.attempts)),
@@ -839,7 +978,7 @@ impl Tx for PgTx {
     }
 
     fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>> {
-        let rows = self.conn.query(
+        let rows = self.query(
             "SELECT min(next_attempt_at) FROM target_effects WHERE done_at IS NULL",
             Vec::new(),
         )?;
@@ -885,7 +1024,7 @@ impl Tx for PgTx {
     }
 
     fn notification_cursor(&self) -> Result<i64> {
-        let rows = self.conn.query(
+        let rows = self.query(
             "SELECT seq FROM notification_cursor WHERE id = 1",
             Vec::new(),
         )?;
@@ -896,11 +1035,11 @@ impl Tx for PgTx {
     }
 
     fn set_notification_cursor(&mut self, seq: i64) -> Result<()> {
-        self.conn.execute(
+        self.hold_insert(
             "INSERT INTO notification_cursor (id, seq) VALUES (1, $1) \
              ON CONFLICT (id) DO UPDATE SET seq = $1",
             vec![p(seq)],
-        )?;
+        );
         Ok(())
     }
 
@@ -930,7 +1069,7 @@ impl Tx for PgTx {
     }
 
     fn notification(&self, id: &str) -> Result<Option<Notification>> {
-        let rows = self.conn.query(
+        let rows = self.query(
             &format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"),
             vec![text(id)],
         )?;
@@ -938,9 +1077,9 @@ impl Tx for PgTx {
     }
 
     fn update_notification(&mut self, n: &Notification) -> Result<()> {
-        let changed = self.conn.execute(
+        let changed = self.write(
             "UPDATE notifications SET attempts = $2, next_attempt_at = $3, last_error = $4, \
-             done_at = $5, delivered = $6 WHERE id = $1",
+             done_at = $5, delivered = $6 WHERE id = $1 RETURNING 1",
             vec![
                 text(&n.id),
                 p(i64::from(n.attempts)),
@@ -968,7 +1107,7 @@ impl Tx for PgTx {
     }
 
     fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>> {
-        let rows = self.conn.query(
+        let rows = self.query(
             "SELECT min(next_attempt_at) FROM notifications WHERE done_at IS NULL",
             Vec::new(),
         )?;
@@ -979,7 +1118,7 @@ impl Tx for PgTx {
     }
 
     fn insert_notification_delivery(&mut self, d: &NotificationDelivery) -> Result<()> {
-        self.conn.execute(
+        self.hold_insert(
             &format!(
                 "INSERT INTO notification_deliveries ({NOTIFICATION_DELIVERY_COLUMNS}) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -994,7 +1133,7 @@ impl Tx for PgTx {
                 opt_text(d.error.as_ref()),
                 p(ms(d.at)),
             ],
-        )?;
+        );
         Ok(())
     }
 
@@ -1013,7 +1152,7 @@ impl Tx for PgTx {
     }
 
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
-        let rows = self.conn.query(
+        let rows = self.query(
             "SELECT task_key, principal, request_id, expires_at, created_at, redeemed_at \
              FROM workload_exchanges WHERE task_key = $1",
             vec![text(task_key)],
@@ -1050,15 +1189,15 @@ impl Tx for PgTx {
     }
 
     fn update_exchange(&mut self, e: &Exchange) -> Result<()> {
-        let changed = self.conn.execute(
-            "UPDATE workload_exchanges SET redeemed_at = $2 WHERE task_key = $1",
+        let changed = self.write(
+            "UPDATE workload_exchanges SET redeemed_at = $2 WHERE task_key = $1 RETURNING 1",
             vec![text(&e.task_key), p(e.redeemed_at.map(ms))],
         )?;
         updated(changed, "exchange", &e.task_key)
     }
 
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {
-        let rows = self.conn.query(
+        let rows = self.query(
             "SELECT kid, pkcs8 FROM signing_keys ORDER BY created_at DESC LIMIT 1",
             Vec::new(),
         )?;
@@ -1077,7 +1216,7 @@ impl Tx for PgTx {
     }
 
     fn broker_key(&self, purpose: &str) -> Result<Option<(String, Vec<u8>)>> {
-        let rows = self.conn.query(
+        let rows = self.query(
             "SELECT kid, pkcs8 FROM broker_keys WHERE purpose = $1",
             vec![text(purpose)],
         )?;
@@ -1110,15 +1249,18 @@ impl Tx for PgTx {
     }
 
     fn purge_slack_replays(&mut self, now: DateTime<Utc>) -> Result<u64> {
-        self.conn.execute(
-            "DELETE FROM slack_replays WHERE kept_until <= $1",
+        let rows = self.query(
+            "WITH gone AS (DELETE FROM slack_replays WHERE kept_until <= $1 RETURNING 1) \
+             SELECT count(*) FROM gone",
             vec![p(ms(now))],
-        )
+        )?;
+        match rows.first() {
+            Some(row) => count(get(row, 0)?, "purged"),
+            None => Ok(0),
+        }
     }
 
-    /// `pg_notify` inside the transaction, sent with the commit in one
-    /// round trip: PostgreSQL delivers it at commit, and drops it with a
-    /// rollback.
+    /// `pg_notify` inside the transaction, sent with the commit.
     fn announce(&mut self, requests: &[&str], grants: &[&str]) -> Result<()> {
         let ids = requests
             .iter()
@@ -1146,12 +1288,34 @@ impl Tx for PgTx {
         Ok(())
     }
 
+    /// Sends the held writes now.
+    fn flush(&mut self) -> Result<()> {
+        if self.held.get_mut().is_empty() {
+            return Ok(());
+        }
+        let (statements, updates) = self.with_held(None);
+        self.send(&statements, &updates, false)?;
+        Ok(())
+    }
+
+    /// The held writes, the `pg_notify` of each notice, and `COMMIT`, in
+    /// one round trip: all of it commits or none (PostgreSQL delivers the
+    /// notices at commit, and drops them with a rollback).
     fn commit(self: Box<Self>) -> Result<()> {
-        self.conn.commit_announcing(self.notices)
+        let (mut statements, updates) = self.with_held(None);
+        if statements.is_empty() && !self.begun.get() {
+            // Nothing was sent or written: nothing to commit.
+            return Ok(());
+        }
+        statements.extend(self.notices.iter().map(|notice| {
+            Statement::new(NOTIFY, vec![text(super::listen::CHANNEL), text(notice)])
+        }));
+        self.send(&statements, &updates, true)?;
+        Ok(())
     }
 }
 
-/// The newest audit entry, read on `conn` (a transaction's or a snapshot's).
+/// The newest audit entry, read on `conn` (a snapshot's).
 pub(super) fn audit_head(conn: &PgConn) -> Result<Option<AuditHead>> {
     let rows = conn.query(
         "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
@@ -1167,16 +1331,20 @@ pub(super) fn audit_head(conn: &PgConn) -> Result<Option<AuditHead>> {
         .transpose()
 }
 
+/// Runs one statement and returns its rows: a transaction's or a
+/// snapshot's.
+pub(super) type Query<'a> = dyn Fn(&str, Vec<Param>) -> Result<Vec<Row>> + 'a;
+
 /// The whole log in sequence order, as stored, a page of rows at a time:
 /// inside one transaction, the pages are of one moment.
 pub(super) fn scan_audit(
-    conn: &PgConn,
+    query: &Query<'_>,
     visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>,
 ) -> Result<()> {
     let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2");
     let mut after = i64::MIN;
     loop {
-        let rows = conn.query(&sql, vec![p(after), p(SCAN_PAGE)])?;
+        let rows = query(&sql, vec![p(after), p(SCAN_PAGE)])?;
         for row in &rows {
             let entry = StoredAudit {
                 seq: get(row, 0)?,
