@@ -198,7 +198,7 @@ impl Work<'_> {
 
 impl Broker {
     pub fn grants(&self, user: &str, include_ended: bool, limit: usize) -> Result<Vec<Grant>> {
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         let now = now();
         let mut grants = tx.grants(&GrantQuery {
             holder: Some(user.to_string()),
@@ -221,7 +221,7 @@ impl Broker {
     /// approve, or every one for an auditor. Newest first.
     pub fn workload_grants(&self, user: &str, limit: usize) -> Result<Vec<Grant>> {
         let policy = self.policy();
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         let now = now();
         let mut grants: Vec<Grant> = tx
             .grants(&GrantQuery {
@@ -240,7 +240,7 @@ impl Broker {
     /// Everything under one incident reference the caller may see.
     pub fn incident(&self, user: &str, incident: &str) -> Result<hoist_api::IncidentView> {
         let policy = self.policy();
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         let now = now();
         let mut requests: Vec<AccessRequest> = tx
             .requests(&RequestQuery {
@@ -269,7 +269,7 @@ impl Broker {
 
     pub fn grant(&self, user: &str, id: &str) -> Result<Grant> {
         let policy = self.policy();
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         let mut grant = tx
             .grant(id)?
             .filter(|g| self.visible_grant(&policy, user, g))

@@ -38,7 +38,7 @@ impl Broker {
         if !self.policy().is_auditor(user) {
             query.involving = Some(user.to_string());
         }
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         Ok(tx.audit(&query)?)
     }
 }

@@ -377,7 +377,7 @@ impl Broker {
         let changes = match announcement {
             crate::store::Announcement::Missed => vec![Change::Resync],
             crate::store::Announcement::Changed { requests, grants } => {
-                let tx = self.store.transaction()?;
+                let tx = self.store.read()?;
                 let mut changes = Vec::new();
                 for id in &requests {
                     if let Some(request) = tx.request(id)? {

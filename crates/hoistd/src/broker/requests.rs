@@ -238,7 +238,7 @@ impl Broker {
 
     pub fn request(&self, user: &str, id: &str) -> Result<AccessRequest> {
         let policy = self.policy();
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         let mut request = tx
             .request(id)?
             .filter(|r| self.visible_request(&policy, user, r))
@@ -253,7 +253,7 @@ impl Broker {
         states: Vec<RequestState>,
         limit: usize,
     ) -> Result<Vec<AccessRequest>> {
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         let mut requests = tx.requests(&RequestQuery {
             requester: Some(user.to_string()),
             states,
@@ -267,7 +267,7 @@ impl Broker {
 
     pub fn request_history(&self, user: &str, id: &str) -> Result<RequestHistory> {
         let policy = self.policy();
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         let request = tx
             .request(id)?
             .filter(|r| self.visible_request(&policy, user, r))

@@ -32,7 +32,7 @@ impl Broker {
         if roles.is_empty() {
             return Ok(Vec::new());
         }
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         let now = now();
         let mut queue: Vec<AccessRequest> = tx
             .requests(&RequestQuery {
@@ -65,7 +65,7 @@ impl Broker {
         if roles.is_empty() {
             return Ok(Vec::new());
         }
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         let mut queue: Vec<AccessRequest> = tx
             .requests(&RequestQuery {
                 roles,

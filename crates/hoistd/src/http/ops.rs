@@ -259,6 +259,10 @@ impl Store for MeteredStore {
         self.inner.snapshot()
     }
 
+    fn read(&self) -> store::Result<Box<dyn Tx + '_>> {
+        self.inner.read()
+    }
+
     // Every other method is the inner store's own: a default here would
     // make each instance on a shared database its own leader, deaf to the
     // others.

@@ -138,6 +138,14 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait Store: Send + Sync + 'static {
     /// Starts a transaction; concurrent transactions wait their turn (rule 1).
     fn transaction(&self) -> Result<Box<dyn Tx + '_>>;
+    /// Starts a transaction only read through, for answers that decide
+    /// nothing: its reads see what was committed when its first one ran. A
+    /// store may let it skip the turn writers take (rule 1) and refuse
+    /// writes through it; by default it is [`Store::transaction`]. Nothing
+    /// that reads, decides and writes uses it: that is a transaction's job.
+    fn read(&self) -> Result<Box<dyn Tx + '_>> {
+        self.transaction()
+    }
     /// Takes a consistent read of the audit log that blocks no writer (rule 8).
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>>;
     /// Whether the store can serve: the database answers and its schema is

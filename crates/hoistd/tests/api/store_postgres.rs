@@ -192,3 +192,30 @@ fn tls_to_the_database_checks_the_servers_certificate() {
     );
     assert!(PostgresStore::open_with_ca(&url, Migrations::Apply, Some(&pg.ca_file())).is_err());
 }
+
+/// A read ([`Store::read`]) waits for no writer: while a transaction holds
+/// the turn every writer takes (rule 1), a read on another connection
+/// still answers, with what was committed before.
+#[test]
+fn a_read_waits_for_no_writer() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let writer = store.transaction().unwrap();
+    // Its first statement takes the lock.
+    assert_eq!(writer.audit_head().unwrap(), None);
+    let (answer, answered) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let read = store.read().unwrap();
+            let _ = answer.send(read.request("req_none").map(|found| found.is_none()));
+        });
+        let read = answered.recv_timeout(std::time::Duration::from_secs(10));
+        // Let a blocked reader go before failing, so the scope can end.
+        drop(writer);
+        assert!(
+            matches!(read, Ok(Ok(true))),
+            "a read waited for the writer: {read:?}"
+        );
+    });
+}

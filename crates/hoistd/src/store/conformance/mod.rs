@@ -49,7 +49,7 @@ pub use records::{
 };
 pub use rules::{
     conflicts_and_missing_rows, connections_in_use, dropping_a_transaction_rolls_everything_back,
-    racing_appends_take_turns, racing_reviews_let_exactly_one_decide,
+    racing_appends_take_turns, racing_reviews_let_exactly_one_decide, reads_see_what_was_committed,
 };
 pub use targets::{effects_outbox, grant_access_round_trip_and_queries, webhook_deliveries};
 
@@ -78,6 +78,7 @@ macro_rules! store_conformance {
             snapshots_see_one_moment_and_hold_up_no_writer,
             conflicts_and_missing_rows,
             dropping_a_transaction_rolls_everything_back,
+            reads_see_what_was_committed,
             racing_reviews_let_exactly_one_decide,
             racing_appends_take_turns,
             grant_access_round_trip_and_queries,

@@ -113,6 +113,45 @@ pub fn conflicts_and_missing_rows(store: &dyn Store) {
     assert_eq!(tx.request("req_ghost").unwrap(), None);
 }
 
+/// A transaction only read through ([`Store::read`]) sees what was
+/// committed before it, with its reviews and the audit head, and none of
+/// what a transaction still open wrote once it has begun reading.
+pub fn reads_see_what_was_committed(store: &dyn Store) {
+    let request = bare_request("req_read", "alice", "db", 1);
+    let approval = Review {
+        reviewer: "bob".into(),
+        decision: Decision::Approve,
+        comment: Some("ok".into()),
+        at: at(2),
+    };
+    let mut tx = store.transaction().unwrap();
+    tx.insert_request(&request).unwrap();
+    tx.insert_review(&request.id, &approval).unwrap();
+    tx.insert_audit(&entry(1, "genesis")).unwrap();
+    tx.commit().unwrap();
+
+    let read = store.read().unwrap();
+    let seen = read.request(&request.id).unwrap().unwrap();
+    assert_eq!(seen.reviews, [approval]);
+    assert_eq!(
+        read.audit_head().unwrap().map(|head| head.seq),
+        Some(1),
+        "a read sees the audit head"
+    );
+    assert_eq!(read.request("req_other").unwrap(), None);
+    drop(read);
+
+    let read = store.read().unwrap();
+    assert_eq!(read.grant("gr_none").unwrap(), None);
+    let found = read
+        .requests(&RequestQuery {
+            requester: Some("alice".into()),
+            ..RequestQuery::default()
+        })
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+}
+
 /// A transaction dropped without commit leaves nothing of what it wrote
 /// (rule 6), and the store takes the next transaction as usual.
 pub fn dropping_a_transaction_rolls_everything_back(store: &dyn Store) {

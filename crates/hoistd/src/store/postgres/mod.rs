@@ -59,6 +59,10 @@ const MIGRATIONS: &[&str] = &[
 /// transaction appends.
 pub(super) const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7525349446954284152); \
     SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+/// Starts a transaction that only reads ([`Store::read`]), and reads the
+/// audit head as [`BEGIN_LOCKED`] does, without the lock.
+pub(super) const BEGIN_READING: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+    SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 /// The advisory lock migrations are applied under: "hoistd mg".
 const MIGRATION_LOCK: i64 = 0x686f_6973_7464_6d67;
 
@@ -291,7 +295,23 @@ impl Store for PostgresStore {
     /// lock, with the first statement sent (see `tx::PgTx`).
     fn transaction(&self) -> Result<Box<dyn Tx + '_>> {
         let conn = self.connection()?;
-        Ok(Box::new(tx::PgTx::new(conn, self.origin.clone())))
+        Ok(Box::new(tx::PgTx::new(
+            conn,
+            self.origin.clone(),
+            BEGIN_LOCKED,
+        )))
+    }
+
+    /// A repeatable-read, read-only transaction without the lock: it waits
+    /// for no writer, and its reads are of one moment, its first
+    /// statement's. Writes through it are refused.
+    fn read(&self) -> Result<Box<dyn Tx + '_>> {
+        let conn = self.connection()?;
+        Ok(Box::new(tx::PgTx::new(
+            conn,
+            self.origin.clone(),
+            BEGIN_READING,
+        )))
     }
 
     /// A repeatable-read, read-only transaction: it sees the database as of

@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
-use super::{BEGIN_LOCKED, Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement};
+use super::{Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement};
 use crate::store::{
     AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GrantQuery, Notification,
     NotificationDelivery, RequestQuery, Result, StoreError, StoredAudit, Tx,
@@ -38,7 +38,9 @@ pub(super) struct PgTx {
     notices: Vec<String>,
     /// Writes not sent yet, in order.
     held: RefCell<Vec<Held>>,
-    /// Whether [`BEGIN_LOCKED`] was sent.
+    /// What starts it (`BEGIN_LOCKED`, or `BEGIN_READING` for a reader),
+    /// and whether that was sent.
+    begin: &'static str,
     begun: Cell<bool>,
     /// The audit head once known: read with the lock, then the entry this
     /// transaction last appended. Under the lock no other transaction
@@ -55,12 +57,13 @@ struct Held {
 }
 
 impl PgTx {
-    pub(super) fn new(conn: PgConn, origin: String) -> Self {
+    pub(super) fn new(conn: PgConn, origin: String, begin: &'static str) -> Self {
         PgTx {
             conn,
             origin,
             notices: Vec::new(),
             held: RefCell::new(Vec::new()),
+            begin,
             begun: Cell::new(false),
             head: RefCell::new(None),
         }
@@ -75,7 +78,7 @@ impl PgTx {
         updates: &[Option<String>],
         commit: bool,
     ) -> Result<Vec<Vec<Row>>> {
-        let begin = (!self.begun.replace(true)).then_some(BEGIN_LOCKED);
+        let begin = (!self.begun.replace(true)).then_some(self.begin);
         let piped = match self.conn.send(begin, statements, commit)? {
             Ok(piped) => piped,
             Err(failed) => return Err(self.refused(failed, updates)),
@@ -1303,8 +1306,8 @@ impl Tx for PgTx {
     /// notices at commit, and drops them with a rollback).
     fn commit(self: Box<Self>) -> Result<()> {
         let (mut statements, updates) = self.with_held(None);
-        if statements.is_empty() && !self.begun.get() {
-            // Nothing was sent or written: nothing to commit.
+        if statements.is_empty() && self.notices.is_empty() && !self.begun.get() {
+            // Nothing was sent, written or announced: nothing to commit.
             return Ok(());
         }
         statements.extend(self.notices.iter().map(|notice| {
