@@ -14,8 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::checkpoint::Checkpoint;
 use crate::store::{Store, StoreError, StoredAudit, Tx};
 
-/// `prev_hash` of the first entry.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use crate::store::GENESIS;
 
 /// An audit event before it has its place in the chain.
 #[derive(Debug, Clone)]
@@ -32,19 +31,17 @@ pub struct NewAuditEvent {
     pub details: serde_json::Value,
 }
 
-/// Appends an event to the chain inside `tx`: the next sequence number
-/// after the store's head, linked to the head's hash. Reading the head and
-/// inserting happen in the one transaction, and the store refuses a taken
-/// sequence number, so the chain cannot fork.
+/// Appends an event to the chain inside `tx`: the store gives it the next
+/// sequence number after the head and links it to the head's hash, in the
+/// one transaction, and refuses a taken sequence number, so the chain
+/// cannot fork. The entry is hashed as [`entry_hash`] says; the store
+/// completes the hash from the head (see [`crate::store::link`]), since it
+/// may learn the head only when the entry is written.
 pub fn append(tx: &mut dyn Tx, event: NewAuditEvent) -> Result<AuditEvent, StoreError> {
-    let (seq, prev_hash) = match tx.audit_head()? {
-        Some(head) => (head.seq + 1, head.hash),
-        None => (1, GENESIS.to_string()),
-    };
     // Millisecond precision is what is stored, so hash exactly that.
     let at = DateTime::from_timestamp_millis(event.at.timestamp_millis()).unwrap_or(event.at);
     let mut entry = AuditEvent {
-        seq,
+        seq: 0,
         at,
         kind: event.kind,
         actor: event.actor,
@@ -55,12 +52,22 @@ pub fn append(tx: &mut dyn Tx, event: NewAuditEvent) -> Result<AuditEvent, Store
         incident: event.incident,
         reason: event.reason,
         details: event.details,
-        prev_hash,
+        prev_hash: String::new(),
         hash: String::new(),
     };
-    entry.hash = entry_hash(&entry.prev_hash, &entry);
-    tx.insert_audit(&entry)?;
+    let tail = tail(&entry);
+    tx.append_audit(&mut entry, &tail)?;
     Ok(entry)
+}
+
+/// What [`crate::store::link`] hashes after `{"seq":N`: the serialised
+/// fields of [`entry_hash`] that follow the sequence number.
+fn tail(event: &AuditEvent) -> Vec<u8> {
+    const SEQ_ZERO: &[u8] = br#"{"seq":0"#;
+    let mut buf = Vec::new();
+    // Serialising plain fields to JSON cannot fail.
+    let _ = serde_json::to_writer(&mut buf, &hashed(0, event));
+    buf.split_off(SEQ_ZERO.len())
 }
 
 /// The fields an entry's hash covers, in a fixed order, serialised as
@@ -82,8 +89,17 @@ struct Hashed<'a, D: Serialize + ?Sized> {
 
 /// Hex SHA-256 over the previous hash and the entry's fields.
 pub fn entry_hash(prev_hash: &str, event: &AuditEvent) -> String {
-    let fields = Hashed {
-        seq: event.seq,
+    hex::encode(digest(
+        &mut Vec::new(),
+        prev_hash,
+        &hashed(event.seq, event),
+    ))
+}
+
+/// The fields of `event` its hash covers, at sequence number `seq`.
+fn hashed(seq: i64, event: &AuditEvent) -> Hashed<'_, serde_json::Value> {
+    Hashed {
+        seq,
         at_ms: event.at.timestamp_millis(),
         kind: event.kind.as_str(),
         actor: &event.actor,
@@ -94,8 +110,7 @@ pub fn entry_hash(prev_hash: &str, event: &AuditEvent) -> String {
         incident: event.incident.as_deref(),
         reason: event.reason.as_deref(),
         details: &event.details,
-    };
-    hex::encode(digest(&mut Vec::new(), prev_hash, &fields))
+    }
 }
 
 /// SHA-256 over the previous hash and the fields, serialised into `buf`

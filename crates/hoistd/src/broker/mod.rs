@@ -45,6 +45,11 @@ use crate::target::ssh::Authority as SshAuthority;
 
 pub use hoist_api::SYSTEM_ACTOR;
 const EVENT_BUFFER: usize = 4096;
+/// How many times [`Broker::optimistically`] tries work whose reads keep
+/// being changed under it before it gives the error. Each change that
+/// fails a try is another's committed work, so this is reached only by a
+/// crowd acting on one request at once.
+const CONTENDED_TRIES: usize = 16;
 
 /// Something that changed, sent to live subscribers after it was committed.
 #[derive(Debug, Clone)]
@@ -459,7 +464,27 @@ impl Broker {
     /// statement (PostgreSQL does), so [`Broker::finish`] checks the policy
     /// is still the one read here.
     fn begin(&self) -> Result<Work<'_>> {
-        let tx = self.store.transaction()?;
+        self.begin_with(self.store.transaction()?)
+    }
+
+    /// Does `work` in an optimistic transaction ([`Store::optimistic`]),
+    /// which holds the other writers up only while it commits, and does it
+    /// again, from the start, while another transaction changed what it
+    /// read before it could commit: nothing of a try that met a change was
+    /// written, and the next try reads the change.
+    fn optimistically<T>(&self, mut work: impl FnMut(Work<'_>) -> Result<T>) -> Result<T> {
+        let mut tries = 1;
+        loop {
+            match work(self.begin_with(self.store.optimistic()?)?) {
+                Err(Error::Store(StoreError::Contended(_))) if tries < CONTENDED_TRIES => {
+                    tries += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn begin_with<'s>(&'s self, tx: Box<dyn Tx + 's>) -> Result<Work<'s>> {
         Ok(Work {
             tx,
             changes: Vec::new(),

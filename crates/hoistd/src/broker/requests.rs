@@ -124,7 +124,17 @@ impl Broker {
         idempotency_key: Option<&str>,
     ) -> Result<(AccessRequest, bool)> {
         self.limit(Act::File, user)?;
-        let mut work = self.begin()?;
+        self.optimistically(|work| self.file_request(work, user, input, idempotency_key))
+    }
+
+    /// [`Broker::create_request`] in `work`'s transaction.
+    fn file_request(
+        &self,
+        mut work: Work<'_>,
+        user: &str,
+        input: &CreateRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<(AccessRequest, bool)> {
         let policy = Arc::clone(&work.policy);
         let body_hash = hex::encode(Sha256::digest(
             serde_json::to_vec(input).unwrap_or_default(),

@@ -117,8 +117,7 @@ impl Broker {
         decision: Decision,
         comment: Option<&str>,
     ) -> Result<AccessRequest> {
-        let work = self.begin()?;
-        self.decide(work, user, id, decision, comment, None)
+        self.optimistically(|work| self.decide(work, user, id, decision, comment, None))
     }
 
     /// Approves or denies as the policy user a Slack account acts as, in

@@ -255,6 +255,17 @@ impl Store for MeteredStore {
         tx
     }
 
+    fn optimistic(&self) -> store::Result<Box<dyn Tx + '_>> {
+        let began = Instant::now();
+        self.metrics.store_waiting.inc();
+        let tx = self.inner.optimistic();
+        self.metrics.store_waiting.dec();
+        self.metrics
+            .store_wait
+            .observe(began.elapsed().as_secs_f64());
+        tx
+    }
+
     fn snapshot(&self) -> store::Result<Box<dyn Snapshot + '_>> {
         self.inner.snapshot()
     }

@@ -1,9 +1,10 @@
 //! Persistence behind a trait, so nothing above it names a database.
 //!
 //! Every operation of the broker runs inside one [`Tx`]. The broker decides
-//! and the store keeps: it computes no hash and applies no rule of the
-//! lifecycle, but it must honour these transaction rules, on which the
-//! broker's checks rest (the conformance suite, `store::conformance` with
+//! and the store keeps: it applies no rule of the lifecycle, and the one
+//! hash it computes is an audit entry's link to the head ([`link`]), but
+//! it must honour these transaction rules, on which the broker's checks
+//! rest (the conformance suite, `store::conformance` with
 //! the `testing` feature, checks each of them):
 //!
 //! 1. A transaction that writes is serialisable against every other: its
@@ -17,8 +18,21 @@
 //!    transaction-scoped advisory lock), or runs at SERIALIZABLE and
 //!    reports a serialisation failure as [`StoreError::Unavailable`] with
 //!    nothing written (the broker does not retry by itself).
-//! 2. The audit chain cannot fork: the broker reads [`Tx::audit_head`] and
-//!    inserts the next entry in the same transaction, and
+//!    An optimistic transaction ([`Store::optimistic`]) keeps the same
+//!    promise another way: it reads without taking the turn, and takes it
+//!    at its commit, where it checks that every read it made still reads
+//!    the same; if one does not, it writes nothing and fails with
+//!    [`StoreError::Contended`], and the broker does its work again. Until
+//!    its commit it may only read and hold back the writes of rule 6: any
+//!    other write, a read after a held write, [`Tx::audit_head`] or
+//!    [`Tx::flush`] take the turn at once (checking the reads made so far).
+//!    A store whose transactions wait their turn anyway (SQLite) gives a
+//!    plain transaction.
+//! 2. The audit chain cannot fork: [`Tx::append_audit`] links an entry to
+//!    the head as it stands when the entry is written, in the same
+//!    transaction (by default it reads [`Tx::audit_head`] and inserts; a
+//!    server database may link it in the database, under the turn of rule
+//!    1, so the head need not travel to the broker and back), and
 //!    [`Tx::insert_audit`] refuses an entry at a sequence number already
 //!    taken ([`StoreError::Conflict`]). Entries are never changed or
 //!    removed once written.
@@ -121,6 +135,11 @@ pub enum StoreError {
     /// was written, and the same call may succeed later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// An optimistic transaction read something another transaction
+    /// changed before it could commit (rule 1); nothing was written, and
+    /// the same work done again sees the change.
+    #[error("changed meanwhile: {0}")]
+    Contended(String),
     #[error("database holds a value the broker cannot read: {0}")]
     Corrupt(String),
     #[error("database schema version {found} is newer than this hoistd knows ({known})")]
@@ -144,6 +163,14 @@ pub trait Store: Send + Sync + 'static {
     /// writes through it; by default it is [`Store::transaction`]. Nothing
     /// that reads, decides and writes uses it: that is a transaction's job.
     fn read(&self) -> Result<Box<dyn Tx + '_>> {
+        self.transaction()
+    }
+    /// Starts an optimistic transaction (rule 1): it takes the writers'
+    /// turn only at its commit, so work that reads and then writes holds
+    /// the others up only while its writes are made; its commit fails with
+    /// [`StoreError::Contended`] if what it read changed meanwhile. By
+    /// default it is [`Store::transaction`].
+    fn optimistic(&self) -> Result<Box<dyn Tx + '_>> {
         self.transaction()
     }
     /// Takes a consistent read of the audit log that blocks no writer (rule 8).
@@ -453,6 +480,24 @@ pub struct AuditQuery {
 }
 
 /// The newest entry of the audit chain: where the next one links.
+/// `prev_hash` of the first audit entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An audit entry's hash (rule 2): hex SHA-256 over the previous entry's
+/// hash, then `{"seq":` and the sequence number in decimal, then `tail`,
+/// the rest of the entry's hashed fields as compact JSON (see
+/// `crate::audit`). A server database that links entries itself computes
+/// exactly this.
+pub fn link(prev_hash: &str, seq: i64, tail: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash.as_bytes());
+    hasher.update(br#"{"seq":"#);
+    hasher.update(seq.to_string().as_bytes());
+    hasher.update(tail);
+    hex::encode(hasher.finalize())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditHead {
     pub seq: i64,
@@ -522,6 +567,25 @@ pub trait Tx {
     /// Saves an entry as given, hash and all; refuses a sequence number
     /// already taken (rule 2). `details` is kept as its compact JSON text.
     fn insert_audit(&mut self, entry: &AuditEvent) -> Result<()>;
+    /// Appends `entry` to the chain at the head as it stands when the entry
+    /// is written (rule 2), whatever its `seq`, `prev_hash` and `hash` say:
+    /// the next sequence number (1 for the first), the head's hash as
+    /// `prev_hash` ([`GENESIS`] for the first), and as `hash` the
+    /// [`link`] of the two with `tail`, the entry's hashed fields as the
+    /// broker serialised them after the sequence number. What is stored is
+    /// what [`Tx::insert_audit`] would store of the entry so completed; the
+    /// entry passed in may be left as it was (a database that links it
+    /// learns its place only when it is written).
+    fn append_audit(&mut self, entry: &mut AuditEvent, tail: &[u8]) -> Result<()> {
+        let (seq, prev_hash) = match self.audit_head()? {
+            Some(head) => (head.seq + 1, head.hash),
+            None => (1, GENESIS.to_string()),
+        };
+        entry.hash = link(&prev_hash, seq, tail);
+        entry.seq = seq;
+        entry.prev_hash = prev_hash;
+        self.insert_audit(entry)
+    }
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
     /// Streams the whole log in sequence order, as stored, without loading
     /// it into memory or decoding it.

@@ -19,6 +19,11 @@ fn with_fresh_postgres(check: fn(&dyn Store)) {
 
 hoistd::store_conformance!(with_fresh_postgres);
 
+#[test]
+fn optimistic_commits_check_their_reads() {
+    with_fresh_postgres(hoistd::store::conformance::optimistic_commits_check_their_reads);
+}
+
 /// Several instances starting at once on an empty database: the migration
 /// lock lets one apply the schema and the others find it done.
 #[test]

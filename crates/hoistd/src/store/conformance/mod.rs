@@ -49,7 +49,9 @@ pub use records::{
 };
 pub use rules::{
     conflicts_and_missing_rows, connections_in_use, dropping_a_transaction_rolls_everything_back,
-    racing_appends_take_turns, racing_reviews_let_exactly_one_decide, reads_see_what_was_committed,
+    optimistic_commits_check_their_reads, racing_appends_link_to_the_head,
+    racing_appends_take_turns, racing_optimistic_reviews_decide_once,
+    racing_reviews_let_exactly_one_decide, reads_see_what_was_committed,
 };
 pub use targets::{effects_outbox, grant_access_round_trip_and_queries, webhook_deliveries};
 
@@ -81,6 +83,8 @@ macro_rules! store_conformance {
             reads_see_what_was_committed,
             racing_reviews_let_exactly_one_decide,
             racing_appends_take_turns,
+            racing_optimistic_reviews_decide_once,
+            racing_appends_link_to_the_head,
             grant_access_round_trip_and_queries,
             effects_outbox,
             webhook_deliveries,

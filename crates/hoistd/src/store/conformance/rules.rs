@@ -249,34 +249,226 @@ pub fn racing_reviews_let_exactly_one_decide(store: &dyn Store) {
 /// One reviewer's attempt: true if it decided the request. A conflict or an
 /// unavailable store (a serialisation failure) loses, with nothing written.
 fn decide(store: &dyn Store, id: &str, reviewer: &str, racer: usize) -> bool {
-    let attempt = || -> crate::store::Result<bool> {
-        let mut tx = store.transaction()?;
-        let Some(mut request) = tx.request(id)? else {
-            return Ok(false);
-        };
-        if request.state != RequestState::Pending || !request.reviews.is_empty() {
-            return Ok(false);
-        }
-        tx.insert_review(
-            id,
-            &Review {
-                reviewer: reviewer.into(),
-                decision: Decision::Approve,
-                comment: None,
-                at: at(10 + racer as i64),
-            },
-        )?;
-        request.state = RequestState::Approved;
-        request.lapses_at = None;
-        tx.update_request(&request)?;
-        tx.commit()?;
-        Ok(true)
-    };
-    match attempt() {
+    match try_deciding(store.transaction(), id, reviewer, racer) {
         Ok(decided) => decided,
         Err(StoreError::Conflict(_) | StoreError::Unavailable(_)) => false,
         Err(err) => panic!("{reviewer}: {err}"),
     }
+}
+
+/// In `tx`: read the request, and if nobody decided it yet, approve it.
+/// Whether this decided it.
+fn try_deciding(
+    tx: crate::store::Result<Box<dyn Tx + '_>>,
+    id: &str,
+    reviewer: &str,
+    racer: usize,
+) -> crate::store::Result<bool> {
+    let mut tx = tx?;
+    let Some(mut request) = tx.request(id)? else {
+        return Ok(false);
+    };
+    if request.state != RequestState::Pending || !request.reviews.is_empty() {
+        return Ok(false);
+    }
+    tx.insert_review(
+        id,
+        &Review {
+            reviewer: reviewer.into(),
+            decision: Decision::Approve,
+            comment: None,
+            at: at(10 + racer as i64),
+        },
+    )?;
+    request.state = RequestState::Approved;
+    request.lapses_at = None;
+    tx.update_request(&request)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Reviewers race as [`racing_reviews_let_exactly_one_decide`], each in
+/// optimistic transactions ([`Store::optimistic`]) done again while their
+/// commit finds a read changed (rule 1): still exactly one decides, with
+/// one review, and no try fails otherwise.
+pub fn racing_optimistic_reviews_decide_once(store: &dyn Store) {
+    let mut pending = bare_request("req", "alice", "db", 1);
+    pending.state = RequestState::Pending;
+    pending.lapses_at = Some(at(3_600_000));
+    insert_requests(store, &[pending]);
+    let decided = AtomicUsize::new(0);
+    let start = Barrier::new(RACERS);
+    std::thread::scope(|threads| {
+        for racer in 0..RACERS {
+            let (decided, start) = (&decided, &start);
+            threads.spawn(move || {
+                start.wait();
+                let reviewer = format!("reviewer{racer}");
+                loop {
+                    match try_deciding(store.optimistic(), "req", &reviewer, racer) {
+                        Ok(true) => {
+                            decided.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        Ok(false) => break,
+                        Err(StoreError::Contended(_)) => continue,
+                        Err(err) => panic!("{reviewer}: {err}"),
+                    }
+                }
+            });
+        }
+    });
+    let tx = store.transaction().unwrap();
+    let request = tx.request("req").unwrap().unwrap();
+    assert_eq!(decided.into_inner(), 1, "exactly one reviewer decides");
+    assert_eq!(request.reviews.len(), 1, "{:?}", request.reviews);
+    assert_eq!(request.state, RequestState::Approved);
+}
+
+/// For a store whose optimistic transactions read without waiting for
+/// the writers' turn (not SQLite, where another transaction cannot begin
+/// while one is open, so the store's own suite leaves this out): an
+/// optimistic commit fails with [`StoreError::Contended`], writing
+/// nothing, when a row it read was changed meanwhile, and when a list it
+/// read would now list another row; and commits when nothing it read
+/// changed, though other rows did. Another transaction takes the writers'
+/// turn and commits while each one is open, so none of them holds it
+/// while it reads.
+pub fn optimistic_commits_check_their_reads(store: &dyn Store) {
+    let mut pending = bare_request("req", "alice", "db", 1);
+    pending.state = RequestState::Pending;
+    pending.lapses_at = Some(at(3_600_000));
+    insert_requests(store, &[pending.clone()]);
+    let alice = RequestQuery {
+        requester: Some("alice".into()),
+        ..RequestQuery::default()
+    };
+    // Runs `change` in a transaction of its own on another thread, which
+    // must commit while the optimistic one is open.
+    let meanwhile = |change: &(dyn Fn(&mut dyn Tx) + Sync)| {
+        std::thread::scope(|scope| {
+            let done = scope.spawn(|| {
+                let mut tx = store.transaction().unwrap();
+                assert!(tx.audit_head().is_ok(), "takes the writers' turn");
+                change(tx.as_mut());
+                tx.commit().unwrap();
+            });
+            done.join().unwrap();
+        });
+    };
+
+    // A row it read changed.
+    let mut tx = store.optimistic().unwrap();
+    let mut read = tx.request("req").unwrap().unwrap();
+    meanwhile(&|tx| {
+        let mut denied = pending.clone();
+        denied.state = RequestState::Denied;
+        denied.lapses_at = None;
+        tx.update_request(&denied).unwrap();
+    });
+    read.state = RequestState::Approved;
+    read.lapses_at = None;
+    tx.update_request(&read).unwrap();
+    tx.append_audit(&mut entry(0, ""), b"}").unwrap();
+    assert!(
+        matches!(tx.commit(), Err(StoreError::Contended(_))),
+        "a changed row fails the commit"
+    );
+    let tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.request("req").unwrap().unwrap().state,
+        RequestState::Denied
+    );
+    assert_eq!(tx.audit_head().unwrap(), None, "nothing was written");
+    drop(tx);
+
+    // A list it read would list another row.
+    let mut tx = store.optimistic().unwrap();
+    assert_eq!(tx.requests(&alice).unwrap().len(), 1);
+    meanwhile(&|tx| {
+        tx.insert_request(&bare_request("req2", "alice", "db", 2))
+            .unwrap()
+    });
+    tx.insert_request(&bare_request("req3", "alice", "db", 3))
+        .unwrap();
+    assert!(
+        matches!(tx.commit(), Err(StoreError::Contended(_))),
+        "a list with another row fails the commit"
+    );
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.request("req3").unwrap(), None, "nothing was written");
+    drop(tx);
+
+    // Nothing it read changed: other rows did.
+    let mut tx = store.optimistic().unwrap();
+    let mut read = tx.request("req").unwrap().unwrap();
+    assert!(tx.request("req_none").unwrap().is_none());
+    meanwhile(&|tx| {
+        tx.insert_request(&bare_request("req4", "bob", "db", 4))
+            .unwrap()
+    });
+    read.state = RequestState::Expired;
+    read.lapses_at = None;
+    tx.update_request(&read).unwrap();
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.request("req").unwrap().unwrap().state,
+        RequestState::Expired
+    );
+}
+
+/// Threads race to append entries with [`Tx::append_audit`], two a
+/// transaction, in optimistic transactions: every entry is in the chain
+/// once, numbered in turn, each linked to the one before, its hash the
+/// [`link`](crate::store::link) of its place and its tail (rule 2).
+pub fn racing_appends_link_to_the_head(store: &dyn Store) {
+    const APPENDS: usize = 10;
+    std::thread::scope(|threads| {
+        for racer in 0..RACERS {
+            threads.spawn(move || {
+                for n in 0..APPENDS {
+                    let mut tx = store.optimistic().unwrap();
+                    for half in ["a", "b"] {
+                        let mut next = entry(0, "");
+                        next.actor = format!("racer{racer}-{n}{half}");
+                        let tail = tail_of(&next.actor);
+                        tx.append_audit(&mut next, &tail).unwrap();
+                    }
+                    tx.commit().unwrap();
+                }
+            });
+        }
+    });
+    let tx = store.transaction().unwrap();
+    let log = tx.audit(&AuditQuery::default()).unwrap();
+    assert_eq!(log.len(), RACERS * APPENDS * 2, "every entry, once");
+    let mut prev_hash = crate::store::GENESIS.to_string();
+    for (n, event) in log.iter().enumerate() {
+        assert_eq!(event.seq, n as i64 + 1);
+        assert_eq!(event.prev_hash, prev_hash, "entry {}", event.seq);
+        assert_eq!(
+            event.hash,
+            crate::store::link(&prev_hash, event.seq, &tail_of(&event.actor)),
+            "entry {}",
+            event.seq
+        );
+        if event.actor.ends_with('b') {
+            let first = &log[n - 1];
+            assert_eq!(
+                first.actor,
+                event.actor.replace('b', "a"),
+                "a transaction's two entries are next to each other"
+            );
+        }
+        prev_hash = event.hash.clone();
+    }
+}
+
+/// The tail hashed after an entry's sequence number in
+/// [`racing_appends_link_to_the_head`]: any bytes do, here UTF-8 too.
+fn tail_of(actor: &str) -> Vec<u8> {
+    format!(",\"actor\":\"{actor}\",\"é\":\"ü\"}}").into_bytes()
 }
 
 /// Threads race to append to the audit log, each reading the head and

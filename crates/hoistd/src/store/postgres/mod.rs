@@ -11,10 +11,12 @@
 //! runtime inside another. The calling thread blocks for the round trip,
 //! as it does on SQLite's lock.
 //!
-//! Rule 1 (serialisable writes): every transaction takes one
-//! transaction-scoped advisory lock before its first read (with it, in one
-//! round trip: see `tx::PgTx`), so transactions take turns across every
-//! instance, as they do on SQLite's one connection.
+//! Rule 1 (serialisable writes): every writing transaction takes one
+//! transaction-scoped advisory lock, so transactions take turns across
+//! every instance, as they do on SQLite's one connection. A plain one takes
+//! it before its first read (with it, in one round trip); an optimistic one
+//! reads without it and takes it in its commit's pipeline, then checks its
+//! reads (see `tx::PgTx`).
 //! Measured against SERIALIZABLE with retries in BENCHMARKS.md: the broker's
 //! transactions all touch the audit head, so under SERIALIZABLE nearly every
 //! concurrent pair conflicts and one is retried anyway. An advisory lock of
@@ -48,21 +50,20 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0005_slack_replays.sql"),
 ];
 
-/// Starts a transaction, takes the advisory lock every transaction takes
-/// first (rule 1) and reads the audit head: one simple query, three
-/// statements, nothing in it but constants, sent with the transaction's
-/// first statements in one round trip (see `tx::PgTx`). Any lock number
-/// will do as long as nothing else on the database uses it: "hoistd tx"
-/// (see the test below). The lock is held to the end, so every round trip
-/// after it is part of the critical section the instances take turns at;
-/// under the lock, the head read here stays the head until this
-/// transaction appends.
-pub(super) const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7525349446954284152); \
-    SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
-/// Starts a transaction that only reads ([`Store::read`]), and reads the
-/// audit head as [`BEGIN_LOCKED`] does, without the lock.
-pub(super) const BEGIN_READING: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-    SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+/// The transaction lock (rule 1): one advisory lock of the transaction,
+/// held to its end, which every writing transaction takes before it reads
+/// (or, optimistic, before it writes). Any lock number will do as long as
+/// nothing else on the database uses it: "hoistd tx" (see the test below).
+pub(super) const TX_LOCK: &str = "SELECT pg_advisory_xact_lock(7525349446954284152)";
+/// Starts a transaction and takes the transaction lock: one simple query,
+/// nothing in it but constants, sent with the transaction's first
+/// statements in one round trip (see `tx::PgTx`). The lock is held to the
+/// end, so every round trip after it is part of the critical section the
+/// instances take turns at.
+pub(super) const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7525349446954284152)";
+/// Starts a transaction that only reads ([`Store::read`]): its snapshot is
+/// taken at its first statement, sent with this.
+pub(super) const BEGIN_READING: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 /// The advisory lock migrations are applied under: "hoistd mg".
 const MIGRATION_LOCK: i64 = 0x686f_6973_7464_6d67;
 
@@ -79,7 +80,7 @@ const SCAN_PAGE: i64 = 2_000;
 
 /// A value bound to a statement's parameter, owned so it can travel to the
 /// store's runtime.
-type Param = Box<dyn ToSql + Send + Sync>;
+type Param = Arc<dyn ToSql + Send + Sync>;
 
 /// Whether opening the store brings the schema up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +229,7 @@ impl PostgresStore {
         conn.begin("BEGIN")?;
         conn.query(
             "SELECT pg_advisory_xact_lock($1)",
-            vec![Box::new(MIGRATION_LOCK)],
+            vec![Arc::new(MIGRATION_LOCK)],
         )?;
         conn.batch(
             "CREATE TABLE IF NOT EXISTS hoistd_schema (version BIGINT NOT NULL); \
@@ -251,7 +252,7 @@ impl PostgresStore {
         }
         conn.query(
             "UPDATE hoistd_schema SET version = $1",
-            vec![Box::new(known)],
+            vec![Arc::new(known)],
         )?;
         conn.commit()?;
         Ok(known)
@@ -302,6 +303,14 @@ impl Store for PostgresStore {
         )))
     }
 
+    /// Reads at READ COMMITTED without the lock, and takes it in the
+    /// commit's pipeline before checking its reads and writing (see
+    /// `tx::PgTx`).
+    fn optimistic(&self) -> Result<Box<dyn Tx + '_>> {
+        let conn = self.connection()?;
+        Ok(Box::new(tx::PgTx::optimistic(conn, self.origin.clone())))
+    }
+
     /// A repeatable-read, read-only transaction without the lock: it waits
     /// for no writer, and its reads are of one moment, its first
     /// statement's. Writes through it are refused.
@@ -340,8 +349,8 @@ impl Store for PostgresStore {
              OR leadership.expires_at < clock_timestamp() \
              RETURNING epoch",
             vec![
-                Box::new(holder.to_owned()),
-                Box::new(term.as_millis() as f64),
+                Arc::new(holder.to_owned()),
+                Arc::new(term.as_millis() as f64),
             ],
         )?;
         rows.first()
@@ -365,7 +374,7 @@ impl Store for PostgresStore {
         conn.query(
             "UPDATE leadership SET expires_at = clock_timestamp() - interval '1 second' \
              WHERE name = 'hoistd' AND holder = $1",
-            vec![Box::new(holder.to_owned())],
+            vec![Arc::new(holder.to_owned())],
         )?;
         Ok(())
     }
@@ -766,9 +775,13 @@ mod tests {
     #[test]
     fn transactions_take_the_transaction_lock() {
         const TX_LOCK: i64 = 0x686f_6973_7464_7478;
-        assert!(
-            BEGIN_LOCKED.starts_with(&format!("BEGIN; SELECT pg_advisory_xact_lock({TX_LOCK}); ")),
-            "{BEGIN_LOCKED}"
+        assert_eq!(
+            BEGIN_LOCKED,
+            format!("BEGIN; SELECT pg_advisory_xact_lock({TX_LOCK})")
+        );
+        assert_eq!(
+            super::TX_LOCK,
+            format!("SELECT pg_advisory_xact_lock({TX_LOCK})")
         );
     }
 }

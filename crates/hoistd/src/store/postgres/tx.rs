@@ -17,20 +17,22 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
-use super::{Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement};
+use super::{Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement, TX_LOCK};
 use crate::store::{
-    AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GrantQuery, Notification,
-    NotificationDelivery, RequestQuery, Result, StoreError, StoredAudit, Tx,
+    AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GENESIS, GrantQuery,
+    Notification, NotificationDelivery, RequestQuery, Result, StoreError, StoredAudit, Tx,
 };
 
-/// One transaction: it holds the transaction lock (rule 1) from its first
-/// round trip to its commit, so it spends as few round trips as it can.
-/// `BEGIN` and the lock go with its first statement; writes whose answer
-/// the broker does not wait for are held back and sent with the next
-/// statement or the commit (see [`Tx::flush`]); the audit head comes with
-/// the lock. Filing a request or approving one is then two round trips,
-/// and only one of them holds the lock: from the first's answer to the
-/// commit.
+/// One transaction. A locked one holds the transaction lock (rule 1) from
+/// its first round trip to its commit, so it spends as few round trips as
+/// it can: `BEGIN` and the lock go with its first statement, and writes
+/// whose answer the broker does not wait for are held back and sent with
+/// the next statement or the commit (see [`Tx::flush`]). An optimistic one
+/// ([`Store::optimistic`](crate::store::Store::optimistic)) reads without
+/// the lock and takes it in its commit's pipeline, before checking its
+/// reads and making its writes: filing a request or approving one holds
+/// the lock only while the server runs the writes and the commit, and no
+/// round trip to hoistd is made under it.
 pub(super) struct PgTx {
     conn: PgConn,
     origin: String,
@@ -38,22 +40,60 @@ pub(super) struct PgTx {
     notices: Vec<String>,
     /// Writes not sent yet, in order.
     held: RefCell<Vec<Held>>,
-    /// What starts it (`BEGIN_LOCKED`, or `BEGIN_READING` for a reader),
-    /// and whether that was sent.
+    /// What starts it (`BEGIN_LOCKED`, `BEGIN_READING` for a reader, plain
+    /// `BEGIN` for an optimistic one), and whether that was sent.
     begin: &'static str,
     begun: Cell<bool>,
-    /// The audit head once known: read with the lock, then the entry this
-    /// transaction last appended. Under the lock no other transaction
-    /// appends, so it needs no reading again.
-    head: RefCell<Option<Option<AuditHead>>>,
+    /// While an optimistic transaction does not hold the lock: a check of
+    /// each read it made, which fails if the read would now answer
+    /// otherwise. `None` once it holds the lock, or if it never was
+    /// optimistic.
+    checks: RefCell<Option<Vec<Statement>>>,
 }
 
-/// A write held back. An update names what it changes: it must change a
-/// row (rule 5), and is written so that PostgreSQL refuses it, aborting the
-/// transaction, when it changes none (see [`PgTx::hold_update`]).
+/// A write held back, and what its failure means.
 struct Held {
     statement: Statement,
-    updates: Option<String>,
+    refusal: Refusal,
+}
+
+/// What a statement's failure with division by zero means: the store's
+/// held updates and checks are written to fail that way (see
+/// [`PgTx::hold_update`] and [`check`]).
+#[derive(Clone)]
+enum Refusal {
+    /// Nothing of the kind: the error as the driver gives it.
+    None,
+    /// A held update changed no row: [`StoreError::NotFound`] naming it.
+    Missing(String),
+    /// A check of a read failed: [`StoreError::Contended`].
+    Changed,
+}
+
+/// The fingerprint of an answer with no rows: [`fingerprinted`] and
+/// [`check`] hash the rows' text, and no rows hash as the empty text.
+const NO_ROWS: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
+/// `sql` answering as it does, with one more column: a fingerprint of the
+/// whole answer (the MD5 of its rows' text, in sorted order), computed in
+/// the same statement and so of the same moment. Its rows come in the
+/// order `sql` gives them: a materialised CTE is read back in order.
+fn fingerprinted(sql: &str) -> String {
+    format!(
+        "WITH q AS MATERIALIZED ({sql}) SELECT q.*, (SELECT md5(coalesce(string_agg(r::text, \
+         ',' ORDER BY r::text), '')) FROM q r) FROM q"
+    )
+}
+
+/// A statement that fails (division by zero) unless `sql`, with its
+/// `params` parameters, still answers with the fingerprint given as one
+/// more parameter.
+fn check(sql: &str, params: usize) -> String {
+    format!(
+        "SELECT 1 / (md5(coalesce(string_agg(r::text, ',' ORDER BY r::text), '')) = ${})::int \
+         FROM ({sql}) r",
+        params + 1
+    )
 }
 
 impl PgTx {
@@ -65,78 +105,120 @@ impl PgTx {
             held: RefCell::new(Vec::new()),
             begin,
             begun: Cell::new(false),
-            head: RefCell::new(None),
+            checks: RefCell::new(None),
         }
     }
 
-    /// Sends `statements`, after `BEGIN` and the lock if the transaction
-    /// has not begun, and `COMMIT` after them when `commit`: one round
-    /// trip. The rows of each statement.
+    /// An optimistic transaction (see [`PgTx`]).
+    pub(super) fn optimistic(conn: PgConn, origin: String) -> Self {
+        let tx = PgTx::new(conn, origin, "BEGIN");
+        *tx.checks.borrow_mut() = Some(Vec::new());
+        tx
+    }
+
+    /// Sends `statements`, after `BEGIN` if the transaction has not begun,
+    /// and `COMMIT` after them when `commit`: one round trip. The rows of
+    /// each statement.
     fn send(
         &self,
         statements: &[Statement],
-        updates: &[Option<String>],
+        refusals: &[Refusal],
         commit: bool,
     ) -> Result<Vec<Vec<Row>>> {
         let begin = (!self.begun.replace(true)).then_some(self.begin);
-        let piped = match self.conn.send(begin, statements, commit)? {
-            Ok(piped) => piped,
-            Err(failed) => return Err(self.refused(failed, updates)),
-        };
-        if begin.is_some() {
-            // The lock's statement gives nothing; the head's, one row or
-            // none. An entry appended before the head came is newer.
-            let mut head = self.head.borrow_mut();
-            if head.is_none() {
-                *head = Some(match piped.begun.iter().find(|row| row.len() == 2) {
-                    None => None,
-                    Some(row) => Some(AuditHead {
-                        seq: row.get(0).and_then(|seq| seq.parse().ok()).ok_or_else(|| {
-                            StoreError::Corrupt("the audit head's sequence number".into())
-                        })?,
-                        hash: row.get(1).unwrap_or_default().to_string(),
-                    }),
-                });
-            }
+        match self.conn.send(begin, statements, commit)? {
+            Ok(piped) => Ok(piped.rows),
+            Err(failed) => Err(self.refused(failed, refusals)),
         }
-        Ok(piped.rows)
     }
 
-    /// The held writes and then `statement`, taken out to be sent, with
-    /// what each held update changes.
-    fn with_held(&self, statement: Option<Statement>) -> (Vec<Statement>, Vec<Option<String>>) {
-        let held = self.held.take();
-        let mut statements = Vec::with_capacity(held.len() + 1);
-        let mut updates = Vec::with_capacity(held.len());
-        for Held {
-            statement,
-            updates: what,
-        } in held
-        {
-            statements.push(statement);
-            updates.push(what);
+    /// For an optimistic transaction that does not hold the lock yet: the
+    /// lock, then the checks of its reads, to go first in the pipeline
+    /// that takes it.
+    fn take_lock(&self, statements: &mut Vec<Statement>, refusals: &mut Vec<Refusal>) {
+        let Some(checks) = self.checks.borrow_mut().take() else {
+            return;
+        };
+        statements.push(Statement::new(TX_LOCK, Vec::new()));
+        refusals.push(Refusal::None);
+        for check in checks {
+            statements.push(check);
+            refusals.push(Refusal::Changed);
         }
-        statements.extend(statement);
-        (statements, updates)
+    }
+
+    /// The held writes, taken out to be sent after `statements`.
+    fn take_held(&self, statements: &mut Vec<Statement>, refusals: &mut Vec<Refusal>) {
+        for Held { statement, refusal } in self.held.take() {
+            statements.push(statement);
+            refusals.push(refusal);
+        }
     }
 
     /// A failed pipeline in the store's words: a held update that changed
-    /// nothing is [`StoreError::NotFound`].
-    fn refused(&self, failed: Failed, updates: &[Option<String>]) -> StoreError {
-        if failed.error.code() == Some(&SqlState::DIVISION_BY_ZERO)
-            && let Some(Some(what)) = failed.at.and_then(|at| updates.get(at))
-        {
-            return StoreError::NotFound(what.clone());
+    /// nothing is [`StoreError::NotFound`], a failed check
+    /// [`StoreError::Contended`].
+    fn refused(&self, failed: Failed, refusals: &[Refusal]) -> StoreError {
+        if failed.error.code() == Some(&SqlState::DIVISION_BY_ZERO) {
+            match failed.at.and_then(|at| refusals.get(at)) {
+                Some(Refusal::Missing(what)) => return StoreError::NotFound(what.clone()),
+                Some(Refusal::Changed) => {
+                    return StoreError::Contended(
+                        "another transaction changed what this one read before it could \
+                         commit; nothing was written"
+                            .into(),
+                    );
+                }
+                _ => {}
+            }
         }
         self.conn.failed(failed.error)
     }
 
-    /// Runs one statement after the held writes, in one round trip, and
-    /// returns its rows.
+    /// Runs one statement that only reads and returns its rows. An
+    /// optimistic transaction without the lock and with nothing held reads
+    /// it as it stands, fingerprinted, and keeps a check for its commit;
+    /// otherwise the statement goes after the lock if it must be taken and
+    /// the held writes.
     fn query(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
-        let (statements, updates) = self.with_held(Some(Statement::new(sql, params)));
+        let unlocked = self.checks.borrow().is_some() && self.held.borrow().is_empty();
+        if !unlocked {
+            return self.run(Statement::new(sql, params));
+        }
+        let mut checked = params.clone();
+        let rows = self
+            .send(
+                &[Statement::new(fingerprinted(sql), params)],
+                &[Refusal::None],
+                false,
+            )?
+            .pop()
+            .unwrap_or_default();
+        let fingerprint: String = match rows.first() {
+            Some(row) => get(row, row.len() - 1)?,
+            None => NO_ROWS.to_string(),
+        };
+        checked.push(text(&fingerprint));
+        if let Some(checks) = self.checks.borrow_mut().as_mut() {
+            checks.push(Statement::new(check(sql, checked.len() - 1), checked));
+        }
+        // The fingerprint column is left on each row: every reader takes
+        // its columns by place, and the fingerprint comes after them.
+        Ok(rows)
+    }
+
+    /// Runs `statement` after the lock (for an optimistic transaction that
+    /// does not hold it yet) and the held writes, in one round trip, and
+    /// returns its rows.
+    fn run(&self, statement: Statement) -> Result<Vec<Row>> {
+        let mut statements = Vec::new();
+        let mut refusals = Vec::new();
+        self.take_lock(&mut statements, &mut refusals);
+        self.take_held(&mut statements, &mut refusals);
+        statements.push(statement);
+        refusals.push(Refusal::None);
         Ok(self
-            .send(&statements, &updates, false)?
+            .send(&statements, &refusals, false)?
             .pop()
             .unwrap_or_default())
     }
@@ -147,7 +229,7 @@ impl PgTx {
     fn hold_insert(&mut self, sql: &str, params: Vec<Param>) {
         self.held.get_mut().push(Held {
             statement: Statement::new(sql, params),
-            updates: None,
+            refusal: Refusal::None,
         });
     }
 
@@ -161,14 +243,14 @@ impl PgTx {
                 format!("WITH changed AS ({update} RETURNING 1) SELECT 1 / count(*) FROM changed"),
                 params,
             ),
-            updates: Some(what),
+            refusal: Refusal::Missing(what),
         });
     }
 
-    /// Runs a write now (after the held ones) and returns how many rows it
-    /// changed: it ends in `RETURNING 1`.
+    /// Runs a write now (after the lock and the held writes) and returns
+    /// how many rows it changed: it ends in `RETURNING 1`.
     fn write(&self, sql: &str, params: Vec<Param>) -> Result<usize> {
-        Ok(self.query(sql, params)?.len())
+        Ok(self.run(Statement::new(sql, params))?.len())
     }
 }
 
@@ -177,15 +259,15 @@ fn ms(t: DateTime<Utc>) -> i64 {
 }
 
 fn p<T: tokio_postgres::types::ToSql + Send + Sync + 'static>(value: T) -> Param {
-    Box::new(value)
+    std::sync::Arc::new(value)
 }
 
 fn text(value: &str) -> Param {
-    Box::new(value.to_owned())
+    std::sync::Arc::new(value.to_owned())
 }
 
 fn opt_text(value: Option<&String>) -> Param {
-    Box::new(value.cloned())
+    std::sync::Arc::new(value.cloned())
 }
 
 /// A column's value; one that does not decode is corrupt.
@@ -817,13 +899,11 @@ impl Tx for PgTx {
         Ok(())
     }
 
+    /// Read under the lock (an optimistic transaction takes it here), so
+    /// it stays the head until this transaction appends.
     fn audit_head(&self) -> Result<Option<AuditHead>> {
-        if self.head.borrow().is_none() {
-            // Not begun yet: the lock and the head, with what is held.
-            let (statements, updates) = self.with_held(None);
-            self.send(&statements, &updates, false)?;
-        }
-        Ok(self.head.borrow().clone().flatten())
+        let rows = self.run(Statement::new(AUDIT_HEAD, Vec::new()))?;
+        rows.first().map(audit_head_from_row).transpose()
     }
 
     fn insert_audit(&mut self, entry: &AuditEvent) -> Result<()> {
@@ -848,10 +928,38 @@ impl Tx for PgTx {
                 text(&entry.hash),
             ],
         );
-        *self.head.get_mut() = Some(Some(AuditHead {
-            seq: entry.seq,
-            hash: entry.hash.clone(),
-        }));
+        Ok(())
+    }
+
+    /// Linked in the database: the insert reads the head itself, and
+    /// computes the hash as [`crate::store::link`] does. It is held, so it
+    /// runs under the lock (an optimistic transaction sends its held writes
+    /// only after taking it), where the head it reads stays the head until
+    /// this transaction commits.
+    fn append_audit(&mut self, entry: &mut AuditEvent, tail: &[u8]) -> Result<()> {
+        self.hold_insert(
+            &format!(
+                "INSERT INTO audit ({AUDIT_COLUMNS}) \
+                 SELECT head.seq + 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, head.hash, \
+                 encode(sha256(convert_to(head.hash || '{{\"seq\":' || (head.seq + 1)::text, \
+                 'UTF8') || $11::bytea), 'hex') \
+                 FROM ((SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1) \
+                 UNION ALL SELECT 0, '{GENESIS}' ORDER BY seq DESC LIMIT 1) head"
+            ),
+            vec![
+                p(ms(entry.at)),
+                text(entry.kind.as_str()),
+                text(&entry.actor),
+                opt_text(entry.subject.as_ref()),
+                opt_text(entry.role.as_ref()),
+                opt_text(entry.request_id.as_ref()),
+                opt_text(entry.grant_id.as_ref()),
+                opt_text(entry.incident.as_ref()),
+                opt_text(entry.reason.as_ref()),
+                p(entry.details.to_string()),
+                p(tail.to_vec()),
+            ],
+        );
         Ok(())
     }
 
@@ -1296,42 +1404,57 @@ impl Tx for PgTx {
         if self.held.get_mut().is_empty() {
             return Ok(());
         }
-        let (statements, updates) = self.with_held(None);
-        self.send(&statements, &updates, false)?;
+        let mut statements = Vec::new();
+        let mut refusals = Vec::new();
+        self.take_lock(&mut statements, &mut refusals);
+        self.take_held(&mut statements, &mut refusals);
+        self.send(&statements, &refusals, false)?;
         Ok(())
     }
 
     /// The held writes, the `pg_notify` of each notice, and `COMMIT`, in
     /// one round trip: all of it commits or none (PostgreSQL delivers the
-    /// notices at commit, and drops them with a rollback).
+    /// notices at commit, and drops them with a rollback). An optimistic
+    /// transaction that writes takes the lock and checks its reads first,
+    /// in the same round trip; one that wrote nothing has nothing to check.
     fn commit(self: Box<Self>) -> Result<()> {
-        let (mut statements, updates) = self.with_held(None);
+        let mut statements = Vec::new();
+        let mut refusals = Vec::new();
+        if self.held.borrow().is_empty() && self.notices.is_empty() {
+            self.checks.take();
+        }
+        self.take_lock(&mut statements, &mut refusals);
+        self.take_held(&mut statements, &mut refusals);
         if statements.is_empty() && self.notices.is_empty() && !self.begun.get() {
             // Nothing was sent, written or announced: nothing to commit.
             return Ok(());
         }
-        statements.extend(self.notices.iter().map(|notice| {
-            Statement::new(NOTIFY, vec![text(super::listen::CHANNEL), text(notice)])
-        }));
-        self.send(&statements, &updates, true)?;
+        for notice in &self.notices {
+            statements.push(Statement::new(
+                NOTIFY,
+                vec![text(super::listen::CHANNEL), text(notice)],
+            ));
+            refusals.push(Refusal::None);
+        }
+        self.send(&statements, &refusals, true)?;
         Ok(())
     }
 }
 
+/// The newest audit entry.
+const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+
+fn audit_head_from_row(row: &Row) -> Result<AuditHead> {
+    Ok(AuditHead {
+        seq: get(row, 0)?,
+        hash: get(row, 1)?,
+    })
+}
+
 /// The newest audit entry, read on `conn` (a snapshot's).
 pub(super) fn audit_head(conn: &PgConn) -> Result<Option<AuditHead>> {
-    let rows = conn.query(
-        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-        Vec::new(),
-    )?;
-    rows.first()
-        .map(|row| {
-            Ok(AuditHead {
-                seq: get(row, 0)?,
-                hash: get(row, 1)?,
-            })
-        })
-        .transpose()
+    let rows = conn.query(AUDIT_HEAD, Vec::new())?;
+    rows.first().map(audit_head_from_row).transpose()
 }
 
 /// Runs one statement and returns its rows: a transaction's or a
