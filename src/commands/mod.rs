@@ -117,6 +117,12 @@ fn backend_code(err: &BackendError) -> u8 {
             code: hoist_api::ErrorCode::StepUpRequired,
             ..
         } => exit::NOT_SIGNED_IN,
+        // The broker is up but its database is not: try again later, as
+        // for a broker that cannot be reached.
+        BackendError::Refused {
+            code: hoist_api::ErrorCode::Unavailable,
+            ..
+        } => exit::UNREACHABLE,
         BackendError::Refused { status, .. } if *status < 500 => exit::REFUSED,
         _ => exit::FAILURE,
     }
@@ -227,5 +233,7 @@ mod tests {
         assert_eq!(exit_code(&step_up), exit::NOT_SIGNED_IN);
         let forbidden = refused(hoist_api::ErrorCode::Forbidden, 403);
         assert_eq!(exit_code(&forbidden), exit::REFUSED);
+        let unavailable = refused(hoist_api::ErrorCode::Unavailable, 503);
+        assert_eq!(exit_code(&unavailable), exit::UNREACHABLE);
     }
 }

@@ -342,7 +342,7 @@ pub fn failure(error: &BackendError) -> Failure {
                 | ErrorCode::BreakGlassNotAllowed => FailureKind::DeniedByPolicy,
                 ErrorCode::InvalidState | ErrorCode::AlreadyReviewed => FailureKind::NotPossibleNow,
                 ErrorCode::NotFound => FailureKind::NotFound,
-                ErrorCode::Internal => FailureKind::BrokerError,
+                ErrorCode::Internal | ErrorCode::Unavailable => FailureKind::BrokerError,
                 ErrorCode::RateLimited => FailureKind::TooMany,
                 ErrorCode::StepUpRequired => FailureKind::StepUpRequired,
                 _ => FailureKind::Refused,

@@ -55,6 +55,9 @@ pub enum ErrorCode {
     /// The role's tier needs a sign-in more recent than the caller's: sign
     /// in again, then retry.
     StepUpRequired,
+    /// The broker's database cannot be reached, or is busy past waiting
+    /// for: nothing was done. `Retry-After` says when to try again.
+    Unavailable,
     Internal,
 }
 

@@ -596,6 +596,7 @@ fn enums() {
         HeadersTooLarge,
         RateLimited,
         StepUpRequired,
+        Unavailable,
         Internal,
     ];
     // A code added to the enum must be added above (and to the document):
@@ -632,6 +633,7 @@ fn enums() {
             | HeadersTooLarge
             | RateLimited
             | StepUpRequired
+            | Unavailable
             | Internal => {}
         }
     }

@@ -28,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::broker::{self, Broker};
 use crate::error::{self, Error};
+use crate::store::StoreError;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -405,6 +406,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | CommentRequired
         | NoApprovers
         | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -443,14 +445,19 @@ impl IntoResponse for Failure {
             Error::RateLimited {
                 message,
                 retry_after,
-            } => {
-                let mut response = refused(ErrorCode::RateLimited, message);
-                // Whole seconds, rounded up: never an invitation to come back early.
-                let secs = retry_after.as_millis().div_ceil(1000).max(1);
-                if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-                    response.headers_mut().insert(header::RETRY_AFTER, value);
-                }
-                response
+            } => with_retry_after(refused(ErrorCode::RateLimited, message), retry_after),
+            // The database is down, failing over, or another change came
+            // first too often: nothing was written, and the same call may
+            // work in a moment. The driver's words stay in the log.
+            Error::Store(err @ (StoreError::Unavailable(_) | StoreError::Contended(_))) => {
+                tracing::warn!(error = %err, "store unavailable");
+                with_retry_after(
+                    refused(
+                        ErrorCode::Unavailable,
+                        "the broker's database is unavailable; nothing was done, try again",
+                    ),
+                    UNAVAILABLE_RETRY,
+                )
             }
             err => {
                 tracing::error!(error = %err, "internal error");
@@ -461,6 +468,21 @@ impl IntoResponse for Failure {
             }
         }
     }
+}
+
+/// When to call again after a 503 `unavailable`: a restarted database or a
+/// failover is back within seconds, and the connection pool waits 5 s for
+/// a connection before it gives up.
+const UNAVAILABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `response` with `Retry-After` in whole seconds, rounded up: never an
+/// invitation to come back early.
+fn with_retry_after(mut response: Response, after: std::time::Duration) -> Response {
+    let secs = after.as_millis().div_ceil(1000).max(1);
+    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// Runs a blocking broker call off the async runtime.
@@ -632,5 +654,41 @@ where
             Err(rejection) if serve::timed_out(&rejection) => Err(body_timed_out()),
             Err(rejection) => Err(refused(ErrorCode::InvalidBody, rejection.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a failing store gives a caller: a 503 to try again in a second
+    /// when nothing was written and the same call may work then, without
+    /// the driver's words; a 500 otherwise.
+    #[test]
+    fn a_store_that_cannot_answer_now_is_a_503_to_try_again() {
+        let body = |response: Response| {
+            let bytes =
+                futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096))
+                    .unwrap_or_default();
+            serde_json::from_slice::<ApiError>(&bytes).ok()
+        };
+        for err in [
+            StoreError::Unavailable("08006: connection to server lost".into()),
+            StoreError::Contended("changed meanwhile".into()),
+        ] {
+            let response = Failure(Error::Store(err)).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response.headers().get(header::RETRY_AFTER),
+                Some(&HeaderValue::from_static("1"))
+            );
+            let error = body(response).expect("an ApiError");
+            assert_eq!(error.code, ErrorCode::Unavailable);
+            assert!(!error.message.contains("08006"), "{}", error.message);
+        }
+        let response =
+            Failure(Error::Store(StoreError::Corrupt("column 3".into()))).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body(response).map(|e| e.code), Some(ErrorCode::Internal));
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hoist_api::LiveEvent;
-use hoist_api::{AuditKind, CreateRequest, Decision, RequestState};
+use hoist_api::{AuditKind, CreateRequest, Decision, ErrorCode, RequestState};
 use hoistd::testing::{Cluster, eventually, request};
 
 use crate::events::EventStream;
@@ -134,9 +134,10 @@ async fn twenty_concurrent_approvals_across_instances_count_exactly_twice() {
 }
 
 /// `pg_ctl restart -m fast` while five people file and cancel requests
-/// across three instances: calls fail while the server is down, the
-/// instances recover on their own, and every request answered as filed
-/// (and every cancellation answered) is there afterwards.
+/// across three instances: calls fail while the server is down, with a 503
+/// `unavailable` (never an internal error), the instances recover on their
+/// own, and every request answered as filed (and every cancellation
+/// answered) is there afterwards.
 #[tokio::test]
 async fn restarting_the_database_under_load_loses_no_committed_request() {
     let cluster = Arc::new(cluster(3).await);
@@ -145,6 +146,7 @@ async fn restarting_the_database_under_load_loses_no_committed_request() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let after_restart = Arc::new(Mutex::new(HashSet::<usize>::new()));
     let restarted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed = Arc::new(Mutex::new(Vec::<(reqwest::StatusCode, ErrorCode)>::new()));
     let workers: Vec<_> = ["alice", "bob", "carol", "dave", "frank"]
         .into_iter()
         .enumerate()
@@ -155,6 +157,7 @@ async fn restarting_the_database_under_load_loses_no_committed_request() {
                 Arc::clone(&cancelled),
             );
             let (after_restart, restarted) = (Arc::clone(&after_restart), Arc::clone(&restarted));
+            let failed = Arc::clone(&failed);
             let stopped = stopped.clone();
             tokio::spawn(async move {
                 let mut open: Option<String> = None;
@@ -170,7 +173,10 @@ async fn restarting_the_database_under_load_loses_no_committed_request() {
                                 open = None;
                                 true
                             }
-                            Err(_) => false,
+                            Err((status, error)) => {
+                                failed.lock().unwrap().push((status, error.code));
+                                false
+                            }
                         },
                         None => match client.file(&request("k8s", "load while restarting")).await {
                             Ok(request) => {
@@ -178,7 +184,10 @@ async fn restarting_the_database_under_load_loses_no_committed_request() {
                                 open = Some(request.id);
                                 true
                             }
-                            Err(_) => false,
+                            Err((status, error)) => {
+                                failed.lock().unwrap().push((status, error.code));
+                                false
+                            }
                         },
                     };
                     if ok && restarted.load(std::sync::atomic::Ordering::SeqCst) {
@@ -211,6 +220,22 @@ async fn restarting_the_database_under_load_loses_no_committed_request() {
         worker.await.unwrap();
     }
 
+    let failed = failed.lock().unwrap().clone();
+    assert!(
+        failed.iter().any(|(status, _)| status.is_server_error()),
+        "calls failed while the database was down: {failed:?}"
+    );
+    for (status, code) in &failed {
+        if status.is_server_error() {
+            assert_eq!(
+                (*status, *code),
+                (
+                    reqwest::StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable
+                )
+            );
+        }
+    }
     let reader = cluster.as_user(0, "erin");
     let filed = filed.lock().unwrap().clone();
     let cancelled: HashSet<String> = cancelled.lock().unwrap().iter().cloned().collect();
