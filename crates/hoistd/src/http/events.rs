@@ -124,6 +124,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "An endless stream of events", content_type = "text/event-stream", body = LiveEvent),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 429, description = "Too many event streams open, the caller's own or the broker's; see Retry-After", body = ApiError),
     ))]
 async fn events(

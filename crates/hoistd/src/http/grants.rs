@@ -47,6 +47,7 @@ struct ListParams {
         (status = 200, description = "The caller's grants", body = [Grant]),
         (status = 400, description = "A malformed parameter", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
     ))]
 async fn list_grants(
     State(state): State<AppState>,
@@ -70,6 +71,7 @@ async fn list_grants(
     responses(
         (status = 200, description = "The grant", body = Grant),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
     ))]
 async fn get_grant(
@@ -89,6 +91,7 @@ async fn get_grant(
         (status = 200, description = "The grant, ended", body = Grant),
         (status = 400, description = "Malformed JSON", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 403, description = "Neither the holder nor an approver", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
     ))]
@@ -117,6 +120,7 @@ async fn revoke_grant(
         (status = 201, description = "The extension request (already applied if the role needs no approval)", body = AccessRequest),
         (status = 400, description = "Malformed JSON", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 403, description = "Not the holder, or no longer eligible", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
         (status = 409, description = "The grant has ended, or an extension is already pending", body = ApiError),
@@ -150,6 +154,7 @@ async fn extend_grant(
     responses(
         (status = 200, description = "The grant_credential", body = Credential),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 403, description = "Not the holder, or no longer eligible", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
         (status = 409, description = "The grant is not active, or its access at its target is not live yet (the message says why)", body = ApiError),
@@ -175,6 +180,7 @@ async fn grant_credential(
         (status = 200, description = "The credential; `access.certificate` for an ssh target", body = Credential),
         (status = 400, description = "Malformed JSON, or not an OpenSSH public key", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 403, description = "Not the holder, or no longer eligible", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
         (status = 409, description = "The grant is not active, or its access at its target is not live yet (the message says why)", body = ApiError),
@@ -200,6 +206,7 @@ async fn certify_key(
     responses(
         (status = 200, description = "The incident's requests and grants", body = IncidentView),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
     ))]
 async fn incident(
     State(state): State<AppState>,

@@ -63,6 +63,7 @@ async fn auth_config(State(state): State<AppState>) -> Json<AuthConfig> {
     responses(
         (status = 200, description = "The caller", body = Me),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
     ))]
 async fn me(State(state): State<AppState>, Caller(user): Caller) -> Result<Json<Me>, Failure> {
     Ok(Json(state.broker.me(&user)?))
@@ -73,6 +74,7 @@ async fn me(State(state): State<AppState>, Caller(user): Caller) -> Result<Json<
     responses(
         (status = 200, description = "Eligible roles, by id", body = [Role]),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
     ))]
 async fn roles(State(state): State<AppState>, Caller(user): Caller) -> Json<Vec<Role>> {
     Json(state.broker.roles(&user))
@@ -93,6 +95,7 @@ async fn jwks(State(state): State<AppState>) -> Json<Jwks> {
         (status = 200, description = "Whether the credential is active, and its claims if so", body = Introspection),
         (status = 400, description = "The form has no `token`", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 429, description = "Too many introspections by the caller; see Retry-After", body = ApiError),
     ))]
 async fn introspect(
@@ -127,6 +130,7 @@ struct AuditParams {
         (status = 200, description = "Audit entries", body = [AuditEvent]),
         (status = 400, description = "A malformed parameter", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
     ))]
 async fn audit(
     State(state): State<AppState>,

@@ -67,6 +67,7 @@ fn parse_states(states: Option<&str>) -> Result<Vec<RequestState>, Failure> {
         (status = 200, description = "The caller's requests", body = [AccessRequest]),
         (status = 400, description = "An unknown state or malformed parameter", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
     ))]
 async fn list_requests(
     State(state): State<AppState>,
@@ -105,6 +106,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Failure> {
         (status = 200, description = "A retry with the same Idempotency-Key: the request filed the first time", body = AccessRequest),
         (status = 400, description = "Malformed JSON or a control character in the text", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 403, description = "Not eligible, or break-glass not allowed for the caller", body = ApiError),
         (status = 409, description = "The caller already holds or awaits this role", body = ApiError),
         (status = 413, description = "Body larger than 64 KiB", body = ApiError),
@@ -146,6 +148,7 @@ async fn create_request(
         (status = 200, description = "The request is valid; what it would do", body = RequestPreview),
         (status = 400, description = "Malformed JSON", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 403, description = "Not eligible, or break-glass not allowed", body = ApiError),
         (status = 422, description = "The request breaks one of the role's rules", body = ApiError),
     ))]
@@ -163,6 +166,7 @@ async fn validate_request(
     responses(
         (status = 200, description = "The request", body = AccessRequest),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 404, description = "No such request visible to the caller", body = ApiError),
     ))]
 async fn get_request(
@@ -181,6 +185,7 @@ async fn get_request(
     responses(
         (status = 200, description = "Up to 10 earlier requests, newest first", body = RequestHistory),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 404, description = "No such request visible to the caller", body = ApiError),
     ))]
 async fn request_history(
@@ -202,6 +207,7 @@ async fn request_history(
         (status = 200, description = "The request after the review", body = AccessRequest),
         (status = 400, description = "Malformed JSON", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 403, description = "Own request, or not an approver of the role", body = ApiError),
         (status = 404, description = "No such request visible to the caller", body = ApiError),
         (status = 409, description = "Not pending, or already reviewed by the caller", body = ApiError),
@@ -228,6 +234,7 @@ async fn review_request(
         (status = 200, description = "The cancelled request", body = AccessRequest),
         (status = 400, description = "Malformed JSON", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 404, description = "No such request of the caller's", body = ApiError),
         (status = 409, description = "The request is no longer pending", body = ApiError),
     ))]
@@ -252,6 +259,7 @@ async fn cancel_request(
     responses(
         (status = 200, description = "The request, with the caller's claim", body = AccessRequest),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 403, description = "Own request, or not an approver of the role", body = ApiError),
         (status = 404, description = "No such request visible to the caller", body = ApiError),
         (status = 409, description = "Not pending, or claimed by another approver", body = ApiError),
@@ -272,6 +280,7 @@ async fn claim_request(
     responses(
         (status = 200, description = "The request, unclaimed", body = AccessRequest),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 403, description = "Own request, or not an approver of the role", body = ApiError),
         (status = 404, description = "No such request visible to the caller", body = ApiError),
         (status = 409, description = "Not pending, or claimed by another approver", body = ApiError),
@@ -294,6 +303,7 @@ async fn release_claim(
         (status = 200, description = "The acknowledged request", body = AccessRequest),
         (status = 400, description = "Malformed JSON", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 403, description = "Own request, or not an approver of the role", body = ApiError),
         (status = 404, description = "No such request visible to the caller", body = ApiError),
         (status = 409, description = "Not a break-glass request, or already acknowledged", body = ApiError),
@@ -317,6 +327,7 @@ async fn acknowledge_break_glass(
     responses(
         (status = 200, description = "The caller's review queue", body = [AccessRequest]),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
     ))]
 async fn review_queue(
     State(state): State<AppState>,
@@ -332,6 +343,7 @@ async fn review_queue(
     responses(
         (status = 200, description = "Unacknowledged break-glass requests", body = [AccessRequest]),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
     ))]
 async fn break_glass_queue(
     State(state): State<AppState>,

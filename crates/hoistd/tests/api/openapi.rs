@@ -83,6 +83,12 @@ async fn the_served_document_is_openapi_3_1_and_lists_every_endpoint_with_its_er
                     "#/components/schemas/ApiError"
                 };
                 assert_eq!(error_ref, expected, "{method} {path}");
+                if expected.ends_with("/ApiError") {
+                    // Whatever reads the store may find it unavailable.
+                    let unavailable =
+                        &responses["503"]["content"]["application/json"]["schema"]["$ref"];
+                    assert_eq!(unavailable, expected, "{method} {path} documents no 503");
+                }
             }
         }
     }
