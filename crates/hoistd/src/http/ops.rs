@@ -243,27 +243,28 @@ struct MeteredStore {
     metrics: Arc<Metrics>,
 }
 
-impl Store for MeteredStore {
-    fn transaction(&self) -> store::Result<Box<dyn Tx + '_>> {
+impl MeteredStore {
+    /// Starts a transaction with `begin`, counted as waiting meanwhile and
+    /// timed.
+    fn waited<T>(&self, begin: impl FnOnce() -> T) -> T {
         let began = Instant::now();
         self.metrics.store_waiting.inc();
-        let tx = self.inner.transaction();
+        let tx = begin();
         self.metrics.store_waiting.dec();
         self.metrics
             .store_wait
             .observe(began.elapsed().as_secs_f64());
         tx
     }
+}
+
+impl Store for MeteredStore {
+    fn transaction(&self) -> store::Result<Box<dyn Tx + '_>> {
+        self.waited(|| self.inner.transaction())
+    }
 
     fn optimistic(&self) -> store::Result<Box<dyn Tx + '_>> {
-        let began = Instant::now();
-        self.metrics.store_waiting.inc();
-        let tx = self.inner.optimistic();
-        self.metrics.store_waiting.dec();
-        self.metrics
-            .store_wait
-            .observe(began.elapsed().as_secs_f64());
-        tx
+        self.waited(|| self.inner.optimistic())
     }
 
     fn snapshot(&self) -> store::Result<Box<dyn Snapshot + '_>> {

@@ -4,7 +4,7 @@
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hoist_api::{Decision, RequestState, Review};
+use hoist_api::{AccessRequest, Decision, RequestState, Review};
 
 use super::{at, bare_request, entry, grant, insert_requests, next_entry};
 use crate::store::{AuditQuery, RequestQuery, Store, StoreError, Tx};
@@ -203,18 +203,12 @@ pub fn dropping_a_transaction_rolls_everything_back(store: &dyn Store) {
 /// writes serialised (rule 1) exactly one decides, whoever it is; and one
 /// reviewer racing themself records one review (rule 3).
 pub fn racing_reviews_let_exactly_one_decide(store: &dyn Store) {
-    let mut pending = bare_request("req", "alice", "db", 1);
-    pending.state = RequestState::Pending;
-    pending.lapses_at = Some(at(3_600_000));
-    insert_requests(store, &[pending]);
+    insert_requests(store, &[pending("req", 1)]);
 
     for same_reviewer in [false, true] {
         let id = if same_reviewer { "req_same" } else { "req" };
         if same_reviewer {
-            let mut again = bare_request(id, "alice", "db", 2);
-            again.state = RequestState::Pending;
-            again.lapses_at = Some(at(3_600_000));
-            insert_requests(store, &[again]);
+            insert_requests(store, &[pending(id, 2)]);
         }
         let decided = AtomicUsize::new(0);
         let start = Barrier::new(RACERS);
@@ -244,6 +238,14 @@ pub fn racing_reviews_let_exactly_one_decide(store: &dyn Store) {
         assert_eq!(request.reviews.len(), 1, "{id}: {:?}", request.reviews);
         assert_eq!(request.state, RequestState::Approved);
     }
+}
+
+/// A request of alice's, pending until an hour in, filed at `created_ms`.
+fn pending(id: &str, created_ms: i64) -> AccessRequest {
+    let mut pending = bare_request(id, "alice", "db", created_ms);
+    pending.state = RequestState::Pending;
+    pending.lapses_at = Some(at(3_600_000));
+    pending
 }
 
 /// One reviewer's attempt: true if it decided the request. A conflict or an
@@ -292,10 +294,7 @@ fn try_deciding(
 /// commit finds a read changed (rule 1): still exactly one decides, with
 /// one review, and no try fails otherwise.
 pub fn racing_optimistic_reviews_decide_once(store: &dyn Store) {
-    let mut pending = bare_request("req", "alice", "db", 1);
-    pending.state = RequestState::Pending;
-    pending.lapses_at = Some(at(3_600_000));
-    insert_requests(store, &[pending]);
+    insert_requests(store, &[pending("req", 1)]);
     let decided = AtomicUsize::new(0);
     let start = Barrier::new(RACERS);
     std::thread::scope(|threads| {
@@ -335,10 +334,8 @@ pub fn racing_optimistic_reviews_decide_once(store: &dyn Store) {
 /// turn and commits while each one is open, so none of them holds it
 /// while it reads.
 pub fn optimistic_commits_check_their_reads(store: &dyn Store) {
-    let mut pending = bare_request("req", "alice", "db", 1);
-    pending.state = RequestState::Pending;
-    pending.lapses_at = Some(at(3_600_000));
-    insert_requests(store, &[pending.clone()]);
+    let pending = pending("req", 1);
+    insert_requests(store, std::slice::from_ref(&pending));
     let alice = RequestQuery {
         requester: Some("alice".into()),
         ..RequestQuery::default()

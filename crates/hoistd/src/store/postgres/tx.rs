@@ -912,21 +912,12 @@ impl Tx for PgTx {
                 "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
             ),
-            vec![
-                p(entry.seq),
-                p(ms(entry.at)),
-                text(entry.kind.as_str()),
-                text(&entry.actor),
-                opt_text(entry.subject.as_ref()),
-                opt_text(entry.role.as_ref()),
-                opt_text(entry.request_id.as_ref()),
-                opt_text(entry.grant_id.as_ref()),
-                opt_text(entry.incident.as_ref()),
-                opt_text(entry.reason.as_ref()),
-                p(entry.details.to_string()),
-                text(&entry.prev_hash),
-                text(&entry.hash),
-            ],
+            [
+                vec![p(entry.seq)],
+                audit_fields(entry),
+                vec![text(&entry.prev_hash), text(&entry.hash)],
+            ]
+            .concat(),
         );
         Ok(())
     }
@@ -946,19 +937,7 @@ impl Tx for PgTx {
                  FROM ((SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1) \
                  UNION ALL SELECT 0, '{GENESIS}' ORDER BY seq DESC LIMIT 1) head"
             ),
-            vec![
-                p(ms(entry.at)),
-                text(entry.kind.as_str()),
-                text(&entry.actor),
-                opt_text(entry.subject.as_ref()),
-                opt_text(entry.role.as_ref()),
-                opt_text(entry.request_id.as_ref()),
-                opt_text(entry.grant_id.as_ref()),
-                opt_text(entry.incident.as_ref()),
-                opt_text(entry.reason.as_ref()),
-                p(entry.details.to_string()),
-                p(tail.to_vec()),
-            ],
+            [audit_fields(entry), vec![p(tail.to_vec())]].concat(),
         );
         Ok(())
     }
@@ -1439,6 +1418,22 @@ impl Tx for PgTx {
         self.send(&statements, &refusals, true)?;
         Ok(())
     }
+}
+
+/// An audit entry's columns between `seq` and `prev_hash`, as parameters.
+fn audit_fields(entry: &AuditEvent) -> Vec<Param> {
+    vec![
+        p(ms(entry.at)),
+        text(entry.kind.as_str()),
+        text(&entry.actor),
+        opt_text(entry.subject.as_ref()),
+        opt_text(entry.role.as_ref()),
+        opt_text(entry.request_id.as_ref()),
+        opt_text(entry.grant_id.as_ref()),
+        opt_text(entry.incident.as_ref()),
+        opt_text(entry.reason.as_ref()),
+        p(entry.details.to_string()),
+    ]
 }
 
 /// The newest audit entry.
