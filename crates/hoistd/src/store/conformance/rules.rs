@@ -210,34 +210,37 @@ pub fn racing_reviews_let_exactly_one_decide(store: &dyn Store) {
         if same_reviewer {
             insert_requests(store, &[pending(id, 2)]);
         }
-        let decided = AtomicUsize::new(0);
-        let start = Barrier::new(RACERS);
-        std::thread::scope(|threads| {
-            for racer in 0..RACERS {
-                let (decided, start) = (&decided, &start);
-                threads.spawn(move || {
-                    let reviewer = if same_reviewer {
-                        "bob".to_string()
-                    } else {
-                        format!("reviewer{racer}")
-                    };
-                    start.wait();
-                    if decide(store, id, &reviewer, racer) {
-                        decided.fetch_add(1, Ordering::SeqCst);
-                    }
-                });
-            }
+        let decided = race(|racer| {
+            let reviewer = if same_reviewer {
+                "bob".to_string()
+            } else {
+                format!("reviewer{racer}")
+            };
+            usize::from(decide(store, id, &reviewer, racer))
         });
         let tx = store.transaction().unwrap();
         let request = tx.request(id).unwrap().unwrap();
-        assert_eq!(
-            decided.into_inner(),
-            1,
-            "{id}: exactly one reviewer decides"
-        );
+        assert_eq!(decided, 1, "{id}: exactly one reviewer decides");
         assert_eq!(request.reviews.len(), 1, "{id}: {:?}", request.reviews);
         assert_eq!(request.state, RequestState::Approved);
     }
+}
+
+/// Runs `racer` on [`RACERS`] threads, released together, each given its
+/// number; the sum of what they return (how many times each won).
+fn race(racer: impl Fn(usize) -> usize + Sync) -> usize {
+    let won = AtomicUsize::new(0);
+    let start = Barrier::new(RACERS);
+    std::thread::scope(|threads| {
+        for n in 0..RACERS {
+            let (racer, won, start) = (&racer, &won, &start);
+            threads.spawn(move || {
+                start.wait();
+                won.fetch_add(racer(n), Ordering::SeqCst);
+            });
+        }
+    });
+    won.into_inner()
 }
 
 /// A request of alice's, pending until an hour in, filed at `created_ms`.
@@ -295,31 +298,19 @@ fn try_deciding(
 /// one review, and no try fails otherwise.
 pub fn racing_optimistic_reviews_decide_once(store: &dyn Store) {
     insert_requests(store, &[pending("req", 1)]);
-    let decided = AtomicUsize::new(0);
-    let start = Barrier::new(RACERS);
-    std::thread::scope(|threads| {
-        for racer in 0..RACERS {
-            let (decided, start) = (&decided, &start);
-            threads.spawn(move || {
-                start.wait();
-                let reviewer = format!("reviewer{racer}");
-                loop {
-                    match try_deciding(store.optimistic(), "req", &reviewer, racer) {
-                        Ok(true) => {
-                            decided.fetch_add(1, Ordering::SeqCst);
-                            break;
-                        }
-                        Ok(false) => break,
-                        Err(StoreError::Contended(_)) => continue,
-                        Err(err) => panic!("{reviewer}: {err}"),
-                    }
-                }
-            });
+    let decided = race(|racer| {
+        let reviewer = format!("reviewer{racer}");
+        loop {
+            match try_deciding(store.optimistic(), "req", &reviewer, racer) {
+                Ok(decided) => return usize::from(decided),
+                Err(StoreError::Contended(_)) => continue,
+                Err(err) => panic!("{reviewer}: {err}"),
+            }
         }
     });
     let tx = store.transaction().unwrap();
     let request = tx.request("req").unwrap().unwrap();
-    assert_eq!(decided.into_inner(), 1, "exactly one reviewer decides");
+    assert_eq!(decided, 1, "exactly one reviewer decides");
     assert_eq!(request.reviews.len(), 1, "{:?}", request.reviews);
     assert_eq!(request.state, RequestState::Approved);
 }
@@ -474,34 +465,26 @@ fn tail_of(actor: &str) -> Vec<u8> {
 /// (rule 2); an append that loses the race fails whole.
 pub fn racing_appends_take_turns(store: &dyn Store) {
     const APPENDS: usize = 25;
-    let committed = AtomicUsize::new(0);
-    let start = Barrier::new(RACERS);
-    std::thread::scope(|threads| {
-        for _ in 0..RACERS {
-            let (committed, start) = (&committed, &start);
-            threads.spawn(move || {
-                start.wait();
-                for _ in 0..APPENDS {
-                    let append = || -> crate::store::Result<()> {
-                        let mut tx = store.transaction()?;
-                        let next = next_entry(tx.as_ref());
-                        tx.insert_audit(&next)?;
-                        tx.commit()
-                    };
-                    match append() {
-                        Ok(()) => {
-                            committed.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Err(StoreError::Conflict(_) | StoreError::Unavailable(_)) => {}
-                        Err(err) => panic!("append: {err}"),
-                    }
-                }
-            });
+    let committed = race(|_| {
+        let mut committed = 0;
+        for _ in 0..APPENDS {
+            let append = || -> crate::store::Result<()> {
+                let mut tx = store.transaction()?;
+                let next = next_entry(tx.as_ref());
+                tx.insert_audit(&next)?;
+                tx.commit()
+            };
+            match append() {
+                Ok(()) => committed += 1,
+                Err(StoreError::Conflict(_) | StoreError::Unavailable(_)) => {}
+                Err(err) => panic!("append: {err}"),
+            }
         }
+        committed
     });
     let tx = store.transaction().unwrap();
     let log = tx.audit(&AuditQuery::default()).unwrap();
-    assert_eq!(log.len(), committed.into_inner(), "every commit, once");
+    assert_eq!(log.len(), committed, "every commit, once");
     assert!(!log.is_empty());
     let mut prev_hash = "genesis".to_string();
     for (n, event) in log.iter().enumerate() {
