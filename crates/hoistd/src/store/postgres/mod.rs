@@ -50,16 +50,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0005_slack_replays.sql"),
 ];
 
-/// The transaction lock (rule 1): one advisory lock of the transaction,
-/// held to its end, which every writing transaction takes before it reads
-/// (or, optimistic, before it writes). Any lock number will do as long as
-/// nothing else on the database uses it: "hoistd tx" (see the test below).
-pub(super) const TX_LOCK: &str = "SELECT pg_advisory_xact_lock(7525349446954284152)";
-/// Starts a transaction and takes the transaction lock: one simple query,
-/// nothing in it but constants, sent with the transaction's first
-/// statements in one round trip (see `tx::PgTx`). The lock is held to the
-/// end, so every round trip after it is part of the critical section the
-/// instances take turns at.
+/// Starts a transaction and takes the transaction lock (rule 1): one
+/// advisory lock of the transaction, held to its end, which every writing
+/// transaction takes before it reads (or, optimistic, before it writes).
+/// One simple query, nothing in it but constants, sent with the
+/// transaction's first statements in one round trip (see `tx::PgTx`).
+/// Every round trip after it is part of the critical section the instances
+/// take turns at. Any lock number will do as long as nothing else on the
+/// database uses it: "hoistd tx" (see the test below).
 pub(super) const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7525349446954284152)";
 /// Starts a transaction that only reads ([`Store::read`]): its snapshot is
 /// taken at its first statement, sent with this.
@@ -67,7 +65,7 @@ pub(super) const BEGIN_READING: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ RE
 /// The advisory lock migrations are applied under: "hoistd mg".
 const MIGRATION_LOCK: i64 = 0x686f_6973_7464_6d67;
 
-/// What a transaction announces at its commit (see `PgConn::commit_announcing`).
+/// What a transaction announces, sent with its commit (see `tx::PgTx::announce`).
 pub(super) const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 /// Connections kept open at most, per instance.
@@ -303,9 +301,9 @@ impl Store for PostgresStore {
         )))
     }
 
-    /// Reads at READ COMMITTED without the lock, and takes it in the
-    /// commit's pipeline before checking its reads and writing (see
-    /// `tx::PgTx`).
+    /// Reads at READ COMMITTED without the lock, outside any transaction,
+    /// and begins one, taking the lock, in the commit's pipeline before
+    /// checking its reads and writing (see `tx::PgTx`).
     fn optimistic(&self) -> Result<Box<dyn Tx + '_>> {
         let conn = self.connection()?;
         Ok(Box::new(tx::PgTx::optimistic(conn, self.origin.clone())))
@@ -778,10 +776,6 @@ mod tests {
         assert_eq!(
             BEGIN_LOCKED,
             format!("BEGIN; SELECT pg_advisory_xact_lock({TX_LOCK})")
-        );
-        assert_eq!(
-            super::TX_LOCK,
-            format!("SELECT pg_advisory_xact_lock({TX_LOCK})")
         );
     }
 }

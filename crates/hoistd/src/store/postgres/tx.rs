@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
-use super::{Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement, TX_LOCK};
+use super::{BEGIN_LOCKED, Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement};
 use crate::store::{
     AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GENESIS, GrantQuery,
     Notification, NotificationDelivery, RequestQuery, Result, StoreError, StoredAudit, Tx,
@@ -32,7 +32,10 @@ use crate::store::{
 /// the lock and takes it in its commit's pipeline, before checking its
 /// reads and making its writes: filing a request or approving one holds
 /// the lock only while the server runs the writes and the commit, and no
-/// round trip to hoistd is made under it.
+/// round trip to hoistd is made under it. Its reads are made outside any
+/// transaction, each its own statement at READ COMMITTED, and the commit's
+/// pipeline begins one with the lock: one simple query, as a locked one
+/// begins.
 pub(super) struct PgTx {
     conn: PgConn,
     origin: String,
@@ -40,8 +43,8 @@ pub(super) struct PgTx {
     notices: Vec<String>,
     /// Writes not sent yet, in order.
     held: RefCell<Vec<Held>>,
-    /// What starts it (`BEGIN_LOCKED`, `BEGIN_READING` for a reader, plain
-    /// `BEGIN` for an optimistic one), and whether that was sent.
+    /// What starts it (`BEGIN_LOCKED`, or `BEGIN_READING` for a reader),
+    /// and whether that was sent.
     begin: &'static str,
     begun: Cell<bool>,
     /// While an optimistic transaction does not hold the lock: a check of
@@ -111,21 +114,22 @@ impl PgTx {
 
     /// An optimistic transaction (see [`PgTx`]).
     pub(super) fn optimistic(conn: PgConn, origin: String) -> Self {
-        let tx = PgTx::new(conn, origin, "BEGIN");
+        let tx = PgTx::new(conn, origin, BEGIN_LOCKED);
         *tx.checks.borrow_mut() = Some(Vec::new());
         tx
     }
 
-    /// Sends `statements`, after `BEGIN` if the transaction has not begun,
-    /// and `COMMIT` after them when `commit`: one round trip. The rows of
-    /// each statement.
+    /// Sends `statements`, after `BEGIN` if the transaction has not begun
+    /// (an optimistic one begins when it takes the lock), and `COMMIT` after
+    /// them when `commit`: one round trip. The rows of each statement.
     fn send(
         &self,
         statements: &[Statement],
         refusals: &[Refusal],
         commit: bool,
     ) -> Result<Vec<Vec<Row>>> {
-        let begin = (!self.begun.replace(true)).then_some(self.begin);
+        let begins = self.checks.borrow().is_none() && !self.begun.replace(true);
+        let begin = begins.then_some(self.begin);
         match self.conn.send(begin, statements, commit)? {
             Ok(piped) => Ok(piped.rows),
             Err(failed) => Err(self.refused(failed, refusals)),
@@ -133,14 +137,12 @@ impl PgTx {
     }
 
     /// For an optimistic transaction that does not hold the lock yet: the
-    /// lock, then the checks of its reads, to go first in the pipeline
-    /// that takes it.
+    /// checks of its reads, to go first in the pipeline that takes it
+    /// (which begins with the lock, see [`PgTx::send`]).
     fn take_lock(&self, statements: &mut Vec<Statement>, refusals: &mut Vec<Refusal>) {
         let Some(checks) = self.checks.borrow_mut().take() else {
             return;
         };
-        statements.push(Statement::new(TX_LOCK, Vec::new()));
-        refusals.push(Refusal::None);
         for check in checks {
             statements.push(check);
             refusals.push(Refusal::Changed);
@@ -1395,7 +1397,8 @@ impl Tx for PgTx {
     /// one round trip: all of it commits or none (PostgreSQL delivers the
     /// notices at commit, and drops them with a rollback). An optimistic
     /// transaction that writes takes the lock and checks its reads first,
-    /// in the same round trip; one that wrote nothing has nothing to check.
+    /// in the same round trip; one that wrote nothing has nothing to check,
+    /// and one that only read sends nothing.
     fn commit(self: Box<Self>) -> Result<()> {
         let mut statements = Vec::new();
         let mut refusals = Vec::new();
