@@ -378,10 +378,20 @@ impl Broker {
     /// Passes what another instance committed to this one's live streams,
     /// read as it is stored now, and wakes the reaper and the outbox worker
     /// (a grant filed there may end or need a target here, on the leader).
+    /// With no stream open here, it reads nothing when the sender said
+    /// when the changes fall due: that is all the reaper needs.
     pub fn relay(&self, announcement: crate::store::Announcement) -> Result<()> {
         let changes = match announcement {
             crate::store::Announcement::Missed => vec![Change::Resync],
-            crate::store::Announcement::Changed { requests, grants } => {
+            crate::store::Announcement::Changed { due: Some(due), .. }
+                if self.changes.receiver_count() == 0 =>
+            {
+                self.wake_reaper_by(due);
+                Vec::new()
+            }
+            crate::store::Announcement::Changed {
+                requests, grants, ..
+            } => {
                 let tx = self.store.read()?;
                 let mut changes = Vec::new();
                 for id in &requests {
@@ -425,16 +435,22 @@ impl Broker {
         self.reaper_at.store(at, Ordering::SeqCst);
     }
 
-    /// Wakes the reaper if one of `changes` falls due before it looks next.
+    /// Wakes the reaper if one of `changes` falls due before it looks next,
+    /// or they say anything may have changed.
     fn wake_reaper_for(&self, changes: &[Change]) {
-        let looks_at = self.reaper_at.load(Ordering::SeqCst);
-        let sooner = changes.iter().any(|change| match change {
-            Change::Resync => true,
-            change => change
-                .falls_due()
-                .is_some_and(|at| at.timestamp_millis() < looks_at),
-        });
-        if sooner {
+        if changes
+            .iter()
+            .any(|change| matches!(change, Change::Resync))
+        {
+            self.reaper.notify_one();
+        } else {
+            self.wake_reaper_by(changes.iter().filter_map(Change::falls_due).min());
+        }
+    }
+
+    /// Wakes the reaper if `due` comes before it looks next.
+    fn wake_reaper_by(&self, due: Option<DateTime<Utc>>) {
+        if due.is_some_and(|at| at.timestamp_millis() < self.reaper_at.load(Ordering::SeqCst)) {
             self.reaper.notify_one();
         }
     }
@@ -531,7 +547,8 @@ impl Broker {
                     })
                     .collect(),
             );
-            tx.announce(&requests, &grants)?;
+            let due = changes.iter().filter_map(Change::falls_due).min();
+            tx.announce(&requests, &grants, due)?;
         }
         tx.commit()?;
         if effects {

@@ -241,6 +241,9 @@ pub enum Announcement {
     Changed {
         requests: Vec<String>,
         grants: Vec<String>,
+        /// When the first of them falls due for the reaper, as the sender
+        /// said: `Some(None)` when none does, `None` when it did not say.
+        due: Option<Option<DateTime<Utc>>>,
     },
     Missed,
 }
@@ -674,11 +677,16 @@ pub trait Tx {
     fn purge_slack_replays(&mut self, now: DateTime<Utc>) -> Result<u64>;
 
     /// Tells the other instances on the database, once this transaction
-    /// commits and not before, that it changed these requests and grants
-    /// (see [`Store::listen`]). Nothing to do for a store only one process
-    /// uses.
-    fn announce(&mut self, requests: &[&str], grants: &[&str]) -> Result<()> {
-        let _ = (requests, grants);
+    /// commits and not before, that it changed these requests and grants,
+    /// the first of which falls due for the reaper at `due` (see
+    /// [`Store::listen`]). Nothing to do for a store only one process uses.
+    fn announce(
+        &mut self,
+        requests: &[&str],
+        grants: &[&str],
+        due: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let _ = (requests, grants, due);
         Ok(())
     }
 

@@ -334,3 +334,51 @@ async fn an_approval_on_one_instance_reaches_a_stream_on_another() {
     })
     .await;
 }
+
+/// Grants filed on another instance, with no event stream open anywhere,
+/// are expired by the leader when they end, not at its next idle look
+/// (seconds apart): each commit tells the leader when what it changed
+/// falls due, and the leader's reaper wakes for it without reading the
+/// rows. Filed a little apart, no one idle look could be on time for all.
+#[tokio::test]
+async fn the_leader_expires_grants_filed_elsewhere_on_time_without_streams() {
+    let cluster = cluster(2).await;
+    let leader = cluster.leader().unwrap();
+    let other = (leader + 1) % cluster.len();
+    let mut grants = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        let client = cluster.as_user(other, user);
+        let filed = client
+            .file(&CreateRequest {
+                duration_secs: Some(1),
+                ..request("logs", "reading the logs")
+            })
+            .await
+            .unwrap();
+        let grant = client.grant(&filed.grant_id.unwrap()).await.unwrap();
+        grants.push(grant);
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+    }
+    let auditor = cluster.as_user(other, "erin");
+    eventually(Duration::from_secs(20), || async {
+        let log = auditor.audit().await;
+        grants.iter().all(|grant| {
+            log.iter()
+                .any(|e| e.kind == AuditKind::Expired && e.grant_id.as_ref() == Some(&grant.id))
+        })
+    })
+    .await;
+    let log = auditor.audit().await;
+    for grant in &grants {
+        let expired = log
+            .iter()
+            .find(|e| e.kind == AuditKind::Expired && e.grant_id.as_ref() == Some(&grant.id))
+            .unwrap();
+        let late = expired.at - grant.expires_at;
+        assert!(
+            late < chrono::TimeDelta::seconds(1),
+            "{} expired {late} after its end",
+            grant.id
+        );
+    }
+}

@@ -12,6 +12,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use chrono::DateTime;
+
 use crate::store::Announcement;
 
 /// The channel every instance of a database listens on.
@@ -31,6 +33,14 @@ pub(super) struct Notice {
     pub(super) requests: Vec<String>,
     #[serde(default)]
     pub(super) grants: Vec<String>,
+    /// Whether it says when they fall due (`due`): a sender that does not
+    /// leaves the listener to read them to know.
+    #[serde(default)]
+    pub(super) timed: bool,
+    /// When the first of them falls due for the reaper, in Unix
+    /// milliseconds; none if none does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) due: Option<i64>,
 }
 
 /// Listens until `out` is dropped; says [`Announcement::Missed`] each time
@@ -94,11 +104,7 @@ async fn listen_once(
         if notice.origin == origin {
             continue;
         }
-        let changed = Announcement::Changed {
-            requests: notice.requests,
-            grants: notice.grants,
-        };
-        if out.send(changed).is_err() {
+        if out.send(notice.into()).is_err() {
             return Ok(false);
         }
     }
@@ -106,4 +112,60 @@ async fn listen_once(
     drop(client);
     tracing::warn!("lost the connection listening for other instances' changes; reconnecting");
     Ok(true)
+}
+
+impl From<Notice> for Announcement {
+    fn from(notice: Notice) -> Self {
+        Announcement::Changed {
+            requests: notice.requests,
+            grants: notice.grants,
+            due: notice
+                .timed
+                .then(|| notice.due.and_then(DateTime::from_timestamp_millis)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heard(payload: &str) -> Announcement {
+        serde_json::from_str::<Notice>(payload).unwrap().into()
+    }
+
+    #[test]
+    fn a_notice_says_when_its_changes_fall_due_or_that_none_does() {
+        let due = DateTime::from_timestamp_millis(1_700_000_000_000);
+        let sent = |due| Notice {
+            origin: "a".into(),
+            requests: vec!["req_1".into()],
+            grants: Vec::new(),
+            timed: true,
+            due,
+        };
+        let payload = serde_json::to_string(&sent(Some(1_700_000_000_000))).unwrap();
+        assert_eq!(
+            heard(&payload),
+            Announcement::Changed {
+                requests: vec!["req_1".into()],
+                grants: Vec::new(),
+                due: Some(due),
+            }
+        );
+        let payload = serde_json::to_string(&sent(None)).unwrap();
+        assert!(matches!(
+            heard(&payload),
+            Announcement::Changed {
+                due: Some(None),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_notice_that_does_not_say_when_leaves_the_rows_to_be_read() {
+        let announced = heard(r#"{"origin":"a","requests":["req_1"]}"#);
+        assert!(matches!(announced, Announcement::Changed { due: None, .. }));
+    }
 }

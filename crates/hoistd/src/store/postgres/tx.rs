@@ -1353,7 +1353,12 @@ impl Tx for PgTx {
     }
 
     /// `pg_notify` inside the transaction, sent with the commit.
-    fn announce(&mut self, requests: &[&str], grants: &[&str]) -> Result<()> {
+    fn announce(
+        &mut self,
+        requests: &[&str],
+        grants: &[&str],
+        due: Option<DateTime<Utc>>,
+    ) -> Result<()> {
         let ids = requests
             .iter()
             .map(|id| (true, *id))
@@ -1372,6 +1377,8 @@ impl Tx for PgTx {
                     .filter(|(request, _)| !*request)
                     .map(|(_, id)| id.to_string())
                     .collect(),
+                timed: true,
+                due: due.map(ms),
             };
             let payload = serde_json::to_string(&notice)
                 .map_err(|err| StoreError::Other(format!("notification: {err}")))?;
