@@ -1,18 +1,19 @@
 //! Live events between instances: each transaction that changed requests
-//! or grants sends their ids with `NOTIFY` (delivered at commit, and only
-//! then), and each instance listens on a connection of its own, outside the
-//! pool, reconnecting when it is lost. Ids rather than rows: a payload is
-//! limited to 8 kB, and each instance reads the rows itself.
+//! or grants sends their ids, and when the first of them falls due for the
+//! reaper, with `NOTIFY` (delivered at commit, and only then), and each
+//! instance listens on a connection of its own, outside the pool,
+//! reconnecting when it is lost. Ids rather than rows: a payload is limited
+//! to 8 kB, and each instance reads the rows itself, if it has streams to
+//! tell.
 
 use std::time::Duration;
 
+use chrono::DateTime;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
-
-use chrono::DateTime;
 
 use crate::store::Announcement;
 
