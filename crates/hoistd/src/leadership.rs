@@ -8,10 +8,12 @@
 //! lease row rather than a session advisory lock, so that it holds through
 //! a transaction-mode pooler. An instance that cannot renew stops leading
 //! before its term is out by its own clock, so two never lead at once by
-//! more than clock drift; and every write a leader's job makes is a
-//! serialised transaction that reads the state it changes (rule 1), so even
-//! then nothing is recorded twice. Reads settle expiry by themselves, so a
-//! gap between leaders never shows an expired grant as active.
+//! more than clock drift. A leader paused or cut off past its term may not
+//! know it yet, so every write its jobs make is fenced with the lease it
+//! took ([`Tx::fence`](crate::store::Tx::fence)): once another instance
+//! holds the lease, the write is refused. Reads settle expiry by
+//! themselves, so a gap between leaders never shows an expired grant as
+//! active.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::store::Store;
+use crate::store::{Lease, Store};
 
 /// How long a lease lasts unless renewed: the longest a dead leader's jobs
 /// go undone.
@@ -31,11 +33,13 @@ const RENEW_EVERY: Duration = Duration::from_secs(1);
 const MARGIN: Duration = Duration::from_secs(1);
 
 /// Asks for the lease every second until `stopped`, and says on `leading`
-/// whether this instance leads; gives it up on a clean stop.
+/// whether this instance leads and on `lease` which lease it last took (the
+/// jobs' fence, kept after it is lost); gives it up on a clean stop.
 pub async fn lead_forever(
     store: Arc<dyn Store>,
     holder: String,
     leading: watch::Sender<bool>,
+    lease: watch::Sender<Option<Lease>>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut valid_until: Option<Instant> = None;
@@ -52,6 +56,10 @@ pub async fn lead_forever(
         match answer {
             Ok(Ok(Ok(Some(now)))) => {
                 valid_until = Some(asked + TERM - MARGIN);
+                lease.send_replace(Some(Lease {
+                    holder: holder.clone(),
+                    epoch: now,
+                }));
                 if epoch != Some(now) {
                     // Epoch 1 is the first leader ever (and always, on a
                     // store one process uses): worth a line only when the

@@ -168,6 +168,7 @@ impl Server {
             Arc::clone(&store),
             holder,
             leads,
+            broker.lease().clone(),
             stopped.clone(),
         ));
         let reaper = tokio::spawn(leadership::while_leading(

@@ -40,7 +40,7 @@ use crate::audit::{self, NewAuditEvent};
 use crate::credential::Signer;
 use crate::error::{Error, Result};
 use crate::policy::{Policy, RoleDef};
-use crate::store::{Store, StoreError, Tx};
+use crate::store::{Lease, Store, StoreError, Tx};
 use crate::target::ssh::Authority as SshAuthority;
 
 pub use hoist_api::SYSTEM_ACTOR;
@@ -113,6 +113,11 @@ pub struct Broker {
     /// The reminders (dedup keys) this instance wrote and that are still
     /// due, so a pass does not write them again.
     reminded: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The lease this instance last took ([`leadership`](crate::leadership)
+    /// keeps it), which fences the jobs' transactions; never cleared, so a
+    /// job still running when the lease is lost writes nothing once
+    /// another instance holds it.
+    lease: watch::Sender<Option<Lease>>,
 }
 
 pub use identities::{Authenticated, SignIn};
@@ -352,6 +357,7 @@ impl Broker {
             reconciler: Arc::new(Notify::new()),
             notifier: Arc::new(Notify::new()),
             reminded: Default::default(),
+            lease: watch::Sender::new(None),
         }
     }
 
@@ -498,6 +504,32 @@ impl Broker {
                 done => return done,
             }
         }
+    }
+
+    /// A transaction for a job only the leader runs (the reaper, the
+    /// outbox and notification workers, the reconciler), fenced with the
+    /// lease this instance last took ([`Tx::fence`]): once another
+    /// instance holds the lease, it writes nothing. Before this instance
+    /// took any (start-up's reap, or a broker no leadership loop runs), it
+    /// is an ordinary transaction.
+    fn job_transaction(&self) -> Result<Box<dyn Tx + '_>> {
+        let lease = self.lease.borrow().clone();
+        let mut tx = self.store.transaction()?;
+        if let Some(lease) = lease {
+            tx.fence(&lease)?;
+        }
+        Ok(tx)
+    }
+
+    /// [`Broker::begin`] with [`Broker::job_transaction`].
+    fn begin_job(&self) -> Result<Work<'_>> {
+        self.begin_with(self.job_transaction()?)
+    }
+
+    /// Where [`leadership::lead_forever`](crate::leadership::lead_forever)
+    /// says which lease this instance took.
+    pub fn lease(&self) -> &watch::Sender<Option<Lease>> {
+        &self.lease
     }
 
     fn begin_with<'s>(&'s self, tx: Box<dyn Tx + 's>) -> Result<Work<'s>> {

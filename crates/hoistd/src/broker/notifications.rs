@@ -35,7 +35,7 @@ impl Notifier for Broker {
 
     fn route(&self) -> Result<bool> {
         let policy = self.policy();
-        let mut tx = self.store.transaction()?;
+        let mut tx = self.job_transaction()?;
         let cursor = tx.notification_cursor()?;
         let events = tx.audit(&AuditQuery {
             after_seq: cursor,
@@ -72,7 +72,7 @@ impl Notifier for Broker {
         if !lapsing && !ending {
             return Ok(None);
         }
-        let mut tx = self.store.transaction()?;
+        let mut tx = self.job_transaction()?;
         let now = now();
         let mut subjects = Vec::new();
         if lapsing {
@@ -175,7 +175,7 @@ impl Notifier for Broker {
         notification: &Notification,
         delivery: &NotificationDelivery,
     ) -> Result<()> {
-        let mut tx = self.store.transaction()?;
+        let mut tx = self.job_transaction()?;
         tx.insert_notification_delivery(delivery)?;
         // Another leader may have finished it meanwhile: its record stands.
         let open = tx

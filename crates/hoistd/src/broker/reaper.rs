@@ -9,9 +9,10 @@ use crate::error::Result;
 
 impl Broker {
     /// Records everything that fell due: lapsed requests, scheduled starts,
-    /// expired grants. Returns when the next thing falls due.
+    /// expired grants. Returns when the next thing falls due. A job of the
+    /// leader's, fenced by its lease once it took one.
     pub fn reap(&self) -> Result<Option<DateTime<Utc>>> {
-        let mut work = self.begin()?;
+        let mut work = self.begin_job()?;
         for mut request in work.tx.due_requests(work.now)? {
             match request.state {
                 RequestState::Pending => {

@@ -185,7 +185,7 @@ impl Ledger for Broker {
         due: &Due,
         outcome: std::result::Result<(), TargetError>,
     ) -> Result<()> {
-        let mut work = self.begin()?;
+        let mut work = self.begin_job()?;
         let Some(mut effect) = work
             .tx
             .grant_effects(&due.effect.grant_id)?
@@ -296,7 +296,7 @@ impl Ledger for Broker {
     }
 
     fn access_missing(&self, grant_id: &str, target: &str) -> Result<()> {
-        let mut work = self.begin()?;
+        let mut work = self.begin_job()?;
         let Some(mut grant) = work.tx.grant(grant_id)? else {
             return Ok(());
         };
@@ -330,7 +330,7 @@ impl Ledger for Broker {
     }
 
     fn drift_removed(&self, target: &str, found: &Managed) -> Result<()> {
-        let mut work = self.begin()?;
+        let mut work = self.begin_job()?;
         let grant = match &found.grant_id {
             Some(id) => work.tx.grant(id)?,
             None => None,

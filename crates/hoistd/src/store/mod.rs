@@ -188,7 +188,8 @@ pub trait Store: Send + Sync + 'static {
     /// leads: the epoch grows each time the lease changes hands, so a
     /// leader paused past its term sees that it was replaced. `None` while
     /// another holds a lease that has not lapsed. A store only one process
-    /// uses (SQLite) always answers `Some(1)`.
+    /// uses (SQLite) always answers `Some(1)`. The jobs' transactions are
+    /// fenced with the lease it answers ([`Tx::fence`]).
     fn lead(&self, holder: &str, term: std::time::Duration) -> Result<Option<i64>> {
         let _ = (holder, term);
         Ok(Some(1))
@@ -210,6 +211,15 @@ pub trait Store: Send + Sync + 'static {
     /// The connections this instance holds to the database, for metrics.
     /// Read without waiting for any of them.
     fn connections(&self) -> Connections;
+}
+
+/// The lease an instance took with [`Store::lead`]: whose, and at which
+/// epoch. The jobs only a leader runs fence their transactions with it
+/// ([`Tx::fence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub epoch: i64,
 }
 
 /// A store's connections to its database at one moment.
@@ -687,6 +697,19 @@ pub trait Tx {
         due: Option<DateTime<Utc>>,
     ) -> Result<()> {
         let _ = (requests, grants, due);
+        Ok(())
+    }
+
+    /// Makes the transaction commit only if `lease` is still the lease on
+    /// the database when it does: the same holder at the same epoch. Once
+    /// another instance took the lease over, the transaction writes
+    /// nothing and fails with [`StoreError::Contended`] (at the call that
+    /// sends it, or its commit), so a leader that was paused or cut off
+    /// past its term cannot write behind its successor's back. Checked
+    /// under the lock that orders writers (rule 1). Nothing to check for a
+    /// store only one process uses.
+    fn fence(&mut self, lease: &Lease) -> Result<()> {
+        let _ = lease;
         Ok(())
     }
 

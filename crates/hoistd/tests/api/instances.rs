@@ -1,15 +1,18 @@
 //! Several hoistd instances on one PostgreSQL database, each the real
 //! binary on loopback: leadership passing on when the leader is killed,
 //! concurrent approvals across instances counted exactly, the audit chain
-//! intact afterwards, and the database restarted under load.
+//! intact afterwards, and the database restarted under load. Then, in
+//! process, what a leader that lost its lease without knowing can write.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hoist_api::LiveEvent;
-use hoist_api::{AuditKind, CreateRequest, Decision, ErrorCode, RequestState};
-use hoistd::testing::{Cluster, eventually, request};
+use hoist_api::{AuditKind, CreateRequest, Decision, ErrorCode, GrantState, RequestState};
+use hoistd::store::{Lease, Migrations, PostgresStore, Store, StoreError};
+use hoistd::testing::{Cluster, Postgres, eventually, policy_text, request};
+use hoistd::{Broker, Policy};
 
 use crate::events::EventStream;
 
@@ -381,4 +384,58 @@ async fn the_leader_expires_grants_filed_elsewhere_on_time_without_streams() {
             grant.id
         );
     }
+}
+
+/// A leader paused or cut off past its term may not know another instance
+/// took the lease: its reaper's transaction is fenced with the lease it
+/// took, so it is refused and records nothing, and the next holder's
+/// reaper records the expiry.
+#[test]
+fn a_deposed_leaders_reaper_writes_nothing() {
+    let pg = Postgres::start_now().unwrap_or_else(|err| panic!("{err}"));
+    let url = pg.create_database("hoistd").unwrap();
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url, Migrations::Apply).unwrap());
+    let policy = Policy::parse("test policy", &policy_text("")).unwrap();
+    let broker = Broker::new(Arc::clone(&store), policy).unwrap();
+    let (filed, _) = broker
+        .create_request(
+            "alice",
+            &CreateRequest {
+                duration_secs: Some(1),
+                ..request("logs", "reading the logs")
+            },
+            None,
+        )
+        .unwrap();
+    let grant_id = filed.grant_id.unwrap();
+    let stored = |store: &dyn Store| {
+        let read = store.read().unwrap();
+        read.grant(&grant_id).unwrap().unwrap().state
+    };
+    let term = Duration::from_secs(60);
+    let epoch = store.lead("deposed", term).unwrap().unwrap();
+    broker.lease().send_replace(Some(Lease {
+        holder: "deposed".into(),
+        epoch,
+    }));
+    store.resign("deposed").unwrap();
+    let successor = store.lead("successor", term).unwrap().unwrap();
+    // The grant ends.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    match broker.reap() {
+        Err(hoistd::error::Error::Store(StoreError::Contended(message))) => assert!(
+            message.contains("no longer leads"),
+            "the refusal does not say why: {message}"
+        ),
+        other => panic!("a deposed leader's reaper was not refused: {other:?}"),
+    }
+    assert_eq!(stored(store.as_ref()), GrantState::Active);
+
+    broker.lease().send_replace(Some(Lease {
+        holder: "successor".into(),
+        epoch: successor,
+    }));
+    broker.reap().unwrap();
+    assert_eq!(stored(store.as_ref()), GrantState::Expired);
 }

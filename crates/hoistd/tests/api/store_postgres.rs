@@ -3,7 +3,7 @@
 //! what only a server database does: migrations shared by instances,
 //! readiness, and a password kept out of what is shown.
 
-use hoistd::store::{Location, Migrations, PostgresStore, Store, StoreError};
+use hoistd::store::{Lease, Location, Migrations, PostgresStore, Store, StoreError};
 use hoistd::testing::Postgres;
 
 fn server() -> Postgres {
@@ -223,4 +223,47 @@ fn a_read_waits_for_no_writer() {
             "a read waited for the writer: {read:?}"
         );
     });
+}
+
+/// A fenced transaction ([`Tx::fence`](hoistd::store::Tx::fence)) keeps its
+/// lease from changing hands until it ends: its check locks the lease row,
+/// so an instance taking over a lapsed lease waits for the commit, and what
+/// the transaction wrote landed under the lease it checked.
+#[test]
+fn a_fenced_transaction_holds_its_lease_until_it_ends() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let short = std::time::Duration::from_millis(200);
+    let epoch = store.lead("first", short).unwrap().unwrap();
+    let mut fenced = store.transaction().unwrap();
+    fenced
+        .fence(&Lease {
+            holder: "first".into(),
+            epoch,
+        })
+        .unwrap();
+    // Its first statement sends the fence.
+    assert_eq!(fenced.notification_cursor().unwrap(), 0);
+    fenced.set_notification_cursor(7).unwrap();
+    std::thread::sleep(short + short);
+    let (answer, answered) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let _ = answer.send(store.lead("second", std::time::Duration::from_secs(60)));
+        });
+        let early = answered.recv_timeout(std::time::Duration::from_millis(500));
+        // Ends the transaction before anything can fail, so the scope can end.
+        let committed = fenced.commit();
+        assert!(
+            early.is_err(),
+            "the lease changed hands under an open fenced transaction: {early:?}"
+        );
+        committed.unwrap();
+        let taken = answered
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(taken.unwrap(), Some(epoch + 1));
+    });
+    assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 7);
 }

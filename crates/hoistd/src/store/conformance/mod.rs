@@ -49,9 +49,10 @@ pub use records::{
 };
 pub use rules::{
     conflicts_and_missing_rows, connections_in_use, dropping_a_transaction_rolls_everything_back,
-    optimistic_commits_check_their_reads, racing_appends_link_to_the_head,
-    racing_appends_take_turns, racing_optimistic_reviews_decide_once,
-    racing_reviews_let_exactly_one_decide, reads_see_what_was_committed,
+    fenced_transactions_write_only_under_their_lease, optimistic_commits_check_their_reads,
+    racing_appends_link_to_the_head, racing_appends_take_turns,
+    racing_optimistic_reviews_decide_once, racing_reviews_let_exactly_one_decide,
+    reads_see_what_was_committed,
 };
 pub use targets::{effects_outbox, grant_access_round_trip_and_queries, webhook_deliveries};
 
@@ -90,6 +91,7 @@ macro_rules! store_conformance {
             webhook_deliveries,
             workload_exchanges,
             connections_in_use,
+            fenced_transactions_write_only_under_their_lease,
             notifications_outbox,
             notification_deliveries,
             slack_replays,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hoist_api::{AccessRequest, Decision, RequestState, Review};
 
 use super::{at, bare_request, entry, grant, insert_requests, next_entry};
-use crate::store::{AuditQuery, RequestQuery, Store, StoreError, Tx};
+use crate::store::{AuditQuery, Lease, RequestQuery, Store, StoreError, Tx};
 
 /// How many threads race in the checks below.
 const RACERS: usize = 8;
@@ -517,4 +517,57 @@ pub fn connections_in_use(store: &dyn Store) {
         after = store.connections();
     }
     assert_eq!(after.in_use, 0, "the transaction ended: {after:?}");
+}
+
+/// A transaction fenced with a lease ([`Tx::fence`]) commits while the
+/// lease is still that one, and once another instance took the lease over
+/// it writes nothing and is `Contended`. A store only one process uses has
+/// no one to take the lease over: `lead` answers every holder alike there,
+/// and a fenced transaction commits as any other.
+pub fn fenced_transactions_write_only_under_their_lease(store: &dyn Store) {
+    let term = std::time::Duration::from_secs(60);
+    let epoch = store
+        .lead("first", term)
+        .unwrap()
+        .expect("no one led before");
+    let first = Lease {
+        holder: "first".into(),
+        epoch,
+    };
+    let mut tx = store.transaction().unwrap();
+    tx.fence(&first).unwrap();
+    tx.insert_request(&bare_request("req_led", "alice", "db", 1))
+        .unwrap();
+    tx.commit().unwrap();
+    assert!(
+        store.read().unwrap().request("req_led").unwrap().is_some(),
+        "a transaction fenced with the lease in force committed nothing"
+    );
+
+    store.resign("first").unwrap();
+    let next = store.lead("second", term).unwrap();
+    let mut tx = store.transaction().unwrap();
+    tx.fence(&first).unwrap();
+    tx.insert_request(&bare_request("req_late", "alice", "db", 2))
+        .unwrap();
+    let written = tx.commit();
+    let stored = store.read().unwrap().request("req_late").unwrap();
+    if next == Some(epoch) {
+        // One process: "second" is this process too.
+        written.unwrap();
+        assert!(stored.is_some(), "a store one process uses fenced a write");
+    } else {
+        assert!(
+            next.is_some_and(|next| next > epoch),
+            "the lease changed hands without a higher epoch: {next:?} after {epoch}"
+        );
+        match written {
+            Err(StoreError::Contended(message)) => assert!(
+                message.contains(&format!("epoch {epoch}")),
+                "the refusal does not name the lost epoch: {message}"
+            ),
+            other => panic!("a write fenced with a lost lease was not refused: {other:?}"),
+        }
+        assert!(stored.is_none(), "a write fenced with a lost lease landed");
+    }
 }

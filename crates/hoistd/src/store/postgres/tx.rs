@@ -19,7 +19,7 @@ use tokio_postgres::types::FromSql;
 
 use super::{BEGIN_LOCKED, Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement};
 use crate::store::{
-    AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GENESIS, GrantQuery,
+    AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GENESIS, GrantQuery, Lease,
     Notification, NotificationDelivery, RequestQuery, Result, StoreError, StoredAudit, Tx,
 };
 
@@ -71,6 +71,9 @@ enum Refusal {
     Missing(String),
     /// A check of a read failed: [`StoreError::Contended`].
     Changed,
+    /// The fence failed, another instance holds the lease now:
+    /// [`StoreError::Contended`] naming the epoch this one held.
+    Deposed(i64),
 }
 
 /// The fingerprint of an answer with no rows: [`fingerprinted`] and
@@ -170,6 +173,12 @@ impl PgTx {
                          commit; nothing was written"
                             .into(),
                     );
+                }
+                Some(Refusal::Deposed(epoch)) => {
+                    return StoreError::Contended(format!(
+                        "this instance no longer leads: another took the lease it held at \
+                         epoch {epoch}; nothing was written"
+                    ));
                 }
                 _ => {}
             }
@@ -1350,6 +1359,25 @@ impl Tx for PgTx {
             Some(row) => count(get(row, 0)?, "purged"),
             None => Ok(0),
         }
+    }
+
+    /// Held like a write, so it runs under the lock, with the next statement
+    /// or the commit, and fails the transaction by division by zero unless
+    /// the lease row is still `lease`. It locks the row for share: the next holder's upsert
+    /// ([`Store::lead`](crate::store::Store::lead)) waits until this
+    /// transaction ends, so the lease cannot change hands between the check
+    /// and the commit.
+    fn fence(&mut self, lease: &Lease) -> Result<()> {
+        self.held.get_mut().push(Held {
+            statement: Statement::new(
+                "WITH held AS (SELECT 1 FROM leadership \
+                 WHERE name = 'hoistd' AND holder = $1 AND epoch = $2 FOR SHARE) \
+                 SELECT 1 / count(*) FROM held",
+                vec![text(&lease.holder), p(lease.epoch)],
+            ),
+            refusal: Refusal::Deposed(lease.epoch),
+        });
+        Ok(())
     }
 
     /// `pg_notify` inside the transaction, sent with the commit.
