@@ -60,6 +60,10 @@ pub enum Command {
         /// Sign in in a browser on this machine (authorization code + PKCE, loopback redirect).
         #[arg(long)]
         browser: bool,
+        /// Have the provider make you sign in now, even if it remembers you
+        /// (`max_age=0`, `prompt=login`): a role with a step-up needs a recent sign-in.
+        #[arg(long, conflicts_with = "with_token")]
+        fresh: bool,
         /// Keep the session in a plain file (mode 0600) when no keyring works. Not recommended.
         #[arg(long)]
         insecure_file_store: bool,
@@ -277,14 +281,20 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Login {
             with_token,
             browser,
+            fresh,
             insecure_file_store,
         }) => {
+            let recency = if fresh {
+                session::Recency::Fresh
+            } else {
+                session::Recency::Remembered
+            };
             let how = if with_token {
                 Login::Token
             } else if browser {
-                Login::Sso(session::Flow::Browser)
+                Login::Sso(session::Flow::Browser, recency)
             } else {
-                Login::Sso(session::Flow::Device)
+                Login::Sso(session::Flow::Device, recency)
             };
             login(broker, profile, how, insecure_file_store).await
         }
@@ -341,8 +351,36 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(&err),
+        Err(err) => fail(&step_up_explained(err, broker, profile)),
     }
+}
+
+/// A refusal for a sign-in too old for the role (its step-up) says which
+/// command signs in afresh: a plain `hoist login` may be signed in from the
+/// provider's remembered session, as old as the one refused.
+fn step_up_explained(
+    err: anyhow::Error,
+    broker: Option<&str>,
+    profile: Option<&str>,
+) -> anyhow::Error {
+    let step_up = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<crate::backend::BackendError>(),
+            Some(crate::backend::BackendError::Refused {
+                code: hoist_api::ErrorCode::StepUpRequired,
+                ..
+            })
+        )
+    });
+    if !step_up {
+        return err;
+    }
+    let command = Config::load()
+        .ok()
+        .and_then(|config| config.resolve(broker, profile).ok())
+        .map(|target| session::sign_in_command(&target))
+        .unwrap_or_else(|| "hoist login".to_string());
+    err.context(format!("sign in again with `{command} --fresh`"))
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {
@@ -531,6 +569,7 @@ async fn open_tui(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result
 async fn sign_in(
     target: &Target,
     flow: session::Flow,
+    recency: session::Recency,
 ) -> anyhow::Result<(hoist_api::Me, crate::auth::secrets::Session)> {
     let on_device = |prompt: &crate::auth::sso::DevicePrompt| {
         session::print_sign_in(&target.broker, prompt);
@@ -543,12 +582,12 @@ async fn sign_in(
         eprintln!("{}", crate::text::sanitize::line(url));
         crate::auth::sso::open_in_browser(url);
     };
-    Ok(session::login_sso(target, flow, on_device, on_browser).await?)
+    Ok(session::login_sso(target, flow, recency, on_device, on_browser).await?)
 }
 
 enum Login {
     Token,
-    Sso(session::Flow),
+    Sso(session::Flow, session::Recency),
 }
 
 async fn login(
@@ -568,7 +607,7 @@ async fn login(
             let token = session::read_token_from_stdin(std::io::stdin().lock())?;
             session::login_with_token(&target, &token).await?
         }
-        Login::Sso(flow) => sign_in(&target, flow).await?.0,
+        Login::Sso(flow, recency) => sign_in(&target, flow, recency).await?.0,
     };
     config.remember_login(&target, &me.user);
     // Remembered, so that every later command of this profile finds the

@@ -55,7 +55,7 @@ impl Failure {
                 return "Session expired or not signed in: run `hoist login`".into();
             }
             FailureKind::StepUpRequired => {
-                return format!("Sign in again: {message} (run `hoist login`)");
+                return format!("Sign in again: {message} (run `hoist login --fresh`)");
             }
             FailureKind::Other => return message.into_owned(),
             FailureKind::DeniedByPolicy => "Denied by policy",

@@ -78,18 +78,32 @@ pub enum Flow {
     Browser,
 }
 
+/// Whether a sign-in the provider remembers will do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recency {
+    /// The provider may sign the person in from a session it keeps.
+    Remembered,
+    /// The person signs in at the provider now, whatever session it keeps
+    /// (`max_age=0`, `prompt=login`): the ID token's `auth_time` is this
+    /// sign-in's, which a role's step-up asks for.
+    Fresh,
+}
+
 /// Signs in through the broker's OpenID provider and keeps the session in
 /// the keyring under the user the broker recognises.
 pub async fn login_sso(
     target: &Target,
     flow: Flow,
+    recency: Recency,
     on_device: impl FnOnce(&DevicePrompt),
     on_browser: impl FnOnce(&str),
 ) -> Result<(Me, Session), SessionError> {
     let provider = provider_for(target).await?;
-    let session = match flow {
-        Flow::Device => provider.sign_in_device(on_device).await?,
-        Flow::Browser => provider.sign_in_browser(on_browser).await?,
+    let session = match (flow, recency) {
+        (Flow::Device, Recency::Remembered) => provider.sign_in_device(on_device).await?,
+        (Flow::Device, Recency::Fresh) => provider.sign_in_device_fresh(on_device).await?,
+        (Flow::Browser, Recency::Remembered) => provider.sign_in_browser(on_browser).await?,
+        (Flow::Browser, Recency::Fresh) => provider.sign_in_browser_fresh(on_browser).await?,
     };
     let me = store_if_accepted(target, session.clone()).await?;
     Ok((me, session))

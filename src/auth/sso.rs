@@ -364,6 +364,26 @@ impl Provider {
         open: impl FnOnce(&str),
         claims: Option<&str>,
     ) -> Result<Session, SsoError> {
+        let claims = claims.map(|claims| ("claims", claims));
+        self.sign_in_browser_asking(open, claims.as_slice()).await
+    }
+
+    /// The browser flow with the person made to sign in at the provider
+    /// now, as [`Provider::sign_in_device_fresh`].
+    pub async fn sign_in_browser_fresh(
+        &self,
+        open: impl FnOnce(&str),
+    ) -> Result<Session, SsoError> {
+        self.sign_in_browser_asking(open, &[("max_age", "0"), ("prompt", "login")])
+            .await
+    }
+
+    /// The browser flow with `extra` parameters in its authorization request.
+    async fn sign_in_browser_asking(
+        &self,
+        open: impl FnOnce(&str),
+        extra: &[(&str, &str)],
+    ) -> Result<Session, SsoError> {
         if !self.flows.iter().any(|f| f == "browser") {
             return Err(SsoError::FlowNotAllowed("browser"));
         }
@@ -387,8 +407,8 @@ impl Provider {
             .authorize_url(CsrfToken::new_random)
             .add_scopes(self.scopes())
             .set_pkce_challenge(challenge);
-        if let Some(claims) = claims {
-            authorize = authorize.add_extra_param("claims", claims);
+        for (name, value) in extra {
+            authorize = authorize.add_extra_param(*name, *value);
         }
         let (url, state) = authorize.url();
         let callback = tokio::spawn(receive_callback(listener));

@@ -108,6 +108,7 @@ pub async fn open(
             let signed_in = session::login_sso(
                 &target,
                 Flow::Device,
+                session::Recency::Remembered,
                 |prompt| prompter.tell(Some(&profile), &why, &broker, prompt),
                 |_| {},
             )

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hoist::auth::session::{self, Flow};
+use hoist::auth::session::{self, Flow, Recency};
 use hoist::backend::hoistd::HoistdClient;
 use hoist::backend::{self, BackendError};
 use hoist::config::Target;
@@ -98,6 +98,7 @@ async fn device_login(setup: &Setup, who: &str) -> (hoist_api::Me, hoist::auth::
     let login = session::login_sso(
         &anonymous,
         Flow::Device,
+        Recency::Remembered,
         |prompt| {
             let url = prompt
                 .verification_uri_complete
@@ -219,36 +220,72 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// Signs in as `who` through the browser flow, signing in at the provider
+/// as a person would; also returns the authorization URL hoist opened.
+async fn browser_login(
+    setup: &Setup,
+    recency: session::Recency,
+    who: &str,
+) -> (String, hoist_api::Me, hoist::auth::secrets::Session) {
+    let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
+    let mut sender = Some(sender);
+    let anonymous = target(setup, None);
+    let login = session::login_sso(
+        &anonymous,
+        Flow::Browser,
+        recency,
+        |_| unreachable!("browser flow"),
+        |url| {
+            let _ = sender.take().unwrap().send(url.to_string());
+        },
+    );
+    let browser = async {
+        let url = receiver.await.unwrap();
+        let redirect = setup.provider.login_code_flow(&url, who).await;
+        assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
+        // The browser lands on hoist's loopback listener.
+        let page = reqwest::get(&redirect).await.unwrap().text().await.unwrap();
+        assert!(page.contains("Signed in"), "{page}");
+        url
+    };
+    let (signed_in, url) = tokio::join!(login, browser);
+    let (me, session) = signed_in.unwrap();
+    (url, me, session)
+}
+
 #[test]
 fn the_browser_flow_signs_in_with_pkce_on_a_loopback_redirect() {
     run(async {
         let mut setup = setup(None).await;
-        let provider = &setup.provider;
-        let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
-        let mut sender = Some(sender);
-        let anonymous = target(&setup, None);
-        let login = session::login_sso(
-            &anonymous,
-            Flow::Browser,
-            |_| unreachable!(),
-            |url| {
-                assert!(url.contains("code_challenge_method=S256"), "{url}");
-                let _ = sender.take().unwrap().send(url.to_string());
-            },
-        );
-        let browser = async {
-            let url = receiver.await.unwrap();
-            let redirect = provider.login_code_flow(&url, "bob").await;
-            assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
-            // The browser lands on hoist's loopback listener.
-            let page = reqwest::get(&redirect).await.unwrap().text().await.unwrap();
-            assert!(page.contains("Signed in"), "{page}");
-        };
-        let (signed_in, ()) = tokio::join!(login, browser);
-        let (me, session) = signed_in.unwrap();
+        let (url, me, session) = browser_login(&setup, Recency::Remembered, "bob").await;
+        assert!(url.contains("code_challenge_method=S256"), "{url}");
+        assert!(!url.contains("prompt=login"), "{url}");
         assert_eq!(me.user, "bob");
         assert!(me.groups.contains(&"prod-approvers".to_string()));
         assert!(session.refresh_token.is_some());
+        setup.broker.stop().await;
+    });
+}
+
+/// `hoist login --fresh`: the provider is asked to make the person sign in
+/// now, whatever session it keeps, which a role's step-up needs.
+#[test]
+fn a_fresh_sign_in_asks_the_provider_to_sign_the_person_in_now() {
+    run(async {
+        let mut setup = setup(None).await;
+        let (url, me, _) = browser_login(&setup, Recency::Fresh, "carol").await;
+        let asked: std::collections::HashMap<String, String> = reqwest::Url::parse(&url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(
+            asked.get("prompt").map(String::as_str),
+            Some("login"),
+            "{url}"
+        );
+        assert_eq!(asked.get("max_age").map(String::as_str), Some("0"), "{url}");
+        assert_eq!(me.user, "carol");
         setup.broker.stop().await;
     });
 }

@@ -2,7 +2,8 @@
 //! `hoist` signed in through a real OpenID provider: the broker refuses the
 //! filing, the TUI signs the person in again in its pop-up (a fresh sign-in
 //! at the provider, so `auth_time` is now) and files the same form once
-//! more, without the person typing it again.
+//! more, without the person typing it again. The command refuses alike,
+//! naming the command that signs in afresh.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -94,6 +95,26 @@ fn a_sign_in_too_old_for_the_role_is_made_again_in_place_and_the_form_filed() {
     // The sign-in grows too old for the role (waited for, not measured).
     let old = Duration::from_secs(STEP_UP_SECS + 2);
     std::thread::sleep(old.saturating_sub(signed_in.elapsed()));
+
+    // The command refuses too, and says which sign-in the role wants: a
+    // plain `hoist login` may be signed in from the provider's session.
+    let refused = hoist(&[
+        "request",
+        "prod-db",
+        "--reason",
+        "fail over the primary",
+        "--ticket",
+        "CHG-1",
+    ])
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{said}");
+    assert!(
+        said.contains("sign in again with `hoist --profile work login --fresh`")
+            && said.contains("needs a sign-in within"),
+        "{said}"
+    );
     pane.keys(&["C-s"]);
     pane.wait_for("type its id to file", LOAD);
     pane.type_text("prod-db");

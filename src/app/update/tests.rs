@@ -1125,7 +1125,7 @@ fn a_sign_in_again_that_fails_leaves_the_form_saying_why() {
 }
 
 #[test]
-fn without_a_way_to_sign_in_again_a_step_up_says_to_run_hoist_login() {
+fn without_a_way_to_sign_in_again_a_step_up_says_to_run_hoist_login_fresh() {
     let (state, commands) = refused_for_an_old_sign_in(false);
     assert!(commands.is_empty(), "{commands:?}");
     let form = state.form.as_ref().unwrap();
@@ -1133,7 +1133,7 @@ fn without_a_way_to_sign_in_again_a_step_up_says_to_run_hoist_login() {
     assert!(
         form.error
             .as_deref()
-            .is_some_and(|e| e.contains("run `hoist login`")),
+            .is_some_and(|e| e.contains("run `hoist login --fresh`")),
         "{:?}",
         form.error
     );
