@@ -46,6 +46,8 @@ pub enum Action {
     Extend,
     ShowCredential,
     CopyCredential,
+    /// Show again the sign-in pop-up closed while its sign-in goes on.
+    ShowSignIn,
     /// In the credential of access at a target: copy its URI.
     CopyUri,
     Approve,

@@ -197,6 +197,7 @@ pub fn global() -> Vec<Binding> {
         bind(&[key('o')], Action::OpenTicket, "open ticket", false),
         bind(&[key('R'), ctrl('r')], Action::Refresh, "refresh", false),
         bind(&[key('P')], Action::PickProfile, "profiles", false),
+        bind(&[ctrl('o')], Action::ShowSignIn, "sign-in code", true),
         bind(&[key('?')], Action::Help, "help", true),
         bind(&[key('q'), ctrl('c')], Action::Quit, "quit", true),
     ]
@@ -276,6 +277,7 @@ pub fn bindings(context: Context) -> Vec<Binding> {
             bind(&[code(KeyCode::Left)], Action::Left, "shorter", false),
             bind(&[code(KeyCode::Right)], Action::Right, "longer", true),
             bind(&[ctrl('b')], Action::ToggleBreakGlass, "break-glass", true),
+            bind(&[ctrl('o')], Action::ShowSignIn, "sign-in code", true),
             bind(
                 &[code(KeyCode::Enter)],
                 Action::Newline,

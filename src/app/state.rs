@@ -298,6 +298,10 @@ pub struct State {
     pub form: Option<RequestForm>,
     pub preview: Option<RequestPreview>,
     pub modal: Option<Modal>,
+    /// A sign-in whose pop-up was closed: it goes on until its code
+    /// expires, and [`Action::ShowSignIn`](super::action::Action::ShowSignIn)
+    /// shows the pop-up again.
+    pub hidden_sign_in: Option<SignInPrompt>,
     pub banner: Option<Banner>,
     pub connection: Connection,
     /// The broker's clock, as of the last tick.
@@ -349,6 +353,7 @@ impl State {
             form: None,
             preview: None,
             modal: None,
+            hidden_sign_in: None,
             banner: None,
             connection: Connection::Connecting,
             now,
@@ -366,6 +371,7 @@ impl State {
     pub fn offers(&self, action: &super::action::Action) -> bool {
         match action {
             super::action::Action::PickProfile => !self.profiles.is_empty(),
+            super::action::Action::ShowSignIn => self.hidden_sign_in.is_some(),
             other => self.capabilities.allows(other),
         }
     }

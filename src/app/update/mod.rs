@@ -65,10 +65,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             grants::credential_loaded(state, *credential, copy)
         }
         Action::Failed { operation, failure } => failed(state, operation, &failure),
-        Action::SignInPrompt(prompt) => {
-            state.modal = Some(Modal::SignIn(prompt));
-            vec![]
-        }
+        Action::SignInPrompt(prompt) => modals::show_sign_in(state, prompt),
         Action::SwitchFailed { profile, reason } => modals::switch_failed(state, &profile, &reason),
         Action::SignInAgainFailed(reason) => sign_in_again_failed(state, &reason),
         other => key_action(state, other),
@@ -130,6 +127,11 @@ fn key_action(state: &mut State, action: Action) -> Vec<Command> {
     }
     if state.modal.is_some() {
         return modals::modal_action(state, action);
+    }
+    if action == Action::ShowSignIn
+        && let Some(prompt) = state.hidden_sign_in.take()
+    {
+        return modals::show_sign_in(state, prompt);
     }
     if state.form.is_some() {
         return form::form_action(state, action);

@@ -7,7 +7,7 @@ use hoist_api::Decision;
 use super::banner;
 use crate::app::action::Action;
 use crate::app::command::Command;
-use crate::app::state::{Level, Modal, Prompt, State};
+use crate::app::state::{Level, Modal, Prompt, SignInPrompt, State};
 
 /// What the busy spinner calls a switch in progress.
 const SWITCHING: &str = "switching profile";
@@ -24,13 +24,27 @@ pub(super) fn pick_profile(state: &mut State) -> Vec<Command> {
 }
 
 /// Closes the sign-in pop-up if it is the one for `profile` (`None`: a
-/// stronger sign-in asked for midway).
+/// stronger sign-in asked for midway), or forgets it if it was closed.
 pub(super) fn sign_in_over(state: &mut State, profile: Option<&str>) {
     if let Some(Modal::SignIn(prompt)) = &state.modal
         && prompt.profile.as_deref() == profile
     {
         state.modal = None;
     }
+    if state
+        .hidden_sign_in
+        .as_ref()
+        .is_some_and(|prompt| prompt.profile.as_deref() == profile)
+    {
+        state.hidden_sign_in = None;
+    }
+}
+
+/// Shows a sign-in's pop-up, new or closed earlier.
+pub(super) fn show_sign_in(state: &mut State, prompt: SignInPrompt) -> Vec<Command> {
+    state.hidden_sign_in = None;
+    state.modal = Some(Modal::SignIn(prompt));
+    vec![]
 }
 
 /// The profile could not be opened: what is on screen stays, and says why.
@@ -233,11 +247,13 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
             banner(state, format!("Opening profile {chosen}…"), Level::Info);
             vec![Command::SwitchProfile(chosen)]
         }
-        // Hidden, not cancelled: the sign-in keeps waiting until its code expires.
-        (
-            Modal::Help | Modal::Credential { .. } | Modal::SignIn(_) | Modal::Profiles { .. },
-            Action::Back,
-        ) => {
+        // Hidden, not cancelled: the sign-in keeps waiting until its code
+        // expires, and Ctrl-O shows it again.
+        (Modal::SignIn(prompt), Action::Back) => {
+            state.hidden_sign_in = Some(prompt);
+            vec![]
+        }
+        (Modal::Help | Modal::Credential { .. } | Modal::Profiles { .. }, Action::Back) => {
             vec![]
         }
         (modal, _) => {

@@ -1029,6 +1029,52 @@ fn the_credential_of_an_ssh_grant_is_a_certificate_shown_and_copied() {
     assert!(state.modal.is_none());
 }
 
+/// Esc closes a sign-in's pop-up without ending the sign-in; Ctrl-O,
+/// offered in the footer while the sign-in waits, shows its code again,
+/// over a screen or over the form, until the sign-in is over.
+#[test]
+fn a_closed_sign_in_pop_up_is_shown_again_until_the_sign_in_is_over() {
+    use crate::app::keymap::{action_for_key, footer};
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let ctrl_o = KeyEvent::new(KeyCode::Char('o'), KeyModifiers::CONTROL);
+    let offered = |state: &State| footer(state).iter().any(|(_, l)| *l == "sign-in code");
+    let shows_code = |state: &State| matches!(&state.modal, Some(Modal::SignIn(prompt)) if prompt.code == "ABCD-EFGH");
+
+    let mut state = with_profiles(at("2026-06-01T12:00:00Z"));
+    assert!(!offered(&state));
+    update(&mut state, sign_in(Some("tenant")));
+    update(&mut state, Action::Back);
+    assert_eq!(state.modal, None);
+    assert!(offered(&state), "{:?}", footer(&state));
+    let action = action_for_key(&state, ctrl_o).expect("ctrl-o is bound");
+    update(&mut state, action);
+    assert!(shows_code(&state), "{:?}", state.modal);
+    update(&mut state, Action::Back);
+    update(
+        &mut state,
+        Action::SwitchFailed {
+            profile: "tenant".into(),
+            reason: "timed out".into(),
+        },
+    );
+    assert!(!offered(&state));
+    assert_eq!(action_for_key(&state, ctrl_o), None);
+
+    // A stronger sign-in over the form, where keys are typed as text.
+    let (mut state, _) = refused_for_an_old_sign_in(true);
+    update(&mut state, sign_in(None));
+    update(&mut state, Action::Back);
+    assert!(state.form.is_some() && state.modal.is_none());
+    assert!(offered(&state), "{:?}", footer(&state));
+    let action = action_for_key(&state, ctrl_o).expect("ctrl-o is bound in the form");
+    update(&mut state, action);
+    assert!(shows_code(&state), "{:?}", state.modal);
+    assert_eq!(
+        state.form.as_ref().map(|f| f.justification.as_str()),
+        Some("rotate the keys")
+    );
+}
+
 /// alice's form for a tier-0 `db`, filed once and refused for a sign-in
 /// too old for it.
 fn refused_for_an_old_sign_in(signs_in_again: bool) -> (State, Vec<Command>) {
