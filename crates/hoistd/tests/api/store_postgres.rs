@@ -267,3 +267,25 @@ fn a_fenced_transaction_holds_its_lease_until_it_ends() {
     });
     assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 7);
 }
+
+/// A write through a read ([`Store::read`]) is refused as the caller's
+/// mistake it is, not as a database turned read-only (which would say to
+/// try again), and writes nothing.
+#[test]
+fn a_write_through_a_read_is_refused_as_a_mistake() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let mut read = store.read().unwrap();
+    let written = match read.set_notification_cursor(7) {
+        Ok(()) => read.commit(),
+        Err(err) => Err(err),
+    };
+    match written {
+        Err(StoreError::Other(message)) => {
+            assert!(message.contains("Store::read"), "{message}")
+        }
+        other => panic!("a write through a read was not refused as a mistake: {other:?}"),
+    }
+    assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 0);
+}

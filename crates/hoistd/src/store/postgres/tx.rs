@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
-use super::{BEGIN_LOCKED, Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement};
+use super::{BEGIN_LOCKED, BEGIN_READING, Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement};
 use crate::store::{
     AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GENESIS, GrantQuery, Lease,
     Notification, NotificationDelivery, RequestQuery, Result, StoreError, StoredAudit, Tx,
@@ -182,6 +182,17 @@ impl PgTx {
                 }
                 _ => {}
             }
+        }
+        // A reader's transaction is read-only: a write through it is the
+        // caller's mistake, not a server that turned read-only.
+        if self.begin == BEGIN_READING
+            && failed.error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
+        {
+            return StoreError::Other(
+                "a write was made through a transaction opened to read (Store::read); \
+                 nothing was written"
+                    .into(),
+            );
         }
         self.conn.failed(failed.error)
     }
