@@ -38,6 +38,11 @@ pub use store::Store;
 /// Longest the reaper sleeps between checks, in case a wake-up is missed.
 const REAPER_MAX_SLEEP: Duration = Duration::from_secs(5);
 
+/// How often each instance audits the counts of its repeat windows that
+/// ended, and lets its rate limiters forget idle callers: both live in this
+/// instance's memory, so every instance does it, leading or not.
+const USES_EVERY: Duration = Duration::from_secs(5);
+
 /// Longest the server waits at start-up to hear other instances' changes.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
 
@@ -187,6 +192,7 @@ impl Server {
             ));
             (plan, periodic)
         });
+        let uses = tokio::spawn(count_uses_forever(Arc::clone(&broker), stopped.clone()));
         let limits = http::serve::fit_to_open_files(options.limits);
         // Effects left in the outbox by the last run, if any, go first.
         let outbox = tokio::spawn(leadership::while_leading(
@@ -256,6 +262,7 @@ impl Server {
                 relay.abort();
             }
             reaper.abort();
+            uses.abort();
             outbox.abort();
             notifier.abort();
             reconciler.abort();
@@ -382,6 +389,23 @@ async fn relay_forever(
     }
 }
 
+/// Audits the counts of repeat windows as they end, every [`USES_EVERY`],
+/// until `stopped` ([`Server::stop`] audits the rest).
+async fn count_uses_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(USES_EVERY) => {}
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        }
+        let counting = Arc::clone(&broker);
+        match tokio::task::spawn_blocking(move || counting.record_repeated_uses(false)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "repeated uses not audited"),
+            Err(err) => tracing::error!(error = %err, "repeated uses not audited"),
+        }
+    }
+}
+
 /// Records expiries, time-outs and scheduled starts as they fall due.
 async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
     let mut held = broker.reaper_held();
@@ -393,13 +417,7 @@ async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
         // Looking: every change from now on wakes it again.
         broker.reaper_sleeps_until(None);
         let reaping = Arc::clone(&broker);
-        let next = match tokio::task::spawn_blocking(move || {
-            let next = reaping.reap()?;
-            reaping.record_repeated_uses(false)?;
-            Ok::<_, error::Error>(next)
-        })
-        .await
-        {
+        let next = match tokio::task::spawn_blocking(move || reaping.reap()).await {
             Ok(Ok(next)) => next,
             Ok(Err(err)) => {
                 tracing::error!(error = %err, "reaper failed; retrying");

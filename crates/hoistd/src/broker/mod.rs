@@ -121,6 +121,7 @@ pub struct Broker {
 }
 
 pub use identities::{Authenticated, SignIn};
+pub use limits::REPEAT_WINDOW;
 pub use reviews::FromSlack;
 pub use slack::{SLACK_UNKNOWN, slack_actor};
 pub use workloads::{Exchanged, POLL_INTERVAL_SECS, Refusal, UNVERIFIED_ACTOR};

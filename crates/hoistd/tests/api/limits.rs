@@ -90,6 +90,33 @@ async fn each_identity_is_limited_on_credentials_introspection_and_filing() {
     );
 }
 
+/// A window's count is audited within seconds of its end by the instance
+/// that counted it, with no reaper running there (an instance that does not
+/// lead runs none), not only when the broker stops.
+#[tokio::test]
+async fn a_windows_count_is_audited_when_it_ends_without_the_reaper() {
+    let broker = TestBroker::builder().reaper_held().start().await;
+    let alice = broker.as_user("alice");
+    let grant = alice
+        .file(&request("logs", "reading"))
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    for _ in 0..3 {
+        alice.credential(&grant).await.unwrap();
+    }
+    let auditor = broker.as_user("erin");
+    let ended = hoistd::broker::REPEAT_WINDOW.to_std().unwrap();
+    eventually(ended + std::time::Duration::from_secs(20), || async {
+        auditor.audit().await.iter().any(|e| {
+            e.kind == AuditKind::CredentialIssued
+                && e.details.get("repeats").and_then(|r| r.as_u64()) == Some(2)
+        })
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn repeated_uses_of_a_grant_are_audited_once_with_a_count() {
     let mut broker = TestBroker::start().await;
