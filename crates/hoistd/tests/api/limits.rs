@@ -7,6 +7,16 @@ use reqwest::{Method, StatusCode};
 
 use crate::helpers::*;
 
+/// The id of the `logs` grant `client` files for (no approval needed).
+async fn logs_grant(client: &Client) -> String {
+    client
+        .file(&request("logs", "reading"))
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap()
+}
+
 /// Asserts a 429 with a Retry-After of at least a second and the error body.
 async fn limited(response: reqwest::Response, what: &str) {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -32,12 +42,7 @@ async fn each_identity_is_limited_on_credentials_introspection_and_filing() {
         broker.as_user("dave"),
         broker.as_user("frank"),
     );
-    let grant = alice
-        .file(&request("logs", "reading"))
-        .await
-        .unwrap()
-        .grant_id
-        .unwrap();
+    let grant = logs_grant(&alice).await;
     let path = format!("/v1/grants/{grant}/credential");
     for _ in 0..3 {
         alice.credential(&grant).await.unwrap();
@@ -48,12 +53,7 @@ async fn each_identity_is_limited_on_credentials_introspection_and_filing() {
     )
     .await;
     // Another identity has its own allowance.
-    let his = dave
-        .file(&request("logs", "reading"))
-        .await
-        .unwrap()
-        .grant_id
-        .unwrap();
+    let his = logs_grant(&dave).await;
     let credential = dave.credential(&his).await.unwrap();
 
     for _ in 0..2 {
@@ -97,12 +97,7 @@ async fn each_identity_is_limited_on_credentials_introspection_and_filing() {
 async fn a_windows_count_is_audited_when_it_ends_without_the_reaper() {
     let broker = TestBroker::builder().reaper_held().start().await;
     let alice = broker.as_user("alice");
-    let grant = alice
-        .file(&request("logs", "reading"))
-        .await
-        .unwrap()
-        .grant_id
-        .unwrap();
+    let grant = logs_grant(&alice).await;
     for _ in 0..3 {
         alice.credential(&grant).await.unwrap();
     }
@@ -121,12 +116,7 @@ async fn a_windows_count_is_audited_when_it_ends_without_the_reaper() {
 async fn repeated_uses_of_a_grant_are_audited_once_with_a_count() {
     let mut broker = TestBroker::start().await;
     let (alice, frank) = (broker.as_user("alice"), broker.as_user("frank"));
-    let grant = alice
-        .file(&request("logs", "reading"))
-        .await
-        .unwrap()
-        .grant_id
-        .unwrap();
+    let grant = logs_grant(&alice).await;
     let mut token = String::new();
     for _ in 0..25 {
         token = alice.credential(&grant).await.unwrap().token;
