@@ -539,6 +539,34 @@ def group_postgres(settings, rec, workdir):
             finally:
                 for broker in brokers:
                     broker.stop()
+        # The server alone: the cycle's statements from pgbench, so what
+        # the machine allows the server is known apart from hoistd's share.
+        script = pathlib.Path(__file__).with_name("pg-cycle.sql")
+        for index in range(settings["runs"]):
+            db = server.database()
+            run([BINS["hoistd"], "migrate", "--db", db], stdout=subprocess.DEVNULL)
+            name = db.rsplit("/", 1)[1]
+            run(["psql", "-X", "-q", "-h", "127.0.0.1", "-p", server.port, "-U", "postgres",
+                 "-d", name, "-c", "CREATE SEQUENCE bench_ids"])
+            options = ["-n", "-M", "prepared", "-c", 2, "-j", 2, "-T", settings["seconds"]]
+            out = run([server.bin / "pgbench", *options, "-h", "127.0.0.1", "-p", server.port,
+                       "-U", "postgres", "-f", script, name],
+                      stdout=subprocess.PIPE, text=True).stdout
+            tps = next((line.split()[2] for line in out.splitlines()
+                        if line.startswith("tps = ")), None)
+            if tps is None:
+                raise SystemExit(f"bench: pgbench printed no tps:\n{out}")
+            rec.add({"id": "postgres.server.cycles", "run": index,
+                     "meta": {"what": "pgbench with 2 clients for "
+                              f"{settings['seconds']} s runs one cycle's statements as hoistd's "
+                              "PostgreSQL store sends them (scripts/bench.d/pg-cycle.sql, a "
+                              "copy kept by hand): each transaction's read, then one pipeline "
+                              "that begins, takes the advisory lock, checks the read, writes, "
+                              "notifies and commits; no hoistd and no HTTP, so this is what "
+                              "the server allows on the machine with the load on the same cores"},
+                     "metrics": {"cycles_per_sec": float(tps)}},
+                    "pgbench " + " ".join(str(o) for o in options)
+                    + " -f scripts/bench.d/pg-cycle.sql")
     finally:
         server.stop()
 
