@@ -363,15 +363,13 @@ fn step_up_explained(
     broker: Option<&str>,
     profile: Option<&str>,
 ) -> anyhow::Error {
-    let step_up = err.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<crate::backend::BackendError>(),
-            Some(crate::backend::BackendError::Refused {
-                code: hoist_api::ErrorCode::StepUpRequired,
-                ..
-            })
-        )
-    });
+    let step_up = matches!(
+        commands::refusal(&err),
+        Some(crate::backend::BackendError::Refused {
+            code: hoist_api::ErrorCode::StepUpRequired,
+            ..
+        })
+    );
     if !step_up {
         return err;
     }

@@ -74,6 +74,19 @@ pub enum Ended {
     },
 }
 
+/// The broker's refusal behind an error, if that is what it was, told
+/// directly or through the session that carried it.
+pub fn refusal(err: &anyhow::Error) -> Option<&BackendError> {
+    err.chain().find_map(|cause| {
+        cause.downcast_ref::<BackendError>().or_else(|| {
+            match cause.downcast_ref::<SessionError>() {
+                Some(SessionError::Backend(backend)) => Some(backend),
+                _ => None,
+            }
+        })
+    })
+}
+
 /// The exit code for an error, by what it was.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
