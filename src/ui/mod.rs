@@ -17,7 +17,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::app::keymap;
 use crate::app::state::{Connection, Level, Screen, State};
@@ -48,9 +48,18 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
     }
 }
 
+/// Rows a banner takes at most: a longer one is cut at the last.
+const BANNER_ROWS: usize = 3;
+
 fn layout(state: &State, area: Rect) -> [Rect; 4] {
-    let banner =
-        u16::from(state.banner.is_some() || matches!(state.connection, Connection::Offline { .. }));
+    let banner = banner(state).map_or(0, |(text, _)| {
+        // As many rows as its words wrap onto, so nothing it says is cut
+        // off at the edge of a narrow terminal.
+        let rows = Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .line_count(banner_text_area(area).width);
+        rows.clamp(1, BANNER_ROWS) as u16
+    });
     Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(banner),
@@ -142,34 +151,49 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     frame.render_widget(Paragraph::new(right), area);
 }
 
-fn draw_banner(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
-    if area.height == 0 {
-        return;
-    }
-    let (text, style) = match (&state.banner, &state.connection) {
-        (Some(banner), _) => {
-            let style = match banner.level {
-                Level::Info => theme.title(),
-                Level::Success => theme.ok(),
-                Level::Warning => theme.warn(),
-                Level::Error => theme.danger(),
-            };
-            (sanitize::line(&banner.text).into_owned(), style)
-        }
-        (None, Connection::Offline { reason, since }) => (
+/// The banner's text, and its level (`None`: offline), if one shows.
+fn banner(state: &State) -> Option<(String, Option<Level>)> {
+    match (&state.banner, &state.connection) {
+        (Some(banner), _) => Some((
+            sanitize::line(&banner.text).into_owned(),
+            Some(banner.level),
+        )),
+        (None, Connection::Offline { reason, since }) => Some((
             format!(
-                "Offline for {}: {}. Countdowns continue from the last known times; reconnecting…",
+                "Offline for {}: {}. Countdowns continue from the last known times; \
+                 reconnecting…",
                 clock(state.now - *since),
                 sanitize::line(reason)
             ),
-            theme.danger(),
-        ),
-        _ => return,
+            None,
+        )),
+        _ => None,
+    }
+}
+
+fn draw_banner(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let Some((text, level)) = banner(state).filter(|_| area.height > 0) else {
+        return;
+    };
+    let style = match level {
+        Some(Level::Info) => theme.title(),
+        Some(Level::Success) => theme.ok(),
+        Some(Level::Warning) => theme.warn(),
+        Some(Level::Error) | None => theme.danger(),
     };
     frame.render_widget(
-        Paragraph::new(Line::from(Span::styled(format!(" {text}"), style))),
-        area,
+        Paragraph::new(Span::styled(text, style)).wrap(Wrap { trim: true }),
+        banner_text_area(area),
     );
+}
+
+/// Where a banner's words go in its rows: one column in from the left.
+fn banner_text_area(area: Rect) -> Rect {
+    Rect {
+        x: area.x.saturating_add(1),
+        width: area.width.saturating_sub(1),
+        ..area
+    }
 }
 
 fn draw_footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
@@ -282,6 +306,39 @@ mod tests {
         (0..height)
             .map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect())
             .collect()
+    }
+
+    /// A banner wider than the terminal wraps onto the rows below it,
+    /// and the screen moves down to make room: every word of it shows.
+    /// One that would take more than three rows is cut at the third.
+    #[test]
+    fn a_long_banner_wraps_instead_of_being_cut_off() {
+        use crate::app::state::Banner;
+        let mut state = State::new("https://b.example".into(), Utc::now());
+        state.size = (60, 20);
+        let text = "Demo target: a throwaway PostgreSQL on 127.0.0.1:5432 (demo-db). \
+                    Request prod-db-admin, then on Grants press s.";
+        state.banner = Some(Banner {
+            text: text.into(),
+            level: crate::app::state::Level::Info,
+            until: Utc::now() + chrono::Duration::minutes(1),
+        });
+        let rows = drawn(&state);
+        let shown = rows[1..4].join(" ");
+        for word in text.split_whitespace() {
+            assert!(
+                shown.contains(word),
+                "{word} is not shown:\n{}",
+                rows.join("\n")
+            );
+        }
+        assert!(rows[1].starts_with(" Demo target:"), "{}", rows[1]);
+        let body = layout(&state, Rect::new(0, 0, 60, 20))[2];
+        assert_eq!(body.y, 3, "two banner rows under the header");
+
+        state.banner.as_mut().unwrap().text = "word ".repeat(200);
+        let body = layout(&state, Rect::new(0, 0, 60, 20))[2];
+        assert_eq!(body.y, 1 + BANNER_ROWS as u16);
     }
 
     /// The profile and its kind head the right of the header, when hoist
