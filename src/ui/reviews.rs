@@ -231,12 +231,10 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 let text = format!("in {} ({})", clock(at - state.now), local_time(at));
                 lines.push(field("Lapses", &text, theme.warn(), theme));
             }
-            let progress = format!(
-                "{} of {} · {}",
-                r.reviews.len(),
-                r.approvals_required,
-                reviewers(r)
-            );
+            let mut progress = format!("{} of {}", r.reviews.len(), r.approvals_required);
+            if !r.reviews.is_empty() {
+                progress = format!("{progress} · {}", reviewers(r));
+            }
             lines.push(field("Approvals", &progress, theme.text(), theme));
             if matches!(row, ReviewRow::Waiting(_)) {
                 let others = state.others_to_approve(r);
