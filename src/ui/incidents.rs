@@ -10,8 +10,8 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use super::widgets::{block, window_start};
 use crate::app::state::State;
-use crate::text::clock;
 use crate::text::sanitize::line as clean;
+use crate::text::{clock, plural};
 use crate::ui::theme::Theme;
 
 fn split(body: Rect) -> [Rect; 2] {
@@ -141,9 +141,9 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
         .filter(|r| r.state == RequestState::Pending)
         .count();
     let title = format!(
-        " {}: {} requests, {} pending, {} of yours active ",
+        " {}: {}, {} pending, {} of yours active ",
         clean(&view.incident),
-        view.requests.len(),
+        plural(view.requests.len(), "request"),
         pending,
         active_mine
     );

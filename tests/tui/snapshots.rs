@@ -273,6 +273,12 @@ async fn incident_screens() {
     let start = app.state.grants.iter().map(|g| g.starts_at).max().unwrap();
     freeze(&mut app, start + TimeDelta::milliseconds(30_500));
     snap_at("incidents", &app.state, &[SIZES[0], SIZES[1], NARROW]);
+    let mut one = app.state.clone();
+    if let Some(view) = one.incident.as_mut() {
+        view.requests.truncate(1);
+    }
+    let drawn = screen(&one, 160, 48);
+    assert!(drawn.contains(": 1 request, 0 pending"), "{drawn}");
 
     broker.stop().await;
     key(&mut app, KeyCode::Char('X'));
