@@ -52,6 +52,10 @@ pub struct RequestForm {
     pub incident: String,
     pub duration: String,
     pub break_glass: bool,
+    /// The caller's open request for the role, when the form was opened
+    /// over it to break glass: break-glass then stays on, since the broker
+    /// refuses a second ordinary request for the role.
+    pub requested: Option<String>,
     /// Kept for the life of the form: a resubmission after a network error
     /// carries the same key, so the broker never files twice.
     pub idempotency_key: String,
@@ -100,6 +104,7 @@ impl RequestForm {
             ticket: String::new(),
             incident: String::new(),
             break_glass: false,
+            requested: None,
             idempotency_key,
             submitting: false,
             error: None,

@@ -139,6 +139,12 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
             theme.muted()
         },
     )));
+    if let Some(id) = &form.requested {
+        lines.push(Line::from(Span::styled(
+            format!("Your request {} for it stays as it is", clean(id)),
+            theme.muted(),
+        )));
+    }
     if form.submitting {
         lines.push(Line::from(Span::styled("Sending…", theme.warn())));
     } else if let Some(error) = &form.error {

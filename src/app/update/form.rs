@@ -30,10 +30,18 @@ pub(super) fn form_action(state: &mut State, action: Action) -> Vec<Command> {
         Action::PrevField => form.move_field(false),
         Action::Left if form.field == Field::Duration => form.cycle_duration(false),
         Action::Right if form.field == Field::Duration => form.cycle_duration(true),
-        Action::ToggleBreakGlass if form.may_break_glass() => {
-            form.break_glass = !form.break_glass;
-            form.error = None;
-        }
+        Action::ToggleBreakGlass if form.may_break_glass() => match &form.requested {
+            Some(id) => {
+                form.error = Some(format!(
+                    "{} is already requested ({id}): only breaking glass files it again",
+                    form.role.id
+                ));
+            }
+            None => {
+                form.break_glass = !form.break_glass;
+                form.error = None;
+            }
+        },
         Action::Back => state.form = None,
         Action::Submit => return submit(state),
         _ => {}
@@ -159,8 +167,10 @@ pub(super) fn open_form(state: &mut State) -> Vec<Command> {
         );
         return vec![];
     }
-    if let Some(open) = state.open_request_for(&role.id) {
-        let id = open.id.clone();
+    let requested = state.open_request_for(&role.id).map(|open| open.id.clone());
+    if let Some(id) = &requested
+        && !role.break_glass
+    {
         banner(
             state,
             format!("{} is already requested ({id}); see Requests", role.id),
@@ -168,7 +178,13 @@ pub(super) fn open_form(state: &mut State) -> Vec<Command> {
         );
         return vec![];
     }
-    state.form = Some(RequestForm::new(role, uuid::Uuid::new_v4().to_string()));
+    // Mid-incident, a request still waiting for approval must not stand
+    // between a responder who may break glass and the role: the form
+    // opens to break glass over it.
+    let mut form = RequestForm::new(role, uuid::Uuid::new_v4().to_string());
+    form.break_glass = requested.is_some();
+    form.requested = requested;
+    state.form = Some(form);
     vec![]
 }
 

@@ -1184,3 +1184,51 @@ fn without_a_way_to_sign_in_again_a_step_up_says_to_run_hoist_login_fresh() {
         form.error
     );
 }
+
+/// A request still waiting for approval does not stand between a
+/// responder who may break glass and the role: Enter opens the form to
+/// break glass over it, and break-glass stays on (the broker would refuse
+/// a second ordinary request). On a role without break-glass, Enter says
+/// the role is requested and opens nothing.
+#[test]
+fn a_pending_request_leaves_break_glass_open_on_its_role() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.roles[0].break_glass = true; // db
+    state.visible_roles = vec![0, 1, 2];
+    state.requests = vec![
+        request("req_db", "db", "alice", now),
+        request("req_k8s", "k8s", "alice", now),
+    ];
+
+    state.cursors.roles = 0;
+    update(&mut state, Action::Select);
+    let form = state.form.clone().expect("the form opens on db");
+    assert!(form.break_glass);
+    assert_eq!(form.requested.as_deref(), Some("req_db"));
+    update(&mut state, Action::ToggleBreakGlass);
+    let form = state.form.clone().unwrap();
+    assert!(form.break_glass, "break-glass stays on");
+    assert!(
+        form.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("already requested (req_db)"),
+        "{:?}",
+        form.error
+    );
+    update(&mut state, Action::Back);
+
+    state.cursors.roles = 1;
+    update(&mut state, Action::Select);
+    assert_eq!(state.form, None);
+    assert!(
+        state
+            .banner
+            .clone()
+            .unwrap()
+            .text
+            .contains("k8s is already requested (req_k8s)"),
+        "the person is told why"
+    );
+}
