@@ -32,6 +32,10 @@ use crate::auth::secrets::Session;
 const DEVICE_WAIT: Duration = Duration::from_secs(600);
 /// How long the browser flow waits for the redirect back.
 const BROWSER_WAIT: Duration = Duration::from_secs(300);
+/// What an authorization request adds to have the person sign in at the
+/// provider now, whatever session they have there: the ID token's
+/// `auth_time` is then this sign-in's.
+const FRESH: &[(&str, &str)] = &[("max_age", "0"), ("prompt", "login")];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SsoError {
@@ -297,8 +301,7 @@ impl Provider {
         &self,
         prompt: impl FnOnce(&DevicePrompt),
     ) -> Result<Session, SsoError> {
-        self.sign_in_device_asking(prompt, &[("max_age", "0"), ("prompt", "login")])
-            .await
+        self.sign_in_device_asking(prompt, FRESH).await
     }
 
     /// The device flow with `extra` parameters in its authorization request.
@@ -374,8 +377,7 @@ impl Provider {
         &self,
         open: impl FnOnce(&str),
     ) -> Result<Session, SsoError> {
-        self.sign_in_browser_asking(open, &[("max_age", "0"), ("prompt", "login")])
-            .await
+        self.sign_in_browser_asking(open, FRESH).await
     }
 
     /// The browser flow with `extra` parameters in its authorization request.
