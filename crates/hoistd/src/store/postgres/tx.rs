@@ -559,10 +559,21 @@ impl Filter {
         }
     }
 
-    fn within(&mut self, column: &str, values: Vec<String>) {
-        if !values.is_empty() {
-            let mark = self.bind(p(values));
-            self.clauses.push(format!("{column} = ANY({mark})"));
+    /// `column` is one of `values` (none: any). One value binds as `=`: the
+    /// plan PostgreSQL caches for `= ANY($n)` must guess the array's length,
+    /// guesses long, and so loses to planning the statement afresh on every
+    /// call, which costs more than running it.
+    fn within(&mut self, column: &str, mut values: Vec<String>) {
+        match values.len() {
+            0 => {}
+            1 => {
+                let mark = self.bind(text(&values.remove(0)));
+                self.clauses.push(format!("{column} = {mark}"));
+            }
+            _ => {
+                let mark = self.bind(p(values));
+                self.clauses.push(format!("{column} = ANY({mark})"));
+            }
         }
     }
 
