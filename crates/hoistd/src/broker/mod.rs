@@ -383,20 +383,25 @@ impl Broker {
     }
 
     /// Passes what another instance committed to this one's live streams,
-    /// read as it is stored now, and wakes the reaper and the outbox worker
-    /// (a grant filed there may end or need a target here, on the leader).
-    /// With no stream open here, it reads nothing when the sender said
-    /// when the changes fall due: that is all the reaper needs.
+    /// read as it is stored now, and wakes the reaper, the notification
+    /// worker and, when the sender queued target effects (or did not say),
+    /// the outbox worker: a grant filed there may end or need a target
+    /// here, on the leader. With no stream open here, it reads nothing when
+    /// the sender said when the changes fall due: that is all the reaper
+    /// needs.
     pub fn relay(&self, announcement: crate::store::Announcement) -> Result<()> {
+        use crate::store::Announcement;
+        let effects = match &announcement {
+            Announcement::Missed => true,
+            Announcement::Changed { effects, .. } => *effects,
+        };
         let changes = match announcement {
-            crate::store::Announcement::Missed => vec![Change::Resync],
-            crate::store::Announcement::Changed { due: Some(due), .. }
-                if self.changes.receiver_count() == 0 =>
-            {
+            Announcement::Missed => vec![Change::Resync],
+            Announcement::Changed { due: Some(due), .. } if self.changes.receiver_count() == 0 => {
                 self.wake_reaper_by(due);
                 Vec::new()
             }
-            crate::store::Announcement::Changed {
+            Announcement::Changed {
                 requests, grants, ..
             } => {
                 let tx = self.store.read()?;
@@ -419,7 +424,9 @@ impl Broker {
         for change in changes {
             let _ = self.changes.send(change);
         }
-        self.outbox.notify_one();
+        if effects {
+            self.outbox.notify_one();
+        }
         self.notifier.notify_one();
         Ok(())
     }
@@ -581,7 +588,7 @@ impl Broker {
                     .collect(),
             );
             let due = changes.iter().filter_map(Change::falls_due).min();
-            tx.announce(&requests, &grants, due)?;
+            tx.announce(&requests, &grants, due, effects)?;
         }
         tx.commit()?;
         if effects {

@@ -254,6 +254,9 @@ pub enum Announcement {
         /// When the first of them falls due for the reaper, as the sender
         /// said: `Some(None)` when none does, `None` when it did not say.
         due: Option<Option<DateTime<Utc>>>,
+        /// Whether the outbox may hold new target effects: false only when
+        /// the sender said it queued none.
+        effects: bool,
     },
     Missed,
 }
@@ -688,15 +691,17 @@ pub trait Tx {
 
     /// Tells the other instances on the database, once this transaction
     /// commits and not before, that it changed these requests and grants,
-    /// the first of which falls due for the reaper at `due` (see
-    /// [`Store::listen`]). Nothing to do for a store only one process uses.
+    /// the first of which falls due for the reaper at `due`, and whether it
+    /// queued target effects (see [`Store::listen`]). Nothing to do for a
+    /// store only one process uses.
     fn announce(
         &mut self,
         requests: &[&str],
         grants: &[&str],
         due: Option<DateTime<Utc>>,
+        effects: bool,
     ) -> Result<()> {
-        let _ = (requests, grants, due);
+        let _ = (requests, grants, due, effects);
         Ok(())
     }
 

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hoist_api::LiveEvent;
-use hoist_api::{AuditKind, CreateRequest, Decision, ErrorCode, GrantState, RequestState};
+use hoist_api::{
+    AccessState, AuditKind, CreateRequest, Decision, ErrorCode, GrantState, RequestState,
+};
 use hoistd::store::{Lease, Migrations, PostgresStore, Store, StoreError};
 use hoistd::testing::{Cluster, Postgres, eventually, policy_text, request};
 use hoistd::{Broker, Policy};
@@ -35,6 +37,48 @@ fn verify_audit(cluster: &Cluster) {
         "{out}{}",
         String::from_utf8_lossy(&verified.stderr)
     );
+}
+
+/// Access filed and approved on an instance that does not lead is set up
+/// by the leader's outbox worker as soon as it commits: its notice says it
+/// queued a target effect, and the leader looks at once. Left to itself,
+/// the worker would look only after its idle sleep (5 s), so each of two
+/// grants live well within that says the leader was woken.
+#[tokio::test]
+async fn access_approved_on_another_instance_is_set_up_by_the_leader_at_once() {
+    let receiver = crate::targets_webhook::example_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = crate::targets_webhook::policy(dir.path(), &receiver.url);
+    let cluster = Cluster::start_with_policy(HOISTD.as_ref(), 2, &policy).await;
+    eventually(Duration::from_secs(20), || async {
+        cluster.leader().is_some()
+    })
+    .await;
+    let other = (cluster.leader().unwrap() + 1) % cluster.len();
+    for user in ["alice", "carol"] {
+        let filed = cluster
+            .as_user(other, user)
+            .file(&request("k8s-admin", "drain np-3 after the CVE patch"))
+            .await
+            .unwrap();
+        let approved = cluster
+            .as_user(other, "bob")
+            .approve(&filed.id)
+            .await
+            .unwrap();
+        let grant = approved.grant_id.unwrap();
+        let committed = std::time::Instant::now();
+        eventually(Duration::from_secs(30), || async {
+            let held = cluster.as_user(other, user).grant(&grant).await.unwrap();
+            held.access.is_some_and(|a| a.state == AccessState::Live)
+        })
+        .await;
+        assert!(
+            committed.elapsed() < Duration::from_millis(2500),
+            "{user}'s access took {:?}: the leader's outbox worker was not woken",
+            committed.elapsed()
+        );
+    }
 }
 
 /// Killed without a chance to give up its lease, the leader is replaced

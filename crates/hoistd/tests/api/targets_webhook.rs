@@ -20,7 +20,7 @@ const SECRET: &str = "whsec-test-0123456789";
 
 /// The test policy with a webhook target `hook` at `url` and role
 /// `k8s-admin` there.
-fn policy(dir: &std::path::Path, url: &str) -> String {
+pub(crate) fn policy(dir: &std::path::Path, url: &str) -> String {
     std::fs::write(dir.join("webhook-secret"), SECRET).unwrap();
     format!(
         "{}\n[[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\n\
@@ -69,9 +69,9 @@ async fn access(broker: &TestBroker, id: &str) -> hoist_api::TargetAccess {
 }
 
 /// The example receiver from assets/, on a free port.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Receiver {
@@ -81,7 +81,7 @@ impl Drop for Receiver {
     }
 }
 
-fn example_receiver() -> Receiver {
+pub(crate) fn example_receiver() -> Receiver {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../assets/webhook-receiver.py"

@@ -42,6 +42,11 @@ pub(super) struct Notice {
     /// milliseconds; none if none does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) due: Option<i64>,
+    /// Whether the transaction queued target effects, so the leader's
+    /// outbox worker need not look when it did not; a sender that does not
+    /// say leaves it to look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) effects: Option<bool>,
 }
 
 /// Listens until `out` is dropped; says [`Announcement::Missed`] each time
@@ -123,6 +128,7 @@ impl From<Notice> for Announcement {
             due: notice
                 .timed
                 .then(|| notice.due.and_then(DateTime::from_timestamp_millis)),
+            effects: notice.effects.unwrap_or(true),
         }
     }
 }
@@ -144,6 +150,7 @@ mod tests {
             grants: Vec::new(),
             timed: true,
             due,
+            effects: Some(false),
         };
         let payload = serde_json::to_string(&sent(Some(1_700_000_000_000))).unwrap();
         assert_eq!(
@@ -152,6 +159,7 @@ mod tests {
                 requests: vec!["req_1".into()],
                 grants: Vec::new(),
                 due: Some(due),
+                effects: false,
             }
         );
         let payload = serde_json::to_string(&sent(None)).unwrap();
@@ -168,5 +176,19 @@ mod tests {
     fn a_notice_that_does_not_say_when_leaves_the_rows_to_be_read() {
         let announced = heard(r#"{"origin":"a","requests":["req_1"]}"#);
         assert!(matches!(announced, Announcement::Changed { due: None, .. }));
+    }
+
+    #[test]
+    fn a_notice_that_does_not_say_whether_it_queued_effects_wakes_the_outbox() {
+        let announced = heard(r#"{"origin":"a","grants":["gr_1"],"timed":true}"#);
+        assert!(matches!(
+            announced,
+            Announcement::Changed { effects: true, .. }
+        ));
+        let announced = heard(r#"{"origin":"a","grants":["gr_1"],"effects":true}"#);
+        assert!(matches!(
+            announced,
+            Announcement::Changed { effects: true, .. }
+        ));
     }
 }

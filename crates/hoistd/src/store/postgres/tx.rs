@@ -1408,6 +1408,7 @@ impl Tx for PgTx {
         requests: &[&str],
         grants: &[&str],
         due: Option<DateTime<Utc>>,
+        effects: bool,
     ) -> Result<()> {
         let ids = requests
             .iter()
@@ -1429,6 +1430,7 @@ impl Tx for PgTx {
                     .collect(),
                 timed: true,
                 due: due.map(ms),
+                effects: Some(effects),
             };
             let payload = serde_json::to_string(&notice)
                 .map_err(|err| StoreError::Other(format!("notification: {err}")))?;
