@@ -351,8 +351,15 @@ impl OpenBao {
                     Some(json!({ "accessor": accessor })),
                 )
                 .await;
-            // Gone meanwhile (expired or revoked): nothing to manage.
-            let Ok(looked) = looked else { continue };
+            let looked = match looked {
+                Ok(looked) => looked,
+                // Gone meanwhile (expired or revoked): nothing to manage.
+                Err(TargetError::Refused(_, why)) if why.contains("invalid accessor") => continue,
+                // Anything else (refused, unreachable, sealed) leaves the
+                // token unknown, and perhaps the grant's: the caller tries
+                // again rather than take it as gone.
+                Err(err) => return Err(err),
+            };
             if let Some(grant) = looked["data"]["meta"]["hoist_grant"].as_str() {
                 found.push(Managed {
                     name: accessor,

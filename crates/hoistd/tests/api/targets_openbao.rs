@@ -238,6 +238,66 @@ async fn a_token_is_minted_with_the_role_policies_and_revoked_with_the_grant() {
     .await;
 }
 
+/// A token whose lookup fails for any reason but being gone is not taken
+/// as gone: the teardown stays pending, the token keeps being looked for,
+/// and it is revoked once OpenBao answers again.
+#[tokio::test]
+async fn a_revoke_whose_token_cannot_be_looked_up_stays_pending_until_it_can() {
+    let bao = Bao::start().await;
+    let broker = TestBroker::builder().policy(&bao.policy()).start().await;
+    let grant = granted(&broker).await;
+    let token = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap()
+        .env["VAULT_TOKEN"]
+        .clone();
+    // hoistd may still list the tokens, but no longer look one up.
+    let policy = |lookup: bool| {
+        let mut text = String::from(
+            "path \"auth/token/create-orphan\" { capabilities = [\"create\", \"update\", \"sudo\"] }\n\
+             path \"auth/token/accessors\" { capabilities = [\"list\", \"sudo\"] }\n\
+             path \"auth/token/revoke-accessor\" { capabilities = [\"update\"] }\n",
+        );
+        if lookup {
+            text.push_str("path \"auth/token/lookup-accessor\" { capabilities = [\"update\"] }\n");
+        }
+        json!({ "policy": text })
+    };
+    bao.root("PUT", "sys/policies/acl/hoistd", policy(false))
+        .await;
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    let access = |broker: &TestBroker| {
+        let id = grant.id.clone();
+        let alice = broker.as_user("alice");
+        async move { alice.grant(&id).await.unwrap().access.unwrap() }
+    };
+    eventually(LONG, || async {
+        access(&broker)
+            .await
+            .reason
+            .is_some_and(|why| why.contains("lookup-accessor"))
+    })
+    .await;
+    assert_eq!(access(&broker).await.state, AccessState::Removing);
+    assert!(bao.lookup(&token).await.is_ok(), "not revoked yet");
+
+    bao.root("PUT", "sys/policies/acl/hoistd", policy(true))
+        .await;
+    eventually(LONG, || async { bao.lookup(&token).await == Err(403) }).await;
+    eventually(LONG, || async {
+        access(&broker).await.state == AccessState::Removed
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_reconciler_revokes_a_token_no_live_grant_stands_behind() {
     let bao = Bao::start().await;
