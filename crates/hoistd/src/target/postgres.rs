@@ -70,7 +70,8 @@ struct Settings {
     /// Each grant's role's connection limit, unless the role says.
     #[serde(default = "default_connection_limit")]
     connection_limit: i32,
-    /// Databases to reassign or drop owned objects in (default: the URL's).
+    /// Databases to reassign or drop owned objects in, besides `database`
+    /// (default: the URL's).
     databases: Option<Vec<String>>,
     /// The database holders connect to (default: the URL's).
     database: Option<String>,
@@ -203,9 +204,17 @@ impl Postgres {
             ));
         }
         let database = raw.database.unwrap_or_else(|| admin_database.clone());
-        let databases = raw
+        // What holders create is where they connect first: that database
+        // is always cleaned, with those listed (or the URL's).
+        let mut databases = vec![database.clone()];
+        for db in raw
             .databases
-            .unwrap_or_else(|| vec![admin_database.clone()]);
+            .unwrap_or_else(|| vec![admin_database.clone()])
+        {
+            if !databases.contains(&db) {
+                databases.push(db);
+            }
+        }
         for db in &databases {
             identifier(db).map_err(|why| format!("target `{name}`: databases: {why}"))?;
         }

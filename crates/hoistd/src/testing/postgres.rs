@@ -449,9 +449,27 @@ impl Postgres {
         self.connect_as("postgres", &self.password).await
     }
 
+    /// A connection as the superuser to `database`.
+    pub async fn admin_in(
+        &self,
+        database: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        self.connect_to(database, "postgres", &self.password).await
+    }
+
     /// A connection as `user` with `password`, to the `postgres` database.
     pub async fn connect_as(
         &self,
+        user: &str,
+        password: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        self.connect_to("postgres", user, password).await
+    }
+
+    /// A connection as `user` with `password`, to `database`.
+    pub async fn connect_to(
+        &self,
+        database: &str,
         user: &str,
         password: &str,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
@@ -460,7 +478,7 @@ impl Postgres {
             .port(self.port)
             .user(user)
             .password(password)
-            .dbname("postgres")
+            .dbname(database)
             .connect(tokio_postgres::NoTls)
             .await?;
         tokio::spawn(async move {

@@ -712,6 +712,49 @@ async fn what_a_grants_role_created_is_reassigned_as_configured_or_dropped() {
     }
 }
 
+/// What a holder creates in the database they connect to is cleaned up
+/// even when `databases` does not name it: the role can be dropped.
+#[tokio::test]
+async fn what_a_grants_role_created_where_holders_connect_is_dropped_with_it() {
+    let pg = cluster().await;
+    let admin = pg.admin().await.unwrap();
+    admin.batch_execute("CREATE DATABASE app").await.unwrap();
+    pg.admin_in("app")
+        .await
+        .unwrap()
+        .batch_execute("GRANT CREATE ON SCHEMA public TO app_admin")
+        .await
+        .unwrap();
+    let text = policy(&pg, "member_of = [\"app_admin\"]").replace(
+        "connect_timeout = \"2s\"\n",
+        "connect_timeout = \"2s\"\ndatabase = \"app\"\ndatabases = [\"postgres\"]\n",
+    );
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let access = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap();
+    assert_eq!(access.env["PGDATABASE"], "app");
+    pg.connect_to("app", &role_of(&grant), &access.env["PGPASSWORD"])
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE scratch (id int)")
+        .await
+        .unwrap();
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(!role_exists(&pg, &role_of(&grant)).await);
+}
+
 #[tokio::test]
 async fn an_extension_moves_valid_until_at_the_target() {
     let pg = cluster().await;
