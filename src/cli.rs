@@ -654,6 +654,7 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
             let local = at
                 .with_timezone(&chrono::Local)
                 .format("%Y-%m-%d %H:%M:%S %Z");
+            let issuer = crate::text::sanitize::line(issuer);
             println!("session:  single sign-on via {issuer}, token valid until {local}");
         }
         _ => println!("session:  static token (does not expire by itself)"),

@@ -89,6 +89,32 @@ struct Discovery {
     revocation_endpoint: Option<String>,
 }
 
+impl Discovery {
+    /// Every endpoint the document names, checked like any URL hoist talks
+    /// to: codes and refresh tokens go to them, so none may be plain http
+    /// beyond loopback, whatever the issuer's own URL is.
+    fn check_endpoints(&self) -> Result<(), String> {
+        let named = [
+            ("token endpoint", Some(&self.token_endpoint)),
+            (
+                "authorization endpoint",
+                self.authorization_endpoint.as_ref(),
+            ),
+            (
+                "device authorization endpoint",
+                self.device_authorization_endpoint.as_ref(),
+            ),
+            ("revocation endpoint", self.revocation_endpoint.as_ref()),
+        ];
+        for (what, url) in named {
+            if let Some(url) = url {
+                crate::endpoint::check(url).map_err(|refused| format!("its {what} {refused}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the person must do to approve a device sign-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevicePrompt {
@@ -195,6 +221,7 @@ pub async fn discover(issuer: &AuthIssuer) -> Result<Provider, SsoError> {
     if document.issuer.trim_end_matches('/') != issuer.issuer.trim_end_matches('/') {
         return Err(bad(format!("it names issuer `{}`", document.issuer)));
     }
+    document.check_endpoints().map_err(bad)?;
     Ok(Provider {
         issuer: issuer.issuer.clone(),
         client_id: issuer.client_id.clone(),
@@ -245,6 +272,7 @@ pub async fn discover_at(
             document.token_endpoint
         )));
     }
+    document.check_endpoints().map_err(bad)?;
     Ok(Provider {
         issuer: document.issuer,
         client_id: client_id.to_string(),
@@ -483,7 +511,7 @@ impl Provider {
             tokens
                 .expires_in()
                 .and_then(|d| chrono::TimeDelta::from_std(d).ok())
-                .map(|d| Utc::now() + d)
+                .and_then(|d| Utc::now().checked_add_signed(d))
         };
         let (bearer, expires_at) = match self.bearer {
             Bearer::IdToken => {
@@ -519,6 +547,11 @@ impl Provider {
 /// desktop session, and `HOIST_NO_BROWSER` unset); otherwise the URL shown
 /// to the person is all there is (e.g. over SSH).
 pub fn open_in_browser(url: &str) {
+    // Only what hoist itself would talk to: a provider cannot have a file
+    // or another program's scheme opened.
+    if crate::endpoint::check(url).is_err() {
+        return;
+    }
     let graphical = cfg!(any(target_os = "macos", target_os = "windows"))
         || std::env::var_os("DISPLAY").is_some()
         || std::env::var_os("WAYLAND_DISPLAY").is_some();
@@ -604,5 +637,36 @@ mod tests {
         let token = format!("e30.{payload}.sig");
         assert_eq!(token_expiry(&token).unwrap().timestamp(), 1_893_456_000);
         assert_eq!(token_expiry("not-a-jwt"), None);
+    }
+
+    #[test]
+    fn every_endpoint_a_discovery_document_names_is_checked() {
+        let document = |token: &str, device: &str| Discovery {
+            issuer: "https://id.example".into(),
+            token_endpoint: token.into(),
+            authorization_endpoint: Some("https://id.example/auth".into()),
+            device_authorization_endpoint: Some(device.into()),
+            revocation_endpoint: None,
+        };
+        assert!(
+            document("https://id.example/token", "http://127.0.0.1:9/device")
+                .check_endpoints()
+                .is_ok()
+        );
+        let refused = document("http://192.0.2.2/token", "https://id.example/device")
+            .check_endpoints()
+            .unwrap_err();
+        assert!(
+            refused.contains("token endpoint `http://192.0.2.2/token`"),
+            "{refused}"
+        );
+        assert!(refused.contains("plain http"), "{refused}");
+        let refused = document("https://id.example/token", "file:///etc/passwd")
+            .check_endpoints()
+            .unwrap_err();
+        assert!(
+            refused.contains("device authorization endpoint"),
+            "{refused}"
+        );
     }
 }

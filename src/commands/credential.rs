@@ -125,16 +125,31 @@ pub async fn credential(backend: &dyn Backend, args: CredentialArgs<'_>) -> anyh
                 ),
             ];
             env.extend(super::access::access_env(credential.access.as_ref()));
+            // Quoted for the shell, but printed as they are so `eval` reads
+            // them exactly: an escape or a reordering character in one
+            // would be acted on by the terminal, so none is allowed.
+            if let Some((name, _)) = env
+                .iter()
+                .find(|(_, value)| value.chars().any(crate::text::sanitize::is_hostile))
+            {
+                return Err(BackendError::Protocol(format!(
+                    "the credential's {name} holds control or invisible characters; not printed"
+                ))
+                .into());
+            }
             print!("{}", super::access::export_lines(&env));
         }
         Shown::Format(CredentialFormat::Uri) => {
             match credential.access.as_ref().and_then(|a| a.uri.as_ref()) {
-                // Printed as it is, for `psql "$(...)"`: a line feed or an escape
-                // in it would be acted on, so none is allowed.
-                Some(uri) if uri.chars().all(|c| !c.is_control()) => println!("{uri}"),
+                // Printed as it is, for `DATABASE_URL="$(...)"`: a line feed, an escape
+                // or a reordering character in it would be acted on, so none
+                // is allowed.
+                Some(uri) if !uri.chars().any(crate::text::sanitize::is_hostile) => {
+                    println!("{uri}")
+                }
                 Some(_) => {
                     return Err(BackendError::Protocol(
-                        "the URI holds control characters; not printed".into(),
+                        "the URI holds control or invisible characters; not printed".into(),
                     )
                     .into());
                 }
