@@ -41,6 +41,15 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
         banner(state, text.clone(), Level::Warning);
         commands.push(Command::Notify(text));
     }
+    // A grant extended out of the warning window is warned again when it
+    // comes back into it; an ended one is forgotten.
+    let warned: std::collections::HashSet<String> = state
+        .grants
+        .iter()
+        .filter(|g| g.expires_at - now <= WARN_AT && state.warned.contains(&g.id))
+        .map(|g| g.id.clone())
+        .collect();
+    state.warned = warned;
     let warn: Vec<(String, String, TimeDelta)> = state
         .grants
         .iter()

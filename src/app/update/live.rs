@@ -77,7 +77,11 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                     .last()
                     .map(|r| r.reviewer.clone())
                     .unwrap_or_default();
-                let duration = TimeDelta::seconds(request.duration_secs as i64);
+                // Beyond what a duration can hold is "for ever" to show.
+                let duration = i64::try_from(request.duration_secs)
+                    .ok()
+                    .and_then(TimeDelta::try_seconds)
+                    .unwrap_or(TimeDelta::MAX);
                 let scheduled = request.starts_at.is_some();
                 upsert_request(state, request);
                 if before != Some(now_state) && before.is_some() {

@@ -78,6 +78,44 @@ fn a_tick_inside_the_warning_time_warns_once() {
 }
 
 #[test]
+fn a_grant_extended_after_its_warning_is_warned_again_before_its_new_end() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(4))];
+    assert_eq!(update(&mut state, Action::Tick(now)).len(), 1, "warned");
+
+    let mut extended = state.grants[0].clone();
+    extended.expires_at = now + TimeDelta::hours(1);
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Grant { grant: extended })),
+    );
+    assert!(update(&mut state, Action::Tick(now + TimeDelta::minutes(1))).is_empty());
+    let commands = update(&mut state, Action::Tick(now + TimeDelta::minutes(56)));
+    let warning = "⚠ db expires in 04:00: press e on Grants to extend";
+    assert_eq!(commands, [Command::Notify(warning.into())]);
+}
+
+#[test]
+fn a_request_event_with_a_duration_beyond_any_clock_is_shown_not_fatal() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.requests = vec![request("req_1", "db", "alice", now)];
+    let mut approved = request("req_1", "db", "alice", now);
+    approved.state = RequestState::Approved;
+    approved.duration_secs = 100_000_000_000_000_000;
+    approved.starts_at = Some(now + TimeDelta::hours(1));
+
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: approved })),
+    );
+
+    assert!(!commands.is_empty(), "announced");
+    assert_eq!(state.requests[0].state, RequestState::Approved);
+}
+
+#[test]
 fn a_failed_filing_keeps_the_form_open_to_send_again() {
     let now = at("2026-06-01T12:00:00Z");
     let mut state = alice(now);

@@ -245,7 +245,11 @@ pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Optio
         .as_ref()
         .and_then(|s| s.start_date_time)
         .unwrap_or(created);
-    let ends = start + TimeDelta::seconds(i64::try_from(duration_secs).unwrap_or(i64::MAX / 2));
+    let ends = i64::try_from(duration_secs)
+        .ok()
+        .and_then(TimeDelta::try_seconds)
+        .and_then(|duration| start.checked_add_signed(duration))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let grant = cx.grants.iter().find(|g| g.request_id == id).or_else(|| {
         cx.grants
             .iter()
