@@ -166,7 +166,9 @@ pub enum Command {
     ///
     /// For a role at a target, `--format env` prints `export` lines with the
     /// access's variables (PG* for PostgreSQL) for `eval`, and `--format uri`
-    /// its URI (`psql "$(hoist credential prod-db-admin --format uri)"`). Until
+    /// its URI, password included, for a program that reads it from its
+    /// environment (`DATABASE_URL="$(hoist credential prod-db-admin --format uri)"`;
+    /// for psql, `hoist exec prod-db-admin -- psql` keeps it out of argv). Until
     /// the access is live it exits 7 naming its state, or with --wait waits.
     ///
     /// For a role at an ssh target it prints an OpenSSH certificate for your key,

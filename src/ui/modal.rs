@@ -217,8 +217,16 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
         } => {
             // How to use the access at its target: a command to paste into
             // a terminal, and the URI for anything else. Each on a line of
-            // its own, unwrapped where the terminal is wide enough.
-            let width = area.width.saturating_sub(4).clamp(40, 120);
+            // its own, unwrapped where the terminal is wide enough: a command
+            // copied off the screen across a wrap would run without its end.
+            let longest = [access.command.as_deref(), access.uri.as_deref()]
+                .into_iter()
+                .flatten()
+                .map(|text| clean(text).chars().count())
+                .max()
+                .unwrap_or(0);
+            let wanted = u16::try_from(longest + 2).unwrap_or(u16::MAX).max(120);
+            let width = wanted.min(area.width.saturating_sub(4)).max(40);
             let mut lines = vec![
                 Line::from(Span::styled(
                     format!(

@@ -1276,7 +1276,9 @@ async fn credential_formats_at_a_real_postgres_and_a_clear_refusal_until_live() 
         alice.json(&["credential", "prod-db-admin", "--format", "json"]);
     let access = credential.access.unwrap();
     assert_eq!(access.target, "demo-db");
-    assert!(access.command.unwrap().starts_with("psql 'postgresql://"));
+    let command = access.command.unwrap();
+    assert!(command.starts_with("PGPASSWORD="), "{command}");
+    assert!(command.contains(" psql 'postgresql://"), "{command}");
     assert!(access.env.contains_key("PGPASSWORD"));
 
     // A role with no target has no URI: said, exit 2.

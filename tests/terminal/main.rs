@@ -410,7 +410,7 @@ fn the_demo_story_ends_in_a_working_psql() {
     let shown = pane.wait_for("psql 'postgresql://hoist_alice_", LOAD);
     let command = shown
         .lines()
-        .filter_map(|l| l.find("psql 'postgresql://").map(|at| &l[at..]))
+        .filter_map(|l| l.find("PGPASSWORD=").map(|at| &l[at..]))
         .next()
         .unwrap()
         .trim_end_matches(|c: char| c == '│' || c.is_whitespace())

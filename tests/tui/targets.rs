@@ -140,9 +140,16 @@ async fn a_grant_at_postgres_fails_goes_live_is_used_and_is_removed() {
         panic!("no access in the credential: {:?}", alice.state.modal);
     };
     let command = access.command.clone().unwrap();
-    assert!(
-        command.starts_with("psql 'postgresql://hoist_alice_"),
+    let password = &access.env["PGPASSWORD"];
+    assert_eq!(
+        command.split_once(" psql ").map(|(env, _)| env),
+        Some(format!("PGPASSWORD={password}").as_str()),
         "{command}"
+    );
+    let (_, argument) = command.split_once(" psql ").unwrap();
+    assert!(
+        argument.starts_with("'postgresql://hoist_alice_") && !argument.contains(password.as_str()),
+        "psql's arguments hold no password: {command}"
     );
     let shown = screen(&alice.state, 160, 48);
     assert!(shown.contains("psql 'postgresql://hoist_alice_"), "{shown}");
@@ -327,6 +334,7 @@ async fn access_state_snapshots() {
     let mut settings = settings();
     settings.add_filter(r"hoist_alice_[a-z0-9_]+", "hoist_alice_GRANT");
     settings.add_filter(r":[A-Za-z0-9_-]{16,}@", ":PASSWORD@");
+    settings.add_filter(r"PGPASSWORD=[A-Za-z0-9_-]{16,}", "PGPASSWORD=PASSWORD");
     settings.add_filter(r"next attempt in \d+s", "next attempt in Ns");
     settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT");
     settings.add_filter(r"port \d+", "port PORT");

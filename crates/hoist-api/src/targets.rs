@@ -93,7 +93,9 @@ pub struct AccessCredential {
     /// A URI with the secret in it, where the kind has one
     /// (`postgresql://user:pw@host:port/db?sslmode=...`).
     pub uri: Option<String>,
-    /// A ready command line for people, e.g. `psql "postgresql://..."`.
+    /// A ready command line for people, e.g.
+    /// `PGPASSWORD=... psql 'postgresql://user@host:port/db?sslmode=...'`: a
+    /// secret goes in the command's environment, never in its arguments.
     pub command: Option<String>,
     /// When this secret stops working; never after the grant's end.
     pub expires_at: DateTime<Utc>,
@@ -180,7 +182,8 @@ mod tests {
             ]),
             uri: Some("postgresql://hoist_alice_0123456789ab:s3cret-pw@db:5432/app".into()),
             command: Some(
-                "psql \"postgresql://hoist_alice_0123456789ab:s3cret-pw@db:5432/app\"".into(),
+                "PGPASSWORD=s3cret-pw psql 'postgresql://hoist_alice_0123456789ab@db:5432/app'"
+                    .into(),
             ),
             expires_at: t("2026-01-01T00:30:00Z"),
             certificate: None,

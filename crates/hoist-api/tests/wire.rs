@@ -725,7 +725,9 @@ fn targets() {
                 .into_iter()
                 .map(|(name, value)| (name.to_string(), value.to_string()))
                 .collect(),
-                command: Some(format!("psql '{uri}'")),
+                command: Some(format!(
+                    "PGPASSWORD={password} psql 'postgresql://{user}@db-prod-1.internal:5432/orders?sslmode=verify-full'"
+                )),
                 uri: Some(uri),
                 expires_at: t("2026-06-01T09:35:00Z"),
                 certificate: None,

@@ -624,6 +624,9 @@ impl TargetKind for Postgres {
 
 impl Postgres {
     /// What the holder gets: libpq's environment, a URI and a `psql` line.
+    /// The line gives psql the password in its environment, not in the URI
+    /// it is passed: a command's arguments are in the process list, for
+    /// every user of the machine to read.
     fn handover(&self, role: &str, password: &str, expires_at: DateTime<Utc>) -> AccessCredential {
         let sslmode = self.sslmode.clone();
         let env: BTreeMap<String, String> = [
@@ -642,16 +645,25 @@ impl Postgres {
         } else {
             self.host.clone()
         };
-        let uri = url::Url::parse(&format!("postgresql://{host}:{}/", self.port))
+        let unlocked = url::Url::parse(&format!("postgresql://{host}:{}/", self.port))
             .ok()
             .map(|mut uri| {
                 let _ = uri.set_username(role);
-                let _ = uri.set_password(Some(password));
                 uri.set_path(&self.database);
                 uri.query_pairs_mut().append_pair("sslmode", &sslmode);
-                uri.to_string()
+                uri
             });
-        let command = uri.as_ref().map(|uri| format!("psql {}", shell_quote(uri)));
+        let command = unlocked.as_ref().map(|uri| {
+            format!(
+                "PGPASSWORD={} psql {}",
+                shell_word(password),
+                shell_word(uri.as_str())
+            )
+        });
+        let uri = unlocked.map(|mut uri| {
+            let _ = uri.set_password(Some(password));
+            uri.to_string()
+        });
         AccessCredential {
             target: self.name.clone(),
             kind: "postgres".into(),
@@ -731,8 +743,17 @@ fn new_password() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
+/// `text` as one word for a POSIX shell: as it is when nothing in it is
+/// special, single-quoted otherwise.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '@'));
+    match plain {
+        true => text.to_string(),
+        false => format!("'{}'", text.replace('\'', "'\\''")),
+    }
 }
 
 fn percent_decode(text: &str) -> String {

@@ -126,7 +126,19 @@ async fn a_grant_is_a_login_role_usable_with_its_credential_and_revoking_removes
             .unwrap()
             .starts_with("postgresql://hoist_alice_")
     );
-    assert!(access.command.as_deref().unwrap().starts_with("psql '"));
+    // The psql line gives the password in psql's environment, never in
+    // its arguments, which every user of the machine can read.
+    let command = access.command.as_deref().unwrap();
+    let (env, argument) = command.split_once(" psql ").unwrap();
+    assert_eq!(env, format!("PGPASSWORD={}", access.env["PGPASSWORD"]));
+    assert!(
+        argument.starts_with("'postgresql://hoist_alice_"),
+        "{command}"
+    );
+    assert!(
+        !argument.contains(access.env["PGPASSWORD"].as_str()),
+        "{command}"
+    );
     assert!(!format!("{credential:?}").contains(&access.env["PGPASSWORD"]));
 
     let session = pg
