@@ -372,7 +372,12 @@ pub(super) async fn run_command(
         .split_first()
         .ok_or_else(|| Ended::Usage("no command after `--`".into()))?;
     let mut child = tokio::process::Command::new(program);
-    child.args(rest).envs(env.iter().map(|(k, v)| (k, v)));
+    // The job's identity token proved who asked; the command gets the
+    // grant's credential, not what could ask for more.
+    child
+        .args(rest)
+        .env_remove(super::ENV_WORKLOAD_TOKEN)
+        .envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = child
         .spawn()
         .map_err(|err| anyhow::anyhow!("cannot run `{program}`: {err}"))?;

@@ -87,7 +87,7 @@ fn hoist_exec(broker: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
 }
 
 /// What the command printed of its environment, one `NAME=value` a line.
-const SHOW_ENV: &str = r#"echo "grant=$HOIST_GRANT_ID"; echo "role=$HOIST_ROLE"; echo "credential=$HOIST_CREDENTIAL"; exit 7"#;
+const SHOW_ENV: &str = r#"echo "grant=$HOIST_GRANT_ID"; echo "role=$HOIST_ROLE"; echo "credential=$HOIST_CREDENTIAL"; echo "workload=${HOIST_WORKLOAD_TOKEN:-none}"; exit 7"#;
 
 fn line<'a>(out: &'a Output, key: &str) -> &'a str {
     let stdout = std::str::from_utf8(&out.stdout).unwrap();
@@ -170,6 +170,11 @@ async fn exec_takes_the_workload_token_from_the_environment() {
     .output()
     .unwrap();
     assert_ran_and_revoked(&broker, &out).await;
+    assert_eq!(
+        line(&out, "workload"),
+        "none",
+        "the command gets the grant's credential, not the job's identity token"
+    );
 }
 
 /// A CI system's token service, as GitHub Actions offers it: a GET with
