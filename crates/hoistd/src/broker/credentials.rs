@@ -222,6 +222,7 @@ impl Broker {
             return Ok(inactive);
         };
         settle_grant(&mut grant, work.now);
+        work.recall(&grant.holder)?;
         let policy = &work.policy;
         let still_eligible = policy
             .role(&grant.role)

@@ -25,7 +25,7 @@ impl Work<'_> {
     /// (the broker may have been down); one whose window has passed ends
     /// without a grant.
     pub(super) fn activate(&mut self, request: &mut AccessRequest, actor: &str) -> Result<()> {
-        if let Some(reason) = self.ineligible(request) {
+        if let Some(reason) = self.ineligible(request)? {
             return self.cancel(request, reason);
         }
         let ends = window_end(request).unwrap_or(self.now + delta(request.duration_secs));
@@ -100,7 +100,7 @@ impl Work<'_> {
         max: Duration,
         actor: &str,
     ) -> Result<()> {
-        if let Some(reason) = self.ineligible(request) {
+        if let Some(reason) = self.ineligible(request)? {
             return self.cancel(request, reason);
         }
         let grant_id = request.grant_id.clone().unwrap_or_default();

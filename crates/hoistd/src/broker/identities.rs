@@ -81,7 +81,9 @@ impl Broker {
                 user
             }
         };
-        policy.vouch(&user, &identity.display_name, identity.groups);
+        if policy.vouch(&user, &identity.display_name, identity.groups) {
+            self.remember(&policy, &user).await;
+        }
         Ok(Authenticated {
             user,
             expires_at: Some(identity.expires_at),
@@ -89,6 +91,31 @@ impl Broker {
                 at: identity.signed_in_at,
             },
         })
+    }
+
+    /// Stores what the provider now says of `user`, so that a restart or
+    /// another instance weighs them the same when they are not the caller
+    /// (see `Work::recall`). Only when it changed, so a sign-in writes once.
+    /// A failure costs nothing now: this instance knows, and the next
+    /// change or sign-in on a fresh start writes it again.
+    async fn remember(self: &Arc<Self>, policy: &crate::policy::Policy, user: &str) {
+        let Some(seen) = policy.remembered(user) else {
+            return;
+        };
+        let broker = Arc::clone(self);
+        let user = user.to_string();
+        let stored = tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut work = broker.begin()?;
+            work.tx.remember(&user, &seen)?;
+            work.tx.commit()?;
+            Ok(())
+        })
+        .await;
+        match stored {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "cannot store a sign-in's groups"),
+            Err(err) => tracing::warn!(error = %err, "cannot store a sign-in's groups"),
+        }
     }
 
     /// The user a provider identity is bound to, binding it to the name its

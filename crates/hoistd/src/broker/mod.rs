@@ -261,10 +261,24 @@ impl Work<'_> {
         Ok(())
     }
 
+    /// Brings in what a provider last said of `user` when this instance
+    /// has not heard from them since it started (see [`Policy::recall`]):
+    /// before anything weighs a user who is not the caller.
+    pub(super) fn recall(&self, user: &str) -> Result<()> {
+        if hoist_api::is_workload(user) || self.policy.knows(user) {
+            return Ok(());
+        }
+        if let Some(seen) = self.tx.remembered(user)? {
+            self.policy.recall(user, &seen);
+        }
+        Ok(())
+    }
+
     /// Why the request's requester may not have its access under the
     /// current policy, if they may not: checked at every step that grants
     /// or prolongs access, inside the transaction that would do it.
-    fn ineligible(&self, request: &AccessRequest) -> Option<String> {
+    fn ineligible(&self, request: &AccessRequest) -> Result<Option<String>> {
+        self.recall(&request.requester)?;
         let policy = &self.policy;
         let allowed = policy.role(&request.role).is_some_and(|role| {
             if request.break_glass && request.kind == RequestKind::Access {
@@ -273,12 +287,12 @@ impl Work<'_> {
                 policy.is_eligible(&request.requester, role)
             }
         });
-        (!allowed).then(|| {
+        Ok((!allowed).then(|| {
             format!(
                 "{} is no longer eligible for role `{}`",
                 request.requester, request.role
             )
-        })
+        }))
     }
 
     /// Ends a request that will not be granted, with the reason its

@@ -31,6 +31,7 @@ impl Broker {
             ..GrantQuery::default()
         })?;
         for mut grant in active {
+            work.recall(&grant.holder)?;
             let eligible = policy
                 .role(&grant.role)
                 .is_some_and(|role| policy.is_eligible(&grant.holder, role));

@@ -202,7 +202,7 @@ impl Broker {
             denied.details = with_via(json!({}), via.as_ref());
             work.audit(denied)?;
         } else if approvals >= request.approvals_required as usize
-            && let Some(reason) = work.ineligible(&request)
+            && let Some(reason) = work.ineligible(&request)?
         {
             // The policy changed since it was filed: no access, and the
             // requester is told why.

@@ -26,6 +26,8 @@ use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+use crate::store::Remembered;
+
 pub use issuers::OidcIssuer;
 pub use roles::{RoleAccess, RoleDef};
 pub use settings::{Rate, Settings};
@@ -219,20 +221,49 @@ impl Policy {
 
     /// Records who an OpenID provider says a user is, as of their latest
     /// token. Never for a user the policy defines: a token's groups must not
-    /// extend them.
-    pub fn vouch(&self, user: &str, display_name: &str, groups: BTreeSet<String>) {
+    /// extend them. Whether that changed what was known of them (the broker
+    /// then stores it: see [`Policy::recall`]).
+    pub fn vouch(&self, user: &str, display_name: &str, groups: BTreeSet<String>) -> bool {
         if self.defines(user) {
-            return;
+            return false;
         }
         let seen = Seen {
             display_name: display_name.to_string(),
             groups,
         };
-        self.directory
+        let mut directory = self
+            .directory
             .seen
             .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(user.to_string(), seen);
+            .unwrap_or_else(|p| p.into_inner());
+        let known = directory
+            .get(user)
+            .is_some_and(|was| was.display_name == seen.display_name && was.groups == seen.groups);
+        directory.insert(user.to_string(), seen);
+        !known
+    }
+
+    /// Takes in what a provider last said of `user`, as the store kept it,
+    /// unless this instance has heard from them since it started: after a
+    /// restart, or on another instance, a user who is not the caller is
+    /// weighed by their latest sign-in, not taken for a stranger.
+    pub fn recall(&self, user: &str, seen: &Remembered) {
+        if self.defines(user) || self.directory.get(user).is_some() {
+            return;
+        }
+        self.vouch(
+            user,
+            &seen.display_name,
+            seen.groups.iter().cloned().collect(),
+        );
+    }
+
+    /// What is known of `user` from their provider, for the store.
+    pub fn remembered(&self, user: &str) -> Option<Remembered> {
+        self.directory.get(user).map(|seen| Remembered {
+            display_name: seen.display_name,
+            groups: seen.groups.into_iter().collect(),
+        })
     }
 
     pub fn has_static_tokens(&self) -> bool {

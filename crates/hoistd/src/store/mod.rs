@@ -222,6 +222,15 @@ pub struct Lease {
     pub epoch: i64,
 }
 
+/// What a provider last said of a user bound to one of its identities, as
+/// of their latest ID token: what the broker weighs for them when they are
+/// not the caller (an approval of their request, a policy reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    pub display_name: String,
+    pub groups: Vec<String>,
+}
+
 /// A store's connections to its database at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Connections {
@@ -620,6 +629,12 @@ pub trait Tx {
         user: &str,
         at: DateTime<Utc>,
     ) -> Result<()>;
+    /// What a provider last said of `user`: none before their first sign-in
+    /// since it was first recorded.
+    fn remembered(&self, user: &str) -> Result<Option<Remembered>>;
+    /// Records what a provider says of `user` now (rule 5: a user bound to
+    /// no identity is not found).
+    fn remember(&mut self, user: &str, seen: &Remembered) -> Result<()>;
 
     /// Writes an effect to the outbox (rule 9).
     fn insert_effect(&mut self, effect: &Effect) -> Result<()>;

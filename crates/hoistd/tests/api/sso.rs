@@ -185,3 +185,44 @@ async fn no_token_may_name_the_broker_itself() {
     let message = refusal(&broker.with_token(&id_token(&provider, "hoistd").await)).await;
     assert!(message.contains("the broker's own name"), "{message}");
 }
+
+/// What a provider last said of a user is kept with their identity: after a
+/// restart (or on another instance) a user who is not the caller is weighed
+/// by their latest sign-in, not taken for a stranger, so an approval grants
+/// their request and a policy reload keeps their access.
+#[tokio::test]
+async fn a_restart_still_knows_a_provider_users_groups() {
+    let provider = Provider::start().await;
+    let text = format!(
+        "{}\n[[roles]]\nid = \"logs\"\neligible_groups = [\"engineers\"]\n\
+         default_duration = \"30m\"\nmax_duration = \"1h\"\napprovals = 0\n",
+        policy(&[&provider.issuer], "")
+    );
+    let mut broker = TestBroker::builder().policy(&text).start().await;
+    let alice = id_token(&provider, "alice").await;
+    let logs = broker
+        .with_token(&alice)
+        .file(&request("logs", "read the logs for INC-9"))
+        .await
+        .unwrap();
+    let grant_id = logs.grant_id.clone().expect("granted at once");
+    let pending = broker
+        .with_token(&alice)
+        .file(&request("prod-db", "vacuum the orders table"))
+        .await
+        .unwrap();
+
+    broker.restart().await;
+    let dave = id_token(&provider, "dave").await;
+    let approved = broker.with_token(&dave).approve(&pending.id).await.unwrap();
+    assert_eq!(
+        approved.state,
+        hoist_api::RequestState::Active,
+        "{:?}",
+        approved.reason
+    );
+    let revoked = broker.server().reload(&broker.policy_path()).await.unwrap();
+    assert_eq!(revoked, 0, "alice is still an engineer");
+    let grant = broker.with_token(&alice).grant(&grant_id).await.unwrap();
+    assert_eq!(grant.state, hoist_api::GrantState::Active);
+}

@@ -4,7 +4,7 @@
 use hoist_api::{Decision, GrantState, RequestState, Review};
 
 use super::{at, bare_request, full_request, grant, ids, insert_requests};
-use crate::store::{GrantQuery, RequestQuery, Store, StoreError};
+use crate::store::{GrantQuery, Remembered, RequestQuery, Store, StoreError};
 
 fn review(reviewer: &str, decision: Decision, at_ms: i64) -> Review {
     Review {
@@ -467,12 +467,33 @@ pub fn identities(store: &dyn Store) {
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     }
     drop(tx);
-    let tx = store.transaction().unwrap();
+    let mut tx = store.transaction().unwrap();
     assert_eq!(tx.user_identity("carol").unwrap(), None);
     assert_eq!(
         tx.user_identity("bob").unwrap(),
         Some(("https://id.example".to_string(), "u-1".to_string()))
     );
+
+    // What a provider last said of a user: nothing until recorded, then
+    // the latest; a user bound to no identity is not found.
+    assert_eq!(tx.remembered("bob").unwrap(), None);
+    let seen = |groups: &[&str]| Remembered {
+        display_name: "Bob Example".into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    };
+    tx.remember("bob", &seen(&["engineers", "on-call"]))
+        .unwrap();
+    tx.commit().unwrap();
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.remembered("bob").unwrap(),
+        Some(seen(&["engineers", "on-call"]))
+    );
+    tx.remember("bob", &seen(&[])).unwrap();
+    assert_eq!(tx.remembered("bob").unwrap(), Some(seen(&[])));
+    assert_eq!(tx.remembered("alice").unwrap(), None);
+    let nobody = tx.remember("carol", &seen(&["engineers"]));
+    assert!(matches!(nobody, Err(StoreError::NotFound(_))), "{nobody:?}");
 }
 
 /// The newest signing key is the one in use; a key id is never reused.

@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_broker_keys.sql"),
     include_str!("../../../migrations/postgres/0004_notifications.sql"),
     include_str!("../../../migrations/postgres/0005_slack_replays.sql"),
+    include_str!("../../../migrations/postgres/0006_identity_groups.sql"),
 ];
 
 /// Starts a transaction and takes the transaction lock (rule 1): one

@@ -20,7 +20,8 @@ use tokio_postgres::types::FromSql;
 use super::{BEGIN_LOCKED, BEGIN_READING, Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement};
 use crate::store::{
     AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GENESIS, GrantQuery, Lease,
-    Notification, NotificationDelivery, RequestQuery, Result, StoreError, StoredAudit, Tx,
+    Notification, NotificationDelivery, Remembered, RequestQuery, Result, StoreError, StoredAudit,
+    Tx,
 };
 
 /// One transaction. A locked one holds the transaction lock (rule 1) from
@@ -1033,6 +1034,38 @@ impl Tx for PgTx {
             vec![text(issuer), text(subject), text(user), p(ms(at))],
         )?;
         Ok(())
+    }
+
+    fn remembered(&self, user: &str) -> Result<Option<Remembered>> {
+        let rows = self.query(
+            "SELECT display_name, groups FROM identities WHERE \"user\" = $1",
+            vec![text(user)],
+        )?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let (Some(display_name), Some(groups)) = (
+            get::<Option<String>>(row, 0)?,
+            get::<Option<String>>(row, 1)?,
+        ) else {
+            return Ok(None);
+        };
+        let groups = serde_json::from_str(&groups)
+            .map_err(|err| StoreError::Corrupt(format!("groups of {user}: {err}")))?;
+        Ok(Some(Remembered {
+            display_name,
+            groups,
+        }))
+    }
+
+    fn remember(&mut self, user: &str, seen: &Remembered) -> Result<()> {
+        let groups = serde_json::to_string(&seen.groups)
+            .map_err(|err| StoreError::Other(err.to_string()))?;
+        let changed = self.write(
+            "UPDATE identities SET display_name = $2, groups = $3 WHERE \"user\" = $1 RETURNING 1",
+            vec![text(user), text(&seen.display_name), text(&groups)],
+        )?;
+        updated(changed, "identity of", user)
     }
 
     fn insert_effect(&mut self, e: &Effect) -> Result<()> {

@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_broker_keys.sql"),
     include_str!("../../../migrations/sqlite/0008_notifications.sql"),
     include_str!("../../../migrations/sqlite/0009_slack_replays.sql"),
+    include_str!("../../../migrations/sqlite/0010_identity_groups.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters

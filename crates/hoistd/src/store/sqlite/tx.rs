@@ -16,7 +16,7 @@ use super::Durability;
 use super::rows::*;
 use crate::store::{
     AuditHead, AuditQuery, Delivery, Effect, Exchange, GrantQuery, Notification,
-    NotificationDelivery, RequestQuery, Result, StoreError, StoredAudit, Tx,
+    NotificationDelivery, Remembered, RequestQuery, Result, StoreError, StoredAudit, Tx,
 };
 
 pub(super) struct SqliteTx<'a> {
@@ -446,6 +446,33 @@ impl Tx for SqliteTx<'_> {
             )?
             .execute(params![issuer, subject, user, ms(at)])?;
         Ok(())
+    }
+
+    fn remembered(&self, user: &str) -> Result<Option<Remembered>> {
+        let found: Option<(Option<String>, Option<String>)> = self
+            .conn
+            .prepare_cached("SELECT display_name, groups FROM identities WHERE user = ?1")?
+            .query_row([user], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let Some((Some(display_name), Some(groups))) = found else {
+            return Ok(None);
+        };
+        let groups = serde_json::from_str(&groups)
+            .map_err(|err| StoreError::Corrupt(format!("groups of {user}: {err}")))?;
+        Ok(Some(Remembered {
+            display_name,
+            groups,
+        }))
+    }
+
+    fn remember(&mut self, user: &str, seen: &Remembered) -> Result<()> {
+        let groups = serde_json::to_string(&seen.groups)
+            .map_err(|err| StoreError::Other(err.to_string()))?;
+        let changed = self
+            .conn
+            .prepare_cached("UPDATE identities SET display_name = ?2, groups = ?3 WHERE user = ?1")?
+            .execute(params![user, seen.display_name, groups])?;
+        updated(changed, "identity of", user)
     }
 
     fn notification_cursor(&self) -> Result<i64> {
