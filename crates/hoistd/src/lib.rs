@@ -147,9 +147,19 @@ impl Server {
         broker.hold_reaper(reaper_held);
         // Before serving anything: grants that ended while we were down are
         // recorded as expired now, not whenever the first tick comes.
+        // And grants the policy no longer allows (the file may have
+        // changed while we were down) are revoked before anyone uses them.
         if !reaper_held {
             let reaping = Arc::clone(&broker);
             tokio::task::spawn_blocking(move || reaping.reap()).await??;
+            let sweeping = Arc::clone(&broker);
+            let revoked = tokio::task::spawn_blocking(move || sweeping.sweep_at_start()).await??;
+            if revoked > 0 {
+                tracing::info!(
+                    revoked,
+                    "grants the policy no longer allows revoked at start"
+                );
+            }
         }
 
         let addr = listener.local_addr()?;

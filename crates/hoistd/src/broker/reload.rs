@@ -5,17 +5,22 @@ use serde_json::json;
 
 use std::sync::Arc;
 
-use super::{Broker, SYSTEM_ACTOR};
+use super::{Broker, SYSTEM_ACTOR, Work};
 use crate::audit::NewAuditEvent;
 use crate::error::Result;
 use crate::policy::Policy;
 use crate::store::GrantQuery;
 
 impl Broker {
-    /// Swaps in a new policy and revokes every grant its holder may no longer have.
+    /// Swaps in a new policy and revokes every grant its holder may no
+    /// longer have. If that sweep cannot be made (the store is down), the
+    /// previous policy is put back and the error returned: a policy is in
+    /// force only with its sweep done, and the caller may try again.
     pub fn reload(&self, mut policy: Policy) -> Result<usize> {
-        policy.adopt_directory(&self.policy.load());
-        if !self.limits.load().same_rates(&policy.settings) {
+        let previous = self.policy.load_full();
+        let previous_limits = self.limits.load_full();
+        policy.adopt_directory(&previous);
+        if !previous_limits.same_rates(&policy.settings) {
             self.limits
                 .store(Arc::new(super::limits::Limits::new(&policy.settings)));
         }
@@ -23,40 +28,75 @@ impl Broker {
         // Live streams check their callers against the new policy before
         // they deliver anything more.
         self.reloads.send_modify(|n| *n += 1);
+        let swept = self.begin().and_then(|mut work| {
+            let revoked = work.sweep("policy reload")?;
+            let roles = work.policy.roles().count();
+            work.audit(NewAuditEvent {
+                at: work.now,
+                kind: AuditKind::PolicyReloaded,
+                actor: SYSTEM_ACTOR.into(),
+                subject: None,
+                role: None,
+                request_id: None,
+                grant_id: None,
+                incident: None,
+                reason: None,
+                details: json!({ "roles": roles, "grants_revoked": revoked }),
+            })?;
+            self.finish(work)?;
+            Ok(revoked)
+        });
+        if swept.is_err() {
+            self.policy.store(previous);
+            self.limits.store(previous_limits);
+            self.reloads.send_modify(|n| *n += 1);
+        }
+        swept
+    }
+
+    /// Revokes, at start-up, every grant the policy hoistd starts with no
+    /// longer allows: the policy file may have changed while it was down.
+    pub fn sweep_at_start(&self) -> Result<usize> {
         let mut work = self.begin()?;
-        let policy = Arc::clone(&work.policy);
+        let revoked = work.sweep("policy at start")?;
+        self.finish(work)?;
+        Ok(revoked)
+    }
+}
+
+impl Work<'_> {
+    /// Revokes every active grant whose holder the current policy no longer
+    /// allows it, the reason starting with `why`. A provider user of whom
+    /// nothing was ever recorded (not signed in since groups began to be
+    /// kept) cannot be judged, and keeps their grant until its end or
+    /// their next sign-in.
+    fn sweep(&mut self, why: &str) -> Result<usize> {
+        let policy = Arc::clone(&self.policy);
         let mut revoked = 0;
-        let active = work.tx.grants(&GrantQuery {
+        let active = self.tx.grants(&GrantQuery {
             states: vec![GrantState::Active],
             ..GrantQuery::default()
         })?;
         for mut grant in active {
-            work.recall(&grant.holder)?;
+            self.recall(&grant.holder)?;
+            if !hoist_api::is_workload(&grant.holder)
+                && !policy.knows(&grant.holder)
+                && self.tx.user_identity(&grant.holder)?.is_some()
+            {
+                continue;
+            }
             let eligible = policy
                 .role(&grant.role)
                 .is_some_and(|role| policy.is_eligible(&grant.holder, role));
             if !eligible {
                 let reason = format!(
-                    "policy reload: {} is no longer eligible for role `{}`",
+                    "{why}: {} is no longer eligible for role `{}`",
                     grant.holder, grant.role
                 );
-                work.end_grant(&mut grant, GrantState::Revoked, SYSTEM_ACTOR, Some(reason))?;
+                self.end_grant(&mut grant, GrantState::Revoked, SYSTEM_ACTOR, Some(reason))?;
                 revoked += 1;
             }
         }
-        work.audit(NewAuditEvent {
-            at: work.now,
-            kind: AuditKind::PolicyReloaded,
-            actor: SYSTEM_ACTOR.into(),
-            subject: None,
-            role: None,
-            request_id: None,
-            grant_id: None,
-            incident: None,
-            reason: None,
-            details: json!({ "roles": policy.roles().count(), "grants_revoked": revoked }),
-        })?;
-        self.finish(work)?;
         Ok(revoked)
     }
 }

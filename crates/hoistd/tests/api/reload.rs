@@ -71,6 +71,77 @@ async fn a_reload_revokes_grants_whose_holder_is_no_longer_eligible() {
     );
 }
 
+/// The policy file changed while hoistd was down: at start, before it
+/// serves anyone, the grants it no longer allows are revoked.
+#[tokio::test]
+async fn grants_the_policy_no_longer_allows_are_revoked_at_start() {
+    let mut broker = TestBroker::start().await;
+    let hers = broker
+        .as_user("alice")
+        .file(&request("logs", "reading"))
+        .await
+        .unwrap();
+    broker.stop().await;
+    let text = std::fs::read_to_string(broker.policy_path())
+        .unwrap()
+        .replace(
+            r#"eng = ["alice", "bob", "carol", "dave", "frank"]"#,
+            r#"eng = ["bob", "carol", "dave", "frank"]"#,
+        );
+    std::fs::write(broker.policy_path(), text).unwrap();
+    broker.restart().await;
+    let grant = broker
+        .as_user("alice")
+        .grant(hers.grant_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(grant.state, GrantState::Revoked);
+    let reason = grant.revoke_reason.unwrap();
+    assert!(
+        reason.starts_with("policy at start: alice is no longer eligible"),
+        "{reason}"
+    );
+}
+
+/// A reload whose sweep cannot be made (another writer holds the database
+/// past the store's patience) puts the previous policy back: no policy is
+/// in force without its revocations, and a second try applies it.
+#[tokio::test]
+async fn a_reload_that_cannot_revoke_leaves_the_old_policy_in_force() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let hers = alice.file(&request("logs", "reading")).await.unwrap();
+    let text = std::fs::read_to_string(broker.policy_path())
+        .unwrap()
+        .replace(
+            r#"eng = ["alice", "bob", "carol", "dave", "frank"]"#,
+            r#"eng = ["bob", "carol", "dave", "frank"]"#,
+        );
+    std::fs::write(broker.policy_path(), text).unwrap();
+
+    let holder = rusqlite::Connection::open(broker.db()).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let refused = broker.server().reload(&broker.policy_path()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+
+    let roles: Vec<hoist_api::Role> = alice.get("/v1/roles").await.unwrap();
+    assert!(roles.iter().any(|r| r.id == "logs"), "the old policy stays");
+    let grant_id = hers.grant_id.as_deref().unwrap();
+    assert_eq!(
+        alice.grant(grant_id).await.unwrap().state,
+        GrantState::Active
+    );
+
+    let revoked = broker.server().reload(&broker.policy_path()).await.unwrap();
+    assert_eq!(revoked, 1);
+    assert_eq!(
+        alice.grant(grant_id).await.unwrap().state,
+        GrantState::Revoked
+    );
+}
+
 #[tokio::test]
 async fn no_user_may_take_the_brokers_own_name() {
     let text = policy_text("") + "\n[users.hoistd]\n";
