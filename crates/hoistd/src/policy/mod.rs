@@ -497,6 +497,23 @@ struct RawPolicy {
     notify: Vec<Spanned<notify::RawNotify>>,
 }
 
+/// The longest duration a policy may write anywhere: what the API allows
+/// a grant (366 days). Every time the broker computes from a policy's
+/// durations then stays far inside what its clocks can count.
+const MAX_POLICY_DURATION: Duration = Duration::from_secs(hoist_api::MAX_DURATION_SECS);
+
+/// A policy's duration ("30m", "2h", "90s"), at most [`MAX_POLICY_DURATION`].
+pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
+    let parsed = humantime::parse_duration(value)
+        .map_err(|err| format!("invalid duration \"{value}\": {err}"))?;
+    if parsed > MAX_POLICY_DURATION {
+        return Err(format!(
+            "invalid duration \"{value}\": a policy's durations are at most 366 days"
+        ));
+    }
+    Ok(parsed)
+}
+
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     struct Visitor;
     impl serde::de::Visitor<'_> for Visitor {
@@ -505,8 +522,7 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
             f.write_str("a duration such as \"30m\", \"2h\" or \"90s\"")
         }
         fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Duration, E> {
-            humantime::parse_duration(value)
-                .map_err(|err| E::custom(format!("invalid duration \"{value}\": {err}")))
+            parse_duration(value).map_err(E::custom)
         }
     }
     deserializer.deserialize_str(Visitor)

@@ -160,16 +160,15 @@ pub(super) fn channels(
             let Some(value) = value else {
                 return Ok(default);
             };
-            match humantime::parse_duration(value.get_ref()) {
+            match super::parse_duration(value.get_ref()) {
                 Ok(parsed) if !parsed.is_zero() => Ok(parsed),
                 Ok(_) => Err(source.invalid(
                     value.span().start,
                     format!("{owner}: {what} must be longer than zero"),
                 )),
-                Err(err) => Err(source.invalid(
-                    value.span().start,
-                    format!("{owner}: {what} \"{}\": {err}", value.get_ref()),
-                )),
+                Err(err) => {
+                    Err(source.invalid(value.span().start, format!("{owner}: {what}: {err}")))
+                }
             }
         };
         let remind_before = duration("remind_before", raw.remind_before, DEFAULT_REMIND_BEFORE)?;

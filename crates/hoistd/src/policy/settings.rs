@@ -74,7 +74,7 @@ fn rate<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rate, D::Er
         "s" => Duration::from_secs(1),
         "m" => Duration::from_secs(60),
         "h" => Duration::from_secs(3600),
-        other => humantime::parse_duration(other).map_err(|_| invalid())?,
+        other => super::parse_duration(other).map_err(|_| invalid())?,
     };
     if count == 0 || per.is_zero() {
         return Err(serde::de::Error::custom(format!(

@@ -98,6 +98,27 @@ fn bad_durations_name_their_line() {
     assert!(err.contains("invalid duration \"thirty\""), "{err}");
 }
 
+/// No duration in a policy goes beyond what the API allows a grant: a
+/// role's default and maximum, the settings' times, a rate's period.
+#[test]
+fn durations_beyond_366_days_are_refused_where_written() {
+    for (from, to) in [("\"1h\"", "\"400days\""), ("\"20m\"", "\"300000years\"")] {
+        let err = refused(&MINIMAL.replace("\"30m\"", "\"20m\"").replace(from, to));
+        assert!(err.contains("at most 366 days"), "{err}");
+        assert!(err.starts_with("p.toml:1"), "{err}");
+    }
+    let settings = format!("[settings]\npending_ttl = \"2years\"\n{MINIMAL}");
+    assert!(
+        refused(&settings).starts_with("p.toml:2:"),
+        "{}",
+        refused(&settings)
+    );
+    assert!(
+        Policy::parse("p.toml", &MINIMAL.replace("\"1h\"", "\"366days\"")).is_ok(),
+        "366 days is the limit itself"
+    );
+}
+
 #[test]
 fn default_longer_than_max_is_refused_at_the_role() {
     let err = refused(&MINIMAL.replace("\"30m\"", "\"2h\""));
