@@ -307,14 +307,18 @@ impl Broker {
     /// Files an extension request for an active grant, under the role's rule.
     pub fn extend_grant(
         &self,
-        user: &str,
+        caller: &super::Authenticated,
         id: &str,
         duration_secs: u64,
         justification: Option<&str>,
     ) -> Result<AccessRequest> {
+        let user = caller.user.as_str();
         let mut work = self.begin()?;
         let policy = Arc::clone(&work.policy);
         let (grant, role) = self.held_active_grant(&work, &policy, user, id, HolderAct::Extend)?;
+        // More time is access asked for, as a filing is: a role that wants
+        // a recent sign-in wants it here too.
+        self.check_step_up(caller, &role.id)?;
         let duration_secs = domain::duration(role, Some(duration_secs))?;
         let justification =
             domain::justification(role, justification.unwrap_or(&grant.justification))?;

@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiJson, ApiQuery, AppState, Caller, Failure, blocking, page_size};
+use super::{ApiJson, ApiQuery, AppState, Caller, Failure, Session, blocking, page_size};
 use crate::error::Error;
 use crate::target::ssh::HolderKey;
 
@@ -121,20 +121,21 @@ async fn revoke_grant(
         (status = 400, description = "Malformed JSON", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
         (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
-        (status = 403, description = "Not the holder, or no longer eligible", body = ApiError),
+        (status = 403, description = "Not the holder, no longer eligible, or a sign-in too old for the role (step_up_required)", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
         (status = 409, description = "The grant has ended, or an extension is already pending", body = ApiError),
         (status = 422, description = "A bad duration or justification; no approvers", body = ApiError),
     ))]
 async fn extend_grant(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    session: Session,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<ExtendInput>,
 ) -> Result<(axum::http::StatusCode, Json<AccessRequest>), Failure> {
+    let caller = session.caller;
     let request = blocking(&state, move |b| {
         b.extend_grant(
-            &user,
+            &caller,
             &id,
             input.duration_secs,
             input.justification.as_deref(),

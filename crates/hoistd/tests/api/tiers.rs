@@ -149,3 +149,57 @@ async fn a_tier_0_request_needs_a_recent_sign_in_at_the_provider() {
     // Reading is not filing: the session itself is good.
     assert!(carol.mine().await.is_empty());
 }
+
+/// More time is access asked for: an extension wants the same recent
+/// sign-in as a filing.
+#[tokio::test]
+async fn extending_a_tier_0_grant_needs_a_recent_sign_in_too() {
+    let provider = Provider::start().await;
+    let token = |login: &'static str| {
+        let provider = &provider;
+        async move {
+            provider.device_flow_tokens(login, "hoist").await["id_token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let carol_token = token("carol").await;
+    let auth_time = crate::oidc::jwt_claims(&carol_token)["auth_time"]
+        .as_i64()
+        .unwrap();
+    let broker = TestBroker::builder()
+        .policy(&provider_policy(&provider.issuer, "10m"))
+        .start()
+        .await;
+    let carol = broker.with_token(&carol_token);
+    let filed = carol.file(&prod_db()).await.unwrap();
+    broker
+        .with_token(&token("bob").await)
+        .approve(&filed.id)
+        .await
+        .unwrap();
+    let active = broker
+        .with_token(&token("dave").await)
+        .approve(&filed.id)
+        .await
+        .unwrap();
+    assert_eq!(active.state, RequestState::Active);
+    let grant_id = active.grant_id.unwrap();
+
+    std::fs::write(
+        broker.policy_path(),
+        provider_policy(&provider.issuer, "1s"),
+    )
+    .unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    while chrono::Utc::now().timestamp() <= auth_time + 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let message = refused(
+        carol.extend(&grant_id, 600).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::StepUpRequired,
+    );
+    assert!(message.contains("needs a sign-in within 1s"), "{message}");
+}
