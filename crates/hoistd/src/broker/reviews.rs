@@ -186,11 +186,22 @@ impl Broker {
         reviewed.details = with_via(json!({ "decision": decision }), via.as_ref());
         work.audit(reviewed)?;
 
-        let approvals = request
+        // Approvals count if their reviewers may still approve: one who lost
+        // the right since (a reload) no longer counts toward the rule.
+        for earlier in &request.reviews {
+            work.recall(&earlier.reviewer)?;
+        }
+        let counted: Vec<String> = request
             .reviews
             .iter()
-            .filter(|r| r.decision == Decision::Approve)
-            .count();
+            .filter(|r| {
+                r.decision == Decision::Approve
+                    && r.reviewer != request.requester
+                    && policy.is_approver(&r.reviewer, role)
+            })
+            .map(|r| r.reviewer.clone())
+            .collect();
+        let approvals = counted.len();
         if decision == Decision::Deny {
             request.state = RequestState::Denied;
             request.reason = comment;
@@ -211,13 +222,7 @@ impl Broker {
             request.state = RequestState::Approved;
             request.claim = None;
             let mut approved = event(AuditKind::Approved, user, work.now, &request);
-            approved.details = with_via(
-                json!({
-                    "approvers": request.reviews.iter().filter(|r| r.decision == Decision::Approve)
-                        .map(|r| r.reviewer.clone()).collect::<Vec<_>>(),
-                }),
-                via.as_ref(),
-            );
+            approved.details = with_via(json!({ "approvers": counted }), via.as_ref());
             work.audit(approved)?;
             match request.kind {
                 RequestKind::Extension => work.extend(&mut request, role.max_duration, user)?,

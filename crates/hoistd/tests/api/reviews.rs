@@ -181,3 +181,41 @@ async fn an_approver_sees_the_requesters_recent_history_for_the_role() {
     assert_eq!(history.recent[0].id, first.id);
     assert_eq!(history.recent[0].state, RequestState::Denied);
 }
+
+/// An approval counts only while its reviewer may approve: one removed
+/// from the approvers since (a reload) leaves the request waiting for
+/// another.
+#[tokio::test]
+async fn an_approval_by_someone_no_longer_an_approver_does_not_count() {
+    let broker = TestBroker::start().await;
+    let filed = broker
+        .as_user("frank")
+        .file(&request("k8s", "roll the ingress"))
+        .await
+        .unwrap();
+    broker.as_user("bob").approve(&filed.id).await.unwrap();
+    let text = std::fs::read_to_string(broker.policy_path())
+        .unwrap()
+        .replace(
+            r#"approvers = ["bob", "dave", "alice"]"#,
+            r#"approvers = ["dave", "alice"]"#,
+        );
+    std::fs::write(broker.policy_path(), text).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+
+    let after = broker.as_user("dave").approve(&filed.id).await.unwrap();
+    assert_eq!(after.state, hoist_api::RequestState::Pending, "one of two");
+    let done = broker.as_user("alice").approve(&filed.id).await.unwrap();
+    assert_eq!(done.state, hoist_api::RequestState::Active);
+    let approved = broker
+        .as_user("erin")
+        .audit()
+        .await
+        .into_iter()
+        .find(|e| e.kind == hoist_api::AuditKind::Approved)
+        .unwrap();
+    assert_eq!(
+        approved.details["approvers"],
+        serde_json::json!(["dave", "alice"])
+    );
+}
