@@ -221,10 +221,26 @@ impl Broker {
                 })?;
             let refusal = match step {
                 Ok(Step::Issued(credential, target, request_id)) => {
-                    let credential = self
-                        .hand_over(*credential, target)
-                        .await
-                        .map_err(Refusal::from)?;
+                    let credential = match self.hand_over(*credential, target).await {
+                        Ok(credential) => credential,
+                        Err(err) => {
+                            // Nothing reached the job: its task may poll
+                            // again for the credential, rather than be
+                            // refused as a replay with its grant unusable.
+                            let broker = Arc::clone(self);
+                            let task = Arc::clone(&admitted);
+                            let reopened = tokio::task::spawn_blocking(move || {
+                                broker.unredeem(&task.task_key)
+                            })
+                            .await;
+                            if !matches!(reopened, Ok(Ok(()))) {
+                                tracing::warn!(
+                                    "a workload task whose hand-over failed stays redeemed"
+                                );
+                            }
+                            return Err(Refusal::from(err));
+                        }
+                    };
                     return Ok(Exchanged::Issued(Box::new(response(
                         credential, request_id,
                     ))));
@@ -498,6 +514,19 @@ impl Broker {
         };
         self.finish(work)?;
         Ok(step)
+    }
+
+    /// Opens an exchanged task again after its hand-over failed: redeemed
+    /// in the transaction that issued the credential (so a second exchange
+    /// racing it is a replay), it is redeemed for good only once the job
+    /// has what it asked for.
+    fn unredeem(&self, task_key: &str) -> crate::error::Result<()> {
+        let mut work = self.begin()?;
+        if let Some(mut exchange) = work.tx.exchange(task_key)? {
+            exchange.redeemed_at = None;
+            work.tx.update_exchange(&exchange)?;
+        }
+        self.finish(work)
     }
 
     fn file_task(&self, work: &mut Work<'_>, admitted: &Admitted) -> Result<Step, Refusal> {

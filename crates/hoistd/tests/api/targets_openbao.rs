@@ -298,6 +298,58 @@ async fn a_revoke_whose_token_cannot_be_looked_up_stays_pending_until_it_can() {
     .await;
 }
 
+/// A job whose credential could not be handed over (OpenBao refused to
+/// mint its token) may present its token again and get it: the task is
+/// redeemed only once the job has what it asked for.
+#[tokio::test]
+async fn a_job_whose_hand_over_failed_gets_its_credential_on_its_next_try() {
+    let bao = Bao::start().await;
+    let provider = crate::oidc::Provider::start().await;
+    let extra = format!(
+        "[[workloads.roles]]\nrole = \"app-reader\"\nmax_ttl_minutes = 10\n\n\
+         [[targets]]\nname = \"bao\"\nkind = \"openbao\"\nurl = \"{}\"\n\
+         role_id_file = \"{}\"\nsecret_id_file = \"{}\"\n{}",
+        bao.url,
+        bao.dir.path().join("role-id").display(),
+        bao.dir.path().join("secret-id").display(),
+        target_role("app-reader", "bao", "policies = [\"read-app\"]"),
+    );
+    let broker = TestBroker::builder()
+        .policy(&crate::workloads::policy(&provider.issuer, &extra))
+        .start()
+        .await;
+    // hoistd signs in, so the access is live, but may not mint tokens.
+    let policy = |mint: bool| {
+        let mut text = String::from(
+            "path \"auth/token/accessors\" { capabilities = [\"list\", \"sudo\"] }\n\
+             path \"auth/token/lookup-accessor\" { capabilities = [\"update\"] }\n\
+             path \"auth/token/revoke-accessor\" { capabilities = [\"update\"] }\n",
+        );
+        if mint {
+            text.push_str(
+                "path \"auth/token/create-orphan\" { capabilities = [\"create\", \"update\", \"sudo\"] }\n",
+            );
+        }
+        json!({ "policy": text })
+    };
+    bao.root("PUT", "sys/policies/acl/hoistd", policy(false))
+        .await;
+    let token = crate::workloads::ci_token(&provider).await;
+    let (status, body) = crate::workloads::exchange_for(&broker, &token, "app-reader").await;
+    assert_ne!(status, reqwest::StatusCode::OK, "{body}");
+
+    bao.root("PUT", "sys/policies/acl/hoistd", policy(true))
+        .await;
+    let again = crate::workloads::exchange_for(&broker, &token, "app-reader").await;
+    let exchanged = crate::workloads::issued(again);
+    let access = exchanged.access.expect("the OpenBao token");
+    assert!(bao.lookup(&access.env["VAULT_TOKEN"]).await.is_ok());
+    // Handed over now: the same token again is a replay.
+    let (status, body) = crate::workloads::exchange_for(&broker, &token, "app-reader").await;
+    assert_ne!(status, reqwest::StatusCode::OK);
+    assert!(body.to_string().contains("exchanged already"), "{body}");
+}
+
 #[tokio::test]
 async fn the_reconciler_revokes_a_token_no_live_grant_stands_behind() {
     let bao = Bao::start().await;

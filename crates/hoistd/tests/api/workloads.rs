@@ -21,7 +21,7 @@ const AUDIENCE: &str = "https://hoist.test/ci";
 
 /// The test policy with `deploy` (automatic) and `k8s` (a person approves)
 /// for `deploy-bot` from `issuer` on `main` of acme/app, and `extra` after.
-fn policy(issuer: &str, extra: &str) -> String {
+pub(crate) fn policy(issuer: &str, extra: &str) -> String {
     let base = policy_text("");
     format!(
         r#"{base}
@@ -60,7 +60,7 @@ fn main_claims() -> Value {
     json!({ "repository": "acme/app", "ref": "refs/heads/main", "run_id": 4242 })
 }
 
-async fn ci_token(provider: &Provider) -> String {
+pub(crate) async fn ci_token(provider: &Provider) -> String {
     provider
         .workload_token("deploy-bot", AUDIENCE, &main_claims(), None)
         .await
@@ -96,13 +96,17 @@ fn task_form(token: &str, role: &str) -> [(&'static str, String); 4] {
     ]
 }
 
-async fn exchange_for(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
+pub(crate) async fn exchange_for(
+    broker: &TestBroker,
+    token: &str,
+    role: &str,
+) -> (StatusCode, Value) {
     let form = task_form(token, role);
     let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     exchange(broker, &fields).await
 }
 
-fn issued(answer: (StatusCode, Value)) -> TokenExchangeResponse {
+pub(crate) fn issued(answer: (StatusCode, Value)) -> TokenExchangeResponse {
     assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
     serde_json::from_value(answer.1).unwrap()
 }
