@@ -357,11 +357,19 @@ impl Backend for HoistdClient {
     }
 
     async fn events(&self) -> Result<EventStream, BackendError> {
-        let response = self
+        // The stream itself runs for as long as it is read, but its answer
+        // comes within a call's time, as any other's: a broker that never
+        // answers is unreachable, and the caller tries again.
+        let sent = self
             .request(Method::GET, "/v1/events")
             .header(reqwest::header::ACCEPT, "text/event-stream")
-            .send()
+            .send();
+        let response = tokio::time::timeout(CALL_TIMEOUT, sent)
             .await
+            .map_err(|_| BackendError::Unreachable {
+                url: self.base.to_string(),
+                reason: "the event stream did not answer".into(),
+            })?
             .map_err(|err| self.unreachable(&err))?;
         if let Some(server) = server_time(response.headers()) {
             self.clock.observe(server);

@@ -129,7 +129,14 @@ pub async fn wait_live(
             return Err(gave_up());
         }
         // Subscribed first, then read: a change in between is not lost.
-        let stream = backend.events().await;
+        // The stream's opening is bounded by the deadline too.
+        let stream = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, backend.events()).await {
+                Ok(opened) => opened,
+                Err(_) => return Err(gave_up()),
+            },
+            None => backend.events().await,
+        };
         let current = find_grant(backend, &id)
             .await
             .map_err(|_| anyhow::anyhow!("{id} ended before its access became live"))?;

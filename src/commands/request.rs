@@ -298,7 +298,16 @@ pub async fn wait_for_final(
     };
     let mut backoff = Duration::from_millis(250);
     loop {
-        let stream = match backend.events().await {
+        // The stream's opening is bounded by the deadline too: a broker
+        // that never answers it must not outlast --timeout.
+        let opened = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, backend.events()).await {
+                Ok(opened) => opened,
+                Err(_) => return Err(expired().into()),
+            },
+            None => backend.events().await,
+        };
+        let stream = match opened {
             Ok(stream) => stream,
             Err(err) if err.is_transient() => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -408,4 +417,38 @@ pub async fn revoke(
         ]);
         table
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A broker that takes the connection and never answers (stopped, or
+    /// wedged): --timeout still ends the wait, at its deadline.
+    #[tokio::test]
+    async fn a_broker_that_never_answers_the_stream_does_not_outlast_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                open.push(socket);
+            }
+        });
+        let backend = crate::backend::hoistd::HoistdClient::new(&url, "t-alice").unwrap();
+        let pending = crate::app::fixtures::request("req_1", "db", "alice", chrono::Utc::now());
+        let waited = tokio::time::timeout(
+            Duration::from_secs(12),
+            wait_for_final(&backend, pending, Some(Duration::from_millis(500))),
+        )
+        .await
+        .expect("the wait ends by itself, well before the call timeout");
+        let err = waited.unwrap_err();
+        assert!(
+            matches!(err.downcast_ref::<Ended>(), Some(Ended::TimedOut(_))),
+            "{err:#}"
+        );
+        held.abort();
+    }
 }
