@@ -747,7 +747,7 @@ fn the_policy_refuses_inline_urls_unknown_formats_and_events_with_positions() {
             format!("format = \"slack\"\n{files}\nremind_before = \"soon\""),
             first + 5,
             17,
-            "remind_before \"soon\"",
+            "remind_before: invalid duration \"soon\"",
         ),
         (
             format!(
