@@ -24,8 +24,35 @@ impl Work<'_> {
     /// request's grant ends when its window does, however late it starts
     /// (the broker may have been down); one whose window has passed ends
     /// without a grant.
+    /// The active grant of `role` that `user` holds, if any. A workload's
+    /// tasks each have a grant of their own, so it holds none this way.
+    fn holding(&self, user: &str, role: &str) -> Result<Option<String>> {
+        if hoist_api::is_workload(user) {
+            return Ok(None);
+        }
+        let held = self.tx.grants(&GrantQuery {
+            holder: Some(user.to_string()),
+            states: vec![GrantState::Active],
+            ..GrantQuery::default()
+        })?;
+        Ok(held.into_iter().find_map(|mut grant| {
+            settle_grant(&mut grant, self.now);
+            (grant.role == role && grant.state == GrantState::Active).then_some(grant.id)
+        }))
+    }
+
     pub(super) fn activate(&mut self, request: &mut AccessRequest, actor: &str) -> Result<()> {
         if let Some(reason) = self.ineligible(request)? {
+            return self.cancel(request, reason);
+        }
+        if let Some(held) = self.holding(&request.requester, &request.role)? {
+            // One person, one grant of a role at a time, as filing holds:
+            // a request approved after its requester broke glass for the
+            // same role gives nothing more; the grant they hold stands.
+            let reason = format!(
+                "{} already holds role `{}` (grant {held}); extend that grant for more time",
+                request.requester, request.role
+            );
             return self.cancel(request, reason);
         }
         let ends = window_end(request).unwrap_or(self.now + delta(request.duration_secs));

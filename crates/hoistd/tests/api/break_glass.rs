@@ -120,3 +120,34 @@ async fn the_responder_cannot_acknowledge_their_own_break_glass() {
         ErrorCode::SelfReview,
     );
 }
+
+/// Breaking glass while a request for the same role waits: approving the
+/// waiting one later gives no second grant of the role; it is cancelled
+/// with the reason, and the grant held stands.
+#[tokio::test]
+async fn a_request_approved_after_breaking_glass_for_its_role_gives_no_second_grant() {
+    let broker = TestBroker::start().await;
+    let carol = broker.as_user("carol");
+    let waiting = carol
+        .file(&CreateRequest {
+            ticket: Some("INC-8".into()),
+            ..request("db", "vacuum the orders table later")
+        })
+        .await
+        .unwrap();
+    assert_eq!(waiting.state, RequestState::Pending);
+    let broke = carol.file(&break_glass(Some("INC-9"))).await.unwrap();
+    assert_eq!(broke.state, RequestState::Active);
+
+    let approved = broker.as_user("bob").approve(&waiting.id).await.unwrap();
+    assert_eq!(approved.state, RequestState::Cancelled);
+    let reason = approved.reason.unwrap();
+    assert!(reason.contains("carol already holds role `db`"), "{reason}");
+    let grants = carol.grants().await;
+    let active: Vec<_> = grants
+        .iter()
+        .filter(|g| g.state == hoist_api::GrantState::Active)
+        .collect();
+    assert_eq!(active.len(), 1, "{grants:?}");
+    assert_eq!(active[0].request_id, broke.id);
+}
