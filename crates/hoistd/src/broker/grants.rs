@@ -322,10 +322,12 @@ impl Broker {
                 ),
             ));
         }
+        // A bad reason is refused whatever the grant's state: the same call
+        // answers the same way before and after the grant ends.
+        let reason = domain::comment("reason", reason)?;
         if grant.state != GrantState::Active {
             return Ok(grant);
         }
-        let reason = domain::comment("reason", reason)?;
         work.end_grant(&mut grant, GrantState::Revoked, user, reason)?;
         self.finish(work)?;
         Ok(grant)

@@ -86,7 +86,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Failure> {
         return Ok(None);
     };
     match value.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key.to_string())),
+        // Visible ASCII only, as the API document's pattern says: a header
+        // value may also hold spaces and tabs, which a key may not.
+        Ok(key)
+            if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key.to_string()))
+        }
         _ => Err(Failure(Error::refuse(
             ErrorCode::InvalidParameter,
             "Idempotency-Key must be 1 to 255 visible ASCII characters",

@@ -48,6 +48,10 @@ async fn revoking_ends_the_grant_and_revoking_twice_is_harmless() {
         (again.state, again.ended_at),
         (GrantState::Revoked, Some(ended_at))
     );
+    // A bad reason is refused as it would have been before the end.
+    let long = "x".repeat(hoist_api::MAX_COMMENT_CHARS + 1);
+    let answer = alice.revoke(&grant.id, &long).await;
+    assert!(answer.is_err(), "{answer:?}");
     assert!(alice.grants().await.is_empty());
     assert_eq!(
         alice.request(&grant.request_id).await.unwrap().state,

@@ -277,6 +277,17 @@ async fn a_retried_post_never_files_twice() {
     let bob = broker.as_user("bob");
     let his = bob.file_with_key(&db_request(), "key-1").await.unwrap();
     assert_ne!(his.id, first.id);
+
+    // A key is visible ASCII, as the API document says: no spaces.
+    let message = refused(
+        broker
+            .as_user("carol")
+            .file_with_key(&db_request(), "key 2")
+            .await,
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidParameter,
+    );
+    assert!(message.contains("visible ASCII"), "{message}");
 }
 
 #[tokio::test]
