@@ -231,6 +231,30 @@ pub struct Remembered {
     pub groups: Vec<String>,
 }
 
+impl Remembered {
+    /// From the identity row's columns: none until both were written.
+    fn from_columns(
+        user: &str,
+        display_name: Option<String>,
+        groups: Option<String>,
+    ) -> Result<Option<Remembered>> {
+        let (Some(display_name), Some(groups)) = (display_name, groups) else {
+            return Ok(None);
+        };
+        let groups = serde_json::from_str(&groups)
+            .map_err(|err| StoreError::Corrupt(format!("groups of {user}: {err}")))?;
+        Ok(Some(Remembered {
+            display_name,
+            groups,
+        }))
+    }
+
+    /// The groups column: a JSON array.
+    fn groups_column(&self) -> Result<String> {
+        serde_json::to_string(&self.groups).map_err(|err| StoreError::Other(err.to_string()))
+    }
+}
+
 /// A store's connections to its database at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Connections {

@@ -10,13 +10,9 @@ use hoist_api::{AuditKind, GrantState, RequestState};
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn a_reload_revokes_grants_whose_holder_is_no_longer_eligible() {
-    let broker = TestBroker::start().await;
-    let (alice, dave) = (broker.as_user("alice"), broker.as_user("dave"));
-    let hers = alice.file(&request("logs", "reading")).await.unwrap();
-    let his = dave.file(&request("logs", "reading")).await.unwrap();
-
+/// Edits the policy file so that alice is no longer in `eng`, the group
+/// every role's eligibility in the test policy names.
+fn drop_alice_from_eng(broker: &TestBroker) {
     let text = std::fs::read_to_string(broker.policy_path())
         .unwrap()
         .replace(
@@ -24,6 +20,16 @@ async fn a_reload_revokes_grants_whose_holder_is_no_longer_eligible() {
             r#"eng = ["bob", "carol", "dave", "frank"]"#,
         );
     std::fs::write(broker.policy_path(), text).unwrap();
+}
+
+#[tokio::test]
+async fn a_reload_revokes_grants_whose_holder_is_no_longer_eligible() {
+    let broker = TestBroker::start().await;
+    let (alice, dave) = (broker.as_user("alice"), broker.as_user("dave"));
+    let hers = alice.file(&request("logs", "reading")).await.unwrap();
+    let his = dave.file(&request("logs", "reading")).await.unwrap();
+
+    drop_alice_from_eng(&broker);
     let revoked = broker.server().reload(&broker.policy_path()).await.unwrap();
     assert_eq!(revoked, 1);
 
@@ -82,13 +88,7 @@ async fn grants_the_policy_no_longer_allows_are_revoked_at_start() {
         .await
         .unwrap();
     broker.stop().await;
-    let text = std::fs::read_to_string(broker.policy_path())
-        .unwrap()
-        .replace(
-            r#"eng = ["alice", "bob", "carol", "dave", "frank"]"#,
-            r#"eng = ["bob", "carol", "dave", "frank"]"#,
-        );
-    std::fs::write(broker.policy_path(), text).unwrap();
+    drop_alice_from_eng(&broker);
     broker.restart().await;
     let grant = broker
         .as_user("alice")
@@ -111,13 +111,7 @@ async fn a_reload_that_cannot_revoke_leaves_the_old_policy_in_force() {
     let broker = TestBroker::start().await;
     let alice = broker.as_user("alice");
     let hers = alice.file(&request("logs", "reading")).await.unwrap();
-    let text = std::fs::read_to_string(broker.policy_path())
-        .unwrap()
-        .replace(
-            r#"eng = ["alice", "bob", "carol", "dave", "frank"]"#,
-            r#"eng = ["bob", "carol", "dave", "frank"]"#,
-        );
-    std::fs::write(broker.policy_path(), text).unwrap();
+    drop_alice_from_eng(&broker);
 
     let holder = rusqlite::Connection::open(broker.db()).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();

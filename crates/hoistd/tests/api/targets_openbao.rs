@@ -80,20 +80,7 @@ impl Bao {
         .await;
         bao.root("POST", "sys/auth/approle", json!({"type": "approle"}))
             .await;
-        // What hoistd needs, and nothing else: mint orphans with any policy
-        // (sudo), list, look up and revoke tokens by accessor.
-        let hoistd_policy = r#"
-path "auth/token/create-orphan" { capabilities = ["create", "update", "sudo"] }
-path "auth/token/accessors" { capabilities = ["list", "sudo"] }
-path "auth/token/lookup-accessor" { capabilities = ["update"] }
-path "auth/token/revoke-accessor" { capabilities = ["update"] }
-"#;
-        bao.root(
-            "PUT",
-            "sys/policies/acl/hoistd",
-            json!({ "policy": hoistd_policy }),
-        )
-        .await;
+        bao.allow_hoistd(None).await;
         bao.root(
             "PUT",
             "sys/policies/acl/read-app",
@@ -121,6 +108,29 @@ path "auth/token/revoke-accessor" { capabilities = ["update"] }
         std::fs::write(bao.dir.path().join("role-id"), role_id).unwrap();
         std::fs::write(bao.dir.path().join("secret-id"), secret_id).unwrap();
         bao
+    }
+
+    /// Sets hoistd's policy: what it needs, and nothing else (mint orphans
+    /// with any policy (sudo), list, look up and revoke tokens by
+    /// accessor), but for `withheld`, a path it may then not use.
+    async fn allow_hoistd(&self, withheld: Option<&str>) {
+        let text: String = [
+            (
+                "auth/token/create-orphan",
+                r#"["create", "update", "sudo"]"#,
+            ),
+            ("auth/token/accessors", r#"["list", "sudo"]"#),
+            ("auth/token/lookup-accessor", r#"["update"]"#),
+            ("auth/token/revoke-accessor", r#"["update"]"#),
+        ]
+        .into_iter()
+        .filter(|(path, _)| Some(*path) != withheld)
+        .map(|(path, capabilities)| {
+            format!("path \"{path}\" {{ capabilities = {capabilities} }}\n")
+        })
+        .collect();
+        self.root("PUT", "sys/policies/acl/hoistd", json!({ "policy": text }))
+            .await;
     }
 
     async fn root(&self, method: &str, path: &str, body: Value) -> Value {
@@ -182,6 +192,19 @@ async fn granted(broker: &TestBroker) -> Grant {
     })
     .await;
     broker.as_user("alice").grant(&id).await.unwrap()
+}
+
+/// The OpenBao token alice's credential hands over.
+async fn holder_token(broker: &TestBroker, grant: &Grant) -> String {
+    broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap()
+        .env["VAULT_TOKEN"]
+        .clone()
 }
 
 #[tokio::test]
@@ -246,29 +269,9 @@ async fn a_revoke_whose_token_cannot_be_looked_up_stays_pending_until_it_can() {
     let bao = Bao::start().await;
     let broker = TestBroker::builder().policy(&bao.policy()).start().await;
     let grant = granted(&broker).await;
-    let token = broker
-        .as_user("alice")
-        .credential(&grant.id)
-        .await
-        .unwrap()
-        .access
-        .unwrap()
-        .env["VAULT_TOKEN"]
-        .clone();
+    let token = holder_token(&broker, &grant).await;
     // hoistd may still list the tokens, but no longer look one up.
-    let policy = |lookup: bool| {
-        let mut text = String::from(
-            "path \"auth/token/create-orphan\" { capabilities = [\"create\", \"update\", \"sudo\"] }\n\
-             path \"auth/token/accessors\" { capabilities = [\"list\", \"sudo\"] }\n\
-             path \"auth/token/revoke-accessor\" { capabilities = [\"update\"] }\n",
-        );
-        if lookup {
-            text.push_str("path \"auth/token/lookup-accessor\" { capabilities = [\"update\"] }\n");
-        }
-        json!({ "policy": text })
-    };
-    bao.root("PUT", "sys/policies/acl/hoistd", policy(false))
-        .await;
+    bao.allow_hoistd(Some("auth/token/lookup-accessor")).await;
     broker
         .as_user("alice")
         .revoke(&grant.id, "done")
@@ -289,8 +292,7 @@ async fn a_revoke_whose_token_cannot_be_looked_up_stays_pending_until_it_can() {
     assert_eq!(access(&broker).await.state, AccessState::Removing);
     assert!(bao.lookup(&token).await.is_ok(), "not revoked yet");
 
-    bao.root("PUT", "sys/policies/acl/hoistd", policy(true))
-        .await;
+    bao.allow_hoistd(None).await;
     eventually(LONG, || async { bao.lookup(&token).await == Err(403) }).await;
     eventually(LONG, || async {
         access(&broker).await.state == AccessState::Removed
@@ -319,27 +321,12 @@ async fn a_job_whose_hand_over_failed_gets_its_credential_on_its_next_try() {
         .start()
         .await;
     // hoistd signs in, so the access is live, but may not mint tokens.
-    let policy = |mint: bool| {
-        let mut text = String::from(
-            "path \"auth/token/accessors\" { capabilities = [\"list\", \"sudo\"] }\n\
-             path \"auth/token/lookup-accessor\" { capabilities = [\"update\"] }\n\
-             path \"auth/token/revoke-accessor\" { capabilities = [\"update\"] }\n",
-        );
-        if mint {
-            text.push_str(
-                "path \"auth/token/create-orphan\" { capabilities = [\"create\", \"update\", \"sudo\"] }\n",
-            );
-        }
-        json!({ "policy": text })
-    };
-    bao.root("PUT", "sys/policies/acl/hoistd", policy(false))
-        .await;
+    bao.allow_hoistd(Some("auth/token/create-orphan")).await;
     let token = crate::workloads::ci_token(&provider).await;
     let (status, body) = crate::workloads::exchange_for(&broker, &token, "app-reader").await;
     assert_ne!(status, reqwest::StatusCode::OK, "{body}");
 
-    bao.root("PUT", "sys/policies/acl/hoistd", policy(true))
-        .await;
+    bao.allow_hoistd(None).await;
     let again = crate::workloads::exchange_for(&broker, &token, "app-reader").await;
     let exchanged = crate::workloads::issued(again);
     let access = exchanged.access.expect("the OpenBao token");
@@ -355,15 +342,7 @@ async fn the_reconciler_revokes_a_token_no_live_grant_stands_behind() {
     let bao = Bao::start().await;
     let broker = TestBroker::builder().policy(&bao.policy()).start().await;
     let grant = granted(&broker).await;
-    let token = broker
-        .as_user("alice")
-        .credential(&grant.id)
-        .await
-        .unwrap()
-        .access
-        .unwrap()
-        .env["VAULT_TOKEN"]
-        .clone();
+    let token = holder_token(&broker, &grant).await;
     // A token minted by this layer for a grant hoist never made: an orphan
     // left by a crash between the mint and the answer looks like this.
     let stray = bao
@@ -426,15 +405,7 @@ async fn hoistd_signs_in_with_its_own_jwt_verified_against_its_jwks() {
     .await;
 
     let grant = granted(&broker).await;
-    let token = broker
-        .as_user("alice")
-        .credential(&grant.id)
-        .await
-        .unwrap()
-        .access
-        .unwrap()
-        .env["VAULT_TOKEN"]
-        .clone();
+    let token = holder_token(&broker, &grant).await;
     let data = bao.lookup(&token).await.unwrap();
     assert_eq!(data["meta"]["hoist_grant"], grant.id.as_str());
     broker

@@ -1044,23 +1044,11 @@ impl Tx for PgTx {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let (Some(display_name), Some(groups)) = (
-            get::<Option<String>>(row, 0)?,
-            get::<Option<String>>(row, 1)?,
-        ) else {
-            return Ok(None);
-        };
-        let groups = serde_json::from_str(&groups)
-            .map_err(|err| StoreError::Corrupt(format!("groups of {user}: {err}")))?;
-        Ok(Some(Remembered {
-            display_name,
-            groups,
-        }))
+        Remembered::from_columns(user, get(row, 0)?, get(row, 1)?)
     }
 
     fn remember(&mut self, user: &str, seen: &Remembered) -> Result<()> {
-        let groups = serde_json::to_string(&seen.groups)
-            .map_err(|err| StoreError::Other(err.to_string()))?;
+        let groups = seen.groups_column()?;
         let changed = self.write(
             "UPDATE identities SET display_name = $2, groups = $3 WHERE \"user\" = $1 RETURNING 1",
             vec![text(user), text(&seen.display_name), text(&groups)],

@@ -454,20 +454,12 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached("SELECT display_name, groups FROM identities WHERE user = ?1")?
             .query_row([user], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()?;
-        let Some((Some(display_name), Some(groups))) = found else {
-            return Ok(None);
-        };
-        let groups = serde_json::from_str(&groups)
-            .map_err(|err| StoreError::Corrupt(format!("groups of {user}: {err}")))?;
-        Ok(Some(Remembered {
-            display_name,
-            groups,
-        }))
+        let (display_name, groups) = found.unwrap_or_default();
+        Remembered::from_columns(user, display_name, groups)
     }
 
     fn remember(&mut self, user: &str, seen: &Remembered) -> Result<()> {
-        let groups = serde_json::to_string(&seen.groups)
-            .map_err(|err| StoreError::Other(err.to_string()))?;
+        let groups = seen.groups_column()?;
         let changed = self
             .conn
             .prepare_cached("UPDATE identities SET display_name = ?2, groups = ?3 WHERE user = ?1")?
