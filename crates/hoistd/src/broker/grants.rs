@@ -19,11 +19,6 @@ use crate::error::{Error, Result};
 use crate::store::{EffectAction, GrantQuery, RequestQuery};
 
 impl Work<'_> {
-    /// Starts the grant for an approved access request if its requester
-    /// may still have it, and cancels the request if not. A scheduled
-    /// request's grant ends when its window does, however late it starts
-    /// (the broker may have been down); one whose window has passed ends
-    /// without a grant.
     /// The active grant of `role` that `user` holds, if any. A workload's
     /// tasks each have a grant of their own, so it holds none this way.
     fn holding(&self, user: &str, role: &str) -> Result<Option<String>> {
@@ -41,6 +36,11 @@ impl Work<'_> {
         }))
     }
 
+    /// Starts the grant for an approved access request if its requester
+    /// may still have it, and cancels the request if not. A scheduled
+    /// request's grant ends when its window does, however late it starts
+    /// (the broker may have been down); one whose window has passed ends
+    /// without a grant.
     pub(super) fn activate(&mut self, request: &mut AccessRequest, actor: &str) -> Result<()> {
         if let Some(reason) = self.ineligible(request)? {
             return self.cancel(request, reason);

@@ -107,15 +107,15 @@ impl Broker {
         let stored = tokio::task::spawn_blocking(move || -> Result<()> {
             let mut work = broker.begin()?;
             work.tx.remember(&user, &seen)?;
-            work.tx.commit()?;
-            Ok(())
+            broker.finish(work)
         })
         .await;
-        match stored {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(error = %err, "cannot store a sign-in's groups"),
-            Err(err) => tracing::warn!(error = %err, "cannot store a sign-in's groups"),
-        }
+        let failed = match stored {
+            Ok(Ok(())) => return,
+            Ok(Err(err)) => err.to_string(),
+            Err(err) => err.to_string(),
+        };
+        tracing::warn!(error = %failed, "cannot store a sign-in's groups");
     }
 
     /// The user a provider identity is bound to, binding it to the name its
