@@ -43,17 +43,11 @@ fn read() -> Cache {
 }
 
 /// Records a broker's active grants (best effort: a prompt is a convenience).
-pub fn remember(broker: &str, grants: &[Grant]) {
+/// `offset` is how far the broker's clock is ahead of this machine's.
+pub fn remember(broker: &str, grants: &[Grant], offset: TimeDelta) {
     let Some(path) = cache_path() else { return };
     let mut cache = read();
-    let active: Vec<Cached> = grants
-        .iter()
-        .filter(|g| g.state == GrantState::Active)
-        .map(|g| Cached {
-            role: g.role.clone(),
-            expires_at: g.expires_at,
-        })
-        .collect();
+    let active = cached(grants, offset);
     if cache.get(broker) == Some(&active) {
         return;
     }
@@ -62,6 +56,20 @@ pub fn remember(broker: &str, grants: &[Grant]) {
     if let Ok(json) = serde_json::to_vec(&cache) {
         let _ = crate::fs::write_private(&path, &json);
     }
+}
+
+/// The active grants as the cache keeps them: each end on this machine's
+/// clock, which the prompt counts with (it never asks the broker), so a
+/// clock that is off shows the same time left as the TUI does.
+fn cached(grants: &[Grant], offset: TimeDelta) -> Vec<Cached> {
+    grants
+        .iter()
+        .filter(|g| g.state == GrantState::Active)
+        .map(|g| Cached {
+            role: g.role.clone(),
+            expires_at: g.expires_at - offset,
+        })
+        .collect()
 }
 
 /// "prod-db-admin 12m · prod-logs-read 3h58m", soonest end first; ended
@@ -134,5 +142,21 @@ mod tests {
             }],
         )]);
         assert_eq!(render(&soon, now), "r 30s");
+    }
+
+    /// The broker's clock is five minutes ahead of this machine's: a grant
+    /// the broker ends in ten minutes shows ten minutes left here too.
+    #[test]
+    fn ends_are_kept_on_this_machines_clock() {
+        let local: DateTime<Utc> = "2026-01-01T12:00:00Z".parse().unwrap();
+        let ahead = TimeDelta::minutes(5);
+        let grant = crate::app::fixtures::grant(
+            "g1",
+            "prod-db",
+            "alice",
+            local + ahead + TimeDelta::minutes(10),
+        );
+        let cache = Cache::from([("x".to_string(), cached(&[grant], ahead))]);
+        assert_eq!(render(&cache, local), "prod-db 10m");
     }
 }

@@ -116,7 +116,7 @@ pub async fn grants(
         return workload_grants(backend, format).await;
     }
     let grants = backend.grants(all).await?;
-    crate::prompt::remember(backend.broker(), &grants);
+    crate::prompt::remember(backend.broker(), &grants, backend.clock().offset());
     let now = backend.clock().now();
     // Where each grant's access is, only when some grant reaches a target.
     let with_access = grants.iter().any(|g| g.access.is_some());

@@ -199,8 +199,10 @@ pub fn colour_stderr() -> bool {
 pub async fn remember_grants(backend: &dyn Backend) {
     if let Ok(grants) = backend.grants(false).await {
         let broker = backend.broker().to_string();
+        let offset = backend.clock().offset();
         let _ =
-            tokio::task::spawn_blocking(move || crate::prompt::remember(&broker, &grants)).await;
+            tokio::task::spawn_blocking(move || crate::prompt::remember(&broker, &grants, offset))
+                .await;
     }
 }
 

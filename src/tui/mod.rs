@@ -133,6 +133,7 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
     let restore = Restore;
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
 
+    let clock = backend.clock();
     let mut app = App::start(backend, options);
     let size = terminal.size()?;
     app.dispatch(Action::Resize(size.width, size.height));
@@ -165,8 +166,9 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
                 let _ = previous.await;
             }
             let (broker, held) = (app.state.broker.clone(), app.state.grants.clone());
+            let offset = clock.offset();
             caching = Some(tokio::task::spawn_blocking(move || {
-                crate::prompt::remember(&broker, &held);
+                crate::prompt::remember(&broker, &held, offset);
             }));
             cached = grants;
         }
