@@ -46,6 +46,25 @@ fn policy(pg: &Postgres, access: &str) -> String {
     )
 }
 
+/// `text` with `lines` added to the target's settings.
+fn with_target_settings(text: &str, lines: &str) -> String {
+    text.replace(
+        "connect_timeout = \"2s\"\n",
+        &format!("connect_timeout = \"2s\"\n{lines}"),
+    )
+}
+
+/// The access alice's credential hands over for `grant`.
+async fn access_of(broker: &TestBroker, grant: &Grant) -> hoist_api::AccessCredential {
+    broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap()
+}
+
 async fn broker(pg: &Postgres) -> TestBroker {
     TestBroker::builder()
         .policy(&policy(pg, "member_of = [\"app_admin\"]"))
@@ -674,23 +693,12 @@ async fn what_a_grants_role_created_is_reassigned_as_configured_or_dropped() {
     for (reassign, kept) in [(true, true), (false, false)] {
         let mut text = policy(&pg, "member_of = [\"app_admin\"]");
         if reassign {
-            text = text.replace(
-                "connect_timeout = \"2s\"\n",
-                "connect_timeout = \"2s\"\nreassign_owned_to = \"app_owner\"\n",
-            );
+            text = with_target_settings(&text, "reassign_owned_to = \"app_owner\"\n");
         }
         let broker = TestBroker::builder().policy(&text).start().await;
         let grant = granted(&broker, None).await;
         until_access(&broker, &grant.id, AccessState::Live).await;
-        let password = broker
-            .as_user("alice")
-            .credential(&grant.id)
-            .await
-            .unwrap()
-            .access
-            .unwrap()
-            .env["PGPASSWORD"]
-            .clone();
+        let password = access_of(&broker, &grant).await.env["PGPASSWORD"].clone();
         let table = format!("made_{reassign}");
         pg.connect_as(&role_of(&grant), &password)
             .await
@@ -737,20 +745,14 @@ async fn what_a_grants_role_created_where_holders_connect_is_dropped_with_it() {
         .batch_execute("GRANT CREATE ON SCHEMA public TO app_admin")
         .await
         .unwrap();
-    let text = policy(&pg, "member_of = [\"app_admin\"]").replace(
-        "connect_timeout = \"2s\"\n",
-        "connect_timeout = \"2s\"\ndatabase = \"app\"\ndatabases = [\"postgres\"]\n",
+    let text = with_target_settings(
+        &policy(&pg, "member_of = [\"app_admin\"]"),
+        "database = \"app\"\ndatabases = [\"postgres\"]\n",
     );
     let broker = TestBroker::builder().policy(&text).start().await;
     let grant = granted(&broker, None).await;
     until_access(&broker, &grant.id, AccessState::Live).await;
-    let access = broker
-        .as_user("alice")
-        .credential(&grant.id)
-        .await
-        .unwrap()
-        .access
-        .unwrap();
+    let access = access_of(&broker, &grant).await;
     assert_eq!(access.env["PGDATABASE"], "app");
     pg.connect_to("app", &role_of(&grant), &access.env["PGPASSWORD"])
         .await
