@@ -9,7 +9,7 @@ use hoist_api::{
 use serde_json::json;
 
 use super::limits::Act;
-use super::targets::{not_usable_yet, usable};
+use super::targets::{granted_access, not_usable_yet, usable};
 use super::{Broker, HolderAct, Work, grant_event, new_id, settle_grant, std_delta};
 use crate::error::{Error, Result};
 use crate::target::ssh::HolderKey;
@@ -137,7 +137,10 @@ impl Broker {
         let target = match &grant.access {
             None => None,
             Some(access) => match policy.targets.get(&access.target) {
-                Some(target) => Some((Arc::clone(target), self.facts(&grant))),
+                Some(target) => {
+                    let access = granted_access(&*work.tx, &policy, &grant)?;
+                    Some((Arc::clone(target), self.facts(&grant, access)))
+                }
                 None => {
                     return Err(Error::refuse(
                         ErrorCode::InvalidState,

@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hoist_api::{AccessState, AuditKind, Grant, GrantState, TargetAccess};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Broker, SYSTEM_ACTOR, Work, grant_event, new_id, settle_grant};
 use crate::audit::NewAuditEvent;
 use crate::error::Result;
-use crate::store::{Effect, EffectAction, GrantQuery};
+use crate::policy::Policy;
+use crate::store::{Effect, EffectAction, GrantQuery, Tx};
 use crate::target::reconcile::View;
 use crate::target::{Due, GrantFacts, Journal, Ledger, Managed, TargetError, Targets, outbox};
 
@@ -26,11 +27,14 @@ fn audited_failure(attempts: u32) -> bool {
 }
 
 impl Work<'_> {
-    /// Queues an effect at the grant's target, in this transaction.
+    /// Queues an effect at the grant's target, in this transaction. It
+    /// carries the access the grant was activated with, so that a removal
+    /// takes away what was given even if the role has changed since.
     pub(super) fn queue_effect(&mut self, grant: &Grant, action: EffectAction) -> Result<()> {
         let Some(access) = &grant.access else {
             return Ok(());
         };
+        let given = granted_access(&*self.tx, &self.policy, grant)?;
         self.tx.insert_effect(&Effect {
             id: new_id("fx"),
             grant_id: grant.id.clone(),
@@ -41,6 +45,7 @@ impl Work<'_> {
             last_error: None,
             created_at: self.now,
             done_at: None,
+            access: Some(given),
         })?;
         self.effects = true;
         Ok(())
@@ -65,6 +70,27 @@ impl Work<'_> {
         access.updated_at = self.now;
         self.queue_effect(grant, EffectAction::Deprovision)
     }
+}
+
+/// What a grant's access gives at its target: what its effects carry, the
+/// role's `[roles.access]` when the grant was activated; for a grant
+/// activated before effects kept it, what the policy in force says.
+pub(super) fn granted_access(tx: &dyn Tx, policy: &Policy, grant: &Grant) -> Result<Value> {
+    let kept = tx
+        .grant_effects(&grant.id)?
+        .into_iter()
+        .rev()
+        .find_map(|effect| effect.access);
+    Ok(kept.unwrap_or_else(|| role_access(policy, &grant.role)))
+}
+
+/// The role's `[roles.access]` under this policy; null for none.
+fn role_access(policy: &Policy, role: &str) -> Value {
+    policy
+        .role(role)
+        .and_then(|role| role.access.as_ref())
+        .map(|access| access.access.clone())
+        .unwrap_or(Value::Null)
 }
 
 /// Whether a grant with this access is usable: no target, or live there.
@@ -103,21 +129,16 @@ pub(super) fn not_usable_yet(grant: &Grant, access: &TargetAccess) -> String {
 }
 
 impl Broker {
-    /// The facts a target is told about a grant, with the access its role
-    /// grants under the policy in force.
-    pub(super) fn facts(&self, grant: &Grant) -> GrantFacts {
-        let policy = self.policy();
+    /// The facts a target is told about a grant, with the access it gives
+    /// there (see [`granted_access`]).
+    pub(super) fn facts(&self, grant: &Grant, access: Value) -> GrantFacts {
         GrantFacts {
             id: grant.id.clone(),
             role: grant.role.clone(),
             holder: grant.holder.clone(),
             starts_at: grant.starts_at,
             expires_at: grant.expires_at,
-            access: policy
-                .role(&grant.role)
-                .and_then(|role| role.access.as_ref())
-                .map(|access| access.access.clone())
-                .unwrap_or(serde_json::Value::Null),
+            access,
             justification: grant.justification.clone(),
             ticket: grant.ticket.clone(),
             incident: grant.incident.clone(),
@@ -163,13 +184,18 @@ impl Ledger for Broker {
 
     fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Due>> {
         let tx = self.store.transaction()?;
+        let policy = self.policy();
         let mut due = Vec::new();
         for effect in tx.due_effects(now, limit)? {
             let Some(grant) = tx.grant(&effect.grant_id)? else {
                 continue;
             };
+            let access = match &effect.access {
+                Some(access) => access.clone(),
+                None => role_access(&policy, &grant.role),
+            };
             due.push(Due {
-                grant: self.facts(&grant),
+                grant: self.facts(&grant, access),
                 effect,
             });
         }
@@ -269,6 +295,7 @@ impl Ledger for Broker {
 
     fn reconcile_view(&self, target: &str) -> Result<View> {
         let tx = self.store.transaction()?;
+        let policy = self.policy();
         let now = super::now();
         let holding = tx.grants(&GrantQuery {
             target: Some(target.to_string()),
@@ -289,7 +316,8 @@ impl Ledger for Broker {
                 .as_ref()
                 .is_some_and(|a| a.state == AccessState::Live);
             if grant.state == GrantState::Active && live {
-                view.live.push(self.facts(&grant));
+                let access = granted_access(&*tx, &policy, &grant)?;
+                view.live.push(self.facts(&grant, access));
             }
         }
         Ok(view)

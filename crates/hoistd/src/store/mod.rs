@@ -444,6 +444,22 @@ pub struct Effect {
     /// When the target confirmed it, or it was superseded; `None` while
     /// it is still to be done.
     pub done_at: Option<DateTime<Utc>>,
+    /// What it gives or takes at the target: the role's `[roles.access]` as
+    /// the grant was activated with it. `None` for an effect queued before
+    /// hoistd kept it (schema version 11 on SQLite, 7 on PostgreSQL).
+    pub access: Option<serde_json::Value>,
+}
+
+/// An effect's access column: JSON text.
+fn access_column(access: Option<&serde_json::Value>) -> Option<String> {
+    access.map(serde_json::Value::to_string)
+}
+
+/// An effect's access, read back from its column.
+fn access_from_column(
+    column: Option<String>,
+) -> std::result::Result<Option<serde_json::Value>, serde_json::Error> {
+    column.map(|text| serde_json::from_str(&text)).transpose()
 }
 
 /// One call to a webhook target, as its delivery log keeps it: never its

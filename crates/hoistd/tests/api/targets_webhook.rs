@@ -397,6 +397,43 @@ async fn an_endpoint_down_at_revoke_gets_the_removal_when_it_is_back() {
     assert!(!endpoint.held.lock().unwrap().contains(&grant.id));
 }
 
+/// A role whose access changes while a grant of it is live: the removal
+/// takes away what was given, not what the role gives now.
+#[tokio::test]
+async fn a_removal_names_the_access_given_even_after_the_role_changed() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let (broker, dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    eventually(LONG, || async {
+        access(&broker, &grant.id).await.state == AccessState::Live
+    })
+    .await;
+    let changed = policy(dir.path(), &url)
+        .replace("cluster = \"prod\"", "cluster = \"staging\"")
+        .replace("[\"get\", \"delete\"]", "[\"get\"]");
+    std::fs::write(broker.policy_path(), changed).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    eventually(LONG, || async {
+        access(&broker, &grant.id).await.state == AccessState::Removed
+    })
+    .await;
+    let calls = endpoint.calls.lock().unwrap().clone();
+    let removal = calls
+        .iter()
+        .find(|call| call["action"] == "deprovision")
+        .expect("a deprovision call");
+    assert_eq!(removal["grant"]["access"]["cluster"], "prod", "{removal}");
+    assert_eq!(
+        removal["grant"]["access"]["verbs"],
+        serde_json::json!(["get", "delete"])
+    );
+}
+
 #[test]
 fn webhook_targets_refuse_inline_secrets_plain_http_and_unknown_fields() {
     let base = |extra: &str| {

@@ -29,6 +29,7 @@ fn effect(id: &str, grant_id: &str, action: EffectAction, next_ms: i64) -> Effec
         last_error: None,
         created_at: at(1),
         done_at: None,
+        access: Some(serde_json::json!({ "databases": ["app"], "privileges": "« read »" })),
     }
 }
 
@@ -125,7 +126,11 @@ pub fn effects_outbox(store: &dyn Store) {
     tx.insert_grant(&grant("gr_a", "req_a", "alice", 10))
         .unwrap();
     let provision = effect("fx_1", "gr_a", EffectAction::Provision, 100);
-    let later = effect("fx_2", "gr_a", EffectAction::Deprovision, 500);
+    // One queued before effects kept their access.
+    let later = Effect {
+        access: None,
+        ..effect("fx_2", "gr_a", EffectAction::Deprovision, 500)
+    };
     let sooner = effect("fx_3", "gr_a", EffectAction::Deprovision, 50);
     for e in [&provision, &later, &sooner] {
         tx.insert_effect(e).unwrap();

@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0004_notifications.sql"),
     include_str!("../../../migrations/postgres/0005_slack_replays.sql"),
     include_str!("../../../migrations/postgres/0006_identity_groups.sql"),
+    include_str!("../../../migrations/postgres/0007_effect_access.sql"),
 ];
 
 /// Starts a transaction and takes the transaction lock (rule 1): one

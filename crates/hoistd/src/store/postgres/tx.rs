@@ -21,7 +21,7 @@ use super::{BEGIN_LOCKED, BEGIN_READING, Failed, NOTIFY, Param, PgConn, SCAN_PAG
 use crate::store::{
     AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GENESIS, GrantQuery, Lease,
     Notification, NotificationDelivery, Remembered, RequestQuery, Result, StoreError, StoredAudit,
-    Tx,
+    Tx, access_column, access_from_column,
 };
 
 /// One transaction. A locked one holds the transaction lock (rule 1) from
@@ -444,8 +444,8 @@ fn grant_from_row(row: &Row) -> Result<Grant> {
     })
 }
 
-const EFFECT_COLUMNS: &str =
-    "id, grant_id, target, action, attempts, next_attempt_at, last_error, created_at, done_at";
+const EFFECT_COLUMNS: &str = "id, grant_id, target, action, attempts, next_attempt_at, \
+    last_error, created_at, done_at, access";
 
 fn effect_from_row(row: &Row) -> Result<Effect> {
     let action: String = get(row, 3)?;
@@ -459,6 +459,8 @@ fn effect_from_row(row: &Row) -> Result<Effect> {
         last_error: get(row, 6)?,
         created_at: time(get(row, 7)?)?,
         done_at: opt_time(get(row, 8)?)?,
+        access: access_from_column(get(row, 9)?)
+            .map_err(|err| StoreError::Corrupt(format!("access of an effect: {err}")))?,
     })
 }
 
@@ -1061,7 +1063,7 @@ impl Tx for PgTx {
             "target_effects",
             &format!(
                 "INSERT INTO target_effects ({EFFECT_COLUMNS}) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ),
             vec![
                 text(&e.id),
@@ -1073,6 +1075,7 @@ impl Tx for PgTx {
                 opt_text(e.last_error.as_ref()),
                 p(ms(e.created_at)),
                 p(e.done_at.map(ms)),
+                p(access_column(e.access.as_ref())),
             ],
         )?;
         Ok(())

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0008_notifications.sql"),
     include_str!("../../../migrations/sqlite/0009_slack_replays.sql"),
     include_str!("../../../migrations/sqlite/0010_identity_groups.sql"),
+    include_str!("../../../migrations/sqlite/0011_effect_access.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters

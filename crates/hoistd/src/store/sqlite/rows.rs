@@ -138,8 +138,8 @@ pub(super) fn grant_from_row(row: &Row) -> Result<Grant, rusqlite::Error> {
     })
 }
 
-pub(super) const EFFECT_COLUMNS: &str =
-    "id, grant_id, target, action, attempts, next_attempt_at, last_error, created_at, done_at";
+pub(super) const EFFECT_COLUMNS: &str = "id, grant_id, target, action, attempts, next_attempt_at, last_error, created_at, done_at, \
+    access";
 
 pub(super) fn effect_from_row(row: &Row) -> Result<Effect, rusqlite::Error> {
     let action: String = row.get(3)?;
@@ -153,6 +153,9 @@ pub(super) fn effect_from_row(row: &Row) -> Result<Effect, rusqlite::Error> {
         last_error: row.get(6)?,
         created_at: time(row.get(7)?)?,
         done_at: opt_time(row.get(8)?)?,
+        access: crate::store::access_from_column(row.get(9)?).map_err(|err| {
+            rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, err.into())
+        })?,
     })
 }
 

@@ -17,6 +17,7 @@ use super::rows::*;
 use crate::store::{
     AuditHead, AuditQuery, Delivery, Effect, Exchange, GrantQuery, Notification,
     NotificationDelivery, Remembered, RequestQuery, Result, StoreError, StoredAudit, Tx,
+    access_column,
 };
 
 pub(super) struct SqliteTx<'a> {
@@ -639,7 +640,8 @@ impl Tx for SqliteTx<'_> {
     fn insert_effect(&mut self, e: &Effect) -> Result<()> {
         self.conn
             .prepare_cached(&format!(
-                "INSERT INTO target_effects ({EFFECT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                "INSERT INTO target_effects ({EFFECT_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ))?
             .execute(params![
                 e.id,
@@ -651,6 +653,7 @@ impl Tx for SqliteTx<'_> {
                 e.last_error,
                 ms(e.created_at),
                 e.done_at.map(ms),
+                access_column(e.access.as_ref()),
             ])?;
         Ok(())
     }
