@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hoist_api::{
-    Actor, AuditKind, Credential, CredentialClaims, ErrorCode, GrantState, Introspection,
+    AccessState, Actor, AuditKind, Credential, CredentialClaims, ErrorCode, GrantState,
+    Introspection,
 };
 use serde_json::json;
 
@@ -49,9 +50,11 @@ impl Broker {
     }
 
     /// Asks the grant's target for the holder's part of the access, if it
-    /// has one (a PostgreSQL password is set at this moment, never kept).
-    pub(super) async fn hand_over(
-        &self,
+    /// has one (a PostgreSQL password is set at this moment, never kept):
+    /// the second half of [`Broker::credential`], after
+    /// [`Broker::grant_credential`].
+    pub async fn hand_over(
+        self: &Arc<Self>,
         credential: Credential,
         target: Option<(Arc<dyn TargetKind>, GrantFacts)>,
     ) -> Result<Credential> {
@@ -59,7 +62,7 @@ impl Broker {
     }
 
     async fn hand_over_for(
-        &self,
+        self: &Arc<Self>,
         mut credential: Credential,
         target: Option<(Arc<dyn TargetKind>, GrantFacts)>,
         key: Option<&HolderKey>,
@@ -77,12 +80,52 @@ impl Broker {
                         ),
                     )
                 })?;
+            // A revoke may have committed, and its removal run, while the
+            // target was asked: then what it just issued outlived the
+            // removal. It is removed again, and never handed to the holder.
+            let broker = Arc::clone(self);
+            let id = facts.id.clone();
+            let ended = tokio::task::spawn_blocking(move || broker.remove_again_if_ended(&id))
+                .await
+                .map_err(|err| {
+                    tracing::error!(error = %err, "credential task failed");
+                    Error::refuse(ErrorCode::Internal, "internal error")
+                })??;
+            if ended {
+                return Err(Error::refuse(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "grant {} ended while its access was being handed over; what its \
+                         target issued is being removed",
+                        facts.id
+                    ),
+                ));
+            }
             credential.access = handed.map(|mut access| {
                 access.expires_at = access.expires_at.min(facts.expires_at);
                 access
             });
         }
         Ok(credential)
+    }
+
+    /// Whether grant `id`'s access is being removed, or was: then its
+    /// removal is queued again, for what a hand-over racing it issued.
+    fn remove_again_if_ended(&self, id: &str) -> Result<bool> {
+        let mut work = self.begin()?;
+        let Some(mut grant) = work.tx.grant(id)? else {
+            return Ok(false);
+        };
+        let removing = grant.access.as_ref().is_some_and(|access| {
+            matches!(access.state, AccessState::Removing | AccessState::Removed)
+        });
+        if !removing {
+            return Ok(false);
+        }
+        work.end_access(&mut grant)?;
+        work.save_grant(&grant)?;
+        self.finish(work)?;
+        Ok(true)
     }
 
     /// The part of [`Broker::credential`] in the store: checks, the signed

@@ -133,6 +133,25 @@ impl Bao {
             .await;
     }
 
+    /// How many tokens OpenBao holds for `grant`, by their metadata.
+    async fn tokens_of(&self, grant: &str) -> usize {
+        let listed = self.root("LIST", "auth/token/accessors", Value::Null).await;
+        let mut held = 0;
+        for accessor in listed["data"]["keys"].as_array().unwrap() {
+            let token = self
+                .root(
+                    "POST",
+                    "auth/token/lookup-accessor",
+                    json!({ "accessor": accessor }),
+                )
+                .await;
+            if token["data"]["meta"]["hoist_grant"] == grant {
+                held += 1;
+            }
+        }
+        held
+    }
+
     async fn root(&self, method: &str, path: &str, body: Value) -> Value {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self
@@ -294,6 +313,51 @@ async fn a_revoke_whose_token_cannot_be_looked_up_stays_pending_until_it_can() {
 
     bao.allow_hoistd(None).await;
     eventually(LONG, || async { bao.lookup(&token).await == Err(403) }).await;
+    eventually(LONG, || async {
+        access(&broker).await.state == AccessState::Removed
+    })
+    .await;
+}
+
+/// A credential fetch that races a revoke: the grant ended, and its
+/// removal ran, between the issuance and the mint. The token minted then
+/// is removed too, and never reaches the holder.
+#[tokio::test]
+async fn a_token_minted_while_its_grant_is_revoked_is_revoked_too() {
+    let bao = Bao::start().await;
+    let broker = TestBroker::builder().policy(&bao.policy()).start().await;
+    let grant = granted(&broker).await;
+    let (credential, target) = broker
+        .broker()
+        .grant_credential("alice", &grant.id)
+        .unwrap();
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    let access = |broker: &TestBroker| {
+        let id = grant.id.clone();
+        let alice = broker.as_user("alice");
+        async move { alice.grant(&id).await.unwrap().access.unwrap() }
+    };
+    eventually(LONG, || async {
+        access(&broker).await.state == AccessState::Removed
+    })
+    .await;
+
+    let refused = broker
+        .broker()
+        .hand_over(credential, target)
+        .await
+        .expect_err("the grant ended before the hand-over");
+    assert!(
+        refused
+            .to_string()
+            .contains("ended while its access was being handed over"),
+        "{refused}"
+    );
+    eventually(LONG, || async { bao.tokens_of(&grant.id).await == 0 }).await;
     eventually(LONG, || async {
         access(&broker).await.state == AccessState::Removed
     })
