@@ -31,6 +31,25 @@ pub struct NewAuditEvent {
     pub details: serde_json::Value,
 }
 
+impl NewAuditEvent {
+    /// An event by `actor` about nothing yet: no subject, role, request,
+    /// grant, incident or reason, and empty details, for the caller to fill.
+    pub fn new(kind: AuditKind, actor: impl Into<String>, at: DateTime<Utc>) -> Self {
+        NewAuditEvent {
+            at,
+            kind,
+            actor: actor.into(),
+            subject: None,
+            role: None,
+            request_id: None,
+            grant_id: None,
+            incident: None,
+            reason: None,
+            details: serde_json::json!({}),
+        }
+    }
+}
+
 /// Appends an event to the chain inside `tx`: the store gives it the next
 /// sequence number after the head and links it to the head's hash, in the
 /// one transaction, and refuses a taken sequence number, so the chain

@@ -175,16 +175,9 @@ impl Broker {
         work.tx
             .insert_identity(&identity.issuer, &identity.subject, claimed, work.now)?;
         work.audit(NewAuditEvent {
-            at: work.now,
-            kind: AuditKind::IdentityBound,
-            actor: claimed.clone(),
             subject: Some(claimed.clone()),
-            role: None,
-            request_id: None,
-            grant_id: None,
-            incident: None,
-            reason: None,
             details: json!({ "issuer": identity.issuer, "subject": identity.subject }),
+            ..NewAuditEvent::new(AuditKind::IdentityBound, claimed.clone(), work.now)
         })?;
         self.finish(work)?;
         tracing::info!(user = %claimed, issuer = %identity.issuer, "provider identity bound");

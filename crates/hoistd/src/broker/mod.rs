@@ -33,7 +33,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hoist_api::{
     AccessRequest, AuditEvent, AuditKind, ErrorCode, Grant, GrantState, RequestKind, RequestState,
 };
-use serde_json::json;
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::audit::{self, NewAuditEvent};
@@ -196,31 +195,23 @@ fn event(
     request: &AccessRequest,
 ) -> NewAuditEvent {
     NewAuditEvent {
-        at,
-        kind,
-        actor: actor.to_string(),
         subject: Some(request.requester.clone()),
         role: Some(request.role.clone()),
         request_id: Some(request.id.clone()),
         grant_id: request.grant_id.clone(),
         incident: request.incident.clone(),
-        reason: None,
-        details: json!({}),
+        ..NewAuditEvent::new(kind, actor, at)
     }
 }
 
 fn grant_event(kind: AuditKind, actor: &str, at: DateTime<Utc>, grant: &Grant) -> NewAuditEvent {
     NewAuditEvent {
-        at,
-        kind,
-        actor: actor.to_string(),
         subject: Some(grant.holder.clone()),
         role: Some(grant.role.clone()),
         request_id: Some(grant.request_id.clone()),
         grant_id: Some(grant.id.clone()),
         incident: grant.incident.clone(),
-        reason: None,
-        details: json!({}),
+        ..NewAuditEvent::new(kind, actor, at)
     }
 }
 

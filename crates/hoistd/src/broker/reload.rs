@@ -32,16 +32,8 @@ impl Broker {
             let revoked = work.sweep("policy reload")?;
             let roles = work.policy.roles().count();
             work.audit(NewAuditEvent {
-                at: work.now,
-                kind: AuditKind::PolicyReloaded,
-                actor: SYSTEM_ACTOR.into(),
-                subject: None,
-                role: None,
-                request_id: None,
-                grant_id: None,
-                incident: None,
-                reason: None,
                 details: json!({ "roles": roles, "grants_revoked": revoked }),
+                ..NewAuditEvent::new(AuditKind::PolicyReloaded, SYSTEM_ACTOR, work.now)
             })?;
             self.finish(work)?;
             Ok(revoked)

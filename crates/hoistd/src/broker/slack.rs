@@ -62,16 +62,9 @@ impl Broker {
             map.insert("code".into(), code.into());
         }
         let mut refused = NewAuditEvent {
-            at: super::now(),
-            kind: AuditKind::SlackRefused,
-            actor,
-            subject: None,
-            role: None,
-            request_id: None,
-            grant_id: None,
-            incident: None,
             reason: Some(message),
             details,
+            ..NewAuditEvent::new(AuditKind::SlackRefused, actor, super::now())
         };
         // A flood of forged posts is counted, not written one by one.
         if self.counted_repeat(&refused, refused.at) {

@@ -371,18 +371,7 @@ impl Ledger for Broker {
             .unwrap_or("unknown");
         let mut event = match &grant {
             Some(grant) => grant_event(AuditKind::DriftRemoved, SYSTEM_ACTOR, work.now, grant),
-            None => NewAuditEvent {
-                at: work.now,
-                kind: AuditKind::DriftRemoved,
-                actor: SYSTEM_ACTOR.into(),
-                subject: None,
-                role: None,
-                request_id: None,
-                grant_id: None,
-                incident: None,
-                reason: None,
-                details: json!({}),
-            },
+            None => NewAuditEvent::new(AuditKind::DriftRemoved, SYSTEM_ACTOR, work.now),
         };
         event.reason = Some(format!(
             "{} at {target} had no live grant behind it",

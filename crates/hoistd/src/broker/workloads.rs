@@ -649,19 +649,14 @@ impl Broker {
             map.insert("code".into(), json!(refusal.code.as_str()));
         }
         let mut refused = NewAuditEvent {
-            at: super::now(),
-            kind: AuditKind::WorkloadRefused,
             subject: Some(actor.clone()),
-            actor,
             role: details
                 .get("role")
                 .and_then(|r| r.as_str())
                 .map(str::to_string),
-            request_id: None,
-            grant_id: None,
-            incident: None,
             reason: Some(refusal.message.clone()),
             details,
+            ..NewAuditEvent::new(AuditKind::WorkloadRefused, actor, super::now())
         };
         // A flood of junk tokens is counted, not written one by one.
         if self.counted_repeat(&refused, refused.at) {
