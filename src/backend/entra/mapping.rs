@@ -175,13 +175,28 @@ pub fn grant(
         .role_assignment_schedule_id
         .as_ref()
         .or(i.assignment_schedule_id.as_ref());
-    let request = requests.iter().find(|r| {
-        r.action.as_deref() == Some("selfActivate")
-            && (schedule.is_some() && r.target_schedule_id.as_ref() == schedule
-                || request_ref(surface, r).as_ref() == Some(&role)
-                    && r.created_date_time
-                        .is_some_and(|c| c <= start + TimeDelta::minutes(1)))
-    });
+    // The activation behind it: the one naming its schedule; failing that,
+    // the newest of its role filed before it began (older ones are past
+    // activations of the same role).
+    let activations = || {
+        requests
+            .iter()
+            .filter(|r| r.action.as_deref() == Some("selfActivate"))
+    };
+    let filed_by_start = start
+        .checked_add_signed(TimeDelta::minutes(1))
+        .unwrap_or(start);
+    let request = activations()
+        .filter(|r| schedule.is_some() && r.target_schedule_id.as_ref() == schedule)
+        .max_by_key(|r| r.created_date_time)
+        .or_else(|| {
+            activations()
+                .filter(|r| {
+                    request_ref(surface, r).as_ref() == Some(&role)
+                        && r.created_date_time.is_some_and(|c| c <= filed_by_start)
+                })
+                .max_by_key(|r| r.created_date_time)
+        });
     let ticket = request
         .and_then(|r| r.ticket_info.as_ref())
         .and_then(|t| t.ticket_number.clone());
@@ -225,8 +240,10 @@ pub struct Context<'a> {
 /// A schedule request as an access request; deactivations are not access
 /// requests (they show as the grant ending) and give `None`.
 pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Option<AccessRequest> {
+    // An administrator's assignment (`adminAssign`, often with no end) is
+    // standing access, not a request of mine: neither is shown.
     let kind = match r.action.as_deref() {
-        Some("selfActivate") | Some("adminAssign") => RequestKind::Access,
+        Some("selfActivate") => RequestKind::Access,
         Some("selfExtend") | Some("selfRenew") => RequestKind::Extension,
         _ => return None,
     };
@@ -250,11 +267,16 @@ pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Optio
         .and_then(TimeDelta::try_seconds)
         .and_then(|duration| start.checked_add_signed(duration))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    let grant = cx.grants.iter().find(|g| g.request_id == id).or_else(|| {
-        cx.grants
+    // An activation is active while the grant it gave is ([`grant`] names
+    // it); an extension, while its role's grant is, until the end it asked
+    // for.
+    let grant = match kind {
+        RequestKind::Access => cx.grants.iter().find(|g| g.request_id == id),
+        RequestKind::Extension => cx
+            .grants
             .iter()
-            .find(|g| g.role == role.to_string() && g.starts_at + TimeDelta::minutes(1) >= created)
-    });
+            .find(|g| g.role == role.to_string() && cx.now < ends),
+    };
     let deactivated = cx
         .deactivated
         .iter()
@@ -277,7 +299,10 @@ pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Optio
             None if cx.now >= ends && duration_secs > 0 => (RequestState::Expired, None),
             None if deactivated => (RequestState::Revoked, Some("deactivated".into())),
             None if r.status != "Provisioned"
-                || cx.now < r.completed_date_time.unwrap_or(created) + PROPAGATION_WINDOW =>
+                || r.completed_date_time
+                    .unwrap_or(created)
+                    .checked_add_signed(PROPAGATION_WINDOW)
+                    .is_none_or(|settled| cx.now < settled) =>
             {
                 (RequestState::Approved, None)
             }
@@ -290,7 +315,9 @@ pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Optio
     let lapses_at = (state == RequestState::Pending)
         .then(|| cx.terms.and_then(|t| t.approval_timeout_days))
         .flatten()
-        .map(|days| created + TimeDelta::days(i64::from(days)));
+        .and_then(|days| {
+            TimeDelta::try_days(i64::from(days)).and_then(|wait| created.checked_add_signed(wait))
+        });
     Some(AccessRequest {
         id,
         kind,
@@ -428,6 +455,75 @@ mod tests {
         let mut deactivation = request_json("Revoked");
         deactivation.action = Some("selfDeactivate".into());
         assert!(request(Surface::Directory, &deactivation, &cx(now, &[])).is_none());
+    }
+
+    /// Yesterday's activation of a role, and today's: today's instance is
+    /// today's request's grant, and yesterday's request stays expired,
+    /// whichever order Graph lists them in.
+    #[test]
+    fn a_past_activation_of_the_same_role_is_not_the_live_one() {
+        let mut old = request_json("Provisioned");
+        old.id = "r0".into();
+        old.justification = Some("yesterday".into());
+        old.ticket_info =
+            serde_json::from_value(serde_json::json!({ "ticketNumber": "INC-OLD" })).unwrap();
+        old.target_schedule_id = Some("s0".into());
+        old.created_date_time = Some(at("2025-12-31T10:00:00Z"));
+        old.schedule_info = serde_json::from_value(serde_json::json!({
+            "startDateTime": "2025-12-31T10:00:00Z",
+            "expiration": { "type": "afterDuration", "duration": "PT1H" }
+        }))
+        .unwrap();
+        let new = request_json("Provisioned");
+        let instance: AssignmentInstance = serde_json::from_value(serde_json::json!({
+            "id": "i1", "principalId": "me", "roleDefinitionId": "rd1", "directoryScopeId": "/",
+            "startDateTime": "2026-01-01T10:00:00Z", "endDateTime": "2026-01-01T11:00:00Z",
+            "assignmentType": "Activated", "roleAssignmentScheduleId": "s1"
+        }))
+        .unwrap();
+        let mut unscheduled = instance.clone();
+        unscheduled.role_assignment_schedule_id = None;
+        for listed in [[old.clone(), new.clone()], [new.clone(), old.clone()]] {
+            for instance in [&instance, &unscheduled] {
+                let live =
+                    grant(Surface::Directory, instance, "alice@contoso.com", &listed).unwrap();
+                assert_eq!(live.request_id, "dir:r1");
+                assert_eq!(live.ticket.as_deref(), Some("CHG-1"));
+                assert_eq!(live.justification, "why");
+                let grants = [live];
+                let now = cx("2026-01-01T10:03:00Z", &grants);
+                let past = request(Surface::Directory, &old, &now).unwrap();
+                assert_eq!(past.state, RequestState::Expired);
+                assert_eq!(past.grant_id, None);
+                let current = request(Surface::Directory, &new, &now).unwrap();
+                assert_eq!(current.state, RequestState::Active);
+            }
+        }
+    }
+
+    /// An administrator's assignment is standing access, not my request: it
+    /// never shows as one, let alone as revoked while I hold the role.
+    #[test]
+    fn an_administrators_assignment_is_not_a_request() {
+        let mut assigned = request_json("Provisioned");
+        assigned.action = Some("adminAssign".into());
+        let later = cx("2026-01-01T12:00:00Z", &[]);
+        assert!(request(Surface::Directory, &assigned, &later).is_none());
+    }
+
+    /// A policy's approval timeout past what a date holds gives no lapse
+    /// time, not a panic.
+    #[test]
+    fn a_huge_approval_timeout_does_not_panic() {
+        let terms = Terms {
+            approval_timeout_days: Some(u32::MAX),
+            ..Terms::default()
+        };
+        let mut now = cx("2026-01-01T10:01:00Z", &[]);
+        now.terms = Some(&terms);
+        let pending = request(Surface::Directory, &request_json("PendingApproval"), &now).unwrap();
+        assert_eq!(pending.state, RequestState::Pending);
+        assert_eq!(pending.lapses_at, None);
     }
 
     #[test]

@@ -128,8 +128,12 @@ pub fn terms(assignments: &[PolicyAssignment]) -> Terms {
 
 /// An ISO 8601 duration as PIM writes them (`PT8H`, `PT30M`, `P1D`,
 /// `P1DT12H`, `PT1H30M`), in seconds. Years and months never appear in
-/// activation limits and are not accepted.
+/// activation limits and are not accepted; nor is anything that is not
+/// ASCII, negative, or more seconds than a `u64` holds.
 pub fn iso_duration(text: &str) -> Option<u64> {
+    if !text.is_ascii() {
+        return None;
+    }
     let rest = text.strip_prefix('P')?;
     let (days, time) = match rest.split_once('T') {
         Some((days, time)) => (days, Some(time)),
@@ -139,11 +143,12 @@ pub fn iso_duration(text: &str) -> Option<u64> {
     if !days.is_empty() {
         let (n, unit) = days.split_at(days.len() - 1);
         let n: u64 = n.parse().ok()?;
-        secs += match unit {
-            "D" => n * 86_400,
-            "W" => n * 7 * 86_400,
+        let per = match unit {
+            "D" => 86_400,
+            "W" => 7 * 86_400,
             _ => return None,
         };
+        secs = n.checked_mul(per)?;
     }
     if let Some(mut time) = time {
         if time.is_empty() {
@@ -153,13 +158,20 @@ pub fn iso_duration(text: &str) -> Option<u64> {
             let split = time.find(|c: char| c.is_ascii_alphabetic())?;
             let (n, rest) = time.split_at(split);
             let n: f64 = n.parse().ok()?;
-            let unit = &rest[..1];
-            secs += match unit {
-                "H" => (n * 3600.0) as u64,
-                "M" => (n * 60.0) as u64,
-                "S" => n as u64,
+            if !n.is_finite() || n < 0.0 {
+                return None;
+            }
+            let per = match &rest[..1] {
+                "H" => 3600.0,
+                "M" => 60.0,
+                "S" => 1.0,
                 _ => return None,
             };
+            let part = n * per;
+            if part >= u64::MAX as f64 {
+                return None;
+            }
+            secs = secs.checked_add(part as u64)?;
             time = &rest[1..];
         }
     }
@@ -197,6 +209,14 @@ mod tests {
         assert_eq!(iso_duration("8h"), None);
         assert_eq!(iso_duration("P1Y"), None);
         assert_eq!(iso_duration("PT"), None);
+        // Odd text from the server is refused, never a panic or a wrap.
+        assert_eq!(iso_duration("P1\u{e9}"), None);
+        assert_eq!(iso_duration("PT1\u{e9}"), None);
+        assert_eq!(iso_duration("P18446744073709551615D"), None);
+        assert_eq!(iso_duration("PT1e300H"), None);
+        assert_eq!(iso_duration("PT-1H"), None);
+        assert_eq!(iso_duration("PTNaNH"), None);
+        assert_eq!(iso_duration("P213503982334601DT10H"), None);
         for secs in [60, 1800, 3600, 5400, 5430, 28_800, 0] {
             assert_eq!(iso_duration(&to_iso_duration(secs)), Some(secs));
         }
