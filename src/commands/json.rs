@@ -6,24 +6,36 @@
 use std::io;
 
 use serde::Serialize;
-use serde_json::ser::{Formatter, PrettyFormatter};
+use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
 
 use crate::text::sanitize::is_hostile;
 
 /// Pretty JSON with hostile characters escaped (serde_json escapes only
 /// C0 controls, quotes and backslashes by itself).
 pub fn to_string<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    written(value, Escaping(PrettyFormatter::new()))
+}
+
+/// [`to_string`] on one line, for JSON lines.
+pub fn to_line<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    written(value, Escaping(CompactFormatter))
+}
+
+fn written<T: Serialize + ?Sized, F: Formatter>(
+    value: &T,
+    formatter: Escaping<F>,
+) -> serde_json::Result<String> {
     let mut out = Vec::new();
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, Escaping::default());
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
     value.serialize(&mut serializer)?;
     // serde_json writes UTF-8, and the escapes are ASCII.
     String::from_utf8(out).map_err(|err| serde_json::Error::io(io::Error::other(err)))
 }
 
-#[derive(Default)]
-struct Escaping(PrettyFormatter<'static>);
+/// A formatter that lays out as `F` does, escaping hostile characters.
+struct Escaping<F>(F);
 
-impl Formatter for Escaping {
+impl<F: Formatter> Formatter for Escaping<F> {
     fn write_string_fragment<W: ?Sized + io::Write>(
         &mut self,
         writer: &mut W,
@@ -102,6 +114,13 @@ mod tests {
         );
         let back: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(back, value);
+        let line = to_line(&value).unwrap();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(!line.chars().any(is_hostile), "{line}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            value
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! or a notifier script reading standard output.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 
 use futures::StreamExt;
 use hoist_api::{AccessRequest, LiveEvent, Me, RequestState};
@@ -43,14 +42,12 @@ fn line(request: &AccessRequest) -> String {
 }
 
 fn emit(format: Format, request: &AccessRequest) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    // Written at once: a pane or a pipe sees each review as it comes, not
+    // when a buffer fills.
     match format {
-        Format::Json | Format::Yaml => writeln!(out, "{}", serde_json::to_string(request)?)?,
-        Format::Table => writeln!(out, "{}", line(request))?,
+        Format::Json | Format::Yaml => super::out(&format!("{}\n", super::json::to_line(request)?)),
+        Format::Table => super::out(&format!("{}\n", line(request))),
     }
-    // A pane or a pipe sees each review as it comes, not when a buffer fills.
-    out.flush()?;
-    Ok(())
 }
 
 /// Prints each review that needs me (JSON lines with `--json`); with
