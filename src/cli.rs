@@ -634,34 +634,30 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
         .me()
         .await?;
     let clean = |text: &str| crate::text::sanitize::line(text).into_owned();
-    println!(
-        "user:     {} ({})",
-        clean(&me.user),
-        clean(&me.display_name)
-    );
     let groups: Vec<String> = me.groups.iter().map(|g| clean(g)).collect();
-    println!("groups:   {}", groups.join(", "));
-    match &target.backend {
-        crate::config::Backend::Hoistd => println!("broker:   {}", target.broker),
+    let broker = match &target.backend {
+        crate::config::Backend::Hoistd => target.broker.to_string(),
         crate::config::Backend::Entra(tenant) => {
-            println!(
-                "broker:   Entra PIM, tenant {} via {}",
-                tenant.tenant, tenant.graph
-            )
+            format!("Entra PIM, tenant {} via {}", tenant.tenant, tenant.graph)
         }
-    }
-    println!("profile:  {}", target.profile);
-    match (current.expires_at, &current.issuer) {
+    };
+    let session = match (current.expires_at, &current.issuer) {
         (Some(at), Some(issuer)) => {
             let local = at
                 .with_timezone(&chrono::Local)
                 .format("%Y-%m-%d %H:%M:%S %Z");
             let issuer = crate::text::sanitize::line(issuer);
-            println!("session:  single sign-on via {issuer}, token valid until {local}");
+            format!("single sign-on via {issuer}, token valid until {local}")
         }
-        _ => println!("session:  static token (does not expire by itself)"),
-    }
-    Ok(())
+        _ => "static token (does not expire by itself)".to_string(),
+    };
+    crate::commands::out(&format!(
+        "user:     {} ({})\ngroups:   {}\nbroker:   {broker}\nprofile:  {}\nsession:  {session}\n",
+        clean(&me.user),
+        clean(&me.display_name),
+        groups.join(", "),
+        target.profile,
+    ))
 }
 
 async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<()> {

@@ -100,7 +100,7 @@ pub fn render(cache: &BTreeMap<String, Vec<Cached>>, now: DateTime<Utc>) -> Stri
 pub fn run() {
     let line = render(&read(), Utc::now());
     if !line.is_empty() {
-        println!("{line}");
+        let _ = crate::commands::out(&format!("{line}\n"));
     }
 }
 

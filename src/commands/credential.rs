@@ -110,7 +110,7 @@ pub async fn credential(backend: &dyn Backend, args: CredentialArgs<'_>) -> anyh
         Shown::Format(CredentialFormat::Json) => print(Format::Json, &credential, no_table)?,
         Shown::Whole(format) => print(format, &credential, no_table)?,
         Shown::Format(CredentialFormat::Certificate) => match certificate_of(&credential) {
-            Some(certificate) => println!("{}", certificate.certificate),
+            Some(certificate) => super::out(&format!("{}\n", certificate.certificate))?,
             None => return Err(Ended::Usage(no_certificates(&grant)).into()),
         },
         Shown::Format(CredentialFormat::Env) => {
@@ -137,7 +137,7 @@ pub async fn credential(backend: &dyn Backend, args: CredentialArgs<'_>) -> anyh
                 ))
                 .into());
             }
-            print!("{}", super::access::export_lines(&env));
+            super::out(&super::access::export_lines(&env))?;
         }
         Shown::Format(CredentialFormat::Uri) => {
             match credential.access.as_ref().and_then(|a| a.uri.as_ref()) {
@@ -145,7 +145,7 @@ pub async fn credential(backend: &dyn Backend, args: CredentialArgs<'_>) -> anyh
                 // or a reordering character in it would be acted on, so none
                 // is allowed.
                 Some(uri) if !uri.chars().any(crate::text::sanitize::is_hostile) => {
-                    println!("{uri}")
+                    super::out(&format!("{uri}\n"))?
                 }
                 Some(_) => {
                     return Err(BackendError::Protocol(
@@ -262,6 +262,5 @@ fn print_token(token: &str) -> anyhow::Result<()> {
         )
         .into());
     }
-    println!("{token}");
-    Ok(())
+    super::out(&format!("{token}\n"))
 }

@@ -227,8 +227,8 @@ pub async fn export(
     }
     let timeline = timeline(incident, events, backend.clock().now());
     match format {
-        ExportFormat::Markdown => print!("{}", markdown(&timeline)),
-        ExportFormat::Json => println!("{}", super::json::to_string(&timeline)?),
+        ExportFormat::Markdown => super::out(&markdown(&timeline))?,
+        ExportFormat::Json => super::out(&format!("{}\n", super::json::to_string(&timeline)?))?,
     }
     Ok(())
 }

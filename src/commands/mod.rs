@@ -172,11 +172,24 @@ pub fn print<T: Serialize>(
     table: impl FnOnce() -> table::Table,
 ) -> anyhow::Result<()> {
     match format {
-        Format::Json => println!("{}", json::to_string(value)?),
-        Format::Yaml => print!("{}", serde_norway::to_string(value)?),
-        Format::Table => print!("{}", table().render(colour_stdout())),
+        Format::Json => out(&format!("{}\n", json::to_string(value)?)),
+        Format::Yaml => out(&serde_norway::to_string(value)?),
+        Format::Table => out(&table().render(colour_stdout())),
     }
-    Ok(())
+}
+
+/// Writes to stdout, at once. A reader that went away (`hoist roles --json
+/// | head -1`) ends hoist quietly, as it ends other tools, not as a panic.
+pub fn out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        written => Ok(written?),
+    }
 }
 
 /// One line to the person on stderr, after `hoist: `. It may name what the

@@ -1457,3 +1457,17 @@ async fn reviews_watch_prints_each_new_review_once_as_it_lands() {
         "{ids:?}"
     );
 }
+
+/// A reader that goes away (`hoist roles --json | head -1`) ends a listing
+/// quietly, as it ends other tools: no panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_goes_away_ends_a_listing_quietly() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let mut child = alice.spawn(&["roles", "--json"]);
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(code(&out), 0, "{err}");
+}
