@@ -4,7 +4,7 @@
 //! access live or removed before the broker says so.
 
 use chrono::{DateTime, Utc};
-use hoist_api::{AccessState, Grant, GrantState, TargetAccess};
+use hoist_api::{AccessCredential, AccessState, Grant, GrantState, TargetAccess};
 
 use crate::text::sanitize::line as clean;
 use crate::text::span;
@@ -12,6 +12,18 @@ use crate::text::span;
 /// The target kind whose grants hand over an SSH certificate for the
 /// holder's own key rather than a secret of the target's.
 pub const SSH: &str = "ssh";
+
+/// What `y` copies from a credential pop-up with access at a target, and
+/// its name for the pop-up's hint and banner: the SSH certificate, else the
+/// command, else the URI, else the token.
+pub fn copied_by_y<'a>(access: &'a AccessCredential, token: &'a str) -> (&'static str, &'a str) {
+    match (&access.certificate, &access.command, &access.uri) {
+        (Some(certificate), _, _) => ("SSH certificate", &certificate.certificate),
+        (None, Some(command), _) => ("command", command),
+        (None, None, Some(uri)) => ("URI", uri),
+        (None, None, None) => ("credential", token),
+    }
+}
 
 /// What an access line means, for the view to colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

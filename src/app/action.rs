@@ -90,6 +90,11 @@ pub enum Action {
     SessionExpired(String),
     SessionRenewed,
     Filed(Box<AccessRequest>),
+    /// The broker's answer to extending `grant_id`.
+    Extended {
+        grant_id: String,
+        request: Box<AccessRequest>,
+    },
     RequestChanged(Box<AccessRequest>),
     GrantChanged(Box<Grant>),
     CredentialLoaded {
@@ -97,6 +102,9 @@ pub enum Action {
         copy: bool,
     },
     IncidentLoaded(Box<hoist_api::IncidentView>),
+    /// A revocation being retried met an answer that ends the retries (the
+    /// failure follows): it is no longer pending.
+    RevokeStopped(String),
     /// A revocation could not reach the broker; it is being retried.
     RevokePending(String),
     /// A device sign-in waits for the person (see [`SignInPrompt`]).

@@ -259,6 +259,7 @@ pub fn bindings(context: Context) -> Vec<Binding> {
                 "erase",
                 false,
             ),
+            bind(&[ctrl('c')], Action::Quit, "quit", false),
         ],
         Context::Form => vec![
             bind(&[ctrl('s')], Action::Submit, "submit", true),
@@ -424,6 +425,8 @@ pub fn help(state: &State) -> Vec<(&'static str, Vec<(String, &'static str)>)> {
         screen(Screen::Grants),
         screen(Screen::Incidents),
         screen(Screen::Reviews),
+        screen(Screen::Activity),
+        ("Pop-ups", Context::Overlay),
         ("Prompts", Context::Input),
         ("Confirm", Context::Confirm),
         ("Profiles", Context::Picker),

@@ -56,10 +56,11 @@ impl BackendError {
         }
     }
 
-    /// Whether retrying the same call later may succeed.
+    /// Whether retrying the same call later may succeed: the broker was
+    /// away, failed, or asked for a slower pace (429).
     pub fn is_transient(&self) -> bool {
         matches!(self, BackendError::Unreachable { .. })
-            || matches!(self, BackendError::Refused { status, .. } if *status >= 500)
+            || matches!(self, BackendError::Refused { status, .. } if *status >= 500 || *status == 429)
     }
 }
 
@@ -298,6 +299,7 @@ mod tests {
         assert!(unreachable.is_transient());
         assert!(refused(503).is_transient());
         assert!(!refused(409).is_transient());
+        assert!(refused(429).is_transient(), "a slower pace is asked for");
         assert!(!BackendError::Unsupported("claims").is_transient());
     }
 }

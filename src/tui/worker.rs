@@ -157,7 +157,10 @@ impl Worker {
                 .extend(&grant_id, duration_secs, justification)
                 .await
             {
-                Ok(request) => Action::Filed(Box::new(request)),
+                Ok(request) => Action::Extended {
+                    grant_id,
+                    request: Box::new(request),
+                },
                 Err(error) => failed(Operation::Extending, error),
             },
             Command::Review {
@@ -260,6 +263,10 @@ impl Worker {
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
                 Err(error) => {
+                    if announced {
+                        // No longer retried: no longer shown as being.
+                        self.send(Action::RevokeStopped(grant_id.to_string()));
+                    }
                     return Action::Failed {
                         operation: Operation::Revoking,
                         failure: failure(&error),

@@ -23,28 +23,66 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     cell
 }
 
+/// Width of one column of the help pop-up.
+const HELP_COLUMN: u16 = 38;
+
+/// Every key, section by section, in as many columns as the terminal
+/// takes; what still does not fit is said to be there.
+fn help(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let rows = usize::from(area.height.saturating_sub(4)).max(1);
+    let mut columns: Vec<Vec<Line>> = vec![Vec::new()];
+    for (section, keys) in keymap::help(state) {
+        let mut lines = vec![Line::from(Span::styled(section, theme.title()))];
+        lines.extend(keys.into_iter().map(|(keys, label)| {
+            Line::from(vec![
+                Span::styled(format!("  {keys:<14}"), theme.key()),
+                Span::raw(label),
+            ])
+        }));
+        // A section starts a column when it would not fit in this one.
+        if columns
+            .last()
+            .is_some_and(|c| !c.is_empty() && c.len() + lines.len() > rows)
+        {
+            columns.push(Vec::new());
+        }
+        for line in lines {
+            if columns.last().is_some_and(|c| c.len() == rows) {
+                columns.push(Vec::new());
+            }
+            if let Some(column) = columns.last_mut() {
+                column.push(line);
+            }
+        }
+    }
+    let fit = usize::from(area.width.saturating_sub(4) / HELP_COLUMN).max(1);
+    if columns.len() > fit {
+        let hidden: usize = columns[fit..].iter().map(Vec::len).sum();
+        columns.truncate(fit);
+        if let Some(last) = columns.last_mut() {
+            last.truncate(rows.saturating_sub(1));
+            last.push(Line::from(Span::styled(
+                format!("… {hidden} more lines: enlarge the terminal"),
+                theme.muted(),
+            )));
+        }
+    }
+    let shown = u16::try_from(columns.len()).unwrap_or(1);
+    let popup = centered(area, shown * HELP_COLUMN + 2, area.height.saturating_sub(2));
+    frame.render_widget(Clear, popup);
+    let frame_block = block(" Keys (esc closes) ", theme);
+    let inner = frame_block.inner(popup);
+    frame.render_widget(frame_block, popup);
+    let cells =
+        Layout::horizontal(vec![Constraint::Length(HELP_COLUMN); columns.len()]).split(inner);
+    for (lines, cell) in columns.into_iter().zip(cells.iter()) {
+        frame.render_widget(Paragraph::new(lines), *cell);
+    }
+}
+
 pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: &Theme) {
     match modal {
-        Modal::Help => {
-            let mut lines = Vec::new();
-            for (section, keys) in keymap::help(state) {
-                lines.push(Line::from(Span::styled(section, theme.title())));
-                for (keys, label) in keys {
-                    lines.push(Line::from(vec![
-                        Span::styled(format!("  {keys:<18}"), theme.key()),
-                        Span::raw(label),
-                    ]));
-                }
-            }
-            let popup = centered(area, 60, area.height.saturating_sub(2));
-            frame.render_widget(Clear, popup);
-            frame.render_widget(
-                Paragraph::new(lines)
-                    .block(block(" Keys (esc closes) ", theme))
-                    .wrap(Wrap { trim: false }),
-                popup,
-            );
-        }
+        Modal::Help => help(frame, area, state, theme),
         Modal::Confirm { prompt, danger, .. } => {
             let popup = centered(area, 64, 5);
             let style = if *danger {
@@ -267,13 +305,12 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
                     theme.muted(),
                 )));
             }
-            let mut keys = vec![Span::styled("y", theme.key()), Span::raw(" copies the ")];
-            keys.push(Span::raw(if access.command.is_some() {
-                "command · "
-            } else {
-                "credential · "
-            }));
-            if access.uri.is_some() {
+            let (copied, _) = crate::app::access::copied_by_y(access, token);
+            let mut keys = vec![
+                Span::styled("y", theme.key()),
+                Span::raw(format!(" copies the {copied} · ")),
+            ];
+            if access.uri.is_some() && copied != "URI" {
                 keys.extend([Span::styled("u", theme.key()), Span::raw(" the URI · ")]);
             }
             keys.extend([Span::styled("esc", theme.key()), Span::raw(" closes")]);

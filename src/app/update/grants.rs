@@ -3,13 +3,13 @@
 //! credential.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use hoist_api::{Credential, Grant, GrantState};
+use hoist_api::{AccessRequest, Credential, Grant, GrantState, RequestState};
 
 use super::{banner, clamp};
 use crate::app::access;
 use crate::app::command::Command;
 use crate::app::state::{Level, Modal, Screen, State, WARN_AT};
-use crate::text::{clock, format_duration, local_time};
+use crate::text::{clock, format_duration, local_time, plural};
 
 pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
     state.now = now;
@@ -94,6 +94,29 @@ pub(super) fn revoke(state: &mut State) -> Vec<Command> {
         danger: true,
     });
     vec![]
+}
+
+/// The broker's answer to an extension: the grant is no longer busy, and
+/// whatever else is open (a form being typed) stays as it is.
+pub(super) fn extended(state: &mut State, grant_id: &str, request: AccessRequest) -> Vec<Command> {
+    state.busy.remove(grant_id);
+    let role = state.role_label(&request.role, &request.role_name);
+    let text = match request.state {
+        RequestState::Active => format!("{role} extended"),
+        RequestState::Pending => format!(
+            "Extension of {role} requested: waiting for {}",
+            plural(request.approvals_required as usize, "approval")
+        ),
+        other => format!("Extension of {role}: {other}"),
+    };
+    let level = if request.state == RequestState::Active {
+        Level::Success
+    } else {
+        Level::Info
+    };
+    banner(state, text, level);
+    super::requests::upsert_request(state, request);
+    vec![Command::LoadAll]
 }
 
 /// One key: ask for the role's default duration again, with the same justification.

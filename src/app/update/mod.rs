@@ -31,6 +31,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
     if matches!(
         action,
         Action::Filed(_)
+            | Action::Extended { .. }
             | Action::GrantChanged(_)
             | Action::Failed {
                 operation: Operation::Filing | Operation::Revoking,
@@ -58,8 +59,13 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::SessionExpired(reason) => live::session_expired(state, &reason),
         Action::SessionRenewed => live::session_renewed(state),
         Action::Filed(request) => form::filed(state, *request),
+        Action::Extended { grant_id, request } => grants::extended(state, &grant_id, *request),
         Action::RequestChanged(request) => requests::changed(state, *request),
         Action::RevokePending(grant_id) => grants::revoke_pending(state, grant_id),
+        Action::RevokeStopped(grant_id) => {
+            state.revoking.remove(&grant_id);
+            vec![]
+        }
         Action::GrantChanged(grant) => grants::changed(state, *grant),
         Action::CredentialLoaded { credential, copy } => {
             grants::credential_loaded(state, *credential, copy)

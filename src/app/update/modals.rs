@@ -172,19 +172,12 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
             },
             action @ (Action::CopyCredential | Action::CopyUri),
         ) => {
-            let (what, text) = match (&action, &access.command, &access.uri) {
-                (Action::CopyUri, _, Some(uri)) => ("URI", uri.clone()),
-                _ if access.certificate.is_some() => (
-                    "SSH certificate",
-                    access
-                        .certificate
-                        .as_ref()
-                        .map(|c| c.certificate.clone())
-                        .unwrap_or_default(),
-                ),
-                (_, Some(command), _) => ("command", command.clone()),
-                (_, None, Some(uri)) => ("URI", uri.clone()),
-                (_, None, None) => ("credential", token.clone()),
+            let (what, text) = match (&action, &access.uri) {
+                (Action::CopyUri, Some(uri)) => ("URI", uri.clone()),
+                _ => {
+                    let (what, text) = crate::app::access::copied_by_y(&access, &token);
+                    (what, text.to_string())
+                }
             };
             super::banner(
                 state,

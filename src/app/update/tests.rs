@@ -1270,3 +1270,82 @@ fn a_pending_request_leaves_break_glass_open_on_its_role() {
         "the person is told why"
     );
 }
+
+/// An extension's answer ends its grant's "working…" and leaves a form
+/// being typed meanwhile as it is.
+#[test]
+fn an_extension_answered_clears_its_spinner_and_keeps_an_open_form() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(10))];
+    state.screen = Screen::Grants;
+    let commands = update(&mut state, Action::Extend);
+    assert!(matches!(commands.as_slice(), [Command::Extend { .. }]));
+    assert!(state.busy.contains("g1"));
+    state.screen = Screen::Roles;
+    state.cursors.roles = 1;
+    update(&mut state, Action::NewRequest);
+    update(&mut state, Action::Input('x'));
+    let typed = state.form.clone().expect("a form is open");
+    let mut extension = request("req_ext", "db", "alice", now);
+    extension.kind = hoist_api::RequestKind::Extension;
+    update(
+        &mut state,
+        Action::Extended {
+            grant_id: "g1".into(),
+            request: Box::new(extension),
+        },
+    );
+    assert!(state.busy.is_empty(), "{:?}", state.busy);
+    assert_eq!(state.form, Some(typed));
+    let said = state.banner.clone().unwrap().text;
+    assert!(said.starts_with("Extension of db requested"), "{said}");
+}
+
+/// Ctrl-C quits while filtering, as help says it does everywhere.
+#[test]
+fn ctrl_c_quits_while_filtering() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut state = alice(at("2026-06-01T12:00:00Z"));
+    update(&mut state, Action::StartFilter);
+    assert!(state.filtering);
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(
+        crate::app::keymap::action_for_key(&state, ctrl_c),
+        Some(Action::Quit)
+    );
+}
+
+/// Help lists the Activity screen's key and the pop-ups' copy keys.
+#[test]
+fn help_lists_the_activity_and_pop_up_keys() {
+    let state = alice(at("2026-06-01T12:00:00Z"));
+    let help = crate::app::keymap::help(&state);
+    let labels: Vec<&str> = help
+        .iter()
+        .flat_map(|(_, keys)| keys.iter().map(|(_, label)| *label))
+        .collect();
+    for wanted in ["people/workloads", "copy", "copy URI"] {
+        assert!(labels.contains(&wanted), "help lacks {wanted}: {help:?}");
+    }
+}
+
+/// A revocation retried, then refused for good, is no longer shown as
+/// being retried.
+#[test]
+fn a_revoke_no_longer_retried_is_no_longer_pending() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(30))];
+    update(&mut state, Action::RevokePending("g1".into()));
+    assert!(state.revoking.contains("g1"));
+    update(&mut state, Action::RevokeStopped("g1".into()));
+    update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Revoking,
+            failure: Failure::new(FailureKind::DeniedByPolicy, "not yours"),
+        },
+    );
+    assert!(state.revoking.is_empty(), "{:?}", state.revoking);
+}
