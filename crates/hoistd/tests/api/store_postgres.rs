@@ -289,3 +289,93 @@ fn a_write_through_a_read_is_refused_as_a_mistake() {
     }
     assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 0);
 }
+
+/// A TCP proxy to the server. [`Proxy::freeze`] black-holes the
+/// connections open then: they stay open and carry nothing, as a
+/// failed-over primary's or a frozen server's do. New ones go through.
+struct Proxy {
+    port: u16,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let current = std::sync::Arc::clone(&generation);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let born = current.load(Ordering::SeqCst);
+                let server = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let current = std::sync::Arc::clone(&current);
+                    std::thread::spawn(move || pump(from, to, born, &current));
+                }
+            }
+        });
+        Proxy { port, generation }
+    }
+
+    fn freeze(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either closes; once frozen, swallows.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    born: u64,
+    generation: &std::sync::atomic::AtomicU64,
+) {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let frozen = generation.load(std::sync::atomic::Ordering::SeqCst) != born;
+        if !frozen && to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// A pooled connection that stops answering (its server gone without a
+/// word) fails the call within the store's bound, rather than holding it
+/// for as long as the kernel keeps the socket; the next call gets a
+/// connection that works.
+#[test]
+fn a_connection_that_stops_answering_fails_its_call_and_is_replaced() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let proxy = Proxy::start(pg.port());
+    let proxied = url.replace(&format!(":{}/", pg.port()), &format!(":{}/", proxy.port));
+    let store = std::sync::Arc::new(PostgresStore::open(&proxied, Migrations::Apply).unwrap());
+    store.ready().unwrap();
+    proxy.freeze();
+    let (said, heard) = std::sync::mpsc::channel();
+    let asking = std::sync::Arc::clone(&store);
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let answer = asking.ready();
+        let _ = said.send((answer, started.elapsed()));
+    });
+    let (answer, took) = heard
+        .recv_timeout(std::time::Duration::from_secs(40))
+        .expect("a call on a dead connection never ended");
+    assert!(
+        matches!(answer, Err(StoreError::Unavailable(ref why)) if why.contains("did not answer")),
+        "{answer:?}"
+    );
+    assert!(took >= std::time::Duration::from_secs(10), "{took:?}");
+    store.ready().expect("a fresh connection answers");
+}

@@ -12,7 +12,8 @@
 //! context (`Handle::enter`), so a new connection's socket, its task and
 //! the pool's timers belong to it. A free connection is handed over without
 //! waking that runtime: one hop between threads less per transaction. The
-//! calling thread blocks for the round trip, as it does on SQLite's lock.
+//! calling thread blocks for the round trip, as it does on SQLite's lock,
+//! and for no longer than [`ANSWER_WAIT`].
 //!
 //! Rule 1 (serialisable writes): every writing transaction takes one
 //! transaction-scoped advisory lock, so transactions take turns across
@@ -75,9 +76,15 @@ pub(super) const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 /// Connections kept open at most, per instance.
 const POOL_SIZE: usize = 16;
-/// How long a call waits for a connection from the pool, to connect, or
-/// for a statement before the database counts as unavailable.
+/// How long a call waits for a connection from the pool, or to connect,
+/// before the database counts as unavailable.
 const WAIT: Duration = Duration::from_secs(5);
+/// How long a call waits for the answers to what it sent (a transaction's
+/// statements, with any wait for the store's lock): past it the connection
+/// counts as dead, as one left by a failover or a frozen server is, and is
+/// closed. Generous, since the lock may be queued for under load; a
+/// migration that could run longer must be applied some other way.
+const ANSWER_WAIT: Duration = Duration::from_secs(15);
 /// Audit rows read per round trip while scanning the log.
 const SCAN_PAGE: i64 = 2_000;
 
@@ -159,6 +166,10 @@ impl PostgresStore {
         // network) is noticed within seconds, not at the kernel's hours.
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
+        // And one whose data goes unacknowledged, at the kernel's level.
+        config.tcp_user_timeout(ANSWER_WAIT);
         if config.get_application_name().is_none() {
             config.application_name("hoistd");
         }
@@ -210,7 +221,7 @@ impl PostgresStore {
     fn connection(&self) -> Result<PgConn> {
         let _runtime = self.handle.enter();
         let object = futures::executor::block_on(self.pool.get()).map_err(pool_error)?;
-        Ok(PgConn::new(object))
+        Ok(PgConn::new(object, self.handle.clone()))
     }
 
     /// Applies the pending migrations in one transaction under the
@@ -384,6 +395,8 @@ impl Store for PostgresStore {
 /// it broke.
 pub(super) struct PgConn {
     object: Option<Object>,
+    /// The store's runtime, whose timer bounds each wait for answers.
+    handle: tokio::runtime::Handle,
     /// Inside `BEGIN` and not yet committed or rolled back.
     open: AtomicBool,
     /// Met an error that leaves it unusable: it is not handed out again.
@@ -432,12 +445,28 @@ enum Step {
 }
 
 impl PgConn {
-    fn new(object: Object) -> Self {
+    fn new(object: Object, handle: tokio::runtime::Handle) -> Self {
         PgConn {
             object: Some(object),
+            handle,
             open: AtomicBool::new(false),
             broken: AtomicBool::new(false),
         }
+    }
+
+    /// Waits on the calling thread for `answers`, at most [`ANSWER_WAIT`]:
+    /// a connection that stops answering fails the call and is closed,
+    /// rather than holding its caller (the reaper, a lease renewal) for as
+    /// long as the kernel keeps a dead socket.
+    fn wait<T>(&self, answers: impl Future<Output = T>) -> Result<T> {
+        let _runtime = self.handle.enter();
+        futures::executor::block_on(tokio::time::timeout(ANSWER_WAIT, answers)).map_err(|_| {
+            self.broken.store(true, Ordering::Relaxed);
+            StoreError::Unavailable(format!(
+                "the database did not answer within {} s",
+                ANSWER_WAIT.as_secs()
+            ))
+        })
     }
 
     fn object(&self) -> Result<&Object> {
@@ -460,7 +489,7 @@ impl PgConn {
         commit: bool,
     ) -> Result<std::result::Result<Piped, Failed>> {
         let object = self.object()?;
-        Ok(futures::executor::block_on(async {
+        self.wait(async {
             // Prepared first, one at a time: a statement met for the first
             // time on this connection costs one round trip, once.
             let mut prepared = Vec::with_capacity(statements.len());
@@ -522,7 +551,7 @@ impl PgConn {
                 }
             }
             Ok(piped)
-        }))
+        })
     }
 
     /// Runs one statement and returns its rows.
@@ -536,7 +565,8 @@ impl PgConn {
     /// Runs statements with no parameters (`BEGIN`, a migration).
     pub(super) fn batch(&self, sql: &str) -> Result<()> {
         let object = self.object()?;
-        futures::executor::block_on(object.batch_execute(sql)).map_err(|err| self.failed(err))
+        self.wait(object.batch_execute(sql))?
+            .map_err(|err| self.failed(err))
     }
 
     /// [`PgConn::pipeline`], keeping track of the transaction: open from
