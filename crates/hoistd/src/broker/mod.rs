@@ -90,8 +90,9 @@ pub struct Broker {
     changes: broadcast::Sender<Change>,
     /// Wakes the reaper when something new may fall due sooner.
     reaper: Notify,
-    /// When the reaper looks next, in Unix milliseconds; `i64::MIN` while
-    /// it is looking (see [`Broker::reaper_sleeps_until`]).
+    /// When the reaper looks next, in Unix milliseconds; `i64::MAX` while
+    /// it is looking, so that every change wakes it again (see
+    /// [`Broker::reaper_sleeps_until`]).
     reaper_at: AtomicI64,
     /// Holds the reaper back while true, so tests can read past an end that
     /// nothing has recorded yet (`testing` feature).
@@ -354,7 +355,7 @@ impl Broker {
             ssh_ca: Arc::new(ssh_ca),
             changes,
             reaper: Notify::new(),
-            reaper_at: AtomicI64::new(i64::MIN),
+            reaper_at: AtomicI64::new(i64::MAX),
             reaper_held: watch::Sender::new(false),
             bindings: RwLock::default(),
             reloads: watch::Sender::new(0),
@@ -450,7 +451,7 @@ impl Broker {
     /// changes fall due long after (a grant's end, a request's time-out),
     /// and each look is a transaction of its own.
     pub fn reaper_sleeps_until(&self, until: Option<DateTime<Utc>>) {
-        let at = until.map_or(i64::MIN, |at| at.timestamp_millis());
+        let at = until.map_or(i64::MAX, |at| at.timestamp_millis());
         self.reaper_at.store(at, Ordering::SeqCst);
     }
 
@@ -727,5 +728,30 @@ impl Broker {
         }
         let role = self.eligible_role(policy, user, &grant.role)?;
         Ok((grant, role))
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+
+    /// A change committed while the reaper looks (after its read, before it
+    /// says when it looks next) wakes it again, rather than waiting for
+    /// its longest sleep.
+    #[tokio::test]
+    async fn a_change_committed_while_the_reaper_looks_wakes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let policy = Policy::parse("p", &crate::testing::policy_text("")).unwrap();
+        let broker = Broker::new(store, policy).unwrap();
+        broker.reaper_sleeps_until(None);
+        broker.wake_reaper_by(Some(now() + TimeDelta::seconds(1)));
+        let woken = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            broker.reaper_wakeup().notified(),
+        )
+        .await;
+        assert!(woken.is_ok(), "the change did not wake the reaper");
     }
 }
