@@ -48,11 +48,27 @@ pub async fn lead_forever(
         let asked = Instant::now();
         let asking = Arc::clone(&store);
         let who = holder.clone();
-        let answer = tokio::time::timeout(
+        let renewal = tokio::time::timeout(
             TERM - MARGIN,
             tokio::task::spawn_blocking(move || asking.lead(&who, TERM)),
-        )
-        .await;
+        );
+        tokio::pin!(renewal);
+        // Leading ends at `valid_until` by this instance's clock, whether
+        // the renewal has answered or not.
+        let answer = loop {
+            tokio::select! {
+                answer = &mut renewal => break answer,
+                _ = tokio::time::sleep_until(valid_until.unwrap_or_else(Instant::now)),
+                    if valid_until.is_some() =>
+                {
+                    valid_until = None;
+                    if epoch.take().is_some() {
+                        tracing::warn!(holder = %holder, "stopped leading: the lease was not renewed in time");
+                    }
+                    leading.send_if_modified(|was| std::mem::replace(was, false));
+                }
+            }
+        };
         match answer {
             Ok(Ok(Ok(Some(now)))) => {
                 valid_until = Some(asked + TERM - MARGIN);
@@ -87,8 +103,11 @@ pub async fn lead_forever(
             tracing::warn!(holder = %holder, "stopped leading: the lease could not be renewed");
         }
         leading.send_if_modified(|was| std::mem::replace(was, leads) != leads);
+        // Asks again in a second, or when the term runs out if sooner.
+        let next = Instant::now() + RENEW_EVERY;
+        let wake = valid_until.map_or(next, |until| next.min(until));
         let stopping = tokio::select! {
-            _ = tokio::time::sleep(RENEW_EVERY) => false,
+            _ = tokio::time::sleep_until(wake) => false,
             _ = stopped.wait_for(|stopped| *stopped) => true,
         };
         if stopping {
@@ -112,8 +131,9 @@ pub async fn while_leading<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     loop {
+        // `leading` closed: the server stopped, and its leader with it.
         tokio::select! {
-            _ = leading.wait_for(|leads| *leads) => {}
+            led = leading.wait_for(|leads| *leads) => if led.is_err() { return },
             _ = stopped.wait_for(|stopped| *stopped) => return,
         }
         let (halt, halted) = watch::channel(false);
@@ -130,5 +150,84 @@ pub async fn while_leading<F, Fut>(
         if stopping {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::store::{Connections, Snapshot, StoreError, Tx};
+
+    /// A store whose first renewal is taken at once but answered late, and
+    /// whose second never answers in time.
+    struct SlowRenewals(AtomicUsize);
+
+    impl Store for SlowRenewals {
+        fn transaction(&self) -> crate::store::Result<Box<dyn Tx + '_>> {
+            Err(StoreError::Other("no transactions here".into()))
+        }
+        fn snapshot(&self) -> crate::store::Result<Box<dyn Snapshot + '_>> {
+            Err(StoreError::Other("no snapshots here".into()))
+        }
+        fn ready(&self) -> crate::store::Result<()> {
+            Ok(())
+        }
+        fn connections(&self) -> Connections {
+            Connections::default()
+        }
+        fn lead(&self, _: &str, _: Duration) -> crate::store::Result<Option<i64>> {
+            match self.0.fetch_add(1, Ordering::SeqCst) {
+                0 => {
+                    std::thread::sleep(Duration::from_millis(3500));
+                    Ok(Some(1))
+                }
+                _ => {
+                    std::thread::sleep(Duration::from_secs(6));
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    /// Asked at 0 s, a leader may lead by its own clock until 4 s (the
+    /// database's term ends at 5 s, when another may take the lease): a
+    /// renewal still pending then does not keep it leading.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_stops_by_its_own_clock_while_a_renewal_is_pending() {
+        let store: Arc<dyn Store> = Arc::new(SlowRenewals(AtomicUsize::new(0)));
+        let (leads, leading) = watch::channel(false);
+        let (lease, _) = watch::channel(None);
+        let (stop, stopped) = watch::channel(false);
+        let started = Instant::now();
+        let task = tokio::spawn(lead_forever(store, "a".into(), leads, lease, stopped));
+        tokio::time::sleep_until(started + Duration::from_millis(3700)).await;
+        assert!(*leading.borrow(), "leading once the answer came");
+        tokio::time::sleep_until(started + Duration::from_millis(4500)).await;
+        let still = *leading.borrow();
+        stop.send(true).unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        assert!(!still, "still leading at 4.5 s, past its own deadline");
+    }
+
+    /// At a stop, the leader's `leading` closes as `stopped` fires: no
+    /// leader-only job starts then.
+    #[tokio::test]
+    async fn no_job_starts_once_the_server_stopped() {
+        let started = Arc::new(AtomicUsize::new(0));
+        for _ in 0..50 {
+            let (leads, leading) = watch::channel(false);
+            let (stop, stopped) = watch::channel(false);
+            stop.send(true).unwrap();
+            drop(leads);
+            let counting = Arc::clone(&started);
+            while_leading(leading, stopped, move |_halted| {
+                counting.fetch_add(1, Ordering::SeqCst);
+                async {}
+            })
+            .await;
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 0);
     }
 }
