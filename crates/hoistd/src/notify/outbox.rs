@@ -257,12 +257,16 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) {
     let recorded =
         tokio::task::spawn_blocking(move || notifier.record_notification(&settled, &delivery))
             .await;
-    match recorded {
-        Ok(Ok(())) => {}
-        // Not recorded: it stays due and is sent again, under the same id.
-        Ok(Err(err)) => tracing::error!(error = %err, "notification outcome not recorded"),
-        Err(err) => tracing::error!(error = %err, "notification outcome not recorded"),
-    }
+    let unrecorded = match recorded {
+        Ok(Ok(())) => return,
+        Ok(Err(err)) => err.to_string(),
+        Err(err) => err.to_string(),
+    };
+    // Not recorded: it stays due and is sent again, under the same id, but
+    // not before a pause (holding it busy meanwhile), so a store that takes
+    // no writes does not have a channel posted to over and over.
+    tracing::error!(error = %unrecorded, "notification outcome not recorded");
+    tokio::time::sleep(crate::target::outbox::UNRECORDED_PAUSE).await;
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ const MAX_RUNNING: usize = 16;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Never longer between attempts than this.
 const MAX_RETRY: Duration = Duration::from_secs(60);
+/// The least an effect (or a notification) waits to run again when its
+/// outcome could not be recorded.
+pub(crate) const UNRECORDED_PAUSE: Duration = Duration::from_secs(5);
 
 /// When to try again after `attempts` failures: doubling from half a second
 /// to a minute, less up to a quarter at random so that effects failing
@@ -136,13 +139,19 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) {
             "target effect failed; retrying"
         );
     }
+    let attempts = due.effect.attempts;
     let recorded = tokio::task::spawn_blocking(move || ledger.record_effect(&due, outcome)).await;
-    match recorded {
-        Ok(Ok(())) => {}
-        // Not recorded: the effect stays due and runs again (it is idempotent).
-        Ok(Err(err)) => tracing::error!(error = %err, "target effect outcome not recorded"),
-        Err(err) => tracing::error!(error = %err, "target effect outcome not recorded"),
-    }
+    let unrecorded = match recorded {
+        Ok(Ok(())) => return,
+        Ok(Err(err)) => err.to_string(),
+        Err(err) => err.to_string(),
+    };
+    // Not recorded (the store takes reads but no writes: out of disk, read
+    // only): the effect stays due and runs again, as it is idempotent, but
+    // not before a pause, holding its grant busy meanwhile, rather than at
+    // once and for ever.
+    tracing::error!(error = %unrecorded, "target effect outcome not recorded");
+    tokio::time::sleep(backoff(attempts + 1).max(UNRECORDED_PAUSE)).await;
 }
 
 #[cfg(test)]
@@ -162,5 +171,147 @@ mod tests {
         }
         assert!(backoff(1) <= FIRST_RETRY);
         assert!(backoff(100) <= MAX_RETRY);
+    }
+}
+
+#[cfg(test)]
+mod unrecorded_tests {
+    //! An outcome the store does not record is not run again at once.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::store::{Effect, StoreError};
+    use crate::target::{GrantFacts, Journal, Managed, TargetKind, Targets, reconcile};
+
+    #[derive(Debug)]
+    struct Counting(Arc<AtomicUsize>);
+
+    #[async_trait::async_trait]
+    impl TargetKind for Counting {
+        fn name(&self) -> &str {
+            "t"
+        }
+        fn kind(&self) -> &'static str {
+            "webhook"
+        }
+        fn access(&self, _: toml::Table) -> Result<serde_json::Value, String> {
+            Ok(serde_json::Value::Null)
+        }
+        async fn validate(&self, _: &serde_json::Value) -> Result<(), TargetError> {
+            Ok(())
+        }
+        async fn provision(&self, _: &GrantFacts, _: &Journal) -> Result<(), TargetError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn deprovision(&self, _: &GrantFacts, _: &Journal) -> Result<(), TargetError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn inspect(&self, _: &GrantFacts, _: &Journal) -> Result<bool, TargetError> {
+            Ok(true)
+        }
+        async fn managed(&self, _: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
+            Ok(None)
+        }
+        async fn remove(&self, _: &Managed, _: &Journal) -> Result<(), TargetError> {
+            Ok(())
+        }
+        async fn credential(
+            &self,
+            _: &GrantFacts,
+            _: &Journal,
+            _: Option<&crate::target::ssh::HolderKey>,
+        ) -> Result<Option<hoist_api::AccessCredential>, TargetError> {
+            Ok(None)
+        }
+    }
+
+    struct Unrecorded {
+        calls: Arc<AtomicUsize>,
+        store: Arc<dyn crate::store::Store>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Ledger for Unrecorded {
+        fn targets(&self) -> Targets {
+            let mut targets = Targets::default();
+            targets.insert(Arc::new(Counting(Arc::clone(&self.calls))));
+            targets
+        }
+        fn journal(&self) -> Journal {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+            Journal::new(
+                Arc::clone(&self.store),
+                Arc::new(crate::target::ssh::Authority::from_key(&key)),
+                Arc::new(crate::credential::Signer::from_key(&key).unwrap()),
+                "https://hoist.test".into(),
+            )
+        }
+        fn due_effects(&self, _: DateTime<Utc>, _: usize) -> crate::error::Result<Vec<Due>> {
+            let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+            Ok(vec![Due {
+                effect: Effect {
+                    id: "fx_1".into(),
+                    grant_id: "gr_1".into(),
+                    target: "t".into(),
+                    action: EffectAction::Deprovision,
+                    attempts: 0,
+                    next_attempt_at: at,
+                    last_error: None,
+                    created_at: at,
+                    done_at: None,
+                    access: None,
+                },
+                grant: GrantFacts {
+                    id: "gr_1".into(),
+                    role: "r".into(),
+                    holder: "alice".into(),
+                    starts_at: at,
+                    expires_at: at,
+                    access: serde_json::Value::Null,
+                    justification: "j".into(),
+                    ticket: None,
+                    incident: None,
+                },
+            }])
+        }
+        fn next_effect_due(&self) -> crate::error::Result<Option<DateTime<Utc>>> {
+            Ok(None)
+        }
+        fn record_effect(&self, _: &Due, _: Result<(), TargetError>) -> crate::error::Result<()> {
+            // E.g. PostgreSQL read-only or out of disk: reads work, writes fail.
+            Err(StoreError::Unavailable("25006: read-only transaction".into()).into())
+        }
+        fn reconcile_view(&self, _: &str) -> crate::error::Result<reconcile::View> {
+            Ok(reconcile::View::default())
+        }
+        fn access_missing(&self, _: &str, _: &str) -> crate::error::Result<()> {
+            Ok(())
+        }
+        fn drift_removed(&self, _: &str, _: &Managed) -> crate::error::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unrecorded_outcome_waits_before_it_runs_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let ledger = Arc::new(Unrecorded {
+            calls: Arc::clone(&calls),
+            store,
+            _dir: dir,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(run(ledger, Arc::new(Notify::new()), stopped));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+        let calls = calls.load(Ordering::SeqCst);
+        // One attempt, then the pause.
+        assert_eq!(calls, 1, "the target was called {calls} times in 2 s");
     }
 }
