@@ -176,10 +176,16 @@ async fn accepted(target: &Target, session: &Session) -> Result<Me, SessionError
     }
 }
 
+/// Held while a session is read and refreshed: two refreshes at once in
+/// one process would spend the same refresh token twice, which a provider
+/// that rotates them takes as theft and answers by ending the session.
+static REFRESHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The stored session, refreshed first if it ends within [`REFRESH_AHEAD`]
 /// (and saved again, as providers may rotate refresh tokens).
 pub async fn current(target: &Target) -> Result<Session, SessionError> {
     use_file_store_if_chosen(target)?;
+    let _refreshing = REFRESHING.lock().await;
     let not_signed_in = || SessionError::NotSignedIn {
         broker: target.broker.clone(),
         login: login_command(target),
@@ -314,7 +320,43 @@ pub async fn logout(target: &Target) -> Result<bool, SessionError> {
 /// midway (an Entra role's authentication context) is prompted for on
 /// standard error.
 pub async fn open(target: &Target) -> Result<Arc<dyn Backend>, SessionError> {
-    open_with(target, Some(Arc::new(print_device_prompt))).await
+    let backend = open_with(target, Some(Arc::new(print_device_prompt))).await?;
+    keep_fresh(target.clone(), Arc::downgrade(&backend));
+    Ok(backend)
+}
+
+/// Keeps a command's single sign-on token fresh for as long as its backend
+/// lives: a wait (`--wait`, `exec`, `reviews --watch`) may outlast the
+/// token, and the broker ends an event stream when its token does, so a
+/// reconnection, or the withdrawal of a request, would be refused. A
+/// static token needs no care.
+fn keep_fresh(target: Target, backend: std::sync::Weak<dyn Backend>) {
+    tokio::spawn(async move {
+        loop {
+            let next = match current(&target).await {
+                Ok(session) => {
+                    let Some(expires_at) = session.expires_at else {
+                        return;
+                    };
+                    match backend.upgrade() {
+                        Some(backend) => backend.set_token(&session.access_token),
+                        None => return,
+                    }
+                    // `current` refreshes from REFRESH_AHEAD before the end.
+                    (expires_at - REFRESH_AHEAD - chrono::Utc::now())
+                        .to_std()
+                        .unwrap_or_default()
+                        .max(std::time::Duration::from_secs(1))
+                }
+                // The provider away: the token in use lasts a while yet.
+                Err(_) => std::time::Duration::from_secs(10),
+            };
+            tokio::time::sleep(next).await;
+            if backend.strong_count() == 0 {
+                return;
+            }
+        }
+    });
 }
 
 /// What a person is told for a device sign-in, on standard error.

@@ -461,3 +461,24 @@ fn groups_from_the_token_decide_what_people_may_do() {
         setup.broker.stop().await;
     });
 }
+
+/// A command that waits longer than its token lives (`--wait`, `exec`,
+/// `reviews --watch`) keeps a fresh one: its backend is still let in after
+/// the token it started with has expired.
+#[test]
+fn a_command_that_outlives_its_token_keeps_a_fresh_one() {
+    run(async {
+        let mut setup = setup(Some(3)).await;
+        let (me, first) = device_login(&setup, "alice").await;
+        let target = target(&setup, Some(&me.user));
+        let client = session::open(&target).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(4600)).await;
+        let expired = status_of(&setup, &first.access_token).await;
+        assert!(
+            matches!(expired, Err(BackendError::Unauthenticated(_))),
+            "the first token has expired: {expired:?}"
+        );
+        assert_eq!(client.me().await.unwrap().user, "alice");
+        setup.broker.stop().await;
+    });
+}
