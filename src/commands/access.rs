@@ -8,7 +8,7 @@ use futures::StreamExt;
 use hoist_api::{AccessCredential, AccessState, Grant, LiveEvent};
 use tokio::time::Instant;
 
-use super::request::find_grant;
+use super::request::active_grant;
 use super::{Ended, say};
 use crate::backend::Backend;
 
@@ -137,9 +137,16 @@ pub async fn wait_live(
             },
             None => backend.events().await,
         };
-        let current = find_grant(backend, &id)
-            .await
-            .map_err(|_| anyhow::anyhow!("{id} ended before its access became live"))?;
+        let current = match active_grant(backend, &id).await {
+            Ok(Some(current)) => current,
+            Ok(None) => anyhow::bail!("{id} ended before its access became live"),
+            // A broker restarting: look again shortly.
+            Err(err) if err.is_transient() => {
+                sleep_until(deadline, Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(err) => return Err(err.into()),
+        };
         tell(&current);
         if not_live(&current).is_none() {
             return Ok(current);
@@ -224,5 +231,35 @@ mod tests {
         for name in ["PGHOST", "PGPASSWORD", "KUBECONFIG", "_X1"] {
             assert!(allowed_name(name), "{name}");
         }
+    }
+
+    /// A broker away for a moment (restarting) is not a grant that ended:
+    /// the wait goes on until its timeout.
+    #[tokio::test]
+    async fn a_broker_briefly_away_is_not_a_grant_that_ended() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let backend = crate::backend::hoistd::HoistdClient::new(&url, "t-alice").unwrap();
+        let now = chrono::Utc::now();
+        let mut grant =
+            crate::app::fixtures::grant("gr_1", "db", "alice", now + chrono::TimeDelta::hours(1));
+        grant.access = Some(hoist_api::TargetAccess {
+            target: "db-1".into(),
+            kind: "postgres".into(),
+            state: AccessState::Provisioning,
+            reason: None,
+            attempts: 0,
+            next_attempt_at: None,
+            updated_at: now,
+        });
+        let err = wait_live(&backend, grant, Some(Duration::from_secs(2)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            super::super::exit_code(&err),
+            super::super::exit::TIMED_OUT,
+            "{err:#}"
+        );
     }
 }

@@ -17,7 +17,7 @@ use hoist_api::{AccessRequest, RequestState};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::request::{file, find_grant, wait_for_final};
+use super::request::{active_grant, file, wait_for_final};
 use super::signals::{Signals, status_of};
 use super::{Ended, duration};
 use crate::backend::Backend;
@@ -96,14 +96,6 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     if args.command.is_empty() {
         return Err(Ended::Usage("no command after `--`".into()).into());
     }
-    if args.asking.reason.is_none() {
-        return Err(Ended::Usage(
-            "--reason is required (or run as a workload: --workload-token-file, \
-             HOIST_WORKLOAD_TOKEN or --workload-audience)"
-                .into(),
-        )
-        .into());
-    }
     // Without credentials there is nothing to give CMD: say so before
     // anything is requested.
     if !backend.capabilities().credential {
@@ -115,9 +107,19 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     // From here on a signal is ours to act on: while waiting it withdraws
     // the request, before CMD starts it starts nothing, after it is CMD's.
     let mut signals = Signals::listen()?;
-    let (grant, created) = match find_grant(backend, &args.role).await {
-        Ok(grant) => (grant, false),
-        Err(_) => match obtain(backend, &args.role, &args.asking, &mut signals).await? {
+    // A grant held already is used as it is; only asking for one takes a
+    // reason. A broker that cannot say is not asked for a second grant.
+    let (grant, created) = match active_grant(backend, &args.role).await? {
+        Some(grant) => (grant, false),
+        None if args.asking.reason.is_none() => {
+            return Err(Ended::Usage(format!(
+                "no active grant of {}: --reason is required to request one (or run as a \
+                 workload: --workload-token-file, HOIST_WORKLOAD_TOKEN or --workload-audience)",
+                args.role
+            ))
+            .into());
+        }
+        None => match obtain(backend, &args.role, &args.asking, &mut signals).await? {
             Obtained::Grant(grant) => (*grant, true),
             Obtained::Interrupted(signal) => return Ok(status_of(signal)),
         },
@@ -251,9 +253,19 @@ async fn obtain(
         .into());
     }
     let grant_id = request.grant_id.clone().unwrap_or_default();
-    Ok(Obtained::Grant(Box::new(
-        find_grant(backend, &grant_id).await?,
-    )))
+    match active_grant(backend, &grant_id).await {
+        Ok(Some(grant)) => Ok(Obtained::Grant(Box::new(grant))),
+        // Granted, but not to be found (ended already) or not readable:
+        // nothing runs, and nothing is left behind.
+        outcome => {
+            revoke_after(backend, &grant_id).await;
+            Err(match outcome {
+                Err(err) => anyhow::Error::from(err)
+                    .context(format!("{grant_id} could not be read, and is revoked")),
+                Ok(_) => anyhow::anyhow!("{grant_id} ended before the command could start"),
+            })
+        }
+    }
 }
 
 /// Cancels the request exec filed and says what became of it. A request

@@ -387,15 +387,23 @@ pub async fn deny(
 
 /// A grant id (`gr_…`), or the role of one of my active grants.
 pub async fn find_grant(backend: &dyn Backend, target: &str) -> anyhow::Result<Grant> {
+    active_grant(backend, target).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no active grant `{target}` (give a grant id or the role of an active grant)"
+        )
+    })
+}
+
+/// My active grant with this id or of this role: `None` when there is
+/// none, an error when the broker could not say.
+pub async fn active_grant(
+    backend: &dyn Backend,
+    target: &str,
+) -> Result<Option<Grant>, crate::backend::BackendError> {
     let grants = backend.grants(false).await?;
-    grants
+    Ok(grants
         .into_iter()
-        .find(|g| g.id == target || g.role == target)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no active grant `{target}` (give a grant id or the role of an active grant)"
-            )
-        })
+        .find(|g| g.id == target || g.role == target))
 }
 
 pub async fn revoke(

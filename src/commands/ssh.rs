@@ -26,7 +26,7 @@ use hoist_api::Grant;
 use tokio::io::AsyncWriteExt;
 
 use super::exec::{Asking, obtain_grant, run_command};
-use super::request::find_grant;
+use super::request::active_grant;
 use super::signals::{Signals, status_of};
 use super::{Ended, say};
 use crate::backend::{Backend, BackendError};
@@ -93,9 +93,9 @@ pub async fn ssh(backend: &dyn Backend, args: &SshArgs) -> anyhow::Result<u8> {
         return Err(BackendError::Unsupported("credentials, which `hoist ssh` needs").into());
     }
     let mut signals = Signals::listen()?;
-    let grant = match find_grant(backend, &args.role).await {
-        Ok(grant) => grant,
-        Err(_) => {
+    let grant = match active_grant(backend, &args.role).await? {
+        Some(grant) => grant,
+        None => {
             if args.asking.reason.is_none() {
                 return Err(Ended::Usage(
                     "no active grant for this role: --reason is required to request one".into(),
@@ -110,7 +110,16 @@ pub async fn ssh(backend: &dyn Backend, args: &SshArgs) -> anyhow::Result<u8> {
     };
     super::remember_grants(backend).await;
     let timeout = args.asking.timeout()?;
-    let grant = super::access::wait_live(backend, grant, timeout).await?;
+    let grant = tokio::select! {
+        live = super::access::wait_live(backend, grant, timeout) => live?,
+        signal = signals.next() => {
+            say(&format!(
+                "{} arrived while waiting for the access; ssh was not started",
+                signal.as_str()
+            ));
+            return Ok(status_of(signal));
+        }
+    };
     login(backend, args, &grant, &mut signals).await
 }
 
@@ -125,7 +134,16 @@ async fn login(
         .num_seconds()
         .max(1);
     let (identity, _agent) = identity(args, folder.path(), remaining).await?;
-    let credential = backend.certify(&grant.id, identity.public()).await?;
+    let credential = tokio::select! {
+        certified = backend.certify(&grant.id, identity.public()) => certified?,
+        signal = signals.next() => {
+            say(&format!(
+                "{} arrived while the key was certified; ssh was not started",
+                signal.as_str()
+            ));
+            return Ok(status_of(signal));
+        }
+    };
     let Some(certificate) = credential
         .access
         .as_ref()

@@ -485,7 +485,17 @@ async fn exec_runs_with_the_credential_and_revokes_what_it_requested() {
         "exec revokes the grant it created"
     );
 
-    // A grant that was already there is reused and left alone.
+    // Without a grant, asking for one takes a reason.
+    let out = alice.run(&["exec", "staging-db-admin", "--", "true"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--reason is required to request one"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A grant that was already there is reused, with no reason asked for,
+    // and left alone.
     let held: AccessRequest = alice.json(&[
         "request",
         "staging-db-admin",
@@ -496,14 +506,12 @@ async fn exec_runs_with_the_credential_and_revokes_what_it_requested() {
     let out = alice.run(&[
         "exec",
         "staging-db-admin",
-        "--reason",
-        "x",
         "--",
         "sh",
         "-c",
         "echo $HOIST_GRANT_ID",
     ]);
-    assert_eq!(code(&out), 0);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim(),
         held.grant_id.clone().unwrap()
