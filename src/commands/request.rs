@@ -123,10 +123,15 @@ pub async fn request(
             .map(|r| r.id.clone())
             .collect();
         let deadline = timeout.map(|t| Instant::now() + t);
+        // Each request as last known, with why its wait failed if it did:
+        // printed either way, so a script still has its id.
         let waits = requests.into_iter().map(|r| async move {
-            let request = wait_for_final(backend, r, timeout).await?;
-            until_live(backend, &request, deadline).await?;
-            Ok::<_, anyhow::Error>(request)
+            let request = match wait_for_final(backend, r.clone(), timeout).await {
+                Ok(request) => request,
+                Err(err) => return (r, Some(err)),
+            };
+            let live = until_live(backend, &request, deadline).await.err();
+            (request, live)
         });
         requests = Vec::new();
         let outcomes = tokio::select! {
@@ -145,11 +150,9 @@ pub async fn request(
                 .into());
             }
         };
-        for outcome in outcomes {
-            match outcome {
-                Ok(request) => requests.push(request),
-                Err(err) => failures.push(err),
-            }
+        for (request, failed) in outcomes {
+            requests.push(request);
+            failures.extend(failed);
         }
     }
     super::remember_grants(backend).await;

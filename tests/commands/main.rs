@@ -1479,3 +1479,17 @@ async fn a_reader_that_goes_away_ends_a_listing_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(code(&out), 0, "{err}");
 }
+
+/// `--wait --json` that runs out of time still prints the request it
+/// filed, as a plain `--json` would: a script needs its id to cancel it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_that_times_out_still_names_the_request_under_json() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let out = alice.run(&[&DB[..], &["--wait", "--timeout", "2s", "--json"]].concat());
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let request: AccessRequest = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(request.state, RequestState::Pending);
+    assert!(request.id.starts_with("req_"), "{request:?}");
+}
