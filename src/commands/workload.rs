@@ -189,22 +189,53 @@ fn requested_ttl(args: &ExecArgs) -> anyhow::Result<Option<String>> {
     Ok(ttl.map(|secs| secs.to_string()))
 }
 
-/// Exchanges until the credential is handed over, saying once why it waits;
-/// at the timeout, withdraws the task.
+/// Exchanges until the credential is handed over, saying once why it waits.
+/// Once it waits, a broker briefly away is asked again; at the timeout, or
+/// when anything else ends the wait, the task is withdrawn.
 async fn exchange(
     http: &reqwest::Client,
     broker: &str,
     token: &str,
     args: &ExecArgs,
 ) -> anyhow::Result<TokenExchangeResponse> {
-    let ttl = requested_ttl(args)?;
+    let asked = requested_ttl(args)?;
     let deadline = args
         .asking
         .timeout()?
         .map(|wait| tokio::time::Instant::now() + wait);
     let mut said = None;
+    let mut away = Duration::from_millis(500);
+    let ttl = asked.as_deref();
+    let give_up = |why: String| async move {
+        let withdrawn = withdraw(http, broker, token, args, ttl).await;
+        Err::<TokenExchangeResponse, _>(Ended::TimedOut(format!("{why}; {withdrawn}")).into())
+    };
     loop {
-        match exchange_once(http, broker, token, args, ttl.as_deref()).await? {
+        let answer = match exchange_once(http, broker, token, args, ttl).await {
+            Ok(answer) => answer,
+            // Waiting already, the broker briefly away: ask again.
+            Err(err)
+                if said.is_some()
+                    && err
+                        .downcast_ref::<BackendError>()
+                        .is_some_and(BackendError::is_transient) =>
+            {
+                let now = tokio::time::Instant::now();
+                if deadline.is_some_and(|at| now + away > at) {
+                    return give_up(format!("gave up waiting: {err}")).await;
+                }
+                tokio::time::sleep(away).await;
+                away = (away * 2).min(MAX_POLL_INTERVAL);
+                continue;
+            }
+            Err(err) if said.is_some() => {
+                let withdrawn = withdraw(http, broker, token, args, ttl).await;
+                return Err(err.context(withdrawn));
+            }
+            Err(err) => return Err(err),
+        };
+        away = Duration::from_millis(500);
+        match answer {
             Answer::Issued(issued) => return Ok(*issued),
             Answer::Pending(pending, wait) => {
                 if said.as_ref() != Some(&pending.status) {
@@ -220,14 +251,11 @@ async fn exchange(
                     });
                     said = Some(pending.status.clone());
                 }
-                if deadline.is_some_and(|at| tokio::time::Instant::now() + wait > at) {
-                    let withdrawn = withdraw(http, broker, token, args, ttl.as_deref()).await;
-                    return Err(Ended::TimedOut(format!(
-                        "gave up waiting for {}; {withdrawn}",
-                        pending.request_id
-                    ))
-                    .into());
+                let now = tokio::time::Instant::now();
+                if deadline.is_some_and(|at| now >= at) {
+                    return give_up(format!("gave up waiting for {}", pending.request_id)).await;
                 }
+                let wait = deadline.map_or(wait, |at| wait.min(at - now));
                 tokio::time::sleep(wait).await;
             }
         }

@@ -461,3 +461,39 @@ async fn auditors_see_workload_grants_and_filter_the_audit_log_by_kind() {
     assert!(people.iter().any(|e| e.actor == "alice"));
     assert!(!people.iter().any(AuditEvent::concerns_workload));
 }
+
+/// A job waiting for its approver rides out a broker that goes away for a
+/// moment (a restart): it asks again, and runs once approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_job_rides_out_a_broker_restart() {
+    let (_provider, mut broker, token) = setup().await;
+    let mut child = hoist_exec(
+        &broker.url(),
+        &["db", "--", "sh", "-c", "echo role=$HOIST_ROLE"],
+        &[(hoist::commands::ENV_WORKLOAD_TOKEN, &token)],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let request = queued(&broker, &mut child).await;
+    broker.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the job gave up while the broker was away"
+    );
+    broker.restart().await;
+    broker.as_user("bob").approve(&request.id).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(line(&out, "role"), "db");
+}
