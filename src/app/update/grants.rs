@@ -284,6 +284,7 @@ pub(super) fn revoke_pending(state: &mut State, grant_id: String) -> Vec<Command
 /// The broker's answer to a revoke.
 pub(super) fn changed(state: &mut State, grant: Grant) -> Vec<Command> {
     state.busy.remove(&grant.id);
+    super::live::incident_grant(state, &grant);
     // Already reported removed at its target: that is the newer news.
     if grant.state != GrantState::Active && !state.access_removed.contains(&grant.id) {
         banner(

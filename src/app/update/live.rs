@@ -2,13 +2,35 @@
 //! the connection going down and coming back, the session ending.
 
 use chrono::TimeDelta;
-use hoist_api::{AccessRequest, GrantState, LiveEvent, RequestState};
+use hoist_api::{AccessRequest, Grant, GrantState, LiveEvent, RequestState};
 
 use super::requests::{upsert_queue, upsert_request};
 use super::{banner, grants, reviews};
 use crate::app::command::Command;
 use crate::app::state::{Banner, Connection, Level, State};
 use crate::text::{clock, sanitize};
+
+/// Keeps the incident on screen in step with a request the broker reported.
+pub(super) fn incident_request(state: &mut State, request: &AccessRequest) {
+    if let Some(slot) = state
+        .incident
+        .as_mut()
+        .and_then(|view| view.requests.iter_mut().find(|r| r.id == request.id))
+    {
+        *slot = request.clone();
+    }
+}
+
+/// Keeps the incident on screen in step with a grant the broker reported.
+pub(super) fn incident_grant(state: &mut State, grant: &Grant) {
+    if let Some(slot) = state
+        .incident
+        .as_mut()
+        .and_then(|view| view.grants.iter_mut().find(|g| g.id == grant.id))
+    {
+        *slot = grant.clone();
+    }
+}
 
 pub(super) fn stream_up(state: &mut State) -> Vec<Command> {
     let was_offline = matches!(state.connection, Connection::Offline { .. });
@@ -56,6 +78,11 @@ pub(super) fn session_renewed(state: &mut State) -> Vec<Command> {
 }
 
 pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
+    match &event {
+        LiveEvent::Request { request } => incident_request(state, request),
+        LiveEvent::Grant { grant } => incident_grant(state, grant),
+        _ => {}
+    }
     match event {
         LiveEvent::Hello { .. } => vec![],
         LiveEvent::Resync { .. } => vec![Command::LoadAll],

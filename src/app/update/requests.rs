@@ -10,6 +10,7 @@ use crate::app::state::{Level, Modal, Screen, State};
 /// The broker's answer to a cancel, review, claim or acknowledgement.
 pub(super) fn changed(state: &mut State, request: AccessRequest) -> Vec<Command> {
     state.busy.remove(&request.id);
+    super::live::incident_request(state, &request);
     upsert_request(state, request);
     vec![Command::LoadAll]
 }

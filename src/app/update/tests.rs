@@ -1349,3 +1349,42 @@ fn a_revoke_no_longer_retried_is_no_longer_pending() {
     );
     assert!(state.revoking.is_empty(), "{:?}", state.revoking);
 }
+
+/// The incident on screen follows what the broker reports of its grants
+/// and requests: a revoke answered, and someone else's grant ending.
+#[test]
+fn the_incident_on_screen_follows_its_grants_and_requests() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let mine = grant("g1", "db", "alice", now + TimeDelta::minutes(30));
+    let theirs = grant("g2", "k8s", "bob", now + TimeDelta::minutes(30));
+    let filed = request("req_1", "db", "carol", now);
+    state.grants = vec![mine.clone()];
+    state.incident = Some(hoist_api::IncidentView {
+        incident: "INC-7".into(),
+        requests: vec![filed.clone()],
+        grants: vec![mine.clone(), theirs.clone()],
+    });
+    let mut revoked = mine;
+    revoked.state = GrantState::Revoked;
+    update(&mut state, Action::GrantChanged(Box::new(revoked)));
+    let mut ended = theirs;
+    ended.state = GrantState::Revoked;
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Grant { grant: ended })),
+    );
+    let mut denied = filed;
+    denied.state = RequestState::Denied;
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: denied })),
+    );
+    let view = state.incident.clone().unwrap();
+    assert!(
+        view.grants.iter().all(|g| g.state == GrantState::Revoked),
+        "{:?}",
+        view.grants
+    );
+    assert_eq!(view.requests[0].state, RequestState::Denied);
+}
