@@ -114,6 +114,70 @@ pub fn body(role: &str, ticket: Option<&str>, secs: Option<u64>) -> hoist_api::C
     }
 }
 
+/// Reading a role's PIM policy takes a directory reader's role many
+/// engineers lack: without it the roles still show, saying their rules were
+/// not read, and an activation for a duration given still goes through.
+#[test]
+fn roles_show_and_activate_when_their_policy_cannot_be_read() {
+    run(async {
+        let tenant = Tenant::start().await;
+        tenant.graph.refuse_policy_reads();
+        let alice = tenant.backend("alice").await;
+        let roles = alice.roles().await.expect("roles without their policy");
+        assert_eq!(roles.len(), 4);
+        for role in &roles {
+            assert!(
+                role.description.contains("could not be read"),
+                "{}: {}",
+                role.name,
+                role.description
+            );
+        }
+        let filed = alice
+            .file(
+                &hoist_api::CreateRequest {
+                    role: role_id(graph::USER_ADMIN),
+                    justification: "rotate the break-glass account's password".into(),
+                    ticket: None,
+                    incident: None,
+                    duration_secs: Some(1800),
+                    starts_at: None,
+                    break_glass: false,
+                },
+                "key-1",
+            )
+            .await
+            .expect("activated without reading the policy");
+        assert_eq!(filed.duration_secs, 1800);
+    });
+}
+
+/// Graph throttling a call (429, `Retry-After`) is waited out and the call
+/// made again; throttling that lasts ends the call as something to retry
+/// later, saying so.
+#[test]
+fn throttled_calls_wait_as_graph_asks_then_try_again() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        tenant.graph.throttle(2);
+        let roles = alice.roles().await.expect("waited out the throttling");
+        assert_eq!(roles.len(), 4);
+        let throttled = tenant
+            .graph
+            .received()
+            .iter()
+            .filter(|r| r.status == 429)
+            .count();
+        assert_eq!(throttled, 2);
+
+        tenant.graph.throttle(100);
+        let refused = alice.roles().await.unwrap_err();
+        assert!(refused.is_transient(), "{refused:?}");
+        assert!(refused.to_string().contains("throttling"), "{refused}");
+    });
+}
+
 #[test]
 fn an_activation_propagates_before_it_is_a_grant_then_deactivates() {
     run(async {

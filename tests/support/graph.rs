@@ -216,6 +216,12 @@ struct World {
     min_active: i64,
     received: Vec<Received>,
     next: u64,
+    /// Calls still to be answered 429 with `Retry-After: 1`, as Graph
+    /// throttles.
+    throttled: u32,
+    /// Reading role management policies is refused (403), as it is to
+    /// someone with no directory reader's role.
+    policies_refused: bool,
 }
 
 impl World {
@@ -412,6 +418,16 @@ impl FakeGraph {
         if let Some(rules) = world.rules.get_mut(&group) {
             rules.approvers = approvers.iter().map(|a| a.to_string()).collect();
         }
+    }
+
+    /// Refuses (403) every read of a role management policy.
+    pub fn refuse_policy_reads(&self) {
+        self.world.lock().unwrap().policies_refused = true;
+    }
+
+    /// Answers the next `calls` calls 429 (`TooManyRequests`, `Retry-After: 1`).
+    pub fn throttle(&self, calls: u32) {
+        self.world.lock().unwrap().throttled = calls;
     }
 
     /// Every request received, in order.
@@ -625,7 +641,24 @@ async fn handle(
             Err(_) => return bad("BadRequest", "Unable to read JSON request payload."),
         }
     };
+    let throttled = {
+        let mut world = world.lock().unwrap();
+        let throttled = world.throttled > 0;
+        world.throttled = world.throttled.saturating_sub(1);
+        throttled
+    };
     let response = match authenticate(&world, &headers).await {
+        Ok(_) if throttled => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Too many requests.",
+            );
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            response
+        }
         Ok(caller) => match route(&world, &caller, &method, &uri, body.clone()) {
             Ok(response) | Err(response) => response,
         },
@@ -871,6 +904,13 @@ fn route(
         }
         // Policies.
         ("v1.0", "GET", ["policies", "roleManagementPolicyAssignments"]) => {
+            if w.policies_refused {
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation.",
+                ));
+            }
             let filter = q.get("$filter").cloned().unwrap_or_default();
             let (target, group) = parse_policy_filter(&filter).ok_or_else(|| {
                 bad(

@@ -18,6 +18,12 @@ use super::model::{ErrorBody, Page};
 use crate::backend::ServerClock;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Times a call Graph throttles (or, for a read, is briefly unavailable)
+/// is made again, each after the `Retry-After` it asked for.
+const THROTTLED_RETRIES: u32 = 3;
+/// The longest wait honoured between two tries; a longer `Retry-After`
+/// fails the call, saying Graph is throttling.
+const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// More pages than any person's PIM objects fill; past it Graph is looping.
 const MAX_PAGES: usize = 50;
@@ -163,11 +169,44 @@ impl Graph {
         Url::parse(link).is_ok_and(|url| url.origin() == self.root.origin())
     }
 
+    /// One call, made again when Graph throttles it (429; for a read,
+    /// also 503 and 504), after the `Retry-After` it names or a doubling
+    /// wait: a write Graph throttled was not made, a read may be repeated.
     async fn call(
         &self,
         method: Method,
         url: &str,
         body: Option<serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, GraphError> {
+        let mut tries = 0;
+        loop {
+            let mut retry_after = None;
+            let answer = self
+                .try_call(method.clone(), url, body.clone(), &mut retry_after)
+                .await;
+            let retryable = match &answer {
+                Err(GraphError::Status { status: 429, .. }) => true,
+                Err(GraphError::Status {
+                    status: 503 | 504, ..
+                }) => method == Method::GET,
+                _ => false,
+            };
+            let wait = retry_after.unwrap_or(Duration::from_secs(1 << tries));
+            if !retryable || tries >= THROTTLED_RETRIES || wait > LONGEST_RETRY_AFTER {
+                return answer;
+            }
+            tries += 1;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One try of [`Self::call`]; sets `retry_after` to what Graph asked.
+    async fn try_call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<serde_json::Value>,
+        retry_after: &mut Option<Duration>,
     ) -> Result<Option<serde_json::Value>, GraphError> {
         let token = Arc::clone(&self.token.read().unwrap_or_else(|p| p.into_inner()));
         let mut builder = self
@@ -199,6 +238,13 @@ impl Graph {
         if let Some(at) = server_time(response.headers()) {
             self.clock.observe(at);
         }
+        // Seconds, as Graph sends it.
+        *retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let status = response.status();
         let response_headers = self
             .recorder

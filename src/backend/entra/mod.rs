@@ -580,7 +580,7 @@ impl Backend for EntraClient {
             .await;
         let mut roles = Vec::with_capacity(refs.len());
         for ((role, e), terms) in refs.iter().zip(terms) {
-            roles.push(mapping::role(role, e, &terms?));
+            roles.push(mapping::role(role, e, &readable(terms)?));
         }
         roles.sort_by_key(|r| r.name.to_lowercase());
         Ok(roles)
@@ -641,13 +641,14 @@ impl Backend for EntraClient {
             return Err(BackendError::Unsupported("scheduled starts"));
         }
         let role = self.resolve_role(&body.role).await?;
-        let terms = self.terms(&role).await?;
         let user = self.user().await?;
         let mut new = self.activation(&role, &user.id, "selfActivate");
         new.justification = Some(body.justification.clone());
-        let secs = body
-            .duration_secs
-            .unwrap_or_else(|| terms.default_duration_secs());
+        // The policy is read only for a duration not asked for.
+        let secs = match body.duration_secs {
+            Some(secs) => secs,
+            None => readable(self.terms(&role).await)?.default_duration_secs(),
+        };
         new.schedule_info = Some(Schedule {
             start_date_time: Some(self.graph.clock().now()),
             expiration: Some(Expiration {
@@ -744,5 +745,19 @@ impl Backend for EntraClient {
 
     async fn events(&self) -> Result<EventStream, BackendError> {
         live::follow(self.clone(), self.poll).await
+    }
+}
+
+/// A role's terms, or Entra's defaults marked unread when Graph refused to
+/// say (a 403 for want of a directory reader's role, a 404, throttling):
+/// the role still shows, and Entra checks its rules at activation. A lost
+/// session or broker is still an error.
+fn readable(terms: Result<Terms, BackendError>) -> Result<Terms, BackendError> {
+    match terms {
+        Err(BackendError::Refused { .. }) => Ok(Terms {
+            unread: true,
+            ..Terms::default()
+        }),
+        other => other,
     }
 }

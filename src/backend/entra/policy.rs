@@ -24,6 +24,10 @@ pub struct Terms {
     pub approval_timeout_days: Option<u32>,
     /// The authentication context a sign-in must satisfy, if any.
     pub authentication_context: Option<String>,
+    /// The policy could not be read (reading it takes a directory reader's
+    /// role that not everyone holds): the rest is Entra's defaults, and
+    /// Entra checks the real rules at activation.
+    pub unread: bool,
 }
 
 impl Default for Terms {
@@ -38,6 +42,7 @@ impl Default for Terms {
             approver_groups: Vec::new(),
             approval_timeout_days: None,
             authentication_context: None,
+            unread: false,
         }
     }
 }
@@ -50,6 +55,9 @@ impl Terms {
     /// The terms Entra enforces that the form cannot check, in a few words.
     pub fn notes(&self) -> Vec<&'static str> {
         let mut notes = Vec::new();
+        if self.unread {
+            notes.push("rules that could not be read here (they apply at activation)");
+        }
         if self.mfa {
             notes.push("MFA at activation");
         }
