@@ -47,7 +47,8 @@ pub mod exit {
     pub const TIMED_OUT: u8 = 4;
     /// No session, or it ended: `hoist login`.
     pub const NOT_SIGNED_IN: u8 = 5;
-    /// The broker could not be reached.
+    /// The broker could not be reached, or asked to be tried again later
+    /// (its database unavailable, too many calls).
     pub const UNREACHABLE: u8 = 6;
     /// The broker refused by policy (not eligible, rule broken, not allowed).
     pub const REFUSED: u8 = 7;
@@ -136,6 +137,8 @@ fn backend_code(err: &BackendError) -> u8 {
             code: hoist_api::ErrorCode::Unavailable,
             ..
         } => exit::UNREACHABLE,
+        // Too many calls: the same call works shortly, as above.
+        BackendError::Refused { status: 429, .. } => exit::UNREACHABLE,
         BackendError::Refused { status, .. } if *status < 500 => exit::REFUSED,
         _ => exit::FAILURE,
     }
@@ -263,5 +266,11 @@ mod tests {
         assert_eq!(exit_code(&forbidden), exit::REFUSED);
         let unavailable = refused(hoist_api::ErrorCode::Unavailable, 503);
         assert_eq!(exit_code(&unavailable), exit::UNREACHABLE);
+        let too_many = refused(hoist_api::ErrorCode::RateLimited, 429);
+        assert_eq!(
+            exit_code(&too_many),
+            exit::UNREACHABLE,
+            "try again, not a refusal"
+        );
     }
 }

@@ -215,6 +215,10 @@ fn verdict(request: &AccessRequest) -> anyhow::Result<()> {
             Err(Ended::TimedOut(format!("{} lapsed with no decision", request.id)).into())
         }
         RequestState::Cancelled => anyhow::bail!("{} was cancelled: {reason}", request.id),
+        // Granted, then ended before the wait was over: no access now.
+        RequestState::Revoked | RequestState::Expired => {
+            anyhow::bail!("{} was {}: {reason}", request.id, request.state)
+        }
         _ => Ok(()),
     }
 }
@@ -461,5 +465,21 @@ mod tests {
             "{err:#}"
         );
         held.abort();
+    }
+
+    /// A wait that ends with the request revoked or expired gave no access:
+    /// it fails, as a denial or a cancellation does.
+    #[test]
+    fn a_request_revoked_or_expired_by_the_end_of_the_wait_is_a_failure() {
+        let now = chrono::Utc::now();
+        for state in [RequestState::Revoked, RequestState::Expired] {
+            let mut ended = crate::app::fixtures::request("req_1", "db", "alice", now);
+            ended.state = state;
+            let err = verdict(&ended).unwrap_err();
+            assert!(err.to_string().contains(state.as_str()), "{err}");
+        }
+        let mut active = crate::app::fixtures::request("req_1", "db", "alice", now);
+        active.state = RequestState::Active;
+        assert!(verdict(&active).is_ok());
     }
 }
