@@ -112,6 +112,7 @@ pub async fn decide(
             code: ErrorCode::InvalidState,
             message: format!("{id} names no approval to decide"),
         })?;
+    let approval_id = plain_id("approval", &approval_id)?;
     let (version, path, stages) = approvals_path(object.surface);
     let approval: Approval = client
         .graph
@@ -147,11 +148,15 @@ pub async fn decide(
         },
         justification: comment,
     };
+    let (approval_id, step_id) = (
+        plain_id("approval", &approval.id)?,
+        plain_id("approval step", &step.id)?,
+    );
     match client
         .graph
         .patch(
             version,
-            &format!("{path}/{}/{stages}/{}", approval.id, step.id),
+            &format!("{path}/{approval_id}/{stages}/{step_id}"),
             &body,
         )
         .await
@@ -165,4 +170,33 @@ pub async fn decide(
 
 async fn backend_request(client: &EntraClient, id: &str) -> Result<AccessRequest, BackendError> {
     crate::backend::Backend::request(client, id).await
+}
+
+/// An id Graph sent, to be put in a URL path: only what its ids are made
+/// of (letters, digits, `-`, `_`), so no answer can steer a call elsewhere.
+fn plain_id<'a>(what: &str, id: &'a str) -> Result<&'a str, BackendError> {
+    if !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Ok(id);
+    }
+    Err(BackendError::Protocol(format!(
+        "Microsoft Graph named an {what} by an id that is not one: {}",
+        crate::text::sanitize::line(id)
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_graph_go_into_paths_only_when_plain() {
+        assert_eq!(plain_id("approval", "a1b2-C3_d4").unwrap(), "a1b2-C3_d4");
+        for bad in ["", "../me", "a/b", "a?x=1", "a#b", "a%2Fb", "é"] {
+            assert!(plain_id("approval", bad).is_err(), "{bad}");
+        }
+    }
 }
