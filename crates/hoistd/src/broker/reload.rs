@@ -1,22 +1,62 @@
 //! A new policy, and the grants it no longer allows.
 
-use hoist_api::{AuditKind, GrantState};
-use serde_json::json;
-
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use hoist_api::{AccessState, AuditKind, ErrorCode, GrantState};
+use serde_json::json;
 
 use super::{Broker, SYSTEM_ACTOR, Work};
 use crate::audit::NewAuditEvent;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::store::GrantQuery;
 
 impl Broker {
+    /// Refuses a policy that drops a target still holding access for a
+    /// grant (being provisioned, live, failed or being removed): its
+    /// removal could never run, and the access would stay.
+    fn keeps_targets_holding_access(&self, policy: &Policy) -> Result<()> {
+        let holding = self.store.transaction()?.grants(&GrantQuery {
+            access_states: vec![
+                AccessState::Provisioning,
+                AccessState::Live,
+                AccessState::Failed,
+                AccessState::Removing,
+            ],
+            ..GrantQuery::default()
+        })?;
+        let mut dropped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for grant in holding {
+            if let Some(access) = grant.access
+                && policy.targets.get(&access.target).is_none()
+            {
+                dropped.entry(access.target).or_default().push(grant.id);
+            }
+        }
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        let named: Vec<String> = dropped
+            .iter()
+            .map(|(target, grants)| format!("{target} (grants {})", grants.join(", ")))
+            .collect();
+        Err(Error::refuse(
+            ErrorCode::InvalidState,
+            format!(
+                "the new policy drops targets that still hold access: {}; keep each until its \
+                 grants' access is removed (revoke them, or wait for their end)",
+                named.join("; ")
+            ),
+        ))
+    }
+
     /// Swaps in a new policy and revokes every grant its holder may no
     /// longer have. If that sweep cannot be made (the store is down), the
     /// previous policy is put back and the error returned: a policy is in
     /// force only with its sweep done, and the caller may try again.
     pub fn reload(&self, mut policy: Policy) -> Result<usize> {
+        self.keeps_targets_holding_access(&policy)?;
         let previous = self.policy.load_full();
         let previous_limits = self.limits.load_full();
         policy.adopt_directory(&previous);

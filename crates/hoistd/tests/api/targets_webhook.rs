@@ -488,8 +488,11 @@ fn webhook_targets_refuse_inline_secrets_plain_http_and_unknown_fields() {
     );
 }
 
+/// A policy that drops a target still holding access is refused, and the
+/// policy in force stays: the removal could never run, and the access would
+/// stay. Once the access is removed, the target may go.
 #[tokio::test]
-async fn a_target_dropped_from_the_policy_refuses_credentials_and_keeps_removals_pending() {
+async fn a_target_holding_access_cannot_be_dropped_from_the_policy() {
     let (endpoint, url) = own_receiver(Mode::Ok).await;
     let (broker, _dir) = broker(&url).await;
     let grant = granted(&broker, "rotate the node pool").await;
@@ -502,37 +505,39 @@ async fn a_target_dropped_from_the_policy_refuses_credentials_and_keeps_removals
         + &target_role("k8s-admin", "hook", "")
             .replace("target = \"hook\"\n", "")
             .replace("[roles.access]\n", "");
-    std::fs::write(broker.policy_path(), without).unwrap();
-    broker.server().reload(&broker.policy_path()).await.unwrap();
-    let refusal = refused(
-        broker.as_user("alice").credential(&grant.id).await,
-        StatusCode::CONFLICT,
-        ErrorCode::InvalidState,
+    std::fs::write(broker.policy_path(), &without).unwrap();
+    let refused = broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect_err("a target holding access cannot go")
+        .to_string();
+    assert!(
+        refused.contains("drops targets that still hold access"),
+        "{refused}"
     );
     assert!(
-        refusal.contains("which the policy in force no longer names"),
-        "{refusal}"
+        refused.contains(&format!("hook (grants {})", grant.id)),
+        "{refused}"
     );
+    // The policy in force is the one with the target.
+    assert!(broker.as_user("alice").credential(&grant.id).await.is_ok());
+
     broker
         .as_user("alice")
         .revoke(&grant.id, "done")
         .await
         .unwrap();
     eventually(LONG, || async {
-        access(&broker, &grant.id)
-            .await
-            .reason
-            .is_some_and(|r| r.contains("no such target in the policy in force"))
+        access(&broker, &grant.id).await.state == AccessState::Removed
     })
     .await;
-    assert_eq!(
-        access(&broker, &grant.id).await.state,
-        AccessState::Removing
-    );
-    assert!(
-        endpoint.held.lock().unwrap().contains(&grant.id),
-        "never told"
-    );
+    assert!(!endpoint.held.lock().unwrap().contains(&grant.id));
+    broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect("nothing holds access there now");
 }
 
 /// A workload's exchange for a role with a target answers once the access
