@@ -7,8 +7,9 @@
 //! `$HOIST_CONFIG_DIR` if set, else the platform's config dir for hoist
 //! (`~/.config/hoist` on Linux).
 //!
-//! Long because the file's every section and its one writer (which keeps
-//! comments and unknown keys) belong together; its unit tests are below.
+//! Long because the file's every section and its one writer (which rewrites
+//! the file whole, saying so in its first line) belong together; its unit
+//! tests are below.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
