@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hoist_api::{AccessState, AuditKind, ErrorCode, GrantState};
+use hoist_api::{AuditKind, ErrorCode, GrantState};
 use serde_json::json;
 
 use super::{Broker, SYSTEM_ACTOR, Work};
@@ -17,15 +17,10 @@ impl Broker {
     /// grant (being provisioned, live, failed or being removed): its
     /// removal could never run, and the access would stay.
     fn keeps_targets_holding_access(&self, policy: &Policy) -> Result<()> {
-        let holding = self.store.transaction()?.grants(&GrantQuery {
-            access_states: vec![
-                AccessState::Provisioning,
-                AccessState::Live,
-                AccessState::Failed,
-                AccessState::Removing,
-            ],
-            ..GrantQuery::default()
-        })?;
+        let holding = self
+            .store
+            .transaction()?
+            .grants(&GrantQuery::holding_access(None))?;
         let mut dropped: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for grant in holding {
             if let Some(access) = grant.access

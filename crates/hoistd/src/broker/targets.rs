@@ -297,16 +297,7 @@ impl Ledger for Broker {
         let tx = self.store.transaction()?;
         let policy = self.policy();
         let now = super::now();
-        let holding = tx.grants(&GrantQuery {
-            target: Some(target.to_string()),
-            access_states: vec![
-                AccessState::Provisioning,
-                AccessState::Live,
-                AccessState::Failed,
-                AccessState::Removing,
-            ],
-            ..GrantQuery::default()
-        })?;
+        let holding = tx.grants(&GrantQuery::holding_access(Some(target.to_string())))?;
         let mut view = View::default();
         for mut grant in holding {
             view.holding.insert(grant.id.clone());

@@ -406,6 +406,23 @@ pub struct GrantQuery {
     pub limit: Option<usize>,
 }
 
+impl GrantQuery {
+    /// Grants that hold access at a target (at `target`, if named): being
+    /// provisioned, live, failed, or being removed; all but removed.
+    pub fn holding_access(target: Option<String>) -> Self {
+        GrantQuery {
+            target,
+            access_states: vec![
+                AccessState::Provisioning,
+                AccessState::Live,
+                AccessState::Failed,
+                AccessState::Removing,
+            ],
+            ..GrantQuery::default()
+        }
+    }
+}
+
 /// What the outbox must make true at a target for a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EffectAction {

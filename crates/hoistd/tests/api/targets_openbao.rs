@@ -336,15 +336,7 @@ async fn a_token_minted_while_its_grant_is_revoked_is_revoked_too() {
         .revoke(&grant.id, "done")
         .await
         .unwrap();
-    let access = |broker: &TestBroker| {
-        let id = grant.id.clone();
-        let alice = broker.as_user("alice");
-        async move { alice.grant(&id).await.unwrap().access.unwrap() }
-    };
-    eventually(LONG, || async {
-        access(&broker).await.state == AccessState::Removed
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Removed).await;
 
     let refused = broker
         .broker()
@@ -358,10 +350,7 @@ async fn a_token_minted_while_its_grant_is_revoked_is_revoked_too() {
         "{refused}"
     );
     eventually(LONG, || async { bao.tokens_of(&grant.id).await == 0 }).await;
-    eventually(LONG, || async {
-        access(&broker).await.state == AccessState::Removed
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Removed).await;
 }
 
 /// A job whose credential could not be handed over (OpenBao refused to

@@ -82,18 +82,6 @@ async fn granted(broker: &TestBroker, secs: Option<u64>) -> Grant {
     broker.as_user("alice").grant(&id).await.unwrap()
 }
 
-async fn access_state(broker: &TestBroker, id: &str) -> Option<AccessState> {
-    let grant = broker.as_user("alice").grant(id).await.unwrap();
-    grant.access.map(|a| a.state)
-}
-
-async fn until_access(broker: &TestBroker, id: &str, state: AccessState) {
-    eventually(LONG, || async {
-        access_state(broker, id).await == Some(state)
-    })
-    .await;
-}
-
 async fn role_exists(pg: &Postgres, role: &str) -> bool {
     pg.admin()
         .await

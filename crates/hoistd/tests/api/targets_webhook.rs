@@ -110,10 +110,7 @@ async fn the_example_receiver_provisions_hands_over_and_removes_access() {
     let receiver = example_receiver();
     let (broker, _dir) = broker(&receiver.url).await;
     let grant = granted(&broker, "drain np-3 after the CVE patch").await;
-    eventually(LONG, || async {
-        access(&broker, &grant.id).await.state == AccessState::Live
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
     let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
     let handed = credential.access.unwrap();
     assert_eq!(handed.kind, "webhook");
@@ -125,10 +122,7 @@ async fn the_example_receiver_provisions_hands_over_and_removes_access() {
         .revoke(&grant.id, "done")
         .await
         .unwrap();
-    eventually(LONG, || async {
-        access(&broker, &grant.id).await.state == AccessState::Removed
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Removed).await;
     let pass = hoistd::target::reconcile::pass(broker.broker()).await;
     assert_eq!(pass.failures, 0, "{pass:?}");
 
@@ -326,10 +320,7 @@ async fn fails_then_recovers(mode: Mode, said: &str) {
     );
 
     *endpoint.mode.lock().unwrap() = Mode::Ok;
-    eventually(LONG, || async {
-        access(&broker, &grant.id).await.state == AccessState::Live
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
     // What the endpoint was told, every time, under a valid signature.
     let calls = endpoint.calls.lock().unwrap().clone();
     assert!(calls.len() >= 2, "{calls:?}");
@@ -372,10 +363,7 @@ async fn an_endpoint_down_at_revoke_gets_the_removal_when_it_is_back() {
     let (endpoint, url) = own_receiver(Mode::Ok).await;
     let (broker, _dir) = broker(&url).await;
     let grant = granted(&broker, "rotate the node pool").await;
-    eventually(LONG, || async {
-        access(&broker, &grant.id).await.state == AccessState::Live
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
     *endpoint.mode.lock().unwrap() = Mode::Fails;
     let revoked = broker
         .as_user("alice")
@@ -390,10 +378,7 @@ async fn an_endpoint_down_at_revoke_gets_the_removal_when_it_is_back() {
     .await;
     assert!(endpoint.held.lock().unwrap().contains(&grant.id));
     *endpoint.mode.lock().unwrap() = Mode::Ok;
-    eventually(LONG, || async {
-        access(&broker, &grant.id).await.state == AccessState::Removed
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Removed).await;
     assert!(!endpoint.held.lock().unwrap().contains(&grant.id));
 }
 
@@ -404,10 +389,7 @@ async fn a_removal_names_the_access_given_even_after_the_role_changed() {
     let (endpoint, url) = own_receiver(Mode::Ok).await;
     let (broker, dir) = broker(&url).await;
     let grant = granted(&broker, "rotate the node pool").await;
-    eventually(LONG, || async {
-        access(&broker, &grant.id).await.state == AccessState::Live
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
     let changed = policy(dir.path(), &url)
         .replace("cluster = \"prod\"", "cluster = \"staging\"")
         .replace("[\"get\", \"delete\"]", "[\"get\"]");
@@ -418,10 +400,7 @@ async fn a_removal_names_the_access_given_even_after_the_role_changed() {
         .revoke(&grant.id, "done")
         .await
         .unwrap();
-    eventually(LONG, || async {
-        access(&broker, &grant.id).await.state == AccessState::Removed
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Removed).await;
     let calls = endpoint.calls.lock().unwrap().clone();
     let removal = calls
         .iter()
@@ -496,10 +475,7 @@ async fn a_target_holding_access_cannot_be_dropped_from_the_policy() {
     let (endpoint, url) = own_receiver(Mode::Ok).await;
     let (broker, _dir) = broker(&url).await;
     let grant = granted(&broker, "rotate the node pool").await;
-    eventually(LONG, || async {
-        access(&broker, &grant.id).await.state == AccessState::Live
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
     // The role stays, without its target.
     let without = policy_text("")
         + &target_role("k8s-admin", "hook", "")
@@ -528,10 +504,7 @@ async fn a_target_holding_access_cannot_be_dropped_from_the_policy() {
         .revoke(&grant.id, "done")
         .await
         .unwrap();
-    eventually(LONG, || async {
-        access(&broker, &grant.id).await.state == AccessState::Removed
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Removed).await;
     assert!(!endpoint.held.lock().unwrap().contains(&grant.id));
     broker
         .server()
