@@ -320,8 +320,10 @@ pub async fn logout(target: &Target) -> Result<bool, SessionError> {
 /// midway (an Entra role's authentication context) is prompted for on
 /// standard error.
 pub async fn open(target: &Target) -> Result<Arc<dyn Backend>, SessionError> {
-    let backend = open_with(target, Some(Arc::new(print_device_prompt))).await?;
-    keep_fresh(target.clone(), Arc::downgrade(&backend));
+    let (backend, expires_at) = opened(target, Some(Arc::new(print_device_prompt))).await?;
+    if let Some(expires_at) = expires_at {
+        keep_fresh(target.clone(), Arc::downgrade(&backend), expires_at);
+    }
     Ok(backend)
 }
 
@@ -330,30 +332,36 @@ pub async fn open(target: &Target) -> Result<Arc<dyn Backend>, SessionError> {
 /// token, and the broker ends an event stream when its token does, so a
 /// reconnection, or the withdrawal of a request, would be refused. A
 /// static token needs no care.
-fn keep_fresh(target: Target, backend: std::sync::Weak<dyn Backend>) {
+fn keep_fresh(
+    target: Target,
+    backend: std::sync::Weak<dyn Backend>,
+    mut expires_at: chrono::DateTime<chrono::Utc>,
+) {
     tokio::spawn(async move {
         loop {
-            let next = match current(&target).await {
+            // `current` refreshes from REFRESH_AHEAD before the end: nothing
+            // is read or refreshed before then, so a short command never is.
+            let due = (expires_at - REFRESH_AHEAD - chrono::Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .max(std::time::Duration::from_secs(1));
+            tokio::time::sleep(due).await;
+            let Some(backend) = backend.upgrade() else {
+                return;
+            };
+            match current(&target).await {
                 Ok(session) => {
-                    let Some(expires_at) = session.expires_at else {
-                        return;
-                    };
-                    match backend.upgrade() {
-                        Some(backend) => backend.set_token(&session.access_token),
+                    backend.set_token(&session.access_token);
+                    match session.expires_at {
+                        Some(at) => expires_at = at,
                         None => return,
                     }
-                    // `current` refreshes from REFRESH_AHEAD before the end.
-                    (expires_at - REFRESH_AHEAD - chrono::Utc::now())
-                        .to_std()
-                        .unwrap_or_default()
-                        .max(std::time::Duration::from_secs(1))
                 }
-                // The provider away: the token in use lasts a while yet.
-                Err(_) => std::time::Duration::from_secs(10),
-            };
-            tokio::time::sleep(next).await;
-            if backend.strong_count() == 0 {
-                return;
+                // The provider away: try again shortly, while the token in
+                // use lasts.
+                Err(_) => {
+                    expires_at = chrono::Utc::now() + REFRESH_AHEAD + chrono::TimeDelta::seconds(10)
+                }
             }
         }
     });
@@ -398,6 +406,15 @@ pub async fn open_with(
     target: &Target,
     prompt: Option<crate::auth::entra::Prompt>,
 ) -> Result<Arc<dyn Backend>, SessionError> {
+    Ok(opened(target, prompt).await?.0)
+}
+
+/// [`open_with`], with when the session's token ends (`None` for a static
+/// token).
+async fn opened(
+    target: &Target,
+    prompt: Option<crate::auth::entra::Prompt>,
+) -> Result<(Arc<dyn Backend>, Option<chrono::DateTime<chrono::Utc>>), SessionError> {
     let session = current(target).await?;
     if session
         .expires_at
@@ -420,7 +437,8 @@ pub async fn open_with(
             prompt,
         ));
     }
-    Ok(backend::connect_to(target, &session.access_token, hooks)?)
+    let backend = backend::connect_to(target, &session.access_token, hooks)?;
+    Ok((backend, session.expires_at))
 }
 
 /// Reads a token piped on standard input (`hoist login --with-token < file`),
