@@ -132,6 +132,9 @@ pub enum Modal {
     /// the access there (a ready `psql` command and URI). The secret is
     /// held only while this is open.
     Credential {
+        /// Whose credential this is: `y` fetches a fresh one for this
+        /// grant, whatever the list's selection has become meanwhile.
+        grant_id: String,
         role: String,
         token: String,
         expires_at: DateTime<Utc>,

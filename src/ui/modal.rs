@@ -250,8 +250,8 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
         Modal::Credential {
             role,
             token,
-            expires_at: _,
             access: Some(access),
+            ..
         } => {
             // How to use the access at its target: a command to paste into
             // a terminal, and the URI for anything else. Each on a line of
@@ -323,6 +323,7 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             token,
             expires_at,
             access: None,
+            ..
         } => {
             let popup = centered(area, 78, 12);
             let lines = vec![

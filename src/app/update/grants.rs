@@ -254,6 +254,7 @@ pub(super) fn credential_loaded(
         vec![Command::Copy(credential.token)]
     } else {
         state.modal = Some(Modal::Credential {
+            grant_id: credential.grant_id,
             role: credential.role,
             token: credential.token,
             expires_at: credential.expires_at,

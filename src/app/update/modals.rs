@@ -165,6 +165,7 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
         // set a new password and stop the one on screen working.
         (
             Modal::Credential {
+                grant_id,
                 access: Some(access),
                 role,
                 token,
@@ -185,6 +186,7 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
                 crate::app::state::Level::Success,
             );
             state.modal = Some(Modal::Credential {
+                grant_id,
                 access: Some(access),
                 role,
                 token,
@@ -192,15 +194,13 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
             });
             vec![Command::Copy(text)]
         }
-        (Modal::Credential { .. }, Action::CopyCredential) => {
-            // Copy what is shown: fetch a fresh one so its lifetime is full.
-            match state.selected_grant() {
-                Some(grant) => vec![Command::Credential {
-                    grant_id: grant.id.clone(),
-                    copy: true,
-                }],
-                None => vec![],
-            }
+        (Modal::Credential { grant_id, .. }, Action::CopyCredential) => {
+            // Copy the shown grant's credential: fetch a fresh one so its
+            // lifetime is full. The list may have moved under the pop-up.
+            vec![Command::Credential {
+                grant_id: grant_id.clone(),
+                copy: true,
+            }]
         }
         (Modal::Profiles { cursor }, Action::Up) => {
             state.modal = Some(Modal::Profiles {

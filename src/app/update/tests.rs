@@ -1388,3 +1388,61 @@ fn the_incident_on_screen_follows_its_grants_and_requests() {
     );
     assert_eq!(view.requests[0].state, RequestState::Denied);
 }
+
+/// `y` in a credential pop-up copies that grant's credential, even when
+/// the list's selection has moved onto another grant meanwhile (the shown
+/// one was revoked elsewhere): never another grant's.
+#[test]
+fn y_in_a_credential_pop_up_copies_the_grant_shown() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.screen = Screen::Grants;
+    let shown = grant("g1", "db", "alice", now + TimeDelta::minutes(30));
+    update(&mut state, grant_event(shown.clone()));
+    update(
+        &mut state,
+        grant_event(grant("g2", "logs", "alice", now + TimeDelta::minutes(50))),
+    );
+    state.cursors.grants = state.grants.iter().position(|g| g.id == "g1").unwrap();
+    assert_eq!(
+        update(&mut state, Action::ShowCredential),
+        [Command::Credential {
+            grant_id: "g1".into(),
+            copy: false
+        }]
+    );
+    let mut credential = credential_of_g1(
+        now,
+        hoist_api::AccessCredential {
+            target: String::new(),
+            kind: String::new(),
+            env: Default::default(),
+            uri: None,
+            command: None,
+            expires_at: now,
+            certificate: None,
+        },
+    );
+    credential.access = None;
+    update(
+        &mut state,
+        Action::CredentialLoaded {
+            credential: Box::new(credential),
+            copy: false,
+        },
+    );
+    // g1 is revoked elsewhere while the pop-up is open: the list's
+    // selection falls on g2.
+    let mut revoked = shown;
+    revoked.state = GrantState::Revoked;
+    update(&mut state, grant_event(revoked));
+    assert_eq!(state.selected_grant().map(|g| g.id.as_str()), Some("g2"));
+    assert!(matches!(state.modal, Some(Modal::Credential { .. })));
+    assert_eq!(
+        update(&mut state, Action::CopyCredential),
+        [Command::Credential {
+            grant_id: "g1".into(),
+            copy: true
+        }]
+    );
+}
