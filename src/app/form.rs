@@ -165,6 +165,26 @@ impl RequestForm {
         self.field = fields[next];
     }
 
+    /// Break-glass on or off, where the caller may break glass. A form
+    /// opened over the caller's open request keeps it on, saying why.
+    pub fn toggle_break_glass(&mut self) {
+        if !self.may_break_glass() {
+            return;
+        }
+        match &self.requested {
+            Some(id) => {
+                self.error = Some(format!(
+                    "{} is already requested ({id}): only breaking glass files it again",
+                    self.role.id
+                ));
+            }
+            None => {
+                self.break_glass = !self.break_glass;
+                self.error = None;
+            }
+        }
+    }
+
     fn text_mut(&mut self) -> Option<&mut String> {
         match self.field {
             Field::Justification => Some(&mut self.justification),
@@ -178,7 +198,7 @@ impl RequestForm {
     pub fn input(&mut self, c: char) {
         if self.field == Field::BreakGlass {
             if c == ' ' {
-                self.break_glass = !self.break_glass;
+                self.toggle_break_glass();
             }
             return;
         }

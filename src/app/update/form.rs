@@ -30,18 +30,7 @@ pub(super) fn form_action(state: &mut State, action: Action) -> Vec<Command> {
         Action::PrevField => form.move_field(false),
         Action::Left if form.field == Field::Duration => form.cycle_duration(false),
         Action::Right if form.field == Field::Duration => form.cycle_duration(true),
-        Action::ToggleBreakGlass if form.may_break_glass() => match &form.requested {
-            Some(id) => {
-                form.error = Some(format!(
-                    "{} is already requested ({id}): only breaking glass files it again",
-                    form.role.id
-                ));
-            }
-            None => {
-                form.break_glass = !form.break_glass;
-                form.error = None;
-            }
-        },
+        Action::ToggleBreakGlass => form.toggle_break_glass(),
         Action::Back => state.form = None,
         Action::Submit => return submit(state),
         _ => {}

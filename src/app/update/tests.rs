@@ -1255,6 +1255,13 @@ fn a_pending_request_leaves_break_glass_open_on_its_role() {
         "{:?}",
         form.error
     );
+    // Space on the Break-glass field is the same toggle, and keeps it on too.
+    state.form.as_mut().unwrap().field = crate::app::form::Field::BreakGlass;
+    update(&mut state, Action::Input(' '));
+    assert!(
+        state.form.as_ref().unwrap().break_glass,
+        "space keeps it on"
+    );
     update(&mut state, Action::Back);
 
     state.cursors.roles = 1;
