@@ -303,6 +303,10 @@ def main():
     out("")
     out(f"- CPU: {machine['cpu']}, {machine['cores']} cores; memory {machine['memory']}; "
         f"virtualisation: {machine['virtualisation']}")
+    cpus = sorted({m["cpu"] for m in machines.values()})
+    if len(cpus) > 1:
+        out(f"- Not every group ran on this CPU ({', '.join(cpus)}): figures compare only "
+            "within one CPU; *When each group was measured* names each group's.")
     out(f"- {machine['os']}, {machine['kernel']}; {machine['rustc']}; {machine['hyperfine']}; "
         f"{machine['tmux']}")
     runs = {(m["commit"], m["dirty"], m["date"][:10]) for m in machines.values()}
@@ -498,11 +502,12 @@ def main():
 
     out("## When each group was measured")
     out("")
-    out("| Group | Commit | Run at | Mode | Load average before |")
-    out("|---|---|---|---|---|")
+    out("| Group | Commit | Run at | CPU | Mode | Load average before |")
+    out("|---|---|---|---|---|---|")
     for group, m in machines.items():
         dirty = " (uncommitted changes)" if m["dirty"] else ""
-        out(f"| {group} | `{m['commit']}`{dirty} | {m['date']} | {m['mode']} | {m['load_before']} |")
+        out(f"| {group} | `{m['commit']}`{dirty} | {m['date']} | {m['cpu']} | {m['mode']} "
+            f"| {m['load_before']} |")
     out("")
     out("## What profiling found, and what changed")
     out("")
