@@ -214,12 +214,14 @@ fn modals() -> Vec<Modal> {
             error: Some(h("error")),
         },
         Modal::Credential {
+            grant_id: long("grant"),
             role: long("role"),
             token: long("token"),
             expires_at: Utc::now(),
             access: None,
         },
         Modal::Credential {
+            grant_id: long("grant"),
             role: long("role"),
             token: long("token"),
             expires_at: Utc::now(),
@@ -235,6 +237,7 @@ fn modals() -> Vec<Modal> {
         },
         // An ssh grant's certificate: every field of it from the broker.
         Modal::Credential {
+            grant_id: long("grant"),
             role: long("role"),
             token: long("token"),
             expires_at: Utc::now(),
