@@ -183,9 +183,13 @@ pub fn to_backend(error: GraphError, graph: &str, doing: &str) -> BackendError {
                     ErrorCode::InvalidState,
                     "the role is not active (any more)".into(),
                 ),
+                // A decision's conflict is read where decisions are made
+                // (approvals.rs); here it is whatever `doing` met.
                 (409, _) => refused(
-                    ErrorCode::AlreadyReviewed,
-                    "another approver decided this request first".into(),
+                    ErrorCode::InvalidState,
+                    format!(
+                        "Microsoft Graph refused {doing}: it conflicts with the current state ({message})"
+                    ),
                 ),
                 (403, _) => refused(
                     ErrorCode::Forbidden,
@@ -257,9 +261,12 @@ mod tests {
                 .to_string()
                 .contains("5 minutes")
         );
-        assert_eq!(
-            to_backend(status(409, "", "conflict"), "g", "d").code(),
-            Some(ErrorCode::AlreadyReviewed)
+        // A conflict outside a decision is not "another approver decided".
+        let conflict = to_backend(status(409, "", "busy"), "g", "cancelling r1");
+        assert_eq!(conflict.code(), Some(ErrorCode::InvalidState));
+        assert!(
+            conflict.to_string().contains("cancelling r1") && conflict.to_string().contains("busy"),
+            "{conflict}"
         );
         assert!(matches!(
             to_backend(status(401, "InvalidAuthenticationToken", "x"), "g", "d"),
