@@ -329,6 +329,41 @@ fn already_requested_and_already_active_are_answered_with_what_exists() {
     });
 }
 
+/// A deactivation Graph carried out but whose answer was lost is retried,
+/// as the TUI retries a revocation until confirmed: the retry finds the
+/// role no longer active and confirms the revocation, not "no such grant".
+#[test]
+fn a_deactivation_whose_answer_was_lost_is_confirmed_on_retry() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        alice
+            .file(&body(&role_id(graph::USER_ADMIN), None, None), "k")
+            .await
+            .unwrap();
+        tenant.graph.propagate();
+        let grant = alice.grants(false).await.unwrap().remove(0);
+        tenant.graph.lose_answers(1);
+        let lost = alice.revoke(&grant.id, None).await.unwrap_err();
+        assert!(lost.is_transient(), "{lost:?}");
+        assert!(alice.grants(false).await.unwrap().is_empty());
+        let ended = alice.revoke(&grant.id, None).await.unwrap();
+        assert_eq!(ended.id, grant.id);
+        assert_eq!(ended.state, GrantState::Revoked);
+        // Sent once: the retry did not deactivate again.
+        let deactivations = tenant
+            .graph
+            .statuses()
+            .iter()
+            .filter(|(action, _)| action == "selfDeactivate")
+            .count();
+        assert_eq!(deactivations, 1);
+        // A grant this client never deactivated is still unknown.
+        let err = alice.revoke("dir:nothing", None).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err:?}");
+    });
+}
+
 #[test]
 fn deactivating_within_five_minutes_is_explained() {
     run(async {

@@ -219,6 +219,8 @@ struct World {
     /// Calls still to be answered 429 with `Retry-After: 1`, as Graph
     /// throttles.
     throttled: u32,
+    /// Writes carried out whose answers are lost (a 503 instead).
+    answers_lost: u32,
     /// Reading role management policies is refused (403), as it is to
     /// someone with no directory reader's role.
     policies_refused: bool,
@@ -428,6 +430,12 @@ impl FakeGraph {
     /// Answers the next `calls` calls 429 (`TooManyRequests`, `Retry-After: 1`).
     pub fn throttle(&self, calls: u32) {
         self.world.lock().unwrap().throttled = calls;
+    }
+
+    /// Carries out the next `writes` writes but answers each 503, as when
+    /// Graph made a change and the answer did not come back.
+    pub fn lose_answers(&self, writes: u32) {
+        self.world.lock().unwrap().answers_lost = writes;
     }
 
     /// Every request received, in order.
@@ -660,6 +668,15 @@ async fn handle(
             response
         }
         Ok(caller) => match route(&world, &caller, &method, &uri, body.clone()) {
+            Ok(response) if method != Method::GET && world.lock().unwrap().answers_lost > 0 => {
+                world.lock().unwrap().answers_lost -= 1;
+                drop(response);
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The service is unavailable.",
+                )
+            }
             Ok(response) | Err(response) => response,
         },
         Err(response) => response,

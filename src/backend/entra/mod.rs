@@ -106,6 +106,9 @@ pub struct EntraClient {
     terms: Arc<Mutex<HashMap<RoleRef, (Instant, Terms)>>>,
     step_up: Option<StepUp>,
     ticket_system: Option<String>,
+    /// Grants whose deactivation was sent but not answered: a retry that
+    /// finds one no longer active confirms it (Graph refuses a second).
+    deactivations_sent: Arc<Mutex<HashMap<String, Grant>>>,
 }
 
 impl std::fmt::Debug for EntraClient {
@@ -137,6 +140,7 @@ impl EntraClient {
             terms: Arc::new(Mutex::new(HashMap::new())),
             step_up: None,
             ticket_system: tenant.ticket_system.clone(),
+            deactivations_sent: Arc::default(),
         })
     }
 
@@ -703,31 +707,57 @@ impl Backend for EntraClient {
     async fn revoke(&self, grant_id: &str, reason: Option<String>) -> Result<Grant, BackendError> {
         let object = ObjectRef::parse(grant_id).ok_or_else(|| bad_id("grant", grant_id))?;
         let user = self.user().await?;
-        let grant = self
+        let active = self
             .picture()
             .await?
             .grants
             .into_iter()
-            .find(|g| g.id == grant_id)
-            .ok_or_else(|| BackendError::Refused {
-                status: 404,
-                code: hoist_api::ErrorCode::NotFound,
-                message: format!("no active grant {grant_id}"),
-            })?;
+            .find(|g| g.id == grant_id);
+        let sent = || {
+            self.deactivations_sent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        let Some(grant) = active else {
+            // Its deactivation was sent and its answer lost: it took, unless
+            // the grant reached its end first.
+            return match sent().remove(grant_id) {
+                Some(ended) if self.graph.clock().now() >= ended.expires_at => Ok(Grant {
+                    state: GrantState::Expired,
+                    ended_at: Some(ended.expires_at),
+                    revoked_by: None,
+                    revoke_reason: None,
+                    ..ended
+                }),
+                Some(ended) => Ok(ended),
+                None => Err(BackendError::Refused {
+                    status: 404,
+                    code: hoist_api::ErrorCode::NotFound,
+                    message: format!("no active grant {grant_id}"),
+                }),
+            };
+        };
         let role = RoleRef::parse(&grant.role)
             .ok_or_else(|| BackendError::Protocol(format!("bad role id {}", grant.role)))?;
         let mut body = self.activation(&role, &user.id, "selfDeactivate");
         body.justification = reason.clone();
-        self.post_request(object.surface, &body)
-            .await
-            .map_err(self.failed(&format!("deactivating {}", grant.role_name)))?;
-        Ok(Grant {
+        let ended = Grant {
             state: GrantState::Revoked,
             ended_at: Some(self.graph.clock().now()),
             revoked_by: Some(Self::user_name(user)),
             revoke_reason: reason,
             ..grant
-        })
+        };
+        sent().insert(grant_id.to_string(), ended.clone());
+        let posted = self
+            .post_request(object.surface, &body)
+            .await
+            .map_err(self.failed(&format!("deactivating {}", ended.role_name)));
+        // Kept only while the outcome is unknown.
+        if !posted.as_ref().is_err_and(BackendError::is_transient) {
+            sent().remove(grant_id);
+        }
+        posted.map(|_| ended)
     }
 
     async fn review_queue(&self) -> Result<Vec<AccessRequest>, BackendError> {
