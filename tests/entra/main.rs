@@ -329,6 +329,28 @@ fn already_requested_and_already_active_are_answered_with_what_exists() {
     });
 }
 
+/// An activation Graph made but cannot read back yet (its replicas lag) is
+/// reported as filed, from the POST's answer, not as a failure.
+#[test]
+fn an_activation_not_yet_readable_is_reported_as_filed() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        tenant.graph.lag_reads(1);
+        let role = role_id(graph::USER_ADMIN);
+        let filed = alice.file(&body(&role, None, None), "k").await.unwrap();
+        assert_eq!(filed.role, role);
+        assert_eq!(filed.requester, "alice@contoso.example");
+        assert!(
+            matches!(filed.state, RequestState::Approved | RequestState::Active),
+            "{:?}",
+            filed.state
+        );
+        // Read again once Graph sees it: the same request.
+        assert_eq!(alice.request(&filed.id).await.unwrap().id, filed.id);
+    });
+}
+
 /// A deactivation Graph carried out but whose answer was lost is retried,
 /// as the TUI retries a revocation until confirmed: the retry finds the
 /// role no longer active and confirms the revocation, not "no such grant".

@@ -221,6 +221,9 @@ struct World {
     throttled: u32,
     /// Writes carried out whose answers are lost (a 503 instead).
     answers_lost: u32,
+    /// Reads of one schedule request answered 404, as from a replica
+    /// that has not seen it yet.
+    lagging_reads: u32,
     /// Reading role management policies is refused (403), as it is to
     /// someone with no directory reader's role.
     policies_refused: bool,
@@ -436,6 +439,12 @@ impl FakeGraph {
     /// Graph made a change and the answer did not come back.
     pub fn lose_answers(&self, writes: u32) {
         self.world.lock().unwrap().answers_lost = writes;
+    }
+
+    /// Answers the next `reads` reads of one schedule request 404, as
+    /// Graph does from a replica that has not yet seen a new request.
+    pub fn lag_reads(&self, reads: u32) {
+        self.world.lock().unwrap().lagging_reads = reads;
     }
 
     /// Every request received, in order.
@@ -860,6 +869,14 @@ fn route(
         ("v1.0", "GET", [.., collection, id]) if is_requests(rest, collection) => {
             let group = rest.starts_with(GRP);
             request_scopes(caller, group)?;
+            if w.lagging_reads > 0 {
+                w.lagging_reads -= 1;
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    "ResourceNotFound",
+                    "The resource was not found.",
+                ));
+            }
             let r = w
                 .requests
                 .iter()

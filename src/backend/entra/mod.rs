@@ -672,8 +672,21 @@ impl Backend for EntraClient {
             // Read back with its role expanded: the answer to a POST names
             // the role only by id.
             Ok(created) => {
-                self.request(&ObjectRef::new(surface, &created.id).to_string())
-                    .await
+                let id = ObjectRef::new(surface, &created.id).to_string();
+                match self.request(&id).await {
+                    // The activation was made: a read that cannot see it yet
+                    // (Graph's replicas lag) must not report it as failed,
+                    // or a retry would be refused as a second one. The
+                    // POST's answer says what was filed, its role by id.
+                    Err(err) if err.code() == Some(hoist_api::ErrorCode::NotFound) => {
+                        let nothing_yet = Picture {
+                            requests: Vec::new(),
+                            grants: Vec::new(),
+                        };
+                        self.request_from(surface, &created, &nothing_yet, &Self::user_name(user))
+                    }
+                    read => read,
+                }
             }
             Err(err) => match errors::known(&err) {
                 known @ (Known::AssignmentExists | Known::RequestExists) => {
