@@ -25,6 +25,9 @@ use crate::store::EffectAction;
 const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// Effects run at once, across targets.
 const MAX_RUNNING: usize = 16;
+/// Effects run at once at one target: a target that stops answering holds
+/// no more than these, so the others' removals still run.
+const MAX_RUNNING_PER_TARGET: usize = 4;
 /// First retry after this; doubled per failure.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Never longer between attempts than this.
@@ -48,8 +51,8 @@ pub fn backoff(attempts: u32) -> Duration {
 /// Runs effects as they fall due until `stopped`.
 pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
     let mut running: JoinSet<()> = JoinSet::new();
-    // Grants with an effect in flight, by the task running it.
-    let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
+    // The grant and target of each effect in flight, by the task running it.
+    let mut busy: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
     loop {
         let now = super::now();
         let horizon = now + chrono::TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
@@ -60,7 +63,11 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
         let mut next: Option<DateTime<Utc>> = None;
         match looked {
             Ok(Ok(dues)) => {
-                let in_flight: HashSet<&String> = busy.values().collect();
+                let in_flight: HashSet<&String> = busy.values().map(|(grant, _)| grant).collect();
+                let mut at_target: HashMap<String, usize> = HashMap::new();
+                for (_, target) in busy.values() {
+                    *at_target.entry(target.clone()).or_default() += 1;
+                }
                 let mut starting = Vec::new();
                 for due in dues {
                     if in_flight.contains(&due.effect.grant_id)
@@ -70,6 +77,10 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
                     {
                         continue;
                     }
+                    let busy_at_target = at_target.entry(due.effect.target.clone()).or_default();
+                    if *busy_at_target >= MAX_RUNNING_PER_TARGET {
+                        continue;
+                    }
                     if due.effect.next_attempt_at > now {
                         next = Some(next.map_or(due.effect.next_attempt_at, |n| {
                             n.min(due.effect.next_attempt_at)
@@ -77,13 +88,14 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
                         continue;
                     }
                     if running.len() + starting.len() < MAX_RUNNING {
+                        *busy_at_target += 1;
                         starting.push(due);
                     }
                 }
                 for due in starting {
-                    let grant = due.effect.grant_id.clone();
+                    let ids = (due.effect.grant_id.clone(), due.effect.target.clone());
                     let handle = running.spawn(attempt(Arc::clone(&ledger), due));
-                    busy.insert(handle.id(), grant);
+                    busy.insert(handle.id(), ids);
                 }
             }
             Ok(Err(err)) => tracing::error!(error = %err, "outbox not read; retrying"),
@@ -183,13 +195,28 @@ mod unrecorded_tests {
     use crate::store::{Effect, StoreError};
     use crate::target::{GrantFacts, Journal, Managed, TargetKind, Targets, reconcile};
 
+    /// A target that counts its calls; one that `hangs` never answers.
     #[derive(Debug)]
-    struct Counting(Arc<AtomicUsize>);
+    struct Counting {
+        name: &'static str,
+        calls: Arc<AtomicUsize>,
+        hangs: bool,
+    }
+
+    impl Counting {
+        async fn call(&self) -> Result<(), TargetError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.hangs {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        }
+    }
 
     #[async_trait::async_trait]
     impl TargetKind for Counting {
         fn name(&self) -> &str {
-            "t"
+            self.name
         }
         fn kind(&self) -> &'static str {
             "webhook"
@@ -201,12 +228,10 @@ mod unrecorded_tests {
             Ok(())
         }
         async fn provision(&self, _: &GrantFacts, _: &Journal) -> Result<(), TargetError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(())
+            self.call().await
         }
         async fn deprovision(&self, _: &GrantFacts, _: &Journal) -> Result<(), TargetError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(())
+            self.call().await
         }
         async fn inspect(&self, _: &GrantFacts, _: &Journal) -> Result<bool, TargetError> {
             Ok(true)
@@ -227,16 +252,76 @@ mod unrecorded_tests {
         }
     }
 
+    /// A deprovision of `grant` at `target`, due since long ago.
+    fn due(grant: &str, target: &str) -> Due {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        Due {
+            effect: Effect {
+                id: format!("fx_{grant}"),
+                grant_id: grant.into(),
+                target: target.into(),
+                action: EffectAction::Deprovision,
+                attempts: 0,
+                next_attempt_at: at,
+                last_error: None,
+                created_at: at,
+                done_at: None,
+                access: None,
+            },
+            grant: GrantFacts {
+                id: grant.into(),
+                role: "r".into(),
+                holder: "alice".into(),
+                starts_at: at,
+                expires_at: at,
+                access: serde_json::Value::Null,
+                justification: "j".into(),
+                ticket: None,
+                incident: None,
+            },
+        }
+    }
+
+    /// The outbox of `targets`, whose due effects are `dues`, over a store
+    /// that takes no writes unless `records`.
     struct Unrecorded {
-        calls: Arc<AtomicUsize>,
+        targets: Vec<Arc<Counting>>,
+        dues: Vec<Due>,
+        records: bool,
         store: Arc<dyn crate::store::Store>,
         _dir: tempfile::TempDir,
+    }
+
+    impl Unrecorded {
+        fn new(targets: Vec<Counting>, dues: Vec<Due>, records: bool) -> Arc<Unrecorded> {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn crate::store::Store> =
+                Arc::new(crate::store::SqliteStore::open(&dir.path().join("db")).unwrap());
+            Arc::new(Unrecorded {
+                targets: targets.into_iter().map(Arc::new).collect(),
+                dues,
+                records,
+                store,
+                _dir: dir,
+            })
+        }
+
+        /// Runs the worker for `secs` seconds.
+        async fn run_for(self: Arc<Self>, secs: u64) {
+            let (stop, stopped) = watch::channel(false);
+            let worker = tokio::spawn(run(self, Arc::new(Notify::new()), stopped));
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            stop.send(true).unwrap();
+            worker.await.unwrap();
+        }
     }
 
     impl Ledger for Unrecorded {
         fn targets(&self) -> Targets {
             let mut targets = Targets::default();
-            targets.insert(Arc::new(Counting(Arc::clone(&self.calls))));
+            for target in &self.targets {
+                targets.insert(Arc::clone(target) as Arc<dyn TargetKind>);
+            }
             targets
         }
         fn journal(&self) -> Journal {
@@ -249,37 +334,15 @@ mod unrecorded_tests {
             )
         }
         fn due_effects(&self, _: DateTime<Utc>, _: usize) -> crate::error::Result<Vec<Due>> {
-            let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-            Ok(vec![Due {
-                effect: Effect {
-                    id: "fx_1".into(),
-                    grant_id: "gr_1".into(),
-                    target: "t".into(),
-                    action: EffectAction::Deprovision,
-                    attempts: 0,
-                    next_attempt_at: at,
-                    last_error: None,
-                    created_at: at,
-                    done_at: None,
-                    access: None,
-                },
-                grant: GrantFacts {
-                    id: "gr_1".into(),
-                    role: "r".into(),
-                    holder: "alice".into(),
-                    starts_at: at,
-                    expires_at: at,
-                    access: serde_json::Value::Null,
-                    justification: "j".into(),
-                    ticket: None,
-                    incident: None,
-                },
-            }])
+            Ok(self.dues.clone())
         }
         fn next_effect_due(&self) -> crate::error::Result<Option<DateTime<Utc>>> {
             Ok(None)
         }
         fn record_effect(&self, _: &Due, _: Result<(), TargetError>) -> crate::error::Result<()> {
+            if self.records {
+                return Ok(());
+            }
             // E.g. PostgreSQL read-only or out of disk: reads work, writes fail.
             Err(StoreError::Unavailable("25006: read-only transaction".into()).into())
         }
@@ -294,24 +357,44 @@ mod unrecorded_tests {
         }
     }
 
+    fn counting(name: &'static str, hangs: bool) -> (Counting, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let target = Counting {
+            name,
+            calls: Arc::clone(&calls),
+            hangs,
+        };
+        (target, calls)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unrecorded_outcome_waits_before_it_runs_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn crate::store::Store> =
-            Arc::new(crate::store::SqliteStore::open(&dir.path().join("db")).unwrap());
-        let calls = Arc::new(AtomicUsize::new(0));
-        let ledger = Arc::new(Unrecorded {
-            calls: Arc::clone(&calls),
-            store,
-            _dir: dir,
-        });
-        let (stop, stopped) = watch::channel(false);
-        let worker = tokio::spawn(run(ledger, Arc::new(Notify::new()), stopped));
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        stop.send(true).unwrap();
-        worker.await.unwrap();
+        let (target, calls) = counting("t", false);
+        Unrecorded::new(vec![target], vec![due("gr_1", "t")], false)
+            .run_for(2)
+            .await;
         let calls = calls.load(Ordering::SeqCst);
         // One attempt, then the pause.
         assert_eq!(calls, 1, "the target was called {calls} times in 2 s");
+    }
+
+    /// A target that stops answering holds a few of the worker's slots, not
+    /// all: a removal at another target still runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_target_that_stops_answering_leaves_the_others_running() {
+        let (dead, dead_calls) = counting("dead", true);
+        let (live, live_calls) = counting("live", false);
+        let mut dues: Vec<Due> = (0..MAX_RUNNING * 2)
+            .map(|n| due(&format!("gr_dead_{n}"), "dead"))
+            .collect();
+        dues.push(due("gr_live", "live"));
+        Unrecorded::new(vec![dead, live], dues, true)
+            .run_for(1)
+            .await;
+        assert_eq!(dead_calls.load(Ordering::SeqCst), MAX_RUNNING_PER_TARGET);
+        assert!(
+            live_calls.load(Ordering::SeqCst) >= 1,
+            "the live target was never called"
+        );
     }
 }
