@@ -433,6 +433,8 @@ fn an_approver_decides_and_a_second_decision_is_refused() {
             .await
             .unwrap();
         assert_eq!(decided.state, RequestState::Approved);
+        // The requester is named as in the queue, not by another name.
+        assert_eq!(decided.requester, "alice@contoso.example");
         assert!(bob.review_queue().await.unwrap().is_empty());
 
         let dave = tenant.backend("dave").await;

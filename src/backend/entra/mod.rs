@@ -600,8 +600,10 @@ impl Backend for EntraClient {
 
     async fn request(&self, id: &str) -> Result<AccessRequest, BackendError> {
         let object = ObjectRef::parse(id).ok_or_else(|| bad_id("request", id))?;
+        // The principal too: an approver reading another's request names
+        // its requester as the review queue does.
         let path = format!(
-            "{}/{}?$expand={}",
+            "{}/{}?$expand={},principal",
             requests_path(object.surface),
             object.id,
             expand(object.surface)
