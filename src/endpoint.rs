@@ -1,7 +1,8 @@
 //! Which URLs hoist sends anything to: https anywhere, plain http only to a
 //! loopback address, never credentials in the URL. Brokers, identity
 //! providers and the config's profiles are all checked here, so the rule
-//! is written once and no layer reaches into another to apply it.
+//! is written once and no layer reaches into another to apply it. What
+//! comes back is read only up to [`MAX_BODY`].
 
 use url::Url;
 
@@ -58,6 +59,42 @@ pub fn normalise(raw: &str) -> Result<String, UnusableUrl> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
+/// The most of one answer's body hoist reads (64 MiB): a server that
+/// sends more, by mistake or in malice, is refused rather than held in
+/// memory.
+pub const MAX_BODY: usize = 64 << 20;
+
+/// Why an answer's body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Read(#[from] reqwest::Error),
+    #[error("the answer is larger than {} MiB", MAX_BODY >> 20)]
+    TooLarge,
+}
+
+/// An answer's body, refused past [`MAX_BODY`] without reading further.
+pub async fn body(response: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    body_within(response, MAX_BODY).await
+}
+
+async fn body_within(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > max as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +123,47 @@ mod tests {
             normalise(" http://127.0.0.1:8700/api/?x=1#y").unwrap(),
             "http://127.0.0.1:8700/api"
         );
+    }
+
+    /// A loopback server answering every connection with `head`, then
+    /// 1 KiB chunks for as long as the client reads.
+    async fn serving(head: &'static str) -> String {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0_u8; 1024];
+                    let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut request).await;
+                    socket.write_all(head.as_bytes()).await?;
+                    let chunk = format!("400\r\n{}\r\n", "x".repeat(1024));
+                    loop {
+                        socket.write_all(chunk.as_bytes()).await?;
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), std::io::Error>(())
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_refused_not_held() {
+        let endless = serving("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").await;
+        let response = reqwest::get(&endless).await.unwrap();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            body_within(response, 64 * 1024),
+        );
+        let err = read.await.expect("read on without end").unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge), "{err:?}");
+        assert!(err.to_string().contains("larger than"), "{err}");
+
+        // Said up front: refused before a byte of it is read.
+        let declared = serving("HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n").await;
+        let response = reqwest::get(&declared).await.unwrap();
+        assert!(matches!(body(response).await, Err(BodyError::TooLarge)));
     }
 }

@@ -179,13 +179,10 @@ fn transport(client: reqwest::Client) -> impl Fn(oauth2::HttpRequest) -> HttpFut
             for (name, value) in response.headers() {
                 builder = builder.header(name, value);
             }
-            let body = response
-                .bytes()
+            let body = crate::endpoint::body(response)
                 .await
                 .map_err(|err| HttpError(err.to_string()))?;
-            builder
-                .body(body.to_vec())
-                .map_err(|err| HttpError(err.to_string()))
+            builder.body(body).map_err(|err| HttpError(err.to_string()))
         }) as HttpFuture
     }
 }

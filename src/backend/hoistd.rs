@@ -141,10 +141,12 @@ impl HoistdClient {
         if status.is_redirection() {
             return Err(redirected(status));
         }
-        let bytes = response
-            .bytes()
+        let bytes = crate::endpoint::body(response)
             .await
-            .map_err(|err| self.unreachable(&err))?;
+            .map_err(|err| match err {
+                crate::endpoint::BodyError::Read(err) => self.unreachable(&err),
+                too_large => BackendError::Protocol(too_large.to_string()),
+            })?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|err| BackendError::Protocol(format!("{status}: {err}")));
@@ -381,7 +383,7 @@ impl Backend for HoistdClient {
         if !status.is_success() {
             // The broker says why (a cap on streams, say): its own words,
             // which everything that shows them sanitises.
-            let bytes = tokio::time::timeout(CALL_TIMEOUT, response.bytes())
+            let bytes = tokio::time::timeout(CALL_TIMEOUT, crate::endpoint::body(response))
                 .await
                 .ok()
                 .and_then(Result::ok)

@@ -251,10 +251,14 @@ impl Graph {
             .as_ref()
             .map(|_| header_list(response.headers()))
             .unwrap_or_default();
-        let bytes = response
-            .bytes()
+        let bytes = crate::endpoint::body(response)
             .await
-            .map_err(|err| GraphError::Unreachable(err.without_url().to_string()))?;
+            .map_err(|err| match err {
+                crate::endpoint::BodyError::Read(err) => {
+                    GraphError::Unreachable(err.without_url().to_string())
+                }
+                too_large => GraphError::Protocol(too_large.to_string()),
+            })?;
         let parsed: Option<serde_json::Value> = if bytes.is_empty() {
             None
         } else {
