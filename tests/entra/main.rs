@@ -329,6 +329,15 @@ fn already_requested_and_already_active_are_answered_with_what_exists() {
     });
 }
 
+/// User Administrator activated by `who` (no approval) and active.
+async fn user_admin_held(tenant: &Tenant, who: &Arc<dyn backend::Backend>) -> hoist_api::Grant {
+    who.file(&body(&role_id(graph::USER_ADMIN), None, None), "k")
+        .await
+        .unwrap();
+    tenant.graph.propagate();
+    who.grants(false).await.unwrap().remove(0)
+}
+
 /// An activation Graph made but cannot read back yet (its replicas lag) is
 /// reported as filed, from the POST's answer, not as a failure.
 #[test]
@@ -359,12 +368,7 @@ fn a_deactivation_whose_answer_was_lost_is_confirmed_on_retry() {
     run(async {
         let tenant = Tenant::start().await;
         let alice = tenant.backend("alice").await;
-        alice
-            .file(&body(&role_id(graph::USER_ADMIN), None, None), "k")
-            .await
-            .unwrap();
-        tenant.graph.propagate();
-        let grant = alice.grants(false).await.unwrap().remove(0);
+        let grant = user_admin_held(&tenant, &alice).await;
         tenant.graph.lose_answers(1);
         let lost = alice.revoke(&grant.id, None).await.unwrap_err();
         assert!(lost.is_transient(), "{lost:?}");
@@ -392,12 +396,7 @@ fn deactivating_within_five_minutes_is_explained() {
         let tenant = Tenant::start().await;
         tenant.graph.set_min_active(300);
         let alice = tenant.backend("alice").await;
-        alice
-            .file(&body(&role_id(graph::USER_ADMIN), None, None), "k")
-            .await
-            .unwrap();
-        tenant.graph.propagate();
-        let grant = alice.grants(false).await.unwrap().remove(0);
+        let grant = user_admin_held(&tenant, &alice).await;
         let err = alice.revoke(&grant.id, None).await.unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::InvalidState));
         assert!(err.to_string().contains("5 minutes"), "{err}");
