@@ -151,7 +151,12 @@ impl Server {
         // changed while we were down) are revoked before anyone uses them.
         if !reaper_held {
             let reaping = Arc::clone(&broker);
-            tokio::task::spawn_blocking(move || reaping.reap()).await??;
+            tokio::task::spawn_blocking(move || -> error::Result<()> {
+                // In turns, until nothing due is left.
+                while reaping.reap()?.is_some_and(|next| next <= broker::now()) {}
+                Ok(())
+            })
+            .await??;
             let sweeping = Arc::clone(&broker);
             let revoked = tokio::task::spawn_blocking(move || sweeping.sweep_at_start()).await??;
             if revoked > 0 {

@@ -7,13 +7,22 @@ use serde_json::json;
 use super::{Broker, SYSTEM_ACTOR, event};
 use crate::error::Result;
 
+/// The most the reaper records in one transaction. Every writing
+/// transaction takes turns with the others (store rule 1), so a mass
+/// expiry is recorded in turns of this many, with the API's calls served
+/// between them, not in one transaction that holds them all up.
+const REAP_BATCH: usize = 200;
+
 impl Broker {
-    /// Records everything that fell due: lapsed requests, scheduled starts,
-    /// expired grants. Returns when the next thing falls due. A job of the
-    /// leader's, fenced by its lease once it took one.
+    /// Records what fell due: lapsed requests, scheduled starts, expired
+    /// grants, at most [`REAP_BATCH`] of them. Returns when the next thing
+    /// falls due, already past when some were left for the next turn. A job
+    /// of the leader's, fenced by its lease once it took one.
     pub fn reap(&self) -> Result<Option<DateTime<Utc>>> {
         let mut work = self.begin_job()?;
-        for mut request in work.tx.due_requests(work.now)? {
+        let requests = work.tx.due_requests(work.now)?;
+        let left = REAP_BATCH.saturating_sub(requests.len());
+        for mut request in requests.into_iter().take(REAP_BATCH) {
             match request.state {
                 RequestState::Pending => {
                     let lapsed = request.lapses_at.unwrap_or(work.now);
@@ -32,8 +41,10 @@ impl Broker {
                 _ => {}
             }
         }
-        for mut grant in work.tx.due_grants(work.now)? {
-            work.end_grant(&mut grant, GrantState::Expired, SYSTEM_ACTOR, None)?;
+        if left > 0 {
+            for mut grant in work.tx.due_grants(work.now)?.into_iter().take(left) {
+                work.end_grant(&mut grant, GrantState::Expired, SYSTEM_ACTOR, None)?;
+            }
         }
         let next = work.tx.next_due()?;
         self.finish(work)?;

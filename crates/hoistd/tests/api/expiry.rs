@@ -226,3 +226,65 @@ async fn what_fell_due_while_the_broker_was_down_reads_as_over_after_a_restart()
             .is_empty()
     );
 }
+
+/// A mass expiry is recorded in turns: one reaper transaction ends a
+/// bounded number of grants and says the rest are already due, so the
+/// reaper runs again at once and the API's calls are served between.
+#[test]
+fn a_mass_expiry_is_recorded_in_turns() {
+    use std::sync::Arc;
+
+    use hoistd::store::{SqliteStore, Store};
+    use hoistd::testing::{TEST_USERS, policy_text, request};
+    use hoistd::{Broker, Policy};
+
+    let roles: String = (0..50)
+        .map(|n| {
+            format!(
+                "[[roles]]\nid = \"bulk{n}\"\nname = \"Bulk {n}\"\nscope = \"x://{n}\"\n\
+                 eligible_groups = [\"eng\"]\ndefault_duration = \"10m\"\nmax_duration = \"1h\"\n"
+            )
+        })
+        .collect();
+    let text = format!("{}{roles}", policy_text("filing_rate = \"1000000/s\""));
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
+    let broker = Broker::new(store, Policy::parse("test policy", &text).unwrap()).unwrap();
+    let eng = ["alice", "bob", "carol", "dave", "frank"];
+    assert!(eng.iter().all(|u| TEST_USERS.contains(u)));
+    for n in 0..50 {
+        for user in eng {
+            let (filed, _) = broker
+                .create_request(
+                    user,
+                    &CreateRequest {
+                        duration_secs: Some(1),
+                        ..request(&format!("bulk{n}"), "reading the logs")
+                    },
+                    None,
+                )
+                .unwrap();
+            assert_eq!(filed.state, RequestState::Active);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let expired = || {
+        let audit = broker
+            .audit("erin", hoistd::store::AuditQuery::default())
+            .unwrap();
+        audit
+            .iter()
+            .filter(|e| e.kind == AuditKind::Expired)
+            .count()
+    };
+    let next = broker.reap().unwrap().expect("the rest are due");
+    let first = expired();
+    assert!(first > 0 && first < 250, "one turn ended {first} of 250");
+    assert!(next <= Utc::now(), "the rest were left for later: {next}");
+    while broker
+        .reap()
+        .unwrap()
+        .is_some_and(|next| next <= Utc::now())
+    {}
+    assert_eq!(expired(), 250);
+}
