@@ -397,9 +397,10 @@ pub(super) async fn run_command(
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
-    // At a terminal, Ctrl-C and Ctrl-\ already reach CMD (same process group):
-    // forwarding them as well would deliver them twice.
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    // In the foreground of a terminal, Ctrl-C and Ctrl-\ already reach CMD
+    // (same process group): forwarding them as well would deliver them
+    // twice. Whether stdin is that terminal does not matter.
+    let interactive = in_the_foreground();
     let status = loop {
         tokio::select! {
             status = child.wait() => break status?,
@@ -412,6 +413,14 @@ pub(super) async fn run_command(
         }
     };
     Ok(code_of(status))
+}
+
+/// Whether hoist's process group is the foreground group of its
+/// controlling terminal: the group a typed Ctrl-C goes to.
+fn in_the_foreground() -> bool {
+    std::fs::File::open("/dev/tty").is_ok_and(|tty| {
+        nix::unistd::tcgetpgrp(&tty).is_ok_and(|group| group == nix::unistd::getpgrp())
+    })
 }
 
 /// The exact command line, quoted for a POSIX shell, that prints a fresh

@@ -90,8 +90,10 @@ impl Hoist {
         child.wait_with_output().unwrap()
     }
 
+    /// hoist as a job runs it: in a process group of its own, never the
+    /// foreground of whatever terminal the tests run from.
     fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
+        std::os::unix::process::CommandExt::process_group(&mut self.command(args), 0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -310,6 +310,20 @@ fn no_color_draws_without_colour() {
 /// come from hoist; a process left in the group shows that Ctrl-C was sent.
 #[test]
 fn at_a_terminal_hoist_exec_leaves_ctrl_c_to_the_terminal() {
+    ctrl_c_at_a_terminal("");
+}
+
+/// The same with stdin not the terminal (`< /dev/null`, a script fed to
+/// the command): the terminal still sends Ctrl-C to the whole group.
+#[test]
+fn at_a_terminal_with_stdin_redirected_ctrl_c_is_still_the_terminals() {
+    ctrl_c_at_a_terminal(" < /dev/null");
+}
+
+/// Runs `hoist exec` in a terminal's foreground group, its stdin as
+/// `redirect` makes it, types Ctrl-C, and checks the command got no
+/// SIGINT from hoist.
+fn ctrl_c_at_a_terminal(redirect: &str) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut broker = runtime.block_on(
         hoistd::testing::TestBroker::builder()
@@ -351,7 +365,7 @@ fn at_a_terminal_hoist_exec_leaves_ctrl_c_to_the_terminal() {
         signal.signal(signal.SIGINT, lambda *_: print(\"witness got INT\", flush=True)); \
         [time.sleep(0.05) for _ in iter(int, 1)]' & ";
     let args = format!(
-        "--broker {} exec prod-logs-read --reason 'Watch the queue drain' -- setsid sh {}",
+        "--broker {} exec prod-logs-read --reason 'Watch the queue drain' -- setsid sh {}{redirect}",
         broker.url(),
         script.display()
     );
