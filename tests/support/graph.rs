@@ -452,6 +452,13 @@ impl FakeGraph {
         self.world.lock().unwrap().received.clone()
     }
 
+    /// How many schedule requests with `action` (`selfActivate`,
+    /// `selfDeactivate`, ...) were made.
+    pub fn made(&self, action: &str) -> usize {
+        let world = self.world.lock().unwrap();
+        world.requests.iter().filter(|r| r.action == action).count()
+    }
+
     /// The statuses of every schedule request, oldest first.
     pub fn statuses(&self) -> Vec<(String, String)> {
         let world = self.world.lock().unwrap();

@@ -187,8 +187,10 @@ mod tests {
 }
 
 #[cfg(test)]
-mod unrecorded_tests {
-    //! An outcome the store does not record is not run again at once.
+mod worker_tests {
+    //! The worker over a ledger of given due effects and targets: an
+    //! outcome the store does not record is not run again at once, and a
+    //! target that stops answering does not hold up the others.
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
@@ -284,7 +286,7 @@ mod unrecorded_tests {
 
     /// The outbox of `targets`, whose due effects are `dues`, over a store
     /// that takes no writes unless `records`.
-    struct Unrecorded {
+    struct FakeLedger {
         targets: Vec<Arc<Counting>>,
         dues: Vec<Due>,
         records: bool,
@@ -292,12 +294,12 @@ mod unrecorded_tests {
         _dir: tempfile::TempDir,
     }
 
-    impl Unrecorded {
-        fn new(targets: Vec<Counting>, dues: Vec<Due>, records: bool) -> Arc<Unrecorded> {
+    impl FakeLedger {
+        fn new(targets: Vec<Counting>, dues: Vec<Due>, records: bool) -> Arc<FakeLedger> {
             let dir = tempfile::tempdir().unwrap();
             let store: Arc<dyn crate::store::Store> =
                 Arc::new(crate::store::SqliteStore::open(&dir.path().join("db")).unwrap());
-            Arc::new(Unrecorded {
+            Arc::new(FakeLedger {
                 targets: targets.into_iter().map(Arc::new).collect(),
                 dues,
                 records,
@@ -316,7 +318,7 @@ mod unrecorded_tests {
         }
     }
 
-    impl Ledger for Unrecorded {
+    impl Ledger for FakeLedger {
         fn targets(&self) -> Targets {
             let mut targets = Targets::default();
             for target in &self.targets {
@@ -370,7 +372,7 @@ mod unrecorded_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unrecorded_outcome_waits_before_it_runs_again() {
         let (target, calls) = counting("t", false);
-        Unrecorded::new(vec![target], vec![due("gr_1", "t")], false)
+        FakeLedger::new(vec![target], vec![due("gr_1", "t")], false)
             .run_for(2)
             .await;
         let calls = calls.load(Ordering::SeqCst);
@@ -388,7 +390,7 @@ mod unrecorded_tests {
             .map(|n| due(&format!("gr_dead_{n}"), "dead"))
             .collect();
         dues.push(due("gr_live", "live"));
-        Unrecorded::new(vec![dead, live], dues, true)
+        FakeLedger::new(vec![dead, live], dues, true)
             .run_for(1)
             .await;
         assert_eq!(dead_calls.load(Ordering::SeqCst), MAX_RUNNING_PER_TARGET);
