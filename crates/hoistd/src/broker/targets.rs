@@ -182,11 +182,11 @@ impl Ledger for Broker {
         )
     }
 
-    fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Due>> {
+    fn due_effects(&self, now: DateTime<Utc>, limit: usize, skip: &[String]) -> Result<Vec<Due>> {
         let tx = self.store.transaction()?;
         let policy = self.policy();
         let mut due = Vec::new();
-        for effect in tx.due_effects(now, limit)? {
+        for effect in tx.due_effects(now, limit, skip)? {
             let Some(grant) = tx.grant(&effect.grant_id)? else {
                 continue;
             };

@@ -69,7 +69,8 @@
 //!    SQLite: a read transaction on a connection of its own, in WAL mode.
 //! 9. Target effects (the outbox) are kept until done and never removed:
 //!    [`Tx::due_effects`] lists only those not done whose next attempt is
-//!    at or before the moment asked, soonest first; an effect id is unique
+//!    at or before the moment asked, soonest first, leaving out the targets
+//!    the caller names; an effect id is unique
 //!    (a second insert is a [`StoreError::Conflict`]). The broker writes an
 //!    effect in the same transaction as the grant change that calls for it,
 //!    so with rule 6 no committed change is without its effect.
@@ -701,8 +702,10 @@ pub trait Tx {
     /// A grant's effects, done or not, oldest first.
     fn grant_effects(&self, grant_id: &str) -> Result<Vec<Effect>>;
     /// Effects not done whose next attempt is at or before `now`, soonest
-    /// first, then oldest first; at most `limit`.
-    fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Effect>>;
+    /// first, then oldest first; at most `limit`, and none at a target in
+    /// `skip` (the outbox's targets that are running all they may).
+    fn due_effects(&self, now: DateTime<Utc>, limit: usize, skip: &[String])
+    -> Result<Vec<Effect>>;
     /// When the soonest effect not done is next due.
     fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>>;
 

@@ -353,8 +353,13 @@ pub trait Ledger: Send + Sync + 'static {
     /// Where kinds record what they did.
     fn journal(&self) -> Journal;
     /// Effects whose next attempt is due at `now`, soonest first, with the
-    /// facts of their grant.
-    fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> crate::error::Result<Vec<Due>>;
+    /// facts of their grant; none at a target in `skip`.
+    fn due_effects(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> crate::error::Result<Vec<Due>>;
     /// When the next pending effect falls due.
     fn next_effect_due(&self) -> crate::error::Result<Option<DateTime<Utc>>>;
     /// Records an effect's outcome: its state, the grant's access, the audit

@@ -28,6 +28,8 @@ const MAX_RUNNING: usize = 16;
 /// Effects run at once at one target: a target that stops answering holds
 /// no more than these, so the others' removals still run.
 const MAX_RUNNING_PER_TARGET: usize = 4;
+/// Due effects read at a time.
+const READ: usize = 256;
 /// First retry after this; doubled per failure.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Never longer between attempts than this.
@@ -56,18 +58,32 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
     loop {
         let now = super::now();
         let horizon = now + chrono::TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
+        let mut at_target: HashMap<String, usize> = HashMap::new();
+        for (_, target) in busy.values() {
+            *at_target.entry(target.clone()).or_default() += 1;
+        }
+        // A target running all it may is left out of the read, so that its
+        // effects, however many fall due, cannot fill the read and hide
+        // the other targets' (a target that stopped answering may have
+        // thousands due, and holds its slots until each call times out).
+        let full: Vec<String> = at_target
+            .iter()
+            .filter(|(_, running)| **running >= MAX_RUNNING_PER_TARGET)
+            .map(|(target, _)| target.clone())
+            .collect();
         let looked = {
             let ledger = Arc::clone(&ledger);
-            tokio::task::spawn_blocking(move || ledger.due_effects(horizon, 256)).await
+            tokio::task::spawn_blocking(move || ledger.due_effects(horizon, READ, &full)).await
         };
         let mut next: Option<DateTime<Utc>> = None;
+        let mut again = false;
         match looked {
             Ok(Ok(dues)) => {
                 let in_flight: HashSet<&String> = busy.values().map(|(grant, _)| grant).collect();
-                let mut at_target: HashMap<String, usize> = HashMap::new();
-                for (_, target) in busy.values() {
-                    *at_target.entry(target.clone()).or_default() += 1;
-                }
+                // A full read may have left out effects due at targets it
+                // did not reach; once this pass fills the targets it did
+                // reach, the next read leaves those out: read again at once.
+                let filled = dues.len() >= READ;
                 let mut starting = Vec::new();
                 for due in dues {
                     if in_flight.contains(&due.effect.grant_id)
@@ -92,6 +108,7 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
                         starting.push(due);
                     }
                 }
+                again = filled && !starting.is_empty();
                 for due in starting {
                     let ids = (due.effect.grant_id.clone(), due.effect.target.clone());
                     let handle = running.spawn(attempt(Arc::clone(&ledger), due));
@@ -100,6 +117,9 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
             }
             Ok(Err(err)) => tracing::error!(error = %err, "outbox not read; retrying"),
             Err(err) => tracing::error!(error = %err, "outbox not read; retrying"),
+        }
+        if again {
+            continue;
         }
         let sleep = next
             .map(|at| (at - super::now()).to_std().unwrap_or(Duration::ZERO))
@@ -335,8 +355,19 @@ mod worker_tests {
                 "https://hoist.test".into(),
             )
         }
-        fn due_effects(&self, _: DateTime<Utc>, _: usize) -> crate::error::Result<Vec<Due>> {
-            Ok(self.dues.clone())
+        fn due_effects(
+            &self,
+            _: DateTime<Utc>,
+            limit: usize,
+            skip: &[String],
+        ) -> crate::error::Result<Vec<Due>> {
+            Ok(self
+                .dues
+                .iter()
+                .filter(|due| !skip.contains(&due.effect.target))
+                .take(limit)
+                .cloned()
+                .collect())
         }
         fn next_effect_due(&self) -> crate::error::Result<Option<DateTime<Utc>>> {
             Ok(None)
@@ -397,6 +428,26 @@ mod worker_tests {
         assert!(
             live_calls.load(Ordering::SeqCst) >= 1,
             "the live target was never called"
+        );
+    }
+
+    /// However many effects are due at a target that stopped answering,
+    /// they do not hide another target's from the worker's read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn more_effects_due_at_a_dead_target_than_one_read_holds_hide_none() {
+        let (dead, dead_calls) = counting("dead", true);
+        let (live, live_calls) = counting("live", false);
+        let mut dues: Vec<Due> = (0..READ + 10)
+            .map(|n| due(&format!("gr_dead_{n}"), "dead"))
+            .collect();
+        dues.push(due("gr_live", "live"));
+        FakeLedger::new(vec![dead, live], dues, true)
+            .run_for(1)
+            .await;
+        assert_eq!(dead_calls.load(Ordering::SeqCst), MAX_RUNNING_PER_TARGET);
+        assert!(
+            live_calls.load(Ordering::SeqCst) >= 1,
+            "the live target's removal never ran"
         );
     }
 }

@@ -139,15 +139,30 @@ pub fn effects_outbox(store: &dyn Store) {
 
     let tx = store.transaction().unwrap();
     let ids = |effects: Vec<Effect>| effects.into_iter().map(|e| e.id).collect::<Vec<_>>();
-    assert_eq!(ids(tx.due_effects(at(100), 10).unwrap()), ["fx_3", "fx_1"]);
     assert_eq!(
-        ids(tx.due_effects(at(49), 10).unwrap()),
+        ids(tx.due_effects(at(100), 10, &[]).unwrap()),
+        ["fx_3", "fx_1"]
+    );
+    assert_eq!(
+        ids(tx.due_effects(at(49), 10, &[]).unwrap()),
         Vec::<String>::new()
     );
     assert_eq!(
-        ids(tx.due_effects(at(1_000), 1).unwrap()),
+        ids(tx.due_effects(at(1_000), 1, &[]).unwrap()),
         ["fx_3"],
         "limit"
+    );
+    assert_eq!(
+        ids(tx
+            .due_effects(at(100), 10, &["db2".into(), "db1".into()])
+            .unwrap()),
+        Vec::<String>::new(),
+        "a target skipped"
+    );
+    assert_eq!(
+        ids(tx.due_effects(at(100), 10, &["db2".into()]).unwrap()),
+        ["fx_3", "fx_1"],
+        "only the targets skipped"
     );
     assert_eq!(tx.next_effect_due().unwrap(), Some(at(50)));
     assert_eq!(
@@ -169,7 +184,7 @@ pub fn effects_outbox(store: &dyn Store) {
     tx.commit().unwrap();
     let tx = store.transaction().unwrap();
     assert_eq!(
-        ids(tx.due_effects(at(1_000), 10).unwrap()),
+        ids(tx.due_effects(at(1_000), 10, &[]).unwrap()),
         ["fx_2", "fx_3"]
     );
     assert_eq!(tx.next_effect_due().unwrap(), Some(at(500)));

@@ -1110,14 +1110,20 @@ impl Tx for PgTx {
             .collect()
     }
 
-    fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Effect>> {
+    fn due_effects(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Effect>> {
         self.conn
             .query(
                 &format!(
                     "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE done_at IS NULL \
-                     AND next_attempt_at <= $1 ORDER BY next_attempt_at, created_at, ord LIMIT $2"
+                     AND next_attempt_at <= $1 AND target <> ALL($3) \
+                     ORDER BY next_attempt_at, created_at, ord LIMIT $2"
                 ),
-                vec![p(ms(now)), p(limit as i64)],
+                vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
             )?
             .iter()
             .map(effect_from_row)

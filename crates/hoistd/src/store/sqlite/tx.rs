@@ -685,13 +685,20 @@ impl Tx for SqliteTx<'_> {
         Ok(effects)
     }
 
-    fn due_effects(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Effect>> {
+    fn due_effects(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Effect>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE done_at IS NULL \
-             AND next_attempt_at <= ?1 ORDER BY next_attempt_at, created_at, rowid LIMIT ?2"
+             AND next_attempt_at <= ?1 AND target NOT IN (SELECT value FROM json_each(?3)) \
+             ORDER BY next_attempt_at, created_at, rowid LIMIT ?2"
         ))?;
+        let skip = serde_json::Value::from(skip.to_vec()).to_string();
         let effects = stmt
-            .query_map(params![ms(now), limit as i64], effect_from_row)?
+            .query_map(params![ms(now), limit as i64, skip], effect_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(effects)
     }
