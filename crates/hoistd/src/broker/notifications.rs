@@ -165,9 +165,14 @@ impl Notifier for Broker {
         Ok(next)
     }
 
-    fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Notification>> {
+    fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Notification>> {
         let tx = self.store.transaction()?;
-        Ok(tx.due_notifications(now, limit)?)
+        Ok(tx.due_notifications(now, limit, skip)?)
     }
 
     fn record_notification(

@@ -283,11 +283,13 @@ pub trait Notifier: Send + Sync + 'static {
     /// Writes the reminders due now (each once); returns when the next one
     /// falls due.
     fn remind(&self) -> crate::error::Result<Option<DateTime<Utc>>>;
-    /// Notifications due at `now`, soonest first.
+    /// Notifications due at `now`, soonest first; none to a channel in
+    /// `skip`.
     fn due_notifications(
         &self,
         now: DateTime<Utc>,
         limit: usize,
+        skip: &[String],
     ) -> crate::error::Result<Vec<Notification>>;
     /// Records one attempt: the notification as it now stands (unless it
     /// was already done) and its line in the delivery log, in one

@@ -24,6 +24,11 @@ use crate::target::webhook::{PostError, clip};
 const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// Notifications sent at once.
 const MAX_RUNNING: usize = 16;
+/// Notifications sent at once to one channel: a channel that stops
+/// answering holds no more than these, so the others' still go out.
+const MAX_RUNNING_PER_CHANNEL: usize = 4;
+/// Due notifications read at a time.
+const READ: usize = 256;
 /// Pages of audit events routed per look, before sending anything.
 const MAX_PAGES: usize = 16;
 /// Reminders are looked for at most this often (and when one falls due).
@@ -81,8 +86,9 @@ pub async fn run<N: Notifier>(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut running: JoinSet<()> = JoinSet::new();
-    // Notifications being sent, by the task sending them.
-    let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
+    // The id and channel of each notification being sent, by the task
+    // sending it.
+    let mut busy: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
     // When reminders were last looked for, and when the next falls due.
     let mut reminded: Option<Instant> = None;
     let mut reminder: Option<DateTime<Utc>> = None;
@@ -94,6 +100,18 @@ pub async fn run<N: Notifier>(
         let horizon = now + TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
         let remind = reminded.is_none_or(|at| at.elapsed() >= REMIND_EVERY)
             || reminder.is_some_and(|at| at <= now);
+        let mut at_channel: HashMap<String, usize> = HashMap::new();
+        for (_, channel) in busy.values() {
+            *at_channel.entry(channel.clone()).or_default() += 1;
+        }
+        // A channel sending all it may is left out of the read, so that its
+        // notifications, however many fall due, cannot fill the read and
+        // hide the other channels' (as the target outbox does).
+        let full: Vec<String> = at_channel
+            .iter()
+            .filter(|(_, running)| **running >= MAX_RUNNING_PER_CHANNEL)
+            .map(|(channel, _)| channel.clone())
+            .collect();
         let looked = {
             let notifier = Arc::clone(&notifier);
             tokio::task::spawn_blocking(move || {
@@ -107,14 +125,19 @@ pub async fn run<N: Notifier>(
                 } else {
                     None
                 };
-                let due = notifier.due_notifications(horizon, 256)?;
+                let due = notifier.due_notifications(horizon, READ, &full)?;
                 Ok::<_, crate::error::Error>((reminder, due))
             })
             .await
         };
         let mut next: Option<DateTime<Utc>> = None;
+        let mut again = false;
         match looked {
             Ok(Ok((looked_for, due))) => {
+                // A full read may have left out notifications due to
+                // channels it did not reach: read again at once (see the
+                // target outbox).
+                let filled = due.len() >= READ;
                 if let Some(looked_for) = looked_for {
                     reminded = Some(Instant::now());
                     reminder = looked_for;
@@ -127,10 +150,15 @@ pub async fn run<N: Notifier>(
                             .unwrap_or_default();
                     next = Some(next.map_or(again, |n| n.min(again)));
                 }
-                let in_flight: HashSet<&String> = busy.values().collect();
+                let in_flight: HashSet<&String> = busy.values().map(|(id, _)| id).collect();
                 let mut starting = Vec::new();
                 for notification in due {
                     if in_flight.contains(&notification.id) {
+                        continue;
+                    }
+                    let busy_at_channel =
+                        at_channel.entry(notification.channel.clone()).or_default();
+                    if *busy_at_channel >= MAX_RUNNING_PER_CHANNEL {
                         continue;
                     }
                     if notification.next_attempt_at > now {
@@ -140,17 +168,22 @@ pub async fn run<N: Notifier>(
                         continue;
                     }
                     if running.len() + starting.len() < MAX_RUNNING {
+                        *busy_at_channel += 1;
                         starting.push(notification);
                     }
                 }
+                again = filled && !starting.is_empty();
                 for notification in starting {
-                    let id = notification.id.clone();
+                    let ids = (notification.id.clone(), notification.channel.clone());
                     let handle = running.spawn(attempt(Arc::clone(&notifier), notification));
-                    busy.insert(handle.id(), id);
+                    busy.insert(handle.id(), ids);
                 }
             }
             Ok(Err(err)) => tracing::error!(error = %err, "notifications not routed; retrying"),
             Err(err) => tracing::error!(error = %err, "notifications not routed; retrying"),
+        }
+        if again {
+            continue;
         }
         let sleep = next
             .map(|at| {
@@ -307,5 +340,146 @@ mod tests {
         let abandoned = settle(&pending(start), &Outcome::Abandoned("gone".into()), start);
         assert_eq!(abandoned.done_at, Some(start));
         assert!(!abandoned.delivered);
+    }
+}
+
+#[cfg(test)]
+mod worker_tests {
+    //! The worker over given due notifications, sending to receivers on
+    //! loopback: a channel that stops answering does not hold up the others.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::notify::{Channel, Channels, Event, Format};
+    use crate::target::webhook::Endpoint;
+
+    /// A notice as the router writes it.
+    const NOTICE: &str = r#"{"event":"request_filed","at":"2026-01-01T00:00:00Z","to":["dba"],
+        "request_id":"req_1","kind":"access","role":"db","role_name":"Database","tier":null,
+        "requester":"alice","justification":"reading the logs","duration_secs":3600,
+        "break_glass":false,"approvals_required":1}"#;
+
+    /// A receiver on loopback that counts the posts it is sent; one that
+    /// does not `answer` keeps each waiting for ever.
+    async fn receiver(answers: bool) -> (url::Url, Arc<AtomicUsize>) {
+        let posts = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&posts);
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let counted = Arc::clone(&counted);
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    if !answers {
+                        std::future::pending::<()>().await;
+                    }
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, posts)
+    }
+
+    fn channel(name: &str, url: url::Url) -> Channel {
+        Channel {
+            name: name.into(),
+            format: Format::Json,
+            events: [Event::RequestFiled].into(),
+            roles: Default::default(),
+            groups: Default::default(),
+            tiers: Default::default(),
+            remind_before: Duration::from_secs(600),
+            endpoint: Endpoint::new(url, b"secret".to_vec(), Duration::from_secs(60)).unwrap(),
+        }
+    }
+
+    /// A notification to `channel`, due since long ago.
+    fn due(id: String, channel: &str) -> Notification {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        Notification {
+            dedup_key: id.clone(),
+            id,
+            channel: channel.into(),
+            event: "request_filed".into(),
+            notice: NOTICE.into(),
+            attempts: 0,
+            next_attempt_at: at,
+            last_error: None,
+            created_at: at,
+            done_at: None,
+            delivered: false,
+        }
+    }
+
+    /// Channels and the notifications due to them, which stay due: nothing
+    /// is recorded.
+    struct FakeNotifier {
+        channels: Channels,
+        due: Vec<Notification>,
+    }
+
+    impl Notifier for FakeNotifier {
+        fn channels(&self) -> Channels {
+            self.channels.clone()
+        }
+        fn route(&self) -> crate::error::Result<bool> {
+            Ok(false)
+        }
+        fn remind(&self) -> crate::error::Result<Option<DateTime<Utc>>> {
+            Ok(None)
+        }
+        fn due_notifications(
+            &self,
+            _: DateTime<Utc>,
+            limit: usize,
+            skip: &[String],
+        ) -> crate::error::Result<Vec<Notification>> {
+            Ok(self
+                .due
+                .iter()
+                .filter(|n| !skip.contains(&n.channel))
+                .take(limit)
+                .cloned()
+                .collect())
+        }
+        fn record_notification(
+            &self,
+            _: &Notification,
+            _: &NotificationDelivery,
+        ) -> crate::error::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// However many notifications are due to a channel that stopped
+    /// answering, it holds a few of the worker's slots, and its
+    /// notifications do not hide another channel's from the worker's read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_channel_that_stops_answering_does_not_hold_up_the_others() {
+        let (dead_url, dead_posts) = receiver(false).await;
+        let (live_url, live_posts) = receiver(true).await;
+        let mut channels = Channels::default();
+        channels.insert(channel("dead", dead_url));
+        channels.insert(channel("live", live_url));
+        let mut due: Vec<Notification> = (0..READ + 10)
+            .map(|n| self::due(format!("n_dead_{n}"), "dead"))
+            .collect();
+        due.push(self::due("n_live".into(), "live"));
+        let notifier = Arc::new(FakeNotifier { channels, due });
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+        assert_eq!(dead_posts.load(Ordering::SeqCst), MAX_RUNNING_PER_CHANNEL);
+        assert!(
+            live_posts.load(Ordering::SeqCst) >= 1,
+            "the live channel was never posted to"
+        );
     }
 }

@@ -89,8 +89,8 @@
 //!     stored is a [`StoreError::Conflict`] that leaves the transaction
 //!     usable (the router meets one whenever an event was routed before),
 //!     and notifications are never removed. [`Tx::due_notifications`] lists
-//!     only those not done whose next attempt is due, as rule 9 for
-//!     effects. The routing cursor ([`Tx::notification_cursor`]) starts at
+//!     only those not done whose next attempt is due, leaving out the
+//!     channels the caller names, as rule 9 for effects. The routing cursor ([`Tx::notification_cursor`]) starts at
 //!     the audit head the schema met, and is read and moved in the same
 //!     transaction as the notifications it covers (rule 1).
 //! 13. A Slack post is taken once: a second [`Tx::insert_slack_replay`] of
@@ -726,8 +726,14 @@ pub trait Tx {
     /// time and outcome (rule 5: one never stored is not found).
     fn update_notification(&mut self, notification: &Notification) -> Result<()>;
     /// Notifications not done whose next attempt is at or before `now`,
-    /// soonest first, then oldest first; at most `limit`.
-    fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Notification>>;
+    /// soonest first, then oldest first; at most `limit`, and none to a
+    /// channel in `skip` (the worker's channels sending all they may).
+    fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Notification>>;
     /// When the soonest notification not done is next due.
     fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>>;
     /// Adds an attempt to the notification delivery log.

@@ -151,7 +151,7 @@ async fn settled(broker: &TestBroker) {
             .store()
             .transaction()
             .unwrap()
-            .due_notifications(far, 10)
+            .due_notifications(far, 10, &[])
             .unwrap()
             .is_empty()
     })

@@ -52,11 +52,27 @@ pub fn notifications_outbox(store: &dyn Store) {
     assert_eq!(tx.notification_cursor().unwrap(), 2);
     let ids = |due: Vec<Notification>| due.into_iter().map(|n| n.id).collect::<Vec<_>>();
     assert_eq!(
-        ids(tx.due_notifications(at(100), 10).unwrap()),
+        ids(tx.due_notifications(at(100), 10, &[]).unwrap()),
         ["n_3", "n_1"]
     );
-    assert!(tx.due_notifications(at(49), 10).unwrap().is_empty());
-    assert_eq!(ids(tx.due_notifications(at(1_000), 1).unwrap()), ["n_3"]);
+    assert!(tx.due_notifications(at(49), 10, &[]).unwrap().is_empty());
+    assert_eq!(
+        ids(tx.due_notifications(at(1_000), 1, &[]).unwrap()),
+        ["n_3"]
+    );
+    assert!(
+        tx.due_notifications(at(100), 10, &["pager".into(), "dba-slack".into()])
+            .unwrap()
+            .is_empty(),
+        "a channel skipped"
+    );
+    assert_eq!(
+        ids(tx
+            .due_notifications(at(100), 10, &["pager".into()])
+            .unwrap()),
+        ["n_3", "n_1"],
+        "only the channels skipped"
+    );
     assert_eq!(tx.next_notification_due().unwrap(), Some(at(50)));
     assert_eq!(tx.notification("n_1").unwrap().as_ref(), Some(&first));
     assert_eq!(tx.notification("n_again").unwrap(), None);
@@ -86,7 +102,7 @@ pub fn notifications_outbox(store: &dyn Store) {
     tx.commit().unwrap();
     let tx = store.transaction().unwrap();
     assert_eq!(
-        ids(tx.due_notifications(at(1_000), 10).unwrap()),
+        ids(tx.due_notifications(at(1_000), 10, &[]).unwrap()),
         ["n_2", "n_3"]
     );
     assert_eq!(tx.next_notification_due().unwrap(), Some(at(500)));

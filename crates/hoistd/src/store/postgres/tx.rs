@@ -1245,14 +1245,20 @@ impl Tx for PgTx {
         updated(changed, "notification", &n.id)
     }
 
-    fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Notification>> {
+    fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Notification>> {
         self.conn
             .query(
                 &format!(
                     "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE done_at IS NULL \
-                     AND next_attempt_at <= $1 ORDER BY next_attempt_at, created_at, ord LIMIT $2"
+                     AND next_attempt_at <= $1 AND channel <> ALL($3) \
+                     ORDER BY next_attempt_at, created_at, ord LIMIT $2"
                 ),
-                vec![p(ms(now)), p(limit as i64)],
+                vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
             )?
             .iter()
             .map(notification_from_row)

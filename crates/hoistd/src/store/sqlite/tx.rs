@@ -539,13 +539,20 @@ impl Tx for SqliteTx<'_> {
         updated(changed, "notification", &n.id)
     }
 
-    fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Notification>> {
+    fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Notification>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE done_at IS NULL \
-             AND next_attempt_at <= ?1 ORDER BY next_attempt_at, created_at, rowid LIMIT ?2"
+             AND next_attempt_at <= ?1 AND channel NOT IN (SELECT value FROM json_each(?3)) \
+             ORDER BY next_attempt_at, created_at, rowid LIMIT ?2"
         ))?;
+        let skip = serde_json::Value::from(skip.to_vec()).to_string();
         let due = stmt
-            .query_map(params![ms(now), limit as i64], notification_from_row)?
+            .query_map(params![ms(now), limit as i64, skip], notification_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(due)
     }
