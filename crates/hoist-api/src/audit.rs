@@ -26,6 +26,11 @@ pub enum AuditKind {
     Extended,
     CredentialIssued,
     CredentialUsed,
+    /// A credential audited as issued was withheld from its holder: its
+    /// target could not make its part of the access, or the grant ended
+    /// meanwhile (`details`: jti, target, error). Whatever the target made
+    /// is removed with the grant's access.
+    CredentialWithheld,
     Revoked,
     Expired,
     PolicyReloaded,
@@ -55,7 +60,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 24] = [
+    pub const ALL: [AuditKind; 25] = [
         Self::Requested,
         Self::Reviewed,
         Self::Approved,
@@ -69,6 +74,7 @@ impl AuditKind {
         Self::Extended,
         Self::CredentialIssued,
         Self::CredentialUsed,
+        Self::CredentialWithheld,
         Self::Revoked,
         Self::Expired,
         Self::PolicyReloaded,
@@ -97,6 +103,7 @@ impl AuditKind {
             Self::Extended => "extended",
             Self::CredentialIssued => "credential_issued",
             Self::CredentialUsed => "credential_used",
+            Self::CredentialWithheld => "credential_withheld",
             Self::Revoked => "revoked",
             Self::Expired => "expired",
             Self::PolicyReloaded => "policy_reloaded",

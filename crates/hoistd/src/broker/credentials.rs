@@ -17,7 +17,15 @@ use crate::target::ssh::HolderKey;
 use crate::target::{GrantFacts, Ledger, TargetKind};
 
 /// A credential issued, and the target that still has to hand over its part.
-type Issued = (Credential, Option<(Arc<dyn TargetKind>, GrantFacts)>);
+type Issued = (Credential, Option<HandOver>);
+
+/// What a grant's target still has to make for a credential just issued.
+pub struct HandOver {
+    target: Arc<dyn TargetKind>,
+    facts: GrantFacts,
+    /// The credential's id, as audited.
+    jti: String,
+}
 
 impl Broker {
     /// Issues a short-lived credential for an active grant the caller holds,
@@ -56,7 +64,7 @@ impl Broker {
     pub async fn hand_over(
         self: &Arc<Self>,
         credential: Credential,
-        target: Option<(Arc<dyn TargetKind>, GrantFacts)>,
+        target: Option<HandOver>,
     ) -> Result<Credential> {
         self.hand_over_for(credential, target, None).await
     }
@@ -64,22 +72,24 @@ impl Broker {
     async fn hand_over_for(
         self: &Arc<Self>,
         mut credential: Credential,
-        target: Option<(Arc<dyn TargetKind>, GrantFacts)>,
+        target: Option<HandOver>,
         key: Option<&HolderKey>,
     ) -> Result<Credential> {
-        if let Some((target, facts)) = target {
-            let handed = target
-                .credential(&facts, &self.journal(), key)
-                .await
-                .map_err(|err| {
-                    Error::refuse(
+        if let Some(HandOver { target, facts, jti }) = target {
+            let handed = match target.credential(&facts, &self.journal(), key).await {
+                Ok(handed) => handed,
+                Err(err) => {
+                    self.withheld(&facts, &jti, target.name(), &err.to_string())
+                        .await;
+                    return Err(Error::refuse(
                         ErrorCode::InvalidState,
                         format!(
                             "grant {} is live, but its access could not be handed over: {err}",
                             facts.id
                         ),
-                    )
-                })?;
+                    ));
+                }
+            };
             // A revoke may have committed, and its removal run, while the
             // target was asked: then what it just issued outlived the
             // removal. It is removed again, and never handed to the holder.
@@ -92,6 +102,13 @@ impl Broker {
                     Error::refuse(ErrorCode::Internal, "internal error")
                 })??;
             if ended {
+                self.withheld(
+                    &facts,
+                    &jti,
+                    target.name(),
+                    "the grant ended while its access was being handed over",
+                )
+                .await;
                 return Err(Error::refuse(
                     ErrorCode::InvalidState,
                     format!(
@@ -107,6 +124,29 @@ impl Broker {
             });
         }
         Ok(credential)
+    }
+
+    /// Audits that the credential `jti` of grant `facts`, audited as issued,
+    /// never reached its holder, and why. A failure to audit it is logged:
+    /// the holder's answer is the refusal either way.
+    async fn withheld(self: &Arc<Self>, facts: &GrantFacts, jti: &str, target: &str, why: &str) {
+        let broker = Arc::clone(self);
+        let (id, holder) = (facts.id.clone(), facts.holder.clone());
+        let details = json!({ "jti": jti, "target": target, "error": why });
+        let audited = tokio::task::spawn_blocking(move || {
+            let mut work = broker.begin()?;
+            let Some(grant) = work.tx.grant(&id)? else {
+                return Ok(());
+            };
+            let mut event = grant_event(AuditKind::CredentialWithheld, &holder, work.now, &grant);
+            event.details = details;
+            work.audit(event)?;
+            broker.finish(work)
+        })
+        .await;
+        if !matches!(audited, Ok(Ok(()))) {
+            tracing::error!(grant = %facts.id, "a credential withheld from its holder was not audited as such");
+        }
     }
 
     /// Whether grant `id`'s access is being removed, or was: then its
@@ -246,7 +286,8 @@ impl Broker {
             expires_at: from_unix(claims.exp),
             access: None,
         };
-        Ok((credential, target))
+        let hand_over = target.map(|(target, facts)| HandOver { target, facts, jti });
+        Ok((credential, hand_over))
     }
 
     /// RFC 7662: a credential is active only while its grant is.

@@ -28,7 +28,6 @@ use crate::error::Error;
 use crate::oidc::TokenError;
 use crate::policy::{Approval, WorkloadRule, claim_text};
 use crate::store::Exchange;
-use crate::target::{GrantFacts, TargetKind};
 
 /// The actor of a refusal before any rule vouched for the token: no rule
 /// is named `unverified`'s way (it holds no second `:`), and no person can
@@ -120,7 +119,7 @@ struct Admitted {
 enum Step {
     Issued(
         Box<Credential>,
-        Option<(Arc<dyn TargetKind>, GrantFacts)>,
+        Option<super::credentials::HandOver>,
         String,
     ),
     Pending(TokenPending),
