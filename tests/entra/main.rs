@@ -117,6 +117,29 @@ pub fn body(role: &str, ticket: Option<&str>, secs: Option<u64>) -> hoist_api::C
 /// Reading a role's PIM policy takes a directory reader's role many
 /// engineers lack: without it the roles still show, saying their rules were
 /// not read, and an activation for a duration given still goes through.
+/// A role held at an administrative unit's scope has the terms of the
+/// role's one policy, which Entra keeps at the tenant.
+#[test]
+fn a_role_held_at_an_administrative_unit_has_its_policy_terms() {
+    run(async {
+        let tenant = Tenant::start().await;
+        tenant.graph.make_eligible(
+            graph::ALICE,
+            graph::EXCHANGE_ADMIN,
+            "/administrativeUnits/au-emea",
+        );
+        let alice = tenant.backend("alice").await;
+        let roles = alice.roles().await.unwrap();
+        let scoped = roles
+            .iter()
+            .find(|r| r.scope.contains("au-emea"))
+            .expect("the role held at the administrative unit");
+        assert!(scoped.ticket.required, "{scoped:?}");
+        assert_eq!(scoped.approval.approvals, 1);
+        assert_eq!(scoped.approval.approvers, ["Bob", "Dave"]);
+    });
+}
+
 #[test]
 fn roles_show_and_activate_when_their_policy_cannot_be_read() {
     run(async {

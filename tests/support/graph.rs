@@ -447,6 +447,18 @@ impl FakeGraph {
         self.world.lock().unwrap().lagging_reads = reads;
     }
 
+    /// Makes `user` eligible for directory role `role` at `scope` (an
+    /// administrative unit's, say).
+    pub fn make_eligible(&self, user: &str, role: &str, scope: &str) {
+        self.world.lock().unwrap().eligible.push((
+            user.into(),
+            Target::Directory {
+                role: role.into(),
+                scope: scope.into(),
+            },
+        ));
+    }
+
     /// Every request received, in order.
     pub fn received(&self) -> Vec<Received> {
         self.world.lock().unwrap().received.clone()
@@ -980,6 +992,12 @@ fn route(
             }
             if q.get("$expand").map(String::as_str) != Some("policy($expand=rules)") {
                 return Err(bad("BadRequest", "expected $expand=policy($expand=rules)"));
+            }
+            // A directory role's one policy is assigned at the tenant ("/"),
+            // whatever scope the role is held at: asked at another scope,
+            // Graph finds none.
+            if matches!(&target, Target::Directory { scope, .. } if scope != "/") {
+                return list(Vec::new());
             }
             let rules = w.rules.get(&target).cloned().unwrap_or_default();
             list(vec![policy_json(&w, &target, &rules)])

@@ -335,12 +335,12 @@ impl EntraClient {
             }
         }
         let filter = match role {
+            // A directory role has one policy, the tenant's, whatever scope
+            // (an administrative unit, an application) it is held at.
             RoleRef::Directory {
-                role_definition,
-                scope,
+                role_definition, ..
             } => format!(
-                "scopeId eq {} and scopeType eq 'DirectoryRole' and roleDefinitionId eq {}",
-                odata_literal(scope),
+                "scopeId eq '/' and scopeType eq 'DirectoryRole' and roleDefinitionId eq {}",
                 odata_literal(role_definition)
             ),
             RoleRef::Group { group, access } => format!(
