@@ -180,6 +180,56 @@ pub struct Config {
     path: Option<PathBuf>,
 }
 
+/// The file `old` changed to say what `new` says, keeping its comments,
+/// order and layout wherever the two agree: a key whose value is the same
+/// is left as written, a changed value is replaced in its place (with the
+/// comments around it), a key `new` lacks is removed and one it adds goes
+/// at the end of its table. `None` if either does not parse.
+fn edit_in_place(old: &str, new: &str) -> Option<String> {
+    let mut kept: toml_edit::DocumentMut = old.parse().ok()?;
+    let new: toml_edit::DocumentMut = new.parse().ok()?;
+    merge_table(kept.as_table_mut(), new.as_table());
+    Some(kept.to_string())
+}
+
+fn merge_table(kept: &mut toml_edit::Table, new: &toml_edit::Table) {
+    use toml_edit::Item;
+    let gone: Vec<String> = kept
+        .iter()
+        .map(|(key, _)| key.to_string())
+        .filter(|key| !new.contains_key(key))
+        .collect();
+    for key in gone {
+        kept.remove(&key);
+    }
+    for (key, item) in new.iter() {
+        match (kept.get_mut(key), item) {
+            (Some(Item::Table(was)), Item::Table(now)) => merge_table(was, now),
+            (Some(Item::Value(was)), Item::Value(now)) => {
+                if !same_value(was, now) {
+                    let decor = was.decor().clone();
+                    *was = now.clone();
+                    *was.decor_mut() = decor;
+                }
+            }
+            (Some(slot), _) => *slot = item.clone(),
+            (None, _) => {
+                kept.insert(key, item.clone());
+            }
+        }
+    }
+}
+
+/// Whether two values say the same, however each is laid out.
+fn same_value(a: &toml_edit::Value, b: &toml_edit::Value) -> bool {
+    let bare = |v: &toml_edit::Value| {
+        let mut v = v.clone();
+        v.decor_mut().clear();
+        format!("x = {v}").parse::<toml::Table>().ok()
+    };
+    bare(a).is_some_and(|a| Some(a) == bare(b))
+}
+
 /// Which kind of broker a profile talks to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -410,7 +460,8 @@ impl Config {
     /// Writes the config whole or not at all ([`crate::fs::write_private`]):
     /// a crash leaves either the old file or the new one. The directory is
     /// created readable by its owner only: it says which brokers and roles
-    /// someone uses.
+    /// someone uses. What the file already says the same way is kept as
+    /// written, comments and layout included (see [`edit_in_place`]).
     pub fn save(&self) -> Result<(), ConfigError> {
         let path = self.path()?;
         let write_error = |reason: String| ConfigError::Write {
@@ -418,7 +469,11 @@ impl Config {
             reason,
         };
         let text = toml::to_string(self).map_err(|err| write_error(err.to_string()))?;
-        let contents = format!("{SAVED_HEADER}{text}");
+        let written = std::fs::read_to_string(&path).ok();
+        let contents = written
+            .filter(|old| !old.trim().is_empty())
+            .and_then(|old| edit_in_place(&old, &text))
+            .unwrap_or_else(|| format!("{SAVED_HEADER}{text}"));
         crate::fs::write_private(&path, contents.as_bytes())
             .map_err(|err| write_error(err.to_string()))
     }

@@ -423,3 +423,57 @@ fn broker_flag_never_rewrites_an_entra_profile() {
         ]
     );
 }
+
+#[test]
+fn save_keeps_what_the_file_says_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(CONFIG_FILE);
+    std::fs::write(
+        &path,
+        "# My hoist config.\n\
+         default_profile = \"work\"  # the one I use\n\
+         \n\
+         # Work's broker.\n\
+         [profiles.work]\n\
+         broker = \"https://hoist.example.com\"\n\
+         favourites = [\"prod-db\"]   # keep these\n\
+         \n\
+         [profiles.old]\n\
+         broker = \"https://old.example.com\"\n",
+    )
+    .unwrap();
+    let mut config = Config::load_from(&path).unwrap();
+    config.profiles.remove("old");
+    config.toggle_favourite("work", "prod-ssh");
+    config.ticket_url = Some("https://t.example/{ticket}".into());
+    config.save().unwrap();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with(
+            "# My hoist config.\n\
+             default_profile = \"work\"  # the one I use\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\n# Work's broker.\n[profiles.work]\nbroker = \"https://hoist.example.com\"\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("favourites = [\"prod-db\", \"prod-ssh\"]   # keep these\n"),
+        "{text}"
+    );
+    assert!(text.contains("ticket_url = "), "{text}");
+    assert!(!text.contains("old.example.com"), "{text}");
+    assert_eq!(Config::load_from(&path).unwrap(), config);
+
+    // A file that no longer parses is written afresh.
+    std::fs::write(&path, "default_profile = \n").unwrap();
+    config.save().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with(SAVED_HEADER), "{text}");
+    assert_eq!(Config::load_from(&path).unwrap(), config);
+}
