@@ -15,6 +15,7 @@ use super::Broker;
 use crate::audit::NewAuditEvent;
 use crate::error::{Error, Result};
 use crate::oidc::Identity;
+use crate::store::AuditQuery;
 
 /// A caller the broker recognised, and until when their token is good.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +170,22 @@ impl Broker {
             return Err(refused(format!(
                 "user `{claimed}` belongs to {at}; this sign-in (subject `{}` at `{}`) is \
                  someone else",
+                identity.subject, identity.issuer
+            )));
+        }
+        // A name with a past here (a user since removed from the policy, a
+        // token user's): a newcomer claiming it would inherit that past,
+        // its requests, grants and audit entries.
+        let past = work.tx.audit(&AuditQuery {
+            involving: Some(claimed.clone()),
+            limit: Some(1),
+            ..AuditQuery::default()
+        })?;
+        if !past.is_empty() {
+            return Err(refused(format!(
+                "user `{claimed}` has acted here before, as someone the provider did not \
+                 sign in; this sign-in (subject `{}` at `{}`) acts as them only if the policy \
+                 links that identity to them",
                 identity.subject, identity.issuer
             )));
         }

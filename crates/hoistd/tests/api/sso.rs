@@ -226,3 +226,38 @@ async fn a_restart_still_knows_a_provider_users_groups() {
     let grant = broker.with_token(&alice).grant(&grant_id).await.unwrap();
     assert_eq!(grant.state, hoist_api::GrantState::Active);
 }
+
+/// A name that acted here before (a token user since removed from the
+/// policy) is not handed to the first sign-in that claims it: that
+/// newcomer would inherit its requests, grants and audit entries.
+#[tokio::test]
+async fn a_removed_users_name_is_not_handed_to_a_newcomer() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&[&provider.issuer], ""))
+        .start()
+        .await;
+    broker
+        .as_user("bob")
+        .file(&request("prod-db", "vacuum the big table"))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
+    let hash = hex::encode(Sha256::digest(b"t-bob"));
+    let without_bob = text
+        .replace(&format!("[users.bob]\ntoken_sha256 = \"{hash}\"\n"), "")
+        .replace(r#"engineers = ["bob"]"#, "engineers = []");
+    assert!(!without_bob.contains("users.bob"), "{without_bob}");
+    std::fs::write(broker.policy_path(), without_bob).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+
+    let newcomer = broker.with_token(&id_token(&provider, "bob").await);
+    let message = refusal(&newcomer).await;
+    assert!(
+        message.contains("user `bob` has acted here before"),
+        "{message}"
+    );
+    // A name with no past still binds.
+    let carol = broker.with_token(&id_token(&provider, "carol").await);
+    assert_eq!(carol.get::<Me>("/v1/me").await.unwrap().user, "carol");
+}
