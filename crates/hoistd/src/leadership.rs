@@ -137,19 +137,30 @@ pub async fn while_leading<F, Fut>(
             _ = stopped.wait_for(|stopped| *stopped) => return,
         }
         let (halt, halted) = watch::channel(false);
-        let mut running = tokio::spawn(job(halted));
+        let mut running = Job(tokio::spawn(job(halted)));
         let stopping = tokio::select! {
             _ = leading.wait_for(|leads| !*leads) => false,
             _ = stopped.wait_for(|stopped| *stopped) => true,
-            _ = &mut running => false,
+            _ = &mut running.0 => false,
         };
         let _ = halt.send(true);
-        if !running.is_finished() {
-            let _ = running.await;
+        if !running.0.is_finished() {
+            let _ = (&mut running.0).await;
         }
         if stopping {
             return;
         }
+    }
+}
+
+/// A job's task, aborted if it is dropped before it ends: when the server
+/// stops waiting for [`while_leading`], the job stops too rather than go on
+/// acting once the lease is given up.
+struct Job(tokio::task::JoinHandle<()>);
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

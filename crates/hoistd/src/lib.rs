@@ -45,6 +45,9 @@ const USES_EVERY: Duration = Duration::from_secs(5);
 
 /// Longest the server waits at start-up to hear other instances' changes.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
+/// How long a stopping server waits for each leader's job to stop: past
+/// the longest a store answer may take (a transaction under way finishes).
+const JOBS_WAIT: Duration = Duration::from_secs(20);
 
 /// How a [`Server`] serves: its connection limits, and the keys it keeps
 /// outside the store.
@@ -184,12 +187,14 @@ impl Server {
         // time (see leadership).
         let holder = format!("{addr}/{}", uuid::Uuid::new_v4());
         let (leads, leading) = watch::channel(false);
+        // The lease is given up only once the jobs have stopped (below).
+        let (resign, resigning) = watch::channel(false);
         let lease = tokio::spawn(leadership::lead_forever(
             Arc::clone(&store),
             holder,
             leads,
             broker.lease().clone(),
-            stopped.clone(),
+            resigning,
         ));
         let reaper = tokio::spawn(leadership::while_leading(
             leading.clone(),
@@ -276,12 +281,26 @@ impl Server {
             if let Some(relay) = relay {
                 relay.abort();
             }
-            reaper.abort();
             uses.abort();
-            outbox.abort();
-            notifier.abort();
-            reconciler.abort();
+            // Each job was told to stop with the server and stops at its
+            // next step; it is awaited, so that none still acts (a target
+            // call, a fenced write) once the lease is given up below and
+            // another instance leads. One that does not stop in time is
+            // aborted.
+            for (name, mut job) in [
+                ("reaper", reaper),
+                ("outbox", outbox),
+                ("notifications", notifier),
+                ("reconciler", reconciler),
+            ] {
+                if tokio::time::timeout(JOBS_WAIT, &mut job).await.is_err() {
+                    tracing::warn!(job = name, "did not stop in time; aborted");
+                    job.abort();
+                    let _ = job.await;
+                }
+            }
             // Given up at once, so another instance takes over now.
+            let _ = resign.send(true);
             let _ = lease.await;
             // The last one after every connection has finished, so it covers
             // everything the broker answered.

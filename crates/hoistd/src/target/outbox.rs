@@ -208,9 +208,10 @@ mod tests {
 
 #[cfg(test)]
 mod worker_tests {
-    //! The worker over a ledger of given due effects and targets: an
-    //! outcome the store does not record is not run again at once, and a
-    //! target that stops answering does not hold up the others.
+    //! The worker (and the reconciler) over a ledger of given due effects
+    //! and targets: an outcome the store does not record is not run again
+    //! at once, a target that stops answering does not hold up the others,
+    //! and a pass waiting on one stops with its leader.
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
@@ -259,6 +260,7 @@ mod worker_tests {
             Ok(true)
         }
         async fn managed(&self, _: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
+            self.call().await?;
             Ok(None)
         }
         async fn remove(&self, _: &Managed, _: &Journal) -> Result<(), TargetError> {
@@ -429,6 +431,33 @@ mod worker_tests {
             live_calls.load(Ordering::SeqCst) >= 1,
             "the live target was never called"
         );
+    }
+
+    /// A reconciler pass waiting on a target that stopped answering ends
+    /// when its leader stops, rather than go on once the lease is given up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reconciler_pass_stops_with_its_leader() {
+        let (dead, calls) = counting("dead", true);
+        let ledger = FakeLedger::new(vec![dead], Vec::new(), true);
+        let (stop, stopped) = watch::channel(false);
+        let job = tokio::spawn(reconcile::run(
+            ledger,
+            || Duration::from_secs(300),
+            Arc::new(Notify::new()),
+            stopped,
+        ));
+        for _ in 0..100 {
+            if calls.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the pass asked the target");
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), job)
+            .await
+            .expect("the pass did not stop")
+            .unwrap();
     }
 
     /// However many effects are due at a target that stopped answering,

@@ -171,7 +171,12 @@ pub async fn run<L: Ledger>(
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
-        let done = pass(&ledger).await;
+        // A pass stops where it is when leading does: what it left undone
+        // the next leader's first pass does (each step is its own).
+        let done = tokio::select! {
+            done = pass(&ledger) => done,
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        };
         if done != Pass::default() {
             tracing::info!(
                 checked = done.checked,
