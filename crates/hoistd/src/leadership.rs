@@ -33,12 +33,14 @@ const RENEW_EVERY: Duration = Duration::from_secs(1);
 const MARGIN: Duration = Duration::from_secs(1);
 
 /// Asks for the lease every second until `stopped`, and says on `leading`
-/// whether this instance leads and on `lease` which lease it last took (the
-/// jobs' fence, kept after it is lost); gives it up on a clean stop.
+/// whether this instance leads, on `term` until when by its own clock, and
+/// on `lease` which lease it last took (the jobs' fence, kept after it is
+/// lost); gives it up on a clean stop.
 pub async fn lead_forever(
     store: Arc<dyn Store>,
     holder: String,
     leading: watch::Sender<bool>,
+    term: watch::Sender<Option<Instant>>,
     lease: watch::Sender<Option<Lease>>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -62,6 +64,7 @@ pub async fn lead_forever(
                     if valid_until.is_some() =>
                 {
                     valid_until = None;
+                    term.send_replace(None);
                     if epoch.take().is_some() {
                         tracing::warn!(holder = %holder, "stopped leading: the lease was not renewed in time");
                     }
@@ -102,6 +105,7 @@ pub async fn lead_forever(
         if !leads && epoch.take().is_some() {
             tracing::warn!(holder = %holder, "stopped leading: the lease could not be renewed");
         }
+        term.send_replace(valid_until.filter(|_| leads));
         leading.send_if_modified(|was| std::mem::replace(was, leads) != leads);
         // Asks again in a second, or when the term runs out if sooner.
         let next = Instant::now() + RENEW_EVERY;
@@ -111,6 +115,7 @@ pub async fn lead_forever(
             _ = stopped.wait_for(|stopped| *stopped) => true,
         };
         if stopping {
+            term.send_replace(None);
             leading.send_replace(false);
             if leads {
                 let _ = tokio::task::spawn_blocking(move || store.resign(&holder)).await;
@@ -209,17 +214,29 @@ mod tests {
     async fn a_leader_stops_by_its_own_clock_while_a_renewal_is_pending() {
         let store: Arc<dyn Store> = Arc::new(SlowRenewals(AtomicUsize::new(0)));
         let (leads, leading) = watch::channel(false);
+        let (term_tx, term) = watch::channel(None);
         let (lease, _) = watch::channel(None);
         let (stop, stopped) = watch::channel(false);
         let started = Instant::now();
-        let task = tokio::spawn(lead_forever(store, "a".into(), leads, lease, stopped));
+        let task = tokio::spawn(lead_forever(
+            store,
+            "a".into(),
+            leads,
+            term_tx,
+            lease,
+            stopped,
+        ));
         tokio::time::sleep_until(started + Duration::from_millis(3700)).await;
         assert!(*leading.borrow(), "leading once the answer came");
+        let until = term.borrow().expect("a term while leading");
+        assert!(until <= started + TERM - MARGIN + Duration::from_millis(100));
         tokio::time::sleep_until(started + Duration::from_millis(4500)).await;
         let still = *leading.borrow();
+        let term_then = *term.borrow();
         stop.send(true).unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         assert!(!still, "still leading at 4.5 s, past its own deadline");
+        assert_eq!(term_then, None, "a term at 4.5 s, past its own deadline");
     }
 
     /// At a stop, the leader's `leading` closes as `stopped` fires: no

@@ -193,6 +193,7 @@ impl Server {
             Arc::clone(&store),
             holder,
             leads,
+            broker.term().clone(),
             broker.lease().clone(),
             resigning,
         ));

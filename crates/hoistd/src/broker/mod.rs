@@ -118,6 +118,10 @@ pub struct Broker {
     /// job still running when the lease is lost writes nothing once
     /// another instance holds it.
     lease: watch::Sender<Option<Lease>>,
+    /// Until when this instance leads by its own clock (`None`: it does
+    /// not), as [`leadership`](crate::leadership) keeps it: the outbox asks
+    /// just before each call to a target.
+    term: watch::Sender<Option<tokio::time::Instant>>,
 }
 
 pub use identities::{Authenticated, SignIn};
@@ -365,6 +369,7 @@ impl Broker {
             notifier: Arc::new(Notify::new()),
             reminded: Default::default(),
             lease: watch::Sender::new(None),
+            term: watch::Sender::new(None),
         }
     }
 
@@ -544,6 +549,12 @@ impl Broker {
     /// says which lease this instance took.
     pub fn lease(&self) -> &watch::Sender<Option<Lease>> {
         &self.lease
+    }
+
+    /// Where [`leadership::lead_forever`](crate::leadership::lead_forever)
+    /// says until when this instance leads.
+    pub fn term(&self) -> &watch::Sender<Option<tokio::time::Instant>> {
+        &self.term
     }
 
     fn begin_with<'s>(&'s self, tx: Box<dyn Tx + 's>) -> Result<Work<'s>> {

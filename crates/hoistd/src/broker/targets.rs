@@ -173,6 +173,12 @@ impl Ledger for Broker {
         self.policy().targets.clone()
     }
 
+    fn leads_now(&self) -> bool {
+        self.term
+            .borrow()
+            .is_some_and(|until| tokio::time::Instant::now() < until)
+    }
+
     fn journal(&self) -> Journal {
         Journal::new(
             Arc::clone(&self.store),

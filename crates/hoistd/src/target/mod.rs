@@ -350,6 +350,10 @@ pub fn duration_setting(target: &str, what: &str, text: &str) -> Result<Duration
 pub trait Ledger: Send + Sync + 'static {
     /// The targets of the policy in force.
     fn targets(&self) -> Targets;
+    /// Whether this instance still leads by its own clock: checked just
+    /// before each call to a target, so a leader paused past its term (its
+    /// jobs not yet told) calls none once it wakes.
+    fn leads_now(&self) -> bool;
     /// Where kinds record what they did.
     fn journal(&self) -> Journal;
     /// Effects whose next attempt is due at `now`, soonest first, with the

@@ -30,6 +30,9 @@ const MAX_RUNNING: usize = 16;
 const MAX_RUNNING_PER_TARGET: usize = 4;
 /// Due effects read at a time.
 const READ: usize = 256;
+/// How long an effect not run because this instance no longer leads holds
+/// its grant busy, while the worker is halted.
+const LEAD_LOST_PAUSE: Duration = Duration::from_millis(200);
 /// First retry after this; doubled per failure.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Never longer between attempts than this.
@@ -150,6 +153,13 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
 
 /// Runs one effect and records its outcome.
 async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) {
+    if !ledger.leads_now() {
+        // Past this instance's term: the effect stays due, for whoever
+        // leads now. The worker is being halted; until then the grant
+        // stays busy rather than be tried again at once.
+        tokio::time::sleep(LEAD_LOST_PAUSE).await;
+        return;
+    }
     let targets = ledger.targets();
     let journal = ledger.journal();
     let outcome = match targets.get(&due.effect.target) {
@@ -312,12 +322,23 @@ mod worker_tests {
         targets: Vec<Arc<Counting>>,
         dues: Vec<Due>,
         records: bool,
+        /// Whether it says this instance still leads.
+        leads: bool,
         store: Arc<dyn crate::store::Store>,
         _dir: tempfile::TempDir,
     }
 
     impl FakeLedger {
         fn new(targets: Vec<Counting>, dues: Vec<Due>, records: bool) -> Arc<FakeLedger> {
+            Self::leading(targets, dues, records, true)
+        }
+
+        fn leading(
+            targets: Vec<Counting>,
+            dues: Vec<Due>,
+            records: bool,
+            leads: bool,
+        ) -> Arc<FakeLedger> {
             let dir = tempfile::tempdir().unwrap();
             let store: Arc<dyn crate::store::Store> =
                 Arc::new(crate::store::SqliteStore::open(&dir.path().join("db")).unwrap());
@@ -325,6 +346,7 @@ mod worker_tests {
                 targets: targets.into_iter().map(Arc::new).collect(),
                 dues,
                 records,
+                leads,
                 store,
                 _dir: dir,
             })
@@ -341,6 +363,9 @@ mod worker_tests {
     }
 
     impl Ledger for FakeLedger {
+        fn leads_now(&self) -> bool {
+            self.leads
+        }
         fn targets(&self) -> Targets {
             let mut targets = Targets::default();
             for target in &self.targets {
@@ -431,6 +456,17 @@ mod worker_tests {
             live_calls.load(Ordering::SeqCst) >= 1,
             "the live target was never called"
         );
+    }
+
+    /// A leader past its term by its own clock (paused, say, and woken
+    /// before its jobs are told) calls no target.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_past_its_term_calls_no_target() {
+        let (target, calls) = counting("t", false);
+        FakeLedger::leading(vec![target], vec![due("gr_1", "t")], true, false)
+            .run_for(1)
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
     /// A reconciler pass waiting on a target that stopped answering ends
