@@ -397,30 +397,23 @@ pub(super) async fn run_command(
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
-    // In the foreground of a terminal, Ctrl-C and Ctrl-\ already reach CMD
-    // (same process group): forwarding them as well would deliver them
-    // twice. Whether stdin is that terminal does not matter.
-    let interactive = in_the_foreground();
+    // A Ctrl-C or Ctrl-\ typed at a terminal goes to its whole foreground
+    // group, CMD included: forwarding it as well would deliver it twice.
+    // Whatever a process sent (`kill -INT`, a supervisor's SIGTERM) reaches
+    // hoist alone, and is forwarded.
     let status = loop {
         tokio::select! {
             status = child.wait() => break status?,
-            signal = signals.next() => {
-                let typed = matches!(signal, Signal::SIGINT | Signal::SIGQUIT);
-                if let (Some(pid), false) = (pid, typed && interactive) {
-                    let _ = kill(pid, signal);
+            arrived = signals.next_arrived() => {
+                let typed = arrived.from_terminal
+                    && matches!(arrived.signal, Signal::SIGINT | Signal::SIGQUIT);
+                if let (Some(pid), false) = (pid, typed) {
+                    let _ = kill(pid, arrived.signal);
                 }
             }
         }
     };
     Ok(code_of(status))
-}
-
-/// Whether hoist's process group is the foreground group of its
-/// controlling terminal: the group a typed Ctrl-C goes to.
-fn in_the_foreground() -> bool {
-    std::fs::File::open("/dev/tty").is_ok_and(|tty| {
-        nix::unistd::tcgetpgrp(&tty).is_ok_and(|group| group == nix::unistd::getpgrp())
-    })
 }
 
 /// The exact command line, quoted for a POSIX shell, that prints a fresh
