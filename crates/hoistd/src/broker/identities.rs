@@ -69,7 +69,10 @@ impl Broker {
             .await
             .map_err(|err| refused(err.to_string()))?;
         let user = match policy.linked(&identity.issuer, &identity.subject) {
-            Some(user) => user.to_string(),
+            Some(user) => {
+                self.keep_link(&identity, user).await;
+                user.to_string()
+            }
             None => {
                 let user = self.bound_user(&identity).await?;
                 if policy.defines(&user) {
@@ -117,6 +120,53 @@ impl Broker {
             Err(err) => err.to_string(),
         };
         tracing::warn!(error = %failed, "cannot store a sign-in's groups");
+    }
+
+    /// Binds an identity the policy links to `user`, as a first sign-in
+    /// binds one it does not (once; neither bound before): should the
+    /// policy stop defining `user`, the name stays with this identity, and
+    /// is not refused to it for the past it has here. A failure is logged:
+    /// the link alone lets this sign-in in.
+    async fn keep_link(self: &Arc<Self>, identity: &Identity, user: &str) {
+        let key = (identity.issuer.clone(), identity.subject.clone());
+        if self
+            .bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&key)
+        {
+            return;
+        }
+        let broker = Arc::clone(self);
+        let (identity, user) = (identity.clone(), user.to_string());
+        let kept = tokio::task::spawn_blocking(move || -> Result<String> {
+            let mut work = broker.begin()?;
+            if let Some(bound) = work.tx.identity_user(&identity.issuer, &identity.subject)? {
+                return Ok(bound);
+            }
+            if work.tx.user_identity(&user)?.is_none() {
+                work.tx
+                    .insert_identity(&identity.issuer, &identity.subject, &user, work.now)?;
+                work.audit(NewAuditEvent {
+                    subject: Some(user.clone()),
+                    details: json!({ "issuer": identity.issuer, "subject": identity.subject }),
+                    ..NewAuditEvent::new(AuditKind::IdentityBound, user.clone(), work.now)
+                })?;
+                broker.finish(work)?;
+            }
+            Ok(user)
+        })
+        .await;
+        match kept {
+            Ok(Ok(bound)) => {
+                self.bindings
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, bound);
+            }
+            Ok(Err(err)) => tracing::warn!(error = %err, "a linked identity not bound"),
+            Err(err) => tracing::warn!(error = %err, "a linked identity not bound"),
+        }
     }
 
     /// The user a provider identity is bound to, binding it to the name its
@@ -183,9 +233,9 @@ impl Broker {
         })?;
         if !past.is_empty() {
             return Err(refused(format!(
-                "user `{claimed}` has acted here before, as someone the provider did not \
-                 sign in; this sign-in (subject `{}` at `{}`) acts as them only if the policy \
-                 links that identity to them",
+                "user `{claimed}` has acted here before, signed in some other way; this \
+                 sign-in (subject `{}` at `{}`) acts as them only if the policy links that \
+                 identity to them",
                 identity.subject, identity.issuer
             )));
         }

@@ -261,3 +261,42 @@ async fn a_removed_users_name_is_not_handed_to_a_newcomer() {
     let carol = broker.with_token(&id_token(&provider, "carol").await);
     assert_eq!(carol.get::<Me>("/v1/me").await.unwrap().user, "carol");
 }
+
+/// A person the policy linked to a user keeps that name when the policy
+/// stops defining the user (moved to the provider's groups, say): their
+/// identity was bound at their first sign-in, so their past is theirs.
+#[tokio::test]
+async fn a_linked_identity_keeps_its_name_once_the_policy_drops_the_user() {
+    let provider = Provider::start().await;
+    let link = format!(
+        "identities = [{{ issuer = \"{}\", subject = \"bob\" }}]",
+        provider.issuer
+    );
+    let broker = TestBroker::builder()
+        .policy(&policy(&[&provider.issuer], &link))
+        .start()
+        .await;
+    let bob = broker.with_token(&id_token(&provider, "bob").await);
+    assert_eq!(bob.get::<Me>("/v1/me").await.unwrap().user, "bob");
+    bob.file(&request("prod-db", "vacuum the big table"))
+        .await
+        .unwrap();
+
+    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
+    let hash = hex::encode(Sha256::digest(b"t-bob"));
+    let without_bob = text
+        .replace(
+            &format!("[users.bob]\ntoken_sha256 = \"{hash}\"\n{link}\n"),
+            "",
+        )
+        .replace(r#"engineers = ["bob"]"#, "engineers = []");
+    assert!(!without_bob.contains("users.bob"), "{without_bob}");
+    std::fs::write(broker.policy_path(), without_bob).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+
+    let again = broker.with_token(&id_token(&provider, "bob").await);
+    let me = again.get::<Me>("/v1/me").await.unwrap();
+    assert_eq!(me.user, "bob");
+    // Now a provider user: groups from the token count.
+    assert!(!me.groups.is_empty(), "{me:?}");
+}
