@@ -45,9 +45,10 @@ const USES_EVERY: Duration = Duration::from_secs(5);
 
 /// Longest the server waits at start-up to hear other instances' changes.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
-/// How long a stopping server waits for each leader's job to stop: past
-/// the longest a store answer may take (a transaction under way finishes).
-const JOBS_WAIT: Duration = Duration::from_secs(20);
+/// How long a stopping server waits for the leader's jobs to stop, all
+/// together: past the outbox's wait for its calls under way and most store
+/// answers, and well within a service manager's stop timeout.
+const JOBS_WAIT: Duration = Duration::from_secs(10);
 
 /// How a [`Server`] serves: its connection limits, and the keys it keeps
 /// outside the store.
@@ -277,32 +278,41 @@ impl Server {
             }
             None => None,
         };
+        // At a stop, while connections drain: each job was told to stop
+        // with the server and stops at its next step (the outbox once the
+        // target calls under way are answered); all are awaited, so that
+        // none still acts (a target call, a fenced write) once the lease is
+        // given up and another instance leads. Those not stopped by one
+        // deadline are aborted. Then the lease is given up at once, so
+        // another instance takes over without waiting for the drain.
+        let stepping_down = tokio::spawn({
+            let mut stopping = stopped.clone();
+            async move {
+                let _ = stopping.wait_for(|stopped| *stopped).await;
+                let deadline = tokio::time::Instant::now() + JOBS_WAIT;
+                for (name, mut job) in [
+                    ("reaper", reaper),
+                    ("outbox", outbox),
+                    ("notifications", notifier),
+                    ("reconciler", reconciler),
+                ] {
+                    if tokio::time::timeout_at(deadline, &mut job).await.is_err() {
+                        tracing::warn!(job = name, "did not stop in time; aborted");
+                        job.abort();
+                        let _ = job.await;
+                    }
+                }
+                let _ = resign.send(true);
+                let _ = lease.await;
+            }
+        });
         let task = tokio::spawn(async move {
             http::serve::serve(listener, app, limits, serving_tls, stopped).await;
             if let Some(relay) = relay {
                 relay.abort();
             }
             uses.abort();
-            // Each job was told to stop with the server and stops at its
-            // next step; it is awaited, so that none still acts (a target
-            // call, a fenced write) once the lease is given up below and
-            // another instance leads. One that does not stop in time is
-            // aborted.
-            for (name, mut job) in [
-                ("reaper", reaper),
-                ("outbox", outbox),
-                ("notifications", notifier),
-                ("reconciler", reconciler),
-            ] {
-                if tokio::time::timeout(JOBS_WAIT, &mut job).await.is_err() {
-                    tracing::warn!(job = name, "did not stop in time; aborted");
-                    job.abort();
-                    let _ = job.await;
-                }
-            }
-            // Given up at once, so another instance takes over now.
-            let _ = resign.send(true);
-            let _ = lease.await;
+            let _ = stepping_down.await;
             // The last one after every connection has finished, so it covers
             // everything the broker answered.
             if let Some((plan, periodic)) = checkpoints {

@@ -30,6 +30,9 @@ const MAX_RUNNING: usize = 16;
 const MAX_RUNNING_PER_TARGET: usize = 4;
 /// Due effects read at a time.
 const READ: usize = 256;
+/// How long a worker told to stop while it still leads waits for the calls
+/// under way: a webhook's default timeout.
+const HALT_WAIT: Duration = Duration::from_secs(5);
 /// How long an effect not run because this instance no longer leads holds
 /// its grant busy, while the worker is halted.
 const LEAD_LOST_PAUSE: Duration = Duration::from_millis(200);
@@ -128,7 +131,7 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
             .map(|at| (at - super::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
-        tokio::select! {
+        let stopping = tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                 let id = match &done {
                     Ok((id, ())) => *id,
@@ -138,15 +141,26 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
                     }
                 };
                 busy.remove(&id);
+                false
             }
-            _ = tokio::time::sleep(sleep) => {}
-            _ = wake.notified() => {}
-            _ = stopped.wait_for(|stopped| *stopped) => {
-                // Whatever is in flight is abandoned, not lost: it is still in
-                // the outbox, and idempotent.
-                running.abort_all();
-                return;
+            _ = tokio::time::sleep(sleep) => false,
+            _ = wake.notified() => false,
+            _ = stopped.wait_for(|stopped| *stopped) => true,
+        };
+        if stopping {
+            // At a clean stop this instance still leads: the calls under
+            // way are answered (for a while), so that none lands after the
+            // lease is given up. Past its term, they are abandoned. Whatever
+            // is abandoned is not lost: it is still in the outbox, and
+            // idempotent, for the next leader.
+            if ledger.leads_now() {
+                let _ = tokio::time::timeout(HALT_WAIT, async {
+                    while running.join_next().await.is_some() {}
+                })
+                .await;
             }
+            running.abort_all();
+            return;
         }
     }
 }
@@ -228,12 +242,15 @@ mod worker_tests {
     use crate::store::{Effect, StoreError};
     use crate::target::{GrantFacts, Journal, Managed, TargetKind, Targets, reconcile};
 
-    /// A target that counts its calls; one that `hangs` never answers.
+    /// A target that counts its calls, and the answers it gave after
+    /// `takes`; one that `hangs` never answers.
     #[derive(Debug)]
     struct Counting {
         name: &'static str,
         calls: Arc<AtomicUsize>,
         hangs: bool,
+        takes: Duration,
+        answered: Arc<AtomicUsize>,
     }
 
     impl Counting {
@@ -242,6 +259,8 @@ mod worker_tests {
             if self.hangs {
                 std::future::pending::<()>().await;
             }
+            tokio::time::sleep(self.takes).await;
+            self.answered.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
     }
@@ -423,6 +442,8 @@ mod worker_tests {
             name,
             calls: Arc::clone(&calls),
             hangs,
+            takes: Duration::ZERO,
+            answered: Arc::new(AtomicUsize::new(0)),
         };
         (target, calls)
     }
@@ -455,6 +476,39 @@ mod worker_tests {
         assert!(
             live_calls.load(Ordering::SeqCst) >= 1,
             "the live target was never called"
+        );
+    }
+
+    /// A leader told to stop while it still leads lets the call under way
+    /// be answered before it gives the lease up, rather than abandon it to
+    /// land after another instance took over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopping_leader_waits_for_the_call_under_way() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let target = Counting {
+            name: "t",
+            calls: Arc::clone(&calls),
+            hangs: false,
+            takes: Duration::from_millis(500),
+            answered: Arc::clone(&answered),
+        };
+        let ledger = FakeLedger::new(vec![target], vec![due("gr_1", "t")], true);
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(run(ledger, Arc::new(Notify::new()), stopped));
+        for _ in 0..100 {
+            if calls.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            answered.load(Ordering::SeqCst),
+            1,
+            "the call under way was abandoned"
         );
     }
 
