@@ -7,9 +7,9 @@
 //! `$HOIST_CONFIG_DIR` if set, else the platform's config dir for hoist
 //! (`~/.config/hoist` on Linux).
 //!
-//! Long because the file's every section and its one writer (which rewrites
-//! the file whole, saying so in its first line) belong together; its unit
-//! tests are below.
+//! Long because the file's every section and its one writer (which edits
+//! the file in place, keeping what it says as written) belong together; its
+//! unit tests are below.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ const NO_BROKER_HINT: &str = "run `hoist --broker URL login --with-token` to sig
      or `hoist demo` to try hoist against a local demo broker";
 
 /// Written at the top of every saved file, because saving rewrites the file.
-const SAVED_HEADER: &str = "# hoist client config, rewritten by `hoist` when you sign in or pick favourites.\n\
+const SAVED_HEADER: &str = "# hoist client config, updated by `hoist` when you sign in or pick favourites.\n\
 # Tokens are never stored here: they live in the OS keyring (or in sessions/ for a profile\n\
 # with insecure_file_store).\n\n";
 

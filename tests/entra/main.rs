@@ -114,9 +114,6 @@ pub fn body(role: &str, ticket: Option<&str>, secs: Option<u64>) -> hoist_api::C
     }
 }
 
-/// Reading a role's PIM policy takes a directory reader's role many
-/// engineers lack: without it the roles still show, saying their rules were
-/// not read, and an activation for a duration given still goes through.
 /// A role held at an administrative unit's scope has the terms of the
 /// role's one policy, which Entra keeps at the tenant.
 #[test]
@@ -140,6 +137,9 @@ fn a_role_held_at_an_administrative_unit_has_its_policy_terms() {
     });
 }
 
+/// Reading a role's PIM policy takes a directory reader's role many
+/// engineers lack: without it the roles still show, saying their rules were
+/// not read, and an activation for a duration given still goes through.
 #[test]
 fn roles_show_and_activate_when_their_policy_cannot_be_read() {
     run(async {
