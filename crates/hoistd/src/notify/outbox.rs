@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use super::{Notice, Notifier, format};
 use crate::store::{Notification, NotificationDelivery};
-use crate::target::outbox::backoff;
+use crate::target::outbox::{at_capacity, backoff};
 use crate::target::webhook::{PostError, clip};
 
 /// Longest the worker sleeps between looks, in case a wake-up is missed.
@@ -100,18 +100,10 @@ pub async fn run<N: Notifier>(
         let horizon = now + TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
         let remind = reminded.is_none_or(|at| at.elapsed() >= REMIND_EVERY)
             || reminder.is_some_and(|at| at <= now);
-        let mut at_channel: HashMap<String, usize> = HashMap::new();
-        for (_, channel) in busy.values() {
-            *at_channel.entry(channel.clone()).or_default() += 1;
-        }
-        // A channel sending all it may is left out of the read, so that its
-        // notifications, however many fall due, cannot fill the read and
-        // hide the other channels' (as the target outbox does).
-        let full: Vec<String> = at_channel
-            .iter()
-            .filter(|(_, running)| **running >= MAX_RUNNING_PER_CHANNEL)
-            .map(|(channel, _)| channel.clone())
-            .collect();
+        let (mut at_channel, full) = at_capacity(
+            busy.values().map(|(_, channel)| channel),
+            MAX_RUNNING_PER_CHANNEL,
+        );
         let looked = {
             let notifier = Arc::clone(&notifier);
             tokio::task::spawn_blocking(move || {

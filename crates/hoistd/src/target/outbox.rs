@@ -56,6 +56,27 @@ pub fn backoff(attempts: u32) -> Duration {
     doubled.mul_f64(1.0 - jitter)
 }
 
+/// How many of the work in flight each destination (a target, a channel)
+/// has, and those with `most` or more: a worker leaves those out of its
+/// read, so that one destination's work, however much falls due, cannot
+/// fill the read and hide the others' (one that stopped answering may have
+/// thousands due, and holds its slots until each call times out).
+pub(crate) fn at_capacity<'a>(
+    in_flight: impl Iterator<Item = &'a String>,
+    most: usize,
+) -> (HashMap<String, usize>, Vec<String>) {
+    let mut running: HashMap<String, usize> = HashMap::new();
+    for destination in in_flight {
+        *running.entry(destination.clone()).or_default() += 1;
+    }
+    let full = running
+        .iter()
+        .filter(|(_, running)| **running >= most)
+        .map(|(destination, _)| destination.clone())
+        .collect();
+    (running, full)
+}
+
 /// Runs effects as they fall due until `stopped`.
 pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
     let mut running: JoinSet<()> = JoinSet::new();
@@ -64,19 +85,10 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
     loop {
         let now = super::now();
         let horizon = now + chrono::TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
-        let mut at_target: HashMap<String, usize> = HashMap::new();
-        for (_, target) in busy.values() {
-            *at_target.entry(target.clone()).or_default() += 1;
-        }
-        // A target running all it may is left out of the read, so that its
-        // effects, however many fall due, cannot fill the read and hide
-        // the other targets' (a target that stopped answering may have
-        // thousands due, and holds its slots until each call times out).
-        let full: Vec<String> = at_target
-            .iter()
-            .filter(|(_, running)| **running >= MAX_RUNNING_PER_TARGET)
-            .map(|(target, _)| target.clone())
-            .collect();
+        let (mut at_target, full) = at_capacity(
+            busy.values().map(|(_, target)| target),
+            MAX_RUNNING_PER_TARGET,
+        );
         let looked = {
             let ledger = Arc::clone(&ledger);
             tokio::task::spawn_blocking(move || ledger.due_effects(horizon, READ, &full)).await
@@ -463,19 +475,26 @@ mod worker_tests {
     /// all: a removal at another target still runs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_target_that_stops_answering_leaves_the_others_running() {
-        let (dead, dead_calls) = counting("dead", true);
+        dead_target_beside_a_live_one(MAX_RUNNING * 2).await;
+    }
+
+    /// `dead` removals due at a target that never answers, then one at a
+    /// live target: the dead one holds its share of the slots, and the live
+    /// one's removal runs.
+    async fn dead_target_beside_a_live_one(dead: usize) {
+        let (dead_target, dead_calls) = counting("dead", true);
         let (live, live_calls) = counting("live", false);
-        let mut dues: Vec<Due> = (0..MAX_RUNNING * 2)
+        let mut dues: Vec<Due> = (0..dead)
             .map(|n| due(&format!("gr_dead_{n}"), "dead"))
             .collect();
         dues.push(due("gr_live", "live"));
-        FakeLedger::new(vec![dead, live], dues, true)
+        FakeLedger::new(vec![dead_target, live], dues, true)
             .run_for(1)
             .await;
         assert_eq!(dead_calls.load(Ordering::SeqCst), MAX_RUNNING_PER_TARGET);
         assert!(
             live_calls.load(Ordering::SeqCst) >= 1,
-            "the live target was never called"
+            "the live target's removal never ran"
         );
     }
 
@@ -554,19 +573,6 @@ mod worker_tests {
     /// they do not hide another target's from the worker's read.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn more_effects_due_at_a_dead_target_than_one_read_holds_hide_none() {
-        let (dead, dead_calls) = counting("dead", true);
-        let (live, live_calls) = counting("live", false);
-        let mut dues: Vec<Due> = (0..READ + 10)
-            .map(|n| due(&format!("gr_dead_{n}"), "dead"))
-            .collect();
-        dues.push(due("gr_live", "live"));
-        FakeLedger::new(vec![dead, live], dues, true)
-            .run_for(1)
-            .await;
-        assert_eq!(dead_calls.load(Ordering::SeqCst), MAX_RUNNING_PER_TARGET);
-        assert!(
-            live_calls.load(Ordering::SeqCst) >= 1,
-            "the live target's removal never ran"
-        );
+        dead_target_beside_a_live_one(READ + 10).await;
     }
 }
