@@ -41,7 +41,9 @@ pub use audit::{
     audit_filters, audit_round_trip_and_head, audit_scan_order_and_stored_text,
     snapshots_see_one_moment_and_hold_up_no_writer,
 };
-pub use notifications::{notification_deliveries, notifications_outbox};
+pub use notifications::{
+    notification_deliveries, notifications_outbox, notifications_skipped_by_channel,
+};
 pub use records::{
     broker_keys, due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys,
     identities, request_queries, requests_round_trip, signing_keys, slack_replays,
@@ -54,7 +56,10 @@ pub use rules::{
     racing_optimistic_reviews_decide_once, racing_reviews_let_exactly_one_decide,
     reads_see_what_was_committed,
 };
-pub use targets::{effects_outbox, grant_access_round_trip_and_queries, webhook_deliveries};
+pub use targets::{
+    effects_outbox, effects_skipped_by_target, grant_access_round_trip_and_queries,
+    webhook_deliveries,
+};
 
 use super::{Store, Tx};
 
@@ -88,11 +93,13 @@ macro_rules! store_conformance {
             racing_appends_link_to_the_head,
             grant_access_round_trip_and_queries,
             effects_outbox,
+            effects_skipped_by_target,
             webhook_deliveries,
             workload_exchanges,
             connections_in_use,
             fenced_transactions_write_only_under_their_lease,
             notifications_outbox,
+            notifications_skipped_by_channel,
             notification_deliveries,
             slack_replays,
         );

@@ -21,6 +21,37 @@ fn notification(id: &str, key: &str, next_ms: i64) -> Notification {
     }
 }
 
+/// A read of due notifications leaves out the channels named, and only
+/// those, in the same read as the others.
+pub fn notifications_skipped_by_channel(store: &dyn Store) {
+    let to = |id: &str, channel: &str, next_ms| Notification {
+        channel: channel.into(),
+        ..notification(id, &format!("audit:{id}:{channel}"), next_ms)
+    };
+    let mut tx = store.transaction().unwrap();
+    for n in [
+        to("n_1", "dba-slack", 10),
+        to("n_2", "pager", 20),
+        to("n_3", "dba-slack", 30),
+    ] {
+        tx.insert_notification(&n).unwrap();
+    }
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    let ids = |skip: &[&str]| {
+        let skip: Vec<String> = skip.iter().map(|s| s.to_string()).collect();
+        tx.due_notifications(at(100), 10, &skip)
+            .unwrap()
+            .into_iter()
+            .map(|n| n.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&[]), ["n_1", "n_2", "n_3"]);
+    assert_eq!(ids(&["dba-slack"]), ["n_2"]);
+    assert_eq!(ids(&["pager"]), ["n_1", "n_3"]);
+    assert_eq!(ids(&["pager", "dba-slack"]), Vec::<String>::new());
+}
+
 /// Due notifications come soonest first and done ones never; a second
 /// write of one event to one channel is refused without spoiling the
 /// transaction; updates keep every field; the cursor starts at zero on an

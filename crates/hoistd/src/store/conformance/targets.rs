@@ -118,6 +118,43 @@ pub fn grant_access_round_trip_and_queries(store: &dyn Store) {
     assert_eq!(read.access, ended.access);
 }
 
+/// A read of due effects leaves out the targets named, and only those, in
+/// the same read as the others (the outbox names its targets running all
+/// they may).
+pub fn effects_skipped_by_target(store: &dyn Store) {
+    insert_requests(store, &[bare_request("req_a", "alice", "db", 1)]);
+    let mut tx = store.transaction().unwrap();
+    tx.insert_grant(&grant("gr_a", "req_a", "alice", 10))
+        .unwrap();
+    let at_db2 = |id: &str, next_ms| Effect {
+        target: "db2".into(),
+        ..effect(id, "gr_a", EffectAction::Provision, next_ms)
+    };
+    for e in [
+        effect("fx_1", "gr_a", EffectAction::Provision, 10),
+        at_db2("fx_2", 20),
+        effect("fx_3", "gr_a", EffectAction::Deprovision, 30),
+        at_db2("fx_4", 40),
+    ] {
+        tx.insert_effect(&e).unwrap();
+    }
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    let ids = |skip: &[&str]| {
+        let skip: Vec<String> = skip.iter().map(|s| s.to_string()).collect();
+        tx.due_effects(at(100), 10, &skip)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&[]), ["fx_1", "fx_2", "fx_3", "fx_4"]);
+    assert_eq!(ids(&["db1"]), ["fx_2", "fx_4"]);
+    assert_eq!(ids(&["db2"]), ["fx_1", "fx_3"]);
+    assert_eq!(ids(&["db1", "db2"]), Vec::<String>::new());
+    assert_eq!(ids(&["it's", "db2"]), ["fx_1", "fx_3"], "a name quoted");
+}
+
 /// Effects are kept until done: due ones come soonest first, done ones
 /// never; updates keep every field; ids are unique (rule 9).
 pub fn effects_outbox(store: &dyn Store) {
