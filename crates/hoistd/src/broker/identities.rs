@@ -39,6 +39,18 @@ pub enum SignIn {
     Provider { at: Option<DateTime<Utc>> },
 }
 
+/// Binds `identity` to `user` in `work`, audited as `identity_bound`.
+fn bind_in(work: &mut super::Work<'_>, identity: &Identity, user: &str) -> Result<()> {
+    work.tx
+        .insert_identity(&identity.issuer, &identity.subject, user, work.now)?;
+    work.audit(NewAuditEvent {
+        subject: Some(user.to_string()),
+        details: json!({ "issuer": identity.issuer, "subject": identity.subject }),
+        ..NewAuditEvent::new(AuditKind::IdentityBound, user.to_string(), work.now)
+    })?;
+    Ok(())
+}
+
 fn refused(message: String) -> Error {
     Error::refuse(ErrorCode::Unauthenticated, message)
 }
@@ -145,13 +157,7 @@ impl Broker {
                 return Ok(bound);
             }
             if work.tx.user_identity(&user)?.is_none() {
-                work.tx
-                    .insert_identity(&identity.issuer, &identity.subject, &user, work.now)?;
-                work.audit(NewAuditEvent {
-                    subject: Some(user.clone()),
-                    details: json!({ "issuer": identity.issuer, "subject": identity.subject }),
-                    ..NewAuditEvent::new(AuditKind::IdentityBound, user.clone(), work.now)
-                })?;
+                bind_in(&mut work, &identity, &user)?;
                 broker.finish(work)?;
             }
             Ok(user)
@@ -239,13 +245,7 @@ impl Broker {
                 identity.subject, identity.issuer
             )));
         }
-        work.tx
-            .insert_identity(&identity.issuer, &identity.subject, claimed, work.now)?;
-        work.audit(NewAuditEvent {
-            subject: Some(claimed.clone()),
-            details: json!({ "issuer": identity.issuer, "subject": identity.subject }),
-            ..NewAuditEvent::new(AuditKind::IdentityBound, claimed.clone(), work.now)
-        })?;
+        bind_in(&mut work, identity, claimed)?;
         self.finish(work)?;
         tracing::info!(user = %claimed, issuer = %identity.issuer, "provider identity bound");
         Ok(claimed.clone())

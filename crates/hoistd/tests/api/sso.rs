@@ -53,6 +53,22 @@ async fn id_token(provider: &Provider, login: &str) -> String {
     tokens["id_token"].as_str().unwrap().to_string()
 }
 
+/// Reloads the policy without `bob` (whose entry goes on with `bob_rest`
+/// after its token), as an administrator removing him would write it.
+async fn drop_bob(broker: &TestBroker, bob_rest: &str) {
+    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
+    let hash = hex::encode(Sha256::digest(b"t-bob"));
+    let without_bob = text
+        .replace(
+            &format!("[users.bob]\ntoken_sha256 = \"{hash}\"\n{bob_rest}"),
+            "",
+        )
+        .replace(r#"engineers = ["bob"]"#, "engineers = []");
+    assert!(!without_bob.contains("users.bob"), "{without_bob}");
+    std::fs::write(broker.policy_path(), without_bob).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+}
+
 async fn refusal(client: &Client) -> String {
     refused(
         client.get::<Me>("/v1/me").await,
@@ -242,14 +258,7 @@ async fn a_removed_users_name_is_not_handed_to_a_newcomer() {
         .file(&request("prod-db", "vacuum the big table"))
         .await
         .unwrap();
-    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
-    let hash = hex::encode(Sha256::digest(b"t-bob"));
-    let without_bob = text
-        .replace(&format!("[users.bob]\ntoken_sha256 = \"{hash}\"\n"), "")
-        .replace(r#"engineers = ["bob"]"#, "engineers = []");
-    assert!(!without_bob.contains("users.bob"), "{without_bob}");
-    std::fs::write(broker.policy_path(), without_bob).unwrap();
-    broker.server().reload(&broker.policy_path()).await.unwrap();
+    drop_bob(&broker, "").await;
 
     let newcomer = broker.with_token(&id_token(&provider, "bob").await);
     let message = refusal(&newcomer).await;
@@ -282,17 +291,7 @@ async fn a_linked_identity_keeps_its_name_once_the_policy_drops_the_user() {
         .await
         .unwrap();
 
-    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
-    let hash = hex::encode(Sha256::digest(b"t-bob"));
-    let without_bob = text
-        .replace(
-            &format!("[users.bob]\ntoken_sha256 = \"{hash}\"\n{link}\n"),
-            "",
-        )
-        .replace(r#"engineers = ["bob"]"#, "engineers = []");
-    assert!(!without_bob.contains("users.bob"), "{without_bob}");
-    std::fs::write(broker.policy_path(), without_bob).unwrap();
-    broker.server().reload(&broker.policy_path()).await.unwrap();
+    drop_bob(&broker, &format!("{link}\n")).await;
 
     let again = broker.with_token(&id_token(&provider, "bob").await);
     let me = again.get::<Me>("/v1/me").await.unwrap();
