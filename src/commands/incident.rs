@@ -206,7 +206,7 @@ pub fn markdown(timeline: &Timeline) -> String {
             "| {} | {} | {} | {} | {} | {} | {} |\n",
             e.seq,
             utc(Some(e.at)),
-            e.kind,
+            cell(e.kind.as_str()),
             cell(&e.actor),
             cell(e.role.as_deref().unwrap_or("-")),
             cell(e.subject.as_deref().unwrap_or("-")),
@@ -286,13 +286,15 @@ mod tests {
             event(2, AuditKind::Reviewed, Some(HOSTILE)),
             event(3, AuditKind::Activated, None),
             event(4, AuditKind::Revoked, Some(HOSTILE)),
+            // A kind from a newer broker is the broker's text too.
+            event(5, AuditKind::Other(HOSTILE.into()), None),
         ];
         let now = "2026-06-01T12:00:00Z".parse().unwrap();
         let document = markdown(&timeline(&format!("INC-1{HOSTILE}"), events, now));
 
         // Every row of both tables is one line with its own number of cells.
         let rows: Vec<&str> = document.lines().filter(|l| l.starts_with('|')).collect();
-        assert_eq!(rows.len(), 2 + 1 + 2 + 4, "{document}");
+        assert_eq!(rows.len(), 2 + 1 + 2 + 5, "{document}");
         for row in &rows {
             let columns = if rows[..3].contains(row) { 9 } else { 7 };
             assert_eq!(cells(row).len(), columns + 2, "{row}");

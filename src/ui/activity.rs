@@ -31,7 +31,7 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
             };
             let row = Row::new(vec![
                 Cell::from(Span::styled(at, theme.muted())),
-                Cell::from(event.kind.as_str()),
+                Cell::from(clean(event.kind.as_str()).into_owned()),
                 Cell::from(clean(&event.actor).into_owned()),
                 Cell::from(
                     event

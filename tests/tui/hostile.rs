@@ -187,6 +187,12 @@ fn state() -> State {
         prev_hash: String::new(),
         hash: String::new(),
     }];
+    // A kind from a newer broker is shown by its name, which the broker
+    // wrote.
+    let mut newer = state.activity[0].clone();
+    newer.seq = 2;
+    newer.kind = AuditKind::Other(h("new"));
+    state.activity.push(newer);
     state.banner = Some(Banner {
         text: long("banner"),
         level: Level::Error,
@@ -447,4 +453,13 @@ fn the_hostile_text_is_actually_on_screen() {
     assert!(drawn.contains("line⟨U+2028⟩separator"), "{drawn}");
     // The request's id in the details' title, as the broker sent it.
     assert!(drawn.contains(" req_2⟨U+001B⟩[31;1mRED"), "{drawn}");
+}
+
+#[test]
+fn a_kind_from_a_newer_broker_is_shown_defused() {
+    let mut state = state();
+    state.screen = Screen::Activity;
+    state.banner = None;
+    let drawn = crate::helpers::screen(&state, 160, 48);
+    assert!(drawn.contains(" new⟨U+001B⟩[31;1m "), "{drawn}");
 }

@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 /// `details`, which the chain's hash covers.
 pub const SYSTEM_ACTOR: &str = "hoistd";
 
-/// Kinds of audit event; each step of the lifecycle is its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
+/// Kinds of audit event; each step of the lifecycle is its own. On the
+/// wire, a kind is its name (`"requested"`); a reader meets kinds a newer
+/// broker writes and keeps them as [`AuditKind::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AuditKind {
     Requested,
     Reviewed,
@@ -57,6 +58,11 @@ pub enum AuditKind {
     /// `malformed`, `unmapped`; the Slack team and user when the post was
     /// genuine).
     SlackRefused,
+    /// A kind this build does not know, by its name: written by a newer
+    /// broker (another instance in a rolling upgrade, or the broker a
+    /// client older than it talks to). Kept as written, so its entry is
+    /// shown and its hash still verifies. Never one of the names above.
+    Other(String),
 }
 
 impl AuditKind {
@@ -88,7 +94,8 @@ impl AuditKind {
         Self::SlackRefused,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    /// The kind's name on the wire and in the chain's hash.
+    pub fn as_str(&self) -> &str {
         match self {
             Self::Requested => "requested",
             Self::Reviewed => "reviewed",
@@ -115,13 +122,54 @@ impl AuditKind {
             Self::DriftRemoved => "drift_removed",
             Self::WorkloadRefused => "workload_refused",
             Self::SlackRefused => "slack_refused",
+            Self::Other(name) => name,
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == s)
+    /// The kind named `name`; a name this build does not know is
+    /// [`AuditKind::Other`].
+    pub fn parse(name: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .unwrap_or_else(|| Self::Other(name.to_string()))
+    }
+
+    /// Whether this build knows the kind (it is not [`AuditKind::Other`]).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Self::Other(_))
     }
 }
+
+impl Serialize for AuditKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AuditKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(Self::parse(&name))
+    }
+}
+
+/// The contract lists the kinds this version writes; readers take any
+/// other name as a kind of a newer version, never as an error.
+impl utoipa::PartialSchema for AuditKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some(
+                "Kinds of audit event; each step of the lifecycle is its own. A newer \
+                 broker may write kinds not listed here: readers keep them, by name.",
+            ))
+            .enum_values(Some(Self::ALL.iter().map(|kind| kind.as_str().to_string())))
+            .into()
+    }
+}
+
+impl ToSchema for AuditKind {}
 
 impl std::fmt::Display for AuditKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -197,7 +245,21 @@ mod tests {
         for kind in AuditKind::ALL {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
-            assert_eq!(AuditKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(AuditKind::parse(kind.as_str()), kind);
+            assert!(kind.is_known());
         }
+    }
+
+    /// An entry of a kind from a newer broker reads, keeps its name, and
+    /// writes back the same.
+    #[test]
+    fn a_kind_from_a_newer_broker_is_kept_by_name() {
+        let json = r#""access_paused""#;
+        let kind: AuditKind = serde_json::from_str(json).unwrap();
+        assert_eq!(kind, AuditKind::Other("access_paused".into()));
+        assert!(!kind.is_known());
+        assert_eq!(kind.as_str(), "access_paused");
+        assert_eq!(serde_json::to_string(&kind).unwrap(), json);
+        round_trip(kind);
     }
 }

@@ -655,8 +655,8 @@ fn enums() {
         assert_eq!(RequestState::parse(state.as_str()), Some(state));
     }
     for kind in AuditKind::ALL {
-        assert_eq!(json!(kind.as_str()), serde_json::to_value(kind).unwrap());
-        assert_eq!(AuditKind::parse(kind.as_str()), Some(kind));
+        assert_eq!(json!(kind.as_str()), serde_json::to_value(&kind).unwrap());
+        assert_eq!(AuditKind::parse(kind.as_str()), kind);
     }
     for state in [GrantState::Active, GrantState::Expired, GrantState::Revoked] {
         assert_eq!(json!(state.as_str()), serde_json::to_value(state).unwrap());

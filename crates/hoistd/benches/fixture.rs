@@ -189,7 +189,7 @@ fn audit(args: &Args) {
         let batch = (events - written).min(20_000);
         for i in written..written + batch {
             let cycle = i / kinds.len();
-            let kind = kinds[i % kinds.len()];
+            let kind = kinds[i % kinds.len()].clone();
             let at = start + TimeDelta::milliseconds(31 * i as i64);
             let (role, _) = role(cycle % 500);
             let requester = format!("r{:04}", cycle % 200);
@@ -213,6 +213,8 @@ fn audit(args: &Args) {
             let reason = (kind == AuditKind::Requested).then(|| {
                 format!("Rotate the replication slot after the failover drill (CHG-{cycle})")
             });
+            let grant_id = (kind != AuditKind::Requested && kind != AuditKind::Reviewed)
+                .then(|| format!("gr_bench{cycle:07}"));
             audit::append(
                 tx.as_mut(),
                 NewAuditEvent {
@@ -222,8 +224,7 @@ fn audit(args: &Args) {
                     subject: Some(requester),
                     role: Some(role),
                     request_id: Some(format!("req_bench{cycle:07}")),
-                    grant_id: (kind != AuditKind::Requested && kind != AuditKind::Reviewed)
-                        .then(|| format!("gr_bench{cycle:07}")),
+                    grant_id,
                     incident: None,
                     reason,
                     details,

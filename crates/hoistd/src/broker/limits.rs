@@ -141,7 +141,7 @@ fn repeat_key(event: &NewAuditEvent) -> (AuditKind, String, String) {
                 .map(str::to_string)
         })
         .unwrap_or_default();
-    (event.kind, event.actor.clone(), what)
+    (event.kind.clone(), event.actor.clone(), what)
 }
 
 impl Broker {

@@ -63,7 +63,7 @@ async fn break_glass_activates_at_once_and_queues_for_acknowledgement() {
         ErrorCode::InvalidState,
     );
 
-    let kinds: Vec<AuditKind> = carol.audit().await.iter().map(|e| e.kind).collect();
+    let kinds: Vec<AuditKind> = carol.audit().await.iter().map(|e| e.kind.clone()).collect();
     assert_eq!(
         kinds,
         [

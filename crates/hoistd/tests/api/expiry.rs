@@ -18,7 +18,7 @@ async fn sleep_past(at: DateTime<Utc>) {
 }
 
 fn kinds(log: &[hoist_api::AuditEvent]) -> Vec<AuditKind> {
-    log.iter().map(|e| e.kind).collect()
+    log.iter().map(|e| e.kind.clone()).collect()
 }
 
 #[tokio::test]

@@ -268,7 +268,7 @@ async fn credentials_are_short_lived_verifiable_and_die_with_the_grant() {
     );
     assert!(!target.introspect("not-a-token").await.active);
 
-    let kinds: Vec<AuditKind> = alice.audit().await.iter().map(|e| e.kind).collect();
+    let kinds: Vec<AuditKind> = alice.audit().await.iter().map(|e| e.kind.clone()).collect();
     assert!(kinds.contains(&AuditKind::CredentialIssued));
     assert!(kinds.contains(&AuditKind::CredentialUsed));
 

@@ -59,7 +59,7 @@ async fn a_request_is_approved_activated_and_becomes_a_grant() {
         "a decided request leaves the queue"
     );
 
-    let kinds: Vec<AuditKind> = alice.audit().await.iter().map(|e| e.kind).collect();
+    let kinds: Vec<AuditKind> = alice.audit().await.iter().map(|e| e.kind.clone()).collect();
     assert_eq!(
         kinds,
         [
@@ -79,7 +79,7 @@ async fn a_role_without_approvals_activates_at_once() {
     assert_eq!(filed.state, RequestState::Active);
     assert!(filed.grant_id.is_some());
     assert_eq!(filed.lapses_at, None);
-    let kinds: Vec<AuditKind> = alice.audit().await.iter().map(|e| e.kind).collect();
+    let kinds: Vec<AuditKind> = alice.audit().await.iter().map(|e| e.kind.clone()).collect();
     assert_eq!(
         kinds,
         [

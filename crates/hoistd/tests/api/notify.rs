@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::TimeZone;
-use hoist_api::{CreateRequest, Decision};
+use hoist_api::{AuditKind, CreateRequest, Decision};
 use hoistd::notify::format::{SLACK_APPROVE, SLACK_DENY, render};
 use hoistd::notify::{Event, Format, Notice, Notifier};
 use hoistd::target::webhook::{self, DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -547,6 +547,59 @@ async fn a_notification_left_unsent_is_delivered_after_a_restart() {
     assert_eq!(delivered.body["request_id"], filed.id);
     assert_eq!(delivered.delivery, tried[0], "the same delivery id");
     assert_eq!(receiver.on("ops").len(), 1);
+}
+
+/// In a rolling upgrade, an instance meets audit entries of a kind only
+/// a newer one knows: it serves them by name, verifies the chain through
+/// them, and goes on notifying about the entries after them.
+#[tokio::test]
+async fn an_entry_of_a_kind_from_a_newer_broker_is_served_verified_and_passed_over() {
+    let (receiver, base) = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = filings_to_ops(dir.path(), &base);
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let newer = AuditKind::Other("access_paused".into());
+    let mut tx = broker.broker().store().transaction().unwrap();
+    hoistd::audit::append(
+        tx.as_mut(),
+        hoistd::audit::NewAuditEvent {
+            at: chrono::Utc::now(),
+            kind: newer.clone(),
+            actor: "alice".into(),
+            subject: Some("alice".into()),
+            role: Some("db".into()),
+            request_id: None,
+            grant_id: None,
+            incident: None,
+            reason: Some("a newer broker's entry".into()),
+            details: serde_json::json!({ "paused_for_secs": 60 }),
+        },
+    )
+    .unwrap();
+    tx.commit().unwrap();
+
+    let filed = broker
+        .as_user("alice")
+        .file(&db("rotate the replication slot"))
+        .await
+        .unwrap();
+    eventually(LONG, || async { receiver.on("ops").len() == 1 }).await;
+    assert_eq!(receiver.on("ops")[0]["request_id"], filed.id);
+
+    let log = broker.as_user("erin").audit().await;
+    let entry = log.iter().find(|e| e.kind == newer).expect("served");
+    assert_eq!(entry.details["paused_for_secs"], 60);
+    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["audit", "verify", "--db"])
+        .arg(broker.db())
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
 }
 
 /// A notice with every field, at a fixed time, for the format snapshots.

@@ -56,7 +56,7 @@ async fn a_reload_revokes_grants_whose_holder_is_no_longer_eligible() {
     assert!(roles.iter().all(|r| r.id != "logs"));
 
     let log = broker.as_user("erin").audit().await;
-    let tail: Vec<AuditKind> = log.iter().rev().take(2).map(|e| e.kind).collect();
+    let tail: Vec<AuditKind> = log.iter().rev().take(2).map(|e| e.kind.clone()).collect();
     assert_eq!(tail, [AuditKind::PolicyReloaded, AuditKind::Revoked]);
     // The broker's own entries say so in the hashed data; people's do not.
     for entry in &log {

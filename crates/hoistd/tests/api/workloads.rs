@@ -208,7 +208,7 @@ async fn a_job_exchanges_its_token_uses_the_credential_and_revokes_it() {
     let of_grant: Vec<_> = audit
         .iter()
         .filter(|e| e.grant_id.as_deref() == Some(credential.grant_id.as_str()))
-        .map(|e| (e.kind, e.actor.as_str()))
+        .map(|e| (e.kind.clone(), e.actor.as_str()))
         .collect();
     for expected in [
         (AuditKind::Activated, hoist_api::SYSTEM_ACTOR),

@@ -526,7 +526,7 @@ fn audit_from_row(row: &Row) -> Result<AuditEvent> {
     Ok(AuditEvent {
         seq: get(row, 0)?,
         at: time(get(row, 1)?)?,
-        kind: AuditKind::parse(kind).ok_or_else(|| corrupt("audit kind", kind))?,
+        kind: AuditKind::parse(kind),
         actor: get(row, 3)?,
         subject: get(row, 4)?,
         role: get(row, 5)?,

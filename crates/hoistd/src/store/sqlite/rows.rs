@@ -229,7 +229,7 @@ pub(super) fn audit_from_row(row: &Row) -> Result<AuditEvent, rusqlite::Error> {
     Ok(AuditEvent {
         seq: row.get(0)?,
         at: time(row.get(1)?)?,
-        kind: AuditKind::parse(kind).ok_or_else(|| corrupt("audit kind", kind))?,
+        kind: AuditKind::parse(kind),
         actor: row.get(3)?,
         subject: row.get(4)?,
         role: row.get(5)?,
