@@ -487,6 +487,49 @@ mod tests {
         assert!((seen - behind).num_seconds().abs() <= 1);
     }
 
+    /// A refusal with a code from a newer broker keeps its message.
+    #[test]
+    fn a_refusal_with_a_code_this_build_does_not_know_keeps_its_message() {
+        let body = br#"{"code":"grant_paused","message":"grant gr_1 is paused"}"#;
+        assert_eq!(
+            refusal(StatusCode::CONFLICT, body),
+            BackendError::Refused {
+                status: 409,
+                code: hoist_api::ErrorCode::Other,
+                message: "grant gr_1 is paused".into(),
+            }
+        );
+    }
+
+    /// An event of a type from a newer broker neither ends nor fails the
+    /// stream: it reads as unknown, and the next event follows.
+    #[tokio::test]
+    async fn the_event_stream_reads_past_a_type_this_build_does_not_know() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await.unwrap();
+            let body = "event: grant_paused\ndata: {\"type\":\"grant_paused\",\"grant\":{}}\n\n\
+                        event: resync\ndata: {\"type\":\"resync\",\"time\":\"2026-01-01T00:00:00Z\"}\n\n";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let client = HoistdClient::new(&url, "token").unwrap();
+        let events: Vec<_> = client.events().await.unwrap().take(2).collect().await;
+        assert_eq!(events[0], Ok(LiveEvent::Unknown));
+        assert!(
+            matches!(events[1], Ok(LiveEvent::Resync { .. })),
+            "{:?}",
+            events[1]
+        );
+    }
+
     #[test]
     fn debug_never_shows_the_token() {
         let client = HoistdClient::new("http://127.0.0.1:1", "s3cret-token").unwrap();

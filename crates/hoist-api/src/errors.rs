@@ -59,6 +59,10 @@ pub enum ErrorCode {
     /// for: nothing was done. `Retry-After` says when to try again.
     Unavailable,
     Internal,
+    /// A code this build does not know, from a newer broker: the
+    /// `message` still says what went wrong. Read, never sent.
+    #[serde(other, skip_serializing)]
+    Other,
 }
 
 /// The body of every 4xx and 5xx response.
@@ -72,6 +76,16 @@ pub struct ApiError {
 mod tests {
     use super::*;
     use crate::samples::round_trip;
+
+    /// A client older than its broker still gets the broker's words.
+    #[test]
+    fn a_code_from_a_newer_broker_reads_as_other() {
+        let error: ApiError =
+            serde_json::from_str(r#"{"code":"grant_paused","message":"the grant is paused"}"#)
+                .unwrap();
+        assert_eq!(error.code, ErrorCode::Other);
+        assert_eq!(error.message, "the grant is paused");
+    }
 
     #[test]
     fn errors_round_trip() {

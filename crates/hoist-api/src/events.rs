@@ -19,6 +19,10 @@ pub enum LiveEvent {
     Grant { grant: Grant },
     /// The stream fell behind and dropped events: fetch everything again.
     Resync { time: DateTime<Utc> },
+    /// An event of a type this build does not know, from a newer broker:
+    /// a reader passes over it. Read, never sent.
+    #[serde(other, skip_serializing)]
+    Unknown,
 }
 
 impl LiveEvent {
@@ -29,6 +33,7 @@ impl LiveEvent {
             Self::Request { .. } => "request",
             Self::Grant { .. } => "grant",
             Self::Resync { .. } => "resync",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -41,6 +46,14 @@ mod tests {
     #[test]
     fn events_round_trip() {
         round_trip(LiveEvent::Grant { grant: grant() });
+    }
+
+    /// A client older than its broker reads past a new type of event.
+    #[test]
+    fn an_event_of_a_type_from_a_newer_broker_reads_as_unknown() {
+        let event: LiveEvent =
+            serde_json::from_str(r#"{"type":"grant_paused","grant":{"id":"gr_1"}}"#).unwrap();
+        assert_eq!(event, LiveEvent::Unknown);
     }
 
     #[test]

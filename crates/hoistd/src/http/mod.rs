@@ -407,7 +407,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | NoApprovers
         | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        // Never made here: only a client reads a code it does not know.
+        Internal | Other => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
