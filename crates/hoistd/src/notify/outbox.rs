@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use super::{Notice, Notifier, format};
 use crate::store::{Notification, NotificationDelivery};
-use crate::target::outbox::{at_capacity, backoff};
+use crate::target::outbox::{Failing, at_capacity, backoff};
 use crate::target::webhook::{PostError, clip};
 
 /// Longest the worker sleeps between looks, in case a wake-up is missed.
@@ -85,10 +85,11 @@ pub async fn run<N: Notifier>(
     wake: Arc<Notify>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut running: JoinSet<()> = JoinSet::new();
+    let mut running: JoinSet<Option<bool>> = JoinSet::new();
     // The id and channel of each notification being sent, by the task
     // sending it.
     let mut busy: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
+    let mut failing = Failing::default();
     // When reminders were last looked for, and when the next falls due.
     let mut reminded: Option<Instant> = None;
     let mut reminder: Option<DateTime<Utc>> = None;
@@ -100,10 +101,8 @@ pub async fn run<N: Notifier>(
         let horizon = now + TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
         let remind = reminded.is_none_or(|at| at.elapsed() >= REMIND_EVERY)
             || reminder.is_some_and(|at| at <= now);
-        let (mut at_channel, full) = at_capacity(
-            busy.values().map(|(_, channel)| channel),
-            MAX_RUNNING_PER_CHANNEL,
-        );
+        let most = |channel: &str| failing.most(channel, MAX_RUNNING_PER_CHANNEL);
+        let (mut at_channel, full) = at_capacity(busy.values().map(|(_, channel)| channel), most);
         let looked = {
             let notifier = Arc::clone(&notifier);
             tokio::task::spawn_blocking(move || {
@@ -150,7 +149,7 @@ pub async fn run<N: Notifier>(
                     }
                     let busy_at_channel =
                         at_channel.entry(notification.channel.clone()).or_default();
-                    if *busy_at_channel >= MAX_RUNNING_PER_CHANNEL {
+                    if *busy_at_channel >= most(&notification.channel) {
                         continue;
                     }
                     if notification.next_attempt_at > now {
@@ -188,14 +187,16 @@ pub async fn run<N: Notifier>(
         let sleep = if quiet { MAX_SLEEP } else { sleep };
         tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                let id = match &done {
-                    Ok((id, ())) => *id,
+                let (id, delivered) = match &done {
+                    Ok((id, delivered)) => (*id, *delivered),
                     Err(err) => {
                         tracing::error!(error = %err, "a notification failed to send");
-                        err.id()
+                        (err.id(), None)
                     }
                 };
-                busy.remove(&id);
+                if let Some((_, channel)) = busy.remove(&id) {
+                    failing.note(&channel, delivered);
+                }
             }
             _ = tokio::time::sleep(sleep) => {}
             _ = wake.notified(), if !quiet => {}
@@ -209,8 +210,9 @@ pub async fn run<N: Notifier>(
     }
 }
 
-/// Sends one notification and records how it went.
-async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) {
+/// Sends one notification and records how it went; says whether the
+/// channel took it (`None`: it was not posted).
+async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> Option<bool> {
     let channels = notifier.channels();
     let at = crate::target::now();
     let started = Instant::now();
@@ -278,12 +280,17 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) {
             "notification not delivered"
         );
     }
+    let delivered = match &outcome {
+        Outcome::Delivered => Some(true),
+        Outcome::Failed(_) => Some(false),
+        Outcome::Abandoned(_) => None,
+    };
     let settled = settle(&notification, &outcome, crate::target::now());
     let recorded =
         tokio::task::spawn_blocking(move || notifier.record_notification(&settled, &delivery))
             .await;
     let unrecorded = match recorded {
-        Ok(Ok(())) => return,
+        Ok(Ok(())) => return delivered,
         Ok(Err(err)) => err.to_string(),
         Err(err) => err.to_string(),
     };
@@ -292,6 +299,7 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) {
     // no writes does not have a channel posted to over and over.
     tracing::error!(error = %unrecorded, "notification outcome not recorded");
     tokio::time::sleep(crate::target::outbox::UNRECORDED_PAUSE).await;
+    delivered
 }
 
 #[cfg(test)]
@@ -366,6 +374,30 @@ mod worker_tests {
                         std::future::pending::<()>().await;
                     }
                     axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, posts)
+    }
+
+    /// A receiver on loopback that answers each post with 503 after
+    /// 300 ms, as a channel whose calls time out, and counts them.
+    async fn failing_receiver() -> (url::Url, Arc<AtomicUsize>) {
+        let posts = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&posts);
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let counted = Arc::clone(&counted);
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
                 }
             }),
         );
@@ -473,5 +505,40 @@ mod worker_tests {
             live_posts.load(Ordering::SeqCst) >= 1,
             "the live channel was never posted to"
         );
+    }
+
+    /// Channels that fail, more of them than share all the slots, each with
+    /// many notifications due: after its first failures each probes with
+    /// one post at a time, and a live channel is still posted to.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_channels_probe_one_at_a_time() {
+        let mut channels = Channels::default();
+        let mut due = Vec::new();
+        let mut failing = Vec::new();
+        for n in 0..5 {
+            let (url, posts) = failing_receiver().await;
+            let name = format!("failing{n}");
+            channels.insert(channel(&name, url));
+            due.extend((0..20).map(|i| self::due(format!("n_{name}_{i}"), &name)));
+            failing.push(posts);
+        }
+        let (live_url, live_posts) = receiver(true).await;
+        channels.insert(channel("live", live_url));
+        due.push(self::due("n_live".into(), "live"));
+        let notifier = Arc::new(FakeNotifier { channels, due });
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+        assert!(
+            live_posts.load(Ordering::SeqCst) >= 1,
+            "the live channel was never posted to"
+        );
+        for posts in failing {
+            // Four at first; then one at a time, 300 ms each, for 2 s.
+            let posts = posts.load(Ordering::SeqCst);
+            assert!(posts <= MAX_RUNNING_PER_CHANNEL + 7, "{posts} posts");
+        }
     }
 }

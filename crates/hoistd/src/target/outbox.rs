@@ -26,7 +26,8 @@ const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// Effects run at once, across targets.
 const MAX_RUNNING: usize = 16;
 /// Effects run at once at one target: a target that stops answering holds
-/// no more than these, so the others' removals still run.
+/// no more than these, so the others' removals still run; once its last
+/// call failed, one (see [`Failing`]).
 const MAX_RUNNING_PER_TARGET: usize = 4;
 /// Due effects read at a time.
 const READ: usize = 256;
@@ -57,13 +58,14 @@ pub fn backoff(attempts: u32) -> Duration {
 }
 
 /// How many of the work in flight each destination (a target, a channel)
-/// has, and those with `most` or more: a worker leaves those out of its
-/// read, so that one destination's work, however much falls due, cannot
-/// fill the read and hide the others' (one that stopped answering may have
-/// thousands due, and holds its slots until each call times out).
+/// has, and those with as many as `most` allows it or more: a worker
+/// leaves those out of its read, so that one destination's work, however
+/// much falls due, cannot fill the read and hide the others' (one that
+/// stopped answering may have thousands due, and holds its slots until
+/// each call times out).
 pub(crate) fn at_capacity<'a>(
     in_flight: impl Iterator<Item = &'a String>,
-    most: usize,
+    most: impl Fn(&str) -> usize,
 ) -> (HashMap<String, usize>, Vec<String>) {
     let mut running: HashMap<String, usize> = HashMap::new();
     for destination in in_flight {
@@ -71,24 +73,56 @@ pub(crate) fn at_capacity<'a>(
     }
     let full = running
         .iter()
-        .filter(|(_, running)| **running >= most)
+        .filter(|(destination, running)| **running >= most(destination))
         .map(|(destination, _)| destination.clone())
         .collect();
     (running, full)
 }
 
+/// The destinations (targets, channels) whose last call failed: each runs
+/// one call at a time until a call succeeds, as a probe, so that a few that
+/// stopped answering cannot hold every slot between them until their calls
+/// time out. A worker learns it from its own calls; a new leader learns it
+/// again from its first.
+#[derive(Debug, Default)]
+pub(crate) struct Failing(HashSet<String>);
+
+impl Failing {
+    /// How many calls `destination` may have in flight: `healthy`, or one
+    /// while it is failing.
+    pub(crate) fn most(&self, destination: &str, healthy: usize) -> usize {
+        if self.0.contains(destination) {
+            1
+        } else {
+            healthy
+        }
+    }
+
+    /// Notes how a call to `destination` went (`None`: it made none).
+    pub(crate) fn note(&mut self, destination: &str, succeeded: Option<bool>) {
+        match succeeded {
+            Some(true) => {
+                self.0.remove(destination);
+            }
+            Some(false) => {
+                self.0.insert(destination.to_string());
+            }
+            None => {}
+        }
+    }
+}
+
 /// Runs effects as they fall due until `stopped`.
 pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
-    let mut running: JoinSet<()> = JoinSet::new();
+    let mut running: JoinSet<Option<bool>> = JoinSet::new();
     // The grant and target of each effect in flight, by the task running it.
     let mut busy: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
+    let mut failing = Failing::default();
     loop {
         let now = super::now();
         let horizon = now + chrono::TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
-        let (mut at_target, full) = at_capacity(
-            busy.values().map(|(_, target)| target),
-            MAX_RUNNING_PER_TARGET,
-        );
+        let most = |target: &str| failing.most(target, MAX_RUNNING_PER_TARGET);
+        let (mut at_target, full) = at_capacity(busy.values().map(|(_, target)| target), most);
         let looked = {
             let ledger = Arc::clone(&ledger);
             tokio::task::spawn_blocking(move || ledger.due_effects(horizon, READ, &full)).await
@@ -112,7 +146,7 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
                         continue;
                     }
                     let busy_at_target = at_target.entry(due.effect.target.clone()).or_default();
-                    if *busy_at_target >= MAX_RUNNING_PER_TARGET {
+                    if *busy_at_target >= most(&due.effect.target) {
                         continue;
                     }
                     if due.effect.next_attempt_at > now {
@@ -145,14 +179,16 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
             .min(MAX_SLEEP);
         let stopping = tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                let id = match &done {
-                    Ok((id, ())) => *id,
+                let (id, succeeded) = match &done {
+                    Ok((id, succeeded)) => (*id, *succeeded),
                     Err(err) => {
                         tracing::error!(error = %err, "an outbox effect failed to run");
-                        err.id()
+                        (err.id(), None)
                     }
                 };
-                busy.remove(&id);
+                if let Some((_, target)) = busy.remove(&id) {
+                    failing.note(&target, succeeded);
+                }
                 false
             }
             _ = tokio::time::sleep(sleep) => false,
@@ -177,27 +213,32 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
     }
 }
 
-/// Runs one effect and records its outcome.
-async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) {
+/// Runs one effect and records its outcome; says whether the target did
+/// what it was asked (`None`: it was not asked).
+async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
     if !ledger.leads_now() {
         // Past this instance's term: the effect stays due, for whoever
         // leads now. The worker is being halted; until then the grant
         // stays busy rather than be tried again at once.
         tokio::time::sleep(LEAD_LOST_PAUSE).await;
-        return;
+        return None;
     }
     let targets = ledger.targets();
     let journal = ledger.journal();
-    let outcome = match targets.get(&due.effect.target) {
-        None => Err(TargetError::refused(
-            &due.effect.target,
-            "no such target in the policy in force",
-        )),
+    let (outcome, asked) = match targets.get(&due.effect.target) {
+        None => (
+            Err(TargetError::refused(
+                &due.effect.target,
+                "no such target in the policy in force",
+            )),
+            false,
+        ),
         Some(target) => match due.effect.action {
-            EffectAction::Provision => target.provision(&due.grant, &journal).await,
-            EffectAction::Deprovision => target.deprovision(&due.grant, &journal).await,
+            EffectAction::Provision => (target.provision(&due.grant, &journal).await, true),
+            EffectAction::Deprovision => (target.deprovision(&due.grant, &journal).await, true),
         },
     };
+    let succeeded = asked.then_some(outcome.is_ok());
     if let Err(err) = &outcome {
         tracing::warn!(
             target = %due.effect.target,
@@ -210,7 +251,7 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) {
     let attempts = due.effect.attempts;
     let recorded = tokio::task::spawn_blocking(move || ledger.record_effect(&due, outcome)).await;
     let unrecorded = match recorded {
-        Ok(Ok(())) => return,
+        Ok(Ok(())) => return succeeded,
         Ok(Err(err)) => err.to_string(),
         Err(err) => err.to_string(),
     };
@@ -220,6 +261,7 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) {
     // once and for ever.
     tracing::error!(error = %unrecorded, "target effect outcome not recorded");
     tokio::time::sleep(backoff(attempts + 1).max(UNRECORDED_PAUSE)).await;
+    succeeded
 }
 
 #[cfg(test)]
@@ -240,6 +282,18 @@ mod tests {
         assert!(backoff(1) <= FIRST_RETRY);
         assert!(backoff(100) <= MAX_RETRY);
     }
+
+    #[test]
+    fn a_failing_destination_probes_until_a_call_succeeds() {
+        let mut failing = Failing::default();
+        assert_eq!(failing.most("t", 4), 4);
+        failing.note("t", Some(false));
+        assert_eq!((failing.most("t", 4), failing.most("u", 4)), (1, 4));
+        failing.note("t", None);
+        assert_eq!(failing.most("t", 4), 1, "no call made: still failing");
+        failing.note("t", Some(true));
+        assert_eq!(failing.most("t", 4), 4);
+    }
 }
 
 #[cfg(test)]
@@ -255,12 +309,14 @@ mod worker_tests {
     use crate::target::{GrantFacts, Journal, Managed, TargetKind, Targets, reconcile};
 
     /// A target that counts its calls, and the answers it gave after
-    /// `takes`; one that `hangs` never answers.
+    /// `takes`; one that `hangs` never answers, one that `fails` answers
+    /// with an error.
     #[derive(Debug)]
     struct Counting {
         name: &'static str,
         calls: Arc<AtomicUsize>,
         hangs: bool,
+        fails: bool,
         takes: Duration,
         answered: Arc<AtomicUsize>,
     }
@@ -273,6 +329,9 @@ mod worker_tests {
             }
             tokio::time::sleep(self.takes).await;
             self.answered.fetch_add(1, Ordering::SeqCst);
+            if self.fails {
+                return Err(TargetError::refused(self.name, "no answer within 10s"));
+            }
             Ok(())
         }
     }
@@ -454,10 +513,51 @@ mod worker_tests {
             name,
             calls: Arc::clone(&calls),
             hangs,
+            fails: false,
             takes: Duration::ZERO,
             answered: Arc::new(AtomicUsize::new(0)),
         };
         (target, calls)
+    }
+
+    /// Targets that stopped answering, more of them than share all the
+    /// slots, each with many removals due, and one live target: once each
+    /// dead one's call has timed out, it probes with one call at a time,
+    /// and the live one's removal runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn targets_whose_calls_time_out_probe_one_at_a_time() {
+        const DEAD: [&str; 5] = ["dead0", "dead1", "dead2", "dead3", "dead4"];
+        let counters: Vec<Arc<AtomicUsize>> = DEAD.iter().map(|_| Arc::default()).collect();
+        let mut targets: Vec<Counting> = DEAD
+            .iter()
+            .zip(&counters)
+            .map(|(name, calls)| Counting {
+                name,
+                calls: Arc::clone(calls),
+                hangs: false,
+                fails: true,
+                // A call that times out: long enough to hold its slot.
+                takes: Duration::from_millis(300),
+                answered: Arc::new(AtomicUsize::new(0)),
+            })
+            .collect();
+        let mut dues: Vec<Due> = Vec::new();
+        for name in DEAD {
+            dues.extend((0..20).map(|n| due(&format!("gr_{name}_{n}"), name)));
+        }
+        dues.push(due("gr_live", "live"));
+        let (live, live_calls) = counting("live", false);
+        targets.push(live);
+        FakeLedger::new(targets, dues, true).run_for(2).await;
+        assert!(
+            live_calls.load(Ordering::SeqCst) >= 1,
+            "the live target's removal never ran"
+        );
+        for (name, calls) in DEAD.iter().zip(&counters) {
+            // Four at first; then one at a time, 300 ms each, for 2 s.
+            let calls = calls.load(Ordering::SeqCst);
+            assert!(calls <= MAX_RUNNING_PER_TARGET + 7, "{name}: {calls} calls");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,6 +609,7 @@ mod worker_tests {
             name: "t",
             calls: Arc::clone(&calls),
             hangs: false,
+            fails: false,
             takes: Duration::from_millis(500),
             answered: Arc::clone(&answered),
         };
