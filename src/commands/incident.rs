@@ -34,6 +34,11 @@ pub struct Access {
     pub outcome: String,
     pub ended_by: Option<String>,
     pub end_reason: Option<String>,
+    /// Kinds of the request's events that this hoist does not know (a
+    /// newer broker wrote them): they may change its story, which is then
+    /// told without them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_events: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -94,6 +99,7 @@ pub fn timeline(incident: &str, events: Vec<AuditEvent>, now: DateTime<Utc>) -> 
                 entry.ended_by = Some(event.actor.clone());
                 entry.end_reason = event.reason.clone();
             }
+            AuditKind::Other(_) => entry.unknown_events.push(event.kind.as_str().to_string()),
             _ => {}
         }
     }
@@ -183,10 +189,16 @@ pub fn markdown(timeline: &Timeline) -> String {
         } else {
             a.approved_by.join(", ")
         };
-        let how = match &a.end_reason {
+        let mut how = match &a.end_reason {
             Some(reason) => format!("{} ({})", a.outcome, reason),
             None => a.outcome.clone(),
         };
+        if !a.unknown_events.is_empty() {
+            how.push_str(&format!(
+                "; not counted: {}, events this version of hoist does not know",
+                a.unknown_events.join(", ")
+            ));
+        }
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             cell(&a.role),
@@ -279,6 +291,29 @@ mod tests {
         cells
     }
 
+    /// An event of a kind from a newer broker may change a request's
+    /// story: the postmortem says it was not counted, rather than tell the
+    /// story as if it were complete.
+    #[test]
+    fn events_of_a_kind_this_hoist_does_not_know_are_named_as_not_counted() {
+        let events = vec![
+            event(1, AuditKind::Requested, None),
+            event(2, AuditKind::Activated, None),
+            event(3, AuditKind::parse("access_paused"), None),
+        ];
+        let now = "2026-06-01T12:00:00Z".parse().unwrap();
+        let timeline = timeline("INC-1", events, now);
+        assert_eq!(timeline.access[0].outcome, "active");
+        assert_eq!(timeline.access[0].unknown_events, ["access_paused"]);
+        let document = markdown(&timeline);
+        assert!(
+            document.contains(
+                "active; not counted: access\\_paused, events this version of hoist does not know"
+            ),
+            "{document}"
+        );
+    }
+
     #[test]
     fn broker_text_cannot_add_markup_links_scripts_or_cells() {
         let events = vec![
@@ -287,7 +322,7 @@ mod tests {
             event(3, AuditKind::Activated, None),
             event(4, AuditKind::Revoked, Some(HOSTILE)),
             // A kind from a newer broker is the broker's text too.
-            event(5, AuditKind::Other(HOSTILE.into()), None),
+            event(5, AuditKind::parse(HOSTILE), None),
         ];
         let now = "2026-06-01T12:00:00Z".parse().unwrap();
         let document = markdown(&timeline(&format!("INC-1{HOSTILE}"), events, now));
