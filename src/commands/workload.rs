@@ -174,7 +174,12 @@ async fn exchange_once(
         }
         _ => {
             let error: OAuthError = serde_json::from_slice(&bytes).map_err(protocol)?;
-            let message = format!("{}: {}", error.code, error.error_description);
+            // A code from a newer broker: its OAuth `error` says as much.
+            let code = match error.code {
+                WorkloadErrorCode::Other => error.error.clone(),
+                code => code.to_string(),
+            };
+            let message = format!("{code}: {}", error.error_description);
             Err(match error.code {
                 WorkloadErrorCode::Denied => Ended::Denied(message).into(),
                 _ => refused(status, message),

@@ -341,7 +341,11 @@ pub fn failure(error: &BackendError) -> Failure {
         BackendError::Unauthenticated(reason) => {
             return Failure::new(FailureKind::SessionEnded, reason.clone());
         }
-        BackendError::Refused { code, message, .. } => {
+        BackendError::Refused {
+            code,
+            message,
+            status,
+        } => {
             let kind = match code {
                 ErrorCode::Forbidden
                 | ErrorCode::NotEligible
@@ -352,6 +356,15 @@ pub fn failure(error: &BackendError) -> Failure {
                 ErrorCode::Internal | ErrorCode::Unavailable => FailureKind::BrokerError,
                 ErrorCode::RateLimited => FailureKind::TooMany,
                 ErrorCode::StepUpRequired => FailureKind::StepUpRequired,
+                // A code from a newer broker: its status says what kind.
+                ErrorCode::Other => match status {
+                    403 => FailureKind::DeniedByPolicy,
+                    404 => FailureKind::NotFound,
+                    409 => FailureKind::NotPossibleNow,
+                    429 => FailureKind::TooMany,
+                    500.. => FailureKind::BrokerError,
+                    _ => FailureKind::Refused,
+                },
                 _ => FailureKind::Refused,
             };
             return Failure::new(kind, message.clone());
@@ -364,4 +377,28 @@ pub fn failure(error: &BackendError) -> Failure {
 /// Up to 250 ms, so many clients do not reconnect in lockstep.
 fn rand_jitter() -> u16 {
     (uuid::Uuid::new_v4().as_u128() % 250) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use hoist_api::ErrorCode;
+
+    use super::*;
+
+    /// A refusal with a code from a newer broker is told by its status.
+    #[test]
+    fn a_code_this_build_does_not_know_is_told_by_its_status() {
+        let kind = |status| {
+            failure(&BackendError::Refused {
+                status,
+                code: ErrorCode::Other,
+                message: "grant gr_1 is paused".into(),
+            })
+            .kind
+        };
+        assert_eq!(kind(403), FailureKind::DeniedByPolicy);
+        assert_eq!(kind(409), FailureKind::NotPossibleNow);
+        assert_eq!(kind(503), FailureKind::BrokerError);
+        assert_eq!(kind(422), FailureKind::Refused);
+    }
 }

@@ -191,7 +191,7 @@ fn state() -> State {
     // wrote.
     let mut newer = state.activity[0].clone();
     newer.seq = 2;
-    newer.kind = AuditKind::Other(h("new"));
+    newer.kind = AuditKind::parse(&h("new"));
     state.activity.push(newer);
     state.banner = Some(Banner {
         text: long("banner"),

@@ -129,6 +129,10 @@ pub enum WorkloadErrorCode {
     /// The issuer's keys could not be fetched.
     IssuerUnavailable,
     Internal,
+    /// A code this build does not know, from a newer broker: `error` and
+    /// `error_description` still say what went wrong. Read, never sent.
+    #[serde(other, skip_serializing)]
+    Other,
 }
 
 impl WorkloadErrorCode {
@@ -175,6 +179,7 @@ impl WorkloadErrorCode {
             Self::RateLimited => "rate_limited",
             Self::IssuerUnavailable => "issuer_unavailable",
             Self::Internal => "internal",
+            Self::Other => "other",
         }
     }
 
@@ -230,6 +235,17 @@ pub struct TaskWithdrawn {
 mod tests {
     use super::*;
     use crate::samples::{round_trip, t};
+
+    /// A job's hoist older than its broker still gets the broker's words.
+    #[test]
+    fn a_code_from_a_newer_broker_reads_as_other() {
+        let error: OAuthError = serde_json::from_str(
+            r#"{"error":"invalid_request","error_description":"the run is paused","code":"run_paused"}"#,
+        )
+        .unwrap();
+        assert_eq!(error.code, WorkloadErrorCode::Other);
+        assert_eq!(error.error_description, "the run is paused");
+    }
 
     #[test]
     fn every_type_round_trips() {

@@ -558,7 +558,7 @@ async fn an_entry_of_a_kind_from_a_newer_broker_is_served_verified_and_passed_ov
     let dir = tempfile::tempdir().unwrap();
     let policy = filings_to_ops(dir.path(), &base);
     let broker = TestBroker::builder().policy(&policy).start().await;
-    let newer = AuditKind::Other("access_paused".into());
+    let newer = AuditKind::parse("access_paused");
     let mut tx = broker.broker().store().transaction().unwrap();
     hoistd::audit::append(
         tx.as_mut(),

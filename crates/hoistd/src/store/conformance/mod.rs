@@ -212,7 +212,7 @@ fn grant(id: &str, request_id: &str, holder: &str, starts_ms: i64) -> Grant {
 /// this build does not know, as a newer broker on the same database writes.
 fn entry(seq: i64, prev_hash: &str) -> AuditEvent {
     let kind = if seq % 4 == 3 {
-        AuditKind::Other("written_by_a_newer_broker".into())
+        AuditKind::parse("written_by_a_newer_broker")
     } else {
         AuditKind::ALL[seq as usize % AuditKind::ALL.len()].clone()
     };
