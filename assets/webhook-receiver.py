@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """An example receiver for hoistd's webhook targets (Python 3 standard library only).
 
-hoistd POSTs {"action": "provision" | "deprovision" | "inspect", "grant": {...}}
-with three headers:
+hoistd POSTs {"action": "provision" | "deprovision" | "inspect", "grant": {...},
+"leader_epoch": N} with three headers:
 
   X-Hoist-Delivery:  a UUID for this call (log it; retries get a new one)
   X-Hoist-Timestamp: Unix seconds when it was signed
@@ -14,6 +14,14 @@ the grants it provisioned in memory. Replace `provision` and `deprovision` with
 calls to the real system (create and delete a Kubernetes RoleBinding, attach and
 detach an IAM policy, ...). Each must be idempotent: hoistd retries until it
 gets {"status": "ok"}.
+
+With several hoistd instances, one leads at a time and makes the provision and
+deprovision calls; `leader_epoch` is its lease's epoch, higher for each new
+leader. A call already under way when its instance lost the lease may still
+arrive after the new leader's: this receiver keeps the highest epoch it has
+seen and refuses (409) a provision or deprovision with a lower one. The leader
+makes the call again if it still has to. A real receiver keeps that epoch
+where it keeps its grants, so that it survives a restart.
 
     HOIST_WEBHOOK_SECRET=... python3 webhook-receiver.py --port 8711
 
@@ -39,6 +47,7 @@ MAX_BODY = 64 * 1024
 
 SECRET = os.environ.get("HOIST_WEBHOOK_SECRET", "").encode()
 GRANTS = {}
+HIGHEST_EPOCH = 0
 LOCK = threading.Lock()
 
 
@@ -56,14 +65,32 @@ def verify(headers, body):
     return None
 
 
-def provision(grant):
+def fenced(epoch):
+    """Whether a call comes from a leader that lost its lease to a newer one.
+    Called under LOCK, with the change it guards."""
+    global HIGHEST_EPOCH
+    if not isinstance(epoch, int):
+        return False  # an hoistd too old to send one
+    if epoch < HIGHEST_EPOCH:
+        return True
+    HIGHEST_EPOCH = epoch
+    return False
+
+
+def provision(grant, epoch):
     with LOCK:
+        if fenced(epoch):
+            return False
         GRANTS[grant["id"]] = grant
+        return True
 
 
-def deprovision(grant):
+def deprovision(grant, epoch):
     with LOCK:
+        if fenced(epoch):
+            return False
         GRANTS.pop(grant["id"], None)
+        return True
 
 
 def present(grant):
@@ -90,11 +117,15 @@ class Receiver(BaseHTTPRequestHandler):
             return self.answer(401, {"status": "error", "message": refused})
         call = json.loads(body)
         action, grant = call.get("action"), call.get("grant") or {}
+        epoch = call.get("leader_epoch")
+        stale = {"status": "error", "message": "leader_epoch %s is stale" % epoch}
         if action == "provision":
-            provision(grant)
+            if not provision(grant, epoch):
+                return self.answer(409, stale)
             return self.answer(200, {"status": "ok"})
         if action == "deprovision":
-            deprovision(grant)
+            if not deprovision(grant, epoch):
+                return self.answer(409, stale)
             return self.answer(200, {"status": "ok"})
         if action == "inspect":
             if not present(grant):

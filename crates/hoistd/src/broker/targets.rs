@@ -180,12 +180,14 @@ impl Ledger for Broker {
     }
 
     fn journal(&self) -> Journal {
+        let epoch = self.lease().borrow().as_ref().map(|lease| lease.epoch);
         Journal::new(
             Arc::clone(&self.store),
             Arc::clone(&self.ssh_ca),
             Arc::clone(&self.signer),
             self.policy().settings.issuer.clone(),
         )
+        .under_lease(epoch)
     }
 
     fn due_effects(&self, now: DateTime<Utc>, limit: usize, skip: &[String]) -> Result<Vec<Due>> {

@@ -119,6 +119,7 @@ pub struct Journal {
     ssh_ca: Arc<ssh::Authority>,
     signer: Arc<crate::credential::Signer>,
     issuer: String,
+    leader_epoch: Option<i64>,
 }
 
 impl Journal {
@@ -133,7 +134,24 @@ impl Journal {
             ssh_ca,
             signer,
             issuer,
+            leader_epoch: None,
         }
+    }
+
+    /// The same, acting under the leadership lease of this epoch (the one
+    /// this instance last took; see [`Journal::leader_epoch`]).
+    pub fn under_lease(mut self, epoch: Option<i64>) -> Self {
+        self.leader_epoch = epoch;
+        self
+    }
+
+    /// The epoch of the leadership lease this instance last took, if any:
+    /// a fencing token for targets that keep the highest they have seen and
+    /// refuse calls from an instance that no longer leads (a webhook's
+    /// `leader_epoch`). Another instance that took the lease since has a
+    /// higher one.
+    pub fn leader_epoch(&self) -> Option<i64> {
+        self.leader_epoch
     }
 
     /// A short-lived JWT in which hoistd vouches for itself (`sub` hoistd,

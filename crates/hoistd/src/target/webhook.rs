@@ -138,6 +138,7 @@ impl Webhook {
                 "ticket": grant.ticket,
                 "incident": grant.incident,
             },
+            "leader_epoch": journal.leader_epoch(),
         }))
         .map_err(|err| self.refused(err))?;
         let delivery = uuid::Uuid::new_v4().to_string();

@@ -332,6 +332,68 @@ async fn fails_then_recovers(mode: Mode, said: &str) {
     assert_eq!(grant_sent["justification"], "rotate the node pool");
     assert_eq!(grant_sent["access"]["cluster"], "prod");
     assert_eq!(grant_sent["access"]["verbs"][1], "delete");
+    // The lease it acts under: the first, on a store one instance uses.
+    assert!(
+        calls.iter().all(|call| call["leader_epoch"] == 1),
+        "{calls:?}"
+    );
+}
+
+/// A call from a leader that lost its lease can arrive after the new
+/// leader's: the example receiver keeps the highest `leader_epoch` it has
+/// seen and refuses a change under a lower one, which the leader makes
+/// again if it must.
+#[tokio::test]
+async fn the_example_receiver_refuses_changes_from_a_leader_that_lost_its_lease() {
+    let receiver = example_receiver();
+    let post = |action: &str, epoch: Option<i64>| {
+        let mut call = serde_json::json!({
+            "action": action,
+            "grant": { "id": "gr_x", "holder": "alice" },
+        });
+        if let Some(epoch) = epoch {
+            call["leader_epoch"] = epoch.into();
+        }
+        let body = serde_json::to_vec(&call).unwrap();
+        let now = chrono::Utc::now().timestamp().to_string();
+        let signature = format!("v1={}", webhook::sign(SECRET.as_bytes(), &now, &body));
+        let request = reqwest::Client::new()
+            .post(&receiver.url)
+            .header(TIMESTAMP_HEADER, now)
+            .header(SIGNATURE_HEADER, signature)
+            .header(DELIVERY_HEADER, "d-1")
+            .body(body);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(post("provision", Some(2)).await, StatusCode::OK);
+    // The old leader's removal, late: refused, and the grant stays.
+    assert_eq!(post("deprovision", Some(1)).await, StatusCode::CONFLICT);
+    assert_eq!(post("provision", Some(1)).await, StatusCode::CONFLICT);
+    let present = |body: &serde_json::Value| body["present"] == true;
+    let inspected = {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "action": "inspect", "grant": { "id": "gr_x", "holder": "alice" },
+        }))
+        .unwrap();
+        let now = chrono::Utc::now().timestamp().to_string();
+        let signature = format!("v1={}", webhook::sign(SECRET.as_bytes(), &now, &body));
+        reqwest::Client::new()
+            .post(&receiver.url)
+            .header(TIMESTAMP_HEADER, now)
+            .header(SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    assert!(present(&inspected), "{inspected}");
+    // The current leader's (and an hoistd too old to send an epoch).
+    assert_eq!(post("deprovision", Some(2)).await, StatusCode::OK);
+    assert_eq!(post("provision", None).await, StatusCode::OK);
+    assert_eq!(post("deprovision", Some(3)).await, StatusCode::OK);
 }
 
 #[tokio::test]
