@@ -15,6 +15,7 @@ mod ssh;
 mod table;
 mod watch;
 mod workload;
+mod yaml;
 
 use std::io::IsTerminal;
 
@@ -176,7 +177,7 @@ pub fn print<T: Serialize>(
 ) -> anyhow::Result<()> {
     match format {
         Format::Json => out(&format!("{}\n", json::to_string(value)?)),
-        Format::Yaml => out(&serde_norway::to_string(value)?),
+        Format::Yaml => out(&yaml::to_string(value)?),
         Format::Table => out(&table().render(colour_stdout())),
     }
 }

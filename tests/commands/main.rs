@@ -176,8 +176,8 @@ async fn listing_commands_print_tables_for_people_and_json_or_yaml_for_scripts()
 
 /// Text the broker already holds with bidi controls and invisible
 /// characters (here in the operator's policy) shows them as visible escapes
-/// in tables; JSON keeps the exact text, escaped so a terminal shows it as
-/// it is, and YAML keeps it exactly.
+/// in tables; JSON and YAML keep the exact text, escaped so a terminal
+/// shows it as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invisible_characters_show_in_tables_and_survive_exactly_in_json_and_yaml() {
     let hidden = "Production\u{200B}logs \u{202E}daer\u{2028}(read)";
@@ -219,6 +219,15 @@ async fn invisible_characters_show_in_tables_and_survive_exactly_in_json_and_yam
     assert_eq!(logs.name, hidden, "JSON keeps the exact text");
 
     let yaml = alice.run(&["roles", "--output", "yaml"]);
+    let text = String::from_utf8(yaml.stdout.clone()).unwrap();
+    assert!(
+        text.contains(r"Production\u200blogs \u202edaer\u2028(read)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{202E}') && !text.contains('\u{200B}'),
+        "{text}"
+    );
     let roles: Vec<Role> = serde_norway::from_slice(&yaml.stdout).unwrap();
     let logs = roles.iter().find(|r| r.id == "prod-logs-read").unwrap();
     assert_eq!(logs.name, hidden, "YAML keeps the exact text");
