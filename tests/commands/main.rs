@@ -204,30 +204,26 @@ async fn invisible_characters_show_in_tables_and_survive_exactly_in_json_and_yam
         assert!(!table.contains(raw), "U+{:04X} in the table", raw as u32);
     }
 
+    // The escapes are what a terminal shows; the characters are not there.
+    let escaped = |out: &[u8]| {
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(
+            text.contains(r"Production\u200blogs \u202edaer\u2028(read)"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\u{202E}') && !text.contains('\u{200B}'),
+            "{text}"
+        );
+    };
     let json = alice.run(&["roles", "--json"]);
-    let text = String::from_utf8(json.stdout.clone()).unwrap();
-    assert!(
-        text.contains(r"Production\u200blogs \u202edaer\u2028(read)"),
-        "{text}"
-    );
-    assert!(
-        !text.contains('\u{202E}') && !text.contains('\u{200B}'),
-        "{text}"
-    );
+    escaped(&json.stdout);
     let roles: Vec<Role> = serde_json::from_slice(&json.stdout).unwrap();
     let logs = roles.iter().find(|r| r.id == "prod-logs-read").unwrap();
     assert_eq!(logs.name, hidden, "JSON keeps the exact text");
 
     let yaml = alice.run(&["roles", "--output", "yaml"]);
-    let text = String::from_utf8(yaml.stdout.clone()).unwrap();
-    assert!(
-        text.contains(r"Production\u200blogs \u202edaer\u2028(read)"),
-        "{text}"
-    );
-    assert!(
-        !text.contains('\u{202E}') && !text.contains('\u{200B}'),
-        "{text}"
-    );
+    escaped(&yaml.stdout);
     let roles: Vec<Role> = serde_norway::from_slice(&yaml.stdout).unwrap();
     let logs = roles.iter().find(|r| r.id == "prod-logs-read").unwrap();
     assert_eq!(logs.name, hidden, "YAML keeps the exact text");

@@ -359,9 +359,10 @@ mod worker_tests {
         "requester":"alice","justification":"reading the logs","duration_secs":3600,
         "break_glass":false,"approvals_required":1}"#;
 
-    /// A receiver on loopback that counts the posts it is sent; one that
-    /// does not `answer` keeps each waiting for ever.
-    async fn receiver(answers: bool) -> (url::Url, Arc<AtomicUsize>) {
+    /// A receiver on loopback that counts the posts it is sent and answers
+    /// each with `answer`'s status after its delay; with no `answer` it
+    /// keeps each waiting for ever.
+    async fn receiver(answer: Option<(u16, Duration)>) -> (url::Url, Arc<AtomicUsize>) {
         let posts = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&posts);
         let app = axum::Router::new().route(
@@ -370,10 +371,11 @@ mod worker_tests {
                 let counted = Arc::clone(&counted);
                 async move {
                     counted.fetch_add(1, Ordering::SeqCst);
-                    if !answers {
-                        std::future::pending::<()>().await;
-                    }
-                    axum::http::StatusCode::NO_CONTENT
+                    let Some((status, delay)) = answer else {
+                        return std::future::pending().await;
+                    };
+                    tokio::time::sleep(delay).await;
+                    axum::http::StatusCode::from_u16(status).unwrap()
                 }
             }),
         );
@@ -385,29 +387,8 @@ mod worker_tests {
         (url, posts)
     }
 
-    /// A receiver on loopback that answers each post with 503 after
-    /// 300 ms, as a channel whose calls time out, and counts them.
-    async fn failing_receiver() -> (url::Url, Arc<AtomicUsize>) {
-        let posts = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&posts);
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move || {
-                let counted = Arc::clone(&counted);
-                async move {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, posts)
-    }
+    /// Answers at once.
+    const ANSWERS: Option<(u16, Duration)> = Some((204, Duration::ZERO));
 
     fn channel(name: &str, url: url::Url) -> Channel {
         Channel {
@@ -485,8 +466,8 @@ mod worker_tests {
     /// notifications do not hide another channel's from the worker's read.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_channel_that_stops_answering_does_not_hold_up_the_others() {
-        let (dead_url, dead_posts) = receiver(false).await;
-        let (live_url, live_posts) = receiver(true).await;
+        let (dead_url, dead_posts) = receiver(None).await;
+        let (live_url, live_posts) = receiver(ANSWERS).await;
         let mut channels = Channels::default();
         channels.insert(channel("dead", dead_url));
         channels.insert(channel("live", live_url));
@@ -516,13 +497,14 @@ mod worker_tests {
         let mut due = Vec::new();
         let mut failing = Vec::new();
         for n in 0..5 {
-            let (url, posts) = failing_receiver().await;
+            // As a channel whose calls time out.
+            let (url, posts) = receiver(Some((503, Duration::from_millis(300)))).await;
             let name = format!("failing{n}");
             channels.insert(channel(&name, url));
             due.extend((0..20).map(|i| self::due(format!("n_{name}_{i}"), &name)));
             failing.push(posts);
         }
-        let (live_url, live_posts) = receiver(true).await;
+        let (live_url, live_posts) = receiver(ANSWERS).await;
         channels.insert(channel("live", live_url));
         due.push(self::due("n_live".into(), "live"));
         let notifier = Arc::new(FakeNotifier { channels, due });
