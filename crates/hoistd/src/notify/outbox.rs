@@ -187,15 +187,15 @@ pub async fn run<N: Notifier>(
         let sleep = if quiet { MAX_SLEEP } else { sleep };
         tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                let (id, delivered) = match &done {
-                    Ok((id, delivered)) => (*id, *delivered),
+                let (id, answered) = match &done {
+                    Ok((id, answered)) => (*id, *answered),
                     Err(err) => {
                         tracing::error!(error = %err, "a notification failed to send");
                         (err.id(), None)
                     }
                 };
                 if let Some((_, channel)) = busy.remove(&id) {
-                    failing.note(&channel, delivered);
+                    failing.note(&channel, answered);
                 }
             }
             _ = tokio::time::sleep(sleep) => {}
@@ -211,11 +211,13 @@ pub async fn run<N: Notifier>(
 }
 
 /// Sends one notification and records how it went; says whether the
-/// channel took it (`None`: it was not posted).
+/// channel answered (`None`: it was not posted). An answer of 5xx or 429
+/// is none: the receiver is down or swamped.
 async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> Option<bool> {
     let channels = notifier.channels();
     let at = crate::target::now();
     let started = Instant::now();
+    let mut answered = None;
     let (status, outcome) = match channels.get(&notification.channel) {
         None => (
             None,
@@ -233,6 +235,14 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> O
                 let body = format::render(channel.format, &notice);
                 let bytes = serde_json::to_vec(&body).unwrap_or_default();
                 let (status, posted) = channel.endpoint.post(&notification.id, bytes).await;
+                answered = Some(match &posted {
+                    Ok(reply) => {
+                        !(reply.status.is_server_error()
+                            || reply.status == reqwest::StatusCode::TOO_MANY_REQUESTS)
+                    }
+                    Err(PostError::Unreachable(_)) => false,
+                    Err(PostError::Refused(_)) => true,
+                });
                 let outcome = match posted {
                     Ok(answered) if answered.status.is_success() => Outcome::Delivered,
                     Ok(answered) => {
@@ -280,17 +290,12 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> O
             "notification not delivered"
         );
     }
-    let delivered = match &outcome {
-        Outcome::Delivered => Some(true),
-        Outcome::Failed(_) => Some(false),
-        Outcome::Abandoned(_) => None,
-    };
     let settled = settle(&notification, &outcome, crate::target::now());
     let recorded =
         tokio::task::spawn_blocking(move || notifier.record_notification(&settled, &delivery))
             .await;
     let unrecorded = match recorded {
-        Ok(Ok(())) => return delivered,
+        Ok(Ok(())) => return answered,
         Ok(Err(err)) => err.to_string(),
         Err(err) => err.to_string(),
     };
@@ -299,7 +304,7 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> O
     // no writes does not have a channel posted to over and over.
     tracing::error!(error = %unrecorded, "notification outcome not recorded");
     tokio::time::sleep(crate::target::outbox::UNRECORDED_PAUSE).await;
-    delivered
+    answered
 }
 
 #[cfg(test)]
@@ -486,6 +491,28 @@ mod worker_tests {
             live_posts.load(Ordering::SeqCst) >= 1,
             "the live channel was never posted to"
         );
+    }
+
+    /// A channel that answers no (a 400: one notice it will not take) is
+    /// answering, not failing: it keeps its share of the slots.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_channel_that_answers_no_keeps_its_slots() {
+        let (url, posts) = receiver(Some((400, Duration::from_millis(300)))).await;
+        let mut channels = Channels::default();
+        channels.insert(channel("picky", url));
+        let due = (0..20)
+            .map(|n| self::due(format!("n_picky_{n}"), "picky"))
+            .collect();
+        let notifier = Arc::new(FakeNotifier { channels, due });
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+        // Four at a time, 300 ms each, for 2 s: about 28; one at a time
+        // after the first four would be about 10.
+        let posts = posts.load(Ordering::SeqCst);
+        assert!(posts >= 16, "{posts} posts");
     }
 
     /// Channels that fail, more of them than share all the slots, each with

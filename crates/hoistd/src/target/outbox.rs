@@ -79,11 +79,13 @@ pub(crate) fn at_capacity<'a>(
     (running, full)
 }
 
-/// The destinations (targets, channels) whose last call failed: each runs
-/// one call at a time until a call succeeds, as a probe, so that a few that
-/// stopped answering cannot hold every slot between them until their calls
-/// time out. A worker learns it from its own calls; a new leader learns it
-/// again from its first.
+/// The destinations (targets, channels) whose last call found them
+/// unreachable (no answer in time, a 5xx or 429): each runs one call at a
+/// time until a call is answered, as a probe, so that a few that stopped
+/// answering cannot hold every slot between them until their calls time
+/// out. One that answers no to one call (a 4xx) is not failing. A worker
+/// learns it from its own calls; a new leader learns it again from its
+/// first.
 #[derive(Debug, Default)]
 pub(crate) struct Failing(HashSet<String>);
 
@@ -98,9 +100,10 @@ impl Failing {
         }
     }
 
-    /// Notes how a call to `destination` went (`None`: it made none).
-    pub(crate) fn note(&mut self, destination: &str, succeeded: Option<bool>) {
-        match succeeded {
+    /// Notes whether a call to `destination` was answered (`None`: it made
+    /// none).
+    pub(crate) fn note(&mut self, destination: &str, answered: Option<bool>) {
+        match answered {
             Some(true) => {
                 self.0.remove(destination);
             }
@@ -179,15 +182,15 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
             .min(MAX_SLEEP);
         let stopping = tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                let (id, succeeded) = match &done {
-                    Ok((id, succeeded)) => (*id, *succeeded),
+                let (id, answered) = match &done {
+                    Ok((id, answered)) => (*id, *answered),
                     Err(err) => {
                         tracing::error!(error = %err, "an outbox effect failed to run");
                         (err.id(), None)
                     }
                 };
                 if let Some((_, target)) = busy.remove(&id) {
-                    failing.note(&target, succeeded);
+                    failing.note(&target, answered);
                 }
                 false
             }
@@ -213,8 +216,8 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
     }
 }
 
-/// Runs one effect and records its outcome; says whether the target did
-/// what it was asked (`None`: it was not asked).
+/// Runs one effect and records its outcome; says whether the target
+/// answered (`None`: it was not asked).
 async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
     if !ledger.leads_now() {
         // Past this instance's term: the effect stays due, for whoever
@@ -238,7 +241,7 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
             EffectAction::Deprovision => (target.deprovision(&due.grant, &journal).await, true),
         },
     };
-    let succeeded = asked.then_some(outcome.is_ok());
+    let answered = asked.then_some(!matches!(outcome, Err(TargetError::Unreachable(..))));
     if let Err(err) = &outcome {
         tracing::warn!(
             target = %due.effect.target,
@@ -251,7 +254,7 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
     let attempts = due.effect.attempts;
     let recorded = tokio::task::spawn_blocking(move || ledger.record_effect(&due, outcome)).await;
     let unrecorded = match recorded {
-        Ok(Ok(())) => return succeeded,
+        Ok(Ok(())) => return answered,
         Ok(Err(err)) => err.to_string(),
         Err(err) => err.to_string(),
     };
@@ -261,7 +264,7 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
     // once and for ever.
     tracing::error!(error = %unrecorded, "target effect outcome not recorded");
     tokio::time::sleep(backoff(attempts + 1).max(UNRECORDED_PAUSE)).await;
-    succeeded
+    answered
 }
 
 #[cfg(test)]
@@ -330,7 +333,7 @@ mod worker_tests {
             tokio::time::sleep(self.takes).await;
             self.answered.fetch_add(1, Ordering::SeqCst);
             if self.fails {
-                return Err(TargetError::refused(self.name, "no answer within 10s"));
+                return Err(TargetError::unreachable(self.name, "no answer within 10s"));
             }
             Ok(())
         }
