@@ -54,7 +54,17 @@ fn entries(out: &mut String, map: &Map<String, Value>, indent: usize, first_inli
         if n > 0 || !first_inline {
             pad(out, indent);
         }
-        self::key(out, key);
+        let mut written = String::new();
+        self::key(&mut written, key);
+        if written.len() > MAX_IMPLICIT_KEY {
+            // An explicit key: `? key` on a line, then `: value`.
+            out.push_str("? ");
+            out.push_str(&written);
+            out.push('\n');
+            pad(out, indent);
+        } else {
+            out.push_str(&written);
+        }
         out.push(':');
         after_marker(out, value, indent + 2);
     }
@@ -82,11 +92,20 @@ fn pad(out: &mut String, indent: usize) {
     out.extend(std::iter::repeat_n(' ', indent));
 }
 
+/// YAML reads a key longer than this (in bytes, for libyaml) only as an
+/// explicit one.
+const MAX_IMPLICIT_KEY: usize = 1000;
+
 /// A key as it is when nothing in it could be read as anything but the
-/// key (the field names), else quoted.
+/// key (the field names), else quoted. YAML 1.1 reads `yes`, `on`, `null`
+/// and their kin, in any case, as booleans and null.
 fn key(out: &mut String, key: &str) {
     let plain = key.starts_with(|c: char| c.is_ascii_alphabetic())
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !matches!(
+            key.to_ascii_lowercase().as_str(),
+            "y" | "n" | "yes" | "no" | "true" | "false" | "on" | "off" | "null"
+        );
     if plain {
         out.push_str(key);
     } else {
@@ -98,7 +117,16 @@ fn inline(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => {
+            // YAML 1.1 reads `1e+300` as text: its floats have a point.
+            let n = n.to_string();
+            match n.split_once('e') {
+                Some((mantissa, exponent)) if !mantissa.contains('.') => {
+                    let _ = write!(out, "{mantissa}.0e{exponent}");
+                }
+                _ => out.push_str(&n),
+            }
+        }
         Value::String(s) => quoted(out, s),
         Value::Array(_) => out.push_str("[]"),
         Value::Object(_) => out.push_str("{}"),
@@ -106,8 +134,8 @@ fn inline(out: &mut String, value: &Value) {
 }
 
 /// A double-quoted scalar: `\` and `"` escaped, and every hostile
-/// character (line breaks included) as `\uXXXX` or, past the BMP,
-/// `\UXXXXXXXX`.
+/// character (line breaks included), and any YAML may not hold as it is,
+/// as `\uXXXX` or, past the BMP, `\UXXXXXXXX`.
 fn quoted(out: &mut String, text: &str) {
     out.push('"');
     for c in text.chars() {
@@ -115,16 +143,22 @@ fn quoted(out: &mut String, text: &str) {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             // Writing to a String cannot fail.
-            c if is_hostile(c) && u32::from(c) > 0xFFFF => {
+            c if (is_hostile(c) || !printable(c)) && u32::from(c) > 0xFFFF => {
                 let _ = write!(out, "\\U{:08x}", u32::from(c));
             }
-            c if is_hostile(c) => {
+            c if is_hostile(c) || !printable(c) => {
                 let _ = write!(out, "\\u{:04x}", u32::from(c));
             }
             c => out.push(c),
         }
     }
     out.push('"');
+}
+
+/// YAML's printable characters (`c-printable`), less the controls that
+/// [`is_hostile`] escapes anyway.
+fn printable(c: char) -> bool {
+    matches!(u32::from(c), 0x20..=0x7E | 0x85 | 0xA0..=0xD7FF | 0xE000..=0xFFFD | 0x10000..)
 }
 
 #[cfg(test)]
@@ -156,6 +190,42 @@ mod tests {
         );
         let back: Value = serde_norway::from_str(&yaml).unwrap();
         assert_eq!(back, value, "{yaml}");
+    }
+
+    /// Keys YAML 1.1 would read as booleans or null are quoted; a key too
+    /// long to be implicit is explicit; characters YAML may not hold, and
+    /// floats it would read as text, are written so that they read back.
+    #[test]
+    fn what_yaml_would_misread_is_written_so_it_reads_back() {
+        let mut value = json!({
+            "yes": 1, "On": 2, "TRUE": 3, "null": 4, "y": 5, "plain_key": 6,
+            "text": "a\u{FFFE}b\u{FFFF}c",
+            "floats": [1e300, 1e-7, -0.0, 2.5],
+        });
+        value["k".repeat(1100)] = json!("long");
+        value["é".repeat(600)] = json!({"nested": true});
+        let yaml = to_string(&value).unwrap();
+        for key in [
+            "\"yes\":",
+            "\"On\":",
+            "\"TRUE\":",
+            "\"null\":",
+            "\"y\":",
+            "\nplain_key:",
+        ] {
+            assert!(yaml.contains(key), "{key} in {yaml}");
+        }
+        assert!(yaml.contains(r#""a\ufffeb\uffffc""#), "{yaml}");
+        assert!(
+            yaml.contains("- 1.0e300\n") || yaml.contains("- 1.0e+300\n"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains(&format!("? {}\n:", "k".repeat(1100))),
+            "{yaml}"
+        );
+        let back: Value = serde_norway::from_str(&yaml).unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]
