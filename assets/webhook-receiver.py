@@ -2,7 +2,7 @@
 """An example receiver for hoistd's webhook targets (Python 3 standard library only).
 
 hoistd POSTs {"action": "provision" | "deprovision" | "inspect", "grant": {...},
-"leader_epoch": N} with three headers:
+"issuer": "https://...", "leader_epoch": N} with three headers:
 
   X-Hoist-Delivery:  a UUID for this call (log it; retries get a new one)
   X-Hoist-Timestamp: Unix seconds when it was signed
@@ -17,11 +17,14 @@ gets {"status": "ok"}.
 
 With several hoistd instances, one leads at a time and makes the provision and
 deprovision calls; `leader_epoch` is its lease's epoch, higher for each new
-leader. A call already under way when its instance lost the lease may still
-arrive after the new leader's: this receiver keeps the highest epoch it has
-seen and refuses (409) a provision or deprovision with a lower one. The leader
-makes the call again if it still has to. A real receiver keeps that epoch
-where it keeps its grants, so that it survives a restart.
+leader of the deployment `issuer` names. A call already under way when its
+instance lost the lease may still arrive after the new leader's: this receiver
+keeps the highest epoch it has seen from each issuer and refuses (409) a
+provision under a lower one, so a late provision cannot bring back access the
+new leader removed. A deprovision is never refused: removing access is always
+safe. A real receiver keeps the epochs where it keeps its grants, and forgets an
+issuer's when that hoistd's database is restored from a backup (its epochs
+start lower again).
 
     HOIST_WEBHOOK_SECRET=... python3 webhook-receiver.py --port 8711
 
@@ -47,7 +50,7 @@ MAX_BODY = 64 * 1024
 
 SECRET = os.environ.get("HOIST_WEBHOOK_SECRET", "").encode()
 GRANTS = {}
-HIGHEST_EPOCH = 0
+EPOCHS = {}  # the highest leader_epoch seen, by issuer
 LOCK = threading.Lock()
 
 
@@ -65,32 +68,30 @@ def verify(headers, body):
     return None
 
 
-def fenced(epoch):
-    """Whether a call comes from a leader that lost its lease to a newer one.
-    Called under LOCK, with the change it guards."""
-    global HIGHEST_EPOCH
-    if not isinstance(epoch, int):
-        return False  # an hoistd too old to send one
-    if epoch < HIGHEST_EPOCH:
+def stale(issuer, epoch):
+    """Whether a call comes from a leader that lost its lease to a newer one
+    of the same deployment; notes a newer epoch. Called under LOCK, with the
+    change it guards."""
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        return False  # an hoistd too old to send one, or not leading
+    if epoch < EPOCHS.get(issuer, 0):
         return True
-    HIGHEST_EPOCH = epoch
+    EPOCHS[issuer] = epoch
     return False
 
 
-def provision(grant, epoch):
+def provision(grant, issuer, epoch):
     with LOCK:
-        if fenced(epoch):
+        if stale(issuer, epoch):
             return False
         GRANTS[grant["id"]] = grant
         return True
 
 
-def deprovision(grant, epoch):
+def deprovision(grant, issuer, epoch):
     with LOCK:
-        if fenced(epoch):
-            return False
+        stale(issuer, epoch)  # noted, never refused
         GRANTS.pop(grant["id"], None)
-        return True
 
 
 def present(grant):
@@ -117,15 +118,14 @@ class Receiver(BaseHTTPRequestHandler):
             return self.answer(401, {"status": "error", "message": refused})
         call = json.loads(body)
         action, grant = call.get("action"), call.get("grant") or {}
-        epoch = call.get("leader_epoch")
-        stale = {"status": "error", "message": "leader_epoch %s is stale" % epoch}
+        issuer, epoch = call.get("issuer"), call.get("leader_epoch")
         if action == "provision":
-            if not provision(grant, epoch):
-                return self.answer(409, stale)
+            if not provision(grant, issuer, epoch):
+                message = "leader_epoch %s is stale" % epoch
+                return self.answer(409, {"status": "error", "message": message})
             return self.answer(200, {"status": "ok"})
         if action == "deprovision":
-            if not deprovision(grant, epoch):
-                return self.answer(409, stale)
+            deprovision(grant, issuer, epoch)
             return self.answer(200, {"status": "ok"})
         if action == "inspect":
             if not present(grant):

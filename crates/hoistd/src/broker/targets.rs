@@ -180,7 +180,10 @@ impl Ledger for Broker {
     }
 
     fn journal(&self) -> Journal {
-        let epoch = self.lease().borrow().as_ref().map(|lease| lease.epoch);
+        // Only a leader acts under its lease; a hand-over on another
+        // instance sends none.
+        let lease = self.lease().borrow().clone();
+        let epoch = lease.filter(|_| self.leads_now()).map(|lease| lease.epoch);
         Journal::new(
             Arc::clone(&self.store),
             Arc::clone(&self.ssh_ca),

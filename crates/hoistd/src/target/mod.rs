@@ -138,18 +138,18 @@ impl Journal {
         }
     }
 
-    /// The same, acting under the leadership lease of this epoch (the one
-    /// this instance last took; see [`Journal::leader_epoch`]).
+    /// The same, acting under the leadership lease of this epoch (see
+    /// [`Journal::leader_epoch`]).
     pub fn under_lease(mut self, epoch: Option<i64>) -> Self {
         self.leader_epoch = epoch;
         self
     }
 
-    /// The epoch of the leadership lease this instance last took, if any:
-    /// a fencing token for targets that keep the highest they have seen and
-    /// refuse calls from an instance that no longer leads (a webhook's
-    /// `leader_epoch`). Another instance that took the lease since has a
-    /// higher one.
+    /// The epoch of the leadership lease this instance acts under, if it
+    /// leads: a fencing token for targets that keep the highest they have
+    /// seen and refuse calls from an instance that no longer leads (a
+    /// webhook's `leader_epoch`). Another instance that took the lease since
+    /// has a higher one.
     pub fn leader_epoch(&self) -> Option<i64> {
         self.leader_epoch
     }
@@ -173,6 +173,12 @@ impl Journal {
             "jti": uuid::Uuid::new_v4().to_string(),
         });
         self.signer.sign(&claims).map_err(|err| err.to_string())
+    }
+
+    /// The broker's own URL (`settings.issuer`), which names this
+    /// deployment to a target: epochs count within one.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     /// The broker's SSH user CA.

@@ -138,6 +138,7 @@ impl Webhook {
                 "ticket": grant.ticket,
                 "incident": grant.incident,
             },
+            "issuer": journal.issuer(),
             "leader_epoch": journal.leader_epoch(),
         }))
         .map_err(|err| self.refused(err))?;

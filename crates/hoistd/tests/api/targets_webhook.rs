@@ -341,15 +341,17 @@ async fn fails_then_recovers(mode: Mode, said: &str) {
 
 /// A call from a leader that lost its lease can arrive after the new
 /// leader's: the example receiver keeps the highest `leader_epoch` it has
-/// seen and refuses a change under a lower one, which the leader makes
-/// again if it must.
+/// seen from each deployment and refuses a provision under a lower one, so
+/// a late provision cannot bring back removed access. A removal it never
+/// refuses.
 #[tokio::test]
-async fn the_example_receiver_refuses_changes_from_a_leader_that_lost_its_lease() {
+async fn the_example_receiver_refuses_a_late_provision_from_a_deposed_leader() {
     let receiver = example_receiver();
-    let post = |action: &str, epoch: Option<i64>| {
+    let post = |action: &str, issuer: &str, epoch: Option<i64>| {
         let mut call = serde_json::json!({
             "action": action,
             "grant": { "id": "gr_x", "holder": "alice" },
+            "issuer": issuer,
         });
         if let Some(epoch) = epoch {
             call["leader_epoch"] = epoch.into();
@@ -363,37 +365,31 @@ async fn the_example_receiver_refuses_changes_from_a_leader_that_lost_its_lease(
             .header(SIGNATURE_HEADER, signature)
             .header(DELIVERY_HEADER, "d-1")
             .body(body);
-        async move { request.send().await.unwrap().status() }
+        async move {
+            let answer = request.send().await.unwrap();
+            (
+                answer.status(),
+                answer.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
     };
-    assert_eq!(post("provision", Some(2)).await, StatusCode::OK);
-    // The old leader's removal, late: refused, and the grant stays.
-    assert_eq!(post("deprovision", Some(1)).await, StatusCode::CONFLICT);
-    assert_eq!(post("provision", Some(1)).await, StatusCode::CONFLICT);
-    let present = |body: &serde_json::Value| body["present"] == true;
-    let inspected = {
-        let body = serde_json::to_vec(&serde_json::json!({
-            "action": "inspect", "grant": { "id": "gr_x", "holder": "alice" },
-        }))
-        .unwrap();
-        let now = chrono::Utc::now().timestamp().to_string();
-        let signature = format!("v1={}", webhook::sign(SECRET.as_bytes(), &now, &body));
-        reqwest::Client::new()
-            .post(&receiver.url)
-            .header(TIMESTAMP_HEADER, now)
-            .header(SIGNATURE_HEADER, signature)
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()
-    };
-    assert!(present(&inspected), "{inspected}");
-    // The current leader's (and an hoistd too old to send an epoch).
-    assert_eq!(post("deprovision", Some(2)).await, StatusCode::OK);
-    assert_eq!(post("provision", None).await, StatusCode::OK);
-    assert_eq!(post("deprovision", Some(3)).await, StatusCode::OK);
+    let (prod, staging) = (
+        "https://hoist.example.com",
+        "https://hoist.staging.example.com",
+    );
+    let present = || async { post("inspect", prod, None).await.1["present"] == true };
+    assert_eq!(post("provision", prod, Some(2)).await.0, StatusCode::OK);
+    let (status, refusal) = post("provision", prod, Some(1)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refusal}");
+    // Another deployment's epochs count on their own.
+    assert_eq!(post("provision", staging, Some(1)).await.0, StatusCode::OK);
+    assert!(present().await);
+    // A late removal is still a removal; and an hoistd that sends no epoch
+    // is not fenced.
+    assert_eq!(post("deprovision", prod, Some(1)).await.0, StatusCode::OK);
+    assert!(!present().await);
+    assert_eq!(post("provision", prod, None).await.0, StatusCode::OK);
+    assert!(present().await);
 }
 
 #[tokio::test]
