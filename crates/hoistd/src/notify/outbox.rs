@@ -545,12 +545,7 @@ mod worker_tests {
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
         // The first posts to each failing channel learn that it fails: a
         // few rounds of 300 ms.
-        for _ in 0..100 {
-            if live_posts.load(Ordering::SeqCst) > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::target::outbox::until_counted(&live_posts, Duration::from_secs(10)).await;
         stop.send(true).unwrap();
         worker.await.unwrap();
         assert!(

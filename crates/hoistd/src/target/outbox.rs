@@ -365,6 +365,18 @@ mod tests {
     }
 }
 
+/// Waits until `counter` counts something, for `within` at most (a
+/// worker test's wait for the call it expects).
+#[cfg(test)]
+pub(crate) async fn until_counted(counter: &std::sync::atomic::AtomicUsize, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while counter.load(std::sync::atomic::Ordering::SeqCst) == 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[cfg(test)]
 mod worker_tests {
     //! The worker (and the reconciler) over a ledger of given due effects
@@ -615,12 +627,7 @@ mod worker_tests {
         let worker = tokio::spawn(run(ledger, Arc::new(Notify::new()), stopped));
         // The first calls to each dead target learn that it is dead: a few
         // rounds of 300 ms.
-        for _ in 0..100 {
-            if live_calls.load(Ordering::SeqCst) > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_counted(&live_calls, Duration::from_secs(10)).await;
         stop.send(true).unwrap();
         worker.await.unwrap();
         assert!(
@@ -685,12 +692,7 @@ mod worker_tests {
         let ledger = FakeLedger::new(vec![target], vec![due("gr_1", "t")], true);
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(ledger, Arc::new(Notify::new()), stopped));
-        for _ in 0..100 {
-            if calls.load(Ordering::SeqCst) > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_counted(&calls, Duration::from_secs(1)).await;
         stop.send(true).unwrap();
         worker.await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -725,12 +727,7 @@ mod worker_tests {
             Arc::new(Notify::new()),
             stopped,
         ));
-        for _ in 0..100 {
-            if calls.load(Ordering::SeqCst) > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_counted(&calls, Duration::from_secs(2)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 1, "the pass asked the target");
         stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(2), job)
