@@ -640,3 +640,122 @@ async fn a_workload_exchange_returns_the_access_at_the_target_and_its_revoke_rem
     })
     .await;
 }
+
+/// Two instances on one PostgreSQL database: a call the leader makes
+/// carries its lease's epoch; the inspect behind a credential fetched at the
+/// other instance, which leads nothing, or at the leader once it lost the
+/// lease, carries none, so a fencing receiver never takes it for a
+/// leader's.
+#[tokio::test]
+async fn only_the_leader_calls_under_an_epoch() {
+    use hoistd::store::Location;
+    use hoistd::target::Ledger;
+    use hoistd::{Options, Policy, Server};
+
+    let pg = Postgres::start()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let db = pg.create_database("hoistd").unwrap();
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let store = Location::Postgres(db.clone()).open().unwrap();
+        let policy = Policy::parse("policy.toml", &policy(dir.path(), &url)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        servers.push(
+            Server::start_with(listener, store, policy, Options::default())
+                .await
+                .unwrap(),
+        );
+    }
+    eventually(LONG, || async {
+        servers.iter().filter(|s| s.broker.leads_now()).count() == 1
+    })
+    .await;
+    let (leader, other) = if servers[0].broker.leads_now() {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let client = |index: usize, user: &str| Client {
+        base: format!("http://{}", servers[index].addr),
+        token: format!("t-{user}"),
+        http: reqwest::Client::new(),
+    };
+    let filed = client(other, "alice")
+        .file(&request("k8s-admin", "rotate the node pool"))
+        .await
+        .unwrap();
+    let approved = client(other, "bob").approve(&filed.id).await.unwrap();
+    let grant = approved.grant_id.unwrap();
+    eventually(LONG, || async {
+        client(other, "alice")
+            .grant(&grant)
+            .await
+            .unwrap()
+            .access
+            .is_some_and(|access| access.state == AccessState::Live)
+    })
+    .await;
+    let epoch = servers[leader]
+        .broker
+        .lease()
+        .borrow()
+        .clone()
+        .unwrap()
+        .epoch;
+
+    let calls_before = endpoint.calls.lock().unwrap().len();
+    client(other, "alice").credential(&grant).await.unwrap();
+    let at_other = endpoint.calls.lock().unwrap()[calls_before..].to_vec();
+    let calls_before = endpoint.calls.lock().unwrap().len();
+    client(leader, "alice").credential(&grant).await.unwrap();
+    let calls = endpoint.calls.lock().unwrap().clone();
+    let at_leader = &calls[calls_before..];
+
+    let provisions: Vec<_> = calls
+        .iter()
+        .filter(|call| call["action"] == "provision")
+        .collect();
+    assert!(!provisions.is_empty(), "{calls:?}");
+    assert!(
+        provisions.iter().all(|call| call["leader_epoch"] == epoch),
+        "the leader provisions under its epoch {epoch}: {calls:?}"
+    );
+    // The reconciler may inspect too, from the leader; the fetch's own
+    // inspect is the one without an epoch.
+    assert!(
+        at_other
+            .iter()
+            .any(|call| call["action"] == "inspect" && call["leader_epoch"].is_null()),
+        "the other instance's inspect carries no epoch: {at_other:?}"
+    );
+    assert!(
+        !at_leader.is_empty() && at_leader.iter().all(|call| call["leader_epoch"] == epoch),
+        "the leader's inspect carries its epoch {epoch}: {at_leader:?}"
+    );
+
+    // Another instance takes the lease over: the deposed leader still
+    // serves, and what it calls for carries no epoch, not its old one.
+    let admin = pg.admin_in("hoistd").await.unwrap();
+    admin
+        .execute(
+            "UPDATE leadership SET holder = 'elsewhere', epoch = epoch + 1, \
+             expires_at = clock_timestamp() + interval '1 hour'",
+            &[],
+        )
+        .await
+        .unwrap();
+    eventually(LONG, || async { !servers[leader].broker.leads_now() }).await;
+    let calls_before = endpoint.calls.lock().unwrap().len();
+    client(leader, "alice").credential(&grant).await.unwrap();
+    let deposed = endpoint.calls.lock().unwrap()[calls_before..].to_vec();
+    assert!(
+        !deposed.is_empty() && deposed.iter().all(|call| call["leader_epoch"].is_null()),
+        "a deposed leader calls under no epoch: {deposed:?}"
+    );
+    for server in servers {
+        server.stop().await;
+    }
+}
