@@ -93,14 +93,30 @@ impl Broker {
             // A revoke may have committed, and its removal run, while the
             // target was asked: then what it just issued outlived the
             // removal. It is removed again, and never handed to the holder.
+            // Unchecked, what was issued is withheld all the same: the
+            // holder is refused, and the audit says so if it can.
             let broker = Arc::clone(self);
             let id = facts.id.clone();
-            let ended = tokio::task::spawn_blocking(move || broker.remove_again_if_ended(&id))
+            let checked = tokio::task::spawn_blocking(move || broker.remove_again_if_ended(&id))
                 .await
-                .map_err(|err| {
+                .unwrap_or_else(|err| {
                     tracing::error!(error = %err, "credential task failed");
-                    Error::refuse(ErrorCode::Internal, "internal error")
-                })??;
+                    Err(Error::refuse(ErrorCode::Internal, "internal error"))
+                });
+            let ended = match checked {
+                Ok(ended) => ended,
+                Err(err) => {
+                    self.withheld(
+                        &facts,
+                        &jti,
+                        target.name(),
+                        "whether the grant ended while its access was being handed over could \
+                         not be checked",
+                    )
+                    .await;
+                    return Err(err);
+                }
+            };
             if ended {
                 self.withheld(
                     &facts,
