@@ -184,7 +184,9 @@ pub struct Config {
 /// order and layout wherever the two agree: a key whose value is the same
 /// is left as written, a changed value is replaced in its place (with the
 /// comments around it), a key `new` lacks is removed and one it adds goes
-/// at the end of its table. `None` if either does not parse.
+/// at the end of its table. A table the file writes inline stays inline,
+/// and an array keeps the elements (and their comments) it still holds.
+/// `None` if either does not parse.
 fn edit_in_place(old: &str, new: &str) -> Option<String> {
     let mut kept: toml_edit::DocumentMut = old.parse().ok()?;
     let new: toml_edit::DocumentMut = new.parse().ok()?;
@@ -193,31 +195,126 @@ fn edit_in_place(old: &str, new: &str) -> Option<String> {
 }
 
 fn merge_table(kept: &mut toml_edit::Table, new: &toml_edit::Table) {
-    use toml_edit::Item;
-    let gone: Vec<String> = kept
-        .iter()
-        .map(|(key, _)| key.to_string())
-        .filter(|key| !new.contains_key(key))
-        .collect();
-    for key in gone {
-        kept.remove(&key);
-    }
+    use toml_edit::{Item, Value};
+    kept.retain(|key, _| new.contains_key(key));
     for (key, item) in new.iter() {
         match (kept.get_mut(key), item) {
             (Some(Item::Table(was)), Item::Table(now)) => merge_table(was, now),
-            (Some(Item::Value(was)), Item::Value(now)) => {
-                if !same_value(was, now) {
-                    let decor = was.decor().clone();
-                    *was = now.clone();
-                    *was.decor_mut() = decor;
-                }
+            (Some(Item::Value(was)), Item::Value(now)) => merge_value(was, now),
+            (Some(Item::Value(Value::InlineTable(was))), Item::Table(now)) => {
+                merge_inline(was, &now.clone().into_inline_table());
             }
-            (Some(slot), _) => *slot = item.clone(),
+            (Some(slot), _) => *slot = placed(item.clone()),
             (None, _) => {
-                kept.insert(key, item.clone());
+                kept.insert(key, placed(item.clone()));
             }
         }
     }
+}
+
+/// A table from `new`, to be added: with no place of its own in the file,
+/// it is written after the table before it (its siblings), not where it
+/// stood in `new`.
+fn placed(mut item: toml_edit::Item) -> toml_edit::Item {
+    fn unplace(table: &mut toml_edit::Table) {
+        table.set_position(None);
+        for (_, item) in table.iter_mut() {
+            match item {
+                toml_edit::Item::Table(table) => unplace(table),
+                toml_edit::Item::ArrayOfTables(tables) => tables.iter_mut().for_each(unplace),
+                _ => {}
+            }
+        }
+    }
+    if let toml_edit::Item::Table(table) = &mut item {
+        unplace(table);
+    }
+    item
+}
+
+fn merge_value(was: &mut toml_edit::Value, now: &toml_edit::Value) {
+    use toml_edit::Value;
+    if same_value(was, now) {
+        return;
+    }
+    match (was, now) {
+        (Value::Array(was), Value::Array(now)) => merge_array(was, now),
+        (Value::InlineTable(was), Value::InlineTable(now)) => merge_inline(was, now),
+        (was, now) => {
+            let decor = was.decor().clone();
+            *was = now.clone();
+            *was.decor_mut() = decor;
+        }
+    }
+}
+
+fn merge_inline(kept: &mut toml_edit::InlineTable, new: &toml_edit::InlineTable) {
+    kept.retain(|key, _| new.contains_key(key));
+    for (key, value) in new.iter() {
+        match kept.get_mut(key) {
+            Some(was) => merge_value(was, value),
+            None => {
+                kept.insert(key, value.clone());
+            }
+        }
+    }
+}
+
+/// `kept` made to hold `new`'s elements in `new`'s order: each element it
+/// already holds keeps its comments and spacing, and one it gains is spaced
+/// as its last element was.
+fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
+    let mut old: Vec<Option<toml_edit::Value>> = kept.iter().cloned().map(Some).collect();
+    let first_prefix = kept
+        .get(0)
+        .and_then(|first| first.decor().prefix().cloned());
+    // How the file spaces an element after the first, when it shows it:
+    // the last one's indentation, without the comments before it.
+    let spacing = (kept.len() > 1)
+        .then(|| kept.iter().last())
+        .flatten()
+        .map(|last| {
+            let mut decor = last.decor().clone();
+            let prefix = decor.prefix().and_then(|p| p.as_str()).unwrap_or(" ");
+            let indent = prefix.rfind('\n').map_or(prefix, |at| &prefix[at..]);
+            decor.set_prefix(indent.to_string());
+            decor
+        });
+    let mut merged = toml_edit::Array::new();
+    for (index, value) in new.iter().enumerate() {
+        let reused = old
+            .iter_mut()
+            .enumerate()
+            .find(|(_, held)| held.as_ref().is_some_and(|held| same_value(held, value)))
+            .and_then(|(at, held)| held.take().map(|held| (at, held)));
+        let mut element = match reused {
+            // The file's first element, moved on: spaced as the others.
+            Some((0, mut held)) if index > 0 => {
+                let prefix = spacing.as_ref().and_then(|s| s.prefix()).cloned();
+                held.decor_mut()
+                    .set_prefix(prefix.unwrap_or_else(|| " ".into()));
+                held
+            }
+            Some((_, held)) => held,
+            None => {
+                let mut fresh = value.clone();
+                if let Some(spacing) = &spacing {
+                    *fresh.decor_mut() = spacing.clone();
+                }
+                fresh
+            }
+        };
+        if index == 0
+            && let Some(prefix) = &first_prefix
+        {
+            element.decor_mut().set_prefix(prefix.clone());
+        }
+        merged.push_formatted(element);
+    }
+    merged.set_trailing(kept.trailing().clone());
+    merged.set_trailing_comma(kept.trailing_comma());
+    *merged.decor_mut() = kept.decor().clone();
+    *kept = merged;
 }
 
 /// Whether two values say the same, however each is laid out.

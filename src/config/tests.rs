@@ -477,3 +477,117 @@ fn save_keeps_what_the_file_says_as_written() {
     assert!(text.starts_with(SAVED_HEADER), "{text}");
     assert_eq!(Config::load_from(&path).unwrap(), config);
 }
+
+/// Loads the config a file saying `text` holds, changes it, saves it, and
+/// returns what the file says then, checked to read back as the change.
+fn saved_over(text: &str, change: impl FnOnce(&mut Config)) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(CONFIG_FILE);
+    std::fs::write(&path, text).unwrap();
+    let mut config = Config::load_from(&path).unwrap();
+    change(&mut config);
+    config.save().unwrap();
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(Config::load_from(&path).unwrap(), config, "{written}");
+    written
+}
+
+#[test]
+fn save_keeps_a_table_written_inline_inline() {
+    let text = saved_over(
+        "[profiles]\n\
+         # The one at work.\n\
+         work = { broker = \"https://hoist.example.com\", favourites = [\"prod-db\"] }\n",
+        |config| {
+            config.toggle_favourite("work", "prod-ssh");
+        },
+    );
+    assert_eq!(
+        text,
+        "[profiles]\n\
+         # The one at work.\n\
+         work = { broker = \"https://hoist.example.com\", favourites = [\"prod-db\", \"prod-ssh\"] }\n"
+    );
+}
+
+#[test]
+fn save_keeps_the_comments_in_an_array_it_changes() {
+    let file = "[profiles.work]\n\
+                broker = \"https://hoist.example.com\"\n\
+                favourites = [\n\
+                \x20   \"prod-db\",  # the primary\n\
+                \x20   \"prod-ssh\",  # bastion\n\
+                \x20   # kept for incidents\n\
+                \x20   \"prod-k8s\",\n\
+                ]\n";
+    let added = saved_over(file, |config| {
+        config.toggle_favourite("work", "prod-logs");
+    });
+    assert_eq!(
+        added,
+        file.replace("\"prod-k8s\",\n", "\"prod-k8s\",\n    \"prod-logs\",\n")
+    );
+    let removed = saved_over(file, |config| {
+        config.toggle_favourite("work", "prod-db");
+    });
+    assert_eq!(
+        removed,
+        "[profiles.work]\n\
+         broker = \"https://hoist.example.com\"\n\
+         favourites = [\n\
+         \x20   \"prod-ssh\",  # bastion\n\
+         \x20   # kept for incidents\n\
+         \x20   \"prod-k8s\",\n\
+         ]\n"
+    );
+    // On one line, the spacing stays the file's.
+    let one_line = saved_over(
+        "[profiles.work]\nbroker = \"https://h.example.com\"\nfavourites = [\"a\",  \"b\"]\n",
+        |config| {
+            config.toggle_favourite("work", "a");
+            config.toggle_favourite("work", "c");
+        },
+    );
+    assert!(
+        one_line.ends_with("favourites = [\"b\",  \"c\"]\n"),
+        "{one_line}"
+    );
+}
+
+#[test]
+fn save_puts_a_new_table_after_its_siblings() {
+    let text = saved_over(
+        "# Colours.\n\
+         [theme]\n\
+         accent = \"cyan\"\n\
+         \n\
+         [profiles.zed]\n\
+         broker = \"https://zed.example.com\"\n\
+         \n\
+         [profiles.work]\n\
+         broker = \"https://hoist.example.com\"\n\
+         \n\
+         [bundles.oncall]\n\
+         roles = [\"prod-db\"]\n",
+        |config| {
+            config.profiles.insert(
+                "lab".into(),
+                Profile {
+                    broker: "https://lab.example.com".into(),
+                    ..Profile::default()
+                },
+            );
+        },
+    );
+    let at = |header: &str| {
+        text.find(header)
+            .unwrap_or_else(|| panic!("{header} in {text}"))
+    };
+    assert!(text.starts_with("# Colours.\n[theme]\n"), "{text}");
+    assert!(
+        at("[profiles.zed]") < at("[profiles.work]")
+            && at("[profiles.work]") < at("[profiles.lab]")
+            && at("[profiles.lab]") < at("[bundles.oncall]"),
+        "{text}"
+    );
+}
