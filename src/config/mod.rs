@@ -281,6 +281,9 @@ fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
             decor
         });
     let mut merged = toml_edit::Array::new();
+    // Where the file's last element went: a comment after it is in the
+    // array's trailing text, and stays with it.
+    let mut last_at = None;
     for (index, value) in new.iter().enumerate() {
         let reused = old
             .iter_mut()
@@ -295,7 +298,12 @@ fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
                     .set_prefix(prefix.unwrap_or_else(|| " ".into()));
                 held
             }
-            Some((_, held)) => held,
+            Some((at, held)) => {
+                if at + 1 == kept.len() {
+                    last_at = Some(index);
+                }
+                held
+            }
             None => {
                 let mut fresh = value.clone();
                 if let Some(spacing) = &spacing {
@@ -312,6 +320,20 @@ fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
         merged.push_formatted(element);
     }
     merged.set_trailing(kept.trailing().clone());
+    let trailing = kept.trailing().as_str().unwrap_or_default();
+    if let (Some(last), Some(cut)) = (last_at, trailing.rfind('\n'))
+        && trailing[..cut].contains('#')
+        && let Some(next) = merged.get_mut(last + 1)
+    {
+        let prefix = next
+            .decor()
+            .prefix()
+            .and_then(|p| p.as_str())
+            .unwrap_or(" ");
+        let prefix = format!("{}{prefix}", &trailing[..cut]);
+        next.decor_mut().set_prefix(prefix);
+        merged.set_trailing(&trailing[cut..]);
+    }
     merged.set_trailing_comma(kept.trailing_comma());
     *merged.decor_mut() = kept.decor().clone();
     *kept = merged;

@@ -540,6 +540,17 @@ fn save_keeps_the_comments_in_an_array_it_changes() {
          \x20   \"prod-k8s\",\n\
          ]\n"
     );
+    // A comment after the last element stays after it.
+    let after_last = saved_over(
+        &file.replace("\"prod-k8s\",\n", "\"prod-k8s\",  # last\n"),
+        |config| {
+            config.toggle_favourite("work", "prod-logs");
+        },
+    );
+    assert!(
+        after_last.ends_with("\"prod-k8s\",  # last\n    \"prod-logs\",\n]\n"),
+        "{after_last}"
+    );
     // On one line, the spacing stays the file's.
     let one_line = saved_over(
         "[profiles.work]\nbroker = \"https://h.example.com\"\nfavourites = [\"a\",  \"b\"]\n",
