@@ -210,6 +210,11 @@ fn merge_table(kept: &mut toml_edit::Table, new: &toml_edit::Table) {
             }
         }
     }
+    // A dotted table with no keys left is written as nothing at all.
+    if kept.is_dotted() && kept.is_empty() {
+        kept.set_dotted(false);
+        kept.set_implicit(false);
+    }
 }
 
 /// A table from `new`, to be added: with no place of its own in the file,
@@ -258,83 +263,136 @@ fn merge_inline(kept: &mut toml_edit::InlineTable, new: &toml_edit::InlineTable)
             }
         }
     }
+    if kept.is_dotted() && kept.is_empty() {
+        kept.set_dotted(false);
+    }
+}
+
+/// One element of a TOML array as a person reads it: the comment lines
+/// above it with its indentation, the value, and the comment ending its
+/// line. toml_edit keeps that last comment in the next element's prefix
+/// (or, for the last element, in the array's trailing text), so it is
+/// taken from there.
+struct Element {
+    above: String,
+    value: toml_edit::Value,
+    end_of_line: String,
+}
+
+/// Splits the text between two elements at its first line break: the end
+/// of the line before, and what leads to the next element.
+fn at_line_break(text: &str) -> (&str, &str) {
+    text.find('\n')
+        .map_or(("", text), |at| (&text[..at], &text[at..]))
+}
+
+fn raw(text: Option<&toml_edit::RawString>) -> &str {
+    text.and_then(|text| text.as_str()).unwrap_or_default()
 }
 
 /// `kept` made to hold `new`'s elements in `new`'s order: each element it
-/// already holds keeps its comments and spacing, and one it gains is spaced
-/// as its last element was.
+/// already holds keeps its comments (above it and ending its line), and
+/// one it gains is indented as the others.
 fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
-    let mut old: Vec<Option<toml_edit::Value>> = kept.iter().cloned().map(Some).collect();
-    let first_prefix = kept
-        .get(0)
-        .and_then(|first| first.decor().prefix().cloned());
-    // How the file spaces an element after the first, when it shows it:
-    // the last one's indentation, without the comments before it.
-    let spacing = (kept.len() > 1)
-        .then(|| kept.iter().last())
-        .flatten()
-        .map(|last| {
-            let mut decor = last.decor().clone();
-            let prefix = decor.prefix().and_then(|p| p.as_str()).unwrap_or(" ");
-            let indent = prefix.rfind('\n').map_or(prefix, |at| &prefix[at..]);
-            decor.set_prefix(indent.to_string());
-            decor
-        });
-    let mut merged = toml_edit::Array::new();
-    // Where the file's last element went: a comment after it is in the
-    // array's trailing text, and stays with it.
-    let mut last_at = None;
-    for (index, value) in new.iter().enumerate() {
-        let reused = old
-            .iter_mut()
-            .enumerate()
-            .find(|(_, held)| held.as_ref().is_some_and(|held| same_value(held, value)))
-            .and_then(|(at, held)| held.take().map(|held| (at, held)));
-        let mut element = match reused {
-            // The file's first element, moved on: spaced as the others.
-            Some((0, mut held)) if index > 0 => {
-                let prefix = spacing.as_ref().and_then(|s| s.prefix()).cloned();
-                held.decor_mut()
-                    .set_prefix(prefix.unwrap_or_else(|| " ".into()));
-                held
-            }
-            Some((at, held)) => {
-                if at + 1 == kept.len() {
-                    last_at = Some(index);
-                }
-                held
-            }
-            None => {
-                let mut fresh = value.clone();
-                if let Some(spacing) = &spacing {
-                    *fresh.decor_mut() = spacing.clone();
-                }
-                fresh
-            }
-        };
-        if index == 0
-            && let Some(prefix) = &first_prefix
-        {
-            element.decor_mut().set_prefix(prefix.clone());
-        }
-        merged.push_formatted(element);
+    if new.is_empty() || kept.is_empty() {
+        let decor = kept.decor().clone();
+        *kept = new.clone();
+        *kept.decor_mut() = decor;
+        return;
     }
-    merged.set_trailing(kept.trailing().clone());
-    let trailing = kept.trailing().as_str().unwrap_or_default();
-    if let (Some(last), Some(cut)) = (last_at, trailing.rfind('\n'))
-        && trailing[..cut].contains('#')
-        && let Some(next) = merged.get_mut(last + 1)
-    {
-        let prefix = next
-            .decor()
-            .prefix()
-            .and_then(|p| p.as_str())
-            .unwrap_or(" ");
-        let prefix = format!("{}{prefix}", &trailing[..cut]);
-        next.decor_mut().set_prefix(prefix);
-        merged.set_trailing(&trailing[cut..]);
+    let values: Vec<&toml_edit::Value> = kept.iter().collect();
+    let last = values.len() - 1;
+    // What follows the last value: its suffix (when no comma follows it)
+    // and the trailing text, up to the `]`.
+    let tail = if kept.trailing_comma() {
+        raw(kept.trailing().into()).to_string()
+    } else {
+        format!(
+            "{}{}",
+            raw(values[last].decor().suffix()),
+            raw(kept.trailing().into())
+        )
+    };
+    let first_prefix = raw(values[0].decor().prefix());
+    // A comment on the `[` line stays there.
+    let (header, first_above) = match first_prefix.find('\n') {
+        Some(at) => (&first_prefix[..at], &first_prefix[at..]),
+        None => (first_prefix, ""),
+    };
+    let (last_end, closing) = at_line_break(&tail);
+    let mut old: Vec<Option<Element>> = Vec::with_capacity(values.len());
+    for (at, value) in values.iter().enumerate() {
+        let above = if at == 0 {
+            first_above
+        } else {
+            at_line_break(raw(value.decor().prefix())).1
+        };
+        let end_of_line = match values.get(at + 1) {
+            Some(next) => at_line_break(raw(next.decor().prefix())).0,
+            None => last_end,
+        };
+        let mut value = (*value).clone();
+        value.decor_mut().set_prefix("");
+        if at == last && !kept.trailing_comma() {
+            value.decor_mut().set_suffix("");
+        }
+        old.push(Some(Element {
+            above: above.to_string(),
+            value,
+            end_of_line: end_of_line.to_string(),
+        }));
+    }
+    // How an element is led to when the file shows none: on a line of its
+    // own, indented as the last one, or after a space.
+    let multi_line = old.iter().flatten().any(|e| e.above.contains('\n'));
+    let last_above = old[last].as_ref().map_or("", |e| e.above.as_str());
+    let lead = match last_above.rfind('\n') {
+        Some(at) => last_above[at..].to_string(),
+        None if multi_line => "\n".to_string(),
+        None if last > 0 && !last_above.is_empty() => last_above.to_string(),
+        None => " ".to_string(),
+    };
+    let elements: Vec<Element> = new
+        .iter()
+        .map(|value| {
+            let held = old.iter_mut().find(|held| {
+                held.as_ref()
+                    .is_some_and(|held| same_value(&held.value, value))
+            });
+            held.and_then(Option::take).unwrap_or_else(|| {
+                let mut value = value.clone();
+                value.decor_mut().clear();
+                Element {
+                    above: lead.clone(),
+                    value,
+                    end_of_line: String::new(),
+                }
+            })
+        })
+        .collect();
+    let mut merged = toml_edit::Array::new();
+    let mut end_before = String::new();
+    for (index, mut element) in elements.into_iter().enumerate() {
+        let above = match (index, multi_line) {
+            (0, true) => element.above,
+            (0, false) => String::new(),
+            _ if element.above.is_empty() => lead.clone(),
+            _ => element.above,
+        };
+        let lead_in = if index == 0 {
+            header
+        } else {
+            end_before.as_str()
+        };
+        element
+            .value
+            .decor_mut()
+            .set_prefix(format!("{lead_in}{above}"));
+        end_before = element.end_of_line;
+        merged.push_formatted(element.value);
     }
     merged.set_trailing_comma(kept.trailing_comma());
+    merged.set_trailing(format!("{end_before}{closing}"));
     *merged.decor_mut() = kept.decor().clone();
     *kept = merged;
 }
@@ -589,9 +647,17 @@ impl Config {
         };
         let text = toml::to_string(self).map_err(|err| write_error(err.to_string()))?;
         let written = std::fs::read_to_string(&path).ok();
+        // An edit that would not read back as this config is not written:
+        // the file is written afresh instead.
         let contents = written
             .filter(|old| !old.trim().is_empty())
             .and_then(|old| edit_in_place(&old, &text))
+            .filter(|edited| {
+                toml::from_str::<Config>(edited).is_ok_and(|mut read| {
+                    read.path.clone_from(&self.path);
+                    read == *self
+                })
+            })
             .unwrap_or_else(|| format!("{SAVED_HEADER}{text}"));
         crate::fs::write_private(&path, contents.as_bytes())
             .map_err(|err| write_error(err.to_string()))

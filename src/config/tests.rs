@@ -565,6 +565,97 @@ fn save_keeps_the_comments_in_an_array_it_changes() {
     );
 }
 
+/// Favourites written as `list`, toggled in turn: what the list says then.
+fn favourites_after(list: &str, toggles: &[&str]) -> String {
+    let head = "[profiles.work]\nbroker = \"https://h.example.com\"\nfavourites = ";
+    let text = saved_over(&format!("{head}{list}\n"), |config| {
+        for role in toggles {
+            config.toggle_favourite("work", role);
+        }
+    });
+    text.strip_prefix(head)
+        .and_then(|rest| rest.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string()
+}
+
+#[test]
+fn save_keeps_each_comment_with_its_element() {
+    let cases: &[(&str, &[&str], &str)] = &[
+        // Removed from the middle, or at the end.
+        (
+            "[\n  \"a\",  # first\n  \"b\",  # second\n  \"c\",  # third\n]",
+            &["b"],
+            "[\n  \"a\",  # first\n  \"c\",  # third\n]",
+        ),
+        (
+            "[\n  \"a\",  # first\n  \"b\",  # second\n]",
+            &["b"],
+            "[\n  \"a\",  # first\n]",
+        ),
+        // Comment lines above an element go with it.
+        (
+            "[\n  # the main one\n  \"a\",\n  # backup\n  \"b\",\n]",
+            &["a"],
+            "[\n  # backup\n  \"b\",\n]",
+        ),
+        // Moved to the end.
+        (
+            "[\n  \"a\",  # A\n  \"b\",  # B\n]",
+            &["a", "a"],
+            "[\n  \"b\",  # B\n  \"a\",  # A\n]",
+        ),
+        // Added after a commented last element, with and without its comma.
+        (
+            "[\n  \"a\",\n  \"b\",  # last one\n]",
+            &["c"],
+            "[\n  \"a\",\n  \"b\",  # last one\n  \"c\",\n]",
+        ),
+        (
+            "[\n  \"a\",\n  \"b\"  # last one\n]",
+            &["c"],
+            "[\n  \"a\",\n  \"b\",  # last one\n  \"c\"\n]",
+        ),
+        // Added to a list of one on lines of their own; a comment on the
+        // `[` line stays there.
+        ("[\n  \"a\",\n]", &["b"], "[\n  \"a\",\n  \"b\",\n]"),
+        (
+            "[  # mine\n  \"a\",\n]",
+            &["b", "a"],
+            "[  # mine\n  \"b\",\n]",
+        ),
+        // On one line, spaced as the file spaces it.
+        ("[ \"a\", \"b\" ]", &["c"], "[ \"a\", \"b\", \"c\" ]"),
+        ("[\"a\",  \"b\"]", &["a", "c"], "[\"b\",  \"c\"]"),
+        ("[\"a\"]", &["b"], "[\"a\", \"b\"]"),
+        ("[]", &["a"], "[\"a\"]"),
+    ];
+    for (list, toggles, expected) in cases {
+        assert_eq!(
+            favourites_after(list, toggles),
+            *expected,
+            "{list} toggling {toggles:?}"
+        );
+    }
+}
+
+#[test]
+fn save_keeps_a_profile_that_is_left_empty() {
+    for file in [
+        "profiles = { work.favourites = [\"a\"] }\n",
+        "profiles.work.favourites = [\"a\"]\n",
+        "[profiles]\nwork.favourites = [\"a\"]\n",
+    ] {
+        let text = saved_over(file, |config| {
+            config.toggle_favourite("work", "a");
+        });
+        assert!(
+            text.contains("work") && !text.starts_with(SAVED_HEADER),
+            "{file} became {text}"
+        );
+    }
+}
+
 #[test]
 fn save_puts_a_new_table_after_its_siblings() {
     let text = saved_over(
