@@ -167,7 +167,12 @@ impl Broker {
 
     /// Whether grant `id`'s access is being removed, or was: then its
     /// removal is queued again, for what a hand-over racing it issued.
+    /// A policy reload racing it is met by doing it again.
     fn remove_again_if_ended(&self, id: &str) -> Result<bool> {
+        super::again_while_contended(|| self.remove_again_once(id))
+    }
+
+    fn remove_again_once(&self, id: &str) -> Result<bool> {
         let mut work = self.begin()?;
         let Some(mut grant) = work.tx.grant(id)? else {
             return Ok(false);

@@ -44,11 +44,24 @@ use crate::target::ssh::Authority as SshAuthority;
 
 pub use hoist_api::SYSTEM_ACTOR;
 const EVENT_BUFFER: usize = 4096;
-/// How many times [`Broker::optimistically`] tries work whose reads keep
+/// How many times [`again_while_contended`] tries work whose reads keep
 /// being changed under it before it gives the error. Each change that
 /// fails a try is another's committed work, so this is reached only by a
 /// crowd acting on one request at once.
 const CONTENDED_TRIES: usize = 16;
+
+/// Runs `attempt` again, up to [`CONTENDED_TRIES`] times in all, while it
+/// fails because something it read changed before it could commit
+/// (`StoreError::Contended`): nothing of such a try was written.
+fn again_while_contended<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut tries = 1;
+    loop {
+        match attempt() {
+            Err(Error::Store(StoreError::Contended(_))) if tries < CONTENDED_TRIES => tries += 1,
+            done => return done,
+        }
+    }
+}
 
 /// Something that changed, sent to live subscribers after it was committed.
 #[derive(Debug, Clone)]
@@ -514,15 +527,7 @@ impl Broker {
     /// read before it could commit: nothing of a try that met a change was
     /// written, and the next try reads the change.
     fn optimistically<T>(&self, mut work: impl FnMut(Work<'_>) -> Result<T>) -> Result<T> {
-        let mut tries = 1;
-        loop {
-            match work(self.begin_with(self.store.optimistic()?)?) {
-                Err(Error::Store(StoreError::Contended(_))) if tries < CONTENDED_TRIES => {
-                    tries += 1;
-                }
-                done => return done,
-            }
-        }
+        again_while_contended(|| work(self.begin_with(self.store.optimistic()?)?))
     }
 
     /// A transaction for a job only the leader runs (the reaper, the
@@ -578,11 +583,10 @@ impl Broker {
         if !changes.is_empty() && !Arc::ptr_eq(&policy, &self.policy.load()) {
             // Reloaded since `begin`: the reload's sweep may have gone
             // before this transaction's first statement, and would not see
-            // what it writes. Nothing is written; it may be sent again.
-            return Err(StoreError::Unavailable(
-                "the policy was reloaded while this was decided; nothing was written, \
-                 send it again"
-                    .into(),
+            // what it writes. Nothing is written; done again, the work
+            // reads the new policy.
+            return Err(StoreError::Contended(
+                "the policy was reloaded while this was decided; nothing was written".into(),
             )
             .into());
         }
