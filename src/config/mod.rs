@@ -344,13 +344,26 @@ fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
     }
     // How an element is led to when the file shows none: on a line of its
     // own, indented as the last one, or after a space.
-    let multi_line = old.iter().flatten().any(|e| e.above.contains('\n'));
+    let on_lines = old
+        .iter()
+        .flatten()
+        .rev()
+        .find_map(|e| e.above.rfind('\n').map(|at| e.above[at..].to_string()));
+    let multi_line = on_lines.is_some();
     let last_above = old[last].as_ref().map_or("", |e| e.above.as_str());
-    let lead = match last_above.rfind('\n') {
-        Some(at) => last_above[at..].to_string(),
-        None if multi_line => "\n".to_string(),
+    let lead = match on_lines {
+        Some(indented) => indented,
         None if last > 0 && !last_above.is_empty() => last_above.to_string(),
         None => " ".to_string(),
+    };
+    // A comment ends its line: what follows it starts on the next.
+    let after = |before: &str, next: String| {
+        if before.contains('#') && !next.starts_with('\n') {
+            let indent = if multi_line { &lead[1..] } else { "" };
+            format!("\n{indent}{}", next.trim_start_matches([' ', '\t']))
+        } else {
+            next
+        }
     };
     let elements: Vec<Element> = new
         .iter()
@@ -384,6 +397,7 @@ fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
         } else {
             end_before.as_str()
         };
+        let above = after(lead_in, above);
         element
             .value
             .decor_mut()
@@ -392,6 +406,11 @@ fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
         merged.push_formatted(element.value);
     }
     merged.set_trailing_comma(kept.trailing_comma());
+    let closing = if end_before.contains('#') && !closing.starts_with('\n') {
+        format!("\n{}", closing.trim_start_matches([' ', '\t']))
+    } else {
+        closing.to_string()
+    };
     merged.set_trailing(format!("{end_before}{closing}"));
     *merged.decor_mut() = kept.decor().clone();
     *kept = merged;

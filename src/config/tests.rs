@@ -624,6 +624,29 @@ fn save_keeps_each_comment_with_its_element() {
             &["b", "a"],
             "[  # mine\n  \"b\",\n]",
         ),
+        // A comment ending a line never swallows what comes after it.
+        (
+            "[\"a\", \"b\",  # pinned\n]",
+            &["c"],
+            "[\"a\", \"b\",  # pinned\n\"c\",\n]",
+        ),
+        (
+            "[\"a\", \"b\"  # note\n]",
+            &["c"],
+            "[\"a\", \"b\",  # note\n\"c\"\n]",
+        ),
+        (
+            "[\n  \"db\", \"ssh\",   # databases\n  \"view\", \"admin\", # clusters\n]",
+            &["view"],
+            "[\n  \"db\", \"ssh\",   # databases\n  \"admin\", # clusters\n]",
+        ),
+        ("[\n  \"a\",  # A\n  \"b\"]", &["b"], "[\n  \"a\"  # A\n]"),
+        // Several to a line: a new one is indented as the lines are.
+        (
+            "[\n  \"db\", \"ssh\",\n  \"view\", \"admin\",\n]",
+            &["new"],
+            "[\n  \"db\", \"ssh\",\n  \"view\", \"admin\",\n  \"new\",\n]",
+        ),
         // On one line, spaced as the file spaces it.
         ("[ \"a\", \"b\" ]", &["c"], "[ \"a\", \"b\", \"c\" ]"),
         ("[\"a\",  \"b\"]", &["a", "c"], "[\"b\",  \"c\"]"),
