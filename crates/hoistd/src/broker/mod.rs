@@ -44,10 +44,10 @@ use crate::target::ssh::Authority as SshAuthority;
 
 pub use hoist_api::SYSTEM_ACTOR;
 const EVENT_BUFFER: usize = 4096;
-/// How many times [`again_while_contended`] tries work whose reads keep
-/// being changed under it before it gives the error. Each change that
-/// fails a try is another's committed work, so this is reached only by a
-/// crowd acting on one request at once.
+/// How many times [`again_while_contended`] tries work whose reads (or
+/// policy) keep being changed under it before it gives the error. Each
+/// change that fails a try is another's committed work or a reload, so
+/// this is reached only by a crowd acting on one request at once.
 const CONTENDED_TRIES: usize = 16;
 
 /// Runs `attempt` again, up to [`CONTENDED_TRIES`] times in all, while it

@@ -131,16 +131,20 @@ impl Broker {
         id: &str,
         decision: Decision,
     ) -> Result<FromSlack> {
-        let work = self.begin()?;
-        let Some(user) = work.policy.slack_user(team, slack_user).map(str::to_string) else {
-            return Ok(FromSlack::Unmapped);
-        };
-        let comment = (decision == Decision::Deny).then_some(slack::DENIAL_REASON);
-        let via = json!({ "via": "slack", "slack": { "team": team, "user": slack_user } });
-        let request = self.decide(work, &user, id, decision, comment, Some(via))?;
-        Ok(FromSlack::Reviewed {
-            user,
-            request: Box::new(request),
+        // A reload racing it is met by doing it again: the person who
+        // pressed the button has no way to send it again.
+        super::again_while_contended(|| {
+            let work = self.begin()?;
+            let Some(user) = work.policy.slack_user(team, slack_user).map(str::to_string) else {
+                return Ok(FromSlack::Unmapped);
+            };
+            let comment = (decision == Decision::Deny).then_some(slack::DENIAL_REASON);
+            let via = json!({ "via": "slack", "slack": { "team": team, "user": slack_user } });
+            let request = self.decide(work, &user, id, decision, comment, Some(via))?;
+            Ok(FromSlack::Reviewed {
+                user,
+                request: Box::new(request),
+            })
         })
     }
 

@@ -137,8 +137,9 @@ pub enum StoreError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// An optimistic transaction read something another transaction
-    /// changed before it could commit (rule 1); nothing was written, and
-    /// the same work done again sees the change.
+    /// changed before it could commit (rule 1), or the policy it decided
+    /// under was reloaded meanwhile (`Broker::finish`); nothing was
+    /// written, and the same work done again sees the change.
     #[error("changed meanwhile: {0}")]
     Contended(String),
     #[error("database holds a value the broker cannot read: {0}")]
