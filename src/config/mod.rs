@@ -294,6 +294,32 @@ fn raw(text: Option<&toml_edit::RawString>) -> &str {
 /// already holds keeps its comments (above it and ending its line), and
 /// one it gains is indented as the others.
 fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
+    let inside = raw(kept.trailing().into());
+    if kept.is_empty() && !new.is_empty() && inside.contains('#') {
+        // A comment in an empty list stays, and the elements go on lines
+        // of their own after it, indented as it is.
+        let (comments, closing) = inside.split_at(inside.rfind('\n').unwrap_or(inside.len()));
+        let indent = match comments.rfind('\n') {
+            Some(at) => comments[at + 1..]
+                .chars()
+                .take_while(|c| *c == ' ' || *c == '\t')
+                .collect(),
+            None => "    ".to_string(),
+        };
+        let mut merged = toml_edit::Array::new();
+        for (index, value) in new.iter().enumerate() {
+            let mut value = value.clone();
+            let before = if index == 0 { comments } else { "" };
+            value.decor_mut().clear();
+            value.decor_mut().set_prefix(format!("{before}\n{indent}"));
+            merged.push_formatted(value);
+        }
+        merged.set_trailing_comma(true);
+        merged.set_trailing(if closing.is_empty() { "\n" } else { closing });
+        *merged.decor_mut() = kept.decor().clone();
+        *kept = merged;
+        return;
+    }
     if new.is_empty() || kept.is_empty() {
         let decor = kept.decor().clone();
         *kept = new.clone();

@@ -652,6 +652,17 @@ fn save_keeps_each_comment_with_its_element() {
         ("[\"a\",  \"b\"]", &["a", "c"], "[\"b\",  \"c\"]"),
         ("[\"a\"]", &["b"], "[\"a\", \"b\"]"),
         ("[]", &["a"], "[\"a\"]"),
+        // A comment in an empty list stays.
+        (
+            "[  # pinned\n]",
+            &["a", "b"],
+            "[  # pinned\n    \"a\",\n    \"b\",\n]",
+        ),
+        (
+            "[\n  # roles I use\n]",
+            &["a"],
+            "[\n  # roles I use\n  \"a\",\n]",
+        ),
     ];
     for (list, toggles, expected) in cases {
         assert_eq!(
