@@ -290,34 +290,50 @@ fn raw(text: Option<&toml_edit::RawString>) -> &str {
     text.and_then(|text| text.as_str()).unwrap_or_default()
 }
 
+/// `kept`, an empty list holding a comment, given `new`'s elements: the
+/// comment stays, and the elements go on lines of their own after it,
+/// indented as it is.
+fn fill_commented(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
+    let inside = raw(kept.trailing().into());
+    let (comments, closing) = inside.split_at(inside.rfind('\n').unwrap_or(inside.len()));
+    let indent: String = match comments.rfind('\n') {
+        Some(at) => comments[at + 1..]
+            .chars()
+            .take_while(|c| *c == ' ' || *c == '\t')
+            .collect(),
+        None => "    ".to_string(),
+    };
+    let mut merged = toml_edit::Array::new();
+    for (index, value) in new.iter().enumerate() {
+        let mut value = value.clone();
+        let before = if index == 0 { comments } else { "" };
+        value.decor_mut().clear();
+        value.decor_mut().set_prefix(format!("{before}\n{indent}"));
+        merged.push_formatted(value);
+    }
+    merged.set_trailing_comma(true);
+    merged.set_trailing(if closing.is_empty() { "\n" } else { closing });
+    *merged.decor_mut() = kept.decor().clone();
+    *kept = merged;
+}
+
+/// `next`, the text after `before`, moved to a line of its own (indented
+/// by `indent`) when `before` ends in a comment on the same line.
+fn after_comment(before: &str, next: &str, indent: &str) -> String {
+    if before.contains('#') && !next.starts_with('\n') {
+        format!("\n{indent}{}", next.trim_start_matches([' ', '\t']))
+    } else {
+        next.to_string()
+    }
+}
+
 /// `kept` made to hold `new`'s elements in `new`'s order: each element it
 /// already holds keeps its comments (above it and ending its line), and
 /// one it gains is indented as the others.
 fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
     let inside = raw(kept.trailing().into());
     if kept.is_empty() && !new.is_empty() && inside.contains('#') {
-        // A comment in an empty list stays, and the elements go on lines
-        // of their own after it, indented as it is.
-        let (comments, closing) = inside.split_at(inside.rfind('\n').unwrap_or(inside.len()));
-        let indent = match comments.rfind('\n') {
-            Some(at) => comments[at + 1..]
-                .chars()
-                .take_while(|c| *c == ' ' || *c == '\t')
-                .collect(),
-            None => "    ".to_string(),
-        };
-        let mut merged = toml_edit::Array::new();
-        for (index, value) in new.iter().enumerate() {
-            let mut value = value.clone();
-            let before = if index == 0 { comments } else { "" };
-            value.decor_mut().clear();
-            value.decor_mut().set_prefix(format!("{before}\n{indent}"));
-            merged.push_formatted(value);
-        }
-        merged.set_trailing_comma(true);
-        merged.set_trailing(if closing.is_empty() { "\n" } else { closing });
-        *merged.decor_mut() = kept.decor().clone();
-        *kept = merged;
+        fill_commented(kept, new);
         return;
     }
     if new.is_empty() || kept.is_empty() {
@@ -331,13 +347,9 @@ fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
     // What follows the last value: its suffix (when no comma follows it)
     // and the trailing text, up to the `]`.
     let tail = if kept.trailing_comma() {
-        raw(kept.trailing().into()).to_string()
+        inside.to_string()
     } else {
-        format!(
-            "{}{}",
-            raw(values[last].decor().suffix()),
-            raw(kept.trailing().into())
-        )
+        format!("{}{inside}", raw(values[last].decor().suffix()))
     };
     let first_prefix = raw(values[0].decor().prefix());
     // A comment on the `[` line stays there.
@@ -383,14 +395,7 @@ fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
         None => " ".to_string(),
     };
     // A comment ends its line: what follows it starts on the next.
-    let after = |before: &str, next: String| {
-        if before.contains('#') && !next.starts_with('\n') {
-            let indent = if multi_line { &lead[1..] } else { "" };
-            format!("\n{indent}{}", next.trim_start_matches([' ', '\t']))
-        } else {
-            next
-        }
-    };
+    let indent = if multi_line { &lead[1..] } else { "" };
     let elements: Vec<Element> = new
         .iter()
         .map(|value| {
@@ -423,7 +428,7 @@ fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
         } else {
             end_before.as_str()
         };
-        let above = after(lead_in, above);
+        let above = after_comment(lead_in, &above, indent);
         element
             .value
             .decor_mut()
@@ -432,11 +437,7 @@ fn merge_array(kept: &mut toml_edit::Array, new: &toml_edit::Array) {
         merged.push_formatted(element.value);
     }
     merged.set_trailing_comma(kept.trailing_comma());
-    let closing = if end_before.contains('#') && !closing.starts_with('\n') {
-        format!("\n{}", closing.trim_start_matches([' ', '\t']))
-    } else {
-        closing.to_string()
-    };
+    let closing = after_comment(&end_before, closing, "");
     merged.set_trailing(format!("{end_before}{closing}"));
     *merged.decor_mut() = kept.decor().clone();
     *kept = merged;
