@@ -4,10 +4,10 @@
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hoist_api::{AccessRequest, Decision, RequestState, Review};
+use hoist_api::{AccessRequest, Decision, GrantState, RequestState, Review};
 
 use super::{at, bare_request, entry, grant, insert_requests, next_entry};
-use crate::store::{AuditQuery, Lease, RequestQuery, Store, StoreError, Tx};
+use crate::store::{AuditQuery, GrantQuery, Lease, RequestQuery, Store, StoreError, Tx};
 
 /// How many threads race in the checks below.
 const RACERS: usize = 8;
@@ -223,6 +223,97 @@ pub fn racing_reviews_let_exactly_one_decide(store: &dyn Store) {
         assert_eq!(decided, 1, "{id}: exactly one reviewer decides");
         assert_eq!(request.reviews.len(), 1, "{id}: {:?}", request.reviews);
         assert_eq!(request.state, RequestState::Approved);
+    }
+}
+
+/// Holders race to revoke one active grant, each reading it, checking it
+/// is still active and ending it in one transaction: exactly one ends it,
+/// in locked transactions (rule 1: a read is made under the lock) and in
+/// optimistic ones done again while their commit finds a read changed.
+pub fn racing_revocations_end_a_grant_once(store: &dyn Store) {
+    insert_requests(store, &[bare_request("req", "alice", "db", 1)]);
+    // Rounds, so that the later ones race on connections the first opened.
+    for optimistic in [false, true] {
+        for round in 0..3 {
+            let id = format!("gr_{optimistic}_{round}");
+            let mut tx = store.transaction().unwrap();
+            tx.insert_grant(&grant(&id, "req", "alice", 10)).unwrap();
+            tx.commit().unwrap();
+            let revoked = race(|racer| loop {
+                let tx = if optimistic {
+                    store.optimistic()
+                } else {
+                    store.transaction()
+                };
+                match try_revoking(tx, &id, racer) {
+                    Ok(revoked) => return usize::from(revoked),
+                    Err(StoreError::Contended(_)) if optimistic => continue,
+                    Err(StoreError::Conflict(_) | StoreError::Unavailable(_)) if !optimistic => {
+                        return 0;
+                    }
+                    Err(err) => panic!("{id}, racer {racer}: {err}"),
+                }
+            });
+            let tx = store.transaction().unwrap();
+            let ended = tx.grant(&id).unwrap().unwrap();
+            assert_eq!(revoked, 1, "{id}: exactly one racer ends the grant");
+            assert_eq!(ended.state, GrantState::Revoked, "{id}");
+        }
+    }
+}
+
+/// In `tx`: read the grant, and if it is still active, revoke it. Whether
+/// this revoked it.
+fn try_revoking(
+    tx: crate::store::Result<Box<dyn Tx + '_>>,
+    id: &str,
+    racer: usize,
+) -> crate::store::Result<bool> {
+    let mut tx = tx?;
+    let Some(mut grant) = tx.grant(id)? else {
+        return Ok(false);
+    };
+    if grant.state != GrantState::Active {
+        return Ok(false);
+    }
+    grant.state = GrantState::Revoked;
+    grant.ended_at = Some(at(20 + racer as i64));
+    grant.revoked_by = Some(format!("racer{racer}"));
+    tx.update_grant(&grant)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// A transaction's reads see its own writes not yet committed, before its
+/// first write and after it, in locked and in optimistic transactions.
+pub fn transactions_read_their_own_writes(store: &dyn Store) {
+    insert_requests(store, &[bare_request("req", "alice", "db", 1)]);
+    let alice = GrantQuery {
+        holder: Some("alice".into()),
+        ..GrantQuery::default()
+    };
+    for (n, optimistic) in [false, true].into_iter().enumerate() {
+        let mut tx = if optimistic {
+            store.optimistic().unwrap()
+        } else {
+            store.transaction().unwrap()
+        };
+        let before = tx.grants(&alice).unwrap().len();
+        assert_eq!(before, n, "optimistic: {optimistic}");
+        let id = format!("gr_{n}");
+        let mut written = grant(&id, "req", "alice", 10 + n as i64);
+        tx.insert_grant(&written).unwrap();
+        assert_eq!(tx.grant(&id).unwrap().as_ref(), Some(&written));
+        assert_eq!(tx.grants(&alice).unwrap().len(), n + 1);
+        written.state = GrantState::Revoked;
+        written.ended_at = Some(at(20));
+        tx.update_grant(&written).unwrap();
+        assert_eq!(tx.grant(&id).unwrap().as_ref(), Some(&written));
+        let mut request = tx.request("req").unwrap().unwrap();
+        request.reason = Some(format!("changed {n}"));
+        tx.update_request(&request).unwrap();
+        assert_eq!(tx.request("req").unwrap().unwrap().reason, request.reason);
+        tx.commit().unwrap();
     }
 }
 

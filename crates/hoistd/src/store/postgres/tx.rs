@@ -667,9 +667,11 @@ impl PgTx {
             .collect()
     }
 
+    /// Grants, read as every read of the transaction is (see
+    /// [`PgTx::query`]): after its own writes, under its lock or checked
+    /// at its commit.
     fn query_grants(&self, sql: &str, values: Vec<Param>) -> Result<Vec<Grant>> {
-        self.conn
-            .query(sql, values)?
+        self.query(sql, values)?
             .iter()
             .map(grant_from_row)
             .collect()
