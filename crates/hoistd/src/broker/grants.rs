@@ -18,34 +18,49 @@ use crate::domain;
 use crate::error::{Error, Result};
 use crate::store::{EffectAction, GrantQuery, RequestQuery};
 
+/// The active grant of a request's role its requester already holds, if
+/// any: read by [`Work::holding`] for [`Work::activate`].
+pub(super) struct Holding(Option<String>);
+
 impl Work<'_> {
-    /// The active grant of `role` that `user` holds, if any. A workload's
-    /// tasks each have a grant of their own, so it holds none this way.
-    fn holding(&self, user: &str, role: &str) -> Result<Option<String>> {
-        if hoist_api::is_workload(user) {
-            return Ok(None);
+    /// What [`Work::activate`] reads: the active grant of the request's
+    /// role that its requester holds, if any. A workload's tasks each have
+    /// a grant of their own, so it holds none this way. Read it before the
+    /// transaction's first write: an optimistic transaction then takes the
+    /// lock only to commit, rather than for a round trip to this read.
+    pub(super) fn holding(&self, request: &AccessRequest) -> Result<Holding> {
+        self.recall(&request.requester)?;
+        if hoist_api::is_workload(&request.requester) {
+            return Ok(Holding(None));
         }
         let held = self.tx.grants(&GrantQuery {
-            holder: Some(user.to_string()),
+            holder: Some(request.requester.clone()),
+            role: Some(request.role.clone()),
             states: vec![GrantState::Active],
             ..GrantQuery::default()
         })?;
-        Ok(held.into_iter().find_map(|mut grant| {
+        Ok(Holding(held.into_iter().find_map(|mut grant| {
             settle_grant(&mut grant, self.now);
-            (grant.role == role && grant.state == GrantState::Active).then_some(grant.id)
-        }))
+            (grant.state == GrantState::Active).then_some(grant.id)
+        })))
     }
 
     /// Starts the grant for an approved access request if its requester
     /// may still have it, and cancels the request if not. A scheduled
     /// request's grant ends when its window does, however late it starts
     /// (the broker may have been down); one whose window has passed ends
-    /// without a grant.
-    pub(super) fn activate(&mut self, request: &mut AccessRequest, actor: &str) -> Result<()> {
+    /// without a grant. `holding` is [`Work::holding`] of this request, in
+    /// this transaction.
+    pub(super) fn activate(
+        &mut self,
+        request: &mut AccessRequest,
+        actor: &str,
+        holding: Holding,
+    ) -> Result<()> {
         if let Some(reason) = self.ineligible(request)? {
             return self.cancel(request, reason);
         }
-        if let Some(held) = self.holding(&request.requester, &request.role)? {
+        if let Holding(Some(held)) = holding {
             // One person, one grant of a role at a time, as filing holds:
             // a request approved after its requester broke glass for the
             // same role gives nothing more; the grant they hold stands.

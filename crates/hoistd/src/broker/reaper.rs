@@ -37,7 +37,10 @@ impl Broker {
                     work.audit(timed_out)?;
                 }
                 // Cancelled instead if the requester is no longer eligible.
-                RequestState::Approved => work.activate(&mut request, SYSTEM_ACTOR)?,
+                RequestState::Approved => {
+                    let holding = work.holding(&request)?;
+                    work.activate(&mut request, SYSTEM_ACTOR, holding)?;
+                }
                 _ => {}
             }
         }

@@ -213,6 +213,10 @@ impl Broker {
             )
         };
         let pending = request.state == RequestState::Pending;
+        // Read before the first write (see Work::holding).
+        let holding = (plan.break_glass || (!pending && request.starts_at.is_none()))
+            .then(|| work.holding(&request))
+            .transpose()?;
         work.file(
             &request,
             json!({
@@ -229,18 +233,21 @@ impl Broker {
                 .insert_idempotency_key(user, key, &body_hash, &request.id, work.now)?;
         }
 
-        if plan.break_glass {
-            work.audit(event(AuditKind::BreakGlass, user, work.now, &request))?;
-            work.activate(&mut request, user)?;
-        } else if !pending {
-            work.approve_by_policy(&request)?;
-            if request.starts_at.is_none() {
-                work.activate(&mut request, SYSTEM_ACTOR)?;
-            } else {
+        match holding {
+            Some(holding) if plan.break_glass => {
+                work.audit(event(AuditKind::BreakGlass, user, work.now, &request))?;
+                work.activate(&mut request, user, holding)?;
+            }
+            Some(holding) => {
+                work.approve_by_policy(&request)?;
+                work.activate(&mut request, SYSTEM_ACTOR, holding)?;
+            }
+            None => {
+                if !pending {
+                    work.approve_by_policy(&request)?;
+                }
                 work.changes.push(Change::Request(request.clone()));
             }
-        } else {
-            work.changes.push(Change::Request(request.clone()));
         }
         self.finish(work)?;
         Ok((request, false))

@@ -183,12 +183,7 @@ impl Broker {
             comment: comment.clone(),
             at: work.now,
         };
-        work.tx.insert_review(&request.id, &review)?;
-        request.reviews.push(review);
-        let mut reviewed = event(AuditKind::Reviewed, user, work.now, &request);
-        reviewed.reason = comment.clone();
-        reviewed.details = with_via(json!({ "decision": decision }), via.as_ref());
-        work.audit(reviewed)?;
+        request.reviews.push(review.clone());
 
         // Approvals count if their reviewers may still approve: one who lost
         // the right since (a reload) no longer counts toward the rule.
@@ -206,6 +201,27 @@ impl Broker {
             .map(|r| r.reviewer.clone())
             .collect();
         let approvals = counted.len();
+        // This review carries the request: enough approvals now count.
+        let carried =
+            decision == Decision::Approve && approvals >= request.approvals_required as usize;
+        // Everything the review reads is read before it writes, so that an
+        // optimistic transaction takes the lock only to commit.
+        let ineligible = if carried {
+            work.ineligible(&request)?
+        } else {
+            None
+        };
+        let activates = carried
+            && ineligible.is_none()
+            && request.kind == RequestKind::Access
+            && request.starts_at.is_none_or(|at| at <= work.now);
+        let holding = activates.then(|| work.holding(&request)).transpose()?;
+
+        work.tx.insert_review(&request.id, &review)?;
+        let mut reviewed = event(AuditKind::Reviewed, user, work.now, &request);
+        reviewed.reason = comment.clone();
+        reviewed.details = with_via(json!({ "decision": decision }), via.as_ref());
+        work.audit(reviewed)?;
         if decision == Decision::Deny {
             request.state = RequestState::Denied;
             request.reason = comment;
@@ -216,24 +232,24 @@ impl Broker {
             denied.reason = request.reason.clone();
             denied.details = with_via(json!({}), via.as_ref());
             work.audit(denied)?;
-        } else if approvals >= request.approvals_required as usize
-            && let Some(reason) = work.ineligible(&request)?
-        {
+        } else if let Some(reason) = ineligible {
             // The policy changed since it was filed: no access, and the
             // requester is told why.
             work.cancel(&mut request, reason)?;
-        } else if approvals >= request.approvals_required as usize {
+        } else if carried {
             request.state = RequestState::Approved;
             request.claim = None;
             let mut approved = event(AuditKind::Approved, user, work.now, &request);
             approved.details = with_via(json!({ "approvers": counted }), via.as_ref());
             work.audit(approved)?;
-            match request.kind {
-                RequestKind::Extension => work.extend(&mut request, role.max_duration, user)?,
-                RequestKind::Access if request.starts_at.is_none_or(|at| at <= work.now) => {
-                    work.activate(&mut request, user)?;
+            match (request.kind, holding) {
+                (RequestKind::Extension, _) => {
+                    work.extend(&mut request, role.max_duration, user)?;
                 }
-                RequestKind::Access => {
+                (RequestKind::Access, Some(holding)) => {
+                    work.activate(&mut request, user, holding)?;
+                }
+                (RequestKind::Access, None) => {
                     request.lapses_at = None;
                     work.save_request(&mut request)?;
                 }

@@ -573,7 +573,8 @@ impl Broker {
                 admitted.rule.name, role.id
             ));
             work.audit(approved)?;
-            work.activate(&mut request, SYSTEM_ACTOR)?;
+            let holding = work.holding(&request)?;
+            work.activate(&mut request, SYSTEM_ACTOR, holding)?;
         } else {
             work.changes.push(Change::Request(request.clone()));
         }

@@ -398,6 +398,7 @@ pub struct RequestQuery {
 #[derive(Debug, Default, Clone)]
 pub struct GrantQuery {
     pub holder: Option<String>,
+    pub role: Option<String>,
     pub states: Vec<GrantState>,
     pub incident: Option<String>,
     /// Only grants whose access is at this target.

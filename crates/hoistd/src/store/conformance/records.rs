@@ -253,13 +253,14 @@ pub fn grants_round_trip(store: &dyn Store) {
     }
 }
 
-/// Grant lists filter by holder, state and incident, come newest first by
+/// Grant lists filter by holder, role, state and incident, come newest first by
 /// start (then by id, greatest first) and stop at the limit.
 pub fn grant_queries(store: &dyn Store) {
     insert_requests(store, &[bare_request("req", "alice", "db", 1)]);
     let g1 = grant("gr_1", "req", "alice", 10);
     let g2 = grant("gr_2", "req", "bob", 20);
-    let g3 = grant("gr_3", "req", "alice", 20);
+    let mut g3 = grant("gr_3", "req", "alice", 20);
+    g3.role = "staging-db".into();
     let mut g4 = grant("gr_4", "req", "alice", 30);
     g4.state = GrantState::Expired;
     g4.ended_at = Some(at(40));
@@ -283,6 +284,14 @@ pub fn grant_queries(store: &dyn Store) {
                 ..GrantQuery::default()
             },
             vec!["gr_4", "gr_3", "gr_1"],
+        ),
+        (
+            GrantQuery {
+                holder: Some("alice".into()),
+                role: Some("prod-db".into()),
+                ..GrantQuery::default()
+            },
+            vec!["gr_4", "gr_1"],
         ),
         (
             GrantQuery {

@@ -239,19 +239,23 @@ pub fn racing_revocations_end_a_grant_once(store: &dyn Store) {
             let mut tx = store.transaction().unwrap();
             tx.insert_grant(&grant(&id, "req", "alice", 10)).unwrap();
             tx.commit().unwrap();
-            let revoked = race(|racer| loop {
-                let tx = if optimistic {
-                    store.optimistic()
-                } else {
-                    store.transaction()
-                };
-                match try_revoking(tx, &id, racer) {
-                    Ok(revoked) => return usize::from(revoked),
-                    Err(StoreError::Contended(_)) if optimistic => continue,
-                    Err(StoreError::Conflict(_) | StoreError::Unavailable(_)) if !optimistic => {
-                        return 0;
+            let revoked = race(|racer| {
+                loop {
+                    let tx = if optimistic {
+                        store.optimistic()
+                    } else {
+                        store.transaction()
+                    };
+                    match try_revoking(tx, &id, racer) {
+                        Ok(revoked) => return usize::from(revoked),
+                        Err(StoreError::Contended(_)) if optimistic => continue,
+                        Err(StoreError::Conflict(_) | StoreError::Unavailable(_))
+                            if !optimistic =>
+                        {
+                            return 0;
+                        }
+                        Err(err) => panic!("{id}, racer {racer}: {err}"),
                     }
-                    Err(err) => panic!("{id}, racer {racer}: {err}"),
                 }
             });
             let tx = store.transaction().unwrap();

@@ -801,6 +801,7 @@ impl Tx for PgTx {
     fn grants(&self, query: &GrantQuery) -> Result<Vec<Grant>> {
         let mut filter = Filter::default();
         filter.eq("holder", query.holder.as_ref());
+        filter.eq("role", query.role.as_ref());
         filter.within(
             "state",
             query

@@ -243,6 +243,7 @@ impl Tx for SqliteTx<'_> {
     fn grants(&self, query: &GrantQuery) -> Result<Vec<Grant>> {
         let mut filter = Filter::default();
         filter.eq("holder", query.holder.as_ref());
+        filter.eq("role", query.role.as_ref());
         filter.within_states("state", query.states.iter().map(|s| s.as_str()));
         filter.eq("incident", query.incident.as_ref());
         filter.eq("target", query.target.as_ref());
