@@ -185,13 +185,21 @@ pub struct Config {
 /// is left as written, a changed value is replaced in its place (with the
 /// comments around it), a key `new` lacks is removed and one it adds goes
 /// at the end of its table. A table the file writes inline stays inline,
-/// and an array keeps the elements (and their comments) it still holds.
-/// `None` if either does not parse.
+/// and an array keeps the elements (and their comments) it still holds;
+/// a file whose lines end in CRLF keeps them. `None` if either does not
+/// parse.
 fn edit_in_place(old: &str, new: &str) -> Option<String> {
     let mut kept: toml_edit::DocumentMut = old.parse().ok()?;
     let new: toml_edit::DocumentMut = new.parse().ok()?;
     merge_table(kept.as_table_mut(), new.as_table());
-    Some(kept.to_string())
+    let edited = kept.to_string();
+    // toml_edit writes its own line breaks as LF; a file written with CRLF
+    // (on Windows) keeps CRLF throughout.
+    Some(if old.contains("\r\n") {
+        edited.replace("\r\n", "\n").replace('\n', "\r\n")
+    } else {
+        edited
+    })
 }
 
 fn merge_table(kept: &mut toml_edit::Table, new: &toml_edit::Table) {

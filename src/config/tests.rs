@@ -727,3 +727,25 @@ fn save_puts_a_new_table_after_its_siblings() {
         "{text}"
     );
 }
+
+#[test]
+fn save_keeps_windows_line_endings() {
+    let file = "# Written on Windows.\r\n\
+                [profiles.work]\r\n\
+                broker = \"https://hoist.example.com\"\r\n\
+                favourites = [\r\n    \"prod-db\", # the main one\r\n]\r\n";
+    let text = saved_over(file, |config| {
+        config.toggle_favourite("work", "prod-ssh");
+        config.default_profile = Some("work".into());
+    });
+    assert!(text.contains("# the main one"), "{text:?}");
+    assert!(
+        text.contains("prod-ssh") && text.contains("default_profile"),
+        "{text:?}"
+    );
+    assert_eq!(
+        text.matches('\n').count(),
+        text.matches("\r\n").count(),
+        "every line still ends in CRLF: {text:?}"
+    );
+}
