@@ -171,7 +171,7 @@ impl Notifier for Broker {
         limit: usize,
         skip: &[String],
     ) -> Result<Vec<Notification>> {
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         Ok(tx.due_notifications(now, limit, skip)?)
     }
 

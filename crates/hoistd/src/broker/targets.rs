@@ -194,7 +194,7 @@ impl Ledger for Broker {
     }
 
     fn due_effects(&self, now: DateTime<Utc>, limit: usize, skip: &[String]) -> Result<Vec<Due>> {
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         let policy = self.policy();
         let mut due = Vec::new();
         for effect in tx.due_effects(now, limit, skip)? {
@@ -214,7 +214,7 @@ impl Ledger for Broker {
     }
 
     fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>> {
-        Ok(self.store.transaction()?.next_effect_due()?)
+        Ok(self.store.read()?.next_effect_due()?)
     }
 
     fn record_effect(
@@ -305,7 +305,7 @@ impl Ledger for Broker {
     }
 
     fn reconcile_view(&self, target: &str) -> Result<View> {
-        let tx = self.store.transaction()?;
+        let tx = self.store.read()?;
         let policy = self.policy();
         let now = super::now();
         let holding = tx.grants(&GrantQuery::holding_access(Some(target.to_string())))?;

@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hoist_api::{AccessRequest, Decision, GrantState, RequestState, Review};
 
+use super::targets::effect;
 use super::{at, bare_request, entry, grant, insert_requests, next_entry};
-use crate::store::{AuditQuery, GrantQuery, Lease, RequestQuery, Store, StoreError, Tx};
+use crate::store::{
+    AuditQuery, EffectAction, GrantQuery, Lease, RequestQuery, Store, StoreError, Tx,
+};
 
 /// How many threads race in the checks below.
 const RACERS: usize = 8;
@@ -227,7 +230,8 @@ pub fn racing_reviews_let_exactly_one_decide(store: &dyn Store) {
 }
 
 /// Holders race to revoke one active grant, each reading it, checking it
-/// is still active and ending it in one transaction: exactly one ends it,
+/// is still active and ending it in one transaction; outbox workers race
+/// to finish one target effect the same way: exactly one wins each race,
 /// in locked transactions (rule 1: a read is made under the lock) and in
 /// optimistic ones done again while their commit finds a read changed.
 pub fn racing_revocations_end_a_grant_once(store: &dyn Store) {
@@ -236,44 +240,46 @@ pub fn racing_revocations_end_a_grant_once(store: &dyn Store) {
     for optimistic in [false, true] {
         for round in 0..3 {
             let id = format!("gr_{optimistic}_{round}");
+            let effect_id = format!("fx_{optimistic}_{round}");
             let mut tx = store.transaction().unwrap();
             tx.insert_grant(&grant(&id, "req", "alice", 10)).unwrap();
+            tx.insert_effect(&effect(&effect_id, &id, EffectAction::Provision, 1))
+                .unwrap();
             tx.commit().unwrap();
-            let revoked = race(|racer| {
-                loop {
-                    let tx = if optimistic {
-                        store.optimistic()
-                    } else {
-                        store.transaction()
-                    };
-                    match try_revoking(tx, &id, racer) {
-                        Ok(revoked) => return usize::from(revoked),
-                        Err(StoreError::Contended(_)) if optimistic => continue,
-                        Err(StoreError::Conflict(_) | StoreError::Unavailable(_))
-                            if !optimistic =>
-                        {
-                            return 0;
+            for attempt in [try_revoking, try_finishing] {
+                let won = race(|racer| {
+                    loop {
+                        let tx = if optimistic {
+                            store.optimistic()
+                        } else {
+                            store.transaction()
+                        };
+                        match tx.and_then(|tx| attempt(tx, &id, racer)) {
+                            Ok(won) => return usize::from(won),
+                            Err(StoreError::Contended(_)) if optimistic => continue,
+                            Err(StoreError::Conflict(_) | StoreError::Unavailable(_))
+                                if !optimistic =>
+                            {
+                                return 0;
+                            }
+                            Err(err) => panic!("{id}, racer {racer}: {err}"),
                         }
-                        Err(err) => panic!("{id}, racer {racer}: {err}"),
                     }
-                }
-            });
+                });
+                assert_eq!(won, 1, "{id}: exactly one racer wins");
+            }
             let tx = store.transaction().unwrap();
             let ended = tx.grant(&id).unwrap().unwrap();
-            assert_eq!(revoked, 1, "{id}: exactly one racer ends the grant");
             assert_eq!(ended.state, GrantState::Revoked, "{id}");
+            let effects = tx.grant_effects(&id).unwrap();
+            assert!(effects.iter().all(|e| e.done_at.is_some()), "{effects:?}");
         }
     }
 }
 
 /// In `tx`: read the grant, and if it is still active, revoke it. Whether
 /// this revoked it.
-fn try_revoking(
-    tx: crate::store::Result<Box<dyn Tx + '_>>,
-    id: &str,
-    racer: usize,
-) -> crate::store::Result<bool> {
-    let mut tx = tx?;
+fn try_revoking(mut tx: Box<dyn Tx + '_>, id: &str, racer: usize) -> crate::store::Result<bool> {
     let Some(mut grant) = tx.grant(id)? else {
         return Ok(false);
     };
@@ -284,6 +290,23 @@ fn try_revoking(
     grant.ended_at = Some(at(20 + racer as i64));
     grant.revoked_by = Some(format!("racer{racer}"));
     tx.update_grant(&grant)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// In `tx`: read the grant's effects, and if its effect is still to do,
+/// record it done. Whether this finished it.
+fn try_finishing(mut tx: Box<dyn Tx + '_>, id: &str, racer: usize) -> crate::store::Result<bool> {
+    let Some(mut open) = tx
+        .grant_effects(id)?
+        .into_iter()
+        .find(|effect| effect.done_at.is_none())
+    else {
+        return Ok(false);
+    };
+    open.attempts += 1;
+    open.done_at = Some(at(30 + racer as i64));
+    tx.update_effect(&open)?;
     tx.commit()?;
     Ok(true)
 }
@@ -313,6 +336,9 @@ pub fn transactions_read_their_own_writes(store: &dyn Store) {
         written.ended_at = Some(at(20));
         tx.update_grant(&written).unwrap();
         assert_eq!(tx.grant(&id).unwrap().as_ref(), Some(&written));
+        let queued = effect(&format!("fx_{n}"), &id, EffectAction::Deprovision, 30);
+        tx.insert_effect(&queued).unwrap();
+        assert_eq!(tx.grant_effects(&id).unwrap(), [queued]);
         let mut request = tx.request("req").unwrap().unwrap();
         request.reason = Some(format!("changed {n}"));
         tx.update_request(&request).unwrap();

@@ -18,7 +18,7 @@ fn access(target: &str, state: AccessState) -> TargetAccess {
     }
 }
 
-fn effect(id: &str, grant_id: &str, action: EffectAction, next_ms: i64) -> Effect {
+pub(super) fn effect(id: &str, grant_id: &str, action: EffectAction, next_ms: i64) -> Effect {
     Effect {
         id: id.into(),
         grant_id: grant_id.into(),

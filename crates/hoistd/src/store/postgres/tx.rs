@@ -998,8 +998,7 @@ impl Tx for PgTx {
             filter.sql(),
             limit(query.limit)
         );
-        self.conn
-            .query(&sql, filter.values)?
+        self.query(&sql, filter.values)?
             .iter()
             .map(audit_from_row)
             .collect()
@@ -1100,17 +1099,16 @@ impl Tx for PgTx {
     }
 
     fn grant_effects(&self, grant_id: &str) -> Result<Vec<Effect>> {
-        self.conn
-            .query(
-                &format!(
-                    "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE grant_id = $1 \
+        self.query(
+            &format!(
+                "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE grant_id = $1 \
                      ORDER BY created_at, ord"
-                ),
-                vec![text(grant_id)],
-            )?
-            .iter()
-            .map(effect_from_row)
-            .collect()
+            ),
+            vec![text(grant_id)],
+        )?
+        .iter()
+        .map(effect_from_row)
+        .collect()
     }
 
     fn due_effects(
@@ -1119,18 +1117,17 @@ impl Tx for PgTx {
         limit: usize,
         skip: &[String],
     ) -> Result<Vec<Effect>> {
-        self.conn
-            .query(
-                &format!(
-                    "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE done_at IS NULL \
+        self.query(
+            &format!(
+                "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE done_at IS NULL \
                      AND next_attempt_at <= $1 AND target <> ALL($3) \
                      ORDER BY next_attempt_at, created_at, ord LIMIT $2"
-                ),
-                vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
-            )?
-            .iter()
-            .map(effect_from_row)
-            .collect()
+            ),
+            vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
+        )?
+        .iter()
+        .map(effect_from_row)
+        .collect()
     }
 
     fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>> {
@@ -1166,17 +1163,16 @@ impl Tx for PgTx {
     }
 
     fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
-        self.conn
-            .query(
-                &format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
+        self.query(
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
                      ORDER BY at DESC, ord DESC LIMIT $1"
-                ),
-                vec![p(limit as i64)],
-            )?
-            .iter()
-            .map(delivery_from_row)
-            .collect()
+            ),
+            vec![p(limit as i64)],
+        )?
+        .iter()
+        .map(delivery_from_row)
+        .collect()
     }
 
     fn notification_cursor(&self) -> Result<i64> {
@@ -1254,18 +1250,17 @@ impl Tx for PgTx {
         limit: usize,
         skip: &[String],
     ) -> Result<Vec<Notification>> {
-        self.conn
-            .query(
-                &format!(
-                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE done_at IS NULL \
+        self.query(
+            &format!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE done_at IS NULL \
                      AND next_attempt_at <= $1 AND channel <> ALL($3) \
                      ORDER BY next_attempt_at, created_at, ord LIMIT $2"
-                ),
-                vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
-            )?
-            .iter()
-            .map(notification_from_row)
-            .collect()
+            ),
+            vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
+        )?
+        .iter()
+        .map(notification_from_row)
+        .collect()
     }
 
     fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>> {
@@ -1300,17 +1295,16 @@ impl Tx for PgTx {
     }
 
     fn notification_deliveries(&self, limit: usize) -> Result<Vec<NotificationDelivery>> {
-        self.conn
-            .query(
-                &format!(
-                    "SELECT {NOTIFICATION_DELIVERY_COLUMNS} FROM notification_deliveries \
+        self.query(
+            &format!(
+                "SELECT {NOTIFICATION_DELIVERY_COLUMNS} FROM notification_deliveries \
                      ORDER BY at DESC, ord DESC LIMIT $1"
-                ),
-                vec![p(limit as i64)],
-            )?
-            .iter()
-            .map(notification_delivery_from_row)
-            .collect()
+            ),
+            vec![p(limit as i64)],
+        )?
+        .iter()
+        .map(notification_delivery_from_row)
+        .collect()
     }
 
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
