@@ -118,7 +118,7 @@ impl Work<'_> {
                 }),
         };
         self.tx.insert_grant(&grant)?;
-        self.queue_effect(&grant, EffectAction::Provision)?;
+        self.queue_first_effect(&grant)?;
         request.state = RequestState::Active;
         request.grant_id = Some(grant.id.clone());
         request.lapses_at = None;

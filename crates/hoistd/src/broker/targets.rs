@@ -31,10 +31,29 @@ impl Work<'_> {
     /// carries the access the grant was activated with, so that a removal
     /// takes away what was given even if the role has changed since.
     pub(super) fn queue_effect(&mut self, grant: &Grant, action: EffectAction) -> Result<()> {
+        if grant.access.is_none() {
+            return Ok(());
+        }
+        let given = granted_access(&*self.tx, &self.policy, grant)?;
+        self.queue_effect_giving(grant, action, given)
+    }
+
+    /// Queues the first effect of a grant just started: it gives what its
+    /// role's access says now (no effect of its own to read yet).
+    pub(super) fn queue_first_effect(&mut self, grant: &Grant) -> Result<()> {
+        let given = role_access(&self.policy, &grant.role);
+        self.queue_effect_giving(grant, EffectAction::Provision, given)
+    }
+
+    fn queue_effect_giving(
+        &mut self,
+        grant: &Grant,
+        action: EffectAction,
+        given: Value,
+    ) -> Result<()> {
         let Some(access) = &grant.access else {
             return Ok(());
         };
-        let given = granted_access(&*self.tx, &self.policy, grant)?;
         self.tx.insert_effect(&Effect {
             id: new_id("fx"),
             grant_id: grant.id.clone(),

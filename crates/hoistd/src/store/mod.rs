@@ -52,11 +52,12 @@
 //!    it wrote. A transaction that met an error is dropped, never used
 //!    again: a server database may already have aborted it. A backend may
 //!    hold back the writes of rules 2 to 5 (requests, reviews, grants,
-//!    idempotency keys, audit entries) and send them with the
-//!    transaction's next call that reads, or with the commit, to save
-//!    their round trips: a refusal is then the error of that call or of
-//!    [`Tx::commit`], which then commits nothing. [`Tx::flush`] sends them
-//!    at once. The other writes report a refusal at the call.
+//!    idempotency keys, audit entries) and new target effects, and send
+//!    them with the transaction's next call that reads, or with the
+//!    commit, to save their round trips: a refusal is then the error of
+//!    that call or of [`Tx::commit`], which then commits nothing.
+//!    [`Tx::flush`] sends them at once. The other writes report a refusal
+//!    at the call.
 //! 7. What is written is read back as it was, every field, with times at
 //!    millisecond precision; lists come in the order their query documents.
 //!    A grant's `access` is part of the grant: written by

@@ -229,9 +229,10 @@ pub fn effects_outbox(store: &dyn Store) {
     assert_eq!(kept, vec![done, later, failed], "done effects are kept");
     drop(tx);
 
+    // Refused at the call or, held back (rule 6), at the next that sends.
     let mut tx = store.transaction().unwrap();
     assert!(matches!(
-        tx.insert_effect(&provision),
+        tx.insert_effect(&provision).and_then(|()| tx.flush()),
         Err(StoreError::Conflict(_))
     ));
     drop(tx);

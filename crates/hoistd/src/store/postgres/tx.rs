@@ -1061,8 +1061,8 @@ impl Tx for PgTx {
     }
 
     fn insert_effect(&mut self, e: &Effect) -> Result<()> {
-        self.insert(
-            "target_effects",
+        // Held, as the grant it belongs to is: a new effect's id is new.
+        self.hold_insert(
             &format!(
                 "INSERT INTO target_effects ({EFFECT_COLUMNS}) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -1079,7 +1079,7 @@ impl Tx for PgTx {
                 p(e.done_at.map(ms)),
                 p(access_column(e.access.as_ref())),
             ],
-        )?;
+        );
         Ok(())
     }
 
