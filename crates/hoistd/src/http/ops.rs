@@ -272,7 +272,7 @@ impl Store for MeteredStore {
     }
 
     fn read(&self) -> store::Result<Box<dyn Tx + '_>> {
-        self.inner.read()
+        self.waited(|| self.inner.read())
     }
 
     // Every other method is the inner store's own: a default here would

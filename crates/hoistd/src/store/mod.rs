@@ -161,10 +161,12 @@ pub trait Store: Send + Sync + 'static {
     /// Starts a transaction; concurrent transactions wait their turn (rule 1).
     fn transaction(&self) -> Result<Box<dyn Tx + '_>>;
     /// Starts a transaction only read through, for answers that decide
-    /// nothing: its reads see what was committed when its first one ran. A
-    /// store may let it skip the turn writers take (rule 1) and refuse
-    /// writes through it; by default it is [`Store::transaction`]. Nothing
-    /// that reads, decides and writes uses it: that is a transaction's job.
+    /// nothing by themselves (a list of work whose every result is recorded
+    /// in a transaction that reads its row again is one): its reads see
+    /// what was committed when its first one ran. A store may let it skip
+    /// the turn writers take (rule 1) and refuse writes through it; by
+    /// default it is [`Store::transaction`]. Nothing that reads, decides
+    /// and writes uses it: that is a transaction's job.
     fn read(&self) -> Result<Box<dyn Tx + '_>> {
         self.transaction()
     }

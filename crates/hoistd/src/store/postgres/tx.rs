@@ -599,7 +599,8 @@ fn limit(limit: Option<usize>) -> String {
 
 impl PgTx {
     /// Inserts a row now; one under a key already taken is a conflict
-    /// (rules 9 to 13). `ON CONFLICT DO NOTHING` rather than the unique
+    /// (identities, signing keys, webhook deliveries and rules 10 to 13;
+    /// new target effects, of rule 9, are held instead). `ON CONFLICT DO NOTHING` rather than the unique
     /// violation: a failed statement aborts a PostgreSQL transaction, and
     /// the broker goes on after these refusals (rule 12).
     fn insert(&self, table: &str, sql: &str, values: Vec<Param>) -> Result<()> {
