@@ -54,7 +54,7 @@ pub use rules::{
     fenced_transactions_write_only_under_their_lease, optimistic_commits_check_their_reads,
     racing_appends_link_to_the_head, racing_appends_take_turns,
     racing_optimistic_reviews_decide_once, racing_reviews_let_exactly_one_decide,
-    racing_revocations_end_a_grant_once, reads_see_what_was_committed,
+    racing_writers_end_a_grant_and_its_effect_once, reads_see_what_was_committed,
     transactions_read_their_own_writes,
 };
 pub use targets::{
@@ -89,7 +89,7 @@ macro_rules! store_conformance {
             dropping_a_transaction_rolls_everything_back,
             reads_see_what_was_committed,
             racing_reviews_let_exactly_one_decide,
-            racing_revocations_end_a_grant_once,
+            racing_writers_end_a_grant_and_its_effect_once,
             transactions_read_their_own_writes,
             racing_appends_take_turns,
             racing_optimistic_reviews_decide_once,

@@ -234,7 +234,7 @@ pub fn racing_reviews_let_exactly_one_decide(store: &dyn Store) {
 /// to finish one target effect the same way: exactly one wins each race,
 /// in locked transactions (rule 1: a read is made under the lock) and in
 /// optimistic ones done again while their commit finds a read changed.
-pub fn racing_revocations_end_a_grant_once(store: &dyn Store) {
+pub fn racing_writers_end_a_grant_and_its_effect_once(store: &dyn Store) {
     insert_requests(store, &[bare_request("req", "alice", "db", 1)]);
     // Rounds, so that the later ones race on connections the first opened.
     for optimistic in [false, true] {
