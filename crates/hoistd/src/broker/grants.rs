@@ -134,21 +134,29 @@ impl Work<'_> {
         Ok(())
     }
 
+    /// What [`Work::extend`] reads: the grant an extension request would
+    /// extend. Read it before the transaction's first write, as
+    /// [`Work::holding`] is.
+    pub(super) fn extending(&self, request: &AccessRequest) -> Result<Grant> {
+        let grant_id = request.grant_id.clone().unwrap_or_default();
+        self.tx
+            .grant(&grant_id)?
+            .ok_or_else(|| Error::not_found("grant", &grant_id))
+    }
+
     /// Moves an active grant's end for an approved extension; never earlier,
-    /// and never more than the role's maximum from now.
+    /// and never more than the role's maximum from now. `grant` is
+    /// [`Work::extending`] of this request, in this transaction.
     pub(super) fn extend(
         &mut self,
         request: &mut AccessRequest,
         max: Duration,
         actor: &str,
+        mut grant: Grant,
     ) -> Result<()> {
         if let Some(reason) = self.ineligible(request)? {
             return self.cancel(request, reason);
         }
-        let grant_id = request.grant_id.clone().unwrap_or_default();
-        let Some(mut grant) = self.tx.grant(&grant_id)? else {
-            return Err(Error::not_found("grant", &grant_id));
-        };
         settle_grant(&mut grant, self.now);
         if grant.state != GrantState::Active {
             request.state = RequestState::Cancelled;
@@ -402,7 +410,7 @@ impl Broker {
             work.changes.push(Change::Request(request.clone()));
         } else {
             work.approve_by_policy(&request)?;
-            work.extend(&mut request, role.max_duration, SYSTEM_ACTOR)?;
+            work.extend(&mut request, role.max_duration, SYSTEM_ACTOR, grant)?;
         }
         self.finish(work)?;
         Ok(request)

@@ -216,6 +216,9 @@ impl Broker {
             && request.kind == RequestKind::Access
             && request.starts_at.is_none_or(|at| at <= work.now);
         let holding = activates.then(|| work.holding(&request)).transpose()?;
+        let extending = (carried && ineligible.is_none() && request.kind == RequestKind::Extension)
+            .then(|| work.extending(&request))
+            .transpose()?;
 
         work.tx.insert_review(&request.id, &review)?;
         let mut reviewed = event(AuditKind::Reviewed, user, work.now, &request);
@@ -242,14 +245,14 @@ impl Broker {
             let mut approved = event(AuditKind::Approved, user, work.now, &request);
             approved.details = with_via(json!({ "approvers": counted }), via.as_ref());
             work.audit(approved)?;
-            match (request.kind, holding) {
-                (RequestKind::Extension, _) => {
-                    work.extend(&mut request, role.max_duration, user)?;
+            match (extending, holding) {
+                (Some(grant), _) => {
+                    work.extend(&mut request, role.max_duration, user, grant)?;
                 }
-                (RequestKind::Access, Some(holding)) => {
+                (None, Some(holding)) => {
                     work.activate(&mut request, user, holding)?;
                 }
-                (RequestKind::Access, None) => {
+                (None, None) => {
                     request.lapses_at = None;
                     work.save_request(&mut request)?;
                 }
