@@ -493,7 +493,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let authority = ssh_authority(store.as_ref(), ssh_ca_key.as_deref())?;
             let now = chrono::Utc::now();
             let ids = {
-                let tx = store.transaction()?;
+                let tx = store.read()?;
                 ssh::revoked_serials(tx.as_ref(), now)?
             };
             replace_file(&out, &authority.krl(&ids, now))?;

@@ -324,7 +324,7 @@ impl Authority {
             // Another broker on the same database made it first: use theirs.
             Err(StoreError::Conflict(_)) => {
                 drop(tx);
-                let tx = store.transaction()?;
+                let tx = store.read()?;
                 match tx.broker_key(CA_PURPOSE)? {
                     Some((_, der)) => Self::from_der(&der),
                     None => Err(AuthorityError::BadKey("vanished after a conflict".into())),
