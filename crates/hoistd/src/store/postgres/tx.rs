@@ -600,9 +600,10 @@ fn limit(limit: Option<usize>) -> String {
 impl PgTx {
     /// Inserts a row now; one under a key already taken is a conflict
     /// (identities, signing keys, webhook deliveries and rules 10 to 13;
-    /// new target effects, of rule 9, are held instead). `ON CONFLICT DO NOTHING` rather than the unique
-    /// violation: a failed statement aborts a PostgreSQL transaction, and
-    /// the broker goes on after these refusals (rule 12).
+    /// new target effects, of rule 9, are held instead). `ON CONFLICT DO
+    /// NOTHING` rather than the unique violation: a failed statement aborts
+    /// a PostgreSQL transaction, and the broker goes on after these
+    /// refusals (rule 12).
     fn insert(&self, table: &str, sql: &str, values: Vec<Param>) -> Result<()> {
         let inserted = self.write(&format!("{sql} ON CONFLICT DO NOTHING RETURNING 1"), values)?;
         if inserted == 0 {
@@ -1103,7 +1104,7 @@ impl Tx for PgTx {
         self.query(
             &format!(
                 "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE grant_id = $1 \
-                     ORDER BY created_at, ord"
+                 ORDER BY created_at, ord"
             ),
             vec![text(grant_id)],
         )?
@@ -1121,8 +1122,8 @@ impl Tx for PgTx {
         self.query(
             &format!(
                 "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE done_at IS NULL \
-                     AND next_attempt_at <= $1 AND target <> ALL($3) \
-                     ORDER BY next_attempt_at, created_at, ord LIMIT $2"
+                 AND next_attempt_at <= $1 AND target <> ALL($3) \
+                 ORDER BY next_attempt_at, created_at, ord LIMIT $2"
             ),
             vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
         )?
@@ -1167,7 +1168,7 @@ impl Tx for PgTx {
         self.query(
             &format!(
                 "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
-                     ORDER BY at DESC, ord DESC LIMIT $1"
+                 ORDER BY at DESC, ord DESC LIMIT $1"
             ),
             vec![p(limit as i64)],
         )?
@@ -1254,8 +1255,8 @@ impl Tx for PgTx {
         self.query(
             &format!(
                 "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE done_at IS NULL \
-                     AND next_attempt_at <= $1 AND channel <> ALL($3) \
-                     ORDER BY next_attempt_at, created_at, ord LIMIT $2"
+                 AND next_attempt_at <= $1 AND channel <> ALL($3) \
+                 ORDER BY next_attempt_at, created_at, ord LIMIT $2"
             ),
             vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
         )?
@@ -1299,7 +1300,7 @@ impl Tx for PgTx {
         self.query(
             &format!(
                 "SELECT {NOTIFICATION_DELIVERY_COLUMNS} FROM notification_deliveries \
-                     ORDER BY at DESC, ord DESC LIMIT $1"
+                 ORDER BY at DESC, ord DESC LIMIT $1"
             ),
             vec![p(limit as i64)],
         )?
