@@ -37,13 +37,10 @@ impl Broker {
                     work.audit(timed_out)?;
                 }
                 // Cancelled instead if the requester is no longer eligible.
-                RequestState::Approved => match work.ineligible(&request)? {
-                    Some(reason) => work.cancel(&mut request, reason)?,
-                    None => {
-                        let holding = work.holding(&request)?;
-                        work.activate(&mut request, SYSTEM_ACTOR, holding)?;
-                    }
-                },
+                RequestState::Approved => {
+                    let holding = work.holding(&request)?;
+                    work.activate(&mut request, SYSTEM_ACTOR, holding)?;
+                }
                 _ => {}
             }
         }
