@@ -36,7 +36,7 @@ pub use policy::Policy;
 pub use store::Store;
 
 /// Longest the reaper sleeps between checks, in case a wake-up is missed.
-const REAPER_MAX_SLEEP: Duration = Duration::from_secs(5);
+const REAPER_MAX_SLEEP: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
 /// How often each instance audits the counts of its repeat windows that
 /// ended, and lets its rate limiters forget idle callers: both live in this
@@ -459,8 +459,7 @@ async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
             _ = held.wait_for(|held| !*held) => {}
             _ = stopped.wait_for(|stopped| *stopped) => return,
         }
-        // Looking: every change from now on wakes it again.
-        broker.reaper_sleeps_until(None);
+        broker.reaper_looks();
         let reaping = Arc::clone(&broker);
         let next = match tokio::task::spawn_blocking(move || reaping.reap()).await {
             Ok(Ok(next)) => next,
@@ -473,15 +472,8 @@ async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
                 None
             }
         };
-        let sleep = next
-            .map(|at| (at - broker::now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(REAPER_MAX_SLEEP)
-            .min(REAPER_MAX_SLEEP);
-        broker.reaper_sleeps_until(
-            chrono::TimeDelta::from_std(sleep)
-                .ok()
-                .map(|sleep| broker::now() + sleep),
-        );
+        let next = broker.reaper_looked(next, broker::now() + REAPER_MAX_SLEEP);
+        let sleep = (next - broker::now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = broker.reaper_wakeup().notified() => {}

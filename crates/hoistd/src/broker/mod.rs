@@ -104,9 +104,11 @@ pub struct Broker {
     /// Wakes the reaper when something new may fall due sooner.
     reaper: Notify,
     /// When the reaper looks next, in Unix milliseconds; `i64::MAX` while
-    /// it is looking, so that every change wakes it again (see
-    /// [`Broker::reaper_sleeps_until`]).
+    /// it is looking (see [`Broker::reaper_looks`]).
     reaper_at: AtomicI64,
+    /// The soonest that a change committed while the reaper looked falls
+    /// due, in Unix milliseconds (`i64::MAX`: none).
+    reaper_missed: AtomicI64,
     /// Holds the reaper back while true, so tests can read past an end that
     /// nothing has recorded yet (`testing` feature).
     reaper_held: watch::Sender<bool>,
@@ -373,6 +375,7 @@ impl Broker {
             changes,
             reaper: Notify::new(),
             reaper_at: AtomicI64::new(i64::MAX),
+            reaper_missed: AtomicI64::new(i64::MAX),
             reaper_held: watch::Sender::new(false),
             bindings: RwLock::default(),
             reloads: watch::Sender::new(0),
@@ -464,13 +467,42 @@ impl Broker {
         &self.reaper
     }
 
-    /// The reaper says when it looks next (`None`: it is looking now).
+    /// The reaper starts to look. A change committed from now on may come
+    /// after its reads; [`Broker::reaper_looked`] takes those into account.
+    pub fn reaper_looks(&self) {
+        self.reaper_at.store(i64::MAX, Ordering::SeqCst);
+        self.reaper_missed.store(i64::MAX, Ordering::SeqCst);
+    }
+
+    /// The reaper looked and would look next at `next` (at the latest:
+    /// past `latest` it looks anyway). Returns when it looks next: earlier
+    /// than that if a change committed while it looked falls due sooner.
     /// Until then, a change wakes it only if it falls due sooner: most
     /// changes fall due long after (a grant's end, a request's time-out),
-    /// and each look is a transaction of its own.
-    pub fn reaper_sleeps_until(&self, until: Option<DateTime<Utc>>) {
-        let at = until.map_or(i64::MAX, |at| at.timestamp_millis());
-        self.reaper_at.store(at, Ordering::SeqCst);
+    /// and each look is a transaction of its own that takes the store's
+    /// lock. Changes committed while it looks do not wake it at once
+    /// either: under a steady load some always are, and each would start
+    /// another look as soon as one ends.
+    pub fn reaper_looked(
+        &self,
+        next: Option<DateTime<Utc>>,
+        latest: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        let next = next.map_or(latest, |next| next.min(latest));
+        // In this order, against `wake_reaper_by`'s: a change either is
+        // among the missed ones read here, or sees when the reaper looks
+        // next and wakes it if it falls due sooner.
+        self.reaper_at
+            .store(next.timestamp_millis(), Ordering::SeqCst);
+        let missed = self.reaper_missed.swap(i64::MAX, Ordering::SeqCst);
+        match DateTime::from_timestamp_millis(missed) {
+            Some(missed) if missed < next => {
+                self.reaper_at
+                    .store(missed.timestamp_millis(), Ordering::SeqCst);
+                missed
+            }
+            _ => next,
+        }
     }
 
     /// Wakes the reaper if one of `changes` falls due before it looks next,
@@ -486,9 +518,15 @@ impl Broker {
         }
     }
 
-    /// Wakes the reaper if `due` comes before it looks next.
+    /// Wakes the reaper if `due` comes before it looks next; while it looks,
+    /// keeps `due` for [`Broker::reaper_looked`].
     fn wake_reaper_by(&self, due: Option<DateTime<Utc>>) {
-        if due.is_some_and(|at| at.timestamp_millis() < self.reaper_at.load(Ordering::SeqCst)) {
+        let Some(due) = due.map(|due| due.timestamp_millis()) else {
+            return;
+        };
+        self.reaper_missed.fetch_min(due, Ordering::SeqCst);
+        let at = self.reaper_at.load(Ordering::SeqCst);
+        if at != i64::MAX && due < at {
             self.reaper.notify_one();
         }
     }
@@ -750,23 +788,69 @@ impl Broker {
 mod tests {
     use super::*;
 
-    /// A change committed while the reaper looks (after its read, before it
-    /// says when it looks next) wakes it again, rather than waiting for
-    /// its longest sleep.
-    #[tokio::test]
-    async fn a_change_committed_while_the_reaper_looks_wakes_it() {
-        let dir = tempfile::tempdir().unwrap();
+    fn broker(dir: &tempfile::TempDir) -> std::result::Result<Broker, Box<dyn std::error::Error>> {
         let store: Arc<dyn Store> =
-            Arc::new(crate::store::SqliteStore::open(&dir.path().join("db")).unwrap());
-        let policy = Policy::parse("p", &crate::testing::policy_text("")).unwrap();
-        let broker = Broker::new(store, policy).unwrap();
-        broker.reaper_sleeps_until(None);
-        broker.wake_reaper_by(Some(now() + TimeDelta::seconds(1)));
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("db"))?);
+        let policy = Policy::parse("p", &crate::testing::policy_text(""))?;
+        Ok(Broker::new(store, policy)?)
+    }
+
+    /// A change committed while the reaper looks (after its reads, before
+    /// it says when it looks next) brings its next look forward to when
+    /// the change falls due, without starting another look at once.
+    #[tokio::test]
+    async fn a_change_committed_while_the_reaper_looks_brings_its_next_look_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(&dir).unwrap();
+        let start = now();
+        broker.reaper_looks();
+        broker.wake_reaper_by(Some(start + TimeDelta::seconds(1)));
+        broker.wake_reaper_by(Some(start + TimeDelta::seconds(30)));
+        let next = broker.reaper_looked(
+            Some(start + TimeDelta::seconds(60)),
+            start + TimeDelta::seconds(5),
+        );
+        assert_eq!(
+            next.timestamp_millis(),
+            (start + TimeDelta::seconds(1)).timestamp_millis()
+        );
         let woken = tokio::time::timeout(
-            std::time::Duration::from_millis(100),
+            std::time::Duration::from_millis(50),
             broker.reaper_wakeup().notified(),
         )
         .await;
-        assert!(woken.is_ok(), "the change did not wake the reaper");
+        assert!(
+            woken.is_err(),
+            "a change made while it looked woke it at once"
+        );
+
+        // The next look forgets it.
+        broker.reaper_looks();
+        let next = broker.reaper_looked(None, start + TimeDelta::seconds(5));
+        assert_eq!(next, start + TimeDelta::seconds(5));
+    }
+
+    /// While it sleeps, a change wakes it only if it falls due before the
+    /// reaper looks next.
+    #[tokio::test]
+    async fn a_change_wakes_the_sleeping_reaper_only_if_it_falls_due_sooner() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(&dir).unwrap();
+        let start = now();
+        broker.reaper_looks();
+        broker.reaper_looked(
+            Some(start + TimeDelta::seconds(3)),
+            start + TimeDelta::seconds(5),
+        );
+        let wait = || {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(50),
+                broker.reaper_wakeup().notified(),
+            )
+        };
+        broker.wake_reaper_by(Some(start + TimeDelta::seconds(10)));
+        assert!(wait().await.is_err(), "a later change woke it");
+        broker.wake_reaper_by(Some(start + TimeDelta::seconds(2)));
+        assert!(wait().await.is_ok(), "a sooner change did not wake it");
     }
 }
