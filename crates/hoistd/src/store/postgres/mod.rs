@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0005_slack_replays.sql"),
     include_str!("../../../migrations/postgres/0006_identity_groups.sql"),
     include_str!("../../../migrations/postgres/0007_effect_access.sql"),
+    include_str!("../../../migrations/postgres/0008_history_indexes.sql"),
 ];
 
 /// Starts a transaction and takes the transaction lock (rule 1): one

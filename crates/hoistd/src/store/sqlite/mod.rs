@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0009_slack_replays.sql"),
     include_str!("../../../migrations/sqlite/0010_identity_groups.sql"),
     include_str!("../../../migrations/sqlite/0011_effect_access.sql"),
+    include_str!("../../../migrations/sqlite/0012_history_indexes.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters
