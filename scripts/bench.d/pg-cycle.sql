@@ -1,10 +1,12 @@
 -- One create -> approve -> activate cycle as hoistd's PostgreSQL store sends
 -- it (crates/hoistd/src/store/postgres/tx.rs is the truth; this is a copy kept
--- by hand): each transaction's fingerprinted read outside any transaction,
--- then one pipeline that begins, takes the store's advisory lock, checks the
--- read, makes the writes (audit entries linked in the INSERT), notifies and
--- commits. For pgbench -M prepared on a database `hoistd migrate` made, with
--- CREATE SEQUENCE bench_ids (scripts/bench, group postgres).
+-- by hand): each transaction's fingerprinted reads outside any transaction
+-- (the approval's: the request, then the requester's active grants of its
+-- role), then one pipeline that begins, takes the store's advisory lock,
+-- checks the reads, makes the writes (audit entries linked in the INSERT),
+-- notifies and commits. For pgbench -M prepared on a database `hoistd
+-- migrate` made, with CREATE SEQUENCE bench_ids (scripts/bench, group
+-- postgres).
 \set u random(1, 200)
 \set r random(1, 300)
 \set now 1767225600000
@@ -21,10 +23,12 @@ SELECT pg_notify('hoistd_changes', '{"origin":"x","requests":["x"]}');
 COMMIT;
 \endpipeline
 WITH q AS MATERIALIZED (SELECT id, kind, role, role_name, requester, justification, ticket, incident, duration_secs, starts_at, break_glass, state, created_at, updated_at, lapses_at, approvals_required, grant_id, reason, claim_by, claim_until, ack_by, ack_comment, ack_at, tier, (SELECT json_agg(json_build_array(reviewer, decision, comment, at) ORDER BY at, reviewer)::text FROM reviews WHERE reviews.request_id = requests.id) AS reviews FROM requests WHERE id = 'req_' || :id) SELECT q.*, (SELECT md5(coalesce(string_agg(r::text, ',' ORDER BY r::text), '')) FROM q r) FROM q;
+WITH q AS MATERIALIZED (SELECT id, request_id, role, role_name, holder, starts_at, expires_at, state, ended_at, revoked_by, revoke_reason, break_glass, ticket, incident, justification, target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated FROM grants LEFT JOIN grant_access ON grant_access.grant_id = grants.id WHERE holder = 'user' || :u AND role = 'role' || :r AND state = 'active' ORDER BY starts_at DESC, id DESC) SELECT q.*, (SELECT md5(coalesce(string_agg(r::text, ',' ORDER BY r::text), '')) FROM q r) FROM q;
 \startpipeline
 BEGIN;
 SELECT pg_advisory_xact_lock(7525349446954284152);
 SELECT 1 / (md5(coalesce(string_agg(r::text, ',' ORDER BY r::text), '')) <> 'x')::int FROM (SELECT id, kind, role, role_name, requester, justification, ticket, incident, duration_secs, starts_at, break_glass, state, created_at, updated_at, lapses_at, approvals_required, grant_id, reason, claim_by, claim_until, ack_by, ack_comment, ack_at, tier, (SELECT json_agg(json_build_array(reviewer, decision, comment, at) ORDER BY at, reviewer)::text FROM reviews WHERE reviews.request_id = requests.id) AS reviews FROM requests WHERE id = 'req_' || :id) r;
+SELECT 1 / (md5(coalesce(string_agg(r::text, ',' ORDER BY r::text), '')) <> 'x')::int FROM (SELECT id, request_id, role, role_name, holder, starts_at, expires_at, state, ended_at, revoked_by, revoke_reason, break_glass, ticket, incident, justification, target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated FROM grants LEFT JOIN grant_access ON grant_access.grant_id = grants.id WHERE holder = 'user' || :u AND role = 'role' || :r AND state = 'active' ORDER BY starts_at DESC, id DESC) r;
 WITH changed AS (UPDATE requests SET state = 'active', updated_at = (:now)::bigint, lapses_at = NULL, grant_id = 'gr_' || :id, reason = NULL, claim_by = NULL, claim_until = NULL, ack_by = NULL, ack_comment = NULL, ack_at = NULL WHERE id = 'req_' || :id RETURNING 1) SELECT 1 / count(*) FROM changed;
 INSERT INTO reviews (request_id, reviewer, decision, comment, at) VALUES ('req_' || :id, 'approver', 'approve', NULL, (:now)::bigint);
 INSERT INTO grants (id, request_id, role, role_name, holder, starts_at, expires_at, state, ended_at, revoked_by, revoke_reason, break_glass, ticket, incident, justification) VALUES ('gr_' || :id, 'req_' || :id, 'role' || :r, 'Role', 'user' || :u, (:now)::bigint, (:now)::bigint + 3600000, 'active', NULL, NULL, NULL, false, NULL, NULL, 'reading the logs for a while');
