@@ -93,6 +93,11 @@ impl Change {
     }
 }
 
+/// `Broker::reaper_at` while the reaper looks.
+const LOOKING: i64 = i64::MAX;
+/// `Broker::reaper_missed` when no change came while the reaper looked.
+const NONE_MISSED: i64 = i64::MAX;
+
 pub struct Broker {
     store: Arc<dyn Store>,
     verifier: crate::oidc::Verifier,
@@ -103,11 +108,11 @@ pub struct Broker {
     changes: broadcast::Sender<Change>,
     /// Wakes the reaper when something new may fall due sooner.
     reaper: Notify,
-    /// When the reaper looks next, in Unix milliseconds; `i64::MAX` while
+    /// When the reaper looks next, in Unix milliseconds; [`LOOKING`] while
     /// it is looking (see [`Broker::reaper_looks`]).
     reaper_at: AtomicI64,
     /// The soonest that a change committed while the reaper looked falls
-    /// due, in Unix milliseconds (`i64::MAX`: none).
+    /// due, in Unix milliseconds ([`NONE_MISSED`]: none).
     reaper_missed: AtomicI64,
     /// Holds the reaper back while true, so tests can read past an end that
     /// nothing has recorded yet (`testing` feature).
@@ -374,8 +379,8 @@ impl Broker {
             ssh_ca: Arc::new(ssh_ca),
             changes,
             reaper: Notify::new(),
-            reaper_at: AtomicI64::new(i64::MAX),
-            reaper_missed: AtomicI64::new(i64::MAX),
+            reaper_at: AtomicI64::new(LOOKING),
+            reaper_missed: AtomicI64::new(NONE_MISSED),
             reaper_held: watch::Sender::new(false),
             bindings: RwLock::default(),
             reloads: watch::Sender::new(0),
@@ -470,8 +475,8 @@ impl Broker {
     /// The reaper starts to look. A change committed from now on may come
     /// after its reads; [`Broker::reaper_looked`] takes those into account.
     pub fn reaper_looks(&self) {
-        self.reaper_at.store(i64::MAX, Ordering::SeqCst);
-        self.reaper_missed.store(i64::MAX, Ordering::SeqCst);
+        self.reaper_at.store(LOOKING, Ordering::SeqCst);
+        self.reaper_missed.store(NONE_MISSED, Ordering::SeqCst);
     }
 
     /// The reaper looked and would look next at `next` (at the latest:
@@ -494,7 +499,7 @@ impl Broker {
         // next and wakes it if it falls due sooner.
         self.reaper_at
             .store(next.timestamp_millis(), Ordering::SeqCst);
-        let missed = self.reaper_missed.swap(i64::MAX, Ordering::SeqCst);
+        let missed = self.reaper_missed.swap(NONE_MISSED, Ordering::SeqCst);
         match DateTime::from_timestamp_millis(missed) {
             Some(missed) if missed < next => {
                 self.reaper_at
@@ -526,7 +531,7 @@ impl Broker {
         };
         self.reaper_missed.fetch_min(due, Ordering::SeqCst);
         let at = self.reaper_at.load(Ordering::SeqCst);
-        if at != i64::MAX && due < at {
+        if at != LOOKING && due < at {
             self.reaper.notify_one();
         }
     }
