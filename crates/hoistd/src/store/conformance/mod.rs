@@ -50,12 +50,12 @@ pub use records::{
     workload_exchanges,
 };
 pub use rules::{
-    conflicts_and_missing_rows, connections_in_use, dropping_a_transaction_rolls_everything_back,
-    fenced_transactions_write_only_under_their_lease, optimistic_commits_check_their_reads,
-    racing_appends_link_to_the_head, racing_appends_take_turns,
-    racing_optimistic_reviews_decide_once, racing_reviews_let_exactly_one_decide,
-    racing_writers_end_a_grant_and_its_effect_once, reads_see_what_was_committed,
-    transactions_read_their_own_writes,
+    appends_and_inserts_keep_their_order, conflicts_and_missing_rows, connections_in_use,
+    dropping_a_transaction_rolls_everything_back, fenced_transactions_write_only_under_their_lease,
+    optimistic_commits_check_their_reads, racing_appends_link_to_the_head,
+    racing_appends_take_turns, racing_optimistic_reviews_decide_once,
+    racing_reviews_let_exactly_one_decide, racing_writers_end_a_grant_and_its_effect_once,
+    reads_see_what_was_committed, transactions_read_their_own_writes,
 };
 pub use targets::{
     effects_outbox, effects_skipped_by_target, grant_access_round_trip_and_queries,
@@ -94,6 +94,7 @@ macro_rules! store_conformance {
             racing_appends_take_turns,
             racing_optimistic_reviews_decide_once,
             racing_appends_link_to_the_head,
+            appends_and_inserts_keep_their_order,
             grant_access_round_trip_and_queries,
             effects_outbox,
             effects_skipped_by_target,

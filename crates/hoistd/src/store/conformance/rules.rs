@@ -527,23 +527,25 @@ pub fn optimistic_commits_check_their_reads(store: &dyn Store) {
     );
 }
 
-/// Threads race to append entries with [`Tx::append_audit`], two a
-/// transaction, in optimistic transactions: every entry is in the chain
+/// Threads race to append entries with [`Tx::append_audit`], from 1 to 11
+/// a transaction, in optimistic transactions: every entry is in the chain
 /// once, numbered in turn, each linked to the one before, its hash the
-/// [`link`](crate::store::link) of its place and its tail (rule 2).
+/// [`link`](crate::store::link) of its place and its tail, and a
+/// transaction's entries next to each other in the order appended (rule 2).
 pub fn racing_appends_link_to_the_head(store: &dyn Store) {
-    const APPENDS: usize = 10;
+    const TRANSACTIONS: usize = 10;
     std::thread::scope(|threads| {
         for racer in 0..RACERS {
             threads.spawn(move || {
-                for n in 0..APPENDS {
+                for n in 0..TRANSACTIONS {
                     let mut tx = store.optimistic().unwrap();
-                    for half in ["a", "b"] {
+                    for at in 0..appended(racer, n) {
                         let mut next = entry(0, "");
-                        next.actor = format!("racer{racer}-{n}{half}");
+                        next.actor = format!("racer{racer}-{n}-{at}");
                         let tail = tail_of(&next.actor);
                         tx.append_audit(&mut next, &tail).unwrap();
                     }
+                    tx.announce(&["req"], &[], None, false).unwrap();
                     tx.commit().unwrap();
                 }
             });
@@ -551,7 +553,10 @@ pub fn racing_appends_link_to_the_head(store: &dyn Store) {
     });
     let tx = store.transaction().unwrap();
     let log = tx.audit(&AuditQuery::default()).unwrap();
-    assert_eq!(log.len(), RACERS * APPENDS * 2, "every entry, once");
+    let total: usize = (0..RACERS)
+        .flat_map(|racer| (0..TRANSACTIONS).map(move |n| appended(racer, n)))
+        .sum();
+    assert_eq!(log.len(), total, "every entry, once");
     let mut prev_hash = crate::store::GENESIS.to_string();
     for (n, event) in log.iter().enumerate() {
         assert_eq!(event.seq, n as i64 + 1);
@@ -562,14 +567,64 @@ pub fn racing_appends_link_to_the_head(store: &dyn Store) {
             "entry {}",
             event.seq
         );
-        if event.actor.ends_with('b') {
-            let first = &log[n - 1];
+        let (transaction, at) = event.actor.rsplit_once('-').unwrap();
+        if at != "0" {
+            let before = at.parse::<usize>().unwrap() - 1;
             assert_eq!(
-                first.actor,
-                event.actor.replace('b', "a"),
-                "a transaction's two entries are next to each other"
+                log[n - 1].actor,
+                format!("{transaction}-{before}"),
+                "a transaction's entries are next to each other, in order"
             );
         }
+        prev_hash = event.hash.clone();
+    }
+}
+
+/// How many entries racer `racer` appends in its transaction `n` in
+/// [`racing_appends_link_to_the_head`]: 1 to 11.
+fn appended(racer: usize, n: usize) -> usize {
+    1 + (racer * 3 + n) % 11
+}
+
+/// Entries appended ([`Tx::append_audit`]) and written as given
+/// ([`Tx::insert_audit`]) in one transaction go in the order the
+/// transaction made them (rule 2).
+pub fn appends_and_inserts_keep_their_order(store: &dyn Store) {
+    let mut tx = store.transaction().unwrap();
+    let mut prev_hash = crate::store::GENESIS.to_string();
+    for seq in 1..=5 {
+        let mut next = entry(0, "");
+        next.actor = format!("entry{seq}");
+        let tail = tail_of(&next.actor);
+        let hash = crate::store::link(&prev_hash, seq, &tail);
+        if seq == 3 {
+            let mut given = entry(seq, &prev_hash);
+            given.actor = next.actor.clone();
+            given.hash = hash.clone();
+            tx.insert_audit(&given).unwrap();
+        } else {
+            tx.append_audit(&mut next, &tail).unwrap();
+        }
+        prev_hash = hash;
+    }
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    let log = tx.audit(&AuditQuery::default()).unwrap();
+    let actors: Vec<_> = log.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(
+        actors,
+        ["entry1", "entry2", "entry3", "entry4", "entry5"],
+        "in the order made"
+    );
+    let mut prev_hash = crate::store::GENESIS.to_string();
+    for event in &log {
+        assert_eq!(event.prev_hash, prev_hash, "entry {}", event.seq);
+        assert_eq!(
+            event.hash,
+            crate::store::link(&prev_hash, event.seq, &tail_of(&event.actor)),
+            "entry {}",
+            event.seq
+        );
         prev_hash = event.hash.clone();
     }
 }

@@ -72,9 +72,6 @@ pub(super) const BEGIN_READING: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ RE
 /// The advisory lock migrations are applied under: "hoistd mg".
 const MIGRATION_LOCK: i64 = 0x686f_6973_7464_6d67;
 
-/// What a transaction announces, sent with its commit (see `tx::PgTx::announce`).
-pub(super) const NOTIFY: &str = "SELECT pg_notify($1, $2)";
-
 /// Connections kept open at most, per instance.
 const POOL_SIZE: usize = 16;
 /// How long a call waits for a connection from the pool, or to connect,

@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
-use super::{BEGIN_LOCKED, BEGIN_READING, Failed, NOTIFY, Param, PgConn, SCAN_PAGE, Statement};
+use super::{BEGIN_LOCKED, BEGIN_READING, Failed, Param, PgConn, SCAN_PAGE, Statement};
 use crate::store::{
     AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GENESIS, GrantQuery, Lease,
     Notification, NotificationDelivery, Remembered, RequestQuery, Result, StoreError, StoredAudit,
@@ -55,11 +55,23 @@ pub(super) struct PgTx {
     checks: RefCell<Option<Vec<Statement>>>,
 }
 
-/// A write held back, and what its failure means.
-struct Held {
-    statement: Statement,
-    refusal: Refusal,
+/// A write held back.
+enum Held {
+    /// A statement, and what its failure means.
+    Write(Statement, Refusal),
+    /// An audit entry to link to the head ([`Tx::append_audit`]): its
+    /// fields and the tail of its hashed text. Appends held together go
+    /// out as one statement (see [`appends`]).
+    Append(Vec<Param>),
+    /// An audit entry written as given ([`Tx::insert_audit`]): the appends
+    /// held before it are sent before it.
+    Audit(Statement),
 }
+
+/// At most this many appends, or notices, go in one statement: each count
+/// is a statement of its own that the connection prepares and keeps.
+const APPENDS_PER_STATEMENT: usize = 8;
+const NOTICES_PER_STATEMENT: usize = 2;
 
 /// What a statement's failure with division by zero means: the store's
 /// held updates and checks are written to fail that way (see
@@ -153,11 +165,37 @@ impl PgTx {
         }
     }
 
-    /// The held writes, taken out to be sent after `statements`.
-    fn take_held(&self, statements: &mut Vec<Statement>, refusals: &mut Vec<Refusal>) {
-        for Held { statement, refusal } in self.held.take() {
-            statements.push(statement);
-            refusals.push(refusal);
+    /// The held writes, taken out to be sent after `statements`, and the
+    /// `pg_notify` of each of `notices`. Appends held together go as one
+    /// statement, after the writes held with them: nothing refers to an
+    /// audit entry, and the transaction commits all or nothing. So do the
+    /// last appends and a commit's first notices.
+    fn take_held(
+        &self,
+        statements: &mut Vec<Statement>,
+        refusals: &mut Vec<Refusal>,
+        notices: &[String],
+    ) {
+        let mut linked = Vec::new();
+        for held in self.held.take() {
+            match held {
+                Held::Write(statement, refusal) => {
+                    statements.push(statement);
+                    refusals.push(refusal);
+                }
+                Held::Append(fields) => linked.push(fields),
+                Held::Audit(statement) => {
+                    push_appends(statements, refusals, &mut linked, &[]);
+                    statements.push(statement);
+                    refusals.push(Refusal::None);
+                }
+            }
+        }
+        let (with_appends, others) = notices.split_at(notices.len().min(NOTICES_PER_STATEMENT));
+        push_appends(statements, refusals, &mut linked, with_appends);
+        for notice in others {
+            statements.push(appends(&[], std::slice::from_ref(notice)));
+            refusals.push(Refusal::None);
         }
     }
 
@@ -237,7 +275,7 @@ impl PgTx {
         let mut statements = Vec::new();
         let mut refusals = Vec::new();
         self.take_lock(&mut statements, &mut refusals);
-        self.take_held(&mut statements, &mut refusals);
+        self.take_held(&mut statements, &mut refusals, &[]);
         statements.push(statement);
         refusals.push(Refusal::None);
         Ok(self
@@ -250,10 +288,9 @@ impl PgTx {
     /// server, aborting the transaction, and is reported as a conflict by
     /// the call that sends it.
     fn hold_insert(&mut self, sql: &str, params: Vec<Param>) {
-        self.held.get_mut().push(Held {
-            statement: Statement::new(sql, params),
-            refusal: Refusal::None,
-        });
+        self.held
+            .get_mut()
+            .push(Held::Write(Statement::new(sql, params), Refusal::None));
     }
 
     /// Holds an update of `what` back. `update` changes at most one row;
@@ -261,13 +298,13 @@ impl PgTx {
     /// changes none, which the call that sends it reports as
     /// [`StoreError::NotFound`] naming `what`.
     fn hold_update(&mut self, what: String, update: &str, params: Vec<Param>) {
-        self.held.get_mut().push(Held {
-            statement: Statement::new(
+        self.held.get_mut().push(Held::Write(
+            Statement::new(
                 format!("WITH changed AS ({update} RETURNING 1) SELECT 1 / count(*) FROM changed"),
                 params,
             ),
-            refusal: Refusal::Missing(what),
-        });
+            Refusal::Missing(what),
+        ));
     }
 
     /// Runs a write now (after the lock and the held writes) and returns
@@ -948,8 +985,8 @@ impl Tx for PgTx {
     }
 
     fn insert_audit(&mut self, entry: &AuditEvent) -> Result<()> {
-        self.hold_insert(
-            &format!(
+        self.held.get_mut().push(Held::Audit(Statement::new(
+            format!(
                 "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
             ),
@@ -959,27 +996,19 @@ impl Tx for PgTx {
                 vec![text(&entry.prev_hash), text(&entry.hash)],
             ]
             .concat(),
-        );
+        )));
         Ok(())
     }
 
     /// Linked in the database: the insert reads the head itself, and
-    /// computes the hash as [`crate::store::link`] does. It is held, so it
-    /// runs under the lock (an optimistic transaction sends its held writes
-    /// only after taking it), where the head it reads stays the head until
-    /// this transaction commits.
+    /// computes the hash as [`crate::store::link`] does (see [`appends`]).
+    /// It is held, so it runs under the lock (an optimistic transaction
+    /// sends its held writes only after taking it), where the head it reads
+    /// stays the head until this transaction commits.
     fn append_audit(&mut self, entry: &mut AuditEvent, tail: &[u8]) -> Result<()> {
-        self.hold_insert(
-            &format!(
-                "INSERT INTO audit ({AUDIT_COLUMNS}) \
-                 SELECT head.seq + 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, head.hash, \
-                 encode(sha256(convert_to(head.hash || '{{\"seq\":' || (head.seq + 1)::text, \
-                 'UTF8') || $11::bytea), 'hex') \
-                 FROM ((SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1) \
-                 UNION ALL SELECT 0, '{GENESIS}' ORDER BY seq DESC LIMIT 1) head"
-            ),
+        self.held.get_mut().push(Held::Append(
             [audit_fields(entry), vec![p(tail.to_vec())]].concat(),
-        );
+        ));
         Ok(())
     }
 
@@ -1425,15 +1454,15 @@ impl Tx for PgTx {
     /// transaction ends, so the lease cannot change hands between the check
     /// and the commit.
     fn fence(&mut self, lease: &Lease) -> Result<()> {
-        self.held.get_mut().push(Held {
-            statement: Statement::new(
+        self.held.get_mut().push(Held::Write(
+            Statement::new(
                 "WITH held AS (SELECT 1 FROM leadership \
                  WHERE name = 'hoistd' AND holder = $1 AND epoch = $2 FOR SHARE) \
                  SELECT 1 / count(*) FROM held",
                 vec![text(&lease.holder), p(lease.epoch)],
             ),
-            refusal: Refusal::Deposed(lease.epoch),
-        });
+            Refusal::Deposed(lease.epoch),
+        ));
         Ok(())
     }
 
@@ -1482,7 +1511,7 @@ impl Tx for PgTx {
         let mut statements = Vec::new();
         let mut refusals = Vec::new();
         self.take_lock(&mut statements, &mut refusals);
-        self.take_held(&mut statements, &mut refusals);
+        self.take_held(&mut statements, &mut refusals, &[]);
         self.send(&statements, &refusals, false)?;
         Ok(())
     }
@@ -1500,21 +1529,86 @@ impl Tx for PgTx {
             self.checks.take();
         }
         self.take_lock(&mut statements, &mut refusals);
-        self.take_held(&mut statements, &mut refusals);
-        if statements.is_empty() && self.notices.is_empty() && !self.begun.get() {
+        self.take_held(&mut statements, &mut refusals, &self.notices);
+        if statements.is_empty() && !self.begun.get() {
             // Nothing was sent, written or announced: nothing to commit.
             return Ok(());
-        }
-        for notice in &self.notices {
-            statements.push(Statement::new(
-                NOTIFY,
-                vec![text(super::listen::CHANNEL), text(notice)],
-            ));
-            refusals.push(Refusal::None);
         }
         self.send(&statements, &refusals, true)?;
         Ok(())
     }
+}
+
+/// Sends `linked` appends, and `notices` with the last of them (or alone),
+/// in statements of [`APPENDS_PER_STATEMENT`] appends at most.
+fn push_appends(
+    statements: &mut Vec<Statement>,
+    refusals: &mut Vec<Refusal>,
+    linked: &mut Vec<Vec<Param>>,
+    notices: &[String],
+) {
+    let mut chunks = linked.chunks(APPENDS_PER_STATEMENT).peekable();
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        statements.push(appends(chunk, if last { notices } else { &[] }));
+        refusals.push(Refusal::None);
+    }
+    if linked.is_empty() && !notices.is_empty() {
+        statements.push(appends(&[], notices));
+        refusals.push(Refusal::None);
+    }
+    linked.clear();
+}
+
+/// One statement that appends `linked` audit entries (each the fields of
+/// [`audit_fields`] and the tail of its hashed text), each linked to the
+/// one before, the first to the head, and sends `notices` with
+/// `pg_notify`. Each link reads the previous row as the statement inserted
+/// it (`RETURNING`), so one statement makes the chain; the hash is computed
+/// as [`crate::store::link`] does.
+fn appends(linked: &[Vec<Param>], notices: &[String]) -> Statement {
+    let mut sql = String::new();
+    let mut params: Vec<Param> = Vec::new();
+    let mut previous = String::from("head");
+    for (at, fields) in linked.iter().enumerate() {
+        if at == 0 {
+            sql.push_str(&format!(
+                "WITH head AS ((SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1) \
+                 UNION ALL SELECT 0, '{GENESIS}' ORDER BY seq DESC LIMIT 1)"
+            ));
+        }
+        let marks: Vec<String> = (params.len() + 1..=params.len() + fields.len())
+            .map(|n| format!("${n}"))
+            .collect();
+        let Some((tail, values)) = marks.split_last() else {
+            continue;
+        };
+        let this = format!("a{at}");
+        sql.push_str(&format!(
+            ", {this} AS (INSERT INTO audit ({AUDIT_COLUMNS}) \
+             SELECT seq + 1, {values}, hash, \
+             encode(sha256(convert_to(hash || '{{\"seq\":' || (seq + 1)::text, 'UTF8') \
+             || {tail}::bytea), 'hex') FROM {previous} RETURNING seq, hash)",
+            values = values.join(", ")
+        ));
+        params.extend(fields.iter().cloned());
+        previous = this;
+    }
+    let mut calls = Vec::new();
+    for notice in notices {
+        params.push(text(super::listen::CHANNEL));
+        params.push(text(notice));
+        calls.push(format!(
+            "pg_notify(${}, ${})",
+            params.len() - 1,
+            params.len()
+        ));
+    }
+    if calls.is_empty() {
+        calls.push("1".into());
+    }
+    sql.push_str(&format!(" SELECT {}", calls.join(", ")));
+    Statement::new(sql.trim_start().to_string(), params)
 }
 
 /// An audit entry's columns between `seq` and `prev_hash`, as parameters.
