@@ -29,16 +29,26 @@ impl Work<'_> {
     /// transaction's first write: an optimistic transaction then takes the
     /// lock only to commit, rather than for a round trip to this read.
     pub(super) fn holding(&self, request: &AccessRequest) -> Result<Holding> {
+        let held = match hoist_api::is_workload(&request.requester) {
+            true => Vec::new(),
+            false => self.tx.grants(&GrantQuery {
+                holder: Some(request.requester.clone()),
+                role: Some(request.role.clone()),
+                states: vec![GrantState::Active],
+                ..GrantQuery::default()
+            })?,
+        };
+        self.holding_of(request, held)
+    }
+
+    /// [`Work::holding`] from `held`, the grants that
+    /// [`Tx::request_with_holding`](crate::store::Tx::request_with_holding)
+    /// read with the request in this transaction.
+    pub(super) fn holding_of(&self, request: &AccessRequest, held: Vec<Grant>) -> Result<Holding> {
         self.recall(&request.requester)?;
         if hoist_api::is_workload(&request.requester) {
             return Ok(Holding(None));
         }
-        let held = self.tx.grants(&GrantQuery {
-            holder: Some(request.requester.clone()),
-            role: Some(request.role.clone()),
-            states: vec![GrantState::Active],
-            ..GrantQuery::default()
-        })?;
         Ok(Holding(held.into_iter().find_map(|mut grant| {
             settle_grant(&mut grant, self.now);
             (grant.state == GrantState::Active).then_some(grant.id)

@@ -89,7 +89,20 @@ impl Broker {
         id: &str,
     ) -> Result<AccessRequest> {
         let request = self.load_request(work, id)?;
-        if !self.visible_request(policy, user, &request) {
+        self.may_review(policy, user, id, &request)?;
+        Ok(request)
+    }
+
+    /// Whether `user` may act on `request` as an approver (see
+    /// [`Broker::request_to_review`]).
+    fn may_review(
+        &self,
+        policy: &Policy,
+        user: &str,
+        id: &str,
+        request: &AccessRequest,
+    ) -> Result<()> {
+        if !self.visible_request(policy, user, request) {
             return Err(Error::not_found("request", id));
         }
         if request.requester == user {
@@ -107,7 +120,7 @@ impl Broker {
                 format!("you are not an approver of role `{}`", request.role),
             ));
         }
-        Ok(request)
+        Ok(())
     }
 
     pub fn review_request(
@@ -161,7 +174,13 @@ impl Broker {
         via: Option<serde_json::Value>,
     ) -> Result<AccessRequest> {
         let policy = Arc::clone(&work.policy);
-        let mut request = self.request_to_review(&work, &policy, user, id)?;
+        // What activating it would read is read with it: one round trip.
+        let (mut request, held) = work
+            .tx
+            .request_with_holding(id)?
+            .ok_or_else(|| Error::not_found("request", id))?;
+        settle_request(&mut request, work.now);
+        self.may_review(&policy, user, id, &request)?;
         still_pending(&request, "reviewed")?;
         if request.reviews.iter().any(|r| r.reviewer == user) {
             return Err(Error::refuse(
@@ -215,7 +234,9 @@ impl Broker {
             && ineligible.is_none()
             && request.kind == RequestKind::Access
             && request.starts_at.is_none_or(|at| at <= work.now);
-        let holding = activates.then(|| work.holding(&request)).transpose()?;
+        let holding = activates
+            .then(|| work.holding_of(&request, held))
+            .transpose()?;
         let extending = (carried && ineligible.is_none() && request.kind == RequestKind::Extension)
             .then(|| work.extending(&request))
             .transpose()?;

@@ -615,6 +615,21 @@ pub struct StoredAudit<'a> {
 
 pub trait Tx {
     fn request(&self, id: &str) -> Result<Option<AccessRequest>>;
+    /// The request `id`, and the active grants its requester holds of its
+    /// role, the newest first: what an approval reads. A store may read
+    /// both in one round trip.
+    fn request_with_holding(&self, id: &str) -> Result<Option<(AccessRequest, Vec<Grant>)>> {
+        let Some(request) = self.request(id)? else {
+            return Ok(None);
+        };
+        let held = self.grants(&GrantQuery {
+            holder: Some(request.requester.clone()),
+            role: Some(request.role.clone()),
+            states: vec![GrantState::Active],
+            ..GrantQuery::default()
+        })?;
+        Ok(Some((request, held)))
+    }
     /// With each request's reviews, oldest first (by time, then reviewer).
     fn requests(&self, query: &RequestQuery) -> Result<Vec<AccessRequest>>;
     /// Stores the request without its reviews (rule 5).

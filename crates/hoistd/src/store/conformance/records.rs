@@ -1,7 +1,7 @@
 //! Requests, reviews, grants, due work, idempotency keys and signing keys:
 //! every field back as written, and each query's filters, order and limit.
 
-use hoist_api::{Decision, GrantState, RequestState, Review};
+use hoist_api::{Decision, Grant, GrantState, RequestState, Review};
 
 use super::{at, bare_request, full_request, grant, ids, insert_requests};
 use crate::store::{GrantQuery, Remembered, RequestQuery, Store, StoreError};
@@ -328,6 +328,52 @@ pub fn grant_queries(store: &dyn Store) {
         let found: Vec<&str> = found.iter().map(|g| g.id.as_str()).collect();
         assert_eq!(found, expected, "{query:?}");
     }
+}
+
+/// [`Tx::request_with_holding`](crate::store::Tx::request_with_holding):
+/// the request, and the active grants its requester holds of its role,
+/// newest first, the transaction's own writes among them. (Its reads'
+/// checks in an optimistic transaction: [`super::optimistic_commits_check_their_reads`].)
+pub fn request_with_holding(store: &dyn Store) {
+    insert_requests(
+        store,
+        &[
+            bare_request("req", "alice", "prod-db", 1),
+            bare_request("req_bob", "bob", "prod-db", 2),
+        ],
+    );
+    let mut staging = grant("gr_3", "req", "alice", 20);
+    staging.role = "staging-db".into();
+    let mut expired = grant("gr_4", "req", "alice", 40);
+    expired.state = GrantState::Expired;
+    expired.ended_at = Some(at(45));
+    let mut tx = store.transaction().unwrap();
+    for held in [
+        &grant("gr_1", "req", "alice", 10),
+        &grant("gr_2", "req", "alice", 30),
+        &staging,
+        &expired,
+        &grant("gr_5", "req_bob", "bob", 50),
+    ] {
+        tx.insert_grant(held).unwrap();
+    }
+    tx.commit().unwrap();
+    let held_ids = |held: &[Grant]| held.iter().map(|g| g.id.clone()).collect::<Vec<_>>();
+
+    let tx = store.transaction().unwrap();
+    let (request, held) = tx.request_with_holding("req").unwrap().unwrap();
+    assert_eq!(request.id, "req");
+    assert_eq!(held_ids(&held), ["gr_2", "gr_1"]);
+    let (request, held) = tx.request_with_holding("req_bob").unwrap().unwrap();
+    assert_eq!(request.requester, "bob");
+    assert_eq!(held_ids(&held), ["gr_5"]);
+    assert!(tx.request_with_holding("req_none").unwrap().is_none());
+    drop(tx);
+
+    let mut tx = store.transaction().unwrap();
+    tx.insert_grant(&grant("gr_7", "req", "alice", 70)).unwrap();
+    let (_, held) = tx.request_with_holding("req").unwrap().unwrap();
+    assert_eq!(held_ids(&held), ["gr_7", "gr_2", "gr_1"], "its own write");
 }
 
 /// Pending requests are due at their lapse time, approved ones at their

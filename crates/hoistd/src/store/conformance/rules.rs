@@ -525,6 +525,26 @@ pub fn optimistic_commits_check_their_reads(store: &dyn Store) {
         tx.request("req").unwrap().unwrap().state,
         RequestState::Expired
     );
+    drop(tx);
+
+    // The requester came to hold the role since it read what they held
+    // with the request (Tx::request_with_holding).
+    insert_requests(store, &[self::pending("req5", 5)]);
+    let mut tx = store.optimistic().unwrap();
+    let (mut read, held) = tx.request_with_holding("req5").unwrap().unwrap();
+    assert!(held.is_empty());
+    meanwhile(&|tx| {
+        let mut held = grant("gr_5", "req", "alice", 5);
+        held.role = "db".into();
+        tx.insert_grant(&held).unwrap();
+    });
+    read.state = RequestState::Denied;
+    read.lapses_at = None;
+    tx.update_request(&read).unwrap();
+    assert!(
+        matches!(tx.commit(), Err(StoreError::Contended(_))),
+        "a grant the requester came to hold fails the commit"
+    );
 }
 
 /// Threads race to append entries with [`Tx::append_audit`], from 1 to 11

@@ -236,36 +236,53 @@ impl PgTx {
         self.conn.failed(failed.error)
     }
 
-    /// Runs one statement that only reads and returns its rows. An
-    /// optimistic transaction without the lock and with nothing held reads
-    /// it as it stands, fingerprinted, and keeps a check for its commit;
-    /// otherwise the statement goes after the lock if it must be taken and
-    /// the held writes.
+    /// Runs one statement that only reads and returns its rows (see
+    /// [`PgTx::queries`]).
     fn query(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
+        Ok(self
+            .queries(vec![Statement::new(sql, params)])?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Runs statements that only read, in one round trip, and returns the
+    /// rows of each. An optimistic transaction without the lock and with
+    /// nothing held reads them as they stand, fingerprinted, and keeps a
+    /// check of each for its commit; otherwise they go after the lock if it
+    /// must be taken and the held writes.
+    fn queries(&self, reads: Vec<Statement>) -> Result<Vec<Vec<Row>>> {
         let unlocked = self.checks.borrow().is_some() && self.held.borrow().is_empty();
         if !unlocked {
-            return self.run(Statement::new(sql, params));
+            let mut statements = Vec::new();
+            let mut refusals = Vec::new();
+            self.take_lock(&mut statements, &mut refusals);
+            self.take_held(&mut statements, &mut refusals, &[]);
+            let first = statements.len();
+            refusals.extend(reads.iter().map(|_| Refusal::None));
+            statements.extend(reads);
+            let mut answers = self.send(&statements, &refusals, false)?;
+            return Ok(answers.split_off(first.min(answers.len())));
         }
-        let mut checked = params.clone();
-        let rows = self
-            .send(
-                &[Statement::new(fingerprinted(sql), params)],
-                &[Refusal::None],
-                false,
-            )?
-            .pop()
-            .unwrap_or_default();
-        let fingerprint: String = match rows.first() {
-            Some(row) => get(row, row.len() - 1)?,
-            None => NO_ROWS.to_string(),
-        };
-        checked.push(text(&fingerprint));
-        if let Some(checks) = self.checks.borrow_mut().as_mut() {
-            checks.push(Statement::new(check(sql, checked.len() - 1), checked));
+        let statements: Vec<Statement> = reads
+            .iter()
+            .map(|read| Statement::new(fingerprinted(&read.sql), read.params.clone()))
+            .collect();
+        let refusals = vec![Refusal::None; statements.len()];
+        let answers = self.send(&statements, &refusals, false)?;
+        for (read, rows) in reads.into_iter().zip(&answers) {
+            let fingerprint: String = match rows.first() {
+                Some(row) => get(row, row.len() - 1)?,
+                None => NO_ROWS.to_string(),
+            };
+            let mut checked = read.params;
+            checked.push(text(&fingerprint));
+            if let Some(checks) = self.checks.borrow_mut().as_mut() {
+                checks.push(Statement::new(check(&read.sql, checked.len() - 1), checked));
+            }
         }
         // The fingerprint column is left on each row: every reader takes
         // its columns by place, and the fingerprint comes after them.
-        Ok(rows)
+        Ok(answers)
     }
 
     /// Runs `statement` after the lock (for an optimistic transaction that
@@ -677,33 +694,7 @@ impl PgTx {
 
     /// The requests the query finds (their columns, then [`REVIEWS`]).
     fn query_requests(&self, sql: &str, values: Vec<Param>) -> Result<Vec<AccessRequest>> {
-        let rows = self.query(sql, values)?;
-        rows.iter()
-            .map(|row| {
-                let mut request = request_from_row(row)?;
-                let reviews: Option<&str> = get(row, REQUEST_COLUMN_COUNT)?;
-                if let Some(reviews) = reviews {
-                    let reviews: Vec<ReviewRow> = serde_json::from_str(reviews)
-                        .map_err(|err| StoreError::Corrupt(format!("reviews: {err}")))?;
-                    request.reviews = reviews
-                        .into_iter()
-                        .map(|(reviewer, decision, comment, at)| {
-                            Ok(Review {
-                                reviewer,
-                                decision: match decision.as_str() {
-                                    "approve" => Decision::Approve,
-                                    "deny" => Decision::Deny,
-                                    other => return Err(corrupt("decision", other)),
-                                },
-                                comment,
-                                at: time(at)?,
-                            })
-                        })
-                        .collect::<Result<_>>()?;
-                }
-                Ok(request)
-            })
-            .collect()
+        requests_from_rows(&self.query(sql, values)?)
     }
 
     /// Grants, read as every read of the transaction is (see
@@ -717,10 +708,66 @@ impl PgTx {
     }
 }
 
+/// Requests from rows of their columns, then [`REVIEWS`].
+fn requests_from_rows(rows: &[Row]) -> Result<Vec<AccessRequest>> {
+    rows.iter()
+        .map(|row| {
+            let mut request = request_from_row(row)?;
+            let reviews: Option<&str> = get(row, REQUEST_COLUMN_COUNT)?;
+            if let Some(reviews) = reviews {
+                let reviews: Vec<ReviewRow> = serde_json::from_str(reviews)
+                    .map_err(|err| StoreError::Corrupt(format!("reviews: {err}")))?;
+                request.reviews = reviews
+                    .into_iter()
+                    .map(|(reviewer, decision, comment, at)| {
+                        Ok(Review {
+                            reviewer,
+                            decision: match decision.as_str() {
+                                "approve" => Decision::Approve,
+                                "deny" => Decision::Deny,
+                                other => return Err(corrupt("decision", other)),
+                            },
+                            comment,
+                            at: time(at)?,
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            Ok(request)
+        })
+        .collect()
+}
+
 impl Tx for PgTx {
     fn request(&self, id: &str) -> Result<Option<AccessRequest>> {
         let sql = format!("SELECT {REQUEST_COLUMNS}, {REVIEWS} FROM requests WHERE id = $1");
         Ok(self.query_requests(&sql, vec![text(id)])?.pop())
+    }
+
+    /// Both reads in one round trip: the grants' by the request's
+    /// requester and role, read in the same statement.
+    fn request_with_holding(&self, id: &str) -> Result<Option<(AccessRequest, Vec<Grant>)>> {
+        let request = format!("SELECT {REQUEST_COLUMNS}, {REVIEWS} FROM requests WHERE id = $1");
+        let holding = format!(
+            "SELECT {GRANT_SELECT} FROM {GRANT_SOURCE} \
+             WHERE holder = (SELECT requester FROM requests WHERE id = $1) \
+             AND role = (SELECT role FROM requests WHERE id = $1) AND state = $2 \
+             ORDER BY starts_at DESC, id DESC"
+        );
+        let mut answers = self
+            .queries(vec![
+                Statement::new(request, vec![text(id)]),
+                Statement::new(holding, vec![text(id), text(GrantState::Active.as_str())]),
+            ])?
+            .into_iter();
+        let request = requests_from_rows(&answers.next().unwrap_or_default())?.pop();
+        let held = answers
+            .next()
+            .unwrap_or_default()
+            .iter()
+            .map(grant_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(request.map(|request| (request, held)))
     }
 
     fn requests(&self, query: &RequestQuery) -> Result<Vec<AccessRequest>> {
