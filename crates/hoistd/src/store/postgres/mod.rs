@@ -4,16 +4,12 @@
 //!
 //! The broker calls the store from the blocking pool (and a few places
 //! from async code), one call at a time, and the conformance suite from
-//! plain threads. Each connection's task runs on a small runtime of the
-//! store's own; a call takes its connection from the pool and drives its
-//! statements on the calling thread with `futures::executor::block_on`.
-//! That blocks on no runtime, so it works from any thread and never runs a
-//! runtime inside another; taking a connection enters the store runtime's
-//! context (`Handle::enter`), so a new connection's socket, its task and
-//! the pool's timers belong to it. A free connection is handed over without
-//! waking that runtime: one hop between threads less per transaction. The
-//! calling thread blocks for the round trip, as it does on SQLite's lock,
-//! and for no longer than [`ANSWER_WAIT`].
+//! plain threads. A call takes its connection from the pool and drives it
+//! on the calling thread, socket and all (see `drive`): no runtime is
+//! entered and no other thread woken for a round trip. The calling thread
+//! blocks for the round trip, as it does on SQLite's lock, and for no
+//! longer than [`ANSWER_WAIT`]. The store's own small runtime runs the
+//! listener's connection and the pool's timers.
 //!
 //! Rule 1 (serialisable writes): every writing transaction takes one
 //! transaction-scoped advisory lock, so transactions take turns across
@@ -26,6 +22,7 @@
 //! concurrent pair conflicts and one is retried anyway. An advisory lock of
 //! the transaction works through transaction-mode poolers.
 
+mod drive;
 mod listen;
 mod tx;
 
@@ -37,7 +34,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool::Runtime;
+use deadpool::managed::{Object, Pool, Timeouts};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -105,7 +103,7 @@ pub enum Migrations {
 pub const CA_FILE_ENV: &str = "HOISTD_DB_CA_FILE";
 
 pub struct PostgresStore {
-    pool: Pool,
+    pool: Pool<drive::Manager>,
     /// For connections outside the pool (the listener).
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
@@ -178,16 +176,13 @@ impl PostgresStore {
             .build()
             .map_err(|err| StoreError::Other(format!("cannot start the store's runtime: {err}")))?;
         let handle = runtime.handle().clone();
-        // Fast recycling checks only that a connection is not closed: one
+        // Recycling checks only that a connection is not closed: one
         // broken by a failover fails its next statement, and the store
-        // throws it away then (see `PgConn::forget`).
-        let manager = Manager::from_config(
-            config.clone(),
-            tls.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        // throws it away then (see `PgConn::failed`).
+        let manager = drive::Manager {
+            config: config.clone(),
+            tls: tls.clone(),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -213,13 +208,12 @@ impl PostgresStore {
     }
 
     /// A connection from the pool, taken on the calling thread: a free one
-    /// is handed over without waking the store's runtime. Inside the
-    /// runtime's context, so that a new connection's socket and task, and
-    /// the pool's timeouts, belong to it.
+    /// is handed over without waking the store's runtime, a new one made on
+    /// this thread. Inside the runtime's context, for the pool's timeouts.
     fn connection(&self) -> Result<PgConn> {
         let _runtime = self.handle.enter();
         let object = futures::executor::block_on(self.pool.get()).map_err(pool_error)?;
-        Ok(PgConn::new(object, self.handle.clone()))
+        Ok(PgConn::new(object))
     }
 
     /// Applies the pending migrations in one transaction under the
@@ -386,15 +380,11 @@ impl Store for PostgresStore {
     }
 }
 
-/// One pooled connection. Its statements are driven on the calling thread
-/// (the driver's futures need no runtime; the connection's own task, on the
-/// store's runtime, does the socket work). Dropped, it goes back to the
-/// pool, rolled back first if a transaction was left open, or is closed if
-/// it broke.
+/// One pooled connection, driven on the calling thread (see `drive`).
+/// Dropped, it goes back to the pool, rolled back first if a transaction
+/// was left open, or is closed if it broke.
 pub(super) struct PgConn {
-    object: Option<Object>,
-    /// The store's runtime, whose timer bounds each wait for answers.
-    handle: tokio::runtime::Handle,
+    object: Option<Object<drive::Manager>>,
     /// Inside `BEGIN` and not yet committed or rolled back.
     open: AtomicBool,
     /// Met an error that leaves it unusable: it is not handed out again.
@@ -443,10 +433,9 @@ enum Step {
 }
 
 impl PgConn {
-    fn new(object: Object, handle: tokio::runtime::Handle) -> Self {
+    fn new(object: Object<drive::Manager>) -> Self {
         PgConn {
             object: Some(object),
-            handle,
             open: AtomicBool::new(false),
             broken: AtomicBool::new(false),
         }
@@ -457,17 +446,24 @@ impl PgConn {
     /// rather than holding its caller (the reaper, a lease renewal) for as
     /// long as the kernel keeps a dead socket.
     fn wait<T>(&self, answers: impl Future<Output = T>) -> Result<T> {
-        let _runtime = self.handle.enter();
-        futures::executor::block_on(tokio::time::timeout(ANSWER_WAIT, answers)).map_err(|_| {
-            self.broken.store(true, Ordering::Relaxed);
-            StoreError::Unavailable(format!(
+        self.object()?
+            .drive(answers, ANSWER_WAIT)
+            .map_err(|stalled| self.stalled(stalled))
+    }
+
+    /// A connection that stopped answering, or ended, is closed.
+    fn stalled(&self, stalled: drive::Stalled) -> StoreError {
+        self.broken.store(true, Ordering::Relaxed);
+        StoreError::Unavailable(match stalled {
+            drive::Stalled::TimedOut => format!(
                 "the database did not answer within {} s",
                 ANSWER_WAIT.as_secs()
-            ))
+            ),
+            drive::Stalled::Lost => "the database connection was lost".into(),
         })
     }
 
-    fn object(&self) -> Result<&Object> {
+    fn object(&self) -> Result<&Object<drive::Manager>> {
         self.object.as_ref().ok_or_else(|| {
             StoreError::Unavailable("the connection was lost earlier in this transaction".into())
         })
@@ -487,26 +483,30 @@ impl PgConn {
         commit: bool,
     ) -> Result<std::result::Result<Piped, Failed>> {
         let object = self.object()?;
-        self.wait(async {
-            // Prepared first, one at a time: a statement met for the first
-            // time on this connection costs one round trip, once.
-            let mut prepared = Vec::with_capacity(statements.len());
-            for (at, statement) in statements.iter().enumerate() {
-                match object.prepare_cached(&statement.sql).await {
-                    Ok(done) => prepared.push(done),
-                    Err(error) => {
-                        return Err(Failed {
-                            at: Some(at),
-                            error,
-                        });
-                    }
+        // Prepared first, one at a time: a statement met for the first time
+        // on this connection costs one round trip, once.
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (at, statement) in statements.iter().enumerate() {
+            match object
+                .prepared(&statement.sql, ANSWER_WAIT)
+                .map_err(|stalled| self.stalled(stalled))?
+            {
+                Ok(done) => prepared.push(done),
+                Err(error) => {
+                    return Ok(Err(Failed {
+                        at: Some(at),
+                        error,
+                    }));
                 }
             }
+        }
+        let client = &object.client;
+        self.wait(async {
             type Send<'a> = Pin<Box<dyn Future<Output = Answer> + 'a>>;
             let mut sends: Vec<Send<'_>> = Vec::with_capacity(statements.len() + 2);
             if let Some(begin) = begin {
                 sends.push(Box::pin(async move {
-                    object.simple_query(begin).await.map(Step::Begun)
+                    client.simple_query(begin).await.map(Step::Begun)
                 }));
             }
             for (statement, prepared) in statements.iter().zip(&prepared) {
@@ -516,12 +516,12 @@ impl PgConn {
                         .iter()
                         .map(|param| param.as_ref() as &(dyn ToSql + Sync))
                         .collect();
-                    object.query(prepared, &params).await.map(Step::Rows)
+                    client.query(prepared, &params).await.map(Step::Rows)
                 }));
             }
             if commit {
                 sends.push(Box::pin(async {
-                    object
+                    client
                         .batch_execute("COMMIT")
                         .await
                         .map(|()| Step::Committed)
@@ -563,7 +563,7 @@ impl PgConn {
     /// Runs statements with no parameters (`BEGIN`, a migration).
     pub(super) fn batch(&self, sql: &str) -> Result<()> {
         let object = self.object()?;
-        self.wait(object.batch_execute(sql))?
+        self.wait(object.client.batch_execute(sql))?
             .map_err(|err| self.failed(err))
     }
 
@@ -676,9 +676,9 @@ impl Snapshot for PgSnapshot {
     }
 }
 
-fn pool_error(err: deadpool_postgres::PoolError) -> StoreError {
+fn pool_error(err: deadpool::managed::PoolError<StoreError>) -> StoreError {
     match err {
-        deadpool_postgres::PoolError::Backend(err) => StoreError::from(err),
+        deadpool::managed::PoolError::Backend(err) => err,
         other => StoreError::Unavailable(format!("no database connection: {other}")),
     }
 }
