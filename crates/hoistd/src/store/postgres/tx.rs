@@ -48,10 +48,10 @@ pub(super) struct PgTx {
     /// and whether that was sent.
     begin: &'static str,
     begun: Cell<bool>,
-    /// While an optimistic transaction does not hold the lock: a check of
-    /// each read it made, which fails if the read would now answer
-    /// otherwise. `None` once it holds the lock, or if it never was
-    /// optimistic.
+    /// While an optimistic transaction does not hold the lock: each read
+    /// it made, with its fingerprint as one more parameter, to check that
+    /// it would answer the same (see [`check`]). `None` once it holds the
+    /// lock, or if it never was optimistic.
     checks: RefCell<Option<Vec<Statement>>>,
 }
 
@@ -104,15 +104,53 @@ fn fingerprinted(sql: &str) -> String {
     )
 }
 
-/// A statement that fails (division by zero) unless `sql`, with its
-/// `params` parameters, still answers with the fingerprint given as one
-/// more parameter.
-fn check(sql: &str, params: usize) -> String {
-    format!(
-        "SELECT 1 / (md5(coalesce(string_agg(r::text, ',' ORDER BY r::text), '')) = ${})::int \
-         FROM ({sql}) r",
-        params + 1
-    )
+/// One statement that fails (division by zero) unless every one of
+/// `reads` still answers with its fingerprint, given as its last
+/// parameter: the checks of an optimistic transaction's reads, in one
+/// statement however many there are.
+fn check(reads: Vec<Statement>) -> Statement {
+    let mut params = Vec::new();
+    let mut tests = Vec::with_capacity(reads.len());
+    for read in reads {
+        let sql = renumber(&read.sql, params.len());
+        params.extend(read.params);
+        tests.push(format!(
+            "(SELECT md5(coalesce(string_agg(r::text, ',' ORDER BY r::text), '')) \
+             FROM ({sql}) r) = ${}",
+            params.len()
+        ));
+    }
+    Statement::new(format!("SELECT 1 / ({})::int", tests.join(" AND ")), params)
+}
+
+/// `sql` with each parameter `$n` as `$(n + by)`, outside quoted text: the
+/// store's own statements, whose quoted text is only ever in single quotes.
+fn renumber(sql: &str, by: usize) -> String {
+    if by == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quoted = false;
+    let mut chars = sql.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c != '$' || quoted {
+            out.push(c);
+            continue;
+        }
+        let mut end = at + 1;
+        while let Some((next, digit)) = chars.peek().copied().filter(|(_, d)| d.is_ascii_digit()) {
+            end = next + digit.len_utf8();
+            chars.next();
+        }
+        match sql[at + 1..end].parse::<usize>() {
+            Ok(n) => out.push_str(&format!("${}", n + by)),
+            Err(_) => out.push_str(&sql[at..end]),
+        }
+    }
+    out
 }
 
 impl PgTx {
@@ -156,11 +194,11 @@ impl PgTx {
     /// checks of its reads, to go first in the pipeline that takes it
     /// (which begins with the lock, see [`PgTx::send`]).
     fn take_lock(&self, statements: &mut Vec<Statement>, refusals: &mut Vec<Refusal>) {
-        let Some(checks) = self.checks.borrow_mut().take() else {
+        let Some(reads) = self.checks.borrow_mut().take() else {
             return;
         };
-        for check in checks {
-            statements.push(check);
+        if !reads.is_empty() {
+            statements.push(check(reads));
             refusals.push(Refusal::Changed);
         }
     }
@@ -277,7 +315,7 @@ impl PgTx {
             let mut checked = read.params;
             checked.push(text(&fingerprint));
             if let Some(checks) = self.checks.borrow_mut().as_mut() {
-                checks.push(Statement::new(check(&read.sql, checked.len() - 1), checked));
+                checks.push(Statement::new(read.sql, checked));
             }
         }
         // The fingerprint column is left on each row: every reader takes
@@ -1728,5 +1766,23 @@ pub(super) fn scan_audit(
         if (rows.len() as i64) < SCAN_PAGE {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renumber;
+
+    #[test]
+    fn renumbering_moves_parameters_outside_quoted_text() {
+        assert_eq!(
+            renumber(
+                "a = $1 AND b = '$2' AND c = $10::text AND d = 'it''s $3' || $2",
+                3
+            ),
+            "a = $4 AND b = '$2' AND c = $13::text AND d = 'it''s $3' || $5"
+        );
+        assert_eq!(renumber("a = $1", 0), "a = $1");
+        assert_eq!(renumber("é = $1, $ alone", 1), "é = $2, $ alone");
     }
 }
