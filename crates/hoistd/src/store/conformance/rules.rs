@@ -577,6 +577,24 @@ pub fn racing_appends_link_to_the_head(store: &dyn Store) {
         .flat_map(|racer| (0..TRANSACTIONS).map(move |n| appended(racer, n)))
         .sum();
     assert_eq!(log.len(), total, "every entry, once");
+    assert_chained(&log);
+    for (n, event) in log.iter().enumerate() {
+        let (transaction, at) = event.actor.rsplit_once('-').unwrap();
+        if at != "0" {
+            let before = at.parse::<usize>().unwrap() - 1;
+            assert_eq!(
+                log[n - 1].actor,
+                format!("{transaction}-{before}"),
+                "a transaction's entries are next to each other, in order"
+            );
+        }
+    }
+}
+
+/// Every entry of `log`, the whole log oldest first, is numbered in turn
+/// from 1 and linked to the one before, its hash the
+/// [`link`](crate::store::link) of its place and its actor's [`tail_of`].
+fn assert_chained(log: &[hoist_api::AuditEvent]) {
     let mut prev_hash = crate::store::GENESIS.to_string();
     for (n, event) in log.iter().enumerate() {
         assert_eq!(event.seq, n as i64 + 1);
@@ -587,15 +605,6 @@ pub fn racing_appends_link_to_the_head(store: &dyn Store) {
             "entry {}",
             event.seq
         );
-        let (transaction, at) = event.actor.rsplit_once('-').unwrap();
-        if at != "0" {
-            let before = at.parse::<usize>().unwrap() - 1;
-            assert_eq!(
-                log[n - 1].actor,
-                format!("{transaction}-{before}"),
-                "a transaction's entries are next to each other, in order"
-            );
-        }
         prev_hash = event.hash.clone();
     }
 }
@@ -636,17 +645,7 @@ pub fn appends_and_inserts_keep_their_order(store: &dyn Store) {
         ["entry1", "entry2", "entry3", "entry4", "entry5"],
         "in the order made"
     );
-    let mut prev_hash = crate::store::GENESIS.to_string();
-    for event in &log {
-        assert_eq!(event.prev_hash, prev_hash, "entry {}", event.seq);
-        assert_eq!(
-            event.hash,
-            crate::store::link(&prev_hash, event.seq, &tail_of(&event.actor)),
-            "entry {}",
-            event.seq
-        );
-        prev_hash = event.hash.clone();
-    }
+    assert_chained(&log);
 }
 
 /// The tail hashed after an entry's sequence number in
