@@ -31,12 +31,7 @@ impl Work<'_> {
     pub(super) fn holding(&self, request: &AccessRequest) -> Result<Holding> {
         let held = match hoist_api::is_workload(&request.requester) {
             true => Vec::new(),
-            false => self.tx.grants(&GrantQuery {
-                holder: Some(request.requester.clone()),
-                role: Some(request.role.clone()),
-                states: vec![GrantState::Active],
-                ..GrantQuery::default()
-            })?,
+            false => self.tx.grants(&GrantQuery::held_for(request))?,
         };
         self.holding_of(request, held)
     }

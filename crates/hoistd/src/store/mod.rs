@@ -413,6 +413,16 @@ pub struct GrantQuery {
 }
 
 impl GrantQuery {
+    /// The active grants of a request's role that its requester holds.
+    pub fn held_for(request: &AccessRequest) -> Self {
+        GrantQuery {
+            holder: Some(request.requester.clone()),
+            role: Some(request.role.clone()),
+            states: vec![GrantState::Active],
+            ..GrantQuery::default()
+        }
+    }
+
     /// Grants that hold access at a target (at `target`, if named): being
     /// provisioned, live, failed, or being removed; all but removed.
     pub fn holding_access(target: Option<String>) -> Self {
@@ -622,12 +632,7 @@ pub trait Tx {
         let Some(request) = self.request(id)? else {
             return Ok(None);
         };
-        let held = self.grants(&GrantQuery {
-            holder: Some(request.requester.clone()),
-            role: Some(request.role.clone()),
-            states: vec![GrantState::Active],
-            ..GrantQuery::default()
-        })?;
+        let held = self.grants(&GrantQuery::held_for(&request))?;
         Ok(Some((request, held)))
     }
     /// With each request's reviews, oldest first (by time, then reviewer).

@@ -291,15 +291,7 @@ impl PgTx {
     fn queries(&self, reads: Vec<Statement>) -> Result<Vec<Vec<Row>>> {
         let unlocked = self.checks.borrow().is_some() && self.held.borrow().is_empty();
         if !unlocked {
-            let mut statements = Vec::new();
-            let mut refusals = Vec::new();
-            self.take_lock(&mut statements, &mut refusals);
-            self.take_held(&mut statements, &mut refusals, &[]);
-            let first = statements.len();
-            refusals.extend(reads.iter().map(|_| Refusal::None));
-            statements.extend(reads);
-            let mut answers = self.send(&statements, &refusals, false)?;
-            return Ok(answers.split_off(first.min(answers.len())));
+            return self.run_all(reads);
         }
         let statements: Vec<Statement> = reads
             .iter()
@@ -327,16 +319,20 @@ impl PgTx {
     /// does not hold it yet) and the held writes, in one round trip, and
     /// returns its rows.
     fn run(&self, statement: Statement) -> Result<Vec<Row>> {
+        Ok(self.run_all(vec![statement])?.pop().unwrap_or_default())
+    }
+
+    /// [`PgTx::run`] of several statements: the rows of each.
+    fn run_all(&self, run: Vec<Statement>) -> Result<Vec<Vec<Row>>> {
         let mut statements = Vec::new();
         let mut refusals = Vec::new();
         self.take_lock(&mut statements, &mut refusals);
         self.take_held(&mut statements, &mut refusals, &[]);
-        statements.push(statement);
-        refusals.push(Refusal::None);
-        Ok(self
-            .send(&statements, &refusals, false)?
-            .pop()
-            .unwrap_or_default())
+        let first = statements.len();
+        refusals.extend(run.iter().map(|_| Refusal::None));
+        statements.extend(run);
+        let mut answers = self.send(&statements, &refusals, false)?;
+        Ok(answers.split_off(first.min(answers.len())))
     }
 
     /// Holds an insert back. One under a key already taken fails at the
