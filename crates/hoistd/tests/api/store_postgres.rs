@@ -268,6 +268,26 @@ fn a_fenced_transaction_holds_its_lease_until_it_ends() {
     assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 7);
 }
 
+/// A writing transaction lets the lock go before its commit reaches the
+/// disk, and waits for the disk before it returns: a server that crashes
+/// the moment the commits have returned still has every one of them.
+#[test]
+fn a_commit_that_returned_survives_a_crash_of_the_server() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    for cursor in 1..=50 {
+        let mut tx = store.transaction().unwrap();
+        tx.set_notification_cursor(cursor).unwrap();
+        tx.commit().unwrap();
+    }
+    pg.stop();
+    drop(store);
+    pg.restart().unwrap();
+    let store = PostgresStore::open(&url, Migrations::Leave).unwrap();
+    assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 50);
+}
+
 /// A write through a read ([`Store::read`]) is refused as the caller's
 /// mistake it is, not as a database turned read-only (which would say to
 /// try again), and writes nothing.

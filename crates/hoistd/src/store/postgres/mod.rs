@@ -16,7 +16,9 @@
 //! every instance, as they do on SQLite's one connection. A plain one takes
 //! it before its first read (with it, in one round trip); an optimistic one
 //! reads without it and takes it in its commit's pipeline, then checks its
-//! reads (see `tx::PgTx`).
+//! reads (see `tx::PgTx`). The lock is let go at the commit, before the
+//! commit's flush to disk, which the caller waits for after (see
+//! [`BEGIN_LOCKED`] and [`COMMIT_LOCKED`]).
 //! Measured against SERIALIZABLE with retries in BENCHMARKS.md: the broker's
 //! transactions all touch the audit head, so under SERIALIZABLE nearly every
 //! concurrent pair conflicts and one is retried anyway. An advisory lock of
@@ -63,7 +65,32 @@ const MIGRATIONS: &[&str] = &[
 /// Every round trip after it is part of the critical section the instances
 /// take turns at. Any lock number will do as long as nothing else on the
 /// database uses it: "hoistd tx" (see the test below).
-pub(super) const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7525349446954284152)";
+///
+/// The transaction commits without waiting for its log to reach the disk
+/// (`synchronous_commit` off for it alone), so the lock is let go as soon
+/// as the commit is in the log, not after the flush: the next transaction
+/// need not wait for this one's disk write, and the flushes of several
+/// transactions can be one. [`COMMIT_LOCKED`] then waits for the flush
+/// before anyone hears of the commit.
+pub(super) const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7525349446954284152), \
+                                       set_config('synchronous_commit', 'off', true)";
+/// Commits a transaction [`BEGIN_LOCKED`] began, then makes it durable
+/// before answering: a second transaction, with the session's own
+/// `synchronous_commit`, writes one record to the log (an empty logical
+/// message, "hoistd", which no table keeps) and so commits after the first
+/// and waits for the log to be flushed (or replicated, as the server is
+/// configured) up to its own commit, and so past the first's. A
+/// transaction that only took an id would write nothing before its commit,
+/// and PostgreSQL would not wait for that commit's flush. The caller hears
+/// of the commit only once it is durable, as it would with the commit
+/// waiting for its flush; what changes is that another transaction may
+/// read this one's writes for the time of the flush before they are
+/// durable. A crash in that time loses both: whatever read them commits
+/// later in the log. One simple query, in the same round trip as the
+/// commit. If the first transaction failed, `COMMIT` rolls it back and the
+/// second writes only its message.
+pub(super) const COMMIT_LOCKED: &str =
+    "COMMIT; BEGIN; SELECT pg_logical_emit_message(true, 'hoistd', ''); COMMIT";
 /// Starts a transaction that only reads ([`Store::read`]): its snapshot is
 /// taken at its first statement, sent with this.
 pub(super) const BEGIN_READING: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
@@ -470,7 +497,8 @@ impl PgConn {
     }
 
     /// Sends `begin` (statements with no parameters, as one simple query)
-    /// when given, `statements`, and `COMMIT` when `commit`, back to back
+    /// when given, `statements`, and `commit` (`COMMIT`, or
+    /// [`COMMIT_LOCKED`]) when given, back to back
     /// on the connection, and waits for all of their answers: one round
     /// trip however many there are. The server runs them in order; once
     /// one fails, it refuses the rest of the transaction (and takes the
@@ -480,7 +508,7 @@ impl PgConn {
         &self,
         begin: Option<&str>,
         statements: &[Statement],
-        commit: bool,
+        commit: Option<&str>,
     ) -> Result<std::result::Result<Piped, Failed>> {
         let object = self.object()?;
         // Prepared first, one at a time: a statement met for the first time
@@ -519,12 +547,9 @@ impl PgConn {
                     client.query(prepared, &params).await.map(Step::Rows)
                 }));
             }
-            if commit {
-                sends.push(Box::pin(async {
-                    client
-                        .batch_execute("COMMIT")
-                        .await
-                        .map(|()| Step::Committed)
+            if let Some(commit) = commit {
+                sends.push(Box::pin(async move {
+                    client.batch_execute(commit).await.map(|()| Step::Committed)
                 }));
             }
             let first = usize::from(begin.is_some());
@@ -554,7 +579,7 @@ impl PgConn {
 
     /// Runs one statement and returns its rows.
     pub(super) fn query(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
-        match self.pipeline(None, &[Statement::new(sql, params)], false)? {
+        match self.pipeline(None, &[Statement::new(sql, params)], None)? {
             Ok(mut piped) => Ok(piped.rows.pop().unwrap_or_default()),
             Err(failed) => Err(self.failed(failed.error)),
         }
@@ -575,13 +600,13 @@ impl PgConn {
         &self,
         begin: Option<&str>,
         statements: &[Statement],
-        commit: bool,
+        commit: Option<&str>,
     ) -> Result<std::result::Result<Piped, Failed>> {
         if begin.is_some() {
             self.open.store(true, Ordering::Relaxed);
         }
         let done = self.pipeline(begin, statements, commit);
-        if commit {
+        if commit.is_some() {
             self.open.store(false, Ordering::Relaxed);
             if !matches!(done, Ok(Ok(_))) {
                 self.broken.store(true, Ordering::Relaxed);
@@ -592,15 +617,16 @@ impl PgConn {
 
     /// Starts a transaction with `begin` (statements with no parameters).
     pub(super) fn begin(&self, begin: &str) -> Result<()> {
-        match self.send(Some(begin), &[], false)? {
+        match self.send(Some(begin), &[], None)? {
             Ok(_) => Ok(()),
             Err(failed) => Err(self.failed(failed.error)),
         }
     }
 
-    /// Commits; whatever the answer, the transaction is over.
+    /// Commits (waiting for the flush, as the session is configured);
+    /// whatever the answer, the transaction is over.
     pub(super) fn commit(&self) -> Result<()> {
-        match self.send(None, &[], true)? {
+        match self.send(None, &[], Some("COMMIT"))? {
             Ok(_) => Ok(()),
             Err(failed) => Err(self.failed(failed.error)),
         }
@@ -798,7 +824,10 @@ mod tests {
         const TX_LOCK: i64 = 0x686f_6973_7464_7478;
         assert_eq!(
             BEGIN_LOCKED,
-            format!("BEGIN; SELECT pg_advisory_xact_lock({TX_LOCK})")
+            format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({TX_LOCK}), \
+                 set_config('synchronous_commit', 'off', true)"
+            )
         );
     }
 }

@@ -17,7 +17,9 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
-use super::{BEGIN_LOCKED, BEGIN_READING, Failed, Param, PgConn, SCAN_PAGE, Statement};
+use super::{
+    BEGIN_LOCKED, BEGIN_READING, COMMIT_LOCKED, Failed, Param, PgConn, SCAN_PAGE, Statement,
+};
 use crate::store::{
     AuditHead, AuditQuery, Delivery, Effect, EffectAction, Exchange, GENESIS, GrantQuery, Lease,
     Notification, NotificationDelivery, Remembered, RequestQuery, Result, StoreError, StoredAudit,
@@ -174,8 +176,10 @@ impl PgTx {
     }
 
     /// Sends `statements`, after `BEGIN` if the transaction has not begun
-    /// (an optimistic one begins when it takes the lock), and `COMMIT` after
-    /// them when `commit`: one round trip. The rows of each statement.
+    /// (an optimistic one begins when it takes the lock), and the commit
+    /// after them when `commit` (a locked transaction's waits for the flush
+    /// after it lets the lock go, [`COMMIT_LOCKED`]): one round trip. The
+    /// rows of each statement.
     fn send(
         &self,
         statements: &[Statement],
@@ -184,6 +188,10 @@ impl PgTx {
     ) -> Result<Vec<Vec<Row>>> {
         let begins = self.checks.borrow().is_none() && !self.begun.replace(true);
         let begin = begins.then_some(self.begin);
+        let commit = commit.then_some(match self.begin {
+            BEGIN_LOCKED => COMMIT_LOCKED,
+            _ => "COMMIT",
+        });
         match self.conn.send(begin, statements, commit)? {
             Ok(piped) => Ok(piped.rows),
             Err(failed) => Err(self.refused(failed, refusals)),
