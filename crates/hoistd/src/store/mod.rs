@@ -120,7 +120,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use hoist_api::{AccessRequest, AccessState, AuditEvent, Grant, GrantState, RequestState, Review};
 
-pub use postgres::{CA_FILE_ENV, Migrations, PostgresStore, tls_connector};
+pub use postgres::{CA_FILE_ENV, KEPT_STATEMENTS, Migrations, PostgresStore, tls_connector};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not do what it was asked, in words that name no

@@ -3,7 +3,9 @@
 //! what only a server database does: migrations shared by instances,
 //! readiness, and a password kept out of what is shown.
 
-use hoistd::store::{Lease, Location, Migrations, PostgresStore, Store, StoreError};
+use hoistd::store::{
+    KEPT_STATEMENTS, Lease, Location, Migrations, PostgresStore, RequestQuery, Store, StoreError,
+};
 use hoistd::testing::Postgres;
 
 fn server() -> Postgres {
@@ -286,6 +288,33 @@ fn a_commit_that_returned_survives_a_crash_of_the_server() {
     pg.restart().unwrap();
     let store = PostgresStore::open(&url, Migrations::Leave).unwrap();
     assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 50);
+}
+
+/// A connection keeps a bounded number of statements prepared, and the
+/// server holds no more for it than it keeps: listings asking for ever new
+/// limits (each a statement of its own) grow neither side.
+#[test]
+fn a_connection_keeps_a_bounded_number_of_statements_prepared() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    for limit in 1..=KEPT_STATEMENTS.get() + 100 {
+        let query = RequestQuery {
+            limit: Some(limit),
+            ..RequestQuery::default()
+        };
+        assert!(store.read().unwrap().requests(&query).unwrap().is_empty());
+    }
+    let (kept, on_server) = store.kept_statements().unwrap();
+    assert_eq!(
+        kept,
+        KEPT_STATEMENTS.get(),
+        "the connection keeps as many as it may"
+    );
+    assert_eq!(
+        on_server, kept as i64,
+        "the server holds prepared what the connection keeps, and no more"
+    );
 }
 
 /// A write through a read ([`Store::read`]) is refused as the caller's

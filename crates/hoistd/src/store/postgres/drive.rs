@@ -17,10 +17,10 @@
 //! `sslmode` says, and `target_session_attrs`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::{Pin, pin};
@@ -30,6 +30,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{Metrics, RecycleError, RecycleResult};
+use lru::LruCache;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::config::{Host, TargetSessionAttrs};
@@ -244,13 +245,23 @@ impl Driver {
     }
 }
 
+/// How many statements a connection keeps prepared. The store's own
+/// statements are far fewer, but some vary with the call (a listing's
+/// `LIMIT`, the checks of an optimistic transaction's reads), and each one
+/// kept costs memory here and a plan on the server: past this many, the
+/// least recently used is closed.
+pub const KEPT_STATEMENTS: NonZeroUsize = match NonZeroUsize::new(256) {
+    Some(kept) => kept,
+    None => panic!("a connection keeps at least one statement"),
+};
+
 /// One connection: its client, its connection future (gone once it ended)
 /// and the statements prepared on it.
 pub(super) struct Conn {
     pub(super) client: Client,
     connection: RefCell<Option<Connection>>,
     driver: Driver,
-    statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
+    statements: RefCell<LruCache<String, tokio_postgres::Statement>>,
 }
 
 impl Conn {
@@ -266,22 +277,30 @@ impl Conn {
     }
 
     /// `sql` prepared on this connection: a statement met for the first
-    /// time costs one round trip, once.
+    /// time costs one round trip, and is kept while it is among the
+    /// [`KEPT_STATEMENTS`] used last. One let go is closed on the server
+    /// (tokio-postgres sends the `Close` once the last copy is dropped).
     pub(super) fn prepared(
         &self,
         sql: &str,
         within: Duration,
     ) -> Result<Result<tokio_postgres::Statement, tokio_postgres::Error>, Stalled> {
-        if let Some(statement) = self.statements.borrow().get(sql) {
+        if let Some(statement) = self.statements.borrow_mut().get(sql) {
             return Ok(Ok(statement.clone()));
         }
         let prepared = self.drive(self.client.prepare(sql), within)?;
         if let Ok(statement) = &prepared {
             self.statements
                 .borrow_mut()
-                .insert(sql.to_owned(), statement.clone());
+                .push(sql.to_owned(), statement.clone());
         }
         Ok(prepared)
+    }
+
+    /// How many statements are kept prepared on this connection.
+    #[cfg(feature = "testing")]
+    pub(super) fn kept_statements(&self) -> usize {
+        self.statements.borrow().len()
     }
 
     /// Whether it is still open: reads what the server sent while it sat
@@ -429,7 +448,7 @@ fn start(
         client,
         connection: RefCell::new(Some(connection)),
         driver,
-        statements: RefCell::new(HashMap::new()),
+        statements: RefCell::new(LruCache::new(KEPT_STATEMENTS)),
     };
     let wanted = match config.get_target_session_attrs() {
         TargetSessionAttrs::ReadWrite => Some("off"),

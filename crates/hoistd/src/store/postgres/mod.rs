@@ -28,6 +28,8 @@ mod drive;
 mod listen;
 mod tx;
 
+pub use drive::KEPT_STATEMENTS;
+
 use std::fmt;
 use std::future::Future;
 use std::ops::ControlFlow;
@@ -241,6 +243,19 @@ impl PostgresStore {
         let _runtime = self.handle.enter();
         let object = futures::executor::block_on(self.pool.get()).map_err(pool_error)?;
         Ok(PgConn::new(object))
+    }
+
+    /// How many statements one pooled connection keeps prepared, and how
+    /// many the server holds prepared for it, counted on it.
+    #[cfg(feature = "testing")]
+    pub fn kept_statements(&self) -> Result<(usize, i64)> {
+        let conn = self.connection()?;
+        let counted = conn.query("SELECT count(*) FROM pg_prepared_statements", Vec::new())?;
+        let on_server = counted
+            .first()
+            .map(|row| row.get::<_, i64>(0))
+            .unwrap_or_default();
+        Ok((conn.object()?.kept_statements(), on_server))
     }
 
     /// Applies the pending migrations in one transaction under the
