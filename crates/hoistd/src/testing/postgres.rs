@@ -402,6 +402,11 @@ impl Postgres {
         }
     }
 
+    /// The directory of the server's Unix socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
     pub fn host(&self) -> &str {
         "127.0.0.1"
     }

@@ -200,6 +200,34 @@ fn tls_to_the_database_checks_the_servers_certificate() {
     assert!(PostgresStore::open_with_ca(&url, Migrations::Apply, Some(&pg.ca_file())).is_err());
 }
 
+/// Over a Unix socket there is no TLS, whatever `sslmode` says, as with
+/// libpq: the server does not offer it there, so `require` (say, set for
+/// every connection of a deployment) still connects, and `prefer` does not
+/// ask.
+#[test]
+fn a_unix_socket_connects_without_tls_whatever_the_sslmode() {
+    let starting = tokio::runtime::Runtime::new().unwrap();
+    let pg = starting
+        .block_on(Postgres::start_with_tls())
+        .unwrap_or_else(|err| panic!("{err}"));
+    drop(starting);
+    pg.create_database("hoistd").unwrap();
+    for mode in ["require", "prefer", "disable"] {
+        let url = format!(
+            "postgres://postgres:{}@/hoistd?host={}&port={}&sslmode={mode}",
+            pg.admin_password(),
+            pg.socket_dir().display(),
+            pg.port()
+        );
+        let store = PostgresStore::open_with_ca(&url, Migrations::Apply, Some(&pg.ca_file()))
+            .unwrap_or_else(|err| panic!("sslmode={mode} over a Unix socket: {err}"));
+        let mut tx = store.transaction().unwrap();
+        tx.set_notification_cursor(3).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 3);
+    }
+}
+
 /// A read ([`Store::read`]) waits for no writer: while a transaction holds
 /// the turn every writer takes (rule 1), a read on another connection
 /// still answers, with what was committed before.

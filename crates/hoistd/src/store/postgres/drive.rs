@@ -14,7 +14,8 @@
 //! Connecting follows tokio-postgres's own `connect`: each host of the URL
 //! in turn (its `hostaddr` if given), every address a name resolves to,
 //! TCP keepalives and the user timeout as configured, TLS as the URL's
-//! `sslmode` says, and `target_session_attrs`.
+//! `sslmode` says (none over a Unix socket, as with libpq), and
+//! `target_session_attrs`.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -33,7 +34,7 @@ use deadpool::managed::{Metrics, RecycleError, RecycleResult};
 use lru::LruCache;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_postgres::config::{Host, TargetSessionAttrs};
+use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -417,13 +418,26 @@ fn tcp(config: &Config, addr: &SocketAddr) -> io::Result<TcpStream> {
 }
 
 /// The startup, TLS and authentication on a connected `stream`, then the
-/// session's check against `target_session_attrs`.
+/// session's check against `target_session_attrs`. Over a Unix socket
+/// there is no TLS, whatever `sslmode` says, as with libpq: the socket is
+/// local, and the server does not offer TLS on it (it would refuse the
+/// request, and `sslmode=require` would then fail).
 fn start(
     config: &Config,
     tls: &MakeRustlsConnect,
     stream: Stream,
     hostname: Option<&str>,
 ) -> Result<Conn, StoreError> {
+    let without_tls;
+    let config = match stream {
+        Stream::Unix(_) => {
+            let mut plain = config.clone();
+            plain.ssl_mode(SslMode::Disable);
+            without_tls = plain;
+            &without_tls
+        }
+        Stream::Tcp(_) => config,
+    };
     let watch = match &stream {
         Stream::Tcp(stream) => stream.try_clone().map(OwnedFd::from),
         Stream::Unix(stream) => stream.try_clone().map(OwnedFd::from),

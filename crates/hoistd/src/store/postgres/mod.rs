@@ -167,7 +167,8 @@ impl PostgresStore {
     /// TLS is as the URL's `sslmode` says (`disable`, `prefer` by default,
     /// `require`); whenever it is used, the server's certificate and name
     /// are checked, against the CA file in `HOISTD_DB_CA_FILE` or the
-    /// system's roots (libpq's `verify-full`).
+    /// system's roots (libpq's `verify-full`). Over a Unix socket (`host`
+    /// a directory) there is no TLS, as with libpq.
     pub fn open(url: &str, migrations: Migrations) -> Result<Self> {
         let ca_file = std::env::var_os(CA_FILE_ENV).map(std::path::PathBuf::from);
         Self::open_with_ca(url, migrations, ca_file.as_deref())
