@@ -12,6 +12,14 @@ fn server() -> Postgres {
     Postgres::start_now().unwrap_or_else(|err| panic!("{err}"))
 }
 
+/// A server with TLS on (its certificate signed by [`Postgres::ca_file`]).
+fn server_with_tls() -> Postgres {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(Postgres::start_with_tls())
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
 fn with_fresh_postgres(check: fn(&dyn Store)) {
     let pg = server();
     let url = pg.create_database("hoistd").unwrap();
@@ -170,11 +178,7 @@ fn a_postgres_location_hides_its_password() {
 /// rather than used in plain text.
 #[test]
 fn tls_to_the_database_checks_the_servers_certificate() {
-    let starting = tokio::runtime::Runtime::new().unwrap();
-    let pg = starting
-        .block_on(Postgres::start_with_tls())
-        .unwrap_or_else(|err| panic!("{err}"));
-    drop(starting);
+    let pg = server_with_tls();
     let url = format!("{}?sslmode=require", pg.create_database("hoistd").unwrap());
 
     let store = PostgresStore::open_with_ca(&url, Migrations::Apply, Some(&pg.ca_file())).unwrap();
@@ -206,11 +210,7 @@ fn tls_to_the_database_checks_the_servers_certificate() {
 /// ask.
 #[test]
 fn a_unix_socket_connects_without_tls_whatever_the_sslmode() {
-    let starting = tokio::runtime::Runtime::new().unwrap();
-    let pg = starting
-        .block_on(Postgres::start_with_tls())
-        .unwrap_or_else(|err| panic!("{err}"));
-    drop(starting);
+    let pg = server_with_tls();
     pg.create_database("hoistd").unwrap();
     for mode in ["require", "prefer", "disable"] {
         let url = format!(
