@@ -20,10 +20,17 @@ fn server_with_tls() -> Postgres {
         .unwrap_or_else(|err| panic!("{err}"))
 }
 
-fn with_fresh_postgres(check: fn(&dyn Store)) {
+/// A server, a fresh database's URL on it, and a store opened there with
+/// its schema applied.
+fn fresh_store() -> (Postgres, String, PostgresStore) {
     let pg = server();
     let url = pg.create_database("hoistd").unwrap();
     let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    (pg, url, store)
+}
+
+fn with_fresh_postgres(check: fn(&dyn Store)) {
+    let (_pg, _, store) = fresh_store();
     check(&store);
 }
 
@@ -96,9 +103,7 @@ fn ready_reports_pending_migrations_and_an_unreachable_server() {
 /// without being reopened.
 #[test]
 fn a_read_only_server_is_unavailable_until_it_is_writable_again() {
-    let pg = server();
-    let url = pg.create_database("hoistd").unwrap();
-    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let (_pg, url, store) = fresh_store();
     let set_read_only = |on: bool| {
         let output = std::process::Command::new("psql")
             .args(["-X", "-q", "-d", &url, "-c"])
@@ -233,9 +238,7 @@ fn a_unix_socket_connects_without_tls_whatever_the_sslmode() {
 /// still answers, with what was committed before.
 #[test]
 fn a_read_waits_for_no_writer() {
-    let pg = server();
-    let url = pg.create_database("hoistd").unwrap();
-    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let (_pg, _, store) = fresh_store();
     let writer = store.transaction().unwrap();
     // Its first statement takes the lock.
     assert_eq!(writer.audit_head().unwrap(), None);
@@ -261,9 +264,7 @@ fn a_read_waits_for_no_writer() {
 /// the transaction wrote landed under the lease it checked.
 #[test]
 fn a_fenced_transaction_holds_its_lease_until_it_ends() {
-    let pg = server();
-    let url = pg.create_database("hoistd").unwrap();
-    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let (_pg, _, store) = fresh_store();
     let short = std::time::Duration::from_millis(200);
     let epoch = store.lead("first", short).unwrap().unwrap();
     let mut fenced = store.transaction().unwrap();
@@ -303,9 +304,7 @@ fn a_fenced_transaction_holds_its_lease_until_it_ends() {
 /// the moment the commits have returned still has every one of them.
 #[test]
 fn a_commit_that_returned_survives_a_crash_of_the_server() {
-    let pg = server();
-    let url = pg.create_database("hoistd").unwrap();
-    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let (pg, url, store) = fresh_store();
     for cursor in 1..=50 {
         let mut tx = store.transaction().unwrap();
         tx.set_notification_cursor(cursor).unwrap();
@@ -323,9 +322,7 @@ fn a_commit_that_returned_survives_a_crash_of_the_server() {
 /// limits (each a statement of its own) grow neither side.
 #[test]
 fn a_connection_keeps_a_bounded_number_of_statements_prepared() {
-    let pg = server();
-    let url = pg.create_database("hoistd").unwrap();
-    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let (_pg, _, store) = fresh_store();
     for limit in 1..=KEPT_STATEMENTS.get() + 100 {
         let query = RequestQuery {
             limit: Some(limit),
@@ -350,9 +347,7 @@ fn a_connection_keeps_a_bounded_number_of_statements_prepared() {
 /// try again), and writes nothing.
 #[test]
 fn a_write_through_a_read_is_refused_as_a_mistake() {
-    let pg = server();
-    let url = pg.create_database("hoistd").unwrap();
-    let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let (_pg, _, store) = fresh_store();
     let mut read = store.read().unwrap();
     let written = match read.set_notification_cursor(7) {
         Ok(()) => read.commit(),

@@ -514,12 +514,11 @@ impl PgConn {
 
     /// Sends `begin` (statements with no parameters, as one simple query)
     /// when given, `statements`, and `commit` (`COMMIT`, or
-    /// [`COMMIT_LOCKED`]) when given, back to back
-    /// on the connection, and waits for all of their answers: one round
-    /// trip however many there are. The server runs them in order; once
-    /// one fails, it refuses the rest of the transaction (and takes the
-    /// `COMMIT` as a rollback), so the first failure is the one that
-    /// counts.
+    /// [`COMMIT_LOCKED`]) when given, back to back on the connection, and
+    /// waits for all of their answers: one round trip however many there
+    /// are. The server runs them in order; once one fails, it refuses the
+    /// rest of the transaction (and takes the `COMMIT` as a rollback), so
+    /// the first failure is the one that counts.
     pub(super) fn pipeline(
         &self,
         begin: Option<&str>,
