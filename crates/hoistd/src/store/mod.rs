@@ -669,6 +669,9 @@ pub trait Tx {
         request_id: &str,
         at: DateTime<Utc>,
     ) -> Result<()>;
+    /// Forgets at most `limit` idempotency keys filed before `before`, the
+    /// oldest first; how many.
+    fn purge_idempotency_keys(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64>;
 
     /// The newest audit entry, if any (rule 2).
     fn audit_head(&self) -> Result<Option<AuditHead>>;
@@ -773,6 +776,9 @@ pub trait Tx {
     /// Writes when the credential was handed over (rule 5: one never
     /// stored is not found).
     fn update_exchange(&mut self, exchange: &Exchange) -> Result<()>;
+    /// Forgets at most `limit` exchanges whose token expired before
+    /// `before`, the soonest expired first; how many.
+    fn purge_exchanges(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64>;
 
     /// The newest credential signing key: its id and PKCS#8 document.
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>>;

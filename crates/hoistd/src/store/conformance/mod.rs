@@ -46,8 +46,8 @@ pub use notifications::{
 };
 pub use records::{
     broker_keys, due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys,
-    identities, request_queries, request_with_holding, requests_round_trip, signing_keys,
-    slack_replays, workload_exchanges,
+    identities, purges_forget_only_what_is_old, request_queries, request_with_holding,
+    requests_round_trip, signing_keys, slack_replays, workload_exchanges,
 };
 pub use rules::{
     appends_and_inserts_keep_their_order, conflicts_and_missing_rows, connections_in_use,
@@ -79,6 +79,7 @@ macro_rules! store_conformance {
             request_with_holding,
             due_work_and_next_due,
             idempotency_keys,
+            purges_forget_only_what_is_old,
             signing_keys,
             broker_keys,
             identities,

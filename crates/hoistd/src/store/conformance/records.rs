@@ -488,6 +488,62 @@ pub fn idempotency_keys(store: &dyn Store) {
     );
 }
 
+/// Idempotency keys and workload exchanges are forgotten by age, oldest
+/// first and at most as many as asked, and only those older than asked.
+pub fn purges_forget_only_what_is_old(store: &dyn Store) {
+    use crate::store::Exchange;
+    insert_requests(store, &[bare_request("req_a", "alice", "db", 1)]);
+    let exchange = |n: i64| Exchange {
+        task_key: format!("https://issuer.example\njti-{n}"),
+        principal: "workload:deploy:repo:acme/app".into(),
+        request_id: "req_a".into(),
+        expires_at: at(n * 1_000),
+        created_at: at(1),
+        redeemed_at: None,
+    };
+    let mut tx = store.transaction().unwrap();
+    for n in [3, 1, 2] {
+        tx.insert_idempotency_key("alice", &format!("k{n}"), "hash", "req_a", at(n * 1_000))
+            .unwrap();
+        tx.insert_exchange(&exchange(n)).unwrap();
+    }
+    tx.commit().unwrap();
+
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.purge_idempotency_keys(at(3_000), 1).unwrap(), 1);
+    assert_eq!(tx.purge_exchanges(at(3_000), 1).unwrap(), 1);
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.idempotency_key("alice", "k1").unwrap(),
+        None,
+        "the oldest goes first"
+    );
+    assert!(tx.idempotency_key("alice", "k2").unwrap().is_some());
+    assert_eq!(tx.exchange(&exchange(1).task_key).unwrap(), None);
+    assert!(tx.exchange(&exchange(2).task_key).unwrap().is_some());
+    drop(tx);
+
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.purge_idempotency_keys(at(3_000), 10).unwrap(), 1);
+    assert_eq!(tx.purge_exchanges(at(3_000), 10).unwrap(), 1);
+    assert_eq!(tx.purge_idempotency_keys(at(3_000), 10).unwrap(), 0);
+    assert_eq!(tx.purge_exchanges(at(3_000), 10).unwrap(), 0);
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.idempotency_key("alice", "k2").unwrap(), None);
+    assert_eq!(
+        tx.idempotency_key("alice", "k3").unwrap(),
+        Some(("hash".to_string(), "req_a".to_string())),
+        "one used at the moment given is kept"
+    );
+    assert_eq!(tx.exchange(&exchange(2).task_key).unwrap(), None);
+    assert_eq!(
+        tx.exchange(&exchange(3).task_key).unwrap(),
+        Some(exchange(3))
+    );
+}
+
 /// A provider identity binds to one user and a user to one identity; both
 /// directions read back, and a second binding of either is refused.
 pub fn identities(store: &dyn Store) {

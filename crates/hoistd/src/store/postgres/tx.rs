@@ -1066,6 +1066,15 @@ impl Tx for PgTx {
         Ok(())
     }
 
+    fn purge_idempotency_keys(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        let purged = self.write(
+            "DELETE FROM idempotency_keys WHERE (requester, key) IN (SELECT requester, key FROM \
+             idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2) RETURNING 1",
+            vec![p(ms(before)), p(big(limit as u64, "limit")?)],
+        )?;
+        Ok(purged as u64)
+    }
+
     /// Read under the lock (an optimistic transaction takes it here), so
     /// it stays the head until this transaction appends.
     fn audit_head(&self) -> Result<Option<AuditHead>> {
@@ -1470,6 +1479,15 @@ impl Tx for PgTx {
             vec![text(&e.task_key), p(e.redeemed_at.map(ms))],
         )?;
         updated(changed, "exchange", &e.task_key)
+    }
+
+    fn purge_exchanges(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        let purged = self.write(
+            "DELETE FROM workload_exchanges WHERE task_key IN (SELECT task_key FROM \
+             workload_exchanges WHERE expires_at < $1 ORDER BY expires_at LIMIT $2) RETURNING 1",
+            vec![p(ms(before)), p(big(limit as u64, "limit")?)],
+        )?;
+        Ok(purged as u64)
     }
 
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {

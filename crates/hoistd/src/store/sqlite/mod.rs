@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0010_identity_groups.sql"),
     include_str!("../../../migrations/sqlite/0011_effect_access.sql"),
     include_str!("../../../migrations/sqlite/0012_history_indexes.sql"),
+    include_str!("../../../migrations/sqlite/0013_purge_indexes.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters

@@ -363,6 +363,17 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn purge_idempotency_keys(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        let purged = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM \
+                 idempotency_keys WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+            )?
+            .execute(params![ms(before), limit as i64])?;
+        Ok(purged as u64)
+    }
+
     fn audit_head(&self) -> Result<Option<AuditHead>> {
         audit_head(&self.conn)
     }
@@ -643,6 +654,17 @@ impl Tx for SqliteTx<'_> {
             return Err(StoreError::NotFound(format!("exchange {}", e.task_key)));
         }
         Ok(())
+    }
+
+    fn purge_exchanges(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        let purged = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM workload_exchanges WHERE rowid IN (SELECT rowid FROM \
+                 workload_exchanges WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2)",
+            )?
+            .execute(params![ms(before), limit as i64])?;
+        Ok(purged as u64)
     }
 
     fn insert_effect(&mut self, e: &Effect) -> Result<()> {
