@@ -42,6 +42,9 @@ const REAPER_MAX_SLEEP: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 /// ended, and lets its rate limiters forget idle callers: both live in this
 /// instance's memory, so every instance does it, leading or not.
 const USES_EVERY: Duration = Duration::from_secs(5);
+/// How often the leader forgets old idempotency keys and workload
+/// exchanges (`Broker::purge`); the first time as it starts to lead.
+const PURGE_EVERY: Duration = Duration::from_secs(3_600);
 
 /// Longest the server waits at start-up to hear other instances' changes.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
@@ -247,6 +250,14 @@ impl Server {
                 }
             },
         ));
+        let purger = tokio::spawn(leadership::while_leading(
+            leading.clone(),
+            stopped.clone(),
+            {
+                let broker = Arc::clone(&broker);
+                move |halted| purge_forever(Arc::clone(&broker), halted)
+            },
+        ));
         let tls = options.tls.clone();
         let serving_tls = options.tls;
         let reconciler = tokio::spawn(leadership::while_leading(leading, stopped.clone(), {
@@ -295,6 +306,7 @@ impl Server {
                     ("outbox", outbox),
                     ("notifications", notifier),
                     ("reconciler", reconciler),
+                    ("purger", purger),
                 ] {
                     if tokio::time::timeout_at(deadline, &mut job).await.is_err() {
                         tracing::warn!(job = name, "did not stop in time; aborted");
@@ -452,6 +464,45 @@ async fn count_uses_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bo
 }
 
 /// Records expiries, time-outs and scheduled starts as they fall due.
+/// Forgets old idempotency keys and workload exchanges every
+/// [`PURGE_EVERY`], in turns of a batch, until none is left or `halted`.
+async fn purge_forever(broker: Arc<Broker>, mut halted: watch::Receiver<bool>) {
+    loop {
+        let mut total = broker::Purged::default();
+        loop {
+            let purging = Arc::clone(&broker);
+            match tokio::task::spawn_blocking(move || purging.purge(broker::now())).await {
+                Ok(Ok(purged)) => {
+                    total.idempotency_keys += purged.idempotency_keys;
+                    total.exchanges += purged.exchanges;
+                    if !purged.more_left() || *halted.borrow() {
+                        break;
+                    }
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot purge old idempotency keys and exchanges");
+                    break;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "purge task failed");
+                    break;
+                }
+            }
+        }
+        if total != broker::Purged::default() {
+            tracing::info!(
+                idempotency_keys = total.idempotency_keys,
+                exchanges = total.exchanges,
+                "forgot old idempotency keys and workload exchanges"
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PURGE_EVERY) => {}
+            _ = halted.wait_for(|halted| *halted) => return,
+        }
+    }
+}
+
 async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
     let mut held = broker.reaper_held();
     loop {

@@ -103,10 +103,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Failure> {
 /// Files a request. Send an `Idempotency-Key` header so that a retry can never
 /// file twice: the same key with the same body returns the first request
 /// (200, `idempotent-replayed: true`); with a different body it is refused (422).
+/// A key is honoured for a day after its first use; then it is forgotten.
 #[utoipa::path(post, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     request_body = CreateRequest,
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
-        description = "Makes the call safe to retry: 1 to 255 visible ASCII characters")),
+        description = "Makes the call safe to retry for a day: 1 to 255 visible ASCII characters")),
     responses(
         (status = 201, description = "Filed: pending, or already active (auto-approve, break-glass)", body = AccessRequest),
         (status = 200, description = "A retry with the same Idempotency-Key: the request filed the first time", body = AccessRequest),

@@ -184,6 +184,12 @@ fn default_algorithms() -> Vec<String> {
 fn default_leeway() -> Duration {
     Duration::from_secs(30)
 }
+
+/// The most a workload rule's `leeway` may be: it allows for clocks that
+/// disagree, not for old tokens, and an exchange is remembered for a
+/// shorter time than a token could otherwise be accepted late (see
+/// `broker::EXCHANGES_KEPT`).
+pub const MAX_WORKLOAD_LEEWAY: Duration = Duration::from_secs(3_600);
 fn default_keys_timeout() -> Duration {
     Duration::from_secs(5)
 }
@@ -254,6 +260,14 @@ pub(super) fn workloads(
         }
         let algorithms = super::issuers::algorithms(&rule.algorithms)
             .map_err(|reason| bad(format!("{what}: {reason}")))?;
+        if rule.leeway > MAX_WORKLOAD_LEEWAY {
+            return Err(bad(format!(
+                "{what}: leeway {}s is above the most allowed, {}s: it allows for clock skew, \
+                 not for expired tokens",
+                rule.leeway.as_secs(),
+                MAX_WORKLOAD_LEEWAY.as_secs()
+            )));
+        }
         if rule.keys_timeout.is_zero() || rule.keys_refetch_after < Duration::from_secs(1) {
             return Err(bad(format!(
                 "{what}: keys_timeout must be above zero and keys_refetch_after at least 1s"

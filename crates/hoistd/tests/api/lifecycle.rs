@@ -1,5 +1,6 @@
 //! Filing, approval, denial, cancellation, time-out, scheduling, idempotency.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -233,6 +234,83 @@ async fn validate_only_answers_without_writing() {
 
     assert!(alice.mine().await.is_empty());
     assert!(broker.as_user("erin").audit().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_honoured_for_a_day_then_forgotten() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let first = alice.file_with_key(&db_request(), "key-1").await.unwrap();
+    let other = hoist_api::CreateRequest {
+        duration_secs: Some(600),
+        ..db_request()
+    };
+    let purge = |after: chrono::TimeDelta| {
+        let inner = Arc::clone(broker.broker());
+        tokio::task::spawn_blocking(move || inner.purge(Utc::now() + after).unwrap())
+    };
+
+    // Within the day the key still answers with its request.
+    let kept = purge(hoistd::broker::IDEMPOTENCY_KEPT - chrono::TimeDelta::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(kept.idempotency_keys, 0);
+    let again = alice.file_with_key(&db_request(), "key-1").await.unwrap();
+    assert_eq!(again.id, first.id);
+    refused(
+        alice.file_with_key(&other, "key-1").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::IdempotencyKeyReused,
+    );
+
+    // A day later it is forgotten: the same key files anew (once the first
+    // request is no longer open, as any second one).
+    alice.cancel(&first.id).await.unwrap();
+    let forgot = purge(hoistd::broker::IDEMPOTENCY_KEPT + chrono::TimeDelta::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(forgot.idempotency_keys, 1);
+    assert!(!forgot.more_left());
+    let anew = alice.file_with_key(&other, "key-1").await.unwrap();
+    assert_ne!(anew.id, first.id);
+    assert_eq!(anew.duration_secs, 600);
+    assert_eq!(alice.mine().await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_leader_forgets_old_idempotency_keys_as_it_starts_to_lead() {
+    let mut broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let filed = alice.file_with_key(&db_request(), "key-new").await.unwrap();
+    broker.stop().await;
+    let db = broker.db();
+    tokio::task::spawn_blocking(move || {
+        let store = hoistd::store::SqliteStore::open(&db).unwrap();
+        let mut tx = hoistd::Store::transaction(&store).unwrap();
+        let used = Utc::now() - hoistd::broker::IDEMPOTENCY_KEPT - chrono::TimeDelta::hours(1);
+        tx.insert_idempotency_key("alice", "key-old", "hash", &filed.id, used)
+            .unwrap();
+        tx.commit().unwrap();
+    })
+    .await
+    .unwrap();
+
+    broker.restart().await;
+    let inner = Arc::clone(broker.broker());
+    eventually(Duration::from_secs(10), || {
+        let inner = Arc::clone(&inner);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let tx = inner.store().transaction().unwrap();
+                let old = tx.idempotency_key("alice", "key-old").unwrap();
+                let new = tx.idempotency_key("alice", "key-new").unwrap();
+                old.is_none() && new.is_some()
+            })
+            .await
+            .unwrap()
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

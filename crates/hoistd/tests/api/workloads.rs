@@ -394,6 +394,26 @@ async fn every_bad_input_is_refused_with_its_code_audited_and_grants_nothing() {
         exchange_for(&broker, &token, "deploy").await,
         WorkloadErrorCode::Replayed,
     );
+    // The exchange is kept a day past its token's expiry, longer than any
+    // leeway lets the token in, so the replay stays refused until then.
+    let exp = jwt_claims(&token)["exp"].as_i64().unwrap();
+    let expired = chrono::DateTime::from_timestamp(exp, 0).unwrap();
+    let purge = |at: chrono::DateTime<chrono::Utc>| {
+        let inner = std::sync::Arc::clone(broker.broker());
+        tokio::task::spawn_blocking(move || inner.purge(at).unwrap())
+    };
+    let kept = purge(expired + hoistd::broker::EXCHANGES_KEPT)
+        .await
+        .unwrap();
+    assert_eq!(kept.exchanges, 0);
+    refused_with(
+        exchange_for(&broker, &token, "deploy").await,
+        WorkloadErrorCode::Replayed,
+    );
+    let forgot = purge(expired + hoistd::broker::EXCHANGES_KEPT + chrono::TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(forgot.exchanges, 1);
 
     // Malformed forms and grant types, in RFC 6749's terms.
     refused_with(
@@ -745,6 +765,14 @@ async fn a_rule_that_does_not_pin_its_subject_is_refused_at_load_with_its_line()
         (
             rule("sub = \"bot\"", 45).replace("max_duration = \"1h\"", "max_duration = \"30m\""),
             "longer than the role's max_duration",
+        ),
+        // Leeway is for clock skew; an exchange is remembered for a day.
+        (
+            rule("sub = \"bot\"", 5).replace(
+                "audience = \"https://hoist.example\"\n",
+                "audience = \"https://hoist.example\"\nleeway = \"2h\"\n",
+            ),
+            "leeway 7200s is above the most allowed, 3600s",
         ),
     ] {
         let err = hoistd::Policy::parse("policy.toml", &text)
