@@ -42,8 +42,9 @@ const REAPER_MAX_SLEEP: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 /// ended, and lets its rate limiters forget idle callers: both live in this
 /// instance's memory, so every instance does it, leading or not.
 const USES_EVERY: Duration = Duration::from_secs(5);
-/// How often the leader forgets old idempotency keys and workload
-/// exchanges (`Broker::purge`); the first time as it starts to lead.
+/// How often the leader forgets old idempotency keys, workload exchanges
+/// and delivery log entries (`Broker::purge`); the first time as it starts
+/// to lead.
 const PURGE_EVERY: Duration = Duration::from_secs(3_600);
 
 /// Longest the server waits at start-up to hear other instances' changes.
@@ -464,8 +465,9 @@ async fn count_uses_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bo
 }
 
 /// Records expiries, time-outs and scheduled starts as they fall due.
-/// Forgets old idempotency keys and workload exchanges every
-/// [`PURGE_EVERY`], in turns of a batch, until none is left or `halted`.
+/// Forgets old idempotency keys, workload exchanges and delivery log
+/// entries every [`PURGE_EVERY`], in turns of a batch, until none is left
+/// or `halted`.
 async fn purge_forever(broker: Arc<Broker>, mut halted: watch::Receiver<bool>) {
     loop {
         let mut total = broker::Purged::default();
@@ -473,14 +475,13 @@ async fn purge_forever(broker: Arc<Broker>, mut halted: watch::Receiver<bool>) {
             let purging = Arc::clone(&broker);
             match tokio::task::spawn_blocking(move || purging.purge(broker::now())).await {
                 Ok(Ok(purged)) => {
-                    total.idempotency_keys += purged.idempotency_keys;
-                    total.exchanges += purged.exchanges;
+                    total.add(purged);
                     if !purged.more_left() || *halted.borrow() {
                         break;
                     }
                 }
                 Ok(Err(err)) => {
-                    tracing::warn!(error = %err, "cannot purge old idempotency keys and exchanges");
+                    tracing::warn!(error = %err, "cannot purge what is kept only for a while");
                     break;
                 }
                 Err(err) => {
@@ -493,7 +494,9 @@ async fn purge_forever(broker: Arc<Broker>, mut halted: watch::Receiver<bool>) {
             tracing::info!(
                 idempotency_keys = total.idempotency_keys,
                 exchanges = total.exchanges,
-                "forgot old idempotency keys and workload exchanges"
+                webhook_deliveries = total.webhook_deliveries,
+                notification_deliveries = total.notification_deliveries,
+                "purged what is kept only for a while"
             );
         }
         tokio::select! {

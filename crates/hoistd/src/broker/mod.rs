@@ -147,7 +147,7 @@ pub struct Broker {
 
 pub use identities::{Authenticated, SignIn};
 pub use limits::REPEAT_WINDOW;
-pub use purge::{EXCHANGES_KEPT, IDEMPOTENCY_KEPT, PURGE_BATCH, Purged};
+pub use purge::{DELIVERIES_KEPT, EXCHANGES_KEPT, IDEMPOTENCY_KEPT, PURGE_BATCH, Purged};
 pub use reviews::FromSlack;
 pub use slack::{SLACK_UNKNOWN, slack_actor};
 pub use workloads::{Exchanged, POLL_INTERVAL_SECS, Refusal, UNVERIFIED_ACTOR};

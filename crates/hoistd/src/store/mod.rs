@@ -741,6 +741,9 @@ pub trait Tx {
     fn insert_delivery(&mut self, delivery: &Delivery) -> Result<()>;
     /// The newest deliveries first, at most `limit`.
     fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>>;
+    /// Forgets at most `limit` deliveries made before `before`, the oldest
+    /// first; how many.
+    fn purge_deliveries(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64>;
 
     /// The last audit sequence number routed to notification channels
     /// (rule 12).
@@ -768,6 +771,10 @@ pub trait Tx {
     fn insert_notification_delivery(&mut self, delivery: &NotificationDelivery) -> Result<()>;
     /// The newest attempts first, at most `limit`.
     fn notification_deliveries(&self, limit: usize) -> Result<Vec<NotificationDelivery>>;
+    /// Forgets at most `limit` attempts made before `before`, the oldest
+    /// first; how many.
+    fn purge_notification_deliveries(&mut self, before: DateTime<Utc>, limit: usize)
+    -> Result<u64>;
 
     /// The exchange of a workload task, if it was exchanged (rule 10).
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>>;

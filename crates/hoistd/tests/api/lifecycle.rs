@@ -278,7 +278,7 @@ async fn an_idempotency_key_is_honoured_for_a_day_then_forgotten() {
 }
 
 #[tokio::test]
-async fn the_leader_forgets_old_idempotency_keys_as_it_starts_to_lead() {
+async fn the_leader_forgets_old_keys_and_deliveries_as_it_starts_to_lead() {
     let mut broker = TestBroker::start().await;
     let alice = broker.as_user("alice");
     let filed = alice.file_with_key(&db_request(), "key-new").await.unwrap();
@@ -290,6 +290,27 @@ async fn the_leader_forgets_old_idempotency_keys_as_it_starts_to_lead() {
         let used = Utc::now() - hoistd::broker::IDEMPOTENCY_KEPT - chrono::TimeDelta::hours(1);
         tx.insert_idempotency_key("alice", "key-old", "hash", &filed.id, used)
             .unwrap();
+        let delivery = |id: &str, at| hoistd::store::Delivery {
+            id: id.into(),
+            target: "hook".into(),
+            action: "provision".into(),
+            grant_id: None,
+            status: Some(200),
+            duration_ms: 3,
+            error: None,
+            at,
+        };
+        let month = hoistd::broker::DELIVERIES_KEPT;
+        tx.insert_delivery(&delivery(
+            "d-old",
+            Utc::now() - month - chrono::TimeDelta::hours(1),
+        ))
+        .unwrap();
+        tx.insert_delivery(&delivery(
+            "d-new",
+            Utc::now() - month + chrono::TimeDelta::hours(1),
+        ))
+        .unwrap();
         tx.commit().unwrap();
     })
     .await
@@ -304,7 +325,13 @@ async fn the_leader_forgets_old_idempotency_keys_as_it_starts_to_lead() {
                 let tx = inner.store().transaction().unwrap();
                 let old = tx.idempotency_key("alice", "key-old").unwrap();
                 let new = tx.idempotency_key("alice", "key-new").unwrap();
-                old.is_none() && new.is_some()
+                let deliveries: Vec<String> = tx
+                    .deliveries(10)
+                    .unwrap()
+                    .into_iter()
+                    .map(|d| d.id)
+                    .collect();
+                old.is_none() && new.is_some() && deliveries == ["d-new"]
             })
             .await
             .unwrap()

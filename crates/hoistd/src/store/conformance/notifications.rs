@@ -148,7 +148,8 @@ pub fn notifications_outbox(store: &dyn Store) {
     ));
 }
 
-/// The delivery log keeps every field, newest first.
+/// The delivery log keeps every field, newest first, and forgets the
+/// oldest first, only those made before the moment given.
 pub fn notification_deliveries(store: &dyn Store) {
     let mut tx = store.transaction().unwrap();
     tx.insert_notification(&notification("n_1", "audit:1:dba-slack", 1))
@@ -181,5 +182,13 @@ pub fn notification_deliveries(store: &dyn Store) {
         tx.notification_deliveries(10).unwrap(),
         vec![second.clone(), first]
     );
-    assert_eq!(tx.notification_deliveries(1).unwrap(), vec![second]);
+    assert_eq!(tx.notification_deliveries(1).unwrap(), vec![second.clone()]);
+    drop(tx);
+
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.purge_notification_deliveries(at(10), 10).unwrap(), 0);
+    assert_eq!(tx.purge_notification_deliveries(at(30), 1).unwrap(), 1);
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.notification_deliveries(10).unwrap(), vec![second]);
 }

@@ -243,7 +243,8 @@ pub fn effects_outbox(store: &dyn Store) {
     ));
 }
 
-/// The delivery log keeps every field, newest first.
+/// The delivery log keeps every field, newest first, and forgets the
+/// oldest first, only those made before the moment given.
 pub fn webhook_deliveries(store: &dyn Store) {
     let first = Delivery {
         id: "0b7e0d3e-0000-4000-8000-000000000001".into(),
@@ -269,5 +270,13 @@ pub fn webhook_deliveries(store: &dyn Store) {
     tx.commit().unwrap();
     let tx = store.transaction().unwrap();
     assert_eq!(tx.deliveries(10).unwrap(), vec![second.clone(), first]);
-    assert_eq!(tx.deliveries(1).unwrap(), vec![second]);
+    assert_eq!(tx.deliveries(1).unwrap(), vec![second.clone()]);
+    drop(tx);
+
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.purge_deliveries(at(10), 10).unwrap(), 0);
+    assert_eq!(tx.purge_deliveries(at(30), 1).unwrap(), 1);
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    assert_eq!(tx.deliveries(10).unwrap(), vec![second]);
 }

@@ -1304,6 +1304,15 @@ impl Tx for PgTx {
         .collect()
     }
 
+    fn purge_deliveries(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        let purged = self.write(
+            "DELETE FROM webhook_deliveries WHERE (at, ord) IN (SELECT at, ord FROM \
+             webhook_deliveries WHERE at < $1 ORDER BY at, ord LIMIT $2) RETURNING 1",
+            vec![p(ms(before)), p(big(limit as u64, "limit")?)],
+        )?;
+        Ok(purged as u64)
+    }
+
     fn notification_cursor(&self) -> Result<i64> {
         let rows = self.query(
             "SELECT seq FROM notification_cursor WHERE id = 1",
@@ -1434,6 +1443,19 @@ impl Tx for PgTx {
         .iter()
         .map(notification_delivery_from_row)
         .collect()
+    }
+
+    fn purge_notification_deliveries(
+        &mut self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64> {
+        let purged = self.write(
+            "DELETE FROM notification_deliveries WHERE (at, ord) IN (SELECT at, ord FROM \
+             notification_deliveries WHERE at < $1 ORDER BY at, ord LIMIT $2) RETURNING 1",
+            vec![p(ms(before)), p(big(limit as u64, "limit")?)],
+        )?;
+        Ok(purged as u64)
     }
 
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {

@@ -607,6 +607,14 @@ impl Tx for SqliteTx<'_> {
         Ok(deliveries)
     }
 
+    fn purge_notification_deliveries(
+        &mut self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64> {
+        purge_oldest(&self.conn, "notification_deliveries", before, limit)
+    }
+
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
         Ok(self
             .conn
@@ -771,6 +779,10 @@ impl Tx for SqliteTx<'_> {
         Ok(deliveries)
     }
 
+    fn purge_deliveries(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        purge_oldest(&self.conn, "webhook_deliveries", before, limit)
+    }
+
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {
         Ok(self
             .conn
@@ -844,6 +856,23 @@ impl Tx for SqliteTx<'_> {
 
 /// The newest audit entry, read on `conn` (a write transaction's or a
 /// snapshot's).
+/// Deletes at most `limit` rows of a delivery log (`table`, one of ours)
+/// made before `before`, the oldest first; how many.
+fn purge_oldest(
+    conn: &Connection,
+    table: &'static str,
+    before: DateTime<Utc>,
+    limit: usize,
+) -> Result<u64> {
+    let purged = conn
+        .prepare_cached(&format!(
+            "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE at < ?1 \
+             ORDER BY at, rowid LIMIT ?2)"
+        ))?
+        .execute(params![ms(before), limit as i64])?;
+    Ok(purged as u64)
+}
+
 pub(super) fn audit_head(conn: &Connection) -> Result<Option<AuditHead>> {
     Ok(conn
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
