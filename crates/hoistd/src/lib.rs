@@ -464,7 +464,6 @@ async fn count_uses_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bo
     }
 }
 
-/// Records expiries, time-outs and scheduled starts as they fall due.
 /// Forgets old idempotency keys, workload exchanges and delivery log
 /// entries every [`PURGE_EVERY`], in turns of a batch, until none is left
 /// or `halted`.
@@ -506,6 +505,7 @@ async fn purge_forever(broker: Arc<Broker>, mut halted: watch::Receiver<bool>) {
     }
 }
 
+/// Records expiries, time-outs and scheduled starts as they fall due.
 async fn reap_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
     let mut held = broker.reaper_held();
     loop {

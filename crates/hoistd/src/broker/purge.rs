@@ -67,9 +67,9 @@ impl Broker {
     /// [`IDEMPOTENCY_KEPT`] ago, exchanges of tokens expired more than
     /// [`EXCHANGES_KEPT`] ago, and deliveries made more than
     /// [`DELIVERIES_KEPT`] ago, at most [`PURGE_BATCH`] of each, in one
-    /// transaction. Nothing is audited: neither is an access event, and the
-    /// requests they point to stay. A job of the leader's, fenced by its
-    /// lease once it took one.
+    /// transaction. Nothing is audited: none of these is an access event,
+    /// and the requests and grants they point to stay. A job of the
+    /// leader's, fenced by its lease once it took one.
     pub fn purge(&self, now: DateTime<Utc>) -> Result<Purged> {
         let mut tx = self.job_transaction()?;
         let purged = Purged {

@@ -185,11 +185,12 @@ fn default_leeway() -> Duration {
     Duration::from_secs(30)
 }
 
-/// The most a workload rule's `leeway` may be: it allows for clocks that
-/// disagree, not for old tokens, and an exchange is remembered for a
-/// shorter time than a token could otherwise be accepted late (see
-/// `broker::EXCHANGES_KEPT`).
+/// The most a workload rule's `leeway` may be. Leeway allows for clocks
+/// that disagree, not for late tokens: an exchange is remembered for a day
+/// past its token's expiry (`broker::EXCHANGES_KEPT`), and a token accepted
+/// later than that could be exchanged again.
 pub const MAX_WORKLOAD_LEEWAY: Duration = Duration::from_secs(3_600);
+
 fn default_keys_timeout() -> Duration {
     Duration::from_secs(5)
 }
