@@ -366,6 +366,27 @@ impl PgTx {
         ));
     }
 
+    /// Deletes at most `limit` rows of `table` whose `age` column is
+    /// before `before`, the oldest first, each found again by `key` (the
+    /// columns of an index); how many. The names are the store's own.
+    fn purge_oldest(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        age: &'static str,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64> {
+        let purged = self.write(
+            &format!(
+                "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} \
+                 WHERE {age} < $1 ORDER BY {age} LIMIT $2) RETURNING 1"
+            ),
+            vec![p(ms(before)), p(big(limit as u64, "limit")?)],
+        )?;
+        Ok(purged as u64)
+    }
+
     /// Runs a write now (after the lock and the held writes) and returns
     /// how many rows it changed: it ends in `RETURNING 1`.
     fn write(&self, sql: &str, params: Vec<Param>) -> Result<usize> {
@@ -1067,12 +1088,13 @@ impl Tx for PgTx {
     }
 
     fn purge_idempotency_keys(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        let purged = self.write(
-            "DELETE FROM idempotency_keys WHERE (requester, key) IN (SELECT requester, key FROM \
-             idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2) RETURNING 1",
-            vec![p(ms(before)), p(big(limit as u64, "limit")?)],
-        )?;
-        Ok(purged as u64)
+        self.purge_oldest(
+            "idempotency_keys",
+            "requester, key",
+            "created_at",
+            before,
+            limit,
+        )
     }
 
     /// Read under the lock (an optimistic transaction takes it here), so
@@ -1305,12 +1327,7 @@ impl Tx for PgTx {
     }
 
     fn purge_deliveries(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        let purged = self.write(
-            "DELETE FROM webhook_deliveries WHERE (at, ord) IN (SELECT at, ord FROM \
-             webhook_deliveries WHERE at < $1 ORDER BY at, ord LIMIT $2) RETURNING 1",
-            vec![p(ms(before)), p(big(limit as u64, "limit")?)],
-        )?;
-        Ok(purged as u64)
+        self.purge_oldest("webhook_deliveries", "at, ord", "at", before, limit)
     }
 
     fn notification_cursor(&self) -> Result<i64> {
@@ -1450,12 +1467,7 @@ impl Tx for PgTx {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<u64> {
-        let purged = self.write(
-            "DELETE FROM notification_deliveries WHERE (at, ord) IN (SELECT at, ord FROM \
-             notification_deliveries WHERE at < $1 ORDER BY at, ord LIMIT $2) RETURNING 1",
-            vec![p(ms(before)), p(big(limit as u64, "limit")?)],
-        )?;
-        Ok(purged as u64)
+        self.purge_oldest("notification_deliveries", "at, ord", "at", before, limit)
     }
 
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
@@ -1504,12 +1516,13 @@ impl Tx for PgTx {
     }
 
     fn purge_exchanges(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        let purged = self.write(
-            "DELETE FROM workload_exchanges WHERE task_key IN (SELECT task_key FROM \
-             workload_exchanges WHERE expires_at < $1 ORDER BY expires_at LIMIT $2) RETURNING 1",
-            vec![p(ms(before)), p(big(limit as u64, "limit")?)],
-        )?;
-        Ok(purged as u64)
+        self.purge_oldest(
+            "workload_exchanges",
+            "task_key",
+            "expires_at",
+            before,
+            limit,
+        )
     }
 
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {

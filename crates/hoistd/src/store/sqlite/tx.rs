@@ -364,14 +364,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn purge_idempotency_keys(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        let purged = self
-            .conn
-            .prepare_cached(
-                "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM \
-                 idempotency_keys WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
-            )?
-            .execute(params![ms(before), limit as i64])?;
-        Ok(purged as u64)
+        purge_oldest(&self.conn, "idempotency_keys", "created_at", before, limit)
     }
 
     fn audit_head(&self) -> Result<Option<AuditHead>> {
@@ -612,7 +605,7 @@ impl Tx for SqliteTx<'_> {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<u64> {
-        purge_oldest(&self.conn, "notification_deliveries", before, limit)
+        purge_oldest(&self.conn, "notification_deliveries", "at", before, limit)
     }
 
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
@@ -665,14 +658,13 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn purge_exchanges(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        let purged = self
-            .conn
-            .prepare_cached(
-                "DELETE FROM workload_exchanges WHERE rowid IN (SELECT rowid FROM \
-                 workload_exchanges WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2)",
-            )?
-            .execute(params![ms(before), limit as i64])?;
-        Ok(purged as u64)
+        purge_oldest(
+            &self.conn,
+            "workload_exchanges",
+            "expires_at",
+            before,
+            limit,
+        )
     }
 
     fn insert_effect(&mut self, e: &Effect) -> Result<()> {
@@ -780,7 +772,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn purge_deliveries(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        purge_oldest(&self.conn, "webhook_deliveries", before, limit)
+        purge_oldest(&self.conn, "webhook_deliveries", "at", before, limit)
     }
 
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {
@@ -854,25 +846,26 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
-/// The newest audit entry, read on `conn` (a write transaction's or a
-/// snapshot's).
-/// Deletes at most `limit` rows of a delivery log (`table`, one of ours)
-/// made before `before`, the oldest first; how many.
+/// Deletes at most `limit` rows of `table` whose `age` column is before
+/// `before`, the oldest first; how many. Both names are the store's own.
 fn purge_oldest(
     conn: &Connection,
     table: &'static str,
+    age: &'static str,
     before: DateTime<Utc>,
     limit: usize,
 ) -> Result<u64> {
     let purged = conn
         .prepare_cached(&format!(
-            "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE at < ?1 \
-             ORDER BY at, rowid LIMIT ?2)"
+            "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {age} < ?1 \
+             ORDER BY {age}, rowid LIMIT ?2)"
         ))?
         .execute(params![ms(before), limit as i64])?;
     Ok(purged as u64)
 }
 
+/// The newest audit entry, read on `conn` (a write transaction's or a
+/// snapshot's).
 pub(super) fn audit_head(conn: &Connection) -> Result<Option<AuditHead>> {
     Ok(conn
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
