@@ -288,8 +288,11 @@ async fn the_leader_forgets_old_keys_and_deliveries_as_it_starts_to_lead() {
         let store = hoistd::store::SqliteStore::open(&db).unwrap();
         let mut tx = hoistd::Store::transaction(&store).unwrap();
         let used = Utc::now() - hoistd::broker::IDEMPOTENCY_KEPT - chrono::TimeDelta::hours(1);
-        tx.insert_idempotency_key("alice", "key-old", "hash", &filed.id, used)
-            .unwrap();
+        // More than one batch: the purger goes on until none is left.
+        for n in 0..=hoistd::broker::PURGE_BATCH {
+            tx.insert_idempotency_key("alice", &format!("key-old-{n}"), "hash", &filed.id, used)
+                .unwrap();
+        }
         let delivery = |id: &str, at| hoistd::store::Delivery {
             id: id.into(),
             target: "hook".into(),
@@ -323,7 +326,10 @@ async fn the_leader_forgets_old_keys_and_deliveries_as_it_starts_to_lead() {
         async move {
             tokio::task::spawn_blocking(move || {
                 let tx = inner.store().transaction().unwrap();
-                let old = tx.idempotency_key("alice", "key-old").unwrap();
+                let gone = |n: usize| {
+                    let key = format!("key-old-{n}");
+                    tx.idempotency_key("alice", &key).unwrap().is_none()
+                };
                 let new = tx.idempotency_key("alice", "key-new").unwrap();
                 let deliveries: Vec<String> = tx
                     .deliveries(10)
@@ -331,7 +337,10 @@ async fn the_leader_forgets_old_keys_and_deliveries_as_it_starts_to_lead() {
                     .into_iter()
                     .map(|d| d.id)
                     .collect();
-                old.is_none() && new.is_some() && deliveries == ["d-new"]
+                gone(0)
+                    && gone(hoistd::broker::PURGE_BATCH)
+                    && new.is_some()
+                    && deliveries == ["d-new"]
             })
             .await
             .unwrap()
