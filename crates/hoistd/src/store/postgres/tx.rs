@@ -367,20 +367,22 @@ impl PgTx {
     }
 
     /// Deletes at most `limit` rows of `table` whose `age` column is
-    /// before `before`, the oldest first, each found again by `key` (the
-    /// columns of an index); how many. The names are the store's own.
+    /// before `before`, the oldest first; how many. The rows are found by
+    /// the index on `age` and deleted by their address (`ctid`) in the
+    /// same statement: a join on the table's key was planned as a scan of
+    /// the whole table (15 ms a batch at 200,000 keys, against 1 ms). The
+    /// names are the store's own.
     fn purge_oldest(
         &self,
         table: &'static str,
-        key: &'static str,
         age: &'static str,
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<u64> {
         let purged = self.write(
             &format!(
-                "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} \
-                 WHERE {age} < $1 ORDER BY {age} LIMIT $2) RETURNING 1"
+                "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} \
+                 WHERE {age} < $1 ORDER BY {age} LIMIT $2)) RETURNING 1"
             ),
             vec![p(ms(before)), p(big(limit as u64, "limit")?)],
         )?;
@@ -1088,13 +1090,7 @@ impl Tx for PgTx {
     }
 
     fn purge_idempotency_keys(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        self.purge_oldest(
-            "idempotency_keys",
-            "requester, key",
-            "created_at",
-            before,
-            limit,
-        )
+        self.purge_oldest("idempotency_keys", "created_at", before, limit)
     }
 
     /// Read under the lock (an optimistic transaction takes it here), so
@@ -1327,7 +1323,7 @@ impl Tx for PgTx {
     }
 
     fn purge_deliveries(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        self.purge_oldest("webhook_deliveries", "at, ord", "at", before, limit)
+        self.purge_oldest("webhook_deliveries", "at", before, limit)
     }
 
     fn notification_cursor(&self) -> Result<i64> {
@@ -1467,7 +1463,7 @@ impl Tx for PgTx {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<u64> {
-        self.purge_oldest("notification_deliveries", "at, ord", "at", before, limit)
+        self.purge_oldest("notification_deliveries", "at", before, limit)
     }
 
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
@@ -1516,13 +1512,7 @@ impl Tx for PgTx {
     }
 
     fn purge_exchanges(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        self.purge_oldest(
-            "workload_exchanges",
-            "task_key",
-            "expires_at",
-            before,
-            limit,
-        )
+        self.purge_oldest("workload_exchanges", "expires_at", before, limit)
     }
 
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {
