@@ -470,11 +470,18 @@ impl Broker {
                     ),
                 )
             })?;
+        // Verification already required it; the exchange is kept by it
+        // (`EXCHANGES_KEPT`), so a token without one is never taken.
         let token_expires_at = claims
             .get("exp")
             .and_then(|v| v.as_i64())
             .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0))
-            .unwrap_or_else(super::now);
+            .ok_or_else(|| {
+                refuse(
+                    Code::MalformedToken,
+                    "the token has no `exp` claim in whole seconds".into(),
+                )
+            })?;
         Ok(Admitted {
             principal: format!("{WORKLOAD_PREFIX}{}:{subject}", rule.name),
             issuer: iss.clone(),
