@@ -171,6 +171,22 @@ fn a_postgres_location_hides_its_password() {
     assert!(shown.contains("db.example"), "{shown}");
     let keyed = Location::parse("postgresql://hoistd@db.example/hoist?password=s3cr3t-pw").unwrap();
     assert!(!keyed.to_string().contains("s3cr3t-pw"), "{keyed}");
+    // The driver takes everything before the first `@` as the user and
+    // password, so a password with an unencoded `#`, `?` or `/` connects;
+    // it is hidden all the same, and so is a parameter spelled encoded.
+    for url in [
+        "postgres://hoistd:#s3cr3t-pw@db.example/hoist",
+        "postgres://hoistd:1?s3cr3t-pw@db.example/hoist",
+        "postgres://hoistd:12/s3cr3t-pw@db.example:5432/hoist?sslmode=disable",
+        "postgres://hoistd@db.example/hoist?sslmode=disable&pass%77ord=s3cr3t-pw",
+    ] {
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        let password = config.get_password().unwrap();
+        assert!(password.ends_with(b"s3cr3t-pw"), "{url}");
+        let shown = Location::parse(url).unwrap().to_string();
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+        assert!(shown.contains("db.example"), "{shown}");
+    }
     let refused = Location::parse("postgres://hoistd:s3cr3t-pw@db.example:notaport/hoist")
         .unwrap_err()
         .to_string();

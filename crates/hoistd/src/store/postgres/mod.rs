@@ -767,31 +767,48 @@ impl From<tokio_postgres::Error> for StoreError {
 }
 
 /// `postgres://user:password@host/db` without its password, for logs and
-/// messages.
+/// messages. Read by the driver's rule, not a URL parser's: tokio-postgres
+/// takes everything before the first `@` as the user and password, so a
+/// password with an unencoded `#`, `?` or `/` (which a URL parser reads as
+/// the start of a fragment, query or path) is still the password, and is
+/// still hidden. A `password` parameter in the query is hidden as well.
 pub(super) fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("********"));
+    const HIDDEN: &str = "********";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "postgres://(unreadable URL)".to_string();
+    };
+    let mut shown = format!("{scheme}://");
+    let rest = match rest.split_once('@') {
+        Some((credentials, rest)) => {
+            match credentials.split_once(':') {
+                Some((user, _)) => shown.push_str(&format!("{user}:{HIDDEN}")),
+                None => shown.push_str(credentials),
             }
-            let pairs: Vec<(String, String)> = parsed
-                .query_pairs()
-                .map(|(key, value)| {
-                    let value = if key == "password" {
-                        "********".to_string()
-                    } else {
-                        value.into_owned()
-                    };
-                    (key.into_owned(), value)
-                })
-                .collect();
-            if !pairs.is_empty() {
-                parsed.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            parsed.to_string()
+            shown.push('@');
+            rest
         }
-        Err(_) => "postgres://(unreadable URL)".to_string(),
-    }
+        None => rest,
+    };
+    let Some((place, query)) = rest.split_once('?') else {
+        shown.push_str(rest);
+        return shown;
+    };
+    shown.push_str(place);
+    shown.push('?');
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| {
+            let key = param.split_once('=').map_or(param, |(key, _)| key);
+            let decoded = url::form_urlencoded::parse(key.as_bytes()).next();
+            if decoded.is_some_and(|(name, _)| name == "password") {
+                format!("{key}={HIDDEN}")
+            } else {
+                param.to_string()
+            }
+        })
+        .collect();
+    shown.push_str(&params.join("&"));
+    shown
 }
 
 /// rustls for connections to PostgreSQL (the store's, and a target's admin
