@@ -4,7 +4,8 @@
 //! readiness, and a password kept out of what is shown.
 
 use hoistd::store::{
-    KEPT_STATEMENTS, Lease, Location, Migrations, PostgresStore, RequestQuery, Store, StoreError,
+    Announcement, KEPT_STATEMENTS, Lease, Location, Migrations, PostgresStore, RequestQuery, Store,
+    StoreError,
 };
 use hoistd::testing::Postgres;
 
@@ -228,7 +229,8 @@ fn tls_to_the_database_checks_the_servers_certificate() {
 /// Over a Unix socket there is no TLS, whatever `sslmode` says, as with
 /// libpq: the server does not offer it there, so `require` (say, set for
 /// every connection of a deployment) still connects, and `prefer` does not
-/// ask.
+/// ask. The same holds for the connection that listens for other
+/// instances' changes: it says so (a resync) once it listens.
 #[test]
 fn a_unix_socket_connects_without_tls_whatever_the_sslmode() {
     let pg = server_with_tls();
@@ -246,6 +248,18 @@ fn a_unix_socket_connects_without_tls_whatever_the_sslmode() {
         tx.set_notification_cursor(3).unwrap();
         tx.commit().unwrap();
         assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 3);
+        let mut heard = store.listen().expect("PostgreSQL listens");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let first = loop {
+            match heard.try_recv() {
+                Ok(announcement) => break announcement,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(err) => panic!("sslmode={mode}: the listener never listened: {err}"),
+            }
+        };
+        assert!(matches!(first, Announcement::Missed), "sslmode={mode}");
     }
 }
 

@@ -82,7 +82,7 @@ async fn listen_once(
     origin: &str,
     out: &mpsc::UnboundedSender<Announcement>,
 ) -> Result<bool, tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(tls.clone()).await?;
+    let (client, mut connection) = without_tls_on_sockets(config).connect(tls.clone()).await?;
     let (notices, mut received) = mpsc::unbounded_channel::<String>();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -191,4 +191,20 @@ mod tests {
             Announcement::Changed { effects: true, .. }
         ));
     }
+}
+
+/// The listener's connection settings: over Unix sockets only, no TLS,
+/// whatever `sslmode` says, as for the pool's connections (see
+/// `drive::start`): the server offers none there, and `require` would
+/// otherwise keep the listener from ever connecting.
+fn without_tls_on_sockets(config: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut config = config.clone();
+    let sockets_only = config
+        .get_hosts()
+        .iter()
+        .all(|host| matches!(host, tokio_postgres::config::Host::Unix(_)));
+    if sockets_only {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
+    config
 }
