@@ -107,8 +107,12 @@ pub async fn lead_forever(
         }
         term.send_replace(valid_until.filter(|_| leads));
         leading.send_if_modified(|was| std::mem::replace(was, leads) != leads);
-        // Asks again in a second, or when the term runs out if sooner.
-        let next = Instant::now() + RENEW_EVERY;
+        // Asks again a second after it last asked (at once if the answer
+        // took longer), or when the term runs out if sooner. Counted from
+        // the ask, not the answer: the term is counted from the ask, so two
+        // slow answers in a row (1.6 s each, say, on a loaded database)
+        // must not add up to more than the term's margin.
+        let next = (asked + RENEW_EVERY).max(Instant::now());
         let wake = valid_until.map_or(next, |until| next.min(until));
         let stopping = tokio::select! {
             _ = tokio::time::sleep_until(wake) => false,
@@ -237,6 +241,73 @@ mod tests {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         assert!(!still, "still leading at 4.5 s, past its own deadline");
         assert_eq!(term_then, None, "a term at 4.5 s, past its own deadline");
+    }
+
+    /// A store whose every renewal answers, yes, after 1.7 s.
+    struct SteadilySlow;
+
+    impl Store for SteadilySlow {
+        fn transaction(&self) -> crate::store::Result<Box<dyn Tx + '_>> {
+            Err(StoreError::Other("no transactions here".into()))
+        }
+        fn snapshot(&self) -> crate::store::Result<Box<dyn Snapshot + '_>> {
+            Err(StoreError::Other("no snapshots here".into()))
+        }
+        fn ready(&self) -> crate::store::Result<()> {
+            Ok(())
+        }
+        fn connections(&self) -> Connections {
+            Connections::default()
+        }
+        fn lead(&self, _: &str, _: Duration) -> crate::store::Result<Option<i64>> {
+            std::thread::sleep(Duration::from_millis(1700));
+            Ok(Some(1))
+        }
+    }
+
+    /// Renewals that each answer well within the term keep the lease,
+    /// however many in a row are slow: the next is asked a second after the
+    /// last was asked (here, at once), not a second after its answer, which
+    /// would let two 1.7 s answers outlast the 4 s a leader may lead by its
+    /// own clock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_renewals_in_a_row_keep_the_lease() {
+        let store: Arc<dyn Store> = Arc::new(SteadilySlow);
+        let (leads, mut leading) = watch::channel(false);
+        let (term_tx, _term) = watch::channel(None);
+        let (lease, _) = watch::channel(None);
+        let (stop, stopped) = watch::channel(false);
+        let started = Instant::now();
+        let task = tokio::spawn(lead_forever(
+            store,
+            "a".into(),
+            leads,
+            term_tx,
+            lease,
+            stopped,
+        ));
+        tokio::time::timeout(Duration::from_secs(3), leading.wait_for(|leads| *leads))
+            .await
+            .expect("leading once the first answer came")
+            .unwrap();
+        let mut lapsed = None;
+        while Instant::now() < started + Duration::from_secs(8) {
+            let until = started + Duration::from_secs(8);
+            match tokio::time::timeout_at(until, leading.changed()).await {
+                Ok(Ok(())) if !*leading.borrow() => {
+                    lapsed = Some(started.elapsed());
+                    break;
+                }
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        stop.send(true).unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        assert_eq!(
+            lapsed, None,
+            "stopped leading while every renewal answered in 1.7 s"
+        );
     }
 
     /// At a stop, the leader's `leading` closes as `stopped` fires: no
