@@ -329,6 +329,29 @@ fn a_fenced_transaction_holds_its_lease_until_it_ends() {
     assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 7);
 }
 
+/// The lease is renewed on a connection of its own: with every connection
+/// of the pool taken by calls, a renewal still answers at once rather than
+/// wait its turn for one (and, past the pool's wait, fail), which would
+/// take leadership away from an instance that is only busy.
+#[test]
+fn a_lease_is_renewed_while_every_pooled_connection_is_busy() {
+    let (_pg, _, store) = fresh_store();
+    let term = std::time::Duration::from_secs(5);
+    let epoch = store.lead("busy", term).unwrap().unwrap();
+    let mut held = Vec::new();
+    loop {
+        if store.connections().in_use == store.connections().max {
+            break;
+        }
+        held.push(store.read().unwrap());
+        assert!(held.len() <= 64, "the pool never filled");
+    }
+    assert_eq!(store.lead("busy", term).unwrap(), Some(epoch));
+    store.resign("busy").unwrap();
+    drop(held);
+    assert_eq!(store.lead("other", term).unwrap(), Some(epoch + 1));
+}
+
 /// A writing transaction lets the lock go before its commit reaches the
 /// disk, and waits for the disk before it returns: a server that crashes
 /// the moment the commits have returned still has every one of them.

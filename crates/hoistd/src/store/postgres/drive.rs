@@ -494,6 +494,7 @@ fn start(
 /// Makes and recycles the pool's connections. A connection is made on the
 /// thread that asked the pool for one, and checked on its way out of the
 /// pool: one the server closed meanwhile is thrown away then.
+#[derive(Clone)]
 pub(super) struct Manager {
     pub(super) config: Config,
     pub(super) tls: MakeRustlsConnect,

@@ -100,7 +100,8 @@ pub(super) const BEGIN_READING: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ RE
 /// The advisory lock migrations are applied under: "hoistd mg".
 const MIGRATION_LOCK: i64 = 0x686f_6973_7464_6d67;
 
-/// Connections kept open at most, per instance.
+/// Connections kept open at most, per instance, for its calls (besides
+/// the lease's one and the listener's one).
 const POOL_SIZE: usize = 16;
 /// How long a call waits for a connection from the pool, or to connect,
 /// before the database counts as unavailable.
@@ -134,6 +135,12 @@ pub const CA_FILE_ENV: &str = "HOISTD_DB_CA_FILE";
 
 pub struct PostgresStore {
     pool: Pool<drive::Manager>,
+    /// One connection for the leadership lease alone ([`Store::lead`],
+    /// [`Store::resign`]), so that a renewal never queues for a connection
+    /// behind the API's calls: a burst that keeps the pool busy for longer
+    /// than the lease's margin would otherwise take leadership away from an
+    /// instance nobody else needs to replace, halting its jobs.
+    lease_pool: Pool<drive::Manager>,
     /// For connections outside the pool (the listener).
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
@@ -154,6 +161,7 @@ impl fmt::Debug for PostgresStore {
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.pool.close();
+        self.lease_pool.close();
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
@@ -214,18 +222,21 @@ impl PostgresStore {
             config: config.clone(),
             tls: tls.clone(),
         };
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .timeouts(Timeouts {
-                wait: Some(WAIT),
-                create: Some(WAIT),
-                recycle: Some(WAIT),
-            })
-            .build()
-            .map_err(|err| StoreError::Other(format!("cannot make the connection pool: {err}")))?;
+        let pool_of = |size: usize| {
+            Pool::builder(manager.clone())
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .timeouts(Timeouts {
+                    wait: Some(WAIT),
+                    create: Some(WAIT),
+                    recycle: Some(WAIT),
+                })
+                .build()
+                .map_err(|err| StoreError::Other(format!("cannot make the connection pool: {err}")))
+        };
         let store = PostgresStore {
-            pool,
+            pool: pool_of(POOL_SIZE)?,
+            lease_pool: pool_of(1)?,
             config,
             tls,
             origin: uuid::Uuid::new_v4().to_string(),
@@ -242,8 +253,12 @@ impl PostgresStore {
     /// is handed over without waking the store's runtime, a new one made on
     /// this thread. Inside the runtime's context, for the pool's timeouts.
     fn connection(&self) -> Result<PgConn> {
+        self.connection_from(&self.pool)
+    }
+
+    fn connection_from(&self, pool: &Pool<drive::Manager>) -> Result<PgConn> {
         let _runtime = self.handle.enter();
-        let object = futures::executor::block_on(self.pool.get()).map_err(pool_error)?;
+        let object = futures::executor::block_on(pool.get()).map_err(pool_error)?;
         Ok(PgConn::new(object))
     }
 
@@ -375,9 +390,10 @@ impl Store for PostgresStore {
 
     /// One statement, outside the transaction lock, on the database's
     /// clock so the instances' clocks need not agree. The row lock of the
-    /// upsert makes two instances asking at once take turns.
+    /// upsert makes two instances asking at once take turns. On the
+    /// lease's own connection.
     fn lead(&self, holder: &str, term: Duration) -> Result<Option<i64>> {
-        let conn = self.connection()?;
+        let conn = self.connection_from(&self.lease_pool)?;
         let rows = conn.query(
             "INSERT INTO leadership (name, holder, epoch, expires_at) \
              VALUES ('hoistd', $1, 1, clock_timestamp() + $2 * interval '1 millisecond') \
@@ -410,7 +426,7 @@ impl Store for PostgresStore {
     }
 
     fn resign(&self, holder: &str) -> Result<()> {
-        let conn = self.connection()?;
+        let conn = self.connection_from(&self.lease_pool)?;
         conn.query(
             "UPDATE leadership SET expires_at = clock_timestamp() - interval '1 second' \
              WHERE name = 'hoistd' AND holder = $1",
