@@ -50,9 +50,13 @@ pub async fn lead_forever(
         let asked = Instant::now();
         let asking = Arc::clone(&store);
         let who = holder.clone();
+        // Leading now, without a break: the same epoch goes on. Otherwise
+        // a lease taken is a new term, with a higher epoch, even if this
+        // instance held the last one (see `Store::lead`).
+        let renewing = epoch.is_some();
         let renewal = tokio::time::timeout(
             TERM - MARGIN,
-            tokio::task::spawn_blocking(move || asking.lead(&who, TERM)),
+            tokio::task::spawn_blocking(move || asking.lead(&who, TERM, renewing)),
         );
         tokio::pin!(renewal);
         // Leading ends at `valid_until` by this instance's clock, whether
@@ -197,7 +201,7 @@ mod tests {
         fn connections(&self) -> Connections {
             Connections::default()
         }
-        fn lead(&self, _: &str, _: Duration) -> crate::store::Result<Option<i64>> {
+        fn lead(&self, _: &str, _: Duration, _: bool) -> crate::store::Result<Option<i64>> {
             match self.0.fetch_add(1, Ordering::SeqCst) {
                 0 => {
                     std::thread::sleep(Duration::from_millis(3500));
@@ -259,7 +263,7 @@ mod tests {
         fn connections(&self) -> Connections {
             Connections::default()
         }
-        fn lead(&self, _: &str, _: Duration) -> crate::store::Result<Option<i64>> {
+        fn lead(&self, _: &str, _: Duration, _: bool) -> crate::store::Result<Option<i64>> {
             std::thread::sleep(Duration::from_millis(1700));
             Ok(Some(1))
         }
@@ -308,6 +312,68 @@ mod tests {
             lapsed, None,
             "stopped leading while every renewal answered in 1.7 s"
         );
+    }
+
+    /// A store that answers at once, then once after 4.2 s, then at once
+    /// again, and keeps what each ask said of `renewing`.
+    struct OneLateRenewal(std::sync::Mutex<Vec<bool>>);
+
+    impl Store for OneLateRenewal {
+        fn transaction(&self) -> crate::store::Result<Box<dyn Tx + '_>> {
+            Err(StoreError::Other("no transactions here".into()))
+        }
+        fn snapshot(&self) -> crate::store::Result<Box<dyn Snapshot + '_>> {
+            Err(StoreError::Other("no snapshots here".into()))
+        }
+        fn ready(&self) -> crate::store::Result<()> {
+            Ok(())
+        }
+        fn connections(&self) -> Connections {
+            Connections::default()
+        }
+        fn lead(&self, _: &str, _: Duration, renewing: bool) -> crate::store::Result<Option<i64>> {
+            let asked = {
+                let mut asks = self.0.lock().unwrap();
+                asks.push(renewing);
+                asks.len()
+            };
+            if asked == 2 {
+                std::thread::sleep(Duration::from_millis(4200));
+            }
+            Ok(Some(1))
+        }
+    }
+
+    /// Once a leader stopped by its own clock, its next ask is for a new
+    /// term (`renewing` false), even though the late answer said it still
+    /// held the lease: its jobs were halted, and what they left under way
+    /// must carry a lower epoch than what the restarted jobs do.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_that_stopped_asks_for_a_new_term() {
+        let store = Arc::new(OneLateRenewal(std::sync::Mutex::new(Vec::new())));
+        let (leads, mut leading) = watch::channel(false);
+        let (term_tx, _term) = watch::channel(None);
+        let (lease, _) = watch::channel(None);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(lead_forever(
+            Arc::clone(&store) as Arc<dyn Store>,
+            "a".into(),
+            leads,
+            term_tx,
+            lease,
+            stopped,
+        ));
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            leading.wait_for(|leads| *leads).await.unwrap();
+            leading.wait_for(|leads| !*leads).await.unwrap();
+            leading.wait_for(|leads| *leads).await.unwrap();
+        })
+        .await;
+        stop.send(true).unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        waited.expect("led, stopped while the renewal was late, then led again");
+        let asks = store.0.lock().unwrap().clone();
+        assert_eq!(asks[..3], [false, true, false], "{asks:?}");
     }
 
     /// At a stop, the leader's `leading` closes as `stopped` fires: no

@@ -282,8 +282,8 @@ impl Store for MeteredStore {
         self.inner.ready()
     }
 
-    fn lead(&self, holder: &str, term: Duration) -> store::Result<Option<i64>> {
-        self.inner.lead(holder, term)
+    fn lead(&self, holder: &str, term: Duration, renewing: bool) -> store::Result<Option<i64>> {
+        self.inner.lead(holder, term, renewing)
     }
 
     fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<store::Announcement>> {

@@ -191,12 +191,17 @@ pub trait Store: Send + Sync + 'static {
     /// runs the reaper, the outbox worker and the reconciler, for `term`
     /// from now by the database's clock. `Some(epoch)` while `holder`
     /// leads: the epoch grows each time the lease changes hands, so a
-    /// leader paused past its term sees that it was replaced. `None` while
-    /// another holds a lease that has not lapsed. A store only one process
-    /// uses (SQLite) always answers `Some(1)`. The jobs' transactions are
-    /// fenced with the lease it answers ([`Tx::fence`]).
-    fn lead(&self, holder: &str, term: std::time::Duration) -> Result<Option<i64>> {
-        let _ = (holder, term);
+    /// leader paused past its term sees that it was replaced, and each
+    /// time a holder that stopped leading by its own clock asks again
+    /// (`renewing` false), so that what its jobs left under way when they
+    /// halted (a target call already sent) carries a lower epoch than what
+    /// its new jobs do. `renewing` is true only while `holder` leads
+    /// without a break. `None` while another holds a lease that has not
+    /// lapsed. A store only one process uses (SQLite) always answers
+    /// `Some(1)`. The jobs' transactions are fenced with the lease it
+    /// answers ([`Tx::fence`]).
+    fn lead(&self, holder: &str, term: std::time::Duration, renewing: bool) -> Result<Option<i64>> {
+        let _ = (holder, term, renewing);
         Ok(Some(1))
     }
     /// What other instances on the same database commit, as they commit it

@@ -457,13 +457,13 @@ fn a_deposed_leaders_reaper_writes_nothing() {
         read.grant(&grant_id).unwrap().unwrap().state
     };
     let term = Duration::from_secs(60);
-    let epoch = store.lead("deposed", term).unwrap().unwrap();
+    let epoch = store.lead("deposed", term, false).unwrap().unwrap();
     broker.lease().send_replace(Some(Lease {
         holder: "deposed".into(),
         epoch,
     }));
     store.resign("deposed").unwrap();
-    let successor = store.lead("successor", term).unwrap().unwrap();
+    let successor = store.lead("successor", term, false).unwrap().unwrap();
     // The grant ends.
     std::thread::sleep(Duration::from_millis(1100));
 

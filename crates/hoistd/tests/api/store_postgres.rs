@@ -296,7 +296,7 @@ fn a_read_waits_for_no_writer() {
 fn a_fenced_transaction_holds_its_lease_until_it_ends() {
     let (_pg, _, store) = fresh_store();
     let short = std::time::Duration::from_millis(200);
-    let epoch = store.lead("first", short).unwrap().unwrap();
+    let epoch = store.lead("first", short, false).unwrap().unwrap();
     let mut fenced = store.transaction().unwrap();
     fenced
         .fence(&Lease {
@@ -311,7 +311,7 @@ fn a_fenced_transaction_holds_its_lease_until_it_ends() {
     let (answer, answered) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            let _ = answer.send(store.lead("second", std::time::Duration::from_secs(60)));
+            let _ = answer.send(store.lead("second", std::time::Duration::from_secs(60), false));
         });
         let early = answered.recv_timeout(std::time::Duration::from_millis(500));
         // Ends the transaction before anything can fail, so the scope can end.
@@ -337,7 +337,7 @@ fn a_fenced_transaction_holds_its_lease_until_it_ends() {
 fn a_lease_is_renewed_while_every_pooled_connection_is_busy() {
     let (_pg, _, store) = fresh_store();
     let term = std::time::Duration::from_secs(5);
-    let epoch = store.lead("busy", term).unwrap().unwrap();
+    let epoch = store.lead("busy", term, false).unwrap().unwrap();
     let mut held = Vec::new();
     loop {
         if store.connections().in_use == store.connections().max {
@@ -346,10 +346,25 @@ fn a_lease_is_renewed_while_every_pooled_connection_is_busy() {
         held.push(store.read().unwrap());
         assert!(held.len() <= 64, "the pool never filled");
     }
-    assert_eq!(store.lead("busy", term).unwrap(), Some(epoch));
+    assert_eq!(store.lead("busy", term, true).unwrap(), Some(epoch));
     store.resign("busy").unwrap();
     drop(held);
-    assert_eq!(store.lead("other", term).unwrap(), Some(epoch + 1));
+    assert_eq!(store.lead("other", term, false).unwrap(), Some(epoch + 1));
+}
+
+/// A lease renewed without a break keeps its epoch; the same holder taking
+/// it again after it stopped leading by its own clock starts a new term,
+/// with a higher epoch, so a target call its halted jobs left under way
+/// carries a lower epoch than its new jobs' calls.
+#[test]
+fn a_holder_that_leads_again_after_a_break_has_a_higher_epoch() {
+    let (_pg, _, store) = fresh_store();
+    let term = std::time::Duration::from_secs(5);
+    let first = store.lead("a", term, false).unwrap().unwrap();
+    assert_eq!(store.lead("a", term, true).unwrap(), Some(first));
+    assert_eq!(store.lead("a", term, false).unwrap(), Some(first + 1));
+    assert_eq!(store.lead("a", term, true).unwrap(), Some(first + 1));
+    assert_eq!(store.lead("b", term, false).unwrap(), None);
 }
 
 /// A writing transaction lets the lock go before its commit reaches the

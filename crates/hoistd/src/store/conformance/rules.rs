@@ -722,7 +722,7 @@ pub fn connections_in_use(store: &dyn Store) {
 pub fn fenced_transactions_write_only_under_their_lease(store: &dyn Store) {
     let term = std::time::Duration::from_secs(60);
     let epoch = store
-        .lead("first", term)
+        .lead("first", term, false)
         .unwrap()
         .expect("no one led before");
     let first = Lease {
@@ -740,7 +740,7 @@ pub fn fenced_transactions_write_only_under_their_lease(store: &dyn Store) {
     );
 
     store.resign("first").unwrap();
-    let next = store.lead("second", term).unwrap();
+    let next = store.lead("second", term, false).unwrap();
     let mut tx = store.transaction().unwrap();
     tx.fence(&first).unwrap();
     tx.insert_request(&bare_request("req_late", "alice", "db", 2))

@@ -392,13 +392,13 @@ impl Store for PostgresStore {
     /// clock so the instances' clocks need not agree. The row lock of the
     /// upsert makes two instances asking at once take turns. On the
     /// lease's own connection.
-    fn lead(&self, holder: &str, term: Duration) -> Result<Option<i64>> {
+    fn lead(&self, holder: &str, term: Duration, renewing: bool) -> Result<Option<i64>> {
         let conn = self.connection_from(&self.lease_pool)?;
         let rows = conn.query(
             "INSERT INTO leadership (name, holder, epoch, expires_at) \
              VALUES ('hoistd', $1, 1, clock_timestamp() + $2 * interval '1 millisecond') \
              ON CONFLICT (name) DO UPDATE SET \
-             epoch = CASE WHEN leadership.holder = EXCLUDED.holder \
+             epoch = CASE WHEN leadership.holder = EXCLUDED.holder AND $3 \
                      THEN leadership.epoch ELSE leadership.epoch + 1 END, \
              holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
              WHERE leadership.holder = EXCLUDED.holder \
@@ -407,6 +407,7 @@ impl Store for PostgresStore {
             vec![
                 Arc::new(holder.to_owned()),
                 Arc::new(term.as_millis() as f64),
+                Arc::new(renewing),
             ],
         )?;
         rows.first()
