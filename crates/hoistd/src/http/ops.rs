@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hoist_api::{AccessState, GrantState, RequestState};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -36,6 +36,27 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// Routes a probe or a scraper calls every few seconds: logged at debug, so
 /// the request log shows people's calls.
 const PROBES: [&str; 3] = ["/v1/health", "/readyz", "/metrics"];
+
+/// A request's method as a label: one of HTTP's own, or `other`. A client
+/// may send any token as a method, and a label taken from it as sent would
+/// make a new series, kept for ever, per token.
+fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -156,10 +177,10 @@ impl Metrics {
     }
 
     /// Records one answered request.
-    fn observe(&self, method: &str, route: &str, status: StatusCode, took: Duration) {
+    fn observe(&self, method: &Method, route: &str, status: StatusCode, took: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_string(),
+                method: method_label(method).to_string(),
                 route: route.to_string(),
                 status: status.as_u16(),
             })
@@ -181,9 +202,11 @@ impl Metrics {
     }
 
     /// Reads the store's figures, then writes everything in the text format.
+    /// A read, not a transaction: a scrape (which needs no token) must not
+    /// take the turn every writer of every instance takes.
     fn scrape(&self, broker: &Broker) -> anyhow::Result<String> {
         let now = broker::now();
-        let tx = broker.store().transaction()?;
+        let tx = broker.store().read()?;
         let pending = tx.requests(&RequestQuery {
             states: vec![RequestState::Pending],
             ..RequestQuery::default()
@@ -388,7 +411,7 @@ pub async fn observe(
     let response = next.run(request).await;
     let took = started.elapsed();
     let status = response.status();
-    metrics.observe(method.as_str(), &route, status, took);
+    metrics.observe(&method, &route, status, took);
     let duration_ms = took.as_secs_f64() * 1000.0;
     if PROBES.contains(&route.as_str()) {
         tracing::debug!(target: "access_log", method = %method, route, path, status = status.as_u16(), duration_ms, "request");

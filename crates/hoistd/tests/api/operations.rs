@@ -68,6 +68,11 @@ async fn metrics_pass_promtool_and_count_what_the_store_holds() {
             .await
             .unwrap();
     }
+    // Nor methods made up: a client may send any token as one.
+    for n in 0..3 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{n}").as_bytes()).unwrap();
+        let _ = alice.raw(method, "/v1/requests").send().await.unwrap();
+    }
     let _events = alice
         .raw(reqwest::Method::GET, "/v1/events")
         .send()
@@ -121,6 +126,11 @@ async fn metrics_pass_promtool_and_count_what_the_store_holds() {
     );
     assert!(!text.contains(&waiting.id), "no raw path in a label");
     assert!(!text.contains("no-such-thing"), "no raw path in a label");
+    assert!(!text.contains("MADEUP"), "no made-up method in a label");
+    assert!(
+        text.contains(r#"method="other""#),
+        "made-up methods counted as other"
+    );
 }
 
 #[tokio::test]
