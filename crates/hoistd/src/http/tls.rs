@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
@@ -26,6 +26,8 @@ pub enum TlsError {
     },
     #[error("{path} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)")]
     NoCertificate { path: PathBuf },
+    #[error("a certificate in {path} cannot be read, so the chain would be incomplete: {reason}")]
+    BadCertificate { path: PathBuf, reason: String },
     #[error(
         "{path} holds no PEM private key (expected PKCS#8, PKCS#1 or SEC1: -----BEGIN PRIVATE KEY-----)"
     )]
@@ -117,9 +119,23 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let chain: Vec<_> = CertificateDer::pem_slice_iter(&text)
-        .filter_map(Result::ok)
-        .collect();
+    // Every block must read: a chain file caught half-written (a renewal
+    // in progress) would otherwise serve its leaf without the rest.
+    let chain = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| TlsError::BadCertificate {
+            path: path.to_path_buf(),
+            reason: match err {
+                pem::Error::MissingSectionEnd { .. } => {
+                    "a block has no -----END line (is the file half-written?)".to_string()
+                }
+                pem::Error::IllegalSectionStart { .. } => {
+                    "a -----BEGIN line is malformed".to_string()
+                }
+                pem::Error::Base64Decode(_) => "a block is not valid base64".to_string(),
+                other => other.to_string(),
+            },
+        })?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate {
             path: path.to_path_buf(),

@@ -226,14 +226,27 @@ async fn sighup_serves_a_renewed_certificate_without_dropping_connections() {
         seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
     }
 
-    // A half-written renewal is refused; the renewed certificate stays.
-    std::fs::write(ca.cert(), "-----BEGIN CERTIFICATE-----\ntruncated").unwrap();
-    hup(&child);
-    let line = log.next().unwrap().unwrap();
-    assert!(line.contains("policy reloaded"), "{line}");
-    let line = log.next().unwrap().unwrap();
-    assert!(line.contains("TLS certificate not reloaded"), "{line}");
-    assert!(line.contains("holds no PEM certificate"), "{line}");
+    // A half-written renewal is refused, whether its first certificate is
+    // cut short or only a later one is; the renewed certificate stays.
+    let whole = std::fs::read_to_string(ca.cert()).unwrap();
+    for (written, refusal) in [
+        (
+            "-----BEGIN CERTIFICATE-----\ntruncated".to_string(),
+            "has no -----END line",
+        ),
+        (
+            format!("{whole}-----BEGIN CERTIFICATE-----\nMIIB"),
+            "cannot be read, so the chain would be incomplete: a block has no -----END line",
+        ),
+    ] {
+        std::fs::write(ca.cert(), written).unwrap();
+        hup(&child);
+        let line = log.next().unwrap().unwrap();
+        assert!(line.contains("policy reloaded"), "{line}");
+        let line = log.next().unwrap().unwrap();
+        assert!(line.contains("TLS certificate not reloaded"), "{line}");
+        assert!(line.contains(refusal), "{line}");
+    }
     let health = ca
         .client()
         .unwrap()
