@@ -481,9 +481,17 @@ async fn watch_connection<C, E>(
                 }
                 return;
             }
-            () = conn.evicted.notified() => {
-                tracing::debug!("connection closed to make room for a newer one");
-                return;
+            // Still idle: closed at once. A request may have begun since
+            // the cap found it idle (this task served it meanwhile): then it
+            // is wound down instead, and that request answered first.
+            () = conn.evicted.notified(), if !closing => {
+                if conn.idle() {
+                    tracing::debug!("connection closed to make room for a newer one");
+                    return;
+                }
+                tracing::debug!("connection closing to make room for a newer one");
+                closing = true;
+                graceful_shutdown(connection.as_mut());
             }
             () = tokio::time::sleep_until(wake) => {
                 if conn.idle() && Instant::now() >= conn.deadline(limits) {
