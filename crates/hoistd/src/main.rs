@@ -768,6 +768,9 @@ async fn serve(
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Made once, not per turn of the loop, so a Ctrl-C that comes during a
+    // reload is heard when the reload ends.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = hangup.recv() => {
@@ -782,12 +785,17 @@ async fn serve(
                 }
             }
             _ = terminate.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
         }
     }
     tracing::info!("stopping");
     match Arc::try_unwrap(server) {
-        Ok(server) => server.stop().await,
+        // A second signal while the calls in flight drain ends the wait.
+        Ok(server) => tokio::select! {
+            () = server.stop() => {}
+            _ = terminate.recv() => tracing::warn!("stopping now, without waiting for calls in flight"),
+            _ = interrupt.recv() => tracing::warn!("stopping now, without waiting for calls in flight"),
+        },
         Err(_) => tracing::warn!("server still referenced; exiting without waiting"),
     }
     Ok(())

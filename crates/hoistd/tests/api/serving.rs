@@ -400,3 +400,74 @@ async fn a_stop_ends_event_streams_with_a_finished_response() {
     let rest = closed_by_broker(&mut events).await;
     assert!(rest.ends_with("0\r\n\r\n"), "{rest:?}");
 }
+
+/// A stop waits for the calls in flight (here one whose body never comes),
+/// for up to 20 s; a second SIGTERM or Ctrl-C ends that wait at once, as
+/// an operator who sends it means.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_ends_the_wait_for_calls_in_flight() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text("")).unwrap();
+    for signal in ["-TERM", "-INT"] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut hoistd = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .args(["serve", "--listen", &addr, "--db"])
+            .arg(dir.path().join("hoistd.db"))
+            .arg("--policy")
+            .arg(&policy)
+            .env("HOISTD_LOG", "hoistd=info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = BufReader::new(hoistd.stderr.take().unwrap()).lines();
+        let serving = log.next().unwrap().unwrap();
+        assert!(serving.contains("hoistd serving"), "{serving}");
+        let mut stuck = TcpStream::connect(&addr).await.unwrap();
+        stuck
+            .write_all(
+                b"POST /v1/requests HTTP/1.1\r\nHost: hoistd\r\nAuthorization: Bearer t-alice\r\n\
+                  Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"role\":",
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pid = hoistd.id().to_string();
+        let kill = |signal: &str| {
+            let sent = std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+        };
+        kill(signal);
+        let stopping = log.next().unwrap().unwrap();
+        assert!(stopping.contains("stopping"), "{stopping}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            hoistd.try_wait().unwrap().is_none(),
+            "{signal}: stopped without waiting for the call in flight"
+        );
+        kill(signal);
+        let waited = std::time::Instant::now();
+        let exit = loop {
+            if let Some(exit) = hoistd.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "{signal}: a second signal did not end the wait"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(exit.success(), "{signal}: {exit}");
+        drop(stuck);
+    }
+}
