@@ -367,6 +367,35 @@ fn a_holder_that_leads_again_after_a_break_has_a_higher_epoch() {
     assert_eq!(store.lead("b", term, false).unwrap(), None);
 }
 
+/// A transaction queued for the lock longer than the server's lock timeout
+/// (10 s) is given up by the server (55P03), with nothing written, before
+/// the store stops waiting for its answers (15 s) and closes the
+/// connection: the server, which does not watch the socket while it waits
+/// for a lock, never goes on to run what the store gave up on.
+#[test]
+fn the_server_gives_up_a_lock_wait_before_the_store_does() {
+    let (_pg, _, store) = fresh_store();
+    let holder = store.transaction().unwrap();
+    // Its first statement takes the lock.
+    assert_eq!(holder.audit_head().unwrap(), None);
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let mut tx = store.transaction().unwrap();
+            tx.set_notification_cursor(9)?;
+            tx.commit()
+        });
+        let outcome = waiting.join().unwrap();
+        drop(holder);
+        match outcome {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(message.contains("55P03"), "{message}")
+            }
+            other => panic!("expected the server's lock timeout: {other:?}"),
+        }
+    });
+    assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 0);
+}
+
 /// A writing transaction lets the lock go before its commit reaches the
 /// disk, and waits for the disk before it returns: a server that crashes
 /// the moment the commits have returned still has every one of them.

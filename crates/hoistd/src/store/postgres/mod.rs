@@ -75,7 +75,16 @@ const MIGRATIONS: &[&str] = &[
 /// need not wait for this one's disk write, and the flushes of several
 /// transactions can be one. [`COMMIT_LOCKED`] then waits for the flush
 /// before anyone hears of the commit.
-pub(super) const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7525349446954284152), \
+///
+/// The wait for any lock is bounded by the server, at 10 s (`lock_timeout`,
+/// for this transaction alone, set before the lock is asked for): under
+/// [`ANSWER_WAIT`], so a transaction queued too long is given up by the
+/// server (`55P03`, nothing written) before the store stops waiting for its
+/// answers. Otherwise the store would report it unavailable, having written
+/// nothing, while the server, which does not look at the socket while it
+/// waits for a lock, went on to take the lock and run what it was sent.
+pub(super) const BEGIN_LOCKED: &str = "BEGIN; SET LOCAL lock_timeout = '10s'; \
+                                       SELECT pg_advisory_xact_lock(7525349446954284152), \
                                        set_config('synchronous_commit', 'off', true)";
 /// Commits a transaction [`BEGIN_LOCKED`] began, then makes it durable
 /// before answering: a second transaction, with the session's own
@@ -875,7 +884,8 @@ mod tests {
         assert_eq!(
             BEGIN_LOCKED,
             format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({TX_LOCK}), \
+                "BEGIN; SET LOCAL lock_timeout = '10s'; \
+                 SELECT pg_advisory_xact_lock({TX_LOCK}), \
                  set_config('synchronous_commit', 'off', true)"
             )
         );
