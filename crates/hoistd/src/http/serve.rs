@@ -409,6 +409,7 @@ async fn serve_http1<S>(
         stream,
         conn: Arc::clone(&conn),
         reply: None,
+        partial: false,
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -606,6 +607,10 @@ struct Wire<S> {
     stream: S,
     conn: Arc<Conn>,
     reply: Option<Reply>,
+    /// The last write took only part of its buffer, so the next one goes on
+    /// with the rest of it: it starts mid-response, never with a head,
+    /// whatever its bytes say (a body may quote a status line).
+    partial: bool,
 }
 
 /// The broker's own error reply, in place of hyper's.
@@ -693,7 +698,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Wire<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.reply.is_none() {
+        if this.reply.is_none() && !this.partial {
             // 1xx heads (100 Continue) come before the response they announce.
             if let Some(status) = head_status(buf).filter(|status| *status >= 200) {
                 if this.conn.heads_due.load(Ordering::Acquire) > 0 {
@@ -701,6 +706,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Wire<S> {
                     if written > 0 {
                         this.conn.heads_due.fetch_sub(1, Ordering::AcqRel);
                     }
+                    this.partial = written < buf.len();
                     return Poll::Ready(Ok(written));
                 }
                 if status >= 400 {
@@ -717,7 +723,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Wire<S> {
             ready!(reply.poll_send(&mut this.stream, cx))?;
             return Poll::Ready(Ok(buf.len()));
         }
-        Pin::new(&mut this.stream).poll_write(cx, buf)
+        let written = ready!(Pin::new(&mut this.stream).poll_write(cx, buf))?;
+        this.partial = written < buf.len();
+        Poll::Ready(Ok(written))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -761,6 +769,53 @@ mod tests {
         assert_eq!(head_status(b"HTTP/1.1 100 Continue\r\n\r\n"), Some(100));
         assert_eq!(head_status(b"{\"code\":\"HTTP/1.1 400\"}"), None);
         assert_eq!(head_status(b"HTTP/1."), None);
+    }
+
+    /// A socket that takes one byte a write.
+    struct Trickle(Vec<u8>);
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.0.extend_from_slice(&buf[..buf.len().min(1)]);
+            Poll::Ready(Ok(buf.len().min(1)))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A body that quotes a status line (a justification can) is written
+    /// as it is, even when a write that went on with a partly written
+    /// buffer starts at the quote: only a write that starts a buffer can
+    /// start a head.
+    #[test]
+    fn a_status_line_quoted_in_a_body_is_never_taken_for_a_head() {
+        let conn = Arc::new(Conn::new(0));
+        let _request = InFlight::begin(&conn);
+        let mut wire = Wire {
+            stream: Trickle(Vec::new()),
+            conn,
+            reply: None,
+            partial: false,
+        };
+        let response =
+            b"HTTP/1.1 200 OK\r\ncontent-length: 27\r\n\r\n{\"j\":\"HTTP/1.1 400 x\"}   ";
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        let mut sent = 0;
+        while sent < response.len() {
+            match Pin::new(&mut wire).poll_write(&mut cx, &response[sent..]) {
+                Poll::Ready(Ok(n)) => sent += n,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(wire.stream.0, response);
     }
 
     #[test]
