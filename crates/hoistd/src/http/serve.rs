@@ -140,6 +140,9 @@ struct Conn {
     idle_since: Mutex<Instant>,
     /// Told to close, to make room for a newer connection.
     evicted: Notify,
+    /// When each response still being sent was handed over (by an id of
+    /// the connection's own), event streams aside: see [`Conn::stalled`].
+    sending: Mutex<BTreeMap<u64, Instant>>,
 }
 
 impl Conn {
@@ -151,7 +154,27 @@ impl Conn {
             served: AtomicU64::new(0),
             idle_since: Mutex::new(Instant::now()),
             evicted: Notify::new(),
+            sending: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Whether a response (not an event stream) has been handed over for
+    /// longer than the idle timeout without being sent whole. Over HTTP/2
+    /// a client that opens no flow-control window (`INITIAL_WINDOW_SIZE`
+    /// 0) takes no byte of a body, and the response stays in flight for
+    /// ever; the connection, busy, would never be closed for idleness nor
+    /// for a newcomer, and a few such clients could hold every slot. Over
+    /// HTTP/1.1 a body is handed to the socket's buffer whole, and a client
+    /// that stops reading is closed as idle.
+    fn stalled(&self, limits: &Limits) -> bool {
+        let sending = self
+            .sending
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        sending
+            .values()
+            .next()
+            .is_some_and(|since| since.elapsed() >= limits.idle_timeout)
     }
 
     fn idle_since(&self) -> Instant {
@@ -384,9 +407,15 @@ fn service(
         async move {
             let response = app.oneshot(request).await;
             response.map(|response| {
+                let streaming = response
+                    .headers()
+                    .get(axum::http::header::CONTENT_TYPE)
+                    .is_some_and(|kind| kind.as_bytes().starts_with(b"text/event-stream"));
+                let sending = (!streaming).then(|| Sending::begin(&in_flight.0));
                 response.map(|body| {
                     Body::new(Tracked {
                         body,
+                        _sending: sending,
                         _in_flight: in_flight,
                     })
                 })
@@ -499,6 +528,10 @@ async fn watch_connection<C, E>(
                     tracing::debug!("connection closed: no request in time");
                     return;
                 }
+                if conn.stalled(limits) {
+                    tracing::debug!("connection closed: a response was not taken in time");
+                    return;
+                }
             }
             () = stopping(&mut shutdown), if !closing => {
                 closing = true;
@@ -511,7 +544,39 @@ async fn watch_connection<C, E>(
 /// A response body that keeps its request in flight until it is dropped.
 struct Tracked {
     body: Body,
+    _sending: Option<Sending>,
     _in_flight: InFlight,
+}
+
+/// A response being sent, on its connection's list until it is dropped.
+struct Sending {
+    conn: Arc<Conn>,
+    id: u64,
+}
+
+impl Sending {
+    fn begin(conn: &Arc<Conn>) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        conn.sending
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(id, Instant::now());
+        Sending {
+            conn: Arc::clone(conn),
+            id,
+        }
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.conn
+            .sending
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&self.id);
+    }
 }
 
 impl HttpBody for Tracked {

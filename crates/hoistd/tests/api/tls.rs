@@ -147,6 +147,63 @@ async fn a_connection_that_never_starts_its_handshake_is_closed() {
 /// The real binary: SIGHUP serves a renewed certificate to new connections,
 /// an event stream opened before carries on, and a broken file leaves the
 /// certificate in use.
+/// HTTP/2 clients that open no flow-control window take no byte of any
+/// body, so their responses stay in flight; with the cap full of them, a
+/// newcomer is still served once they are closed, past the idle timeout.
+#[tokio::test]
+async fn clients_that_take_no_response_cannot_hold_every_slot() {
+    let mut broker = TestBroker::builder()
+        .tls()
+        .limits(Limits {
+            max_connections: 4,
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+        })
+        .start()
+        .await;
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(broker.ca().ca_file()).unwrap()).unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let closed = reqwest::Client::builder()
+            .tls_certs_only([ca.clone()])
+            .http2_prior_knowledge()
+            .http2_initial_stream_window_size(0)
+            .build()
+            .unwrap();
+        let head = closed
+            .get(format!("{}/v1/health", broker.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.version(), reqwest::Version::HTTP_2);
+        stalled.push((closed, head));
+    }
+    let http = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        match http.get(format!("{}/v1/health", broker.url())).send().await {
+            Ok(health) => {
+                assert_eq!(health.status(), 200);
+                break;
+            }
+            Err(err) => assert!(
+                started.elapsed() < BOUND,
+                "still no room after {BOUND:?}: {err}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (_, head) in stalled {
+        assert!(head.bytes().await.is_err(), "a stalled response was sent");
+    }
+}
+
 #[tokio::test]
 async fn sighup_serves_a_renewed_certificate_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
