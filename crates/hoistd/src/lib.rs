@@ -176,12 +176,13 @@ impl Server {
         }
 
         let addr = listener.local_addr()?;
+        let limits = http::serve::fit_to_open_files(options.limits);
         let (shutdown, stopped) = watch::channel(false);
         let app = http::router(http::AppState {
             broker: Arc::clone(&broker),
             shutdown: stopped.clone(),
             streams: Arc::new(http::events::StreamSlots::new(
-                options.streams,
+                http::serve::fit_streams(options.streams, &limits),
                 Arc::clone(&metrics),
             )),
             metrics,
@@ -219,7 +220,6 @@ impl Server {
             (plan, periodic)
         });
         let uses = tokio::spawn(count_uses_forever(Arc::clone(&broker), stopped.clone()));
-        let limits = http::serve::fit_to_open_files(options.limits);
         // Effects left in the outbox by the last run, if any, go first.
         let outbox = tokio::spawn(leadership::while_leading(
             leading.clone(),

@@ -186,11 +186,19 @@ impl LimitArgs {
         })
     }
 
-    fn streams(&self) -> StreamLimits {
-        StreamLimits {
+    fn streams(&self) -> anyhow::Result<StreamLimits> {
+        if self.max_streams >= self.max_connections {
+            anyhow::bail!(
+                "--max-streams ({}) must be below --max-connections ({}): event streams hold \
+                 their connections, and calls need the rest",
+                self.max_streams,
+                self.max_connections
+            );
+        }
+        Ok(StreamLimits {
             total: self.max_streams as usize,
             per_identity: self.max_streams_per_identity as usize,
-        }
+        })
     }
 }
 
@@ -396,7 +404,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let loaded = Policy::load(&policy)?;
             let options = Options {
                 limits: limits.limits()?,
-                streams: limits.streams(),
+                streams: limits.streams()?,
                 signing_key: keys::signing_key(signing_key.as_deref(), SIGNING_KEY_ENV)?,
                 ssh_ca_key: keys::signing_key(ssh_ca_key.as_deref(), SSH_CA_KEY_ENV)?,
                 checkpoints: checkpoints.plan()?,
@@ -592,9 +600,13 @@ fn check_config(args: &ServeArgs) -> ExitCode {
     report("store", check_store(&args.db));
     report(
         "limits",
-        args.limits
-            .limits()
-            .map(|limits| format!("at most {} connections", limits.max_connections)),
+        args.limits.limits().and_then(|limits| {
+            let streams = args.limits.streams()?;
+            Ok(format!(
+                "at most {} connections, {} of them event streams",
+                limits.max_connections, streams.total
+            ))
+        }),
     );
     report(
         "signing key",

@@ -99,6 +99,26 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// connection cap counts connections, so this bounds what one can ask.
 const H2_MAX_STREAMS: u32 = 128;
 
+/// The stream cap under a connection cap that may have been lowered to fit
+/// the open-file limit: streams hold their connections and are never
+/// closed for a newcomer, so at most half the connections, as by default,
+/// leaving the rest to calls.
+pub fn fit_streams(streams: StreamLimits, limits: &Limits) -> StreamLimits {
+    let most = (limits.max_connections / 2).max(1);
+    if streams.total <= most {
+        return streams;
+    }
+    tracing::warn!(
+        max_streams = streams.total,
+        max_connections = limits.max_connections,
+        "more event streams than half the connections; serving at most {most}"
+    );
+    StreamLimits {
+        total: most,
+        ..streams
+    }
+}
+
 /// File descriptors kept for everything but connections: the database, its
 /// log, the policy file, the OpenID providers.
 const SPARE_FILES: u64 = 64;
@@ -881,6 +901,28 @@ mod tests {
             }
         }
         assert_eq!(wire.stream.0, response);
+    }
+
+    /// A connection cap lowered to fit the open-file limit lowers the
+    /// stream cap with it, to half the connections; one that fits is kept.
+    #[test]
+    fn the_stream_cap_stays_below_a_lowered_connection_cap() {
+        let streams = StreamLimits {
+            total: 2048,
+            per_identity: 16,
+        };
+        let lowered = Limits {
+            max_connections: 960,
+            ..Limits::default()
+        };
+        assert_eq!(
+            fit_streams(streams, &lowered),
+            StreamLimits {
+                total: 480,
+                per_identity: 16
+            }
+        );
+        assert_eq!(fit_streams(streams, &Limits::default()), streams);
     }
 
     #[test]

@@ -310,6 +310,38 @@ fn check_config_reports_every_problem_and_writes_nothing() {
     assert!(!dir.path().join("hoistd.db").exists(), "nothing written");
 }
 
+/// Event streams hold their connections and are never closed for a
+/// newcomer: a stream cap that is not below the connection cap is refused
+/// by name, by check-config and serve alike.
+#[test]
+fn a_stream_cap_not_below_the_connection_cap_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text("")).unwrap();
+    for command in ["check-config", "serve"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .arg(command)
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(dir.path().join("hoistd.db"))
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--max-connections", "64", "--max-streams", "64"])
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{command}: {said}");
+        assert!(
+            said.contains("--max-streams (64) must be below --max-connections (64)"),
+            "{command}: {said}"
+        );
+    }
+    assert!(!dir.path().join("hoistd.db").exists(), "nothing written");
+}
+
 /// Against a real PostgreSQL target: access it refuses is an error, as at
 /// start; the target down is a warning, and the check passes.
 #[tokio::test]
