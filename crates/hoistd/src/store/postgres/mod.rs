@@ -97,8 +97,15 @@ pub(super) const BEGIN_LOCKED: &str = "BEGIN; SET LOCAL lock_timeout = '10s'; \
 /// of the commit only once it is durable, as it would with the commit
 /// waiting for its flush; what changes is that another transaction may
 /// read this one's writes for the time of the flush before they are
-/// durable. A crash in that time loses both: whatever read them commits
-/// later in the log. One simple query, in the same round trip as the
+/// durable. A crash in that time loses both when the reader wrote: its
+/// commit is later in the log. A reader that acts outside the database
+/// does not have that cover: another instance's listener hears the
+/// notice at the first commit and its streams may show a change the crash
+/// then loses (they resynchronise when the stream reconnects), and the
+/// outbox may read a new target effect and make the call before the crash
+/// loses the grant (the reconciler removes access no live grant explains,
+/// at the targets it inspects; a webhook receiver keeps it). One simple
+/// query, in the same round trip as the
 /// commit. If the first transaction failed, `COMMIT` rolls it back and the
 /// second writes only its message.
 pub(super) const COMMIT_LOCKED: &str =
