@@ -33,6 +33,10 @@ impl Notifier for Broker {
         self.policy().notify.clone()
     }
 
+    fn leads_now(&self) -> bool {
+        crate::target::Ledger::leads_now(self)
+    }
+
     fn route(&self) -> Result<bool> {
         let policy = self.policy();
         let mut tx = self.job_transaction()?;

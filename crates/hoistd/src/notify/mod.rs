@@ -276,6 +276,10 @@ pub struct Notice {
 pub trait Notifier: Send + Sync + 'static {
     /// The channels of the policy in force.
     fn channels(&self) -> Channels;
+    /// Whether this instance still leads by its own clock: checked just
+    /// before each post, so a leader paused past its term (its worker not
+    /// yet told) posts nothing the next leader will post again.
+    fn leads_now(&self) -> bool;
     /// Routes audit events past the cursor to the channels that take them:
     /// writes their notifications and moves the cursor, in one
     /// transaction. True if more events are waiting.

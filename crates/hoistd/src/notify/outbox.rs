@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use super::{Notice, Notifier, format};
 use crate::store::{Notification, NotificationDelivery};
-use crate::target::outbox::{Failing, Slots, backoff};
+use crate::target::outbox::{Failing, LEAD_LOST_PAUSE, Slots, backoff};
 use crate::target::webhook::{PostError, clip};
 
 /// Longest the worker sleeps between looks, in case a wake-up is missed.
@@ -220,6 +220,13 @@ pub async fn run<N: Notifier>(
 /// channel answered (`None`: it was not posted). An answer of 5xx or 429
 /// is none: the receiver is down or swamped.
 async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> Option<bool> {
+    if !notifier.leads_now() {
+        // Past this instance's term: the notification stays due, for
+        // whoever leads now. The worker is being halted; until then the
+        // channel's slot stays taken rather than be tried again at once.
+        tokio::time::sleep(LEAD_LOST_PAUSE).await;
+        return None;
+    }
     let channels = notifier.channels();
     let at = crate::target::now();
     let started = Instant::now();
@@ -437,11 +444,15 @@ mod worker_tests {
     struct FakeNotifier {
         channels: Channels,
         due: Vec<Notification>,
+        leading: bool,
     }
 
     impl Notifier for FakeNotifier {
         fn channels(&self) -> Channels {
             self.channels.clone()
+        }
+        fn leads_now(&self) -> bool {
+            self.leading
         }
         fn route(&self) -> crate::error::Result<bool> {
             Ok(false)
@@ -486,7 +497,11 @@ mod worker_tests {
             .map(|n| self::due(format!("n_dead_{n}"), "dead"))
             .collect();
         due.push(self::due("n_live".into(), "live"));
-        let notifier = Arc::new(FakeNotifier { channels, due });
+        let notifier = Arc::new(FakeNotifier {
+            channels,
+            due,
+            leading: true,
+        });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -499,6 +514,30 @@ mod worker_tests {
         );
     }
 
+    /// A worker whose instance no longer leads by its own clock (paused
+    /// past its term, not yet halted) posts nothing: the next leader posts
+    /// what is due.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_past_its_term_posts_nothing() {
+        let (url, posts) = receiver(ANSWERS).await;
+        let mut channels = Channels::default();
+        channels.insert(channel("live", url));
+        let due = (0..3)
+            .map(|n| self::due(format!("n_live_{n}"), "live"))
+            .collect();
+        let notifier = Arc::new(FakeNotifier {
+            channels,
+            due,
+            leading: false,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+        assert_eq!(posts.load(Ordering::SeqCst), 0);
+    }
+
     /// A channel that answers no (a 400: one notice it will not take) is
     /// answering, not failing: it keeps its share of the slots.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,7 +548,11 @@ mod worker_tests {
         let due = (0..20)
             .map(|n| self::due(format!("n_picky_{n}"), "picky"))
             .collect();
-        let notifier = Arc::new(FakeNotifier { channels, due });
+        let notifier = Arc::new(FakeNotifier {
+            channels,
+            due,
+            leading: true,
+        });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -540,7 +583,11 @@ mod worker_tests {
         let (live_url, live_posts) = receiver(ANSWERS).await;
         channels.insert(channel("live", live_url));
         due.push(self::due("n_live".into(), "live"));
-        let notifier = Arc::new(FakeNotifier { channels, due });
+        let notifier = Arc::new(FakeNotifier {
+            channels,
+            due,
+            leading: true,
+        });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
         // The first posts to each failing channel learn that it fails: a

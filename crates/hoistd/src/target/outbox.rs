@@ -39,7 +39,7 @@ const READ: usize = 256;
 const HALT_WAIT: Duration = Duration::from_secs(5);
 /// How long an effect not run because this instance no longer leads holds
 /// its grant busy, while the worker is halted.
-const LEAD_LOST_PAUSE: Duration = Duration::from_millis(200);
+pub(crate) const LEAD_LOST_PAUSE: Duration = Duration::from_millis(200);
 /// First retry after this; doubled per failure.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Never longer between attempts than this.
