@@ -133,6 +133,22 @@ impl From<Notice> for Announcement {
     }
 }
 
+/// The listener's connection settings: over Unix sockets only, no TLS,
+/// whatever `sslmode` says, as for the pool's connections (see
+/// `drive::start`): the server offers none there, and `require` would
+/// otherwise keep the listener from ever connecting.
+fn without_tls_on_sockets(config: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut config = config.clone();
+    let sockets_only = config
+        .get_hosts()
+        .iter()
+        .all(|host| matches!(host, tokio_postgres::config::Host::Unix(_)));
+    if sockets_only {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,20 +207,4 @@ mod tests {
             Announcement::Changed { effects: true, .. }
         ));
     }
-}
-
-/// The listener's connection settings: over Unix sockets only, no TLS,
-/// whatever `sslmode` says, as for the pool's connections (see
-/// `drive::start`): the server offers none there, and `require` would
-/// otherwise keep the listener from ever connecting.
-fn without_tls_on_sockets(config: &tokio_postgres::Config) -> tokio_postgres::Config {
-    let mut config = config.clone();
-    let sockets_only = config
-        .get_hosts()
-        .iter()
-        .all(|host| matches!(host, tokio_postgres::config::Host::Unix(_)));
-    if sockets_only {
-        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-    }
-    config
 }
