@@ -184,11 +184,28 @@ mod tests {
     use super::*;
     use crate::store::{Connections, Snapshot, StoreError, Tx};
 
-    /// A store whose first renewal is taken at once but answered late, and
-    /// whose second never answers in time.
-    struct SlowRenewals(AtomicUsize);
+    /// A store whose renewals answer as `answer` says, given which ask
+    /// (0, 1, ...) and its `renewing`; it keeps what each ask said of
+    /// `renewing`.
+    struct Renewals<F> {
+        answer: F,
+        asks: std::sync::Mutex<Vec<bool>>,
+    }
 
-    impl Store for SlowRenewals {
+    fn renewals<F>(answer: F) -> Arc<Renewals<F>>
+    where
+        F: Fn(usize) -> crate::store::Result<Option<i64>> + Send + Sync + 'static,
+    {
+        Arc::new(Renewals {
+            answer,
+            asks: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    impl<F> Store for Renewals<F>
+    where
+        F: Fn(usize) -> crate::store::Result<Option<i64>> + Send + Sync + 'static,
+    {
         fn transaction(&self) -> crate::store::Result<Box<dyn Tx + '_>> {
             Err(StoreError::Other("no transactions here".into()))
         }
@@ -201,17 +218,13 @@ mod tests {
         fn connections(&self) -> Connections {
             Connections::default()
         }
-        fn lead(&self, _: &str, _: Duration, _: bool) -> crate::store::Result<Option<i64>> {
-            match self.0.fetch_add(1, Ordering::SeqCst) {
-                0 => {
-                    std::thread::sleep(Duration::from_millis(3500));
-                    Ok(Some(1))
-                }
-                _ => {
-                    std::thread::sleep(Duration::from_secs(6));
-                    Ok(None)
-                }
-            }
+        fn lead(&self, _: &str, _: Duration, renewing: bool) -> crate::store::Result<Option<i64>> {
+            let ask = {
+                let mut asks = self.asks.lock().unwrap();
+                asks.push(renewing);
+                asks.len() - 1
+            };
+            (self.answer)(ask)
         }
     }
 
@@ -220,7 +233,17 @@ mod tests {
     /// renewal still pending then does not keep it leading.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_leader_stops_by_its_own_clock_while_a_renewal_is_pending() {
-        let store: Arc<dyn Store> = Arc::new(SlowRenewals(AtomicUsize::new(0)));
+        // The first renewal is taken at once but answered late; the second
+        // never answers in time.
+        let store: Arc<dyn Store> = renewals(|ask| {
+            if ask == 0 {
+                std::thread::sleep(Duration::from_millis(3500));
+                Ok(Some(1))
+            } else {
+                std::thread::sleep(Duration::from_secs(6));
+                Ok(None)
+            }
+        });
         let (leads, leading) = watch::channel(false);
         let (term_tx, term) = watch::channel(None);
         let (lease, _) = watch::channel(None);
@@ -247,28 +270,6 @@ mod tests {
         assert_eq!(term_then, None, "a term at 4.5 s, past its own deadline");
     }
 
-    /// A store whose every renewal answers, yes, after 1.7 s.
-    struct SteadilySlow;
-
-    impl Store for SteadilySlow {
-        fn transaction(&self) -> crate::store::Result<Box<dyn Tx + '_>> {
-            Err(StoreError::Other("no transactions here".into()))
-        }
-        fn snapshot(&self) -> crate::store::Result<Box<dyn Snapshot + '_>> {
-            Err(StoreError::Other("no snapshots here".into()))
-        }
-        fn ready(&self) -> crate::store::Result<()> {
-            Ok(())
-        }
-        fn connections(&self) -> Connections {
-            Connections::default()
-        }
-        fn lead(&self, _: &str, _: Duration, _: bool) -> crate::store::Result<Option<i64>> {
-            std::thread::sleep(Duration::from_millis(1700));
-            Ok(Some(1))
-        }
-    }
-
     /// Renewals that each answer well within the term keep the lease,
     /// however many in a row are slow: the next is asked a second after the
     /// last was asked (here, at once), not a second after its answer, which
@@ -276,7 +277,11 @@ mod tests {
     /// own clock.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn slow_renewals_in_a_row_keep_the_lease() {
-        let store: Arc<dyn Store> = Arc::new(SteadilySlow);
+        // Every renewal answers, yes, after 1.7 s.
+        let store: Arc<dyn Store> = renewals(|_| {
+            std::thread::sleep(Duration::from_millis(1700));
+            Ok(Some(1))
+        });
         let (leads, mut leading) = watch::channel(false);
         let (term_tx, _term) = watch::channel(None);
         let (lease, _) = watch::channel(None);
@@ -314,43 +319,19 @@ mod tests {
         );
     }
 
-    /// A store that answers at once, then once after 4.2 s, then at once
-    /// again, and keeps what each ask said of `renewing`.
-    struct OneLateRenewal(std::sync::Mutex<Vec<bool>>);
-
-    impl Store for OneLateRenewal {
-        fn transaction(&self) -> crate::store::Result<Box<dyn Tx + '_>> {
-            Err(StoreError::Other("no transactions here".into()))
-        }
-        fn snapshot(&self) -> crate::store::Result<Box<dyn Snapshot + '_>> {
-            Err(StoreError::Other("no snapshots here".into()))
-        }
-        fn ready(&self) -> crate::store::Result<()> {
-            Ok(())
-        }
-        fn connections(&self) -> Connections {
-            Connections::default()
-        }
-        fn lead(&self, _: &str, _: Duration, renewing: bool) -> crate::store::Result<Option<i64>> {
-            let asked = {
-                let mut asks = self.0.lock().unwrap();
-                asks.push(renewing);
-                asks.len()
-            };
-            if asked == 2 {
-                std::thread::sleep(Duration::from_millis(4200));
-            }
-            Ok(Some(1))
-        }
-    }
-
     /// Once a leader stopped by its own clock, its next ask is for a new
     /// term (`renewing` false), even though the late answer said it still
     /// held the lease: its jobs were halted, and what they left under way
     /// must carry a lower epoch than what the restarted jobs do.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_leader_that_stopped_asks_for_a_new_term() {
-        let store = Arc::new(OneLateRenewal(std::sync::Mutex::new(Vec::new())));
+        // Answers at once, then once after 4.2 s, then at once again.
+        let store = renewals(|ask| {
+            if ask == 1 {
+                std::thread::sleep(Duration::from_millis(4200));
+            }
+            Ok(Some(1))
+        });
         let (leads, mut leading) = watch::channel(false);
         let (term_tx, _term) = watch::channel(None);
         let (lease, _) = watch::channel(None);
@@ -372,7 +353,7 @@ mod tests {
         stop.send(true).unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         waited.expect("led, stopped while the renewal was late, then led again");
-        let asks = store.0.lock().unwrap().clone();
+        let asks = store.asks.lock().unwrap().clone();
         assert_eq!(asks[..3], [false, true, false], "{asks:?}");
     }
 
