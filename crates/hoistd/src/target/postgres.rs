@@ -391,7 +391,12 @@ impl Postgres {
         let until = quote_literal(&valid_until(grant.expires_at));
         let quoted = quote_ident(&role);
         let members: Vec<String> = access.member_of.iter().map(|r| quote_ident(r)).collect();
-        let mut sql = String::from("BEGIN;\n");
+        // One simple query with no BEGIN or COMMIT of its own: PostgreSQL
+        // runs it as one transaction and, if a statement fails, rolls it
+        // back and ends it. With an explicit BEGIN, a failure would leave
+        // the admin connection inside the failed transaction, and every
+        // later call on it (other grants' removals too) refused.
+        let mut sql = String::new();
         if self.role_exists(&client, &role).await?.is_none() {
             sql.push_str(&format!(
                 "CREATE ROLE {quoted} WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE \
@@ -412,7 +417,7 @@ impl Postgres {
             }
         }
         sql.push_str(&format!(
-            "COMMENT ON ROLE {quoted} IS {};\nCOMMIT;",
+            "COMMENT ON ROLE {quoted} IS {};",
             quote_literal(&format!("{LABEL}{}", grant.id))
         ));
         client

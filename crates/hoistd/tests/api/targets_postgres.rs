@@ -291,6 +291,37 @@ async fn a_target_down_at_activation_keeps_the_grant_provisioning_until_it_answe
     pg.connect_as(&role_of(&grant), &password).await.unwrap();
 }
 
+/// A provision the target refuses (a `member_of` role dropped after the
+/// policy loaded) leaves the admin connection usable: the grant's removal
+/// on the same connection still goes through.
+#[tokio::test]
+async fn a_refused_provision_leaves_the_target_usable() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute("DROP OWNED BY app_admin; DROP ROLE app_admin")
+        .await
+        .unwrap();
+    let grant = granted(&broker, None).await;
+    eventually(LONG, || async {
+        let grant = broker.as_user("alice").grant(&grant.id).await.unwrap();
+        grant.access.unwrap().state == AccessState::Failed
+    })
+    .await;
+    let failed = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    let reason = failed.access.unwrap().reason.unwrap();
+    assert!(reason.contains("app_admin"), "{reason}");
+    broker
+        .as_user("bob")
+        .revoke(&grant.id, "cannot be provisioned")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(!role_exists(&pg, &role_of(&grant)).await);
+}
+
 #[tokio::test]
 async fn a_target_down_at_revoke_ends_the_grant_at_once_and_removes_it_when_back() {
     let pg = cluster().await;
