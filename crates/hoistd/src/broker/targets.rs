@@ -327,10 +327,17 @@ impl Ledger for Broker {
         let tx = self.store.read()?;
         let policy = self.policy();
         let now = super::now();
-        let holding = tx.grants(&GrantQuery::holding_access(Some(target.to_string())))?;
+        // Every target's, not only this one's: targets may share a server
+        // (two PostgreSQL targets on one cluster, whose roles are the whole
+        // cluster's), and a role there of another target's live grant is
+        // no drift.
+        let holding = tx.grants(&GrantQuery::holding_access(None))?;
         let mut view = View::default();
         for mut grant in holding {
             view.holding.insert(grant.id.clone());
+            if grant.access.as_ref().is_none_or(|a| a.target != target) {
+                continue;
+            }
             settle_grant(&mut grant, now);
             let live = grant
                 .access

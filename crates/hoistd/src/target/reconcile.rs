@@ -30,8 +30,9 @@ const INSPECTIONS_AT_ONCE: usize = 16;
 pub struct View {
     /// Active grants whose access the target confirmed.
     pub live: Vec<GrantFacts>,
-    /// Grants that may hold access there: active, or ended with their
-    /// removal still pending.
+    /// Grants that may hold access there or at any other target (targets
+    /// may share a server): active, or ended with their removal still
+    /// pending.
     pub holding: HashSet<String>,
 }
 

@@ -400,6 +400,42 @@ async fn a_role_made_by_hand_under_hoists_names_is_removed_and_audited() {
     assert!(drift.iter().all(|e| e.details["target"] == "db1"));
 }
 
+/// Two targets on one cluster (whose roles are the whole cluster's): a
+/// reconciler pass over either leaves the other's live grants alone.
+#[tokio::test]
+async fn targets_sharing_a_cluster_leave_each_others_roles_alone() {
+    let pg = cluster().await;
+    let policy = format!(
+        "{}\n{}\n{}\n{}\n{}",
+        policy_text(""),
+        pg.target_toml("db1"),
+        pg.target_toml("db2"),
+        target_role("pgdb", "db1", "member_of = [\"app_admin\"]"),
+        target_role("pgdb2", "db2", "member_of = [\"app_reader\"]")
+    );
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let filed = broker
+        .as_user("alice")
+        .file(&request("pgdb2", "read the orders"))
+        .await
+        .unwrap();
+    let approved = broker.as_user("bob").approve(&filed.id).await.unwrap();
+    let grant = broker
+        .as_user("alice")
+        .grant(&approved.grant_id.unwrap())
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Live).await;
+
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    assert_eq!(pass.drift_removed, 0, "{pass:?}");
+    assert_eq!(pass.checked, 1, "{pass:?}");
+    assert!(
+        role_exists(&pg, &role_of(&grant)).await,
+        "db1's pass removed db2's live role"
+    );
+}
+
 #[tokio::test]
 async fn access_removed_by_hand_from_a_live_grant_is_provisioned_again() {
     let pg = cluster().await;
