@@ -380,20 +380,23 @@ impl Broker {
                 ),
             ));
         };
+        let refused = |err: TokenError| {
+            let code = match &err {
+                TokenError::Algorithm(_) => Code::AlgorithmRefused,
+                TokenError::Expired => Code::TokenExpired,
+                TokenError::Signature | TokenError::UnknownKey(_) => Code::InvalidSignature,
+                TokenError::Keys(_) => Code::IssuerUnavailable,
+                _ => Code::MalformedToken,
+            };
+            refuse(code, format!("the subject token was refused: {err}"))
+        };
+        // Verified with the first candidate's terms to read its claims;
+        // again below with the terms of the rule that grants, if another.
         let claims = self
             .verifier
             .verify_claims(&first.issuer, token)
             .await
-            .map_err(|err| {
-                let code = match &err {
-                    TokenError::Algorithm(_) => Code::AlgorithmRefused,
-                    TokenError::Expired => Code::TokenExpired,
-                    TokenError::Signature | TokenError::UnknownKey(_) => Code::InvalidSignature,
-                    TokenError::Keys(_) => Code::IssuerUnavailable,
-                    _ => Code::MalformedToken,
-                };
-                refuse(code, format!("the subject token was refused: {err}"))
-            })?;
+            .map_err(refused)?;
         let subject = claims
             .get("sub")
             .and_then(|v| v.as_str())
@@ -444,6 +447,15 @@ impl Broker {
                 ),
             ));
         };
+        // The rule that grants may take fewer algorithms or less leeway
+        // than the one the token was first checked with: its own terms
+        // hold.
+        if !std::ptr::eq(rule, *first) {
+            self.verifier
+                .verify_claims(&rule.issuer, token)
+                .await
+                .map_err(refused)?;
+        }
         let ttl = match requested_ttl {
             Some(ttl) if ttl > allowed.max_ttl => {
                 return Err(refuse(

@@ -738,6 +738,36 @@ async fn a_denied_workload_request_is_refused_as_denied() {
     assert!(message.contains("not today"), "{message}");
 }
 
+/// A token is held to the terms of the rule that grants, not of the first
+/// rule for its issuer and audience: a rule before it with an hour of
+/// leeway (for another subject) does not let an expired token in.
+#[tokio::test]
+async fn a_token_is_held_to_the_leeway_of_the_rule_that_grants() {
+    let provider = Provider::start().await;
+    let lenient = format!(
+        "[[workloads]]\nname = \"tools\"\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\n\
+         leeway = \"1h\"\n[workloads.claims]\nsub = \"tools-bot\"\n\
+         [[workloads.roles]]\nrole = \"deploy\"\nmax_ttl_minutes = 10\n\n[[workloads]]\nname = \"ci\"",
+        provider.issuer
+    );
+    let text = policy(&provider.issuer, "").replacen("[[workloads]]\nname = \"ci\"", &lenient, 1);
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let short = provider
+        .workload_token("deploy-bot", AUDIENCE, &main_claims(), Some(1))
+        .await;
+    let exp = jwt_claims(&short)["exp"].as_i64().unwrap();
+    while chrono::Utc::now().timestamp() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    refused_with(
+        exchange_for(&broker, &short, "deploy").await,
+        WorkloadErrorCode::TokenExpired,
+    );
+    // A live token of the same subject is granted by `ci`.
+    let token = ci_token(&provider).await;
+    issued(exchange_for(&broker, &token, "deploy").await);
+}
+
 #[tokio::test]
 async fn a_rule_that_does_not_pin_its_subject_is_refused_at_load_with_its_line() {
     let rule = |claims: &str, ttl: u64| {
