@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hoist_api::{
     AccessRequest, AcknowledgeInput, ApiError, AuditEvent, AuthConfig, CreateRequest, Credential,
-    Decision, ExtendInput, Grant, IDEMPOTENCY_KEY_HEADER, IncidentView, LiveEvent, Me, ReasonInput,
-    RequestHistory, ReviewInput, Role, SERVER_TIME_HEADER,
+    Decision, ErrorCode, ExtendInput, Grant, IDEMPOTENCY_KEY_HEADER, IncidentView, LiveEvent, Me,
+    ReasonInput, RequestHistory, ReviewInput, Role, SERVER_TIME_HEADER,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -426,6 +426,24 @@ fn refusal(status: StatusCode, body: &[u8]) -> BackendError {
         Err(_) if status == StatusCode::UNAUTHORIZED => {
             BackendError::Unauthenticated("the broker refused the token".into())
         }
+        // A proxy or load balancer in front of the broker answers for it
+        // while an instance restarts (502, 503, 504, its own 429), with a
+        // page of its own: the broker is away, not refusing, and the call
+        // is tried again like any other while it is away.
+        Err(_) if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
+            BackendError::Refused {
+                status: status.as_u16(),
+                code: if status == StatusCode::TOO_MANY_REQUESTS {
+                    ErrorCode::RateLimited
+                } else {
+                    ErrorCode::Unavailable
+                },
+                message: format!(
+                    "{status} from in front of the broker (no hoist error body): it is away or \
+                     busy; try again"
+                ),
+            }
+        }
         Err(_) => BackendError::Protocol(format!(
             "{status} without an error body (is this a hoist broker?)"
         )),
@@ -499,6 +517,27 @@ mod tests {
                 message: "grant gr_1 is paused".into(),
             }
         );
+    }
+
+    /// A proxy's error page for a broker that is away (502, 503, 504, or
+    /// its own 429) is a transient failure, retried as such; any other
+    /// status without hoist's error body is not hoist talking.
+    #[test]
+    fn a_proxys_error_page_is_transient() {
+        let page = b"<html><body><h1>502 Bad Gateway</h1></body></html>";
+        for status in [
+            StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::GATEWAY_TIMEOUT,
+            StatusCode::TOO_MANY_REQUESTS,
+        ] {
+            let error = refusal(status, page);
+            assert!(error.is_transient(), "{status}: {error:?}");
+            assert!(error.to_string().contains(status.as_str()), "{error}");
+        }
+        let error = refusal(StatusCode::NOT_FOUND, page);
+        assert!(!error.is_transient(), "{error:?}");
+        assert!(matches!(error, BackendError::Protocol(_)), "{error:?}");
     }
 
     /// An event of a type from a newer broker neither ends nor fails the
