@@ -28,6 +28,7 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
     if !ended.is_empty() {
         // Access at a target outlives the grant until the broker removes
         // it: those grants move to the ending list, never straight out.
+        let selection = state.selection();
         let (gone, kept): (Vec<Grant>, Vec<Grant>) = std::mem::take(&mut state.grants)
             .into_iter()
             .partition(|g| g.expires_at <= now);
@@ -35,6 +36,8 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
         state
             .ending
             .extend(gone.into_iter().filter(access::still_ending));
+        // The cursor stays on the grant it was on, if that one is left.
+        state.reselect(&selection);
         clamp(state);
         super::modals::revocation_confirmed(state);
         let text = format!("{} expired", ended.join(", "));

@@ -3,7 +3,7 @@
 
 use hoist_api::{AuditEvent, IncidentView};
 
-use super::navigation::refilter;
+use super::navigation::refilter_keeping;
 use super::{clamp, grants, notify_error};
 use crate::app::action::{Operation, Snapshot};
 use crate::app::command::Command;
@@ -12,6 +12,7 @@ use crate::app::state::State;
 
 pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
     let selection = state.selection();
+    let role = state.selected_role().map(|r| r.id.clone());
     state.loaded = true;
     state.me = Some(snapshot.me);
     state.roles = snapshot.roles;
@@ -52,7 +53,7 @@ pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
         .collect();
     state.histories.retain(|id, _| known.contains(id.as_str()));
     state.reselect(&selection);
-    refilter(state);
+    refilter_keeping(state, role);
     commands
 }
 

@@ -45,6 +45,13 @@ pub(super) fn start_filter(state: &mut State) -> Vec<Command> {
 
 pub(super) fn refilter(state: &mut State) {
     let selected = state.selected_role().map(|r| r.id.clone());
+    refilter_keeping(state, selected);
+}
+
+/// [`refilter`], keeping the cursor on the role `selected` (by id), which
+/// the caller read before it replaced the roles: the old visible indices
+/// point into the old list, not the new one.
+pub(super) fn refilter_keeping(state: &mut State, selected: Option<String>) {
     state.visible_roles = roles::visible(
         &state.roles,
         &state.favourites,

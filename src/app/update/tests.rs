@@ -587,6 +587,42 @@ fn a_list_that_changes_under_the_cursor_keeps_it_on_the_same_item() {
     assert_eq!(state.selected_request().unwrap().id, "req_mine");
 }
 
+/// A grant above the cursor expiring, or a role added before the selected
+/// one at a reload, leaves the cursor on what it was on: a key pressed next
+/// (extend, fetch the credential) acts on what the person was looking at.
+#[test]
+fn an_expiry_or_a_reload_keeps_the_cursor_on_the_same_item() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![
+        grant("g_a", "db", "alice", now + TimeDelta::seconds(1)),
+        grant("g_b", "k8s", "alice", now + TimeDelta::hours(1)),
+        grant("g_c", "logs", "alice", now + TimeDelta::hours(2)),
+    ];
+    state.warned.insert("g_a".into());
+    state.cursors.grants = 1;
+    update(&mut state, Action::Tick(now + TimeDelta::seconds(2)));
+    assert_eq!(state.selected_grant().unwrap().id, "g_b");
+
+    state.screen = Screen::Roles;
+    state.cursors.roles = 2;
+    assert_eq!(state.selected_role().unwrap().id, "logs");
+    let me = state.me.clone().unwrap();
+    update(
+        &mut state,
+        Action::Loaded(Box::new(Snapshot {
+            me,
+            roles: vec![role("db"), role("db2"), role("k8s"), role("logs")],
+            requests: vec![],
+            grants: vec![],
+            queue: vec![],
+            break_glass: vec![],
+            workload_grants: vec![],
+        })),
+    );
+    assert_eq!(state.selected_role().unwrap().id, "logs");
+}
+
 #[test]
 fn access_going_live_is_said_once_and_never_before() {
     use hoist_api::AccessState;
