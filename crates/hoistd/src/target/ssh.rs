@@ -140,6 +140,9 @@ impl fmt::Debug for HolderKey {
     }
 }
 
+/// The smallest RSA modulus certified, in bits.
+const MIN_RSA_BITS: usize = 2048;
+
 impl HolderKey {
     /// Parses one `<algorithm> <base64> [comment]` line; the error names
     /// what is wrong, never echoes the text.
@@ -158,8 +161,20 @@ impl HolderKey {
                 .to_string()
         })?;
         match key.key_data() {
+            // ssh-key checks RSA's size only when a key is converted for
+            // the rsa crate, which certifying does not do.
+            KeyData::Rsa(rsa) => {
+                let bits = rsa.n.as_positive_bytes().map_or(0, |n| {
+                    n.len() * 8 - n.first().map_or(0, |top| top.leading_zeros() as usize)
+                });
+                if bits < MIN_RSA_BITS {
+                    return Err(format!(
+                        "public_key is a {bits}-bit RSA key; RSA keys need {MIN_RSA_BITS} bits \
+                         or more (or use Ed25519)"
+                    ));
+                }
+            }
             KeyData::Ed25519(_)
-            | KeyData::Rsa(_)
             | KeyData::Ecdsa(_)
             | KeyData::SkEd25519(_)
             | KeyData::SkEcdsaSha2NistP256(_) => {}
@@ -526,6 +541,22 @@ mod tests {
             assert!(err.contains("public_key"), "{err}");
             assert!(bad.is_empty() || !err.contains(bad), "never echoed: {err}");
         }
+    }
+
+    /// An RSA key under 2048 bits is refused, naming its size; one of
+    /// 2048 is taken.
+    #[test]
+    fn rsa_keys_under_2048_bits_are_refused() {
+        let rsa = |bytes: usize| {
+            let data = KeyData::Rsa(ssh_key::public::RsaPublicKey {
+                e: ssh_key::Mpint::from_positive_bytes(&[1, 0, 1]).unwrap(),
+                n: ssh_key::Mpint::from_positive_bytes(&vec![0xc5; bytes]).unwrap(),
+            });
+            ssh_key::PublicKey::new(data, "").to_openssh().unwrap()
+        };
+        let err = HolderKey::parse(&rsa(128)).unwrap_err();
+        assert!(err.contains("1024-bit RSA key"), "{err}");
+        HolderKey::parse(&rsa(256)).unwrap();
     }
 
     #[test]
