@@ -62,6 +62,10 @@ fn default_keys_refetch_after() -> Duration {
     Duration::from_secs(30)
 }
 
+/// The most clock skew tolerated on people's tokens: a sign-in token is
+/// fresh, so more than this would only let expired tokens in.
+pub const MAX_OIDC_LEEWAY: Duration = Duration::from_secs(300);
+
 fn default_leeway() -> Duration {
     Duration::from_secs(30)
 }
@@ -113,6 +117,17 @@ pub(super) fn issuers(
         }
         if issuer.keys_timeout.is_zero() {
             return Err(source.invalid(offset, "oidc keys_timeout must be longer than zero".into()));
+        }
+        if issuer.leeway > MAX_OIDC_LEEWAY {
+            return Err(source.invalid(
+                offset,
+                format!(
+                    "oidc leeway {}s is above the most allowed, {}s: it allows for clock skew, \
+                     not for expired tokens",
+                    issuer.leeway.as_secs(),
+                    MAX_OIDC_LEEWAY.as_secs()
+                ),
+            ));
         }
         if issuer.keys_refetch_after < Duration::from_secs(1) {
             return Err(source.invalid(

@@ -97,6 +97,12 @@ fn the_key_fetch_settings_are_checked() {
             "keys_refetch_after = \"100ms\"",
             "keys_refetch_after must be at least 1s",
         ),
+        // A leeway is for clock skew: a month would take any token expired
+        // within it.
+        (
+            "leeway = \"30d\"",
+            "oidc leeway 2592000s is above the most allowed, 300s",
+        ),
     ] {
         let text = format!("{}{issuer}{line}\n", policy_text(""));
         let err = hoistd::Policy::parse("p.toml", &text)
