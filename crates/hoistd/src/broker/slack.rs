@@ -33,12 +33,15 @@ impl Broker {
     /// Takes a verified post, once: false if a post with this signature was
     /// taken before (a replay). `posted_at` is the post's own timestamp;
     /// its signature is kept until that can no longer pass the check, and
-    /// older ones are purged on the way.
+    /// older ones are purged on the way. Kept in lower case: the check
+    /// reads the hex in either case, so a replay with the signature
+    /// upper-cased is the same post.
     pub fn take_slack_post(&self, signature: &str, posted_at: DateTime<Utc>) -> Result<bool> {
+        let signature = signature.trim().to_ascii_lowercase();
         let mut tx = self.store.transaction()?;
         tx.purge_slack_replays(super::now())?;
         let kept_until = posted_at + TimeDelta::seconds(WINDOW_SECS) + CLOCK_MARGIN;
-        match tx.insert_slack_replay(signature, kept_until) {
+        match tx.insert_slack_replay(&signature, kept_until) {
             Ok(()) => {
                 tx.commit()?;
                 Ok(true)

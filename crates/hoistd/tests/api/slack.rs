@@ -134,6 +134,7 @@ print(SignatureVerifier(sys.argv[1]).generate_signature(timestamp=sys.argv[2], b
 }
 
 /// A signed post, as Slack would send it.
+#[derive(Clone)]
 struct Post {
     body: String,
     timestamp: String,
@@ -482,6 +483,15 @@ async fn forged_stale_replayed_and_unmapped_posts_are_refused_and_audited() {
     assert_eq!(send(&url, &post).await.0, StatusCode::OK);
     answers.to("/actions/r").await;
     let (status, answer) = send(&url, &post).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        answer["message"].as_str().unwrap().contains("replay"),
+        "{answer}"
+    );
+    // Its signature in upper case still verifies, and is the same post.
+    let mut shouted = post.clone();
+    shouted.signature = format!("v0={}", shouted.signature["v0=".len()..].to_uppercase());
+    let (status, answer) = send(&url, &shouted).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(
         answer["message"].as_str().unwrap().contains("replay"),
