@@ -246,11 +246,17 @@ async fn obtain(
     };
     if request.state != RequestState::Active {
         let reason = request.reason.clone().unwrap_or_default();
+        // Exit 4 ("timed out": try again later) only for a request that
+        // lapsed; one cancelled, or a grant revoked or expired meanwhile,
+        // is an ordinary failure, as `hoist request --wait` says it.
+        let ended = format!("{} ended {}: {reason}", request.id, request.state);
         return Err(match request.state {
-            RequestState::Denied => Ended::Denied(format!("{} was denied: {reason}", request.id)),
-            _ => Ended::TimedOut(format!("{} ended {}: {reason}", request.id, request.state)),
-        }
-        .into());
+            RequestState::Denied => {
+                Ended::Denied(format!("{} was denied: {reason}", request.id)).into()
+            }
+            RequestState::TimedOut => Ended::TimedOut(ended).into(),
+            _ => anyhow::anyhow!(ended),
+        });
     }
     let grant_id = request.grant_id.clone().unwrap_or_default();
     match active_grant(backend, &grant_id).await {

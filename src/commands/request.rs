@@ -185,7 +185,9 @@ async fn until_live(
     }
     let grants = backend.grants(false).await?;
     let Some(grant) = grants.into_iter().find(|g| g.id == grant_id) else {
-        return Ok(());
+        // Active a moment ago, and no longer among the active grants: it
+        // was revoked or expired since, and there is no access to use.
+        anyhow::bail!("{grant_id} ended before it could be used (revoked or expired)");
     };
     if grant.access.is_none() {
         return Ok(());

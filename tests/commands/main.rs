@@ -585,6 +585,26 @@ async fn exec_cancels_its_request_when_it_times_out() {
     assert_withdrawn(&alice, &bob, &id);
 }
 
+/// A request cancelled while exec waits (here by its requester, from
+/// another shell) is an ordinary failure, exit 1: exit 4 ("timed out, try
+/// again later") would have a script file it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_whose_request_is_cancelled_meanwhile_fails_with_1_not_4() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let ran = alice.config.path().join("ran");
+    let command = ["1h", "--", "touch", ran.to_str().unwrap()];
+    let mut waiting = alice.spawn(&[&EXEC_DB[..], &command].concat());
+    let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    let id = filed_by(&mut progress);
+    let cancelled = alice.run(&["cancel", &id]);
+    assert_eq!(code(&cancelled), 0, "{}", stderr(&cancelled));
+    let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
+    assert_eq!(waiting.wait().unwrap().code(), Some(1), "{rest}");
+    assert!(rest.contains("cancelled"), "{rest}");
+    assert!(!ran.exists(), "the command never ran");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_cancels_its_request_when_a_signal_ends_the_wait() {
     use nix::sys::signal::Signal;
