@@ -334,10 +334,11 @@ impl OpenBao {
             Err(TargetError::Refused(_, why)) if why.contains(" 404") => return Ok(Vec::new()),
             Err(err) => return Err(err),
         };
+        // An answer of another shape is no list: taken as "no tokens", a
+        // removal would be recorded as done having revoked nothing.
         let accessors: Vec<String> = listed["data"]["keys"]
             .as_array()
-            .cloned()
-            .unwrap_or_default()
+            .ok_or_else(|| self.refused("the list of token accessors came back without data.keys"))?
             .iter()
             .filter_map(|a| a.as_str().map(str::to_string))
             .collect();
