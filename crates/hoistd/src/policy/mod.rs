@@ -337,9 +337,21 @@ impl Policy {
 
     pub fn is_eligible(&self, user: &str, role: &RoleDef) -> bool {
         if hoist_api::is_workload(user) {
-            return self
-                .workload_rule_of(user)
-                .is_some_and(|rule| rule.role(&role.id).is_some());
+            // The principal is `workload:<rule>:<sub>`: the rule must still
+            // allow the role and still pin a subject that matches, so a
+            // rule narrowed at a reload ends what it no longer allows.
+            let subject = user
+                .strip_prefix(hoist_api::WORKLOAD_PREFIX)
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, subject)| subject);
+            return self.workload_rule_of(user).is_some_and(|rule| {
+                rule.role(&role.id).is_some()
+                    && subject.is_some_and(|subject| {
+                        rule.claims
+                            .get("sub")
+                            .is_some_and(|pattern| workloads::glob(pattern, subject))
+                    })
+            });
         }
         self.knows(user)
             && (role.eligible_users.contains(user) || self.in_any(user, &role.eligible_groups))

@@ -768,6 +768,32 @@ async fn a_token_is_held_to_the_leeway_of_the_rule_that_grants() {
     issued(exchange_for(&broker, &token, "deploy").await);
 }
 
+/// A rule narrowed at a reload so that it no longer pins the subject a
+/// grant went to ends that grant, as a person's grant ends when they leave
+/// the role's groups.
+#[tokio::test]
+async fn a_reload_that_narrows_a_rules_subject_revokes_its_grants() {
+    let provider = Provider::start().await;
+    let text = policy(&provider.issuer, "");
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let token = ci_token(&provider).await;
+    let credential = issued(exchange_for(&broker, &token, "deploy").await);
+
+    std::fs::write(
+        broker.policy_path(),
+        text.replace("sub = \"deploy-bot\"", "sub = \"release-bot\""),
+    )
+    .unwrap();
+    let revoked = broker.server().reload(&broker.policy_path()).await.unwrap();
+    assert_eq!(revoked, 1);
+    let grant = broker
+        .as_user("erin")
+        .grant(&credential.grant_id)
+        .await
+        .unwrap();
+    assert_eq!(grant.state, hoist_api::GrantState::Revoked);
+}
+
 #[tokio::test]
 async fn a_rule_that_does_not_pin_its_subject_is_refused_at_load_with_its_line() {
     let rule = |claims: &str, ttl: u64| {
