@@ -160,8 +160,9 @@ struct Conn {
     idle_since: Mutex<Instant>,
     /// Told to close, to make room for a newer connection.
     evicted: Notify,
-    /// When each response still being sent was handed over (by an id of
-    /// the connection's own), event streams aside: see [`Conn::stalled`].
+    /// When each response still being sent was handed over, by an id
+    /// (counted across connections, so the oldest comes first), event
+    /// streams aside: see [`Conn::stalled`].
     sending: Mutex<BTreeMap<u64, Instant>>,
 }
 
