@@ -259,6 +259,17 @@ impl OpenBao {
             .iter()
             .filter_map(|e| e.as_str().map(str::to_string))
             .collect();
+        if status == reqwest::StatusCode::FORBIDDEN
+            && let Some(token) = token
+        {
+            // hoistd's own token may be what was refused (revoked, or its
+            // policy changed): the next call signs in again rather than
+            // reuse it until it nears its end.
+            let mut session = self.session.lock().await;
+            if session.as_ref().is_some_and(|(held, _)| held == token) {
+                *session = None;
+            }
+        }
         let why: String = format!("{path}: {} {}", status.as_u16(), errors.join("; "))
             .chars()
             .filter(|c| !c.is_control())

@@ -292,6 +292,61 @@ async fn a_token_is_minted_with_the_role_policies_and_revoked_with_the_grant() {
     .await;
 }
 
+/// hoistd's own token revoked at OpenBao (an operator's clean-up, a
+/// rotation): the next call is refused, and the one after signs in again,
+/// so a removal still goes through rather than fail until the old token
+/// would have been renewed.
+#[tokio::test]
+async fn hoistds_own_token_revoked_at_openbao_is_replaced_at_once() {
+    let bao = Bao::start().await;
+    let broker = TestBroker::builder().policy(&bao.policy()).start().await;
+    let grant = granted(&broker).await;
+    let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
+    let token = credential.access.unwrap().env["VAULT_TOKEN"].clone();
+
+    let listed = bao.root("LIST", "auth/token/accessors", Value::Null).await;
+    let mut revoked = 0;
+    for accessor in listed["data"]["keys"].as_array().unwrap() {
+        let found = bao
+            .root(
+                "POST",
+                "auth/token/lookup-accessor",
+                json!({ "accessor": accessor }),
+            )
+            .await;
+        let policies = found["data"]["policies"].to_string();
+        if policies.contains("\"hoistd\"") && found["data"]["meta"]["hoist_grant"].is_null() {
+            bao.root(
+                "POST",
+                "auth/token/revoke-accessor",
+                json!({ "accessor": accessor }),
+            )
+            .await;
+            revoked += 1;
+        }
+    }
+    assert!(revoked >= 1, "hoistd's own token was not found");
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    eventually(LONG, || async { bao.lookup(&token).await == Err(403) }).await;
+    eventually(LONG, || async {
+        broker
+            .as_user("alice")
+            .grant(&grant.id)
+            .await
+            .unwrap()
+            .access
+            .unwrap()
+            .state
+            == AccessState::Removed
+    })
+    .await;
+}
+
 /// A token whose lookup fails for any reason but being gone is not taken
 /// as gone: the teardown stays pending, the token keeps being looked for,
 /// and it is revoked once OpenBao answers again.
