@@ -228,6 +228,43 @@ mod tests {
         }
     }
 
+    /// `lead_forever` for holder "a" on `store`, started now: what it says
+    /// of leading and of its term, and how to stop it.
+    struct Leader {
+        leading: watch::Receiver<bool>,
+        term: watch::Receiver<Option<Instant>>,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Leader {
+        fn start(store: Arc<dyn Store>) -> Self {
+            let (leads, leading) = watch::channel(false);
+            let (term_tx, term) = watch::channel(None);
+            let (lease, _) = watch::channel(None);
+            let (stop, stopped) = watch::channel(false);
+            let task = tokio::spawn(lead_forever(
+                store,
+                "a".into(),
+                leads,
+                term_tx,
+                lease,
+                stopped,
+            ));
+            Leader {
+                leading,
+                term,
+                stop,
+                task,
+            }
+        }
+
+        async fn stop(self) {
+            self.stop.send(true).unwrap();
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        }
+    }
+
     /// Asked at 0 s, a leader may lead by its own clock until 4 s (the
     /// database's term ends at 5 s, when another may take the lease): a
     /// renewal still pending then does not keep it leading.
@@ -244,28 +281,16 @@ mod tests {
                 Ok(None)
             }
         });
-        let (leads, leading) = watch::channel(false);
-        let (term_tx, term) = watch::channel(None);
-        let (lease, _) = watch::channel(None);
-        let (stop, stopped) = watch::channel(false);
         let started = Instant::now();
-        let task = tokio::spawn(lead_forever(
-            store,
-            "a".into(),
-            leads,
-            term_tx,
-            lease,
-            stopped,
-        ));
+        let leader = Leader::start(store);
         tokio::time::sleep_until(started + Duration::from_millis(3700)).await;
-        assert!(*leading.borrow(), "leading once the answer came");
-        let until = term.borrow().expect("a term while leading");
+        assert!(*leader.leading.borrow(), "leading once the answer came");
+        let until = leader.term.borrow().expect("a term while leading");
         assert!(until <= started + TERM - MARGIN + Duration::from_millis(100));
         tokio::time::sleep_until(started + Duration::from_millis(4500)).await;
-        let still = *leading.borrow();
-        let term_then = *term.borrow();
-        stop.send(true).unwrap();
-        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        let still = *leader.leading.borrow();
+        let term_then = *leader.term.borrow();
+        leader.stop().await;
         assert!(!still, "still leading at 4.5 s, past its own deadline");
         assert_eq!(term_then, None, "a term at 4.5 s, past its own deadline");
     }
@@ -282,19 +307,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1700));
             Ok(Some(1))
         });
-        let (leads, mut leading) = watch::channel(false);
-        let (term_tx, _term) = watch::channel(None);
-        let (lease, _) = watch::channel(None);
-        let (stop, stopped) = watch::channel(false);
         let started = Instant::now();
-        let task = tokio::spawn(lead_forever(
-            store,
-            "a".into(),
-            leads,
-            term_tx,
-            lease,
-            stopped,
-        ));
+        let mut leader = Leader::start(store);
+        let leading = &mut leader.leading;
         tokio::time::timeout(Duration::from_secs(3), leading.wait_for(|leads| *leads))
             .await
             .expect("leading once the first answer came")
@@ -311,8 +326,7 @@ mod tests {
                 Ok(Err(_)) | Err(_) => break,
             }
         }
-        stop.send(true).unwrap();
-        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        leader.stop().await;
         assert_eq!(
             lapsed, None,
             "stopped leading while every renewal answered in 1.7 s"
@@ -332,26 +346,15 @@ mod tests {
             }
             Ok(Some(1))
         });
-        let (leads, mut leading) = watch::channel(false);
-        let (term_tx, _term) = watch::channel(None);
-        let (lease, _) = watch::channel(None);
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(lead_forever(
-            Arc::clone(&store) as Arc<dyn Store>,
-            "a".into(),
-            leads,
-            term_tx,
-            lease,
-            stopped,
-        ));
+        let mut leader = Leader::start(Arc::clone(&store) as Arc<dyn Store>);
+        let leading = &mut leader.leading;
         let waited = tokio::time::timeout(Duration::from_secs(10), async {
             leading.wait_for(|leads| *leads).await.unwrap();
             leading.wait_for(|leads| !*leads).await.unwrap();
             leading.wait_for(|leads| *leads).await.unwrap();
         })
         .await;
-        stop.send(true).unwrap();
-        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        leader.stop().await;
         waited.expect("led, stopped while the renewal was late, then led again");
         let asks = store.asks.lock().unwrap().clone();
         assert_eq!(asks[..3], [false, true, false], "{asks:?}");

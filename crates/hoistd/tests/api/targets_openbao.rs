@@ -333,18 +333,7 @@ async fn hoistds_own_token_revoked_at_openbao_is_replaced_at_once() {
         .await
         .unwrap();
     eventually(LONG, || async { bao.lookup(&token).await == Err(403) }).await;
-    eventually(LONG, || async {
-        broker
-            .as_user("alice")
-            .grant(&grant.id)
-            .await
-            .unwrap()
-            .access
-            .unwrap()
-            .state
-            == AccessState::Removed
-    })
-    .await;
+    until_access(&broker, &grant.id, AccessState::Removed).await;
 }
 
 /// A token whose lookup fails for any reason but being gone is not taken
