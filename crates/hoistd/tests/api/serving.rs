@@ -428,6 +428,8 @@ async fn a_second_signal_ends_the_wait_for_calls_in_flight() {
             .spawn()
             .unwrap();
         let mut log = BufReader::new(hoistd.stderr.take().unwrap()).lines();
+        // Killed if the test fails before it exits.
+        let guard = KillOnDrop(&mut hoistd);
         let serving = log.next().unwrap().unwrap();
         assert!(serving.contains("hoistd serving"), "{serving}");
         let mut stuck = TcpStream::connect(&addr).await.unwrap();
@@ -439,7 +441,7 @@ async fn a_second_signal_ends_the_wait_for_calls_in_flight() {
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let pid = hoistd.id().to_string();
+        let pid = guard.0.id().to_string();
         let kill = |signal: &str| {
             let sent = std::process::Command::new("kill")
                 .args([signal, &pid])
@@ -452,13 +454,13 @@ async fn a_second_signal_ends_the_wait_for_calls_in_flight() {
         assert!(stopping.contains("stopping"), "{stopping}");
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(
-            hoistd.try_wait().unwrap().is_none(),
+            guard.0.try_wait().unwrap().is_none(),
             "{signal}: stopped without waiting for the call in flight"
         );
         kill(signal);
         let waited = std::time::Instant::now();
         let exit = loop {
-            if let Some(exit) = hoistd.try_wait().unwrap() {
+            if let Some(exit) = guard.0.try_wait().unwrap() {
                 break exit;
             }
             assert!(
