@@ -28,6 +28,9 @@ use super::{settings, ssh::HolderKey};
 pub const KIND: &str = "openbao";
 /// Longest error text taken from an answer into a grant's state.
 const MAX_REASON_CHARS: usize = 300;
+/// Largest answer read: the accessor list of a server with a hundred
+/// thousand tokens fits many times over.
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
 // ---- settings ------------------------------------------------------------
 
@@ -244,7 +247,7 @@ impl OpenBao {
             }
         })?;
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
+        let text = self.body(response, path).await?;
         if status.is_success() {
             if text.trim().is_empty() {
                 return Ok(Value::Null);
@@ -279,6 +282,33 @@ impl OpenBao {
             Err(self.unreachable(why))
         } else {
             Err(TargetError::refused(&self.name, why))
+        }
+    }
+
+    /// An answer's text, at most [`MAX_ANSWER_BYTES`]; one cut short is
+    /// unreachable, never read as empty.
+    async fn body(
+        &self,
+        mut response: reqwest::Response,
+        path: &str,
+    ) -> Result<String, TargetError> {
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > MAX_ANSWER_BYTES {
+                        return Err(self.refused(format!(
+                            "{path}: the answer is longer than {MAX_ANSWER_BYTES} bytes"
+                        )));
+                    }
+                }
+                Ok(None) => return Ok(String::from_utf8_lossy(&body).into_owned()),
+                Err(err) => {
+                    return Err(self
+                        .unreachable(format!("{path}: the answer broke off: {}", describe(&err))));
+                }
+            }
         }
     }
 
@@ -580,5 +610,94 @@ impl TargetKind for OpenBao {
             expires_at,
             certificate: None,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// An OpenBao target on loopback whose server answers every call with
+    /// `head` and then `body` bytes of spaces, or, with no `body`, spaces
+    /// until the connection closes.
+    async fn answering(
+        head: &'static str,
+        body: Option<usize>,
+    ) -> (Arc<dyn TargetKind>, Journal, tempfile::TempDir) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0; 4096];
+                    let _ = conn.read(&mut request).await;
+                    conn.write_all(head.as_bytes()).await.unwrap();
+                    let spaces = vec![b' '; 64 * 1024];
+                    let mut left = body.unwrap_or(usize::MAX);
+                    while left > 0 {
+                        let n = left.min(spaces.len());
+                        if conn.write_all(&spaces[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                });
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("role"), "role-id").unwrap();
+        std::fs::write(dir.path().join("secret"), "secret-id").unwrap();
+        let table: toml::Table = toml::from_str(&format!(
+            "url = \"http://127.0.0.1:{port}\"\nrole_id_file = {:?}\nsecret_id_file = {:?}\ntimeout = \"10s\"",
+            dir.path().join("role"),
+            dir.path().join("secret"),
+        ))
+        .unwrap();
+        let target = OpenBao::configure("bao", table).unwrap();
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let journal = Journal::new(
+            store,
+            Arc::new(crate::target::ssh::Authority::from_key(&key)),
+            Arc::new(crate::credential::Signer::from_key(&key).unwrap()),
+            "https://hoist.test".into(),
+        );
+        (target, journal, dir)
+    }
+
+    /// An answer with no end is read up to the cap and refused, not held
+    /// in memory whole.
+    #[tokio::test]
+    async fn an_answer_past_the_cap_is_refused() {
+        let (target, journal, _dir) = answering(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n",
+            None,
+        )
+        .await;
+        let err = target.managed(&journal).await.unwrap_err();
+        assert!(
+            matches!(&err, TargetError::Refused(_, why) if why.contains("longer than")),
+            "{err}"
+        );
+    }
+
+    /// An answer cut short is the server unreachable, not an empty answer.
+    #[tokio::test]
+    async fn an_answer_cut_short_is_unreachable() {
+        let (target, journal, _dir) = answering(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n",
+            Some(10),
+        )
+        .await;
+        let err = target.managed(&journal).await.unwrap_err();
+        assert!(
+            matches!(&err, TargetError::Unreachable(_, why) if why.contains("broke off")),
+            "{err}"
+        );
     }
 }
