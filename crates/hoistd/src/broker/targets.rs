@@ -3,6 +3,7 @@
 //! the reconciler drive, each call one transaction that records state, the
 //! audit event and the live change together.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -321,6 +322,14 @@ impl Ledger for Broker {
             work.audit(event)?;
         }
         self.finish(work)
+    }
+
+    fn holding(&self) -> Result<HashSet<String>> {
+        let grants = self
+            .store
+            .read()?
+            .grants(&GrantQuery::holding_access(None))?;
+        Ok(grants.into_iter().map(|grant| grant.id).collect())
     }
 
     fn reconcile_view(&self, target: &str) -> Result<View> {

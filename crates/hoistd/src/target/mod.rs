@@ -397,6 +397,9 @@ pub trait Ledger: Send + Sync + 'static {
         due: &Due,
         outcome: Result<(), TargetError>,
     ) -> crate::error::Result<()>;
+    /// The grants that may hold access at any target: active, or ended
+    /// with their removal still pending.
+    fn holding(&self) -> crate::error::Result<std::collections::HashSet<String>>;
     /// The grants the reconciler compares a target with.
     fn reconcile_view(&self, target: &str) -> crate::error::Result<reconcile::View>;
     /// Access found missing at the target for a live grant: provision again.

@@ -400,6 +400,9 @@ mod worker_tests {
         fails: bool,
         takes: Duration,
         answered: Arc<AtomicUsize>,
+        /// What it lists as made by hoist, and how much of it was removed.
+        found: Vec<Managed>,
+        removed: Arc<AtomicUsize>,
     }
 
     impl Counting {
@@ -442,9 +445,10 @@ mod worker_tests {
         }
         async fn managed(&self, _: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
             self.call().await?;
-            Ok(None)
+            Ok(Some(self.found.clone()))
         }
         async fn remove(&self, _: &Managed, _: &Journal) -> Result<(), TargetError> {
+            self.removed.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
         async fn credential(
@@ -495,6 +499,9 @@ mod worker_tests {
         records: bool,
         /// Whether it says this instance still leads.
         leads: bool,
+        /// The grants holding access before a reconciler lists a target;
+        /// none hold access after.
+        held_before: std::collections::HashSet<String>,
         store: Arc<dyn crate::store::Store>,
         _dir: tempfile::TempDir,
     }
@@ -518,6 +525,7 @@ mod worker_tests {
                 dues,
                 records,
                 leads,
+                held_before: Default::default(),
                 store,
                 _dir: dir,
             })
@@ -577,6 +585,9 @@ mod worker_tests {
             // E.g. PostgreSQL read-only or out of disk: reads work, writes fail.
             Err(StoreError::Unavailable("25006: read-only transaction".into()).into())
         }
+        fn holding(&self) -> crate::error::Result<std::collections::HashSet<String>> {
+            Ok(self.held_before.clone())
+        }
         fn reconcile_view(&self, _: &str) -> crate::error::Result<reconcile::View> {
             Ok(reconcile::View::default())
         }
@@ -597,6 +608,8 @@ mod worker_tests {
             fails: false,
             takes: Duration::ZERO,
             answered: Arc::new(AtomicUsize::new(0)),
+            found: Vec::new(),
+            removed: Arc::new(AtomicUsize::new(0)),
         };
         (target, calls)
     }
@@ -688,6 +701,8 @@ mod worker_tests {
             fails: false,
             takes: Duration::from_millis(500),
             answered: Arc::clone(&answered),
+            found: Vec::new(),
+            removed: Arc::new(AtomicUsize::new(0)),
         };
         let ledger = FakeLedger::new(vec![target], vec![due("gr_1", "t")], true);
         let (stop, stopped) = watch::channel(false);
@@ -734,6 +749,29 @@ mod worker_tests {
             .await
             .expect("the pass did not stop")
             .unwrap();
+    }
+
+    /// A grant's removal that finishes while the reconciler lists its
+    /// target: its role is listed, and the grant no longer holds access
+    /// when the grants are read. That is no drift to remove and audit.
+    #[tokio::test]
+    async fn a_removal_finishing_during_a_listing_is_no_drift() {
+        let (mut target, _) = counting("t", false);
+        target.found = vec![Managed {
+            name: "hoist_gr_1".into(),
+            grant_id: Some("gr_1".into()),
+        }];
+        let removed = Arc::clone(&target.removed);
+        let mut ledger = FakeLedger::new(vec![target], Vec::new(), true);
+        Arc::get_mut(&mut ledger).unwrap().held_before = ["gr_1".to_string()].into();
+        let done = reconcile::pass(&ledger).await;
+        assert_eq!(done.drift_removed, 0, "{done:?}");
+        assert_eq!(removed.load(Ordering::SeqCst), 0);
+        // A role no grant held at either read is drift.
+        Arc::get_mut(&mut ledger).unwrap().held_before.clear();
+        let done = reconcile::pass(&ledger).await;
+        assert_eq!(done.drift_removed, 1, "{done:?}");
+        assert_eq!(removed.load(Ordering::SeqCst), 1);
     }
 
     /// However many effects are due at a target that stopped answering,

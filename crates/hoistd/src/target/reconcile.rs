@@ -9,9 +9,12 @@
 //!   outbox) is removed, and audited as `drift_removed`: a role made by
 //!   hand, or one left by a crash.
 //!
-//! What the target lists is read before the grants are: access is only
-//! ever created for a grant already committed, so a grant that started in
-//! between is in the view, and its fresh access is never taken for drift.
+//! What the target lists is read between two reads of the grants holding
+//! access, and a role of a grant in either is no drift: access is only
+//! ever created for a grant already committed, so a grant that started
+//! during the listing is in the second read, and one whose removal finished
+//! then (its role listed, gone since) is in the first, not audited as drift
+//! it never was. A role left behind by such a removal is the next pass's.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -84,7 +87,11 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
     let mut pass = Pass::default();
     let name = target.name().to_string();
     let journal = ledger.journal();
-    // First what the target holds, then the grants (see the module's docs).
+    // The grants, what the target holds, the grants (see the module's docs).
+    let Some(held_before) = blocking(ledger, |l| l.holding()).await else {
+        pass.failures += 1;
+        return pass;
+    };
     let found = match target.managed(&journal).await {
         Ok(found) => found,
         Err(err) => {
@@ -139,7 +146,7 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
         if managed
             .grant_id
             .as_ref()
-            .is_some_and(|id| view.holding.contains(id))
+            .is_some_and(|id| view.holding.contains(id) || held_before.contains(id))
         {
             continue;
         }
