@@ -16,3 +16,97 @@ pub async fn until_access(broker: &TestBroker, id: &str, state: hoist_api::Acces
     })
     .await;
 }
+
+/// The real `hoistd serve` on a free loopback port over `dir`'s
+/// `hoistd.db` and `policy.toml`, its log at info on a pipe: started, and
+/// past the line saying it serves. Killed if still running when dropped.
+pub struct Served {
+    pub child: std::process::Child,
+    pub port: u16,
+    /// The first line of its log.
+    pub serving: String,
+    log: Option<std::io::Lines<std::io::BufReader<std::process::ChildStderr>>>,
+}
+
+impl Served {
+    /// Starts it, with what `configure` adds to the command (more
+    /// arguments, another log setting).
+    pub fn start(
+        dir: &std::path::Path,
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Self {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoistd"));
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(dir.join("hoistd.db"))
+            .arg("--policy")
+            .arg(dir.join("policy.toml"))
+            .env("HOISTD_LOG", "hoistd=info")
+            .stderr(std::process::Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().unwrap();
+        let mut log = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut served = Served {
+            child,
+            port,
+            serving: String::new(),
+            log: None,
+        };
+        served.serving = log.next().unwrap().unwrap();
+        assert!(
+            served.serving.contains("hoistd serving"),
+            "{}",
+            served.serving
+        );
+        served.log = Some(log);
+        served
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The next line of its log.
+    pub fn line(&mut self) -> String {
+        let log = self.log.as_mut().expect("the log is being drained");
+        log.next().unwrap().unwrap()
+    }
+
+    /// Reads its log from here on in a thread of its own, so that it never
+    /// blocks on a full pipe.
+    pub fn drain(&mut self) {
+        if let Some(log) = self.log.take() {
+            std::thread::spawn(move || for _ in log {});
+        }
+    }
+
+    /// Sends it `signal` ("HUP", "TERM", "KILL"...).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Waits for it to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! `/readyz` failing while the database cannot be read, and the JSON request
 //! log of the real binary.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::helpers::*;
@@ -170,30 +170,18 @@ async fn readyz_fails_while_the_database_cannot_be_read() {
 #[tokio::test]
 async fn json_logs_have_a_line_per_request() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, policy_text("")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hoistd"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(dir.path().join("hoistd.db"))
-        .arg("--policy")
-        .arg(&policy)
-        .args(["--log-format", "json"])
-        .env_remove("HOISTD_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let serving: serde_json::Value = serde_json::from_str(&log.next().unwrap().unwrap()).unwrap();
+    std::fs::write(dir.path().join("policy.toml"), policy_text("")).unwrap();
+    let mut hoistd = Served::start(dir.path(), |command| {
+        command
+            .args(["--log-format", "json"])
+            .env_remove("HOISTD_LOG");
+    });
+    let serving: serde_json::Value = serde_json::from_str(&hoistd.serving).unwrap();
     assert_eq!(serving["message"], "hoistd serving");
     assert_eq!(serving["level"], "INFO");
 
     let client = Client {
-        base: format!("http://127.0.0.1:{port}"),
+        base: hoistd.url(),
         token: "t-alice".into(),
         http: reqwest::Client::new(),
     };
@@ -209,7 +197,7 @@ async fn json_logs_have_a_line_per_request() {
 
     let mut lines = Vec::new();
     while lines.len() < 2 {
-        let line = log.next().unwrap().unwrap();
+        let line = hoistd.line();
         let entry: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|err| panic!("{err}: {line}"));
         assert!(
@@ -228,12 +216,9 @@ async fn json_logs_have_a_line_per_request() {
     assert_eq!(lines[1]["path"], format!("/v1/requests/{}", filed.id));
     assert_eq!(lines[1]["status"], 200);
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    hoistd.signal("TERM");
     // Off the runtime, which must go on answering the broker meanwhile.
-    let exit = tokio::task::spawn_blocking(move || child.wait())
+    let exit = tokio::task::spawn_blocking(move || hoistd.child.wait())
         .await
         .unwrap()
         .unwrap();

@@ -1,8 +1,7 @@
 //! Policy reload: refused when bad, revokes what is no longer allowed, and
 //! (through the real binary) happens on SIGHUP without dropping connections.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -216,26 +215,10 @@ async fn sighup_reloads_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, policy_text("")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = hoistd()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(dir.path().join("hoistd.db"))
-        .arg("--policy")
-        .arg(&policy)
-        .env("HOISTD_LOG", "hoistd=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let serving = log.next().unwrap().unwrap();
-    assert!(serving.contains("hoistd serving"), "{serving}");
+    let mut hoistd = Served::start(dir.path(), |_| {});
 
     let client = Client {
-        base: format!("http://127.0.0.1:{port}"),
+        base: hoistd.url(),
         token: "t-alice".into(),
         http: reqwest::Client::new(),
     };
@@ -252,12 +235,8 @@ async fn sighup_reloads_without_dropping_connections() {
         policy_text("").replace("id = \"secret\"", "id = \"vault\""),
     )
     .unwrap();
-    let status = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let reloaded = log.next().unwrap().unwrap();
+    hoistd.signal("HUP");
+    let reloaded = hoistd.line();
     assert!(reloaded.contains("policy reloaded"), "{reloaded}");
 
     let roles: Vec<hoist_api::Role> = client.get("/v1/roles").await.unwrap();
@@ -274,11 +253,8 @@ async fn sighup_reloads_without_dropping_connections() {
         .unwrap();
     assert!(String::from_utf8_lossy(&chunk).contains("after the reload"));
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let exit = child.wait().unwrap();
+    hoistd.signal("TERM");
+    let exit = hoistd.wait();
     assert!(exit.success(), "{exit}");
 }
 
@@ -289,25 +265,9 @@ async fn sighup_revokes_grants_of_people_no_longer_eligible() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, policy_text("")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = hoistd()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(dir.path().join("hoistd.db"))
-        .arg("--policy")
-        .arg(&policy)
-        .env("HOISTD_LOG", "hoistd=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let serving = log.next().unwrap().unwrap();
-    assert!(serving.contains("hoistd serving"), "{serving}");
+    let mut hoistd = Served::start(dir.path(), |_| {});
     let as_user = |user: &str| Client {
-        base: format!("http://127.0.0.1:{port}"),
+        base: hoistd.url(),
         token: format!("t-{user}"),
         http: reqwest::Client::new(),
     };
@@ -326,12 +286,8 @@ async fn sighup_revokes_grants_of_people_no_longer_eligible() {
         ),
     )
     .unwrap();
-    let status = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let reloaded = log.next().unwrap().unwrap();
+    hoistd.signal("HUP");
+    let reloaded = hoistd.line();
     assert!(reloaded.contains("policy reloaded"), "{reloaded}");
     let plain = regex::Regex::new("\x1b\\[[0-9;]*m")
         .unwrap()
@@ -350,9 +306,6 @@ async fn sighup_revokes_grants_of_people_no_longer_eligible() {
         GrantState::Active
     );
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    hoistd.signal("TERM");
+    assert!(hoistd.wait().success());
 }

@@ -406,33 +406,13 @@ async fn a_stop_ends_event_streams_with_a_finished_response() {
 /// an operator who sends it means.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_ends_the_wait_for_calls_in_flight() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, policy_text("")).unwrap();
-    for signal in ["-TERM", "-INT"] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut hoistd = Command::new(env!("CARGO_BIN_EXE_hoistd"))
-            .args(["serve", "--listen", &addr, "--db"])
-            .arg(dir.path().join("hoistd.db"))
-            .arg("--policy")
-            .arg(&policy)
-            .env("HOISTD_LOG", "hoistd=info")
-            .stderr(Stdio::piped())
-            .spawn()
+    std::fs::write(dir.path().join("policy.toml"), policy_text("")).unwrap();
+    for signal in ["TERM", "INT"] {
+        let mut hoistd = Served::start(dir.path(), |_| {});
+        let mut stuck = TcpStream::connect(("127.0.0.1", hoistd.port))
+            .await
             .unwrap();
-        let mut log = BufReader::new(hoistd.stderr.take().unwrap()).lines();
-        // Killed if the test fails before it exits.
-        let guard = KillOnDrop(&mut hoistd);
-        let serving = log.next().unwrap().unwrap();
-        assert!(serving.contains("hoistd serving"), "{serving}");
-        let mut stuck = TcpStream::connect(&addr).await.unwrap();
         stuck
             .write_all(
                 b"POST /v1/requests HTTP/1.1\r\nHost: hoistd\r\nAuthorization: Bearer t-alice\r\n\
@@ -441,26 +421,18 @@ async fn a_second_signal_ends_the_wait_for_calls_in_flight() {
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let pid = guard.0.id().to_string();
-        let kill = |signal: &str| {
-            let sent = std::process::Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .unwrap();
-            assert!(sent.success());
-        };
-        kill(signal);
-        let stopping = log.next().unwrap().unwrap();
+        hoistd.signal(signal);
+        let stopping = hoistd.line();
         assert!(stopping.contains("stopping"), "{stopping}");
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(
-            guard.0.try_wait().unwrap().is_none(),
+            hoistd.child.try_wait().unwrap().is_none(),
             "{signal}: stopped without waiting for the call in flight"
         );
-        kill(signal);
+        hoistd.signal(signal);
         let waited = std::time::Instant::now();
         let exit = loop {
-            if let Some(exit) = guard.0.try_wait().unwrap() {
+            if let Some(exit) = hoistd.child.try_wait().unwrap() {
                 break exit;
             }
             assert!(

@@ -7,8 +7,6 @@
 //! Long because each scenario is a whole lifecycle against its own cluster;
 //! the helpers they share are at the top.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use hoist_api::{AccessState, AuditKind, ErrorCode, Grant, GrantState};
@@ -518,29 +516,6 @@ async fn a_target_down_at_load_is_no_reason_to_refuse_the_policy() {
     );
 }
 
-fn hoistd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hoistd"))
-}
-
-/// The `hoistd` binary serving on `port` over `dir`'s database and policy.
-fn serve(dir: &std::path::Path, port: u16) -> Child {
-    let mut child = hoistd()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(dir.join("hoistd.db"))
-        .arg("--policy")
-        .arg(dir.join("policy.toml"))
-        .env("HOISTD_LOG", "hoistd=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let serving = log.next().unwrap().unwrap();
-    assert!(serving.contains("hoistd serving"), "{serving}");
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in log {});
-    child
-}
-
 #[tokio::test]
 async fn a_broker_killed_mid_grant_removes_the_role_when_it_is_back() {
     let pg = cluster().await;
@@ -550,34 +525,30 @@ async fn a_broker_killed_mid_grant_removes_the_role_when_it_is_back() {
         policy(&pg, "member_of = [\"app_admin\"]"),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let client = |user: &str| Client {
-        base: format!("http://127.0.0.1:{port}"),
+    let mut hoistd = Served::start(dir.path(), |_| {});
+    hoistd.drain();
+    let client = |hoistd: &Served, user: &str| Client {
+        base: hoistd.url(),
         token: format!("t-{user}"),
         http: reqwest::Client::new(),
     };
-    let mut child = serve(dir.path(), port);
     let mut body = request("pgdb", "vacuum the orders table");
     body.duration_secs = Some(3);
-    let filed = client("alice").file(&body).await.unwrap();
-    let id = client("bob")
+    let filed = client(&hoistd, "alice").file(&body).await.unwrap();
+    let id = client(&hoistd, "bob")
         .approve(&filed.id)
         .await
         .unwrap()
         .grant_id
         .unwrap();
     eventually(LONG, || async {
-        let grant = client("alice").grant(&id).await.unwrap();
+        let grant = client(&hoistd, "alice").grant(&id).await.unwrap();
         grant.access.unwrap().state == AccessState::Live
     })
     .await;
-    let grant = client("alice").grant(&id).await.unwrap();
+    let grant = client(&hoistd, "alice").grant(&id).await.unwrap();
     let role = role_of(&grant);
-    let password = client("alice")
+    let password = client(&hoistd, "alice")
         .credential(&id)
         .await
         .unwrap()
@@ -587,8 +558,8 @@ async fn a_broker_killed_mid_grant_removes_the_role_when_it_is_back() {
         .clone();
     let session = pg.connect_as(&role, &password).await.unwrap();
 
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    hoistd.signal("KILL");
+    hoistd.wait();
     // The grant ends while the broker is down.
     let past_end = (grant.expires_at - chrono::Utc::now())
         .to_std()
@@ -600,17 +571,18 @@ async fn a_broker_killed_mid_grant_removes_the_role_when_it_is_back() {
         "nothing removed it while hoistd was down"
     );
 
-    let mut child = serve(dir.path(), port);
+    let mut hoistd = Served::start(dir.path(), |_| {});
+    hoistd.drain();
     eventually(LONG, || async {
-        let grant = client("alice").grant(&id).await.unwrap();
+        let grant = client(&hoistd, "alice").grant(&id).await.unwrap();
         grant.access.unwrap().state == AccessState::Removed
     })
     .await;
     assert!(!role_exists(&pg, &role).await);
     assert!(session.query_one("SELECT 1", &[]).await.is_err());
-    let ended = client("alice").grant(&id).await.unwrap();
+    let ended = client(&hoistd, "alice").grant(&id).await.unwrap();
     assert_eq!(ended.state, GrantState::Expired);
-    let kinds: Vec<AuditKind> = client("erin")
+    let kinds: Vec<AuditKind> = client(&hoistd, "erin")
         .audit()
         .await
         .into_iter()
@@ -619,8 +591,6 @@ async fn a_broker_killed_mid_grant_removes_the_role_when_it_is_back() {
         .collect();
     assert!(kinds.contains(&AuditKind::Expired), "{kinds:?}");
     assert!(kinds.contains(&AuditKind::Deprovisioned), "{kinds:?}");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[tokio::test]

@@ -2,8 +2,7 @@
 //! handshakes closed like stalled requests, and the real binary reading a
 //! renewed certificate on SIGHUP while its open connections carry on.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -208,31 +207,16 @@ async fn clients_that_take_no_response_cannot_hold_every_slot() {
 async fn sighup_serves_a_renewed_certificate_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
     let mut ca = TestCa::new(&dir.path().join("tls")).unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, policy_text("")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hoistd"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(dir.path().join("hoistd.db"))
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--tls-cert")
-        .arg(ca.cert())
-        .arg("--tls-key")
-        .arg(ca.key())
-        .env("HOISTD_LOG", "hoistd=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let serving = log.next().unwrap().unwrap();
-    assert!(serving.contains("hoistd serving"), "{serving}");
-    assert!(serving.contains("https"), "{serving}");
-    let url = format!("https://localhost:{port}");
+    std::fs::write(dir.path().join("policy.toml"), policy_text("")).unwrap();
+    let mut hoistd = Served::start(dir.path(), |command| {
+        command
+            .arg("--tls-cert")
+            .arg(ca.cert())
+            .arg("--tls-key")
+            .arg(ca.key());
+    });
+    assert!(hoistd.serving.contains("https"), "{}", hoistd.serving);
+    let url = format!("https://localhost:{}", hoistd.port);
     let first = ca.cert_der().unwrap();
 
     let streaming = ca.client().unwrap();
@@ -249,17 +233,10 @@ async fn sighup_serves_a_renewed_certificate_without_dropping_connections() {
     ca.issue().unwrap();
     let renewed = ca.cert_der().unwrap();
     assert_ne!(first, renewed);
-    let hup = |child: &std::process::Child| {
-        let status = Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
-    hup(&child);
-    let line = log.next().unwrap().unwrap();
+    hoistd.signal("HUP");
+    let line = hoistd.line();
     assert!(line.contains("policy reloaded"), "{line}");
-    let line = log.next().unwrap().unwrap();
+    let line = hoistd.line();
     assert!(line.contains("TLS certificate reloaded"), "{line}");
 
     let fresh = ca.client().unwrap();
@@ -297,10 +274,10 @@ async fn sighup_serves_a_renewed_certificate_without_dropping_connections() {
         ),
     ] {
         std::fs::write(ca.cert(), written).unwrap();
-        hup(&child);
-        let line = log.next().unwrap().unwrap();
+        hoistd.signal("HUP");
+        let line = hoistd.line();
         assert!(line.contains("policy reloaded"), "{line}");
-        let line = log.next().unwrap().unwrap();
+        let line = hoistd.line();
         assert!(line.contains("TLS certificate not reloaded"), "{line}");
         assert!(line.contains(refusal), "{line}");
     }
@@ -313,13 +290,10 @@ async fn sighup_serves_a_renewed_certificate_without_dropping_connections() {
         .unwrap();
     assert_eq!(peer_certificate(&health), renewed);
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    hoistd.signal("TERM");
     // Off the runtime: the client's connections run on it, and the broker
     // waits for them to take in its goodbye (HTTP/2 GOAWAY) at stop.
-    let exit = tokio::task::spawn_blocking(move || child.wait())
+    let exit = tokio::task::spawn_blocking(move || hoistd.child.wait())
         .await
         .unwrap()
         .unwrap();
