@@ -15,7 +15,7 @@ use super::Broker;
 use crate::audit::NewAuditEvent;
 use crate::error::{Error, Result};
 use crate::oidc::Identity;
-use crate::store::AuditQuery;
+use crate::store::{AuditQuery, Remembered};
 
 /// A caller the broker recognised, and until when their token is good.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,8 +137,11 @@ impl Broker {
     /// Binds an identity the policy links to `user`, as a first sign-in
     /// binds one it does not (once; neither bound before): should the
     /// policy stop defining `user`, the name stays with this identity, and
-    /// is not refused to it for the past it has here. A failure is logged:
-    /// the link alone lets this sign-in in.
+    /// is not refused to it for the past it has here. What the provider
+    /// said of them is recorded as nothing (no groups): a policy that stops
+    /// defining them then judges them by that, and revokes what only the
+    /// policy's groups gave them, at a reload or a start alike. A failure
+    /// is logged: the link alone lets this sign-in in.
     async fn keep_link(self: &Arc<Self>, identity: &Identity, user: &str) {
         let key = (identity.issuer.clone(), identity.subject.clone());
         if self
@@ -158,6 +161,12 @@ impl Broker {
             }
             if work.tx.user_identity(&user)?.is_none() {
                 bind_in(&mut work, &identity, &user)?;
+                let display_name = broker.policy().display_name(&user).unwrap_or_default();
+                let nothing = Remembered {
+                    display_name,
+                    groups: Vec::new(),
+                };
+                work.tx.remember(&user, &nothing)?;
                 broker.finish(work)?;
             }
             Ok(user)

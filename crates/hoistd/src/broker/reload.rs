@@ -64,7 +64,7 @@ impl Broker {
         // they deliver anything more.
         self.reloads.send_modify(|n| *n += 1);
         let swept = self.begin().and_then(|mut work| {
-            let revoked = work.sweep("policy reload")?;
+            let revoked = work.sweep("policy reload", Some(&*previous))?;
             let roles = work.policy.roles().count();
             work.audit(NewAuditEvent {
                 details: json!({ "roles": roles, "grants_revoked": revoked }),
@@ -85,7 +85,7 @@ impl Broker {
     /// longer allows: the policy file may have changed while it was down.
     pub fn sweep_at_start(&self) -> Result<usize> {
         let mut work = self.begin()?;
-        let revoked = work.sweep("policy at start")?;
+        let revoked = work.sweep("policy at start", None)?;
         self.finish(work)?;
         Ok(revoked)
     }
@@ -96,8 +96,9 @@ impl Work<'_> {
     /// allows it, the reason starting with `why`. A provider user of whom
     /// nothing was ever recorded (not signed in since groups began to be
     /// kept) cannot be judged, and keeps their grant until its end or
-    /// their next sign-in.
-    fn sweep(&mut self, why: &str) -> Result<usize> {
+    /// their next sign-in; but one the `previous` policy defined is judged
+    /// with no groups (the groups they had were the policy's).
+    fn sweep(&mut self, why: &str, previous: Option<&Policy>) -> Result<usize> {
         let policy = Arc::clone(&self.policy);
         let mut revoked = 0;
         let active = self.tx.grants(&GrantQuery {
@@ -108,6 +109,7 @@ impl Work<'_> {
             self.recall(&grant.holder)?;
             if !hoist_api::is_workload(&grant.holder)
                 && !policy.knows(&grant.holder)
+                && !previous.is_some_and(|p| p.defines(&grant.holder))
                 && self.tx.user_identity(&grant.holder)?.is_some()
             {
                 continue;

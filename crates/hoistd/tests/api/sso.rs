@@ -299,3 +299,54 @@ async fn a_linked_identity_keeps_its_name_once_the_policy_drops_the_user() {
     // Now a provider user: groups from the token count.
     assert!(!me.groups.is_empty(), "{me:?}");
 }
+
+/// A person the policy linked to a user, who holds a grant only the
+/// policy's groups gave them, loses it when the policy stops defining them:
+/// at a reload, and at a start with the policy changed while hoistd was
+/// down. Their provider has said nothing of them that could stand behind
+/// it.
+#[tokio::test]
+async fn a_linked_user_dropped_from_the_policy_loses_their_grants() {
+    let provider = Provider::start().await;
+    let link = format!(
+        "identities = [{{ issuer = \"{}\", subject = \"bob\" }}]",
+        provider.issuer
+    );
+    let text = format!(
+        "{}\n[[roles]]\nid = \"logs\"\neligible_groups = [\"engineers\"]\n\
+         default_duration = \"30m\"\nmax_duration = \"1h\"\napprovals = 0\n",
+        policy(&[&provider.issuer], &link)
+    );
+    for at_start in [false, true] {
+        let mut broker = TestBroker::builder().policy(&text).start().await;
+        let bob = broker.with_token(&id_token(&provider, "bob").await);
+        let grant = bob
+            .file(&request("logs", "read the logs for INC-9"))
+            .await
+            .unwrap()
+            .grant_id
+            .expect("granted at once");
+        if at_start {
+            let without = std::fs::read_to_string(broker.policy_path())
+                .unwrap()
+                .replace(&format!("{link}\n"), "")
+                .replace("[users.bob]\n", "")
+                .replace(r#"engineers = ["bob"]"#, "engineers = []");
+            let hash = hex::encode(Sha256::digest(b"t-bob"));
+            let without = without.replace(&format!("token_sha256 = \"{hash}\"\n"), "");
+            assert!(!without.contains("bob"), "{without}");
+            std::fs::write(broker.policy_path(), without).unwrap();
+            broker.restart().await;
+        } else {
+            drop_bob(&broker, &format!("{link}\n")).await;
+        }
+        // Bob signs in again, now a provider user, to see it.
+        let bob = broker.with_token(&id_token(&provider, "bob").await);
+        let ended = bob.grant(&grant).await.unwrap();
+        assert_eq!(
+            ended.state,
+            hoist_api::GrantState::Revoked,
+            "at start: {at_start}"
+        );
+    }
+}
