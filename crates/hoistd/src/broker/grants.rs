@@ -75,7 +75,12 @@ impl Work<'_> {
             );
             return self.cancel(request, reason);
         }
-        let ends = window_end(request).unwrap_or(self.now + delta(request.duration_secs));
+        let mut ends = window_end(request).unwrap_or(self.now + delta(request.duration_secs));
+        // No longer than the role allows now: a policy may have shortened
+        // it while the request waited.
+        if let Some(role) = self.policy.role(&request.role) {
+            ends = ends.min(self.now + delta(role.max_duration.as_secs()));
+        }
         if ends <= self.now {
             request.state = RequestState::Expired;
             request.reason = Some(format!(

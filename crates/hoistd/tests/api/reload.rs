@@ -309,3 +309,31 @@ async fn sighup_revokes_grants_of_people_no_longer_eligible() {
     hoistd.signal("TERM");
     assert!(hoistd.wait().success());
 }
+
+/// A request filed for longer than its role allows after a reload gets no
+/// longer a grant than the role allows now.
+#[tokio::test]
+async fn a_reload_that_shortens_a_role_caps_the_grants_of_waiting_requests() {
+    let broker = TestBroker::start().await;
+    let mut body = request("db", "vacuum the orders table");
+    body.ticket = Some("INC-42".into());
+    body.duration_secs = Some(3600);
+    let filed = broker.as_user("alice").file(&body).await.unwrap();
+    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
+    let shorter = text.replacen(
+        "default_duration = \"30m\"\nmax_duration = \"1h\"",
+        "default_duration = \"10m\"\nmax_duration = \"10m\"",
+        1,
+    );
+    assert_ne!(text, shorter);
+    std::fs::write(broker.policy_path(), shorter).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+
+    let approved = broker.as_user("bob").approve(&filed.id).await.unwrap();
+    let grant = broker
+        .as_user("alice")
+        .grant(approved.grant_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!((grant.expires_at - grant.starts_at).num_seconds(), 600);
+}
