@@ -97,9 +97,24 @@ impl Drop for Checkpointer {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
+        owner_only(path)?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Other(format!(
+                "{}: SQLite keeps its journal in mode {mode}, not WAL (a file system without \
+                 shared memory?); hoistd needs WAL",
+                path.display()
+            )));
+        }
+        // The file SQLite opened, links resolved: its log is named after it.
+        let opened = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| path.to_path_buf());
         // A commit must be on disk before the call that made it answers: a
         // power loss must not drop an answered revocation, which would bring
         // a revoked grant back until it expired. FULL syncs inside COMMIT,
@@ -117,7 +132,7 @@ impl SqliteStore {
         // index's condition is bound (a third of the store's time, measured).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         migrate(&conn)?;
-        let checkpointer = Checkpointer::start(path);
+        let checkpointer = Checkpointer::start(&opened);
         if checkpointer.is_some() {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         } else {
@@ -126,32 +141,79 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
-            durability: Durability::new(path),
+            durability: Durability::new(&opened),
             _checkpointer: checkpointer,
         })
     }
 }
 
-fn migrate(conn: &Connection) -> Result<()> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    let known = MIGRATIONS.len() as i64;
-    if version > known {
-        return Err(StoreError::TooNew {
-            found: version,
-            known,
-        });
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let batch = format!(
-            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
-            index + 1
-        );
-        if let Err(err) = conn.execute_batch(&batch) {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(err.into());
+/// The database file and its logs readable by their owner only: they hold
+/// the broker's private keys (unless kept in files of their own) and who
+/// asked for what. A new file is made so (SQLite gives its logs the file's
+/// mode); one that others can read is made so, with a warning.
+fn owner_only(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let refused = |err: std::io::Error| {
+        StoreError::Other(format!(
+            "{}: cannot make it readable by its owner only: {err}",
+            path.display()
+        ))
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(refused)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(refused)?;
+            tracing::warn!(
+                file = %file.display(),
+                "the database could be read by others (mode {mode:o}); now by its owner only"
+            );
         }
     }
     Ok(())
+}
+
+/// Applies the migrations not yet applied, under the write lock: the
+/// version is read inside the transaction that applies them, so two
+/// processes opening one file at once apply each once.
+fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let applied = (|| -> Result<()> {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for sql in MIGRATIONS.iter().skip(version as usize) {
+            conn.execute_batch(sql)?;
+        }
+        if version < known {
+            conn.pragma_update(None, "user_version", known)?;
+        }
+        Ok(())
+    })();
+    match applied {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(err)
+        }
+    }
 }
 
 impl Store for SqliteStore {
@@ -437,6 +499,75 @@ mod tests {
                 std::fs::metadata(&path).unwrap().len()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The file and its logs are readable by their owner only, whatever
+    /// the umask: they hold the broker's private keys. A file others could
+    /// read is made owner-only at open.
+    #[test]
+    fn the_database_and_its_logs_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoistd.db");
+        let mode = |suffix: &str| {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            std::fs::metadata(PathBuf::from(file))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let store = SqliteStore::open(&path).unwrap();
+        let mut tx = store.transaction().unwrap();
+        tx.insert_signing_key("k1", b"key", Utc::now()).unwrap();
+        tx.commit().unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(suffix), 0o600, "hoistd.db{suffix}");
+        }
+        drop(store);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _store = SqliteStore::open(&path).unwrap();
+        assert_eq!(mode(""), 0o600);
+    }
+
+    /// Opened through a symbolic link, commits sync the log SQLite writes,
+    /// which is named after the file the link leads to.
+    #[test]
+    fn a_database_opened_through_a_link_syncs_its_real_log() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        let real = dir.path().join("real/hoistd.db");
+        SqliteStore::open(&real).unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let store = SqliteStore::open(&link).unwrap();
+        let mut tx = store.transaction().unwrap();
+        tx.insert_signing_key("k1", b"key", Utc::now()).unwrap();
+        tx.commit().unwrap();
+    }
+
+    /// Two processes opening one file at once (a server and a cron job
+    /// after an upgrade) apply each migration once, and both open.
+    #[test]
+    fn openers_at_once_apply_each_migration_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoistd.db");
+        let holder = Connection::open(&path).unwrap();
+        holder
+            .execute_batch("PRAGMA journal_mode = WAL; BEGIN IMMEDIATE")
+            .unwrap();
+        let openers: Vec<_> = (0..2)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SqliteStore::open(&path).map(|_| ()))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        holder.execute_batch("COMMIT").unwrap();
+        for opener in openers {
+            opener.join().unwrap().unwrap();
         }
     }
 }
