@@ -96,6 +96,8 @@ pub enum Context {
     Form,
     Input,
     Confirm,
+    /// Quit while revocations are unconfirmed: only `y` quits; Enter stays.
+    QuitWhileRevoking,
     Overlay,
     /// The list of profiles.
     Picker,
@@ -104,7 +106,8 @@ pub enum Context {
 impl Context {
     pub fn of(state: &State) -> Context {
         match &state.modal {
-            Some(Modal::Confirm { .. } | Modal::QuitWhileRevoking) => return Context::Confirm,
+            Some(Modal::Confirm { .. }) => return Context::Confirm,
+            Some(Modal::QuitWhileRevoking) => return Context::QuitWhileRevoking,
             Some(Modal::Input { .. }) => return Context::Input,
             Some(Modal::Help | Modal::Credential { .. } | Modal::SignIn(_)) => {
                 return Context::Overlay;
@@ -314,6 +317,17 @@ pub fn bindings(context: Context) -> Vec<Binding> {
             ),
             bind(&[key('n'), code(KeyCode::Esc)], Action::Decline, "no", true),
             bind(&[ctrl('c')], Action::Quit, "quit", false),
+        ],
+        // A reflex Enter must not leave grants active.
+        Context::QuitWhileRevoking => vec![
+            bind(&[key('y')], Action::Confirm, "quit anyway", true),
+            bind(
+                &[key('n'), code(KeyCode::Esc), code(KeyCode::Enter)],
+                Action::Decline,
+                "stay",
+                true,
+            ),
+            bind(&[ctrl('c')], Action::Quit, "quit anyway", false),
         ],
         Context::Overlay => vec![
             bind(

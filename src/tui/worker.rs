@@ -263,10 +263,8 @@ impl Worker {
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
                 Err(error) => {
-                    if announced {
-                        // No longer retried: no longer shown as being.
-                        self.send(Action::RevokeStopped(grant_id.to_string()));
-                    }
+                    // No longer retried: no longer shown as being.
+                    self.send(Action::RevokeStopped(grant_id.to_string()));
                     return Action::Failed {
                         operation: Operation::Revoking,
                         failure: failure(&error),

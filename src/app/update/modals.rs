@@ -92,6 +92,17 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
             if let (Command::Submit { .. }, Some(form)) = (&yes, state.form.as_mut()) {
                 form.submitting = true;
             }
+            // Unconfirmed from the moment it is asked for, not from its
+            // first failure: quitting while the first call hangs asks too.
+            let revokes = match &yes {
+                Command::Batch(commands) => commands.iter().collect(),
+                one => vec![one],
+            };
+            for command in revokes {
+                if let Command::Revoke { grant_id, .. } = command {
+                    state.revoking.insert(grant_id.clone());
+                }
+            }
             vec![yes]
         }
         (Modal::Confirm { .. }, Action::Decline | Action::Back) => vec![],

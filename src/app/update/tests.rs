@@ -269,6 +269,35 @@ fn a_decision_on_my_request_is_announced_loudly() {
     assert_eq!(state.banner.as_ref().unwrap().level, Level::Error);
 }
 
+/// A revoke is unconfirmed from the moment it is confirmed here, not from
+/// its first failure: `q` while the first call hangs asks too, and Enter
+/// there (a reflex) stays rather than quit.
+#[test]
+fn a_revoke_in_flight_is_unconfirmed_from_the_start() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::hours(1))];
+    state.screen = Screen::Grants;
+    update(&mut state, Action::Revoke);
+    let commands = update(&mut state, Action::Confirm);
+    assert!(
+        matches!(&commands[..], [Command::Revoke { grant_id, .. }] if grant_id == "g1"),
+        "{commands:?}"
+    );
+    update(&mut state, Action::Quit);
+    assert!(!state.should_quit);
+    assert_eq!(state.modal, Some(Modal::QuitWhileRevoking));
+    let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+    let answer = crate::app::keymap::action_for_key(&state, enter).expect("Enter is bound");
+    update(&mut state, answer);
+    assert!(!state.should_quit, "Enter quit, leaving the grant active");
+    // Refused for good: no longer retried, so no longer held up.
+    update(&mut state, Action::RevokeStopped("g1".into()));
+    update(&mut state, Action::Quit);
+    assert!(state.should_quit);
+}
+
 #[test]
 fn quitting_with_a_revocation_unconfirmed_asks_first() {
     let now = at("2026-06-01T12:00:00Z");
