@@ -231,6 +231,8 @@ pub struct Selection {
     pub request: Option<String>,
     pub grant: Option<String>,
     pub review: Option<String>,
+    /// The incident's reference.
+    pub incident: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -481,6 +483,7 @@ impl State {
             request: self.selected_request().map(|r| r.id.clone()),
             grant: self.selected_grant().map(|g| g.id.clone()),
             review: self.selected_review().map(|(_, r)| r.id.clone()),
+            incident: self.selected_incident(),
         }
     }
 
@@ -512,6 +515,10 @@ impl State {
         });
         if let Some(i) = position(reviews.map(|r| r.id.as_str()), &selection.review) {
             self.cursors.reviews = i;
+        }
+        let incidents = self.incident_refs();
+        if let Some(i) = position(incidents.iter().map(String::as_str), &selection.incident) {
+            self.cursors.incidents = i;
         }
     }
 

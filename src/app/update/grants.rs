@@ -158,11 +158,20 @@ pub(super) fn revoke_incident(state: &mut State) -> Vec<Command> {
     else {
         return vec![];
     };
-    let mine: Vec<&Grant> = view
+    // The view's, and any of mine under it the view has not heard of yet.
+    let mut mine: Vec<&Grant> = Vec::new();
+    let under = state
         .grants
         .iter()
-        .filter(|g| g.holder == state.user() && g.state == GrantState::Active)
-        .collect();
+        .filter(|g| g.incident.as_deref() == Some(view.incident.as_str()));
+    for grant in view.grants.iter().chain(under) {
+        if grant.holder == state.user()
+            && grant.state == GrantState::Active
+            && !mine.iter().any(|g| g.id == grant.id)
+        {
+            mine.push(grant);
+        }
+    }
     if mine.is_empty() {
         let text = format!("You hold no active grant under {}", view.incident);
         banner(state, text, Level::Info);

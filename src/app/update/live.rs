@@ -10,25 +10,31 @@ use crate::app::command::Command;
 use crate::app::state::{Banner, Connection, Level, State};
 use crate::text::{clock, sanitize};
 
-/// Keeps the incident on screen in step with a request the broker reported.
+/// Keeps the incident on screen in step with a request the broker reported:
+/// one filed under it since it loaded joins it.
 pub(super) fn incident_request(state: &mut State, request: &AccessRequest) {
-    if let Some(slot) = state
-        .incident
-        .as_mut()
-        .and_then(|view| view.requests.iter_mut().find(|r| r.id == request.id))
-    {
+    let Some(view) = state.incident.as_mut() else {
+        return;
+    };
+    if let Some(slot) = view.requests.iter_mut().find(|r| r.id == request.id) {
         *slot = request.clone();
+    } else if request.incident.as_deref() == Some(view.incident.as_str()) {
+        // Oldest first.
+        view.requests.push(request.clone());
     }
 }
 
-/// Keeps the incident on screen in step with a grant the broker reported.
+/// Keeps the incident on screen in step with a grant the broker reported:
+/// one granted under it since it loaded joins it (and what `X` revokes).
 pub(super) fn incident_grant(state: &mut State, grant: &Grant) {
-    if let Some(slot) = state
-        .incident
-        .as_mut()
-        .and_then(|view| view.grants.iter_mut().find(|g| g.id == grant.id))
-    {
+    let Some(view) = state.incident.as_mut() else {
+        return;
+    };
+    if let Some(slot) = view.grants.iter_mut().find(|g| g.id == grant.id) {
         *slot = grant.clone();
+    } else if grant.incident.as_deref() == Some(view.incident.as_str()) {
+        // Newest first.
+        view.grants.insert(0, grant.clone());
     }
 }
 

@@ -1461,6 +1461,49 @@ fn the_incident_on_screen_follows_its_grants_and_requests() {
     assert_eq!(view.requests[0].state, RequestState::Denied);
 }
 
+/// A grant made under the incident after its view loaded (the approval of
+/// a request filed under it) joins the view, and `X` revokes it; the
+/// cursor stays on the incident when another reference arrives.
+#[test]
+fn a_grant_made_under_the_incident_since_it_loaded_is_revoked_with_it() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let mut filed = request("req_1", "db", "alice", now);
+    filed.incident = Some("INC-7".into());
+    state.requests = vec![filed.clone()];
+    state.screen = Screen::Incidents;
+    state.incident = Some(hoist_api::IncidentView {
+        incident: "INC-7".into(),
+        requests: vec![filed],
+        grants: vec![],
+    });
+    let mut granted = grant("g1", "db", "alice", now + TimeDelta::minutes(30));
+    granted.incident = Some("INC-7".into());
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Grant { grant: granted })),
+    );
+    // A newer incident of someone else's comes first in the list.
+    let mut other = request("req_2", "k8s", "bob", now + TimeDelta::minutes(1));
+    other.incident = Some("INC-8".into());
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: other })),
+    );
+    assert_eq!(state.selected_incident().as_deref(), Some("INC-7"));
+    update(&mut state, Action::RevokeIncident);
+    match &state.modal {
+        Some(Modal::Confirm {
+            yes: Command::Batch(commands),
+            ..
+        }) => assert!(
+            matches!(&commands[..], [Command::Revoke { grant_id, .. }] if grant_id == "g1"),
+            "{commands:?}"
+        ),
+        other => panic!("{other:?}; banner {:?}", state.banner),
+    }
+}
+
 /// `y` in a credential pop-up copies that grant's credential, even when
 /// the list's selection has moved onto another grant meanwhile (the shown
 /// one was revoked elsewhere): never another grant's.
