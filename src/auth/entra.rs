@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::auth::secrets::{self, Session};
 use crate::auth::sso::{self, Bearer, DevicePrompt, Provider, SsoError};
+use crate::backend::Backend;
 use crate::backend::entra::StepUp;
 use crate::config::EntraTenant;
 
@@ -70,7 +71,9 @@ pub async fn provider(tenant: &EntraTenant) -> Result<Provider, SsoError> {
 pub type Prompt = Arc<dyn Fn(&DevicePrompt) + Send + Sync>;
 
 /// Signs in again with the claims Graph asked for, keeps the session for
-/// `user` under `broker`, and answers its token.
+/// `user` under `broker`, and answers its token. A sign-in as anyone but
+/// `user` (another account the browser holds) is refused and nothing is
+/// kept: its session would otherwise act, and be stored, as theirs.
 pub fn step_up(tenant: EntraTenant, broker: String, user: String, prompt: Prompt) -> StepUp {
     Arc::new(move |claims: String| {
         let (tenant, broker, user, prompt) = (
@@ -86,6 +89,19 @@ pub fn step_up(tenant: EntraTenant, broker: String, user: String, prompt: Prompt
                 .await
                 .map_err(|e| e.to_string())?;
             let token = session.access_token.clone();
+            let signed_in = crate::backend::entra::EntraClient::new(&tenant, &token)
+                .map_err(|e| e.to_string())?
+                .me()
+                .await
+                .map_err(|e| e.to_string())?
+                .user;
+            if signed_in != user {
+                return Err(format!(
+                    "the sign-in was as {}, not {}; nothing kept",
+                    crate::text::sanitize::line(&signed_in),
+                    crate::text::sanitize::line(&user)
+                ));
+            }
             tokio::task::spawn_blocking(move || secrets::save(&broker, &user, &session))
                 .await
                 .map_err(|e| e.to_string())?

@@ -570,6 +570,57 @@ fn a_claims_challenge_signs_in_again_and_retries() {
     });
 }
 
+/// The stronger sign-in a role asks for, made as another account (the one
+/// the browser holds): refused, naming it, and the person's own session
+/// stays stored.
+#[test]
+fn a_stronger_sign_in_as_someone_else_is_refused_and_kept_nowhere() {
+    hoist::auth::secrets::prepare();
+    let _ = hoist::auth::secrets::init_with(Some(hoist::auth::secrets::SessionStore::Keyutils));
+    run(async {
+        let tenant = Tenant::start().await;
+        let mut target = tenant.target();
+        target.user = Some("alice@contoso.example".into());
+        let session = tenant.sign_in("alice", None).await;
+        let broker = target.broker.clone();
+        let stored = session.clone();
+        tokio::task::spawn_blocking(move || {
+            hoist::auth::secrets::save(&broker, "alice@contoso.example", &stored)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let prompt: hoist::auth::entra::Prompt = Arc::new(move |prompt| {
+            let _ = sender.send(prompt.verification_uri_complete.clone().unwrap());
+        });
+        let provider = Arc::clone(&tenant.provider);
+        let approver = tokio::spawn(async move {
+            let url = receiver.recv().await.unwrap();
+            provider.approve_device(&url, "bob").await;
+        });
+        let alice = hoist::auth::session::open_with(&target, Some(prompt))
+            .await
+            .unwrap();
+        let refused = alice
+            .file(&body(&role_id(graph::SECURITY_ADMIN), None, None), "k")
+            .await
+            .unwrap_err();
+        approver.await.unwrap();
+        let text = refused.to_string();
+        assert!(text.contains("not alice@contoso.example"), "{text}");
+        let broker = target.broker.clone();
+        let kept = tokio::task::spawn_blocking(move || {
+            hoist::auth::secrets::load(&broker, "alice@contoso.example")
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+        assert_eq!(kept.access_token, session.access_token);
+    });
+}
+
 #[test]
 fn changes_arrive_as_live_events() {
     run(async {
