@@ -609,6 +609,11 @@ fn a_stronger_sign_in_as_someone_else_is_refused_and_kept_nowhere() {
         approver.await.unwrap();
         let text = refused.to_string();
         assert!(text.contains("not alice@contoso.example"), "{text}");
+        // The session signed in still works: this is no expired session.
+        assert!(
+            !matches!(refused, hoist::backend::BackendError::Unauthenticated(_)),
+            "{refused:?}"
+        );
         let broker = target.broker.clone();
         let kept = tokio::task::spawn_blocking(move || {
             hoist::auth::secrets::load(&broker, "alice@contoso.example")

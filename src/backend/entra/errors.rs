@@ -183,6 +183,7 @@ pub fn to_backend(error: GraphError, graph: &str, doing: &str) -> BackendError {
                     ErrorCode::InvalidState,
                     "the role is not active (any more)".into(),
                 ),
+                (_, "StepUpFailed") => refused(ErrorCode::Forbidden, message),
                 // A decision's conflict is read where decisions are made
                 // (approvals.rs); here it is whatever `doing` met.
                 (409, _) => refused(

@@ -178,11 +178,7 @@ pub fn grant(
     // The activation behind it: the one naming its schedule; failing that,
     // the newest of its role filed before it began (older ones are past
     // activations of the same role).
-    let activations = || {
-        requests
-            .iter()
-            .filter(|r| r.action.as_deref() == Some("selfActivate"))
-    };
+    let activations = || requests.iter().filter(|r| r.is("selfActivate"));
     let filed_by_start = start
         .checked_add_signed(TimeDelta::minutes(1))
         .unwrap_or(start);
@@ -242,10 +238,12 @@ pub struct Context<'a> {
 pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Option<AccessRequest> {
     // An administrator's assignment (`adminAssign`, often with no end) is
     // standing access, not a request of mine: neither is shown.
-    let kind = match r.action.as_deref() {
-        Some("selfActivate") => RequestKind::Access,
-        Some("selfExtend") | Some("selfRenew") => RequestKind::Extension,
-        _ => return None,
+    let kind = if r.is("selfActivate") {
+        RequestKind::Access
+    } else if r.is("selfExtend") || r.is("selfRenew") {
+        RequestKind::Extension
+    } else {
+        return None;
     };
     let role = request_ref(surface, r)?;
     let id = ObjectRef::new(surface, &r.id).to_string();
@@ -434,6 +432,16 @@ mod tests {
         // Past its end with no instance: expired, not propagating.
         let over = request(Surface::Directory, &r, &cx("2026-01-01T11:30:00Z", &[])).unwrap();
         assert_eq!(over.state, RequestState::Expired);
+    }
+
+    /// Graph spells actions in more than one case; `SelfActivate` is the
+    /// same request, not one to hide.
+    #[test]
+    fn an_action_in_another_case_is_the_same_action() {
+        let mut r = request_json("PendingApproval");
+        r.action = Some("SelfActivate".into());
+        let mapped = request(Surface::Directory, &r, &cx("2026-01-01T10:01:00Z", &[]));
+        assert_eq!(mapped.map(|m| m.state), Some(RequestState::Pending));
     }
 
     #[test]

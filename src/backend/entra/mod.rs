@@ -289,7 +289,7 @@ impl EntraClient {
         let deactivated: Vec<(String, DateTime<Utc>)> = picture
             .requests
             .iter()
-            .filter(|(_, r)| r.action.as_deref() == Some("selfDeactivate"))
+            .filter(|(_, r)| r.is("selfDeactivate"))
             .filter_map(|(surface, r)| {
                 Some((
                     mapping::request_ref(*surface, r)?.to_string(),
@@ -440,9 +440,11 @@ impl EntraClient {
         match self.graph.post(Version::V1, &path, body).await {
             Err(err) => match (errors::known(&err), &self.step_up) {
                 (Known::ClaimsChallenge(claims), Some(step_up)) => {
+                    // Refused for this call, not a session gone: the one
+                    // signed in still works for everything else.
                     let token = step_up(claims).await.map_err(|reason| GraphError::Status {
-                        status: 401,
-                        code: String::new(),
+                        status: 403,
+                        code: "StepUpFailed".into(),
                         message: format!("signing in again for the role failed: {reason}"),
                     })?;
                     self.graph.set_token(&token);

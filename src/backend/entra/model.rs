@@ -178,6 +178,16 @@ pub struct ScheduleRequest {
     pub created_by: Option<IdentitySet>,
 }
 
+impl ScheduleRequest {
+    /// Whether its action is `action`: Graph's answers spell them in more
+    /// than one case (`selfActivate`, `SelfActivate`).
+    pub fn is(&self, action: &str) -> bool {
+        self.action
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case(action))
+    }
+}
+
 /// What hoist posts to create a schedule request: activation or
 /// deactivation of a directory role or a group membership or ownership.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
