@@ -1,8 +1,9 @@
 //! The body each channel format asks for, made from a [`Notice`]: Slack
 //! Block Kit, a Teams message with one Adaptive Card, or the notice as it
 //! is. Text people typed (a justification, a comment, a ticket) is escaped
-//! for the format, so it cannot turn into a link, a mention or markup, and
-//! clipped to what the format accepts.
+//! for the format, so it cannot turn into a link or a mention (in Slack,
+//! `*bold*` and `_italics_` in it still render), and clipped to what the
+//! format accepts.
 
 use serde_json::{Value, json};
 
@@ -114,7 +115,8 @@ fn asks_decision(notice: &Notice) -> bool {
 // ---- Slack ---------------------------------------------------------------
 
 /// Text for Slack's mrkdwn: `&`, `<` and `>` escaped as Slack asks, so
-/// typed text makes no link or mention.
+/// typed text makes no link or mention (with [`md`]'s `verbatim`, which
+/// stops Slack linking bare URLs and channel names).
 fn mrkdwn(text: &str) -> String {
     mrkdwn_within(text, usize::MAX)
 }
@@ -152,6 +154,12 @@ fn mrkdwn_within(text: &str, max: usize) -> String {
     escaped
 }
 
+/// A mrkdwn text object Slack takes as written: `verbatim`, so it makes
+/// no link of a URL or a channel name and parses no mention in it.
+fn md(text: String) -> Value {
+    json!({"type": "mrkdwn", "text": text, "verbatim": true})
+}
+
 fn slack(notice: &Notice) -> Value {
     let title = title(notice);
     let mut fields = vec![
@@ -174,32 +182,32 @@ fn slack(notice: &Notice) -> Value {
     }
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(&summary(notice))}}),
+        json!({"type": "section", "text": md(mrkdwn(&summary(notice)))}),
         json!({
             "type": "section",
             "fields": fields
                 .iter()
-                .map(|text| json!({"type": "mrkdwn", "text": text}))
+                .map(|text| md(text.clone()))
                 .collect::<Vec<_>>(),
         }),
         json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": format!(
+            "text": md(format!(
                 "*Justification*\n{}",
                 mrkdwn_within(&notice.justification, MAX_JUSTIFICATION)
-            )},
+            )),
         }),
     ];
     if let Some(comment) = &notice.comment {
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": format!("*Comment*\n{}", mrkdwn_within(comment, MAX_VALUE))},
+            "text": md(format!("*Comment*\n{}", mrkdwn_within(comment, MAX_VALUE))),
         }));
     }
     if let Some(error) = &notice.error {
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": format!("*Error*\n{}", mrkdwn_within(error, MAX_VALUE))},
+            "text": md(format!("*Error*\n{}", mrkdwn_within(error, MAX_VALUE))),
         }));
     }
     let mut buttons = Vec::new();
@@ -232,11 +240,11 @@ fn slack(notice: &Notice) -> Value {
     }
     blocks.push(json!({
         "type": "context",
-        "elements": [{"type": "mrkdwn", "text": format!(
+        "elements": [md(format!(
             "Request `{}` · `hoist status {}`",
             mrkdwn(&notice.request_id),
             mrkdwn(&notice.request_id)
-        )}],
+        ))],
     }));
     json!({
         "text": mrkdwn(&format!("{title}: {}", summary(notice))),
@@ -375,6 +383,45 @@ mod tests {
         assert!(escaped.ends_with("&amp;…"), "{escaped}");
         assert_eq!(mrkdwn_within("a<b", 10), "a&lt;b");
         assert_eq!(mrkdwn_within("abcdef", 4), "abc…");
+    }
+
+    /// Every mrkdwn object in a Slack message is verbatim: Slack would
+    /// otherwise link a URL or a channel name in a justification, right
+    /// beside the Approve button.
+    #[test]
+    fn slack_links_nothing_people_typed() {
+        fn mrkdwn_objects<'a>(value: &'a Value, found: &mut Vec<&'a Value>) {
+            match value {
+                Value::Object(map) => {
+                    if map.get("type") == Some(&json!("mrkdwn")) {
+                        found.push(value);
+                    }
+                    map.values().for_each(|v| mrkdwn_objects(v, found));
+                }
+                Value::Array(items) => items.iter().for_each(|v| mrkdwn_objects(v, found)),
+                _ => {}
+            }
+        }
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let notice: Notice = serde_json::from_value(json!({
+            "event": "request_filed", "at": at, "to": ["bob"], "request_id": "req_1",
+            "kind": "access", "role": "db", "role_name": "DB", "tier": 1,
+            "requester": "alice",
+            "justification": "approved already, see https://evil.example #security",
+            "ticket": "https://evil.example/x", "ticket_url": null, "incident": "INC-1",
+            "duration_secs": 600, "break_glass": false, "approvals_required": 1,
+            "url": null, "lapses_at": at, "decision": null, "decided_by": null,
+            "comment": "see www.evil.example", "grant_id": null, "expires_at": null,
+            "target": null, "error": "at https://evil.example"
+        }))
+        .unwrap();
+        let message = slack(&notice);
+        let mut found = Vec::new();
+        mrkdwn_objects(&message, &mut found);
+        assert!(found.len() >= 5, "{message}");
+        for object in found {
+            assert_eq!(object["verbatim"], json!(true), "{object}");
+        }
     }
 
     #[test]
