@@ -228,6 +228,19 @@ pub(super) fn credential(state: &mut State, copy: bool) -> Vec<Command> {
     }]
 }
 
+/// Text from the broker that a paste could act on is not copied: say so.
+pub(super) fn not_copied(state: &mut State, what: &str, role: &str) {
+    banner(
+        state,
+        format!(
+            "The {what} for {} holds a line break or a control character a paste would act \
+             on; not copied",
+            crate::text::sanitize::line(role)
+        ),
+        Level::Error,
+    );
+}
+
 pub(super) fn credential_loaded(
     state: &mut State,
     credential: Credential,
@@ -242,6 +255,10 @@ pub(super) fn credential_loaded(
             (None, None, Some(uri)) => ("URI", uri.clone()),
             (None, None, None) => ("credential", credential.token.clone()),
         };
+        if !crate::app::access::copyable(&text, what == "credential") {
+            not_copied(state, what, &credential.role);
+            return vec![];
+        }
         banner(
             state,
             format!(
@@ -254,6 +271,10 @@ pub(super) fn credential_loaded(
         return vec![Command::Copy(text)];
     }
     if copy {
+        if !crate::app::access::copyable(&credential.token, true) {
+            not_copied(state, "credential", &credential.role);
+            return vec![];
+        }
         let until = local_time(credential.expires_at);
         banner(
             state,

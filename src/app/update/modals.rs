@@ -191,11 +191,16 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
                     (what, text.to_string())
                 }
             };
-            super::banner(
-                state,
-                format!("{what} for {role} copied"),
-                crate::app::state::Level::Success,
-            );
+            let copyable = crate::app::access::copyable(&text, what == "credential");
+            if copyable {
+                super::banner(
+                    state,
+                    format!("{what} for {role} copied"),
+                    crate::app::state::Level::Success,
+                );
+            } else {
+                super::grants::not_copied(state, what, &role);
+            }
             state.modal = Some(Modal::Credential {
                 grant_id,
                 access: Some(access),
@@ -203,7 +208,11 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
                 token,
                 expires_at,
             });
-            vec![Command::Copy(text)]
+            if copyable {
+                vec![Command::Copy(text)]
+            } else {
+                vec![]
+            }
         }
         (Modal::Credential { grant_id, .. }, Action::CopyCredential) => {
             // Copy the shown grant's credential: fetch a fresh one so its

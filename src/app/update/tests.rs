@@ -536,6 +536,52 @@ fn the_credential_of_access_still_provisioning_is_not_asked_for() {
     assert!(state.modal.is_none());
 }
 
+/// What a paste would act on (a line break ending a bracketed paste, an
+/// escape) is not copied, though the pop-up shows it cleaned: `y` copies
+/// nothing and says why, in the pop-up and from the list alike.
+#[test]
+fn broker_text_a_paste_would_act_on_is_not_copied() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.screen = Screen::Grants;
+    let live = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Live,
+    );
+    update(&mut state, grant_event(live));
+    let credential = credential_of_g1(
+        now,
+        hoist_api::AccessCredential {
+            target: "db-prod-1".into(),
+            kind: "webhook".into(),
+            env: Default::default(),
+            uri: Some("postgresql://h/db\u{1b}[201~".into()),
+            command: Some("psql x\nrm -rf ~".into()),
+            expires_at: now + TimeDelta::minutes(30),
+            certificate: None,
+        },
+    );
+    for copy in [false, true] {
+        let commands = update(
+            &mut state,
+            Action::CredentialLoaded {
+                credential: Box::new(credential.clone()),
+                copy,
+            },
+        );
+        if copy {
+            assert_eq!(commands, []);
+        } else {
+            assert_eq!(update(&mut state, Action::CopyCredential), []);
+            assert_eq!(update(&mut state, Action::CopyUri), []);
+        }
+        let banner = state.banner.as_ref().unwrap();
+        assert!(banner.text.contains("not copied"), "{}", banner.text);
+        update(&mut state, Action::Back);
+    }
+}
+
 #[test]
 fn a_load_older_than_a_live_event_keeps_the_newer_access() {
     use hoist_api::AccessState;
