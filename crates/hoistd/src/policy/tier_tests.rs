@@ -167,3 +167,32 @@ fn workload_rules_obey_their_roles_tier() {
         .to_string();
     assert!(err.contains("(tier 0) allows no workloads"), "{err}");
 }
+
+/// A workload rule that does not say how it is approved does not waive
+/// the approvals its role asks of people: unset is a person's approval
+/// then, and automatic only for a role that needs none.
+#[test]
+fn a_workload_rule_waives_a_roles_approvals_only_when_it_says_so() {
+    use crate::policy::workloads::Approval;
+    let text = |approvals: u32| {
+        format!(
+            "{PEOPLE}\n[[oidc]]\nissuer = \"https://ci.example\"\nclient_id = \"hoist\"\n\
+             \n[[roles]]\nid = \"db\"\neligible_groups = [\"eng\"]\n\
+             approver_groups = [\"leads\"]\napprovals = {approvals}\ndefault_duration = \"30m\"\n\
+             max_duration = \"1h\"\n\
+             \n[[workloads]]\nname = \"deploy\"\nissuer = \"https://ci.example\"\n\
+             audience = \"hoist-ci\"\nclaims = {{ sub = \"repo:acme/app:ref:refs/heads/main\" }}\n\
+             roles = [{{ role = \"db\", max_ttl_minutes = 10 }}]\n"
+        )
+    };
+    for (approvals, approval) in [(2, Approval::Person), (0, Approval::Automatic)] {
+        let policy = match Policy::parse("p.toml", &text(approvals)) {
+            Ok(policy) => policy,
+            Err(err) => panic!("{approvals}: {err}"),
+        };
+        assert_eq!(
+            policy.workloads[0].roles[0].approval, approval,
+            "{approvals}"
+        );
+    }
+}

@@ -168,15 +168,14 @@ pub(super) struct RawWorkload {
 struct RawWorkloadRole {
     role: String,
     max_ttl_minutes: u64,
-    #[serde(default = "default_approval")]
-    approval: Approval,
+    /// Unset: a person's approval if the role asks people for any, else
+    /// automatic. A role's own approvals are never waived unless written.
+    #[serde(default)]
+    approval: Option<Approval>,
 }
 
 fn default_task_claim() -> String {
     "jti".into()
-}
-fn default_approval() -> Approval {
-    Approval::Automatic
 }
 fn default_algorithms() -> Vec<String> {
     ["RS256", "ES256", "EdDSA"].map(String::from).to_vec()
@@ -307,14 +306,19 @@ pub(super) fn workloads(
                     role.id, role.tier
                 )));
             }
-            if raw_role.approval == Approval::Automatic && !role.auto_approve {
+            let approval = raw_role.approval.unwrap_or(if role.approvals > 0 {
+                Approval::Person
+            } else {
+                Approval::Automatic
+            });
+            if approval == Approval::Automatic && !role.auto_approve {
                 return Err(bad(format!(
                     "{what}: role `{}` is tier {}, which allows no automatic approval \
                      (approval = \"person\")",
                     role.id, role.tier
                 )));
             }
-            if raw_role.approval == Approval::Person && role.approver_groups.is_empty() {
+            if approval == Approval::Person && role.approver_groups.is_empty() {
                 return Err(bad(format!(
                     "{what}: role `{}` needs a person's approval, but the role has no \
                      approver_groups",
@@ -324,7 +328,7 @@ pub(super) fn workloads(
             allowed.push(WorkloadRole {
                 role: role.id.clone(),
                 max_ttl,
-                approval: raw_role.approval,
+                approval,
             });
         }
         rules.push(WorkloadRule {

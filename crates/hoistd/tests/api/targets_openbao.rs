@@ -480,7 +480,7 @@ async fn a_job_whose_hand_over_failed_gets_its_credential_on_its_next_try() {
     let bao = Bao::start().await;
     let provider = crate::oidc::Provider::start().await;
     let extra = format!(
-        "[[workloads.roles]]\nrole = \"app-reader\"\nmax_ttl_minutes = 10\n\n\
+        "[[workloads.roles]]\nrole = \"app-reader\"\nmax_ttl_minutes = 10\napproval = \"automatic\"\n\n\
          [[targets]]\nname = \"bao\"\nkind = \"openbao\"\nurl = \"{}\"\n\
          role_id_file = \"{}\"\nsecret_id_file = \"{}\"\n{}",
         bao.url,

@@ -581,7 +581,7 @@ async fn a_workload_exchange_returns_the_access_at_the_target_and_its_revoke_rem
     let text = format!(
         "{}\n[[workloads]]\nname = \"ci\"\nissuer = \"{}\"\naudience = \"https://hoist.test/ci\"\n\
          [workloads.claims]\nsub = \"deploy-bot\"\n[[workloads.roles]]\nrole = \"k8s-admin\"\n\
-         max_ttl_minutes = 5\n",
+         max_ttl_minutes = 5\napproval = \"automatic\"\n",
         policy(dir.path(), &receiver.url),
         provider.issuer
     );
