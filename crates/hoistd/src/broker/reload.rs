@@ -114,9 +114,15 @@ impl Work<'_> {
             {
                 continue;
             }
-            let eligible = policy
-                .role(&grant.role)
-                .is_some_and(|role| policy.is_eligible(&grant.holder, role));
+            // A break-glass grant stands only while its holder may still
+            // break glass, as its activation required.
+            let eligible = policy.role(&grant.role).is_some_and(|role| {
+                if grant.break_glass {
+                    policy.may_break_glass(&grant.holder, role)
+                } else {
+                    policy.is_eligible(&grant.holder, role)
+                }
+            });
             if !eligible {
                 let reason = format!(
                     "{why}: {} is no longer eligible for role `{}`",

@@ -137,6 +137,12 @@ pub(super) fn issuers(
                     .into(),
             ));
         }
+        let name = issuer.issuer.trim_end_matches('/');
+        if oidc.iter().any(|known: &OidcIssuer| known.issuer == name) {
+            // Tokens are checked against the first; a second's settings
+            // would be shown to clients and never applied.
+            return Err(source.invalid(offset, format!("oidc issuer `{name}` is defined twice")));
+        }
         oidc.push(OidcIssuer {
             audiences: if issuer.audiences.is_empty() {
                 vec![issuer.client_id.clone()]

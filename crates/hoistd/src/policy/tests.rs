@@ -71,6 +71,20 @@ fn linked_identities_name_a_known_issuer_and_one_user_each() {
     assert!(err.contains("both link subject `s-1`"), "{err}");
 }
 
+/// Two `[[oidc]]` entries for one issuer: the second would be shown to
+/// clients and never applied to a token.
+#[test]
+fn an_issuer_is_defined_once() {
+    let oidc = |client: &str| {
+        format!("\n[[oidc]]\nissuer = \"https://id.example/\"\nclient_id = \"{client}\"\n")
+    };
+    let err = refused(&format!("{MINIMAL}{}{}", oidc("hoist"), oidc("other")));
+    assert!(
+        err.contains("oidc issuer `https://id.example` is defined twice"),
+        "{err}"
+    );
+}
+
 #[test]
 fn static_tokens_are_matched_by_hash() {
     let policy = Policy::parse("p.toml", MINIMAL).unwrap();

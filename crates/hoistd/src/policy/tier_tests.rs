@@ -130,6 +130,11 @@ fn the_policy_may_redefine_a_tier_and_its_roles_follow() {
         err.contains("[tiers.7]: tiers are 0 (most critical) to 3"),
         "{err}"
     );
+    let err = refused(
+        "\n[tiers.01]\napprovals = 3\n[tiers.1]\napprovals = 1\n",
+        "max_duration = \"1h\"\n",
+    );
+    assert!(err.contains("[tiers.01]: tiers are 0"), "{err}");
     let err = refused("\n[tiers.1]\nhours = 1\n", "max_duration = \"1h\"\n");
     assert!(err.contains("unknown field `hours`"), "{err}");
 }

@@ -113,7 +113,13 @@ pub(super) fn tiers(
     for (name, raw) in raw {
         let offset = raw.span().start;
         let raw = raw.into_inner();
-        let Some(index) = name.parse::<u8>().ok().filter(|n| *n < TIERS) else {
+        // Only `0` to `3` as written: `01` or `+1` would be tier 1 again,
+        // merged with `[tiers.1]` in an order no one wrote.
+        let Some(index) = name
+            .parse::<u8>()
+            .ok()
+            .filter(|n| *n < TIERS && n.to_string() == name)
+        else {
             return Err(source.invalid(
                 offset,
                 format!("[tiers.{name}]: tiers are 0 (most critical) to 3"),

@@ -151,3 +151,24 @@ async fn a_request_approved_after_breaking_glass_for_its_role_gives_no_second_gr
     assert_eq!(active.len(), 1, "{grants:?}");
     assert_eq!(active[0].request_id, broke.id);
 }
+
+/// A responder taken off call loses the access they broke glass for at
+/// the reload, though they may still ask for the role the usual way: it
+/// stood on their being on call.
+#[tokio::test]
+async fn a_responder_taken_off_call_loses_their_break_glass_grant() {
+    let broker = TestBroker::start().await;
+    let carol = broker.as_user("carol");
+    let filed = carol.file(&break_glass(Some("INC-7"))).await.unwrap();
+    let grant = filed.grant_id.expect("granted at once");
+    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
+    let off_call = text.replace("oncall = [\"carol\"]", "oncall = []");
+    assert_ne!(text, off_call);
+    std::fs::write(broker.policy_path(), off_call).unwrap();
+    let revoked = broker.server().reload(&broker.policy_path()).await.unwrap();
+    assert_eq!(revoked, 1);
+    assert_eq!(
+        carol.grant(&grant).await.unwrap().state,
+        hoist_api::GrantState::Revoked
+    );
+}
