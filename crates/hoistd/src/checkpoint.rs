@@ -114,12 +114,15 @@ impl Checkpoint {
     }
 }
 
-/// Signs the current head of `store`'s log, read from a snapshot.
+/// Signs the current head of `store`'s log, read from a snapshot, once it
+/// is durable: a commit is visible before it is on disk, and a head a crash
+/// then lost would make the checkpoint read as tampering for good.
 pub fn take(store: &dyn Store, key: &SigningKey) -> Result<Checkpoint, CheckpointError> {
     let head = store
         .snapshot()?
         .audit_head()?
         .ok_or(CheckpointError::Empty)?;
+    store.barrier()?;
     Ok(Checkpoint::sign(key, &head, crate::broker::now()))
 }
 

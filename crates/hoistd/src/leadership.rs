@@ -212,6 +212,9 @@ mod tests {
         fn snapshot(&self) -> crate::store::Result<Box<dyn Snapshot + '_>> {
             Err(StoreError::Other("no snapshots here".into()))
         }
+        fn barrier(&self) -> crate::store::Result<()> {
+            Ok(())
+        }
         fn ready(&self) -> crate::store::Result<()> {
             Ok(())
         }

@@ -294,6 +294,10 @@ impl Store for MeteredStore {
         self.inner.snapshot()
     }
 
+    fn barrier(&self) -> store::Result<()> {
+        self.inner.barrier()
+    }
+
     fn read(&self) -> store::Result<Box<dyn Tx + '_>> {
         self.waited(|| self.inner.read())
     }

@@ -180,6 +180,11 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Takes a consistent read of the audit log that blocks no writer (rule 8).
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>>;
+    /// Returns once every commit visible now, to any reader, is durable. A
+    /// commit is visible before its sync (SQLite) or flush (PostgreSQL)
+    /// ends; a reader that signs what it saw (an audit checkpoint) waits
+    /// for this first, or a crash could lose what it signed.
+    fn barrier(&self) -> Result<()>;
     /// Whether the store can serve: the database answers and its schema is
     /// the one this hoistd knows. [`StoreError::Unavailable`] while the
     /// database cannot be reached, [`StoreError::MigrationsPending`] while a

@@ -414,6 +414,41 @@ fn a_commit_that_returned_survives_a_crash_of_the_server() {
     assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 50);
 }
 
+/// The barrier a checkpoint waits on before it signs the head returns only
+/// once the log is flushed as the server's settings ask: with a
+/// synchronous standby that never answers, it waits; once there is none,
+/// it returns.
+#[test]
+fn the_barrier_waits_for_the_flush_commits_wait_for() {
+    let (_pg, url, store) = fresh_store();
+    let standbys = |names: &str| {
+        let output = std::process::Command::new("psql")
+            .args(["-X", "-q", "-d", &url, "-c"])
+            .arg(format!(
+                "ALTER SYSTEM SET synchronous_standby_names = '{names}'"
+            ))
+            .args(["-c", "SELECT pg_reload_conf()"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    };
+    store.barrier().unwrap();
+    standbys("ghost");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let store = std::sync::Arc::new(store);
+    let waiting = {
+        let store = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || store.barrier())
+    };
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        !waiting.is_finished(),
+        "the barrier returned with its commit not yet replicated"
+    );
+    standbys("");
+    waiting.join().unwrap().unwrap();
+}
+
 /// A connection keeps a bounded number of statements prepared, and the
 /// server holds no more for it than it keeps: listings asking for ever new
 /// limits (each a statement of its own) grow neither side.

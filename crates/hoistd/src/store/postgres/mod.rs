@@ -397,6 +397,14 @@ impl Store for PostgresStore {
     /// A repeatable-read, read-only transaction: it sees the database as of
     /// its first statement, and PostgreSQL's snapshots hold no lock any
     /// writer waits for.
+    /// A commit of its own that waits for its flush (or its synchronous
+    /// standbys), as [`COMMIT_LOCKED`]'s second does: the log is flushed
+    /// in order, so every commit before it is flushed with it.
+    fn barrier(&self) -> Result<()> {
+        self.connection()?
+            .batch("BEGIN; SELECT pg_logical_emit_message(true, 'hoistd', ''); COMMIT")
+    }
+
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
         let conn = self.connection()?;
         // The snapshot is taken at the first statement, not at BEGIN.

@@ -245,6 +245,11 @@ impl Store for SqliteStore {
         Ok(Box::new(SqliteSnapshot::take(&self.path)?))
     }
 
+    /// Syncs the log: every commit, this process's or another's, is in it.
+    fn barrier(&self) -> Result<()> {
+        self.durability.sync()
+    }
+
     /// Reads the schema version on a connection of its own, so a probe
     /// never waits behind a transaction holding the store's connection.
     fn ready(&self) -> Result<()> {
@@ -530,6 +535,17 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let _store = SqliteStore::open(&path).unwrap();
         assert_eq!(mode(""), 0o600);
+    }
+
+    /// The barrier a checkpoint waits on syncs the log: a commit is seen
+    /// by readers before its own sync has ended.
+    #[test]
+    fn the_barrier_syncs_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hoistd.db")).unwrap();
+        let before = store.durability.syncs.load(Ordering::Relaxed);
+        store.barrier().unwrap();
+        assert_eq!(store.durability.syncs.load(Ordering::Relaxed), before + 1);
     }
 
     /// Opened through a symbolic link, commits sync the log SQLite writes,
