@@ -319,6 +319,7 @@ impl Server {
                 let _ = lease.await;
             }
         });
+        let closing = Arc::clone(&broker);
         let task = tokio::spawn(async move {
             http::serve::serve(listener, app, limits, serving_tls, stopped).await;
             if let Some(relay) = relay {
@@ -326,6 +327,13 @@ impl Server {
             }
             uses.abort();
             let _ = stepping_down.await;
+            // Repeated uses still being counted are audited with their
+            // count, before the last checkpoint, so that it covers them.
+            match tokio::task::spawn_blocking(move || closing.record_repeated_uses(true)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "repeated uses not audited"),
+                Err(err) => tracing::error!(error = %err, "repeated uses not audited"),
+            }
             // The last one after every connection has finished, so it covers
             // everything the broker answered.
             if let Some((plan, periodic)) = checkpoints {
@@ -363,13 +371,6 @@ impl Server {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
-        // Repeated uses still being counted are audited with their count.
-        let broker = Arc::clone(&self.broker);
-        match tokio::task::spawn_blocking(move || broker.record_repeated_uses(true)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(error = %err, "repeated uses not audited"),
-            Err(err) => tracing::error!(error = %err, "repeated uses not audited"),
-        }
     }
 }
 

@@ -324,6 +324,9 @@ async fn serve_checkpoints_to_file_and_log_and_keeps_keys_out_of_the_database() 
         .unwrap();
     let grant = filed.grant_id.unwrap();
     let credential = alice.credential(&grant).await.unwrap();
+    // A repeat within the window: counted, and audited with its count at
+    // the stop, before the last checkpoint.
+    alice.credential(&grant).await.unwrap();
     let jwks: hoist_api::Jwks = http
         .get(format!("{base}/.well-known/jwks.json"))
         .send()
