@@ -127,18 +127,28 @@ pub fn take(store: &dyn Store, key: &SigningKey) -> Result<Checkpoint, Checkpoin
 }
 
 /// Appends `checkpoint` to the file at `path` (created if missing) and
-/// syncs it to disk before returning.
+/// syncs it to disk before returning. On a line of its own even after a
+/// write a crash cut short, which stays on its own line (and is reported
+/// by [`read_verified`]) rather than swallow this one.
 pub fn append(path: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+    use std::io::{Read, Seek, SeekFrom};
     let unwritable = |source| CheckpointError::Unwritable {
         path: path.display().to_string(),
         source,
     };
     let mut file = std::fs::OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .open(path)
         .map_err(unwritable)?;
-    file.write_all(format!("{}\n", checkpoint.line()).as_bytes())
+    let mut last = [b'\n'];
+    if file.metadata().map_err(unwritable)?.len() > 0 {
+        file.seek(SeekFrom::End(-1)).map_err(unwritable)?;
+        file.read_exact(&mut last).map_err(unwritable)?;
+    }
+    let start = if last[0] == b'\n' { "" } else { "\n" };
+    file.write_all(format!("{start}{}\n", checkpoint.line()).as_bytes())
         .map_err(unwritable)?;
     file.sync_data().map_err(unwritable)
 }
@@ -183,6 +193,30 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// A line a crash cut short does not swallow the next checkpoint: that
+    /// one goes on a line of its own, and the cut line is named.
+    #[test]
+    fn an_append_after_a_cut_line_starts_a_new_one() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoints.jsonl");
+        std::fs::write(&path, "{\"seq\":1").unwrap();
+        let head = AuditHead {
+            seq: 2,
+            hash: "ab".repeat(32),
+        };
+        append(&path, &Checkpoint::sign(&key, &head, Utc::now())).unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(lines.len(), 2, "{written}");
+        let kept: Checkpoint = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(kept.seq, 2);
+        match read_verified(&path, &key.verifying_key()) {
+            Err(CheckpointError::Malformed { line: 1, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn a_checkpoint_verifies_only_as_signed_and_with_its_key() {

@@ -464,6 +464,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         eprintln!(
                             "hoistd: no --checkpoints given: a log cut short, emptied or recomputed as a whole would also verify"
                         );
+                    } else if signed.is_empty() {
+                        eprintln!(
+                            "hoistd: the checkpoint file holds no checkpoint (new, or emptied?): a log cut short, emptied or recomputed as a whole would also verify"
+                        );
                     }
                     Ok(ExitCode::SUCCESS)
                 }

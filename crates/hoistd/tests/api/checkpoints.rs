@@ -114,6 +114,13 @@ async fn truncated_emptied_and_recomputed_logs_fail_against_a_checkpoint() {
         serde_json::from_str(std::fs::read_to_string(&checkpoints).unwrap().trim()).unwrap();
     assert_eq!(line["seq"], entries);
 
+    // A checkpoint file with nothing in it proves nothing, and says so.
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let (code, out) = verify(&db, &empty, &public);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("holds no checkpoint"), "{out}");
+
     // The untouched log holds the checkpoint, checked with the public key
     // or the private one.
     for key in [&public, &key] {
