@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use super::{Notice, Notifier, format};
 use crate::store::{Notification, NotificationDelivery};
 use crate::target::outbox::{Failing, LEAD_LOST_PAUSE, Slots, backoff};
-use crate::target::webhook::{PostError, clip};
+use crate::target::webhook::PostError;
 
 /// Longest the worker sleeps between looks, in case a wake-up is missed.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
@@ -264,7 +264,7 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> O
                         let said = if said.is_empty() {
                             String::new()
                         } else {
-                            format!(": {}", clip(said))
+                            format!(": {}", channel.endpoint.scrub(said))
                         };
                         Outcome::Failed(format!(
                             "{} ({}) answered {}{said}",

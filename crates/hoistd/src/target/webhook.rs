@@ -362,6 +362,37 @@ impl Endpoint {
         self.url.origin().ascii_serialization()
     }
 
+    /// `text` an endpoint answered, made fit to show and keep: clipped, and
+    /// with the URL's path and query taken out wherever it repeats them (a
+    /// receiver's 404 page quoting the path, whose token is the secret).
+    pub fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        let path = self.url.path();
+        let mut secrets: Vec<&str> = Vec::new();
+        if let Some(query) = self.url.query().filter(|q| !q.is_empty()) {
+            secrets.push(query);
+        }
+        if path.len() > 1 {
+            secrets.push(path);
+            // Each segment too, as a router may quote only its own part.
+            secrets.extend(path.split('/').filter(|segment| segment.len() >= 8));
+        }
+        for secret in secrets {
+            text = text.replace(secret, "…");
+        }
+        clip(&text)
+    }
+
+    /// Where a redirect led, as may be shown: its origin, or "elsewhere on
+    /// the same origin" (the path may hold the endpoint's secret).
+    fn redirected_to(&self, location: &str) -> String {
+        match self.url.join(location) {
+            Ok(to) if to.origin() == self.url.origin() => " elsewhere on the same origin".into(),
+            Ok(to) => format!(" to {}", to.origin().ascii_serialization()),
+            Err(_) => String::new(),
+        }
+    }
+
     /// POSTs `body` signed with `X-Hoist-Signature: v1=<hex
     /// HMAC-SHA256(secret, "<timestamp>.<body>")>`, `X-Hoist-Timestamp` and
     /// `X-Hoist-Delivery: delivery`, and reads the answer; with the HTTP
@@ -405,7 +436,7 @@ impl Endpoint {
                 .headers()
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .map(|l| format!(" to {}", clip(l)))
+                .map(|l| self.redirected_to(l))
                 .unwrap_or_default();
             return Err(PostError::Refused(format!(
                 "answered {status} redirecting{to}; redirects are not followed"
@@ -506,5 +537,45 @@ mod tests {
     fn endpoint_text_is_clipped_to_one_line() {
         assert_eq!(clip("a\nb\u{1b}[31m"), "a b [31m");
         assert_eq!(clip(&"x".repeat(400)).chars().count(), MAX_REASON_CHARS + 1);
+    }
+
+    /// A channel's URL is a secret (its path or query holds the token): a
+    /// redirect is reported by its origin, and an answer quoting the path
+    /// keeps it out of what is stored and logged.
+    #[tokio::test]
+    async fn what_an_endpoint_answers_never_repeats_its_path() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            for answer in [
+                "HTTP/1.1 301 Moved Permanently\r\nlocation: /hooks/T0KEN-s3cr3t-42/?sig=SIGSECRET\r\n\
+                 content-length: 0\r\n\r\n",
+                "HTTP/1.1 404 Not Found\r\ncontent-length: 42\r\n\r\n\
+                 Cannot POST /hooks/T0KEN-s3cr3t-42?sig=SIG",
+            ] {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut request = [0; 4096];
+                let _ = conn.read(&mut request).await;
+                conn.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        let url = Endpoint::check_url(&format!(
+            "http://127.0.0.1:{port}/hooks/T0KEN-s3cr3t-42?sig=SIG"
+        ))
+        .unwrap();
+        let endpoint = Endpoint::new(url, b"k".to_vec(), Duration::from_secs(5)).unwrap();
+        let (_, redirected) = endpoint.post("d1", b"{}".to_vec()).await;
+        let Err(PostError::Refused(why)) = redirected else {
+            panic!("{redirected:?}");
+        };
+        assert!(why.contains("elsewhere on the same origin"), "{why}");
+        let (_, missing) = endpoint.post("d2", b"{}".to_vec()).await;
+        let said = String::from_utf8_lossy(&missing.unwrap().body).to_string();
+        let shown = endpoint.scrub(&said);
+        assert!(shown.starts_with("Cannot POST"), "{shown}");
+        for text in [why, shown] {
+            assert!(!text.contains("T0KEN") && !text.contains("SIG"), "{text}");
+        }
     }
 }
