@@ -88,7 +88,11 @@ pub async fn run<N: Notifier>(
     wake: Arc<Notify>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut running: JoinSet<Option<bool>> = JoinSet::new();
+    let mut running: JoinSet<Attempted> = JoinSet::new();
+    // Outcomes reached but not recorded (the store took no writes), by
+    // notification: the next try records them again, and never posts a
+    // notification known to be delivered again.
+    let mut unrecorded: HashMap<String, Unrecorded> = HashMap::new();
     // The id and channel of each notification being sent, by the task
     // sending it.
     let mut busy: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
@@ -172,7 +176,10 @@ pub async fn run<N: Notifier>(
                 again = filled && !starting.is_empty();
                 for notification in starting {
                     let ids = (notification.id.clone(), notification.channel.clone());
-                    let handle = running.spawn(attempt(Arc::clone(&notifier), notification));
+                    let handle = match unrecorded.remove(&notification.id) {
+                        Some(outcome) => running.spawn(record(Arc::clone(&notifier), outcome)),
+                        None => running.spawn(attempt(Arc::clone(&notifier), notification)),
+                    };
                     busy.insert(handle.id(), ids);
                 }
             }
@@ -193,8 +200,13 @@ pub async fn run<N: Notifier>(
         let sleep = if quiet { MAX_SLEEP } else { sleep };
         tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                let (id, answered) = match &done {
-                    Ok((id, answered)) => (*id, *answered),
+                let (id, answered) = match done {
+                    Ok((id, attempted)) => {
+                        if let Some(left) = attempted.unrecorded {
+                            unrecorded.insert(left.0.id.clone(), left);
+                        }
+                        (id, attempted.answered)
+                    }
                     Err(err) => {
                         tracing::error!(error = %err, "a notification failed to send");
                         (err.id(), None)
@@ -216,16 +228,29 @@ pub async fn run<N: Notifier>(
     }
 }
 
-/// Sends one notification and records how it went; says whether the
-/// channel answered (`None`: it was not posted). An answer of 5xx or 429
-/// is none: the receiver is down or swamped.
-async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> Option<bool> {
+/// A notification as its attempt left it, and what that attempt was, to
+/// be recorded.
+type Unrecorded = (Notification, NotificationDelivery);
+
+/// What one task did: whether the channel answered (`None`: it was not
+/// posted to), and the outcome if it could not be recorded.
+struct Attempted {
+    answered: Option<bool>,
+    unrecorded: Option<Unrecorded>,
+}
+
+/// Sends one notification and records how it went. An answer of 5xx or
+/// 429 is none: the receiver is down or swamped.
+async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> Attempted {
     if !notifier.leads_now() {
         // Past this instance's term: the notification stays due, for
         // whoever leads now. The worker is being halted; until then the
         // channel's slot stays taken rather than be tried again at once.
         tokio::time::sleep(LEAD_LOST_PAUSE).await;
-        return None;
+        return Attempted {
+            answered: None,
+            unrecorded: None,
+        };
     }
     let channels = notifier.channels();
     let at = crate::target::now();
@@ -304,20 +329,36 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> O
         );
     }
     let settled = settle(&notification, &outcome, crate::target::now());
-    let recorded =
-        tokio::task::spawn_blocking(move || notifier.record_notification(&settled, &delivery))
-            .await;
-    let unrecorded = match recorded {
-        Ok(Ok(())) => return answered,
-        Ok(Err(err)) => err.to_string(),
-        Err(err) => err.to_string(),
+    let mut attempted = record(notifier, (settled, delivery)).await;
+    attempted.answered = answered;
+    attempted
+}
+
+/// Records an attempt's outcome. Not recorded, the notification stays due
+/// and the worker keeps the outcome to record at its next try, after a
+/// pause (holding the channel's slot meanwhile): it is not posted again.
+async fn record<N: Notifier>(notifier: Arc<N>, outcome: Unrecorded) -> Attempted {
+    let recorded = tokio::task::spawn_blocking(move || {
+        let done = notifier.record_notification(&outcome.0, &outcome.1);
+        (done, outcome)
+    })
+    .await;
+    let (unrecorded, why) = match recorded {
+        Ok((Ok(()), _)) => {
+            return Attempted {
+                answered: None,
+                unrecorded: None,
+            };
+        }
+        Ok((Err(err), outcome)) => (Some(outcome), err.to_string()),
+        Err(err) => (None, err.to_string()),
     };
-    // Not recorded: it stays due and is sent again, under the same id, but
-    // not before a pause (holding it busy meanwhile), so a store that takes
-    // no writes does not have a channel posted to over and over.
-    tracing::error!(error = %unrecorded, "notification outcome not recorded");
+    tracing::error!(error = %why, "notification outcome not recorded");
     tokio::time::sleep(crate::target::outbox::UNRECORDED_PAUSE).await;
-    answered
+    Attempted {
+        answered: None,
+        unrecorded,
+    }
 }
 
 #[cfg(test)]
@@ -445,6 +486,9 @@ mod worker_tests {
         channels: Channels,
         due: Vec<Notification>,
         leading: bool,
+        /// Whether outcomes are recorded, or refused as by a store that
+        /// takes no writes.
+        records: bool,
     }
 
     impl Notifier for FakeNotifier {
@@ -479,8 +523,35 @@ mod worker_tests {
             _: &Notification,
             _: &NotificationDelivery,
         ) -> crate::error::Result<()> {
-            Ok(())
+            if self.records {
+                return Ok(());
+            }
+            Err(crate::store::StoreError::Unavailable("25006: read-only transaction".into()).into())
         }
+    }
+
+    /// A delivered notification whose outcome the store would not take
+    /// (out of disk, read-only) is not posted again while the worker
+    /// keeps trying to record it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_not_recorded_is_not_posted_again() {
+        let (url, posts) = receiver(ANSWERS).await;
+        let mut channels = Channels::default();
+        channels.insert(channel("live", url));
+        let notifier = Arc::new(FakeNotifier {
+            channels,
+            due: vec![self::due("n_1".into(), "live")],
+            leading: true,
+            records: false,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
+        // Two pauses after an unrecorded outcome, and a look after each.
+        tokio::time::sleep(crate::target::outbox::UNRECORDED_PAUSE * 2 + Duration::from_secs(1))
+            .await;
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+        assert_eq!(posts.load(Ordering::SeqCst), 1);
     }
 
     /// However many notifications are due to a channel that stopped
@@ -501,6 +572,7 @@ mod worker_tests {
             channels,
             due,
             leading: true,
+            records: true,
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -529,6 +601,7 @@ mod worker_tests {
             channels,
             due,
             leading: false,
+            records: true,
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -552,6 +625,7 @@ mod worker_tests {
             channels,
             due,
             leading: true,
+            records: true,
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -587,6 +661,7 @@ mod worker_tests {
             channels,
             due,
             leading: true,
+            records: true,
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
