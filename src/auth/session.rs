@@ -21,6 +21,34 @@ use crate::config::{Backend as BrokerKind, ConfigError, Target};
 /// A session is refreshed when it has less than this left.
 pub const REFRESH_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
+/// Longest a wait for a wall-clock moment sleeps before it looks at the
+/// clock again: timers count time the machine is awake, so a laptop that
+/// slept through a token's end must notice within this of waking.
+const WALL_CLOCK_SLICE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The next sleep of a wait until `until` by the wall clock, from `now`.
+fn wall_clock_slice(
+    until: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> std::time::Duration {
+    (until - now)
+        .to_std()
+        .unwrap_or_default()
+        .min(WALL_CLOCK_SLICE)
+}
+
+/// Waits until `until` by the wall clock, in slices, so a suspend or a
+/// clock step does not stretch the wait.
+pub async fn sleep_until_wall(until: chrono::DateTime<chrono::Utc>) {
+    loop {
+        let slice = wall_clock_slice(until, chrono::Utc::now());
+        if slice.is_zero() {
+            return;
+        }
+        tokio::time::sleep(slice).await;
+    }
+}
+
 /// Longest token accepted, in bytes: far beyond any bearer token, and small
 /// enough that a file piped by mistake is refused rather than sent.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -341,11 +369,8 @@ fn keep_fresh(
         loop {
             // `current` refreshes from REFRESH_AHEAD before the end: nothing
             // is read or refreshed before then, so a short command never is.
-            let due = (expires_at - REFRESH_AHEAD - chrono::Utc::now())
-                .to_std()
-                .unwrap_or_default()
-                .max(std::time::Duration::from_secs(1));
-            tokio::time::sleep(due).await;
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            sleep_until_wall(expires_at - REFRESH_AHEAD).await;
             let Some(backend) = backend.upgrade() else {
                 return;
             };
@@ -487,6 +512,19 @@ async fn blocking<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
+    /// A wait for a moment by the wall clock sleeps at most a slice at a
+    /// time: a machine that slept past the moment notices soon after.
+    #[test]
+    fn waits_by_the_wall_clock_look_again_within_a_slice() {
+        let now = chrono::Utc::now();
+        let slice = super::wall_clock_slice(now + chrono::TimeDelta::hours(1), now);
+        assert_eq!(slice, super::WALL_CLOCK_SLICE);
+        let slice = super::wall_clock_slice(now + chrono::TimeDelta::seconds(5), now);
+        assert_eq!(slice, std::time::Duration::from_secs(5));
+        let slice = super::wall_clock_slice(now - chrono::TimeDelta::hours(1), now);
+        assert!(slice.is_zero());
+    }
+
     use super::*;
 
     #[test]

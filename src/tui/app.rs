@@ -86,17 +86,16 @@ async fn keep_session(
     let mut expires_at = None;
     let mut failing = false;
     loop {
-        let wait = match expires_at {
+        match expires_at {
+            // By the wall clock: a laptop that slept through the end renews
+            // soon after it wakes, not when the timer would have fired.
             Some(at) if !failing => {
-                let due: chrono::DateTime<chrono::Utc> = at - crate::auth::session::REFRESH_AHEAD;
-                (due - chrono::Utc::now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
+                crate::auth::session::sleep_until_wall(at - crate::auth::session::REFRESH_AHEAD)
+                    .await;
             }
-            None if !failing => Duration::ZERO,
-            _ => Duration::from_secs(10),
-        };
-        tokio::time::sleep(wait).await;
+            None if !failing => {}
+            _ => tokio::time::sleep(Duration::from_secs(10)).await,
+        }
         match renew().await {
             Ok(session) => {
                 backend.set_token(&session.access_token);
