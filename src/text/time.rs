@@ -6,7 +6,7 @@ use chrono::{DateTime, Local, TimeDelta, Utc};
 /// `mm:ss`, or `h:mm:ss` past an hour. Rounded up, so a grant never shows
 /// `00:00` while it is still live.
 pub fn clock(left: TimeDelta) -> String {
-    let secs = (left.num_milliseconds().max(0) + 999) / 1000;
+    let secs = left.num_milliseconds().max(0).saturating_add(999) / 1000;
     if secs >= 3600 {
         format!("{}:{:02}:{:02}", secs / 3600, (secs % 3600) / 60, secs % 60)
     } else {
@@ -59,6 +59,16 @@ pub fn local_timestamp(at: DateTime<Utc>) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The longest span a broker could send does not overflow the clock.
+    #[test]
+    fn the_clock_takes_the_longest_span() {
+        let shown = super::clock(chrono::TimeDelta::MAX);
+        assert!(
+            shown.starts_with(&(i64::MAX / 1000 / 3600).to_string()),
+            "{shown}"
+        );
+    }
+
     use super::*;
 
     #[test]
