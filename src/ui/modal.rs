@@ -84,7 +84,6 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
     match modal {
         Modal::Help => help(frame, area, state, theme),
         Modal::Confirm { prompt, danger, .. } => {
-            let popup = centered(area, 64, 5);
             let style = if *danger {
                 theme.break_glass()
             } else {
@@ -103,13 +102,16 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             if *danger {
                 frame_block = frame_block.border_style(theme.break_glass());
             }
+            // As tall as the prompt wraps to: a long one (a bundle of roles,
+            // every grant under an incident) must not hide the keys.
+            let width = 64.min(area.width);
+            let paragraph = Paragraph::new(lines).wrap(Wrap { trim: true });
+            let height = u16::try_from(paragraph.line_count(width.saturating_sub(2)))
+                .unwrap_or(u16::MAX)
+                .saturating_add(2);
+            let popup = centered(area, width, height);
             frame.render_widget(Clear, popup);
-            frame.render_widget(
-                Paragraph::new(lines)
-                    .wrap(Wrap { trim: true })
-                    .block(frame_block),
-                popup,
-            );
+            frame.render_widget(paragraph.block(frame_block), popup);
         }
         Modal::QuitWhileRevoking => {
             let grants = state.unconfirmed_revocations();

@@ -463,3 +463,24 @@ fn a_kind_from_a_newer_broker_is_shown_defused() {
     let drawn = crate::helpers::screen(&state, 160, 48);
     assert!(drawn.contains(" new⟨U+001B⟩[31;1m "), "{drawn}");
 }
+
+/// A confirmation whose prompt wraps over several lines (revoking every
+/// grant under an incident, breaking glass for a bundle) still shows its
+/// keys, even in a narrow terminal.
+#[test]
+fn a_long_confirmation_still_shows_its_keys() {
+    let mut state = state();
+    let roles: Vec<String> = (0..6).map(|n| format!("prod-role-number-{n}")).collect();
+    state.modal = Some(Modal::Confirm {
+        prompt: format!(
+            "Revoke all 6 of your grants under INC-7 ({})?",
+            roles.join(", ")
+        ),
+        yes: hoist::app::Command::LoadAll,
+        danger: true,
+    });
+    for (width, height) in [(60, 20), (80, 24)] {
+        let drawn = crate::helpers::screen(&state, width, height);
+        assert!(drawn.contains("y yes"), "{width}x{height}:\n{drawn}");
+    }
+}
