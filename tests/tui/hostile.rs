@@ -481,6 +481,7 @@ fn a_long_confirmation_still_shows_its_keys() {
     });
     for (width, height) in [(60, 20), (80, 24)] {
         let drawn = crate::helpers::screen(&state, width, height);
-        assert!(drawn.contains("y yes"), "{width}x{height}:\n{drawn}");
+        // The pop-up's own line (the footer's has two spaces).
+        assert!(drawn.contains("y yes   n no"), "{width}x{height}:\n{drawn}");
     }
 }
