@@ -228,6 +228,11 @@ impl Backend for HoistdClient {
             .await
     }
 
+    async fn latest_audit(&self, limit: usize) -> Result<Vec<AuditEvent>, BackendError> {
+        self.get(&format!("/v1/audit?newest=true&limit={limit}"))
+            .await
+    }
+
     /// Every audit event about one incident that the caller may read, in order.
     async fn incident_audit(&self, incident: &str) -> Result<Vec<AuditEvent>, BackendError> {
         const PAGE: usize = 10_000;

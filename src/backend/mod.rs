@@ -232,6 +232,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn audit(&self, _after: i64, _limit: usize) -> Result<Vec<AuditEvent>, BackendError> {
         Err(BackendError::Unsupported("the audit log"))
     }
+
+    /// The newest `limit` audit events the caller may read, oldest first.
+    async fn latest_audit(&self, _limit: usize) -> Result<Vec<AuditEvent>, BackendError> {
+        Err(BackendError::Unsupported("the audit log"))
+    }
 }
 
 /// hoistd at `broker`, signed in with `token`: the demo, the tests and

@@ -118,7 +118,8 @@ impl Worker {
                     Err(error) => Action::LoadFailed(failure(&error)),
                 }
             }
-            Command::LoadActivity => match backend.audit(0, 2000).await {
+            // The newest: once there are more, the oldest would never change.
+            Command::LoadActivity => match backend.latest_audit(2000).await {
                 Ok(events) => Action::ActivityLoaded(events),
                 Err(error) => failed(Operation::LoadingActivity, error),
             },

@@ -780,3 +780,32 @@ async fn a_stream_refused_at_the_cap_says_the_brokers_reason() {
     drop(held);
     broker.stop().await;
 }
+
+/// The Activity screen asks for the newest entries: once the log holds
+/// more than one screen's load, it shows what just happened, not the
+/// oldest entries for ever.
+#[tokio::test]
+async fn activity_loads_the_newest_entries() {
+    let broker = demo_policy().start().await;
+    let alice = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
+    for n in 0..3 {
+        let filed = alice
+            .file(
+                &hoist::demo::ask(
+                    "prod-db-admin",
+                    &format!("Vacuum the orders table, pass {n}"),
+                    Some("CHG-1024"),
+                ),
+                &format!("k{n}"),
+            )
+            .await
+            .unwrap();
+        alice.cancel(&filed.id, None).await.unwrap();
+    }
+    let all = alice.audit(0, 10_000).await.unwrap();
+    assert!(all.len() > 3, "{}", all.len());
+    let newest = alice.latest_audit(2).await.unwrap();
+    let seqs: Vec<i64> = newest.iter().map(|e| e.seq).collect();
+    let last: Vec<i64> = all[all.len() - 2..].iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, last);
+}

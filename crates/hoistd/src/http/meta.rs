@@ -121,6 +121,10 @@ struct AuditParams {
     incident: Option<String>,
     /// Only entries about this request.
     request_id: Option<String>,
+    /// The newest `limit` entries rather than the oldest (still listed
+    /// oldest first): what an activity view shows.
+    #[serde(default)]
+    newest: bool,
 }
 
 /// The audit log, oldest first. Auditors see every entry; everyone else
@@ -149,6 +153,7 @@ async fn audit(
         incident: params.incident,
         request_id: params.request_id,
         limit: Some(page_size(params.limit, 500)?),
+        newest: params.newest,
     };
     let events = blocking(&state, move |b| b.audit(&user, query)).await?;
     Ok(Json(events))

@@ -585,6 +585,9 @@ pub struct AuditQuery {
     pub incident: Option<String>,
     pub request_id: Option<String>,
     pub limit: Option<usize>,
+    /// The newest `limit` entries that match, rather than the oldest; still
+    /// listed oldest first.
+    pub newest: bool,
 }
 
 /// The newest entry of the audit chain: where the next one links.

@@ -48,7 +48,7 @@ pub fn audit_round_trip_and_head(store: &dyn Store) {
 }
 
 /// Audit lists filter by sequence, person, incident and request, oldest
-/// first, up to the limit.
+/// first, up to the limit: the oldest that match, or the newest.
 pub fn audit_filters(store: &dyn Store) {
     let all = append_entries(store, 20);
     let tx = store.transaction().unwrap();
@@ -66,6 +66,18 @@ pub fn audit_filters(store: &dyn Store) {
             seqs(&limited),
             wanted[..wanted.len().min(2)],
             "{query:?} limit 2"
+        );
+        let newest = tx
+            .audit(&AuditQuery {
+                limit: Some(2),
+                newest: true,
+                ..query.clone()
+            })
+            .unwrap();
+        assert_eq!(
+            seqs(&newest),
+            wanted[wanted.len().saturating_sub(2)..],
+            "{query:?} newest 2, oldest first"
         );
     };
     let involves =

@@ -1141,14 +1141,20 @@ impl Tx for PgTx {
         filter.eq("incident", query.incident.as_ref());
         filter.eq("request_id", query.request_id.as_ref());
         let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit {} ORDER BY seq{}",
+            "SELECT {AUDIT_COLUMNS} FROM audit {} ORDER BY seq{}{}",
             filter.sql(),
+            if query.newest { " DESC" } else { "" },
             limit(query.limit)
         );
-        self.query(&sql, filter.values)?
+        let mut events = self
+            .query(&sql, filter.values)?
             .iter()
             .map(audit_from_row)
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        if query.newest {
+            events.reverse();
+        }
+        Ok(events)
     }
 
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()> {

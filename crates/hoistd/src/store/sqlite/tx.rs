@@ -408,14 +408,18 @@ impl Tx for SqliteTx<'_> {
         filter.eq("incident", query.incident.as_ref());
         filter.eq("request_id", query.request_id.as_ref());
         let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit {} ORDER BY seq{}",
+            "SELECT {AUDIT_COLUMNS} FROM audit {} ORDER BY seq{}{}",
             filter.sql(),
+            if query.newest { " DESC" } else { "" },
             limit(query.limit)
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let events = stmt
+        let mut events = stmt
             .query_map(params_from_iter(&filter.values), audit_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
+        if query.newest {
+            events.reverse();
+        }
         Ok(events)
     }
 
