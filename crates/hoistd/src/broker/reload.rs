@@ -17,33 +17,7 @@ impl Broker {
     /// grant (being provisioned, live, failed or being removed): its
     /// removal could never run, and the access would stay.
     fn keeps_targets_holding_access(&self, policy: &Policy) -> Result<()> {
-        let holding = self
-            .store
-            .transaction()?
-            .grants(&GrantQuery::holding_access(None))?;
-        let mut dropped: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for grant in holding {
-            if let Some(access) = grant.access
-                && policy.targets.get(&access.target).is_none()
-            {
-                dropped.entry(access.target).or_default().push(grant.id);
-            }
-        }
-        if dropped.is_empty() {
-            return Ok(());
-        }
-        let named: Vec<String> = dropped
-            .iter()
-            .map(|(target, grants)| format!("{target} (grants {})", grants.join(", ")))
-            .collect();
-        Err(Error::refuse(
-            ErrorCode::InvalidState,
-            format!(
-                "the new policy drops targets that still hold access: {}; keep each until its \
-                 grants' access is removed (revoke them, or wait for their end)",
-                named.join("; ")
-            ),
-        ))
+        dropped_targets(&*self.store.transaction()?, policy)
     }
 
     /// Swaps in a new policy and revokes every grant its holder may no
@@ -64,6 +38,9 @@ impl Broker {
         // they deliver anything more.
         self.reloads.send_modify(|n| *n += 1);
         let swept = self.begin().and_then(|mut work| {
+            // Again under the writers' lock, where no grant can start at a
+            // dropped target between this look and the swap's effect.
+            dropped_targets(&*work.tx, &work.policy)?;
             let revoked = work.sweep("policy reload", Some(&*previous))?;
             let roles = work.policy.roles().count();
             work.audit(NewAuditEvent {
@@ -134,4 +111,33 @@ impl Work<'_> {
         }
         Ok(revoked)
     }
+}
+
+/// Refuses `policy` if it drops a target that still holds access for a
+/// grant `tx` sees (being provisioned, live, failed or being removed).
+fn dropped_targets(tx: &dyn crate::store::Tx, policy: &Policy) -> Result<()> {
+    let holding = tx.grants(&GrantQuery::holding_access(None))?;
+    let mut dropped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for grant in holding {
+        if let Some(access) = grant.access
+            && policy.targets.get(&access.target).is_none()
+        {
+            dropped.entry(access.target).or_default().push(grant.id);
+        }
+    }
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = dropped
+        .iter()
+        .map(|(target, grants)| format!("{target} (grants {})", grants.join(", ")))
+        .collect();
+    Err(Error::refuse(
+        ErrorCode::InvalidState,
+        format!(
+            "the new policy drops targets that still hold access: {}; keep each until its \
+             grants' access is removed (revoke them, or wait for their end)",
+            named.join("; ")
+        ),
+    ))
 }
