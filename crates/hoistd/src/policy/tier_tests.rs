@@ -201,3 +201,43 @@ fn a_workload_rule_waives_a_roles_approvals_only_when_it_says_so() {
         );
     }
 }
+
+/// A rule trusting a hosted service's issuer (GitHub Actions, GitLab.com)
+/// pins whose jobs: in `sub` before any wildcard, or by an owner claim.
+/// `repo:acme*` would match `acme-evil`'s repositories too.
+#[test]
+fn a_rule_trusting_a_shared_issuer_pins_the_owner() {
+    let text = |claims: &str| {
+        format!(
+            "{PEOPLE}\n[[roles]]\nid = \"db\"\neligible_groups = [\"eng\"]\n\
+             default_duration = \"30m\"\nmax_duration = \"1h\"\n\
+             \n[[workloads]]\nname = \"deploy\"\n\
+             issuer = \"https://token.actions.githubusercontent.com\"\n\
+             audience = \"hoist-ci\"\nclaims = {{ {claims} }}\n\
+             roles = [{{ role = \"db\", max_ttl_minutes = 10 }}]\n"
+        )
+    };
+    for refused in [
+        r#"sub = "repo:*""#,
+        r#"sub = "repo:acme*""#,
+        r#"sub = "repo:*/app:ref:refs/heads/main""#,
+        r#"sub = "repo:*", repository_owner = "acme*""#,
+    ] {
+        match Policy::parse("p.toml", &text(refused)) {
+            Ok(_) => panic!("{refused} was accepted"),
+            Err(err) => assert!(
+                err.to_string().contains("signs the jobs of every account"),
+                "{refused}: {err}"
+            ),
+        }
+    }
+    for accepted in [
+        r#"sub = "repo:acme/*""#,
+        r#"sub = "repo:acme/app:ref:refs/heads/release-*""#,
+        r#"sub = "repo:*", repository_owner_id = "12345""#,
+    ] {
+        if let Err(err) = Policy::parse("p.toml", &text(accepted)) {
+            panic!("{accepted}: {err}");
+        }
+    }
+}

@@ -174,6 +174,64 @@ struct RawWorkloadRole {
     approval: Option<Approval>,
 }
 
+/// Issuers that sign the jobs of everyone on a hosted service: a rule
+/// trusting one must pin whose jobs, or any account there could match it.
+/// Each with the prefix of a `sub` that names the owner, and the claims
+/// that pin it when written exactly.
+const SHARED_ISSUERS: &[(&str, &str, &[&str])] = &[
+    (
+        "https://token.actions.githubusercontent.com",
+        "repo:",
+        &[
+            "repository_owner",
+            "repository_owner_id",
+            "repository",
+            "repository_id",
+        ],
+    ),
+    (
+        "https://gitlab.com",
+        "project_path:",
+        &[
+            "namespace_path",
+            "namespace_id",
+            "project_path",
+            "project_id",
+        ],
+    ),
+];
+
+/// Why a rule trusting a shared issuer does not pin an owner, if it does
+/// not: its `sub` must name the owner before any wildcard
+/// (`repo:acme/*`, not `repo:acme*` or `repo:*`), or an owner claim must
+/// be pinned exactly.
+fn shared_issuer_unpinned(
+    issuer: &str,
+    sub: &str,
+    claims: &BTreeMap<String, String>,
+) -> Option<String> {
+    let (_, prefix, owner_claims) = SHARED_ISSUERS
+        .iter()
+        .find(|(shared, _, _)| issuer.trim_end_matches('/') == *shared)?;
+    let literal = sub.split(['*', '?']).next().unwrap_or_default();
+    let owner_in_sub = literal
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.find('/').is_some_and(|slash| slash > 0));
+    let owner_claim = owner_claims.iter().any(|name| {
+        claims
+            .get(*name)
+            .is_some_and(|p| !p.is_empty() && !p.contains(['*', '?']))
+    });
+    (!owner_in_sub && !owner_claim).then(|| {
+        format!(
+            "{issuer} signs the jobs of every account it hosts, and `sub = \"{sub}\"` does not \
+             name whose: write the owner before any wildcard (`{prefix}OWNER/...`), or pin \
+             one of {} exactly",
+            owner_claims.join(", ")
+        )
+    })
+}
+
 fn default_task_claim() -> String {
     "jti".into()
 }
@@ -250,7 +308,11 @@ pub(super) fn workloads(
                     "{what}: `sub = \"{pattern}\"` matches any subject; pin it"
                 )));
             }
-            Some(_) => {}
+            Some(pattern) => {
+                if let Some(why) = shared_issuer_unpinned(&rule.issuer, pattern, &rule.claims) {
+                    return Err(bad(format!("{what}: {why}")));
+                }
+            }
         }
         if let Some((name, _)) = rule.claims.iter().find(|(_, p)| p.is_empty()) {
             return Err(bad(format!("{what}: claim `{name}` has an empty pattern")));
