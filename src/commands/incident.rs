@@ -131,18 +131,23 @@ fn cell(text: &str) -> String {
 /// One line of text with Markdown's inline syntax and HTML escaped: `<`,
 /// `>` and `&` as entities (no tag, autolink or entity survives); the
 /// characters that start code, emphasis, links, strikethrough, maths and
-/// headings, the table's pipe, and the backslash itself, backslash-escaped.
+/// headings, the table's pipe, and the backslash itself, backslash-escaped;
+/// and what GitHub-flavoured Markdown links or notifies by itself
+/// (`https://`, `www.`, `@team`): the `:` of `://`, the `.` after `www` and
+/// the `@` escaped too.
 fn inline(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for (at, c) in text.char_indices() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '$' | '#' => {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '$' | '#' | '@' => {
                 out.push('\\');
                 out.push(c);
             }
+            ':' if text[at..].starts_with("://") => out.push_str("\\:"),
+            '.' if out.to_ascii_lowercase().ends_with("www") => out.push_str("\\."),
             c => out.push(c),
         }
     }
@@ -247,6 +252,16 @@ pub async fn export(
 
 #[cfg(test)]
 mod tests {
+    /// Typed text makes no link or mention where the export is rendered.
+    #[test]
+    fn inline_text_makes_no_autolink_or_mention() {
+        let shown = super::inline("see https://evil.example or www.evil.example, ask @sre");
+        assert_eq!(
+            shown,
+            "see https\\://evil.example or www\\.evil.example, ask \\@sre"
+        );
+    }
+
     use super::*;
 
     /// Everything a hostile justification, comment or name could try.
