@@ -83,7 +83,9 @@ pub fn write_effect(
             let text = sanitize::line(text);
             match notices {
                 Notices::None => {}
-                Notices::Osc9 => write!(out, "\x1b]9;{text}\x07")?,
+                // Prefixed, so text starting with digits and `;` (a role
+                // named `4;1;50`) is never read as OSC 9's progress form.
+                Notices::Osc9 => write!(out, "\x1b]9;hoist: {text}\x07")?,
                 Notices::Osc777 => write!(out, "\x1b]777;notify;hoist;{text}\x07")?,
             }
         }

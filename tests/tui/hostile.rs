@@ -415,7 +415,7 @@ fn the_window_title_and_desktop_notices_carry_no_escape() {
     hoist::tui::write_effect(&notice, &mut out, hoist::tui::Notices::Osc9).unwrap();
     let text = String::from_utf8(out).unwrap();
     let body = text
-        .strip_prefix("\x07\x1b]9;")
+        .strip_prefix("\x07\x1b]9;hoist: ")
         .and_then(|t| t.strip_suffix('\x07'))
         .unwrap_or_else(|| panic!("{text:?}"));
     assert!(
