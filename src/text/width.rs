@@ -12,13 +12,15 @@ pub fn fit(text: &str, width: usize) -> String {
     }
     let mut out = String::new();
     let mut used = 0;
-    for c in text.chars() {
-        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+    // By grapheme, as the terminal draws them: an emoji with its variation
+    // selector is two cells, though its characters count one and none.
+    for grapheme in unicode_segmentation::UnicodeSegmentation::graphemes(text, true) {
+        let w = width_of(grapheme);
         if used + w + 1 > width {
             break;
         }
         used += w;
-        out.push(c);
+        out.push_str(grapheme);
     }
     if width > 0 {
         out.push('…');
@@ -36,5 +38,7 @@ mod tests {
         assert_eq!(fit("prod-db-admin", 20), "prod-db-admin");
         assert_eq!(fit("prod-db-admin", 5), "prod…");
         assert_eq!(fit("日本語", 4), "日…");
+        let hearts = "\u{2764}\u{FE0F}".repeat(6);
+        assert!(width_of(&fit(&hearts, 10)) <= 10, "{}", fit(&hearts, 10));
     }
 }
