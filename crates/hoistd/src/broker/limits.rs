@@ -113,7 +113,8 @@ impl Limits {
 
 /// One caller's uses of one grant (or refusals with one code) within a
 /// window.
-struct Window {
+#[derive(Clone)]
+pub(super) struct Window {
     /// The first use's event, written when it happened; the summary copies it.
     first: NewAuditEvent,
     until: DateTime<Utc>,
@@ -121,10 +122,39 @@ struct Window {
     last: DateTime<Utc>,
 }
 
+/// What a window is kept by: the kind, the caller, and the grant or code.
+pub(super) type WindowKey = (AuditKind, String, String);
+
 /// Uses audited at the start of their window, counted for the rest of it.
 #[derive(Default)]
 pub(super) struct Uses {
-    windows: Mutex<HashMap<(AuditKind, String, String), Window>>,
+    windows: Mutex<HashMap<WindowKey, Window>>,
+}
+
+impl Uses {
+    /// Opens the windows a transaction audited the first use of, once it
+    /// committed (each replaces the ended window it summarised): a use
+    /// whose transaction failed opens none, and its repeat is audited as
+    /// a first use.
+    pub(super) fn open(&self, opened: Vec<(WindowKey, Window)>) {
+        if opened.is_empty() {
+            return;
+        }
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        windows.extend(opened);
+    }
+
+    /// Puts back windows whose summary a transaction that did not commit
+    /// was to write, unless a new one opened meanwhile.
+    pub(super) fn restore(&self, ended: Vec<Window>) {
+        if ended.is_empty() {
+            return;
+        }
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        for window in ended {
+            windows.entry(repeat_key(&window.first)).or_insert(window);
+        }
+    }
 }
 
 /// What makes two events repeats of each other: their kind, their actor,
@@ -177,19 +207,27 @@ impl Broker {
             window.last = work.now;
             return Ok(());
         }
+        // The new window opens once this transaction commits
+        // (`Uses::open`); the ended one comes back if it does not.
         if let Some(ended) = windows.remove(&key) {
+            drop(windows);
+            work.ended_uses.push(ended.clone());
             summarise(work, ended)?;
+        } else {
+            drop(windows);
         }
         work.audit(event.clone())?;
-        windows.insert(
+        let until = work.now + REPEAT_WINDOW;
+        let last = work.now;
+        work.uses.push((
             key,
             Window {
                 first: event,
-                until: work.now + REPEAT_WINDOW,
+                until,
                 repeats: 0,
-                last: work.now,
+                last,
             },
-        );
+        ));
         Ok(())
     }
 
@@ -212,15 +250,22 @@ impl Broker {
         if ended.is_empty() {
             return Ok(());
         }
-        let mut work = self.begin()?;
-        let mut wrote = false;
-        for window in ended {
-            wrote |= summarise(&mut work, window)?;
+        let kept = ended.clone();
+        let written = self.begin().and_then(|mut work| {
+            let mut wrote = false;
+            for window in ended {
+                wrote |= summarise(&mut work, window)?;
+            }
+            if wrote {
+                self.finish(work)?;
+            }
+            Ok(())
+        });
+        if written.is_err() {
+            // Kept for the next try.
+            self.uses.restore(kept);
         }
-        if wrote {
-            self.finish(work)?;
-        }
-        Ok(())
+        written
     }
 }
 

@@ -251,6 +251,12 @@ struct Work<'a> {
     policy: Arc<Policy>,
     /// Whether an effect went into the outbox, to wake its worker.
     effects: bool,
+    /// Windows of repeated uses this transaction audited the first use of,
+    /// opened once it commits.
+    uses: Vec<(limits::WindowKey, limits::Window)>,
+    /// Ended windows whose counts this transaction summarises, put back if
+    /// it does not commit.
+    ended_uses: Vec<limits::Window>,
 }
 
 impl Work<'_> {
@@ -614,6 +620,8 @@ impl Broker {
             now: now(),
             policy: self.policy(),
             effects: false,
+            uses: Vec::new(),
+            ended_uses: Vec::new(),
         })
     }
 
@@ -623,9 +631,12 @@ impl Broker {
             changes,
             effects,
             policy,
+            uses,
+            ended_uses,
             ..
         } = work;
         if !changes.is_empty() && !Arc::ptr_eq(&policy, &self.policy.load()) {
+            self.uses.restore(ended_uses);
             // Reloaded since `begin`: the reload's sweep may have gone
             // before this transaction's first statement, and would not see
             // what it writes. Nothing is written; done again, the work
@@ -654,9 +665,16 @@ impl Broker {
                     .collect(),
             );
             let due = changes.iter().filter_map(Change::falls_due).min();
-            tx.announce(&requests, &grants, due, effects)?;
+            if let Err(err) = tx.announce(&requests, &grants, due, effects) {
+                self.uses.restore(ended_uses);
+                return Err(err.into());
+            }
         }
-        tx.commit()?;
+        if let Err(err) = tx.commit() {
+            self.uses.restore(ended_uses);
+            return Err(err.into());
+        }
+        self.uses.open(uses);
         if effects {
             self.outbox.notify_one();
         }
