@@ -71,6 +71,7 @@ pub async fn queue(client: &EntraClient) -> Result<Vec<AccessRequest>, BackendEr
                     grants: &[],
                     deactivated: &[],
                     terms: terms.as_ref(),
+                    mine: false,
                 },
             )
         })

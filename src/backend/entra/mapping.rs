@@ -231,6 +231,9 @@ pub struct Context<'a> {
     /// When each role was last deactivated by me.
     pub deactivated: &'a [(String, DateTime<Utc>)],
     pub terms: Option<&'a Terms>,
+    /// Whether it is the caller's: only of their own requests are their
+    /// grants and deactivations known, to tell active from ended.
+    pub mine: bool,
 }
 
 /// A schedule request as an access request; deactivations are not access
@@ -291,6 +294,12 @@ pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Optio
             RequestState::Cancelled,
             Some(format!("Entra could not apply it ({})", r.status)),
         ),
+        // Someone else's (an approver reading it): their grants are not
+        // the caller's to see, so Entra's word is all there is.
+        _ if !cx.mine => match cx.now >= ends && duration_secs > 0 {
+            true => (RequestState::Expired, None),
+            false => (RequestState::Approved, None),
+        },
         // Approved or self-activated: active once its instance exists.
         _ => match grant {
             Some(_) => (RequestState::Active, None),
@@ -395,6 +404,7 @@ mod tests {
             grants,
             deactivated: &[],
             terms: None,
+            mine: true,
         }
     }
 
@@ -432,6 +442,20 @@ mod tests {
         // Past its end with no instance: expired, not propagating.
         let over = request(Surface::Directory, &r, &cx("2026-01-01T11:30:00Z", &[])).unwrap();
         assert_eq!(over.state, RequestState::Expired);
+    }
+
+    /// Someone else's request, read by an approver long after it went
+    /// through: the approver's own grants say nothing of it, so it is not
+    /// called revoked for want of an instance among them.
+    #[test]
+    fn anothers_provisioned_request_is_approved_not_revoked() {
+        let r = request_json("Provisioned");
+        let mut theirs = cx("2026-01-01T10:45:00Z", &[]);
+        theirs.mine = false;
+        let mapped = request(Surface::Directory, &r, &theirs).unwrap();
+        assert_eq!(mapped.state, RequestState::Approved);
+        let mine = request(Surface::Directory, &r, &cx("2026-01-01T10:45:00Z", &[])).unwrap();
+        assert_eq!(mine.state, RequestState::Revoked, "mine, and gone from my grants");
     }
 
     /// Graph spells actions in more than one case; `SelfActivate` is the

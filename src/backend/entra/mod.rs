@@ -275,7 +275,7 @@ impl EntraClient {
 
     /// My access requests from a picture, newest first.
     fn access_requests(&self, picture: &Picture, requester: &str) -> Vec<AccessRequest> {
-        self.map_requests(&picture.requests, picture, requester)
+        self.map_requests(&picture.requests, picture, requester, true)
     }
 
     /// `requests` as access requests, their states told from `picture`.
@@ -284,6 +284,7 @@ impl EntraClient {
         requests: &[(Surface, ScheduleRequest)],
         picture: &Picture,
         requester: &str,
+        mine: bool,
     ) -> Vec<AccessRequest> {
         let now = self.graph.clock().now();
         let deactivated: Vec<(String, DateTime<Utc>)> = picture
@@ -311,6 +312,7 @@ impl EntraClient {
                         grants: &picture.grants,
                         deactivated: &deactivated,
                         terms: terms.as_ref(),
+                        mine,
                     },
                 )
             })
@@ -462,8 +464,9 @@ impl EntraClient {
         r: &ScheduleRequest,
         picture: &Picture,
         requester: &str,
+        mine: bool,
     ) -> Result<AccessRequest, BackendError> {
-        self.map_requests(&[(surface, r.clone())], picture, requester)
+        self.map_requests(&[(surface, r.clone())], picture, requester, mine)
             .into_iter()
             .next()
             .ok_or_else(|| BackendError::Protocol(format!("request {} is not an activation", r.id)))
@@ -620,12 +623,13 @@ impl Backend for EntraClient {
             },
             self.picture(),
         )?;
-        let requester = if r.principal_id.as_deref() == Some(user.id.as_str()) {
+        let mine = r.principal_id.as_deref() == Some(user.id.as_str());
+        let requester = if mine {
             Self::user_name(user)
         } else {
             mapping::requester_of(&r)
         };
-        self.request_from(object.surface, &r, &picture, &requester)
+        self.request_from(object.surface, &r, &picture, &requester, mine)
     }
 
     async fn grants(&self, _include_ended: bool) -> Result<Vec<Grant>, BackendError> {
@@ -687,7 +691,13 @@ impl Backend for EntraClient {
                             requests: Vec::new(),
                             grants: Vec::new(),
                         };
-                        self.request_from(surface, &created, &nothing_yet, &Self::user_name(user))
+                        self.request_from(
+                            surface,
+                            &created,
+                            &nothing_yet,
+                            &Self::user_name(user),
+                            true,
+                        )
                     }
                     read => read,
                 }
