@@ -455,7 +455,11 @@ mod tests {
         let mapped = request(Surface::Directory, &r, &theirs).unwrap();
         assert_eq!(mapped.state, RequestState::Approved);
         let mine = request(Surface::Directory, &r, &cx("2026-01-01T10:45:00Z", &[])).unwrap();
-        assert_eq!(mine.state, RequestState::Revoked, "mine, and gone from my grants");
+        assert_eq!(
+            mine.state,
+            RequestState::Revoked,
+            "mine, and gone from my grants"
+        );
     }
 
     /// Graph spells actions in more than one case; `SelfActivate` is the

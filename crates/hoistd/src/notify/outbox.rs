@@ -118,15 +118,26 @@ pub async fn run<N: Notifier>(
         let looked = {
             let notifier = Arc::clone(&notifier);
             tokio::task::spawn_blocking(move || {
-                for _ in 0..MAX_PAGES {
-                    if !notifier.route()? {
-                        break;
+                // Routing or reminding failing (a lock wait given up) holds
+                // up nothing already due: sending needs only a read.
+                let routed = (|| {
+                    for _ in 0..MAX_PAGES {
+                        if !notifier.route()? {
+                            break;
+                        }
                     }
+                    Ok::<_, crate::error::Error>(())
+                })();
+                if let Err(err) = routed {
+                    tracing::error!(error = %err, "notifications not routed; retrying");
                 }
-                let reminder = if remind {
-                    Some(notifier.remind()?)
-                } else {
-                    None
+                let reminder = match remind.then(|| notifier.remind()) {
+                    Some(Ok(reminder)) => Some(reminder),
+                    Some(Err(err)) => {
+                        tracing::error!(error = %err, "reminders not looked for; retrying");
+                        None
+                    }
+                    None => None,
                 };
                 let due = notifier.due_notifications(horizon, READ, &full)?;
                 Ok::<_, crate::error::Error>((reminder, due))
@@ -265,9 +276,12 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> A
             )),
         ),
         Some(channel) => match serde_json::from_str::<Notice>(&notification.notice) {
+            // Written by a newer hoistd (an event this one does not know)
+            // during an upgrade: tried again, so that a newer leader sends
+            // it, and given up only with the day's retries.
             Err(err) => (
                 None,
-                Outcome::Abandoned(format!("the stored notice does not read: {err}")),
+                Outcome::Failed(format!("the stored notice does not read: {err}")),
             ),
             Ok(notice) => {
                 let body = format::render(channel.format, &notice);
@@ -489,6 +503,8 @@ mod worker_tests {
         /// Whether outcomes are recorded, or refused as by a store that
         /// takes no writes.
         records: bool,
+        /// Whether routing fails, as a lock wait given up does.
+        route_fails: bool,
     }
 
     impl Notifier for FakeNotifier {
@@ -499,6 +515,11 @@ mod worker_tests {
             self.leading
         }
         fn route(&self) -> crate::error::Result<bool> {
+            if self.route_fails {
+                return Err(
+                    crate::store::StoreError::Unavailable("55P03: lock timeout".into()).into(),
+                );
+            }
             Ok(false)
         }
         fn remind(&self) -> crate::error::Result<Option<DateTime<Utc>>> {
@@ -530,6 +551,27 @@ mod worker_tests {
         }
     }
 
+    /// Routing that fails does not hold up what is already due.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_route_holds_up_nothing_due() {
+        let (url, posts) = receiver(ANSWERS).await;
+        let mut channels = Channels::default();
+        channels.insert(channel("live", url));
+        let notifier = Arc::new(FakeNotifier {
+            channels,
+            due: vec![self::due("n_1".into(), "live")],
+            leading: true,
+            records: true,
+            route_fails: true,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+        assert!(posts.load(Ordering::SeqCst) >= 1, "nothing was posted");
+    }
+
     /// A delivered notification whose outcome the store would not take
     /// (out of disk, read-only) is not posted again while the worker
     /// keeps trying to record it.
@@ -543,6 +585,7 @@ mod worker_tests {
             due: vec![self::due("n_1".into(), "live")],
             leading: true,
             records: false,
+            route_fails: false,
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -573,6 +616,7 @@ mod worker_tests {
             due,
             leading: true,
             records: true,
+            route_fails: false,
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -602,6 +646,7 @@ mod worker_tests {
             due,
             leading: false,
             records: true,
+            route_fails: false,
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -626,6 +671,7 @@ mod worker_tests {
             due,
             leading: true,
             records: true,
+            route_fails: false,
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -662,6 +708,7 @@ mod worker_tests {
             due,
             leading: true,
             records: true,
+            route_fails: false,
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
