@@ -209,7 +209,7 @@ pub async fn run<N: Notifier>(
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
         let sleep = if quiet { MAX_SLEEP } else { sleep };
-        tokio::select! {
+        let stopping = tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                 let (id, answered) = match done {
                     Ok((id, attempted)) => {
@@ -226,15 +226,26 @@ pub async fn run<N: Notifier>(
                 if let Some((_, channel)) = busy.remove(&id) {
                     failing.note(&channel, answered);
                 }
+                false
             }
-            _ = tokio::time::sleep(sleep) => {}
-            _ = wake.notified(), if !quiet => {}
-            _ = stopped.wait_for(|stopped| *stopped) => {
-                // What is in flight stays in the store, and is sent by the
-                // next leader (with the same delivery id).
-                running.abort_all();
-                return;
+            _ = tokio::time::sleep(sleep) => false,
+            _ = wake.notified(), if !quiet => false,
+            _ = stopped.wait_for(|stopped| *stopped) => true,
+        };
+        if stopping {
+            // Posts under way are answered and recorded while this instance
+            // still leads (a rolling restart), as the target outbox's calls
+            // are: cut off, Slack would show the next leader's post of it
+            // twice. What is left stays in the store, sent by the next
+            // leader with the same delivery id.
+            if notifier.leads_now() {
+                let _ = tokio::time::timeout(crate::target::outbox::HALT_WAIT, async {
+                    while running.join_next().await.is_some() {}
+                })
+                .await;
             }
+            running.abort_all();
+            return;
         }
     }
 }
@@ -505,6 +516,8 @@ mod worker_tests {
         records: bool,
         /// Whether routing fails, as a lock wait given up does.
         route_fails: bool,
+        /// Outcomes recorded.
+        recorded: AtomicUsize,
     }
 
     impl Notifier for FakeNotifier {
@@ -545,10 +558,37 @@ mod worker_tests {
             _: &NotificationDelivery,
         ) -> crate::error::Result<()> {
             if self.records {
+                self.recorded.fetch_add(1, Ordering::SeqCst);
                 return Ok(());
             }
             Err(crate::store::StoreError::Unavailable("25006: read-only transaction".into()).into())
         }
+    }
+
+    /// A leader told to stop (a rolling restart) lets the post under way
+    /// be answered and recorded, rather than leave it for the next leader
+    /// to post again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopping_leader_records_the_post_under_way() {
+        let (url, posts) = receiver(Some((204, Duration::from_millis(800)))).await;
+        let mut channels = Channels::default();
+        channels.insert(channel("live", url));
+        let notifier = Arc::new(FakeNotifier {
+            channels,
+            due: vec![self::due("n_1".into(), "live")],
+            leading: true,
+            records: true,
+            route_fails: false,
+            recorded: AtomicUsize::new(0),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(run(Arc::clone(&notifier), Arc::new(Notify::new()), stopped));
+        while posts.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+        assert_eq!(notifier.recorded.load(Ordering::SeqCst), 1);
     }
 
     /// Routing that fails does not hold up what is already due.
@@ -563,6 +603,7 @@ mod worker_tests {
             leading: true,
             records: true,
             route_fails: true,
+            recorded: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -586,6 +627,7 @@ mod worker_tests {
             leading: true,
             records: false,
             route_fails: false,
+            recorded: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -617,6 +659,7 @@ mod worker_tests {
             leading: true,
             records: true,
             route_fails: false,
+            recorded: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -647,6 +690,7 @@ mod worker_tests {
             leading: false,
             records: true,
             route_fails: false,
+            recorded: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -672,6 +716,7 @@ mod worker_tests {
             leading: true,
             records: true,
             route_fails: false,
+            recorded: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -709,6 +754,7 @@ mod worker_tests {
             leading: true,
             records: true,
             route_fails: false,
+            recorded: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));

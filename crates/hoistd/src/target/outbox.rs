@@ -36,7 +36,7 @@ const MAX_PROBING: usize = MAX_RUNNING / 2;
 const READ: usize = 256;
 /// How long a worker told to stop while it still leads waits for the calls
 /// under way: a webhook's default timeout.
-const HALT_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const HALT_WAIT: Duration = Duration::from_secs(5);
 /// How long an effect not run because this instance no longer leads holds
 /// its grant busy, while the worker is halted.
 pub(crate) const LEAD_LOST_PAUSE: Duration = Duration::from_millis(200);
