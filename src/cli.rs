@@ -663,12 +663,21 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
 async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<()> {
     let mut config = Config::load()?;
     let target = config.resolve(broker, profile)?;
-    let removed = session::logout(&target).await?;
+    let signed_out = session::logout(&target).await?;
+    let removed = signed_out.removed;
     config.forget_login(&target);
     // The opt-in ends with the session it was for: the next sign-in keeps
     // its token in a file only if asked to again.
     config.set_insecure_file_store(&target, false);
     config.save()?;
+    if signed_out.revoked == Some(false) {
+        // Said first, so it is not lost after the line above it.
+        eprintln!(
+            "The provider did not revoke the refresh token (it offers no revocation, as Entra \
+             does not, or could not be reached): it is forgotten here, and stays valid at the \
+             provider until it expires; end the sign-in sessions there to end it now."
+        );
+    }
     if removed && target.insecure_file_store {
         eprintln!(
             "Signed out of {}; the session file is deleted.",

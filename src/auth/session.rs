@@ -301,17 +301,32 @@ pub async fn login_with_token(target: &Target, token: &str) -> Result<Me, Sessio
     store_if_accepted(target, Session::with_token(token)).await
 }
 
-/// Deletes the stored session of `target.user`; false if there was none.
-/// A single sign-on session's refresh token is revoked at the provider
-/// first, where it supports revocation. Static tokens cannot be revoked from
-/// here: that is the broker admin's job.
-pub async fn logout(target: &Target) -> Result<bool, SessionError> {
+/// What a sign-out did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedOut {
+    /// A stored session was deleted.
+    pub removed: bool,
+    /// Its refresh token: `Some(true)` revoked at the provider,
+    /// `Some(false)` not (the provider offers no revocation, as Entra does
+    /// not, or could not be reached), `None` if it had none.
+    pub revoked: Option<bool>,
+}
+
+/// Deletes the stored session of `target.user`. A single sign-on session's
+/// refresh token is revoked at the provider first, where it supports
+/// revocation. Static tokens cannot be revoked from here: that is the
+/// broker admin's job.
+pub async fn logout(target: &Target) -> Result<SignedOut, SessionError> {
     use_file_store_if_chosen(target)?;
     let Some(user) = target.user.clone() else {
-        return Ok(false);
+        return Ok(SignedOut {
+            removed: false,
+            revoked: None,
+        });
     };
     let (broker, who) = (target.broker.clone(), user.clone());
     let stored = blocking(move || secrets::load(&broker, &who)).await?;
+    let mut revoked = None;
     if let Some(Session {
         refresh_token: Some(token),
         issuer: Some(issuer),
@@ -332,14 +347,20 @@ pub async fn logout(target: &Target) -> Result<bool, SessionError> {
             }
             BrokerKind::Entra(tenant) => crate::auth::entra::provider(tenant).await,
         };
-        if let Ok(provider) = provider
-            && let Err(err) = provider.revoke(&token).await
-        {
-            tracing::warn!(error = %err, "could not revoke the refresh token");
-        }
+        revoked = Some(match provider {
+            Ok(provider) => match provider.revoke(&token).await {
+                Ok(done) => done,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not revoke the refresh token");
+                    false
+                }
+            },
+            Err(_) => false,
+        });
     }
     let broker = target.broker.clone();
-    blocking(move || secrets::delete(&broker, &user)).await
+    let removed = blocking(move || secrets::delete(&broker, &user)).await?;
+    Ok(SignedOut { removed, revoked })
 }
 
 /// The backend for `target` with the stored session, refreshed if it is

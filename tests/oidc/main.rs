@@ -335,7 +335,9 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
             .unwrap()
             .refresh_token
             .unwrap();
-        assert!(session::logout(&target).await.unwrap());
+        let signed_out = session::logout(&target).await.unwrap();
+        assert!(signed_out.removed);
+        assert_eq!(signed_out.revoked, Some(true), "revoked at the provider");
         assert!(
             hoist::auth::secrets::load(&target.broker, "alice")
                 .unwrap()

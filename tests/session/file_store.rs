@@ -181,7 +181,7 @@ fn open_from_the_file() {
         assert_eq!(me.user, "alice");
         assert_eq!(me.display_name, "Alice Adams");
         // Signing out deletes the file.
-        assert!(session::logout(&target).await.unwrap());
+        assert!(session::logout(&target).await.unwrap().removed);
         let err = session::open(&target).await.unwrap_err();
         assert!(matches!(err, SessionError::NotSignedIn { .. }), "{err:?}");
     });

@@ -44,7 +44,7 @@ fn login_stores_a_session_that_open_then_uses() {
             .expect("keyctl finds hoist's entry in the session keyring");
         assert_eq!(raw, r#"{"access_token":"demo-alice"}"#);
 
-        assert!(session::logout(&target).await.unwrap());
+        assert!(session::logout(&target).await.unwrap().removed);
         broker.stop().await;
     });
 }
@@ -79,7 +79,7 @@ fn the_config_file_never_holds_the_token() {
         assert_eq!(names, ["config.toml"]);
 
         let target = config_dir.load().resolve(None, None).unwrap();
-        assert!(session::logout(&target).await.unwrap());
+        assert!(session::logout(&target).await.unwrap().removed);
         broker.stop().await;
     });
 }
@@ -127,7 +127,7 @@ fn logout_deletes_the_session_and_open_then_says_how_to_sign_in() {
         let target = config_dir.load().resolve(None, None).unwrap();
         session::open(&target).await.unwrap();
 
-        assert!(session::logout(&target).await.unwrap());
+        assert!(session::logout(&target).await.unwrap().removed);
         assert_eq!(stored(&broker.url(), "carol").await, None);
         assert_eq!(
             keyctl_read(&keyutils_description(&broker.url(), "carol")),
@@ -140,7 +140,7 @@ fn logout_deletes_the_session_and_open_then_says_how_to_sign_in() {
             "{err}"
         );
         // A second logout has nothing left to delete.
-        assert!(!session::logout(&target).await.unwrap());
+        assert!(!session::logout(&target).await.unwrap().removed);
 
         // Once the config forgets the user too, open says the same.
         let mut config = config_dir.load();
@@ -182,7 +182,7 @@ fn sessions_are_kept_per_broker_and_user() {
 
         let mut at_one = at_one;
         at_one.user = Some("alice".into());
-        assert!(session::logout(&at_one).await.unwrap());
+        assert!(session::logout(&at_one).await.unwrap().removed);
         let mut at_two = at_two;
         at_two.user = Some("dave".into());
         assert_eq!(
@@ -195,7 +195,7 @@ fn sessions_are_kept_per_broker_and_user() {
                 .user,
             "dave"
         );
-        assert!(session::logout(&at_two).await.unwrap());
+        assert!(session::logout(&at_two).await.unwrap().removed);
         one.stop().await;
         two.stop().await;
     });

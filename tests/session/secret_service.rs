@@ -179,7 +179,7 @@ fn real_secret_service_is_preferred_and_keeps_the_session() {
 
         let client = session::open(&target).await.unwrap();
         assert_eq!(client.me().await.unwrap().user, "erin");
-        assert!(session::logout(&target).await.unwrap());
+        assert!(session::logout(&target).await.unwrap().removed);
         let err = session::open(&target).await.unwrap_err();
         assert!(matches!(err, SessionError::NotSignedIn { .. }), "{err:?}");
         broker.stop().await;
