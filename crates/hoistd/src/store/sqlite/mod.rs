@@ -288,7 +288,9 @@ impl Durability {
     pub(super) fn sync(&self) -> Result<()> {
         let synced = std::fs::File::open(&self.wal).and_then(|log| log.sync_data());
         if let Err(err) = synced {
-            return Err(StoreError::Unavailable(format!(
+            // Not `Unavailable`, which says nothing was written: the commit
+            // is in, and whether it is on disk is unknown.
+            return Err(StoreError::Other(format!(
                 "committed, but the write-ahead log {} could not be synced to disk: {err}",
                 self.wal.display()
             )));
