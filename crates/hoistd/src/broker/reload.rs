@@ -17,7 +17,7 @@ impl Broker {
     /// grant (being provisioned, live, failed or being removed): its
     /// removal could never run, and the access would stay.
     fn keeps_targets_holding_access(&self, policy: &Policy) -> Result<()> {
-        dropped_targets(&*self.store.transaction()?, policy)
+        dropped_targets(&*self.store.transaction()?, &self.policy(), policy)
     }
 
     /// Swaps in a new policy and revokes every grant its holder may no
@@ -40,7 +40,7 @@ impl Broker {
         let swept = self.begin().and_then(|mut work| {
             // Again under the writers' lock, where no grant can start at a
             // dropped target between this look and the swap's effect.
-            dropped_targets(&*work.tx, &work.policy)?;
+            dropped_targets(&*work.tx, &previous, &work.policy)?;
             let revoked = work.sweep("policy reload", Some(&*previous))?;
             let roles = work.policy.roles().count();
             work.audit(NewAuditEvent {
@@ -114,16 +114,36 @@ impl Work<'_> {
 }
 
 /// Refuses `policy` if it drops a target that still holds access for a
-/// grant `tx` sees (being provisioned, live, failed or being removed).
-fn dropped_targets(tx: &dyn crate::store::Tx, policy: &Policy) -> Result<()> {
+/// grant `tx` sees (being provisioned, live, failed or being removed), or
+/// points it at another system than `previous` did.
+fn dropped_targets(tx: &dyn crate::store::Tx, previous: &Policy, policy: &Policy) -> Result<()> {
     let holding = tx.grants(&GrantQuery::holding_access(None))?;
     let mut dropped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut moved: BTreeMap<String, (String, String)> = BTreeMap::new();
     for grant in holding {
-        if let Some(access) = grant.access
-            && policy.targets.get(&access.target).is_none()
-        {
-            dropped.entry(access.target).or_default().push(grant.id);
+        let Some(access) = grant.access else {
+            continue;
+        };
+        match (
+            previous.targets.get(&access.target),
+            policy.targets.get(&access.target),
+        ) {
+            (_, None) => dropped.entry(access.target).or_default().push(grant.id),
+            (Some(was), Some(now)) if was.system() != now.system() => {
+                moved.insert(access.target, (was.system(), now.system()));
+            }
+            _ => {}
         }
+    }
+    if let Some((target, (was, now))) = moved.into_iter().next() {
+        return Err(Error::refuse(
+            ErrorCode::InvalidState,
+            format!(
+                "the new policy points target `{target}` at {now}, but grants still hold access \
+                 at {was}: their removal would run where the access is not. Keep it until their \
+                 access is removed, or add the new system under another name"
+            ),
+        ));
     }
     if dropped.is_empty() {
         return Ok(());

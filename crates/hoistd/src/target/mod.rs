@@ -213,6 +213,13 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;
     /// The kind, as the policy writes it (`postgres`, `webhook`).
     fn kind(&self) -> &'static str;
+    /// The system its access lives on, to tell whether a reload points the
+    /// same name at another (a target holding access may not move: its
+    /// removals would run where the access is not). Shown in errors, so
+    /// nothing secret: a kind and a host and port, or an origin.
+    fn system(&self) -> String {
+        self.kind().to_string()
+    }
     /// Checks a role's `[roles.access]` table offline, at policy load, and
     /// returns it as the JSON the operations get in [`GrantFacts::access`].
     fn access(&self, table: toml::Table) -> Result<serde_json::Value, String>;

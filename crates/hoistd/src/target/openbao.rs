@@ -451,6 +451,10 @@ impl TargetKind for OpenBao {
         KIND
     }
 
+    fn system(&self) -> String {
+        format!("{KIND} {}", self.url.origin().ascii_serialization())
+    }
+
     fn access(&self, table: toml::Table) -> Result<Value, String> {
         let access: Access = toml::Value::Table(table)
             .try_into()

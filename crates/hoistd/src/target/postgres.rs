@@ -493,6 +493,11 @@ impl TargetKind for Postgres {
         "postgres"
     }
 
+    /// The cluster: roles are the whole cluster's.
+    fn system(&self) -> String {
+        format!("postgres {}:{}", self.host, self.port)
+    }
+
     fn access(&self, table: toml::Table) -> Result<serde_json::Value, String> {
         let access: Access = toml::Value::Table(table)
             .try_into()

@@ -217,6 +217,18 @@ impl TargetKind for Webhook {
         "webhook"
     }
 
+    /// The receiver: its origin, and its path by digest only (a path may
+    /// hold a token).
+    fn system(&self) -> String {
+        use sha2::Digest;
+        let path = Sha256::digest(self.endpoint.url.path().as_bytes());
+        format!(
+            "webhook {} (path {})",
+            self.endpoint.origin(),
+            &hex::encode(path)[..12]
+        )
+    }
+
     /// Free-form: the endpoint alone knows what it means.
     fn access(&self, table: toml::Table) -> Result<serde_json::Value, String> {
         serde_json::to_value(table).map_err(|err| format!("access: {err}"))

@@ -525,6 +525,30 @@ fn webhook_targets_refuse_inline_secrets_plain_http_and_unknown_fields() {
     );
 }
 
+/// A policy that points a target holding access at another receiver is
+/// refused: the grant's removal would go there, and its access stay where
+/// it is.
+#[tokio::test]
+async fn a_target_holding_access_cannot_be_pointed_elsewhere() {
+    let (_endpoint, url) = own_receiver(Mode::Ok).await;
+    let (_other, other_url) = own_receiver(Mode::Ok).await;
+    let (broker, dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    std::fs::write(broker.policy_path(), policy(dir.path(), &other_url)).unwrap();
+    let refused = broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect_err("a target holding access cannot move")
+        .to_string();
+    assert!(
+        refused.contains("points target `hook` at webhook"),
+        "{refused}"
+    );
+    assert!(!refused.contains("webhook-secret"), "{refused}");
+}
+
 /// A policy that drops a target still holding access is refused, and the
 /// policy in force stays: the removal could never run, and the access would
 /// stay. Once the access is removed, the target may go.
