@@ -141,6 +141,22 @@ pub struct App {
     prompter: Option<super::profiles::Prompter>,
     pub(super) switches: UnboundedReceiver<Switched>,
     switched_sender: tokio::sync::mpsc::UnboundedSender<Switched>,
+    /// The last tick: when by the monotonic clock, and the broker's time.
+    last_tick: Option<(std::time::Instant, chrono::DateTime<chrono::Utc>)>,
+    /// Set when the wall clock jumped (a clock step, a suspend): the offset
+    /// to the broker then, and since when; ticks wait until an answer from
+    /// the broker has set a new one (or a while has passed).
+    resync: Option<(chrono::TimeDelta, std::time::Instant)>,
+}
+
+/// Longest ticks wait for the broker's time after the wall clock jumped.
+const RESYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether the wall clock moved other than time did between two ticks:
+/// stepped (NTP, a person), or the machine slept.
+fn clock_jumped(monotonic: Duration, wall: chrono::TimeDelta) -> bool {
+    let monotonic = chrono::TimeDelta::from_std(monotonic).unwrap_or(chrono::TimeDelta::MAX);
+    (wall - monotonic).abs() > chrono::TimeDelta::seconds(3)
 }
 
 /// One backend's part of the app: what a switch replaces whole.
@@ -223,6 +239,8 @@ impl App {
             prompter,
             switches,
             switched_sender,
+            last_tick: None,
+            resync: None,
         };
         app.dispatch(Action::Resize(80, 24));
         // No load here: the event stream's first `StreamUp` (or `StreamDown`)
@@ -316,10 +334,30 @@ impl App {
         self.dispatch(action);
     }
 
-    /// Advances the clock to the broker's now.
+    /// Advances the clock to the broker's now. When the wall clock jumped,
+    /// the broker's time is read again (everything is loaded, and each
+    /// answer sets the offset) before any countdown moves: a clock stepped
+    /// three minutes on would otherwise end grants with two left, and they
+    /// could no longer be revoked or extended from the list.
     pub fn tick(&mut self) {
         let now = self.clock.now();
-        self.dispatch(Action::Tick(now));
+        let ticked = std::time::Instant::now();
+        if let Some((at, was)) = self.last_tick
+            && clock_jumped(ticked.duration_since(at), now - was)
+        {
+            self.resync = Some((self.clock.offset(), ticked));
+            self.dispatch(Action::Refresh);
+        }
+        self.last_tick = Some((ticked, now));
+        if let Some((offset, since)) = self.resync {
+            if self.clock.offset() == offset && since.elapsed() < RESYNC_WAIT {
+                return;
+            }
+            self.resync = None;
+            // The broker's now, by the offset the answers set.
+            self.last_tick = Some((ticked, self.clock.now()));
+        }
+        self.dispatch(Action::Tick(self.clock.now()));
     }
 
     /// Applies every action already waiting, without blocking.
@@ -370,5 +408,35 @@ pub fn title(state: &State) -> String {
             format!("hoist · {} {left}", sanitize::line(&grant.role))
         }
         None => "hoist".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use std::time::Duration;
+
+    /// Ticks a second apart by both clocks are no jump; a wall clock that
+    /// moved three minutes in a second, or a second in a suspend's hour
+    /// (the monotonic clock stops while the machine sleeps), is.
+    #[test]
+    fn a_wall_clock_that_moves_other_than_time_did_is_a_jump() {
+        let second = chrono::TimeDelta::seconds(1);
+        assert!(!super::clock_jumped(Duration::from_secs(1), second));
+        assert!(!super::clock_jumped(
+            Duration::from_millis(2500),
+            chrono::TimeDelta::milliseconds(900)
+        ));
+        assert!(super::clock_jumped(
+            Duration::from_secs(1),
+            chrono::TimeDelta::minutes(3)
+        ));
+        assert!(super::clock_jumped(
+            Duration::from_secs(1),
+            chrono::TimeDelta::minutes(-3)
+        ));
+        assert!(super::clock_jumped(
+            Duration::from_secs(1),
+            chrono::TimeDelta::hours(1)
+        ));
     }
 }
