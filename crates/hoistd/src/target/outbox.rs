@@ -502,6 +502,9 @@ mod worker_tests {
         /// The grants holding access before a reconciler lists a target;
         /// none hold access after.
         held_before: std::collections::HashSet<String>,
+        /// Drift audits refused (this many first), and written.
+        drift_refusals: AtomicUsize,
+        drift_audited: AtomicUsize,
         store: Arc<dyn crate::store::Store>,
         _dir: tempfile::TempDir,
     }
@@ -526,6 +529,8 @@ mod worker_tests {
                 records,
                 leads,
                 held_before: Default::default(),
+                drift_refusals: AtomicUsize::new(0),
+                drift_audited: AtomicUsize::new(0),
                 store,
                 _dir: dir,
             })
@@ -595,6 +600,14 @@ mod worker_tests {
             Ok(())
         }
         fn drift_removed(&self, _: &str, _: &Managed) -> crate::error::Result<()> {
+            let refused = self
+                .drift_refusals
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if refused {
+                return Err(StoreError::Contended("leadership lost".into()).into());
+            }
+            self.drift_audited.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
     }
@@ -772,6 +785,30 @@ mod worker_tests {
         let done = reconcile::pass(&ledger).await;
         assert_eq!(done.drift_removed, 1, "{done:?}");
         assert_eq!(removed.load(Ordering::SeqCst), 1);
+    }
+
+    /// Drift removed whose audit entry could not be written is owed, and
+    /// written at the next pass: gone from the target, no later pass would
+    /// find it.
+    #[tokio::test]
+    async fn drift_removed_but_not_audited_is_audited_at_the_next_pass() {
+        let (mut target, _) = counting("t", false);
+        target.found = vec![Managed {
+            name: "hoist_gr_gone".into(),
+            grant_id: Some("gr_gone".into()),
+        }];
+        let mut ledger = FakeLedger::new(vec![target], Vec::new(), true);
+        Arc::get_mut(&mut ledger)
+            .unwrap()
+            .drift_refusals
+            .store(1, Ordering::SeqCst);
+        let done = reconcile::pass(&ledger).await;
+        assert_eq!(done.drift_removed, 1);
+        assert_eq!(ledger.drift_audited.load(Ordering::SeqCst), 0);
+        assert_eq!(done.unaudited.len(), 1, "{done:?}");
+        let still = reconcile::audit_owed(&ledger, done.unaudited).await;
+        assert!(still.is_empty(), "{still:?}");
+        assert_eq!(ledger.drift_audited.load(Ordering::SeqCst), 1);
     }
 
     /// However many effects are due at a target that stopped answering,

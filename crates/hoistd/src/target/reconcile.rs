@@ -50,6 +50,9 @@ pub struct Pass {
     pub drift_removed: usize,
     /// Targets or grants that could not be checked (unreachable, refused).
     pub failures: usize,
+    /// Drift removed whose audit entry could not be written (the store
+    /// down, leadership lost): by target, written again at the next pass.
+    pub unaudited: Vec<(String, super::Managed)>,
 }
 
 /// Reconciles every target once.
@@ -61,8 +64,28 @@ pub async fn pass<L: Ledger>(ledger: &Arc<L>) -> Pass {
         total.missing += one.missing;
         total.drift_removed += one.drift_removed;
         total.failures += one.failures;
+        total.unaudited.extend(one.unaudited);
     }
     total
+}
+
+/// Writes the audit entries of drift removed in earlier passes that could
+/// not be written then; answers those that still cannot be.
+pub(crate) async fn audit_owed<L: Ledger>(
+    ledger: &Arc<L>,
+    owed: Vec<(String, super::Managed)>,
+) -> Vec<(String, super::Managed)> {
+    let mut still = Vec::new();
+    for (target, managed) in owed {
+        let again = (target.clone(), managed.clone());
+        if blocking(ledger, move |l| l.drift_removed(&target, &managed))
+            .await
+            .is_none()
+        {
+            still.push(again);
+        }
+    }
+    still
 }
 
 async fn blocking<L: Ledger, T: Send + 'static>(
@@ -153,12 +176,15 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
         match target.remove(&managed, &journal).await {
             Ok(()) => {
                 pass.drift_removed += 1;
-                let name = name.clone();
-                if blocking(ledger, move |l| l.drift_removed(&name, &managed))
+                let (target, found) = (name.clone(), managed.clone());
+                if blocking(ledger, move |l| l.drift_removed(&target, &found))
                     .await
                     .is_none()
                 {
+                    // Gone from the target, so no later pass finds it:
+                    // its entry is owed, and written at the next pass.
                     pass.failures += 1;
+                    pass.unaudited.push((name.clone(), managed));
                 }
             }
             Err(err) => {
@@ -178,13 +204,18 @@ pub async fn run<L: Ledger>(
     wake: Arc<Notify>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let mut owed = Vec::new();
     loop {
         // A pass stops where it is when leading does: what it left undone
         // the next leader's first pass does (each step is its own).
         let done = tokio::select! {
-            done = pass(&ledger) => done,
+            done = async {
+                owed = audit_owed(&ledger, std::mem::take(&mut owed)).await;
+                pass(&ledger).await
+            } => done,
             _ = stopped.wait_for(|stopped| *stopped) => return,
         };
+        owed.extend(done.unaudited.iter().cloned());
         if done != Pass::default() {
             tracing::info!(
                 checked = done.checked,
