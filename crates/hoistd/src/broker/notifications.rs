@@ -76,11 +76,13 @@ impl Notifier for Broker {
         if !lapsing && !ending {
             return Ok(None);
         }
-        let mut tx = self.job_transaction()?;
+        // Looked for every second: read without the writers' lock, which is
+        // taken only when there is a reminder to write.
+        let read = self.store.read()?;
         let now = now();
         let mut subjects = Vec::new();
         if lapsing {
-            let pending = tx.requests(&RequestQuery {
+            let pending = read.requests(&RequestQuery {
                 states: vec![RequestState::Pending],
                 ..RequestQuery::default()
             })?;
@@ -99,7 +101,7 @@ impl Notifier for Broker {
             }
         }
         if ending {
-            let active = tx.grants(&GrantQuery {
+            let active = read.grants(&GrantQuery {
                 states: vec![GrantState::Active],
                 ..GrantQuery::default()
             })?;
@@ -128,9 +130,11 @@ impl Notifier for Broker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        drop(read);
         let mut written = HashSet::new();
         let mut next: Option<DateTime<Utc>> = None;
         let mut wrote = false;
+        let mut tx: Option<Box<dyn crate::store::Tx + '_>> = None;
         for (event, end, key, subject) in subjects {
             // Routed by the role as the policy stands now.
             let role_id = subject.role();
@@ -152,7 +156,16 @@ impl Notifier for Broker {
                     written.insert(dedup);
                     continue;
                 }
+                let tx = match &mut tx {
+                    Some(tx) => tx,
+                    None => tx.insert(self.job_transaction()?),
+                };
                 if notice.is_none() {
+                    // Decided, revoked or extended since it was read: no
+                    // reminder of what no longer holds.
+                    if !subject.still(tx.as_ref(), now)? {
+                        break;
+                    }
                     notice = subject.notice(&policy, tx.as_ref(), event, now)?;
                 }
                 let Some(notice) = &notice else {
@@ -162,7 +175,7 @@ impl Notifier for Broker {
                 written.insert(dedup);
             }
         }
-        if wrote {
+        if wrote && let Some(tx) = tx {
             tx.commit()?;
         }
         *self.reminded.lock().unwrap_or_else(|p| p.into_inner()) = written;
@@ -205,6 +218,22 @@ enum Subject {
 }
 
 impl Subject {
+    /// Whether it is still as the read without the lock found it, read
+    /// again in `tx` (under the lock): still pending with the same lapse,
+    /// or still active with the same end.
+    fn still(&self, tx: &dyn Tx, now: DateTime<Utc>) -> Result<bool> {
+        Ok(match self {
+            Subject::Request(was) => tx.request(&was.id)?.is_some_and(|mut request| {
+                settle_request(&mut request, now);
+                request.state == RequestState::Pending && request.lapses_at == was.lapses_at
+            }),
+            Subject::Grant(was) => tx.grant(&was.id)?.is_some_and(|mut grant| {
+                settle_grant(&mut grant, now);
+                grant.state == GrantState::Active && grant.expires_at == was.expires_at
+            }),
+        })
+    }
+
     fn role(&self) -> &str {
         match self {
             Subject::Request(request) => &request.role,
