@@ -29,11 +29,13 @@ struct Follow {
 }
 
 async fn look(client: &EntraClient) -> Result<Seen, BackendError> {
-    let (requests, grants, queue) = futures::try_join!(
-        client.requests(500),
-        client.grants(false),
-        client.review_queue()
-    )?;
+    // One picture for both the requests and the grants: each is several
+    // listings, and Graph throttles per caller.
+    let (user, picture, queue) =
+        futures::try_join!(client.user(), client.picture(), client.review_queue())?;
+    let mut requests = client.access_requests(&picture, &EntraClient::user_name(user));
+    requests.truncate(500);
+    let grants = picture.grants;
     Ok(Seen {
         requests: requests.into_iter().map(|r| (r.id.clone(), r)).collect(),
         grants: grants.into_iter().map(|g| (g.id.clone(), g)).collect(),
