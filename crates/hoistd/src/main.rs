@@ -446,7 +446,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => Vec::new(),
             };
-            let store = existing_store(&db)?;
+            let store = existing_store(&db, Migrations::Leave)?;
             match audit::verify_against(store.as_ref(), &signed)? {
                 Verdict::Intact { entries } => {
                     match signed.iter().max_by_key(|checkpoint| checkpoint.seq) {
@@ -487,7 +487,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let key = keys::signing_key(checkpoint_key.as_deref(), CHECKPOINT_KEY_ENV)?
                 .with_context(|| format!("no checkpoint key: give --checkpoint-key FILE, or the PEM in {CHECKPOINT_KEY_ENV}"))?;
-            let store = existing_store(&db)?;
+            let store = existing_store(&db, Migrations::Leave)?;
             let signed = checkpoint::take(store.as_ref(), &key)?;
             checkpoint::append(&out, &signed)?;
             println!("{}", signed.line());
@@ -501,7 +501,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ssh_ca_key,
                 },
         } => {
-            let store = existing_store(&db)?;
+            let store = existing_store(&db, Migrations::Apply)?;
             let authority = ssh_authority(store.as_ref(), ssh_ca_key.as_deref())?;
             let now = chrono::Utc::now();
             let ids = {
@@ -519,7 +519,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ssh {
             command: SshCommand::Ca { db, ssh_ca_key },
         } => {
-            let store = existing_store(&db)?;
+            let store = existing_store(&db, Migrations::Apply)?;
             println!(
                 "{}",
                 ssh_authority(store.as_ref(), ssh_ca_key.as_deref())?.public_key()
@@ -722,31 +722,34 @@ fn check_store(db: &str) -> anyhow::Result<String> {
 
 /// Opens a store that must already exist: reading one must not create an
 /// empty database and call it intact.
-fn existing_store(db: &str) -> anyhow::Result<Arc<dyn hoistd::Store>> {
+/// The store at `db`, which must exist. The audit commands read it as it
+/// is (`Leave`: an older copy kept as evidence is not migrated, on either
+/// backend); the others bring a SQLite file up to date, as `serve` would.
+fn existing_store(db: &str, sqlite: Migrations) -> anyhow::Result<Arc<dyn hoistd::Store>> {
     let db = Location::parse(db)?;
-    match &db {
-        Location::Sqlite(path) if !path.exists() => {
-            anyhow::bail!("no database at {}", path.display())
-        }
-        Location::Sqlite(_) => {}
-        Location::Postgres(_) => {
-            // Read as it is: a reader applies no migration, and a database
-            // hoistd never migrated is not an empty log.
-            let store = db
-                .open_with(Migrations::Leave)
-                .with_context(|| format!("cannot open {db}"))?;
-            return match store.ready() {
-                Err(StoreError::MigrationsPending { found: 0, .. }) => {
-                    anyhow::bail!("no hoistd database at {db}")
-                }
-                Err(err @ StoreError::Unavailable(_)) => {
-                    Err(anyhow::Error::new(err).context(format!("cannot open {db}")))
-                }
-                _ => Ok(store),
-            };
-        }
+    if let Location::Sqlite(path) = &db
+        && !path.exists()
+    {
+        anyhow::bail!("no database at {}", path.display())
     }
-    db.open().with_context(|| format!("cannot open {db}"))
+    // A server database is read as it is (its instances migrate it), and a
+    // database hoistd never migrated is not an empty log.
+    let migrations = match &db {
+        Location::Sqlite(_) => sqlite,
+        Location::Postgres(_) => Migrations::Leave,
+    };
+    let store = db
+        .open_with(migrations)
+        .with_context(|| format!("cannot open {db}"))?;
+    match store.ready() {
+        Err(StoreError::MigrationsPending { found: 0, .. }) => {
+            anyhow::bail!("no hoistd database at {db}")
+        }
+        Err(err @ StoreError::Unavailable(_)) => {
+            Err(anyhow::Error::new(err).context(format!("cannot open {db}")))
+        }
+        _ => Ok(store),
+    }
 }
 
 /// Each connection is a file descriptor: the soft limit (often 1,024) would

@@ -356,11 +356,11 @@ impl Location {
         self.open_with(Migrations::Apply)
     }
 
-    /// Opens the store; with [`Migrations::Leave`] a server database's
-    /// schema is left as it is (SQLite always migrates: it has one user).
+    /// Opens the store; with [`Migrations::Leave`] its schema is left as it
+    /// is (a reader's: `audit verify` on an older copy must not change it).
     pub fn open_with(&self, migrations: Migrations) -> Result<Arc<dyn Store>> {
         match self {
-            Location::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
+            Location::Sqlite(path) => Ok(Arc::new(SqliteStore::open_with(path, migrations)?)),
             Location::Postgres(url) => Ok(Arc::new(PostgresStore::open(url, migrations)?)),
         }
     }

@@ -97,6 +97,13 @@ impl Drop for Checkpointer {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, super::Migrations::Apply)
+    }
+
+    /// [`SqliteStore::open`]; with [`Migrations::Leave`](super::Migrations)
+    /// the schema is left as it is, and [`Store::ready`] says what is
+    /// pending.
+    pub fn open_with(path: &Path, migrations: super::Migrations) -> Result<Self> {
         owner_only(path)?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -131,7 +138,9 @@ impl SqliteStore {
         // statement again each time a value it compared with a partial
         // index's condition is bound (a third of the store's time, measured).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-        migrate(&conn)?;
+        if matches!(migrations, super::Migrations::Apply) {
+            migrate(&conn)?;
+        }
         let checkpointer = Checkpointer::start(&opened);
         if checkpointer.is_some() {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
