@@ -350,6 +350,22 @@ pub fn secret_of(
     }
 }
 
+/// An answer's body, read as it comes, at most `max` bytes: `Ok(None)` if
+/// it is longer (nothing more is read), an error if it broke off.
+pub(crate) async fn body_within(
+    response: &mut reqwest::Response,
+    max: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > max {
+            return Ok(None);
+        }
+    }
+    Ok(Some(body))
+}
+
 /// Reads a kind's settings into its own struct, refusing unknown fields,
 /// with the target's name in the error.
 pub fn settings<T: serde::de::DeserializeOwned>(

@@ -292,22 +292,13 @@ impl OpenBao {
         mut response: reqwest::Response,
         path: &str,
     ) -> Result<String, TargetError> {
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    body.extend_from_slice(&chunk);
-                    if body.len() > MAX_ANSWER_BYTES {
-                        return Err(self.refused(format!(
-                            "{path}: the answer is longer than {MAX_ANSWER_BYTES} bytes"
-                        )));
-                    }
-                }
-                Ok(None) => return Ok(String::from_utf8_lossy(&body).into_owned()),
-                Err(err) => {
-                    return Err(self
-                        .unreachable(format!("{path}: the answer broke off: {}", describe(&err))));
-                }
+        match super::body_within(&mut response, MAX_ANSWER_BYTES).await {
+            Ok(Some(body)) => Ok(String::from_utf8_lossy(&body).into_owned()),
+            Ok(None) => Err(self.refused(format!(
+                "{path}: the answer is longer than {MAX_ANSWER_BYTES} bytes"
+            ))),
+            Err(err) => {
+                Err(self.unreachable(format!("{path}: the answer broke off: {}", describe(&err))))
             }
         }
     }

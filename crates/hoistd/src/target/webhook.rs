@@ -454,26 +454,20 @@ impl Endpoint {
                 "answered {status} redirecting{to}; redirects are not followed"
             )));
         }
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    body.extend_from_slice(&chunk);
-                    if body.len() > MAX_ANSWER_BYTES {
-                        return Err(PostError::Refused(format!(
-                            "answered {status} with more than {MAX_ANSWER_BYTES} bytes"
-                        )));
-                    }
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    return Err(PostError::Unreachable(describe(
-                        &err.without_url(),
-                        self.timeout,
-                    )));
-                }
+        let body = match super::body_within(&mut response, MAX_ANSWER_BYTES).await {
+            Ok(Some(body)) => body,
+            Ok(None) => {
+                return Err(PostError::Refused(format!(
+                    "answered {status} with more than {MAX_ANSWER_BYTES} bytes"
+                )));
             }
-        }
+            Err(err) => {
+                return Err(PostError::Unreachable(describe(
+                    &err.without_url(),
+                    self.timeout,
+                )));
+            }
+        };
         Ok(Answered { status, body })
     }
 }
