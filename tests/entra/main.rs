@@ -511,36 +511,52 @@ fn a_pending_request_can_be_cancelled() {
     });
 }
 
+/// alice signed in (her session stored under her name), and her backend
+/// opened with a prompt for the stronger sign-in a role asks for, which
+/// `approver` (a login; alice herself, or another account the browser
+/// holds) approves when told to.
+async fn alice_stepping_up(
+    tenant: &Tenant,
+    approver: &'static str,
+) -> (
+    hoist::config::Target,
+    hoist::auth::secrets::Session,
+    Arc<dyn hoist::backend::Backend>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut target = tenant.target();
+    target.user = Some("alice@contoso.example".into());
+    let session = tenant.sign_in("alice", None).await;
+    let broker = target.broker.clone();
+    let stored = session.clone();
+    tokio::task::spawn_blocking(move || {
+        hoist::auth::secrets::save(&broker, "alice@contoso.example", &stored)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let prompt: hoist::auth::entra::Prompt = Arc::new(move |prompt| {
+        let _ = sender.send(prompt.verification_uri_complete.clone().unwrap());
+    });
+    let provider = Arc::clone(&tenant.provider);
+    let approving = tokio::spawn(async move {
+        let url = receiver.recv().await.unwrap();
+        provider.approve_device(&url, approver).await;
+    });
+    let alice = hoist::auth::session::open_with(&target, Some(prompt))
+        .await
+        .unwrap();
+    (target, session, alice, approving)
+}
+
 #[test]
 fn a_claims_challenge_signs_in_again_and_retries() {
     hoist::auth::secrets::prepare();
     let _ = hoist::auth::secrets::init_with(Some(hoist::auth::secrets::SessionStore::Keyutils));
     run(async {
         let tenant = Tenant::start().await;
-        let mut target = tenant.target();
-        target.user = Some("alice@contoso.example".into());
-        let session = tenant.sign_in("alice", None).await;
-        let broker = target.broker.clone();
-        let stored = session.clone();
-        tokio::task::spawn_blocking(move || {
-            hoist::auth::secrets::save(&broker, "alice@contoso.example", &stored)
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        // The person approves the second sign-in when told to.
-        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let prompt: hoist::auth::entra::Prompt = Arc::new(move |prompt| {
-            let _ = sender.send(prompt.verification_uri_complete.clone().unwrap());
-        });
-        let provider = Arc::clone(&tenant.provider);
-        let approver = tokio::spawn(async move {
-            let url = receiver.recv().await.unwrap();
-            provider.approve_device(&url, "alice").await;
-        });
-        let alice = hoist::auth::session::open_with(&target, Some(prompt))
-            .await
-            .unwrap();
+        let (target, session, alice, approver) = alice_stepping_up(&tenant, "alice").await;
         let filed = alice
             .file(&body(&role_id(graph::SECURITY_ADMIN), None, None), "k")
             .await
@@ -579,29 +595,7 @@ fn a_stronger_sign_in_as_someone_else_is_refused_and_kept_nowhere() {
     let _ = hoist::auth::secrets::init_with(Some(hoist::auth::secrets::SessionStore::Keyutils));
     run(async {
         let tenant = Tenant::start().await;
-        let mut target = tenant.target();
-        target.user = Some("alice@contoso.example".into());
-        let session = tenant.sign_in("alice", None).await;
-        let broker = target.broker.clone();
-        let stored = session.clone();
-        tokio::task::spawn_blocking(move || {
-            hoist::auth::secrets::save(&broker, "alice@contoso.example", &stored)
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let prompt: hoist::auth::entra::Prompt = Arc::new(move |prompt| {
-            let _ = sender.send(prompt.verification_uri_complete.clone().unwrap());
-        });
-        let provider = Arc::clone(&tenant.provider);
-        let approver = tokio::spawn(async move {
-            let url = receiver.recv().await.unwrap();
-            provider.approve_device(&url, "bob").await;
-        });
-        let alice = hoist::auth::session::open_with(&target, Some(prompt))
-            .await
-            .unwrap();
+        let (target, session, alice, approver) = alice_stepping_up(&tenant, "bob").await;
         let refused = alice
             .file(&body(&role_id(graph::SECURITY_ADMIN), None, None), "k")
             .await
