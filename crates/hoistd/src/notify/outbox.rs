@@ -520,6 +520,32 @@ mod worker_tests {
         recorded: AtomicUsize,
     }
 
+    impl FakeNotifier {
+        /// One channel, `live`, at `url`, with one notification due to it;
+        /// leading, and recording what it is told.
+        fn one_due(url: url::Url) -> FakeNotifier {
+            let mut channels = Channels::default();
+            channels.insert(channel("live", url));
+            FakeNotifier {
+                channels,
+                due: vec![self::due("n_1".into(), "live")],
+                leading: true,
+                records: true,
+                route_fails: false,
+                recorded: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    /// Runs the worker over `notifier` for `time`, then stops it.
+    async fn run_for(notifier: Arc<FakeNotifier>, time: Duration) {
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
+        tokio::time::sleep(time).await;
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+    }
+
     impl Notifier for FakeNotifier {
         fn channels(&self) -> Channels {
             self.channels.clone()
@@ -571,16 +597,7 @@ mod worker_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stopping_leader_records_the_post_under_way() {
         let (url, posts) = receiver(Some((204, Duration::from_millis(800)))).await;
-        let mut channels = Channels::default();
-        channels.insert(channel("live", url));
-        let notifier = Arc::new(FakeNotifier {
-            channels,
-            due: vec![self::due("n_1".into(), "live")],
-            leading: true,
-            records: true,
-            route_fails: false,
-            recorded: AtomicUsize::new(0),
-        });
+        let notifier = Arc::new(FakeNotifier::one_due(url));
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(Arc::clone(&notifier), Arc::new(Notify::new()), stopped));
         while posts.load(Ordering::SeqCst) == 0 {
@@ -595,21 +612,11 @@ mod worker_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_route_holds_up_nothing_due() {
         let (url, posts) = receiver(ANSWERS).await;
-        let mut channels = Channels::default();
-        channels.insert(channel("live", url));
         let notifier = Arc::new(FakeNotifier {
-            channels,
-            due: vec![self::due("n_1".into(), "live")],
-            leading: true,
-            records: true,
             route_fails: true,
-            recorded: AtomicUsize::new(0),
+            ..FakeNotifier::one_due(url)
         });
-        let (stop, stopped) = watch::channel(false);
-        let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        stop.send(true).unwrap();
-        worker.await.unwrap();
+        run_for(notifier, Duration::from_secs(1)).await;
         assert!(posts.load(Ordering::SeqCst) >= 1, "nothing was posted");
     }
 
@@ -619,23 +626,16 @@ mod worker_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_delivery_not_recorded_is_not_posted_again() {
         let (url, posts) = receiver(ANSWERS).await;
-        let mut channels = Channels::default();
-        channels.insert(channel("live", url));
         let notifier = Arc::new(FakeNotifier {
-            channels,
-            due: vec![self::due("n_1".into(), "live")],
-            leading: true,
             records: false,
-            route_fails: false,
-            recorded: AtomicUsize::new(0),
+            ..FakeNotifier::one_due(url)
         });
-        let (stop, stopped) = watch::channel(false);
-        let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
         // Two pauses after an unrecorded outcome, and a look after each.
-        tokio::time::sleep(crate::target::outbox::UNRECORDED_PAUSE * 2 + Duration::from_secs(1))
-            .await;
-        stop.send(true).unwrap();
-        worker.await.unwrap();
+        run_for(
+            notifier,
+            crate::target::outbox::UNRECORDED_PAUSE * 2 + Duration::from_secs(1),
+        )
+        .await;
         assert_eq!(posts.load(Ordering::SeqCst), 1);
     }
 
