@@ -550,6 +550,18 @@ async fn alice_stepping_up(
     (target, session, alice, approving)
 }
 
+/// alice's session as the keyring holds it now.
+async fn alices_stored_session(target: &hoist::config::Target) -> hoist::auth::secrets::Session {
+    let broker = target.broker.clone();
+    tokio::task::spawn_blocking(move || {
+        hoist::auth::secrets::load(&broker, "alice@contoso.example")
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .unwrap()
+}
+
 #[test]
 fn a_claims_challenge_signs_in_again_and_retries() {
     hoist::auth::secrets::prepare();
@@ -572,14 +584,7 @@ fn a_claims_challenge_signs_in_again_and_retries() {
             .collect();
         assert_eq!(posts.len(), 2);
         // The stronger session is the one kept.
-        let broker = target.broker.clone();
-        let kept = tokio::task::spawn_blocking(move || {
-            hoist::auth::secrets::load(&broker, "alice@contoso.example")
-        })
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+        let kept = alices_stored_session(&target).await;
         let claims = oidc::jwt_claims(&kept.access_token);
         assert_eq!(claims["acrs"], serde_json::json!(["c1"]));
         assert_ne!(kept.access_token, session.access_token);
@@ -608,14 +613,7 @@ fn a_stronger_sign_in_as_someone_else_is_refused_and_kept_nowhere() {
             !matches!(refused, hoist::backend::BackendError::Unauthenticated(_)),
             "{refused:?}"
         );
-        let broker = target.broker.clone();
-        let kept = tokio::task::spawn_blocking(move || {
-            hoist::auth::secrets::load(&broker, "alice@contoso.example")
-        })
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+        let kept = alices_stored_session(&target).await;
         assert_eq!(kept.access_token, session.access_token);
     });
 }
