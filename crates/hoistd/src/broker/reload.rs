@@ -14,10 +14,11 @@ use crate::store::GrantQuery;
 
 impl Broker {
     /// Refuses a policy that drops a target still holding access for a
-    /// grant (being provisioned, live, failed or being removed): its
-    /// removal could never run, and the access would stay.
+    /// grant (being provisioned, live, failed or being removed), or points
+    /// it at another system: its removal could never run, or would run
+    /// where the access is not, and the access would stay.
     fn keeps_targets_holding_access(&self, policy: &Policy) -> Result<()> {
-        dropped_targets(&*self.store.transaction()?, &self.policy(), policy)
+        targets_holding_access_stay(&*self.store.transaction()?, &self.policy(), policy)
     }
 
     /// Swaps in a new policy and revokes every grant its holder may no
@@ -40,7 +41,7 @@ impl Broker {
         let swept = self.begin().and_then(|mut work| {
             // Again under the writers' lock, where no grant can start at a
             // dropped target between this look and the swap's effect.
-            dropped_targets(&*work.tx, &previous, &work.policy)?;
+            targets_holding_access_stay(&*work.tx, &previous, &work.policy)?;
             let revoked = work.sweep("policy reload", Some(&*previous))?;
             let roles = work.policy.roles().count();
             work.audit(NewAuditEvent {
@@ -116,7 +117,11 @@ impl Work<'_> {
 /// Refuses `policy` if it drops a target that still holds access for a
 /// grant `tx` sees (being provisioned, live, failed or being removed), or
 /// points it at another system than `previous` did.
-fn dropped_targets(tx: &dyn crate::store::Tx, previous: &Policy, policy: &Policy) -> Result<()> {
+fn targets_holding_access_stay(
+    tx: &dyn crate::store::Tx,
+    previous: &Policy,
+    policy: &Policy,
+) -> Result<()> {
     let holding = tx.grants(&GrantQuery::holding_access(None))?;
     let mut dropped: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut moved: BTreeMap<String, (String, String)> = BTreeMap::new();
