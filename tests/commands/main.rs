@@ -964,7 +964,7 @@ async fn the_markdown_export_escapes_what_the_broker_holds() {
         "{held}"
     );
     assert!(
-        held.contains(r"revoked (done &lt;b&gt;now&lt;/b&gt; \| !\[img\](http://x/y.png))"),
+        held.contains(r"revoked (done &lt;b&gt;now&lt;/b&gt; \| !\[img\](http\://x/y.png))"),
         "{held}"
     );
     for raw in ["<script>", "<b>", "x](javascript:", "img](http:", "\n`"] {
