@@ -113,7 +113,6 @@ impl Limits {
 
 /// One caller's uses of one grant (or refusals with one code) within a
 /// window.
-#[derive(Clone)]
 pub(super) struct Window {
     /// The first use's event, written when it happened; the summary copies it.
     first: NewAuditEvent,
@@ -209,25 +208,20 @@ impl Broker {
         }
         // The new window opens once this transaction commits
         // (`Uses::open`); the ended one comes back if it does not.
-        if let Some(ended) = windows.remove(&key) {
-            drop(windows);
-            work.ended_uses.push(ended.clone());
-            summarise(work, ended)?;
-        } else {
-            drop(windows);
+        let ended = windows.remove(&key);
+        drop(windows);
+        if let Some(ended) = ended {
+            summarise(work, &ended)?;
+            work.ended_uses.push(ended);
         }
         work.audit(event.clone())?;
-        let until = work.now + REPEAT_WINDOW;
-        let last = work.now;
-        work.uses.push((
-            key,
-            Window {
-                first: event,
-                until,
-                repeats: 0,
-                last,
-            },
-        ));
+        let window = Window {
+            first: event,
+            until: work.now + REPEAT_WINDOW,
+            repeats: 0,
+            last: work.now,
+        };
+        work.uses.push((key, window));
         Ok(())
     }
 
@@ -250,10 +244,9 @@ impl Broker {
         if ended.is_empty() {
             return Ok(());
         }
-        let kept = ended.clone();
         let written = self.begin().and_then(|mut work| {
             let mut wrote = false;
-            for window in ended {
+            for window in &ended {
                 wrote |= summarise(&mut work, window)?;
             }
             if wrote {
@@ -263,19 +256,19 @@ impl Broker {
         });
         if written.is_err() {
             // Kept for the next try.
-            self.uses.restore(kept);
+            self.uses.restore(ended);
         }
         written
     }
 }
 
 /// Writes a window's count, if anything was counted.
-fn summarise(work: &mut Work<'_>, window: Window) -> Result<bool> {
+fn summarise(work: &mut Work<'_>, window: &Window) -> Result<bool> {
     if window.repeats == 0 {
         return Ok(false);
     }
     let first_at = window.first.at;
-    let mut summary = window.first;
+    let mut summary = window.first.clone();
     summary.at = work.now;
     summary.reason = Some(format!(
         "{} more times within {}s of the first",

@@ -635,44 +635,43 @@ impl Broker {
             ended_uses,
             ..
         } = work;
-        if !changes.is_empty() && !Arc::ptr_eq(&policy, &self.policy.load()) {
-            self.uses.restore(ended_uses);
-            // Reloaded since `begin`: the reload's sweep may have gone
-            // before this transaction's first statement, and would not see
-            // what it writes. Nothing is written; done again, the work
-            // reads the new policy.
-            return Err(StoreError::Contended(
-                "the policy was reloaded while this was decided; nothing was written".into(),
-            )
-            .into());
-        }
-        if !changes.is_empty() {
-            // Other instances sharing the database hear of it at commit.
-            let (requests, grants): (Vec<&str>, Vec<&str>) = (
-                changes
-                    .iter()
-                    .filter_map(|c| match c {
-                        Change::Request(r) => Some(r.id.as_str()),
-                        _ => None,
-                    })
-                    .collect(),
-                changes
-                    .iter()
-                    .filter_map(|c| match c {
-                        Change::Grant(g) => Some(g.id.as_str()),
-                        _ => None,
-                    })
-                    .collect(),
-            );
-            let due = changes.iter().filter_map(Change::falls_due).min();
-            if let Err(err) = tx.announce(&requests, &grants, due, effects) {
-                self.uses.restore(ended_uses);
-                return Err(err.into());
+        let committed = (|| -> Result<()> {
+            if !changes.is_empty() && !Arc::ptr_eq(&policy, &self.policy.load()) {
+                // Reloaded since `begin`: the reload's sweep may have gone
+                // before this transaction's first statement, and would not
+                // see what it writes. Nothing is written; done again, the
+                // work reads the new policy.
+                return Err(StoreError::Contended(
+                    "the policy was reloaded while this was decided; nothing was written".into(),
+                )
+                .into());
             }
-        }
-        if let Err(err) = tx.commit() {
+            if !changes.is_empty() {
+                // Other instances sharing the database hear of it at commit.
+                let (requests, grants): (Vec<&str>, Vec<&str>) = (
+                    changes
+                        .iter()
+                        .filter_map(|c| match c {
+                            Change::Request(r) => Some(r.id.as_str()),
+                            _ => None,
+                        })
+                        .collect(),
+                    changes
+                        .iter()
+                        .filter_map(|c| match c {
+                            Change::Grant(g) => Some(g.id.as_str()),
+                            _ => None,
+                        })
+                        .collect(),
+                );
+                let due = changes.iter().filter_map(Change::falls_due).min();
+                tx.announce(&requests, &grants, due, effects)?;
+            }
+            Ok(tx.commit()?)
+        })();
+        if let Err(err) = committed {
             self.uses.restore(ended_uses);
-            return Err(err.into());
+            return Err(err);
         }
         self.uses.open(uses);
         if effects {

@@ -256,6 +256,7 @@ type Unrecorded = (Notification, NotificationDelivery);
 
 /// What one task did: whether the channel answered (`None`: it was not
 /// posted to), and the outcome if it could not be recorded.
+#[derive(Default)]
 struct Attempted {
     answered: Option<bool>,
     unrecorded: Option<Unrecorded>,
@@ -269,10 +270,7 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> A
         // whoever leads now. The worker is being halted; until then the
         // channel's slot stays taken rather than be tried again at once.
         tokio::time::sleep(LEAD_LOST_PAUSE).await;
-        return Attempted {
-            answered: None,
-            unrecorded: None,
-        };
+        return Attempted::default();
     }
     let channels = notifier.channels();
     let at = crate::target::now();
@@ -370,10 +368,7 @@ async fn record<N: Notifier>(notifier: Arc<N>, outcome: Unrecorded) -> Attempted
     .await;
     let (unrecorded, why) = match recorded {
         Ok((Ok(()), _)) => {
-            return Attempted {
-                answered: None,
-                unrecorded: None,
-            };
+            return Attempted::default();
         }
         Ok((Err(err), outcome)) => (Some(outcome), err.to_string()),
         Err(err) => (None, err.to_string()),
