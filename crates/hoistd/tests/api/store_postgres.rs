@@ -30,6 +30,18 @@ fn fresh_store() -> (Postgres, String, PostgresStore) {
     (pg, url, store)
 }
 
+/// `ALTER SYSTEM SET <setting>` on the server at `url`, then a reload of
+/// its configuration (sessions take it at their next command).
+fn alter_system(url: &str, setting: &str) {
+    let output = std::process::Command::new("psql")
+        .args(["-X", "-q", "-d", url, "-c"])
+        .arg(format!("ALTER SYSTEM SET {setting}"))
+        .args(["-c", "SELECT pg_reload_conf()"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
+
 fn with_fresh_postgres(check: fn(&dyn Store)) {
     let (_pg, _, store) = fresh_store();
     check(&store);
@@ -105,17 +117,8 @@ fn ready_reports_pending_migrations_and_an_unreachable_server() {
 #[test]
 fn a_read_only_server_is_unavailable_until_it_is_writable_again() {
     let (_pg, url, store) = fresh_store();
-    let set_read_only = |on: bool| {
-        let output = std::process::Command::new("psql")
-            .args(["-X", "-q", "-d", &url, "-c"])
-            .arg(format!(
-                "ALTER SYSTEM SET default_transaction_read_only = {on}"
-            ))
-            .args(["-c", "SELECT pg_reload_conf()"])
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-    };
+    let set_read_only =
+        |on: bool| alter_system(&url, &format!("default_transaction_read_only = {on}"));
     set_read_only(true);
     // The reload reaches each pooled session at its next command: try
     // until a write is refused, rolling back any that got through.
@@ -421,17 +424,8 @@ fn a_commit_that_returned_survives_a_crash_of_the_server() {
 #[test]
 fn the_barrier_waits_for_the_flush_commits_wait_for() {
     let (_pg, url, store) = fresh_store();
-    let standbys = |names: &str| {
-        let output = std::process::Command::new("psql")
-            .args(["-X", "-q", "-d", &url, "-c"])
-            .arg(format!(
-                "ALTER SYSTEM SET synchronous_standby_names = '{names}'"
-            ))
-            .args(["-c", "SELECT pg_reload_conf()"])
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-    };
+    let standbys =
+        |names: &str| alter_system(&url, &format!("synchronous_standby_names = '{names}'"));
     store.barrier().unwrap();
     standbys("ghost");
     std::thread::sleep(std::time::Duration::from_millis(500));
