@@ -394,9 +394,6 @@ impl Store for PostgresStore {
         )))
     }
 
-    /// A repeatable-read, read-only transaction: it sees the database as of
-    /// its first statement, and PostgreSQL's snapshots hold no lock any
-    /// writer waits for.
     /// A commit of its own that waits for its flush (or its synchronous
     /// standbys), as [`COMMIT_LOCKED`]'s second does: the log is flushed
     /// in order, so every commit before it is flushed with it.
@@ -405,6 +402,9 @@ impl Store for PostgresStore {
             .batch("BEGIN; SELECT pg_logical_emit_message(true, 'hoistd', ''); COMMIT")
     }
 
+    /// A repeatable-read, read-only transaction: it sees the database as of
+    /// its first statement, and PostgreSQL's snapshots hold no lock any
+    /// writer waits for.
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
         let conn = self.connection()?;
         // The snapshot is taken at the first statement, not at BEGIN.
