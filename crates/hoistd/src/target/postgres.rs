@@ -303,6 +303,13 @@ impl Postgres {
             .dbname(database)
             .application_name("hoistd")
             .connect_timeout(self.connect_timeout)
+            // A server gone without closing the socket is noticed in
+            // seconds, as the store's own connections notice it.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(self.deadline())
             // The server stops any statement of ours that hangs (a lock held
             // by someone else) instead of holding the outbox.
             .options(format!(
@@ -354,10 +361,16 @@ impl Postgres {
     ) -> Result<T, TargetError> {
         match tokio::time::timeout(self.deadline(), operation).await {
             Ok(result) => result,
-            Err(_) => Err(self.unreachable(format!(
-                "no answer within {}",
-                humantime::format_duration(self.deadline())
-            ))),
+            Err(_) => {
+                // A server or proxy that stopped answering without closing
+                // the socket: the next operation connects afresh rather
+                // than queue behind a connection that may never answer.
+                self.clients.lock().await.clear();
+                Err(self.unreachable(format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.deadline())
+                )))
+            }
         }
     }
 
@@ -438,16 +451,55 @@ impl Postgres {
             .batch_execute(&format!("ALTER ROLE {quoted} WITH NOLOGIN"))
             .await
             .map_err(|err| self.fault(err))?;
+        // Every membership goes, both ways, before anything that can fail:
+        // the roles it was made a member of, and any role made a member of
+        // it (by an admin, or by its holder: before PostgreSQL 15 a role
+        // logged in as itself may grant itself to others). Should the role
+        // outlive this attempt, it holds no one's privileges and lends its
+        // own to no one. The names come from the catalog, quoted.
+        let memberships = client
+            .query(
+                "SELECT r.rolname, m.rolname, g.rolname FROM pg_auth_members a \
+                 JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member \
+                 JOIN pg_roles g ON g.oid = a.grantor \
+                 WHERE r.rolname = $1 OR m.rolname = $1",
+                &[&role],
+            )
+            .await
+            .map_err(|err| self.fault(err))?;
+        let mut members = vec![role.to_string()];
+        let mut revokes = String::new();
+        for row in &memberships {
+            let (granted, member, grantor): (String, String, String) =
+                (row.get(0), row.get(1), row.get(2));
+            revokes.push_str(&format!(
+                "REVOKE {} FROM {} GRANTED BY {} CASCADE;\n",
+                quote_ident(&granted),
+                quote_ident(&member),
+                quote_ident(&grantor)
+            ));
+            if granted == role {
+                members.push(member);
+            }
+        }
+        if !revokes.is_empty() {
+            client
+                .batch_execute(&revokes)
+                .await
+                .map_err(|err| self.fault(err))?;
+        }
         // VALID UNTIL and NOLOGIN only stop new logins: a session opened
-        // before keeps running until it is terminated. A terminated backend
-        // takes a moment to leave pg_stat_activity; wait for it, briefly.
+        // before keeps running until it is terminated, and so does one of a
+        // role it made a member of itself, which may have switched to it
+        // (SET ROLE). A terminated backend takes a moment to leave
+        // pg_stat_activity; wait for it, briefly.
         let mut open = 0;
         for _ in 0..100 {
             open = client
                 .query_one(
                     "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE usename = $1 AND pid <> pg_backend_pid()) AS terminated",
-                    &[&role],
+                     WHERE usename = ANY($1) AND pid <> pg_backend_pid()) AS terminated",
+                    &[&members],
                 )
                 .await
                 .map_err(|err| self.fault(err))?
@@ -462,7 +514,27 @@ impl Postgres {
                 "{open} session(s) of {role} still open after being terminated"
             )));
         }
-        for database in &self.databases {
+        // What it owns or was granted anywhere in the cluster: the
+        // databases listed, and any other its holder reached.
+        let mut databases = self.databases.clone();
+        let elsewhere = client
+            .query(
+                "SELECT DISTINCT d.datname FROM pg_shdepend s \
+                 JOIN pg_database d ON d.oid = s.dbid \
+                 JOIN pg_roles r ON r.oid = s.refobjid \
+                 WHERE s.refclassid = 'pg_authid'::regclass AND r.rolname = $1 \
+                 AND d.datallowconn ORDER BY 1",
+                &[&role],
+            )
+            .await
+            .map_err(|err| self.fault(err))?;
+        for row in elsewhere {
+            let database: String = row.get(0);
+            if !databases.contains(&database) {
+                databases.push(database);
+            }
+        }
+        for database in &databases {
             let db = self.admin(database).await?;
             let mut sql = String::new();
             if let Some(owner) = &self.reassign_owned_to {

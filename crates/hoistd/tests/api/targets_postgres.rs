@@ -757,6 +757,90 @@ async fn what_a_grants_role_created_is_reassigned_as_configured_or_dropped() {
     }
 }
 
+/// A grant's role handed to another role (PostgreSQL 14 and before let a
+/// role logged in as itself grant itself; here the admin does it) and a
+/// table its holder left in a database the target does not list: after
+/// revoke the membership is gone, the other role's session that switched
+/// to it ended, the table dropped, the role gone.
+#[tokio::test]
+async fn a_holder_who_shares_the_role_or_builds_elsewhere_keeps_nothing_after_revoke() {
+    let pg = cluster().await;
+    let admin = pg.admin().await.unwrap();
+    admin
+        .batch_execute("CREATE DATABASE elsewhere")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE ROLE accomplice LOGIN PASSWORD 'pw'")
+        .await
+        .unwrap();
+    pg.admin_in("elsewhere")
+        .await
+        .unwrap()
+        .batch_execute("GRANT CREATE ON SCHEMA public TO app_admin")
+        .await
+        .unwrap();
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    let password = access_of(&broker, &grant).await.env["PGPASSWORD"].clone();
+    admin
+        .batch_execute(&format!("GRANT \"{role}\" TO accomplice"))
+        .await
+        .unwrap();
+    pg.connect_to("elsewhere", &role, &password)
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE stash (id int)")
+        .await
+        .unwrap();
+    let accomplice = pg.connect_as("accomplice", "pw").await.unwrap();
+    accomplice
+        .batch_execute(&format!("SET ROLE \"{role}\""))
+        .await
+        .unwrap();
+    assert_eq!(
+        accomplice
+            .query_one("SELECT count(*) FROM orders", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        2,
+        "the accomplice reads what the grant allows"
+    );
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(!role_exists(&pg, &role).await);
+    assert!(
+        accomplice.query_one("SELECT 1", &[]).await.is_err(),
+        "the session that switched to the role was ended"
+    );
+    let members: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member \
+             WHERE m.rolname = 'accomplice'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(members, 0, "the accomplice is a member of nothing");
+    let stash = pg
+        .admin_in("elsewhere")
+        .await
+        .unwrap()
+        .query_opt("SELECT 1 FROM pg_tables WHERE tablename = 'stash'", &[])
+        .await
+        .unwrap();
+    assert!(stash.is_none(), "the table left elsewhere was dropped");
+}
+
 /// What a holder creates in the database they connect to is cleaned up
 /// even when `databases` does not name it: the role can be dropped.
 #[tokio::test]
