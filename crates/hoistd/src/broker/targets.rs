@@ -427,10 +427,13 @@ impl Ledger for Broker {
 
 impl Broker {
     /// The SSH KRL in force now: the certificate serials of grants at ssh
-    /// targets that ended early and would otherwise still be valid.
+    /// targets that ended early and would otherwise still be valid. Read
+    /// without the store's write lock (anyone may ask for it), and only
+    /// the revoked grants that have not reached their end.
     pub fn ssh_krl(&self) -> Result<Vec<u8>> {
-        let work = self.begin()?;
-        let serials = crate::target::ssh::revoked_serials(work.tx.as_ref(), work.now)?;
-        Ok(self.ssh_ca.krl(&serials, work.now))
+        let now = super::now();
+        let read = self.store.read()?;
+        let serials = crate::target::ssh::revoked_serials(read.as_ref(), now)?;
+        Ok(self.ssh_ca.krl(&serials, now))
     }
 }

@@ -419,6 +419,8 @@ pub struct GrantQuery {
     /// Only grants whose access is in one of these states (none: any grant,
     /// with or without a target).
     pub access_states: Vec<AccessState>,
+    /// Only grants whose end (`expires_at`) is after this.
+    pub ends_after: Option<DateTime<Utc>>,
     pub limit: Option<usize>,
 }
 

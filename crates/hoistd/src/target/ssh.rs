@@ -476,11 +476,11 @@ fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
 pub fn revoked_serials(tx: &dyn Tx, now: DateTime<Utc>) -> Result<Vec<u64>, StoreError> {
     let revoked = tx.grants(&GrantQuery {
         states: vec![GrantState::Revoked],
+        ends_after: Some(now),
         ..GrantQuery::default()
     })?;
     let mut ids: Vec<u64> = revoked
         .into_iter()
-        .filter(|grant| grant.expires_at > now)
         .filter(|grant| grant.access.as_ref().is_some_and(|a| a.kind == KIND))
         .map(|grant| serial(&grant.id))
         .collect();

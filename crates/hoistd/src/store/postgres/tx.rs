@@ -971,6 +971,10 @@ impl Tx for PgTx {
                 .map(|s| s.as_str().to_string())
                 .collect(),
         );
+        if let Some(after) = query.ends_after {
+            let mark = filter.bind(p(ms(after)));
+            filter.raw(&format!("grants.expires_at > {mark}"));
+        }
         let sql = format!(
             "SELECT {GRANT_SELECT} FROM {GRANT_SOURCE} {} ORDER BY starts_at DESC, id DESC{}",
             filter.sql(),

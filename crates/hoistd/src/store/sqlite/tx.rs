@@ -251,6 +251,10 @@ impl Tx for SqliteTx<'_> {
             "access_state",
             query.access_states.iter().map(|s| s.as_str()),
         );
+        if let Some(after) = query.ends_after {
+            filter.values.push(Value::Integer(ms(after)));
+            filter.raw(&format!("grants.expires_at > ?{}", filter.values.len()));
+        }
         let sql = format!(
             "SELECT {GRANT_SELECT} FROM {GRANT_SOURCE} {} ORDER BY starts_at DESC, id DESC{}",
             filter.sql(),
