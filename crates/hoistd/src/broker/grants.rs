@@ -10,6 +10,7 @@ use hoist_api::{
 };
 use serde_json::json;
 
+use super::limits::Act;
 use super::{
     Broker, Change, HolderAct, SYSTEM_ACTOR, Work, delta, event, grant_event, new_id, now,
     settle_grant, settle_request, std_delta, window_end,
@@ -375,6 +376,9 @@ impl Broker {
         justification: Option<&str>,
     ) -> Result<AccessRequest> {
         let user = caller.user.as_str();
+        // An extension is a filing: under the same limit, or extending and
+        // withdrawing in a loop would flood approvers and the audit log.
+        self.limit(Act::File, user)?;
         let mut work = self.begin()?;
         let policy = Arc::clone(&work.policy);
         let (grant, role) = self.held_active_grant(&work, &policy, user, id, HolderAct::Extend)?;

@@ -125,6 +125,7 @@ async fn revoke_grant(
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
         (status = 409, description = "The grant has ended, or an extension is already pending", body = ApiError),
         (status = 422, description = "A bad duration or justification; no approvers", body = ApiError),
+        (status = 429, description = "Too many filings (requests and extensions) by the caller; see Retry-After", body = ApiError),
     ))]
 async fn extend_grant(
     State(state): State<AppState>,

@@ -88,6 +88,18 @@ async fn each_identity_is_limited_on_credentials_introspection_and_filing() {
         2,
         "the refused filing wrote nothing"
     );
+    // An extension is a filing too: the limit holds for it.
+    limited(
+        alice
+            .raw(Method::POST, &format!("/v1/grants/{grant}/extend"))
+            .json(&serde_json::json!({"duration_secs": 600}))
+            .send()
+            .await
+            .unwrap(),
+        "too many filings",
+    )
+    .await;
+    assert_eq!(alice.mine().await.len(), 2, "no extension was filed");
 }
 
 /// A window's count is audited within seconds of its end by the instance
