@@ -270,6 +270,15 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { refused(ErrorCode::NotFound, "no such endpoint") })
+        // What the broker answers is one caller's, and some of it secret
+        // (credentials, introspection): no cache keeps it, unless an
+        // answer says otherwise.
+        .layer(
+            tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            ),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::map_response(stamp_server_time))

@@ -284,6 +284,29 @@ async fn credentials_are_short_lived_verifiable_and_die_with_the_grant() {
 /// A credential's `exp` is exclusive and checked to the millisecond: it is
 /// dead from the first moment of its `exp` second, not a second later.
 #[tokio::test]
+async fn no_cache_keeps_a_credential_or_what_the_broker_answers() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let grant = active_grant(&broker, "alice", "logs", Some(120)).await;
+    for (method, path) in [
+        (
+            reqwest::Method::GET,
+            format!("/v1/grants/{}/credential", grant.id),
+        ),
+        (reqwest::Method::GET, format!("/v1/grants/{}", grant.id)),
+        (reqwest::Method::GET, "/v1/requests".to_string()),
+    ] {
+        let response = alice.raw(method, &path).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            response.headers()[reqwest::header::CACHE_CONTROL],
+            "no-store",
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_credential_is_inactive_from_the_instant_of_its_exp() {
     // `exp` is whole seconds, so a 1 s credential could live a few ms; 3 s
     // leaves it at least 2 s, for the check that it is alive at first.
