@@ -26,7 +26,7 @@ use super::{Broker, Change, SYSTEM_ACTOR, Work, event, settle_grant};
 use crate::audit::NewAuditEvent;
 use crate::error::Error;
 use crate::oidc::TokenError;
-use crate::policy::{Approval, WorkloadRule, claim_text};
+use crate::policy::{Approval, Policy, WorkloadRule, claim_text};
 use crate::store::Exchange;
 
 /// The actor of a refusal before any rule vouched for the token: no rule
@@ -113,6 +113,9 @@ struct Admitted {
     task_key: String,
     task: String,
     token_expires_at: chrono::DateTime<chrono::Utc>,
+    /// The policy the token was checked against: the exchange files under
+    /// it only while it is still the one in force.
+    policy: Arc<Policy>,
 }
 
 /// What the store step found.
@@ -123,6 +126,8 @@ enum Step {
         String,
     ),
     Pending(TokenPending),
+    /// The policy was reloaded after the token was checked: check it again.
+    PolicyChanged,
 }
 
 /// Text a token claims, made safe to keep: no control or invisible
@@ -196,19 +201,10 @@ impl Broker {
         self: &Arc<Self>,
         input: TokenExchangeInput,
     ) -> Result<Exchanged, Refusal> {
-        let admitted = match self.admit(&input).await {
-            Ok(admitted) => admitted,
-            Err((refusal, details)) => {
-                if refusal.code != WorkloadErrorCode::RateLimited {
-                    self.audit_refusal(UNVERIFIED_ACTOR.to_string(), &refusal, details)
-                        .await;
-                }
-                return Err(refusal);
-            }
-        };
+        let mut admitted = Arc::new(self.admitted(&input).await?);
         self.limit(Act::File, &admitted.principal)?;
-        let admitted = Arc::new(admitted);
         let waited_until = tokio::time::Instant::now() + PROVISION_WAIT;
+        let mut checks = 1;
         loop {
             let broker = Arc::clone(self);
             let task = Arc::clone(&admitted);
@@ -252,6 +248,17 @@ impl Broker {
                     continue;
                 }
                 Ok(Step::Pending(pending)) => return Ok(Exchanged::Pending(pending)),
+                Ok(Step::PolicyChanged) if checks < 3 => {
+                    // Filed under the terms in force, not those the token
+                    // was checked against a reload ago.
+                    checks += 1;
+                    admitted = Arc::new(self.admitted(&input).await?);
+                    continue;
+                }
+                Ok(Step::PolicyChanged) => Refusal::new(
+                    WorkloadErrorCode::Internal,
+                    "the policy kept changing while the token was checked; try again",
+                ),
                 Err(refusal) => refusal,
             };
             if matches!(
@@ -266,6 +273,20 @@ impl Broker {
                 .await;
             }
             return Err(refusal);
+        }
+    }
+
+    /// [`Broker::admit`], with a refusal audited.
+    async fn admitted(self: &Arc<Self>, input: &TokenExchangeInput) -> Result<Admitted, Refusal> {
+        match self.admit(input).await {
+            Ok(admitted) => Ok(admitted),
+            Err((refusal, details)) => {
+                if refusal.code != WorkloadErrorCode::RateLimited {
+                    self.audit_refusal(UNVERIFIED_ACTOR.to_string(), &refusal, details)
+                        .await;
+                }
+                Err(refusal)
+            }
         }
     }
 
@@ -506,6 +527,7 @@ impl Broker {
             ttl,
             approval: allowed.approval,
             token_expires_at,
+            policy: Arc::clone(&policy),
         })
     }
 
@@ -515,6 +537,9 @@ impl Broker {
     /// it was.
     fn exchange_task(&self, admitted: &Admitted) -> Result<Step, Refusal> {
         let mut work = self.begin()?;
+        if !Arc::ptr_eq(&work.policy, &admitted.policy) {
+            return Ok(Step::PolicyChanged);
+        }
         let step = match work.tx.exchange(&admitted.task_key)? {
             Some(exchange)
                 if exchange.redeemed_at.is_some() || exchange.principal != admitted.principal =>
@@ -527,7 +552,7 @@ impl Broker {
                     ),
                 ));
             }
-            Some(exchange) => self.poll(&mut work, exchange)?,
+            Some(exchange) => self.poll(&mut work, exchange, &admitted.role)?,
             None => self.file_task(&mut work, admitted)?,
         };
         self.finish(work)?;
@@ -565,6 +590,14 @@ impl Broker {
                 &policy,
             )
         };
+        // Only the token can poll for the credential: once it is refused
+        // as expired, nobody could take what an approval gives, so the
+        // request lapses then, not at the policy's pending time.
+        let token_end = admitted.token_expires_at
+            + chrono::TimeDelta::from_std(admitted.rule.issuer.leeway).unwrap_or_default();
+        if approvals > 0 {
+            request.lapses_at = Some(request.lapses_at.map_or(token_end, |l| l.min(token_end)));
+        }
         work.file(
             &request,
             facts(
@@ -597,14 +630,30 @@ impl Broker {
         } else {
             work.changes.push(Change::Request(request.clone()));
         }
-        self.poll(work, exchange)
+        self.poll(work, exchange, &admitted.role)
     }
 
     /// Where an exchanged task stands: its credential if its grant is
     /// usable (the exchange is then redeemed), pending while a person or
     /// the target has yet to act, refused once it will never be granted.
-    fn poll(&self, work: &mut Work<'_>, mut exchange: Exchange) -> Result<Step, Refusal> {
+    fn poll(
+        &self,
+        work: &mut Work<'_>,
+        mut exchange: Exchange,
+        role: &str,
+    ) -> Result<Step, Refusal> {
         let request = self.load_request(work, &exchange.request_id)?;
+        if request.role != role {
+            // The same task presented for another role: it has its grant
+            // (or request) already, for the role it named first.
+            return Err(Refusal::new(
+                WorkloadErrorCode::Replayed,
+                format!(
+                    "this token's task was exchanged for role `{}`; one task is one grant",
+                    claimed(&request.role)
+                ),
+            ));
+        }
         let pending = |status: &str, grant_id: Option<String>| {
             Step::Pending(TokenPending {
                 status: status.into(),

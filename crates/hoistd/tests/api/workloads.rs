@@ -537,6 +537,12 @@ async fn a_role_a_person_must_approve_waits_for_the_approver() {
     // Polling with the same token is not a replay while nobody decided.
     let (status, _) = exchange_for(&broker, &token, "k8s").await;
     assert_eq!(status, StatusCode::ACCEPTED);
+    // The same task for another role is not a poll: it named k8s.
+    let other = refused_with(
+        exchange_for(&broker, &token, "deploy").await,
+        WorkloadErrorCode::Replayed,
+    );
+    assert!(other.contains("`k8s`"), "{other}");
 
     // Approvers see it with the workload's claims and run link.
     let bob = broker.as_user("bob");
@@ -547,6 +553,10 @@ async fn a_role_a_person_must_approve_waits_for_the_approver() {
         .find(|r| r.id == pending.request_id)
         .expect("the workload's request is in bob's queue");
     assert_eq!(queued.requester, "workload:ci:deploy-bot");
+    // Only the token can collect what an approval gives: the request
+    // lapses when the token does (the rule's leeway is 0), not an hour on.
+    let exp = jwt_claims(&token)["exp"].as_i64().unwrap();
+    assert_eq!(queued.lapses_at.map(|at| at.timestamp()), Some(exp));
     assert!(queued.justification.contains("repository: acme/app"));
     assert!(queued.justification.contains("ref: refs/heads/main"));
     assert!(
