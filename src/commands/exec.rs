@@ -436,6 +436,10 @@ fn credential_command(exe: &Path, target: &Target, grant_id: &str) -> Option<Str
         &target.profile,
         "credential",
         grant_id,
+        // A JWT, as HOIST_CREDENTIAL is, whatever the grant's target kind
+        // (an ssh grant's credential is a certificate by default).
+        "--format",
+        "token",
     ];
     Some(words.map(shell_word).join(" "))
 }
@@ -492,7 +496,7 @@ mod tests {
         let line = credential_command(Path::new("/opt/my tools/hoist"), &target, "gr_abc").unwrap();
         assert_eq!(
             line,
-            r"'/opt/my tools/hoist' --broker https://hoist.example:8443 --profile 'on call'\''s' credential gr_abc"
+            r"'/opt/my tools/hoist' --broker https://hoist.example:8443 --profile 'on call'\''s' credential gr_abc --format token"
         );
         assert_eq!(shell_word(""), "''");
         assert_eq!(shell_word("a;rm -rf ~"), "'a;rm -rf ~'");

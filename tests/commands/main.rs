@@ -808,7 +808,10 @@ while [ ! -e "$GO.done" ]; do sleep 0.05; done"#;
     // The command line names hoist, the broker, the profile and the grant:
     // no token, no session.
     assert!(line.contains(&format!("--broker {}", broker.url)), "{line}");
-    assert!(line.ends_with(&format!("credential {grant_id}")), "{line}");
+    assert!(
+        line.ends_with(&format!("credential {grant_id} --format token")),
+        "{line}"
+    );
     assert!(
         !line.contains("demo-alice") && !line.contains(&first),
         "{line}"
