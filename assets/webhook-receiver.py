@@ -31,7 +31,9 @@ start lower again).
 Answers: 2xx with {"status": "ok"} for provision and deprovision, and
 {"present": true|false} for inspect, optionally with
 {"credential": {"env": {...}, "uri": "...", "command": "..."}}, which hoistd
-hands to the grant's holder when they fetch their credential. Anything else
+hands to the grant's holder when they fetch their credential (of "env", only
+the names the target's `env` declares: here EXAMPLE_GRANT and EXAMPLE_USER).
+Anything else
 (4xx, 5xx, other JSON, a redirect) is a failure hoistd retries with backoff.
 """
 

@@ -79,7 +79,8 @@ impl Demo {
         let receiver = webhook::WebhookReceiver::start(secret.into_bytes()).await?;
         let target = format!(
             "name = \"{TARGET}\"\nkind = \"webhook\"\n\
-             url = \"http://127.0.0.1:{}/hoist\"\nsecret_file = {}\ntimeout = \"5s\"\n",
+             url = \"http://127.0.0.1:{}/hoist\"\nsecret_file = {}\ntimeout = \"5s\"\n\
+             env = [\"DEMO_GRANT\"]\n",
             receiver.port,
             toml::Value::String(secret_file.display().to_string())
         );

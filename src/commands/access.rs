@@ -5,35 +5,18 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use hoist_api::{AccessCredential, AccessState, Grant, LiveEvent};
+use hoist_api::{AccessCredential, AccessState, Grant, LiveEvent, handover_variable_refusal};
 use tokio::time::Instant;
 
 use super::request::active_grant;
 use super::{Ended, say};
 use crate::backend::Backend;
 
-/// Variables a target may not set for a command: the ones that decide what
-/// runs (the loader's, the shell's start-up files, the path) and hoist's own.
-const RESERVED: [&str; 7] = ["PATH", "IFS", "ENV", "BASH_ENV", "SHELL", "HOME", "PS4"];
-
-/// Whether `name` may come from a target: a plain POSIX name, not one that
-/// changes what runs, not `HOIST_*`.
-fn allowed_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    let plain = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    plain
-        && !RESERVED.contains(&name)
-        && !name.starts_with("LD_")
-        && !name.starts_with("DYLD_")
-        && !name.starts_with("HOIST_")
-}
-
 /// The variables a command gets for the access at the grant's target (PG*
-/// for PostgreSQL), sorted. A name a target may not set is left out, said
-/// once on stderr; a value with a NUL (which no environment can hold) too.
+/// for PostgreSQL), sorted. A name no target may set (`PATH`, `LD_*`,
+/// `PROMPT_COMMAND`, `HOIST_*`: [`hoist_api::handover_variable_refusal`]) is
+/// left out, said once on stderr; a value with a NUL (which no environment
+/// can hold) too. hoistd already hands over only what the policy declares.
 pub fn access_env(access: Option<&AccessCredential>) -> Vec<(String, String)> {
     let Some(access) = access else {
         return Vec::new();
@@ -42,7 +25,7 @@ pub fn access_env(access: Option<&AccessCredential>) -> Vec<(String, String)> {
         .env
         .iter()
         .filter(|(name, value)| {
-            let keep = allowed_name(name) && !value.contains('\0');
+            let keep = handover_variable_refusal(name).is_none() && !value.contains('\0');
             if !keep {
                 say(&format!(
                     "warning: {} sent a variable hoist does not set: {name}",
@@ -211,26 +194,6 @@ mod tests {
             String::from_utf8(out.stdout).unwrap(),
             format!("{}|", env[0].1)
         );
-    }
-
-    #[test]
-    fn a_target_cannot_set_what_decides_what_runs() {
-        for name in [
-            "PATH",
-            "LD_PRELOAD",
-            "DYLD_INSERT_LIBRARIES",
-            "BASH_ENV",
-            "HOIST_ROLE",
-            "A-B",
-            "1X",
-            "",
-            "X Y",
-        ] {
-            assert!(!allowed_name(name), "{name}");
-        }
-        for name in ["PGHOST", "PGPASSWORD", "KUBECONFIG", "_X1"] {
-            assert!(allowed_name(name), "{name}");
-        }
     }
 
     /// A broker away for a moment (restarting) is not a grant that ended:

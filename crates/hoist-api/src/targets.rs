@@ -155,6 +155,119 @@ impl std::fmt::Debug for AccessCredential {
     }
 }
 
+/// Variables no target may set, whatever the policy declares: the ones that
+/// decide what runs or where it looks for code, settings or trust (the
+/// path, the loader, shells' start-up files and prompts, pagers and
+/// editors, interpreters' option and module paths, proxies, CA bundles).
+const NEVER_HANDED_OVER: [&str; 57] = [
+    "PATH",
+    "HOME",
+    "SHELL",
+    "USER",
+    "LOGNAME",
+    "TMPDIR",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "ZDOTDIR",
+    "PS1",
+    "PS2",
+    "PS3",
+    "PS4",
+    "PROMPT_COMMAND",
+    "CDPATH",
+    "GLOBIGNORE",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "HISTFILE",
+    "INPUTRC",
+    "TERM",
+    "TERMINFO",
+    "PAGER",
+    "MANPAGER",
+    "MANOPT",
+    "LESS",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "LESSKEY",
+    "EDITOR",
+    "VISUAL",
+    "BROWSER",
+    "PSQLRC",
+    "PGPASSFILE",
+    "PGSERVICEFILE",
+    "PGSYSCONFDIR",
+    "GCONV_PATH",
+    "LOCPATH",
+    "NLSPATH",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "RES_OPTIONS",
+    "GLIBC_TUNABLES",
+    "TZDIR",
+    "CLASSPATH",
+    "GEM_HOME",
+    "GEM_PATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",
+    "SSH_ASKPASS",
+    "SSH_ASKPASS_REQUIRE",
+    "SSH_AUTH_SOCK",
+    "DISPLAY",
+    "SUDO_ASKPASS",
+];
+
+/// Prefixes of variable families no target may set (`LD_PRELOAD`,
+/// `PSQL_PAGER`, `GIT_SSH_COMMAND`, `NODE_OPTIONS`, `PERL5OPT`, ...).
+const NEVER_HANDED_OVER_PREFIXES: [&str; 17] = [
+    "LD_",
+    "DYLD_",
+    "HOIST_",
+    "BASH_FUNC_",
+    "PSQL_",
+    "GIT_",
+    "MALLOC_",
+    "XDG_",
+    "PYTHON",
+    "PERL",
+    "RUBY",
+    "NODE_",
+    "NPM_CONFIG_",
+    "JAVA_",
+    "_JAVA_",
+    "JDK_",
+    "LC_",
+];
+
+/// Why `name` may not be one of a credential's variables (`AccessCredential.env`),
+/// or `None` when it may. A name must be a plain POSIX name, neither a
+/// variable that decides what runs (`PATH`, `LD_PRELOAD`, `PROMPT_COMMAND`,
+/// `PSQL_PAGER`, `NODE_OPTIONS`, ...) nor hoist's own (`HOIST_*`); proxy
+/// variables (`*_PROXY`, any case) are refused too. hoistd applies it to the
+/// names a policy declares, and the client to what it is handed.
+pub fn handover_variable_refusal(name: &str) -> Option<&'static str> {
+    let mut chars = name.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain {
+        return Some("is not a variable name (letters, digits and `_`, not starting with a digit)");
+    }
+    let upper = name.to_ascii_uppercase();
+    if NEVER_HANDED_OVER.contains(&upper.as_str())
+        || NEVER_HANDED_OVER_PREFIXES
+            .iter()
+            .any(|prefix| upper.starts_with(prefix))
+        || upper.ends_with("_PROXY")
+    {
+        return Some("decides what a command runs or trusts, or is hoist's own");
+    }
+    None
+}
+
 /// Part of `Role` (`GET /v1/roles`): the target a role grants access at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RoleTarget {
@@ -171,6 +284,47 @@ pub struct RoleTarget {
 mod tests {
     use super::*;
     use crate::samples::{round_trip, t};
+
+    #[test]
+    fn a_credential_cannot_set_what_decides_what_runs() {
+        for name in [
+            "PATH",
+            "LD_PRELOAD",
+            "DYLD_INSERT_LIBRARIES",
+            "BASH_ENV",
+            "PROMPT_COMMAND",
+            "PS1",
+            "ZDOTDIR",
+            "PSQL_PAGER",
+            "PAGER",
+            "GCONV_PATH",
+            "NODE_OPTIONS",
+            "PERL5OPT",
+            "PYTHONSTARTUP",
+            "GIT_SSH_COMMAND",
+            "https_proxy",
+            "ALL_PROXY",
+            "BASH_FUNC_ls%%",
+            "HOIST_ROLE",
+            "path",
+            "A-B",
+            "1X",
+            "",
+            "X Y",
+        ] {
+            assert!(handover_variable_refusal(name).is_some(), "{name}");
+        }
+        for name in [
+            "PGHOST",
+            "PGPASSWORD",
+            "BAO_TOKEN",
+            "KUBECONFIG",
+            "DATABASE_URL",
+            "_X1",
+        ] {
+            assert_eq!(handover_variable_refusal(name), None, "{name}");
+        }
+    }
 
     fn access_credential() -> AccessCredential {
         AccessCredential {

@@ -465,12 +465,12 @@ impl TargetKind for OpenBao {
                 "secret_path {path:?} must be a role path such as database/creds/readonly"
             ));
         }
-        if let Some(bad) = access.secret_env.values().find(|name| {
-            name.is_empty()
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                || name.starts_with(|c: char| c.is_ascii_digit())
-        }) {
-            return Err(format!("secret_env: {bad:?} is not a variable name"));
+        if let Some((bad, why)) = access
+            .secret_env
+            .values()
+            .find_map(|name| hoist_api::handover_variable_refusal(name).map(|why| (name, why)))
+        {
+            return Err(format!("secret_env: {bad:?} {why}"));
         }
         if let Some(bad) = access.policies.iter().find(|p| {
             p.is_empty()
@@ -663,6 +663,29 @@ mod tests {
             "https://hoist.test".into(),
         );
         (target, journal, dir)
+    }
+
+    /// A role's `secret_env` may not name a variable that decides what runs.
+    #[tokio::test]
+    async fn secret_env_cannot_name_what_decides_what_runs() {
+        let (target, _journal, _dir) = answering("", None).await;
+        let access = |name: &str| {
+            target.access(
+                toml::from_str(&format!(
+                    "policies = [\"read-app\"]\nsecret_path = \"database/creds/app\"\n\
+                     [secret_env]\npassword = {name:?}"
+                ))
+                .unwrap(),
+            )
+        };
+        assert!(access("PGPASSWORD").is_ok());
+        let err = access("LD_PRELOAD").unwrap_err();
+        assert!(
+            err.contains("\"LD_PRELOAD\" decides what a command runs"),
+            "{err}"
+        );
+        let err = access("A-B").unwrap_err();
+        assert!(err.contains("is not a variable name"), "{err}");
     }
 
     /// An answer with no end is read up to the cap and refused, not held

@@ -10,7 +10,7 @@
 //!
 //! Shape (as every kind): settings, access, the operations, errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +48,10 @@ struct Settings {
     /// Longest one call may take, connecting included.
     #[serde(default = "default_timeout")]
     timeout: String,
+    /// The variables the endpoint may hand a holder (`inspect`'s
+    /// `credential.env`); any other name it sends is left out.
+    #[serde(default)]
+    env: Vec<String>,
 }
 
 fn default_timeout() -> String {
@@ -56,6 +60,8 @@ fn default_timeout() -> String {
 
 pub struct Webhook {
     name: String,
+    /// What `env` declares.
+    handed_over: BTreeSet<String>,
     endpoint: Endpoint,
 }
 
@@ -94,6 +100,13 @@ impl Webhook {
     pub fn configure(name: &str, table: toml::Table) -> Result<Arc<dyn TargetKind>, String> {
         let raw: Settings = settings(name, table)?;
         let url = Endpoint::check_url(&raw.url).map_err(|why| format!("target `{name}`: {why}"))?;
+        if let Some((variable, why)) = raw.env.iter().find_map(|variable| {
+            hoist_api::handover_variable_refusal(variable).map(|why| (variable, why))
+        }) {
+            return Err(format!(
+                "target `{name}`: env: {variable:?} {why}; no target may hand it over"
+            ));
+        }
         let secret = secret(
             name,
             "secret",
@@ -105,6 +118,7 @@ impl Webhook {
             .map_err(|why| format!("target `{name}`: {why}"))?;
         Ok(Arc::new(Webhook {
             name: name.to_string(),
+            handed_over: raw.env.into_iter().collect(),
             endpoint,
         }))
     }
@@ -281,14 +295,28 @@ impl TargetKind for Webhook {
         if answer.present == Some(false) {
             return Err(self.refused("says the grant's access is not there"));
         }
-        Ok(answer.credential.map(|handover| AccessCredential {
-            target: self.name.clone(),
-            kind: "webhook".into(),
-            env: handover.env,
-            uri: handover.uri,
-            command: handover.command,
-            expires_at: grant.expires_at,
-            certificate: None,
+        Ok(answer.credential.map(|mut handover| {
+            handover.env.retain(|variable, _| {
+                let declared = self.handed_over.contains(variable);
+                if !declared {
+                    tracing::warn!(
+                        target_name = %self.name,
+                        %variable,
+                        "the endpoint handed over a variable the target's `env` does not \
+                         declare; left out"
+                    );
+                }
+                declared
+            });
+            AccessCredential {
+                target: self.name.clone(),
+                kind: "webhook".into(),
+                env: handover.env,
+                uri: handover.uri,
+                command: handover.command,
+                expires_at: grant.expires_at,
+                certificate: None,
+            }
         }))
     }
 }

