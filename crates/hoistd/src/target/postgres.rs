@@ -64,8 +64,9 @@ struct Settings {
     statement_timeout: String,
     #[serde(default = "default_timeout")]
     connect_timeout: String,
-    /// Who gets what a grant's role owns when it is dropped; without it,
-    /// what it owns is dropped with it.
+    /// Who gets what a grant's role owns when it is dropped, a quarantine
+    /// role with no privileges ([`Postgres::quarantine_problem`]); without
+    /// it, what it owns is dropped with it.
     reassign_owned_to: Option<String>,
     /// Each grant's role's connection limit, unless the role says.
     #[serde(default = "default_connection_limit")]
@@ -439,6 +440,64 @@ impl Postgres {
             .map_err(|err| self.fault(err))
     }
 
+    /// Why `reassign_owned_to` may not take what a grant's role leaves, or
+    /// `None` when it may. It must be a quarantine: a role with no
+    /// privileges of its own (no login, no attributes, a member of no role,
+    /// named in no grant), since what it takes runs as it afterwards: a
+    /// holder's `SECURITY DEFINER` function, or a view, granted to PUBLIC
+    /// would otherwise be a way back in with the owner's privileges.
+    ///
+    /// Privileges on objects `leaving` owns (the role being removed) do not
+    /// count: they end with it.
+    async fn quarantine_problem(
+        &self,
+        client: &Client,
+        owner: &str,
+        leaving: Option<&str>,
+    ) -> Result<Option<String>, TargetError> {
+        let row = client
+            .query_opt(
+                "SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication \
+                 OR r.rolbypassrls, r.rolcanlogin, \
+                 ARRAY(SELECT g.rolname::text FROM pg_auth_members a \
+                       JOIN pg_roles g ON g.oid = a.roleid WHERE a.member = r.oid ORDER BY 1), \
+                 EXISTS (SELECT 1 FROM pg_shdepend s WHERE s.refobjid = r.oid \
+                         AND s.refclassid = 'pg_authid'::regclass AND s.deptype = 'a' \
+                         AND NOT EXISTS (SELECT 1 FROM pg_shdepend o \
+                             JOIN pg_roles l ON l.oid = o.refobjid AND l.rolname = $2 \
+                             WHERE o.dbid = s.dbid AND o.classid = s.classid \
+                             AND o.objid = s.objid AND o.deptype = 'o')) \
+                 FROM pg_roles r WHERE r.rolname = $1",
+                &[&owner, &leaving],
+            )
+            .await
+            .map_err(|err| self.fault(err))?;
+        let Some(row) = row else {
+            return Ok(Some(format!(
+                "reassign_owned_to: no PostgreSQL role `{owner}` at {}:{}",
+                self.host, self.port
+            )));
+        };
+        let (attributes, login, member_of, granted): (bool, bool, Vec<String>, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let why = if attributes {
+            "has SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS".to_string()
+        } else if login {
+            "can log in".to_string()
+        } else if !member_of.is_empty() {
+            format!("is a member of {}", member_of.join(", "))
+        } else if granted {
+            "is granted privileges on objects (GRANT ... TO it)".to_string()
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(format!(
+            "reassign_owned_to `{owner}` {why}; it must be a quarantine role with no privileges \
+             of its own (CREATE ROLE {} NOLOGIN), since what holders leave runs as it",
+            quote_ident(owner)
+        )))
+    }
+
     /// No more logins, its sessions ended, what it owns handed over or
     /// dropped, then the role itself; each step harmless to repeat.
     async fn tear_down(&self, role: &str) -> Result<(), TargetError> {
@@ -534,6 +593,15 @@ impl Postgres {
                 databases.push(database);
             }
         }
+        // Checked again at each removal: a role that was a quarantine at
+        // load may have been granted something since. The role already
+        // holds nothing and logs in nowhere; its removal waits, failing
+        // with why, until the quarantine is one again.
+        if let Some(owner) = &self.reassign_owned_to
+            && let Some(why) = self.quarantine_problem(&client, owner, Some(role)).await?
+        {
+            return Err(self.refused(why));
+        }
         for database in &databases {
             let db = self.admin(database).await?;
             let mut sql = String::new();
@@ -588,8 +656,12 @@ impl TargetKind for Postgres {
             .map_err(|err| self.refused(format!("access: {err}")))?;
         self.bounded(async {
             let client = self.admin(&self.admin_database).await?;
-            let mut wanted = access.member_of.clone();
-            wanted.extend(self.reassign_owned_to.iter().cloned());
+            if let Some(owner) = &self.reassign_owned_to
+                && let Some(why) = self.quarantine_problem(&client, owner, None).await?
+            {
+                return Err(self.refused(why));
+            }
+            let wanted = access.member_of.clone();
             let found: Vec<String> = client
                 .query(
                     "SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)",

@@ -757,6 +757,122 @@ async fn what_a_grants_role_created_is_reassigned_as_configured_or_dropped() {
     }
 }
 
+/// `reassign_owned_to` must be a quarantine: what a holder leaves runs as
+/// it afterwards (a `SECURITY DEFINER` function granted to PUBLIC, say). A
+/// privileged one is refused at load; one granted something since makes the
+/// removal wait, failing with why, while the holder's role holds nothing.
+#[tokio::test]
+async fn what_a_holder_leaves_goes_only_to_a_role_with_no_privileges() {
+    let pg = cluster().await;
+    let admin = pg.admin().await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE ROLE app_owner NOLOGIN; GRANT app_admin TO app_owner; \
+             CREATE ROLE quarantine NOLOGIN; GRANT CREATE ON SCHEMA public TO app_admin; \
+             GRANT SELECT ON orders TO app_admin WITH GRANT OPTION;",
+        )
+        .await
+        .unwrap();
+    let text = policy(&pg, "member_of = [\"app_admin\"]");
+    let err = TestBroker::builder()
+        .policy(&with_target_settings(
+            &text,
+            "reassign_owned_to = \"app_owner\"\n",
+        ))
+        .try_start()
+        .await
+        .err()
+        .expect("refused");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("reassign_owned_to `app_owner` is a member of app_admin"),
+        "{message}"
+    );
+
+    let broker = TestBroker::builder()
+        .policy(&with_target_settings(
+            &text,
+            "reassign_owned_to = \"quarantine\"\n",
+        ))
+        .start()
+        .await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let password = access_of(&broker, &grant).await.env["PGPASSWORD"].clone();
+    // The way back in: a definer's function anyone may call, and the
+    // quarantine given the app's data by the holder acting as app_admin.
+    pg.connect_as(&role_of(&grant), &password)
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER \
+             AS 'SELECT count(*) FROM orders'; \
+             GRANT EXECUTE ON FUNCTION peek() TO PUBLIC; \
+             SET ROLE app_admin; GRANT SELECT ON orders TO quarantine;",
+        )
+        .await
+        .unwrap();
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    eventually(LONG, || async {
+        let access = broker
+            .as_user("alice")
+            .grant(&grant.id)
+            .await
+            .unwrap()
+            .access
+            .unwrap();
+        access.state == AccessState::Removing
+            && access.reason.as_deref().is_some_and(|why| {
+                why.contains("reassign_owned_to `quarantine` is granted privileges on objects")
+            })
+    })
+    .await;
+    let held: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.member \
+             WHERE r.rolname = $1",
+            &[&role_of(&grant)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 0, "the holder's role keeps no membership meanwhile");
+    assert!(pg.connect_as(&role_of(&grant), &password).await.is_err());
+
+    admin
+        .batch_execute("SET ROLE app_admin; REVOKE SELECT ON orders FROM quarantine; RESET ROLE")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(!role_exists(&pg, &role_of(&grant)).await);
+    let owner: String = admin
+        .query_one(
+            "SELECT proowner::regrole::text FROM pg_proc WHERE proname = 'peek'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "quarantine");
+    let anyone = "CREATE ROLE anyone LOGIN PASSWORD 'pw'";
+    admin.batch_execute(anyone).await.unwrap();
+    let err = pg
+        .connect_as("anyone", "pw")
+        .await
+        .unwrap()
+        .query_one("SELECT peek()", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:?}").contains("permission denied for table orders"),
+        "{err:?}"
+    );
+}
+
 /// A grant's role handed to another role (PostgreSQL 14 and before let a
 /// role logged in as itself grant itself; here the admin does it) and a
 /// table its holder left in a database the target does not list: after
