@@ -3,7 +3,7 @@
 //! credential and revoked when the grant ends. hoistd signs in with its own
 //! identity: an AppRole, or JWT auth with a token hoistd signs itself, which
 //! OpenBao verifies against hoistd's JWKS. Each token is an orphan (so it outlives hoistd's own sign-in),
-//! carries `hoist_grant` and `hoist_holder` in its metadata, and has a TTL
+//! carries `hoist_grant`, `hoist_holder` and `hoist_issuer` (the deployment) in its metadata, and has a TTL
 //! and an explicit maximum no longer than what remains of the grant. hoist
 //! keeps nothing of it: deprovision and the reconciler find the grant's
 //! tokens by their metadata through the accessor list and revoke them by
@@ -349,7 +349,8 @@ impl OpenBao {
         Ok(token)
     }
 
-    /// Every token this layer minted: accessor and the grant in its metadata.
+    /// Every token this deployment minted: accessor and the grant in its
+    /// metadata.
     async fn minted(&self, journal: &Journal) -> Result<Vec<Managed>, TargetError> {
         let token = self.token(journal).await?;
         let listed = match self
@@ -393,7 +394,17 @@ impl OpenBao {
                 // again rather than take it as gone.
                 Err(err) => return Err(err),
             };
-            if let Some(grant) = looked["data"]["meta"]["hoist_grant"].as_str() {
+            let meta = &looked["data"]["meta"];
+            // Another deployment's (its own `settings.issuer`), sharing
+            // this OpenBao: not ours to revoke. A token minted before
+            // tokens named their deployment has no issuer: ours.
+            if meta["hoist_issuer"]
+                .as_str()
+                .is_some_and(|issuer| issuer != journal.issuer())
+            {
+                continue;
+            }
+            if let Some(grant) = meta["hoist_grant"].as_str() {
                 found.push(Managed {
                     name: accessor,
                     grant_id: Some(grant.to_string()),
@@ -547,7 +558,11 @@ impl TargetKind for OpenBao {
                     "explicit_max_ttl": format!("{remaining}s"),
                     "renewable": false,
                     "display_name": format!("hoist-{}", grant.id),
-                    "meta": { "hoist_grant": grant.id, "hoist_holder": grant.holder },
+                    "meta": {
+                        "hoist_grant": grant.id,
+                        "hoist_holder": grant.holder,
+                        "hoist_issuer": journal.issuer(),
+                    },
                 })),
             )
             .await?;

@@ -38,8 +38,12 @@ use super::{
 /// Every role this kind creates starts with this.
 pub const ROLE_PREFIX: &str = "hoist_";
 /// The comment on each role, before the grant's id: the label the
-/// reconciler recognises besides the name.
+/// reconciler recognises besides the name. After the id, ` of ` and the
+/// deployment's issuer (`settings.issuer`): deployments sharing a cluster
+/// leave each other's roles alone.
 const LABEL: &str = "hoist grant ";
+/// Between the grant's id and the issuer in a role's label.
+const LABEL_ISSUER: &str = " of ";
 /// Longest identifier PostgreSQL keeps whole (NAMEDATALEN - 1).
 const MAX_IDENTIFIER: usize = 63;
 
@@ -397,7 +401,7 @@ impl Postgres {
         Ok(row.map(|row| row.get::<_, bool>(0)))
     }
 
-    async fn create_or_update(&self, grant: &GrantFacts) -> Result<(), TargetError> {
+    async fn create_or_update(&self, grant: &GrantFacts, issuer: &str) -> Result<(), TargetError> {
         let access = self.access_of(grant)?;
         let role = role_name(&grant.holder, &grant.id);
         let client = self.admin(&self.admin_database).await?;
@@ -432,7 +436,7 @@ impl Postgres {
         }
         sql.push_str(&format!(
             "COMMENT ON ROLE {quoted} IS {};",
-            quote_literal(&format!("{LABEL}{}", grant.id))
+            quote_literal(&format!("{LABEL}{}{LABEL_ISSUER}{issuer}", grant.id))
         ));
         client
             .batch_execute(&sql)
@@ -688,8 +692,9 @@ impl TargetKind for Postgres {
         .await
     }
 
-    async fn provision(&self, grant: &GrantFacts, _journal: &Journal) -> Result<(), TargetError> {
-        self.bounded(self.create_or_update(grant)).await
+    async fn provision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
+        self.bounded(self.create_or_update(grant, journal.issuer()))
+            .await
     }
 
     async fn deprovision(&self, grant: &GrantFacts, _journal: &Journal) -> Result<(), TargetError> {
@@ -706,7 +711,9 @@ impl TargetKind for Postgres {
         .await
     }
 
-    async fn managed(&self, _journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
+    /// Roles named as this kind names them, or labelled as it labels them,
+    /// but not those another deployment's label claims.
+    async fn managed(&self, journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
         self.bounded(async {
             let client = self.admin(&self.admin_database).await?;
             let rows = client
@@ -725,11 +732,17 @@ impl TargetKind for Postgres {
                 if name == self.admin || Some(&name) == self.reassign_owned_to.as_ref() {
                     continue;
                 }
-                let labelled = comment
-                    .as_deref()
-                    .and_then(|c| c.strip_prefix(LABEL))
-                    .filter(|id| GRANT_ID.is_match(id))
-                    .map(str::to_string);
+                let label = comment.as_deref().and_then(|c| c.strip_prefix(LABEL));
+                let (id, issuer) = match label.map(|l| l.split_once(LABEL_ISSUER)) {
+                    Some(Some((id, issuer))) => (Some(id), Some(issuer)),
+                    // Labelled before labels named the deployment.
+                    Some(None) => (label, None),
+                    None => (None, None),
+                };
+                if issuer.is_some_and(|issuer| issuer != journal.issuer()) {
+                    continue;
+                }
+                let labelled = id.filter(|id| GRANT_ID.is_match(id)).map(str::to_string);
                 if labelled.is_none() && !ROLE_NAME.is_match(&name) {
                     continue;
                 }

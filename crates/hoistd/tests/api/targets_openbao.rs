@@ -262,6 +262,10 @@ async fn a_token_is_minted_with_the_role_policies_and_revoked_with_the_grant() {
     assert!(policies.contains(&"read-app"), "{policies:?}");
     assert_eq!(data["meta"]["hoist_grant"], grant.id.as_str());
     assert_eq!(data["meta"]["hoist_holder"], "alice");
+    assert_eq!(
+        data["meta"]["hoist_issuer"],
+        broker.broker().policy().settings.issuer.as_str()
+    );
     assert_eq!(data["orphan"], true);
     assert_eq!(data["renewable"], false);
     let ttl = data["ttl"].as_i64().unwrap();
@@ -527,12 +531,30 @@ async fn the_reconciler_revokes_a_token_no_live_grant_stands_behind() {
         .as_str()
         .unwrap()
         .to_string();
+    // Another deployment's (its own settings.issuer) sharing this OpenBao.
+    let theirs = bao
+        .root(
+            "POST",
+            "auth/token/create-orphan",
+            json!({
+                "policies": ["read-app"],
+                "meta": { "hoist_grant": "gr_theirs", "hoist_issuer": "https://hoist-staging.test" },
+            }),
+        )
+        .await["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let pass = hoistd::target::reconcile::pass(broker.broker()).await;
     assert!(pass.drift_removed >= 1, "{pass:?}");
     assert_eq!(bao.lookup(&stray).await, Err(403));
     assert!(
         bao.lookup(&token).await.is_ok(),
         "the live grant's token stays"
+    );
+    assert!(
+        bao.lookup(&theirs).await.is_ok(),
+        "another deployment's token stays"
     );
 }
 

@@ -434,6 +434,42 @@ async fn targets_sharing_a_cluster_leave_each_others_roles_alone() {
     );
 }
 
+/// Two deployments (each its own `settings.issuer`) on one cluster: a
+/// reconciler pass of one leaves the other's live roles alone, though they
+/// are named as its own are.
+#[tokio::test]
+async fn deployments_sharing_a_cluster_leave_each_others_roles_alone() {
+    let pg = cluster().await;
+    let deployment = |issuer: &str| {
+        format!(
+            "{}\n{}\n{}",
+            policy_text(&format!("issuer = \"{issuer}\"")),
+            pg.target_toml("db1"),
+            target_role("pgdb", "db1", "member_of = [\"app_admin\"]")
+        )
+    };
+    let staging = TestBroker::builder()
+        .policy(&deployment("https://hoist-staging.test"))
+        .start()
+        .await;
+    let prod = TestBroker::builder()
+        .policy(&deployment("https://hoist.test"))
+        .start()
+        .await;
+    let theirs = granted(&staging, None).await;
+    until_access(&staging, &theirs.id, AccessState::Live).await;
+    let ours = granted(&prod, None).await;
+    until_access(&prod, &ours.id, AccessState::Live).await;
+
+    let pass = hoistd::target::reconcile::pass(prod.broker()).await;
+    assert_eq!(pass.drift_removed, 0, "{pass:?}");
+    assert_eq!(pass.checked, 1, "{pass:?}");
+    assert!(role_exists(&pg, &role_of(&theirs)).await);
+    let pass = hoistd::target::reconcile::pass(staging.broker()).await;
+    assert_eq!(pass.drift_removed, 0, "{pass:?}");
+    assert!(role_exists(&pg, &role_of(&ours)).await);
+}
+
 #[tokio::test]
 async fn access_removed_by_hand_from_a_live_grant_is_provisioned_again() {
     let pg = cluster().await;
