@@ -33,6 +33,12 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How often a scrape reads the store's figures (pending requests, active
+/// grants, the reaper's lag) again: scrapes in between, however many, use
+/// the last ones, so `/metrics`, which takes no token, costs the database
+/// one read per interval at most.
+const COUNT_EVERY: Duration = Duration::from_secs(5);
+
 /// Routes a probe or a scraper calls every few seconds: logged at debug, so
 /// the request log shows people's calls.
 const PROBES: [&str; 3] = ["/v1/health", "/readyz", "/metrics"];
@@ -92,6 +98,9 @@ pub struct Metrics {
     store_wait: Histogram,
     store_connections: Family<ConnectionLabels, Gauge>,
     store_connections_max: Gauge,
+    /// When the store's figures were last read; held while they are read,
+    /// so scrapes at once read them once.
+    counted: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Default for Metrics {
@@ -163,6 +172,7 @@ impl Metrics {
             store_connections_max.clone(),
         );
         Metrics {
+            counted: std::sync::Mutex::new(None),
             registry,
             store_connections,
             store_connections_max,
@@ -201,10 +211,27 @@ impl Metrics {
             .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
-    /// Reads the store's figures, then writes everything in the text format.
-    /// A read, not a transaction: a scrape (which needs no token) must not
-    /// take the turn every writer of every instance takes.
+    /// Reads the store's figures (once per [`COUNT_EVERY`]), then writes
+    /// everything in the text format. A read, not a transaction: a scrape
+    /// (which needs no token) must not take the turn every writer of every
+    /// instance takes.
     fn scrape(&self, broker: &Broker) -> anyhow::Result<String> {
+        {
+            let mut counted = self
+                .counted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if counted.is_none_or(|at| at.elapsed() >= COUNT_EVERY) {
+                self.count(broker)?;
+                *counted = Some(Instant::now());
+            }
+        }
+        self.encode(broker)
+    }
+
+    /// The store's figures: pending requests, active grants by where their
+    /// access is, the reaper's lag.
+    fn count(&self, broker: &Broker) -> anyhow::Result<()> {
         let now = broker::now();
         let tx = broker.store().read()?;
         let pending = tx.requests(&RequestQuery {
@@ -241,6 +268,12 @@ impl Metrics {
                 (now - at).to_std().unwrap_or_default().as_secs_f64()
             });
         self.reaper_lag.set(lag);
+        Ok(())
+    }
+
+    /// Brings the connection gauges up to date and writes every metric in
+    /// the text format.
+    fn encode(&self, broker: &Broker) -> anyhow::Result<String> {
         let connections = broker.store().connections();
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         for (state, n) in [

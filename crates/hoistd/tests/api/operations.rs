@@ -133,6 +133,19 @@ async fn metrics_pass_promtool_and_count_what_the_store_holds() {
     );
 }
 
+/// `/metrics` takes no token: scrapes however many and however fast read
+/// the store once per interval, not once each.
+#[tokio::test]
+async fn scrapes_at_once_read_the_store_once() {
+    let broker = TestBroker::builder().reaper_held().start().await;
+    let reads = |text: &str| sample(text, "hoistd_store_transaction_wait_seconds_count");
+    let before = reads(&scrape(&broker).await);
+    let scrapes: Vec<_> = (0..20).map(|_| scrape(&broker)).collect();
+    futures::future::join_all(scrapes).await;
+    let after = reads(&scrape(&broker).await);
+    assert!(after - before < 5.0, "{before} -> {after}");
+}
+
 #[tokio::test]
 async fn readyz_fails_while_the_database_cannot_be_read() {
     let broker = TestBroker::start().await;
