@@ -3,12 +3,13 @@
 //! or a notifier script reading standard output.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use futures::StreamExt;
 use hoist_api::{AccessRequest, LiveEvent, Me, RequestState};
 
 use super::Format;
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendError};
 use crate::text::sanitize;
 
 /// Whether the request waits for my decision: pending, on a role I
@@ -51,10 +52,14 @@ fn emit(format: Format, request: &AccessRequest) -> anyhow::Result<()> {
 }
 
 /// Prints each review that needs me (JSON lines with `--json`); with
-/// `watch`, keeps printing new ones until the stream ends or fails.
+/// `watch`, keeps printing new ones until interrupted. A stream that ends
+/// or breaks (the broker restarting, a proxy closing it) is opened again,
+/// waiting longer each time up to [`RECONNECT_MAX`]; what landed meanwhile
+/// is read from the queue. Only a refusal (the session expired, say) ends
+/// the watch.
 pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyhow::Result<()> {
     // Subscribed before the queue is read, so nothing filed in between is missed.
-    let mut events = if watch {
+    let events = if watch {
         Some(backend.events().await?)
     } else {
         None
@@ -70,20 +75,70 @@ pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyh
     for request in backend.review_queue().await? {
         show(&request)?;
     }
-    let Some(events) = events.as_mut() else {
+    let Some(mut events) = events else {
         return Ok(());
     };
-    while let Some(event) = events.next().await {
-        match event? {
-            LiveEvent::Request { request } => show(&request)?,
-            // Events may have been missed: whatever is new in the queue now.
-            LiveEvent::Resync { .. } => {
-                for request in backend.review_queue().await? {
-                    show(&request)?;
-                }
+    let mut pause = RECONNECT_FIRST;
+    loop {
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(err) if ends_the_watch(&err) => return Err(err.into()),
+                Err(_) => break,
+            };
+            pause = RECONNECT_FIRST;
+            match event {
+                LiveEvent::Request { request } => show(&request)?,
+                // Events may have been missed: whatever is new in the queue now.
+                LiveEvent::Resync { .. } => match backend.review_queue().await {
+                    Ok(queue) => {
+                        for request in queue {
+                            show(&request)?;
+                        }
+                    }
+                    Err(err) if ends_the_watch(&err) => return Err(err.into()),
+                    Err(_) => break,
+                },
+                _ => {}
             }
-            _ => {}
+        }
+        super::say(&format!(
+            "the broker's event stream ended; reconnecting in {}s",
+            pause.as_secs()
+        ));
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RECONNECT_MAX);
+            // Subscribed first, then read, as at the start.
+            let opened = match backend.events().await {
+                Ok(opened) => opened,
+                Err(err) if ends_the_watch(&err) => return Err(err.into()),
+                Err(_) => continue,
+            };
+            match backend.review_queue().await {
+                Ok(queue) => {
+                    for request in queue {
+                        show(&request)?;
+                    }
+                }
+                Err(err) if ends_the_watch(&err) => return Err(err.into()),
+                Err(_) => continue,
+            }
+            events = opened;
+            super::say("reconnected to the broker's event stream");
+            break;
         }
     }
-    anyhow::bail!("the broker's event stream ended")
+}
+
+/// The first wait before opening a stream that ended again, doubled after
+/// each failed try.
+const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between tries.
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// Whether an error ends `--watch` rather than a reconnect: a refusal
+/// that trying again will not change (signed out, forbidden).
+fn ends_the_watch(err: &BackendError) -> bool {
+    !err.is_transient() && !matches!(err, BackendError::Protocol(_))
 }

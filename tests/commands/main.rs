@@ -1496,6 +1496,51 @@ async fn reviews_watch_prints_each_new_review_once_as_it_lands() {
     );
 }
 
+/// `--watch` outlives the broker's restart (its stream ends): it reconnects,
+/// says so on stderr, and prints what lands afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_watch_reconnects_when_the_broker_restarts() {
+    let mut broker = Broker::start().await;
+    let (alice, dave) = (broker.person("alice"), broker.person("dave"));
+    let mut watching = dave.spawn(&["reviews", "--watch"]);
+    let stdout = watching.stdout.take().unwrap();
+    let stderr_pipe = watching.stderr.take().unwrap();
+    let said = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut BufReader::new(stderr_pipe), &mut text).unwrap();
+        text
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let before = alice.json::<AccessRequest>(&[&DB[..], &["--json"]].concat());
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with(&format!("{}\t", before.id)), "{first}");
+
+    broker.broker.restart().await;
+    let after = alice.json::<AccessRequest>(&[
+        "request",
+        "prod-k8s-admin",
+        "--reason",
+        "Drain node pool np-3",
+        "--ticket",
+        "CHG-2291",
+        "--json",
+    ]);
+    let next = lines.next().unwrap().unwrap();
+    assert!(next.starts_with(&format!("{}\t", after.id)), "{next}");
+    assert!(watching.try_wait().unwrap().is_none(), "the watch goes on");
+    watching.kill().unwrap();
+    watching.wait().unwrap();
+    let said = said.join().unwrap();
+    assert!(
+        said.contains("the broker's event stream ended; reconnecting in 1s"),
+        "{said}"
+    );
+    assert!(
+        said.contains("reconnected to the broker's event stream"),
+        "{said}"
+    );
+}
+
 /// A reader that goes away (`hoist roles --json | head -1`) ends a listing
 /// quietly, as it ends other tools: no panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
