@@ -18,7 +18,7 @@ pub struct UnusableUrl {
 /// trailing slash.
 pub fn check(raw: &str) -> Result<Url, UnusableUrl> {
     let bad = |reason: &str| UnusableUrl {
-        url: raw.to_string(),
+        url: without_userinfo(raw),
         reason: reason.to_string(),
     };
     let mut url = Url::parse(raw.trim()).map_err(|err| bad(&err.to_string()))?;
@@ -52,6 +52,19 @@ pub fn check(raw: &str) -> Result<Url, UnusableUrl> {
     Ok(url)
 }
 
+/// `raw` as an error may show it: whatever stands before an `@` in its
+/// authority (a user name and password) replaced by `***`.
+fn without_userinfo(raw: &str) -> String {
+    let start = raw.find("://").map_or(0, |at| at + 3);
+    let authority_end = raw[start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |at| start + at);
+    match raw[start..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &raw[..start], &raw[start + at..]),
+        None => raw.to_string(),
+    }
+}
+
 /// The one spelling of an endpoint used for comparisons and keyring
 /// entries: checked, without a trailing slash.
 pub fn normalise(raw: &str) -> Result<String, UnusableUrl> {
@@ -78,7 +91,10 @@ pub async fn body(response: reqwest::Response) -> Result<Vec<u8>, BodyError> {
     body_within(response, MAX_BODY).await
 }
 
-async fn body_within(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+pub async fn body_within(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
     if response
         .content_length()
         .is_some_and(|length| length > max as u64)
@@ -109,7 +125,19 @@ mod tests {
         assert!(err.contains("only allowed to a loopback"), "{err}");
         assert!(check("http://10.0.0.1:8700").is_err());
         assert!(check("ftp://127.0.0.1").is_err());
-        assert!(check("https://user:pw@broker.example.com").is_err());
+        let err = check("https://user:s3cret@broker.example.com/x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("credentials do not belong in the URL"),
+            "{err}"
+        );
+        assert!(err.contains("https://***@broker.example.com/x"), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains("user"), "{err}");
+        let err = check("https://user:s3cret@[broken/x")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
         assert!(check("not a url").is_err());
     }
 

@@ -40,14 +40,26 @@ pub fn wanted(args: &ExecArgs) -> bool {
         || std::env::var_os(ENV_WORKLOAD_TOKEN).is_some_and(|v| !v.is_empty())
 }
 
+/// A refusal by `status`: a gateway's or an unavailable server's (502,
+/// 503, 504) is one to try again later (exit 6), as a 429 is.
 fn refused(status: StatusCode, message: String) -> anyhow::Error {
+    let code = match status {
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+            ErrorCode::Unavailable
+        }
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        _ => ErrorCode::Forbidden,
+    };
     BackendError::Refused {
         status: status.as_u16(),
-        code: ErrorCode::Forbidden,
+        code,
         message,
     }
     .into()
 }
+
+/// Largest answer read from the CI system's token service: a JWT in JSON.
+const MAX_TOKEN_ANSWER: usize = 64 << 10;
 
 fn unreachable(url: &str, err: reqwest::Error) -> anyhow::Error {
     BackendError::Unreachable {
@@ -79,17 +91,27 @@ async fn identity_token(http: &reqwest::Client, args: &ExecArgs) -> anyhow::Resu
             ))
             .into());
         };
-        let mut url = url::Url::parse(&url)
+        // https (or http to loopback) and no credentials, as every
+        // endpoint; its query (GitHub's `api-version`) is kept.
+        crate::endpoint::check(&url)
+            .map_err(|err| Ended::Usage(format!("{ENV_TOKEN_REQUEST_URL}: {err}")))?;
+        let mut url = url::Url::parse(url.trim())
             .map_err(|err| Ended::Usage(format!("{ENV_TOKEN_REQUEST_URL} is not a URL: {err}")))?;
         url.query_pairs_mut().append_pair("audience", audience);
+        let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
         let answer = http
-            .get(url.clone())
+            .get(url)
             .bearer_auth(bearer)
             .send()
             .await
-            .map_err(|err| unreachable(url.as_str(), err))?;
+            .map_err(|err| unreachable(&shown, err))?;
         let status = answer.status();
-        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        let body: serde_json::Value =
+            match crate::endpoint::body_within(answer, MAX_TOKEN_ANSWER).await {
+                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+                Err(crate::endpoint::BodyError::Read(err)) => return Err(unreachable(&shown, err)),
+                Err(crate::endpoint::BodyError::TooLarge) => serde_json::Value::Null,
+            };
         match body.get("value").and_then(|v| v.as_str()) {
             Some(value) if status.is_success() => value.to_string(),
             _ => {
@@ -154,11 +176,26 @@ async fn exchange_once(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_secs);
-    let bytes = answer
-        .bytes()
-        .await
-        .map_err(|err| unreachable(broker, err))?;
+    let bytes = match crate::endpoint::body(answer).await {
+        Ok(bytes) => bytes,
+        Err(crate::endpoint::BodyError::Read(err)) => return Err(unreachable(broker, err)),
+        Err(err @ crate::endpoint::BodyError::TooLarge) => {
+            return Err(
+                BackendError::Protocol(format!("POST /v1/token answered {status}: {err}")).into(),
+            );
+        }
+    };
     let protocol = |err: serde_json::Error| -> anyhow::Error {
+        // Not hoistd's JSON from a server error: a proxy or load balancer
+        // in front of it (an HTML 502 page, say), to try again later.
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return refused(
+                status,
+                format!(
+                    "POST /v1/token answered {status} without hoistd's JSON (a proxy in front of it?)"
+                ),
+            );
+        }
         BackendError::Protocol(format!("POST /v1/token answered {status}: {err}")).into()
     };
     match status {

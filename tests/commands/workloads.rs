@@ -226,6 +226,96 @@ fn token_service(token: String) -> (String, std::thread::JoinHandle<String>) {
     (url, served)
 }
 
+/// A server on loopback that answers every request with `answer` (a whole
+/// HTTP response), until the test ends.
+fn answering(answer: String) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 8192];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let _ = std::io::Write::write_all(&mut stream, answer.as_bytes());
+        }
+    });
+    url
+}
+
+/// A proxy's HTML error page and a broker's JSON 503 are both "try again
+/// later" (exit 6), named; neither is taken for a broken broker (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_error_or_an_unavailable_broker_exits_6() {
+    let response = |status: &str, kind: &str, body: &str| {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let html = answering(response(
+        "502 Bad Gateway",
+        "text/html",
+        "<html>upstream</html>",
+    ));
+    let unavailable = answering(response(
+        "503 Service Unavailable",
+        "application/json",
+        &json!({
+            "error": "temporarily_unavailable",
+            "error_description": "the database does not answer",
+            "code": "unavailable",
+        })
+        .to_string(),
+    ));
+    for (url, said) in [
+        (html, "answered 502 Bad Gateway without hoistd's JSON"),
+        (unavailable, "the database does not answer"),
+    ] {
+        let out = hoist_exec(
+            &url,
+            &["deploy", "--", "true"],
+            &[(hoist::commands::ENV_WORKLOAD_TOKEN, "a.b.c")],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+    }
+}
+
+/// The CI system's token service is an endpoint as any other: https, or
+/// http to loopback only, and no credentials in its URL (never echoed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ci_token_service_url_is_checked_before_any_token_goes_to_it() {
+    for (url, said) in [
+        (
+            "http://ci.example/token?api-version=2.0",
+            "plain http is only allowed to a loopback address",
+        ),
+        (
+            "https://user:s3cret@ci.example/token",
+            "credentials do not belong in the URL",
+        ),
+    ] {
+        let out = hoist_exec(
+            "http://127.0.0.1:9",
+            &["deploy", "--workload-audience", AUDIENCE, "--", "true"],
+            &[
+                ("ACTIONS_ID_TOKEN_REQUEST_URL", url),
+                ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token"),
+            ],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_asks_the_ci_systems_token_service_for_its_audience() {
     let (_provider, broker, token) = setup().await;
