@@ -16,6 +16,7 @@ use clap::Args;
 use hoist_api::{AccessRequest, RequestState};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use tokio::time::Instant;
 
 use super::request::{active_grant, file, wait_for_final};
 use super::signals::{Signals, status_of};
@@ -48,7 +49,8 @@ pub struct Asking {
     /// How long to ask for, e.g. 30m (default: the role's default).
     #[arg(long)]
     pub duration: Option<String>,
-    /// Give up waiting for approval after this long (the request is then cancelled).
+    /// Give up after this long, from the start: waiting for approval (the
+    /// request is then cancelled) and for the access at the target together.
     #[arg(long)]
     pub timeout: Option<String>,
 }
@@ -58,6 +60,16 @@ impl Asking {
     pub(super) fn timeout(&self) -> Result<Option<Duration>, Ended> {
         super::timeout(self.timeout.as_deref())
     }
+
+    /// When `--timeout` ends, counted from now: one deadline for every wait.
+    pub(super) fn deadline(&self) -> Result<Option<Instant>, Ended> {
+        Ok(self.timeout()?.map(|wait| Instant::now() + wait))
+    }
+}
+
+/// What is left of a wait until `deadline`.
+pub(super) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|at| at.saturating_duration_since(Instant::now()))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -107,6 +119,7 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     // From here on a signal is ours to act on: while waiting it withdraws
     // the request, before CMD starts it starts nothing, after it is CMD's.
     let mut signals = Signals::listen()?;
+    let deadline = args.asking.deadline()?;
     // A grant held already is used as it is; only asking for one takes a
     // reason. A broker that cannot say is not asked for a second grant.
     let (grant, created) = match active_grant(backend, &args.role).await? {
@@ -119,7 +132,7 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
             ))
             .into());
         }
-        None => match obtain(backend, &args.role, &args.asking, &mut signals).await? {
+        None => match obtain(backend, &args.role, &args.asking, deadline, &mut signals).await? {
             Obtained::Grant(grant) => (*grant, true),
             Obtained::Interrupted(signal) => return Ok(status_of(signal)),
         },
@@ -135,9 +148,8 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
             Ok(status_of(signal))
         }
         None => {
-            let timeout = args.asking.timeout()?;
             tokio::select! {
-                live = super::access::wait_live(backend, grant.clone(), timeout) => match live {
+                live = super::access::wait_live(backend, grant.clone(), remaining(deadline)) => match live {
                     Ok(live) => run(backend, &live, &args.command, target, &mut signals).await,
                     Err(err) => Err(err),
                 },
@@ -175,12 +187,15 @@ pub(super) async fn obtain_grant(
     backend: &dyn Backend,
     role: &str,
     asking: &Asking,
+    deadline: Option<Instant>,
     signals: &mut Signals,
 ) -> anyhow::Result<Result<hoist_api::Grant, Signal>> {
-    Ok(match obtain(backend, role, asking, signals).await? {
-        Obtained::Grant(grant) => Ok(*grant),
-        Obtained::Interrupted(signal) => Err(signal),
-    })
+    Ok(
+        match obtain(backend, role, asking, deadline, signals).await? {
+            Obtained::Grant(grant) => Ok(*grant),
+            Obtained::Interrupted(signal) => Err(signal),
+        },
+    )
 }
 
 /// Files a request for the role and waits for it to become active. Giving
@@ -190,6 +205,7 @@ async fn obtain(
     backend: &dyn Backend,
     role: &str,
     asking: &Asking,
+    deadline: Option<Instant>,
     signals: &mut Signals,
 ) -> anyhow::Result<Obtained> {
     let body = hoist_api::CreateRequest {
@@ -201,7 +217,6 @@ async fn obtain(
         starts_at: None,
         break_glass: false,
     };
-    let timeout = asking.timeout()?;
     // Stopped before anything was filed: nothing to withdraw.
     if let Some(signal) = signals.pending() {
         super::say(&format!(
@@ -213,7 +228,7 @@ async fn obtain(
     let filed = file(backend, &body).await?;
     let id = filed.id.clone();
     let waited = tokio::select! {
-        waited = wait_for_final(backend, filed, timeout) => waited,
+        waited = wait_for_final(backend, filed, remaining(deadline)) => waited,
         signal = signals.next() => {
             let why = format!("interrupted by {}", signal.as_str());
             let fate = withdraw(backend, &id, &why, signals).await;
@@ -389,6 +404,16 @@ pub(super) async fn run_command(
     let (program, rest) = command
         .split_first()
         .ok_or_else(|| Ended::Usage("no command after `--`".into()))?;
+    // A signal that came while the credential was fetched: the command
+    // never starts (forwarded after its start, it would be the command's
+    // to ignore).
+    if let Some(signal) = signals.pending() {
+        super::say(&format!(
+            "{} arrived before the command started; it was not run",
+            signal.as_str()
+        ));
+        return Ok(status_of(signal));
+    }
     let mut child = tokio::process::Command::new(program);
     // The job's identity token proved who asked; the command gets the
     // grant's credential, not what could ask for more.
@@ -483,6 +508,21 @@ async fn revoke_after(backend: &dyn Backend, grant_id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A signal that came while the credential was fetched stops the
+    /// command from starting at all, rather than reaching it once started.
+    #[tokio::test]
+    async fn a_signal_before_the_command_starts_means_it_never_runs() {
+        let mut signals = Signals::listen().unwrap();
+        nix::sys::signal::raise(Signal::SIGTERM).unwrap();
+        // The listening thread hands it over shortly.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A program that cannot start: trying to would fail, so a status
+        // means no start was tried.
+        let command = ["/nonexistent/hoist-test-command".to_string()];
+        let status = run_command(&command, &[], &mut signals).await.unwrap();
+        assert_eq!(status, status_of(Signal::SIGTERM));
+    }
 
     #[test]
     fn the_credential_command_is_one_exact_shell_line() {

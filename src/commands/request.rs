@@ -328,8 +328,21 @@ pub async fn wait_for_final(
             }
             Err(err) => return Err(err.into()),
         };
-        // Subscribed first, then read: a change in between is not lost.
-        let current = backend.request(&id).await?;
+        // Subscribed first, then read: a change in between is not lost. A
+        // broker away for a moment (restarting) is asked again, as the
+        // stream is.
+        let current = match backend.request(&id).await {
+            Ok(current) => current,
+            Err(err) if err.is_transient() => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(expired().into());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+            Err(err) => return Err(err.into()),
+        };
         if current.state != last || current.reviews.len() != last_reviews {
             report(&current);
             (last, last_reviews) = (current.state, current.reviews.len());
@@ -467,6 +480,58 @@ mod tests {
             "{err:#}"
         );
         held.abort();
+    }
+
+    /// A broker that answers the re-read with 503 once (restarting) is
+    /// asked again: the wait goes on and ends with the request settled.
+    #[tokio::test]
+    async fn a_failed_re_read_while_waiting_is_tried_again() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reads = Arc::new(AtomicUsize::new(0));
+        let now = chrono::Utc::now();
+        let mut active = crate::app::fixtures::request("req_1", "db", "alice", now);
+        active.state = RequestState::Active;
+        let answered = Arc::clone(&reads);
+        let app = axum::Router::new()
+            .route(
+                "/v1/events",
+                axum::routing::get(|| async {
+                    ([("content-type", "text/event-stream")], ": open\n\n")
+                }),
+            )
+            .route(
+                "/v1/requests/{id}",
+                axum::routing::get(move || {
+                    let active = active.clone();
+                    let answered = Arc::clone(&answered);
+                    async move {
+                        use axum::response::IntoResponse;
+                        if answered.fetch_add(1, Ordering::SeqCst) == 0 {
+                            return (
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                axum::Json(serde_json::json!({
+                                    "code": "unavailable",
+                                    "message": "restarting",
+                                })),
+                            )
+                                .into_response();
+                        }
+                        axum::Json(active).into_response()
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = tokio::spawn(async move { axum::serve(listener, app).await });
+        let backend = crate::backend::hoistd::HoistdClient::new(&url, "t-alice").unwrap();
+        let pending = crate::app::fixtures::request("req_1", "db", "alice", now);
+        let settled = wait_for_final(&backend, pending, Some(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        assert_eq!(settled.state, RequestState::Active);
+        assert!(reads.load(Ordering::SeqCst) >= 2);
+        served.abort();
     }
 
     /// A wait that ends with the request revoked or expired gave no access:

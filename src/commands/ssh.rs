@@ -25,7 +25,7 @@ use clap::Args;
 use hoist_api::Grant;
 use tokio::io::AsyncWriteExt;
 
-use super::exec::{Asking, obtain_grant, run_command};
+use super::exec::{Asking, obtain_grant, remaining, run_command};
 use super::request::active_grant;
 use super::signals::{Signals, status_of};
 use super::{Ended, say};
@@ -93,6 +93,7 @@ pub async fn ssh(backend: &dyn Backend, args: &SshArgs) -> anyhow::Result<u8> {
         return Err(BackendError::Unsupported("credentials, which `hoist ssh` needs").into());
     }
     let mut signals = Signals::listen()?;
+    let deadline = args.asking.deadline()?;
     let grant = match active_grant(backend, &args.role).await? {
         Some(grant) => grant,
         None => {
@@ -102,16 +103,15 @@ pub async fn ssh(backend: &dyn Backend, args: &SshArgs) -> anyhow::Result<u8> {
                 )
                 .into());
             }
-            match obtain_grant(backend, &args.role, &args.asking, &mut signals).await? {
+            match obtain_grant(backend, &args.role, &args.asking, deadline, &mut signals).await? {
                 Ok(grant) => grant,
                 Err(signal) => return Ok(status_of(signal)),
             }
         }
     };
     super::remember_grants(backend).await;
-    let timeout = args.asking.timeout()?;
     let grant = tokio::select! {
-        live = super::access::wait_live(backend, grant, timeout) => live?,
+        live = super::access::wait_live(backend, grant, remaining(deadline)) => live?,
         signal = signals.next() => {
             say(&format!(
                 "{} arrived while waiting for the access; ssh was not started",
