@@ -141,6 +141,13 @@ pub enum ConfigError {
     /// profile and the setting.
     #[error("profile `{profile}`: {reason}")]
     BadProfile { profile: String, reason: String },
+    /// A setting outside the profiles that cannot work as written.
+    #[error("{}: {setting}: {reason}", .path.display())]
+    BadSetting {
+        path: PathBuf,
+        setting: &'static str,
+        reason: String,
+    },
 }
 
 fn profile_prefix(profile: &Option<String>) -> String {
@@ -657,6 +664,20 @@ impl Config {
 
     /// Parses config text; `path` is only used in error messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config = Self::parse_toml(path, text)?;
+        if let Some(template) = &config.ticket_url
+            && let Err(reason) = check_ticket_url(template)
+        {
+            return Err(ConfigError::BadSetting {
+                path: path.to_path_buf(),
+                setting: "ticket_url",
+                reason,
+            });
+        }
+        Ok(config)
+    }
+
+    fn parse_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         toml::from_str::<Config>(text).map_err(|err| {
             let (line, column) = err
                 .span()
@@ -787,6 +808,21 @@ impl Config {
         };
         let (broker, backend) = match found.kind {
             Kind::Hoistd => {
+                let stray = entra_only_settings(found);
+                if !stray.is_empty() {
+                    return Err(ConfigError::BadProfile {
+                        profile: name,
+                        reason: format!(
+                            "{}: Entra settings (kind = \"entra\"); this profile is hoistd's, \
+                             with a `broker` URL, and would ignore them",
+                            stray
+                                .iter()
+                                .map(|s| format!("`{s}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                }
                 let broker =
                     endpoint::normalise(&found.broker).map_err(|url| ConfigError::BadBroker {
                         profile: Some(name.clone()),
@@ -910,6 +946,42 @@ impl Config {
 
 /// An Entra profile's settings, checked: every missing or unusable one is
 /// named, so the person knows which line to fix.
+/// Why a `ticket_url` template cannot make a link the browser opens: it
+/// needs `{ticket}`, and must be an http or https URL once filled.
+fn check_ticket_url(template: &str) -> Result<(), String> {
+    if !template.contains("{ticket}") {
+        return Err(format!(
+            "`{template}` has no `{{ticket}}` to put the reference in \
+             (e.g. https://tracker.example/browse/{{ticket}})"
+        ));
+    }
+    let url = url::Url::parse(&template.replace("{ticket}", "T-1"))
+        .map_err(|err| format!("`{template}` is not a URL: {err}"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!(
+            "`{template}`: scheme `{}` is not http or https",
+            url.scheme()
+        ));
+    }
+    Ok(())
+}
+
+/// Settings only an Entra profile reads: on a hoistd profile they would be
+/// ignored, so they are refused, named.
+fn entra_only_settings(profile: &Profile) -> Vec<&'static str> {
+    [
+        ("tenant", profile.tenant.is_some()),
+        ("client_id", profile.client_id.is_some()),
+        ("graph", profile.graph.is_some()),
+        ("authority", profile.authority.is_some()),
+        ("poll", profile.poll.is_some()),
+        ("ticket_system", profile.ticket_system.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
+}
+
 fn entra_tenant(
     name: &str,
     profile: &Profile,

@@ -749,3 +749,43 @@ fn save_keeps_windows_line_endings() {
         "every line still ends in CRLF: {text:?}"
     );
 }
+
+#[test]
+fn a_ticket_url_that_cannot_make_a_link_is_refused_at_load() {
+    for (template, said) in [
+        ("https://tracker.example/browse/", "has no `{ticket}`"),
+        (
+            "javascript:alert({ticket})",
+            "scheme `javascript` is not http or https",
+        ),
+        ("tracker/{ticket}", "is not a URL"),
+    ] {
+        let text = format!("ticket_url = \"{template}\"\n");
+        let err = Config::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml: ticket_url: "), "{err}");
+        assert!(err.contains(said), "{template}: {err}");
+    }
+    assert!(
+        Config::parse(
+            Path::new("c.toml"),
+            "ticket_url = \"http://jira.intranet/browse/{ticket}\"\n"
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn entra_settings_on_a_hoistd_profile_are_refused_not_ignored() {
+    let config = config(
+        "[profiles.work]\nbroker = \"https://hoist.corp.example\"\n\
+         tenant = \"contoso.onmicrosoft.com\"\npoll = \"15s\"\n",
+    );
+    let err = config.resolve(None, Some("work")).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "profile `work`: `tenant`, `poll`: Entra settings (kind = \"entra\"); this profile is \
+         hoistd's, with a `broker` URL, and would ignore them"
+    );
+}
