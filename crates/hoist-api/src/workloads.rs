@@ -128,6 +128,9 @@ pub enum WorkloadErrorCode {
     RateLimited,
     /// The issuer's keys could not be fetched.
     IssuerUnavailable,
+    /// The broker's database is unavailable, or other changes kept coming
+    /// first: nothing was done; try again after `Retry-After`.
+    Unavailable,
     Internal,
     /// A code this build does not know, from a newer broker: `error` and
     /// `error_description` still say what went wrong. Read, never sent.
@@ -136,7 +139,7 @@ pub enum WorkloadErrorCode {
 }
 
 impl WorkloadErrorCode {
-    pub const ALL: [WorkloadErrorCode; 19] = [
+    pub const ALL: [WorkloadErrorCode; 20] = [
         Self::InvalidRequest,
         Self::UnsupportedGrantType,
         Self::MalformedToken,
@@ -155,6 +158,7 @@ impl WorkloadErrorCode {
         Self::InvalidCredential,
         Self::RateLimited,
         Self::IssuerUnavailable,
+        Self::Unavailable,
         Self::Internal,
     ];
 
@@ -178,6 +182,7 @@ impl WorkloadErrorCode {
             Self::InvalidCredential => "invalid_credential",
             Self::RateLimited => "rate_limited",
             Self::IssuerUnavailable => "issuer_unavailable",
+            Self::Unavailable => "unavailable",
             Self::Internal => "internal",
             Self::Other => "other",
         }
@@ -194,7 +199,7 @@ impl WorkloadErrorCode {
             Self::Denied => "access_denied",
             Self::InvalidCredential => "invalid_token",
             Self::RateLimited => "slow_down",
-            Self::IssuerUnavailable => "temporarily_unavailable",
+            Self::IssuerUnavailable | Self::Unavailable => "temporarily_unavailable",
             Self::Internal => "server_error",
             _ => "invalid_request",
         }

@@ -6,6 +6,11 @@ use hoist_api::ErrorCode;
 use crate::credential::SignerError;
 use crate::store::StoreError;
 
+/// When to call again after a 503 `unavailable`: a restarted database or a
+/// failover is back within seconds, and the connection pool waits 5 s for
+/// a connection before it gives up.
+pub const UNAVAILABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{message}")]

@@ -77,6 +77,20 @@ impl From<Error> for Refusal {
             Error::Refused { message, .. } => {
                 Refusal::new(WorkloadErrorCode::InvalidRequest, message)
             }
+            // As people's routes answer it: nothing was written, and the
+            // same call may work in a moment.
+            Error::Store(
+                err @ (crate::store::StoreError::Unavailable(_)
+                | crate::store::StoreError::Contended(_)),
+            ) => {
+                tracing::warn!(error = %err, "store unavailable");
+                Refusal {
+                    code: WorkloadErrorCode::Unavailable,
+                    message: "the broker's database is unavailable; nothing was done, try again"
+                        .into(),
+                    retry_after: Some(crate::error::UNAVAILABLE_RETRY),
+                }
+            }
             err => {
                 tracing::error!(error = %err, "workload exchange failed");
                 Refusal::new(

@@ -466,7 +466,7 @@ impl IntoResponse for Failure {
                         ErrorCode::Unavailable,
                         "the broker's database is unavailable; nothing was done, try again",
                     ),
-                    UNAVAILABLE_RETRY,
+                    crate::error::UNAVAILABLE_RETRY,
                 )
             }
             err => {
@@ -479,11 +479,6 @@ impl IntoResponse for Failure {
         }
     }
 }
-
-/// When to call again after a 503 `unavailable`: a restarted database or a
-/// failover is back within seconds, and the connection pool waits 5 s for
-/// a connection before it gives up.
-const UNAVAILABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `response` with `Retry-After` in whole seconds, rounded up: never an
 /// invitation to come back early.

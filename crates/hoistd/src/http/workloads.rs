@@ -29,7 +29,9 @@ fn status_of(code: WorkloadErrorCode) -> StatusCode {
     match code {
         WorkloadErrorCode::InvalidCredential => StatusCode::UNAUTHORIZED,
         WorkloadErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        WorkloadErrorCode::IssuerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        WorkloadErrorCode::IssuerUnavailable | WorkloadErrorCode::Unavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         WorkloadErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -92,7 +94,7 @@ fn refusal(refusal: Refusal) -> Response {
             body = TokenPending, headers(("Retry-After" = u64, description = "Seconds until the next poll"))),
         (status = 400, description = "Refused; `code` names why", body = OAuthError),
         (status = 429, description = "Too many exchanges by this workload; see Retry-After", body = OAuthError),
-        (status = 503, description = "The issuer's keys could not be fetched", body = OAuthError),
+        (status = 503, description = "The issuer's keys could not be fetched, or the broker's database is unavailable (`Retry-After`)", body = OAuthError),
         (status = 500, description = "Internal error; the broker log has the details", body = OAuthError),
     ))]
 async fn exchange(
@@ -131,7 +133,7 @@ async fn exchange(
     responses(
         (status = 200, description = "The task, withdrawn", body = TaskWithdrawn),
         (status = 400, description = "Refused; `code` names why", body = OAuthError),
-        (status = 503, description = "The issuer's keys could not be fetched", body = OAuthError),
+        (status = 503, description = "The issuer's keys could not be fetched, or the broker's database is unavailable (`Retry-After`)", body = OAuthError),
         (status = 500, description = "Internal error; the broker log has the details", body = OAuthError),
     ))]
 async fn withdraw(
@@ -170,6 +172,7 @@ fn form_refused(rejection: &FormRejection) -> Refusal {
         (status = 400, description = "Malformed request", body = OAuthError),
         (status = 401, description = "Not a live workload credential", body = OAuthError),
         (status = 500, description = "Internal error; the broker log has the details", body = OAuthError),
+        (status = 503, description = "The broker's database is unavailable (`Retry-After`)", body = OAuthError),
     ))]
 async fn revoke(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let token = headers
@@ -193,6 +196,38 @@ async fn revoke(State(state): State<AppState>, headers: HeaderMap) -> Response {
                 message: "internal error".into(),
                 retry_after: None,
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::store::StoreError;
+
+    /// A database down or a change that kept losing is a 503 with
+    /// Retry-After on workloads' routes too, as on people's: a job tries
+    /// again rather than fail its deploy on a 500.
+    #[test]
+    fn a_database_unavailable_is_503_with_retry_after() {
+        for err in [
+            StoreError::Unavailable("08006: connection to server lost".into()),
+            StoreError::Contended("changed meanwhile".into()),
+        ] {
+            let response = refusal(Refusal::from(Error::Store(err)));
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response.headers().get(header::RETRY_AFTER),
+                Some(&HeaderValue::from_static("1"))
+            );
+            let bytes =
+                futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096))
+                    .unwrap();
+            let error: OAuthError = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(error.code, WorkloadErrorCode::Unavailable);
+            assert_eq!(error.error, "temporarily_unavailable");
+            assert!(!error.error_description.contains("08006"));
         }
     }
 }
