@@ -216,7 +216,6 @@ impl Broker {
         input: TokenExchangeInput,
     ) -> Result<Exchanged, Refusal> {
         let mut admitted = Arc::new(self.admitted(&input).await?);
-        self.limit(Act::File, &admitted.principal)?;
         let waited_until = tokio::time::Instant::now() + PROVISION_WAIT;
         let mut checks = 1;
         loop {
@@ -566,8 +565,14 @@ impl Broker {
                     ),
                 ));
             }
-            Some(exchange) => self.poll(&mut work, exchange, &admitted.role)?,
-            None => self.file_task(&mut work, admitted)?,
+            Some(exchange) => self.poll(&mut work, exchange, admitted)?,
+            None => {
+                // Filing counts against the limit; asking again about a
+                // task filed already (every 2 s while a person decides)
+                // does not.
+                self.limit(Act::File, &admitted.principal)?;
+                self.file_task(&mut work, admitted)?
+            }
         };
         self.finish(work)?;
         Ok(step)
@@ -644,7 +649,7 @@ impl Broker {
         } else {
             work.changes.push(Change::Request(request.clone()));
         }
-        self.poll(work, exchange, &admitted.role)
+        self.poll(work, exchange, admitted)
     }
 
     /// Where an exchanged task stands: its credential if its grant is
@@ -654,8 +659,16 @@ impl Broker {
         &self,
         work: &mut Work<'_>,
         mut exchange: Exchange,
-        role: &str,
+        admitted: &Admitted,
     ) -> Result<Step, Refusal> {
+        // A task keyed by its run presents a newer token each time: the
+        // exchange is kept (and a replay refused) until the last of them
+        // has expired, not the first.
+        if admitted.token_expires_at > exchange.expires_at {
+            exchange.expires_at = admitted.token_expires_at;
+            work.tx.update_exchange(&exchange)?;
+        }
+        let role = admitted.role.as_str();
         let request = self.load_request(work, &exchange.request_id)?;
         if request.role != role {
             // The same task presented for another role: it has its grant

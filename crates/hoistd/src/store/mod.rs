@@ -795,8 +795,9 @@ pub trait Tx {
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>>;
     /// Records a task's exchange; refuses a task key already stored (rule 10).
     fn insert_exchange(&mut self, exchange: &Exchange) -> Result<()>;
-    /// Writes when the credential was handed over (rule 5: one never
-    /// stored is not found).
+    /// Writes when the credential was handed over, and until when the task
+    /// is kept (a later token of the same task expires later) (rule 5: one
+    /// never stored is not found).
     fn update_exchange(&mut self, exchange: &Exchange) -> Result<()>;
     /// Forgets at most `limit` exchanges whose token expired before
     /// `before`, the soonest expired first; how many.

@@ -591,6 +591,60 @@ async fn a_role_a_person_must_approve_waits_for_the_approver() {
         && e.request_id.as_deref() == Some(pending.request_id.as_str())));
 }
 
+/// Filing counts against `filing_rate`; asking again about the task filed
+/// (every 2 s while a person decides) does not, or a job would be slowed
+/// down for waiting as told.
+#[tokio::test]
+async fn polling_a_filed_task_does_not_use_up_the_filing_limit() {
+    let provider = Provider::start().await;
+    let text = policy(&provider.issuer, "").replacen(
+        "[settings]\n",
+        "[settings]\nfiling_rate = \"2/m\"\n",
+        1,
+    );
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let token = ci_token(&provider).await;
+    for _ in 0..6 {
+        let (status, body) = exchange_for(&broker, &token, "k8s").await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+}
+
+/// A task keyed by its run presents a newer token at each poll: its
+/// exchange is kept until the last of them expires, so a replay within
+/// that token's life is still found and refused.
+#[tokio::test]
+async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
+    let provider = Provider::start().await;
+    let text = policy(&provider.issuer, "").replacen(
+        "leeway = \"0s\"\n",
+        "leeway = \"0s\"\ntask_claim = \"run_id\"\n",
+        1,
+    );
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let first = provider
+        .workload_token("deploy-bot", AUDIENCE, &main_claims(), Some(120))
+        .await;
+    let later = provider
+        .workload_token("deploy-bot", AUDIENCE, &main_claims(), Some(900))
+        .await;
+    for token in [&first, &later] {
+        let (status, body) = exchange_for(&broker, token, "k8s").await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let key = format!("{}\nrun_id:4242", provider.issuer);
+    let exchange = broker
+        .broker()
+        .store()
+        .read()
+        .unwrap()
+        .exchange(&key)
+        .unwrap()
+        .expect("the task's exchange");
+    let exp = jwt_claims(&later)["exp"].as_i64().unwrap();
+    assert_eq!(exchange.expires_at.timestamp(), exp);
+}
+
 async fn withdraw(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/token/withdraw", broker.url()))

@@ -693,6 +693,7 @@ pub fn workload_exchanges(store: &dyn Store) {
     let mut tx = store.transaction().unwrap();
     let redeemed = Exchange {
         redeemed_at: Some(at(2_000)),
+        expires_at: exchange.expires_at + chrono::TimeDelta::minutes(10),
         ..exchange.clone()
     };
     tx.update_exchange(&redeemed).unwrap();

@@ -1515,8 +1515,13 @@ impl Tx for PgTx {
 
     fn update_exchange(&mut self, e: &Exchange) -> Result<()> {
         let changed = self.write(
-            "UPDATE workload_exchanges SET redeemed_at = $2 WHERE task_key = $1 RETURNING 1",
-            vec![text(&e.task_key), p(e.redeemed_at.map(ms))],
+            "UPDATE workload_exchanges SET redeemed_at = $2, expires_at = $3 \
+             WHERE task_key = $1 RETURNING 1",
+            vec![
+                text(&e.task_key),
+                p(e.redeemed_at.map(ms)),
+                p(ms(e.expires_at)),
+            ],
         )?;
         updated(changed, "exchange", &e.task_key)
     }

@@ -657,8 +657,11 @@ impl Tx for SqliteTx<'_> {
     fn update_exchange(&mut self, e: &Exchange) -> Result<()> {
         let changed = self
             .conn
-            .prepare_cached("UPDATE workload_exchanges SET redeemed_at = ?2 WHERE task_key = ?1")?
-            .execute(params![e.task_key, e.redeemed_at.map(ms)])?;
+            .prepare_cached(
+                "UPDATE workload_exchanges SET redeemed_at = ?2, expires_at = ?3 \
+                 WHERE task_key = ?1",
+            )?
+            .execute(params![e.task_key, e.redeemed_at.map(ms), ms(e.expires_at)])?;
         if changed == 0 {
             return Err(StoreError::NotFound(format!("exchange {}", e.task_key)));
         }
