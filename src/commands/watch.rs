@@ -115,17 +115,16 @@ pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyh
                 Err(err) if ends_the_watch(&err) => return Err(err.into()),
                 Err(_) => continue,
             };
-            match backend.review_queue().await {
-                Ok(queue) => {
-                    for request in queue {
-                        show(&request)?;
-                    }
-                }
+            let queue = match backend.review_queue().await {
+                Ok(queue) => queue,
                 Err(err) if ends_the_watch(&err) => return Err(err.into()),
                 Err(_) => continue,
+            };
+            super::say("reconnected to the broker's event stream");
+            for request in queue {
+                show(&request)?;
             }
             events = opened;
-            super::say("reconnected to the broker's event stream");
             break;
         }
     }
