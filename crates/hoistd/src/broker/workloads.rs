@@ -153,6 +153,21 @@ fn claimed(text: &str) -> String {
         .collect()
 }
 
+/// Who a refused exchange is audited as: the workload its issuer vouched
+/// for (`workload:<rule>:<sub>`, the rule whose terms verified the
+/// signature), once the signature verified; before that,
+/// [`UNVERIFIED_ACTOR`]. Refusals are counted per actor and code, so a flood
+/// of junk tokens never hides a real workload's refusal.
+fn refused_actor(details: &serde_json::Value) -> String {
+    match (
+        details.get("verified_by").and_then(|r| r.as_str()),
+        details.get("subject").and_then(|s| s.as_str()),
+    ) {
+        (Some(rule), Some(subject)) => format!("{WORKLOAD_PREFIX}{rule}:{subject}"),
+        _ => UNVERIFIED_ACTOR.to_string(),
+    }
+}
+
 fn unverified_claims(token: &str) -> Option<serde_json::Value> {
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
@@ -295,7 +310,7 @@ impl Broker {
             Ok(admitted) => Ok(admitted),
             Err((refusal, details)) => {
                 if refusal.code != WorkloadErrorCode::RateLimited {
-                    self.audit_refusal(UNVERIFIED_ACTOR.to_string(), &refusal, details)
+                    self.audit_refusal(refused_actor(&details), &refusal, details)
                         .await;
                 }
                 Err(refusal)
@@ -444,6 +459,14 @@ impl Broker {
                 )
             })?
             .to_string();
+        // From here the issuer signed what the token says: a refusal names
+        // the workload (and is counted apart from junk tokens' refusals).
+        let mut said = said.clone();
+        if let Some(map) = said.as_object_mut() {
+            map.insert("subject".into(), json!(subject));
+            map.insert("verified_by".into(), json!(first.name));
+        }
+        let refuse = |code, message: String| (Refusal::new(code, message), said.clone());
         let matching: Vec<&WorkloadRule> = candidates
             .iter()
             .copied()
@@ -783,7 +806,7 @@ impl Broker {
         let admitted = match self.admit(&input).await {
             Ok(admitted) => admitted,
             Err((refusal, details)) => {
-                self.audit_refusal(UNVERIFIED_ACTOR.to_string(), &refusal, details)
+                self.audit_refusal(refused_actor(&details), &refusal, details)
                     .await;
                 return Err(refusal);
             }

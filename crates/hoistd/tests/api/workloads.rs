@@ -763,9 +763,21 @@ async fn a_flood_of_junk_tokens_is_audited_once_with_a_count() {
             .cloned()
             .collect()
     };
+    // A token its issuer signed, refused for what it asks: audited as the
+    // workload it is, never folded into the junk's count.
+    refused_with(
+        exchange_for(&broker, &ci_token(&provider).await, "secret").await,
+        WorkloadErrorCode::RoleNotAllowed,
+    );
     let log = broker.as_user("erin").audit().await;
-    assert_eq!(refusals(&log, "malformed_token").len(), 1);
+    let malformed = refusals(&log, "malformed_token");
+    assert_eq!(malformed.len(), 1);
+    assert_eq!(malformed[0].actor, "workload:unverified");
     assert_eq!(refusals(&log, "invalid_signature").len(), 1);
+    let asked = refusals(&log, "role_not_allowed");
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].actor, "workload:ci:deploy-bot");
+    assert_eq!(asked[0].details["subject"], "deploy-bot");
 
     // The count is written when the window ends, or the broker stops.
     broker.restart().await;
