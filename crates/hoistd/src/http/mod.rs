@@ -602,6 +602,14 @@ fn body_timed_out() -> Response {
     response
 }
 
+/// A body over [`MAX_BODY_BYTES`].
+fn body_too_large() -> Response {
+    refused(
+        ErrorCode::PayloadTooLarge,
+        format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
 /// `Json<T>` whose rejections use the broker's error body.
 pub struct ApiJson<T>(pub T);
 
@@ -616,10 +624,9 @@ where
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rejection) if serve::timed_out(&rejection) => Err(body_timed_out()),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(refused(
-                ErrorCode::PayloadTooLarge,
-                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            )),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(body_too_large())
+            }
             Err(rejection) => Err(refused(ErrorCode::InvalidBody, rejection.body_text())),
         }
     }
@@ -657,6 +664,9 @@ where
         match axum::Form::<T>::from_request(req, state).await {
             Ok(axum::Form(value)) => Ok(ApiForm(value)),
             Err(rejection) if serve::timed_out(&rejection) => Err(body_timed_out()),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(body_too_large())
+            }
             Err(rejection) => Err(refused(ErrorCode::InvalidBody, rejection.body_text())),
         }
     }

@@ -103,7 +103,7 @@ async fn exchange(
 ) -> Response {
     let input = match form {
         Ok(axum::Form(input)) => input,
-        Err(rejection) => return refusal(form_refused(&rejection)),
+        Err(rejection) => return form_rejected(&rejection),
     };
     match state.broker.exchange(input).await {
         Ok(Exchanged::Issued(issued)) => {
@@ -142,12 +142,26 @@ async fn withdraw(
 ) -> Response {
     let input = match form {
         Ok(axum::Form(input)) => input,
-        Err(rejection) => return refusal(form_refused(&rejection)),
+        Err(rejection) => return form_rejected(&rejection),
     };
     match state.broker.withdraw(input).await {
         Ok(withdrawn) => Json(withdrawn).into_response(),
         Err(refused) => refusal(refused),
     }
+}
+
+/// What a form that could not be read is answered: a body that did not
+/// arrive in time (408) or is too large (413) as on every route, with the
+/// broker's error body the contract names for both; anything else in the
+/// exchange's own form.
+fn form_rejected(rejection: &FormRejection) -> Response {
+    if super::serve::timed_out(rejection) {
+        return super::body_timed_out();
+    }
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return super::body_too_large();
+    }
+    refusal(form_refused(rejection))
 }
 
 /// A body that is not the exchange's form.

@@ -164,6 +164,20 @@ async fn malformed_and_oversized_bodies_are_refused() {
         StatusCode::BAD_REQUEST,
         ErrorCode::InvalidParameter,
     );
+    // Forms too, introspection's and the workload exchange's: 413, as the
+    // contract says, not a 400 about the form.
+    for path in ["/v1/introspect", "/v1/token"] {
+        let answer = alice
+            .raw(Method::POST, path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={}", "x".repeat(100_000)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        let body: ApiError = answer.json().await.unwrap();
+        assert_eq!(body.code, ErrorCode::PayloadTooLarge, "{path}");
+    }
     nothing_written(&broker).await;
 }
 
