@@ -271,14 +271,29 @@ impl Broker {
         limit: usize,
     ) -> Result<Vec<AccessRequest>> {
         let tx = self.store.read()?;
+        // Filtered by the state each is in now, settled: a pending request
+        // whose time ran out is timed out, an active one past its grant's
+        // end expired, though the reaper may not have recorded it yet.
+        let mut stored = states.clone();
+        for state in &states {
+            let settles_from: &[RequestState] = match state {
+                RequestState::TimedOut => &[RequestState::Pending],
+                RequestState::Expired => &[RequestState::Approved, RequestState::Active],
+                _ => &[],
+            };
+            stored.extend(settles_from.iter().filter(|s| !states.contains(s)));
+        }
         let mut requests = tx.requests(&RequestQuery {
             requester: Some(user.to_string()),
-            states,
+            states: stored,
             newest_first: true,
             limit: Some(limit),
             ..RequestQuery::default()
         })?;
         self.settle_views(tx.as_ref(), &mut requests, now())?;
+        if !states.is_empty() {
+            requests.retain(|r| states.contains(&r.state));
+        }
         Ok(requests)
     }
 

@@ -88,6 +88,21 @@ async fn a_request_past_its_lapse_reads_as_timed_out_before_anything_records_it(
         RequestState::TimedOut,
         "listed as timed out too"
     );
+    // And filtered by that state, not the one stored.
+    let listed = |state: &str| {
+        let alice = &alice;
+        let path = format!("/v1/requests?state={state}");
+        async move {
+            alice
+                .call::<Vec<hoist_api::AccessRequest>>(alice.raw(reqwest::Method::GET, &path))
+                .await
+                .unwrap()
+        }
+    };
+    assert!(listed("pending").await.is_empty(), "not pending any more");
+    let timed_out = listed("timed_out").await;
+    assert_eq!(timed_out.len(), 1);
+    assert_eq!(timed_out[0].id, filed.id);
     refused(
         bob.approve(&filed.id).await,
         StatusCode::CONFLICT,
