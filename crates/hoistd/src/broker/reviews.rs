@@ -354,7 +354,13 @@ impl Broker {
         acknowledged.reason = comment;
         work.audit(acknowledged)?;
         self.finish(work)?;
-        self.request(user, id)
+        // Committed: a re-read that fails now must not tell the approver
+        // nothing was done. What was written answers instead.
+        self.request(user, id).or_else(|err| {
+            tracing::warn!(error = %err, request = %id, "acknowledged; the re-read failed");
+            settle_request(&mut request, now());
+            Ok(request)
+        })
     }
 }
 
