@@ -46,7 +46,9 @@ fn emit(format: Format, request: &AccessRequest) -> anyhow::Result<()> {
     // Written at once: a pane or a pipe sees each review as it comes, not
     // when a buffer fills.
     match format {
-        Format::Json | Format::Yaml => super::out(&format!("{}\n", super::json::to_line(request)?)),
+        Format::Json => super::out(&format!("{}\n", super::json::to_line(request)?)),
+        // A stream of YAML documents, each opened by `---`.
+        Format::Yaml => super::out(&format!("---\n{}", super::yaml::to_string(request)?)),
         Format::Table => super::out(&format!("{}\n", line(request))),
     }
 }

@@ -1494,6 +1494,15 @@ async fn reviews_watch_prints_each_new_review_once_as_it_lands() {
         ids.contains(&filed.id) && ids.contains(&third.id),
         "{ids:?}"
     );
+    // With -o yaml: one YAML document each, not JSON.
+    let out = dave.run(&["reviews", "-o", "yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let documents: Vec<AccessRequest> = serde_norway::Deserializer::from_slice(&out.stdout)
+        .map(|document| serde::Deserialize::deserialize(document).unwrap())
+        .collect();
+    let yaml_ids: Vec<String> = documents.into_iter().map(|r| r.id).collect();
+    assert_eq!(yaml_ids, ids);
+    assert!(!out.stdout.starts_with(b"{"), "not JSON");
 }
 
 /// `--watch` outlives the broker's restart (its stream ends): it reconnects,
