@@ -123,6 +123,7 @@ pub async fn request(
             .map(|r| r.id.clone())
             .collect();
         let deadline = timeout.map(|t| Instant::now() + t);
+        let as_filed = requests.clone();
         // Each request as last known, with why its wait failed if it did:
         // printed either way, so a script still has its id.
         let waits = requests.into_iter().map(|r| async move {
@@ -137,6 +138,11 @@ pub async fn request(
         let outcomes = tokio::select! {
             outcomes = futures::future::join_all(waits) => outcomes,
             signal = signals.next() => {
+                // Printed as filed, as at a timeout: a script still has the ids.
+                match (bundle.is_some(), as_filed.as_slice()) {
+                    (false, [one]) => print(format, one, || summary(std::slice::from_ref(one)))?,
+                    _ => print(format, &as_filed, || summary(&as_filed))?,
+                }
                 let cancel: Vec<String> = ids.iter().map(|id| format!("`hoist cancel {id}`")).collect();
                 return Err(Ended::Signalled {
                     signal,

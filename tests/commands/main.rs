@@ -640,14 +640,19 @@ async fn exec_cancels_its_request_when_a_signal_ends_the_wait() {
 async fn request_wait_stopped_by_a_signal_keeps_the_request_and_says_how_to_cancel() {
     let broker = Broker::start().await;
     let alice = broker.person("alice");
-    let mut waiting = alice.spawn(&[&DB[..], &["--wait"]].concat());
+    let mut waiting = alice.spawn(&[&DB[..], &["--wait", "--json"]].concat());
     let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
     let id = filed_by(&mut progress);
     let pid = nix::unistd::Pid::from_raw(waiting.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut waiting.stdout.take().unwrap(), &mut stdout).unwrap();
     assert_eq!(waiting.wait().unwrap().code(), Some(130), "{rest}");
     assert!(rest.contains(&format!("`hoist cancel {id}`")), "{rest}");
+    // A script still gets the request it filed, with its id.
+    let printed: AccessRequest = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(printed.id, id);
     let request: AccessRequest = alice.json(&["status", &id, "--json"]);
     assert_eq!(
         request.state,
