@@ -168,8 +168,12 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{tail}")
 }
 
+/// `secs` as a span to add to a time, never past the longest grant there is
+/// ([`hoist_api::MAX_DURATION_SECS`], which input is held to already): a
+/// larger stored value cannot make the addition overflow and panic.
 fn delta(secs: u64) -> TimeDelta {
-    TimeDelta::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+    let secs = secs.min(hoist_api::MAX_DURATION_SECS);
+    TimeDelta::seconds(i64::try_from(secs).unwrap_or(0))
 }
 
 fn std_delta(duration: Duration) -> TimeDelta {
@@ -811,6 +815,20 @@ impl Broker {
 #[cfg(all(test, feature = "testing"))]
 mod tests {
     use super::*;
+
+    /// No stored duration can make a grant's end overflow: it is held to
+    /// the longest grant there is.
+    #[test]
+    fn a_duration_too_long_to_add_is_held_to_the_longest_grant() {
+        let now = Utc::now();
+        for secs in [u64::MAX, i64::MAX as u64, i64::MAX as u64 / 1000 + 1] {
+            assert_eq!(
+                now + delta(secs),
+                now + TimeDelta::seconds(hoist_api::MAX_DURATION_SECS as i64)
+            );
+        }
+        assert_eq!(delta(90), TimeDelta::seconds(90));
+    }
 
     fn broker(dir: &tempfile::TempDir) -> std::result::Result<Broker, Box<dyn std::error::Error>> {
         let store: Arc<dyn Store> =
