@@ -140,7 +140,11 @@ impl Uses {
             return;
         }
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        windows.extend(opened);
+        for (key, window) in opened {
+            // One opened meanwhile by a transaction that committed first
+            // may hold counts already; this one holds none yet.
+            windows.entry(key).or_insert(window);
+        }
     }
 
     /// Puts back windows whose summary a transaction that did not commit
@@ -153,6 +157,39 @@ impl Uses {
         for window in ended {
             windows.entry(repeat_key(&window.first)).or_insert(window);
         }
+    }
+}
+
+/// Ended windows a transaction summarises: put back into [`Uses`] when
+/// it is dropped, unless [`Ended::summarised`] says the summaries
+/// committed. A transaction that fails anywhere (a summary that cannot be
+/// written, a later step, the commit) loses no count.
+pub(super) struct Ended<'a> {
+    uses: &'a Uses,
+    windows: Vec<Window>,
+}
+
+impl<'a> Ended<'a> {
+    pub(super) fn new(uses: &'a Uses) -> Self {
+        Ended {
+            uses,
+            windows: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, window: Window) {
+        self.windows.push(window);
+    }
+
+    /// Their summaries committed: nothing to put back.
+    pub(super) fn summarised(&mut self) {
+        self.windows.clear();
+    }
+}
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        self.uses.restore(std::mem::take(&mut self.windows));
     }
 }
 
@@ -211,8 +248,11 @@ impl Broker {
         let ended = windows.remove(&key);
         drop(windows);
         if let Some(ended) = ended {
-            summarise(work, &ended)?;
+            // Held first: put back if the summary, or anything after it,
+            // fails.
+            let summarised = summarise(work, &ended);
             work.ended_uses.push(ended);
+            summarised?;
         }
         work.audit(event.clone())?;
         let window = Window {
@@ -287,4 +327,57 @@ fn summarise(work: &mut Work<'_>, window: &Window) -> Result<bool> {
     }
     work.audit(summary)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(actor: &str, repeats: u64) -> (WindowKey, Window) {
+        let at = chrono::Utc::now();
+        let mut first = NewAuditEvent::new(AuditKind::CredentialIssued, actor, at);
+        first.grant_id = Some("gr_1".into());
+        let window = Window {
+            first,
+            until: at + REPEAT_WINDOW,
+            repeats,
+            last: at,
+        };
+        (repeat_key(&window.first), window)
+    }
+
+    fn repeats(uses: &Uses, key: &WindowKey) -> Option<u64> {
+        uses.windows.lock().unwrap().get(key).map(|w| w.repeats)
+    }
+
+    /// Two transactions that each audited a first use: the window the
+    /// first to commit opened, and counted into since, stays.
+    #[test]
+    fn a_window_opened_meanwhile_is_not_overwritten() {
+        let uses = Uses::default();
+        let (key, counted) = window("alice", 3);
+        uses.open(vec![(key.clone(), counted)]);
+        uses.open(vec![window("alice", 0)]);
+        assert_eq!(repeats(&uses, &key), Some(3));
+    }
+
+    /// Ended windows a transaction was to summarise come back when it
+    /// ends without committing, whatever ended it; not once it committed.
+    #[test]
+    fn ended_windows_come_back_unless_their_summary_committed() {
+        let uses = Uses::default();
+        let (key, ended) = window("bob", 5);
+        {
+            let mut held = Ended::new(&uses);
+            held.push(ended);
+        }
+        assert_eq!(repeats(&uses, &key), Some(5), "put back");
+        let ended = uses.windows.lock().unwrap().remove(&key).unwrap();
+        {
+            let mut held = Ended::new(&uses);
+            held.push(ended);
+            held.summarised();
+        }
+        assert_eq!(repeats(&uses, &key), None, "summarised, not put back");
+    }
 }

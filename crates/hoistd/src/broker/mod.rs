@@ -259,8 +259,8 @@ struct Work<'a> {
     /// opened once it commits.
     uses: Vec<(limits::WindowKey, limits::Window)>,
     /// Ended windows whose counts this transaction summarises, put back if
-    /// it does not commit.
-    ended_uses: Vec<limits::Window>,
+    /// it does not commit, however it ends.
+    ended_uses: limits::Ended<'a>,
 }
 
 impl Work<'_> {
@@ -625,7 +625,7 @@ impl Broker {
             policy: self.policy(),
             effects: false,
             uses: Vec::new(),
-            ended_uses: Vec::new(),
+            ended_uses: limits::Ended::new(&self.uses),
         })
     }
 
@@ -636,7 +636,7 @@ impl Broker {
             effects,
             policy,
             uses,
-            ended_uses,
+            mut ended_uses,
             ..
         } = work;
         let committed = (|| -> Result<()> {
@@ -673,10 +673,9 @@ impl Broker {
             }
             Ok(tx.commit()?)
         })();
-        if let Err(err) = committed {
-            self.uses.restore(ended_uses);
-            return Err(err);
-        }
+        // Not committed: `ended_uses` puts its windows back as it goes.
+        committed?;
+        ended_uses.summarised();
         self.uses.open(uses);
         if effects {
             self.outbox.notify_one();
