@@ -447,17 +447,21 @@ impl Postgres {
     /// Why `reassign_owned_to` may not take what a grant's role leaves, or
     /// `None` when it may. It must be a quarantine: a role with no
     /// privileges of its own (no login, no attributes, a member of no role,
-    /// named in no grant), since what it takes runs as it afterwards: a
-    /// holder's `SECURITY DEFINER` function, or a view, granted to PUBLIC
-    /// would otherwise be a way back in with the owner's privileges.
+    /// and, with `grants`, named in no grant), since what it takes runs as
+    /// it afterwards: a holder's `SECURITY DEFINER` function, or a view,
+    /// granted to PUBLIC would otherwise be a way back in with the owner's
+    /// privileges.
     ///
-    /// Privileges on objects `leaving` owns (the role being removed) do not
-    /// count: they end with it.
+    /// Grants are checked at removal only, and privileges on objects a
+    /// grant's role owns (named as hoist names them) do not count: those
+    /// end or come to the quarantine with their owner. A holder can thus
+    /// hold up removals only by granting it what a `member_of` role holds,
+    /// and cannot keep hoistd from loading its policy.
     async fn quarantine_problem(
         &self,
         client: &Client,
         owner: &str,
-        leaving: Option<&str>,
+        grants: bool,
     ) -> Result<Option<String>, TargetError> {
         let row = client
             .query_opt(
@@ -465,14 +469,14 @@ impl Postgres {
                  OR r.rolbypassrls, r.rolcanlogin, \
                  ARRAY(SELECT g.rolname::text FROM pg_auth_members a \
                        JOIN pg_roles g ON g.oid = a.roleid WHERE a.member = r.oid ORDER BY 1), \
-                 EXISTS (SELECT 1 FROM pg_shdepend s WHERE s.refobjid = r.oid \
+                 $2 AND EXISTS (SELECT 1 FROM pg_shdepend s WHERE s.refobjid = r.oid \
                          AND s.refclassid = 'pg_authid'::regclass AND s.deptype = 'a' \
                          AND NOT EXISTS (SELECT 1 FROM pg_shdepend o \
-                             JOIN pg_roles l ON l.oid = o.refobjid AND l.rolname = $2 \
+                             JOIN pg_roles l ON l.oid = o.refobjid AND l.rolname ~ $3 \
                              WHERE o.dbid = s.dbid AND o.classid = s.classid \
                              AND o.objid = s.objid AND o.deptype = 'o')) \
                  FROM pg_roles r WHERE r.rolname = $1",
-                &[&owner, &leaving],
+                &[&owner, &grants, &ROLE_NAME.as_str()],
             )
             .await
             .map_err(|err| self.fault(err))?;
@@ -602,7 +606,7 @@ impl Postgres {
         // holds nothing and logs in nowhere; its removal waits, failing
         // with why, until the quarantine is one again.
         if let Some(owner) = &self.reassign_owned_to
-            && let Some(why) = self.quarantine_problem(&client, owner, Some(role)).await?
+            && let Some(why) = self.quarantine_problem(&client, owner, true).await?
         {
             return Err(self.refused(why));
         }
@@ -661,7 +665,7 @@ impl TargetKind for Postgres {
         self.bounded(async {
             let client = self.admin(&self.admin_database).await?;
             if let Some(owner) = &self.reassign_owned_to
-                && let Some(why) = self.quarantine_problem(&client, owner, None).await?
+                && let Some(why) = self.quarantine_problem(&client, owner, false).await?
             {
                 return Err(self.refused(why));
             }

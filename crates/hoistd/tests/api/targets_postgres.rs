@@ -878,6 +878,15 @@ async fn what_a_holder_leaves_goes_only_to_a_role_with_no_privileges() {
         .get(0);
     assert_eq!(held, 0, "the holder's role keeps no membership meanwhile");
     assert!(pg.connect_as(&role_of(&grant), &password).await.is_err());
+    // What a holder granted cannot keep hoistd from loading its policy.
+    let again = TestBroker::builder()
+        .policy(&with_target_settings(
+            &text,
+            "reassign_owned_to = \"quarantine\"\n",
+        ))
+        .try_start()
+        .await;
+    assert!(again.is_ok(), "{:#}", again.err().unwrap());
 
     admin
         .batch_execute("SET ROLE app_admin; REVOKE SELECT ON orders FROM quarantine; RESET ROLE")
