@@ -231,6 +231,23 @@ impl Broker {
         input: TokenExchangeInput,
     ) -> Result<Exchanged, Refusal> {
         let mut admitted = Arc::new(self.admitted(&input).await?);
+        // Filing counts against the limit; asking again about a task filed
+        // already (every 2 s while a person decides) does not. Judged on a
+        // read, before the write transaction, so a flood of new tasks is
+        // turned away without taking the writers' turn.
+        let task = Arc::clone(&admitted);
+        let broker = Arc::clone(self);
+        let filed = tokio::task::spawn_blocking(move || -> crate::error::Result<bool> {
+            Ok(broker.store.read()?.exchange(&task.task_key)?.is_some())
+        })
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "exchange read failed");
+            Refusal::new(WorkloadErrorCode::Internal, "internal error")
+        })??;
+        if !filed {
+            self.limit(Act::File, &admitted.principal)?;
+        }
         let waited_until = tokio::time::Instant::now() + PROVISION_WAIT;
         let mut checks = 1;
         loop {
@@ -589,13 +606,7 @@ impl Broker {
                 ));
             }
             Some(exchange) => self.poll(&mut work, exchange, admitted)?,
-            None => {
-                // Filing counts against the limit; asking again about a
-                // task filed already (every 2 s while a person decides)
-                // does not.
-                self.limit(Act::File, &admitted.principal)?;
-                self.file_task(&mut work, admitted)?
-            }
+            None => self.file_task(&mut work, admitted)?,
         };
         self.finish(work)?;
         Ok(step)
@@ -692,7 +703,24 @@ impl Broker {
             work.tx.update_exchange(&exchange)?;
         }
         let role = admitted.role.as_str();
-        let request = self.load_request(work, &exchange.request_id)?;
+        let mut request = self.load_request(work, &exchange.request_id)?;
+        // Only the token can collect what an approval gives, so a request
+        // waiting for a person lapses with the token (see `file_task`); a
+        // newer token of the same task keeps it waiting as long as that one
+        // lives, never past the policy's pending time.
+        if request.state == RequestState::Pending && request.role == role {
+            let token_end = admitted.token_expires_at
+                + chrono::TimeDelta::from_std(admitted.rule.issuer.leeway).unwrap_or_default();
+            let pending_end =
+                request.created_at + super::std_delta(work.policy.settings.pending_ttl);
+            let lapses = token_end.min(pending_end);
+            if request.lapses_at.is_some_and(|at| at < lapses) {
+                request.lapses_at = Some(lapses);
+                request.updated_at = work.now;
+                work.tx.update_request(&request)?;
+                work.changes.push(Change::Request(request.clone()));
+            }
+        }
         if request.role != role {
             // The same task presented for another role: it has its grant
             // (or request) already, for the role it named first.

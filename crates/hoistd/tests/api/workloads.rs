@@ -612,7 +612,8 @@ async fn polling_a_filed_task_does_not_use_up_the_filing_limit() {
 
 /// A task keyed by its run presents a newer token at each poll: its
 /// exchange is kept until the last of them expires, so a replay within
-/// that token's life is still found and refused.
+/// that token's life is still found and refused, and its request waits
+/// for a person as long.
 #[tokio::test]
 async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
     let provider = Provider::start().await;
@@ -643,6 +644,15 @@ async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
         .expect("the task's exchange");
     let exp = jwt_claims(&later)["exp"].as_i64().unwrap();
     assert_eq!(exchange.expires_at.timestamp(), exp);
+    // And its request waits for a person as long as the newer token lives.
+    let queued = broker
+        .as_user("bob")
+        .queue()
+        .await
+        .into_iter()
+        .find(|r| r.requester == "workload:ci:deploy-bot")
+        .expect("the task's request waits for bob");
+    assert_eq!(queued.lapses_at.map(|at| at.timestamp()), Some(exp));
 }
 
 async fn withdraw(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
