@@ -3,7 +3,7 @@
 //! or a notifier script reading standard output.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hoist_api::{AccessRequest, LiveEvent, Me, RequestState};
@@ -81,6 +81,7 @@ pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyh
         return Ok(());
     };
     let mut pause = RECONNECT_FIRST;
+    let mut opened_at = Instant::now();
     loop {
         while let Some(event) = events.next().await {
             let event = match event {
@@ -88,7 +89,6 @@ pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyh
                 Err(err) if ends_the_watch(&err) => return Err(err.into()),
                 Err(_) => break,
             };
-            pause = RECONNECT_FIRST;
             match event {
                 LiveEvent::Request { request } => show(&request)?,
                 // Events may have been missed: whatever is new in the queue now.
@@ -103,6 +103,11 @@ pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyh
                 },
                 _ => {}
             }
+        }
+        // A stream that lasted is a broker that came back: start the waits
+        // over. One that keeps ending at once waits longer each time.
+        if opened_at.elapsed() >= RECONNECT_MAX {
+            pause = RECONNECT_FIRST;
         }
         super::say(&format!(
             "the broker's event stream ended; reconnecting in {}s",
@@ -127,6 +132,7 @@ pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyh
                 show(&request)?;
             }
             events = opened;
+            opened_at = Instant::now();
             break;
         }
     }

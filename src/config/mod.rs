@@ -944,8 +944,6 @@ impl Config {
     }
 }
 
-/// An Entra profile's settings, checked: every missing or unusable one is
-/// named, so the person knows which line to fix.
 /// Why a `ticket_url` template cannot make a link the browser opens: it
 /// needs `{ticket}`, and must be an http or https URL once filled.
 fn check_ticket_url(template: &str) -> Result<(), String> {
@@ -982,6 +980,8 @@ fn entra_only_settings(profile: &Profile) -> Vec<&'static str> {
     .collect()
 }
 
+/// An Entra profile's settings, checked: every missing or unusable one is
+/// named, so the person knows which line to fix.
 fn entra_tenant(
     name: &str,
     profile: &Profile,

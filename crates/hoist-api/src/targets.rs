@@ -159,7 +159,7 @@ impl std::fmt::Debug for AccessCredential {
 /// decide what runs or where it looks for code, settings or trust (the
 /// path, the loader, shells' start-up files and prompts, pagers and
 /// editors, interpreters' option and module paths, proxies, CA bundles).
-const NEVER_HANDED_OVER: [&str; 57] = [
+const NEVER_HANDED_OVER: [&str; 71] = [
     "PATH",
     "HOME",
     "SHELL",
@@ -217,11 +217,25 @@ const NEVER_HANDED_OVER: [&str; 57] = [
     "SSH_AUTH_SOCK",
     "DISPLAY",
     "SUDO_ASKPASS",
+    "PS0",
+    "PROMPT",
+    "RPROMPT",
+    "RPS1",
+    "RPS2",
+    "FPATH",
+    "FCEDIT",
+    "KUBE_EDITOR",
+    "SYSTEMD_PAGER",
+    "SYSTEMD_EDITOR",
+    "GOFLAGS",
+    "TERMINFO_DIRS",
+    "AWS_CA_BUNDLE",
+    "NIX_SSL_CERT_FILE",
 ];
 
 /// Prefixes of variable families no target may set (`LD_PRELOAD`,
 /// `PSQL_PAGER`, `GIT_SSH_COMMAND`, `NODE_OPTIONS`, `PERL5OPT`, ...).
-const NEVER_HANDED_OVER_PREFIXES: [&str; 17] = [
+const NEVER_HANDED_OVER_PREFIXES: [&str; 18] = [
     "LD_",
     "DYLD_",
     "HOIST_",
@@ -239,6 +253,7 @@ const NEVER_HANDED_OVER_PREFIXES: [&str; 17] = [
     "_JAVA_",
     "JDK_",
     "LC_",
+    "OPENSSL_",
 ];
 
 /// Why `name` may not be one of a credential's variables (`AccessCredential.env`),
@@ -305,6 +320,10 @@ mod tests {
             "https_proxy",
             "ALL_PROXY",
             "BASH_FUNC_ls%%",
+            "PS0",
+            "RPROMPT",
+            "OPENSSL_CONF",
+            "GOFLAGS",
             "HOIST_ROLE",
             "path",
             "A-B",

@@ -148,14 +148,22 @@ impl Uses {
     }
 
     /// Puts back windows whose summary a transaction that did not commit
-    /// was to write, unless a new one opened meanwhile.
+    /// was to write. Where a new one opened meanwhile, the ended one's count
+    /// goes into it, to be summarised with it.
     pub(super) fn restore(&self, ended: Vec<Window>) {
         if ended.is_empty() {
             return;
         }
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         for window in ended {
-            windows.entry(repeat_key(&window.first)).or_insert(window);
+            match windows.entry(repeat_key(&window.first)) {
+                std::collections::hash_map::Entry::Occupied(mut open) => {
+                    open.get_mut().repeats += window.repeats;
+                }
+                std::collections::hash_map::Entry::Vacant(free) => {
+                    free.insert(window);
+                }
+            }
         }
     }
 }
@@ -379,5 +387,10 @@ mod tests {
             held.summarised();
         }
         assert_eq!(repeats(&uses, &key), None, "summarised, not put back");
+        // Put back where a new window opened meanwhile: its count joins it.
+        let (key, newer) = window("bob", 1);
+        uses.open(vec![(key.clone(), newer)]);
+        uses.restore(vec![window("bob", 5).1]);
+        assert_eq!(repeats(&uses, &key), Some(6));
     }
 }
