@@ -313,32 +313,24 @@ pub async fn wait_for_final(
     };
     let mut backoff = Duration::from_millis(250);
     loop {
-        // The stream's opening is bounded by the deadline too: a broker
-        // that never answers it must not outlast --timeout.
+        // Subscribed first, then read: a change in between is not lost.
+        // Both are bounded by the deadline (a broker that never answers
+        // must not outlast --timeout), and a broker away for a moment
+        // (restarting) is asked again.
+        let opened = async {
+            let stream = backend.events().await?;
+            let current = backend.request(&id).await?;
+            Ok::<_, crate::backend::BackendError>((stream, current))
+        };
         let opened = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, backend.events()).await {
+            Some(d) => match tokio::time::timeout_at(d, opened).await {
                 Ok(opened) => opened,
                 Err(_) => return Err(expired().into()),
             },
-            None => backend.events().await,
+            None => opened.await,
         };
-        let stream = match opened {
-            Ok(stream) => stream,
-            Err(err) if err.is_transient() => {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(expired().into());
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                continue;
-            }
-            Err(err) => return Err(err.into()),
-        };
-        // Subscribed first, then read: a change in between is not lost. A
-        // broker away for a moment (restarting) is asked again, as the
-        // stream is.
-        let current = match backend.request(&id).await {
-            Ok(current) => current,
+        let (stream, current) = match opened {
+            Ok(opened) => opened,
             Err(err) if err.is_transient() => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(expired().into());
