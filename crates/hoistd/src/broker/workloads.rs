@@ -594,9 +594,17 @@ impl Broker {
             return Ok(Step::PolicyChanged);
         }
         let step = match work.tx.exchange(&admitted.task_key)? {
-            Some(exchange)
+            Some(mut exchange)
                 if exchange.redeemed_at.is_some() || exchange.principal != admitted.principal =>
             {
+                // Remembered as long as the newest token of the task lives,
+                // or that token, once the first's row were purged, would
+                // file the task again.
+                if admitted.token_expires_at > exchange.expires_at {
+                    exchange.expires_at = admitted.token_expires_at;
+                    work.tx.update_exchange(&exchange)?;
+                    self.finish(work)?;
+                }
                 return Err(Refusal::new(
                     WorkloadErrorCode::Replayed,
                     format!(
@@ -697,7 +705,7 @@ impl Broker {
     ) -> Result<Step, Refusal> {
         // A task keyed by its run presents a newer token each time: the
         // exchange is kept (and a replay refused) until the last of them
-        // has expired, not the first.
+        // has expired, not the first (a replay's token too: above).
         if admitted.token_expires_at > exchange.expires_at {
             exchange.expires_at = admitted.token_expires_at;
             work.tx.update_exchange(&exchange)?;

@@ -653,6 +653,31 @@ async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
         .find(|r| r.requester == "workload:ci:deploy-bot")
         .expect("the task's request waits for bob");
     assert_eq!(queued.lapses_at.map(|at| at.timestamp()), Some(exp));
+
+    // A task handed over already: a newer token is a replay, and the task
+    // is remembered as long as that token lives.
+    let run = json!({ "repository": "acme/app", "ref": "refs/heads/main", "run_id": 5151 });
+    let first = provider
+        .workload_token("deploy-bot", AUDIENCE, &run, Some(120))
+        .await;
+    let later = provider
+        .workload_token("deploy-bot", AUDIENCE, &run, Some(900))
+        .await;
+    issued(exchange_for(&broker, &first, "deploy").await);
+    refused_with(
+        exchange_for(&broker, &later, "deploy").await,
+        WorkloadErrorCode::Replayed,
+    );
+    let exchange = broker
+        .broker()
+        .store()
+        .read()
+        .unwrap()
+        .exchange(&format!("{}\nrun_id:5151", provider.issuer))
+        .unwrap()
+        .expect("the task's exchange");
+    let exp = jwt_claims(&later)["exp"].as_i64().unwrap();
+    assert_eq!(exchange.expires_at.timestamp(), exp);
 }
 
 async fn withdraw(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
