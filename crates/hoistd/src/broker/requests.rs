@@ -283,18 +283,29 @@ impl Broker {
             };
             stored.extend(settles_from.iter().filter(|s| !states.contains(s)));
         }
-        let mut requests = tx.requests(&RequestQuery {
-            requester: Some(user.to_string()),
-            states: stored,
-            newest_first: true,
-            limit: Some(limit),
-            ..RequestQuery::default()
-        })?;
-        self.settle_views(tx.as_ref(), &mut requests, now())?;
-        if !states.is_empty() {
-            requests.retain(|r| states.contains(&r.state));
+        // Those left out after settling may leave a page short: read more
+        // until it is full or there is no more.
+        let now = now();
+        let mut reading = limit;
+        loop {
+            let mut requests = tx.requests(&RequestQuery {
+                requester: Some(user.to_string()),
+                states: stored.clone(),
+                newest_first: true,
+                limit: Some(reading),
+                ..RequestQuery::default()
+            })?;
+            let read_all = requests.len() < reading;
+            self.settle_views(tx.as_ref(), &mut requests, now)?;
+            if !states.is_empty() {
+                requests.retain(|r| states.contains(&r.state));
+            }
+            if requests.len() >= limit || read_all {
+                requests.truncate(limit);
+                return Ok(requests);
+            }
+            reading = reading.saturating_mul(2);
         }
-        Ok(requests)
     }
 
     pub fn request_history(&self, user: &str, id: &str) -> Result<RequestHistory> {
