@@ -706,11 +706,38 @@ impl TargetKind for Postgres {
         self.bounded(self.tear_down(&role)).await
     }
 
-    async fn inspect(&self, grant: &GrantFacts, _journal: &Journal) -> Result<bool, TargetError> {
+    /// Whether the grant's role is there and may log in. A role labelled
+    /// before labels named the deployment is labelled anew: every
+    /// deployment takes such a role for its own, so another sharing the
+    /// cluster would remove it as drift.
+    async fn inspect(&self, grant: &GrantFacts, journal: &Journal) -> Result<bool, TargetError> {
         let role = role_name(&grant.holder, &grant.id);
         self.bounded(async {
             let client = self.admin(&self.admin_database).await?;
-            Ok(self.role_exists(&client, &role).await? == Some(true))
+            let row = client
+                .query_opt(
+                    "SELECT rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles \
+                     WHERE rolname = $1",
+                    &[&role],
+                )
+                .await
+                .map_err(|err| self.fault(err))?;
+            let Some(row) = row else {
+                return Ok(false);
+            };
+            let (login, comment): (bool, Option<String>) = (row.get(0), row.get(1));
+            let label = format!("{LABEL}{}{LABEL_ISSUER}{}", grant.id, journal.issuer());
+            if comment.as_deref() != Some(label.as_str()) {
+                client
+                    .batch_execute(&format!(
+                        "COMMENT ON ROLE {} IS {}",
+                        quote_ident(&role),
+                        quote_literal(&label)
+                    ))
+                    .await
+                    .map_err(|err| self.fault(err))?;
+            }
+            Ok(login)
         })
         .await
     }

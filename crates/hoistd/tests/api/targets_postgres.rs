@@ -468,6 +468,35 @@ async fn deployments_sharing_a_cluster_leave_each_others_roles_alone() {
     let pass = hoistd::target::reconcile::pass(staging.broker()).await;
     assert_eq!(pass.drift_removed, 0, "{pass:?}");
     assert!(role_exists(&pg, &role_of(&ours)).await);
+
+    // A live role labelled before labels named the deployment is every
+    // deployment's: its own reconciler labels it anew, and from then on
+    // the other leaves it alone.
+    let admin = pg.admin().await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "COMMENT ON ROLE {} IS 'hoist grant {}'",
+            role_of(&theirs),
+            theirs.id
+        ))
+        .await
+        .unwrap();
+    hoistd::target::reconcile::pass(staging.broker()).await;
+    let label: String = admin
+        .query_one(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+            &[&role_of(&theirs)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        label,
+        format!("hoist grant {} of https://hoist-staging.test", theirs.id)
+    );
+    let pass = hoistd::target::reconcile::pass(prod.broker()).await;
+    assert_eq!(pass.drift_removed, 0, "{pass:?}");
+    assert!(role_exists(&pg, &role_of(&theirs)).await);
 }
 
 #[tokio::test]
