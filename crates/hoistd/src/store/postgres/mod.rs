@@ -777,10 +777,16 @@ impl From<tokio_postgres::Error> for StoreError {
             None => err.to_string(),
         };
         let Some(code) = err.code() else {
-            if err.is_closed() || err.as_db_error().is_none() {
-                return StoreError::Unavailable(message);
+            // A value that does not convert, to or from the server's type,
+            // is a fault here that trying again cannot mend; anything else
+            // without a server's code is the connection's (closed, broken,
+            // timed out, an answer out of turn).
+            if message.starts_with("error serializing")
+                || message.starts_with("error deserializing")
+            {
+                return StoreError::Other(message);
             }
-            return StoreError::Other(message);
+            return StoreError::Unavailable(message);
         };
         let class = &code.code()[..2];
         if *code == SqlState::T_R_SERIALIZATION_FAILURE
@@ -892,6 +898,21 @@ pub fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<MakeRustlsConn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A conversion that fails is not "unavailable" (a 503 to try again):
+    /// it fails the same way every time.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn a_value_that_does_not_convert_is_not_an_outage() {
+        let pg = crate::testing::Postgres::start().await.unwrap();
+        let client = pg.admin().await.unwrap();
+        let row = client.query_one("SELECT 'text'::text", &[]).await.unwrap();
+        let err = row.try_get::<_, i64>(0).unwrap_err();
+        assert!(
+            matches!(StoreError::from(err), StoreError::Other(_)),
+            "a conversion is a fault"
+        );
+    }
 
     #[test]
     fn transactions_take_the_transaction_lock() {
