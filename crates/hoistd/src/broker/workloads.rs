@@ -613,7 +613,22 @@ impl Broker {
                     ),
                 ));
             }
-            Some(exchange) => self.poll(&mut work, exchange, admitted)?,
+            Some(exchange) => match self.poll(&mut work, exchange, admitted) {
+                Ok(step) => step,
+                // A refusal of the task (denied, ended, another role) keeps
+                // what `poll` wrote of the newer token: the task is
+                // remembered as long as it lives.
+                Err(refusal)
+                    if matches!(
+                        refusal.code,
+                        WorkloadErrorCode::Denied | WorkloadErrorCode::Replayed
+                    ) =>
+                {
+                    self.finish(work)?;
+                    return Err(refusal);
+                }
+                Err(refusal) => return Err(refusal),
+            },
             None => self.file_task(&mut work, admitted)?,
         };
         self.finish(work)?;

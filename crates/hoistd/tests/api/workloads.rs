@@ -608,6 +608,12 @@ async fn polling_a_filed_task_does_not_use_up_the_filing_limit() {
         let (status, body) = exchange_for(&broker, &token, "k8s").await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     }
+    // New tasks still count: the second fits in 2 a minute, the third not.
+    let (status, body) = exchange_for(&broker, &ci_token(&provider).await, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = exchange_for(&broker, &ci_token(&provider).await, "k8s").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "rate_limited");
 }
 
 /// A task keyed by its run presents a newer token at each poll: its
@@ -653,6 +659,31 @@ async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
         .find(|r| r.requester == "workload:ci:deploy-bot")
         .expect("the task's request waits for bob");
     assert_eq!(queued.lapses_at.map(|at| at.timestamp()), Some(exp));
+
+    // Denied: a newer token is refused, and still keeps the task
+    // remembered as long as it lives.
+    broker
+        .as_user("bob")
+        .review(&queued.id, hoist_api::Decision::Deny, Some("not today"))
+        .await
+        .unwrap();
+    let latest = provider
+        .workload_token("deploy-bot", AUDIENCE, &main_claims(), Some(1200))
+        .await;
+    refused_with(
+        exchange_for(&broker, &latest, "k8s").await,
+        WorkloadErrorCode::Denied,
+    );
+    let exchange = broker
+        .broker()
+        .store()
+        .read()
+        .unwrap()
+        .exchange(&key)
+        .unwrap()
+        .expect("the task's exchange");
+    let exp_latest = jwt_claims(&latest)["exp"].as_i64().unwrap();
+    assert_eq!(exchange.expires_at.timestamp(), exp_latest);
 
     // A task handed over already: a newer token is a replay, and the task
     // is remembered as long as that token lives.
