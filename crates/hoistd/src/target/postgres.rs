@@ -726,16 +726,24 @@ impl TargetKind for Postgres {
                 return Ok(false);
             };
             let (login, comment): (bool, Option<String>) = (row.get(0), row.get(1));
-            let label = format!("{LABEL}{}{LABEL_ISSUER}{}", grant.id, journal.issuer());
-            if comment.as_deref() != Some(label.as_str()) {
-                client
+            // Only a label with no deployment in it (or none at all): one
+            // that names a deployment is that deployment's to keep.
+            let unnamed = comment.as_deref().is_none_or(|c| {
+                c.strip_prefix(LABEL)
+                    .is_some_and(|l| !l.contains(LABEL_ISSUER))
+            });
+            if unnamed {
+                let label = format!("{LABEL}{}{LABEL_ISSUER}{}", grant.id, journal.issuer());
+                let written = client
                     .batch_execute(&format!(
                         "COMMENT ON ROLE {} IS {}",
                         quote_ident(&role),
                         quote_literal(&label)
                     ))
-                    .await
-                    .map_err(|err| self.fault(err))?;
+                    .await;
+                if let Err(err) = written {
+                    tracing::warn!(role = %role, error = %self.fault(err), "role not labelled");
+                }
             }
             Ok(login)
         })
