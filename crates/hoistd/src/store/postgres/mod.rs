@@ -778,12 +778,20 @@ impl From<tokio_postgres::Error> for StoreError {
         };
         let Some(code) = err.code() else {
             // A value that does not convert, to or from the server's type,
-            // is a fault here that trying again cannot mend; anything else
-            // without a server's code is the connection's (closed, broken,
-            // timed out, an answer out of turn).
-            if message.starts_with("error serializing")
-                || message.starts_with("error deserializing")
-            {
+            // or a statement and its rows that do not fit what the code
+            // reads (the driver's words for each, below), is a fault here
+            // that trying again cannot mend; anything else without a
+            // server's code is the connection's (closed, broken, timed out,
+            // an answer out of turn).
+            const FAULTS: [&str; 6] = [
+                "error serializing parameter",
+                "error deserializing column",
+                "invalid column",
+                "query returned an unexpected number of",
+                "expected ",
+                "invalid configuration",
+            ];
+            if FAULTS.iter().any(|fault| message.starts_with(fault)) {
                 return StoreError::Other(message);
             }
             return StoreError::Unavailable(message);
