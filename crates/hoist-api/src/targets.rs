@@ -159,7 +159,7 @@ impl std::fmt::Debug for AccessCredential {
 /// decide what runs or where it looks for code, settings or trust (the
 /// path, the loader, shells' start-up files and prompts, pagers and
 /// editors, interpreters' option and module paths, proxies, CA bundles).
-const NEVER_HANDED_OVER: [&str; 71] = [
+const NEVER_HANDED_OVER: [&str; 83] = [
     "PATH",
     "HOME",
     "SHELL",
@@ -231,6 +231,18 @@ const NEVER_HANDED_OVER: [&str; 71] = [
     "TERMINFO_DIRS",
     "AWS_CA_BUNDLE",
     "NIX_SSL_CERT_FILE",
+    "PROMPT2",
+    "PROMPT3",
+    "PROMPT4",
+    "RPROMPT2",
+    "SPROMPT",
+    "GOENV",
+    "GOTOOLCHAIN",
+    "GOPROXY",
+    "GOINSECURE",
+    "SSLKEYLOGFILE",
+    "CURL_HOME",
+    "WGETRC",
 ];
 
 /// Prefixes of variable families no target may set (`LD_PRELOAD`,
