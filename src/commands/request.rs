@@ -349,6 +349,7 @@ pub async fn wait_for_final(
             return Ok(current);
         }
         let mut stream = stream;
+        let opened_at = Instant::now();
         loop {
             let next = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, stream.next()).await {
@@ -371,7 +372,15 @@ pub async fn wait_for_final(
                 Some(Ok(_)) => {}
             }
         }
-        backoff = Duration::from_millis(250);
+        // A stream that lasted: reconnect at once. One that keeps ending at
+        // once is opened again more slowly each time.
+        if opened_at.elapsed() >= Duration::from_secs(10) {
+            backoff = Duration::from_millis(250);
+        } else {
+            let wake = Instant::now() + backoff;
+            tokio::time::sleep_until(deadline.map_or(wake, |d| d.min(wake))).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
     }
 }
 
