@@ -32,9 +32,10 @@ Answers: 2xx with {"status": "ok"} for provision and deprovision, and
 {"present": true|false} for inspect, optionally with
 {"credential": {"env": {...}, "uri": "...", "command": "..."}}, which hoistd
 hands to the grant's holder when they fetch their credential (of "env", only
-the names the target's `env` declares: here EXAMPLE_GRANT and EXAMPLE_USER).
-Anything else
-(4xx, 5xx, other JSON, a redirect) is a failure hoistd retries with backoff.
+the names the target's `env` declares: here EXAMPLE_GRANT and EXAMPLE_USER;
+"command" and "uri" only where the target says `command = true` or
+`uri = true`). Anything else (4xx, 5xx, other JSON, a redirect) is a failure
+hoistd retries with backoff.
 """
 
 import argparse

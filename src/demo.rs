@@ -80,7 +80,7 @@ impl Demo {
         let target = format!(
             "name = \"{TARGET}\"\nkind = \"webhook\"\n\
              url = \"http://127.0.0.1:{}/hoist\"\nsecret_file = {}\ntimeout = \"5s\"\n\
-             env = [\"DEMO_GRANT\"]\n",
+             env = [\"DEMO_GRANT\"]\ncommand = true\n",
             receiver.port,
             toml::Value::String(secret_file.display().to_string())
         );

@@ -52,6 +52,13 @@ struct Settings {
     /// `credential.env`); any other name it sends is left out.
     #[serde(default)]
     env: Vec<String>,
+    /// Whether the endpoint's `credential.command` reaches the holder:
+    /// people copy it into a shell, so only when the policy says so.
+    #[serde(default)]
+    command: bool,
+    /// Whether the endpoint's `credential.uri` reaches the holder.
+    #[serde(default)]
+    uri: bool,
 }
 
 fn default_timeout() -> String {
@@ -62,6 +69,9 @@ pub struct Webhook {
     name: String,
     /// What `env` declares.
     handed_over: BTreeSet<String>,
+    /// Whether `command` and `uri` are handed over.
+    command: bool,
+    uri: bool,
     endpoint: Endpoint,
 }
 
@@ -119,6 +129,8 @@ impl Webhook {
         Ok(Arc::new(Webhook {
             name: name.to_string(),
             handed_over: raw.env.into_iter().collect(),
+            command: raw.command,
+            uri: raw.uri,
             endpoint,
         }))
     }
@@ -308,6 +320,18 @@ impl TargetKind for Webhook {
                 }
                 declared
             });
+            for (what, allowed, sent) in [
+                ("command", self.command, &mut handover.command),
+                ("uri", self.uri, &mut handover.uri),
+            ] {
+                if !allowed && sent.take().is_some() {
+                    tracing::warn!(
+                        target_name = %self.name,
+                        "the endpoint handed over a {what} the target does not allow \
+                         (`{what} = true`); left out"
+                    );
+                }
+            }
             AccessCredential {
                 target: self.name.clone(),
                 kind: "webhook".into(),

