@@ -664,10 +664,15 @@ impl TargetKind for Postgres {
             .map_err(|err| self.refused(format!("access: {err}")))?;
         self.bounded(async {
             let client = self.admin(&self.admin_database).await?;
-            if let Some(owner) = &self.reassign_owned_to
-                && let Some(why) = self.quarantine_problem(&client, owner, false).await?
-            {
-                return Err(self.refused(why));
+            if let Some(owner) = &self.reassign_owned_to {
+                if let Some(why) = self.quarantine_problem(&client, owner, false).await? {
+                    return Err(self.refused(why));
+                }
+                // Granted something: said now, though only removals wait
+                // for it (a holder's grant must not stop a load).
+                if let Some(why) = self.quarantine_problem(&client, owner, true).await? {
+                    tracing::warn!(target_name = %self.name, "{why}; removals will wait for it");
+                }
             }
             let wanted = access.member_of.clone();
             let found: Vec<String> = client
