@@ -616,6 +616,21 @@ async fn polling_a_filed_task_does_not_use_up_the_filing_limit() {
     assert_eq!(body["code"], "rate_limited");
 }
 
+/// Asserts that the task `run` of `provider`'s tokens is remembered until
+/// `token` expires.
+fn remembered_until(broker: &TestBroker, provider: &Provider, run: u64, token: &str) {
+    let exchange = broker
+        .broker()
+        .store()
+        .read()
+        .unwrap()
+        .exchange(&format!("{}\nrun_id:{run}", provider.issuer))
+        .unwrap()
+        .expect("the task's exchange");
+    let exp = jwt_claims(token)["exp"].as_i64().unwrap();
+    assert_eq!(exchange.expires_at.timestamp(), exp);
+}
+
 /// A task keyed by its run presents a newer token at each poll: its
 /// exchange is kept until the last of them expires, so a replay within
 /// that token's life is still found and refused, and its request waits
@@ -639,17 +654,8 @@ async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
         let (status, body) = exchange_for(&broker, token, "k8s").await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     }
-    let key = format!("{}\nrun_id:4242", provider.issuer);
-    let exchange = broker
-        .broker()
-        .store()
-        .read()
-        .unwrap()
-        .exchange(&key)
-        .unwrap()
-        .expect("the task's exchange");
+    remembered_until(&broker, &provider, 4242, &later);
     let exp = jwt_claims(&later)["exp"].as_i64().unwrap();
-    assert_eq!(exchange.expires_at.timestamp(), exp);
     // And its request waits for a person as long as the newer token lives.
     let queued = broker
         .as_user("bob")
@@ -674,16 +680,7 @@ async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
         exchange_for(&broker, &latest, "k8s").await,
         WorkloadErrorCode::Denied,
     );
-    let exchange = broker
-        .broker()
-        .store()
-        .read()
-        .unwrap()
-        .exchange(&key)
-        .unwrap()
-        .expect("the task's exchange");
-    let exp_latest = jwt_claims(&latest)["exp"].as_i64().unwrap();
-    assert_eq!(exchange.expires_at.timestamp(), exp_latest);
+    remembered_until(&broker, &provider, 4242, &latest);
 
     // A task handed over already: a newer token is a replay, and the task
     // is remembered as long as that token lives.
@@ -699,16 +696,7 @@ async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
         exchange_for(&broker, &later, "deploy").await,
         WorkloadErrorCode::Replayed,
     );
-    let exchange = broker
-        .broker()
-        .store()
-        .read()
-        .unwrap()
-        .exchange(&format!("{}\nrun_id:5151", provider.issuer))
-        .unwrap()
-        .expect("the task's exchange");
-    let exp = jwt_claims(&later)["exp"].as_i64().unwrap();
-    assert_eq!(exchange.expires_at.timestamp(), exp);
+    remembered_until(&broker, &provider, 5151, &later);
 }
 
 async fn withdraw(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
