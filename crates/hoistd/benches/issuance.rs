@@ -213,8 +213,6 @@ async fn openbao(grants: usize) {
         Method::PUT,
         "sys/policies/acl/hoistd",
         json!({ "policy": "path \"auth/token/create-orphan\" { capabilities = [\"create\", \"update\", \"sudo\"] }\n\
-                            path \"auth/token/accessors\" { capabilities = [\"list\", \"sudo\"] }\n\
-                            path \"auth/token/lookup-accessor\" { capabilities = [\"update\"] }\n\
                             path \"auth/token/revoke-accessor\" { capabilities = [\"update\"] }" }),
     )
     .await;

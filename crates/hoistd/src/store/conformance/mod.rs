@@ -58,7 +58,7 @@ pub use rules::{
     reads_see_what_was_committed, transactions_read_their_own_writes,
 };
 pub use targets::{
-    effects_outbox, effects_skipped_by_target, grant_access_round_trip_and_queries,
+    effects_outbox, effects_skipped_by_target, grant_access_round_trip_and_queries, target_handles,
     webhook_deliveries,
 };
 
@@ -101,6 +101,7 @@ macro_rules! store_conformance {
             effects_outbox,
             effects_skipped_by_target,
             webhook_deliveries,
+            target_handles,
             workload_exchanges,
             connections_in_use,
             fenced_transactions_write_only_under_their_lease,
@@ -121,7 +122,7 @@ macro_rules! store_conformance {
 }
 
 /// A moment at millisecond precision, `ms` after a fixed start.
-fn at(ms: i64) -> DateTime<Utc> {
+pub(crate) fn at(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_767_225_600_123).unwrap() + TimeDelta::milliseconds(ms)
 }
 
@@ -164,7 +165,12 @@ fn full_request(id: &str) -> AccessRequest {
 }
 
 /// A request with every optional field empty.
-fn bare_request(id: &str, requester: &str, role: &str, created_ms: i64) -> AccessRequest {
+pub(crate) fn bare_request(
+    id: &str,
+    requester: &str,
+    role: &str,
+    created_ms: i64,
+) -> AccessRequest {
     AccessRequest {
         id: id.into(),
         kind: RequestKind::Access,
@@ -192,7 +198,7 @@ fn bare_request(id: &str, requester: &str, role: &str, created_ms: i64) -> Acces
     }
 }
 
-fn grant(id: &str, request_id: &str, holder: &str, starts_ms: i64) -> Grant {
+pub(crate) fn grant(id: &str, request_id: &str, holder: &str, starts_ms: i64) -> Grant {
     Grant {
         id: id.into(),
         request_id: request_id.into(),
@@ -261,7 +267,7 @@ fn next_entry(tx: &dyn Tx) -> AuditEvent {
     }
 }
 
-fn insert_requests(store: &dyn Store, requests: &[AccessRequest]) {
+pub(crate) fn insert_requests(store: &dyn Store, requests: &[AccessRequest]) {
     let mut tx = store.transaction().unwrap();
     for request in requests {
         tx.insert_request(request).unwrap();

@@ -280,3 +280,54 @@ pub fn webhook_deliveries(store: &dyn Store) {
     let tx = store.transaction().unwrap();
     assert_eq!(tx.deliveries(10).unwrap(), vec![second]);
 }
+
+/// Handles are kept per target and grant, once each, listed by grant then
+/// handle, and forgotten one at a time; forgetting one not kept is no error.
+pub fn target_handles(store: &dyn Store) {
+    insert_requests(
+        store,
+        &[
+            bare_request("req_a", "alice", "db", 1),
+            bare_request("req_b", "bob", "db", 2),
+        ],
+    );
+    let mut tx = store.transaction().unwrap();
+    tx.insert_grant(&grant("gr_a", "req_a", "alice", 10))
+        .unwrap();
+    tx.insert_grant(&grant("gr_b", "req_b", "bob", 20)).unwrap();
+    tx.insert_handle("bao", "gr_b", "acc-2", at(30)).unwrap();
+    tx.insert_handle("bao", "gr_a", "acc-1", at(30)).unwrap();
+    tx.insert_handle("bao", "gr_a", "*", at(30)).unwrap();
+    tx.insert_handle("other", "gr_a", "acc-9", at(30)).unwrap();
+    tx.commit().unwrap();
+
+    let mut tx = store.transaction().unwrap();
+    // Recorded again (a fetch retried): kept once, not refused.
+    tx.insert_handle("bao", "gr_a", "acc-1", at(40)).unwrap();
+    assert_eq!(
+        tx.handles("bao", None).unwrap(),
+        vec![
+            ("gr_a".to_string(), "*".to_string()),
+            ("gr_a".to_string(), "acc-1".to_string()),
+            ("gr_b".to_string(), "acc-2".to_string()),
+        ]
+    );
+    assert_eq!(
+        tx.handles("bao", Some("gr_b")).unwrap(),
+        vec![("gr_b".to_string(), "acc-2".to_string())]
+    );
+    assert_eq!(tx.handles("nowhere", None).unwrap(), vec![]);
+    tx.delete_handle("bao", "gr_a", "acc-1").unwrap();
+    tx.delete_handle("bao", "gr_a", "acc-never").unwrap();
+    tx.commit().unwrap();
+
+    let tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.handles("bao", Some("gr_a")).unwrap(),
+        vec![("gr_a".to_string(), "*".to_string())]
+    );
+    assert_eq!(
+        tx.handles("other", None).unwrap(),
+        vec![("gr_a".to_string(), "acc-9".to_string())]
+    );
+}

@@ -58,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0007_effect_access.sql"),
     include_str!("../../../migrations/postgres/0008_history_indexes.sql"),
     include_str!("../../../migrations/postgres/0009_purge_indexes.sql"),
+    include_str!("../../../migrations/postgres/0010_target_handles.sql"),
 ];
 
 /// Starts a transaction and takes the transaction lock (rule 1): one

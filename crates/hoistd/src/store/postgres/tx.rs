@@ -1336,6 +1336,49 @@ impl Tx for PgTx {
         self.purge_oldest("webhook_deliveries", "at", before, limit)
     }
 
+    fn insert_handle(
+        &mut self,
+        target: &str,
+        grant_id: &str,
+        handle: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.write(
+            "INSERT INTO target_handles (target, grant_id, handle, at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING RETURNING 1",
+            vec![text(target), text(grant_id), text(handle), p(ms(at))],
+        )?;
+        Ok(())
+    }
+
+    fn handles(&self, target: &str, grant_id: Option<&str>) -> Result<Vec<(String, String)>> {
+        // Two statements, so that one grant's are found by the key.
+        match grant_id {
+            Some(grant_id) => self.query(
+                "SELECT grant_id, handle FROM target_handles \
+                 WHERE target = $1 AND grant_id = $2 ORDER BY handle",
+                vec![text(target), text(grant_id)],
+            ),
+            None => self.query(
+                "SELECT grant_id, handle FROM target_handles \
+                 WHERE target = $1 ORDER BY grant_id, handle",
+                vec![text(target)],
+            ),
+        }?
+        .iter()
+        .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
+        .collect()
+    }
+
+    fn delete_handle(&mut self, target: &str, grant_id: &str, handle: &str) -> Result<()> {
+        self.write(
+            "DELETE FROM target_handles WHERE target = $1 AND grant_id = $2 AND handle = $3 \
+             RETURNING 1",
+            vec![text(target), text(grant_id), text(handle)],
+        )?;
+        Ok(())
+    }
+
     fn notification_cursor(&self) -> Result<i64> {
         let rows = self.query(
             "SELECT seq FROM notification_cursor WHERE id = 1",

@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0011_effect_access.sql"),
     include_str!("../../../migrations/sqlite/0012_history_indexes.sql"),
     include_str!("../../../migrations/sqlite/0013_purge_indexes.sql"),
+    include_str!("../../../migrations/sqlite/0014_target_handles.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters
@@ -464,6 +465,65 @@ mod tests {
         assert_eq!(
             store.transaction().unwrap().notification_cursor().unwrap(),
             3
+        );
+    }
+
+    /// An upgrade marks the grants at OpenBao targets that may hold tokens
+    /// minted before their accessors were recorded, and no other: their
+    /// removal searches for them.
+    #[test]
+    fn an_upgrade_marks_openbao_grants_whose_tokens_were_not_recorded() {
+        use crate::store::conformance::{at, bare_request, grant, insert_requests};
+        use hoist_api::{AccessState, TargetAccess};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoistd.db");
+        let store = SqliteStore::open(&path).unwrap();
+        insert_requests(
+            &store,
+            &[
+                bare_request("req_a", "alice", "db", 1),
+                bare_request("req_b", "bob", "db", 2),
+                bare_request("req_c", "carol", "db", 3),
+            ],
+        );
+        let at_target = |id: &str, req: &str, kind: &str, state: AccessState| {
+            let mut g = grant(id, req, "alice", 10);
+            g.access = Some(TargetAccess {
+                target: "bao".into(),
+                kind: kind.into(),
+                state,
+                reason: None,
+                attempts: 0,
+                next_attempt_at: None,
+                updated_at: at(20),
+            });
+            g
+        };
+        let mut tx = store.transaction().unwrap();
+        tx.insert_grant(&at_target("gr_live", "req_a", "openbao", AccessState::Live))
+            .unwrap();
+        tx.insert_grant(&at_target(
+            "gr_gone",
+            "req_b",
+            "openbao",
+            AccessState::Removed,
+        ))
+        .unwrap();
+        tx.insert_grant(&at_target("gr_pg", "req_c", "postgres", AccessState::Live))
+            .unwrap();
+        tx.commit().unwrap();
+        drop(store);
+        // As the database stood before version 14.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE target_handles; PRAGMA user_version = 13;")
+            .unwrap();
+        drop(conn);
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.transaction().unwrap().handles("bao", None).unwrap(),
+            vec![("gr_live".to_string(), "*".to_string())]
         );
     }
 

@@ -786,6 +786,44 @@ impl Tx for SqliteTx<'_> {
         purge_oldest(&self.conn, "webhook_deliveries", "at", before, limit)
     }
 
+    fn insert_handle(
+        &mut self,
+        target: &str,
+        grant_id: &str,
+        handle: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO target_handles (target, grant_id, handle, at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![target, grant_id, handle, ms(at)])?;
+        Ok(())
+    }
+
+    fn handles(&self, target: &str, grant_id: Option<&str>) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT grant_id, handle FROM target_handles \
+             WHERE target = ?1 AND (?2 IS NULL OR grant_id = ?2) ORDER BY grant_id, handle",
+        )?;
+        let handles = stmt
+            .query_map(params![target, grant_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(handles)
+    }
+
+    fn delete_handle(&mut self, target: &str, grant_id: &str, handle: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM target_handles WHERE target = ?1 AND grant_id = ?2 AND handle = ?3",
+            )?
+            .execute(params![target, grant_id, handle])?;
+        Ok(())
+    }
+
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {
         Ok(self
             .conn
