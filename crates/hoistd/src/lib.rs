@@ -176,6 +176,7 @@ impl Server {
         }
 
         let addr = listener.local_addr()?;
+        let purge_metrics = Arc::clone(&metrics);
         let limits = http::serve::fit_to_open_files(options.limits);
         let (shutdown, stopped) = watch::channel(false);
         let app = http::router(http::AppState {
@@ -256,7 +257,7 @@ impl Server {
             stopped.clone(),
             {
                 let broker = Arc::clone(&broker);
-                move |halted| purge_forever(Arc::clone(&broker), halted)
+                move |halted| purge_forever(Arc::clone(&broker), Arc::clone(&purge_metrics), halted)
             },
         ));
         let tls = options.tls.clone();
@@ -468,13 +469,18 @@ async fn count_uses_forever(broker: Arc<Broker>, mut stopped: watch::Receiver<bo
 /// Forgets old idempotency keys, workload exchanges and delivery log
 /// entries every [`PURGE_EVERY`], in turns of a batch, until none is left
 /// or `halted`.
-async fn purge_forever(broker: Arc<Broker>, mut halted: watch::Receiver<bool>) {
+async fn purge_forever(
+    broker: Arc<Broker>,
+    metrics: Arc<http::ops::Metrics>,
+    mut halted: watch::Receiver<bool>,
+) {
     loop {
         let mut total = broker::Purged::default();
         loop {
             let purging = Arc::clone(&broker);
             match tokio::task::spawn_blocking(move || purging.purge(broker::now())).await {
                 Ok(Ok(purged)) => {
+                    metrics.count_purged(&purged);
                     total.add(purged);
                     if !purged.more_left() || *halted.borrow() {
                         break;

@@ -39,6 +39,15 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// one read per interval at most.
 const COUNT_EVERY: Duration = Duration::from_secs(5);
 
+/// The kinds of rows a purge forgets, as `hoistd_purged_rows` labels
+/// them, in the order of [`broker::Purged`]'s fields.
+const PURGED_KINDS: [&str; 4] = [
+    "idempotency_keys",
+    "workload_exchanges",
+    "webhook_deliveries",
+    "notification_deliveries",
+];
+
 /// Routes a probe or a scraper calls every few seconds: logged at debug, so
 /// the request log shows people's calls.
 const PROBES: [&str; 3] = ["/v1/health", "/readyz", "/metrics"];
@@ -80,6 +89,13 @@ struct ConnectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PurgeLabels {
+    /// What was forgotten: `idempotency_keys`, `workload_exchanges`,
+    /// `webhook_deliveries` or `notification_deliveries`.
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AccessLabels {
     /// The grant's access at its target, or `none` for a role without one.
     access: String,
@@ -98,6 +114,11 @@ pub struct Metrics {
     store_wait: Histogram,
     store_connections: Family<ConnectionLabels, Gauge>,
     store_connections_max: Gauge,
+    /// A running total, kept as a gauge: prometheus_client writes a
+    /// counter's samples as `_total` under a family without it (OpenMetrics),
+    /// which the Prometheus text format this route serves reads as a
+    /// metric with no help or type.
+    purged: Family<PurgeLabels, Gauge>,
     /// When the store's figures were last read; held while they are read,
     /// so scrapes at once read them once.
     counted: std::sync::Mutex<Option<Instant>>,
@@ -171,7 +192,17 @@ impl Metrics {
             "The most connections this instance opens to the database: the pool's size",
             store_connections_max.clone(),
         );
+        let purged = Family::<PurgeLabels, Gauge>::default();
+        registry.register(
+            "purged_rows",
+            "Rows this instance's purge forgot since it started, by what they were (kept only for a while: idempotency keys, workload exchanges, delivery logs); only grows, so read it with increase()",
+            purged.clone(),
+        );
+        for kind in PURGED_KINDS {
+            let _ = purged.get_or_create(&PurgeLabels { kind });
+        }
         Metrics {
+            purged,
             counted: std::sync::Mutex::new(None),
             registry,
             store_connections,
@@ -203,6 +234,20 @@ impl Metrics {
             inner: store,
             metrics: Arc::clone(self),
         })
+    }
+
+    /// Counts what one purge forgot.
+    pub fn count_purged(&self, purged: &broker::Purged) {
+        for (kind, n) in PURGED_KINDS.into_iter().zip([
+            purged.idempotency_keys,
+            purged.exchanges,
+            purged.webhook_deliveries,
+            purged.notification_deliveries,
+        ]) {
+            self.purged
+                .get_or_create(&PurgeLabels { kind })
+                .inc_by(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// The number of open event streams, kept by the stream slots.
@@ -456,4 +501,48 @@ pub async fn observe(
         tracing::info!(target: "access_log", method = %method, route, path, status = status.as_u16(), duration_ms, "request");
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind a purge forgets is a series from the start, at zero, and
+    /// each purge adds what it forgot to its kind.
+    #[test]
+    fn purges_are_counted_by_kind() {
+        let metrics = Metrics::new();
+        let text = |metrics: &Metrics| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &metrics.registry).unwrap();
+            text
+        };
+        let before = text(&metrics);
+        for kind in PURGED_KINDS {
+            assert!(
+                before.contains(&format!("hoistd_purged_rows{{kind=\"{kind}\"}} 0\n")),
+                "{before}"
+            );
+        }
+        let purged = broker::Purged {
+            idempotency_keys: 3,
+            exchanges: 2,
+            webhook_deliveries: 0,
+            notification_deliveries: 1_000,
+        };
+        metrics.count_purged(&purged);
+        metrics.count_purged(&purged);
+        let after = text(&metrics);
+        for (kind, n) in [
+            ("idempotency_keys", 6),
+            ("workload_exchanges", 4),
+            ("webhook_deliveries", 0),
+            ("notification_deliveries", 2_000),
+        ] {
+            assert!(
+                after.contains(&format!("hoistd_purged_rows{{kind=\"{kind}\"}} {n}\n")),
+                "{after}"
+            );
+        }
+    }
 }
