@@ -261,6 +261,11 @@ struct Work<'a> {
     /// Ended windows whose counts this transaction summarises, put back if
     /// it does not commit, however it ends.
     ended_uses: limits::Ended<'a>,
+    /// The claims a workload request was filed with, by request, once read
+    /// (or written) in this transaction: eligibility is asked more than once
+    /// on the way to a grant, and on PostgreSQL a read after held writes
+    /// would take the writers' lock for a round trip.
+    workload_claims: std::collections::HashMap<String, Option<serde_json::Value>>,
 }
 
 impl Work<'_> {
@@ -305,7 +310,7 @@ impl Work<'_> {
     /// Why the request's requester may not have its access under the
     /// current policy, if they may not: checked at every step that grants
     /// or prolongs access, inside the transaction that would do it.
-    fn ineligible(&self, request: &AccessRequest) -> Result<Option<String>> {
+    fn ineligible(&mut self, request: &AccessRequest) -> Result<Option<String>> {
         self.recall(&request.requester)?;
         let policy = &self.policy;
         let allowed = policy.role(&request.role).is_some_and(|role| {
@@ -315,12 +320,42 @@ impl Work<'_> {
                 policy.is_eligible(&request.requester, role)
             }
         });
-        Ok((!allowed).then(|| {
-            format!(
+        if !allowed {
+            return Ok(Some(format!(
                 "{} is no longer eligible for role `{}`",
                 request.requester, request.role
-            )
-        }))
+            )));
+        }
+        Ok(self
+            .workload_refusal(&request.requester, &request.id)?
+            .map(|what| {
+                format!(
+                    "the token {} filed with no longer matches its rule's {what}",
+                    request.requester
+                )
+            }))
+    }
+
+    /// For a workload's request (and its grant), what of the claims its
+    /// token was verified with the rule in force no longer admits (the
+    /// principal names only its subject, which eligibility checks): pinned
+    /// claims, issuer and audience. A request whose exchange is not kept
+    /// (made before claims were) is judged by its subject alone.
+    fn workload_refusal(&mut self, holder: &str, request_id: &str) -> Result<Option<String>> {
+        if !hoist_api::is_workload(holder) {
+            return Ok(None);
+        }
+        let policy = Arc::clone(&self.policy);
+        let Some(rule) = policy.workload_rule_of(holder) else {
+            return Ok(None);
+        };
+        if !self.workload_claims.contains_key(request_id) {
+            let claims = self.tx.workload_claims(request_id)?;
+            self.workload_claims.insert(request_id.to_string(), claims);
+        }
+        Ok(self.workload_claims[request_id]
+            .as_ref()
+            .and_then(|claims| rule.refusal(claims)))
     }
 
     /// Ends a request that will not be granted, with the reason its
@@ -626,6 +661,7 @@ impl Broker {
             effects: false,
             uses: Vec::new(),
             ended_uses: limits::Ended::new(&self.uses),
+            workload_claims: std::collections::HashMap::new(),
         })
     }
 

@@ -101,11 +101,22 @@ impl Work<'_> {
                     policy.is_eligible(&grant.holder, role)
                 }
             });
-            if !eligible {
-                let reason = format!(
+            let reason = if !eligible {
+                Some(format!(
                     "{why}: {} is no longer eligible for role `{}`",
                     grant.holder, grant.role
-                );
+                ))
+            } else {
+                self.workload_refusal(&grant.holder, &grant.request_id)?
+                    .map(|what| {
+                        format!(
+                            "{why}: the token {} was granted `{}` with no longer matches its \
+                             rule's {what}",
+                            grant.holder, grant.role
+                        )
+                    })
+            };
+            if let Some(reason) = reason {
                 self.end_grant(&mut grant, GrantState::Revoked, SYSTEM_ACTOR, Some(reason))?;
                 revoked += 1;
             }

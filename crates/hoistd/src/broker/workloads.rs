@@ -26,7 +26,7 @@ use super::{Broker, Change, SYSTEM_ACTOR, Work, event, settle_grant};
 use crate::audit::NewAuditEvent;
 use crate::error::Error;
 use crate::oidc::TokenError;
-use crate::policy::{Approval, Policy, WorkloadRule, claim_text};
+use crate::policy::{Approval, Policy, WorkloadRule, audiences, claim_text};
 use crate::store::Exchange;
 
 /// The actor of a refusal before any rule vouched for the token: no rule
@@ -172,17 +172,6 @@ fn unverified_claims(token: &str) -> Option<serde_json::Value> {
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-fn audiences(claims: &serde_json::Value) -> Vec<String> {
-    match claims.get("aud") {
-        Some(serde_json::Value::String(one)) => vec![one.clone()],
-        Some(serde_json::Value::Array(many)) => many
-            .iter()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// The role a request names: `resource` as `urn:hoist:role:<id>` (or the
@@ -692,8 +681,11 @@ impl Broker {
             expires_at: admitted.token_expires_at,
             created_at: work.now,
             redeemed_at: None,
+            claims: Some(admitted.claims.clone()),
         };
         work.tx.insert_exchange(&exchange)?;
+        work.workload_claims
+            .insert(request.id.clone(), exchange.claims.clone());
         if approvals == 0 {
             let mut approved = event(AuditKind::Approved, SYSTEM_ACTOR, work.now, &request);
             approved.reason = Some(format!(

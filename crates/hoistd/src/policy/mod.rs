@@ -32,7 +32,9 @@ pub use issuers::OidcIssuer;
 pub use roles::{RoleAccess, RoleDef};
 pub use settings::{Rate, Settings};
 pub use tiers::{TIERS, Tier, UNTIERED};
-pub use workloads::{Approval, MAX_WORKLOAD_LEEWAY, WorkloadRole, WorkloadRule, claim_text};
+pub use workloads::{
+    Approval, MAX_WORKLOAD_LEEWAY, WorkloadRole, WorkloadRule, audiences, claim_text,
+};
 
 /// A policy that passed every check.
 #[derive(Debug, Clone)]

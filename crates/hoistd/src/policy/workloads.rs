@@ -50,9 +50,37 @@ pub struct WorkloadRule {
     pub roles: Vec<WorkloadRole>,
 }
 
+/// A token's audiences: `aud` as one string or a list.
+pub fn audiences(claims: &serde_json::Value) -> Vec<String> {
+    match claims.get("aud") {
+        Some(serde_json::Value::String(one)) => vec![one.clone()],
+        Some(serde_json::Value::Array(many)) => many
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 impl WorkloadRule {
     pub fn role(&self, id: &str) -> Option<&WorkloadRole> {
         self.roles.iter().find(|r| r.role == id)
+    }
+
+    /// What of a token's verified claims this rule would no longer admit,
+    /// named: its issuer, its audience, or a pinned claim (`sub` first).
+    /// What a reload checks a workload's grant against.
+    pub fn refusal(&self, claims: &serde_json::Value) -> Option<String> {
+        let iss = claims["iss"].as_str().unwrap_or("").trim_end_matches('/');
+        if iss != self.issuer.issuer {
+            return Some("issuer".into());
+        }
+        let aud = audiences(claims);
+        if !self.issuer.audiences.iter().any(|a| aud.contains(a)) {
+            return Some("audience".into());
+        }
+        self.mismatch(claims)
+            .map(|claim| format!("claim `{claim}`"))
     }
 
     /// The claim the token does not match, if any: `sub` first.

@@ -576,6 +576,10 @@ pub struct Exchange {
     /// When the credential was handed over; `None` while the exchange waits
     /// for an approver or for the target.
     pub redeemed_at: Option<DateTime<Utc>>,
+    /// The claims of the token the task was filed with, as verified: what
+    /// a reload checks the rule against again. Written once; `None` for an
+    /// exchange made before they were kept.
+    pub claims: Option<serde_json::Value>,
 }
 
 /// Which audit events to list, oldest first.
@@ -810,6 +814,10 @@ pub trait Tx {
 
     /// The exchange of a workload task, if it was exchanged (rule 10).
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>>;
+    /// The claims kept with the exchange that filed request `request_id`;
+    /// none if no exchange filed it or it kept none. Only that column is
+    /// read: a later token's poll changes the rest of the row.
+    fn workload_claims(&self, request_id: &str) -> Result<Option<serde_json::Value>>;
     /// Records a task's exchange; refuses a task key already stored (rule 10).
     fn insert_exchange(&mut self, exchange: &Exchange) -> Result<()>;
     /// Writes when the credential was handed over, and until when the task

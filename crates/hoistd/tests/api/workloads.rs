@@ -924,6 +924,97 @@ async fn a_reload_that_narrows_a_rules_subject_revokes_its_grants() {
     assert_eq!(grant.state, hoist_api::GrantState::Revoked);
 }
 
+/// A reload that pins another claim, or moves the rule to another
+/// audience, ends the grants whose tokens it would no longer admit, and
+/// only those: the claims the token was verified with are kept with its
+/// exchange, not only the subject its principal names.
+#[tokio::test]
+async fn a_reload_that_narrows_a_rules_other_claims_revokes_what_it_no_longer_admits() {
+    let provider = Provider::start().await;
+    let text = policy(&provider.issuer, "");
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let app = issued(exchange_for(&broker, &ci_token(&provider).await, "deploy").await);
+    let web = provider
+        .workload_token(
+            "deploy-bot",
+            AUDIENCE,
+            &json!({ "repository": "acme/web", "ref": "refs/heads/main", "run_id": 4343 }),
+            None,
+        )
+        .await;
+    let web = issued(exchange_for(&broker, &web, "deploy").await);
+    let state = |id: String| {
+        let erin = broker.as_user("erin");
+        async move { erin.grant(&id).await.unwrap() }
+    };
+
+    std::fs::write(
+        broker.policy_path(),
+        text.replace("repository = \"acme/*\"", "repository = \"acme/web\""),
+    )
+    .unwrap();
+    let revoked = broker.server().reload(&broker.policy_path()).await.unwrap();
+    assert_eq!(revoked, 1);
+    let ended = state(app.grant_id.clone()).await;
+    assert_eq!(ended.state, hoist_api::GrantState::Revoked);
+    let reason = ended.revoke_reason.unwrap();
+    assert!(reason.contains("claim `repository`"), "{reason}");
+    assert_eq!(
+        state(web.grant_id.clone()).await.state,
+        hoist_api::GrantState::Active
+    );
+
+    let moved = text
+        .replace("repository = \"acme/*\"", "repository = \"acme/web\"")
+        .replace(
+            &format!("audience = \"{AUDIENCE}\""),
+            "audience = \"https://elsewhere.example\"",
+        );
+    std::fs::write(broker.policy_path(), moved).unwrap();
+    assert_eq!(
+        broker.server().reload(&broker.policy_path()).await.unwrap(),
+        1
+    );
+    let reason = state(web.grant_id.clone()).await.revoke_reason.unwrap();
+    assert!(reason.contains("rule's audience"), "{reason}");
+}
+
+/// A task waiting for a person when a reload narrows its rule's claims is
+/// not granted by the approval that follows: it is cancelled, named why.
+#[tokio::test]
+async fn an_approval_after_a_reload_that_narrows_the_rule_grants_nothing() {
+    let provider = Provider::start().await;
+    let text = policy(&provider.issuer, "");
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let token = ci_token(&provider).await;
+    let (status, body) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let pending: TokenPending = serde_json::from_value(body).unwrap();
+    std::fs::write(
+        broker.policy_path(),
+        text.replace("ref = \"refs/heads/main\"", "ref = \"refs/tags/v*\""),
+    )
+    .unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+
+    // k8s needs two approvals; the second would grant it.
+    broker
+        .as_user("bob")
+        .approve(&pending.request_id)
+        .await
+        .unwrap();
+    let _ = broker.as_user("dave").approve(&pending.request_id).await;
+    let request = broker
+        .as_user("erin")
+        .request(&pending.request_id)
+        .await
+        .unwrap();
+    assert_eq!(request.state, hoist_api::RequestState::Cancelled);
+    let reason = request.reason.unwrap();
+    assert!(reason.contains("rule's claim `ref`"), "{reason}");
+    assert!(request.grant_id.is_none());
+}
+
 #[tokio::test]
 async fn a_rule_that_does_not_pin_its_subject_is_refused_at_load_with_its_line() {
     let rule = |claims: &str, ttl: u64| {

@@ -500,6 +500,7 @@ pub fn purges_forget_only_what_is_old(store: &dyn Store) {
         expires_at: at(n * 1_000),
         created_at: at(1),
         redeemed_at: None,
+        claims: None,
     };
     let mut tx = store.transaction().unwrap();
     for n in [3, 1, 2] {
@@ -659,7 +660,8 @@ pub fn broker_keys(store: &dyn Store) {
 }
 
 /// Rule 10: a workload task is exchanged once; its exchange reads back as
-/// written, and its redemption is recorded.
+/// written, and its redemption is recorded; the claims it was filed with
+/// are kept as they were, and found by the request it filed.
 pub fn workload_exchanges(store: &dyn Store) {
     use crate::store::Exchange;
     let exchange = Exchange {
@@ -669,10 +671,25 @@ pub fn workload_exchanges(store: &dyn Store) {
         expires_at: at(300_000),
         created_at: at(1),
         redeemed_at: None,
+        claims: Some(serde_json::json!({
+            "iss": "https://issuer.example",
+            "sub": "repo:acme/app",
+            "aud": ["hoist"],
+            "ref": "refs/heads/« main »",
+            "run": 42,
+        })),
     };
     let mut tx = store.transaction().unwrap();
     assert_eq!(tx.exchange(&exchange.task_key).unwrap(), None);
+    assert_eq!(tx.workload_claims("req_1").unwrap(), None);
     tx.insert_exchange(&exchange).unwrap();
+    tx.insert_exchange(&Exchange {
+        task_key: "https://issuer.example\njti-0".into(),
+        request_id: "req_0".into(),
+        claims: None,
+        ..exchange.clone()
+    })
+    .unwrap();
     tx.commit().unwrap();
 
     let mut tx = store.transaction().unwrap();
@@ -680,6 +697,8 @@ pub fn workload_exchanges(store: &dyn Store) {
         tx.exchange(&exchange.task_key).unwrap(),
         Some(exchange.clone())
     );
+    assert_eq!(tx.workload_claims("req_1").unwrap(), exchange.claims);
+    assert_eq!(tx.workload_claims("req_0").unwrap(), None);
     let again = Exchange {
         request_id: "req_2".into(),
         ..exchange.clone()

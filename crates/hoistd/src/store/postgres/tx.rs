@@ -396,6 +396,13 @@ impl PgTx {
     }
 }
 
+/// An exchange's claims column, as stored (JSON).
+fn parse_claims(text: Option<String>) -> Result<Option<serde_json::Value>> {
+    text.map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|err| StoreError::Corrupt(format!("exchange claims: {err}")))
+}
+
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -1521,12 +1528,13 @@ impl Tx for PgTx {
 
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
         let rows = self.query(
-            "SELECT task_key, principal, request_id, expires_at, created_at, redeemed_at \
-             FROM workload_exchanges WHERE task_key = $1",
+            "SELECT task_key, principal, request_id, expires_at, created_at, redeemed_at, \
+             claims FROM workload_exchanges WHERE task_key = $1",
             vec![text(task_key)],
         )?;
         rows.first()
             .map(|row| {
+                let claims: Option<String> = get(row, 6)?;
                 Ok(Exchange {
                     task_key: get(row, 0)?,
                     principal: get(row, 1)?,
@@ -1534,16 +1542,28 @@ impl Tx for PgTx {
                     expires_at: time(get(row, 3)?)?,
                     created_at: time(get(row, 4)?)?,
                     redeemed_at: opt_time(get(row, 5)?)?,
+                    claims: parse_claims(claims)?,
                 })
             })
             .transpose()
+    }
+
+    fn workload_claims(&self, request_id: &str) -> Result<Option<serde_json::Value>> {
+        let rows = self.query(
+            "SELECT claims FROM workload_exchanges WHERE request_id = $1",
+            vec![text(request_id)],
+        )?;
+        match rows.first() {
+            Some(row) => parse_claims(get(row, 0)?),
+            None => Ok(None),
+        }
     }
 
     fn insert_exchange(&mut self, e: &Exchange) -> Result<()> {
         self.insert(
             "workload_exchanges",
             "INSERT INTO workload_exchanges (task_key, principal, request_id, expires_at, \
-             created_at, redeemed_at) VALUES ($1, $2, $3, $4, $5, $6)",
+             created_at, redeemed_at, claims) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             vec![
                 text(&e.task_key),
                 text(&e.principal),
@@ -1551,6 +1571,7 @@ impl Tx for PgTx {
                 p(ms(e.expires_at)),
                 p(ms(e.created_at)),
                 p(e.redeemed_at.map(ms)),
+                p(e.claims.as_ref().map(|c| c.to_string())),
             ],
         )?;
         Ok(())

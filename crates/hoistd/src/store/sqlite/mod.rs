@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0012_history_indexes.sql"),
     include_str!("../../../migrations/sqlite/0013_purge_indexes.sql"),
     include_str!("../../../migrations/sqlite/0014_target_handles.sql"),
+    include_str!("../../../migrations/sqlite/0015_exchange_claims.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters
@@ -516,8 +517,11 @@ mod tests {
         drop(store);
         // As the database stood before version 14.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE target_handles; PRAGMA user_version = 13;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE target_handles; DROP INDEX workload_exchanges_request; \
+             ALTER TABLE workload_exchanges DROP COLUMN claims; PRAGMA user_version = 13;",
+        )
+        .unwrap();
         drop(conn);
 
         let store = SqliteStore::open(&path).unwrap();

@@ -617,31 +617,50 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
-        Ok(self
+        let found = self
             .conn
             .prepare_cached(
-                "SELECT task_key, principal, request_id, expires_at, created_at, redeemed_at \
-                 FROM workload_exchanges WHERE task_key = ?1",
+                "SELECT task_key, principal, request_id, expires_at, created_at, redeemed_at, \
+                 claims FROM workload_exchanges WHERE task_key = ?1",
             )?
             .query_row([task_key], |row| {
-                Ok(Exchange {
-                    task_key: row.get(0)?,
-                    principal: row.get(1)?,
-                    request_id: row.get(2)?,
-                    expires_at: time(row.get(3)?)?,
-                    created_at: time(row.get(4)?)?,
-                    redeemed_at: opt_time(row.get(5)?)?,
-                })
+                Ok((
+                    Exchange {
+                        task_key: row.get(0)?,
+                        principal: row.get(1)?,
+                        request_id: row.get(2)?,
+                        expires_at: time(row.get(3)?)?,
+                        created_at: time(row.get(4)?)?,
+                        redeemed_at: opt_time(row.get(5)?)?,
+                        claims: None,
+                    },
+                    row.get::<_, Option<String>>(6)?,
+                ))
             })
-            .optional()?)
+            .optional()?;
+        found
+            .map(|(mut exchange, claims)| {
+                exchange.claims = parse_claims(claims)?;
+                Ok(exchange)
+            })
+            .transpose()
+    }
+
+    fn workload_claims(&self, request_id: &str) -> Result<Option<serde_json::Value>> {
+        let claims: Option<Option<String>> = self
+            .conn
+            .prepare_cached("SELECT claims FROM workload_exchanges WHERE request_id = ?1")?
+            .query_row([request_id], |row| row.get(0))
+            .optional()?;
+        parse_claims(claims.flatten())
     }
 
     fn insert_exchange(&mut self, e: &Exchange) -> Result<()> {
         self.conn
             .prepare_cached(
                 "INSERT INTO workload_exchanges \
-                 (task_key, principal, request_id, expires_at, created_at, redeemed_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 (task_key, principal, request_id, expires_at, created_at, redeemed_at, claims) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 e.task_key,
@@ -650,6 +669,7 @@ impl Tx for SqliteTx<'_> {
                 ms(e.expires_at),
                 ms(e.created_at),
                 e.redeemed_at.map(ms),
+                e.claims.as_ref().map(|c| c.to_string()),
             ])?;
         Ok(())
     }
@@ -955,4 +975,13 @@ pub(super) fn scan_audit(
         }
     }
     Ok(())
+}
+
+impl SqliteTx<'_> {}
+
+/// An exchange's claims column, as stored (JSON).
+fn parse_claims(text: Option<String>) -> Result<Option<serde_json::Value>> {
+    text.map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|err| StoreError::Corrupt(format!("exchange claims: {err}")))
 }
