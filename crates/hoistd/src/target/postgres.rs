@@ -317,8 +317,10 @@ impl Postgres {
             .tcp_user_timeout(self.deadline())
             // The server stops any statement of ours that hangs (a lock held
             // by someone else) instead of holding the outbox.
+            // `quote_literal` doubles quotes only, as standard strings
+            // want: a server configured otherwise is not trusted to be.
             .options(format!(
-                "-c statement_timeout={ms} -c lock_timeout={ms}",
+                "-c statement_timeout={ms} -c lock_timeout={ms} -c standard_conforming_strings=on",
                 ms = self.statement_timeout.as_millis()
             ));
         let connecting = async {
@@ -518,42 +520,48 @@ impl Postgres {
             .batch_execute(&format!("ALTER ROLE {quoted} WITH NOLOGIN"))
             .await
             .map_err(|err| self.fault(err))?;
-        // Every membership goes, both ways, before anything that can fail:
-        // the roles it was made a member of, and any role made a member of
-        // it (by an admin, or by its holder: before PostgreSQL 15 a role
-        // logged in as itself may grant itself to others). Should the role
-        // outlive this attempt, it holds no one's privileges and lends its
-        // own to no one. The names come from the catalog, quoted.
+        // Every membership goes, both ways: the roles it was made a member
+        // of, and any role made a member of it (by an admin, or by its
+        // holder: before PostgreSQL 15 a role logged in as itself may grant
+        // itself to others). Should the role outlive this attempt, it holds
+        // no one's privileges and lends its own to no one. Not the admin's
+        // own hold on it: from PostgreSQL 16 a CREATEROLE admin is made an
+        // admin of each role it creates, by a grant it may not revoke and
+        // needs to drop the role. Each revoke on its own, and the sessions
+        // are ended whatever they do: one refused (a grant someone else
+        // made) must not keep the others, or the sessions, in place. The
+        // names come from the catalog, quoted; a grantor since dropped is
+        // named by nobody.
         let memberships = client
             .query(
                 "SELECT r.rolname, m.rolname, g.rolname FROM pg_auth_members a \
                  JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member \
-                 JOIN pg_roles g ON g.oid = a.grantor \
-                 WHERE r.rolname = $1 OR m.rolname = $1",
+                 LEFT JOIN pg_roles g ON g.oid = a.grantor \
+                 WHERE (r.rolname = $1 OR m.rolname = $1) \
+                 AND NOT (r.rolname = $1 AND m.rolname = current_user)",
                 &[&role],
             )
             .await
             .map_err(|err| self.fault(err))?;
         let mut members = vec![role.to_string()];
-        let mut revokes = String::new();
+        let mut refused = None;
         for row in &memberships {
-            let (granted, member, grantor): (String, String, String) =
+            let (granted, member, grantor): (String, String, Option<String>) =
                 (row.get(0), row.get(1), row.get(2));
-            revokes.push_str(&format!(
-                "REVOKE {} FROM {} GRANTED BY {} CASCADE;\n",
+            let by = grantor
+                .map(|grantor| format!(" GRANTED BY {}", quote_ident(&grantor)))
+                .unwrap_or_default();
+            let revoke = format!(
+                "REVOKE {} FROM {}{by} CASCADE",
                 quote_ident(&granted),
                 quote_ident(&member),
-                quote_ident(&grantor)
-            ));
+            );
+            if let Err(err) = client.batch_execute(&revoke).await {
+                refused.get_or_insert(self.fault(err));
+            }
             if granted == role {
                 members.push(member);
             }
-        }
-        if !revokes.is_empty() {
-            client
-                .batch_execute(&revokes)
-                .await
-                .map_err(|err| self.fault(err))?;
         }
         // VALID UNTIL and NOLOGIN only stop new logins: a session opened
         // before keeps running until it is terminated, and so does one of a
@@ -580,6 +588,10 @@ impl Postgres {
             return Err(self.unreachable(format!(
                 "{open} session(s) of {role} still open after being terminated"
             )));
+        }
+        if let Some(refused) = refused {
+            // Tried again at the next attempt; the sessions are gone.
+            return Err(refused);
         }
         // What it owns or was granted anywhere in the cluster: the
         // databases listed, and any other its holder reached.

@@ -1031,6 +1031,41 @@ async fn a_holder_who_shares_the_role_or_builds_elsewhere_keeps_nothing_after_re
     assert!(stash.is_none(), "the table left elsewhere was dropped");
 }
 
+/// The admin's own membership in a grant's role (PostgreSQL 16 makes a
+/// CREATEROLE admin one of each role it creates) is left for the role's
+/// drop, and its sessions, hoistd's own among them, are never ended as
+/// the role's members'.
+#[tokio::test]
+async fn the_admins_hold_on_a_grants_role_is_left_and_its_sessions_live_on() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    let admin = pg.admin().await.unwrap();
+    admin
+        .batch_execute(&format!("GRANT \"{role}\" TO postgres"))
+        .await
+        .unwrap();
+    let bystander = pg.admin().await.unwrap();
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(!role_exists(&pg, &role).await);
+    assert_eq!(
+        bystander
+            .query_one("SELECT 1", &[])
+            .await
+            .expect("the admin's other session lives on")
+            .get::<_, i32>(0),
+        1
+    );
+}
+
 /// What a holder creates in the database they connect to is cleaned up
 /// even when `databases` does not name it: the role can be dropped.
 #[tokio::test]
