@@ -4,7 +4,9 @@
 //!
 //! A lease in the store ([`Store::lead`]): the leader renews it every
 //! second for five; once it lapses (the leader was killed, paused or cut
-//! off), the next instance to ask takes it, with the epoch one higher. A
+//! off), the next instance to ask takes it, with a higher epoch (one
+//! higher, or the milliseconds since 1970 if that is more, so a database
+//! restored from a backup still starts higher than any term before). A
 //! lease row rather than a session advisory lock, so that it holds through
 //! a transaction-mode pooler. An instance that cannot renew stops leading
 //! before its term is out by its own clock, so two never lead at once by
@@ -84,10 +86,9 @@ pub async fn lead_forever(
                     epoch: now,
                 }));
                 if epoch != Some(now) {
-                    // Epoch 1 is the first leader ever (and always, on a
-                    // store one process uses): worth a line only when the
-                    // lease changed hands.
-                    if now > 1 {
+                    // On a store one process uses, this one always leads:
+                    // worth a line only where instances take turns.
+                    if store.shared() {
                         tracing::info!(holder = %holder, epoch = now, "leading: reaper, outboxes and reconciler run here");
                     } else {
                         tracing::debug!(holder = %holder, epoch = now, "leading");

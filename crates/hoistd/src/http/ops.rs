@@ -391,6 +391,10 @@ impl Store for MeteredStore {
         self.inner.lead(holder, term, renewing)
     }
 
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+
     fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<store::Announcement>> {
         self.inner.listen()
     }

@@ -202,12 +202,23 @@ pub trait Store: Send + Sync + 'static {
     /// halted (a target call already sent) carries a lower epoch than what
     /// its new jobs do. `renewing` is true only while `holder` leads
     /// without a break. `None` while another holds a lease that has not
-    /// lapsed. A store only one process uses (SQLite) always answers
-    /// `Some(1)`. The jobs' transactions are fenced with the lease it
-    /// answers ([`Tx::fence`]).
+    /// lapsed. An epoch is never below the milliseconds since 1970 when it
+    /// began, so a database restored from a backup, whose lease row is
+    /// older, still starts a higher one than any target has seen. A store
+    /// only one process uses (SQLite) answers the epoch of the process:
+    /// when it first asked. The jobs' transactions are fenced with the
+    /// lease it answers ([`Tx::fence`]).
     fn lead(&self, holder: &str, term: std::time::Duration, renewing: bool) -> Result<Option<i64>> {
+        static PROCESS_EPOCH: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
         let _ = (holder, term, renewing);
-        Ok(Some(1))
+        Ok(Some(
+            *PROCESS_EPOCH.get_or_init(|| chrono::Utc::now().timestamp_millis()),
+        ))
+    }
+    /// Whether other processes may use the same database (PostgreSQL):
+    /// then which of them leads is worth telling operators.
+    fn shared(&self) -> bool {
+        false
     }
     /// What other instances on the same database commit, as they commit it
     /// (see [`Announcement`]); `None` for a store only one process uses.

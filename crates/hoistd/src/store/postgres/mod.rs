@@ -422,10 +422,12 @@ impl Store for PostgresStore {
         let conn = self.connection_from(&self.lease_pool)?;
         let rows = conn.query(
             "INSERT INTO leadership (name, holder, epoch, expires_at) \
-             VALUES ('hoistd', $1, 1, clock_timestamp() + $2 * interval '1 millisecond') \
+             VALUES ('hoistd', $1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, \
+                     clock_timestamp() + $2 * interval '1 millisecond') \
              ON CONFLICT (name) DO UPDATE SET \
              epoch = CASE WHEN leadership.holder = EXCLUDED.holder AND $3 \
-                     THEN leadership.epoch ELSE leadership.epoch + 1 END, \
+                     THEN leadership.epoch \
+                     ELSE greatest(leadership.epoch + 1, EXCLUDED.epoch) END, \
              holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
              WHERE leadership.holder = EXCLUDED.holder \
              OR leadership.expires_at < clock_timestamp() \
@@ -439,6 +441,10 @@ impl Store for PostgresStore {
         rows.first()
             .map(|row| row.try_get(0).map_err(StoreError::from))
             .transpose()
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::Announcement>> {
