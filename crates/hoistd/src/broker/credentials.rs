@@ -315,13 +315,43 @@ impl Broker {
 
     /// RFC 7662: a credential is active only while its grant is.
     pub fn introspect(&self, user: &str, token: &str) -> Result<Introspection> {
+        self.introspect_as(user, None, token)
+    }
+
+    /// [`Broker::introspect`] by `user`, who, for a workload calling with
+    /// its credential, is that workload only while `workload_grant` (the
+    /// grant the credential was issued for) is active and theirs: a task's
+    /// credential ends with its grant, revoked or withdrawn before its
+    /// `exp`.
+    pub fn introspect_as(
+        &self,
+        user: &str,
+        workload_grant: Option<&str>,
+        token: &str,
+    ) -> Result<Introspection> {
         self.limit(Act::Introspect, user)?;
         let policy = self.policy();
         let inactive = Introspection::default();
-        let Some(claims) = self.signer.verify(token, &policy.settings.issuer) else {
+        let claims = self.signer.verify(token, &policy.settings.issuer);
+        if claims.is_none() && workload_grant.is_none() {
+            return Ok(inactive);
+        }
+        let mut work = self.begin()?;
+        if let Some(id) = workload_grant {
+            let live = work.tx.grant(id)?.is_some_and(|mut grant| {
+                settle_grant(&mut grant, work.now);
+                grant.state == GrantState::Active && grant.holder == user
+            });
+            if !live {
+                return Err(Error::refuse(
+                    ErrorCode::Unauthenticated,
+                    "this workload credential's grant has ended; it is no longer accepted",
+                ));
+            }
+        }
+        let Some(claims) = claims else {
             return Ok(inactive);
         };
-        let mut work = self.begin()?;
         // `exp` is exclusive, and checked to the millisecond: the signature
         // check above counts whole seconds, so it would keep a credential
         // alive for up to a second past its `exp`.

@@ -993,12 +993,16 @@ impl Broker {
         )
     }
 
-    /// The workload principal a live workload credential belongs to.
-    pub fn workload_caller(&self, token: &str) -> Option<String> {
+    /// The workload principal a workload credential, signed and not
+    /// expired, belongs to, and the grant it was issued for: the caller
+    /// is that workload only while that grant is active (checked where
+    /// the call reads the store, as [`Broker::introspect`] does).
+    pub fn workload_caller(&self, token: &str) -> Option<(String, String)> {
         let policy = self.policy();
         let claims = self.signer.verify(token, &policy.settings.issuer)?;
         let act = claims.act?;
-        (act.sub == claims.sub && hoist_api::is_workload(&act.sub)).then_some(act.sub)
+        (act.sub == claims.sub && hoist_api::is_workload(&act.sub))
+            .then_some((act.sub, claims.grant_id))
     }
 }
 

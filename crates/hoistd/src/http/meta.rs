@@ -100,10 +100,13 @@ async fn jwks(State(state): State<AppState>) -> Json<Jwks> {
     ))]
 async fn introspect(
     State(state): State<AppState>,
-    PersonOrWorkload(user): PersonOrWorkload,
+    caller: PersonOrWorkload,
     ApiForm(input): ApiForm<IntrospectionInput>,
 ) -> Result<Json<Introspection>, Failure> {
-    let answer = blocking(&state, move |b| b.introspect(&user, &input.token)).await?;
+    let answer = blocking(&state, move |b| {
+        b.introspect_as(&caller.user, caller.workload_grant.as_deref(), &input.token)
+    })
+    .await?;
     Ok(Json(answer))
 }
 

@@ -521,9 +521,13 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A person, or a workload with its live credential: introspection is the
-/// one route of people's API a workload's credential may also call.
-pub struct PersonOrWorkload(pub String);
+/// A person, or a workload with its credential and the grant it was issued
+/// for: introspection is the one route of people's API a workload's
+/// credential may also call, while that grant is active.
+pub struct PersonOrWorkload {
+    pub user: String,
+    pub workload_grant: Option<String>,
+}
 
 impl FromRequestParts<AppState> for PersonOrWorkload {
     type Rejection = Response;
@@ -539,10 +543,16 @@ impl FromRequestParts<AppState> for PersonOrWorkload {
             })
             .and_then(|token| state.broker.workload_caller(token.trim()));
         match workload {
-            Some(principal) => Ok(PersonOrWorkload(principal)),
+            Some((user, grant)) => Ok(PersonOrWorkload {
+                user,
+                workload_grant: Some(grant),
+            }),
             None => Caller::from_request_parts(parts, state)
                 .await
-                .map(|Caller(user)| PersonOrWorkload(user)),
+                .map(|Caller(user)| PersonOrWorkload {
+                    user,
+                    workload_grant: None,
+                }),
         }
     }
 }

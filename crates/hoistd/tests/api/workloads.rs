@@ -194,7 +194,21 @@ async fn a_job_exchanges_its_token_uses_the_credential_and_revokes_it() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let revoked: WorkloadRevoked = serde_json::from_value(body).unwrap();
     assert_eq!(revoked.state, "revoked");
-    assert!(!workload.introspect(&credential.access_token).await.active);
+    // Its credential ended with its grant, as a caller too, before its exp.
+    let (status, body) = workload
+        .call::<serde_json::Value>(
+            workload
+                .raw(reqwest::Method::POST, "/v1/introspect")
+                .form(&[("token", credential.access_token.as_str())]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body:?}");
+    let asked = broker
+        .as_user("erin")
+        .introspect(&credential.access_token)
+        .await;
+    assert!(!asked.active);
     let grant = broker
         .as_user("erin")
         .grant(&credential.grant_id)
