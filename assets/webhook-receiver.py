@@ -22,9 +22,9 @@ instance lost the lease may still arrive after the new leader's: this receiver
 keeps the highest epoch it has seen from each issuer and refuses (409) a
 provision under a lower one, so a late provision cannot bring back access the
 new leader removed. A deprovision is never refused: removing access is always
-safe. A real receiver keeps the epochs where it keeps its grants, and forgets an
-issuer's when that hoistd's database is restored from a backup (its epochs
-start lower again).
+safe. A real receiver keeps the epochs where it keeps its grants. An epoch is
+never below the milliseconds since 1970 when its term began, so a restarted
+hoistd, or one whose database was restored from a backup, starts higher still.
 
     HOIST_WEBHOOK_SECRET=... python3 webhook-receiver.py --port 8711
 
