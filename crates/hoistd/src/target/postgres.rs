@@ -508,6 +508,38 @@ impl Postgres {
         )))
     }
 
+    /// Ends every session of `members` (the role, and roles made members
+    /// of it, which may have switched to it with SET ROLE): VALID UNTIL and
+    /// NOLOGIN only stop new logins, and a session opened before keeps
+    /// running until it is terminated. A terminated backend takes a moment
+    /// to leave pg_stat_activity; waited for, briefly.
+    async fn end_sessions(
+        &self,
+        client: &tokio_postgres::Client,
+        role: &str,
+        members: &[String],
+    ) -> Result<(), TargetError> {
+        let mut open = 0;
+        for _ in 0..100 {
+            open = client
+                .query_one(
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE usename = ANY($1) AND pid <> pg_backend_pid()) AS terminated",
+                    &[&members],
+                )
+                .await
+                .map_err(|err| self.fault(err))?
+                .get::<_, i64>(0);
+            if open == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(self.unreachable(format!(
+            "{open} session(s) of {role} still open after being terminated"
+        )))
+    }
+
     /// No more logins, its sessions ended, what it owns handed over or
     /// dropped, then the role itself; each step harmless to repeat.
     async fn tear_down(&self, role: &str) -> Result<(), TargetError> {
@@ -543,7 +575,19 @@ impl Postgres {
             )
             .await
             .map_err(|err| self.fault(err))?;
-        let mut members = vec![role.to_string()];
+        let members: Vec<String> = std::iter::once(role.to_string())
+            .chain(
+                memberships
+                    .iter()
+                    .filter(|row| row.get::<_, String>(0) == role)
+                    .map(|row| row.get::<_, String>(1)),
+            )
+            .collect();
+        // Ended first as well: a session holding a lock on a membership
+        // (an open transaction of its holder's) would otherwise hold up
+        // each revoke to its timeout, and the whole removal past its
+        // deadline before any session was ended.
+        self.end_sessions(&client, role, &members).await?;
         let mut refused = None;
         for row in &memberships {
             let (granted, member, grantor): (String, String, Option<String>) =
@@ -559,36 +603,9 @@ impl Postgres {
             if let Err(err) = client.batch_execute(&revoke).await {
                 refused.get_or_insert(self.fault(err));
             }
-            if granted == role {
-                members.push(member);
-            }
         }
-        // VALID UNTIL and NOLOGIN only stop new logins: a session opened
-        // before keeps running until it is terminated, and so does one of a
-        // role it made a member of itself, which may have switched to it
-        // (SET ROLE). A terminated backend takes a moment to leave
-        // pg_stat_activity; wait for it, briefly.
-        let mut open = 0;
-        for _ in 0..100 {
-            open = client
-                .query_one(
-                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE usename = ANY($1) AND pid <> pg_backend_pid()) AS terminated",
-                    &[&members],
-                )
-                .await
-                .map_err(|err| self.fault(err))?
-                .get::<_, i64>(0);
-            if open == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if open > 0 {
-            return Err(self.unreachable(format!(
-                "{open} session(s) of {role} still open after being terminated"
-            )));
-        }
+        // And again: one opened by a member meanwhile, before its revoke.
+        self.end_sessions(&client, role, &members).await?;
         if let Some(refused) = refused {
             // Tried again at the next attempt; the sessions are gone.
             return Err(refused);
