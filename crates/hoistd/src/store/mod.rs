@@ -205,16 +205,10 @@ pub trait Store: Send + Sync + 'static {
     /// lapsed. An epoch is never below the milliseconds since 1970 when it
     /// began, so a database restored from a backup, whose lease row is
     /// older, still starts a higher one than any target has seen. A store
-    /// only one process uses (SQLite) answers the epoch of the process:
-    /// when it first asked. The jobs' transactions are fenced with the
-    /// lease it answers ([`Tx::fence`]).
-    fn lead(&self, holder: &str, term: std::time::Duration, renewing: bool) -> Result<Option<i64>> {
-        static PROCESS_EPOCH: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-        let _ = (holder, term, renewing);
-        Ok(Some(
-            *PROCESS_EPOCH.get_or_init(|| chrono::Utc::now().timestamp_millis()),
-        ))
-    }
+    /// only one process uses (SQLite) answers one epoch for the process,
+    /// above the last process's. The jobs' transactions are fenced with
+    /// the lease it answers ([`Tx::fence`]).
+    fn lead(&self, holder: &str, term: std::time::Duration, renewing: bool) -> Result<Option<i64>>;
     /// Whether other processes may use the same database (PostgreSQL):
     /// then which of them leads is worth telling operators.
     fn shared(&self) -> bool {

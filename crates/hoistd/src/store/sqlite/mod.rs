@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0013_purge_indexes.sql"),
     include_str!("../../../migrations/sqlite/0014_target_handles.sql"),
     include_str!("../../../migrations/sqlite/0015_exchange_claims.sql"),
+    include_str!("../../../migrations/sqlite/0016_lease_epoch.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters
@@ -49,6 +50,8 @@ pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
     durability: Durability,
+    /// This process's leader epoch, taken at its first [`Store::lead`].
+    epoch: std::sync::OnceLock<i64>,
     /// Declared after `conn`, so it closes last and leaves no log behind.
     _checkpointer: Option<Checkpointer>,
 }
@@ -153,6 +156,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             durability: Durability::new(&opened),
+            epoch: std::sync::OnceLock::new(),
             _checkpointer: checkpointer,
         })
     }
@@ -228,6 +232,30 @@ fn migrate(conn: &Connection) -> Result<()> {
 }
 
 impl Store for SqliteStore {
+    /// This process leads for as long as it runs, under one epoch: above
+    /// the last process's, and at least the milliseconds since 1970, taken
+    /// and synced at the first call.
+    fn lead(&self, holder: &str, term: Duration, renewing: bool) -> Result<Option<i64>> {
+        let _ = (holder, term, renewing);
+        if let Some(epoch) = self.epoch.get() {
+            return Ok(Some(*epoch));
+        }
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let epoch: i64 = conn
+            .prepare_cached(
+                "INSERT INTO lease_epoch (id, epoch) VALUES (1, ?1) \
+                 ON CONFLICT (id) DO UPDATE SET epoch = max(epoch + 1, excluded.epoch) \
+                 RETURNING epoch",
+            )?
+            .query_row([chrono::Utc::now().timestamp_millis()], |row| row.get(0))?;
+        drop(conn);
+        self.durability.sync()?;
+        Ok(Some(*self.epoch.get_or_init(|| epoch)))
+    }
+
     fn connections(&self) -> Connections {
         // The one writing connection; snapshots and the checkpointer open
         // short-lived ones of their own, outside this count.
@@ -469,6 +497,37 @@ mod tests {
         );
     }
 
+    /// Each process that opens the database leads under an epoch above
+    /// the last one's, even with the clock set back; within a process it
+    /// stays the same.
+    #[test]
+    fn each_process_leads_under_a_higher_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoistd.db");
+        let term = Duration::from_secs(5);
+        let store = SqliteStore::open(&path).unwrap();
+        let first = store.lead("a", term, false).unwrap().unwrap();
+        assert!(first >= Utc::now().timestamp_millis() - 60_000, "{first}");
+        assert_eq!(store.lead("a", term, true).unwrap(), Some(first));
+        assert_eq!(store.lead("b", term, false).unwrap(), Some(first));
+        drop(store);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let second = store.lead("a", term, false).unwrap().unwrap();
+        assert!(second > first);
+        // The last process ran with a clock far ahead of this one's.
+        let ahead = second + 86_400_000;
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute("UPDATE lease_epoch SET epoch = ?1", [ahead])
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.lead("a", term, false).unwrap(), Some(ahead + 1));
+    }
+
     /// An upgrade marks the grants at OpenBao targets that may hold tokens
     /// minted before their accessors were recorded, and no other: their
     /// removal searches for them.
@@ -479,7 +538,15 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hoistd.db");
-        let store = SqliteStore::open(&path).unwrap();
+        // The database as version 13 left it.
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..13] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 13).unwrap();
+        }
+        let store = SqliteStore::open_with(&path, super::super::Migrations::Leave).unwrap();
         insert_requests(
             &store,
             &[
@@ -515,14 +582,6 @@ mod tests {
             .unwrap();
         tx.commit().unwrap();
         drop(store);
-        // As the database stood before version 14.
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "DROP TABLE target_handles; DROP INDEX workload_exchanges_request; \
-             ALTER TABLE workload_exchanges DROP COLUMN claims; PRAGMA user_version = 13;",
-        )
-        .unwrap();
-        drop(conn);
 
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
