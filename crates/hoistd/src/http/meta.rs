@@ -94,7 +94,7 @@ async fn jwks(State(state): State<AppState>) -> Json<Jwks> {
     responses(
         (status = 200, description = "Whether the credential is active, and its claims if so", body = Introspection),
         (status = 400, description = "The form has no `token`", body = ApiError),
-        (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 401, description = "Missing or unknown token, or a workload's credential whose grant has ended", body = ApiError),
         (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 429, description = "Too many introspections by the caller; see Retry-After", body = ApiError),
     ))]
