@@ -214,7 +214,7 @@ impl Journal {
         handle: &str,
     ) -> Result<(), TargetError> {
         let (t, g, h) = (target.to_string(), grant_id.to_string(), handle.to_string());
-        self.stored(target, move |tx| tx.insert_handle(&t, &g, &h, now()))
+        self.on_store(target, false, move |tx| tx.insert_handle(&t, &g, &h, now()))
             .await
     }
 
@@ -225,7 +225,7 @@ impl Journal {
         grant_id: Option<&str>,
     ) -> Result<Vec<(String, String)>, TargetError> {
         let (t, g) = (target.to_string(), grant_id.map(str::to_string));
-        self.read(target, move |tx| tx.handles(&t, g.as_deref()))
+        self.on_store(target, true, move |tx| tx.handles(&t, g.as_deref()))
             .await
     }
 
@@ -233,7 +233,7 @@ impl Journal {
     /// is unknown): nothing made for it may be still to come.
     pub async fn access_removed(&self, target: &str, grant_id: &str) -> Result<bool, TargetError> {
         let g = grant_id.to_string();
-        self.read(target, move |tx| {
+        self.on_store(target, true, move |tx| {
             Ok(tx.grant(&g)?.is_none_or(|grant| {
                 grant
                     .access
@@ -251,31 +251,15 @@ impl Journal {
         handle: &str,
     ) -> Result<(), TargetError> {
         let (t, g, h) = (target.to_string(), grant_id.to_string(), handle.to_string());
-        self.stored(target, move |tx| tx.delete_handle(&t, &g, &h))
+        self.on_store(target, false, move |tx| tx.delete_handle(&t, &g, &h))
             .await
     }
 
-    /// One committed transaction on the blocking pool; a failure is the
-    /// target's operation failing, retried as any other. Handles are facts
-    /// about the target, so their writes are not fenced with the lease: a
-    /// deposed leader's forgetting a handle follows its own revocation.
-    async fn stored<T: Send + 'static>(
-        &self,
-        target: &str,
-        work: impl FnOnce(&mut dyn crate::store::Tx) -> crate::store::Result<T> + Send + 'static,
-    ) -> Result<T, TargetError> {
-        self.on_store(target, false, work).await
-    }
-
-    /// [`Journal::stored`] through a read-only transaction.
-    async fn read<T: Send + 'static>(
-        &self,
-        target: &str,
-        work: impl FnOnce(&mut dyn crate::store::Tx) -> crate::store::Result<T> + Send + 'static,
-    ) -> Result<T, TargetError> {
-        self.on_store(target, true, work).await
-    }
-
+    /// One committed transaction on the blocking pool (read only, or
+    /// not); a failure is the target's operation failing, retried as any
+    /// other. Handles are facts about the target, so their writes are not
+    /// fenced with the lease: a deposed leader's forgetting a handle
+    /// follows its own revocation.
     async fn on_store<T: Send + 'static>(
         &self,
         target: &str,

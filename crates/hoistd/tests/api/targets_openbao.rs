@@ -214,6 +214,26 @@ impl Bao {
     }
 }
 
+/// Records `handle` for `grant` at target `bao` in the broker's store, as
+/// hoistd would (or as an upgrade marks a grant, with `*`).
+fn record(broker: &TestBroker, grant: &str, handle: &str) {
+    let mut tx = broker.broker().store().transaction().unwrap();
+    tx.insert_handle("bao", grant, handle, chrono::Utc::now())
+        .unwrap();
+    tx.commit().unwrap();
+}
+
+/// The handles recorded at target `bao`: (grant, handle).
+fn recorded(broker: &TestBroker) -> Vec<(String, String)> {
+    broker
+        .broker()
+        .store()
+        .read()
+        .unwrap()
+        .handles("bao", None)
+        .unwrap()
+}
+
 async fn granted(broker: &TestBroker) -> Grant {
     let filed = broker
         .as_user("alice")
@@ -382,14 +402,7 @@ async fn a_revoke_openbao_refuses_stays_pending_until_it_can() {
         access(&broker).await.state == AccessState::Removed
     })
     .await;
-    let recorded = broker
-        .broker()
-        .store()
-        .transaction()
-        .unwrap()
-        .handles("bao", Some(&grant.id))
-        .unwrap();
-    assert_eq!(recorded, vec![], "forgotten once revoked");
+    assert_eq!(recorded(&broker), vec![], "forgotten once revoked");
 }
 
 /// A grant active when accessors began to be recorded (marked `*` by the
@@ -402,7 +415,7 @@ async fn a_grant_from_before_accessors_were_recorded_is_searched_for() {
     bao.allow_hoistd(&[MINT_AND_REVOKE, SEARCH].concat()).await;
     let broker = TestBroker::builder().policy(&bao.policy()).start().await;
     let grant = granted(&broker).await;
-    let recorded = holder_token(&broker, &grant).await;
+    let held = holder_token(&broker, &grant).await;
     let meta = |issuer: &str| json!({ "hoist_grant": grant.id, "hoist_holder": "alice", "hoist_issuer": issuer });
     let mint = |meta: Value| {
         let bao = &bao;
@@ -423,10 +436,7 @@ async fn a_grant_from_before_accessors_were_recorded_is_searched_for() {
     let unrecorded = mint(meta(&issuer)).await;
     // Another deployment sharing this OpenBao, with a grant of the same id.
     let theirs = mint(meta("https://hoist-staging.test")).await;
-    let mut tx = broker.broker().store().transaction().unwrap();
-    tx.insert_handle("bao", &grant.id, "*", chrono::Utc::now())
-        .unwrap();
-    tx.commit().unwrap();
+    record(&broker, &grant.id, "*");
 
     broker
         .as_user("alice")
@@ -434,19 +444,13 @@ async fn a_grant_from_before_accessors_were_recorded_is_searched_for() {
         .await
         .unwrap();
     until_access(&broker, &grant.id, AccessState::Removed).await;
-    assert_eq!(bao.lookup(&recorded).await, Err(403));
+    assert_eq!(bao.lookup(&held).await, Err(403));
     assert_eq!(bao.lookup(&unrecorded).await, Err(403));
     assert!(
         bao.lookup(&theirs).await.is_ok(),
         "another deployment's stays"
     );
-    let left = broker
-        .broker()
-        .store()
-        .transaction()
-        .unwrap()
-        .handles("bao", None)
-        .unwrap();
+    let left = recorded(&broker);
     assert_eq!(left, vec![], "nothing is searched for again");
 }
 
@@ -595,12 +599,7 @@ async fn the_reconciler_searches_only_while_a_grant_from_before_holds_access() {
     let broker = TestBroker::builder().policy(&bao.policy()).start().await;
     let grant = granted(&broker).await;
     let token = holder_token(&broker, &grant).await;
-    let mark = || {
-        let mut tx = broker.broker().store().transaction().unwrap();
-        tx.insert_handle("bao", &grant.id, "*", chrono::Utc::now())
-            .unwrap();
-        tx.commit().unwrap();
-    };
+    let mark = || record(&broker, &grant.id, "*");
     let issuer = broker.broker().policy().settings.issuer.clone();
     let stray = || {
         let bao = &bao;
@@ -635,13 +634,7 @@ async fn the_reconciler_searches_only_while_a_grant_from_before_holds_access() {
     let pass = hoistd::target::reconcile::pass(broker.broker()).await;
     assert_eq!(pass.drift_removed, 0, "{pass:?}");
     assert!(bao.lookup(&unsearched).await.is_ok(), "no search any more");
-    let left = broker
-        .broker()
-        .store()
-        .transaction()
-        .unwrap()
-        .handles("bao", None)
-        .unwrap();
+    let left = recorded(&broker);
     assert_eq!(left, vec![], "the mark is forgotten");
 }
 
@@ -666,14 +659,7 @@ async fn a_secret_that_cannot_be_read_takes_its_token_with_it() {
         "{refused:?}"
     );
     assert_eq!(bao.tokens_of(&grant.id).await, 0);
-    let recorded = broker
-        .broker()
-        .store()
-        .transaction()
-        .unwrap()
-        .handles("bao", None)
-        .unwrap();
-    assert_eq!(recorded, vec![]);
+    assert_eq!(recorded(&broker), vec![]);
 }
 
 /// The reconciler revokes a recorded token whose grant holds no access
@@ -702,10 +688,7 @@ async fn the_reconciler_revokes_a_token_no_live_grant_stands_behind() {
         .await;
     let stray = answer["auth"]["client_token"].as_str().unwrap().to_string();
     let accessor = answer["auth"]["accessor"].as_str().unwrap().to_string();
-    let mut tx = broker.broker().store().transaction().unwrap();
-    tx.insert_handle("bao", &ended.id, &accessor, chrono::Utc::now())
-        .unwrap();
-    tx.commit().unwrap();
+    record(&broker, &ended.id, &accessor);
 
     let pass = hoistd::target::reconcile::pass(broker.broker()).await;
     assert_eq!(pass.drift_removed, 1, "{pass:?}");
@@ -714,15 +697,9 @@ async fn the_reconciler_revokes_a_token_no_live_grant_stands_behind() {
         bao.lookup(&token).await.is_ok(),
         "the live grant's token stays"
     );
-    let recorded = broker
-        .broker()
-        .store()
-        .transaction()
-        .unwrap()
-        .handles("bao", None)
-        .unwrap();
-    assert_eq!(recorded.len(), 1, "{recorded:?}");
-    assert_eq!(recorded[0].0, live.id, "the stray's handle is forgotten");
+    let left = recorded(&broker);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].0, live.id, "the stray's handle is forgotten");
 }
 
 /// hoistd signs in by JWT auth with a token it signs itself, which OpenBao
