@@ -103,6 +103,22 @@ impl Pane {
         }
     }
 
+    /// Waits for text to leave the screen; fails with the screen if not.
+    fn wait_gone(&self, text: &str, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if !screen.contains(text) {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "`{text}` never went; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits for a line of the screen with all of `parts` on it.
     fn wait_for_line(&self, parts: &[&str], limit: Duration) -> String {
         let start = Instant::now();
@@ -446,6 +462,8 @@ fn the_demo_story_ends_in_a_working_psql() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("hoist_alice_"));
     pane.keys(&["Escape"]);
+    // Read together, Escape and the key after it are Alt and that key.
+    pane.wait_gone("Shown once", LOAD);
     pane.keys(&["x"]);
     pane.wait_for("Revoke prod-db-admin now?", LOAD);
     pane.keys(&["y"]);
