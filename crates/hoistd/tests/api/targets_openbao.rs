@@ -139,6 +139,20 @@ impl Bao {
             .await;
     }
 
+    /// A token with policy `read-app` and this metadata, minted with the
+    /// root token, as an earlier hoistd or a crash would have left it.
+    async fn mint(&self, meta: Value) -> String {
+        self.root(
+            "POST",
+            "auth/token/create-orphan",
+            json!({ "policies": ["read-app"], "meta": meta }),
+        )
+        .await["auth"]["client_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// How many tokens OpenBao holds for `grant`, by their metadata.
     async fn tokens_of(&self, grant: &str) -> usize {
         let listed = self.root("LIST", "auth/token/accessors", Value::Null).await;
@@ -417,25 +431,11 @@ async fn a_grant_from_before_accessors_were_recorded_is_searched_for() {
     let grant = granted(&broker).await;
     let held = holder_token(&broker, &grant).await;
     let meta = |issuer: &str| json!({ "hoist_grant": grant.id, "hoist_holder": "alice", "hoist_issuer": issuer });
-    let mint = |meta: Value| {
-        let bao = &bao;
-        async move {
-            bao.root(
-                "POST",
-                "auth/token/create-orphan",
-                json!({ "policies": ["read-app"], "meta": meta }),
-            )
-            .await["auth"]["client_token"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
     let issuer = broker.broker().policy().settings.issuer.clone();
     // As the earlier version minted it: labelled, its accessor not kept.
-    let unrecorded = mint(meta(&issuer)).await;
+    let unrecorded = bao.mint(meta(&issuer)).await;
     // Another deployment sharing this OpenBao, with a grant of the same id.
-    let theirs = mint(meta("https://hoist-staging.test")).await;
+    let theirs = bao.mint(meta("https://hoist-staging.test")).await;
     record(&broker, &grant.id, "*");
 
     broker
@@ -601,21 +601,7 @@ async fn the_reconciler_searches_only_while_a_grant_from_before_holds_access() {
     let token = holder_token(&broker, &grant).await;
     let mark = || record(&broker, &grant.id, "*");
     let issuer = broker.broker().policy().settings.issuer.clone();
-    let stray = || {
-        let bao = &bao;
-        let meta = json!({ "hoist_grant": "gr_gone", "hoist_issuer": issuer });
-        async move {
-            bao.root(
-                "POST",
-                "auth/token/create-orphan",
-                json!({ "policies": ["read-app"], "meta": meta }),
-            )
-            .await["auth"]["client_token"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
+    let stray = || bao.mint(json!({ "hoist_grant": "gr_gone", "hoist_issuer": issuer }));
     mark();
     let found = stray().await;
     let pass = hoistd::target::reconcile::pass(broker.broker()).await;
