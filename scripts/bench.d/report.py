@@ -193,7 +193,12 @@ _POSTGRES_SERIAL = (
     "made meanwhile: 684, 685 and 676 cycles/s on one instance against 678, 686 and 631, "
     "644, 623 and 627 on two against 627, 626 and 548, alternated with SQLite's 1,539, 1,490 "
     "and 1,473 at b20c0ac; the server already lets one disk write serve every backend "
-    "waiting for it). This machine's speed moves by nearly 2x within "
+    "waiting for it); a load with more reviewers (`load cycles --reviewers 6 --requesters "
+    "12`, the same for both stores, alternated ad hoc at 231ec87): SQLite went up to 963 and "
+    "982 cycles/s from 735 and 727 with 2 reviewers, PostgreSQL down to 336 and 340 on one "
+    "instance (from 320 and 309) and 277 and 275 on two (from 307 and 323), 0.28-0.35 of "
+    "SQLite, so the 2 reviewers this group uses do not hold PostgreSQL back: its server is "
+    "already the bottleneck. This machine's speed moves by nearly 2x within "
     "an hour (SQLite gave 1,095 cycles/s in the group run at dd82aa3, 1,409 at b71d45b and "
     "1,492 at 7ee63b3), so compare figures only within one group run."
 )

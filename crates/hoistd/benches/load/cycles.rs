@@ -12,6 +12,9 @@ use crate::support::{Args, role_id};
 
 pub async fn cycles(api: Api, args: &Args) {
     let requesters = args.number("--requesters", 4) as usize;
+    // bob and carol, then the fixture's watchers (w0000...), who review too.
+    let reviewers = args.number("--reviewers", 2) as usize;
+    assert!(reviewers >= 1, "--reviewers must be at least 1");
     let users = args.number("--users", 100) as usize;
     let roles = args.number("--roles", 300) as usize;
     let warmup = Duration::from_secs(args.number("--warmup", 2));
@@ -67,7 +70,11 @@ pub async fn cycles(api: Api, args: &Args) {
         }));
     }
     drop(to_review);
-    for reviewer in ["bob", "carol"] {
+    let names = ["bob".to_string(), "carol".to_string()]
+        .into_iter()
+        .chain((0..).map(|i| format!("w{i:04}")))
+        .take(reviewers);
+    for reviewer in names {
         let (api, reviews, errors) = (api.clone(), reviews.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let (mut approve, mut cycle) = (Samples::default(), Samples::default());
@@ -76,7 +83,7 @@ pub async fn cycles(api: Api, args: &Args) {
                 let next = reviews.lock().await.recv().await;
                 let Some((id, filed)) = next else { break };
                 let began = Instant::now();
-                match api.approve(reviewer, &id).await {
+                match api.approve(&reviewer, &id).await {
                     Ok(request) if request.state == hoist_api::RequestState::Active => {
                         let end = Instant::now();
                         if in_window(end) {
@@ -126,7 +133,7 @@ pub async fn cycles(api: Api, args: &Args) {
             "cycle": cycle.summary(),
         }),
         json!({
-            "what": format!("closed loop for {seconds} s after {} s warm-up: {requesters} requesters file (POST /v1/requests), two reviewers approve one at a time (POST /v1/requests/{{id}}/reviews, which activates the grant); a cycle ends when the approval returns `active`", warmup.as_secs()),
+            "what": format!("closed loop for {seconds} s after {} s warm-up: {requesters} requesters file (POST /v1/requests), {reviewers} reviewers approve one at a time (POST /v1/requests/{{id}}/reviews, which activates the grant); a cycle ends when the approval returns `active`", warmup.as_secs()),
         }),
     );
 }

@@ -3,10 +3,11 @@
 //! Every user's token is `tok-<user>`.
 //!
 //! ```text
-//! load cycles --url URL [--requesters 4] [--users 100] [--roles 300] [--seconds 10] [--warmup 2]
+//! load cycles --url URL [--requesters 4] [--reviewers 2] [--users 100] [--roles 300]
+//!            [--seconds 10] [--warmup 2]
 //!     Sustained create -> approve (activates the grant) cycles, closed loop: `--requesters`
-//!     tasks file requests as distinct users, two reviewers (bob, carol) approve them, each
-//!     one request at a time. Reports cycles per second and each call's latency.
+//!     tasks file requests as distinct users, `--reviewers` reviewers (bob, carol, then the
+//!     fixture's watchers w0000...) approve them, each one request at a time. Reports cycles per second and each call's latency.
 //! load rate --url URL [--rps 200] [--seconds 30] [--users 100] [--roles 300]
 //!     Open loop at a fixed request rate, each call timed from the moment it was due (no
 //!     coordinated omission): a request's life (create, approve, credential, revoke) and
