@@ -393,33 +393,139 @@ fn a_lease_row_restored_from_a_backup_still_starts_a_higher_epoch() {
     assert!(after > before, "epoch {after} after {before}");
 }
 
+/// The store's write lock (`BEGIN_LOCKED` in store/postgres/mod.rs).
+const WRITE_LOCK: i64 = 7525349446954284152;
+
+/// `psql -c sql` on the database at `url`, running in the background.
+fn psql_in_background(url: &str, sql: &str) -> std::process::Child {
+    std::process::Command::new("psql")
+        .args(["-X", "-q", "-d", url, "-c", sql])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Ends the session [`psql_in_background`] started (its `pg_sleep(14)`),
+/// at the server: stopping the client alone leaves it running there.
+fn end_sleeper(url: &str, mut child: std::process::Child) {
+    let output = std::process::Command::new("psql")
+        .args(["-X", "-q", "-d", url, "-c"])
+        .arg(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE '%pg_sleep(14)%' AND pid <> pg_backend_pid()",
+        )
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let _ = child.wait();
+}
+
+/// Waits until some session holds a lock `psql -c` would find with `sql`.
+fn until_held(url: &str, sql: &str) {
+    for _ in 0..200 {
+        let output = std::process::Command::new("psql")
+            .args(["-X", "-q", "-At", "-d", url, "-c", sql])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&output.stdout).trim() == "t" {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no session took the lock: {sql}");
+}
+
 /// A transaction queued for the lock longer than the server's lock timeout
 /// (10 s) is given up by the server (55P03), with nothing written, before
 /// the store stops waiting for its answers (15 s) and closes the
 /// connection: the server, which does not watch the socket while it waits
-/// for a lock, never goes on to run what the store gave up on.
+/// for a lock, never goes on to run what the store gave up on. The holder
+/// here is busy all along (one long statement), as a slow writer is.
 #[test]
 fn the_server_gives_up_a_lock_wait_before_the_store_does() {
+    let (_pg, url, store) = fresh_store();
+    let holder = psql_in_background(
+        &url,
+        &format!("SELECT pg_advisory_xact_lock({WRITE_LOCK}), pg_sleep(14)"),
+    );
+    until_held(
+        &url,
+        "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND pid <> pg_backend_pid()",
+    );
+    let outcome = (|| {
+        let mut tx = store.transaction()?;
+        tx.set_notification_cursor(9)?;
+        tx.commit()
+    })();
+    end_sleeper(&url, holder);
+    match outcome {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("55P03"), "{message}")
+        }
+        other => panic!("expected the server's lock timeout: {other:?}"),
+    }
+    assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 0);
+}
+
+/// A holder of the write lock that stops sending between two round trips
+/// (its instance paused, frozen or cut off) is ended by the server after
+/// 5 s idle: the writer queued behind it goes on well within its own 10 s
+/// lock wait, and the stopped holder's transaction is rolled back, its
+/// commit refused.
+#[test]
+fn a_lock_holder_that_stops_sending_is_ended_and_the_next_writer_goes_on() {
     let (_pg, _, store) = fresh_store();
-    let holder = store.transaction().unwrap();
-    // Its first statement takes the lock.
+    let mut holder = store.transaction().unwrap();
+    // Its first statement takes the lock; then it sends nothing.
     assert_eq!(holder.audit_head().unwrap(), None);
     std::thread::scope(|scope| {
         let waiting = scope.spawn(|| {
-            let mut tx = store.transaction().unwrap();
+            let mut tx = store.transaction()?;
             tx.set_notification_cursor(9)?;
             tx.commit()
         });
         let outcome = waiting.join().unwrap();
-        drop(holder);
-        match outcome {
-            Err(StoreError::Unavailable(message)) => {
-                assert!(message.contains("55P03"), "{message}")
-            }
-            other => panic!("expected the server's lock timeout: {other:?}"),
-        }
+        assert!(outcome.is_ok(), "the queued writer failed: {outcome:?}");
     });
-    assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 0);
+    let stopped = holder
+        .set_notification_cursor(5)
+        .and_then(|()| holder.commit());
+    assert!(
+        matches!(stopped, Err(StoreError::Unavailable(_))),
+        "{stopped:?}"
+    );
+    assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 9);
+}
+
+/// Asking for the lease while another session holds its row answers with
+/// the server's lock timeout (2 s), within the leader's renewal wait (4 s),
+/// rather than stay queued at the server after hoistd gave up asking.
+#[test]
+fn a_lease_ask_behind_a_held_row_fails_within_the_renewal_wait() {
+    let (_pg, url, store) = fresh_store();
+    let term = std::time::Duration::from_secs(5);
+    let epoch = store.lead("first", term, false).unwrap().unwrap();
+    let holder = psql_in_background(
+        &url,
+        "BEGIN; SELECT 1 FROM leadership FOR UPDATE; SELECT pg_sleep(14); COMMIT",
+    );
+    until_held(
+        &url,
+        "SELECT count(*) > 0 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         WHERE c.relname = 'leadership' AND l.mode = 'RowShareLock' AND l.granted \
+         AND l.pid <> pg_backend_pid()",
+    );
+    let asked = store.lead("first", term, true);
+    end_sleeper(&url, holder);
+    match asked {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("55P03"), "{message}")
+        }
+        other => panic!("expected the server's lock timeout: {other:?}"),
+    }
+    assert_eq!(store.lead("first", term, true).unwrap(), Some(epoch));
 }
 
 /// A writing transaction lets the lock go before its commit reaches the

@@ -85,9 +85,21 @@ const MIGRATIONS: &[&str] = &[
 /// answers. Otherwise the store would report it unavailable, having written
 /// nothing, while the server, which does not look at the socket while it
 /// waits for a lock, went on to take the lock and run what it was sent.
+///
+/// A holder that stops sending (its instance paused, frozen or cut off
+/// between two round trips) is ended by the server once it has been idle
+/// for 5 s (`idle_in_transaction_session_timeout`, for this transaction
+/// alone): its transaction rolls back and the lock goes to the next, well
+/// within their 10 s. Without it, the lock, and with it every instance's
+/// writes (revocations, expiries, the lease row a fenced job holds), would
+/// wait for the server to notice the lost connection, hours on a dead host.
+/// Between its round trips a holder only runs hoistd's own code, never a
+/// call to a target.
 pub(super) const BEGIN_LOCKED: &str = "BEGIN; SET LOCAL lock_timeout = '10s'; \
                                        SELECT pg_advisory_xact_lock(7525349446954284152), \
-                                       set_config('synchronous_commit', 'off', true)";
+                                       set_config('synchronous_commit', 'off', true), \
+                                       set_config('idle_in_transaction_session_timeout', \
+                                                  '5s', true)";
 /// Commits a transaction [`BEGIN_LOCKED`] began, then makes it durable
 /// before answering: a second transaction, with the session's own
 /// `synchronous_commit`, writes one record to the log (an empty logical
@@ -420,7 +432,8 @@ impl Store for PostgresStore {
     /// lease's own connection.
     fn lead(&self, holder: &str, term: Duration, renewing: bool) -> Result<Option<i64>> {
         let conn = self.connection_from(&self.lease_pool)?;
-        let rows = conn.query(
+        let rows = lease_statement(
+            &conn,
             "INSERT INTO leadership (name, holder, epoch, expires_at) \
              VALUES ('hoistd', $1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, \
                      clock_timestamp() + $2 * interval '1 millisecond') \
@@ -460,7 +473,8 @@ impl Store for PostgresStore {
 
     fn resign(&self, holder: &str) -> Result<()> {
         let conn = self.connection_from(&self.lease_pool)?;
-        conn.query(
+        lease_statement(
+            &conn,
             "UPDATE leadership SET expires_at = clock_timestamp() - interval '1 second' \
              WHERE name = 'hoistd' AND holder = $1",
             vec![Arc::new(holder.to_owned())],
@@ -470,6 +484,23 @@ impl Store for PostgresStore {
 
     fn ready(&self) -> Result<()> {
         super::schema_ready(self.schema_version()?, Self::known_version())
+    }
+}
+
+/// Runs one statement on the lease's row in a transaction of its own that
+/// waits at most 2 s for a lock and 3 s in all, so an answer comes within
+/// the leader's renewal wait ([`crate::leadership::TERM`] less its margin):
+/// a transaction holding the row (a fenced job of an instance that stopped
+/// answering, until the server ends it) makes the ask fail in time, rather
+/// than leave it queued at the server after hoistd gave up on it.
+fn lease_statement(conn: &PgConn, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
+    match conn.send(
+        Some("BEGIN; SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '3s'"),
+        &[Statement::new(sql, params)],
+        Some("COMMIT"),
+    )? {
+        Ok(mut piped) => Ok(piped.rows.pop().unwrap_or_default()),
+        Err(failed) => Err(conn.failed(failed.error)),
     }
 }
 
