@@ -213,6 +213,16 @@ struct TlsArgs {
     /// readable by others (mode 0600 or 0640).
     #[arg(long, env = "HOISTD_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address that is not loopback: only behind a
+    /// proxy that terminates TLS, on a network no one else reaches, since
+    /// tokens and credentials cross it unencrypted. Without it, plain HTTP
+    /// is refused anywhere but loopback.
+    #[arg(
+        long,
+        env = "HOISTD_PLAIN_HTTP_BEHIND_PROXY",
+        conflicts_with = "tls_cert"
+    )]
+    plain_http_behind_proxy: bool,
 }
 
 impl TlsArgs {
@@ -221,6 +231,20 @@ impl TlsArgs {
             (Some(cert), Some(key)) => Ok(Some(Arc::new(Tls::load(cert, key)?))),
             _ => Ok(None),
         }
+    }
+
+    /// Refuses plain HTTP on `listen` unless it is a loopback address or
+    /// the operator said a TLS proxy is in front.
+    fn check_listen(&self, listen: SocketAddr) -> anyhow::Result<()> {
+        if self.tls_cert.is_none() && !listen.ip().is_loopback() && !self.plain_http_behind_proxy {
+            anyhow::bail!(
+                "plain HTTP on {listen}, which is not a loopback address, would carry tokens \
+                 and credentials unencrypted: give --tls-cert and --tls-key, listen on \
+                 127.0.0.1 or ::1, or, behind a proxy that terminates TLS, pass \
+                 --plain-http-behind-proxy"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -401,6 +425,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checkpoints,
             tls,
         }) => {
+            tls.check_listen(listen)?;
             let loaded = Policy::load(&policy)?;
             let options = Options {
                 limits: limits.limits()?,
@@ -650,9 +675,17 @@ fn check_config(args: &ServeArgs) -> ExitCode {
     );
     report(
         "TLS",
-        args.tls.load().map(|tls| match tls {
-            Some(tls) => format!("certificate {} and its key", tls.cert_path().display()),
-            None => "off (plain HTTP; put a TLS proxy in front)".into(),
+        args.tls.check_listen(args.listen).and_then(|()| {
+            args.tls.load().map(|tls| match tls {
+                Some(tls) => format!("certificate {} and its key", tls.cert_path().display()),
+                None if args.listen.ip().is_loopback() => {
+                    format!("off (plain HTTP on loopback, {})", args.listen)
+                }
+                None => format!(
+                    "off (plain HTTP on {}, behind a proxy that terminates TLS)",
+                    args.listen
+                ),
+            })
         }),
     );
     // As at start: access a target refuses (a PostgreSQL role that does not

@@ -345,6 +345,50 @@ fn a_stream_cap_not_below_the_connection_cap_is_refused() {
     assert!(!dir.path().join("hoistd.db").exists(), "nothing written");
 }
 
+/// Plain HTTP would carry tokens and credentials unencrypted: anywhere
+/// but loopback it is refused, by check-config and serve alike, unless the
+/// operator says a TLS proxy is in front.
+#[test]
+fn plain_http_off_loopback_is_refused_unless_behind_a_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text("")).unwrap();
+    let hoistd = |command: &str, extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .arg(command)
+            .args(["--listen", "0.0.0.0:0", "--db"])
+            .arg(dir.path().join("hoistd.db"))
+            .arg("--policy")
+            .arg(&policy)
+            .args(extra)
+            .env_remove("HOISTD_PLAIN_HTTP_BEHIND_PROXY")
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), said)
+    };
+    for command in ["check-config", "serve"] {
+        let (code, said) = hoistd(command, &[]);
+        assert_eq!(code, Some(1), "{command}: {said}");
+        assert!(
+            said.contains("plain HTTP on 0.0.0.0:0, which is not a loopback address")
+                && said.contains("--plain-http-behind-proxy"),
+            "{command}: {said}"
+        );
+    }
+    assert!(!dir.path().join("hoistd.db").exists(), "nothing written");
+    let (code, said) = hoistd("check-config", &["--plain-http-behind-proxy"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("ok: TLS: off (plain HTTP on 0.0.0.0:0, behind a proxy"),
+        "{said}"
+    );
+}
+
 /// Against a real PostgreSQL target: access it refuses is an error, as at
 /// start; the target down is a warning, and the check passes.
 #[tokio::test]
