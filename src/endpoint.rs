@@ -28,13 +28,7 @@ pub fn check(raw: &str) -> Result<Url, UnusableUrl> {
     match url.scheme() {
         "https" => {}
         "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-                None => false,
-            };
-            if !loopback {
+            if !is_loopback(&url) {
                 return Err(bad(
                     "plain http is only allowed to a loopback address; use https",
                 ));
@@ -50,6 +44,41 @@ pub fn check(raw: &str) -> Result<Url, UnusableUrl> {
     let trimmed = url.path().trim_end_matches('/').to_string();
     url.set_path(&trimmed);
     Ok(url)
+}
+
+/// Whether `url`'s host is a loopback address or `localhost`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// An HTTP client builder for talking to `url` (checked): redirects are
+/// never followed, and a loopback host is reached directly. reqwest would
+/// otherwise send to a proxy from `http_proxy` or `ALL_PROXY`: plain http,
+/// tokens and all, in the clear to another machine, whose loopback is not
+/// the one meant. Other hosts keep the environment's proxy.
+pub fn client_for(url: &Url) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if is_loopback(url) {
+        builder.no_proxy()
+    } else {
+        builder
+    }
+}
+
+/// [`client_for`] for a URL as text; one that does not parse gets no
+/// proxy either (it will be refused before anything is sent).
+pub fn client_for_text(raw: &str) -> reqwest::ClientBuilder {
+    match Url::parse(raw.trim()) {
+        Ok(url) => client_for(&url),
+        Err(_) => reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy(),
+    }
 }
 
 /// `raw` as an error may show it: whatever stands before an `@` in its

@@ -146,11 +146,11 @@ type OauthClient = oauth2::Client<
     EndpointNotSet,
 >;
 
-/// The HTTP client for the provider: never follows redirects (the oauth2
-/// crate's advice against SSRF), rustls, bounded time.
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+/// The HTTP client for the provider's endpoint `url`: never follows
+/// redirects (the oauth2 crate's advice against SSRF), no proxy to a
+/// loopback provider, rustls, bounded time.
+fn http(url: &str) -> reqwest::Client {
+    crate::endpoint::client_for_text(url)
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default()
@@ -206,7 +206,7 @@ pub async fn discover(issuer: &AuthIssuer) -> Result<Provider, SsoError> {
         reason,
     };
     crate::endpoint::check(&issuer.issuer).map_err(|refused| bad(refused.reason))?;
-    let document: Discovery = http()
+    let document: Discovery = http(&url)
         .get(&url)
         .send()
         .await
@@ -249,7 +249,7 @@ pub async fn discover_at(
     };
     let authority = crate::endpoint::check(authority).map_err(|refused| bad(refused.reason))?;
     crate::endpoint::check(metadata).map_err(|refused| bad(refused.reason))?;
-    let document: Discovery = http()
+    let document: Discovery = http(metadata)
         .get(metadata)
         .send()
         .await
@@ -346,7 +346,7 @@ impl Provider {
             .client()
             .set_device_authorization_url(DeviceAuthorizationUrl::new(endpoint).map_err(fail)?)
             .set_token_uri(self.token_url()?);
-        let http = transport(http());
+        let http = transport(http(&self.token_endpoint));
         let mut request = client.exchange_device_code().add_scopes(self.scopes());
         for (name, value) in extra {
             request = request.add_extra_param(*name, *value);
@@ -450,7 +450,7 @@ impl Provider {
         let tokens = client
             .exchange_code(AuthorizationCode::new(code))
             .set_pkce_verifier(verifier)
-            .request_async(&transport(http()))
+            .request_async(&transport(http(&self.token_endpoint)))
             .await
             .map_err(|err| fail(describe(&err)))?;
         self.session(&tokens, None)
@@ -467,7 +467,7 @@ impl Provider {
             request = request.add_scopes(self.scopes());
         }
         let tokens = request
-            .request_async(&transport(http()))
+            .request_async(&transport(http(&self.token_endpoint)))
             .await
             .map_err(|err| fail(describe(&err)))?;
         self.session(&tokens, Some(refresh_token))
@@ -481,7 +481,7 @@ impl Provider {
             return Ok(false);
         };
         crate::endpoint::check(&endpoint).map_err(fail)?;
-        let response = http()
+        let response = http(&endpoint)
             .post(&endpoint)
             .form(&[
                 ("token", refresh_token),

@@ -74,8 +74,7 @@ impl HoistdClient {
             url: refused.url,
             reason: refused.reason,
         })?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let http = crate::endpoint::client_for(&base)
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -71,7 +71,7 @@ fn unreachable(url: &str, err: reqwest::Error) -> anyhow::Error {
 
 /// The workload's identity token: from the file, `HOIST_WORKLOAD_TOKEN`, or
 /// the CI system's token service for `--workload-audience`.
-async fn identity_token(http: &reqwest::Client, args: &ExecArgs) -> anyhow::Result<String> {
+async fn identity_token(args: &ExecArgs) -> anyhow::Result<String> {
     let token = if let Some(path) = &args.workload_token_file {
         std::fs::read_to_string(path).map_err(|err| {
             Ended::Usage(format!(
@@ -99,6 +99,10 @@ async fn identity_token(http: &reqwest::Client, args: &ExecArgs) -> anyhow::Resu
             .map_err(|err| Ended::Usage(format!("{ENV_TOKEN_REQUEST_URL} is not a URL: {err}")))?;
         url.query_pairs_mut().append_pair("audience", audience);
         let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
+        let http = crate::endpoint::client_for(&url)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|err| anyhow::anyhow!("cannot start an HTTP client: {err}"))?;
         let answer = http
             .get(url)
             .bearer_auth(bearer)
@@ -388,13 +392,12 @@ pub async fn exec(broker: &str, args: &ExecArgs) -> anyhow::Result<u8> {
     if args.command.is_empty() {
         return Err(Ended::Usage("no command after `--`".into()).into());
     }
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+    let http = crate::endpoint::client_for_text(broker)
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|err| anyhow::anyhow!("cannot start an HTTP client: {err}"))?;
     let mut signals = Signals::listen()?;
-    let token = identity_token(&http, args).await?;
+    let token = identity_token(args).await?;
     let issued = tokio::select! {
         issued = exchange(&http, broker, &token, args) => issued?,
         signal = signals.next() => {

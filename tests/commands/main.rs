@@ -1022,6 +1022,34 @@ async fn the_prompt_shows_active_grants_from_a_local_cache_without_the_network()
     );
 }
 
+/// A proxy in the environment never sees a loopback broker's calls: they
+/// would go to it in plain http, token and all, and reach its machine's
+/// loopback, not ours.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_loopback_broker_is_reached_directly_whatever_proxy_is_set() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    proxy.set_nonblocking(true).unwrap();
+    let mut command = alice.command(&["roles", "--json"]);
+    for name in ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] {
+        command.env(name, &proxy_url);
+    }
+    let out = command
+        .env_remove("no_proxy")
+        .env_remove("NO_PROXY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // Whatever reached the proxy was accepted by the kernel and waits there.
+    let reached = proxy.accept().is_ok();
+    assert!(!reached, "the proxy was sent a call");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let roles: Vec<Role> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!roles.is_empty());
+}
+
 /// A broker URL that answers every call with a redirect to another origin
 /// (307 and 308 keep the method, the body and, in a client that follows,
 /// the Authorization header). hoist follows none of them: the other origin

@@ -128,8 +128,7 @@ fn server_time(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
 impl Graph {
     pub fn new(root: &str, token: &str) -> Result<Graph, crate::endpoint::UnusableUrl> {
         let root = crate::endpoint::check(root)?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let http = crate::endpoint::client_for(&root)
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
             .build()
