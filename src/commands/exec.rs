@@ -416,10 +416,14 @@ pub(super) async fn run_command(
     }
     let mut child = tokio::process::Command::new(program);
     // The job's identity token proved who asked; the command gets the
-    // grant's credential, not what could ask for more.
+    // grant's credential, not what could ask for more: neither that token
+    // nor what mints another (the CI system's token service and its
+    // bearer).
     child
         .args(rest)
         .env_remove(super::ENV_WORKLOAD_TOKEN)
+        .env_remove(super::workload::ENV_TOKEN_REQUEST_URL)
+        .env_remove(super::workload::ENV_TOKEN_REQUEST_TOKEN)
         .envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = child
         .spawn()

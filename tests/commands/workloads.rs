@@ -87,7 +87,7 @@ fn hoist_exec(broker: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
 }
 
 /// What the command printed of its environment, one `NAME=value` a line.
-const SHOW_ENV: &str = r#"echo "grant=$HOIST_GRANT_ID"; echo "role=$HOIST_ROLE"; echo "credential=$HOIST_CREDENTIAL"; echo "workload=${HOIST_WORKLOAD_TOKEN:-none}"; exit 7"#;
+const SHOW_ENV: &str = r#"echo "grant=$HOIST_GRANT_ID"; echo "role=$HOIST_ROLE"; echo "credential=$HOIST_CREDENTIAL"; echo "workload=${HOIST_WORKLOAD_TOKEN:-none}"; echo "ci=${ACTIONS_ID_TOKEN_REQUEST_TOKEN:-none} ${ACTIONS_ID_TOKEN_REQUEST_URL:-none}"; exit 7"#;
 
 fn line<'a>(out: &'a Output, key: &str) -> &'a str {
     let stdout = std::str::from_utf8(&out.stdout).unwrap();
@@ -344,6 +344,8 @@ async fn exec_asks_the_ci_systems_token_service_for_its_audience() {
         "{request}"
     );
     assert_ran_and_revoked(&broker, &out).await;
+    // What could ask the CI system for another identity stays with hoist.
+    assert_eq!(line(&out, "ci"), "none none");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
