@@ -67,7 +67,10 @@ fn cached(grants: &[Grant], offset: TimeDelta) -> Vec<Cached> {
         .filter(|g| g.state == GrantState::Active)
         .map(|g| Cached {
             role: g.role.clone(),
-            expires_at: g.expires_at - offset,
+            expires_at: g
+                .expires_at
+                .checked_sub_signed(offset)
+                .unwrap_or(g.expires_at),
         })
         .collect()
 }
@@ -107,6 +110,19 @@ pub fn run() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A grant the broker says ends at the end of time is cached without
+    /// overflow, whichever way the clocks differ.
+    #[test]
+    fn an_end_at_the_end_of_time_is_cached_without_overflow() {
+        let mut grant = crate::app::fixtures::grant("g-1", "prod-db-admin", "alice", Utc::now());
+        grant.expires_at = DateTime::<Utc>::MAX_UTC;
+        for offset in [TimeDelta::seconds(-5), TimeDelta::seconds(5)] {
+            let cached = cached(std::slice::from_ref(&grant), offset);
+            assert_eq!(cached.len(), 1);
+            assert!(cached[0].expires_at > Utc::now());
+        }
+    }
 
     #[test]
     fn soonest_first_and_ended_ones_dropped() {

@@ -21,6 +21,14 @@ use crate::config::{Backend as BrokerKind, ConfigError, Target};
 /// A session is refreshed when it has less than this left.
 pub const REFRESH_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
+/// When to refresh a session that ends at `expires_at` ([`REFRESH_AHEAD`]
+/// before it); an end the provider put at the start of time is now.
+pub fn refresh_at(expires_at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    expires_at
+        .checked_sub_signed(REFRESH_AHEAD)
+        .unwrap_or(expires_at)
+}
+
 /// Longest a wait for a wall-clock moment sleeps before it looks at the
 /// clock again: timers count time the machine is awake, so a laptop that
 /// slept through a token's end must notice within this of waking.
@@ -391,7 +399,7 @@ fn keep_fresh(
             // `current` refreshes from REFRESH_AHEAD before the end: nothing
             // is read or refreshed before then, so a short command never is.
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            sleep_until_wall(expires_at - REFRESH_AHEAD).await;
+            sleep_until_wall(refresh_at(expires_at)).await;
             let Some(backend) = backend.upgrade() else {
                 return;
             };

@@ -78,15 +78,25 @@ impl ServerClock {
     }
 
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.offset()
+        let here = Utc::now();
+        here.checked_add_signed(self.offset()).unwrap_or(here)
     }
 
-    /// Records the broker's time as of an answer just received.
+    /// Records the broker's time as of an answer just received. A time
+    /// further than [`MAX_CLOCK_OFFSET`] from this machine's is not a
+    /// clock that is off but a broken (or hostile) answer, and is ignored:
+    /// counting with it would show nonsense, or overflow.
     pub fn observe(&self, server: DateTime<Utc>) {
-        self.offset_ms
-            .store((server - Utc::now()).num_milliseconds(), Ordering::Relaxed);
+        let offset = server - Utc::now();
+        if offset.abs() <= MAX_CLOCK_OFFSET {
+            self.offset_ms
+                .store(offset.num_milliseconds(), Ordering::Relaxed);
+        }
     }
 }
+
+/// The most the broker's clock is believed to be off from this machine's.
+pub const MAX_CLOCK_OFFSET: TimeDelta = TimeDelta::days(366);
 
 /// Live changes from the broker. It ends when the connection drops; the
 /// caller reconnects and fetches everything again.
@@ -288,6 +298,23 @@ mod tests {
         clock.observe(ahead);
         let skew = clock.now() - ahead;
         assert!(skew.num_seconds().abs() <= 1, "{skew}");
+    }
+
+    /// A time at the end of chrono's range (a broken or hostile
+    /// `x-hoist-server-time`) is not taken as the broker's clock: counting
+    /// with it would overflow.
+    #[test]
+    fn a_time_no_clock_could_be_off_by_is_ignored() {
+        let clock = ServerClock::default();
+        clock.observe(Utc::now() + TimeDelta::hours(1));
+        for absurd in [DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MIN_UTC] {
+            clock.observe(absurd);
+            let skew = clock.now() - Utc::now();
+            assert!(
+                (skew - TimeDelta::hours(1)).num_seconds().abs() <= 1,
+                "{skew}"
+            );
+        }
     }
 
     #[test]

@@ -90,8 +90,7 @@ async fn keep_session(
             // By the wall clock: a laptop that slept through the end renews
             // soon after it wakes, not when the timer would have fired.
             Some(at) if !failing => {
-                crate::auth::session::sleep_until_wall(at - crate::auth::session::REFRESH_AHEAD)
-                    .await;
+                crate::auth::session::sleep_until_wall(crate::auth::session::refresh_at(at)).await;
             }
             None if !failing => {}
             _ => tokio::time::sleep(Duration::from_secs(10)).await,
