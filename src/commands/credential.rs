@@ -109,10 +109,14 @@ pub async fn credential(backend: &dyn Backend, args: CredentialArgs<'_>) -> anyh
         }
         Shown::Format(CredentialFormat::Json) => print(Format::Json, &credential, no_table)?,
         Shown::Whole(format) => print(format, &credential, no_table)?,
-        Shown::Format(CredentialFormat::Certificate) => match certificate_of(&credential) {
-            Some(certificate) => super::out(&format!("{}\n", certificate.certificate))?,
-            None => return Err(Ended::Usage(no_certificates(&grant)).into()),
-        },
+        // Only an ssh grant's certificate was fetched through `certified`,
+        // which checks it before it is printed.
+        Shown::Format(CredentialFormat::Certificate) => {
+            match certificate_of(&credential).filter(|_| ssh) {
+                Some(certificate) => super::out(&format!("{}\n", certificate.certificate))?,
+                None => return Err(Ended::Usage(no_certificates(&grant)).into()),
+            }
+        }
         Shown::Format(CredentialFormat::Env) => {
             let mut env = vec![
                 (
