@@ -124,7 +124,16 @@ impl Broker {
         idempotency_key: Option<&str>,
     ) -> Result<(AccessRequest, bool)> {
         self.limit(Act::File, user)?;
-        self.optimistically(|work| self.file_request(work, user, input, idempotency_key))
+        let (request, replayed) =
+            self.optimistically(|work| self.file_request(work, user, input, idempotency_key))?;
+        if replayed {
+            // The filing a retry is answered with may be visible before it
+            // is durable (its commit, on another connection or instance,
+            // still waiting for its flush or a replica): the answer waits
+            // for that too, so it never confirms a filing a crash loses.
+            self.store.barrier()?;
+        }
+        Ok((request, replayed))
     }
 
     /// [`Broker::create_request`] in `work`'s transaction.
