@@ -119,6 +119,9 @@ pub struct Metrics {
     /// which the Prometheus text format this route serves reads as a
     /// metric with no help or type.
     purged: Family<PurgeLabels, Gauge>,
+    /// 1 when the last read of the store's figures answered, 0 when not
+    /// (the figures read from it are then the last known).
+    store_counted: Gauge,
     /// When the store's figures were last read; held while they are read,
     /// so scrapes at once read them once.
     counted: std::sync::Mutex<Option<Instant>>,
@@ -201,8 +204,15 @@ impl Metrics {
         for kind in PURGED_KINDS {
             let _ = purged.get_or_create(&PurgeLabels { kind });
         }
+        let store_counted = Gauge::default();
+        registry.register(
+            "store_counted",
+            "1 when the last read of the database's figures (pending requests, active grants, reaper lag) answered; 0 when it failed, and those figures are the last known",
+            store_counted.clone(),
+        );
         Metrics {
             purged,
+            store_counted,
             counted: std::sync::Mutex::new(None),
             registry,
             store_connections,
@@ -259,7 +269,10 @@ impl Metrics {
     /// Reads the store's figures (once per [`COUNT_EVERY`]), then writes
     /// everything in the text format. A read, not a transaction: a scrape
     /// (which needs no token) must not take the turn every writer of every
-    /// instance takes.
+    /// instance takes. A read that fails (the database down) is logged and
+    /// tried again only after [`COUNT_EVERY`]; the scrape still answers,
+    /// with `hoistd_store_counted` 0 and the last known figures, since what
+    /// needs no database (latencies, streams, the pool) matters most then.
     fn scrape(&self, broker: &Broker) -> anyhow::Result<String> {
         {
             let mut counted = self
@@ -267,7 +280,15 @@ impl Metrics {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if counted.is_none_or(|at| at.elapsed() >= COUNT_EVERY) {
-                self.count(broker)?;
+                match self.count(broker) {
+                    Ok(()) => {
+                        self.store_counted.set(1);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %format!("{err:#}"), "metrics: the database's figures not read");
+                        self.store_counted.set(0);
+                    }
+                }
                 *counted = Some(Instant::now());
             }
         }

@@ -39,6 +39,25 @@ fn verify_audit(cluster: &Cluster) {
     );
 }
 
+/// With the database down, `/metrics` still answers, with what needs no
+/// database (latencies, streams, the pool) and `hoistd_store_counted` 0,
+/// rather than fail the scrape that an outage needs most.
+#[tokio::test]
+async fn metrics_answer_while_the_database_is_down() {
+    let cluster = cluster(1).await;
+    cluster.pg.stop();
+    let response = reqwest::get(format!("{}/metrics", cluster.url(0)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("\nhoistd_store_counted 0\n"), "{text}");
+    assert!(
+        text.contains("\nhoistd_store_connections_max 16\n"),
+        "{text}"
+    );
+}
+
 /// Access filed and approved on an instance that does not lead is set up
 /// by the leader's outbox worker as soon as it commits: its notice says it
 /// queued a target effect, and the leader looks at once. Left to itself,

@@ -81,6 +81,7 @@ async fn metrics_pass_promtool_and_count_what_the_store_holds() {
 
     let text = scrape(&broker).await;
     promtool_accepts(&text);
+    assert_eq!(sample(&text, "hoistd_store_counted"), 1.0);
     assert_eq!(sample(&text, "hoistd_pending_requests"), 1.0);
     assert_eq!(sample(&text, r#"hoistd_active_grants{access="none"}"#), 1.0);
     assert_eq!(
