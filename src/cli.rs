@@ -597,8 +597,9 @@ async fn login(
     insecure_file_store: bool,
 ) -> anyhow::Result<()> {
     let mut config = Config::load()?;
-    let target = config.resolve(broker, profile)?;
+    let mut target = config.resolve(broker, profile)?;
     let file_store = insecure_file_store || target.insecure_file_store;
+    target.insecure_file_store = file_store;
     if file_store {
         crate::auth::secrets::init_file_store(&crate::config::sessions_dir()?)?;
     }

@@ -89,6 +89,13 @@ pub enum SessionError {
     /// A sign-in again was someone else's: nothing of it is kept.
     #[error("that sign-in was {signed_in}'s, not {expected}'s; nothing was changed")]
     SomeoneElse { expected: String, signed_in: String },
+    /// This process keeps sessions in plain files, by another profile's
+    /// choice; this profile keeps its own in the keyring.
+    #[error(
+        "this hoist keeps sessions in plain files, which profile {profile} did not opt into; \
+         start hoist again with --profile {profile} to use its keyring session"
+    )]
+    FileStoreNotChosen { profile: String },
     #[error("the session for {broker} expired and could not be renewed ({reason}): run `{login}`")]
     Expired {
         broker: String,
@@ -97,10 +104,17 @@ pub enum SessionError {
     },
 }
 
-/// A profile that opted into `--insecure-file-store` keeps using it.
+/// A profile that opted into `--insecure-file-store` keeps using it; one
+/// that did not is refused once this process keeps sessions in files
+/// (another profile's choice, as after a profile switch in the TUI), so
+/// its session is never written to, or looked for in, a plain file.
 fn use_file_store_if_chosen(target: &Target) -> Result<(), SessionError> {
     if target.insecure_file_store {
         secrets::init_file_store(&crate::config::sessions_dir()?)?;
+    } else if secrets::chosen() == Some(secrets::SessionStore::File) {
+        return Err(SessionError::FileStoreNotChosen {
+            profile: target.profile.clone(),
+        });
     }
     Ok(())
 }
@@ -160,6 +174,7 @@ pub async fn sign_in_again(
             broker: target.broker.clone(),
             login: login_command(target),
         })?;
+    use_file_store_if_chosen(target)?;
     let provider = provider_for(target).await?;
     let session = provider.sign_in_device_fresh(on_device).await?;
     let me = accepted(target, &session).await?;
@@ -191,6 +206,7 @@ async fn provider_for(target: &Target) -> Result<sso::Provider, SessionError> {
 /// that user. A refused token is said to be refused: "session expired"
 /// would be the wrong story before any session.
 async fn store_if_accepted(target: &Target, session: Session) -> Result<Me, SessionError> {
+    use_file_store_if_chosen(target)?;
     let me = accepted(target, &session).await?;
     let (broker, user) = (target.broker.clone(), me.user.clone());
     blocking(move || secrets::save(&broker, &user, &session)).await?;

@@ -155,6 +155,32 @@ fn login_into_a_file() {
     assert_eq!(secrets::warning(), Some(FILE_STORE_WARNING));
 
     runtime().block_on(async {
+        // A profile that did not opt in is refused by name: its session is
+        // never written to a file for it (as after a profile switch in the
+        // TUI of a process that chose files for another).
+        let err = session::login_with_token(&target, "demo-alice")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SessionError::FileStoreNotChosen {
+                profile: target.profile.clone()
+            }
+        );
+        let err = session::current(&target).await.unwrap_err();
+        assert!(
+            matches!(err, SessionError::FileStoreNotChosen { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "nothing written"
+        );
+        // As `hoist login --insecure-file-store` does: the opt-in is the
+        // profile's from here.
+        let mut target = target.clone();
+        target.insecure_file_store = true;
         let me = session::login_with_token(&target, "demo-alice")
             .await
             .unwrap();

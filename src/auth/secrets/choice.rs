@@ -147,6 +147,14 @@ pub fn init_file_store(dir: &Path) -> Result<SessionStore, SecretsError> {
     }
 }
 
+/// The store this process chose, if it has chosen one that works.
+pub fn chosen() -> Option<SessionStore> {
+    match SELECTED.get() {
+        Some(Ok(selected)) => Some(selected.backend),
+        _ => None,
+    }
+}
+
 fn answer(chosen: &Result<Selected, SecretsError>) -> Result<SessionStore, SecretsError> {
     match chosen {
         Ok(selected) => Ok(selected.backend),

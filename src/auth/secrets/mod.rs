@@ -34,7 +34,7 @@ mod linux;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use choice::{SessionStore, init, init_file_store, init_with, warning};
+pub use choice::{SessionStore, chosen, init, init_file_store, init_with, warning};
 use choice::{Store, selected};
 pub use error::SecretsError;
 
