@@ -136,7 +136,9 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Connection::Offline { .. } => ("○ offline", theme.danger()),
     };
     let room = usize::from(area.width.saturating_sub(tabs_end));
-    let full = who.chars().count() + status.chars().count() + 2;
+    // In cells, not characters: a wide name counted short would be drawn
+    // over the tabs.
+    let full = crate::text::width_of(&who) + crate::text::width_of(status) + 2;
     let right = if room > full {
         Line::from(vec![
             Span::styled(format!("{who} "), theme.text()),
@@ -351,6 +353,26 @@ mod tests {
         state.profile = Some("tenant (entra)".into());
         let header = &drawn(&state)[0];
         assert!(header.contains("tenant (entra)"), "{header}");
+    }
+
+    /// A profile or user name of wide characters is measured in cells:
+    /// when it does not fit beside the tabs, only the connection's symbol
+    /// shows, and the tabs are drawn whole.
+    #[test]
+    fn a_wide_name_never_covers_the_tabs() {
+        let mut state = State::new("https://b.example".into(), chrono::Utc::now());
+        state.size = (120, 24);
+        let plain = drawn(&state)[0].clone();
+        let status = plain.find("… connecting").unwrap();
+        let tabs = plain[..status].trim_end().to_string();
+        let room = 120 - crate::text::width_of(&tabs);
+        // Fits by characters ("… connecting" and two spaces), not by cells.
+        let wide = "Ｗ".repeat(room - 16);
+        assert!(crate::text::width_of(&wide) > room);
+        state.profile = Some(wide.clone());
+        let header = drawn(&state)[0].clone();
+        assert!(header.starts_with(&tabs), "{header}");
+        assert!(!header.contains('Ｗ'), "{header}");
     }
 
     /// The picker lists each profile with its kind; the sign-in pop-up
