@@ -146,6 +146,24 @@ type OauthClient = oauth2::Client<
     EndpointNotSet,
 >;
 
+/// The discovery document at `url`, read up to
+/// [`crate::endpoint::MAX_BODY`] like every answer.
+async fn discovery_document(url: &str) -> Result<Discovery, String> {
+    let response = http(url)
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|err| err.without_url().to_string())?;
+    let bytes = crate::endpoint::body(response)
+        .await
+        .map_err(|err| match err {
+            crate::endpoint::BodyError::Read(err) => err.without_url().to_string(),
+            too_large => too_large.to_string(),
+        })?;
+    serde_json::from_slice(&bytes).map_err(|err| format!("it is not a discovery document: {err}"))
+}
+
 /// The HTTP client for the provider's endpoint `url`: never follows
 /// redirects (the oauth2 crate's advice against SSRF), no proxy to a
 /// loopback provider, rustls, bounded time.
@@ -206,15 +224,7 @@ pub async fn discover(issuer: &AuthIssuer) -> Result<Provider, SsoError> {
         reason,
     };
     crate::endpoint::check(&issuer.issuer).map_err(|refused| bad(refused.reason))?;
-    let document: Discovery = http(&url)
-        .get(&url)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|err| bad(err.without_url().to_string()))?
-        .json()
-        .await
-        .map_err(|err| bad(err.to_string()))?;
+    let document = discovery_document(&url).await.map_err(bad)?;
     if document.issuer.trim_end_matches('/') != issuer.issuer.trim_end_matches('/') {
         return Err(bad(format!("it names issuer `{}`", document.issuer)));
     }
@@ -249,15 +259,7 @@ pub async fn discover_at(
     };
     let authority = crate::endpoint::check(authority).map_err(|refused| bad(refused.reason))?;
     crate::endpoint::check(metadata).map_err(|refused| bad(refused.reason))?;
-    let document: Discovery = http(metadata)
-        .get(metadata)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|err| bad(err.without_url().to_string()))?
-        .json()
-        .await
-        .map_err(|err| bad(err.to_string()))?;
+    let document = discovery_document(metadata).await.map_err(bad)?;
     let same_origin =
         |url: &str| crate::endpoint::check(url).is_ok_and(|url| url.origin() == authority.origin());
     if !same_origin(&document.issuer) {

@@ -246,6 +246,13 @@ impl Backend for HoistdClient {
                 ]))
                 .await?;
             let done = page.len() < PAGE;
+            // Each page must go on from the last: a broker that answers
+            // the same page again would otherwise be asked for ever.
+            if page.first().is_some_and(|first| first.seq <= after) {
+                return Err(BackendError::Protocol(format!(
+                    "the audit page after {after} did not go on from it"
+                )));
+            }
             events.extend(page);
             if done {
                 return Ok(events);
@@ -400,19 +407,57 @@ impl Backend for HoistdClient {
             });
         }
         let url = self.base.to_string();
-        let stream = eventsource_stream::EventStream::new(response.bytes_stream()).map(
-            move |item| match item {
-                Ok(event) => serde_json::from_str::<LiveEvent>(&event.data).map_err(|err| {
-                    BackendError::Protocol(format!("bad event `{}`: {err}", event.event))
-                }),
-                Err(err) => Err(BackendError::Unreachable {
-                    url: url.clone(),
-                    reason: format!("event stream: {err}"),
-                }),
-            },
-        );
+        let bytes = bounded_events(response.bytes_stream());
+        let stream = eventsource_stream::EventStream::new(bytes).map(move |item| match item {
+            Ok(event) => serde_json::from_str::<LiveEvent>(&event.data).map_err(|err| {
+                BackendError::Protocol(format!("bad event `{}`: {err}", event.event))
+            }),
+            Err(err) => Err(BackendError::Unreachable {
+                url: url.clone(),
+                reason: format!("event stream: {err}"),
+            }),
+        });
         Ok(Box::pin(stream))
     }
+}
+
+/// The most one event may take on the wire, from the line after the last
+/// blank one: a stream that sends more without ending an event is broken
+/// (or hostile), and ends rather than grow the parser's buffer for ever.
+const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// `bytes` as they come, failing once more than [`MAX_EVENT_BYTES`] come
+/// without a blank line (`\n\n`, `\r\n\r\n` or `\r\r`) between them.
+fn bounded_events<B: AsRef<[u8]>>(
+    bytes: impl futures::Stream<Item = reqwest::Result<B>>,
+) -> impl futures::Stream<Item = Result<B, String>> {
+    let (mut since_blank, mut breaks, mut last) = (0_usize, 0_u8, 0_u8);
+    bytes.map(move |chunk| {
+        let chunk = chunk.map_err(|err| err.without_url().to_string())?;
+        for &byte in chunk.as_ref() {
+            match byte {
+                b'\n' if last == b'\r' => {}
+                b'\n' | b'\r' => {
+                    breaks = breaks.saturating_add(1);
+                    if breaks >= 2 {
+                        since_blank = 0;
+                    }
+                }
+                _ => {
+                    breaks = 0;
+                    since_blank += 1;
+                }
+            }
+            last = byte;
+        }
+        if since_blank > MAX_EVENT_BYTES {
+            return Err(format!(
+                "an event longer than {} KiB",
+                MAX_EVENT_BYTES >> 10
+            ));
+        }
+        Ok(chunk)
+    })
 }
 
 /// A failed answer as an error: the broker's `{code, message}` where it
@@ -487,6 +532,44 @@ fn untrusted_certificate(err: &reqwest::Error) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Events of any number, each under the bound, pass; one line that
+    /// never ends, past the bound, fails the stream.
+    #[test]
+    fn an_event_without_end_fails_the_stream_at_its_bound() {
+        let run = |chunks: Vec<Vec<u8>>| {
+            let stream = bounded_events(futures::stream::iter(
+                chunks.into_iter().map(reqwest::Result::Ok),
+            ));
+            futures::executor::block_on(stream.collect::<Vec<_>>())
+        };
+        let event = |n: usize, end: &[u8]| {
+            let mut bytes = b"data: ".to_vec();
+            bytes.extend(std::iter::repeat_n(b'x', n));
+            bytes.extend_from_slice(end);
+            bytes
+        };
+        let many: Vec<Vec<u8>> = (0..8)
+            .map(|i| {
+                event(
+                    MAX_EVENT_BYTES / 2,
+                    if i % 2 == 0 { b"\n\n" } else { b"\r\n\r\n" },
+                )
+            })
+            .collect();
+        assert!(run(many).iter().all(Result::is_ok));
+        // The blank line split across two chunks still ends the event.
+        let split = vec![
+            event(MAX_EVENT_BYTES / 2, b"\n"),
+            b"\n".to_vec(),
+            event(MAX_EVENT_BYTES / 2, b"\n\n"),
+        ];
+        assert!(run(split).iter().all(Result::is_ok));
+        let endless: Vec<Vec<u8>> = (0..3).map(|_| event(MAX_EVENT_BYTES / 2, b"\n")).collect();
+        let results = run(endless);
+        assert!(results[0].is_ok());
+        assert_eq!(results[1], Err("an event longer than 1024 KiB".to_string()));
+    }
 
     #[test]
     fn path_segments_cannot_escape() {

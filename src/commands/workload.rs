@@ -332,7 +332,7 @@ async fn withdraw(
         }
     };
     if answer.status().is_success() {
-        return match answer.json::<TaskWithdrawn>().await {
+        return match small_json::<TaskWithdrawn>(answer).await {
             Ok(TaskWithdrawn {
                 grant_id: Some(grant),
                 grant_state: Some(state),
@@ -343,13 +343,22 @@ async fn withdraw(
         };
     }
     let status = answer.status();
-    match answer.json::<OAuthError>().await {
+    match small_json::<OAuthError>(answer).await {
         Ok(error) => format!(
             "could not withdraw it ({}: {}); a pending request lapses by itself",
             error.code, error.error_description
         ),
         Err(_) => format!("could not withdraw it ({status}); a pending request lapses by itself"),
     }
+}
+
+/// A short JSON answer, read up to [`MAX_TOKEN_ANSWER`]: `Err` when it is
+/// longer, unreadable or not that JSON.
+async fn small_json<T: serde::de::DeserializeOwned>(answer: reqwest::Response) -> Result<T, ()> {
+    let bytes = crate::endpoint::body_within(answer, MAX_TOKEN_ANSWER)
+        .await
+        .map_err(|_| ())?;
+    serde_json::from_slice(&bytes).map_err(|_| ())
 }
 
 /// Ends the task's grant with its own credential, retrying a little if the
