@@ -125,6 +125,9 @@ pub struct Metrics {
     /// When the store's figures were last read; held while they are read,
     /// so scrapes at once read them once.
     counted: std::sync::Mutex<Option<Instant>>,
+    /// The last readiness check: when, and what it found (`None`: ready).
+    /// Held while a check runs, so probes at once share one check.
+    readiness: tokio::sync::Mutex<Option<(Instant, Option<String>)>>,
 }
 
 impl Default for Metrics {
@@ -214,6 +217,7 @@ impl Metrics {
             purged,
             store_counted,
             counted: std::sync::Mutex::new(None),
+            readiness: tokio::sync::Mutex::new(None),
             registry,
             store_connections,
             store_connections_max,
@@ -464,9 +468,36 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 /// `/v1/health`, which never touches the database, so a database outage
 /// takes instances out of rotation without getting them restarted.
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    let problem = {
+        let mut last = state.metrics.readiness.lock().await;
+        match &*last {
+            Some((at, problem)) if at.elapsed() < READY_KEPT => problem.clone(),
+            _ => {
+                let problem = ready_problem(&state).await;
+                *last = Some((Instant::now(), problem.clone()));
+                problem
+            }
+        }
+    };
+    match problem {
+        None => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable", "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+/// How long one readiness check answers every probe: a flood of probes
+/// (the route needs no token) costs the database one check a second.
+const READY_KEPT: Duration = Duration::from_secs(1);
+
+/// Why this instance cannot serve now, if it cannot.
+async fn ready_problem(state: &AppState) -> Option<String> {
     let broker = Arc::clone(&state.broker);
     let check = tokio::task::spawn_blocking(move || broker.store().ready());
-    let problem = match tokio::time::timeout(READY_TIMEOUT, check).await {
+    match tokio::time::timeout(READY_TIMEOUT, check).await {
         Ok(Ok(Ok(()))) => None,
         Ok(Ok(Err(
             err @ (crate::store::StoreError::MigrationsPending { .. }
@@ -487,14 +518,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "the database did not answer within {}",
             humantime::format_duration(READY_TIMEOUT)
         )),
-    };
-    match problem {
-        None => Json(serde_json::json!({"status": "ready"})).into_response(),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "unavailable", "reason": reason})),
-        )
-            .into_response(),
     }
 }
 

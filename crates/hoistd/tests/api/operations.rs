@@ -166,6 +166,8 @@ async fn readyz_fails_while_the_database_cannot_be_read() {
     let aside = broker.dir().join("aside.db");
     std::fs::rename(&db, &aside).unwrap();
     std::fs::create_dir(&db).unwrap();
+    // One check answers the probes of a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let unready = reqwest::get(&readyz).await.unwrap();
     assert_eq!(unready.status(), 503);
     let body: serde_json::Value = unready.json().await.unwrap();
@@ -179,6 +181,7 @@ async fn readyz_fails_while_the_database_cannot_be_read() {
 
     std::fs::remove_dir(&db).unwrap();
     std::fs::rename(&aside, &db).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let ready = reqwest::get(&readyz).await.unwrap();
     assert_eq!(ready.status(), 200);
 }

@@ -355,6 +355,21 @@ fn a_lease_is_renewed_while_every_pooled_connection_is_busy() {
     assert!(store.lead("other", term, false).unwrap().unwrap() > epoch);
 }
 
+/// Readiness is checked on a connection of its own: with every connection
+/// of the pool taken by calls, the database still counts as answering, so
+/// a burst of work never takes every instance out of a load balancer.
+#[test]
+fn readiness_answers_while_every_pooled_connection_is_busy() {
+    let (_pg, _, store) = fresh_store();
+    let mut held = Vec::new();
+    while store.connections().in_use < store.connections().max {
+        held.push(store.read().unwrap());
+        assert!(held.len() <= 64, "the pool never filled");
+    }
+    store.ready().unwrap();
+    drop(held);
+}
+
 /// A lease renewed without a break keeps its epoch; the same holder taking
 /// it again after it stopped leading by its own clock starts a new term,
 /// with a higher epoch, so a target call its halted jobs left under way

@@ -171,6 +171,10 @@ pub struct PostgresStore {
     /// than the lease's margin would otherwise take leadership away from an
     /// instance nobody else needs to replace, halting its jobs.
     lease_pool: Pool<drive::Manager>,
+    /// One connection for readiness checks ([`Store::ready`]): a burst of
+    /// calls that keeps the pool busy is not a database that does not
+    /// answer, and must not take every instance out of a load balancer.
+    ready_pool: Pool<drive::Manager>,
     /// For connections outside the pool (the listener).
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
@@ -192,6 +196,7 @@ impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.pool.close();
         self.lease_pool.close();
+        self.ready_pool.close();
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
@@ -267,6 +272,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool: pool_of(POOL_SIZE)?,
             lease_pool: pool_of(1)?,
+            ready_pool: pool_of(1)?,
             config,
             tls,
             origin: uuid::Uuid::new_v4().to_string(),
@@ -345,7 +351,10 @@ impl PostgresStore {
 
     /// The schema version the database is at (0: never migrated).
     pub fn schema_version(&self) -> Result<i64> {
-        let conn = self.connection()?;
+        Self::schema_version_on(&self.connection()?)
+    }
+
+    fn schema_version_on(conn: &PgConn) -> Result<i64> {
         let exists = conn.query(
             "SELECT 1 FROM pg_catalog.pg_tables WHERE tablename = 'hoistd_schema' \
              AND schemaname = current_schema()",
@@ -483,7 +492,8 @@ impl Store for PostgresStore {
     }
 
     fn ready(&self) -> Result<()> {
-        super::schema_ready(self.schema_version()?, Self::known_version())
+        let conn = self.connection_from(&self.ready_pool)?;
+        super::schema_ready(Self::schema_version_on(&conn)?, Self::known_version())
     }
 }
 
