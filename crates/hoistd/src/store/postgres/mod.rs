@@ -979,7 +979,8 @@ mod tests {
             format!(
                 "BEGIN; SET LOCAL lock_timeout = '10s'; \
                  SELECT pg_advisory_xact_lock({TX_LOCK}), \
-                 set_config('synchronous_commit', 'off', true)"
+                 set_config('synchronous_commit', 'off', true), \
+                 set_config('idle_in_transaction_session_timeout', '5s', true)"
             )
         );
     }
