@@ -160,10 +160,10 @@ struct Conn {
     idle_since: Mutex<Instant>,
     /// Told to close, to make room for a newer connection.
     evicted: Notify,
-    /// When each response still being sent was handed over, by an id
-    /// (counted across connections, so the oldest comes first), event
-    /// streams aside: see [`Conn::stalled`].
-    sending: Mutex<BTreeMap<u64, Instant>>,
+    /// When each response still being sent was handed over (an event
+    /// stream: last read from), and whether it is an event stream, by an
+    /// id counted across connections: see [`Conn::stalled`].
+    sending: Mutex<BTreeMap<u64, (Instant, bool)>>,
 }
 
 impl Conn {
@@ -179,23 +179,31 @@ impl Conn {
         }
     }
 
-    /// Whether a response (not an event stream) has been handed over for
-    /// longer than the idle timeout without being sent whole. Over HTTP/2
-    /// a client that opens no flow-control window (`INITIAL_WINDOW_SIZE`
-    /// 0) takes no byte of a body, and the response stays in flight for
-    /// ever; the connection, busy, would never be closed for idleness nor
-    /// for a newcomer, and a few such clients could hold every slot. Over
-    /// HTTP/1.1 a body is handed to the socket's buffer whole, and a client
-    /// that stops reading is closed as idle.
+    /// Whether a response has been handed over for longer than the idle
+    /// timeout without being sent whole, or an event stream has not been
+    /// read from for that long, and at least [`STREAM_UNREAD`] (it sends a
+    /// keep-alive every 15 s, so one that is read never is). Over HTTP/2 a client that opens no
+    /// flow-control window (`INITIAL_WINDOW_SIZE` 0) takes no byte of a
+    /// body, and the response stays in flight for ever; the connection,
+    /// busy, would never be closed for idleness nor for a newcomer, and a
+    /// few such clients could hold every slot, streams' included, past
+    /// their token's end and the server's stop. Over HTTP/1.1 a body is
+    /// handed to the socket's buffer whole, and a client that stops reading
+    /// is closed as idle.
     fn stalled(&self, limits: &Limits) -> bool {
         let sending = self
             .sending
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        sending
-            .values()
-            .next()
-            .is_some_and(|since| since.elapsed() >= limits.idle_timeout)
+        let stream_limit = limits.idle_timeout.max(STREAM_UNREAD);
+        sending.values().any(|(since, streaming)| {
+            since.elapsed()
+                >= if *streaming {
+                    stream_limit
+                } else {
+                    limits.idle_timeout
+                }
+        })
     }
 
     fn idle_since(&self) -> Instant {
@@ -432,11 +440,12 @@ fn service(
                     .headers()
                     .get(axum::http::header::CONTENT_TYPE)
                     .is_some_and(|kind| kind.as_bytes().starts_with(b"text/event-stream"));
-                let sending = (!streaming).then(|| Sending::begin(&in_flight.0));
+                let sending = Sending::begin(&in_flight.0, streaming);
                 response.map(|body| {
                     Body::new(Tracked {
                         body,
-                        _sending: sending,
+                        sending,
+                        streaming,
                         _in_flight: in_flight,
                     })
                 })
@@ -565,27 +574,50 @@ async fn watch_connection<C, E>(
 /// A response body that keeps its request in flight until it is dropped.
 struct Tracked {
     body: Body,
-    _sending: Option<Sending>,
+    /// Since when it is being sent; an event stream's, since it was last
+    /// read from.
+    sending: Sending,
+    streaming: bool,
     _in_flight: InFlight,
 }
 
 /// A response being sent, on its connection's list until it is dropped.
+/// The least time an event stream may go unread before its connection
+/// counts as stalled: twice its keep-alive (15 s), whatever the idle
+/// timeout, so a stream that is read is never taken for one that is not.
+const STREAM_UNREAD: Duration = Duration::from_secs(30);
+
 struct Sending {
     conn: Arc<Conn>,
     id: u64,
 }
 
 impl Sending {
-    fn begin(conn: &Arc<Conn>) -> Self {
+    fn begin(conn: &Arc<Conn>, streaming: bool) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         conn.sending
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-            .insert(id, Instant::now());
+            .insert(id, (Instant::now(), streaming));
         Sending {
             conn: Arc::clone(conn),
             id,
+        }
+    }
+}
+
+impl Sending {
+    /// Marks it as read from now.
+    fn touch(&self) {
+        if let Some(since) = self
+            .conn
+            .sending
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get_mut(&self.id)
+        {
+            since.0 = Instant::now();
         }
     }
 }
@@ -608,7 +640,11 @@ impl HttpBody for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if self.streaming && matches!(frame, Poll::Ready(Some(Ok(_)))) {
+            self.sending.touch();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

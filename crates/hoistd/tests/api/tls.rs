@@ -203,6 +203,50 @@ async fn clients_that_take_no_response_cannot_hold_every_slot() {
     }
 }
 
+/// An event stream over HTTP/2 whose client opens no flow-control window
+/// is never read from after its first event: its connection is closed
+/// once the stream has gone unread for 30 s (twice its keep-alive), so it
+/// cannot hold its slot past its token's end or a stop.
+#[tokio::test]
+async fn an_event_stream_nobody_reads_is_closed() {
+    let mut broker = TestBroker::builder()
+        .tls()
+        .limits(Limits {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+        })
+        .start()
+        .await;
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(broker.ca().ca_file()).unwrap()).unwrap();
+    let closed = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .http2_prior_knowledge()
+        .http2_initial_stream_window_size(0)
+        .build()
+        .unwrap();
+    let mut stream = closed
+        .get(format!("{}/v1/events", broker.url()))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.version(), reqwest::Version::HTTP_2);
+    let ended = tokio::time::timeout(Duration::from_secs(45), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the unread stream was never closed");
+}
+
 #[tokio::test]
 async fn sighup_serves_a_renewed_certificate_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
