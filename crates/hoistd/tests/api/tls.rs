@@ -143,18 +143,13 @@ async fn a_connection_that_never_starts_its_handshake_is_closed() {
     );
 }
 
-/// The real binary: SIGHUP serves a renewed certificate to new connections,
-/// an event stream opened before carries on, and a broken file leaves the
-/// certificate in use.
-/// HTTP/2 clients that open no flow-control window take no byte of any
-/// body, so their responses stay in flight; with the cap full of them, a
-/// newcomer is still served once they are closed, past the idle timeout.
-#[tokio::test]
-async fn clients_that_take_no_response_cannot_hold_every_slot() {
+/// A broker over TLS with every timeout 1 s and at most `max_connections`,
+/// and the CA its certificate chains to.
+async fn quick_tls_broker(max_connections: usize) -> (TestBroker, reqwest::Certificate) {
     let mut broker = TestBroker::builder()
         .tls()
         .limits(Limits {
-            max_connections: 4,
+            max_connections,
             header_timeout: Duration::from_secs(1),
             body_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
@@ -163,6 +158,18 @@ async fn clients_that_take_no_response_cannot_hold_every_slot() {
         .await;
     let ca =
         reqwest::Certificate::from_pem(&std::fs::read(broker.ca().ca_file()).unwrap()).unwrap();
+    (broker, ca)
+}
+
+/// The real binary: SIGHUP serves a renewed certificate to new connections,
+/// an event stream opened before carries on, and a broken file leaves the
+/// certificate in use.
+/// HTTP/2 clients that open no flow-control window take no byte of any
+/// body, so their responses stay in flight; with the cap full of them, a
+/// newcomer is still served once they are closed, past the idle timeout.
+#[tokio::test]
+async fn clients_that_take_no_response_cannot_hold_every_slot() {
+    let (broker, ca) = quick_tls_broker(4).await;
     let mut stalled = Vec::new();
     for _ in 0..4 {
         let closed = reqwest::Client::builder()
@@ -209,18 +216,7 @@ async fn clients_that_take_no_response_cannot_hold_every_slot() {
 /// cannot hold its slot past its token's end or a stop.
 #[tokio::test]
 async fn an_event_stream_nobody_reads_is_closed() {
-    let mut broker = TestBroker::builder()
-        .tls()
-        .limits(Limits {
-            max_connections: 64,
-            header_timeout: Duration::from_secs(1),
-            body_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
-        })
-        .start()
-        .await;
-    let ca =
-        reqwest::Certificate::from_pem(&std::fs::read(broker.ca().ca_file()).unwrap()).unwrap();
+    let (broker, ca) = quick_tls_broker(64).await;
     let closed = reqwest::Client::builder()
         .tls_certs_only([ca])
         .http2_prior_knowledge()
