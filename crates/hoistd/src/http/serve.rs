@@ -153,6 +153,8 @@ struct Conn {
     in_flight: AtomicUsize,
     /// Responses the router produced whose head is not written yet.
     heads_due: AtomicUsize,
+    /// Requests in flight whose body has not all arrived.
+    bodies_due: AtomicUsize,
     /// Requests handed to the router so far.
     served: AtomicU64,
     /// When the connection last had nothing in flight (accepted, or its
@@ -172,6 +174,7 @@ impl Conn {
             id,
             in_flight: AtomicUsize::new(0),
             heads_due: AtomicUsize::new(0),
+            bodies_due: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             idle_since: Mutex::new(Instant::now()),
             evicted: Notify::new(),
@@ -227,6 +230,15 @@ impl Conn {
     fn idle(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
     }
+
+    /// Whether every request in flight is still waiting for its body: a
+    /// connection the client keeps busy only by sending slowly, which
+    /// needs no token (a body is read before the caller is known on some
+    /// routes), and so may be closed for a newcomer like an idle one.
+    fn only_waiting_for_bodies(&self) -> bool {
+        let in_flight = self.in_flight.load(Ordering::Acquire);
+        in_flight > 0 && self.bodies_due.load(Ordering::Acquire) >= in_flight
+    }
 }
 
 /// Marks a request in flight until its response body is dropped.
@@ -263,15 +275,20 @@ struct Registry {
 
 impl Registry {
     /// A slot for a new connection: a free one, or the one of the oldest
-    /// connection with no request in flight, which is told to close. None
-    /// when every connection is busy with a request.
+    /// connection with no request in flight (else of the oldest whose
+    /// requests all wait for their bodies), which is told to close. None
+    /// when every connection is busy with a request that has arrived.
     fn admit(&self) -> Option<Arc<Conn>> {
         let mut open = self
             .open
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         if open.len() >= self.max {
-            let idle = open.values().find(|conn| conn.idle()).map(|conn| conn.id)?;
+            let idle = open
+                .values()
+                .find(|conn| conn.idle())
+                .or_else(|| open.values().find(|conn| conn.only_waiting_for_bodies()))
+                .map(|conn| conn.id)?;
             if let Some(conn) = open.remove(&idle) {
                 conn.evicted.notify_one();
             }
@@ -431,7 +448,8 @@ fn service(
     let conn = Arc::clone(conn);
     hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let in_flight = InFlight::begin(&conn);
-        let request = request.map(|body| Body::new(BodyDeadline::new(body, limits.body_timeout)));
+        let request =
+            request.map(|body| Body::new(BodyDeadline::new(body, limits.body_timeout, &conn)));
         let app = app.clone();
         async move {
             let response = app.oneshot(request).await;
@@ -545,7 +563,7 @@ async fn watch_connection<C, E>(
             // the cap found it idle (this task served it meanwhile): then it
             // is wound down instead, and that request answered first.
             () = conn.evicted.notified(), if !closing => {
-                if conn.idle() {
+                if conn.idle() || conn.only_waiting_for_bodies() {
                     tracing::debug!("connection closed to make room for a newer one");
                     return;
                 }
@@ -667,15 +685,36 @@ struct BodyDeadline {
     body: Incoming,
     limit: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// Until the body has all arrived.
+    due: Option<BodyDue>,
 }
 
 impl BodyDeadline {
-    fn new(body: Incoming, limit: Duration) -> Self {
+    fn new(body: Incoming, limit: Duration, conn: &Arc<Conn>) -> Self {
+        let due = (!body.is_end_stream()).then(|| BodyDue::begin(conn));
         BodyDeadline {
             body,
             limit,
             deadline: Box::pin(tokio::time::sleep(limit)),
+            due,
         }
+    }
+}
+
+/// Counts a request body on its connection until it has all arrived (or
+/// failed, or was dropped unread with its request).
+struct BodyDue(Arc<Conn>);
+
+impl BodyDue {
+    fn begin(conn: &Arc<Conn>) -> Self {
+        conn.bodies_due.fetch_add(1, Ordering::AcqRel);
+        BodyDue(Arc::clone(conn))
+    }
+}
+
+impl Drop for BodyDue {
+    fn drop(&mut self) {
+        self.0.bodies_due.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -688,7 +727,12 @@ impl HttpBody for BodyDeadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match Pin::new(&mut self.body).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|frame| frame.map_err(Into::into))),
+            Poll::Ready(frame) => {
+                if !matches!(frame, Some(Ok(_))) || self.body.is_end_stream() {
+                    self.due = None;
+                }
+                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+            }
             Poll::Pending => {
                 ready!(self.deadline.as_mut().poll(cx));
                 Poll::Ready(Some(Err(Box::new(BodyTimedOut(self.limit)))))

@@ -222,6 +222,47 @@ async fn half_sent_requests_cannot_hold_every_slot() {
     closed_by_broker(&mut first).await;
 }
 
+/// With the cap full of connections that each sent a request's head and
+/// only part of its body (on a route that reads the body before it knows
+/// the caller), a new connection still gets served: it takes the slot of
+/// the oldest, which is closed at once rather than wait out the body
+/// timeout.
+#[tokio::test]
+async fn half_sent_bodies_cannot_hold_every_slot() {
+    let broker = TestBroker::builder()
+        .limits(Limits {
+            max_connections: 64,
+            body_timeout: std::time::Duration::from_secs(600),
+            ..Limits::default()
+        })
+        .start()
+        .await;
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut stream = TcpStream::connect(broker.addr()).await.unwrap();
+        stream
+            .write_all(
+                b"POST /v1/token HTTP/1.1\r\nHost: hoistd\r\n\
+                  Content-Type: application/x-www-form-urlencoded\r\n\
+                  Content-Length: 60000\r\n\r\ngrant_type=",
+            )
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    // Every one of them is in flight, waiting for its body.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let http = reqwest::Client::builder().timeout(BOUND).build().unwrap();
+    let health = http
+        .get(format!("{}/v1/health", broker.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    let mut first = held.swap_remove(0);
+    closed_by_broker(&mut first).await;
+}
+
 /// The real binary, started with a soft limit of 1,024 open files (a
 /// common default), under 1,100 connections that each sent half a request
 /// and wait: `/v1/health` and an authenticated call still answer.
