@@ -5,8 +5,10 @@
 //! balancer hold none, and neither answer names a person.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
@@ -38,6 +40,9 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// the last ones, so `/metrics`, which takes no token, costs the database
 /// one read per interval at most.
 const COUNT_EVERY: Duration = Duration::from_secs(5);
+/// How long a scrape waits for the store's figures before it answers with
+/// the last known.
+const COUNT_WAIT: Duration = Duration::from_secs(2);
 
 /// The kinds of rows a purge forgets, as `hoistd_purged_rows` labels
 /// them, in the order of [`broker::Purged`]'s fields.
@@ -122,9 +127,10 @@ pub struct Metrics {
     /// 1 when the last read of the store's figures answered, 0 when not
     /// (the figures read from it are then the last known).
     store_counted: Gauge,
-    /// When the store's figures were last read; held while they are read,
-    /// so scrapes at once read them once.
+    /// When a read of the store's figures last began.
     counted: std::sync::Mutex<Option<Instant>>,
+    /// Whether a read of them is under way.
+    counting: AtomicBool,
     /// The last readiness check: when, and what it found (`None`: ready).
     /// Held while a check runs, so probes at once share one check.
     readiness: tokio::sync::Mutex<Option<(Instant, Option<String>)>>,
@@ -217,6 +223,7 @@ impl Metrics {
             purged,
             store_counted,
             counted: std::sync::Mutex::new(None),
+            counting: AtomicBool::new(false),
             readiness: tokio::sync::Mutex::new(None),
             registry,
             store_connections,
@@ -270,33 +277,36 @@ impl Metrics {
             .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
-    /// Reads the store's figures (once per [`COUNT_EVERY`]), then writes
-    /// everything in the text format. A read, not a transaction: a scrape
-    /// (which needs no token) must not take the turn every writer of every
-    /// instance takes. A read that fails (the database down) is logged and
-    /// tried again only after [`COUNT_EVERY`]; the scrape still answers,
-    /// with `hoistd_store_counted` 0 and the last known figures, since what
-    /// needs no database (latencies, streams, the pool) matters most then.
-    fn scrape(&self, broker: &Broker) -> anyhow::Result<String> {
+    /// Starts a read of the store's figures if one is due (once per
+    /// [`COUNT_EVERY`]) and none is under way, off the runtime. A read, not
+    /// a transaction: a scrape (which needs no token) must not take the
+    /// turn every writer of every instance takes. A read that fails (the
+    /// database down) is logged and shown as `hoistd_store_counted` 0, the
+    /// figures staying the last known.
+    fn start_count(self: &Arc<Self>, broker: &Arc<Broker>) -> Option<JoinHandle<()>> {
         {
             let mut counted = self
                 .counted
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if counted.is_none_or(|at| at.elapsed() >= COUNT_EVERY) {
-                match self.count(broker) {
-                    Ok(()) => {
-                        self.store_counted.set(1);
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %format!("{err:#}"), "metrics: the database's figures not read");
-                        self.store_counted.set(0);
-                    }
-                }
-                *counted = Some(Instant::now());
+            if counted.is_some_and(|at| at.elapsed() < COUNT_EVERY)
+                || self.counting.swap(true, Ordering::AcqRel)
+            {
+                return None;
             }
+            *counted = Some(Instant::now());
         }
-        self.encode(broker)
+        let (metrics, broker) = (Arc::clone(self), Arc::clone(broker));
+        Some(tokio::task::spawn_blocking(move || {
+            match metrics.count(&broker) {
+                Ok(()) => metrics.store_counted.set(1),
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "metrics: the database's figures not read");
+                    metrics.store_counted.set(0)
+                }
+            };
+            metrics.counting.store(false, Ordering::Release);
+        }))
     }
 
     /// The store's figures: pending requests, active grants by where their
@@ -437,7 +447,13 @@ impl Store for MeteredStore {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let broker = Arc::clone(&state.broker);
     let metrics = Arc::clone(&state.metrics);
-    match tokio::task::spawn_blocking(move || metrics.scrape(&broker)).await {
+    // A read of the store's figures that takes longer than COUNT_WAIT (a
+    // database that does not answer) goes on without this scrape, which
+    // shows the last known ones, as every scrape does while it runs.
+    if let Some(counting) = metrics.start_count(&broker) {
+        let _ = tokio::time::timeout(COUNT_WAIT, counting).await;
+    }
+    match tokio::task::spawn_blocking(move || metrics.encode(&broker)).await {
         Ok(Ok(text)) => {
             let mut response = text.into_response();
             response.headers_mut().insert(
