@@ -216,11 +216,11 @@ struct TlsArgs {
     /// Serve plain HTTP on an address that is not loopback: only behind a
     /// proxy that terminates TLS, on a network no one else reaches, since
     /// tokens and credentials cross it unencrypted. Without it, plain HTTP
-    /// is refused anywhere but loopback.
+    /// is refused anywhere but loopback. Ignored with --tls-cert.
     #[arg(
         long,
         env = "HOISTD_PLAIN_HTTP_BEHIND_PROXY",
-        conflicts_with = "tls_cert"
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
     plain_http_behind_proxy: bool,
 }
