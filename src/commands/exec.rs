@@ -364,7 +364,7 @@ async fn run(
             "warning: cannot find hoist itself ({err}); {ENV_CREDENTIAL_COMMAND} is not set"
         )),
     }
-    run_command(command, &env, signals).await
+    run_command(command, &env, &[], signals).await
 }
 
 /// What a command run under a grant finds in its environment: the
@@ -399,6 +399,7 @@ pub(super) fn task_env(
 pub(super) async fn run_command(
     command: &[String],
     env: &[(String, String)],
+    withheld: &[&str],
     signals: &mut Signals,
 ) -> anyhow::Result<u8> {
     let (program, rest) = command
@@ -415,16 +416,14 @@ pub(super) async fn run_command(
         return Ok(status_of(signal));
     }
     let mut child = tokio::process::Command::new(program);
-    // The job's identity token proved who asked; the command gets the
-    // grant's credential, not what could ask for more: neither that token
-    // nor what mints another (the CI system's token service and its
-    // bearer).
-    child
-        .args(rest)
-        .env_remove(super::ENV_WORKLOAD_TOKEN)
-        .env_remove(super::workload::ENV_TOKEN_REQUEST_URL)
-        .env_remove(super::workload::ENV_TOKEN_REQUEST_TOKEN)
-        .envs(env.iter().map(|(k, v)| (k, v)));
+    // A job's identity token proved who asked; the command gets the
+    // grant's credential, not what could ask for more (`withheld`: for a
+    // workload, also what mints another token).
+    child.args(rest).env_remove(super::ENV_WORKLOAD_TOKEN);
+    for name in withheld {
+        child.env_remove(name);
+    }
+    child.envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = child
         .spawn()
         .map_err(|err| anyhow::anyhow!("cannot run `{program}`: {err}"))?;
@@ -524,7 +523,7 @@ mod tests {
         // A program that cannot start: trying to would fail, so a status
         // means no start was tried.
         let command = ["/nonexistent/hoist-test-command".to_string()];
-        let status = run_command(&command, &[], &mut signals).await.unwrap();
+        let status = run_command(&command, &[], &[], &mut signals).await.unwrap();
         assert_eq!(status, status_of(Signal::SIGTERM));
     }
 

@@ -195,7 +195,7 @@ async fn login(
         args.destination.clone(),
     ]);
     command.extend(args.args.iter().cloned());
-    run_command(&command, &env, signals).await
+    run_command(&command, &env, &[], signals).await
 }
 
 /// Picks the key to certify, in the order the module says.

@@ -435,7 +435,11 @@ pub async fn exec(broker: &str, args: &ExecArgs) -> anyhow::Result<u8> {
             ));
             Ok(status_of(signal))
         }
-        None => run_command(&args.command, &env, &mut signals).await,
+        None => {
+            // What could mint another identity token stays with hoist.
+            let withheld = [ENV_TOKEN_REQUEST_URL, ENV_TOKEN_REQUEST_TOKEN];
+            run_command(&args.command, &env, &withheld, &mut signals).await
+        }
     };
     revoke(&http, broker, &issued).await;
     outcome
