@@ -344,6 +344,8 @@ impl Provider {
             .device_authorization_endpoint
             .clone()
             .ok_or(SsoError::MissingEndpoint("device authorization"))?;
+        // Each endpoint's own client: a proxy, or none for a loopback one.
+        let asking = transport(http(&endpoint));
         let client = self
             .client()
             .set_device_authorization_url(DeviceAuthorizationUrl::new(endpoint).map_err(fail)?)
@@ -354,7 +356,7 @@ impl Provider {
             request = request.add_extra_param(*name, *value);
         }
         let details: StandardDeviceAuthorizationResponse =
-            request.request_async(&http).await.map_err(fail)?;
+            request.request_async(&asking).await.map_err(fail)?;
         prompt(&DevicePrompt {
             verification_uri: details.verification_uri().to_string(),
             verification_uri_complete: details

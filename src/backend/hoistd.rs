@@ -248,7 +248,9 @@ impl Backend for HoistdClient {
             let done = page.len() < PAGE;
             // Each page must go on from the last: a broker that answers
             // the same page again would otherwise be asked for ever.
-            if page.first().is_some_and(|first| first.seq <= after) {
+            let goes_on = page.first().is_none_or(|first| first.seq > after)
+                && page.windows(2).all(|pair| pair[0].seq < pair[1].seq);
+            if !goes_on {
                 return Err(BackendError::Protocol(format!(
                     "the audit page after {after} did not go on from it"
                 )));
