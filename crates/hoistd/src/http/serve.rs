@@ -599,12 +599,12 @@ struct Tracked {
     _in_flight: InFlight,
 }
 
-/// A response being sent, on its connection's list until it is dropped.
 /// The least time an event stream may go unread before its connection
 /// counts as stalled: twice its keep-alive (15 s), whatever the idle
 /// timeout, so a stream that is read is never taken for one that is not.
 const STREAM_UNREAD: Duration = Duration::from_secs(30);
 
+/// A response being sent, on its connection's list until it is dropped.
 struct Sending {
     conn: Arc<Conn>,
     id: u64,

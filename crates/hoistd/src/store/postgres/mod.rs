@@ -131,7 +131,7 @@ pub(super) const BEGIN_READING: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ RE
 const MIGRATION_LOCK: i64 = 0x686f_6973_7464_6d67;
 
 /// Connections kept open at most, per instance, for its calls (besides
-/// the lease's one and the listener's one).
+/// the lease's one, the readiness check's one and the listener's one).
 const POOL_SIZE: usize = 16;
 /// How long a call waits for a connection from the pool, or to connect,
 /// before the database counts as unavailable.
