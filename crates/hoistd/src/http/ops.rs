@@ -484,7 +484,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 /// `/v1/health`, which never touches the database, so a database outage
 /// takes instances out of rotation without getting them restarted.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let problem = {
+    // On a task of its own, so a probe that gives up (its client gone)
+    // still leaves its answer for the next.
+    let check = tokio::spawn(async move {
         let mut last = state.metrics.readiness.lock().await;
         match &*last {
             Some((at, problem)) if at.elapsed() < READY_KEPT => problem.clone(),
@@ -494,7 +496,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
                 problem
             }
         }
-    };
+    });
+    let problem = check
+        .await
+        .unwrap_or_else(|_| Some("the readiness check failed".to_string()));
     match problem {
         None => Json(serde_json::json!({"status": "ready"})).into_response(),
         Some(reason) => (

@@ -185,14 +185,14 @@ impl Conn {
     /// Whether a response has been handed over for longer than the idle
     /// timeout without being sent whole, or an event stream has not been
     /// read from for that long, and at least [`STREAM_UNREAD`] (it sends a
-    /// keep-alive every 15 s, so one that is read never is). Over HTTP/2 a client that opens no
-    /// flow-control window (`INITIAL_WINDOW_SIZE` 0) takes no byte of a
-    /// body, and the response stays in flight for ever; the connection,
-    /// busy, would never be closed for idleness nor for a newcomer, and a
-    /// few such clients could hold every slot, streams' included, past
-    /// their token's end and the server's stop. Over HTTP/1.1 a body is
-    /// handed to the socket's buffer whole, and a client that stops reading
-    /// is closed as idle.
+    /// keep-alive every 15 s, so one that is read never is). Over HTTP/2 a
+    /// client that opens no flow-control window (`INITIAL_WINDOW_SIZE` 0)
+    /// takes no byte of a body, and the response stays in flight for ever;
+    /// the connection, busy, would never be closed for idleness nor for a
+    /// newcomer, and a few such clients could hold every slot, streams'
+    /// included, past their token's end and the server's stop. Over
+    /// HTTP/1.1 a body is handed to the socket's buffer whole, and a client
+    /// that stops reading is closed as idle.
     fn stalled(&self, limits: &Limits) -> bool {
         let sending = self
             .sending
