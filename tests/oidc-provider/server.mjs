@@ -17,6 +17,10 @@
 // given as JSON in the `workload_claims` parameter (repository, ref, run_id,
 // ...); `workload_ttl` sets the token's life in seconds.
 //
+// A test changes someone's groups as an administrator would at the
+// provider: PUT /_directory/NAME with a JSON array of group names, at the
+// origin (outside any mount). Tokens issued after it carry the new groups.
+//
 // Prints exactly one line, `READY http://127.0.0.1:N`, to stdout once it is
 // listening; everything else goes to stderr so a harness can read the port.
 
@@ -287,7 +291,34 @@ const issuer = `http://127.0.0.1:${server.address().port}${mount}`;
 const provider = new Provider(issuer, configuration);
 provider.on('server_error', (_ctx, error) => console.error('server.mjs: server_error', error));
 const callback = provider.callback();
+
+// PUT /_directory/NAME: sets NAME's groups (see the top of this file).
+function setGroups(req, res) {
+  const name = decodeURIComponent(req.url.slice('/_directory/'.length));
+  let body = '';
+  req.setEncoding('utf8');
+  req.on('data', (chunk) => { body += chunk; });
+  req.on('end', () => {
+    let groups;
+    try {
+      groups = JSON.parse(body);
+    } catch {
+      groups = undefined;
+    }
+    if (!/^[A-Za-z0-9._-]+$/.test(name) || !Array.isArray(groups)
+        || !groups.every((g) => typeof g === 'string')) {
+      res.statusCode = 400;
+      res.end('a name, and a JSON array of group names\n');
+      return;
+    }
+    GROUPS[name] = groups;
+    res.statusCode = 204;
+    res.end();
+  });
+}
+
 server.on('request', (req, res) => {
+  if (req.method === 'PUT' && req.url.startsWith('/_directory/')) return setGroups(req, res);
   if (!mount) return callback(req, res);
   // Mounted as a connect-style app would be: the provider sees the path
   // below the mount; anything outside it is not the provider's.

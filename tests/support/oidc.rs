@@ -258,6 +258,19 @@ impl Provider {
             .to_string()
     }
 
+    /// Sets `name`'s groups at the provider, as its administrator would:
+    /// tokens issued from now on carry these.
+    pub async fn set_groups(&self, name: &str, groups: &[&str]) {
+        let url = format!("{}/_directory/{name}", self.authority());
+        let response = reqwest::Client::new()
+            .put(&url)
+            .body(serde_json::to_string(groups).unwrap())
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("PUT {url}: {err}"));
+        assert_eq!(response.status(), 204, "PUT {url}");
+    }
+
     pub async fn device_flow_tokens(&self, username: &str, client_id: &str) -> Value {
         let discovery = self.discovery().await;
         let device = post_form(

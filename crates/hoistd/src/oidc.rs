@@ -48,6 +48,10 @@ pub struct Identity {
     /// When the person last signed in at the provider (`auth_time`), if the
     /// token says; a refreshed token keeps the sign-in's time.
     pub signed_in_at: Option<DateTime<Utc>>,
+    /// When the provider said all this: the token's `iat`, or its `exp`
+    /// when it has none (OpenID Connect requires `iat` of an ID token).
+    /// Orders what different tokens say of one person.
+    pub as_of: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -376,12 +380,17 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
         .filter(|sub| !sub.is_empty())
         .ok_or_else(|| TokenError::Claim("sub".into()))?
         .to_string();
-    let expires_at = claims
+    let exp = claims
         .get("exp")
         .and_then(|v| v.as_i64())
         .and_then(|exp| DateTime::from_timestamp(exp, 0))
-        .ok_or_else(|| TokenError::Claim("exp".into()))?
-        + TimeDelta::from_std(issuer.leeway).unwrap_or(TimeDelta::zero());
+        .ok_or_else(|| TokenError::Claim("exp".into()))?;
+    let expires_at = exp + TimeDelta::from_std(issuer.leeway).unwrap_or(TimeDelta::zero());
+    let as_of = claims
+        .get("iat")
+        .and_then(|v| v.as_i64())
+        .and_then(|at| DateTime::from_timestamp(at, 0))
+        .unwrap_or(exp);
     let signed_in_at = claims
         .get("auth_time")
         .and_then(|v| v.as_i64())
@@ -394,5 +403,6 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
         groups,
         expires_at,
         signed_in_at,
+        as_of,
     })
 }

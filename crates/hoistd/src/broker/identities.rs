@@ -97,7 +97,12 @@ impl Broker {
                 user
             }
         };
-        if policy.vouch(&user, &identity.display_name, identity.groups) {
+        if policy.vouch(
+            &user,
+            &identity.display_name,
+            identity.groups,
+            Some(identity.as_of),
+        ) {
             self.remember(&policy, &user).await;
         }
         Ok(Authenticated {
@@ -111,9 +116,11 @@ impl Broker {
 
     /// Stores what the provider now says of `user`, so that a restart or
     /// another instance weighs them the same when they are not the caller
-    /// (see `Work::recall`). Only when it changed, so a sign-in writes once.
-    /// A failure costs nothing now: this instance knows, and the next
-    /// change or sign-in on a fresh start writes it again.
+    /// (see `Work::recall`): once per token or change, and only over an
+    /// older word. Should the store hold a newer one (a later token seen by
+    /// another instance), this instance takes that in instead. A failure
+    /// costs nothing now: this instance knows, and the next token writes it
+    /// again; until then, another instance weighs them by the older word.
     async fn remember(self: &Arc<Self>, policy: &crate::policy::Policy, user: &str) {
         let Some(seen) = policy.remembered(user) else {
             return;
@@ -122,8 +129,14 @@ impl Broker {
         let user = user.to_string();
         let stored = tokio::task::spawn_blocking(move || -> Result<()> {
             let mut work = broker.begin()?;
-            work.tx.remember(&user, &seen)?;
-            broker.finish(work)
+            match work.tx.remembered(&user)? {
+                Some(kept) if kept.as_of > seen.as_of => work.policy.recall(&user, &kept),
+                _ => {
+                    work.tx.remember(&user, &seen)?;
+                    broker.finish(work)?;
+                }
+            }
+            Ok(())
         })
         .await;
         let failed = match stored {
@@ -165,6 +178,7 @@ impl Broker {
                 let nothing = Remembered {
                     display_name,
                     groups: Vec::new(),
+                    as_of: None,
                 };
                 work.tx.remember(&user, &nothing)?;
                 broker.finish(work)?;

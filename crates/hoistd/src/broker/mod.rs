@@ -294,11 +294,15 @@ impl Work<'_> {
         Ok(())
     }
 
-    /// Brings in what a provider last said of `user` when this instance
-    /// has not heard from them since it started (see [`Policy::recall`]):
-    /// before anything weighs a user who is not the caller.
+    /// Brings in what a provider last said of `user` when the store knows
+    /// a later word than this instance does (see [`Policy::recall`]):
+    /// before anything weighs a user who may not be the caller. Another
+    /// instance may have seen the provider take them out of a group; an
+    /// instance that saw only their earlier token must not count them in
+    /// it. A read for each provider user weighed; none for the policy's
+    /// own users, whose groups are the policy's.
     pub(super) fn recall(&self, user: &str) -> Result<()> {
-        if hoist_api::is_workload(user) || self.policy.knows(user) {
+        if hoist_api::is_workload(user) || self.policy.defines(user) {
             return Ok(());
         }
         if let Some(seen) = self.tx.remembered(user)? {

@@ -180,6 +180,8 @@ impl Broker {
             .request_with_holding(id)?
             .ok_or_else(|| Error::not_found("request", id))?;
         settle_request(&mut request, work.now);
+        // The caller's token may be older than one another instance saw.
+        work.recall(user)?;
         self.may_review(&policy, user, id, &request)?;
         still_pending(&request, "reviewed")?;
         if request.reviews.iter().any(|r| r.reviewer == user) {

@@ -21,6 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use hoist_api::{ApprovalRule, Role, RoleTarget, TicketRule};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
@@ -73,6 +74,8 @@ pub struct Directory {
 struct Seen {
     display_name: String,
     groups: BTreeSet<String>,
+    /// When the provider said so (see [`Remembered::as_of`]).
+    as_of: Option<DateTime<Utc>>,
 }
 
 impl Directory {
@@ -221,42 +224,61 @@ impl Policy {
         self.users.contains_key(user)
     }
 
-    /// Records who an OpenID provider says a user is, as of their latest
-    /// token. Never for a user the policy defines: a token's groups must not
-    /// extend them. Whether that changed what was known of them (the broker
-    /// then stores it: see [`Policy::recall`]).
-    pub fn vouch(&self, user: &str, display_name: &str, groups: BTreeSet<String>) -> bool {
+    /// Records who an OpenID provider says a user is, as of the token that
+    /// says it (`as_of`), unless what is known of them is newer: a token
+    /// issued before another that was seen says nothing new. Never for a
+    /// user the policy defines: a token's groups must not extend them.
+    /// Whether the store should keep it (see [`Policy::recall`]): when it
+    /// changed what was known, or is a newer token's word.
+    pub fn vouch(
+        &self,
+        user: &str,
+        display_name: &str,
+        groups: BTreeSet<String>,
+        as_of: Option<DateTime<Utc>>,
+    ) -> bool {
         if self.defines(user) {
             return false;
         }
         let seen = Seen {
             display_name: display_name.to_string(),
             groups,
+            as_of,
         };
         let mut directory = self
             .directory
             .seen
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        let known = directory
-            .get(user)
-            .is_some_and(|was| was.display_name == seen.display_name && was.groups == seen.groups);
+        if let Some(was) = directory.get(user) {
+            if was.as_of > seen.as_of {
+                return false;
+            }
+            if was.as_of == seen.as_of
+                && was.display_name == seen.display_name
+                && was.groups == seen.groups
+            {
+                return false;
+            }
+        }
         directory.insert(user.to_string(), seen);
-        !known
+        true
     }
 
     /// Takes in what a provider last said of `user`, as the store kept it,
-    /// unless this instance has heard from them since it started: after a
-    /// restart, or on another instance, a user who is not the caller is
-    /// weighed by their latest sign-in, not taken for a stranger.
+    /// unless this instance has heard newer from them: another instance (or
+    /// this one before a restart) may have seen a later token, and a user
+    /// who is not the caller is weighed by their latest word, not by what
+    /// this instance happened to see last, nor taken for a stranger.
     pub fn recall(&self, user: &str, seen: &Remembered) {
-        if self.defines(user) || self.directory.get(user).is_some() {
+        if self.defines(user) {
             return;
         }
         self.vouch(
             user,
             &seen.display_name,
             seen.groups.iter().cloned().collect(),
+            seen.as_of,
         );
     }
 
@@ -265,6 +287,7 @@ impl Policy {
         self.directory.get(user).map(|seen| Remembered {
             display_name: seen.display_name,
             groups: seen.groups.into_iter().collect(),
+            as_of: seen.as_of,
         })
     }
 

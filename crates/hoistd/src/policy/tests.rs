@@ -332,3 +332,60 @@ fn slack_accounts_map_to_one_user_each() {
     ));
     assert!(err.contains("unknown field `channel`"), "{err}");
 }
+
+/// What a provider says of a person is weighed by when it said it: an
+/// earlier token, or an earlier word kept in the store, never replaces a
+/// later one; a later word, from a token or the store, always does; of two
+/// words from one moment, the one taken in last stands.
+#[test]
+fn a_provider_users_latest_word_wins() {
+    let policy = Policy::parse("p.toml", MINIMAL).unwrap();
+    let role = policy.role("db").unwrap();
+    let at = |secs: i64| DateTime::from_timestamp(1_764_000_000 + secs, 0);
+    let groups = |names: &[&str]| names.iter().map(|g| g.to_string()).collect();
+    let word = |names: &[&str], secs| Remembered {
+        display_name: "Dana".into(),
+        groups: names.iter().map(|g| g.to_string()).collect(),
+        as_of: at(secs),
+    };
+
+    assert!(policy.vouch("dana", "Dana", groups(&["eng"]), at(10)));
+    assert!(policy.is_eligible("dana", role));
+    // The same token again, or an earlier one, changes nothing.
+    assert!(!policy.vouch("dana", "Dana", groups(&["eng"]), at(10)));
+    assert!(!policy.vouch("dana", "Dana", groups(&[]), at(5)));
+    assert!(policy.is_eligible("dana", role));
+    // A later token is kept, even when it says the same.
+    assert!(policy.vouch("dana", "Dana", groups(&["eng"]), at(20)));
+    assert_eq!(policy.remembered("dana").unwrap().as_of, at(20));
+
+    policy.recall("dana", &word(&[], 15));
+    assert!(
+        policy.is_eligible("dana", role),
+        "an earlier word is ignored"
+    );
+    policy.recall("dana", &word(&[], 30));
+    assert!(
+        !policy.is_eligible("dana", role),
+        "a later word is taken in"
+    );
+    policy.recall("dana", &word(&["eng"], 30));
+    assert!(
+        policy.is_eligible("dana", role),
+        "the last of one moment stands"
+    );
+    let undated = Remembered {
+        as_of: None,
+        ..word(&[], 0)
+    };
+    policy.recall("dana", &undated);
+    assert!(
+        policy.is_eligible("dana", role),
+        "an undated word is the oldest"
+    );
+
+    // A user the policy defines is never taken from a token or the store.
+    assert!(!policy.vouch("alice", "Alice", groups(&[]), at(40)));
+    policy.recall("alice", &word(&[], 40));
+    assert!(policy.is_eligible("alice", role));
+}

@@ -243,12 +243,17 @@ pub struct Lease {
 }
 
 /// What a provider last said of a user bound to one of its identities, as
-/// of their latest ID token: what the broker weighs for them when they are
+/// of their latest token: what the broker weighs for them when they are
 /// not the caller (an approval of their request, a policy reload).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remembered {
     pub display_name: String,
     pub groups: Vec<String>,
+    /// When the provider said it, by its own clock: the token's `iat`, or
+    /// its `exp` when it has none. What two instances saw is ordered by
+    /// it, the later word winning. None when not known (written before it
+    /// was kept, or recorded without a token): older than any token.
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 impl Remembered {
@@ -257,6 +262,7 @@ impl Remembered {
         user: &str,
         display_name: Option<String>,
         groups: Option<String>,
+        as_of: Option<DateTime<Utc>>,
     ) -> Result<Option<Remembered>> {
         let (Some(display_name), Some(groups)) = (display_name, groups) else {
             return Ok(None);
@@ -266,6 +272,7 @@ impl Remembered {
         Ok(Some(Remembered {
             display_name,
             groups,
+            as_of,
         }))
     }
 

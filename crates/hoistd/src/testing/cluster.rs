@@ -136,6 +136,15 @@ impl Cluster {
         }
     }
 
+    /// A client of instance `index` with this bearer token.
+    pub fn with_token(&self, index: usize, token: &str) -> Client {
+        Client {
+            base: self.url(index),
+            token: token.to_string(),
+            http: self.http.clone(),
+        }
+    }
+
     /// What instance `index` wrote to its standard error.
     pub fn log(&self, index: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("hoistd-{index}.log")))

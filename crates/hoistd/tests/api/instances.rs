@@ -8,13 +8,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hoist_api::LiveEvent;
 use hoist_api::{
     AccessState, AuditKind, CreateRequest, Decision, ErrorCode, GrantState, RequestState,
 };
+use hoist_api::{LiveEvent, Me};
 use hoistd::store::{Lease, Migrations, PostgresStore, Store, StoreError};
 use hoistd::testing::{Cluster, Postgres, eventually, policy_text, request};
 use hoistd::{Broker, Policy};
+use sha2::Digest;
 
 use crate::events::EventStream;
 
@@ -447,6 +448,91 @@ async fn the_leader_expires_grants_filed_elsewhere_on_time_without_streams() {
             grant.id
         );
     }
+}
+
+/// An instance weighs a provider user by the latest word any instance
+/// heard from the provider, not by the token it happened to see last.
+/// Instance 1 sees alice (an engineer) file, and dave (an approver) sign
+/// in; the provider then takes alice out of `engineers` and dave out of
+/// `prod-approvers`, and their next tokens reach only instance 0. On
+/// instance 1, dave's earlier token no longer makes him an approver, and
+/// bob's approval no longer activates alice's request.
+#[tokio::test]
+async fn a_provider_users_latest_groups_reach_every_instance() {
+    let provider = crate::oidc::Provider::start().await;
+    let bob = hex::encode(sha2::Sha256::digest(b"t-bob"));
+    let policy = format!(
+        r#"
+[users.bob]
+token_sha256 = "{bob}"
+
+[groups]
+engineers = []
+prod-approvers = ["bob"]
+
+[[roles]]
+id = "prod-db"
+eligible_groups = ["engineers"]
+default_duration = "30m"
+max_duration = "1h"
+approvals = 1
+approver_groups = ["prod-approvers"]
+
+[[oidc]]
+issuer = "{}"
+client_id = "hoist"
+leeway = "0s"
+"#,
+        provider.issuer
+    );
+    let cluster = Cluster::start_with_policy(HOISTD.as_ref(), 2, &policy).await;
+    let id_token = |login: &'static str| {
+        let provider = &provider;
+        async move {
+            let tokens = provider.device_flow_tokens(login, "hoist").await;
+            tokens["id_token"].as_str().unwrap().to_string()
+        }
+    };
+    let (alice, dave) = (id_token("alice").await, id_token("dave").await);
+    let filed = cluster
+        .with_token(1, &alice)
+        .file(&request("prod-db", "vacuum the orders table"))
+        .await
+        .unwrap();
+    assert_eq!(filed.state, RequestState::Pending);
+    cluster
+        .with_token(1, &dave)
+        .get::<Me>("/v1/me")
+        .await
+        .unwrap();
+
+    provider.set_groups("alice", &[]).await;
+    provider.set_groups("dave", &["engineers"]).await;
+    for login in ["alice", "dave"] {
+        let later = id_token(login).await;
+        let me = cluster
+            .with_token(0, &later)
+            .get::<Me>("/v1/me")
+            .await
+            .unwrap();
+        assert_eq!(me.user, login);
+    }
+
+    let by_dave = cluster.with_token(1, &dave).approve(&filed.id).await;
+    let (status, error) = by_dave.expect_err("dave no longer approves");
+    assert!(
+        [
+            reqwest::StatusCode::FORBIDDEN,
+            reqwest::StatusCode::NOT_FOUND
+        ]
+        .contains(&status),
+        "{status} {error:?}"
+    );
+    let by_bob = cluster.as_user(1, "bob").approve(&filed.id).await.unwrap();
+    assert_ne!(by_bob.state, RequestState::Active, "{by_bob:?}");
+    assert_eq!(by_bob.grant_id, None);
+    let reason = by_bob.reason.unwrap_or_default();
+    assert!(reason.contains("alice is no longer eligible"), "{reason}");
 }
 
 /// A leader paused or cut off past its term may not know another instance

@@ -1,6 +1,7 @@
 //! Requests, reviews, grants, due work, idempotency keys and signing keys:
 //! every field back as written, and each query's filters, order and limit.
 
+use chrono::DateTime;
 use hoist_api::{Decision, Grant, GrantState, RequestState, Review};
 
 use super::{at, bare_request, full_request, grant, ids, insert_requests};
@@ -587,24 +588,27 @@ pub fn identities(store: &dyn Store) {
     );
 
     // What a provider last said of a user: nothing until recorded, then
-    // the latest; a user bound to no identity is not found.
+    // the latest, with when it was said (to the millisecond, or unknown);
+    // a user bound to no identity is not found.
     assert_eq!(tx.remembered("bob").unwrap(), None);
-    let seen = |groups: &[&str]| Remembered {
+    let said = DateTime::from_timestamp_millis(1_764_000_000_123);
+    let seen = |groups: &[&str], as_of| Remembered {
         display_name: "Bob Example".into(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        as_of,
     };
-    tx.remember("bob", &seen(&["engineers", "on-call"]))
+    tx.remember("bob", &seen(&["engineers", "on-call"], said))
         .unwrap();
     tx.commit().unwrap();
     let mut tx = store.transaction().unwrap();
     assert_eq!(
         tx.remembered("bob").unwrap(),
-        Some(seen(&["engineers", "on-call"]))
+        Some(seen(&["engineers", "on-call"], said))
     );
-    tx.remember("bob", &seen(&[])).unwrap();
-    assert_eq!(tx.remembered("bob").unwrap(), Some(seen(&[])));
+    tx.remember("bob", &seen(&[], None)).unwrap();
+    assert_eq!(tx.remembered("bob").unwrap(), Some(seen(&[], None)));
     assert_eq!(tx.remembered("alice").unwrap(), None);
-    let nobody = tx.remember("carol", &seen(&["engineers"]));
+    let nobody = tx.remember("carol", &seen(&["engineers"], said));
     assert!(matches!(nobody, Err(StoreError::NotFound(_))), "{nobody:?}");
 }
 

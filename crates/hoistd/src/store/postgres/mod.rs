@@ -60,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0009_purge_indexes.sql"),
     include_str!("../../../migrations/postgres/0010_target_handles.sql"),
     include_str!("../../../migrations/postgres/0011_exchange_claims.sql"),
+    include_str!("../../../migrations/postgres/0012_identity_seen_at.sql"),
 ];
 
 /// Starts a transaction and takes the transaction lock (rule 1): one

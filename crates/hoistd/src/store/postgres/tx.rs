@@ -1206,20 +1206,26 @@ impl Tx for PgTx {
 
     fn remembered(&self, user: &str) -> Result<Option<Remembered>> {
         let rows = self.query(
-            "SELECT display_name, groups FROM identities WHERE \"user\" = $1",
+            "SELECT display_name, groups, seen_at FROM identities WHERE \"user\" = $1",
             vec![text(user)],
         )?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        Remembered::from_columns(user, get(row, 0)?, get(row, 1)?)
+        Remembered::from_columns(user, get(row, 0)?, get(row, 1)?, opt_time(get(row, 2)?)?)
     }
 
     fn remember(&mut self, user: &str, seen: &Remembered) -> Result<()> {
         let groups = seen.groups_column()?;
         let changed = self.write(
-            "UPDATE identities SET display_name = $2, groups = $3 WHERE \"user\" = $1 RETURNING 1",
-            vec![text(user), text(&seen.display_name), text(&groups)],
+            "UPDATE identities SET display_name = $2, groups = $3, seen_at = $4 \
+             WHERE \"user\" = $1 RETURNING 1",
+            vec![
+                text(user),
+                text(&seen.display_name),
+                text(&groups),
+                p(seen.as_of.map(ms)),
+            ],
         )?;
         updated(changed, "identity of", user)
     }

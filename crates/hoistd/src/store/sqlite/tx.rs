@@ -463,21 +463,27 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn remembered(&self, user: &str) -> Result<Option<Remembered>> {
-        let found: Option<(Option<String>, Option<String>)> = self
+        type Columns = (Option<String>, Option<String>, Option<DateTime<Utc>>);
+        let found: Option<Columns> = self
             .conn
-            .prepare_cached("SELECT display_name, groups FROM identities WHERE user = ?1")?
-            .query_row([user], |row| Ok((row.get(0)?, row.get(1)?)))
+            .prepare_cached("SELECT display_name, groups, seen_at FROM identities WHERE user = ?1")?
+            .query_row([user], |row| {
+                let seen_at: Option<i64> = row.get(2)?;
+                Ok((row.get(0)?, row.get(1)?, seen_at.map(time).transpose()?))
+            })
             .optional()?;
-        let (display_name, groups) = found.unwrap_or_default();
-        Remembered::from_columns(user, display_name, groups)
+        let (display_name, groups, as_of) = found.unwrap_or_default();
+        Remembered::from_columns(user, display_name, groups, as_of)
     }
 
     fn remember(&mut self, user: &str, seen: &Remembered) -> Result<()> {
         let groups = seen.groups_column()?;
         let changed = self
             .conn
-            .prepare_cached("UPDATE identities SET display_name = ?2, groups = ?3 WHERE user = ?1")?
-            .execute(params![user, seen.display_name, groups])?;
+            .prepare_cached(
+                "UPDATE identities SET display_name = ?2, groups = ?3, seen_at = ?4 WHERE user = ?1",
+            )?
+            .execute(params![user, seen.display_name, groups, seen.as_of.map(ms)])?;
         updated(changed, "identity of", user)
     }
 
