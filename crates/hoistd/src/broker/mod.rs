@@ -713,6 +713,15 @@ impl Broker {
             }
             Ok(tx.commit()?)
         })();
+        if let Err(Error::Store(StoreError::Uncertain(_))) = &committed {
+            // Perhaps committed: this instance's streams read everything
+            // again rather than miss it (other instances heard of it at
+            // commit, if there was one), and its workers look.
+            let _ = self.changes.send(Change::Resync);
+            self.reaper.notify_one();
+            self.notifier.notify_one();
+            self.outbox.notify_one();
+        }
         // Not committed: `ended_uses` puts its windows back as it goes.
         committed?;
         ended_uses.summarised();

@@ -91,6 +91,18 @@ impl From<Error> for Refusal {
                     retry_after: Some(crate::error::UNAVAILABLE_RETRY),
                 }
             }
+            // Perhaps committed: the same task, exchanged again, resumes
+            // from wherever that left it (see `Broker::exchange_task`).
+            Error::Store(err @ crate::store::StoreError::Uncertain(_)) => {
+                tracing::warn!(error = %err, "commit outcome unknown");
+                Refusal {
+                    code: WorkloadErrorCode::Unavailable,
+                    message: "the broker's database stopped answering as this exchange was \
+                              committed; try again: the task goes on from where it got to"
+                        .into(),
+                    retry_after: Some(crate::error::UNAVAILABLE_RETRY),
+                }
+            }
             err => {
                 tracing::error!(error = %err, "workload exchange failed");
                 Refusal::new(
@@ -259,7 +271,7 @@ impl Broker {
                             let broker = Arc::clone(self);
                             let task = Arc::clone(&admitted);
                             let reopened = tokio::task::spawn_blocking(move || {
-                                broker.unredeem(&task.task_key)
+                                broker.unredeem(&task.task_key, None)
                             })
                             .await;
                             if !matches!(reopened, Ok(Ok(()))) {
@@ -620,17 +632,41 @@ impl Broker {
             },
             None => self.file_task(&mut work, admitted)?,
         };
-        self.finish(work)?;
+        let redeemed_at = work.now;
+        if let Err(err) = self.finish(work) {
+            if let (Step::Issued(..), Error::Store(crate::store::StoreError::Uncertain(_))) =
+                (&step, &err)
+            {
+                // The commit may have redeemed the task with nothing handed
+                // over: opened again, so that the task's next exchange
+                // collects its credential rather than meet a replay.
+                if let Err(reopen) = self.unredeem(&admitted.task_key, Some(redeemed_at)) {
+                    tracing::warn!(error = %reopen, "a task whose commit was lost may stay redeemed");
+                }
+            }
+            return Err(err.into());
+        }
         Ok(step)
     }
 
     /// Opens an exchanged task again after its hand-over failed: redeemed
     /// in the transaction that issued the credential (so a second exchange
     /// racing it is a replay), it is redeemed for good only once the job
-    /// has what it asked for.
-    fn unredeem(&self, task_key: &str) -> crate::error::Result<()> {
+    /// has what it asked for. With `at`, only a redemption made at that
+    /// moment (to the millisecond, as stored) is undone: not another
+    /// exchange's, made since.
+    fn unredeem(
+        &self,
+        task_key: &str,
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> crate::error::Result<()> {
         let mut work = self.begin()?;
-        if let Some(mut exchange) = work.tx.exchange(task_key)? {
+        if let Some(mut exchange) = work.tx.exchange(task_key)?
+            && exchange.redeemed_at.is_some()
+            && at.is_none_or(|at| {
+                exchange.redeemed_at.map(|r| r.timestamp_millis()) == Some(at.timestamp_millis())
+            })
+        {
             exchange.redeemed_at = None;
             work.tx.update_exchange(&exchange)?;
         }

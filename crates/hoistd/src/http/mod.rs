@@ -469,6 +469,21 @@ impl IntoResponse for Failure {
                     crate::error::UNAVAILABLE_RETRY,
                 )
             }
+            // The database stopped answering as the change was committed:
+            // it may have been made. Said so, so that nobody takes it for
+            // undone; an Idempotency-Key makes trying again safe.
+            Error::Store(err @ StoreError::Uncertain(_)) => {
+                tracing::warn!(error = %err, "commit outcome unknown");
+                with_retry_after(
+                    refused(
+                        ErrorCode::Unavailable,
+                        "the broker's database stopped answering as this change was committed; \
+                         it may have been made: look before trying again, or retry with the \
+                         same Idempotency-Key",
+                    ),
+                    crate::error::UNAVAILABLE_RETRY,
+                )
+            }
             err => {
                 tracing::error!(error = %err, "internal error");
                 refused(
@@ -688,7 +703,8 @@ mod tests {
 
     /// What a failing store gives a caller: a 503 to try again in a second
     /// when nothing was written and the same call may work then, without
-    /// the driver's words; a 500 otherwise.
+    /// the driver's words; a 503 that says it may have been done when the
+    /// commit's answer was lost; a 500 otherwise.
     #[test]
     fn a_store_that_cannot_answer_now_is_a_503_to_try_again() {
         let body = |response: Response| {
@@ -710,7 +726,29 @@ mod tests {
             let error = body(response).expect("an ApiError");
             assert_eq!(error.code, ErrorCode::Unavailable);
             assert!(!error.message.contains("08006"), "{}", error.message);
+            assert!(
+                error.message.contains("nothing was done"),
+                "{}",
+                error.message
+            );
         }
+        // Lost at the commit: perhaps done, and said so.
+        let lost = StoreError::Uncertain("08006: connection to server lost".into());
+        let response = Failure(Error::Store(lost)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let error = body(response).expect("an ApiError");
+        assert_eq!(error.code, ErrorCode::Unavailable);
+        assert!(
+            error.message.contains("it may have been made"),
+            "{}",
+            error.message
+        );
+        assert!(
+            !error.message.contains("nothing was done"),
+            "{}",
+            error.message
+        );
+        assert!(!error.message.contains("08006"), "{}", error.message);
         let response =
             Failure(Error::Store(StoreError::Corrupt("column 3".into()))).into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);

@@ -228,6 +228,7 @@ mod tests {
         for err in [
             StoreError::Unavailable("08006: connection to server lost".into()),
             StoreError::Contended("changed meanwhile".into()),
+            StoreError::Uncertain("08006: connection to server lost".into()),
         ] {
             let response = refusal(Refusal::from(Error::Store(err)));
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -137,6 +137,12 @@ pub enum StoreError {
     /// was written, and the same call may succeed later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database stopped answering once a transaction that wrote had
+    /// sent its commit, before it said how that went: the writes may have
+    /// been committed (and made durable), or not. Work done again may find
+    /// them done.
+    #[error("database stopped answering at a commit, whose outcome is unknown: {0}")]
+    Uncertain(String),
     /// An optimistic transaction read something another transaction
     /// changed before it could commit (rule 1), or the policy it decided
     /// under was reloaded meanwhile (`Broker::finish`); nothing was

@@ -635,10 +635,16 @@ fn a_write_through_a_read_is_refused_as_a_mistake() {
 /// A TCP proxy to the server. [`Proxy::freeze`] black-holes the
 /// connections open then: they stay open and carry nothing, as a
 /// failed-over primary's or a frozen server's do. New ones go through.
+/// [`Proxy::cut_at_commit`] ends the next connection that sends a writing
+/// transaction's commit once the server has it, before its answer.
 struct Proxy {
     port: u16,
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// What only the commit of a writing transaction sends (`COMMIT_LOCKED`).
+const COMMIT_MARK: &[u8] = b"pg_logical_emit_message";
 
 impl Proxy {
     fn start(upstream: u16) -> Proxy {
@@ -646,48 +652,204 @@ impl Proxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let current = std::sync::Arc::clone(&generation);
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (current, cutting) = (
+            std::sync::Arc::clone(&generation),
+            std::sync::Arc::clone(&cut),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
                 let born = current.load(Ordering::SeqCst);
                 let server = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                for (from, to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
+                let answers = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+                for (from, to, cut) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        Some(Cut {
+                            armed: std::sync::Arc::clone(&cutting),
+                            answers: std::sync::Arc::clone(&answers),
+                            client: client.try_clone().unwrap(),
+                        }),
+                    ),
+                    (server, client, None),
                 ] {
                     let current = std::sync::Arc::clone(&current);
-                    std::thread::spawn(move || pump(from, to, born, &current));
+                    let answers = std::sync::Arc::clone(&answers);
+                    std::thread::spawn(move || {
+                        let pass = if cut.is_some() { None } else { Some(&*answers) };
+                        pump(from, to, born, &current, cut.as_ref(), pass)
+                    });
                 }
             }
         });
-        Proxy { port, generation }
+        Proxy {
+            port,
+            generation,
+            cut,
+        }
     }
 
     fn freeze(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
+
+    fn cut_at_commit(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
-/// Copies `from` to `to` until either closes; once frozen, swallows.
+/// How a connection's client-to-server pump cuts it at a commit.
+struct Cut {
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the server's answers still go through.
+    answers: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    client: std::net::TcpStream,
+}
+
+/// Copies `from` to `to` until either closes; once frozen, swallows. With
+/// `cut` (client to server), a commit while armed stops the answers,
+/// goes to the server, and after a moment the connection is closed. With
+/// `pass` (server to client), answers go only while it holds.
 fn pump(
     mut from: std::net::TcpStream,
     mut to: std::net::TcpStream,
     born: u64,
     generation: &std::sync::atomic::AtomicU64,
+    cut: Option<&Cut>,
+    pass: Option<&std::sync::atomic::AtomicBool>,
 ) {
     use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
     let mut buf = vec![0u8; 65536];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let frozen = generation.load(std::sync::atomic::Ordering::SeqCst) != born;
-        if !frozen && to.write_all(&buf[..n]).is_err() {
+        let frozen = generation.load(Ordering::SeqCst) != born;
+        let silenced = pass.is_some_and(|pass| !pass.load(Ordering::SeqCst));
+        if let Some(cut) = cut
+            && buf[..n]
+                .windows(COMMIT_MARK.len())
+                .any(|w| w == COMMIT_MARK)
+            && cut.armed.swap(false, Ordering::SeqCst)
+        {
+            cut.answers.store(false, Ordering::SeqCst);
+            to.write_all(&buf[..n]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let _ = cut.client.shutdown(std::net::Shutdown::Both);
+            let _ = to.shutdown(std::net::Shutdown::Both);
             return;
         }
+        if !frozen && !silenced && to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// A connection lost once a writing transaction's commit went out, before
+/// its answer came: the store says the outcome is unknown (here it was
+/// committed), never that nothing was written; the broker's own event
+/// streams are told to read everything again, since they would otherwise
+/// never hear of it; and the next transaction goes on, on a fresh
+/// connection.
+#[test]
+fn a_commit_whose_answer_is_lost_is_said_to_be_uncertain() {
+    use hoistd::broker::Change;
+    use hoistd::testing::{policy_text, request};
+    use std::sync::Arc;
+
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let proxy = Proxy::start(pg.port());
+    let proxied = url.replace(&format!(":{}/", pg.port()), &format!(":{}/", proxy.port));
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&proxied, Migrations::Apply).unwrap());
+    let policy = hoistd::Policy::parse("test policy", &policy_text("")).unwrap();
+    let broker = hoistd::Broker::new(Arc::clone(&store), policy).unwrap();
+    let mut changes = broker.subscribe();
+
+    proxy.cut_at_commit();
+    let filed = broker.create_request("alice", &request("logs", "reading the logs"), None);
+    assert!(
+        matches!(
+            filed,
+            Err(hoistd::error::Error::Store(StoreError::Uncertain(_)))
+        ),
+        "{filed:?}"
+    );
+    let direct = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let stored = direct
+        .read()
+        .unwrap()
+        .requests(&RequestQuery {
+            requester: Some("alice".into()),
+            ..RequestQuery::default()
+        })
+        .unwrap();
+    assert_eq!(stored.len(), 1, "the commit was made: {stored:?}");
+    assert!(
+        matches!(changes.try_recv(), Ok(Change::Resync)),
+        "the instance's streams resync"
+    );
+
+    let (next, _) = broker
+        .create_request("bob", &request("logs", "reading the logs"), None)
+        .unwrap();
+    assert_eq!(next.requester, "bob");
+}
+
+/// A workload's exchange whose commit (filing its task, and redeeming it
+/// with the credential) loses its answer: the job hears 503, to try
+/// again, and its task is opened again, so that the same token's next
+/// exchange collects the credential rather than meet a replay.
+#[test]
+fn a_workload_exchange_whose_commit_is_lost_can_be_collected_again() {
+    use hoist_api::{JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, TokenExchangeInput, WorkloadErrorCode};
+    use hoistd::broker::Exchanged;
+    use std::sync::Arc;
+
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let proxy = Proxy::start(pg.port());
+    let proxied = url.replace(&format!(":{}/", pg.port()), &format!(":{}/", proxy.port));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let provider = runtime.block_on(crate::oidc::Provider::start());
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&proxied, Migrations::Apply).unwrap());
+    let policy = hoistd::Policy::parse(
+        "test policy",
+        &crate::workloads::policy(&provider.issuer, ""),
+    )
+    .unwrap();
+    let broker = Arc::new(hoistd::Broker::new(Arc::clone(&store), policy).unwrap());
+    let token = runtime.block_on(crate::workloads::ci_token(&provider));
+    let input = TokenExchangeInput {
+        grant_type: TOKEN_EXCHANGE_GRANT.into(),
+        subject_token: token,
+        subject_token_type: JWT_TOKEN_TYPE.into(),
+        resource: Some("urn:hoist:role:deploy".into()),
+        scope: None,
+        requested_ttl: None,
+        requested_token_type: None,
+    };
+
+    proxy.cut_at_commit();
+    let first = runtime.block_on(broker.exchange(input.clone()));
+    let refusal = first.err().expect("the commit's answer was lost");
+    assert_eq!(
+        refusal.code,
+        WorkloadErrorCode::Unavailable,
+        "{}",
+        refusal.message
+    );
+    assert!(refusal.retry_after.is_some());
+    let again = runtime.block_on(broker.exchange(input));
+    match again {
+        Ok(Exchanged::Issued(issued)) => assert!(!issued.access_token.is_empty()),
+        Ok(Exchanged::Pending(pending)) => panic!("still pending: {pending:?}"),
+        Err(refusal) => panic!("{:?}: {}", refusal.code, refusal.message),
     }
 }
 

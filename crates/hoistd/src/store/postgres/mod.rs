@@ -636,7 +636,7 @@ impl PgConn {
             }
         }
         let client = &object.client;
-        self.wait(async {
+        let answers = self.wait(async {
             type Send<'a> = Pin<Box<dyn Future<Output = Answer> + 'a>>;
             let mut sends: Vec<Send<'_>> = Vec::with_capacity(statements.len() + 2);
             if let Some(begin) = begin {
@@ -660,6 +660,7 @@ impl PgConn {
                 }));
             }
             let first = usize::from(begin.is_some());
+            let count = sends.len();
             let mut piped = Piped::default();
             for (step, answer) in in_order(sends).await.into_iter().enumerate() {
                 match answer {
@@ -676,11 +677,33 @@ impl PgConn {
                     Ok(Step::Committed) => {}
                     Err(error) => {
                         let at = step.checked_sub(first).filter(|at| *at < statements.len());
+                        let committing = step + 1 == count;
+                        if commit.is_some() && outcome_unknown(&error, committing) {
+                            return Ok(Err(error));
+                        }
                         return Err(Failed { at, error });
                     }
                 }
             }
-            Ok(piped)
+            Ok(Ok(piped))
+        });
+        match answers {
+            Ok(Ok(Ok(piped))) => Ok(Ok(piped)),
+            Ok(Ok(Err(lost))) => Err(self.uncertain(StoreError::from(lost))),
+            Ok(Err(failed)) => Ok(Err(failed)),
+            Err(stalled) if commit.is_some() => Err(self.uncertain(stalled)),
+            Err(stalled) => Err(stalled),
+        }
+    }
+
+    /// The connection failed once the `COMMIT` was sent, before its answer
+    /// said how it went: the transaction may have been committed, and made
+    /// durable, or not. The connection is closed.
+    fn uncertain(&self, err: StoreError) -> StoreError {
+        self.broken.store(true, Ordering::Relaxed);
+        StoreError::Uncertain(match err {
+            StoreError::Unavailable(said) => said,
+            other => other.to_string(),
         })
     }
 
@@ -748,6 +771,23 @@ impl PgConn {
             self.broken.store(true, Ordering::Relaxed);
         }
         store_error
+    }
+}
+
+/// Whether `error`, met by a pipeline that sent its `COMMIT` (at the
+/// `COMMIT` itself when `committing`), leaves it unknown whether the
+/// transaction committed. The server refusing a statement before the
+/// `COMMIT` makes that a rollback, and so does its refusing the `COMMIT`
+/// itself for a constraint (class 23) or a conflict (class 40). Any other
+/// refusal of the `COMMIT` step (the server shutting down between its
+/// commit and the flush that follows it, say) and a connection lost or
+/// timed out with answers still to come (the server may have run all of
+/// it, the answers lost on the way) leave it open. A parameter that does
+/// not convert is no outcome of the server's.
+fn outcome_unknown(error: &tokio_postgres::Error, committing: bool) -> bool {
+    match error.as_db_error() {
+        Some(db) => committing && !matches!(&db.code().code()[..2], "23" | "40"),
+        None => matches!(StoreError::from_driver(error), StoreError::Unavailable(_)),
     }
 }
 
@@ -822,6 +862,12 @@ fn pool_error(err: deadpool::managed::PoolError<StoreError>) -> StoreError {
 /// unique, check or foreign key constraint is a conflict.
 impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
+        StoreError::from_driver(&err)
+    }
+}
+
+impl StoreError {
+    fn from_driver(err: &tokio_postgres::Error) -> Self {
         let message = match err.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
             None => err.to_string(),

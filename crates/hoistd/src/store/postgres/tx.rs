@@ -55,6 +55,9 @@ pub(super) struct PgTx {
     /// it would answer the same (see [`check`]). `None` once it holds the
     /// lock, or if it never was optimistic.
     checks: RefCell<Option<Vec<Statement>>>,
+    /// Whether a write was sent before the commit: its commit's outcome
+    /// matters even when the commit sends nothing more.
+    wrote: Cell<bool>,
 }
 
 /// A write held back.
@@ -165,6 +168,7 @@ impl PgTx {
             begin,
             begun: Cell::new(false),
             checks: RefCell::new(None),
+            wrote: Cell::new(false),
         }
     }
 
@@ -392,6 +396,7 @@ impl PgTx {
     /// Runs a write now (after the lock and the held writes) and returns
     /// how many rows it changed: it ends in `RETURNING 1`.
     fn write(&self, sql: &str, params: Vec<Param>) -> Result<usize> {
+        self.wrote.set(true);
         Ok(self.run(Statement::new(sql, params))?.len())
     }
 }
@@ -1751,8 +1756,13 @@ impl Tx for PgTx {
             // Nothing was sent, written or announced: nothing to commit.
             return Ok(());
         }
-        self.send(&statements, &refusals, true)?;
-        Ok(())
+        let writes = self.wrote.get() || !statements.is_empty();
+        match self.send(&statements, &refusals, true) {
+            Ok(_) => Ok(()),
+            // A transaction that only read has nothing left in doubt.
+            Err(StoreError::Uncertain(lost)) if !writes => Err(StoreError::Unavailable(lost)),
+            Err(err) => Err(err),
+        }
     }
 }
 
