@@ -565,6 +565,8 @@ enum Step {
     Begun(Vec<tokio_postgres::SimpleQueryMessage>),
     Rows(Vec<Row>),
     Committed,
+    /// The `COMMIT`, not sent: a statement before it failed unsent.
+    Unsent,
 }
 
 impl PgConn {
@@ -636,6 +638,17 @@ impl PgConn {
             }
         }
         let client = &object.client;
+        // Set by a statement that fails before it is sent (a parameter that
+        // does not convert): the `COMMIT`, polled after it in the same
+        // pass, is then not sent, and the connection is closed with the
+        // transaction open (rolled back), rather than commit the
+        // statements before it without it.
+        let unsent = std::cell::Cell::new(false);
+        let unsent = &unsent;
+        // Whether the `COMMIT` went out: only then can its outcome be in
+        // doubt.
+        let committing = std::cell::Cell::new(false);
+        let committing = &committing;
         let answers = self.wait(async {
             type Send<'a> = Pin<Box<dyn Future<Output = Answer> + 'a>>;
             let mut sends: Vec<Send<'_>> = Vec::with_capacity(statements.len() + 2);
@@ -651,12 +664,21 @@ impl PgConn {
                         .iter()
                         .map(|param| param.as_ref() as &(dyn ToSql + Sync))
                         .collect();
-                    client.query(prepared, &params).await.map(Step::Rows)
+                    let (sent, rows) = sending(client.query(prepared, &params)).await;
+                    if !sent {
+                        unsent.set(true);
+                    }
+                    rows.map(Step::Rows)
                 }));
             }
             if let Some(commit) = commit {
                 sends.push(Box::pin(async move {
-                    client.batch_execute(commit).await.map(|()| Step::Committed)
+                    if unsent.get() {
+                        return Ok(Step::Unsent);
+                    }
+                    let (sent, done) = sending(client.batch_execute(commit)).await;
+                    committing.set(sent);
+                    done.map(|()| Step::Committed)
                 }));
             }
             let first = usize::from(begin.is_some());
@@ -674,11 +696,10 @@ impl PgConn {
                             .collect();
                     }
                     Ok(Step::Rows(rows)) => piped.rows.push(rows),
-                    Ok(Step::Committed) => {}
+                    Ok(Step::Committed | Step::Unsent) => {}
                     Err(error) => {
                         let at = step.checked_sub(first).filter(|at| *at < statements.len());
-                        let committing = step + 1 == count;
-                        if commit.is_some() && outcome_unknown(&error, committing) {
+                        if committing.get() && outcome_unknown(&error, step + 1 == count) {
                             return Ok(Err(error));
                         }
                         return Err(Failed { at, error });
@@ -691,7 +712,7 @@ impl PgConn {
             Ok(Ok(Ok(piped))) => Ok(Ok(piped)),
             Ok(Ok(Err(lost))) => Err(self.uncertain(StoreError::from(lost))),
             Ok(Err(failed)) => Ok(Err(failed)),
-            Err(stalled) if commit.is_some() => Err(self.uncertain(stalled)),
+            Err(stalled) if committing.get() => Err(self.uncertain(stalled)),
             Err(stalled) => Err(stalled),
         }
     }
@@ -771,6 +792,25 @@ impl PgConn {
             self.broken.store(true, Ordering::Relaxed);
         }
         store_error
+    }
+}
+
+/// Runs a request's future, and says whether it was sent: a request that
+/// fails at its first poll (a parameter that does not convert, a
+/// connection already closed) never left.
+async fn sending<T, E>(
+    request: impl Future<Output = std::result::Result<T, E>>,
+) -> (bool, std::result::Result<T, E>) {
+    let mut request = std::pin::pin!(request);
+    let first = std::future::poll_fn(|cx| match request.as_mut().poll(cx) {
+        std::task::Poll::Ready(answer) => std::task::Poll::Ready(Some(answer)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await;
+    match first {
+        Some(Err(error)) => (false, Err(error)),
+        Some(done) => (true, done),
+        None => (true, request.await),
     }
 }
 
@@ -1016,6 +1056,33 @@ mod tests {
             matches!(StoreError::from(err), StoreError::Other(_)),
             "a conversion is a fault"
         );
+    }
+
+    /// A statement that fails before it is sent (here a parameter of the
+    /// wrong type) stops the pipeline's `COMMIT` from going out: the
+    /// statements before it are rolled back, not committed without it.
+    #[cfg(feature = "testing")]
+    #[test]
+    fn a_statement_that_fails_unsent_commits_nothing_before_it() {
+        let pg = crate::testing::Postgres::start_now().unwrap();
+        let url = pg.create_database("hoistd").unwrap();
+        let store = PostgresStore::open(&url, Migrations::Apply).unwrap();
+        let conn = store.connection().unwrap();
+        conn.batch("CREATE TABLE kept (n int4)").unwrap();
+        let insert = |n: Param| Statement::new("INSERT INTO kept (n) VALUES ($1)", vec![n]);
+        let piped = conn
+            .send(
+                Some(BEGIN_LOCKED),
+                &[insert(Arc::new(1_i32)), insert(Arc::new(2_i64))],
+                Some(COMMIT_LOCKED),
+            )
+            .unwrap();
+        let failed = piped.err().expect("an i64 is no int4");
+        assert_eq!(failed.at, Some(1));
+        drop(conn);
+        let conn = store.connection().unwrap();
+        let rows = conn.query("SELECT count(*) FROM kept", vec![]).unwrap();
+        assert_eq!(rows[0].get::<_, i64>(0), 0, "nothing was committed");
     }
 
     #[test]
