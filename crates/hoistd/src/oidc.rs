@@ -48,10 +48,10 @@ pub struct Identity {
     /// When the person last signed in at the provider (`auth_time`), if the
     /// token says; a refreshed token keeps the sign-in's time.
     pub signed_in_at: Option<DateTime<Utc>>,
-    /// When the provider said all this: the token's `iat`, or its `exp`
-    /// when it has none (OpenID Connect requires `iat` of an ID token).
-    /// Orders what different tokens say of one person.
-    pub as_of: DateTime<Utc>,
+    /// When the provider said all this: the token's `iat` (which OpenID
+    /// Connect requires of an ID token). Orders what different tokens say
+    /// of one person; a token without it is older than any that has it.
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -389,8 +389,7 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
     let as_of = claims
         .get("iat")
         .and_then(|v| v.as_i64())
-        .and_then(|at| DateTime::from_timestamp(at, 0))
-        .unwrap_or(exp);
+        .and_then(|at| DateTime::from_timestamp(at, 0));
     let signed_in_at = claims
         .get("auth_time")
         .and_then(|v| v.as_i64())

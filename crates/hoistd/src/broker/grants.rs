@@ -348,6 +348,7 @@ impl Broker {
     pub fn revoke_grant(&self, user: &str, id: &str, reason: Option<&str>) -> Result<Grant> {
         let mut work = self.begin()?;
         let policy = Arc::clone(&work.policy);
+        work.recall(user)?;
         let mut grant = self.load_grant(&work, &policy, user, id)?;
         let approver = policy
             .role(&grant.role)

@@ -101,7 +101,7 @@ impl Broker {
             &user,
             &identity.display_name,
             identity.groups,
-            Some(identity.as_of),
+            identity.as_of,
         ) {
             self.remember(&policy, &user).await;
         }
@@ -131,6 +131,8 @@ impl Broker {
             let mut work = broker.begin()?;
             match work.tx.remembered(&user)? {
                 Some(kept) if kept.as_of > seen.as_of => work.policy.recall(&user, &kept),
+                // Another instance stored this token's word already.
+                Some(kept) if kept == seen => {}
                 _ => {
                     work.tx.remember(&user, &seen)?;
                     broker.finish(work)?;

@@ -845,6 +845,7 @@ impl Broker {
         id: &str,
         act: HolderAct,
     ) -> Result<(Grant, &'p RoleDef)> {
+        work.recall(user)?;
         let grant = self.load_grant(work, policy, user, id)?;
         if grant.holder != user {
             return Err(Error::refuse(ErrorCode::Forbidden, act.not_holder()));

@@ -83,8 +83,11 @@ impl Work<'_> {
             states: vec![GrantState::Active],
             ..GrantQuery::default()
         })?;
+        let mut recalled = std::collections::HashSet::new();
         for mut grant in active {
-            self.recall(&grant.holder)?;
+            if recalled.insert(grant.holder.clone()) {
+                self.recall(&grant.holder)?;
+            }
             if !hoist_api::is_workload(&grant.holder)
                 && !policy.knows(&grant.holder)
                 && !previous.is_some_and(|p| p.defines(&grant.holder))

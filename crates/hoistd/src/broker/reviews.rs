@@ -88,6 +88,7 @@ impl Broker {
         user: &str,
         id: &str,
     ) -> Result<AccessRequest> {
+        work.recall(user)?;
         let request = self.load_request(work, id)?;
         self.may_review(policy, user, id, &request)?;
         Ok(request)
@@ -208,7 +209,7 @@ impl Broker {
 
         // Approvals count if their reviewers may still approve: one who lost
         // the right since (a reload) no longer counts toward the rule.
-        for earlier in &request.reviews {
+        for earlier in request.reviews.iter().filter(|r| r.reviewer != user) {
             work.recall(&earlier.reviewer)?;
         }
         let counted: Vec<String> = request

@@ -255,10 +255,10 @@ pub struct Lease {
 pub struct Remembered {
     pub display_name: String,
     pub groups: Vec<String>,
-    /// When the provider said it, by its own clock: the token's `iat`, or
-    /// its `exp` when it has none. What two instances saw is ordered by
-    /// it, the later word winning. None when not known (written before it
-    /// was kept, or recorded without a token): older than any token.
+    /// When the provider said it, by its own clock: the token's `iat`.
+    /// What two instances saw is ordered by it, the later word winning.
+    /// None when not known (written before it was kept, recorded without a
+    /// token, or a token without `iat`): older than any date.
     pub as_of: Option<DateTime<Utc>>,
 }
 

@@ -455,8 +455,9 @@ async fn the_leader_expires_grants_filed_elsewhere_on_time_without_streams() {
 /// Instance 1 sees alice (an engineer) file, and dave (an approver) sign
 /// in; the provider then takes alice out of `engineers` and dave out of
 /// `prod-approvers`, and their next tokens reach only instance 0. On
-/// instance 1, dave's earlier token no longer makes him an approver, and
-/// bob's approval no longer activates alice's request.
+/// instance 1, dave's earlier token no longer makes him an approver (of
+/// the request, or to revoke her grant), alice's no longer gets her grant
+/// a credential, and bob's approval no longer activates her request.
 #[tokio::test]
 async fn a_provider_users_latest_groups_reach_every_instance() {
     let provider = crate::oidc::Provider::start().await;
@@ -476,6 +477,14 @@ eligible_groups = ["engineers"]
 default_duration = "30m"
 max_duration = "1h"
 approvals = 1
+approver_groups = ["prod-approvers"]
+
+[[roles]]
+id = "logs"
+eligible_groups = ["engineers"]
+default_duration = "30m"
+max_duration = "1h"
+approvals = 0
 approver_groups = ["prod-approvers"]
 
 [[oidc]]
@@ -500,6 +509,12 @@ leeway = "0s"
         .await
         .unwrap();
     assert_eq!(filed.state, RequestState::Pending);
+    let logs = cluster
+        .with_token(1, &alice)
+        .file(&request("logs", "read the logs for INC-7"))
+        .await
+        .unwrap();
+    let grant_id = logs.grant_id.expect("granted at once");
     cluster
         .with_token(1, &dave)
         .get::<Me>("/v1/me")
@@ -518,6 +533,31 @@ leeway = "0s"
         assert_eq!(me.user, login);
     }
 
+    let refused_with = |answer: Result<(), (reqwest::StatusCode, hoist_api::ApiError)>| {
+        let (status, error) = answer.expect_err("refused");
+        assert!(
+            [
+                reqwest::StatusCode::FORBIDDEN,
+                reqwest::StatusCode::NOT_FOUND
+            ]
+            .contains(&status),
+            "{status} {error:?}"
+        );
+    };
+    refused_with(
+        cluster
+            .with_token(1, &dave)
+            .revoke(&grant_id, "no longer needed")
+            .await
+            .map(|_| ()),
+    );
+    refused_with(
+        cluster
+            .with_token(1, &alice)
+            .credential(&grant_id)
+            .await
+            .map(|_| ()),
+    );
     let by_dave = cluster.with_token(1, &dave).approve(&filed.id).await;
     let (status, error) = by_dave.expect_err("dave no longer approves");
     assert!(
