@@ -56,7 +56,9 @@ pub enum ErrorCode {
     /// in again, then retry.
     StepUpRequired,
     /// The broker's database cannot be reached, or is busy past waiting
-    /// for: nothing was done. `Retry-After` says when to try again.
+    /// for: nothing was done, unless the `message` says the change may
+    /// have been made (the database went as it was committed): then look
+    /// before trying again. `Retry-After` says when to try again.
     Unavailable,
     Internal,
     /// A code this build does not know, from a newer broker: the

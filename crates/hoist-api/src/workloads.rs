@@ -129,7 +129,9 @@ pub enum WorkloadErrorCode {
     /// The issuer's keys could not be fetched.
     IssuerUnavailable,
     /// The broker's database is unavailable, or other changes kept coming
-    /// first: nothing was done; try again after `Retry-After`.
+    /// first: try again after `Retry-After`. Nothing was done, or (the
+    /// description says so) the database went as the exchange was
+    /// committed, and the same token's next exchange goes on from there.
     Unavailable,
     Internal,
     /// A code this build does not know, from a newer broker: `error` and

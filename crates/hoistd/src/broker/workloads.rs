@@ -144,6 +144,10 @@ struct Admitted {
     policy: Arc<Policy>,
 }
 
+/// Tries at reopening a task whose commit was lost, 100 ms apart and
+/// doubling (about 3 s in all).
+const REOPEN_TRIES: u32 = 6;
+
 /// What the store step found.
 enum Step {
     Issued(
@@ -639,9 +643,23 @@ impl Broker {
             {
                 // The commit may have redeemed the task with nothing handed
                 // over: opened again, so that the task's next exchange
-                // collects its credential rather than meet a replay.
-                if let Err(reopen) = self.unredeem(&admitted.task_key, Some(redeemed_at)) {
-                    tracing::warn!(error = %reopen, "a task whose commit was lost may stay redeemed");
+                // collects its credential rather than meet a replay. The
+                // database has just gone: tried for a few seconds.
+                let mut pause = std::time::Duration::from_millis(100);
+                for attempt in 1..=REOPEN_TRIES {
+                    match self.unredeem(&admitted.task_key, Some(redeemed_at)) {
+                        Ok(()) => break,
+                        Err(reopen) if attempt == REOPEN_TRIES => {
+                            tracing::warn!(
+                                error = %reopen,
+                                "a task whose commit was lost may stay redeemed"
+                            );
+                        }
+                        Err(_) => {
+                            std::thread::sleep(pause);
+                            pause *= 2;
+                        }
+                    }
                 }
             }
             return Err(err.into());

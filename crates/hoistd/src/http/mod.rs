@@ -471,15 +471,15 @@ impl IntoResponse for Failure {
             }
             // The database stopped answering as the change was committed:
             // it may have been made. Said so, so that nobody takes it for
-            // undone; an Idempotency-Key makes trying again safe.
+            // undone; an Idempotency-Key makes filing again safe.
             Error::Store(err @ StoreError::Uncertain(_)) => {
                 tracing::warn!(error = %err, "commit outcome unknown");
                 with_retry_after(
                     refused(
                         ErrorCode::Unavailable,
                         "the broker's database stopped answering as this change was committed; \
-                         it may have been made: look before trying again, or retry with the \
-                         same Idempotency-Key",
+                         it may have been made: look before trying again (a filing sent again \
+                         with the same Idempotency-Key is safe)",
                     ),
                     crate::error::UNAVAILABLE_RETRY,
                 )

@@ -636,50 +636,60 @@ fn a_write_through_a_read_is_refused_as_a_mistake() {
 /// connections open then: they stay open and carry nothing, as a
 /// failed-over primary's or a frozen server's do. New ones go through.
 /// [`Proxy::cut_at_commit`] ends the next connection that sends a writing
-/// transaction's commit once the server has it, before its answer.
+/// transaction's commit once the server has answered all of it, and
+/// swallows that answer.
 struct Proxy {
     port: u16,
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What only the commit of a writing transaction sends (`COMMIT_LOCKED`).
 const COMMIT_MARK: &[u8] = b"pg_logical_emit_message";
+/// The server's `ReadyForQuery` out of any transaction: the end of its
+/// answer to that commit.
+const READY_IDLE: &[u8] = b"Z\0\0\0\x05I";
+
+/// Whether `mark` is in `chunk`, or across `tail` (the end of the chunk
+/// before) and it; `tail` is then kept up to date.
+fn spots(tail: &mut Vec<u8>, chunk: &[u8], mark: &[u8]) -> bool {
+    tail.extend_from_slice(chunk);
+    let found = tail.windows(mark.len()).any(|w| w == mark);
+    let keep = tail.len().min(mark.len() - 1);
+    tail.drain(..tail.len() - keep);
+    found
+}
 
 impl Proxy {
     fn start(upstream: u16) -> Proxy {
-        use std::sync::atomic::Ordering;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (current, cutting) = (
-            std::sync::Arc::clone(&generation),
-            std::sync::Arc::clone(&cut),
-        );
+        let generation = Arc::new(AtomicU64::new(0));
+        let armed = Arc::new(AtomicBool::new(false));
+        let (current, arming) = (Arc::clone(&generation), Arc::clone(&armed));
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
                 let born = current.load(Ordering::SeqCst);
                 let server = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                let answers = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-                for (from, to, cut) in [
+                let cut = Arc::new(Cut {
+                    armed: Arc::clone(&arming),
+                    cutting: AtomicBool::new(false),
+                    ends: [client.try_clone().unwrap(), server.try_clone().unwrap()],
+                });
+                for (from, to, towards_server) in [
                     (
                         client.try_clone().unwrap(),
                         server.try_clone().unwrap(),
-                        Some(Cut {
-                            armed: std::sync::Arc::clone(&cutting),
-                            answers: std::sync::Arc::clone(&answers),
-                            client: client.try_clone().unwrap(),
-                        }),
+                        true,
                     ),
-                    (server, client, None),
+                    (server, client, false),
                 ] {
-                    let current = std::sync::Arc::clone(&current);
-                    let answers = std::sync::Arc::clone(&answers);
+                    let (current, cut) = (Arc::clone(&current), Arc::clone(&cut));
                     std::thread::spawn(move || {
-                        let pass = if cut.is_some() { None } else { Some(&*answers) };
-                        pump(from, to, born, &current, cut.as_ref(), pass)
+                        pump(from, to, born, &current, &cut, towards_server)
                     });
                 }
             }
@@ -687,7 +697,7 @@ impl Proxy {
         Proxy {
             port,
             generation,
-            cut,
+            armed,
         }
     }
 
@@ -697,54 +707,57 @@ impl Proxy {
     }
 
     fn cut_at_commit(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
-/// How a connection's client-to-server pump cuts it at a commit.
+/// One connection's part in [`Proxy::cut_at_commit`].
 struct Cut {
     armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// Whether the server's answers still go through.
-    answers: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    client: std::net::TcpStream,
+    /// Its commit went to the server: its answer is swallowed, and the
+    /// connection ended once it is complete.
+    cutting: std::sync::atomic::AtomicBool,
+    /// The client's socket and the server's.
+    ends: [std::net::TcpStream; 2],
 }
 
-/// Copies `from` to `to` until either closes; once frozen, swallows. With
-/// `cut` (client to server), a commit while armed stops the answers,
-/// goes to the server, and after a moment the connection is closed. With
-/// `pass` (server to client), answers go only while it holds.
+/// Copies `from` to `to` until either closes; once frozen, swallows.
+/// Towards the server, an armed cut's commit starts cutting; towards the
+/// client, while cutting, answers are swallowed until the commit's answer
+/// has ended, and then both ends are shut.
 fn pump(
     mut from: std::net::TcpStream,
     mut to: std::net::TcpStream,
     born: u64,
     generation: &std::sync::atomic::AtomicU64,
-    cut: Option<&Cut>,
-    pass: Option<&std::sync::atomic::AtomicBool>,
+    cut: &Cut,
+    towards_server: bool,
 ) {
     use std::io::{Read, Write};
     use std::sync::atomic::Ordering;
     let mut buf = vec![0u8; 65536];
+    let mut tail = Vec::new();
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let frozen = generation.load(Ordering::SeqCst) != born;
-        let silenced = pass.is_some_and(|pass| !pass.load(Ordering::SeqCst));
-        if let Some(cut) = cut
-            && buf[..n]
-                .windows(COMMIT_MARK.len())
-                .any(|w| w == COMMIT_MARK)
-            && cut.armed.swap(false, Ordering::SeqCst)
-        {
-            cut.answers.store(false, Ordering::SeqCst);
-            to.write_all(&buf[..n]).unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            let _ = cut.client.shutdown(std::net::Shutdown::Both);
-            let _ = to.shutdown(std::net::Shutdown::Both);
-            return;
+        let chunk = &buf[..n];
+        if towards_server {
+            if spots(&mut tail, chunk, COMMIT_MARK) && cut.armed.swap(false, Ordering::SeqCst) {
+                cut.cutting.store(true, Ordering::SeqCst);
+            }
+        } else if cut.cutting.load(Ordering::SeqCst) {
+            if spots(&mut tail, chunk, READY_IDLE) {
+                for end in &cut.ends {
+                    let _ = end.shutdown(std::net::Shutdown::Both);
+                }
+                return;
+            }
+            continue;
         }
-        if !frozen && !silenced && to.write_all(&buf[..n]).is_err() {
+        let frozen = generation.load(Ordering::SeqCst) != born;
+        if !frozen && to.write_all(chunk).is_err() {
             return;
         }
     }

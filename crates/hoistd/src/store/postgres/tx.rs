@@ -55,8 +55,8 @@ pub(super) struct PgTx {
     /// it would answer the same (see [`check`]). `None` once it holds the
     /// lock, or if it never was optimistic.
     checks: RefCell<Option<Vec<Statement>>>,
-    /// Whether a write was sent before the commit: its commit's outcome
-    /// matters even when the commit sends nothing more.
+    /// Whether a write was sent, or taken to be sent with the commit: a
+    /// commit whose answer is lost is in doubt only then.
     wrote: Cell<bool>,
 }
 
@@ -227,7 +227,11 @@ impl PgTx {
         notices: &[String],
     ) {
         let mut linked = Vec::new();
-        for held in self.held.take() {
+        let held = self.held.take();
+        if !held.is_empty() {
+            self.wrote.set(true);
+        }
+        for held in held {
             match held {
                 Held::Write(statement, refusal) => {
                     statements.push(statement);
@@ -1756,7 +1760,7 @@ impl Tx for PgTx {
             // Nothing was sent, written or announced: nothing to commit.
             return Ok(());
         }
-        let writes = self.wrote.get() || !statements.is_empty();
+        let writes = self.wrote.get() || !self.notices.is_empty();
         match self.send(&statements, &refusals, true) {
             Ok(_) => Ok(()),
             // A transaction that only read has nothing left in doubt.
