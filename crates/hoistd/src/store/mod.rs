@@ -886,8 +886,8 @@ pub trait Tx {
     /// Makes the transaction commit only if `lease` is still the lease on
     /// the database when it does: the same holder at the same epoch. Once
     /// another instance took the lease over, the transaction writes
-    /// nothing and fails with [`StoreError::Contended`] (at the call that
-    /// sends it, or its commit), so a leader that was paused or cut off
+    /// nothing and fails with [`StoreError::Contended`] (at its commit, or
+    /// at the call that sends it), so a leader that was paused or cut off
     /// past its term cannot write behind its successor's back. Checked
     /// under the lock that orders writers (rule 1). Nothing to check for a
     /// store only one process uses.

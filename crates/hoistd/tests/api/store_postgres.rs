@@ -291,44 +291,55 @@ fn a_read_waits_for_no_writer() {
     });
 }
 
-/// A fenced transaction ([`Tx::fence`](hoistd::store::Tx::fence)) keeps its
-/// lease from changing hands until it ends: its check locks the lease row,
-/// so an instance taking over a lapsed lease waits for the commit, and what
-/// the transaction wrote landed under the lease it checked.
+/// A fenced transaction checks its lease with its commit, holding the
+/// lease row for share only for that round trip: while a leader's job is
+/// open, its own renewal answers at once (a job longer than the renewal's
+/// 2 s lock wait would otherwise make the leader step down), and so does
+/// another instance taking over a lapsed lease; the job, deposed, then
+/// writes nothing.
 #[test]
-fn a_fenced_transaction_holds_its_lease_until_it_ends() {
+fn a_fenced_transaction_holds_the_lease_row_only_for_its_commit() {
     let (_pg, _, store) = fresh_store();
     let short = std::time::Duration::from_millis(200);
     let epoch = store.lead("first", short, false).unwrap().unwrap();
-    let mut fenced = store.transaction().unwrap();
-    fenced
-        .fence(&Lease {
-            holder: "first".into(),
-            epoch,
-        })
-        .unwrap();
-    // Its first statement sends the fence.
-    assert_eq!(fenced.notification_cursor().unwrap(), 0);
-    fenced.set_notification_cursor(7).unwrap();
+    let lease = Lease {
+        holder: "first".into(),
+        epoch,
+    };
+    let job = |cursor| {
+        let mut fenced = store.transaction().unwrap();
+        fenced.fence(&lease).unwrap();
+        fenced.notification_cursor().unwrap();
+        fenced.set_notification_cursor(cursor).unwrap();
+        fenced.notification_cursor().unwrap();
+        fenced
+    };
+    let timed = |what: &dyn Fn() -> Option<i64>| {
+        let started = std::time::Instant::now();
+        (what(), started.elapsed())
+    };
+
+    let fenced = job(7);
+    let (renewed, took) = timed(&|| store.lead("first", short, true).unwrap());
+    assert_eq!(renewed, Some(epoch));
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    fenced.commit().unwrap();
+    assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 7);
+
+    let fenced = job(9);
     std::thread::sleep(short + short);
-    let (answer, answered) = std::sync::mpsc::channel();
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let _ = answer.send(store.lead("second", std::time::Duration::from_secs(60), false));
-        });
-        let early = answered.recv_timeout(std::time::Duration::from_millis(500));
-        // Ends the transaction before anything can fail, so the scope can end.
-        let committed = fenced.commit();
-        assert!(
-            early.is_err(),
-            "the lease changed hands under an open fenced transaction: {early:?}"
-        );
-        committed.unwrap();
-        let taken = answered
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
-        assert!(taken.unwrap().unwrap() > epoch);
+    let (taken, took) = timed(&|| {
+        store
+            .lead("second", std::time::Duration::from_secs(60), false)
+            .unwrap()
     });
+    assert!(taken.is_some_and(|taken| taken > epoch), "{taken:?}");
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    let deposed = fenced.commit();
+    assert!(
+        matches!(deposed, Err(StoreError::Contended(_))),
+        "{deposed:?}"
+    );
     assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 7);
 }
 

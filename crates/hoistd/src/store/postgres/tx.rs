@@ -58,6 +58,9 @@ pub(super) struct PgTx {
     /// Whether a write was sent, or taken to be sent with the commit: a
     /// commit whose answer is lost is in doubt only then.
     wrote: Cell<bool>,
+    /// The check of the lease ([`Tx::fence`]), sent last before the
+    /// commit, and the epoch it checks.
+    fence: Option<(Statement, i64)>,
 }
 
 /// A write held back.
@@ -169,6 +172,7 @@ impl PgTx {
             begun: Cell::new(false),
             checks: RefCell::new(None),
             wrote: Cell::new(false),
+            fence: None,
         }
     }
 
@@ -1673,22 +1677,22 @@ impl Tx for PgTx {
         }
     }
 
-    /// Held like a write, so it runs under the lock, with the next statement
-    /// or the commit, and fails the transaction by division by zero unless
-    /// the lease row is still `lease`. It locks the row for share: the next holder's upsert
-    /// ([`Store::lead`](crate::store::Store::lead)) waits until this
-    /// transaction ends, so the lease cannot change hands between the check
-    /// and the commit.
+    /// Sent with the commit, last before it, under the lock: it fails the
+    /// transaction by division by zero unless the lease row is still
+    /// `lease`. It locks the row for share, so the lease cannot change
+    /// hands between the check and the commit: the next holder's upsert,
+    /// and this holder's own renewal ([`Store::lead`](crate::store::Store::lead)),
+    /// wait for the commit's round trip, never for the job's whole
+    /// transaction (a long reaper batch on a slow database would hold the
+    /// leader's renewal past its wait, and the leader would step down).
     fn fence(&mut self, lease: &Lease) -> Result<()> {
-        self.held.get_mut().push(Held::Write(
-            Statement::new(
-                "WITH held AS (SELECT 1 FROM leadership \
-                 WHERE name = 'hoistd' AND holder = $1 AND epoch = $2 FOR SHARE) \
-                 SELECT 1 / count(*) FROM held",
-                vec![text(&lease.holder), p(lease.epoch)],
-            ),
-            Refusal::Deposed(lease.epoch),
-        ));
+        let check = Statement::new(
+            "WITH held AS (SELECT 1 FROM leadership \
+             WHERE name = 'hoistd' AND holder = $1 AND epoch = $2 FOR SHARE) \
+             SELECT 1 / count(*) FROM held",
+            vec![text(&lease.holder), p(lease.epoch)],
+        );
+        self.fence = Some((check, lease.epoch));
         Ok(())
     }
 
@@ -1748,7 +1752,7 @@ impl Tx for PgTx {
     /// transaction that writes takes the lock and checks its reads first,
     /// in the same round trip; one that wrote nothing has nothing to check,
     /// and one that only read sends nothing.
-    fn commit(self: Box<Self>) -> Result<()> {
+    fn commit(mut self: Box<Self>) -> Result<()> {
         let mut statements = Vec::new();
         let mut refusals = Vec::new();
         if self.held.borrow().is_empty() && self.notices.is_empty() {
@@ -1761,6 +1765,12 @@ impl Tx for PgTx {
             return Ok(());
         }
         let writes = self.wrote.get() || !self.notices.is_empty();
+        if let Some((check, epoch)) = self.fence.take()
+            && writes
+        {
+            statements.push(check);
+            refusals.push(Refusal::Deposed(epoch));
+        }
         match self.send(&statements, &refusals, true) {
             Ok(_) => Ok(()),
             // A transaction that only read has nothing left in doubt.
