@@ -129,8 +129,9 @@ _POSTGRES_SERIAL = (
     "a commit that returned survives). pgbench sending the cycle's statements went up about "
     "1.45x (alternated pairs); hoistd's own figures did not move beyond this machine's "
     "noise, in alternated runs or in that change's group run (0.39 of SQLite for one "
-    "instance and 0.40 for two, against 0.41 and 0.38 at dd82aa3; the group run at 7ee63b3, "
-    "above, gives 0.44 and 0.41). With the flush out of the lock, the holder "
+    "instance and 0.40 for two, against 0.41 and 0.38 at dd82aa3; 0.44 and 0.41 at 7ee63b3; "
+    "the group run at a9ef53c, above, gives 0.44 and 0.44). With the flush out of the lock, "
+    "the holder "
     "is mostly running statements, the lock is free about 30% of the time, and the machine is "
     "about 87% busy (perf), PostgreSQL's backends taking about 55% of the CPU and hoistd "
     "with the load generator about 28%: what limits hoistd on PostgreSQL here is CPU a cycle, "
@@ -199,11 +200,20 @@ _POSTGRES_SERIAL = (
     "instance (336 and 340, from 320 and 309) and fell on two (277 and 275, from 307 and 323), "
     "0.28-0.35 of SQLite, so the 2 reviewers this group uses do not hold PostgreSQL back: its "
     "server is already the bottleneck. This machine's speed moves by nearly 2x within "
-    "an hour (SQLite gave 1,095 cycles/s in the group run at dd82aa3, 1,409 at b71d45b and "
-    "1,492 at 7ee63b3), so compare figures only within one group run."
+    "an hour (SQLite gave 1,095 cycles/s in the group run at dd82aa3, 1,409 at b71d45b, "
+    "1,492 at 7ee63b3, and 932 at a9ef53c on an AMD EPYC), so compare figures only within one "
+    "group run."
 )
 
 MISSES = {
+    "postgres.sqlite.cycles": (
+        "The same load as the cycles group's figure (`scripts/bench --only cycles`), run here "
+        "only as the reference the PostgreSQL rows are halved from, in the same minutes on the "
+        "same CPU. Its own target belongs to that group, which met it; this group's last run "
+        "(a9ef53c) was on a slower CPU than that group's (AMD EPYC against Intel Xeon, see *When "
+        "each group was measured*), and this machine's speed also moves by nearly 2x within an "
+        "hour (1,095 to 1,492 cycles/s in earlier runs of this group)."
+    ),
     "postgres.broker.cycles.1": _POSTGRES_SERIAL,
     "postgres.broker.cycles.2": _POSTGRES_SERIAL,
     "render.roles": _PREEMPTED,
