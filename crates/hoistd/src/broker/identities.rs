@@ -118,7 +118,8 @@ impl Broker {
     /// another instance weighs them the same when they are not the caller
     /// (see `Work::recall`): once per token or change, and only over an
     /// older word. Should the store hold a newer one (a later token seen by
-    /// another instance), this instance takes that in instead. A failure
+    /// another instance), this instance takes that in instead; one of the
+    /// same second, both keep the groups both words name. A failure
     /// costs nothing now: this instance knows, and the next token writes it
     /// again; until then, another instance weighs them by the older word.
     async fn remember(self: &Arc<Self>, policy: &crate::policy::Policy, user: &str) {
@@ -129,16 +130,29 @@ impl Broker {
         let user = user.to_string();
         let stored = tokio::task::spawn_blocking(move || -> Result<()> {
             let mut work = broker.begin()?;
+            let mut seen = seen;
             match work.tx.remembered(&user)? {
-                Some(kept) if kept.as_of > seen.as_of => work.policy.recall(&user, &kept),
-                // Another instance stored this token's word already.
-                Some(kept) if kept == seen => {}
-                _ => {
-                    work.tx.remember(&user, &seen)?;
-                    broker.finish(work)?;
+                Some(kept) if kept.as_of > seen.as_of => {
+                    work.policy.recall(&user, &kept);
+                    return Ok(());
                 }
+                // A word of the same second: what both say, in both.
+                Some(kept) if kept.as_of == seen.as_of && kept.as_of.is_some() => {
+                    work.policy.recall(&user, &kept);
+                    let Some(both) = work.policy.remembered(&user) else {
+                        return Ok(());
+                    };
+                    if both == kept {
+                        return Ok(());
+                    }
+                    seen = both;
+                }
+                // Another instance stored this token's word already.
+                Some(kept) if kept == seen => return Ok(()),
+                _ => {}
             }
-            Ok(())
+            work.tx.remember(&user, &seen)?;
+            broker.finish(work)
         })
         .await;
         let failed = match stored {

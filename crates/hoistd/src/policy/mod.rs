@@ -226,7 +226,8 @@ impl Policy {
 
     /// Records who an OpenID provider says a user is, as of the token that
     /// says it (`as_of`), unless what is known of them is newer: a token
-    /// issued before another that was seen says nothing new. Never for a
+    /// issued before another that was seen says nothing new; of two dated
+    /// the same, only the groups both name count. Never for a
     /// user the policy defines: a token's groups must not extend them.
     /// Whether the store should keep it (see [`Policy::recall`]): when it
     /// changed what was known, or is a newer token's word.
@@ -240,7 +241,7 @@ impl Policy {
         if self.defines(user) {
             return false;
         }
-        let seen = Seen {
+        let mut seen = Seen {
             display_name: display_name.to_string(),
             groups,
             as_of,
@@ -254,11 +255,17 @@ impl Policy {
             if was.as_of > seen.as_of {
                 return false;
             }
-            if was.as_of == seen.as_of
-                && was.display_name == seen.display_name
-                && was.groups == seen.groups
-            {
-                return false;
+            if was.as_of == seen.as_of {
+                if seen.as_of.is_some() {
+                    // Two words dated the same second (`iat`): which is the
+                    // later cannot be told, so only what both say counts.
+                    // Else an earlier token presented again would undo a
+                    // removal, and back and forth.
+                    seen.groups = was.groups.intersection(&seen.groups).cloned().collect();
+                }
+                if was.display_name == seen.display_name && was.groups == seen.groups {
+                    return false;
+                }
             }
         }
         directory.insert(user.to_string(), seen);

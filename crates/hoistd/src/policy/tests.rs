@@ -336,7 +336,7 @@ fn slack_accounts_map_to_one_user_each() {
 /// What a provider says of a person is weighed by when it said it: an
 /// earlier token, or an earlier word kept in the store, never replaces a
 /// later one; a later word, from a token or the store, always does; of two
-/// words from one moment, the one taken in last stands.
+/// words from one second, only the groups both name count.
 #[test]
 fn a_provider_users_latest_word_wins() {
     let policy = Policy::parse("p.toml", MINIMAL).unwrap();
@@ -369,10 +369,16 @@ fn a_provider_users_latest_word_wins() {
         !policy.is_eligible("dana", role),
         "a later word is taken in"
     );
+    // Of two words from one second, only what both say counts: the
+    // earlier token presented again does not undo the removal.
     policy.recall("dana", &word(&["eng"], 30));
+    assert!(!policy.is_eligible("dana", role), "one second, both words");
+    assert!(!policy.vouch("dana", "Dana", groups(&["eng"]), at(30)));
+    assert!(!policy.is_eligible("dana", role));
+    assert!(policy.vouch("dana", "Dana", groups(&["eng"]), at(31)));
     assert!(
         policy.is_eligible("dana", role),
-        "the last of one moment stands"
+        "a later second is a later word"
     );
     let undated = Remembered {
         as_of: None,
@@ -383,6 +389,12 @@ fn a_provider_users_latest_word_wins() {
         policy.is_eligible("dana", role),
         "an undated word is the oldest"
     );
+    // Undated words (tokens without `iat`) are taken as they come.
+    assert!(policy.vouch("erik", "Erik", groups(&["eng"]), None));
+    assert!(policy.vouch("erik", "Erik", groups(&[]), None));
+    assert!(!policy.is_eligible("erik", role));
+    assert!(policy.vouch("erik", "Erik", groups(&["eng"]), None));
+    assert!(policy.is_eligible("erik", role));
 
     // A user the policy defines is never taken from a token or the store.
     assert!(!policy.vouch("alice", "Alice", groups(&[]), at(40)));
