@@ -457,8 +457,9 @@ async fn the_leader_expires_grants_filed_elsewhere_on_time_without_streams() {
 /// `prod-approvers`, and their next tokens reach only instance 0. On
 /// instance 1, dave's earlier token no longer makes him an approver (of
 /// the request, or to revoke her grant, however often he presents it),
-/// alice's no longer gets her grant a credential, and bob's approval no
-/// longer activates her request.
+/// alice's no longer gets her grant a credential, nor a grant of a role
+/// that needs no approval, and bob's approval no longer activates her
+/// request.
 #[tokio::test]
 async fn a_provider_users_latest_groups_reach_every_instance() {
     let provider = crate::oidc::Provider::start().await;
@@ -553,6 +554,13 @@ leeway = "0s"
         cluster
             .with_token(1, &dave)
             .revoke(&grant_id, "no longer needed")
+            .await
+            .map(|_| ()),
+    );
+    refused_with(
+        cluster
+            .with_token(1, &alice)
+            .file(&request("logs", "read the logs for INC-8"))
             .await
             .map(|_| ()),
     );
