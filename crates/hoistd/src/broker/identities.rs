@@ -104,6 +104,8 @@ impl Broker {
             identity.as_of,
         ) {
             self.remember(&policy, &user).await;
+        } else if !policy.defines(&user) {
+            self.recall_caller(&user).await?;
         }
         Ok(Authenticated {
             user,
@@ -161,6 +163,30 @@ impl Broker {
             Err(err) => err.to_string(),
         };
         tracing::warn!(error = %failed, "cannot store a sign-in's groups");
+    }
+
+    /// Takes in what the store last heard of `user` from their provider, for
+    /// a token that says nothing new here: another instance may have seen
+    /// a later one. What the caller may see (their roles, the review queue,
+    /// requests, grants and audit entries of roles they approve) is then
+    /// weighed by that latest word, as what they may do already is. A
+    /// store that cannot be read refuses the call: it would be weighed by
+    /// a word that may be stale.
+    async fn recall_caller(self: &Arc<Self>, user: &str) -> Result<()> {
+        let broker = Arc::clone(self);
+        let user = user.to_string();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let kept = broker.store.read()?.remembered(&user)?;
+            if let Some(kept) = kept {
+                broker.policy().recall(&user, &kept);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "recall task failed");
+            Error::refuse(ErrorCode::Internal, "internal error")
+        })?
     }
 
     /// Binds an identity the policy links to `user`, as a first sign-in

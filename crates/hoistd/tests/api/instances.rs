@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hoist_api::{
-    AccessState, AuditKind, CreateRequest, Decision, ErrorCode, GrantState, RequestState,
+    AccessRequest, AccessState, AuditKind, CreateRequest, Decision, ErrorCode, GrantState,
+    RequestState,
 };
 use hoist_api::{LiveEvent, Me};
 use hoistd::store::{Lease, Migrations, PostgresStore, Store, StoreError};
@@ -538,6 +539,29 @@ leeway = "0s"
             .unwrap();
         assert_eq!(me.user, login);
     }
+
+    // What they may see on instance 1, which has heard only their earlier
+    // tokens, is weighed by the latest word too.
+    let queue: Vec<AccessRequest> = cluster
+        .with_token(1, &dave)
+        .get("/v1/reviews")
+        .await
+        .unwrap();
+    assert!(queue.is_empty(), "{queue:?}");
+    let (status, _) = cluster
+        .with_token(1, &dave)
+        .get::<AccessRequest>(&format!("/v1/requests/{}", filed.id))
+        .await
+        .expect_err("no longer shown to dave");
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    let me: Me = cluster.with_token(1, &dave).get("/v1/me").await.unwrap();
+    assert!(me.approver_for.is_empty(), "{me:?}");
+    let roles: Vec<hoist_api::Role> = cluster
+        .with_token(1, &alice)
+        .get("/v1/roles")
+        .await
+        .unwrap();
+    assert!(roles.is_empty(), "{roles:?}");
 
     let refused_with = |answer: Result<(), (reqwest::StatusCode, hoist_api::ApiError)>| {
         let (status, error) = answer.expect_err("refused");
