@@ -251,7 +251,7 @@ impl Subject {
         Ok(match self {
             Subject::Request(request) => {
                 let mut notice = request_notice(policy, event, request, at);
-                notice.to = approvers(policy, request);
+                notice.to = approvers(policy, tx, request)?;
                 Some(notice)
             }
             Subject::Grant(grant) => tx
@@ -327,7 +327,7 @@ fn notice_of(policy: &Policy, tx: &dyn Tx, event: &AuditEvent) -> Result<Option<
                 return Ok(None);
             }
             let mut notice = request_notice(policy, Event::RequestFiled, &request, event.at);
-            notice.to = approvers(policy, &request);
+            notice.to = approvers(policy, tx, &request)?;
             notice
         }
         AuditKind::Approved | AuditKind::Denied => {
@@ -362,7 +362,7 @@ fn notice_of(policy: &Policy, tx: &dyn Tx, event: &AuditEvent) -> Result<Option<
                 return Ok(None);
             };
             let mut notice = request_notice(policy, Event::BreakGlass, &request, event.at);
-            notice.to = approvers(policy, &request);
+            notice.to = approvers(policy, tx, &request)?;
             notice
         }
         AuditKind::ProvisionFailed => {
@@ -395,15 +395,20 @@ fn notice_of(policy: &Policy, tx: &dyn Tx, event: &AuditEvent) -> Result<Option<
     Ok(Some(notice))
 }
 
-/// The role's approvers under the policy, the requester aside.
-fn approvers(policy: &Policy, request: &AccessRequest) -> Vec<String> {
-    policy
-        .role(&request.role)
-        .map(|role| policy.approvers_of(role))
-        .unwrap_or_default()
+/// The role's approvers, the requester aside, each provider user by the
+/// latest word the store holds of them (see [`super::recall_approvers`]):
+/// someone put in an approver group since this instance heard of them is
+/// told, and someone taken out is not.
+fn approvers(policy: &Policy, tx: &dyn Tx, request: &AccessRequest) -> Result<Vec<String>> {
+    let Some(role) = policy.role(&request.role) else {
+        return Ok(Vec::new());
+    };
+    super::recall_approvers(policy, tx, &[role])?;
+    Ok(policy
+        .approvers_of(role)
         .into_iter()
         .filter(|user| *user != request.requester)
-        .collect()
+        .collect())
 }
 
 /// A notice with the request's facts.

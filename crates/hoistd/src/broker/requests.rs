@@ -92,6 +92,9 @@ impl Broker {
     pub fn preview(&self, user: &str, input: &CreateRequest) -> Result<RequestPreview> {
         let policy = self.policy();
         let role = self.eligible_role(&policy, user, &input.role)?;
+        if !policy.oidc.is_empty() {
+            super::recall_approvers(&policy, self.store.read()?.as_ref(), &[role])?;
+        }
         let now = now();
         let plan = domain::plan(&policy, role, user, input, now)?;
         Ok(RequestPreview {

@@ -46,6 +46,10 @@ impl Broker {
         queue.iter_mut().for_each(|r| settle_request(r, now));
         queue.retain(|r| r.state == RequestState::Pending);
         queue.sort_by_key(|r| r.lapses_at);
+        let mut roles: Vec<_> = queue.iter().filter_map(|r| policy.role(&r.role)).collect();
+        roles.sort_by(|a, b| a.id.cmp(&b.id));
+        roles.dedup_by(|a, b| a.id == b.id);
+        super::recall_approvers(&policy, tx.as_ref(), &roles)?;
         for request in &mut queue {
             if let Some(role) = policy.role(&request.role) {
                 request.approvers = policy

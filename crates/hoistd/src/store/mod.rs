@@ -755,6 +755,9 @@ pub trait Tx {
     /// What a provider last said of `user`: none before their first sign-in
     /// since it was first recorded.
     fn remembered(&self, user: &str) -> Result<Option<Remembered>>;
+    /// Every user whose provider last said they are in any of `groups`,
+    /// with what it said, by user name.
+    fn remembered_in(&self, groups: &[String]) -> Result<Vec<(String, Remembered)>>;
     /// Records what a provider says of `user` now (rule 5: a user bound to
     /// no identity is not found).
     fn remember(&mut self, user: &str, seen: &Remembered) -> Result<()>;

@@ -1019,3 +1019,102 @@ async fn reminders_wait_for_their_window_and_follow_an_extension() {
         .count();
     assert_eq!(about_pending, 1);
 }
+
+/// A filing is told to the approvers the provider last named, as the
+/// store keeps it, though the leader that routes it heard otherwise or
+/// nothing: dave signed in only at another instance, and bob, whom the
+/// leader saw as an approver, was taken out of the group since (his later
+/// token reached only the other instance). frank is one by the policy.
+#[tokio::test]
+async fn a_filing_is_told_to_the_approvers_the_provider_last_named() {
+    let (receiver, base) = Receiver::start().await;
+    let provider = crate::oidc::Provider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = format!(
+        r#"
+[users.frank]
+token_sha256 = "{}"
+
+[groups]
+engineers = []
+prod-approvers = ["frank"]
+
+[[roles]]
+id = "prod-db"
+eligible_groups = ["engineers"]
+default_duration = "30m"
+max_duration = "1h"
+approvals = 1
+approver_groups = ["prod-approvers"]
+
+[[oidc]]
+issuer = "{}"
+client_id = "hoist"
+leeway = "0s"
+{}"#,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"t-frank")),
+        provider.issuer,
+        channel(
+            dir.path(),
+            &base,
+            "all",
+            "json",
+            "events = [\"request_filed\"]"
+        )
+    );
+    let cluster = hoistd::testing::Cluster::start_with_policy(
+        env!("CARGO_BIN_EXE_hoistd").as_ref(),
+        2,
+        &policy,
+    )
+    .await;
+    eventually(LONG, || async { cluster.leader().is_some() }).await;
+    let leader = cluster.leader().unwrap();
+    let other = 1 - leader;
+    let id_token = |login: &'static str| {
+        let provider = &provider;
+        async move {
+            let tokens = provider.device_flow_tokens(login, "hoist").await;
+            tokens["id_token"].as_str().unwrap().to_string()
+        }
+    };
+    let signs_in = |at: usize, token: String| {
+        let client = cluster.with_token(at, &token);
+        async move {
+            client.get::<hoist_api::Me>("/v1/me").await.unwrap();
+        }
+    };
+    signs_in(leader, id_token("bob").await).await;
+    signs_in(other, id_token("dave").await).await;
+    provider.set_groups("bob", &["engineers"]).await;
+    signs_in(other, id_token("bob").await).await;
+
+    let alice = id_token("alice").await;
+    let preview: hoist_api::RequestPreview = cluster
+        .with_token(leader, &alice)
+        .post(
+            "/v1/requests/validate",
+            &request("prod-db", "vacuum the orders table"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(preview.approvers, ["dave", "frank"]);
+    let filed = cluster
+        .with_token(leader, &alice)
+        .file(&request("prod-db", "vacuum the orders table"))
+        .await
+        .unwrap();
+    eventually(LONG, || async { !receiver.on("all").is_empty() }).await;
+    let notice = &receiver.on("all")[0];
+    assert_eq!(notice["request_id"], filed.id.as_str());
+    assert_eq!(notice["to"], serde_json::json!(["dave", "frank"]));
+    // The leader's review queue names the same approvers, as its preview
+    // of the filing did.
+    let queue: Vec<hoist_api::AccessRequest> = cluster
+        .as_user(leader, "frank")
+        .get("/v1/reviews")
+        .await
+        .unwrap();
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0].approvers, ["dave", "frank"]);
+}

@@ -610,6 +610,41 @@ pub fn identities(store: &dyn Store) {
     assert_eq!(tx.remembered("alice").unwrap(), None);
     let nobody = tx.remember("carol", &seen(&["engineers"], said));
     assert!(matches!(nobody, Err(StoreError::NotFound(_))), "{nobody:?}");
+
+    // Who a provider last put in any of some groups, by name: a word
+    // without them, and an identity never heard of since, are not.
+    let group = |names: &[&str]| names.iter().map(|g| g.to_string()).collect::<Vec<_>>();
+    assert_eq!(tx.remembered_in(&group(&["engineers"])).unwrap(), vec![]);
+    tx.remember("alice", &seen(&["on-call", "it's \"quoted\""], said))
+        .unwrap();
+    tx.remember("bob", &seen(&["engineers", "on-call"], None))
+        .unwrap();
+    let named = |found: Vec<(String, Remembered)>| {
+        found.into_iter().map(|(user, _)| user).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        tx.remembered_in(&group(&["on-call"])).unwrap(),
+        vec![
+            (
+                "alice".to_string(),
+                seen(&["on-call", "it's \"quoted\""], said)
+            ),
+            ("bob".to_string(), seen(&["engineers", "on-call"], None)),
+        ]
+    );
+    assert_eq!(
+        named(tx.remembered_in(&group(&["engineers", "prod"])).unwrap()),
+        ["bob"]
+    );
+    assert_eq!(
+        named(tx.remembered_in(&group(&["it's \"quoted\""])).unwrap()),
+        ["alice"]
+    );
+    assert_eq!(
+        named(tx.remembered_in(&group(&["on"])).unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(named(tx.remembered_in(&[]).unwrap()), Vec::<String>::new());
 }
 
 /// The newest signing key is the one in use; a key id is never reused.

@@ -1228,6 +1228,32 @@ impl Tx for PgTx {
         Remembered::from_columns(user, get(row, 0)?, get(row, 1)?, opt_time(get(row, 2)?)?)
     }
 
+    fn remembered_in(&self, groups: &[String]) -> Result<Vec<(String, Remembered)>> {
+        let wanted =
+            serde_json::to_string(groups).map_err(|err| StoreError::Other(err.to_string()))?;
+        let rows = self.query(
+            "SELECT \"user\", display_name, groups, seen_at FROM identities \
+             WHERE groups IS NOT NULL \
+             AND groups::jsonb ?| ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb)) \
+             ORDER BY \"user\"",
+            vec![text(&wanted)],
+        )?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let user: String = get(row, 0)?;
+            let kept = Remembered::from_columns(
+                &user,
+                get(row, 1)?,
+                get(row, 2)?,
+                opt_time(get(row, 3)?)?,
+            )?;
+            if let Some(kept) = kept {
+                found.push((user, kept));
+            }
+        }
+        Ok(found)
+    }
+
     fn remember(&mut self, user: &str, seen: &Remembered) -> Result<()> {
         let groups = seen.groups_column()?;
         let changed = self.write(

@@ -476,6 +476,35 @@ impl Tx for SqliteTx<'_> {
         Remembered::from_columns(user, display_name, groups, as_of)
     }
 
+    fn remembered_in(&self, groups: &[String]) -> Result<Vec<(String, Remembered)>> {
+        type Columns = (String, String, String, Option<i64>);
+        let wanted =
+            serde_json::to_string(groups).map_err(|err| StoreError::Other(err.to_string()))?;
+        let rows: Vec<Columns> = self
+            .conn
+            .prepare_cached(
+                "SELECT user, display_name, groups, seen_at FROM identities \
+                 WHERE groups IS NOT NULL AND display_name IS NOT NULL AND EXISTS \
+                 (SELECT 1 FROM json_each(identities.groups) AS said \
+                  WHERE said.value IN (SELECT value FROM json_each(?1))) \
+                 ORDER BY user",
+            )?
+            .query_map([wanted], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut found = Vec::with_capacity(rows.len());
+        for (user, display_name, groups, seen_at) in rows {
+            let as_of = seen_at.map(time).transpose()?;
+            if let Some(kept) =
+                Remembered::from_columns(&user, Some(display_name), Some(groups), as_of)?
+            {
+                found.push((user, kept));
+            }
+        }
+        Ok(found)
+    }
+
     fn remember(&mut self, user: &str, seen: &Remembered) -> Result<()> {
         let groups = seen.groups_column()?;
         let changed = self
