@@ -104,7 +104,7 @@ impl Broker {
             identity.as_of,
         ) {
             self.remember(&policy, &user).await;
-        } else if !policy.defines(&user) {
+        } else if !policy.defines(&user) && self.store.shared() {
             self.recall_caller(&user).await?;
         }
         Ok(Authenticated {
@@ -166,8 +166,9 @@ impl Broker {
     }
 
     /// Takes in what the store last heard of `user` from their provider, for
-    /// a token that says nothing new here: another instance may have seen
-    /// a later one. What the caller may see (their roles, the review queue,
+    /// a token that says nothing new here: another instance on the same
+    /// database may have seen a later one (a store no other process uses
+    /// holds nothing this instance did not hear). What the caller may see (their roles, the review queue,
     /// requests, grants and audit entries of roles they approve) is then
     /// weighed by that latest word, as what they may do already is. A
     /// store that cannot be read refuses the call: it would be weighed by

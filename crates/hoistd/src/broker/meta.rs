@@ -25,13 +25,20 @@ impl Broker {
         })
     }
 
-    pub fn roles(&self, user: &str) -> Vec<Role> {
+    /// The roles `user` may request, each with who approves it.
+    pub fn roles(&self, user: &str) -> Result<Vec<Role>> {
         let policy = self.policy();
-        policy
+        let eligible: Vec<_> = policy
             .roles()
             .filter(|role| policy.is_eligible(user, role))
+            .collect();
+        if !policy.oidc.is_empty() {
+            super::recall_approvers(&policy, self.store.read()?.as_ref(), &eligible)?;
+        }
+        Ok(eligible
+            .into_iter()
             .map(|role| policy.role_view(role, user))
-            .collect()
+            .collect())
     }
 
     pub fn audit(&self, user: &str, mut query: AuditQuery) -> Result<Vec<AuditEvent>> {

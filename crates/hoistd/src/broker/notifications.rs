@@ -51,8 +51,9 @@ impl Notifier for Broker {
         };
         let at = now();
         if !policy.notify.is_empty() {
+            let mut recalled = HashSet::new();
             for event in &events {
-                let Some(notice) = notice_of(&policy, tx.as_ref(), event)? else {
+                let Some(notice) = notice_of(&policy, tx.as_ref(), event, &mut recalled)? else {
                     continue;
                 };
                 write(
@@ -135,6 +136,7 @@ impl Notifier for Broker {
         let mut next: Option<DateTime<Utc>> = None;
         let mut wrote = false;
         let mut tx: Option<Box<dyn crate::store::Tx + '_>> = None;
+        let mut recalled = HashSet::new();
         for (event, end, key, subject) in subjects {
             // Routed by the role as the policy stands now.
             let role_id = subject.role();
@@ -166,7 +168,7 @@ impl Notifier for Broker {
                     if !subject.still(tx.as_ref(), now)? {
                         break;
                     }
-                    notice = subject.notice(&policy, tx.as_ref(), event, now)?;
+                    notice = subject.notice(&policy, tx.as_ref(), event, now, &mut recalled)?;
                 }
                 let Some(notice) = &notice else {
                     break;
@@ -247,11 +249,12 @@ impl Subject {
         tx: &dyn Tx,
         event: Event,
         at: DateTime<Utc>,
+        recalled: &mut HashSet<String>,
     ) -> Result<Option<Notice>> {
         Ok(match self {
             Subject::Request(request) => {
                 let mut notice = request_notice(policy, event, request, at);
-                notice.to = approvers(policy, tx, request)?;
+                notice.to = approvers(policy, tx, request, recalled)?;
                 Some(notice)
             }
             Subject::Grant(grant) => tx
@@ -309,7 +312,14 @@ fn insert(
 }
 
 /// What an audit event tells people, if anything.
-fn notice_of(policy: &Policy, tx: &dyn Tx, event: &AuditEvent) -> Result<Option<Notice>> {
+/// The notice an audit entry calls for, if any; `recalled` holds the roles
+/// whose approvers this pass already read.
+fn notice_of(
+    policy: &Policy,
+    tx: &dyn Tx,
+    event: &AuditEvent,
+    recalled: &mut HashSet<String>,
+) -> Result<Option<Notice>> {
     let request = |tx: &dyn Tx| -> Result<Option<AccessRequest>> {
         match &event.request_id {
             Some(id) => Ok(tx.request(id)?),
@@ -327,7 +337,7 @@ fn notice_of(policy: &Policy, tx: &dyn Tx, event: &AuditEvent) -> Result<Option<
                 return Ok(None);
             }
             let mut notice = request_notice(policy, Event::RequestFiled, &request, event.at);
-            notice.to = approvers(policy, tx, &request)?;
+            notice.to = approvers(policy, tx, &request, recalled)?;
             notice
         }
         AuditKind::Approved | AuditKind::Denied => {
@@ -362,7 +372,7 @@ fn notice_of(policy: &Policy, tx: &dyn Tx, event: &AuditEvent) -> Result<Option<
                 return Ok(None);
             };
             let mut notice = request_notice(policy, Event::BreakGlass, &request, event.at);
-            notice.to = approvers(policy, tx, &request)?;
+            notice.to = approvers(policy, tx, &request, recalled)?;
             notice
         }
         AuditKind::ProvisionFailed => {
@@ -398,12 +408,20 @@ fn notice_of(policy: &Policy, tx: &dyn Tx, event: &AuditEvent) -> Result<Option<
 /// The role's approvers, the requester aside, each provider user by the
 /// latest word the store holds of them (see [`super::recall_approvers`]):
 /// someone put in an approver group since this instance heard of them is
-/// told, and someone taken out is not.
-fn approvers(policy: &Policy, tx: &dyn Tx, request: &AccessRequest) -> Result<Vec<String>> {
+/// told, and someone taken out is not. Read once a pass for each role
+/// (`recalled`).
+fn approvers(
+    policy: &Policy,
+    tx: &dyn Tx,
+    request: &AccessRequest,
+    recalled: &mut HashSet<String>,
+) -> Result<Vec<String>> {
     let Some(role) = policy.role(&request.role) else {
         return Ok(Vec::new());
     };
-    super::recall_approvers(policy, tx, &[role])?;
+    if recalled.insert(role.id.clone()) {
+        super::recall_approvers(policy, tx, &[role])?;
+    }
     Ok(policy
         .approvers_of(role)
         .into_iter()

@@ -76,8 +76,11 @@ async fn me(State(state): State<AppState>, Caller(user): Caller) -> Result<Json<
         (status = 401, description = "Missing or unknown token", body = ApiError),
         (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
     ))]
-async fn roles(State(state): State<AppState>, Caller(user): Caller) -> Json<Vec<Role>> {
-    Json(state.broker.roles(&user))
+async fn roles(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<Vec<Role>>, Failure> {
+    Ok(Json(blocking(&state, move |b| b.roles(&user)).await?))
 }
 
 /// The public keys credentials are signed with (RFC 7517, Ed25519 per RFC 8037).

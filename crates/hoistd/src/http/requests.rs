@@ -164,7 +164,9 @@ async fn validate_request(
     Caller(user): Caller,
     ApiJson(input): ApiJson<CreateRequest>,
 ) -> Result<Json<RequestPreview>, Failure> {
-    Ok(Json(state.broker.preview(&user, &input)?))
+    Ok(Json(
+        blocking(&state, move |b| b.preview(&user, &input)).await?,
+    ))
 }
 
 /// One request: the caller's own, or one for a role they approve or audit.

@@ -541,11 +541,7 @@ leeway = "0s"
     }
 
     // What they may see on instance 1, which has heard only their earlier
-    // tokens, is weighed by the latest word too; so is who else bob's
-    // queue says may approve.
-    let queue: Vec<AccessRequest> = cluster.as_user(1, "bob").get("/v1/reviews").await.unwrap();
-    assert_eq!(queue.len(), 1, "{queue:?}");
-    assert_eq!(queue[0].approvers, ["bob"]);
+    // tokens, is weighed by the latest word too.
     let queue: Vec<AccessRequest> = cluster
         .with_token(1, &dave)
         .get("/v1/reviews")

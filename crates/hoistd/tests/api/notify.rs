@@ -1022,9 +1022,9 @@ async fn reminders_wait_for_their_window_and_follow_an_extension() {
 
 /// A filing is told to the approvers the provider last named, as the
 /// store keeps it, though the leader that routes it heard otherwise or
-/// nothing: dave signed in only at another instance, and bob, whom the
-/// leader saw as an approver, was taken out of the group since (his later
-/// token reached only the other instance). frank is one by the policy.
+/// nothing; so do the leader's review queue, preview and roles. Each change
+/// at the provider below reaches only the other instance (a token there),
+/// and each check on the leader comes first after it.
 #[tokio::test]
 async fn a_filing_is_told_to_the_approvers_the_provider_last_named() {
     let (receiver, base) = Receiver::start().await;
@@ -1078,27 +1078,24 @@ leeway = "0s"
             tokens["id_token"].as_str().unwrap().to_string()
         }
     };
-    let signs_in = |at: usize, token: String| {
-        let client = cluster.with_token(at, &token);
+    let signs_in = |at: usize, login: &'static str| {
+        let cluster = &cluster;
         async move {
-            client.get::<hoist_api::Me>("/v1/me").await.unwrap();
+            let token = id_token(login).await;
+            cluster
+                .with_token(at, &token)
+                .get::<hoist_api::Me>("/v1/me")
+                .await
+                .unwrap();
         }
     };
-    signs_in(leader, id_token("bob").await).await;
-    signs_in(other, id_token("dave").await).await;
-    provider.set_groups("bob", &["engineers"]).await;
-    signs_in(other, id_token("bob").await).await;
-
     let alice = id_token("alice").await;
-    let preview: hoist_api::RequestPreview = cluster
-        .with_token(leader, &alice)
-        .post(
-            "/v1/requests/validate",
-            &request("prod-db", "vacuum the orders table"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(preview.approvers, ["dave", "frank"]);
+
+    // The leader saw bob as an approver; dave signed in only at the other.
+    signs_in(leader, "bob").await;
+    signs_in(other, "dave").await;
+    provider.set_groups("bob", &["engineers"]).await;
+    signs_in(other, "bob").await;
     let filed = cluster
         .with_token(leader, &alice)
         .file(&request("prod-db", "vacuum the orders table"))
@@ -1108,13 +1105,43 @@ leeway = "0s"
     let notice = &receiver.on("all")[0];
     assert_eq!(notice["request_id"], filed.id.as_str());
     assert_eq!(notice["to"], serde_json::json!(["dave", "frank"]));
-    // The leader's review queue names the same approvers, as its preview
-    // of the filing did.
+
+    // dave leaves the group: the leader's queue no longer names him.
+    provider.set_groups("dave", &["engineers"]).await;
+    signs_in(other, "dave").await;
     let queue: Vec<hoist_api::AccessRequest> = cluster
         .as_user(leader, "frank")
         .get("/v1/reviews")
         .await
         .unwrap();
     assert_eq!(queue.len(), 1, "{queue:?}");
-    assert_eq!(queue[0].approvers, ["dave", "frank"]);
+    assert_eq!(queue[0].approvers, ["frank"]);
+
+    // erin joins it: the leader's preview of a filing names her.
+    provider
+        .set_groups("erin", &["auditors", "prod-approvers"])
+        .await;
+    signs_in(other, "erin").await;
+    let preview: hoist_api::RequestPreview = cluster
+        .with_token(leader, &alice)
+        .post(
+            "/v1/requests/validate",
+            &request("prod-db", "vacuum the orders table"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(preview.approvers, ["erin", "frank"]);
+
+    // carol joins it: the leader's roles name her as an approver.
+    provider
+        .set_groups("carol", &["engineers", "prod-approvers"])
+        .await;
+    signs_in(other, "carol").await;
+    let roles: Vec<hoist_api::Role> = cluster
+        .with_token(leader, &alice)
+        .get("/v1/roles")
+        .await
+        .unwrap();
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert_eq!(roles[0].approval.approvers, ["carol", "erin", "frank"]);
 }
