@@ -50,6 +50,10 @@ pub enum Command {
         /// Only run the demo broker and print how to reach it.
         #[arg(long)]
         serve_only: bool,
+        /// Write what the demo's broker does (its log, at the level
+        /// `HOIST_LOG` names, info by default) to this file.
+        #[arg(long, value_name = "FILE")]
+        log: Option<std::path::PathBuf>,
     },
     /// Sign in to the broker through its OpenID provider (device code by
     /// default) and keep the session in the OS keyring.
@@ -279,7 +283,11 @@ pub async fn run(cli: Cli) -> ExitCode {
     let (broker, profile) = (cli.broker.as_deref(), cli.profile.as_deref());
     let result = match cli.command {
         None => open_tui(broker, profile).await,
-        Some(Command::Demo { user, serve_only }) => run_demo(&user, serve_only).await,
+        Some(Command::Demo {
+            user,
+            serve_only,
+            log,
+        }) => run_demo(&user, serve_only, log.as_deref()).await,
         Some(Command::Login {
             with_token,
             browser,
@@ -692,7 +700,14 @@ async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     Ok(())
 }
 
-async fn run_demo(user: &str, serve_only: bool) -> anyhow::Result<()> {
+async fn run_demo(
+    user: &str,
+    serve_only: bool,
+    log: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = log {
+        demo::log_to(path)?;
+    }
     let demo = demo::Demo::start_with_target().await?;
     if serve_only {
         use tokio::signal::unix::{SignalKind, signal};

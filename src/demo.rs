@@ -199,6 +199,32 @@ impl Demo {
     }
 }
 
+/// Sends this process's log (the demo broker's, in the same process) to
+/// `path`, at the level `HOIST_LOG` names (an `EnvFilter`), `info` if
+/// unset: the terminal belongs to the TUI. The file is made anew, readable
+/// by its owner only.
+pub fn log_to(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|err| {
+            anyhow::anyhow!("cannot write the demo's log to {}: {err}", path.display())
+        })?;
+    let filter = std::env::var("HOIST_LOG").unwrap_or_else(|_| "info".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .map_err(|err| anyhow::anyhow!("HOIST_LOG `{filter}` is not a log filter: {err}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init()
+        .map_err(|err| anyhow::anyhow!("the demo's log is already set up: {err}"))
+}
+
 /// Removes the cluster if hoist dies without doing so itself (a kill -9, or
 /// an abort), when no destructor runs. A detached shell waits for
 /// this process to end, then fast-stops the server by its postmaster.pid

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 struct Pane {
     socket: PathBuf,
     _dir: tempfile::TempDir,
+    /// A log the program writes, shown with the screen when a wait fails.
+    log: Option<PathBuf>,
 }
 
 impl Pane {
@@ -60,7 +62,29 @@ impl Pane {
             .status()
             .expect("tmux is not installed; scripts/test installs it");
         assert!(status.success());
-        Pane { socket, _dir: dir }
+        Pane {
+            socket,
+            _dir: dir,
+            log: None,
+        }
+    }
+
+    /// Shows `log` with the screen when a wait fails.
+    fn showing_log(mut self, log: PathBuf) -> Pane {
+        self.log = Some(log);
+        self
+    }
+
+    /// The screen, and the log if there is one, for a failure's message.
+    fn evidence(&self, screen: &str) -> String {
+        match &self.log {
+            Some(log) => format!(
+                "{screen}\nits log ({}):\n{}",
+                log.display(),
+                std::fs::read_to_string(log).unwrap_or_else(|err| err.to_string())
+            ),
+            None => screen.to_string(),
+        }
     }
 
     fn tmux(&self, args: &[&str]) -> String {
@@ -97,7 +121,8 @@ impl Pane {
             }
             assert!(
                 start.elapsed() < limit,
-                "`{text}` never appeared; the screen:\n{screen}"
+                "`{text}` never appeared; the screen:\n{}",
+                self.evidence(&screen)
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -113,7 +138,8 @@ impl Pane {
             }
             assert!(
                 start.elapsed() < limit,
-                "`{text}` never went; the screen:\n{screen}"
+                "`{text}` never went; the screen:\n{}",
+                self.evidence(&screen)
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -426,7 +452,10 @@ fn ctrl_c_at_a_terminal(redirect: &str) {
 /// and that command, pasted into a shell, logs in.
 #[test]
 fn the_demo_story_ends_in_a_working_psql() {
-    let pane = Pane::start("demo", &[], 160, 40);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("demo.log");
+    let pane = Pane::start(&format!("demo --log {}", log.display()), &[], 160, 40)
+        .showing_log(log.clone());
     pane.wait_for("Demo target: a throwaway PostgreSQL", LOAD);
     pane.wait_for("Roles (7/7)", LOAD);
     pane.keys(&["/"]);
@@ -470,6 +499,18 @@ fn the_demo_story_ends_in_a_working_psql() {
     pane.wait_for("access removed at demo-db", APPROVAL);
     pane.keys(&["q"]);
     pane.wait_for("EXITED rc=0", LOAD);
+    // The log says what the broker did, and no secret: not the password
+    // the credential showed.
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(written.contains("target effect done"), "{written}");
+    let password = command
+        .split("PGPASSWORD=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .trim_matches('\'');
+    assert!(password.len() >= 16, "{command}");
+    assert!(!written.contains(password), "{written}");
 }
 
 /// Closing the terminal under the TUI ends hoist cleanly: putting the

@@ -270,6 +270,7 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
     }
     let targets = ledger.targets();
     let journal = ledger.journal();
+    let started = std::time::Instant::now();
     let (outcome, asked) = match targets.get(&due.effect.target) {
         None => (
             Err(TargetError::refused(
@@ -284,6 +285,16 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
         },
     };
     let answered = asked.then_some(!matches!(outcome, Err(TargetError::Unreachable(..))));
+    if outcome.is_ok() {
+        tracing::info!(
+            target = %due.effect.target,
+            grant = %due.grant.id,
+            action = due.effect.action.as_str(),
+            attempt = due.effect.attempts + 1,
+            ms = started.elapsed().as_millis() as u64,
+            "target effect done"
+        );
+    }
     if let Err(err) = &outcome {
         tracing::warn!(
             target = %due.effect.target,
