@@ -103,7 +103,7 @@ impl Broker {
             identity.groups,
             identity.as_of,
         ) {
-            self.remember(&policy, &user).await;
+            self.remember(&policy, &user).await?;
         } else if !policy.defines(&user) && self.store.shared() {
             self.recall_caller(&user).await?;
         }
@@ -121,56 +121,64 @@ impl Broker {
     /// (see `Work::recall`): once per token or change, and only over an
     /// older word. Should the store hold a newer one (a later token seen by
     /// another instance), this instance takes that in instead; one of the
-    /// same second, both keep the groups both words name. A failure
-    /// costs nothing now: this instance knows, and the next token writes it
-    /// again; until then, another instance weighs them by the older word.
-    async fn remember(self: &Arc<Self>, policy: &crate::policy::Policy, user: &str) {
+    /// same second, both keep the groups both words name. A store that
+    /// cannot be read refuses the call, as [`Broker::recall_caller`] does:
+    /// it may hold a later word. A write that fails costs nothing now: this
+    /// instance knows, and the next token writes it again; until then,
+    /// another instance weighs them by the older word.
+    async fn remember(self: &Arc<Self>, policy: &crate::policy::Policy, user: &str) -> Result<()> {
         let Some(seen) = policy.remembered(user) else {
-            return;
+            return Ok(());
         };
         let broker = Arc::clone(self);
         let user = user.to_string();
-        let stored = tokio::task::spawn_blocking(move || -> Result<()> {
+        let read = tokio::task::spawn_blocking(move || -> Result<Result<()>> {
             let mut work = broker.begin()?;
             let mut seen = seen;
             match work.tx.remembered(&user)? {
                 Some(kept) if kept.as_of > seen.as_of => {
                     work.policy.recall(&user, &kept);
-                    return Ok(());
+                    return Ok(Ok(()));
                 }
                 // A word of the same second: what both say, in both.
                 Some(kept) if kept.as_of == seen.as_of && kept.as_of.is_some() => {
                     work.policy.recall(&user, &kept);
                     let Some(both) = work.policy.remembered(&user) else {
-                        return Ok(());
+                        return Ok(Ok(()));
                     };
                     if both == kept {
-                        return Ok(());
+                        return Ok(Ok(()));
                     }
                     seen = both;
                 }
                 // Another instance stored this token's word already.
-                Some(kept) if kept == seen => return Ok(()),
+                Some(kept) if kept == seen => return Ok(Ok(())),
                 _ => {}
             }
-            work.tx.remember(&user, &seen)?;
-            broker.finish(work)
+            Ok(work
+                .tx
+                .remember(&user, &seen)
+                .map_err(Error::from)
+                .and_then(|()| broker.finish(work)))
         })
-        .await;
-        let failed = match stored {
-            Ok(Ok(())) => return,
-            Ok(Err(err)) => err.to_string(),
-            Err(err) => err.to_string(),
-        };
-        tracing::warn!(error = %failed, "cannot store a sign-in's groups");
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "storing task failed");
+            Error::refuse(ErrorCode::Internal, "internal error")
+        })?;
+        if let Err(err) = read? {
+            tracing::warn!(error = %err, "cannot store a sign-in's groups");
+        }
+        Ok(())
     }
 
     /// Takes in what the store last heard of `user` from their provider, for
     /// a token that says nothing new here: another instance on the same
     /// database may have seen a later one (a store no other process uses
-    /// holds nothing this instance did not hear). What the caller may see (their roles, the review queue,
-    /// requests, grants and audit entries of roles they approve) is then
-    /// weighed by that latest word, as what they may do already is. A
+    /// holds nothing this instance did not hear). What the caller may see
+    /// (their roles, the review queue, requests and grants of roles they
+    /// approve, the audit log for an auditor) is then weighed by that
+    /// latest word, as what they may do already is. A
     /// store that cannot be read refuses the call: it would be weighed by
     /// a word that may be stale.
     async fn recall_caller(self: &Arc<Self>, user: &str) -> Result<()> {

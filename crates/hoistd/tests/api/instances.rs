@@ -609,6 +609,65 @@ leeway = "0s"
     assert!(reason.contains("alice is no longer eligible"), "{reason}");
 }
 
+/// With the database down, a provider user's call is refused (503), with
+/// a token the instance saw before and with one that says something new:
+/// the database may hold a later word of them from another instance, and
+/// neither may be weighed by an earlier one.
+#[tokio::test]
+async fn a_provider_users_call_is_refused_while_their_latest_word_cannot_be_read() {
+    let provider = crate::oidc::Provider::start().await;
+    let policy = format!(
+        r#"
+[groups]
+engineers = []
+
+[[roles]]
+id = "logs"
+eligible_groups = ["engineers"]
+default_duration = "30m"
+max_duration = "1h"
+approvals = 0
+
+[[oidc]]
+issuer = "{}"
+client_id = "hoist"
+leeway = "0s"
+"#,
+        provider.issuer
+    );
+    let cluster = Cluster::start_with_policy(HOISTD.as_ref(), 1, &policy).await;
+    let id_token = || async {
+        let tokens = provider.device_flow_tokens("alice", "hoist").await;
+        tokens["id_token"].as_str().unwrap().to_string()
+    };
+    let seen = id_token().await;
+    let me = cluster
+        .with_token(0, &seen)
+        .get::<Me>("/v1/me")
+        .await
+        .unwrap();
+    assert_eq!(me.groups, ["engineers"]);
+    provider.set_groups("alice", &["engineers", "oncall"]).await;
+    // Of a later second (`iat`), so that it says something new.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let new = id_token().await;
+
+    cluster.pg.stop();
+    for (which, token) in [("seen", &seen), ("new", &new)] {
+        let (status, error) = cluster
+            .with_token(0, token)
+            .get::<Me>("/v1/me")
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            status,
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            "{which}: {error:?}"
+        );
+        assert_eq!(error.code, ErrorCode::Unavailable, "{which}: {error:?}");
+    }
+}
+
 /// A leader paused or cut off past its term may not know another instance
 /// took the lease: its reaper's transaction is fenced with the lease it
 /// took, so it is refused and records nothing, and the next holder's
