@@ -51,6 +51,32 @@ fn bind_in(work: &mut super::Work<'_>, identity: &Identity, user: &str) -> Resul
     Ok(())
 }
 
+/// What the store should keep of `user`, given this instance's word of
+/// them (`seen`) and the store's (`kept`): nothing when the store's is
+/// later (taken in here instead) or the same; of the same second, what
+/// both name (taken in here too).
+fn to_store(
+    policy: &crate::policy::Policy,
+    user: &str,
+    seen: Remembered,
+    kept: Option<Remembered>,
+) -> Option<Remembered> {
+    match kept {
+        Some(kept) if kept.as_of > seen.as_of => {
+            policy.recall(user, &kept);
+            None
+        }
+        Some(kept) if kept.as_of == seen.as_of && kept.as_of.is_some() => {
+            policy.recall(user, &kept);
+            let both = policy.remembered(user)?;
+            (both != kept).then_some(both)
+        }
+        // Another instance stored this token's word already.
+        Some(kept) if kept == seen => None,
+        _ => Some(seen),
+    }
+}
+
 fn refused(message: String) -> Error {
     Error::refuse(ErrorCode::Unauthenticated, message)
 }
@@ -121,7 +147,10 @@ impl Broker {
     /// (see `Work::recall`): once per token or change, and only over an
     /// older word. Should the store hold a newer one (a later token seen by
     /// another instance), this instance takes that in instead; one of the
-    /// same second, both keep the groups both words name. A store that
+    /// same second, both keep the groups both words name. Read first
+    /// without the writers' lock: a token another instance stored already,
+    /// or whose word the store holds a later one of, costs one read, and
+    /// only a write takes the lock (and reads again under it). A store that
     /// cannot be read refuses the call, as [`Broker::recall_caller`] does:
     /// it may hold a later word. A write that fails costs nothing now: this
     /// instance knows, and the next token writes it again; until then,
@@ -133,33 +162,20 @@ impl Broker {
         let broker = Arc::clone(self);
         let user = user.to_string();
         let read = tokio::task::spawn_blocking(move || -> Result<Result<()>> {
-            let mut work = broker.begin()?;
-            let mut seen = seen;
-            match work.tx.remembered(&user)? {
-                Some(kept) if kept.as_of > seen.as_of => {
-                    work.policy.recall(&user, &kept);
-                    return Ok(Ok(()));
-                }
-                // A word of the same second: what both say, in both.
-                Some(kept) if kept.as_of == seen.as_of && kept.as_of.is_some() => {
-                    work.policy.recall(&user, &kept);
-                    let Some(both) = work.policy.remembered(&user) else {
-                        return Ok(Ok(()));
-                    };
-                    if both == kept {
-                        return Ok(Ok(()));
-                    }
-                    seen = both;
-                }
-                // Another instance stored this token's word already.
-                Some(kept) if kept == seen => return Ok(Ok(())),
-                _ => {}
+            let kept = broker.store.read()?.remembered(&user)?;
+            if to_store(&broker.policy(), &user, seen.clone(), kept).is_none() {
+                return Ok(Ok(()));
             }
-            Ok(work
-                .tx
-                .remember(&user, &seen)
-                .map_err(Error::from)
-                .and_then(|()| broker.finish(work)))
+            let write = || -> Result<()> {
+                let mut work = broker.begin()?;
+                let kept = work.tx.remembered(&user)?;
+                let Some(seen) = to_store(&work.policy, &user, seen, kept) else {
+                    return Ok(());
+                };
+                work.tx.remember(&user, &seen)?;
+                broker.finish(work)
+            };
+            Ok(write())
         })
         .await
         .map_err(|err| {
@@ -279,6 +295,16 @@ impl Broker {
     }
 
     fn bind(&self, identity: &Identity) -> Result<String> {
+        // Bound already (at another instance, or before a restart): a
+        // binding never changes, so a read without the writers' lock is
+        // enough. Only a first sign-in takes the lock, and looks again.
+        let bound = self
+            .store
+            .read()?
+            .identity_user(&identity.issuer, &identity.subject)?;
+        if let Some(user) = bound {
+            return Ok(user);
+        }
         let mut work = self.begin()?;
         if let Some(user) = work.tx.identity_user(&identity.issuer, &identity.subject)? {
             return Ok(user);

@@ -668,6 +668,59 @@ leeway = "0s"
     }
 }
 
+/// A token another instance stored already costs this one a read, not a
+/// turn at the writers' lock: its first call answers while another session
+/// holds that lock.
+#[tokio::test]
+async fn a_token_another_instance_stored_is_taken_in_without_the_writers_lock() {
+    let provider = crate::oidc::Provider::start().await;
+    let policy = format!(
+        r#"
+[groups]
+engineers = []
+
+[[oidc]]
+issuer = "{}"
+client_id = "hoist"
+leeway = "0s"
+"#,
+        provider.issuer
+    );
+    let cluster = Cluster::start_with_policy(HOISTD.as_ref(), 2, &policy).await;
+    let tokens = provider.device_flow_tokens("alice", "hoist").await;
+    let alice = tokens["id_token"].as_str().unwrap().to_string();
+    cluster
+        .with_token(0, &alice)
+        .get::<Me>("/v1/me")
+        .await
+        .unwrap();
+
+    // The store's writers' lock (`BEGIN_LOCKED`'s), held for 8 s.
+    let db = cluster.db.clone();
+    let holder = std::thread::spawn(move || {
+        std::process::Command::new("psql")
+            .args(["-X", "-q", "-d", &db, "-c"])
+            .arg("SELECT pg_advisory_lock(7525349446954284152), pg_sleep(8)")
+            .output()
+            .unwrap()
+    });
+    eventually(Duration::from_secs(10), || async {
+        cluster
+            .sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+            .trim()
+            != "0"
+    })
+    .await;
+    let me = cluster
+        .with_token(1, &alice)
+        .get::<Me>("/v1/me")
+        .await
+        .unwrap();
+    assert_eq!(me.groups, ["engineers"]);
+    assert!(!holder.is_finished(), "the call waited for the lock");
+    holder.join().unwrap();
+}
+
 /// A leader paused or cut off past its term may not know another instance
 /// took the lease: its reaper's transaction is fenced with the lease it
 /// took, so it is refused and records nothing, and the next holder's
