@@ -271,6 +271,13 @@ impl Provider {
         assert_eq!(response.status(), 204, "PUT {url}");
     }
 
+    /// An ID token for `username`, signed in with the device flow as the
+    /// `hoist` client.
+    pub async fn id_token(&self, username: &str) -> String {
+        let tokens = self.device_flow_tokens(username, "hoist").await;
+        tokens["id_token"].as_str().unwrap().to_string()
+    }
+
     pub async fn device_flow_tokens(&self, username: &str, client_id: &str) -> Value {
         let discovery = self.discovery().await;
         let device = post_form(

@@ -463,10 +463,11 @@ async fn the_leader_expires_grants_filed_elsewhere_on_time_without_streams() {
 /// request.
 #[tokio::test]
 async fn a_provider_users_latest_groups_reach_every_instance() {
-    let provider = crate::oidc::Provider::start().await;
     let bob = hex::encode(sha2::Sha256::digest(b"t-bob"));
-    let policy = format!(
-        r#"
+    let (provider, cluster) = with_provider(
+        2,
+        &format!(
+            r#"
 [users.bob]
 token_sha256 = "{bob}"
 
@@ -489,22 +490,11 @@ default_duration = "30m"
 max_duration = "1h"
 approvals = 0
 approver_groups = ["prod-approvers"]
-
-[[oidc]]
-issuer = "{}"
-client_id = "hoist"
-leeway = "0s"
-"#,
-        provider.issuer
-    );
-    let cluster = Cluster::start_with_policy(HOISTD.as_ref(), 2, &policy).await;
-    let id_token = |login: &'static str| {
-        let provider = &provider;
-        async move {
-            let tokens = provider.device_flow_tokens(login, "hoist").await;
-            tokens["id_token"].as_str().unwrap().to_string()
-        }
-    };
+"#
+        ),
+    )
+    .await;
+    let id_token = |login: &'static str| provider.id_token(login);
     let alice = id_token("alice").await;
     let filed = cluster
         .with_token(1, &alice)
@@ -615,8 +605,8 @@ leeway = "0s"
 /// neither may be weighed by an earlier one.
 #[tokio::test]
 async fn a_provider_users_call_is_refused_while_their_latest_word_cannot_be_read() {
-    let provider = crate::oidc::Provider::start().await;
-    let policy = format!(
+    let (provider, cluster) = with_provider(
+        1,
         r#"
 [groups]
 engineers = []
@@ -627,19 +617,10 @@ eligible_groups = ["engineers"]
 default_duration = "30m"
 max_duration = "1h"
 approvals = 0
-
-[[oidc]]
-issuer = "{}"
-client_id = "hoist"
-leeway = "0s"
 "#,
-        provider.issuer
-    );
-    let cluster = Cluster::start_with_policy(HOISTD.as_ref(), 1, &policy).await;
-    let id_token = || async {
-        let tokens = provider.device_flow_tokens("alice", "hoist").await;
-        tokens["id_token"].as_str().unwrap().to_string()
-    };
+    )
+    .await;
+    let id_token = || provider.id_token("alice");
     let seen = id_token().await;
     let me = cluster
         .with_token(0, &seen)
@@ -673,22 +654,8 @@ leeway = "0s"
 /// holds that lock.
 #[tokio::test]
 async fn a_token_another_instance_stored_is_taken_in_without_the_writers_lock() {
-    let provider = crate::oidc::Provider::start().await;
-    let policy = format!(
-        r#"
-[groups]
-engineers = []
-
-[[oidc]]
-issuer = "{}"
-client_id = "hoist"
-leeway = "0s"
-"#,
-        provider.issuer
-    );
-    let cluster = Cluster::start_with_policy(HOISTD.as_ref(), 2, &policy).await;
-    let tokens = provider.device_flow_tokens("alice", "hoist").await;
-    let alice = tokens["id_token"].as_str().unwrap().to_string();
+    let (provider, cluster) = with_provider(2, "[groups]\nengineers = []\n").await;
+    let alice = provider.id_token("alice").await;
     cluster
         .with_token(0, &alice)
         .get::<Me>("/v1/me")
@@ -773,4 +740,19 @@ fn a_deposed_leaders_reaper_writes_nothing() {
     }));
     broker.reap().unwrap();
     assert_eq!(stored(store.as_ref()), GrantState::Expired);
+}
+
+/// A policy of `instances` instances on one database with `body` (groups
+/// and roles) and the test provider as its `[[oidc]]`, with that provider.
+pub(crate) async fn with_provider(
+    instances: usize,
+    body: &str,
+) -> (crate::oidc::Provider, Cluster) {
+    let provider = crate::oidc::Provider::start().await;
+    let policy = format!(
+        "{body}\n[[oidc]]\nissuer = \"{}\"\nclient_id = \"hoist\"\nleeway = \"0s\"\n",
+        provider.issuer
+    );
+    let cluster = Cluster::start_with_policy(HOISTD.as_ref(), instances, &policy).await;
+    (provider, cluster)
 }

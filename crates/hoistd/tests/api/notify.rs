@@ -1028,9 +1028,8 @@ async fn reminders_wait_for_their_window_and_follow_an_extension() {
 #[tokio::test]
 async fn a_filing_is_told_to_the_approvers_the_provider_last_named() {
     let (receiver, base) = Receiver::start().await;
-    let provider = crate::oidc::Provider::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let policy = format!(
+    let body = format!(
         r#"
 [users.frank]
 token_sha256 = "{}"
@@ -1046,14 +1045,8 @@ default_duration = "30m"
 max_duration = "1h"
 approvals = 1
 approver_groups = ["prod-approvers"]
-
-[[oidc]]
-issuer = "{}"
-client_id = "hoist"
-leeway = "0s"
 {}"#,
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"t-frank")),
-        provider.issuer,
         channel(
             dir.path(),
             &base,
@@ -1062,22 +1055,11 @@ leeway = "0s"
             "events = [\"request_filed\"]"
         )
     );
-    let cluster = hoistd::testing::Cluster::start_with_policy(
-        env!("CARGO_BIN_EXE_hoistd").as_ref(),
-        2,
-        &policy,
-    )
-    .await;
+    let (provider, cluster) = crate::instances::with_provider(2, &body).await;
     eventually(LONG, || async { cluster.leader().is_some() }).await;
     let leader = cluster.leader().unwrap();
     let other = 1 - leader;
-    let id_token = |login: &'static str| {
-        let provider = &provider;
-        async move {
-            let tokens = provider.device_flow_tokens(login, "hoist").await;
-            tokens["id_token"].as_str().unwrap().to_string()
-        }
-    };
+    let id_token = |login: &'static str| provider.id_token(login);
     let signs_in = |at: usize, login: &'static str| {
         let cluster = &cluster;
         async move {
