@@ -194,9 +194,9 @@ impl Broker {
     /// holds nothing this instance did not hear). What the caller may see
     /// (their roles, the review queue, requests and grants of roles they
     /// approve, the audit log for an auditor) is then weighed by that
-    /// latest word, as what they may do already is. A
-    /// store that cannot be read refuses the call: it would be weighed by
-    /// a word that may be stale.
+    /// latest word, as what they may do already is. A store that cannot be
+    /// read refuses the call: it would be weighed by a word that may be
+    /// stale.
     async fn recall_caller(self: &Arc<Self>, user: &str) -> Result<()> {
         let broker = Arc::clone(self);
         let user = user.to_string();

@@ -861,6 +861,46 @@ impl Broker {
     }
 }
 
+/// Takes in the store's latest word of every provider user who is, or who
+/// this instance heard was, an approver of one of `roles`: another
+/// instance may have heard a later token, or this one none (an approver
+/// who never called it). Policy users are as the policy says; without a
+/// provider there is nothing to read.
+pub(crate) fn recall_approvers(
+    policy: &Policy,
+    tx: &dyn Tx,
+    roles: &[&RoleDef],
+) -> crate::store::Result<()> {
+    if policy.oidc.is_empty() || roles.is_empty() {
+        return Ok(());
+    }
+    let mut groups: Vec<String> = roles
+        .iter()
+        .flat_map(|role| role.approver_groups.iter().cloned())
+        .collect();
+    groups.sort();
+    groups.dedup();
+    let mut recalled = std::collections::HashSet::new();
+    for (user, kept) in tx.remembered_in(&groups)? {
+        policy.recall(&user, &kept);
+        recalled.insert(user);
+    }
+    // Heard here as approvers, but not so in the store (any more).
+    let mut heard: Vec<String> = roles
+        .iter()
+        .flat_map(|role| policy.approvers_of(role))
+        .filter(|user| !policy.defines(user) && !recalled.contains(user))
+        .collect();
+    heard.sort();
+    heard.dedup();
+    for user in heard {
+        if let Some(kept) = tx.remembered(&user)? {
+            policy.recall(&user, &kept);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(all(test, feature = "testing"))]
 mod tests {
     use super::*;
@@ -944,44 +984,4 @@ mod tests {
         broker.wake_reaper_by(Some(start + TimeDelta::seconds(2)));
         assert!(wait().await.is_ok(), "a sooner change did not wake it");
     }
-}
-
-/// Takes in the store's latest word of every provider user who is, or who
-/// this instance heard was, an approver of one of `roles`: another
-/// instance may have heard a later token, or this one none (an approver
-/// who never called it). Policy users are as the policy says; without a
-/// provider there is nothing to read.
-pub(crate) fn recall_approvers(
-    policy: &Policy,
-    tx: &dyn Tx,
-    roles: &[&RoleDef],
-) -> crate::store::Result<()> {
-    if policy.oidc.is_empty() || roles.is_empty() {
-        return Ok(());
-    }
-    let mut groups: Vec<String> = roles
-        .iter()
-        .flat_map(|role| role.approver_groups.iter().cloned())
-        .collect();
-    groups.sort();
-    groups.dedup();
-    let mut recalled = std::collections::HashSet::new();
-    for (user, kept) in tx.remembered_in(&groups)? {
-        policy.recall(&user, &kept);
-        recalled.insert(user);
-    }
-    // Heard here as approvers, but not so in the store (any more).
-    let mut heard: Vec<String> = roles
-        .iter()
-        .flat_map(|role| policy.approvers_of(role))
-        .filter(|user| !policy.defines(user) && !recalled.contains(user))
-        .collect();
-    heard.sort();
-    heard.dedup();
-    for user in heard {
-        if let Some(kept) = tx.remembered(&user)? {
-            policy.recall(&user, &kept);
-        }
-    }
-    Ok(())
 }
