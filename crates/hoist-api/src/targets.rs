@@ -159,7 +159,7 @@ impl std::fmt::Debug for AccessCredential {
 /// decide what runs or where it looks for code, settings or trust (the
 /// path, the loader, shells' start-up files and prompts, pagers and
 /// editors, interpreters' option and module paths, proxies, CA bundles).
-const NEVER_HANDED_OVER: [&str; 83] = [
+const NEVER_HANDED_OVER: &[&str] = &[
     "PATH",
     "HOME",
     "SHELL",
@@ -243,11 +243,34 @@ const NEVER_HANDED_OVER: [&str; 83] = [
     "SSLKEYLOGFILE",
     "CURL_HOME",
     "WGETRC",
+    "EXINIT",
+    "NETRC",
+    "CC",
+    "CXX",
+    "CPP",
+    "LD",
+    "AR",
+    "AS",
+    "MAKE",
+    "MAKEFILES",
+    "GOROOT",
+    "GOBIN",
+    "GOCACHE",
+    "GOMODCACHE",
+    "GOPRIVATE",
+    "GONOPROXY",
+    "GONOSUMDB",
+    "GONOSUMCHECK",
+    "GOSUMDB",
+    "GOEXPERIMENT",
+    "GOTOOLDIR",
 ];
 
 /// Prefixes of variable families no target may set (`LD_PRELOAD`,
-/// `PSQL_PAGER`, `GIT_SSH_COMMAND`, `NODE_OPTIONS`, `PERL5OPT`, ...).
-const NEVER_HANDED_OVER_PREFIXES: [&str; 18] = [
+/// `PSQL_PAGER`, `GIT_SSH_COMMAND`, `NODE_OPTIONS`, `PERL5OPT`,
+/// `LESSEDIT`, `VIMINIT`, `RUSTC_WRAPPER`, `PIP_INDEX_URL`, ...): tools'
+/// settings, where one can name a program to run or a place to fetch code.
+const NEVER_HANDED_OVER_PREFIXES: &[&str] = &[
     "LD_",
     "DYLD_",
     "HOIST_",
@@ -266,13 +289,47 @@ const NEVER_HANDED_OVER_PREFIXES: [&str; 18] = [
     "JDK_",
     "LC_",
     "OPENSSL_",
+    "LESS",
+    "VIM",
+    "NVIM",
+    "SUDO_",
+    "LUA_",
+    "CARGO_",
+    "RUSTC",
+    "RUSTDOC",
+    "RUSTUP_",
+    "DOTNET_",
+    "COMPLUS_",
+    "CORECLR_",
+    "PHP",
+    "PIP_",
+    "UV_",
+    "POETRY_",
+    "CONDA",
+    "BUNDLE_",
+    "COMPOSER_",
+    "MAVEN_",
+    "GRADLE_",
+];
+
+/// Endings of variable families no target may set, whatever tool reads
+/// them: search paths (`MANPATH`, `LUA_PATH`), start-up commands
+/// (`VIMINIT`), programs to run instead (`AWS_PAGER`, `GH_PAGER`,
+/// `SUDO_EDITOR`, `RSYNC_RSH`, `SVN_SSH`, `KUBECTL_EXTERNAL_DIFF`,
+/// `DOTNET_STARTUP_HOOKS`, `*_ASKPASS`), options and flags given to one
+/// (`MAVEN_OPTS`, `RUSTFLAGS`), settings files (`PHPRC`) and colours,
+/// which can carry terminal escapes (`LS_COLORS`); and proxies.
+const NEVER_HANDED_OVER_SUFFIXES: &[&str] = &[
+    "PATH", "INIT", "RC", "PAGER", "EDITOR", "ASKPASS", "_RSH", "_SSH", "_COMMAND", "_CMD",
+    "_WRAPPER", "_HOOK", "_HOOKS", "DIFF", "_OPTIONS", "_OPTS", "FLAGS", "COLORS", "_PROXY",
 ];
 
 /// Why `name` may not be one of a credential's variables (`AccessCredential.env`),
 /// or `None` when it may. A name must be a plain POSIX name, neither a
 /// variable that decides what runs (`PATH`, `LD_PRELOAD`, `PROMPT_COMMAND`,
-/// `PSQL_PAGER`, `NODE_OPTIONS`, ...) nor hoist's own (`HOIST_*`); proxy
-/// variables (`*_PROXY`, any case) are refused too. hoistd applies it to the
+/// `PSQL_PAGER`, `NODE_OPTIONS`, `VIMINIT`, `*_PAGER`, `*PATH`, ...) nor
+/// hoist's own (`HOIST_*`); proxy variables (`*_PROXY`, any case) are
+/// refused too. hoistd applies it to the
 /// names a policy declares, and the client to what it is handed.
 pub fn handover_variable_refusal(name: &str) -> Option<&'static str> {
     let mut chars = name.chars();
@@ -288,7 +345,9 @@ pub fn handover_variable_refusal(name: &str) -> Option<&'static str> {
         || NEVER_HANDED_OVER_PREFIXES
             .iter()
             .any(|prefix| upper.starts_with(prefix))
-        || upper.ends_with("_PROXY")
+        || NEVER_HANDED_OVER_SUFFIXES
+            .iter()
+            .any(|suffix| upper.ends_with(suffix))
     {
         return Some("decides what a command runs or trusts, or is hoist's own");
     }
@@ -337,6 +396,30 @@ mod tests {
             "OPENSSL_CONF",
             "GOFLAGS",
             "HOIST_ROLE",
+            "VIMINIT",
+            "EXINIT",
+            "SUDO_EDITOR",
+            "LESSEDIT",
+            "LESSKEYIN",
+            "LUA_INIT",
+            "AWS_PAGER",
+            "GH_PAGER",
+            "KUBECTL_EXTERNAL_DIFF",
+            "RSYNC_RSH",
+            "SVN_SSH",
+            "CVS_RSH",
+            "RUSTC_WRAPPER",
+            "CARGO_BUILD_RUSTC_WRAPPER",
+            "DOTNET_STARTUP_HOOKS",
+            "PHPRC",
+            "LS_COLORS",
+            "PIP_INDEX_URL",
+            "MANPATH",
+            "MAVEN_OPTS",
+            "RUSTFLAGS",
+            "CC",
+            "GOPRIVATE",
+            "git_askpass",
             "path",
             "A-B",
             "1X",
@@ -351,6 +434,18 @@ mod tests {
             "BAO_TOKEN",
             "KUBECONFIG",
             "DATABASE_URL",
+            "PGUSER",
+            "PGDATABASE",
+            "PGPORT",
+            "PGSSLMODE",
+            "BAO_ADDR",
+            "VAULT_ADDR",
+            "VAULT_TOKEN",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "ORDERS_API_KEY",
             "_X1",
         ] {
             assert_eq!(handover_variable_refusal(name), None, "{name}");
