@@ -81,14 +81,29 @@ pub fn client_for_text(raw: &str) -> reqwest::ClientBuilder {
     }
 }
 
-/// `raw` as an error may show it: whatever stands before an `@` in its
-/// authority (a user name and password) replaced by `***`.
+/// `raw` as an error may show it: whatever stands before the last `@`
+/// ahead of its query or fragment (a user name and password) replaced by
+/// `***`. The authority is taken to start after the scheme's `:` and any
+/// slashes, as the url crate reads `https:/u:p@h` and `https:///u:p@h`, and
+/// to run on through a `/`, so that a password holding one
+/// (`https://u:p/w@h`, which does not parse) is not shown either; a path
+/// with an `@` is hidden with it.
 fn without_userinfo(raw: &str) -> String {
-    let start = raw.find("://").map_or(0, |at| at + 3);
-    let authority_end = raw[start..]
-        .find(['/', '?', '#'])
+    let scheme_end = raw
+        .find(':')
+        .filter(|&at| {
+            at > 0
+                && raw[..at]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        })
+        .map_or(0, |at| at + 1);
+    let rest = &raw[scheme_end..];
+    let start = scheme_end + (rest.len() - rest.trim_start_matches(['/', '\\']).len());
+    let end = raw[start..]
+        .find(['?', '#'])
         .map_or(raw.len(), |at| start + at);
-    match raw[start..authority_end].rfind('@') {
+    match raw[start..end].rfind('@') {
         Some(at) => format!("{}***{}", &raw[..start], &raw[start + at..]),
         None => raw.to_string(),
     }
@@ -167,6 +182,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("s3cret"), "{err}");
+        // Spellings the url crate reads as credentials, or cannot read:
+        // the password is not shown either way.
+        for raw in [
+            "https:///alice:s3cret@broker.example",
+            "https:/alice:s3cret@broker.example",
+            "https:\\\\alice:s3cret@broker.example",
+            "https://alice:s3/cret@broker.example",
+            "https://alice:s3cret@broker.example:99999",
+        ] {
+            let err = check(raw).unwrap_err().to_string();
+            assert!(!err.contains("s3") && !err.contains("alice"), "{err}");
+            assert!(err.contains("***@broker.example"), "{err}");
+        }
         assert!(check("not a url").is_err());
     }
 
