@@ -79,6 +79,16 @@ pub async fn lead_forever(
             }
         };
         match answer {
+            Ok(Ok(Ok(Some(_)))) if renewing && epoch.is_none() => {
+                // Leading lapsed by this instance's clock while the renewal
+                // was on its way, and the jobs were halted: what they had
+                // under way may still land at a target. Taken now, the
+                // renewal would resume the same epoch, and a target could
+                // not tell those late calls from the next term's; the next
+                // ask is for a new term instead.
+                tracing::info!(holder = %holder, "a renewal answered after leading lapsed: asking for a new term");
+                valid_until = None;
+            }
             Ok(Ok(Ok(Some(now)))) => {
                 valid_until = Some(asked + TERM - MARGIN);
                 lease.send_replace(Some(Lease {
@@ -360,6 +370,33 @@ mod tests {
         .await;
         leader.stop().await;
         waited.expect("led, stopped while the renewal was late, then led again");
+        let asks = store.asks.lock().unwrap().clone();
+        assert_eq!(asks[..3], [false, true, false], "{asks:?}");
+    }
+
+    /// A renewal that answers yes within its timeout, but after the
+    /// leader's own deadline, does not resume the term it renewed: the jobs
+    /// were halted at the deadline, and the next ask is for a new term.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_renewal_answered_after_the_deadline_does_not_resume_the_term() {
+        // Asked at 0 s and answered at 2.5 s (leading until 4 s); the
+        // renewal asked at 2.5 s answers at 5 s, within its own 4 s.
+        let store = renewals(|ask| {
+            if ask < 2 {
+                std::thread::sleep(Duration::from_millis(2500));
+            }
+            Ok(Some(1))
+        });
+        let mut leader = Leader::start(Arc::clone(&store) as Arc<dyn Store>);
+        let leading = &mut leader.leading;
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            leading.wait_for(|leads| *leads).await.unwrap();
+            leading.wait_for(|leads| !*leads).await.unwrap();
+            leading.wait_for(|leads| *leads).await.unwrap();
+        })
+        .await;
+        leader.stop().await;
+        waited.expect("led, stopped at its deadline, then led again");
         let asks = store.asks.lock().unwrap().clone();
         assert_eq!(asks[..3], [false, true, false], "{asks:?}");
     }
