@@ -39,6 +39,10 @@ impl Notifier for Broker {
 
     fn route(&self) -> Result<bool> {
         let policy = self.policy();
+        let mut recalled = HashSet::new();
+        if !policy.notify.is_empty() && !self.recall_ahead_of_routing(&policy, &mut recalled)? {
+            return Ok(false);
+        }
         let mut tx = self.job_transaction()?;
         let cursor = tx.notification_cursor()?;
         let events = tx.audit(&AuditQuery {
@@ -51,7 +55,6 @@ impl Notifier for Broker {
         };
         let at = now();
         if !policy.notify.is_empty() {
-            let mut recalled = HashSet::new();
             for event in &events {
                 let Some(notice) = notice_of(&policy, tx.as_ref(), event, &mut recalled)? else {
                     continue;
@@ -134,16 +137,16 @@ impl Notifier for Broker {
         drop(read);
         let mut written = HashSet::new();
         let mut next: Option<DateTime<Utc>> = None;
-        let mut wrote = false;
-        let mut tx: Option<Box<dyn crate::store::Tx + '_>> = None;
-        let mut recalled = HashSet::new();
+        // What is due and not yet written, by subject: each with the
+        // channels to write it to.
+        let mut due = Vec::new();
         for (event, end, key, subject) in subjects {
             // Routed by the role as the policy stands now.
             let role_id = subject.role();
             let role = policy.role(role_id);
             let approver_groups = role.map(|r| r.approver_groups.as_slice()).unwrap_or(&[]);
             let tier = role.and_then(|r| r.shown_tier());
-            let mut notice: Option<Notice> = None;
+            let mut channels = Vec::new();
             for channel in policy.notify.iter() {
                 if !channel.covers(event, role_id, approver_groups, tier) {
                     continue;
@@ -158,6 +161,29 @@ impl Notifier for Broker {
                     written.insert(dedup);
                     continue;
                 }
+                channels.push((&channel.name, dedup));
+            }
+            if !channels.is_empty() {
+                due.push((event, key, subject, channels));
+            }
+        }
+        // A lapsing request's notice names its approvers: read before the
+        // writers' turn is taken, not while every writer waits.
+        let mut recalled = HashSet::new();
+        let asking: Vec<_> = due
+            .iter()
+            .filter(|(_, _, subject, _)| matches!(subject, Subject::Request(_)))
+            .filter_map(|(_, _, subject, _)| policy.role(subject.role()))
+            .collect();
+        if !asking.is_empty() && !policy.oidc.is_empty() {
+            super::recall_approvers(&policy, self.store.read()?.as_ref(), &asking)?;
+            recalled.extend(asking.iter().map(|role| role.id.clone()));
+        }
+        let mut wrote = false;
+        let mut tx: Option<Box<dyn crate::store::Tx + '_>> = None;
+        for (event, key, subject, channels) in due {
+            let mut notice: Option<Notice> = None;
+            for (channel, dedup) in channels {
                 let tx = match &mut tx {
                     Some(tx) => tx,
                     None => tx.insert(self.job_transaction()?),
@@ -173,7 +199,7 @@ impl Notifier for Broker {
                 let Some(notice) = &notice else {
                     break;
                 };
-                wrote |= insert(tx.as_mut(), &channel.name, notice, &key, now)?;
+                wrote |= insert(tx.as_mut(), channel, notice, &key, now)?;
                 written.insert(dedup);
             }
         }
@@ -210,6 +236,42 @@ impl Notifier for Broker {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl Broker {
+    /// Reads, without the writers' turn, the next page of the audit log to
+    /// route: false if there is none, so that an idle pass never takes the
+    /// turn. With a provider, it also takes in the approvers of the roles
+    /// whose requests the page asks approvers about (a read of every
+    /// provider user in their groups) and adds those roles to `recalled`:
+    /// [`Notifier::route`] then names them under the lock without reading
+    /// again. A page that differs under the lock (a leader routed it
+    /// meanwhile) has its other roles read there.
+    fn recall_ahead_of_routing(
+        &self,
+        policy: &Policy,
+        recalled: &mut HashSet<String>,
+    ) -> Result<bool> {
+        let read = self.store.read()?;
+        let events = read.audit(&AuditQuery {
+            after_seq: read.notification_cursor()?,
+            limit: Some(ROUTE_PAGE),
+            ..AuditQuery::default()
+        })?;
+        if events.is_empty() || policy.oidc.is_empty() {
+            return Ok(!events.is_empty());
+        }
+        let mut roles: Vec<_> = events
+            .iter()
+            .filter(|event| matches!(event.kind, AuditKind::Requested | AuditKind::BreakGlass))
+            .filter_map(|event| event.role.as_deref().and_then(|role| policy.role(role)))
+            .collect();
+        roles.sort_by(|a, b| a.id.cmp(&b.id));
+        roles.dedup_by(|a, b| a.id == b.id);
+        super::recall_approvers(policy, read.as_ref(), &roles)?;
+        recalled.extend(roles.iter().map(|role| role.id.clone()));
+        Ok(true)
     }
 }
 
