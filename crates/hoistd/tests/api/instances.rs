@@ -666,14 +666,20 @@ async fn a_token_another_instance_stored_is_taken_in_without_the_writers_lock() 
     let db = cluster.db.clone();
     let holder = std::thread::spawn(move || {
         std::process::Command::new("psql")
+            .env("PGAPPNAME", "lock-holder")
             .args(["-X", "-q", "-d", &db, "-c"])
             .arg("SELECT pg_advisory_lock(7525349446954284152), pg_sleep(8)")
             .output()
             .unwrap()
     });
+    // Held by that session, not one of the instances' own short turns.
     eventually(Duration::from_secs(10), || async {
         cluster
-            .sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+            .sql(
+                "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) \
+                 WHERE locktype = 'advisory' AND granted \
+                 AND application_name = 'lock-holder'",
+            )
             .trim()
             != "0"
     })
