@@ -81,8 +81,10 @@ fn is_variation_selector(c: char) -> bool {
 
 /// Unicode's invisible characters: the format characters (general category
 /// Cf) other than the prepended concatenation marks, which print, plus the
-/// line and paragraph separators and the fillers and marks that render as
-/// nothing and are used to spoof text.
+/// line and paragraph separators, the fillers and marks that render as
+/// nothing and are used to spoof text, the supplementary variation
+/// selectors, and the code points Unicode reserves as ignorable (which a
+/// later version may assign, and terminals already show as nothing).
 fn invisible_name(c: char) -> Option<&'static str> {
     Some(match c {
         '\u{00AD}' => "SOFT HYPHEN",
@@ -110,6 +112,7 @@ fn invisible_name(c: char) -> Option<&'static str> {
         '\u{2062}' => "INVISIBLE TIMES",
         '\u{2063}' => "INVISIBLE SEPARATOR",
         '\u{2064}' => "INVISIBLE PLUS",
+        '\u{2065}' => "UNASSIGNED IGNORABLE CHARACTER",
         '\u{2066}' => "LEFT-TO-RIGHT ISOLATE",
         '\u{2067}' => "RIGHT-TO-LEFT ISOLATE",
         '\u{2068}' => "FIRST STRONG ISOLATE",
@@ -126,6 +129,14 @@ fn invisible_name(c: char) -> Option<&'static str> {
         '\u{1D173}'..='\u{1D17A}' => "MUSICAL SYMBOL FORMAT CONTROL",
         '\u{E0001}' => "LANGUAGE TAG",
         '\u{E0020}'..='\u{E007F}' => "TAG CHARACTER",
+        // Only ideographic variation sequences use these, and a run of
+        // them after one letter shows as nothing while carrying a byte
+        // each; the selectors emoji use (U+FE00-FE0F) stay.
+        '\u{E0100}'..='\u{E01EF}' => "VARIATION SELECTOR SUPPLEMENT",
+        '\u{E0000}'
+        | '\u{E0002}'..='\u{E001F}'
+        | '\u{E0080}'..='\u{E00FF}'
+        | '\u{E01F0}'..='\u{E0FFF}' => "UNASSIGNED IGNORABLE CHARACTER",
         _ => return None,
     })
 }
@@ -149,6 +160,13 @@ mod tests {
             ('\u{00AD}', "U+00AD SOFT HYPHEN"),
             ('\u{E0041}', "U+E0041 TAG CHARACTER"),
             ('\u{3164}', "U+3164 HANGUL FILLER"),
+            ('\u{E0100}', "U+E0100 VARIATION SELECTOR SUPPLEMENT"),
+            ('\u{E01EF}', "U+E01EF VARIATION SELECTOR SUPPLEMENT"),
+            ('\u{2065}', "U+2065 UNASSIGNED IGNORABLE CHARACTER"),
+            ('\u{E0000}', "U+E0000 UNASSIGNED IGNORABLE CHARACTER"),
+            ('\u{E0002}', "U+E0002 UNASSIGNED IGNORABLE CHARACTER"),
+            ('\u{E0080}', "U+E0080 UNASSIGNED IGNORABLE CHARACTER"),
+            ('\u{E0FFF}', "U+E0FFF UNASSIGNED IGNORABLE CHARACTER"),
         ] {
             assert_eq!(
                 find_invisible(&format!("a{c}b")).map(|i| i.to_string()),
