@@ -197,7 +197,7 @@ impl Backend for HoistdClient {
     }
 
     async fn request(&self, id: &str) -> Result<AccessRequest, BackendError> {
-        self.get(&format!("/v1/requests/{}", path_segment(id)))
+        self.get(&format!("/v1/requests/{}", path_segment(id)?))
             .await
     }
 
@@ -210,7 +210,7 @@ impl Backend for HoistdClient {
     }
 
     async fn history(&self, id: &str) -> Result<RequestHistory, BackendError> {
-        self.get(&format!("/v1/requests/{}/history", path_segment(id)))
+        self.get(&format!("/v1/requests/{}/history", path_segment(id)?))
             .await
     }
 
@@ -264,7 +264,7 @@ impl Backend for HoistdClient {
 
     /// Everything filed under one incident reference that I may see.
     async fn incident(&self, reference: &str) -> Result<IncidentView, BackendError> {
-        self.get(&format!("/v1/incidents/{}", path_segment(reference)))
+        self.get(&format!("/v1/incidents/{}", path_segment(reference)?))
             .await
     }
 
@@ -288,7 +288,7 @@ impl Backend for HoistdClient {
         comment: Option<String>,
     ) -> Result<AccessRequest, BackendError> {
         self.post(
-            &format!("/v1/requests/{}/reviews", path_segment(id)),
+            &format!("/v1/requests/{}/reviews", path_segment(id)?),
             &ReviewInput { decision, comment },
         )
         .await
@@ -300,7 +300,7 @@ impl Backend for HoistdClient {
         reason: Option<String>,
     ) -> Result<AccessRequest, BackendError> {
         self.post(
-            &format!("/v1/requests/{}/cancel", path_segment(id)),
+            &format!("/v1/requests/{}/cancel", path_segment(id)?),
             &ReasonInput { reason },
         )
         .await
@@ -312,7 +312,7 @@ impl Backend for HoistdClient {
         } else {
             Method::POST
         };
-        self.send(self.request(method, &format!("/v1/requests/{}/claim", path_segment(id))))
+        self.send(self.request(method, &format!("/v1/requests/{}/claim", path_segment(id)?)))
             .await
     }
 
@@ -322,7 +322,7 @@ impl Backend for HoistdClient {
         comment: Option<String>,
     ) -> Result<AccessRequest, BackendError> {
         self.post(
-            &format!("/v1/requests/{}/acknowledge", path_segment(id)),
+            &format!("/v1/requests/{}/acknowledge", path_segment(id)?),
             &AcknowledgeInput { comment },
         )
         .await
@@ -330,7 +330,7 @@ impl Backend for HoistdClient {
 
     async fn revoke(&self, grant_id: &str, reason: Option<String>) -> Result<Grant, BackendError> {
         self.post(
-            &format!("/v1/grants/{}/revoke", path_segment(grant_id)),
+            &format!("/v1/grants/{}/revoke", path_segment(grant_id)?),
             &ReasonInput { reason },
         )
         .await
@@ -343,7 +343,7 @@ impl Backend for HoistdClient {
         justification: Option<String>,
     ) -> Result<AccessRequest, BackendError> {
         self.post(
-            &format!("/v1/grants/{}/extend", path_segment(grant_id)),
+            &format!("/v1/grants/{}/extend", path_segment(grant_id)?),
             &ExtendInput {
                 duration_secs,
                 justification,
@@ -353,17 +353,20 @@ impl Backend for HoistdClient {
     }
 
     async fn grant(&self, id: &str) -> Result<Grant, BackendError> {
-        self.get(&format!("/v1/grants/{}", path_segment(id))).await
+        self.get(&format!("/v1/grants/{}", path_segment(id)?)).await
     }
 
     async fn credential(&self, grant_id: &str) -> Result<Credential, BackendError> {
-        self.get(&format!("/v1/grants/{}/credential", path_segment(grant_id)))
-            .await
+        self.get(&format!(
+            "/v1/grants/{}/credential",
+            path_segment(grant_id)?
+        ))
+        .await
     }
 
     async fn certify(&self, grant_id: &str, public_key: &str) -> Result<Credential, BackendError> {
         self.post(
-            &format!("/v1/grants/{}/credential", path_segment(grant_id)),
+            &format!("/v1/grants/{}/credential", path_segment(grant_id)?),
             &hoist_api::CredentialInput {
                 public_key: public_key.to_string(),
             },
@@ -501,11 +504,26 @@ fn refusal(status: StatusCode, body: &[u8]) -> BackendError {
     }
 }
 
-/// Keeps ids from the user or the server from escaping their path segment.
-fn path_segment(id: &str) -> String {
-    id.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
-        .collect()
+/// Everything but the URL's unreserved characters (letters, digits, `-`,
+/// `.`, `_`, `~`) is percent-encoded in a path segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// An id or reference from the user or the server as one path segment:
+/// sent as it is, percent-encoded, so that it cannot leave its segment
+/// (`/`, `?`, `#`) and the broker answers for exactly it (a typo is not
+/// found, never another id); an empty one, `.` and `..`, which a URL takes
+/// as moves, are refused.
+fn path_segment(id: &str) -> Result<String, BackendError> {
+    if matches!(id, "" | "." | "..") {
+        return Err(BackendError::BadInput(format!(
+            "`{id}` is not an id or reference"
+        )));
+    }
+    Ok(percent_encoding::utf8_percent_encode(id, SEGMENT).to_string())
 }
 
 /// Why the broker's certificate was refused, if that is why `err` happened:
@@ -574,8 +592,28 @@ mod tests {
     }
 
     #[test]
-    fn path_segments_cannot_escape() {
-        assert_eq!(path_segment("req_abc/../../admin?x"), "req_abcadminx");
+    fn path_segments_cannot_escape_and_are_sent_as_typed() {
+        assert_eq!(
+            path_segment("req_abc/../../admin?x#y").unwrap(),
+            "req_abc%2F..%2F..%2Fadmin%3Fx%23y"
+        );
+        assert_eq!(path_segment("req_1.2").unwrap(), "req_1.2");
+        assert_eq!(path_segment("PD#Q1 é").unwrap(), "PD%23Q1%20%C3%A9");
+        for moving in ["", ".", ".."] {
+            let err = path_segment(moving).unwrap_err().to_string();
+            assert!(err.contains("is not an id or reference"), "{err}");
+        }
+        // As the URL the request goes to reads it: one segment, unchanged.
+        let url = url::Url::parse(&format!(
+            "https://broker.example/v1/requests/{}/cancel",
+            path_segment("../../v1/admin").unwrap()
+        ))
+        .unwrap();
+        let segments: Vec<_> = url.path_segments().unwrap().collect();
+        assert_eq!(
+            segments,
+            ["v1", "requests", "..%2F..%2Fv1%2Fadmin", "cancel"]
+        );
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub enum BackendError {
     /// Asked of a backend whose [`Capabilities`] say it cannot.
     #[error("this broker does not offer {0}")]
     Unsupported(&'static str),
+    /// What was asked for cannot be sent as it is (an id that is `..`).
+    #[error("{0}")]
+    BadInput(String),
 }
 
 impl BackendError {

@@ -124,7 +124,7 @@ fn backend_code(err: &BackendError) -> u8 {
     match err {
         BackendError::Unreachable { .. } => exit::UNREACHABLE,
         BackendError::Unauthenticated(_) => exit::NOT_SIGNED_IN,
-        BackendError::BadUrl { .. } => exit::USAGE,
+        BackendError::BadUrl { .. } | BackendError::BadInput(_) => exit::USAGE,
         // What this kind of broker cannot do is a usage error, named.
         BackendError::Unsupported(_) => exit::USAGE,
         // Signing in again is the way on, as for an ended session.

@@ -303,6 +303,36 @@ async fn wait_is_resolved_by_an_approval_from_another_identity() {
     assert_eq!(request.state, RequestState::Active);
 }
 
+/// An id is sent as typed: one with a stray character is not found, never
+/// taken for another (`req_1.2` was once `req_12`), and one that a URL
+/// reads as a move is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_is_sent_as_typed() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let bob = broker.person("bob");
+    let filed: AccessRequest = alice.json(&[&DB[..], &["--json"]].concat());
+    let (head, tail) = filed.id.split_at(filed.id.len() / 2);
+    for typo in [format!("{head}.{tail}"), format!("{head}/{tail}")] {
+        let out = bob.run(&["approve", &typo]);
+        assert!(!out.status.success(), "{typo}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("no request `{typo}`")),
+            "{typo}: {}",
+            stderr(&out)
+        );
+    }
+    let out = bob.run(&["approve", ".."]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`..` is not an id or reference"),
+        "{}",
+        stderr(&out)
+    );
+    let kept: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
+    assert_eq!(kept[0].state, RequestState::Pending, "nothing was approved");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_ends_with_its_own_code_when_denied_or_out_of_time() {
     let broker = Broker::start().await;
