@@ -7,8 +7,9 @@ use utoipa::ToSchema;
 use crate::AccessCredential;
 
 /// `GET /v1/grants/{id}/credential`: a short-lived signed token for the
-/// grant's role, verifiable with `GET /.well-known/jwks.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// grant's role, verifiable with `GET /.well-known/jwks.json`. Its `Debug`
+/// leaves the token out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Credential {
     pub grant_id: String,
     pub role: String,
@@ -23,12 +24,36 @@ pub struct Credential {
     pub access: Option<AccessCredential>,
 }
 
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("grant_id", &self.grant_id)
+            .field("role", &self.role)
+            .field("token_type", &self.token_type)
+            .field("token", &crate::REDACTED)
+            .field("issued_at", &self.issued_at)
+            .field("expires_at", &self.expires_at)
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
 /// `POST /v1/introspect` (RFC 7662, form-encoded): is this credential live?
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Its `Debug` leaves the token out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct IntrospectionInput {
     pub token: String,
     #[serde(default)]
     pub token_type_hint: Option<String>,
+}
+
+impl std::fmt::Debug for IntrospectionInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntrospectionInput")
+            .field("token", &crate::REDACTED)
+            .field("token_type_hint", &self.token_type_hint)
+            .finish()
+    }
 }
 
 /// `POST /v1/introspect`: RFC 7662 answer. Only `active` is present when the
@@ -101,6 +126,28 @@ pub struct Actor {
 mod tests {
     use super::*;
     use crate::samples::{round_trip, t};
+
+    #[test]
+    fn debug_never_shows_a_token() {
+        let credential = Credential {
+            grant_id: "grt_1".into(),
+            role: "db".into(),
+            token_type: "Bearer".into(),
+            token: "eyJ.s3cret.sig".into(),
+            issued_at: t("2026-01-01T00:00:00Z"),
+            expires_at: t("2026-01-01T01:00:00Z"),
+            access: None,
+        };
+        let input = IntrospectionInput {
+            token: "eyJ.s3cret.sig".into(),
+            token_type_hint: Some("access_token".into()),
+        };
+        for shown in [format!("{credential:?}"), format!("{input:?}")] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        assert!(format!("{credential:?}").contains("grt_1"));
+    }
 
     #[test]
     fn every_type_round_trips() {

@@ -27,6 +27,8 @@ pub const MAX_DURATION_SECS: u64 = 31_622_400;
 /// Prefix of every workload's principal (`workload:<rule>:<sub>`): a name
 /// no person can have, since user names hold no `:`.
 pub const WORKLOAD_PREFIX: &str = "workload:";
+/// What a secret field's `Debug` shows instead of it.
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// Whether an actor, requester or holder is a workload rather than a person.
 pub fn is_workload(principal: &str) -> bool {

@@ -137,19 +137,18 @@ pub struct CredentialInput {
 
 impl std::fmt::Debug for AccessCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const REDACTED: &str = "<redacted>";
         let env: BTreeMap<&str, &str> = self
             .env
             .keys()
-            .map(|name| (name.as_str(), REDACTED))
+            .map(|name| (name.as_str(), crate::REDACTED))
             .collect();
         // The command is redacted too: a ready command line carries the URI.
         f.debug_struct("AccessCredential")
             .field("target", &self.target)
             .field("kind", &self.kind)
             .field("env", &env)
-            .field("uri", &self.uri.as_ref().map(|_| REDACTED))
-            .field("command", &self.command.as_ref().map(|_| REDACTED))
+            .field("uri", &self.uri.as_ref().map(|_| crate::REDACTED))
+            .field("command", &self.command.as_ref().map(|_| crate::REDACTED))
             .field("expires_at", &self.expires_at)
             .finish()
     }

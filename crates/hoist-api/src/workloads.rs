@@ -17,8 +17,9 @@ pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_tok
 
 /// `POST /v1/token` (form-encoded, RFC 8693 section 2.1). The role is named
 /// by `resource` (`urn:hoist:role:<id>` or the bare id) or by `scope`; other
-/// parameters are ignored, as RFC 6749 section 3.2 says.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// parameters are ignored, as RFC 6749 section 3.2 says. Its `Debug` leaves
+/// the subject token out.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenExchangeInput {
     #[serde(default)]
     #[schema(pattern = "^urn:ietf:params:oauth:grant-type:token-exchange$")]
@@ -43,9 +44,23 @@ pub struct TokenExchangeInput {
     pub requested_token_type: Option<String>,
 }
 
+impl std::fmt::Debug for TokenExchangeInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchangeInput")
+            .field("grant_type", &self.grant_type)
+            .field("subject_token", &crate::REDACTED)
+            .field("subject_token_type", &self.subject_token_type)
+            .field("resource", &self.resource)
+            .field("scope", &self.scope)
+            .field("requested_ttl", &self.requested_ttl)
+            .field("requested_token_type", &self.requested_token_type)
+            .finish()
+    }
+}
+
 /// `POST /v1/token` 200: the task's credential (RFC 8693 section 2.2.1), and
-/// the grant it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// the grant it belongs to. Its `Debug` leaves the access token out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenExchangeResponse {
     /// A JWT signed by the broker, with `act.sub` naming the workload.
     pub access_token: String,
@@ -62,6 +77,22 @@ pub struct TokenExchangeResponse {
     /// with no target. Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessCredential>,
+}
+
+impl std::fmt::Debug for TokenExchangeResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchangeResponse")
+            .field("access_token", &crate::REDACTED)
+            .field("issued_token_type", &self.issued_token_type)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("grant_id", &self.grant_id)
+            .field("request_id", &self.request_id)
+            .field("expires_at", &self.expires_at)
+            .field("access", &self.access)
+            .finish()
+    }
 }
 
 /// `POST /v1/token` 202: nothing to hand over yet: a person must approve the
@@ -242,6 +273,33 @@ pub struct TaskWithdrawn {
 mod tests {
     use super::*;
     use crate::samples::{round_trip, t};
+
+    #[test]
+    fn debug_never_shows_a_token() {
+        let input = TokenExchangeInput {
+            subject_token: "eyJ.s3cret.sig".into(),
+            resource: Some("deploy".into()),
+            ..TokenExchangeInput::default()
+        };
+        let response = TokenExchangeResponse {
+            access_token: "eyJ.s3cret.sig".into(),
+            issued_token_type: JWT_TOKEN_TYPE.into(),
+            token_type: "Bearer".into(),
+            expires_in: 60,
+            scope: "deploy".into(),
+            grant_id: "grt_1".into(),
+            request_id: "req_1".into(),
+            expires_at: t("2026-01-01T01:00:00Z"),
+            access: None,
+        };
+        for shown in [format!("{input:?}"), format!("{response:?}")] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(
+                shown.contains("<redacted>") && shown.contains("deploy"),
+                "{shown}"
+            );
+        }
+    }
 
     /// A job's hoist older than its broker still gets the broker's words.
     #[test]
