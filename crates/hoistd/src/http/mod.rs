@@ -253,7 +253,9 @@ fn document_event_stream(openapi: &mut serde_json::Value) {
 /// The whole HTTP application; tests call this directly.
 pub fn router(state: AppState) -> Router {
     let (router, openapi) = routes();
-    let openapi = Arc::new(openapi);
+    // Written once: each answer shares these bytes rather than holding a
+    // copy of its own while the client takes it.
+    let openapi = axum::body::Bytes::from(serde_json::to_vec(&openapi).unwrap_or_default());
     let metrics = Arc::clone(&state.metrics);
     let router = match state.slack {
         Some(_) => router.route(slack::PATH, axum::routing::post(slack::actions)),
@@ -265,8 +267,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/openapi.json",
             axum::routing::get(move || {
-                let openapi = Arc::clone(&openapi);
-                async move { Json(openapi.as_ref().clone()) }
+                let openapi = openapi.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }
             }),
         )
         .fallback(|| async { refused(ErrorCode::NotFound, "no such endpoint") })

@@ -231,6 +231,19 @@ impl Conn {
         self.in_flight.load(Ordering::Acquire) == 0
     }
 
+    /// Whether a response other than an event stream was handed over at
+    /// least `for_at_least` ago and is still not sent whole: over HTTP/2, a
+    /// client that opens no flow-control window takes none of a body, needs
+    /// no token to ask for one, and would otherwise keep its connection
+    /// busy, and its slot, until it counts as stalled.
+    fn not_reading(&self, for_at_least: Duration) -> bool {
+        self.sending
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .values()
+            .any(|(since, streaming)| !streaming && since.elapsed() >= for_at_least)
+    }
+
     /// Whether every request in flight is still waiting for its body: a
     /// connection the client keeps busy only by sending slowly, which
     /// needs no token (a body is read before the caller is known on some
@@ -276,8 +289,10 @@ struct Registry {
 impl Registry {
     /// A slot for a new connection: a free one, or the one of the oldest
     /// connection with no request in flight (else of the oldest whose
-    /// requests all wait for their bodies), which is told to close. None
-    /// when every connection is busy with a request that has arrived.
+    /// requests all wait for their bodies, else of the oldest that has
+    /// not taken an answer for [`UNREAD_ANSWER`]), which is told to close.
+    /// None when every connection is busy with requests that arrived and
+    /// answers that are being taken.
     fn admit(&self) -> Option<Arc<Conn>> {
         let mut open = self
             .open
@@ -288,6 +303,7 @@ impl Registry {
                 .values()
                 .find(|conn| conn.idle())
                 .or_else(|| open.values().find(|conn| conn.only_waiting_for_bodies()))
+                .or_else(|| open.values().find(|conn| conn.not_reading(UNREAD_ANSWER)))
                 .map(|conn| conn.id)?;
             if let Some(conn) = open.remove(&idle) {
                 conn.evicted.notify_one();
@@ -559,11 +575,12 @@ async fn watch_connection<C, E>(
                 }
                 return;
             }
-            // Still idle: closed at once. A request may have begun since
-            // the cap found it idle (this task served it meanwhile): then it
-            // is wound down instead, and that request answered first.
+            // Still idle (or only sending slowly, or not taking what it
+            // was sent): closed at once. A request may have begun since the
+            // cap found it idle (this task served it meanwhile): then it is
+            // wound down instead, and that request answered first.
             () = conn.evicted.notified(), if !closing => {
-                if conn.idle() || conn.only_waiting_for_bodies() {
+                if conn.idle() || conn.only_waiting_for_bodies() || conn.not_reading(UNREAD_ANSWER) {
                     tracing::debug!("connection closed to make room for a newer one");
                     return;
                 }
@@ -598,6 +615,11 @@ struct Tracked {
     streaming: bool,
     _in_flight: InFlight,
 }
+
+/// How long an answer (not an event stream) may go untaken before its
+/// connection may be closed to make room for a newcomer at the cap: the
+/// broker's answers are small, and a client that reads takes one at once.
+const UNREAD_ANSWER: Duration = Duration::from_secs(5);
 
 /// The least time an event stream may go unread before its connection
 /// counts as stalled: twice its keep-alive (15 s), whatever the idle

@@ -210,6 +210,68 @@ async fn clients_that_take_no_response_cannot_hold_every_slot() {
     }
 }
 
+/// With the cap full of HTTP/2 clients that take no answer (which needs
+/// no token), a newcomer is served once their answers have gone untaken
+/// for a few seconds, long before the idle timeout would close them: the
+/// broker's own health check and break-glass are not locked out for a
+/// minute at a time.
+#[tokio::test]
+async fn a_newcomer_takes_the_slot_of_a_client_that_takes_no_answer() {
+    let mut broker = TestBroker::builder()
+        .tls()
+        .limits(Limits {
+            max_connections: 4,
+            idle_timeout: Duration::from_secs(120),
+            ..Limits::default()
+        })
+        .start()
+        .await;
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(broker.ca().ca_file()).unwrap()).unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let closed = reqwest::Client::builder()
+            .tls_certs_only([ca.clone()])
+            .http2_prior_knowledge()
+            .http2_initial_stream_window_size(0)
+            .build()
+            .unwrap();
+        let head = closed
+            .get(format!("{}/openapi.json", broker.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.version(), reqwest::Version::HTTP_2);
+        stalled.push((closed, head));
+    }
+    let http = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        match http.get(format!("{}/v1/health", broker.url())).send().await {
+            Ok(health) => {
+                assert_eq!(health.status(), 200);
+                break;
+            }
+            // Far under the idle timeout (120 s), which closes them anyway.
+            Err(err) => assert!(
+                started.elapsed() < BOUND,
+                "still no room after {BOUND:?}: {err}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, head) = stalled.remove(0);
+    let taken = tokio::time::timeout(BOUND, head.bytes()).await;
+    assert!(
+        matches!(taken, Ok(Err(_))),
+        "the oldest was not closed: {taken:?}"
+    );
+}
+
 /// An event stream over HTTP/2 whose client opens no flow-control window
 /// is never read from after its first event: its connection is closed
 /// once the stream has gone unread for 30 s (twice its keep-alive), so it
@@ -274,10 +336,11 @@ async fn sighup_serves_a_renewed_certificate_without_dropping_connections() {
     let renewed = ca.cert_der().unwrap();
     assert_ne!(first, renewed);
     hoistd.signal("HUP");
-    let line = hoistd.line();
-    assert!(line.contains("policy reloaded"), "{line}");
+    // The certificate first: checking the policy's targets may wait.
     let line = hoistd.line();
     assert!(line.contains("TLS certificate reloaded"), "{line}");
+    let line = hoistd.line();
+    assert!(line.contains("policy reloaded"), "{line}");
 
     let fresh = ca.client().unwrap();
     let health = fresh.get(format!("{url}/v1/health")).send().await.unwrap();
@@ -316,10 +379,10 @@ async fn sighup_serves_a_renewed_certificate_without_dropping_connections() {
         std::fs::write(ca.cert(), written).unwrap();
         hoistd.signal("HUP");
         let line = hoistd.line();
-        assert!(line.contains("policy reloaded"), "{line}");
-        let line = hoistd.line();
         assert!(line.contains("TLS certificate not reloaded"), "{line}");
         assert!(line.contains(refusal), "{line}");
+        let line = hoistd.line();
+        assert!(line.contains("policy reloaded"), "{line}");
     }
     let health = ca
         .client()
