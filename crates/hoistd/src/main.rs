@@ -826,14 +826,28 @@ async fn serve(
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                match server.reload(&policy_path).await {
-                    Ok(revoked) => tracing::info!(revoked, "policy reloaded"),
-                    Err(err) => tracing::error!(error = %format!("{err:#}"), "policy not reloaded; the previous policy stays in force"),
-                }
+                // The certificate first: reading two files never waits,
+                // while checking the policy's targets may (one that does not
+                // answer, up to its timeouts).
                 match server.reload_tls() {
                     Ok(true) => tracing::info!("TLS certificate reloaded"),
                     Ok(false) => {}
                     Err(err) => tracing::error!(error = %err, "TLS certificate not reloaded; the previous one stays in use"),
+                }
+                // A stop asked for meanwhile is not kept waiting for it.
+                tokio::select! {
+                    reloaded = server.reload(&policy_path) => match reloaded {
+                        Ok(revoked) => tracing::info!(revoked, "policy reloaded"),
+                        Err(err) => tracing::error!(error = %format!("{err:#}"), "policy not reloaded; the previous policy stays in force"),
+                    },
+                    _ = terminate.recv() => {
+                        tracing::warn!("stopping during a policy reload; the previous policy stays in force");
+                        break;
+                    }
+                    _ = interrupt.recv() => {
+                        tracing::warn!("stopping during a policy reload; the previous policy stays in force");
+                        break;
+                    }
                 }
             }
             _ = terminate.recv() => break,

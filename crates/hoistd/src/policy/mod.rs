@@ -171,8 +171,11 @@ impl Policy {
     /// answers (e.g. that every PostgreSQL role `member_of` names exists),
     /// refusing with the role's `file:line:column`. A target that cannot be
     /// reached now is logged, not refused: it may be down at activation too,
-    /// which the lifecycle handles.
+    /// which the lifecycle handles; the other roles at that target are not
+    /// checked either, so that one target that does not answer costs its
+    /// timeouts once, not once a role.
     pub async fn check_targets(&self) -> Result<(), PolicyError> {
+        let mut unreachable = std::collections::HashSet::new();
         for role in self.roles.values() {
             let Some(access) = &role.access else {
                 continue;
@@ -180,13 +183,20 @@ impl Policy {
             let Some(target) = self.targets.get(&access.target) else {
                 continue;
             };
+            if unreachable.contains(&access.target) {
+                continue;
+            }
             match target.validate(&access.access).await {
                 Ok(()) => {}
-                Err(err) if err.is_unreachable() => tracing::warn!(
-                    role = %role.id,
-                    error = %err,
-                    "target not checked at load; grants wait for it"
-                ),
+                Err(err) if err.is_unreachable() => {
+                    tracing::warn!(
+                        target = %access.target,
+                        role = %role.id,
+                        error = %err,
+                        "target not checked at load; grants wait for it"
+                    );
+                    unreachable.insert(access.target.clone());
+                }
                 Err(err) => {
                     return Err(PolicyError::Target {
                         position: access.position.clone(),

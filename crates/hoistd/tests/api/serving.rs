@@ -486,3 +486,59 @@ async fn a_second_signal_ends_the_wait_for_calls_in_flight() {
         drop(stuck);
     }
 }
+
+/// A stop asked for while a SIGHUP's policy reload waits on a target that
+/// does not answer (here a listener that never speaks, which holds the
+/// check for its connect timeout, 5 s) is acted on at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_does_not_wait_for_a_reload_checking_a_silent_target() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), policy_text("")).unwrap();
+    let mut hoistd = Served::start(dir.path(), |_| {});
+    hoistd.drain();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::fs::write(dir.path().join("db.password"), "not-a-secret-here").unwrap();
+    let roles: String = (0..3)
+        .map(|n| {
+            format!(
+                "\n[[roles]]\nid = \"silent{n}\"\nname = \"Silent {n}\"\n\
+                 eligible_groups = [\"eng\"]\ndefault_duration = \"10m\"\n\
+                 max_duration = \"1h\"\ntarget = \"silent\"\n\
+                 [roles.access]\nmember_of = [\"app_admin\"]\n"
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        format!(
+            "{}\n[[targets]]\nname = \"silent\"\nkind = \"postgres\"\n\
+             url = \"postgres://hoist_admin@127.0.0.1:{port}/app\"\n\
+             password_file = \"{}\"\nsslmode = \"disable\"\n{roles}",
+            policy_text(""),
+            dir.path().join("db.password").display()
+        ),
+    )
+    .unwrap();
+    hoistd.signal("HUP");
+    // The reload is waiting on the silent target by now.
+    let (_held, _) = tokio::task::spawn_blocking(move || silent.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hoistd.signal("TERM");
+    let asked = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = hoistd.child.try_wait().unwrap() {
+            break exit;
+        }
+        // Under one check of the silent target (its 5 s connect timeout).
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "the stop waited for the reload"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit}");
+}
