@@ -30,6 +30,9 @@ pub(super) enum Act {
     FetchCredential,
     Introspect,
     File,
+    /// A workload asking again about a task it filed (a poll, or a replay):
+    /// not a filing, but a turn at the writers' lock all the same.
+    Poll,
 }
 
 impl Act {
@@ -38,14 +41,15 @@ impl Act {
             Act::FetchCredential => "credential fetches",
             Act::Introspect => "introspections",
             Act::File => "filings",
+            Act::Poll => "exchanges of tasks filed already",
         }
     }
 }
 
 /// The limiters for one policy's rates.
 pub(super) struct Limits {
-    rates: [Rate; 3],
-    limiters: [DefaultKeyedRateLimiter<String>; 3],
+    rates: [Rate; 4],
+    limiters: [DefaultKeyedRateLimiter<String>; 4],
 }
 
 fn quota(rate: Rate) -> Quota {
@@ -58,10 +62,12 @@ fn quota(rate: Rate) -> Quota {
 
 impl Limits {
     pub(super) fn new(settings: &Settings) -> Limits {
+        // Polls have a bucket of their own, at the introspection rate.
         let rates = [
             settings.credential_fetch_rate,
             settings.introspection_rate,
             settings.filing_rate,
+            settings.introspection_rate,
         ];
         Limits {
             rates,
@@ -75,6 +81,7 @@ impl Limits {
                 settings.credential_fetch_rate,
                 settings.introspection_rate,
                 settings.filing_rate,
+                settings.introspection_rate,
             ]
     }
 
@@ -83,6 +90,7 @@ impl Limits {
             Act::FetchCredential => 0,
             Act::Introspect => 1,
             Act::File => 2,
+            Act::Poll => 3,
         }
     }
 

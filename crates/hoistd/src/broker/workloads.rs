@@ -236,10 +236,11 @@ impl Broker {
         input: TokenExchangeInput,
     ) -> Result<Exchanged, Refusal> {
         let mut admitted = Arc::new(self.admitted(&input).await?);
-        // Filing counts against the limit; asking again about a task filed
-        // already (every 2 s while a person decides) does not. Judged on a
-        // read, before the write transaction, so a flood of new tasks is
-        // turned away without taking the writers' turn.
+        // Filing counts against the filing limit; asking again about a task
+        // filed already (every 2 s while a person decides) against a far
+        // higher one, as an introspection does, since each still takes the
+        // writers' turn. Judged on a read, before the write transaction, so
+        // a flood is turned away without taking it.
         let task = Arc::clone(&admitted);
         let broker = Arc::clone(self);
         let filed = tokio::task::spawn_blocking(move || -> crate::error::Result<bool> {
@@ -250,7 +251,9 @@ impl Broker {
             tracing::error!(error = %err, "exchange read failed");
             Refusal::new(WorkloadErrorCode::Internal, "internal error")
         })??;
-        if !filed {
+        if filed {
+            self.limit(Act::Poll, &admitted.principal)?;
+        } else {
             self.limit(Act::File, &admitted.principal)?;
         }
         let waited_until = tokio::time::Instant::now() + PROVISION_WAIT;

@@ -630,6 +630,31 @@ async fn polling_a_filed_task_does_not_use_up_the_filing_limit() {
     assert_eq!(body["code"], "rate_limited");
 }
 
+/// Asking again about a task filed already still takes the writers' turn:
+/// it counts against a limit of its own, at `introspection_rate`, far above
+/// a poll every 2 s, so that one token cannot hold up every writer.
+#[tokio::test]
+async fn polls_of_a_filed_task_have_a_limit_of_their_own() {
+    let provider = Provider::start().await;
+    let text = policy(&provider.issuer, "").replacen(
+        "[settings]\n",
+        "[settings]\nintrospection_rate = \"3/m\"\n",
+        1,
+    );
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let token = ci_token(&provider).await;
+    for _ in 0..4 {
+        let (status, body) = exchange_for(&broker, &token, "k8s").await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (status, body) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "rate_limited");
+    // A new task is a filing, not a poll: it is still taken.
+    let (status, body) = exchange_for(&broker, &ci_token(&provider).await, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
 /// Asserts that the task `run` of `provider`'s tokens is remembered until
 /// `token` expires.
 fn remembered_until(broker: &TestBroker, provider: &Provider, run: u64, token: &str) {
