@@ -347,6 +347,25 @@ mod tests {
         );
     }
 
+    /// Runs a leader on `store` until it has led, stopped and led again
+    /// (within 10 s); what each ask said of `renewing`.
+    async fn led_stopped_and_led_again<F>(store: &Arc<Renewals<F>>) -> Vec<bool>
+    where
+        F: Fn(usize) -> crate::store::Result<Option<i64>> + Send + Sync + 'static,
+    {
+        let mut leader = Leader::start(Arc::clone(store) as Arc<dyn Store>);
+        let leading = &mut leader.leading;
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            leading.wait_for(|leads| *leads).await.unwrap();
+            leading.wait_for(|leads| !*leads).await.unwrap();
+            leading.wait_for(|leads| *leads).await.unwrap();
+        })
+        .await;
+        leader.stop().await;
+        waited.expect("led, stopped, then led again");
+        store.asks.lock().unwrap().clone()
+    }
+
     /// Once a leader stopped by its own clock, its next ask is for a new
     /// term (`renewing` false), even though the late answer said it still
     /// held the lease: its jobs were halted, and what they left under way
@@ -360,17 +379,7 @@ mod tests {
             }
             Ok(Some(1))
         });
-        let mut leader = Leader::start(Arc::clone(&store) as Arc<dyn Store>);
-        let leading = &mut leader.leading;
-        let waited = tokio::time::timeout(Duration::from_secs(10), async {
-            leading.wait_for(|leads| *leads).await.unwrap();
-            leading.wait_for(|leads| !*leads).await.unwrap();
-            leading.wait_for(|leads| *leads).await.unwrap();
-        })
-        .await;
-        leader.stop().await;
-        waited.expect("led, stopped while the renewal was late, then led again");
-        let asks = store.asks.lock().unwrap().clone();
+        let asks = led_stopped_and_led_again(&store).await;
         assert_eq!(asks[..3], [false, true, false], "{asks:?}");
     }
 
@@ -387,17 +396,7 @@ mod tests {
             }
             Ok(Some(1))
         });
-        let mut leader = Leader::start(Arc::clone(&store) as Arc<dyn Store>);
-        let leading = &mut leader.leading;
-        let waited = tokio::time::timeout(Duration::from_secs(10), async {
-            leading.wait_for(|leads| *leads).await.unwrap();
-            leading.wait_for(|leads| !*leads).await.unwrap();
-            leading.wait_for(|leads| *leads).await.unwrap();
-        })
-        .await;
-        leader.stop().await;
-        waited.expect("led, stopped at its deadline, then led again");
-        let asks = store.asks.lock().unwrap().clone();
+        let asks = led_stopped_and_led_again(&store).await;
         assert_eq!(asks[..3], [false, true, false], "{asks:?}");
     }
 

@@ -161,17 +161,16 @@ async fn quick_tls_broker(max_connections: usize) -> (TestBroker, reqwest::Certi
     (broker, ca)
 }
 
-/// The real binary: SIGHUP serves a renewed certificate to new connections,
-/// an event stream opened before carries on, and a broken file leaves the
-/// certificate in use.
-/// HTTP/2 clients that open no flow-control window take no byte of any
-/// body, so their responses stay in flight; with the cap full of them, a
-/// newcomer is still served once they are closed, past the idle timeout.
-#[tokio::test]
-async fn clients_that_take_no_response_cannot_hold_every_slot() {
-    let (broker, ca) = quick_tls_broker(4).await;
+/// `count` HTTP/2 clients that open no flow-control window, each holding
+/// the head of an answer to `path` whose body it will never take.
+async fn clients_taking_nothing(
+    broker: &TestBroker,
+    ca: &reqwest::Certificate,
+    path: &str,
+    count: usize,
+) -> Vec<(reqwest::Client, reqwest::Response)> {
     let mut stalled = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..count {
         let closed = reqwest::Client::builder()
             .tls_certs_only([ca.clone()])
             .http2_prior_knowledge()
@@ -179,13 +178,19 @@ async fn clients_that_take_no_response_cannot_hold_every_slot() {
             .build()
             .unwrap();
         let head = closed
-            .get(format!("{}/v1/health", broker.url()))
+            .get(format!("{}{path}", broker.url()))
             .send()
             .await
             .unwrap();
         assert_eq!(head.version(), reqwest::Version::HTTP_2);
         stalled.push((closed, head));
     }
+    stalled
+}
+
+/// Asks for `/v1/health` until a new connection is let in, for at most
+/// [`BOUND`].
+async fn served_once_there_is_room(broker: &TestBroker, ca: reqwest::Certificate) {
     let http = reqwest::Client::builder()
         .tls_certs_only([ca])
         .timeout(Duration::from_secs(2))
@@ -196,7 +201,7 @@ async fn clients_that_take_no_response_cannot_hold_every_slot() {
         match http.get(format!("{}/v1/health", broker.url())).send().await {
             Ok(health) => {
                 assert_eq!(health.status(), 200);
-                break;
+                return;
             }
             Err(err) => assert!(
                 started.elapsed() < BOUND,
@@ -205,6 +210,16 @@ async fn clients_that_take_no_response_cannot_hold_every_slot() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// HTTP/2 clients that open no flow-control window take no byte of any
+/// body, so their responses stay in flight; with the cap full of them, a
+/// newcomer is still served once they are closed, past the idle timeout.
+#[tokio::test]
+async fn clients_that_take_no_response_cannot_hold_every_slot() {
+    let (broker, ca) = quick_tls_broker(4).await;
+    let stalled = clients_taking_nothing(&broker, &ca, "/v1/health", 4).await;
+    served_once_there_is_room(&broker, ca).await;
     for (_, head) in stalled {
         assert!(head.bytes().await.is_err(), "a stalled response was sent");
     }
@@ -212,9 +227,9 @@ async fn clients_that_take_no_response_cannot_hold_every_slot() {
 
 /// With the cap full of HTTP/2 clients that take no answer (which needs
 /// no token), a newcomer is served once their answers have gone untaken
-/// for a few seconds, long before the idle timeout would close them: the
-/// broker's own health check and break-glass are not locked out for a
-/// minute at a time.
+/// for a few seconds, long before the idle timeout (120 s here) would
+/// close them: the broker's own health check and break-glass are not
+/// locked out for minutes at a time.
 #[tokio::test]
 async fn a_newcomer_takes_the_slot_of_a_client_that_takes_no_answer() {
     let mut broker = TestBroker::builder()
@@ -228,42 +243,8 @@ async fn a_newcomer_takes_the_slot_of_a_client_that_takes_no_answer() {
         .await;
     let ca =
         reqwest::Certificate::from_pem(&std::fs::read(broker.ca().ca_file()).unwrap()).unwrap();
-    let mut stalled = Vec::new();
-    for _ in 0..4 {
-        let closed = reqwest::Client::builder()
-            .tls_certs_only([ca.clone()])
-            .http2_prior_knowledge()
-            .http2_initial_stream_window_size(0)
-            .build()
-            .unwrap();
-        let head = closed
-            .get(format!("{}/openapi.json", broker.url()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(head.version(), reqwest::Version::HTTP_2);
-        stalled.push((closed, head));
-    }
-    let http = reqwest::Client::builder()
-        .tls_certs_only([ca])
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    let started = std::time::Instant::now();
-    loop {
-        match http.get(format!("{}/v1/health", broker.url())).send().await {
-            Ok(health) => {
-                assert_eq!(health.status(), 200);
-                break;
-            }
-            // Far under the idle timeout (120 s), which closes them anyway.
-            Err(err) => assert!(
-                started.elapsed() < BOUND,
-                "still no room after {BOUND:?}: {err}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut stalled = clients_taking_nothing(&broker, &ca, "/openapi.json", 4).await;
+    served_once_there_is_room(&broker, ca).await;
     let (_, head) = stalled.remove(0);
     let taken = tokio::time::timeout(BOUND, head.bytes()).await;
     assert!(
@@ -305,6 +286,9 @@ async fn an_event_stream_nobody_reads_is_closed() {
     assert!(ended.is_ok(), "the unread stream was never closed");
 }
 
+/// The real binary: SIGHUP serves a renewed certificate to new connections,
+/// an event stream opened before carries on, and a broken file leaves the
+/// certificate in use.
 #[tokio::test]
 async fn sighup_serves_a_renewed_certificate_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
