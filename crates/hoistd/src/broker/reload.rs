@@ -85,6 +85,12 @@ impl Work<'_> {
         })?;
         let mut recalled = std::collections::HashSet::new();
         for mut grant in active {
+            // One past its end is the reaper's to record as expired, not
+            // this sweep's as revoked.
+            super::settle_grant(&mut grant, self.now);
+            if grant.state != GrantState::Active {
+                continue;
+            }
             if recalled.insert(grant.holder.clone()) {
                 self.recall(&grant.holder)?;
             }

@@ -5,17 +5,11 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use hoist_api::{AuditKind, CreateRequest, ErrorCode, GrantState, RequestState};
 use reqwest::StatusCode;
 
 use crate::helpers::*;
-
-/// Sleeps until the local clock, which the broker shares, is past `at`.
-async fn sleep_past(at: DateTime<Utc>) {
-    let left = (at - Utc::now()).num_milliseconds() + 50;
-    tokio::time::sleep(Duration::from_millis(left.max(0) as u64)).await;
-}
 
 fn kinds(log: &[hoist_api::AuditEvent]) -> Vec<AuditKind> {
     log.iter().map(|e| e.kind.clone()).collect()

@@ -110,3 +110,9 @@ impl Drop for Served {
         }
     }
 }
+
+/// Sleeps until the local clock, which the broker shares, is past `at`.
+pub async fn sleep_past(at: chrono::DateTime<chrono::Utc>) {
+    let left = (at - chrono::Utc::now()).num_milliseconds() + 50;
+    tokio::time::sleep(std::time::Duration::from_millis(left.max(0) as u64)).await;
+}

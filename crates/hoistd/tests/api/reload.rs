@@ -337,3 +337,46 @@ async fn a_reload_that_shortens_a_role_caps_the_grants_of_waiting_requests() {
         .unwrap();
     assert_eq!((grant.expires_at - grant.starts_at).num_seconds(), 600);
 }
+
+/// A grant past its end that the reaper has not recorded yet (a leader
+/// change, a reaper between passes) is the reaper's: a reload that drops
+/// its holder does not log it as revoked, and the reaper logs it as
+/// expired, at its end.
+#[tokio::test]
+async fn a_reload_leaves_a_grant_past_its_end_to_the_reaper() {
+    let mut broker = TestBroker::start().await;
+    broker.hold_reaper(true);
+    let alice = broker.as_user("alice");
+    let hers = alice
+        .file(&hoist_api::CreateRequest {
+            duration_secs: Some(1),
+            ..request("logs", "reading for a second")
+        })
+        .await
+        .unwrap();
+    let grant_id = hers.grant_id.unwrap();
+    let ends = alice.grant(&grant_id).await.unwrap().expires_at;
+    sleep_past(ends + chrono::TimeDelta::milliseconds(150)).await;
+
+    drop_alice_from_eng(&broker);
+    let revoked = broker.server().reload(&broker.policy_path()).await.unwrap();
+    assert_eq!(revoked, 0, "a grant past its end was revoked");
+
+    broker.hold_reaper(false);
+    let erin = broker.as_user("erin");
+    eventually(Duration::from_secs(10), || async {
+        erin.audit()
+            .await
+            .iter()
+            .any(|e| e.kind == AuditKind::Expired && e.grant_id.as_deref() == Some(&grant_id))
+    })
+    .await;
+    let log = erin.audit().await;
+    assert!(
+        !log.iter()
+            .any(|e| e.kind == AuditKind::Revoked && e.grant_id.as_deref() == Some(&grant_id)),
+        "{log:?}"
+    );
+    let ended = alice.grant(&grant_id).await.unwrap();
+    assert_eq!(ended.state, GrantState::Expired);
+}
