@@ -315,35 +315,64 @@ fn find(set: &JwkSet, kid: &str) -> Option<Jwk> {
     }
 }
 
-/// The issuer's discovery document, then the key set it points at.
+/// The most of a discovery document or key set read (1 MiB; both are a
+/// few KiB): a provider that sends more is refused, not held in memory.
+const MAX_PROVIDER_ANSWER: usize = 1 << 20;
+
+/// The issuer's discovery document, then the key set it points at, which
+/// must be https too (http only on loopback): keys fetched in the clear
+/// would let anyone on the way add one and sign tokens.
 async fn fetch(http: &reqwest::Client, issuer: &OidcIssuer) -> Result<JwkSet, TokenError> {
-    let keys = |err: reqwest::Error| TokenError::Keys(err.without_url().to_string());
-    let discovery: Discovery = http
-        .get(format!(
-            "{}/.well-known/openid-configuration",
-            issuer.issuer
-        ))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(keys)?
-        .json()
-        .await
-        .map_err(keys)?;
+    let discovery: Discovery = read_json(
+        http,
+        &format!("{}/.well-known/openid-configuration", issuer.issuer),
+    )
+    .await?;
     if discovery.issuer.trim_end_matches('/') != issuer.issuer {
         return Err(TokenError::Keys(format!(
             "the discovery document names issuer `{}`, not `{}`",
             discovery.issuer, issuer.issuer
         )));
     }
-    http.get(&discovery.jwks_uri)
+    crate::policy::provider_url("the discovery document's jwks_uri", &discovery.jwks_uri)
+        .map_err(TokenError::Keys)?;
+    read_json(http, &discovery.jwks_uri).await
+}
+
+/// GETs `url` and reads its JSON answer, refusing one past
+/// [`MAX_PROVIDER_ANSWER`].
+async fn read_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<T, TokenError> {
+    let keys = |err: reqwest::Error| TokenError::Keys(err.without_url().to_string());
+    let mut answer = http
+        .get(url)
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
-        .map_err(keys)?
-        .json()
-        .await
-        .map_err(keys)
+        .map_err(keys)?;
+    let too_large = || {
+        TokenError::Keys(format!(
+            "the provider's answer is larger than {} KiB",
+            MAX_PROVIDER_ANSWER >> 10
+        ))
+    };
+    if answer
+        .content_length()
+        .is_some_and(|length| length > MAX_PROVIDER_ANSWER as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = answer.chunk().await.map_err(keys)? {
+        if body.len() + chunk.len() > MAX_PROVIDER_ANSWER {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body)
+        .map_err(|err| TokenError::Keys(format!("the provider's answer is not as expected: {err}")))
 }
 
 fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity, TokenError> {
@@ -404,4 +433,59 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
         signed_in_at,
         as_of,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider on loopback whose discovery document says `jwks_uri`,
+    /// and whose `/jwks` answers `jwks`.
+    async fn provider(jwks_uri: impl Fn(&str) -> String, jwks: Vec<u8>) -> OidcIssuer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let discovery = serde_json::json!({"issuer": issuer, "jwks_uri": jwks_uri(&issuer)});
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || async move { axum::Json(discovery) }),
+            )
+            .route("/jwks", axum::routing::get(move || async move { jwks }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        OidcIssuer {
+            issuer,
+            client_id: "hoist".into(),
+            audiences: vec!["hoist".into()],
+            username_claim: "preferred_username".into(),
+            groups_claim: "groups".into(),
+            algorithms: vec![jsonwebtoken::Algorithm::RS256],
+            flows: Vec::new(),
+            scopes: Vec::new(),
+            leeway: Duration::from_secs(30),
+            keys_timeout: Duration::from_secs(5),
+            keys_refetch_after: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_come_over_https_only_and_within_a_bound() {
+        let http = reqwest::Client::new();
+        let keys = br#"{"keys": []}"#.to_vec();
+        let fine = provider(|issuer| format!("{issuer}/jwks"), keys.clone()).await;
+        assert!(fetch(&http, &fine).await.unwrap().keys.is_empty());
+
+        let clear = provider(|_| "http://keys.idp.example/jwks".into(), keys).await;
+        let err = fetch(&http, &clear).await.unwrap_err().to_string();
+        assert!(
+            err.contains("jwks_uri `http://keys.idp.example/jwks` must use https"),
+            "{err}"
+        );
+
+        let mut huge = br#"{"keys": [], "pad": ""#.to_vec();
+        huge.resize(MAX_PROVIDER_ANSWER + 1, b'x');
+        huge.extend_from_slice(br#""}"#);
+        let flood = provider(|issuer| format!("{issuer}/jwks"), huge).await;
+        let err = fetch(&http, &flood).await.unwrap_err().to_string();
+        assert!(err.contains("larger than 1024 KiB"), "{err}");
+    }
 }

@@ -166,15 +166,22 @@ pub(super) fn issuers(
 
 /// An issuer URL must be https, or http on a loopback address.
 pub(super) fn check_url(issuer: &str) -> Result<(), String> {
-    let url = url::Url::parse(issuer).map_err(|err| format!("issuer `{issuer}`: {err}"))?;
-    let loopback = url.host_str().is_some_and(|h| {
-        h == "localhost"
-            || h.parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    });
+    provider_url("issuer", issuer)
+}
+
+/// A URL of an OpenID provider's (`what` names it in the refusal) must be
+/// https, or http on a loopback address.
+pub(crate) fn provider_url(what: &str, raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|err| format!("{what} `{raw}`: {err}"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
     if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
         return Err(format!(
-            "issuer `{issuer}` must use https (http only on loopback)"
+            "{what} `{raw}` must use https (http only on loopback)"
         ));
     }
     Ok(())

@@ -30,6 +30,7 @@ use toml::Spanned;
 use crate::store::Remembered;
 
 pub use issuers::OidcIssuer;
+pub(crate) use issuers::provider_url;
 pub use roles::{RoleAccess, RoleDef};
 pub use settings::{Rate, Settings};
 pub use tiers::{TIERS, Tier, UNTIERED};
