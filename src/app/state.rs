@@ -235,6 +235,17 @@ pub struct Selection {
     pub incident: Option<String>,
 }
 
+/// Lists whose selected item left them by someone else's doing (decided,
+/// revoked or ended elsewhere) since the person last moved their cursor
+/// there: the cursor then rests on the neighbour that took its place, and
+/// the next key that acts on an item there only says so.
+#[derive(Debug, Clone, Default)]
+pub struct Lost {
+    pub requests: bool,
+    pub grants: bool,
+    pub reviews: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Cursors {
     pub roles: usize,
@@ -300,6 +311,7 @@ pub struct State {
     /// the Grants screen (read-only there).
     pub workload_grants: Vec<Grant>,
     pub cursors: Cursors,
+    pub lost: Lost,
     pub form: Option<RequestForm>,
     pub preview: Option<RequestPreview>,
     pub modal: Option<Modal>,
@@ -355,6 +367,7 @@ impl State {
             actors: Actors::Everyone,
             workload_grants: Vec::new(),
             cursors: Cursors::default(),
+            lost: Lost::default(),
             form: None,
             preview: None,
             modal: None,
@@ -490,34 +503,51 @@ impl State {
     /// Puts each cursor back on the item it pointed at before its list
     /// changed (a live event, a reload, a re-sort), so a key pressed next
     /// acts on what the person was looking at. An item that left its list
-    /// leaves the cursor where it is.
+    /// leaves the cursor where it is, on the neighbour that took its
+    /// place: unless the person's own decision or revocation took it out,
+    /// that list is marked [`Lost`].
     pub fn reselect(&mut self, selection: &Selection) {
+        /// Where the item is now; `Err` if it was selected and is gone.
         fn position<'a>(
             mut ids: impl Iterator<Item = &'a str>,
             wanted: &Option<String>,
-        ) -> Option<usize> {
-            let wanted = wanted.as_deref()?;
+        ) -> Result<Option<usize>, String> {
+            let Some(wanted) = wanted.as_deref() else {
+                return Ok(None);
+            };
             ids.position(|id| id == wanted)
+                .map(Some)
+                .ok_or_else(|| wanted.to_string())
         }
-        if let Some(i) = position(
+        let requests = position(
             self.requests.iter().map(|r| r.id.as_str()),
             &selection.request,
-        ) {
-            self.cursors.requests = i;
-        }
-        if let Some(i) = position(self.grants.iter().map(|g| g.id.as_str()), &selection.grant) {
-            self.cursors.grants = i;
-        }
+        );
+        let grants = position(self.grants.iter().map(|g| g.id.as_str()), &selection.grant);
         let rows = self.review_rows();
         let reviews = rows.iter().filter_map(|row| match *row {
             ReviewRow::Pending(i) | ReviewRow::Waiting(i) => self.queue.get(i),
             ReviewRow::BreakGlass(i) => self.break_glass.get(i),
         });
-        if let Some(i) = position(reviews.map(|r| r.id.as_str()), &selection.review) {
-            self.cursors.reviews = i;
+        let reviews = position(reviews.map(|r| r.id.as_str()), &selection.review);
+        let others = |gone: &String| !self.busy.contains(gone) && !self.revoking.contains(gone);
+        match requests {
+            Ok(Some(i)) => self.cursors.requests = i,
+            Ok(None) => {}
+            Err(gone) => self.lost.requests |= others(&gone),
+        }
+        match grants {
+            Ok(Some(i)) => self.cursors.grants = i,
+            Ok(None) => {}
+            Err(gone) => self.lost.grants |= others(&gone),
+        }
+        match reviews {
+            Ok(Some(i)) => self.cursors.reviews = i,
+            Ok(None) => {}
+            Err(gone) => self.lost.reviews |= others(&gone),
         }
         let incidents = self.incident_refs();
-        if let Some(i) = position(incidents.iter().map(String::as_str), &selection.incident) {
+        if let Ok(Some(i)) = position(incidents.iter().map(String::as_str), &selection.incident) {
             self.cursors.incidents = i;
         }
     }

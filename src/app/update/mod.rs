@@ -191,6 +191,19 @@ fn key_action(state: &mut State, action: Action) -> Vec<Command> {
         Action::NewRequest | Action::Select if state.screen == Screen::Roles => {
             form::open_form(state)
         }
+        Action::Cancel
+        | Action::Revoke
+        | Action::Extend
+        | Action::ShowCredential
+        | Action::CopyCredential
+        | Action::Approve
+        | Action::Deny
+        | Action::Acknowledge
+        | Action::Claim
+            if navigation::selection_left(state) =>
+        {
+            vec![]
+        }
         Action::Cancel => requests::cancel(state),
         Action::Revoke => grants::revoke(state),
         Action::Extend => grants::extend(state),

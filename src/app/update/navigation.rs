@@ -43,14 +43,22 @@ pub(super) fn start_filter(state: &mut State) -> Vec<Command> {
     vec![]
 }
 
+/// The filter's text changed: typing a filter puts the best match under
+/// the cursor; otherwise the selection is kept.
 pub(super) fn refilter(state: &mut State) {
-    let selected = state.selected_role().map(|r| r.id.clone());
+    let selected = if state.filtering {
+        None
+    } else {
+        state.selected_role().map(|r| r.id.clone())
+    };
     refilter_keeping(state, selected);
 }
 
-/// [`refilter`], keeping the cursor on the role `selected` (by id), which
-/// the caller read before it replaced the roles: the old visible indices
-/// point into the old list, not the new one.
+/// The roles shown again, keeping the cursor on the role `selected` (by
+/// id), which the caller read before it replaced the roles: the old
+/// visible indices point into the old list, not the new one. A reload
+/// while the person filters keeps the match they moved to; without one,
+/// the cursor goes to the best match.
 pub(super) fn refilter_keeping(state: &mut State, selected: Option<String>) {
     state.visible_roles = roles::visible(
         &state.roles,
@@ -58,25 +66,22 @@ pub(super) fn refilter_keeping(state: &mut State, selected: Option<String>) {
         &state.filter,
         &mut state.search,
     );
-    // Typing a filter puts the best match under the cursor; otherwise keep the selection.
-    state.cursors.roles = if state.filtering {
-        0
-    } else {
-        selected
-            .and_then(|id| {
-                state
-                    .visible_roles
-                    .iter()
-                    .position(|i| state.roles[*i].id == id)
-            })
-            .unwrap_or(0)
-    };
+    state.cursors.roles = selected
+        .and_then(|id| {
+            state
+                .visible_roles
+                .iter()
+                .position(|i| state.roles[*i].id == id)
+        })
+        .unwrap_or(0);
     clamp(state);
 }
 
 pub(super) fn go_to(state: &mut State, screen: Screen) -> Vec<Command> {
     state.screen = screen;
     state.filtering = false;
+    // What is on the screen now is what the person chooses from.
+    chose(state);
     match screen {
         Screen::Activity => vec![Command::LoadActivity],
         Screen::Reviews => reviews::history_for_selection(state),
@@ -103,7 +108,44 @@ pub(super) fn incident_for_selection(state: &State) -> Vec<Command> {
         .collect()
 }
 
+/// Whether the item the person had selected on this screen left its list
+/// by someone else's doing (see [`crate::app::state::Lost`]): then a key
+/// that acts on an item does nothing, this once, but say so, rather than
+/// fall on the neighbour that took its place. The next one acts.
+pub(super) fn selection_left(state: &mut State) -> bool {
+    let (lost, what) = match state.screen {
+        Screen::Requests => (&mut state.lost.requests, "request"),
+        Screen::Grants => (&mut state.lost.grants, "grant"),
+        Screen::Reviews => (&mut state.lost.reviews, "request"),
+        _ => return false,
+    };
+    if !std::mem::take(lost) {
+        return false;
+    }
+    banner(
+        state,
+        format!(
+            "The {what} you had selected was decided or ended meanwhile; nothing was done. \
+             The cursor is on the next one: press again to act on it"
+        ),
+        Level::Warning,
+    );
+    true
+}
+
+/// Forgets that this screen's selection left its list: the person chose
+/// again.
+fn chose(state: &mut State) {
+    match state.screen {
+        Screen::Requests => state.lost.requests = false,
+        Screen::Grants => state.lost.grants = false,
+        Screen::Reviews => state.lost.reviews = false,
+        _ => {}
+    }
+}
+
 pub(super) fn move_cursor(state: &mut State, by: isize) -> Vec<Command> {
+    chose(state);
     let len = match state.screen {
         Screen::Roles => state.visible_roles.len(),
         Screen::Requests => state.requests.len(),

@@ -1607,3 +1607,118 @@ fn y_in_a_credential_pop_up_copies_the_grant_shown() {
         }]
     );
 }
+
+/// The request an approver was on, decided by someone else, leaves the
+/// queue and the cursor rests on the next: the next `a` only says so, and
+/// the one after acts on what is now under the cursor. Their own decision
+/// taking it out leaves nothing to say.
+#[test]
+fn a_key_after_the_selection_left_its_list_does_not_act_on_the_neighbour() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.queue = vec![
+        request("req_a", "db", "carol", now + TimeDelta::minutes(5)),
+        request("req_b", "k8s", "dave", now + TimeDelta::hours(1)),
+    ];
+    state.screen = Screen::Reviews;
+    state.cursors.reviews = 0;
+    let mut decided = request("req_a", "db", "carol", now + TimeDelta::minutes(5));
+    decided.state = RequestState::Approved;
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: decided })),
+    );
+    assert_eq!(state.selected_review().unwrap().1.id, "req_b");
+    update(&mut state, Action::Approve);
+    assert!(state.modal.is_none(), "{:?}", state.modal);
+    let banner = state.banner.as_ref().unwrap();
+    assert!(
+        banner.text.contains("decided or ended meanwhile"),
+        "{}",
+        banner.text
+    );
+    update(&mut state, Action::Approve);
+    assert!(
+        matches!(&state.modal, Some(Modal::Input { title, .. }) if title.contains("dave")),
+        "{:?}",
+        state.modal
+    );
+
+    // The approver's own decision: the next key acts at once.
+    let mut state = alice(now);
+    state.queue = vec![
+        request("req_a", "db", "carol", now + TimeDelta::minutes(5)),
+        request("req_b", "k8s", "dave", now + TimeDelta::hours(1)),
+    ];
+    state.screen = Screen::Reviews;
+    state.busy.insert("req_a".to_string());
+    let mut decided = request("req_a", "db", "carol", now + TimeDelta::minutes(5));
+    decided.state = RequestState::Approved;
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: decided })),
+    );
+    update(&mut state, Action::Approve);
+    assert!(matches!(state.modal, Some(Modal::Input { .. })));
+
+    // A grant revoked elsewhere: `x` falls on no other grant, and moving
+    // the cursor is choosing again.
+    let mut state = alice(now);
+    state.grants = vec![
+        grant("g_a", "db", "alice", now + TimeDelta::minutes(20)),
+        grant("g_b", "k8s", "alice", now + TimeDelta::hours(1)),
+    ];
+    state.screen = Screen::Grants;
+    let mut revoked = grant("g_a", "db", "alice", now + TimeDelta::minutes(20));
+    revoked.state = GrantState::Revoked;
+    revoked.revoked_by = Some("bob".into());
+    update(&mut state, grant_event(revoked));
+    assert_eq!(state.selected_grant().unwrap().id, "g_b");
+    update(&mut state, Action::Revoke);
+    assert!(state.modal.is_none(), "{:?}", state.modal);
+    update(&mut state, Action::Down);
+    update(&mut state, Action::Revoke);
+    assert!(matches!(state.modal, Some(Modal::Confirm { .. })));
+}
+
+/// A reload while the person filters the roles keeps the match they
+/// moved to: Enter opens the form for it, not for the best match.
+#[test]
+fn a_reload_while_filtering_keeps_the_match_under_the_cursor() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let load = |roles: &[&str]| {
+        Action::Loaded(Box::new(Snapshot {
+            me: Me {
+                user: "alice".into(),
+                display_name: "Alice".into(),
+                groups: vec![],
+                approver_for: vec![],
+                auditor: false,
+            },
+            roles: roles.iter().map(|id| role(id)).collect(),
+            requests: vec![],
+            grants: vec![],
+            queue: vec![],
+            break_glass: vec![],
+            workload_grants: vec![],
+        }))
+    };
+    update(&mut state, load(&["db", "db2", "k8s", "logs"]));
+    update(&mut state, Action::StartFilter);
+    for c in "db".chars() {
+        update(&mut state, Action::Input(c));
+    }
+    let matches: Vec<String> = state
+        .visible_roles
+        .iter()
+        .map(|i| state.roles[*i].id.clone())
+        .collect();
+    assert!(matches.len() >= 2, "{matches:?}");
+    update(&mut state, Action::Down);
+    let chosen = state.selected_role().unwrap().id.clone();
+    assert_eq!(chosen, matches[1]);
+    update(&mut state, load(&["db", "db2", "db3", "k8s", "logs"]));
+    assert!(state.filtering);
+    assert_eq!(state.selected_role().unwrap().id, chosen);
+}
