@@ -105,11 +105,20 @@ pub(super) fn filing(form: &RequestForm) -> Command {
     }
 }
 
+/// A filing answered: the form that sent it closes, unless another of
+/// its roles (a bundle's) was refused meanwhile, whose reason the form
+/// keeps showing; a form opened since, for another filing, stays.
 pub(super) fn filed(state: &mut State, request: AccessRequest) -> Vec<Command> {
-    state.form = None;
-    if !state.filter.is_empty() {
-        state.filter.clear();
-        refilter(state);
+    let ours = state
+        .form
+        .as_ref()
+        .is_some_and(|form| form.submitting && form.roles().any(|role| role.id == request.role));
+    if ours {
+        state.form = None;
+        if !state.filter.is_empty() {
+            state.filter.clear();
+            refilter(state);
+        }
     }
     let role = state.role_label(&request.role, &request.role_name);
     let text = match request.state {

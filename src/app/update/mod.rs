@@ -80,7 +80,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
 
 fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Command> {
     state.busy.clear();
-    if let Some(form) = state.form.as_mut()
+    // Only a form being sent is told of a filing's failure: one opened
+    // since (the one sent was closed while it was answered) is another
+    // filing's, and the failure is a banner instead.
+    if let Some(form) = state.form.as_mut().filter(|form| form.submitting)
         && operation == Operation::Filing
     {
         // The role wants a more recent sign-in: sign in again here and

@@ -1722,3 +1722,61 @@ fn a_reload_while_filtering_keeps_the_match_under_the_cursor() {
     assert!(state.filtering);
     assert_eq!(state.selected_role().unwrap().id, chosen);
 }
+
+/// A bundle's refusal is kept on its form when another of its roles is
+/// filed after it; and a form opened since one was sent (that one closed
+/// while it was answered) is not closed, nor given the error, by its
+/// answers.
+#[test]
+fn filing_answers_reach_only_the_form_that_sent_them() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let mut form = RequestForm::new(role("db"), "key-1".into());
+    form.extra = vec![role("k8s")];
+    form.extra_keys = vec!["key-2".into()];
+    form.justification = "rotate the keys".into();
+    form.submitting = true;
+    state.form = Some(form);
+    update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Filing,
+            failure: Failure::new(FailureKind::NotPossibleNow, "k8s needs a ticket"),
+        },
+    );
+    let filed = request("req_db", "db", "alice", now + TimeDelta::hours(1));
+    update(&mut state, Action::Filed(Box::new(filed)));
+    let form = state.form.as_ref().expect("the refusal stays on screen");
+    assert!(
+        form.error
+            .as_deref()
+            .unwrap()
+            .contains("k8s needs a ticket"),
+        "{:?}",
+        form.error
+    );
+    assert!(state.banner.as_ref().unwrap().text.contains("db"));
+
+    // Sent, closed while answered, and another form opened.
+    let mut state = alice(now);
+    let mut other = RequestForm::new(role("logs"), "key-3".into());
+    other.justification = "reading the logs".into();
+    state.form = Some(other.clone());
+    let filed = request("req_db", "db", "alice", now + TimeDelta::hours(1));
+    update(&mut state, Action::Filed(Box::new(filed)));
+    assert_eq!(
+        state.form.as_ref(),
+        Some(&other),
+        "closed by another's answer"
+    );
+    update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Filing,
+            failure: Failure::new(FailureKind::NotPossibleNow, "db is not yours"),
+        },
+    );
+    assert_eq!(state.form.as_ref().unwrap().error, None);
+    let banner = state.banner.as_ref().unwrap();
+    assert!(banner.text.contains("db is not yours"), "{}", banner.text);
+}
