@@ -354,11 +354,18 @@ pub(super) fn upsert_grant(state: &mut State, grant: Grant) -> Option<AccessNews
         .find(|g| g.id == grant.id)
         .cloned();
     let selection = state.selection();
+    // The person's own revocation taking it out is no surprise to them
+    // (`place` forgets it is theirs).
+    let own = state.revoking.contains(&grant.id);
+    let lost = state.lost.grants;
     state.grants.retain(|g| g.id != grant.id);
     state.ending.retain(|g| g.id != grant.id);
     let removed = place(state, grant, before.as_ref());
     // The cursor stays on the grant it was on, wherever the list moved it.
     state.reselect(&selection);
+    if own {
+        state.lost.grants = lost;
+    }
     clamp(state);
     removed
 }

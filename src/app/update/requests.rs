@@ -7,11 +7,23 @@ use super::{banner, clamp};
 use crate::app::command::Command;
 use crate::app::state::{Level, Modal, Screen, State};
 
-/// The broker's answer to a cancel, review, claim or acknowledgement.
+/// The broker's answer to a cancel, review, claim or acknowledgement: a
+/// request of mine goes to my requests, another's to the approver's lists
+/// (while it is still marked as mine to decide, so its leaving the queue
+/// is no surprise).
 pub(super) fn changed(state: &mut State, request: AccessRequest) -> Vec<Command> {
-    state.busy.remove(&request.id);
     super::live::incident_request(state, &request);
-    upsert_request(state, request);
+    let id = request.id.clone();
+    let mine = state
+        .me
+        .as_ref()
+        .is_some_and(|me| me.user == request.requester);
+    if mine {
+        upsert_request(state, request);
+    } else {
+        upsert_queue(state, request);
+    }
+    state.busy.remove(&id);
     vec![Command::LoadAll]
 }
 

@@ -1780,3 +1780,40 @@ fn filing_answers_reach_only_the_form_that_sent_them() {
     let banner = state.banner.as_ref().unwrap();
     assert!(banner.text.contains("db is not yours"), "{}", banner.text);
 }
+
+/// The answer to my own decision takes the request out of my queue, never
+/// into my own requests, and the next key acts at once; so does the
+/// answer to my own revocation.
+#[test]
+fn my_own_decision_or_revocation_moves_the_cursor_without_a_word() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.queue = vec![
+        request("req_a", "db", "carol", now + TimeDelta::minutes(5)),
+        request("req_b", "k8s", "dave", now + TimeDelta::hours(1)),
+    ];
+    state.screen = Screen::Reviews;
+    state.busy.insert("req_a".to_string());
+    let mut decided = request("req_a", "db", "carol", now + TimeDelta::minutes(5));
+    decided.state = RequestState::Approved;
+    update(&mut state, Action::RequestChanged(Box::new(decided)));
+    assert!(state.requests.is_empty(), "carol's request among mine");
+    assert_eq!(state.selected_review().unwrap().1.id, "req_b");
+    update(&mut state, Action::Approve);
+    assert!(matches!(state.modal, Some(Modal::Input { .. })));
+
+    let mut state = alice(now);
+    state.grants = vec![
+        grant("g_a", "db", "alice", now + TimeDelta::minutes(20)),
+        grant("g_b", "k8s", "alice", now + TimeDelta::hours(1)),
+    ];
+    state.screen = Screen::Grants;
+    state.revoking.insert("g_a".into());
+    let mut revoked = grant("g_a", "db", "alice", now + TimeDelta::minutes(20));
+    revoked.state = GrantState::Revoked;
+    revoked.revoked_by = Some("alice".into());
+    update(&mut state, Action::GrantChanged(Box::new(revoked)));
+    assert_eq!(state.selected_grant().unwrap().id, "g_b");
+    update(&mut state, Action::Revoke);
+    assert!(matches!(state.modal, Some(Modal::Confirm { .. })));
+}
