@@ -442,7 +442,7 @@ impl Provider {
             authorize = authorize.add_extra_param(*name, *value);
         }
         let (url, state) = authorize.url();
-        let callback = tokio::spawn(receive_callback(listener));
+        let callback = tokio::spawn(receive_callback(listener, state.secret().clone()));
         open(url.as_str());
         let (code, returned_state) = tokio::time::timeout(BROWSER_WAIT, callback)
             .await
@@ -592,16 +592,30 @@ struct Callback {
     error_description: Option<String>,
 }
 
-/// Serves the loopback redirect once and hands back the code and state.
-async fn receive_callback(listener: tokio::net::TcpListener) -> Result<(String, String), SsoError> {
+/// Serves the loopback redirect and hands back the code and state of the
+/// first one that carries `expected` (this sign-in's state, error or not).
+/// Any other request is answered 400 and waited past: another process, or a
+/// page guessing the port, cannot end the sign-in by calling first.
+async fn receive_callback(
+    listener: tokio::net::TcpListener,
+    expected: String,
+) -> Result<(String, String), SsoError> {
     use axum::extract::Query;
+    use axum::http::StatusCode;
     use axum::response::Html;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<(String, String), SsoError>>(1);
     let app = axum::Router::new().route(
         "/callback",
         axum::routing::get(move |Query(callback): Query<Callback>| {
             let sender = sender.clone();
+            let ours = callback.state.as_deref() == Some(expected.as_str());
             async move {
+                if !ours {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        Html("<h1>Not this sign-in</h1><p>hoist is waiting for another redirect.</p>"),
+                    );
+                }
                 let outcome = match (callback.code, callback.state, callback.error) {
                     (Some(code), Some(state), None) => Ok((code, state)),
                     (_, _, Some(error)) => Err(SsoError::Failed(format!(
@@ -616,7 +630,7 @@ async fn receive_callback(listener: tokio::net::TcpListener) -> Result<(String, 
                     "<h1>Sign-in failed</h1><p>Return to the terminal for details.</p>"
                 };
                 let _ = sender.send(outcome).await;
-                Html(page)
+                (StatusCode::OK, Html(page))
             }
         }),
     );
@@ -631,6 +645,33 @@ async fn receive_callback(listener: tokio::net::TcpListener) -> Result<(String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request to the loopback redirect without this sign-in's state,
+    /// error or not, is refused and waited past; the real one ends it.
+    #[tokio::test]
+    async fn only_the_redirect_with_this_sign_ins_state_ends_the_wait() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/callback", listener.local_addr().unwrap());
+        let mut waiting = tokio::spawn(receive_callback(listener, "s-1".into()));
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        for stray in ["?code=x&state=guess", "?error=access_denied", "?code=x"] {
+            let answer = http.get(format!("{base}{stray}")).send().await.unwrap();
+            assert_eq!(answer.status(), 400, "{stray}");
+        }
+        let early = tokio::time::timeout(std::time::Duration::from_millis(200), &mut waiting).await;
+        assert!(
+            early.is_err(),
+            "a stray request ended the sign-in: {early:?}"
+        );
+        let answer = http
+            .get(format!("{base}?code=c-1&state=s-1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let (code, state) = waiting.await.unwrap().unwrap();
+        assert_eq!((code.as_str(), state.as_str()), ("c-1", "s-1"));
+    }
 
     #[test]
     fn expiry_is_read_from_the_token() {
