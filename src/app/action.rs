@@ -84,6 +84,9 @@ pub enum Action {
     /// The grant of a request under review (`Command::LoadGrant`).
     ReviewedGrantLoaded(Box<Grant>),
     Live(Box<LiveEvent>),
+    /// The wall clock jumped: everything is loaded again, whatever is open
+    /// on screen, so that the answers set the broker's time afresh.
+    ClockJumped,
     StreamUp,
     StreamDown(String),
     /// The session ended and could not be renewed; nothing else changes.

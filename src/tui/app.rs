@@ -345,7 +345,7 @@ impl App {
             && clock_jumped(ticked.duration_since(at), now - was)
         {
             self.resync = Some((self.clock.offset(), ticked));
-            self.dispatch(Action::Refresh);
+            self.dispatch(Action::ClockJumped);
         }
         self.last_tick = Some((ticked, now));
         if let Some((offset, since)) = self.resync {

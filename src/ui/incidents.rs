@@ -80,10 +80,15 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
                 Some(g) if g.state == GrantState::Active && state.revoking.contains(&g.id) => {
                     ("revoking…".to_string(), theme.warn())
                 }
-                Some(g) if g.state == GrantState::Active => {
-                    let left = (g.expires_at - state.now).max(chrono::TimeDelta::zero());
+                Some(g) if g.state == GrantState::Active && g.expires_at > state.now => {
+                    let left = g.expires_at - state.now;
                     (format!("{} left", clock(left)), theme.countdown(left))
                 }
+                // Past its end, whatever the view last heard.
+                Some(g) if g.state == GrantState::Active => (
+                    "expired".to_string(),
+                    theme.grant_state(GrantState::Expired),
+                ),
                 Some(g) => (
                     format!(
                         "{} {}",

@@ -167,6 +167,7 @@ pub(super) fn revoke_incident(state: &mut State) -> Vec<Command> {
     for grant in view.grants.iter().chain(under) {
         if grant.holder == state.user()
             && grant.state == GrantState::Active
+            && grant.expires_at > state.now
             && !mine.iter().any(|g| g.id == grant.id)
         {
             mine.push(grant);

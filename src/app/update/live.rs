@@ -141,6 +141,15 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
             }
         }
         LiveEvent::Grant { grant } if grant.holder != state.user() => {
+            // A workload's grant on a role I approve or audit: shown beside
+            // mine while active, gone once it ends.
+            if hoist_api::is_workload(&grant.holder) {
+                state.workload_grants.retain(|g| g.id != grant.id);
+                if grant.state == GrantState::Active && grant.expires_at > state.now {
+                    state.workload_grants.push(grant.clone());
+                    state.workload_grants.sort_by_key(|g| g.expires_at);
+                }
+            }
             reviews::grant_loaded(state, grant)
         }
         LiveEvent::Grant { grant } => {

@@ -54,6 +54,8 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::HistoryLoaded(history) => reviews::history_loaded(state, history),
         Action::ReviewedGrantLoaded(grant) => reviews::grant_loaded(state, *grant),
         Action::Live(event) => live::event(state, *event),
+        // Not a key: a pop-up or the form open does not swallow it.
+        Action::ClockJumped => vec![Command::LoadAll],
         Action::StreamUp => live::stream_up(state),
         Action::StreamDown(reason) => live::stream_down(state, reason),
         Action::SessionExpired(reason) => live::session_expired(state, &reason),

@@ -1608,6 +1608,35 @@ fn y_in_a_credential_pop_up_copies_the_grant_shown() {
     );
 }
 
+/// alice on Reviews with carol's `req_a` (selected) and dave's `req_b`
+/// waiting for her; and `req_a` as decided.
+fn reviewing(now: DateTime<Utc>) -> (State, hoist_api::AccessRequest) {
+    let mut state = alice(now);
+    state.queue = vec![
+        request("req_a", "db", "carol", now + TimeDelta::minutes(5)),
+        request("req_b", "k8s", "dave", now + TimeDelta::hours(1)),
+    ];
+    state.screen = Screen::Reviews;
+    let mut decided = request("req_a", "db", "carol", now + TimeDelta::minutes(5));
+    decided.state = RequestState::Approved;
+    (state, decided)
+}
+
+/// alice on Grants with `g_a` (selected) and `g_b`; and `g_a` as revoked
+/// by `by`.
+fn holding(now: DateTime<Utc>, by: &str) -> (State, hoist_api::Grant) {
+    let mut state = alice(now);
+    state.grants = vec![
+        grant("g_a", "db", "alice", now + TimeDelta::minutes(20)),
+        grant("g_b", "k8s", "alice", now + TimeDelta::hours(1)),
+    ];
+    state.screen = Screen::Grants;
+    let mut revoked = grant("g_a", "db", "alice", now + TimeDelta::minutes(20));
+    revoked.state = GrantState::Revoked;
+    revoked.revoked_by = Some(by.into());
+    (state, revoked)
+}
+
 /// The request an approver was on, decided by someone else, leaves the
 /// queue and the cursor rests on the next: the next `a` only says so, and
 /// the one after acts on what is now under the cursor. Their own decision
@@ -1615,15 +1644,7 @@ fn y_in_a_credential_pop_up_copies_the_grant_shown() {
 #[test]
 fn a_key_after_the_selection_left_its_list_does_not_act_on_the_neighbour() {
     let now = at("2026-06-01T12:00:00Z");
-    let mut state = alice(now);
-    state.queue = vec![
-        request("req_a", "db", "carol", now + TimeDelta::minutes(5)),
-        request("req_b", "k8s", "dave", now + TimeDelta::hours(1)),
-    ];
-    state.screen = Screen::Reviews;
-    state.cursors.reviews = 0;
-    let mut decided = request("req_a", "db", "carol", now + TimeDelta::minutes(5));
-    decided.state = RequestState::Approved;
+    let (mut state, decided) = reviewing(now);
     update(
         &mut state,
         Action::Live(Box::new(LiveEvent::Request { request: decided })),
@@ -1645,15 +1666,8 @@ fn a_key_after_the_selection_left_its_list_does_not_act_on_the_neighbour() {
     );
 
     // The approver's own decision: the next key acts at once.
-    let mut state = alice(now);
-    state.queue = vec![
-        request("req_a", "db", "carol", now + TimeDelta::minutes(5)),
-        request("req_b", "k8s", "dave", now + TimeDelta::hours(1)),
-    ];
-    state.screen = Screen::Reviews;
+    let (mut state, decided) = reviewing(now);
     state.busy.insert("req_a".to_string());
-    let mut decided = request("req_a", "db", "carol", now + TimeDelta::minutes(5));
-    decided.state = RequestState::Approved;
     update(
         &mut state,
         Action::Live(Box::new(LiveEvent::Request { request: decided })),
@@ -1663,15 +1677,7 @@ fn a_key_after_the_selection_left_its_list_does_not_act_on_the_neighbour() {
 
     // A grant revoked elsewhere: `x` falls on no other grant, and moving
     // the cursor is choosing again.
-    let mut state = alice(now);
-    state.grants = vec![
-        grant("g_a", "db", "alice", now + TimeDelta::minutes(20)),
-        grant("g_b", "k8s", "alice", now + TimeDelta::hours(1)),
-    ];
-    state.screen = Screen::Grants;
-    let mut revoked = grant("g_a", "db", "alice", now + TimeDelta::minutes(20));
-    revoked.state = GrantState::Revoked;
-    revoked.revoked_by = Some("bob".into());
+    let (mut state, revoked) = holding(now, "bob");
     update(&mut state, grant_event(revoked));
     assert_eq!(state.selected_grant().unwrap().id, "g_b");
     update(&mut state, Action::Revoke);
@@ -1787,33 +1793,95 @@ fn filing_answers_reach_only_the_form_that_sent_them() {
 #[test]
 fn my_own_decision_or_revocation_moves_the_cursor_without_a_word() {
     let now = at("2026-06-01T12:00:00Z");
-    let mut state = alice(now);
-    state.queue = vec![
-        request("req_a", "db", "carol", now + TimeDelta::minutes(5)),
-        request("req_b", "k8s", "dave", now + TimeDelta::hours(1)),
-    ];
-    state.screen = Screen::Reviews;
+    let (mut state, decided) = reviewing(now);
     state.busy.insert("req_a".to_string());
-    let mut decided = request("req_a", "db", "carol", now + TimeDelta::minutes(5));
-    decided.state = RequestState::Approved;
     update(&mut state, Action::RequestChanged(Box::new(decided)));
     assert!(state.requests.is_empty(), "carol's request among mine");
     assert_eq!(state.selected_review().unwrap().1.id, "req_b");
     update(&mut state, Action::Approve);
     assert!(matches!(state.modal, Some(Modal::Input { .. })));
 
-    let mut state = alice(now);
-    state.grants = vec![
-        grant("g_a", "db", "alice", now + TimeDelta::minutes(20)),
-        grant("g_b", "k8s", "alice", now + TimeDelta::hours(1)),
-    ];
-    state.screen = Screen::Grants;
+    let (mut state, revoked) = holding(now, "alice");
     state.revoking.insert("g_a".into());
-    let mut revoked = grant("g_a", "db", "alice", now + TimeDelta::minutes(20));
-    revoked.state = GrantState::Revoked;
-    revoked.revoked_by = Some("alice".into());
     update(&mut state, Action::GrantChanged(Box::new(revoked)));
     assert_eq!(state.selected_grant().unwrap().id, "g_b");
     update(&mut state, Action::Revoke);
     assert!(matches!(state.modal, Some(Modal::Confirm { .. })));
+}
+
+/// A clock that jumped has everything loaded again even with a pop-up or
+/// the form open, which take the keys: the broker's time is read afresh
+/// before any countdown moves on the stale one.
+#[test]
+fn a_clock_jump_reloads_whatever_is_open() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.modal = Some(Modal::Help);
+    assert_eq!(update(&mut state, Action::ClockJumped), [Command::LoadAll]);
+    state.modal = None;
+    state.form = Some(RequestForm::new(role("db"), "key-1".into()));
+    assert_eq!(update(&mut state, Action::ClockJumped), [Command::LoadAll]);
+    // A key's refresh stays the open form's to ignore.
+    assert!(update(&mut state, Action::Refresh).is_empty());
+}
+
+/// A workload's grant on a role I approve follows its events on the Grants
+/// screen: one revoked early goes, a new one comes, without a reload.
+#[test]
+fn workload_grants_follow_their_events() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let ci = "workload:ci:deploy-bot";
+    state.workload_grants = vec![grant("w1", "k8s", ci, now + TimeDelta::minutes(10))];
+    let mut revoked = grant("w1", "k8s", ci, now + TimeDelta::minutes(10));
+    revoked.state = GrantState::Revoked;
+    update(&mut state, grant_event(revoked));
+    assert!(state.workload_grants.is_empty());
+    update(
+        &mut state,
+        grant_event(grant("w2", "k8s", ci, now + TimeDelta::minutes(5))),
+    );
+    let shown: Vec<&str> = state
+        .workload_grants
+        .iter()
+        .map(|g| g.id.as_str())
+        .collect();
+    assert_eq!(shown, ["w2"]);
+}
+
+/// A grant under the incident past its end, which the loaded view still
+/// calls active (offline, or before its expiry arrives), is not offered to
+/// `X`: only grants still running are revoked with the incident.
+#[test]
+fn a_grant_past_its_end_is_not_revoked_with_the_incident() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let mut filed = request("req_1", "db", "alice", now);
+    filed.incident = Some("INC-7".into());
+    let mut ended = grant("g_old", "db", "alice", now - TimeDelta::seconds(1));
+    ended.incident = Some("INC-7".into());
+    let mut running = grant("g_new", "k8s", "alice", now + TimeDelta::minutes(30));
+    running.incident = Some("INC-7".into());
+    state.requests = vec![filed.clone()];
+    state.screen = Screen::Incidents;
+    state.incident = Some(hoist_api::IncidentView {
+        incident: "INC-7".into(),
+        requests: vec![filed],
+        grants: vec![ended, running],
+    });
+    update(&mut state, Action::RevokeIncident);
+    match &state.modal {
+        Some(Modal::Confirm {
+            yes: Command::Batch(commands),
+            prompt,
+            ..
+        }) => {
+            assert!(
+                matches!(&commands[..], [Command::Revoke { grant_id, .. }] if grant_id == "g_new"),
+                "{commands:?}"
+            );
+            assert!(prompt.contains("all 1 of"), "{prompt}");
+        }
+        other => panic!("{other:?}; banner {:?}", state.banner),
+    }
 }
