@@ -263,12 +263,25 @@ const NEVER_HANDED_OVER: &[&str] = &[
     "GOSUMDB",
     "GOEXPERIMENT",
     "GOTOOLDIR",
+    "VIM",
+    "VIMRUNTIME",
+    "CARGO_HOME",
+    "CARGO_BUILD_RUSTC",
+    "CARGO_BUILD_RUSTDOC",
+    "UV_PYTHON",
+    "GRADLE_USER_HOME",
+    "COMPOSER_HOME",
+    "BUNDLE_GEMFILE",
+    "MAVEN_ARGS",
 ];
 
 /// Prefixes of variable families no target may set (`LD_PRELOAD`,
 /// `PSQL_PAGER`, `GIT_SSH_COMMAND`, `NODE_OPTIONS`, `PERL5OPT`,
-/// `LESSEDIT`, `VIMINIT`, `RUSTC_WRAPPER`, `PIP_INDEX_URL`, ...): tools'
-/// settings, where one can name a program to run or a place to fetch code.
+/// `LESSEDIT`, `RUSTC_WRAPPER`, `PIP_INDEX_URL`, ...): tools' settings,
+/// where one can name a program to run or a place to fetch code. Families
+/// whose tools take publishing credentials in the same namespace
+/// (`CARGO_REGISTRY_TOKEN`, `MAVEN_PASSWORD`, `UV_PUBLISH_TOKEN`) are named
+/// one by one instead, above.
 const NEVER_HANDED_OVER_PREFIXES: &[&str] = &[
     "LD_",
     "DYLD_",
@@ -289,11 +302,9 @@ const NEVER_HANDED_OVER_PREFIXES: &[&str] = &[
     "LC_",
     "OPENSSL_",
     "LESS",
-    "VIM",
-    "NVIM",
+    "NVIM_",
     "SUDO_",
     "LUA_",
-    "CARGO_",
     "RUSTC",
     "RUSTDOC",
     "RUSTUP_",
@@ -302,13 +313,7 @@ const NEVER_HANDED_OVER_PREFIXES: &[&str] = &[
     "CORECLR_",
     "PHP",
     "PIP_",
-    "UV_",
-    "POETRY_",
     "CONDA",
-    "BUNDLE_",
-    "COMPOSER_",
-    "MAVEN_",
-    "GRADLE_",
 ];
 
 /// Endings of variable families no target may set, whatever tool reads
@@ -316,11 +321,31 @@ const NEVER_HANDED_OVER_PREFIXES: &[&str] = &[
 /// (`VIMINIT`), programs to run instead (`AWS_PAGER`, `GH_PAGER`,
 /// `SUDO_EDITOR`, `RSYNC_RSH`, `SVN_SSH`, `KUBECTL_EXTERNAL_DIFF`,
 /// `DOTNET_STARTUP_HOOKS`, `*_ASKPASS`), options and flags given to one
-/// (`MAVEN_OPTS`, `RUSTFLAGS`), settings files (`PHPRC`) and colours,
-/// which can carry terminal escapes (`LS_COLORS`); and proxies.
+/// (`MAVEN_OPTS`, `RUSTFLAGS`), settings files (`PHPRC`), package indexes
+/// (`UV_INDEX_URL`, `CARGO_REGISTRIES_<NAME>_INDEX`) and colours, which can
+/// carry terminal escapes (`LS_COLORS`); and proxies.
 const NEVER_HANDED_OVER_SUFFIXES: &[&str] = &[
-    "PATH", "INIT", "RC", "PAGER", "EDITOR", "ASKPASS", "_RSH", "_SSH", "_COMMAND", "_CMD",
-    "_WRAPPER", "_HOOK", "_HOOKS", "DIFF", "_OPTIONS", "_OPTS", "FLAGS", "COLORS", "_PROXY",
+    "PATH",
+    "INIT",
+    "RC",
+    "PAGER",
+    "EDITOR",
+    "ASKPASS",
+    "_RSH",
+    "_SSH",
+    "_COMMAND",
+    "_CMD",
+    "_WRAPPER",
+    "_HOOK",
+    "_HOOKS",
+    "DIFF",
+    "_OPTIONS",
+    "_OPTS",
+    "FLAGS",
+    "COLORS",
+    "_INDEX",
+    "INDEX_URL",
+    "_PROXY",
 ];
 
 /// Why `name` may not be one of a credential's variables (`AccessCredential.env`),
@@ -419,6 +444,12 @@ mod tests {
             "CC",
             "GOPRIVATE",
             "git_askpass",
+            "CARGO_HOME",
+            "CARGO_REGISTRIES_MINE_INDEX",
+            "UV_INDEX_URL",
+            "GRADLE_USER_HOME",
+            "BUNDLE_GEMFILE",
+            "VIMRUNTIME",
             "path",
             "A-B",
             "1X",
@@ -445,6 +476,16 @@ mod tests {
             "AWS_SESSION_TOKEN",
             "GOOGLE_APPLICATION_CREDENTIALS",
             "ORDERS_API_KEY",
+            // Publishing credentials in tools' own namespaces.
+            "CARGO_REGISTRY_TOKEN",
+            "POETRY_PYPI_TOKEN_PYPI",
+            "UV_PUBLISH_TOKEN",
+            "MAVEN_USERNAME",
+            "MAVEN_PASSWORD",
+            "GRADLE_PUBLISH_KEY",
+            "COMPOSER_AUTH",
+            "BUNDLE_RUBYGEMS__ORG",
+            "VIMEO_ACCESS_TOKEN",
             "_X1",
         ] {
             assert_eq!(handover_variable_refusal(name), None, "{name}");
