@@ -546,6 +546,17 @@ impl State {
             Ok(None) => {}
             Err(gone) => self.lost.reviews |= others(&gone),
         }
+        // A list left empty has no neighbour for a key to fall on: what
+        // comes into it later is chosen anew.
+        if self.requests.is_empty() {
+            self.lost.requests = false;
+        }
+        if self.grants.is_empty() {
+            self.lost.grants = false;
+        }
+        if self.queue.is_empty() && self.break_glass.is_empty() {
+            self.lost.reviews = false;
+        }
         let incidents = self.incident_refs();
         if let Ok(Some(i)) = position(incidents.iter().map(String::as_str), &selection.incident) {
             self.cursors.incidents = i;

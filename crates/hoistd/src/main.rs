@@ -841,11 +841,11 @@ async fn serve(
                         Err(err) => tracing::error!(error = %format!("{err:#}"), "policy not reloaded; the previous policy stays in force"),
                     },
                     _ = terminate.recv() => {
-                        tracing::warn!("stopping during a policy reload; the previous policy stays in force");
+                        tracing::warn!("stopping during a policy reload, which may not have taken effect");
                         break;
                     }
                     _ = interrupt.recv() => {
-                        tracing::warn!("stopping during a policy reload; the previous policy stays in force");
+                        tracing::warn!("stopping during a policy reload, which may not have taken effect");
                         break;
                     }
                 }

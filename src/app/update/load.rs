@@ -13,6 +13,13 @@ use crate::app::state::State;
 pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
     let selection = state.selection();
     let role = state.selected_role().map(|r| r.id.clone());
+    // The selected grant gone by the person's own revocation is no
+    // surprise to them (`place` forgets it is theirs).
+    let own = selection
+        .grant
+        .as_ref()
+        .is_some_and(|id| state.revoking.contains(id));
+    let lost = state.lost.grants;
     state.loaded = true;
     state.me = Some(snapshot.me);
     state.roles = snapshot.roles;
@@ -53,6 +60,9 @@ pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
         .collect();
     state.histories.retain(|id, _| known.contains(id.as_str()));
     state.reselect(&selection);
+    if own {
+        state.lost.grants = lost;
+    }
     refilter_keeping(state, role);
     commands
 }

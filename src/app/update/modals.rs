@@ -89,8 +89,17 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
     };
     match (modal, action) {
         (Modal::Confirm { yes, .. }, Action::Confirm) => {
-            if let (Command::Submit { .. }, Some(form)) = (&yes, state.form.as_mut()) {
+            // A filing (one role, or a bundle's batch) is the form's, sent.
+            let filing = match &yes {
+                Command::Submit { .. } => true,
+                Command::Batch(commands) => commands
+                    .iter()
+                    .all(|command| matches!(command, Command::Submit { .. })),
+                _ => false,
+            };
+            if filing && let Some(form) = state.form.as_mut() {
                 form.submitting = true;
+                state.marked.clear();
             }
             // Unconfirmed from the moment it is asked for, not from its
             // first failure: quitting while the first call hangs asks too.

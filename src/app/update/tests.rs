@@ -1885,3 +1885,55 @@ fn a_grant_past_its_end_is_not_revoked_with_the_incident() {
         other => panic!("{other:?}; banner {:?}", state.banner),
     }
 }
+
+/// Confirming a break-glass bundle sends its form, as one role does: its
+/// answers then close it, or keep a refusal on it.
+#[test]
+fn a_confirmed_break_glass_bundle_is_the_forms_filing() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let mut form = RequestForm::new(role("db"), "key-1".into());
+    form.extra = vec![role("k8s")];
+    form.extra_keys = vec!["key-2".into()];
+    form.break_glass = true;
+    form.justification = "the database is down".into();
+    state.form = Some(form.clone());
+    state.modal = Some(Modal::Confirm {
+        prompt: "BREAK GLASS on db, k8s now?".into(),
+        yes: super::form::filing(&form),
+        danger: true,
+    });
+    let sent = update(&mut state, Action::Confirm);
+    assert!(matches!(&sent[..], [Command::Batch(_)]), "{sent:?}");
+    assert!(state.form.as_ref().unwrap().submitting);
+    let filed = request("req_db", "db", "alice", now + TimeDelta::hours(1));
+    update(&mut state, Action::Filed(Box::new(filed)));
+    assert!(state.form.is_none(), "the filed form stayed open");
+}
+
+/// A selection lost when its list emptied is forgotten: the next request
+/// to arrive is chosen anew, and `a` acts on it.
+#[test]
+fn a_list_that_emptied_has_no_lost_selection() {
+    let now = at("2026-06-01T12:00:00Z");
+    let (mut state, decided) = reviewing(now);
+    state.queue.truncate(1);
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: decided })),
+    );
+    assert!(state.queue.is_empty());
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request {
+            request: request("req_c", "logs", "frank", now + TimeDelta::hours(1)),
+        })),
+    );
+    update(&mut state, Action::Approve);
+    assert!(
+        matches!(&state.modal, Some(Modal::Input { title, .. }) if title.contains("frank")),
+        "{:?}; {:?}",
+        state.modal,
+        state.banner
+    );
+}
