@@ -150,11 +150,16 @@ fn digest<D: Serialize + ?Sized>(
 
 /// Whether a stored entry's hash is the hash of its contents as stored (the
 /// store writes `details` as the compact JSON the hash was computed over, so
-/// it is hashed as it is, not parsed and written again).
+/// it is hashed as it is, not parsed and written again). Text around the
+/// JSON value, which the parser would skip and the hash not cover, is an
+/// alteration too.
 fn hash_holds(buf: &mut Vec<u8>, entry: &StoredAudit<'_>) -> bool {
     let Ok(details) = serde_json::from_str::<&RawValue>(entry.details) else {
         return false;
     };
+    if details.get().len() != entry.details.len() {
+        return false;
+    }
     let fields = Hashed {
         seq: entry.seq,
         at_ms: entry.at_ms,
@@ -382,6 +387,19 @@ mod tests {
         let (seq, reason) = broken_at(&store).unwrap();
         assert_eq!(seq, 8);
         assert!(reason.contains("altered"), "{reason}");
+
+        // So is whitespace added around the stored JSON.
+        for padded in [" ", "\n", "\t "] {
+            let (_dir, store, raw) = log(entries);
+            raw.execute(
+                "UPDATE audit SET details = ?1 || details || ?1 WHERE seq = 8",
+                [padded],
+            )
+            .unwrap();
+            let (seq, reason) = broken_at(&store).unwrap();
+            assert_eq!(seq, 8, "{padded:?}");
+            assert!(reason.contains("altered"), "{reason}");
+        }
 
         // A removed entry, near the start.
         let (_dir, store, raw) = log(entries);
