@@ -10,7 +10,7 @@ mod width;
 
 pub use duration::{format_duration, parse_duration};
 pub use time::{ago, clock, local_stamp, local_time, local_timestamp, span};
-pub use width::{fit, width_of};
+pub use width::{fit, width_of, wrap};
 
 /// "1 approval", "2 approvals".
 pub fn plural(n: usize, word: &str) -> String {

@@ -28,9 +28,71 @@ pub fn fit(text: &str, width: usize) -> String {
     out
 }
 
+/// Text broken into lines of at most `width` cells, after the last space
+/// that fits, or inside a word longer than a line. Nothing is dropped: a
+/// space that does not fit hangs past the end of its line, one cell over,
+/// unless it ends the text, where it starts the next line, so that a cursor
+/// drawn after the last line is where the next character goes. Empty text
+/// is one empty line.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    // Where `line` may be broken: the byte just after its last space.
+    let mut after_space = None;
+    let mut graphemes = unicode_segmentation::UnicodeSegmentation::graphemes(text, true).peekable();
+    while let Some(grapheme) = graphemes.next() {
+        let w = width_of(grapheme);
+        let hangs = grapheme == " " && used == width && graphemes.peek().is_some();
+        if used + w > width && !line.is_empty() && !hangs {
+            let rest = match after_space {
+                Some(at) if at < line.len() && grapheme != " " => line.split_off(at),
+                _ => String::new(),
+            };
+            lines.push(std::mem::replace(&mut line, rest));
+            used = width_of(&line);
+            after_space = None;
+        }
+        line.push_str(grapheme);
+        used += w;
+        if grapheme == " " {
+            after_space = Some(line.len());
+        }
+    }
+    lines.push(line);
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_wraps_after_spaces_and_inside_long_words() {
+        assert_eq!(wrap("", 10), vec![""]);
+        assert_eq!(
+            wrap("restart the primary", 10),
+            vec!["restart ", "the ", "primary"]
+        );
+        assert_eq!(wrap("abcdefghijkl", 5), vec!["abcde", "fghij", "kl"]);
+        // A space that does not fit starts the next line, so the cursor
+        // after it shows where typing goes.
+        assert_eq!(wrap("abcde ", 5), vec!["abcde", " "]);
+        // Inside the text, it hangs past the end, and the next word starts
+        // its line.
+        assert_eq!(wrap("abcde fg", 5), vec!["abcde ", "fg"]);
+        assert_eq!(wrap("日本語の", 5), vec!["日本", "語の"]);
+        for (text, width) in [
+            ("Failover of db-prod-1 after the replica fell", 12),
+            ("x y z", 1),
+        ] {
+            let lines = wrap(text, width);
+            assert_eq!(lines.concat(), text, "nothing is dropped");
+            let fits = |l: &String| width_of(l.strip_suffix(' ').unwrap_or(l)) <= width;
+            assert!(lines.iter().all(fits), "{lines:?}");
+        }
+    }
 
     #[test]
     fn wide_characters_count_twice_and_cuts_are_marked() {

@@ -11,12 +11,60 @@ use super::widgets::block;
 use crate::app::form::{Field, RequestForm};
 use crate::app::state::State;
 use crate::text::sanitize::line as clean;
-use crate::text::{format_duration, plural};
+use crate::text::{format_duration, plural, width_of, wrap};
 use crate::ui::theme::Theme;
 
+/// Cells before a field's value: the marker and the label.
+const LABEL: usize = 17;
+
 pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, theme: &Theme) {
-    let problems = form.problems();
     let danger = form.break_glass;
+    let inner = usize::from(area.width.saturating_sub(2));
+    let rows = usize::from(area.height.saturating_sub(2));
+    let after = summary(form, state, theme, inner);
+    // As much of the justification as the height leaves room for: the
+    // end, where typing happens, in view.
+    let mut lines = fields(form, theme, inner, usize::MAX);
+    let over = (lines.len() + after.len()).saturating_sub(rows);
+    if over > 0 {
+        let justification = justification(form, inner).len();
+        lines = fields(
+            form,
+            theme,
+            inner,
+            justification.saturating_sub(over).max(1),
+        );
+    }
+    lines.extend(after);
+    let role = &form.role;
+    let title = if danger {
+        Line::from(Span::styled(
+            format!(" BREAK-GLASS · {} ", clean(&role.id)),
+            theme.break_glass().add_modifier(Modifier::REVERSED),
+        ))
+    } else {
+        Line::from(Span::styled(
+            if form.extra.is_empty() {
+                format!(" Request {} · {} ", clean(&role.id), clean(&role.name))
+            } else {
+                let ids: Vec<String> = form.roles().map(|r| clean(&r.id).into_owned()).collect();
+                format!(" Request {} roles together: {} ", ids.len(), ids.join(", "))
+            },
+            theme.title(),
+        ))
+    };
+    let mut frame_block = block(title, theme);
+    if danger {
+        frame_block = frame_block.border_style(theme.break_glass());
+    }
+    frame.render_widget(Clear, area);
+    frame.render_widget(Paragraph::new(lines).block(frame_block), area);
+}
+
+/// The fields, each with its problem beside it (or below, when it does not
+/// fit), showing the last `keep` lines of the justification.
+fn fields(form: &RequestForm, theme: &Theme, inner: usize, keep: usize) -> Vec<Line<'static>> {
+    let problems = form.problems();
     let mut lines = Vec::new();
     for field in form.fields() {
         let focused = form.field == field;
@@ -24,14 +72,8 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
         let marker = if focused { "▸ " } else { "  " };
         let value: Vec<String> = match field {
             Field::Justification => {
-                let mut text: Vec<String> = form
-                    .justification
-                    .split('\n')
-                    .map(|l| clean(l).into_owned())
-                    .collect();
-                // Keep the end, where typing happens, in view.
-                let keep = text.len().saturating_sub(4);
-                text.drain(..keep);
+                let mut text = justification(form, inner);
+                text.drain(..text.len().saturating_sub(keep));
                 text
             }
             Field::Ticket => vec![clean(&form.ticket).into_owned()],
@@ -64,7 +106,7 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
                     label_style,
                 ));
             } else {
-                spans.push(Span::raw(" ".repeat(17)));
+                spans.push(Span::raw(" ".repeat(LABEL)));
             }
             let mut text = text.clone();
             if focused
@@ -79,14 +121,23 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
             } else {
                 theme.text()
             };
+            let used = LABEL + width_of(&text);
             spans.push(Span::styled(text, value_style));
             if i + 1 == value.len() {
                 if let Some(problem) = problem {
                     // A problem may quote the broker (a ticket pattern).
-                    spans.push(Span::styled(
-                        format!("  ✗ {}", clean(problem)),
-                        theme.danger(),
-                    ));
+                    let problem = format!("✗ {}", clean(problem));
+                    if used + 2 + width_of(&problem) <= inner {
+                        spans.push(Span::raw("  "));
+                        spans.push(Span::styled(problem, theme.danger()));
+                    } else {
+                        // On a line of its own, where it can be read whole.
+                        lines.push(Line::from(spans));
+                        spans = vec![
+                            Span::raw(" ".repeat(LABEL)),
+                            Span::styled(problem, theme.danger()),
+                        ];
+                    }
                 } else if matches!(
                     field,
                     Field::Justification | Field::Ticket | Field::Duration
@@ -97,7 +148,23 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
             lines.push(Line::from(spans));
         }
     }
-    lines.push(Line::from(""));
+    lines
+}
+
+/// The justification as drawn: sanitised, each line wrapped to the room
+/// beside the labels, leaving a cell for the cursor.
+fn justification(form: &RequestForm, inner: usize) -> Vec<String> {
+    let room = inner.saturating_sub(LABEL + 1).max(8);
+    form.justification
+        .split('\n')
+        .flat_map(|l| wrap(&clean(l), room))
+        .collect()
+}
+
+/// What the form files under, and how its filing goes, below the fields.
+fn summary(form: &RequestForm, state: &State, theme: &Theme, inner: usize) -> Vec<Line<'static>> {
+    let danger = form.break_glass;
+    let mut lines = vec![Line::from("")];
     let role = &form.role;
     let approval = if form.break_glass {
         "Break-glass: active at once; the role's approvers review it afterwards".to_string()
@@ -131,14 +198,14 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
                 .join(", ")
         )
     };
-    lines.push(Line::from(Span::styled(
-        clean(&approval).into_owned(),
-        if danger {
-            theme.break_glass()
-        } else {
-            theme.muted()
-        },
-    )));
+    let approval_style = if danger {
+        theme.break_glass()
+    } else {
+        theme.muted()
+    };
+    for line in wrap(&clean(&approval), inner) {
+        lines.push(Line::from(Span::styled(line, approval_style)));
+    }
     if let Some(id) = &form.requested {
         lines.push(Line::from(Span::styled(
             format!("Your request {} for it stays as it is", clean(id)),
@@ -157,26 +224,5 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
             theme.muted(),
         )));
     }
-    let title = if danger {
-        Line::from(Span::styled(
-            format!(" BREAK-GLASS · {} ", clean(&role.id)),
-            theme.break_glass().add_modifier(Modifier::REVERSED),
-        ))
-    } else {
-        Line::from(Span::styled(
-            if form.extra.is_empty() {
-                format!(" Request {} · {} ", clean(&role.id), clean(&role.name))
-            } else {
-                let ids: Vec<String> = form.roles().map(|r| clean(&r.id).into_owned()).collect();
-                format!(" Request {} roles together: {} ", ids.len(), ids.join(", "))
-            },
-            theme.title(),
-        ))
-    };
-    let mut frame_block = block(title, theme);
-    if danger {
-        frame_block = frame_block.border_style(theme.break_glass());
-    }
-    frame.render_widget(Clear, area);
-    frame.render_widget(Paragraph::new(lines).block(frame_block), area);
+    lines
 }

@@ -350,6 +350,28 @@ async fn narrow_screens() {
     key(&mut app, KeyCode::Enter);
     keys(&mut app, "fix");
     snap_at("narrow_form", &app.state, &[NARROW]);
+    // A justification longer than a line wraps, by words where it can and
+    // inside a word too long for a line, and keeps its end, where typing
+    // happens, in view.
+    keys(
+        &mut app,
+        " the pods of checkout crash-looping since the 14:02 deploy; roll back and \
+         read https://grafana.example/d/checkout-latency-and-errors-by-pod-and-node",
+    );
+    snap_at("narrow_form_long", &app.state, &[NARROW, SIZES[0]]);
+    // Past the form's height, the start scrolls out; a problem too long to
+    // sit beside its value goes on a line of its own.
+    for line in [
+        "Steps: scale the deployment to zero, then redeploy 4.2.1",
+        "Rollback owner: alice; bob watches the error budget",
+        "Done when the 5xx rate is under 0.1% for ten minutes",
+    ] {
+        key(&mut app, KeyCode::Enter);
+        keys(&mut app, line);
+    }
+    key(&mut app, KeyCode::Tab);
+    keys(&mut app, "JIRA-9");
+    snap_at("narrow_form_longer", &app.state, &[NARROW]);
     demo.stop().await;
 }
 
