@@ -55,6 +55,8 @@ pub enum SsoError {
     TimedOut,
     #[error("the sign-in response did not come from this sign-in (state mismatch)")]
     StateMismatch,
+    #[error("the provider's ID token was not issued for this sign-in (nonce mismatch)")]
+    NonceMismatch,
 }
 
 /// Which token of a sign-in the broker takes as its bearer.
@@ -434,10 +436,14 @@ impl Provider {
                 RedirectUrl::new(format!("http://127.0.0.1:{port}/callback")).map_err(fail)?,
             );
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        // Binds the ID token to this sign-in: one issued for another
+        // authorization, its code slipped into this redirect, is refused.
+        let nonce = CsrfToken::new_random();
         let mut authorize = client
             .authorize_url(CsrfToken::new_random)
             .add_scopes(self.scopes())
-            .set_pkce_challenge(challenge);
+            .set_pkce_challenge(challenge)
+            .add_extra_param("nonce", nonce.secret());
         for (name, value) in extra {
             authorize = authorize.add_extra_param(*name, *value);
         }
@@ -457,6 +463,11 @@ impl Provider {
             .request_async(&transport(http(&self.token_endpoint)))
             .await
             .map_err(|err| fail(describe(&err)))?;
+        if let Some(id_token) = &tokens.extra_fields().id_token
+            && !carries_nonce(id_token, nonce.secret())
+        {
+            return Err(SsoError::NonceMismatch);
+        }
         self.session(&tokens, None)
     }
 
@@ -564,10 +575,19 @@ pub fn open_in_browser(url: &str) {
 /// The `exp` of a JWT, read without verifying it: the broker verifies; we
 /// only need to know when to refresh.
 pub fn token_expiry(jwt: &str) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(claims(jwt)?.get("exp")?.as_i64()?, 0)
+}
+
+/// Whether a JWT's `nonce` is `nonce`, read without verifying the token:
+/// it came straight from the provider's token endpoint, and the broker
+/// verifies its signature.
+fn carries_nonce(jwt: &str, nonce: &str) -> bool {
+    claims(jwt).is_some_and(|claims| claims.get("nonce").and_then(|n| n.as_str()) == Some(nonce))
+}
+
+fn claims(jwt: &str) -> Option<serde_json::Value> {
     let payload = jwt.split('.').nth(1)?;
-    let claims: serde_json::Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    DateTime::from_timestamp(claims.get("exp")?.as_i64()?, 0)
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }
 
 /// The provider's own words for a failed token request, without secrets.

@@ -227,6 +227,22 @@ async fn browser_login(
     recency: session::Recency,
     who: &str,
 ) -> (String, hoist_api::Me, hoist::auth::secrets::Session) {
+    let (url, signed_in) = browser_login_through(setup, recency, who, str::to_string).await;
+    let (me, session) = signed_in.unwrap();
+    (url, me, session)
+}
+
+/// [`browser_login`] through a browser that rewrites the authorization URL
+/// (`through`) before it goes to the provider; the sign-in's outcome.
+async fn browser_login_through(
+    setup: &Setup,
+    recency: session::Recency,
+    who: &str,
+    through: impl FnOnce(&str) -> String,
+) -> (
+    String,
+    Result<(hoist_api::Me, hoist::auth::secrets::Session), session::SessionError>,
+) {
     let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
     let mut sender = Some(sender);
     let anonymous = target(setup, None);
@@ -241,7 +257,7 @@ async fn browser_login(
     );
     let browser = async {
         let url = receiver.await.unwrap();
-        let redirect = setup.provider.login_code_flow(&url, who).await;
+        let redirect = setup.provider.login_code_flow(&through(&url), who).await;
         assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
         // The browser lands on hoist's loopback listener.
         let page = reqwest::get(&redirect).await.unwrap().text().await.unwrap();
@@ -249,8 +265,7 @@ async fn browser_login(
         url
     };
     let (signed_in, url) = tokio::join!(login, browser);
-    let (me, session) = signed_in.unwrap();
-    (url, me, session)
+    (url, signed_in)
 }
 
 #[test]
@@ -263,8 +278,52 @@ fn the_browser_flow_signs_in_with_pkce_on_a_loopback_redirect() {
         assert_eq!(me.user, "bob");
         assert!(me.groups.contains(&"prod-approvers".to_string()));
         assert!(session.refresh_token.is_some());
+        // The ID token is bound to this sign-in by its nonce.
+        let nonce = query(&url, "nonce").expect("a nonce in the authorization request");
+        assert!(nonce.len() >= 16, "{nonce}");
+        let claims = jwt_claims(&session.access_token);
+        assert_eq!(claims["nonce"], nonce.as_str());
         setup.broker.stop().await;
     });
+}
+
+/// An ID token issued for another authorization request (here, one whose
+/// nonce the browser changed) is refused, though its code and state fit.
+#[test]
+fn an_id_token_for_another_sign_in_is_refused() {
+    run(async {
+        let mut setup = setup(None).await;
+        let swap = |url: &str| {
+            let mut url = reqwest::Url::parse(url).unwrap();
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| match &*k {
+                    "nonce" => (k.into_owned(), "another-sign-ins-nonce".to_string()),
+                    _ => (k.into_owned(), v.into_owned()),
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+            url.to_string()
+        };
+        let (_, signed_in) = browser_login_through(&setup, Recency::Remembered, "bob", swap).await;
+        let err = signed_in.unwrap_err().to_string();
+        assert!(err.contains("nonce mismatch"), "{err}");
+        setup.broker.stop().await;
+    });
+}
+
+fn query(url: &str, name: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A JWT's claims, read without verifying it.
+fn jwt_claims(jwt: &str) -> serde_json::Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 /// `hoist login --fresh`: the provider is asked to make the person sign in
