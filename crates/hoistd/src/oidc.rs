@@ -423,6 +423,18 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
         .get("auth_time")
         .and_then(|v| v.as_i64())
         .and_then(|at| DateTime::from_timestamp(at, 0));
+    // Issued, or signed in, later than now: a provider's clock gone wrong.
+    // Taken, the sign-in would stay recent for every step-up check, and the
+    // provider's word (groups, name) outrank any later token's.
+    let latest =
+        crate::broker::now() + TimeDelta::from_std(issuer.leeway).unwrap_or(TimeDelta::zero());
+    for (claim, at) in [("iat", as_of), ("auth_time", signed_in_at)] {
+        if at.is_some_and(|at| at > latest) {
+            return Err(TokenError::Invalid(format!(
+                "the token's `{claim}` is in the future (check the provider's clock)"
+            )));
+        }
+    }
     Ok(Identity {
         issuer: issuer.issuer.clone(),
         subject,

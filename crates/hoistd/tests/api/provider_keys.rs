@@ -1,6 +1,7 @@
 //! The OpenID key cache under a slow provider: a token whose key is cached
 //! never waits on a fetch, tokens with unknown key ids share one fetch and
-//! are then answered as unknown without another, and a fetch is bounded.
+//! are then answered as unknown without another, and a fetch is bounded;
+//! and a token dated in the future is refused.
 
 use hoist_api::{ErrorCode, Me};
 use reqwest::StatusCode;
@@ -83,6 +84,44 @@ async fn a_fetch_that_gets_no_answer_is_cut_off() {
         "{message}"
     );
     issuer.release();
+}
+
+/// A token that says it was issued, or its person signed in, later than
+/// now (past the leeway) is refused: its sign-in would otherwise pass every
+/// step-up check for as long as the token lives.
+#[tokio::test]
+async fn a_token_from_the_future_is_refused() {
+    let issuer = Issuer::start().await;
+    let broker = broker_trusting(&issuer, r#"leeway = "30s""#).await;
+    let now = chrono::Utc::now().timestamp();
+    for claim in ["iat", "auth_time"] {
+        let token = issuer.token("k1", "zed", 300, serde_json::json!({ claim: now + 3600 }));
+        let message = refused(
+            broker.with_token(&token).get::<Me>("/v1/me").await,
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+        );
+        assert!(
+            message.contains(&format!("`{claim}` is in the future")),
+            "{message}"
+        );
+    }
+    // Within the leeway, a provider's clock a little ahead is taken.
+    let ahead = issuer.token(
+        "k1",
+        "zed",
+        300,
+        serde_json::json!({ "iat": now + 10, "auth_time": now + 10 }),
+    );
+    assert_eq!(
+        broker
+            .with_token(&ahead)
+            .get::<Me>("/v1/me")
+            .await
+            .unwrap()
+            .user,
+        "zed"
+    );
 }
 
 #[test]
