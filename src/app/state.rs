@@ -246,6 +246,69 @@ pub struct Lost {
     pub reviews: bool,
 }
 
+/// The newest copy of each request and grant heard of lately, by events,
+/// answers and loads: one that arrives after a newer copy (an event relayed
+/// by another broker instance, overtaken; a load answered before a change
+/// that came in meanwhile) is passed over, and the screen keeps the newer.
+#[derive(Debug, Clone, Default)]
+pub struct Heard {
+    requests: HashMap<String, (AccessRequest, DateTime<Utc>)>,
+    grants: HashMap<String, (Grant, DateTime<Utc>)>,
+}
+
+/// How long a copy is remembered: far longer than events are ever held up
+/// between instances, or a load's answer is on its way.
+const HEARD_FOR: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+impl Heard {
+    /// `request` if it is not older than a copy heard before, remembered as
+    /// the newest; `None` if it is.
+    pub fn request(&mut self, request: AccessRequest, now: DateTime<Utc>) -> Option<AccessRequest> {
+        let newest = self.newest_request(request, now);
+        (!newest.1).then_some(newest.0)
+    }
+
+    /// The newest copy of `request`: the one heard before when `request` is
+    /// older (and `true`), or `request` itself, remembered.
+    pub fn newest_request(
+        &mut self,
+        request: AccessRequest,
+        now: DateTime<Utc>,
+    ) -> (AccessRequest, bool) {
+        match self.requests.get(&request.id) {
+            Some((known, _)) if request.is_older_than(known) => (known.clone(), true),
+            _ => {
+                self.requests
+                    .insert(request.id.clone(), (request.clone(), now));
+                (request, false)
+            }
+        }
+    }
+
+    /// As [`Heard::request`], for a grant.
+    pub fn grant(&mut self, grant: Grant, now: DateTime<Utc>) -> Option<Grant> {
+        let newest = self.newest_grant(grant, now);
+        (!newest.1).then_some(newest.0)
+    }
+
+    /// As [`Heard::newest_request`], for a grant.
+    pub fn newest_grant(&mut self, grant: Grant, now: DateTime<Utc>) -> (Grant, bool) {
+        match self.grants.get(&grant.id) {
+            Some((known, _)) if grant.is_older_than(known) => (known.clone(), true),
+            _ => {
+                self.grants.insert(grant.id.clone(), (grant.clone(), now));
+                (grant, false)
+            }
+        }
+    }
+
+    /// Forgets copies heard long ago.
+    pub fn forget_old(&mut self, now: DateTime<Utc>) {
+        self.requests.retain(|_, (_, at)| *at > now - HEARD_FOR);
+        self.grants.retain(|_, (_, at)| *at > now - HEARD_FOR);
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Cursors {
     pub roles: usize,
@@ -312,6 +375,7 @@ pub struct State {
     pub workload_grants: Vec<Grant>,
     pub cursors: Cursors,
     pub lost: Lost,
+    pub heard: Heard,
     pub form: Option<RequestForm>,
     pub preview: Option<RequestPreview>,
     pub modal: Option<Modal>,
@@ -368,6 +432,7 @@ impl State {
             workload_grants: Vec::new(),
             cursors: Cursors::default(),
             lost: Lost::default(),
+            heard: Heard::default(),
             form: None,
             preview: None,
             modal: None,

@@ -58,6 +58,25 @@ pub struct Grant {
     pub access: Option<TargetAccess>,
 }
 
+impl Grant {
+    /// Whether this copy of the grant was overtaken by `other`, a later
+    /// change of the same grant (events relayed by several broker instances
+    /// can arrive out of order). A grant that ended never becomes active
+    /// again, an active grant's end only moves later (an extension), and
+    /// its access's `updated_at` is strictly later at each change.
+    pub fn is_older_than(&self, other: &Grant) -> bool {
+        self.version() < other.version()
+    }
+
+    fn version(&self) -> (bool, DateTime<Utc>, Option<DateTime<Utc>>) {
+        (
+            self.state != GrantState::Active,
+            self.expires_at,
+            self.access.as_ref().map(|access| access.updated_at),
+        )
+    }
+}
+
 /// `POST /v1/grants/{id}/extend`: ask for more time on an active grant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +98,38 @@ pub struct ExtendInput {
 mod tests {
     use super::*;
     use crate::samples::{grant, round_trip};
+
+    #[test]
+    fn of_two_copies_of_a_grant_the_later_change_is_newer() {
+        let active = grant();
+        let mut extended = grant();
+        extended.expires_at += chrono::TimeDelta::minutes(30);
+        let mut revoked = grant();
+        revoked.state = GrantState::Revoked;
+        revoked.ended_at = Some(active.starts_at);
+        assert!(active.is_older_than(&extended));
+        assert!(extended.is_older_than(&revoked), "an end is never undone");
+        assert!(!revoked.is_older_than(&extended));
+        assert!(!active.is_older_than(&active.clone()), "the same copy");
+        // With the same end, the access's later change is the newer.
+        let access = |at: &str| crate::TargetAccess {
+            target: "db-prod-1".into(),
+            kind: "postgres".into(),
+            state: crate::AccessState::Removing,
+            reason: None,
+            attempts: 0,
+            next_attempt_at: None,
+            updated_at: crate::samples::t(at),
+        };
+        let (mut removing, mut removed) = (revoked.clone(), revoked);
+        removing.access = Some(access("2026-01-01T00:10:00.001Z"));
+        removed.access = Some(crate::TargetAccess {
+            state: crate::AccessState::Removed,
+            ..access("2026-01-01T00:10:00.002Z")
+        });
+        assert!(removing.is_older_than(&removed));
+        assert!(!removed.is_older_than(&removing));
+    }
 
     #[test]
     fn every_type_round_trips() {

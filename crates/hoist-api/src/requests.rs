@@ -173,6 +173,10 @@ pub struct AccessRequest {
     pub break_glass: bool,
     pub state: RequestState,
     pub created_at: DateTime<Utc>,
+    /// When it last changed: strictly later at each change, so of two
+    /// copies of a request (an event relayed from another instance, a load
+    /// answered before a change) the one with the later `updated_at` is the
+    /// newer.
     pub updated_at: DateTime<Utc>,
     /// When a pending request times out if nobody decides it.
     pub lapses_at: Option<DateTime<Utc>>,
@@ -194,6 +198,16 @@ pub struct AccessRequest {
     /// its requester aside. Empty everywhere else.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
+}
+
+impl AccessRequest {
+    /// Whether this copy of the request was overtaken by `other`, a later
+    /// change of the same request: live events can arrive out of order
+    /// (relayed by several broker instances), and a load's answer can be
+    /// older than an event that came in meanwhile.
+    pub fn is_older_than(&self, other: &AccessRequest) -> bool {
+        self.updated_at < other.updated_at
+    }
 }
 
 /// `POST /v1/requests/{id}/reviews`: approve or deny.

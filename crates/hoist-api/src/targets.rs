@@ -75,6 +75,7 @@ pub struct TargetAccess {
     pub attempts: u32,
     /// When a failed step is tried again.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When it last changed: strictly later at each change.
     pub updated_at: DateTime<Utc>,
 }
 

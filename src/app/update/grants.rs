@@ -319,6 +319,10 @@ pub(super) fn revoke_pending(state: &mut State, grant_id: String) -> Vec<Command
 /// The broker's answer to a revoke.
 pub(super) fn changed(state: &mut State, grant: Grant) -> Vec<Command> {
     state.busy.remove(&grant.id);
+    // An event of a later change came first: what it showed stays.
+    let Some(grant) = state.heard.grant(grant, state.now) else {
+        return vec![Command::LoadAll];
+    };
     super::live::incident_grant(state, &grant);
     // Already reported removed at its target: that is the newer news.
     if grant.state != GrantState::Active && !state.access_removed.contains(&grant.id) {

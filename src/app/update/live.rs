@@ -84,6 +84,19 @@ pub(super) fn session_renewed(state: &mut State) -> Vec<Command> {
 }
 
 pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
+    // An older copy than one already heard (overtaken on its way from
+    // another broker instance) would put the screen back where it was.
+    let event = match event {
+        LiveEvent::Request { request } => match state.heard.request(request, state.now) {
+            Some(request) => LiveEvent::Request { request },
+            None => return vec![],
+        },
+        LiveEvent::Grant { grant } => match state.heard.grant(grant, state.now) {
+            Some(grant) => LiveEvent::Grant { grant },
+            None => return vec![],
+        },
+        other => other,
+    };
     match &event {
         LiveEvent::Request { request } => incident_request(state, request),
         LiveEvent::Grant { grant } => incident_grant(state, grant),

@@ -1,7 +1,7 @@
 //! Answers that replace what the state holds: everything after a load,
 //! the audit log, an incident.
 
-use hoist_api::{AuditEvent, IncidentView};
+use hoist_api::{AccessRequest, AuditEvent, GrantState, IncidentView, RequestKind, RequestState};
 
 use super::navigation::refilter_keeping;
 use super::{clamp, grants, notify_error};
@@ -24,34 +24,37 @@ pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
     state.me = Some(snapshot.me);
     state.roles = snapshot.roles;
     state.search.clear();
-    state.requests = snapshot.requests;
+    state.heard.forget_old(state.now);
+    state.requests = newest_requests(state, snapshot.requests, |_| true);
     // What was known before, so an access removed meanwhile is said once.
     let before: Vec<hoist_api::Grant> = std::mem::take(&mut state.grants)
         .into_iter()
         .chain(std::mem::take(&mut state.ending))
         .collect();
     let mut commands = Vec::new();
-    for mut grant in snapshot.grants {
-        let prior = before.iter().find(|g| g.id == grant.id);
+    for grant in snapshot.grants {
         // A load answered before a live event that came in meanwhile must
-        // not put the access back where it was (provisioning after live).
-        if let Some(newer) = prior.and_then(|p| p.access.as_ref()).filter(|p| {
-            grant
-                .access
-                .as_ref()
-                .is_some_and(|a| a.updated_at < p.updated_at)
-        }) {
-            grant.access = Some(newer.clone());
-        }
+        // not put the grant back where it was (provisioning after live,
+        // active after revoked).
+        let (grant, _) = state.heard.newest_grant(grant, state.now);
+        let prior = before.iter().find(|g| g.id == grant.id);
         if let Some(news) = grants::place(state, grant, prior) {
             commands.extend(grants::announce(state, &news));
         }
     }
     // A grant that ended meanwhile needs no revocation any more.
     super::modals::revocation_confirmed(state);
-    state.queue = snapshot.queue;
-    state.workload_grants = snapshot.workload_grants;
-    state.break_glass = snapshot.break_glass;
+    state.queue = newest_requests(state, snapshot.queue, |r| r.state == RequestState::Pending);
+    state.break_glass = newest_requests(state, snapshot.break_glass, |r| {
+        r.break_glass && r.acknowledgement.is_none() && r.kind == RequestKind::Access
+    });
+    let now = state.now;
+    state.workload_grants = snapshot
+        .workload_grants
+        .into_iter()
+        .map(|grant| state.heard.newest_grant(grant, now).0)
+        .filter(|grant| grant.state == GrantState::Active && grant.expires_at > now)
+        .collect();
     let known: std::collections::HashSet<&str> = state
         .queue
         .iter()
@@ -82,9 +85,41 @@ pub(super) fn activity(state: &mut State, events: Vec<AuditEvent>) -> Vec<Comman
     vec![]
 }
 
+/// The newest copy heard of each request a load brought; one that a change
+/// heard since took out of the list (`belongs` no longer) is left out.
+fn newest_requests(
+    state: &mut State,
+    loaded: Vec<AccessRequest>,
+    belongs: impl Fn(&AccessRequest) -> bool,
+) -> Vec<AccessRequest> {
+    let now = state.now;
+    loaded
+        .into_iter()
+        .filter_map(|request| {
+            let approvers = request.approvers.clone();
+            let (mut newest, overtaken) = state.heard.newest_request(request, now);
+            if !overtaken {
+                return Some(newest);
+            }
+            // Only the queue's load names a request's approvers.
+            if newest.approvers.is_empty() {
+                newest.approvers = approvers;
+            }
+            belongs(&newest).then_some(newest)
+        })
+        .collect()
+}
+
 /// Only the incident still selected is kept: the cursor may have moved on.
-pub(super) fn incident(state: &mut State, view: IncidentView) -> Vec<Command> {
+pub(super) fn incident(state: &mut State, mut view: IncidentView) -> Vec<Command> {
     if state.selected_incident().as_deref() == Some(view.incident.as_str()) {
+        let now = state.now;
+        for request in &mut view.requests {
+            *request = state.heard.newest_request(request.clone(), now).0;
+        }
+        for grant in &mut view.grants {
+            *grant = state.heard.newest_grant(grant.clone(), now).0;
+        }
         state.incident = Some(view);
     }
     vec![]

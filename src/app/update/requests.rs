@@ -12,8 +12,13 @@ use crate::app::state::{Level, Modal, Screen, State};
 /// (while it is still marked as mine to decide, so its leaving the queue
 /// is no surprise).
 pub(super) fn changed(state: &mut State, request: AccessRequest) -> Vec<Command> {
-    super::live::incident_request(state, &request);
     let id = request.id.clone();
+    // An event of a later change came first: what it showed stays.
+    let Some(request) = state.heard.request(request, state.now) else {
+        state.busy.remove(&id);
+        return vec![Command::LoadAll];
+    };
+    super::live::incident_request(state, &request);
     let mine = state
         .me
         .as_ref()

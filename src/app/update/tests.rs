@@ -1937,3 +1937,91 @@ fn a_list_that_emptied_has_no_lost_selection() {
         state.banner
     );
 }
+
+/// Events relayed by several broker instances can arrive out of order: a
+/// copy older than one already heard is passed over, so a decided request
+/// does not go back to pending, nor a revoked grant back to active.
+#[test]
+fn an_event_overtaken_by_a_newer_one_is_passed_over() {
+    let now = at("2026-06-01T12:00:00Z");
+    let (mut state, mut decided) = reviewing(now);
+    let mut reviewed = state.queue[0].clone();
+    reviewed.reviews.push(hoist_api::Review {
+        reviewer: "bob".into(),
+        decision: hoist_api::Decision::Approve,
+        comment: None,
+        at: now,
+    });
+    reviewed.updated_at += TimeDelta::milliseconds(1);
+    decided.updated_at += TimeDelta::milliseconds(2);
+    for request in [decided, reviewed] {
+        update(
+            &mut state,
+            Action::Live(Box::new(LiveEvent::Request { request })),
+        );
+    }
+    let queued: Vec<&str> = state.queue.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(queued, ["req_b"], "the approved request stays decided");
+
+    let (mut state, revoked) = holding(now, "bob");
+    let mut active = revoked.clone();
+    active.state = GrantState::Active;
+    active.revoked_by = None;
+    for grant in [revoked, active] {
+        update(
+            &mut state,
+            Action::Live(Box::new(LiveEvent::Grant { grant })),
+        );
+    }
+    let held: Vec<&str> = state.grants.iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(held, ["g_b"], "the revoked grant stays revoked");
+}
+
+/// A load answered before a change that an event brought meanwhile does not
+/// put the older copies back: the decided request stays out of the queue,
+/// the revoked grant out of the active ones, and my request decided.
+#[test]
+fn a_load_older_than_an_event_heard_meanwhile_keeps_the_event() {
+    let now = at("2026-06-01T12:00:00Z");
+    let (mut state, mut decided) = reviewing(now);
+    let pending = state.queue.clone();
+    decided.updated_at += TimeDelta::milliseconds(1);
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: decided })),
+    );
+    let mine = request("req_m", "logs", "alice", now);
+    let mut approved = mine.clone();
+    approved.state = RequestState::Approved;
+    approved.updated_at = now + TimeDelta::milliseconds(1);
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: approved })),
+    );
+    let revoked = {
+        let mut grant = grant("g_a", "db", "alice", now + TimeDelta::minutes(20));
+        grant.state = GrantState::Revoked;
+        grant
+    };
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Grant { grant: revoked })),
+    );
+
+    let mut snapshot = Snapshot {
+        me: state.me.clone().unwrap(),
+        roles: state.roles.clone(),
+        requests: vec![mine],
+        grants: vec![grant("g_a", "db", "alice", now + TimeDelta::minutes(20))],
+        queue: pending,
+        break_glass: vec![],
+        workload_grants: vec![],
+    };
+    snapshot.queue[0].approvers = vec!["bob".into()];
+    update(&mut state, Action::Loaded(Box::new(snapshot)));
+
+    let queued: Vec<&str> = state.queue.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(queued, ["req_b"]);
+    assert_eq!(state.requests[0].state, RequestState::Approved);
+    assert!(state.grants.is_empty(), "{:?}", state.grants);
+}

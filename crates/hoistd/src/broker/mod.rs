@@ -158,6 +158,14 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
+/// The `updated_at` of a request or an access changed at `now` that was
+/// last changed at `previous`: strictly later, whatever the clocks of the
+/// instances that made the two changes, so that a client told of both in
+/// either order keeps the newer (`AccessRequest::is_older_than`).
+fn next_change(now: DateTime<Utc>, previous: DateTime<Utc>) -> DateTime<Utc> {
+    now.max(previous + chrono::TimeDelta::milliseconds(1))
+}
+
 fn new_id(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
     let bytes: [u8; 12] = rand::random();
@@ -282,7 +290,7 @@ impl Work<'_> {
     }
 
     fn save_request(&mut self, request: &mut AccessRequest) -> Result<()> {
-        request.updated_at = self.now;
+        request.updated_at = next_change(self.now, request.updated_at);
         self.tx.update_request(request)?;
         self.changes.push(Change::Request(request.clone()));
         Ok(())
@@ -904,6 +912,16 @@ pub(crate) fn recall_approvers(
 #[cfg(all(test, feature = "testing"))]
 mod tests {
     use super::*;
+
+    /// Of two changes, the second is later, even in the same millisecond or
+    /// on an instance whose clock is behind the first's.
+    #[test]
+    fn each_change_is_later_than_the_one_before() {
+        let at = |ms| DateTime::from_timestamp_millis(ms).unwrap();
+        assert_eq!(next_change(at(5_000), at(1_000)), at(5_000));
+        assert_eq!(next_change(at(5_000), at(5_000)), at(5_001));
+        assert_eq!(next_change(at(4_990), at(5_000)), at(5_001));
+    }
 
     /// No stored duration can make a grant's end overflow: it is held to
     /// the longest grant there is.

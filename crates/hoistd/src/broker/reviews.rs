@@ -8,7 +8,7 @@ use hoist_api::{
 };
 use serde_json::json;
 
-use super::{Broker, Change, Work, event, now, settle_request, std_delta};
+use super::{Broker, Work, event, now, settle_request, std_delta};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::store::RequestQuery;
@@ -354,9 +354,7 @@ impl Broker {
             at: work.now,
         });
         // Keep the recorded state: acknowledging says nothing about the grant.
-        request.updated_at = work.now;
-        work.tx.update_request(&request)?;
-        work.changes.push(Change::Request(request.clone()));
+        work.save_request(&mut request)?;
         let mut acknowledged = event(AuditKind::BreakGlassAcknowledged, user, work.now, &request);
         acknowledged.reason = comment;
         work.audit(acknowledged)?;

@@ -87,7 +87,7 @@ impl Work<'_> {
         access.reason = None;
         access.attempts = 0;
         access.next_attempt_at = None;
-        access.updated_at = self.now;
+        access.updated_at = super::next_change(self.now, access.updated_at);
         self.queue_effect(grant, EffectAction::Deprovision)
     }
 }
@@ -270,7 +270,7 @@ impl Ledger for Broker {
                 access.attempts = effect.attempts + 1;
                 access.reason = None;
                 access.next_attempt_at = None;
-                access.updated_at = now;
+                access.updated_at = super::next_change(now, access.updated_at);
                 match effect.action {
                     EffectAction::Provision => {
                         access.state = AccessState::Live;
@@ -292,7 +292,7 @@ impl Ledger for Broker {
                 access.attempts = effect.attempts;
                 access.reason = Some(err.to_string());
                 access.next_attempt_at = Some(retry_at);
-                access.updated_at = now;
+                access.updated_at = super::next_change(now, access.updated_at);
                 let kind = match effect.action {
                     EffectAction::Provision => {
                         access.state = AccessState::Failed;
@@ -381,7 +381,7 @@ impl Ledger for Broker {
             access.reason = Some(reason.clone());
             access.attempts = 0;
             access.next_attempt_at = None;
-            access.updated_at = now;
+            access.updated_at = super::next_change(now, access.updated_at);
         }
         work.save_grant(&grant)?;
         work.queue_effect(&grant, EffectAction::Provision)?;

@@ -788,9 +788,7 @@ impl Broker {
             let lapses = token_end.min(pending_end);
             if request.lapses_at.is_some_and(|at| at < lapses) {
                 request.lapses_at = Some(lapses);
-                request.updated_at = work.now;
-                work.tx.update_request(&request)?;
-                work.changes.push(Change::Request(request.clone()));
+                work.save_request(&mut request)?;
             }
         }
         if request.role != role {

@@ -102,26 +102,34 @@ async fn each_caller_gets_the_changes_that_concern_them() {
         ),
         other => panic!("bob expected the new request, got {other:?}"),
     }
-    assert!(matches!(
-        alice_events.within(wait).await,
-        Some(LiveEvent::Request { .. })
-    ));
+    let mut copies = vec![];
+    match alice_events.within(wait).await {
+        Some(LiveEvent::Request { request }) => copies.push(request),
+        other => panic!("alice expected her request, got {other:?}"),
+    }
 
     bob.approve(&filed.id).await.unwrap();
     let mut saw_active = false;
     let mut saw_grant = false;
     while !(saw_active && saw_grant) {
         match alice_events.within(wait).await {
-            Some(LiveEvent::Request { request }) if request.state == RequestState::Active => {
-                saw_active = true
+            Some(LiveEvent::Request { request }) => {
+                saw_active |= request.state == RequestState::Active;
+                copies.push(request);
             }
-            Some(LiveEvent::Request { .. }) => {}
             Some(LiveEvent::Grant { grant }) => {
                 assert_eq!(grant.holder, "alice");
                 saw_grant = true;
             }
             other => panic!("alice expected her request and grant, got {other:?}"),
         }
+    }
+    // Each change, even two in one transaction within a millisecond (the
+    // approval, then the activation), is later than the one before, so a
+    // client given them out of order can tell which is newer.
+    assert!(copies.len() >= 2, "{copies:?}");
+    for pair in copies.windows(2) {
+        assert!(pair[0].is_older_than(&pair[1]), "{pair:?}");
     }
     // Nothing of alice's reaches a bystander.
     assert!(
