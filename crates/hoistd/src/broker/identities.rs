@@ -125,6 +125,7 @@ impl Broker {
         };
         if policy.vouch(
             &user,
+            &identity.issuer,
             &identity.display_name,
             identity.groups,
             identity.as_of,
@@ -243,6 +244,7 @@ impl Broker {
                 bind_in(&mut work, &identity, &user)?;
                 let display_name = broker.policy().display_name(&user).unwrap_or_default();
                 let nothing = Remembered {
+                    issuer: identity.issuer.clone(),
                     display_name,
                     groups: Vec::new(),
                     as_of: None,

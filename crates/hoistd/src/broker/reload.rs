@@ -75,7 +75,8 @@ impl Work<'_> {
     /// nothing was ever recorded (not signed in since groups began to be
     /// kept) cannot be judged, and keeps their grant until its end or
     /// their next sign-in; but one the `previous` policy defined is judged
-    /// with no groups (the groups they had were the policy's).
+    /// with no groups (the groups they had were the policy's), and one
+    /// whose provider the policy no longer trusts is eligible for nothing.
     fn sweep(&mut self, why: &str, previous: Option<&Policy>) -> Result<usize> {
         let policy = Arc::clone(&self.policy);
         let mut revoked = 0;
@@ -94,10 +95,15 @@ impl Work<'_> {
             if recalled.insert(grant.holder.clone()) {
                 self.recall(&grant.holder)?;
             }
+            // (Unless their provider is one the policy no longer trusts:
+            // they are then no one it knows.)
             if !hoist_api::is_workload(&grant.holder)
                 && !policy.knows(&grant.holder)
                 && !previous.is_some_and(|p| p.defines(&grant.holder))
-                && self.tx.user_identity(&grant.holder)?.is_some()
+                && self
+                    .tx
+                    .user_identity(&grant.holder)?
+                    .is_some_and(|(issuer, _)| policy.trusts(&issuer))
             {
                 continue;
             }

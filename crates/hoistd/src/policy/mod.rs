@@ -73,6 +73,9 @@ pub struct Directory {
 
 #[derive(Debug, Clone)]
 struct Seen {
+    /// The provider that said it (`iss`, as the policy names it): what it
+    /// said counts only while the policy trusts it.
+    issuer: String,
     display_name: String,
     groups: BTreeSet<String>,
     /// When the provider said so (see [`Remembered::as_of`]).
@@ -242,17 +245,20 @@ impl Policy {
     /// user the policy defines: a token's groups must not extend them.
     /// Whether the store should keep it (see [`Policy::recall`]): when it
     /// changed what was known, or is a newer token's word.
+    /// Nor for a provider the policy no longer trusts.
     pub fn vouch(
         &self,
         user: &str,
+        issuer: &str,
         display_name: &str,
         groups: BTreeSet<String>,
         as_of: Option<DateTime<Utc>>,
     ) -> bool {
-        if self.defines(user) {
+        if self.defines(user) || !self.trusts(issuer) {
             return false;
         }
         let mut seen = Seen {
+            issuer: issuer.to_string(),
             display_name: display_name.to_string(),
             groups,
             as_of,
@@ -262,7 +268,7 @@ impl Policy {
             .seen
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(was) = directory.get(user) {
+        if let Some(was) = directory.get(user).filter(|was| was.issuer == seen.issuer) {
             if was.as_of > seen.as_of {
                 return false;
             }
@@ -294,15 +300,32 @@ impl Policy {
         }
         self.vouch(
             user,
+            &seen.issuer,
             &seen.display_name,
             seen.groups.iter().cloned().collect(),
             seen.as_of,
         );
     }
 
+    /// Whether the policy trusts the OpenID provider `issuer`.
+    pub fn trusts(&self, issuer: &str) -> bool {
+        let issuer = issuer.trim_end_matches('/');
+        self.oidc.iter().any(|known| known.issuer == issuer)
+    }
+
+    /// What a provider the policy trusts last said of `user`. The directory
+    /// outlives reloads: a provider taken out of the policy vouches for no
+    /// one any more, from that reload on.
+    fn seen(&self, user: &str) -> Option<Seen> {
+        self.directory
+            .get(user)
+            .filter(|seen| self.trusts(&seen.issuer))
+    }
+
     /// What is known of `user` from their provider, for the store.
     pub fn remembered(&self, user: &str) -> Option<Remembered> {
-        self.directory.get(user).map(|seen| Remembered {
+        self.seen(user).map(|seen| Remembered {
+            issuer: seen.issuer,
             display_name: seen.display_name,
             groups: seen.groups.into_iter().collect(),
             as_of: seen.as_of,
@@ -315,13 +338,13 @@ impl Policy {
 
     /// A local user or one an OpenID provider vouched for.
     pub fn knows(&self, user: &str) -> bool {
-        self.users.contains_key(user) || self.directory.get(user).is_some()
+        self.users.contains_key(user) || self.seen(user).is_some()
     }
 
     pub fn display_name(&self, user: &str) -> Option<String> {
         match self.users.get(user) {
             Some(local) => Some(local.display_name.clone()),
-            None => self.directory.get(user).map(|seen| seen.display_name),
+            None => self.seen(user).map(|seen| seen.display_name),
         }
     }
 
@@ -338,7 +361,7 @@ impl Policy {
         if self.defines(user) {
             return None;
         }
-        self.directory.get(user).map(|seen| seen.groups)
+        self.seen(user).map(|seen| seen.groups)
     }
 
     pub fn groups_of(&self, user: &str) -> Vec<String> {
@@ -431,6 +454,7 @@ impl Policy {
             .unwrap_or_else(|p| p.into_inner());
         for (user, identity) in seen.iter() {
             if !self.defines(user)
+                && self.trusts(&identity.issuer)
                 && role
                     .approver_groups
                     .iter()

@@ -337,26 +337,31 @@ fn slack_accounts_map_to_one_user_each() {
 /// earlier token, or an earlier word kept in the store, never replaces a
 /// later one; a later word, from a token or the store, always does; of two
 /// words from one second, only the groups both name count.
+/// MINIMAL, trusting one OpenID provider, whose users may approve `db`.
+const WITH_PROVIDER: &str = "\n[[oidc]]\nissuer = \"https://id.example\"\nclient_id = \"hoist\"\n";
+const ID: &str = "https://id.example";
+
 #[test]
 fn a_provider_users_latest_word_wins() {
-    let policy = Policy::parse("p.toml", MINIMAL).unwrap();
+    let policy = Policy::parse("p.toml", &format!("{MINIMAL}{WITH_PROVIDER}")).unwrap();
     let role = policy.role("db").unwrap();
     let at = |secs: i64| DateTime::from_timestamp(1_764_000_000 + secs, 0);
     let groups = |names: &[&str]| names.iter().map(|g| g.to_string()).collect();
     let word = |names: &[&str], secs| Remembered {
+        issuer: ID.into(),
         display_name: "Dana".into(),
         groups: names.iter().map(|g| g.to_string()).collect(),
         as_of: at(secs),
     };
 
-    assert!(policy.vouch("dana", "Dana", groups(&["eng"]), at(10)));
+    assert!(policy.vouch("dana", ID, "Dana", groups(&["eng"]), at(10)));
     assert!(policy.is_eligible("dana", role));
     // The same token again, or an earlier one, changes nothing.
-    assert!(!policy.vouch("dana", "Dana", groups(&["eng"]), at(10)));
-    assert!(!policy.vouch("dana", "Dana", groups(&[]), at(5)));
+    assert!(!policy.vouch("dana", ID, "Dana", groups(&["eng"]), at(10)));
+    assert!(!policy.vouch("dana", ID, "Dana", groups(&[]), at(5)));
     assert!(policy.is_eligible("dana", role));
     // A later token is kept, even when it says the same.
-    assert!(policy.vouch("dana", "Dana", groups(&["eng"]), at(20)));
+    assert!(policy.vouch("dana", ID, "Dana", groups(&["eng"]), at(20)));
     assert_eq!(policy.remembered("dana").unwrap().as_of, at(20));
 
     policy.recall("dana", &word(&[], 15));
@@ -373,9 +378,9 @@ fn a_provider_users_latest_word_wins() {
     // earlier token presented again does not undo the removal.
     policy.recall("dana", &word(&["eng"], 30));
     assert!(!policy.is_eligible("dana", role), "one second, both words");
-    assert!(!policy.vouch("dana", "Dana", groups(&["eng"]), at(30)));
+    assert!(!policy.vouch("dana", ID, "Dana", groups(&["eng"]), at(30)));
     assert!(!policy.is_eligible("dana", role));
-    assert!(policy.vouch("dana", "Dana", groups(&["eng"]), at(31)));
+    assert!(policy.vouch("dana", ID, "Dana", groups(&["eng"]), at(31)));
     assert!(
         policy.is_eligible("dana", role),
         "a later second is a later word"
@@ -390,14 +395,49 @@ fn a_provider_users_latest_word_wins() {
         "an undated word is the oldest"
     );
     // Undated words (tokens without `iat`) are taken as they come.
-    assert!(policy.vouch("erik", "Erik", groups(&["eng"]), None));
-    assert!(policy.vouch("erik", "Erik", groups(&[]), None));
+    assert!(policy.vouch("erik", ID, "Erik", groups(&["eng"]), None));
+    assert!(policy.vouch("erik", ID, "Erik", groups(&[]), None));
     assert!(!policy.is_eligible("erik", role));
-    assert!(policy.vouch("erik", "Erik", groups(&["eng"]), None));
+    assert!(policy.vouch("erik", ID, "Erik", groups(&["eng"]), None));
     assert!(policy.is_eligible("erik", role));
 
     // A user the policy defines is never taken from a token or the store.
-    assert!(!policy.vouch("alice", "Alice", groups(&[]), at(40)));
+    assert!(!policy.vouch("alice", ID, "Alice", groups(&[]), at(40)));
     policy.recall("alice", &word(&[], 40));
     assert!(policy.is_eligible("alice", role));
+}
+
+/// A provider taken out of the policy vouches for no one from that reload
+/// on: what it said, remembered by the directory the reload kept or by the
+/// store, makes its users neither known, nor eligible, nor approvers.
+#[test]
+fn a_provider_taken_out_of_the_policy_vouches_for_no_one() {
+    let approving = "\n[[roles]]\nid = \"k8s\"\neligible_groups = [\"eng\"]\n\
+        default_duration = \"30m\"\nmax_duration = \"1h\"\napprovals = 1\n\
+        approver_groups = [\"eng\"]\n";
+    let before = Policy::parse("p.toml", &format!("{MINIMAL}{approving}{WITH_PROVIDER}")).unwrap();
+    let groups = |names: &[&str]| names.iter().map(|g| g.to_string()).collect();
+    assert!(before.vouch("dana", ID, "Dana", groups(&["eng"]), None));
+    let k8s = before.role("k8s").unwrap();
+    assert!(before.knows("dana") && before.is_eligible("dana", k8s));
+    assert_eq!(before.approvers_of(k8s), ["alice", "dana"]);
+
+    let mut after = Policy::parse("p.toml", &format!("{MINIMAL}{approving}")).unwrap();
+    after.adopt_directory(&before);
+    let k8s = after.role("k8s").unwrap();
+    assert!(!after.knows("dana"));
+    assert!(!after.is_eligible("dana", k8s));
+    assert_eq!(after.approvers_of(k8s), ["alice"]);
+    assert_eq!(after.display_name("dana"), None);
+    assert_eq!(after.remembered("dana"), None);
+    // Nor is it taken from the store, or from a token.
+    after.recall("dana", &before.remembered("dana").unwrap());
+    assert!(!after.vouch("erik", ID, "Erik", groups(&["eng"]), None));
+    assert!(!after.knows("dana") && !after.knows("erik"));
+
+    // Trusted again, what it said counts again.
+    let mut again =
+        Policy::parse("p.toml", &format!("{MINIMAL}{approving}{WITH_PROVIDER}")).unwrap();
+    again.adopt_directory(&after);
+    assert!(again.is_eligible("dana", again.role("k8s").unwrap()));
 }

@@ -253,6 +253,9 @@ pub struct Lease {
 /// not the caller (an approval of their request, a policy reload).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remembered {
+    /// The provider of the identity the user is bound to (read only: the
+    /// binding is what says it).
+    pub issuer: String,
     pub display_name: String,
     pub groups: Vec<String>,
     /// When the provider said it, by its own clock: the token's `iat`.
@@ -266,6 +269,7 @@ impl Remembered {
     /// From the identity row's columns: none until both were written.
     fn from_columns(
         user: &str,
+        issuer: String,
         display_name: Option<String>,
         groups: Option<String>,
         as_of: Option<DateTime<Utc>>,
@@ -276,6 +280,7 @@ impl Remembered {
         let groups = serde_json::from_str(&groups)
             .map_err(|err| StoreError::Corrupt(format!("groups of {user}: {err}")))?;
         Ok(Some(Remembered {
+            issuer,
             display_name,
             groups,
             as_of,

@@ -380,3 +380,39 @@ async fn a_reload_leaves_a_grant_past_its_end_to_the_reaper() {
     let ended = alice.grant(&grant_id).await.unwrap();
     assert_eq!(ended.state, GrantState::Expired);
 }
+
+/// A provider taken out of the policy vouches for no one from that reload
+/// on: the grants of the people who signed in through it are revoked, and
+/// they are no longer named among a role's approvers.
+#[tokio::test]
+async fn a_reload_that_drops_a_provider_revokes_the_grants_of_its_people() {
+    let issuer = crate::issuer::Issuer::start().await;
+    let trusted = policy_text("") + &issuer.policy("");
+    let broker = TestBroker::builder().policy(&trusted).start().await;
+    let groups = serde_json::json!({ "groups": ["eng", "approvers"] });
+    let zed = broker.with_token(&issuer.token("k1", "zed", 300, groups));
+    let filed = zed.file(&request("logs", "reading")).await.unwrap();
+    let alice = broker.as_user("alice");
+    assert_eq!(
+        alice.preview(&db_request()).await.unwrap().approvers,
+        ["bob", "dave", "zed"]
+    );
+
+    std::fs::write(broker.policy_path(), policy_text("")).unwrap();
+    let revoked = broker.server().reload(&broker.policy_path()).await.unwrap();
+    assert_eq!(revoked, 1);
+    let revocation = broker
+        .as_user("erin")
+        .audit()
+        .await
+        .into_iter()
+        .find(|e| e.kind == AuditKind::Revoked)
+        .expect("the revocation is audited");
+    assert_eq!(revocation.grant_id, filed.grant_id);
+    let reason = revocation.reason.unwrap_or_default();
+    assert!(reason.contains("zed is no longer eligible"), "{reason}");
+    assert_eq!(
+        alice.preview(&db_request()).await.unwrap().approvers,
+        ["bob", "dave"]
+    );
+}

@@ -593,6 +593,7 @@ pub fn identities(store: &dyn Store) {
     assert_eq!(tx.remembered("bob").unwrap(), None);
     let said = DateTime::from_timestamp_millis(1_764_000_000_123);
     let seen = |groups: &[&str], as_of| Remembered {
+        issuer: "https://id.example".into(),
         display_name: "Bob Example".into(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         as_of,
@@ -605,7 +606,12 @@ pub fn identities(store: &dyn Store) {
         tx.remembered("bob").unwrap(),
         Some(seen(&["engineers", "on-call"], said))
     );
-    tx.remember("bob", &seen(&[], None)).unwrap();
+    // The issuer is the binding's, whatever the word written says.
+    let elsewhere = Remembered {
+        issuer: "https://elsewhere.example".into(),
+        ..seen(&[], None)
+    };
+    tx.remember("bob", &elsewhere).unwrap();
     assert_eq!(tx.remembered("bob").unwrap(), Some(seen(&[], None)));
     assert_eq!(tx.remembered("alice").unwrap(), None);
     let nobody = tx.remember("carol", &seen(&["engineers"], said));

@@ -1219,20 +1219,26 @@ impl Tx for PgTx {
 
     fn remembered(&self, user: &str) -> Result<Option<Remembered>> {
         let rows = self.query(
-            "SELECT display_name, groups, seen_at FROM identities WHERE \"user\" = $1",
+            "SELECT issuer, display_name, groups, seen_at FROM identities WHERE \"user\" = $1",
             vec![text(user)],
         )?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        Remembered::from_columns(user, get(row, 0)?, get(row, 1)?, opt_time(get(row, 2)?)?)
+        Remembered::from_columns(
+            user,
+            get(row, 0)?,
+            get(row, 1)?,
+            get(row, 2)?,
+            opt_time(get(row, 3)?)?,
+        )
     }
 
     fn remembered_in(&self, groups: &[String]) -> Result<Vec<(String, Remembered)>> {
         let wanted =
             serde_json::to_string(groups).map_err(|err| StoreError::Other(err.to_string()))?;
         let rows = self.query(
-            "SELECT \"user\", display_name, groups, seen_at FROM identities \
+            "SELECT \"user\", issuer, display_name, groups, seen_at FROM identities \
              WHERE groups IS NOT NULL \
              AND groups::jsonb ?| ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb)) \
              ORDER BY \"user\"",
@@ -1245,7 +1251,8 @@ impl Tx for PgTx {
                 &user,
                 get(row, 1)?,
                 get(row, 2)?,
-                opt_time(get(row, 3)?)?,
+                get(row, 3)?,
+                opt_time(get(row, 4)?)?,
             )?;
             if let Some(kept) = kept {
                 found.push((user, kept));

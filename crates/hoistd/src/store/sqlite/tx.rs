@@ -463,41 +463,61 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn remembered(&self, user: &str) -> Result<Option<Remembered>> {
-        type Columns = (Option<String>, Option<String>, Option<DateTime<Utc>>);
+        type Columns = (
+            String,
+            Option<String>,
+            Option<String>,
+            Option<DateTime<Utc>>,
+        );
         let found: Option<Columns> = self
             .conn
-            .prepare_cached("SELECT display_name, groups, seen_at FROM identities WHERE user = ?1")?
+            .prepare_cached(
+                "SELECT issuer, display_name, groups, seen_at FROM identities WHERE user = ?1",
+            )?
             .query_row([user], |row| {
-                let seen_at: Option<i64> = row.get(2)?;
-                Ok((row.get(0)?, row.get(1)?, seen_at.map(time).transpose()?))
+                let seen_at: Option<i64> = row.get(3)?;
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    seen_at.map(time).transpose()?,
+                ))
             })
             .optional()?;
-        let (display_name, groups, as_of) = found.unwrap_or_default();
-        Remembered::from_columns(user, display_name, groups, as_of)
+        let Some((issuer, display_name, groups, as_of)) = found else {
+            return Ok(None);
+        };
+        Remembered::from_columns(user, issuer, display_name, groups, as_of)
     }
 
     fn remembered_in(&self, groups: &[String]) -> Result<Vec<(String, Remembered)>> {
-        type Columns = (String, String, String, Option<i64>);
+        type Columns = (String, String, String, String, Option<i64>);
         let wanted =
             serde_json::to_string(groups).map_err(|err| StoreError::Other(err.to_string()))?;
         let rows: Vec<Columns> = self
             .conn
             .prepare_cached(
-                "SELECT user, display_name, groups, seen_at FROM identities \
+                "SELECT user, issuer, display_name, groups, seen_at FROM identities \
                  WHERE groups IS NOT NULL AND display_name IS NOT NULL AND EXISTS \
                  (SELECT 1 FROM json_each(identities.groups) AS said \
                   WHERE said.value IN (SELECT value FROM json_each(?1))) \
                  ORDER BY user",
             )?
             .query_map([wanted], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
             })?
             .collect::<rusqlite::Result<_>>()?;
         let mut found = Vec::with_capacity(rows.len());
-        for (user, display_name, groups, seen_at) in rows {
+        for (user, issuer, display_name, groups, seen_at) in rows {
             let as_of = seen_at.map(time).transpose()?;
             if let Some(kept) =
-                Remembered::from_columns(&user, Some(display_name), Some(groups), as_of)?
+                Remembered::from_columns(&user, issuer, Some(display_name), Some(groups), as_of)?
             {
                 found.push((user, kept));
             }
