@@ -21,7 +21,9 @@ Exit codes:
   5  not signed in, the session ended, or a sign-in too old for the role (run `hoist login`)
   6  broker unreachable
   7  refused by policy (not eligible, a rule of the role broken, not allowed)
-hoist exec exits with the command's own status (128 + N if signal N ended it).";
+hoist exec exits with the command's own status (128 + N if signal N ended it), hoist ssh
+with ssh's (255: ssh could not connect), and a command a signal N stops (Ctrl-C: 2) with
+128 + N.";
 
 /// Just-in-time privileged access from the terminal.
 ///
@@ -336,6 +338,15 @@ pub async fn run(cli: Cli) -> ExitCode {
                 // A workload has no person's session: nothing is read from
                 // the keyring.
                 if commands::runs_as_workload(&args) {
+                    // An Entra profile's broker is Microsoft's sign-in
+                    // service: the job's identity token is not for it.
+                    if !matches!(target.backend, crate::config::Backend::Hoistd) {
+                        return Err(commands::Ended::Usage(format!(
+                            "profile `{}` is a Microsoft Entra tenant, which takes no workload                              identity token; run `hoist exec` as a workload against a hoistd                              broker (--broker or a hoistd profile)",
+                            target.profile
+                        ))
+                        .into());
+                    }
                     return commands::exec_workload(&target.broker, &args).await;
                 }
                 let backend = session::open(&target).await?;

@@ -205,6 +205,31 @@ fn request_wait_follows_approval_and_propagation() {
     });
 }
 
+/// A job's workload identity token is never sent to an Entra tenant's
+/// sign-in service: `hoist exec` as a workload on an Entra profile is
+/// refused before anything is read or sent.
+#[test]
+fn a_workload_exec_on_an_entra_profile_is_refused() {
+    let hoist = Hoist {
+        config: tempfile::tempdir().unwrap(),
+        token: String::new(),
+    };
+    std::fs::write(
+        hoist.config.path().join("config.toml"),
+        "[profiles.entra]\nkind = \"entra\"\ntenant = \"contoso.example\"\nclient_id = \"hoist\"\n",
+    )
+    .unwrap();
+    let out = hoist
+        .command(&["exec", "db", "--", "true"])
+        .env(hoist::commands::ENV_WORKLOAD_TOKEN, "eyJ.job-token.sig")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("Microsoft Entra tenant"), "{said}");
+    assert!(!said.contains("job-token"), "{said}");
+}
+
 /// Before any sign-in, the command to run is the one that signs in to an
 /// Entra tenant: the device flow, not a pasted token.
 #[test]
