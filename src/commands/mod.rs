@@ -240,17 +240,40 @@ pub fn duration(text: &str) -> Result<u64, Ended> {
         .ok_or_else(|| Ended::Usage(format!("`{text}` is not a duration (try 30m, 1h or 90s)")))
 }
 
-/// A `--timeout`, if given, as how long to wait.
+/// The longest `--timeout`: longer than any wait for a decision, and short
+/// enough that a deadline that far off is a time the clock can hold.
+const LONGEST_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
+
+/// A `--timeout`, if given, as how long to wait; refused past 30 days,
+/// before anything is filed.
 pub fn timeout(text: Option<&str>) -> Result<Option<std::time::Duration>, Ended> {
-    Ok(text
-        .map(duration)
-        .transpose()?
-        .map(std::time::Duration::from_secs))
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let secs = duration(text)?;
+    if secs > LONGEST_TIMEOUT_SECS {
+        return Err(Ended::Usage(format!(
+            "--timeout `{text}` is longer than 30 days; leave it out to wait for as long as it takes"
+        )));
+    }
+    Ok(Some(std::time::Duration::from_secs(secs)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A timeout too long for a deadline is refused as input, not a panic
+    /// after the request was filed.
+    #[test]
+    fn a_timeout_past_thirty_days_is_refused() {
+        assert_eq!(timeout(Some("30d")).unwrap().unwrap().as_secs(), 2_592_000);
+        assert_eq!(timeout(None).unwrap(), None);
+        for text in ["31d", "300000000000y", "18446744073709551615s"] {
+            let err = timeout(Some(text)).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{text}`")), "{err}");
+        }
+    }
 
     #[test]
     fn a_sign_in_too_old_for_the_role_exits_as_not_signed_in() {
