@@ -15,6 +15,22 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
 use tokio::sync::mpsc;
 
+/// The signals this process started with ignored, read before any is
+/// listened for (a handler, once set, hides it): on Linux from the
+/// `SigIgn` mask of /proc/self/status; elsewhere none are known.
+fn ignored_at_start() -> &'static [i32] {
+    static IGNORED: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
+    IGNORED.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let mask = status
+            .lines()
+            .find_map(|line| line.strip_prefix("SigIgn:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .unwrap_or(0);
+        (1..=64).filter(|n| mask & (1 << (n - 1)) != 0).collect()
+    })
+}
+
 /// A signal that arrived, and whether a terminal sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arrived {
@@ -33,8 +49,17 @@ pub struct Signals {
 impl Signals {
     /// Starts listening. A signal that arrives from now on is kept until
     /// [`Signals::next`] or [`Signals::pending`] takes it.
+    ///
+    /// Not one hoist was started with ignored (`nohup`, `cmd &` in a
+    /// script): caught, it would reach a child at its default, ending the
+    /// command the caller meant to keep running; left alone, the child
+    /// inherits it ignored, as asked.
     pub fn listen() -> std::io::Result<Signals> {
-        let mut waiting = SignalsInfo::<WithOrigin>::new([SIGINT, SIGQUIT, SIGTERM, SIGHUP])?;
+        let ignored = ignored_at_start();
+        let wanted = [SIGINT, SIGQUIT, SIGTERM, SIGHUP]
+            .into_iter()
+            .filter(|signal| !ignored.contains(signal));
+        let mut waiting = SignalsInfo::<WithOrigin>::new(wanted)?;
         let handle = waiting.handle();
         let (sender, arrived) = mpsc::unbounded_channel();
         std::thread::Builder::new()

@@ -772,6 +772,50 @@ async fn exec_forwards_sighup() {
     exec_forwards(nix::sys::signal::Signal::SIGHUP).await;
 }
 
+/// A signal hoist was started with ignored (`nohup hoist exec ...`) stays
+/// ignored for the command, which inherits it so: hoist does not catch it,
+/// which would reset it to its default in the child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_leaves_a_signal_ignored_at_start_ignored_for_the_command() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let hoist = alice.command(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "nightly export",
+        "--",
+        "grep",
+        "SigIgn",
+        "/proc/self/status",
+    ]);
+    // As nohup starts it: SIGHUP ignored, then exec.
+    let mut nohup = Command::new("sh");
+    nohup
+        .arg("-c")
+        .arg("trap '' HUP; exec \"$@\"")
+        .arg("sh")
+        .arg(hoist.get_program())
+        .args(hoist.get_args())
+        .stdin(Stdio::null());
+    for (name, value) in hoist.get_envs() {
+        match value {
+            Some(value) => nohup.env(name, value),
+            None => nohup.env_remove(name),
+        };
+    }
+    let out = nohup.output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let said = String::from_utf8(out.stdout).unwrap();
+    let mask = said
+        .trim()
+        .strip_prefix("SigIgn:")
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert_eq!(mask & 1, 1, "SIGHUP (1) is still ignored: {said}");
+    assert_eq!(mask & 2, 0, "SIGINT (2) is not: {said}");
+}
+
 /// A command that outlives one credential gets a valid one from
 /// HOIST_CREDENTIAL_COMMAND for as long as the grant lives, and no secret
 /// is on a command line.
