@@ -321,13 +321,21 @@ enum SshCommand {
 }
 
 /// The SSH CA `serve` would sign with: the key file's, or the store's.
+/// The CA that `hoistd serve` signs with, for `ssh krl` and `ssh ca`: the
+/// key given, or the one the store keeps. Never a new one: a KRL for a CA
+/// the hosts do not trust would revoke nothing, and say nothing of it.
 fn ssh_authority(
     store: &dyn hoistd::Store,
     key_file: Option<&std::path::Path>,
 ) -> anyhow::Result<ssh::Authority> {
-    Ok(match keys::signing_key(key_file, SSH_CA_KEY_ENV)? {
-        Some(key) => ssh::Authority::from_key(&key),
-        None => ssh::Authority::load_or_create(store)?,
+    if let Some(key) = keys::signing_key(key_file, SSH_CA_KEY_ENV)? {
+        return Ok(ssh::Authority::from_key(&key));
+    }
+    ssh::Authority::load(store)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the database holds no SSH CA key: give the key `hoistd serve` signs with \
+             (--ssh-ca-key FILE or {SSH_CA_KEY_ENV}), or start `hoistd serve` once to make one"
+        )
     })
 }
 

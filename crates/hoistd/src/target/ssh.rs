@@ -320,6 +320,14 @@ impl fmt::Debug for Authority {
 }
 
 impl Authority {
+    /// The store's CA key, if one was made; never makes one.
+    pub fn load(store: &dyn Store) -> Result<Option<Self>, AuthorityError> {
+        match store.read()?.broker_key(CA_PURPOSE)? {
+            Some((_, der)) => Self::from_der(&der).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The store's CA key, made and stored on first start.
     pub fn load_or_create(store: &dyn Store) -> Result<Self, AuthorityError> {
         let mut tx = store.transaction()?;
@@ -469,14 +477,20 @@ fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// How long past a revoked grant's end its serial stays in the KRL: a host
+/// whose clock is behind the broker's still takes the certificate as valid
+/// for that long.
+const KRL_CLOCK_MARGIN: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
 /// The certificate serials to revoke at `now`: grants at an ssh target
 /// that were revoked before their end, and whose end (their certificates'
-/// `valid-before`) is still to come. Older ones expire by themselves, so
-/// the KRL stays as short as the grants revoked in the last max-duration.
+/// `valid-before`) is still to come, or came less than
+/// [`KRL_CLOCK_MARGIN`] ago. Older ones expire by themselves, so the KRL
+/// stays as short as the grants revoked in the last max-duration.
 pub fn revoked_serials(tx: &dyn Tx, now: DateTime<Utc>) -> Result<Vec<u64>, StoreError> {
     let revoked = tx.grants(&GrantQuery {
         states: vec![GrantState::Revoked],
-        ends_after: Some(now),
+        ends_after: Some(now - KRL_CLOCK_MARGIN),
         ..GrantQuery::default()
     })?;
     let mut ids: Vec<u64> = revoked
@@ -494,6 +508,51 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// A revoked grant's serial stays listed for an hour past its end, for
+    /// hosts whose clock is behind, and not longer.
+    #[cfg(feature = "testing")]
+    #[test]
+    fn a_revoked_serial_stays_listed_an_hour_past_its_end() {
+        use crate::store::conformance::{at, bare_request, grant, insert_requests};
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(&dir.path().join("hoistd.db")).unwrap();
+        let requests: Vec<_> = ["req_a", "req_b", "req_c"]
+            .iter()
+            .map(|id| bare_request(id, "alice", "shell", 1))
+            .collect();
+        insert_requests(&store, &requests);
+        let now = at(10_000_000);
+        let ended = |id: &str, request: &str, ago_mins: i64| {
+            let mut g = grant(id, request, "alice", 1);
+            g.expires_at = now - chrono::TimeDelta::minutes(ago_mins);
+            g.state = GrantState::Revoked;
+            g.ended_at = Some(at(2));
+            g.access = Some(hoist_api::TargetAccess {
+                target: "hosts".into(),
+                kind: KIND.into(),
+                state: hoist_api::AccessState::Live,
+                reason: None,
+                attempts: 0,
+                next_attempt_at: None,
+                updated_at: at(2),
+            });
+            g
+        };
+        let mut tx = store.transaction().unwrap();
+        for g in [
+            ended("gr_soon", "req_a", -5),
+            ended("gr_just", "req_b", 50),
+            ended("gr_long", "req_c", 70),
+        ] {
+            tx.insert_grant(&g).unwrap();
+        }
+        tx.commit().unwrap();
+        let listed = revoked_serials(store.read().unwrap().as_ref(), now).unwrap();
+        let mut wanted = vec![serial("gr_soon"), serial("gr_just")];
+        wanted.sort_unstable();
+        assert_eq!(listed, wanted);
+    }
 
     #[test]
     fn a_role_access_is_checked_at_load() {

@@ -493,3 +493,44 @@ async fn hoistd_ssh_krl_writes_what_the_endpoint_serves() {
         .unwrap();
     assert_eq!(String::from_utf8(ca.stdout).unwrap(), served);
 }
+
+/// On a database that holds no CA key (its broker signs with a key from a
+/// file), `hoistd ssh krl` and `hoistd ssh ca` without that key fail,
+/// saying so, and make no key of their own: a KRL for a CA no host trusts
+/// would revoke nothing.
+#[test]
+fn hoistd_ssh_krl_and_ca_never_make_a_ca_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hoistd.db");
+    let migrated = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["migrate", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(migrated.status.success());
+    let out = dir.path().join("revoked.krl");
+    for args in [
+        vec!["ssh", "krl", "--out", out.to_str().unwrap()],
+        vec!["ssh", "ca"],
+    ] {
+        let run = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .args(&args)
+            .arg("--db")
+            .arg(&db)
+            .env_remove("HOISTD_SSH_CA_KEY")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{args:?}: {said}");
+        assert!(said.contains("holds no SSH CA key"), "{args:?}: {said}");
+        assert!(run.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!out.exists(), "no list written");
+    let store = hoistd::store::SqliteStore::open(&db).unwrap();
+    assert!(
+        hoistd::target::ssh::Authority::load(&store)
+            .unwrap()
+            .is_none(),
+        "no key made"
+    );
+}
