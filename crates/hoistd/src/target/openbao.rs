@@ -167,6 +167,12 @@ impl OpenBao {
                 "target `{name}`: url must use https (http only to a loopback address)"
             ));
         }
+        // The address goes to every holder (BAO_ADDR), and into errors.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "target `{name}`: url holds credentials; hoistd signs in with `auth`"
+            ));
+        }
         let sign_in = match raw.auth.as_str() {
             "approle" => SignIn::AppRole {
                 mount: mount_path(name, "approle_mount", &raw.approle_mount)?,
@@ -530,6 +536,18 @@ impl TargetKind for OpenBao {
         {
             return Err(format!("secret_env: {bad:?} {why}"));
         }
+        // Those say where the holder's token goes and how it is checked
+        // (VAULT_ADDR, VAULT_SKIP_VERIFY, VAULT_CACERT): a secret's value,
+        // which whoever writes the secret chooses, must not.
+        if let Some(bad) = access
+            .secret_env
+            .values()
+            .find(|name| name.starts_with("BAO_") || name.starts_with("VAULT_"))
+        {
+            return Err(format!(
+                "secret_env: {bad:?} configures the OpenBao and Vault clients; name another variable"
+            ));
+        }
         if let Some(bad) = access.policies.iter().find(|p| {
             p.is_empty()
                 || *p == "root"
@@ -739,7 +757,8 @@ impl TargetKind for OpenBao {
                             .collect::<String>()
                     )
                 });
-                env.insert(name, value.to_string());
+                // Never in place of the address or token set above.
+                env.entry(name).or_insert_with(|| value.to_string());
             }
             if let Some(secs) = secret["lease_duration"].as_i64().filter(|s| *s > 0) {
                 expires_at = expires_at.min(now + chrono::TimeDelta::seconds(secs));
@@ -830,6 +849,33 @@ mod tests {
         }
     }
 
+    /// The address goes to every holder: https (http only to loopback), and
+    /// never with credentials in it.
+    #[test]
+    fn the_url_is_https_and_holds_no_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("role"), "role-id").unwrap();
+        std::fs::write(dir.path().join("secret"), "secret-id").unwrap();
+        let configure = |url: &str| {
+            let table: toml::Table = toml::from_str(&format!(
+                "url = {url:?}\nrole_id_file = {:?}\nsecret_id_file = {:?}",
+                dir.path().join("role"),
+                dir.path().join("secret"),
+            ))
+            .unwrap();
+            OpenBao::configure("bao", table).map(|_| ())
+        };
+        assert!(configure("https://bao.example:8200").is_ok());
+        assert!(configure("http://127.0.0.1:8200").is_ok());
+        let err = configure("http://bao.example:8200").unwrap_err();
+        assert!(err.contains("must use https"), "{err}");
+        for url in ["https://u:p@bao.example", "https://u@bao.example"] {
+            let err = configure(url).unwrap_err();
+            assert!(err.contains("url holds credentials"), "{err}");
+            assert!(!err.contains("u:p"), "{err}");
+        }
+    }
+
     /// A role's `secret_env` may not name a variable that decides what runs.
     #[tokio::test]
     async fn secret_env_cannot_name_what_decides_what_runs() {
@@ -851,6 +897,20 @@ mod tests {
         );
         let err = access("A-B").unwrap_err();
         assert!(err.contains("is not a variable name"), "{err}");
+        // Nor one that says where the holder's token goes, or how it is
+        // checked.
+        for name in [
+            "VAULT_ADDR",
+            "BAO_TOKEN",
+            "VAULT_SKIP_VERIFY",
+            "VAULT_CACERT",
+        ] {
+            let err = access(name).unwrap_err();
+            assert!(
+                err.contains("configures the OpenBao and Vault clients"),
+                "{err}"
+            );
+        }
     }
 
     /// An answer with no end is read up to the cap and refused, not held
