@@ -290,9 +290,18 @@ fn report(request: &AccessRequest) {
     }
 }
 
+/// How long a wait goes without hearing of its request before it reads the
+/// request itself.
+const LOOK_AGAIN: Duration = if cfg!(test) {
+    Duration::from_secs(1)
+} else {
+    Duration::from_secs(20)
+};
+
 /// Follows the broker's event stream until the request settles or the time
 /// runs out. Reconnects if the stream drops, re-reading the request each time
-/// so no change is missed.
+/// so no change is missed, and reads it again after [`LOOK_AGAIN`] without
+/// news of it, should the stream be held up on its way.
 pub async fn wait_for_final(
     backend: &dyn Backend,
     request: AccessRequest,
@@ -350,13 +359,42 @@ pub async fn wait_for_final(
         }
         let mut stream = stream;
         let opened_at = Instant::now();
+        let mut look_again = Instant::now() + LOOK_AGAIN;
         loop {
-            let next = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, stream.next()).await {
-                    Ok(next) => next,
-                    Err(_) => return Err(expired().into()),
-                },
-                None => stream.next().await,
+            let wake = deadline.map_or(look_again, |d| d.min(look_again));
+            let next = match tokio::time::timeout_at(wake, stream.next()).await {
+                Ok(next) => next,
+                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return Err(expired().into());
+                }
+                Err(_) => {
+                    // Nothing heard for a while: the stream may be held up
+                    // on its way (a proxy that buffers it). The request
+                    // itself says whether it was decided meanwhile.
+                    look_again = Instant::now() + LOOK_AGAIN;
+                    let read = backend.request(&id);
+                    let read = match deadline {
+                        Some(d) => match tokio::time::timeout_at(d, read).await {
+                            Ok(read) => read,
+                            Err(_) => return Err(expired().into()),
+                        },
+                        None => read.await,
+                    };
+                    match read {
+                        Ok(current) => {
+                            if current.state != last || current.reviews.len() != last_reviews {
+                                report(&current);
+                                (last, last_reviews) = (current.state, current.reviews.len());
+                            }
+                            if settled(current.state) {
+                                return Ok(current);
+                            }
+                        }
+                        Err(err) if err.is_transient() => {}
+                        Err(err) => return Err(err.into()),
+                    }
+                    continue;
+                }
             };
             match next {
                 Some(Ok(LiveEvent::Request { request })) if request.id == id => {
@@ -538,6 +576,63 @@ mod tests {
             .unwrap();
         assert_eq!(settled.state, RequestState::Active);
         assert!(reads.load(Ordering::SeqCst) >= 2);
+        served.abort();
+    }
+
+    /// A stream that stays open and says nothing (held up by a proxy that
+    /// buffers it) does not hold the wait up for ever: the request is read
+    /// again, and the decision found there ends the wait.
+    #[tokio::test]
+    async fn a_stream_held_up_on_its_way_does_not_hide_the_decision() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reads = Arc::new(AtomicUsize::new(0));
+        let now = chrono::Utc::now();
+        let pending = crate::app::fixtures::request("req_1", "db", "alice", now);
+        let mut active = pending.clone();
+        active.state = RequestState::Active;
+        let answered = Arc::clone(&reads);
+        let app = axum::Router::new()
+            .route(
+                "/v1/events",
+                axum::routing::get(|| async {
+                    // Open, then nothing at all.
+                    let silent = futures::stream::once(async {
+                        Ok::<_, std::convert::Infallible>(": open\n\n")
+                    })
+                    .chain(futures::stream::pending());
+                    (
+                        [("content-type", "text/event-stream")],
+                        axum::body::Body::from_stream(silent),
+                    )
+                }),
+            )
+            .route(
+                "/v1/requests/{id}",
+                axum::routing::get(move || {
+                    let (pending, active) = (pending.clone(), active.clone());
+                    let answered = Arc::clone(&answered);
+                    async move {
+                        // Pending when the wait opens; decided after.
+                        let first = answered.fetch_add(1, Ordering::SeqCst) == 0;
+                        axum::Json(if first { pending } else { active })
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = tokio::spawn(async move { axum::serve(listener, app).await });
+        let backend = crate::backend::hoistd::HoistdClient::new(&url, "t-alice").unwrap();
+        let filed = crate::app::fixtures::request("req_1", "db", "alice", now);
+        let settled = tokio::time::timeout(
+            Duration::from_secs(10),
+            wait_for_final(&backend, filed, None),
+        )
+        .await
+        .expect("the wait ends without an event")
+        .unwrap();
+        assert_eq!(settled.state, RequestState::Active);
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
         served.abort();
     }
 

@@ -130,7 +130,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn events(
     State(state): State<AppState>,
     Session { caller, token }: Session,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Failure> {
+) -> Result<
+    (
+        [(&'static str, &'static str); 1],
+        Sse<impl Stream<Item = Result<Event, Infallible>>>,
+    ),
+    Failure,
+> {
     let slot = state.streams.take(&caller.user)?;
     let broker = Arc::clone(&state.broker);
     let hello = LiveEvent::Hello {
@@ -155,7 +161,12 @@ async fn events(
                 .json_data(&event)
                 .unwrap_or_else(|_| Event::default().comment("unserialisable event")))
         });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    // A proxy that buffers answers (nginx does, by default) would hold
+    // each event back until its buffer filled: this one must not.
+    Ok((
+        [("x-accel-buffering", "no")],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    ))
 }
 
 /// What woke a stream.

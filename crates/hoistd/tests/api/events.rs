@@ -22,6 +22,8 @@ impl EventStream {
             .unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
+        // Not held back by a proxy that buffers answers.
+        assert_eq!(response.headers()["x-accel-buffering"], "no");
         EventStream {
             body: response.bytes_stream().boxed(),
             buffer: String::new(),
