@@ -21,9 +21,9 @@ Exit codes:
   5  not signed in, the session ended, or a sign-in too old for the role (run `hoist login`)
   6  broker unreachable
   7  refused by policy (not eligible, a rule of the role broken, not allowed)
-hoist exec exits with the command's own status (128 + N if signal N ended it), hoist ssh
-with ssh's (255: ssh could not connect), and a command a signal N stops (Ctrl-C: 2) with
-128 + N.";
+hoist exec exits with the command's own status, hoist ssh with ssh's (255: ssh could not
+connect). A command that SIGINT, SIGQUIT, SIGTERM or SIGHUP stops, or whose CMD one ends, ends
+by that signal after cleaning up (a shell shows 128 + N; Ctrl-C is 2), so a loop stops.";
 
 /// Just-in-time privileged access from the terminal.
 ///

@@ -22,5 +22,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(cli::run(cli))
+    let code = runtime.block_on(cli::run(cli));
+    drop(runtime);
+    hoist::commands::signals::end_as_signalled();
+    code
 }

@@ -95,11 +95,18 @@ pub struct ExecArgs {
 }
 
 /// What CMD's status means as our exit code: its code, or 128 + the signal.
+/// A CMD a signal hoist stands in for ended (SIGINT, SIGQUIT, SIGTERM,
+/// SIGHUP) ends hoist by it too.
 fn code_of(status: ExitStatus) -> u8 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => u8::try_from(code).unwrap_or(1),
-        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(255),
+        (None, Some(signal)) => match Signal::try_from(signal) {
+            Ok(known @ (Signal::SIGINT | Signal::SIGQUIT | Signal::SIGTERM | Signal::SIGHUP)) => {
+                status_of(known)
+            }
+            _ => u8::try_from(128 + signal).unwrap_or(255),
+        },
         _ => 1,
     }
 }

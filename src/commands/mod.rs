@@ -10,7 +10,7 @@ pub mod incident;
 mod json;
 mod list;
 mod request;
-mod signals;
+pub mod signals;
 mod ssh;
 mod table;
 mod watch;

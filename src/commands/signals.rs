@@ -7,6 +7,8 @@
 //! a terminal (Ctrl-C, Ctrl-\ typed at it, which the kernel sends to the
 //! terminal's whole foreground group) or a process (`kill`).
 
+use std::sync::atomic::{AtomicI32, Ordering};
+
 use futures::FutureExt;
 use nix::sys::signal::Signal;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
@@ -111,6 +113,25 @@ impl Drop for Signals {
 }
 
 /// The exit status of a process that a signal ended: 128 + its number.
+/// hoist itself then ends by that signal once its work is done
+/// ([`end_as_signalled`]).
 pub fn status_of(signal: Signal) -> u8 {
+    ENDED_BY.store(signal as i32, Ordering::Relaxed);
     u8::try_from(128 + signal as i32).unwrap_or(255)
+}
+
+/// The signal that stopped what hoist did (or ended the command it ran),
+/// if one did: 0 for none.
+static ENDED_BY: AtomicI32 = AtomicI32::new(0);
+
+/// Ends hoist by the signal that stopped it, once everything is cleaned
+/// up, as a process without a handler would have ended: a shell running it
+/// in a loop then stops at Ctrl-C, where an exit with 130 would have told
+/// it the signal was handled, and run the next turn. Returns only when no
+/// signal stopped hoist (or the default cannot be emulated).
+pub fn end_as_signalled() {
+    let signal = ENDED_BY.load(Ordering::Relaxed);
+    if [SIGINT, SIGQUIT, SIGTERM, SIGHUP].contains(&signal) {
+        let _ = signal_hook::low_level::emulate_default_handler(signal);
+    }
 }

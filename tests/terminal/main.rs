@@ -35,14 +35,20 @@ impl Pane {
     /// starts something alongside it, or nothing).
     fn run(before: &str, args: &str, env: &[(&str, &str)], width: u16, height: u16) -> Pane {
         let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("tmux.sock");
         let exports: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
-        // The pane outlives the program so its exit status can be read.
         let program = format!(
-            "{before}env HOIST_CONFIG_DIR={} {exports}{} {args}; echo EXITED rc=$?; sleep 600",
+            "{before}env HOIST_CONFIG_DIR={} {exports}{} {args}",
             dir.path().display(),
             env!("CARGO_BIN_EXE_hoist")
         );
+        Pane::shell(dir, &program, width, height)
+    }
+
+    /// A shell command line in a pane, in `dir`'s tmux server.
+    fn shell(dir: tempfile::TempDir, program: &str, width: u16, height: u16) -> Pane {
+        let socket = dir.path().join("tmux.sock");
+        // The pane outlives the program so its exit status can be read.
+        let program = format!("{program}; echo EXITED rc=$?; sleep 600");
         let status = Command::new("tmux")
             .arg("-S")
             .arg(&socket)
@@ -443,6 +449,73 @@ fn ctrl_c_at_a_terminal(redirect: &str) {
     assert!(screen.contains("INT received 1 times"), "{screen}");
     assert!(!screen.contains("got INT 2"), "{screen}");
     assert!(screen.contains("EXITED rc=0"), "{screen}");
+    runtime.block_on(broker.stop());
+}
+
+/// Ctrl-C in a shell loop around `hoist exec` stops the loop: the command
+/// dies of the SIGINT, and hoist, once it has revoked the grant, ends by it
+/// too, as bash must see to stop (an exit with 130 tells it the signal was
+/// handled, and the loop would run its next turn). The shells around it
+/// stop as well, so the loop writes to a file, read here.
+#[test]
+fn ctrl_c_stops_a_shell_loop_around_hoist_exec() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut broker = runtime.block_on(
+        hoistd::testing::TestBroker::builder()
+            .policy(hoist::demo::DEMO_POLICY)
+            .token_prefix("demo-")
+            .start(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    let mut login = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .args(["--broker", &broker.url(), "login", "--with-token"])
+        .env("HOIST_CONFIG_DIR", &config)
+        .env("HOIST_KEYRING", "keyutils")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut login.stdin.take().unwrap(), b"demo-alice\n").unwrap();
+    assert!(login.wait().unwrap().success());
+    let log = dir.path().join("loop.log");
+    let program = format!(
+        "HOIST_CONFIG_DIR={} HOIST_KEYRING=keyutils bash -c 'exec >> {} 2>&1; \
+         for i in 1 2; do {} --broker {} exec prod-logs-read --reason \"Nightly export\" \
+         -- sh -c \"echo turn $i; sleep 30\"; echo after $i; done; echo loop done'",
+        config.display(),
+        log.display(),
+        env!("CARGO_BIN_EXE_hoist"),
+        broker.url()
+    );
+    let pane = Pane::shell(tempfile::tempdir().unwrap(), &program, 100, 30);
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    let start = Instant::now();
+    while !said().contains("turn 1") {
+        assert!(start.elapsed() < LOAD, "never started: {}", said());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pane.keys(&["C-c"]);
+    // The loop, had it gone on, says so at once, after the revocation.
+    let start = Instant::now();
+    while pane.tmux(&["list-panes"]).contains('[') && !said().contains("after 1") {
+        assert!(
+            start.elapsed() < LOAD,
+            "neither ended nor went on: {}",
+            said()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let said = said();
+    for later in ["after 1", "turn 2", "loop done"] {
+        assert!(!said.contains(later), "{later}: {said}");
+    }
+    // The grant it asked for was revoked before hoist ended.
+    let active = runtime.block_on(broker.as_user("alice").grants());
+    assert!(
+        active.iter().all(|g| g.role != "prod-logs-read"),
+        "{active:?}"
+    );
     runtime.block_on(broker.stop());
 }
 
