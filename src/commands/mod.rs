@@ -68,7 +68,7 @@ pub enum Ended {
     /// refusal: the broker would refuse its credential).
     #[error("{0}")]
     NotLive(String),
-    /// Stopped by a signal; exits 128 + its number, as a process it ended would.
+    /// Stopped by a signal: hoist ends by it once done (the shell sees 128 + its number).
     #[error("{message}")]
     Signalled {
         signal: nix::sys::signal::Signal,
