@@ -129,7 +129,15 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     let deadline = args.asking.deadline()?;
     // A grant held already is used as it is; only asking for one takes a
     // reason. A broker that cannot say is not asked for a second grant.
-    let (grant, created) = match active_grant(backend, &args.role).await? {
+    let held = tokio::select! {
+        held = active_grant(backend, &args.role) => held?,
+        // Nothing asked for yet: nothing to undo.
+        signal = signals.next() => {
+            super::say(&format!("{} arrived; nothing was asked for or run", signal.as_str()));
+            return Ok(status_of(signal));
+        }
+    };
+    let (grant, created) = match held {
         Some(grant) => (grant, false),
         None if args.asking.reason.is_none() => {
             return Err(Ended::Usage(format!(

@@ -406,7 +406,14 @@ pub async fn exec(broker: &str, args: &ExecArgs) -> anyhow::Result<u8> {
         .build()
         .map_err(|err| anyhow::anyhow!("cannot start an HTTP client: {err}"))?;
     let mut signals = Signals::listen()?;
-    let token = identity_token(args).await?;
+    let token = tokio::select! {
+        token = identity_token(args) => token?,
+        // Nothing asked of the broker yet: nothing to undo.
+        signal = signals.next() => {
+            super::say(&format!("{} arrived; nothing was asked for or run", signal.as_str()));
+            return Ok(status_of(signal));
+        }
+    };
     let issued = tokio::select! {
         issued = exchange(&http, broker, &token, args) => issued?,
         signal = signals.next() => {

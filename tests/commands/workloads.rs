@@ -316,6 +316,54 @@ async fn the_ci_token_service_url_is_checked_before_any_token_goes_to_it() {
     }
 }
 
+/// A signal while the CI system's token service keeps hoist waiting ends
+/// hoist at once, by that signal: nothing was asked of the broker yet, and
+/// nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_while_the_token_service_is_silent_ends_hoist_at_once() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/token", silent.local_addr().unwrap());
+    let held = std::thread::spawn(move || silent.accept().map(|(stream, _)| stream));
+    let ran = tempfile::tempdir().unwrap();
+    let marker = ran.path().join("ran");
+    let mut child = hoist_exec(
+        "http://127.0.0.1:9",
+        &[
+            "deploy",
+            "--workload-audience",
+            AUDIENCE,
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ],
+        &[
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", &url),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token"),
+        ],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Asked, and kept waiting.
+    let _connection = held.join().unwrap().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "hoist waited out the token service's timeout"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(15),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was asked for or run"), "{stderr}");
+    assert!(!marker.exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_asks_the_ci_systems_token_service_for_its_audience() {
     let (_provider, broker, token) = setup().await;
