@@ -326,7 +326,7 @@ async fn a_signal_while_the_token_service_is_silent_ends_hoist_at_once() {
     let held = std::thread::spawn(move || silent.accept().map(|(stream, _)| stream));
     let ran = tempfile::tempdir().unwrap();
     let marker = ran.path().join("ran");
-    let mut child = hoist_exec(
+    let child = hoist_exec(
         "http://127.0.0.1:9",
         &[
             "deploy",
