@@ -342,7 +342,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                     // service: the job's identity token is not for it.
                     if !matches!(target.backend, crate::config::Backend::Hoistd) {
                         return Err(commands::Ended::Usage(format!(
-                            "profile `{}` is a Microsoft Entra tenant, which takes no workload                              identity token; run `hoist exec` as a workload against a hoistd                              broker (--broker or a hoistd profile)",
+                            "profile `{}` is a Microsoft Entra tenant, which takes no workload identity token; \
+                             run `hoist exec` as a workload against a hoistd broker (--broker or a \
+                             hoistd profile)",
                             target.profile
                         ))
                         .into());

@@ -250,8 +250,11 @@ pub struct Lost {
 /// answers and loads: one that arrives after a newer copy (an event relayed
 /// by another broker instance, overtaken; a load answered before a change
 /// that came in meanwhile) is passed over, and the screen keeps the newer.
+/// Only for a broker that says its copies are ordered (`Hello.ordered`):
+/// with any other, the copy heard last wins, as it always did.
 #[derive(Debug, Clone, Default)]
 pub struct Heard {
+    pub ordered: bool,
     requests: HashMap<String, (AccessRequest, DateTime<Utc>)>,
     grants: HashMap<String, (Grant, DateTime<Utc>)>,
 }
@@ -276,7 +279,9 @@ impl Heard {
         now: DateTime<Utc>,
     ) -> (AccessRequest, bool) {
         match self.requests.get(&request.id) {
-            Some((known, _)) if request.is_older_than(known) => (known.clone(), true),
+            Some((known, _)) if self.ordered && request.is_older_than(known) => {
+                (known.clone(), true)
+            }
             _ => {
                 self.requests
                     .insert(request.id.clone(), (request.clone(), now));
@@ -294,7 +299,7 @@ impl Heard {
     /// As [`Heard::newest_request`], for a grant.
     pub fn newest_grant(&mut self, grant: Grant, now: DateTime<Utc>) -> (Grant, bool) {
         match self.grants.get(&grant.id) {
-            Some((known, _)) if grant.is_older_than(known) => (known.clone(), true),
+            Some((known, _)) if self.ordered && grant.is_older_than(known) => (known.clone(), true),
             _ => {
                 self.grants.insert(grant.id.clone(), (grant.clone(), now));
                 (grant, false)

@@ -396,6 +396,8 @@ pub async fn wait_for_final(
                     continue;
                 }
             };
+            // The stream is moving: no need to look for ourselves yet.
+            look_again = Instant::now() + LOOK_AGAIN;
             match next {
                 Some(Ok(LiveEvent::Request { request })) if request.id == id => {
                     if request.state != last || request.reviews.len() != last_reviews {

@@ -53,6 +53,11 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
             lines.push(std::mem::replace(&mut line, rest));
             used = width_of(&line);
             after_space = None;
+            // The word carried over may leave no room for a wide character.
+            if used + w > width && !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+                used = 0;
+            }
         }
         line.push_str(grapheme);
         used += w;
@@ -83,6 +88,7 @@ mod tests {
         // its line.
         assert_eq!(wrap("abcde fg", 5), vec!["abcde ", "fg"]);
         assert_eq!(wrap("日本語の", 5), vec!["日本", "語の"]);
+        assert_eq!(wrap(" abcd日", 5), vec![" ", "abcd", "日"]);
         for (text, width) in [
             ("Failover of db-prod-1 after the replica fell", 12),
             ("x y z", 1),

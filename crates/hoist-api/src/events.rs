@@ -12,7 +12,16 @@ use crate::{AccessRequest, Grant};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
     /// First event of every stream: who is listening, and the broker clock.
-    Hello { user: String, time: DateTime<Utc> },
+    Hello {
+        user: String,
+        time: DateTime<Utc>,
+        /// Whether the broker orders the copies of a request or grant it
+        /// sends (`AccessRequest::is_older_than`, `Grant::is_older_than`),
+        /// so that a reader may pass over one older than a copy it has.
+        /// Absent (false) from brokers that do not.
+        #[serde(default)]
+        ordered: bool,
+    },
     /// A request the caller filed, or may review, changed.
     Request { request: AccessRequest },
     /// A grant the caller holds changed.

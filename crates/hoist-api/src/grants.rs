@@ -61,17 +61,21 @@ pub struct Grant {
 impl Grant {
     /// Whether this copy of the grant was overtaken by `other`, a later
     /// change of the same grant (events relayed by several broker instances
-    /// can arrive out of order). A grant that ended never becomes active
-    /// again, an active grant's end only moves later (an extension), and
-    /// its access's `updated_at` is strictly later at each change.
+    /// can arrive out of order). Its end only moves later (an extension;
+    /// an early end keeps `expires_at` and sets `ended_at`), a grant that
+    /// ended at an end never becomes active at that end again, and its
+    /// access's `updated_at` is strictly later at each change. The start
+    /// comes first, for a broker whose ids name a role's activations
+    /// rather than one grant.
     pub fn is_older_than(&self, other: &Grant) -> bool {
         self.version() < other.version()
     }
 
-    fn version(&self) -> (bool, DateTime<Utc>, Option<DateTime<Utc>>) {
+    fn version(&self) -> (DateTime<Utc>, DateTime<Utc>, bool, Option<DateTime<Utc>>) {
         (
-            self.state != GrantState::Active,
+            self.starts_at,
             self.expires_at,
+            self.state != GrantState::Active,
             self.access.as_ref().map(|access| access.updated_at),
         )
     }
@@ -108,8 +112,21 @@ mod tests {
         revoked.state = GrantState::Revoked;
         revoked.ended_at = Some(active.starts_at);
         assert!(active.is_older_than(&extended));
-        assert!(extended.is_older_than(&revoked), "an end is never undone");
-        assert!(!revoked.is_older_than(&extended));
+        assert!(active.is_older_than(&revoked), "an end is never undone");
+        assert!(!revoked.is_older_than(&active));
+        // An extension saved while another instance's clock already read
+        // the grant as expired at its old end is the later word.
+        let mut expired = grant();
+        expired.state = GrantState::Expired;
+        expired.ended_at = Some(active.expires_at);
+        assert!(expired.is_older_than(&extended));
+        assert!(active.is_older_than(&expired));
+        // A later activation under the same id is newer than any copy of
+        // an earlier one.
+        let mut again = grant();
+        again.starts_at += chrono::TimeDelta::hours(2);
+        again.expires_at += chrono::TimeDelta::hours(2);
+        assert!(revoked.is_older_than(&again));
         assert!(!active.is_older_than(&active.clone()), "the same copy");
         // With the same end, the access's later change is the newer.
         let access = |at: &str| crate::TargetAccess {

@@ -523,6 +523,7 @@ fn audit_errors_and_live_events() {
             LiveEvent::Hello {
                 user: "alice".into(),
                 time: t("2026-06-01T09:00:00Z"),
+                ordered: true,
             },
             LiveEvent::Resync {
                 time: t("2026-06-01T09:00:01Z"),
@@ -789,4 +790,15 @@ fn targets_are_absent_where_there_are_none() {
     assert_eq!(role.target, None);
     let credential: Credential = serde_json::from_value(document("credential.json")).unwrap();
     assert_eq!(credential.access, None);
+}
+
+/// A broker from before `ordered` says nothing of it: its copies are taken
+/// as unordered.
+#[test]
+fn a_hello_without_ordered_is_from_a_broker_that_does_not_order() {
+    let hello: LiveEvent = serde_json::from_value(serde_json::json!({
+        "type": "hello", "user": "alice", "time": "2026-06-01T09:00:00Z"
+    }))
+    .unwrap();
+    assert!(matches!(hello, LiveEvent::Hello { ordered: false, .. }));
 }

@@ -105,7 +105,11 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
     match event {
         // A type only a newer broker knows: the requests and grants it
         // concerns still come as events of their own.
-        LiveEvent::Hello { .. } | LiveEvent::Unknown => vec![],
+        LiveEvent::Hello { ordered, .. } => {
+            state.heard.ordered = ordered;
+            vec![]
+        }
+        LiveEvent::Unknown => vec![],
         LiveEvent::Resync { .. } => vec![Command::LoadAll],
         LiveEvent::Request { request } => {
             let mine = request.requester == state.user();

@@ -19,6 +19,15 @@ fn at(text: &str) -> DateTime<Utc> {
 /// alice, loaded, with roles `db`, `logs` and `k8s` and no grants yet.
 fn alice(now: DateTime<Utc>) -> State {
     let mut state = State::new("https://hoist.example".into(), now);
+    // As hoistd says in its stream's first event.
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Hello {
+            user: "alice".into(),
+            time: now,
+            ordered: true,
+        })),
+    );
     update(
         &mut state,
         Action::Loaded(Box::new(Snapshot {
@@ -2024,4 +2033,31 @@ fn a_load_older_than_an_event_heard_meanwhile_keeps_the_event() {
     assert_eq!(queued, ["req_b"]);
     assert_eq!(state.requests[0].state, RequestState::Approved);
     assert!(state.grants.is_empty(), "{:?}", state.grants);
+}
+
+/// A broker that does not order its copies (an older hoistd, Entra) is
+/// taken as it always was: the copy heard last wins.
+#[test]
+fn with_a_broker_that_does_not_order_its_copies_the_last_one_wins() {
+    let now = at("2026-06-01T12:00:00Z");
+    let (mut state, mut decided) = reviewing(now);
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Hello {
+            user: "alice".into(),
+            time: now,
+            ordered: false,
+        })),
+    );
+    let mut reviewed = state.queue[0].clone();
+    reviewed.updated_at += TimeDelta::milliseconds(1);
+    decided.updated_at += TimeDelta::milliseconds(2);
+    for request in [decided, reviewed] {
+        update(
+            &mut state,
+            Action::Live(Box::new(LiveEvent::Request { request })),
+        );
+    }
+    let queued: Vec<&str> = state.queue.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(queued, ["req_a", "req_b"]);
 }

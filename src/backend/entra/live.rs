@@ -93,6 +93,8 @@ pub async fn follow(client: EntraClient, poll: Duration) -> Result<EventStream, 
     let hello = LiveEvent::Hello {
         user,
         time: client.clock().now(),
+        // Graph's copies carry no order: the last one read wins.
+        ordered: false,
     };
     let follow = Follow {
         client,

@@ -142,6 +142,8 @@ async fn events(
     let hello = LiveEvent::Hello {
         user: caller.user.clone(),
         time: broker::now(),
+        // `broker::next_change`.
+        ordered: true,
     };
     let follow = Follow {
         changes: BroadcastStream::new(broker.subscribe()),
