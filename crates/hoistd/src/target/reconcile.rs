@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::{Notify, watch};
 
-use super::{GrantFacts, Ledger, TargetKind};
+use super::{GrantFacts, Ledger, TargetError, TargetKind};
 
 /// Targets asked at once about live grants.
 const INSPECTIONS_AT_ONCE: usize = 16;
@@ -115,10 +115,12 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
         pass.failures += 1;
         return pass;
     };
+    let mut unreachable = false;
     let found = match target.managed(&journal).await {
         Ok(found) => found,
         Err(err) => {
             tracing::warn!(target = %name, error = %err, "reconciler: cannot list the target");
+            unreachable = matches!(err, TargetError::Unreachable(..));
             pass.failures += 1;
             None
         }
@@ -133,18 +135,37 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
         return pass;
     };
 
+    // A target that cannot be reached is not asked again in this pass: each
+    // call would wait out its timeout (one after another where the target
+    // signs in once for all), holding up every other target's pass.
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(unreachable));
     let inspections = futures::stream::iter(view.live.into_iter().map(|grant| {
         let target = Arc::clone(&target);
         let journal = journal.clone();
+        let down = Arc::clone(&down);
         async move {
+            if down.load(std::sync::atomic::Ordering::Relaxed) {
+                return (grant.id, None);
+            }
             let present = target.inspect(&grant, &journal).await;
-            (grant.id, present)
+            if matches!(present, Err(TargetError::Unreachable(..))) {
+                down.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            (grant.id, Some(present))
         }
     }))
     .buffer_unordered(INSPECTIONS_AT_ONCE)
     .collect::<Vec<_>>()
     .await;
+    let skipped = inspections.iter().filter(|(_, p)| p.is_none()).count();
+    if skipped > 0 {
+        tracing::warn!(target = %name, skipped, "reconciler: target unreachable; its other live grants are checked at the next pass");
+        pass.failures += 1;
+    }
     for (grant_id, present) in inspections {
+        let Some(present) = present else {
+            continue;
+        };
         pass.checked += 1;
         match present {
             Ok(true) => {}

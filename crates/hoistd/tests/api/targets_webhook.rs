@@ -445,6 +445,48 @@ async fn the_example_receiver_refuses_a_late_provision_from_a_deposed_leader() {
     assert!(present().await);
 }
 
+/// A reconciler pass stops asking a target that does not answer: each
+/// call would wait out its timeout, holding up every other target's pass.
+/// The grants it did not ask about are checked at the next pass.
+#[tokio::test]
+async fn a_reconciler_pass_stops_asking_a_target_that_does_not_answer() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let roles: Vec<String> = (0..24).map(|i| format!("hook-{i}")).collect();
+    let text = roles.iter().fold(policy(dir.path(), &url), |text, role| {
+        text + &target_role(role, "hook", "cluster = \"prod\"")
+    });
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let mut grants = Vec::new();
+    // Two requesters: one may file only so many a minute.
+    for (role, who) in roles.iter().zip(["alice", "dave"].iter().cycle()) {
+        let filed = broker
+            .as_user(who)
+            .file(&request(role, "drain the node pool"))
+            .await
+            .unwrap();
+        let approved = broker.as_user("bob").approve(&filed.id).await.unwrap();
+        grants.push(approved.grant_id.unwrap());
+    }
+    for id in &grants {
+        until_access(&broker, id, AccessState::Live).await;
+    }
+
+    *endpoint.mode.lock().unwrap() = Mode::Slow;
+    endpoint.calls.lock().unwrap().clear();
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    let asked = endpoint
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|call| call["action"] == "inspect")
+        .count();
+    assert!(asked < grants.len(), "asked about all {asked}: {pass:?}");
+    assert!(pass.checked < grants.len() && pass.failures > 0, "{pass:?}");
+    assert_eq!(pass.missing, 0, "{pass:?}");
+}
+
 #[tokio::test]
 async fn an_endpoint_answering_500_is_retried_until_it_answers() {
     fails_then_recovers(
