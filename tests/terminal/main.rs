@@ -368,29 +368,39 @@ fn at_a_terminal_with_stdin_redirected_ctrl_c_is_still_the_terminals() {
     ctrl_c_at_a_terminal(" < /dev/null");
 }
 
-/// Runs `hoist exec` in a terminal's foreground group, its stdin as
-/// `redirect` makes it, types Ctrl-C, and checks the command got no
-/// SIGINT from hoist for it; then sends hoist a SIGINT with `kill`, which
-/// hoist forwards, once.
-fn ctrl_c_at_a_terminal(redirect: &str) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut broker = runtime.block_on(
+/// A broker with the demo's policy, and alice signed in to it with the
+/// config in `config` (in the kernel keyring).
+fn demo_broker_for_alice(
+    runtime: &tokio::runtime::Runtime,
+    config: &std::path::Path,
+) -> hoistd::testing::TestBroker {
+    let broker = runtime.block_on(
         hoistd::testing::TestBroker::builder()
             .policy(hoist::demo::DEMO_POLICY)
             .token_prefix("demo-")
             .start(),
     );
-    let config = tempfile::tempdir().unwrap();
-    let config_dir = config.path().to_str().unwrap();
     let mut login = Command::new(env!("CARGO_BIN_EXE_hoist"))
         .args(["--broker", &broker.url(), "login", "--with-token"])
-        .env("HOIST_CONFIG_DIR", config_dir)
+        .env("HOIST_CONFIG_DIR", config)
         .env("HOIST_KEYRING", "keyutils")
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::io::Write::write_all(&mut login.stdin.take().unwrap(), b"demo-alice\n").unwrap();
     assert!(login.wait().unwrap().success());
+    broker
+}
+
+/// Runs `hoist exec` in a terminal's foreground group, its stdin as
+/// `redirect` makes it, types Ctrl-C, and checks the command got no
+/// SIGINT from hoist for it; then sends hoist a SIGINT with `kill`, which
+/// hoist forwards, once.
+fn ctrl_c_at_a_terminal(redirect: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let config_dir = config.path().to_str().unwrap();
+    let mut broker = demo_broker_for_alice(&runtime, config.path());
 
     // The command: counts SIGINTs, and on SIGTERM (which hoist always
     // forwards) says how many it got. Its parent is hoist.
@@ -460,23 +470,9 @@ fn ctrl_c_at_a_terminal(redirect: &str) {
 #[test]
 fn ctrl_c_stops_a_shell_loop_around_hoist_exec() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut broker = runtime.block_on(
-        hoistd::testing::TestBroker::builder()
-            .policy(hoist::demo::DEMO_POLICY)
-            .token_prefix("demo-")
-            .start(),
-    );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
-    let mut login = Command::new(env!("CARGO_BIN_EXE_hoist"))
-        .args(["--broker", &broker.url(), "login", "--with-token"])
-        .env("HOIST_CONFIG_DIR", &config)
-        .env("HOIST_KEYRING", "keyutils")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut login.stdin.take().unwrap(), b"demo-alice\n").unwrap();
-    assert!(login.wait().unwrap().success());
+    let mut broker = demo_broker_for_alice(&runtime, &config);
     let log = dir.path().join("loop.log");
     let program = format!(
         "HOIST_CONFIG_DIR={} HOIST_KEYRING=keyutils bash -c 'exec >> {} 2>&1; \
