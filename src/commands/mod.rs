@@ -233,6 +233,15 @@ pub async fn connect(
     Ok(crate::auth::session::open(&target).await?)
 }
 
+/// How long a command following the event stream goes without news before
+/// it reads for itself what it waits on: a stream held up on its way (a
+/// proxy that buffers it) says nothing, and must not hide a change.
+const LOOK_AGAIN: std::time::Duration = if cfg!(test) {
+    std::time::Duration::from_secs(1)
+} else {
+    std::time::Duration::from_secs(20)
+};
+
 /// Parses `30m`, `1h30m`, `90s`, or bare minutes.
 pub fn duration(text: &str) -> Result<u64, Ended> {
     crate::text::parse_duration(text)

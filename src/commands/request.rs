@@ -290,17 +290,9 @@ fn report(request: &AccessRequest) {
     }
 }
 
-/// How long a wait goes without hearing of its request before it reads the
-/// request itself.
-const LOOK_AGAIN: Duration = if cfg!(test) {
-    Duration::from_secs(1)
-} else {
-    Duration::from_secs(20)
-};
-
 /// Follows the broker's event stream until the request settles or the time
 /// runs out. Reconnects if the stream drops, re-reading the request each time
-/// so no change is missed, and reads it again after [`LOOK_AGAIN`] without
+/// so no change is missed, and reads it again after [`super::LOOK_AGAIN`] without
 /// news of it, should the stream be held up on its way.
 pub async fn wait_for_final(
     backend: &dyn Backend,
@@ -359,7 +351,7 @@ pub async fn wait_for_final(
         }
         let mut stream = stream;
         let opened_at = Instant::now();
-        let mut look_again = Instant::now() + LOOK_AGAIN;
+        let mut look_again = Instant::now() + super::LOOK_AGAIN;
         loop {
             let wake = deadline.map_or(look_again, |d| d.min(look_again));
             let next = match tokio::time::timeout_at(wake, stream.next()).await {
@@ -371,7 +363,7 @@ pub async fn wait_for_final(
                     // Nothing heard for a while: the stream may be held up
                     // on its way (a proxy that buffers it). The request
                     // itself says whether it was decided meanwhile.
-                    look_again = Instant::now() + LOOK_AGAIN;
+                    look_again = Instant::now() + super::LOOK_AGAIN;
                     let read = backend.request(&id);
                     let read = match deadline {
                         Some(d) => match tokio::time::timeout_at(d, read).await {
@@ -397,7 +389,7 @@ pub async fn wait_for_final(
                 }
             };
             // The stream is moving: no need to look for ourselves yet.
-            look_again = Instant::now() + LOOK_AGAIN;
+            look_again = Instant::now() + super::LOOK_AGAIN;
             match next {
                 Some(Ok(LiveEvent::Request { request })) if request.id == id => {
                     if request.state != last || request.reviews.len() != last_reviews {

@@ -57,8 +57,9 @@ fn emit(format: Format, request: &AccessRequest) -> anyhow::Result<()> {
 /// `watch`, keeps printing new ones until interrupted. A stream that ends
 /// or breaks (the broker restarting, a proxy closing it) is opened again,
 /// waiting longer each time up to [`RECONNECT_MAX`]; what landed meanwhile
-/// is read from the queue. Only a refusal (the session expired, say) ends
-/// the watch.
+/// is read from the queue, as it is after [`super::LOOK_AGAIN`] without an
+/// event (a stream held up by a proxy). Only a refusal (the session
+/// expired, say) ends the watch.
 pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyhow::Result<()> {
     // Subscribed before the queue is read, so nothing filed in between is missed.
     let events = if watch {
@@ -83,7 +84,22 @@ pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyh
     let mut pause = RECONNECT_FIRST;
     let mut opened_at = Instant::now();
     loop {
-        while let Some(event) = events.next().await {
+        loop {
+            // Quiet for a while: what is new in the queue, read directly.
+            let event = match tokio::time::timeout(super::LOOK_AGAIN, events.next()).await {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(_) => match backend.review_queue().await {
+                    Ok(queue) => {
+                        for request in queue {
+                            show(&request)?;
+                        }
+                        continue;
+                    }
+                    Err(err) if ends_the_watch(&err) => return Err(err.into()),
+                    Err(_) => continue,
+                },
+            };
             let event = match event {
                 Ok(event) => event,
                 Err(err) if ends_the_watch(&err) => return Err(err.into()),
@@ -148,4 +164,69 @@ const RECONNECT_MAX: Duration = Duration::from_secs(30);
 /// that trying again will not change (signed out, forbidden).
 fn ends_the_watch(err: &BackendError) -> bool {
     !err.is_transient() && !matches!(err, BackendError::Protocol(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A stream that stays open and says nothing (held up by a proxy that
+    /// buffers it) does not hide the queue: it is read again while quiet.
+    #[tokio::test]
+    async fn a_quiet_stream_does_not_hide_the_queue() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&reads);
+        let app = axum::Router::new()
+            .route(
+                "/v1/events",
+                axum::routing::get(|| async {
+                    let silent = futures::stream::once(async {
+                        Ok::<_, std::convert::Infallible>(": open\n\n")
+                    })
+                    .chain(futures::stream::pending());
+                    (
+                        [("content-type", "text/event-stream")],
+                        axum::body::Body::from_stream(silent),
+                    )
+                }),
+            )
+            .route(
+                "/v1/me",
+                axum::routing::get(|| async {
+                    axum::Json(Me {
+                        user: "bob".into(),
+                        display_name: "Bob".into(),
+                        groups: vec![],
+                        approver_for: vec!["db".into()],
+                        auditor: false,
+                    })
+                }),
+            )
+            .route(
+                "/v1/reviews",
+                axum::routing::get(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async { axum::Json(Vec::<AccessRequest>::new()) }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = tokio::spawn(async move { axum::serve(listener, app).await });
+        let backend = crate::backend::hoistd::HoistdClient::new(&url, "t-bob").unwrap();
+        let watched = tokio::time::timeout(
+            Duration::from_millis(3500),
+            reviews(&backend, true, Format::Json),
+        )
+        .await;
+        assert!(watched.is_err(), "a watch goes on: {watched:?}");
+        assert!(
+            reads.load(Ordering::SeqCst) >= 3,
+            "read once at the start, then again while quiet: {}",
+            reads.load(Ordering::SeqCst)
+        );
+        served.abort();
+    }
 }
