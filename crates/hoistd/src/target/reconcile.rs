@@ -27,6 +27,9 @@ use super::{GrantFacts, Ledger, TargetError, TargetKind};
 
 /// Targets asked at once about live grants.
 const INSPECTIONS_AT_ONCE: usize = 16;
+/// Where the next pass starts among a target's live grants (see
+/// `target_pass`).
+static NEXT_START: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The grants a target is compared with.
 #[derive(Debug, Default, Clone)]
@@ -139,7 +142,16 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
     // call would wait out its timeout (one after another where the target
     // signs in once for all), holding up every other target's pass.
     let down = Arc::new(std::sync::atomic::AtomicBool::new(unreachable));
-    let inspections = futures::stream::iter(view.live.into_iter().map(|grant| {
+    // Where the inspections start moves on at each pass, so that a pass
+    // that stops part-way (or a target that answers some calls with "too
+    // many") leaves other grants for the next, never always the same.
+    let mut live = view.live;
+    if !live.is_empty() {
+        let at = NEXT_START.fetch_add(INSPECTIONS_AT_ONCE, std::sync::atomic::Ordering::Relaxed);
+        let len = live.len();
+        live.rotate_left(at % len);
+    }
+    let inspections = futures::stream::iter(live.into_iter().map(|grant| {
         let target = Arc::clone(&target);
         let journal = journal.clone();
         let down = Arc::clone(&down);

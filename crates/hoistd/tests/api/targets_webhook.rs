@@ -485,6 +485,20 @@ async fn a_reconciler_pass_stops_asking_a_target_that_does_not_answer() {
     assert!(asked < grants.len(), "asked about all {asked}: {pass:?}");
     assert!(pass.checked < grants.len() && pass.failures > 0, "{pass:?}");
     assert_eq!(pass.missing, 0, "{pass:?}");
+
+    // The next pass starts where this one stopped: no grant is left out
+    // pass after pass.
+    hoistd::target::reconcile::pass(broker.broker()).await;
+    let asked: std::collections::BTreeSet<String> = endpoint
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|call| call["action"] == "inspect")
+        .map(|call| call["grant"]["id"].as_str().unwrap().to_string())
+        .collect();
+    let all: std::collections::BTreeSet<String> = grants.into_iter().collect();
+    assert_eq!(asked, all, "two passes ask about every grant");
 }
 
 #[tokio::test]
