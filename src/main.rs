@@ -23,7 +23,9 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(cli::run(cli));
-    drop(runtime);
+    // A read still blocked (a token file that is a pipe nobody writes to,
+    // left behind by a signal) must not keep hoist from ending.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     hoist::commands::signals::end_as_signalled();
     code
 }

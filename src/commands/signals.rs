@@ -129,9 +129,14 @@ static ENDED_BY: AtomicI32 = AtomicI32::new(0);
 /// in a loop then stops at Ctrl-C, where an exit with 130 would have told
 /// it the signal was handled, and run the next turn. Returns only when no
 /// signal stopped hoist (or the default cannot be emulated).
+///
+/// Not SIGQUIT, whose default dumps core, and the core would hold the
+/// session and the grant's credential: hoist exits 131 for it. Nor a signal
+/// hoist was started with ignored: a process without a handler would have
+/// carried on.
 pub fn end_as_signalled() {
     let signal = ENDED_BY.load(Ordering::Relaxed);
-    if [SIGINT, SIGQUIT, SIGTERM, SIGHUP].contains(&signal) {
+    if [SIGINT, SIGTERM, SIGHUP].contains(&signal) && !ignored_at_start().contains(&signal) {
         let _ = signal_hook::low_level::emulate_default_handler(signal);
     }
 }

@@ -73,7 +73,9 @@ fn unreachable(url: &str, err: reqwest::Error) -> anyhow::Error {
 /// the CI system's token service for `--workload-audience`.
 async fn identity_token(args: &ExecArgs) -> anyhow::Result<String> {
     let token = if let Some(path) = &args.workload_token_file {
-        std::fs::read_to_string(path).map_err(|err| {
+        // Not on the runtime's thread: a pipe or /dev/stdin may keep it
+        // waiting, and a signal must still end the wait.
+        tokio::fs::read_to_string(path).await.map_err(|err| {
             Ended::Usage(format!(
                 "cannot read the workload token from {}: {err}",
                 path.display()

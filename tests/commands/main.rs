@@ -820,6 +820,51 @@ async fn exec_leaves_a_signal_ignored_at_start_ignored_for_the_command() {
         .unwrap_or_else(|| panic!("{said}"));
     assert_eq!(mask & 1, 1, "SIGHUP (1) is still ignored: {said}");
     assert_eq!(mask & 2, 0, "SIGINT (2) is not: {said}");
+
+    // A command that undoes that and dies of SIGHUP leaves hoist, which
+    // still ignores it, to exit 129 rather than die of it too.
+    let hoist = alice.command(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "nightly export",
+        "--",
+        "python3",
+        "-c",
+        "import os, signal; signal.signal(signal.SIGHUP, signal.SIG_DFL); \
+         os.kill(os.getpid(), signal.SIGHUP)",
+    ]);
+    let mut nohup = Command::new("sh");
+    nohup
+        .arg("-c")
+        .arg("trap '' HUP; exec \"$@\"")
+        .arg("sh")
+        .arg(hoist.get_program())
+        .args(hoist.get_args())
+        .envs(hoist.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .stdin(Stdio::null());
+    let out = nohup.output().unwrap();
+    assert_eq!(code(&out), 129, "{}", stderr(&out));
+}
+
+/// A command that Ctrl-\ (SIGQUIT) ends leaves hoist to exit 131, not to
+/// die of it: its default dumps core, and the core would hold the session
+/// and the grant's credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_whose_command_dies_of_sigquit_exits_131_without_a_core() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let out = alice.run(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "nightly export",
+        "--",
+        "sh",
+        "-c",
+        "kill -QUIT $$",
+    ]);
+    assert_eq!(out.status.code(), Some(131), "{}", stderr(&out));
 }
 
 /// A command that outlives one credential gets a valid one from

@@ -364,6 +364,51 @@ async fn a_signal_while_the_token_service_is_silent_ends_hoist_at_once() {
     assert!(!marker.exists());
 }
 
+/// The same while the token file is a pipe nobody writes to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_while_the_token_file_is_a_silent_pipe_ends_hoist_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipe = dir.path().join("token");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let child = hoist_exec(
+        "http://127.0.0.1:9",
+        &[
+            "deploy",
+            "--workload-token-file",
+            pipe.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        &[],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Time to reach the read.
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "hoist waited on the pipe"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(15),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was asked for or run"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_asks_the_ci_systems_token_service_for_its_audience() {
     let (_provider, broker, token) = setup().await;
