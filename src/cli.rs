@@ -22,8 +22,9 @@ Exit codes:
   6  broker unreachable
   7  refused by policy (not eligible, a rule of the role broken, not allowed)
 hoist exec exits with the command's own status, hoist ssh with ssh's (255: ssh could not
-connect). A command that SIGINT, SIGQUIT, SIGTERM or SIGHUP stops, or whose CMD one ends, ends
-by that signal after cleaning up (a shell shows 128 + N; Ctrl-C is 2), so a loop stops.";
+connect). A command that SIGINT, SIGTERM or SIGHUP stops, or whose CMD one ends, ends by that
+signal after cleaning up (a shell shows 128 + N; Ctrl-C is 2), so a loop stops; SIGQUIT exits
+131 (no core dump: it would hold secrets).";
 
 /// Just-in-time privileged access from the terminal.
 ///
