@@ -414,6 +414,10 @@ fn fail(err: &anyhow::Error) -> ExitCode {
         "hoist: {}",
         crate::text::sanitize::line(&format!("{err:#}"))
     );
+    // The last word: hoist ends by the signal that stopped it, if one did.
+    if let Some(signal) = commands::stopped_by(err) {
+        commands::signals::status_of(signal);
+    }
     ExitCode::from(commands::exit_code(err))
 }
 

@@ -89,6 +89,15 @@ pub fn refusal(err: &anyhow::Error) -> Option<&BackendError> {
     })
 }
 
+/// The signal an error says stopped hoist, if one did.
+/// (The first `Ended` in its chain decides, as for [`exit_code`].)
+pub fn stopped_by(err: &anyhow::Error) -> Option<nix::sys::signal::Signal> {
+    match err.chain().find_map(|cause| cause.downcast_ref::<Ended>()) {
+        Some(Ended::Signalled { signal, .. }) => Some(*signal),
+        _ => None,
+    }
+}
+
 /// The exit code for an error, by what it was.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
@@ -98,7 +107,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 Ended::TimedOut(_) => exit::TIMED_OUT,
                 Ended::Usage(_) => exit::USAGE,
                 Ended::NotLive(_) => exit::REFUSED,
-                Ended::Signalled { signal, .. } => signals::status_of(*signal),
+                Ended::Signalled { signal, .. } => signals::code_of(*signal),
             };
         }
         if let Some(session) = cause.downcast_ref::<SessionError>() {

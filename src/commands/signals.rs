@@ -117,6 +117,12 @@ impl Drop for Signals {
 /// ([`end_as_signalled`]).
 pub fn status_of(signal: Signal) -> u8 {
     ENDED_BY.store(signal as i32, Ordering::Relaxed);
+    code_of(signal)
+}
+
+/// 128 + the signal's number, and nothing else: for an error's exit code,
+/// which may be asked of an error that is not the last word.
+pub fn code_of(signal: Signal) -> u8 {
     u8::try_from(128 + signal as i32).unwrap_or(255)
 }
 
