@@ -277,6 +277,19 @@ pub fn timeout(text: Option<&str>) -> Result<Option<std::time::Duration>, Ended>
     Ok(Some(std::time::Duration::from_secs(secs)))
 }
 
+/// For tests: an event stream that opens, then says nothing at all, as one
+/// held up by a proxy that buffers it.
+#[cfg(test)]
+async fn silent_events() -> impl axum::response::IntoResponse {
+    use futures::StreamExt;
+    let silent = futures::stream::once(async { Ok::<_, std::convert::Infallible>(": open\n\n") })
+        .chain(futures::stream::pending());
+    (
+        [("content-type", "text/event-stream")],
+        axum::body::Body::from_stream(silent),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

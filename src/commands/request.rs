@@ -300,8 +300,15 @@ pub async fn wait_for_final(
     timeout: Option<Duration>,
 ) -> anyhow::Result<AccessRequest> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let mut last = request.state;
-    let mut last_reviews = request.reviews.len();
+    // Reports each copy heard that says something new; true once settled.
+    let mut last = (request.state, request.reviews.len());
+    let mut heard = |copy: &AccessRequest| {
+        if (copy.state, copy.reviews.len()) != last {
+            report(copy);
+            last = (copy.state, copy.reviews.len());
+        }
+        settled(copy.state)
+    };
     report(&request);
     if settled(request.state) {
         return Ok(request);
@@ -342,11 +349,7 @@ pub async fn wait_for_final(
             }
             Err(err) => return Err(err.into()),
         };
-        if current.state != last || current.reviews.len() != last_reviews {
-            report(&current);
-            (last, last_reviews) = (current.state, current.reviews.len());
-        }
-        if settled(current.state) {
+        if heard(&current) {
             return Ok(current);
         }
         let mut stream = stream;
@@ -373,15 +376,8 @@ pub async fn wait_for_final(
                         None => read.await,
                     };
                     match read {
-                        Ok(current) => {
-                            if current.state != last || current.reviews.len() != last_reviews {
-                                report(&current);
-                                (last, last_reviews) = (current.state, current.reviews.len());
-                            }
-                            if settled(current.state) {
-                                return Ok(current);
-                            }
-                        }
+                        Ok(current) if heard(&current) => return Ok(current),
+                        Ok(_) => {}
                         Err(err) if err.is_transient() => {}
                         Err(err) => return Err(err.into()),
                     }
@@ -392,11 +388,7 @@ pub async fn wait_for_final(
             look_again = Instant::now() + super::LOOK_AGAIN;
             match next {
                 Some(Ok(LiveEvent::Request { request })) if request.id == id => {
-                    if request.state != last || request.reviews.len() != last_reviews {
-                        report(&request);
-                        (last, last_reviews) = (request.state, request.reviews.len());
-                    }
-                    if settled(request.state) {
+                    if heard(&request) {
                         return Ok(request);
                     }
                 }
@@ -589,17 +581,7 @@ mod tests {
         let app = axum::Router::new()
             .route(
                 "/v1/events",
-                axum::routing::get(|| async {
-                    // Open, then nothing at all.
-                    let silent = futures::stream::once(async {
-                        Ok::<_, std::convert::Infallible>(": open\n\n")
-                    })
-                    .chain(futures::stream::pending());
-                    (
-                        [("content-type", "text/event-stream")],
-                        axum::body::Body::from_stream(silent),
-                    )
-                }),
+                axum::routing::get(super::super::silent_events),
             )
             .route(
                 "/v1/requests/{id}",

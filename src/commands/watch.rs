@@ -182,16 +182,7 @@ mod tests {
         let app = axum::Router::new()
             .route(
                 "/v1/events",
-                axum::routing::get(|| async {
-                    let silent = futures::stream::once(async {
-                        Ok::<_, std::convert::Infallible>(": open\n\n")
-                    })
-                    .chain(futures::stream::pending());
-                    (
-                        [("content-type", "text/event-stream")],
-                        axum::body::Body::from_stream(silent),
-                    )
-                }),
+                axum::routing::get(super::super::silent_events),
             )
             .route(
                 "/v1/me",
