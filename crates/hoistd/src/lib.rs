@@ -145,6 +145,7 @@ impl Server {
             Some(key) => target::ssh::Authority::from_key(key),
             None => target::ssh::Authority::load_or_create(store.as_ref())?,
         };
+        ssh_ca.record(store.as_ref())?;
         let broker = Arc::new(Broker::with_keys(
             Arc::clone(&store),
             policy,

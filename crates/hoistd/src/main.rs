@@ -303,8 +303,10 @@ enum SshCommand {
         /// The file to write, e.g. /etc/ssh/hoist.krl.
         #[arg(long)]
         out: PathBuf,
-        /// The CA key the broker serves with (--ssh-ca-key), if not the
-        /// database's.
+        /// A CA key to revoke under as well: the one the broker serves
+        /// with (--ssh-ca-key), for a database `hoistd serve` has not
+        /// recorded it in (every CA it recorded, and the database's own, are
+        /// revoked under anyway).
         #[arg(long, env = "HOISTD_SSH_CA_KEY_FILE")]
         ssh_ca_key: Option<PathBuf>,
     },
@@ -313,30 +315,61 @@ enum SshCommand {
         /// The store: a SQLite database file, or sqlite:PATH.
         #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
         db: String,
-        /// The CA key the broker serves with (--ssh-ca-key), if not the
+        /// The CA key the broker serves with (--ssh-ca-key); without it,
+        /// the CA `hoistd serve` last recorded starting with, or else the
         /// database's.
         #[arg(long, env = "HOISTD_SSH_CA_KEY_FILE")]
         ssh_ca_key: Option<PathBuf>,
     },
 }
 
-/// The SSH CA `serve` would sign with: the key file's, or the store's.
-/// The CA that `hoistd serve` signs with, for `ssh krl` and `ssh ca`: the
-/// key given, or the one the store keeps. Never a new one: a KRL for a CA
-/// the hosts do not trust would revoke nothing, and say nothing of it.
-fn ssh_authority(
+/// The SSH CAs whose certificates `hoistd ssh krl` revokes: every one
+/// `hoistd serve` recorded signing with, the key given, and the one the
+/// store keeps. A serial is looked up under the CA that signed the
+/// certificate, so a KRL that left out the CA in service would revoke
+/// nothing, and say nothing of it; one more CA costs nothing.
+fn ssh_authorities(
     store: &dyn hoistd::Store,
     key_file: Option<&std::path::Path>,
-) -> anyhow::Result<ssh::Authority> {
+) -> anyhow::Result<Vec<ssh_key::PublicKey>> {
+    let mut cas = ssh::recorded_authorities(store.read()?.as_ref())?;
     if let Some(key) = keys::signing_key(key_file, SSH_CA_KEY_ENV)? {
-        return Ok(ssh::Authority::from_key(&key));
+        cas.push(ssh::Authority::from_key(&key).public());
     }
-    ssh::Authority::load(store)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "the database holds no SSH CA key: give the key `hoistd serve` signs with \
-             (--ssh-ca-key FILE or {SSH_CA_KEY_ENV}), or start `hoistd serve` once to make one"
-        )
-    })
+    if let Some(stored) = ssh::Authority::load(store)? {
+        cas.push(stored.public());
+    }
+    if cas.is_empty() {
+        anyhow::bail!(no_ssh_ca());
+    }
+    Ok(cas)
+}
+
+/// The SSH CA public key for the hosts' `TrustedUserCAKeys`: the key
+/// given, or the one `hoistd serve` last recorded starting with, or the
+/// one the store keeps. Never a new one.
+fn ssh_ca_public_key(
+    store: &dyn hoistd::Store,
+    key_file: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    if let Some(key) = keys::signing_key(key_file, SSH_CA_KEY_ENV)? {
+        return Ok(ssh::Authority::from_key(&key).public_key());
+    }
+    if let Some(last) = ssh::recorded_authorities(store.read()?.as_ref())?.first() {
+        return Ok(last.to_openssh()?);
+    }
+    match ssh::Authority::load(store)? {
+        Some(stored) => Ok(stored.public_key()),
+        None => anyhow::bail!(no_ssh_ca()),
+    }
+}
+
+fn no_ssh_ca() -> String {
+    format!(
+        "the database holds no SSH CA key and names none `hoistd serve` signed with: give the \
+         key `hoistd serve` signs with (--ssh-ca-key FILE or {SSH_CA_KEY_ENV}), or start \
+         `hoistd serve` once on this database"
+    )
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder,
@@ -535,13 +568,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let store = existing_store(&db, Migrations::Apply)?;
-            let authority = ssh_authority(store.as_ref(), ssh_ca_key.as_deref())?;
+            let cas = ssh_authorities(store.as_ref(), ssh_ca_key.as_deref())?;
             let now = chrono::Utc::now();
             let ids = {
                 let tx = store.read()?;
                 ssh::revoked_serials(tx.as_ref(), now)?
             };
-            replace_file(&out, &authority.krl(&ids, now))?;
+            replace_file(&out, &ssh::krl(&cas, &ids, now))?;
             eprintln!(
                 "hoistd: wrote {} ({} grants revoked early)",
                 out.display(),
@@ -555,7 +588,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = existing_store(&db, Migrations::Apply)?;
             println!(
                 "{}",
-                ssh_authority(store.as_ref(), ssh_ca_key.as_deref())?.public_key()
+                ssh_ca_public_key(store.as_ref(), ssh_ca_key.as_deref())?
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -427,13 +427,16 @@ impl Ledger for Broker {
 
 impl Broker {
     /// The SSH KRL in force now: the certificate serials of grants at ssh
-    /// targets that ended early and would otherwise still be valid. Read
-    /// without the store's write lock (anyone may ask for it), and only
-    /// the revoked grants that have not reached their end.
+    /// targets that ended early and would otherwise still be valid, under
+    /// this instance's CA and every other one `serve` recorded signing
+    /// with. Read without the store's write lock (anyone may ask for it),
+    /// and only the revoked grants that have not reached their end.
     pub fn ssh_krl(&self) -> Result<Vec<u8>> {
         let now = super::now();
         let read = self.store.read()?;
         let serials = crate::target::ssh::revoked_serials(read.as_ref(), now)?;
-        Ok(self.ssh_ca.krl(&serials, now))
+        let mut cas = vec![self.ssh_ca.public()];
+        cas.extend(crate::target::ssh::recorded_authorities(read.as_ref())?);
+        Ok(crate::target::ssh::krl(&cas, &serials, now))
     }
 }

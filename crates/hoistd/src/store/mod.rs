@@ -869,6 +869,13 @@ pub trait Tx {
         at: DateTime<Utc>,
     ) -> Result<()>;
 
+    /// Records that `hoistd serve` signs SSH certificates with the CA
+    /// whose public key (an OpenSSH line) is `public_key`, as of `at`: the
+    /// first time kept, a later one moving only when it was last seen.
+    fn note_ssh_authority(&mut self, public_key: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Every SSH CA public key recorded, the last seen first.
+    fn ssh_authorities(&self) -> Result<Vec<String>>;
+
     /// Keeps the signature of a Slack post until `kept_until`; refuses one
     /// already kept (rule 13).
     fn insert_slack_replay(&mut self, signature: &str, kept_until: DateTime<Utc>) -> Result<()>;

@@ -375,6 +375,15 @@ impl Authority {
         self.key.public_key().to_openssh().unwrap_or_default()
     }
 
+    /// Records in the store that `hoistd serve` signs with this CA, so that
+    /// a KRL written from the database alone (`hoistd ssh krl`) revokes
+    /// under it too, whichever key the database itself keeps.
+    pub fn record(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let mut tx = store.transaction()?;
+        tx.note_ssh_authority(&bare(self.key.public_key()), Utc::now())?;
+        tx.commit()
+    }
+
     /// A user certificate for `key`, bounded by the grant: its principals,
     /// options and extensions from the role, `valid-after` and
     /// `valid-before` the grant's start and end (to the second below, so
@@ -433,43 +442,77 @@ impl Authority {
         })
     }
 
-    /// The KRL (OpenSSH's PROTOCOL.krl, format 1) revoking the
-    /// certificates with these serials under this CA, unsigned: hosts fetch
-    /// it over TLS from the broker they trust for the CA itself. By serial,
-    /// not by key id, so the public list names no grant and no person.
-    pub fn krl(&self, serials: &[u64], now: DateTime<Utc>) -> Vec<u8> {
-        const MAGIC: u64 = 0x5353_484b_524c_0a00;
-        const FORMAT_VERSION: u32 = 1;
-        const SECTION_CERTIFICATES: u8 = 1;
-        const CERT_SECTION_SERIAL_LIST: u8 = 0x20;
-        let generated = now.timestamp().max(0) as u64;
-        let mut krl = Vec::new();
-        krl.extend_from_slice(&MAGIC.to_be_bytes());
-        krl.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-        // The version only has to grow: the moment it was made, in ms.
-        krl.extend_from_slice(&(now.timestamp_millis().max(0) as u64).to_be_bytes());
-        krl.extend_from_slice(&generated.to_be_bytes());
-        krl.extend_from_slice(&0u64.to_be_bytes());
-        put_string(&mut krl, b"");
-        put_string(&mut krl, b"hoist: certificates of grants ended early");
-        // OpenSSH refuses serial 0 in a list (it means "no serial").
-        let mut serials: Vec<u64> = serials.iter().copied().filter(|s| *s != 0).collect();
-        if serials.is_empty() {
-            return krl;
+    /// This CA's public key.
+    pub fn public(&self) -> PublicKey {
+        self.key.public_key().clone()
+    }
+}
+
+/// A public key as the line the store keeps: no comment, so one key is one
+/// line whatever it was called.
+fn bare(key: &PublicKey) -> String {
+    PublicKey::new(key.key_data().clone(), "")
+        .to_openssh()
+        .unwrap_or_default()
+}
+
+/// Every SSH CA `hoistd serve` has recorded signing with, the last seen
+/// first.
+pub fn recorded_authorities(tx: &dyn Tx) -> Result<Vec<PublicKey>, AuthorityError> {
+    tx.ssh_authorities()?
+        .iter()
+        .map(|line| match PublicKey::from_openssh(line) {
+            Ok(key) => Ok(PublicKey::new(key.key_data().clone(), CA_COMMENT)),
+            Err(err) => Err(AuthorityError::BadKey(format!(
+                "a recorded SSH CA public key: {err}"
+            ))),
+        })
+        .collect()
+}
+
+/// The KRL (OpenSSH's PROTOCOL.krl, format 1) revoking the certificates
+/// with these serials under each of these CAs (a certificate's serial is
+/// looked up under the CA that signed it), unsigned: hosts fetch it over
+/// TLS from the broker they trust for the CA itself. By serial, not by key
+/// id, so the public list names no grant and no person.
+pub fn krl(cas: &[PublicKey], serials: &[u64], now: DateTime<Utc>) -> Vec<u8> {
+    const MAGIC: u64 = 0x5353_484b_524c_0a00;
+    const FORMAT_VERSION: u32 = 1;
+    const SECTION_CERTIFICATES: u8 = 1;
+    const CERT_SECTION_SERIAL_LIST: u8 = 0x20;
+    let generated = now.timestamp().max(0) as u64;
+    let mut krl = Vec::new();
+    krl.extend_from_slice(&MAGIC.to_be_bytes());
+    krl.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+    // The version only has to grow: the moment it was made, in ms.
+    krl.extend_from_slice(&(now.timestamp_millis().max(0) as u64).to_be_bytes());
+    krl.extend_from_slice(&generated.to_be_bytes());
+    krl.extend_from_slice(&0u64.to_be_bytes());
+    put_string(&mut krl, b"");
+    put_string(&mut krl, b"hoist: certificates of grants ended early");
+    // OpenSSH refuses serial 0 in a list (it means "no serial").
+    let mut serials: Vec<u64> = serials.iter().copied().filter(|s| *s != 0).collect();
+    if serials.is_empty() {
+        return krl;
+    }
+    serials.sort_unstable();
+    serials.dedup();
+    let list: Vec<u8> = serials.iter().flat_map(|s| s.to_be_bytes()).collect();
+    let mut seen = Vec::new();
+    for ca in cas {
+        if seen.contains(ca.key_data()) {
+            continue;
         }
-        serials.sort_unstable();
-        serials.dedup();
-        let list: Vec<u8> = serials.iter().flat_map(|s| s.to_be_bytes()).collect();
+        seen.push(ca.key_data().clone());
         let mut certificates = Vec::new();
-        let ca = self.key.public_key().to_bytes().unwrap_or_default();
-        put_string(&mut certificates, &ca);
+        put_string(&mut certificates, &ca.to_bytes().unwrap_or_default());
         put_string(&mut certificates, b"");
         certificates.push(CERT_SECTION_SERIAL_LIST);
         put_string(&mut certificates, &list);
         krl.push(SECTION_CERTIFICATES);
         put_string(&mut krl, &certificates);
-        krl
     }
+    krl
 }
 
 fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {

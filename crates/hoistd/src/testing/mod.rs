@@ -155,6 +155,7 @@ pub struct Builder {
     streams: StreamLimits,
     tls: bool,
     slack: Option<crate::slack::Settings>,
+    ssh_ca_key: Option<ed25519_dalek::SigningKey>,
 }
 
 impl Default for Builder {
@@ -168,6 +169,7 @@ impl Default for Builder {
             streams: StreamLimits::default(),
             tls: false,
             slack: None,
+            ssh_ca_key: None,
         }
     }
 }
@@ -224,6 +226,13 @@ impl Builder {
     /// and answers to a receiver on loopback).
     pub fn slack(mut self, settings: crate::slack::Settings) -> Self {
         self.slack = Some(settings);
+        self
+    }
+
+    /// Sign SSH certificates with this CA key, as `--ssh-ca-key` does,
+    /// instead of the database's.
+    pub fn ssh_ca_key(mut self, key: ed25519_dalek::SigningKey) -> Self {
+        self.ssh_ca_key = Some(key);
         self
     }
 
@@ -292,6 +301,7 @@ impl Builder {
             ca,
             tls,
             slack: self.slack,
+            ssh_ca_key: self.ssh_ca_key,
         };
         Ok((broker, listener))
     }
@@ -312,6 +322,7 @@ pub struct TestBroker {
     ca: Option<TestCa>,
     tls: Option<Arc<Tls>>,
     slack: Option<crate::slack::Settings>,
+    ssh_ca_key: Option<ed25519_dalek::SigningKey>,
 }
 
 impl TestBroker {
@@ -403,6 +414,7 @@ impl TestBroker {
             streams: self.streams,
             tls: self.tls.clone(),
             slack: self.slack.clone(),
+            ssh_ca_key: self.ssh_ca_key.clone(),
             ..Options::default()
         };
         self.server = Some(if self.reaper_held {
@@ -411,6 +423,12 @@ impl TestBroker {
             Server::start_with(listener, store, policy, options).await?
         });
         Ok(())
+    }
+
+    /// From the next [`Self::restart`] on, signs SSH certificates with
+    /// this CA key (`--ssh-ca-key`), or with the database's.
+    pub fn use_ssh_ca_key(&mut self, key: Option<ed25519_dalek::SigningKey>) {
+        self.ssh_ca_key = key;
     }
 
     /// Holds the reaper back, or lets it go, now and across restarts.

@@ -494,6 +494,100 @@ async fn hoistd_ssh_krl_writes_what_the_endpoint_serves() {
     assert_eq!(String::from_utf8(ca.stdout).unwrap(), served);
 }
 
+/// A broker that once signed with the database's CA key and now signs
+/// with one from a file (`--ssh-ca-key`): `hoistd ssh krl`, run without
+/// that key as a host's timer would be, still revokes the certificates it
+/// signs, and those the old key signed, as the endpoint does; `hoistd ssh
+/// ca` prints the key in service.
+#[tokio::test]
+async fn hoistd_ssh_krl_revokes_under_the_ca_the_broker_serves_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = TestBroker::builder().policy(&policy()).start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let (old_key, old_public) = key_pair(keys.path(), "old_ed25519");
+    let old_grant = granted(&broker, "shell", None).await;
+    let old_cert = save_cert(
+        &old_key,
+        &certify(&broker, "alice", &old_grant.id, &old_public)
+            .await
+            .unwrap(),
+    );
+    broker
+        .as_user("alice")
+        .revoke(&old_grant.id, "done")
+        .await
+        .unwrap();
+    let from_file = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    broker.use_ssh_ca_key(Some(from_file.clone()));
+    broker.restart().await;
+    let (key, public) = key_pair(keys.path(), "id_ed25519");
+    let grant = granted(&broker, "shell", None).await;
+    let cert = save_cert(
+        &key,
+        &certify(&broker, "alice", &grant.id, &public).await.unwrap(),
+    );
+    let file_ca = hoistd::target::ssh::Authority::from_key(&from_file);
+    let in_service = file_ca.public_key();
+    let fingerprint = file_ca
+        .public()
+        .fingerprint(ssh_key::HashAlg::Sha256)
+        .to_string();
+    assert!(
+        listed(&cert).contains(&fingerprint),
+        "signed by the file's CA"
+    );
+    assert!(!listed(&old_cert).contains(&fingerprint));
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    let served = dir.path().join("served.krl");
+    let krl = reqwest::get(format!("{}/v1/ssh/krl", broker.url()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    std::fs::write(&served, &krl).unwrap();
+    let out = dir.path().join("revoked.krl");
+    let written = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["ssh", "krl", "--db"])
+        .arg(broker.db())
+        .arg("--out")
+        .arg(&out)
+        .env_remove("HOISTD_SSH_CA_KEY")
+        .env_remove("HOISTD_SSH_CA_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    for krl in [&out, &served] {
+        assert!(krl_revokes(krl, &cert), "{}: the file's CA", krl.display());
+        assert!(
+            krl_revokes(krl, &old_cert),
+            "{}: the database's CA",
+            krl.display()
+        );
+    }
+    let ca = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["ssh", "ca", "--db"])
+        .arg(broker.db())
+        .env_remove("HOISTD_SSH_CA_KEY")
+        .env_remove("HOISTD_SSH_CA_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(ca.status.success());
+    assert_eq!(
+        String::from_utf8(ca.stdout).unwrap(),
+        format!("{in_service}\n"),
+        "the CA in service"
+    );
+}
+
 /// On a database that holds no CA key (its broker signs with a key from a
 /// file), `hoistd ssh krl` and `hoistd ssh ca` without that key fail,
 /// saying so, and make no key of their own: a KRL for a CA no host trusts

@@ -704,6 +704,40 @@ pub fn broker_keys(store: &dyn Store) {
     );
 }
 
+/// The SSH CAs `hoistd serve` signed with are kept once each, the last
+/// seen first; a later sighting moves only when it was last seen, an
+/// earlier one moves nothing, and a rolled-back one is not kept.
+pub fn ssh_authorities(store: &dyn Store) {
+    assert!(store.read().unwrap().ssh_authorities().unwrap().is_empty());
+    let mut tx = store.transaction().unwrap();
+    tx.note_ssh_authority("ssh-ed25519 AAAA first", at(1))
+        .unwrap();
+    tx.note_ssh_authority("ssh-ed25519 AAAA second", at(2))
+        .unwrap();
+    tx.commit().unwrap();
+    let tx = store.read().unwrap();
+    assert_eq!(
+        tx.ssh_authorities().unwrap(),
+        ["ssh-ed25519 AAAA second", "ssh-ed25519 AAAA first"]
+    );
+    drop(tx);
+    let mut tx = store.transaction().unwrap();
+    tx.note_ssh_authority("ssh-ed25519 AAAA first", at(3))
+        .unwrap();
+    tx.note_ssh_authority("ssh-ed25519 AAAA second", at(0))
+        .unwrap();
+    tx.commit().unwrap();
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.ssh_authorities().unwrap(),
+        ["ssh-ed25519 AAAA first", "ssh-ed25519 AAAA second"]
+    );
+    tx.note_ssh_authority("ssh-ed25519 AAAA third", at(4))
+        .unwrap();
+    drop(tx);
+    assert_eq!(store.read().unwrap().ssh_authorities().unwrap().len(), 2);
+}
+
 /// Rule 10: a workload task is exchanged once; its exchange reads back as
 /// written, and its redemption is recorded; the claims it was filed with
 /// are kept as they were, and found by the request it filed.

@@ -61,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0010_target_handles.sql"),
     include_str!("../../../migrations/postgres/0011_exchange_claims.sql"),
     include_str!("../../../migrations/postgres/0012_identity_seen_at.sql"),
+    include_str!("../../../migrations/postgres/0013_ssh_authorities.sql"),
 ];
 
 /// Starts a transaction and takes the transaction lock (rule 1): one

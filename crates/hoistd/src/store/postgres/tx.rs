@@ -1690,6 +1690,24 @@ impl Tx for PgTx {
         Ok(())
     }
 
+    fn note_ssh_authority(&mut self, public_key: &str, at: DateTime<Utc>) -> Result<()> {
+        self.write(
+            "INSERT INTO ssh_authorities (public_key, first_at, last_at) VALUES ($1, $2, $2) \
+             ON CONFLICT (public_key) DO UPDATE \
+             SET last_at = greatest(ssh_authorities.last_at, $2) RETURNING 1",
+            vec![text(public_key), p(ms(at))],
+        )?;
+        Ok(())
+    }
+
+    fn ssh_authorities(&self) -> Result<Vec<String>> {
+        let rows = self.query(
+            "SELECT public_key FROM ssh_authorities ORDER BY last_at DESC, public_key",
+            Vec::new(),
+        )?;
+        rows.iter().map(|row| get(row, 0)).collect()
+    }
+
     fn insert_slack_replay(&mut self, signature: &str, kept_until: DateTime<Utc>) -> Result<()> {
         self.insert(
             "slack_replays",

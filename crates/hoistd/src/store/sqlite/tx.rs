@@ -939,6 +939,26 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn note_ssh_authority(&mut self, public_key: &str, at: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO ssh_authorities (public_key, first_at, last_at) VALUES (?1, ?2, ?2) \
+                 ON CONFLICT (public_key) DO UPDATE SET last_at = max(last_at, ?2)",
+            )?
+            .execute(params![public_key, ms(at)])?;
+        Ok(())
+    }
+
+    fn ssh_authorities(&self) -> Result<Vec<String>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT public_key FROM ssh_authorities ORDER BY last_at DESC, public_key",
+        )?;
+        let keys = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(keys)
+    }
+
     fn insert_slack_replay(&mut self, signature: &str, kept_until: DateTime<Utc>) -> Result<()> {
         self.conn
             .prepare_cached("INSERT INTO slack_replays (signature, kept_until) VALUES (?1, ?2)")?
