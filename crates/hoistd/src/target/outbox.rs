@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
@@ -279,10 +280,27 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
             )),
             false,
         ),
-        Some(target) => match due.effect.action {
-            EffectAction::Provision => (target.provision(&due.grant, &journal).await, true),
-            EffectAction::Deprovision => (target.deprovision(&due.grant, &journal).await, true),
-        },
+        Some(target) => {
+            let call = async {
+                match due.effect.action {
+                    EffectAction::Provision => target.provision(&due.grant, &journal).await,
+                    EffectAction::Deprovision => target.deprovision(&due.grant, &journal).await,
+                }
+            };
+            // A panic in a kind's call is a bug; it fails this attempt like
+            // any other failure, recorded and retried after its backoff,
+            // rather than leave the effect due and run it again at once.
+            match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+                Ok(outcome) => (outcome, true),
+                Err(_) => (
+                    Err(TargetError::refused(
+                        &due.effect.target,
+                        "hoistd failed while making the call (a bug: see hoistd's log)",
+                    )),
+                    true,
+                ),
+            }
+        }
     };
     let answered = asked.then_some(!matches!(outcome, Err(TargetError::Unreachable(..))));
     if outcome.is_ok() {
@@ -409,6 +427,8 @@ mod worker_tests {
         calls: Arc<AtomicUsize>,
         hangs: bool,
         fails: bool,
+        /// Panics, as a bug in a kind's call would.
+        panics: bool,
         takes: Duration,
         answered: Arc<AtomicUsize>,
         /// What it lists as made by hoist, and how much of it was removed.
@@ -421,6 +441,9 @@ mod worker_tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if self.hangs {
                 std::future::pending::<()>().await;
+            }
+            if self.panics {
+                panic!("a bug in the target's call");
             }
             tokio::time::sleep(self.takes).await;
             self.answered.fetch_add(1, Ordering::SeqCst);
@@ -516,6 +539,8 @@ mod worker_tests {
         /// Drift audits refused (this many first), and written.
         drift_refusals: AtomicUsize,
         drift_audited: AtomicUsize,
+        /// The outcomes it was asked to record.
+        outcomes: std::sync::Mutex<Vec<String>>,
         store: Arc<dyn crate::store::Store>,
         _dir: tempfile::TempDir,
     }
@@ -542,6 +567,7 @@ mod worker_tests {
                 held_before: Default::default(),
                 drift_refusals: AtomicUsize::new(0),
                 drift_audited: AtomicUsize::new(0),
+                outcomes: Default::default(),
                 store,
                 _dir: dir,
             })
@@ -594,7 +620,15 @@ mod worker_tests {
         fn next_effect_due(&self) -> crate::error::Result<Option<DateTime<Utc>>> {
             Ok(None)
         }
-        fn record_effect(&self, _: &Due, _: Result<(), TargetError>) -> crate::error::Result<()> {
+        fn record_effect(
+            &self,
+            _: &Due,
+            outcome: Result<(), TargetError>,
+        ) -> crate::error::Result<()> {
+            self.outcomes.lock().unwrap().push(match outcome {
+                Ok(()) => "done".into(),
+                Err(err) => err.to_string(),
+            });
             if self.records {
                 return Ok(());
             }
@@ -630,6 +664,7 @@ mod worker_tests {
             calls: Arc::clone(&calls),
             hangs,
             fails: false,
+            panics: false,
             takes: Duration::ZERO,
             answered: Arc::new(AtomicUsize::new(0)),
             found: Vec::new(),
@@ -684,6 +719,23 @@ mod worker_tests {
         assert_eq!(calls, 1, "the target was called {calls} times in 2 s");
     }
 
+    /// A target call that panics (a bug) is a failed attempt, recorded as
+    /// one and tried again after a pause like any other, not at once and
+    /// for ever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_panics_is_a_failure_recorded_and_retried_later() {
+        let (mut target, calls) = counting("t", false);
+        target.panics = true;
+        let ledger = FakeLedger::new(vec![target], vec![due("gr_1", "t")], false);
+        Arc::clone(&ledger).run_for(2).await;
+        let calls = calls.load(Ordering::SeqCst);
+        assert_eq!(calls, 1, "the target was called {calls} times in 2 s");
+        let outcomes = ledger.outcomes.lock().unwrap().clone();
+        assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+        assert!(outcomes[0].contains("t refused"), "{outcomes:?}");
+        assert!(outcomes[0].contains("hoistd failed"), "{outcomes:?}");
+    }
+
     /// A target that stops answering holds a few of the worker's slots, not
     /// all: a removal at another target still runs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -723,6 +775,7 @@ mod worker_tests {
             calls: Arc::clone(&calls),
             hangs: false,
             fails: false,
+            panics: false,
             takes: Duration::from_millis(500),
             answered: Arc::clone(&answered),
             found: Vec::new(),
