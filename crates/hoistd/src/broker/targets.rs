@@ -421,6 +421,30 @@ impl Ledger for Broker {
             "grant_id": found.grant_id,
         });
         work.audit(event)?;
+        work.tx.delete_drift_removal(target, &found.name)?;
+        self.finish(work)
+    }
+
+    fn drift_found(&self, target: &str, found: &Managed) -> Result<()> {
+        let mut work = self.begin_job()?;
+        work.tx
+            .insert_drift_removal(target, &found.name, found.grant_id.as_deref(), work.now)?;
+        self.finish(work)
+    }
+
+    fn drift_removals(&self, target: &str) -> Result<Vec<Managed>> {
+        Ok(self
+            .store
+            .read()?
+            .drift_removals(target)?
+            .into_iter()
+            .map(|(name, grant_id)| Managed { name, grant_id })
+            .collect())
+    }
+
+    fn drift_explained(&self, target: &str, name: &str) -> Result<()> {
+        let mut work = self.begin_job()?;
+        work.tx.delete_drift_removal(target, name)?;
         self.finish(work)
     }
 }

@@ -807,6 +807,23 @@ pub trait Tx {
     /// error.
     fn delete_handle(&mut self, target: &str, grant_id: &str, handle: &str) -> Result<()>;
 
+    /// Records that the reconciler is removing `name` at `target` (made for
+    /// `grant_id`, if its label said), before the call; one already
+    /// recorded is kept as it was.
+    fn insert_drift_removal(
+        &mut self,
+        target: &str,
+        name: &str,
+        grant_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The removals recorded at `target` and not yet audited: (name,
+    /// grant), by name.
+    fn drift_removals(&self, target: &str) -> Result<Vec<(String, Option<String>)>>;
+    /// Forgets a removal (audited, or found explained); one not recorded is
+    /// no error.
+    fn delete_drift_removal(&mut self, target: &str, name: &str) -> Result<()>;
+
     /// The last audit sequence number routed to notification channels
     /// (rule 12).
     fn notification_cursor(&self) -> Result<i64>;

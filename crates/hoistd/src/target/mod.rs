@@ -515,8 +515,18 @@ pub trait Ledger: Send + Sync + 'static {
     fn reconcile_view(&self, target: &str) -> crate::error::Result<reconcile::View>;
     /// Access found missing at the target for a live grant: provision again.
     fn access_missing(&self, grant_id: &str, target: &str) -> crate::error::Result<()>;
-    /// Access removed that no live grant stood behind: audited.
+    /// Access about to be removed that no live grant stands behind:
+    /// recorded before the call, so that its removal is audited even when
+    /// the entry cannot be written right after it.
+    fn drift_found(&self, target: &str, found: &Managed) -> crate::error::Result<()>;
+    /// Access removed that no live grant stood behind: audited, and its
+    /// record forgotten, in one transaction.
     fn drift_removed(&self, target: &str, found: &Managed) -> crate::error::Result<()>;
+    /// The removals recorded at `target` and not yet audited.
+    fn drift_removals(&self, target: &str) -> crate::error::Result<Vec<Managed>>;
+    /// Forgets a recorded removal without an entry: the access is still
+    /// there, and a grant now stands behind it.
+    fn drift_explained(&self, target: &str, name: &str) -> crate::error::Result<()>;
 }
 
 /// A pending effect, due now, and the grant it is for.

@@ -432,7 +432,7 @@ mod worker_tests {
         takes: Duration,
         answered: Arc<AtomicUsize>,
         /// What it lists as made by hoist, and how much of it was removed.
-        found: Vec<Managed>,
+        found: std::sync::Mutex<Vec<Managed>>,
         removed: Arc<AtomicUsize>,
     }
 
@@ -479,10 +479,11 @@ mod worker_tests {
         }
         async fn managed(&self, _: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
             self.call().await?;
-            Ok(Some(self.found.clone()))
+            Ok(Some(self.found.lock().unwrap().clone()))
         }
-        async fn remove(&self, _: &Managed, _: &Journal) -> Result<(), TargetError> {
+        async fn remove(&self, managed: &Managed, _: &Journal) -> Result<(), TargetError> {
             self.removed.fetch_add(1, Ordering::SeqCst);
+            self.found.lock().unwrap().retain(|m| m != managed);
             Ok(())
         }
         async fn credential(
@@ -539,6 +540,10 @@ mod worker_tests {
         /// Drift audits refused (this many first), and written.
         drift_refusals: AtomicUsize,
         drift_audited: AtomicUsize,
+        /// Drift removals recorded (by target) and not yet audited, and
+        /// whether it records them.
+        recorded: std::sync::Mutex<Vec<(String, Managed)>>,
+        records_drift: bool,
         /// The outcomes it was asked to record.
         outcomes: std::sync::Mutex<Vec<String>>,
         store: Arc<dyn crate::store::Store>,
@@ -568,6 +573,8 @@ mod worker_tests {
                 drift_refusals: AtomicUsize::new(0),
                 drift_audited: AtomicUsize::new(0),
                 outcomes: Default::default(),
+                recorded: Default::default(),
+                records_drift: true,
                 store,
                 _dir: dir,
             })
@@ -644,7 +651,7 @@ mod worker_tests {
         fn access_missing(&self, _: &str, _: &str) -> crate::error::Result<()> {
             Ok(())
         }
-        fn drift_removed(&self, _: &str, _: &Managed) -> crate::error::Result<()> {
+        fn drift_removed(&self, target: &str, found: &Managed) -> crate::error::Result<()> {
             let refused = self
                 .drift_refusals
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -653,6 +660,40 @@ mod worker_tests {
                 return Err(StoreError::Contended("leadership lost".into()).into());
             }
             self.drift_audited.fetch_add(1, Ordering::SeqCst);
+            self.recorded
+                .lock()
+                .unwrap()
+                .retain(|(t, m)| !(t == target && m.name == found.name));
+            Ok(())
+        }
+        fn drift_found(&self, target: &str, found: &Managed) -> crate::error::Result<()> {
+            if !self.records_drift {
+                return Err(StoreError::Unavailable("the database is down".into()).into());
+            }
+            let mut recorded = self.recorded.lock().unwrap();
+            if !recorded
+                .iter()
+                .any(|(t, m)| t == target && m.name == found.name)
+            {
+                recorded.push((target.to_string(), found.clone()));
+            }
+            Ok(())
+        }
+        fn drift_removals(&self, target: &str) -> crate::error::Result<Vec<Managed>> {
+            Ok(self
+                .recorded
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(t, _)| t == target)
+                .map(|(_, m)| m.clone())
+                .collect())
+        }
+        fn drift_explained(&self, target: &str, name: &str) -> crate::error::Result<()> {
+            self.recorded
+                .lock()
+                .unwrap()
+                .retain(|(t, m)| !(t == target && m.name == name));
             Ok(())
         }
     }
@@ -667,7 +708,7 @@ mod worker_tests {
             panics: false,
             takes: Duration::ZERO,
             answered: Arc::new(AtomicUsize::new(0)),
-            found: Vec::new(),
+            found: Default::default(),
             removed: Arc::new(AtomicUsize::new(0)),
         };
         (target, calls)
@@ -778,7 +819,7 @@ mod worker_tests {
             panics: false,
             takes: Duration::from_millis(500),
             answered: Arc::clone(&answered),
-            found: Vec::new(),
+            found: Default::default(),
             removed: Arc::new(AtomicUsize::new(0)),
         };
         let ledger = FakeLedger::new(vec![target], vec![due("gr_1", "t")], true);
@@ -834,10 +875,10 @@ mod worker_tests {
     #[tokio::test]
     async fn a_removal_finishing_during_a_listing_is_no_drift() {
         let (mut target, _) = counting("t", false);
-        target.found = vec![Managed {
+        target.found = std::sync::Mutex::new(vec![Managed {
             name: "hoist_gr_1".into(),
             grant_id: Some("gr_1".into()),
-        }];
+        }]);
         let removed = Arc::clone(&target.removed);
         let mut ledger = FakeLedger::new(vec![target], Vec::new(), true);
         Arc::get_mut(&mut ledger).unwrap().held_before = ["gr_1".to_string()].into();
@@ -851,16 +892,19 @@ mod worker_tests {
         assert_eq!(removed.load(Ordering::SeqCst), 1);
     }
 
-    /// Drift removed whose audit entry could not be written is owed, and
-    /// written at the next pass: gone from the target, no later pass would
-    /// find it.
+    /// Drift removed whose audit entry could not be written stays
+    /// recorded, and is audited at the next pass, once the listing shows
+    /// it gone: no later pass would find it as drift. Recorded before the
+    /// removal, the record outlives the process that made it.
     #[tokio::test]
     async fn drift_removed_but_not_audited_is_audited_at_the_next_pass() {
         let (mut target, _) = counting("t", false);
-        target.found = vec![Managed {
+        let gone = Managed {
             name: "hoist_gr_gone".into(),
             grant_id: Some("gr_gone".into()),
-        }];
+        };
+        target.found = std::sync::Mutex::new(vec![gone.clone()]);
+        let removed = Arc::clone(&target.removed);
         let mut ledger = FakeLedger::new(vec![target], Vec::new(), true);
         Arc::get_mut(&mut ledger)
             .unwrap()
@@ -869,10 +913,35 @@ mod worker_tests {
         let done = reconcile::pass(&ledger).await;
         assert_eq!(done.drift_removed, 1);
         assert_eq!(ledger.drift_audited.load(Ordering::SeqCst), 0);
-        assert_eq!(done.unaudited.len(), 1, "{done:?}");
-        let still = reconcile::audit_owed(&ledger, done.unaudited).await;
-        assert!(still.is_empty(), "{still:?}");
+        assert_eq!(
+            *ledger.recorded.lock().unwrap(),
+            vec![("t".to_string(), gone.clone())],
+            "recorded before the removal, and kept"
+        );
+        let done = reconcile::pass(&ledger).await;
+        assert_eq!(done.drift_removed, 0, "{done:?}");
+        assert_eq!(removed.load(Ordering::SeqCst), 1, "removed once");
         assert_eq!(ledger.drift_audited.load(Ordering::SeqCst), 1);
+        assert!(ledger.recorded.lock().unwrap().is_empty());
+        reconcile::pass(&ledger).await;
+        assert_eq!(ledger.drift_audited.load(Ordering::SeqCst), 1, "once");
+    }
+
+    /// A removal that cannot be recorded first is not made: nothing would
+    /// audit it if the entry after it could not be written either.
+    #[tokio::test]
+    async fn drift_that_cannot_be_recorded_is_not_removed() {
+        let (mut target, _) = counting("t", false);
+        target.found = std::sync::Mutex::new(vec![Managed {
+            name: "hoist_gr_gone".into(),
+            grant_id: Some("gr_gone".into()),
+        }]);
+        let removed = Arc::clone(&target.removed);
+        let mut ledger = FakeLedger::new(vec![target], Vec::new(), true);
+        Arc::get_mut(&mut ledger).unwrap().records_drift = false;
+        let done = reconcile::pass(&ledger).await;
+        assert_eq!((done.drift_removed, done.failures), (0, 1), "{done:?}");
+        assert_eq!(removed.load(Ordering::SeqCst), 0);
     }
 
     /// However many effects are due at a target that stopped answering,

@@ -7,7 +7,11 @@
 //! - Access this layer created (by its name or label) with no grant behind
 //!   it that still holds access (active, or its removal pending in the
 //!   outbox) is removed, and audited as `drift_removed`: a role made by
-//!   hand, or one left by a crash.
+//!   hand, or one left by a crash. The removal is recorded before the call
+//!   (`Ledger::drift_found`) and forgotten with its entry, so one whose
+//!   entry could not be written then (the store down, leadership lost, a
+//!   crash) is audited at a later pass, once the target's listing shows
+//!   the access gone, whichever instance leads by then.
 //!
 //! What the target lists is read between two reads of the grants holding
 //! access, and a role of a grant in either is no drift: access is only
@@ -53,9 +57,6 @@ pub struct Pass {
     pub drift_removed: usize,
     /// Targets or grants that could not be checked (unreachable, refused).
     pub failures: usize,
-    /// Drift removed whose audit entry could not be written (the store
-    /// down, leadership lost): by target, written again at the next pass.
-    pub unaudited: Vec<(String, super::Managed)>,
 }
 
 /// Reconciles every target once.
@@ -67,28 +68,8 @@ pub async fn pass<L: Ledger>(ledger: &Arc<L>) -> Pass {
         total.missing += one.missing;
         total.drift_removed += one.drift_removed;
         total.failures += one.failures;
-        total.unaudited.extend(one.unaudited);
     }
     total
-}
-
-/// Writes the audit entries of drift removed in earlier passes that could
-/// not be written then; answers those that still cannot be.
-pub(crate) async fn audit_owed<L: Ledger>(
-    ledger: &Arc<L>,
-    owed: Vec<(String, super::Managed)>,
-) -> Vec<(String, super::Managed)> {
-    let mut still = Vec::new();
-    for (target, managed) in owed {
-        let again = (target.clone(), managed.clone());
-        if blocking(ledger, move |l| l.drift_removed(&target, &managed))
-            .await
-            .is_none()
-        {
-            still.push(again);
-        }
-    }
-    still
 }
 
 async fn blocking<L: Ledger, T: Send + 'static>(
@@ -198,12 +179,50 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
         }
     }
 
-    for managed in found.unwrap_or_default() {
-        if managed
+    let held = |managed: &super::Managed| {
+        managed
             .grant_id
             .as_ref()
             .is_some_and(|id| view.holding.contains(id) || held_before.contains(id))
+    };
+    let Some(found) = found else {
+        return pass;
+    };
+    // Removals recorded at earlier passes and never audited: gone now, the
+    // entry is written; still there, they are drift again (below), or, a
+    // grant standing behind them now, forgotten.
+    let recorded = {
+        let name = name.clone();
+        blocking(ledger, move |l| l.drift_removals(&name)).await
+    };
+    let Some(recorded) = recorded else {
+        pass.failures += 1;
+        return pass;
+    };
+    for removal in recorded {
+        let (target, removal) = (name.clone(), removal.clone());
+        let done = match found.iter().find(|m| m.name == removal.name) {
+            None => blocking(ledger, move |l| l.drift_removed(&target, &removal)).await,
+            Some(there) if held(there) => {
+                blocking(ledger, move |l| l.drift_explained(&target, &removal.name)).await
+            }
+            Some(_) => continue,
+        };
+        if done.is_none() {
+            pass.failures += 1;
+        }
+    }
+    for managed in found {
+        if held(&managed) {
+            continue;
+        }
+        // Recorded first: a removal nobody could audit after is found again.
+        let (target_name, recorded) = (name.clone(), managed.clone());
+        if blocking(ledger, move |l| l.drift_found(&target_name, &recorded))
+            .await
+            .is_none()
         {
+            pass.failures += 1;
             continue;
         }
         match target.remove(&managed, &journal).await {
@@ -214,10 +233,8 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
                     .await
                     .is_none()
                 {
-                    // Gone from the target, so no later pass finds it:
-                    // its entry is owed, and written at the next pass.
+                    // Recorded still: audited once a listing shows it gone.
                     pass.failures += 1;
-                    pass.unaudited.push((name.clone(), managed));
                 }
             }
             Err(err) => {
@@ -237,18 +254,13 @@ pub async fn run<L: Ledger>(
     wake: Arc<Notify>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut owed = Vec::new();
     loop {
         // A pass stops where it is when leading does: what it left undone
         // the next leader's first pass does (each step is its own).
         let done = tokio::select! {
-            done = async {
-                owed = audit_owed(&ledger, std::mem::take(&mut owed)).await;
-                pass(&ledger).await
-            } => done,
+            done = pass(&ledger) => done,
             _ = stopped.wait_for(|stopped| *stopped) => return,
         };
-        owed.extend(done.unaudited.iter().cloned());
         if done != Pass::default() {
             tracing::info!(
                 checked = done.checked,

@@ -398,6 +398,54 @@ async fn a_role_made_by_hand_under_hoists_names_is_removed_and_audited() {
     assert!(drift.iter().all(|e| e.details["target"] == "db1"));
 }
 
+/// A removal recorded before its call and never audited (the instance
+/// stopped, or lost its lease, between the call and the entry) is audited
+/// at the next pass, once the listing shows the role gone; one recorded
+/// whose role is still there is removed and audited once.
+#[tokio::test]
+async fn a_drift_removal_left_unaudited_is_audited_at_the_next_pass() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute("CREATE ROLE hoist_mallory_0123456789ab LOGIN PASSWORD 'x'")
+        .await
+        .unwrap();
+    {
+        let store = hoistd::store::SqliteStore::open(&broker.db()).unwrap();
+        let mut tx = hoistd::Store::transaction(&store).unwrap();
+        let at = chrono::Utc::now();
+        tx.insert_drift_removal("db1", "hoist_gone_0123456789ab", Some("gr_gone"), at)
+            .unwrap();
+        tx.insert_drift_removal("db1", "hoist_mallory_0123456789ab", None, at)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    assert_eq!((pass.drift_removed, pass.failures), (1, 0), "{pass:?}");
+    assert!(!role_exists(&pg, "hoist_mallory_0123456789ab").await);
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    assert_eq!((pass.drift_removed, pass.failures), (0, 0), "{pass:?}");
+    let drift: Vec<String> = broker
+        .as_user("erin")
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.kind == AuditKind::DriftRemoved)
+        .map(|e| e.details["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(drift.len(), 2, "{drift:?}");
+    assert!(drift.contains(&"hoist_gone_0123456789ab".to_string()));
+    assert!(drift.contains(&"hoist_mallory_0123456789ab".to_string()));
+    let store = hoistd::store::SqliteStore::open(&broker.db()).unwrap();
+    let left = hoistd::Store::read(&store)
+        .unwrap()
+        .drift_removals("db1")
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// Two targets on one cluster (whose roles are the whole cluster's): a
 /// reconciler pass over either leaves the other's live grants alone.
 #[tokio::test]

@@ -58,8 +58,8 @@ pub use rules::{
     reads_see_what_was_committed, transactions_read_their_own_writes,
 };
 pub use targets::{
-    effects_outbox, effects_skipped_by_target, grant_access_round_trip_and_queries, target_handles,
-    webhook_deliveries,
+    drift_removals, effects_outbox, effects_skipped_by_target, grant_access_round_trip_and_queries,
+    target_handles, webhook_deliveries,
 };
 
 use super::{Store, Tx};
@@ -99,6 +99,7 @@ macro_rules! store_conformance {
             racing_appends_link_to_the_head,
             appends_and_inserts_keep_their_order,
             grant_access_round_trip_and_queries,
+            drift_removals,
             effects_outbox,
             effects_skipped_by_target,
             webhook_deliveries,

@@ -331,3 +331,47 @@ pub fn target_handles(store: &dyn Store) {
         vec![("gr_a".to_string(), "acc-9".to_string())]
     );
 }
+
+/// The reconciler's removals in progress: kept once each by target and
+/// name, read back by target, forgotten one at a time; a rolled-back one
+/// is not kept.
+pub fn drift_removals(store: &dyn Store) {
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(tx.drift_removals("db").unwrap(), vec![]);
+    tx.insert_drift_removal("db", "hoist_b", None, at(10))
+        .unwrap();
+    tx.insert_drift_removal("db", "hoist_a", Some("gr_a"), at(10))
+        .unwrap();
+    tx.insert_drift_removal("other", "hoist_a", None, at(10))
+        .unwrap();
+    tx.commit().unwrap();
+
+    let mut tx = store.transaction().unwrap();
+    // Recorded again (a later pass): kept as it was.
+    tx.insert_drift_removal("db", "hoist_a", None, at(20))
+        .unwrap();
+    assert_eq!(
+        tx.drift_removals("db").unwrap(),
+        vec![
+            ("hoist_a".to_string(), Some("gr_a".to_string())),
+            ("hoist_b".to_string(), None),
+        ]
+    );
+    tx.delete_drift_removal("db", "hoist_a").unwrap();
+    tx.delete_drift_removal("db", "never").unwrap();
+    tx.commit().unwrap();
+
+    let mut tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.drift_removals("db").unwrap(),
+        vec![("hoist_b".to_string(), None)]
+    );
+    assert_eq!(
+        tx.drift_removals("other").unwrap(),
+        vec![("hoist_a".to_string(), None)]
+    );
+    tx.insert_drift_removal("db", "hoist_c", None, at(30))
+        .unwrap();
+    drop(tx);
+    assert_eq!(store.read().unwrap().drift_removals("db").unwrap().len(), 1);
+}

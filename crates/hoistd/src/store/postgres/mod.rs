@@ -62,6 +62,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0011_exchange_claims.sql"),
     include_str!("../../../migrations/postgres/0012_identity_seen_at.sql"),
     include_str!("../../../migrations/postgres/0013_ssh_authorities.sql"),
+    include_str!("../../../migrations/postgres/0014_drift_removals.sql"),
 ];
 
 /// Starts a transaction and takes the transaction lock (rule 1): one

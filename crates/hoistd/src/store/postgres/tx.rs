@@ -1438,6 +1438,44 @@ impl Tx for PgTx {
         Ok(())
     }
 
+    fn insert_drift_removal(
+        &mut self,
+        target: &str,
+        name: &str,
+        grant_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.write(
+            "INSERT INTO drift_removals (target, name, grant_id, found_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+            vec![
+                text(target),
+                text(name),
+                p(grant_id.map(str::to_owned)),
+                p(ms(at)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn drift_removals(&self, target: &str) -> Result<Vec<(String, Option<String>)>> {
+        let rows = self.query(
+            "SELECT name, grant_id FROM drift_removals WHERE target = $1 ORDER BY name",
+            vec![text(target)],
+        )?;
+        rows.iter()
+            .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
+            .collect()
+    }
+
+    fn delete_drift_removal(&mut self, target: &str, name: &str) -> Result<()> {
+        self.write(
+            "DELETE FROM drift_removals WHERE target = $1 AND name = $2 RETURNING 1",
+            vec![text(target), text(name)],
+        )?;
+        Ok(())
+    }
+
     fn notification_cursor(&self) -> Result<i64> {
         let rows = self.query(
             "SELECT seq FROM notification_cursor WHERE id = 1",

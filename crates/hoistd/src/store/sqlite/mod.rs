@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0016_lease_epoch.sql"),
     include_str!("../../../migrations/sqlite/0017_identity_seen_at.sql"),
     include_str!("../../../migrations/sqlite/0018_ssh_authorities.sql"),
+    include_str!("../../../migrations/sqlite/0019_drift_removals.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters

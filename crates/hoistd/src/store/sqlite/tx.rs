@@ -899,6 +899,39 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn insert_drift_removal(
+        &mut self,
+        target: &str,
+        name: &str,
+        grant_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO drift_removals (target, name, grant_id, found_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![target, name, grant_id, ms(at)])?;
+        Ok(())
+    }
+
+    fn drift_removals(&self, target: &str) -> Result<Vec<(String, Option<String>)>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT name, grant_id FROM drift_removals WHERE target = ?1 ORDER BY name",
+        )?;
+        let found = statement
+            .query_map([target], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(found)
+    }
+
+    fn delete_drift_removal(&mut self, target: &str, name: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM drift_removals WHERE target = ?1 AND name = ?2")?
+            .execute(params![target, name])?;
+        Ok(())
+    }
+
     fn signing_key(&self) -> Result<Option<(String, Vec<u8>)>> {
         Ok(self
             .conn
