@@ -13,12 +13,60 @@ use crate::backend::{Backend, BackendError};
 use crate::text::sanitize;
 
 /// Whether the request waits for my decision: pending, on a role I
-/// approve, not mine, and not reviewed by me yet.
-fn needs_me(me: &Me, request: &AccessRequest) -> bool {
+/// approve (or read from my queue: Entra names no roles one approves), not
+/// mine, and not reviewed by me yet.
+fn needs_me(me: &Me, request: &AccessRequest, queued: bool) -> bool {
     request.state == RequestState::Pending
         && request.requester != me.user
-        && me.approver_for.contains(&request.role)
+        && (queued || me.approver_for.contains(&request.role))
         && !request.reviews.iter().any(|r| r.reviewer == me.user)
+}
+
+/// What `reviews` has printed, and which requests it read in my queue.
+struct Shown {
+    me: Me,
+    format: Format,
+    printed: BTreeSet<String>,
+    queued: BTreeSet<String>,
+}
+
+impl Shown {
+    fn show(&mut self, request: &AccessRequest) -> anyhow::Result<()> {
+        let queued = self.queued.contains(&request.id);
+        if needs_me(&self.me, request, queued) && self.printed.insert(request.id.clone()) {
+            emit(self.format, request)?;
+        }
+        Ok(())
+    }
+
+    /// Prints what in my queue is new.
+    fn queue(&mut self, queue: Vec<AccessRequest>) -> anyhow::Result<()> {
+        for request in queue {
+            self.queued.insert(request.id.clone());
+            self.show(&request)?;
+        }
+        Ok(())
+    }
+
+    /// A request heard of: printed if it needs me; one pending on a role
+    /// not known to be mine to approve is looked for in my queue first.
+    async fn heard(
+        &mut self,
+        backend: &dyn Backend,
+        request: &AccessRequest,
+    ) -> anyhow::Result<()> {
+        let unknown = !self.queued.contains(&request.id)
+            && !self.me.approver_for.contains(&request.role)
+            && needs_me(&self.me, request, true);
+        if unknown {
+            match backend.review_queue().await {
+                Ok(queue) => self.queue(queue)?,
+                Err(err) if ends_the_watch(&err) => return Err(err.into()),
+                Err(_) => {}
+            }
+        }
+        self.show(request)
+    }
 }
 
 /// One review as a line: id, tier, requester, role, ticket and the
@@ -67,17 +115,13 @@ pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyh
     } else {
         None
     };
-    let me = backend.me().await?;
-    let mut printed = BTreeSet::new();
-    let mut show = |request: &AccessRequest| -> anyhow::Result<()> {
-        if needs_me(&me, request) && printed.insert(request.id.clone()) {
-            emit(format, request)?;
-        }
-        Ok(())
+    let mut shown = Shown {
+        me: backend.me().await?,
+        format,
+        printed: BTreeSet::new(),
+        queued: BTreeSet::new(),
     };
-    for request in backend.review_queue().await? {
-        show(&request)?;
-    }
+    shown.queue(backend.review_queue().await?)?;
     let Some(mut events) = events else {
         return Ok(());
     };
@@ -91,9 +135,7 @@ pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyh
                 Ok(None) => break,
                 Err(_) => match backend.review_queue().await {
                     Ok(queue) => {
-                        for request in queue {
-                            show(&request)?;
-                        }
+                        shown.queue(queue)?;
                         continue;
                     }
                     Err(err) if ends_the_watch(&err) => return Err(err.into()),
@@ -106,14 +148,10 @@ pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyh
                 Err(_) => break,
             };
             match event {
-                LiveEvent::Request { request } => show(&request)?,
+                LiveEvent::Request { request } => shown.heard(backend, &request).await?,
                 // Events may have been missed: whatever is new in the queue now.
                 LiveEvent::Resync { .. } => match backend.review_queue().await {
-                    Ok(queue) => {
-                        for request in queue {
-                            show(&request)?;
-                        }
-                    }
+                    Ok(queue) => shown.queue(queue)?,
                     Err(err) if ends_the_watch(&err) => return Err(err.into()),
                     Err(_) => break,
                 },
@@ -144,9 +182,7 @@ pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyh
                 Err(_) => continue,
             };
             super::say("reconnected to the broker's event stream");
-            for request in queue {
-                show(&request)?;
-            }
+            shown.queue(queue)?;
             events = opened;
             opened_at = Instant::now();
             break;

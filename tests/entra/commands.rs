@@ -205,6 +205,65 @@ fn request_wait_follows_approval_and_propagation() {
     });
 }
 
+/// Entra names no roles one approves: `hoist reviews` lists, and
+/// `reviews --watch` prints as it lands, what Graph says waits for the
+/// approver's decision.
+#[test]
+fn an_approver_on_an_entra_profile_sees_what_waits_for_them() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = Hoist::signed_in(&tenant, "alice").await;
+        let bob = Hoist::signed_in(&tenant, "bob").await;
+        let mut watch = bob
+            .command(&["reviews", "--watch", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = watch.stdout.take().unwrap();
+        let (lines, heard) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                if lines.send(line.unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        let filed: AccessRequest = alice.json(&[
+            "request",
+            &format!("dir:{}", graph::EXCHANGE_ADMIN),
+            "--reason",
+            "Mailbox migration",
+            "--ticket",
+            "CHG-2291",
+            "--json",
+        ]);
+        assert_eq!(filed.state, RequestState::Pending);
+        let line = tokio::task::spawn_blocking(move || {
+            heard.recv_timeout(std::time::Duration::from_secs(30))
+        })
+        .await
+        .unwrap();
+        let _ = watch.kill();
+        let _ = watch.wait();
+        let printed: AccessRequest =
+            serde_json::from_str(&line.expect("watch printed it")).unwrap();
+        assert_eq!(printed.requester, "alice@contoso.example");
+        assert_eq!(printed.state, RequestState::Pending);
+        let listed = bob.run(&["reviews", "--json"]);
+        assert!(listed.status.success(), "{}", stderr(&listed));
+        let listed = String::from_utf8(listed.stdout).unwrap();
+        assert_eq!(listed.lines().count(), 1, "{listed}");
+        let waiting: AccessRequest = serde_json::from_str(listed.trim()).unwrap();
+        assert_eq!(waiting.id, printed.id);
+        let mine = alice.run(&["reviews", "--json"]);
+        assert!(mine.status.success(), "{}", stderr(&mine));
+        assert!(mine.stdout.is_empty(), "not the requester's to review");
+    });
+}
+
 /// A job's workload identity token is never sent to an Entra tenant's
 /// sign-in service: `hoist exec` as a workload on an Entra profile is
 /// refused before anything is read or sent.
