@@ -366,7 +366,7 @@ impl Broker {
         let policy = &work.policy;
         let still_eligible = policy
             .role(&grant.role)
-            .is_some_and(|role| policy.is_eligible(&grant.holder, role));
+            .is_some_and(|role| policy.may_hold(&grant.holder, role, grant.break_glass));
         if grant.state != GrantState::Active || grant.holder != claims.sub || !still_eligible {
             return Ok(inactive);
         }

@@ -325,13 +325,10 @@ impl Work<'_> {
     fn ineligible(&mut self, request: &AccessRequest) -> Result<Option<String>> {
         self.recall(&request.requester)?;
         let policy = &self.policy;
-        let allowed = policy.role(&request.role).is_some_and(|role| {
-            if request.break_glass && request.kind == RequestKind::Access {
-                policy.may_break_glass(&request.requester, role)
-            } else {
-                policy.is_eligible(&request.requester, role)
-            }
-        });
+        let break_glass = request.break_glass && request.kind == RequestKind::Access;
+        let allowed = policy
+            .role(&request.role)
+            .is_some_and(|role| policy.may_hold(&request.requester, role, break_glass));
         if !allowed {
             return Ok(Some(format!(
                 "{} is no longer eligible for role `{}`",
@@ -844,7 +841,8 @@ impl Broker {
     }
 
     /// The grant `id`, which `user` must hold, active, on a role they are
-    /// still eligible for: with that role, settled to the work's moment.
+    /// still eligible for (a break-glass grant: may still break glass for):
+    /// with that role, settled to the work's moment.
     fn held_active_grant<'p>(
         &self,
         work: &Work<'_>,
@@ -865,6 +863,15 @@ impl Broker {
             ));
         }
         let role = self.eligible_role(policy, user, &grant.role)?;
+        if !policy.may_hold(user, role, grant.break_glass) {
+            return Err(Error::refuse(
+                ErrorCode::NotEligible,
+                format!(
+                    "you may no longer break glass for role `{}`: grant {id} stood on it",
+                    grant.role
+                ),
+            ));
+        }
         Ok((grant, role))
     }
 }

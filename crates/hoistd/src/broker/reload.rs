@@ -109,13 +109,9 @@ impl Work<'_> {
             }
             // A break-glass grant stands only while its holder may still
             // break glass, as its activation required.
-            let eligible = policy.role(&grant.role).is_some_and(|role| {
-                if grant.break_glass {
-                    policy.may_break_glass(&grant.holder, role)
-                } else {
-                    policy.is_eligible(&grant.holder, role)
-                }
-            });
+            let eligible = policy
+                .role(&grant.role)
+                .is_some_and(|role| policy.may_hold(&grant.holder, role, grant.break_glass));
             let reason = if !eligible {
                 Some(format!(
                     "{why}: {} is no longer eligible for role `{}`",

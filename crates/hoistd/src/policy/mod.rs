@@ -435,6 +435,16 @@ impl Policy {
             && (role.break_glass_groups.is_empty() || self.in_any(user, &role.break_glass_groups))
     }
 
+    /// Whether `user` may hold a grant of `role`: a break-glass one only
+    /// while they may still break glass, as its activation required.
+    pub fn may_hold(&self, user: &str, role: &RoleDef, break_glass: bool) -> bool {
+        if break_glass {
+            self.may_break_glass(user, role)
+        } else {
+            self.is_eligible(user, role)
+        }
+    }
+
     pub fn is_auditor(&self, user: &str) -> bool {
         self.in_any(user, &self.settings.auditor_groups)
     }

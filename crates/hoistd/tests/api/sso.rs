@@ -350,3 +350,64 @@ async fn a_linked_user_dropped_from_the_policy_loses_their_grants() {
         );
     }
 }
+
+/// A responder the provider takes off call loses what they broke glass
+/// for at their next call, as the policy's own groups do at a reload: the
+/// grant's credential and extension are refused, and a credential issued
+/// before is no longer active (as for any eligibility the provider takes
+/// away), though they may still ask for the role the usual way.
+#[tokio::test]
+async fn a_responder_the_provider_takes_off_call_can_no_longer_use_their_break_glass() {
+    let provider = Provider::start().await;
+    let text = format!(
+        r#"{}
+[[roles]]
+id = "db"
+eligible_groups = ["engineers"]
+default_duration = "30m"
+max_duration = "1h"
+approvals = 1
+approver_groups = ["prod-approvers"]
+break_glass = true
+break_glass_groups = ["oncall"]
+"#,
+        policy(&[&provider.issuer], "").replace("auditors = []", "auditors = []\noncall = []")
+    );
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let carol = id_token(&provider, "carol").await;
+    let carol_client = broker.with_token(&carol);
+    let broke = carol_client
+        .file(&hoist_api::CreateRequest {
+            break_glass: true,
+            incident: Some("INC-7".into()),
+            ..request("db", "primary is down, failing over")
+        })
+        .await
+        .unwrap();
+    let grant = broke.grant_id.expect("granted at once");
+    let credential = carol_client.credential(&grant).await.unwrap();
+    assert!(carol_client.introspect(&credential.token).await.active);
+
+    provider.set_groups("carol", &["engineers"]).await;
+    // A later `iat` than the first token's, so the later word is known.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let token = id_token(&provider, "carol").await;
+    let off_call = broker.with_token(&token);
+    let message = refused(
+        off_call.credential(&grant).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::NotEligible,
+    );
+    assert!(message.contains("break glass"), "{message}");
+    refused(
+        off_call.extend(&grant, 600).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::NotEligible,
+    );
+    assert!(!off_call.introspect(&credential.token).await.active);
+    off_call.revoke(&grant, "off call").await.unwrap();
+    let usual = off_call
+        .file(&request("db", "vacuum the orders table"))
+        .await;
+    assert!(usual.is_ok(), "still eligible the usual way: {usual:?}");
+}
