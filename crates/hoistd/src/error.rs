@@ -10,6 +10,9 @@ use crate::store::StoreError;
 /// failover is back within seconds, and the connection pool waits 5 s for
 /// a connection before it gives up.
 pub const UNAVAILABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// When to call again after a target did not answer: its calls wait up to
+/// 10 s, so sooner would mostly wait for the same silence.
+pub const TARGET_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,6 +21,13 @@ pub enum Error {
     /// A refusal for doing something too often, with when to try again.
     #[error("{message}")]
     RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    /// A target did not answer (or answered "not now"): nothing reached
+    /// the caller, and the same call may work in a moment.
+    #[error("{message}")]
+    TargetUnavailable {
         message: String,
         retry_after: std::time::Duration,
     },

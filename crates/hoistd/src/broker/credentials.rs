@@ -81,13 +81,21 @@ impl Broker {
                 Err(err) => {
                     self.withheld(&facts, &jti, target.name(), &err.to_string())
                         .await;
-                    return Err(Error::refuse(
-                        ErrorCode::InvalidState,
-                        format!(
-                            "grant {} is live, but its access could not be handed over: {err}",
-                            facts.id
-                        ),
-                    ));
+                    let message = format!(
+                        "grant {} is live, but its access could not be handed over: {err}",
+                        facts.id
+                    );
+                    // A target that did not answer may well answer the
+                    // same call in a moment: a 503 with when to try again,
+                    // which scripts and jobs retry, not a refusal.
+                    return Err(if err.is_unreachable() {
+                        Error::TargetUnavailable {
+                            message: format!("{message}; try again"),
+                            retry_after: crate::error::TARGET_RETRY,
+                        }
+                    } else {
+                        Error::refuse(ErrorCode::InvalidState, message)
+                    });
                 }
             };
             // A revoke may have committed, and its removal run, while the

@@ -77,6 +77,14 @@ impl From<Error> for Refusal {
             Error::Refused { message, .. } => {
                 Refusal::new(WorkloadErrorCode::InvalidRequest, message)
             }
+            Error::TargetUnavailable {
+                message,
+                retry_after,
+            } => Refusal {
+                code: WorkloadErrorCode::Unavailable,
+                message,
+                retry_after: Some(retry_after),
+            },
             // As people's routes answer it: nothing was written, and the
             // same call may work in a moment.
             Error::Store(

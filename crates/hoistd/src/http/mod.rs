@@ -458,6 +458,10 @@ impl IntoResponse for Failure {
                 message,
                 retry_after,
             } => with_retry_after(refused(ErrorCode::RateLimited, message), retry_after),
+            Error::TargetUnavailable {
+                message,
+                retry_after,
+            } => with_retry_after(refused(ErrorCode::Unavailable, message), retry_after),
             // The database is down, failing over, or another change came
             // first too often: nothing was written, and the same call may
             // work in a moment. The driver's words stay in the log.

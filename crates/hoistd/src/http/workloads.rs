@@ -224,6 +224,23 @@ mod tests {
     /// Retry-After on workloads' routes too, as on people's: a job tries
     /// again rather than fail its deploy on a 500.
     #[test]
+    fn a_target_that_does_not_answer_is_503_with_retry_after() {
+        let response = refusal(Refusal::from(Error::TargetUnavailable {
+            message: "grant gr_1 is live, but its access could not be handed over".into(),
+            retry_after: crate::error::TARGET_RETRY,
+        }));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("5"))
+        );
+        let bytes =
+            futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096)).unwrap();
+        let error: OAuthError = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(error.code, WorkloadErrorCode::Unavailable);
+    }
+
+    #[test]
     fn a_database_unavailable_is_503_with_retry_after() {
         for err in [
             StoreError::Unavailable("08006: connection to server lost".into()),

@@ -551,6 +551,45 @@ async fn a_credential_the_target_would_not_make_is_audited_as_withheld() {
     );
 }
 
+/// A credential asked for while OpenBao does not answer is a 503 with when
+/// to try again (scripts and jobs retry it), not a refusal; it is audited
+/// as withheld all the same.
+#[tokio::test]
+async fn a_credential_while_openbao_does_not_answer_is_a_503_to_try_again() {
+    let mut bao = Bao::start().await;
+    let broker = TestBroker::builder().policy(&bao.policy()).start().await;
+    let grant = granted(&broker).await;
+    bao.child.kill().unwrap();
+    bao.child.wait().unwrap();
+    let response = broker
+        .as_user("alice")
+        .raw(
+            reqwest::Method::GET,
+            &format!("/v1/grants/{}/credential", grant.id),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .unwrap(),
+        "5"
+    );
+    let error: hoist_api::ApiError = response.json().await.unwrap();
+    assert_eq!(error.code, ErrorCode::Unavailable);
+    assert!(
+        error.message.contains("could not be handed over"),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains("unreachable"), "{}", error.message);
+    let log = broker.as_user("erin").audit().await;
+    assert!(log.iter().any(|e| e.kind == AuditKind::CredentialWithheld));
+}
+
 /// A job whose credential could not be handed over (OpenBao refused to
 /// mint its token) may present its token again and get it: the task is
 /// redeemed only once the job has what it asked for.
