@@ -1,6 +1,6 @@
 //! `hoist roles`, `requests`, `grants`, `audit`, `status`: what there is.
 
-use hoist_api::{AccessRequest, Decision, RequestState};
+use hoist_api::{AccessRequest, AuditEvent, Decision, RequestState};
 
 use super::table::Table;
 use super::{Format, print};
@@ -187,10 +187,28 @@ pub async fn audit(
     actor_kind: Option<ActorKind>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let mut events = backend.audit(after, limit).await?;
-    if let Some(kind) = actor_kind {
-        events.retain(|e| e.concerns_workload() == (kind == ActorKind::Workload));
-    }
+    let events = match actor_kind {
+        None => backend.audit(after, limit).await?,
+        // The broker does not filter by actor: pages are read until
+        // `limit` events match or the log ends, so that a page of the
+        // filtered view is `limit` of what matches, and `--after` its last
+        // `seq` goes on from there.
+        Some(kind) => {
+            let wanted = |e: &AuditEvent| e.concerns_workload() == (kind == ActorKind::Workload);
+            let mut events = Vec::new();
+            let mut cursor = after;
+            while events.len() < limit {
+                let page = backend.audit(cursor, limit).await?;
+                let Some(last) = page.last() else {
+                    break;
+                };
+                cursor = last.seq;
+                events.extend(page.into_iter().filter(wanted));
+            }
+            events.truncate(limit);
+            events
+        }
+    };
     print(format, &events, || {
         let mut table = Table::new(&["SEQ", "WHEN", "KIND", "ACTOR", "SUBJECT", "ROLE", "REASON"]);
         for e in &events {

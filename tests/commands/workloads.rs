@@ -602,6 +602,15 @@ fn person(broker: &hoistd::testing::TestBroker, user: &str) -> crate::Hoist {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auditors_see_workload_grants_and_filter_the_audit_log_by_kind() {
     let (_provider, broker, token) = setup().await;
+    // People's events first, more of them than a page of the filtered
+    // view below: the filter looks past them.
+    for user in ["bob", "carol", "dave"] {
+        broker
+            .as_user(user)
+            .file(&hoistd::testing::request("logs", "tail the logs"))
+            .await
+            .unwrap();
+    }
     let answer = reqwest::Client::new()
         .post(format!("{}/v1/token", broker.url()))
         .form(&[
@@ -645,6 +654,25 @@ async fn auditors_see_workload_grants_and_filter_the_audit_log_by_kind() {
     let people: Vec<AuditEvent> = erin.json(&["audit", "--actor-kind", "person", "--json"]);
     assert!(people.iter().any(|e| e.actor == "alice"));
     assert!(!people.iter().any(AuditEvent::concerns_workload));
+    // A page of the filtered view is a page of what matches.
+    let page: Vec<AuditEvent> = erin.json(&[
+        "audit",
+        "--actor-kind",
+        "workload",
+        "--limit",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(page, workloads[..2], "{page:#?}");
+    let next: Vec<AuditEvent> = erin.json(&[
+        "audit",
+        "--actor-kind",
+        "workload",
+        "--after",
+        &page[1].seq.to_string(),
+        "--json",
+    ]);
+    assert_eq!(next, workloads[2..]);
 }
 
 /// A job waiting for its approver rides out a broker that goes away for a
