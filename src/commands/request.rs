@@ -442,21 +442,31 @@ pub async fn deny(
 pub async fn find_grant(backend: &dyn Backend, target: &str) -> anyhow::Result<Grant> {
     active_grant(backend, target).await?.ok_or_else(|| {
         anyhow::anyhow!(
-            "no active grant `{target}` (give a grant id or the role of an active grant)"
+            "no active grant `{target}` (give a grant id, or the role of one active grant: \
+             its id or its name)"
         )
     })
 }
 
-/// My active grant with this id or of this role: `None` when there is
-/// none, an error when the broker could not say.
+/// My active grant with this id or of this role (its id, or its exact
+/// name as `hoist roles` shows it, when one grant's role is so called):
+/// `None` when there is none, an error when the broker could not say.
 pub async fn active_grant(
     backend: &dyn Backend,
     target: &str,
 ) -> Result<Option<Grant>, crate::backend::BackendError> {
     let grants = backend.grants(false).await?;
-    Ok(grants
+    if let Some(found) = grants.iter().find(|g| g.id == target || g.role == target) {
+        return Ok(Some(found.clone()));
+    }
+    let wanted = target.trim().to_lowercase();
+    let mut named = grants
         .into_iter()
-        .find(|g| g.id == target || g.role == target))
+        .filter(|g| g.role_name.to_lowercase() == wanted);
+    Ok(match (named.next(), named.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    })
 }
 
 pub async fn revoke(

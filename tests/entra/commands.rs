@@ -118,7 +118,8 @@ fn commands_work_on_an_entra_profile() {
         assert_eq!(grants.len(), 1);
         let status: AccessRequest = alice.json(&["status", &filed.id, "--json"]);
         assert_eq!(status.state, RequestState::Active);
-        let out = alice.run(&["revoke", &grants[0].role, "--reason", "done"]);
+        // By the role's name, as it was asked for.
+        let out = alice.run(&["revoke", "user administrator", "--reason", "done"]);
         assert!(out.status.success(), "{}", stderr(&out));
         let after: Vec<Grant> = alice.json(&["grants", "--json"]);
         assert!(after.is_empty());
