@@ -154,10 +154,10 @@ pub(super) fn roles(
         }
         let terms = tier_terms(&role, tiers)
             .map_err(|why| source.invalid(offset, format!("{what}: {why}")))?;
-        if terms.max_duration.is_zero() || role.default_duration.is_zero() {
+        if !whole_seconds(terms.max_duration) || !whole_seconds(role.default_duration) {
             return Err(source.invalid(
                 offset,
-                format!("{what}: durations must be longer than zero"),
+                format!("{what}: durations are whole seconds, at least one (e.g. \"30m\")"),
             ));
         }
         if role.default_duration > terms.max_duration {
@@ -332,4 +332,10 @@ fn tier_terms(role: &RawRole, tiers: &[Tier]) -> Result<Terms, String> {
         auto_approve: terms.auto_approve,
         step_up,
     })
+}
+
+/// A grant's duration as the wire carries it: whole seconds, at least one.
+/// "500ms" would be cut to no time at all, "1500ms" to a second.
+pub(super) fn whole_seconds(duration: Duration) -> bool {
+    duration >= Duration::from_secs(1) && duration.subsec_nanos() == 0
 }

@@ -31,6 +31,24 @@ fn a_minimal_policy_parses_with_defaults() {
     assert_eq!(policy.settings.pending_ttl, Duration::from_secs(3600));
 }
 
+/// A grant lasts whole seconds: a duration under one, or with a fraction,
+/// is refused at load rather than cut to nothing (or to less) at filing.
+#[test]
+fn role_durations_are_whole_seconds() {
+    for (from, to) in [
+        ("default_duration = \"30m\"", "default_duration = \"500ms\""),
+        ("max_duration = \"1h\"", "max_duration = \"1500ms\""),
+        ("default_duration = \"30m\"", "default_duration = \"0s\""),
+    ] {
+        let text = MINIMAL.replace(from, to);
+        assert_ne!(text, MINIMAL);
+        let err = refused(&text);
+        assert!(err.contains("whole seconds, at least one"), "{to}: {err}");
+    }
+    let text = MINIMAL.replace("default_duration = \"30m\"", "default_duration = \"1s\"");
+    assert!(Policy::parse("p.toml", &text).is_ok());
+}
+
 #[test]
 fn the_brokers_own_name_is_no_users_name() {
     for name in ["hoistd", "HoistD"] {

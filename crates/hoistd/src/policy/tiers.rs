@@ -147,12 +147,17 @@ pub(super) fn tiers(
         if raw.step_up.is_some() {
             tier.step_up = raw.step_up;
         }
-        if tier.max_duration.is_some_and(|d| d.is_zero())
+        if tier
+            .max_duration
+            .is_some_and(|d| !super::roles::whole_seconds(d))
             || tier.step_up.is_some_and(|d| d.is_zero())
         {
             return Err(source.invalid(
                 offset,
-                format!("[tiers.{name}]: durations must be longer than zero"),
+                format!(
+                    "[tiers.{name}]: max_duration is whole seconds, at least one, and step_up \
+                     longer than zero"
+                ),
             ));
         }
     }
