@@ -636,6 +636,21 @@ async fn login(
         }
         Login::Sso(flow, recency) => sign_in(&target, flow, recency).await?.0,
     };
+    // Someone else was signed in here: their session ends, rather than stay
+    // in the keyring (or a file) where no command would look for it again.
+    let previous = target.user.clone().filter(|user| *user != me.user);
+    if let Some(previous) = previous {
+        match session::logout(&target).await {
+            Ok(_) => eprintln!(
+                "Signed out {} first.",
+                crate::text::sanitize::line(&previous)
+            ),
+            Err(err) => eprintln!(
+                "Warning: the session of {} could not be deleted: {err}",
+                crate::text::sanitize::line(&previous)
+            ),
+        }
+    }
     config.remember_login(&target, &me.user);
     // Remembered, so that every later command of this profile finds the
     // session where it was put (and `logout` deletes the file).

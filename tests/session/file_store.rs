@@ -278,6 +278,18 @@ fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
     assert_eq!(code, Some(0), "{said}");
     assert!(out.contains("prod-db-admin"), "{out}");
 
+    // Signing in as someone else ends the first session: no token is left
+    // in a file that no command would read again.
+    let (code, _, said) = hoist(&["login", "--with-token"], "demo-bob\n");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("Signed out alice first"), "{said}");
+    let files = files_under(&sessions);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(!std::fs::read_to_string(&files[0]).unwrap().contains("demo-alice"));
+    let (code, out, said) = hoist(&["whoami"], "");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(out.contains("user:     bob"), "{out}");
+
     // Logout signs out, deletes the file, and ends the opt-in.
     let (code, _, said) = hoist(&["logout"], "");
     assert_eq!(code, Some(0), "{said}");
@@ -287,6 +299,7 @@ fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
     let config = std::fs::read_to_string(config_dir.join("config.toml")).unwrap();
     assert!(!config.contains("insecure_file_store = true"), "{config}");
     assert!(!config.contains("demo-alice"), "{config}");
+    assert!(!config.contains("bob"), "{config}");
     assert_eq!(files_under(home.path()), [config_dir.join("config.toml")]);
 
     // Signed out is signed out, with the way back named.
