@@ -285,7 +285,11 @@ fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
     assert!(said.contains("Signed out alice first"), "{said}");
     let files = files_under(&sessions);
     assert_eq!(files.len(), 1, "{files:?}");
-    assert!(!std::fs::read_to_string(&files[0]).unwrap().contains("demo-alice"));
+    assert!(
+        !std::fs::read_to_string(&files[0])
+            .unwrap()
+            .contains("demo-alice")
+    );
     let (code, out, said) = hoist(&["whoami"], "");
     assert_eq!(code, Some(0), "{said}");
     assert!(out.contains("user:     bob"), "{out}");

@@ -113,8 +113,13 @@ impl Broker {
             duration_secs: plan.duration_secs,
             activates_immediately: plan.activates_immediately(),
             break_glass: plan.break_glass,
-            lapses_at: (plan.approvals_required > 0)
-                .then(|| now + std_delta(policy.settings.pending_ttl)),
+            lapses_at: (plan.approvals_required > 0).then(|| {
+                let lapses = now + std_delta(policy.settings.pending_ttl);
+                // As filed: a scheduled request lapses at its window's end.
+                plan.starts_at.map_or(lapses, |start| {
+                    lapses.min(start + super::delta(plan.duration_secs))
+                })
+            }),
         })
     }
 
@@ -227,6 +232,12 @@ impl Broker {
                 &policy,
             )
         };
+        // A scheduled request undecided at its window's end could never
+        // start: it times out then, and leaves the queue, rather than wait
+        // out the pending time and hold the role's filings back.
+        if let (Some(lapses), Some(end)) = (request.lapses_at, super::window_end(&request)) {
+            request.lapses_at = Some(lapses.min(end));
+        }
         let pending = request.state == RequestState::Pending;
         // Read before the first write (see Work::holding).
         let holding = (plan.break_glass || (!pending && request.starts_at.is_none()))

@@ -149,6 +149,41 @@ async fn a_scheduled_start_never_grants_outside_its_window() {
     assert!(all.is_empty(), "no grant at all: {all:?}");
 }
 
+/// A scheduled request nobody decided before its window ended could never
+/// start: it times out then, leaving the queue and the role free for a new
+/// filing, not after the whole pending time.
+#[tokio::test]
+async fn a_scheduled_request_undecided_past_its_window_times_out() {
+    let broker = TestBroker::with_settings(r#"pending_ttl = "24h""#).await;
+    let alice = broker.as_user("alice");
+    let filed = alice
+        .file(&CreateRequest {
+            starts_at: Some(Utc::now() + TimeDelta::milliseconds(300)),
+            duration_secs: Some(1),
+            ..db_request()
+        })
+        .await
+        .unwrap();
+    assert_eq!(filed.state, RequestState::Pending);
+    let window_end = filed.starts_at.unwrap() + TimeDelta::seconds(1);
+    assert_eq!(filed.lapses_at, Some(window_end));
+    sleep_past(window_end).await;
+    assert_eq!(
+        alice.request(&filed.id).await.unwrap().state,
+        RequestState::TimedOut
+    );
+    assert!(
+        broker
+            .as_user("bob")
+            .get::<Vec<hoist_api::AccessRequest>>("/v1/reviews")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = alice.file(&db_request()).await.unwrap();
+    assert_eq!(again.state, RequestState::Pending);
+}
+
 #[tokio::test]
 async fn what_fell_due_while_the_broker_was_down_reads_as_over_after_a_restart() {
     let mut broker = TestBroker::with_settings(r#"pending_ttl = "1s""#).await;
