@@ -19,7 +19,7 @@ Exit codes:
   3  denied by an approver
   4  timed out (--wait/--timeout ran out, or the request lapsed undecided)
   5  not signed in, the session ended, or a sign-in too old for the role (run `hoist login`)
-  6  broker unreachable
+  6  try again: the broker or the identity provider unreachable, or busy
   7  refused by policy (not eligible, a rule of the role broken, not allowed)
 hoist exec exits with the command's own status, hoist ssh with ssh's (255: ssh could not
 connect). A command that SIGINT, SIGTERM or SIGHUP stops, or whose CMD one ends, ends by that

@@ -285,7 +285,11 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     let fresh = provider
         .refresh(&refresh_token)
         .await
-        .map_err(|err| expired(err.to_string()))?;
+        .map_err(|err| match err {
+            // The provider away is no ended session: try again, not sign in.
+            err @ SsoError::Unreachable { .. } => SessionError::Sso(err),
+            err => expired(err.to_string()),
+        })?;
     let (broker, stored) = (target.broker.clone(), fresh.clone());
     blocking(move || secrets::save(&broker, &user, &stored)).await?;
     Ok(fresh)

@@ -57,6 +57,10 @@ pub enum SsoError {
     StateMismatch,
     #[error("the provider's ID token was not issued for this sign-in (nonce mismatch)")]
     NonceMismatch,
+    /// The provider could not be reached, or answered "not now" (a 5xx, a
+    /// 429): the same call may work in a moment.
+    #[error("cannot reach the identity provider at {url}: {reason}; try again")]
+    Unreachable { url: String, reason: String },
 }
 
 /// Which token of a sign-in the broker takes as its bearer.
@@ -150,20 +154,35 @@ type OauthClient = oauth2::Client<
 
 /// The discovery document at `url`, read up to
 /// [`crate::endpoint::MAX_BODY`] like every answer.
-async fn discovery_document(url: &str) -> Result<Discovery, String> {
+async fn discovery_document(url: &str) -> Result<Discovery, SsoError> {
+    let bad = |reason: String| SsoError::Discovery {
+        url: url.to_string(),
+        reason,
+    };
+    let away = |reason: String| SsoError::Unreachable {
+        url: url.to_string(),
+        reason,
+    };
     let response = http(url)
         .get(url)
         .send()
         .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|err| err.without_url().to_string())?;
+        .map_err(|err| away(err.without_url().to_string()))?;
+    let status = response.status();
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(away(format!("it answered {status}")));
+    }
+    let response = response
+        .error_for_status()
+        .map_err(|err| bad(err.without_url().to_string()))?;
     let bytes = crate::endpoint::body(response)
         .await
         .map_err(|err| match err {
-            crate::endpoint::BodyError::Read(err) => err.without_url().to_string(),
-            too_large => too_large.to_string(),
+            crate::endpoint::BodyError::Read(err) => away(err.without_url().to_string()),
+            too_large => bad(too_large.to_string()),
         })?;
-    serde_json::from_slice(&bytes).map_err(|err| format!("it is not a discovery document: {err}"))
+    serde_json::from_slice(&bytes)
+        .map_err(|err| bad(format!("it is not a discovery document: {err}")))
 }
 
 /// The HTTP client for the provider's endpoint `url`: never follows
@@ -226,7 +245,7 @@ pub async fn discover(issuer: &AuthIssuer) -> Result<Provider, SsoError> {
         reason,
     };
     crate::endpoint::check(&issuer.issuer).map_err(|refused| bad(refused.reason))?;
-    let document = discovery_document(&url).await.map_err(bad)?;
+    let document = discovery_document(&url).await?;
     if document.issuer.trim_end_matches('/') != issuer.issuer.trim_end_matches('/') {
         return Err(bad(format!("it names issuer `{}`", document.issuer)));
     }
@@ -261,7 +280,7 @@ pub async fn discover_at(
     };
     let authority = crate::endpoint::check(authority).map_err(|refused| bad(refused.reason))?;
     crate::endpoint::check(metadata).map_err(|refused| bad(refused.reason))?;
-    let document = discovery_document(metadata).await.map_err(bad)?;
+    let document = discovery_document(metadata).await?;
     let same_origin =
         |url: &str| crate::endpoint::check(url).is_ok_and(|url| url.origin() == authority.origin());
     if !same_origin(&document.issuer) {
@@ -484,7 +503,14 @@ impl Provider {
         let tokens = request
             .request_async(&transport(http(&self.token_endpoint)))
             .await
-            .map_err(|err| fail(describe(&err)))?;
+            .map_err(|err| match err {
+                // Not an answer: the provider is away, not the session over.
+                oauth2::RequestTokenError::Request(err) => SsoError::Unreachable {
+                    url: self.token_endpoint.clone(),
+                    reason: err.to_string(),
+                },
+                err => fail(describe(&err)),
+            })?;
         self.session(&tokens, Some(refresh_token))
     }
 

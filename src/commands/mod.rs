@@ -116,6 +116,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 SessionError::NotSignedIn { .. }
                 | SessionError::Expired { .. }
                 | SessionError::TokenRefused { .. } => exit::NOT_SIGNED_IN,
+                // The identity provider away: try again, as for the broker.
+                SessionError::Sso(crate::auth::sso::SsoError::Unreachable { .. }) => {
+                    exit::UNREACHABLE
+                }
                 _ => exit::FAILURE,
             };
         }

@@ -349,6 +349,39 @@ fn a_fresh_sign_in_asks_the_provider_to_sign_the_person_in_now() {
     });
 }
 
+/// A session that needs refreshing while its provider is down is not
+/// "expired, sign in again" (exit 5) but "try again" (exit 6): the session
+/// is kept, and refreshes once the provider is back.
+#[test]
+fn a_provider_outage_at_refresh_is_try_again_not_sign_in_again() {
+    run(async {
+        let mut setup = setup(Some(3)).await;
+        let (me, _) = device_login(&setup, "alice").await;
+        let target = target(&setup, Some(&me.user));
+        setup.provider.stop();
+        let err = match session::open(&target).await {
+            Ok(_) => panic!("refreshed with no provider"),
+            Err(err) => err,
+        };
+        assert!(
+            matches!(
+                err,
+                session::SessionError::Sso(hoist::auth::sso::SsoError::Unreachable { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("try again"), "{err}");
+        assert_eq!(hoist::commands::exit_code(&anyhow::Error::new(err)), 6);
+        assert!(
+            hoist::auth::secrets::load(&target.broker, "alice")
+                .unwrap()
+                .is_some(),
+            "the session is kept"
+        );
+        setup.broker.stop().await;
+    });
+}
+
 #[test]
 fn sessions_refresh_themselves_and_logout_revokes_them() {
     run(async {

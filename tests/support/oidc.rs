@@ -375,6 +375,14 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// Stops the provider, as an outage would: nothing answers at its port.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Provider {
     fn drop(&mut self) {
         let _ = self.child.kill();
