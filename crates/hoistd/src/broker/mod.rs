@@ -10,6 +10,7 @@
 //! bring a stored request or grant to its state at a given moment.
 
 mod credentials;
+mod gate;
 mod grants;
 mod identities;
 mod limits;
@@ -123,6 +124,8 @@ pub struct Broker {
     bindings: RwLock<HashMap<(String, String), String>>,
     /// Counts policy reloads, so live streams can check their caller again.
     reloads: watch::Sender<u64>,
+    /// Commits under way, which a reload's sweep waits for (see `gate`).
+    gate: gate::Gate,
     limits: ArcSwap<limits::Limits>,
     uses: limits::Uses,
     /// Wakes the outbox worker when an effect was written.
@@ -440,6 +443,7 @@ impl Broker {
             reaper_held: watch::Sender::new(false),
             bindings: RwLock::default(),
             reloads: watch::Sender::new(0),
+            gate: gate::Gate::default(),
             uses: limits::Uses::default(),
             outbox: Arc::new(Notify::new()),
             reconciler: Arc::new(Notify::new()),
@@ -609,6 +613,19 @@ impl Broker {
         self.reaper_held.send_replace(held);
     }
 
+    /// Holds every commit that changes something just after its check of
+    /// the policy (or lets them go), so that a test reloads in between.
+    #[cfg(feature = "testing")]
+    pub fn hold_commits(&self, held: bool) {
+        self.gate.hold(held);
+    }
+
+    /// How many commits are held now (see [`Broker::hold_commits`]).
+    #[cfg(feature = "testing")]
+    pub fn commits_held(&self) -> usize {
+        self.gate.holding()
+    }
+
     /// Starts a transaction, then reads the policy. A reload swaps the
     /// policy before its own transaction revokes what the new one no longer
     /// allows, so a transaction that grants access must either commit
@@ -684,6 +701,8 @@ impl Broker {
             mut ended_uses,
             ..
         } = work;
+        // Counted from the check to the commit's end: a reload's sweep waits.
+        let _deciding = (!changes.is_empty()).then(|| self.gate.enter());
         let committed = (|| -> Result<()> {
             if !changes.is_empty() && !Arc::ptr_eq(&policy, &self.policy.load()) {
                 // Reloaded since `begin`: the reload's sweep may have gone
@@ -694,6 +713,10 @@ impl Broker {
                     "the policy was reloaded while this was decided; nothing was written".into(),
                 )
                 .into());
+            }
+            #[cfg(feature = "testing")]
+            if !changes.is_empty() {
+                self.gate.pause();
             }
             if !changes.is_empty() {
                 // Other instances sharing the database hear of it at commit.

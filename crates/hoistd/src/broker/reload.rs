@@ -35,6 +35,9 @@ impl Broker {
                 .store(Arc::new(super::limits::Limits::new(&policy.settings)));
         }
         self.policy.store(Arc::new(policy));
+        // Every commit that may have checked the old policy ends before the
+        // sweep reads what it must revoke.
+        self.gate.turn();
         // Live streams check their callers against the new policy before
         // they deliver anything more.
         self.reloads.send_modify(|n| *n += 1);

@@ -907,3 +907,61 @@ fn a_connection_that_stops_answering_fails_its_call_and_is_replaced() {
     assert!(took >= std::time::Duration::from_secs(10), "{took:?}");
     store.ready().expect("a fresh connection answers");
 }
+
+/// A grant committed on PostgreSQL while a policy reload runs is in that
+/// reload's sweep: an optimistic transaction takes the store's lock only
+/// with its commit, so a reload could swap the policy and sweep between its
+/// check of the policy and its commit, and the grant, decided under the old
+/// policy, would stand under the new one. Here the filing is held just
+/// after its check while the policy drops alice; the reload waits for it,
+/// and its sweep revokes the grant.
+#[test]
+fn a_grant_committed_while_a_reload_sweeps_is_swept() {
+    let (_pg, _url, store) = fresh_store();
+    let text = hoistd::testing::policy_text("");
+    let policy = hoistd::Policy::parse("p.toml", &text).unwrap();
+    let broker =
+        std::sync::Arc::new(hoistd::Broker::new(std::sync::Arc::new(store), policy).unwrap());
+    broker.hold_commits(true);
+    let filing = {
+        let broker = std::sync::Arc::clone(&broker);
+        std::thread::spawn(move || {
+            broker.create_request(
+                "alice",
+                &hoistd::testing::request("logs", "tail the logs for INC-7"),
+                None,
+            )
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while broker.commits_held() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the filing never got to its commit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let without_alice = text.replace(
+        r#"eng = ["alice", "bob", "carol", "dave", "frank"]"#,
+        r#"eng = ["bob", "carol", "dave", "frank"]"#,
+    );
+    assert_ne!(without_alice, text);
+    let reloading = {
+        let broker = std::sync::Arc::clone(&broker);
+        let policy = hoistd::Policy::parse("p.toml", &without_alice).unwrap();
+        std::thread::spawn(move || broker.reload(policy))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    broker.hold_commits(false);
+    let (filed, _) = filing.join().unwrap().unwrap();
+    let revoked = reloading.join().unwrap().unwrap();
+    assert_eq!(revoked, 1, "the reload's sweep saw the grant");
+    let grant = broker
+        .store()
+        .read()
+        .unwrap()
+        .grant(filed.grant_id.as_deref().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.state, hoist_api::GrantState::Revoked);
+}
