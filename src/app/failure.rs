@@ -49,7 +49,9 @@ impl Failure {
         let message = sanitize::line(&self.message);
         let kind = match self.kind {
             FailureKind::Unreachable => {
-                return format!("Broker unreachable ({message}); will retry");
+                // Only revocations (and the event stream) are retried by
+                // themselves, and never end here: anything else is not.
+                return format!("Broker unreachable ({message}); not confirmed, try again");
             }
             FailureKind::SessionEnded => {
                 return "Session expired or not signed in: run `hoist login`".into();
@@ -82,7 +84,7 @@ mod tests {
         );
         assert_eq!(
             described(FailureKind::Unreachable),
-            "Broker unreachable (not eligible⟨U+001B⟩[2J); will retry"
+            "Broker unreachable (not eligible⟨U+001B⟩[2J); not confirmed, try again"
         );
         assert_eq!(
             described(FailureKind::SessionEnded),

@@ -252,7 +252,7 @@ pub fn bindings(context: Context) -> Vec<Binding> {
             bind(&[key('o')], Action::OpenTicket, "open incident", true),
         ],
         Context::Filter => vec![
-            bind(&[code(KeyCode::Enter)], Action::Select, "keep filter", true),
+            bind(&[code(KeyCode::Enter)], Action::Select, "request", true),
             bind(&[code(KeyCode::Esc)], Action::Back, "clear", true),
             bind(&[code(KeyCode::Up)], Action::Up, "up", false),
             bind(&[code(KeyCode::Down)], Action::Down, "down", false),
@@ -338,6 +338,7 @@ pub fn bindings(context: Context) -> Vec<Binding> {
             ),
             bind(&[key('y')], Action::CopyCredential, "copy", false),
             bind(&[key('u')], Action::CopyUri, "copy URI", false),
+            bind(&[ctrl('c')], Action::Quit, "quit", false),
         ],
         Context::Picker => vec![
             bind(&[code(KeyCode::Enter)], Action::Select, "switch", true),
@@ -474,6 +475,35 @@ pub fn help(state: &State) -> Vec<(&'static str, Vec<(String, &'static str)>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ctrl-C quits wherever the focus is, as help says under "Everywhere".
+    #[test]
+    fn ctrl_c_quits_in_every_context() {
+        let contexts = [
+            Context::Screen(Screen::Roles),
+            Context::Filter,
+            Context::Form,
+            Context::Input,
+            Context::Confirm,
+            Context::QuitWhileRevoking,
+            Context::Overlay,
+            Context::Picker,
+        ];
+        for context in contexts {
+            let mut tables = vec![bindings(context)];
+            if matches!(context, Context::Screen(_)) {
+                tables.push(global());
+            }
+            assert!(
+                tables.iter().flatten().any(|b| b.action == Action::Quit
+                    && b.keys.iter().any(|k| k.matches(&KeyEvent::new(
+                        KeyCode::Char('c'),
+                        crossterm::event::KeyModifiers::CONTROL
+                    )))),
+                "{context:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_screen_hint_names_only_the_screens_shown() {

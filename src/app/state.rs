@@ -154,6 +154,14 @@ pub enum Modal {
     SignIn(SignInPrompt),
 }
 
+impl Modal {
+    /// Whether it asks the person something (a yes or no, a text, a choice,
+    /// a sign-in), whose keys nothing arriving meanwhile may take.
+    pub fn asks(&self) -> bool {
+        !matches!(self, Modal::Help | Modal::Credential { .. })
+    }
+}
+
 /// What a device sign-in asks the person to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignInPrompt {
@@ -388,6 +396,9 @@ pub struct State {
     /// expires, and [`Action::ShowSignIn`](super::action::Action::ShowSignIn)
     /// shows the pop-up again.
     pub hidden_sign_in: Option<SignInPrompt>,
+    /// A credential that arrived while another pop-up asked something: it
+    /// is shown once that one closes, rather than take its keys.
+    pub waiting_credential: Option<Modal>,
     pub banner: Option<Banner>,
     pub connection: Connection,
     /// The broker's clock, as of the last tick.
@@ -442,6 +453,7 @@ impl State {
             preview: None,
             modal: None,
             hidden_sign_in: None,
+            waiting_credential: None,
             banner: None,
             connection: Connection::Connecting,
             now,

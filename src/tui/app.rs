@@ -269,6 +269,13 @@ impl App {
     /// A profile the picker asked for is open, or could not be.
     pub fn switched(&mut self, (profile, opened): Switched) {
         match opened {
+            // What happened here while the profile opened may not be
+            // dropped: a revocation being retried, a form being written.
+            Ok(_) if let Some(why) = crate::app::update::why_not_leave(&self.state) => self
+                .dispatch(Action::SwitchFailed {
+                    profile,
+                    reason: format!("{why} (it is signed in: P opens it at once)"),
+                }),
             Ok(opened) => self.show(opened),
             Err(reason) => self.dispatch(Action::SwitchFailed { profile, reason }),
         }

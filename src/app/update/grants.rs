@@ -287,13 +287,26 @@ pub(super) fn credential_loaded(
         );
         vec![Command::Copy(credential.token)]
     } else {
-        state.modal = Some(Modal::Credential {
+        let role = credential.role.clone();
+        let shown = Modal::Credential {
             grant_id: credential.grant_id,
             role: credential.role,
             token: credential.token,
             expires_at: credential.expires_at,
             access: credential.access.map(Box::new),
-        });
+        };
+        // A question open meanwhile (revoke this grant? a reason to type?)
+        // keeps its keys: a `y` meant for it must not copy a credential.
+        if state.modal.as_ref().is_some_and(Modal::asks) {
+            state.waiting_credential = Some(shown);
+            banner(
+                state,
+                format!("Credential for {role} fetched: shown when this closes"),
+                Level::Info,
+            );
+        } else {
+            state.modal = Some(shown);
+        }
         vec![]
     }
 }

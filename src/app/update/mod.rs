@@ -24,6 +24,8 @@ use super::state::{Banner, Level, Modal, Screen, State};
 /// How long a banner stays.
 const BANNER_FOR: TimeDelta = TimeDelta::seconds(8);
 
+pub use modals::why_not_leave;
+
 pub fn update(state: &mut State, action: Action) -> Vec<Command> {
     // A stronger sign-in asked for midway ends with the call that needed
     // it: an activation or a deactivation (Graph asks for one only there),
@@ -40,7 +42,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
     ) {
         modals::sign_in_over(state, None);
     }
-    match action {
+    let commands = match action {
         Action::Quit => modals::quit(state),
         Action::Tick(now) => grants::tick(state, now),
         Action::Resize(w, h) => {
@@ -77,7 +79,14 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::SwitchFailed { profile, reason } => modals::switch_failed(state, &profile, &reason),
         Action::SignInAgainFailed(reason) => sign_in_again_failed(state, &reason),
         other => key_action(state, other),
+    };
+    // A credential that came while a question was open, once it is closed.
+    if state.modal.is_none()
+        && let Some(credential) = state.waiting_credential.take()
+    {
+        state.modal = Some(credential);
     }
+    commands
 }
 
 fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Command> {

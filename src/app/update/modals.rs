@@ -40,8 +40,41 @@ pub(super) fn sign_in_over(state: &mut State, profile: Option<&str>) {
     }
 }
 
-/// Shows a sign-in's pop-up, new or closed earlier.
+/// Why the profile on screen may not be left now, if it may not: when the
+/// picker asks, and again when the profile picked has opened (its sign-in
+/// may take minutes, while this screen stays in use).
+pub fn why_not_leave(state: &State) -> Option<String> {
+    // Only this profile's hoist retries them: leaving would drop them.
+    if !state.unconfirmed_revocations().is_empty() {
+        return Some("A revocation is not confirmed yet: switch once it is".into());
+    }
+    if state
+        .form
+        .as_ref()
+        .is_some_and(|form| form.submitting || !form.justification.trim().is_empty())
+    {
+        return Some("A request form is open: send or close it, then switch".into());
+    }
+    None
+}
+
+/// Shows a sign-in's pop-up, new or closed earlier. One that comes while
+/// another pop-up asks something waits, hidden, for ^O: the question keeps
+/// its keys and is not lost.
 pub(super) fn show_sign_in(state: &mut State, prompt: SignInPrompt) -> Vec<Command> {
+    if state
+        .modal
+        .as_ref()
+        .is_some_and(|open| open.asks() && !matches!(open, Modal::SignIn(_)))
+    {
+        state.hidden_sign_in = Some(prompt);
+        banner(
+            state,
+            "A sign-in waits for you: ^O shows its code".to_string(),
+            Level::Warning,
+        );
+        return vec![];
+    }
     state.hidden_sign_in = None;
     state.modal = Some(Modal::SignIn(prompt));
     vec![]
@@ -256,13 +289,8 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
                 banner(state, "Another profile is still opening", Level::Warning);
                 return vec![];
             }
-            // Only this profile's hoist retries them: leaving would drop them.
-            if !state.unconfirmed_revocations().is_empty() {
-                banner(
-                    state,
-                    "A revocation is not confirmed yet: switch once it is",
-                    Level::Warning,
-                );
+            if let Some(why) = why_not_leave(state) {
+                banner(state, why, Level::Warning);
                 return vec![];
             }
             state.busy.insert(SWITCHING.into());

@@ -147,7 +147,7 @@ fn a_failed_filing_keeps_the_form_open_to_send_again() {
     assert!(!form.submitting);
     assert_eq!(
         form.error.as_deref(),
-        Some("Broker unreachable (connection refused or failed); will retry")
+        Some("Broker unreachable (connection refused or failed); not confirmed, try again")
     );
     // The same key goes out again, so the broker never files twice.
     assert_eq!(form.idempotency_key, "key-1");
@@ -2060,4 +2060,82 @@ fn with_a_broker_that_does_not_order_its_copies_the_last_one_wins() {
     }
     let queued: Vec<&str> = state.queue.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(queued, ["req_a", "req_b"]);
+}
+
+/// A credential or a sign-in that arrives while a question is open does
+/// not take its keys: the `y` meant for "Revoke now?" revokes, and the
+/// credential shows once the question is closed; the sign-in waits for ^O.
+#[test]
+fn what_arrives_during_a_question_does_not_take_its_keys() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let revoke = Command::Revoke {
+        grant_id: "g1".into(),
+        reason: None,
+    };
+    state.modal = Some(Modal::Confirm {
+        prompt: "Revoke db now?".into(),
+        yes: revoke.clone(),
+        danger: true,
+    });
+    let credential = credential_of_g1(
+        now,
+        hoist_api::AccessCredential {
+            target: "db-prod-1".into(),
+            kind: "postgres".into(),
+            env: Default::default(),
+            uri: None,
+            command: None,
+            expires_at: now + TimeDelta::minutes(30),
+            certificate: None,
+        },
+    );
+    update(
+        &mut state,
+        Action::CredentialLoaded {
+            credential: Box::new(credential),
+            copy: false,
+        },
+    );
+    update(&mut state, sign_in(None));
+    assert!(matches!(state.modal, Some(Modal::Confirm { .. })));
+    assert!(state.hidden_sign_in.is_some(), "the sign-in waits for ^O");
+    let commands = update(&mut state, Action::Confirm);
+    assert!(commands.contains(&revoke), "{commands:?}");
+    assert!(
+        matches!(state.modal, Some(Modal::Credential { .. })),
+        "shown once the question closed"
+    );
+    update(&mut state, Action::Back);
+    assert!(state.modal.is_none());
+    update(&mut state, Action::ShowSignIn);
+    assert!(matches!(state.modal, Some(Modal::SignIn(_))));
+}
+
+/// A profile opened while a revocation here is still being retried, or a
+/// form is being written, is not shown over them: leaving would drop the
+/// retries (the grant would stay active) or what was typed.
+#[test]
+fn the_profile_on_screen_is_not_left_with_work_in_hand() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    assert_eq!(super::why_not_leave(&state), None);
+    state.revoking.insert("g1".into());
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(30))];
+    assert!(
+        super::why_not_leave(&state).is_some_and(|why| why.contains("revocation")),
+        "{:?}",
+        super::why_not_leave(&state)
+    );
+    state.revoking.clear();
+    let mut form = RequestForm::new(role("db"), "key-1".into());
+    form.justification = "rotate the keys".into();
+    state.form = Some(form);
+    assert!(super::why_not_leave(&state).is_some_and(|why| why.contains("form")));
+    state.form.as_mut().unwrap().justification.clear();
+    assert_eq!(
+        super::why_not_leave(&state),
+        None,
+        "an empty form is no work"
+    );
 }
