@@ -26,6 +26,13 @@ safe. A real receiver keeps the epochs where it keeps its grants. An epoch is
 never below the milliseconds since 1970 when its term began, so a restarted
 hoistd, or one whose database was restored from a backup, starts higher still.
 
+A grant is provisioned, perhaps again and again, then removed, and never
+provisioned after that. So this receiver also refuses (409) a provision for a
+grant it has removed, or whose `expires_at` has passed: such a call is late (a
+provision that hoistd gave up waiting for, still being worked on here when the
+removal came) or replayed (the signature stops replays only outside the
+timestamp window). It remembers removed grants until they would have ended.
+
     HOIST_WEBHOOK_SECRET=... python3 webhook-receiver.py --port 8711
 
 Answers: 2xx with {"status": "ok"} for provision and deprovision, and
@@ -39,6 +46,7 @@ hoistd retries with backoff.
 """
 
 import argparse
+import datetime
 import hashlib
 import hmac
 import json
@@ -54,6 +62,7 @@ MAX_BODY = 64 * 1024
 SECRET = os.environ.get("HOIST_WEBHOOK_SECRET", "").encode()
 GRANTS = {}
 EPOCHS = {}  # the highest leader_epoch seen, by issuer
+REMOVED = {}  # (issuer, grant id) -> Unix seconds until which it is remembered
 LOCK = threading.Lock()
 
 
@@ -83,18 +92,41 @@ def stale(issuer, epoch):
     return False
 
 
+def ends_at(grant):
+    """The grant's end in Unix seconds, or None if it does not say."""
+    try:
+        text = grant["expires_at"].replace("Z", "+00:00")
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return None
+
+
 def provision(grant, issuer, epoch):
+    """None if provisioned, else why not. Called for a grant's first
+    provision and for every retry of it."""
+    now = time.time()
     with LOCK:
         if stale(issuer, epoch):
-            return False
+            return "leader_epoch %s is stale" % epoch
+        if (issuer, grant["id"]) in REMOVED:
+            return "grant %s was removed: a provision after that is late or replayed" % grant["id"]
+        ends = ends_at(grant)
+        if ends is not None and ends <= now:
+            return "grant %s has ended" % grant["id"]
         GRANTS[grant["id"]] = grant
-        return True
+        return None
 
 
 def deprovision(grant, issuer, epoch):
+    now = time.time()
     with LOCK:
         stale(issuer, epoch)  # noted, never refused
         GRANTS.pop(grant["id"], None)
+        for key, until in list(REMOVED.items()):
+            if until < now:
+                del REMOVED[key]
+        ends = ends_at(grant)
+        REMOVED[(issuer, grant["id"])] = (ends if ends is not None else now + 86400) + TOLERANCE_SECS
 
 
 def present(grant):
@@ -123,9 +155,9 @@ class Receiver(BaseHTTPRequestHandler):
         action, grant = call.get("action"), call.get("grant") or {}
         issuer, epoch = call.get("issuer"), call.get("leader_epoch")
         if action == "provision":
-            if not provision(grant, issuer, epoch):
-                message = "leader_epoch %s is stale" % epoch
-                return self.answer(409, {"status": "error", "message": message})
+            refused = provision(grant, issuer, epoch)
+            if refused:
+                return self.answer(409, {"status": "error", "message": refused})
             return self.answer(200, {"status": "ok"})
         if action == "deprovision":
             deprovision(grant, issuer, epoch)

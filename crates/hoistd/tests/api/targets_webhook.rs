@@ -401,9 +401,14 @@ async fn fails_then_recovers(mode: Mode, said: &str) {
 async fn the_example_receiver_refuses_a_late_provision_from_a_deposed_leader() {
     let receiver = example_receiver();
     let post = |action: &str, issuer: &str, epoch: Option<i64>| {
+        let grant = if action == "provision" && epoch.is_none() {
+            "gr_y"
+        } else {
+            "gr_x"
+        };
         let mut call = serde_json::json!({
             "action": action,
-            "grant": { "id": "gr_x", "holder": "alice" },
+            "grant": { "id": grant, "holder": "alice" },
             "issuer": issuer,
         });
         if let Some(epoch) = epoch {
@@ -430,7 +435,10 @@ async fn the_example_receiver_refuses_a_late_provision_from_a_deposed_leader() {
         "https://hoist.example.com",
         "https://hoist.staging.example.com",
     );
-    let present = || async { post("inspect", prod, None).await.1["present"] == true };
+    let present = || async {
+        let (_, gr_x) = post("inspect", prod, None).await;
+        gr_x["present"] == true
+    };
     assert_eq!(post("provision", prod, Some(2)).await.0, StatusCode::OK);
     let (status, refusal) = post("provision", prod, Some(1)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refusal}");
@@ -441,8 +449,66 @@ async fn the_example_receiver_refuses_a_late_provision_from_a_deposed_leader() {
     // is not fenced.
     assert_eq!(post("deprovision", prod, Some(1)).await.0, StatusCode::OK);
     assert!(!present().await);
-    assert_eq!(post("provision", prod, None).await.0, StatusCode::OK);
-    assert!(present().await);
+    assert_eq!(
+        post("provision", prod, None).await.0,
+        StatusCode::OK,
+        "gr_y"
+    );
+}
+
+/// A provision that arrives after its grant's removal (one hoistd gave up
+/// waiting for and the receiver finished late, or a captured call replayed
+/// within the signature's window) is refused by the example receiver, as is
+/// one for a grant whose end has passed: a removed grant stays removed.
+#[tokio::test]
+async fn the_example_receiver_refuses_a_provision_after_its_grants_removal() {
+    let receiver = example_receiver();
+    let call = |action: &str, id: &str, expires_at: chrono::DateTime<chrono::Utc>| {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "action": action,
+            "grant": { "id": id, "holder": "alice", "expires_at": expires_at },
+            "issuer": "https://hoist.example.com",
+            "leader_epoch": 7,
+        }))
+        .unwrap();
+        let now = chrono::Utc::now().timestamp().to_string();
+        let signature = format!("v1={}", webhook::sign(SECRET.as_bytes(), &now, &body));
+        let request = reqwest::Client::new()
+            .post(&receiver.url)
+            .header(TIMESTAMP_HEADER, now)
+            .header(SIGNATURE_HEADER, signature)
+            .header(DELIVERY_HEADER, "d-1")
+            .body(body);
+        async move {
+            let answer = request.send().await.unwrap();
+            (
+                answer.status(),
+                answer.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let ends = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    assert_eq!(call("provision", "gr_z", ends).await.0, StatusCode::OK);
+    assert_eq!(
+        call("provision", "gr_z", ends).await.0,
+        StatusCode::OK,
+        "a retry"
+    );
+    assert_eq!(call("deprovision", "gr_z", ends).await.0, StatusCode::OK);
+    let (status, refusal) = call("provision", "gr_z", ends).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refusal}");
+    assert!(
+        refusal["message"].as_str().unwrap().contains("removed"),
+        "{refusal}"
+    );
+    assert_eq!(call("inspect", "gr_z", ends).await.1["present"], false);
+    let ended = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    let (status, refusal) = call("provision", "gr_old", ended).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refusal}");
+    assert!(
+        refusal["message"].as_str().unwrap().contains("ended"),
+        "{refusal}"
+    );
 }
 
 /// A reconciler pass stops asking a target that does not answer: each
