@@ -65,6 +65,10 @@ pub struct RequestForm {
     /// The person signed in again for this form (a role's step-up): a
     /// second refusal for that is shown, not met with a third sign-in.
     pub signed_in_again: bool,
+    /// The roles the broker answered as filed: the form closes once every
+    /// role of it is, so that a bundle's role refused after another was
+    /// filed keeps its form, and its reason, on screen.
+    pub filed: std::collections::BTreeSet<String>,
 }
 
 /// What is wrong with each field, if anything.
@@ -109,6 +113,7 @@ impl RequestForm {
             submitting: false,
             error: None,
             signed_in_again: false,
+            filed: Default::default(),
         }
     }
 

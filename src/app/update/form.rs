@@ -105,15 +105,23 @@ pub(super) fn filing(form: &RequestForm) -> Command {
     }
 }
 
-/// A filing answered: the form that sent it closes, unless another of
-/// its roles (a bundle's) was refused meanwhile, whose reason the form
-/// keeps showing; a form opened since, for another filing, stays.
+/// A filing answered: the form that sent it closes once every role of it
+/// is filed; until then (a bundle's other roles still on their way, or one
+/// refused, whose reason the form keeps showing) it stays. A form opened
+/// since, for another filing, stays too.
 pub(super) fn filed(state: &mut State, request: AccessRequest) -> Vec<Command> {
-    let ours = state
-        .form
-        .as_ref()
-        .is_some_and(|form| form.submitting && form.roles().any(|role| role.id == request.role));
-    if ours {
+    let all_filed = match state.form.as_mut() {
+        Some(form)
+            if (form.submitting || !form.filed.is_empty())
+                && form.roles().any(|role| role.id == request.role) =>
+        {
+            form.filed.insert(request.role.clone());
+            let all = form.roles().all(|role| form.filed.contains(&role.id));
+            Some(all)
+        }
+        _ => None,
+    };
+    if all_filed == Some(true) {
         state.form = None;
         if !state.filter.is_empty() {
             state.filter.clear();

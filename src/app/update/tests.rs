@@ -1917,7 +1917,51 @@ fn a_confirmed_break_glass_bundle_is_the_forms_filing() {
     assert!(state.form.as_ref().unwrap().submitting);
     let filed = request("req_db", "db", "alice", now + TimeDelta::hours(1));
     update(&mut state, Action::Filed(Box::new(filed)));
+    assert!(state.form.is_some(), "k8s is still on its way");
+    let filed = request("req_k8s", "k8s", "alice", now + TimeDelta::hours(1));
+    update(&mut state, Action::Filed(Box::new(filed)));
     assert!(state.form.is_none(), "the filed form stayed open");
+}
+
+/// A bundle's role refused after another was filed keeps the form, and its
+/// reason, on screen, though the others' answers come after it: sending it
+/// again files the refused one (the others are answered, not filed twice),
+/// and the form closes once every role is filed.
+#[test]
+fn a_bundle_with_a_refused_role_keeps_its_form_until_every_role_is_filed() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let mut form = RequestForm::new(role("db"), "key-1".into());
+    form.extra = vec![role("k8s"), role("logs")];
+    form.extra_keys = vec!["key-2".into(), "key-3".into()];
+    form.justification = "drain the node pool".into();
+    form.submitting = true;
+    state.form = Some(form);
+    let filed = |id: &str, role: &str| {
+        Action::Filed(Box::new(request(id, role, "alice", now + TimeDelta::hours(1))))
+    };
+    update(&mut state, filed("req_db", "db"));
+    update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Filing,
+            failure: Failure::new(FailureKind::NotPossibleNow, "k8s needs a ticket"),
+        },
+    );
+    update(&mut state, filed("req_logs", "logs"));
+    let form = state.form.as_ref().expect("the form stays, with the refusal");
+    assert!(
+        form.error.as_deref().is_some_and(|e| e.contains("k8s needs a ticket")),
+        "{:?}",
+        form.error
+    );
+    assert!(!form.submitting);
+    update(&mut state, Action::Submit);
+    assert!(state.form.as_ref().unwrap().submitting, "sent again");
+    for (id, role) in [("req_db", "db"), ("req_logs", "logs"), ("req_k8s", "k8s")] {
+        update(&mut state, filed(id, role));
+    }
+    assert!(state.form.is_none(), "every role filed");
 }
 
 /// A selection lost when its list emptied is forgotten: the next request
