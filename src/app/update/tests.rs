@@ -1938,7 +1938,12 @@ fn a_bundle_with_a_refused_role_keeps_its_form_until_every_role_is_filed() {
     form.submitting = true;
     state.form = Some(form);
     let filed = |id: &str, role: &str| {
-        Action::Filed(Box::new(request(id, role, "alice", now + TimeDelta::hours(1))))
+        Action::Filed(Box::new(request(
+            id,
+            role,
+            "alice",
+            now + TimeDelta::hours(1),
+        )))
     };
     update(&mut state, filed("req_db", "db"));
     update(
@@ -1949,9 +1954,14 @@ fn a_bundle_with_a_refused_role_keeps_its_form_until_every_role_is_filed() {
         },
     );
     update(&mut state, filed("req_logs", "logs"));
-    let form = state.form.as_ref().expect("the form stays, with the refusal");
+    let form = state
+        .form
+        .as_ref()
+        .expect("the form stays, with the refusal");
     assert!(
-        form.error.as_deref().is_some_and(|e| e.contains("k8s needs a ticket")),
+        form.error
+            .as_deref()
+            .is_some_and(|e| e.contains("k8s needs a ticket")),
         "{:?}",
         form.error
     );

@@ -943,6 +943,70 @@ pub(crate) fn recall_approvers(
 mod tests {
     use super::*;
 
+    /// A removal queued again while the first ran (a credential handed
+    /// over as its grant ended) keeps the access `removing` when the first
+    /// is done: it is `removed`, and audited so, once the second is.
+    #[test]
+    fn access_is_removed_once_every_removal_queued_is_done() {
+        use crate::target::Ledger;
+        use hoist_api::{AccessState, Decision};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "s3cret").unwrap();
+        let text = format!(
+            "{}\n[[targets]]\nname = \"hook\"\nkind = \"webhook\"\n\
+             url = \"http://127.0.0.1:9/hook\"\nsecret_file = \"{}\"\n{}",
+            crate::testing::policy_text(""),
+            dir.path().join("secret").display(),
+            crate::testing::target_role("k8s-admin", "hook", "cluster = \"prod\"")
+        );
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let broker = Broker::new(store, Policy::parse("p", &text).unwrap()).unwrap();
+        let (filed, _) = broker
+            .create_request(
+                "alice",
+                &crate::testing::request("k8s-admin", "drain the node pool"),
+                None,
+            )
+            .unwrap();
+        let approved = broker
+            .review_request("bob", &filed.id, Decision::Approve, None)
+            .unwrap();
+        let id = approved.grant_id.unwrap();
+        let record_all = |broker: &Broker| {
+            let due = broker.due_effects(now(), 10, &[]).unwrap();
+            assert!(!due.is_empty());
+            broker.record_effect(&due[0], Ok(())).unwrap();
+        };
+        record_all(&broker);
+        broker.revoke_grant("alice", &id, Some("done")).unwrap();
+        let mut work = broker.begin().unwrap();
+        let mut grant = work.tx.grant(&id).unwrap().unwrap();
+        work.end_access(&mut grant).unwrap();
+        work.save_grant(&grant).unwrap();
+        broker.finish(work).unwrap();
+        let state = |broker: &Broker| {
+            broker
+                .store
+                .read()
+                .unwrap()
+                .grant(&id)
+                .unwrap()
+                .unwrap()
+                .access
+                .unwrap()
+                .state
+        };
+        record_all(&broker);
+        assert_eq!(
+            state(&broker),
+            AccessState::Removing,
+            "the second is still due"
+        );
+        record_all(&broker);
+        assert_eq!(state(&broker), AccessState::Removed);
+    }
+
     /// Of two changes, the second is later, even in the same millisecond or
     /// on an instance whose clock is behind the first's.
     #[test]

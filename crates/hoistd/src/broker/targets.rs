@@ -243,12 +243,14 @@ impl Ledger for Broker {
         outcome: std::result::Result<(), TargetError>,
     ) -> Result<()> {
         let mut work = self.begin_job()?;
-        let Some(mut effect) = work
-            .tx
-            .grant_effects(&due.effect.grant_id)?
-            .into_iter()
-            .find(|e| e.id == due.effect.id)
-        else {
+        let effects = work.tx.grant_effects(&due.effect.grant_id)?;
+        // A removal queued again while this one ran (a credential handed
+        // over as the grant ended: what it minted is removed by the next):
+        // the access is removed once that one is done, not before.
+        let another_removal = effects.iter().any(|e| {
+            e.id != due.effect.id && e.done_at.is_none() && e.action == EffectAction::Deprovision
+        });
+        let Some(mut effect) = effects.into_iter().find(|e| e.id == due.effect.id) else {
             return Ok(());
         };
         // Superseded while it ran (its grant ended): its deprovision, which
@@ -276,6 +278,7 @@ impl Ledger for Broker {
                         access.state = AccessState::Live;
                         Some(self.target_event(AuditKind::Provisioned, now, &grant, &access))
                     }
+                    EffectAction::Deprovision if another_removal => None,
                     EffectAction::Deprovision => {
                         access.state = AccessState::Removed;
                         Some(self.target_event(AuditKind::Deprovisioned, now, &grant, &access))
