@@ -61,7 +61,12 @@ enum Command {
     Migrate {
         /// The store: a SQLite database file (or sqlite:PATH), or
         /// postgres://USER:PASSWORD@HOST:PORT/DB.
-        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+        #[arg(
+            long,
+            env = "HOISTD_DB",
+            default_value = "hoistd.db",
+            hide_env_values = true
+        )]
         db: String,
     },
     /// Write a new Ed25519 key (PKCS#8 PEM, mode 0600) for --checkpoint-key or
@@ -94,7 +99,12 @@ struct ServeArgs {
     /// missing; or postgres://USER:PASSWORD@HOST:PORT/DB, shared by
     /// several instances. Migrations are applied at start-up.
     // Parsed after clap, which would echo a refused value, password and all.
-    #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+    #[arg(
+        long,
+        env = "HOISTD_DB",
+        default_value = "hoistd.db",
+        hide_env_values = true
+    )]
     db: String,
     /// Policy file (TOML); see assets/policy.example.toml.
     #[arg(long, env = "HOISTD_POLICY", default_value = "policy.toml")]
@@ -298,7 +308,12 @@ enum SshCommand {
     /// RevokedKeys; the file is replaced whole, so sshd never reads half.
     Krl {
         /// The store: a SQLite database file, or sqlite:PATH.
-        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+        #[arg(
+            long,
+            env = "HOISTD_DB",
+            default_value = "hoistd.db",
+            hide_env_values = true
+        )]
         db: String,
         /// The file to write, e.g. /etc/ssh/hoist.krl.
         #[arg(long)]
@@ -313,7 +328,12 @@ enum SshCommand {
     /// Print the CA's public key, the line for sshd's TrustedUserCAKeys.
     Ca {
         /// The store: a SQLite database file, or sqlite:PATH.
-        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+        #[arg(
+            long,
+            env = "HOISTD_DB",
+            default_value = "hoistd.db",
+            hide_env_values = true
+        )]
         db: String,
         /// The CA key the broker serves with (--ssh-ca-key); without it,
         /// the CA `hoistd serve` last recorded starting with, or else the
@@ -403,7 +423,12 @@ enum AuditCommand {
     /// checkpoint; names the first bad entry (exit 2).
     Verify {
         /// The store: a SQLite database file (or sqlite:PATH), or postgres://...
-        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+        #[arg(
+            long,
+            env = "HOISTD_DB",
+            default_value = "hoistd.db",
+            hide_env_values = true
+        )]
         db: String,
         /// A checkpoint file (`audit checkpoint --out`, `serve --checkpoints`):
         /// without one, a log cut short or recomputed as a whole still verifies.
@@ -418,7 +443,12 @@ enum AuditCommand {
     /// Sign the log's head and append the checkpoint to a file (and print it).
     Checkpoint {
         /// The store: a SQLite database file (or sqlite:PATH), or postgres://...
-        #[arg(long, env = "HOISTD_DB", default_value = "hoistd.db")]
+        #[arg(
+            long,
+            env = "HOISTD_DB",
+            default_value = "hoistd.db",
+            hide_env_values = true
+        )]
         db: String,
         /// The checkpoint file to append to (created if missing).
         #[arg(long, env = "HOISTD_CHECKPOINTS")]

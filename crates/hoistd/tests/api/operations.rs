@@ -437,3 +437,28 @@ async fn check_config_refuses_access_a_target_refuses_and_warns_of_one_down() {
     assert!(said.contains("ok: targets: "), "{said}");
     assert!(warned.contains("target not checked at load"), "{warned}");
 }
+
+/// The database URL in the environment may hold its password: no help
+/// text shows it (clap shows an environment variable's value by default).
+#[test]
+fn help_never_shows_the_database_url_from_the_environment() {
+    for command in [
+        vec!["serve"],
+        vec!["migrate"],
+        vec!["check-config"],
+        vec!["audit", "verify"],
+        vec!["ssh", "krl"],
+        vec!["ssh", "ca"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .args(&command)
+            .arg("--help")
+            .env("HOISTD_DB", "postgres://hoistd:s3cr3t-pw@db.example/hoistd")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{command:?}");
+        assert!(said.contains("HOISTD_DB"), "{command:?}: {said}");
+        assert!(!said.contains("s3cr3t-pw"), "{command:?}: {said}");
+    }
+}

@@ -191,6 +191,19 @@ fn a_postgres_location_hides_its_password() {
         assert!(!shown.contains("s3cr3t-pw"), "{shown}");
         assert!(shown.contains("db.example"), "{shown}");
     }
+    // An `@` after the host (an Azure-style user name in the query) is not
+    // where the password ends: it is hidden wherever it stands.
+    for url in [
+        "postgres://db.example/hoist?user=hoistd@db&password=s3cr3t-pw",
+        "postgres://db.example/hoist?user=hoistd@db&sslmode=disable&PASSWORD=s3cr3t-pw",
+    ] {
+        let shown = match Location::parse(url) {
+            Ok(location) => location.to_string(),
+            Err(err) => err.to_string(),
+        };
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+        assert!(shown.contains("db.example"), "{shown}");
+    }
     let refused = Location::parse("postgres://hoistd:s3cr3t-pw@db.example:notaport/hoist")
         .unwrap_err()
         .to_string();

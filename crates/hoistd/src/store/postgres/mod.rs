@@ -982,26 +982,29 @@ pub(super) fn redact(url: &str) -> String {
         }
         None => rest,
     };
-    let Some((place, query)) = rest.split_once('?') else {
-        shown.push_str(rest);
-        return shown;
-    };
-    shown.push_str(place);
-    shown.push('?');
-    let params: Vec<String> = query
-        .split('&')
-        .map(|param| {
-            let key = param.split_once('=').map_or(param, |(key, _)| key);
-            let decoded = url::form_urlencoded::parse(key.as_bytes()).next();
-            if decoded.is_some_and(|(name, _)| name == "password") {
-                format!("{key}={HIDDEN}")
-            } else {
-                param.to_string()
-            }
-        })
-        .collect();
-    shown.push_str(&params.join("&"));
-    shown
+    shown.push_str(rest);
+    // Every `password` parameter, wherever it is: an `@` in the query (an
+    // Azure-style `user=name@server`) is taken above for the end of the
+    // credentials, and the query after it is shown as it stands.
+    let mut hidden = String::with_capacity(shown.len());
+    for (at, segment) in shown.split_inclusive(['?', '&']).enumerate() {
+        let (body, separator) = match segment.strip_suffix(['?', '&']) {
+            Some(body) => (body, &segment[body.len()..]),
+            None => (segment, ""),
+        };
+        let key = body.split_once('=').map(|(key, _)| key);
+        let named_password = at > 0
+            && key.is_some_and(|key| {
+                url::form_urlencoded::parse(key.as_bytes())
+                    .next()
+                    .is_some_and(|(name, _)| name.eq_ignore_ascii_case("password"))
+            });
+        match (named_password, key) {
+            (true, Some(key)) => hidden.push_str(&format!("{key}={HIDDEN}{separator}")),
+            _ => hidden.push_str(segment),
+        }
+    }
+    hidden
 }
 
 /// rustls for connections to PostgreSQL (the store's, and a target's admin
