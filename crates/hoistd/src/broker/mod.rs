@@ -95,6 +95,10 @@ impl Change {
     }
 }
 
+/// How long a KRL served answers every ask while nothing changes here (a
+/// change made on another instance is heard, and counts, as well).
+pub const KRL_KEPT: Duration = Duration::from_secs(1);
+
 /// `Broker::reaper_at` while the reaper looks.
 const LOOKING: i64 = i64::MAX;
 /// `Broker::reaper_missed` when no change came while the reaper looked.
@@ -126,6 +130,12 @@ pub struct Broker {
     reloads: watch::Sender<u64>,
     /// Commits under way, which a reload's sweep waits for (see `gate`).
     gate: gate::Gate,
+    /// Bumped at every change this instance commits or hears of.
+    changed: std::sync::atomic::AtomicU64,
+    /// The SSH KRL last served, with when and as of which change: anyone
+    /// may ask for it, so a flood of asks costs one store read at a time,
+    /// and at most one a [`KRL_KEPT`] while nothing changes.
+    krl: tokio::sync::Mutex<Option<(std::time::Instant, u64, Vec<u8>)>>,
     limits: ArcSwap<limits::Limits>,
     uses: limits::Uses,
     /// Wakes the outbox worker when an effect was written.
@@ -444,6 +454,8 @@ impl Broker {
             bindings: RwLock::default(),
             reloads: watch::Sender::new(0),
             gate: gate::Gate::default(),
+            changed: std::sync::atomic::AtomicU64::new(0),
+            krl: tokio::sync::Mutex::new(None),
             uses: limits::Uses::default(),
             outbox: Arc::new(Notify::new()),
             reconciler: Arc::new(Notify::new()),
@@ -468,6 +480,28 @@ impl Broker {
 
     pub fn ssh_ca(&self) -> &SshAuthority {
         &self.ssh_ca
+    }
+
+    /// The SSH KRL as served: kept for [`KRL_KEPT`] while nothing changes,
+    /// and read by one caller at a time, the others waiting for its answer.
+    pub async fn ssh_krl_served(self: &Arc<Self>) -> Result<Vec<u8>> {
+        let mut kept = self.krl.lock().await;
+        let changed = self.changed.load(Ordering::SeqCst);
+        if let Some((at, seen, krl)) = kept.as_ref()
+            && *seen == changed
+            && at.elapsed() < KRL_KEPT
+        {
+            return Ok(krl.clone());
+        }
+        let broker = Arc::clone(self);
+        let krl = tokio::task::spawn_blocking(move || broker.ssh_krl())
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "the KRL task failed");
+                Error::refuse(ErrorCode::Internal, "internal error")
+            })??;
+        *kept = Some((std::time::Instant::now(), changed, krl.clone()));
+        Ok(krl)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
@@ -513,6 +547,9 @@ impl Broker {
             }
         };
         self.wake_reaper_for(&changes);
+        if !changes.is_empty() {
+            self.changed.fetch_add(1, Ordering::SeqCst);
+        }
         for change in changes {
             let _ = self.changes.send(change);
         }
@@ -745,6 +782,7 @@ impl Broker {
             // Perhaps committed: this instance's streams read everything
             // again rather than miss it (other instances heard of it at
             // commit, if there was one), and its workers look.
+            self.changed.fetch_add(1, Ordering::SeqCst);
             let _ = self.changes.send(Change::Resync);
             self.reaper.notify_one();
             self.notifier.notify_one();
@@ -758,6 +796,9 @@ impl Broker {
             self.outbox.notify_one();
         }
         let wake = !changes.is_empty();
+        if wake {
+            self.changed.fetch_add(1, Ordering::SeqCst);
+        }
         self.wake_reaper_for(&changes);
         for change in changes {
             // No subscribers is not an error.

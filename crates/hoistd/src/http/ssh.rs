@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, Failure, blocking};
+use super::{AppState, Failure};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,7 +35,8 @@ async fn ssh_ca(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/v1/ssh/krl", tag = "ssh",
     responses((status = 200, description = "The KRL, binary (OpenSSH PROTOCOL.krl)", content_type = "application/octet-stream", body = Vec<u8>)))]
 async fn ssh_krl(State(state): State<AppState>) -> Result<impl IntoResponse, Failure> {
-    let krl = blocking(&state, |broker| broker.ssh_krl()).await?;
+    // No token is asked for: one read serves every ask meanwhile.
+    let krl = state.broker.ssh_krl_served().await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream"),

@@ -152,6 +152,46 @@ async fn scrapes_at_once_read_the_store_once() {
     assert!(after - before < 5.0, "{before} -> {after}");
 }
 
+/// `/v1/ssh/krl` takes no token either: asks however many and however
+/// fast read the store once while nothing changes, not once each (each
+/// read holds a connection and a blocking thread the lease renewal and
+/// every caller need). A change is in the next answer all the same.
+#[tokio::test]
+async fn krl_asks_at_once_read_the_store_once_until_something_changes() {
+    let broker = TestBroker::builder().reaper_held().start().await;
+    let reads = |text: &str| sample(text, "hoistd_store_transaction_wait_seconds_count");
+    let krl = || async {
+        let answer = reqwest::get(format!("{}/v1/ssh/krl", broker.url()))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.bytes().await.unwrap()
+    };
+    let before = reads(&scrape(&broker).await);
+    let asks: Vec<_> = (0..40).map(|_| krl()).collect();
+    let answers = futures::future::join_all(asks).await;
+    assert!(
+        answers
+            .iter()
+            .all(|answer| answer.starts_with(b"SSHKRL\n\0"))
+    );
+    let after = reads(&scrape(&broker).await);
+    // (The scrapes read the store's figures too.)
+    assert!(after - before < 10.0, "{before} -> {after}");
+    // A change is heard at once: the next ask reads again.
+    broker
+        .as_user("alice")
+        .file(&request("logs", "tail the logs"))
+        .await
+        .unwrap();
+    let again = reads(&scrape(&broker).await);
+    krl().await;
+    assert!(
+        reads(&scrape(&broker).await) > again,
+        "read again after a change"
+    );
+}
+
 #[tokio::test]
 async fn readyz_fails_while_the_database_cannot_be_read() {
     let broker = TestBroker::start().await;
