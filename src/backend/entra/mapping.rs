@@ -303,11 +303,15 @@ pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Optio
         // Approved or self-activated: active once its instance exists.
         _ => match grant {
             Some(_) => (RequestState::Active, None),
-            None if cx.now >= ends && duration_secs > 0 => (RequestState::Expired, None),
+            // Ended early stays ended early, past the end it asked for too.
             None if deactivated => (RequestState::Revoked, Some("deactivated".into())),
+            None if cx.now >= ends && duration_secs > 0 => (RequestState::Expired, None),
+            // Applied, or due to start later (the portal schedules starts):
+            // its instance may not exist yet.
             None if r.status != "Provisioned"
                 || r.completed_date_time
                     .unwrap_or(created)
+                    .max(start)
                     .checked_add_signed(PROPAGATION_WINDOW)
                     .is_none_or(|settled| cx.now < settled) =>
             {
@@ -442,6 +446,31 @@ mod tests {
         // Past its end with no instance: expired, not propagating.
         let over = request(Surface::Directory, &r, &cx("2026-01-01T11:30:00Z", &[])).unwrap();
         assert_eq!(over.state, RequestState::Expired);
+    }
+
+    /// Deactivated early stays revoked past the end it asked for: it did
+    /// not run to its end.
+    #[test]
+    fn a_deactivated_activation_stays_revoked_past_its_end() {
+        let r = request_json("Provisioned");
+        let deactivated = [("dir:rd1".to_string(), at("2026-01-01T10:10:00Z"))];
+        let mut later = cx("2026-01-01T11:30:00Z", &[]);
+        later.deactivated = &deactivated;
+        let mapped = request(Surface::Directory, &r, &later).unwrap();
+        assert_eq!(mapped.state, RequestState::Revoked);
+    }
+
+    /// An activation scheduled to start later (the portal allows it) has
+    /// no instance until its start: it is approved until then, and for the
+    /// time a start takes to apply, not called revoked from its filing on.
+    #[test]
+    fn an_activation_scheduled_later_is_approved_until_it_starts() {
+        let mut r = request_json("Provisioned");
+        r.schedule_info.as_mut().unwrap().start_date_time = Some(at("2026-01-01T12:00:00Z"));
+        let before = request(Surface::Directory, &r, &cx("2026-01-01T11:00:00Z", &[])).unwrap();
+        assert_eq!(before.state, RequestState::Approved);
+        let gone = request(Surface::Directory, &r, &cx("2026-01-01T12:45:00Z", &[])).unwrap();
+        assert_eq!(gone.state, RequestState::Revoked, "started, and no instance");
     }
 
     /// Someone else's request, read by an approver long after it went
