@@ -470,7 +470,11 @@ mod tests {
         let before = request(Surface::Directory, &r, &cx("2026-01-01T11:00:00Z", &[])).unwrap();
         assert_eq!(before.state, RequestState::Approved);
         let gone = request(Surface::Directory, &r, &cx("2026-01-01T12:45:00Z", &[])).unwrap();
-        assert_eq!(gone.state, RequestState::Revoked, "started, and no instance");
+        assert_eq!(
+            gone.state,
+            RequestState::Revoked,
+            "started, and no instance"
+        );
     }
 
     /// Someone else's request, read by an approver long after it went

@@ -82,6 +82,14 @@ impl Work<'_> {
         if let Some(role) = self.policy.role(&request.role) {
             ends = ends.min(self.now + delta(role.max_duration.as_secs()));
         }
+        // A workload's, no longer than its rule allows now, likewise.
+        if let Some(allowed) = self
+            .policy
+            .workload_rule_of(&request.requester)
+            .and_then(|rule| rule.role(&request.role))
+        {
+            ends = ends.min(self.now + delta(allowed.max_ttl.as_secs()));
+        }
         if ends <= self.now {
             request.state = RequestState::Expired;
             request.reason = Some(format!(

@@ -534,6 +534,47 @@ async fn people_and_workloads_never_use_each_others_routes() {
     assert_eq!(alice.grant(&grant).await.unwrap().state.as_str(), "active");
 }
 
+/// A rule whose `max_ttl_minutes` a reload shortened while its job's
+/// request waited for approval gives no longer than it now allows, as a
+/// role's shortened `max_duration` does.
+#[tokio::test]
+async fn a_rule_shortened_while_its_request_waits_caps_the_grant() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, ""))
+        .start()
+        .await;
+    let token = ci_token(&provider).await;
+    let (status, body) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let pending: TokenPending = serde_json::from_value(body).unwrap();
+    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
+    let shorter = text.replace("max_ttl_minutes = 15", "max_ttl_minutes = 5");
+    assert_ne!(shorter, text);
+    std::fs::write(broker.policy_path(), shorter).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    for approver in ["bob", "dave"] {
+        broker
+            .as_user(approver)
+            .approve(&pending.request_id)
+            .await
+            .unwrap();
+    }
+    let grant_id = broker
+        .as_user("bob")
+        .request(&pending.request_id)
+        .await
+        .unwrap()
+        .grant_id
+        .expect("granted");
+    let grant = broker.as_user("bob").grant(&grant_id).await.unwrap();
+    let lasts = grant.expires_at - grant.starts_at;
+    assert!(
+        lasts <= chrono::TimeDelta::minutes(5),
+        "{lasts} under a rule of 5 minutes"
+    );
+}
+
 #[tokio::test]
 async fn a_role_a_person_must_approve_waits_for_the_approver() {
     let provider = Provider::start().await;
