@@ -710,3 +710,117 @@ async fn a_waiting_job_rides_out_a_broker_restart() {
     );
     assert_eq!(line(&out, "role"), "db");
 }
+
+/// A webhook receiver on loopback that provisions and removes, but answers
+/// 503 to `inspect`, which a credential's hand-over asks: a target busy
+/// just as the job's credential is handed over.
+fn busy_at_hand_over() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 8192];
+            // Headers, then as much body as they announce.
+            let body = loop {
+                let Ok(n) = stream.read(&mut buf) else {
+                    break String::new();
+                };
+                if n == 0 {
+                    break String::new();
+                }
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break body.to_string();
+                    }
+                }
+            };
+            let (status, answer) = if body.contains("\"inspect\"") {
+                (
+                    "503 Service Unavailable",
+                    r#"{"status":"error","message":"busy"}"#,
+                )
+            } else {
+                ("200 OK", r#"{"status":"ok"}"#)
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    url
+}
+
+/// A job whose grant was made (an automatic approval) but whose credential
+/// could not be handed over (the target busy: 503, try again) withdraws
+/// its task as it stops: no grant stands for a job that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_first_exchange_fails_after_its_grant_withdraws_it() {
+    let provider = Provider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret").unwrap();
+    let text = policy(&provider.issuer)
+        .replace(
+            "scope = \"deploy://prod\"",
+            "scope = \"deploy://prod\"\ntarget = \"hook\"",
+        )
+        .replace(
+            "approver_groups = [\"approvers\"]\n\n[[workloads]]",
+            "approver_groups = [\"approvers\"]\n\n[roles.access]\ncluster = \"prod\"\n\n[[workloads]]",
+        )
+        + &format!(
+            "\n[[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n\
+             secret_file = \"{}\"\ntimeout = \"1s\"\n",
+            busy_at_hand_over(),
+            dir.path().join("secret").display()
+        );
+    assert!(text.contains("target = \"hook\""), "{text}");
+    let broker = hoistd::testing::TestBroker::builder()
+        .policy(&text)
+        .start()
+        .await;
+    let token = provider
+        .workload_token(
+            "deploy-bot",
+            AUDIENCE,
+            &json!({ "repository": "acme/app", "run_id": 7 }),
+            None,
+        )
+        .await;
+    let url = broker.url();
+    let out = tokio::task::spawn_blocking(move || {
+        hoist_exec(
+            &url,
+            &["deploy", "--", "true"],
+            &[(hoist::commands::ENV_WORKLOAD_TOKEN, token.as_str())],
+        )
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("withdrew it"), "{stderr}");
+    let log: Vec<AuditEvent> = broker.as_user("erin").audit().await;
+    let grant_id = log
+        .iter()
+        .find(|e| e.kind == AuditKind::Activated && e.grant_id.is_some())
+        .and_then(|e| e.grant_id.clone())
+        .expect("the job's grant was made");
+    let grant: Grant = broker.as_user("erin").grant(&grant_id).await.unwrap();
+    assert_eq!(grant.state, GrantState::Revoked, "{grant:?}");
+}
