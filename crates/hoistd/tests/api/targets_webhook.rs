@@ -392,6 +392,30 @@ async fn fails_then_recovers(mode: Mode, said: &str) {
     );
 }
 
+/// Sends `call` to the receiver at `url` as hoistd would sign it, now;
+/// its status and JSON answer.
+fn signed_call(
+    url: &str,
+    call: &serde_json::Value,
+) -> impl std::future::Future<Output = (StatusCode, serde_json::Value)> + use<> {
+    let body = serde_json::to_vec(call).unwrap();
+    let now = chrono::Utc::now().timestamp().to_string();
+    let signature = format!("v1={}", webhook::sign(SECRET.as_bytes(), &now, &body));
+    let request = reqwest::Client::new()
+        .post(url)
+        .header(TIMESTAMP_HEADER, now)
+        .header(SIGNATURE_HEADER, signature)
+        .header(DELIVERY_HEADER, "d-1")
+        .body(body);
+    async move {
+        let answer = request.send().await.unwrap();
+        (
+            answer.status(),
+            answer.json::<serde_json::Value>().await.unwrap(),
+        )
+    }
+}
+
 /// A call from a leader that lost its lease can arrive after the new
 /// leader's: the example receiver keeps the highest `leader_epoch` it has
 /// seen from each deployment and refuses a provision under a lower one, so
@@ -414,22 +438,7 @@ async fn the_example_receiver_refuses_a_late_provision_from_a_deposed_leader() {
         if let Some(epoch) = epoch {
             call["leader_epoch"] = epoch.into();
         }
-        let body = serde_json::to_vec(&call).unwrap();
-        let now = chrono::Utc::now().timestamp().to_string();
-        let signature = format!("v1={}", webhook::sign(SECRET.as_bytes(), &now, &body));
-        let request = reqwest::Client::new()
-            .post(&receiver.url)
-            .header(TIMESTAMP_HEADER, now)
-            .header(SIGNATURE_HEADER, signature)
-            .header(DELIVERY_HEADER, "d-1")
-            .body(body);
-        async move {
-            let answer = request.send().await.unwrap();
-            (
-                answer.status(),
-                answer.json::<serde_json::Value>().await.unwrap(),
-            )
-        }
+        signed_call(&receiver.url, &call)
     };
     let (prod, staging) = (
         "https://hoist.example.com",
@@ -464,28 +473,13 @@ async fn the_example_receiver_refuses_a_late_provision_from_a_deposed_leader() {
 async fn the_example_receiver_refuses_a_provision_after_its_grants_removal() {
     let receiver = example_receiver();
     let call = |action: &str, id: &str, expires_at: chrono::DateTime<chrono::Utc>| {
-        let body = serde_json::to_vec(&serde_json::json!({
+        let call = serde_json::json!({
             "action": action,
             "grant": { "id": id, "holder": "alice", "expires_at": expires_at },
             "issuer": "https://hoist.example.com",
             "leader_epoch": 7,
-        }))
-        .unwrap();
-        let now = chrono::Utc::now().timestamp().to_string();
-        let signature = format!("v1={}", webhook::sign(SECRET.as_bytes(), &now, &body));
-        let request = reqwest::Client::new()
-            .post(&receiver.url)
-            .header(TIMESTAMP_HEADER, now)
-            .header(SIGNATURE_HEADER, signature)
-            .header(DELIVERY_HEADER, "d-1")
-            .body(body);
-        async move {
-            let answer = request.send().await.unwrap();
-            (
-                answer.status(),
-                answer.json::<serde_json::Value>().await.unwrap(),
-            )
-        }
+        });
+        signed_call(&receiver.url, &call)
     };
     let ends = chrono::Utc::now() + chrono::TimeDelta::hours(1);
     assert_eq!(call("provision", "gr_z", ends).await.0, StatusCode::OK);
