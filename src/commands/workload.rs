@@ -280,19 +280,6 @@ async fn exchange(
                 let withdrawn = withdraw(http, broker, token, args, ttl).await;
                 return Err(err.context(withdrawn));
             }
-            // The first answer may come after the task was filed and
-            // granted (an automatic approval) and its hand-over failed (a
-            // target not answering): withdrawn, so no grant stands for a
-            // job that stops here. Not after a refusal: a replayed token's
-            // task is another run's.
-            Err(err)
-                if err
-                    .downcast_ref::<BackendError>()
-                    .is_some_and(BackendError::is_transient) =>
-            {
-                let withdrawn = withdraw(http, broker, token, args, ttl).await;
-                return Err(err.context(withdrawn));
-            }
             Err(err) => return Err(err),
         };
         away = Duration::from_millis(500);
