@@ -59,10 +59,8 @@ struct Settings {
     password_file: Option<PathBuf>,
     /// `disable`, `require`, `verify-ca` or `verify-full`. With anything
     /// but `disable`, hoistd verifies the server's certificate and name.
-    /// Default: `disable` to a loopback host, `verify-full` to any other;
-    /// `disable` is refused for any other (the admin session, and the
-    /// grants' password verifiers, would cross the network in the clear).
-    sslmode: Option<String>,
+    #[serde(default = "default_sslmode")]
+    sslmode: String,
     /// PEM file of the CA that signed the server's certificate (default:
     /// the system's roots).
     ca_file: Option<PathBuf>,
@@ -82,6 +80,10 @@ struct Settings {
     databases: Option<Vec<String>>,
     /// The database holders connect to (default: the URL's).
     database: Option<String>,
+}
+
+fn default_sslmode() -> String {
+    "disable".into()
 }
 
 fn default_timeout() -> String {
@@ -178,22 +180,7 @@ impl Postgres {
             raw.password_env.as_deref(),
             raw.password_file.as_deref(),
         )?;
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        let sslmode = raw
-            .sslmode
-            .clone()
-            .unwrap_or_else(|| if loopback { "disable" } else { "verify-full" }.to_string());
-        if sslmode == "disable" && !loopback {
-            return Err(format!(
-                "target `{name}`: sslmode = disable to {host}, which is not loopback: the admin \
-                 session and the grants' passwords would cross the network in the clear; use \
-                 verify-full (the default), verify-ca or require"
-            ));
-        }
-        let tls = match sslmode.as_str() {
+        let tls = match raw.sslmode.as_str() {
             "disable" => {
                 if raw.ca_file.is_some() {
                     return Err(format!(
@@ -245,7 +232,7 @@ impl Postgres {
             admin_database,
             database,
             databases,
-            sslmode,
+            sslmode: raw.sslmode,
             tls,
             statement_timeout: duration_setting(name, "statement_timeout", &raw.statement_timeout)?,
             connect_timeout: duration_setting(name, "connect_timeout", &raw.connect_timeout)?,
