@@ -99,6 +99,17 @@ impl Change {
 /// change made on another instance is heard, and counts, as well).
 pub const KRL_KEPT: Duration = Duration::from_secs(1);
 
+/// The KRL last read: when, as of which change, and what it was (`None`:
+/// the read failed).
+type KeptKrl = (std::time::Instant, u64, Option<Vec<u8>>);
+
+/// The KRL could not be read (a moment ago): nothing was done, try again.
+fn krl_unavailable() -> Error {
+    Error::Store(StoreError::Unavailable(
+        "the KRL could not be read from the database".into(),
+    ))
+}
+
 /// `Broker::reaper_at` while the reaper looks.
 const LOOKING: i64 = i64::MAX;
 /// `Broker::reaper_missed` when no change came while the reaper looked.
@@ -135,7 +146,7 @@ pub struct Broker {
     /// The SSH KRL last served, with when and as of which change: anyone
     /// may ask for it, so a flood of asks costs one store read at a time,
     /// and at most one a [`KRL_KEPT`] while nothing changes.
-    krl: tokio::sync::Mutex<Option<(std::time::Instant, u64, Vec<u8>)>>,
+    krl: tokio::sync::Mutex<Option<KeptKrl>>,
     limits: ArcSwap<limits::Limits>,
     uses: limits::Uses,
     /// Wakes the outbox worker when an effect was written.
@@ -484,24 +495,40 @@ impl Broker {
 
     /// The SSH KRL as served: kept for [`KRL_KEPT`] while nothing changes,
     /// and read by one caller at a time, the others waiting for its answer.
+    /// The read runs to its end in a task of its own, so a caller that goes
+    /// away lets no second read start beside it; one that failed answers
+    /// the callers of the next [`KRL_KEPT`] at once, as unavailable.
     pub async fn ssh_krl_served(self: &Arc<Self>) -> Result<Vec<u8>> {
-        let mut kept = self.krl.lock().await;
-        let changed = self.changed.load(Ordering::SeqCst);
-        if let Some((at, seen, krl)) = kept.as_ref()
-            && *seen == changed
-            && at.elapsed() < KRL_KEPT
-        {
-            return Ok(krl.clone());
-        }
         let broker = Arc::clone(self);
-        let krl = tokio::task::spawn_blocking(move || broker.ssh_krl())
-            .await
-            .map_err(|err| {
-                tracing::error!(error = %err, "the KRL task failed");
-                Error::refuse(ErrorCode::Internal, "internal error")
-            })??;
-        *kept = Some((std::time::Instant::now(), changed, krl.clone()));
-        Ok(krl)
+        let served = tokio::spawn(async move {
+            let mut kept = broker.krl.lock().await;
+            let changed = broker.changed.load(Ordering::SeqCst);
+            if let Some((at, seen, krl)) = kept.as_ref()
+                && *seen == changed
+                && at.elapsed() < KRL_KEPT
+            {
+                return krl.clone().ok_or_else(krl_unavailable);
+            }
+            let reading = Arc::clone(&broker);
+            let krl = tokio::task::spawn_blocking(move || reading.ssh_krl()).await;
+            let krl = match krl {
+                Ok(krl) => krl,
+                Err(err) => {
+                    tracing::error!(error = %err, "the KRL task failed");
+                    Err(krl_unavailable())
+                }
+            };
+            *kept = Some((
+                std::time::Instant::now(),
+                changed,
+                krl.as_ref().ok().cloned(),
+            ));
+            krl
+        });
+        served.await.map_err(|err| {
+            tracing::error!(error = %err, "the KRL task failed");
+            krl_unavailable()
+        })?
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
