@@ -429,6 +429,8 @@ mod worker_tests {
         fails: bool,
         /// Panics, as a bug in a kind's call would.
         panics: bool,
+        /// Refuses every removal of what it lists.
+        refuses_removal: bool,
         takes: Duration,
         answered: Arc<AtomicUsize>,
         /// What it lists as made by hoist, and how much of it was removed.
@@ -482,6 +484,9 @@ mod worker_tests {
             Ok(Some(self.found.lock().unwrap().clone()))
         }
         async fn remove(&self, managed: &Managed, _: &Journal) -> Result<(), TargetError> {
+            if self.refuses_removal {
+                return Err(TargetError::refused(self.name, "not allowed"));
+            }
             self.removed.fetch_add(1, Ordering::SeqCst);
             self.found.lock().unwrap().retain(|m| m != managed);
             Ok(())
@@ -706,6 +711,7 @@ mod worker_tests {
             hangs,
             fails: false,
             panics: false,
+            refuses_removal: false,
             takes: Duration::ZERO,
             answered: Arc::new(AtomicUsize::new(0)),
             found: Default::default(),
@@ -817,6 +823,7 @@ mod worker_tests {
             hangs: false,
             fails: false,
             panics: false,
+            refuses_removal: false,
             takes: Duration::from_millis(500),
             answered: Arc::clone(&answered),
             found: Default::default(),
@@ -920,11 +927,42 @@ mod worker_tests {
         );
         let done = reconcile::pass(&ledger).await;
         assert_eq!(done.drift_removed, 0, "{done:?}");
-        assert_eq!(removed.load(Ordering::SeqCst), 1, "removed once");
+        assert_eq!(
+            removed.load(Ordering::SeqCst),
+            2,
+            "removed once more (gone: done at once), then audited"
+        );
         assert_eq!(ledger.drift_audited.load(Ordering::SeqCst), 1);
         assert!(ledger.recorded.lock().unwrap().is_empty());
         reconcile::pass(&ledger).await;
         assert_eq!(ledger.drift_audited.load(Ordering::SeqCst), 1, "once");
+    }
+
+    /// A recorded removal the listing leaves out (it may not have looked:
+    /// OpenBao's accessor search failing) is audited only once removing it
+    /// again succeeds, never on the listing's word alone.
+    #[tokio::test]
+    async fn a_recorded_removal_not_listed_is_audited_only_once_removed_again() {
+        let (mut target, _) = counting("t", false);
+        target.refuses_removal = true;
+        let ledger = FakeLedger::new(vec![target], Vec::new(), true);
+        let missing = Managed {
+            name: "hoist_gr_gone".into(),
+            grant_id: Some("gr_gone".into()),
+        };
+        ledger
+            .recorded
+            .lock()
+            .unwrap()
+            .push(("t".to_string(), missing.clone()));
+        let done = reconcile::pass(&ledger).await;
+        assert_eq!(done.failures, 1, "{done:?}");
+        assert_eq!(ledger.drift_audited.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            *ledger.recorded.lock().unwrap(),
+            vec![("t".to_string(), missing)],
+            "kept for the next pass"
+        );
     }
 
     /// A removal that cannot be recorded first is not made: nothing would

@@ -188,9 +188,11 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
     let Some(found) = found else {
         return pass;
     };
-    // Removals recorded at earlier passes and never audited: gone now, the
-    // entry is written; still there, they are drift again (below), or, a
-    // grant standing behind them now, forgotten.
+    // Removals recorded at earlier passes and never audited: not listed
+    // now, removed once more (removing what is gone is done at once) and
+    // then audited, since a listing may leave out what it could not look
+    // for (OpenBao's accessor search failing); still listed, they are
+    // drift again (below), or, a grant standing behind them now, forgotten.
     let recorded = {
         let name = name.clone();
         blocking(ledger, move |l| l.drift_removals(&name)).await
@@ -200,9 +202,16 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
         return pass;
     };
     for removal in recorded {
+        let target_kind = Arc::clone(&target);
         let (target, removal) = (name.clone(), removal.clone());
         let done = match found.iter().find(|m| m.name == removal.name) {
-            None => blocking(ledger, move |l| l.drift_removed(&target, &removal)).await,
+            None => match target_kind.remove(&removal, &journal).await {
+                Ok(()) => blocking(ledger, move |l| l.drift_removed(&target, &removal)).await,
+                Err(err) => {
+                    tracing::warn!(target = %name, found = %removal.name, error = %err, "reconciler: cannot remove drift");
+                    None
+                }
+            },
             Some(there) if held(there) => {
                 blocking(ledger, move |l| l.drift_explained(&target, &removal.name)).await
             }
