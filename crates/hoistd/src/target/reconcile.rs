@@ -10,8 +10,9 @@
 //!   hand, or one left by a crash. The removal is recorded before the call
 //!   (`Ledger::drift_found`) and forgotten with its entry, so one whose
 //!   entry could not be written then (the store down, leadership lost, a
-//!   crash) is audited at a later pass, once the target's listing shows
-//!   the access gone, whichever instance leads by then.
+//!   crash) is audited at a later pass, whichever instance leads by then,
+//!   once the target's listing leaves it out and removing it once more
+//!   succeeds.
 //!
 //! What the target lists is read between two reads of the grants holding
 //! access, and a role of a grant in either is no drift: access is only
@@ -242,7 +243,7 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
                     .await
                     .is_none()
                 {
-                    // Recorded still: audited once a listing shows it gone.
+                    // Recorded still: audited at a later pass.
                     pass.failures += 1;
                 }
             }
