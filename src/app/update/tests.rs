@@ -2124,11 +2124,11 @@ fn what_arrives_during_a_question_does_not_take_its_keys() {
     let now = at("2026-06-01T12:00:00Z");
     let mut state = alice(now);
     let revoke = Command::Revoke {
-        grant_id: "g1".into(),
+        grant_id: "g2".into(),
         reason: None,
     };
     state.modal = Some(Modal::Confirm {
-        prompt: "Revoke db now?".into(),
+        prompt: "Revoke k8s now?".into(),
         yes: revoke.clone(),
         danger: true,
     });
@@ -2164,6 +2164,38 @@ fn what_arrives_during_a_question_does_not_take_its_keys() {
     assert!(state.modal.is_none());
     update(&mut state, Action::ShowSignIn);
     assert!(matches!(state.modal, Some(Modal::SignIn(_))));
+    update(&mut state, Action::Back);
+
+    // The question revoked the credential's own grant: it is not shown.
+    state.modal = Some(Modal::Confirm {
+        prompt: "Revoke db now?".into(),
+        yes: Command::Revoke {
+            grant_id: "g1".into(),
+            reason: None,
+        },
+        danger: true,
+    });
+    update(
+        &mut state,
+        Action::CredentialLoaded {
+            credential: Box::new(credential_of_g1(
+                now,
+                hoist_api::AccessCredential {
+                    target: "db-prod-1".into(),
+                    kind: "postgres".into(),
+                    env: Default::default(),
+                    uri: None,
+                    command: None,
+                    expires_at: now + TimeDelta::minutes(30),
+                    certificate: None,
+                },
+            )),
+            copy: false,
+        },
+    );
+    update(&mut state, Action::Confirm);
+    assert!(state.modal.is_none(), "{:?}", state.modal.is_some());
+    assert!(state.waiting_credential.is_none(), "the secret is let go");
 }
 
 /// A profile opened while a revocation here is still being retried, or a
