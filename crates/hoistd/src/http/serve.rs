@@ -359,6 +359,7 @@ pub async fn serve(
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
+                    watch_peer(&stream);
                     let registry = Arc::clone(&registry);
                     let app = app.clone();
                     let shutdown = shutdown.clone();
@@ -695,6 +696,35 @@ impl HttpBody for Tracked {
         self.body.size_hint()
     }
 }
+
+/// TCP keepalives and a user timeout on an accepted connection, so a peer
+/// that vanished without a word (a laptop asleep, a network roamed away)
+/// is noticed within a minute or two, not after TCP's own retries give up
+/// a quarter of an hour later: an event stream to it counts as read while
+/// its keep-alives fit in the kernel's buffer, and would hold its slot
+/// (of the identity's, and of the server's) all that time.
+fn watch_peer(stream: &tokio::net::TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(PEER_QUIET)
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    if let Err(err) = socket.set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %err, "no TCP keepalive on a connection");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    if let Err(err) = socket.set_tcp_user_timeout(Some(PEER_SILENT)) {
+        tracing::debug!(error = %err, "no TCP user timeout on a connection");
+    }
+}
+
+/// How long a connection is quiet before its peer is asked whether it is
+/// still there (every 10 s then, three times).
+const PEER_QUIET: Duration = Duration::from_secs(30);
+/// How long what was sent may go unacknowledged before the connection is
+/// given up.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+const PEER_SILENT: Duration = Duration::from_secs(90);
 
 /// The error a request body gives when it did not arrive in time.
 #[derive(Debug, thiserror::Error)]

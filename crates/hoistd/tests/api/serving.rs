@@ -542,3 +542,34 @@ async fn a_stop_does_not_wait_for_a_reload_checking_a_silent_target() {
     };
     assert!(exit.success(), "{exit}");
 }
+
+/// An accepted connection has TCP keepalives on, so a peer that vanished
+/// without a reset (an event stream's laptop asleep) is noticed within
+/// minutes and its slot freed. The kernel's own table says so: the idle
+/// connection's timer is the keepalive timer (`tr` 2 in /proc/net/tcp).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn accepted_connections_keep_watch_on_their_peer() {
+    let broker = TestBroker::start().await;
+    let client = tokio::net::TcpStream::connect(broker.addr()).await.unwrap();
+    let (local, remote) = (client.local_addr().unwrap(), broker.addr());
+    let entry = |port: u16| format!("0100007F:{port:04X}");
+    let mut timer = None;
+    for _ in 0..50 {
+        let table = std::fs::read_to_string("/proc/self/net/tcp").unwrap();
+        // The server's end: its local address the broker's, its remote ours.
+        timer = table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&entry(remote.port()).as_str())
+                && fields.get(2) == Some(&entry(local.port()).as_str()))
+            .then(|| fields[5].split(':').next().unwrap().to_string())
+        });
+        // (Set as the connection is accepted: look again until then.)
+        if timer.as_deref() == Some("02") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(timer.as_deref(), Some("02"), "the keepalive timer runs");
+    drop(client);
+}
