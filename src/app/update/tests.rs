@@ -2147,7 +2147,7 @@ fn what_arrives_during_a_question_does_not_take_its_keys() {
     update(
         &mut state,
         Action::CredentialLoaded {
-            credential: Box::new(credential),
+            credential: Box::new(credential.clone()),
             copy: false,
         },
     );
@@ -2178,18 +2178,7 @@ fn what_arrives_during_a_question_does_not_take_its_keys() {
     update(
         &mut state,
         Action::CredentialLoaded {
-            credential: Box::new(credential_of_g1(
-                now,
-                hoist_api::AccessCredential {
-                    target: "db-prod-1".into(),
-                    kind: "postgres".into(),
-                    env: Default::default(),
-                    uri: None,
-                    command: None,
-                    expires_at: now + TimeDelta::minutes(30),
-                    certificate: None,
-                },
-            )),
+            credential: Box::new(credential),
             copy: false,
         },
     );
