@@ -153,6 +153,8 @@ pub struct Broker {
     outbox: Arc<Notify>,
     /// Wakes the reconciler for a pass now.
     reconciler: Arc<Notify>,
+    /// Counts the reconciler's passes over every target on this instance.
+    reconciled: watch::Sender<u64>,
     /// Wakes the notification worker when something was audited.
     notifier: Arc<Notify>,
     /// The reminders (dedup keys) this instance wrote and that are still
@@ -470,6 +472,7 @@ impl Broker {
             uses: limits::Uses::default(),
             outbox: Arc::new(Notify::new()),
             reconciler: Arc::new(Notify::new()),
+            reconciled: watch::Sender::new(0),
             notifier: Arc::new(Notify::new()),
             reminded: Default::default(),
             lease: watch::Sender::new(None),

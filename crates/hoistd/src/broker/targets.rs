@@ -175,6 +175,11 @@ impl Broker {
         &self.reconciler
     }
 
+    /// Counts the reconciler's passes over every target on this instance.
+    pub fn reconciler_passes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reconciled.subscribe()
+    }
+
     fn target_event(
         &self,
         kind: AuditKind,
@@ -449,6 +454,10 @@ impl Ledger for Broker {
         let mut work = self.begin_job()?;
         work.tx.delete_drift_removal(target, name)?;
         self.finish(work)
+    }
+
+    fn reconciled(&self) {
+        self.reconciled.send_modify(|passes| *passes += 1);
     }
 }
 

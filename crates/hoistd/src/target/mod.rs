@@ -527,6 +527,8 @@ pub trait Ledger: Send + Sync + 'static {
     /// Forgets a recorded removal without an entry: the access is still
     /// there, and a grant now stands behind it.
     fn drift_explained(&self, target: &str, name: &str) -> crate::error::Result<()>;
+    /// A reconciler pass over every target ended.
+    fn reconciled(&self) {}
 }
 
 /// A pending effect, due now, and the grant it is for.

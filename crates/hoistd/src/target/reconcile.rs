@@ -271,6 +271,7 @@ pub async fn run<L: Ledger>(
             done = pass(&ledger) => done,
             _ = stopped.wait_for(|stopped| *stopped) => return,
         };
+        ledger.reconciled();
         if done != Pass::default() {
             tracing::info!(
                 checked = done.checked,

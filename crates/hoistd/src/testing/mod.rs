@@ -389,6 +389,17 @@ impl TestBroker {
         &self.server().broker
     }
 
+    /// Waits for the leader's first reconciler pass to end, so that the
+    /// passes a test runs itself are not run alongside it (the next one is
+    /// `reconcile_every` away).
+    pub async fn reconciled(&self) {
+        let mut passes = self.broker().reconciler_passes();
+        tokio::time::timeout(Duration::from_secs(10), passes.wait_for(|n| *n > 0))
+            .await
+            .expect("no reconciler pass ended within 10 s")
+            .expect("the broker stopped");
+    }
+
     /// Stops serving; the database and the address stay for [`Self::restart`].
     pub async fn stop(&mut self) {
         if let Some(server) = self.server.take() {

@@ -636,6 +636,7 @@ async fn the_reconciler_searches_only_while_a_grant_from_before_holds_access() {
     let bao = Bao::start().await;
     bao.allow_hoistd(&[MINT_AND_REVOKE, SEARCH].concat()).await;
     let broker = TestBroker::builder().policy(&bao.policy()).start().await;
+    broker.reconciled().await;
     let grant = granted(&broker).await;
     let token = holder_token(&broker, &grant).await;
     let mark = || record(&broker, &grant.id, "*");
@@ -693,6 +694,7 @@ async fn a_secret_that_cannot_be_read_takes_its_token_with_it() {
 async fn the_reconciler_revokes_a_token_no_live_grant_stands_behind() {
     let bao = Bao::start().await;
     let broker = TestBroker::builder().policy(&bao.policy()).start().await;
+    broker.reconciled().await;
     let ended = granted(&broker).await;
     broker
         .as_user("alice")

@@ -64,10 +64,13 @@ async fn access_of(broker: &TestBroker, grant: &Grant) -> hoist_api::AccessCrede
 }
 
 async fn broker(pg: &Postgres) -> TestBroker {
-    TestBroker::builder()
+    let broker = TestBroker::builder()
         .policy(&policy(pg, "member_of = [\"app_admin\"]"))
         .start()
-        .await
+        .await;
+    // The tests run their own passes.
+    broker.reconciled().await;
+    broker
 }
 
 /// alice asks for `pgdb` for `secs` (default when None), bob approves: the grant.
@@ -460,6 +463,7 @@ async fn targets_sharing_a_cluster_leave_each_others_roles_alone() {
         target_role("pgdb2", "db2", "member_of = [\"app_reader\"]")
     );
     let broker = TestBroker::builder().policy(&policy).start().await;
+    broker.reconciled().await;
     let filed = broker
         .as_user("alice")
         .file(&request("pgdb2", "read the orders"))
@@ -504,6 +508,8 @@ async fn deployments_sharing_a_cluster_leave_each_others_roles_alone() {
         .policy(&deployment("https://hoist.test"))
         .start()
         .await;
+    staging.reconciled().await;
+    prod.reconciled().await;
     let theirs = granted(&staging, None).await;
     until_access(&staging, &theirs.id, AccessState::Live).await;
     let ours = granted(&prod, None).await;

@@ -109,6 +109,7 @@ pub(crate) fn example_receiver() -> Receiver {
 async fn the_example_receiver_provisions_hands_over_and_removes_access() {
     let receiver = example_receiver();
     let (broker, _dir) = broker(&receiver.url).await;
+    broker.reconciled().await;
     let grant = granted(&broker, "drain np-3 after the CVE patch").await;
     until_access(&broker, &grant.id, AccessState::Live).await;
     let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
@@ -517,6 +518,7 @@ async fn a_reconciler_pass_stops_asking_a_target_that_does_not_answer() {
         text + &target_role(role, "hook", "cluster = \"prod\"")
     });
     let broker = TestBroker::builder().policy(&text).start().await;
+    broker.reconciled().await;
     let mut grants = Vec::new();
     // Two requesters: one may file only so many a minute.
     for (role, who) in roles.iter().zip(["alice", "dave"].iter().cycle()) {
