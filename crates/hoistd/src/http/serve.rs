@@ -3,9 +3,11 @@
 //! never deliver a request cannot hold the slots real callers need. hyper's
 //! own replies to requests it cannot parse leave in the broker's error body.
 //!
-//! hyper's header timer starts at a request's first byte, so a connection
-//! that sends nothing, or sits idle between requests, is timed out here, by
-//! a watchdog per connection that knows whether a request is in flight.
+//! Every timeout is kept here, by a watchdog per connection that knows
+//! whether a request is in flight, since when the connection is idle and
+//! since when a request's head has been arriving. hyper's own header timer
+//! is off: it starts whenever hyper waits for a head, so it would close a
+//! kept-alive connection at the header timeout, not the idle one.
 //!
 //! Over 600 lines only with its unit tests: the watchdog, the cap and the
 //! error replies share one connection's state; apart, each would reach into
@@ -160,6 +162,11 @@ struct Conn {
     /// When the connection last had nothing in flight (accepted, or its
     /// last response finished).
     idle_since: Mutex<Instant>,
+    /// When the first byte of the next request's head came, while nothing
+    /// was in flight (HTTP/1.1); cleared when that request is handed over.
+    head_since: Mutex<Option<Instant>>,
+    /// Told when a head begins, so the watchdog looks at its deadline.
+    head_begun: Notify,
     /// Told to close, to make room for a newer connection.
     evicted: Notify,
     /// When each response still being sent was handed over (an event
@@ -177,6 +184,8 @@ impl Conn {
             bodies_due: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             idle_since: Mutex::new(Instant::now()),
+            head_since: Mutex::new(None),
+            head_begun: Notify::new(),
             evicted: Notify::new(),
             sending: Mutex::new(BTreeMap::new()),
         }
@@ -217,14 +226,37 @@ impl Conn {
     }
 
     /// When the connection is to close if nothing is in flight by then: a
-    /// first request is owed within the header timeout of the accept.
+    /// first request is owed within the header timeout of the accept, a
+    /// later one within the idle timeout of the last answer, and a head
+    /// that began arriving within the header timeout of its first byte.
     fn deadline(&self, limits: &Limits) -> Instant {
         let patience = if self.served.load(Ordering::Acquire) == 0 {
             limits.header_timeout
         } else {
             limits.idle_timeout
         };
-        self.idle_since() + patience
+        let idle = self.idle_since() + patience;
+        match *self
+            .head_since
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+        {
+            Some(since) => idle.min(since + limits.header_timeout),
+            None => idle,
+        }
+    }
+
+    /// Bytes came while nothing was in flight: a head has begun, and must
+    /// be whole within the header timeout.
+    fn head_arriving(&self) {
+        let mut since = self
+            .head_since
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if since.is_none() {
+            *since = Some(Instant::now());
+            self.head_begun.notify_one();
+        }
     }
 
     fn idle(&self) -> bool {
@@ -259,6 +291,10 @@ struct InFlight(Arc<Conn>);
 
 impl InFlight {
     fn begin(conn: &Arc<Conn>) -> Self {
+        *conn
+            .head_since
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = None;
         conn.served.fetch_add(1, Ordering::AcqRel);
         conn.heads_due.fetch_add(1, Ordering::AcqRel);
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -507,7 +543,7 @@ async fn serve_http1<S>(
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES);
     let connection = std::pin::pin!(http.serve_connection(io, service));
     watch_connection(
@@ -580,6 +616,8 @@ async fn watch_connection<C, E>(
             // was sent): closed at once. A request may have begun since the
             // cap found it idle (this task served it meanwhile): then it is
             // wound down instead, and that request answered first.
+            // A head began: its deadline may come before the one slept to.
+            () = conn.head_begun.notified() => {}
             () = conn.evicted.notified(), if !closing => {
                 if conn.idle() || conn.only_waiting_for_bodies() || conn.not_reading(UNREAD_ANSWER) {
                     tracing::debug!("connection closed to make room for a newer one");
@@ -591,7 +629,7 @@ async fn watch_connection<C, E>(
             }
             () = tokio::time::sleep_until(wake) => {
                 if conn.idle() && Instant::now() >= conn.deadline(limits) {
-                    tracing::debug!("connection closed: no request in time");
+                    tracing::debug!("connection closed: no whole request in time");
                     return;
                 }
                 if conn.stalled(limits) {
@@ -905,7 +943,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Wire<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
+        if buf.filled().len() > before && self.conn.idle() {
+            self.conn.head_arriving();
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -184,6 +184,77 @@ async fn idle_connections_close_but_event_streams_stay() {
     }
 }
 
+/// Reads one HTTP/1.1 response with a Content-Length body; returns its head.
+async fn one_response(stream: &mut TcpStream) -> String {
+    let mut said = Vec::new();
+    let mut buf = [0_u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&said).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|line| {
+                    line.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|n| n.trim().parse::<usize>().unwrap())
+                })
+                .expect("a Content-Length");
+            if body.len() >= length {
+                return head.to_string();
+            }
+        }
+        let n = tokio::time::timeout(BOUND, stream.read(&mut buf))
+            .await
+            .expect("no answer in time")
+            .unwrap();
+        assert_ne!(n, 0, "closed mid-answer: {text}");
+        said.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A kept-alive HTTP/1.1 connection waits for its next request for the
+/// idle timeout, not the (shorter) header timeout: a client reusing it
+/// between the two is answered, not cut off.
+#[tokio::test]
+async fn a_kept_alive_connection_waits_the_idle_timeout_for_its_next_request() {
+    let broker = TestBroker::builder()
+        .limits(Limits {
+            idle_timeout: Duration::from_secs(5),
+            ..short_limits()
+        })
+        .start()
+        .await;
+    let mut kept = TcpStream::connect(broker.addr()).await.unwrap();
+    let health = b"GET /v1/health HTTP/1.1\r\nHost: hoistd\r\n\r\n";
+    kept.write_all(health).await.unwrap();
+    let head = one_response(&mut kept).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Past the header timeout, well within the idle timeout.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    kept.write_all(health).await.unwrap();
+    let head = one_response(&mut kept).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Idle past the idle timeout, it is closed.
+    assert_eq!(closed_by_broker(&mut kept).await, "");
+
+    // A head that takes longer than the header timeout to arrive on a
+    // kept-alive connection is closed, though well within the idle one.
+    let mut kept = TcpStream::connect(broker.addr()).await.unwrap();
+    kept.write_all(health).await.unwrap();
+    let head = one_response(&mut kept).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (start, rest) = health.split_at(10);
+    for byte in start {
+        if kept.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _ = kept.write_all(rest).await;
+    let said = closed_by_broker(&mut kept).await;
+    assert!(!said.contains("200 OK"), "served after 3 s of head: {said}");
+}
+
 /// With the cap full of connections that sent half a request, a new
 /// connection still gets served: it takes the slot of the oldest one.
 #[tokio::test]
