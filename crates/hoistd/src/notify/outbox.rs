@@ -293,7 +293,14 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> A
                 Outcome::Failed(format!("the stored notice does not read: {err}")),
             ),
             Ok(notice) => {
-                let body = format::render(channel.format, &notice);
+                let mut body = format::render(channel.format, &notice);
+                // The delivery id again, where the signature covers it: a
+                // receiver that drops what it has seen by this id cannot be
+                // made to take a captured post twice under a new header.
+                if let (super::Format::Json, Some(fields)) = (channel.format, body.as_object_mut())
+                {
+                    fields.insert("delivery".into(), notification.id.clone().into());
+                }
                 let bytes = serde_json::to_vec(&body).unwrap_or_default();
                 let (status, posted) = channel.endpoint.post(&notification.id, bytes).await;
                 answered = Some(match &posted {

@@ -280,6 +280,13 @@ async fn every_event_arrives_signed_and_once() {
         .map(|r| r.delivery)
         .collect();
     assert_eq!(delivery_ids.len(), got.len(), "one delivery id each");
+    for receipt in receiver.accepted() {
+        assert_eq!(
+            receipt.body["delivery"],
+            receipt.delivery.as_str(),
+            "signed, in the body"
+        );
+    }
     assert_eq!(*receiver.forged.lock().unwrap(), 0);
 
     let find = |event: &str, id: &str| {
