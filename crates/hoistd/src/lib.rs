@@ -135,6 +135,9 @@ impl Server {
         reaper_held: bool,
     ) -> anyhow::Result<Self> {
         policy.check_targets().await?;
+        for caution in policy.cautions() {
+            tracing::warn!("{caution}");
+        }
         let metrics = Arc::new(http::ops::Metrics::new());
         let store = metrics.meter(store);
         let signer = match &options.signing_key {
@@ -356,6 +359,9 @@ impl Server {
     pub async fn reload(&self, path: &Path) -> anyhow::Result<usize> {
         let policy = Policy::load(path)?;
         policy.check_targets().await?;
+        for caution in policy.cautions() {
+            tracing::warn!("{caution}");
+        }
         let broker = Arc::clone(&self.broker);
         Ok(tokio::task::spawn_blocking(move || broker.reload(policy)).await??)
     }

@@ -642,6 +642,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckPolicy { policy } => {
             let loaded = Policy::load(&policy)?;
             tokio::runtime::Runtime::new()?.block_on(loaded.check_targets())?;
+            for caution in loaded.cautions() {
+                println!("warning: {caution}");
+            }
             println!(
                 "{}: ok ({} roles)",
                 policy.display(),
@@ -697,6 +700,9 @@ fn check_config(args: &ServeArgs) -> ExitCode {
             })
             .map_err(|err| anyhow::anyhow!("{err:#}")),
     );
+    for caution in policy.iter().flat_map(Policy::cautions) {
+        println!("warning: {caution}");
+    }
     report("store", check_store(&args.db));
     report(
         "limits",

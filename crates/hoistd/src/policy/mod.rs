@@ -401,6 +401,15 @@ impl Policy {
         self.roles.values()
     }
 
+    /// What the operator should hear of though the policy loads (see
+    /// [`TargetKind::cautions`](crate::target::TargetKind::cautions)).
+    pub fn cautions(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .flat_map(|target| target.cautions())
+            .collect()
+    }
+
     pub fn is_eligible(&self, user: &str, role: &RoleDef) -> bool {
         if hoist_api::is_workload(user) {
             // The principal is `workload:<rule>:<sub>`: the rule must still

@@ -291,6 +291,47 @@ fn a_role_names_its_target_and_what_it_grants_there() {
     assert!(err.contains("unknown field `superuser`"), "{err}");
 }
 
+/// A PostgreSQL target off this machine with no `sslmode` is plain text
+/// nobody chose: the policy loads, with a caution naming the target and
+/// the host; any `sslmode` written, or a host on this machine, has none.
+#[test]
+fn plain_text_nobody_chose_to_a_remote_postgresql_is_a_caution() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let cautions = |url: &str, extra: &str| {
+        let text = format!(
+            "{MINIMAL}\n[[targets]]\nname = \"db1\"\nkind = \"postgres\"\nurl = \"{url}\"\n\
+             password_file = \"{}\"\n{extra}\n",
+            password.display()
+        );
+        Policy::parse("p.toml", &text)
+            .unwrap_or_else(|err| panic!("{err}"))
+            .cautions()
+    };
+    let remote = "postgres://hoist_admin@db-prod-1.internal:5432/app";
+    let said = cautions(remote, "");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with("target `db1`: sslmode is not set"),
+        "{said:?}"
+    );
+    assert!(
+        said[0].contains("db-prod-1.internal in plain text"),
+        "{said:?}"
+    );
+    assert!(!said[0].contains("s3cret"), "{said:?}");
+    for (url, extra) in [
+        (remote, "sslmode = \"disable\""),
+        (remote, "sslmode = \"verify-full\""),
+        ("postgres://hoist_admin@127.0.0.1:5432/app", ""),
+        ("postgres://hoist_admin@[::1]:5432/app", ""),
+        ("postgres://hoist_admin@localhost/app", ""),
+    ] {
+        assert_eq!(cautions(url, extra), Vec::<String>::new(), "{url} {extra}");
+    }
+}
+
 #[test]
 fn slack_accounts_map_to_one_user_each() {
     let slack = |user: &str, team: &str, member: &str| {

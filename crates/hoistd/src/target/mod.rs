@@ -308,6 +308,11 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
     fn system(&self) -> String {
         self.kind().to_string()
     }
+    /// What in its settings the operator should hear of at every load,
+    /// though the policy loads (a default that is unsafe off this machine).
+    fn cautions(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Checks a role's `[roles.access]` table offline, at policy load, and
     /// returns it as the JSON the operations get in [`GrantFacts::access`].
     fn access(&self, table: toml::Table) -> Result<serde_json::Value, String>;

@@ -59,8 +59,8 @@ struct Settings {
     password_file: Option<PathBuf>,
     /// `disable`, `require`, `verify-ca` or `verify-full`. With anything
     /// but `disable`, hoistd verifies the server's certificate and name.
-    #[serde(default = "default_sslmode")]
-    sslmode: String,
+    /// Unset, `disable`, with a caution where the host is not loopback.
+    sslmode: Option<String>,
     /// PEM file of the CA that signed the server's certificate (default:
     /// the system's roots).
     ca_file: Option<PathBuf>,
@@ -80,10 +80,6 @@ struct Settings {
     databases: Option<Vec<String>>,
     /// The database holders connect to (default: the URL's).
     database: Option<String>,
-}
-
-fn default_sslmode() -> String {
-    "disable".into()
 }
 
 fn default_timeout() -> String {
@@ -114,6 +110,9 @@ pub struct Postgres {
     database: String,
     databases: Vec<String>,
     sslmode: String,
+    /// Plain text to a host that is not loopback because nobody chose it:
+    /// said at every load (see [`TargetKind::cautions`]).
+    unchosen_plaintext: bool,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     statement_timeout: Duration,
     connect_timeout: Duration,
@@ -136,6 +135,17 @@ impl fmt::Debug for Postgres {
             .field("sslmode", &self.sslmode)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether `host` is this machine: a loopback address, `localhost`, or a
+/// Unix socket's directory.
+fn loopback(host: &str) -> bool {
+    host == "localhost"
+        || host.starts_with('/')
+        || host.to_ascii_lowercase().starts_with("%2f")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Postgres {
@@ -180,7 +190,9 @@ impl Postgres {
             raw.password_env.as_deref(),
             raw.password_file.as_deref(),
         )?;
-        let tls = match raw.sslmode.as_str() {
+        let unchosen_plaintext = raw.sslmode.is_none() && !loopback(&host);
+        let sslmode = raw.sslmode.unwrap_or_else(|| "disable".into());
+        let tls = match sslmode.as_str() {
             "disable" => {
                 if raw.ca_file.is_some() {
                     return Err(format!(
@@ -232,7 +244,8 @@ impl Postgres {
             admin_database,
             database,
             databases,
-            sslmode: raw.sslmode,
+            sslmode,
+            unchosen_plaintext,
             tls,
             statement_timeout: duration_setting(name, "statement_timeout", &raw.statement_timeout)?,
             connect_timeout: duration_setting(name, "connect_timeout", &raw.connect_timeout)?,
@@ -673,6 +686,19 @@ impl TargetKind for Postgres {
     /// The cluster: roles are the whole cluster's.
     fn system(&self) -> String {
         format!("postgres {}:{}", self.host, self.port)
+    }
+
+    fn cautions(&self) -> Vec<String> {
+        if !self.unchosen_plaintext {
+            return Vec::new();
+        }
+        vec![format!(
+            "target `{}`: sslmode is not set, so hoistd's admin session and every grant's \
+             password go to {} in plain text; set sslmode = \"verify-full\" (with ca_file for a \
+             private CA), or sslmode = \"disable\" where the network is trusted. A later \
+             release will default to verify-full",
+            self.name, self.host
+        )]
     }
 
     fn access(&self, table: toml::Table) -> Result<serde_json::Value, String> {

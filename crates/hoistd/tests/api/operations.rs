@@ -478,6 +478,66 @@ async fn check_config_refuses_access_a_target_refuses_and_warns_of_one_down() {
     assert!(warned.contains("target not checked at load"), "{warned}");
 }
 
+/// A PostgreSQL target elsewhere with no `sslmode` loads, and check-config
+/// and check-policy say it speaks plain text; one that says, does not.
+#[test]
+fn plain_text_to_a_remote_postgresql_target_is_named_by_the_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "s3cret").unwrap();
+    let write = |extra: &str| {
+        let target = format!(
+            "[[targets]]\nname = \"db1\"\nkind = \"postgres\"\n\
+             url = \"postgres://hoist_admin@db.invalid:5432/app\"\npassword_file = \"{}\"\n\
+             connect_timeout = \"1s\"\n{extra}\n",
+            password.display()
+        );
+        std::fs::write(
+            &policy,
+            format!(
+                "{}\n{target}\n{}",
+                policy_text(""),
+                target_role("pgdb", "db1", "member_of = [\"app_admin\"]")
+            ),
+        )
+        .unwrap();
+    };
+    let run = |command: &str| {
+        let mut hoistd = Command::new(env!("CARGO_BIN_EXE_hoistd"));
+        hoistd.arg(command);
+        if command == "check-config" {
+            hoistd
+                .arg("--db")
+                .arg(dir.path().join("hoistd.db"))
+                .arg("--policy");
+        }
+        hoistd.arg(&policy);
+        let out = hoistd.env("HOISTD_LOG", "hoistd=error").output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        said
+    };
+    write("");
+    for command in ["check-config", "check-policy"] {
+        let said = run(command);
+        assert!(
+            said.contains("warning: target `db1`: sslmode is not set")
+                && said.contains("db.invalid in plain text"),
+            "{command}: {said}"
+        );
+    }
+    write("sslmode = \"disable\"");
+    for command in ["check-config", "check-policy"] {
+        let said = run(command);
+        assert!(!said.contains("warning"), "{command}: {said}");
+    }
+}
+
 /// The database URL in the environment may hold its password: no help
 /// text shows it (clap shows an environment variable's value by default).
 #[test]
