@@ -462,23 +462,18 @@ impl Broker {
                 ),
             ));
         };
-        let refused = |err: TokenError| {
-            let code = match &err {
-                TokenError::Algorithm(_) => Code::AlgorithmRefused,
-                TokenError::Expired => Code::TokenExpired,
-                TokenError::Signature | TokenError::UnknownKey(_) => Code::InvalidSignature,
-                TokenError::Keys(_) => Code::IssuerUnavailable,
-                _ => Code::MalformedToken,
-            };
-            refuse(code, format!("the subject token was refused: {err}"))
-        };
         // Verified with the first candidate's terms to read its claims;
         // again below with the terms of the rule that grants, if another.
         let claims = self
             .verifier
             .verify_claims(&first.issuer, token)
             .await
-            .map_err(refused)?;
+            .map_err(|err| {
+                refuse(
+                    token_refusal(&err),
+                    format!("the subject token was refused: {err}"),
+                )
+            })?;
         let subject = claims
             .get("sub")
             .and_then(|v| v.as_str())
@@ -540,11 +535,17 @@ impl Broker {
         // The rule that grants may take fewer algorithms or less leeway
         // than the one the token was first checked with: its own terms
         // hold.
+        // Refused then, it is refused as the workload its issuer signed.
         if !std::ptr::eq(rule, *first) {
             self.verifier
                 .verify_claims(&rule.issuer, token)
                 .await
-                .map_err(refused)?;
+                .map_err(|err| {
+                    refuse(
+                        token_refusal(&err),
+                        format!("the subject token was refused: {err}"),
+                    )
+                })?;
         }
         let ttl = match requested_ttl {
             Some(ttl) if ttl > allowed.max_ttl => {
@@ -967,7 +968,12 @@ impl Broker {
                         .grant(&grant_id)?
                         .ok_or_else(|| Error::not_found("grant", &grant_id))?;
                     settle_grant(&mut grant, work.now);
-                    if grant.state == GrantState::Active {
+                    // Its credential was handed over: whoever holds it (a
+                    // job of the same run, with the same task) may be using
+                    // it now, and ends it with that credential. A job that
+                    // never got it cannot tell that job from itself.
+                    let handed_over = exchange.redeemed_at.is_some();
+                    if grant.state == GrantState::Active && !handed_over {
                         work.end_grant(
                             &mut grant,
                             GrantState::Revoked,
@@ -1128,5 +1134,17 @@ fn response(credential: Credential, request_id: String) -> TokenExchangeResponse
         request_id,
         expires_at: credential.expires_at,
         access: credential.access,
+    }
+}
+
+/// The code a subject token's refusal is audited and answered with.
+fn token_refusal(err: &TokenError) -> WorkloadErrorCode {
+    use WorkloadErrorCode as Code;
+    match err {
+        TokenError::Algorithm(_) => Code::AlgorithmRefused,
+        TokenError::Expired => Code::TokenExpired,
+        TokenError::Signature | TokenError::UnknownKey(_) => Code::InvalidSignature,
+        TokenError::Keys(_) => Code::IssuerUnavailable,
+        _ => Code::MalformedToken,
     }
 }

@@ -854,6 +854,38 @@ async fn a_job_that_gives_up_withdraws_its_request_or_ends_its_grant() {
         WorkloadErrorCode::Denied,
     );
 
+    // Handed over: the grant is left to whoever holds its credential (a
+    // job of the same run may be using it), who ends it with that.
+    let token = ci_token(&provider).await;
+    let (status, body) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let pending: TokenPending = serde_json::from_value(body).unwrap();
+    bob.approve(&pending.request_id).await.unwrap();
+    broker
+        .as_user("dave")
+        .approve(&pending.request_id)
+        .await
+        .unwrap();
+    let (status, body) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let issued: TokenExchangeResponse = serde_json::from_value(body).unwrap();
+    let (status, body) = withdraw(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let withdrawn: TaskWithdrawn = serde_json::from_value(body).unwrap();
+    assert_eq!(
+        withdrawn.grant_id.as_deref(),
+        Some(issued.grant_id.as_str())
+    );
+    assert_eq!(withdrawn.grant_state.as_deref(), Some("active"));
+    let erin = broker.as_user("erin");
+    assert!(
+        erin.introspect(&issued.access_token).await.active,
+        "its holder's to end"
+    );
+    let (status, body) = revoke(&broker, &issued.access_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!erin.introspect(&issued.access_token).await.active);
+
     // A token nobody signed withdraws nothing.
     let claims = jwt_claims(&ci_token(&provider).await);
     let forged = forged(
@@ -973,6 +1005,15 @@ async fn a_token_is_held_to_the_leeway_of_the_rule_that_grants() {
         exchange_for(&broker, &short, "deploy").await,
         WorkloadErrorCode::TokenExpired,
     );
+    // Its signature verified (under `tools`): refused as the workload its
+    // issuer vouched for, apart from junk tokens' refusals.
+    let audit = broker.as_user("erin").audit().await;
+    let refusal = audit
+        .iter()
+        .find(|e| e.kind == AuditKind::WorkloadRefused)
+        .expect("the refusal is audited");
+    assert_eq!(refusal.actor, "workload:tools:deploy-bot", "{refusal:?}");
+    assert_eq!(refusal.details["code"], "token_expired", "{refusal:?}");
     // A live token of the same subject is granted by `ci`.
     let token = ci_token(&provider).await;
     issued(exchange_for(&broker, &token, "deploy").await);
