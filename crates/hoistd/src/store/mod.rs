@@ -355,9 +355,19 @@ impl Location {
         if location.starts_with("postgres://") || location.starts_with("postgresql://") {
             // Checked now, so a typo is refused before anything starts; the
             // driver's message never repeats the URL.
-            if let Err(err) = location.parse::<tokio_postgres::Config>() {
+            let config = location.parse::<tokio_postgres::Config>().map_err(|err| {
+                StoreError::UnknownLocation(format!("{}: {err}", postgres::redact(location)))
+            })?;
+            // The driver ends the user and password at the first `@`: one
+            // more, unencoded in either, ends up in the host, and the rest
+            // of the password with it, in every message naming the host.
+            let at_in_host = config.get_hosts().iter().any(|host| {
+                matches!(host, tokio_postgres::config::Host::Tcp(name) if name.contains('@'))
+            });
+            if at_in_host {
                 return Err(StoreError::UnknownLocation(format!(
-                    "{}: {err}",
+                    "{}: more than one `@` before the host; write an `@` in the user name or \
+                     password as %40",
                     postgres::redact(location)
                 )));
             }

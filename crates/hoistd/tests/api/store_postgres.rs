@@ -204,6 +204,17 @@ fn a_postgres_location_hides_its_password() {
         assert!(!shown.contains("s3cr3t-pw"), "{shown}");
         assert!(shown.contains("db.example"), "{shown}");
     }
+    // An `@` left unencoded in the user name or password: refused, with
+    // nothing of the password in the message.
+    for url in [
+        "postgres://alice@contoso.com:s3cr3t-pw@db.example:5432/hoist",
+        "postgres://hoistd:s3cr3t@pw@db.example/hoist",
+        "postgres://hoistd:s3cr3t@pw@db.example/hoist?sslmode=disable&user=x@y",
+    ] {
+        let said = Location::parse(url).unwrap_err().to_string();
+        assert!(!said.contains("s3cr3t") && !said.contains("pw@"), "{said}");
+        assert!(said.contains("db.example"), "{said}");
+    }
     let refused = Location::parse("postgres://hoistd:s3cr3t-pw@db.example:notaport/hoist")
         .unwrap_err()
         .to_string();

@@ -964,7 +964,9 @@ impl StoreError {
 /// takes everything before the first `@` as the user and password, so a
 /// password with an unencoded `#`, `?` or `/` (which a URL parser reads as
 /// the start of a fragment, query or path) is still the password, and is
-/// still hidden. A `password` parameter in the query is hidden as well.
+/// still hidden. An `@` left unencoded in the user name or the password
+/// puts another `@` before the host: all up to the last one before any `?`
+/// is hidden. A `password` parameter in the query is hidden as well.
 pub(super) fn redact(url: &str) -> String {
     const HIDDEN: &str = "********";
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -978,7 +980,14 @@ pub(super) fn redact(url: &str) -> String {
                 None => shown.push_str(credentials),
             }
             shown.push('@');
-            rest
+            let before_query = rest.split_once('?').map_or(rest, |(before, _)| before);
+            match before_query.rfind('@') {
+                Some(at) => {
+                    shown.push_str(&format!("{HIDDEN}@"));
+                    &rest[at + 1..]
+                }
+                None => rest,
+            }
         }
         None => rest,
     };
