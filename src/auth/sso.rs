@@ -214,6 +214,12 @@ fn transport(client: reqwest::Client) -> impl Fn(oauth2::HttpRequest) -> HttpFut
                 .send()
                 .await
                 .map_err(|err| HttpError(err.without_url().to_string()))?;
+            // A provider (or the proxy before it) too busy to answer is
+            // away, like one that does not answer: not a refusal.
+            let status = response.status();
+            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(HttpError(format!("the provider answered {status}")));
+            }
             let mut builder = http_response(response.status());
             for (name, value) in response.headers() {
                 builder = builder.header(name, value);

@@ -21,6 +21,10 @@
 // provider: PUT /_directory/NAME with a JSON array of group names, at the
 // origin (outside any mount). Tokens issued after it carry the new groups.
 //
+// A test makes the token endpoint busy, as a proxy in front of a provider
+// in trouble would: PUT /_outage/STATUS (503, 429, ...) answers every token
+// request with that status and an HTML page; PUT /_outage/0 ends it.
+//
 // Prints exactly one line, `READY http://127.0.0.1:N`, to stdout once it is
 // listening; everything else goes to stderr so a harness can read the port.
 
@@ -317,8 +321,22 @@ function setGroups(req, res) {
   });
 }
 
+let outage = 0;
+
 server.on('request', (req, res) => {
   if (req.method === 'PUT' && req.url.startsWith('/_directory/')) return setGroups(req, res);
+  if (req.method === 'PUT' && req.url.startsWith('/_outage/')) {
+    outage = Number.parseInt(req.url.slice('/_outage/'.length), 10) || 0;
+    res.statusCode = 204;
+    res.end();
+    return undefined;
+  }
+  if (outage && req.method === 'POST' && /\/token(\?|$)/.test(req.url)) {
+    res.statusCode = outage;
+    res.setHeader('content-type', 'text/html');
+    res.end('<html><body>Service Unavailable</body></html>\n');
+    return undefined;
+  }
   if (!mount) return callback(req, res);
   // Mounted as a connect-style app would be: the provider sees the path
   // below the mount; anything outside it is not the provider's.

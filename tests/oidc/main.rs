@@ -382,6 +382,38 @@ fn a_provider_outage_at_refresh_is_try_again_not_sign_in_again() {
     });
 }
 
+/// A token endpoint that answers 503 or 429 (a busy provider, or the proxy
+/// in front of it) is an outage too, not a refusal of the session: exit 6
+/// and the session kept, which refreshes once the provider answers again.
+#[test]
+fn a_busy_provider_at_refresh_is_try_again_not_sign_in_again() {
+    run(async {
+        let mut setup = setup(Some(3)).await;
+        let (me, _) = device_login(&setup, "alice").await;
+        let target = target(&setup, Some(&me.user));
+        for status in [503, 429] {
+            setup.provider.outage(status).await;
+            let err = match session::open(&target).await {
+                Ok(_) => panic!("refreshed while the provider answered {status}"),
+                Err(err) => err,
+            };
+            assert!(
+                matches!(
+                    err,
+                    session::SessionError::Sso(hoist::auth::sso::SsoError::Unreachable { .. })
+                ),
+                "{status}: {err:?}"
+            );
+            assert!(err.to_string().contains(&status.to_string()), "{err}");
+            assert_eq!(hoist::commands::exit_code(&anyhow::Error::new(err)), 6);
+        }
+        setup.provider.outage(0).await;
+        let client = session::open(&target).await.unwrap();
+        assert_eq!(client.me().await.unwrap().user, "alice");
+        setup.broker.stop().await;
+    });
+}
+
 #[test]
 fn sessions_refresh_themselves_and_logout_revokes_them() {
     run(async {

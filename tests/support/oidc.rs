@@ -271,6 +271,18 @@ impl Provider {
         assert_eq!(response.status(), 204, "PUT {url}");
     }
 
+    /// Answers every token request with `status` and an HTML page, as a
+    /// proxy in front of a provider in trouble would; 0 ends it.
+    pub async fn outage(&self, status: u16) {
+        let url = format!("{}/_outage/{status}", self.authority());
+        let response = reqwest::Client::new()
+            .put(&url)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("PUT {url}: {err}"));
+        assert_eq!(response.status(), 204, "PUT {url}");
+    }
+
     /// An ID token for `username`, signed in with the device flow as the
     /// `hoist` client.
     pub async fn id_token(&self, username: &str) -> String {
