@@ -233,6 +233,13 @@ async fn accepted(target: &Target, session: &Session) -> Result<Me, SessionError
 /// that rotates them takes as theft and answers by ending the session.
 static REFRESHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The same across processes: the TUI and `reviews --watch` in another pane
+/// wake for one refresh at the same moment. A file in the config dir,
+/// empty; a process that cannot have it within [`REFRESH_LOCK_WAIT`] (one
+/// stopped mid-refresh) refreshes anyway.
+const REFRESH_LOCK: &str = "refresh.lock";
+const REFRESH_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(40);
+
 /// The stored session, refreshed first if it ends within [`REFRESH_AHEAD`]
 /// (and saved again, as providers may rotate refresh tokens).
 pub async fn current(target: &Target) -> Result<Session, SessionError> {
@@ -243,14 +250,29 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
         login: login_command(target),
     };
     let user = target.user.clone().ok_or_else(not_signed_in)?;
-    let (broker, who) = (target.broker.clone(), user.clone());
-    let session = blocking(move || secrets::load(&broker, &who))
-        .await?
-        .ok_or_else(not_signed_in)?;
-    let due = session
-        .expires_at
-        .is_some_and(|at| at - chrono::Utc::now() <= REFRESH_AHEAD);
-    if !due {
+    let due = |session: &Session| {
+        session
+            .expires_at
+            .is_some_and(|at| at - chrono::Utc::now() <= REFRESH_AHEAD)
+    };
+    let load = || {
+        let (broker, who) = (target.broker.clone(), user.clone());
+        blocking(move || secrets::load(&broker, &who))
+    };
+    let session = load().await?.ok_or_else(not_signed_in)?;
+    if !due(&session) {
+        return Ok(session);
+    }
+    // Read again once the lock is had: another process may have refreshed
+    // meanwhile, spending the refresh token this one read.
+    let _held = blocking(|| {
+        Ok(crate::config::Config::dir()
+            .ok()
+            .and_then(|dir| crate::fs::lock(&dir.join(REFRESH_LOCK), REFRESH_LOCK_WAIT)))
+    })
+    .await?;
+    let session = load().await?.ok_or_else(not_signed_in)?;
+    if !due(&session) {
         return Ok(session);
     }
     let expired = |reason: String| SessionError::Expired {

@@ -134,50 +134,103 @@ fn the_broker_says_how_to_sign_in() {
     });
 }
 
+/// The real binary against `setup`'s broker, with its config in `config`.
+fn hoist_binary(setup: &Setup, config: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
+    command
+        .arg("--broker")
+        .arg(&setup.url)
+        .args(args)
+        .env("HOIST_CONFIG_DIR", config)
+        .env("HOIST_KEYRING", "keyutils")
+        .env("HOIST_NO_BROWSER", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+/// `hoist login` by the real binary, alice approving its device code.
+async fn binary_login(setup: &Setup, config: &std::path::Path) {
+    let mut login = hoist_binary(setup, config, &["login"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(login.stderr.take().unwrap()).lines();
+    let mut complete = None;
+    for line in said.by_ref() {
+        let line = line.unwrap();
+        if let Some(url) = line
+            .strip_prefix("(or open ")
+            .and_then(|l| l.strip_suffix(')'))
+        {
+            complete = Some(url.to_string());
+            break;
+        }
+    }
+    setup
+        .provider
+        .approve_device(&complete.expect("the verification URL was shown"), "alice")
+        .await;
+    let status = tokio::task::spawn_blocking(move || login.wait().unwrap())
+        .await
+        .unwrap();
+    let rest: Vec<String> = said.map(|l| l.unwrap()).collect();
+    assert!(status.success(), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("Signed in") && l.contains("alice")),
+        "{rest:?}"
+    );
+}
+
+/// hoist processes that find the session due at once (the TUI and
+/// `reviews --watch` in another pane) refresh it one at a time: a provider
+/// that rotates refresh tokens takes one spent twice for theft, and ends
+/// the session everywhere.
+#[test]
+fn processes_refreshing_at_once_spend_each_refresh_token_once() {
+    run(async {
+        // Tokens that live 3 s: every command finds its session due.
+        let mut setup = setup(Some(3)).await;
+        let config = tempfile::tempdir().unwrap();
+        binary_login(&setup, config.path()).await;
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                hoist_binary(&setup, config.path(), &["whoami"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for run in runs {
+            let out = tokio::task::spawn_blocking(move || run.wait_with_output().unwrap())
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let again = hoist_binary(&setup, config.path(), &["whoami"])
+            .output()
+            .unwrap();
+        assert!(
+            again.status.success(),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+        setup.broker.stop().await;
+    });
+}
+
 #[test]
 fn the_real_binary_signs_in_through_the_device_flow_and_uses_the_broker() {
     run(async {
         let mut setup = setup(None).await;
         let config = tempfile::tempdir().unwrap();
-        let hoist = |args: &[&str]| {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
-            command
-                .arg("--broker")
-                .arg(&setup.url)
-                .args(args)
-                .env("HOIST_CONFIG_DIR", config.path())
-                .env("HOIST_KEYRING", "keyutils")
-                .env("HOIST_NO_BROWSER", "1")
-                .stdin(Stdio::null());
-            command
-        };
-        let mut login = hoist(&["login"]).stderr(Stdio::piped()).spawn().unwrap();
-        let mut said = BufReader::new(login.stderr.take().unwrap()).lines();
-        let mut complete = None;
-        for line in said.by_ref() {
-            let line = line.unwrap();
-            if let Some(url) = line
-                .strip_prefix("(or open ")
-                .and_then(|l| l.strip_suffix(')'))
-            {
-                complete = Some(url.to_string());
-                break;
-            }
-        }
-        setup
-            .provider
-            .approve_device(&complete.expect("the verification URL was shown"), "alice")
-            .await;
-        let status = tokio::task::spawn_blocking(move || login.wait().unwrap())
-            .await
-            .unwrap();
-        let rest: Vec<String> = said.map(|l| l.unwrap()).collect();
-        assert!(status.success(), "{rest:?}");
-        assert!(
-            rest.iter()
-                .any(|l| l.contains("Signed in") && l.contains("alice")),
-            "{rest:?}"
-        );
+        let hoist = |args: &[&str]| hoist_binary(&setup, config.path(), args);
+        binary_login(&setup, config.path()).await;
 
         let whoami = hoist(&["whoami"]).output().unwrap();
         let text = String::from_utf8(whoami.stdout).unwrap();
