@@ -638,24 +638,30 @@ async fn login(
     };
     // Someone else was signed in here: their session ends, rather than stay
     // in the keyring (or a file) where no command would look for it again.
+    // Once the profile names the new person: a config that cannot be saved
+    // leaves the one before signed in, as it was.
     let previous = target.user.clone().filter(|user| *user != me.user);
-    if let Some(previous) = previous {
-        match session::logout(&target).await {
-            Ok(_) => eprintln!(
-                "Signed out {} first.",
-                crate::text::sanitize::line(&previous)
-            ),
-            Err(err) => eprintln!(
-                "Warning: the session of {} could not be deleted: {err}",
-                crate::text::sanitize::line(&previous)
-            ),
-        }
-    }
     config.remember_login(&target, &me.user);
     // Remembered, so that every later command of this profile finds the
     // session where it was put (and `logout` deletes the file).
     config.set_insecure_file_store(&target, file_store);
     config.save()?;
+    if let Some(previous) = previous {
+        let who = crate::text::sanitize::line(&previous);
+        match session::logout(&target).await {
+            Ok(session::SignedOut { removed: true, .. }) => {
+                eprintln!("Signed out {who} first.")
+            }
+            // Kept somewhere this sign-in does not look (the other store,
+            // after a switch to --insecure-file-store): said, not hidden.
+            Ok(_) => eprintln!(
+                "Warning: no session of {who} was found to sign out; if one is kept elsewhere \
+                 (the keyring, before --insecure-file-store), sign in as {who} there and run \
+                 `hoist logout`"
+            ),
+            Err(err) => eprintln!("Warning: the session of {who} could not be deleted: {err}"),
+        }
+    }
     eprintln!(
         "Signed in to {} as {} ({}).",
         target.broker,

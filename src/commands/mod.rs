@@ -126,8 +126,14 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(backend) = cause.downcast_ref::<BackendError>() {
             return backend_code(backend);
         }
-        if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
-            return exit::USAGE;
+        if let Some(config) = cause.downcast_ref::<crate::config::ConfigError>() {
+            return match config {
+                // The disk, not how hoist was called.
+                crate::config::ConfigError::Read { .. }
+                | crate::config::ConfigError::Write { .. }
+                | crate::config::ConfigError::NoDir => exit::FAILURE,
+                _ => exit::USAGE,
+            };
         }
     }
     exit::FAILURE
@@ -331,5 +337,31 @@ mod tests {
             exit::UNREACHABLE,
             "try again, not a refusal"
         );
+    }
+
+    /// A config that cannot be read or saved is a failure (1), not a
+    /// usage error (2): how hoist was called was fine.
+    #[test]
+    fn a_config_the_disk_refuses_is_a_failure_not_a_usage_error() {
+        use crate::config::ConfigError;
+        let path = std::path::PathBuf::from("/etc/hoist/config.toml");
+        for err in [
+            ConfigError::Write {
+                path: path.clone(),
+                reason: "read-only file system".into(),
+            },
+            ConfigError::Read {
+                path,
+                reason: "permission denied".into(),
+            },
+            ConfigError::NoDir,
+        ] {
+            assert_eq!(exit_code(&anyhow::Error::new(err)), exit::FAILURE);
+        }
+        let unknown = ConfigError::UnknownProfile {
+            name: "prod".into(),
+            known: vec!["dev".into()],
+        };
+        assert_eq!(exit_code(&anyhow::Error::new(unknown)), exit::USAGE);
     }
 }
