@@ -176,6 +176,20 @@ impl Work<'_> {
         if let Some(reason) = self.ineligible(request)? {
             return self.cancel(request, reason);
         }
+        // A break-glass grant stands on the right to break glass (the
+        // extension itself is filed as a plain request): held still?
+        let policy = &self.policy;
+        if grant.break_glass
+            && !policy
+                .role(&request.role)
+                .is_some_and(|role| policy.may_hold(&request.requester, role, true))
+        {
+            let reason = format!(
+                "{} may no longer break glass for role `{}`, on which grant {} stands",
+                request.requester, request.role, grant.id
+            );
+            return self.cancel(request, reason);
+        }
         settle_grant(&mut grant, self.now);
         if grant.state != GrantState::Active {
             request.state = RequestState::Cancelled;

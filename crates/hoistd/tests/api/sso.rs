@@ -387,6 +387,9 @@ break_glass_groups = ["oncall"]
     let grant = broke.grant_id.expect("granted at once");
     let credential = carol_client.credential(&grant).await.unwrap();
     assert!(carol_client.introspect(&credential.token).await.active);
+    // An extension filed while on call, approved once off it, is not made.
+    let ends = carol_client.grant(&grant).await.unwrap().expires_at;
+    let extension = carol_client.extend(&grant, 600).await.unwrap();
 
     provider.set_groups("carol", &["engineers"]).await;
     // A later `iat` than the first token's, so the later word is known.
@@ -399,6 +402,21 @@ break_glass_groups = ["oncall"]
         ErrorCode::NotEligible,
     );
     assert!(message.contains("break glass"), "{message}");
+    let dave = broker.with_token(&id_token(&provider, "dave").await);
+    let decided = dave.approve(&extension.id).await.unwrap();
+    assert_eq!(
+        decided.state,
+        hoist_api::RequestState::Cancelled,
+        "{decided:?}"
+    );
+    assert!(
+        decided
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("break glass")),
+        "{decided:?}"
+    );
+    assert_eq!(off_call.grant(&grant).await.unwrap().expires_at, ends);
     refused(
         off_call.extend(&grant, 600).await,
         StatusCode::FORBIDDEN,
