@@ -210,9 +210,11 @@ fn a_postgres_location_hides_its_password() {
         "postgres://alice@contoso.com:s3cr3t-pw@db.example:5432/hoist",
         "postgres://hoistd:s3cr3t@pw@db.example/hoist",
         "postgres://hoistd:s3cr3t@pw@db.example/hoist?sslmode=disable&user=x@y",
+        "postgres://alice@contoso.com:s3cr?3t@db.example/hoist",
+        "postgres://hoistd:pw@s3cr3t?x@db.example/hoist",
     ] {
         let said = Location::parse(url).unwrap_err().to_string();
-        assert!(!said.contains("s3cr3t") && !said.contains("pw@"), "{said}");
+        assert!(!said.contains("s3cr") && !said.contains("pw@"), "{said}");
         assert!(said.contains("db.example"), "{said}");
     }
     let refused = Location::parse("postgres://hoistd:s3cr3t-pw@db.example:notaport/hoist")

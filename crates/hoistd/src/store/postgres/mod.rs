@@ -965,8 +965,8 @@ impl StoreError {
 /// password with an unencoded `#`, `?` or `/` (which a URL parser reads as
 /// the start of a fragment, query or path) is still the password, and is
 /// still hidden. An `@` left unencoded in the user name or the password
-/// puts another `@` before the host: all up to the last one before any `?`
-/// is hidden. A `password` parameter in the query is hidden as well.
+/// puts another `@` before the host: all up to the last one that is not in
+/// a query parameter is hidden. A `password` parameter in the query is hidden as well.
 pub(super) fn redact(url: &str) -> String {
     const HIDDEN: &str = "********";
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -980,8 +980,19 @@ pub(super) fn redact(url: &str) -> String {
                 None => shown.push_str(credentials),
             }
             shown.push('@');
-            let before_query = rest.split_once('?').map_or(rest, |(before, _)| before);
-            match before_query.rfind('@') {
+            // The last `@` that is not inside a query parameter's value
+            // (an Azure-style `user=name@server`): a `?` in the password
+            // does not end the search.
+            let in_query = |at: usize| {
+                rest[..at]
+                    .rfind(['?', '&'])
+                    .is_some_and(|start| rest[start..at].contains('='))
+            };
+            let last = rest
+                .match_indices('@')
+                .map(|(at, _)| at)
+                .rfind(|at| !in_query(*at));
+            match last {
                 Some(at) => {
                     shown.push_str(&format!("{HIDDEN}@"));
                     &rest[at + 1..]
