@@ -5,7 +5,8 @@
 //! access at the role's target in its environment, revokes the grant with
 //! the task's own credential when CMD ends, and exits with CMD's status.
 //! A job that gives up waiting (its timeout, a signal) withdraws its task,
-//! so no request or grant is left standing for a job that is gone.
+//! so no request, nor grant whose credential nobody got, is left standing
+//! for a job that is gone.
 //! No keyring and no person's session are involved; neither the token nor
 //! the credential is ever put in argv or a file.
 
@@ -311,7 +312,8 @@ async fn exchange(
 }
 
 /// Withdraws the task at the broker (its pending request cancelled, or a
-/// grant already made ended) and says what became of it.
+/// grant already made ended unless its credential was handed over) and
+/// says what became of it.
 async fn withdraw(
     http: &reqwest::Client,
     broker: &str,

@@ -277,7 +277,16 @@ impl Broker {
                 })?;
             let refusal = match step {
                 Ok(Step::Issued(credential, target, request_id)) => {
-                    let credential = match self.hand_over(*credential, target).await {
+                    // Redeemed by now: if the caller goes (and this future
+                    // with it) before the hand-over is answered, nothing
+                    // reached the job, and the task is opened again.
+                    let mut reopen = Reopen {
+                        broker: Arc::clone(self),
+                        task_key: Some(admitted.task_key.clone()),
+                    };
+                    let handed = self.hand_over(*credential, target).await;
+                    reopen.task_key = None;
+                    let credential = match handed {
                         Ok(credential) => credential,
                         Err(err) => {
                             // Nothing reached the job: its task may poll
@@ -904,8 +913,9 @@ impl Broker {
     /// signal) withdraws its task with the same form it exchanged. The token
     /// is checked as for an exchange, and only the task it names is touched:
     /// a pending request is cancelled, and a grant already made is ended
-    /// (whether or not its credential was handed over), so nothing is left
-    /// standing for a job that is gone.
+    /// unless its credential was handed over: then whoever holds it (with
+    /// a `task_claim` such as a run id, another job of the same run) may be
+    /// using it, and ends it with it.
     pub async fn withdraw(
         self: &Arc<Self>,
         input: TokenExchangeInput,
@@ -1134,6 +1144,29 @@ fn response(credential: Credential, request_id: String) -> TokenExchangeResponse
         request_id,
         expires_at: credential.expires_at,
         access: credential.access,
+    }
+}
+
+/// Opens a redeemed task again when dropped armed: an exchange whose caller
+/// went before its credential was handed over (see [`Broker::exchange`]).
+struct Reopen {
+    broker: Arc<Broker>,
+    task_key: Option<String>,
+}
+
+impl Drop for Reopen {
+    fn drop(&mut self) {
+        let Some(task_key) = self.task_key.take() else {
+            return;
+        };
+        let broker = Arc::clone(&self.broker);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || {
+                if let Err(err) = broker.unredeem(&task_key, None) {
+                    tracing::warn!(error = %err, "a task whose caller went may stay redeemed");
+                }
+            });
+        }
     }
 }
 

@@ -188,6 +188,8 @@ async fn the_example_receiver_refuses_bad_signatures_and_stale_timestamps() {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
     Ok,
+    /// As `Ok`, after 3 s.
+    SlowOk,
     Slow,
     Fails,
     Garbage,
@@ -223,7 +225,11 @@ async fn endpoint(
     }
     let call: serde_json::Value = serde_json::from_slice(&body).unwrap();
     state.calls.lock().unwrap().push(call.clone());
-    let mode = *state.mode.lock().unwrap();
+    let mut mode = *state.mode.lock().unwrap();
+    if mode == Mode::SlowOk {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        mode = Mode::Ok;
+    }
     match mode {
         Mode::Slow => {
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -242,7 +248,7 @@ async fn endpoint(
             [("location", "https://elsewhere.example/hook")],
         )
             .into_response(),
-        Mode::Ok => {
+        Mode::Ok | Mode::SlowOk => {
             let id = call["grant"]["id"].as_str().unwrap().to_string();
             let mut held = state.held.lock().unwrap();
             match call["action"].as_str().unwrap() {
@@ -957,4 +963,49 @@ async fn only_the_leader_calls_under_an_epoch() {
     for server in servers {
         server.stop().await;
     }
+}
+
+/// A job whose caller went while its credential was being handed over (the
+/// target slow to answer) got nothing: its task is opened again, so its
+/// withdrawal ends the grant rather than leave it to nobody.
+#[tokio::test]
+async fn a_job_gone_before_its_hand_over_leaves_its_task_open() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("webhook-secret"), SECRET).unwrap();
+    let provider = crate::oidc::Provider::start().await;
+    let extra = format!(
+        "[[workloads.roles]]\nrole = \"k8s-admin\"\nmax_ttl_minutes = 10\napproval = \"person\"\n\n\
+         [[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\n\
+         secret_file = \"{}\"\ntimeout = \"5s\"\n{}",
+        dir.path().join("webhook-secret").display(),
+        target_role("k8s-admin", "hook", "cluster = \"prod\""),
+    );
+    let broker = TestBroker::builder()
+        .policy(&crate::workloads::policy(&provider.issuer, &extra))
+        .start()
+        .await;
+    let token = crate::workloads::ci_token(&provider).await;
+    let (status, body) = crate::workloads::exchange_for(&broker, &token, "k8s-admin").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let request_id = body["request_id"].as_str().unwrap().to_string();
+    let approved = broker.as_user("bob").approve(&request_id).await.unwrap();
+    let grant_id = approved.grant_id.expect("approved");
+    until_access(&broker, &grant_id, AccessState::Live).await;
+
+    *endpoint.mode.lock().unwrap() = Mode::SlowOk;
+    let gone = reqwest::Client::new()
+        .post(format!("{}/v1/token", broker.url()))
+        .form(&crate::workloads::task_form(&token, "k8s-admin"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await;
+    assert!(gone.is_err(), "answered within 1 s: {gone:?}");
+    // The hand-over's call to the target ends meanwhile.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    *endpoint.mode.lock().unwrap() = Mode::Ok;
+
+    let (status, body) = crate::workloads::withdraw(&broker, &token, "k8s-admin").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["grant_state"], "revoked", "{body}");
 }

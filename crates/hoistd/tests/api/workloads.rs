@@ -87,7 +87,7 @@ async fn exchange(broker: &TestBroker, fields: &[(&str, &str)]) -> (StatusCode, 
 }
 
 /// The exchange's form for `token` and `role`; a withdrawal presents it too.
-fn task_form(token: &str, role: &str) -> [(&'static str, String); 4] {
+pub(crate) fn task_form(token: &str, role: &str) -> [(&'static str, String); 4] {
     [
         ("grant_type", TOKEN_EXCHANGE_GRANT.to_string()),
         ("subject_token", token.to_string()),
@@ -779,7 +779,7 @@ async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
     remembered_until(&broker, &provider, 5151, &later);
 }
 
-async fn withdraw(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
+pub(crate) async fn withdraw(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/token/withdraw", broker.url()))
         .form(&task_form(token, role))
