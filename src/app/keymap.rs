@@ -125,7 +125,7 @@ impl Context {
     }
 
     /// Whether unbound printable keys are typed as text here.
-    fn takes_text(self) -> bool {
+    pub fn takes_text(self) -> bool {
         matches!(self, Context::Filter | Context::Form | Context::Input)
     }
 }

@@ -318,6 +318,25 @@ impl App {
         }
     }
 
+    /// Pasted text (bracketed paste) is text, never keys: it goes into the
+    /// field being typed in, line breaks and tabs as spaces, so a pasted
+    /// line break cannot send a prompt and let the rest of the paste act
+    /// as keys (`a` approving whatever the cursor moved to). Where nothing
+    /// is being typed, a paste does nothing.
+    pub fn paste(&mut self, text: &str) {
+        if !keymap::Context::of(&self.state).takes_text() {
+            return;
+        }
+        let text = text.replace("\r\n", "\n");
+        for c in text.chars() {
+            match c {
+                '\n' | '\r' | '\t' => self.dispatch(Action::Input(' ')),
+                c if c.is_control() => {}
+                c => self.dispatch(Action::Input(c)),
+            }
+        }
+    }
+
     /// The wheel scrolls; a click picks what was drawn under it (a tab or a
     /// row), which only the view knows, so it is asked here and `update`
     /// gets the answer as an action.

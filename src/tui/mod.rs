@@ -110,6 +110,7 @@ impl Drop for Restore {
         let _ = crossterm::execute!(
             std::io::stdout(),
             crossterm::event::DisableMouseCapture,
+            crossterm::event::DisableBracketedPaste,
             crossterm::cursor::Show
         );
         let _ = ratatui::try_restore();
@@ -128,12 +129,21 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
     // the cursor instead.
     let mut terminal = std::mem::ManuallyDrop::new(ratatui::init());
     std::panic::set_hook(Box::new(move |info| {
-        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        let _ = crossterm::execute!(
+            std::io::stdout(),
+            crossterm::event::DisableMouseCapture,
+            crossterm::event::DisableBracketedPaste
+        );
         let _ = ratatui::try_restore();
         report(info);
     }));
     let restore = Restore;
-    crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
+    // Pasted text arrives as one event, not as keys (see `App::paste`).
+    crossterm::execute!(
+        std::io::stdout(),
+        crossterm::event::EnableMouseCapture,
+        crossterm::event::EnableBracketedPaste
+    )?;
 
     let clock = backend.clock();
     let mut app = App::start(backend, options);
@@ -187,6 +197,7 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
                 Some(Ok(Event::Key(key))) if key.kind != crossterm::event::KeyEventKind::Release => app.key(key),
                 Some(Ok(Event::Mouse(mouse))) => app.mouse(mouse),
                 Some(Ok(Event::Resize(w, h))) => app.dispatch(Action::Resize(w, h)),
+                Some(Ok(Event::Paste(text))) => app.paste(&text),
                 Some(Ok(_)) => {}
                 Some(Err(err)) => return Err(err.into()),
                 None => break,

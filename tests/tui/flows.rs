@@ -6,7 +6,7 @@
 //! in `helpers.rs`.
 
 use crossterm::event::KeyCode;
-use hoist::app::state::Connection;
+use hoist::app::state::{Connection, Modal};
 use hoist_api::{GrantState, RequestState};
 
 use crate::helpers::*;
@@ -166,6 +166,57 @@ async fn an_approver_denies_with_a_reason_and_never_sees_their_own_requests() {
             .await
     );
     assert!(bob.state.queue.iter().all(|r| r.requester != "bob"));
+    demo.stop().await;
+}
+
+/// A paste is text, never keys: a reason pasted with line breaks stays in
+/// the prompt (the breaks as spaces) instead of sending it and letting the
+/// rest act as keys (`k` moving to another request, `a` approving it); on
+/// a screen, where nothing is typed, a paste does nothing.
+#[tokio::test]
+async fn a_pasted_reason_with_line_breaks_stays_text() {
+    let demo = demo().await;
+    let mut bob = app(&demo, "bob").await;
+    key(&mut bob, KeyCode::Char('4'));
+    let before = bob.state.queue.len();
+    assert!(before >= 2);
+    key(&mut bob, KeyCode::Char('j'));
+    let target = bob.state.selected_review().unwrap().1.id.clone();
+    let client = demo.client("bob").await.unwrap();
+    let mut others = Vec::new();
+    for request in bob.state.queue.iter().filter(|r| r.id != target) {
+        let state = client.request(&request.id).await.unwrap().state;
+        others.push((request.id.clone(), state));
+    }
+
+    bob.paste("a\nq");
+    assert!(bob.state.modal.is_none(), "{:?}", bob.state.modal);
+    assert!(!bob.state.should_quit);
+
+    key(&mut bob, KeyCode::Char('d'));
+    bob.paste("No ticket.\r\nAsk again with CHG number\n");
+    match &bob.state.modal {
+        Some(Modal::Input { text, .. }) => {
+            assert_eq!(text, "No ticket. Ask again with CHG number ")
+        }
+        other => panic!("the prompt closed: {other:?}"),
+    }
+    assert_eq!(bob.state.queue.len(), before, "nothing was decided");
+    key(&mut bob, KeyCode::Enter);
+    assert!(bob.wait_until(WAIT, |s| s.queue.len() == before - 1).await);
+    let decided = client.request(&target).await.unwrap();
+    assert_eq!(decided.state, RequestState::Denied);
+    assert!(
+        decided
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("No ticket. Ask again with CHG number")),
+        "{:?}",
+        decided.reason
+    );
+    for (id, state) in others {
+        assert_eq!(client.request(&id).await.unwrap().state, state, "{id}");
+    }
     demo.stop().await;
 }
 
