@@ -372,6 +372,10 @@ pub struct State {
     /// Grants of requests under review (break-glass activations), by id,
     /// so approvers see where their access is.
     pub reviewed_grants: HashMap<String, Grant>,
+    /// A load failed while the stream was up (the broker busy after a
+    /// reconnect, say): what is shown may be stale, and it is loaded again
+    /// at this time, each failure waiting twice as long (to a minute).
+    pub reload_due: Option<(DateTime<Utc>, u32)>,
     /// Roles marked (space) to be requested together as a bundle.
     pub marked: BTreeSet<String>,
     /// Named bundles from the config: name and roles.
@@ -439,6 +443,7 @@ impl State {
             break_glass: Vec::new(),
             histories: HashMap::new(),
             reviewed_grants: HashMap::new(),
+            reload_due: None,
             marked: BTreeSet::new(),
             bundles: Vec::new(),
             incident: None,

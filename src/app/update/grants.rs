@@ -17,6 +17,13 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
         state.banner = None;
     }
     let mut commands = Vec::new();
+    if let Some((due, tries)) = state.reload_due
+        && due <= now
+    {
+        // Kept (with its count) until a load succeeds.
+        state.reload_due = Some((now + chrono::TimeDelta::seconds(60), tries));
+        commands.extend(super::live::reload(state));
+    }
     state.workload_grants.retain(|g| g.expires_at > now);
     // Grants that reached their end leave the list at once, whatever the network says.
     let ended: Vec<String> = state
@@ -127,6 +134,16 @@ pub(super) fn extend(state: &mut State) -> Vec<Command> {
     let Some(grant) = target_grant(state).cloned() else {
         return vec![];
     };
+    // A second press while the first is on its way (a slow link mid-
+    // incident) would be a second extension where no approval is needed.
+    if state.busy.contains(&grant.id) {
+        banner(
+            state,
+            format!("Already asking to extend {}", grant.role),
+            Level::Info,
+        );
+        return vec![];
+    }
     let secs = state
         .roles
         .iter()

@@ -7,7 +7,7 @@ use hoist_api::{AccessRequest, Grant, GrantState, LiveEvent, RequestState};
 use super::requests::{upsert_queue, upsert_request};
 use super::{banner, grants, reviews};
 use crate::app::command::Command;
-use crate::app::state::{Banner, Connection, Level, State};
+use crate::app::state::{Banner, Connection, Level, Screen, State};
 use crate::text::{clock, sanitize};
 
 /// Keeps the incident on screen in step with a request the broker reported:
@@ -45,7 +45,22 @@ pub(super) fn stream_up(state: &mut State) -> Vec<Command> {
         banner(state, "Reconnected to the broker", Level::Success);
     }
     // Anything may have changed while we were away.
-    vec![Command::LoadAll]
+    reload(state)
+}
+
+/// Everything shown, loaded again (a reconnect, a resync, `R`): the lists,
+/// and what only a move of the cursor loads otherwise, the incident on
+/// the Incidents screen and the grants the Reviews details show.
+pub(super) fn reload(state: &mut State) -> Vec<Command> {
+    state.reviewed_grants.clear();
+    let mut commands = vec![Command::LoadAll];
+    if state.screen == Screen::Incidents || state.incident.is_some() {
+        commands.extend(super::navigation::incident_for_selection(state));
+    }
+    if state.screen == Screen::Reviews {
+        commands.extend(super::reviews::history_for_selection(state));
+    }
+    commands
 }
 
 pub(super) fn stream_down(state: &mut State, reason: String) -> Vec<Command> {
@@ -110,7 +125,7 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
             vec![]
         }
         LiveEvent::Unknown => vec![],
-        LiveEvent::Resync { .. } => vec![Command::LoadAll],
+        LiveEvent::Resync { .. } => reload(state),
         LiveEvent::Request { request } => {
             let mine = request.requester == state.user();
             if mine {

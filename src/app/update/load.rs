@@ -8,9 +8,10 @@ use super::{clamp, grants, notify_error};
 use crate::app::action::{Operation, Snapshot};
 use crate::app::command::Command;
 use crate::app::failure::Failure;
-use crate::app::state::State;
+use crate::app::state::{Connection, State};
 
 pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
+    state.reload_due = None;
     let selection = state.selection();
     let role = state.selected_role().map(|r| r.id.clone());
     // The selected grant gone by the person's own revocation is no
@@ -75,6 +76,13 @@ pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
 pub(super) fn load_failed(state: &mut State, failure: &Failure) -> Vec<Command> {
     state.loaded = true;
     notify_error(state, Operation::Loading, failure);
+    // With the stream up no event says to load again (one down reloads
+    // when it is back): tried again by itself, later each time.
+    if matches!(state.connection, Connection::Live) {
+        let tries = state.reload_due.map_or(0, |(_, tries)| tries) + 1;
+        let wait = (5_i64 << tries.min(4)).min(60);
+        state.reload_due = Some((state.now + chrono::TimeDelta::seconds(wait), tries));
+    }
     vec![]
 }
 

@@ -191,7 +191,7 @@ fn key_action(state: &mut State, action: Action) -> Vec<Command> {
             vec![]
         }
         Action::Refresh => {
-            let mut commands = vec![Command::LoadAll];
+            let mut commands = live::reload(state);
             if state.screen == Screen::Activity {
                 commands.push(Command::LoadActivity);
             }

@@ -1409,6 +1409,16 @@ fn an_extension_answered_clears_its_spinner_and_keeps_an_open_form() {
     let commands = update(&mut state, Action::Extend);
     assert!(matches!(commands.as_slice(), [Command::Extend { .. }]));
     assert!(state.busy.contains("g1"));
+    // A second press while the first is on its way sends nothing.
+    assert!(update(&mut state, Action::Extend).is_empty());
+    assert!(
+        state
+            .banner
+            .clone()
+            .unwrap()
+            .text
+            .starts_with("Already asking")
+    );
     state.screen = Screen::Roles;
     state.cursors.roles = 1;
     update(&mut state, Action::NewRequest);
@@ -1514,6 +1524,71 @@ fn the_incident_on_screen_follows_its_grants_and_requests() {
         view.grants
     );
     assert_eq!(view.requests[0].state, RequestState::Denied);
+}
+
+/// A load that fails while the stream is up (the broker busy just after a
+/// reconnect) is tried again by itself, later each time, until one
+/// succeeds: no event would say to, and what is shown would stay stale.
+#[test]
+fn a_load_that_fails_with_the_stream_up_is_tried_again() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.connection = Connection::Live;
+    let failed = || Action::LoadFailed(Failure::new(FailureKind::Unreachable, "503"));
+    update(&mut state, failed());
+    assert!(update(&mut state, Action::Tick(now + TimeDelta::seconds(5))).is_empty());
+    let commands = update(&mut state, Action::Tick(now + TimeDelta::seconds(11)));
+    assert!(commands.contains(&Command::LoadAll), "{commands:?}");
+    // Nothing more while that load is out.
+    assert!(update(&mut state, Action::Tick(now + TimeDelta::seconds(12))).is_empty());
+    update(&mut state, failed());
+    let later = state.reload_due.unwrap().0;
+    assert!(later >= now + TimeDelta::seconds(12 + 20), "{later}");
+    let commands = update(&mut state, Action::Tick(later));
+    assert!(commands.contains(&Command::LoadAll), "{commands:?}");
+    let (me, roles) = (state.me.clone().unwrap(), state.roles.clone());
+    update(
+        &mut state,
+        Action::Loaded(Box::new(Snapshot {
+            me,
+            roles,
+            requests: vec![],
+            grants: vec![],
+            queue: vec![],
+            break_glass: vec![],
+            workload_grants: vec![],
+        })),
+    );
+    assert_eq!(state.reload_due, None);
+}
+
+/// A reconnect, a resync and `R` load the incident on screen again, not
+/// only the lists: what changed under it while the stream was down (a
+/// grant revoked, another responder breaking glass) shows.
+#[test]
+fn a_reconnect_a_resync_and_r_load_the_incident_on_screen_again() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let mut filed = request("req_1", "db", "alice", now);
+    filed.incident = Some("INC-7".into());
+    state.requests = vec![filed.clone()];
+    state.screen = Screen::Incidents;
+    state.incident = Some(hoist_api::IncidentView {
+        incident: "INC-7".into(),
+        requests: vec![filed],
+        grants: vec![],
+    });
+    let loads_it = |commands: &[Command]| {
+        commands.contains(&Command::LoadAll)
+            && commands.contains(&Command::LoadIncident("INC-7".into()))
+    };
+    assert!(loads_it(&update(&mut state, Action::Refresh)));
+    update(&mut state, Action::StreamDown("gone".into()));
+    assert!(loads_it(&update(&mut state, Action::StreamUp)));
+    assert!(loads_it(&update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Resync { time: now }))
+    )));
 }
 
 /// A grant made under the incident after its view loaded (the approval of
