@@ -236,9 +236,11 @@ static REFRESHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The same across processes: the TUI and `reviews --watch` in another pane
 /// wake for one refresh at the same moment. A file in the config dir,
 /// empty; a process that cannot have it within [`REFRESH_LOCK_WAIT`] (one
-/// stopped mid-refresh) refreshes anyway.
+/// stopped mid-refresh) refreshes anyway. That is longer than a refresh
+/// may take: the broker's sign-in settings, the provider's discovery and
+/// its token endpoint, 30 s each at most.
 const REFRESH_LOCK: &str = "refresh.lock";
-const REFRESH_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(40);
+const REFRESH_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The stored session, refreshed first if it ends within [`REFRESH_AHEAD`]
 /// (and saved again, as providers may rotate refresh tokens).
