@@ -964,14 +964,46 @@ impl StoreError {
 /// takes everything before the first `@` as the user and password, so a
 /// password with an unencoded `#`, `?` or `/` (which a URL parser reads as
 /// the start of a fragment, query or path) is still the password, and is
-/// still hidden. An `@` left unencoded in the user name or the password
-/// puts another `@` before the host: all up to the last one that is not in
-/// a query parameter is hidden. A `password` parameter in the query is hidden as well.
+/// still hidden. More than one `@` (one left unencoded in the user name or
+/// password, or in the query) leaves where the password ends unsure: then
+/// only the hosts, ports and database the driver reads are shown, each
+/// host from its last `@`. A `password` parameter in the query is hidden.
 pub(super) fn redact(url: &str) -> String {
     const HIDDEN: &str = "********";
     let Some((scheme, rest)) = url.split_once("://") else {
         return "postgres://(unreadable URL)".to_string();
     };
+    if rest.matches('@').count() > 1 {
+        let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+            return format!(
+                "{scheme}://{HIDDEN} (more than one `@`: write one in the user name or \
+                 password as %40)"
+            );
+        };
+        let ports = config.get_ports();
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(at, host)| {
+                let name = match host {
+                    tokio_postgres::config::Host::Tcp(name) => {
+                        name.rsplit('@').next().unwrap_or_default().to_string()
+                    }
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                };
+                match ports.get(at).or(ports.first()) {
+                    Some(port) => format!("{name}:{port}"),
+                    None => name,
+                }
+            })
+            .collect();
+        return format!(
+            "{scheme}://{HIDDEN}@{}/{}",
+            hosts.join(","),
+            config.get_dbname().unwrap_or_default()
+        );
+    }
     let mut shown = format!("{scheme}://");
     let rest = match rest.split_once('@') {
         Some((credentials, rest)) => {
@@ -980,25 +1012,7 @@ pub(super) fn redact(url: &str) -> String {
                 None => shown.push_str(credentials),
             }
             shown.push('@');
-            // The last `@` that is not inside a query parameter's value
-            // (an Azure-style `user=name@server`): a `?` in the password
-            // does not end the search.
-            let in_query = |at: usize| {
-                rest[..at]
-                    .rfind(['?', '&'])
-                    .is_some_and(|start| rest[start..at].contains('='))
-            };
-            let last = rest
-                .match_indices('@')
-                .map(|(at, _)| at)
-                .rfind(|at| !in_query(*at));
-            match last {
-                Some(at) => {
-                    shown.push_str(&format!("{HIDDEN}@"));
-                    &rest[at + 1..]
-                }
-                None => rest,
-            }
+            rest
         }
         None => rest,
     };
