@@ -376,6 +376,8 @@ pub struct State {
     /// reconnect, say): what is shown may be stale, and it is loaded again
     /// at this time, each failure waiting twice as long (to a minute).
     pub reload_due: Option<(DateTime<Utc>, u32)>,
+    /// Grants whose extension is on its way to the broker.
+    pub extending: BTreeSet<String>,
     /// Roles marked (space) to be requested together as a bundle.
     pub marked: BTreeSet<String>,
     /// Named bundles from the config: name and roles.
@@ -444,6 +446,7 @@ impl State {
             histories: HashMap::new(),
             reviewed_grants: HashMap::new(),
             reload_due: None,
+            extending: BTreeSet::new(),
             marked: BTreeSet::new(),
             bundles: Vec::new(),
             incident: None,

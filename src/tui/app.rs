@@ -324,13 +324,28 @@ impl App {
     /// as keys (`a` approving whatever the cursor moved to). Where nothing
     /// is being typed, a paste does nothing.
     pub fn paste(&mut self, text: &str) {
-        if !keymap::Context::of(&self.state).takes_text() {
+        let context = keymap::Context::of(&self.state);
+        if !context.takes_text() {
             return;
         }
+        // In the form, the justification keeps its line breaks; the
+        // break-glass toggle takes no paste (each space would flip it).
+        let field = match context {
+            keymap::Context::Form => self.state.form.as_ref().map(|form| form.field),
+            _ => None,
+        };
+        if field == Some(crate::app::form::Field::BreakGlass) {
+            return;
+        }
+        let line_break = match field {
+            Some(crate::app::form::Field::Justification) => Action::Newline,
+            _ => Action::Input(' '),
+        };
         let text = text.replace("\r\n", "\n");
         for c in text.chars() {
             match c {
-                '\n' | '\r' | '\t' => self.dispatch(Action::Input(' ')),
+                '\n' | '\r' => self.dispatch(line_break.clone()),
+                '\t' => self.dispatch(Action::Input(' ')),
                 c if c.is_control() => {}
                 c => self.dispatch(Action::Input(c)),
             }

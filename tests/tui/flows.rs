@@ -217,6 +217,15 @@ async fn a_pasted_reason_with_line_breaks_stays_text() {
     for (id, state) in others {
         assert_eq!(client.request(&id).await.unwrap().state, state, "{id}");
     }
+
+    // In the request form, a pasted justification keeps its line breaks.
+    key(&mut bob, KeyCode::Char('1'));
+    key(&mut bob, KeyCode::Char('/'));
+    keys(&mut bob, "stk8s");
+    key(&mut bob, KeyCode::Enter);
+    bob.paste("Load test\nthe ingress");
+    let form = bob.state.form.as_ref().expect("the form is open");
+    assert_eq!(form.justification, "Load test\nthe ingress");
     demo.stop().await;
 }
 

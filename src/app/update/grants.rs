@@ -8,7 +8,7 @@ use hoist_api::{AccessRequest, Credential, Grant, GrantState, RequestState};
 use super::{banner, clamp};
 use crate::app::access;
 use crate::app::command::Command;
-use crate::app::state::{Level, Modal, Screen, State, WARN_AT};
+use crate::app::state::{Connection, Level, Modal, Screen, State, WARN_AT};
 use crate::text::{clock, format_duration, local_time, plural};
 
 pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
@@ -19,6 +19,7 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
     let mut commands = Vec::new();
     if let Some((due, tries)) = state.reload_due
         && due <= now
+        && matches!(state.connection, Connection::Live)
     {
         // Kept (with its count) until a load succeeds.
         state.reload_due = Some((now + chrono::TimeDelta::seconds(60), tries));
@@ -110,6 +111,7 @@ pub(super) fn revoke(state: &mut State) -> Vec<Command> {
 /// whatever else is open (a form being typed) stays as it is.
 pub(super) fn extended(state: &mut State, grant_id: &str, request: AccessRequest) -> Vec<Command> {
     state.busy.remove(grant_id);
+    state.extending.remove(grant_id);
     let role = state.role_label(&request.role, &request.role_name);
     let text = match request.state {
         RequestState::Active => format!("{role} extended"),
@@ -136,7 +138,7 @@ pub(super) fn extend(state: &mut State) -> Vec<Command> {
     };
     // A second press while the first is on its way (a slow link mid-
     // incident) would be a second extension where no approval is needed.
-    if state.busy.contains(&grant.id) {
+    if state.extending.contains(&grant.id) {
         banner(
             state,
             format!("Already asking to extend {}", grant.role),
@@ -150,6 +152,7 @@ pub(super) fn extend(state: &mut State) -> Vec<Command> {
         .find(|r| r.id == grant.role)
         .map_or(1800, |r| r.default_duration_secs);
     state.busy.insert(grant.id.clone());
+    state.extending.insert(grant.id.clone());
     banner(
         state,
         format!(

@@ -52,18 +52,26 @@ pub(super) fn stream_up(state: &mut State) -> Vec<Command> {
 /// and what only a move of the cursor loads otherwise, the incident on
 /// the Incidents screen and the grants the Reviews details show.
 pub(super) fn reload(state: &mut State) -> Vec<Command> {
-    state.reviewed_grants.clear();
     let mut commands = vec![Command::LoadAll];
     if state.screen == Screen::Incidents || state.incident.is_some() {
         commands.extend(super::navigation::incident_for_selection(state));
     }
-    if state.screen == Screen::Reviews {
-        commands.extend(super::reviews::history_for_selection(state));
+    // The selected review's grant, fetched again (the copy shown stays
+    // until the new one comes).
+    if state.screen == Screen::Reviews
+        && state.capabilities.credential
+        && let Some(grant_id) = state
+            .selected_review()
+            .and_then(|(_, request)| request.grant_id.clone())
+    {
+        commands.push(Command::LoadGrant(grant_id));
     }
     commands
 }
 
 pub(super) fn stream_down(state: &mut State, reason: String) -> Vec<Command> {
+    // The stream's return loads everything again.
+    state.reload_due = None;
     if !matches!(state.connection, Connection::Offline { .. }) {
         state.connection = Connection::Offline {
             reason,

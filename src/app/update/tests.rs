@@ -1406,6 +1406,8 @@ fn an_extension_answered_clears_its_spinner_and_keeps_an_open_form() {
     let mut state = alice(now);
     state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(10))];
     state.screen = Screen::Grants;
+    // Its credential being fetched is no extension on its way.
+    state.busy.insert("g1".into());
     let commands = update(&mut state, Action::Extend);
     assert!(matches!(commands.as_slice(), [Command::Extend { .. }]));
     assert!(state.busy.contains("g1"));
@@ -1546,6 +1548,11 @@ fn a_load_that_fails_with_the_stream_up_is_tried_again() {
     assert!(later >= now + TimeDelta::seconds(12 + 20), "{later}");
     let commands = update(&mut state, Action::Tick(later));
     assert!(commands.contains(&Command::LoadAll), "{commands:?}");
+    // Offline, nothing is tried: the stream's return loads everything.
+    update(&mut state, failed());
+    update(&mut state, Action::StreamDown("gone".into()));
+    assert!(update(&mut state, Action::Tick(later + TimeDelta::minutes(5))).is_empty());
+    assert_eq!(state.reload_due, None);
     let (me, roles) = (state.me.clone().unwrap(), state.roles.clone());
     update(
         &mut state,
