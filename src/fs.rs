@@ -22,22 +22,23 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 
 /// An exclusive lock on `path` (an empty file, created 0600 in a private
 /// directory), held until the file is dropped, across processes; waits for
-/// it at most `wait`. `None` when it could not be had in that time or at all.
-pub fn lock(path: &Path, wait: std::time::Duration) -> Option<File> {
-    create_private_dir(parent(path)).ok()?;
+/// it at most `wait`. `Ok(None)` when another holds it all that time.
+pub fn lock(path: &Path, wait: std::time::Duration) -> io::Result<Option<File>> {
+    create_private_dir(parent(path))?;
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(false);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(path).ok()?;
+    let file = options.open(path)?;
     let until = std::time::Instant::now() + wait;
     loop {
         match file.try_lock() {
-            Ok(()) => return Some(file),
+            Ok(()) => return Ok(Some(file)),
             Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(_) => return None,
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(err)) => return Err(err),
         }
     }
 }

@@ -240,6 +240,14 @@ static REFRESHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// may take: the broker's sign-in settings, the provider's discovery and
 /// its token endpoint, 30 s each at most.
 const REFRESH_LOCK: &str = "refresh.lock";
+
+/// Who refreshes a session due for it.
+enum Held {
+    /// This process, holding the lock file (if there could be one).
+    Refresh(Option<std::fs::File>),
+    /// Another process, now; the session is still good meanwhile.
+    Elsewhere,
+}
 const REFRESH_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The stored session, refreshed first if it ends within [`REFRESH_AHEAD`]
@@ -265,14 +273,28 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     if !due(&session) {
         return Ok(session);
     }
-    // Read again once the lock is had: another process may have refreshed
-    // meanwhile, spending the refresh token this one read.
-    let _held = blocking(|| {
-        Ok(crate::config::Config::dir()
-            .ok()
-            .and_then(|dir| crate::fs::lock(&dir.join(REFRESH_LOCK), REFRESH_LOCK_WAIT)))
+    // Another process refreshing it now: its token is good until its end,
+    // so used as it is; past it, this one waits for that refresh. Read
+    // again once the lock is had: that process may have spent the refresh
+    // token this one read. Without a lock file (no config dir), refreshed.
+    let valid = session.expires_at.is_some_and(|at| at > chrono::Utc::now());
+    let held = blocking(move || {
+        let Ok(dir) = crate::config::Config::dir() else {
+            return Ok(Held::Refresh(None));
+        };
+        let path = dir.join(REFRESH_LOCK);
+        Ok(match crate::fs::lock(&path, std::time::Duration::ZERO) {
+            Ok(Some(file)) => Held::Refresh(Some(file)),
+            Ok(None) if valid => Held::Elsewhere,
+            Ok(None) => Held::Refresh(crate::fs::lock(&path, REFRESH_LOCK_WAIT).ok().flatten()),
+            Err(_) => Held::Refresh(None),
+        })
     })
     .await?;
+    let _held = match held {
+        Held::Elsewhere => return Ok(session),
+        Held::Refresh(file) => file,
+    };
     let session = load().await?.ok_or_else(not_signed_in)?;
     if !due(&session) {
         return Ok(session);
