@@ -359,15 +359,15 @@ impl Location {
                 StoreError::UnknownLocation(format!("{}: {err}", postgres::redact(location)))
             })?;
             // The driver ends the user and password at the first `@`: one
-            // more, unencoded in either, ends up in the host, and the rest
-            // of the password with it, in every message naming the host.
+            // more, unencoded in either, ends up in the host or the
+            // database, and the rest of the password with it, sent to the
+            // server and named in messages.
             let at_in_host = config.get_hosts().iter().any(|host| {
                 matches!(host, tokio_postgres::config::Host::Tcp(name) if name.contains('@'))
             });
-            if at_in_host {
+            if at_in_host || config.get_dbname().is_some_and(|db| db.contains('@')) {
                 return Err(StoreError::UnknownLocation(format!(
-                    "{}: more than one `@` before the host; write an `@` in the user name or \
-                     password as %40",
+                    "{}: an `@` in the user name or password must be written %40",
                     postgres::redact(location)
                 )));
             }

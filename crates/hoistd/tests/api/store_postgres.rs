@@ -213,13 +213,14 @@ fn a_postgres_location_hides_its_password() {
         "postgres://alice@contoso.com:s3cr?3t@db.example/hoist",
         "postgres://hoistd:pw@s3cr3t?x@db.example/hoist",
         "postgres://alice@contoso.com:p&s3cr=1@db.example/hoist",
+        "postgres://hoistd:s3@cr/et@db.example/hoist",
+        "postgres://alice@contoso:2024/s3cr@db.example/hoist",
     ] {
         let said = Location::parse(url).unwrap_err().to_string();
-        assert!(!said.contains("s3cr") && !said.contains("pw@"), "{said}");
-        assert!(
-            said.contains("db.example") || said.contains("more than one `@`"),
-            "{said}"
-        );
+        for part in ["s3cr", "pw@", "cr/et", "2024"] {
+            assert!(!said.contains(part), "{said}");
+        }
+        assert!(said.contains("more than one `@`"), "{said}");
     }
     let refused = Location::parse("postgres://hoistd:s3cr3t-pw@db.example:notaport/hoist")
         .unwrap_err()

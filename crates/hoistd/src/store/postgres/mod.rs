@@ -966,43 +966,16 @@ impl StoreError {
 /// the start of a fragment, query or path) is still the password, and is
 /// still hidden. More than one `@` (one left unencoded in the user name or
 /// password, or in the query) leaves where the password ends unsure: then
-/// only the hosts, ports and database the driver reads are shown, each
-/// host from its last `@`. A `password` parameter in the query is hidden.
+/// nothing after the scheme is shown, since the driver may read what
+/// follows the password's first `@` as a host, a port or a database. A
+/// `password` parameter in the query is hidden.
 pub(super) fn redact(url: &str) -> String {
     const HIDDEN: &str = "********";
     let Some((scheme, rest)) = url.split_once("://") else {
         return "postgres://(unreadable URL)".to_string();
     };
     if rest.matches('@').count() > 1 {
-        let Ok(config) = url.parse::<tokio_postgres::Config>() else {
-            return format!(
-                "{scheme}://{HIDDEN} (more than one `@`: write one in the user name or \
-                 password as %40)"
-            );
-        };
-        let ports = config.get_ports();
-        let hosts: Vec<String> = config
-            .get_hosts()
-            .iter()
-            .enumerate()
-            .map(|(at, host)| {
-                let name = match host {
-                    tokio_postgres::config::Host::Tcp(name) => {
-                        name.rsplit('@').next().unwrap_or_default().to_string()
-                    }
-                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-                };
-                match ports.get(at).or(ports.first()) {
-                    Some(port) => format!("{name}:{port}"),
-                    None => name,
-                }
-            })
-            .collect();
-        return format!(
-            "{scheme}://{HIDDEN}@{}/{}",
-            hosts.join(","),
-            config.get_dbname().unwrap_or_default()
-        );
+        return format!("{scheme}://{HIDDEN} (hidden whole: more than one `@`)");
     }
     let mut shown = format!("{scheme}://");
     let rest = match rest.split_once('@') {
