@@ -277,7 +277,9 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     // so used as it is; past it, this one waits for that refresh. Read
     // again once the lock is had: that process may have spent the refresh
     // token this one read. Without a lock file (no config dir), refreshed.
-    let valid = session.expires_at.is_some_and(|at| at > chrono::Utc::now());
+    let valid = session
+        .expires_at
+        .is_some_and(|at| at - chrono::Utc::now() > chrono::TimeDelta::seconds(10));
     let held = blocking(move || {
         let Ok(dir) = crate::config::Config::dir() else {
             return Ok(Held::Refresh(None));

@@ -118,6 +118,12 @@ async fn keep_session(
         if actions.is_closed() {
             return;
         }
+        // Still due (another hoist is refreshing it, and this one uses the
+        // session as it is meanwhile): looked at again in a moment, not at
+        // once.
+        if expires_at.is_some_and(|at| crate::auth::session::refresh_at(at) <= chrono::Utc::now()) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 }
 

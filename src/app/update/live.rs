@@ -57,12 +57,16 @@ pub(super) fn reload(state: &mut State) -> Vec<Command> {
         commands.extend(super::navigation::incident_for_selection(state));
     }
     // The selected review's grant, fetched again (the copy shown stays
-    // until the new one comes).
+    // until the new one comes); the others' when the cursor reaches them.
+    let selected = state
+        .selected_review()
+        .and_then(|(_, request)| request.grant_id.clone());
+    state
+        .reviewed_grants
+        .retain(|id, _| Some(id) == selected.as_ref());
     if state.screen == Screen::Reviews
         && state.capabilities.credential
-        && let Some(grant_id) = state
-            .selected_review()
-            .and_then(|(_, request)| request.grant_id.clone())
+        && let Some(grant_id) = selected
     {
         commands.push(Command::LoadGrant(grant_id));
     }
