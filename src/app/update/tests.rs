@@ -1569,12 +1569,8 @@ fn a_load_that_fails_with_the_stream_up_is_tried_again() {
     assert_eq!(state.reload_due, None);
 }
 
-/// A reconnect, a resync and `R` load the incident on screen again, not
-/// only the lists: what changed under it while the stream was down (a
-/// grant revoked, another responder breaking glass) shows.
-#[test]
-fn a_reconnect_a_resync_and_r_load_the_incident_on_screen_again() {
-    let now = at("2026-06-01T12:00:00Z");
+/// alice on the Incidents screen, with INC-7 (one request of hers) loaded.
+fn on_incident(now: DateTime<Utc>) -> State {
     let mut state = alice(now);
     let mut filed = request("req_1", "db", "alice", now);
     filed.incident = Some("INC-7".into());
@@ -1585,6 +1581,16 @@ fn a_reconnect_a_resync_and_r_load_the_incident_on_screen_again() {
         requests: vec![filed],
         grants: vec![],
     });
+    state
+}
+
+/// A reconnect, a resync and `R` load the incident on screen again, not
+/// only the lists: what changed under it while the stream was down (a
+/// grant revoked, another responder breaking glass) shows.
+#[test]
+fn a_reconnect_a_resync_and_r_load_the_incident_on_screen_again() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = on_incident(now);
     let loads_it = |commands: &[Command]| {
         commands.contains(&Command::LoadAll)
             && commands.contains(&Command::LoadIncident("INC-7".into()))
@@ -1604,16 +1610,7 @@ fn a_reconnect_a_resync_and_r_load_the_incident_on_screen_again() {
 #[test]
 fn a_grant_made_under_the_incident_since_it_loaded_is_revoked_with_it() {
     let now = at("2026-06-01T12:00:00Z");
-    let mut state = alice(now);
-    let mut filed = request("req_1", "db", "alice", now);
-    filed.incident = Some("INC-7".into());
-    state.requests = vec![filed.clone()];
-    state.screen = Screen::Incidents;
-    state.incident = Some(hoist_api::IncidentView {
-        incident: "INC-7".into(),
-        requests: vec![filed],
-        grants: vec![],
-    });
+    let mut state = on_incident(now);
     let mut granted = grant("g1", "db", "alice", now + TimeDelta::minutes(30));
     granted.incident = Some("INC-7".into());
     update(

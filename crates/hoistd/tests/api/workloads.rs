@@ -779,6 +779,23 @@ async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
     remembered_until(&broker, &provider, 5151, &later);
 }
 
+/// A fresh token's `k8s` task, filed and approved by bob and dave: its
+/// token.
+async fn approved_task(broker: &TestBroker, provider: &Provider) -> String {
+    let token = ci_token(provider).await;
+    let (status, body) = exchange_for(broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let pending: TokenPending = serde_json::from_value(body).unwrap();
+    for approver in ["bob", "dave"] {
+        broker
+            .as_user(approver)
+            .approve(&pending.request_id)
+            .await
+            .unwrap();
+    }
+    token
+}
+
 pub(crate) async fn withdraw(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/token/withdraw", broker.url()))
@@ -833,16 +850,7 @@ async fn a_job_that_gives_up_withdraws_its_request_or_ends_its_grant() {
         && e.request_id.as_deref() == Some(pending.request_id.as_str())));
 
     // Approved before the job gave up: the grant is ended, unused.
-    let token = ci_token(&provider).await;
-    let (status, body) = exchange_for(&broker, &token, "k8s").await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let pending: TokenPending = serde_json::from_value(body).unwrap();
-    bob.approve(&pending.request_id).await.unwrap();
-    broker
-        .as_user("dave")
-        .approve(&pending.request_id)
-        .await
-        .unwrap();
+    let token = approved_task(&broker, &provider).await;
     let (status, body) = withdraw(&broker, &token, "k8s").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let withdrawn: TaskWithdrawn = serde_json::from_value(body).unwrap();
@@ -856,16 +864,7 @@ async fn a_job_that_gives_up_withdraws_its_request_or_ends_its_grant() {
 
     // Handed over: the grant is left to whoever holds its credential (a
     // job of the same run may be using it), who ends it with that.
-    let token = ci_token(&provider).await;
-    let (status, body) = exchange_for(&broker, &token, "k8s").await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let pending: TokenPending = serde_json::from_value(body).unwrap();
-    bob.approve(&pending.request_id).await.unwrap();
-    broker
-        .as_user("dave")
-        .approve(&pending.request_id)
-        .await
-        .unwrap();
+    let token = approved_task(&broker, &provider).await;
     let (status, body) = exchange_for(&broker, &token, "k8s").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let issued: TokenExchangeResponse = serde_json::from_value(body).unwrap();
