@@ -125,6 +125,12 @@ pub enum Action {
         operation: Operation,
         failure: Failure,
     },
+    /// A grant's extension failed: as `Failed`, and its grant may be
+    /// extended again.
+    ExtendFailed {
+        grant_id: String,
+        failure: Failure,
+    },
 }
 
 /// What the worker was doing for a command, named in failure messages.

@@ -162,7 +162,10 @@ impl Worker {
                     grant_id,
                     request: Box::new(request),
                 },
-                Err(error) => failed(Operation::Extending, error),
+                Err(error) => Action::ExtendFailed {
+                    grant_id,
+                    failure: failure(&error),
+                },
             },
             Command::Review {
                 request_id,

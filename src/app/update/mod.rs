@@ -75,6 +75,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             grants::credential_loaded(state, *credential, copy)
         }
         Action::Failed { operation, failure } => failed(state, operation, &failure),
+        Action::ExtendFailed { grant_id, failure } => {
+            state.extending.remove(&grant_id);
+            failed(state, Operation::Extending, &failure)
+        }
         Action::SignInPrompt(prompt) => modals::show_sign_in(state, prompt),
         Action::SwitchFailed { profile, reason } => modals::switch_failed(state, &profile, &reason),
         Action::SignInAgainFailed(reason) => sign_in_again_failed(state, &reason),
@@ -94,9 +98,6 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
 
 fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Command> {
     state.busy.clear();
-    if operation == Operation::Extending {
-        state.extending.clear();
-    }
     // Only a form being sent is told of a filing's failure: one opened
     // since (the one sent was closed while it was answered) is another
     // filing's, and the failure is a banner instead.

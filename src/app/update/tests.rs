@@ -1398,6 +1398,38 @@ fn a_pending_request_leaves_break_glass_open_on_its_role() {
     );
 }
 
+/// A failed extension lets its own grant be extended again, and only its
+/// own: another grant's extension on its way still guards it.
+#[test]
+fn a_failed_extension_frees_only_its_own_grant() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![
+        grant("g1", "db", "alice", now + TimeDelta::minutes(10)),
+        grant("g2", "k8s", "alice", now + TimeDelta::minutes(20)),
+    ];
+    state.screen = Screen::Grants;
+    let extend = |state: &mut State, at: usize| {
+        state.cursors.grants = at;
+        let id = state.selected_grant().unwrap().id.clone();
+        let sent = update(state, Action::Extend);
+        (id, !sent.is_empty())
+    };
+    let (first, sent) = extend(&mut state, 0);
+    assert!(sent);
+    let (second, sent) = extend(&mut state, 1);
+    assert!(sent && first != second);
+    update(
+        &mut state,
+        Action::ExtendFailed {
+            grant_id: first.clone(),
+            failure: Failure::new(FailureKind::Unreachable, "down"),
+        },
+    );
+    assert_eq!(extend(&mut state, 1), (second, false), "still on its way");
+    assert_eq!(extend(&mut state, 0), (first, true), "free again");
+}
+
 /// An extension's answer ends its grant's "working…" and leaves a form
 /// being typed meanwhile as it is.
 #[test]
