@@ -52,10 +52,11 @@ pub struct RequestForm {
     pub incident: String,
     pub duration: String,
     pub break_glass: bool,
-    /// The caller's open request for the role, when the form was opened
-    /// over it to break glass: break-glass then stays on, since the broker
-    /// refuses a second ordinary request for the role.
-    pub requested: Option<String>,
+    /// The caller's open requests (role, request id) for roles of the
+    /// form, when it was opened over them to break glass: break-glass then
+    /// stays on, since the broker refuses a second ordinary request for a
+    /// role.
+    pub requested: Vec<(String, String)>,
     /// Kept for the life of the form: a resubmission after a network error
     /// carries the same key, so the broker never files twice.
     pub idempotency_key: String,
@@ -108,7 +109,7 @@ impl RequestForm {
             ticket: String::new(),
             incident: String::new(),
             break_glass: false,
-            requested: None,
+            requested: Vec::new(),
             idempotency_key,
             submitting: false,
             error: None,
@@ -176,18 +177,21 @@ impl RequestForm {
         if !self.may_break_glass() {
             return;
         }
-        match &self.requested {
-            Some(id) => {
-                self.error = Some(format!(
-                    "{} is already requested ({id}): only breaking glass files it again",
-                    self.role.id
-                ));
-            }
-            None => {
-                self.break_glass = !self.break_glass;
-                self.error = None;
-            }
+        if self.requested.is_empty() {
+            self.break_glass = !self.break_glass;
+            self.error = None;
+            return;
         }
+        let each: Vec<String> = self
+            .requested
+            .iter()
+            .map(|(role, id)| format!("{role} ({id})"))
+            .collect();
+        self.error = Some(format!(
+            "already requested: {}; only breaking glass files {} again",
+            each.join(", "),
+            if each.len() == 1 { "it" } else { "them" }
+        ));
     }
 
     fn text_mut(&mut self) -> Option<&mut String> {

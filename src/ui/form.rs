@@ -206,11 +206,22 @@ fn summary(form: &RequestForm, state: &State, theme: &Theme, inner: usize) -> Ve
     for line in wrap(&clean(&approval), inner) {
         lines.push(Line::from(Span::styled(line, approval_style)));
     }
-    if let Some(id) = &form.requested {
-        lines.push(Line::from(Span::styled(
+    match form.requested.as_slice() {
+        [] => {}
+        [(_, id)] if form.extra.is_empty() => lines.push(Line::from(Span::styled(
             format!("Your request {} for it stays as it is", clean(id)),
             theme.muted(),
-        )));
+        ))),
+        requested => {
+            let each: Vec<String> = requested
+                .iter()
+                .map(|(role, id)| format!("{} for {}", clean(id), clean(role)))
+                .collect();
+            let text = format!("Your requests stay as they are: {}", each.join(", "));
+            for line in wrap(&text, inner) {
+                lines.push(Line::from(Span::styled(line, theme.muted())));
+            }
+        }
     }
     if form.submitting {
         lines.push(Line::from(Span::styled("Sending…", theme.warn())));

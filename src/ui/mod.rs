@@ -414,6 +414,37 @@ mod tests {
         assert!(!screen.contains('\u{1b}') && !screen.contains('\u{202e}'));
     }
 
+    /// A form opened to break glass over waiting requests says that each
+    /// stays as it is: by id alone for one role, by id and role for a
+    /// bundle.
+    #[test]
+    fn a_break_glass_form_names_the_requests_it_leaves_waiting() {
+        use crate::app::fixtures::role;
+        use crate::app::form::RequestForm;
+        let mut state = State::new("https://b.example".into(), Utc::now());
+        state.loaded = true;
+        state.size = (120, 40);
+        let mut form = RequestForm::new(role("db"), "k1".into());
+        form.break_glass = true;
+        form.requested = vec![("db".into(), "req_db".into())];
+        state.form = Some(form.clone());
+        let screen = drawn(&state).join("\n");
+        assert!(
+            screen.contains("Your request req_db for it stays as it is"),
+            "{screen}"
+        );
+
+        form.extra = vec![role("k8s"), role("logs")];
+        form.extra_keys = vec!["k2".into(), "k3".into()];
+        form.requested.push(("logs".into(), "req_logs".into()));
+        state.form = Some(form);
+        let screen = drawn(&state).join("\n");
+        assert!(
+            screen.contains("Your requests stay as they are: req_db for db, req_logs for logs"),
+            "{screen}"
+        );
+    }
+
     fn press(state: &State, c: char) -> Option<Action> {
         keymap::action_for_key(state, KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
     }

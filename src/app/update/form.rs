@@ -1,7 +1,7 @@
 //! The request form: opening it on a role or a bundle of marked roles,
 //! typing into it, and sending it.
 
-use hoist_api::{AccessRequest, RequestState};
+use hoist_api::{AccessRequest, RequestState, Role};
 
 use super::navigation::{move_cursor, refilter};
 use super::{banner, requests};
@@ -189,28 +189,62 @@ pub(super) fn open_form(state: &mut State) -> Vec<Command> {
     // opens to break glass over it.
     let mut form = RequestForm::new(role, uuid::Uuid::new_v4().to_string());
     form.break_glass = requested.is_some();
-    form.requested = requested;
+    form.requested = requested
+        .map(|id| (form.role.id.clone(), id))
+        .into_iter()
+        .collect();
     state.form = Some(form);
     vec![]
 }
 
-/// The form for every marked role not already held or requested.
+/// The form for every marked role not already held. A marked role with a
+/// request of the caller's still waiting is in it too when the caller may
+/// break glass on every role of the form, which then opens to break glass
+/// (as on one role: the waiting request must not stand in the way
+/// mid-incident); otherwise it is left out, and the banner says so.
 fn open_bundle(state: &mut State) -> Vec<Command> {
-    let (ready, skipped): (Vec<_>, Vec<_>) = state
+    // Each marked role, in the screen's order, with the caller's grant of
+    // it (held) or request for it still waiting, if any.
+    let marked: Vec<(Role, bool, Option<String>)> = state
         .roles
         .iter()
         .filter(|r| state.marked.contains(&r.id))
-        .cloned()
-        .partition(|r| state.grant_for(&r.id).is_none() && state.open_request_for(&r.id).is_none());
-    if !skipped.is_empty() {
-        let names: Vec<&str> = skipped.iter().map(|r| r.id.as_str()).collect();
+        .map(|r| {
+            let held = state.grant_for(&r.id).is_some();
+            let waiting = state.open_request_for(&r.id).map(|o| o.id.clone());
+            (r.clone(), held, waiting)
+        })
+        .collect();
+    let unheld = || marked.iter().filter(|(_, held, _)| !held);
+    let breaking = unheld().any(|(_, _, waiting)| waiting.is_some())
+        && unheld().all(|(role, _, _)| role.break_glass);
+    let mut roles = Vec::new();
+    let mut requested = Vec::new();
+    let mut left_out = Vec::new();
+    for (role, held, waiting) in marked {
+        match (held, waiting) {
+            (true, _) => left_out.push(format!("{} (held)", role.id)),
+            (false, Some(id)) if !breaking => {
+                left_out.push(format!("{} (requested: {id})", role.id))
+            }
+            (false, waiting) => {
+                requested.extend(waiting.map(|id| (role.id.clone(), id)));
+                roles.push(role);
+            }
+        }
+    }
+    if !left_out.is_empty() {
         banner(
             state,
-            format!("Already held or requested, left out: {}", names.join(", ")),
+            format!("Left out of the bundle: {}", left_out.join(", ")),
             Level::Info,
         );
     }
-    state.form = RequestForm::bundle(ready);
+    state.form = RequestForm::bundle(roles).map(|mut form| {
+        form.break_glass = !requested.is_empty();
+        form.requested = requested;
+        form
+    });
     vec![]
 }
 

@@ -1363,7 +1363,7 @@ fn a_pending_request_leaves_break_glass_open_on_its_role() {
     update(&mut state, Action::Select);
     let form = state.form.clone().expect("the form opens on db");
     assert!(form.break_glass);
-    assert_eq!(form.requested.as_deref(), Some("req_db"));
+    assert_eq!(form.requested, [("db".to_string(), "req_db".to_string())]);
     update(&mut state, Action::ToggleBreakGlass);
     let form = state.form.clone().unwrap();
     assert!(form.break_glass, "break-glass stays on");
@@ -1371,7 +1371,7 @@ fn a_pending_request_leaves_break_glass_open_on_its_role() {
         form.error
             .as_deref()
             .unwrap_or("")
-            .contains("already requested (req_db)"),
+            .contains("already requested: db (req_db)"),
         "{:?}",
         form.error
     );
@@ -1396,6 +1396,60 @@ fn a_pending_request_leaves_break_glass_open_on_its_role() {
             .contains("k8s is already requested (req_k8s)"),
         "the person is told why"
     );
+}
+
+/// The same holds for a bundle mid-incident: a marked role with a waiting
+/// request goes in the form, which opens to break glass, when the
+/// responder may break glass on every role of it; a held role is left
+/// out, and the banner says which and why. Where one role of the bundle
+/// has no break-glass, the waiting one is left out instead.
+#[test]
+fn a_pending_request_goes_in_a_break_glass_bundle() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    for role in &mut state.roles {
+        role.break_glass = true;
+    }
+    state.visible_roles = vec![0, 1, 2];
+    state.requests = vec![request("req_db", "db", "alice", now)];
+    state.grants = vec![grant("g_logs", "logs", "alice", now + TimeDelta::hours(1))];
+    state.marked = ["db", "k8s", "logs"].map(String::from).into();
+
+    update(&mut state, Action::Select);
+    let form = state.form.clone().expect("the bundle's form opens");
+    let roles: Vec<&str> = form.roles().map(|r| r.id.as_str()).collect();
+    assert_eq!(roles, ["db", "k8s"]);
+    assert!(form.break_glass, "it opens to break glass");
+    assert_eq!(form.requested, [("db".to_string(), "req_db".to_string())]);
+    let banner = state.banner.clone().unwrap().text;
+    assert!(banner.contains("logs (held)"), "{banner}");
+    assert!(!banner.contains("db"), "{banner}");
+    update(&mut state, Action::ToggleBreakGlass);
+    let form = state.form.clone().unwrap();
+    assert!(form.break_glass, "break-glass stays on");
+    assert!(
+        form.error.as_deref().unwrap_or("").contains("db (req_db)"),
+        "{:?}",
+        form.error
+    );
+    update(&mut state, Action::Back);
+
+    state.grants.clear();
+    state
+        .roles
+        .iter_mut()
+        .find(|r| r.id == "logs")
+        .unwrap()
+        .break_glass = false;
+    state.marked = ["db", "logs"].map(String::from).into();
+    update(&mut state, Action::Select);
+    let form = state.form.clone().expect("the form opens on logs");
+    let roles: Vec<&str> = form.roles().map(|r| r.id.as_str()).collect();
+    assert_eq!(roles, ["logs"]);
+    assert!(!form.break_glass);
+    assert!(form.requested.is_empty());
+    let banner = state.banner.clone().unwrap().text;
+    assert!(banner.contains("db (requested: req_db)"), "{banner}");
 }
 
 /// A failed extension lets its own grant be extended again, and only its
