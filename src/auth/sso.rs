@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine;
@@ -232,6 +233,24 @@ fn transport(client: reqwest::Client) -> impl Fn(oauth2::HttpRequest) -> HttpFut
     }
 }
 
+/// `http`, keeping in `away` why its last call failed (none when it
+/// succeeded).
+fn watched(
+    http: impl Fn(oauth2::HttpRequest) -> HttpFuture,
+    away: Arc<Mutex<Option<String>>>,
+) -> impl Fn(oauth2::HttpRequest) -> HttpFuture {
+    move |request: oauth2::HttpRequest| {
+        let answer = http(request);
+        let away = Arc::clone(&away);
+        Box::pin(async move {
+            let answer = answer.await;
+            *away.lock().unwrap_or_else(PoisonError::into_inner) =
+                answer.as_ref().err().map(ToString::to_string);
+            answer
+        }) as HttpFuture
+    }
+}
+
 fn http_response(status: reqwest::StatusCode) -> oauth2::http::response::Builder {
     oauth2::http::Response::builder().status(status.as_u16())
 }
@@ -392,9 +411,17 @@ impl Provider {
             user_code: details.user_code().secret().to_string(),
             expires_in: details.expires_in(),
         });
+        // A poll the provider does not answer, or answers 5xx or 429, is
+        // tried again with a longer wait (RFC 8628, section 3.5); if the
+        // code then runs out with the provider still away, that is what
+        // the person is told, not that they were too slow.
+        let away: Arc<Mutex<Option<String>>> = Arc::default();
+        // No longer than the code lives: polling on is for nothing.
+        let wait = DEVICE_WAIT.min(details.expires_in());
+        let polls = watched(http, Arc::clone(&away));
         let tokens = client
             .exchange_device_access_token(&details)
-            .request_async(&http, tokio::time::sleep, Some(DEVICE_WAIT))
+            .request_async(&polls, tokio::time::sleep, Some(wait))
             .await
             .map_err(|err| match err {
                 oauth2::RequestTokenError::ServerResponse(response)
@@ -403,7 +430,13 @@ impl Provider {
                         oauth2::DeviceCodeErrorResponseType::ExpiredToken
                     ) =>
                 {
-                    SsoError::TimedOut
+                    match away.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                        Some(reason) => SsoError::Unreachable {
+                            url: self.token_endpoint.clone(),
+                            reason,
+                        },
+                        None => SsoError::TimedOut,
+                    }
                 }
                 other => fail(describe(&other)),
             })?;

@@ -1,6 +1,8 @@
 // A real OpenID provider (panva's oidc-provider) on loopback, for hoist's
 // sign-in tests. Usage: node server.mjs --port N [--stop-on-stdin-eof]
-//   [--mount /TENANT/v2.0] [--graph URL]
+//   [--mount /TENANT/v2.0] [--graph URL] [--device-ttl SECS]
+//
+// A device code lives --device-ttl seconds (default 600).
 //
 // With --mount the provider lives under that path, as an Entra tenant's
 // authority does (`{authority}/{tenant}/v2.0`), and names it in its issuer.
@@ -43,6 +45,7 @@ const { values: args } = parseArgs({
     port: { type: 'string', default: '0' },
     mount: { type: 'string', default: '' },
     graph: { type: 'string', default: '' },
+    'device-ttl': { type: 'string', default: '600' },
     'stop-on-stdin-eof': { type: 'boolean', default: false },
   },
 });
@@ -50,6 +53,12 @@ const { values: args } = parseArgs({
 const port = Number(args.port);
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`server.mjs: --port must be 0..65535, got ${args.port}`);
+  process.exit(2);
+}
+
+const deviceTtl = Number(args['device-ttl']);
+if (!Number.isInteger(deviceTtl) || deviceTtl <= 0) {
+  console.error(`server.mjs: --device-ttl must be a positive integer, got ${args['device-ttl']}`);
   process.exit(2);
 }
 
@@ -275,7 +284,7 @@ const configuration = {
     AccessToken: tokenTtl,
     IdToken: tokenTtl,
     AuthorizationCode: 60,
-    DeviceCode: 600,
+    DeviceCode: deviceTtl,
     RefreshToken: 24 * 60 * 60,
     Interaction: 600,
     Session: 24 * 60 * 60,

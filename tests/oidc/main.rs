@@ -70,6 +70,10 @@ async fn setup(ttl: Option<u64>) -> Setup {
         Some(secs) => Provider::start_with_ttl(secs).await,
         None => Provider::start().await,
     };
+    setup_with(provider).await
+}
+
+async fn setup_with(provider: Provider) -> Setup {
     let broker = hoistd::testing::TestBroker::builder()
         .policy(&policy(&provider.issuer))
         .start()
@@ -463,6 +467,68 @@ fn a_busy_provider_at_refresh_is_try_again_not_sign_in_again() {
         setup.provider.outage(0).await;
         let client = session::open(&target).await.unwrap();
         assert_eq!(client.me().await.unwrap().user, "alice");
+        setup.broker.stop().await;
+    });
+}
+
+/// The token endpoint busy (503) while hoist polls for a device sign-in:
+/// polling goes on, with longer waits, and the sign-in completes once the
+/// provider answers again. If the code runs out while it is still away,
+/// the person is told that (try again, exit 6), not that they were slow.
+#[test]
+fn a_busy_provider_during_a_device_sign_in_is_waited_for_then_named() {
+    run(async {
+        // The code outlives the second poll, 10 s after the first.
+        let mut setup = setup_with(Provider::start_with_device_ttl(30).await).await;
+        setup.provider.outage(503).await;
+        let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
+        let mut sender = Some(sender);
+        let anonymous = target(&setup, None);
+        let login = session::login_sso(
+            &anonymous,
+            Flow::Device,
+            Recency::Remembered,
+            |prompt| {
+                let url = prompt.verification_uri_complete.clone().unwrap();
+                let _ = sender.take().unwrap().send(url);
+            },
+            |_| unreachable!("device flow"),
+        );
+        let approve = async {
+            let url = receiver.await.unwrap();
+            setup.provider.approve_device(&url, "alice").await;
+            // Past the first poll, which is sent at once.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            setup.provider.outage(0).await;
+        };
+        let (signed_in, ()) = tokio::join!(login, approve);
+        let (me, _) = signed_in.expect("signed in once the provider answered");
+        assert_eq!(me.user, "alice");
+        setup.broker.stop().await;
+
+        let mut setup = setup_with(Provider::start_with_device_ttl(3).await).await;
+        setup.provider.outage(503).await;
+        let anonymous = target(&setup, None);
+        let signed_in = session::login_sso(
+            &anonymous,
+            Flow::Device,
+            Recency::Remembered,
+            |_| {},
+            |_| unreachable!("device flow"),
+        )
+        .await;
+        let Err(err) = signed_in else {
+            panic!("signed in while the provider was away");
+        };
+        assert!(
+            matches!(
+                err,
+                session::SessionError::Sso(hoist::auth::sso::SsoError::Unreachable { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("503"), "{err}");
+        assert_eq!(hoist::commands::exit_code(&anyhow::Error::new(err)), 6);
         setup.broker.stop().await;
     });
 }

@@ -63,6 +63,11 @@ impl Provider {
         Self::spawn(Some(secs), &[]).await
     }
 
+    /// Starts a provider whose device codes expire after `secs` seconds.
+    pub async fn start_with_device_ttl(secs: u64) -> Provider {
+        Self::spawn(None, &["--device-ttl", &secs.to_string()]).await
+    }
+
     /// Starts a provider shaped like an Entra tenant's authority: mounted at
     /// `/{tenant}/v2.0` and issuing JWT access tokens for `graph` (see
     /// `server.mjs`). Its `issuer` is the mounted URL; [`Provider::authority`]
