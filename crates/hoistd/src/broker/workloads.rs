@@ -259,11 +259,8 @@ impl Broker {
             tracing::error!(error = %err, "exchange read failed");
             Refusal::new(WorkloadErrorCode::Internal, "internal error")
         })??;
-        if filed {
-            self.limit(Act::Poll, &admitted.principal)?;
-        } else {
-            self.limit(Act::File, &admitted.principal)?;
-        }
+        self.limited(if filed { Act::Poll } else { Act::File }, &admitted)
+            .await?;
         let waited_until = tokio::time::Instant::now() + PROVISION_WAIT;
         let mut checks = 1;
         loop {
@@ -909,6 +906,22 @@ impl Broker {
         }
     }
 
+    /// [`Broker::limit`] for an admitted workload, the refusal audited
+    /// (a flood of them as one entry a window, with its count).
+    async fn limited(self: &Arc<Self>, act: Act, admitted: &Admitted) -> Result<(), Refusal> {
+        let Err(err) = self.limit(act, &admitted.principal) else {
+            return Ok(());
+        };
+        let refusal = Refusal::from(err);
+        self.audit_refusal(
+            admitted.principal.clone(),
+            &refusal,
+            facts(admitted, json!({})),
+        )
+        .await;
+        Err(refusal)
+    }
+
     /// `POST /v1/token/withdraw`: a job that gives up (its timeout, a
     /// signal) withdraws its task with the same form it exchanged. The token
     /// is checked as for an exchange, and only the task it names is touched:
@@ -928,6 +941,8 @@ impl Broker {
                 return Err(refusal);
             }
         };
+        // A turn at the writers' lock, as a poll is.
+        self.limited(Act::Poll, &admitted).await?;
         let broker = Arc::clone(self);
         tokio::task::spawn_blocking(move || broker.withdraw_task(&admitted))
             .await

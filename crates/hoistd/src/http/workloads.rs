@@ -127,12 +127,15 @@ async fn exchange(
 /// A job that gives up waiting (its timeout, a signal) withdraws its task
 /// with the same form it presented to `POST /v1/token`: the token is checked
 /// as for the exchange, its pending request is cancelled, and a grant already
-/// made for it is ended. Refusals are the exchange's `code`s.
+/// made for it is ended unless its credential was handed over (its holder
+/// ends it). Refusals are the exchange's `code`s; withdrawals count against
+/// the same limit as an exchange's polls.
 #[utoipa::path(post, path = "/v1/token/withdraw", tag = "workloads",
     request_body(content = TokenExchangeInput, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "The task, withdrawn", body = TaskWithdrawn),
         (status = 400, description = "Refused; `code` names why", body = OAuthError),
+        (status = 429, description = "Too many withdrawals and exchanges of tasks filed already by this workload; see Retry-After", body = OAuthError),
         (status = 503, description = "The issuer's keys could not be fetched, or the broker's database is unavailable (`Retry-After`)", body = OAuthError),
         (status = 500, description = "Internal error; the broker log has the details", body = OAuthError),
     ))]

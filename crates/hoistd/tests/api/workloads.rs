@@ -673,7 +673,9 @@ async fn polling_a_filed_task_does_not_use_up_the_filing_limit() {
 
 /// Asking again about a task filed already still takes the writers' turn:
 /// it counts against a limit of its own, at `introspection_rate`, far above
-/// a poll every 2 s, so that one token cannot hold up every writer.
+/// a poll every 2 s, so that one token cannot hold up every writer. A
+/// withdrawal takes that turn too, and counts against the same limit. The
+/// refusals are audited as the workload's, once a window with their count.
 #[tokio::test]
 async fn polls_of_a_filed_task_have_a_limit_of_their_own() {
     let provider = Provider::start().await;
@@ -691,6 +693,24 @@ async fn polls_of_a_filed_task_have_a_limit_of_their_own() {
     let (status, body) = exchange_for(&broker, &token, "k8s").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["code"], "rate_limited");
+    let (status, body) = withdraw(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "rate_limited");
+    let audit = broker.as_user("erin").audit().await;
+    let refused: Vec<_> = audit
+        .iter()
+        .filter(|e| e.kind == AuditKind::WorkloadRefused && e.details["code"] == "rate_limited")
+        .collect();
+    assert_eq!(refused.len(), 1, "once a window: {refused:?}");
+    assert_eq!(refused[0].actor, "workload:ci:deploy-bot");
+    assert!(
+        refused[0]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("too many"),
+        "{refused:?}"
+    );
     // A new task is a filing, not a poll: it is still taken.
     let (status, body) = exchange_for(&broker, &ci_token(&provider).await, "k8s").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");

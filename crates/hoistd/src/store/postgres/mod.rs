@@ -424,8 +424,13 @@ impl Store for PostgresStore {
     /// standbys), as [`COMMIT_LOCKED`]'s second does: the log is flushed
     /// in order, so every commit before it is flushed with it.
     fn barrier(&self) -> Result<()> {
-        self.connection()?
-            .batch("BEGIN; SELECT pg_logical_emit_message(true, 'hoistd', ''); COMMIT")
+        let conn = self.connection()?;
+        // Open until it answers: a statement refused mid-way leaves the
+        // block aborted, and dropping the connection then rolls it back.
+        conn.open.store(true, Ordering::Relaxed);
+        conn.batch("BEGIN; SELECT pg_logical_emit_message(true, 'hoistd', ''); COMMIT")?;
+        conn.open.store(false, Ordering::Relaxed);
+        Ok(())
     }
 
     /// A repeatable-read, read-only transaction: it sees the database as of
