@@ -57,6 +57,11 @@ pub struct RequestForm {
     /// stays on, since the broker refuses a second ordinary request for a
     /// role.
     pub requested: Vec<(String, String)>,
+    /// A bundle's roles with a request of the caller's still waiting,
+    /// out of the form while break-glass is off (only breaking glass files
+    /// them again), each with its request's id and its idempotency key:
+    /// break-glass brings them in.
+    pub set_aside: Vec<(Role, String, String)>,
     /// Kept for the life of the form: a resubmission after a network error
     /// carries the same key, so the broker never files twice.
     pub idempotency_key: String,
@@ -110,6 +115,7 @@ impl RequestForm {
             incident: String::new(),
             break_glass: false,
             requested: Vec::new(),
+            set_aside: Vec::new(),
             idempotency_key,
             submitting: false,
             error: None,
@@ -146,6 +152,24 @@ impl RequestForm {
         self.roles().all(|r| r.break_glass)
     }
 
+    /// Takes `role` out of the form (the caller holds it now, say); `false`
+    /// when it was the form's only role.
+    pub fn remove_role(&mut self, role: &str) -> bool {
+        self.requested.retain(|(id, _)| id != role);
+        self.set_aside.retain(|(r, _, _)| r.id != role);
+        if self.role.id == role {
+            if self.extra.is_empty() {
+                return false;
+            }
+            self.role = self.extra.remove(0);
+            self.idempotency_key = self.extra_keys.remove(0);
+        } else if let Some(at) = self.extra.iter().position(|r| r.id == role) {
+            self.extra.remove(at);
+            self.extra_keys.remove(at);
+        }
+        true
+    }
+
     /// The fields in order; break-glass only where the caller may use it.
     pub fn fields(&self) -> Vec<Field> {
         let mut fields = vec![
@@ -171,15 +195,47 @@ impl RequestForm {
         self.field = fields[next];
     }
 
-    /// Break-glass on or off, where the caller may break glass. A form
-    /// opened over the caller's open request keeps it on, saying why.
+    /// Break-glass on or off, where the caller may break glass. A
+    /// bundle's roles with a waiting request come in with it and go out
+    /// without it; a form with nothing else keeps it on, saying why.
     pub fn toggle_break_glass(&mut self) {
         if !self.may_break_glass() {
             return;
         }
+        self.error = None;
+        if !self.break_glass {
+            for (role, id, key) in std::mem::take(&mut self.set_aside) {
+                self.requested.push((role.id.clone(), id));
+                self.extra.push(role);
+                self.extra_keys.push(key);
+            }
+            self.break_glass = true;
+            return;
+        }
+        let waiting = |role: &Role, requested: &[(String, String)]| {
+            requested.iter().any(|(id, _)| *id == role.id)
+        };
         if self.requested.is_empty() {
-            self.break_glass = !self.break_glass;
-            self.error = None;
+            self.break_glass = false;
+            return;
+        }
+        if !waiting(&self.role, &self.requested) {
+            // Free roles stay; the waiting ones step out until it is on again.
+            let extra = std::mem::take(&mut self.extra);
+            let keys = std::mem::take(&mut self.extra_keys);
+            for (role, key) in extra.into_iter().zip(keys) {
+                match self.requested.iter().position(|(id, _)| *id == role.id) {
+                    Some(at) => {
+                        let (_, request) = self.requested.remove(at);
+                        self.set_aside.push((role, request, key));
+                    }
+                    None => {
+                        self.extra.push(role);
+                        self.extra_keys.push(key);
+                    }
+                }
+            }
+            self.break_glass = false;
             return;
         }
         let each: Vec<String> = self

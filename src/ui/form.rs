@@ -38,8 +38,14 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &RequestForm, state: &State, th
     lines.extend(after);
     let role = &form.role;
     let title = if danger {
+        let what = if form.extra.is_empty() {
+            clean(&role.id).into_owned()
+        } else {
+            let ids: Vec<String> = form.roles().map(|r| clean(&r.id).into_owned()).collect();
+            format!("{} roles: {}", ids.len(), ids.join(", "))
+        };
         Line::from(Span::styled(
-            format!(" BREAK-GLASS · {} ", clean(&role.id)),
+            format!(" BREAK-GLASS · {what} "),
             theme.break_glass().add_modifier(Modifier::REVERSED),
         ))
     } else {
@@ -206,21 +212,42 @@ fn summary(form: &RequestForm, state: &State, theme: &Theme, inner: usize) -> Ve
     for line in wrap(&clean(&approval), inner) {
         lines.push(Line::from(Span::styled(line, approval_style)));
     }
-    match form.requested.as_slice() {
-        [] => {}
-        [(_, id)] if form.extra.is_empty() => lines.push(Line::from(Span::styled(
-            format!("Your request {} for it stays as it is", clean(id)),
-            theme.muted(),
-        ))),
+    let waiting = match form.requested.as_slice() {
+        [] => None,
+        [(_, id)] if form.extra.is_empty() => {
+            Some(format!("Your request {} for it stays as it is", clean(id)))
+        }
+        [(role, id)] => Some(format!(
+            "Your request {} for {} stays as it is",
+            clean(id),
+            clean(role)
+        )),
         requested => {
             let each: Vec<String> = requested
                 .iter()
                 .map(|(role, id)| format!("{} for {}", clean(id), clean(role)))
                 .collect();
-            let text = format!("Your requests stay as they are: {}", each.join(", "));
-            for line in wrap(&text, inner) {
-                lines.push(Line::from(Span::styled(line, theme.muted())));
-            }
+            Some(format!(
+                "Your requests stay as they are: {}",
+                each.join(", ")
+            ))
+        }
+    };
+    let set_aside = (!form.set_aside.is_empty()).then(|| {
+        let each: Vec<String> = form
+            .set_aside
+            .iter()
+            .map(|(role, id, _)| format!("{} ({})", clean(&role.id), clean(id)))
+            .collect();
+        format!(
+            "Waiting for approval, so not in this request: {}; ctrl-b breaks glass on every \
+             role, these with them",
+            each.join(", ")
+        )
+    });
+    for text in waiting.into_iter().chain(set_aside) {
+        for line in wrap(&text, inner) {
+            lines.push(Line::from(Span::styled(line, theme.muted())));
         }
     }
     if form.submitting {

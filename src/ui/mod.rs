@@ -437,12 +437,28 @@ mod tests {
         form.extra = vec![role("k8s"), role("logs")];
         form.extra_keys = vec!["k2".into(), "k3".into()];
         form.requested.push(("logs".into(), "req_logs".into()));
-        state.form = Some(form);
+        state.form = Some(form.clone());
         let screen = drawn(&state).join("\n");
         assert!(
             screen.contains("Your requests stay as they are: req_db for db, req_logs for logs"),
             "{screen}"
         );
+        assert!(
+            screen.contains("BREAK-GLASS · 3 roles: db, k8s, logs"),
+            "every role in the title: {screen}"
+        );
+
+        // Break-glass off: the waiting roles are set aside, and the form
+        // says how to bring them in.
+        let mut form = RequestForm::new(role("k8s"), "k2".into());
+        form.set_aside = vec![(role("db"), "req_db".into(), "k1".into())];
+        state.form = Some(form);
+        let screen = drawn(&state).join("\n");
+        assert!(
+            screen.contains("Waiting for approval, so not in this request: db (req_db)"),
+            "{screen}"
+        );
+        assert!(screen.contains("ctrl-b breaks glass"), "{screen}");
     }
 
     fn press(state: &State, c: char) -> Option<Action> {

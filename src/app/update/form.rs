@@ -30,7 +30,23 @@ pub(super) fn form_action(state: &mut State, action: Action) -> Vec<Command> {
         Action::PrevField => form.move_field(false),
         Action::Left if form.field == Field::Duration => form.cycle_duration(false),
         Action::Right if form.field == Field::Duration => form.cycle_duration(true),
-        Action::ToggleBreakGlass => form.toggle_break_glass(),
+        Action::ToggleBreakGlass => {
+            // A request decided since the form opened no longer holds
+            // break-glass on.
+            let open: Vec<bool> = form
+                .requested
+                .iter()
+                .map(|(_, id)| {
+                    state.requests.iter().any(|r| {
+                        r.id == *id
+                            && matches!(r.state, RequestState::Pending | RequestState::Approved)
+                    })
+                })
+                .collect();
+            let mut still = open.into_iter();
+            form.requested.retain(|_| still.next().unwrap_or(true));
+            form.toggle_break_glass()
+        }
         Action::Back => state.form = None,
         Action::Submit => return submit(state),
         _ => {}
@@ -39,9 +55,31 @@ pub(super) fn form_action(state: &mut State, action: Action) -> Vec<Command> {
 }
 
 fn submit(state: &mut State) -> Vec<Command> {
+    // Approved while the form was open: the broker would refuse to file
+    // it again, and the form could never be sent.
+    let held: Vec<String> = match &state.form {
+        Some(form) => form
+            .roles()
+            .filter(|r| state.grant_for(&r.id).is_some())
+            .map(|r| r.id.clone())
+            .collect(),
+        None => return vec![],
+    };
     let Some(form) = state.form.as_mut() else {
         return vec![];
     };
+    if !held.is_empty() {
+        let names = held.join(", ");
+        if !held.iter().all(|role| form.remove_role(role)) {
+            state.form = None;
+            banner(state, format!("You hold {names} now"), Level::Info);
+            return vec![];
+        }
+        form.error = Some(format!(
+            "You hold {names} now: taken out of the form; send again to file the rest"
+        ));
+        return vec![];
+    }
     if !form.problems().is_empty() {
         form.error = Some("fix the fields marked in red first".into());
         return vec![];
@@ -198,10 +236,11 @@ pub(super) fn open_form(state: &mut State) -> Vec<Command> {
 }
 
 /// The form for every marked role not already held. A marked role with a
-/// request of the caller's still waiting is in it too when the caller may
-/// break glass on every role of the form, which then opens to break glass
-/// (as on one role: the waiting request must not stand in the way
-/// mid-incident); otherwise it is left out, and the banner says so.
+/// request of the caller's still waiting is filed again only by breaking
+/// glass: where the caller may break glass on every role of the form, it
+/// comes in when break-glass is switched on (ctrl-b), and the form opens
+/// in break-glass when there is nothing else to file; otherwise it is left
+/// out. The banner names what is left out, and why.
 fn open_bundle(state: &mut State) -> Vec<Command> {
     // Each marked role, in the screen's order, with the caller's grant of
     // it (held) or request for it still waiting, if any.
@@ -216,21 +255,18 @@ fn open_bundle(state: &mut State) -> Vec<Command> {
         })
         .collect();
     let unheld = || marked.iter().filter(|(_, held, _)| !held);
-    let breaking = unheld().any(|(_, _, waiting)| waiting.is_some())
-        && unheld().all(|(role, _, _)| role.break_glass);
-    let mut roles = Vec::new();
-    let mut requested = Vec::new();
+    let may_break_glass = unheld().all(|(role, _, _)| role.break_glass);
+    let mut free = Vec::new();
+    let mut waiting = Vec::new();
     let mut left_out = Vec::new();
-    for (role, held, waiting) in marked {
-        match (held, waiting) {
+    for (role, held, open) in marked {
+        match (held, open) {
             (true, _) => left_out.push(format!("{} (held)", role.id)),
-            (false, Some(id)) if !breaking => {
+            (false, Some(id)) if !may_break_glass => {
                 left_out.push(format!("{} (requested: {id})", role.id))
             }
-            (false, waiting) => {
-                requested.extend(waiting.map(|id| (role.id.clone(), id)));
-                roles.push(role);
-            }
+            (false, Some(id)) => waiting.push((role, id)),
+            (false, None) => free.push(role),
         }
     }
     if !left_out.is_empty() {
@@ -240,11 +276,25 @@ fn open_bundle(state: &mut State) -> Vec<Command> {
             Level::Info,
         );
     }
-    state.form = RequestForm::bundle(roles).map(|mut form| {
-        form.break_glass = !requested.is_empty();
-        form.requested = requested;
-        form
-    });
+    let Some(mut form) = RequestForm::bundle(free) else {
+        // Only waiting roles: the form can only break glass over them.
+        state.form = RequestForm::bundle(waiting.iter().map(|(r, _)| r.clone()).collect()).map(
+            |mut form| {
+                form.break_glass = true;
+                form.requested = waiting
+                    .into_iter()
+                    .map(|(role, id)| (role.id, id))
+                    .collect();
+                form
+            },
+        );
+        return vec![];
+    };
+    form.set_aside = waiting
+        .into_iter()
+        .map(|(role, id)| (role, id, uuid::Uuid::new_v4().to_string()))
+        .collect();
+    state.form = Some(form);
     vec![]
 }
 

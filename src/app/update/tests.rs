@@ -1398,13 +1398,15 @@ fn a_pending_request_leaves_break_glass_open_on_its_role() {
     );
 }
 
-/// The same holds for a bundle mid-incident: a marked role with a waiting
-/// request goes in the form, which opens to break glass, when the
-/// responder may break glass on every role of it; a held role is left
+/// A bundle mid-incident: a marked role with a waiting request is filed
+/// again only by breaking glass. Where the responder may break glass on
+/// every role, the form opens ordinary with it set aside, ctrl-b brings it
+/// in (break-glass over its request) and takes it out again; a form of
+/// only such roles opens in break-glass and stays so. A held role is left
 /// out, and the banner says which and why. Where one role of the bundle
 /// has no break-glass, the waiting one is left out instead.
 #[test]
-fn a_pending_request_goes_in_a_break_glass_bundle() {
+fn a_pending_request_goes_in_a_bundle_only_by_breaking_glass() {
     let now = at("2026-06-01T12:00:00Z");
     let mut state = alice(now);
     for role in &mut state.roles {
@@ -1414,16 +1416,50 @@ fn a_pending_request_goes_in_a_break_glass_bundle() {
     state.requests = vec![request("req_db", "db", "alice", now)];
     state.grants = vec![grant("g_logs", "logs", "alice", now + TimeDelta::hours(1))];
     state.marked = ["db", "k8s", "logs"].map(String::from).into();
+    let ids = |state: &State| -> Vec<String> {
+        let form = state.form.as_ref().expect("a form");
+        form.roles().map(|r| r.id.clone()).collect()
+    };
 
     update(&mut state, Action::Select);
-    let form = state.form.clone().expect("the bundle's form opens");
-    let roles: Vec<&str> = form.roles().map(|r| r.id.as_str()).collect();
-    assert_eq!(roles, ["db", "k8s"]);
-    assert!(form.break_glass, "it opens to break glass");
-    assert_eq!(form.requested, [("db".to_string(), "req_db".to_string())]);
+    assert_eq!(ids(&state), ["k8s"]);
+    let form = state.form.clone().unwrap();
+    assert!(!form.break_glass, "break-glass is the responder's choice");
+    assert_eq!(form.set_aside.len(), 1);
+    assert_eq!(form.set_aside[0].1, "req_db");
     let banner = state.banner.clone().unwrap().text;
     assert!(banner.contains("logs (held)"), "{banner}");
     assert!(!banner.contains("db"), "{banner}");
+
+    update(&mut state, Action::ToggleBreakGlass);
+    assert_eq!(ids(&state), ["k8s", "db"]);
+    let form = state.form.clone().unwrap();
+    assert!(form.break_glass);
+    assert_eq!(form.requested, [("db".to_string(), "req_db".to_string())]);
+    let sent = super::form::filing(&form);
+    let Command::Batch(filings) = sent else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(filings.len(), 2);
+    assert!(
+        filings
+            .iter()
+            .all(|f| matches!(f, Command::Submit { body, .. } if body.break_glass))
+    );
+
+    update(&mut state, Action::ToggleBreakGlass);
+    assert_eq!(ids(&state), ["k8s"], "off again, db steps out");
+    let form = state.form.clone().unwrap();
+    assert!(!form.break_glass);
+    assert!(form.requested.is_empty());
+    assert_eq!(form.set_aside.len(), 1);
+    update(&mut state, Action::Back);
+
+    // Nothing but the waiting role: break-glass, and it stays on.
+    state.marked = ["db", "logs"].map(String::from).into();
+    update(&mut state, Action::Select);
+    assert_eq!(ids(&state), ["db"]);
+    assert!(state.form.as_ref().unwrap().break_glass);
     update(&mut state, Action::ToggleBreakGlass);
     let form = state.form.clone().unwrap();
     assert!(form.break_glass, "break-glass stays on");
@@ -1441,15 +1477,85 @@ fn a_pending_request_goes_in_a_break_glass_bundle() {
         .find(|r| r.id == "logs")
         .unwrap()
         .break_glass = false;
-    state.marked = ["db", "logs"].map(String::from).into();
     update(&mut state, Action::Select);
-    let form = state.form.clone().expect("the form opens on logs");
-    let roles: Vec<&str> = form.roles().map(|r| r.id.as_str()).collect();
-    assert_eq!(roles, ["logs"]);
+    assert_eq!(ids(&state), ["logs"]);
+    let form = state.form.clone().unwrap();
     assert!(!form.break_glass);
-    assert!(form.requested.is_empty());
+    assert!(form.requested.is_empty() && form.set_aside.is_empty());
     let banner = state.banner.clone().unwrap().text;
     assert!(banner.contains("db (requested: req_db)"), "{banner}");
+}
+
+/// A form's roles approved while it was open are taken out as it is sent
+/// (the broker would refuse them, and the form could never go); a request
+/// decided meanwhile no longer holds break-glass on.
+#[test]
+fn a_form_drops_what_was_decided_while_it_was_open() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    for role in &mut state.roles {
+        role.break_glass = true;
+    }
+    state.visible_roles = vec![0, 1, 2];
+    state.requests = vec![request("req_db", "db", "alice", now)];
+    state.marked = ["db", "k8s"].map(String::from).into();
+    update(&mut state, Action::Select);
+    update(&mut state, Action::ToggleBreakGlass);
+    {
+        let form = state.form.as_mut().unwrap();
+        form.justification = "the primary refuses connections".into();
+        form.incident = "INC-1".into();
+    }
+    // db is approved meanwhile.
+    state.requests[0].state = RequestState::Active;
+    state.grants = vec![grant("g_db", "db", "alice", now + TimeDelta::hours(1))];
+    let sent = update(&mut state, Action::Submit);
+    assert!(sent.is_empty(), "{sent:?}");
+    let form = state.form.clone().unwrap();
+    let ids: Vec<&str> = form.roles().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["k8s"]);
+    assert!(form.requested.is_empty());
+    assert!(
+        form.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("You hold db now"),
+        "{:?}",
+        form.error
+    );
+    // Off now: nothing holds it on any more.
+    update(&mut state, Action::ToggleBreakGlass);
+    assert!(!state.form.as_ref().unwrap().break_glass);
+    update(&mut state, Action::Back);
+
+    // A single role's form over a request then denied: break-glass may go.
+    state.grants.clear();
+    state.requests = vec![request("req_k8s", "k8s", "alice", now)];
+    state.marked.clear();
+    state.cursors.roles = state
+        .visible_roles
+        .iter()
+        .position(|&i| state.roles[i].id == "k8s")
+        .unwrap();
+    update(&mut state, Action::Select);
+    assert!(state.form.as_ref().unwrap().break_glass);
+    state.requests[0].state = RequestState::Denied;
+    update(&mut state, Action::ToggleBreakGlass);
+    assert!(!state.form.as_ref().unwrap().break_glass);
+
+    // The form's only role approved meanwhile: it closes, saying so.
+    state.requests[0].state = RequestState::Active;
+    state.grants = vec![grant("g_k8s", "k8s", "alice", now + TimeDelta::hours(1))];
+    update(&mut state, Action::Submit);
+    assert!(state.form.is_none());
+    assert!(
+        state
+            .banner
+            .clone()
+            .unwrap()
+            .text
+            .contains("You hold k8s now")
+    );
 }
 
 /// A failed extension lets its own grant be extended again, and only its
