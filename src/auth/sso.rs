@@ -392,6 +392,7 @@ impl Provider {
             .ok_or(SsoError::MissingEndpoint("device authorization"))?;
         // Each endpoint's own client: a proxy, or none for a loopback one.
         let asking = transport(http(&endpoint));
+        let endpoint_url = endpoint.clone();
         let client = self
             .client()
             .set_device_authorization_url(DeviceAuthorizationUrl::new(endpoint).map_err(fail)?)
@@ -401,8 +402,16 @@ impl Provider {
         for (name, value) in extra {
             request = request.add_extra_param(*name, *value);
         }
-        let details: StandardDeviceAuthorizationResponse =
-            request.request_async(&asking).await.map_err(fail)?;
+        let details: StandardDeviceAuthorizationResponse = request
+            .request_async(&asking)
+            .await
+            .map_err(|err| match err {
+                oauth2::RequestTokenError::Request(away) => SsoError::Unreachable {
+                    url: endpoint_url.clone(),
+                    reason: away.to_string(),
+                },
+                other => fail(describe(&other)),
+            })?;
         prompt(&DevicePrompt {
             verification_uri: details.verification_uri().to_string(),
             verification_uri_complete: details

@@ -26,6 +26,7 @@
 // A test makes the token endpoint busy, as a proxy in front of a provider
 // in trouble would: PUT /_outage/STATUS (503, 429, ...) answers every token
 // request with that status and an HTML page; PUT /_outage/0 ends it.
+// PUT /_device_outage/STATUS does the same to device authorization requests.
 //
 // Prints exactly one line, `READY http://127.0.0.1:N`, to stdout once it is
 // listening; everything else goes to stderr so a harness can read the port.
@@ -331,17 +332,27 @@ function setGroups(req, res) {
 }
 
 let outage = 0;
+let deviceOutage = 0;
 
 server.on('request', (req, res) => {
   if (req.method === 'PUT' && req.url.startsWith('/_directory/')) return setGroups(req, res);
+  if (req.method === 'PUT' && req.url.startsWith('/_device_outage/')) {
+    deviceOutage = Number.parseInt(req.url.slice('/_device_outage/'.length), 10) || 0;
+    res.statusCode = 204;
+    res.end();
+    return undefined;
+  }
   if (req.method === 'PUT' && req.url.startsWith('/_outage/')) {
     outage = Number.parseInt(req.url.slice('/_outage/'.length), 10) || 0;
     res.statusCode = 204;
     res.end();
     return undefined;
   }
-  if (outage && req.method === 'POST' && /\/token(\?|$)/.test(req.url)) {
-    res.statusCode = outage;
+  const busy = req.method !== 'POST' ? 0
+    : /\/token(\?|$)/.test(req.url) ? outage
+      : /\/device\/auth(\?|$)/.test(req.url) ? deviceOutage : 0;
+  if (busy) {
+    res.statusCode = busy;
     res.setHeader('content-type', 'text/html');
     res.end('<html><body>Service Unavailable</body></html>\n');
     return undefined;

@@ -474,7 +474,8 @@ fn a_busy_provider_at_refresh_is_try_again_not_sign_in_again() {
 /// The token endpoint busy (503) while hoist polls for a device sign-in:
 /// polling goes on, with longer waits, and the sign-in completes once the
 /// provider answers again. If the code runs out while it is still away,
-/// the person is told that (try again, exit 6), not that they were slow.
+/// the person is told that (try again, exit 6), not that they were slow;
+/// and so they are when it is away as the sign-in starts.
 #[test]
 fn a_busy_provider_during_a_device_sign_in_is_waited_for_then_named() {
     run(async {
@@ -528,6 +529,29 @@ fn a_busy_provider_during_a_device_sign_in_is_waited_for_then_named() {
             "{err:?}"
         );
         assert!(err.to_string().contains("503"), "{err}");
+        assert_eq!(hoist::commands::exit_code(&anyhow::Error::new(err)), 6);
+
+        setup.provider.outage(0).await;
+        setup.provider.device_outage(429).await;
+        let signed_in = session::login_sso(
+            &anonymous,
+            Flow::Device,
+            Recency::Remembered,
+            |_| panic!("no code to show"),
+            |_| unreachable!("device flow"),
+        )
+        .await;
+        let Err(err) = signed_in else {
+            panic!("signed in while the provider was away");
+        };
+        assert!(
+            matches!(
+                err,
+                session::SessionError::Sso(hoist::auth::sso::SsoError::Unreachable { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("429"), "{err}");
         assert_eq!(hoist::commands::exit_code(&anyhow::Error::new(err)), 6);
         setup.broker.stop().await;
     });

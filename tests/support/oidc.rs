@@ -288,6 +288,18 @@ impl Provider {
         assert_eq!(response.status(), 204, "PUT {url}");
     }
 
+    /// Answers every device authorization request with `status`, as
+    /// [`Provider::outage`] does token requests; 0 ends it.
+    pub async fn device_outage(&self, status: u16) {
+        let url = format!("{}/_device_outage/{status}", self.authority());
+        let response = reqwest::Client::new()
+            .put(&url)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("PUT {url}: {err}"));
+        assert_eq!(response.status(), 204, "PUT {url}");
+    }
+
     /// An ID token for `username`, signed in with the device flow as the
     /// `hoist` client.
     pub async fn id_token(&self, username: &str) -> String {
