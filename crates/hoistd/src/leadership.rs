@@ -56,10 +56,7 @@ pub async fn lead_forever(
         // a lease taken is a new term, with a higher epoch, even if this
         // instance held the last one (see `Store::lead`).
         let renewing = epoch.is_some();
-        let renewal = tokio::time::timeout(
-            TERM - MARGIN,
-            tokio::task::spawn_blocking(move || asking.lead(&who, TERM, renewing)),
-        );
+        let renewal = tokio::time::timeout(TERM - MARGIN, ask(asking, who, asked + TERM, renewing));
         tokio::pin!(renewal);
         // Leading ends at `valid_until` by this instance's clock, whether
         // the renewal has answered or not.
@@ -142,6 +139,41 @@ pub async fn lead_forever(
             return;
         }
     }
+}
+
+/// Asks for the lease on a thread of its own, not the blocking pool the
+/// API's calls wait in: a leader whose calls are queued there must still
+/// renew in time. The lease asked for ends at `until` (the term counted
+/// from the ask, not from when the statement runs), so an ask that runs
+/// late, after this instance gave up waiting for it, holds the lease no
+/// longer than the instance would have led on it; one that could not even
+/// be sent before then is not sent.
+async fn ask(
+    store: Arc<dyn Store>,
+    holder: String,
+    until: Instant,
+    renewing: bool,
+) -> Result<crate::store::Result<Option<i64>>, tokio::sync::oneshot::error::RecvError> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let until = until.into_std();
+    let spawned = std::thread::Builder::new()
+        .name("hoistd-lease".into())
+        .spawn(move || {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            let _ = answer.send(if left > MARGIN {
+                store.lead(&holder, left, renewing)
+            } else {
+                Err(crate::store::StoreError::Unavailable(
+                    "the lease was not asked for: its term ran out before it could be".into(),
+                ))
+            });
+        });
+    if let Err(err) = spawned {
+        return Ok(Err(crate::store::StoreError::Other(format!(
+            "cannot start a thread to ask for the lease: {err}"
+        ))));
+    }
+    answered.await
 }
 
 /// Runs `job` while this instance leads: started when it becomes leader,
@@ -307,6 +339,36 @@ mod tests {
         leader.stop().await;
         assert!(!still, "still leading at 4.5 s, past its own deadline");
         assert_eq!(term_then, None, "a term at 4.5 s, past its own deadline");
+    }
+
+    /// The API's calls wait for the database in the blocking pool; the
+    /// lease is asked for outside it, so a leader whose pool is taken up
+    /// (here, by one call, on a pool of one thread) still leads at once.
+    #[test]
+    fn a_busy_blocking_pool_does_not_hold_up_the_lease() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let busy = tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_secs(3)));
+            let store: Arc<dyn Store> = renewals(|_| Ok(Some(1)));
+            let mut leader = Leader::start(store);
+            let led = tokio::time::timeout(
+                Duration::from_secs(1),
+                leader.leading.wait_for(|leads| *leads),
+            )
+            .await
+            .is_ok();
+            assert!(!busy.is_finished(), "the pool was busy throughout");
+            leader.stop().await;
+            assert!(
+                led,
+                "not leading within 1 s while the blocking pool was busy"
+            );
+        });
     }
 
     /// Renewals that each answer well within the term keep the lease,
