@@ -32,6 +32,10 @@ pub const ENV_TOKEN_REQUEST_TOKEN: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
 
 /// Longest a poll may wait between answers, whatever the broker says.
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// Attempts at a withdrawal the broker answers busy (429, 503) or not at
+/// all, and the longest wait between two.
+const WITHDRAW_TRIES: u32 = 3;
+const WITHDRAW_WAIT: Duration = Duration::from_secs(5);
 
 /// Whether exec runs as a workload: a token file, the token in the
 /// environment, or an audience to ask the CI system's token service for.
@@ -177,12 +181,7 @@ async fn exchange_once(
         .await
         .map_err(|err| unreachable(broker, err))?;
     let status = answer.status();
-    let retry_after = answer
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = retry_after(&answer);
     let bytes = match crate::endpoint::body(answer).await {
         Ok(bytes) => bytes,
         Err(crate::endpoint::BodyError::Read(err)) => return Err(unreachable(broker, err)),
@@ -230,6 +229,16 @@ async fn exchange_once(
             })
         }
     }
+}
+
+/// The answer's `Retry-After`, in seconds.
+fn retry_after(answer: &reqwest::Response) -> Option<Duration> {
+    answer
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// The `requested_ttl` the job asks for, in seconds.
@@ -322,12 +331,36 @@ async fn withdraw(
     ttl: Option<&str>,
 ) -> String {
     let url = format!("{broker}/v1/token/withdraw");
-    let answer = http
-        .post(&url)
-        .form(&exchange_form(token, args, ttl))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
+    let mut tries = 1;
+    let answer = loop {
+        let answer = http
+            .post(&url)
+            .form(&exchange_form(token, args, ttl))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        // Busy or briefly away: a request left pending could still be
+        // approved for nobody, so it is worth a few seconds more.
+        let wait = match &answer {
+            Err(_) => Some(Duration::from_secs(1)),
+            Ok(answer)
+                if matches!(
+                    answer.status(),
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+                ) =>
+            {
+                Some(retry_after(answer).unwrap_or(Duration::from_secs(1)))
+            }
+            Ok(_) => None,
+        };
+        match wait {
+            Some(wait) if tries < WITHDRAW_TRIES => {
+                tries += 1;
+                tokio::time::sleep(wait.min(WITHDRAW_WAIT)).await;
+            }
+            _ => break answer,
+        }
+    };
     let answer = match answer {
         Ok(answer) => answer,
         Err(_) => {

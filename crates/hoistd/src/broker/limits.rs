@@ -33,6 +33,9 @@ pub(super) enum Act {
     /// A workload asking again about a task it filed (a poll, or a replay):
     /// not a filing, but a turn at the writers' lock all the same.
     Poll,
+    /// A workload withdrawing a task: a bucket of its own, so that a job
+    /// that polled its bucket dry can still withdraw as it gives up.
+    Withdraw,
 }
 
 impl Act {
@@ -42,14 +45,15 @@ impl Act {
             Act::Introspect => "introspections",
             Act::File => "filings",
             Act::Poll => "exchanges of tasks filed already",
+            Act::Withdraw => "withdrawals",
         }
     }
 }
 
 /// The limiters for one policy's rates.
 pub(super) struct Limits {
-    rates: [Rate; 4],
-    limiters: [DefaultKeyedRateLimiter<String>; 4],
+    rates: [Rate; 5],
+    limiters: [DefaultKeyedRateLimiter<String>; 5],
 }
 
 fn quota(rate: Rate) -> Quota {
@@ -62,11 +66,13 @@ fn quota(rate: Rate) -> Quota {
 
 impl Limits {
     pub(super) fn new(settings: &Settings) -> Limits {
-        // Polls have a bucket of their own, at the introspection rate.
+        // Polls and withdrawals have buckets of their own, at the
+        // introspection rate.
         let rates = [
             settings.credential_fetch_rate,
             settings.introspection_rate,
             settings.filing_rate,
+            settings.introspection_rate,
             settings.introspection_rate,
         ];
         Limits {
@@ -82,6 +88,7 @@ impl Limits {
                 settings.introspection_rate,
                 settings.filing_rate,
                 settings.introspection_rate,
+                settings.introspection_rate,
             ]
     }
 
@@ -91,6 +98,7 @@ impl Limits {
             Act::Introspect => 1,
             Act::File => 2,
             Act::Poll => 3,
+            Act::Withdraw => 4,
         }
     }
 

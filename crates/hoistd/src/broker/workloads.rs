@@ -916,7 +916,7 @@ impl Broker {
         self.audit_refusal(
             admitted.principal.clone(),
             &refusal,
-            facts(admitted, json!({})),
+            facts(admitted, json!({ "role": admitted.role })),
         )
         .await;
         Err(refusal)
@@ -941,8 +941,8 @@ impl Broker {
                 return Err(refusal);
             }
         };
-        // A turn at the writers' lock, as a poll is.
-        self.limited(Act::Poll, &admitted).await?;
+        // A turn at the writers' lock, as a poll is; in a bucket of its own.
+        self.limited(Act::Withdraw, &admitted).await?;
         let broker = Arc::clone(self);
         tokio::task::spawn_blocking(move || broker.withdraw_task(&admitted))
             .await

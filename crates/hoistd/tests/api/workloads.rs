@@ -674,8 +674,10 @@ async fn polling_a_filed_task_does_not_use_up_the_filing_limit() {
 /// Asking again about a task filed already still takes the writers' turn:
 /// it counts against a limit of its own, at `introspection_rate`, far above
 /// a poll every 2 s, so that one token cannot hold up every writer. A
-/// withdrawal takes that turn too, and counts against the same limit. The
-/// refusals are audited as the workload's, once a window with their count.
+/// withdrawal takes that turn too, and has a bucket of its own at the same
+/// rate, so a job that polled its bucket dry can still withdraw as it gives
+/// up. The refusals are audited as the workload's, once a window with their
+/// count, naming the role.
 #[tokio::test]
 async fn polls_of_a_filed_task_have_a_limit_of_their_own() {
     let provider = Provider::start().await;
@@ -694,6 +696,13 @@ async fn polls_of_a_filed_task_have_a_limit_of_their_own() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["code"], "rate_limited");
     let (status, body) = withdraw(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["request_state"], "cancelled");
+    for _ in 0..2 {
+        let (status, body) = withdraw(&broker, &token, "k8s").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = withdraw(&broker, &token, "k8s").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["code"], "rate_limited");
     let audit = broker.as_user("erin").audit().await;
@@ -703,6 +712,7 @@ async fn polls_of_a_filed_task_have_a_limit_of_their_own() {
         .collect();
     assert_eq!(refused.len(), 1, "once a window: {refused:?}");
     assert_eq!(refused[0].actor, "workload:ci:deploy-bot");
+    assert_eq!(refused[0].role.as_deref(), Some("k8s"));
     assert!(
         refused[0]
             .reason
