@@ -38,6 +38,10 @@ const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 /// their accessors were recorded (migration 14, PostgreSQL 10): its removal
 /// also searches the accessor list.
 const UNRECORDED: &str = "*";
+/// Looks again at a token OpenBao answers 403 for while walking its
+/// tokens (one being revoked meanwhile), this many times this far apart.
+const LOOKUP_RETRIES: usize = 3;
+const LOOKUP_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 // ---- settings ------------------------------------------------------------
 
@@ -391,14 +395,27 @@ impl OpenBao {
             .collect();
         let mut found = Vec::new();
         for accessor in accessors {
-            let looked = self
-                .call(
+            let lookup = || {
+                self.call(
                     reqwest::Method::POST,
                     "auth/token/lookup-accessor",
                     Some(&token),
                     Some(json!({ "accessor": accessor })),
                 )
-                .await;
+            };
+            let mut looked = lookup().await;
+            // A token being revoked as it is looked up (its entry gone, its
+            // accessor not yet) answers 403; a moment later, "invalid
+            // accessor". A 403 that stays is hoistd's own token refused.
+            for _ in 0..LOOKUP_RETRIES {
+                match &looked {
+                    Err(TargetError::Refused(_, why)) if why.contains(" 403") => {
+                        tokio::time::sleep(LOOKUP_PAUSE).await;
+                        looked = lookup().await;
+                    }
+                    _ => break,
+                }
+            }
             let looked = match looked {
                 Ok(looked) => looked,
                 // Gone meanwhile (expired or revoked): nothing to manage.

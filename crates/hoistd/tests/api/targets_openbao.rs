@@ -158,13 +158,23 @@ impl Bao {
         let listed = self.root("LIST", "auth/token/accessors", Value::Null).await;
         let mut held = 0;
         for accessor in listed["data"]["keys"].as_array().unwrap() {
-            let (status, token) = self
-                .root_answer(
+            let lookup = || {
+                self.root_answer(
                     "POST",
                     "auth/token/lookup-accessor",
                     json!({ "accessor": accessor }),
                 )
-                .await;
+            };
+            let (mut status, mut token) = lookup().await;
+            // A token being revoked as it is looked up: its entry gone,
+            // its accessor not yet, and OpenBao answers 403 ("bad token").
+            for _ in 0..10 {
+                if status != StatusCode::FORBIDDEN {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                (status, token) = lookup().await;
+            }
             if status == StatusCode::BAD_REQUEST && token.to_string().contains("invalid accessor") {
                 // Revoked since it was listed.
                 continue;
