@@ -374,6 +374,66 @@ fn a_fenced_transaction_holds_the_lease_row_only_for_its_commit() {
     assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 7);
 }
 
+/// A lease ends a term after it was asked for, not after its statement
+/// ran: an ask kept waiting for the lease's connection (here by another
+/// ask on it, held up by a lock on the lease row) holds the lease no
+/// longer than it asked, so one its instance gave up on cannot keep the
+/// others from taking over.
+#[test]
+fn a_late_lease_ends_a_term_after_it_was_asked_for() {
+    let (_pg, url, store) = fresh_store();
+    let term = std::time::Duration::from_secs(3);
+    store.lead("first", term, false).unwrap().unwrap();
+    let locker = psql_in_background(
+        &url,
+        "BEGIN; SELECT 1 FROM leadership FOR UPDATE; SELECT pg_sleep(1.5); COMMIT",
+    );
+    let psql = |sql: &str| {
+        let output = std::process::Command::new("psql")
+            .args(["-X", "-q", "-t", "-A", "-d", &url, "-c", sql])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    let mut locked = false;
+    for _ in 0..100 {
+        locked = psql(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE query LIKE '%pg_sleep(1.5)%' AND state = 'active' AND pid <> pg_backend_pid()",
+        ) == "1";
+        if locked {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(locked, "the lease row was never locked");
+    let (before, asked) = std::thread::scope(|scope| {
+        let before = scope.spawn(|| store.lead("first", term, true).unwrap().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let asked = std::time::Instant::now();
+        store.lead("first", term, true).unwrap().unwrap();
+        (before.join().unwrap(), asked)
+    });
+    let waited = asked.elapsed();
+    assert!(before > 0);
+    let left: f64 =
+        psql("SELECT extract(epoch FROM expires_at - clock_timestamp()) * 1000 FROM leadership")
+            .parse()
+            .unwrap();
+    let mut locker = locker;
+    let _ = locker.wait();
+    assert!(
+        waited > std::time::Duration::from_millis(500),
+        "not held up: {waited:?}"
+    );
+    let most = (term - waited).as_millis() as f64 + 250.0;
+    assert!(
+        left <= most,
+        "{left} ms left after waiting {waited:?}; at most {most} ms"
+    );
+}
+
 /// The lease is renewed on a connection of its own: with every connection
 /// of the pool taken by calls, a renewal still answers at once rather than
 /// wait its turn for one (and, past the pool's wait, fail), which would

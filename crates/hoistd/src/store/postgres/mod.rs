@@ -448,7 +448,28 @@ impl Store for PostgresStore {
     /// upsert makes two instances asking at once take turns. On the
     /// lease's own connection.
     fn lead(&self, holder: &str, term: Duration, renewing: bool) -> Result<Option<i64>> {
-        let conn = self.connection_from(&self.lease_pool)?;
+        // The term is counted from the call, not from when the statement
+        // runs: a wait for the lease's connection (a slow reconnection)
+        // comes off it (a wait for the lease row's lock does not add to
+        // it: the row's end is reckoned before the statement waits), so an
+        // ask its instance gave up on never holds the lease past the term
+        // it asked for.
+        let asked = std::time::Instant::now();
+        let _runtime = self.handle.enter();
+        let wait = Timeouts {
+            wait: Some(term),
+            create: Some(WAIT),
+            recycle: Some(WAIT),
+        };
+        let object =
+            futures::executor::block_on(self.lease_pool.timeout_get(&wait)).map_err(pool_error)?;
+        let conn = PgConn::new(object);
+        let term = term.saturating_sub(asked.elapsed());
+        if term.is_zero() {
+            return Err(StoreError::Unavailable(
+                "the lease was not asked for: its connection came after its term".into(),
+            ));
+        }
         let rows = lease_statement(
             &conn,
             "INSERT INTO leadership (name, holder, epoch, expires_at) \
