@@ -66,6 +66,10 @@ pub struct RequestForm {
     /// carries the same key, so the broker never files twice.
     pub idempotency_key: String,
     pub submitting: bool,
+    /// Sent at least once: each role's filing must then stay as it went
+    /// (its idempotency key stands for that body), so break-glass stays
+    /// as it is.
+    pub sent: bool,
     /// The broker's refusal of the last submission.
     pub error: Option<String>,
     /// The person signed in again for this form (a role's step-up): a
@@ -118,6 +122,7 @@ impl RequestForm {
             set_aside: Vec::new(),
             idempotency_key,
             submitting: false,
+            sent: false,
             error: None,
             signed_in_again: false,
             filed: Default::default(),
@@ -150,6 +155,12 @@ impl RequestForm {
     /// Whether the caller may break glass on every role of the form.
     pub fn may_break_glass(&self) -> bool {
         self.roles().all(|r| r.break_glass)
+    }
+
+    /// Sends the form: answers are awaited, and its filings are fixed.
+    pub fn begin_sending(&mut self) {
+        self.submitting = true;
+        self.sent = true;
     }
 
     /// Takes `role` out of the form (the caller holds it now, say); `false`
@@ -200,6 +211,14 @@ impl RequestForm {
     /// without it; a form with nothing else keeps it on, saying why.
     pub fn toggle_break_glass(&mut self) {
         if !self.may_break_glass() {
+            return;
+        }
+        if self.sent {
+            self.error = Some(
+                "this form was sent already, so break-glass stays as it was; Esc, then open \
+                 the form again to change it"
+                    .into(),
+            );
             return;
         }
         self.error = None;
@@ -369,8 +388,9 @@ impl RequestForm {
                 }
             }
         }
-        // An empty duration in a bundle means each role's own default.
-        let each_default = !self.extra.is_empty() && self.duration.trim().is_empty();
+        // An empty duration means each role's own default (a bundle's,
+        // or what is left of one).
+        let each_default = self.duration.trim().is_empty();
         if !each_default {
             match parse_duration(&self.duration) {
                 None => problems.duration = Some("a duration such as 30m, 1h or 90s".into()),

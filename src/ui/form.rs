@@ -84,9 +84,11 @@ fn fields(form: &RequestForm, theme: &Theme, inner: usize, keep: usize) -> Vec<L
             }
             Field::Ticket => vec![clean(&form.ticket).into_owned()],
             Field::Incident => vec![clean(&form.incident).into_owned()],
-            Field::Duration if form.duration.trim().is_empty() => {
-                vec!["each role's default (type to set one for all)".to_string()]
-            }
+            Field::Duration if form.duration.trim().is_empty() => vec![if form.extra.is_empty() {
+                "the role's default".to_string()
+            } else {
+                "each role's default (type to set one for all)".to_string()
+            }],
             Field::Duration => vec![format!(
                 "◂ {} ▸  (max {})",
                 clean(&form.duration),

@@ -23,6 +23,10 @@ pub(super) fn form_action(state: &mut State, action: Action) -> Vec<Command> {
         return vec![];
     }
     match action {
+        // Space on the Break-glass field is the same toggle.
+        Action::Input(' ') if form.field == Field::BreakGlass => {
+            toggle_break_glass(form, &state.requests)
+        }
         Action::Input(c) => form.input(c),
         Action::Backspace => form.backspace(),
         Action::Newline => form.newline(),
@@ -30,28 +34,23 @@ pub(super) fn form_action(state: &mut State, action: Action) -> Vec<Command> {
         Action::PrevField => form.move_field(false),
         Action::Left if form.field == Field::Duration => form.cycle_duration(false),
         Action::Right if form.field == Field::Duration => form.cycle_duration(true),
-        Action::ToggleBreakGlass => {
-            // A request decided since the form opened no longer holds
-            // break-glass on.
-            let open: Vec<bool> = form
-                .requested
-                .iter()
-                .map(|(_, id)| {
-                    state.requests.iter().any(|r| {
-                        r.id == *id
-                            && matches!(r.state, RequestState::Pending | RequestState::Approved)
-                    })
-                })
-                .collect();
-            let mut still = open.into_iter();
-            form.requested.retain(|_| still.next().unwrap_or(true));
-            form.toggle_break_glass()
-        }
+        Action::ToggleBreakGlass => toggle_break_glass(form, &state.requests),
         Action::Back => state.form = None,
         Action::Submit => return submit(state),
         _ => {}
     }
     vec![]
+}
+
+/// [`RequestForm::toggle_break_glass`], once a request decided since the
+/// form opened no longer holds break-glass on.
+fn toggle_break_glass(form: &mut RequestForm, requests: &[AccessRequest]) {
+    form.requested.retain(|(_, id)| {
+        requests.iter().any(|r| {
+            r.id == *id && matches!(r.state, RequestState::Pending | RequestState::Approved)
+        })
+    });
+    form.toggle_break_glass()
 }
 
 fn submit(state: &mut State) -> Vec<Command> {
@@ -120,7 +119,7 @@ fn submit(state: &mut State) -> Vec<Command> {
         });
         return vec![];
     }
-    form.submitting = true;
+    form.begin_sending();
     state.marked.clear();
     vec![command]
 }
@@ -131,6 +130,9 @@ pub(super) fn filing(form: &RequestForm) -> Command {
     let mut commands: Vec<Command> = form
         .bodies()
         .into_iter()
+        // Filed already (a bundle sent again for a role refused): its
+        // answer came, and nothing of it is asked again.
+        .filter(|(body, _)| !form.filed.contains(&body.role))
         .map(|(body, idempotency_key)| Command::Submit {
             body,
             idempotency_key,
@@ -294,6 +296,11 @@ fn open_bundle(state: &mut State) -> Vec<Command> {
         .into_iter()
         .map(|(role, id)| (role, id, uuid::Uuid::new_v4().to_string()))
         .collect();
+    if !form.set_aside.is_empty() {
+        // Each role's own default, as in any bundle: one role's would be
+        // too long for another that comes in with break-glass.
+        form.duration = String::new();
+    }
     state.form = Some(form);
     vec![]
 }

@@ -112,7 +112,7 @@ fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Com
             && !form.signed_in_again
         {
             form.signed_in_again = true;
-            form.submitting = true;
+            form.begin_sending();
             form.error = Some(format!(
                 "{}: sign in again to file it…",
                 crate::text::sanitize::line(&failure.message)

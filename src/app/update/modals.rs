@@ -131,7 +131,7 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
                 _ => false,
             };
             if filing && let Some(form) = state.form.as_mut() {
-                form.submitting = true;
+                form.begin_sending();
                 state.marked.clear();
             }
             // Unconfirmed from the moment it is asked for, not from its
@@ -181,7 +181,7 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
                     };
                     if text.trim() == role {
                         if let Some(form) = state.form.as_mut() {
-                            form.submitting = true;
+                            form.begin_sending();
                         }
                         state.marked.clear();
                         return vec![*file];

@@ -1398,6 +1398,18 @@ fn a_pending_request_leaves_break_glass_open_on_its_role() {
     );
 }
 
+/// alice, who may break glass on every role, with a request for `db`
+/// waiting (`req_db`).
+fn responder_waiting_for_db(now: DateTime<Utc>) -> State {
+    let mut state = alice(now);
+    for role in &mut state.roles {
+        role.break_glass = true;
+    }
+    state.visible_roles = vec![0, 1, 2];
+    state.requests = vec![request("req_db", "db", "alice", now)];
+    state
+}
+
 /// A bundle mid-incident: a marked role with a waiting request is filed
 /// again only by breaking glass. Where the responder may break glass on
 /// every role, the form opens ordinary with it set aside, ctrl-b brings it
@@ -1408,12 +1420,7 @@ fn a_pending_request_leaves_break_glass_open_on_its_role() {
 #[test]
 fn a_pending_request_goes_in_a_bundle_only_by_breaking_glass() {
     let now = at("2026-06-01T12:00:00Z");
-    let mut state = alice(now);
-    for role in &mut state.roles {
-        role.break_glass = true;
-    }
-    state.visible_roles = vec![0, 1, 2];
-    state.requests = vec![request("req_db", "db", "alice", now)];
+    let mut state = responder_waiting_for_db(now);
     state.grants = vec![grant("g_logs", "logs", "alice", now + TimeDelta::hours(1))];
     state.marked = ["db", "k8s", "logs"].map(String::from).into();
     let ids = |state: &State| -> Vec<String> {
@@ -1492,12 +1499,7 @@ fn a_pending_request_goes_in_a_bundle_only_by_breaking_glass() {
 #[test]
 fn a_form_drops_what_was_decided_while_it_was_open() {
     let now = at("2026-06-01T12:00:00Z");
-    let mut state = alice(now);
-    for role in &mut state.roles {
-        role.break_glass = true;
-    }
-    state.visible_roles = vec![0, 1, 2];
-    state.requests = vec![request("req_db", "db", "alice", now)];
+    let mut state = responder_waiting_for_db(now);
     state.marked = ["db", "k8s"].map(String::from).into();
     update(&mut state, Action::Select);
     update(&mut state, Action::ToggleBreakGlass);
@@ -1540,7 +1542,9 @@ fn a_form_drops_what_was_decided_while_it_was_open() {
     update(&mut state, Action::Select);
     assert!(state.form.as_ref().unwrap().break_glass);
     state.requests[0].state = RequestState::Denied;
-    update(&mut state, Action::ToggleBreakGlass);
+    // Space on the Break-glass field, as ctrl-b.
+    state.form.as_mut().unwrap().field = crate::app::form::Field::BreakGlass;
+    update(&mut state, Action::Input(' '));
     assert!(!state.form.as_ref().unwrap().break_glass);
 
     // The form's only role approved meanwhile: it closes, saying so.
@@ -1556,6 +1560,60 @@ fn a_form_drops_what_was_decided_while_it_was_open() {
             .text
             .contains("You hold k8s now")
     );
+}
+
+/// A bundle sent once keeps each role's filing as it went: ctrl-b is
+/// refused then (a role filed ordinary would go again under the same key
+/// with break-glass, which the broker refuses), and sending again files
+/// only what is not filed yet. A bundle with roles set aside takes each
+/// role's own default duration.
+#[test]
+fn a_sent_bundle_keeps_its_filings() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = responder_waiting_for_db(now);
+    state.marked = ["db", "k8s", "logs"].map(String::from).into();
+    update(&mut state, Action::Select);
+    {
+        let form = state.form.as_mut().unwrap();
+        assert_eq!(form.duration, "", "each role's own default");
+        form.justification = "the primary refuses connections".into();
+        assert!(form.problems().is_empty(), "{:?}", form.problems());
+    }
+    let sent = update(&mut state, Action::Submit);
+    assert!(
+        matches!(&sent[..], [Command::Batch(b)] if b.len() == 2),
+        "{sent:?}"
+    );
+    update(
+        &mut state,
+        Action::Filed(Box::new(request("req_k8s", "k8s", "alice", now))),
+    );
+    update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Filing,
+            failure: Failure::new(FailureKind::NotPossibleNow, "logs needs a ticket"),
+        },
+    );
+    let form = state.form.clone().expect("the refusal keeps the form");
+    assert!(!form.submitting);
+
+    update(&mut state, Action::ToggleBreakGlass);
+    let form = state.form.clone().unwrap();
+    assert!(!form.break_glass, "break-glass stays as it was sent");
+    assert_eq!(form.set_aside.len(), 1, "db stays aside");
+    assert!(
+        form.error.as_deref().unwrap_or("").contains("sent already"),
+        "{:?}",
+        form.error
+    );
+
+    state.form.as_mut().unwrap().ticket = "CHG-1".into();
+    let sent = update(&mut state, Action::Submit);
+    match &sent[..] {
+        [Command::Submit { body, .. }] => assert_eq!(body.role, "logs"),
+        other => panic!("only logs goes again: {other:?}"),
+    }
 }
 
 /// A failed extension lets its own grant be extended again, and only its
