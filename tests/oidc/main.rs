@@ -471,6 +471,31 @@ fn a_busy_provider_at_refresh_is_try_again_not_sign_in_again() {
     });
 }
 
+/// A device sign-in at `target` that ends with the provider away, its
+/// answer `status`: try again, exit 6.
+async fn refused_as_away(target: &Target, status: &str) {
+    let signed_in = session::login_sso(
+        target,
+        Flow::Device,
+        Recency::Remembered,
+        |_| {},
+        |_| unreachable!("device flow"),
+    )
+    .await;
+    let Err(err) = signed_in else {
+        panic!("signed in while the provider was away");
+    };
+    assert!(
+        matches!(
+            err,
+            session::SessionError::Sso(hoist::auth::sso::SsoError::Unreachable { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(status), "{err}");
+    assert_eq!(hoist::commands::exit_code(&anyhow::Error::new(err)), 6);
+}
+
 /// The token endpoint busy (503) while hoist polls for a device sign-in:
 /// polling goes on, with longer waits, and the sign-in completes once the
 /// provider answers again. If the code runs out while it is still away,
@@ -510,49 +535,10 @@ fn a_busy_provider_during_a_device_sign_in_is_waited_for_then_named() {
         let mut setup = setup_with(Provider::start_with_device_ttl(3).await).await;
         setup.provider.outage(503).await;
         let anonymous = target(&setup, None);
-        let signed_in = session::login_sso(
-            &anonymous,
-            Flow::Device,
-            Recency::Remembered,
-            |_| {},
-            |_| unreachable!("device flow"),
-        )
-        .await;
-        let Err(err) = signed_in else {
-            panic!("signed in while the provider was away");
-        };
-        assert!(
-            matches!(
-                err,
-                session::SessionError::Sso(hoist::auth::sso::SsoError::Unreachable { .. })
-            ),
-            "{err:?}"
-        );
-        assert!(err.to_string().contains("503"), "{err}");
-        assert_eq!(hoist::commands::exit_code(&anyhow::Error::new(err)), 6);
-
+        refused_as_away(&anonymous, "503").await;
         setup.provider.outage(0).await;
         setup.provider.device_outage(429).await;
-        let signed_in = session::login_sso(
-            &anonymous,
-            Flow::Device,
-            Recency::Remembered,
-            |_| panic!("no code to show"),
-            |_| unreachable!("device flow"),
-        )
-        .await;
-        let Err(err) = signed_in else {
-            panic!("signed in while the provider was away");
-        };
-        assert!(
-            matches!(
-                err,
-                session::SessionError::Sso(hoist::auth::sso::SsoError::Unreachable { .. })
-            ),
-            "{err:?}"
-        );
-        assert!(err.to_string().contains("429"), "{err}");
-        assert_eq!(hoist::commands::exit_code(&anyhow::Error::new(err)), 6);
+        refused_as_away(&anonymous, "429").await;
         setup.broker.stop().await;
     });
 }

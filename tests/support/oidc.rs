@@ -279,19 +279,17 @@ impl Provider {
     /// Answers every token request with `status` and an HTML page, as a
     /// proxy in front of a provider in trouble would; 0 ends it.
     pub async fn outage(&self, status: u16) {
-        let url = format!("{}/_outage/{status}", self.authority());
-        let response = reqwest::Client::new()
-            .put(&url)
-            .send()
-            .await
-            .unwrap_or_else(|err| panic!("PUT {url}: {err}"));
-        assert_eq!(response.status(), 204, "PUT {url}");
+        self.put_outage("_outage", status).await;
     }
 
     /// Answers every device authorization request with `status`, as
     /// [`Provider::outage`] does token requests; 0 ends it.
     pub async fn device_outage(&self, status: u16) {
-        let url = format!("{}/_device_outage/{status}", self.authority());
+        self.put_outage("_device_outage", status).await;
+    }
+
+    async fn put_outage(&self, what: &str, status: u16) {
+        let url = format!("{}/{what}/{status}", self.authority());
         let response = reqwest::Client::new()
             .put(&url)
             .send()
