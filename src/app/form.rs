@@ -66,9 +66,8 @@ pub struct RequestForm {
     /// carries the same key, so the broker never files twice.
     pub idempotency_key: String,
     pub submitting: bool,
-    /// Sent at least once: each role's filing must then stay as it went
-    /// (its idempotency key stands for that body), so break-glass stays
-    /// as it is.
+    /// Sent at least once: answers that come after another role's failure
+    /// are still counted as filed.
     pub sent: bool,
     /// The broker's refusal of the last submission.
     pub error: Option<String>,
@@ -213,10 +212,10 @@ impl RequestForm {
         if !self.may_break_glass() {
             return;
         }
-        if self.sent {
+        if !self.filed.is_empty() {
             self.error = Some(
-                "this form was sent already, so break-glass stays as it was; Esc, then open \
-                 the form again to change it"
+                "some of this form is filed already, so break-glass stays as it was; Esc, \
+                 then open the form again to change it"
                     .into(),
             );
             return;

@@ -83,6 +83,12 @@ fn submit(state: &mut State) -> Vec<Command> {
         form.error = Some("fix the fields marked in red first".into());
         return vec![];
     }
+    if form.roles().all(|role| form.filed.contains(&role.id)) {
+        // What is left of it was filed already (the rest taken out).
+        state.form = None;
+        banner(state, "Every role of the form is filed", Level::Info);
+        return vec![];
+    }
     let command = filing(form);
     // The most critical roles are confirmed by typing the role's id (one
     // of them, for a bundle): a stronger check than yes or no, and it
@@ -151,10 +157,7 @@ pub(super) fn filing(form: &RequestForm) -> Command {
 /// since, for another filing, stays too.
 pub(super) fn filed(state: &mut State, request: AccessRequest) -> Vec<Command> {
     let all_filed = match state.form.as_mut() {
-        Some(form)
-            if (form.submitting || !form.filed.is_empty())
-                && form.roles().any(|role| role.id == request.role) =>
-        {
+        Some(form) if form.sent && form.roles().any(|role| role.id == request.role) => {
             form.filed.insert(request.role.clone());
             let all = form.roles().all(|role| form.filed.contains(&role.id));
             Some(all)

@@ -1603,7 +1603,10 @@ fn a_sent_bundle_keeps_its_filings() {
     assert!(!form.break_glass, "break-glass stays as it was sent");
     assert_eq!(form.set_aside.len(), 1, "db stays aside");
     assert!(
-        form.error.as_deref().unwrap_or("").contains("sent already"),
+        form.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("filed already"),
         "{:?}",
         form.error
     );
@@ -1614,6 +1617,21 @@ fn a_sent_bundle_keeps_its_filings() {
         [Command::Submit { body, .. }] => assert_eq!(body.role, "logs"),
         other => panic!("only logs goes again: {other:?}"),
     }
+    // Its answer lost, but it was filed, and approved: taken out as it is
+    // sent again, and then nothing is left to send.
+    update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Filing,
+            failure: Failure::new(FailureKind::Unreachable, "connection reset"),
+        },
+    );
+    state.grants = vec![grant("g_logs", "logs", "alice", now + TimeDelta::hours(1))];
+    assert!(update(&mut state, Action::Submit).is_empty());
+    assert!(state.form.is_some(), "it says what it took out");
+    assert!(update(&mut state, Action::Submit).is_empty());
+    assert!(state.form.is_none(), "a form of roles all filed stays open");
+    assert!(state.banner.clone().unwrap().text.contains("filed"));
 }
 
 /// A failed extension lets its own grant be extended again, and only its
