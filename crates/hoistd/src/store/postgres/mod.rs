@@ -458,8 +458,8 @@ impl Store for PostgresStore {
         let _runtime = self.handle.enter();
         let wait = Timeouts {
             wait: Some(term),
-            create: Some(WAIT),
-            recycle: Some(WAIT),
+            create: Some(term.min(WAIT)),
+            recycle: Some(term.min(WAIT)),
         };
         let object =
             futures::executor::block_on(self.lease_pool.timeout_get(&wait)).map_err(pool_error)?;
