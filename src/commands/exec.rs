@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::request::{active_grant, file, wait_for_final};
+use super::revoking::{self, Failed, Revoked};
 use super::signals::{Signals, status_of};
 use super::{Ended, duration};
 use crate::backend::Backend;
@@ -185,8 +186,11 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
         if let Ok(session) = crate::auth::session::current(target).await {
             backend.set_token(&session.access_token);
         }
-        revoke_after(backend, &grant.id).await;
-        super::remember_grants(backend).await;
+        let revoked = revoke_after(backend, &grant.id, Some(&mut signals)).await;
+        if revoked == Revoked::Yes {
+            super::remember_grants(backend).await;
+        }
+        return outcome.map(|status| revoked.status(status));
     }
     outcome
 }
@@ -294,7 +298,7 @@ async fn obtain(
         // Granted, but not to be found (ended already) or not readable:
         // nothing runs, and nothing is left behind.
         outcome => {
-            revoke_after(backend, &grant_id).await;
+            revoke_after(backend, &grant_id, None).await;
             Err(match outcome {
                 Err(err) => anyhow::Error::from(err)
                     .context(format!("{grant_id} could not be read, and is revoked")),
@@ -340,7 +344,7 @@ async fn withdraw_now(
                 };
                 return match (current.state, current.grant_id) {
                     (RequestState::Active | RequestState::Approved, Some(grant_id)) => {
-                        revoke_after(backend, &grant_id).await;
+                        revoke_after(backend, &grant_id, None).await;
                         Ok(format!(
                             "{id} was approved meanwhile; its grant {grant_id} is revoked"
                         ))
@@ -501,26 +505,26 @@ fn shell_word(word: &str) -> String {
     }
 }
 
-/// Revokes the grant `exec` created, retrying a little if the broker is
-/// briefly away; says so loudly if it could not.
-async fn revoke_after(backend: &dyn Backend, grant_id: &str) {
-    for attempt in 0..5u64 {
+/// Revokes the grant `exec` created, waiting for a broker briefly away
+/// ([`revoking::keep_trying`]); says so loudly if it could not.
+async fn revoke_after(
+    backend: &dyn Backend,
+    grant_id: &str,
+    signals: Option<&mut Signals>,
+) -> Revoked {
+    let left =
+        format!("it stays active until its expiry: revoke it with `hoist revoke {grant_id}`");
+    revoking::keep_trying(grant_id, &left, signals, || async {
         match backend
             .revoke(grant_id, Some("hoist exec: the command finished".into()))
             .await
         {
-            Ok(_) => return,
-            Err(err) if err.is_transient() && attempt < 4 => {
-                tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
-            }
-            Err(err) => {
-                super::say(&format!(
-                    "could not revoke {grant_id} ({err}); it ends at its expiry. Revoke it with `hoist revoke {grant_id}`."
-                ));
-                return;
-            }
+            Ok(_) => Ok(()),
+            Err(err) if err.is_transient() => Err(Failed::Transient(err.to_string())),
+            Err(err) => Err(Failed::Lasting(err.to_string())),
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

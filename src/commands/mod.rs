@@ -10,6 +10,7 @@ pub mod incident;
 mod json;
 mod list;
 mod request;
+mod revoking;
 pub mod signals;
 mod ssh;
 mod table;
@@ -218,7 +219,14 @@ pub fn out(text: &str) -> anyhow::Result<()> {
 /// One line to the person on stderr, after `hoist: `. It may name what the
 /// broker sent (ids, roles, its errors), so it is sanitised whole.
 pub fn say(line: &str) {
-    eprintln!("hoist: {}", crate::text::sanitize::line(line));
+    use std::io::Write;
+    // Best effort: a terminal gone (EIO) or a pipe closed must not stop
+    // what comes after, a revoke least of all.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "hoist: {}",
+        crate::text::sanitize::line(line)
+    );
 }
 
 /// Colour only for a person at a terminal who has not asked for none.

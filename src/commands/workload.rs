@@ -19,6 +19,7 @@ use hoist_api::{
 use reqwest::StatusCode;
 
 use super::exec::{ExecArgs, run_command, task_env};
+use super::revoking::{self, Failed, Revoked};
 use super::signals::{Signals, status_of};
 use super::{Ended, duration};
 use crate::backend::BackendError;
@@ -36,6 +37,8 @@ const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
 /// all, and the longest wait between two.
 const WITHDRAW_TRIES: u32 = 3;
 const WITHDRAW_WAIT: Duration = Duration::from_secs(5);
+/// The longest one revoke call at the end may take.
+const REVOKE_CALL: Duration = Duration::from_secs(15);
 
 /// Whether exec runs as a workload: a token file, the token in the
 /// environment, or an audience to ask the CI system's token service for.
@@ -398,39 +401,42 @@ async fn small_json<T: serde::de::DeserializeOwned>(answer: reqwest::Response) -
     serde_json::from_slice(&bytes).map_err(|_| ())
 }
 
-/// Ends the task's grant with its own credential, retrying a little if the
-/// broker is briefly away; says so loudly if it could not.
-async fn revoke(http: &reqwest::Client, broker: &str, issued: &TokenExchangeResponse) {
+/// Ends the task's grant with its own credential, waiting for a broker
+/// briefly away ([`revoking::keep_trying`]); says so loudly if it could not.
+async fn revoke(
+    http: &reqwest::Client,
+    broker: &str,
+    issued: &TokenExchangeResponse,
+    signals: &mut Signals,
+) -> Revoked {
     let url = format!("{broker}/v1/token/revoke");
-    for attempt in 0..5u64 {
+    let left = format!("it ends at its expiry ({})", issued.expires_at.to_rfc3339());
+    revoking::keep_trying(&issued.grant_id, &left, Some(signals), || async {
         let answer = http
             .post(&url)
             .bearer_auth(&issued.access_token)
+            .timeout(REVOKE_CALL)
             .send()
             .await;
         match answer {
-            Ok(answer) if answer.status().is_success() => return,
-            Ok(answer) if answer.status().is_client_error() => {
-                super::say(&format!(
-                    "could not revoke {} ({}); it ends at its expiry",
-                    issued.grant_id,
+            Ok(answer) if answer.status().is_success() => Ok(()),
+            Ok(answer)
+                if answer.status().is_server_error()
+                    || answer.status() == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Err(Failed::Transient(format!(
+                    "the broker answered {}",
                     answer.status()
-                ));
-                return;
+                )))
             }
-            _ if attempt < 4 => {
-                tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
-            }
-            _ => {
-                super::say(&format!(
-                    "could not revoke {}; it ends at its expiry ({})",
-                    issued.grant_id,
-                    issued.expires_at.to_rfc3339()
-                ));
-                return;
-            }
+            Ok(answer) => Err(Failed::Lasting(format!(
+                "the broker answered {}",
+                answer.status()
+            ))),
+            Err(_) => Err(Failed::Transient("the broker did not answer".into())),
         }
-    }
+    })
+    .await
 }
 
 /// exec as a workload against `broker` (a URL hoist may talk to).
@@ -485,6 +491,6 @@ pub async fn exec(broker: &str, args: &ExecArgs) -> anyhow::Result<u8> {
             run_command(&args.command, &env, &withheld, &mut signals).await
         }
     };
-    revoke(&http, broker, &issued).await;
-    outcome
+    let revoked = revoke(&http, broker, &issued, &mut signals).await;
+    outcome.map(|status| revoked.status(status))
 }

@@ -726,6 +726,90 @@ async fn exec_forwards_signals_and_revokes_when_killed() {
     assert_eq!(grant.state, GrantState::Revoked);
 }
 
+/// The broker away as the command ends (restarting, say): exec says so
+/// and keeps trying, and revokes once it is back, with the command's own
+/// status. Away for good, a second exec stops trying at a signal, says how
+/// to revoke by hand, and ends by that signal: the grant it leaves is never
+/// passed off as revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_waits_for_a_broker_away_at_the_end_to_revoke() {
+    let mut broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let script = format!(
+        "echo started; while [ ! -e {} ]; do sleep 0.05; done",
+        go.display()
+    );
+    let exec = |alice: &Hoist| {
+        alice.spawn(&[
+            "exec",
+            "prod-logs-read",
+            "--reason",
+            "long job",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+    };
+    let mut child = exec(&alice);
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(out.next().unwrap().unwrap(), "started");
+    broker.broker.stop().await;
+    std::fs::write(&go, "").unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let said = err
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("could not revoke"))
+        .expect("exec says it could not revoke yet");
+    assert!(said.contains("could not revoke gr_"), "{said}");
+    assert!(said.contains("trying again"), "{said}");
+    broker.broker.restart().await;
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = err.map_while(Result::ok).collect();
+    assert_eq!(status.code(), Some(0), "the command's own status: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("revoked gr_")), "{rest:?}");
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    let grant = grants.iter().find(|g| g.role == "prod-logs-read").unwrap();
+    assert_eq!(grant.state, GrantState::Revoked);
+
+    std::fs::remove_file(&go).unwrap();
+    let mut child = exec(&alice);
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(out.next().unwrap().unwrap(), "started");
+    broker.broker.stop().await;
+    std::fs::write(&go, "").unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let said = err
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("could not revoke"))
+        .expect("exec says it could not revoke yet");
+    assert!(said.contains("trying again"), "{said}");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = err.map_while(Result::ok).collect();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("SIGTERM stopped the revoke") && l.contains("hoist revoke gr_")),
+        "{rest:?}"
+    );
+    broker.broker.restart().await;
+    let grants: Vec<Grant> = alice.json(&["grants", "--json"]);
+    assert!(
+        grants.iter().any(|g| g.role == "prod-logs-read"),
+        "left active, as said"
+    );
+}
+
 /// Off a terminal nothing else delivers the signal to the command: exec
 /// forwards it, the command handles it, exec exits with its status and
 /// revokes the grant.
