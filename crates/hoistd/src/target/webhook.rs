@@ -80,7 +80,7 @@ impl fmt::Debug for Webhook {
         // Never the secret.
         f.debug_struct("Webhook")
             .field("name", &self.name)
-            .field("url", &self.endpoint.url.as_str())
+            .field("origin", &self.endpoint.origin())
             .field("timeout", &self.endpoint.timeout)
             .finish_non_exhaustive()
     }
@@ -199,7 +199,7 @@ impl Webhook {
         let said = answer
             .as_ref()
             .and_then(|a| a.message.as_deref())
-            .map(|m| format!(": {}", clip(m)))
+            .map(|m| format!(": {}", self.endpoint.scrub(m)))
             .unwrap_or_default();
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(self.unreachable(format!("answered {status}{said}")));
@@ -222,10 +222,12 @@ impl Webhook {
                 let said = answer
                     .message
                     .as_deref()
-                    .map(|m| format!(": {}", clip(m)))
+                    .map(|m| format!(": {}", self.endpoint.scrub(m)))
                     .unwrap_or_default();
                 Err(self.refused(match other {
-                    Some(status) => format!("answered status `{}`{said}", clip(status)),
+                    Some(status) => {
+                        format!("answered status `{}`{said}", self.endpoint.scrub(status))
+                    }
                     None => format!("answered without `\"status\": \"ok\"`{said}"),
                 }))
             }

@@ -194,6 +194,8 @@ enum Mode {
     Fails,
     Garbage,
     Redirects,
+    /// 404, its message quoting the path, where the receiver's token is.
+    QuotesPath,
 }
 
 #[derive(Clone)]
@@ -204,8 +206,12 @@ struct Endpoint {
     held: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
+/// The receiver's path: a token in it, as many receivers take theirs.
+const HOOK_PATH: &str = "/hooks/s3cret-route-token";
+
 async fn endpoint(
     state: axum::extract::State<Endpoint>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -243,6 +249,13 @@ async fn endpoint(
         )
             .into_response(),
         Mode::Garbage => (StatusCode::OK, "<html>ok</html>").into_response(),
+        Mode::QuotesPath => (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                serde_json::json!({ "message": format!("no route for POST {}", uri.path()) }),
+            ),
+        )
+            .into_response(),
         Mode::Redirects => (
             StatusCode::FOUND,
             [("location", "https://elsewhere.example/hook")],
@@ -288,10 +301,10 @@ async fn own_receiver(mode: Mode) -> (Endpoint, String) {
         held: Arc::default(),
     };
     let app = axum::Router::new()
-        .route("/hook", axum::routing::post(endpoint))
+        .route(HOOK_PATH, axum::routing::post(endpoint))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let url = format!("http://{}{HOOK_PATH}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (state, url)
 }
@@ -348,12 +361,20 @@ async fn fails_then_recovers(mode: Mode, said: &str) {
     assert!(reason.starts_with("hook "), "{reason}");
     assert!(reason.contains(said), "{mode:?}: {reason}");
     assert!(!reason.chars().any(char::is_control), "{reason:?}");
+    assert!(
+        !reason.contains("s3cret"),
+        "the path's token is shown: {reason}"
+    );
     let refusal = refused(
         broker.as_user("alice").credential(&grant.id).await,
         StatusCode::CONFLICT,
         ErrorCode::InvalidState,
     );
     assert!(refusal.contains(said), "{refusal}");
+    assert!(
+        !refusal.contains("s3cret"),
+        "the path's token is shown: {refusal}"
+    );
     let failed: Vec<_> = broker
         .as_user("erin")
         .audit()
@@ -574,6 +595,18 @@ async fn an_endpoint_answering_500_is_retried_until_it_answers() {
     fails_then_recovers(
         Mode::Fails,
         "answered 500 Internal Server Error: IAM is down",
+    )
+    .await;
+}
+
+/// An answer that quotes the receiver's path (a router's 404) is shown
+/// with the path left out: it may hold the receiver's token, and the
+/// reason reaches holders, the audit log and chat channels.
+#[tokio::test]
+async fn an_endpoint_quoting_its_path_has_it_left_out() {
+    fails_then_recovers(
+        Mode::QuotesPath,
+        "answered 404 Not Found: no route for POST …",
     )
     .await;
 }
