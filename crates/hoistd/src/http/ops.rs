@@ -114,6 +114,8 @@ pub struct Metrics {
     pending_requests: Gauge,
     active_grants: Family<AccessLabels, Gauge>,
     reaper_lag: Gauge<f64, AtomicU64>,
+    removing_grants: Gauge,
+    removal_lag: Gauge<f64, AtomicU64>,
     stream_subscribers: Gauge,
     store_waiting: Gauge,
     store_wait: Histogram,
@@ -172,6 +174,19 @@ impl Metrics {
             "How long ago the oldest expiry not yet recorded fell due (0 when none is)",
             Unit::Seconds,
             reaper_lag.clone(),
+        );
+        let removing_grants = Gauge::default();
+        registry.register(
+            "removing_grants",
+            "Grants that ended (revoked, expired) whose access at their target is still being removed: a removal the target keeps failing shows here",
+            removing_grants.clone(),
+        );
+        let removal_lag = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "removal_lag",
+            "How long ago the earliest-ended grant whose access is still being removed ended (0 when none is)",
+            Unit::Seconds,
+            removal_lag.clone(),
         );
         let stream_subscribers = Gauge::default();
         registry.register(
@@ -234,6 +249,8 @@ impl Metrics {
             pending_requests,
             active_grants,
             reaper_lag,
+            removing_grants,
+            removal_lag,
             stream_subscribers,
         }
     }
@@ -323,7 +340,20 @@ impl Metrics {
             ..GrantQuery::default()
         })?;
         let due = tx.due_grants(now)?;
+        let removing = tx.grants(&GrantQuery {
+            access_states: vec![AccessState::Removing],
+            ..GrantQuery::default()
+        })?;
         drop(tx);
+        self.removing_grants
+            .set(i64::try_from(removing.len()).unwrap_or(i64::MAX));
+        let ended = removing
+            .iter()
+            .map(|grant| grant.ended_at.unwrap_or(grant.expires_at))
+            .min();
+        self.removal_lag.set(ended.map_or(0.0, |at| {
+            (now - at).to_std().unwrap_or_default().as_secs_f64()
+        }));
         self.pending_requests
             .set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
         let by_access = |state: Option<AccessState>| {

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use crate::helpers::*;
 
-async fn scrape(broker: &TestBroker) -> String {
+pub(crate) async fn scrape(broker: &TestBroker) -> String {
     let response = reqwest::get(format!("{}/metrics", broker.url()))
         .await
         .unwrap();
@@ -19,7 +19,7 @@ async fn scrape(broker: &TestBroker) -> String {
 
 /// The value of the one sample whose line starts with `series` (name and
 /// labels as written).
-fn sample(text: &str, series: &str) -> f64 {
+pub(crate) fn sample(text: &str, series: &str) -> f64 {
     let lines: Vec<&str> = text
         .lines()
         .filter(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
@@ -89,6 +89,8 @@ async fn metrics_pass_promtool_and_count_what_the_store_holds() {
         0.0
     );
     assert_eq!(sample(&text, "hoistd_reaper_lag_seconds"), 0.0);
+    assert_eq!(sample(&text, "hoistd_removing_grants"), 0.0);
+    assert_eq!(sample(&text, "hoistd_removal_lag_seconds"), 0.0);
     // Nothing old to forget yet; the series is there for alerts all the same.
     assert_eq!(
         sample(&text, r#"hoistd_purged_rows{kind="workload_exchanges"}"#),

@@ -14,6 +14,7 @@ use hoist_api::{AccessState, AuditKind, ErrorCode, Grant};
 use hoistd::target::webhook::{self, DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 use crate::helpers::*;
+use crate::operations::{sample, scrape};
 
 const LONG: Duration = Duration::from_secs(30);
 const SECRET: &str = "whsec-test-0123456789";
@@ -645,9 +646,25 @@ async fn an_endpoint_down_at_revoke_gets_the_removal_when_it_is_back() {
     })
     .await;
     assert!(endpoint.held.lock().unwrap().contains(&grant.id));
+    // What an operator alerts on: an ended grant whose access stays.
+    let removing = |text: &str| {
+        (
+            sample(text, "hoistd_removing_grants"),
+            sample(text, "hoistd_removal_lag_seconds"),
+        )
+    };
+    eventually(LONG, || async {
+        let (grants, lag) = removing(&scrape(&broker).await);
+        grants == 1.0 && lag > 0.0
+    })
+    .await;
     *endpoint.mode.lock().unwrap() = Mode::Ok;
     until_access(&broker, &grant.id, AccessState::Removed).await;
     assert!(!endpoint.held.lock().unwrap().contains(&grant.id));
+    eventually(LONG, || async {
+        removing(&scrape(&broker).await) == (0.0, 0.0)
+    })
+    .await;
 }
 
 /// A role whose access changes while a grant of it is live: the removal
