@@ -359,6 +359,16 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> A
         );
     }
     let settled = settle(&notification, &outcome, crate::target::now());
+    if settled.done_at.is_some() && !settled.delivered {
+        // Nobody will be told now: an operator must hear of it.
+        tracing::error!(
+            channel = %notification.channel,
+            notification = %notification.id,
+            event = %notification.event,
+            error = %settled.last_error.as_deref().unwrap_or_default(),
+            "notification given up: it will not be sent"
+        );
+    }
     let mut attempted = record(notifier, (settled, delivery)).await;
     attempted.answered = answered;
     attempted
