@@ -726,36 +726,41 @@ async fn exec_forwards_signals_and_revokes_when_killed() {
     assert_eq!(grant.state, GrantState::Revoked);
 }
 
-/// The broker away as the command ends (restarting, say): exec says so
-/// and keeps trying, and revokes once it is back, with the command's own
-/// status. Away for good, a second exec stops trying at a signal, says how
-/// to revoke by hand, and ends by that signal: the grant it leaves is never
-/// passed off as revoked.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_waits_for_a_broker_away_at_the_end_to_revoke() {
-    let mut broker = Broker::start().await;
-    let alice = broker.person("alice");
+/// `hoist exec prod-logs-read -- sh -c SCRIPT` as `alice`, once SCRIPT
+/// printed `started`: the process and the rest of its stdout.
+fn long_job(
+    alice: &Hoist,
+    script: &str,
+) -> (Child, std::io::Lines<BufReader<std::process::ChildStdout>>) {
+    let mut child = alice.spawn(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "long job",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(out.next().unwrap().unwrap(), "started");
+    (child, out)
+}
+
+/// `alice`'s exec of a command that ends once the broker is stopped: run
+/// until exec said it could not revoke yet; its process and the rest of
+/// its stderr.
+async fn exec_ended_with_broker_away(
+    broker: &mut Broker,
+    alice: &Hoist,
+) -> (Child, std::io::Lines<BufReader<std::process::ChildStderr>>) {
     let dir = tempfile::tempdir().unwrap();
     let go = dir.path().join("go");
     let script = format!(
         "echo started; while [ ! -e {} ]; do sleep 0.05; done",
         go.display()
     );
-    let exec = |alice: &Hoist| {
-        alice.spawn(&[
-            "exec",
-            "prod-logs-read",
-            "--reason",
-            "long job",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-    };
-    let mut child = exec(&alice);
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(out.next().unwrap().unwrap(), "started");
+    let (mut child, _out) = long_job(alice, &script);
     broker.broker.stop().await;
     std::fs::write(&go, "").unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -766,6 +771,19 @@ async fn exec_waits_for_a_broker_away_at_the_end_to_revoke() {
         .expect("exec says it could not revoke yet");
     assert!(said.contains("could not revoke gr_"), "{said}");
     assert!(said.contains("trying again"), "{said}");
+    (child, err)
+}
+
+/// The broker away as the command ends (restarting, say): exec says so
+/// and keeps trying, and revokes once it is back, with the command's own
+/// status. Away for good, a second exec stops trying at a signal, says how
+/// to revoke by hand, and ends by that signal: the grant it leaves is never
+/// passed off as revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_waits_for_a_broker_away_at_the_end_to_revoke() {
+    let mut broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let (mut child, err) = exec_ended_with_broker_away(&mut broker, &alice).await;
     broker.broker.restart().await;
     let status = child.wait().unwrap();
     let rest: Vec<String> = err.map_while(Result::ok).collect();
@@ -775,19 +793,7 @@ async fn exec_waits_for_a_broker_away_at_the_end_to_revoke() {
     let grant = grants.iter().find(|g| g.role == "prod-logs-read").unwrap();
     assert_eq!(grant.state, GrantState::Revoked);
 
-    std::fs::remove_file(&go).unwrap();
-    let mut child = exec(&alice);
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(out.next().unwrap().unwrap(), "started");
-    broker.broker.stop().await;
-    std::fs::write(&go, "").unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-    let said = err
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("could not revoke"))
-        .expect("exec says it could not revoke yet");
-    assert!(said.contains("trying again"), "{said}");
+    let (mut child, err) = exec_ended_with_broker_away(&mut broker, &alice).await;
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();
@@ -820,18 +826,7 @@ async fn exec_forwards(signal: nix::sys::signal::Signal) {
     let script = format!(
         "trap 'echo got {name}; exit 7' {name}; echo started; while :; do sleep 0.05; done"
     );
-    let mut child = alice.spawn(&[
-        "exec",
-        "prod-logs-read",
-        "--reason",
-        "long job",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(out.next().unwrap().unwrap(), "started");
+    let (mut child, mut out) = long_job(&alice, &script);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, signal).unwrap();
     assert_eq!(out.next().unwrap().unwrap(), format!("got {name}"));

@@ -1552,14 +1552,8 @@ fn a_form_drops_what_was_decided_while_it_was_open() {
     state.grants = vec![grant("g_k8s", "k8s", "alice", now + TimeDelta::hours(1))];
     update(&mut state, Action::Submit);
     assert!(state.form.is_none());
-    assert!(
-        state
-            .banner
-            .clone()
-            .unwrap()
-            .text
-            .contains("You hold k8s now")
-    );
+    let banner = state.banner.clone().unwrap().text;
+    assert!(banner.contains("You hold k8s now"), "{banner}");
 }
 
 /// A bundle sent once keeps each role's filing as it went: ctrl-b is
