@@ -62,6 +62,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), Failed>>,
 {
+    // What arrived before the revoke began was for the command, which is
+    // over (a typed Ctrl-C that ended it may be read only now).
+    if let Some(signals) = signals.as_deref_mut() {
+        while signals.pending().is_some() {}
+    }
     let started = Instant::now();
     let mut wait = Duration::from_millis(500);
     let mut said = false;
