@@ -24,7 +24,8 @@ const _: () = assert!(EXCHANGES_KEPT.num_seconds() > MAX_WORKLOAD_LEEWAY.as_secs
 /// How long the delivery logs (`webhook_deliveries`,
 /// `notification_deliveries`) keep an attempt: long enough to look into a
 /// target's or a channel's trouble, without growing for ever. What was
-/// provisioned, revoked and notified stays in the audit log.
+/// provisioned and revoked stays in the audit log; notices are not audited
+/// (their rows in `notifications` stay).
 pub const DELIVERIES_KEPT: TimeDelta = TimeDelta::days(30);
 
 /// The most one purge forgets of each kind: every writing transaction takes
