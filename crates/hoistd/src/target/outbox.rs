@@ -876,6 +876,33 @@ mod worker_tests {
             .unwrap();
     }
 
+    /// A target slow to answer (each call just inside its timeout) holds up
+    /// no other target's pass: drift at another is removed meanwhile.
+    #[tokio::test]
+    async fn a_slow_target_holds_up_no_other_targets_pass() {
+        let (mut slow, _) = counting("a_slow", false);
+        slow.takes = Duration::from_secs(30);
+        let (mut quick, _) = counting("b_quick", false);
+        quick.found = std::sync::Mutex::new(vec![Managed {
+            name: "hoist_gr_gone".into(),
+            grant_id: Some("gr_gone".into()),
+        }]);
+        let removed = Arc::clone(&quick.removed);
+        let ledger = FakeLedger::new(vec![slow, quick], Vec::new(), true);
+        let pass = tokio::spawn(async move { reconcile::pass(&ledger).await });
+        until_counted(&removed, Duration::from_secs(10)).await;
+        assert_eq!(
+            removed.load(Ordering::SeqCst),
+            1,
+            "the quick target's drift waited for the slow target"
+        );
+        assert!(
+            !pass.is_finished(),
+            "the slow target's pass is still under way"
+        );
+        pass.abort();
+    }
+
     /// A grant's removal that finishes while the reconciler lists its
     /// target: its role is listed, and the grant no longer holds access
     /// when the grants are read. That is no drift to remove and audit.

@@ -60,11 +60,15 @@ pub struct Pass {
     pub failures: usize,
 }
 
-/// Reconciles every target once.
+/// Reconciles every target once, all at the same time: a target slow to
+/// answer (each call just inside its timeout) holds up no other's pass.
 pub async fn pass<L: Ledger>(ledger: &Arc<L>) -> Pass {
+    let targets = ledger.targets();
+    let passes = targets
+        .iter()
+        .map(|target| target_pass(ledger, Arc::clone(target)));
     let mut total = Pass::default();
-    for target in ledger.targets().iter() {
-        let one = target_pass(ledger, Arc::clone(target)).await;
+    for one in futures::future::join_all(passes).await {
         total.checked += one.checked;
         total.missing += one.missing;
         total.drift_removed += one.drift_removed;
@@ -122,7 +126,7 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
 
     // A target that cannot be reached is not asked again in this pass: each
     // call would wait out its timeout (one after another where the target
-    // signs in once for all), holding up every other target's pass.
+    // signs in once for all), holding up the next pass of every target.
     let down = Arc::new(std::sync::atomic::AtomicBool::new(unreachable));
     // Where the inspections start moves on at each pass, so that a pass
     // that stops part-way (or a target that answers some calls with "too
