@@ -116,6 +116,8 @@ pub struct Metrics {
     reaper_lag: Gauge<f64, AtomicU64>,
     removing_grants: Gauge,
     removal_lag: Gauge<f64, AtomicU64>,
+    /// A running total read from the store, kept as a gauge (see `purged`).
+    notifications_given_up: Gauge,
     stream_subscribers: Gauge,
     store_waiting: Gauge,
     store_wait: Histogram,
@@ -188,6 +190,12 @@ impl Metrics {
             Unit::Seconds,
             removal_lag.clone(),
         );
+        let notifications_given_up = Gauge::default();
+        registry.register(
+            "notifications_given_up",
+            "Notifications never sent: retried for a day, or their channel left the policy (a running total, the same on every instance)",
+            notifications_given_up.clone(),
+        );
         let stream_subscribers = Gauge::default();
         registry.register(
             "event_stream_subscribers",
@@ -251,6 +259,7 @@ impl Metrics {
             reaper_lag,
             removing_grants,
             removal_lag,
+            notifications_given_up,
             stream_subscribers,
         }
     }
@@ -327,7 +336,8 @@ impl Metrics {
     }
 
     /// The store's figures: pending requests, active grants by where their
-    /// access is, the reaper's lag.
+    /// access is, the reaper's lag, grants whose access is being removed,
+    /// notices given up.
     fn count(&self, broker: &Broker) -> anyhow::Result<()> {
         let now = broker::now();
         let tx = broker.store().read()?;
@@ -340,11 +350,14 @@ impl Metrics {
             ..GrantQuery::default()
         })?;
         let due = tx.due_grants(now)?;
+        let given_up = tx.notifications_given_up()?;
         let removing = tx.grants(&GrantQuery {
             access_states: vec![AccessState::Removing],
             ..GrantQuery::default()
         })?;
         drop(tx);
+        self.notifications_given_up
+            .set(i64::try_from(given_up).unwrap_or(i64::MAX));
         self.removing_grants
             .set(i64::try_from(removing.len()).unwrap_or(i64::MAX));
         let ended = removing

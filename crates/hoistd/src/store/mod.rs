@@ -856,6 +856,8 @@ pub trait Tx {
     ) -> Result<Vec<Notification>>;
     /// When the soonest notification not done is next due.
     fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>>;
+    /// How many notifications were given up (done, not delivered), ever.
+    fn notifications_given_up(&self) -> Result<u64>;
     /// Adds an attempt to the notification delivery log.
     fn insert_notification_delivery(&mut self, delivery: &NotificationDelivery) -> Result<()>;
     /// The newest attempts first, at most `limit`.

@@ -526,6 +526,35 @@ async fn a_failing_receiver_is_retried_and_gets_it_once() {
     );
 }
 
+/// A notification whose channel leaves the policy while its receiver fails
+/// is given up, and `/metrics` counts it for operators to alert on.
+#[tokio::test]
+async fn a_notification_given_up_is_counted_in_the_metrics() {
+    use crate::operations::{sample, scrape};
+    let (receiver, base) = Receiver::start().await;
+    receiver.fail("ops", &[503; 1000]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = filings_to_ops(dir.path(), &base);
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let text = scrape(&broker).await;
+    assert_eq!(sample(&text, "hoistd_notifications_given_up"), 0.0);
+    broker
+        .as_user("alice")
+        .file(&db("rotate the replication slot"))
+        .await
+        .unwrap();
+    eventually(LONG, || async { !receiver.seen.lock().unwrap().is_empty() }).await;
+    std::fs::write(broker.policy_path(), policy_text("")).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    settled(&broker).await;
+    assert!(receiver.on("ops").is_empty(), "delivered, not given up");
+    // The store's figures are read at most every 5 seconds.
+    eventually(LONG, || async {
+        sample(&scrape(&broker).await, "hoistd_notifications_given_up") == 1.0
+    })
+    .await;
+}
+
 /// A notification not yet delivered when the broker stops is delivered
 /// after it starts again, under the delivery id it had.
 #[tokio::test]

@@ -139,7 +139,18 @@ pub fn notifications_outbox(store: &dyn Store) {
     assert_eq!(tx.next_notification_due().unwrap(), Some(at(500)));
     assert_eq!(tx.notification("n_1").unwrap(), Some(delivered));
     assert_eq!(tx.notification("n_3").unwrap(), Some(failed));
+    assert_eq!(tx.notifications_given_up().unwrap(), 0, "none given up yet");
     drop(tx);
+
+    // Given up: done, never delivered.
+    let mut given_up = later.clone();
+    given_up.attempts = 40;
+    given_up.done_at = Some(at(900));
+    given_up.last_error = Some("retried for a day".into());
+    let mut tx = store.transaction().unwrap();
+    tx.update_notification(&given_up).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(store.read().unwrap().notifications_given_up().unwrap(), 1);
 
     let mut tx = store.transaction().unwrap();
     assert!(matches!(

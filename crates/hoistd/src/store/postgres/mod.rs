@@ -63,6 +63,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0012_identity_seen_at.sql"),
     include_str!("../../../migrations/postgres/0013_ssh_authorities.sql"),
     include_str!("../../../migrations/postgres/0014_drift_removals.sql"),
+    include_str!("../../../migrations/postgres/0015_notifications_given_up.sql"),
 ];
 
 /// Starts a transaction and takes the transaction lock (rule 1): one

@@ -1575,6 +1575,18 @@ impl Tx for PgTx {
         }
     }
 
+    fn notifications_given_up(&self) -> Result<u64> {
+        let rows = self.query(
+            "SELECT count(*) FROM notifications WHERE done_at IS NOT NULL AND NOT delivered",
+            Vec::new(),
+        )?;
+        let given_up: i64 = match rows.first() {
+            Some(row) => get(row, 0)?,
+            None => 0,
+        };
+        Ok(u64::try_from(given_up).unwrap_or_default())
+    }
+
     fn insert_notification_delivery(&mut self, d: &NotificationDelivery) -> Result<()> {
         self.hold_insert(
             &format!(

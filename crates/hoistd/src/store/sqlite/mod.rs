@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0017_identity_seen_at.sql"),
     include_str!("../../../migrations/sqlite/0018_ssh_authorities.sql"),
     include_str!("../../../migrations/sqlite/0019_drift_removals.sql"),
+    include_str!("../../../migrations/sqlite/0020_notifications_given_up.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters

@@ -633,6 +633,16 @@ impl Tx for SqliteTx<'_> {
         Ok(opt_time(next)?)
     }
 
+    fn notifications_given_up(&self) -> Result<u64> {
+        let given_up: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM notifications WHERE done_at IS NOT NULL AND delivered = 0",
+            )?
+            .query_row([], |row| row.get(0))?;
+        Ok(u64::try_from(given_up).unwrap_or_default())
+    }
+
     fn insert_notification_delivery(&mut self, d: &NotificationDelivery) -> Result<()> {
         self.conn
             .prepare_cached(&format!(
