@@ -6,7 +6,8 @@
 //! the task's own credential when CMD ends, and exits with CMD's status.
 //! A job that gives up waiting (its timeout, a signal) withdraws its task,
 //! so no request, nor grant whose credential nobody got, is left standing
-//! for a job that is gone.
+//! for a job that is gone; a signal during the call that hands a credential
+//! over lets it arrive, and the grant is revoked like any other.
 //! No keyring and no person's session are involved; neither the token nor
 //! the credential is ever put in argv or a file.
 
@@ -16,6 +17,7 @@ use hoist_api::{
     ErrorCode, JWT_TOKEN_TYPE, OAuthError, TOKEN_EXCHANGE_GRANT, TaskWithdrawn,
     TokenExchangeResponse, TokenPending, WorkloadErrorCode,
 };
+use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 
 use super::exec::{ExecArgs, run_command, task_env};
@@ -39,6 +41,8 @@ const WITHDRAW_TRIES: u32 = 3;
 const WITHDRAW_WAIT: Duration = Duration::from_secs(5);
 /// The longest one revoke call at the end may take.
 const REVOKE_CALL: Duration = Duration::from_secs(15);
+/// How long a signal lets the exchange call under way be answered.
+const HEAR_OUT: Duration = Duration::from_secs(5);
 
 /// Whether exec runs as a workload: a token file, the token in the
 /// environment, or an audience to ask the CI system's token service for.
@@ -253,12 +257,30 @@ fn requested_ttl(args: &ExecArgs) -> anyhow::Result<Option<String>> {
 /// Exchanges until the credential is handed over, saying once why it waits.
 /// Once it waits, a broker briefly away is asked again; at the timeout, or
 /// when anything else ends the wait, the task is withdrawn.
+/// How the exchange ended, short of an error.
+enum Exchanged {
+    /// A credential, and a signal that arrived while the call that brought
+    /// it was under way, if one did.
+    Issued(Box<TokenExchangeResponse>, Option<Signal>),
+    /// A signal while waiting: the task was withdrawn, as the text says.
+    Stopped(Signal, String),
+}
+
+/// Exchanges the workload token, waiting while the broker says to, until a
+/// credential, a refusal, the timeout or a signal.
+///
+/// A signal while the broker waits to be asked again withdraws the task. One
+/// that arrives while a call is under way lets its answer come first (for up
+/// to [`HEAR_OUT`]): the broker may be handing over a credential, and a
+/// grant whose credential was handed over is the job's to revoke, which
+/// withdrawing it would not do.
 async fn exchange(
     http: &reqwest::Client,
     broker: &str,
     token: &str,
     args: &ExecArgs,
-) -> anyhow::Result<TokenExchangeResponse> {
+    signals: &mut Signals,
+) -> anyhow::Result<Exchanged> {
     let asked = requested_ttl(args)?;
     let deadline = args
         .asking
@@ -269,10 +291,30 @@ async fn exchange(
     let ttl = asked.as_deref();
     let give_up = |why: String| async move {
         let withdrawn = withdraw(http, broker, token, args, ttl).await;
-        Err::<TokenExchangeResponse, _>(Ended::TimedOut(format!("{why}; {withdrawn}")).into())
+        Err::<Exchanged, _>(Ended::TimedOut(format!("{why}; {withdrawn}")).into())
+    };
+    let stopped = |signal: Signal| async move {
+        let withdrawn = withdraw(http, broker, token, args, ttl).await;
+        Ok(Exchanged::Stopped(signal, withdrawn))
     };
     loop {
-        let answer = match exchange_once(http, broker, token, args, ttl).await {
+        let call = exchange_once(http, broker, token, args, ttl);
+        tokio::pin!(call);
+        let (answer, signalled) = tokio::select! {
+            answer = &mut call => (answer, None),
+            signal = signals.next() => match tokio::time::timeout(HEAR_OUT, call).await {
+                Ok(answer) => (answer, Some(signal)),
+                Err(_) => return stopped(signal).await,
+            },
+        };
+        let answer = match (answer, signalled) {
+            (Ok(Answer::Issued(issued)), signalled) => {
+                return Ok(Exchanged::Issued(issued, signalled));
+            }
+            (_, Some(signal)) => return stopped(signal).await,
+            (answer, None) => answer,
+        };
+        let answer = match answer {
             Ok(answer) => answer,
             // Waiting already, the broker briefly away: ask again.
             Err(err)
@@ -285,7 +327,10 @@ async fn exchange(
                 if deadline.is_some_and(|at| now + away > at) {
                     return give_up(format!("gave up waiting: {err}")).await;
                 }
-                tokio::time::sleep(away).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(away) => {}
+                    signal = signals.next() => return stopped(signal).await,
+                }
                 away = (away * 2).min(MAX_POLL_INTERVAL);
                 continue;
             }
@@ -297,7 +342,7 @@ async fn exchange(
         };
         away = Duration::from_millis(500);
         match answer {
-            Answer::Issued(issued) => return Ok(*issued),
+            Answer::Issued(issued) => return Ok(Exchanged::Issued(issued, None)),
             Answer::Pending(pending, wait) => {
                 if said.as_ref() != Some(&pending.status) {
                     super::say(&match pending.status.as_str() {
@@ -317,7 +362,10 @@ async fn exchange(
                     return give_up(format!("gave up waiting for {}", pending.request_id)).await;
                 }
                 let wait = deadline.map_or(wait, |at| wait.min(at - now));
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    signal = signals.next() => return stopped(signal).await,
+                }
             }
         }
     }
@@ -457,11 +505,9 @@ pub async fn exec(broker: &str, args: &ExecArgs) -> anyhow::Result<u8> {
             return Ok(status_of(signal));
         }
     };
-    let issued = tokio::select! {
-        issued = exchange(&http, broker, &token, args) => issued?,
-        signal = signals.next() => {
-            let ttl = requested_ttl(args)?;
-            let withdrawn = withdraw(&http, broker, &token, args, ttl.as_deref()).await;
+    let (issued, signalled) = match exchange(&http, broker, &token, args, &mut signals).await? {
+        Exchanged::Issued(issued, signalled) => (issued, signalled),
+        Exchanged::Stopped(signal, withdrawn) => {
             super::say(&format!(
                 "{} while waiting; nothing was run; {withdrawn}",
                 signal.as_str()
@@ -477,7 +523,7 @@ pub async fn exec(broker: &str, args: &ExecArgs) -> anyhow::Result<u8> {
         (&issued.scope, &issued.grant_id, issued.expires_at),
         issued.access.as_ref(),
     );
-    let outcome = match signals.pending() {
+    let outcome = match signalled.or_else(|| signals.pending()) {
         Some(signal) => {
             super::say(&format!(
                 "{} arrived before the command started; it was not run",
