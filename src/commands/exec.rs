@@ -186,7 +186,13 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
         if let Ok(session) = crate::auth::session::current(target).await {
             backend.set_token(&session.access_token);
         }
-        let revoked = revoke_after(backend, &grant.id, Some(&mut signals)).await;
+        let revoked = revoke_after(
+            backend,
+            &grant.id,
+            "hoist exec: the command finished",
+            Some(&mut signals),
+        )
+        .await;
         if revoked == Revoked::Yes {
             super::remember_grants(backend).await;
         }
@@ -298,7 +304,13 @@ async fn obtain(
         // Granted, but not to be found (ended already) or not readable:
         // nothing runs, and nothing is left behind.
         outcome => {
-            revoke_after(backend, &grant_id, None).await;
+            revoke_after(
+                backend,
+                &grant_id,
+                "hoist exec: the grant could not be read",
+                None,
+            )
+            .await;
             Err(match outcome {
                 Err(err) => anyhow::Error::from(err)
                     .context(format!("{grant_id} could not be read, and is revoked")),
@@ -308,29 +320,55 @@ async fn obtain(
     }
 }
 
-/// Cancels the request exec filed and says what became of it. A request
-/// approved in the meantime has a grant, which is revoked instead. A second
-/// signal stops trying, and the answer says how to finish the job by hand.
+/// Cancels the request exec filed and says what became of it. A second
+/// signal stops the cancelling, and the answer says how to finish the job
+/// by hand. A request approved in the meantime has a grant, which is
+/// revoked instead, as the grant of a finished command is: a second signal
+/// stops that only once an attempt failed and hoist said how to revoke it.
 async fn withdraw(backend: &dyn Backend, id: &str, why: &str, signals: &mut Signals) -> String {
     let by_hand = format!("{id} may still be pending: cancel it with `hoist cancel {id}`");
-    tokio::select! {
-        fate = withdraw_now(backend, id, why) => {
-            fate.unwrap_or_else(|err| format!("{by_hand} (cancelling failed: {err})"))
+    let withdrawn = tokio::select! {
+        withdrawn = withdraw_now(backend, id, why) => withdrawn,
+        signal = signals.next() => {
+            return format!("{} stopped the cancelling; {by_hand}", signal.as_str());
         }
-        signal = signals.next() => format!("{} stopped the cancelling; {by_hand}", signal.as_str()),
+    };
+    match withdrawn {
+        Ok(Withdrawn::Said(fate)) => fate,
+        Ok(Withdrawn::Approved(grant_id)) => {
+            let reason = format!("hoist exec: {why}");
+            match revoke_after(backend, &grant_id, &reason, Some(signals)).await {
+                Revoked::Yes => {
+                    format!("{id} was approved meanwhile; its grant {grant_id} is revoked")
+                }
+                // How to revoke it by hand has been said.
+                Revoked::No | Revoked::Stopped(_) => {
+                    format!("{id} was approved meanwhile; its grant {grant_id} is not revoked")
+                }
+            }
+        }
+        Err(err) => format!("{by_hand} (cancelling failed: {err})"),
     }
+}
+
+/// What cancelling a request came to.
+enum Withdrawn {
+    /// Cancelled, or ended otherwise: as said.
+    Said(String),
+    /// Approved meanwhile: this grant is to be revoked.
+    Approved(String),
 }
 
 async fn withdraw_now(
     backend: &dyn Backend,
     id: &str,
     why: &str,
-) -> Result<String, crate::backend::BackendError> {
+) -> Result<Withdrawn, crate::backend::BackendError> {
     let reason = Some(format!("hoist exec: {why}"));
     let mut attempt = 0;
     loop {
         match backend.cancel(id, reason.clone()).await {
-            Ok(_) => return Ok(format!("{id} is cancelled")),
+            Ok(_) => return Ok(Withdrawn::Said(format!("{id} is cancelled"))),
             Err(err) if err.is_transient() && attempt < 4 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
@@ -344,12 +382,11 @@ async fn withdraw_now(
                 };
                 return match (current.state, current.grant_id) {
                     (RequestState::Active | RequestState::Approved, Some(grant_id)) => {
-                        revoke_after(backend, &grant_id, None).await;
-                        Ok(format!(
-                            "{id} was approved meanwhile; its grant {grant_id} is revoked"
-                        ))
+                        Ok(Withdrawn::Approved(grant_id))
                     }
-                    (state, _) if state.is_final() => Ok(format!("{id} is {state}")),
+                    (state, _) if state.is_final() => {
+                        Ok(Withdrawn::Said(format!("{id} is {state}")))
+                    }
                     _ => Err(err),
                 };
             }
@@ -510,15 +547,13 @@ fn shell_word(word: &str) -> String {
 async fn revoke_after(
     backend: &dyn Backend,
     grant_id: &str,
+    reason: &str,
     signals: Option<&mut Signals>,
 ) -> Revoked {
     let left =
         format!("it stays active until its expiry: revoke it with `hoist revoke {grant_id}`");
     revoking::keep_trying(grant_id, &left, signals, || async {
-        match backend
-            .revoke(grant_id, Some("hoist exec: the command finished".into()))
-            .await
-        {
+        match backend.revoke(grant_id, Some(reason.to_string())).await {
             Ok(_) => Ok(()),
             Err(err) if err.is_transient() => Err(Failed::Transient(err.to_string())),
             Err(err) => Err(Failed::Lasting(err.to_string())),

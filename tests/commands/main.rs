@@ -7,6 +7,7 @@
 
 #[path = "../support/oidc.rs"]
 mod oidc;
+mod proxy;
 mod ssh;
 mod tls;
 mod workloads;
@@ -664,6 +665,67 @@ async fn exec_cancels_its_request_when_a_signal_ends_the_wait() {
         );
         assert_withdrawn(&alice, &bob, &id);
     }
+    assert!(!ran.exists(), "the command never ran");
+}
+
+/// A request approved just as exec, stopped by a signal, cancels it: its
+/// grant is revoked instead, and a second signal while that revoke is under
+/// way does not stop it (nor is the person told to cancel a request that
+/// became a grant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_revokes_a_grant_approved_as_it_withdrew_through_a_second_signal() {
+    use nix::sys::signal::Signal;
+    let broker = Broker::start().await;
+    let bob = std::sync::Arc::new(broker.person("bob"));
+    let (tell, revoking) = std::sync::mpsc::channel();
+    let url = proxy::relay(
+        &broker.url,
+        move |line| {
+            // bob approves the request just before its cancel arrives.
+            let cancelled = line
+                .strip_prefix("POST /v1/requests/")
+                .and_then(|rest| rest.split_once("/cancel "));
+            if let Some((id, _)) = cancelled {
+                let out = bob.run(&["approve", id, "--comment", "go"]);
+                assert!(out.status.success(), "{}", stderr(&out));
+            }
+            if line.starts_with("POST /v1/grants/") && line.contains("/revoke ") {
+                let _ = tell.send(());
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        },
+        |_, _| {},
+    );
+    let alice = person_at(&url, "alice");
+    let ran = alice.config.path().join("ran");
+    let command = ["1h", "--", "touch", ran.to_str().unwrap()];
+    let mut waiting = alice.spawn(&[&EXEC_DB[..], &command].concat());
+    let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    let id = filed_by(&mut progress);
+    let pid = nix::unistd::Pid::from_raw(waiting.id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    tokio::task::spawn_blocking(move || revoking.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("exec never revoked the grant");
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
+    let status = waiting.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15),
+        "{rest}"
+    );
+    let request: AccessRequest = alice.json(&["status", &id, "--json"]);
+    let grant_id = request.grant_id.expect("approved");
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    let grant = grants.iter().find(|g| g.id == grant_id).expect("listed");
+    assert_eq!(grant.state, GrantState::Revoked, "{rest}");
+    assert!(
+        rest.contains(&format!("its grant {grant_id} is revoked")),
+        "{rest}"
+    );
+    assert!(!rest.contains("hoist cancel"), "{rest}");
     assert!(!ran.exists(), "the command never ran");
 }
 

@@ -584,70 +584,6 @@ async fn a_job_that_gives_up_waiting_withdraws_its_request() {
         && e.request_id.as_deref() == Some(request.id.as_str())));
 }
 
-/// One HTTP/1.1 request read from `client`, its head and body, with the
-/// connection asked to close after the answer.
-fn read_request(client: &mut std::net::TcpStream) -> Vec<u8> {
-    let mut request = Vec::new();
-    let mut buf = [0u8; 8192];
-    let head_end = loop {
-        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-        let n = client.read(&mut buf).unwrap();
-        assert!(n > 0, "the client left mid-request");
-        request.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8(request[..head_end].to_vec()).unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|n| n.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    while request.len() < head_end + 4 + length {
-        let n = client.read(&mut buf).unwrap();
-        assert!(n > 0, "the client left mid-body");
-        request.extend_from_slice(&buf[..n]);
-    }
-    let kept: Vec<&str> = head
-        .lines()
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-        .collect();
-    let mut relayed = format!("{}\r\nconnection: close\r\n\r\n", kept.join("\r\n")).into_bytes();
-    relayed.extend_from_slice(&request[head_end + 4..]);
-    relayed
-}
-
-/// A proxy on loopback in front of `broker` that relays each request, and
-/// holds a credential the broker issued (`POST /v1/token` answered 200) for
-/// 2 seconds before passing it on, saying so on the channel first.
-fn holding_proxy(broker: &str) -> (String, std::sync::mpsc::Receiver<()>) {
-    let upstream = broker.trim_start_matches("http://").to_string();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tell, holding) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let (mut client, upstream, tell) = (client.unwrap(), upstream.clone(), tell.clone());
-            std::thread::spawn(move || {
-                let request = read_request(&mut client);
-                let mut server = std::net::TcpStream::connect(&upstream).unwrap();
-                server.write_all(&request).unwrap();
-                let mut answer = Vec::new();
-                server.read_to_end(&mut answer).unwrap();
-                if request.starts_with(b"POST /v1/token ") && answer.starts_with(b"HTTP/1.1 200") {
-                    let _ = tell.send(());
-                    std::thread::sleep(Duration::from_secs(2));
-                }
-                let _ = client.write_all(&answer);
-            });
-        }
-    });
-    (url, holding)
-}
-
 /// A signal while the broker's answer with a credential is on its way:
 /// hoist hears the answer out, runs nothing, and revokes the grant.
 /// Withdrawing the task instead would leave it active until it expires, as
@@ -655,7 +591,18 @@ fn holding_proxy(broker: &str) -> (String, std::sync::mpsc::Receiver<()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_during_the_exchange_revokes_what_it_issued() {
     let (_provider, broker, token) = setup().await;
-    let (url, holding) = holding_proxy(&broker.url());
+    // The broker's answer with a credential is held 2 seconds on its way.
+    let (tell, holding) = std::sync::mpsc::channel();
+    let url = crate::proxy::relay(
+        &broker.url(),
+        |_| {},
+        move |line, answer| {
+            if line.starts_with("POST /v1/token ") && answer.starts_with(b"HTTP/1.1 200") {
+                let _ = tell.send(());
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        },
+    );
     let child = hoist_exec(
         &url,
         &["deploy", "--", "sh", "-c", "echo ran"],

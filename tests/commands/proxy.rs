@@ -1,0 +1,88 @@
+//! A proxy on loopback in front of a broker, for the races a test must set
+//! up between hoist and the broker: it relays each request on a connection
+//! of its own, and lets the test act before a request reaches the broker
+//! and before the broker's answer reaches hoist.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+
+/// Starts a proxy in front of `broker` (an `http://` URL) and returns its
+/// URL. `before` gets each request's first line before it is relayed;
+/// `after` gets that line and the broker's whole answer before it is passed
+/// on. Either may take its time: hoist waits meanwhile.
+pub fn relay(
+    broker: &str,
+    before: impl Fn(&str) + Send + Sync + 'static,
+    after: impl Fn(&str, &[u8]) + Send + Sync + 'static,
+) -> String {
+    let upstream = broker.trim_start_matches("http://").to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hooks = Arc::new((before, after));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let (mut client, upstream, hooks) =
+                (client.unwrap(), upstream.clone(), Arc::clone(&hooks));
+            std::thread::spawn(move || {
+                // A connection closed unused (a client's spare) asks nothing.
+                let Some(request) = read_request(&mut client) else {
+                    return;
+                };
+                let line = String::from_utf8_lossy(&request)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                (hooks.0)(&line);
+                let mut server = TcpStream::connect(&upstream).unwrap();
+                server.write_all(&request).unwrap();
+                let mut answer = Vec::new();
+                server.read_to_end(&mut answer).unwrap();
+                (hooks.1)(&line, &answer);
+                let _ = client.write_all(&answer);
+            });
+        }
+    });
+    url
+}
+
+/// One HTTP/1.1 request read from `client`, its head and body, with the
+/// connection asked to close after the answer; `None` for a connection
+/// closed before any of it.
+fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        let n = client.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            assert!(request.is_empty(), "the client left mid-request");
+            return None;
+        }
+        request.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8(request[..head_end].to_vec()).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|n| n.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    while request.len() < head_end + 4 + length {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "the client left mid-body");
+        request.extend_from_slice(&buf[..n]);
+    }
+    let kept: Vec<&str> = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    let mut relayed = format!("{}\r\nconnection: close\r\n\r\n", kept.join("\r\n")).into_bytes();
+    relayed.extend_from_slice(&request[head_end + 4..]);
+    Some(relayed)
+}
