@@ -437,9 +437,9 @@ fn notice_of(
             notice.to = approvers(policy, tx, &request, recalled)?;
             notice
         }
-        AuditKind::ProvisionFailed => {
-            // The first failure of a provisioning (later ones are its
-            // retries), not the reconciler finding access missing.
+        AuditKind::ProvisionFailed | AuditKind::DeprovisionFailed => {
+            // The first failure of a provisioning or removal (later ones
+            // are its retries), not the reconciler finding access missing.
             if event.details.get("attempt").and_then(|a| a.as_u64()) != Some(1) {
                 return Ok(None);
             }
@@ -452,8 +452,12 @@ fn notice_of(
             let Some(request) = tx.request(&grant.request_id)? else {
                 return Ok(None);
             };
-            let mut notice =
-                grant_notice(policy, Event::ProvisionFailed, &request, &grant, event.at);
+            let what = if event.kind == AuditKind::ProvisionFailed {
+                Event::ProvisionFailed
+            } else {
+                Event::RemovalFailed
+            };
+            let mut notice = grant_notice(policy, what, &request, &grant, event.at);
             notice.target = event
                 .details
                 .get("target")

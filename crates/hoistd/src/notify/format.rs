@@ -47,6 +47,7 @@ fn title(notice: &Notice) -> String {
         Event::BreakGlass => format!("Break-glass access: {role}"),
         Event::GrantEnding => format!("Access ends soon: {role}"),
         Event::ProvisionFailed => format!("Access not provisioned: {role}"),
+        Event::RemovalFailed => format!("Access not removed: {role}"),
     };
     clip(&text, MAX_HEADER)
 }
@@ -90,6 +91,10 @@ fn summary(notice: &Notice) -> String {
         ),
         Event::ProvisionFailed => format!(
             "{requester}'s access could not be made at {}; hoistd retries.",
+            notice.target.as_deref().unwrap_or("its target")
+        ),
+        Event::RemovalFailed => format!(
+            "{requester}'s grant ended, but its access could not be removed at {}: it stays until hoistd's retry succeeds.",
             notice.target.as_deref().unwrap_or("its target")
         ),
     }
@@ -281,7 +286,7 @@ fn teams(notice: &Notice) -> Value {
     facts.push(("Request", notice.request_id.clone()));
     let urgent = matches!(
         notice.event,
-        Event::BreakGlass | Event::ProvisionFailed | Event::RequestLapsing
+        Event::BreakGlass | Event::ProvisionFailed | Event::RemovalFailed | Event::RequestLapsing
     ) || notice.tier == Some(0);
     let mut body = vec![
         json!({

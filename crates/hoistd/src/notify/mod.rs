@@ -1,5 +1,6 @@
 //! Notifications to people: a request filed, decided or soon to lapse, a
-//! break-glass activation, a grant soon to end, a provisioning failure,
+//! break-glass activation, a grant soon to end, a provisioning failure, a
+//! removal failing (access that outlives its grant),
 //! sent to the policy's `[[notify]]` channels (Slack, Microsoft Teams or
 //! plain JSON), signed as webhook targets sign their calls.
 //!
@@ -48,16 +49,21 @@ pub enum Event {
     /// A grant's access could not be made at its target (to the holder and
     /// whoever runs the target).
     ProvisionFailed,
+    /// A grant ended, and its access could not be removed at its target:
+    /// access that outlives its grant until a retry succeeds (to the holder
+    /// and whoever runs the target).
+    RemovalFailed,
 }
 
 impl Event {
-    pub const ALL: [Event; 6] = [
+    pub const ALL: [Event; 7] = [
         Event::RequestFiled,
         Event::RequestDecided,
         Event::RequestLapsing,
         Event::BreakGlass,
         Event::GrantEnding,
         Event::ProvisionFailed,
+        Event::RemovalFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +74,7 @@ impl Event {
             Event::BreakGlass => "break_glass",
             Event::GrantEnding => "grant_ending",
             Event::ProvisionFailed => "provision_failed",
+            Event::RemovalFailed => "removal_failed",
         }
     }
 
@@ -236,7 +243,8 @@ pub struct Notice {
     /// When what it reports happened (for a reminder, when it was written).
     pub at: DateTime<Utc>,
     /// The people it is for: the approvers (filed, lapsing, break-glass),
-    /// the requester (decided) or the holder (ending, provisioning failed).
+    /// the requester (decided) or the holder (ending, provisioning or removal
+    /// failed).
     pub to: Vec<String>,
     pub request_id: String,
     /// `access` or `extension`.
@@ -266,7 +274,7 @@ pub struct Notice {
     pub grant_id: Option<String>,
     /// When the grant ends.
     pub expires_at: Option<DateTime<Utc>>,
-    /// The target whose provisioning failed, and why.
+    /// The target whose provisioning or removal failed, and why.
     pub target: Option<String>,
     pub error: Option<String>,
 }

@@ -230,6 +230,19 @@ async fn every_event_arrives_signed_and_once() {
         .await
         .unwrap();
     bob.approve(&failing.id).await.unwrap();
+    // Revoked once its provisioning failed: removing its access fails too.
+    eventually(LONG, || async {
+        receiver
+            .on("all")
+            .iter()
+            .any(|b| b["event"] == "provision_failed" && b["request_id"] == failing.id.as_str())
+    })
+    .await;
+    let failing_grant = alice.request(&failing.id).await.unwrap().grant_id.unwrap();
+    alice
+        .revoke(&failing_grant, "done with the pool")
+        .await
+        .unwrap();
 
     let wanted: Vec<(&str, &str)> = vec![
         ("request_filed", approved.id.as_str()),
@@ -244,6 +257,7 @@ async fn every_event_arrives_signed_and_once() {
         ("request_filed", failing.id.as_str()),
         ("request_decided", failing.id.as_str()),
         ("provision_failed", failing.id.as_str()),
+        ("removal_failed", failing.id.as_str()),
     ];
     eventually(LONG, || async {
         let got = receiver.on("all");
@@ -339,6 +353,18 @@ async fn every_event_arrives_signed_and_once() {
             .unwrap()
             .contains("hook unreachable"),
         "{failed}"
+    );
+
+    let unremoved = find("removal_failed", failing.id.as_str());
+    assert_eq!(unremoved["target"], "hook");
+    assert_eq!(unremoved["to"], serde_json::json!(["alice"]));
+    assert_eq!(unremoved["grant_id"], failing_grant.as_str());
+    assert!(
+        unremoved["error"]
+            .as_str()
+            .unwrap()
+            .contains("hook unreachable"),
+        "{unremoved}"
     );
 
     // Routing and reminding again writes nothing new.
@@ -697,6 +723,14 @@ fn formats_as_snapshots() {
     insta::assert_snapshot!(
         "teams_provision_failed",
         pretty(&render(Format::Teams, &failed))
+    );
+    let unremoved = Notice {
+        event: Event::RemovalFailed,
+        ..failed
+    };
+    insta::assert_snapshot!(
+        "slack_removal_failed",
+        pretty(&render(Format::Slack, &unremoved))
     );
 }
 
