@@ -434,7 +434,7 @@ mod worker_tests {
         takes: Duration,
         answered: Arc<AtomicUsize>,
         /// What it lists as made by hoist, and how much of it was removed.
-        found: std::sync::Mutex<Vec<Managed>>,
+        found: Arc<std::sync::Mutex<Vec<Managed>>>,
         removed: Arc<AtomicUsize>,
     }
 
@@ -463,6 +463,11 @@ mod worker_tests {
         }
         fn kind(&self) -> &'static str {
             "webhook"
+        }
+        /// Each its own system, unless its name says it shares one
+        /// (`<system>/<name>`).
+        fn system(&self) -> String {
+            self.name.split('/').next().unwrap_or(self.name).to_string()
         }
         fn access(&self, _: toml::Table) -> Result<serde_json::Value, String> {
             Ok(serde_json::Value::Null)
@@ -883,10 +888,10 @@ mod worker_tests {
         let (mut slow, _) = counting("a_slow", false);
         slow.takes = Duration::from_secs(30);
         let (mut quick, _) = counting("b_quick", false);
-        quick.found = std::sync::Mutex::new(vec![Managed {
+        quick.found = Arc::new(std::sync::Mutex::new(vec![Managed {
             name: "hoist_gr_gone".into(),
             grant_id: Some("gr_gone".into()),
-        }]);
+        }]));
         let removed = Arc::clone(&quick.removed);
         let ledger = FakeLedger::new(vec![slow, quick], Vec::new(), true);
         let pass = tokio::spawn(async move { reconcile::pass(&ledger).await });
@@ -903,16 +908,43 @@ mod worker_tests {
         pass.abort();
     }
 
+    /// Two targets on one system (one PostgreSQL server) each list the
+    /// other's leftover access there: they take turns, so it is removed and
+    /// audited once, not by both at the same time.
+    #[tokio::test]
+    async fn targets_on_one_system_take_turns_and_remove_drift_once() {
+        let found = Arc::new(std::sync::Mutex::new(vec![Managed {
+            name: "hoist_gr_gone".into(),
+            grant_id: Some("gr_gone".into()),
+        }]));
+        let removed = Arc::new(AtomicUsize::new(0));
+        let on_one_server = |name: &'static str| {
+            let (mut target, _) = counting(name, false);
+            target.found = Arc::clone(&found);
+            target.removed = Arc::clone(&removed);
+            target
+        };
+        let ledger = FakeLedger::new(
+            vec![on_one_server("db1/a"), on_one_server("db1/b")],
+            Vec::new(),
+            true,
+        );
+        let done = reconcile::pass(&ledger).await;
+        assert_eq!(done.drift_removed, 1, "{done:?}");
+        assert_eq!(removed.load(Ordering::SeqCst), 1);
+        assert_eq!(ledger.drift_audited.load(Ordering::SeqCst), 1);
+    }
+
     /// A grant's removal that finishes while the reconciler lists its
     /// target: its role is listed, and the grant no longer holds access
     /// when the grants are read. That is no drift to remove and audit.
     #[tokio::test]
     async fn a_removal_finishing_during_a_listing_is_no_drift() {
         let (mut target, _) = counting("t", false);
-        target.found = std::sync::Mutex::new(vec![Managed {
+        target.found = Arc::new(std::sync::Mutex::new(vec![Managed {
             name: "hoist_gr_1".into(),
             grant_id: Some("gr_1".into()),
-        }]);
+        }]));
         let removed = Arc::clone(&target.removed);
         let mut ledger = FakeLedger::new(vec![target], Vec::new(), true);
         Arc::get_mut(&mut ledger).unwrap().held_before = ["gr_1".to_string()].into();
@@ -937,7 +969,7 @@ mod worker_tests {
             name: "hoist_gr_gone".into(),
             grant_id: Some("gr_gone".into()),
         };
-        target.found = std::sync::Mutex::new(vec![gone.clone()]);
+        target.found = Arc::new(std::sync::Mutex::new(vec![gone.clone()]));
         let removed = Arc::clone(&target.removed);
         let mut ledger = FakeLedger::new(vec![target], Vec::new(), true);
         Arc::get_mut(&mut ledger)
@@ -997,10 +1029,10 @@ mod worker_tests {
     #[tokio::test]
     async fn drift_that_cannot_be_recorded_is_not_removed() {
         let (mut target, _) = counting("t", false);
-        target.found = std::sync::Mutex::new(vec![Managed {
+        target.found = Arc::new(std::sync::Mutex::new(vec![Managed {
             name: "hoist_gr_gone".into(),
             grant_id: Some("gr_gone".into()),
-        }]);
+        }]));
         let removed = Arc::clone(&target.removed);
         let mut ledger = FakeLedger::new(vec![target], Vec::new(), true);
         Arc::get_mut(&mut ledger).unwrap().records_drift = false;

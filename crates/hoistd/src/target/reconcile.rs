@@ -21,7 +21,7 @@
 //! then (its role listed, gone since) is in the first, not audited as drift
 //! it never was. A role left behind by such a removal is the next pass's.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,21 +60,41 @@ pub struct Pass {
     pub failures: usize,
 }
 
-/// Reconciles every target once, all at the same time: a target slow to
-/// answer (each call just inside its timeout) holds up no other's pass.
+/// Reconciles every target once. The targets of one system (one
+/// PostgreSQL server, one OpenBao: [`TargetKind::system`]) take turns, as
+/// each lists the access the others made there and would remove and audit
+/// the same drift at the same time; different systems go side by side, so
+/// one slow to answer (each call just inside its timeout) holds up no
+/// other's pass.
 pub async fn pass<L: Ledger>(ledger: &Arc<L>) -> Pass {
-    let targets = ledger.targets();
-    let passes = targets
-        .iter()
-        .map(|target| target_pass(ledger, Arc::clone(target)));
+    let mut systems: BTreeMap<String, Vec<Arc<dyn TargetKind>>> = BTreeMap::new();
+    for target in ledger.targets().iter() {
+        systems
+            .entry(target.system())
+            .or_default()
+            .push(Arc::clone(target));
+    }
+    let passes = systems.into_values().map(|targets| async move {
+        let mut total = Pass::default();
+        for target in targets {
+            total.add(target_pass(ledger, target).await);
+        }
+        total
+    });
     let mut total = Pass::default();
     for one in futures::future::join_all(passes).await {
-        total.checked += one.checked;
-        total.missing += one.missing;
-        total.drift_removed += one.drift_removed;
-        total.failures += one.failures;
+        total.add(one);
     }
     total
+}
+
+impl Pass {
+    fn add(&mut self, other: Pass) {
+        self.checked += other.checked;
+        self.missing += other.missing;
+        self.drift_removed += other.drift_removed;
+        self.failures += other.failures;
+    }
 }
 
 async fn blocking<L: Ledger, T: Send + 'static>(
