@@ -59,13 +59,14 @@ impl Notifier for Broker {
                 let Some(notice) = notice_of(&policy, tx.as_ref(), event, &mut recalled)? else {
                     continue;
                 };
-                write(
-                    &policy,
-                    tx.as_mut(),
-                    &notice,
-                    &format!("audit:{}", event.seq),
-                    at,
-                )?;
+                // A grant's access is removed once, but a removal queued
+                // twice (a hand-over racing the grant's end) fails twice
+                // at its first attempt: one notice for the grant.
+                let key = match (notice.event, &notice.grant_id) {
+                    (Event::RemovalFailed, Some(grant)) => format!("removal_failed:{grant}"),
+                    _ => format!("audit:{}", event.seq),
+                };
+                write(&policy, tx.as_mut(), &notice, &key, at)?;
             }
         }
         tx.set_notification_cursor(last)?;

@@ -36,7 +36,7 @@ const LATENCY_BUCKETS: [f64; 14] = [
 ];
 
 /// How often a scrape reads the store's figures (pending requests, active
-/// grants, the reaper's lag) again: scrapes in between, however many, use
+/// grants, the reaper's lag, grants being removed, notices given up) again: scrapes in between, however many, use
 /// the last ones, so `/metrics`, which takes no token, costs the database
 /// one read per interval at most.
 const COUNT_EVERY: Duration = Duration::from_secs(5);
@@ -239,7 +239,7 @@ impl Metrics {
         let store_counted = Gauge::default();
         registry.register(
             "store_counted",
-            "1 when the last read of the database's figures (pending requests, active grants, reaper lag) answered; 0 when it failed, and those figures are the last known",
+            "1 when the last read of the database's figures (pending requests, active grants, reaper lag, grants being removed, notices given up) answered; 0 when it failed, and those figures are the last known",
             store_counted.clone(),
         );
         Metrics {

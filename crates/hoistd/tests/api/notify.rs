@@ -267,6 +267,34 @@ async fn every_event_arrives_signed_and_once() {
         })
     })
     .await;
+    // A second removal of the grant failing at its first attempt (queued
+    // twice when a hand-over races the grant's end) tells no one again.
+    {
+        let store = broker.broker().store();
+        let mut tx = store.transaction().unwrap();
+        let first = tx
+            .audit(&hoistd::store::AuditQuery {
+                request_id: Some(failing.id.clone()),
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .find(|e| e.kind == AuditKind::DeprovisionFailed)
+            .expect("its removal failed");
+        let mut again = hoistd::audit::NewAuditEvent::new(
+            AuditKind::DeprovisionFailed,
+            first.actor.clone(),
+            chrono::Utc::now(),
+        );
+        again.subject = first.subject.clone();
+        again.role = first.role.clone();
+        again.request_id = first.request_id.clone();
+        again.grant_id = first.grant_id.clone();
+        again.reason = first.reason.clone();
+        again.details = first.details.clone();
+        hoistd::audit::append(tx.as_mut(), again).unwrap();
+        tx.commit().unwrap();
+    }
     settled(&broker).await;
 
     let got = receiver.on("all");
