@@ -322,21 +322,33 @@ async fn obtain(
 
 /// Cancels the request exec filed and says what became of it. A second
 /// signal stops the cancelling, and the answer says how to finish the job
-/// by hand. A request approved in the meantime has a grant, which is
-/// revoked instead, as the grant of a finished command is: a second signal
-/// stops that only once an attempt failed and hoist said how to revoke it.
+/// by hand. A request the broker will not cancel may have been approved in
+/// the meantime: its grant is revoked instead, as the grant of a finished
+/// command is (once the broker answered, a second signal stops that only
+/// when an attempt failed and hoist said how to revoke it).
 async fn withdraw(backend: &dyn Backend, id: &str, why: &str, signals: &mut Signals) -> String {
-    let by_hand = format!("{id} may still be pending: cancel it with `hoist cancel {id}`");
-    let withdrawn = tokio::select! {
-        withdrawn = withdraw_now(backend, id, why) => withdrawn,
+    let by_hand = format!(
+        "{id} may still be pending: cancel it with `hoist cancel {id}` (if it was approved \
+         meanwhile, `hoist status {id}` names its grant: `hoist revoke` it)"
+    );
+    let reason = format!("hoist exec: {why}");
+    let refused = tokio::select! {
+        cancelled = cancel(backend, id, &reason) => match cancelled {
+            Ok(()) => return format!("{id} is cancelled"),
+            Err(err) => err,
+        },
         signal = signals.next() => {
             return format!("{} stopped the cancelling; {by_hand}", signal.as_str());
         }
     };
-    match withdrawn {
-        Ok(Withdrawn::Said(fate)) => fate,
-        Ok(Withdrawn::Approved(grant_id)) => {
-            let reason = format!("hoist exec: {why}");
+    // Decided meanwhile? An approval made a grant; anything else final left
+    // nothing to withdraw.
+    let current: AccessRequest = match backend.request(id).await {
+        Ok(current) => current,
+        Err(_) => return format!("{by_hand} (cancelling failed: {refused})"),
+    };
+    match (current.state, current.grant_id) {
+        (RequestState::Active | RequestState::Approved, Some(grant_id)) => {
             match revoke_after(backend, &grant_id, &reason, Some(signals)).await {
                 Revoked::Yes => {
                     format!("{id} was approved meanwhile; its grant {grant_id} is revoked")
@@ -347,49 +359,27 @@ async fn withdraw(backend: &dyn Backend, id: &str, why: &str, signals: &mut Sign
                 }
             }
         }
-        Err(err) => format!("{by_hand} (cancelling failed: {err})"),
+        (state, _) if state.is_final() => format!("{id} is {state}"),
+        _ => format!("{by_hand} (cancelling failed: {refused})"),
     }
 }
 
-/// What cancelling a request came to.
-enum Withdrawn {
-    /// Cancelled, or ended otherwise: as said.
-    Said(String),
-    /// Approved meanwhile: this grant is to be revoked.
-    Approved(String),
-}
-
-async fn withdraw_now(
+/// Cancels request `id`, trying again a few times while the broker is
+/// briefly away.
+async fn cancel(
     backend: &dyn Backend,
     id: &str,
-    why: &str,
-) -> Result<Withdrawn, crate::backend::BackendError> {
-    let reason = Some(format!("hoist exec: {why}"));
+    reason: &str,
+) -> Result<(), crate::backend::BackendError> {
     let mut attempt = 0;
     loop {
-        match backend.cancel(id, reason.clone()).await {
-            Ok(_) => return Ok(Withdrawn::Said(format!("{id} is cancelled"))),
+        match backend.cancel(id, Some(reason.to_string())).await {
+            Ok(_) => return Ok(()),
             Err(err) if err.is_transient() && attempt < 4 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
             }
-            Err(err) => {
-                // Decided meanwhile? An approval made a grant; anything else
-                // final left nothing to withdraw.
-                let current: AccessRequest = match backend.request(id).await {
-                    Ok(current) => current,
-                    Err(_) => return Err(err),
-                };
-                return match (current.state, current.grant_id) {
-                    (RequestState::Active | RequestState::Approved, Some(grant_id)) => {
-                        Ok(Withdrawn::Approved(grant_id))
-                    }
-                    (state, _) if state.is_final() => {
-                        Ok(Withdrawn::Said(format!("{id} is {state}")))
-                    }
-                    _ => Err(err),
-                };
-            }
+            Err(err) => return Err(err),
         }
     }
 }

@@ -254,9 +254,6 @@ fn requested_ttl(args: &ExecArgs) -> anyhow::Result<Option<String>> {
     Ok(ttl.map(|secs| secs.to_string()))
 }
 
-/// Exchanges until the credential is handed over, saying once why it waits.
-/// Once it waits, a broker briefly away is asked again; at the timeout, or
-/// when anything else ends the wait, the task is withdrawn.
 /// How the exchange ended, short of an error.
 enum Exchanged {
     /// A credential, and a signal that arrived while the call that brought
@@ -266,8 +263,10 @@ enum Exchanged {
     Stopped(Signal, String),
 }
 
-/// Exchanges the workload token, waiting while the broker says to, until a
-/// credential, a refusal, the timeout or a signal.
+/// Exchanges the workload token until the credential is handed over,
+/// saying once why it waits. Once it waits, a broker briefly away is asked
+/// again; at the timeout, a signal, or anything else that ends the wait,
+/// the task is withdrawn.
 ///
 /// A signal while the broker waits to be asked again withdraws the task. One
 /// that arrives while a call is under way lets its answer come first (for up
@@ -298,14 +297,22 @@ async fn exchange(
         Ok(Exchanged::Stopped(signal, withdrawn))
     };
     loop {
-        let call = exchange_once(http, broker, token, args, ttl);
-        tokio::pin!(call);
-        let (answer, signalled) = tokio::select! {
-            answer = &mut call => (answer, None),
-            signal = signals.next() => match tokio::time::timeout(HEAR_OUT, call).await {
-                Ok(answer) => (answer, Some(signal)),
-                Err(_) => return stopped(signal).await,
-            },
+        let heard = {
+            let call = exchange_once(http, broker, token, args, ttl);
+            tokio::pin!(call);
+            tokio::select! {
+                answer = &mut call => Ok((answer, None)),
+                signal = signals.next() => match tokio::time::timeout(HEAR_OUT, &mut call).await {
+                    Ok(answer) => Ok((answer, Some(signal))),
+                    Err(_) => Err(signal),
+                },
+            }
+            // A call not answered ends here, closing its connection, before
+            // the withdrawal: the broker then knows nobody reads the answer.
+        };
+        let (answer, signalled) = match heard {
+            Ok(heard) => heard,
+            Err(signal) => return stopped(signal).await,
         };
         let answer = match (answer, signalled) {
             (Ok(Answer::Issued(issued)), signalled) => {

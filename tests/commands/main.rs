@@ -678,6 +678,8 @@ async fn exec_revokes_a_grant_approved_as_it_withdrew_through_a_second_signal() 
     let broker = Broker::start().await;
     let bob = std::sync::Arc::new(broker.person("bob"));
     let (tell, revoking) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
     let url = proxy::relay(
         &broker.url,
         move |line| {
@@ -689,9 +691,15 @@ async fn exec_revokes_a_grant_approved_as_it_withdrew_through_a_second_signal() 
                 let out = bob.run(&["approve", id, "--comment", "go"]);
                 assert!(out.status.success(), "{}", stderr(&out));
             }
+            // The revoke is held until the second signal was sent, and
+            // half a second more for hoist to take it.
             if line.starts_with("POST /v1/grants/") && line.contains("/revoke ") {
                 let _ = tell.send(());
-                std::thread::sleep(Duration::from_secs(1));
+                let _ = released
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(30));
+                std::thread::sleep(Duration::from_millis(500));
             }
         },
         |_, _| {},
@@ -709,6 +717,7 @@ async fn exec_revokes_a_grant_approved_as_it_withdrew_through_a_second_signal() 
         .unwrap()
         .expect("exec never revoked the grant");
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    release.send(()).unwrap();
     let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
     let status = waiting.wait().unwrap();
     assert_eq!(

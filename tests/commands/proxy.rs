@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 /// Starts a proxy in front of `broker` (an `http://` URL) and returns its
 /// URL. `before` gets each request's first line before it is relayed;
-/// `after` gets that line and the broker's whole answer before it is passed
-/// on. Either may take its time: hoist waits meanwhile.
+/// `after` gets that line and the head of the broker's answer (status line
+/// and headers) before any of the answer is passed on; the body follows as
+/// it comes (an event stream too). Either may take its time: hoist waits
+/// meanwhile. Request bodies must have a length (hoist's do).
 pub fn relay(
     broker: &str,
     before: impl Fn(&str) + Send + Sync + 'static,
@@ -35,16 +37,39 @@ pub fn relay(
                     .unwrap_or_default()
                     .to_string();
                 (hooks.0)(&line);
+                // A request its client gave up on while it was held goes
+                // no further, as if lost on the way.
+                if gone(&client) {
+                    return;
+                }
                 let mut server = TcpStream::connect(&upstream).unwrap();
                 server.write_all(&request).unwrap();
                 let mut answer = Vec::new();
-                server.read_to_end(&mut answer).unwrap();
-                (hooks.1)(&line, &answer);
-                let _ = client.write_all(&answer);
+                let mut buf = [0u8; 8192];
+                let head_end = loop {
+                    if let Some(at) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at;
+                    }
+                    let n = server.read(&mut buf).unwrap();
+                    assert!(n > 0, "the broker closed without an answer to {line}");
+                    answer.extend_from_slice(&buf[..n]);
+                };
+                (hooks.1)(&line, &answer[..head_end]);
+                if client.write_all(&answer).is_ok() {
+                    let _ = std::io::copy(&mut server, &mut client);
+                }
             });
         }
     });
     url
+}
+
+/// Whether `client` closed its end.
+fn gone(client: &TcpStream) -> bool {
+    client.set_nonblocking(true).unwrap();
+    let closed = matches!(client.peek(&mut [0u8; 1]), Ok(0));
+    client.set_nonblocking(false).unwrap();
+    closed
 }
 
 /// One HTTP/1.1 request read from `client`, its head and body, with the
@@ -65,6 +90,10 @@ fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
         request.extend_from_slice(&buf[..n]);
     };
     let head = String::from_utf8(request[..head_end].to_vec()).unwrap();
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "a request body without a length: {head}"
+    );
     let length: usize = head
         .lines()
         .find_map(|l| {

@@ -591,15 +591,22 @@ async fn a_job_that_gives_up_waiting_withdraws_its_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_during_the_exchange_revokes_what_it_issued() {
     let (_provider, broker, token) = setup().await;
-    // The broker's answer with a credential is held 2 seconds on its way.
+    // The broker's answer with a credential is held on its way until the
+    // signal was sent, and half a second more for hoist to take it.
     let (tell, holding) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
     let url = crate::proxy::relay(
         &broker.url(),
         |_| {},
         move |line, answer| {
             if line.starts_with("POST /v1/token ") && answer.starts_with(b"HTTP/1.1 200") {
                 let _ = tell.send(());
-                std::thread::sleep(Duration::from_secs(2));
+                let _ = released
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(30));
+                std::thread::sleep(Duration::from_millis(500));
             }
         },
     );
@@ -618,6 +625,7 @@ async fn a_signal_during_the_exchange_revokes_what_it_issued() {
         .expect("the broker issued no credential");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    release.send(()).unwrap();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
