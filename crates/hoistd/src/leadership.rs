@@ -33,6 +33,57 @@ pub const TERM: Duration = Duration::from_secs(5);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How much sooner than the database a leader gives up by its own clock.
 const MARGIN: Duration = Duration::from_secs(1);
+/// An offset from the database's clock worth a warning.
+const CLOCK_WARN: Duration = Duration::from_secs(1);
+/// A reading of the database's clock that took longer than this is too
+/// uncertain to compare.
+const CLOCK_READ_WITHIN: Duration = Duration::from_millis(250);
+
+/// The database server's clock minus this process's, in microseconds, as
+/// last read; `i64::MIN` until read (and always, for SQLite).
+static CLOCK_OFFSET_MICROS: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(i64::MIN);
+
+/// How far this process's clock is behind the database server's (negative:
+/// ahead), in seconds, as last read with a lease ask; `None` before the
+/// first reading, or for a store whose clock is this process's. Expiries
+/// are reaped by the leader's clock: one behind records them late by as
+/// much (a virtual machine resumed from a pause, until its time is set).
+pub fn clock_offset() -> Option<f64> {
+    match CLOCK_OFFSET_MICROS.load(std::sync::atomic::Ordering::Relaxed) {
+        i64::MIN => None,
+        micros => Some(micros as f64 / 1e6),
+    }
+}
+
+/// Reads the database's clock and keeps its offset from this process's,
+/// saying so when it grows past [`CLOCK_WARN`] and when it is back within.
+fn read_clock(store: &dyn Store) {
+    let asked = chrono::Utc::now();
+    let started = std::time::Instant::now();
+    let Ok(Some(database)) = store.clock() else {
+        return;
+    };
+    let took = started.elapsed();
+    if took > CLOCK_READ_WITHIN {
+        return;
+    }
+    let here = asked + chrono::TimeDelta::from_std(took / 2).unwrap_or_default();
+    let Some(offset) = (database - here).num_microseconds() else {
+        return;
+    };
+    let was = CLOCK_OFFSET_MICROS.swap(offset, std::sync::atomic::Ordering::Relaxed);
+    let off =
+        |micros: i64| micros != i64::MIN && micros.unsigned_abs() >= CLOCK_WARN.as_micros() as u64;
+    if off(offset) && !off(was) {
+        tracing::warn!(
+            offset_seconds = offset as f64 / 1e6,
+            "this instance's clock differs from the database server's: while it leads, expiries are recorded late by as much as it is behind"
+        );
+    } else if off(was) && !off(offset) {
+        tracing::info!("this instance's clock agrees with the database server's again");
+    }
+}
 
 /// Asks for the lease every second until `stopped`, and says on `leading`
 /// whether this instance leads, on `term` until when by its own clock, and
@@ -167,6 +218,8 @@ async fn ask(
                     "the lease was not asked for: its term ran out before it could be".into(),
                 ))
             });
+            // Once the ask is answered, on the lease's connection.
+            read_clock(store.as_ref());
         });
     if let Err(err) = spawned {
         return Ok(Err(crate::store::StoreError::Other(format!(
@@ -271,6 +324,60 @@ mod tests {
                 asks.len() - 1
             };
             (self.answer)(ask)
+        }
+    }
+
+    /// A database whose clock is `ahead` of this process's (negative:
+    /// behind), and that answers every ask with a lease.
+    struct Skewed {
+        ahead: chrono::TimeDelta,
+    }
+
+    impl Store for Skewed {
+        fn transaction(&self) -> crate::store::Result<Box<dyn Tx + '_>> {
+            Err(StoreError::Other("no transactions here".into()))
+        }
+        fn snapshot(&self) -> crate::store::Result<Box<dyn Snapshot + '_>> {
+            Err(StoreError::Other("no snapshots here".into()))
+        }
+        fn barrier(&self) -> crate::store::Result<()> {
+            Ok(())
+        }
+        fn ready(&self) -> crate::store::Result<()> {
+            Ok(())
+        }
+        fn connections(&self) -> Connections {
+            Connections::default()
+        }
+        fn lead(&self, _: &str, _: Duration, _: bool) -> crate::store::Result<Option<i64>> {
+            Ok(Some(1))
+        }
+        fn clock(&self) -> crate::store::Result<Option<chrono::DateTime<chrono::Utc>>> {
+            Ok(Some(chrono::Utc::now() + self.ahead))
+        }
+    }
+
+    /// Each lease ask reads the database's clock: a process whose clock is
+    /// behind (a virtual machine resumed from a pause) shows by how much.
+    #[tokio::test]
+    async fn a_lease_ask_reads_how_far_the_clock_is_from_the_databases() {
+        assert_eq!(clock_offset(), None, "nothing read yet");
+        for ahead in [30, -2] {
+            let store: Arc<dyn Store> = Arc::new(Skewed {
+                ahead: chrono::TimeDelta::seconds(ahead),
+            });
+            let until = Instant::now() + TERM;
+            let answer = ask(store, "a".into(), until, false).await.unwrap();
+            assert_eq!(answer.unwrap(), Some(1));
+            // Read on the ask's thread once the ask is answered.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while clock_offset().is_none_or(|offset| (offset - ahead as f64).abs() > 0.1)
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let offset = clock_offset().unwrap();
+            assert!((offset - ahead as f64).abs() < 0.1, "{offset} for {ahead}");
         }
     }
 

@@ -118,6 +118,7 @@ pub struct Metrics {
     removal_lag: Gauge<f64, AtomicU64>,
     /// A running total read from the store, kept as a gauge (see `purged`).
     notifications_given_up: Gauge,
+    clock_offset: Gauge<f64, AtomicU64>,
     stream_subscribers: Gauge,
     store_waiting: Gauge,
     store_wait: Histogram,
@@ -190,6 +191,13 @@ impl Metrics {
             Unit::Seconds,
             removal_lag.clone(),
         );
+        let clock_offset = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "clock_offset",
+            "The database server's clock minus this instance's, read with each lease ask (PostgreSQL; 0 for SQLite, whose clock is this process's): while this instance leads, expiries are recorded late by as much as its clock is behind",
+            Unit::Seconds,
+            clock_offset.clone(),
+        );
         let notifications_given_up = Gauge::default();
         registry.register(
             "notifications_given_up",
@@ -260,6 +268,7 @@ impl Metrics {
             removing_grants,
             removal_lag,
             notifications_given_up,
+            clock_offset,
             stream_subscribers,
         }
     }
@@ -408,6 +417,8 @@ impl Metrics {
                 .set(count(n));
         }
         self.store_connections_max.set(count(connections.max));
+        self.clock_offset
+            .set(crate::leadership::clock_offset().unwrap_or_default());
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
@@ -475,6 +486,10 @@ impl Store for MeteredStore {
 
     fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<store::Announcement>> {
         self.inner.listen()
+    }
+
+    fn clock(&self) -> store::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        self.inner.clock()
     }
 
     fn resign(&self, holder: &str) -> store::Result<()> {

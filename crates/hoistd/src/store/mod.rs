@@ -228,6 +228,12 @@ pub trait Store: Send + Sync + 'static {
     fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Announcement>> {
         None
     }
+    /// The database server's clock now, to compare with this instance's
+    /// ([`crate::leadership::clock_offset`]); `None` for a store whose clock
+    /// is this process's (SQLite).
+    fn clock(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(None)
+    }
     /// Gives the lease up at once, if `holder` has it, so another instance
     /// takes over without waiting for it to lapse (a clean stop).
     fn resign(&self, holder: &str) -> Result<()> {

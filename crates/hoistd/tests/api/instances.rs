@@ -58,6 +58,10 @@ async fn metrics_answer_while_the_database_is_down() {
         text.contains("\nhoistd_store_connections_max 16\n"),
         "{text}"
     );
+    // As last read, before the server stopped: its clock is this
+    // machine's, so no offset worth the name.
+    let offset = crate::operations::sample(&text, "hoistd_clock_offset_seconds");
+    assert!(offset.abs() < 0.25, "{offset}");
 }
 
 /// Access filed and approved on an instance that does not lead is set up

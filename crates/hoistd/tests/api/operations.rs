@@ -91,6 +91,8 @@ async fn metrics_pass_promtool_and_count_what_the_store_holds() {
     assert_eq!(sample(&text, "hoistd_reaper_lag_seconds"), 0.0);
     assert_eq!(sample(&text, "hoistd_removing_grants"), 0.0);
     assert_eq!(sample(&text, "hoistd_removal_lag_seconds"), 0.0);
+    // SQLite's clock is this process's.
+    assert_eq!(sample(&text, "hoistd_clock_offset_seconds"), 0.0);
     // Nothing old to forget yet; the series is there for alerts all the same.
     assert_eq!(
         sample(&text, r#"hoistd_purged_rows{kind="workload_exchanges"}"#),

@@ -488,6 +488,22 @@ fn a_holder_that_leads_again_after_a_break_has_a_higher_epoch() {
     assert_eq!(store.lead("b", term, false).unwrap(), None);
 }
 
+/// The server's clock, read for `hoistd_clock_offset_seconds`: on this
+/// machine, this process's clock to within the reading's round trip (a
+/// unit wrong by a thousand would be decades off).
+#[test]
+fn the_servers_clock_is_read_to_the_microsecond() {
+    let (_pg, _, store) = fresh_store();
+    let before = chrono::Utc::now();
+    let server = store.clock().unwrap().expect("PostgreSQL has a clock");
+    let after = chrono::Utc::now();
+    let slack = chrono::TimeDelta::milliseconds(5);
+    assert!(
+        before - slack <= server && server <= after + slack,
+        "{before} {server} {after}"
+    );
+}
+
 /// A database restored from a backup holds an older lease row: the next
 /// term's epoch is still higher than any before it, so a target that keeps
 /// the highest it has seen takes the new leader's calls.

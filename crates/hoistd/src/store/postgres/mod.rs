@@ -510,6 +510,20 @@ impl Store for PostgresStore {
         Some(announcements)
     }
 
+    fn clock(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let conn = self.connection_from(&self.lease_pool)?;
+        let rows = lease_statement(
+            &conn,
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+            Vec::new(),
+        )?;
+        let micros: i64 = match rows.first() {
+            Some(row) => row.try_get(0).map_err(StoreError::from)?,
+            None => return Ok(None),
+        };
+        Ok(chrono::DateTime::from_timestamp_micros(micros))
+    }
+
     fn resign(&self, holder: &str) -> Result<()> {
         let conn = self.connection_from(&self.lease_pool)?;
         lease_statement(
