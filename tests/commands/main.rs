@@ -677,9 +677,7 @@ async fn exec_revokes_a_grant_approved_as_it_withdrew_through_a_second_signal() 
     use nix::sys::signal::Signal;
     let broker = Broker::start().await;
     let bob = std::sync::Arc::new(broker.person("bob"));
-    let (tell, revoking) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let released = std::sync::Mutex::new(released);
+    let (gate, keeper) = proxy::gate();
     let url = proxy::relay(
         &broker.url,
         move |line| {
@@ -691,15 +689,9 @@ async fn exec_revokes_a_grant_approved_as_it_withdrew_through_a_second_signal() 
                 let out = bob.run(&["approve", id, "--comment", "go"]);
                 assert!(out.status.success(), "{}", stderr(&out));
             }
-            // The revoke is held until the second signal was sent, and
-            // half a second more for hoist to take it.
+            // The revoke is held until the second signal was sent.
             if line.starts_with("POST /v1/grants/") && line.contains("/revoke ") {
-                let _ = tell.send(());
-                let _ = released
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(30));
-                std::thread::sleep(Duration::from_millis(500));
+                gate.hold();
             }
         },
         |_, _| {},
@@ -712,12 +704,9 @@ async fn exec_revokes_a_grant_approved_as_it_withdrew_through_a_second_signal() 
     let id = filed_by(&mut progress);
     let pid = nix::unistd::Pid::from_raw(waiting.id() as i32);
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
-    tokio::task::spawn_blocking(move || revoking.recv_timeout(Duration::from_secs(30)))
-        .await
-        .unwrap()
-        .expect("exec never revoked the grant");
+    keeper.reached("exec never revoked the grant").await;
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
-    release.send(()).unwrap();
+    keeper.open();
     let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
     let status = waiting.wait().unwrap();
     assert_eq!(

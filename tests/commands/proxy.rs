@@ -5,7 +5,62 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where a hook holds what it relays until the test has done its part
+/// (sent a signal, say), and half a second more for hoist to take that in.
+pub struct Gate {
+    reached: Sender<()>,
+    opened: Mutex<Receiver<()>>,
+}
+
+/// The test's side of a [`Gate`].
+pub struct Keeper {
+    reached: Receiver<()>,
+    open: Sender<()>,
+}
+
+pub fn gate() -> (Gate, Keeper) {
+    let (reached, reached_rx) = channel();
+    let (open, opened) = channel();
+    (
+        Gate {
+            reached,
+            opened: Mutex::new(opened),
+        },
+        Keeper {
+            reached: reached_rx,
+            open,
+        },
+    )
+}
+
+impl Gate {
+    /// Says the gate was reached, and waits until it is opened.
+    pub fn hold(&self) {
+        let _ = self.reached.send(());
+        let _ = self
+            .opened
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+impl Keeper {
+    /// Waits until a hook reached the gate; `what` names it if none does.
+    pub async fn reached(&self, what: &str) {
+        tokio::task::block_in_place(|| self.reached.recv_timeout(Duration::from_secs(30)))
+            .unwrap_or_else(|_| panic!("{what}"));
+    }
+
+    pub fn open(&self) {
+        self.open.send(()).unwrap();
+    }
+}
 
 /// Starts a proxy in front of `broker` (an `http://` URL) and returns its
 /// URL. `before` gets each request's first line before it is relayed;

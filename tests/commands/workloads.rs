@@ -592,21 +592,14 @@ async fn a_job_that_gives_up_waiting_withdraws_its_request() {
 async fn a_signal_during_the_exchange_revokes_what_it_issued() {
     let (_provider, broker, token) = setup().await;
     // The broker's answer with a credential is held on its way until the
-    // signal was sent, and half a second more for hoist to take it.
-    let (tell, holding) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let released = std::sync::Mutex::new(released);
+    // signal was sent.
+    let (gate, keeper) = crate::proxy::gate();
     let url = crate::proxy::relay(
         &broker.url(),
         |_| {},
         move |line, answer| {
             if line.starts_with("POST /v1/token ") && answer.starts_with(b"HTTP/1.1 200") {
-                let _ = tell.send(());
-                let _ = released
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(30));
-                std::thread::sleep(Duration::from_millis(500));
+                gate.hold();
             }
         },
     );
@@ -619,13 +612,10 @@ async fn a_signal_during_the_exchange_revokes_what_it_issued() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    tokio::task::spawn_blocking(move || holding.recv_timeout(Duration::from_secs(30)))
-        .await
-        .unwrap()
-        .expect("the broker issued no credential");
+    keeper.reached("the broker issued no credential").await;
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    release.send(()).unwrap();
+    keeper.open();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()

@@ -286,6 +286,8 @@ mod tests {
     struct Renewals<F> {
         answer: F,
         asks: std::sync::Mutex<Vec<bool>>,
+        /// How far its clock is ahead of this process's, if it has one.
+        ahead: Option<chrono::TimeDelta>,
     }
 
     fn renewals<F>(answer: F) -> Arc<Renewals<F>>
@@ -295,6 +297,7 @@ mod tests {
         Arc::new(Renewals {
             answer,
             asks: std::sync::Mutex::new(Vec::new()),
+            ahead: None,
         })
     }
 
@@ -325,35 +328,8 @@ mod tests {
             };
             (self.answer)(ask)
         }
-    }
-
-    /// A database whose clock is `ahead` of this process's (negative:
-    /// behind), and that answers every ask with a lease.
-    struct Skewed {
-        ahead: chrono::TimeDelta,
-    }
-
-    impl Store for Skewed {
-        fn transaction(&self) -> crate::store::Result<Box<dyn Tx + '_>> {
-            Err(StoreError::Other("no transactions here".into()))
-        }
-        fn snapshot(&self) -> crate::store::Result<Box<dyn Snapshot + '_>> {
-            Err(StoreError::Other("no snapshots here".into()))
-        }
-        fn barrier(&self) -> crate::store::Result<()> {
-            Ok(())
-        }
-        fn ready(&self) -> crate::store::Result<()> {
-            Ok(())
-        }
-        fn connections(&self) -> Connections {
-            Connections::default()
-        }
-        fn lead(&self, _: &str, _: Duration, _: bool) -> crate::store::Result<Option<i64>> {
-            Ok(Some(1))
-        }
         fn clock(&self) -> crate::store::Result<Option<chrono::DateTime<chrono::Utc>>> {
-            Ok(Some(chrono::Utc::now() + self.ahead))
+            Ok(self.ahead.map(|ahead| chrono::Utc::now() + ahead))
         }
     }
 
@@ -363,8 +339,10 @@ mod tests {
     async fn a_lease_ask_reads_how_far_the_clock_is_from_the_databases() {
         assert_eq!(clock_offset(), None, "nothing read yet");
         for ahead in [30, -2] {
-            let store: Arc<dyn Store> = Arc::new(Skewed {
-                ahead: chrono::TimeDelta::seconds(ahead),
+            let store: Arc<dyn Store> = Arc::new(Renewals {
+                answer: |_| Ok(Some(1)),
+                asks: std::sync::Mutex::new(Vec::new()),
+                ahead: Some(chrono::TimeDelta::seconds(ahead)),
             });
             let until = Instant::now() + TERM;
             let answer = ask(store, "a".into(), until, false).await.unwrap();
