@@ -33,54 +33,38 @@ pub const TERM: Duration = Duration::from_secs(5);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How much sooner than the database a leader gives up by its own clock.
 const MARGIN: Duration = Duration::from_secs(1);
-/// An offset from the database's clock worth a warning.
-const CLOCK_WARN: Duration = Duration::from_secs(1);
-/// A reading of the database's clock that took longer than this is too
-/// uncertain to compare.
-const CLOCK_READ_WITHIN: Duration = Duration::from_millis(250);
+/// An offset from the database's clock worth a warning, and one small
+/// enough to say it is over (apart, so that an offset near the first does
+/// not say both every second).
+const CLOCK_WARN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+const CLOCK_AGREES: chrono::TimeDelta = chrono::TimeDelta::milliseconds(500);
 
-/// The database server's clock minus this process's, in microseconds, as
-/// last read; `i64::MIN` until read (and always, for SQLite).
-static CLOCK_OFFSET_MICROS: std::sync::atomic::AtomicI64 =
-    std::sync::atomic::AtomicI64::new(i64::MIN);
-
-/// How far this process's clock is behind the database server's (negative:
-/// ahead), in seconds, as last read with a lease ask; `None` before the
-/// first reading, or for a store whose clock is this process's. Expiries
-/// are reaped by the leader's clock: one behind records them late by as
-/// much (a virtual machine resumed from a pause, until its time is set).
-pub fn clock_offset() -> Option<f64> {
-    match CLOCK_OFFSET_MICROS.load(std::sync::atomic::Ordering::Relaxed) {
-        i64::MIN => None,
-        micros => Some(micros as f64 / 1e6),
-    }
-}
-
-/// Reads the database's clock and keeps its offset from this process's,
-/// saying so when it grows past [`CLOCK_WARN`] and when it is back within.
-fn read_clock(store: &dyn Store) {
-    let asked = chrono::Utc::now();
-    let started = std::time::Instant::now();
-    let Ok(Some(database)) = store.clock() else {
+/// Says when this process's clock parts from the database server's
+/// ([`Store::clock_offset`], read with the last ask), and when it agrees
+/// again. Every instance settles expiry by its own clock: one behind takes
+/// grants and credentials for live after they ended, and as leader records
+/// expiries late, by as much (a virtual machine resumed from a pause, until
+/// its time is set); one ahead ends them early.
+fn watch_clock(store: &dyn Store, warned: &mut bool) {
+    let Some(offset) = store.clock_offset() else {
         return;
     };
-    let took = started.elapsed();
-    if took > CLOCK_READ_WITHIN {
-        return;
-    }
-    let here = asked + chrono::TimeDelta::from_std(took / 2).unwrap_or_default();
-    let Some(offset) = (database - here).num_microseconds() else {
-        return;
-    };
-    let was = CLOCK_OFFSET_MICROS.swap(offset, std::sync::atomic::Ordering::Relaxed);
-    let off =
-        |micros: i64| micros != i64::MIN && micros.unsigned_abs() >= CLOCK_WARN.as_micros() as u64;
-    if off(offset) && !off(was) {
-        tracing::warn!(
-            offset_seconds = offset as f64 / 1e6,
-            "this instance's clock differs from the database server's: while it leads, expiries are recorded late by as much as it is behind"
-        );
-    } else if off(was) && !off(offset) {
+    let seconds = offset.num_milliseconds() as f64 / 1000.0;
+    if !*warned && offset.abs() >= CLOCK_WARN {
+        *warned = true;
+        if offset > chrono::TimeDelta::zero() {
+            tracing::warn!(
+                behind_seconds = seconds,
+                "this instance's clock is behind the database server's: it takes grants for live after they ended, and as leader records expiries late, by as much"
+            );
+        } else {
+            tracing::warn!(
+                ahead_seconds = -seconds,
+                "this instance's clock is ahead of the database server's: it takes grants for ended before they end, by as much"
+            );
+        }
+    } else if *warned && offset.abs() < CLOCK_AGREES {
+        *warned = false;
         tracing::info!("this instance's clock agrees with the database server's again");
     }
 }
@@ -99,6 +83,7 @@ pub async fn lead_forever(
 ) {
     let mut valid_until: Option<Instant> = None;
     let mut epoch = None;
+    let mut clock_warned = false;
     loop {
         let asked = Instant::now();
         let asking = Arc::clone(&store);
@@ -164,6 +149,7 @@ pub async fn lead_forever(
             Ok(Err(err)) => tracing::warn!(error = %err, "cannot renew the leadership lease"),
             Err(_) => tracing::warn!("the leadership lease was not renewed in time"),
         }
+        watch_clock(store.as_ref(), &mut clock_warned);
         let leads = valid_until.is_some_and(|until| Instant::now() < until);
         if !leads && epoch.take().is_some() {
             tracing::warn!(holder = %holder, "stopped leading: the lease could not be renewed");
@@ -218,8 +204,6 @@ async fn ask(
                     "the lease was not asked for: its term ran out before it could be".into(),
                 ))
             });
-            // Once the ask is answered, on the lease's connection.
-            read_clock(store.as_ref());
         });
     if let Err(err) = spawned {
         return Ok(Err(crate::store::StoreError::Other(format!(
@@ -328,34 +312,34 @@ mod tests {
             };
             (self.answer)(ask)
         }
-        fn clock(&self) -> crate::store::Result<Option<chrono::DateTime<chrono::Utc>>> {
-            Ok(self.ahead.map(|ahead| chrono::Utc::now() + ahead))
+        fn clock_offset(&self) -> Option<chrono::TimeDelta> {
+            self.ahead
         }
     }
 
-    /// Each lease ask reads the database's clock: a process whose clock is
-    /// behind (a virtual machine resumed from a pause) shows by how much.
-    #[tokio::test]
-    async fn a_lease_ask_reads_how_far_the_clock_is_from_the_databases() {
-        assert_eq!(clock_offset(), None, "nothing read yet");
-        for ahead in [30, -2] {
-            let store: Arc<dyn Store> = Arc::new(Renewals {
+    /// An offset from the database's clock is warned of from a second
+    /// either way, and said to be over only once under half a second: an
+    /// offset near the second says neither every time.
+    #[test]
+    fn a_clock_apart_from_the_databases_is_warned_of_once() {
+        let mut warned = false;
+        for (ahead_ms, warns) in [
+            (200, false),
+            (1_200, true),
+            (900, true),
+            (1_100, true),
+            (600, true),
+            (400, false),
+            (-1_500, true),
+            (-100, false),
+        ] {
+            let store = Renewals {
                 answer: |_| Ok(Some(1)),
                 asks: std::sync::Mutex::new(Vec::new()),
-                ahead: Some(chrono::TimeDelta::seconds(ahead)),
-            });
-            let until = Instant::now() + TERM;
-            let answer = ask(store, "a".into(), until, false).await.unwrap();
-            assert_eq!(answer.unwrap(), Some(1));
-            // Read on the ask's thread once the ask is answered.
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while clock_offset().is_none_or(|offset| (offset - ahead as f64).abs() > 0.1)
-                && std::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let offset = clock_offset().unwrap();
-            assert!((offset - ahead as f64).abs() < 0.1, "{offset} for {ahead}");
+                ahead: Some(chrono::TimeDelta::milliseconds(ahead_ms)),
+            };
+            watch_clock(&store, &mut warned);
+            assert_eq!(warned, warns, "at {ahead_ms} ms");
         }
     }
 

@@ -194,7 +194,7 @@ impl Metrics {
         let clock_offset = Gauge::<f64, AtomicU64>::default();
         registry.register_with_unit(
             "clock_offset",
-            "The database server's clock minus this instance's, read with each lease ask (PostgreSQL; 0 for SQLite, whose clock is this process's): while this instance leads, expiries are recorded late by as much as its clock is behind",
+            "The database server's clock minus this instance's, read with each lease ask (PostgreSQL; 0 for SQLite, whose clock is this process's): an instance behind takes grants and credentials for live after they ended, and as leader records expiries late, by as much; one ahead ends them early",
             Unit::Seconds,
             clock_offset.clone(),
         );
@@ -418,7 +418,9 @@ impl Metrics {
         }
         self.store_connections_max.set(count(connections.max));
         self.clock_offset
-            .set(crate::leadership::clock_offset().unwrap_or_default());
+            .set(broker.store().clock_offset().map_or(0.0, |offset| {
+                offset.num_microseconds().unwrap_or_default() as f64 / 1e6
+            }));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
@@ -488,8 +490,8 @@ impl Store for MeteredStore {
         self.inner.listen()
     }
 
-    fn clock(&self) -> store::Result<Option<chrono::DateTime<chrono::Utc>>> {
-        self.inner.clock()
+    fn clock_offset(&self) -> Option<chrono::TimeDelta> {
+        self.inner.clock_offset()
     }
 
     fn resign(&self, holder: &str) -> store::Result<()> {

@@ -228,11 +228,12 @@ pub trait Store: Send + Sync + 'static {
     fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Announcement>> {
         None
     }
-    /// The database server's clock now, to compare with this instance's
-    /// ([`crate::leadership::clock_offset`]); `None` for a store whose clock
-    /// is this process's (SQLite).
-    fn clock(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-        Ok(None)
+    /// The database server's clock minus this process's, as read with the
+    /// last [`Store::lead`] that answered quickly enough to tell; `None`
+    /// before one did, and for a store whose clock is this process's
+    /// (SQLite). Reads nothing from the database.
+    fn clock_offset(&self) -> Option<chrono::TimeDelta> {
+        None
     }
     /// Gives the lease up at once, if `holder` has it, so another instance
     /// takes over without waiting for it to lapse (a clean stop).

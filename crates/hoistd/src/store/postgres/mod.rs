@@ -167,6 +167,10 @@ pub enum Migrations {
 /// to; without it, the system's roots.
 pub const CA_FILE_ENV: &str = "HOISTD_DB_CA_FILE";
 
+/// A lease ask answered later than this says too little of when the server
+/// read its clock to compare it with this process's.
+const CLOCK_READ_WITHIN: Duration = Duration::from_millis(250);
+
 pub struct PostgresStore {
     pool: Pool<drive::Manager>,
     /// One connection for the leadership lease alone ([`Store::lead`],
@@ -175,6 +179,10 @@ pub struct PostgresStore {
     /// than the lease's margin would otherwise take leadership away from an
     /// instance nobody else needs to replace, halting its jobs.
     lease_pool: Pool<drive::Manager>,
+    /// The server's clock minus this process's, in microseconds, as read
+    /// with the last lease ask that came back within [`CLOCK_READ_WITHIN`];
+    /// `i64::MIN` before one did.
+    clock_offset: std::sync::atomic::AtomicI64,
     /// One connection for readiness checks ([`Store::ready`]): a burst of
     /// calls that keeps the pool busy is not a database that does not
     /// answer, and must not take every instance out of a load balancer.
@@ -276,6 +284,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool: pool_of(POOL_SIZE)?,
             lease_pool: pool_of(1)?,
+            clock_offset: std::sync::atomic::AtomicI64::new(i64::MIN),
             ready_pool: pool_of(1)?,
             config,
             tls,
@@ -471,9 +480,14 @@ impl Store for PostgresStore {
                 "the lease was not asked for: its connection came after its term".into(),
             ));
         }
+        // The server's clock comes back with the answer, to compare with
+        // this process's ([`Store::clock_offset`]).
+        let sent = chrono::Utc::now();
+        let started = std::time::Instant::now();
         let rows = lease_statement(
             &conn,
-            "INSERT INTO leadership (name, holder, epoch, expires_at) \
+            "WITH taken AS (\
+             INSERT INTO leadership (name, holder, epoch, expires_at) \
              VALUES ('hoistd', $1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, \
                      clock_timestamp() + $2 * interval '1 millisecond') \
              ON CONFLICT (name) DO UPDATE SET \
@@ -483,16 +497,34 @@ impl Store for PostgresStore {
              holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
              WHERE leadership.holder = EXCLUDED.holder \
              OR leadership.expires_at < clock_timestamp() \
-             RETURNING epoch",
+             RETURNING epoch) \
+             SELECT (SELECT epoch FROM taken), \
+             (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
             vec![
                 Arc::new(holder.to_owned()),
                 Arc::new(term.as_millis() as f64),
                 Arc::new(renewing),
             ],
         )?;
-        rows.first()
-            .map(|row| row.try_get(0).map_err(StoreError::from))
-            .transpose()
+        let took = started.elapsed();
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let server: i64 = row.try_get(1).map_err(StoreError::from)?;
+        // A slow answer (a wait for the row's lock, a busy server) leaves
+        // too much doubt about when the server read its clock.
+        if took <= CLOCK_READ_WITHIN {
+            let here = sent + chrono::TimeDelta::from_std(took / 2).unwrap_or_default();
+            if let Some(offset) = here
+                .timestamp_micros()
+                .checked_neg()
+                .and_then(|here| server.checked_add(here))
+            {
+                self.clock_offset
+                    .store(offset, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        row.try_get(0).map_err(StoreError::from)
     }
 
     fn shared(&self) -> bool {
@@ -510,18 +542,11 @@ impl Store for PostgresStore {
         Some(announcements)
     }
 
-    fn clock(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-        let conn = self.connection_from(&self.lease_pool)?;
-        let rows = lease_statement(
-            &conn,
-            "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
-            Vec::new(),
-        )?;
-        let micros: i64 = match rows.first() {
-            Some(row) => row.try_get(0).map_err(StoreError::from)?,
-            None => return Ok(None),
-        };
-        Ok(chrono::DateTime::from_timestamp_micros(micros))
+    fn clock_offset(&self) -> Option<chrono::TimeDelta> {
+        match self.clock_offset.load(std::sync::atomic::Ordering::Relaxed) {
+            i64::MIN => None,
+            micros => Some(chrono::TimeDelta::microseconds(micros)),
+        }
     }
 
     fn resign(&self, holder: &str) -> Result<()> {
