@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Where a hook holds what it relays until the test has done its part
-/// (sent a signal, say), and half a second more for hoist to take that in.
+/// (sent a signal, say), and a second more for hoist to take that in.
 pub struct Gate {
     reached: Sender<()>,
     opened: Mutex<Receiver<()>>,
@@ -46,7 +46,7 @@ impl Gate {
             .lock()
             .unwrap()
             .recv_timeout(Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
