@@ -248,14 +248,19 @@ impl Worker {
 
     /// A revocation is kept and retried (revoking is idempotent at the
     /// broker) until the broker confirms it; meanwhile the screen shows it as
-    /// pending, never as done.
+    /// pending, never as done. A session that ended (401) is retried too:
+    /// the TUI keeps its work through a renewal or a sign-in elsewhere, and
+    /// each try takes the backend's token as it is then.
     async fn revoke_until_confirmed(&self, grant_id: &str, reason: Option<String>) -> Action {
         let mut delay = Duration::from_millis(500);
         let mut announced = false;
         loop {
             match self.backend.revoke(grant_id, reason.clone()).await {
                 Ok(grant) => return Action::GrantChanged(Box::new(grant)),
-                Err(error) if error.is_transient() => {
+                Err(error)
+                    if error.is_transient()
+                        || matches!(error, crate::backend::BackendError::Unauthenticated(_)) =>
+                {
                     if !announced {
                         self.send(Action::RevokePending(grant_id.to_string()));
                         announced = true;

@@ -613,6 +613,58 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
     broker.stop().await;
 }
 
+/// A revoke answered 401 (the session ran out, say while the laptop slept)
+/// stays pending and is sent again, not dropped: once the session is
+/// renewed or signed in again elsewhere, the grant is revoked.
+#[tokio::test]
+async fn a_revoke_refused_for_a_session_that_ended_completes_once_it_is_renewed() {
+    let broker = demo_policy().start().await;
+    let client = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
+    let body = hoist_api::CreateRequest {
+        role: "prod-logs-read".into(),
+        justification: "Trace checkout".into(),
+        ticket: None,
+        incident: None,
+        duration_secs: None,
+        starts_at: None,
+        break_glass: false,
+    };
+    client.file(&body, "k").await.unwrap();
+    let mut alice = hoist::tui::App::start(client.clone(), hoist::tui::Options::default());
+    assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
+    let grant_id = alice.state.grants[0].id.clone();
+
+    // The token the TUI holds is no longer taken.
+    client.set_token("demo-session-that-ended");
+    key(&mut alice, KeyCode::Char('3'));
+    key(&mut alice, KeyCode::Char('x'));
+    key(&mut alice, KeyCode::Char('y'));
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s.revoking.contains(&grant_id))
+            .await
+    );
+    // Tried again (500 ms, then 1 s), still shown as pending.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    alice.wait_until(WAIT, |_| true).await;
+    assert!(alice.state.revoking.contains(&grant_id), "not dropped");
+    assert!(
+        screen(&alice.state, 80, 24).contains("revoking…"),
+        "shown as pending, never as done"
+    );
+
+    // Renewed: the next try goes through.
+    client.set_token("demo-alice");
+    assert!(
+        alice
+            .wait_until(std::time::Duration::from_secs(20), |s| s.grants.is_empty()
+                && s.revoking.is_empty())
+            .await
+    );
+    let grants = client.grants(true).await.unwrap();
+    assert_eq!(grants[0].state, hoist_api::GrantState::Revoked);
+}
+
 /// A responder who revoked while the broker was down and then presses q is
 /// told the grant is still active and asked; if the broker confirms while
 /// they read, hoist leaves as asked. What stays unconfirmed is said again
