@@ -413,6 +413,9 @@ pub struct State {
     pub warned: HashSet<String>,
     /// Operations in flight, for the spinner: each is a short label.
     pub busy: BTreeSet<String>,
+    /// Requests the person decided or acknowledged, until the broker
+    /// answers: their leaving the queue is the person's doing, no surprise.
+    pub deciding: BTreeSet<String>,
     pub ticket_url: Option<String>,
     pub loaded: bool,
     pub should_quit: bool,
@@ -467,6 +470,7 @@ impl State {
             now,
             warned: HashSet::new(),
             busy: BTreeSet::new(),
+            deciding: BTreeSet::new(),
             ticket_url: None,
             loaded: false,
             should_quit: false,
@@ -595,7 +599,9 @@ impl State {
     /// acts on what the person was looking at. An item that left its list
     /// leaves the cursor where it is, on the neighbour that took its
     /// place: unless the person's own decision or revocation took it out,
-    /// that list is marked [`Lost`].
+    /// that list is marked [`Lost`]. Anything else in flight for it (an
+    /// extension, a credential, a claim) is no reason to leave the next key
+    /// to the neighbour.
     pub fn reselect(&mut self, selection: &Selection) {
         /// Where the item is now; `Err` if it was selected and is gone.
         fn position<'a>(
@@ -620,7 +626,7 @@ impl State {
             ReviewRow::BreakGlass(i) => self.break_glass.get(i),
         });
         let reviews = position(reviews.map(|r| r.id.as_str()), &selection.review);
-        let others = |gone: &String| !self.busy.contains(gone) && !self.revoking.contains(gone);
+        let others = |gone: &String| !self.deciding.contains(gone) && !self.revoking.contains(gone);
         match requests {
             Ok(Some(i)) => self.cursors.requests = i,
             Ok(None) => {}

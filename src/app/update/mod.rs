@@ -98,6 +98,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
 
 fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Command> {
     state.busy.clear();
+    state.deciding.clear();
     // Only a form being sent is told of a filing's failure: one opened
     // since (the one sent was closed while it was answered) is another
     // filing's, and the failure is a banner instead.

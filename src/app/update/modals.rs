@@ -335,6 +335,7 @@ fn send(state: &mut State, prompt: Prompt, comment: Option<String>) -> Command {
     };
     if let Command::Review { request_id, .. } | Command::Acknowledge { request_id, .. } = &command {
         state.busy.insert(request_id.clone());
+        state.deciding.insert(request_id.clone());
     }
     command
 }

@@ -16,6 +16,7 @@ pub(super) fn changed(state: &mut State, request: AccessRequest) -> Vec<Command>
     // An event of a later change came first: what it showed stays.
     let Some(request) = state.heard.request(request, state.now) else {
         state.busy.remove(&id);
+        state.deciding.remove(&id);
         return vec![Command::LoadAll];
     };
     super::live::incident_request(state, &request);
@@ -29,6 +30,7 @@ pub(super) fn changed(state: &mut State, request: AccessRequest) -> Vec<Command>
         upsert_queue(state, request);
     }
     state.busy.remove(&id);
+    state.deciding.remove(&id);
     vec![Command::LoadAll]
 }
 

@@ -2017,13 +2017,40 @@ fn a_key_after_the_selection_left_its_list_does_not_act_on_the_neighbour() {
 
     // The approver's own decision: the next key acts at once.
     let (mut state, decided) = reviewing(now);
-    state.busy.insert("req_a".to_string());
+    state.deciding.insert("req_a".to_string());
     update(
         &mut state,
         Action::Live(Box::new(LiveEvent::Request { request: decided })),
     );
     update(&mut state, Action::Approve);
     assert!(matches!(state.modal, Some(Modal::Input { .. })));
+
+    // A claim of mine in flight is not my decision: decided by someone
+    // else meanwhile, the request leaves the next key to no neighbour.
+    let (mut state, decided) = reviewing(now);
+    state.busy.insert("req_a".to_string());
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: decided })),
+    );
+    update(&mut state, Action::Approve);
+    assert!(state.modal.is_none(), "{:?}", state.modal);
+
+    // A grant whose extension is in flight ends meanwhile: `e` falls on no
+    // other grant.
+    let (mut state, revoked) = holding(now, "bob");
+    state.busy.insert("g_a".into());
+    update(&mut state, grant_event(revoked));
+    assert_eq!(state.selected_grant().unwrap().id, "g_b");
+    assert!(update(&mut state, Action::Extend).is_empty());
+    assert!(
+        state
+            .banner
+            .as_ref()
+            .is_some_and(|b| b.text.contains("decided or ended meanwhile")),
+        "{:?}",
+        state.banner
+    );
 
     // A grant revoked elsewhere: `x` falls on no other grant, and moving
     // the cursor is choosing again.
@@ -2144,7 +2171,7 @@ fn filing_answers_reach_only_the_form_that_sent_them() {
 fn my_own_decision_or_revocation_moves_the_cursor_without_a_word() {
     let now = at("2026-06-01T12:00:00Z");
     let (mut state, decided) = reviewing(now);
-    state.busy.insert("req_a".to_string());
+    state.deciding.insert("req_a".to_string());
     update(&mut state, Action::RequestChanged(Box::new(decided)));
     assert!(state.requests.is_empty(), "carol's request among mine");
     assert_eq!(state.selected_review().unwrap().1.id, "req_b");
