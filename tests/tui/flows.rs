@@ -566,11 +566,11 @@ async fn a_bundle_resolves_role_by_role_and_revoke_all_ends_only_the_incident() 
     demo.stop().await;
 }
 
-#[tokio::test]
-async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
-    let mut broker = demo_policy().start().await;
-    let url = broker.url();
-    let client = hoist::backend::connect(&url, "demo-alice").unwrap();
+/// alice's TUI on `client`, once it shows the grant of prod-logs-read she
+/// just asked for (approved by the policy).
+async fn holding_logs(
+    client: &std::sync::Arc<dyn hoist::backend::Backend>,
+) -> (hoist::tui::App, String) {
     let body = hoist_api::CreateRequest {
         role: "prod-logs-read".into(),
         justification: "Trace checkout".into(),
@@ -584,24 +584,27 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
     let mut alice = hoist::tui::App::start(client.clone(), hoist::tui::Options::default());
     assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
     let grant_id = alice.state.grants[0].id.clone();
+    (alice, grant_id)
+}
 
-    broker.stop().await;
-    key(&mut alice, KeyCode::Char('3'));
-    key(&mut alice, KeyCode::Char('x'));
-    key(&mut alice, KeyCode::Char('y'));
+/// Revokes the grant on screen 3 (`x`, `y`): shown as being revoked.
+async fn revoke_shown_grant(alice: &mut hoist::tui::App, grant_id: &str) {
+    key(alice, KeyCode::Char('3'));
+    key(alice, KeyCode::Char('x'));
+    key(alice, KeyCode::Char('y'));
     assert!(
         alice
-            .wait_until(WAIT, |s| s.revoking.contains(&grant_id))
+            .wait_until(WAIT, |s| s.revoking.contains(grant_id))
             .await
     );
-    let drawn = screen(&alice.state, 80, 24);
-    assert!(
-        drawn.contains("revoking…"),
-        "shown as pending, never as done: {drawn}"
-    );
-    assert_eq!(alice.state.grants.len(), 1);
+}
 
-    broker.restart().await;
+/// Waits until alice's revoke is confirmed and off the screen, and checks
+/// the broker says so.
+async fn until_revoked(
+    alice: &mut hoist::tui::App,
+    client: &std::sync::Arc<dyn hoist::backend::Backend>,
+) {
     assert!(
         alice
             .wait_until(std::time::Duration::from_secs(20), |s| s.grants.is_empty()
@@ -610,6 +613,26 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
     );
     let grants = client.grants(true).await.unwrap();
     assert_eq!(grants[0].state, hoist_api::GrantState::Revoked);
+}
+
+#[tokio::test]
+async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
+    let mut broker = demo_policy().start().await;
+    let url = broker.url();
+    let client = hoist::backend::connect(&url, "demo-alice").unwrap();
+    let (mut alice, grant_id) = holding_logs(&client).await;
+
+    broker.stop().await;
+    revoke_shown_grant(&mut alice, &grant_id).await;
+    let drawn = screen(&alice.state, 80, 24);
+    assert!(
+        drawn.contains("revoking…"),
+        "shown as pending, never as done: {drawn}"
+    );
+    assert_eq!(alice.state.grants.len(), 1);
+
+    broker.restart().await;
+    until_revoked(&mut alice, &client).await;
     broker.stop().await;
 }
 
@@ -620,30 +643,11 @@ async fn a_revoke_while_the_broker_is_down_completes_when_it_returns() {
 async fn a_revoke_refused_for_a_session_that_ended_completes_once_it_is_renewed() {
     let broker = demo_policy().start().await;
     let client = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
-    let body = hoist_api::CreateRequest {
-        role: "prod-logs-read".into(),
-        justification: "Trace checkout".into(),
-        ticket: None,
-        incident: None,
-        duration_secs: None,
-        starts_at: None,
-        break_glass: false,
-    };
-    client.file(&body, "k").await.unwrap();
-    let mut alice = hoist::tui::App::start(client.clone(), hoist::tui::Options::default());
-    assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
-    let grant_id = alice.state.grants[0].id.clone();
+    let (mut alice, grant_id) = holding_logs(&client).await;
 
     // The token the TUI holds is no longer taken.
     client.set_token("demo-session-that-ended");
-    key(&mut alice, KeyCode::Char('3'));
-    key(&mut alice, KeyCode::Char('x'));
-    key(&mut alice, KeyCode::Char('y'));
-    assert!(
-        alice
-            .wait_until(WAIT, |s| s.revoking.contains(&grant_id))
-            .await
-    );
+    revoke_shown_grant(&mut alice, &grant_id).await;
     // Tried again (500 ms, then 1 s), still shown as pending.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     alice.wait_until(WAIT, |_| true).await;
@@ -655,14 +659,7 @@ async fn a_revoke_refused_for_a_session_that_ended_completes_once_it_is_renewed(
 
     // Renewed: the next try goes through.
     client.set_token("demo-alice");
-    assert!(
-        alice
-            .wait_until(std::time::Duration::from_secs(20), |s| s.grants.is_empty()
-                && s.revoking.is_empty())
-            .await
-    );
-    let grants = client.grants(true).await.unwrap();
-    assert_eq!(grants[0].state, hoist_api::GrantState::Revoked);
+    until_revoked(&mut alice, &client).await;
 }
 
 /// A responder who revoked while the broker was down and then presses q is
@@ -673,29 +670,10 @@ async fn a_revoke_refused_for_a_session_that_ended_completes_once_it_is_renewed(
 async fn quitting_with_a_revoke_unconfirmed_asks_and_leaves_once_it_is_confirmed() {
     let mut broker = demo_policy().start().await;
     let client = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
-    let body = hoist_api::CreateRequest {
-        role: "prod-logs-read".into(),
-        justification: "Trace checkout".into(),
-        ticket: None,
-        incident: None,
-        duration_secs: None,
-        starts_at: None,
-        break_glass: false,
-    };
-    client.file(&body, "k").await.unwrap();
-    let mut alice = hoist::tui::App::start(client.clone(), hoist::tui::Options::default());
-    assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
-    let grant_id = alice.state.grants[0].id.clone();
+    let (mut alice, grant_id) = holding_logs(&client).await;
 
     broker.stop().await;
-    key(&mut alice, KeyCode::Char('3'));
-    key(&mut alice, KeyCode::Char('x'));
-    key(&mut alice, KeyCode::Char('y'));
-    assert!(
-        alice
-            .wait_until(WAIT, |s| s.revoking.contains(&grant_id))
-            .await
-    );
+    revoke_shown_grant(&mut alice, &grant_id).await;
 
     key(&mut alice, KeyCode::Char('q'));
     assert!(!alice.state.should_quit, "no silent quit");
