@@ -49,7 +49,7 @@ fn watch_clock(store: &dyn Store, warned: &mut bool) {
     let Some(offset) = store.clock_offset() else {
         return;
     };
-    let seconds = offset.num_milliseconds() as f64 / 1000.0;
+    let seconds = offset.as_seconds_f64();
     if !*warned && offset.abs() >= CLOCK_WARN {
         *warned = true;
         if offset > chrono::TimeDelta::zero() {

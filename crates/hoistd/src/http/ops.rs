@@ -417,10 +417,12 @@ impl Metrics {
                 .set(count(n));
         }
         self.store_connections_max.set(count(connections.max));
-        self.clock_offset
-            .set(broker.store().clock_offset().map_or(0.0, |offset| {
-                offset.num_microseconds().unwrap_or_default() as f64 / 1e6
-            }));
+        self.clock_offset.set(
+            broker
+                .store()
+                .clock_offset()
+                .map_or(0.0, chrono::TimeDelta::as_seconds_f64),
+        );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

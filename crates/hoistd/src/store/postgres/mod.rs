@@ -515,11 +515,7 @@ impl Store for PostgresStore {
         // too much doubt about when the server read its clock.
         if took <= CLOCK_READ_WITHIN {
             let here = sent + chrono::TimeDelta::from_std(took / 2).unwrap_or_default();
-            if let Some(offset) = here
-                .timestamp_micros()
-                .checked_neg()
-                .and_then(|here| server.checked_add(here))
-            {
+            if let Some(offset) = server.checked_sub(here.timestamp_micros()) {
                 self.clock_offset
                     .store(offset, std::sync::atomic::Ordering::Relaxed);
             }
