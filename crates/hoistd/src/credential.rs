@@ -38,7 +38,7 @@ impl Signer {
                     .to_pkcs8_der()
                     .map_err(|err| SignerError::BadKey(err.to_string()))?;
                 let kid = hex::encode(&Sha256::digest(key.verifying_key().as_bytes())[..8]);
-                tx.insert_signing_key(&kid, der.as_bytes(), chrono::Utc::now())?;
+                tx.insert_signing_key(&kid, der.as_bytes(), crate::clock::now())?;
                 (kid, der.as_bytes().to_vec())
             }
         };

@@ -15,7 +15,9 @@
 //! took ([`Tx::fence`](crate::store::Tx::fence)): once another instance
 //! holds the lease, the write is refused. Reads settle expiry by
 //! themselves, so a gap between leaders never shows an expired grant as
-//! active.
+//! active. Each ask also reads the server's clock, and every instance
+//! times grants by it ([`crate::clock`]), so instances whose hosts' clocks
+//! part still agree on when a grant ends.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::clock;
 use crate::store::{Lease, Store};
 
 /// How long a lease lasts unless renewed: the longest a dead leader's jobs
@@ -41,10 +44,10 @@ const CLOCK_AGREES: chrono::TimeDelta = chrono::TimeDelta::milliseconds(500);
 
 /// Says when this process's clock parts from the database server's
 /// ([`Store::clock_offset`], read with the last ask), and when it agrees
-/// again. Every instance settles expiry by its own clock: one behind takes
-/// grants and credentials for live after they ended, and as leader records
-/// expiries late, by as much (a virtual machine resumed from a pause, until
-/// its time is set); one ahead ends them early.
+/// again. The instance times grants by the server's clock all the same
+/// ([`clock::follow`], in `lead_forever`), but the host's time is wrong for
+/// everything else on it, and until the first ask after a jump (a virtual
+/// machine resumed from a pause) for this instance too.
 fn watch_clock(store: &dyn Store, warned: &mut bool) {
     let Some(offset) = store.clock_offset() else {
         return;
@@ -55,12 +58,12 @@ fn watch_clock(store: &dyn Store, warned: &mut bool) {
         if offset > chrono::TimeDelta::zero() {
             tracing::warn!(
                 behind_seconds = seconds,
-                "this instance's clock is behind the database server's: it takes grants for live after they ended, and as leader records expiries late, by as much"
+                "this instance's clock is behind the database server's: hoistd times grants by the server's, but the host's time needs setting"
             );
         } else {
             tracing::warn!(
                 ahead_seconds = -seconds,
-                "this instance's clock is ahead of the database server's: it takes grants for ended before they end, by as much"
+                "this instance's clock is ahead of the database server's: hoistd times grants by the server's, but the host's time needs setting"
             );
         }
     } else if *warned && offset.abs() < CLOCK_AGREES {
@@ -150,6 +153,14 @@ pub async fn lead_forever(
             Err(_) => tracing::warn!("the leadership lease was not renewed in time"),
         }
         watch_clock(store.as_ref(), &mut clock_warned);
+        if let Some(offset) = store.clock_offset()
+            && clock::follow(offset)
+        {
+            tracing::info!(
+                correction_seconds = offset.as_seconds_f64(),
+                "timing grants by the database server's clock"
+            );
+        }
         let leads = valid_until.is_some_and(|until| Instant::now() < until);
         if !leads && epoch.take().is_some() {
             tracing::warn!(holder = %holder, "stopped leading: the lease could not be renewed");

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod broker;
 pub mod checkpoint;
+pub mod clock;
 pub mod credential;
 pub mod domain;
 pub mod error;

@@ -599,7 +599,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let store = existing_store(&db, Migrations::Apply)?;
             let cas = ssh_authorities(store.as_ref(), ssh_ca_key.as_deref())?;
-            let now = chrono::Utc::now();
+            let now = hoistd::clock::now();
             let ids = {
                 let tx = store.read()?;
                 ssh::revoked_serials(tx.as_ref(), now)?

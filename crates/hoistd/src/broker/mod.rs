@@ -178,11 +178,7 @@ pub use reviews::FromSlack;
 pub use slack::{SLACK_UNKNOWN, slack_actor};
 pub use workloads::{Exchanged, POLL_INTERVAL_SECS, Refusal, UNVERIFIED_ACTOR};
 
-/// The current time, at the millisecond precision the store keeps.
-pub fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
-}
+pub use crate::clock::now;
 
 /// The `updated_at` of a request or an access changed at `now` that was
 /// last changed at `previous`: strictly later, whatever the clocks of the

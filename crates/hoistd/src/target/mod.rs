@@ -33,12 +33,7 @@ use serde::Serialize;
 
 use crate::store::{Delivery, Effect, Store};
 
-/// The current time at the millisecond precision the store keeps (as the
-/// broker's own clock, which this layer does not import).
-pub fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
-}
+pub use crate::clock::now;
 
 /// The kinds a `[[targets]]` entry may name: its `kind`, and how to build
 /// one from its settings. Adding a kind is its file and one line here.
@@ -163,7 +158,7 @@ impl Journal {
         audience: &str,
         ttl: std::time::Duration,
     ) -> Result<String, String> {
-        let now = chrono::Utc::now().timestamp();
+        let now = now().timestamp();
         let claims = serde_json::json!({
             "iss": self.issuer,
             "sub": "hoistd",

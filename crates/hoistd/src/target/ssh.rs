@@ -339,7 +339,7 @@ impl Authority {
             .to_pkcs8_der()
             .map_err(|err| AuthorityError::BadKey(err.to_string()))?;
         let kid = crate::keys::key_id(&key.verifying_key());
-        match tx.insert_broker_key(CA_PURPOSE, &kid, der.as_bytes(), Utc::now()) {
+        match tx.insert_broker_key(CA_PURPOSE, &kid, der.as_bytes(), crate::clock::now()) {
             Ok(()) => {
                 tx.commit()?;
                 Ok(Self::from_key(&key))
@@ -380,7 +380,7 @@ impl Authority {
     /// under it too, whichever key the database itself keeps.
     pub fn record(&self, store: &dyn Store) -> Result<(), StoreError> {
         let mut tx = store.transaction()?;
-        tx.note_ssh_authority(&bare(self.key.public_key()), Utc::now())?;
+        tx.note_ssh_authority(&bare(self.key.public_key()), crate::clock::now())?;
         tx.commit()
     }
 

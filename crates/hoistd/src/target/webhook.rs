@@ -468,7 +468,7 @@ impl Endpoint {
         delivery: &str,
         body: Vec<u8>,
     ) -> (Option<u16>, Result<Answered, PostError>) {
-        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let timestamp = crate::clock::now().timestamp().to_string();
         let signature = format!("v1={}", sign(&self.secret, &timestamp, &body));
         let result = self
             .http

@@ -23,6 +23,8 @@ pub struct Cluster {
 struct Instance {
     port: u16,
     child: Option<Child>,
+    /// Variables set for it besides the cluster's own.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -61,7 +63,11 @@ impl Cluster {
                 .local_addr()
                 .unwrap()
                 .port();
-            cluster.instances.push(Instance { port, child: None });
+            cluster.instances.push(Instance {
+                port,
+                child: None,
+                env: Vec::new(),
+            });
         }
         for index in 0..count {
             cluster.spawn(index);
@@ -84,6 +90,7 @@ impl Cluster {
             .arg(self.dir.path().join("policy.toml"))
             .env("HOISTD_DB", &self.db)
             .env("HOISTD_LOG", "hoistd=info")
+            .envs(self.instances[index].env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -149,6 +156,26 @@ impl Cluster {
     pub fn log(&self, index: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("hoistd-{index}.log")))
             .unwrap_or_default()
+    }
+
+    /// Runs instance `index` with its clock `behind` the host's from its
+    /// next start (libfaketime, Debian's `libfaketime`; the monotonic
+    /// clock left as it is).
+    pub fn set_clock_behind(&mut self, index: usize, behind: Duration) {
+        let library = std::fs::read_dir("/usr/lib")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path().join("faketime/libfaketime.so.1"))
+            .find(|path| path.exists())
+            .expect(
+                "libfaketime.so.1 is not under /usr/lib/*/faketime: install Debian's libfaketime",
+            );
+        self.instances[index].env = vec![
+            ("LD_PRELOAD".into(), library.display().to_string()),
+            ("FAKETIME".into(), format!("-{}s", behind.as_secs())),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ];
     }
 
     /// Kills instance `index` with SIGKILL: no clean stop, no lease given up.

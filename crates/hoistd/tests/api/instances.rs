@@ -455,6 +455,96 @@ async fn the_leader_expires_grants_filed_elsewhere_on_time_without_streams() {
     }
 }
 
+/// An instance whose host's clock is 30 s behind the database server's
+/// times grants by the server's clock: a grant it makes ends when its
+/// duration says, and as leader it records the end of a grant another
+/// instance made on time, not 30 s late.
+#[tokio::test]
+async fn an_instance_whose_clock_is_behind_times_grants_by_the_databases() {
+    let mut cluster = cluster(2).await;
+    let first = cluster.leader().unwrap();
+    let behind = 1 - first;
+    cluster.kill(behind);
+    cluster.set_clock_behind(behind, Duration::from_secs(30));
+    cluster.restart(behind).await;
+    eventually(Duration::from_secs(10), || async {
+        cluster
+            .log(behind)
+            .contains("timing grants by the database server's clock")
+    })
+    .await;
+    assert!(
+        cluster
+            .log(behind)
+            .contains("this instance's clock is behind"),
+        "{}",
+        cluster.log(behind)
+    );
+
+    let filed = cluster
+        .as_user(behind, "alice")
+        .file(&CreateRequest {
+            duration_secs: Some(600),
+            ..request("logs", "reading the logs")
+        })
+        .await
+        .unwrap();
+    let grant = cluster
+        .as_user(behind, "alice")
+        .grant(&filed.grant_id.unwrap())
+        .await
+        .unwrap();
+    let off = grant.expires_at - (chrono::Utc::now() + chrono::TimeDelta::seconds(600));
+    assert!(
+        off.abs() < chrono::TimeDelta::seconds(3),
+        "the grant ends {off} from its duration"
+    );
+
+    // The instance behind leads.
+    cluster.kill(first);
+    eventually(Duration::from_secs(20), || async {
+        cluster.leader() == Some(behind)
+    })
+    .await;
+    cluster.restart(first).await;
+    let filed = cluster
+        .as_user(first, "bob")
+        .file(&CreateRequest {
+            duration_secs: Some(2),
+            ..request("logs", "reading the logs")
+        })
+        .await
+        .unwrap();
+    let id = filed.grant_id.unwrap();
+    let grant = cluster.as_user(first, "bob").grant(&id).await.unwrap();
+    let auditor = cluster.as_user(first, "erin");
+    eventually(Duration::from_secs(15), || async {
+        auditor
+            .audit()
+            .await
+            .iter()
+            .any(|e| e.kind == AuditKind::Expired && e.grant_id.as_ref() == Some(&id))
+    })
+    .await;
+    let seen = chrono::Utc::now();
+    assert!(
+        seen - grant.expires_at < chrono::TimeDelta::seconds(5),
+        "the end was recorded {} after it",
+        seen - grant.expires_at
+    );
+    let log = auditor.audit().await;
+    let expired = log
+        .iter()
+        .find(|e| e.kind == AuditKind::Expired && e.grant_id.as_ref() == Some(&id))
+        .unwrap();
+    let late = expired.at - grant.expires_at;
+    assert!(
+        late >= chrono::TimeDelta::zero() && late < chrono::TimeDelta::seconds(2),
+        "recorded as {late} after its end"
+    );
+    assert_eq!(cluster.leader(), Some(behind));
+}
+
 /// An instance weighs a provider user by the latest word any instance
 /// heard from the provider, not by the token it happened to see last.
 /// Instance 1 sees alice (an engineer) file, and dave (an approver) sign

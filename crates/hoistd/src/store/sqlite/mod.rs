@@ -254,7 +254,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (id) DO UPDATE SET epoch = max(epoch + 1, excluded.epoch) \
                  RETURNING epoch",
             )?
-            .query_row([chrono::Utc::now().timestamp_millis()], |row| row.get(0))?;
+            .query_row([crate::clock::now().timestamp_millis()], |row| row.get(0))?;
         drop(conn);
         self.durability.sync()?;
         Ok(Some(*self.epoch.get_or_init(|| epoch)))

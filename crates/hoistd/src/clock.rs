@@ -1,0 +1,90 @@
+//! The one clock hoistd settles times by: this process's, moved by how far
+//! it is from the database server's when instances share one.
+//!
+//! Instances on one PostgreSQL database must agree on when a grant ends:
+//! one whose clock is behind would take a grant for live after it ended,
+//! and as leader record its expiry late. Each lease ask reads the server's
+//! clock ([`crate::store::Store::clock_offset`]) and the leadership task
+//! hands the offset to [`follow`], so every instance times grants, sessions
+//! and credentials by the server's clock, to within half an ask's round
+//! trip. The SQLite store has one process and no offset: this clock is then
+//! the process's own.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// How far the process's clock must be from the one followed before it is
+/// moved: under it, a new reading would only add its own error (up to half
+/// a round trip) and step the time back and forth.
+pub const STEP: TimeDelta = TimeDelta::milliseconds(100);
+
+/// What this process adds to its clock.
+static CORRECTION: Correction = Correction::new();
+
+/// The current time, at the millisecond precision the store keeps.
+pub fn now() -> DateTime<Utc> {
+    let raw = Utc::now() + correction();
+    DateTime::from_timestamp_millis(raw.timestamp_millis()).unwrap_or(raw)
+}
+
+/// What is added to the process's clock.
+pub fn correction() -> TimeDelta {
+    CORRECTION.get()
+}
+
+/// Follows a clock `offset` ahead of the process's (behind if negative):
+/// moves to it if it is [`STEP`] or more from the one followed now, and
+/// says whether it moved.
+pub fn follow(offset: TimeDelta) -> bool {
+    CORRECTION.follow(offset)
+}
+
+/// Microseconds to add to a clock.
+struct Correction(AtomicI64);
+
+impl Correction {
+    const fn new() -> Self {
+        Correction(AtomicI64::new(0))
+    }
+
+    fn get(&self) -> TimeDelta {
+        TimeDelta::microseconds(self.0.load(Ordering::Relaxed))
+    }
+
+    fn follow(&self, offset: TimeDelta) -> bool {
+        let Some(micros) = offset.num_microseconds() else {
+            return false;
+        };
+        if (offset - self.get()).abs() < STEP {
+            return false;
+        }
+        self.0.store(micros, Ordering::Relaxed);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Readings within a step of the clock followed leave it alone; one
+    /// further moves it all the way.
+    #[test]
+    fn the_clock_moves_only_by_a_step_or_more() {
+        let correction = Correction::new();
+        assert!(!correction.follow(TimeDelta::milliseconds(60)));
+        assert!(!correction.follow(TimeDelta::milliseconds(-99)));
+        assert_eq!(correction.get(), TimeDelta::zero());
+
+        assert!(correction.follow(TimeDelta::seconds(30)));
+        assert_eq!(correction.get(), TimeDelta::seconds(30));
+        assert!(!correction.follow(TimeDelta::milliseconds(30_050)));
+        assert_eq!(correction.get(), TimeDelta::seconds(30));
+
+        assert!(correction.follow(TimeDelta::milliseconds(-400)));
+        assert_eq!(correction.get(), TimeDelta::milliseconds(-400));
+        assert!(correction.follow(TimeDelta::zero()));
+        assert_eq!(correction.get(), TimeDelta::zero());
+    }
+}
