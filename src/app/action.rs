@@ -105,9 +105,13 @@ pub enum Action {
         copy: bool,
     },
     IncidentLoaded(Box<hoist_api::IncidentView>),
-    /// A revocation being retried met an answer that ends the retries (the
-    /// failure follows): it is no longer pending.
-    RevokeStopped(String),
+    /// The broker refused a revocation for good (denied, not found, in
+    /// conflict): it is no longer retried, and the grant is marked as still
+    /// active after a revoke until it ends or is revoked again.
+    RevokeRefused {
+        grant_id: String,
+        failure: Failure,
+    },
     /// A revocation could not reach the broker; it is being retried.
     RevokePending(String),
     /// A device sign-in waits for the person (see [`SignInPrompt`]).

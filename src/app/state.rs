@@ -1,7 +1,7 @@
 //! Everything the TUI shows, as plain data. Only `update` changes it; drawing
 //! reads it.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use hoist_api::{
@@ -386,6 +386,9 @@ pub struct State {
     pub incident: Option<hoist_api::IncidentView>,
     /// Grants whose revocation is sent but not yet confirmed by the broker.
     pub revoking: BTreeSet<String>,
+    /// Grants whose revocation the broker refused for good, and why (as
+    /// described, sanitised): shown as not revoked while they are active.
+    pub revoke_refused: BTreeMap<String, String>,
     pub activity: Vec<AuditEvent>,
     /// Whose events the Activity screen shows.
     pub actors: Actors,
@@ -454,6 +457,7 @@ impl State {
             bundles: Vec::new(),
             incident: None,
             revoking: BTreeSet::new(),
+            revoke_refused: BTreeMap::new(),
             activity: Vec::new(),
             actors: Actors::Everyone,
             workload_grants: Vec::new(),
@@ -681,6 +685,15 @@ impl State {
         self.grants
             .iter()
             .filter(|g| self.revoking.contains(&g.id))
+            .collect()
+    }
+
+    /// Active grants whose revocation the broker refused, with why.
+    pub fn refused_revocations(&self) -> Vec<(&Grant, &str)> {
+        self.grants
+            .iter()
+            .filter(|g| g.state == hoist_api::GrantState::Active && g.expires_at > self.now)
+            .filter_map(|g| Some((g, self.revoke_refused.get(&g.id)?.as_str())))
             .collect()
     }
 

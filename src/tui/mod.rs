@@ -228,19 +228,26 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
 }
 
 /// What is left undone when hoist stops: each revocation the broker has
-/// not confirmed, with the grant's end and the command that finishes it.
+/// not confirmed or refused, with the grant's end and the command that
+/// tries again.
 pub fn unconfirmed(state: &crate::app::State) -> Vec<String> {
-    state
-        .unconfirmed_revocations()
-        .into_iter()
-        .map(|grant| {
-            format!(
-                "the broker never confirmed the revocation of {} ({}); it stays active until {} unless you run `hoist revoke {}`",
-                sanitize::line(&grant.role),
-                sanitize::line(&grant.id),
-                crate::text::local_timestamp(grant.expires_at),
-                sanitize::line(&grant.id),
-            )
-        })
-        .collect()
+    let unconfirmed = state.unconfirmed_revocations().into_iter().map(|grant| {
+        format!(
+            "the broker never confirmed the revocation of {} ({}); it stays active until {} unless you run `hoist revoke {}`",
+            sanitize::line(&grant.role),
+            sanitize::line(&grant.id),
+            crate::text::local_timestamp(grant.expires_at),
+            sanitize::line(&grant.id),
+        )
+    });
+    let refused = state.refused_revocations().into_iter().map(|(grant, why)| {
+        format!(
+            "the broker refused to revoke {} ({}): {}; it stays active until {}",
+            sanitize::line(&grant.role),
+            sanitize::line(&grant.id),
+            sanitize::line(why),
+            crate::text::local_timestamp(grant.expires_at),
+        )
+    });
+    unconfirmed.chain(refused).collect()
 }

@@ -272,10 +272,8 @@ impl Worker {
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
                 Err(error) => {
-                    // No longer retried: no longer shown as being.
-                    self.send(Action::RevokeStopped(grant_id.to_string()));
-                    return Action::Failed {
-                        operation: Operation::Revoking,
+                    return Action::RevokeRefused {
+                        grant_id: grant_id.to_string(),
                         failure: failure(&error),
                     };
                 }

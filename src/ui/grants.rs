@@ -101,6 +101,9 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
                 if state.revoking.contains(&grant.id) {
                     // Sent, not yet confirmed: never shown as done.
                     Cell::from(Span::styled("revoking…", theme.warn()))
+                } else if state.revoke_refused.contains_key(&grant.id) {
+                    // Refused for good: still active, and nothing retries it.
+                    Cell::from(Span::styled("refused", theme.danger()))
                 } else {
                     Cell::from(Span::styled(clock(left), style))
                 },

@@ -80,6 +80,13 @@ pub fn draw(frame: &mut Frame, body: Rect, state: &State, theme: &Theme) {
                 Some(g) if g.state == GrantState::Active && state.revoking.contains(&g.id) => {
                     ("revoking…".to_string(), theme.warn())
                 }
+                Some(g)
+                    if g.state == GrantState::Active
+                        && g.expires_at > state.now
+                        && state.revoke_refused.contains_key(&g.id) =>
+                {
+                    ("revoke refused".to_string(), theme.danger())
+                }
                 Some(g) if g.state == GrantState::Active && g.expires_at > state.now => {
                     let left = g.expires_at - state.now;
                     (format!("{} left", clock(left)), theme.countdown(left))

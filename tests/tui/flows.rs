@@ -662,6 +662,52 @@ async fn a_revoke_refused_for_a_session_that_ended_completes_once_it_is_renewed(
     until_revoked(&mut alice, &client).await;
 }
 
+/// A revoke the broker refuses for good (here carol's token, which may not
+/// revoke alice's grant) is not retried, and not forgotten: the row says
+/// the revoke was refused for as long as the grant is active, and so does
+/// what hoist says on exit. Revoking it again, allowed, clears the mark.
+#[tokio::test]
+async fn a_revoke_refused_for_good_is_shown_until_it_is_revoked() {
+    let broker = demo_policy().start().await;
+    let client = hoist::backend::connect(&broker.url(), "demo-alice").unwrap();
+    let (mut alice, grant_id) = holding_logs(&client).await;
+
+    client.set_token("demo-carol");
+    revoke_shown_grant(&mut alice, &grant_id).await;
+    assert!(
+        alice
+            .wait_until(WAIT, |s| s.revoking.is_empty()
+                && s.revoke_refused.contains_key(&grant_id))
+            .await
+    );
+    // Alice again (what hoist loaded meanwhile was carol's), loaded anew.
+    client.set_token("demo-alice");
+    key(&mut alice, KeyCode::Char('R'));
+    assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
+    // The banner's few seconds pass; the row still says it.
+    alice
+        .wait_until(WAIT, |s| {
+            s.banner
+                .as_ref()
+                .is_none_or(|b| !b.text.contains("NOT revoked"))
+        })
+        .await;
+    let drawn = screen(&alice.state, 80, 24);
+    assert!(drawn.contains("prod-logs-read         refused"), "{drawn}");
+    let exit = hoist::tui::unconfirmed(&alice.state);
+    assert!(
+        exit.len() == 1 && exit[0].contains("refused to revoke prod-logs-read"),
+        "{exit:?}"
+    );
+    let grants = client.grants(true).await.unwrap();
+    assert_eq!(grants[0].state, hoist_api::GrantState::Active);
+
+    revoke_shown_grant(&mut alice, &grant_id).await;
+    until_revoked(&mut alice, &client).await;
+    assert!(alice.state.refused_revocations().is_empty());
+    assert!(hoist::tui::unconfirmed(&alice.state).is_empty());
+}
+
 /// A responder who revoked while the broker was down and then presses q is
 /// told the grant is still active and asked; if the broker confirms while
 /// they read, hoist leaves as asked. What stays unconfirmed is said again

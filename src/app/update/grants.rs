@@ -8,6 +8,7 @@ use hoist_api::{AccessRequest, Credential, Grant, GrantState, RequestState};
 use super::{banner, clamp};
 use crate::app::access;
 use crate::app::command::Command;
+use crate::app::failure::Failure;
 use crate::app::state::{Connection, Level, Modal, Screen, State, WARN_AT};
 use crate::text::{clock, format_duration, local_time, plural};
 
@@ -347,6 +348,43 @@ pub(super) fn revoke_pending(state: &mut State, grant_id: String) -> Vec<Command
         Level::Warning,
     );
     vec![]
+}
+
+/// The broker refused a revoke for good. The grant may have ended already
+/// (a conflict): everything is loaded again to find out. Until it ends or
+/// is revoked again, its row says it was not revoked, and so does the
+/// message hoist leaves on exit; quitting no longer waits for it, as
+/// nothing retries it.
+pub(super) fn revoke_refused(
+    state: &mut State,
+    grant_id: String,
+    failure: &Failure,
+) -> Vec<Command> {
+    state.revoking.remove(&grant_id);
+    state.busy.remove(&grant_id);
+    // Asked to quit while it was retried: nothing is retried now, but the
+    // person stays to see what became of it; the next q quits.
+    if matches!(state.modal, Some(Modal::QuitWhileRevoking))
+        && state.unconfirmed_revocations().is_empty()
+    {
+        state.modal = None;
+    }
+    let role = state
+        .grants
+        .iter()
+        .find(|g| g.id == grant_id)
+        .map(|g| state.role_label(&g.role, &g.role_name).to_string())
+        .unwrap_or_else(|| grant_id.clone());
+    banner(
+        state,
+        format!(
+            "{role} was NOT revoked: {} (x tries again)",
+            failure.describe()
+        ),
+        Level::Error,
+    );
+    state.revoke_refused.insert(grant_id, failure.describe());
+    vec![Command::LoadAll]
 }
 
 /// The broker's answer to a revoke.

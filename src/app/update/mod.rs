@@ -35,6 +35,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::Filed(_)
             | Action::Extended { .. }
             | Action::GrantChanged(_)
+            | Action::RevokeRefused { .. }
             | Action::Failed {
                 operation: Operation::Filing | Operation::Revoking,
                 ..
@@ -66,9 +67,8 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::Extended { grant_id, request } => grants::extended(state, &grant_id, *request),
         Action::RequestChanged(request) => requests::changed(state, *request),
         Action::RevokePending(grant_id) => grants::revoke_pending(state, grant_id),
-        Action::RevokeStopped(grant_id) => {
-            state.revoking.remove(&grant_id);
-            vec![]
+        Action::RevokeRefused { grant_id, failure } => {
+            grants::revoke_refused(state, grant_id, &failure)
         }
         Action::GrantChanged(grant) => grants::changed(state, *grant),
         Action::CredentialLoaded { credential, copy } => {

@@ -142,6 +142,7 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
             };
             for command in revokes {
                 if let Command::Revoke { grant_id, .. } = command {
+                    state.revoke_refused.remove(grant_id);
                     state.revoking.insert(grant_id.clone());
                 }
             }

@@ -301,8 +301,17 @@ fn a_revoke_in_flight_is_unconfirmed_from_the_start() {
     let answer = crate::app::keymap::action_for_key(&state, enter).expect("Enter is bound");
     update(&mut state, answer);
     assert!(!state.should_quit, "Enter quit, leaving the grant active");
-    // Refused for good: no longer retried, so no longer held up.
-    update(&mut state, Action::RevokeStopped("g1".into()));
+    // Refused for good: no longer retried, so no longer held up; but the
+    // question closes rather than quit, so the refusal is seen first.
+    update(
+        &mut state,
+        Action::RevokeRefused {
+            grant_id: "g1".into(),
+            failure: Failure::new(FailureKind::DeniedByPolicy, "not yours"),
+        },
+    );
+    assert!(!state.should_quit);
+    assert_eq!(state.modal, None);
     update(&mut state, Action::Quit);
     assert!(state.should_quit);
 }
@@ -1732,23 +1741,71 @@ fn help_lists_the_activity_and_pop_up_keys() {
 }
 
 /// A revocation retried, then refused for good, is no longer shown as
-/// being retried.
+/// being retried, but as refused: in a banner, and for as long as the
+/// grant is active on its row and in what hoist says on exit. Everything
+/// is loaded again (the grant may have ended), and revoking it again
+/// clears the mark.
 #[test]
-fn a_revoke_no_longer_retried_is_no_longer_pending() {
+fn a_revoke_refused_for_good_stays_marked_until_the_grant_ends() {
     let now = at("2026-06-01T12:00:00Z");
     let mut state = alice(now);
     state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(30))];
+    state.screen = Screen::Grants;
     update(&mut state, Action::RevokePending("g1".into()));
     assert!(state.revoking.contains("g1"));
-    update(&mut state, Action::RevokeStopped("g1".into()));
-    update(
+    let commands = update(
         &mut state,
-        Action::Failed {
-            operation: Operation::Revoking,
+        Action::RevokeRefused {
+            grant_id: "g1".into(),
             failure: Failure::new(FailureKind::DeniedByPolicy, "not yours"),
         },
     );
     assert!(state.revoking.is_empty(), "{:?}", state.revoking);
+    assert!(
+        commands.iter().any(|c| matches!(c, Command::LoadAll)),
+        "{commands:?}"
+    );
+    let banner = state.banner.clone().expect("a banner");
+    assert_eq!(banner.level, Level::Error);
+    assert!(banner.text.contains("NOT revoked"), "{}", banner.text);
+    let refused: Vec<_> = state
+        .refused_revocations()
+        .iter()
+        .map(|(g, why)| (g.id.clone(), why.to_string()))
+        .collect();
+    assert_eq!(
+        refused,
+        vec![("g1".to_string(), "Denied by policy: not yours".to_string())]
+    );
+    let exit = crate::tui::unconfirmed(&state);
+    assert!(
+        exit.len() == 1 && exit[0].contains("refused to revoke db (g1)"),
+        "{exit:?}"
+    );
+
+    // Still marked after the banner has gone.
+    update(&mut state, Action::Tick(now + TimeDelta::minutes(1)));
+    assert!(state.banner.is_none());
+    assert_eq!(state.refused_revocations().len(), 1);
+
+    // Revoking it again: no longer marked as refused, but as unconfirmed.
+    update(&mut state, Action::Revoke);
+    update(&mut state, Action::Confirm);
+    assert!(state.refused_revocations().is_empty());
+    assert!(state.revoking.contains("g1"));
+    update(
+        &mut state,
+        Action::RevokeRefused {
+            grant_id: "g1".into(),
+            failure: Failure::new(FailureKind::NotPossibleNow, "ended"),
+        },
+    );
+    assert_eq!(state.refused_revocations().len(), 1);
+
+    // Past its end it is no longer named: nothing is left active.
+    update(&mut state, Action::Tick(now + TimeDelta::minutes(31)));
+    assert!(state.refused_revocations().is_empty());
+    assert!(crate::tui::unconfirmed(&state).is_empty());
 }
 
 /// The incident on screen follows what the broker reports of its grants
