@@ -550,6 +550,8 @@ mod worker_tests {
         /// Drift audits refused (this many first), and written.
         drift_refusals: AtomicUsize,
         drift_audited: AtomicUsize,
+        /// Rounds of the reconciler over every system.
+        rounds: AtomicUsize,
         /// Drift removals recorded (by target) and not yet audited, and
         /// whether it records them.
         recorded: std::sync::Mutex<Vec<(String, Managed)>>,
@@ -582,6 +584,7 @@ mod worker_tests {
                 held_before: Default::default(),
                 drift_refusals: AtomicUsize::new(0),
                 drift_audited: AtomicUsize::new(0),
+                rounds: AtomicUsize::new(0),
                 outcomes: Default::default(),
                 recorded: Default::default(),
                 records_drift: true,
@@ -705,6 +708,9 @@ mod worker_tests {
                 .unwrap()
                 .retain(|(t, m)| !(t == target && m.name == name));
             Ok(())
+        }
+        fn reconciled(&self) {
+            self.rounds.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -906,6 +912,50 @@ mod worker_tests {
             "the slow target's pass is still under way"
         );
         pass.abort();
+    }
+
+    /// Each system keeps its own cycle: while a slow system's first pass
+    /// is still under way, a quick one is passed again and again (every
+    /// 50 ms here), and drift that appears there later is removed at its
+    /// next pass, not after the slow system's. A round of every system is
+    /// counted only once the slow one has ended its pass too.
+    #[tokio::test]
+    async fn each_system_is_reconciled_on_its_own_cycle() {
+        let (mut slow, slow_calls) = counting("a_slow", false);
+        slow.takes = Duration::from_secs(2);
+        let (quick, quick_calls) = counting("b_quick", false);
+        let found = Arc::clone(&quick.found);
+        let removed = Arc::clone(&quick.removed);
+        let ledger = FakeLedger::new(vec![slow, quick], Vec::new(), true);
+        let (stop, stopped) = watch::channel(false);
+        let job = tokio::spawn(reconcile::run(
+            Arc::clone(&ledger),
+            || Duration::from_millis(50),
+            Arc::new(Notify::new()),
+            stopped,
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            quick_calls.load(Ordering::SeqCst) >= 3,
+            "the quick system was passed {} times",
+            quick_calls.load(Ordering::SeqCst)
+        );
+        assert_eq!(slow_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(ledger.rounds.load(Ordering::SeqCst), 0, "no round yet");
+        found.lock().unwrap().push(Managed {
+            name: "hoist_gr_gone".into(),
+            grant_id: Some("gr_gone".into()),
+        });
+        until_counted(&removed, Duration::from_secs(1)).await;
+        assert_eq!(removed.load(Ordering::SeqCst), 1);
+        assert_eq!(slow_calls.load(Ordering::SeqCst), 1, "still its first pass");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            ledger.rounds.load(Ordering::SeqCst) >= 1,
+            "a round was counted"
+        );
+        stop.send(true).unwrap();
+        job.await.unwrap();
     }
 
     /// Two targets on one system (one PostgreSQL server) each list the

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use super::{GrantFacts, Ledger, TargetError, TargetKind};
 
@@ -60,13 +61,9 @@ pub struct Pass {
     pub failures: usize,
 }
 
-/// Reconciles every target once. The targets of one system (one
-/// PostgreSQL server, one OpenBao: [`TargetKind::system`]) take turns, as
-/// each lists the access the others made there and would remove and audit
-/// the same drift at the same time; different systems go side by side, so
-/// one slow to answer (each call just inside its timeout) holds up no
-/// other's pass.
-pub async fn pass<L: Ledger>(ledger: &Arc<L>) -> Pass {
+/// The targets of each system (one PostgreSQL server, one OpenBao:
+/// [`TargetKind::system`]), in the order the policy names them.
+fn systems<L: Ledger>(ledger: &L) -> BTreeMap<String, Vec<Arc<dyn TargetKind>>> {
     let mut systems: BTreeMap<String, Vec<Arc<dyn TargetKind>>> = BTreeMap::new();
     for target in ledger.targets().iter() {
         systems
@@ -74,16 +71,30 @@ pub async fn pass<L: Ledger>(ledger: &Arc<L>) -> Pass {
             .or_default()
             .push(Arc::clone(target));
     }
-    let passes = systems.into_values().map(|targets| async move {
-        let mut total = Pass::default();
-        for target in targets {
-            total.add(target_pass(ledger, target).await);
-        }
-        total
-    });
+    systems
+}
+
+/// Reconciles every target once. The targets of one system take turns
+/// ([`system_pass`]); different systems go side by side, so one slow to
+/// answer (each call just inside its timeout) holds up no other's pass.
+pub async fn pass<L: Ledger>(ledger: &Arc<L>) -> Pass {
+    let passes = systems(ledger.as_ref())
+        .into_values()
+        .map(|targets| system_pass(ledger, targets));
     let mut total = Pass::default();
     for one in futures::future::join_all(passes).await {
         total.add(one);
+    }
+    total
+}
+
+/// Reconciles one system's targets, one after another: each lists the
+/// access the others made there, and side by side they would remove and
+/// audit the same drift at the same time.
+async fn system_pass<L: Ledger>(ledger: &Arc<L>, targets: Vec<Arc<dyn TargetKind>>) -> Pass {
+    let mut total = Pass::default();
+    for target in targets {
+        total.add(target_pass(ledger, target).await);
     }
     total
 }
@@ -280,35 +291,87 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
     pass
 }
 
-/// Reconciles at once, then every `every` (from the policy in force), or
-/// when woken, until `stopped`.
+/// Reconciles each system at once, then `every` (from the policy in
+/// force) after its last pass ended, or when woken, until `stopped`. Each
+/// system keeps its own cycle, so one slow to answer delays no other's
+/// next pass. A policy reload's new systems are passed within `every`
+/// (at once if woken); those it dropped are no longer. Each time every
+/// system has ended a pass since the last such time,
+/// [`Ledger::reconciled`] is told.
 pub async fn run<L: Ledger>(
     ledger: Arc<L>,
     every: impl Fn() -> Duration + Send + 'static,
     wake: Arc<Notify>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    // When each system not being passed is next due.
+    let mut due: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut busy: HashSet<String> = HashSet::new();
+    // Systems whose pass ended since `reconciled` was last told.
+    let mut round: HashSet<String> = HashSet::new();
+    // When the policy's systems are looked at again with nothing else to
+    // wake for (a reload's new systems; with none, a round to count).
+    let mut relook = Instant::now();
     loop {
-        // A pass stops where it is when leading does: what it left undone
-        // the next leader's first pass does (each step is its own).
-        let done = tokio::select! {
-            done = pass(&ledger) => done,
-            _ = stopped.wait_for(|stopped| *stopped) => return,
-        };
-        ledger.reconciled();
-        if done != Pass::default() {
-            tracing::info!(
-                checked = done.checked,
-                missing = done.missing,
-                drift_removed = done.drift_removed,
-                failures = done.failures,
-                "reconciled targets"
-            );
+        let now = Instant::now();
+        let relooking = now >= relook;
+        if relooking {
+            relook = now + every();
         }
+        let mut systems = systems(ledger.as_ref());
+        due.retain(|system, _| systems.contains_key(system));
+        round.retain(|system| systems.contains_key(system));
+        let counted = if systems.is_empty() {
+            relooking
+        } else {
+            systems.keys().all(|system| round.contains(system))
+        };
+        if counted {
+            ledger.reconciled();
+            round.clear();
+        }
+        for (system, targets) in std::mem::take(&mut systems) {
+            if busy.contains(&system) || due.get(&system).is_some_and(|at| *at > now) {
+                continue;
+            }
+            due.remove(&system);
+            busy.insert(system.clone());
+            let ledger = Arc::clone(&ledger);
+            running.push(async move {
+                let done = system_pass(&ledger, targets).await;
+                (system, done)
+            });
+        }
+        let next = due.values().min().map_or(relook, |at| relook.min(*at));
         tokio::select! {
-            _ = tokio::time::sleep(every()) => {}
-            _ = wake.notified() => {}
+            // A pass stops where it is when leading does: what it left
+            // undone the next leader's first pass does (each step is its
+            // own).
             _ = stopped.wait_for(|stopped| *stopped) => return,
+            Some((system, done)) = running.next(), if !running.is_empty() => {
+                if done != Pass::default() {
+                    tracing::info!(
+                        system = %system,
+                        checked = done.checked,
+                        missing = done.missing,
+                        drift_removed = done.drift_removed,
+                        failures = done.failures,
+                        "reconciled targets"
+                    );
+                }
+                busy.remove(&system);
+                round.insert(system.clone());
+                due.insert(system, Instant::now() + every());
+            }
+            _ = tokio::time::sleep_until(next) => {}
+            _ = wake.notified() => {
+                let now = Instant::now();
+                for at in due.values_mut() {
+                    *at = now;
+                }
+                relook = now;
+            }
         }
     }
 }
