@@ -58,6 +58,10 @@ pub enum AuditKind {
     /// `malformed`, `unmapped`; the Slack team and user when the post was
     /// genuine).
     SlackRefused,
+    /// A notification was given up, never delivered: its channel failed
+    /// for a day, or left the policy (`details`: channel, event, attempts;
+    /// `reason`: the last failure). Whoever it was for never heard.
+    NotificationGivenUp,
     /// A kind this build does not know, by its name: written by a newer
     /// broker (another instance in a rolling upgrade, or the broker a
     /// client older than it talks to). Kept as written, so its entry is
@@ -78,7 +82,7 @@ impl UnknownKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 25] = [
+    pub const ALL: [AuditKind; 26] = [
         Self::Requested,
         Self::Reviewed,
         Self::Approved,
@@ -104,6 +108,7 @@ impl AuditKind {
         Self::DriftRemoved,
         Self::WorkloadRefused,
         Self::SlackRefused,
+        Self::NotificationGivenUp,
     ];
 
     /// The kind's name on the wire and in the chain's hash.
@@ -134,6 +139,7 @@ impl AuditKind {
             Self::DriftRemoved => "drift_removed",
             Self::WorkloadRefused => "workload_refused",
             Self::SlackRefused => "slack_refused",
+            Self::NotificationGivenUp => "notification_given_up",
             Self::Other(name) => name.as_str(),
         }
     }

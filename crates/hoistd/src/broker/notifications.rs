@@ -18,6 +18,7 @@ use hoist_api::{
 };
 
 use super::{Broker, now, settle_grant, settle_request};
+use crate::audit::NewAuditEvent;
 use crate::error::Result;
 use crate::notify::{Channels, Event, Notice, Notifier};
 use crate::policy::Policy;
@@ -234,6 +235,9 @@ impl Notifier for Broker {
             .is_some_and(|stored| stored.done_at.is_none());
         if open {
             tx.update_notification(notification)?;
+            if notification.done_at.is_some() && !notification.delivered {
+                crate::audit::append(tx.as_mut(), given_up(notification))?;
+            }
         }
         tx.commit()?;
         Ok(())
@@ -377,6 +381,26 @@ fn insert(
 /// What an audit event tells people, if anything.
 /// The notice an audit entry calls for, if any; `recalled` holds the roles
 /// whose approvers this pass already read.
+/// The audit entry of a notification given up: what it was about (its
+/// request, grant and role), where it went, and why it failed.
+fn given_up(notification: &Notification) -> NewAuditEvent {
+    let notice: Option<Notice> = serde_json::from_str(&notification.notice).ok();
+    let mut event = NewAuditEvent::new(AuditKind::NotificationGivenUp, SYSTEM_ACTOR, now());
+    if let Some(notice) = notice {
+        event.request_id = Some(notice.request_id).filter(|id| !id.is_empty());
+        event.grant_id = notice.grant_id;
+        event.role = Some(notice.role).filter(|role| !role.is_empty());
+    }
+    event.reason = notification.last_error.clone();
+    event.details = serde_json::json!({
+        "channel": notification.channel,
+        "event": notification.event,
+        "attempts": notification.attempts,
+        "notification_id": notification.id,
+    });
+    event
+}
+
 fn notice_of(
     policy: &Policy,
     tx: &dyn Tx,

@@ -581,9 +581,11 @@ async fn a_failing_receiver_is_retried_and_gets_it_once() {
 }
 
 /// A notification whose channel leaves the policy while its receiver fails
-/// is given up, and `/metrics` counts it for operators to alert on.
+/// is given up: audited as its own event (what it was about, where it
+/// went, why it failed), once, and counted in `/metrics` for operators to
+/// alert on.
 #[tokio::test]
-async fn a_notification_given_up_is_counted_in_the_metrics() {
+async fn a_notification_given_up_is_audited_and_counted_in_the_metrics() {
     use crate::operations::{sample, scrape};
     let (receiver, base) = Receiver::start().await;
     receiver.fail("ops", &[503; 1000]);
@@ -592,7 +594,7 @@ async fn a_notification_given_up_is_counted_in_the_metrics() {
     let broker = TestBroker::builder().policy(&policy).start().await;
     let text = scrape(&broker).await;
     assert_eq!(sample(&text, "hoistd_notifications_given_up"), 0.0);
-    broker
+    let filed = broker
         .as_user("alice")
         .file(&db("rotate the replication slot"))
         .await
@@ -607,6 +609,23 @@ async fn a_notification_given_up_is_counted_in_the_metrics() {
         sample(&scrape(&broker).await, "hoistd_notifications_given_up") == 1.0
     })
     .await;
+    let log = broker.as_user("erin").audit().await;
+    let given_up: Vec<_> = log
+        .iter()
+        .filter(|e| e.kind == AuditKind::NotificationGivenUp)
+        .collect();
+    assert_eq!(given_up.len(), 1, "{log:#?}");
+    let event = given_up[0];
+    assert_eq!(event.actor, hoist_api::SYSTEM_ACTOR);
+    assert_eq!(event.request_id.as_ref(), Some(&filed.id));
+    assert_eq!(event.role.as_deref(), Some("db"));
+    assert_eq!(event.details["channel"], "ops");
+    assert_eq!(event.details["event"], "request_filed");
+    assert!(event.details["attempts"].as_u64().unwrap() >= 1);
+    assert!(
+        event.reason.as_deref().is_some_and(|r| !r.is_empty()),
+        "{event:?}"
+    );
 }
 
 /// A notification not yet delivered when the broker stops is delivered
