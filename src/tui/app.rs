@@ -2,7 +2,7 @@
 //! into actions, applies them with `update`, and hands commands to the
 //! worker; and the task that keeps the session alive while it runs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,7 +152,15 @@ pub struct App {
     /// to the broker then, and since when; ticks wait until an answer from
     /// the broker has set a new one (or a while has passed).
     resync: Option<(chrono::TimeDelta, std::time::Instant)>,
+    /// Revocations refused in profiles switched away from, by profile:
+    /// their marks, put back when the profile is shown again, and what
+    /// hoist says of them on exit meanwhile.
+    refused_elsewhere: HashMap<Option<String>, RefusedElsewhere>,
 }
+
+/// A profile's refused revocations while another is shown: the marks
+/// (grant id to why), and the lines said of them on exit.
+type RefusedElsewhere = (BTreeMap<String, String>, Vec<String>);
 
 /// Longest ticks wait for the broker's time after the wall clock jumped.
 const RESYNC_WAIT: Duration = Duration::from_secs(10);
@@ -246,12 +254,23 @@ impl App {
             switched_sender,
             last_tick: None,
             resync: None,
+            refused_elsewhere: HashMap::new(),
         };
         app.dispatch(Action::Resize(80, 24));
         // No load here: the event stream's first `StreamUp` (or `StreamDown`)
         // starts it, after the stream has subscribed, so nothing that happens
         // in between is missed and the lists are never loaded twice at once.
         app
+    }
+
+    /// What hoist says on exit is left undone: revocations unconfirmed or
+    /// refused here, and those refused in profiles switched away from.
+    pub fn left_undone(&self) -> Vec<String> {
+        let mut lines = super::unconfirmed(&self.state);
+        for (_, said) in self.refused_elsewhere.values() {
+            lines.extend(said.iter().cloned());
+        }
+        lines
     }
 
     /// Shows another profile in place of this one: a fresh state, worker
@@ -262,8 +281,18 @@ impl App {
             task.abort();
         }
         let size = self.state.size;
+        let said = super::refused(&self.state);
+        if !said.is_empty() {
+            let marks = std::mem::take(&mut self.state.revoke_refused);
+            self.refused_elsewhere
+                .insert(self.state.profile.clone(), (marks, said));
+        }
         let (wired, theme) = wire(opened.backend, opened.options, self.prompter.as_ref());
         self.state = wired.state;
+        // Still marked once its grants are loaded again, if still active.
+        if let Some((marks, _)) = self.refused_elsewhere.remove(&self.state.profile) {
+            self.state.revoke_refused = marks;
+        }
         self.worker = wired.worker;
         self.actions = wired.actions;
         self.clock = wired.clock;

@@ -218,7 +218,7 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
     }
     // Said on the restored terminal, where it stays after hoist is gone: a
     // revocation nobody retries any more must not pass for done.
-    let unconfirmed = unconfirmed(&app.state);
+    let unconfirmed = app.left_undone();
     drop(restore);
     let mut stderr = std::io::stderr();
     for line in unconfirmed {
@@ -231,7 +231,10 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
 /// not confirmed or refused, with the grant's end and the command that
 /// tries again.
 pub fn unconfirmed(state: &crate::app::State) -> Vec<String> {
-    let unconfirmed = state.unconfirmed_revocations().into_iter().map(|grant| {
+    let mut lines: Vec<String> = state
+        .unconfirmed_revocations()
+        .into_iter()
+        .map(|grant| {
         format!(
             "the broker never confirmed the revocation of {} ({}); it stays active until {} unless you run `hoist revoke {}`",
             sanitize::line(&grant.role),
@@ -239,15 +242,26 @@ pub fn unconfirmed(state: &crate::app::State) -> Vec<String> {
             crate::text::local_timestamp(grant.expires_at),
             sanitize::line(&grant.id),
         )
-    });
-    let refused = state.refused_revocations().into_iter().map(|(grant, why)| {
-        format!(
-            "the broker refused to revoke {} ({}): {}; it stays active until {}",
-            sanitize::line(&grant.role),
-            sanitize::line(&grant.id),
-            sanitize::line(why),
-            crate::text::local_timestamp(grant.expires_at),
-        )
-    });
-    unconfirmed.chain(refused).collect()
+        })
+        .collect();
+    lines.extend(refused(state));
+    lines
+}
+
+/// Each revocation the broker refused for good whose grant is still
+/// active, with why and the grant's end.
+pub fn refused(state: &crate::app::State) -> Vec<String> {
+    state
+        .refused_revocations()
+        .into_iter()
+        .map(|(grant, why)| {
+            format!(
+                "the broker refused to revoke {} ({}): {}; it stays active until {}",
+                sanitize::line(&grant.role),
+                sanitize::line(&grant.id),
+                sanitize::line(why),
+                crate::text::local_timestamp(grant.expires_at),
+            )
+        })
+        .collect()
 }

@@ -702,10 +702,38 @@ async fn a_revoke_refused_for_good_is_shown_until_it_is_revoked() {
     let grants = client.grants(true).await.unwrap();
     assert_eq!(grants[0].state, hoist_api::GrantState::Active);
 
+    // Another profile shown meanwhile: still said on exit, and marked
+    // again once this profile is back.
+    let elsewhere = hoist::backend::connect(&broker.url(), "demo-bob").unwrap();
+    alice.switched((
+        "elsewhere".into(),
+        Ok(hoist::tui::profiles::Opened {
+            backend: elsewhere,
+            options: hoist::tui::Options {
+                profile: Some("elsewhere".into()),
+                ..hoist::tui::Options::default()
+            },
+        }),
+    ));
+    assert!(alice.state.revoke_refused.is_empty());
+    assert_eq!(alice.left_undone(), exit);
+    alice.switched((
+        "default".into(),
+        Ok(hoist::tui::profiles::Opened {
+            backend: client.clone(),
+            options: hoist::tui::Options::default(),
+        }),
+    ));
+    assert!(alice.wait_until(WAIT, |s| s.grants.len() == 1).await);
+    assert_eq!(alice.left_undone(), exit);
+    key(&mut alice, KeyCode::Char('3'));
+    let drawn = screen(&alice.state, 80, 24);
+    assert!(drawn.contains("prod-logs-read         refused"), "{drawn}");
+
     revoke_shown_grant(&mut alice, &grant_id).await;
     until_revoked(&mut alice, &client).await;
     assert!(alice.state.refused_revocations().is_empty());
-    assert!(hoist::tui::unconfirmed(&alice.state).is_empty());
+    assert!(alice.left_undone().is_empty());
 }
 
 /// A responder who revoked while the broker was down and then presses q is

@@ -362,11 +362,11 @@ pub(super) fn revoke_refused(
 ) -> Vec<Command> {
     state.revoking.remove(&grant_id);
     state.busy.remove(&grant_id);
-    // Asked to quit while it was retried: nothing is retried now, but the
-    // person stays to see what became of it; the next q quits.
-    if matches!(state.modal, Some(Modal::QuitWhileRevoking))
-        && state.unconfirmed_revocations().is_empty()
-    {
+    // Asked to quit while it was retried: the question closes, so the
+    // person sees what became of it rather than leave on another
+    // revocation's confirmation; the next q asks again if any other is
+    // still unconfirmed.
+    if matches!(state.modal, Some(Modal::QuitWhileRevoking)) {
         state.modal = None;
     }
     let role = state

@@ -1740,6 +1740,36 @@ fn help_lists_the_activity_and_pop_up_keys() {
     }
 }
 
+/// Asked to quit with two revocations unconfirmed (an incident's), one
+/// refused: the question closes, so the refusal is seen, and the other's
+/// confirmation later does not quit by itself.
+#[test]
+fn a_refusal_while_asked_to_quit_closes_the_question() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![
+        grant("g1", "db", "alice", now + TimeDelta::hours(1)),
+        grant("g2", "logs", "alice", now + TimeDelta::hours(1)),
+    ];
+    state.revoking = ["g1".to_string(), "g2".to_string()].into();
+    update(&mut state, Action::Quit);
+    assert_eq!(state.modal, Some(Modal::QuitWhileRevoking));
+    update(
+        &mut state,
+        Action::RevokeRefused {
+            grant_id: "g1".into(),
+            failure: Failure::new(FailureKind::DeniedByPolicy, "not yours"),
+        },
+    );
+    assert_eq!(state.modal, None);
+    assert!(!state.should_quit);
+    let mut revoked = grant("g2", "logs", "alice", now + TimeDelta::hours(1));
+    revoked.state = GrantState::Revoked;
+    update(&mut state, Action::GrantChanged(Box::new(revoked)));
+    assert!(!state.should_quit, "quit on another's confirmation");
+    assert_eq!(state.refused_revocations().len(), 1);
+}
+
 /// A revocation retried, then refused for good, is no longer shown as
 /// being retried, but as refused: in a banner, and for as long as the
 /// grant is active on its row and in what hoist says on exit. Everything

@@ -378,29 +378,33 @@ fn insert(
     }
 }
 
-/// What an audit event tells people, if anything.
-/// The notice an audit entry calls for, if any; `recalled` holds the roles
-/// whose approvers this pass already read.
 /// The audit entry of a notification given up: what it was about (its
 /// request, grant and role), where it went, and why it failed.
 fn given_up(notification: &Notification) -> NewAuditEvent {
     let notice: Option<Notice> = serde_json::from_str(&notification.notice).ok();
     let mut event = NewAuditEvent::new(AuditKind::NotificationGivenUp, SYSTEM_ACTOR, now());
     if let Some(notice) = notice {
+        event.subject = Some(notice.requester).filter(|who| !who.is_empty());
         event.request_id = Some(notice.request_id).filter(|id| !id.is_empty());
         event.grant_id = notice.grant_id;
         event.role = Some(notice.role).filter(|role| !role.is_empty());
+        event.incident = notice.incident;
     }
     event.reason = notification.last_error.clone();
+    // Marked as the broker's own in the hashed data, as `Work::audit`
+    // marks every other entry it writes.
     event.details = serde_json::json!({
         "channel": notification.channel,
         "event": notification.event,
         "attempts": notification.attempts,
         "notification_id": notification.id,
+        "system": true,
     });
     event
 }
 
+/// The notice an audit entry calls for, if any; `recalled` holds the roles
+/// whose approvers this pass already read.
 fn notice_of(
     policy: &Policy,
     tx: &dyn Tx,

@@ -617,6 +617,8 @@ async fn a_notification_given_up_is_audited_and_counted_in_the_metrics() {
     assert_eq!(given_up.len(), 1, "{log:#?}");
     let event = given_up[0];
     assert_eq!(event.actor, hoist_api::SYSTEM_ACTOR);
+    assert!(event.is_system(), "{event:?}");
+    assert_eq!(event.subject.as_deref(), Some("alice"));
     assert_eq!(event.request_id.as_ref(), Some(&filed.id));
     assert_eq!(event.role.as_deref(), Some("db"));
     assert_eq!(event.details["channel"], "ops");
