@@ -92,21 +92,63 @@ impl Signer {
             .map_err(|err| SignerError::BadKey(err.to_string()))
     }
 
-    /// The claims of a token this broker signed and that has not expired.
+    /// The claims of a token this broker signed and that has not expired,
+    /// by hoistd's clock ([`crate::clock`]: the one its end was set by,
+    /// not the host's).
     pub fn verify(&self, token: &str, issuer: &str) -> Option<CredentialClaims> {
         let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.leeway = 0;
+        validation.validate_exp = false;
         validation.set_issuer(&[issuer]);
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        jsonwebtoken::decode::<CredentialClaims>(token, &self.decoding, &validation)
-            .ok()
-            .map(|data| data.claims)
+        let claims = jsonwebtoken::decode::<CredentialClaims>(token, &self.decoding, &validation)
+            .ok()?
+            .claims;
+        (claims.exp >= crate::clock::now().timestamp()).then_some(claims)
     }
 
     pub fn jwks(&self) -> Jwks {
         Jwks {
             keys: vec![self.jwk.clone()],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> CredentialClaims {
+        CredentialClaims {
+            iss: "https://hoist.example".into(),
+            sub: "alice".into(),
+            aud: "db".into(),
+            iat: exp - 600,
+            exp,
+            jti: "j1".into(),
+            role: "db".into(),
+            grant_id: "gr_1".into(),
+            scope: "db".into(),
+            act: None,
+        }
+    }
+
+    /// A credential ends by hoistd's clock, the one its end was set by:
+    /// with this process's clock an hour ahead of the database server's
+    /// (the clock followed an hour back), one that ends in half an hour by
+    /// the server's is taken, though this host has it ended; and one past
+    /// its end by the server's clock is not. (Moves the process's clock:
+    /// each test runs in a process of its own.)
+    #[test]
+    fn a_credential_ends_by_hoistds_clock_not_the_hosts() {
+        let signer = Signer::from_key(&SigningKey::generate(&mut rand::rngs::OsRng)).unwrap();
+        assert!(crate::clock::follow(chrono::TimeDelta::hours(-1)));
+        let now = crate::clock::now().timestamp();
+        let live = signer.issue(&claims(now + 1_800)).unwrap();
+        let taken = signer.verify(&live, "https://hoist.example");
+        assert_eq!(taken.map(|c| c.exp), Some(now + 1_800));
+        let ended = signer.issue(&claims(now - 5)).unwrap();
+        assert!(signer.verify(&ended, "https://hoist.example").is_none());
+        crate::clock::follow(chrono::TimeDelta::zero());
     }
 }

@@ -155,14 +155,17 @@ impl Verifier {
         let key = DecodingKey::from_jwk(&jwk).map_err(|err| TokenError::Keys(err.to_string()))?;
 
         let mut validation = Validation::new(header.alg);
-        validation.leeway = issuer.leeway.as_secs();
-        validation.validate_nbf = true;
+        // Times are checked below, by hoistd's clock.
+        validation.validate_exp = false;
         validation.set_issuer(&[&iss]);
         validation.set_audience(&issuer.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
             .map_err(|err| TokenError::Invalid(err.to_string()))?
             .claims;
+        if not_yet_valid(&claims, issuer.leeway) {
+            return Err(TokenError::Invalid("the token is not valid yet".into()));
+        }
         let identity = identity(issuer, &claims)?;
         // The check above counts whole seconds and accepts a token while
         // now == exp; its end is exclusive, to the millisecond, here as in
@@ -205,8 +208,8 @@ impl Verifier {
         let jwk = self.key(issuer, &kid).await?;
         let key = DecodingKey::from_jwk(&jwk).map_err(|err| TokenError::Keys(err.to_string()))?;
         let mut validation = Validation::new(header.alg);
-        validation.leeway = issuer.leeway.as_secs();
-        validation.validate_nbf = true;
+        // Times are checked below, by hoistd's clock.
+        validation.validate_exp = false;
         validation.validate_aud = false;
         validation.set_issuer(&[&issuer.issuer, &format!("{}/", issuer.issuer)]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
@@ -226,6 +229,9 @@ impl Verifier {
             >= exp.saturating_mul(1000).saturating_add(leeway)
         {
             return Err(TokenError::Expired);
+        }
+        if not_yet_valid(&claims, issuer.leeway) {
+            return Err(TokenError::Invalid("the token is not valid yet".into()));
         }
         Ok(claims)
     }
@@ -447,9 +453,41 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
     })
 }
 
+/// Whether a token's `nbf` is still ahead of hoistd's clock by more than
+/// `leeway` (a token without one is valid from its issue).
+fn not_yet_valid(claims: &serde_json::Value, leeway: std::time::Duration) -> bool {
+    let Some(nbf) = claims.get("nbf").and_then(serde_json::Value::as_i64) else {
+        return false;
+    };
+    let leeway = i64::try_from(leeway.as_millis()).unwrap_or(i64::MAX);
+    nbf.saturating_mul(1000).saturating_sub(leeway) > crate::clock::now().timestamp_millis()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `nbf` is held to hoistd's clock, within the leeway; a token without
+    /// one is valid at once.
+    #[test]
+    fn a_token_is_not_valid_before_its_nbf_beyond_the_leeway() {
+        let now = crate::clock::now().timestamp();
+        let leeway = std::time::Duration::from_secs(30);
+        assert!(!not_yet_valid(&serde_json::json!({}), leeway));
+        assert!(!not_yet_valid(&serde_json::json!({ "nbf": now }), leeway));
+        assert!(!not_yet_valid(
+            &serde_json::json!({ "nbf": now + 20 }),
+            leeway
+        ));
+        assert!(not_yet_valid(
+            &serde_json::json!({ "nbf": now + 60 }),
+            leeway
+        ));
+        assert!(not_yet_valid(
+            &serde_json::json!({ "nbf": now + 20 }),
+            std::time::Duration::ZERO
+        ));
+    }
 
     /// A provider on loopback whose discovery document says `jwks_uri`,
     /// and whose `/jwks` answers `jwks`.
