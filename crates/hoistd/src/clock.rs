@@ -3,11 +3,12 @@
 //!
 //! Instances on one PostgreSQL database must agree on when a grant ends:
 //! one whose clock is behind would take a grant for live after it ended,
-//! and as leader record its expiry late. Each lease ask reads the server's
-//! clock ([`crate::store::Store::clock_offset`]) and the leadership task
-//! hands the offset to [`follow`], so every instance times grants, sessions
-//! and credentials by the server's clock, to within half an ask's round
-//! trip. The SQLite store has one process and no offset: this clock is then
+//! and as leader record its expiry late. The store reads the server's
+//! clock after each lease ask, and once as an instance starts, before its
+//! start-up reap ([`crate::store::Store::clock_offset`],
+//! [`crate::store::Store::measure_clock`]); the offset is handed to
+//! [`follow`], so every instance times grants, sessions and credentials
+//! by the server's clock, to within half a reading's round trip (25 ms). The SQLite store has one process and no offset: this clock is then
 //! the process's own.
 
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -72,6 +72,17 @@ fn watch_clock(store: &dyn Store, warned: &mut bool) {
     }
 }
 
+/// Times grants by the database server's clock, `offset` ahead of this
+/// process's ([`clock::follow`]), and says so when that moves it.
+pub fn follow(offset: chrono::TimeDelta) {
+    if clock::follow(offset) {
+        tracing::info!(
+            correction_seconds = offset.as_seconds_f64(),
+            "timing grants by the database server's clock"
+        );
+    }
+}
+
 /// Asks for the lease every second until `stopped`, and says on `leading`
 /// whether this instance leads, on `term` until when by its own clock, and
 /// on `lease` which lease it last took (the jobs' fence, kept after it is
@@ -153,13 +164,8 @@ pub async fn lead_forever(
             Err(_) => tracing::warn!("the leadership lease was not renewed in time"),
         }
         watch_clock(store.as_ref(), &mut clock_warned);
-        if let Some(offset) = store.clock_offset()
-            && clock::follow(offset)
-        {
-            tracing::info!(
-                correction_seconds = offset.as_seconds_f64(),
-                "timing grants by the database server's clock"
-            );
+        if let Some(offset) = store.clock_offset() {
+            follow(offset);
         }
         let leads = valid_until.is_some_and(|until| Instant::now() < until);
         if !leads && epoch.take().is_some() {

@@ -141,6 +141,21 @@ impl Server {
         }
         let metrics = Arc::new(http::ops::Metrics::new());
         let store = metrics.meter(store);
+        // Before anything is timed (the start-up reap below above all):
+        // instances sharing a database time grants by its server's clock.
+        if store.shared() {
+            let measuring = Arc::clone(&store);
+            match tokio::task::spawn_blocking(move || measuring.measure_clock()).await? {
+                Ok(Some(offset)) => leadership::follow(offset),
+                Ok(None) => tracing::warn!(
+                    "the database server's clock answered too slowly to read; timing by this host's until a lease ask reads it"
+                ),
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "could not read the database server's clock; timing by this host's until a lease ask reads it"
+                ),
+            }
+        }
         let signer = match &options.signing_key {
             Some(key) => credential::Signer::from_key(key)?,
             None => credential::Signer::load_or_create(store.as_ref())?,

@@ -175,7 +175,8 @@ impl Broker {
         &self.reconciler
     }
 
-    /// Counts the reconciler's passes over every target on this instance.
+    /// Counts the reconciler's rounds on this instance: each time every
+    /// system's targets have ended a pass since the last.
     pub fn reconciler_passes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.reconciled.subscribe()
     }

@@ -496,6 +496,10 @@ impl Store for MeteredStore {
         self.inner.clock_offset()
     }
 
+    fn measure_clock(&self) -> crate::store::Result<Option<chrono::TimeDelta>> {
+        self.inner.measure_clock()
+    }
+
     fn resign(&self, holder: &str) -> store::Result<()> {
         self.inner.resign(holder)
     }

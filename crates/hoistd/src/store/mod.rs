@@ -228,12 +228,19 @@ pub trait Store: Send + Sync + 'static {
     fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Announcement>> {
         None
     }
-    /// The database server's clock minus this process's, as read with the
-    /// last [`Store::lead`] that answered quickly enough to tell; `None`
-    /// before one did, and for a store whose clock is this process's
-    /// (SQLite). Reads nothing from the database.
+    /// The database server's clock minus this process's, as last read
+    /// quickly enough to tell (after each [`Store::lead`], and by
+    /// [`Store::measure_clock`]); `None` before it was, and for a store
+    /// whose clock is this process's (SQLite). Reads nothing from the
+    /// database.
     fn clock_offset(&self) -> Option<chrono::TimeDelta> {
         None
+    }
+    /// Reads the database server's clock now and answers
+    /// [`Store::clock_offset`]: for an instance starting, before anything
+    /// is timed.
+    fn measure_clock(&self) -> Result<Option<chrono::TimeDelta>> {
+        Ok(None)
     }
     /// Gives the lease up at once, if `holder` has it, so another instance
     /// takes over without waiting for it to lapse (a clean stop).

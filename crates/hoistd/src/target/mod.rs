@@ -527,7 +527,8 @@ pub trait Ledger: Send + Sync + 'static {
     /// Forgets a recorded removal without an entry: the access is still
     /// there, and a grant now stands behind it.
     fn drift_explained(&self, target: &str, name: &str) -> crate::error::Result<()>;
-    /// A reconciler pass over every target ended.
+    /// Every system's targets have been reconciled once more: each system
+    /// ended a pass since the last time this was said.
     fn reconciled(&self) {}
 }
 

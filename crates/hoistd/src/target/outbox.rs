@@ -958,6 +958,30 @@ mod worker_tests {
         job.await.unwrap();
     }
 
+    /// A wake while a system's pass is under way passes it again once that
+    /// pass ends, not `reconcile_every` later: what the wake was for may
+    /// have come after the listing.
+    #[tokio::test]
+    async fn a_wake_during_a_pass_passes_the_system_again() {
+        let (mut slow, calls) = counting("slow", false);
+        slow.takes = Duration::from_millis(500);
+        let ledger = FakeLedger::new(vec![slow], Vec::new(), true);
+        let (stop, stopped) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let job = tokio::spawn(reconcile::run(
+            Arc::clone(&ledger),
+            || Duration::from_secs(300),
+            Arc::clone(&wake),
+            stopped,
+        ));
+        until_counted(&calls, Duration::from_secs(2)).await;
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "passed again after the wake");
+        stop.send(true).unwrap();
+        job.await.unwrap();
+    }
+
     /// Two targets on one system (one PostgreSQL server) each list the
     /// other's leftover access there: they take turns, so it is removed and
     /// audited once, not by both at the same time.

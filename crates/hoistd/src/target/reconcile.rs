@@ -308,6 +308,8 @@ pub async fn run<L: Ledger>(
     let mut due: BTreeMap<String, Instant> = BTreeMap::new();
     let mut running = futures::stream::FuturesUnordered::new();
     let mut busy: HashSet<String> = HashSet::new();
+    // Busy systems woken meanwhile: passed again as soon as they end.
+    let mut woken: HashSet<String> = HashSet::new();
     // Systems whose pass ended since `reconciled` was last told.
     let mut round: HashSet<String> = HashSet::new();
     // When the policy's systems are looked at again with nothing else to
@@ -322,6 +324,7 @@ pub async fn run<L: Ledger>(
         let mut systems = systems(ledger.as_ref());
         due.retain(|system, _| systems.contains_key(system));
         round.retain(|system| systems.contains_key(system));
+        woken.retain(|system| systems.contains_key(system));
         let counted = if systems.is_empty() {
             relooking
         } else {
@@ -362,7 +365,12 @@ pub async fn run<L: Ledger>(
                 }
                 busy.remove(&system);
                 round.insert(system.clone());
-                due.insert(system, Instant::now() + every());
+                let next = if woken.remove(&system) {
+                    Instant::now()
+                } else {
+                    Instant::now() + every()
+                };
+                due.insert(system, next);
             }
             _ = tokio::time::sleep_until(next) => {}
             _ = wake.notified() => {
@@ -370,6 +378,7 @@ pub async fn run<L: Ledger>(
                 for at in due.values_mut() {
                     *at = now;
                 }
+                woken.extend(busy.iter().cloned());
                 relook = now;
             }
         }

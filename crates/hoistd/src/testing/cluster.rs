@@ -158,10 +158,10 @@ impl Cluster {
             .unwrap_or_default()
     }
 
-    /// Runs instance `index` with its clock `behind` the host's from its
-    /// next start (libfaketime, Debian's `libfaketime`; the monotonic
-    /// clock left as it is).
-    pub fn set_clock_behind(&mut self, index: usize, behind: Duration) {
+    /// Runs instance `index` with its clock `ahead_secs` ahead of the
+    /// host's (behind if negative) from its next start (libfaketime,
+    /// Debian's `libfaketime`; the monotonic clock left as it is).
+    pub fn set_clock(&mut self, index: usize, ahead_secs: i64) {
         let library = std::fs::read_dir("/usr/lib")
             .into_iter()
             .flatten()
@@ -173,7 +173,7 @@ impl Cluster {
             );
         self.instances[index].env = vec![
             ("LD_PRELOAD".into(), library.display().to_string()),
-            ("FAKETIME".into(), format!("-{}s", behind.as_secs())),
+            ("FAKETIME".into(), format!("{ahead_secs:+}s")),
             ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
         ];
     }

@@ -389,9 +389,9 @@ impl TestBroker {
         &self.server().broker
     }
 
-    /// Waits for the leader's first reconciler pass to end, so that the
-    /// passes a test runs itself are not run alongside it (the next one is
-    /// `reconcile_every` away).
+    /// Waits for the leader's first reconciler round to end (every system's
+    /// first pass), so that the passes a test runs itself are not run
+    /// alongside it (each system's next is `reconcile_every` away).
     pub async fn reconciled(&self) {
         let mut passes = self.broker().reconciler_passes();
         tokio::time::timeout(Duration::from_secs(10), passes.wait_for(|n| *n > 0))

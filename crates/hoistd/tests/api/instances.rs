@@ -465,7 +465,7 @@ async fn an_instance_whose_clock_is_behind_times_grants_by_the_databases() {
     let first = cluster.leader().unwrap();
     let behind = 1 - first;
     cluster.kill(behind);
-    cluster.set_clock_behind(behind, Duration::from_secs(30));
+    cluster.set_clock(behind, -30);
     cluster.restart(behind).await;
     eventually(Duration::from_secs(10), || async {
         cluster
@@ -543,6 +543,43 @@ async fn an_instance_whose_clock_is_behind_times_grants_by_the_databases() {
         "recorded as {late} after its end"
     );
     assert_eq!(cluster.leader(), Some(behind));
+}
+
+/// An instance whose host's clock is 30 s ahead of the database server's,
+/// starting while a grant has 20 s left, reads the server's clock before
+/// its start-up reap: it does not record the grant as expired, nor queue
+/// its removal, 10 s before the grant ends.
+#[tokio::test]
+async fn an_instance_ahead_starting_does_not_end_grants_early() {
+    let mut cluster = cluster(2).await;
+    let other = 1 - cluster.leader().unwrap();
+    cluster.kill(other);
+    let filed = cluster
+        .as_user(1 - other, "alice")
+        .file(&CreateRequest {
+            duration_secs: Some(20),
+            ..request("logs", "reading the logs")
+        })
+        .await
+        .unwrap();
+    let id = filed.grant_id.unwrap();
+    cluster.set_clock(other, 30);
+    cluster.restart(other).await;
+    let log = cluster.as_user(other, "erin").audit().await;
+    assert!(
+        !log.iter()
+            .any(|e| e.kind == AuditKind::Expired && e.grant_id.as_ref() == Some(&id)),
+        "expired early"
+    );
+    let grant = cluster.as_user(other, "alice").grant(&id).await.unwrap();
+    assert_eq!(grant.state, hoist_api::GrantState::Active);
+    assert!(
+        cluster
+            .log(other)
+            .contains("timing grants by the database server's clock"),
+        "{}",
+        cluster.log(other)
+    );
 }
 
 /// An instance weighs a provider user by the latest word any instance

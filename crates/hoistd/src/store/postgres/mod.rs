@@ -167,9 +167,11 @@ pub enum Migrations {
 /// to; without it, the system's roots.
 pub const CA_FILE_ENV: &str = "HOISTD_DB_CA_FILE";
 
-/// A lease ask answered later than this says too little of when the server
-/// read its clock to compare it with this process's.
-const CLOCK_READ_WITHIN: Duration = Duration::from_millis(250);
+/// A reading of the server's clock answered later than this says too
+/// little of when the server read it: within it, the reading is off by at
+/// most half of it, well under the step the clock follows by
+/// ([`crate::clock::STEP`]), so two readings never step it back and forth.
+const CLOCK_READ_WITHIN: Duration = Duration::from_millis(50);
 
 pub struct PostgresStore {
     pool: Pool<drive::Manager>,
@@ -179,9 +181,9 @@ pub struct PostgresStore {
     /// than the lease's margin would otherwise take leadership away from an
     /// instance nobody else needs to replace, halting its jobs.
     lease_pool: Pool<drive::Manager>,
-    /// The server's clock minus this process's, in microseconds, as read
-    /// with the last lease ask that came back within [`CLOCK_READ_WITHIN`];
-    /// `i64::MIN` before one did.
+    /// The server's clock minus this process's, in microseconds, as last
+    /// read within [`CLOCK_READ_WITHIN`] (after each lease ask, and once as
+    /// the store is measured at start); `i64::MIN` before one was.
     clock_offset: std::sync::atomic::AtomicI64,
     /// One connection for readiness checks ([`Store::ready`]): a burst of
     /// calls that keeps the pool busy is not a database that does not
@@ -480,14 +482,9 @@ impl Store for PostgresStore {
                 "the lease was not asked for: its connection came after its term".into(),
             ));
         }
-        // The server's clock comes back with the answer, to compare with
-        // this process's ([`Store::clock_offset`]).
-        let sent = chrono::Utc::now();
-        let started = std::time::Instant::now();
         let rows = lease_statement(
             &conn,
-            "WITH taken AS (\
-             INSERT INTO leadership (name, holder, epoch, expires_at) \
+            "INSERT INTO leadership (name, holder, epoch, expires_at) \
              VALUES ('hoistd', $1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, \
                      clock_timestamp() + $2 * interval '1 millisecond') \
              ON CONFLICT (name) DO UPDATE SET \
@@ -497,29 +494,21 @@ impl Store for PostgresStore {
              holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
              WHERE leadership.holder = EXCLUDED.holder \
              OR leadership.expires_at < clock_timestamp() \
-             RETURNING epoch) \
-             SELECT (SELECT epoch FROM taken), \
-             (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+             RETURNING epoch",
             vec![
                 Arc::new(holder.to_owned()),
                 Arc::new(term.as_millis() as f64),
                 Arc::new(renewing),
             ],
         )?;
-        let took = started.elapsed();
+        // The clock is worth less than the lease: a reading that fails is
+        // the next ask's to make.
+        if let Err(err) = self.read_clock(&conn) {
+            tracing::debug!(error = %err, "could not read the database server's clock");
+        }
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let server: i64 = row.try_get(1).map_err(StoreError::from)?;
-        // A slow answer (a wait for the row's lock, a busy server) leaves
-        // too much doubt about when the server read its clock.
-        if took <= CLOCK_READ_WITHIN {
-            let here = sent + chrono::TimeDelta::from_std(took / 2).unwrap_or_default();
-            if let Some(offset) = server.checked_sub(here.timestamp_micros()) {
-                self.clock_offset
-                    .store(offset, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
         row.try_get(0).map_err(StoreError::from)
     }
 
@@ -536,6 +525,15 @@ impl Store for PostgresStore {
             out,
         ));
         Some(announcements)
+    }
+
+    fn measure_clock(&self) -> Result<Option<chrono::TimeDelta>> {
+        let _runtime = self.handle.enter();
+        let conn = self.connection_from(&self.lease_pool)?;
+        // Twice: the first on a new connection also prepares the statement.
+        self.read_clock(&conn)?;
+        self.read_clock(&conn)?;
+        Ok(self.clock_offset())
     }
 
     fn clock_offset(&self) -> Option<chrono::TimeDelta> {
@@ -568,6 +566,42 @@ impl Store for PostgresStore {
 /// a transaction holding the row (a fenced job of an instance that stopped
 /// answering, until the server ends it) makes the ask fail in time, rather
 /// than leave it queued at the server after hoistd gave up on it.
+impl PostgresStore {
+    /// Reads the server's clock in a round trip of its own (no transaction,
+    /// no commit to wait for) and keeps it as [`Store::clock_offset`] if it
+    /// came back within [`CLOCK_READ_WITHIN`]: the server read it about
+    /// halfway through.
+    fn read_clock(&self, conn: &PgConn) -> Result<()> {
+        let sent = chrono::Utc::now();
+        let started = std::time::Instant::now();
+        let answer = conn.send(
+            None,
+            &[Statement::new(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+                Vec::new(),
+            )],
+            None,
+        )?;
+        let took = started.elapsed();
+        let rows = match answer {
+            Ok(mut piped) => piped.rows.pop().unwrap_or_default(),
+            Err(failed) => return Err(conn.failed(failed.error)),
+        };
+        let Some(row) = rows.first() else {
+            return Ok(());
+        };
+        let server: i64 = row.try_get(0).map_err(StoreError::from)?;
+        if took <= CLOCK_READ_WITHIN {
+            let here = sent + chrono::TimeDelta::from_std(took / 2).unwrap_or_default();
+            if let Some(offset) = server.checked_sub(here.timestamp_micros()) {
+                self.clock_offset
+                    .store(offset, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
 fn lease_statement(conn: &PgConn, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
     match conn.send(
         Some("BEGIN; SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '3s'"),
