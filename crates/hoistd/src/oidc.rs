@@ -88,6 +88,10 @@ struct IssuerKeys {
     loaded: Option<Instant>,
     /// When the last fetch ended, whether or not it brought keys.
     attempted: Option<Instant>,
+    /// Why the last fetch brought no keys, if it did not: a key looked
+    /// for until the next may be fetched is then unknown for that reason
+    /// (the issuer away, worth trying again), not absent from its set.
+    failed: Option<String>,
     fetching: Option<Fetch>,
 }
 
@@ -95,6 +99,8 @@ struct IssuerKeys {
 enum Lookup {
     Found(Box<Jwk>),
     Unknown,
+    /// Not fetched: the last fetch failed lately, for this reason.
+    Unfetched(String),
     Wait(Fetch),
 }
 
@@ -146,7 +152,7 @@ impl Verifier {
             .oidc
             .iter()
             .find(|i| i.issuer == iss.trim_end_matches('/'))
-            .ok_or_else(|| TokenError::UnknownIssuer(iss.clone()))?;
+            .ok_or_else(|| TokenError::UnknownIssuer(shown(&iss)))?;
         if !issuer.algorithms.contains(&header.alg) {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
         }
@@ -198,7 +204,7 @@ impl Verifier {
         // carries no signature, and an HMAC key would be the issuer's public
         // key used as a shared secret.
         if alg.eq_ignore_ascii_case("none") || alg.to_ascii_uppercase().starts_with("HS") {
-            return Err(TokenError::Algorithm(alg.to_string()));
+            return Err(TokenError::Algorithm(shown(alg)));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if !issuer.algorithms.contains(&header.alg) {
@@ -257,7 +263,10 @@ impl Verifier {
                     Lookup::Found(Box::new(jwk))
                 }
                 (None, Some(fetch)) => Lookup::Wait(fetch.clone()),
-                (None, None) if fetched_lately => Lookup::Unknown,
+                (None, None) if fetched_lately => match &entry.failed {
+                    Some(why) => Lookup::Unfetched(why.clone()),
+                    None => Lookup::Unknown,
+                },
                 (None, None) => {
                     let fetch = self.fetch(issuer);
                     entry.fetching = Some(fetch.clone());
@@ -265,10 +274,11 @@ impl Verifier {
                 }
             }
         };
-        let unknown = || TokenError::UnknownKey(kid.to_string());
+        let unknown = || TokenError::UnknownKey(shown(kid));
         match lookup {
             Lookup::Found(jwk) => Ok(*jwk),
             Lookup::Unknown => Err(unknown()),
+            Lookup::Unfetched(why) => Err(TokenError::Keys(why)),
             Lookup::Wait(fetch) => find(fetch.await?.as_ref(), kid).ok_or_else(unknown),
         }
     }
@@ -297,9 +307,14 @@ impl Verifier {
                 Ok(set) => {
                     entry.set = Some(Arc::clone(set));
                     entry.loaded = entry.attempted;
+                    entry.failed = None;
                 }
                 Err(err) => {
-                    tracing::warn!(issuer = %issuer.issuer, error = %err, "keys not fetched")
+                    tracing::warn!(issuer = %issuer.issuer, error = %err, "keys not fetched");
+                    entry.failed = Some(match err {
+                        TokenError::Keys(why) => why.clone(),
+                        other => other.to_string(),
+                    });
                 }
             }
             fetched
@@ -453,6 +468,18 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
     })
 }
 
+/// Text a token claims before anything verified it (its header's `alg`
+/// and `kid`, its `iss`), as errors and the audit log may repeat it: no
+/// control or invisible characters, and 128 characters at most.
+fn shown(claimed: &str) -> String {
+    const MOST: usize = 128;
+    claimed
+        .chars()
+        .filter(|c| !c.is_control() && !hoist_api::text::is_invisible(*c))
+        .take(MOST)
+        .collect()
+}
+
 /// Whether a token's `nbf` is still ahead of hoistd's clock by more than
 /// `leeway` (a token without one is valid from its issue).
 fn not_yet_valid(claims: &serde_json::Value, leeway: std::time::Duration) -> bool {
@@ -466,6 +493,15 @@ fn not_yet_valid(claims: &serde_json::Value, leeway: std::time::Duration) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a token claims before it is verified reaches errors (and so
+    /// the audit log) without control or invisible characters, and cut.
+    #[test]
+    fn claimed_text_is_shown_clean_and_cut() {
+        assert_eq!(shown("HS256\u{1b}]0;owned\u{7}"), "HS256]0;owned");
+        assert_eq!(shown("kid\u{202e}1"), "kid1");
+        assert_eq!(shown(&"k".repeat(10_000)).len(), 128);
+    }
 
     /// `nbf` is held to hoistd's clock, within the leeway; a token without
     /// one is valid at once.
@@ -514,6 +550,21 @@ mod tests {
             leeway: Duration::from_secs(30),
             keys_timeout: Duration::from_secs(5),
             keys_refetch_after: Duration::from_secs(1),
+        }
+    }
+
+    /// A key looked for while the issuer's keys could not be fetched
+    /// lately is unavailable (worth trying again), not unknown: before the
+    /// next fetch may run, as while it ran.
+    #[tokio::test]
+    async fn a_key_is_unavailable_not_unknown_while_its_issuer_fails() {
+        let mut issuer =
+            provider(|issuer| format!("{issuer}/jwks"), b"not a key set".to_vec()).await;
+        issuer.keys_refetch_after = Duration::from_secs(60);
+        let verifier = Verifier::new();
+        for attempt in ["the fetch", "the next look"] {
+            let err = verifier.key(&issuer, "k1").await.unwrap_err();
+            assert!(matches!(err, TokenError::Keys(_)), "{attempt}: {err:?}");
         }
     }
 

@@ -977,7 +977,11 @@ mod worker_tests {
         until_counted(&calls, Duration::from_secs(2)).await;
         wake.notify_one();
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "passed again after the wake");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "passed again after the wake"
+        );
         stop.send(true).unwrap();
         job.await.unwrap();
     }
