@@ -560,12 +560,6 @@ impl Store for PostgresStore {
     }
 }
 
-/// Runs one statement on the lease's row in a transaction of its own that
-/// waits at most 2 s for a lock and 3 s in all, so an answer comes within
-/// the leader's renewal wait ([`crate::leadership::TERM`] less its margin):
-/// a transaction holding the row (a fenced job of an instance that stopped
-/// answering, until the server ends it) makes the ask fail in time, rather
-/// than leave it queued at the server after hoistd gave up on it.
 impl PostgresStore {
     /// Reads the server's clock in a round trip of its own (no transaction,
     /// no commit to wait for) and keeps it as [`Store::clock_offset`] if it
@@ -602,6 +596,12 @@ impl PostgresStore {
     }
 }
 
+/// Runs one statement on the lease's row in a transaction of its own that
+/// waits at most 2 s for a lock and 3 s in all, so an answer comes within
+/// the leader's renewal wait ([`crate::leadership::TERM`] less its margin):
+/// a transaction holding the row (a fenced job of an instance that stopped
+/// answering, until the server ends it) makes the ask fail in time, rather
+/// than leave it queued at the server after hoistd gave up on it.
 fn lease_statement(conn: &PgConn, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
     match conn.send(
         Some("BEGIN; SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '3s'"),
