@@ -8,8 +8,9 @@
 //! start-up reap ([`crate::store::Store::clock_offset`],
 //! [`crate::store::Store::measure_clock`]); the offset is handed to
 //! [`follow`], so every instance times grants, sessions and credentials
-//! by the server's clock, to within half a reading's round trip (25 ms). The SQLite store has one process and no offset: this clock is then
-//! the process's own.
+//! by the server's clock, to within half a reading's round trip (25 ms).
+//! The SQLite store has one process and no offset: this clock is then the
+//! process's own.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
