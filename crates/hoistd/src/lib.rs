@@ -16,6 +16,7 @@ pub mod keys;
 pub mod leadership;
 pub mod notify;
 pub mod oidc;
+pub mod outbound;
 pub mod policy;
 pub mod slack;
 pub mod store;

@@ -106,7 +106,7 @@ enum Lookup {
 
 /// Verifies ID tokens against the issuers of the current policy.
 pub struct Verifier {
-    http: reqwest::Client,
+    http: crate::outbound::Clients,
     issuers: Arc<Mutex<HashMap<String, IssuerKeys>>>,
 }
 
@@ -129,12 +129,8 @@ impl Default for Verifier {
 
 impl Verifier {
     pub fn new() -> Verifier {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         Verifier {
-            http,
+            http: crate::outbound::Clients::new(),
             issuers: Arc::default(),
         }
     }
@@ -343,7 +339,7 @@ const MAX_PROVIDER_ANSWER: usize = 1 << 20;
 /// The issuer's discovery document, then the key set it points at, which
 /// must be https too (http only on loopback): keys fetched in the clear
 /// would let anyone on the way add one and sign tokens.
-async fn fetch(http: &reqwest::Client, issuer: &OidcIssuer) -> Result<JwkSet, TokenError> {
+async fn fetch(http: &crate::outbound::Clients, issuer: &OidcIssuer) -> Result<JwkSet, TokenError> {
     let discovery: Discovery = read_json(
         http,
         &format!("{}/.well-known/openid-configuration", issuer.issuer),
@@ -363,11 +359,12 @@ async fn fetch(http: &reqwest::Client, issuer: &OidcIssuer) -> Result<JwkSet, To
 /// GETs `url` and reads its JSON answer, refusing one past
 /// [`MAX_PROVIDER_ANSWER`].
 async fn read_json<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
+    http: &crate::outbound::Clients,
     url: &str,
 ) -> Result<T, TokenError> {
     let keys = |err: reqwest::Error| TokenError::Keys(err.without_url().to_string());
     let mut answer = http
+        .for_url(url)
         .get(url)
         .send()
         .await
@@ -570,7 +567,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_come_over_https_only_and_within_a_bound() {
-        let http = reqwest::Client::new();
+        let http = crate::outbound::Clients::new();
         let keys = br#"{"keys": []}"#.to_vec();
         let fine = provider(|issuer| format!("{issuer}/jwks"), keys.clone()).await;
         assert!(fetch(&http, &fine).await.unwrap().keys.is_empty());

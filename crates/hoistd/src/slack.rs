@@ -66,8 +66,7 @@ impl Settings {
             return Err("the Slack signing secret is empty".into());
         }
         let replies = Url::parse(RESPONSE_ORIGIN).map_err(|err| err.to_string())?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let http = crate::outbound::client_for(&replies)
             .timeout(REPLY_TIMEOUT)
             .connect_timeout(REPLY_TIMEOUT)
             .user_agent(concat!("hoistd/", env!("CARGO_PKG_VERSION")))

@@ -173,13 +173,7 @@ pub(super) fn check_url(issuer: &str) -> Result<(), String> {
 /// https, or http on a loopback address.
 pub(crate) fn provider_url(what: &str, raw: &str) -> Result<(), String> {
     let url = url::Url::parse(raw).map_err(|err| format!("{what} `{raw}`: {err}"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(name)) => name == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+    if !crate::outbound::allowed(&url) {
         return Err(format!(
             "{what} `{raw}` must use https (http only on loopback)"
         ));

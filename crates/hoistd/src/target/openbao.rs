@@ -161,12 +161,7 @@ impl OpenBao {
         let raw: Settings = settings(name, table)?;
         let url =
             url::Url::parse(&raw.url).map_err(|err| format!("target `{name}`: url: {err}"))?;
-        let loopback = url.host().is_some_and(|host| match host {
-            url::Host::Domain(domain) => domain == "localhost",
-            url::Host::Ipv4(ip) => ip.is_loopback(),
-            url::Host::Ipv6(ip) => ip.is_loopback(),
-        });
-        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        if !crate::outbound::allowed(&url) {
             return Err(format!(
                 "target `{name}`: url must use https (http only to a loopback address)"
             ));
@@ -209,8 +204,7 @@ impl OpenBao {
             }
         };
         let timeout = duration_setting(name, "timeout", &raw.timeout)?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let http = crate::outbound::client_for(&url)
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("hoistd/", env!("CARGO_PKG_VERSION")))

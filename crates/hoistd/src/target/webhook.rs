@@ -390,12 +390,7 @@ impl Endpoint {
     /// the URL.
     pub fn check_url(url: &str) -> Result<url::Url, String> {
         let url = url::Url::parse(url).map_err(|err| format!("url: {err}"))?;
-        let loopback = url.host().is_some_and(|host| match host {
-            url::Host::Domain(domain) => domain == "localhost",
-            url::Host::Ipv4(ip) => ip.is_loopback(),
-            url::Host::Ipv6(ip) => ip.is_loopback(),
-        });
-        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        if !crate::outbound::allowed(&url) {
             return Err("url must use https (http only to a loopback address)".into());
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -407,8 +402,7 @@ impl Endpoint {
     /// An endpoint at a URL [`Endpoint::check_url`] accepted, signing with
     /// `secret`, each call bounded by `timeout`.
     pub fn new(url: url::Url, secret: Vec<u8>, timeout: Duration) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let http = crate::outbound::client_for(&url)
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("hoistd/", env!("CARGO_PKG_VERSION")))

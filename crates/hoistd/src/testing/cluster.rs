@@ -171,11 +171,22 @@ impl Cluster {
             .expect(
                 "libfaketime.so.1 is not under /usr/lib/*/faketime: install Debian's libfaketime",
             );
-        self.instances[index].env = vec![
-            ("LD_PRELOAD".into(), library.display().to_string()),
-            ("FAKETIME".into(), format!("{ahead_secs:+}s")),
-            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
-        ];
+        self.set_env(
+            index,
+            &[
+                ("LD_PRELOAD", &library.display().to_string()),
+                ("FAKETIME", &format!("{ahead_secs:+}s")),
+                ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            ],
+        );
+    }
+
+    /// Sets these environment variables for instance `index` from its next
+    /// start, besides the cluster's own.
+    pub fn set_env(&mut self, index: usize, vars: &[(&str, &str)]) {
+        self.instances[index]
+            .env
+            .extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     }
 
     /// Kills instance `index` with SIGKILL: no clean stop, no lease given up.

@@ -881,6 +881,46 @@ fn a_deposed_leaders_reaper_writes_nothing() {
 
 /// A policy of `instances` instances on one database with `body` (groups
 /// and roles) and the test provider as its `[[oidc]]`, with that provider.
+/// A proxy in an instance's environment (`HTTP_PROXY`, `ALL_PROXY`) never
+/// sees its calls to this machine: the OpenID provider's keys, fetched in
+/// plain http on loopback, come from the provider, not from whatever
+/// listens at the proxy's address.
+#[tokio::test]
+async fn calls_to_this_machine_never_go_through_a_proxy() {
+    let (provider, mut cluster) = with_provider(
+        1,
+        r#"
+[groups]
+engineers = []
+"#,
+    )
+    .await;
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    cluster.kill(0);
+    cluster.set_env(
+        0,
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+            ("all_proxy", &proxy_url),
+            ("NO_PROXY", ""),
+            ("no_proxy", ""),
+        ],
+    );
+    cluster.restart(0).await;
+    let me = cluster
+        .with_token(0, &provider.id_token("alice").await)
+        .get::<Me>("/v1/me")
+        .await
+        .unwrap_or_else(|err| panic!("{err:?}\n{}", cluster.log(0)));
+    assert_eq!(me.user, "alice");
+    // Whatever reached the proxy was accepted by the kernel and waits there.
+    assert!(proxy.accept().is_err(), "the proxy was sent a call");
+}
+
 pub(crate) async fn with_provider(
     instances: usize,
     body: &str,

@@ -1,0 +1,102 @@
+//! What every HTTP client hoistd makes shares (OpenBao and webhook targets,
+//! notification channels, OpenID providers' keys): https, or plain http to
+//! this machine only; redirects never followed; and this machine reached
+//! directly. reqwest would otherwise send a call to a proxy from
+//! `HTTP_PROXY` or `ALL_PROXY`: plain http, tokens and secrets and all, in
+//! the clear to another machine, whose loopback is not the one meant.
+//! Other hosts keep the environment's proxy (over https it sees only the
+//! host).
+
+use url::Url;
+
+/// Whether `url` names this machine: `localhost` or a loopback address.
+pub fn is_loopback(url: &Url) -> bool {
+    url.host().is_some_and(|host| match host {
+        url::Host::Domain(domain) => domain.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    })
+}
+
+/// Whether hoistd may call `url` at all: https, or http to this machine.
+pub fn allowed(url: &Url) -> bool {
+    url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url))
+}
+
+/// A client builder for calls to `url`: no redirects, and no proxy for
+/// this machine.
+pub fn client_for(url: &Url) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if is_loopback(url) {
+        builder.no_proxy()
+    } else {
+        builder
+    }
+}
+
+/// Clients for URLs known only when they are called (an OpenID provider's
+/// discovery document and keys): one that reaches this machine directly,
+/// one that keeps the environment's proxy for the rest.
+#[derive(Clone)]
+pub struct Clients {
+    direct: reqwest::Client,
+    proxied: reqwest::Client,
+}
+
+impl Clients {
+    pub fn new() -> Clients {
+        let make = |builder: reqwest::ClientBuilder| {
+            builder
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default()
+        };
+        Clients {
+            direct: make(reqwest::Client::builder().no_proxy()),
+            proxied: make(reqwest::Client::builder()),
+        }
+    }
+
+    /// The client for `url`; one that does not parse gets no proxy (it
+    /// fails before anything is sent).
+    pub fn for_url(&self, url: &str) -> &reqwest::Client {
+        match Url::parse(url) {
+            Ok(url) if !is_loopback(&url) => &self.proxied,
+            _ => &self.direct,
+        }
+    }
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_machine_is_loopback_and_plain_http_only_goes_there() {
+        for url in [
+            "http://localhost:8200",
+            "http://LOCALHOST/",
+            "http://127.0.0.1:1",
+            "http://127.8.9.10/",
+            "http://[::1]:8200/",
+        ] {
+            let url = Url::parse(url).unwrap();
+            assert!(is_loopback(&url) && allowed(&url), "{url}");
+        }
+        for url in [
+            "http://bao.internal:8200",
+            "http://10.0.0.1/",
+            "ftp://127.0.0.1/",
+        ] {
+            assert!(!allowed(&Url::parse(url).unwrap()), "{url}");
+        }
+        assert!(allowed(&Url::parse("https://bao.internal").unwrap()));
+        assert!(!is_loopback(&Url::parse("https://bao.internal").unwrap()));
+    }
+}
