@@ -457,10 +457,11 @@ impl OpenBao {
         }
     }
 
-    /// Revokes a token just minted that nobody will hold: by its accessor
-    /// with hoistd's token, or, with no accessor, by the token itself
-    /// (`revoke-self`, in OpenBao's default policy); then forgets the
-    /// accessor if it was `recorded` for that grant. A failure is logged:
+    /// Revokes a token just minted that nobody will hold, with hoistd's
+    /// token: by its accessor, or, with no accessor, by the token itself
+    /// (`auth/token/revoke`; the token has no `default` policy to revoke
+    /// itself with); then forgets the accessor if it was `recorded` for
+    /// that grant. A failure is logged:
     /// the token still ends at the grant's end, and, recorded, is revoked
     /// with the grant.
     async fn unmint(
@@ -472,15 +473,18 @@ impl OpenBao {
     ) {
         let revoked = match accessor {
             Some(accessor) => self.revoke(accessor, journal).await,
-            None => self
-                .call(
-                    reqwest::Method::POST,
-                    "auth/token/revoke-self",
-                    Some(token),
-                    None,
-                )
-                .await
-                .map(|_| ()),
+            None => match self.token(journal).await {
+                Ok(hoistd) => self
+                    .call(
+                        reqwest::Method::POST,
+                        "auth/token/revoke",
+                        Some(&hoistd),
+                        Some(json!({ "token": token })),
+                    )
+                    .await
+                    .map(|_| ()),
+                Err(err) => Err(err),
+            },
         };
         let forgotten = match (&revoked, recorded, accessor) {
             (Ok(()), Some(grant), Some(accessor)) => {
@@ -691,6 +695,10 @@ impl TargetKind for OpenBao {
                 Some(&token),
                 Some(json!({
                     "policies": access.policies,
+                    // The role's policies and no others: OpenBao would add
+                    // its `default` policy (cubbyhole, wrapping, leases, and
+                    // whatever an operator added to it) to each.
+                    "no_default_policy": true,
                     "ttl": format!("{remaining}s"),
                     "explicit_max_ttl": format!("{remaining}s"),
                     "renewable": false,
