@@ -378,6 +378,24 @@ fn an_activation_not_yet_readable_is_reported_as_filed() {
     });
 }
 
+/// An activation Graph made whose read-back fails (503 on every retry of
+/// the read) is reported as filed, from the POST's answer, not as a
+/// failure: the activation exists, and filing again would be refused.
+#[test]
+fn an_activation_whose_read_back_fails_is_reported_as_filed() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        tenant.graph.fail_reads(10);
+        let role = role_id(graph::USER_ADMIN);
+        let filed = alice.file(&body(&role, None, None), "k").await.unwrap();
+        assert_eq!(filed.role, role);
+        assert_eq!(tenant.graph.made("selfActivate"), 1);
+        tenant.graph.fail_reads(0);
+        assert_eq!(alice.request(&filed.id).await.unwrap().id, filed.id);
+    });
+}
+
 /// A deactivation Graph carried out but whose answer was lost is retried,
 /// as the TUI retries a revocation until confirmed: the retry finds the
 /// role no longer active and confirms the revocation, not "no such grant".

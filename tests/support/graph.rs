@@ -224,6 +224,9 @@ struct World {
     /// Reads of one schedule request answered 404, as from a replica
     /// that has not seen it yet.
     lagging_reads: u32,
+    /// Reads of one schedule request answered 503, as from a Graph that
+    /// made a request and then stopped answering for a while.
+    failing_reads: u32,
     /// Reading role management policies is refused (403), as it is to
     /// someone with no directory reader's role.
     policies_refused: bool,
@@ -445,6 +448,11 @@ impl FakeGraph {
     /// Graph does from a replica that has not yet seen a new request.
     pub fn lag_reads(&self, reads: u32) {
         self.world.lock().unwrap().lagging_reads = reads;
+    }
+
+    /// Answers the next `reads` reads of one schedule request 503.
+    pub fn fail_reads(&self, reads: u32) {
+        self.world.lock().unwrap().failing_reads = reads;
     }
 
     /// Makes `user` eligible for directory role `role` at `scope` (an
@@ -894,6 +902,14 @@ fn route(
                     StatusCode::NOT_FOUND,
                     "ResourceNotFound",
                     "The resource was not found.",
+                ));
+            }
+            if w.failing_reads > 0 {
+                w.failing_reads -= 1;
+                return Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The service is temporarily unavailable.",
                 ));
             }
             let r = w

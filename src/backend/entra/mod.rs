@@ -682,11 +682,13 @@ impl Backend for EntraClient {
             Ok(created) => {
                 let id = ObjectRef::new(surface, &created.id).to_string();
                 match self.request(&id).await {
-                    // The activation was made: a read that cannot see it yet
-                    // (Graph's replicas lag) must not report it as failed,
-                    // or a retry would be refused as a second one. The
+                    // The activation was made: a read that fails (Graph's
+                    // replicas lag, throttling, a 503) must not report it
+                    // as failed, or the person takes a live activation for
+                    // none and a retry is refused as a second one. The
                     // POST's answer says what was filed, its role by id.
-                    Err(err) if err.code() == Some(hoist_api::ErrorCode::NotFound) => {
+                    Err(err) => {
+                        tracing::debug!(error = %err, "the activation was filed; reading it back failed");
                         let nothing_yet = Picture {
                             requests: Vec::new(),
                             grants: Vec::new(),
