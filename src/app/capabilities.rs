@@ -31,6 +31,10 @@ pub struct Capabilities {
     /// Role ids are names people know (`prod-db-admin`); where they are not
     /// (Entra's `dir:<guid>`), lists show the role's name instead.
     pub readable_role_ids: bool,
+    /// The broker names the roles I approve (`Me::approver_for`). Where it
+    /// does not (Entra), someone else's request that reaches me came from
+    /// my review queue, so it waits for me.
+    pub approver_roles: bool,
 }
 
 impl Capabilities {
@@ -48,6 +52,7 @@ impl Capabilities {
         audit: true,
         workload_grants: true,
         readable_role_ids: true,
+        approver_roles: true,
     };
 
     /// Whether the screen has anything to show with this backend.

@@ -158,10 +158,11 @@ fn draw_list(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         }
     }
     if nothing_waits {
-        let text = if state
-            .me
-            .as_ref()
-            .is_some_and(|me| me.approver_for.is_empty())
+        let text = if state.capabilities.approver_roles
+            && state
+                .me
+                .as_ref()
+                .is_some_and(|me| me.approver_for.is_empty())
         {
             "You approve no roles."
         } else {

@@ -227,10 +227,11 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
 /// What to tell an approver when a request lands in their queue: one they
 /// may decide, pending, not seen before, and not already reviewed by them.
 fn arrives_in_my_queue(state: &State, request: &AccessRequest) -> Option<String> {
-    let approver = state
-        .me
-        .as_ref()
-        .is_some_and(|me| me.approver_for.contains(&request.role));
+    let approver = !state.capabilities.approver_roles
+        || state
+            .me
+            .as_ref()
+            .is_some_and(|me| me.approver_for.contains(&request.role));
     let known = state.queue.iter().any(|r| r.id == request.id);
     if !approver || known || request.state != RequestState::Pending || state.awaits_others(request)
     {

@@ -1076,6 +1076,43 @@ fn a_tier_0_role_is_filed_only_once_its_id_is_typed() {
     assert_eq!(state.modal, None);
 }
 
+/// Over a broker that names no roles I approve (Entra), someone else's
+/// request that reaches me is from my review queue: it is news as well,
+/// and the empty queue does not say I approve nothing.
+#[test]
+fn a_request_from_my_queue_is_news_where_approver_roles_are_not_named() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.capabilities = crate::backend::entra::CAPABILITIES;
+    if let Some(me) = state.me.as_mut() {
+        me.approver_for.clear();
+    }
+    let filed = request("req_1", "dir:role", "carol", now);
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: filed })),
+    );
+    assert!(
+        matches!(commands.first(), Some(Command::Notify(text)) if text.starts_with("To review: carol")),
+        "{commands:?}"
+    );
+    // Over hoistd, a request on a role I do not approve (one I audit) is not.
+    let mut hoistd = alice(now);
+    if let Some(me) = hoistd.me.as_mut() {
+        me.approver_for.clear();
+    }
+    let commands = update(
+        &mut hoistd,
+        Action::Live(Box::new(LiveEvent::Request {
+            request: request("req_2", "db", "carol", now),
+        })),
+    );
+    assert!(
+        !commands.iter().any(|c| matches!(c, Command::Notify(_))),
+        "{commands:?}"
+    );
+}
+
 #[test]
 fn a_request_landing_in_my_queue_is_a_desktop_notice_once() {
     let now = at("2026-06-01T12:00:00Z");

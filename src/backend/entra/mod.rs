@@ -61,6 +61,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     audit: false,
     workload_grants: false,
     readable_role_ids: false,
+    approver_roles: false,
 };
 
 /// How long a role's policy terms are trusted before they are read again.
