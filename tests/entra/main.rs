@@ -421,6 +421,23 @@ fn a_deactivation_whose_answer_was_lost_is_confirmed_on_retry() {
     });
 }
 
+/// A deactivation Graph answers as failed is refused, never reported as a
+/// revocation: the role is still active, and says so.
+#[test]
+fn a_deactivation_entra_answers_as_failed_is_not_a_revocation() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        let grant = user_admin_held(&tenant, &alice).await;
+        tenant.graph.answer_deactivations("Failed");
+        let err = alice.revoke(&grant.id, None).await.unwrap_err();
+        assert!(!err.is_transient(), "{err:?}");
+        assert_eq!(err.code(), Some(ErrorCode::InvalidState), "{err:?}");
+        assert!(err.to_string().contains("still active"), "{err}");
+        assert_eq!(alice.grants(false).await.unwrap().len(), 1);
+    });
+}
+
 #[test]
 fn deactivating_within_five_minutes_is_explained() {
     run(async {

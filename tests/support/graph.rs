@@ -214,6 +214,9 @@ struct World {
     propagating: Vec<String>,
     /// Seconds an activation must have been active before deactivation.
     min_active: i64,
+    /// What deactivations answer, if not `Revoked`: then the role stays
+    /// active (a deactivation Entra could not carry out).
+    deactivation_status: Option<String>,
     received: Vec<Received>,
     next: u64,
     /// Calls still to be answered 429 with `Retry-After: 1`, as Graph
@@ -283,6 +286,7 @@ impl FakeGraph {
             issuer: issuer.to_string(),
             audience: url.clone(),
             min_active: 0,
+            deactivation_status: None,
             ..World::default()
         };
         for (id, upn, name) in [
@@ -414,6 +418,12 @@ impl FakeGraph {
     /// (five minutes in Entra; none here unless a test asks).
     pub fn set_min_active(&self, secs: i64) {
         self.world.lock().unwrap().min_active = secs;
+    }
+
+    /// Answers deactivations with `status` (`Failed`, say) and leaves the
+    /// role active.
+    pub fn answer_deactivations(&self, status: &str) {
+        self.world.lock().unwrap().deactivation_status = Some(status.into());
     }
 
     /// Activating the prod-dba membership needs the approval of `approvers`.
@@ -1564,7 +1574,11 @@ fn create(
                     "The role assignment was activated less than 5 minutes ago and cannot be deactivated yet.",
                 ));
             }
-            let instance = w.instances.remove(at);
+            let status = w.deactivation_status.clone();
+            let instance = match &status {
+                Some(_) => w.instances[at].clone(),
+                None => w.instances.remove(at),
+            };
             let id = w.id();
             let request = Request {
                 id,
@@ -1576,7 +1590,7 @@ fn create(
                 ticket_system: None,
                 duration: None,
                 start: now,
-                status: "Revoked".into(),
+                status: status.unwrap_or_else(|| "Revoked".into()),
                 created: now,
                 completed: Some(now),
                 approval: None,

@@ -783,11 +783,35 @@ impl Backend for EntraClient {
             .post_request(object.surface, &body)
             .await
             .map_err(self.failed(&format!("deactivating {}", ended.role_name)));
+        // Done only when Graph says so: a deactivation it could not carry
+        // out leaves the role active, and one it has not finished is not
+        // done yet (asked again, the grant's absence confirms it).
+        let outcome = posted.and_then(|created| match created.status.as_str() {
+            "Revoked" => Ok(ended.clone()),
+            status @ ("Failed" | "Denied" | "Canceled" | "Invalid") => Err(BackendError::Refused {
+                status: 409,
+                code: hoist_api::ErrorCode::InvalidState,
+                message: format!(
+                    "Entra answered {} to deactivating {}: it is still active",
+                    crate::text::sanitize::line(status),
+                    ended.role_name
+                ),
+            }),
+            status => Err(BackendError::Refused {
+                status: 503,
+                code: hoist_api::ErrorCode::Internal,
+                message: format!(
+                    "Entra has not finished deactivating {} ({})",
+                    ended.role_name,
+                    crate::text::sanitize::line(status)
+                ),
+            }),
+        });
         // Kept only while the outcome is unknown.
-        if !posted.as_ref().is_err_and(BackendError::is_transient) {
+        if !outcome.as_ref().is_err_and(BackendError::is_transient) {
             sent().remove(grant_id);
         }
-        posted.map(|_| ended)
+        outcome
     }
 
     async fn review_queue(&self) -> Result<Vec<AccessRequest>, BackendError> {
