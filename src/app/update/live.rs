@@ -199,10 +199,21 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
         LiveEvent::Grant { grant } => {
             if grant.holder == state.user() {
                 let was_active = state.grants.iter().any(|g| g.id == grant.id);
+                // A backend that cannot say who ended it (Entra: the grant
+                // is simply gone) names no one; gone while my own revoke
+                // was on its way, it is mine.
+                let unnamed = grant.revoked_by.as_deref().is_none_or(str::is_empty);
                 let ended_by_other = grant.state == GrantState::Revoked
-                    && grant.revoked_by.as_deref() != Some(state.user());
+                    && grant.revoked_by.as_deref() != Some(state.user())
+                    && !(unnamed && state.revoking.contains(&grant.id));
                 let role = state.role_label(&grant.role, &grant.role_name).to_string();
-                let by = grant.revoked_by.clone().unwrap_or_default();
+                let said = match (&grant.revoked_by, &grant.revoke_reason) {
+                    (Some(by), _) if !by.is_empty() => {
+                        format!("{role} was revoked by {}", sanitize::line(by))
+                    }
+                    (_, Some(why)) => format!("{role} was revoked: {}", sanitize::line(why)),
+                    _ => format!("{role} was revoked"),
+                };
                 if let Some(news) = grants::upsert_grant(state, grant) {
                     let mut commands = grants::announce(state, &news);
                     if was_active && ended_by_other {
@@ -211,11 +222,7 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                     return commands;
                 }
                 if was_active && ended_by_other {
-                    banner(
-                        state,
-                        format!("{role} was revoked by {}", sanitize::line(&by)),
-                        Level::Error,
-                    );
+                    banner(state, said, Level::Error);
                     return vec![Command::Notify(format!("{role} was revoked"))];
                 }
             }

@@ -194,6 +194,44 @@ fn the_stream_down_before_the_first_load_still_loads() {
     assert_eq!(banner.text, "Reconnected to the broker");
 }
 
+/// A backend that cannot say who ended a grant (Entra: it is simply gone)
+/// names no one: the banner gives the reason instead of an empty name,
+/// and a grant gone while my own revoke was on its way is no alarm.
+#[test]
+fn a_grant_ended_by_no_one_named_is_said_plainly() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut gone = grant("g1", "db", "alice", now + TimeDelta::minutes(20));
+    gone.state = GrantState::Revoked;
+    gone.revoked_by = None;
+    gone.revoke_reason = Some("ended in Entra before its expiry".into());
+
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(20))];
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Grant {
+            grant: gone.clone(),
+        })),
+    );
+    assert_eq!(commands, [Command::Notify("db was revoked".into())]);
+    assert_eq!(
+        state.banner.as_ref().unwrap().text,
+        "db was revoked: ended in Entra before its expiry"
+    );
+
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(20))];
+    state.revoking.insert("g1".into());
+    let commands = update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Grant { grant: gone })),
+    );
+    assert!(
+        !commands.iter().any(|c| matches!(c, Command::Notify(_))),
+        "{commands:?}"
+    );
+}
+
 #[test]
 fn a_revoke_by_someone_else_is_announced_and_ends_the_grant() {
     let now = at("2026-06-01T12:00:00Z");
