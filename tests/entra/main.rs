@@ -201,6 +201,25 @@ fn throttled_calls_wait_as_graph_asks_then_try_again() {
     });
 }
 
+/// Graph asking for a wait longer than a call waits by itself: the call
+/// ends as something to retry later, and every call until the wait is
+/// over is answered here, without reaching Graph, which would throttle
+/// longer for each call it is sent meanwhile.
+#[test]
+fn a_long_retry_after_is_kept_by_every_call() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        tenant.graph.throttle_for(1, 30);
+        let refused = alice.roles().await.unwrap_err();
+        assert!(refused.is_transient(), "{refused:?}");
+        let reached = tenant.graph.received().len();
+        let again = alice.roles().await.unwrap_err();
+        assert!(again.is_transient(), "{again:?}");
+        assert_eq!(tenant.graph.received().len(), reached, "Graph was called");
+    });
+}
+
 #[test]
 fn an_activation_propagates_before_it_is_a_grant_then_deactivates() {
     run(async {

@@ -222,6 +222,8 @@ struct World {
     /// Calls still to be answered 429 with `Retry-After: 1`, as Graph
     /// throttles.
     throttled: u32,
+    /// The `Retry-After` those answers give, in seconds (1 unless set).
+    retry_after: u32,
     /// Writes carried out whose answers are lost (a 503 instead).
     answers_lost: u32,
     /// Reads of one schedule request answered 404, as from a replica
@@ -445,7 +447,14 @@ impl FakeGraph {
 
     /// Answers the next `calls` calls 429 (`TooManyRequests`, `Retry-After: 1`).
     pub fn throttle(&self, calls: u32) {
-        self.world.lock().unwrap().throttled = calls;
+        self.throttle_for(calls, 1);
+    }
+
+    /// Answers the next `calls` calls 429 with `Retry-After: secs`.
+    pub fn throttle_for(&self, calls: u32, secs: u32) {
+        let mut world = self.world.lock().unwrap();
+        world.throttled = calls;
+        world.retry_after = secs;
     }
 
     /// Carries out the next `writes` writes but answers each 503, as when
@@ -695,11 +704,11 @@ async fn handle(
             Err(_) => return bad("BadRequest", "Unable to read JSON request payload."),
         }
     };
-    let throttled = {
+    let (throttled, retry_after) = {
         let mut world = world.lock().unwrap();
         let throttled = world.throttled > 0;
         world.throttled = world.throttled.saturating_sub(1);
-        throttled
+        (throttled, world.retry_after.max(1))
     };
     let response = match authenticate(&world, &headers).await {
         Ok(_) if throttled => {
@@ -710,7 +719,7 @@ async fn handle(
             );
             response
                 .headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                .insert("retry-after", axum::http::HeaderValue::from(retry_after));
             response
         }
         Ok(caller) => match route(&world, &caller, &method, &uri, body.clone()) {

@@ -105,6 +105,11 @@ pub struct Graph {
     http: reqwest::Client,
     clock: Arc<ServerClock>,
     recorder: Option<Recorder>,
+    /// Until when Graph asked every call to wait, when it asked for longer
+    /// than a call waits by itself ([`LONGEST_RETRY_AFTER`]): calls before
+    /// then are answered 429 here, without reaching Graph, which keeps
+    /// counting calls made while it throttles and would throttle longer.
+    throttled_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -139,6 +144,7 @@ impl Graph {
             http,
             clock: Arc::new(ServerClock::default()),
             recorder: None,
+            throttled_until: Arc::default(),
         })
     }
 
@@ -179,6 +185,18 @@ impl Graph {
     ) -> Result<Option<serde_json::Value>, GraphError> {
         let mut tries = 0;
         loop {
+            let until = *self
+                .throttled_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(until) = until.filter(|until| *until > tokio::time::Instant::now()) {
+                let left = until - tokio::time::Instant::now();
+                return Err(GraphError::Status {
+                    status: 429,
+                    code: "TooManyRequests".into(),
+                    message: format!("Graph asked to wait {}s more", left.as_secs() + 1),
+                });
+            }
             let mut retry_after = None;
             let answer = self
                 .try_call(method.clone(), url, body.clone(), &mut retry_after)
@@ -191,6 +209,12 @@ impl Graph {
                 _ => false,
             };
             let wait = retry_after.unwrap_or(Duration::from_secs(1 << tries));
+            if retryable && wait > LONGEST_RETRY_AFTER {
+                *self
+                    .throttled_until
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now() + wait);
+            }
             if !retryable || tries >= THROTTLED_RETRIES || wait > LONGEST_RETRY_AFTER {
                 return answer;
             }
