@@ -448,7 +448,9 @@ fn a_deactivation_entra_answers_as_failed_is_not_a_revocation() {
         let tenant = Tenant::start().await;
         let alice = tenant.backend("alice").await;
         let grant = user_admin_held(&tenant, &alice).await;
-        tenant.graph.answer_deactivations("Failed");
+        tenant
+            .graph
+            .answer_deactivations("FailedAsResourceIsLocked");
         let err = alice.revoke(&grant.id, None).await.unwrap_err();
         assert!(!err.is_transient(), "{err:?}");
         assert_eq!(err.code(), Some(ErrorCode::InvalidState), "{err:?}");

@@ -8,7 +8,7 @@
 //! start-up reap ([`crate::store::Store::clock_offset`],
 //! [`crate::store::Store::measure_clock`]); the offset is handed to
 //! [`follow`], so every instance times grants, sessions and credentials
-//! by the server's clock, to within half a reading's round trip (25 ms).
+//! by the server's clock, to within half a reading's round trip.
 //! The SQLite store has one process and no offset: this clock is then the
 //! process's own.
 
@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-/// How far the process's clock must be from the one followed before it is
-/// moved: under it, a new reading would only add its own error (up to half
-/// a round trip) and step the time back and forth.
+/// How far a reading must be from the clock followed, beyond what the
+/// readings may be off by, before the clock is moved: under it, a new
+/// reading would only add its own error and step the time back and forth.
 pub const STEP: TimeDelta = TimeDelta::milliseconds(100);
 
 /// What this process adds to its clock.
@@ -35,11 +35,12 @@ pub fn correction() -> TimeDelta {
     CORRECTION.get()
 }
 
-/// Follows a clock `offset` ahead of the process's (behind if negative):
-/// moves to it if it is [`STEP`] or more from the one followed now, and
-/// says whether it moved.
-pub fn follow(offset: TimeDelta) -> bool {
-    CORRECTION.follow(offset)
+/// Follows a clock `offset` ahead of the process's (behind if negative),
+/// read to within `doubt` either way: moves to it if it is [`STEP`] and
+/// twice `doubt` or more from the one followed now (each reading may be
+/// off by about as much), and says whether it moved.
+pub fn follow(offset: TimeDelta, doubt: TimeDelta) -> bool {
+    CORRECTION.follow(offset, doubt)
 }
 
 /// Microseconds to add to a clock.
@@ -54,11 +55,11 @@ impl Correction {
         TimeDelta::microseconds(self.0.load(Ordering::Relaxed))
     }
 
-    fn follow(&self, offset: TimeDelta) -> bool {
+    fn follow(&self, offset: TimeDelta, doubt: TimeDelta) -> bool {
         let Some(micros) = offset.num_microseconds() else {
             return false;
         };
-        if (offset - self.get()).abs() < STEP {
+        if (offset - self.get()).abs() < STEP + doubt.abs() * 2 {
             return false;
         }
         self.0.store(micros, Ordering::Relaxed);
@@ -75,18 +76,25 @@ mod tests {
     #[test]
     fn the_clock_moves_only_by_a_step_or_more() {
         let correction = Correction::new();
-        assert!(!correction.follow(TimeDelta::milliseconds(60)));
-        assert!(!correction.follow(TimeDelta::milliseconds(-99)));
+        let sure = TimeDelta::zero();
+        assert!(!correction.follow(TimeDelta::milliseconds(60), sure));
+        assert!(!correction.follow(TimeDelta::milliseconds(-99), sure));
         assert_eq!(correction.get(), TimeDelta::zero());
 
-        assert!(correction.follow(TimeDelta::seconds(30)));
+        assert!(correction.follow(TimeDelta::seconds(30), sure));
         assert_eq!(correction.get(), TimeDelta::seconds(30));
-        assert!(!correction.follow(TimeDelta::milliseconds(30_050)));
+        assert!(!correction.follow(TimeDelta::milliseconds(30_050), sure));
         assert_eq!(correction.get(), TimeDelta::seconds(30));
 
-        assert!(correction.follow(TimeDelta::milliseconds(-400)));
+        assert!(correction.follow(TimeDelta::milliseconds(-400), sure));
         assert_eq!(correction.get(), TimeDelta::milliseconds(-400));
-        assert!(correction.follow(TimeDelta::zero()));
+        assert!(correction.follow(TimeDelta::zero(), sure));
         assert_eq!(correction.get(), TimeDelta::zero());
+
+        // A reading from far away (a 240 ms round trip) moves it only past
+        // what it may be off by.
+        let far = TimeDelta::milliseconds(120);
+        assert!(!correction.follow(TimeDelta::milliseconds(300), far));
+        assert!(correction.follow(TimeDelta::milliseconds(400), far));
     }
 }

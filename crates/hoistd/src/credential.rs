@@ -142,13 +142,16 @@ mod tests {
     #[test]
     fn a_credential_ends_by_hoistds_clock_not_the_hosts() {
         let signer = Signer::from_key(&SigningKey::generate(&mut rand::rngs::OsRng)).unwrap();
-        assert!(crate::clock::follow(chrono::TimeDelta::hours(-1)));
+        assert!(crate::clock::follow(
+            chrono::TimeDelta::hours(-1),
+            chrono::TimeDelta::zero()
+        ));
         let now = crate::clock::now().timestamp();
         let live = signer.issue(&claims(now + 1_800)).unwrap();
         let taken = signer.verify(&live, "https://hoist.example");
         assert_eq!(taken.map(|c| c.exp), Some(now + 1_800));
         let ended = signer.issue(&claims(now - 5)).unwrap();
         assert!(signer.verify(&ended, "https://hoist.example").is_none());
-        crate::clock::follow(chrono::TimeDelta::zero());
+        crate::clock::follow(chrono::TimeDelta::zero(), chrono::TimeDelta::zero());
     }
 }

@@ -73,9 +73,10 @@ fn watch_clock(store: &dyn Store, warned: &mut bool) {
 }
 
 /// Times grants by the database server's clock, `offset` ahead of this
-/// process's ([`clock::follow`]), and says so when that moves it.
-pub fn follow(offset: chrono::TimeDelta) {
-    if clock::follow(offset) {
+/// process's, read to within `doubt` ([`clock::follow`]), and says so when
+/// that moves it.
+pub fn follow(offset: chrono::TimeDelta, doubt: chrono::TimeDelta) {
+    if clock::follow(offset, doubt) {
         tracing::info!(
             correction_seconds = offset.as_seconds_f64(),
             "timing grants by the database server's clock"
@@ -165,7 +166,7 @@ pub async fn lead_forever(
         }
         watch_clock(store.as_ref(), &mut clock_warned);
         if let Some(offset) = store.clock_offset() {
-            follow(offset);
+            follow(offset, store.clock_doubt());
         }
         let leads = valid_until.is_some_and(|until| Instant::now() < until);
         if !leads && epoch.take().is_some() {

@@ -147,7 +147,7 @@ impl Server {
         if store.shared() {
             let measuring = Arc::clone(&store);
             match tokio::task::spawn_blocking(move || measuring.measure_clock()).await? {
-                Ok(Some(offset)) => leadership::follow(offset),
+                Ok(Some(offset)) => leadership::follow(offset, store.clock_doubt()),
                 Ok(None) => tracing::warn!(
                     "the database server's clock answered too slowly to read; timing by this host's until a lease ask reads it"
                 ),

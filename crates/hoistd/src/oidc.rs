@@ -165,9 +165,7 @@ impl Verifier {
         let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
             .map_err(|err| TokenError::Invalid(err.to_string()))?
             .claims;
-        if not_yet_valid(&claims, issuer.leeway) {
-            return Err(TokenError::Invalid("the token is not valid yet".into()));
-        }
+        check_nbf(&claims, issuer.leeway)?;
         let identity = identity(issuer, &claims)?;
         // The check above counts whole seconds and accepts a token while
         // now == exp; its end is exclusive, to the millisecond, here as in
@@ -232,9 +230,7 @@ impl Verifier {
         {
             return Err(TokenError::Expired);
         }
-        if not_yet_valid(&claims, issuer.leeway) {
-            return Err(TokenError::Invalid("the token is not valid yet".into()));
-        }
+        check_nbf(&claims, issuer.leeway)?;
         Ok(claims)
     }
 
@@ -477,14 +473,21 @@ fn shown(claimed: &str) -> String {
         .collect()
 }
 
-/// Whether a token's `nbf` is still ahead of hoistd's clock by more than
-/// `leeway` (a token without one is valid from its issue).
-fn not_yet_valid(claims: &serde_json::Value, leeway: std::time::Duration) -> bool {
-    let Some(nbf) = claims.get("nbf").and_then(serde_json::Value::as_i64) else {
-        return false;
+/// Refuses a token whose `nbf` is still ahead of hoistd's clock by more
+/// than `leeway`, or is not a number (a token without one is valid from
+/// its issue).
+fn check_nbf(claims: &serde_json::Value, leeway: std::time::Duration) -> Result<(), TokenError> {
+    let nbf = match claims.get("nbf") {
+        None | Some(serde_json::Value::Null) => return Ok(()),
+        Some(nbf) => nbf
+            .as_f64()
+            .ok_or_else(|| TokenError::Claim("nbf".into()))?,
     };
-    let leeway = i64::try_from(leeway.as_millis()).unwrap_or(i64::MAX);
-    nbf.saturating_mul(1000).saturating_sub(leeway) > crate::clock::now().timestamp_millis()
+    let now = crate::clock::now().timestamp_millis() as f64;
+    if nbf * 1000.0 - leeway.as_millis() as f64 > now {
+        return Err(TokenError::Invalid("the token is not valid yet".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -500,26 +503,37 @@ mod tests {
         assert_eq!(shown(&"k".repeat(10_000)).len(), 128);
     }
 
-    /// `nbf` is held to hoistd's clock, within the leeway; a token without
-    /// one is valid at once.
+    /// `nbf` is held to hoistd's clock, within the leeway, as a number of
+    /// any kind; a token without one is valid at once, one whose `nbf` is
+    /// not a number is not.
     #[test]
     fn a_token_is_not_valid_before_its_nbf_beyond_the_leeway() {
         let now = crate::clock::now().timestamp();
         let leeway = std::time::Duration::from_secs(30);
-        assert!(!not_yet_valid(&serde_json::json!({}), leeway));
-        assert!(!not_yet_valid(&serde_json::json!({ "nbf": now }), leeway));
-        assert!(!not_yet_valid(
-            &serde_json::json!({ "nbf": now + 20 }),
-            leeway
-        ));
-        assert!(not_yet_valid(
-            &serde_json::json!({ "nbf": now + 60 }),
-            leeway
-        ));
-        assert!(not_yet_valid(
-            &serde_json::json!({ "nbf": now + 20 }),
-            std::time::Duration::ZERO
-        ));
+        let check = |claims: serde_json::Value, leeway| check_nbf(&claims, leeway);
+        assert!(check(serde_json::json!({}), leeway).is_ok());
+        assert!(check(serde_json::json!({ "nbf": null }), leeway).is_ok());
+        assert!(check(serde_json::json!({ "nbf": now }), leeway).is_ok());
+        assert!(check(serde_json::json!({ "nbf": now + 20 }), leeway).is_ok());
+        assert!(check(serde_json::json!({ "nbf": now + 60 }), leeway).is_err());
+        assert!(
+            check(
+                serde_json::json!({ "nbf": (now + 60) as f64 + 0.5 }),
+                leeway
+            )
+            .is_err()
+        );
+        assert!(
+            check(
+                serde_json::json!({ "nbf": now + 20 }),
+                std::time::Duration::ZERO
+            )
+            .is_err()
+        );
+        assert_eq!(
+            check(serde_json::json!({ "nbf": "1900000000" }), leeway),
+            Err(TokenError::Claim("nbf".into()))
+        );
     }
 
     /// A provider on loopback whose discovery document says `jwks_uri`,

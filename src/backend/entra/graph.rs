@@ -24,6 +24,8 @@ const THROTTLED_RETRIES: u32 = 3;
 /// The longest wait honoured between two tries; a longer `Retry-After`
 /// fails the call, saying Graph is throttling.
 const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// The longest Graph's `Retry-After` holds every call back.
+const LONGEST_THROTTLE: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// More pages than any person's PIM objects fill; past it Graph is looping.
 const MAX_PAGES: usize = 50;
@@ -209,11 +211,17 @@ impl Graph {
                 _ => false,
             };
             let wait = retry_after.unwrap_or(Duration::from_secs(1 << tries));
-            if retryable && wait > LONGEST_RETRY_AFTER {
+            let throttled = matches!(&answer, Err(GraphError::Status { status: 429, .. }));
+            if throttled && wait > LONGEST_RETRY_AFTER {
+                // Held to a bound: a Retry-After of years would stop this
+                // client for good.
+                let until = tokio::time::Instant::now()
+                    .checked_add(wait.min(LONGEST_THROTTLE))
+                    .unwrap_or_else(tokio::time::Instant::now);
                 *self
                     .throttled_until
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now() + wait);
+                    .unwrap_or_else(|p| p.into_inner()) = Some(until);
             }
             if !retryable || tries >= THROTTLED_RETRIES || wait > LONGEST_RETRY_AFTER {
                 return answer;

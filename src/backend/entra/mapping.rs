@@ -236,6 +236,18 @@ pub struct Context<'a> {
     pub mine: bool,
 }
 
+/// Statuses of a schedule request that end it without doing what it asked:
+/// denied, cancelled, timed out, or not applied.
+pub(super) const FAILED_STATUSES: &[&str] = &[
+    "Denied",
+    "AdminDenied",
+    "Canceled",
+    "TimedOut",
+    "Failed",
+    "FailedAsResourceIsLocked",
+    "Invalid",
+];
+
 /// A schedule request as an access request; deactivations are not access
 /// requests (they show as the grant ending) and give `None`.
 pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Option<AccessRequest> {

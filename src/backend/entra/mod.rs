@@ -788,7 +788,7 @@ impl Backend for EntraClient {
         // done yet (asked again, the grant's absence confirms it).
         let outcome = posted.and_then(|created| match created.status.as_str() {
             "Revoked" => Ok(ended.clone()),
-            status @ ("Failed" | "Denied" | "Canceled" | "Invalid") => Err(BackendError::Refused {
+            status if mapping::FAILED_STATUSES.contains(&status) => Err(BackendError::Refused {
                 status: 409,
                 code: hoist_api::ErrorCode::InvalidState,
                 message: format!(

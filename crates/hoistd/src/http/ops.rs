@@ -500,6 +500,10 @@ impl Store for MeteredStore {
         self.inner.measure_clock()
     }
 
+    fn clock_doubt(&self) -> chrono::TimeDelta {
+        self.inner.clock_doubt()
+    }
+
     fn resign(&self, holder: &str) -> store::Result<()> {
         self.inner.resign(holder)
     }

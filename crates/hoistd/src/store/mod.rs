@@ -236,6 +236,11 @@ pub trait Store: Send + Sync + 'static {
     fn clock_offset(&self) -> Option<chrono::TimeDelta> {
         None
     }
+    /// How far [`Store::clock_offset`] may be off: half the round trip of
+    /// the reading it came from.
+    fn clock_doubt(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::zero()
+    }
     /// Reads the database server's clock now and answers
     /// [`Store::clock_offset`]: for an instance starting, before anything
     /// is timed.

@@ -879,8 +879,6 @@ fn a_deposed_leaders_reaper_writes_nothing() {
     assert_eq!(stored(store.as_ref()), GrantState::Expired);
 }
 
-/// A policy of `instances` instances on one database with `body` (groups
-/// and roles) and the test provider as its `[[oidc]]`, with that provider.
 /// A proxy in an instance's environment (`HTTP_PROXY`, `ALL_PROXY`) never
 /// sees its calls to this machine: the OpenID provider's keys, fetched in
 /// plain http on loopback, come from the provider, not from whatever
@@ -921,6 +919,8 @@ engineers = []
     assert!(proxy.accept().is_err(), "the proxy was sent a call");
 }
 
+/// A policy of `instances` instances on one database with `body` (groups
+/// and roles) and the test provider as its `[[oidc]]`, with that provider.
 pub(crate) async fn with_provider(
     instances: usize,
     body: &str,

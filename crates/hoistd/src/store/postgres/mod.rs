@@ -168,10 +168,10 @@ pub enum Migrations {
 pub const CA_FILE_ENV: &str = "HOISTD_DB_CA_FILE";
 
 /// A reading of the server's clock answered later than this says too
-/// little of when the server read it: within it, the reading is off by at
-/// most half of it, well under the step the clock follows by
-/// ([`crate::clock::STEP`]), so two readings never step it back and forth.
-const CLOCK_READ_WITHIN: Duration = Duration::from_millis(50);
+/// little of when the server read it. Within it, the reading is off by at
+/// most half its round trip ([`Store::clock_doubt`]), which the clock
+/// followed allows for ([`crate::clock::follow`]).
+const CLOCK_READ_WITHIN: Duration = Duration::from_millis(250);
 
 pub struct PostgresStore {
     pool: Pool<drive::Manager>,
@@ -185,6 +185,9 @@ pub struct PostgresStore {
     /// read within [`CLOCK_READ_WITHIN`] (after each lease ask, and once as
     /// the store is measured at start); `i64::MIN` before one was.
     clock_offset: std::sync::atomic::AtomicI64,
+    /// Half the round trip of that reading, in microseconds: how far off
+    /// it may be.
+    clock_doubt: std::sync::atomic::AtomicI64,
     /// One connection for readiness checks ([`Store::ready`]): a burst of
     /// calls that keeps the pool busy is not a database that does not
     /// answer, and must not take every instance out of a load balancer.
@@ -287,6 +290,7 @@ impl PostgresStore {
             pool: pool_of(POOL_SIZE)?,
             lease_pool: pool_of(1)?,
             clock_offset: std::sync::atomic::AtomicI64::new(i64::MIN),
+            clock_doubt: std::sync::atomic::AtomicI64::new(0),
             ready_pool: pool_of(1)?,
             config,
             tls,
@@ -536,6 +540,10 @@ impl Store for PostgresStore {
         Ok(self.clock_offset())
     }
 
+    fn clock_doubt(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::microseconds(self.clock_doubt.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     fn clock_offset(&self) -> Option<chrono::TimeDelta> {
         match self.clock_offset.load(std::sync::atomic::Ordering::Relaxed) {
             i64::MIN => None,
@@ -588,6 +596,9 @@ impl PostgresStore {
         if took <= CLOCK_READ_WITHIN {
             let here = sent + chrono::TimeDelta::from_std(took / 2).unwrap_or_default();
             if let Some(offset) = server.checked_sub(here.timestamp_micros()) {
+                let doubt = i64::try_from((took / 2).as_micros()).unwrap_or(i64::MAX);
+                self.clock_doubt
+                    .store(doubt, std::sync::atomic::Ordering::Relaxed);
                 self.clock_offset
                     .store(offset, std::sync::atomic::Ordering::Relaxed);
             }
