@@ -203,7 +203,7 @@ pub fn to_backend(error: GraphError, graph: &str, doing: &str) -> BackendError {
                 (404, _) => refused(ErrorCode::NotFound, format!("{doing}: not found")),
                 (429, _) => refused(
                     ErrorCode::RateLimited,
-                    "Microsoft Graph is throttling; try again shortly".into(),
+                    format!("Microsoft Graph is throttling ({message}); try again shortly"),
                 ),
                 (500.., _) => refused(
                     ErrorCode::Internal,
