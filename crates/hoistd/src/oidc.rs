@@ -148,7 +148,7 @@ impl Verifier {
             .oidc
             .iter()
             .find(|i| i.issuer == iss.trim_end_matches('/'))
-            .ok_or_else(|| TokenError::UnknownIssuer(shown(&iss)))?;
+            .ok_or_else(|| TokenError::UnknownIssuer(claimed(&iss)))?;
         if !issuer.algorithms.contains(&header.alg) {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
         }
@@ -198,7 +198,7 @@ impl Verifier {
         // carries no signature, and an HMAC key would be the issuer's public
         // key used as a shared secret.
         if alg.eq_ignore_ascii_case("none") || alg.to_ascii_uppercase().starts_with("HS") {
-            return Err(TokenError::Algorithm(shown(alg)));
+            return Err(TokenError::Algorithm(claimed(alg)));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if !issuer.algorithms.contains(&header.alg) {
@@ -266,7 +266,7 @@ impl Verifier {
                 }
             }
         };
-        let unknown = || TokenError::UnknownKey(shown(kid));
+        let unknown = || TokenError::UnknownKey(claimed(kid));
         match lookup {
             Lookup::Found(jwk) => Ok(*jwk),
             Lookup::Unknown => Err(unknown()),
@@ -461,15 +461,16 @@ fn identity(issuer: &OidcIssuer, claims: &serde_json::Value) -> Result<Identity,
     })
 }
 
-/// Text a token claims before anything verified it (its header's `alg`
-/// and `kid`, its `iss`), as errors and the audit log may repeat it: no
-/// control or invisible characters, and 128 characters at most.
-fn shown(claimed: &str) -> String {
-    const MOST: usize = 128;
-    claimed
-        .chars()
+/// The most characters [`claimed`] keeps.
+pub(crate) const MAX_CLAIMED_CHARS: usize = 255;
+
+/// Text a token claims (verified or not: its header's `alg` and `kid`,
+/// its `iss`, a workload's claims), made safe for errors and the audit log
+/// to repeat: no control or invisible characters, and bounded.
+pub(crate) fn claimed(text: &str) -> String {
+    text.chars()
         .filter(|c| !c.is_control() && !hoist_api::text::is_invisible(*c))
-        .take(MOST)
+        .take(MAX_CLAIMED_CHARS)
         .collect()
 }
 
@@ -498,9 +499,9 @@ mod tests {
     /// the audit log) without control or invisible characters, and cut.
     #[test]
     fn claimed_text_is_shown_clean_and_cut() {
-        assert_eq!(shown("HS256\u{1b}]0;owned\u{7}"), "HS256]0;owned");
-        assert_eq!(shown("kid\u{202e}1"), "kid1");
-        assert_eq!(shown(&"k".repeat(10_000)).len(), 128);
+        assert_eq!(claimed("HS256\u{1b}]0;owned\u{7}"), "HS256]0;owned");
+        assert_eq!(claimed("kid\u{202e}1"), "kid1");
+        assert_eq!(claimed(&"k".repeat(10_000)).len(), MAX_CLAIMED_CHARS);
     }
 
     /// `nbf` is held to hoistd's clock, within the leeway, as a number of

@@ -25,7 +25,7 @@ use super::targets::usable;
 use super::{Broker, Change, SYSTEM_ACTOR, Work, event, settle_grant};
 use crate::audit::NewAuditEvent;
 use crate::error::Error;
-use crate::oidc::TokenError;
+use crate::oidc::{TokenError, claimed};
 use crate::policy::{Approval, Policy, WorkloadRule, audiences, claim_text};
 use crate::store::Exchange;
 
@@ -41,8 +41,9 @@ const PROVISION_WAIT: Duration = Duration::from_secs(10);
 /// How often a pending job is told to come back, in seconds.
 pub const POLL_INTERVAL_SECS: u64 = 2;
 
-/// Longest `sub` a workload may have: it is part of every audit entry.
-const MAX_SUBJECT_CHARS: usize = 255;
+/// Longest `sub` a workload may have: it is part of every audit entry
+/// (as long as [`claimed`] keeps).
+const MAX_SUBJECT_CHARS: usize = crate::oidc::MAX_CLAIMED_CHARS;
 
 /// Why an exchange, a poll or a revocation was refused, with the code that
 /// names it.
@@ -166,15 +167,6 @@ enum Step {
     Pending(TokenPending),
     /// The policy was reloaded after the token was checked: check it again.
     PolicyChanged,
-}
-
-/// Text a token claims, made safe to keep: no control or invisible
-/// characters, and bounded.
-fn claimed(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control() && !hoist_api::text::is_invisible(*c))
-        .take(MAX_SUBJECT_CHARS)
-        .collect()
 }
 
 /// Who a refused exchange is audited as: the workload its issuer vouched
