@@ -203,7 +203,10 @@ pub fn to_backend(error: GraphError, graph: &str, doing: &str) -> BackendError {
                 (404, _) => refused(ErrorCode::NotFound, format!("{doing}: not found")),
                 (429, _) => refused(
                     ErrorCode::RateLimited,
-                    format!("Microsoft Graph is throttling ({message}); try again shortly"),
+                    format!(
+                        "Microsoft Graph is throttling ({}); try again shortly",
+                        crate::text::sanitize::line(&message)
+                    ),
                 ),
                 (500.., _) => refused(
                     ErrorCode::Internal,

@@ -298,14 +298,16 @@ pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Optio
         "PendingApproval" | "PendingAdminDecision" | "PendingApprovalProvisioning" => {
             (RequestState::Pending, None)
         }
-        "Denied" | "AdminDenied" => (RequestState::Denied, None),
-        "Canceled" => (RequestState::Cancelled, None),
         "Revoked" => (RequestState::Revoked, None),
-        "TimedOut" => (RequestState::TimedOut, None),
-        "Failed" | "FailedAsResourceIsLocked" | "Invalid" => (
-            RequestState::Cancelled,
-            Some(format!("Entra could not apply it ({})", r.status)),
-        ),
+        status if FAILED_STATUSES.contains(&status) => match status {
+            "Denied" | "AdminDenied" => (RequestState::Denied, None),
+            "Canceled" => (RequestState::Cancelled, None),
+            "TimedOut" => (RequestState::TimedOut, None),
+            _ => (
+                RequestState::Cancelled,
+                Some(format!("Entra could not apply it ({status})")),
+            ),
+        },
         // Someone else's (an approver reading it): their grants are not
         // the caller's to see, so Entra's word is all there is.
         _ if !cx.mine => match cx.now >= ends && duration_secs > 0 {
