@@ -18,6 +18,37 @@ pub fn is_loopback(url: &Url) -> bool {
     })
 }
 
+/// `host` as one name whatever it is written as, for telling systems
+/// apart (`TargetKind::system`): lowercase, and this machine (`localhost`,
+/// any loopback address) as `localhost`. Names for one host that DNS
+/// alone knows are the same stay apart.
+pub fn host_key(host: &str) -> String {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        "localhost".into()
+    } else if bare.starts_with('/') {
+        // A Unix socket's directory: a path, whose case counts.
+        bare.into()
+    } else {
+        bare.to_ascii_lowercase()
+    }
+}
+
+/// `url`'s scheme, host (as [`host_key`]) and port: its origin, one way
+/// of writing it.
+pub fn origin_key(url: &Url) -> String {
+    format!(
+        "{}://{}:{}",
+        url.scheme(),
+        host_key(url.host_str().unwrap_or_default()),
+        url.port_or_known_default().unwrap_or_default()
+    )
+}
+
 /// Whether hoistd may call `url` at all: https, or http to this machine.
 pub fn allowed(url: &Url) -> bool {
     url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url))
@@ -98,5 +129,30 @@ mod tests {
         }
         assert!(allowed(&Url::parse("https://bao.internal").unwrap()));
         assert!(!is_loopback(&Url::parse("https://bao.internal").unwrap()));
+    }
+
+    /// One machine written several ways is one key; others stay apart.
+    #[test]
+    fn one_host_written_several_ways_is_one_key() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.0.1.1",
+            "::1",
+            "[::1]",
+        ] {
+            assert_eq!(host_key(host), "localhost", "{host}");
+        }
+        assert_eq!(host_key("DB.Example.com"), "db.example.com");
+        assert_eq!(host_key("/run/PostgreSQL"), "/run/PostgreSQL");
+        assert_ne!(host_key("10.0.0.1"), host_key("10.0.0.2"));
+        let key = |url: &str| origin_key(&Url::parse(url).unwrap());
+        assert_eq!(key("http://localhost:8200/"), key("http://127.0.0.1:8200"));
+        assert_eq!(
+            key("https://Bao.Example.com"),
+            key("https://bao.example.com:443")
+        );
+        assert_ne!(key("http://127.0.0.1:8200"), key("http://127.0.0.1:8201"));
     }
 }

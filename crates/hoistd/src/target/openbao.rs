@@ -522,7 +522,7 @@ impl TargetKind for OpenBao {
     }
 
     fn system(&self) -> String {
-        format!("{KIND} {}", self.url.origin().ascii_serialization())
+        format!("{KIND} {}", crate::outbound::origin_key(&self.url))
     }
 
     fn access(&self, table: toml::Table) -> Result<Value, String> {

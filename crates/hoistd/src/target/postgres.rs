@@ -685,7 +685,11 @@ impl TargetKind for Postgres {
 
     /// The cluster: roles are the whole cluster's.
     fn system(&self) -> String {
-        format!("postgres {}:{}", self.host, self.port)
+        format!(
+            "postgres {}:{}",
+            crate::outbound::host_key(&self.host),
+            self.port
+        )
     }
 
     fn cautions(&self) -> Vec<String> {
@@ -1053,6 +1057,33 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
             "{hostile}"
+        );
+    }
+
+    /// One server written two ways is one system: its targets take turns
+    /// in the reconciler, and a reload moving a target between the two
+    /// names is no move.
+    #[test]
+    fn one_server_named_two_ways_is_one_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "secret").unwrap();
+        let system = |url: &str| {
+            let table: toml::Table = toml::from_str(&format!(
+                "url = \"{url}\"\npassword_file = {password:?}\nsslmode = \"disable\""
+            ))
+            .unwrap();
+            Postgres::configure("db", table)
+                .unwrap_or_else(|err| panic!("{err}"))
+                .system()
+        };
+        assert_eq!(
+            system("postgres://hoist@localhost:5432/postgres"),
+            system("postgres://hoist@127.0.0.1:5432/postgres")
+        );
+        assert_ne!(
+            system("postgres://hoist@127.0.0.1:5432/postgres"),
+            system("postgres://hoist@127.0.0.1:5433/postgres")
         );
     }
 

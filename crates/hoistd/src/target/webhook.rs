@@ -252,7 +252,7 @@ impl TargetKind for Webhook {
         let path = Sha256::digest(self.endpoint.url.path().as_bytes());
         format!(
             "webhook {} (path {})",
-            self.endpoint.origin(),
+            crate::outbound::origin_key(&self.endpoint.url),
             &hex::encode(path)[..12]
         )
     }
