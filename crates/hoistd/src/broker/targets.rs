@@ -7,16 +7,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use hoist_api::{AccessState, AuditKind, Grant, GrantState, TargetAccess};
+use hoist_api::{AccessState, AuditKind, ErrorCode, Grant, GrantState, TargetAccess};
 use serde_json::{Value, json};
 
 use super::{Broker, SYSTEM_ACTOR, Work, grant_event, new_id, settle_grant};
 use crate::audit::NewAuditEvent;
-use crate::error::Result;
-use crate::policy::Policy;
+use crate::error::{Error, Result};
+use crate::policy::{Policy, RoleDef};
 use crate::store::{Effect, EffectAction, GrantQuery, Tx};
 use crate::target::reconcile::View;
-use crate::target::{Due, GrantFacts, Journal, Ledger, Managed, TargetError, Targets, outbox};
+use crate::target::{
+    Due, GrantFacts, Journal, Ledger, Managed, TargetError, TargetKind, Targets, outbox,
+};
 
 /// Failures of one effect audited in full; past these, only every
 /// power-of-two attempt is, so a target down for a day does not flood the
@@ -102,6 +104,44 @@ pub(super) fn granted_access(tx: &dyn Tx, policy: &Policy, grant: &Grant) -> Res
         .rev()
         .find_map(|effect| effect.access);
     Ok(kept.unwrap_or_else(|| role_access(policy, &grant.role)))
+}
+
+/// What a credential fetched now for `grant` may carry at `target`: what
+/// it was `given`, narrowed to what `role` gives there under the policy in
+/// force, so that a reload taking a principal or an OpenBao policy out of a
+/// role takes it out of every certificate or token made after, for grants
+/// already live too. A role that no longer gives access at that target
+/// gives no credential there.
+pub(super) fn narrowed(
+    target: &dyn TargetKind,
+    grant: &Grant,
+    role: &RoleDef,
+    given: &Value,
+) -> Result<Value> {
+    let refused = |why: String| {
+        Error::refuse(
+            ErrorCode::InvalidState,
+            format!("grant {} is live, but {why}", grant.id),
+        )
+    };
+    let now = role
+        .access
+        .as_ref()
+        .filter(|access| access.target == target.name())
+        .ok_or_else(|| {
+            refused(format!(
+                "its role {} no longer gives access at {}: no credential is made there",
+                role.id,
+                target.name()
+            ))
+        })?;
+    target.narrow(given, &now.access).map_err(|why| {
+        refused(format!(
+            "role {}'s access at {} {why}",
+            role.id,
+            target.name()
+        ))
+    })
 }
 
 /// The role's `[roles.access]` under this policy; null for none.

@@ -311,6 +311,21 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
     /// Checks a role's `[roles.access]` table offline, at policy load, and
     /// returns it as the JSON the operations get in [`GrantFacts::access`].
     fn access(&self, table: toml::Table) -> Result<serde_json::Value, String>;
+    /// What a credential fetched now may carry: what the grant was `given`
+    /// at activation, narrowed to what its role's access says `now` (after a
+    /// reload), never more than either. Kinds that make something at each
+    /// fetch (an SSH certificate, an OpenBao token) narrow it; the default
+    /// keeps what was given, for kinds whose access was made once at
+    /// activation (a PostgreSQL role's memberships stay until its end).
+    /// An `Err` says why nothing is left.
+    fn narrow(
+        &self,
+        given: &serde_json::Value,
+        now: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let _ = now;
+        Ok(given.clone())
+    }
     /// Checks a role's access against the live system (e.g. that every
     /// PostgreSQL role it names exists); run at load where the target
     /// answers.

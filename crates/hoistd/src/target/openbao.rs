@@ -135,6 +135,31 @@ pub struct Access {
     pub secret_env: BTreeMap<String, String>,
 }
 
+impl Access {
+    /// This access, as given at activation, narrowed to the role's access
+    /// `now`: the policies in both. The secret read with the token is the
+    /// one the role names now (the token's policies bound what it reads).
+    fn narrowed(&self, now: &Access) -> Result<Access, String> {
+        let policies: Vec<String> = self
+            .policies
+            .iter()
+            .filter(|policy| now.policies.contains(policy))
+            .cloned()
+            .collect();
+        if policies.is_empty() {
+            return Err(format!(
+                "no longer names any of the policies it gave ({})",
+                self.policies.join(", ")
+            ));
+        }
+        Ok(Access {
+            policies,
+            secret_path: now.secret_path.clone(),
+            secret_env: now.secret_env.clone(),
+        })
+    }
+}
+
 pub struct OpenBao {
     name: String,
     url: url::Url,
@@ -523,6 +548,14 @@ impl TargetKind for OpenBao {
 
     fn system(&self) -> String {
         format!("{KIND} {}", crate::outbound::origin_key(&self.url))
+    }
+
+    fn narrow(&self, given: &Value, now: &Value) -> Result<Value, String> {
+        let read = |access: &Value| {
+            serde_json::from_value::<Access>(access.clone()).map_err(|err| err.to_string())
+        };
+        let narrowed = read(given)?.narrowed(&read(now)?)?;
+        serde_json::to_value(narrowed).map_err(|err| err.to_string())
     }
 
     fn access(&self, table: toml::Table) -> Result<Value, String> {

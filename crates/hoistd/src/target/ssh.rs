@@ -79,6 +79,45 @@ fn default_extensions() -> Vec<String> {
 }
 
 impl Access {
+    /// This access, as given at activation, narrowed to the role's access
+    /// `now`: the principals and extensions in both, its `source-address`
+    /// entries in both, and the `force-command` in force (either is a
+    /// limit; the policy's latest wins).
+    fn narrowed(&self, now: &Access) -> Result<Access, String> {
+        let both = |given: &[String], now: &[String]| -> Vec<String> {
+            given.iter().filter(|x| now.contains(x)).cloned().collect()
+        };
+        let principals = both(&self.principals, &now.principals);
+        if principals.is_empty() {
+            return Err(format!(
+                "no longer names any of the principals it gave ({})",
+                self.principals.join(", ")
+            ));
+        }
+        let source_address = match (&self.source_address, &now.source_address) {
+            (Some(given), Some(now)) if given != now => {
+                let now: Vec<&str> = now.split(',').collect();
+                let kept: Vec<&str> = given.split(',').filter(|a| now.contains(a)).collect();
+                if kept.is_empty() {
+                    return Err(format!(
+                        "no longer lets it be used from any of the addresses it gave ({given})"
+                    ));
+                }
+                Some(kept.join(","))
+            }
+            (given, now) => now.clone().or_else(|| given.clone()),
+        };
+        Ok(Access {
+            principals,
+            force_command: now
+                .force_command
+                .clone()
+                .or_else(|| self.force_command.clone()),
+            source_address,
+            extensions: both(&self.extensions, &now.extensions),
+        })
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.principals.is_empty() {
             return Err("principals must name at least one user".into());
@@ -218,6 +257,18 @@ impl TargetKind for Ssh {
             .map_err(|err: toml::de::Error| err.message().trim().to_string())?;
         access.check()?;
         serde_json::to_value(access).map_err(|err| err.to_string())
+    }
+
+    fn narrow(
+        &self,
+        given: &serde_json::Value,
+        now: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let read = |access: &serde_json::Value| {
+            serde_json::from_value::<Access>(access.clone()).map_err(|err| err.to_string())
+        };
+        let narrowed = read(given)?.narrowed(&read(now)?)?;
+        serde_json::to_value(narrowed).map_err(|err| err.to_string())
     }
 
     async fn validate(&self, _access: &serde_json::Value) -> Result<(), TargetError> {
@@ -551,6 +602,43 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    fn access(principals: &[&str], sources: Option<&str>, command: Option<&str>) -> Access {
+        Access {
+            principals: principals.iter().map(|p| p.to_string()).collect(),
+            force_command: command.map(str::to_string),
+            source_address: sources.map(str::to_string),
+            extensions: default_extensions(),
+        }
+    }
+
+    /// Narrowed access keeps only what both the grant and the role in force
+    /// allow, and fails when nothing of a list is left.
+    #[test]
+    fn narrowed_access_is_never_more_than_either() {
+        let given = access(&["deploy", "ops"], Some("10.0.0.0/8,192.168.1.0/24"), None);
+        let now = access(
+            &["ops", "root"],
+            Some("192.168.1.0/24,172.16.0.0/12"),
+            Some("uptime"),
+        );
+        let narrowed = given.narrowed(&now).unwrap();
+        assert_eq!(narrowed.principals, ["ops"]);
+        assert_eq!(narrowed.source_address.as_deref(), Some("192.168.1.0/24"));
+        assert_eq!(narrowed.force_command.as_deref(), Some("uptime"));
+        // A limit only one side has is kept.
+        let narrowed = access(&["ops"], Some("10.0.0.1"), Some("id"))
+            .narrowed(&access(&["ops"], None, None))
+            .unwrap();
+        assert_eq!(narrowed.source_address.as_deref(), Some("10.0.0.1"));
+        assert_eq!(narrowed.force_command.as_deref(), Some("id"));
+        let none_left = given.narrowed(&access(&["root"], None, None)).unwrap_err();
+        assert!(none_left.contains("deploy, ops"), "{none_left}");
+        let nowhere = given
+            .narrowed(&access(&["ops"], Some("172.16.0.0/12"), None))
+            .unwrap_err();
+        assert!(nowhere.contains("addresses"), "{nowhere}");
+    }
 
     /// A revoked grant's serial stays listed for an hour past its end, for
     /// hosts whose clock is behind, and not longer.

@@ -683,6 +683,64 @@ async fn the_reconciler_searches_only_while_a_grant_from_before_holds_access() {
 
 /// A dynamic secret that cannot be read fails the fetch, and the token
 /// minted for it is revoked and forgotten at once: nobody holds it.
+/// A reload that takes a policy out of a role takes it out of every token
+/// minted after, for a grant already live too; one that leaves none of the
+/// grant's policies mints it nothing.
+#[tokio::test]
+async fn a_role_narrowed_by_a_reload_narrows_the_tokens_of_live_grants() {
+    let bao = Bao::start().await;
+    let written = |policies: &str| {
+        bao.policy().replace(
+            "policies = [\"read-app\"]",
+            &format!("policies = [{policies}]"),
+        )
+    };
+    let broker = TestBroker::builder()
+        .policy(&written("\"read-app\", \"read-other\""))
+        .start()
+        .await;
+    let grant = granted(&broker).await;
+    let policies_of = |data: Value| {
+        let mut policies: Vec<String> = data["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect();
+        policies.sort();
+        policies
+    };
+    let before = bao.lookup(&holder_token(&broker, &grant).await).await;
+    assert_eq!(policies_of(before.unwrap()), ["read-app", "read-other"]);
+
+    std::fs::write(
+        broker.policy_path(),
+        written("\"read-other\", \"read-new\""),
+    )
+    .unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let after = bao.lookup(&holder_token(&broker, &grant).await).await;
+    assert_eq!(policies_of(after.unwrap()), ["read-other"]);
+
+    std::fs::write(broker.policy_path(), written("\"read-new\"")).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let minted = bao.tokens_of(&grant.id).await;
+    let refused = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .expect_err("none of its policies left");
+    assert_eq!(refused.0, reqwest::StatusCode::CONFLICT, "{refused:?}");
+    assert!(
+        refused
+            .1
+            .message
+            .contains("no longer names any of the policies it gave"),
+        "{refused:?}"
+    );
+    assert_eq!(bao.tokens_of(&grant.id).await, minted, "nothing minted");
+}
+
 #[tokio::test]
 async fn a_secret_that_cannot_be_read_takes_its_token_with_it() {
     let bao = Bao::start().await;

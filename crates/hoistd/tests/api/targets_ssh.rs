@@ -39,6 +39,15 @@ fn policy() -> String {
     )
 }
 
+/// The test policy with role `shell`'s access written `shell`.
+fn policy_with(shell: &str) -> String {
+    format!(
+        "{}\n[[targets]]\nname = \"hosts\"\nkind = \"ssh\"\n{}",
+        policy_text(""),
+        target_role("shell", "hosts", shell),
+    )
+}
+
 fn run(command: &mut Command) -> Output {
     let out = command.output().unwrap();
     assert!(
@@ -421,6 +430,78 @@ async fn a_certificate_for_another_principal_is_refused() {
     assert!(
         refused_login.contains("Permission denied"),
         "{refused_login}"
+    );
+}
+
+/// A reload that takes a principal or an extension out of a role takes it
+/// out of every certificate made after, for a grant already live too; one
+/// that leaves none of the grant's principals gives it no certificate.
+#[tokio::test]
+async fn a_role_narrowed_by_a_reload_narrows_the_certificates_of_live_grants() {
+    let wide = format!(
+        "principals = [\"{}\", \"hoist-nobody\"]\n\
+         extensions = [\"permit-pty\", \"permit-port-forwarding\"]",
+        me()
+    );
+    let broker = TestBroker::builder()
+        .policy(&policy_with(&wide))
+        .start()
+        .await;
+    let sshd = Sshd::start(&broker).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = key_pair(keys.path(), "id_ed25519");
+    let grant = granted(&broker, "shell", None).await;
+    let before = certify(&broker, "alice", &grant.id, &public).await.unwrap();
+    let shown = before
+        .access
+        .as_ref()
+        .unwrap()
+        .certificate
+        .as_ref()
+        .unwrap();
+    assert_eq!(shown.principals, vec![me(), "hoist-nobody".to_string()]);
+    sshd.login(&key, &save_cert(&key, &before)).unwrap();
+
+    // Narrowed: this user's account and port forwarding taken out, a
+    // principal and an extension the grant never had put in.
+    let narrow = "principals = [\"hoist-nobody\", \"hoist-other\"]\n\
+                  extensions = [\"permit-pty\", \"permit-agent-forwarding\"]";
+    std::fs::write(broker.policy_path(), policy_with(narrow)).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let after = certify(&broker, "alice", &grant.id, &public).await.unwrap();
+    let shown = after.access.as_ref().unwrap().certificate.as_ref().unwrap();
+    assert_eq!(shown.principals, vec!["hoist-nobody".to_string()]);
+    let cert = save_cert(&key, &after);
+    let listing = listed(&cert);
+    assert!(listing.contains("permit-pty"), "{listing}");
+    for gone in [
+        "permit-port-forwarding",
+        "permit-agent-forwarding",
+        "hoist-other",
+    ] {
+        assert!(!listing.contains(gone), "{gone}: {listing}");
+    }
+    let refused_login = sshd.login(&key, &cert).unwrap_err();
+    assert!(
+        refused_login.contains("Permission denied"),
+        "{refused_login}"
+    );
+
+    // None of the grant's principals left: no certificate at all.
+    std::fs::write(
+        broker.policy_path(),
+        policy_with("principals = [\"hoist-other\"]"),
+    )
+    .unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let message = refused(
+        certify(&broker, "alice", &grant.id, &public).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    assert!(
+        message.contains("no longer names any of the principals it gave"),
+        "{message}"
     );
 }
 
