@@ -32,6 +32,12 @@ const CA_PURPOSE: &str = "ssh-user-ca";
 const CA_COMMENT: &str = "hoist-user-ca";
 /// Longest public key line taken, as the API's schema says.
 const MAX_KEY_CHARS: usize = 8192;
+/// How far `valid-after` is set before the grant's start, for hosts whose
+/// clock is behind the broker's (as Teleport backdates its certificates):
+/// a certificate made at the grant's start is not refused as "not yet
+/// valid" there. It lets nothing in early: no certificate exists before
+/// the grant is active.
+pub const VALID_AFTER_ALLOWANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 /// The extensions a certificate may carry, as OpenSSH names them.
 const EXTENSIONS: [&str; 5] = [
     "permit-X11-forwarding",
@@ -437,15 +443,16 @@ impl Authority {
 
     /// A user certificate for `key`, bounded by the grant: its principals,
     /// options and extensions from the role, `valid-after` and
-    /// `valid-before` the grant's start and end (to the second below, so
-    /// never beyond), and a key id and serial naming the grant.
+    /// `valid-before` the grant's start (less [`VALID_AFTER_ALLOWANCE`])
+    /// and end (to the second below, so never beyond), and a key id and
+    /// serial naming the grant.
     pub fn certify(
         &self,
         grant: &GrantFacts,
         access: &Access,
         key: &HolderKey,
     ) -> Result<SshCertificate, String> {
-        let valid_after = grant.starts_at.timestamp().max(0) as u64;
+        let valid_after = (grant.starts_at - VALID_AFTER_ALLOWANCE).timestamp().max(0) as u64;
         let valid_before = grant.expires_at.timestamp().max(0) as u64;
         let failed = |err: ssh_key::Error| format!("cannot issue the certificate: {err}");
         let mut builder = Builder::new_with_random_nonce(

@@ -162,23 +162,9 @@ impl Cluster {
     /// host's (behind if negative) from its next start (libfaketime,
     /// Debian's `libfaketime`; the monotonic clock left as it is).
     pub fn set_clock(&mut self, index: usize, ahead_secs: i64) {
-        let library = std::fs::read_dir("/usr/lib")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path().join("faketime/libfaketime.so.1"))
-            .find(|path| path.exists())
-            .expect(
-                "libfaketime.so.1 is not under /usr/lib/*/faketime: install Debian's libfaketime",
-            );
-        self.set_env(
-            index,
-            &[
-                ("LD_PRELOAD", &library.display().to_string()),
-                ("FAKETIME", &format!("{ahead_secs:+}s")),
-                ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-            ],
-        );
+        let vars = clock_env(ahead_secs);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.set_env(index, &vars);
     }
 
     /// Sets these environment variables for instance `index` from its next
@@ -249,4 +235,22 @@ impl Drop for Cluster {
             self.kill(index);
         }
     }
+}
+
+/// The environment that runs a process with its clock `ahead_secs` ahead
+/// of the host's (behind if negative): libfaketime (Debian's
+/// `libfaketime`), the monotonic clock left as it is.
+pub fn clock_env(ahead_secs: i64) -> [(&'static str, String); 3] {
+    let library = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("faketime/libfaketime.so.1"))
+        .find(|path| path.exists())
+        .expect("libfaketime.so.1 is not under /usr/lib/*/faketime: install Debian's libfaketime");
+    [
+        ("LD_PRELOAD", library.display().to_string()),
+        ("FAKETIME", format!("{ahead_secs:+}s")),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+    ]
 }

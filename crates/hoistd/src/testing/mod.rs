@@ -36,7 +36,7 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
 pub use client::{Answer, Client, db_request, request};
-pub use cluster::Cluster;
+pub use cluster::{Cluster, clock_env};
 pub use postgres::{Postgres, PostgresError};
 pub use tls::TestCa;
 

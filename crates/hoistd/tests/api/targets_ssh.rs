@@ -75,6 +75,12 @@ impl Drop for Sshd {
 
 impl Sshd {
     async fn start(broker: &TestBroker) -> Sshd {
+        Sshd::start_with_clock(broker, 0).await
+    }
+
+    /// An sshd whose clock is `ahead_secs` ahead of this host's (behind if
+    /// negative).
+    async fn start_with_clock(broker: &TestBroker, ahead_secs: i64) -> Sshd {
         let dir = tempfile::tempdir().unwrap();
         let ca = reqwest::get(format!("{}/v1/ssh/ca", broker.url()))
             .await
@@ -110,7 +116,11 @@ impl Sshd {
         .unwrap();
         // Privilege separation wants its empty directory when run as root.
         let _ = std::fs::create_dir_all("/run/sshd");
-        let child = Command::new(sshd_binary())
+        let mut command = Command::new(sshd_binary());
+        if ahead_secs != 0 {
+            command.envs(hoistd::testing::clock_env(ahead_secs));
+        }
+        let child = command
             .args(["-D", "-e", "-f"])
             .arg(&config)
             .stdin(Stdio::null())
@@ -308,7 +318,9 @@ async fn a_certificate_logs_in_during_the_grant_and_is_refused_once_revoked() {
     assert!(shown.valid_before <= grant.expires_at);
     assert!(shown.valid_after <= grant.starts_at);
     assert_eq!(shown.valid_before.timestamp(), grant.expires_at.timestamp());
-    assert_eq!(shown.valid_after.timestamp(), grant.starts_at.timestamp());
+    // Backdated a minute, for hosts whose clock is behind.
+    let valid_after = grant.starts_at - hoistd::target::ssh::VALID_AFTER_ALLOWANCE;
+    assert_eq!(shown.valid_after.timestamp(), valid_after.timestamp());
     assert!(issued.expires_at <= grant.expires_at);
 
     // What OpenSSH itself reads from it.
@@ -327,7 +339,7 @@ async fn a_certificate_logs_in_during_the_grant_and_is_refused_once_revoked() {
     assert!(
         text.contains(&format!(
             "Valid: from {} to {}",
-            local(grant.starts_at),
+            local(valid_after),
             local(grant.expires_at)
         )),
         "{text}"
@@ -383,6 +395,21 @@ async fn a_certificate_logs_in_during_the_grant_and_is_refused_once_revoked() {
         StatusCode::CONFLICT,
         ErrorCode::InvalidState,
     );
+}
+
+/// A host whose clock is behind the broker's takes a certificate made at
+/// the grant's start: `valid-after` is backdated a minute.
+#[tokio::test]
+async fn a_host_whose_clock_is_behind_takes_a_certificate_made_at_once() {
+    let broker = TestBroker::builder().policy(&policy()).start().await;
+    let sshd = Sshd::start_with_clock(&broker, -30).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = key_pair(keys.path(), "id_ed25519");
+    let grant = granted(&broker, "shell", None).await;
+    let credential = certify(&broker, "alice", &grant.id, &public).await.unwrap();
+    let cert = save_cert(&key, &credential);
+    // On a refusal, the error carries sshd's log ("not yet valid").
+    sshd.login(&key, &cert).unwrap();
 }
 
 #[tokio::test]
