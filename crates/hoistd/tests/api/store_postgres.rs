@@ -762,11 +762,13 @@ fn a_write_through_a_read_is_refused_as_a_mistake() {
 /// failed-over primary's or a frozen server's do. New ones go through.
 /// [`Proxy::cut_at_commit`] ends the next connection that sends a writing
 /// transaction's commit once the server has answered all of it, and
-/// swallows that answer.
+/// swallows that answer. [`Proxy::freeze_at`] black-holes every connection
+/// from the moment it sends these bytes (which the server never gets).
 struct Proxy {
     port: u16,
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
     armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    freeze_mark: std::sync::Arc<std::sync::Mutex<Option<&'static [u8]>>>,
 }
 
 /// What only the commit of a writing transaction sends (`COMMIT_LOCKED`).
@@ -793,7 +795,12 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let generation = Arc::new(AtomicU64::new(0));
         let armed = Arc::new(AtomicBool::new(false));
-        let (current, arming) = (Arc::clone(&generation), Arc::clone(&armed));
+        let freeze_mark = Arc::new(std::sync::Mutex::new(None));
+        let (current, arming, marked) = (
+            Arc::clone(&generation),
+            Arc::clone(&armed),
+            Arc::clone(&freeze_mark),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -802,6 +809,8 @@ impl Proxy {
                 let cut = Arc::new(Cut {
                     armed: Arc::clone(&arming),
                     cutting: AtomicBool::new(false),
+                    freeze_mark: Arc::clone(&marked),
+                    frozen: AtomicBool::new(false),
                     ends: [client.try_clone().unwrap(), server.try_clone().unwrap()],
                 });
                 for (from, to, towards_server) in [
@@ -823,7 +832,12 @@ impl Proxy {
             port,
             generation,
             armed,
+            freeze_mark,
         }
+    }
+
+    fn freeze_at(&self, mark: &'static [u8]) {
+        *self.freeze_mark.lock().unwrap() = Some(mark);
     }
 
     fn freeze(&self) {
@@ -842,6 +856,9 @@ struct Cut {
     /// Its commit went to the server: its answer is swallowed, and the
     /// connection ended once it is complete.
     cutting: std::sync::atomic::AtomicBool,
+    /// [`Proxy::freeze_at`]'s bytes, and whether this connection sent them.
+    freeze_mark: std::sync::Arc<std::sync::Mutex<Option<&'static [u8]>>>,
+    frozen: std::sync::atomic::AtomicBool,
     /// The client's socket and the server's.
     ends: [std::net::TcpStream; 2],
 }
@@ -862,6 +879,7 @@ fn pump(
     use std::sync::atomic::Ordering;
     let mut buf = vec![0u8; 65536];
     let mut tail = Vec::new();
+    let mut freeze_tail = Vec::new();
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => return,
@@ -872,6 +890,10 @@ fn pump(
             if spots(&mut tail, chunk, COMMIT_MARK) && cut.armed.swap(false, Ordering::SeqCst) {
                 cut.cutting.store(true, Ordering::SeqCst);
             }
+            let mark = *cut.freeze_mark.lock().unwrap();
+            if mark.is_some_and(|mark| spots(&mut freeze_tail, chunk, mark)) {
+                cut.frozen.store(true, Ordering::SeqCst);
+            }
         } else if cut.cutting.load(Ordering::SeqCst) {
             if spots(&mut tail, chunk, READY_IDLE) {
                 for end in &cut.ends {
@@ -881,7 +903,7 @@ fn pump(
             }
             continue;
         }
-        let frozen = generation.load(Ordering::SeqCst) != born;
+        let frozen = generation.load(Ordering::SeqCst) != born || cut.frozen.load(Ordering::SeqCst);
         if !frozen && to.write_all(chunk).is_err() {
             return;
         }
@@ -1020,6 +1042,45 @@ fn a_connection_that_stops_answering_fails_its_call_and_is_replaced() {
     );
     assert!(took >= std::time::Duration::from_secs(10), "{took:?}");
     store.ready().expect("a fresh connection answers");
+}
+
+/// A reading of the server's clock that hangs after the lease was taken
+/// gives up well within the ask's deadline (the leader's next renewal is
+/// due a second later): the ask answers with the lease, rather than make
+/// its instance stop leading though the lease was renewed.
+#[test]
+fn a_lease_ask_whose_clock_reading_hangs_still_answers_in_time() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let proxy = Proxy::start(pg.port());
+    let proxied = url.replace(&format!(":{}/", pg.port()), &format!(":{}/", proxy.port));
+    let store = PostgresStore::open(&proxied, Migrations::Apply).unwrap();
+    store.measure_clock().unwrap();
+    proxy.freeze_at(b"* 1000000)::bigint");
+    let started = std::time::Instant::now();
+    let epoch = store
+        .lead("a", std::time::Duration::from_secs(5), false)
+        .unwrap();
+    let took = started.elapsed();
+    assert!(epoch.is_some(), "the lease was taken");
+    // The ask's deadline (leadership::TERM less its margin).
+    assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+    let direct = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    assert_eq!(
+        direct
+            .lead("b", std::time::Duration::from_secs(5), false)
+            .unwrap(),
+        None,
+        "and held"
+    );
+    // The next ask, on a fresh connection, goes through.
+    *proxy.freeze_mark.lock().unwrap() = None;
+    assert_eq!(
+        store
+            .lead("a", std::time::Duration::from_secs(5), true)
+            .unwrap(),
+        epoch
+    );
 }
 
 /// A grant committed on PostgreSQL while a policy reload runs is in that

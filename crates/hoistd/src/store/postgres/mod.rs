@@ -172,6 +172,14 @@ pub const CA_FILE_ENV: &str = "HOISTD_DB_CA_FILE";
 /// most half its round trip ([`Store::clock_doubt`]), which the clock
 /// followed allows for ([`crate::clock::follow`]).
 const CLOCK_READ_WITHIN: Duration = Duration::from_millis(250);
+/// How long a reading of the server's clock is waited for before its
+/// connection is given up: one later than [`CLOCK_READ_WITHIN`] is not
+/// kept anyway, and a reading that hangs must not hold the lease ask it
+/// follows past the ask's own deadline (the lease renewed, but the
+/// instance no longer leading for want of an answer).
+const CLOCK_READ_GIVE_UP: Duration = Duration::from_millis(500);
+/// The reading: the server's clock in Unix microseconds.
+const CLOCK_SQL: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
 pub struct PostgresStore {
     pool: Pool<drive::Manager>,
@@ -574,25 +582,30 @@ impl PostgresStore {
     /// came back within [`CLOCK_READ_WITHIN`]: the server read it about
     /// halfway through.
     fn read_clock(&self, conn: &PgConn) -> Result<()> {
+        let object = conn.object()?;
         let sent = chrono::Utc::now();
         let started = std::time::Instant::now();
-        let answer = conn.send(
-            None,
-            &[Statement::new(
-                "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
-                Vec::new(),
-            )],
-            None,
-        )?;
+        // A simple query: one round trip, even on a fresh connection.
+        let answer = object
+            .drive(object.client.simple_query(CLOCK_SQL), CLOCK_READ_GIVE_UP)
+            .map_err(|stalled| {
+                let _ = conn.stalled(stalled);
+                StoreError::Unavailable(format!(
+                    "the database server's clock was not read within {} ms",
+                    CLOCK_READ_GIVE_UP.as_millis()
+                ))
+            })?
+            .map_err(|err| conn.failed(err))?;
         let took = started.elapsed();
-        let rows = match answer {
-            Ok(mut piped) => piped.rows.pop().unwrap_or_default(),
-            Err(failed) => return Err(conn.failed(failed.error)),
+        let read = answer.iter().find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        });
+        let Some(server) = read.and_then(|text| text.parse::<i64>().ok()) else {
+            return Err(StoreError::Other(
+                "the database server's clock came back as no number".into(),
+            ));
         };
-        let Some(row) = rows.first() else {
-            return Ok(());
-        };
-        let server: i64 = row.try_get(0).map_err(StoreError::from)?;
         if took <= CLOCK_READ_WITHIN {
             let here = sent + chrono::TimeDelta::from_std(took / 2).unwrap_or_default();
             if let Some(offset) = server.checked_sub(here.timestamp_micros()) {
