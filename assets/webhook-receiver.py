@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """An example receiver for hoistd's webhook targets (Python 3 standard library only).
 
-hoistd POSTs {"action": "provision" | "deprovision" | "inspect", "grant": {...},
-"issuer": "https://...", "leader_epoch": N} with three headers:
+hoistd POSTs {"delivery": "<uuid>", "action": "provision" | "deprovision" |
+"inspect", "grant": {...}, "issuer": "https://...", "leader_epoch": N} with
+three headers:
 
-  X-Hoist-Delivery:  a UUID for this call (log it; retries get a new one)
+  X-Hoist-Delivery:  the body's "delivery": a UUID for this call (log it;
+                     retries get a new one)
   X-Hoist-Timestamp: Unix seconds when it was signed
   X-Hoist-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>
 
 This receiver checks the signature in constant time, refuses timestamps more
-than five minutes off (so a captured call cannot be replayed later), and keeps
-the grants it provisioned in memory. Replace `provision` and `deprovision` with
+than five minutes off (so a captured call cannot be replayed later), refuses
+(409) a delivery it has already taken (so it cannot be replayed sooner
+either: an inspect hands over a credential), and keeps the grants it
+provisioned in memory. Replace `provision` and `deprovision` with
 calls to the real system (create and delete a Kubernetes RoleBinding, attach and
 detach an IAM policy, ...). Each must be idempotent: hoistd retries until it
 gets {"status": "ok"}.
@@ -63,6 +67,7 @@ SECRET = os.environ.get("HOIST_WEBHOOK_SECRET", "").encode()
 GRANTS = {}
 EPOCHS = {}  # the highest leader_epoch seen, by issuer
 REMOVED = {}  # (issuer, grant id) -> Unix seconds until which it is remembered
+SEEN = {}  # delivery -> Unix seconds until which it is remembered
 LOCK = threading.Lock()
 
 
@@ -77,6 +82,20 @@ def verify(headers, body):
     expected = hmac.new(SECRET, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(signature, "v1=" + expected):
         return "bad X-Hoist-Signature"
+    return None
+
+
+def replayed(delivery):
+    """The reason a signed call is refused as taken before, or None. A
+    delivery is remembered for as long as its timestamp would be taken."""
+    now = time.time()
+    with LOCK:
+        for seen, until in list(SEEN.items()):
+            if until < now:
+                del SEEN[seen]
+        if delivery in SEEN:
+            return "delivery %s was taken before: a replay" % delivery
+        SEEN[delivery] = now + 2 * TOLERANCE_SECS
     return None
 
 
@@ -152,6 +171,12 @@ class Receiver(BaseHTTPRequestHandler):
         if refused:
             return self.answer(401, {"status": "error", "message": refused})
         call = json.loads(body)
+        delivery = call.get("delivery")
+        if not isinstance(delivery, str) or not delivery:
+            return self.answer(400, {"status": "error", "message": "no delivery in the body"})
+        refused = replayed(delivery)
+        if refused:
+            return self.answer(409, {"status": "error", "message": refused})
         action, grant = call.get("action"), call.get("grant") or {}
         issuer, epoch = call.get("issuer"), call.get("leader_epoch")
         if action == "provision":

@@ -143,15 +143,22 @@ impl Webhook {
         TargetError::refused(&self.name, why)
     }
 
-    /// One signed call, recorded in the delivery log, answered as the
-    /// contract says or refused with why.
-    async fn call(
+    /// One signed call, answered as the contract says and as `judge` (what
+    /// the action asks of the answer) reads it, or refused with why;
+    /// recorded in the delivery log with that outcome.
+    async fn call<T>(
         &self,
         action: &str,
         grant: &GrantFacts,
         journal: &Journal,
-    ) -> Result<Answer, TargetError> {
+        judge: impl FnOnce(&Self, Answer) -> Result<T, TargetError>,
+    ) -> Result<T, TargetError> {
+        // In the signed body as well as its header, so that a receiver can
+        // refuse a captured call replayed within the timestamp's window
+        // (an `inspect` hands over a credential).
+        let delivery = uuid::Uuid::new_v4().to_string();
         let body = serde_json::to_vec(&json!({
+            "delivery": delivery,
             "action": action,
             "grant": {
                 "id": grant.id,
@@ -168,12 +175,11 @@ impl Webhook {
             "leader_epoch": journal.leader_epoch(),
         }))
         .map_err(|err| self.refused(err))?;
-        let delivery = uuid::Uuid::new_v4().to_string();
         let started = Instant::now();
         let at = super::now();
         let (status, posted) = self.endpoint.post(&delivery, body).await;
         let answer = match posted {
-            Ok(answered) => self.read(answered),
+            Ok(answered) => self.read(answered).and_then(|answer| judge(self, answer)),
             Err(PostError::Unreachable(why)) => Err(self.unreachable(why)),
             Err(PostError::Refused(why)) => Err(self.refused(why)),
         };
@@ -212,6 +218,13 @@ impl Webhook {
                 "answered {status} with something other than the JSON the contract asks for"
             ))
         })
+    }
+
+    /// What an inspect answered: present or not.
+    fn presence(&self, answer: Answer) -> Result<bool, TargetError> {
+        answer
+            .present
+            .ok_or_else(|| self.refused("answered inspect without `\"present\": true` or `false`"))
     }
 
     /// A provision or deprovision succeeded only if the endpoint says ok.
@@ -268,20 +281,17 @@ impl TargetKind for Webhook {
     }
 
     async fn provision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
-        let answer = self.call("provision", grant, journal).await?;
-        self.confirmed(answer)
+        self.call("provision", grant, journal, Self::confirmed)
+            .await
     }
 
     async fn deprovision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
-        let answer = self.call("deprovision", grant, journal).await?;
-        self.confirmed(answer)
+        self.call("deprovision", grant, journal, Self::confirmed)
+            .await
     }
 
     async fn inspect(&self, grant: &GrantFacts, journal: &Journal) -> Result<bool, TargetError> {
-        let answer = self.call("inspect", grant, journal).await?;
-        answer
-            .present
-            .ok_or_else(|| self.refused("answered inspect without `\"present\": true` or `false`"))
+        self.call("inspect", grant, journal, Self::presence).await
     }
 
     /// An endpoint cannot be asked what it holds; it answers for the grants
@@ -305,10 +315,14 @@ impl TargetKind for Webhook {
         journal: &Journal,
         _key: Option<&super::ssh::HolderKey>,
     ) -> Result<Option<AccessCredential>, TargetError> {
-        let answer = self.call("inspect", grant, journal).await?;
-        if answer.present == Some(false) {
-            return Err(self.refused("says the grant's access is not there"));
-        }
+        let answer = self
+            .call("inspect", grant, journal, |webhook, answer| {
+                match answer.present {
+                    Some(false) => Err(webhook.refused("says the grant's access is not there")),
+                    _ => Ok(answer),
+                }
+            })
+            .await?;
         Ok(answer.credential.map(|mut handover| {
             handover.env.retain(|variable, _| {
                 let declared = self.handed_over.contains(variable);

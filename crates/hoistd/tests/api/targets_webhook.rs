@@ -151,7 +151,8 @@ async fn the_example_receiver_provisions_hands_over_and_removes_access() {
 #[tokio::test]
 async fn the_example_receiver_refuses_bad_signatures_and_stale_timestamps() {
     let receiver = example_receiver();
-    let body = br#"{"action":"provision","grant":{"id":"gr_x","holder":"mallory"}}"#;
+    let body =
+        br#"{"delivery":"d-1","action":"provision","grant":{"id":"gr_x","holder":"mallory"}}"#;
     let now = chrono::Utc::now().timestamp();
     let post = |timestamp: i64, signature: String| {
         reqwest::Client::new()
@@ -197,6 +198,8 @@ enum Mode {
     Redirects,
     /// 404, its message quoting the path, where the receiver's token is.
     QuotesPath,
+    /// 200, saying it failed.
+    SaysFailed,
 }
 
 #[derive(Clone)]
@@ -231,6 +234,10 @@ async fn endpoint(
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let call: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    // The delivery is signed too, as the header's UUID.
+    if call["delivery"] != header(DELIVERY_HEADER).as_str() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
     state.calls.lock().unwrap().push(call.clone());
     let mut mode = *state.mode.lock().unwrap();
     if mode == Mode::SlowOk {
@@ -250,6 +257,10 @@ async fn endpoint(
         )
             .into_response(),
         Mode::Garbage => (StatusCode::OK, "<html>ok</html>").into_response(),
+        Mode::SaysFailed => axum::Json(
+            serde_json::json!({ "status": "failed", "message": "RBAC denied", "present": false }),
+        )
+        .into_response(),
         Mode::QuotesPath => (
             StatusCode::NOT_FOUND,
             axum::Json(
@@ -427,14 +438,19 @@ fn signed_call(
     url: &str,
     call: &serde_json::Value,
 ) -> impl std::future::Future<Output = (StatusCode, serde_json::Value)> + use<> {
-    let body = serde_json::to_vec(call).unwrap();
+    let mut call = call.clone();
+    let delivery = uuid::Uuid::new_v4().to_string();
+    if call.get("delivery").is_none() {
+        call["delivery"] = delivery.as_str().into();
+    }
+    let body = serde_json::to_vec(&call).unwrap();
     let now = chrono::Utc::now().timestamp().to_string();
     let signature = format!("v1={}", webhook::sign(SECRET.as_bytes(), &now, &body));
     let request = reqwest::Client::new()
         .post(url)
         .header(TIMESTAMP_HEADER, now)
         .header(SIGNATURE_HEADER, signature)
-        .header(DELIVERY_HEADER, "d-1")
+        .header(DELIVERY_HEADER, delivery)
         .body(body);
     async move {
         let answer = request.send().await.unwrap();
@@ -491,6 +507,44 @@ async fn the_example_receiver_refuses_a_late_provision_from_a_deposed_leader() {
         post("provision", prod, None).await.0,
         StatusCode::OK,
         "gr_y"
+    );
+}
+
+/// A signed call taken once is refused when it comes again within the
+/// timestamp's window: the example receiver remembers each `delivery`, so
+/// a captured `inspect` cannot be replayed for a fresh credential.
+#[tokio::test]
+async fn the_example_receiver_refuses_a_delivery_it_has_taken() {
+    let receiver = example_receiver();
+    let issuer = "https://hoist.example.com";
+    let provision = serde_json::json!({
+        "action": "provision", "grant": { "id": "gr_r", "holder": "alice" },
+        "issuer": issuer, "leader_epoch": 7,
+    });
+    assert_eq!(
+        signed_call(&receiver.url, &provision).await.0,
+        StatusCode::OK
+    );
+    let inspect = serde_json::json!({
+        "delivery": uuid::Uuid::new_v4().to_string(),
+        "action": "inspect", "grant": { "id": "gr_r", "holder": "alice" }, "issuer": issuer,
+    });
+    let (status, first) = signed_call(&receiver.url, &inspect).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["credential"]["env"]["EXAMPLE_GRANT"], "gr_r");
+    let (status, again) = signed_call(&receiver.url, &inspect).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert!(
+        again["message"].as_str().unwrap().contains("taken before"),
+        "{again}"
+    );
+    assert!(again.get("credential").is_none(), "{again}");
+    // A call with no delivery in its signed body is refused as well.
+    let mut bare = inspect.clone();
+    bare["delivery"] = "".into();
+    assert_eq!(
+        signed_call(&receiver.url, &bare).await.0,
+        StatusCode::BAD_REQUEST
     );
 }
 
@@ -589,6 +643,12 @@ async fn a_reconciler_pass_stops_asking_a_target_that_does_not_answer() {
         .collect();
     let all: std::collections::BTreeSet<String> = grants.into_iter().collect();
     assert_eq!(asked, all, "two passes ask about every grant");
+}
+
+/// A 200 that says it failed is a failure, in the delivery log too.
+#[tokio::test]
+async fn an_endpoint_answering_200_that_it_failed_is_logged_as_failing() {
+    fails_then_recovers(Mode::SaysFailed, "answered status `failed`: RBAC denied").await;
 }
 
 #[tokio::test]
