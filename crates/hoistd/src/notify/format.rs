@@ -128,7 +128,7 @@ fn mrkdwn(text: &str) -> String {
 
 /// [`mrkdwn`], at most `max` characters once escaped (an escape is never
 /// cut in two), with an ellipsis if it had to stop; controls other than
-/// line breaks made spaces.
+/// line breaks made spaces, invisible characters left out.
 fn mrkdwn_within(text: &str, max: usize) -> String {
     let pieces: Vec<String> = text
         .chars()
@@ -137,6 +137,8 @@ fn mrkdwn_within(text: &str, max: usize) -> String {
             '<' => "&lt;".to_string(),
             '>' => "&gt;".to_string(),
             c if c.is_control() && c != '\n' => " ".to_string(),
+            '\u{2028}' | '\u{2029}' => "\n".to_string(),
+            c if hoist_api::text::is_invisible(c) => String::new(),
             c => c.to_string(),
         })
         .collect();
@@ -355,11 +357,16 @@ fn teams(notice: &Notice) -> Value {
 }
 
 /// At most `max` characters, with an ellipsis if there were more; controls
-/// other than line breaks made spaces.
+/// other than line breaks made spaces, invisible characters left out.
 fn clip(text: &str, max: usize) -> String {
     let mut clipped: String = text
         .chars()
-        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .filter_map(|c| match c {
+            c if c.is_control() && c != '\n' => Some(' '),
+            '\u{2028}' | '\u{2029}' => Some('\n'),
+            c if hoist_api::text::is_invisible(c) => None,
+            c => Some(c),
+        })
         .take(max)
         .collect();
     if text.chars().count() > max {
@@ -376,6 +383,7 @@ mod tests {
     #[test]
     fn clipping_keeps_line_breaks_and_marks_the_cut() {
         assert_eq!(clip("a\nb\u{1b}c", 10), "a\nb c");
+        assert_eq!(clip("a\u{202e}b\u{2029}c", 10), "ab\nc");
         let long = clip(&"x".repeat(20), 10);
         assert_eq!(long.chars().count(), 10);
         assert!(long.ends_with('…'));

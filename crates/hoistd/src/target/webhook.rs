@@ -442,17 +442,29 @@ impl Endpoint {
     pub fn scrub(&self, text: &str) -> String {
         let mut text = text.to_string();
         let path = self.url.path();
-        let mut secrets: Vec<&str> = Vec::new();
+        let mut secrets: Vec<String> = Vec::new();
+        let mut parts: Vec<String> = Vec::new();
         if let Some(query) = self.url.query().filter(|q| !q.is_empty()) {
-            secrets.push(query);
+            secrets.push(query.to_string());
+            // Each value too, as written and decoded: a receiver may quote
+            // one parameter (`token abc… expired`), or the query reordered.
+            for pair in query.split('&') {
+                let raw = pair.split_once('=').map_or(pair, |(_, value)| value);
+                parts.push(raw.to_string());
+            }
+            parts.extend(self.url.query_pairs().map(|(_, value)| value.into_owned()));
         }
         if path.len() > 1 {
-            secrets.push(path);
+            secrets.push(path.to_string());
             // Each segment too, as a router may quote only its own part.
-            secrets.extend(path.split('/').filter(|segment| segment.len() >= 8));
+            parts.extend(path.split('/').map(str::to_string));
         }
+        parts.retain(|part| part.len() >= SECRET_PART_CHARS);
+        secrets.extend(parts);
+        // The longest first, so that a whole is taken out before its parts.
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
         for secret in secrets {
-            text = text.replace(secret, "…");
+            text = text.replace(&secret, "…");
         }
         clip(&text)
     }
@@ -548,10 +560,23 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 }
 
 /// Text from an endpoint, made fit to show: bounded, one line, no controls.
+/// Parts of an endpoint's URL this long or longer are taken out of what it
+/// answers ([`Endpoint::scrub`]); shorter ones (`v=1`, `api`) say nothing
+/// secret and would blot out ordinary words.
+const SECRET_PART_CHARS: usize = 8;
+
 pub fn clip(text: &str) -> String {
     let cleaned: String = text
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .filter_map(|c| match c {
+            // Line breaks, Unicode's too, make one line of it.
+            '\u{2028}' | '\u{2029}' => Some(' '),
+            c if c.is_control() => Some(' '),
+            // Bidi overrides and zero-width characters would make what
+            // people read differ from what was said.
+            c if hoist_api::text::is_invisible(c) => None,
+            c => Some(c),
+        })
         .take(MAX_REASON_CHARS)
         .collect();
     if text.chars().count() > MAX_REASON_CHARS {
@@ -604,6 +629,7 @@ mod tests {
     #[test]
     fn endpoint_text_is_clipped_to_one_line() {
         assert_eq!(clip("a\nb\u{1b}[31m"), "a b [31m");
+        assert_eq!(clip("a\u{2028}b\u{202e}c\u{200b}d"), "a bcd");
         assert_eq!(clip(&"x".repeat(400)).chars().count(), MAX_REASON_CHARS + 1);
     }
 
@@ -645,5 +671,29 @@ mod tests {
         for text in [why, shown] {
             assert!(!text.contains("T0KEN") && !text.contains("SIG"), "{text}");
         }
+    }
+
+    /// A secret in the query is taken out of an answer however the
+    /// receiver quotes it: alone, decoded, or the query reordered.
+    #[test]
+    fn an_answer_quoting_one_query_value_has_it_taken_out() {
+        let url = Endpoint::check_url(
+            "https://flows.example.com/workflows/run?api-version=1&sig=Zm9v%2Bc2VjcmV0&sv=1.0",
+        )
+        .unwrap();
+        let endpoint = Endpoint::new(url, b"k".to_vec(), Duration::from_secs(5)).unwrap();
+        for said in [
+            "signature Zm9v%2Bc2VjcmV0 expired",
+            "signature Zm9v+c2VjcmV0 expired",
+            "bad request sv=1.0&sig=Zm9v%2Bc2VjcmV0&api-version=1",
+        ] {
+            let shown = endpoint.scrub(said);
+            assert!(!shown.contains("c2VjcmV0"), "{said}: {shown}");
+        }
+        assert_eq!(
+            endpoint.scrub("api-version 1 is retired"),
+            "api-version 1 is retired",
+            "short values are ordinary words"
+        );
     }
 }
