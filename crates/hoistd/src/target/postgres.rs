@@ -142,7 +142,6 @@ impl fmt::Debug for Postgres {
 fn loopback(host: &str) -> bool {
     host == "localhost"
         || host.starts_with('/')
-        || host.to_ascii_lowercase().starts_with("%2f")
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -165,13 +164,31 @@ impl Postgres {
                 "target `{name}`: url holds a password; use password_env or password_file"
             ));
         }
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("target `{name}`: url names no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        // libpq would read these; hoistd would not, and would connect
+        // otherwise than written (`?sslmode=verify-full` as plain text).
+        if url.query().is_some_and(|query| !query.is_empty()) {
+            let keys: Vec<String> = url
+                .query_pairs()
+                .map(|(key, _)| {
+                    let key: String = key.chars().filter(|c| !c.is_control()).take(40).collect();
+                    format!("`{key}`")
+                })
+                .collect();
+            return Err(format!(
+                "target `{name}`: url: settings in its query ({}) are not read; use the \
+                 target's own keys (sslmode, ca_file, connect_timeout) and a socket's \
+                 directory as the host (postgres://USER@%2Frun%2Fpostgresql/DB)",
+                keys.join(", ")
+            ));
+        }
+        // A Unix socket's directory is written percent-encoded.
+        let host = percent_decode(
+            url.host_str()
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| format!("target `{name}`: url names no host"))?
+                .trim_start_matches('[')
+                .trim_end_matches(']'),
+        );
         let admin = match url.username() {
             "" => {
                 return Err(format!(
@@ -910,7 +927,11 @@ impl Postgres {
         .into_iter()
         .map(|(name, value)| (name.to_string(), value))
         .collect();
-        let host = if self.host.contains(':') {
+        let host = if self.host.starts_with('/') {
+            // A socket's directory, as libpq reads it in a URI's host.
+            percent_encoding::utf8_percent_encode(&self.host, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+        } else if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
@@ -1026,11 +1047,11 @@ fn shell_word(text: &str) -> String {
     }
 }
 
+/// `text` from a URL as libpq reads it: `%XX` decoded, `+` left a plus.
 fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| text.to_string())
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -1084,6 +1105,32 @@ mod tests {
         assert_ne!(
             system("postgres://hoist@127.0.0.1:5432/postgres"),
             system("postgres://hoist@127.0.0.1:5433/postgres")
+        );
+    }
+
+    /// A URL is read as libpq reads it: a `+` is a plus, a socket's
+    /// directory is decoded; settings in its query, which hoistd would not
+    /// follow, are refused.
+    #[test]
+    fn a_url_is_read_as_libpq_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "secret").unwrap();
+        let configure = |url: &str| {
+            let table: toml::Table =
+                toml::from_str(&format!("url = \"{url}\"\npassword_file = {password:?}")).unwrap();
+            Postgres::configure("db", table)
+        };
+        assert_eq!(percent_decode("svc+hoist%40corp"), "svc+hoist@corp");
+        let target = configure("postgres://svc+hoist@%2Frun%2Fpostgresql/my+db").unwrap();
+        assert!(target.cautions().is_empty(), "a socket is this machine");
+        assert_eq!(target.system(), "postgres /run/postgresql:5432");
+        let refused = configure("postgres://hoist@db.example.com/orders?sslmode=verify-full")
+            .err()
+            .unwrap();
+        assert!(
+            refused.contains("`sslmode`") && refused.contains("not read"),
+            "{refused}"
         );
     }
 

@@ -216,6 +216,41 @@ async fn a_grant_is_a_login_role_usable_with_its_credential_and_revoking_removes
     }
 }
 
+/// A target reached through the server's Unix socket (its directory as
+/// the URL's host, percent-encoded, as libpq writes it) provisions, and
+/// hands over a URI and host that reach the same socket.
+#[tokio::test]
+async fn a_target_on_a_unix_socket_provisions_and_hands_the_socket_over() {
+    let pg = cluster().await;
+    let socket = pg.socket_dir().display().to_string();
+    let encoded =
+        percent_encoding::utf8_percent_encode(&socket, percent_encoding::NON_ALPHANUMERIC);
+    let text = policy(&pg, "member_of = [\"app_admin\"]").replace(
+        &pg.admin_url(),
+        &format!("postgres://postgres@{encoded}:{}/postgres", pg.port()),
+    );
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let access = access_of(&broker, &grant).await;
+    assert_eq!(access.env["PGHOST"], socket);
+    let uri = access.uri.clone().unwrap();
+    let config: tokio_postgres::Config = uri.parse().unwrap();
+    assert_eq!(
+        config.get_hosts(),
+        [tokio_postgres::config::Host::Unix(socket.clone().into())],
+        "{uri}"
+    );
+    let (session, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let who: String = session
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(who, role_of(&grant));
+}
+
 #[tokio::test]
 async fn at_expiry_new_logins_fail_and_open_sessions_are_terminated() {
     let pg = cluster().await;
