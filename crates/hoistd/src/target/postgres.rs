@@ -39,11 +39,50 @@ use super::{
 pub const ROLE_PREFIX: &str = "hoist_";
 /// The comment on each role, before the grant's id: the label the
 /// reconciler recognises besides the name. After the id, ` of ` and the
-/// deployment's issuer (`settings.issuer`): deployments sharing a cluster
-/// leave each other's roles alone.
+/// deployment's issuer (`settings.issuer`), then ` at ` and the target's
+/// name: deployments sharing a cluster leave each other's roles alone, and
+/// of one deployment's targets sharing it, only the target that made a
+/// role removes it (with its own settings: where to reassign what it owns).
 const LABEL: &str = "hoist grant ";
 /// Between the grant's id and the issuer in a role's label.
 const LABEL_ISSUER: &str = " of ";
+/// Between the issuer and the target's name in a role's label.
+const LABEL_TARGET: &str = " at ";
+
+/// A role's label: the grant's id, and the deployment and target, where
+/// it names them (labels of earlier versions named neither, then no
+/// target).
+struct Label<'a> {
+    grant_id: &'a str,
+    issuer: Option<&'a str>,
+    target: Option<&'a str>,
+}
+
+impl<'a> Label<'a> {
+    fn read(comment: &'a str) -> Option<Label<'a>> {
+        let label = comment.strip_prefix(LABEL)?;
+        let Some((grant_id, rest)) = label.split_once(LABEL_ISSUER) else {
+            return Some(Label {
+                grant_id: label,
+                issuer: None,
+                target: None,
+            });
+        };
+        let (issuer, target) = match rest.rsplit_once(LABEL_TARGET) {
+            Some((issuer, target)) => (issuer, Some(target)),
+            None => (rest, None),
+        };
+        Some(Label {
+            grant_id,
+            issuer: Some(issuer),
+            target,
+        })
+    }
+
+    fn write(grant_id: &str, issuer: &str, target: &str) -> String {
+        format!("{LABEL}{grant_id}{LABEL_ISSUER}{issuer}{LABEL_TARGET}{target}")
+    }
+}
 /// Longest identifier PostgreSQL keeps whole (NAMEDATALEN - 1).
 const MAX_IDENTIFIER: usize = 63;
 
@@ -468,7 +507,7 @@ impl Postgres {
         }
         sql.push_str(&format!(
             "COMMENT ON ROLE {quoted} IS {};",
-            quote_literal(&format!("{LABEL}{}{LABEL_ISSUER}{issuer}", grant.id))
+            quote_literal(&Label::write(&grant.id, issuer, &self.name))
         ));
         client
             .batch_execute(&sql)
@@ -807,14 +846,19 @@ impl TargetKind for Postgres {
                 return Ok(false);
             };
             let (login, comment): (bool, Option<String>) = (row.get(0), row.get(1));
-            // Only a label with no deployment in it (or none at all): one
-            // that names a deployment is that deployment's to keep.
-            let unnamed = comment.as_deref().is_none_or(|c| {
-                c.strip_prefix(LABEL)
-                    .is_some_and(|l| !l.contains(LABEL_ISSUER))
-            });
+            // Only a label with no deployment in it (or none at all), or
+            // this deployment's without a target: one that names another
+            // deployment is that deployment's to keep.
+            let unnamed = match comment.as_deref().map(Label::read) {
+                None => true,
+                Some(None) => false,
+                Some(Some(label)) => match label.issuer {
+                    None => true,
+                    Some(issuer) => issuer == journal.issuer() && label.target.is_none(),
+                },
+            };
             if unnamed {
-                let label = format!("{LABEL}{}{LABEL_ISSUER}{}", grant.id, journal.issuer());
+                let label = Label::write(&grant.id, journal.issuer(), &self.name);
                 let written = client
                     .batch_execute(&format!(
                         "COMMENT ON ROLE {} IS {}",
@@ -832,7 +876,8 @@ impl TargetKind for Postgres {
     }
 
     /// Roles named as this kind names them, or labelled as it labels them,
-    /// but not those another deployment's label claims.
+    /// but not those another deployment's label claims, nor those labelled
+    /// as another target's of this deployment on the same cluster.
     async fn managed(&self, journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
         self.bounded(async {
             let client = self.admin(&self.admin_database).await?;
@@ -852,17 +897,19 @@ impl TargetKind for Postgres {
                 if name == self.admin || Some(&name) == self.reassign_owned_to.as_ref() {
                     continue;
                 }
-                let label = comment.as_deref().and_then(|c| c.strip_prefix(LABEL));
-                let (id, issuer) = match label.map(|l| l.split_once(LABEL_ISSUER)) {
-                    Some(Some((id, issuer))) => (Some(id), Some(issuer)),
-                    // Labelled before labels named the deployment.
-                    Some(None) => (label, None),
-                    None => (None, None),
-                };
-                if issuer.is_some_and(|issuer| issuer != journal.issuer()) {
+                let label = comment.as_deref().and_then(Label::read);
+                if let Some(label) = &label
+                    && (label
+                        .issuer
+                        .is_some_and(|issuer| issuer != journal.issuer())
+                        || label.target.is_some_and(|target| target != self.name))
+                {
                     continue;
                 }
-                let labelled = id.filter(|id| GRANT_ID.is_match(id)).map(str::to_string);
+                let labelled = label
+                    .map(|label| label.grant_id)
+                    .filter(|id| GRANT_ID.is_match(id))
+                    .map(str::to_string);
                 if labelled.is_none() && !ROLE_NAME.is_match(&name) {
                     continue;
                 }

@@ -519,6 +519,57 @@ async fn targets_sharing_a_cluster_leave_each_others_roles_alone() {
         role_exists(&pg, &role_of(&grant)).await,
         "db1's pass removed db2's live role"
     );
+    let label = pg
+        .admin()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+            &[&role_of(&grant)],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    let issuer = broker.broker().policy().settings.issuer.clone();
+    assert_eq!(
+        label,
+        format!("hoist grant {} of {issuer} at db2", grant.id)
+    );
+
+    // Left behind with no grant: each removed by the target that made it,
+    // with that target's settings, whichever comes first.
+    let admin = pg.admin().await.unwrap();
+    for (role, id, target) in [
+        ("hoist_left_0123456789ab", "gr_0123456789ab", "db2"),
+        ("hoist_left_abcdefghjkmn", "gr_abcdefghjkmn", "db1"),
+    ] {
+        admin
+            .batch_execute(&format!(
+                "CREATE ROLE {role} LOGIN;                  COMMENT ON ROLE {role} IS 'hoist grant {id} of {issuer} at {target}';"
+            ))
+            .await
+            .unwrap();
+    }
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    assert_eq!(pass.drift_removed, 2, "{pass:?}");
+    let removed_by: Vec<(String, String)> = broker
+        .as_user("erin")
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.kind == AuditKind::DriftRemoved)
+        .map(|e| {
+            (
+                e.details["name"].as_str().unwrap().to_string(),
+                e.details["target"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        removed_by.contains(&("hoist_left_0123456789ab".into(), "db2".into()))
+            && removed_by.contains(&("hoist_left_abcdefghjkmn".into(), "db1".into())),
+        "{removed_by:?}"
+    );
 }
 
 /// Two deployments (each its own `settings.issuer`) on one cluster: a
@@ -559,8 +610,8 @@ async fn deployments_sharing_a_cluster_leave_each_others_roles_alone() {
     assert!(role_exists(&pg, &role_of(&ours)).await);
 
     // A live role labelled before labels named the deployment is every
-    // deployment's: its own reconciler labels it anew, and from then on
-    // the other leaves it alone.
+    // deployment's: its own reconciler labels it anew (naming its target
+    // too), and from then on the other leaves it alone.
     let admin = pg.admin().await.unwrap();
     admin
         .batch_execute(&format!(
@@ -581,7 +632,10 @@ async fn deployments_sharing_a_cluster_leave_each_others_roles_alone() {
         .get(0);
     assert_eq!(
         label,
-        format!("hoist grant {} of https://hoist-staging.test", theirs.id)
+        format!(
+            "hoist grant {} of https://hoist-staging.test at db1",
+            theirs.id
+        )
     );
     let pass = hoistd::target::reconcile::pass(prod.broker()).await;
     assert_eq!(pass.drift_removed, 0, "{pass:?}");
