@@ -158,8 +158,21 @@ pub struct Postgres {
     reassign_owned_to: Option<String>,
     connection_limit: i32,
     /// One admin connection per database, opened on first use and again
-    /// whenever it closed.
-    clients: Mutex<HashMap<String, Arc<Client>>>,
+    /// whenever it closed, with its server session.
+    clients: Mutex<HashMap<String, (Arc<Client>, Session)>>,
+    /// Sessions of connections given up on at a deadline
+    /// ([`Postgres::bounded`]): statements sent on them, or queued, may
+    /// still run, so they are ended on the server before any other
+    /// operation runs ([`Postgres::end_abandoned`]).
+    abandoned: std::sync::Mutex<Vec<Session>>,
+}
+
+/// An admin connection's server process: its pid, and when it started (a
+/// pid alone may be another's by the time it is looked for).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Session {
+    pid: i32,
+    started_micros: i64,
 }
 
 impl fmt::Debug for Postgres {
@@ -308,6 +321,7 @@ impl Postgres {
             reassign_owned_to: raw.reassign_owned_to,
             connection_limit: raw.connection_limit,
             clients: Mutex::new(HashMap::new()),
+            abandoned: std::sync::Mutex::new(Vec::new()),
         }))
     }
 
@@ -363,7 +377,7 @@ impl Postgres {
     /// The admin connection to `database`, opened if needed.
     async fn admin(&self, database: &str) -> Result<Arc<Client>, TargetError> {
         let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(database)
+        if let Some((client, _)) = clients.get(database)
             && !client.is_closed()
         {
             return Ok(Arc::clone(client));
@@ -426,8 +440,65 @@ impl Postgres {
                 )));
             }
         };
-        clients.insert(database.to_string(), Arc::clone(&client));
+        let row = client
+            .query_one(
+                "SELECT pg_backend_pid(), (extract(epoch FROM backend_start) * 1000000)::bigint \
+                 FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(|err| self.fault(err))?;
+        let session = Session {
+            pid: row.get(0),
+            started_micros: row.get(1),
+        };
+        self.end_abandoned(&client).await?;
+        clients.insert(database.to_string(), (Arc::clone(&client), session));
         Ok(client)
+    }
+
+    /// Ends the sessions of connections given up on, and waits until the
+    /// server shows them gone: a statement one of them still had queued (a
+    /// `CREATE ROLE` held up behind a slow one past its deadline) would
+    /// otherwise run after a removal that found nothing, and give back
+    /// what the removal took away. Ending a session rolls back what it has
+    /// under way. Until they are gone, every operation fails, to be tried
+    /// again.
+    async fn end_abandoned(&self, client: &Client) -> Result<(), TargetError> {
+        let abandoned = self.abandoned.lock().map(|a| a.clone()).unwrap_or_default();
+        if abandoned.is_empty() {
+            return Ok(());
+        }
+        let pids: Vec<i32> = abandoned.iter().map(|s| s.pid).collect();
+        let starts: Vec<i64> = abandoned.iter().map(|s| s.started_micros).collect();
+        let until = tokio::time::Instant::now() + self.statement_timeout;
+        loop {
+            let left: i64 = client
+                .query_one(
+                    "SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a \
+                     JOIN unnest($1::int[], $2::bigint[]) AS given(pid, started) \
+                     ON a.pid = given.pid \
+                     AND (extract(epoch FROM a.backend_start) * 1000000)::bigint = given.started",
+                    &[&pids, &starts],
+                )
+                .await
+                .map_err(|err| self.fault(err))?
+                .get(0);
+            if left == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(self.unreachable(format!(
+                    "{left} session(s) given up on at a deadline are not gone yet; their \
+                     statements might still run"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Ok(mut held) = self.abandoned.lock() {
+            held.retain(|session| !abandoned.contains(session));
+        }
+        Ok(())
     }
 
     /// Runs `operation` within [`Postgres::deadline`].
@@ -439,9 +510,20 @@ impl Postgres {
             Ok(result) => result,
             Err(_) => {
                 // A server or proxy that stopped answering without closing
-                // the socket: the next operation connects afresh rather
-                // than queue behind a connection that may never answer.
-                self.clients.lock().await.clear();
+                // the socket, or statements queued behind slow ones: the
+                // next operation connects afresh rather than queue behind
+                // a connection that may never answer, and first ends these
+                // sessions, whose statements may yet run.
+                let given_up: Vec<Session> = self
+                    .clients
+                    .lock()
+                    .await
+                    .drain()
+                    .map(|(_, (_, session))| session)
+                    .collect();
+                if let Ok(mut abandoned) = self.abandoned.lock() {
+                    abandoned.extend(given_up);
+                }
                 Err(self.unreachable(format!(
                     "no answer within {}",
                     humantime::format_duration(self.deadline())

@@ -1289,3 +1289,125 @@ async fn an_extension_moves_valid_until_at_the_target() {
         Some(AccessState::Live)
     );
 }
+
+/// A TCP proxy to the server that, once armed with `mark`, holds what the
+/// next connection to send it sends, from those bytes on (the server gets
+/// none of them), until released: a statement delayed on its way, as one
+/// queued behind slow ones is.
+struct Holding {
+    port: u16,
+    mark: std::sync::Arc<std::sync::Mutex<Option<&'static [u8]>>>,
+    released: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Holding {
+    fn start(upstream: u16) -> Holding {
+        use std::io::{Read, Write};
+        use std::sync::{Arc, Condvar, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mark: Arc<Mutex<Option<&'static [u8]>>> = Arc::default();
+        let released = Arc::new((Mutex::new(false), Condvar::new()));
+        let (marked, releasing) = (Arc::clone(&mark), Arc::clone(&released));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let mut server = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                let (mut from_server, mut to_client) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
+                let (marked, releasing) = (Arc::clone(&marked), Arc::clone(&releasing));
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        let n = match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        let hold = {
+                            let mut mark = marked.lock().unwrap();
+                            let found =
+                                mark.is_some_and(|m| chunk.windows(m.len()).any(|w| w == m));
+                            if found {
+                                *mark = None;
+                            }
+                            found
+                        };
+                        if hold {
+                            let (lock, released) = &*releasing;
+                            let _held = released
+                                .wait_while(lock.lock().unwrap(), |released| !*released)
+                                .unwrap();
+                        }
+                        if server.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Holding {
+            port,
+            mark,
+            released,
+        }
+    }
+
+    fn hold_at(&self, mark: &'static [u8]) {
+        *self.mark.lock().unwrap() = Some(mark);
+    }
+
+    fn release(&self) {
+        let (lock, released) = &*self.released;
+        *lock.lock().unwrap() = true;
+        released.notify_all();
+    }
+}
+
+/// A provision whose `CREATE ROLE` is held up past the operation's
+/// deadline, then revoked: its removal finds no role and is confirmed, and
+/// the held statement, let through after, must not make the role then. The
+/// session it was sent on is ended on the server before anything else runs.
+#[tokio::test]
+async fn a_statement_given_up_on_never_runs_after_the_removal() {
+    let pg = cluster().await;
+    let proxy = Holding::start(pg.port());
+    let text = policy(&pg, "member_of = [\"app_admin\"]")
+        .replace(&format!(":{}/", pg.port()), &format!(":{}/", proxy.port))
+        .replace("statement_timeout = \"2s\"", "statement_timeout = \"1s\"")
+        .replace("connect_timeout = \"2s\"", "connect_timeout = \"1s\"");
+    let broker = TestBroker::builder().policy(&text).start().await;
+    broker.reconciled().await;
+    proxy.hold_at(b"CREATE ROLE");
+    let grant = granted(&broker, None).await;
+    eventually(LONG, || async {
+        let access = broker
+            .as_user("alice")
+            .grant(&grant.id)
+            .await
+            .unwrap()
+            .access
+            .unwrap();
+        access
+            .reason
+            .is_some_and(|reason| reason.contains("no answer within"))
+    })
+    .await;
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    proxy.release();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !role_exists(&pg, &role_of(&grant)).await,
+        "the held CREATE ROLE ran after the removal"
+    );
+}
