@@ -169,9 +169,10 @@ struct LimitArgs {
     #[arg(long, env = "HOISTD_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
     /// Most event streams open at once; more are refused with 429. Streams
-    /// hold their connection, so keep this below --max-connections.
-    #[arg(long, env = "HOISTD_MAX_STREAMS", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
-    max_streams: u32,
+    /// hold their connection, so this must be below --max-connections
+    /// [default: half of --max-connections]
+    #[arg(long, env = "HOISTD_MAX_STREAMS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_streams: Option<u32>,
     /// Most event streams one identity has open at once.
     #[arg(long, env = "HOISTD_MAX_STREAMS_PER_IDENTITY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     max_streams_per_identity: u32,
@@ -197,16 +198,20 @@ impl LimitArgs {
     }
 
     fn streams(&self) -> anyhow::Result<StreamLimits> {
-        if self.max_streams >= self.max_connections {
+        // Unset, half the connection cap: calls always have room.
+        let max_streams = self
+            .max_streams
+            .unwrap_or_else(|| (self.max_connections / 2).max(1));
+        if self.max_streams.is_some() && max_streams >= self.max_connections {
             anyhow::bail!(
                 "--max-streams ({}) must be below --max-connections ({}): event streams hold \
                  their connections, and calls need the rest",
-                self.max_streams,
+                max_streams,
                 self.max_connections
             );
         }
         Ok(StreamLimits {
-            total: self.max_streams as usize,
+            total: max_streams as usize,
             per_identity: self.max_streams_per_identity as usize,
         })
     }

@@ -391,6 +391,22 @@ fn a_stream_cap_not_below_the_connection_cap_is_refused() {
         );
     }
     assert!(!dir.path().join("hoistd.db").exists(), "nothing written");
+    // A lower connection cap alone takes half of it for streams.
+    let out = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .arg("check-config")
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.path().join("hoistd.db"))
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--max-connections", "64"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("at most 64 connections, 32 of them event streams"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Plain HTTP would carry tokens and credentials unencrypted: anywhere
