@@ -105,7 +105,15 @@ impl Broker {
             .verifier
             .verify(&policy, token)
             .await
-            .map_err(|err| refused(err.to_string()))?;
+            .map_err(|err| match err {
+                // The provider's keys are out of reach: signing in again
+                // cannot help, and the same call works once they answer.
+                crate::oidc::TokenError::Keys(_) => Error::TargetUnavailable {
+                    message: err.to_string(),
+                    retry_after: crate::error::TARGET_RETRY,
+                },
+                err => refused(err.to_string()),
+            })?;
         let user = match policy.linked(&identity.issuer, &identity.subject) {
             Some(user) => {
                 self.keep_link(&identity, user).await;
