@@ -36,11 +36,15 @@ impl Broker {
                     timed_out.details = json!({ "lapses_at": lapsed });
                     work.audit(timed_out)?;
                 }
-                // Cancelled instead if the requester is no longer eligible.
-                RequestState::Approved => {
-                    let holding = work.holding(&request)?;
-                    work.activate(&mut request, SYSTEM_ACTOR, holding)?;
-                }
+                // Cancelled instead if the requester is no longer eligible,
+                // or its approvers no longer may approve it.
+                RequestState::Approved => match work.approvals_lapsed(&request)? {
+                    Some(reason) => work.cancel(&mut request, reason)?,
+                    None => {
+                        let holding = work.holding(&request)?;
+                        work.activate(&mut request, SYSTEM_ACTOR, holding)?;
+                    }
+                },
                 _ => {}
             }
         }

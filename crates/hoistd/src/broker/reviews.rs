@@ -10,9 +10,53 @@ use serde_json::json;
 
 use super::{Broker, Work, event, now, settle_request, std_delta};
 use crate::error::{Error, Result};
-use crate::policy::Policy;
+use crate::policy::{Policy, RoleDef};
 use crate::store::RequestQuery;
 use crate::{domain, slack};
+
+/// Who of `request`'s approvers count toward `role`'s rule under `policy`:
+/// not its requester, and only those who may approve it now (one who lost
+/// the right since, at a reload, no longer counts). Their groups must have
+/// been recalled ([`Work::recall`]).
+fn counted_approvals(policy: &Policy, role: &RoleDef, request: &AccessRequest) -> Vec<String> {
+    request
+        .reviews
+        .iter()
+        .filter(|r| {
+            r.decision == Decision::Approve
+                && r.reviewer != request.requester
+                && policy.is_approver(&r.reviewer, role)
+        })
+        .map(|r| r.reviewer.clone())
+        .collect()
+}
+
+impl Work<'_> {
+    /// Why an approved request whose scheduled start fell due no longer
+    /// has the approvals it was given under the policy in force (an
+    /// approver dropped from the role's approvers since), or `None`: it
+    /// starts only as a final approval would let it start now.
+    pub(super) fn approvals_lapsed(&self, request: &AccessRequest) -> Result<Option<String>> {
+        let Some(role) = self.policy.role(&request.role) else {
+            // Gone from the policy: the eligibility check says so.
+            return Ok(None);
+        };
+        for review in &request.reviews {
+            self.recall(&review.reviewer)?;
+        }
+        let counted = counted_approvals(&self.policy, role, request);
+        let needed = request.approvals_required as usize;
+        if counted.len() >= needed {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "its approvals no longer count: {} of the {needed} it needs come from people who \
+             may still approve role `{}`; file it again",
+            counted.len(),
+            request.role
+        )))
+    }
+}
 
 impl Broker {
     fn approver_roles(&self, policy: &Policy, user: &str) -> Vec<String> {
@@ -216,16 +260,7 @@ impl Broker {
         for earlier in request.reviews.iter().filter(|r| r.reviewer != user) {
             work.recall(&earlier.reviewer)?;
         }
-        let counted: Vec<String> = request
-            .reviews
-            .iter()
-            .filter(|r| {
-                r.decision == Decision::Approve
-                    && r.reviewer != request.requester
-                    && policy.is_approver(&r.reviewer, role)
-            })
-            .map(|r| r.reviewer.clone())
-            .collect();
+        let counted = counted_approvals(&policy, role, &request);
         let approvals = counted.len();
         // This review carries the request: enough approvals now count.
         let carried =

@@ -94,6 +94,49 @@ async fn a_scheduled_start_checks_eligibility_when_it_falls_due() {
     assert!(alice.grants().await.is_empty());
 }
 
+/// A scheduled request approved by someone who, by its start, may no
+/// longer approve the role does not start on that approval: it is
+/// cancelled with why, as a final approval by them would not count.
+#[tokio::test]
+async fn a_scheduled_start_counts_only_approvals_that_still_count() {
+    let mut broker = TestBroker::builder().reaper_held().start().await;
+    let frank = broker.as_user("frank");
+    let filed = frank
+        .file(&CreateRequest {
+            starts_at: Some(Utc::now() + TimeDelta::milliseconds(300)),
+            ..db_request()
+        })
+        .await
+        .unwrap();
+    let approved = broker.as_user("bob").approve(&filed.id).await.unwrap();
+    assert_eq!(
+        approved.state,
+        RequestState::Approved,
+        "waiting for its start"
+    );
+    reload_with(
+        &broker,
+        r#"approvers = ["bob", "dave", "alice"]"#,
+        r#"approvers = ["dave", "alice"]"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    broker.hold_reaper(false);
+    eventually(Duration::from_secs(10), || async {
+        frank.request(&filed.id).await.unwrap().state == RequestState::Cancelled
+    })
+    .await;
+    let seen = frank.request(&filed.id).await.unwrap();
+    assert!(
+        seen.reason
+            .as_deref()
+            .unwrap()
+            .contains("approvals no longer count"),
+        "{seen:?}"
+    );
+    assert!(frank.grants().await.is_empty());
+}
+
 #[tokio::test]
 async fn break_glass_and_extensions_check_eligibility_as_they_stand() {
     let broker = TestBroker::start().await;
