@@ -77,6 +77,19 @@ fn to_store(
     }
 }
 
+/// Refuses an identity bound to `bound` that the policy links to `user`,
+/// another name.
+fn one_name(identity: &Identity, bound: &str, user: &str) -> Result<()> {
+    if bound == user {
+        return Ok(());
+    }
+    Err(refused(format!(
+        "subject `{}` at `{}` signed in here as `{bound}` before the policy linked it to \
+         `{user}`, and one person has one name here: link it to a user named `{bound}` instead",
+        identity.subject, identity.issuer
+    )))
+}
+
 fn refused(message: String) -> Error {
     Error::refuse(ErrorCode::Unauthenticated, message)
 }
@@ -116,7 +129,7 @@ impl Broker {
             })?;
         let user = match policy.linked(&identity.issuer, &identity.subject) {
             Some(user) => {
-                self.keep_link(&identity, user).await;
+                self.keep_link(&identity, user).await?;
                 user.to_string()
             }
             None => {
@@ -231,19 +244,26 @@ impl Broker {
     /// defining them then judges them by that, and revokes what only the
     /// policy's groups gave them, at a reload or a start alike. A failure
     /// is logged: the link alone lets this sign-in in.
-    async fn keep_link(self: &Arc<Self>, identity: &Identity, user: &str) {
+    ///
+    /// An identity already bound to another name (it signed in as a
+    /// provider user before the policy linked it) is refused: it would be
+    /// two people here, its approvals counted twice toward one request
+    /// and its requests approvable by itself under its other name.
+    async fn keep_link(self: &Arc<Self>, identity: &Identity, user: &str) -> Result<()> {
         let key = (identity.issuer.clone(), identity.subject.clone());
-        if self
+        let known = self
             .bindings
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&key)
-        {
-            return;
+            .get(&key)
+            .cloned();
+        if let Some(bound) = known {
+            return one_name(identity, &bound, user);
         }
         let broker = Arc::clone(self);
-        let (identity, user) = (identity.clone(), user.to_string());
+        let (linked, user) = ((identity.clone(), user.to_string()), user);
         let kept = tokio::task::spawn_blocking(move || -> Result<String> {
+            let (identity, user) = linked;
             let mut work = broker.begin()?;
             if let Some(bound) = work.tx.identity_user(&identity.issuer, &identity.subject)? {
                 return Ok(bound);
@@ -268,11 +288,13 @@ impl Broker {
                 self.bindings
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, bound);
+                    .insert(key, bound.clone());
+                return one_name(identity, &bound, user);
             }
             Ok(Err(err)) => tracing::warn!(error = %err, "a linked identity not bound"),
             Err(err) => tracing::warn!(error = %err, "a linked identity not bound"),
         }
+        Ok(())
     }
 
     /// The user a provider identity is bound to, binding it to the name its

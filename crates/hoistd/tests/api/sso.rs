@@ -271,6 +271,40 @@ async fn a_removed_users_name_is_not_handed_to_a_newcomer() {
     assert_eq!(carol.get::<Me>("/v1/me").await.unwrap().user, "carol");
 }
 
+/// An identity that signed in as a provider user before the policy linked
+/// it to a policy user under another name is refused, saying how to mend
+/// it: one person would otherwise be two here, their approvals counted
+/// twice.
+#[tokio::test]
+async fn an_identity_bound_to_one_name_is_not_linked_to_another() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&[&provider.issuer], ""))
+        .start()
+        .await;
+    let zed = broker.with_token(&id_token(&provider, "zed").await);
+    assert_eq!(zed.get::<Me>("/v1/me").await.unwrap().user, "zed");
+
+    let linked = std::fs::read_to_string(broker.policy_path())
+        .unwrap()
+        .replacen(
+            "[users.bob]\n",
+            &format!(
+                "[users.bob]\nidentities = [{{ issuer = \"{}\", subject = \"zed\" }}]\n",
+                provider.issuer
+            ),
+            1,
+        );
+    std::fs::write(broker.policy_path(), linked).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let again = broker.with_token(&id_token(&provider, "zed").await);
+    let message = refusal(&again).await;
+    assert!(
+        message.contains("signed in here as `zed`") && message.contains("linked it to `bob`"),
+        "{message}"
+    );
+}
+
 /// A person the policy linked to a user keeps that name when the policy
 /// stops defining the user (moved to the provider's groups, say): their
 /// identity was bound at their first sign-in, so their past is theirs.
