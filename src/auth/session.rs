@@ -401,7 +401,19 @@ pub async fn logout(target: &Target) -> Result<SignedOut, SessionError> {
         });
     };
     let (broker, who) = (target.broker.clone(), user.clone());
-    let stored = blocking(move || secrets::load(&broker, &who)).await?;
+    // A session that cannot be read (garbled, or a file others could
+    // read) has no refresh token to revoke, and is deleted all the same:
+    // signing out is the way out of both.
+    let stored = match blocking(move || secrets::load(&broker, &who)).await {
+        Ok(stored) => stored,
+        Err(SessionError::Secrets(
+            err @ (SecretsError::Corrupt { .. } | SecretsError::ExposedFile { .. }),
+        )) => {
+            tracing::warn!(error = %err, "the stored session cannot be read; deleting it");
+            None
+        }
+        Err(err) => return Err(err),
+    };
     let mut revoked = None;
     if let Some(Session {
         refresh_token: Some(token),

@@ -294,6 +294,14 @@ fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
     assert_eq!(code, Some(0), "{said}");
     assert!(out.contains("user:     bob"), "{out}");
 
+    // A session file others could read is refused, and logout, the way
+    // out, deletes it all the same.
+    let files = files_under(&sessions);
+    std::fs::set_permissions(&files[0], std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, said) = hoist(&["whoami"], "");
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("open to other users"), "{said}");
+
     // Logout signs out, deletes the file, and ends the opt-in.
     let (code, _, said) = hoist(&["logout"], "");
     assert_eq!(code, Some(0), "{said}");
