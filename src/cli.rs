@@ -357,7 +357,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
             return match outcome.await {
                 Ok(code) => ExitCode::from(code),
-                Err(err) => fail(&err),
+                Err(err) => fail(&step_up_explained(err, broker, profile)),
             };
         }
         Some(Command::Ssh { args }) => {
@@ -368,7 +368,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
             return match outcome.await {
                 Ok(code) => ExitCode::from(code),
-                Err(err) => fail(&err),
+                Err(err) => fail(&step_up_explained(err, broker, profile)),
             };
         }
         Some(command) => scripted(broker, profile, command).await,

@@ -115,6 +115,25 @@ fn a_sign_in_too_old_for_the_role_is_made_again_in_place_and_the_form_filed() {
             && said.contains("needs a sign-in within"),
         "{said}"
     );
+    // exec, the runbook's way to such a role, says so as well.
+    let refused = hoist(&[
+        "exec",
+        "prod-db",
+        "--reason",
+        "fail over the primary",
+        "--ticket",
+        "CHG-1",
+        "--",
+        "true",
+    ])
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{said}");
+    assert!(
+        said.contains("sign in again with `hoist --profile work login --fresh`"),
+        "{said}"
+    );
     pane.keys(&["C-s"]);
     pane.wait_for("type its id to file", LOAD);
     pane.type_text("prod-db");
