@@ -628,6 +628,11 @@ async fn login(
     target.insecure_file_store = file_store;
     if file_store {
         crate::auth::secrets::init_file_store(&crate::config::sessions_dir()?)?;
+    } else {
+        // No keyring to keep the session: said before the provider's
+        // sign-in (a browser, a code, MFA) is asked for, not after, with
+        // its refresh token thrown away.
+        crate::auth::secrets::init()?;
     }
     let me = match how {
         Login::Token => {

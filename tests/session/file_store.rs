@@ -322,6 +322,10 @@ fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
     let (code, _, said) = hoist(&["login", "--with-token"], "demo-alice\n");
     assert_ne!(code, Some(0), "{said}");
     assert!(said.contains("--insecure-file-store"), "{said}");
+    // And says so before a provider's sign-in is begun.
+    let (code, _, said) = hoist(&["login"], "");
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("--insecure-file-store"), "{said}");
     assert!(files_under(&sessions).is_empty());
     assert_eq!(
         keyctl_read(&keyutils_description(&broker.url(), "alice")),
