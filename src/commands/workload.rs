@@ -456,6 +456,10 @@ async fn small_json<T: serde::de::DeserializeOwned>(answer: reqwest::Response) -
     serde_json::from_slice(&bytes).map_err(|_| ())
 }
 
+/// How far this machine's clock may be behind the broker's for a refused
+/// revoke to be taken as the grant having ended at its expiry.
+const EXPIRY_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
 /// Ends the task's grant with its own credential, waiting for a broker
 /// briefly away ([`revoking::keep_trying`]); says so loudly if it could not.
 async fn revoke(
@@ -475,6 +479,19 @@ async fn revoke(
             .await;
         match answer {
             Ok(answer) if answer.status().is_success() => Ok(()),
+            // The credential lasts as long as the grant: past its end, the
+            // broker no longer takes it, and there is nothing left to end.
+            Ok(answer)
+                if answer.status() == StatusCode::UNAUTHORIZED
+                    && chrono::Utc::now() + EXPIRY_SKEW >= issued.expires_at =>
+            {
+                super::say(&format!(
+                    "grant {} had already ended at its expiry ({})",
+                    crate::text::sanitize::line(&issued.grant_id),
+                    issued.expires_at.to_rfc3339()
+                ));
+                Ok(())
+            }
             Ok(answer)
                 if answer.status().is_server_error()
                     || answer.status() == StatusCode::TOO_MANY_REQUESTS =>

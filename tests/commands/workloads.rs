@@ -159,6 +159,37 @@ async fn exec_with_a_workload_token_file_exchanges_runs_and_revokes() {
     assert!(!stderr.contains(&token), "the token is never printed");
 }
 
+/// A command that outlives its grant: the credential ends with the grant,
+/// so the revoke after it is refused as unauthenticated, which means the
+/// grant has ended already; the command's own exit code stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_outlives_its_grant_exits_with_its_own_code() {
+    let (_provider, broker, token) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    let out = hoist_exec(
+        &broker.url(),
+        &[
+            "deploy",
+            "--duration",
+            "2s",
+            "--workload-token-file",
+            path.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "sleep 3; exit 3",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("had already ended at its expiry"), "{said}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_takes_the_workload_token_from_the_environment() {
     let (_provider, broker, token) = setup().await;
