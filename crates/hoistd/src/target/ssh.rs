@@ -62,6 +62,38 @@ pub struct Ssh {
 
 // ---- access ----------------------------------------------------------------
 
+/// The addresses two `source-address` lists both allow: of each pair of
+/// blocks that overlap (CIDR blocks nest or are apart), the narrower, as
+/// written. An entry that is no address is kept only where both lists
+/// write it alike.
+fn addresses_in_both(given: &str, now: &str) -> Vec<String> {
+    let block = |entry: &str| {
+        entry.parse::<ipnet::IpNet>().ok().or_else(|| {
+            entry
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .map(ipnet::IpNet::from)
+        })
+    };
+    let mut kept: Vec<String> = Vec::new();
+    for g in given.split(',') {
+        for n in now.split(',') {
+            let narrower = match (block(g), block(n)) {
+                (Some(gb), Some(nb)) if gb.contains(&nb) => Some(n),
+                (Some(gb), Some(nb)) if nb.contains(&gb) => Some(g),
+                (None, None) if g == n => Some(g),
+                _ => None,
+            };
+            if let Some(entry) = narrower
+                && !kept.iter().any(|k| k == entry)
+            {
+                kept.push(entry.to_string());
+            }
+        }
+    }
+    kept
+}
+
 /// What a role grants at an ssh target: its `[roles.access]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,9 +118,9 @@ fn default_extensions() -> Vec<String> {
 
 impl Access {
     /// This access, as given at activation, narrowed to the role's access
-    /// `now`: the principals and extensions in both, its `source-address`
-    /// entries in both, and the `force-command` in force (either is a
-    /// limit; the policy's latest wins).
+    /// `now`: the principals and extensions in both, the `source-address`
+    /// blocks both allow, and a `force-command` either sets (two different
+    /// ones give nothing: neither is within the other).
     fn narrowed(&self, now: &Access) -> Result<Access, String> {
         let both = |given: &[String], now: &[String]| -> Vec<String> {
             given.iter().filter(|x| now.contains(x)).cloned().collect()
@@ -102,8 +134,7 @@ impl Access {
         }
         let source_address = match (&self.source_address, &now.source_address) {
             (Some(given), Some(now)) if given != now => {
-                let now: Vec<&str> = now.split(',').collect();
-                let kept: Vec<&str> = given.split(',').filter(|a| now.contains(a)).collect();
+                let kept = addresses_in_both(given, now);
                 if kept.is_empty() {
                     return Err(format!(
                         "no longer lets it be used from any of the addresses it gave ({given})"
@@ -113,12 +144,19 @@ impl Access {
             }
             (given, now) => now.clone().or_else(|| given.clone()),
         };
+        // One command or another: neither is within the other, so a role
+        // that now forces another command gives none.
+        let force_command = match (&self.force_command, &now.force_command) {
+            (Some(given), Some(now)) if given != now => {
+                return Err(format!(
+                    "now forces another command than the one it gave ({given:?})"
+                ));
+            }
+            (given, now) => now.clone().or_else(|| given.clone()),
+        };
         Ok(Access {
             principals,
-            force_command: now
-                .force_command
-                .clone()
-                .or_else(|| self.force_command.clone()),
+            force_command,
             source_address,
             extensions: both(&self.extensions, &now.extensions),
         })
@@ -645,6 +683,24 @@ mod tests {
             .narrowed(&access(&["ops"], Some("172.16.0.0/12"), None))
             .unwrap_err();
         assert!(nowhere.contains("addresses"), "{nowhere}");
+        // Blocks, not text: a block within one given is kept, written as
+        // the role writes it; a host is its /32.
+        let within = given
+            .narrowed(&access(&["ops"], Some("10.1.0.0/16,192.168.1.7"), None))
+            .unwrap();
+        assert_eq!(
+            within.source_address.as_deref(),
+            Some("10.1.0.0/16,192.168.1.7")
+        );
+        let host = access(&["ops"], Some("10.0.0.1"), None)
+            .narrowed(&access(&["ops"], Some("10.0.0.1/32"), None))
+            .unwrap();
+        assert_eq!(host.source_address.as_deref(), Some("10.0.0.1/32"));
+        // Another forced command is neither narrower nor wider: refused.
+        let other = access(&["ops"], None, Some("systemctl status app"))
+            .narrowed(&access(&["ops"], None, Some("/bin/bash")))
+            .unwrap_err();
+        assert!(other.contains("another command"), "{other}");
     }
 
     /// A revoked grant's serial stays listed for an hour past its end, for
