@@ -49,32 +49,51 @@ const LABEL_ISSUER: &str = " of ";
 /// Between the issuer and the target's name in a role's label.
 const LABEL_TARGET: &str = " at ";
 
-/// A role's label: the grant's id, and the deployment and target, where
-/// it names them (labels of earlier versions named neither, then no
-/// target).
+/// A role's label, read for one deployment: the grant's id, whose label it
+/// is, and the target that made the role, where it says.
 struct Label<'a> {
     grant_id: &'a str,
-    issuer: Option<&'a str>,
+    owner: Owner,
     target: Option<&'a str>,
 }
 
+/// Whose a role's label says it is.
+#[derive(Debug, PartialEq)]
+enum Owner {
+    /// Written before labels named the deployment: any deployment's.
+    Unnamed,
+    /// The deployment reading it.
+    Ours,
+    /// Another deployment sharing the cluster.
+    Theirs,
+}
+
 impl<'a> Label<'a> {
-    fn read(comment: &'a str) -> Option<Label<'a>> {
+    /// `comment` as deployment `issuer` reads it. The issuer is matched
+    /// whole, so an issuer with ` at ` in it is never taken for a target.
+    fn read(comment: &'a str, issuer: &str) -> Option<Label<'a>> {
         let label = comment.strip_prefix(LABEL)?;
         let Some((grant_id, rest)) = label.split_once(LABEL_ISSUER) else {
             return Some(Label {
                 grant_id: label,
-                issuer: None,
+                owner: Owner::Unnamed,
                 target: None,
             });
         };
-        let (issuer, target) = match rest.rsplit_once(LABEL_TARGET) {
-            Some((issuer, target)) => (issuer, Some(target)),
-            None => (rest, None),
+        let (owner, target) = if rest == issuer {
+            (Owner::Ours, None)
+        } else {
+            match rest
+                .strip_prefix(issuer)
+                .and_then(|tail| tail.strip_prefix(LABEL_TARGET))
+            {
+                Some(target) => (Owner::Ours, Some(target)),
+                None => (Owner::Theirs, None),
+            }
         };
         Some(Label {
             grant_id,
-            issuer: Some(issuer),
+            owner,
             target,
         })
     }
@@ -83,6 +102,7 @@ impl<'a> Label<'a> {
         format!("{LABEL}{grant_id}{LABEL_ISSUER}{issuer}{LABEL_TARGET}{target}")
     }
 }
+
 /// Longest identifier PostgreSQL keeps whole (NAMEDATALEN - 1).
 const MAX_IDENTIFIER: usize = 63;
 
@@ -160,12 +180,16 @@ pub struct Postgres {
     /// One admin connection per database, opened on first use and again
     /// whenever it closed, with its server session.
     clients: Mutex<HashMap<String, (Arc<Client>, Session)>>,
-    /// Sessions of connections given up on at a deadline
-    /// ([`Postgres::bounded`]): statements sent on them, or queued, may
-    /// still run, so they are ended on the server before any other
-    /// operation runs ([`Postgres::end_abandoned`]).
-    abandoned: std::sync::Mutex<Vec<Session>>,
 }
+
+/// Sessions of admin connections given up on at a deadline
+/// ([`Postgres::bounded`]), by server and admin ([`Postgres::abandoned_key`]):
+/// statements sent on them, or queued, may still run, so they are ended on
+/// the server before any other operation there runs
+/// ([`Postgres::end_abandoned`]). Kept for the process, not the target: a
+/// reload builds new targets, and the old one's sessions live on.
+static ABANDONED: LazyLock<std::sync::Mutex<HashMap<String, Vec<Session>>>> =
+    LazyLock::new(Default::default);
 
 /// An admin connection's server process: its pid, and when it started (a
 /// pid alone may be another's by the time it is looked for).
@@ -321,7 +345,6 @@ impl Postgres {
             reassign_owned_to: raw.reassign_owned_to,
             connection_limit: raw.connection_limit,
             clients: Mutex::new(HashMap::new()),
-            abandoned: std::sync::Mutex::new(Vec::new()),
         }))
     }
 
@@ -465,7 +488,11 @@ impl Postgres {
     /// under way. Until they are gone, every operation fails, to be tried
     /// again.
     async fn end_abandoned(&self, client: &Client) -> Result<(), TargetError> {
-        let abandoned = self.abandoned.lock().map(|a| a.clone()).unwrap_or_default();
+        let key = self.abandoned_key();
+        let abandoned: Vec<Session> = ABANDONED
+            .lock()
+            .map(|all| all.get(&key).cloned().unwrap_or_default())
+            .unwrap_or_default();
         if abandoned.is_empty() {
             return Ok(());
         }
@@ -495,10 +522,17 @@ impl Postgres {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if let Ok(mut held) = self.abandoned.lock() {
+        if let Ok(mut all) = ABANDONED.lock()
+            && let Some(held) = all.get_mut(&key)
+        {
             held.retain(|session| !abandoned.contains(session));
         }
         Ok(())
+    }
+
+    /// Whose sessions these are: the server, and the admin that may end them.
+    fn abandoned_key(&self) -> String {
+        format!("{} as {}", self.system(), self.admin)
     }
 
     /// Runs `operation` within [`Postgres::deadline`].
@@ -521,8 +555,10 @@ impl Postgres {
                     .drain()
                     .map(|(_, (_, session))| session)
                     .collect();
-                if let Ok(mut abandoned) = self.abandoned.lock() {
-                    abandoned.extend(given_up);
+                if let Ok(mut all) = ABANDONED.lock() {
+                    all.entry(self.abandoned_key())
+                        .or_default()
+                        .extend(given_up);
                 }
                 Err(self.unreachable(format!(
                     "no answer within {}",
@@ -931,12 +967,13 @@ impl TargetKind for Postgres {
             // Only a label with no deployment in it (or none at all), or
             // this deployment's without a target: one that names another
             // deployment is that deployment's to keep.
-            let unnamed = match comment.as_deref().map(Label::read) {
+            let unnamed = match comment.as_deref().map(|c| Label::read(c, journal.issuer())) {
                 None => true,
                 Some(None) => false,
-                Some(Some(label)) => match label.issuer {
-                    None => true,
-                    Some(issuer) => issuer == journal.issuer() && label.target.is_none(),
+                Some(Some(label)) => match label.owner {
+                    Owner::Unnamed => true,
+                    Owner::Ours => label.target.is_none(),
+                    Owner::Theirs => false,
                 },
             };
             if unnamed {
@@ -979,11 +1016,11 @@ impl TargetKind for Postgres {
                 if name == self.admin || Some(&name) == self.reassign_owned_to.as_ref() {
                     continue;
                 }
-                let label = comment.as_deref().and_then(Label::read);
+                let label = comment
+                    .as_deref()
+                    .and_then(|c| Label::read(c, journal.issuer()));
                 if let Some(label) = &label
-                    && (label
-                        .issuer
-                        .is_some_and(|issuer| issuer != journal.issuer())
+                    && (label.owner == Owner::Theirs
                         || label.target.is_some_and(|target| target != self.name))
                 {
                     continue;
@@ -1261,6 +1298,37 @@ mod tests {
             refused.contains("`sslmode`") && refused.contains("not read"),
             "{refused}"
         );
+    }
+
+    /// A label names its deployment whole: an issuer with ` at ` in it is
+    /// never read as another issuer and a target.
+    #[test]
+    fn a_label_is_read_for_one_deployment() {
+        let read = |comment: &'static str, issuer: &str| {
+            let label = Label::read(comment, issuer).unwrap();
+            (label.grant_id, label.owner, label.target)
+        };
+        let issuer = "Acme at Prod";
+        assert_eq!(
+            read("hoist grant gr_x of Acme at Prod", issuer),
+            ("gr_x", Owner::Ours, None)
+        );
+        assert_eq!(
+            read("hoist grant gr_x of Acme at Prod at db1", issuer),
+            ("gr_x", Owner::Ours, Some("db1"))
+        );
+        assert_eq!(
+            read(
+                "hoist grant gr_x of Acme at Prod at db1",
+                "https://hoist.example.com"
+            ),
+            ("gr_x", Owner::Theirs, None)
+        );
+        assert_eq!(
+            read("hoist grant gr_x", issuer),
+            ("gr_x", Owner::Unnamed, None)
+        );
+        assert!(Label::read("someone's role", issuer).is_none());
     }
 
     #[test]

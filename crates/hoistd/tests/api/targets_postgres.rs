@@ -1370,9 +1370,10 @@ impl Holding {
 }
 
 /// A provision whose `CREATE ROLE` is held up past the operation's
-/// deadline, then revoked: its removal finds no role and is confirmed, and
-/// the held statement, let through after, must not make the role then. The
-/// session it was sent on is ended on the server before anything else runs.
+/// deadline, then revoked (after a reload): its removal finds no role and
+/// is confirmed, and the held statement, let through after, must not make
+/// the role then. The session it was sent on is ended on the server before
+/// anything else runs.
 #[tokio::test]
 async fn a_statement_given_up_on_never_runs_after_the_removal() {
     let pg = cluster().await;
@@ -1398,6 +1399,9 @@ async fn a_statement_given_up_on_never_runs_after_the_removal() {
             .is_some_and(|reason| reason.contains("no answer within"))
     })
     .await;
+    // A reload between builds the target anew: what the old one gave up on
+    // is still ended first.
+    broker.server().reload(&broker.policy_path()).await.unwrap();
     broker
         .as_user("alice")
         .revoke(&grant.id, "done")
