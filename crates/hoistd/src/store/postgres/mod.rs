@@ -178,6 +178,10 @@ const CLOCK_READ_WITHIN: Duration = Duration::from_millis(250);
 /// follows past the ask's own deadline (the lease renewed, but the
 /// instance no longer leading for want of an answer).
 const CLOCK_READ_GIVE_UP: Duration = Duration::from_millis(500);
+/// A lease ask reads the clock only if it has taken no longer than this
+/// so far: with [`CLOCK_READ_GIVE_UP`], well within the wait for its answer
+/// (the leadership term less its margin, 4 s).
+const CLOCK_READ_AFTER: Duration = Duration::from_secs(1);
 /// The reading: the server's clock in Unix microseconds.
 const CLOCK_SQL: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
@@ -514,8 +518,12 @@ impl Store for PostgresStore {
             ],
         )?;
         // The clock is worth less than the lease: a reading that fails is
-        // the next ask's to make.
-        if let Err(err) = self.read_clock(&conn) {
+        // the next ask's to make, and one is made only while the ask has
+        // time to spare (a slow ask, reading too, could answer past the
+        // instance's wait for it).
+        if asked.elapsed() <= CLOCK_READ_AFTER
+            && let Err(err) = self.read_clock(&conn)
+        {
             tracing::debug!(error = %err, "could not read the database server's clock");
         }
         let Some(row) = rows.first() else {
