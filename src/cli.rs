@@ -624,6 +624,12 @@ async fn login(
 ) -> anyhow::Result<()> {
     let mut config = Config::load()?;
     let mut target = config.resolve(broker, profile)?;
+    // A profile pointed at another broker: whoever was signed in to it
+    // there is signed out, rather than left in the keyring (or a file)
+    // where no command of this profile would look again.
+    let replaced = profile
+        .and_then(|name| config.resolve(None, Some(name)).ok())
+        .filter(|old| old.broker != target.broker && old.user.is_some());
     let file_store = insecure_file_store || target.insecure_file_store;
     target.insecure_file_store = file_store;
     if file_store {
@@ -651,6 +657,24 @@ async fn login(
     // session where it was put (and `logout` deletes the file).
     config.set_insecure_file_store(&target, file_store);
     config.save()?;
+    if let Some(old) = replaced {
+        let who = crate::text::sanitize::line(old.user.as_deref().unwrap_or_default());
+        match session::logout(&old).await {
+            Ok(session::SignedOut { removed: true, .. }) => {
+                eprintln!("Signed out {who} at {} first.", old.broker)
+            }
+            Ok(_) => eprintln!(
+                "Warning: no session of {who} at {} was found to sign out; if one is kept \
+                 elsewhere (the keyring, or a file), sign in there again and run `hoist logout`",
+                old.broker
+            ),
+            Err(err) => eprintln!(
+                "Warning: the session of {who} at {} could not be deleted: {err}; sign in \
+                 there again (`hoist --profile {} --broker {} login`) and run `hoist logout`",
+                old.broker, old.profile, old.broker
+            ),
+        }
+    }
     if let Some(previous) = previous {
         let who = crate::text::sanitize::line(&previous);
         match session::logout(&target).await {
@@ -723,6 +747,13 @@ async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     // its token in a file only if asked to again.
     config.set_insecure_file_store(&target, false);
     config.save()?;
+    if signed_out.exposed {
+        eprintln!(
+            "Warning: the session file was open to other users, who may have copied its \
+             tokens; it is deleted, but its refresh token was not revoked: end your sign-in \
+             sessions at the provider to end it now."
+        );
+    }
     if signed_out.revoked == Some(false) {
         // Said first, so it is not lost after the line above it.
         eprintln!(

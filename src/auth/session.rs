@@ -386,6 +386,10 @@ pub struct SignedOut {
     /// `Some(false)` not (the provider offers no revocation, as Entra does
     /// not, or could not be reached), `None` if it had none.
     pub revoked: Option<bool>,
+    /// The session deleted was in a file other users could read: its
+    /// tokens may have been copied, and its refresh token was not revoked
+    /// (what the file says of its provider is not trusted).
+    pub exposed: bool,
 }
 
 /// Deletes the stored session of `target.user`. A single sign-on session's
@@ -398,18 +402,22 @@ pub async fn logout(target: &Target) -> Result<SignedOut, SessionError> {
         return Ok(SignedOut {
             removed: false,
             revoked: None,
+            exposed: false,
         });
     };
     let (broker, who) = (target.broker.clone(), user.clone());
     // A session that cannot be read (garbled, or a file others could
     // read) has no refresh token to revoke, and is deleted all the same:
     // signing out is the way out of both.
+    let mut exposed = false;
     let stored = match blocking(move || secrets::load(&broker, &who)).await {
         Ok(stored) => stored,
-        Err(SessionError::Secrets(
-            err @ (SecretsError::Corrupt { .. } | SecretsError::ExposedFile { .. }),
-        )) => {
+        Err(SessionError::Secrets(err @ SecretsError::Corrupt { .. })) => {
             tracing::warn!(error = %err, "the stored session cannot be read; deleting it");
+            None
+        }
+        Err(SessionError::Secrets(SecretsError::ExposedFile { .. })) => {
+            exposed = true;
             None
         }
         Err(err) => return Err(err),
@@ -448,7 +456,11 @@ pub async fn logout(target: &Target) -> Result<SignedOut, SessionError> {
     }
     let broker = target.broker.clone();
     let removed = blocking(move || secrets::delete(&broker, &user)).await?;
-    Ok(SignedOut { removed, revoked })
+    Ok(SignedOut {
+        removed,
+        revoked,
+        exposed,
+    })
 }
 
 /// The backend for `target` with the stored session, refreshed if it is

@@ -305,6 +305,7 @@ fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
     // Logout signs out, deletes the file, and ends the opt-in.
     let (code, _, said) = hoist(&["logout"], "");
     assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("may have copied its tokens"), "{said}");
     assert!(said.contains("Signed out of"), "{said}");
     assert!(said.contains("the session file is deleted"), "{said}");
     assert!(files_under(&sessions).is_empty());
@@ -330,6 +331,36 @@ fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
     assert_eq!(
         keyctl_read(&keyutils_description(&broker.url(), "alice")),
         None
+    );
+
+    // A profile pointed at another broker signs out whoever it had at the
+    // first: their file is not left where no command would look again.
+    let elsewhere = broker.url().replace("127.0.0.1", "localhost");
+    assert_ne!(elsewhere, broker.url());
+    for (url, token) in [(broker.url(), "demo-alice\n"), (elsewhere, "demo-bob\n")] {
+        let (code, _, said) = hoist(
+            &[
+                "--profile",
+                "work",
+                "--broker",
+                &url,
+                "login",
+                "--with-token",
+                "--insecure-file-store",
+            ],
+            token,
+        );
+        assert_eq!(code, Some(0), "{said}");
+        if token == "demo-bob\n" {
+            assert!(said.contains("Signed out alice at"), "{said}");
+        }
+    }
+    let files = files_under(&sessions);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        !std::fs::read_to_string(&files[0])
+            .unwrap()
+            .contains("demo-alice")
     );
     runtime.block_on(broker.stop());
 }
