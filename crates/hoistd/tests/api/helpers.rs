@@ -3,6 +3,17 @@
 
 pub use hoistd::testing::*;
 
+/// Alice's grant `id`'s access at its target, which it must have.
+pub async fn target_access(broker: &TestBroker, id: &str) -> hoist_api::TargetAccess {
+    broker
+        .as_user("alice")
+        .grant(id)
+        .await
+        .unwrap()
+        .access
+        .unwrap()
+}
+
 /// The state of alice's grant `id`'s access at its target, if it has one.
 pub async fn access_state(broker: &TestBroker, id: &str) -> Option<hoist_api::AccessState> {
     let grant = broker.as_user("alice").grant(id).await.unwrap();

@@ -1026,13 +1026,7 @@ async fn what_a_holder_leaves_goes_only_to_a_role_with_no_privileges() {
         .await
         .unwrap();
     eventually(LONG, || async {
-        let access = broker
-            .as_user("alice")
-            .grant(&grant.id)
-            .await
-            .unwrap()
-            .access
-            .unwrap();
+        let access = target_access(&broker, &grant.id).await;
         access.state == AccessState::Removing
             && access.reason.as_deref().is_some_and(|why| {
                 why.contains("reassign_owned_to `quarantine` is granted privileges on objects")
@@ -1387,13 +1381,7 @@ async fn a_statement_given_up_on_never_runs_after_the_removal() {
     proxy.hold_at(b"CREATE ROLE");
     let grant = granted(&broker, None).await;
     eventually(LONG, || async {
-        let access = broker
-            .as_user("alice")
-            .grant(&grant.id)
-            .await
-            .unwrap()
-            .access
-            .unwrap();
+        let access = target_access(&broker, &grant.id).await;
         access
             .reason
             .is_some_and(|reason| reason.contains("no answer within"))

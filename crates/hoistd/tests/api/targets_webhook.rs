@@ -59,16 +59,6 @@ async fn granted(broker: &TestBroker, justification: &str) -> Grant {
         .unwrap()
 }
 
-async fn access(broker: &TestBroker, id: &str) -> hoist_api::TargetAccess {
-    broker
-        .as_user("alice")
-        .grant(id)
-        .await
-        .unwrap()
-        .access
-        .unwrap()
-}
-
 /// The example receiver from assets/, on a free port.
 pub(crate) struct Receiver {
     child: Child,
@@ -365,11 +355,11 @@ async fn fails_then_recovers(mode: Mode, said: &str) {
     let (broker, _dir) = broker(&url).await;
     let grant = granted(&broker, "rotate the node pool").await;
     eventually(LONG, || async {
-        let access = access(&broker, &grant.id).await;
+        let access = target_access(&broker, &grant.id).await;
         access.state == AccessState::Failed && access.reason.is_some()
     })
     .await;
-    let reason = access(&broker, &grant.id).await.reason.unwrap();
+    let reason = target_access(&broker, &grant.id).await.reason.unwrap();
     assert!(reason.starts_with("hook "), "{reason}");
     assert!(reason.contains(said), "{mode:?}: {reason}");
     assert!(!reason.chars().any(char::is_control), "{reason:?}");
@@ -701,7 +691,7 @@ async fn an_endpoint_down_at_revoke_gets_the_removal_when_it_is_back() {
         .unwrap();
     assert_eq!(revoked.state, hoist_api::GrantState::Revoked);
     eventually(LONG, || async {
-        let access = access(&broker, &grant.id).await;
+        let access = target_access(&broker, &grant.id).await;
         access.state == AccessState::Removing && access.reason.is_some()
     })
     .await;
