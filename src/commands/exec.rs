@@ -18,7 +18,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
-use super::request::{active_grant, file, wait_for_final};
+use super::request::{active_grant, file_keyed, wait_for_final};
 use super::revoking::{self, Failed, Revoked};
 use super::signals::{Signals, status_of};
 use super::{Ended, duration};
@@ -206,6 +206,13 @@ enum Obtained {
     Interrupted(Signal),
 }
 
+/// How long exec keeps asking a broker that is away to file its request.
+const FILING_PATIENCE: Duration = Duration::from_secs(60);
+
+/// What a filing whose outcome is unknown leaves to do.
+const MAYBE_FILED: &str = "a request may have been filed: `hoist requests` lists yours, and \
+                           `hoist cancel ID` withdraws one";
+
 /// Files a request as exec would and waits for its grant (`hoist ssh`
 /// shares this): the grant, or the signal that stopped the wait.
 pub(super) async fn obtain_grant(
@@ -250,7 +257,33 @@ async fn obtain(
         ));
         return Ok(Obtained::Interrupted(signal));
     }
-    let filed = file(backend, &body).await?;
+    // A filing whose answer was lost may have been made: it is asked for
+    // again under the same key (answered with the request it made, never
+    // made twice) while the broker is away, and withdrawn if a signal
+    // stops the asking; given up on, it is said how to find it.
+    let key = uuid::Uuid::new_v4().to_string();
+    let patience = remaining(deadline).map_or(FILING_PATIENCE, |left| left.min(FILING_PATIENCE));
+    let filing = tokio::select! {
+        filed = file_keyed(backend, &body, &key, patience) => filed,
+        signal = signals.next() => {
+            let why = format!("interrupted by {}", signal.as_str());
+            let fate = match backend.file(&body, &key).await {
+                Ok(filed) => withdraw(backend, &filed.id, &why, signals).await,
+                Err(_) => MAYBE_FILED.to_string(),
+            };
+            super::say(&format!("{} while filing; {fate}", signal.as_str()));
+            return Ok(Obtained::Interrupted(signal));
+        }
+    };
+    let filed = match filing {
+        Ok(filed) => filed,
+        Err(err) if err.is_transient() => {
+            return Err(anyhow::Error::from(err).context(format!(
+                "the broker did not answer the filing; {MAYBE_FILED}"
+            )));
+        }
+        Err(err) => return Err(err.into()),
+    };
     let id = filed.id.clone();
     let waited = tokio::select! {
         waited = wait_for_final(backend, filed, remaining(deadline)) => waited,

@@ -69,12 +69,26 @@ pub async fn file(
     body: &CreateRequest,
 ) -> Result<AccessRequest, BackendError> {
     let key = uuid::Uuid::new_v4().to_string();
-    let mut attempt = 0;
+    file_keyed(backend, body, &key, Duration::from_millis(1800)).await
+}
+
+/// Files a request under idempotency `key`, trying again while the broker
+/// is away or its answer is lost, for up to `patience`: the same key each
+/// time, so a filing that landed is answered again, never made twice.
+pub async fn file_keyed(
+    backend: &dyn Backend,
+    body: &CreateRequest,
+    key: &str,
+    patience: Duration,
+) -> Result<AccessRequest, BackendError> {
+    let until = tokio::time::Instant::now() + patience;
+    let mut attempt: u64 = 0;
     loop {
-        match backend.file(body, &key).await {
-            Err(err) if err.is_transient() && attempt < 3 => {
+        match backend.file(body, key).await {
+            Err(err) if err.is_transient() && tokio::time::Instant::now() < until => {
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+                let pause = Duration::from_millis(300 * attempt).min(Duration::from_secs(2));
+                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + pause)).await;
             }
             other => return other,
         }

@@ -601,6 +601,54 @@ const EXEC_DB: [&str; 9] = [
     "--timeout",
 ];
 
+/// The broker's answers to exec's filing are lost for a few seconds (the
+/// filing made each time): exec asks again under the same key until one
+/// comes back, so one request is filed, its grant used and revoked, and
+/// the command's code stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_whose_filing_answers_are_lost_files_once_and_goes_on() {
+    let broker = Broker::start().await;
+    let first = std::sync::Mutex::new(None::<std::time::Instant>);
+    let url = proxy::relay_losing(
+        &broker.url,
+        |_| {},
+        move |line, _| {
+            if !line.starts_with("POST /v1/requests ") {
+                return false;
+            }
+            let mut first = first.lock().unwrap();
+            let since = *first.get_or_insert_with(std::time::Instant::now);
+            since.elapsed() < Duration::from_secs(3)
+        },
+    );
+    let alice = person_at(&url, "alice");
+    let out = alice.run(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "Nightly log export",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let requests: Vec<hoist_api::AccessRequest> = alice.json(&["requests", "--json"]);
+    let filed: Vec<_> = requests
+        .iter()
+        .filter(|r| r.role == "prod-logs-read")
+        .collect();
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    assert!(
+        grants
+            .iter()
+            .filter(|g| g.role == "prod-logs-read")
+            .all(|g| g.state == GrantState::Revoked),
+        "{grants:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_cancels_its_request_when_it_times_out() {
     let broker = Broker::start().await;

@@ -73,6 +73,20 @@ pub fn relay(
     before: impl Fn(&str) + Send + Sync + 'static,
     after: impl Fn(&str, &[u8]) + Send + Sync + 'static,
 ) -> String {
+    relay_losing(broker, before, move |line, head| {
+        after(line, head);
+        false
+    })
+}
+
+/// [`relay`], with `after` saying whether the broker's answer is lost on
+/// its way: the connection to hoist is closed without a byte of it, after
+/// the broker has done what was asked.
+pub fn relay_losing(
+    broker: &str,
+    before: impl Fn(&str) + Send + Sync + 'static,
+    after: impl Fn(&str, &[u8]) -> bool + Send + Sync + 'static,
+) -> String {
     let upstream = broker.trim_start_matches("http://").to_string();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -109,7 +123,10 @@ pub fn relay(
                     assert!(n > 0, "the broker closed without an answer to {line}");
                     answer.extend_from_slice(&buf[..n]);
                 };
-                (hooks.1)(&line, &answer[..head_end]);
+                if (hooks.1)(&line, &answer[..head_end]) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
                 if client.write_all(&answer).is_ok() {
                     let _ = std::io::copy(&mut server, &mut client);
                 }
