@@ -627,10 +627,24 @@ async fn login(
     // A profile pointed at another broker: whoever was signed in to it
     // there is signed out, rather than left in the keyring (or a file)
     // where no command of this profile would look again.
+    // Not one another profile still signs in with, though: a session is
+    // kept by broker and person, not by profile.
     let replaced = profile
         .and_then(|name| config.resolve(None, Some(name)).ok())
-        .filter(|old| old.broker != target.broker && old.user.is_some());
-    let file_store = insecure_file_store || target.insecure_file_store;
+        .filter(|old| old.broker != target.broker && old.user.is_some())
+        .filter(|old| {
+            !config.profile_names().iter().any(|other| {
+                *other != old.profile
+                    && config
+                        .resolve(None, Some(other))
+                        .is_ok_and(|t| t.broker == old.broker && t.user == old.user)
+            })
+        });
+    // The profile's choice of a plain file stands at its new broker too,
+    // as it would at its old: and its old session is found where it is.
+    let file_store = insecure_file_store
+        || target.insecure_file_store
+        || replaced.as_ref().is_some_and(|old| old.insecure_file_store);
     target.insecure_file_store = file_store;
     if file_store {
         crate::auth::secrets::init_file_store(&crate::config::sessions_dir()?)?;
@@ -660,7 +674,8 @@ async fn login(
     if let Some(old) = replaced {
         let who = crate::text::sanitize::line(old.user.as_deref().unwrap_or_default());
         match session::logout(&old).await {
-            Ok(session::SignedOut { removed: true, .. }) => {
+            Ok(signed_out @ session::SignedOut { removed: true, .. }) => {
+                exposed_warning(&signed_out);
                 eprintln!("Signed out {who} at {} first.", old.broker)
             }
             Ok(_) => eprintln!(
@@ -678,7 +693,8 @@ async fn login(
     if let Some(previous) = previous {
         let who = crate::text::sanitize::line(&previous);
         match session::logout(&target).await {
-            Ok(session::SignedOut { removed: true, .. }) => {
+            Ok(signed_out @ session::SignedOut { removed: true, .. }) => {
+                exposed_warning(&signed_out);
                 eprintln!("Signed out {who} first.")
             }
             // Kept somewhere this sign-in does not look (the other store,
@@ -737,6 +753,17 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     ))
 }
 
+/// Says so when a session deleted was in a file others could read.
+fn exposed_warning(signed_out: &session::SignedOut) {
+    if signed_out.exposed {
+        eprintln!(
+            "Warning: the session file was open to other users, who may have copied its \
+             tokens; it is deleted, but its refresh token was not revoked: end your sign-in \
+             sessions at the provider to end it now."
+        );
+    }
+}
+
 async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<()> {
     let mut config = Config::load()?;
     let target = config.resolve(broker, profile)?;
@@ -747,13 +774,7 @@ async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     // its token in a file only if asked to again.
     config.set_insecure_file_store(&target, false);
     config.save()?;
-    if signed_out.exposed {
-        eprintln!(
-            "Warning: the session file was open to other users, who may have copied its \
-             tokens; it is deleted, but its refresh token was not revoked: end your sign-in \
-             sessions at the provider to end it now."
-        );
-    }
+    exposed_warning(&signed_out);
     if signed_out.revoked == Some(false) {
         // Said first, so it is not lost after the line above it.
         eprintln!(
