@@ -354,6 +354,21 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
     ) -> Result<Option<AccessCredential>, TargetError>;
 }
 
+/// [`TargetKind::narrow`] for a kind whose access reads as `A`: both read,
+/// cut by `narrowed` (what was given, and the role's access now), and
+/// written back.
+pub(crate) fn narrow_as<A: serde::de::DeserializeOwned + serde::Serialize>(
+    given: &serde_json::Value,
+    now: &serde_json::Value,
+    narrowed: impl FnOnce(&A, &A) -> Result<A, String>,
+) -> Result<serde_json::Value, String> {
+    let read = |access: &serde_json::Value| {
+        serde_json::from_value::<A>(access.clone()).map_err(|err| err.to_string())
+    };
+    let narrowed = narrowed(&read(given)?, &read(now)?)?;
+    serde_json::to_value(narrowed).map_err(|err| err.to_string())
+}
+
 /// The policy's targets by name.
 #[derive(Debug, Clone, Default)]
 pub struct Targets {

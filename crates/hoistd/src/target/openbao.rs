@@ -551,11 +551,7 @@ impl TargetKind for OpenBao {
     }
 
     fn narrow(&self, given: &Value, now: &Value) -> Result<Value, String> {
-        let read = |access: &Value| {
-            serde_json::from_value::<Access>(access.clone()).map_err(|err| err.to_string())
-        };
-        let narrowed = read(given)?.narrowed(&read(now)?)?;
-        serde_json::to_value(narrowed).map_err(|err| err.to_string())
+        super::narrow_as(given, now, Access::narrowed)
     }
 
     fn access(&self, table: toml::Table) -> Result<Value, String> {

@@ -308,11 +308,7 @@ impl TargetKind for Ssh {
         given: &serde_json::Value,
         now: &serde_json::Value,
     ) -> Result<serde_json::Value, String> {
-        let read = |access: &serde_json::Value| {
-            serde_json::from_value::<Access>(access.clone()).map_err(|err| err.to_string())
-        };
-        let narrowed = read(given)?.narrowed(&read(now)?)?;
-        serde_json::to_value(narrowed).map_err(|err| err.to_string())
+        super::narrow_as(given, now, Access::narrowed)
     }
 
     async fn validate(&self, _access: &serde_json::Value) -> Result<(), TargetError> {
