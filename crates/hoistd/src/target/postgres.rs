@@ -183,7 +183,7 @@ pub struct Postgres {
 }
 
 /// Sessions of admin connections given up on at a deadline
-/// ([`Postgres::bounded`]), by server ([`Postgres::abandoned_key`]):
+/// ([`Postgres::bounded`]), by server and admin ([`Postgres::abandoned_key`]):
 /// statements sent on them, or queued, may still run, so they are ended on
 /// the server before any other operation there runs
 /// ([`Postgres::end_abandoned`]). Kept for the process, not the target: a
@@ -530,14 +530,9 @@ impl Postgres {
         Ok(())
     }
 
-    /// Which sessions an operation here must see ended first: every one
-    /// given up on at this server, whichever target or admin opened it (a
-    /// reload may have changed the admin). One this admin may not end
-    /// (another admin's) fails the operation until it is gone, which it is
-    /// soon: its connection was dropped, so its server process ends once
-    /// what it runs does.
+    /// Whose sessions these are: the server, and the admin that may end them.
     fn abandoned_key(&self) -> String {
-        self.system()
+        format!("{} as {}", self.system(), self.admin)
     }
 
     /// Runs `operation` within [`Postgres::deadline`].
