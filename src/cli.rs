@@ -629,22 +629,26 @@ async fn login(
     // where no command of this profile would look again.
     // Not one another profile still signs in with, though: a session is
     // kept by broker and person, not by profile.
-    let replaced = profile
+    let pointed_away = profile
         .and_then(|name| config.resolve(None, Some(name)).ok())
-        .filter(|old| old.broker != target.broker && old.user.is_some())
-        .filter(|old| {
-            !config.profile_names().iter().any(|other| {
-                *other != old.profile
-                    && config
-                        .resolve(None, Some(other))
-                        .is_ok_and(|t| t.broker == old.broker && t.user == old.user)
-            })
-        });
+        .filter(|old| old.broker != target.broker && old.user.is_some());
     // The profile's choice of a plain file stands at its new broker too,
     // as it would at its old: and its old session is found where it is.
     let file_store = insecure_file_store
         || target.insecure_file_store
-        || replaced.as_ref().is_some_and(|old| old.insecure_file_store);
+        || pointed_away
+            .as_ref()
+            .is_some_and(|old| old.insecure_file_store);
+    let replaced = pointed_away.filter(|old| {
+        !config.profile_names().iter().any(|other| {
+            *other != old.profile
+                && config.resolve(None, Some(other)).is_ok_and(|t| {
+                    t.broker == old.broker
+                        && t.user == old.user
+                        && t.insecure_file_store == old.insecure_file_store
+                })
+        })
+    });
     target.insecure_file_store = file_store;
     if file_store {
         crate::auth::secrets::init_file_store(&crate::config::sessions_dir()?)?;

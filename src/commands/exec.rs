@@ -210,8 +210,9 @@ enum Obtained {
 const FILING_PATIENCE: Duration = Duration::from_secs(60);
 
 /// What a filing whose outcome is unknown leaves to do.
-const MAYBE_FILED: &str = "a request may have been filed: `hoist requests` lists yours, and \
-                           `hoist cancel ID` withdraws one";
+const MAYBE_FILED: &str = "a request may have been filed: `hoist requests` lists yours; \
+                           `hoist cancel ID` withdraws one still pending, and `hoist status ID` \
+                           names the grant of one approved (`hoist revoke` it)";
 
 /// Files a request as exec would and waits for its grant (`hoist ssh`
 /// shares this): the grant, or the signal that stopped the wait.
@@ -266,23 +267,30 @@ async fn obtain(
     let filing = tokio::select! {
         filed = file_keyed(backend, &body, &key, patience) => filed,
         signal = signals.next() => {
+            super::say(&format!(
+                "{} while filing; checking whether the request was filed",
+                signal.as_str()
+            ));
             let why = format!("interrupted by {}", signal.as_str());
-            let fate = match backend.file(&body, &key).await {
+            let fate = match file_keyed(backend, &body, &key, Duration::ZERO).await {
                 Ok(filed) => withdraw(backend, &filed.id, &why, signals).await,
                 Err(_) => MAYBE_FILED.to_string(),
             };
-            super::say(&format!("{} while filing; {fate}", signal.as_str()));
+            super::say(&fate);
             return Ok(Obtained::Interrupted(signal));
         }
     };
     let filed = match filing {
         Ok(filed) => filed,
-        Err(err) if err.is_transient() => {
-            return Err(anyhow::Error::from(err).context(format!(
-                "the broker did not answer the filing; {MAYBE_FILED}"
-            )));
+        Err(failed) if failed.maybe_filed => {
+            let said = if failed.error.is_transient() {
+                "the broker did not answer the filing"
+            } else {
+                "an earlier answer to the filing was lost"
+            };
+            return Err(anyhow::Error::from(failed.error).context(format!("{said}; {MAYBE_FILED}")));
         }
-        Err(err) => return Err(err.into()),
+        Err(failed) => return Err(failed.error.into()),
     };
     let id = filed.id.clone();
     let waited = tokio::select! {

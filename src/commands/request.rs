@@ -69,28 +69,47 @@ pub async fn file(
     body: &CreateRequest,
 ) -> Result<AccessRequest, BackendError> {
     let key = uuid::Uuid::new_v4().to_string();
-    file_keyed(backend, body, &key, Duration::from_millis(1800)).await
+    file_keyed(backend, body, &key, Duration::ZERO)
+        .await
+        .map_err(|failed| failed.error)
+}
+
+/// A filing that failed, and whether an attempt before the last may have
+/// filed all the same (its answer lost on the way).
+pub struct FilingFailed {
+    pub error: BackendError,
+    pub maybe_filed: bool,
 }
 
 /// Files a request under idempotency `key`, trying again while the broker
-/// is away or its answer is lost, for up to `patience`: the same key each
-/// time, so a filing that landed is answered again, never made twice.
+/// is away or its answer is lost: three times at least, and for up to
+/// `patience`; the same key each time, so a filing that landed is answered
+/// again, never made twice.
 pub async fn file_keyed(
     backend: &dyn Backend,
     body: &CreateRequest,
     key: &str,
     patience: Duration,
-) -> Result<AccessRequest, BackendError> {
+) -> Result<AccessRequest, FilingFailed> {
     let until = tokio::time::Instant::now() + patience;
     let mut attempt: u64 = 0;
     loop {
         match backend.file(body, key).await {
-            Err(err) if err.is_transient() && tokio::time::Instant::now() < until => {
+            Ok(filed) => return Ok(filed),
+            Err(err)
+                if err.is_transient() && (attempt < 3 || tokio::time::Instant::now() < until) =>
+            {
                 attempt += 1;
                 let pause = Duration::from_millis(300 * attempt).min(Duration::from_secs(2));
-                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + pause)).await;
+                tokio::time::sleep(pause).await;
             }
-            other => return other,
+            Err(error) => {
+                // The last error may be another than a lost answer (a
+                // step-up grown too old while retrying): an earlier lost
+                // answer is still a filing that may have been made.
+                let maybe_filed = error.is_transient() || attempt > 0;
+                return Err(FilingFailed { error, maybe_filed });
+            }
         }
     }
 }
