@@ -9,6 +9,7 @@ use hoist_api::{
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::identities::Authenticated;
 use super::limits::Act;
 use super::{
     Broker, Change, SYSTEM_ACTOR, Work, event, new_id, now, settle_grant, settle_request, std_delta,
@@ -131,9 +132,33 @@ impl Broker {
         input: &CreateRequest,
         idempotency_key: Option<&str>,
     ) -> Result<(AccessRequest, bool)> {
+        self.filing(user, None, input, idempotency_key)
+    }
+
+    /// [`Broker::create_request`] for `caller` as they signed in: a role
+    /// that wants a recent sign-in ([`Broker::check_step_up`]) is held to
+    /// it for a new filing, but a retry of one already made is answered
+    /// with it, however old the sign-in has grown since (its answer may
+    /// have been lost).
+    pub fn create_request_as(
+        &self,
+        caller: &Authenticated,
+        input: &CreateRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<(AccessRequest, bool)> {
+        self.filing(&caller.user, Some(caller), input, idempotency_key)
+    }
+
+    fn filing(
+        &self,
+        user: &str,
+        caller: Option<&Authenticated>,
+        input: &CreateRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<(AccessRequest, bool)> {
         self.limit(Act::File, user)?;
-        let (request, replayed) =
-            self.optimistically(|work| self.file_request(work, user, input, idempotency_key))?;
+        let (request, replayed) = self
+            .optimistically(|work| self.file_request(work, user, caller, input, idempotency_key))?;
         if replayed {
             // The filing a retry is answered with may be visible before it
             // is durable (its commit, on another connection or instance,
@@ -149,6 +174,7 @@ impl Broker {
         &self,
         mut work: Work<'_>,
         user: &str,
+        caller: Option<&Authenticated>,
         input: &CreateRequest,
         idempotency_key: Option<&str>,
     ) -> Result<(AccessRequest, bool)> {
@@ -171,6 +197,9 @@ impl Broker {
                 .ok_or_else(|| Error::not_found("request", &request_id))?;
             settle_request(&mut request, work.now);
             return Ok((request, true));
+        }
+        if let Some(caller) = caller {
+            self.check_step_up(caller, &input.role)?;
         }
 
         // The caller's token may be older than one another instance saw;

@@ -129,8 +129,7 @@ async fn create_request(
     let key = idempotency_key(&headers)?;
     let caller = session.caller;
     let (request, replayed) = blocking(&state, move |b| {
-        b.check_step_up(&caller, &input.role)?;
-        b.create_request(&caller.user, &input, key.as_deref())
+        b.create_request_as(&caller, &input, key.as_deref())
     })
     .await?;
     let status = if replayed {

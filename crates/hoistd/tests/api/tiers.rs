@@ -150,6 +150,36 @@ async fn a_tier_0_request_needs_a_recent_sign_in_at_the_provider() {
     assert!(carol.mine().await.is_empty());
 }
 
+/// A filing whose answer was lost, asked for again under the same
+/// Idempotency-Key once the sign-in has grown too old for the role, is
+/// answered with the request it made: refusing would leave the caller
+/// with no id for a request that exists. A new filing is refused.
+#[tokio::test]
+async fn a_retried_filing_is_answered_however_old_the_sign_in_has_grown() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&provider_policy(&provider.issuer, "3s"))
+        .start()
+        .await;
+    let tokens = provider.device_flow_tokens("carol", "hoist").await;
+    let id_token = tokens["id_token"].as_str().unwrap().to_string();
+    let auth_time = crate::oidc::jwt_claims(&id_token)["auth_time"]
+        .as_i64()
+        .unwrap();
+    let carol = broker.with_token(&id_token);
+    let filed = carol.file_with_key(&prod_db(), "retry-1").await.unwrap();
+    while chrono::Utc::now().timestamp() <= auth_time + 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let again = carol.file_with_key(&prod_db(), "retry-1").await.unwrap();
+    assert_eq!(again.id, filed.id);
+    refused(
+        carol.file_with_key(&prod_db(), "retry-2").await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::StepUpRequired,
+    );
+}
+
 /// More time is access asked for: an extension wants the same recent
 /// sign-in as a filing.
 #[tokio::test]
