@@ -364,6 +364,32 @@ fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
             .unwrap()
             .contains("demo-alice")
     );
+
+    // Two profiles signed in as one person share a session: signing in as
+    // someone else on one of them leaves the other's alone.
+    for (profile, token) in [
+        ("one", "demo-alice\n"),
+        ("two", "demo-alice\n"),
+        ("one", "demo-bob\n"),
+    ] {
+        let (code, _, said) = hoist(
+            &[
+                "--profile",
+                profile,
+                "--broker",
+                &broker.url(),
+                "login",
+                "--with-token",
+                "--insecure-file-store",
+            ],
+            token,
+        );
+        assert_eq!(code, Some(0), "{said}");
+        assert!(!said.contains("Signed out alice"), "{said}");
+    }
+    let (code, out, said) = hoist(&["--profile", "two", "whoami"], "");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(out.contains("user:     alice"), "{out}");
     runtime.block_on(broker.stop());
 }
 
