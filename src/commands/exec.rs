@@ -272,7 +272,8 @@ async fn obtain(
                 signal.as_str()
             ));
             let why = format!("interrupted by {}", signal.as_str());
-            let fate = match file_keyed(backend, &body, &key, Duration::ZERO).await {
+            // Once: a person who stopped exec is not kept waiting long.
+            let fate = match backend.file(&body, &key).await {
                 Ok(filed) => withdraw(backend, &filed.id, &why, signals).await,
                 Err(_) => MAYBE_FILED.to_string(),
             };
