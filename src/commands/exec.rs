@@ -272,10 +272,18 @@ async fn obtain(
                 signal.as_str()
             ));
             let why = format!("interrupted by {}", signal.as_str());
-            // Once: a person who stopped exec is not kept waiting long.
-            let fate = match backend.file(&body, &key).await {
-                Ok(filed) => withdraw(backend, &filed.id, &why, signals).await,
-                Err(_) => MAYBE_FILED.to_string(),
+            // Once: a person who stopped exec is not kept waiting long. A
+            // second signal stops the check at once, as it stops the
+            // withdrawal after it; it is not left to stop that withdrawal
+            // before it began.
+            let fate = tokio::select! {
+                checked = backend.file(&body, &key) => match checked {
+                    Ok(filed) => withdraw(backend, &filed.id, &why, signals).await,
+                    Err(_) => MAYBE_FILED.to_string(),
+                },
+                again = signals.next() => {
+                    format!("{} stopped the check; {MAYBE_FILED}", again.as_str())
+                }
             };
             super::say(&fate);
             return Ok(Obtained::Interrupted(signal));

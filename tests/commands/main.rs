@@ -649,6 +649,118 @@ async fn exec_whose_filing_answers_are_lost_files_once_and_goes_on() {
     );
 }
 
+/// A proxy in front of `broker` that holds the answer to exec's first
+/// filing at `first` and then loses it (the broker filed it all the same),
+/// and holds the answer to the filing after it at `then`.
+fn filing_held(broker: &str, first: proxy::Gate, then: proxy::Gate) -> String {
+    let filings = std::sync::atomic::AtomicUsize::new(0);
+    proxy::relay_losing(
+        broker,
+        |_| {},
+        move |line, _| {
+            if !line.starts_with("POST /v1/requests ") {
+                return false;
+            }
+            match filings.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => {
+                    first.hold();
+                    true
+                }
+                1 => {
+                    then.hold();
+                    false
+                }
+                _ => false,
+            }
+        },
+    )
+}
+
+/// A signal while exec's filing goes unanswered (the broker filed it; its
+/// answer is lost): exec asks once more under the same key, learns what
+/// was filed, and withdraws it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_stopped_while_filing_withdraws_what_the_broker_filed() {
+    use nix::sys::signal::Signal;
+    let broker = Broker::start().await;
+    let bob = broker.person("bob");
+    let (first, filing) = proxy::gate();
+    let (then, check) = proxy::gate();
+    check.open();
+    let alice = person_at(&filing_held(&broker.url, first, then), "alice");
+    let ran = alice.config.path().join("ran");
+    let command = ["1h", "--", "touch", ran.to_str().unwrap()];
+    let mut waiting = alice.spawn(&[&EXEC_DB[..], &command].concat());
+    let progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    filing.reached("exec never filed").await;
+    let pid = nix::unistd::Pid::from_raw(waiting.id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    filing.open();
+    let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
+    let status = waiting.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15),
+        "{rest}"
+    );
+    let requests: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
+    let filed: Vec<_> = requests
+        .iter()
+        .filter(|r| r.role == "prod-db-admin")
+        .collect();
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    assert!(rest.contains("SIGTERM while filing"), "{rest}");
+    assert!(
+        rest.contains(&format!("{} is cancelled", filed[0].id)),
+        "{rest}"
+    );
+    assert_withdrawn(&alice, &bob, &filed[0].id);
+    assert!(!ran.exists(), "the command never ran");
+}
+
+/// A second signal while exec checks whether its interrupted filing was
+/// made stops the check there and then, and exec says what may be left and
+/// how to find it; it does not wait out the check to stop a withdrawal
+/// that had not begun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_stopped_twice_while_filing_stops_the_check_and_says_what_may_be_left() {
+    use nix::sys::signal::Signal;
+    let broker = Broker::start().await;
+    let (first, filing) = proxy::gate();
+    let (then, check) = proxy::gate();
+    let alice = person_at(&filing_held(&broker.url, first, then), "alice");
+    let ran = alice.config.path().join("ran");
+    let command = ["1h", "--", "touch", ran.to_str().unwrap()];
+    let mut waiting = alice.spawn(&[&EXEC_DB[..], &command].concat());
+    let progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    filing.reached("exec never filed").await;
+    let pid = nix::unistd::Pid::from_raw(waiting.id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    filing.open();
+    check.reached("exec never checked its filing").await;
+    nix::sys::signal::kill(pid, Signal::SIGINT).unwrap();
+    // Read while the check's answer is still held.
+    let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
+    let status = waiting.wait().unwrap();
+    check.open();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15),
+        "{rest}"
+    );
+    assert!(rest.contains("SIGINT stopped the check"), "{rest}");
+    assert!(rest.contains("a request may have been filed"), "{rest}");
+    assert!(!rest.contains("cancelling"), "{rest}");
+    let requests: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
+    let filed: Vec<_> = requests
+        .iter()
+        .filter(|r| r.role == "prod-db-admin")
+        .collect();
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    assert_eq!(filed[0].state, RequestState::Pending, "{rest}");
+    assert!(!ran.exists(), "the command never ran");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_cancels_its_request_when_it_times_out() {
     let broker = Broker::start().await;
