@@ -260,11 +260,13 @@ async fn obtain(
     }
     // A filing whose answer was lost may have been made: it is asked for
     // again under the same key (answered with the request it made, never
-    // made twice) while the broker is away, and withdrawn if a signal
-    // stops the asking; given up on, it is said how to find it.
+    // made twice) while the broker is away, and withdrawn if a signal or
+    // `--timeout` stops the asking (the deadline cuts an attempt short);
+    // given up on, it is said how to find it.
     let key = uuid::Uuid::new_v4().to_string();
     let patience = remaining(deadline).map_or(FILING_PATIENCE, |left| left.min(FILING_PATIENCE));
     let filing = tokio::select! {
+        biased;
         filed = file_keyed(backend, &body, &key, patience) => filed,
         signal = signals.next() => {
             super::say(&format!(
@@ -272,21 +274,14 @@ async fn obtain(
                 signal.as_str()
             ));
             let why = format!("interrupted by {}", signal.as_str());
-            // Once: a person who stopped exec is not kept waiting long. A
-            // second signal stops the check at once, as it stops the
-            // withdrawal after it; it is not left to stop that withdrawal
-            // before it began.
-            let fate = tokio::select! {
-                checked = backend.file(&body, &key) => match checked {
-                    Ok(filed) => withdraw(backend, &filed.id, &why, signals).await,
-                    Err(_) => MAYBE_FILED.to_string(),
-                },
-                again = signals.next() => {
-                    format!("{} stopped the check; {MAYBE_FILED}", again.as_str())
-                }
-            };
-            super::say(&fate);
+            super::say(&check_and_withdraw(backend, &body, &key, &why, signals).await);
             return Ok(Obtained::Interrupted(signal));
+        }
+        () = until(deadline) => {
+            let fate = check_and_withdraw(backend, &body, &key, "timed out", signals).await;
+            return Err(
+                Ended::TimedOut(format!("gave up filing at the timeout; {fate}")).into(),
+            );
         }
     };
     let filed = match filing {
@@ -366,6 +361,37 @@ async fn obtain(
                     .context(format!("{grant_id} could not be read, and is revoked")),
                 Ok(_) => anyhow::anyhow!("{grant_id} ended before the command could start"),
             })
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// After a filing stopped before its answer came: asks once more under
+/// the same key (once: a person who stopped exec is not kept waiting long)
+/// and withdraws what that names, saying what became of it. A signal
+/// stops the check at once, as it stops the withdrawal after it; it is not
+/// left to stop that withdrawal before it began.
+async fn check_and_withdraw(
+    backend: &dyn Backend,
+    body: &hoist_api::CreateRequest,
+    key: &str,
+    why: &str,
+    signals: &mut Signals,
+) -> String {
+    tokio::select! {
+        checked = backend.file(body, key) => match checked {
+            Ok(filed) => withdraw(backend, &filed.id, why, signals).await,
+            Err(_) => MAYBE_FILED.to_string(),
+        },
+        signal = signals.next() => {
+            format!("{} stopped the check; {MAYBE_FILED}", signal.as_str())
         }
     }
 }

@@ -718,6 +718,34 @@ async fn exec_stopped_while_filing_withdraws_what_the_broker_filed() {
     assert!(!ran.exists(), "the command never ran");
 }
 
+/// `--timeout` ends while the broker holds the answer to exec's filing:
+/// exec stops there (exit 4), not an attempt's whole call timeout later,
+/// and withdraws what the broker filed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_whose_filing_outlasts_its_timeout_gives_up_and_withdraws_it() {
+    let broker = Broker::start().await;
+    let bob = broker.person("bob");
+    let (first, _filing) = proxy::gate();
+    let (then, check) = proxy::gate();
+    check.open();
+    let alice = person_at(&filing_held(&broker.url, first, then), "alice");
+    let out = alice.run(&[&EXEC_DB[..], &["2s", "--", "true"]].concat());
+    let said = stderr(&out);
+    assert_eq!(code(&out), 4, "{said}");
+    assert!(said.contains("gave up filing at the timeout"), "{said}");
+    let requests: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
+    let filed: Vec<_> = requests
+        .iter()
+        .filter(|r| r.role == "prod-db-admin")
+        .collect();
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    assert!(
+        said.contains(&format!("{} is cancelled", filed[0].id)),
+        "{said}"
+    );
+    assert_withdrawn(&alice, &bob, &filed[0].id);
+}
+
 /// A second signal while exec checks whether its interrupted filing was
 /// made stops the check there and then, and exec says what may be left and
 /// how to find it; it does not wait out the check to stop a withdrawal
