@@ -18,7 +18,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
-use super::request::{active_grant, file_keyed, wait_for_final};
+use super::request::{MAYBE_FILED, active_grant, file_keyed, wait_for_final};
 use super::revoking::{self, Failed, Revoked};
 use super::signals::{Signals, status_of};
 use super::{Ended, duration};
@@ -209,11 +209,6 @@ enum Obtained {
 /// How long exec keeps asking a broker that is away to file its request.
 const FILING_PATIENCE: Duration = Duration::from_secs(60);
 
-/// What a filing whose outcome is unknown leaves to do.
-const MAYBE_FILED: &str = "a request may have been filed: `hoist requests` lists yours; \
-                           `hoist cancel ID` withdraws one still pending, and `hoist status ID` \
-                           names the grant of one approved (`hoist revoke` it)";
-
 /// Files a request as exec would and waits for its grant (`hoist ssh`
 /// shares this): the grant, or the signal that stopped the wait.
 pub(super) async fn obtain_grant(
@@ -286,15 +281,7 @@ async fn obtain(
     };
     let filed = match filing {
         Ok(filed) => filed,
-        Err(failed) if failed.maybe_filed => {
-            let said = if failed.error.is_transient() {
-                "the broker did not answer the filing"
-            } else {
-                "an earlier answer to the filing was lost"
-            };
-            return Err(anyhow::Error::from(failed.error).context(format!("{said}; {MAYBE_FILED}")));
-        }
-        Err(failed) => return Err(failed.error.into()),
+        Err(failed) => return Err(failed.into_error()),
     };
     let id = filed.id.clone();
     let waited = tokio::select! {

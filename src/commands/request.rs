@@ -62,16 +62,20 @@ impl RequestArgs {
     }
 }
 
+/// What a filing whose outcome is unknown leaves to do.
+pub(super) const MAYBE_FILED: &str = "a request may have been filed: `hoist requests` lists \
+                                      yours; `hoist cancel ID` withdraws one still pending, and \
+                                      `hoist status ID` names the grant of one approved \
+                                      (`hoist revoke` it)";
+
 /// Files a request; a retry after a network error reuses the idempotency
-/// key, so the broker never files twice.
-pub async fn file(
-    backend: &dyn Backend,
-    body: &CreateRequest,
-) -> Result<AccessRequest, BackendError> {
+/// key, so the broker never files twice. A failure after an answer was
+/// lost says that a request may have been filed all the same.
+pub async fn file(backend: &dyn Backend, body: &CreateRequest) -> anyhow::Result<AccessRequest> {
     let key = uuid::Uuid::new_v4().to_string();
     file_keyed(backend, body, &key, Duration::ZERO)
         .await
-        .map_err(|failed| failed.error)
+        .map_err(FilingFailed::into_error)
 }
 
 /// A filing that failed, and whether an attempt before the last may have
@@ -79,6 +83,23 @@ pub async fn file(
 pub struct FilingFailed {
     pub error: BackendError,
     pub maybe_filed: bool,
+}
+
+impl FilingFailed {
+    /// The error to report: the broker's, and when a request may have been
+    /// filed all the same, how to find it (a break-glass grant may be
+    /// active).
+    pub fn into_error(self) -> anyhow::Error {
+        if !self.maybe_filed {
+            return self.error.into();
+        }
+        let said = if self.error.is_transient() {
+            "the broker did not answer the filing"
+        } else {
+            "an earlier answer to the filing was lost"
+        };
+        anyhow::Error::from(self.error).context(format!("{said}; {MAYBE_FILED}"))
+    }
 }
 
 /// Files a request under idempotency `key`, trying again while the broker
@@ -140,10 +161,10 @@ pub async fn request(
             Ok(request) => requests.push(request),
             // In a bundle one refusal must not hide the others' outcome.
             Err(err) if bundle.is_some() => {
-                super::say(&format!("{role}: {err}"));
-                failures.push(anyhow::Error::from(err));
+                super::say(&format!("{role}: {err:#}"));
+                failures.push(err);
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(err),
         }
     }
     if args.wait {

@@ -789,6 +789,58 @@ async fn exec_stopped_twice_while_filing_stops_the_check_and_says_what_may_be_le
     assert!(!ran.exists(), "the command never ran");
 }
 
+/// Every answer to `hoist request`'s filing is lost (the broker files each
+/// one): it fails saying that a request may have been filed and how to
+/// find it, for one role and for each role of a bundle (a break-glass
+/// grant may be active), not only that the broker was away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_whose_filing_answers_are_all_lost_says_one_may_have_been_filed() {
+    let broker = Broker::start().await;
+    let url = proxy::relay_losing(
+        &broker.url,
+        |_| {},
+        |line, _| line.starts_with("POST /v1/requests "),
+    );
+    let alice = person_at(&url, "alice");
+    let out = alice.run(&["request", "prod-logs-read", "--reason", "Nightly export"]);
+    let said = stderr(&out);
+    assert_eq!(code(&out), 6, "{said}");
+    assert!(
+        said.contains("the broker did not answer the filing; a request may have been filed"),
+        "{said}"
+    );
+    assert!(said.contains("`hoist requests`"), "{said}");
+
+    let config = alice.config.path().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[bundles.outage]\nroles = [\"prod-k8s-admin\", \"prod-db-admin\"]\n");
+    std::fs::write(&config, text).unwrap();
+    let out = alice.run(&[
+        "request",
+        "--bundle",
+        "outage",
+        "--ticket",
+        "CHG-7",
+        "--reason",
+        "Primary database is refusing connections",
+    ]);
+    let said = stderr(&out);
+    assert_ne!(code(&out), 0, "{said}");
+    for role in ["prod-k8s-admin", "prod-db-admin"] {
+        assert!(
+            said.contains(&format!(
+                "{role}: the broker did not answer the filing; a request may have been filed"
+            )),
+            "{said}"
+        );
+    }
+    let requests: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
+    let count = |role: &str| requests.iter().filter(|r| r.role == role).count();
+    for role in ["prod-logs-read", "prod-k8s-admin", "prod-db-admin"] {
+        assert_eq!(count(role), 1, "{role}: {requests:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_cancels_its_request_when_it_times_out() {
     let broker = Broker::start().await;
@@ -1382,6 +1434,31 @@ async fn a_bundle_is_filed_by_name_and_the_incident_exports_its_timeline() {
         access.len() + incident.len(),
         "one row per grant and per event"
     );
+    assert!(
+        markdown.contains("**Partial:** alice is not an auditor"),
+        "{markdown}"
+    );
+    // bob took part in alice's database access only, as its approver: his
+    // export says it is partial and tells her row in part.
+    let bobs = String::from_utf8(bob.run(&["incident", "export", "INC-77"]).stdout).unwrap();
+    assert!(
+        bobs.contains("**Partial:** bob is not an auditor"),
+        "{bobs}"
+    );
+    let row = bobs
+        .lines()
+        .find(|l| l.starts_with("| prod-db-admin | alice |"))
+        .unwrap_or_else(|| panic!("{bobs}"));
+    assert!(row.contains("; as far as your own events show"), "{row}");
+    // An auditor's is the whole story.
+    let erin = broker.person("erin");
+    let erins: serde_json::Value = erin.json(&["incident", "export", "INC-77", "--format", "json"]);
+    assert_eq!(
+        erins["access"], export["access"],
+        "alice took part in all of it"
+    );
+    assert_eq!(erins.get("limited_to"), None);
+    assert_eq!(export["limited_to"], "alice");
 }
 
 /// A justification is text, never markup: the postmortem document shows it
