@@ -30,7 +30,8 @@ pub struct Access {
     pub grant_id: Option<String>,
     pub active_from: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
-    /// `expired`, `revoked`, `denied`, `cancelled`, `timed_out`, or `active`.
+    /// `expired`, `revoked`, `denied`, `cancelled`, `timed_out`, `active`,
+    /// `extended` (an extension's, once made) or `pending`.
     pub outcome: String,
     pub ended_by: Option<String>,
     pub end_reason: Option<String>,
@@ -39,6 +40,18 @@ pub struct Access {
     /// told without them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown_events: Vec<String>,
+    /// For an extension: the grant it extends (its own row is the
+    /// request that made the grant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    /// For an extension made: the grant's end it set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extended_to: Option<DateTime<Utc>>,
+    /// Someone else's request, told from only the events the reader took
+    /// part in (see [`Timeline::limited_to`]): steps may be missing, and
+    /// its outcome may have changed since.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub seen_in_part: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,6 +59,11 @@ pub struct Timeline {
     pub incident: String,
     pub generated_at: DateTime<Utc>,
     pub access: Vec<Access>,
+    /// Who read it, when the broker gave only the events they took part in
+    /// (as actor or subject; they are not an auditor): requests they had
+    /// no part in are missing, and others' are told in part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limited_to: Option<String>,
     /// The audit log's own entries for the incident, unchanged and in order.
     pub events: Vec<AuditEvent>,
 }
@@ -54,7 +72,14 @@ fn time(details: &serde_json::Value, key: &str) -> Option<DateTime<Utc>> {
     details.get(key)?.as_str()?.parse().ok()
 }
 
-pub fn timeline(incident: &str, events: Vec<AuditEvent>, now: DateTime<Utc>) -> Timeline {
+/// Folds the incident's `events` into one row per request. `limited_to`
+/// names the reader when the broker gave only the events they took part in.
+pub fn timeline(
+    incident: &str,
+    events: Vec<AuditEvent>,
+    limited_to: Option<&str>,
+    now: DateTime<Utc>,
+) -> Timeline {
     let mut access: BTreeMap<String, Access> = BTreeMap::new();
     let mut order = Vec::new();
     for event in &events {
@@ -75,6 +100,14 @@ pub fn timeline(incident: &str, events: Vec<AuditEvent>, now: DateTime<Utc>) -> 
             AuditKind::Requested if entry.requested_at.is_none() => {
                 entry.requested_at = Some(event.at);
                 entry.justification = event.reason.clone();
+                if event.details.get("kind").and_then(|k| k.as_str()) == Some("extension") {
+                    entry.extends = event.grant_id.clone();
+                }
+            }
+            AuditKind::Extended => {
+                entry.extends = event.grant_id.clone();
+                entry.extended_to = time(&event.details, "expires_at");
+                entry.outcome = "extended".into();
             }
             AuditKind::BreakGlass => entry.break_glass = true,
             AuditKind::Reviewed
@@ -106,11 +139,16 @@ pub fn timeline(incident: &str, events: Vec<AuditEvent>, now: DateTime<Utc>) -> 
     let access = order
         .into_iter()
         .filter_map(|id| access.remove(&id))
+        .map(|mut a| {
+            a.seen_in_part = limited_to.is_some_and(|reader| reader != a.holder);
+            a
+        })
         .collect();
     Timeline {
         incident: incident.to_string(),
         generated_at: now,
         access,
+        limited_to: limited_to.map(str::to_string),
         events,
     }
 }
@@ -181,6 +219,15 @@ pub fn markdown(timeline: &Timeline) -> String {
             _ => String::new(),
         }
     ));
+    if let Some(reader) = &timeline.limited_to {
+        out.push_str(&format!(
+            "**Partial:** {} is not an auditor, so the broker gave only the events they took \
+             part in (as actor or subject). Requests they had no part in are missing, and \
+             others' rows may lack steps (another's approval, an expiry) and show an outcome \
+             that has changed since. An auditor's export is complete.\n\n",
+            cell(reader)
+        ));
+    }
     out.push_str("## Who held what\n\n");
     out.push_str(
         "| Role | Holder | Requested | Why | Approved by | Active from | Ended | How | By |\n",
@@ -198,6 +245,15 @@ pub fn markdown(timeline: &Timeline) -> String {
             Some(reason) => format!("{} ({})", a.outcome, reason),
             None => a.outcome.clone(),
         };
+        if let Some(grant) = &a.extends {
+            how = match a.extended_to {
+                Some(to) => format!("extended {grant} to {}", utc(Some(to))),
+                None => format!("extension of {grant}: {how}"),
+            };
+        }
+        if a.seen_in_part {
+            how.push_str("; as far as your own events show");
+        }
         if !a.unknown_events.is_empty() {
             how.push_str(&format!(
                 "; not counted: {}, events this version of hoist does not know",
@@ -242,7 +298,10 @@ pub async fn export(
     if events.is_empty() {
         anyhow::bail!("no audit events you may read for incident `{incident}`");
     }
-    let timeline = timeline(incident, events, backend.clock().now());
+    // The broker gives others the events they took part in, an auditor all.
+    let me = backend.me().await?;
+    let limited_to = (!me.auditor).then_some(me.user.as_str());
+    let timeline = timeline(incident, events, limited_to, backend.clock().now());
     match format {
         ExportFormat::Markdown => super::out(&markdown(&timeline))?,
         ExportFormat::Json => super::out(&format!("{}\n", super::json::to_string(&timeline)?))?,
@@ -317,7 +376,7 @@ mod tests {
             event(3, AuditKind::parse("access_paused"), None),
         ];
         let now = "2026-06-01T12:00:00Z".parse().unwrap();
-        let timeline = timeline("INC-1", events, now);
+        let timeline = timeline("INC-1", events, None, now);
         assert_eq!(timeline.access[0].outcome, "active");
         assert_eq!(timeline.access[0].unknown_events, ["access_paused"]);
         let document = markdown(&timeline);
@@ -327,6 +386,72 @@ mod tests {
             ),
             "{document}"
         );
+    }
+
+    /// An extension is its own request: once made, its row says which
+    /// grant it extended and to when, not "pending" for ever.
+    #[test]
+    fn an_extension_made_says_what_it_extended_and_to_when() {
+        let mut requested = event(4, AuditKind::Requested, Some("need longer"));
+        requested.request_id = Some("req_2".into());
+        requested.details = serde_json::json!({ "kind": "extension", "duration_secs": 3600 });
+        let mut extended = event(5, AuditKind::Extended, None);
+        extended.request_id = Some("req_2".into());
+        extended.details = serde_json::json!({
+            "previous_expires_at": "2026-06-01T11:00:00Z",
+            "expires_at": "2026-06-01T12:00:00Z",
+        });
+        let events = vec![
+            event(1, AuditKind::Requested, None),
+            event(2, AuditKind::Activated, None),
+            requested,
+            event(4, AuditKind::Reviewed, None),
+            extended,
+        ];
+        let now = "2026-06-01T11:30:00Z".parse().unwrap();
+        let timeline = timeline("INC-1", events, None, now);
+        let extension = &timeline.access[1];
+        assert_eq!(extension.request_id, "req_2");
+        assert_eq!(extension.extends.as_deref(), Some("gr_1"));
+        assert_eq!(extension.outcome, "extended");
+        assert_eq!(
+            extension.extended_to,
+            Some("2026-06-01T12:00:00Z".parse().unwrap())
+        );
+        let document = markdown(&timeline);
+        assert!(
+            document.contains("| extended gr\\_1 to 2026-06-01T12:00:00Z |"),
+            "{document}"
+        );
+        assert!(!document.contains("pending"), "{document}");
+    }
+
+    /// A reader who is not an auditor gets only the events they took part
+    /// in: the export says so, and marks others' rows as told in part.
+    #[test]
+    fn an_export_from_the_events_one_took_part_in_says_it_is_partial() {
+        let events = vec![
+            event(1, AuditKind::Requested, None),
+            event(2, AuditKind::Activated, None),
+        ];
+        let now = "2026-06-01T12:00:00Z".parse().unwrap();
+        let holder = format!("alice{HOSTILE}");
+        let theirs = timeline("INC-1", events.clone(), Some(&holder), now);
+        assert!(!theirs.access[0].seen_in_part);
+        let approvers = timeline("INC-1", events.clone(), Some("bob"), now);
+        assert!(approvers.access[0].seen_in_part);
+        let document = markdown(&approvers);
+        assert!(
+            document.contains("**Partial:** bob is not an auditor"),
+            "{document}"
+        );
+        assert!(
+            document.contains("active; as far as your own events show"),
+            "{document}"
+        );
+        let auditors = markdown(&timeline("INC-1", events, None, now));
+        assert!(!auditors.contains("Partial"), "{auditors}");
+        assert!(!auditors.contains("as far as"), "{auditors}");
     }
 
     #[test]
@@ -340,7 +465,7 @@ mod tests {
             event(5, AuditKind::parse(HOSTILE), None),
         ];
         let now = "2026-06-01T12:00:00Z".parse().unwrap();
-        let document = markdown(&timeline(&format!("INC-1{HOSTILE}"), events, now));
+        let document = markdown(&timeline(&format!("INC-1{HOSTILE}"), events, None, now));
 
         // Every row of both tables is one line with its own number of cells.
         let rows: Vec<&str> = document.lines().filter(|l| l.starts_with('|')).collect();
