@@ -92,10 +92,29 @@ pub fn render(cache: &BTreeMap<String, Vec<Cached>>, now: DateTime<Utc>) -> Stri
             } else {
                 crate::text::span(left)
             };
-            format!("{} {left}", crate::text::sanitize::line(&g.role))
+            format!("{} {left}", prompt_safe(&g.role))
         })
         .collect::<Vec<_>>()
         .join(" · ")
+}
+
+/// A role id as a prompt may show it: letters, digits and `._:@/+=-`
+/// only, anything else a `?`. The line goes where a shell or tmux reads it
+/// again as its own syntax (tmux's `#[...]` and `#{...}` in status-right,
+/// zsh's `%` escapes under PROMPT_SUBST), and a role id comes from the
+/// broker.
+fn prompt_safe(role: &str) -> String {
+    let kept: String = role
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "._:@/+=-".contains(c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    crate::text::sanitize::line(&kept).into_owned()
 }
 
 /// The whole `hoist prompt` command: prints the summary (nothing when no
@@ -122,6 +141,23 @@ mod tests {
             assert_eq!(cached.len(), 1);
             assert!(cached[0].expires_at > Utc::now());
         }
+    }
+
+    /// What tmux or zsh would read as their own syntax in a role id from
+    /// the broker (a style, a format, a prompt escape) is not printed.
+    #[test]
+    fn a_role_id_cannot_restyle_or_escape_the_prompt() {
+        let now: DateTime<Utc> = "2026-01-01T12:00:00Z".parse().unwrap();
+        let mut cache = Cache::new();
+        cache.insert(
+            "p".into(),
+            vec![Cached {
+                role: "db#[fg=red]#{pane_pid}%{x%}$(id)`w`\\\u{202E}é".into(),
+                expires_at: now + TimeDelta::minutes(12),
+            }],
+        );
+        let line = render(&cache, now);
+        assert_eq!(line, "db??fg=red???pane_pid???x????id??w???é 12m");
     }
 
     #[test]
