@@ -28,9 +28,12 @@ pub fn copied_by_y<'a>(access: &'a AccessCredential, token: &'a str) -> (&'stati
 /// Whether text from the broker may go to the clipboard as it is. A paste
 /// into a shell runs what it holds, and the pop-up shows it cleaned: so
 /// nothing a terminal or shell acts on (a line break, an escape, an
-/// invisible character) may be in it, and a token is printable ASCII.
+/// invisible character) may be in it, none of it is past what the pop-up
+/// shows ([`MAX_CHARS`](crate::text::sanitize::MAX_CHARS)), and a token is
+/// printable ASCII.
 pub fn copyable(text: &str, token: bool) -> bool {
     !text.is_empty()
+        && text.chars().nth(crate::text::sanitize::MAX_CHARS).is_none()
         && !text.chars().any(crate::text::sanitize::is_hostile)
         && (!token || text.chars().all(|c| c.is_ascii_graphic()))
 }

@@ -310,6 +310,85 @@ mod tests {
             .collect()
     }
 
+    /// A pop-up is as tall as what the broker sent wraps to: the end of a
+    /// long command, and the keys under it, stay in view in the credential
+    /// pop-up, as the keys do under long role names when quitting while
+    /// revocations are unconfirmed.
+    #[test]
+    fn pop_ups_grow_with_what_wraps_so_nothing_is_cut_off() {
+        use crate::app::state::Modal;
+        let mut state = State::new("https://b.example".into(), Utc::now());
+        state.size = (80, 24);
+        let command = format!("psql {}the-very-end", "--set=x ".repeat(80));
+        state.modal = Some(Modal::Credential {
+            grant_id: "gr_1".into(),
+            role: "db".into(),
+            token: "t".into(),
+            expires_at: Utc::now(),
+            access: Some(Box::new(hoist_api::AccessCredential {
+                target: "db-1".into(),
+                kind: "postgres".into(),
+                env: Default::default(),
+                uri: None,
+                command: Some(command),
+                expires_at: Utc::now(),
+                certificate: None,
+            })),
+        });
+        let screen = drawn(&state).join("\n");
+        assert!(screen.contains("the-very-end"), "{screen}");
+        assert!(screen.contains("esc closes"), "{screen}");
+
+        let later = Utc::now() + chrono::TimeDelta::hours(1);
+        for n in 0..3 {
+            let id = format!("gr_{n}");
+            let mut grant = crate::app::fixtures::grant(&id, &format!("role-{n}"), "me", later);
+            grant.role = format!("role-{n}-{}", "long-name-".repeat(5));
+            state.grants.push(grant);
+            state.revoking.insert(id);
+        }
+        state.modal = Some(Modal::QuitWhileRevoking);
+        let screen = drawn(&state).join("\n");
+        assert!(screen.contains("stay and keep retrying"), "{screen}");
+    }
+
+    /// However many lines a requester's justification has, the approver
+    /// still sees their history for the role, and is told how much of the
+    /// justification did not fit.
+    #[test]
+    fn a_long_justification_does_not_push_the_requesters_history_out_of_view() {
+        use crate::app::fixtures::request;
+        use crate::app::state::Screen;
+        let now = Utc::now();
+        let mut state = State::new("https://b.example".into(), now);
+        state.loaded = true;
+        state.size = (120, 30);
+        state.screen = Screen::Reviews;
+        let mut asked = request("req_9", "db", "mallory", now);
+        asked.justification = format!("routine{}", "\n.".repeat(60));
+        let mut past = request("req_4", "db", "mallory", now);
+        past.state = hoist_api::RequestState::Denied;
+        state.histories.insert(
+            asked.id.clone(),
+            hoist_api::RequestHistory {
+                requester: "mallory".into(),
+                role: "db".into(),
+                recent: vec![past],
+            },
+        );
+        state.queue = vec![asked];
+        let screen = drawn(&state).join("\n");
+        assert!(
+            screen.contains("mallory's recent requests for this role"),
+            "{screen}"
+        );
+        assert!(screen.contains("denied"), "{screen}");
+        assert!(
+            screen.contains("more lines (`hoist status req_9 --json` shows all of it)"),
+            "{screen}"
+        );
+    }
+
     /// A banner wider than the terminal wraps onto the rows below it,
     /// and the screen moves down to make room: every word of it shows.
     /// One that would take more than three rows is cut at the third.

@@ -4,7 +4,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
 use super::widgets::block;
 use crate::app::keymap;
@@ -104,21 +104,11 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             }
             // As tall as the prompt wraps to: a long one (a bundle of roles,
             // every grant under an incident) must not hide the keys.
-            let width = 64.min(area.width);
             let paragraph = Paragraph::new(lines).wrap(Wrap { trim: true });
-            let height = u16::try_from(paragraph.line_count(width.saturating_sub(2)))
-                .unwrap_or(u16::MAX)
-                .saturating_add(2);
-            let popup = centered(area, width, height);
-            frame.render_widget(Clear, popup);
-            frame.render_widget(paragraph.block(frame_block), popup);
+            fitted(frame, area, 64, paragraph, frame_block);
         }
         Modal::QuitWhileRevoking => {
             let grants = state.unconfirmed_revocations();
-            let height = u16::try_from(grants.len())
-                .unwrap_or(u16::MAX)
-                .saturating_add(6);
-            let popup = centered(area, 72, height);
             let mut lines = vec![Line::from(Span::styled(
                 "The broker has not confirmed these revocations yet:",
                 theme.break_glass(),
@@ -147,12 +137,13 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
                 Span::styled("n", theme.key()),
                 Span::raw(" stay and keep retrying"),
             ]));
-            frame.render_widget(Clear, popup);
-            frame.render_widget(
-                Paragraph::new(lines)
-                    .wrap(Wrap { trim: false })
-                    .block(block(" Quit? ", theme).border_style(theme.break_glass())),
-                popup,
+            // As tall as long role names wrap to: the keys stay in view.
+            fitted(
+                frame,
+                area,
+                72,
+                Paragraph::new(lines).wrap(Wrap { trim: false }),
+                block(" Quit? ", theme).border_style(theme.break_glass()),
             );
         }
         Modal::Input {
@@ -207,7 +198,6 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             );
         }
         Modal::SignIn(prompt) => {
-            let popup = centered(area, 78, 10);
             let mut lines = vec![
                 Line::from(Span::styled(clean(&prompt.why).into_owned(), theme.title())),
                 Line::from(vec![
@@ -236,12 +226,13 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
                 "esc hides this; the sign-in keeps waiting",
                 theme.muted(),
             )));
-            frame.render_widget(Clear, popup);
-            frame.render_widget(
-                Paragraph::new(lines)
-                    .wrap(Wrap { trim: false })
-                    .block(block(" Sign in ", theme)),
-                popup,
+            // As tall as a long address wraps to: the code stays in view.
+            fitted(
+                frame,
+                area,
+                78,
+                Paragraph::new(lines).wrap(Wrap { trim: false }),
+                block(" Sign in ", theme),
             );
         }
         Modal::Credential {
@@ -317,8 +308,7 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             }
             keys.extend([Span::styled("esc", theme.key()), Span::raw(" closes")]);
             lines.push(Line::from(keys));
-            let height = u16::try_from(lines.len() + 6).unwrap_or(u16::MAX);
-            pop_up(frame, centered(area, width, height), lines, theme);
+            pop_up(frame, area, width, lines, theme);
         }
         Modal::Credential {
             role,
@@ -413,17 +403,25 @@ fn draw_certificate(
             Span::raw(" closes"),
         ]),
     ];
-    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
-    pop_up(frame, centered(area, width, height), lines, theme);
+    pop_up(frame, area, width, lines, theme);
 }
 
-/// `lines` in a bordered box over whatever is beneath `popup`.
-fn pop_up(frame: &mut Frame, popup: Rect, lines: Vec<Line>, theme: &Theme) {
+/// `lines` in a bordered box `width` wide over whatever is beneath.
+fn pop_up(frame: &mut Frame, area: Rect, width: u16, lines: Vec<Line>, theme: &Theme) {
+    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
+    fitted(frame, area, width, paragraph, block("", theme));
+}
+
+/// `paragraph` in `frame_block` (bordered), `width` wide and as tall as its
+/// lines wrap to, centred over whatever is beneath: nothing in it (text
+/// the broker sent, the line of keys under it) is cut off while the screen
+/// has the room.
+fn fitted(frame: &mut Frame, area: Rect, width: u16, paragraph: Paragraph, frame_block: Block) {
+    let width = width.min(area.width);
+    let height = u16::try_from(paragraph.line_count(width.saturating_sub(2)))
+        .unwrap_or(u16::MAX)
+        .saturating_add(2);
+    let popup = centered(area, width, height);
     frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block("", theme)),
-        popup,
-    );
+    frame.render_widget(paragraph.block(frame_block), popup);
 }

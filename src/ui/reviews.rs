@@ -276,10 +276,66 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         ));
     }
     lines.push(Line::from(Span::styled("Justification", theme.muted())));
-    lines.extend(clean_lines(&r.justification).into_iter().map(Line::from));
+    let mut history = Vec::new();
     if state.capabilities.history {
-        history_lines(&mut lines, r, state, theme);
+        history_lines(&mut history, r, state, theme);
     }
+    // The justification is the requester's text: however many lines it
+    // has, it does not push the requester's history (the broker's) out of
+    // the approver's view. What does not fit is said to be there.
+    let width = area.width.saturating_sub(2);
+    let rows = |lines: &[Line<'_>]| {
+        Paragraph::new(lines.to_vec())
+            .wrap(Wrap { trim: false })
+            .line_count(width)
+    };
+    // At least its first line and the note that more follows: in a pane
+    // too small for everything, the history is what is cut.
+    let room = usize::from(area.height.saturating_sub(2))
+        .saturating_sub(rows(&lines) + rows(&history))
+        .max(2);
+    let justification: Vec<Line> = clean_lines(&r.justification)
+        .into_iter()
+        .map(Line::from)
+        .collect();
+    let heights: Vec<usize> = justification
+        .iter()
+        .map(|line| rows(std::slice::from_ref(line)))
+        .collect();
+    if heights.iter().sum::<usize>() <= room {
+        lines.extend(justification);
+    } else {
+        let mut used = 0;
+        let shown = heights
+            .iter()
+            .take_while(|height| {
+                used += **height;
+                used < room
+            })
+            .count();
+        let mut left = justification.len() - shown;
+        if shown == 0 {
+            // Its first line alone is too long: as much of it as fits.
+            let fits = (room - 1) * usize::from(width);
+            let first: String = justification[0]
+                .to_string()
+                .chars()
+                .take(fits.saturating_sub(2))
+                .collect();
+            lines.push(Line::from(format!("{first}…")));
+            left -= 1;
+        }
+        lines.extend(justification.into_iter().take(shown));
+        lines.push(Line::from(Span::styled(
+            format!(
+                "… {left} more line{} (`hoist status {} --json` shows all of it)",
+                if left == 1 { "" } else { "s" },
+                clean(&r.id)
+            ),
+            theme.warn(),
+        )));
+    }
+    lines.extend(history);
     let title = Line::from(Span::styled(format!(" {} ", clean(&r.id)), theme.title()));
     frame.render_widget(
         Paragraph::new(lines)
