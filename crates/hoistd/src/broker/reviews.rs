@@ -180,6 +180,7 @@ impl Broker {
         comment: Option<&str>,
     ) -> Result<AccessRequest> {
         self.optimistically(|work| self.decide(work, user, id, decision, comment, None))
+            .map(|(request, _)| request)
     }
 
     /// Approves or denies as the policy user a Slack account acts as, in
@@ -202,17 +203,20 @@ impl Broker {
             };
             let comment = (decision == Decision::Deny).then_some(slack::DENIAL_REASON);
             let via = json!({ "via": "slack", "slack": { "team": team, "user": slack_user } });
-            let request = self.decide(work, &user, id, decision, comment, Some(via))?;
+            let (request, approvals) =
+                self.decide(work, &user, id, decision, comment, Some(via))?;
             Ok(FromSlack::Reviewed {
                 user,
                 request: Box::new(request),
+                approvals,
             })
         })
     }
 
     /// One review, in `work`'s transaction: every rule of reviewing holds
     /// here, whichever way the review came. `via`, when given, is added to
-    /// the details of the reviewer's audit entries.
+    /// the details of the reviewer's audit entries. The request after it,
+    /// and how many of its approvals count under the policy in force.
     fn decide(
         &self,
         mut work: Work<'_>,
@@ -221,7 +225,7 @@ impl Broker {
         decision: Decision,
         comment: Option<&str>,
         via: Option<serde_json::Value>,
-    ) -> Result<AccessRequest> {
+    ) -> Result<(AccessRequest, usize)> {
         let policy = Arc::clone(&work.policy);
         // What activating it would read is read with it: one round trip.
         let (mut request, held) = work
@@ -324,7 +328,7 @@ impl Broker {
             work.save_request(&mut request)?;
         }
         self.finish(work)?;
-        Ok(request)
+        Ok((request, approvals))
     }
 
     /// Marks a pending request as being looked at by the caller for a while.
@@ -409,10 +413,12 @@ impl Broker {
 pub enum FromSlack {
     /// The Slack account is no user's in the policy; nothing was done.
     Unmapped,
-    /// Reviewed as `user`: the request after the review.
+    /// Reviewed as `user`: the request after the review, and how many of
+    /// its approvals count (an approver dropped since does not).
     Reviewed {
         user: String,
         request: Box<AccessRequest>,
+        approvals: usize,
     },
 }
 

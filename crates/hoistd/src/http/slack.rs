@@ -139,7 +139,9 @@ pub async fn actions(
     })
     .await;
     let text = match reviewed {
-        Ok(FromSlack::Reviewed { request, .. }) => said(&action, &request),
+        Ok(FromSlack::Reviewed {
+            request, approvals, ..
+        }) => said(&action, &request, approvals),
         Ok(FromSlack::Unmapped) => {
             let message = format!(
                 "Slack user {} of team {} is no user of hoist's policy",
@@ -180,19 +182,15 @@ pub async fn actions(
     (StatusCode::OK, Json(answer)).into_response()
 }
 
-/// What the presser is told their review came to.
-fn said(action: &Action, request: &AccessRequest) -> String {
+/// What the presser is told their review came to; `approvals` is how many
+/// count under the policy in force.
+fn said(action: &Action, request: &AccessRequest, approvals: usize) -> String {
     let whose = format!(
         "{}'s request {} for `{}`",
         slack::escape(&request.requester),
         slack::escape(&request.id),
         slack::escape(&request.role)
     );
-    let approvals = request
-        .reviews
-        .iter()
-        .filter(|review| review.decision == hoist_api::Decision::Approve)
-        .count();
     match (action.decision, request.state) {
         (hoist_api::Decision::Deny, RequestState::Denied) => format!("You denied {whose}."),
         (_, RequestState::Pending) => format!(

@@ -2,8 +2,8 @@
 //! Block Kit, a Teams message with one Adaptive Card, or the notice as it
 //! is. Text people typed (a justification, a comment, a ticket) is escaped
 //! for the format, so it cannot turn into a link or a mention (in Slack,
-//! `*bold*` and `_italics_` in it still render), and clipped to what the
-//! format accepts.
+//! `*bold*` and `_italics_` in it still render, inside a quote's bar), and
+//! clipped to what the format accepts.
 
 use serde_json::{Value, json};
 
@@ -126,6 +126,19 @@ fn mrkdwn(text: &str) -> String {
     mrkdwn_within(text, usize::MAX)
 }
 
+/// Escaped text (from [`mrkdwn_within`]) as a block quote, every line of
+/// it: what someone typed shows inside the quote's bar, so a line of it in
+/// bold cannot pass for one of hoist's own fields (`*Role*`, `*Approvals*`)
+/// beside the buttons. Typed text has its `>` escaped, so it cannot end
+/// the quote.
+fn quoted(escaped: &str) -> String {
+    escaped
+        .split('\n')
+        .map(|line| format!(">{line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// [`mrkdwn`], at most `max` characters once escaped (an escape is never
 /// cut in two), with an ellipsis if it had to stop; controls other than
 /// line breaks made spaces, invisible characters left out.
@@ -201,14 +214,14 @@ fn slack(notice: &Notice) -> Value {
             "type": "section",
             "text": md(format!(
                 "*Justification*\n{}",
-                mrkdwn_within(&notice.justification, MAX_JUSTIFICATION)
+                quoted(&mrkdwn_within(&notice.justification, MAX_JUSTIFICATION))
             )),
         }),
     ];
     if let Some(comment) = &notice.comment {
         blocks.push(json!({
             "type": "section",
-            "text": md(format!("*Comment*\n{}", mrkdwn_within(comment, MAX_VALUE))),
+            "text": md(format!("*Comment*\n{}", quoted(&mrkdwn_within(comment, MAX_VALUE)))),
         }));
     }
     if let Some(error) = &notice.error {

@@ -81,6 +81,14 @@ async fn the_database_refuses_edits_to_the_audit_log() {
         .execute("DELETE FROM audit WHERE seq = 2", [])
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
+    // A REPLACE deletes without firing the delete trigger.
+    let err = db
+        .execute(
+            "INSERT OR REPLACE INTO audit SELECT * FROM audit WHERE seq = 2",
+            [],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
 }
 
 #[tokio::test]

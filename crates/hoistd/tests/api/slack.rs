@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hoist_api::{AccessRequest, AuditKind, RequestState};
+use hoist_api::{AccessRequest, AuditKind, Decision, RequestState};
 use hoistd::slack::{APPROVE_ACTION, DENY_ACTION, Settings, WINDOW_SECS};
 use hoistd::store::Location;
 use hoistd::{Options, Policy, Server};
@@ -305,6 +305,47 @@ async fn two_slack_approvers_grant_a_two_of_two_request_and_one_denies() {
         denied.reviews[0].comment.as_deref(),
         Some("denied from Slack")
     );
+}
+
+/// An approval given before a reload took its approver out of the role's
+/// approvers no longer counts, and the next approver pressing in Slack is
+/// told the count that holds: 1 of 2, not 2 of 2.
+#[tokio::test]
+async fn the_answer_to_a_press_counts_only_approvals_that_still_count() {
+    let (broker, answers, origin) = slack_broker().await;
+    let filed = k8s_by(&broker, "carol").await;
+    broker
+        .as_user("alice")
+        .review(&filed.id, Decision::Approve, None)
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(broker.policy_path()).unwrap();
+    let from = r#"approvers = ["bob", "dave", "alice"]"#;
+    assert!(text.contains(from));
+    std::fs::write(
+        broker.policy_path(),
+        text.replace(from, r#"approvers = ["bob", "dave"]"#),
+    )
+    .unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+
+    send(
+        &broker.url(),
+        &press(
+            &slack_id("bob"),
+            APPROVE_ACTION,
+            &filed.id,
+            &origin,
+            "/bob",
+            0,
+        ),
+    )
+    .await;
+    let said = answers.to("/actions/bob").await;
+    assert!(said.contains("1 of 2 approvals so far"), "{said}");
+    let after = state_of(&broker, &filed.id).await;
+    assert_eq!(after.state, RequestState::Pending);
+    assert_eq!(after.reviews.len(), 2);
 }
 
 #[tokio::test]
