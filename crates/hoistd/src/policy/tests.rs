@@ -375,6 +375,19 @@ fn slack_accounts_map_to_one_user_each() {
         ),
     )
     .unwrap();
+    // An Enterprise Grid member (W...) is one person in every workspace.
+    let text = format!(
+        "{MINIMAL}{}{}",
+        slack("bob", "T0001", "W0001"),
+        slack("carl", "T0002", "W0001")
+    );
+    let err = refused(&text);
+    assert!(
+        err.contains(
+            "users `bob` and `carl` both name Slack user `W0001` (of teams `T0001` and `T0002`)"
+        ),
+        "{err}"
+    );
 
     for (team, member, said) in [
         ("U0001", "U0001", "is not a Slack team id"),

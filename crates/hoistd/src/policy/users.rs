@@ -153,6 +153,19 @@ pub(super) fn people(
                     ),
                 ));
             }
+            // A W... id is an Enterprise Grid member: one person across
+            // every workspace of the organisation, who would otherwise be
+            // two reviewers by pressing in two workspaces.
+            if member.starts_with('W')
+                && let Some(((other_team, _), other)) = slack.iter().find(|((_, m), _)| m == member)
+            {
+                return Err(source.invalid(
+                    at,
+                    format!(
+                        "users `{other}` and `{id}` both name Slack user `{member}` (of teams `{other_team}` and `{team}`): a W... id is one person across an Enterprise Grid organisation"
+                    ),
+                ));
+            }
             if let Some(other) = slack.insert((team.clone(), member.clone()), id.clone()) {
                 return Err(source.invalid(
                     at,
