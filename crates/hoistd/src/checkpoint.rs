@@ -153,39 +153,73 @@ pub fn append(path: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointErro
     file.sync_data().map_err(unwritable)
 }
 
+/// What a checkpoint file holds: its checkpoints, and the lines that are
+/// the start of one a crash cut short.
+#[derive(Debug)]
+pub struct Read {
+    pub checkpoints: Vec<Checkpoint>,
+    /// Line numbers of checkpoints cut short (the JSON ends early): a write
+    /// a crash interrupted, which [`append`] leaves on a line of its own.
+    /// They check nothing, and are not held against the file: whoever can
+    /// cut a line can as well delete it, which copies of the file kept
+    /// elsewhere are for.
+    pub cut: Vec<usize>,
+}
+
 /// Every checkpoint in the file at `path`, each one's signature checked
-/// against `key`. Any line that is not a checkpoint, or whose signature does
-/// not hold, is an error naming its line.
-pub fn read_verified(path: &Path, key: &VerifyingKey) -> Result<Vec<Checkpoint>, CheckpointError> {
+/// against the one of `keys` that signed it, by key id: after the key is
+/// changed, the old public key and the new one, each for its own lines.
+/// A line that is not a checkpoint (other than one cut short), or whose
+/// signature does not hold under any key given, is an error naming its
+/// line.
+pub fn read_verified(path: &Path, keys: &[VerifyingKey]) -> Result<Read, CheckpointError> {
     let name = path.display().to_string();
     let unreadable = |source| CheckpointError::Unreadable {
         path: name.clone(),
         source,
     };
     let file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut checkpoints = Vec::new();
+    let mut read = Read {
+        checkpoints: Vec::new(),
+        cut: Vec::new(),
+    };
     for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(unreadable)?;
         if line.trim().is_empty() {
             continue;
         }
-        let checkpoint: Checkpoint =
-            serde_json::from_str(&line).map_err(|err| CheckpointError::Malformed {
-                path: name.clone(),
-                line: index + 1,
-                reason: err.to_string(),
-            })?;
-        checkpoint
-            .check(key)
-            .map_err(|reason| CheckpointError::Forged {
-                path: name.clone(),
-                line: index + 1,
-                seq: checkpoint.seq,
-                reason,
-            })?;
-        checkpoints.push(checkpoint);
+        let checkpoint: Checkpoint = match serde_json::from_str(&line) {
+            Ok(checkpoint) => checkpoint,
+            Err(err) if err.is_eof() && line.starts_with('{') => {
+                read.cut.push(index + 1);
+                continue;
+            }
+            Err(err) => {
+                return Err(CheckpointError::Malformed {
+                    path: name.clone(),
+                    line: index + 1,
+                    reason: err.to_string(),
+                });
+            }
+        };
+        let forged = |reason| CheckpointError::Forged {
+            path: name.clone(),
+            line: index + 1,
+            seq: checkpoint.seq,
+            reason,
+        };
+        let Some(key) = keys.iter().find(|key| key_id(key) == checkpoint.key_id) else {
+            let given: Vec<String> = keys.iter().map(key_id).collect();
+            return Err(forged(format!(
+                "was signed by key {}, not by a key given ({})",
+                checkpoint.key_id,
+                given.join(", ")
+            )));
+        };
+        checkpoint.check(key).map_err(forged)?;
+        read.checkpoints.push(checkpoint);
     }
-    Ok(checkpoints)
+    Ok(read)
 }
 
 #[cfg(test)]
@@ -195,7 +229,8 @@ mod tests {
     use super::*;
 
     /// A line a crash cut short does not swallow the next checkpoint: that
-    /// one goes on a line of its own, and the cut line is named.
+    /// one goes on a line of its own, and the cut line is named, not held
+    /// against the file. A line that is not the start of a checkpoint is.
     #[test]
     fn an_append_after_a_cut_line_starts_a_new_one() {
         let key = SigningKey::from_bytes(&[7; 32]);
@@ -212,8 +247,41 @@ mod tests {
         assert_eq!(lines.len(), 2, "{written}");
         let kept: Checkpoint = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(kept.seq, 2);
-        match read_verified(&path, &key.verifying_key()) {
+        let read = read_verified(&path, &[key.verifying_key()]).unwrap();
+        assert_eq!(read.cut, [1]);
+        assert_eq!(read.checkpoints, [kept]);
+
+        std::fs::write(&path, format!("{{\"seq\":1}} trailing\n{}\n", lines[1])).unwrap();
+        match read_verified(&path, &[key.verifying_key()]) {
             Err(CheckpointError::Malformed { line: 1, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// After the key is changed, one file holds lines of both keys: each
+    /// verifies under its own, and a line under a key not given is refused.
+    #[test]
+    fn a_file_of_two_keys_verifies_with_both_keys_given() {
+        let (old, new) = (
+            SigningKey::from_bytes(&[7; 32]),
+            SigningKey::from_bytes(&[9; 32]),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoints.jsonl");
+        let head = |seq| AuditHead {
+            seq,
+            hash: "ab".repeat(32),
+        };
+        append(&path, &Checkpoint::sign(&old, &head(1), Utc::now())).unwrap();
+        append(&path, &Checkpoint::sign(&new, &head(2), Utc::now())).unwrap();
+        let read = read_verified(&path, &[old.verifying_key(), new.verifying_key()]).unwrap();
+        assert_eq!(read.checkpoints.len(), 2);
+        match read_verified(&path, &[new.verifying_key()]) {
+            Err(CheckpointError::Forged {
+                line: 1, reason, ..
+            }) => {
+                assert!(reason.contains("not by a key given"), "{reason}");
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -441,9 +441,11 @@ enum AuditCommand {
         checkpoints: Option<PathBuf>,
         /// The key the checkpoints were signed with: its public key file
         /// (printed by `hoistd keygen`), or the private key file, or the
-        /// private key's PEM in HOISTD_CHECKPOINT_KEY.
-        #[arg(long, env = "HOISTD_CHECKPOINT_KEY_FILE")]
-        checkpoint_key: Option<PathBuf>,
+        /// private key's PEM in HOISTD_CHECKPOINT_KEY. Given again (or
+        /// comma-separated) after the key was changed: each checkpoint is
+        /// checked under the key that signed it.
+        #[arg(long, env = "HOISTD_CHECKPOINT_KEY_FILE", value_delimiter = ',')]
+        checkpoint_key: Vec<PathBuf>,
     },
     /// Sign the log's head and append the checkpoint to a file (and print it).
     Checkpoint {
@@ -534,10 +536,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let signed = match &checkpoints {
                 Some(file) => {
-                    let key = keys::verifying_key(checkpoint_key.as_deref(), CHECKPOINT_KEY_ENV)?
-                        .with_context(|| format!("--checkpoints needs the key they were signed with: --checkpoint-key FILE, or the PEM in {CHECKPOINT_KEY_ENV}"))?;
-                    match checkpoint::read_verified(file, &key) {
-                        Ok(signed) => signed,
+                    let keys = if checkpoint_key.is_empty() {
+                        keys::verifying_key(None, CHECKPOINT_KEY_ENV)?
+                            .into_iter()
+                            .collect()
+                    } else {
+                        let mut keys = Vec::new();
+                        for path in &checkpoint_key {
+                            keys.extend(keys::verifying_key(Some(path), CHECKPOINT_KEY_ENV)?);
+                        }
+                        keys
+                    };
+                    if keys.is_empty() {
+                        anyhow::bail!(
+                            "--checkpoints needs the key they were signed with: --checkpoint-key FILE, or the PEM in {CHECKPOINT_KEY_ENV}"
+                        );
+                    }
+                    match checkpoint::read_verified(file, &keys) {
+                        Ok(read) => {
+                            for line in &read.cut {
+                                eprintln!(
+                                    "hoistd: {}:{line}: a checkpoint cut short (a write a crash interrupted?); it checks nothing",
+                                    file.display()
+                                );
+                            }
+                            read.checkpoints
+                        }
                         Err(err @ checkpoint::CheckpointError::Forged { .. }) => {
                             println!("checkpoint refused: {err}");
                             return Ok(ExitCode::from(2));

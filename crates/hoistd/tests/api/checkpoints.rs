@@ -255,10 +255,67 @@ async fn checkpoints_are_refused_when_forged_or_signed_by_another_key() {
     // Checked with another key, a real checkpoint does not verify either.
     let other = dir.join("other");
     std::fs::create_dir(&other).unwrap();
-    let (_, other_public) = keygen(&other);
+    let (other_key, other_public) = keygen(&other);
     let (code, out) = verify(&db, &checkpoints, &other_public);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("not by the key given"), "{out}");
+    assert!(out.contains("not by a key given"), "{out}");
+
+    // The key changed: the file goes on with lines of the new one, and
+    // verifies with both public keys given, each line under its own.
+    let out = hoistd(&[
+        "audit",
+        "checkpoint",
+        "--db",
+        path(&db),
+        "--out",
+        path(&checkpoints),
+        "--checkpoint-key",
+        path(&other_key),
+    ]);
+    assert!(out.status.success(), "{}", said(&out));
+    let (code, out) = verify(&db, &checkpoints, &public);
+    assert_eq!(code, 2, "the new key's line: {out}");
+    let both = hoistd(&[
+        "audit",
+        "verify",
+        "--db",
+        path(&db),
+        "--checkpoints",
+        path(&checkpoints),
+        "--checkpoint-key",
+        path(&public),
+        "--checkpoint-key",
+        path(&other_public),
+    ]);
+    assert_eq!(both.status.code(), Some(0), "{}", said(&both));
+    assert!(
+        said(&both).contains("holding all 2 signed checkpoints"),
+        "{}",
+        said(&both)
+    );
+
+    // A write a crash cut short is named and checks nothing; the rest do.
+    let mut text = std::fs::read_to_string(&checkpoints).unwrap();
+    text.push_str("{\"seq\":3,\"hash\":\"ab");
+    std::fs::write(&checkpoints, text).unwrap();
+    let (code, out) = verify(&db, &checkpoints, &public);
+    assert_eq!(code, 2, "still the new key's line: {out}");
+    let both = hoistd(&[
+        "audit",
+        "verify",
+        "--db",
+        path(&db),
+        "--checkpoints",
+        path(&checkpoints),
+        "--checkpoint-key",
+        &format!("{},{}", path(&public), path(&other_public)),
+    ]);
+    assert_eq!(both.status.code(), Some(0), "{}", said(&both));
+    assert!(
+        said(&both).contains("checkpoints.jsonl:3: a checkpoint cut short"),
+        "{}",
+        said(&both)
+    );
 
     // A key file others can read is refused, and no key text is shown.
     use std::os::unix::fs::PermissionsExt;
