@@ -223,7 +223,7 @@ pub fn verify_against(
     let mut entries = 0;
     let mut broken = None;
     let mut buf = Vec::with_capacity(1024);
-    tx.scan_audit(&mut |entry| {
+    let scanned = tx.scan_audit(&mut |entry| {
         let reason = if entry.seq != expected_seq {
             Some(format!("expected entry {expected_seq} here, found entry {} (an entry was removed or inserted)", entry.seq))
         } else if entry.prev_hash != prev_hash {
@@ -253,7 +253,13 @@ pub fn verify_against(
         expected_seq += 1;
         entries += 1;
         ControlFlow::Continue(())
-    })?;
+    });
+    match scanned {
+        Err(StoreError::AlteredAudit { seq, reason }) if broken.is_none() => {
+            return Ok(Verdict::Broken { seq, reason });
+        }
+        scanned => scanned?,
+    }
     if let Some(broken) = broken {
         return Ok(broken);
     }

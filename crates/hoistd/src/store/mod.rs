@@ -151,6 +151,10 @@ pub enum StoreError {
     Contended(String),
     #[error("database holds a value the broker cannot read: {0}")]
     Corrupt(String),
+    /// An audit entry holds a value of the wrong type for its column,
+    /// which only an edit of the database outside hoistd makes.
+    #[error("audit entry {seq} {reason}")]
+    AlteredAudit { seq: i64, reason: String },
     #[error("database schema version {found} is newer than this hoistd knows ({known})")]
     TooNew { found: i64, known: i64 },
     #[error("the database schema is at version {found}; {known} is expected: run `hoistd migrate`")]

@@ -116,6 +116,24 @@ async fn verify_passes_an_intact_log_and_names_the_first_tampered_entry() {
     db.execute("UPDATE audit SET actor = 'bob' WHERE seq = 3", [])
         .unwrap();
     assert_eq!(verify(&broker).0, 0);
+    // So is a value stored as another type, the same bytes or not.
+    db.execute(
+        "UPDATE audit SET details = CAST(details AS BLOB) WHERE seq = 4",
+        [],
+    )
+    .unwrap();
+    let (code, out) = verify(&broker);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("broken at entry 4") && out.contains("altered"),
+        "{out}"
+    );
+    db.execute(
+        "UPDATE audit SET details = CAST(details AS TEXT) WHERE seq = 4",
+        [],
+    )
+    .unwrap();
+    assert_eq!(verify(&broker).0, 0);
     db.execute("DELETE FROM audit WHERE seq = 5", []).unwrap();
     let (code, out) = verify(&broker);
     assert_eq!(code, 2);

@@ -1073,26 +1073,38 @@ pub(super) fn scan_audit(
     let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        let entry = StoredAudit {
-            seq: row.get(0)?,
-            at_ms: row.get(1)?,
-            kind: text(row, 2)?,
-            actor: text(row, 3)?,
-            subject: maybe(row, 4)?,
-            role: maybe(row, 5)?,
-            request_id: maybe(row, 6)?,
-            grant_id: maybe(row, 7)?,
-            incident: maybe(row, 8)?,
-            reason: maybe(row, 9)?,
-            details: text(row, 10)?,
-            prev_hash: text(row, 11)?,
-            hash: text(row, 12)?,
-        };
+        let seq: i64 = row.get(0)?;
+        // The columns are not declared STRICT: an edit can store a value
+        // of another type, which names its entry as any alteration does.
+        let entry = stored_audit(row, seq).map_err(|err| StoreError::AlteredAudit {
+            seq,
+            reason: format!(
+                "holds a value not of its column's type ({err}): the entry was altered"
+            ),
+        })?;
         if visit(&entry).is_break() {
             break;
         }
     }
     Ok(())
+}
+
+fn stored_audit<'r>(row: &'r rusqlite::Row<'_>, seq: i64) -> rusqlite::Result<StoredAudit<'r>> {
+    Ok(StoredAudit {
+        seq,
+        at_ms: row.get(1)?,
+        kind: text(row, 2)?,
+        actor: text(row, 3)?,
+        subject: maybe(row, 4)?,
+        role: maybe(row, 5)?,
+        request_id: maybe(row, 6)?,
+        grant_id: maybe(row, 7)?,
+        incident: maybe(row, 8)?,
+        reason: maybe(row, 9)?,
+        details: text(row, 10)?,
+        prev_hash: text(row, 11)?,
+        hash: text(row, 12)?,
+    })
 }
 
 impl SqliteTx<'_> {}
