@@ -910,6 +910,15 @@ async fn serve(
     policy: Policy,
     options: Options,
 ) -> anyhow::Result<()> {
+    // Taken over first: starting may take a while (the database, its
+    // migration lock, each target's check), and until then SIGHUP would
+    // end the process as a clean exit, which a service manager does not
+    // restart. A hangup meanwhile reloads once serving; a stop ends the
+    // start. Made once, not per turn of the loop below, so a signal that
+    // comes during a reload is heard when the reload ends.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -921,14 +930,19 @@ async fn serve(
     } else {
         "http"
     };
-    let server = Arc::new(Server::start_with(listener, store, policy, options).await?);
+    let server = tokio::select! {
+        server = Server::start_with(listener, store, policy, options) => Arc::new(server?),
+        _ = terminate.recv() => {
+            tracing::warn!("stopped while starting");
+            return Ok(());
+        }
+        _ = interrupt.recv() => {
+            tracing::warn!("stopped while starting");
+            return Ok(());
+        }
+    };
     tracing::info!(addr = %server.addr, scheme, db = %db, policy = %policy_path.display(), "hoistd serving");
 
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    // Made once, not per turn of the loop, so a Ctrl-C that comes during a
-    // reload is heard when the reload ends.
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = hangup.recv() => {

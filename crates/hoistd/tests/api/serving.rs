@@ -614,6 +614,90 @@ async fn a_stop_does_not_wait_for_a_reload_checking_a_silent_target() {
     assert!(exit.success(), "{exit}");
 }
 
+/// A SIGHUP (a certificate renewal's `systemctl reload`) while hoistd is
+/// still starting, here held by a target that never answers its check,
+/// does not end it: it starts serving, and stops cleanly when asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hangup_while_starting_does_not_end_hoistd() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::fs::write(dir.path().join("db.password"), "not-a-secret-here").unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        format!(
+            "{}\n[[targets]]\nname = \"silent\"\nkind = \"postgres\"\n\
+             url = \"postgres://hoist_admin@127.0.0.1:{silent_port}/app\"\n\
+             password_file = \"{}\"\nsslmode = \"disable\"\n\
+             \n[[roles]]\nid = \"silent\"\nname = \"Silent\"\n\
+             eligible_groups = [\"eng\"]\ndefault_duration = \"10m\"\n\
+             max_duration = \"1h\"\ntarget = \"silent\"\n\
+             [roles.access]\nmember_of = [\"app_admin\"]\n",
+            policy_text(""),
+            dir.path().join("db.password").display()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.path().join("hoistd.db"))
+        .arg("--policy")
+        .arg(dir.path().join("policy.toml"))
+        .env("HOISTD_LOG", "hoistd=info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::io::BufReader::new(child.stderr.take().unwrap());
+    // Starting, it checks the target: the check is held here.
+    let (_held, _) = tokio::task::spawn_blocking(move || silent.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let hang_up = |signal: &str| {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    hang_up("HUP");
+    let (serving, log) = tokio::task::spawn_blocking(move || {
+        let mut lines = log.lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let serving = line.contains("hoistd serving");
+            seen.push(line);
+            if serving {
+                return (seen, lines);
+            }
+        }
+        (seen, lines)
+    })
+    .await
+    .unwrap();
+    assert!(
+        serving.last().is_some_and(|l| l.contains("hoistd serving")),
+        "ended before serving: {serving:?}"
+    );
+    std::thread::spawn(move || for _ in log {});
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/v1/health"))
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+    hang_up("TERM");
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+}
+
 /// An accepted connection has TCP keepalives on, so a peer that vanished
 /// without a reset (an event stream's laptop asleep) is noticed within
 /// minutes and its slot freed. The kernel's own table says so: the idle
