@@ -768,6 +768,7 @@ struct Proxy {
     port: u16,
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
     armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    hold_armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     freeze_mark: std::sync::Arc<std::sync::Mutex<Option<&'static [u8]>>>,
 }
 
@@ -795,10 +796,12 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let generation = Arc::new(AtomicU64::new(0));
         let armed = Arc::new(AtomicBool::new(false));
+        let hold_armed = Arc::new(AtomicBool::new(false));
         let freeze_mark = Arc::new(std::sync::Mutex::new(None));
-        let (current, arming, marked) = (
+        let (current, arming, hold_arming, marked) = (
             Arc::clone(&generation),
             Arc::clone(&armed),
+            Arc::clone(&hold_armed),
             Arc::clone(&freeze_mark),
         );
         std::thread::spawn(move || {
@@ -809,6 +812,8 @@ impl Proxy {
                 let cut = Arc::new(Cut {
                     armed: Arc::clone(&arming),
                     cutting: AtomicBool::new(false),
+                    hold_armed: Arc::clone(&hold_arming),
+                    holding: AtomicBool::new(false),
                     freeze_mark: Arc::clone(&marked),
                     frozen: AtomicBool::new(false),
                     ends: [client.try_clone().unwrap(), server.try_clone().unwrap()],
@@ -832,6 +837,7 @@ impl Proxy {
             port,
             generation,
             armed,
+            hold_armed,
             freeze_mark,
         }
     }
@@ -848,6 +854,13 @@ impl Proxy {
     fn cut_at_commit(&self) {
         self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// The next commit goes to the server, and no answer comes back on
+    /// its connection from then on, which stays open.
+    fn hold_at_commit(&self) {
+        self.hold_armed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// One connection's part in [`Proxy::cut_at_commit`].
@@ -856,6 +869,10 @@ struct Cut {
     /// Its commit went to the server: its answer is swallowed, and the
     /// connection ended once it is complete.
     cutting: std::sync::atomic::AtomicBool,
+    /// [`Proxy::hold_at_commit`], armed, and whether this connection's
+    /// commit went to the server (its answers are then swallowed).
+    hold_armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    holding: std::sync::atomic::AtomicBool,
     /// [`Proxy::freeze_at`]'s bytes, and whether this connection sent them.
     freeze_mark: std::sync::Arc<std::sync::Mutex<Option<&'static [u8]>>>,
     frozen: std::sync::atomic::AtomicBool,
@@ -879,6 +896,7 @@ fn pump(
     use std::sync::atomic::Ordering;
     let mut buf = vec![0u8; 65536];
     let mut tail = Vec::new();
+    let mut hold_tail = Vec::new();
     let mut freeze_tail = Vec::new();
     loop {
         let n = match from.read(&mut buf) {
@@ -890,10 +908,17 @@ fn pump(
             if spots(&mut tail, chunk, COMMIT_MARK) && cut.armed.swap(false, Ordering::SeqCst) {
                 cut.cutting.store(true, Ordering::SeqCst);
             }
+            if spots(&mut hold_tail, chunk, COMMIT_MARK)
+                && cut.hold_armed.swap(false, Ordering::SeqCst)
+            {
+                cut.holding.store(true, Ordering::SeqCst);
+            }
             let mark = *cut.freeze_mark.lock().unwrap();
             if mark.is_some_and(|mark| spots(&mut freeze_tail, chunk, mark)) {
                 cut.frozen.store(true, Ordering::SeqCst);
             }
+        } else if cut.holding.load(Ordering::SeqCst) {
+            continue;
         } else if cut.cutting.load(Ordering::SeqCst) {
             if spots(&mut tail, chunk, READY_IDLE) {
                 for end in &cut.ends {
@@ -1017,6 +1042,41 @@ fn a_workload_exchange_whose_commit_is_lost_can_be_collected_again() {
 /// word) fails the call within the store's bound, rather than holding it
 /// for as long as the kernel keeps the socket; the next call gets a
 /// connection that works.
+/// A commit that went to the server but whose answer never comes (the
+/// connection open, the server silent): once the store stops waiting, it
+/// says the outcome is unknown (here it was committed), never that nothing
+/// was written.
+#[test]
+fn a_commit_whose_answer_never_comes_is_said_to_be_uncertain() {
+    use hoistd::testing::{policy_text, request};
+    use std::sync::Arc;
+
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let proxy = Proxy::start(pg.port());
+    let proxied = url.replace(&format!(":{}/", pg.port()), &format!(":{}/", proxy.port));
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&proxied, Migrations::Apply).unwrap());
+    let policy = hoistd::Policy::parse("test policy", &policy_text("")).unwrap();
+    let broker = hoistd::Broker::new(Arc::clone(&store), policy).unwrap();
+
+    proxy.hold_at_commit();
+    let filed = broker.create_request("alice", &request("logs", "reading the logs"), None);
+    assert!(
+        matches!(
+            filed,
+            Err(hoistd::error::Error::Store(StoreError::Uncertain(_)))
+        ),
+        "{filed:?}"
+    );
+    let direct = PostgresStore::open(&url, Migrations::Apply).unwrap();
+    let requests = direct
+        .read()
+        .unwrap()
+        .requests(&hoistd::store::RequestQuery::default())
+        .unwrap();
+    assert_eq!(requests.len(), 1, "it was committed: {requests:?}");
+}
+
 #[test]
 fn a_connection_that_stops_answering_fails_its_call_and_is_replaced() {
     let pg = server();

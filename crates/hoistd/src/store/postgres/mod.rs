@@ -794,8 +794,9 @@ impl PgConn {
                         .iter()
                         .map(|param| param.as_ref() as &(dyn ToSql + Sync))
                         .collect();
-                    let (sent, rows) = sending(client.query(prepared, &params)).await;
-                    if !sent {
+                    let sent = std::cell::Cell::new(false);
+                    let rows = sending(client.query(prepared, &params), &sent).await;
+                    if !sent.get() {
                         unsent.set(true);
                     }
                     rows.map(Step::Rows)
@@ -806,9 +807,13 @@ impl PgConn {
                     if unsent.get() {
                         return Ok(Step::Unsent);
                     }
-                    let (sent, done) = sending(client.batch_execute(commit)).await;
-                    committing.set(sent);
-                    done.map(|()| Step::Committed)
+                    // Set as soon as it goes out, not when its answer
+                    // comes: a commit whose answer never comes (the wait
+                    // for it timed out) is as much in doubt as one whose
+                    // connection was lost.
+                    sending(client.batch_execute(commit), committing)
+                        .await
+                        .map(|()| Step::Committed)
                 }));
             }
             let first = usize::from(begin.is_some());
@@ -925,12 +930,13 @@ impl PgConn {
     }
 }
 
-/// Runs a request's future, and says whether it was sent: a request that
-/// fails at its first poll (a parameter that does not convert, a
-/// connection already closed) never left.
+/// Runs a request's future, setting `sent` once it is on its way (before
+/// its answer): a request that fails at its first poll (a parameter that
+/// does not convert, a connection already closed) never left.
 async fn sending<T, E>(
     request: impl Future<Output = std::result::Result<T, E>>,
-) -> (bool, std::result::Result<T, E>) {
+    sent: &std::cell::Cell<bool>,
+) -> std::result::Result<T, E> {
     let mut request = std::pin::pin!(request);
     let first = std::future::poll_fn(|cx| match request.as_mut().poll(cx) {
         std::task::Poll::Ready(answer) => std::task::Poll::Ready(Some(answer)),
@@ -938,9 +944,15 @@ async fn sending<T, E>(
     })
     .await;
     match first {
-        Some(Err(error)) => (false, Err(error)),
-        Some(done) => (true, done),
-        None => (true, request.await),
+        Some(Err(error)) => Err(error),
+        Some(done) => {
+            sent.set(true);
+            done
+        }
+        None => {
+            sent.set(true);
+            request.await
+        }
     }
 }
 
