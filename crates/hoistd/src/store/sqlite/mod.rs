@@ -342,6 +342,17 @@ impl Durability {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+
+    /// [`Durability::sync`] after a commit that wrote: a failure leaves the
+    /// commit's outcome unknown to the caller (it is in, and may not
+    /// survive a crash), which the broker must treat as it treats a
+    /// commit whose answer was lost.
+    pub(super) fn sync_commit(&self) -> Result<()> {
+        self.sync().map_err(|err| match err {
+            StoreError::Other(said) => StoreError::Uncertain(said),
+            other => other,
+        })
+    }
 }
 
 /// A read transaction on a read-only connection of its own. In WAL mode a
@@ -415,6 +426,30 @@ mod tests {
     use hoist_api::{AuditEvent, AuditKind};
 
     use super::*;
+
+    /// A commit whose log cannot be synced is in, and whether it survives
+    /// a crash is unknown: it is said to be uncertain, as a commit whose
+    /// answer was lost, never a plain failure.
+    #[test]
+    fn a_commit_whose_log_cannot_be_synced_is_uncertain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoistd.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let mut tx = store.transaction().unwrap();
+        tx.insert_signing_key("k1", b"key", Utc::now()).unwrap();
+        tx.commit().unwrap();
+        // SQLite keeps writing to the log it holds open; the sync, which
+        // opens it by name, finds none.
+        std::fs::remove_file(dir.path().join("hoistd.db-wal")).unwrap();
+        let mut tx = store.transaction().unwrap();
+        tx.insert_broker_key("p", "k2", b"key", Utc::now()).unwrap();
+        let committed = tx.commit();
+        assert!(
+            matches!(committed, Err(StoreError::Uncertain(ref said)) if said.contains("committed")),
+            "{committed:?}"
+        );
+        assert!(store.read().unwrap().broker_key("p").unwrap().is_some());
+    }
 
     /// Every commit that wrote is synced to disk before it returns, after
     /// the store's lock is released; one that wrote nothing syncs nothing.

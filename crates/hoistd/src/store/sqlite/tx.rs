@@ -1027,7 +1027,7 @@ impl Tx for SqliteTx<'_> {
         let durability = self.durability;
         drop(self);
         if wrote {
-            durability.sync()?;
+            durability.sync_commit()?;
         }
         Ok(())
     }
