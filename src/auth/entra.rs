@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::secrets::{self, Session};
+use crate::auth::secrets::Session;
 use crate::auth::sso::{self, Bearer, DevicePrompt, Provider, SsoError};
 use crate::backend::Backend;
 use crate::backend::entra::StepUp;
@@ -102,9 +102,8 @@ pub fn step_up(tenant: EntraTenant, broker: String, user: String, prompt: Prompt
                     crate::text::sanitize::line(&user)
                 ));
             }
-            tokio::task::spawn_blocking(move || secrets::save(&broker, &user, &session))
+            crate::auth::session::save_held(&broker, &user, &session)
                 .await
-                .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
             Ok(token)
         })

@@ -184,8 +184,7 @@ pub async fn sign_in_again(
             signed_in: me.user,
         });
     }
-    let (broker, stored) = (target.broker.clone(), session.clone());
-    blocking(move || secrets::save(&broker, &user, &stored)).await?;
+    save_held(&target.broker, &user, &session).await?;
     Ok(session)
 }
 
@@ -208,9 +207,41 @@ async fn provider_for(target: &Target) -> Result<sso::Provider, SessionError> {
 async fn store_if_accepted(target: &Target, session: Session) -> Result<Me, SessionError> {
     use_file_store_if_chosen(target)?;
     let me = accepted(target, &session).await?;
-    let (broker, user) = (target.broker.clone(), me.user.clone());
-    blocking(move || secrets::save(&broker, &user, &session)).await?;
+    save_held(&target.broker, &me.user, &session).await?;
     Ok(me)
+}
+
+/// Saves `session` as `user`'s while holding the refresh lock (this
+/// process's, and the file's), so that a refresh under way elsewhere does
+/// not then write the session it had over this one.
+pub(crate) async fn save_held(
+    broker: &str,
+    user: &str,
+    session: &Session,
+) -> Result<(), SessionError> {
+    let _refreshing = REFRESHING.lock().await;
+    let _held = refresh_lock_waiting().await;
+    let (broker, user, session) = (broker.to_string(), user.to_string(), session.clone());
+    blocking(move || secrets::save(&broker, &user, &session)).await
+}
+
+/// The refresh lock file, waited for as long as a refresh may take
+/// ([`REFRESH_LOCK_WAIT`]); `None` without a config dir, once that wait
+/// is over (a process stopped mid-refresh), or where no refresh ever made
+/// the file (nothing is written for it: a refresh that makes it after
+/// this looked finds the session changed when it would save, and keeps
+/// out of the way).
+async fn refresh_lock_waiting() -> Option<std::fs::File> {
+    tokio::task::spawn_blocking(|| {
+        let path = crate::config::Config::dir().ok()?.join(REFRESH_LOCK);
+        if !path.exists() {
+            return None;
+        }
+        crate::fs::lock(&path, REFRESH_LOCK_WAIT).ok().flatten()
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Whom the broker takes `session` for.
@@ -338,9 +369,32 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
             err @ SsoError::Unreachable { .. } => SessionError::Sso(err),
             err => expired(err.to_string()),
         })?;
-    let (broker, stored) = (target.broker.clone(), fresh.clone());
-    blocking(move || secrets::save(&broker, &user, &stored)).await?;
-    Ok(fresh)
+    // Saved only over the session it renewed. Signed out meanwhile, or
+    // signed in afresh (which the lock keeps out, unless its wait ran out):
+    // the renewed session is not brought back, and its refresh token,
+    // which nothing will hold, is revoked.
+    let (broker, stored, spent) = (target.broker.clone(), fresh.clone(), refresh_token);
+    let now_stored = blocking(move || {
+        let now_stored = secrets::load(&broker, &user)?;
+        if now_stored
+            .as_ref()
+            .is_some_and(|now| now.refresh_token.as_deref() == Some(spent.as_str()))
+        {
+            secrets::save(&broker, &user, &stored)?;
+            return Ok(None);
+        }
+        Ok(Some(now_stored))
+    })
+    .await?;
+    let Some(now_stored) = now_stored else {
+        return Ok(fresh);
+    };
+    if let Some(token) = &fresh.refresh_token
+        && let Err(err) = provider.revoke(token).await
+    {
+        tracing::warn!(error = %err, "could not revoke a refresh token no session keeps");
+    }
+    now_stored.ok_or_else(not_signed_in)
 }
 
 /// The command that signs in to `target` again once a single sign-on
@@ -405,6 +459,11 @@ pub async fn logout(target: &Target) -> Result<SignedOut, SessionError> {
             exposed: false,
         });
     };
+    // Held to the end: a refresh under way elsewhere finishes first, so
+    // what is revoked and deleted is the session it saved, which it would
+    // otherwise write back after the deletion.
+    let _refreshing = REFRESHING.lock().await;
+    let _held = refresh_lock_waiting().await;
     let (broker, who) = (target.broker.clone(), user.clone());
     // A session that cannot be read (garbled, or a file others could
     // read) has no refresh token to revoke, and is deleted all the same:

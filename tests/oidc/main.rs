@@ -619,6 +619,68 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
     });
 }
 
+/// A sign-out while another process is refreshing the session (here the
+/// test, holding the refresh lock, renews it at the provider and saves it
+/// as that process would) waits for the refresh: it then revokes and
+/// deletes the renewed session, rather than one the refresh writes back
+/// after it, with a refresh token nobody revoked.
+#[test]
+fn a_sign_out_during_a_refresh_elsewhere_ends_the_renewed_session() {
+    run(async {
+        let mut setup = setup(None).await;
+        let (me, first) = device_login(&setup, "alice").await;
+        let target = target(&setup, Some(&me.user));
+        let lock = hoist::config::Config::dir().unwrap().join("refresh.lock");
+        let held = hoist::fs::lock(&lock, Duration::ZERO).unwrap().unwrap();
+
+        let signing_out = tokio::spawn({
+            let target = target.clone();
+            async move { session::logout(&target).await }
+        });
+        // Time for a sign-out that does not wait to be done.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let token_endpoint = setup.provider.endpoint("token_endpoint").await;
+        let refresh = |token: String| {
+            let endpoint = token_endpoint.clone();
+            async move {
+                oidc::post_form(
+                    &endpoint,
+                    &[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", &token),
+                        ("client_id", "hoist"),
+                    ],
+                )
+                .await
+            }
+        };
+        let renewed = refresh(first.refresh_token.clone().unwrap()).await;
+        assert_eq!(renewed.status(), 200);
+        let renewed: serde_json::Value = renewed.json().await.unwrap();
+        let renewed_refresh = renewed["refresh_token"].as_str().unwrap().to_string();
+        let mut saved = first.clone();
+        saved.refresh_token = Some(renewed_refresh.clone());
+        hoist::auth::secrets::save(&target.broker, "alice", &saved).unwrap();
+        drop(held);
+
+        let signed_out = signing_out.await.unwrap().unwrap();
+        assert!(signed_out.removed);
+        assert_eq!(signed_out.revoked, Some(true));
+        assert!(
+            hoist::auth::secrets::load(&target.broker, "alice")
+                .unwrap()
+                .is_none(),
+            "the renewed session was written back after the sign-out"
+        );
+        assert_eq!(
+            refresh(renewed_refresh).await.status(),
+            400,
+            "the renewed refresh token was revoked"
+        );
+        setup.broker.stop().await;
+    });
+}
+
 fn forge(header: serde_json::Value, claims: serde_json::Value, signature: &[u8]) -> String {
     let part = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
     format!(
