@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use hoistd::audit::{self, Verdict};
 use hoistd::http::serve::{Limits, StreamLimits};
 use hoistd::http::tls::Tls;
-use hoistd::store::{Location, Migrations, StoreError};
+use hoistd::store::{Location, Migrations, SqliteStore, StoreError};
 use hoistd::target::ssh;
 use hoistd::{Checkpointing, Options, Policy, Server};
 use hoistd::{checkpoint, keys, slack};
@@ -824,20 +824,48 @@ fn check_store(db: &str) -> anyhow::Result<String> {
     let db = Location::parse(db)?;
     match &db {
         Location::Sqlite(path) => {
+            use nix::unistd::{AccessFlags, access};
             if path.is_dir() {
                 anyhow::bail!("{} is a directory, not a database file", path.display());
             }
-            if path.exists() {
-                return Ok(format!("{db} (exists)"));
-            }
+            // `serve` writes it (and its -wal and -shm beside it): a file or
+            // directory this user cannot write, or a read-only mount (a
+            // unit's ProtectSystem), fails there, so it fails here.
             let parent = path
                 .parent()
                 .filter(|parent| !parent.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
+            if path.exists() {
+                for (place, what) in [(path.as_path(), "the database"), (parent, "its directory")] {
+                    if let Err(err) = access(place, AccessFlags::W_OK) {
+                        anyhow::bail!(
+                            "{what} {} is not writable here ({}): serve writes it",
+                            place.display(),
+                            err.desc()
+                        );
+                    }
+                }
+                // Read only: the schema version, as /readyz reads it.
+                return match SqliteStore::schema_of(path) {
+                    Ok(()) => Ok(format!("{db} (schema up to date)")),
+                    Err(StoreError::MigrationsPending { found, known }) => Ok(format!(
+                        "{db} (schema at version {found} of {known}: migrated at start, or by `hoistd migrate`)"
+                    )),
+                    Err(err) => Err(anyhow::Error::new(err).context(format!("cannot use {db}"))),
+                };
+            }
             if !parent.is_dir() {
                 anyhow::bail!(
                     "{} does not exist, so the database {} cannot be created",
                     parent.display(),
+                    path.display()
+                );
+            }
+            if let Err(err) = access(parent, AccessFlags::W_OK) {
+                anyhow::bail!(
+                    "{} is not writable here ({}), so the database {} cannot be created",
+                    parent.display(),
+                    err.desc(),
                     path.display()
                 );
             }

@@ -359,6 +359,40 @@ fn check_config_reports_every_problem_and_writes_nothing() {
     );
     assert!(said.contains("4 problems found"), "{said}");
     assert!(!dir.path().join("hoistd.db").exists(), "nothing written");
+
+    // A database a newer hoistd left (a rollback) is refused here, as
+    // serve would refuse it; one behind is migrated at start.
+    std::fs::write(&policy, policy_text("")).unwrap();
+    let db = dir.path().join("hoistd.db");
+    hoistd::store::SqliteStore::open(&db).unwrap();
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .arg("check-config")
+            .arg("--db")
+            .arg(&db)
+            .arg("--policy")
+            .arg(&policy)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("(schema up to date)"), "{said}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.pragma_update(None, "user_version", 9999).unwrap();
+    let out = check();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("error: store: ") && said.contains("newer than this hoistd knows"),
+        "{said}"
+    );
+    conn.pragma_update(None, "user_version", 3).unwrap();
+    let out = check();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("(schema at version 3 of "), "{said}");
 }
 
 /// Event streams hold their connections and are never closed for a

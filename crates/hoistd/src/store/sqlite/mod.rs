@@ -106,6 +106,19 @@ impl Drop for Checkpointer {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Whether the database file at `path` has this hoistd's schema
+    /// (see [`Store::ready`]), read without opening it for writing.
+    pub fn schema_of(path: &Path) -> Result<()> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        conn.busy_timeout(Duration::from_secs(1))?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        super::schema_ready(found, MIGRATIONS.len() as i64)
+    }
+
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_with(path, super::Migrations::Apply)
     }
@@ -297,14 +310,7 @@ impl Store for SqliteStore {
     /// Reads the schema version on a connection of its own, so a probe
     /// never waits behind a transaction holding the store's connection.
     fn ready(&self) -> Result<()> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|err| StoreError::Unavailable(err.to_string()))?;
-        conn.busy_timeout(Duration::from_secs(1))?;
-        let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-        super::schema_ready(found, MIGRATIONS.len() as i64)
+        SqliteStore::schema_of(&self.path)
     }
 }
 
