@@ -352,41 +352,45 @@ mod tests {
         assert!(screen.contains("stay and keep retrying"), "{screen}");
     }
 
-    /// However many lines a requester's justification has, the approver
-    /// still sees their history for the role, and is told how much of the
+    /// However many lines a requester's justification has, or however
+    /// long its one line (in wide characters too), the approver still sees
+    /// their history for the role, and is told that more of the
     /// justification did not fit.
     #[test]
     fn a_long_justification_does_not_push_the_requesters_history_out_of_view() {
         use crate::app::fixtures::request;
         use crate::app::state::Screen;
         let now = Utc::now();
-        let mut state = State::new("https://b.example".into(), now);
-        state.loaded = true;
-        state.size = (120, 30);
-        state.screen = Screen::Reviews;
-        let mut asked = request("req_9", "db", "mallory", now);
-        asked.justification = format!("routine{}", "\n.".repeat(60));
-        let mut past = request("req_4", "db", "mallory", now);
-        past.state = hoist_api::RequestState::Denied;
-        state.histories.insert(
-            asked.id.clone(),
-            hoist_api::RequestHistory {
-                requester: "mallory".into(),
-                role: "db".into(),
-                recent: vec![past],
-            },
-        );
-        state.queue = vec![asked];
-        let screen = drawn(&state).join("\n");
-        assert!(
-            screen.contains("mallory's recent requests for this role"),
-            "{screen}"
-        );
-        assert!(screen.contains("denied"), "{screen}");
-        assert!(
-            screen.contains("more lines (`hoist status req_9 --json` shows all of it)"),
-            "{screen}"
-        );
+        for (justification, more) in [
+            (format!("routine{}", "\n.".repeat(60)), "more lines"),
+            ("文".repeat(2000), "the rest of it"),
+            (format!("{}\nsecond", "word ".repeat(900)), "1 more line"),
+        ] {
+            let mut state = State::new("https://b.example".into(), now);
+            state.loaded = true;
+            state.size = (120, 30);
+            state.screen = Screen::Reviews;
+            let mut asked = request("req_4k2m9x7q1z8w", "db", "mallory", now);
+            asked.justification = justification;
+            let mut past = request("req_4", "db", "mallory", now);
+            past.state = hoist_api::RequestState::Denied;
+            state.histories.insert(
+                asked.id.clone(),
+                hoist_api::RequestHistory {
+                    requester: "mallory".into(),
+                    role: "db".into(),
+                    recent: vec![past],
+                },
+            );
+            state.queue = vec![asked];
+            let screen = drawn(&state).join("\n");
+            assert!(
+                screen.contains("mallory's recent requests for this role"),
+                "{screen}"
+            );
+            assert!(screen.contains("denied"), "{screen}");
+            assert!(screen.contains(&format!("{more} (")), "{screen}");
+        }
     }
 
     /// A banner wider than the terminal wraps onto the rows below it,

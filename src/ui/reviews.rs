@@ -289,11 +289,8 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             .wrap(Wrap { trim: false })
             .line_count(width)
     };
-    // At least its first line and the note that more follows: in a pane
-    // too small for everything, the history is what is cut.
-    let room = usize::from(area.height.saturating_sub(2))
-        .saturating_sub(rows(&lines) + rows(&history))
-        .max(2);
+    let room =
+        usize::from(area.height.saturating_sub(2)).saturating_sub(rows(&lines) + rows(&history));
     let justification: Vec<Line> = clean_lines(&r.justification)
         .into_iter()
         .map(Line::from)
@@ -305,35 +302,52 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     if heights.iter().sum::<usize>() <= room {
         lines.extend(justification);
     } else {
+        let note = |more: &str| {
+            Line::from(Span::styled(
+                format!(
+                    "… {more} (`hoist status {} --json` shows all of it)",
+                    clean(&r.id)
+                ),
+                theme.warn(),
+            ))
+        };
+        // The note's rows are kept for it, as long as it may be; at least
+        // a row of the justification shows: in a pane too small for
+        // everything, the history is what is cut.
+        let longest = note(&format!("{} more lines", justification.len()));
+        let budget = room.saturating_sub(rows(&[longest])).max(1);
         let mut used = 0;
         let shown = heights
             .iter()
             .take_while(|height| {
                 used += **height;
-                used < room
+                used <= budget
             })
             .count();
-        let mut left = justification.len() - shown;
-        if shown == 0 {
-            // Its first line alone is too long: as much of it as fits.
-            let fits = (room - 1) * usize::from(width);
-            let first: String = justification[0]
-                .to_string()
-                .chars()
-                .take(fits.saturating_sub(2))
-                .collect();
-            lines.push(Line::from(format!("{first}…")));
-            left -= 1;
-        }
+        // Its first line alone too long: as much of it as fits.
+        let cut = (shown == 0).then(|| {
+            let chars: Vec<char> = justification[0].to_string().chars().collect();
+            let with_ellipsis = |n: usize| chars[..n].iter().collect::<String>() + "…";
+            let (mut fits, mut over) = (0, chars.len());
+            while fits < over {
+                let mid = (fits + over).div_ceil(2);
+                if rows(&[Line::from(with_ellipsis(mid))]) <= budget {
+                    fits = mid;
+                } else {
+                    over = mid - 1;
+                }
+            }
+            with_ellipsis(fits)
+        });
+        let left = justification.len() - shown - usize::from(cut.is_some());
+        let more = match (cut.is_some(), left) {
+            (true, 0) => "the rest of it".to_string(),
+            (_, 1) => "1 more line".to_string(),
+            (_, n) => format!("{n} more lines"),
+        };
+        lines.extend(cut.map(Line::from));
         lines.extend(justification.into_iter().take(shown));
-        lines.push(Line::from(Span::styled(
-            format!(
-                "… {left} more line{} (`hoist status {} --json` shows all of it)",
-                if left == 1 { "" } else { "s" },
-                clean(&r.id)
-            ),
-            theme.warn(),
-        )));
+        lines.push(note(&more));
     }
     lines.extend(history);
     let title = Line::from(Span::styled(format!(" {} ", clean(&r.id)), theme.title()));
