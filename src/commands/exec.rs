@@ -269,11 +269,18 @@ async fn obtain(
                 signal.as_str()
             ));
             let why = format!("interrupted by {}", signal.as_str());
-            super::say(&check_and_withdraw(backend, &body, &key, &why, signals).await);
+            let (fate, _) = check_and_withdraw(backend, &body, &key, &why, signals).await;
+            super::say(&fate);
             return Ok(Obtained::Interrupted(signal));
         }
         () = until(deadline) => {
-            let fate = check_and_withdraw(backend, &body, &key, "timed out", signals).await;
+            let (fate, stopped) = check_and_withdraw(backend, &body, &key, "timed out", signals).await;
+            // Stopped by a signal on the way: ended by it, as a signal ends
+            // exec anywhere else, not "timed out, try again".
+            if let Some(signal) = stopped {
+                super::say(&format!("gave up filing at the timeout; {fate}"));
+                return Ok(Obtained::Interrupted(signal));
+            }
             return Err(
                 Ended::TimedOut(format!("gave up filing at the timeout; {fate}")).into(),
             );
@@ -360,26 +367,32 @@ async fn until(deadline: Option<Instant>) {
     }
 }
 
+/// How long the check of a filing stopped before its answer came waits
+/// for the broker's answer.
+const CHECK_WAIT: Duration = Duration::from_secs(10);
+
 /// After a filing stopped before its answer came: asks once more under
-/// the same key (once: a person who stopped exec is not kept waiting long)
-/// and withdraws what that names, saying what became of it. A signal
-/// stops the check at once, as it stops the withdrawal after it; it is not
-/// left to stop that withdrawal before it began.
+/// the same key (once, for at most [`CHECK_WAIT`]: a person who stopped
+/// exec is not kept waiting long) and withdraws what that names, saying
+/// what became of it, and the signal that stopped the check, if one did.
+/// A signal stops the check at once, as it stops the withdrawal after it;
+/// it is not left to stop that withdrawal before it began.
 async fn check_and_withdraw(
     backend: &dyn Backend,
     body: &hoist_api::CreateRequest,
     key: &str,
     why: &str,
     signals: &mut Signals,
-) -> String {
+) -> (String, Option<Signal>) {
     tokio::select! {
-        checked = backend.file(body, key) => match checked {
-            Ok(filed) => withdraw(backend, &filed.id, why, signals).await,
-            Err(_) => MAYBE_FILED.to_string(),
+        checked = tokio::time::timeout(CHECK_WAIT, backend.file(body, key)) => match checked {
+            Ok(Ok(filed)) => (withdraw(backend, &filed.id, why, signals).await, None),
+            Ok(Err(_)) | Err(_) => (MAYBE_FILED.to_string(), None),
         },
-        signal = signals.next() => {
-            format!("{} stopped the check; {MAYBE_FILED}", signal.as_str())
-        }
+        signal = signals.next() => (
+            format!("{} stopped the check; {MAYBE_FILED}", signal.as_str()),
+            Some(signal),
+        ),
     }
 }
 
