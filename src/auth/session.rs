@@ -373,7 +373,7 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     // signed in afresh (which the lock keeps out, unless its wait ran out):
     // the renewed session is not brought back, and its refresh token,
     // which nothing will hold, is revoked.
-    let (broker, stored, spent) = (target.broker.clone(), fresh.clone(), refresh_token);
+    let (broker, stored, spent) = (target.broker.clone(), fresh.clone(), refresh_token.clone());
     let now_stored = blocking(move || {
         let now_stored = secrets::load(&broker, &user)?;
         if now_stored
@@ -389,7 +389,12 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     let Some(now_stored) = now_stored else {
         return Ok(fresh);
     };
-    if let Some(token) = &fresh.refresh_token
+    // Not the one it spent, which a provider that does not rotate hands
+    // back, and which the session now stored may hold.
+    if let Some(token) = fresh
+        .refresh_token
+        .as_ref()
+        .filter(|t| **t != refresh_token)
         && let Err(err) = provider.revoke(token).await
     {
         tracing::warn!(error = %err, "could not revoke a refresh token no session keeps");
