@@ -126,17 +126,28 @@ fn mrkdwn(text: &str) -> String {
     mrkdwn_within(text, usize::MAX)
 }
 
-/// Escaped text (from [`mrkdwn_within`]) as a block quote, every line of
-/// it: what someone typed shows inside the quote's bar, so a line of it in
-/// bold cannot pass for one of hoist's own fields (`*Role*`, `*Approvals*`)
-/// beside the buttons. Typed text has its `>` escaped, so it cannot end
-/// the quote.
-fn quoted(escaped: &str) -> String {
-    escaped
-        .split('\n')
-        .map(|line| format!(">{line}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Typed text for Slack as a block quote, every line of it, at most `max`
+/// characters with the quote's marks: what someone typed shows inside the
+/// quote's bar, so a line of it in bold cannot pass for one of hoist's own
+/// fields (`*Role*`, `*Approvals*`) beside the buttons. Typed text has its
+/// `>` escaped, so it cannot end the quote. The marks count: text of many
+/// short lines is clipped further, so the section stays within what Slack
+/// takes.
+fn quoted_within(text: &str, max: usize) -> String {
+    let quote = |escaped: String| {
+        escaped
+            .split('\n')
+            .map(|line| format!(">{line}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let escaped = mrkdwn_within(text, max);
+    let lines = escaped.split('\n').count();
+    if escaped.chars().count() + lines <= max {
+        return quote(escaped);
+    }
+    // Clipped by the lines it had: it has no more lines now.
+    quote(mrkdwn_within(text, max.saturating_sub(lines)))
 }
 
 /// [`mrkdwn`], at most `max` characters once escaped (an escape is never
@@ -214,14 +225,14 @@ fn slack(notice: &Notice) -> Value {
             "type": "section",
             "text": md(format!(
                 "*Justification*\n{}",
-                quoted(&mrkdwn_within(&notice.justification, MAX_JUSTIFICATION))
+                quoted_within(&notice.justification, MAX_JUSTIFICATION)
             )),
         }),
     ];
     if let Some(comment) = &notice.comment {
         blocks.push(json!({
             "type": "section",
-            "text": md(format!("*Comment*\n{}", quoted(&mrkdwn_within(comment, MAX_VALUE)))),
+            "text": md(format!("*Comment*\n{}", quoted_within(comment, MAX_VALUE))),
         }));
     }
     if let Some(error) = &notice.error {
@@ -409,6 +420,19 @@ mod tests {
         assert!(escaped.ends_with("&amp;…"), "{escaped}");
         assert_eq!(mrkdwn_within("a<b", 10), "a&lt;b");
         assert_eq!(mrkdwn_within("abcdef", 4), "abc…");
+    }
+
+    /// Typed text is quoted line by line, and its quote marks count toward
+    /// its bound: text of many short lines cannot push a section past what
+    /// Slack takes (which would refuse the whole message).
+    #[test]
+    fn quoted_text_stays_within_its_bound_marks_and_all() {
+        assert_eq!(quoted_within("a\n*Role*\n> x", 100), ">a\n>*Role*\n>&gt; x");
+        let many = "x\n".repeat(2000);
+        let quoted = quoted_within(&many, 2000);
+        assert!(quoted.chars().count() <= 2000, "{}", quoted.chars().count());
+        assert!(quoted.ends_with('…'), "{quoted}");
+        assert!(quoted.lines().all(|line| line.starts_with('>')), "{quoted}");
     }
 
     /// Every mrkdwn object in a Slack message is verbatim: Slack would
