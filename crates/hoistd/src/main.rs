@@ -931,6 +931,13 @@ fn raise_open_file_limit() {
     }
 }
 
+/// A stop asked for while the database was being opened: the open runs
+/// on a thread of its own, which the runtime would wait for.
+fn stop_while_opening() -> ! {
+    tracing::warn!("stopped while opening the database");
+    std::process::exit(0)
+}
+
 async fn serve(
     listen: SocketAddr,
     db: Location,
@@ -950,9 +957,18 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let store = db
-        .open()
-        .with_context(|| format!("cannot open database {db}"))?;
+    // Opening may wait on the database and its migration lock: a stop
+    // meanwhile ends the process there and then (the open's connection
+    // goes with it, and an unfinished migration rolls back).
+    let opening = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || db.open()
+    });
+    let store = tokio::select! {
+        opened = opening => opened?.with_context(|| format!("cannot open database {db}"))?,
+        _ = terminate.recv() => stop_while_opening(),
+        _ = interrupt.recv() => stop_while_opening(),
+    };
     let scheme = if options.tls.is_some() {
         "https"
     } else {

@@ -779,12 +779,24 @@ impl PgConn {
         // doubt.
         let committing = std::cell::Cell::new(false);
         let committing = &committing;
+        // Whether the server refused a statement before the `COMMIT`, which
+        // makes the `COMMIT` a rollback: then a wait given up on before
+        // the `COMMIT`'s answer leaves nothing in doubt.
+        let refused = std::cell::Cell::new(false);
+        let refused = &refused;
+        let refusal = |error: Option<&tokio_postgres::Error>| {
+            if error.is_some_and(|error| error.as_db_error().is_some()) {
+                refused.set(true);
+            }
+        };
         let answers = self.wait(async {
             type Send<'a> = Pin<Box<dyn Future<Output = Answer> + 'a>>;
             let mut sends: Vec<Send<'_>> = Vec::with_capacity(statements.len() + 2);
             if let Some(begin) = begin {
                 sends.push(Box::pin(async move {
-                    client.simple_query(begin).await.map(Step::Begun)
+                    let answer = client.simple_query(begin).await;
+                    refusal(answer.as_ref().err());
+                    answer.map(Step::Begun)
                 }));
             }
             for (statement, prepared) in statements.iter().zip(&prepared) {
@@ -799,6 +811,7 @@ impl PgConn {
                     if !sent.get() {
                         unsent.set(true);
                     }
+                    refusal(rows.as_ref().err());
                     rows.map(Step::Rows)
                 }));
             }
@@ -847,7 +860,7 @@ impl PgConn {
             Ok(Ok(Ok(piped))) => Ok(Ok(piped)),
             Ok(Ok(Err(lost))) => Err(self.uncertain(StoreError::from(lost))),
             Ok(Err(failed)) => Ok(Err(failed)),
-            Err(stalled) if committing.get() => Err(self.uncertain(stalled)),
+            Err(stalled) if committing.get() && !refused.get() => Err(self.uncertain(stalled)),
             Err(stalled) => Err(stalled),
         }
     }
