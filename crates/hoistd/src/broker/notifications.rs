@@ -34,6 +34,16 @@ impl Notifier for Broker {
         self.policy().notify.clone()
     }
 
+    fn decided(&self, id: &str) -> Result<Option<hoist_api::RequestState>> {
+        let request = self.store.read()?.request(id)?;
+        Ok(request
+            .map(|mut request| {
+                settle_request(&mut request, now());
+                request.state
+            })
+            .filter(|state| *state != hoist_api::RequestState::Pending))
+    }
+
     fn leads_now(&self) -> bool {
         crate::target::Ledger::leads_now(self)
     }

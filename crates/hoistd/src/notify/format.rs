@@ -26,8 +26,20 @@ const MAX_VALUE: usize = 500;
 
 /// The body for `format`.
 pub fn render(format: Format, notice: &Notice) -> Value {
+    render_as_of(format, notice, None)
+}
+
+/// [`render`], for a notice that asks for a decision on a request that is
+/// `decided` by the time it goes out (a delivery held up): in Slack it
+/// says so and carries no Approve or Deny button, which would only be
+/// refused. The other formats are the event as it was.
+pub fn render_as_of(
+    format: Format,
+    notice: &Notice,
+    decided: Option<hoist_api::RequestState>,
+) -> Value {
     match format {
-        Format::Slack => slack(notice),
+        Format::Slack => slack(notice, decided),
         Format::Teams => teams(notice),
         Format::Json => serde_json::to_value(notice).unwrap_or(Value::Null),
     }
@@ -191,7 +203,7 @@ fn md(text: String) -> Value {
     json!({"type": "mrkdwn", "text": text, "verbatim": true})
 }
 
-fn slack(notice: &Notice) -> Value {
+fn slack(notice: &Notice, decided: Option<hoist_api::RequestState>) -> Value {
     let title = title(notice);
     let mut fields = vec![
         format!("*Requester*\n{}", mrkdwn(&notice.requester)),
@@ -241,8 +253,14 @@ fn slack(notice: &Notice) -> Value {
             "text": md(format!("*Error*\n{}", mrkdwn_within(error, MAX_VALUE))),
         }));
     }
+    if let Some(state) = decided.filter(|_| asks_decision(notice)) {
+        blocks.push(json!({
+            "type": "section",
+            "text": md(format!("*No longer pending:* the request is {state} now.")),
+        }));
+    }
     let mut buttons = Vec::new();
-    if asks_decision(notice) {
+    if asks_decision(notice) && decided.is_none() {
         buttons.push(json!({
             "type": "button",
             "text": {"type": "plain_text", "text": "Approve"},
@@ -465,7 +483,7 @@ mod tests {
             "target": null, "error": "at https://evil.example"
         }))
         .unwrap();
-        let message = slack(&notice);
+        let message = slack(&notice, None);
         let mut found = Vec::new();
         mrkdwn_objects(&message, &mut found);
         assert!(found.len() >= 5, "{message}");

@@ -311,6 +311,13 @@ pub trait Notifier: Send + Sync + 'static {
         notification: &Notification,
         delivery: &NotificationDelivery,
     ) -> crate::error::Result<()>;
+    /// The state of request `id` if it is no longer pending (decided,
+    /// withdrawn or lapsed since its notice was written), read just before
+    /// a notice that asks for a decision goes out late.
+    fn decided(&self, id: &str) -> crate::error::Result<Option<hoist_api::RequestState>> {
+        let _ = id;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

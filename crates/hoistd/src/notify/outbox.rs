@@ -293,7 +293,24 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> A
                 Outcome::Failed(format!("the stored notice does not read: {err}")),
             ),
             Ok(notice) => {
-                let mut body = format::render(channel.format, &notice);
+                // A notice that asks for a decision, going out late (its
+                // channel was down): one already decided says so, rather
+                // than offer buttons that would only be refused.
+                let decided = if channel.format == super::Format::Slack
+                    && matches!(
+                        notice.event,
+                        super::Event::RequestFiled | super::Event::RequestLapsing
+                    ) {
+                    let (asking, id) = (Arc::clone(&notifier), notice.request_id.clone());
+                    tokio::task::spawn_blocking(move || asking.decided(&id))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten()
+                } else {
+                    None
+                };
+                let mut body = format::render_as_of(channel.format, &notice, decided);
                 // The delivery id again, where the signature covers it: a
                 // receiver that drops what it has seen by this id cannot be
                 // made to take a captured post twice under a new header.

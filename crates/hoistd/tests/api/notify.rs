@@ -580,6 +580,41 @@ async fn a_failing_receiver_is_retried_and_gets_it_once() {
     );
 }
 
+/// A filing's Slack notice held up by its receiver goes out after the
+/// request was approved: it says so, and carries no Approve or Deny
+/// button (a press would only be refused).
+#[tokio::test]
+async fn a_late_slack_notice_of_a_request_decided_since_offers_no_buttons() {
+    let (receiver, base) = Receiver::start().await;
+    receiver.fail("approvals", &[500, 500]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = format!(
+        "{}{}",
+        policy_text(""),
+        channel(
+            dir.path(),
+            &base,
+            "approvals",
+            "slack",
+            "events = [\"request_filed\"]"
+        )
+    );
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let filed = broker
+        .as_user("alice")
+        .file(&db("rotate the replication slot"))
+        .await
+        .unwrap();
+    eventually(LONG, || async { !receiver.seen.lock().unwrap().is_empty() }).await;
+    broker.as_user("bob").approve(&filed.id).await.unwrap();
+    eventually(LONG, || async { receiver.on("approvals").len() == 1 }).await;
+    let posted = receiver.on("approvals").remove(0).to_string();
+    assert!(posted.contains("No longer pending"), "{posted}");
+    assert!(posted.contains("the request is active now"), "{posted}");
+    assert!(!posted.contains("hoist_approve"), "{posted}");
+    assert!(!posted.contains("hoist_deny"), "{posted}");
+}
+
 /// A notification whose channel leaves the policy while its receiver fails
 /// is given up: audited as its own event (what it was about, where it
 /// went, why it failed), once, and counted in `/metrics` for operators to
