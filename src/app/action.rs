@@ -181,6 +181,11 @@ impl Operation {
 /// Everything fetched at once on start and after a reconnect.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
+    /// The broker's time when the load was answered (the local clock less
+    /// the offset its answers set): the first load, answered before any
+    /// tick had that offset, places grants by it rather than by the local
+    /// clock, which may be minutes off.
+    pub now: chrono::DateTime<chrono::Utc>,
     pub me: Me,
     pub roles: Vec<Role>,
     pub requests: Vec<AccessRequest>,

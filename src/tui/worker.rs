@@ -106,6 +106,7 @@ impl Worker {
                             return;
                         }
                         Action::Loaded(Box::new(Snapshot {
+                            now: backend.clock().now(),
                             me,
                             roles,
                             requests,

@@ -12,6 +12,9 @@ use crate::app::state::{Connection, State};
 
 pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
     state.reload_due = None;
+    // The broker's now as the answer came, by the offset it set: the
+    // first ticks ran on the local clock alone.
+    state.now = snapshot.now;
     let selection = state.selection();
     let role = state.selected_role().map(|r| r.id.clone());
     // The selected grant gone by the person's own revocation is no

@@ -31,6 +31,7 @@ fn alice(now: DateTime<Utc>) -> State {
     update(
         &mut state,
         Action::Loaded(Box::new(Snapshot {
+            now,
             me: Me {
                 user: "alice".into(),
                 display_name: "Alice".into(),
@@ -652,10 +653,11 @@ fn a_load_older_than_a_live_event_keeps_the_newer_access() {
     access.state = AccessState::Live;
     access.updated_at += TimeDelta::milliseconds(5);
     update(&mut state, grant_event(live));
-    let (me, roles) = (state.me.clone().unwrap(), state.roles.clone());
+    let (me, roles, now) = (state.me.clone().unwrap(), state.roles.clone(), state.now);
     update(
         &mut state,
         Action::Loaded(Box::new(Snapshot {
+            now,
             me,
             roles,
             requests: vec![],
@@ -738,10 +740,11 @@ fn an_expiry_or_a_reload_keeps_the_cursor_on_the_same_item() {
     state.screen = Screen::Roles;
     state.cursors.roles = 2;
     assert_eq!(state.selected_role().unwrap().id, "logs");
-    let me = state.me.clone().unwrap();
+    let (me, now) = (state.me.clone().unwrap(), state.now);
     update(
         &mut state,
         Action::Loaded(Box::new(Snapshot {
+            now,
             me,
             roles: vec![role("db"), role("db2"), role("k8s"), role("logs")],
             requests: vec![],
@@ -1977,10 +1980,11 @@ fn a_load_that_fails_with_the_stream_up_is_tried_again() {
     update(&mut state, Action::StreamDown("gone".into()));
     assert!(update(&mut state, Action::Tick(later + TimeDelta::minutes(5))).is_empty());
     assert_eq!(state.reload_due, None);
-    let (me, roles) = (state.me.clone().unwrap(), state.roles.clone());
+    let (me, roles, now) = (state.me.clone().unwrap(), state.roles.clone(), state.now);
     update(
         &mut state,
         Action::Loaded(Box::new(Snapshot {
+            now,
             me,
             roles,
             requests: vec![],
@@ -2234,6 +2238,7 @@ fn a_reload_while_filtering_keeps_the_match_under_the_cursor() {
     let mut state = alice(now);
     let load = |roles: &[&str]| {
         Action::Loaded(Box::new(Snapshot {
+            now,
             me: Me {
                 user: "alice".into(),
                 display_name: "Alice".into(),
@@ -2602,6 +2607,7 @@ fn a_load_older_than_an_event_heard_meanwhile_keeps_the_event() {
     );
 
     let mut snapshot = Snapshot {
+        now: state.now,
         me: state.me.clone().unwrap(),
         roles: state.roles.clone(),
         requests: vec![mine],
@@ -2743,4 +2749,39 @@ fn the_profile_on_screen_is_not_left_with_work_in_hand() {
         None,
         "an empty form is no work"
     );
+}
+
+/// The first load is placed by the broker's time as the answer came, not
+/// by ticks of the local clock alone (which ran before any answer set the
+/// offset): with this machine ten minutes fast, a grant with five minutes
+/// left is active, listed and revocable, not ending.
+#[test]
+fn the_first_load_places_grants_by_the_brokers_time() {
+    let local = at("2026-06-01T12:10:00Z");
+    let broker = at("2026-06-01T12:00:00Z");
+    let mut state = State::new("https://hoist.example".into(), local);
+    update(&mut state, Action::Tick(local));
+    let me = Me {
+        user: "alice".into(),
+        display_name: "Alice".into(),
+        groups: vec![],
+        approver_for: vec![],
+        auditor: false,
+    };
+    update(
+        &mut state,
+        Action::Loaded(Box::new(Snapshot {
+            now: broker,
+            me,
+            roles: vec![role("db")],
+            requests: vec![],
+            grants: vec![grant("g_a", "db", "alice", broker + TimeDelta::minutes(5))],
+            queue: vec![],
+            break_glass: vec![],
+            workload_grants: vec![],
+        })),
+    );
+    assert_eq!(state.now, broker);
+    let active: Vec<&str> = state.grants.iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(active, ["g_a"], "ending: {:?}", state.ending);
 }
