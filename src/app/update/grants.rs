@@ -316,9 +316,11 @@ pub(super) fn credential_loaded(
             expires_at: credential.expires_at,
             access: credential.access.map(Box::new),
         };
-        // A question open meanwhile (revoke this grant? a reason to type?)
-        // keeps its keys: a `y` meant for it must not copy a credential.
-        if state.modal.as_ref().is_some_and(Modal::asks) {
+        // A question open meanwhile (revoke this grant? a reason to type?),
+        // a request form or the filter being typed into keeps its keys: a
+        // `y` meant for it must not copy a credential, nor a letter of a
+        // justification close the pop-up.
+        if state.modal.as_ref().is_some_and(Modal::asks) || typing(state) {
             state.waiting_credential = Some(shown);
             banner(
                 state,
@@ -330,6 +332,11 @@ pub(super) fn credential_loaded(
         }
         vec![]
     }
+}
+
+/// Whether keys go to a form or the filter now.
+pub(super) fn typing(state: &State) -> bool {
+    state.form.is_some() || state.filtering
 }
 
 /// A revocation that could not reach the broker yet: shown as pending,

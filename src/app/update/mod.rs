@@ -84,9 +84,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::SignInAgainFailed(reason) => sign_in_again_failed(state, &reason),
         other => key_action(state, other),
     };
-    // A credential that came while a question was open, once it is closed;
-    // not if the question revoked its grant.
+    // A credential that came while a question, a form or the filter was
+    // open, once it is closed; not if the question revoked its grant.
     if state.modal.is_none()
+        && !grants::typing(state)
         && let Some(credential) = state.waiting_credential.take()
         && !matches!(&credential, Modal::Credential { grant_id, .. }
             if state.revoking.contains(grant_id))

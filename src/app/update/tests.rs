@@ -2714,13 +2714,45 @@ fn what_arrives_during_a_question_does_not_take_its_keys() {
     update(
         &mut state,
         Action::CredentialLoaded {
-            credential: Box::new(credential),
+            credential: Box::new(credential.clone()),
             copy: false,
         },
     );
     update(&mut state, Action::Confirm);
     assert!(state.modal.is_none(), "{:?}", state.modal.is_some());
     assert!(state.waiting_credential.is_none(), "the secret is let go");
+
+    // Nor does a credential take the keys of a request form or the filter
+    // being typed into: it shows once they are closed.
+    let credential = hoist_api::Credential {
+        grant_id: "g3".into(),
+        ..credential
+    };
+    for filtering in [false, true] {
+        if filtering {
+            state.filtering = true;
+        } else {
+            state.form = Some(RequestForm::new(role("k8s"), "k1".into()));
+        }
+        update(
+            &mut state,
+            Action::CredentialLoaded {
+                credential: Box::new(credential.clone()),
+                copy: false,
+            },
+        );
+        assert!(state.modal.is_none(), "typing goes on");
+        update(&mut state, Action::Tick(now));
+        assert!(state.modal.is_none(), "typing goes on");
+        state.form = None;
+        state.filtering = false;
+        update(&mut state, Action::Tick(now));
+        assert!(
+            matches!(state.modal, Some(Modal::Credential { .. })),
+            "shown once the typing is done"
+        );
+        update(&mut state, Action::Back);
+    }
 }
 
 /// A profile opened while a revocation here is still being retried, or a
