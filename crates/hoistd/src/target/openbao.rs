@@ -546,8 +546,19 @@ impl TargetKind for OpenBao {
         KIND
     }
 
+    /// The server: its origin, and the path every call goes under (a
+    /// gateway may route `/bao-a/` and `/bao-b/` to two servers) by
+    /// digest.
     fn system(&self) -> String {
-        format!("{KIND} {}", crate::outbound::origin_key(&self.url))
+        use sha2::Digest;
+        let origin = crate::outbound::origin_key(&self.url);
+        match self.url.path() {
+            "" | "/" => format!("{KIND} {origin}"),
+            path => {
+                let path = sha2::Sha256::digest(path.trim_end_matches('/').as_bytes());
+                format!("{KIND} {origin} (path {})", &hex::encode(path)[..12])
+            }
+        }
     }
 
     fn narrow(&self, given: &Value, now: &Value) -> Result<Value, String> {
@@ -879,6 +890,34 @@ mod tests {
             "https://hoist.test".into(),
         );
         (target, journal, dir)
+    }
+
+    /// A server behind a gateway, by path, is another system than the one
+    /// under another path: a target moved so holds access that may not
+    /// move. A trailing slash is the same path.
+    #[test]
+    fn the_path_under_an_origin_names_another_system() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("role"), "role-id").unwrap();
+        std::fs::write(dir.path().join("secret"), "secret-id").unwrap();
+        let at = |url: &str| {
+            let table: toml::Table = toml::from_str(&format!(
+                "url = \"{url}\"\nrole_id_file = {:?}\nsecret_id_file = {:?}",
+                dir.path().join("role"),
+                dir.path().join("secret"),
+            ))
+            .unwrap();
+            OpenBao::configure("bao", table).unwrap().system()
+        };
+        assert_ne!(
+            at("https://gw.example/bao-a/"),
+            at("https://gw.example/bao-b/")
+        );
+        assert_eq!(
+            at("https://gw.example/bao-a"),
+            at("https://gw.example/bao-a/")
+        );
+        assert_eq!(at("https://bao.example"), "openbao https://bao.example:443");
     }
 
     /// A grant to sign in for.

@@ -258,11 +258,14 @@ impl TargetKind for Webhook {
         "webhook"
     }
 
-    /// The receiver: its origin, and its path by digest only (a path may
-    /// hold a token).
+    /// The receiver: its origin, and its path and query by digest only
+    /// (either may hold a token, and either may route to another
+    /// receiver).
     fn system(&self) -> String {
         use sha2::Digest;
-        let path = Sha256::digest(self.endpoint.url.path().as_bytes());
+        let url = &self.endpoint.url;
+        let path =
+            Sha256::digest(format!("{}?{}", url.path(), url.query().unwrap_or("")).as_bytes());
         format!(
             "webhook {} (path {})",
             crate::outbound::origin_key(&self.endpoint.url),
@@ -624,6 +627,31 @@ mod tests {
             sign(b"s3cret", "1780304400", b"{}"),
             sign(b"s3cret", "1780304401", b"{}")
         );
+    }
+
+    /// A receiver routed by its query (`?tenant=`) is another system than
+    /// the one under another query.
+    #[test]
+    fn the_query_names_another_receiver() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "s3cret-s3cret-s3cret").unwrap();
+        let at = |url: &str| {
+            let table: toml::Table = toml::from_str(&format!(
+                "url = \"{url}\"\nsecret_file = {:?}",
+                dir.path().join("secret"),
+            ))
+            .unwrap();
+            Webhook::configure("hook", table).unwrap().system()
+        };
+        assert_ne!(
+            at("https://hooks.example/access?tenant=a"),
+            at("https://hooks.example/access?tenant=b")
+        );
+        assert_eq!(
+            at("https://hooks.example/access"),
+            at("https://hooks.example/access")
+        );
+        assert!(!at("https://hooks.example/access?tenant=a").contains("tenant"));
     }
 
     #[test]
