@@ -98,8 +98,30 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
 }
 
 fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Command> {
-    state.busy.clear();
-    state.deciding.clear();
+    // What an operation on one item marked as under way is let go by its
+    // failure (which item is not said: all of that kind). A load, a
+    // history, a filing or the browser marked nothing; a profile being
+    // switched to, nor a decision, is let go by another's failure.
+    match operation {
+        Operation::Reviewing | Operation::Acknowledging => {
+            state.busy.retain(|id| !state.deciding.contains(id));
+            state.deciding.clear();
+        }
+        Operation::Cancelling
+        | Operation::Revoking
+        | Operation::Claiming
+        | Operation::FetchingCredential
+        | Operation::Extending => {
+            let keep: std::collections::BTreeSet<String> = state
+                .busy
+                .iter()
+                .filter(|id| state.deciding.contains(*id) || *id == modals::SWITCHING)
+                .cloned()
+                .collect();
+            state.busy = keep;
+        }
+        _ => {}
+    }
     // Only a form being sent is told of a filing's failure: one opened
     // since (the one sent was closed while it was answered) is another
     // filing's, and the failure is a banner instead.

@@ -10,7 +10,7 @@ use crate::app::command::Command;
 use crate::app::state::{Level, Modal, Prompt, SignInPrompt, State};
 
 /// What the busy spinner calls a switch in progress.
-const SWITCHING: &str = "switching profile";
+pub(super) const SWITCHING: &str = "switching profile";
 
 /// Opens the list of profiles with the one on screen under the cursor.
 pub(super) fn pick_profile(state: &mut State) -> Vec<Command> {

@@ -153,7 +153,8 @@ fn a_failed_filing_keeps_the_form_open_to_send_again() {
     // The same key goes out again, so the broker never files twice.
     assert_eq!(form.idempotency_key, "key-1");
     assert_eq!(state.banner, None);
-    assert!(state.busy.is_empty());
+    // What another operation has under way (g1's) is not let go by it.
+    assert!(state.busy.contains("g1"), "{:?}", state.busy);
 
     // Any other failure is a banner naming what was being done.
     update(
@@ -2816,4 +2817,36 @@ fn the_first_load_places_grants_by_the_brokers_time() {
     assert_eq!(state.now, broker);
     let active: Vec<&str> = state.grants.iter().map(|g| g.id.as_str()).collect();
     assert_eq!(active, ["g_a"], "ending: {:?}", state.ending);
+}
+
+/// A failure lets go of what its own kind of operation had under way, not
+/// of another's: a decision sent stays the person's own (its request's
+/// leaving is no surprise), and a profile being opened keeps the guard
+/// against opening another.
+#[test]
+fn a_failure_lets_go_only_of_its_own_kind_of_work() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.deciding.insert("req_a".into());
+    state.busy.insert("req_a".into());
+    state.busy.insert("switching profile".into());
+    state.busy.insert("g1".into());
+    let fail = |operation| Action::Failed {
+        operation,
+        failure: Failure::new(FailureKind::Unreachable, "connection refused or failed"),
+    };
+    update(&mut state, fail(Operation::LoadingHistory));
+    assert_eq!(state.busy.len(), 3, "{:?}", state.busy);
+    update(&mut state, fail(Operation::FetchingCredential));
+    assert!(!state.busy.contains("g1"), "{:?}", state.busy);
+    assert!(state.busy.contains("req_a") && state.busy.contains("switching profile"));
+    assert!(state.deciding.contains("req_a"));
+    update(&mut state, fail(Operation::Reviewing));
+    assert!(state.deciding.is_empty());
+    assert_eq!(
+        state.busy.iter().collect::<Vec<_>>(),
+        ["switching profile"],
+        "{:?}",
+        state.busy
+    );
 }
