@@ -2850,3 +2850,41 @@ fn a_failure_lets_go_only_of_its_own_kind_of_work() {
         state.busy
     );
 }
+
+/// A load's answer may predate an event heard while it was under way (a
+/// request filed then, which the load's reads did not see): that answer
+/// is taken, and everything loaded once more, so the request is not left
+/// out until the next action. An answer with no event meanwhile is the
+/// last.
+#[test]
+fn an_event_heard_while_loading_has_everything_loaded_again() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let snapshot = |state: &State| Snapshot {
+        now,
+        me: state.me.clone().unwrap(),
+        roles: state.roles.clone(),
+        requests: vec![],
+        grants: vec![],
+        queue: vec![],
+        break_glass: vec![],
+        workload_grants: vec![],
+    };
+    assert_eq!(update(&mut state, Action::ClockJumped), [Command::LoadAll]);
+    let loaded = snapshot(&state);
+    assert!(update(&mut state, Action::Loaded(Box::new(loaded))).is_empty());
+
+    assert_eq!(update(&mut state, Action::ClockJumped), [Command::LoadAll]);
+    let filed = request("req_new", "db", "alice", now);
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: filed })),
+    );
+    let loaded = snapshot(&state);
+    assert_eq!(
+        update(&mut state, Action::Loaded(Box::new(loaded))),
+        [Command::LoadAll]
+    );
+    let loaded = snapshot(&state);
+    assert!(update(&mut state, Action::Loaded(Box::new(loaded))).is_empty());
+}
