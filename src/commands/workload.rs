@@ -345,19 +345,6 @@ async fn exchange(
                 let withdrawn = withdraw(http, broker, token, args, ttl).await;
                 return Err(err.context(withdrawn));
             }
-            // The first answer lost, or the broker failing once it took
-            // the call (a commit whose outcome is unknown, access that
-            // could not be handed over): a task may have been filed, and
-            // is withdrawn, not left for an approver to approve for
-            // nobody. A refusal of the token itself filed nothing.
-            Err(err)
-                if err
-                    .downcast_ref::<BackendError>()
-                    .is_some_and(BackendError::is_transient) =>
-            {
-                let withdrawn = withdraw(http, broker, token, args, ttl).await;
-                return Err(err.context(withdrawn));
-            }
             Err(err) => return Err(err),
         };
         away = Duration::from_millis(500);

@@ -529,53 +529,6 @@ async fn a_job_on_a_role_a_person_approves_waits_then_runs() {
         && e.request_id.as_deref() == Some(request.id.as_str())));
 }
 
-/// The broker's answer to a job's first exchange is lost (it filed a
-/// request for a person to approve): the job withdraws the task it may
-/// have filed, so nothing is left in the approvers' queue to be approved
-/// for a job that is gone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_whose_first_answer_is_lost_withdraws_what_it_may_have_filed() {
-    let (_provider, broker, token) = setup().await;
-    let url = crate::proxy::relay_losing(
-        &broker.url(),
-        |_| {},
-        |line, _| line.starts_with("POST /v1/token "),
-    );
-    let out = hoist_exec(
-        &url,
-        &["db", "--", "true"],
-        &[(hoist::commands::ENV_WORKLOAD_TOKEN, &token)],
-    )
-    .output()
-    .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(6), "{said}");
-    let requests = broker
-        .broker()
-        .store()
-        .read()
-        .unwrap()
-        .requests(&hoistd::store::RequestQuery {
-            requester: Some("workload:ci:deploy-bot".into()),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(requests.len(), 1, "{requests:?}");
-    assert_eq!(
-        requests[0].state,
-        hoist_api::RequestState::Cancelled,
-        "{said}"
-    );
-    assert!(
-        broker
-            .as_user("bob")
-            .queue()
-            .await
-            .iter()
-            .all(|r| r.requester != "workload:ci:deploy-bot")
-    );
-}
-
 /// The workload's request in bob's queue, once exec has filed it.
 async fn queued(
     broker: &hoistd::testing::TestBroker,
