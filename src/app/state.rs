@@ -376,12 +376,6 @@ pub struct State {
     /// reconnect, say): what is shown may be stale, and it is loaded again
     /// at this time, each failure waiting twice as long (to a minute).
     pub reload_due: Option<(DateTime<Utc>, u32)>,
-    /// A load asked for and not answered yet, and whether a live event
-    /// came meanwhile: the load's reads may predate it (a request filed
-    /// then, not in the answer), so once it is answered, everything is
-    /// loaded once more.
-    pub loading: bool,
-    pub heard_while_loading: bool,
     /// Grants whose extension is on its way to the broker.
     pub extending: BTreeSet<String>,
     /// Roles marked (space) to be requested together as a bundle.
@@ -481,8 +475,6 @@ impl State {
             warned: HashSet::new(),
             busy: BTreeSet::new(),
             deciding: BTreeSet::new(),
-            loading: false,
-            heard_while_loading: false,
             ticket_url: None,
             loaded: false,
             should_quit: false,

@@ -15,7 +15,6 @@ mod reviews;
 mod tests;
 
 use chrono::TimeDelta;
-use hoist_api::LiveEvent;
 
 use super::action::{Action, Operation};
 use super::command::Command;
@@ -44,10 +43,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
     ) {
         modals::sign_in_over(state, None);
     }
-    let live = matches!(&action, Action::Live(event)
-        if matches!(**event, LiveEvent::Request { .. } | LiveEvent::Grant { .. }));
-    let answered = matches!(action, Action::Loaded(_) | Action::LoadFailed(_));
-    let mut commands = match action {
+    let commands = match action {
         Action::Quit => modals::quit(state),
         Action::Tick(now) => grants::tick(state, now),
         Action::Resize(w, h) => {
@@ -88,22 +84,6 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::SignInAgainFailed(reason) => sign_in_again_failed(state, &reason),
         other => key_action(state, other),
     };
-    // An event heard while a load was under way may be newer than what
-    // the load read, and the load's answer replaces the lists: loaded once
-    // more when it is answered (see `State::loading`).
-    if live && state.loading {
-        state.heard_while_loading = true;
-    }
-    if answered {
-        state.loading = false;
-        if std::mem::take(&mut state.heard_while_loading) && !commands.contains(&Command::LoadAll) {
-            commands.push(Command::LoadAll);
-        }
-    }
-    if commands.contains(&Command::LoadAll) {
-        state.loading = true;
-        state.heard_while_loading = false;
-    }
     // A credential that came while a question, a form or the filter was
     // open, once it is closed; not if the question revoked its grant.
     if state.modal.is_none()
