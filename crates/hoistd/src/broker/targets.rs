@@ -343,12 +343,6 @@ impl Ledger for Broker {
                 access.next_attempt_at = Some(retry_at);
                 access.updated_at = super::next_change(now, access.updated_at);
                 let kind = match effect.action {
-                    // Access made already (an extension's new end failed
-                    // to reach the target) stays usable until its old end,
-                    // with the reason: it is retried meanwhile.
-                    EffectAction::Provision if access.state == AccessState::Live => {
-                        AuditKind::ProvisionFailed
-                    }
                     EffectAction::Provision => {
                         access.state = AccessState::Failed;
                         AuditKind::ProvisionFailed

@@ -190,8 +190,6 @@ enum Mode {
     QuotesPath,
     /// 200, saying it failed.
     SaysFailed,
-    /// As `Ok`, but a provision answers 500.
-    FailsProvision,
 }
 
 #[derive(Clone)]
@@ -232,16 +230,6 @@ async fn endpoint(
     }
     state.calls.lock().unwrap().push(call.clone());
     let mut mode = *state.mode.lock().unwrap();
-    if mode == Mode::FailsProvision {
-        if call["action"] == "provision" {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(serde_json::json!({ "status": "error", "message": "IAM is down" })),
-            )
-                .into_response();
-        }
-        mode = Mode::Ok;
-    }
     if mode == Mode::SlowOk {
         tokio::time::sleep(Duration::from_secs(3)).await;
         mode = Mode::Ok;
@@ -275,7 +263,7 @@ async fn endpoint(
             [("location", "https://elsewhere.example/hook")],
         )
             .into_response(),
-        Mode::Ok | Mode::SlowOk | Mode::FailsProvision => {
+        Mode::Ok | Mode::SlowOk => {
             let id = call["grant"]["id"].as_str().unwrap().to_string();
             let mut held = state.held.lock().unwrap();
             match call["action"].as_str().unwrap() {
@@ -362,37 +350,6 @@ async fn an_endpoint_hands_over_only_the_variables_the_policy_declares() {
 
 /// A grant at an endpoint answering as `mode` stays unusable, with a reason
 /// naming what went wrong, until the endpoint answers properly.
-/// An extension whose new end cannot reach the target leaves the access
-/// as it was, live and usable until its old end, with the failure said
-/// and retried: not "provisioning failed" with no credential to be had.
-#[tokio::test]
-async fn an_extension_that_cannot_reach_the_target_leaves_the_access_usable() {
-    let (endpoint, url) = own_receiver(Mode::Ok).await;
-    let (broker, _dir) = broker(&url).await;
-    let grant = granted(&broker, "rotate the node pool").await;
-    eventually(LONG, || async {
-        target_access(&broker, &grant.id).await.state == AccessState::Live
-    })
-    .await;
-    *endpoint.mode.lock().unwrap() = Mode::FailsProvision;
-    let extension = broker
-        .as_user("alice")
-        .extend(&grant.id, 600)
-        .await
-        .unwrap();
-    if extension.state == hoist_api::RequestState::Pending {
-        broker.as_user("bob").approve(&extension.id).await.unwrap();
-    }
-    eventually(LONG, || async {
-        target_access(&broker, &grant.id).await.reason.is_some()
-    })
-    .await;
-    let access = target_access(&broker, &grant.id).await;
-    assert_eq!(access.state, AccessState::Live, "{access:?}");
-    assert!(access.reason.unwrap().contains("IAM is down"));
-    broker.as_user("alice").credential(&grant.id).await.unwrap();
-}
-
 async fn fails_then_recovers(mode: Mode, said: &str) {
     let (endpoint, url) = own_receiver(mode).await;
     let (broker, _dir) = broker(&url).await;
