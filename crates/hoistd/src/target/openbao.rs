@@ -548,14 +548,20 @@ impl TargetKind for OpenBao {
 
     /// The server: its origin, and the path every call goes under (a
     /// gateway may route `/bao-a/` and `/bao-b/` to two servers) by
-    /// digest.
+    /// digest: the path as calls are joined to the URL (`…/bao-a` without
+    /// its slash calls `…/v1/`, not `…/bao-a/v1/`).
     fn system(&self) -> String {
         use sha2::Digest;
         let origin = crate::outbound::origin_key(&self.url);
-        match self.url.path() {
-            "" | "/" => format!("{KIND} {origin}"),
+        let under = self
+            .url
+            .join("v1/")
+            .map(|api| api.path().to_string())
+            .unwrap_or_default();
+        match under.as_str() {
+            "/v1/" => format!("{KIND} {origin}"),
             path => {
-                let path = sha2::Sha256::digest(path.trim_end_matches('/').as_bytes());
+                let path = sha2::Sha256::digest(path.as_bytes());
                 format!("{KIND} {origin} (path {})", &hex::encode(path)[..12])
             }
         }
@@ -894,7 +900,7 @@ mod tests {
 
     /// A server behind a gateway, by path, is another system than the one
     /// under another path: a target moved so holds access that may not
-    /// move. A trailing slash is the same path.
+    /// move. The path is the one calls go under.
     #[test]
     fn the_path_under_an_origin_names_another_system() {
         let dir = tempfile::tempdir().unwrap();
@@ -913,10 +919,12 @@ mod tests {
             at("https://gw.example/bao-a/"),
             at("https://gw.example/bao-b/")
         );
-        assert_eq!(
+        // Without its slash, calls go to the gateway's root: another system.
+        assert_ne!(
             at("https://gw.example/bao-a"),
             at("https://gw.example/bao-a/")
         );
+        assert_eq!(at("https://gw.example/bao-a"), at("https://gw.example/"));
         assert_eq!(at("https://bao.example"), "openbao https://bao.example:443");
     }
 
