@@ -376,6 +376,11 @@ pub struct State {
     /// reconnect, say): what is shown may be stale, and it is loaded again
     /// at this time, each failure waiting twice as long (to a minute).
     pub reload_due: Option<(DateTime<Utc>, u32)>,
+    /// A load asked for and not answered yet, and the requests the stream
+    /// told of meanwhile: the load's reads may predate them (a request
+    /// filed then is not in its answer), so the answer does not drop them.
+    pub loading: bool,
+    pub heard_while_loading: BTreeSet<String>,
     /// Grants whose extension is on its way to the broker.
     pub extending: BTreeSet<String>,
     /// Roles marked (space) to be requested together as a bundle.
@@ -475,6 +480,8 @@ impl State {
             warned: HashSet::new(),
             busy: BTreeSet::new(),
             deciding: BTreeSet::new(),
+            loading: false,
+            heard_while_loading: BTreeSet::new(),
             ticket_url: None,
             loaded: false,
             should_quit: false,

@@ -48,10 +48,26 @@ pub(super) fn load(state: &mut State, snapshot: Snapshot) -> Vec<Command> {
     }
     // A grant that ended meanwhile needs no revocation any more.
     super::modals::revocation_confirmed(state);
+    // What the stream told of while the load ran, and the load's reads
+    // may predate: kept where it belongs as last heard, though not in the
+    // answer (a request filed meanwhile, its bell rung already).
+    let heard_meanwhile =
+        |list: &[AccessRequest], loaded: &[AccessRequest]| -> Vec<AccessRequest> {
+            list.iter()
+                .filter(|r| state.heard_while_loading.contains(&r.id))
+                .filter(|r| loaded.iter().all(|l| l.id != r.id))
+                .cloned()
+                .collect()
+        };
+    let queued_meanwhile = heard_meanwhile(&state.queue, &snapshot.queue);
+    let glass_meanwhile = heard_meanwhile(&state.break_glass, &snapshot.break_glass);
     state.queue = newest_requests(state, snapshot.queue, |r| r.state == RequestState::Pending);
+    state.queue.extend(queued_meanwhile);
+    state.queue.sort_by_key(|r| r.lapses_at);
     state.break_glass = newest_requests(state, snapshot.break_glass, |r| {
         r.break_glass && r.acknowledgement.is_none() && r.kind == RequestKind::Access
     });
+    state.break_glass.extend(glass_meanwhile);
     let now = state.now;
     state.workload_grants = snapshot
         .workload_grants

@@ -15,6 +15,7 @@ mod reviews;
 mod tests;
 
 use chrono::TimeDelta;
+use hoist_api::LiveEvent;
 
 use super::action::{Action, Operation};
 use super::command::Command;
@@ -43,6 +44,14 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
     ) {
         modals::sign_in_over(state, None);
     }
+    let heard = match &action {
+        Action::Live(event) => match &**event {
+            LiveEvent::Request { request } => Some(request.id.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let answered = matches!(action, Action::Loaded(_) | Action::LoadFailed(_));
     let commands = match action {
         Action::Quit => modals::quit(state),
         Action::Tick(now) => grants::tick(state, now),
@@ -84,6 +93,18 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::SignInAgainFailed(reason) => sign_in_again_failed(state, &reason),
         other => key_action(state, other),
     };
+    // What a load under way may not have read (see `State::loading`).
+    if answered {
+        state.loading = false;
+        state.heard_while_loading.clear();
+    }
+    if let Some(id) = heard.filter(|_| state.loading) {
+        state.heard_while_loading.insert(id);
+    }
+    if commands.contains(&Command::LoadAll) {
+        state.loading = true;
+        state.heard_while_loading.clear();
+    }
     // A credential that came while a question, a form or the filter was
     // open, once it is closed; not if the question revoked its grant.
     if state.modal.is_none()

@@ -2850,3 +2850,44 @@ fn a_failure_lets_go_only_of_its_own_kind_of_work() {
         state.busy
     );
 }
+
+/// A request the stream told of while a load ran, which the load's reads
+/// predate, stays in the queue when the load is answered (its bell rang);
+/// one the next load, with nothing heard meanwhile, does not have is gone.
+#[test]
+fn a_request_heard_while_loading_is_not_dropped_by_the_loads_answer() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.me.as_mut().unwrap().approver_for = vec!["db".into()];
+    let snapshot = |state: &State| Snapshot {
+        now,
+        me: state.me.clone().unwrap(),
+        roles: state.roles.clone(),
+        requests: vec![],
+        grants: vec![],
+        queue: vec![],
+        break_glass: vec![],
+        workload_grants: vec![],
+    };
+    assert_eq!(update(&mut state, Action::ClockJumped), [Command::LoadAll]);
+    let filed = request("req_new", "db", "carol", now + TimeDelta::hours(1));
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: filed })),
+    );
+    let queued =
+        |state: &State| -> Vec<String> { state.queue.iter().map(|r| r.id.clone()).collect() };
+    assert_eq!(queued(&state), ["req_new"]);
+    let loaded = snapshot(&state);
+    update(&mut state, Action::Loaded(Box::new(loaded)));
+    assert_eq!(
+        queued(&state),
+        ["req_new"],
+        "dropped by an answer older than it"
+    );
+
+    assert_eq!(update(&mut state, Action::ClockJumped), [Command::LoadAll]);
+    let loaded = snapshot(&state);
+    update(&mut state, Action::Loaded(Box::new(loaded)));
+    assert!(queued(&state).is_empty(), "{:?}", queued(&state));
+}
