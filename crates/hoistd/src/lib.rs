@@ -195,6 +195,10 @@ impl Server {
                 );
             }
         }
+        let looking = Arc::clone(&broker);
+        for line in tokio::task::spawn_blocking(move || looking.access_left_behind()).await?? {
+            tracing::error!("{line}");
+        }
 
         let addr = listener.local_addr()?;
         let purge_metrics = Arc::clone(&metrics);

@@ -10,7 +10,7 @@ use hoist_api::{
 use serde_json::json;
 
 use super::limits::Act;
-use super::targets::{granted_access, narrowed, not_usable_yet, usable};
+use super::targets::{granted, narrowed, not_usable_yet, usable};
 use super::{Broker, HolderAct, Work, grant_event, new_id, settle_grant, std_delta};
 use crate::error::{Error, Result};
 use crate::target::ssh::HolderKey;
@@ -250,8 +250,14 @@ impl Broker {
             None => None,
             Some(access) => match policy.targets.get(&access.target) {
                 Some(target) => {
-                    let given = granted_access(&*work.tx, &policy, &grant)?;
-                    let access = narrowed(&**target, &grant, role, &given)?;
+                    let given = granted(&*work.tx, &policy, &grant)?;
+                    if let Some(why) = crate::target::moved(&**target, given.system.as_deref()) {
+                        return Err(Error::refuse(
+                            ErrorCode::InvalidState,
+                            format!("grant {} is live, but {why}", grant.id),
+                        ));
+                    }
+                    let access = narrowed(&**target, &grant, role, &given.access)?;
                     Some((Arc::clone(target), self.facts(&grant, access)))
                 }
                 None => {

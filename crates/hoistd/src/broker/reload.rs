@@ -62,6 +62,34 @@ impl Broker {
         swept
     }
 
+    /// What the policy hoistd starts with leaves behind of the access
+    /// grants hold, one line each: the policy file may have changed while
+    /// it was down, or differ from another instance's. hoistd starts
+    /// anyway (refusing would stop every other grant's expiry and removal);
+    /// nothing is done for those grants at a moved target until it names
+    /// their system again, nor at a dropped one until it is back.
+    pub fn access_left_behind(&self) -> Result<Vec<String>> {
+        let LeftBehind { dropped, moved } =
+            access_left_behind(&*self.store.read()?, None, &self.policy())?;
+        let mut lines: Vec<String> = moved
+            .into_iter()
+            .map(|(target, (was, now))| {
+                format!(
+                    "target `{target}` names {now}, but grants hold access at {was}: their \
+                     removal waits until it names {was} again"
+                )
+            })
+            .collect();
+        if !dropped.is_empty() {
+            lines.push(format!(
+                "the policy names no target where grants still hold access: {}; their \
+                 removal waits until it names each again",
+                named(&dropped)
+            ));
+        }
+        Ok(lines)
+    }
+
     /// Revokes, at start-up, every grant the policy hoistd starts with no
     /// longer allows: the policy file may have changed while it was down.
     pub fn sweep_at_start(&self) -> Result<usize> {
@@ -139,32 +167,64 @@ impl Work<'_> {
     }
 }
 
+/// What `policy` would leave behind of the access grants hold (being
+/// provisioned, live, failed or being removed), as `tx` sees them: the
+/// targets it drops, with their grants, and those it points at another
+/// system than their access was given at, with that system and the new one.
+/// A grant's system is the one its effects recorded; for one whose effects
+/// predate that, the one its target had in `previous`.
+fn access_left_behind(
+    tx: &dyn crate::store::Tx,
+    previous: Option<&Policy>,
+    policy: &Policy,
+) -> Result<LeftBehind> {
+    let holding = tx.grants(&GrantQuery::holding_access(None))?;
+    let mut dropped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut moved: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for grant in holding {
+        let Some(access) = &grant.access else {
+            continue;
+        };
+        let Some(now) = policy.targets.get(&access.target) else {
+            dropped
+                .entry(access.target.clone())
+                .or_default()
+                .push(grant.id.clone());
+            continue;
+        };
+        let given_at = super::targets::granted(tx, policy, &grant)?
+            .system
+            .or_else(|| {
+                previous
+                    .and_then(|previous| previous.targets.get(&access.target))
+                    .map(|was| was.system())
+            });
+        if let Some(was) = given_at
+            && was != now.system()
+        {
+            moved.insert(access.target.clone(), (was, now.system()));
+        }
+    }
+    Ok(LeftBehind { dropped, moved })
+}
+
+/// See [`access_left_behind`].
+struct LeftBehind {
+    /// Target name -> the grants holding access there.
+    dropped: BTreeMap<String, Vec<String>>,
+    /// Target name -> the system access was given at, and the one it names.
+    moved: BTreeMap<String, (String, String)>,
+}
+
 /// Refuses `policy` if it drops a target that still holds access for a
-/// grant `tx` sees (being provisioned, live, failed or being removed), or
-/// points it at another system than `previous` did.
+/// grant `tx` sees, or points it at another system than the access was
+/// given at (see [`access_left_behind`]).
 fn targets_holding_access_stay(
     tx: &dyn crate::store::Tx,
     previous: &Policy,
     policy: &Policy,
 ) -> Result<()> {
-    let holding = tx.grants(&GrantQuery::holding_access(None))?;
-    let mut dropped: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut moved: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for grant in holding {
-        let Some(access) = grant.access else {
-            continue;
-        };
-        match (
-            previous.targets.get(&access.target),
-            policy.targets.get(&access.target),
-        ) {
-            (_, None) => dropped.entry(access.target).or_default().push(grant.id),
-            (Some(was), Some(now)) if was.system() != now.system() => {
-                moved.insert(access.target, (was.system(), now.system()));
-            }
-            _ => {}
-        }
-    }
+    let LeftBehind { dropped, moved } = access_left_behind(tx, Some(previous), policy)?;
     if let Some((target, (was, now))) = moved.into_iter().next() {
         return Err(Error::refuse(
             ErrorCode::InvalidState,
@@ -178,16 +238,20 @@ fn targets_holding_access_stay(
     if dropped.is_empty() {
         return Ok(());
     }
-    let named: Vec<String> = dropped
-        .iter()
-        .map(|(target, grants)| format!("{target} (grants {})", grants.join(", ")))
-        .collect();
     Err(Error::refuse(
         ErrorCode::InvalidState,
         format!(
             "the new policy drops targets that still hold access: {}; keep each until its \
              grants' access is removed (revoke them, or wait for their end)",
-            named.join("; ")
+            named(&dropped)
         ),
     ))
+}
+
+fn named(dropped: &BTreeMap<String, Vec<String>>) -> String {
+    let named: Vec<String> = dropped
+        .iter()
+        .map(|(target, grants)| format!("{target} (grants {})", grants.join(", ")))
+        .collect();
+    named.join("; ")
 }

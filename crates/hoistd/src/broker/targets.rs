@@ -32,31 +32,42 @@ fn audited_failure(attempts: u32) -> bool {
 impl Work<'_> {
     /// Queues an effect at the grant's target, in this transaction. It
     /// carries the access the grant was activated with, so that a removal
-    /// takes away what was given even if the role has changed since.
+    /// takes away what was given even if the role has changed since, and
+    /// the system that access was given at, so that it runs nowhere else.
     pub(super) fn queue_effect(&mut self, grant: &Grant, action: EffectAction) -> Result<()> {
         if grant.access.is_none() {
             return Ok(());
         }
-        let given = granted_access(&*self.tx, &self.policy, grant)?;
-        self.queue_effect_giving(grant, action, given)
+        let granted = granted(&*self.tx, &self.policy, grant)?;
+        self.queue_effect_giving(grant, action, granted.access, granted.system)
     }
 
     /// Queues the first effect of a grant just started: it gives what its
-    /// role's access says now (no effect of its own to read yet).
+    /// role's access says now, at the system its target names now (no
+    /// effect of its own to read yet).
     pub(super) fn queue_first_effect(&mut self, grant: &Grant) -> Result<()> {
         let given = role_access(&self.policy, &grant.role);
-        self.queue_effect_giving(grant, EffectAction::Provision, given)
+        self.queue_effect_giving(grant, EffectAction::Provision, given, None)
     }
 
+    /// Queues an effect giving `given` at `system`; with none known, at the
+    /// system the grant's target names now.
     fn queue_effect_giving(
         &mut self,
         grant: &Grant,
         action: EffectAction,
         given: Value,
+        system: Option<String>,
     ) -> Result<()> {
         let Some(access) = &grant.access else {
             return Ok(());
         };
+        let system = system.or_else(|| {
+            self.policy
+                .targets
+                .get(&access.target)
+                .map(|target| target.system())
+        });
         self.tx.insert_effect(&Effect {
             id: new_id("fx"),
             grant_id: grant.id.clone(),
@@ -68,6 +79,7 @@ impl Work<'_> {
             created_at: self.now,
             done_at: None,
             access: Some(given),
+            system,
         })?;
         self.effects = true;
         Ok(())
@@ -94,16 +106,28 @@ impl Work<'_> {
     }
 }
 
-/// What a grant's access gives at its target: what its effects carry, the
-/// role's `[roles.access]` when the grant was activated; for a grant
-/// activated before effects kept it, what the policy in force says.
-pub(super) fn granted_access(tx: &dyn Tx, policy: &Policy, grant: &Grant) -> Result<Value> {
-    let kept = tx
-        .grant_effects(&grant.id)?
-        .into_iter()
+/// What a grant's effects kept of its access.
+pub(super) struct Granted {
+    /// What it gives at its target: the role's `[roles.access]` when the
+    /// grant was activated; for a grant activated before effects kept it,
+    /// what the policy in force says.
+    pub access: Value,
+    /// The system it was given at; `None` for a grant whose effects were
+    /// all queued before hoistd kept it.
+    pub system: Option<String>,
+}
+
+/// What `grant`'s access gives and where, as its effects kept it.
+pub(super) fn granted(tx: &dyn Tx, policy: &Policy, grant: &Grant) -> Result<Granted> {
+    let effects = tx.grant_effects(&grant.id)?;
+    let kept = effects
+        .iter()
         .rev()
-        .find_map(|effect| effect.access);
-    Ok(kept.unwrap_or_else(|| role_access(policy, &grant.role)))
+        .find_map(|effect| effect.access.clone());
+    Ok(Granted {
+        access: kept.unwrap_or_else(|| role_access(policy, &grant.role)),
+        system: effects.into_iter().rev().find_map(|effect| effect.system),
+    })
 }
 
 /// What a credential fetched now for `grant` may carry at `target`: what
@@ -190,7 +214,7 @@ pub(super) fn not_usable_yet(grant: &Grant, access: &TargetAccess) -> String {
 
 impl Broker {
     /// The facts a target is told about a grant, with the access it gives
-    /// there (see [`granted_access`]).
+    /// there (see [`granted`]).
     pub(super) fn facts(&self, grant: &Grant, access: Value) -> GrantFacts {
         GrantFacts {
             id: grant.id.clone(),
@@ -402,8 +426,16 @@ impl Ledger for Broker {
                 .as_ref()
                 .is_some_and(|a| a.state == AccessState::Live);
             if grant.state == GrantState::Active && live {
-                let access = granted_access(&*tx, &policy, &grant)?;
-                view.live.push(self.facts(&grant, access));
+                let granted = granted(&*tx, &policy, &grant)?;
+                // Given at the system the target named before: not to be
+                // looked for (and given again) where it names now.
+                let moved = policy
+                    .targets
+                    .get(target)
+                    .and_then(|kind| crate::target::moved(&**kind, granted.system.as_deref()));
+                if moved.is_none() {
+                    view.live.push(self.facts(&grant, granted.access));
+                }
             }
         }
         Ok(view)
@@ -421,6 +453,16 @@ impl Ledger for Broker {
             .is_some_and(|a| a.state == AccessState::Live && a.target == target);
         // It ended, or changed, since the reconciler looked: nothing to do.
         if grant.state != GrantState::Active || !live_here {
+            return Ok(());
+        }
+        // Its target was pointed elsewhere since the reconciler looked.
+        let policy = Arc::clone(&work.policy);
+        let given_at = granted(&*work.tx, &policy, &grant)?.system;
+        if policy
+            .targets
+            .get(target)
+            .is_none_or(|kind| crate::target::moved(&**kind, given_at.as_deref()).is_some())
+        {
             return Ok(());
         }
         let now = work.now;

@@ -549,6 +549,12 @@ pub struct Effect {
     /// the grant was activated with it. `None` for an effect queued before
     /// hoistd kept it (schema version 11 on SQLite, 7 on PostgreSQL).
     pub access: Option<serde_json::Value>,
+    /// The system it is for (see [`crate::target::TargetKind::system`]): a
+    /// provision's is its target's when it was queued, a deprovision's the
+    /// system its grant's access was given at. `None` for an effect queued
+    /// before hoistd kept it (schema version 22 on SQLite, 16 on
+    /// PostgreSQL).
+    pub system: Option<String>,
 }
 
 /// An effect's access column: JSON text.

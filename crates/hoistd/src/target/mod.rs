@@ -287,6 +287,23 @@ impl Journal {
     }
 }
 
+/// Why nothing may be done at `target` for a grant whose access was given at
+/// `given_at`, when the target now names another system (the policy was
+/// changed while hoistd was down, or instances run different policies): its
+/// removal would run where the access is not, and leave it. `None` when it
+/// names the same system, or the grant's is not known (effects queued
+/// before hoistd kept it).
+pub fn moved(target: &dyn TargetKind, given_at: Option<&str>) -> Option<String> {
+    let now = target.system();
+    given_at.filter(|was| *was != now).map(|was| {
+        format!(
+            "target `{}` now names {now}, but this grant's access was given at {was}; \
+             nothing is done for it until the target names {was} again",
+            target.name()
+        )
+    })
+}
+
 /// One kind of target system, configured: a `[[targets]]` entry. Every
 /// operation is idempotent, so the outbox may run it again after a crash or
 /// a timeout without harm.

@@ -280,27 +280,30 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
             )),
             false,
         ),
-        Some(target) => {
-            let call = async {
-                match due.effect.action {
-                    EffectAction::Provision => target.provision(&due.grant, &journal).await,
-                    EffectAction::Deprovision => target.deprovision(&due.grant, &journal).await,
+        Some(target) => match super::moved(&**target, due.effect.system.as_deref()) {
+            Some(why) => (Err(TargetError::refused(&due.effect.target, why)), false),
+            None => {
+                let call = async {
+                    match due.effect.action {
+                        EffectAction::Provision => target.provision(&due.grant, &journal).await,
+                        EffectAction::Deprovision => target.deprovision(&due.grant, &journal).await,
+                    }
+                };
+                // A panic in a kind's call is a bug; it fails this attempt like
+                // any other failure, recorded and retried after its backoff,
+                // rather than leave the effect due and run it again at once.
+                match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+                    Ok(outcome) => (outcome, true),
+                    Err(_) => (
+                        Err(TargetError::refused(
+                            &due.effect.target,
+                            "hoistd failed while making the call (a bug: see hoistd's log)",
+                        )),
+                        true,
+                    ),
                 }
-            };
-            // A panic in a kind's call is a bug; it fails this attempt like
-            // any other failure, recorded and retried after its backoff,
-            // rather than leave the effect due and run it again at once.
-            match std::panic::AssertUnwindSafe(call).catch_unwind().await {
-                Ok(outcome) => (outcome, true),
-                Err(_) => (
-                    Err(TargetError::refused(
-                        &due.effect.target,
-                        "hoistd failed while making the call (a bug: see hoistd's log)",
-                    )),
-                    true,
-                ),
             }
-        }
+        },
     };
     let answered = asked.then_some(!matches!(outcome, Err(TargetError::Unreachable(..))));
     if outcome.is_ok() {
@@ -521,6 +524,7 @@ mod worker_tests {
                 created_at: at,
                 done_at: None,
                 access: None,
+                system: None,
             },
             grant: GrantFacts {
                 id: grant.into(),

@@ -830,6 +830,69 @@ async fn a_target_holding_access_cannot_be_pointed_elsewhere() {
     assert!(!refused.contains("webhook-secret"), "{refused}");
 }
 
+/// A target pointed at another receiver while hoistd was down (a reload
+/// would have been refused, above): nothing is done for a grant whose
+/// access was given at the first one anywhere else. Its credential is
+/// refused, its removal waits, saying why, and the new receiver hears
+/// nothing of it; once the target names the first receiver again, the
+/// removal runs there.
+#[tokio::test]
+async fn a_removal_runs_only_where_its_access_was_given() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let (other, other_url) = own_receiver(Mode::Ok).await;
+    let (mut broker, dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    broker.stop().await;
+    std::fs::write(broker.policy_path(), policy(dir.path(), &other_url)).unwrap();
+    broker.restart().await;
+    // What `serve` logs at start.
+    let left = broker.broker().access_left_behind().unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].starts_with("target `hook` names webhook ")
+            && left[0].contains("but grants hold access at webhook "),
+        "{left:?}"
+    );
+    // The reconciler does not look for it there either (and give it again).
+    broker.reconciled().await;
+    assert!(other.calls.lock().unwrap().is_empty());
+
+    let refused = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .expect_err("its access is at the first receiver");
+    assert_eq!(refused.0, reqwest::StatusCode::CONFLICT, "{refused:?}");
+    assert!(
+        refused.1.message.contains("was given at webhook"),
+        "{refused:?}"
+    );
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    let alice = broker.as_user("alice");
+    eventually(Duration::from_secs(30), || async {
+        let access = alice.grant(&grant.id).await.unwrap().access.unwrap();
+        access.state == AccessState::Removing
+            && access
+                .reason
+                .is_some_and(|why| why.contains("now names webhook"))
+    })
+    .await;
+    assert!(endpoint.held.lock().unwrap().contains(&grant.id));
+    assert!(other.calls.lock().unwrap().is_empty());
+
+    broker.stop().await;
+    std::fs::write(broker.policy_path(), policy(dir.path(), &url)).unwrap();
+    broker.restart().await;
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(!endpoint.held.lock().unwrap().contains(&grant.id));
+    assert!(other.calls.lock().unwrap().is_empty());
+}
+
 /// A policy that drops a target still holding access is refused, and the
 /// policy in force stays: the removal could never run, and the access would
 /// stay. Once the access is removed, the target may go.

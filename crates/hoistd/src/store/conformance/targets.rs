@@ -30,6 +30,7 @@ pub(super) fn effect(id: &str, grant_id: &str, action: EffectAction, next_ms: i6
         created_at: at(1),
         done_at: None,
         access: Some(serde_json::json!({ "databases": ["app"], "privileges": "« read »" })),
+        system: Some("postgres db1.example:5432".into()),
     }
 }
 
@@ -163,9 +164,10 @@ pub fn effects_outbox(store: &dyn Store) {
     tx.insert_grant(&grant("gr_a", "req_a", "alice", 10))
         .unwrap();
     let provision = effect("fx_1", "gr_a", EffectAction::Provision, 100);
-    // One queued before effects kept their access.
+    // One queued before effects kept their access and system.
     let later = Effect {
         access: None,
+        system: None,
         ..effect("fx_2", "gr_a", EffectAction::Deprovision, 500)
     };
     let sooner = effect("fx_3", "gr_a", EffectAction::Deprovision, 50);

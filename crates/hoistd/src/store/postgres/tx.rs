@@ -584,7 +584,7 @@ fn grant_from_row(row: &Row) -> Result<Grant> {
 }
 
 const EFFECT_COLUMNS: &str = "id, grant_id, target, action, attempts, next_attempt_at, \
-    last_error, created_at, done_at, access";
+    last_error, created_at, done_at, access, system";
 
 fn effect_from_row(row: &Row) -> Result<Effect> {
     let action: String = get(row, 3)?;
@@ -600,6 +600,7 @@ fn effect_from_row(row: &Row) -> Result<Effect> {
         done_at: opt_time(get(row, 8)?)?,
         access: access_from_column(get(row, 9)?)
             .map_err(|err| StoreError::Corrupt(format!("access of an effect: {err}")))?,
+        system: get(row, 10)?,
     })
 }
 
@@ -1281,7 +1282,7 @@ impl Tx for PgTx {
         self.hold_insert(
             &format!(
                 "INSERT INTO target_effects ({EFFECT_COLUMNS}) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             ),
             vec![
                 text(&e.id),
@@ -1294,6 +1295,7 @@ impl Tx for PgTx {
                 p(ms(e.created_at)),
                 p(e.done_at.map(ms)),
                 p(access_column(e.access.as_ref())),
+                opt_text(e.system.as_ref()),
             ],
         );
         Ok(())

@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0019_drift_removals.sql"),
     include_str!("../../../migrations/sqlite/0020_notifications_given_up.sql"),
     include_str!("../../../migrations/sqlite/0021_audit_no_replace.sql"),
+    include_str!("../../../migrations/sqlite/0022_effect_system.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters

@@ -139,7 +139,7 @@ pub(super) fn grant_from_row(row: &Row) -> Result<Grant, rusqlite::Error> {
 }
 
 pub(super) const EFFECT_COLUMNS: &str = "id, grant_id, target, action, attempts, next_attempt_at, last_error, created_at, done_at, \
-    access";
+    access, system";
 
 pub(super) fn effect_from_row(row: &Row) -> Result<Effect, rusqlite::Error> {
     let action: String = row.get(3)?;
@@ -156,6 +156,7 @@ pub(super) fn effect_from_row(row: &Row) -> Result<Effect, rusqlite::Error> {
         access: crate::store::access_from_column(row.get(9)?).map_err(|err| {
             rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, err.into())
         })?,
+        system: row.get(10)?,
     })
 }
 

@@ -767,7 +767,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(&format!(
                 "INSERT INTO target_effects ({EFFECT_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))?
             .execute(params![
                 e.id,
@@ -780,6 +780,7 @@ impl Tx for SqliteTx<'_> {
                 ms(e.created_at),
                 e.done_at.map(ms),
                 access_column(e.access.as_ref()),
+                e.system,
             ])?;
         Ok(())
     }
