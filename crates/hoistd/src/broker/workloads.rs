@@ -258,23 +258,30 @@ impl Broker {
         loop {
             let broker = Arc::clone(self);
             let task = Arc::clone(&admitted);
-            let step = tokio::task::spawn_blocking(move || broker.exchange_task(&task))
-                .await
-                .map_err(|err| {
-                    tracing::error!(error = %err, "exchange task failed");
-                    Refusal::new(WorkloadErrorCode::Internal, "internal error")
-                })?;
+            // Redeemed once the step returns a credential: if the caller
+            // goes (and this future with it) before the hand-over is
+            // answered, nothing reached the job, and the task is opened
+            // again. The guard is made with the step's outcome, so a caller
+            // gone while the step ran drops it with that outcome.
+            let (step, reopen) = tokio::task::spawn_blocking(move || {
+                let step = broker.exchange_task(&task);
+                let reopen = matches!(step, Ok(Step::Issued(..))).then(|| Reopen {
+                    broker: Arc::clone(&broker),
+                    task_key: Some(task.task_key.clone()),
+                });
+                (step, reopen)
+            })
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "exchange task failed");
+                Refusal::new(WorkloadErrorCode::Internal, "internal error")
+            })?;
             let refusal = match step {
                 Ok(Step::Issued(credential, target, request_id)) => {
-                    // Redeemed by now: if the caller goes (and this future
-                    // with it) before the hand-over is answered, nothing
-                    // reached the job, and the task is opened again.
-                    let mut reopen = Reopen {
-                        broker: Arc::clone(self),
-                        task_key: Some(admitted.task_key.clone()),
-                    };
                     let handed = self.hand_over(*credential, target).await;
-                    reopen.task_key = None;
+                    if let Some(reopen) = reopen {
+                        reopen.disarm();
+                    }
                     let credential = match handed {
                         Ok(credential) => credential,
                         Err(err) => {
@@ -918,9 +925,9 @@ impl Broker {
     /// signal) withdraws its task with the same form it exchanged. The token
     /// is checked as for an exchange, and only the task it names is touched:
     /// a pending request is cancelled, and a grant already made is ended
-    /// unless its credential was handed over: then whoever holds it (with
-    /// a `task_claim` such as a run id, another job of the same run) may be
-    /// using it, and ends it with it.
+    /// unless its credential was handed over under a `task_claim` other
+    /// than `jti`: then whoever holds it (with a run id, another job of the
+    /// same run) may be using it, and ends it with it.
     pub async fn withdraw(
         self: &Arc<Self>,
         input: TokenExchangeInput,
@@ -989,8 +996,12 @@ impl Broker {
                     // job of the same run, with the same task) may be using
                     // it now, and ends it with that credential. A job that
                     // never got it cannot tell that job from itself.
+                    // But a task keyed by its token's own id was handed
+                    // over only to the job withdrawing it: a redemption
+                    // whose answer never reached it.
                     let handed_over = exchange.redeemed_at.is_some();
-                    if grant.state == GrantState::Active && !handed_over {
+                    let one_job = admitted.rule.task_claim == "jti";
+                    if grant.state == GrantState::Active && (!handed_over || one_job) {
                         work.end_grant(
                             &mut grant,
                             GrantState::Revoked,
@@ -1159,6 +1170,13 @@ fn response(credential: Credential, request_id: String) -> TokenExchangeResponse
 struct Reopen {
     broker: Arc<Broker>,
     task_key: Option<String>,
+}
+
+impl Reopen {
+    /// The caller is still here: what happens next is its to say.
+    fn disarm(mut self) {
+        self.task_key = None;
+    }
 }
 
 impl Drop for Reopen {
