@@ -21,6 +21,10 @@ pub enum FailureKind {
     BrokerError,
     /// Too many calls in a short time; the same call works again shortly.
     TooMany,
+    /// A filing sent again after its form was edited, whose first sending
+    /// was filed though its answer was lost: the same idempotency key, with
+    /// another body.
+    AlreadyFiled,
     /// The broker refused for another reason it named.
     Refused,
     /// Anything else; the message says it all.
@@ -60,6 +64,11 @@ impl Failure {
                 return format!("Sign in again: {message} (run `hoist login --fresh`)");
             }
             FailureKind::Other => return message.into_owned(),
+            FailureKind::AlreadyFiled => {
+                return "This form was filed before it was edited (that answer was lost): \
+                        see your requests; Esc closes the form"
+                    .into();
+            }
             FailureKind::DeniedByPolicy => "Denied by policy",
             FailureKind::NotPossibleNow => "Not possible now",
             FailureKind::NotFound => "Not found",
@@ -81,6 +90,11 @@ mod tests {
         assert_eq!(
             described(FailureKind::DeniedByPolicy),
             "Denied by policy: not eligible⟨U+001B⟩[2J"
+        );
+        assert_eq!(
+            described(FailureKind::AlreadyFiled),
+            "This form was filed before it was edited (that answer was lost): see your \
+             requests; Esc closes the form"
         );
         assert_eq!(
             described(FailureKind::Unreachable),

@@ -362,6 +362,7 @@ pub fn failure(error: &BackendError) -> Failure {
                 ErrorCode::Internal | ErrorCode::Unavailable => FailureKind::BrokerError,
                 ErrorCode::RateLimited => FailureKind::TooMany,
                 ErrorCode::StepUpRequired => FailureKind::StepUpRequired,
+                ErrorCode::IdempotencyKeyReused => FailureKind::AlreadyFiled,
                 // A code from a newer broker: its status says what kind.
                 ErrorCode::Other => match status {
                     403 => FailureKind::DeniedByPolicy,
@@ -406,5 +407,18 @@ mod tests {
         assert_eq!(kind(409), FailureKind::NotPossibleNow);
         assert_eq!(kind(503), FailureKind::BrokerError);
         assert_eq!(kind(422), FailureKind::Refused);
+    }
+
+    /// A form sent again after an edit, its first sending filed though its
+    /// answer was lost, is told so, not that a key was reused.
+    #[test]
+    fn a_key_reused_after_an_edit_is_a_filing_made_already() {
+        let failure = failure(&BackendError::Refused {
+            status: 422,
+            code: ErrorCode::IdempotencyKeyReused,
+            message: "this Idempotency-Key was already used with a different request body".into(),
+        });
+        assert_eq!(failure.kind, FailureKind::AlreadyFiled);
+        assert!(failure.describe().contains("filed before it was edited"));
     }
 }
