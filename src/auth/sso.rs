@@ -646,10 +646,21 @@ pub fn open_in_browser(url: &str) {
     }
 }
 
-/// The `exp` of a JWT, read without verifying it: the broker verifies; we
-/// only need to know when to refresh.
+/// When a JWT just received ends by this machine's clock, read without
+/// verifying it (the broker verifies; we only need to know when to
+/// refresh): its `exp`, or, if sooner, its lifetime (`exp` less `iat`)
+/// counted from now. A clock behind the provider's would otherwise put the
+/// refresh after the broker, on the provider's time, refused the token.
 pub fn token_expiry(jwt: &str) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(claims(jwt)?.get("exp")?.as_i64()?, 0)
+    let claims = claims(jwt)?;
+    let exp = DateTime::from_timestamp(claims.get("exp")?.as_i64()?, 0)?;
+    let by_lifetime = claims
+        .get("iat")
+        .and_then(|iat| iat.as_i64())
+        .and_then(|iat| DateTime::from_timestamp(iat, 0))
+        .filter(|iat| *iat <= exp)
+        .and_then(|iat| Utc::now().checked_add_signed(exp - iat));
+    Some(by_lifetime.map_or(exp, |end| end.min(exp)))
 }
 
 /// Whether a JWT's `nonce` is `nonce`, read without verifying the token:
@@ -773,6 +784,29 @@ mod tests {
         let token = format!("e30.{payload}.sig");
         assert_eq!(token_expiry(&token).unwrap().timestamp(), 1_893_456_000);
         assert_eq!(token_expiry("not-a-jwt"), None);
+    }
+
+    /// A clock 10 minutes behind the provider's: a token issued "in 10
+    /// minutes" for 15 ends in 5 by this clock, not in 25.
+    #[test]
+    fn expiry_counts_the_lifetime_from_now_when_the_clock_is_behind() {
+        let now = Utc::now().timestamp();
+        let token = |iat: i64, exp: i64| {
+            let payload = URL_SAFE_NO_PAD.encode(format!(r#"{{"iat":{iat},"exp":{exp}}}"#));
+            format!("e30.{payload}.sig")
+        };
+        let behind = token_expiry(&token(now + 600, now + 900))
+            .unwrap()
+            .timestamp();
+        assert!(
+            (now + 299..=now + 302).contains(&behind),
+            "{behind} - {now}"
+        );
+        // A clock ahead refreshes early by its own lead, no later than exp.
+        let ahead = token_expiry(&token(now - 600, now + 300))
+            .unwrap()
+            .timestamp();
+        assert_eq!(ahead, now + 300);
     }
 
     #[test]
