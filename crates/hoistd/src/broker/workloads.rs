@@ -729,8 +729,7 @@ impl Broker {
         // Only the token can poll for the credential: once it is refused
         // as expired, nobody could take what an approval gives, so the
         // request lapses then, not at the policy's pending time.
-        let token_end = admitted.token_expires_at
-            + chrono::TimeDelta::from_std(admitted.rule.issuer.leeway).unwrap_or_default();
+        let token_end = collectable_until(admitted);
         if approvals > 0 {
             request.lapses_at = Some(request.lapses_at.map_or(token_end, |l| l.min(token_end)));
         }
@@ -795,8 +794,7 @@ impl Broker {
         // newer token of the same task keeps it waiting as long as that one
         // lives, never past the policy's pending time.
         if request.state == RequestState::Pending && request.role == role {
-            let token_end = admitted.token_expires_at
-                + chrono::TimeDelta::from_std(admitted.rule.issuer.leeway).unwrap_or_default();
+            let token_end = collectable_until(admitted);
             let pending_end =
                 request.created_at + super::std_delta(work.policy.settings.pending_ttl);
             let lapses = token_end.min(pending_end);
@@ -1132,6 +1130,17 @@ fn facts(admitted: &Admitted, mut extra: serde_json::Value) -> serde_json::Value
 
 /// What approvers read in the queue: the workload, the claims its rule
 /// pins and the link to its run, as plain lines.
+/// The last moment an approval of `admitted`'s task can still be
+/// collected: a poll interval before its token is refused as expired (the
+/// rule's leeway counted), so that the job's next poll comes while the
+/// token is good. An approval later would make a grant nobody can collect
+/// or withdraw.
+fn collectable_until(admitted: &Admitted) -> chrono::DateTime<chrono::Utc> {
+    admitted.token_expires_at
+        + chrono::TimeDelta::from_std(admitted.rule.issuer.leeway).unwrap_or_default()
+        - chrono::TimeDelta::seconds(POLL_INTERVAL_SECS as i64)
+}
+
 fn justification(admitted: &Admitted) -> String {
     let mut text = format!(
         "Workload {} (rule {}) from {}",

@@ -11,6 +11,7 @@ use hoist_api::{
     AuditKind, ErrorCode, Grant, JWT_TOKEN_TYPE, Me, OAuthError, TOKEN_EXCHANGE_GRANT,
     TaskWithdrawn, TokenExchangeResponse, TokenPending, WorkloadErrorCode, WorkloadRevoked,
 };
+use hoistd::broker::POLL_INTERVAL_SECS;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -609,8 +610,9 @@ async fn a_role_a_person_must_approve_waits_for_the_approver() {
         .expect("the workload's request is in bob's queue");
     assert_eq!(queued.requester, "workload:ci:deploy-bot");
     // Only the token can collect what an approval gives: the request
-    // lapses when the token does (the rule's leeway is 0), not an hour on.
-    let exp = jwt_claims(&token)["exp"].as_i64().unwrap();
+    // lapses a poll interval before the token ends (the rule's leeway is
+    // 0), so the job's next poll comes while it is good; not an hour on.
+    let exp = jwt_claims(&token)["exp"].as_i64().unwrap() - POLL_INTERVAL_SECS as i64;
     assert_eq!(queued.lapses_at.map(|at| at.timestamp()), Some(exp));
     assert!(queued.justification.contains("repository: acme/app"));
     assert!(queued.justification.contains("ref: refs/heads/main"));
@@ -774,7 +776,10 @@ async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
         .into_iter()
         .find(|r| r.requester == "workload:ci:deploy-bot")
         .expect("the task's request waits for bob");
-    assert_eq!(queued.lapses_at.map(|at| at.timestamp()), Some(exp));
+    assert_eq!(
+        queued.lapses_at.map(|at| at.timestamp()),
+        Some(exp - POLL_INTERVAL_SECS as i64)
+    );
 
     // Denied: a newer token is refused, and still keeps the task
     // remembered as long as it lives.
