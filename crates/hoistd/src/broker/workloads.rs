@@ -923,9 +923,10 @@ impl Broker {
     /// signal) withdraws its task with the same form it exchanged. The token
     /// is checked as for an exchange, and only the task it names is touched:
     /// a pending request is cancelled, and a grant already made is ended
-    /// unless its credential was handed over under a `task_claim` other
-    /// than `jti`: then whoever holds it (with a run id, another job of the
-    /// same run) may be using it, and ends it with it.
+    /// unless its credential was handed over: then whoever holds it (with
+    /// a `task_claim` such as a run id, another job of the same run; with
+    /// `jti`, another process given the same token) may be using it, and
+    /// ends it with it.
     pub async fn withdraw(
         self: &Arc<Self>,
         input: TokenExchangeInput,
@@ -994,12 +995,10 @@ impl Broker {
                     // job of the same run, with the same task) may be using
                     // it now, and ends it with that credential. A job that
                     // never got it cannot tell that job from itself.
-                    // But a task keyed by its token's own id was handed
-                    // over only to the job withdrawing it: a redemption
-                    // whose answer never reached it.
+                    // (A task keyed by its token's own id too: two
+                    // processes may share one token.)
                     let handed_over = exchange.redeemed_at.is_some();
-                    let one_job = admitted.rule.task_claim == "jti";
-                    if grant.state == GrantState::Active && (!handed_over || one_job) {
+                    if grant.state == GrantState::Active && !handed_over {
                         work.end_grant(
                             &mut grant,
                             GrantState::Revoked,

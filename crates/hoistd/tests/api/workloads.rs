@@ -843,8 +843,7 @@ pub(crate) async fn withdraw(broker: &TestBroker, token: &str, role: &str) -> (S
 
 /// A job that gives up waiting withdraws its task with the token it
 /// exchanged: a pending request is cancelled and leaves the approvers'
-/// queue, a grant already made is ended (unless another job of its run may
-/// hold the credential), and nothing else is touched.
+/// queue, a grant already made is ended, and nothing else is touched.
 #[tokio::test]
 async fn a_job_that_gives_up_withdraws_its_request_or_ends_its_grant() {
     let provider = Provider::start().await;
@@ -898,9 +897,8 @@ async fn a_job_that_gives_up_withdraws_its_request_or_ends_its_grant() {
         WorkloadErrorCode::Denied,
     );
 
-    // Handed over, to a task keyed by its token's own id: only the job
-    // withdrawing it could have been handed the credential, and it gave up
-    // (the answer never reached it): the grant is ended.
+    // Handed over: the grant is left to whoever holds its credential (a
+    // job of the same run may be using it), who ends it with that.
     let token = approved_task(&broker, &provider).await;
     let (status, body) = exchange_for(&broker, &token, "k8s").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -908,37 +906,17 @@ async fn a_job_that_gives_up_withdraws_its_request_or_ends_its_grant() {
     let (status, body) = withdraw(&broker, &token, "k8s").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let withdrawn: TaskWithdrawn = serde_json::from_value(body).unwrap();
-    assert_eq!(withdrawn.grant_state.as_deref(), Some("revoked"));
-    let erin = broker.as_user("erin");
-    assert!(!erin.introspect(&issued.access_token).await.active);
-
-    // Handed over, to a task keyed by its run: the grant is left to
-    // whoever holds its credential (another job of the run may be using
-    // it), who ends it with that.
-    let text = policy(&provider.issuer, "").replacen(
-        "leeway = \"0s\"\n",
-        "leeway = \"0s\"\ntask_claim = \"run_id\"\n",
-        1,
-    );
-    let run_keyed = TestBroker::builder().policy(&text).start().await;
-    let token = approved_task(&run_keyed, &provider).await;
-    let (status, body) = exchange_for(&run_keyed, &token, "k8s").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let issued: TokenExchangeResponse = serde_json::from_value(body).unwrap();
-    let (status, body) = withdraw(&run_keyed, &token, "k8s").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let withdrawn: TaskWithdrawn = serde_json::from_value(body).unwrap();
     assert_eq!(
         withdrawn.grant_id.as_deref(),
         Some(issued.grant_id.as_str())
     );
     assert_eq!(withdrawn.grant_state.as_deref(), Some("active"));
-    let erin = run_keyed.as_user("erin");
+    let erin = broker.as_user("erin");
     assert!(
         erin.introspect(&issued.access_token).await.active,
         "its holder's to end"
     );
-    let (status, body) = revoke(&run_keyed, &issued.access_token).await;
+    let (status, body) = revoke(&broker, &issued.access_token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(!erin.introspect(&issued.access_token).await.active);
 
