@@ -196,8 +196,16 @@ impl Server {
             }
         }
         let looking = Arc::clone(&broker);
-        for line in tokio::task::spawn_blocking(move || looking.access_left_behind()).await?? {
-            tracing::error!("{line}");
+        match tokio::task::spawn_blocking(move || looking.access_left_behind()).await {
+            Ok(Ok(lines)) => {
+                for line in lines {
+                    tracing::error!("{line}");
+                }
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "cannot tell whether targets moved since access was given")
+            }
+            Err(err) => tracing::warn!(error = %err, "the look at targets' systems failed"),
         }
 
         let addr = listener.local_addr()?;

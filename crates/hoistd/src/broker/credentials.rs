@@ -251,7 +251,10 @@ impl Broker {
             Some(access) => match policy.targets.get(&access.target) {
                 Some(target) => {
                     let given = granted(&*work.tx, &policy, &grant)?;
-                    if let Some(why) = crate::target::moved(&**target, given.system.as_deref()) {
+                    if let Some(why) = policy
+                        .targets
+                        .moved(&access.target, given.system.as_deref())
+                    {
                         return Err(Error::refuse(
                             ErrorCode::InvalidState,
                             format!("grant {} is live, but {why}", grant.id),

@@ -76,7 +76,8 @@ impl Broker {
             .map(|(target, (was, now))| {
                 format!(
                     "target `{target}` names {now}, but grants hold access at {was}: their \
-                     removal waits until it names {was} again"
+                     removal waits until it names {was} again (or, if both are one system, \
+                     lists \"{was}\" in `formerly`)"
                 )
             })
             .collect();
@@ -170,9 +171,10 @@ impl Work<'_> {
 /// What `policy` would leave behind of the access grants hold (being
 /// provisioned, live, failed or being removed), as `tx` sees them: the
 /// targets it drops, with their grants, and those it points at another
-/// system than their access was given at, with that system and the new one.
-/// A grant's system is the one its effects recorded; for one whose effects
-/// predate that, the one its target had in `previous`.
+/// system than their access was given at, with that system and the new one
+/// (on a reload, only where the `previous` policy pointed it at that
+/// system). A grant's system is the one its effects recorded; for one whose
+/// effects predate that, the one its target had in `previous`.
 fn access_left_behind(
     tx: &dyn crate::store::Tx,
     previous: Option<&Policy>,
@@ -199,8 +201,12 @@ fn access_left_behind(
                     .and_then(|previous| previous.targets.get(&access.target))
                     .map(|was| was.system())
             });
+        // On a reload, only what it moves: access stranded already (by a
+        // start with another policy) waits, logged, and does not hold up
+        // every reload after.
         if let Some(was) = given_at
-            && was != now.system()
+            && !policy.targets.is(&access.target, &was)
+            && previous.is_none_or(|previous| previous.targets.is(&access.target, &was))
         {
             moved.insert(access.target.clone(), (was, now.system()));
         }
@@ -231,7 +237,9 @@ fn targets_holding_access_stay(
             format!(
                 "the new policy points target `{target}` at {now}, but grants still hold access \
                  at {was}: their removal would run where the access is not. Keep it until their \
-                 access is removed, or add the new system under another name"
+                 access is removed, or add the new system under another name; if both are one \
+                 system (another name for the host, a rotated token in the URL), list \"{was}\" \
+                 in the target's `formerly`"
             ),
         ));
     }

@@ -429,11 +429,11 @@ impl Ledger for Broker {
                 let granted = granted(&*tx, &policy, &grant)?;
                 // Given at the system the target named before: not to be
                 // looked for (and given again) where it names now.
-                let moved = policy
+                if policy
                     .targets
-                    .get(target)
-                    .and_then(|kind| crate::target::moved(&**kind, granted.system.as_deref()));
-                if moved.is_none() {
+                    .moved(target, granted.system.as_deref())
+                    .is_none()
+                {
                     view.live.push(self.facts(&grant, granted.access));
                 }
             }
@@ -458,10 +458,8 @@ impl Ledger for Broker {
         // Its target was pointed elsewhere since the reconciler looked.
         let policy = Arc::clone(&work.policy);
         let given_at = granted(&*work.tx, &policy, &grant)?.system;
-        if policy
-            .targets
-            .get(target)
-            .is_none_or(|kind| crate::target::moved(&**kind, given_at.as_deref()).is_some())
+        if policy.targets.get(target).is_none()
+            || policy.targets.moved(target, given_at.as_deref()).is_some()
         {
             return Ok(());
         }

@@ -42,11 +42,35 @@ pub(super) fn targets(
                 ));
             }
         }
+        // Every kind's: the systems this target was known as before.
+        let formerly = match settings.remove("formerly") {
+            None => Vec::new(),
+            Some(toml::Value::Array(values)) => values
+                .into_iter()
+                .map(|value| match value {
+                    toml::Value::String(system) if !system.trim().is_empty() => Ok(system),
+                    _ => Err(source.invalid(
+                        offset,
+                        format!(
+                            "target `{name}`: `formerly` lists systems as hoistd names them \
+                             (strings, such as \"postgres db1.internal:5432\")"
+                        ),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(source.invalid(
+                    offset,
+                    format!("target `{name}`: `formerly` must be an array of strings"),
+                ));
+            }
+        };
         let built =
             target::configure(&name, &kind, settings).map_err(|why| source.invalid(offset, why))?;
         if !targets.insert(built) {
             return Err(source.invalid(offset, format!("target `{name}` is defined twice")));
         }
+        targets.set_formerly(&name, formerly);
     }
     Ok(targets)
 }

@@ -287,23 +287,6 @@ impl Journal {
     }
 }
 
-/// Why nothing may be done at `target` for a grant whose access was given at
-/// `given_at`, when the target now names another system (the policy was
-/// changed while hoistd was down, or instances run different policies): its
-/// removal would run where the access is not, and leave it. `None` when it
-/// names the same system, or the grant's is not known (effects queued
-/// before hoistd kept it).
-pub fn moved(target: &dyn TargetKind, given_at: Option<&str>) -> Option<String> {
-    let now = target.system();
-    given_at.filter(|was| *was != now).map(|was| {
-        format!(
-            "target `{}` now names {now}, but this grant's access was given at {was}; \
-             nothing is done for it until the target names {was} again",
-            target.name()
-        )
-    })
-}
-
 /// One kind of target system, configured: a `[[targets]]` entry. Every
 /// operation is idempotent, so the outbox may run it again after a crash or
 /// a timeout without harm.
@@ -390,9 +373,49 @@ pub(crate) fn narrow_as<A: serde::de::DeserializeOwned + serde::Serialize>(
 #[derive(Debug, Clone, Default)]
 pub struct Targets {
     by_name: BTreeMap<String, Arc<dyn TargetKind>>,
+    /// Target name -> the systems its `formerly` says it was known as.
+    formerly: BTreeMap<String, Vec<String>>,
 }
 
 impl Targets {
+    /// Whether target `name` is `system`: what its kind says it is now, or
+    /// one of the systems its `formerly` names (the same server under
+    /// another host name, a receiver whose URL's token was rotated).
+    pub fn is(&self, name: &str, system: &str) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|target| target.system() == system)
+            || self
+                .formerly
+                .get(name)
+                .is_some_and(|was| was.iter().any(|was| was == system))
+    }
+
+    /// Why nothing may be done at target `name` for a grant whose access
+    /// was given at `given_at`, when the target now names another system
+    /// (the policy was changed while hoistd was down, or instances run
+    /// different policies): its removal would run where the access is not,
+    /// and leave it. `None` when it is that system, when the grant's is not
+    /// known (effects queued before hoistd kept it), or when there is no
+    /// such target (the caller says so).
+    pub fn moved(&self, name: &str, given_at: Option<&str>) -> Option<String> {
+        let now = self.by_name.get(name)?.system();
+        given_at.filter(|was| !self.is(name, was)).map(|was| {
+            format!(
+                "target `{name}` now names {now}, but this grant's access was given at {was}; \
+                 nothing is done for it until the target names {was} again (or, if both are \
+                 one system, lists it in `formerly`)"
+            )
+        })
+    }
+
+    /// Records that target `name` was known as these systems before.
+    pub fn set_formerly(&mut self, name: &str, systems: Vec<String>) {
+        if !systems.is_empty() {
+            self.formerly.insert(name.to_string(), systems);
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<dyn TargetKind>> {
         self.by_name.get(name)
     }

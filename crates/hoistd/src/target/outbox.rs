@@ -280,7 +280,7 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
             )),
             false,
         ),
-        Some(target) => match super::moved(&**target, due.effect.system.as_deref()) {
+        Some(target) => match targets.moved(&due.effect.target, due.effect.system.as_deref()) {
             Some(why) => (Err(TargetError::refused(&due.effect.target, why)), false),
             None => {
                 let call = async {

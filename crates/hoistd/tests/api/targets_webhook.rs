@@ -884,6 +884,12 @@ async fn a_removal_runs_only_where_its_access_was_given() {
     .await;
     assert!(endpoint.held.lock().unwrap().contains(&grant.id));
     assert!(other.calls.lock().unwrap().is_empty());
+    // A reload that moves nothing more is not held up by what waits.
+    broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect("this reload moves nothing");
 
     broker.stop().await;
     std::fs::write(broker.policy_path(), policy(dir.path(), &url)).unwrap();
@@ -891,6 +897,71 @@ async fn a_removal_runs_only_where_its_access_was_given() {
     until_access(&broker, &grant.id, AccessState::Removed).await;
     assert!(!endpoint.held.lock().unwrap().contains(&grant.id));
     assert!(other.calls.lock().unwrap().is_empty());
+}
+
+/// A target whose URL changed for the same receiver (its token rotated)
+/// lists the system it was in `formerly`: a reload may point it there, and
+/// what grants were given before is removed at the new URL.
+#[tokio::test]
+async fn formerly_names_what_a_target_was_known_as() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let (rotated, rotated_url) = own_receiver(Mode::Ok).await;
+    let (broker, dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let was = broker
+        .broker()
+        .policy()
+        .targets
+        .get("hook")
+        .unwrap()
+        .system();
+    let moved = policy(dir.path(), &rotated_url);
+    std::fs::write(broker.policy_path(), &moved).unwrap();
+    let refused = broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect_err("not said to be the same system")
+        .to_string();
+    assert!(refused.contains("`formerly`"), "{refused}");
+
+    let declared = moved.replace(
+        "name = \"hook\"\n",
+        &format!("name = \"hook\"\nformerly = [\"{was}\"]\n"),
+    );
+    assert_ne!(declared, moved);
+    std::fs::write(broker.policy_path(), &declared).unwrap();
+    broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect("the same system, by the policy's word");
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(
+        rotated
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|call| call["action"] == "deprovision" && call["grant"]["id"] == grant.id)
+    );
+    assert!(endpoint.held.lock().unwrap().contains(&grant.id));
+
+    let wrong = declared.replace("formerly = [", "formerly = [1, ");
+    std::fs::write(broker.policy_path(), &wrong).unwrap();
+    let refused = broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect_err("not a system")
+        .to_string();
+    assert!(refused.contains("`formerly` lists systems"), "{refused}");
 }
 
 /// A policy that drops a target still holding access is refused, and the
