@@ -162,13 +162,8 @@ pub fn escape(text: &str) -> String {
 /// What pressing one of hoist's buttons asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
-    /// The Slack workspace (team) of the person who pressed it: their own,
-    /// not the one where they pressed it (a shared channel's, or another
-    /// workspace's of their organisation).
+    /// The Slack workspace (team) of the person who pressed it.
     pub team: String,
-    /// Their Enterprise Grid organisation (`E…`), if they are in one: a
-    /// policy may name it instead of a workspace.
-    pub enterprise: Option<String>,
     /// Their Slack user id.
     pub user: String,
     pub decision: Decision,
@@ -183,7 +178,6 @@ struct Payload {
     kind: String,
     user: Option<PayloadUser>,
     team: Option<PayloadTeam>,
-    enterprise: Option<PayloadTeam>,
     #[serde(default)]
     actions: Vec<PayloadAction>,
     response_url: Option<String>,
@@ -234,13 +228,13 @@ pub fn parse_action(body: &[u8]) -> Result<Option<Action>, String> {
         ));
     }
     let user = payload.user.ok_or("the payload names no user")?;
-    let team = user
-        .team_id
-        .or(payload.team.map(|team| team.id))
+    let team = payload
+        .team
+        .map(|team| team.id)
+        .or(user.team_id)
         .ok_or("the payload names no team")?;
-    let enterprise = payload.enterprise.map(|enterprise| enterprise.id);
-    if !slack_id(&user.id) || !slack_id(&team) || !enterprise.as_deref().is_none_or(slack_id) {
-        return Err("the payload's user, team or enterprise is not a Slack id".into());
+    if !slack_id(&user.id) || !slack_id(&team) {
+        return Err("the payload's user or team is not a Slack id".into());
     }
     let [action] = payload.actions.as_slice() else {
         return Err(format!(
@@ -271,7 +265,6 @@ pub fn parse_action(body: &[u8]) -> Result<Option<Action>, String> {
         .ok_or("the button's value is not a request id")?;
     Ok(Some(Action {
         team,
-        enterprise,
         user: user.id,
         decision,
         request_id,
@@ -431,7 +424,6 @@ mod tests {
             action,
             Some(Action {
                 team: "T9TK3CUKW".into(),
-                enterprise: None,
                 user: "U024BE7LH".into(),
                 decision: Decision::Approve,
                 request_id: "req_42".into(),
@@ -447,16 +439,6 @@ mod tests {
             parse_action(&form(&grid)).unwrap().unwrap().team,
             "T9TK3CUKW"
         );
-        // Pressed in another workspace (a shared channel, or another of
-        // its organisation's): the person's own workspace is theirs, and
-        // their organisation is read too.
-        grid["team"] = serde_json::json!({"id": "T0ELSEWHE", "domain": "partner"});
-        grid["enterprise"] = serde_json::json!({"id": "E0ORG1234", "name": "Example"});
-        let action = parse_action(&form(&grid)).unwrap().unwrap();
-        assert_eq!(action.team, "T9TK3CUKW");
-        assert_eq!(action.enterprise.as_deref(), Some("E0ORG1234"));
-        grid["enterprise"] = serde_json::json!({"id": "e0;drop"});
-        assert!(parse_action(&form(&grid)).is_err());
         // The link button that opens the request asks nothing of hoist.
         assert_eq!(parse_action(&form(&press(OPEN_ACTION, "req_42"))), Ok(None));
     }

@@ -187,12 +187,9 @@ impl Broker {
     /// the same transaction as the review itself, which then runs exactly
     /// as one through the API; its audit entries say it came from Slack.
     /// A denial's reason is [`slack::DENIAL_REASON`].
-    /// The account is the Slack user of `team`, their own workspace, or
-    /// of their Enterprise Grid organisation `enterprise`, in that order.
     pub fn review_from_slack(
         &self,
         team: &str,
-        enterprise: Option<&str>,
         slack_user: &str,
         id: &str,
         decision: Decision,
@@ -201,19 +198,11 @@ impl Broker {
         // pressed the button has no way to send it again.
         super::again_while_contended(|| {
             let work = self.begin()?;
-            let policy = Arc::clone(&work.policy);
-            let mapped = std::iter::once(team)
-                .chain(enterprise)
-                .find_map(|team| policy.slack_user(team, slack_user));
-            let Some(user) = mapped.map(str::to_string) else {
+            let Some(user) = work.policy.slack_user(team, slack_user).map(str::to_string) else {
                 return Ok(FromSlack::Unmapped);
             };
             let comment = (decision == Decision::Deny).then_some(slack::DENIAL_REASON);
-            let mut account = json!({ "team": team, "user": slack_user });
-            if let Some(enterprise) = enterprise {
-                account["enterprise"] = json!(enterprise);
-            }
-            let via = json!({ "via": "slack", "slack": account });
+            let via = json!({ "via": "slack", "slack": { "team": team, "user": slack_user } });
             let (request, approvals) =
                 self.decide(work, &user, id, decision, comment, Some(via))?;
             Ok(FromSlack::Reviewed {

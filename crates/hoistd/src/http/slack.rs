@@ -131,7 +131,6 @@ pub async fn actions(
         move |b| {
             b.review_from_slack(
                 &action.team,
-                action.enterprise.as_deref(),
                 &action.user,
                 &action.request_id,
                 action.decision,

@@ -835,36 +835,3 @@ async fn the_binary_takes_the_secret_from_a_private_file_or_the_environment() {
         .unwrap();
     assert!(exit.success(), "{exit}");
 }
-
-/// A person the policy maps by their Enterprise Grid organisation (`E…`)
-/// acts as their user whichever workspace of it they belong to; the same
-/// press without the organisation is nobody's.
-#[tokio::test]
-async fn an_organisation_id_stands_for_any_of_its_workspaces() {
-    let text = policy_text("").replace(
-        "[users.bob]\n",
-        "[users.bob]\nslack = { team = \"E0ORG\", user = \"W0BOB\" }\n",
-    );
-    let broker = TestBroker::builder().policy(&text).start().await;
-    let filed = k8s_by(&broker, "carol").await;
-    let press = |enterprise: Option<&'static str>| {
-        broker.broker().review_from_slack(
-            "T0ELSEWHERE",
-            enterprise,
-            "W0BOB",
-            &filed.id,
-            Decision::Approve,
-        )
-    };
-    assert!(matches!(
-        press(None).unwrap(),
-        hoistd::broker::FromSlack::Unmapped
-    ));
-    match press(Some("E0ORG")).unwrap() {
-        hoistd::broker::FromSlack::Reviewed { user, .. } => assert_eq!(user, "bob"),
-        other => panic!("not reviewed: {other:?}"),
-    }
-    let reviewed = state_of(&broker, &filed.id).await;
-    assert_eq!(reviewed.reviews.len(), 1);
-    assert_eq!(reviewed.reviews[0].reviewer, "bob");
-}
