@@ -188,10 +188,13 @@ fn access_left_behind(
             continue;
         };
         let Some(now) = policy.targets.get(&access.target) else {
-            dropped
-                .entry(access.target.clone())
-                .or_default()
-                .push(grant.id.clone());
+            // On a reload, only what it drops (see below).
+            if previous.is_none_or(|previous| previous.targets.get(&access.target).is_some()) {
+                dropped
+                    .entry(access.target.clone())
+                    .or_default()
+                    .push(grant.id.clone());
+            }
             continue;
         };
         let given_at = super::targets::granted(tx, policy, &grant)?
@@ -203,10 +206,17 @@ fn access_left_behind(
             });
         // On a reload, only what it moves: access stranded already (by a
         // start with another policy) waits, logged, and does not hold up
-        // every reload after.
+        // every reload after. A reload moves the target if the new policy
+        // does not take it to be `was`, or points it at another system
+        // without saying (`formerly`) that the one it named is that one:
+        // what `formerly` said of the old system is not said of the new.
+        let target = access.target.as_str();
+        let repointed = previous
+            .and_then(|previous| previous.targets.get(target))
+            .is_some_and(|before| !policy.targets.is(target, &before.system()));
         if let Some(was) = given_at
-            && !policy.targets.is(&access.target, &was)
-            && previous.is_none_or(|previous| previous.targets.is(&access.target, &was))
+            && previous.is_none_or(|previous| previous.targets.is(target, &was))
+            && (!policy.targets.is(target, &was) || repointed)
         {
             moved.insert(access.target.clone(), (was, now.system()));
         }

@@ -65,6 +65,19 @@ pub(super) fn targets(
                 ));
             }
         };
+        // What hoistd calls a system starts with its kind.
+        if let Some(other) = formerly
+            .iter()
+            .find(|system| **system != kind && !system.starts_with(&format!("{kind} ")))
+        {
+            return Err(source.invalid(
+                offset,
+                format!(
+                    "target `{name}`: `formerly` names \"{other}\", which is no {kind} system; \
+                     a target that changes kind is another target"
+                ),
+            ));
+        }
         let built =
             target::configure(&name, &kind, settings).map_err(|why| source.invalid(offset, why))?;
         if !targets.insert(built) {

@@ -937,6 +937,22 @@ async fn formerly_names_what_a_target_was_known_as() {
         .reload(&broker.policy_path())
         .await
         .expect("the same system, by the policy's word");
+    // What `formerly` says of one system is not said of the next: a move
+    // on, the old line left in, is a move.
+    let (_third, third_url) = own_receiver(Mode::Ok).await;
+    std::fs::write(
+        broker.policy_path(),
+        declared.replace(&rotated_url, &third_url),
+    )
+    .unwrap();
+    let refused = broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect_err("the third receiver was never said to be the first")
+        .to_string();
+    assert!(refused.contains("points target `hook`"), "{refused}");
+    std::fs::write(broker.policy_path(), &declared).unwrap();
     broker
         .as_user("alice")
         .revoke(&grant.id, "done")
@@ -962,6 +978,56 @@ async fn formerly_names_what_a_target_was_known_as() {
         .expect_err("not a system")
         .to_string();
     assert!(refused.contains("`formerly` lists systems"), "{refused}");
+    let other_kind = declared.replace("formerly = [", "formerly = [\"postgres db1:5432\", ");
+    std::fs::write(broker.policy_path(), &other_kind).unwrap();
+    let refused = broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect_err("another kind")
+        .to_string();
+    assert!(refused.contains("which is no webhook system"), "{refused}");
+}
+
+/// A target dropped while hoistd was down: its grants' removal waits for
+/// it (logged at start), and holds up no reload that drops nothing more.
+#[tokio::test]
+async fn a_target_dropped_while_down_holds_up_no_reload() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let (mut broker, dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    broker.stop().await;
+    let without = policy_text("")
+        + &target_role("k8s-admin", "hook", "")
+            .replace("target = \"hook\"\n", "")
+            .replace("[roles.access]\n", "");
+    std::fs::write(broker.policy_path(), &without).unwrap();
+    broker.restart().await;
+    let left = broker.broker().access_left_behind().unwrap();
+    assert!(
+        left.len() == 1 && left[0].contains(&format!("hook (grants {})", grant.id)),
+        "{left:?}"
+    );
+    broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect("this reload drops nothing");
+
+    std::fs::write(broker.policy_path(), policy(dir.path(), &url)).unwrap();
+    broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect("the target is back");
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(!endpoint.held.lock().unwrap().contains(&grant.id));
 }
 
 /// A policy that drops a target still holding access is refused, and the
