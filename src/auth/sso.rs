@@ -786,8 +786,8 @@ mod tests {
         assert_eq!(token_expiry("not-a-jwt"), None);
     }
 
-    /// A clock 10 minutes behind the provider's: a token issued "in 10
-    /// minutes" for 15 ends in 5 by this clock, not in 25.
+    /// A clock 10 minutes behind the provider's: a token that lives 5
+    /// minutes, issued "in 10 minutes" by this clock, ends in 5, not in 15.
     #[test]
     fn expiry_counts_the_lifetime_from_now_when_the_clock_is_behind() {
         let now = Utc::now().timestamp();

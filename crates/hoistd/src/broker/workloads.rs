@@ -1127,19 +1127,20 @@ fn facts(admitted: &Admitted, mut extra: serde_json::Value) -> serde_json::Value
     extra
 }
 
-/// What approvers read in the queue: the workload, the claims its rule
-/// pins and the link to its run, as plain lines.
-/// The last moment an approval of `admitted`'s task can still be
-/// collected: a poll interval before its token is refused as expired (the
-/// rule's leeway counted), so that the job's next poll comes while the
-/// token is good. An approval later would make a grant nobody can collect
-/// or withdraw.
+/// The last moment an approval of `admitted`'s task may come: a poll
+/// interval before its token is refused as expired (the rule's leeway
+/// counted), so that the job polls at least once more while the token is
+/// good. An approval later would make a grant nobody can collect or
+/// withdraw. (One whose access at a target is not live by that poll is
+/// still lost to the job.)
 fn collectable_until(admitted: &Admitted) -> chrono::DateTime<chrono::Utc> {
     admitted.token_expires_at
         + chrono::TimeDelta::from_std(admitted.rule.issuer.leeway).unwrap_or_default()
         - chrono::TimeDelta::seconds(POLL_INTERVAL_SECS as i64)
 }
 
+/// What approvers read in the queue: the workload, the claims its rule
+/// pins and the link to its run, as plain lines.
 fn justification(admitted: &Admitted) -> String {
     let mut text = format!(
         "Workload {} (rule {}) from {}",
