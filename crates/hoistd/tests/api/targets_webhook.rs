@@ -45,6 +45,26 @@ async fn broker(url: &str) -> (TestBroker, tempfile::TempDir) {
     (broker, dir)
 }
 
+/// Reloads the policy file as it is now, which must be taken (`why`).
+async fn reload(broker: &TestBroker, why: &str) {
+    broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect(why);
+}
+
+/// Reloads the policy file as it is now, which must be refused (`why`):
+/// the refusal.
+async fn reload_refused(broker: &TestBroker, why: &str) -> String {
+    broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect_err(why)
+        .to_string()
+}
+
 async fn granted(broker: &TestBroker, justification: &str) -> Grant {
     let filed = broker
         .as_user("alice")
@@ -817,12 +837,7 @@ async fn a_target_holding_access_cannot_be_pointed_elsewhere() {
     let grant = granted(&broker, "rotate the node pool").await;
     until_access(&broker, &grant.id, AccessState::Live).await;
     std::fs::write(broker.policy_path(), policy(dir.path(), &other_url)).unwrap();
-    let refused = broker
-        .server()
-        .reload(&broker.policy_path())
-        .await
-        .expect_err("a target holding access cannot move")
-        .to_string();
+    let refused = reload_refused(&broker, "a target holding access cannot move").await;
     assert!(
         refused.contains("points target `hook` at webhook"),
         "{refused}"
@@ -885,11 +900,7 @@ async fn a_removal_runs_only_where_its_access_was_given() {
     assert!(endpoint.held.lock().unwrap().contains(&grant.id));
     assert!(other.calls.lock().unwrap().is_empty());
     // A reload that moves nothing more is not held up by what waits.
-    broker
-        .server()
-        .reload(&broker.policy_path())
-        .await
-        .expect("this reload moves nothing");
+    reload(&broker, "this reload moves nothing").await;
 
     broker.stop().await;
     std::fs::write(broker.policy_path(), policy(dir.path(), &url)).unwrap();
@@ -918,12 +929,7 @@ async fn formerly_names_what_a_target_was_known_as() {
         .system();
     let moved = policy(dir.path(), &rotated_url);
     std::fs::write(broker.policy_path(), &moved).unwrap();
-    let refused = broker
-        .server()
-        .reload(&broker.policy_path())
-        .await
-        .expect_err("not said to be the same system")
-        .to_string();
+    let refused = reload_refused(&broker, "not said to be the same system").await;
     assert!(refused.contains("`formerly`"), "{refused}");
 
     let declared = moved.replace(
@@ -932,11 +938,7 @@ async fn formerly_names_what_a_target_was_known_as() {
     );
     assert_ne!(declared, moved);
     std::fs::write(broker.policy_path(), &declared).unwrap();
-    broker
-        .server()
-        .reload(&broker.policy_path())
-        .await
-        .expect("the same system, by the policy's word");
+    reload(&broker, "the same system, by the policy's word").await;
     // What `formerly` says of one system is not said of the next: a move
     // on, the old line left in, is a move.
     let (_third, third_url) = own_receiver(Mode::Ok).await;
@@ -945,12 +947,8 @@ async fn formerly_names_what_a_target_was_known_as() {
         declared.replace(&rotated_url, &third_url),
     )
     .unwrap();
-    let refused = broker
-        .server()
-        .reload(&broker.policy_path())
-        .await
-        .expect_err("the third receiver was never said to be the first")
-        .to_string();
+    let refused =
+        reload_refused(&broker, "the third receiver was never said to be the first").await;
     assert!(refused.contains("points target `hook`"), "{refused}");
     std::fs::write(broker.policy_path(), &declared).unwrap();
     broker
@@ -971,21 +969,11 @@ async fn formerly_names_what_a_target_was_known_as() {
 
     let wrong = declared.replace("formerly = [", "formerly = [1, ");
     std::fs::write(broker.policy_path(), &wrong).unwrap();
-    let refused = broker
-        .server()
-        .reload(&broker.policy_path())
-        .await
-        .expect_err("not a system")
-        .to_string();
+    let refused = reload_refused(&broker, "not a system").await;
     assert!(refused.contains("`formerly` lists systems"), "{refused}");
     let other_kind = declared.replace("formerly = [", "formerly = [\"postgres db1:5432\", ");
     std::fs::write(broker.policy_path(), &other_kind).unwrap();
-    let refused = broker
-        .server()
-        .reload(&broker.policy_path())
-        .await
-        .expect_err("another kind")
-        .to_string();
+    let refused = reload_refused(&broker, "another kind").await;
     assert!(refused.contains("which is no webhook system"), "{refused}");
 }
 
@@ -1009,18 +997,10 @@ async fn a_target_dropped_while_down_holds_up_no_reload() {
         left.len() == 1 && left[0].contains(&format!("hook (grants {})", grant.id)),
         "{left:?}"
     );
-    broker
-        .server()
-        .reload(&broker.policy_path())
-        .await
-        .expect("this reload drops nothing");
+    reload(&broker, "this reload drops nothing").await;
 
     std::fs::write(broker.policy_path(), policy(dir.path(), &url)).unwrap();
-    broker
-        .server()
-        .reload(&broker.policy_path())
-        .await
-        .expect("the target is back");
+    reload(&broker, "the target is back").await;
     broker
         .as_user("alice")
         .revoke(&grant.id, "done")
@@ -1045,12 +1025,7 @@ async fn a_target_holding_access_cannot_be_dropped_from_the_policy() {
             .replace("target = \"hook\"\n", "")
             .replace("[roles.access]\n", "");
     std::fs::write(broker.policy_path(), &without).unwrap();
-    let refused = broker
-        .server()
-        .reload(&broker.policy_path())
-        .await
-        .expect_err("a target holding access cannot go")
-        .to_string();
+    let refused = reload_refused(&broker, "a target holding access cannot go").await;
     assert!(
         refused.contains("drops targets that still hold access"),
         "{refused}"
@@ -1069,11 +1044,7 @@ async fn a_target_holding_access_cannot_be_dropped_from_the_policy() {
         .unwrap();
     until_access(&broker, &grant.id, AccessState::Removed).await;
     assert!(!endpoint.held.lock().unwrap().contains(&grant.id));
-    broker
-        .server()
-        .reload(&broker.policy_path())
-        .await
-        .expect("nothing holds access there now");
+    reload(&broker, "nothing holds access there now").await;
 }
 
 /// A workload's exchange for a role with a target answers once the access
