@@ -73,7 +73,7 @@ impl Broker {
             access_left_behind(&*self.store.read()?, None, &self.policy())?;
         let mut lines: Vec<String> = moved
             .into_iter()
-            .map(|(target, (was, now))| {
+            .map(|(target, Moved { was, now, .. })| {
                 format!(
                     "target `{target}` names {now}, but grants hold access at {was}: their \
                      removal waits until it names {was} again (or, if both are one system, \
@@ -182,7 +182,7 @@ fn access_left_behind(
 ) -> Result<LeftBehind> {
     let holding = tx.grants(&GrantQuery::holding_access(None))?;
     let mut dropped: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut moved: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut moved: BTreeMap<String, Moved> = BTreeMap::new();
     for grant in holding {
         let Some(access) = &grant.access else {
             continue;
@@ -211,14 +211,34 @@ fn access_left_behind(
         // without saying (`formerly`) that the one it named is that one:
         // what `formerly` said of the old system is not said of the new.
         let target = access.target.as_str();
-        let repointed = previous
+        let before = previous
             .and_then(|previous| previous.targets.get(target))
-            .is_some_and(|before| !policy.targets.is(target, &before.system()));
-        if let Some(was) = given_at
-            && previous.is_none_or(|previous| previous.targets.is(target, &was))
-            && (!policy.targets.is(target, &was) || repointed)
-        {
-            moved.insert(access.target.clone(), (was, now.system()));
+            .map(|before| before.system());
+        let repointed = before
+            .as_ref()
+            .is_some_and(|before| !policy.targets.is(target, before));
+        let Some(was) =
+            given_at.filter(|was| previous.is_none_or(|previous| previous.targets.is(target, was)))
+        else {
+            continue;
+        };
+        // The system the new policy must say the target still is.
+        let unvouched = if !policy.targets.is(target, &was) {
+            Some(was.clone())
+        } else if repointed && was != now.system() {
+            before
+        } else {
+            None
+        };
+        if let Some(vouch) = unvouched {
+            moved.insert(
+                access.target.clone(),
+                Moved {
+                    was,
+                    now: now.system(),
+                    vouch,
+                },
+            );
         }
     }
     Ok(LeftBehind { dropped, moved })
@@ -228,8 +248,18 @@ fn access_left_behind(
 struct LeftBehind {
     /// Target name -> the grants holding access there.
     dropped: BTreeMap<String, Vec<String>>,
-    /// Target name -> the system access was given at, and the one it names.
-    moved: BTreeMap<String, (String, String)>,
+    /// Target name -> where access was given, and where it now points.
+    moved: BTreeMap<String, Moved>,
+}
+
+struct Moved {
+    /// The system access was given at.
+    was: String,
+    /// The system the target names now.
+    now: String,
+    /// What its `formerly` would have to list for the two to be one: `was`,
+    /// or, on a reload that repoints it, the system it named before.
+    vouch: String,
 }
 
 /// Refuses `policy` if it drops a target that still holds access for a
@@ -241,15 +271,15 @@ fn targets_holding_access_stay(
     policy: &Policy,
 ) -> Result<()> {
     let LeftBehind { dropped, moved } = access_left_behind(tx, Some(previous), policy)?;
-    if let Some((target, (was, now))) = moved.into_iter().next() {
+    if let Some((target, Moved { was, now, vouch })) = moved.into_iter().next() {
         return Err(Error::refuse(
             ErrorCode::InvalidState,
             format!(
                 "the new policy points target `{target}` at {now}, but grants still hold access \
                  at {was}: their removal would run where the access is not. Keep it until their \
-                 access is removed, or add the new system under another name; if both are one \
-                 system (another name for the host, a rotated token in the URL), list \"{was}\" \
-                 in the target's `formerly`"
+                 access is removed, or add the new system under another name; if {vouch} and \
+                 {now} are one system (another name for the host, a rotated token in the URL), \
+                 list \"{vouch}\" in the target's `formerly`"
             ),
         ));
     }

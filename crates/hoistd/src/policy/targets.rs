@@ -65,16 +65,20 @@ pub(super) fn targets(
                 ));
             }
         };
-        // What hoistd calls a system starts with its kind.
-        if let Some(other) = formerly
+        // What hoistd calls a system starts with its kind. Named by its
+        // place, not quoted: a URL or connection string put there by
+        // mistake may hold a password.
+        if let Some(place) = formerly
             .iter()
-            .find(|system| **system != kind && !system.starts_with(&format!("{kind} ")))
+            .position(|system| *system != kind && !system.starts_with(&format!("{kind} ")))
         {
             return Err(source.invalid(
                 offset,
                 format!(
-                    "target `{name}`: `formerly` names \"{other}\", which is no {kind} system; \
-                     a target that changes kind is another target"
+                    "target `{name}`: `formerly` entry {} is not a {kind} system as hoistd names \
+                     it (\"{kind} …\", quoted in a refused reload or the start-up log), nor a URL \
+                     or connection string; a target that changes kind is another target",
+                    place + 1
                 ),
             ));
         }

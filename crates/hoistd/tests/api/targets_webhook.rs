@@ -939,6 +939,18 @@ async fn formerly_names_what_a_target_was_known_as() {
     assert_ne!(declared, moved);
     std::fs::write(broker.policy_path(), &declared).unwrap();
     reload(&broker, "the same system, by the policy's word").await;
+    let rotated_system = broker
+        .broker()
+        .policy()
+        .targets
+        .get("hook")
+        .unwrap()
+        .system();
+    // Back where the access was given: nothing to vouch for.
+    std::fs::write(broker.policy_path(), policy(dir.path(), &url)).unwrap();
+    reload(&broker, "the access is where the target points").await;
+    std::fs::write(broker.policy_path(), &declared).unwrap();
+    reload(&broker, "the same system, by the policy's word").await;
     // What `formerly` says of one system is not said of the next: a move
     // on, the old line left in, is a move.
     let (_third, third_url) = own_receiver(Mode::Ok).await;
@@ -950,6 +962,10 @@ async fn formerly_names_what_a_target_was_known_as() {
     let refused =
         reload_refused(&broker, "the third receiver was never said to be the first").await;
     assert!(refused.contains("points target `hook`"), "{refused}");
+    assert!(
+        refused.contains(&format!("list \"{rotated_system}\"")),
+        "{refused}"
+    );
     std::fs::write(broker.policy_path(), &declared).unwrap();
     broker
         .as_user("alice")
@@ -974,7 +990,11 @@ async fn formerly_names_what_a_target_was_known_as() {
     let other_kind = declared.replace("formerly = [", "formerly = [\"postgres db1:5432\", ");
     std::fs::write(broker.policy_path(), &other_kind).unwrap();
     let refused = reload_refused(&broker, "another kind").await;
-    assert!(refused.contains("which is no webhook system"), "{refused}");
+    assert!(
+        refused.contains("`formerly` entry 1 is not a webhook system"),
+        "{refused}"
+    );
+    assert!(!refused.contains("db1"), "{refused}");
 }
 
 /// A target dropped while hoistd was down: its grants' removal waits for
