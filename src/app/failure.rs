@@ -66,7 +66,7 @@ impl Failure {
             FailureKind::Other => return message.into_owned(),
             FailureKind::AlreadyFiled => {
                 return "This form was filed before it was edited (that answer was lost): \
-                        see your requests; Esc closes the form"
+                        see your requests"
                     .into();
             }
             FailureKind::DeniedByPolicy => "Denied by policy",
@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(
             described(FailureKind::AlreadyFiled),
             "This form was filed before it was edited (that answer was lost): see your \
-             requests; Esc closes the form"
+             requests"
         );
         assert_eq!(
             described(FailureKind::Unreachable),

@@ -176,7 +176,7 @@ pub use limits::REPEAT_WINDOW;
 pub use purge::{DELIVERIES_KEPT, EXCHANGES_KEPT, IDEMPOTENCY_KEPT, PURGE_BATCH, Purged};
 pub use reviews::FromSlack;
 pub use slack::{SLACK_UNKNOWN, slack_actor};
-pub use workloads::{Exchanged, POLL_INTERVAL_SECS, Refusal, UNVERIFIED_ACTOR};
+pub use workloads::{Exchanged, LAPSE_MARGIN_SECS, POLL_INTERVAL_SECS, Refusal, UNVERIFIED_ACTOR};
 
 pub use crate::clock::now;
 

@@ -730,6 +730,16 @@ impl Broker {
         // as expired, nobody could take what an approval gives, so the
         // request lapses then, not at the policy's pending time.
         let token_end = collectable_until(admitted);
+        if approvals > 0 && token_end <= work.now {
+            return Err(Refusal::new(
+                WorkloadErrorCode::TokenExpired,
+                format!(
+                    "this token expires within {LAPSE_MARGIN_SECS} s (the rule's leeway \
+                     counted): no approval could reach the job while it lasts; present a \
+                     fresher one"
+                ),
+            ));
+        }
         if approvals > 0 {
             request.lapses_at = Some(request.lapses_at.map_or(token_end, |l| l.min(token_end)));
         }
@@ -1127,16 +1137,20 @@ fn facts(admitted: &Admitted, mut extra: serde_json::Value) -> serde_json::Value
     extra
 }
 
-/// The last moment an approval of `admitted`'s task may come: a poll
-/// interval before its token is refused as expired (the rule's leeway
-/// counted), so that the job polls at least once more while the token is
-/// good. An approval later would make a grant nobody can collect or
-/// withdraw. (One whose access at a target is not live by that poll is
-/// still lost to the job.)
+/// How long before its token expires a task's request lapses: two poll
+/// intervals, so that a job polling every interval (plus its round trip)
+/// polls once more after any approval while the token is good.
+pub const LAPSE_MARGIN_SECS: u64 = 2 * POLL_INTERVAL_SECS;
+
+/// The last moment an approval of `admitted`'s task may come:
+/// [`LAPSE_MARGIN_SECS`] before its token is refused as expired (the rule's
+/// leeway counted). An approval later would make a grant nobody can
+/// collect or withdraw. (One whose access at a target is not live by the
+/// job's next poll is still lost to it.)
 fn collectable_until(admitted: &Admitted) -> chrono::DateTime<chrono::Utc> {
     admitted.token_expires_at
         + chrono::TimeDelta::from_std(admitted.rule.issuer.leeway).unwrap_or_default()
-        - chrono::TimeDelta::seconds(POLL_INTERVAL_SECS as i64)
+        - chrono::TimeDelta::seconds(LAPSE_MARGIN_SECS as i64)
 }
 
 /// What approvers read in the queue: the workload, the claims its rule

@@ -11,7 +11,7 @@ use hoist_api::{
     AuditKind, ErrorCode, Grant, JWT_TOKEN_TYPE, Me, OAuthError, TOKEN_EXCHANGE_GRANT,
     TaskWithdrawn, TokenExchangeResponse, TokenPending, WorkloadErrorCode, WorkloadRevoked,
 };
-use hoistd::broker::POLL_INTERVAL_SECS;
+use hoistd::broker::LAPSE_MARGIN_SECS;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -610,9 +610,9 @@ async fn a_role_a_person_must_approve_waits_for_the_approver() {
         .expect("the workload's request is in bob's queue");
     assert_eq!(queued.requester, "workload:ci:deploy-bot");
     // Only the token can collect what an approval gives: the request
-    // lapses a poll interval before the token ends (the rule's leeway is
-    // 0), so the job's next poll comes while it is good; not an hour on.
-    let exp = jwt_claims(&token)["exp"].as_i64().unwrap() - POLL_INTERVAL_SECS as i64;
+    // lapses two poll intervals before the token ends (the rule's leeway
+    // is 0), so the job's next poll comes while it is good; not an hour on.
+    let exp = jwt_claims(&token)["exp"].as_i64().unwrap() - LAPSE_MARGIN_SECS as i64;
     assert_eq!(queued.lapses_at.map(|at| at.timestamp()), Some(exp));
     assert!(queued.justification.contains("repository: acme/app"));
     assert!(queued.justification.contains("ref: refs/heads/main"));
@@ -778,7 +778,7 @@ async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
         .expect("the task's request waits for bob");
     assert_eq!(
         queued.lapses_at.map(|at| at.timestamp()),
-        Some(exp - POLL_INTERVAL_SECS as i64)
+        Some(exp - LAPSE_MARGIN_SECS as i64)
     );
 
     // Denied: a newer token is refused, and still keeps the task
@@ -1227,4 +1227,35 @@ async fn a_rule_that_does_not_pin_its_subject_is_refused_at_load_with_its_line()
         .unwrap_err()
         .to_string();
     assert!(err.contains("audience of their own"), "{err}");
+}
+
+/// A token too close to its end for any approval to reach the job through
+/// it is refused, rather than file a request for a person that would
+/// lapse at once; one approved automatically is still granted.
+#[tokio::test]
+async fn a_token_about_to_expire_files_nothing_for_a_person() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, ""))
+        .start()
+        .await;
+    let message = refused_with(
+        exchange_for(&broker, &short_lived(&provider).await, "k8s").await,
+        WorkloadErrorCode::TokenExpired,
+    );
+    assert!(message.contains("present a fresher one"), "{message}");
+    assert!(broker.as_user("bob").queue().await.is_empty());
+    issued(exchange_for(&broker, &short_lived(&provider).await, "deploy").await);
+}
+
+/// A token that ends within the lapse margin.
+async fn short_lived(provider: &Provider) -> String {
+    provider
+        .workload_token(
+            "deploy-bot",
+            AUDIENCE,
+            &main_claims(),
+            Some(LAPSE_MARGIN_SECS - 1),
+        )
+        .await
 }
