@@ -162,8 +162,13 @@ pub fn escape(text: &str) -> String {
 /// What pressing one of hoist's buttons asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
-    /// The Slack workspace (team) of the person who pressed it.
+    /// The Slack workspace (team) the press came from.
     pub team: String,
+    /// The person's own team where the payload names another (a guest
+    /// from another workspace in a shared channel; an Enterprise Grid
+    /// member, whose `user.team_id` is the organisation's `E…` id): the
+    /// policy may name them under it.
+    pub home_team: Option<String>,
     /// Their Slack user id.
     pub user: String,
     pub decision: Decision,
@@ -231,9 +236,10 @@ pub fn parse_action(body: &[u8]) -> Result<Option<Action>, String> {
     let team = payload
         .team
         .map(|team| team.id)
-        .or(user.team_id)
+        .or(user.team_id.clone())
         .ok_or("the payload names no team")?;
-    if !slack_id(&user.id) || !slack_id(&team) {
+    let home_team = user.team_id.filter(|home| *home != team);
+    if !slack_id(&user.id) || !slack_id(&team) || !home_team.as_deref().is_none_or(slack_id) {
         return Err("the payload's user or team is not a Slack id".into());
     }
     let [action] = payload.actions.as_slice() else {
@@ -265,6 +271,7 @@ pub fn parse_action(body: &[u8]) -> Result<Option<Action>, String> {
         .ok_or("the button's value is not a request id")?;
     Ok(Some(Action {
         team,
+        home_team,
         user: user.id,
         decision,
         request_id,
@@ -424,6 +431,7 @@ mod tests {
             action,
             Some(Action {
                 team: "T9TK3CUKW".into(),
+                home_team: None,
                 user: "U024BE7LH".into(),
                 decision: Decision::Approve,
                 request_id: "req_42".into(),
@@ -439,6 +447,15 @@ mod tests {
             parse_action(&form(&grid)).unwrap().unwrap().team,
             "T9TK3CUKW"
         );
+        // A member of an Enterprise Grid organisation pressing in one of
+        // its workspaces: the workspace first, the organisation beside it.
+        grid["team"] = serde_json::json!({"id": "T0WORKSPC", "domain": "example"});
+        grid["user"]["team_id"] = serde_json::json!("E0ORG1234");
+        let action = parse_action(&form(&grid)).unwrap().unwrap();
+        assert_eq!(action.team, "T0WORKSPC");
+        assert_eq!(action.home_team.as_deref(), Some("E0ORG1234"));
+        grid["user"]["team_id"] = serde_json::json!("e0;drop");
+        assert!(parse_action(&form(&grid)).is_err());
         // The link button that opens the request asks nothing of hoist.
         assert_eq!(parse_action(&form(&press(OPEN_ACTION, "req_42"))), Ok(None));
     }

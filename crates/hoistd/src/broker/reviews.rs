@@ -187,9 +187,13 @@ impl Broker {
     /// the same transaction as the review itself, which then runs exactly
     /// as one through the API; its audit entries say it came from Slack.
     /// A denial's reason is [`slack::DENIAL_REASON`].
+    /// The account is the Slack user of `team`, where the press came
+    /// from, or else of `home_team`, the person's own (see
+    /// [`slack::Action::home_team`]).
     pub fn review_from_slack(
         &self,
         team: &str,
+        home_team: Option<&str>,
         slack_user: &str,
         id: &str,
         decision: Decision,
@@ -198,11 +202,19 @@ impl Broker {
         // pressed the button has no way to send it again.
         super::again_while_contended(|| {
             let work = self.begin()?;
-            let Some(user) = work.policy.slack_user(team, slack_user).map(str::to_string) else {
+            let policy = Arc::clone(&work.policy);
+            let mapped = std::iter::once(team)
+                .chain(home_team)
+                .find_map(|team| policy.slack_user(team, slack_user));
+            let Some(user) = mapped.map(str::to_string) else {
                 return Ok(FromSlack::Unmapped);
             };
             let comment = (decision == Decision::Deny).then_some(slack::DENIAL_REASON);
-            let via = json!({ "via": "slack", "slack": { "team": team, "user": slack_user } });
+            let mut account = json!({ "team": team, "user": slack_user });
+            if let Some(home_team) = home_team {
+                account["home_team"] = json!(home_team);
+            }
+            let via = json!({ "via": "slack", "slack": account });
             let (request, approvals) =
                 self.decide(work, &user, id, decision, comment, Some(via))?;
             Ok(FromSlack::Reviewed {

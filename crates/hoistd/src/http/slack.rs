@@ -131,6 +131,7 @@ pub async fn actions(
         move |b| {
             b.review_from_slack(
                 &action.team,
+                action.home_team.as_deref(),
                 &action.user,
                 &action.request_id,
                 action.decision,

@@ -835,3 +835,37 @@ async fn the_binary_takes_the_secret_from_a_private_file_or_the_environment() {
         .unwrap();
     assert!(exit.success(), "{exit}");
 }
+
+/// A person the policy maps under their own team (an Enterprise Grid
+/// organisation's `E…` id, or the workspace of a guest in a shared
+/// channel) acts as their user when they press in another workspace; the
+/// same press naming no such team is nobody's.
+#[tokio::test]
+async fn a_press_from_another_workspace_is_mapped_by_the_persons_own_team() {
+    let text = policy_text("").replace(
+        "[users.bob]\n",
+        "[users.bob]\nslack = { team = \"E0ORG\", user = \"W0BOB\" }\n",
+    );
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let filed = k8s_by(&broker, "carol").await;
+    let press = |home_team: Option<&'static str>| {
+        broker.broker().review_from_slack(
+            "T0WORKSPC",
+            home_team,
+            "W0BOB",
+            &filed.id,
+            Decision::Approve,
+        )
+    };
+    assert!(matches!(
+        press(None).unwrap(),
+        hoistd::broker::FromSlack::Unmapped
+    ));
+    match press(Some("E0ORG")).unwrap() {
+        hoistd::broker::FromSlack::Reviewed { user, .. } => assert_eq!(user, "bob"),
+        other => panic!("not reviewed: {other:?}"),
+    }
+    let reviewed = state_of(&broker, &filed.id).await;
+    assert_eq!(reviewed.reviews.len(), 1);
+    assert_eq!(reviewed.reviews[0].reviewer, "bob");
+}
