@@ -188,8 +188,11 @@ impl Broker {
     /// as one through the API; its audit entries say it came from Slack.
     /// A denial's reason is [`slack::DENIAL_REASON`].
     /// The account is the Slack user of `team`, where the press came
-    /// from, or else of `home_team`, the person's own (see
-    /// [`slack::Action::home_team`]).
+    /// from, or else, for an Enterprise Grid member id (`W…`, one person
+    /// across the organisation, named once in the whole policy), of
+    /// `home_team`, their own (see [`slack::Action::home_team`]). A `U…` id
+    /// is looked up under the press's team only: under another, it could
+    /// be another person's.
     pub fn review_from_slack(
         &self,
         team: &str,
@@ -204,7 +207,7 @@ impl Broker {
             let work = self.begin()?;
             let policy = Arc::clone(&work.policy);
             let mapped = std::iter::once(team)
-                .chain(home_team)
+                .chain(home_team.filter(|_| slack_user.starts_with('W')))
                 .find_map(|team| policy.slack_user(team, slack_user));
             let Some(user) = mapped.map(str::to_string) else {
                 return Ok(FromSlack::Unmapped);

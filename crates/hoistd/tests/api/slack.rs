@@ -836,12 +836,12 @@ async fn the_binary_takes_the_secret_from_a_private_file_or_the_environment() {
     assert!(exit.success(), "{exit}");
 }
 
-/// A person the policy maps under their own team (an Enterprise Grid
-/// organisation's `E…` id, or the workspace of a guest in a shared
-/// channel) acts as their user when they press in another workspace; the
-/// same press naming no such team is nobody's.
+/// An Enterprise Grid member the policy maps under the organisation's
+/// `E…` id acts as their user when they press in one of its workspaces;
+/// the same press naming no such team is nobody's, and a `U…` id is never
+/// looked up under a team other than the press's.
 #[tokio::test]
-async fn a_press_from_another_workspace_is_mapped_by_the_persons_own_team() {
+async fn an_organisation_member_is_found_under_its_id_wherever_they_press() {
     let text = policy_text("").replace(
         "[users.bob]\n",
         "[users.bob]\nslack = { team = \"E0ORG\", user = \"W0BOB\" }\n",
@@ -868,4 +868,21 @@ async fn a_press_from_another_workspace_is_mapped_by_the_persons_own_team() {
     let reviewed = state_of(&broker, &filed.id).await;
     assert_eq!(reviewed.reviews.len(), 1);
     assert_eq!(reviewed.reviews[0].reviewer, "bob");
+    let mapped_by_org = policy_text("").replace(
+        "[users.dave]\n",
+        "[users.dave]\nslack = { team = \"E0ORG\", user = \"U0DAVE\" }\n",
+    );
+    std::fs::write(broker.policy_path(), mapped_by_org).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let press = broker.broker().review_from_slack(
+        "T0WORKSPC",
+        Some("E0ORG"),
+        "U0DAVE",
+        &filed.id,
+        Decision::Approve,
+    );
+    assert!(matches!(
+        press.unwrap(),
+        hoistd::broker::FromSlack::Unmapped
+    ));
 }
