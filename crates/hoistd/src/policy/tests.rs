@@ -371,7 +371,7 @@ fn slack_accounts_map_to_one_user_each() {
         &format!(
             "{MINIMAL}{}{}",
             slack("bob", "T0001", "U0001"),
-            slack("carl", "E0002", "U0001")
+            slack("carl", "T0002", "U0001")
         ),
     )
     .unwrap();
@@ -395,6 +395,7 @@ fn slack_accounts_map_to_one_user_each() {
         ("T0001", "T0001", "is not a Slack user id"),
         ("T0001", "U00<1", "is not a Slack user id"),
         ("T0001", "", "is not a Slack user id"),
+        ("E0001", "U0001", "names a member by their W... id"),
     ] {
         let err = refused(&format!("{MINIMAL}{}", slack("bob", team, member)));
         assert!(err.contains(said), "{team} {member}: {err}");

@@ -153,6 +153,19 @@ pub(super) fn people(
                     ),
                 ));
             }
+            // An organisation names its people by their W... ids: a U...
+            // id is one workspace's, and under an E... id would match
+            // nobody (or, were it looked up there, someone else).
+            if team.starts_with('E') && member.starts_with('U') {
+                return Err(source.invalid(
+                    at,
+                    format!(
+                        "user `{id}`: slack team `{team}` is an Enterprise Grid organisation, \
+                         which names a member by their W... id, not `{member}`; name a U... id \
+                         with its workspace's T... id"
+                    ),
+                ));
+            }
             // A W... id is an Enterprise Grid member: one person across
             // every workspace of the organisation, who would otherwise be
             // two reviewers by pressing in two workspaces.

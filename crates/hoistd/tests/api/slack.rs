@@ -838,8 +838,8 @@ async fn the_binary_takes_the_secret_from_a_private_file_or_the_environment() {
 
 /// An Enterprise Grid member the policy maps under the organisation's
 /// `E…` id acts as their user when they press in one of its workspaces;
-/// the same press naming no such team is nobody's, and a `U…` id is never
-/// looked up under a team other than the press's.
+/// the same press naming no such team is nobody's, and a `U…` id may not
+/// be named under an organisation.
 #[tokio::test]
 async fn an_organisation_member_is_found_under_its_id_wherever_they_press() {
     let text = policy_text("").replace(
@@ -868,21 +868,18 @@ async fn an_organisation_member_is_found_under_its_id_wherever_they_press() {
     let reviewed = state_of(&broker, &filed.id).await;
     assert_eq!(reviewed.reviews.len(), 1);
     assert_eq!(reviewed.reviews[0].reviewer, "bob");
+    // A U... id under an organisation is refused at load: it is one
+    // workspace's, and would name nobody there (or someone else).
     let mapped_by_org = policy_text("").replace(
         "[users.dave]\n",
         "[users.dave]\nslack = { team = \"E0ORG\", user = \"U0DAVE\" }\n",
     );
     std::fs::write(broker.policy_path(), mapped_by_org).unwrap();
-    broker.server().reload(&broker.policy_path()).await.unwrap();
-    let press = broker.broker().review_from_slack(
-        "T0WORKSPC",
-        Some("E0ORG"),
-        "U0DAVE",
-        &filed.id,
-        Decision::Approve,
-    );
-    assert!(matches!(
-        press.unwrap(),
-        hoistd::broker::FromSlack::Unmapped
-    ));
+    let refused = broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .expect_err("a U... id under an organisation")
+        .to_string();
+    assert!(refused.contains("by their W... id"), "{refused}");
 }
