@@ -1,11 +1,13 @@
-//! Recording what fell due: lapsed requests, scheduled starts, expired grants.
+//! Recording what fell due: lapsed requests, scheduled starts, expired
+//! grants, and workload tasks nobody can collect any more.
 
 use chrono::{DateTime, Utc};
 use hoist_api::{AuditKind, GrantState, RequestState};
 use serde_json::json;
 
-use super::{Broker, SYSTEM_ACTOR, event};
+use super::{Broker, SYSTEM_ACTOR, Work, event};
 use crate::error::Result;
+use crate::store::Exchange;
 
 /// The most the reaper records in one transaction. Every writing
 /// transaction takes turns with the others (store rule 1), so a mass
@@ -15,7 +17,8 @@ const REAP_BATCH: usize = 200;
 
 impl Broker {
     /// Records what fell due: lapsed requests, scheduled starts, expired
-    /// grants, at most [`REAP_BATCH`] of them. Returns when the next thing
+    /// grants, workload tasks past their last poll, at most [`REAP_BATCH`]
+    /// of them. Returns when the next thing
     /// falls due, already past when some were left for the next turn. A job
     /// of the leader's, fenced by its lease once it took one.
     pub fn reap(&self) -> Result<Option<DateTime<Utc>>> {
@@ -48,13 +51,57 @@ impl Broker {
                 _ => {}
             }
         }
+        let mut left = left;
         if left > 0 {
-            for mut grant in work.tx.due_grants(work.now)?.into_iter().take(left) {
+            let grants = work.tx.due_grants(work.now)?;
+            let ending = grants.len().min(left);
+            left -= ending;
+            for mut grant in grants.into_iter().take(ending) {
                 work.end_grant(&mut grant, GrantState::Expired, SYSTEM_ACTOR, None)?;
+            }
+        }
+        if left > 0 {
+            for exchange in work.tx.uncollected(work.now, left)? {
+                work.uncollected(exchange)?;
             }
         }
         let next = work.tx.next_due()?;
         self.finish(work)?;
         Ok(next)
+    }
+}
+
+impl Work<'_> {
+    /// Settles a workload task that can no longer be collected: no poll is
+    /// let in past its token's end (with the leeway), so a grant still
+    /// active whose credential was never handed over (approved in the
+    /// token's last seconds, its target slow to make the access live) can
+    /// be neither used nor withdrawn by its job. It is revoked, rather
+    /// than left to its end.
+    fn uncollected(&mut self, mut exchange: Exchange) -> Result<()> {
+        exchange.collect_by = None;
+        self.tx.update_exchange(&exchange)?;
+        let Some(grant_id) = self
+            .tx
+            .request(&exchange.request_id)?
+            .and_then(|request| request.grant_id)
+        else {
+            return Ok(());
+        };
+        let Some(mut grant) = self.tx.grant(&grant_id)? else {
+            return Ok(());
+        };
+        if grant.state != GrantState::Active || grant.expires_at <= self.now {
+            return Ok(());
+        }
+        self.end_grant(
+            &mut grant,
+            GrantState::Revoked,
+            SYSTEM_ACTOR,
+            Some(format!(
+                "its workload never collected the credential: the task's token expired at {}",
+                exchange.expires_at.to_rfc3339()
+            )),
+        )
     }
 }

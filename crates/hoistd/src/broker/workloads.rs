@@ -622,8 +622,7 @@ impl Broker {
                 // Remembered as long as the newest token of the task lives,
                 // or that token, once the first's row were purged, would
                 // file the task again.
-                if admitted.token_expires_at > exchange.expires_at {
-                    exchange.expires_at = admitted.token_expires_at;
+                if kept_for(&mut exchange, admitted) {
                     work.tx.update_exchange(&exchange)?;
                     self.finish(work)?;
                 }
@@ -762,6 +761,7 @@ impl Broker {
             created_at: work.now,
             redeemed_at: None,
             claims: Some(admitted.claims.clone()),
+            collect_by: Some(last_poll(admitted)),
         };
         work.tx.insert_exchange(&exchange)?;
         work.workload_claims
@@ -793,8 +793,7 @@ impl Broker {
         // A task keyed by its run presents a newer token each time: the
         // exchange is kept (and a replay refused) until the last of them
         // has expired, not the first (a replay's token too: above).
-        if admitted.token_expires_at > exchange.expires_at {
-            exchange.expires_at = admitted.token_expires_at;
+        if kept_for(&mut exchange, admitted) {
             work.tx.update_exchange(&exchange)?;
         }
         let role = admitted.role.as_str();
@@ -1148,9 +1147,30 @@ pub const LAPSE_MARGIN_SECS: u64 = 2 * POLL_INTERVAL_SECS;
 /// collect or withdraw. (One whose access at a target is not live by the
 /// job's next poll is still lost to it.)
 fn collectable_until(admitted: &Admitted) -> chrono::DateTime<chrono::Utc> {
+    last_poll(admitted) - chrono::TimeDelta::seconds(LAPSE_MARGIN_SECS as i64)
+}
+
+/// When `admitted`'s token is refused as expired (the rule's leeway
+/// counted): past it, nothing the task was granted can be collected, and
+/// the reaper revokes a grant still waiting for its job
+/// ([`Exchange::collect_by`]).
+fn last_poll(admitted: &Admitted) -> chrono::DateTime<chrono::Utc> {
     admitted.token_expires_at
         + chrono::TimeDelta::from_std(admitted.rule.issuer.leeway).unwrap_or_default()
-        - chrono::TimeDelta::seconds(LAPSE_MARGIN_SECS as i64)
+}
+
+/// Keeps `exchange` as long as `admitted`'s token, presented for it, lives
+/// (a task keyed by its run presents a newer token each time); whether it
+/// changed. A task the reaper settled stays settled.
+fn kept_for(exchange: &mut Exchange, admitted: &Admitted) -> bool {
+    if admitted.token_expires_at <= exchange.expires_at {
+        return false;
+    }
+    exchange.expires_at = admitted.token_expires_at;
+    if let Some(collect_by) = exchange.collect_by.as_mut() {
+        *collect_by = (*collect_by).max(last_poll(admitted));
+    }
+    true
 }
 
 /// What approvers read in the queue: the workload, the claims its rule

@@ -642,6 +642,10 @@ pub struct Exchange {
     /// a reload checks the rule against again. Written once; `None` for an
     /// exchange made before they were kept.
     pub claims: Option<serde_json::Value>,
+    /// When the task can no longer be collected: its newest token's end
+    /// with its rule's leeway, after which no poll is let in. `None` once
+    /// the reaper settled it ([`Tx::uncollected`]).
+    pub collect_by: Option<DateTime<Utc>>,
 }
 
 /// Which audit events to list, oldest first.
@@ -736,6 +740,10 @@ pub trait Tx {
     fn due_requests(&self, now: DateTime<Utc>) -> Result<Vec<AccessRequest>>;
     /// Active grants at or past their end, the soonest ended first.
     fn due_grants(&self, now: DateTime<Utc>) -> Result<Vec<Grant>>;
+    /// Exchanges not redeemed whose `collect_by` is at or before `now`,
+    /// the soonest first, at most `limit`: tasks nobody can collect any
+    /// more.
+    fn uncollected(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Exchange>>;
     /// The earliest moment anything above falls due.
     fn next_due(&self) -> Result<Option<DateTime<Utc>>>;
 
@@ -904,9 +912,9 @@ pub trait Tx {
     fn workload_claims(&self, request_id: &str) -> Result<Option<serde_json::Value>>;
     /// Records a task's exchange; refuses a task key already stored (rule 10).
     fn insert_exchange(&mut self, exchange: &Exchange) -> Result<()>;
-    /// Writes when the credential was handed over, and until when the task
-    /// is kept (a later token of the same task expires later) (rule 5: one
-    /// never stored is not found).
+    /// Writes when the credential was handed over, until when the task is
+    /// kept (a later token of the same task expires later), and until when
+    /// it can be collected (rule 5: one never stored is not found).
     fn update_exchange(&mut self, exchange: &Exchange) -> Result<()>;
     /// Forgets at most `limit` exchanges whose token expired before
     /// `before`, the soonest expired first; how many.

@@ -1259,3 +1259,74 @@ async fn short_lived(provider: &Provider) -> String {
         )
         .await
 }
+
+/// A grant whose job never collected its credential before the task's
+/// token expired (approved in the token's last seconds, the job gone) is
+/// revoked when no poll can come any more, not left to its end; a grant
+/// whose credential was handed over lives on after its token ends.
+#[tokio::test]
+async fn a_grant_nobody_can_collect_is_revoked_when_its_token_ends() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, ""))
+        .start()
+        .await;
+    let lasts = LAPSE_MARGIN_SECS + 3;
+    let uncollected = provider
+        .workload_token("deploy-bot", AUDIENCE, &main_claims(), Some(lasts))
+        .await;
+    let (status, body) = exchange_for(&broker, &uncollected, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let pending: TokenPending = serde_json::from_value(body).unwrap();
+    for approver in ["bob", "dave"] {
+        broker
+            .as_user(approver)
+            .approve(&pending.request_id)
+            .await
+            .unwrap();
+    }
+    let collected = provider
+        .workload_token("deploy-bot", AUDIENCE, &main_claims(), Some(lasts))
+        .await;
+    let handed = issued(exchange_for(&broker, &collected, "deploy").await);
+
+    let erin = broker.as_user("erin");
+    let ended = |audit: &[hoist_api::AuditEvent], request: &str| {
+        audit
+            .iter()
+            .filter(|e| {
+                matches!(e.kind, AuditKind::Revoked | AuditKind::Expired)
+                    && e.request_id.as_deref() == Some(request)
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let exp = jwt_claims(&uncollected)["exp"].as_i64().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(lasts + 10);
+    let revoked = loop {
+        let audit = erin.audit().await;
+        if let [revoked] = ended(&audit, &pending.request_id).as_slice() {
+            break revoked.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the uncollected grant was not revoked: {:?}",
+            ended(&audit, &pending.request_id)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(revoked.kind, AuditKind::Revoked);
+    assert_eq!(revoked.actor, "hoistd");
+    assert!(
+        revoked.at.timestamp() >= exp,
+        "revoked at {} while its token (exp {exp}) could still collect it",
+        revoked.at
+    );
+    let reason = revoked.reason.unwrap_or_default();
+    assert!(reason.contains("never collected"), "{reason}");
+    // The job that collected its credential keeps its grant.
+    assert!(ended(&erin.audit().await, &handed.request_id).is_empty());
+    let grant = erin.grant(&revoked.grant_id.unwrap()).await.unwrap();
+    assert_eq!(grant.state, hoist_api::GrantState::Revoked);
+    assert_eq!(grant.revoked_by.as_deref(), Some("hoistd"));
+}

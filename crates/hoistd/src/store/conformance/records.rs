@@ -502,6 +502,7 @@ pub fn purges_forget_only_what_is_old(store: &dyn Store) {
         created_at: at(1),
         redeemed_at: None,
         claims: None,
+        collect_by: None,
     };
     let mut tx = store.transaction().unwrap();
     for n in [3, 1, 2] {
@@ -757,6 +758,7 @@ pub fn workload_exchanges(store: &dyn Store) {
             "ref": "refs/heads/« main »",
             "run": 42,
         })),
+        collect_by: Some(at(330_000)),
     };
     let mut tx = store.transaction().unwrap();
     assert_eq!(tx.exchange(&exchange.task_key).unwrap(), None);
@@ -792,6 +794,7 @@ pub fn workload_exchanges(store: &dyn Store) {
     let redeemed = Exchange {
         redeemed_at: Some(at(2_000)),
         expires_at: exchange.expires_at + chrono::TimeDelta::minutes(10),
+        collect_by: None,
         ..exchange.clone()
     };
     tx.update_exchange(&redeemed).unwrap();
@@ -807,6 +810,58 @@ pub fn workload_exchanges(store: &dyn Store) {
     let tx = store.transaction().unwrap();
     assert_eq!(tx.exchange(&exchange.task_key).unwrap(), Some(redeemed));
     assert_eq!(tx.exchange(&other.task_key).unwrap(), None);
+}
+
+/// Exchanges not redeemed past their `collect_by` are listed soonest
+/// first, as many as asked, and fall due for the reaper; one redeemed, or
+/// settled (`collect_by` cleared), is not.
+pub fn uncollected_exchanges(store: &dyn Store) {
+    use crate::store::Exchange;
+    let exchange = |n: i64, collect_by: Option<i64>, redeemed: bool| Exchange {
+        task_key: format!("https://issuer.example\njti-{n}"),
+        principal: "workload:deploy:repo:acme/app".into(),
+        request_id: format!("req_{n}"),
+        expires_at: at(1_000),
+        created_at: at(1),
+        redeemed_at: redeemed.then(|| at(500)),
+        claims: None,
+        collect_by: collect_by.map(at),
+    };
+    let mut tx = store.transaction().unwrap();
+    tx.insert_exchange(&exchange(1, Some(10_000), false))
+        .unwrap();
+    tx.insert_exchange(&exchange(2, Some(5_000), false))
+        .unwrap();
+    tx.insert_exchange(&exchange(3, Some(20_000), false))
+        .unwrap();
+    tx.insert_exchange(&exchange(4, Some(2_000), true)).unwrap();
+    tx.insert_exchange(&exchange(5, None, false)).unwrap();
+    tx.commit().unwrap();
+
+    let mut tx = store.transaction().unwrap();
+    let keys = |found: Vec<Exchange>| found.into_iter().map(|e| e.request_id).collect::<Vec<_>>();
+    assert_eq!(tx.next_due().unwrap(), Some(at(5_000)));
+    assert_eq!(
+        keys(tx.uncollected(at(4_999), 10).unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        keys(tx.uncollected(at(10_000), 10).unwrap()),
+        ["req_2", "req_1"]
+    );
+    assert_eq!(keys(tx.uncollected(at(10_000), 1).unwrap()), ["req_2"]);
+    assert_eq!(
+        tx.uncollected(at(10_000), 1).unwrap(),
+        [exchange(2, Some(5_000), false)]
+    );
+    tx.update_exchange(&exchange(2, None, false)).unwrap();
+    tx.commit().unwrap();
+    let tx = store.transaction().unwrap();
+    assert_eq!(
+        keys(tx.uncollected(at(30_000), 10).unwrap()),
+        ["req_1", "req_3"]
+    );
+    assert_eq!(tx.next_due().unwrap(), Some(at(10_000)));
 }
 
 /// Rule 12: a Slack post's signature is taken once until it is purged at

@@ -1068,12 +1068,26 @@ impl Tx for PgTx {
         self.query_grants(&sql, vec![p(ms(now))])
     }
 
+    fn uncollected(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Exchange>> {
+        let rows = self.query(
+            &format!(
+                "SELECT {EXCHANGE_COLUMNS} FROM workload_exchanges \
+                 WHERE redeemed_at IS NULL AND collect_by IS NOT NULL AND collect_by <= $1 \
+                 ORDER BY collect_by, task_key LIMIT $2"
+            ),
+            vec![p(ms(now)), p(big(limit as u64, "limit")?)],
+        )?;
+        rows.iter().map(exchange_from_row).collect()
+    }
+
     fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let rows = self.query(
             "SELECT min(t) FROM ( \
              SELECT min(expires_at) AS t FROM grants WHERE state = 'active' \
              UNION ALL SELECT min(lapses_at) FROM requests WHERE state = 'pending' \
-             UNION ALL SELECT min(coalesce(starts_at, 0)) FROM requests WHERE state = 'approved') due",
+             UNION ALL SELECT min(coalesce(starts_at, 0)) FROM requests WHERE state = 'approved' \
+             UNION ALL SELECT min(collect_by) FROM workload_exchanges \
+             WHERE redeemed_at IS NULL AND collect_by IS NOT NULL) due",
             Vec::new(),
         )?;
         match rows.first() {
@@ -1632,24 +1646,10 @@ impl Tx for PgTx {
 
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
         let rows = self.query(
-            "SELECT task_key, principal, request_id, expires_at, created_at, redeemed_at, \
-             claims FROM workload_exchanges WHERE task_key = $1",
+            &format!("SELECT {EXCHANGE_COLUMNS} FROM workload_exchanges WHERE task_key = $1"),
             vec![text(task_key)],
         )?;
-        rows.first()
-            .map(|row| {
-                let claims: Option<String> = get(row, 6)?;
-                Ok(Exchange {
-                    task_key: get(row, 0)?,
-                    principal: get(row, 1)?,
-                    request_id: get(row, 2)?,
-                    expires_at: time(get(row, 3)?)?,
-                    created_at: time(get(row, 4)?)?,
-                    redeemed_at: opt_time(get(row, 5)?)?,
-                    claims: parse_claims(claims)?,
-                })
-            })
-            .transpose()
+        rows.first().map(exchange_from_row).transpose()
     }
 
     fn workload_claims(&self, request_id: &str) -> Result<Option<serde_json::Value>> {
@@ -1667,7 +1667,7 @@ impl Tx for PgTx {
         self.insert(
             "workload_exchanges",
             "INSERT INTO workload_exchanges (task_key, principal, request_id, expires_at, \
-             created_at, redeemed_at, claims) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             created_at, redeemed_at, claims, collect_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             vec![
                 text(&e.task_key),
                 text(&e.principal),
@@ -1676,6 +1676,7 @@ impl Tx for PgTx {
                 p(ms(e.created_at)),
                 p(e.redeemed_at.map(ms)),
                 p(e.claims.as_ref().map(|c| c.to_string())),
+                p(e.collect_by.map(ms)),
             ],
         )?;
         Ok(())
@@ -1683,12 +1684,13 @@ impl Tx for PgTx {
 
     fn update_exchange(&mut self, e: &Exchange) -> Result<()> {
         let changed = self.write(
-            "UPDATE workload_exchanges SET redeemed_at = $2, expires_at = $3 \
+            "UPDATE workload_exchanges SET redeemed_at = $2, expires_at = $3, collect_by = $4 \
              WHERE task_key = $1 RETURNING 1",
             vec![
                 text(&e.task_key),
                 p(e.redeemed_at.map(ms)),
                 p(ms(e.expires_at)),
+                p(e.collect_by.map(ms)),
             ],
         )?;
         updated(changed, "exchange", &e.task_key)
@@ -1967,6 +1969,24 @@ fn audit_fields(entry: &AuditEvent) -> Vec<Param> {
         opt_text(entry.reason.as_ref()),
         p(entry.details.to_string()),
     ]
+}
+
+/// An exchange's columns, as [`exchange_from_row`] reads them.
+const EXCHANGE_COLUMNS: &str =
+    "task_key, principal, request_id, expires_at, created_at, redeemed_at, claims, collect_by";
+
+fn exchange_from_row(row: &Row) -> Result<Exchange> {
+    let claims: Option<String> = get(row, 6)?;
+    Ok(Exchange {
+        task_key: get(row, 0)?,
+        principal: get(row, 1)?,
+        request_id: get(row, 2)?,
+        expires_at: time(get(row, 3)?)?,
+        created_at: time(get(row, 4)?)?,
+        redeemed_at: opt_time(get(row, 5)?)?,
+        claims: parse_claims(claims)?,
+        collect_by: opt_time(get(row, 7)?)?,
+    })
 }
 
 /// The newest audit entry.

@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0020_notifications_given_up.sql"),
     include_str!("../../../migrations/sqlite/0021_audit_no_replace.sql"),
     include_str!("../../../migrations/sqlite/0022_effect_system.sql"),
+    include_str!("../../../migrations/sqlite/0023_exchange_collect_by.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters

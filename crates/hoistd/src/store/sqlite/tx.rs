@@ -327,6 +327,25 @@ impl Tx for SqliteTx<'_> {
         self.query_grants(&sql, &[Value::Integer(ms(now))])
     }
 
+    fn uncollected(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Exchange>> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {EXCHANGE_COLUMNS} FROM workload_exchanges \
+             WHERE redeemed_at IS NULL AND collect_by IS NOT NULL AND collect_by <= ?1 \
+             ORDER BY collect_by, task_key LIMIT ?2"
+        ))?;
+        let rows = statement.query_map(
+            params![ms(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+            exchange_from_row,
+        )?;
+        let mut found = Vec::new();
+        for row in rows {
+            let (mut exchange, claims) = row?;
+            exchange.claims = parse_claims(claims)?;
+            found.push(exchange);
+        }
+        Ok(found)
+    }
+
     fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let next: Option<i64> = self
             .conn
@@ -334,7 +353,9 @@ impl Tx for SqliteTx<'_> {
                 "SELECT min(t) FROM ( \
                  SELECT min(expires_at) AS t FROM grants WHERE state = 'active' \
                  UNION ALL SELECT min(lapses_at) FROM requests WHERE state = 'pending' \
-                 UNION ALL SELECT min(coalesce(starts_at, 0)) FROM requests WHERE state = 'approved')",
+                 UNION ALL SELECT min(coalesce(starts_at, 0)) FROM requests WHERE state = 'approved' \
+                 UNION ALL SELECT min(collect_by) FROM workload_exchanges \
+                 WHERE redeemed_at IS NULL AND collect_by IS NOT NULL)",
             )?
             .query_row([], |row| row.get(0))?;
         Ok(opt_time(next)?)
@@ -684,24 +705,10 @@ impl Tx for SqliteTx<'_> {
     fn exchange(&self, task_key: &str) -> Result<Option<Exchange>> {
         let found = self
             .conn
-            .prepare_cached(
-                "SELECT task_key, principal, request_id, expires_at, created_at, redeemed_at, \
-                 claims FROM workload_exchanges WHERE task_key = ?1",
-            )?
-            .query_row([task_key], |row| {
-                Ok((
-                    Exchange {
-                        task_key: row.get(0)?,
-                        principal: row.get(1)?,
-                        request_id: row.get(2)?,
-                        expires_at: time(row.get(3)?)?,
-                        created_at: time(row.get(4)?)?,
-                        redeemed_at: opt_time(row.get(5)?)?,
-                        claims: None,
-                    },
-                    row.get::<_, Option<String>>(6)?,
-                ))
-            })
+            .prepare_cached(&format!(
+                "SELECT {EXCHANGE_COLUMNS} FROM workload_exchanges WHERE task_key = ?1"
+            ))?
+            .query_row([task_key], exchange_from_row)
             .optional()?;
         found
             .map(|(mut exchange, claims)| {
@@ -724,8 +731,8 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO workload_exchanges \
-                 (task_key, principal, request_id, expires_at, created_at, redeemed_at, claims) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (task_key, principal, request_id, expires_at, created_at, redeemed_at, claims, \
+                 collect_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 e.task_key,
@@ -735,6 +742,7 @@ impl Tx for SqliteTx<'_> {
                 ms(e.created_at),
                 e.redeemed_at.map(ms),
                 e.claims.as_ref().map(|c| c.to_string()),
+                e.collect_by.map(ms),
             ])?;
         Ok(())
     }
@@ -743,10 +751,15 @@ impl Tx for SqliteTx<'_> {
         let changed = self
             .conn
             .prepare_cached(
-                "UPDATE workload_exchanges SET redeemed_at = ?2, expires_at = ?3 \
-                 WHERE task_key = ?1",
+                "UPDATE workload_exchanges SET redeemed_at = ?2, expires_at = ?3, \
+                 collect_by = ?4 WHERE task_key = ?1",
             )?
-            .execute(params![e.task_key, e.redeemed_at.map(ms), ms(e.expires_at)])?;
+            .execute(params![
+                e.task_key,
+                e.redeemed_at.map(ms),
+                ms(e.expires_at),
+                e.collect_by.map(ms)
+            ])?;
         if changed == 0 {
             return Err(StoreError::NotFound(format!("exchange {}", e.task_key)));
         }
@@ -1115,4 +1128,25 @@ fn parse_claims(text: Option<String>) -> Result<Option<serde_json::Value>> {
     text.map(|text| serde_json::from_str(&text))
         .transpose()
         .map_err(|err| StoreError::Corrupt(format!("exchange claims: {err}")))
+}
+
+/// An exchange's columns, as [`exchange_from_row`] reads them.
+const EXCHANGE_COLUMNS: &str =
+    "task_key, principal, request_id, expires_at, created_at, redeemed_at, claims, collect_by";
+
+/// An exchange, with its claims still as stored text.
+fn exchange_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Exchange, Option<String>)> {
+    Ok((
+        Exchange {
+            task_key: row.get(0)?,
+            principal: row.get(1)?,
+            request_id: row.get(2)?,
+            expires_at: time(row.get(3)?)?,
+            created_at: time(row.get(4)?)?,
+            redeemed_at: opt_time(row.get(5)?)?,
+            claims: None,
+            collect_by: opt_time(row.get(7)?)?,
+        },
+        row.get::<_, Option<String>>(6)?,
+    ))
 }
