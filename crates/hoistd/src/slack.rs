@@ -177,6 +177,29 @@ pub struct Action {
     pub response_url: Option<String>,
 }
 
+impl Action {
+    /// The teams the policy is searched under for the presser, in order
+    /// ([`account_teams`]).
+    pub fn account_teams(&self) -> Vec<&str> {
+        account_teams(&self.team, self.home_team.as_deref(), &self.user)
+    }
+}
+
+/// The teams a Slack account is looked up under, in order: the workspace
+/// the press came from; for an Enterprise Grid member id (`W…`, one person
+/// across the organisation), their own team after it (the organisation's
+/// `E…` id). A `U…` id is one workspace's: one whose own team is another
+/// workspace (`T…`: a guest in a shared channel) is looked up under that
+/// team alone, since under the host's the same id could be another
+/// person's.
+pub fn account_teams<'a>(team: &'a str, home_team: Option<&'a str>, user: &str) -> Vec<&'a str> {
+    match home_team {
+        Some(home) if user.starts_with('W') => vec![team, home],
+        Some(home) if home.starts_with('T') => vec![home],
+        _ => vec![team],
+    }
+}
+
 #[derive(Deserialize)]
 struct Payload {
     #[serde(rename = "type")]
@@ -341,6 +364,16 @@ fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_account_is_looked_up_under_its_own_teams() {
+        assert_eq!(account_teams("T1", None, "U1"), ["T1"]);
+        assert_eq!(account_teams("T1", Some("E1"), "W1"), ["T1", "E1"]);
+        assert_eq!(account_teams("T1", Some("T2"), "W1"), ["T1", "T2"]);
+        assert_eq!(account_teams("T1", Some("T2"), "U1"), ["T2"]);
+        assert_eq!(account_teams("T1", Some("E1"), "U1"), ["T1"]);
+    }
+
     use super::*;
 
     const SECRET: &[u8] = b"8f742231b10e8888abcd99yyyzzz85a5";

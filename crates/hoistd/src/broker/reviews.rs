@@ -187,12 +187,11 @@ impl Broker {
     /// the same transaction as the review itself, which then runs exactly
     /// as one through the API; its audit entries say it came from Slack.
     /// A denial's reason is [`slack::DENIAL_REASON`].
-    /// The account is the Slack user of `team`, where the press came
-    /// from, or else, for an Enterprise Grid member id (`W…`, one person
-    /// across the organisation, named once in the whole policy), of
-    /// `home_team`, their own (see [`slack::Action::home_team`]). A `U…` id
-    /// is looked up under the press's team only: under another, it could
-    /// be another person's.
+    /// The account is looked up under the teams [`slack::account_teams`]
+    /// names: where the press came from (`team`) and, for an Enterprise
+    /// Grid member id (`W…`), their own (`home_team`, see
+    /// [`slack::Action::home_team`]); a `U…` id under its own workspace
+    /// only, a guest's from a shared channel under theirs.
     pub fn review_from_slack(
         &self,
         team: &str,
@@ -206,8 +205,8 @@ impl Broker {
         super::again_while_contended(|| {
             let work = self.begin()?;
             let policy = Arc::clone(&work.policy);
-            let mapped = std::iter::once(team)
-                .chain(home_team.filter(|_| slack_user.starts_with('W')))
+            let mapped = slack::account_teams(team, home_team, slack_user)
+                .into_iter()
                 .find_map(|team| policy.slack_user(team, slack_user));
             let Some(user) = mapped.map(str::to_string) else {
                 return Ok(FromSlack::Unmapped);

@@ -144,26 +144,30 @@ pub async fn actions(
             request, approvals, ..
         }) => said(&action, &request, approvals),
         Ok(FromSlack::Unmapped) => {
+            // Where the policy would have to name them: their own
+            // workspace for a guest's `U…` id, else where they pressed.
+            let own = action.account_teams()[0];
             let message = format!(
-                "Slack user {} of team {} is no user of hoist's policy",
-                action.user, action.team
+                "Slack user {} of team {own} is no user of hoist's policy",
+                action.user
             );
+            let mut account = json!({ "team": action.team, "user": action.user });
+            if let Some(home_team) = &action.home_team {
+                account["home_team"] = json!(home_team);
+            }
             broker
                 .audit_slack_refusal(
-                    slack_actor(&action.team, &action.user),
+                    slack_actor(own, &action.user),
                     "unmapped",
                     message,
-                    json!({
-                        "slack": { "team": action.team, "user": action.user },
-                        "request_id": action.request_id,
-                    }),
+                    json!({ "slack": account, "request_id": action.request_id }),
                 )
                 .await;
             format!(
                 "hoist did not take this: your Slack account is not linked to a hoist user. \
-                 Ask hoist's administrator to add `slack = {{ team = \"{}\", user = \"{}\" }}` \
+                 Ask hoist's administrator to add `slack = {{ team = \"{own}\", user = \"{}\" }}` \
                  to your user in the policy.",
-                action.team, action.user
+                action.user
             )
         }
         Err(Failure(Error::Refused { message, .. } | Error::RateLimited { message, .. })) => {
