@@ -367,6 +367,17 @@ impl Ledger for Broker {
                 access.next_attempt_at = Some(retry_at);
                 access.updated_at = super::next_change(now, access.updated_at);
                 let kind = match effect.action {
+                    // Giving live access its new end (an extension): what
+                    // the target has is still there, until its earlier
+                    // end, and stays usable meanwhile.
+                    EffectAction::Provision if access.state == AccessState::Live => {
+                        access.reason = Some(format!(
+                            "the new end is not at {} yet, where the access keeps its \
+                             earlier end until it is: {err}",
+                            access.target
+                        ));
+                        AuditKind::ProvisionFailed
+                    }
                     EffectAction::Provision => {
                         access.state = AccessState::Failed;
                         AuditKind::ProvisionFailed

@@ -737,6 +737,71 @@ async fn an_endpoint_down_at_revoke_gets_the_removal_when_it_is_back() {
     .await;
 }
 
+/// An extension the target cannot take yet leaves the live access live:
+/// what the target has is still there until its earlier end, so its
+/// holder still gets a credential, told why the new end is not there; the
+/// new end reaches the target once it answers.
+#[tokio::test]
+async fn an_extension_the_target_refuses_leaves_the_access_live() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let (broker, _dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    *endpoint.mode.lock().unwrap() = Mode::Fails;
+    let extension = broker
+        .as_user("alice")
+        .extend(&grant.id, 600)
+        .await
+        .unwrap();
+    broker.as_user("bob").approve(&extension.id).await.unwrap();
+    let extended = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    assert!(extended.expires_at > grant.expires_at);
+    eventually(LONG, || async {
+        broker
+            .as_user("erin")
+            .audit()
+            .await
+            .iter()
+            .any(|e| e.kind == AuditKind::ProvisionFailed)
+    })
+    .await;
+    let access = target_access(&broker, &grant.id).await;
+    assert_eq!(access.state, AccessState::Live);
+    let reason = access.reason.unwrap_or_default();
+    assert!(
+        reason.contains("the new end is not at hook yet"),
+        "{reason}"
+    );
+    // Asked for a credential, hoistd goes to the target (which is down
+    // for that too), not refuses it as never provisioned.
+    let refusal = refused(
+        broker.as_user("alice").credential(&grant.id).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+    );
+    assert!(refusal.contains("is live"), "{refusal}");
+
+    *endpoint.mode.lock().unwrap() = Mode::Ok;
+    eventually(LONG, || async {
+        let access = target_access(&broker, &grant.id).await;
+        access.state == AccessState::Live && access.reason.is_none()
+    })
+    .await;
+    let calls = endpoint.calls.lock().unwrap().clone();
+    let told = calls
+        .iter()
+        .rev()
+        .find(|call| call["action"] == "provision")
+        .unwrap();
+    assert_eq!(
+        told["grant"]["expires_at"]
+            .as_str()
+            .map(|at| at.parse::<chrono::DateTime<chrono::Utc>>().unwrap()),
+        Some(extended.expires_at),
+        "{told}"
+    );
+}
+
 /// A role whose access changes while a grant of it is live: the removal
 /// takes away what was given, not what the role gives now.
 #[tokio::test]
