@@ -197,6 +197,13 @@ fn access_left_behind(
             }
             continue;
         };
+        // A reload that leaves the target as it was moves nothing given at
+        // it: no need to read where each grant's access was given (one
+        // read a grant, under the writers' lock).
+        if previous.is_some_and(|previous| policy.targets.keeps(&previous.targets, &access.target))
+        {
+            continue;
+        }
         let given_at = super::targets::granted(tx, policy, &grant)?
             .system
             .or_else(|| {

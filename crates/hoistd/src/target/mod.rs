@@ -409,6 +409,23 @@ impl Targets {
         })
     }
 
+    /// Whether target `name` is here every system it is in `before`: the
+    /// same system now, and each its `formerly` listed there still listed.
+    /// Then access given at it in `before`'s time is where it names here,
+    /// whatever any grant's effects recorded.
+    pub fn keeps(&self, before: &Targets, name: &str) -> bool {
+        match (self.by_name.get(name), before.by_name.get(name)) {
+            (Some(now), Some(was)) => {
+                now.system() == was.system()
+                    && before
+                        .formerly
+                        .get(name)
+                        .is_none_or(|systems| systems.iter().all(|system| self.is(name, system)))
+            }
+            _ => false,
+        }
+    }
+
     /// Records that target `name` was known as these systems before.
     pub fn set_formerly(&mut self, name: &str, systems: Vec<String>) {
         if !systems.is_empty() {
@@ -607,4 +624,47 @@ pub trait Ledger: Send + Sync + 'static {
 pub struct Due {
     pub effect: Effect,
     pub grant: GrantFacts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target kept as it was, or with more `formerly`, keeps what was
+    /// given at it; one pointed elsewhere, or dropping a `formerly` line,
+    /// or gone, does not.
+    #[test]
+    fn a_target_keeps_what_it_was_only_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "s3cret-s3cret-s3cret").unwrap();
+        let targets = |url: &str, formerly: &[&str]| {
+            let table: toml::Table = toml::from_str(&format!(
+                "url = \"{url}\"\nsecret_file = {:?}",
+                dir.path().join("secret"),
+            ))
+            .unwrap();
+            let mut targets = Targets::default();
+            assert!(targets.insert(webhook::Webhook::configure("hook", table).unwrap()));
+            targets.set_formerly("hook", formerly.iter().map(|s| s.to_string()).collect());
+            targets
+        };
+        let a = targets("https://a.example/hook", &[]);
+        let system_a = a.get("hook").unwrap().system();
+        let b_formerly_a = targets("https://b.example/hook", &[&system_a]);
+        assert!(a.keeps(&a, "hook"));
+        assert!(!targets("https://b.example/hook", &[]).keeps(&a, "hook"));
+        // Vouching for the old system is still a move: the reload decides.
+        assert!(!b_formerly_a.keeps(&a, "hook"));
+        assert!(b_formerly_a.keeps(&b_formerly_a, "hook"));
+        assert!(!targets("https://b.example/hook", &[]).keeps(&b_formerly_a, "hook"));
+        assert!(
+            targets(
+                "https://b.example/hook",
+                &[&system_a, "webhook https://c.example"]
+            )
+            .keeps(&b_formerly_a, "hook")
+        );
+        assert!(!Targets::default().keeps(&a, "hook"));
+        assert!(!a.keeps(&Targets::default(), "hook"));
+    }
 }
