@@ -426,6 +426,17 @@ impl Targets {
         }
     }
 
+    /// Every system target `name` is: the one it names, then those its
+    /// `formerly` lists.
+    pub fn systems_of(&self, name: &str) -> Vec<String> {
+        self.by_name
+            .get(name)
+            .map(|target| target.system())
+            .into_iter()
+            .chain(self.formerly.get(name).into_iter().flatten().cloned())
+            .collect()
+    }
+
     /// Records that target `name` was known as these systems before.
     pub fn set_formerly(&mut self, name: &str, systems: Vec<String>) {
         if !systems.is_empty() {

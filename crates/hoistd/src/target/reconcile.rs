@@ -21,7 +21,7 @@
 //! then (its role listed, gone since) is in the first, not audited as drift
 //! it never was. A role left behind by such a removal is the next pass's.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,16 +62,42 @@ pub struct Pass {
 }
 
 /// The targets of each system (one PostgreSQL server, one OpenBao:
-/// [`TargetKind::system`]), in the order the policy names them.
+/// [`TargetKind::system`]), in name order, under the systems they are.
+/// Targets one of whose systems (its own, or one its `formerly` lists) is
+/// another's go together: a target at a new host name whose `formerly`
+/// names the old one, beside a target still at the old one, is one server.
 fn systems<L: Ledger>(ledger: &L) -> BTreeMap<String, Vec<Arc<dyn TargetKind>>> {
-    let mut systems: BTreeMap<String, Vec<Arc<dyn TargetKind>>> = BTreeMap::new();
-    for target in ledger.targets().iter() {
-        systems
-            .entry(target.system())
-            .or_default()
-            .push(Arc::clone(target));
+    by_system(&ledger.targets())
+}
+
+/// See [`systems`].
+fn by_system(targets: &super::Targets) -> BTreeMap<String, Vec<Arc<dyn TargetKind>>> {
+    // The systems a group is, and its targets.
+    type Group = (BTreeSet<String>, Vec<Arc<dyn TargetKind>>);
+    let mut groups: Vec<Group> = Vec::new();
+    for target in targets.iter() {
+        let mut keys: BTreeSet<String> = targets.systems_of(target.name()).into_iter().collect();
+        let mut members = vec![Arc::clone(target)];
+        // Every group sharing a system with this one joins it.
+        let mut at = 0;
+        while at < groups.len() {
+            if groups[at].0.is_disjoint(&keys) {
+                at += 1;
+                continue;
+            }
+            let (other_keys, other_members) = groups.remove(at);
+            keys.extend(other_keys);
+            members.splice(0..0, other_members);
+        }
+        groups.push((keys, members));
     }
-    systems
+    groups
+        .into_iter()
+        .map(|(keys, mut members)| {
+            members.sort_by(|a, b| a.name().cmp(b.name()));
+            (keys.into_iter().collect::<Vec<_>>().join(", "), members)
+        })
+        .collect()
 }
 
 /// Reconciles every target once. The targets of one system take turns
@@ -382,5 +408,59 @@ pub async fn run<L: Ledger>(
                 relook = now;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Targets at one system, or one naming the other's in `formerly`,
+    /// take turns; others go side by side.
+    #[test]
+    fn targets_at_one_system_or_formerly_one_go_together() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "s3cret-s3cret-s3cret").unwrap();
+        let hook = |name: &str, url: &str| {
+            let table: toml::Table = toml::from_str(&format!(
+                "url = \"{url}\"\nsecret_file = {:?}",
+                dir.path().join("secret"),
+            ))
+            .unwrap();
+            super::super::webhook::Webhook::configure(name, table).unwrap()
+        };
+        let mut targets = super::super::Targets::default();
+        let old = hook("old", "https://a.example/hook");
+        let was = old.system();
+        for target in [
+            old,
+            hook("moved", "https://b.example/hook"),
+            hook("twin", "https://a.example/hook"),
+            hook("other", "https://c.example/hook"),
+        ] {
+            assert!(targets.insert(target));
+        }
+        let names = |targets: &super::super::Targets| {
+            by_system(targets)
+                .into_values()
+                .map(|group| group.iter().map(|t| t.name().to_string()).collect())
+                .collect::<BTreeSet<Vec<String>>>()
+        };
+        assert_eq!(
+            names(&targets),
+            BTreeSet::from([
+                vec!["moved".to_string()],
+                vec!["old".to_string(), "twin".to_string()],
+                vec!["other".to_string()],
+            ])
+        );
+        targets.set_formerly("moved", vec![was]);
+        assert_eq!(
+            names(&targets),
+            BTreeSet::from([
+                vec!["moved".to_string(), "old".to_string(), "twin".to_string()],
+                vec!["other".to_string()],
+            ])
+        );
     }
 }
