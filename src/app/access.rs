@@ -88,7 +88,16 @@ pub fn describe(grant: &Grant, access: &TargetAccess, now: DateTime<Utc>) -> (St
             format!("provisioning… at {target}{}", retry()),
             Tone::Pending,
         ),
-        AccessState::Live => (format!("live at {target}"), Tone::Live),
+        // An extension the target has yet to take: live there only until
+        // the end it has.
+        AccessState::Live => match access.live_until {
+            None => (format!("live at {target}"), Tone::Live),
+            Some(until) if until <= now => (format!("failed at {target}{}", retry()), Tone::Failed),
+            Some(until) => (
+                format!("live at {target} for {}{}", span(until - now), retry()),
+                Tone::Pending,
+            ),
+        },
         AccessState::Failed => (format!("failed at {target}{}", retry()), Tone::Failed),
         AccessState::Removing if access.reason.is_some() => {
             (format!("removing… at {target}{}", retry()), Tone::Failed)
@@ -112,7 +121,7 @@ pub fn still_ending(grant: &Grant) -> bool {
 pub fn not_usable(grant: &Grant, now: DateTime<Utc>) -> Option<String> {
     let access = grant.access.as_ref()?;
     match access.state {
-        AccessState::Live => None,
+        AccessState::Live if access.live_until.is_none_or(|until| until > now) => None,
         AccessState::Provisioning => Some(format!(
             "{} is still being provisioned at {}: it is usable once live",
             clean(&grant.role),
@@ -140,6 +149,7 @@ mod tests {
             attempts: 0,
             next_attempt_at: None,
             updated_at: Utc::now(),
+            live_until: None,
         }
     }
 
@@ -171,6 +181,29 @@ mod tests {
             said(&access(AccessState::Removed)),
             ("removed at db-prod-1".into(), Tone::Gone)
         );
+    }
+
+    #[test]
+    fn live_access_whose_extension_is_not_at_the_target_lasts_until_its_old_end() {
+        let now = Utc::now();
+        let g = grant("gr_1", "db", "alice", now + TimeDelta::minutes(30));
+        let mut live = access(AccessState::Live);
+        live.live_until = Some(now + TimeDelta::minutes(2));
+        live.reason = Some("the new end is not at db-prod-1 yet".into());
+        let (line, tone) = describe(&g, &live, now);
+        assert_eq!(tone, Tone::Pending);
+        assert!(
+            line.starts_with("live at db-prod-1 for 2m: the new end is not at db-prod-1 yet"),
+            "{line}"
+        );
+        let mut held = g.clone();
+        held.access = Some(live.clone());
+        assert_eq!(not_usable(&held, now), None);
+        let later = now + TimeDelta::minutes(3);
+        let (line, tone) = describe(&g, &live, later);
+        assert_eq!(tone, Tone::Failed);
+        assert!(line.starts_with("failed at db-prod-1"), "{line}");
+        assert!(not_usable(&held, later).is_some());
     }
 
     #[test]

@@ -215,6 +215,7 @@ mod tests {
             attempts: 0,
             next_attempt_at: None,
             updated_at: now,
+            live_until: None,
         });
         let err = wait_live(&backend, grant, Some(Duration::from_secs(2)))
             .await

@@ -580,6 +580,7 @@ fn an_ssh_grant_shows_its_certificate_principals_and_validity() {
             attempts: 0,
             next_attempt_at: None,
             updated_at: now,
+            live_until: None,
         }),
     }];
     state.screen = hoist::app::state::Screen::Grants;

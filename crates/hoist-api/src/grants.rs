@@ -137,6 +137,7 @@ mod tests {
             attempts: 0,
             next_attempt_at: None,
             updated_at: crate::samples::t(at),
+            live_until: None,
         };
         let (mut removing, mut removed) = (revoked.clone(), revoked);
         removing.access = Some(access("2026-01-01T00:10:00.001Z"));

@@ -77,6 +77,11 @@ pub struct TargetAccess {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// When it last changed: strictly later at each change.
     pub updated_at: DateTime<Utc>,
+    /// While an extension has not reached the target: when the access
+    /// there ends, as the target last took it (before the grant's end). It
+    /// stays usable until then, and credentials end then too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_until: Option<DateTime<Utc>>,
 }
 
 /// Part of `Credential` (`GET /v1/grants/{id}/credential`): how to use the
@@ -521,6 +526,7 @@ mod tests {
             attempts: 3,
             next_attempt_at: Some(t("2026-01-01T00:00:08Z")),
             updated_at: t("2026-01-01T00:00:04Z"),
+            live_until: Some(t("2026-01-01T01:00:00Z")),
         });
         round_trip(access_credential());
         round_trip(AccessCredential {

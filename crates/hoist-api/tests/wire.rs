@@ -686,6 +686,7 @@ fn targets() {
         attempts: 3,
         next_attempt_at: Some(t("2026-06-01T09:05:04.250Z")),
         updated_at: t("2026-06-01T09:05:02.125Z"),
+        live_until: None,
     });
     holds("grant_with_access.json", provisioning);
     holds(
@@ -698,6 +699,7 @@ fn targets() {
             attempts: 1,
             next_attempt_at: None,
             updated_at: t("2026-06-01T09:05:00.040Z"),
+            live_until: None,
         },
     );
     let user = "hoist_alice_0123456789ab";

@@ -430,6 +430,7 @@ fn at_target(mut g: hoist_api::Grant, state: hoist_api::AccessState) -> hoist_ap
         attempts: 0,
         next_attempt_at: None,
         updated_at: g.starts_at,
+        live_until: None,
     });
     g
 }

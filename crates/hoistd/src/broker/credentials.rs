@@ -261,7 +261,12 @@ impl Broker {
                         ));
                     }
                     let access = narrowed(&**target, &grant, role, &given.access)?;
-                    Some((Arc::clone(target), self.facts(&grant, access)))
+                    let mut facts = self.facts(&grant, access);
+                    // What the target makes ends with the access there.
+                    if let Some(until) = grant.access.as_ref().and_then(|a| a.live_until) {
+                        facts.expires_at = facts.expires_at.min(until);
+                    }
+                    Some((Arc::clone(target), facts))
                 }
                 None => {
                     return Err(Error::refuse(
@@ -275,12 +280,17 @@ impl Broker {
             },
         };
         let workload = hoist_api::is_workload(user);
+        // No later than its access at the target lasts (an extension the
+        // target has yet to take).
+        let ends = grant
+            .access
+            .as_ref()
+            .and_then(|access| access.live_until)
+            .map_or(grant.expires_at, |until| until.min(grant.expires_at));
         let expires_at = if workload {
-            grant.expires_at
+            ends
         } else {
-            grant
-                .expires_at
-                .min(work.now + std_delta(policy.settings.credential_ttl))
+            ends.min(work.now + std_delta(policy.settings.credential_ttl))
         };
         let jti = new_id("cred");
         let claims = CredentialClaims {

@@ -134,6 +134,7 @@ impl Work<'_> {
                     attempts: 0,
                     next_attempt_at: None,
                     updated_at: self.now,
+                    live_until: None,
                 }),
         };
         self.tx.insert_grant(&grant)?;
@@ -207,6 +208,14 @@ impl Work<'_> {
         let previous = grant.expires_at;
         let ceiling = self.now + std_delta(max);
         grant.expires_at = previous.max((previous + delta(request.duration_secs)).min(ceiling));
+        // Live at its target until the end the target has, until it takes
+        // the new one (`record_effect`).
+        if let Some(access) = grant.access.as_mut()
+            && access.state == AccessState::Live
+            && grant.expires_at > previous
+        {
+            access.live_until = access.live_until.or(Some(previous));
+        }
         self.save_grant(&grant)?;
         // The target learns the new end (a PostgreSQL role's VALID UNTIL).
         self.queue_effect(&grant, EffectAction::Provision)?;

@@ -247,6 +247,25 @@ fn settle_grant(grant: &mut Grant, now: DateTime<Utc>) {
         grant.state = GrantState::Expired;
         grant.ended_at = Some(grant.expires_at);
     }
+    // Live access whose extension has not reached its target is live there
+    // only until the end the target took.
+    if grant.state == GrantState::Active
+        && let Some(access) = grant.access.as_mut()
+        && access.state == hoist_api::AccessState::Live
+        && let Some(until) = access.live_until.filter(|until| *until <= now)
+    {
+        access.state = hoist_api::AccessState::Failed;
+        access.reason = Some(format!(
+            "the extension has not reached {}, where the access ended at {}{}",
+            access.target,
+            until.to_rfc3339(),
+            access
+                .reason
+                .as_deref()
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default()
+        ));
+    }
 }
 
 fn event(

@@ -99,6 +99,7 @@ impl Work<'_> {
         }
         access.state = AccessState::Removing;
         access.reason = None;
+        access.live_until = None;
         access.attempts = 0;
         access.next_attempt_at = None;
         access.updated_at = super::next_change(self.now, access.updated_at);
@@ -346,6 +347,10 @@ impl Ledger for Broker {
                 match effect.action {
                     EffectAction::Provision => {
                         access.state = AccessState::Live;
+                        // The end it was given; before the grant's if the
+                        // grant was extended again since it was sent.
+                        let given = due.grant.expires_at;
+                        access.live_until = (given < grant.expires_at).then_some(given);
                         Some(self.target_event(AuditKind::Provisioned, now, &grant, &access))
                     }
                     EffectAction::Deprovision if another_removal => None,
@@ -368,14 +373,19 @@ impl Ledger for Broker {
                 access.updated_at = super::next_change(now, access.updated_at);
                 let kind = match effect.action {
                     // Giving live access its new end (an extension): what
-                    // the target has is still there, until its earlier
-                    // end, and stays usable meanwhile.
+                    // the target has is still there until the end it took,
+                    // and usable until then (`settle_grant`).
                     EffectAction::Provision if access.state == AccessState::Live => {
-                        access.reason = Some(format!(
-                            "the new end is not at {} yet, where the access keeps its \
-                             earlier end until it is: {err}",
-                            access.target
-                        ));
+                        if let Some(until) = access.live_until {
+                            access.reason = Some(format!(
+                                "the new end is not at {} yet, where the access ends at {} \
+                                 unless it takes it: {err}",
+                                access.target,
+                                until.to_rfc3339()
+                            ));
+                        } else {
+                            access.state = AccessState::Failed;
+                        }
                         AuditKind::ProvisionFailed
                     }
                     EffectAction::Provision => {

@@ -726,6 +726,7 @@ mod tests {
                 attempts: 0,
                 next_attempt_at: None,
                 updated_at: at(2),
+                live_until: None,
             });
             g
         };

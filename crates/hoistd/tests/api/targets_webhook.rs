@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hoist_api::{AccessState, AuditKind, ErrorCode, Grant};
+use hoist_api::{AccessState, AuditKind, CreateRequest, ErrorCode, Grant};
 use hoistd::target::webhook::{self, DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 use crate::helpers::*;
@@ -737,54 +737,72 @@ async fn an_endpoint_down_at_revoke_gets_the_removal_when_it_is_back() {
     .await;
 }
 
-/// An extension the target cannot take yet leaves the live access live:
-/// what the target has is still there until its earlier end, so its
-/// holder still gets a credential, told why the new end is not there; the
-/// new end reaches the target once it answers.
+/// An extension the target cannot take yet leaves the access live until
+/// the end the target has: its holder is told why the new end is not
+/// there, and past the old end the access is no longer live; the new end
+/// reaches the target once it answers, and the access is live again.
 #[tokio::test]
-async fn an_extension_the_target_refuses_leaves_the_access_live() {
+async fn an_extension_the_target_refuses_leaves_the_access_live_until_its_old_end() {
     let (endpoint, url) = own_receiver(Mode::Ok).await;
     let (broker, _dir) = broker(&url).await;
-    let grant = granted(&broker, "rotate the node pool").await;
-    until_access(&broker, &grant.id, AccessState::Live).await;
-    *endpoint.mode.lock().unwrap() = Mode::Fails;
-    let extension = broker
-        .as_user("alice")
-        .extend(&grant.id, 600)
+    let (alice, bob) = (broker.as_user("alice"), broker.as_user("bob"));
+    let filed = alice
+        .file(&CreateRequest {
+            duration_secs: Some(6),
+            ..request("k8s-admin", "rotate the node pool")
+        })
         .await
         .unwrap();
-    broker.as_user("bob").approve(&extension.id).await.unwrap();
-    let extended = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    let grant_id = bob.approve(&filed.id).await.unwrap().grant_id.unwrap();
+    until_access(&broker, &grant_id, AccessState::Live).await;
+    let grant = alice.grant(&grant_id).await.unwrap();
+    *endpoint.mode.lock().unwrap() = Mode::Fails;
+    let extension = alice.extend(&grant_id, 600).await.unwrap();
+    bob.approve(&extension.id).await.unwrap();
+    let extended = alice.grant(&grant_id).await.unwrap();
     assert!(extended.expires_at > grant.expires_at);
     eventually(LONG, || async {
-        broker
-            .as_user("erin")
-            .audit()
-            .await
-            .iter()
-            .any(|e| e.kind == AuditKind::ProvisionFailed)
+        target_access(&broker, &grant_id).await.reason.is_some()
     })
     .await;
-    let access = target_access(&broker, &grant.id).await;
+    let access = target_access(&broker, &grant_id).await;
     assert_eq!(access.state, AccessState::Live);
+    assert_eq!(access.live_until, Some(grant.expires_at));
     let reason = access.reason.unwrap_or_default();
     assert!(
         reason.contains("the new end is not at hook yet"),
         "{reason}"
     );
-    // Asked for a credential, hoistd goes to the target (which is down
-    // for that too), not refuses it as never provisioned.
+    // Asked for a credential, hoistd goes to the target (down for that
+    // too), not refuses it as never provisioned.
     let refusal = refused(
-        broker.as_user("alice").credential(&grant.id).await,
+        alice.credential(&grant_id).await,
         StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Unavailable,
     );
     assert!(refusal.contains("is live"), "{refusal}");
 
+    // Past the end the target has, the access there is gone.
+    eventually(LONG, || async {
+        target_access(&broker, &grant_id).await.state == AccessState::Failed
+    })
+    .await;
+    let reason = target_access(&broker, &grant_id)
+        .await
+        .reason
+        .unwrap_or_default();
+    assert!(reason.contains("has not reached hook"), "{reason}");
+    let refusal = refused(
+        alice.credential(&grant_id).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    assert!(refusal.contains("has not reached hook"), "{refusal}");
+
     *endpoint.mode.lock().unwrap() = Mode::Ok;
     eventually(LONG, || async {
-        let access = target_access(&broker, &grant.id).await;
-        access.state == AccessState::Live && access.reason.is_none()
+        let access = target_access(&broker, &grant_id).await;
+        access.state == AccessState::Live && access.reason.is_none() && access.live_until.is_none()
     })
     .await;
     let calls = endpoint.calls.lock().unwrap().clone();
@@ -800,6 +818,7 @@ async fn an_extension_the_target_refuses_leaves_the_access_live() {
         Some(extended.expires_at),
         "{told}"
     );
+    alice.credential(&grant_id).await.unwrap();
 }
 
 /// A role whose access changes while a grant of it is live: the removal

@@ -15,6 +15,7 @@ fn access(target: &str, state: AccessState) -> TargetAccess {
         attempts: 3,
         next_attempt_at: Some(at(9_000)),
         updated_at: at(8_000),
+        live_until: None,
     }
 }
 

@@ -66,6 +66,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0015_notifications_given_up.sql"),
     include_str!("../../../migrations/postgres/0016_effect_system.sql"),
     include_str!("../../../migrations/postgres/0017_exchange_collect_by.sql"),
+    include_str!("../../../migrations/postgres/0018_access_live_until.sql"),
 ];
 
 /// Starts a transaction and takes the transaction lock (rule 1): one

@@ -541,7 +541,7 @@ const GRANT_COLUMNS: &str = "id, request_id, role, role_name, holder, starts_at,
 /// [`GRANT_SOURCE`].
 const GRANT_SELECT: &str = "id, request_id, role, role_name, holder, starts_at, expires_at, \
     state, ended_at, revoked_by, revoke_reason, break_glass, ticket, incident, justification, \
-    target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated";
+    target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated, live_until";
 
 const GRANT_SOURCE: &str = "grants LEFT JOIN grant_access ON grant_access.grant_id = grants.id";
 
@@ -560,6 +560,7 @@ fn grant_from_row(row: &Row) -> Result<Grant> {
                 attempts: count(get(row, 19)?, "attempts")?,
                 next_attempt_at: opt_time(get(row, 20)?)?,
                 updated_at: time(get(row, 21)?)?,
+                live_until: opt_time(get(row, 22)?)?,
             })
         }
     };
@@ -761,9 +762,11 @@ impl PgTx {
         };
         self.hold_insert(
             "INSERT INTO grant_access (grant_id, target, kind, access_state, access_reason, \
-             attempts, next_attempt_at, access_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             attempts, next_attempt_at, access_updated, live_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (grant_id) DO UPDATE SET target = $2, kind = $3, access_state = $4, \
-             access_reason = $5, attempts = $6, next_attempt_at = $7, access_updated = $8",
+             access_reason = $5, attempts = $6, next_attempt_at = $7, access_updated = $8, \
+             live_until = $9",
             vec![
                 text(&g.id),
                 text(&access.target),
@@ -773,6 +776,7 @@ impl PgTx {
                 p(i64::from(access.attempts)),
                 p(access.next_attempt_at.map(ms)),
                 p(ms(access.updated_at)),
+                p(access.live_until.map(ms)),
             ],
         );
         Ok(())

@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0021_audit_no_replace.sql"),
     include_str!("../../../migrations/sqlite/0022_effect_system.sql"),
     include_str!("../../../migrations/sqlite/0023_exchange_collect_by.sql"),
+    include_str!("../../../migrations/sqlite/0024_access_live_until.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters
@@ -582,7 +583,7 @@ mod tests {
     #[test]
     fn an_upgrade_marks_openbao_grants_whose_tokens_were_not_recorded() {
         use crate::store::conformance::{at, bare_request, grant, insert_requests};
-        use hoist_api::{AccessState, TargetAccess};
+        use hoist_api::AccessState;
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hoistd.db");
@@ -603,33 +604,29 @@ mod tests {
                 bare_request("req_c", "carol", "db", 3),
             ],
         );
-        let at_target = |id: &str, req: &str, kind: &str, state: AccessState| {
-            let mut g = grant(id, req, "alice", 10);
-            g.access = Some(TargetAccess {
-                target: "bao".into(),
-                kind: kind.into(),
-                state,
-                reason: None,
-                attempts: 0,
-                next_attempt_at: None,
-                updated_at: at(20),
-            });
-            g
-        };
+        let held = [
+            ("gr_live", "req_a", "openbao", AccessState::Live),
+            ("gr_gone", "req_b", "openbao", AccessState::Removed),
+            ("gr_pg", "req_c", "postgres", AccessState::Live),
+        ];
         let mut tx = store.transaction().unwrap();
-        tx.insert_grant(&at_target("gr_live", "req_a", "openbao", AccessState::Live))
-            .unwrap();
-        tx.insert_grant(&at_target(
-            "gr_gone",
-            "req_b",
-            "openbao",
-            AccessState::Removed,
-        ))
-        .unwrap();
-        tx.insert_grant(&at_target("gr_pg", "req_c", "postgres", AccessState::Live))
-            .unwrap();
+        for (id, request, _, _) in held {
+            tx.insert_grant(&grant(id, request, "alice", 10)).unwrap();
+        }
         tx.commit().unwrap();
         drop(store);
+        // Their access, in version 13's columns.
+        let conn = Connection::open(&path).unwrap();
+        for (id, _, kind, state) in held {
+            conn.execute(
+                "INSERT INTO grant_access (grant_id, target, kind, access_state, access_reason, \
+                 attempts, next_attempt_at, access_updated) VALUES (?1, 'bao', ?2, ?3, NULL, 0, \
+                 NULL, ?4)",
+                rusqlite::params![id, kind, state.as_str(), at(20).timestamp_millis()],
+            )
+            .unwrap();
+        }
+        drop(conn);
 
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(

@@ -95,7 +95,7 @@ pub(super) const GRANT_COLUMNS: &str = "id, request_id, role, role_name, holder,
 /// [`GRANT_SOURCE`].
 pub(super) const GRANT_SELECT: &str = "id, request_id, role, role_name, holder, starts_at, expires_at, \
     state, ended_at, revoked_by, revoke_reason, break_glass, ticket, incident, justification, \
-    target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated";
+    target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated, live_until";
 
 pub(super) const GRANT_SOURCE: &str =
     "grants LEFT JOIN grant_access ON grant_access.grant_id = grants.id";
@@ -113,6 +113,7 @@ fn access_from_row(row: &Row) -> Result<Option<TargetAccess>, rusqlite::Error> {
         attempts: row.get(19)?,
         next_attempt_at: opt_time(row.get(20)?)?,
         updated_at: time(row.get(21)?)?,
+        live_until: opt_time(row.get(22)?)?,
     }))
 }
 
