@@ -72,12 +72,13 @@ impl Broker {
 }
 
 impl Work<'_> {
-    /// Settles a workload task that can no longer be collected: no poll is
-    /// let in past its token's end (with the leeway), so a grant still
-    /// active whose credential was never handed over (approved in the
-    /// token's last seconds, its target slow to make the access live) can
-    /// be neither used nor withdrawn by its job. It is revoked, rather
-    /// than left to its end.
+    /// Settles a workload task keyed by its token that can no longer be
+    /// collected: no poll is let in past its token's end (with the
+    /// leeway), and the last one has ended its wait for the target, so a
+    /// grant still active whose credential was never handed over (approved
+    /// in the token's last seconds, its target slow to make the access
+    /// live) can be neither used nor withdrawn by its job. It is revoked,
+    /// rather than left to its end.
     fn uncollected(&mut self, mut exchange: Exchange) -> Result<()> {
         exchange.collect_by = None;
         self.tx.update_exchange(&exchange)?;

@@ -761,7 +761,7 @@ impl Broker {
             created_at: work.now,
             redeemed_at: None,
             claims: Some(admitted.claims.clone()),
-            collect_by: Some(last_poll(admitted)),
+            collect_by: collect_by(admitted),
         };
         work.tx.insert_exchange(&exchange)?;
         work.workload_claims
@@ -1151,12 +1151,21 @@ fn collectable_until(admitted: &Admitted) -> chrono::DateTime<chrono::Utc> {
 }
 
 /// When `admitted`'s token is refused as expired (the rule's leeway
-/// counted): past it, nothing the task was granted can be collected, and
-/// the reaper revokes a grant still waiting for its job
-/// ([`Exchange::collect_by`]).
+/// counted).
 fn last_poll(admitted: &Admitted) -> chrono::DateTime<chrono::Utc> {
     admitted.token_expires_at
         + chrono::TimeDelta::from_std(admitted.rule.issuer.leeway).unwrap_or_default()
+}
+
+/// When nothing `admitted`'s task was granted can be collected any more,
+/// for a task keyed by its token (`jti`): its last poll, and that poll's
+/// wait for the target. The reaper then revokes a grant still waiting for
+/// its job ([`Exchange::collect_by`]). None for a task keyed by its run: a
+/// fresh token of the run (a job run again) may still collect it.
+fn collect_by(admitted: &Admitted) -> Option<chrono::DateTime<chrono::Utc>> {
+    (admitted.rule.task_claim == "jti").then(|| {
+        last_poll(admitted) + chrono::TimeDelta::from_std(PROVISION_WAIT).unwrap_or_default()
+    })
 }
 
 /// Keeps `exchange` as long as `admitted`'s token, presented for it, lives
@@ -1167,8 +1176,8 @@ fn kept_for(exchange: &mut Exchange, admitted: &Admitted) -> bool {
         return false;
     }
     exchange.expires_at = admitted.token_expires_at;
-    if let Some(collect_by) = exchange.collect_by.as_mut() {
-        *collect_by = (*collect_by).max(last_poll(admitted));
+    if let (Some(kept), Some(now)) = (exchange.collect_by.as_mut(), collect_by(admitted)) {
+        *kept = (*kept).max(now);
     }
     true
 }

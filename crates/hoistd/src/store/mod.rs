@@ -642,9 +642,11 @@ pub struct Exchange {
     /// a reload checks the rule against again. Written once; `None` for an
     /// exchange made before they were kept.
     pub claims: Option<serde_json::Value>,
-    /// When the task can no longer be collected: its newest token's end
-    /// with its rule's leeway, after which no poll is let in. `None` once
-    /// the reaper settled it ([`Tx::uncollected`]).
+    /// When a task keyed by its token can no longer be collected: its
+    /// newest token's end with its rule's leeway (after which no poll is
+    /// let in) and an exchange's wait for its target. `None` once the
+    /// reaper settled it ([`Tx::uncollected`]), and for a task keyed by its
+    /// run.
     pub collect_by: Option<DateTime<Utc>>,
 }
 
