@@ -61,41 +61,55 @@ pub struct Pass {
     pub failures: usize,
 }
 
-/// The targets of each system (one PostgreSQL server, one OpenBao:
-/// [`TargetKind::system`]), in name order, under the systems they are.
+/// The targets of one system (one PostgreSQL server, one OpenBao:
+/// [`TargetKind::system`]), in name order.
+struct Group {
+    /// Every system they are: the ones they name, and those their
+    /// `formerly` lists.
+    systems: BTreeSet<String>,
+    targets: Vec<Arc<dyn TargetKind>>,
+}
+
+/// The policy's targets by system, under the systems each group is.
 /// Targets one of whose systems (its own, or one its `formerly` lists) is
 /// another's go together: a target at a new host name whose `formerly`
 /// names the old one, beside a target still at the old one, is one server.
-fn systems<L: Ledger>(ledger: &L) -> BTreeMap<String, Vec<Arc<dyn TargetKind>>> {
+fn systems<L: Ledger>(ledger: &L) -> BTreeMap<String, Group> {
     by_system(&ledger.targets())
 }
 
 /// See [`systems`].
-fn by_system(targets: &super::Targets) -> BTreeMap<String, Vec<Arc<dyn TargetKind>>> {
-    // The systems a group is, and its targets.
-    type Group = (BTreeSet<String>, Vec<Arc<dyn TargetKind>>);
+fn by_system(targets: &super::Targets) -> BTreeMap<String, Group> {
     let mut groups: Vec<Group> = Vec::new();
     for target in targets.iter() {
-        let mut keys: BTreeSet<String> = targets.systems_of(target.name()).into_iter().collect();
-        let mut members = vec![Arc::clone(target)];
+        let mut group = Group {
+            systems: targets.systems_of(target.name()).into_iter().collect(),
+            targets: vec![Arc::clone(target)],
+        };
         // Every group sharing a system with this one joins it.
         let mut at = 0;
         while at < groups.len() {
-            if groups[at].0.is_disjoint(&keys) {
+            if groups[at].systems.is_disjoint(&group.systems) {
                 at += 1;
                 continue;
             }
-            let (other_keys, other_members) = groups.remove(at);
-            keys.extend(other_keys);
-            members.splice(0..0, other_members);
+            let other = groups.remove(at);
+            group.systems.extend(other.systems);
+            group.targets.extend(other.targets);
         }
-        groups.push((keys, members));
+        groups.push(group);
     }
     groups
         .into_iter()
-        .map(|(keys, mut members)| {
-            members.sort_by(|a, b| a.name().cmp(b.name()));
-            (keys.into_iter().collect::<Vec<_>>().join(", "), members)
+        .map(|mut group| {
+            group.targets.sort_by(|a, b| a.name().cmp(b.name()));
+            let key = group
+                .systems
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            (key, group)
         })
         .collect()
 }
@@ -106,7 +120,7 @@ fn by_system(targets: &super::Targets) -> BTreeMap<String, Vec<Arc<dyn TargetKin
 pub async fn pass<L: Ledger>(ledger: &Arc<L>) -> Pass {
     let passes = systems(ledger.as_ref())
         .into_values()
-        .map(|targets| system_pass(ledger, targets));
+        .map(|group| system_pass(ledger, group.targets));
     let mut total = Pass::default();
     for one in futures::future::join_all(passes).await {
         total.add(one);
@@ -334,6 +348,8 @@ pub async fn run<L: Ledger>(
     let mut due: BTreeMap<String, Instant> = BTreeMap::new();
     let mut running = futures::stream::FuturesUnordered::new();
     let mut busy: HashSet<String> = HashSet::new();
+    // Every system the busy groups are.
+    let mut passing: HashSet<String> = HashSet::new();
     // Busy systems woken meanwhile: passed again as soon as they end.
     let mut woken: HashSet<String> = HashSet::new();
     // Systems whose pass ended since `reconciled` was last told.
@@ -360,16 +376,22 @@ pub async fn run<L: Ledger>(
             ledger.reconciled();
             round.clear();
         }
-        for (system, targets) in std::mem::take(&mut systems) {
+        for (system, group) in std::mem::take(&mut systems) {
             if busy.contains(&system) || due.get(&system).is_some_and(|at| *at > now) {
+                continue;
+            }
+            // A reload may group a system being passed with others: its
+            // targets are not passed twice at once.
+            if group.systems.iter().any(|one| passing.contains(one)) {
                 continue;
             }
             due.remove(&system);
             busy.insert(system.clone());
+            passing.extend(group.systems.iter().cloned());
             let ledger = Arc::clone(&ledger);
             running.push(async move {
-                let done = system_pass(&ledger, targets).await;
-                (system, done)
+                let done = system_pass(&ledger, group.targets).await;
+                (system, group.systems, done)
             });
         }
         let next = due.values().min().map_or(relook, |at| relook.min(*at));
@@ -378,7 +400,10 @@ pub async fn run<L: Ledger>(
             // undone the next leader's first pass does (each step is its
             // own).
             _ = stopped.wait_for(|stopped| *stopped) => return,
-            Some((system, done)) = running.next(), if !running.is_empty() => {
+            Some((system, systems, done)) = running.next(), if !running.is_empty() => {
+                for one in &systems {
+                    passing.remove(one);
+                }
                 if done != Pass::default() {
                     tracing::info!(
                         system = %system,
@@ -443,7 +468,7 @@ mod tests {
         let names = |targets: &super::super::Targets| {
             by_system(targets)
                 .into_values()
-                .map(|group| group.iter().map(|t| t.name().to_string()).collect())
+                .map(|group| group.targets.iter().map(|t| t.name().to_string()).collect())
                 .collect::<BTreeSet<Vec<String>>>()
         };
         assert_eq!(
