@@ -208,17 +208,20 @@ impl Work<'_> {
         let previous = grant.expires_at;
         let ceiling = self.now + std_delta(max);
         grant.expires_at = previous.max((previous + delta(request.duration_secs)).min(ceiling));
+        let moved = grant.expires_at > previous;
         // Live at its target until the end the target has, until it takes
         // the new one (`record_effect`).
         if let Some(access) = grant.access.as_mut()
             && access.state == AccessState::Live
-            && grant.expires_at > previous
+            && moved
         {
             access.live_until = access.live_until.or(Some(previous));
         }
         self.save_grant(&grant)?;
         // The target learns the new end (a PostgreSQL role's VALID UNTIL).
-        self.queue_effect(&grant, EffectAction::Provision)?;
+        if moved {
+            self.queue_effect(&grant, EffectAction::Provision)?;
+        }
         request.state = RequestState::Active;
         request.lapses_at = None;
         self.save_request(request)?;

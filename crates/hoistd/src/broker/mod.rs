@@ -241,8 +241,11 @@ fn window_end(request: &AccessRequest) -> Option<DateTime<Utc>> {
     }
 }
 
-/// A grant is never reported active at or after its end.
-fn settle_grant(grant: &mut Grant, now: DateTime<Utc>) {
+/// A grant as it stands at `now`: never reported active at or after its
+/// end, nor its access live past the end its target took
+/// (`TargetAccess::live_until`). Every read settles what it shows, events
+/// and metrics too: nothing records either moment as it passes.
+pub(crate) fn settle_grant(grant: &mut Grant, now: DateTime<Utc>) {
     if grant.state == GrantState::Active && grant.expires_at <= now {
         grant.state = GrantState::Expired;
         grant.ended_at = Some(grant.expires_at);

@@ -374,7 +374,8 @@ impl Ledger for Broker {
                 let kind = match effect.action {
                     // Giving live access its new end (an extension): what
                     // the target has is still there until the end it took,
-                    // and usable until then (`settle_grant`).
+                    // and usable until then (`settle_grant`); with none
+                    // recorded it has the grant's end already.
                     EffectAction::Provision if access.state == AccessState::Live => {
                         if let Some(until) = access.live_until {
                             access.reason = Some(format!(
@@ -383,8 +384,6 @@ impl Ledger for Broker {
                                 access.target,
                                 until.to_rfc3339()
                             ));
-                        } else {
-                            access.state = AccessState::Failed;
                         }
                         AuditKind::ProvisionFailed
                     }

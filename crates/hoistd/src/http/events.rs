@@ -232,7 +232,12 @@ impl Follow {
                 // Visibility under the policy as it is now, per event.
                 Ok(change) if self.broker.concerns(&self.user, &change) => match change {
                     Change::Request(request) => LiveEvent::Request { request },
-                    Change::Grant(grant) => LiveEvent::Grant { grant },
+                    Change::Grant(mut grant) => {
+                        // As a read now would show it (an access past the
+                        // end its target took).
+                        broker::settle_grant(&mut grant, broker::now());
+                        LiveEvent::Grant { grant }
+                    }
                     Change::Resync => LiveEvent::Resync {
                         time: broker::now(),
                     },

@@ -354,10 +354,15 @@ impl Metrics {
             states: vec![RequestState::Pending],
             ..RequestQuery::default()
         })?;
-        let active = tx.grants(&GrantQuery {
+        let mut active = tx.grants(&GrantQuery {
             states: vec![GrantState::Active],
             ..GrantQuery::default()
         })?;
+        // Access past the end its target took counts as failed, as a read
+        // shows it.
+        for grant in &mut active {
+            crate::broker::settle_grant(grant, now);
+        }
         let due = tx.due_grants(now)?;
         let given_up = tx.notifications_given_up()?;
         let removing = tx.grants(&GrantQuery {

@@ -798,6 +798,26 @@ async fn an_extension_the_target_refuses_leaves_the_access_live_until_its_old_en
         ErrorCode::InvalidState,
     );
     assert!(refusal.contains("has not reached hook"), "{refusal}");
+    // Counted, and streamed at the next retry, as a read shows it.
+    eventually(LONG, || async {
+        sample(
+            &scrape(&broker).await,
+            r#"hoistd_active_grants{access="failed"}"#,
+        ) == 1.0
+    })
+    .await;
+    let mut events = crate::events::EventStream::open(&alice).await;
+    let streamed = loop {
+        match events
+            .within(LONG)
+            .await
+            .expect("the next retry is streamed")
+        {
+            hoist_api::LiveEvent::Grant { grant } if grant.id == grant_id => break grant,
+            _ => continue,
+        }
+    };
+    assert_eq!(streamed.access.unwrap().state, AccessState::Failed);
 
     *endpoint.mode.lock().unwrap() = Mode::Ok;
     eventually(LONG, || async {

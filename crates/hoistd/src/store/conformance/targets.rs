@@ -47,7 +47,10 @@ pub fn grant_access_round_trip_and_queries(store: &dyn Store) {
         ],
     );
     let mut live = grant("gr_live", "req_a", "alice", 10);
-    live.access = Some(access("db1", AccessState::Live));
+    live.access = Some(TargetAccess {
+        live_until: Some(at(7_000)),
+        ..access("db1", AccessState::Live)
+    });
     let mut elsewhere = grant("gr_else", "req_b", "bob", 20);
     elsewhere.access = Some(TargetAccess {
         reason: None,

@@ -541,7 +541,8 @@ const GRANT_COLUMNS: &str = "id, request_id, role, role_name, holder, starts_at,
 /// [`GRANT_SOURCE`].
 const GRANT_SELECT: &str = "id, request_id, role, role_name, holder, starts_at, expires_at, \
     state, ended_at, revoked_by, revoke_reason, break_glass, ticket, incident, justification, \
-    target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated, live_until";
+    target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated, \
+    CASE WHEN live_until_updated = access_updated THEN live_until END";
 
 const GRANT_SOURCE: &str = "grants LEFT JOIN grant_access ON grant_access.grant_id = grants.id";
 
@@ -762,11 +763,11 @@ impl PgTx {
         };
         self.hold_insert(
             "INSERT INTO grant_access (grant_id, target, kind, access_state, access_reason, \
-             attempts, next_attempt_at, access_updated, live_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             attempts, next_attempt_at, access_updated, live_until, live_until_updated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8) \
              ON CONFLICT (grant_id) DO UPDATE SET target = $2, kind = $3, access_state = $4, \
              access_reason = $5, attempts = $6, next_attempt_at = $7, access_updated = $8, \
-             live_until = $9",
+             live_until = $9, live_until_updated = $8",
             vec![
                 text(&g.id),
                 text(&access.target),

@@ -95,7 +95,8 @@ pub(super) const GRANT_COLUMNS: &str = "id, request_id, role, role_name, holder,
 /// [`GRANT_SOURCE`].
 pub(super) const GRANT_SELECT: &str = "id, request_id, role, role_name, holder, starts_at, expires_at, \
     state, ended_at, revoked_by, revoke_reason, break_glass, ticket, incident, justification, \
-    target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated, live_until";
+    target, kind, access_state, access_reason, attempts, next_attempt_at, access_updated, \
+    CASE WHEN live_until_updated = access_updated THEN live_until END";
 
 pub(super) const GRANT_SOURCE: &str =
     "grants LEFT JOIN grant_access ON grant_access.grant_id = grants.id";

@@ -72,11 +72,11 @@ impl SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO grant_access (grant_id, target, kind, access_state, access_reason, \
-                 attempts, next_attempt_at, access_updated, live_until) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 attempts, next_attempt_at, access_updated, live_until, live_until_updated) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8) \
                  ON CONFLICT (grant_id) DO UPDATE SET target = ?2, kind = ?3, access_state = ?4, \
                  access_reason = ?5, attempts = ?6, next_attempt_at = ?7, access_updated = ?8, \
-                 live_until = ?9",
+                 live_until = ?9, live_until_updated = ?8",
             )?
             .execute(params![
                 g.id,
