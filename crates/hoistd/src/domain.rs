@@ -47,6 +47,17 @@ pub fn plan(
     let justification = justification(role, &input.justification)?;
     let ticket = reference("ticket", input.ticket.as_deref())?;
     let incident = reference("incident", input.incident.as_deref())?;
+    if let (Some(incident), Some(pattern)) = (&incident, &policy.settings.incident_pattern)
+        && !pattern.is_match(incident)
+    {
+        return Err(Error::refuse(
+            ErrorCode::InvalidReference,
+            format!(
+                "incident `{incident}` does not match the policy's incident_pattern {}",
+                pattern.as_str()
+            ),
+        ));
+    }
     let duration_secs = duration(role, input.duration_secs)?;
 
     if input.break_glass {

@@ -106,14 +106,19 @@ struct TicketPattern(Regex);
 impl<'de> Deserialize<'de> for TicketPattern {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let source = String::deserialize(deserializer)?;
-        let anchored = format!(
-            "^(?:{})$",
-            source.trim_start_matches('^').trim_end_matches('$')
-        );
-        Regex::new(&anchored)
+        whole_reference(&source)
             .map(TicketPattern)
             .map_err(|err| serde::de::Error::custom(format!("invalid ticket_pattern: {err}")))
     }
+}
+
+/// A reference pattern (`ticket_pattern`, `incident_pattern`), anchored
+/// so it must match the whole reference.
+pub(super) fn whole_reference(source: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!(
+        "^(?:{})$",
+        source.trim_start_matches('^').trim_end_matches('$')
+    ))
 }
 /// Checks each role against the policy's users and groups.
 pub(super) fn roles(

@@ -31,6 +31,10 @@ pub struct Settings {
     pub request_url: Option<Link>,
     /// Where a ticket opens (`{ticket}`), for the link in notifications.
     pub ticket_url: Option<Link>,
+    /// What every incident reference must be, whole (`INC-[0-9]+`): one
+    /// stands in for a ticket when breaking glass, so a typo or a made-up
+    /// reference is refused. None: any reference (one printable word).
+    pub incident_pattern: Option<regex::Regex>,
 }
 
 /// At most `count` in each `per`, in a burst or spread out.
@@ -109,6 +113,7 @@ pub(super) struct RawSettings {
     reconcile_every: Duration,
     request_url: Option<String>,
     ticket_url: Option<String>,
+    incident_pattern: Option<String>,
 }
 
 impl Default for RawSettings {
@@ -127,6 +132,7 @@ impl Default for RawSettings {
             reconcile_every: Duration::from_secs(300),
             request_url: None,
             ticket_url: None,
+            incident_pattern: None,
         }
     }
 }
@@ -165,9 +171,19 @@ pub(super) fn settings(
     };
     let request_url = link("request_url", raw.request_url.as_ref(), "{id}")?;
     let ticket_url = link("ticket_url", raw.ticket_url.as_ref(), "{ticket}")?;
+    let incident_pattern = raw
+        .incident_pattern
+        .as_deref()
+        .map(|pattern| {
+            super::roles::whole_reference(pattern).map_err(|err| {
+                source.invalid(offset, format!("invalid settings.incident_pattern: {err}"))
+            })
+        })
+        .transpose()?;
     Ok(Settings {
         request_url,
         ticket_url,
+        incident_pattern,
         pending_ttl: raw.pending_ttl,
         claim_ttl: raw.claim_ttl,
         credential_ttl: raw.credential_ttl,

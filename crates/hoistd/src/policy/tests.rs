@@ -189,6 +189,28 @@ fn ticket_patterns_match_whole_references() {
 }
 
 #[test]
+fn incident_patterns_match_whole_references() {
+    let text = format!("[settings]\nincident_pattern = \"^INC-[0-9]+$\"\n{MINIMAL}");
+    let policy = Policy::parse("p.toml", &text).unwrap();
+    let pattern = policy.settings.incident_pattern.as_ref().unwrap();
+    assert!(pattern.is_match("INC-4711"));
+    assert!(!pattern.is_match("INC-4711x"));
+    assert!(!pattern.is_match("see INC-4711"));
+    assert!(
+        Policy::parse("p.toml", MINIMAL)
+            .unwrap()
+            .settings
+            .incident_pattern
+            .is_none()
+    );
+    let refusal = refused(&format!("[settings]\nincident_pattern = \"(\"\n{MINIMAL}"));
+    assert!(
+        refusal.contains("invalid settings.incident_pattern"),
+        "{refusal}"
+    );
+}
+
+#[test]
 fn the_shipped_policies_parse() {
     for file in ["policy.example.toml", "demo-policy.toml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -104,6 +104,41 @@ async fn break_glass_needs_a_reference_a_role_that_allows_it_and_a_responder() {
     assert!(carol.mine().await.is_empty());
 }
 
+/// With `incident_pattern`, an incident reference that does not match it
+/// is refused, on any request: one stands in for a ticket when breaking
+/// glass, so a typo or a made-up reference must not.
+#[tokio::test]
+async fn an_incident_reference_is_held_to_the_policys_pattern() {
+    let text = policy_text("incident_pattern = \"INC-[0-9]+\"\n");
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let carol = broker.as_user("carol");
+    for made_up in ["tbd", "INC-12a", "inc-12"] {
+        let message = refused(
+            carol.file(&break_glass(Some(made_up))).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidReference,
+        );
+        assert!(
+            message.contains("incident_pattern ^(?:INC-[0-9]+)$"),
+            "{message}"
+        );
+        assert!(message.contains(made_up), "{message}");
+    }
+    let plain = CreateRequest {
+        incident: Some("outage".into()),
+        ..request("logs", "reading the failover's logs")
+    };
+    refused(
+        broker.as_user("alice").file(&plain).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidReference,
+    );
+    assert!(carol.mine().await.is_empty());
+    let filed = carol.file(&break_glass(Some("INC-4711"))).await.unwrap();
+    assert_eq!(filed.state, RequestState::Active);
+    assert_eq!(filed.incident.as_deref(), Some("INC-4711"));
+}
+
 #[tokio::test]
 async fn the_responder_cannot_acknowledge_their_own_break_glass() {
     let broker = TestBroker::start().await;
