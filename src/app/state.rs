@@ -413,6 +413,9 @@ pub struct State {
     /// A credential that arrived while another pop-up asked something: it
     /// is shown once that one closes, rather than take its keys.
     pub waiting_credential: Option<Modal>,
+    /// The pop-up the question to quit covered (a decision half-typed):
+    /// open again as it was when the person stays.
+    pub behind_quit: Option<Modal>,
     pub banner: Option<Banner>,
     pub connection: Connection,
     /// The broker's clock, as of the last tick.
@@ -474,6 +477,7 @@ impl State {
             modal: None,
             hidden_sign_in: None,
             waiting_credential: None,
+            behind_quit: None,
             banner: None,
             connection: Connection::Connecting,
             now,

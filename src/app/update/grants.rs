@@ -374,7 +374,7 @@ pub(super) fn revoke_refused(
     // revocation's confirmation; the next q asks again if any other is
     // still unconfirmed.
     if matches!(state.modal, Some(Modal::QuitWhileRevoking)) {
-        state.modal = None;
+        super::modals::stay(state);
     }
     let role = state
         .grants

@@ -100,9 +100,15 @@ pub(super) fn quit(state: &mut State) -> Vec<Command> {
     if asked || state.unconfirmed_revocations().is_empty() {
         state.should_quit = true;
     } else {
-        state.modal = Some(Modal::QuitWhileRevoking);
+        state.behind_quit = state.modal.replace(Modal::QuitWhileRevoking);
     }
     vec![]
+}
+
+/// The question to quit closed with hoist still running: the pop-up it
+/// covered is open again, as it was.
+pub(super) fn stay(state: &mut State) {
+    state.modal = state.behind_quit.take();
 }
 
 /// A revocation was confirmed: if the question to quit was waiting only on
@@ -153,7 +159,10 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
             state.should_quit = true;
             vec![]
         }
-        (Modal::QuitWhileRevoking, Action::Decline | Action::Back) => vec![],
+        (Modal::QuitWhileRevoking, Action::Decline | Action::Back) => {
+            stay(state);
+            vec![]
+        }
         (
             Modal::Input {
                 prompt,

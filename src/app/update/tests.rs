@@ -394,6 +394,45 @@ fn quitting_with_a_revocation_unconfirmed_asks_first() {
     assert!(state.revoking.is_empty());
 }
 
+/// Ctrl-C in the middle of a decision, while a revocation is
+/// unconfirmed: the question to quit covers the decision, and staying
+/// opens it again as it was, its comment half-typed.
+#[test]
+fn staying_after_the_question_to_quit_gives_back_what_it_covered() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::hours(1))];
+    state.revoking.insert("g1".into());
+    let deciding = Modal::Input {
+        prompt: crate::app::state::Prompt::Deny {
+            request_id: "r1".into(),
+        },
+        title: "Deny r1".into(),
+        text: "not during the freeze, ask".into(),
+        required: true,
+        error: None,
+    };
+    for stay in [Action::Decline, Action::Back] {
+        state.modal = Some(deciding.clone());
+        update(&mut state, Action::Quit);
+        assert_eq!(state.modal, Some(Modal::QuitWhileRevoking));
+        update(&mut state, stay.clone());
+        assert!(!state.should_quit);
+        assert_eq!(state.modal.as_ref(), Some(&deciding), "{stay:?}");
+    }
+    // The revocation refused while the question is open: the decision is
+    // back too.
+    update(&mut state, Action::Quit);
+    update(
+        &mut state,
+        Action::RevokeRefused {
+            grant_id: "g1".into(),
+            failure: Failure::new(FailureKind::DeniedByPolicy, "not yours"),
+        },
+    );
+    assert_eq!(state.modal.as_ref(), Some(&deciding));
+}
+
 #[test]
 fn an_activation_still_taking_effect_is_never_shown_as_access() {
     let now = at("2026-01-01T10:00:00Z");
