@@ -34,7 +34,7 @@ pub fn copied_by_y<'a>(access: &'a AccessCredential, token: &'a str) -> (&'stati
 pub fn copyable(text: &str, token: bool) -> bool {
     !text.is_empty()
         && text.chars().nth(crate::text::sanitize::MAX_CHARS).is_none()
-        && !text.chars().any(crate::text::sanitize::is_hostile)
+        && !crate::text::sanitize::hides_anything(text)
         && (!token || text.chars().all(|c| c.is_ascii_graphic()))
 }
 

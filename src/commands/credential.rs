@@ -134,7 +134,7 @@ pub async fn credential(backend: &dyn Backend, args: CredentialArgs<'_>) -> anyh
             // would be acted on by the terminal, so none is allowed.
             if let Some((name, _)) = env
                 .iter()
-                .find(|(_, value)| value.chars().any(crate::text::sanitize::is_hostile))
+                .find(|(_, value)| crate::text::sanitize::hides_anything(value))
             {
                 return Err(BackendError::Protocol(format!(
                     "the credential's {name} holds control or invisible characters; not printed"
@@ -148,7 +148,7 @@ pub async fn credential(backend: &dyn Backend, args: CredentialArgs<'_>) -> anyh
                 // Printed as it is, for `DATABASE_URL="$(...)"`: a line feed, an escape
                 // or a reordering character in it would be acted on, so none
                 // is allowed.
-                Some(uri) if !uri.chars().any(crate::text::sanitize::is_hostile) => {
+                Some(uri) if !crate::text::sanitize::hides_anything(uri) => {
                     super::out(&format!("{uri}\n"))?
                 }
                 Some(_) => {

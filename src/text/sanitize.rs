@@ -6,6 +6,8 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
+use hoist_api::text::is_stray_selector;
+
 /// Longest text drawn from one server field, in characters.
 pub const MAX_CHARS: usize = 8192;
 
@@ -28,21 +30,36 @@ fn escape(c: char, out: &mut String) {
     let _ = write!(out, "⟨U+{:04X}⟩", u32::from(c));
 }
 
+/// Whether `text` holds anything that must not reach the terminal as it
+/// is: a hostile character ([`is_hostile`]), or a variation selector with
+/// nothing to select, which shows as nothing
+/// ([`hoist_api::text::is_stray_selector`]).
+pub fn hides_anything(text: &str) -> bool {
+    let mut previous = None;
+    text.chars().any(|c| {
+        let hidden = is_hostile(c) || is_stray_selector(previous, c);
+        previous = Some(c);
+        hidden
+    })
+}
+
 /// One line of untrusted text: tabs and line breaks become spaces, every
-/// other hostile character a visible escape, and at most [`MAX_CHARS`]
-/// characters are kept.
+/// other hostile character (and selector with nothing to select) a visible
+/// escape, and at most [`MAX_CHARS`] characters are kept.
 pub fn line(text: &str) -> Cow<'_, str> {
     let long = text.len() > MAX_CHARS && text.chars().nth(MAX_CHARS).is_some();
-    if !long && !text.chars().any(is_hostile) {
+    if !long && !hides_anything(text) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len().min(MAX_CHARS * 4));
+    let mut previous = None;
     for c in text.chars().take(MAX_CHARS) {
         match c {
             '\t' | '\n' | '\r' => out.push(' '),
-            c if is_hostile(c) => escape(c, &mut out),
+            c if is_hostile(c) || is_stray_selector(previous, c) => escape(c, &mut out),
             c => out.push(c),
         }
+        previous = Some(c);
     }
     if long {
         out.push('…');
@@ -107,6 +124,19 @@ mod tests {
         // Escaping twice changes nothing: the escape is plain text.
         let once = line("x\u{202E}y").into_owned();
         assert!(matches!(line(&once), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_selector_with_nothing_to_select_is_shown() {
+        // `db` and `db` with selectors after it would look the same.
+        assert_eq!(line("db\u{FE0F}\u{FE0F}"), "db⟨U+FE0F⟩⟨U+FE0F⟩");
+        assert_eq!(line("❤\u{FE0F}\u{FE0F}"), "❤\u{FE0F}⟨U+FE0F⟩");
+        assert!(matches!(
+            line("1\u{FE0F}\u{20E3} ❤\u{FE0F}"),
+            Cow::Borrowed(_)
+        ));
+        assert!(hides_anything("\u{FE0E}"));
+        assert!(!hides_anything("☺\u{FE0E}"));
     }
 
     #[test]

@@ -40,7 +40,11 @@ impl Invisible {
     /// The Unicode name of the character, or what kind of character it is
     /// where it belongs to a range.
     pub fn name(self) -> &'static str {
-        invisible_name(self.0).unwrap_or("INVISIBLE CHARACTER")
+        match invisible_name(self.0) {
+            Some(name) => name,
+            None if is_variation_selector(self.0) => "VARIATION SELECTOR WITH NOTHING TO SELECT",
+            None => "INVISIBLE CHARACTER",
+        }
     }
 }
 
@@ -55,9 +59,35 @@ pub fn is_invisible(c: char) -> bool {
     invisible_name(c).is_some()
 }
 
-/// The first invisible character in `text`, if any.
+/// The first invisible character in `text`, if any: one of those
+/// [`is_invisible`] names, or a variation selector standing alone
+/// ([`is_stray_selector`]).
 pub fn find_invisible(text: &str) -> Option<Invisible> {
-    text.chars().find(|c| is_invisible(*c)).map(Invisible)
+    let mut previous = None;
+    for c in text.chars() {
+        if is_invisible(c) || is_stray_selector(previous, c) {
+            return Some(Invisible(c));
+        }
+        previous = Some(c);
+    }
+    None
+}
+
+/// Whether `c`, after `previous`, is a variation selector with nothing to
+/// select: first in the text, after a space or a control, after another
+/// selector, or after an ASCII character other than those a keycap emoji
+/// starts with (`#`, `*`, a digit). It then shows as nothing, and a run of
+/// them makes two texts that look the same differ (`db` and `db` with a
+/// selector after it). After any other character, as in `❤` with U+FE0F,
+/// it chooses how that one looks, and stays.
+pub fn is_stray_selector(previous: Option<char>, c: char) -> bool {
+    is_variation_selector(c)
+        && previous.is_none_or(|before| {
+            before.is_whitespace()
+                || before.is_control()
+                || is_variation_selector(before)
+                || (before.is_ascii() && !matches!(before, '#' | '*' | '0'..='9'))
+        })
 }
 
 /// How many characters of `text` a reader sees: invisible characters,
@@ -178,6 +208,32 @@ mod tests {
         }
         // Printing format characters and emoji with their selectors are fine.
         assert_eq!(find_invisible("\u{0600}1 ❤\u{FE0F}"), None);
+    }
+
+    #[test]
+    fn a_selector_with_nothing_to_select_is_invisible() {
+        // Emoji, symbols and keycaps keep theirs.
+        for fine in [
+            "❤\u{FE0F}",
+            "©\u{FE0F}",
+            "1\u{FE0F}\u{20E3}",
+            "#\u{FE0F}\u{20E3}",
+            "☺\u{FE0E}",
+        ] {
+            assert_eq!(find_invisible(fine), None, "{fine:?}");
+        }
+        for (stray, at) in [
+            ("db\u{FE0F}", 2),
+            ("\u{FE0F}db", 0),
+            ("INC-1 \u{FE00}", 6),
+            ("❤\u{FE0F}\u{FE0F}", 2),
+            ("a\u{180B}", 1),
+        ] {
+            let found = find_invisible(stray).unwrap_or_else(|| panic!("{stray:?}"));
+            assert_eq!(Some(found.0), stray.chars().nth(at), "{stray:?}");
+            assert!(found.to_string().contains("NOTHING TO SELECT"), "{found}");
+        }
+        assert!(!is_invisible('\u{FE0F}'));
     }
 
     #[test]
