@@ -259,14 +259,9 @@ pub(crate) fn settle_grant(grant: &mut Grant, now: DateTime<Utc>) {
     {
         access.state = hoist_api::AccessState::Failed;
         access.reason = Some(format!(
-            "the extension has not reached {}, where the access ended at {}{}",
+            "the extension has not reached {}, where the access ended at {}",
             access.target,
-            until.to_rfc3339(),
-            access
-                .reason
-                .as_deref()
-                .map(|why| format!(" ({why})"))
-                .unwrap_or_default()
+            until.to_rfc3339()
         ));
     }
 }

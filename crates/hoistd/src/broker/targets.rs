@@ -194,6 +194,8 @@ pub(super) fn not_usable_yet(grant: &Grant, access: &TargetAccess) -> String {
         access.target,
         match access.state {
             AccessState::Provisioning => "being provisioned",
+            // Live until the end its target took (`settle_grant`).
+            AccessState::Failed if access.live_until.is_some() => "no longer there",
             AccessState::Failed => "not there yet: provisioning failed",
             AccessState::Removing | AccessState::Removed => "being removed",
             AccessState::Live => "live",
@@ -321,6 +323,13 @@ impl Ledger for Broker {
         let another_removal = effects.iter().any(|e| {
             e.id != due.effect.id && e.done_at.is_none() && e.action == EffectAction::Deprovision
         });
+        // A Provision queued after this one already went through.
+        let superseded = effects.iter().any(|e| {
+            e.id != due.effect.id
+                && e.action == EffectAction::Provision
+                && e.done_at.is_some()
+                && e.created_at >= due.effect.created_at
+        });
         let Some(mut effect) = effects.into_iter().find(|e| e.id == due.effect.id) else {
             return Ok(());
         };
@@ -374,17 +383,27 @@ impl Ledger for Broker {
                 let kind = match effect.action {
                     // Giving live access its new end (an extension): what
                     // the target has is still there until the end it took,
-                    // and usable until then (`settle_grant`); with none
-                    // recorded it has the grant's end already.
-                    EffectAction::Provision if access.state == AccessState::Live => {
-                        if let Some(until) = access.live_until {
-                            access.reason = Some(format!(
-                                "the new end is not at {} yet, where the access ends at {} \
-                                 unless it takes it: {err}",
-                                access.target,
-                                until.to_rfc3339()
-                            ));
-                        }
+                    // and usable until then (`settle_grant`).
+                    EffectAction::Provision
+                        if access.state == AccessState::Live && access.live_until.is_some() =>
+                    {
+                        access.reason = Some(format!(
+                            "the new end is not at {} yet, where the access ends at {} \
+                             unless it takes it: {err}",
+                            access.target,
+                            access
+                                .live_until
+                                .map(|until| until.to_rfc3339())
+                                .unwrap_or_default()
+                        ));
+                        AuditKind::ProvisionFailed
+                    }
+                    // With no end recorded, a retry of a Provision a later
+                    // one made good (the target has the grant's end) leaves
+                    // it live; otherwise what the target has is not known
+                    // (an extension by an instance from before live_until
+                    // was kept), and the access counts as failed.
+                    EffectAction::Provision if access.state == AccessState::Live && superseded => {
                         AuditKind::ProvisionFailed
                     }
                     EffectAction::Provision => {

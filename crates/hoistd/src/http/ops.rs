@@ -363,6 +363,8 @@ impl Metrics {
         for grant in &mut active {
             crate::broker::settle_grant(grant, now);
         }
+        // Past its end, not yet recorded: the reaper's lag says so.
+        active.retain(|grant| grant.state == GrantState::Active);
         let due = tx.due_grants(now)?;
         let given_up = tx.notifications_given_up()?;
         let removing = tx.grants(&GrantQuery {
