@@ -647,15 +647,9 @@ mod tests {
     #[test]
     fn a_target_keeps_what_it_was_only_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("secret"), "s3cret-s3cret-s3cret").unwrap();
         let targets = |url: &str, formerly: &[&str]| {
-            let table: toml::Table = toml::from_str(&format!(
-                "url = \"{url}\"\nsecret_file = {:?}",
-                dir.path().join("secret"),
-            ))
-            .unwrap();
             let mut targets = Targets::default();
-            assert!(targets.insert(webhook::Webhook::configure("hook", table).unwrap()));
+            assert!(targets.insert(webhook::test_hook(dir.path(), "hook", url)));
             targets.set_formerly("hook", formerly.iter().map(|s| s.to_string()).collect());
             targets
         };

@@ -445,15 +445,7 @@ mod tests {
     #[test]
     fn targets_at_one_system_or_formerly_one_go_together() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("secret"), "s3cret-s3cret-s3cret").unwrap();
-        let hook = |name: &str, url: &str| {
-            let table: toml::Table = toml::from_str(&format!(
-                "url = \"{url}\"\nsecret_file = {:?}",
-                dir.path().join("secret"),
-            ))
-            .unwrap();
-            super::super::webhook::Webhook::configure(name, table).unwrap()
-        };
+        let hook = |name: &str, url: &str| super::super::webhook::test_hook(dir.path(), name, url);
         let mut targets = super::super::Targets::default();
         let old = hook("old", "https://a.example/hook");
         let was = old.system();

@@ -602,6 +602,17 @@ fn describe(err: &reqwest::Error, timeout: Duration) -> String {
     text
 }
 
+/// A webhook target `name` at `url`, its secret a file in `dir`: for
+/// tests of what a target's system decides.
+#[cfg(test)]
+pub(crate) fn test_hook(dir: &std::path::Path, name: &str, url: &str) -> Arc<dyn TargetKind> {
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "s3cret-s3cret-s3cret").unwrap();
+    let table: toml::Table =
+        toml::from_str(&format!("url = \"{url}\"\nsecret_file = {secret:?}")).unwrap();
+    Webhook::configure(name, table).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -818,7 +818,13 @@ async fn a_run_keyed_task_is_remembered_until_its_latest_token_expires() {
 /// token.
 async fn approved_task(broker: &TestBroker, provider: &Provider) -> String {
     let token = ci_token(provider).await;
-    let (status, body) = exchange_for(broker, &token, "k8s").await;
+    approve_task(broker, &token).await;
+    token
+}
+
+/// Files `token`'s `k8s` task and has bob and dave approve it: its request.
+async fn approve_task(broker: &TestBroker, token: &str) -> TokenPending {
+    let (status, body) = exchange_for(broker, token, "k8s").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let pending: TokenPending = serde_json::from_value(body).unwrap();
     for approver in ["bob", "dave"] {
@@ -828,7 +834,7 @@ async fn approved_task(broker: &TestBroker, provider: &Provider) -> String {
             .await
             .unwrap();
     }
-    token
+    pending
 }
 
 pub(crate) async fn withdraw(broker: &TestBroker, token: &str, role: &str) -> (StatusCode, Value) {
@@ -1275,16 +1281,7 @@ async fn a_grant_nobody_can_collect_is_revoked_when_its_token_ends() {
     let uncollected = provider
         .workload_token("deploy-bot", AUDIENCE, &main_claims(), Some(lasts))
         .await;
-    let (status, body) = exchange_for(&broker, &uncollected, "k8s").await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let pending: TokenPending = serde_json::from_value(body).unwrap();
-    for approver in ["bob", "dave"] {
-        broker
-            .as_user(approver)
-            .approve(&pending.request_id)
-            .await
-            .unwrap();
-    }
+    let pending = approve_task(&broker, &uncollected).await;
     let collected = provider
         .workload_token("deploy-bot", AUDIENCE, &main_claims(), Some(lasts))
         .await;
