@@ -42,7 +42,14 @@ impl<F: Formatter> Formatter for Escaping<F> {
         fragment: &str,
     ) -> io::Result<()> {
         let mut rest = fragment;
-        while let Some((at, c)) = rest.char_indices().find(|(_, c)| is_hostile(*c)) {
+        // And a variation selector with nothing to select (shown as
+        // nothing); a fragment starts after an escape or a quote, which
+        // none selects after.
+        while let Some((at, c)) = rest.char_indices().find(|(at, c)| {
+            let before = rest[..*at].chars().next_back();
+            let after = rest[at + c.len_utf8()..].chars().next();
+            is_hostile(*c) || hoist_api::text::is_stray_selector(before, *c, after)
+        }) {
             writer.write_all(&rest.as_bytes()[..at])?;
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
@@ -101,6 +108,18 @@ impl<F: Formatter> Formatter for Escaping<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_selector_with_nothing_to_select_is_escaped() {
+        let value = serde_json::json!({ "incident": "INC-42\u{FE0F}", "ok": "❤\u{FE0F}" });
+        let json = to_string(&value).unwrap();
+        assert!(json.contains(r"INC-42\ufe0f"), "{json}");
+        assert!(json.contains("❤\u{FE0F}"), "{json}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+            value
+        );
+    }
 
     #[test]
     fn hostile_characters_are_escaped_and_the_text_survives_exactly() {

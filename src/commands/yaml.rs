@@ -134,11 +134,16 @@ fn inline(out: &mut String, value: &Value) {
 }
 
 /// A double-quoted scalar: `\` and `"` escaped, and every hostile
-/// character (line breaks included), and any YAML may not hold as it is,
-/// as `\uXXXX` or, past the BMP, `\UXXXXXXXX`.
+/// character (line breaks included), variation selector with nothing to
+/// select, and any YAML may not hold as it is, as `\uXXXX` or, past the
+/// BMP, `\UXXXXXXXX`.
 fn quoted(out: &mut String, text: &str) {
     out.push('"');
-    for c in text.chars() {
+    let mut previous = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let stray = hoist_api::text::is_stray_selector(previous, c, chars.peek().copied());
+        previous = Some(c);
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -146,7 +151,8 @@ fn quoted(out: &mut String, text: &str) {
             c if (is_hostile(c) || !printable(c)) && u32::from(c) > 0xFFFF => {
                 let _ = write!(out, "\\U{:08x}", u32::from(c));
             }
-            c if is_hostile(c) || !printable(c) => {
+            // And a variation selector with nothing to select.
+            c if is_hostile(c) || !printable(c) || stray => {
                 let _ = write!(out, "\\u{:04x}", u32::from(c));
             }
             c => out.push(c),
@@ -188,6 +194,16 @@ mod tests {
             ),
             "{yaml}"
         );
+        let back: Value = serde_norway::from_str(&yaml).unwrap();
+        assert_eq!(back, value, "{yaml}");
+    }
+
+    #[test]
+    fn a_selector_with_nothing_to_select_is_escaped() {
+        let value = json!({ "incident": "INC-42\u{FE0F}", "ok": "❤\u{FE0F}" });
+        let yaml = to_string(&value).unwrap();
+        assert!(yaml.contains(r#""INC-42\ufe0f""#), "{yaml}");
+        assert!(yaml.contains("❤\u{FE0F}"), "{yaml}");
         let back: Value = serde_norway::from_str(&yaml).unwrap();
         assert_eq!(back, value, "{yaml}");
     }

@@ -36,11 +36,22 @@ fn escape(c: char, out: &mut String) {
 /// ([`hoist_api::text::is_stray_selector`]).
 pub fn hides_anything(text: &str) -> bool {
     let mut previous = None;
-    text.chars().any(|c| {
-        let hidden = is_hostile(c) || is_stray_selector(previous, c);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if hidden(previous, c, chars.peek().copied()) {
+            return true;
+        }
         previous = Some(c);
-        hidden
-    })
+    }
+    false
+}
+
+/// Whether `c`, between `previous` and `next`, must be escaped: hostile,
+/// or a selector with nothing to select, as after an escaped character.
+fn hidden(previous: Option<char>, c: char, next: Option<char>) -> bool {
+    is_hostile(c)
+        || is_stray_selector(previous, c, next)
+        || (hoist_api::text::is_variation_selector(c) && previous.is_some_and(is_hostile))
 }
 
 /// One line of untrusted text: tabs and line breaks become spaces, every
@@ -53,10 +64,11 @@ pub fn line(text: &str) -> Cow<'_, str> {
     }
     let mut out = String::with_capacity(text.len().min(MAX_CHARS * 4));
     let mut previous = None;
-    for c in text.chars().take(MAX_CHARS) {
+    let mut chars = text.chars().take(MAX_CHARS).peekable();
+    while let Some(c) = chars.next() {
         match c {
             '\t' | '\n' | '\r' => out.push(' '),
-            c if is_hostile(c) || is_stray_selector(previous, c) => escape(c, &mut out),
+            c if hidden(previous, c, chars.peek().copied()) => escape(c, &mut out),
             c => out.push(c),
         }
         previous = Some(c);
@@ -137,6 +149,9 @@ mod tests {
         ));
         assert!(hides_anything("\u{FE0E}"));
         assert!(!hides_anything("☺\u{FE0E}"));
+        assert_eq!(line("INC-42\u{FE0F}"), "INC-42⟨U+FE0F⟩");
+        // After an escaped character, a selector would stand alone.
+        assert_eq!(line("x\u{200B}\u{FE0F}"), "x⟨U+200B⟩⟨U+FE0F⟩");
     }
 
     #[test]

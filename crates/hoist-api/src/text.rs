@@ -60,12 +60,13 @@ pub fn is_invisible(c: char) -> bool {
 }
 
 /// The first invisible character in `text`, if any: one of those
-/// [`is_invisible`] names, or a variation selector standing alone
+/// [`is_invisible`] names, or a variation selector with nothing to select
 /// ([`is_stray_selector`]).
 pub fn find_invisible(text: &str) -> Option<Invisible> {
     let mut previous = None;
-    for c in text.chars() {
-        if is_invisible(c) || is_stray_selector(previous, c) {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if is_invisible(c) || is_stray_selector(previous, c, chars.peek().copied()) {
             return Some(Invisible(c));
         }
         previous = Some(c);
@@ -73,21 +74,49 @@ pub fn find_invisible(text: &str) -> Option<Invisible> {
     None
 }
 
-/// Whether `c`, after `previous`, is a variation selector with nothing to
-/// select: first in the text, after a space or a control, after another
-/// selector, or after an ASCII character other than those a keycap emoji
-/// starts with (`#`, `*`, a digit). It then shows as nothing, and a run of
-/// them makes two texts that look the same differ (`db` and `db` with a
-/// selector after it). After any other character, as in `❤` with U+FE0F,
-/// it chooses how that one looks, and stays.
-pub fn is_stray_selector(previous: Option<char>, c: char) -> bool {
-    is_variation_selector(c)
-        && previous.is_none_or(|before| {
-            before.is_whitespace()
-                || before.is_control()
-                || is_variation_selector(before)
-                || (before.is_ascii() && !matches!(before, '#' | '*' | '0'..='9'))
-        })
+/// Whether `c`, between `previous` and `next`, is a variation selector
+/// with nothing to select: it then shows as nothing, and makes two texts
+/// that look the same differ (`INC-42`, and `INC-42` with a selector in
+/// it). A selector selects only after a character that has variants: an
+/// emoji or symbol (U+FE0E, U+FE0F), a keycap's `#`, `*` or digit when
+/// the keycap mark (U+20E3) follows, a mathematical symbol, a CJK
+/// ideograph or a letter of a script with standardized variants
+/// (U+FE00-FE0D), a Mongolian letter (its free variation selectors), and
+/// a slashed zero (`0` and U+FE00). Anything else, `é` or another
+/// selector included, has none to choose.
+pub fn is_stray_selector(previous: Option<char>, c: char, next: Option<char>) -> bool {
+    if !is_variation_selector(c) {
+        return false;
+    }
+    let Some(base) = previous else {
+        return true;
+    };
+    let emoji = matches!(c, '\u{FE0E}' | '\u{FE0F}');
+    let standardized = matches!(c, '\u{FE00}'..='\u{FE0D}');
+    let takes = match base {
+        '#' | '*' | '0'..='9' => {
+            (emoji && next == Some('\u{20E3}')) || (base == '0' && c == '\u{FE00}')
+        }
+        '\u{1820}'..='\u{18AA}' => matches!(c, '\u{180B}'..='\u{180D}' | '\u{180F}'),
+        '\u{00A9}' | '\u{00AE}' | '\u{3030}' | '\u{303D}' | '\u{3297}' | '\u{3299}' => emoji,
+        // Punctuation, letterlike symbols, arrows, mathematical operators,
+        // technical symbols, enclosed alphanumerics, shapes, dingbats, and
+        // the emoji planes.
+        '\u{2000}'..='\u{2BFF}' | '\u{1F000}'..='\u{1FAFF}' => emoji || standardized,
+        // CJK ideographs, Myanmar, Phags-pa, Manichaean, Egyptian
+        // hieroglyphs: Unicode's standardized variation sequences.
+        '\u{3400}'..='\u{9FFF}'
+        | '\u{F900}'..='\u{FAFF}'
+        | '\u{20000}'..='\u{3FFFF}'
+        | '\u{1000}'..='\u{109F}'
+        | '\u{A9E0}'..='\u{A9FF}'
+        | '\u{AA60}'..='\u{AA7F}'
+        | '\u{A840}'..='\u{A877}'
+        | '\u{10AC0}'..='\u{10AFF}'
+        | '\u{13000}'..='\u{1345F}' => standardized,
+        _ => false,
+    };
+    !takes
 }
 
 /// How many characters of `text` a reader sees: invisible characters,
@@ -105,7 +134,9 @@ pub fn visible_len(text: &str) -> usize {
         .count()
 }
 
-fn is_variation_selector(c: char) -> bool {
+/// Whether `c` is a variation selector: it only chooses how the character
+/// before it looks.
+pub fn is_variation_selector(c: char) -> bool {
     matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}' | '\u{180B}'..='\u{180D}' | '\u{180F}')
 }
 
@@ -212,13 +243,19 @@ mod tests {
 
     #[test]
     fn a_selector_with_nothing_to_select_is_invisible() {
-        // Emoji, symbols and keycaps keep theirs.
+        // Emoji, symbols, keycaps, ideographs and Mongolian keep theirs.
         for fine in [
             "❤\u{FE0F}",
             "©\u{FE0F}",
+            "™\u{FE0F}",
             "1\u{FE0F}\u{20E3}",
             "#\u{FE0F}\u{20E3}",
             "☺\u{FE0E}",
+            "🏳\u{FE0F}",
+            "≩\u{FE00}",
+            "葛\u{FE00}",
+            "ᠠ\u{180B}",
+            "0\u{FE00}",
         ] {
             assert_eq!(find_invisible(fine), None, "{fine:?}");
         }
@@ -228,6 +265,11 @@ mod tests {
             ("INC-1 \u{FE00}", 6),
             ("❤\u{FE0F}\u{FE0F}", 2),
             ("a\u{180B}", 1),
+            ("INC-42\u{FE0F}", 6),
+            ("INC-4\u{FE0F}2", 5),
+            ("1\u{FE00}", 1),
+            ("café\u{FE0F}", 4),
+            ("Ä\u{FE00}RENDE-42", 1),
         ] {
             let found = find_invisible(stray).unwrap_or_else(|| panic!("{stray:?}"));
             assert_eq!(Some(found.0), stray.chars().nth(at), "{stray:?}");

@@ -100,7 +100,15 @@ pub(super) fn quit(state: &mut State) -> Vec<Command> {
     if asked || state.unconfirmed_revocations().is_empty() {
         state.should_quit = true;
     } else {
-        state.behind_quit = state.modal.replace(Modal::QuitWhileRevoking);
+        state.behind_quit = match state.modal.replace(Modal::QuitWhileRevoking) {
+            // A sign-in goes on behind the question, hidden as Esc hides
+            // it (^O shows it again), and is forgotten when it ends.
+            Some(Modal::SignIn(prompt)) => {
+                state.hidden_sign_in = Some(prompt);
+                None
+            }
+            covered => covered,
+        };
     }
     vec![]
 }

@@ -431,6 +431,27 @@ fn staying_after_the_question_to_quit_gives_back_what_it_covered() {
         },
     );
     assert_eq!(state.modal.as_ref(), Some(&deciding));
+
+    // A sign-in under way is hidden behind the question, not given back
+    // once its call has ended.
+    state.modal = None;
+    state.revoking.insert("g1".into());
+    update(&mut state, sign_in(None));
+    assert!(matches!(state.modal, Some(Modal::SignIn(_))));
+    update(&mut state, Action::Quit);
+    assert!(state.hidden_sign_in.is_some());
+    update(
+        &mut state,
+        Action::RevokeRefused {
+            grant_id: "g1".into(),
+            failure: Failure::new(FailureKind::DeniedByPolicy, "not yours"),
+        },
+    );
+    assert_eq!(state.modal, None);
+    assert!(
+        state.hidden_sign_in.is_none(),
+        "the sign-in ended with its call"
+    );
 }
 
 #[test]
