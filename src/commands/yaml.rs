@@ -200,9 +200,14 @@ mod tests {
 
     #[test]
     fn a_selector_with_nothing_to_select_is_escaped() {
-        let value = json!({ "incident": "INC-42\u{FE0F}", "ok": "❤\u{FE0F}" });
+        let value = json!({
+            "incident": "INC-42\u{FE0F}",
+            "ok": "❤\u{FE0F}",
+            "hidden": "x\u{200B}\u{FE0F}",
+        });
         let yaml = to_string(&value).unwrap();
         assert!(yaml.contains(r#""INC-42\ufe0f""#), "{yaml}");
+        assert!(yaml.contains(r#""x\u200b\ufe0f""#), "{yaml}");
         assert!(yaml.contains("❤\u{FE0F}"), "{yaml}");
         let back: Value = serde_norway::from_str(&yaml).unwrap();
         assert_eq!(back, value, "{yaml}");

@@ -91,6 +91,11 @@ pub fn is_stray_selector(previous: Option<char>, c: char, next: Option<char>) ->
     let Some(base) = previous else {
         return true;
     };
+    // A space, a control or an invisible character has no variants, though
+    // some sit among symbols below.
+    if base.is_whitespace() || base.is_control() || is_invisible(base) {
+        return true;
+    }
     let emoji = matches!(c, '\u{FE0E}' | '\u{FE0F}');
     let standardized = matches!(c, '\u{FE00}'..='\u{FE0D}');
     let takes = match base {
@@ -270,6 +275,7 @@ mod tests {
             ("1\u{FE00}", 1),
             ("café\u{FE0F}", 4),
             ("Ä\u{FE00}RENDE-42", 1),
+            ("restart db\u{2009}\u{FE0F} now", 11),
         ] {
             let found = find_invisible(stray).unwrap_or_else(|| panic!("{stray:?}"));
             assert_eq!(Some(found.0), stray.chars().nth(at), "{stray:?}");

@@ -170,6 +170,15 @@ pub fn approvers(
 }
 
 pub fn justification(role: &RoleDef, text: &str) -> Result<String, Error> {
+    printable("justification", text.trim())?;
+    justification_kept(role, text)
+}
+
+/// A justification hoist stored before (a grant's, carried to its
+/// extension): held to the role's lengths, not again to the characters
+/// refused since it was accepted, or a grant filed before a rule was
+/// tightened could never be extended.
+pub fn justification_kept(role: &RoleDef, text: &str) -> Result<String, Error> {
     let text = text.trim();
     let chars = text.chars().count();
     if chars > MAX_JUSTIFICATION_CHARS {
@@ -180,7 +189,6 @@ pub fn justification(role: &RoleDef, text: &str) -> Result<String, Error> {
             ),
         ));
     }
-    printable("justification", text)?;
     // What an approver reads is what counts towards the minimum.
     let visible = visible_len(text);
     if visible < role.min_justification as usize {

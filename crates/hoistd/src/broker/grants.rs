@@ -426,8 +426,12 @@ impl Broker {
         // a recent sign-in wants it here too.
         self.check_step_up(caller, &role.id)?;
         let duration_secs = domain::duration(role, Some(duration_secs))?;
-        let justification =
-            domain::justification(role, justification.unwrap_or(&grant.justification))?;
+        let justification = match justification {
+            Some(text) if text.trim() != grant.justification.trim() => {
+                domain::justification(role, text)?
+            }
+            _ => domain::justification_kept(role, &grant.justification)?,
+        };
         let pending = work.tx.requests(&RequestQuery {
             grant_id: Some(grant.id.clone()),
             states: vec![RequestState::Pending],

@@ -102,6 +102,39 @@ async fn an_extension_without_approval_moves_the_same_grants_end() {
     assert_eq!(alice.grants().await.len(), 1);
 }
 
+/// A grant's justification stored before a character rule tightened (a
+/// variation selector with nothing to select) is carried to its extension
+/// as it was; new text is held to the rules.
+#[tokio::test]
+async fn an_extension_carries_its_grants_justification_as_stored() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let grant = active_grant(&broker, "alice", "logs", Some(600)).await;
+    let older = "step 2\u{FE0F} of the runbook";
+    let db = rusqlite::Connection::open(broker.db()).unwrap();
+    db.execute(
+        "UPDATE grants SET justification = ?1 WHERE id = ?2",
+        rusqlite::params![older, grant.id],
+    )
+    .unwrap();
+    drop(db);
+
+    let extension = alice.extend(&grant.id, 300).await.unwrap();
+    assert_eq!(extension.justification, older);
+    let refused = alice
+        .post::<_, hoist_api::AccessRequest>(
+            &format!("/v1/grants/{}/extend", grant.id),
+            &serde_json::json!({ "duration_secs": 300, "justification": "step 3\u{FE0F} now" }),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.1.message.contains("NOTHING TO SELECT"),
+        "{:?}",
+        refused.1
+    );
+}
+
 #[tokio::test]
 async fn an_extension_needing_approval_keeps_access_until_approved_then_extends() {
     let broker = TestBroker::start().await;
