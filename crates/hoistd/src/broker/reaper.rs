@@ -18,13 +18,13 @@ const REAP_BATCH: usize = 200;
 impl Broker {
     /// Records what fell due: lapsed requests, scheduled starts, expired
     /// grants, workload tasks past their last poll, at most [`REAP_BATCH`]
-    /// of them. Returns when the next thing
-    /// falls due, already past when some were left for the next turn. A job
-    /// of the leader's, fenced by its lease once it took one.
+    /// of them. Returns when the next thing falls due, already past when
+    /// some were left for the next turn. A job of the leader's, fenced by
+    /// its lease once it took one.
     pub fn reap(&self) -> Result<Option<DateTime<Utc>>> {
         let mut work = self.begin_job()?;
         let requests = work.tx.due_requests(work.now)?;
-        let left = REAP_BATCH.saturating_sub(requests.len());
+        let mut left = REAP_BATCH.saturating_sub(requests.len());
         for mut request in requests.into_iter().take(REAP_BATCH) {
             match request.state {
                 RequestState::Pending => {
@@ -51,7 +51,6 @@ impl Broker {
                 _ => {}
             }
         }
-        let mut left = left;
         if left > 0 {
             let grants = work.tx.due_grants(work.now)?;
             let ending = grants.len().min(left);
