@@ -130,7 +130,8 @@ _POSTGRES_SERIAL = (
     "1.45x (alternated pairs); hoistd's own figures did not move beyond this machine's "
     "noise, in alternated runs or in that change's group run (0.39 of SQLite for one "
     "instance and 0.40 for two, against 0.41 and 0.38 at dd82aa3; 0.44 and 0.41 at 7ee63b3; "
-    "the group run at a9ef53c, above, gives 0.44 and 0.44). With the flush out of the lock, "
+    "0.44 and 0.44 at a9ef53c; the group run at fd368fb, above, gives 0.43 and 0.40). With "
+    "the flush out of the lock, "
     "the holder "
     "is mostly running statements, the lock is free about 30% of the time, and the machine is "
     "about 87% busy (perf), PostgreSQL's backends taking about 55% of the CPU and hoistd "
@@ -201,7 +202,8 @@ _POSTGRES_SERIAL = (
     "0.28-0.35 of SQLite, so the 2 reviewers this group uses do not hold PostgreSQL back: its "
     "server is already the bottleneck. This machine's speed moves by nearly 2x within "
     "an hour (SQLite gave 1,095 cycles/s in the group run at dd82aa3, 1,409 at b71d45b, "
-    "1,492 at 7ee63b3, and 932 at a9ef53c on an AMD EPYC), so compare figures only within one "
+    "1,492 at 7ee63b3, 932 at a9ef53c on an AMD EPYC, and 1,434 at fd368fb), so compare "
+    "figures only within one "
     "group run."
 )
 
