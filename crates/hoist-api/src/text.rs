@@ -74,6 +74,26 @@ pub fn find_invisible(text: &str) -> Option<Invisible> {
     None
 }
 
+/// The characters a reader sees: those [`find_invisible`] would name left
+/// out (invisible characters, and variation selectors with nothing to
+/// select). For text hoist repeats to people (a notice, an error, a claim
+/// quoted from a token) that it did not refuse on the way in; characters
+/// the caller maps (line separators to line breaks) are mapped first.
+pub fn visible_chars(chars: impl IntoIterator<Item = char>) -> impl Iterator<Item = char> {
+    let mut previous = None;
+    let mut chars = chars.into_iter().peekable();
+    std::iter::from_fn(move || {
+        loop {
+            let c = chars.next()?;
+            let hidden = is_invisible(c) || is_stray_selector(previous, c, chars.peek().copied());
+            previous = Some(c);
+            if !hidden {
+                return Some(c);
+            }
+        }
+    })
+}
+
 /// Whether `c`, between `previous` and `next`, is a variation selector
 /// with nothing to select: it then shows as nothing, and makes two texts
 /// that look the same differ (`INC-42`, and `INC-42` with a selector in
@@ -282,6 +302,23 @@ mod tests {
             assert!(found.to_string().contains("NOTHING TO SELECT"), "{found}");
         }
         assert!(!is_invisible('\u{FE0F}'));
+    }
+
+    #[test]
+    fn visible_characters_leave_out_what_find_invisible_names() {
+        let seen = |text: &str| visible_chars(text.chars()).collect::<String>();
+        assert_eq!(seen("INC-4\u{FE0F}2"), "INC-42");
+        assert_eq!(seen("main\u{200B}\u{FE0F}"), "main");
+        assert_eq!(
+            seen("❤\u{FE0F}\u{FE0F} 1\u{FE0F}\u{20E3}"),
+            "❤\u{FE0F} 1\u{FE0F}\u{20E3}"
+        );
+        assert_eq!(seen("\u{202E}db\u{FE00}"), "db");
+        assert_eq!(seen("café\n葛\u{FE00}"), "café\n葛\u{FE00}");
+        // What is left has nothing find_invisible names.
+        for text in ["a\u{FE0F}\u{FE0F}b", "\u{2009}\u{FE0F}x", "\u{FE0F}"] {
+            assert_eq!(find_invisible(&seen(text)), None, "{text:?}");
+        }
     }
 
     #[test]

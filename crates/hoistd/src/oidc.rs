@@ -468,8 +468,7 @@ pub(crate) const MAX_CLAIMED_CHARS: usize = 255;
 /// its `iss`, a workload's claims), made safe for errors and the audit log
 /// to repeat: no control or invisible characters, and bounded.
 pub(crate) fn claimed(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control() && !hoist_api::text::is_invisible(*c))
+    hoist_api::text::visible_chars(text.chars().filter(|c| !c.is_control()))
         .take(MAX_CLAIMED_CHARS)
         .collect()
 }
@@ -501,6 +500,7 @@ mod tests {
     fn claimed_text_is_shown_clean_and_cut() {
         assert_eq!(claimed("HS256\u{1b}]0;owned\u{7}"), "HS256]0;owned");
         assert_eq!(claimed("kid\u{202e}1"), "kid1");
+        assert_eq!(claimed("refs/heads/main\u{FE0F}"), "refs/heads/main");
         assert_eq!(claimed(&"k".repeat(10_000)).len(), MAX_CLAIMED_CHARS);
     }
 

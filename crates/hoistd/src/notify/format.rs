@@ -164,17 +164,14 @@ fn quoted_within(text: &str, max: usize) -> String {
 
 /// [`mrkdwn`], at most `max` characters once escaped (an escape is never
 /// cut in two), with an ellipsis if it had to stop; controls other than
-/// line breaks made spaces, invisible characters left out.
+/// line breaks made spaces, hidden characters left out
+/// ([`hoist_api::text::visible_chars`]).
 fn mrkdwn_within(text: &str, max: usize) -> String {
-    let pieces: Vec<String> = text
-        .chars()
+    let pieces: Vec<String> = hoist_api::text::visible_chars(text.chars().map(lines_and_spaces))
         .map(|c| match c {
             '&' => "&amp;".to_string(),
             '<' => "&lt;".to_string(),
             '>' => "&gt;".to_string(),
-            c if c.is_control() && c != '\n' => " ".to_string(),
-            '\u{2028}' | '\u{2029}' => "\n".to_string(),
-            c if hoist_api::text::is_invisible(c) => String::new(),
             c => c.to_string(),
         })
         .collect();
@@ -398,20 +395,21 @@ fn teams(notice: &Notice) -> Value {
     })
 }
 
+/// Line breaks, Unicode's too, as `\n`; other controls as spaces.
+fn lines_and_spaces(c: char) -> char {
+    match c {
+        '\u{2028}' | '\u{2029}' => '\n',
+        c if c.is_control() && c != '\n' => ' ',
+        c => c,
+    }
+}
+
 /// At most `max` characters, with an ellipsis if there were more; controls
-/// other than line breaks made spaces, invisible characters left out.
+/// other than line breaks made spaces, hidden characters left out.
 fn clip(text: &str, max: usize) -> String {
-    let mut clipped: String = text
-        .chars()
-        .filter_map(|c| match c {
-            c if c.is_control() && c != '\n' => Some(' '),
-            '\u{2028}' | '\u{2029}' => Some('\n'),
-            c if hoist_api::text::is_invisible(c) => None,
-            c => Some(c),
-        })
-        .take(max)
-        .collect();
-    if text.chars().count() > max {
+    let mut kept = hoist_api::text::visible_chars(text.chars().map(lines_and_spaces));
+    let mut clipped: String = kept.by_ref().take(max).collect();
+    if kept.next().is_some() {
         clipped.pop();
         clipped.push('…');
     }
@@ -426,6 +424,14 @@ mod tests {
     fn clipping_keeps_line_breaks_and_marks_the_cut() {
         assert_eq!(clip("a\nb\u{1b}c", 10), "a\nb c");
         assert_eq!(clip("a\u{202e}b\u{2029}c", 10), "ab\nc");
+        // A stray variation selector is as hidden as a zero-width space,
+        // and hidden characters do not count toward the bound.
+        assert_eq!(clip("INC-4\u{FE0F}2 ❤\u{FE0F}", 10), "INC-42 ❤\u{FE0F}");
+        assert_eq!(clip(&format!("{}abc", "\u{200B}".repeat(20)), 3), "abc");
+        assert_eq!(
+            mrkdwn_within("main\u{FE00} & \u{2060}db", 20),
+            "main &amp; db"
+        );
         let long = clip(&"x".repeat(20), 10);
         assert_eq!(long.chars().count(), 10);
         assert!(long.ends_with('…'));

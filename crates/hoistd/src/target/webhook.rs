@@ -569,20 +569,17 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 const SECRET_PART_CHARS: usize = 8;
 
 pub fn clip(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .filter_map(|c| match c {
-            // Line breaks, Unicode's too, make one line of it.
-            '\u{2028}' | '\u{2029}' => Some(' '),
-            c if c.is_control() => Some(' '),
-            // Bidi overrides and zero-width characters would make what
-            // people read differ from what was said.
-            c if hoist_api::text::is_invisible(c) => None,
-            c => Some(c),
-        })
-        .take(MAX_REASON_CHARS)
-        .collect();
-    if text.chars().count() > MAX_REASON_CHARS {
+    // Line breaks, Unicode's too, make one line of it; bidi overrides,
+    // zero-width characters and stray variation selectors would make what
+    // people read differ from what was said.
+    let one_line = text.chars().map(|c| match c {
+        '\u{2028}' | '\u{2029}' => ' ',
+        c if c.is_control() => ' ',
+        c => c,
+    });
+    let mut kept = hoist_api::text::visible_chars(one_line);
+    let cleaned: String = kept.by_ref().take(MAX_REASON_CHARS).collect();
+    if kept.next().is_some() {
         format!("{cleaned}…")
     } else {
         cleaned
@@ -669,6 +666,7 @@ mod tests {
     fn endpoint_text_is_clipped_to_one_line() {
         assert_eq!(clip("a\nb\u{1b}[31m"), "a b [31m");
         assert_eq!(clip("a\u{2028}b\u{202e}c\u{200b}d"), "a bcd");
+        assert_eq!(clip("down\u{FE0F} ⚠\u{FE0F}"), "down ⚠\u{FE0F}");
         assert_eq!(clip(&"x".repeat(400)).chars().count(), MAX_REASON_CHARS + 1);
     }
 
