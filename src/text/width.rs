@@ -1,8 +1,17 @@
 //! Display widths in terminal cells, and cutting text to fit them.
 
-/// Display width of text in terminal cells.
+use ratatui::buffer::CellWidth;
+
+/// Display width of text in terminal cells, as ratatui draws it: grapheme
+/// by grapheme. The width of the whole string can differ (unicode-width
+/// makes an Arabic lam-alef one cell, and a halfwidth sound mark none,
+/// where each is drawn in a cell of its own), which would put a column a
+/// cell off.
 pub fn width_of(text: &str) -> usize {
-    unicode_width::UnicodeWidthStr::width(text)
+    unicode_segmentation::UnicodeSegmentation::graphemes(text, true)
+        .filter(|grapheme| !grapheme.contains(char::is_control))
+        .map(|grapheme| usize::from(grapheme.cell_width()))
+        .sum()
 }
 
 /// Text cut to at most `width` cells, with an ellipsis when cut.
@@ -108,5 +117,27 @@ mod tests {
         assert_eq!(fit("日本語", 4), "日…");
         let hearts = "\u{2764}\u{FE0F}".repeat(6);
         assert!(width_of(&fit(&hearts, 10)) <= 10, "{}", fit(&hearts, 10));
+    }
+
+    /// The width counted is the width ratatui draws, for the scripts where
+    /// a whole string's width differs from its graphemes'.
+    #[test]
+    fn widths_are_what_ratatui_draws() {
+        use ratatui::buffer::Buffer;
+        use ratatui::layout::Rect;
+        for text in [
+            "db-admin",
+            "日本語",
+            "\u{0644}\u{0627} admin",
+            "\u{FF8A}\u{FF9E}\u{FF9F}",
+            "\u{2764}\u{FE0F} on call",
+            "👩\u{200D}💻 e\u{0301}",
+            "\u{1100}\u{1161}\u{11A8}",
+        ] {
+            let mut buffer = Buffer::empty(Rect::new(0, 0, 40, 1));
+            let (end, _) = buffer.set_stringn(0, 0, text, 40, ratatui::style::Style::default());
+            assert_eq!(width_of(text), usize::from(end), "{text:?}");
+        }
+        assert_eq!(width_of("\u{0644}\u{0627}"), 2);
     }
 }
