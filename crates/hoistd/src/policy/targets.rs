@@ -13,6 +13,8 @@ pub(super) fn targets(
     raw: Vec<Spanned<toml::Table>>,
 ) -> Result<Targets, PolicyError> {
     let mut targets = Targets::default();
+    // Each sign-in token's audience, with the target and system it is for.
+    let mut audiences: Vec<(String, String, String)> = Vec::new();
     for table in raw {
         let offset = table.span().start;
         let mut settings = table.into_inner();
@@ -84,6 +86,26 @@ pub(super) fn targets(
         }
         let built =
             target::configure(&name, &kind, settings).map_err(|why| source.invalid(offset, why))?;
+        // A token hoistd signs to sign in at one system would sign it in at
+        // another that takes the same audience: the first could replay it.
+        if let Some(audience) = built.sign_in_audience() {
+            let system = built.system();
+            if let Some((other, _, _)) = audiences
+                .iter()
+                .find(|(_, heard, at)| heard == audience && *at != system)
+            {
+                return Err(source.invalid(
+                    offset,
+                    format!(
+                        "target `{name}` signs in with audience \"{audience}\", as target \
+                         `{other}` does at another system: either could then sign in as hoistd \
+                         at the other with the token it was sent; give each system its own \
+                         audience (and its JWT role `bound_audiences`)"
+                    ),
+                ));
+            }
+            audiences.push((name.clone(), audience.to_string(), system));
+        }
         if !targets.insert(built) {
             return Err(source.invalid(offset, format!("target `{name}` is defined twice")));
         }

@@ -282,6 +282,43 @@ fn targets_refuse_inline_secrets_unknown_kinds_and_loose_access() {
     );
 }
 
+/// Two OpenBao servers whose JWT roles take the same audience would each
+/// take the sign-in token hoistd sent the other: refused. Two targets at
+/// the same server may share it.
+#[test]
+fn openbao_systems_do_not_share_a_sign_in_audience() {
+    let bao = |name: &str, url: &str, audience: &str| {
+        format!(
+            "\n[[targets]]\nname = \"{name}\"\nkind = \"openbao\"\nurl = \"{url}\"\n\
+             auth = \"jwt\"\njwt_role = \"hoistd\"\naudience = \"{audience}\"\n"
+        )
+    };
+    let text = format!(
+        "{MINIMAL}{}{}",
+        bao("prod", "https://bao-prod.internal", "openbao"),
+        bao("lab", "https://bao-lab.internal", "openbao")
+    );
+    let err = refused(&text);
+    assert!(
+        err.contains("target `lab` signs in with audience \"openbao\", as target `prod` does"),
+        "{err}"
+    );
+    for fine in [
+        format!(
+            "{MINIMAL}{}{}",
+            bao("prod", "https://bao-prod.internal", "openbao-prod"),
+            bao("lab", "https://bao-lab.internal", "openbao-lab")
+        ),
+        format!(
+            "{MINIMAL}{}{}",
+            bao("prod", "https://bao-prod.internal", "openbao"),
+            bao("prod-kv", "https://bao-prod.internal:443/", "openbao")
+        ),
+    ] {
+        Policy::parse("p.toml", &fine).unwrap();
+    }
+}
+
 #[test]
 fn a_role_names_its_target_and_what_it_grants_there() {
     let dir = tempfile::tempdir().unwrap();

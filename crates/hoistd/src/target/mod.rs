@@ -308,6 +308,12 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
     fn cautions(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The audience of the token hoistd signs to sign in at this system
+    /// (OpenBao's JWT auth), if it signs one. Two systems may not share
+    /// one: either could sign in at the other with the token it was sent.
+    fn sign_in_audience(&self) -> Option<&str> {
+        None
+    }
     /// Checks a role's `[roles.access]` table offline, at policy load, and
     /// returns it as the JSON the operations get in [`GrantFacts::access`].
     fn access(&self, table: toml::Table) -> Result<serde_json::Value, String>;

@@ -183,6 +183,10 @@ impl fmt::Debug for OpenBao {
 impl OpenBao {
     /// Builds the target from its `[[targets]]` settings.
     pub fn configure(name: &str, table: toml::Table) -> Result<Arc<dyn TargetKind>, String> {
+        Ok(Arc::new(OpenBao::build(name, table)?))
+    }
+
+    fn build(name: &str, table: toml::Table) -> Result<OpenBao, String> {
         let raw: Settings = settings(name, table)?;
         let url =
             url::Url::parse(&raw.url).map_err(|err| format!("target `{name}`: url: {err}"))?;
@@ -235,14 +239,14 @@ impl OpenBao {
             .user_agent(concat!("hoistd/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| format!("target `{name}`: {err}"))?;
-        Ok(Arc::new(OpenBao {
+        Ok(OpenBao {
             name: name.to_string(),
             url,
             sign_in,
             timeout,
             http,
             session: Mutex::new(None),
-        }))
+        })
     }
 
     fn unreachable(&self, why: impl fmt::Display) -> TargetError {
@@ -251,6 +255,17 @@ impl OpenBao {
 
     fn refused(&self, why: impl fmt::Display) -> TargetError {
         TargetError::refused(&self.name, why)
+    }
+
+    /// Where OpenBao's API is, as its CLI takes it (`BAO_ADDR`): the base
+    /// every call is joined to (`…/bao-a/` for `…/bao-a/v1/…`), so a holder
+    /// calls the server hoistd minted their token at.
+    fn address(&self) -> String {
+        self.url
+            .join("./")
+            .map_or_else(|_| self.url.to_string(), |base| base.to_string())
+            .trim_end_matches('/')
+            .to_string()
     }
 
     fn endpoint(&self, path: &str) -> Result<url::Url, TargetError> {
@@ -567,6 +582,30 @@ impl TargetKind for OpenBao {
         }
     }
 
+    /// A URL whose path does not end in `/` has its calls go under the
+    /// URL's directory, holders' included ([`OpenBao::address`]): said at
+    /// every load, in case OpenBao is served under the whole path.
+    fn cautions(&self) -> Vec<String> {
+        let address = self.address();
+        if address == self.url.as_str().trim_end_matches('/') {
+            return Vec::new();
+        }
+        vec![format!(
+            "target `{}`: url path {} does not end in `/`, so hoistd and holders call OpenBao \
+             at {address}; if it is served under {}, end the url with `/`",
+            self.name,
+            self.url.path(),
+            self.url.path()
+        )]
+    }
+
+    fn sign_in_audience(&self) -> Option<&str> {
+        match &self.sign_in {
+            SignIn::Jwt { audience, .. } => Some(audience),
+            SignIn::AppRole { .. } => None,
+        }
+    }
+
     fn narrow(&self, given: &Value, now: &Value) -> Result<Value, String> {
         super::narrow_as(given, now, Access::narrowed)
     }
@@ -780,7 +819,7 @@ impl TargetKind for OpenBao {
         let lease = answer["auth"]["lease_duration"]
             .as_i64()
             .unwrap_or(remaining);
-        let address = self.url.as_str().trim_end_matches('/').to_string();
+        let address = self.address();
         let mut env = BTreeMap::from([
             ("BAO_ADDR".to_string(), address.clone()),
             ("BAO_TOKEN".to_string(), minted.clone()),
@@ -904,17 +943,7 @@ mod tests {
     #[test]
     fn the_path_under_an_origin_names_another_system() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("role"), "role-id").unwrap();
-        std::fs::write(dir.path().join("secret"), "secret-id").unwrap();
-        let at = |url: &str| {
-            let table: toml::Table = toml::from_str(&format!(
-                "url = \"{url}\"\nrole_id_file = {:?}\nsecret_id_file = {:?}",
-                dir.path().join("role"),
-                dir.path().join("secret"),
-            ))
-            .unwrap();
-            OpenBao::configure("bao", table).unwrap().system()
-        };
+        let at = |url: &str| approle_at(&dir, url).system();
         assert_ne!(
             at("https://gw.example/bao-a/"),
             at("https://gw.example/bao-b/")
@@ -926,6 +955,58 @@ mod tests {
         );
         assert_eq!(at("https://gw.example/bao-a"), at("https://gw.example/"));
         assert_eq!(at("https://bao.example"), "openbao https://bao.example:443");
+    }
+
+    /// The target at `url`, signing in by AppRole from files in `dir`.
+    fn approle_at(dir: &tempfile::TempDir, url: &str) -> OpenBao {
+        std::fs::write(dir.path().join("role"), "role-id").unwrap();
+        std::fs::write(dir.path().join("secret"), "secret-id").unwrap();
+        let table: toml::Table = toml::from_str(&format!(
+            "url = \"{url}\"\nrole_id_file = {:?}\nsecret_id_file = {:?}",
+            dir.path().join("role"),
+            dir.path().join("secret"),
+        ))
+        .unwrap();
+        OpenBao::build("bao", table).unwrap()
+    }
+
+    /// Holders are sent where hoistd calls: the base each call is joined
+    /// to. A path without its slash is the URL's directory, and a caution
+    /// says so at every load.
+    #[test]
+    fn holders_call_the_server_hoistd_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        for (url, address, cautioned) in [
+            (
+                "https://bao.example:8200",
+                "https://bao.example:8200",
+                false,
+            ),
+            (
+                "https://gw.example/bao-a/",
+                "https://gw.example/bao-a",
+                false,
+            ),
+            ("https://gw.example/bao-a", "https://gw.example", true),
+            ("https://gw.example/x/bao-a", "https://gw.example/x", true),
+        ] {
+            let target = approle_at(&dir, url);
+            assert_eq!(target.address(), address, "{url}");
+            let api = target.endpoint("sys/health").unwrap();
+            assert_eq!(api.as_str(), format!("{address}/v1/sys/health"), "{url}");
+            let cautions = target.cautions();
+            assert_eq!(
+                cautions.len(),
+                usize::from(cautioned),
+                "{url}: {cautions:?}"
+            );
+            if cautioned {
+                assert!(
+                    cautions[0].contains(&format!("at {address};")),
+                    "{cautions:?}"
+                );
+            }
+        }
     }
 
     /// A grant to sign in for.
