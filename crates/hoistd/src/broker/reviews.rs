@@ -31,11 +31,25 @@ fn counted_approvals(policy: &Policy, role: &RoleDef, request: &AccessRequest) -
         .collect()
 }
 
+/// How many approvals `request` needs under the policy in force: what it
+/// was filed with, or more if its role needs more since (a reload made it
+/// stricter). Never fewer: a rule loosened since does not carry what was
+/// filed under the stricter one.
+fn approvals_needed(role: &RoleDef, request: &AccessRequest) -> u32 {
+    let now = if request.break_glass {
+        0
+    } else {
+        role.approvals
+    };
+    request.approvals_required.max(now)
+}
+
 impl Work<'_> {
     /// Why an approved request whose scheduled start fell due no longer
-    /// has the approvals it was given under the policy in force (an
-    /// approver dropped from the role's approvers since), or `None`: it
-    /// starts only as a final approval would let it start now.
+    /// has the approvals it needs under the policy in force (an approver
+    /// dropped from the role's approvers since, or the role needing more
+    /// approvals now), or `None`: it starts only as a final approval would
+    /// let it start now.
     pub(super) fn approvals_lapsed(&self, request: &AccessRequest) -> Result<Option<String>> {
         let Some(role) = self.policy.role(&request.role) else {
             // Gone from the policy: the eligibility check says so.
@@ -45,15 +59,15 @@ impl Work<'_> {
             self.recall(&review.reviewer)?;
         }
         let counted = counted_approvals(&self.policy, role, request);
-        let needed = request.approvals_required as usize;
+        let needed = approvals_needed(role, request) as usize;
         if counted.len() >= needed {
             return Ok(None);
         }
         Ok(Some(format!(
-            "its approvals no longer count: {} of the {needed} it needs come from people who \
-             may still approve role `{}`; file it again",
+            "it does not have the approvals role `{}` needs now: {} of the {needed} it needs \
+             come from people who may still approve it; file it again",
+            request.role,
             counted.len(),
-            request.role
         )))
     }
 }
@@ -265,6 +279,9 @@ impl Broker {
             ));
         }
         let role = self.role(&policy, &request.role)?;
+        // A role made stricter since it was filed holds it to its new rule
+        // (and the request says so from now on).
+        request.approvals_required = approvals_needed(role, &request);
         let review = Review {
             reviewer: user.to_string(),
             decision,

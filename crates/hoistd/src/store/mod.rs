@@ -726,7 +726,9 @@ pub trait Tx {
     fn requests(&self, query: &RequestQuery) -> Result<Vec<AccessRequest>>;
     /// Stores the request without its reviews (rule 5).
     fn insert_request(&mut self, request: &AccessRequest) -> Result<()>;
-    /// Writes every field that can change after filing (rule 5).
+    /// Writes every field that can change after filing (rule 5): its
+    /// state and what goes with it, and the approvals it needs (raised
+    /// when its role needs more since).
     fn update_request(&mut self, request: &AccessRequest) -> Result<()>;
     /// Refuses a second review by the same reviewer (rule 3).
     fn insert_review(&mut self, request_id: &str, review: &Review) -> Result<()>;

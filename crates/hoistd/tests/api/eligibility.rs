@@ -131,7 +131,63 @@ async fn a_scheduled_start_counts_only_approvals_that_still_count() {
         seen.reason
             .as_deref()
             .unwrap()
-            .contains("approvals no longer count"),
+            .contains("does not have the approvals role `db` needs now: 0 of the 1"),
+        "{seen:?}"
+    );
+    assert!(frank.grants().await.is_empty());
+}
+
+/// A role made stricter by a reload holds the requests already waiting to
+/// its new rule: one filed with no approval needed does not start on
+/// none, and one filed needing one approval needs two.
+#[tokio::test]
+async fn waiting_requests_need_the_approvals_their_role_needs_now() {
+    let mut broker = TestBroker::builder().reaper_held().start().await;
+    let frank = broker.as_user("frank");
+    let scheduled = frank
+        .file(&CreateRequest {
+            starts_at: Some(Utc::now() + TimeDelta::milliseconds(300)),
+            ..request("logs", "nightly maintenance")
+        })
+        .await
+        .unwrap();
+    assert_eq!(scheduled.state, RequestState::Approved);
+    assert_eq!(scheduled.approvals_required, 0);
+    let pending = broker.as_user("alice").file(&db_request()).await.unwrap();
+    assert_eq!(pending.approvals_required, 1);
+
+    reload_with(
+        &broker,
+        r#"scope = "logs://prod""#,
+        "scope = \"logs://prod\"\napprovals = 1\napprover_groups = [\"approvers\"]",
+    )
+    .await;
+    reload_with(
+        &broker,
+        "approvals = 1\napprover_groups = [\"approvers\"]\nbreak_glass",
+        "approvals = 2\napprover_groups = [\"approvers\"]\nbreak_glass",
+    )
+    .await;
+
+    // One approval no longer carries it, and the request says what it needs.
+    let once = broker.as_user("bob").approve(&pending.id).await.unwrap();
+    assert_eq!(once.state, RequestState::Pending);
+    assert_eq!(once.approvals_required, 2);
+    let twice = broker.as_user("dave").approve(&pending.id).await.unwrap();
+    assert_eq!(twice.state, RequestState::Active);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    broker.hold_reaper(false);
+    eventually(Duration::from_secs(10), || async {
+        frank.request(&scheduled.id).await.unwrap().state == RequestState::Cancelled
+    })
+    .await;
+    let seen = frank.request(&scheduled.id).await.unwrap();
+    assert!(
+        seen.reason
+            .as_deref()
+            .unwrap()
+            .contains("does not have the approvals role `logs` needs now: 0 of the 1"),
         "{seen:?}"
     );
     assert!(frank.grants().await.is_empty());

@@ -47,6 +47,7 @@ pub fn requests_round_trip(store: &dyn Store) {
         full.lapses_at = Some(at(2_000 + state as i64));
         full.grant_id = Some(format!("gr_{}", state.as_str()));
         full.reason = Some(format!("now {state}"));
+        full.approvals_required = 3 + state as u32;
         let mut tx = store.transaction().unwrap();
         tx.update_request(&full).unwrap();
         tx.commit().unwrap();

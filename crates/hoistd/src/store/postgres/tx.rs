@@ -933,7 +933,7 @@ impl Tx for PgTx {
             format!("request {}", r.id),
             "UPDATE requests SET state = $2, updated_at = $3, lapses_at = $4, grant_id = $5, \
              reason = $6, claim_by = $7, claim_until = $8, ack_by = $9, ack_comment = $10, \
-             ack_at = $11 WHERE id = $1",
+             ack_at = $11, approvals_required = $12 WHERE id = $1",
             vec![
                 text(&r.id),
                 text(r.state.as_str()),
@@ -946,6 +946,7 @@ impl Tx for PgTx {
                 opt_text(r.acknowledgement.as_ref().map(|a| &a.by)),
                 opt_text(r.acknowledgement.as_ref().and_then(|a| a.comment.as_ref())),
                 p(r.acknowledgement.as_ref().map(|a| ms(a.at))),
+                p(i64::from(r.approvals_required)),
             ],
         );
         Ok(())

@@ -205,7 +205,7 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached(
                 "UPDATE requests SET state = ?2, updated_at = ?3, lapses_at = ?4, grant_id = ?5, \
                  reason = ?6, claim_by = ?7, claim_until = ?8, ack_by = ?9, ack_comment = ?10, \
-                 ack_at = ?11 WHERE id = ?1",
+                 ack_at = ?11, approvals_required = ?12 WHERE id = ?1",
             )?
             .execute(params![
                 r.id,
@@ -219,6 +219,7 @@ impl Tx for SqliteTx<'_> {
                 r.acknowledgement.as_ref().map(|a| &a.by),
                 r.acknowledgement.as_ref().and_then(|a| a.comment.as_ref()),
                 r.acknowledgement.as_ref().map(|a| ms(a.at)),
+                r.approvals_required,
             ])?;
         updated(changed, "request", &r.id)
     }
