@@ -261,7 +261,13 @@ impl Work<'_> {
             ..RequestQuery::default()
         })?;
         for mut request in attached {
-            if request.state == RequestState::Pending {
+            // An extension whose time for a decision is over has read as
+            // timed out since; the reaper may not have recorded it yet.
+            if request.state == RequestState::Pending
+                && request.lapses_at.is_some_and(|at| at <= self.now)
+            {
+                self.time_out(&mut request)?;
+            } else if request.state == RequestState::Pending {
                 request.state = RequestState::Cancelled;
                 request.reason = Some(format!("grant {} ended", grant.id));
                 request.lapses_at = None;

@@ -2,7 +2,7 @@
 //! grants, and workload tasks nobody can collect any more.
 
 use chrono::{DateTime, Utc};
-use hoist_api::{AuditKind, GrantState, RequestState};
+use hoist_api::{AccessRequest, AuditKind, GrantState, RequestState};
 use serde_json::json;
 
 use super::{Broker, SYSTEM_ACTOR, Work, event};
@@ -27,18 +27,7 @@ impl Broker {
         let mut left = REAP_BATCH.saturating_sub(requests.len());
         for mut request in requests.into_iter().take(REAP_BATCH) {
             match request.state {
-                RequestState::Pending => {
-                    let lapsed = request.lapses_at.unwrap_or(work.now);
-                    request.state = RequestState::TimedOut;
-                    request.reason = Some(format!("no decision before {}", lapsed.to_rfc3339()));
-                    request.claim = None;
-                    work.save_request(&mut request)?;
-                    let mut timed_out =
-                        event(AuditKind::TimedOut, SYSTEM_ACTOR, work.now, &request);
-                    timed_out.reason = request.reason.clone();
-                    timed_out.details = json!({ "lapses_at": lapsed });
-                    work.audit(timed_out)?;
-                }
+                RequestState::Pending => work.time_out(&mut request)?,
                 // Cancelled instead if the requester is no longer eligible,
                 // or its approvers no longer may approve it.
                 RequestState::Approved => match work.approvals_lapsed(&request)? {
@@ -71,6 +60,21 @@ impl Broker {
 }
 
 impl Work<'_> {
+    /// Records a pending request whose time for a decision is over as
+    /// timed out, as every read has shown it since.
+    pub(super) fn time_out(&mut self, request: &mut AccessRequest) -> Result<()> {
+        let lapsed = request.lapses_at.unwrap_or(self.now);
+        request.state = RequestState::TimedOut;
+        request.reason = Some(format!("no decision before {}", lapsed.to_rfc3339()));
+        request.claim = None;
+        self.save_request(request)?;
+        let mut timed_out = event(AuditKind::TimedOut, SYSTEM_ACTOR, self.now, request);
+        timed_out.reason = request.reason.clone();
+        timed_out.details = json!({ "lapses_at": lapsed });
+        self.audit(timed_out)?;
+        Ok(())
+    }
+
     /// Settles a workload task keyed by its token that can no longer be
     /// collected: no poll is let in past its token's end (with the
     /// leeway), and the last one has ended its wait for the target, so a

@@ -56,6 +56,40 @@ async fn a_grant_past_its_end_reads_as_expired_before_anything_records_it() {
     assert!(!kinds(&log).contains(&AuditKind::Expired));
 }
 
+/// A pending extension past its lapse, not yet recorded, whose grant is
+/// revoked: recorded as the timeout every read showed, not as cancelled.
+#[tokio::test]
+async fn a_lapsed_extension_of_a_revoked_grant_stays_timed_out() {
+    let broker = TestBroker::builder()
+        .settings(r#"pending_ttl = "1s""#)
+        .reaper_held()
+        .start()
+        .await;
+    let (alice, bob) = (broker.as_user("alice"), broker.as_user("bob"));
+    let filed = alice.file(&db_request()).await.unwrap();
+    let grant_id = bob.approve(&filed.id).await.unwrap().grant_id.unwrap();
+    let extension = alice.extend(&grant_id, 600).await.unwrap();
+    assert_eq!(extension.state, RequestState::Pending);
+    sleep_past(extension.lapses_at.unwrap()).await;
+    assert_eq!(
+        alice.request(&extension.id).await.unwrap().state,
+        RequestState::TimedOut
+    );
+
+    alice.revoke(&grant_id, "done early").await.unwrap();
+    let read = alice.request(&extension.id).await.unwrap();
+    assert_eq!(read.state, RequestState::TimedOut);
+    assert!(read.reason.unwrap().starts_with("no decision before"));
+    let log = broker.as_user("erin").audit().await;
+    let about: Vec<_> = log
+        .iter()
+        .filter(|e| e.request_id.as_deref() == Some(extension.id.as_str()))
+        .map(|e| e.kind.clone())
+        .collect();
+    assert!(about.contains(&AuditKind::TimedOut), "{about:?}");
+    assert!(!about.contains(&AuditKind::Cancelled), "{about:?}");
+}
+
 #[tokio::test]
 async fn a_request_past_its_lapse_reads_as_timed_out_before_anything_records_it() {
     let broker = TestBroker::builder()
