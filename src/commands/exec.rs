@@ -18,7 +18,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
-use super::request::{MAYBE_FILED, active_grant, file_keyed, wait_for_final};
+use super::request::{
+    MAYBE_FILED, active_grant, active_grant_patiently, file_keyed, wait_for_final,
+};
 use super::revoking::{self, Failed, Revoked};
 use super::signals::{Signals, status_of};
 use super::{Ended, duration};
@@ -182,9 +184,16 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     };
     if created {
         // The command may have outlived a single sign-on token; the revoke
-        // must not fail for that.
-        if let Ok(session) = crate::auth::session::current(target).await {
-            backend.set_token(&session.access_token);
+        // must not fail for that. A refresh held up (another hoist signing
+        // in, a slow provider) or a signal meanwhile does not hold up the
+        // revoke: it goes with the token in hand.
+        tokio::select! {
+            refreshed = tokio::time::timeout(REFRESH_WAIT, crate::auth::session::current(target)) => {
+                if let Ok(Ok(session)) = refreshed {
+                    backend.set_token(&session.access_token);
+                }
+            }
+            _ = signals.next() => {}
         }
         let revoked = revoke_after(
             backend,
@@ -196,10 +205,22 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
         if revoked == Revoked::Yes {
             super::remember_grants(backend).await;
         }
-        return outcome.map(|status| revoked.status(status));
+        return match (outcome, revoked) {
+            // A signal stopped the revoke: ended by it, whatever the
+            // command's fate (said first, when it failed to run).
+            (Err(err), Revoked::Stopped(signal)) => {
+                super::say(&format!("{err:#}"));
+                Ok(status_of(signal))
+            }
+            (outcome, revoked) => outcome.map(|status| revoked.status(status)),
+        };
     }
     outcome
 }
+
+/// How long the revoke after the command waits for the session to be
+/// refreshed before it goes with the token in hand.
+const REFRESH_WAIT: Duration = Duration::from_secs(10);
 
 enum Obtained {
     Grant(Box<hoist_api::Grant>),
@@ -295,7 +316,7 @@ async fn obtain(
         waited = wait_for_final(backend, filed, remaining(deadline)) => waited,
         signal = signals.next() => {
             let why = format!("interrupted by {}", signal.as_str());
-            let fate = withdraw(backend, &id, &why, signals).await;
+            let (fate, _) = withdraw(backend, &id, &why, signals).await;
             super::say(&format!(
                 "{} while waiting for approval; {fate}",
                 signal.as_str()
@@ -314,7 +335,13 @@ async fn obtain(
                 let cause: String = format!("{err:#}").chars().take(200).collect();
                 format!("failed while waiting: {cause}")
             };
-            let fate = withdraw(backend, &id, &why, signals).await;
+            let (fate, stopped) = withdraw(backend, &id, &why, signals).await;
+            // Stopped by a signal on the way: ended by it, as a signal ends
+            // exec anywhere else.
+            if let Some(signal) = stopped {
+                super::say(&format!("gave up waiting for approval ({why}); {fate}"));
+                return Ok(Obtained::Interrupted(signal));
+            }
             if timed_out {
                 return Err(
                     Ended::TimedOut(format!("gave up waiting for approval; {fate}")).into(),
@@ -338,23 +365,44 @@ async fn obtain(
         });
     }
     let grant_id = request.grant_id.clone().unwrap_or_default();
-    match active_grant(backend, &grant_id).await {
+    // A broker away for a moment (restarting, failing over) as the grant
+    // is made does not cost the grant: it is read again meanwhile.
+    let read = tokio::select! {
+        read = active_grant_patiently(backend, &grant_id, deadline) => read,
+        signal = signals.next() => {
+            let why = format!("hoist exec: interrupted by {}", signal.as_str());
+            let fate = match revoke_after(backend, &grant_id, &why, Some(signals)).await {
+                Revoked::Yes => "is revoked",
+                Revoked::No | Revoked::Stopped(_) => "is not revoked",
+            };
+            super::say(&format!(
+                "{} arrived as the grant was made; {grant_id} {fate}",
+                signal.as_str()
+            ));
+            return Ok(Obtained::Interrupted(signal));
+        }
+    };
+    match read {
         Ok(Some(grant)) => Ok(Obtained::Grant(Box::new(grant))),
-        // Granted, but not to be found (ended already) or not readable:
-        // nothing runs, and nothing is left behind.
-        outcome => {
-            revoke_after(
+        Ok(None) => Err(anyhow::anyhow!(
+            "{grant_id} ended before the command could start"
+        )),
+        // Granted, but not readable: nothing runs, and nothing is left
+        // behind if the broker lets it be revoked.
+        Err(err) => {
+            let fate = match revoke_after(
                 backend,
                 &grant_id,
                 "hoist exec: the grant could not be read",
-                None,
+                Some(signals),
             )
-            .await;
-            Err(match outcome {
-                Err(err) => anyhow::Error::from(err)
-                    .context(format!("{grant_id} could not be read, and is revoked")),
-                Ok(_) => anyhow::anyhow!("{grant_id} ended before the command could start"),
-            })
+            .await
+            {
+                Revoked::Yes => "and is revoked",
+                Revoked::No => "and is not revoked",
+                Revoked::Stopped(signal) => return Ok(Obtained::Interrupted(signal)),
+            };
+            Err(anyhow::Error::from(err).context(format!("{grant_id} could not be read, {fate}")))
         }
     }
 }
@@ -386,7 +434,7 @@ async fn check_and_withdraw(
 ) -> (String, Option<Signal>) {
     tokio::select! {
         checked = tokio::time::timeout(CHECK_WAIT, backend.file(body, key)) => match checked {
-            Ok(Ok(filed)) => (withdraw(backend, &filed.id, why, signals).await, None),
+            Ok(Ok(filed)) => withdraw(backend, &filed.id, why, signals).await,
             Ok(Err(_)) | Err(_) => (MAYBE_FILED.to_string(), None),
         },
         signal = signals.next() => (
@@ -396,13 +444,19 @@ async fn check_and_withdraw(
     }
 }
 
-/// Cancels the request exec filed and says what became of it. A second
-/// signal stops the cancelling, and the answer says how to finish the job
-/// by hand. A request the broker will not cancel may have been approved in
-/// the meantime: its grant is revoked instead, as the grant of a finished
+/// Cancels the request exec filed and says what became of it, with the
+/// signal that stopped it, if one did. A second signal stops the
+/// cancelling, and the answer says how to finish the job by hand. A
+/// request the broker will not cancel may have been approved in the
+/// meantime: its grant is revoked instead, as the grant of a finished
 /// command is (once the broker answered, a second signal stops that only
 /// when an attempt failed and hoist said how to revoke it).
-async fn withdraw(backend: &dyn Backend, id: &str, why: &str, signals: &mut Signals) -> String {
+async fn withdraw(
+    backend: &dyn Backend,
+    id: &str,
+    why: &str,
+    signals: &mut Signals,
+) -> (String, Option<Signal>) {
     let by_hand = format!(
         "{id} may still be pending: cancel it with `hoist cancel {id}` (if it was approved \
          meanwhile, `hoist status {id}` names its grant: `hoist revoke` it)"
@@ -410,33 +464,34 @@ async fn withdraw(backend: &dyn Backend, id: &str, why: &str, signals: &mut Sign
     let reason = format!("hoist exec: {why}");
     let refused = tokio::select! {
         cancelled = cancel(backend, id, &reason) => match cancelled {
-            Ok(()) => return format!("{id} is cancelled"),
+            Ok(()) => return (format!("{id} is cancelled"), None),
             Err(err) => err,
         },
         signal = signals.next() => {
-            return format!("{} stopped the cancelling; {by_hand}", signal.as_str());
+            return (
+                format!("{} stopped the cancelling; {by_hand}", signal.as_str()),
+                Some(signal),
+            );
         }
     };
     // Decided meanwhile? An approval made a grant; anything else final left
     // nothing to withdraw.
     let current: AccessRequest = match backend.request(id).await {
         Ok(current) => current,
-        Err(_) => return format!("{by_hand} (cancelling failed: {refused})"),
+        Err(_) => return (format!("{by_hand} (cancelling failed: {refused})"), None),
     };
     match (current.state, current.grant_id) {
         (RequestState::Active | RequestState::Approved, Some(grant_id)) => {
+            let approved = format!("{id} was approved meanwhile; its grant {grant_id}");
             match revoke_after(backend, &grant_id, &reason, Some(signals)).await {
-                Revoked::Yes => {
-                    format!("{id} was approved meanwhile; its grant {grant_id} is revoked")
-                }
+                Revoked::Yes => (format!("{approved} is revoked"), None),
                 // How to revoke it by hand has been said.
-                Revoked::No | Revoked::Stopped(_) => {
-                    format!("{id} was approved meanwhile; its grant {grant_id} is not revoked")
-                }
+                Revoked::No => (format!("{approved} is not revoked"), None),
+                Revoked::Stopped(signal) => (format!("{approved} is not revoked"), Some(signal)),
             }
         }
-        (state, _) if state.is_final() => format!("{id} is {state}"),
-        _ => format!("{by_hand} (cancelling failed: {refused})"),
+        (state, _) if state.is_final() => (format!("{id} is {state}"), None),
+        _ => (format!("{by_hand} (cancelling failed: {refused})"), None),
     }
 }
 

@@ -243,8 +243,7 @@ async fn until_live(
     if request.state != RequestState::Active {
         return Ok(());
     }
-    let grants = backend.grants(false).await?;
-    let Some(grant) = grants.into_iter().find(|g| g.id == grant_id) else {
+    let Some(grant) = active_grant_patiently(backend, grant_id, deadline).await? else {
         // Active a moment ago, and no longer among the active grants: it
         // was revoked or expired since, and there is no access to use.
         anyhow::bail!("{grant_id} ended before it could be used (revoked or expired)");
@@ -505,6 +504,32 @@ pub async fn find_grant(backend: &dyn Backend, target: &str) -> anyhow::Result<G
 /// My active grant with this id or of this role (its id, or its exact
 /// name as `hoist roles` shows it, when one grant's role is so called):
 /// `None` when there is none, an error when the broker could not say.
+/// How long a grant just made active is looked for while the broker is
+/// away.
+const READ_PATIENCE: Duration = Duration::from_secs(60);
+
+/// [`active_grant`], asked again while the broker is briefly away
+/// (restarting, failing over), until `deadline` or [`READ_PATIENCE`]: a
+/// grant just made is not given up on for one failed read.
+pub async fn active_grant_patiently(
+    backend: &dyn Backend,
+    target: &str,
+    deadline: Option<Instant>,
+) -> Result<Option<Grant>, crate::backend::BackendError> {
+    let patience = Instant::now() + READ_PATIENCE;
+    let until = deadline.map_or(patience, |at| at.min(patience));
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match active_grant(backend, target).await {
+            Err(err) if err.is_transient() && Instant::now() + wait < until => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            read => return read,
+        }
+    }
+}
+
 pub async fn active_grant(
     backend: &dyn Backend,
     target: &str,

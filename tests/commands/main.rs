@@ -967,6 +967,126 @@ async fn exec_revokes_a_grant_approved_as_it_withdrew_through_a_second_signal() 
     assert!(!ran.exists(), "the command never ran");
 }
 
+/// A signal while exec withdraws the request it gave up waiting for at
+/// its timeout ends exec by that signal, as a signal ends it anywhere
+/// else: a shell loop around it stops, where "timed out" (4) would have
+/// it file again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_stopped_while_withdrawing_at_its_timeout_ends_by_the_signal() {
+    use nix::sys::signal::Signal;
+    let broker = Broker::start().await;
+    let (gate, keeper) = proxy::gate();
+    let url = proxy::relay(
+        &broker.url,
+        move |line| {
+            if line.starts_with("POST /v1/requests/") && line.contains("/cancel ") {
+                gate.hold();
+            }
+        },
+        |_, _| {},
+    );
+    let alice = person_at(&url, "alice");
+    let ran = alice.config.path().join("ran");
+    let command = ["2s", "--", "touch", ran.to_str().unwrap()];
+    let mut waiting = alice.spawn(&[&EXEC_DB[..], &command].concat());
+    let progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    keeper.reached("exec never withdrew its request").await;
+    let pid = nix::unistd::Pid::from_raw(waiting.id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGINT).unwrap();
+    let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
+    let status = waiting.wait().unwrap();
+    keeper.open();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(2),
+        "{rest}"
+    );
+    assert!(rest.contains("SIGINT stopped the cancelling"), "{rest}");
+    assert!(rest.contains("hoist cancel req_"), "{rest}");
+    assert!(!ran.exists(), "the command never ran");
+}
+
+/// The broker away for a moment just as exec's request is approved: the
+/// grant is read again, not thrown away, and the command runs with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_reads_a_grant_made_while_the_broker_blinked_and_runs() {
+    let broker = Broker::start().await;
+    let bob = broker.person("bob");
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    let url = proxy::relay_losing(
+        &broker.url,
+        |_| {},
+        move |line, _| {
+            // The first read is exec's look for a grant held already; the
+            // next two, after the approval, are lost.
+            line.starts_with("GET /v1/grants")
+                && matches!(
+                    reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                    1 | 2
+                )
+        },
+    );
+    let alice = person_at(&url, "alice");
+    let command = ["1m", "--", "sh", "-c", "echo grant=$HOIST_GRANT_ID"];
+    let mut waiting = alice.spawn(&[&EXEC_DB[..], &command].concat());
+    let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    let id = filed_by(&mut progress);
+    let approved = bob.run(&["approve", &id, "--comment", "go"]);
+    assert!(approved.status.success(), "{}", stderr(&approved));
+    let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut waiting.stdout.take().unwrap(), &mut stdout).unwrap();
+    let status = waiting.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    let request: AccessRequest = alice.json(&["status", &id, "--json"]);
+    let grant_id = request.grant_id.expect("approved");
+    assert_eq!(stdout.trim(), format!("grant={grant_id}"), "{rest}");
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    let grant = grants.iter().find(|g| g.id == grant_id).expect("listed");
+    assert_eq!(
+        grant.state,
+        GrantState::Revoked,
+        "revoked once the command ended"
+    );
+    assert_eq!(
+        grant.revoke_reason.as_deref(),
+        Some("hoist exec: the command finished"),
+        "{rest}"
+    );
+}
+
+/// `request --wait` whose reads of the new grant are lost for a moment
+/// (the broker restarting as the approval lands) reads it again: the
+/// grant is there, so the wait succeeds, rather than exiting 6 ("try
+/// again"), which would be refused as a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_wait_reads_a_grant_made_while_the_broker_blinked() {
+    let broker = Broker::start().await;
+    let bob = broker.person("bob");
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    let url = proxy::relay_losing(
+        &broker.url,
+        |_| {},
+        move |line, _| {
+            line.starts_with("GET /v1/grants")
+                && reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2
+        },
+    );
+    let alice = person_at(&url, "alice");
+    let mut waiting = alice.spawn(&[&DB[..], &["--wait", "--json"]].concat());
+    let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    let id = filed_by(&mut progress);
+    let approved = bob.run(&["approve", &id, "--comment", "go"]);
+    assert!(approved.status.success(), "{}", stderr(&approved));
+    let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut waiting.stdout.take().unwrap(), &mut stdout).unwrap();
+    let status = waiting.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    let printed: AccessRequest = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(printed.state, RequestState::Active, "{rest}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_wait_stopped_by_a_signal_keeps_the_request_and_says_how_to_cancel() {
     let broker = Broker::start().await;
