@@ -457,7 +457,7 @@ impl Broker {
             .into_iter()
             .filter(|rule| rule.issuer.audiences.iter().any(|a| aud.contains(a)))
             .collect();
-        let Some(first) = candidates.first() else {
+        if candidates.is_empty() {
             return Err(refuse(
                 Code::WrongAudience,
                 format!(
@@ -466,19 +466,35 @@ impl Broker {
                     claimed(&aud.join(", "))
                 ),
             ));
-        };
-        // Verified with the first candidate's terms to read its claims;
-        // again below with the terms of the rule that grants, if another.
-        let claims = self
-            .verifier
-            .verify_claims(&first.issuer, token)
-            .await
-            .map_err(|err| {
-                refuse(
+        }
+        // Verified to read its claims with the terms of the first candidate
+        // that takes it (another may take more algorithms or leeway than
+        // the first, for its own subjects); again below with the terms of
+        // the rule that grants, if another. None taking it, the first
+        // one's refusal is the answer.
+        let mut verified = None;
+        let mut refused = None;
+        for rule in &candidates {
+            match self.verifier.verify_claims(&rule.issuer, token).await {
+                Ok(claims) => {
+                    verified = Some((*rule, claims));
+                    break;
+                }
+                Err(err) => {
+                    refused.get_or_insert(err);
+                }
+            }
+        }
+        let (first, claims) = match (verified, refused) {
+            (Some(verified), _) => verified,
+            (None, Some(err)) => {
+                return Err(refuse(
                     token_refusal(&err),
                     format!("the subject token was refused: {err}"),
-                )
-            })?;
+                ));
+            }
+            (None, None) => unreachable!("there is at least one candidate"),
+        };
         let subject = claims
             .get("sub")
             .and_then(|v| v.as_str())
@@ -541,7 +557,7 @@ impl Broker {
         // than the one the token was first checked with: its own terms
         // hold.
         // Refused then, it is refused as the workload its issuer signed.
-        if !std::ptr::eq(rule, *first) {
+        if !std::ptr::eq(rule, first) {
             self.verifier
                 .verify_claims(&rule.issuer, token)
                 .await

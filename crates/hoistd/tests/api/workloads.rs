@@ -1059,6 +1059,32 @@ async fn a_token_is_held_to_the_leeway_of_the_rule_that_grants() {
     issued(exchange_for(&broker, &token, "deploy").await);
 }
 
+/// Nor is a token held to the terms of a stricter rule before it for
+/// another subject: the rule that grants takes it with its own leeway.
+#[tokio::test]
+async fn a_stricter_rule_for_another_subject_does_not_refuse_a_token() {
+    let provider = Provider::start().await;
+    let strict = format!(
+        "[[workloads]]\nname = \"tools\"\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\n\
+         leeway = \"0s\"\n[workloads.claims]\nsub = \"tools-bot\"\n\
+         [[workloads.roles]]\nrole = \"deploy\"\nmax_ttl_minutes = 10\n\n[[workloads]]\nname = \"ci\"",
+        provider.issuer
+    );
+    let text = policy(&provider.issuer, "")
+        .replacen("[[workloads]]\nname = \"ci\"", &strict, 1)
+        .replacen("leeway = \"0s\"\nrun_url", "leeway = \"1h\"\nrun_url", 1);
+    assert!(text.contains("leeway = \"1h\"\nrun_url"), "{text}");
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let short = provider
+        .workload_token("deploy-bot", AUDIENCE, &main_claims(), Some(1))
+        .await;
+    let exp = jwt_claims(&short)["exp"].as_i64().unwrap();
+    while chrono::Utc::now().timestamp() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    issued(exchange_for(&broker, &short, "deploy").await);
+}
+
 /// A rule narrowed at a reload so that it no longer pins the subject a
 /// grant went to ends that grant, as a person's grant ends when they leave
 /// the role's groups.
