@@ -66,17 +66,31 @@ pub enum TargetError {
 
 impl TargetError {
     pub fn unreachable(target: &str, why: impl fmt::Display) -> Self {
-        TargetError::Unreachable(target.to_string(), why.to_string())
+        TargetError::Unreachable(target.to_string(), shown(why))
     }
 
     pub fn refused(target: &str, why: impl fmt::Display) -> Self {
-        TargetError::Refused(target.to_string(), why.to_string())
+        TargetError::Refused(target.to_string(), shown(why))
     }
 
     /// Whether the target could not be reached (rather than refused).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, TargetError::Unreachable(..))
     }
+}
+
+/// Why a target failed, as people read it in the grant's access, the audit
+/// log and notices: the target's own words (an OpenBao error, a PostgreSQL
+/// message) are not hoist's to trust, so on one line, with nothing a
+/// reader cannot see.
+fn shown(why: impl fmt::Display) -> String {
+    let text = why.to_string();
+    let one_line = text.chars().map(|c| match c {
+        '\u{2028}' | '\u{2029}' => ' ',
+        c if c.is_control() => ' ',
+        c => c,
+    });
+    hoist_api::text::visible_chars(one_line).collect()
 }
 
 /// What a target is told about a grant: its facts as hoist holds them, and
@@ -646,6 +660,16 @@ pub struct Due {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A target's own words reach people on one line, without what they
+    /// could not see.
+    #[test]
+    fn a_targets_words_are_shown_clean() {
+        let refused = TargetError::refused("bao", "permission\u{202E} denied\nat\u{2028}x\u{FE0F}");
+        assert_eq!(refused.to_string(), "bao refused: permission denied at x");
+        let away = TargetError::unreachable("db", "\u{1b}[31mdown ⚠\u{FE0F}");
+        assert_eq!(away.to_string(), "db unreachable:  [31mdown ⚠\u{FE0F}");
+    }
 
     /// A target kept as it was, or with more `formerly`, keeps what was
     /// given at it; one pointed elsewhere, or dropping a `formerly` line,
