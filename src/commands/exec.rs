@@ -184,16 +184,11 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     };
     if created {
         // The command may have outlived a single sign-on token; the revoke
-        // must not fail for that. A refresh held up (another hoist signing
-        // in, a slow provider) or a signal meanwhile does not hold up the
-        // revoke: it goes with the token in hand.
-        tokio::select! {
-            refreshed = tokio::time::timeout(REFRESH_WAIT, crate::auth::session::current(target)) => {
-                if let Ok(Ok(session)) = refreshed {
-                    backend.set_token(&session.access_token);
-                }
-            }
-            _ = signals.next() => {}
+        // must not fail for that, so it waits for the refresh (a signal
+        // meanwhile, such as the Ctrl-C that ended the command, must not
+        // send it with a token that ended).
+        if let Ok(session) = crate::auth::session::current(target).await {
+            backend.set_token(&session.access_token);
         }
         let revoked = revoke_after(
             backend,
@@ -217,10 +212,6 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     }
     outcome
 }
-
-/// How long the revoke after the command waits for the session to be
-/// refreshed before it goes with the token in hand.
-const REFRESH_WAIT: Duration = Duration::from_secs(10);
 
 enum Obtained {
     Grant(Box<hoist_api::Grant>),
@@ -476,9 +467,17 @@ async fn withdraw(
     };
     // Decided meanwhile? An approval made a grant; anything else final left
     // nothing to withdraw.
-    let current: AccessRequest = match backend.request(id).await {
-        Ok(current) => current,
-        Err(_) => return (format!("{by_hand} (cancelling failed: {refused})"), None),
+    let current: AccessRequest = tokio::select! {
+        read = backend.request(id) => match read {
+            Ok(current) => current,
+            Err(_) => return (format!("{by_hand} (cancelling failed: {refused})"), None),
+        },
+        signal = signals.next() => {
+            return (
+                format!("{} stopped the withdrawal; {by_hand}", signal.as_str()),
+                Some(signal),
+            );
+        }
     };
     match (current.state, current.grant_id) {
         (RequestState::Active | RequestState::Approved, Some(grant_id)) => {

@@ -519,11 +519,18 @@ pub async fn active_grant_patiently(
     let patience = Instant::now() + READ_PATIENCE;
     let until = deadline.map_or(patience, |at| at.min(patience));
     let mut wait = Duration::from_millis(500);
+    let mut read = active_grant(backend, target).await;
     loop {
-        match active_grant(backend, target).await {
+        match read {
             Err(err) if err.is_transient() && Instant::now() + wait < until => {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
+                // Asked again only until the wait ends: the last failure
+                // is the answer then.
+                read = match tokio::time::timeout_at(until, active_grant(backend, target)).await {
+                    Ok(again) => again,
+                    Err(_) => return Err(err),
+                };
             }
             read => return read,
         }
