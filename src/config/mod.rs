@@ -129,6 +129,13 @@ pub enum ConfigError {
         list(.known)
     )]
     NoDefaultProfile { known: Vec<String> },
+    /// `--broker URL` with no `--profile`, and more than one profile talks
+    /// to it: which session and settings are meant cannot be guessed.
+    #[error(
+        "several profiles use {broker}: pick one with `hoist --profile NAME` (profiles: {})",
+        list(.known)
+    )]
+    SeveralProfiles { broker: String, known: Vec<String> },
     /// `profile` is `None` for a URL given with `--broker`. The refusal is
     /// part of the message, so it is not also a `source`: printing the chain
     /// would say it twice.
@@ -767,14 +774,43 @@ impl Config {
                     reason: "it is an Entra profile; --broker names a hoistd broker".into(),
                 });
             }
+            // A profile signed in at another broker keeps that session: one
+            // pointed elsewhere would strand it (no logout could find it).
+            if let Some(name) = profile
+                && let Some(signed_in) = self.profiles.get(name).filter(|p| {
+                    p.user.is_some() && endpoint::normalise(&p.broker).is_ok_and(|b| b != broker)
+                })
+            {
+                return Err(ConfigError::BadProfile {
+                    profile: name.to_string(),
+                    reason: format!(
+                        "it is signed in at {} as {}; --broker {broker} names another broker: \
+                         sign out first (`hoist --profile {name} logout`), or name another profile",
+                        signed_in.broker,
+                        signed_in.user.as_deref().unwrap_or_default()
+                    ),
+                });
+            }
             let name = match profile {
                 Some(name) => name.to_string(),
-                None => self
-                    .profiles
-                    .keys()
-                    .find(|name| existing(name).is_some())
-                    .cloned()
-                    .unwrap_or_else(|| self.free_profile_name(&broker)),
+                None => {
+                    let mut using = self.profiles.keys().filter(|name| existing(name).is_some());
+                    match (using.next(), using.next()) {
+                        (Some(one), None) => one.clone(),
+                        (None, _) => self.free_profile_name(&broker),
+                        (Some(_), Some(_)) => {
+                            return Err(ConfigError::SeveralProfiles {
+                                broker: broker.clone(),
+                                known: self
+                                    .profiles
+                                    .keys()
+                                    .filter(|name| existing(name).is_some())
+                                    .cloned()
+                                    .collect(),
+                            });
+                        }
+                    }
+                }
             };
             let existing = existing(&name);
             return Ok(Target {

@@ -92,6 +92,44 @@ fn broker_flag_wins_and_finds_the_profile_that_has_it() {
     assert_eq!(target.user, None);
 }
 
+/// `--broker` that two profiles use is not guessed at (the first one's
+/// plain-file opt-in, and its session replaced by another person's), and
+/// a profile signed in elsewhere is not pointed at another broker, which
+/// would strand its session.
+#[test]
+fn the_broker_flag_does_not_guess_between_profiles_or_strand_a_session() {
+    let config = config(&format!(
+        "{TWO_PROFILES}\n[profiles.ci-bot]\nbroker = \"https://hoist.corp.example\"\nuser = \"bot\"\n\
+         insecure_file_store = true\n"
+    ));
+    let err = config
+        .resolve(Some("https://hoist.corp.example"), None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "several profiles use https://hoist.corp.example: pick one with `hoist --profile NAME` \
+         (profiles: ci-bot, work)"
+    );
+    let work = config
+        .resolve(Some("https://hoist.corp.example"), Some("work"))
+        .unwrap();
+    assert_eq!(
+        (work.user.as_deref(), work.insecure_file_store),
+        (Some("alice"), false)
+    );
+
+    let err = config
+        .resolve(Some("https://other.example"), Some("work"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("profile `work`: it is signed in at https://hoist.corp.example/ as alice"),
+        "{err}"
+    );
+    assert!(err.contains("`hoist --profile work logout`"), "{err}");
+}
+
 #[test]
 fn a_new_broker_gets_default_or_a_free_name() {
     let empty = Config::default();
