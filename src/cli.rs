@@ -779,6 +779,16 @@ fn exposed_warning(signed_out: &session::SignedOut) {
 async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<()> {
     let mut config = Config::load()?;
     let target = config.resolve(broker, profile)?;
+    // Forgetting the profile's sign-in there would strand its session.
+    if let Some((at, user)) = config.signed_in_elsewhere(&target) {
+        anyhow::bail!(
+            "profile `{}` is signed in at {at} as {user}, not at {}: `hoist --profile {} logout` \
+             signs it out",
+            target.profile,
+            target.broker,
+            target.profile
+        );
+    }
     let signed_out = session::logout(&target).await?;
     let removed = signed_out.removed;
     config.forget_login(&target);

@@ -745,6 +745,17 @@ impl Config {
             .map_err(|err| write_error(err.to_string()))
     }
 
+    /// Where and as whom `target`'s profile is signed in, when that is at
+    /// another broker than the target's (`--broker` pointing the profile
+    /// elsewhere): a sign-out there would find nothing to end.
+    pub fn signed_in_elsewhere(&self, target: &Target) -> Option<(&str, &str)> {
+        let profile = self.profiles.get(&target.profile)?;
+        let user = profile.user.as_deref()?;
+        let broker = endpoint::normalise(&profile.broker).ok()?;
+        (profile.kind == Kind::Hoistd && broker != target.broker)
+            .then_some((profile.broker.as_str(), user))
+    }
+
     /// Picks the broker to talk to. In order: `--broker URL` (with the
     /// profile that already has that broker, or `--profile`, or
     /// "default"); `--profile NAME`; `default_profile`; the only profile.
@@ -772,23 +783,6 @@ impl Config {
                 return Err(ConfigError::BadProfile {
                     profile: name.to_string(),
                     reason: "it is an Entra profile; --broker names a hoistd broker".into(),
-                });
-            }
-            // A profile signed in at another broker keeps that session: one
-            // pointed elsewhere would strand it (no logout could find it).
-            if let Some(name) = profile
-                && let Some(signed_in) = self.profiles.get(name).filter(|p| {
-                    p.user.is_some() && endpoint::normalise(&p.broker).is_ok_and(|b| b != broker)
-                })
-            {
-                return Err(ConfigError::BadProfile {
-                    profile: name.to_string(),
-                    reason: format!(
-                        "it is signed in at {} as {}; --broker {broker} names another broker: \
-                         sign out first (`hoist --profile {name} logout`), or name another profile",
-                        signed_in.broker,
-                        signed_in.user.as_deref().unwrap_or_default()
-                    ),
                 });
             }
             let name = match profile {

@@ -365,6 +365,19 @@ fn the_binary_remembers_the_opt_in_and_logout_deletes_the_file() {
             .contains("demo-alice")
     );
 
+    // A sign-out through another broker than the profile's would find
+    // nothing there and forget the profile's sign-in: refused, naming it.
+    let (code, _, said) = hoist(
+        &["--profile", "work", "--broker", &broker.url(), "logout"],
+        "",
+    );
+    assert_ne!(code, Some(0), "{said}");
+    assert!(
+        said.contains("is signed in at") && said.contains("as bob"),
+        "{said}"
+    );
+    assert_eq!(files_under(&sessions), files);
+
     // Two profiles signed in as one person share a session: signing in as
     // someone else on one of them leaves the other's alone.
     for (profile, token) in [
