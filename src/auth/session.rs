@@ -285,7 +285,7 @@ const REFRESH_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(12
 /// (and saved again, as providers may rotate refresh tokens).
 pub async fn current(target: &Target) -> Result<Session, SessionError> {
     use_file_store_if_chosen(target)?;
-    let _refreshing = REFRESHING.lock().await;
+    let refreshing = REFRESHING.lock().await;
     let not_signed_in = || SessionError::NotSignedIn {
         broker: target.broker.clone(),
         login: login_command(target),
@@ -324,7 +324,7 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
         })
     })
     .await?;
-    let _held = match held {
+    let held = match held {
         Held::Elsewhere => return Ok(session),
         Held::Refresh(file) => file,
     };
@@ -361,6 +361,36 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
             crate::auth::entra::provider(tenant).await?
         }
     };
+    // From the refresh on, done to the end though the caller stops
+    // waiting (a profile switched, a watch ended), with both locks held: a
+    // rotated refresh token dropped halfway would leave the stored one
+    // spent, and a provider takes its reuse for theft.
+    let target = target.clone();
+    tokio::spawn(async move {
+        let (_refreshing, _held) = (refreshing, held);
+        renew(&target, &user, provider, refresh_token).await
+    })
+    .await
+    .map_err(|err| SessionError::Task(err.to_string()))?
+}
+
+/// Renews the session with `refresh_token` and saves it over the one it
+/// renewed ([`current`] holds the locks).
+async fn renew(
+    target: &Target,
+    user: &str,
+    provider: sso::Provider,
+    refresh_token: String,
+) -> Result<Session, SessionError> {
+    let not_signed_in = || SessionError::NotSignedIn {
+        broker: target.broker.clone(),
+        login: login_command(target),
+    };
+    let expired = |reason: String| SessionError::Expired {
+        broker: target.broker.clone(),
+        reason,
+        login: sign_in_command(target),
+    };
     let fresh = provider
         .refresh(&refresh_token)
         .await
@@ -373,7 +403,12 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     // signed in afresh (which the lock keeps out, unless its wait ran out):
     // the renewed session is not brought back, and its refresh token,
     // which nothing will hold, is revoked.
-    let (broker, stored, spent) = (target.broker.clone(), fresh.clone(), refresh_token.clone());
+    let (broker, user, stored, spent) = (
+        target.broker.clone(),
+        user.to_string(),
+        fresh.clone(),
+        refresh_token.clone(),
+    );
     let now_stored = blocking(move || {
         let now_stored = secrets::load(&broker, &user)?;
         if now_stored
