@@ -1006,37 +1006,55 @@ async fn exec_stopped_while_withdrawing_at_its_timeout_ends_by_the_signal() {
     assert!(!ran.exists(), "the command never ran");
 }
 
-/// The broker away for a moment just as exec's request is approved: the
-/// grant is read again, not thrown away, and the command runs with it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_reads_a_grant_made_while_the_broker_blinked_and_runs() {
-    let broker = Broker::start().await;
-    let bob = broker.person("bob");
+/// A proxy in front of `broker` that loses the answers to the reads of
+/// grants (`GET /v1/grants`, counted from 0) that `lost` picks, as a broker
+/// restarting would.
+fn grant_reads_lost(broker: &str, lost: fn(usize) -> bool) -> String {
     let reads = std::sync::atomic::AtomicUsize::new(0);
-    let url = proxy::relay_losing(
-        &broker.url,
+    proxy::relay_losing(
+        broker,
         |_| {},
         move |line, _| {
-            // The first read is exec's look for a grant held already; the
-            // next two, after the approval, are lost.
             line.starts_with("GET /v1/grants")
-                && matches!(
-                    reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
-                    1 | 2
-                )
+                && lost(reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
         },
-    );
-    let alice = person_at(&url, "alice");
-    let command = ["1m", "--", "sh", "-c", "echo grant=$HOIST_GRANT_ID"];
-    let mut waiting = alice.spawn(&[&EXEC_DB[..], &command].concat());
+    )
+}
+
+/// Runs `args` as `who`, has `approver` approve the request it files, and
+/// gives the request's id, what it said on stderr, its stdout and status.
+fn approved_while_waiting(
+    who: &Hoist,
+    approver: &Hoist,
+    args: &[&str],
+) -> (String, String, String, std::process::ExitStatus) {
+    let mut waiting = who.spawn(args);
     let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
     let id = filed_by(&mut progress);
-    let approved = bob.run(&["approve", &id, "--comment", "go"]);
+    let approved = approver.run(&["approve", &id, "--comment", "go"]);
     assert!(approved.status.success(), "{}", stderr(&approved));
     let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut waiting.stdout.take().unwrap(), &mut stdout).unwrap();
     let status = waiting.wait().unwrap();
+    (id, rest, stdout, status)
+}
+
+/// The broker away for a moment just as exec's request is approved: the
+/// grant is read again, not thrown away, and the command runs with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_reads_a_grant_made_while_the_broker_blinked_and_runs() {
+    let broker = Broker::start().await;
+    // The first read is exec's look for a grant held already; the next two,
+    // after the approval, are lost.
+    let url = grant_reads_lost(&broker.url, |read| matches!(read, 1 | 2));
+    let alice = person_at(&url, "alice");
+    let command = ["1m", "--", "sh", "-c", "echo grant=$HOIST_GRANT_ID"];
+    let (id, rest, stdout, status) = approved_while_waiting(
+        &alice,
+        &broker.person("bob"),
+        &[&EXEC_DB[..], &command].concat(),
+    );
     assert_eq!(status.code(), Some(0), "{rest}");
     let request: AccessRequest = alice.json(&["status", &id, "--json"]);
     let grant_id = request.grant_id.expect("approved");
@@ -1062,26 +1080,13 @@ async fn exec_reads_a_grant_made_while_the_broker_blinked_and_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_wait_reads_a_grant_made_while_the_broker_blinked() {
     let broker = Broker::start().await;
-    let bob = broker.person("bob");
-    let reads = std::sync::atomic::AtomicUsize::new(0);
-    let url = proxy::relay_losing(
-        &broker.url,
-        |_| {},
-        move |line, _| {
-            line.starts_with("GET /v1/grants")
-                && reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2
-        },
-    );
+    let url = grant_reads_lost(&broker.url, |read| read < 2);
     let alice = person_at(&url, "alice");
-    let mut waiting = alice.spawn(&[&DB[..], &["--wait", "--json"]].concat());
-    let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
-    let id = filed_by(&mut progress);
-    let approved = bob.run(&["approve", &id, "--comment", "go"]);
-    assert!(approved.status.success(), "{}", stderr(&approved));
-    let rest: String = progress.map(|l| l.unwrap() + "\n").collect();
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut waiting.stdout.take().unwrap(), &mut stdout).unwrap();
-    let status = waiting.wait().unwrap();
+    let (_, rest, stdout, status) = approved_while_waiting(
+        &alice,
+        &broker.person("bob"),
+        &[&DB[..], &["--wait", "--json"]].concat(),
+    );
     assert_eq!(status.code(), Some(0), "{rest}");
     let printed: AccessRequest = serde_json::from_str(&stdout).unwrap();
     assert_eq!(printed.state, RequestState::Active, "{rest}");
