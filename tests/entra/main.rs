@@ -99,6 +99,14 @@ fn eligible_roles_come_with_their_policy_terms() {
             alice.audit(0, 10).await.unwrap_err(),
             BackendError::Unsupported("the audit log")
         );
+        let with_incident = hoist_api::CreateRequest {
+            incident: Some("INC-1".into()),
+            ..body(&role_id(graph::USER_ADMIN), None, None)
+        };
+        assert_eq!(
+            alice.file(&with_incident, "k").await.unwrap_err(),
+            BackendError::Unsupported("incident references")
+        );
     });
 }
 
@@ -427,6 +435,8 @@ fn a_deactivation_whose_answer_was_lost_is_confirmed_on_retry() {
         tenant.graph.lose_answers(1);
         let lost = alice.revoke(&grant.id, None).await.unwrap_err();
         assert!(lost.is_transient(), "{lost:?}");
+        // Graph away: try again (exit 6), not another failure.
+        assert_eq!(lost.code(), Some(ErrorCode::Unavailable), "{lost:?}");
         assert!(alice.grants(false).await.unwrap().is_empty());
         let ended = alice.revoke(&grant.id, None).await.unwrap();
         assert_eq!(ended.id, grant.id);

@@ -208,6 +208,14 @@ pub fn to_backend(error: GraphError, graph: &str, doing: &str) -> BackendError {
                         crate::text::sanitize::line(&message)
                     ),
                 ),
+                // Graph or its gateway away or overloaded: try again, as for
+                // a broker that cannot be reached.
+                (502..=504, _) => refused(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "Microsoft Graph is unavailable ({doing}: {message}); try again shortly"
+                    ),
+                ),
                 (500.., _) => refused(
                     ErrorCode::Internal,
                     format!("Microsoft Graph failed {doing}: {message}"),

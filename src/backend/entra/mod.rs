@@ -653,6 +653,9 @@ impl Backend for EntraClient {
         if body.starts_at.is_some() {
             return Err(BackendError::Unsupported("scheduled starts"));
         }
+        if body.incident.is_some() {
+            return Err(BackendError::Unsupported("incident references"));
+        }
         let role = self.resolve_role(&body.role).await?;
         let user = self.user().await?;
         let mut new = self.activation(&role, &user.id, "selfActivate");
