@@ -35,12 +35,13 @@ impl Broker {
                 .store(Arc::new(super::limits::Limits::new(&policy.settings)));
         }
         self.policy.store(Arc::new(policy));
+        // Live streams check their callers against the new policy before
+        // they deliver anything more: told at once, so a token the policy
+        // removed hears nothing of the commits still under way.
+        self.reloads.send_modify(|n| *n += 1);
         // Every commit that may have checked the old policy ends before the
         // sweep reads what it must revoke.
         self.gate.turn();
-        // Live streams check their callers against the new policy before
-        // they deliver anything more.
-        self.reloads.send_modify(|n| *n += 1);
         let swept = self.begin().and_then(|mut work| {
             // Again under the writers' lock, where no grant can start at a
             // dropped target between this look and the swap's effect.
