@@ -112,6 +112,18 @@ pub enum Prompt {
     },
 }
 
+impl Prompt {
+    /// The request a decision or acknowledgement is about.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Prompt::Approve { request_id }
+            | Prompt::Deny { request_id }
+            | Prompt::Acknowledge { request_id } => Some(request_id),
+            Prompt::TypeRoleId { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Modal {
     Help,
@@ -427,6 +439,9 @@ pub struct State {
     /// Requests the person decided or acknowledged, until the broker
     /// answers: their leaving the queue is the person's doing, no surprise.
     pub deciding: BTreeSet<String>,
+    /// The reason typed with a decision on its way to the broker: given
+    /// back in its prompt if the decision fails, not typed again.
+    pub sent_reason: Option<Modal>,
     pub ticket_url: Option<String>,
     pub loaded: bool,
     pub should_quit: bool,
@@ -484,6 +499,7 @@ impl State {
             warned: HashSet::new(),
             busy: BTreeSet::new(),
             deciding: BTreeSet::new(),
+            sent_reason: None,
             loading: false,
             heard_while_loading: BTreeSet::new(),
             ticket_url: None,

@@ -127,6 +127,24 @@ fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Com
         Operation::Reviewing | Operation::Acknowledging => {
             state.busy.retain(|id| !state.deciding.contains(id));
             state.deciding.clear();
+            // The reason typed with it comes back, to send again with Enter.
+            if let Some(Modal::Input {
+                prompt,
+                title,
+                text,
+                required,
+                ..
+            }) = state.sent_reason.take()
+                && state.modal.is_none()
+            {
+                state.modal = Some(Modal::Input {
+                    prompt,
+                    title,
+                    text,
+                    required,
+                    error: Some(format!("{}; Enter sends it again", failure.describe())),
+                });
+            }
         }
         Operation::Cancelling
         | Operation::Revoking

@@ -55,6 +55,17 @@ pub fn why_not_leave(state: &State) -> Option<String> {
     {
         return Some("A request form is open: send or close it, then switch".into());
     }
+    // A question or a typed reason would be dropped, and the keys meant
+    // for it would act on the other profile's screen.
+    if matches!(
+        state.modal,
+        Some(Modal::Confirm { .. } | Modal::Input { .. })
+    ) {
+        return Some("A question is open: answer or close it, then switch".into());
+    }
+    if !state.deciding.is_empty() {
+        return Some("A decision is on its way to the broker: switch once it is answered".into());
+    }
     None
 }
 
@@ -217,6 +228,13 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
                 Action::Submit => {
                     let comment = Some(text.trim().to_string()).filter(|t| !t.is_empty());
                     if !required || comment.is_some() {
+                        state.sent_reason = comment.is_some().then(|| Modal::Input {
+                            prompt: prompt.clone(),
+                            title: title.clone(),
+                            text: text.clone(),
+                            required,
+                            error: None,
+                        });
                         return vec![send(state, prompt, comment)];
                     }
                     Some("a reason is required: the requester sees it".to_string())

@@ -31,6 +31,10 @@ pub(super) fn changed(state: &mut State, request: AccessRequest) -> Vec<Command>
     }
     state.busy.remove(&id);
     state.deciding.remove(&id);
+    if matches!(&state.sent_reason, Some(Modal::Input { prompt, .. }) if prompt.request_id() == Some(id.as_str()))
+    {
+        state.sent_reason = None;
+    }
     vec![Command::LoadAll]
 }
 

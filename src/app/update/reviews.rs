@@ -115,16 +115,19 @@ pub(super) fn grant_loaded(state: &mut State, grant: Grant) -> Vec<Command> {
     vec![]
 }
 
-/// Filed under the request it is about, found by requester and role.
+/// Filed under every request it is about, found by requester and role (a
+/// break-glass request and a pending one of the same person and role have
+/// the same history).
 pub(super) fn history_loaded(state: &mut State, history: RequestHistory) -> Vec<Command> {
-    let key = state
+    let ids: Vec<String> = state
         .queue
         .iter()
         .chain(&state.break_glass)
-        .find(|r| r.requester == history.requester && r.role == history.role)
-        .map(|r| r.id.clone());
-    if let Some(id) = key {
-        state.histories.insert(id, history);
+        .filter(|r| r.requester == history.requester && r.role == history.role)
+        .map(|r| r.id.clone())
+        .collect();
+    for id in ids {
+        state.histories.insert(id, history.clone());
     }
     vec![]
 }

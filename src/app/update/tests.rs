@@ -2843,6 +2843,20 @@ fn the_profile_on_screen_is_not_left_with_work_in_hand() {
         None,
         "an empty form is no work"
     );
+    // A reason being typed, and a decision the broker has not answered.
+    state.modal = Some(Modal::Input {
+        prompt: crate::app::state::Prompt::Deny {
+            request_id: "req_1".into(),
+        },
+        title: "Deny".into(),
+        text: "not during the freeze".into(),
+        required: true,
+        error: None,
+    });
+    assert!(super::why_not_leave(&state).is_some_and(|why| why.contains("question")));
+    state.modal = None;
+    state.deciding.insert("req_1".into());
+    assert!(super::why_not_leave(&state).is_some_and(|why| why.contains("decision")));
 }
 
 /// The first load is placed by the broker's time as the answer came, not
@@ -2951,4 +2965,79 @@ fn a_request_heard_while_loading_is_not_dropped_by_the_loads_answer() {
     let loaded = snapshot(&state);
     update(&mut state, Action::Loaded(Box::new(loaded)));
     assert!(queued(&state).is_empty(), "{:?}", queued(&state));
+}
+
+/// A break-glass request and a pending one of the same person and role
+/// share one history: loaded once, it is shown for both, not left
+/// "loading…" on the second.
+#[test]
+fn a_history_is_shown_for_every_request_it_is_about() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    let pending = request("req_1", "db", "carol", now);
+    let mut glass = request("req_2", "db", "carol", now);
+    glass.state = RequestState::Active;
+    glass.break_glass = true;
+    state.queue = vec![pending];
+    state.break_glass = vec![glass];
+    update(
+        &mut state,
+        Action::HistoryLoaded(hoist_api::RequestHistory {
+            requester: "carol".into(),
+            role: "db".into(),
+            recent: vec![],
+        }),
+    );
+    assert!(state.histories.contains_key("req_1"));
+    assert!(state.histories.contains_key("req_2"));
+}
+
+/// A reason typed with a decision that did not reach the broker comes back
+/// in its prompt, with why, to send again; one that did is not kept.
+#[test]
+fn a_decision_that_fails_gives_back_its_reason() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.queue = vec![request("req_1", "db", "carol", now)];
+    let deny = || Modal::Input {
+        prompt: crate::app::state::Prompt::Deny {
+            request_id: "req_1".into(),
+        },
+        title: "Deny".into(),
+        text: "not during the freeze".into(),
+        required: true,
+        error: None,
+    };
+    state.modal = Some(deny());
+    let sent = update(&mut state, Action::Submit);
+    assert!(
+        sent.iter().any(|c| matches!(c, Command::Review { .. })),
+        "{sent:?}"
+    );
+    assert_eq!(state.modal, None);
+    update(
+        &mut state,
+        Action::Failed {
+            operation: Operation::Reviewing,
+            failure: Failure::new(FailureKind::Unreachable, "connection refused"),
+        },
+    );
+    match &state.modal {
+        Some(Modal::Input { text, error, .. }) => {
+            assert_eq!(text, "not during the freeze");
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("Enter sends it again")),
+                "{error:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Sent again and answered: nothing is kept to give back.
+    update(&mut state, Action::Submit);
+    let mut denied = request("req_1", "db", "carol", now);
+    denied.state = RequestState::Denied;
+    update(&mut state, Action::RequestChanged(Box::new(denied)));
+    assert_eq!(state.sent_reason, None);
 }
