@@ -12,6 +12,8 @@ use crate::text::span;
 /// The target kind whose grants hand over an SSH certificate for the
 /// holder's own key rather than a secret of the target's.
 pub const SSH: &str = "ssh";
+/// A PostgreSQL target: each fetch of a credential sets a new password.
+pub const POSTGRES: &str = "postgres";
 
 /// What `y` copies from a credential pop-up with access at a target, and
 /// its name for the pop-up's hint and banner: the SSH certificate, else the

@@ -242,6 +242,34 @@ pub(super) fn credential(state: &mut State, copy: bool) -> Vec<Command> {
         .as_ref()
         .is_some_and(|access| access.kind == access::SSH);
     let grant_id = grant.id.clone();
+    // A copy from the list is a fresh fetch, which sets a new password
+    // at a PostgreSQL target: asked first, since one in use stops working
+    // for new logins (the pop-up copies what it shows instead).
+    let rotates = grant
+        .access
+        .as_ref()
+        .is_some_and(|access| access.kind == access::POSTGRES);
+    if copy && rotates {
+        let prompt = format!(
+            "Copy a new password for {}? It is set at {} now: one fetched before stops working \
+             for new logins",
+            crate::text::sanitize::line(&grant.role),
+            grant
+                .access
+                .as_ref()
+                .map(|a| crate::text::sanitize::line(&a.target).into_owned())
+                .unwrap_or_default()
+        );
+        state.modal = Some(Modal::Confirm {
+            prompt,
+            yes: Command::Credential {
+                grant_id,
+                copy: true,
+            },
+            danger: false,
+        });
+        return vec![];
+    }
     state.busy.insert(grant_id.clone());
     vec![if certify {
         Command::Certify { grant_id, copy }

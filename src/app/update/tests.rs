@@ -3041,3 +3041,41 @@ fn a_decision_that_fails_gives_back_its_reason() {
     update(&mut state, Action::RequestChanged(Box::new(denied)));
     assert_eq!(state.sent_reason, None);
 }
+
+/// `y` on the list fetches afresh, which at a PostgreSQL target sets a new
+/// password: it asks first, and copies only on yes.
+#[test]
+fn copying_a_postgres_credential_from_the_list_asks_first() {
+    use hoist_api::AccessState;
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.screen = Screen::Grants;
+    let db = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Live,
+    );
+    assert_eq!(db.access.as_ref().unwrap().kind, "postgres");
+    update(&mut state, grant_event(db));
+    assert_eq!(update(&mut state, Action::CopyCredential), []);
+    match &state.modal {
+        Some(Modal::Confirm { prompt, .. }) => {
+            assert!(prompt.contains("new password"), "{prompt}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        update(&mut state, Action::Confirm),
+        [Command::Credential {
+            grant_id: "g1".into(),
+            copy: true
+        }]
+    );
+    // Shown (s), it is fetched at once: the pop-up shows the new one.
+    assert_eq!(
+        update(&mut state, Action::ShowCredential),
+        [Command::Credential {
+            grant_id: "g1".into(),
+            copy: false
+        }]
+    );
+}
