@@ -89,6 +89,11 @@ fn a_recording_keeps_no_token_name_or_id_of_the_tenant() {
             "CHG-2291",
             "ServiceNow",
             "eyJ",
+            // The requester's particulars, from the expanded principal.
+            "+44 20 7946 0018",
+            "Site reliability engineer",
+            "2/14",
+            "en-GB",
         ]
         .into_iter()
         .filter(|secret| text.contains(secret))

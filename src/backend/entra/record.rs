@@ -165,6 +165,26 @@ const TEXT_FIELDS: [&str; 4] = [
     "ticketNumber",
     "ticketSystem",
 ];
+/// A user's own particulars, as Graph gives them with a user object (a
+/// request's `principal`, expanded whole).
+const PERSONAL_FIELDS: [&str; 16] = [
+    "businessPhones",
+    "mobilePhone",
+    "faxNumber",
+    "jobTitle",
+    "department",
+    "companyName",
+    "officeLocation",
+    "preferredLanguage",
+    "streetAddress",
+    "city",
+    "postalCode",
+    "country",
+    "usageLocation",
+    "employeeId",
+    "imAddresses",
+    "proxyAddresses",
+];
 /// Headers that carry credentials or cookies: replaced whole.
 const SECRET_HEADERS: [&str; 4] = [
     "authorization",
@@ -180,7 +200,7 @@ fn kind_of(field: &str) -> Option<Kind> {
         Some(Kind::User)
     } else if NAME_FIELDS.contains(&field) {
         Some(Kind::Name)
-    } else if TEXT_FIELDS.contains(&field) {
+    } else if TEXT_FIELDS.contains(&field) || PERSONAL_FIELDS.contains(&field) {
         Some(Kind::Text)
     } else if !NOT_IDS.contains(&field) && (field == "id" || field.ends_with("Id")) {
         Some(Kind::Id)
