@@ -12,7 +12,8 @@ use std::sync::Arc;
 use crate::auth::secrets::Session;
 use crate::auth::sso::{self, Bearer, DevicePrompt, Provider, SsoError};
 use crate::backend::Backend;
-use crate::backend::entra::StepUp;
+use crate::backend::BackendError;
+use crate::backend::entra::{StepUp, StepUpError};
 use crate::config::EntraTenant;
 
 /// The delegated Microsoft Graph permissions hoist asks for, each for one
@@ -83,31 +84,46 @@ pub fn step_up(tenant: EntraTenant, broker: String, user: String, prompt: Prompt
             Arc::clone(&prompt),
         );
         Box::pin(async move {
-            let provider = provider(&tenant).await.map_err(|e| e.to_string())?;
+            let provider = provider(&tenant).await.map_err(from_sso)?;
             let session: Session = provider
                 .sign_in_device_with(|p| prompt(p), Some(&claims))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(from_sso)?;
             let token = session.access_token.clone();
             let signed_in = crate::backend::entra::EntraClient::new(&tenant, &token)
-                .map_err(|e| e.to_string())?
+                .map_err(from_backend)?
                 .me()
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(from_backend)?
                 .user;
             if signed_in != user {
-                return Err(format!(
+                return Err(StepUpError::Failed(format!(
                     "the sign-in was as {}, not {}; nothing kept",
                     crate::text::sanitize::line(&signed_in),
                     crate::text::sanitize::line(&user)
-                ));
+                )));
             }
             crate::auth::session::save_held(&broker, &user, &session)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| StepUpError::Failed(e.to_string()))?;
             Ok(token)
         })
     })
+}
+
+/// A provider that did not answer is away, not a refusal.
+fn from_sso(err: SsoError) -> StepUpError {
+    match err {
+        SsoError::Unreachable { .. } => StepUpError::Unreachable(err.to_string()),
+        other => StepUpError::Failed(other.to_string()),
+    }
+}
+
+fn from_backend(err: BackendError) -> StepUpError {
+    match err {
+        BackendError::Unreachable { .. } => StepUpError::Unreachable(err.to_string()),
+        other => StepUpError::Failed(other.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -684,6 +684,34 @@ fn a_stronger_sign_in_as_someone_else_is_refused_and_kept_nowhere() {
     });
 }
 
+/// The stronger sign-in a role asks for, with the identity provider away:
+/// unreachable, which scripts try again (exit 6), not a refusal; the
+/// person's session stays stored.
+#[test]
+fn a_stronger_sign_in_with_the_provider_away_is_unreachable_not_refused() {
+    hoist::auth::secrets::prepare();
+    let _ = hoist::auth::secrets::init_with(Some(hoist::auth::secrets::SessionStore::Keyutils));
+    run(async {
+        let tenant = Tenant::start().await;
+        let (target, session, alice, approver) = alice_stepping_up(&tenant, "alice").await;
+        tenant.provider.device_outage(503).await;
+        let failed = alice
+            .file(&body(&role_id(graph::SECURITY_ADMIN), None, None), "k")
+            .await
+            .unwrap_err();
+        // No device code was shown: there is nothing to approve.
+        approver.abort();
+        let text = failed.to_string();
+        assert!(
+            matches!(failed, hoist::backend::BackendError::Unreachable { .. }),
+            "{failed:?}"
+        );
+        assert!(text.contains("signing in again for the role"), "{text}");
+        let kept = alices_stored_session(&target).await;
+        assert_eq!(kept.access_token, session.access_token);
+    });
+}
+
 #[test]
 fn changes_arrive_as_live_events() {
     run(async {

@@ -73,8 +73,20 @@ const POLICY_READS: usize = 4;
 /// answers the new access token. Supplied by whoever can talk to the
 /// person: the command line prints the device code, the TUI shows it.
 pub type StepUp = Arc<
-    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync,
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<String, StepUpError>> + Send>>
+        + Send
+        + Sync,
 >;
+
+/// Why a stronger sign-in did not happen.
+#[derive(Debug)]
+pub enum StepUpError {
+    /// The identity provider (or Graph, asked who signed in) did not
+    /// answer: worth trying again, like a broker that is away.
+    Unreachable(String),
+    /// The sign-in failed or was refused.
+    Failed(String),
+}
 
 /// Graph's paths for each surface.
 fn base(surface: Surface) -> &'static str {
@@ -445,10 +457,15 @@ impl EntraClient {
                 (Known::ClaimsChallenge(claims), Some(step_up)) => {
                     // Refused for this call, not a session gone: the one
                     // signed in still works for everything else.
-                    let token = step_up(claims).await.map_err(|reason| GraphError::Status {
-                        status: 403,
-                        code: "StepUpFailed".into(),
-                        message: format!("signing in again for the role failed: {reason}"),
+                    let token = step_up(claims).await.map_err(|err| match err {
+                        StepUpError::Unreachable(reason) => GraphError::Unreachable(format!(
+                            "signing in again for the role: {reason}"
+                        )),
+                        StepUpError::Failed(reason) => GraphError::Status {
+                            status: 403,
+                            code: "StepUpFailed".into(),
+                            message: format!("signing in again for the role failed: {reason}"),
+                        },
                     })?;
                     self.graph.set_token(&token);
                     self.graph.post(Version::V1, &path, body).await
