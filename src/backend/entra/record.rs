@@ -209,6 +209,23 @@ fn kind_of(field: &str) -> Option<Kind> {
     }
 }
 
+/// Graph's error codes (`{"error": {"code": "RoleAssignmentExists", …}}`,
+/// and those of its `details` and `innerError`) are what a recording is
+/// read for, not an authorization code: kept where they are a plain name.
+fn error_code(object: Option<&str>, key: &str, value: &Value) -> bool {
+    key == "code"
+        && matches!(
+            object,
+            Some("error" | "details" | "innerError" | "innererror")
+        )
+        && value.as_str().is_some_and(|code| {
+            (1..=100).contains(&code.len())
+                && code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        })
+}
+
 fn patterns() -> &'static (Regex, Regex, Regex) {
     static PATTERNS: OnceLock<(Regex, Regex, Regex)> = OnceLock::new();
     PATTERNS.get_or_init(|| {
@@ -268,7 +285,9 @@ impl Scrubber {
         match value {
             Value::Object(map) => {
                 for (key, value) in map {
-                    self.learn(Some(key), value);
+                    if !error_code(field, key, value) {
+                        self.learn(Some(key), value);
+                    }
                 }
             }
             Value::Array(items) => {
@@ -345,7 +364,13 @@ impl Scrubber {
             Value::Object(map) => {
                 let mut out = Map::new();
                 for (key, value) in map {
-                    out.insert(key.clone(), self.value(Some(key), value));
+                    let value = match value {
+                        Value::String(code) if error_code(field, key, value) => {
+                            Value::String(self.text(code))
+                        }
+                        _ => self.value(Some(key), value),
+                    };
+                    out.insert(key.clone(), value);
                 }
                 Value::Object(out)
             }
@@ -473,12 +498,15 @@ mod tests {
             ),
             Some(
                 json!({ "principalId": me, "justification": "Alice Smith needs it",
+                         "code": "0.AXoA-authorization-code",
                          "ticketInfo": { "ticketNumber": "CHG-1" }, "accessId": "member",
                          "directoryScopeId": "/" }),
             ),
             json!({ "id": "lAPpYvVpN0KRkAEh-1-e", "principalId": me,
                     "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#x/lAPpYvVpN0KRkAEh-1-e",
-                    "error": { "message": "Alice Smith (alice@contoso.example) has eyJabcd.eyJefgh.sig" } }),
+                    "error": { "code": "RoleAssignmentRequestPolicyValidationFailed",
+                               "message": "Alice Smith (alice@contoso.example) has eyJabcd.eyJefgh.sig",
+                               "details": [{ "code": "JustificationRule" }] } }),
         ));
         assert_eq!(recording.len(), 2);
         let (document, counts) = recording.scrubbed();
@@ -493,6 +521,7 @@ mod tests {
             "lAPpYvVpN0KRkAEh",
             "eyJ",
             "7c1a0d2e",
+            "authorization-code",
         ] {
             assert!(!text.contains(secret), "{secret} survived: {text}");
         }
@@ -504,6 +533,10 @@ mod tests {
             exchanges[0]["request"]["headers"]["authorization"],
             "Bearer <token>"
         );
+        // Graph's error codes are kept: they say what went wrong.
+        let error = &exchanges[1]["response"]["body"]["error"];
+        assert_eq!(error["code"], "RoleAssignmentRequestPolicyValidationFailed");
+        assert_eq!(error["details"][0]["code"], "JustificationRule");
         // Enumerations and the root scope are not anyone's.
         assert_eq!(exchanges[1]["request"]["body"]["accessId"], "member");
         assert_eq!(exchanges[1]["request"]["body"]["directoryScopeId"], "/");
