@@ -639,7 +639,7 @@ async fn login(
         || pointed_away
             .as_ref()
             .is_some_and(|old| old.insecure_file_store);
-    let replaced = pointed_away.filter(|old| !used_elsewhere(&config, old));
+    let replaced = pointed_away.filter(|old| !config.shares_session(old));
     target.insecure_file_store = file_store;
     if file_store {
         crate::auth::secrets::init_file_store(&crate::config::sessions_dir()?)?;
@@ -663,7 +663,7 @@ async fn login(
     let previous = target
         .user
         .clone()
-        .filter(|user| *user != me.user && !used_elsewhere(&config, &target));
+        .filter(|user| *user != me.user && !config.shares_session(&target));
     config.remember_login(&target, &me.user);
     // Remembered, so that every later command of this profile finds the
     // session where it was put (and `logout` deletes the file).
@@ -749,20 +749,6 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
         groups.join(", "),
         target.profile,
     ))
-}
-
-/// Whether a profile other than `target`'s signs in with its session
-/// (the same broker and person, in the same store): sessions are kept by
-/// broker and person, not by profile, so it is not signed out.
-fn used_elsewhere(config: &Config, target: &crate::config::Target) -> bool {
-    config.profile_names().iter().any(|other| {
-        *other != target.profile
-            && config.resolve(None, Some(other)).is_ok_and(|t| {
-                t.broker == target.broker
-                    && t.user == target.user
-                    && t.insecure_file_store == target.insecure_file_store
-            })
-    })
 }
 
 /// Says so when a session deleted was in a file others could read.

@@ -756,6 +756,30 @@ impl Config {
             .then_some((profile.broker.as_str(), user))
     }
 
+    /// Whether a profile besides `target`'s signs in with its session: a
+    /// session is kept by broker and person (and store), not by profile.
+    pub fn shares_session(&self, target: &Target) -> bool {
+        self.profile_names().iter().any(|other| {
+            *other != target.profile
+                && self.resolve(None, Some(other)).is_ok_and(|t| {
+                    t.broker == target.broker
+                        && t.user == target.user
+                        && t.insecure_file_store == target.insecure_file_store
+                })
+        })
+    }
+
+    /// The sign-in that signing in at `target` leaves behind: its
+    /// profile's at the broker it named until `--broker` pointed it
+    /// elsewhere, where no command of the profile would look again. None
+    /// if there is none, or another profile still signs in with it.
+    pub fn replaced_by(&self, target: &Target) -> Option<Target> {
+        self.resolve(None, Some(&target.profile))
+            .ok()
+            .filter(|old| old.broker != target.broker && old.user.is_some())
+            .filter(|old| !self.shares_session(old))
+    }
+
     /// Picks the broker to talk to. In order: `--broker URL` (with the
     /// profile that already has that broker, or `--profile`, or
     /// "default"); `--profile NAME`; `default_profile`; the only profile.

@@ -88,6 +88,41 @@ impl Prompter {
     }
 }
 
+/// Signs out `old`, the session a profile had at the broker it named
+/// before `--broker` pointed it at `now`'s (as `hoist login` does), and
+/// says how that went, for a banner.
+async fn sign_out_replaced(old: &Target, now: &Target) -> String {
+    let who = crate::text::sanitize::line(old.user.as_deref().unwrap_or_default()).into_owned();
+    let again = format!(
+        "sign in there again (`hoist --profile {} --broker {} login`) and run `hoist logout`",
+        old.profile, old.broker
+    );
+    // A session in a plain file is another store than this one's: it is
+    // not reached from here.
+    if old.insecure_file_store != now.insecure_file_store {
+        return format!(
+            "{who}'s session at {} is still kept in a file; to end it, {again}",
+            old.broker
+        );
+    }
+    match session::logout(old).await {
+        Ok(session::SignedOut { removed: true, .. }) => {
+            format!(
+                "Signed out {who} at {}, where profile {} pointed before",
+                old.broker, old.profile
+            )
+        }
+        Ok(_) => format!(
+            "No session of {who} at {} was found to sign out",
+            old.broker
+        ),
+        Err(err) => format!(
+            "{who}'s session at {} could not be deleted: {err}; {again}",
+            old.broker
+        ),
+    }
+}
+
 /// Opens `profile` (or what `--broker`/`--profile` and the config pick):
 /// its session, refreshed if due; a device sign-in if there is none, or it
 /// ended; then the backend. The sign-in is remembered in the config.
@@ -99,10 +134,12 @@ pub async fn open(
     let mut config = Config::load()?;
     let mut target = config.resolve(broker, profile)?;
     let step_up = prompter.step_up(&target.broker);
+    let mut signed_out = None;
     let backend = match session::open_with(&target, Some(Arc::clone(&step_up))).await {
         Ok(backend) => backend,
         // First run, or the session ended: sign in, then open.
         Err(SessionError::NotSignedIn { .. } | SessionError::Expired { .. }) => {
+            let replaced = config.replaced_by(&target);
             let why = format!("Sign in to profile {}", target.profile);
             let (profile, broker) = (target.profile.clone(), target.broker.clone());
             let signed_in = session::login_sso(
@@ -125,11 +162,16 @@ pub async fn open(
             config.remember_login(&target, &me.user);
             config.save()?;
             target.user = Some(me.user);
-            session::open_with(&target, Some(step_up)).await?
+            let backend = session::open_with(&target, Some(step_up)).await?;
+            if let Some(old) = replaced {
+                signed_out = Some(sign_out_replaced(&old, &target).await);
+            }
+            backend
         }
         Err(err) => return Err(err.into()),
     };
     let mut options = options(&config, &target)?;
+    options.notice = signed_out;
     // An Entra role asks through the backend's own hook (above); a hoistd
     // role's step-up is a refusal the TUI answers by signing in again.
     if target.backend == crate::config::Backend::Hoistd {

@@ -799,3 +799,78 @@ fn a_command_that_outlives_its_token_keeps_a_fresh_one() {
         setup.broker.stop().await;
     });
 }
+
+/// The TUI opening a profile that `--broker` points elsewhere signs in
+/// there, and signs out whoever the profile had at its broker before, as
+/// `hoist login` does: that session is not left in the keyring where no
+/// command of the profile would look again. A banner says so.
+#[test]
+fn the_tui_pointing_a_profile_elsewhere_signs_out_its_old_session() {
+    // The TUI reads the config where HOIST_CONFIG_DIR says: the test runs
+    // again in a child process with it set.
+    if std::env::var_os("HOIST_TEST_CHILD").is_none() {
+        let config = tempfile::tempdir().unwrap();
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "the_tui_pointing_a_profile_elsewhere_signs_out_its_old_session",
+                "--nocapture",
+            ])
+            .env("HOIST_TEST_CHILD", "1")
+            .env("HOIST_CONFIG_DIR", config.path())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && said.contains("1 passed"),
+            "{said}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    let config = std::path::PathBuf::from(std::env::var_os("HOIST_CONFIG_DIR").unwrap());
+    run(async {
+        let setup = setup(None).await;
+        let (me, _) = device_login(&setup, "alice").await;
+        std::fs::write(
+            config.join("config.toml"),
+            format!(
+                "[profiles.work]\nbroker = \"{}\"\nuser = \"{}\"\n",
+                setup.url, me.user
+            ),
+        )
+        .unwrap();
+        let stored = |broker: String| async move {
+            tokio::task::spawn_blocking(move || hoist::auth::secrets::load(&broker, "alice"))
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        assert!(stored(setup.url.clone()).await.is_some());
+
+        let elsewhere = setup.url.replace("127.0.0.1", "localhost");
+        let prompter = hoist::tui::profiles::Prompter::default();
+        let (actions, mut asked) = tokio::sync::mpsc::unbounded_channel();
+        prompter.attach(actions);
+        let approve = async {
+            while let Some(action) = asked.recv().await {
+                if let hoist::app::Action::SignInPrompt(prompt) = action {
+                    let url = prompt.complete.expect("a complete verification URI");
+                    setup.provider.approve_device(&url, "alice").await;
+                    return;
+                }
+            }
+        };
+        let (opened, ()) = tokio::join!(
+            hoist::tui::profiles::open(Some(&elsewhere), Some("work"), &prompter),
+            approve
+        );
+        let notice = opened.unwrap().options.notice.unwrap_or_default();
+        assert!(notice.contains("Signed out alice at"), "{notice}");
+        assert!(stored(setup.url.clone()).await.is_none());
+        let config = hoist::config::Config::load().unwrap();
+        let now = config.resolve(None, Some("work")).unwrap();
+        assert_ne!(now.broker, setup.url);
+        assert!(stored(now.broker.clone()).await.is_some());
+    });
+}
