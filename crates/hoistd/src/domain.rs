@@ -86,24 +86,11 @@ pub fn plan(
             ));
         }
     }
-    if role.ticket_required && ticket.is_none() && !(input.break_glass && incident.is_some()) {
-        return Err(Error::refuse(
-            ErrorCode::TicketRequired,
-            format!("role `{}` needs a ticket reference", role.id),
-        ));
-    }
-    if let (Some(ticket), Some(pattern)) = (&ticket, &role.ticket_pattern)
-        && !pattern.is_match(ticket)
-    {
-        return Err(Error::refuse(
-            ErrorCode::TicketInvalid,
-            format!(
-                "ticket `{ticket}` does not match role `{}`'s pattern {}",
-                role.id,
-                pattern.as_str()
-            ),
-        ));
-    }
+    ticket_terms(
+        role,
+        ticket.as_deref(),
+        input.break_glass && incident.is_some(),
+    )?;
 
     let starts_at = match input.starts_at {
         Some(at) if at < now - SCHEDULE_SKEW => {
@@ -143,6 +130,36 @@ pub fn plan(
 
 /// Everyone who could approve `requester`'s request for the role (never the
 /// requester), refused when fewer than the approvals it needs.
+/// Whether `ticket` meets the role's ticket rule: one required (but for
+/// break-glass with an incident reference), matching its pattern. Checked
+/// at filing, and again when a request filed earlier would give access,
+/// since the rule may have changed since (a reload).
+pub fn ticket_terms(
+    role: &RoleDef,
+    ticket: Option<&str>,
+    break_glass_for_incident: bool,
+) -> Result<(), Error> {
+    if role.ticket_required && ticket.is_none() && !break_glass_for_incident {
+        return Err(Error::refuse(
+            ErrorCode::TicketRequired,
+            format!("role `{}` needs a ticket reference", role.id),
+        ));
+    }
+    if let (Some(ticket), Some(pattern)) = (ticket, &role.ticket_pattern)
+        && !pattern.is_match(ticket)
+    {
+        return Err(Error::refuse(
+            ErrorCode::TicketInvalid,
+            format!(
+                "ticket `{ticket}` does not match role `{}`'s pattern {}",
+                role.id,
+                pattern.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub fn approvers(
     policy: &Policy,
     role: &RoleDef,

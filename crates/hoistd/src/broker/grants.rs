@@ -432,6 +432,19 @@ impl Broker {
         // a recent sign-in wants it here too.
         self.check_step_up(caller, &role.id)?;
         let duration_secs = domain::duration(role, Some(duration_secs))?;
+        // More time goes by the role's ticket rule in force, with the
+        // grant's references (it may have changed since the grant began).
+        if !hoist_api::is_workload(user) {
+            domain::ticket_terms(role, grant.ticket.as_deref(), grant.incident.is_some()).map_err(
+                |err| match err {
+                    Error::Refused { code, message } => Error::refuse(
+                        code,
+                        format!("{message} now; request the role anew with one"),
+                    ),
+                    other => other,
+                },
+            )?;
+        }
         let justification = match justification {
             Some(text) if text.trim() != grant.justification.trim() => {
                 domain::justification(role, text)?

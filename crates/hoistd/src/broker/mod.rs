@@ -365,14 +365,33 @@ impl Work<'_> {
         self.recall(&request.requester)?;
         let policy = &self.policy;
         let break_glass = request.break_glass && request.kind == RequestKind::Access;
-        let allowed = policy
+        let Some(role) = policy
             .role(&request.role)
-            .is_some_and(|role| policy.may_hold(&request.requester, role, break_glass));
-        if !allowed {
+            .filter(|role| policy.may_hold(&request.requester, role, break_glass))
+        else {
             return Ok(Some(format!(
                 "{} is no longer eligible for role `{}`",
                 request.requester, request.role
             )));
+        };
+        // The role's ticket rule as it is now, not as it was at filing. An
+        // extension carries its grant's references: an incident's stands
+        // for a ticket there as it did for the break-glass grant. A
+        // workload files by its rule and its token, never with a ticket.
+        let extension = request.kind == RequestKind::Extension;
+        if !hoist_api::is_workload(&request.requester)
+            && let Err(refused) = crate::domain::ticket_terms(
+                role,
+                request.ticket.as_deref(),
+                request.incident.is_some() && (request.break_glass || extension),
+            )
+        {
+            let again = if extension {
+                "request the role anew"
+            } else {
+                "file it again"
+            };
+            return Ok(Some(format!("{refused} now; {again}")));
         }
         Ok(self
             .workload_refusal(&request.requester, &request.id)?

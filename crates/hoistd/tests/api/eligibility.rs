@@ -221,3 +221,62 @@ async fn break_glass_and_extensions_check_eligibility_as_they_stand() {
         ErrorCode::InvalidState,
     );
 }
+
+/// A role's ticket rule tightened by a reload holds what was filed before
+/// it: a waiting request without a ticket gives no access when approved,
+/// and a grant without one is not extended; a break-glass grant with an
+/// incident reference still is, as its filing was.
+#[tokio::test]
+async fn the_ticket_rule_in_force_holds_what_was_filed_before_it() {
+    let broker = TestBroker::start().await;
+    let (alice, carol, frank) = (
+        broker.as_user("alice"),
+        broker.as_user("carol"),
+        broker.as_user("frank"),
+    );
+    let waiting = alice.file(&request("k8s", "drain a node")).await.unwrap();
+    assert_eq!(waiting.ticket, None);
+    let logs = frank.file(&request("logs", "reading")).await.unwrap();
+    assert_eq!(logs.state, RequestState::Active);
+    let glass = carol
+        .file(&CreateRequest {
+            break_glass: true,
+            ticket: None,
+            incident: Some("INC-7".into()),
+            ..db_request()
+        })
+        .await
+        .unwrap();
+    assert_eq!(glass.state, RequestState::Active);
+
+    for scope in [r#"scope = "k8s://prod""#, r#"scope = "logs://prod""#] {
+        reload_with(&broker, scope, &format!("{scope}\nticket_required = true")).await;
+    }
+
+    broker.as_user("bob").approve(&waiting.id).await.unwrap();
+    let decided = broker.as_user("dave").approve(&waiting.id).await.unwrap();
+    assert_eq!(decided.state, RequestState::Cancelled);
+    assert_eq!(decided.grant_id, None);
+    let reason = decided.reason.unwrap();
+    assert!(
+        reason.contains("role `k8s` needs a ticket reference now; file it again"),
+        "{reason}"
+    );
+    assert!(alice.grants().await.is_empty());
+
+    let message = refused(
+        frank.extend(logs.grant_id.as_deref().unwrap(), 60).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::TicketRequired,
+    );
+    assert!(message.contains("request the role anew"), "{message}");
+
+    // db needed a ticket all along; the incident stood for one.
+    let extension = carol
+        .extend(glass.grant_id.as_deref().unwrap(), 60)
+        .await
+        .unwrap();
+    assert_eq!(extension.state, RequestState::Pending);
+    let extended = broker.as_user("bob").approve(&extension.id).await.unwrap();
+    assert_eq!(extended.state, RequestState::Active, "{extended:?}");
+}
