@@ -119,10 +119,12 @@ fn from_sso(err: SsoError) -> StepUpError {
     }
 }
 
+/// Graph away, busy or throttling when asked who signed in: the same.
 fn from_backend(err: BackendError) -> StepUpError {
-    match err {
-        BackendError::Unreachable { .. } => StepUpError::Unreachable(err.to_string()),
-        other => StepUpError::Failed(other.to_string()),
+    if err.is_transient() {
+        StepUpError::Unreachable(err.to_string())
+    } else {
+        StepUpError::Failed(err.to_string())
     }
 }
 

@@ -685,10 +685,10 @@ fn a_stronger_sign_in_as_someone_else_is_refused_and_kept_nowhere() {
 }
 
 /// The stronger sign-in a role asks for, with the identity provider away:
-/// unreachable, which scripts try again (exit 6), not a refusal; the
+/// unavailable, which scripts try again later (exit 6), not a refusal; the
 /// person's session stays stored.
 #[test]
-fn a_stronger_sign_in_with_the_provider_away_is_unreachable_not_refused() {
+fn a_stronger_sign_in_with_the_provider_away_is_unavailable_not_refused() {
     hoist::auth::secrets::prepare();
     let _ = hoist::auth::secrets::init_with(Some(hoist::auth::secrets::SessionStore::Keyutils));
     run(async {
@@ -702,11 +702,22 @@ fn a_stronger_sign_in_with_the_provider_away_is_unreachable_not_refused() {
         // No device code was shown: there is nothing to approve.
         approver.abort();
         let text = failed.to_string();
+        // Graph refused the filing: nothing to try again at once (a
+        // command retrying a lost answer would ask for sign-in after
+        // sign-in), but exit 6 all the same.
         assert!(
-            matches!(failed, hoist::backend::BackendError::Unreachable { .. }),
+            matches!(
+                failed,
+                hoist::backend::BackendError::Refused {
+                    code: hoist_api::ErrorCode::Unavailable,
+                    ..
+                }
+            ),
             "{failed:?}"
         );
+        assert!(!failed.is_transient(), "{failed:?}");
         assert!(text.contains("signing in again for the role"), "{text}");
+        assert!(text.contains("nothing was filed"), "{text}");
         let kept = alices_stored_session(&target).await;
         assert_eq!(kept.access_token, session.access_token);
     });

@@ -166,9 +166,17 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
                 one => vec![one],
             };
             for command in revokes {
-                if let Command::Revoke { grant_id, .. } = command {
-                    state.revoke_refused.remove(grant_id);
-                    state.revoking.insert(grant_id.clone());
+                match command {
+                    Command::Revoke { grant_id, .. } => {
+                        state.revoke_refused.remove(grant_id);
+                        state.revoking.insert(grant_id.clone());
+                    }
+                    // A credential fetched after asking (a new password)
+                    // shows its spinner as one fetched at once does.
+                    Command::Credential { grant_id, .. } => {
+                        state.busy.insert(grant_id.clone());
+                    }
+                    _ => {}
                 }
             }
             vec![yes]

@@ -3070,6 +3070,8 @@ fn copying_a_postgres_credential_from_the_list_asks_first() {
             copy: true
         }]
     );
+    assert!(state.busy.contains("g1"));
+    state.busy.clear();
     // Shown (s), it is fetched at once: the pop-up shows the new one.
     assert_eq!(
         update(&mut state, Action::ShowCredential),

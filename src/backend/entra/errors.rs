@@ -184,6 +184,7 @@ pub fn to_backend(error: GraphError, graph: &str, doing: &str) -> BackendError {
                     "the role is not active (any more)".into(),
                 ),
                 (_, "StepUpFailed") => refused(ErrorCode::Forbidden, message),
+                (_, "StepUpUnreachable") => refused(ErrorCode::Unavailable, message),
                 // A decision's conflict is read where decisions are made
                 // (approvals.rs); here it is whatever `doing` met.
                 (409, _) => refused(

@@ -457,10 +457,18 @@ impl EntraClient {
                 (Known::ClaimsChallenge(claims), Some(step_up)) => {
                     // Refused for this call, not a session gone: the one
                     // signed in still works for everything else.
+                    // Graph refused this POST (nothing was filed): a
+                    // sign-in that could not be made is that refusal, to
+                    // try again later, not an answer lost on the way.
                     let token = step_up(claims).await.map_err(|err| match err {
-                        StepUpError::Unreachable(reason) => GraphError::Unreachable(format!(
-                            "signing in again for the role: {reason}"
-                        )),
+                        StepUpError::Unreachable(reason) => GraphError::Status {
+                            status: 403,
+                            code: "StepUpUnreachable".into(),
+                            message: format!(
+                                "signing in again for the role could not be done now ({reason}); \
+                                 nothing was filed: try again shortly"
+                            ),
+                        },
                         StepUpError::Failed(reason) => GraphError::Status {
                             status: 403,
                             code: "StepUpFailed".into(),
