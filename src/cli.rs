@@ -848,7 +848,10 @@ async fn run_demo(
     let options = tui::Options {
         theme: Theme::from_config(&Default::default(), no_color()).map_err(anyhow::Error::msg)?,
         ticket_url: Some("https://tracker.example/browse/{ticket}".into()),
-        notice: Some(demo.target_note().to_string()),
+        notice: Some((
+            demo.target_note().to_string(),
+            crate::app::state::Level::Info,
+        )),
         ..tui::Options::default()
     };
     let result = tui::run(backend, options).await;

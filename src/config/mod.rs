@@ -830,12 +830,19 @@ impl Config {
                     }
                 }
             };
+            // The profile's choice of store stands wherever it points, so
+            // that a profile pointed elsewhere keeps its session where its
+            // later commands look, and its old one is found to sign out.
+            let insecure_file_store = self
+                .profiles
+                .get(&name)
+                .is_some_and(|p| p.insecure_file_store);
             let existing = existing(&name);
             return Ok(Target {
                 profile: name,
                 broker,
                 user: existing.and_then(|p| p.user.clone()),
-                insecure_file_store: existing.is_some_and(|p| p.insecure_file_store),
+                insecure_file_store,
                 backend: Backend::Hoistd,
             });
         }

@@ -47,8 +47,9 @@ pub struct Options {
     pub switch: Option<super::profiles::Opener>,
     /// Where device sign-ins show their code once the TUI runs.
     pub prompter: Option<super::profiles::Prompter>,
-    /// A first banner that stays a minute (the demo says what to try).
-    pub notice: Option<String>,
+    /// A first banner that stays a minute (the demo says what to try),
+    /// and how it is shown.
+    pub notice: Option<(String, crate::app::state::Level)>,
     /// Signs the person in again, freshly, when a role asks for a recent
     /// sign-in; without it the TUI says to run `hoist login`.
     pub sign_in_again: Option<super::worker::SignInAgain>,
@@ -198,10 +199,10 @@ fn wire(
     state.profile = options.profile;
     state.profile_name = options.profile_name;
     state.profiles = options.profiles;
-    if let Some(text) = options.notice {
+    if let Some((text, level)) = options.notice {
         state.banner = Some(crate::app::state::Banner {
             text,
-            level: crate::app::state::Level::Info,
+            level,
             until: state.now + chrono::TimeDelta::minutes(1),
         });
     }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::app::{Options, Renew};
-use crate::app::state::{ProfileChoice, SignInPrompt};
+use crate::app::state::{Level, ProfileChoice, SignInPrompt};
 use crate::app::{Action, Screen};
 use crate::auth::session::{self, Flow, SessionError};
 use crate::auth::sso::{DevicePrompt, SsoError};
@@ -89,36 +89,32 @@ impl Prompter {
 }
 
 /// Signs out `old`, the session a profile had at the broker it named
-/// before `--broker` pointed it at `now`'s (as `hoist login` does), and
+/// before `--broker` pointed it elsewhere (as `hoist login` does), and
 /// says how that went, for a banner.
-async fn sign_out_replaced(old: &Target, now: &Target) -> String {
+async fn sign_out_replaced(old: &Target) -> (String, Level) {
     let who = crate::text::sanitize::line(old.user.as_deref().unwrap_or_default()).into_owned();
-    let again = format!(
-        "sign in there again (`hoist --profile {} --broker {} login`) and run `hoist logout`",
-        old.profile, old.broker
-    );
-    // A session in a plain file is another store than this one's: it is
-    // not reached from here.
-    if old.insecure_file_store != now.insecure_file_store {
-        return format!(
-            "{who}'s session at {} is still kept in a file; to end it, {again}",
-            old.broker
-        );
-    }
     match session::logout(old).await {
-        Ok(session::SignedOut { removed: true, .. }) => {
+        Ok(session::SignedOut { removed: true, .. }) => (
             format!(
                 "Signed out {who} at {}, where profile {} pointed before",
                 old.broker, old.profile
-            )
-        }
-        Ok(_) => format!(
-            "No session of {who} at {} was found to sign out",
-            old.broker
+            ),
+            Level::Info,
         ),
-        Err(err) => format!(
-            "{who}'s session at {} could not be deleted: {err}; {again}",
-            old.broker
+        Ok(_) => (
+            format!(
+                "No session of {who} at {} was found to sign out",
+                old.broker
+            ),
+            Level::Warning,
+        ),
+        Err(err) => (
+            format!(
+                "{who}'s session at {} could not be deleted: {err}; sign in there again \
+                 (`hoist --profile {} --broker {} login`) and run `hoist logout`",
+                old.broker, old.profile, old.broker
+            ),
+            Level::Warning,
         ),
     }
 }
@@ -164,7 +160,7 @@ pub async fn open(
             target.user = Some(me.user);
             let backend = session::open_with(&target, Some(step_up)).await?;
             if let Some(old) = replaced {
-                signed_out = Some(sign_out_replaced(&old, &target).await);
+                signed_out = Some(sign_out_replaced(&old).await);
             }
             backend
         }

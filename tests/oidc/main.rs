@@ -865,8 +865,9 @@ fn the_tui_pointing_a_profile_elsewhere_signs_out_its_old_session() {
             hoist::tui::profiles::open(Some(&elsewhere), Some("work"), &prompter),
             approve
         );
-        let notice = opened.unwrap().options.notice.unwrap_or_default();
+        let (notice, level) = opened.unwrap().options.notice.unwrap();
         assert!(notice.contains("Signed out alice at"), "{notice}");
+        assert_eq!(level, hoist::app::state::Level::Info);
         assert!(stored(setup.url.clone()).await.is_none());
         let config = hoist::config::Config::load().unwrap();
         let now = config.resolve(None, Some("work")).unwrap();
