@@ -117,6 +117,11 @@ fn the_broker_flag_does_not_guess_between_profiles() {
         (Some("alice"), false)
     );
     assert_eq!(config.signed_in_elsewhere(&work), None);
+    assert!(config.replaced_by(&work).is_none());
+    let slashed = config
+        .resolve(Some("https://hoist.corp.example/"), Some("work"))
+        .unwrap();
+    assert!(config.replaced_by(&slashed).is_none());
 
     // --profile with another broker points the profile there (a sign-in
     // then signs out who it had), and says where it is signed in now.
@@ -127,6 +132,22 @@ fn the_broker_flag_does_not_guess_between_profiles() {
     assert_eq!(
         config.signed_in_elsewhere(&elsewhere),
         Some(("https://hoist.corp.example/", "alice"))
+    );
+    // ...and what its sign-in there replaces.
+    let replaced = config.replaced_by(&elsewhere).unwrap();
+    assert_eq!(
+        (replaced.broker.as_str(), replaced.user.as_deref()),
+        ("https://hoist.corp.example", Some("alice"))
+    );
+    // A profile keeping its session in a file keeps it there wherever it
+    // points, so its later commands find it.
+    let bot = config
+        .resolve(Some("https://other.example"), Some("ci-bot"))
+        .unwrap();
+    assert!(bot.insecure_file_store);
+    assert_eq!(
+        config.replaced_by(&bot).unwrap().user.as_deref(),
+        Some("bot")
     );
 }
 
