@@ -128,8 +128,6 @@ pub fn plan(
     })
 }
 
-/// Everyone who could approve `requester`'s request for the role (never the
-/// requester), refused when fewer than the approvals it needs.
 /// Whether `ticket` meets the role's ticket rule: one required (but for
 /// break-glass with an incident reference), matching its pattern. Checked
 /// at filing, and again when a request filed earlier would give access,
@@ -160,6 +158,8 @@ pub fn ticket_terms(
     Ok(())
 }
 
+/// Everyone who could approve `requester`'s request for the role (never the
+/// requester), refused when fewer than the approvals it needs.
 pub fn approvers(
     policy: &Policy,
     role: &RoleDef,

@@ -435,11 +435,15 @@ impl Broker {
         // More time goes by the role's ticket rule in force, with the
         // grant's references (it may have changed since the grant began).
         if !hoist_api::is_workload(user) {
-            domain::ticket_terms(role, grant.ticket.as_deref(), grant.incident.is_some()).map_err(
+            let incident_stands = grant.break_glass && grant.incident.is_some();
+            domain::ticket_terms(role, grant.ticket.as_deref(), incident_stands).map_err(
                 |err| match err {
                     Error::Refused { code, message } => Error::refuse(
                         code,
-                        format!("{message} now; request the role anew with one"),
+                        format!(
+                            "{message} now; grant {id} is not extended without one: once it \
+                             ends (revoke it to end it now), file a new request with a ticket"
+                        ),
                     ),
                     other => other,
                 },

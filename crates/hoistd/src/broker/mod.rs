@@ -363,6 +363,19 @@ impl Work<'_> {
     /// or prolongs access, inside the transaction that would do it.
     fn ineligible(&mut self, request: &AccessRequest) -> Result<Option<String>> {
         self.recall(&request.requester)?;
+        // An incident reference stands for a ticket where it did at filing:
+        // on break-glass, and so on an extension of a break-glass grant
+        // (which carries the grant's references, filed as a plain request).
+        let extension = request.kind == RequestKind::Extension;
+        let incident_stands = request.incident.is_some()
+            && if extension {
+                let grant_id = request.grant_id.as_deref().unwrap_or_default();
+                self.tx
+                    .grant(grant_id)?
+                    .is_some_and(|grant| grant.break_glass)
+            } else {
+                request.break_glass
+            };
         let policy = &self.policy;
         let break_glass = request.break_glass && request.kind == RequestKind::Access;
         let Some(role) = policy
@@ -374,22 +387,18 @@ impl Work<'_> {
                 request.requester, request.role
             )));
         };
-        // The role's ticket rule as it is now, not as it was at filing. An
-        // extension carries its grant's references: an incident's stands
-        // for a ticket there as it did for the break-glass grant. A
+        // The role's ticket rule as it is now, not as it was at filing. A
         // workload files by its rule and its token, never with a ticket.
-        let extension = request.kind == RequestKind::Extension;
         if !hoist_api::is_workload(&request.requester)
-            && let Err(refused) = crate::domain::ticket_terms(
-                role,
-                request.ticket.as_deref(),
-                request.incident.is_some() && (request.break_glass || extension),
-            )
+            && let Err(refused) =
+                crate::domain::ticket_terms(role, request.ticket.as_deref(), incident_stands)
         {
-            let again = if extension {
-                "request the role anew"
-            } else {
-                "file it again"
+            let again = match &request.grant_id {
+                Some(grant) if extension => format!(
+                    "grant {grant} is not extended without one: once it ends (revoke it to end \
+                     it now), file a new request with a ticket"
+                ),
+                _ => "file it again".to_string(),
             };
             return Ok(Some(format!("{refused} now; {again}")));
         }

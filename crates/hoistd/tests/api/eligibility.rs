@@ -249,6 +249,13 @@ async fn the_ticket_rule_in_force_holds_what_was_filed_before_it() {
         .unwrap();
     assert_eq!(glass.state, RequestState::Active);
 
+    // An incident on a plain request, where no ticket was needed: it
+    // stands for no ticket once one is.
+    let mut incident = request("logs", "looking into INC-9");
+    incident.incident = Some("INC-9".into());
+    let with_incident = alice.file(&incident).await.unwrap();
+    assert_eq!(with_incident.state, RequestState::Active);
+
     for scope in [r#"scope = "k8s://prod""#, r#"scope = "logs://prod""#] {
         reload_with(&broker, scope, &format!("{scope}\nticket_required = true")).await;
     }
@@ -262,14 +269,25 @@ async fn the_ticket_rule_in_force_holds_what_was_filed_before_it() {
         reason.contains("role `k8s` needs a ticket reference now; file it again"),
         "{reason}"
     );
-    assert!(alice.grants().await.is_empty());
+    assert!(alice.grants().await.iter().all(|g| g.role != "k8s"));
 
     let message = refused(
         frank.extend(logs.grant_id.as_deref().unwrap(), 60).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::TicketRequired,
     );
-    assert!(message.contains("request the role anew"), "{message}");
+    assert!(
+        message.contains("is not extended without one") && message.contains("file a new request"),
+        "{message}"
+    );
+
+    refused(
+        alice
+            .extend(with_incident.grant_id.as_deref().unwrap(), 60)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::TicketRequired,
+    );
 
     // db needed a ticket all along; the incident stood for one.
     let extension = carol
