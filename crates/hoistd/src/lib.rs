@@ -480,7 +480,11 @@ async fn relay_forever(
                 tracing::warn!(error = %err, "another instance's change not relayed; streams resync");
                 broker.relay(store::Announcement::Missed).ok();
             }
-            Err(err) => tracing::error!(error = %err, "relay task failed"),
+            // A relay that panicked lost its change all the same.
+            Err(err) => {
+                tracing::error!(error = %err, "relay task failed; streams resync");
+                broker.relay(store::Announcement::Missed).ok();
+            }
         }
     }
 }
