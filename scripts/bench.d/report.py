@@ -130,7 +130,8 @@ _POSTGRES_SERIAL = (
     "1.45x (alternated pairs); hoistd's own figures did not move beyond this machine's "
     "noise, in alternated runs or in that change's group run (0.39 of SQLite for one "
     "instance and 0.40 for two, against 0.41 and 0.38 at dd82aa3; 0.44 and 0.41 at 7ee63b3; "
-    "0.44 and 0.44 at a9ef53c; the group run at fd368fb, above, gives 0.43 and 0.40). With "
+    "0.44 and 0.44 at a9ef53c; 0.43 and 0.40 at fd368fb; the group run at af8f0ca, above, on an AMD "
+    "EPYC, gives 0.40 and 0.36). With "
     "the flush out of the lock, "
     "the holder "
     "is mostly running statements, the lock is free about 30% of the time, and the machine is "
@@ -202,7 +203,8 @@ _POSTGRES_SERIAL = (
     "0.28-0.35 of SQLite, so the 2 reviewers this group uses do not hold PostgreSQL back: its "
     "server is already the bottleneck. This machine's speed moves by nearly 2x within "
     "an hour (SQLite gave 1,095 cycles/s in the group run at dd82aa3, 1,409 at b71d45b, "
-    "1,492 at 7ee63b3, 932 at a9ef53c on an AMD EPYC, and 1,434 at fd368fb), so compare "
+    "1,492 at 7ee63b3, 932 at a9ef53c on an AMD EPYC, 1,434 at fd368fb, and 946 at af8f0ca on "
+    "an AMD EPYC), so compare "
     "figures only within one "
     "group run."
 )
@@ -212,7 +214,7 @@ MISSES = {
         "The same load as the cycles group's figure (`scripts/bench --only cycles`), run here "
         "only as the reference the PostgreSQL rows are halved from, in the same minutes on the "
         "same CPU. Its own target belongs to that group, which met it; this group's last run "
-        "(a9ef53c) was on a slower CPU than that group's (AMD EPYC against Intel Xeon, see *When "
+        "(af8f0ca) was on a slower CPU than that group's (AMD EPYC against Intel Xeon, see *When "
         "each group was measured*), and this machine's speed also moves by nearly 2x within an "
         "hour (1,095 to 1,492 cycles/s in earlier runs of this group)."
     ),
