@@ -237,28 +237,18 @@ pub(super) fn credential(state: &mut State, copy: bool) -> Vec<Command> {
     }
     // At an ssh target the secret is the person's own key: the broker
     // certifies it for the grant's window.
-    let certify = grant
-        .access
-        .as_ref()
-        .is_some_and(|access| access.kind == access::SSH);
+    let at_target = grant.access.as_ref();
+    let certify = at_target.is_some_and(|access| access.kind == access::SSH);
     let grant_id = grant.id.clone();
     // A copy from the list is a fresh fetch, which sets a new password
     // at a PostgreSQL target: asked first, since one in use stops working
     // for new logins (the pop-up copies what it shows instead).
-    let rotates = grant
-        .access
-        .as_ref()
-        .is_some_and(|access| access.kind == access::POSTGRES);
-    if copy && rotates {
+    if copy && let Some(access) = at_target.filter(|access| access.kind == access::POSTGRES) {
         let prompt = format!(
             "Copy a new password for {}? It is set at {} now: one fetched before stops working \
              for new logins",
             crate::text::sanitize::line(&grant.role),
-            grant
-                .access
-                .as_ref()
-                .map(|a| crate::text::sanitize::line(&a.target).into_owned())
-                .unwrap_or_default()
+            crate::text::sanitize::line(&access.target)
         );
         state.modal = Some(Modal::Confirm {
             prompt,
