@@ -626,20 +626,12 @@ async fn login(
     let mut target = config.resolve(broker, profile)?;
     // A profile pointed at another broker: whoever was signed in to it
     // there is signed out, rather than left in the keyring (or a file)
-    // where no command of this profile would look again.
-    // Not one another profile still signs in with, though: a session is
-    // kept by broker and person, not by profile.
-    let pointed_away = profile
-        .and_then(|name| config.resolve(None, Some(name)).ok())
-        .filter(|old| old.broker != target.broker && old.user.is_some());
-    // The profile's choice of a plain file stands at its new broker too,
-    // as it would at its old: and its old session is found where it is.
-    let file_store = insecure_file_store
-        || target.insecure_file_store
-        || pointed_away
-            .as_ref()
-            .is_some_and(|old| old.insecure_file_store);
-    let replaced = pointed_away.filter(|old| !config.shares_session(old));
+    // where no command of this profile would look again (not a session
+    // another profile still signs in with).
+    let replaced = config.replaced_by(&target);
+    // The profile's choice of a plain file stands at its new broker too
+    // (`resolve` keeps it), and its old session is found where it is.
+    let file_store = insecure_file_store || target.insecure_file_store;
     target.insecure_file_store = file_store;
     if file_store {
         crate::auth::secrets::init_file_store(&crate::config::sessions_dir()?)?;
