@@ -177,9 +177,58 @@ pub struct Postgres {
     connect_timeout: Duration,
     reassign_owned_to: Option<String>,
     connection_limit: i32,
-    /// One admin connection per database, opened on first use and again
-    /// whenever it closed, with its server session.
-    clients: Mutex<HashMap<String, (Arc<Client>, Session)>>,
+    /// One admin connection per database and leadership term, opened on
+    /// first use and again whenever it closed, with its server session.
+    clients: Mutex<HashMap<(String, Option<Term>), Opened>>,
+}
+
+/// An open admin connection and its server session.
+type Opened = (Arc<Client>, Session);
+
+/// The leadership term an admin connection acts under, named in its
+/// `application_name` ([`Term::application_name`]): the deployment (a
+/// digest of its issuer, since epochs count within one) and the lease's
+/// epoch. A leader's first connection of a term ends the sessions of
+/// earlier terms ([`Postgres::end_earlier_terms`]): a leader stopped or
+/// killed mid-call may have left a statement queued on one (a
+/// `CREATE ROLE` behind a slow statement), which would otherwise run after
+/// this term's removal found nothing to remove. Calls any instance makes
+/// (a credential, a load's checks) act under none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Term {
+    deployment: String,
+    epoch: i64,
+}
+
+impl Term {
+    fn of(journal: &Journal) -> Option<Term> {
+        let epoch = journal.leader_epoch()?;
+        Some(Term {
+            deployment: deployment(journal.issuer()),
+            epoch,
+        })
+    }
+
+    fn application_name(&self) -> String {
+        term_application_name_of(&self.deployment, self.epoch)
+    }
+}
+
+/// A deployment's name in an `application_name`: short, and plain ASCII
+/// whatever its issuer is.
+fn deployment(issuer: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(issuer.as_bytes())[..6])
+}
+
+fn term_application_name_of(deployment: &str, epoch: i64) -> String {
+    format!("hoistd {deployment} {epoch}")
+}
+
+/// The `application_name` of the admin connections a leader of the
+/// deployment named by `issuer` opens in the term of `epoch`.
+pub fn term_application_name(issuer: &str, epoch: i64) -> String {
+    term_application_name_of(&deployment(issuer), epoch)
 }
 
 /// Sessions of admin connections given up on at a deadline
@@ -397,14 +446,23 @@ impl Postgres {
         }
     }
 
-    /// The admin connection to `database`, opened if needed.
-    async fn admin(&self, database: &str) -> Result<Arc<Client>, TargetError> {
+    /// The admin connection to `database` for calls made under `term`,
+    /// opened if needed.
+    async fn admin(&self, database: &str, term: Option<&Term>) -> Result<Arc<Client>, TargetError> {
         let mut clients = self.clients.lock().await;
-        if let Some((client, _)) = clients.get(database)
+        let key = (database.to_string(), term.cloned());
+        if let Some((client, _)) = clients.get(&key)
             && !client.is_closed()
         {
             return Ok(Arc::clone(client));
         }
+        // This instance's own connections of an earlier term are ended on
+        // the server with everyone else's, below.
+        if let Some(term) = term {
+            clients
+                .retain(|(_, earlier), _| earlier.as_ref().is_none_or(|e| e.epoch >= term.epoch));
+        }
+        let application_name = term.map_or_else(|| "hoistd".to_string(), Term::application_name);
         let mut config = tokio_postgres::Config::new();
         config
             .host(&self.host)
@@ -412,7 +470,7 @@ impl Postgres {
             .user(&self.admin)
             .password(&self.password)
             .dbname(database)
-            .application_name("hoistd")
+            .application_name(&application_name)
             .connect_timeout(self.connect_timeout)
             // A server gone without closing the socket is noticed in
             // seconds, as the store's own connections notice it.
@@ -476,8 +534,43 @@ impl Postgres {
             started_micros: row.get(1),
         };
         self.end_abandoned(&client).await?;
-        clients.insert(database.to_string(), (Arc::clone(&client), session));
+        if let Some(term) = term {
+            self.end_earlier_terms(&client, term).await?;
+        }
+        clients.insert(key, (Arc::clone(&client), session));
         Ok(client)
+    }
+
+    /// Ends the sessions this admin opened under the deployment's earlier
+    /// terms (see [`Term`]), and waits until the server shows them gone.
+    /// Until they are, every operation fails, to be tried again.
+    async fn end_earlier_terms(&self, client: &Client, term: &Term) -> Result<(), TargetError> {
+        let until = tokio::time::Instant::now() + self.statement_timeout;
+        loop {
+            let left: i64 = client
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE usename = current_user AND pid <> pg_backend_pid() \
+                     AND split_part(application_name, ' ', 1) = 'hoistd' \
+                     AND split_part(application_name, ' ', 2) = $1 \
+                     AND CASE WHEN split_part(application_name, ' ', 3) ~ '^[0-9]{1,18}$' \
+                     THEN split_part(application_name, ' ', 3)::bigint END < $2",
+                    &[&term.deployment, &term.epoch],
+                )
+                .await
+                .map_err(|err| self.fault(err))?
+                .get(0);
+            if left == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(self.unreachable(format!(
+                    "{left} session(s) of an earlier leader are not gone yet; their \
+                     statements might still run"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Ends the sessions of connections given up on, and waits until the
@@ -590,10 +683,17 @@ impl Postgres {
         Ok(row.map(|row| row.get::<_, bool>(0)))
     }
 
-    async fn create_or_update(&self, grant: &GrantFacts, issuer: &str) -> Result<(), TargetError> {
+    async fn create_or_update(
+        &self,
+        grant: &GrantFacts,
+        journal: &Journal,
+    ) -> Result<(), TargetError> {
+        let issuer = journal.issuer();
         let access = self.access_of(grant)?;
         let role = role_name(&grant.holder, &grant.id);
-        let client = self.admin(&self.admin_database).await?;
+        let client = self
+            .admin(&self.admin_database, Term::of(journal).as_ref())
+            .await?;
         let limit = access.connection_limit.unwrap_or(self.connection_limit);
         let until = quote_literal(&valid_until(grant.expires_at));
         let quoted = quote_ident(&role);
@@ -729,8 +829,9 @@ impl Postgres {
 
     /// No more logins, its sessions ended, what it owns handed over or
     /// dropped, then the role itself; each step harmless to repeat.
-    async fn tear_down(&self, role: &str) -> Result<(), TargetError> {
-        let client = self.admin(&self.admin_database).await?;
+    async fn tear_down(&self, role: &str, journal: &Journal) -> Result<(), TargetError> {
+        let term = Term::of(journal);
+        let client = self.admin(&self.admin_database, term.as_ref()).await?;
         if self.role_exists(&client, role).await?.is_none() {
             return Ok(());
         }
@@ -827,7 +928,7 @@ impl Postgres {
             return Err(self.refused(why));
         }
         for database in &databases {
-            let db = self.admin(database).await?;
+            let db = self.admin(database, term.as_ref()).await?;
             let mut sql = String::new();
             if let Some(owner) = &self.reassign_owned_to {
                 sql.push_str(&format!(
@@ -896,7 +997,7 @@ impl TargetKind for Postgres {
         let access: Access = serde_json::from_value(access.clone())
             .map_err(|err| self.refused(format!("access: {err}")))?;
         self.bounded(async {
-            let client = self.admin(&self.admin_database).await?;
+            let client = self.admin(&self.admin_database, None).await?;
             if let Some(owner) = &self.reassign_owned_to {
                 if let Some(why) = self.quarantine_problem(&client, owner, false).await? {
                     return Err(self.refused(why));
@@ -935,13 +1036,12 @@ impl TargetKind for Postgres {
     }
 
     async fn provision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
-        self.bounded(self.create_or_update(grant, journal.issuer()))
-            .await
+        self.bounded(self.create_or_update(grant, journal)).await
     }
 
-    async fn deprovision(&self, grant: &GrantFacts, _journal: &Journal) -> Result<(), TargetError> {
+    async fn deprovision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
         let role = role_name(&grant.holder, &grant.id);
-        self.bounded(self.tear_down(&role)).await
+        self.bounded(self.tear_down(&role, journal)).await
     }
 
     /// Whether the grant's role is there and may log in. A role labelled
@@ -951,7 +1051,9 @@ impl TargetKind for Postgres {
     async fn inspect(&self, grant: &GrantFacts, journal: &Journal) -> Result<bool, TargetError> {
         let role = role_name(&grant.holder, &grant.id);
         self.bounded(async {
-            let client = self.admin(&self.admin_database).await?;
+            let client = self
+                .admin(&self.admin_database, Term::of(journal).as_ref())
+                .await?;
             let row = client
                 .query_opt(
                     "SELECT rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles \
@@ -999,7 +1101,9 @@ impl TargetKind for Postgres {
     /// as another target's of this deployment on the same cluster.
     async fn managed(&self, journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
         self.bounded(async {
-            let client = self.admin(&self.admin_database).await?;
+            let client = self
+                .admin(&self.admin_database, Term::of(journal).as_ref())
+                .await?;
             let rows = client
                 .query(
                     "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles \
@@ -1041,14 +1145,14 @@ impl TargetKind for Postgres {
         .await
     }
 
-    async fn remove(&self, found: &Managed, _journal: &Journal) -> Result<(), TargetError> {
-        self.bounded(self.tear_down(&found.name)).await
+    async fn remove(&self, found: &Managed, journal: &Journal) -> Result<(), TargetError> {
+        self.bounded(self.tear_down(&found.name, journal)).await
     }
 
     async fn credential(
         &self,
         grant: &GrantFacts,
-        _journal: &Journal,
+        journal: &Journal,
         _key: Option<&super::ssh::HolderKey>,
     ) -> Result<Option<AccessCredential>, TargetError> {
         let role = role_name(&grant.holder, &grant.id);
@@ -1057,7 +1161,9 @@ impl TargetKind for Postgres {
         // reaches no server log; hoistd keeps neither.
         let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
         self.bounded(async {
-            let client = self.admin(&self.admin_database).await?;
+            let client = self
+                .admin(&self.admin_database, Term::of(journal).as_ref())
+                .await?;
             if self.role_exists(&client, &role).await? != Some(true) {
                 return Err(self.refused(format!("the grant's role {role} is not there")));
             }

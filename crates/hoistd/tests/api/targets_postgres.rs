@@ -833,7 +833,7 @@ async fn with_tls_configured_the_admin_connection_is_encrypted_and_checks_the_se
         .unwrap()
         .query_one(
             "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
-             WHERE application_name = 'hoistd' AND ssl",
+             WHERE starts_with(application_name, 'hoistd') AND ssl",
             &[],
         )
         .await
@@ -1401,5 +1401,54 @@ async fn a_statement_given_up_on_never_runs_after_the_removal() {
     assert!(
         !role_exists(&pg, &role_of(&grant)).await,
         "the held CREATE ROLE ran after the removal"
+    );
+}
+
+/// A leader stopped or killed mid-call can leave a statement queued on its
+/// admin session, to run whenever the server reaches it: here a
+/// `CREATE ROLE` behind a sleep, on a session named as an earlier term's.
+/// The next term's first connection ends that session before its removal
+/// runs, so the role is not made again after the removal found nothing.
+#[tokio::test]
+async fn a_statement_left_by_an_earlier_leader_never_runs_after_the_removal() {
+    let pg = cluster().await;
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    assert!(role_exists(&pg, &role).await);
+
+    let earlier = pg.admin().await.unwrap();
+    let name = hoistd::target::postgres::term_application_name("hoistd", 1);
+    earlier
+        .batch_execute(&format!("SET application_name = '{name}'"))
+        .await
+        .unwrap();
+    let queued = tokio::spawn(async move {
+        earlier
+            .batch_execute(&format!("SELECT pg_sleep(4); CREATE ROLE \"{role}\" LOGIN"))
+            .await
+    });
+    // A reload builds the target anew: its first call opens a connection
+    // under this leader's term, as a new leader's does.
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    let ended = queued
+        .await
+        .unwrap()
+        .expect_err("the earlier session ran on");
+    assert_eq!(
+        ended.code(),
+        Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN),
+        "{ended}"
+    );
+    assert!(
+        !role_exists(&pg, &role_of(&grant)).await,
+        "the queued CREATE ROLE ran after the removal"
     );
 }
