@@ -282,6 +282,15 @@ pub enum DebugCommand {
     },
 }
 
+/// Ends the runtime a command ran on: a session refresh still under way
+/// is finished and saved first ([`session::settle`]), then a read still
+/// blocked (a token file that is a pipe nobody writes to, left behind by a
+/// signal) gets 2 s before hoist ends regardless.
+pub fn shut_down(runtime: tokio::runtime::Runtime) {
+    let _settled = runtime.block_on(session::settle());
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+}
+
 pub async fn run(cli: Cli) -> ExitCode {
     let (broker, profile) = (cli.broker.as_deref(), cli.profile.as_deref());
     let result = match cli.command {

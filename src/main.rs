@@ -23,9 +23,7 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(cli::run(cli));
-    // A read still blocked (a token file that is a pipe nobody writes to,
-    // left behind by a signal) must not keep hoist from ending.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    cli::shut_down(runtime);
     hoist::commands::signals::end_as_signalled();
     code
 }

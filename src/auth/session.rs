@@ -264,6 +264,21 @@ async fn accepted(target: &Target, session: &Session) -> Result<Me, SessionError
 /// that rotates them takes as theft and answers by ending the session.
 static REFRESHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// How long a process that is ending waits for a refresh under way
+/// ([`settle`]).
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits, up to [`SETTLE_WAIT`], for a refresh under way (a command's
+/// background refresh, say) to be saved, and returns the lock that keeps
+/// another from starting. Called as the process ends: its runtime would
+/// drop a refresh midway, and a provider that rotates refresh tokens may
+/// already have spent the stored one.
+pub async fn settle() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    tokio::time::timeout(SETTLE_WAIT, REFRESHING.lock())
+        .await
+        .ok()
+}
+
 /// The same across processes: the TUI and `reviews --watch` in another pane
 /// wake for one refresh at the same moment. A file in the config dir,
 /// empty; a process that cannot have it within [`REFRESH_LOCK_WAIT`] (one

@@ -28,6 +28,11 @@
 // request with that status and an HTML page; PUT /_outage/0 ends it.
 // PUT /_device_outage/STATUS does the same to device authorization requests.
 //
+// A test slows the token endpoint's answers: PUT /_slow/MS holds each
+// token response for MS milliseconds after the provider made it (a refresh
+// token is spent by then, as it is when the answer is lost on the way);
+// PUT /_slow/0 ends it.
+//
 // Prints exactly one line, `READY http://127.0.0.1:N`, to stdout once it is
 // listening; everything else goes to stderr so a harness can read the port.
 
@@ -333,11 +338,18 @@ function setGroups(req, res) {
 
 let outage = 0;
 let deviceOutage = 0;
+let slow = 0;
 
 server.on('request', (req, res) => {
   if (req.method === 'PUT' && req.url.startsWith('/_directory/')) return setGroups(req, res);
   if (req.method === 'PUT' && req.url.startsWith('/_device_outage/')) {
     deviceOutage = Number.parseInt(req.url.slice('/_device_outage/'.length), 10) || 0;
+    res.statusCode = 204;
+    res.end();
+    return undefined;
+  }
+  if (req.method === 'PUT' && req.url.startsWith('/_slow/')) {
+    slow = Number.parseInt(req.url.slice('/_slow/'.length), 10) || 0;
     res.statusCode = 204;
     res.end();
     return undefined;
@@ -351,6 +363,14 @@ server.on('request', (req, res) => {
   const busy = req.method !== 'POST' ? 0
     : /\/token(\?|$)/.test(req.url) ? outage
       : /\/device\/auth(\?|$)/.test(req.url) ? deviceOutage : 0;
+  if (slow && req.method === 'POST' && /\/token(\?|$)/.test(req.url)) {
+    const end = res.end.bind(res);
+    const delay = slow;
+    res.end = (...args) => {
+      setTimeout(() => end(...args), delay);
+      return res;
+    };
+  }
   if (busy) {
     res.statusCode = busy;
     res.setHeader('content-type', 'text/html');

@@ -543,6 +543,43 @@ fn a_busy_provider_during_a_device_sign_in_is_waited_for_then_named() {
     });
 }
 
+/// A refresh under way when a command ends (a background refresh in
+/// `exec` or `--wait`) is finished and saved before the process ends: its
+/// runtime would otherwise drop it while the provider answers, with the
+/// stored refresh token already spent. Here the provider holds its answer
+/// for 1.5 s, and the runtime is ended as `main` ends it, half a second in.
+#[test]
+fn a_refresh_under_way_when_the_command_ends_is_saved_first() {
+    hoist::auth::secrets::prepare();
+    let _ = hoist::auth::secrets::init_with(Some(hoist::auth::secrets::SessionStore::Keyutils));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (setup, broker, first) = runtime.block_on(async {
+        // Tokens of 3 s: due for a refresh at once.
+        let setup = setup(Some(3)).await;
+        let (me, first) = device_login(&setup, "alice").await;
+        let target = target(&setup, Some(&me.user));
+        let broker = target.broker.clone();
+        setup.provider.slow(1500).await;
+        tokio::spawn(async move { session::current(&target).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (setup, broker, first)
+    });
+    hoist::cli::shut_down(runtime);
+    let stored = hoist::auth::secrets::load(&broker, "alice")
+        .unwrap()
+        .unwrap();
+    assert!(stored.refresh_token.is_some());
+    assert_ne!(
+        stored.refresh_token, first.refresh_token,
+        "the refresh was dropped midway: the stored refresh token is the spent one"
+    );
+    drop(setup);
+}
+
 #[test]
 fn sessions_refresh_themselves_and_logout_revokes_them() {
     run(async {

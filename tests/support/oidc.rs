@@ -279,17 +279,23 @@ impl Provider {
     /// Answers every token request with `status` and an HTML page, as a
     /// proxy in front of a provider in trouble would; 0 ends it.
     pub async fn outage(&self, status: u16) {
-        self.put_outage("_outage", status).await;
+        self.put_outage("_outage", status.into()).await;
     }
 
     /// Answers every device authorization request with `status`, as
     /// [`Provider::outage`] does token requests; 0 ends it.
     pub async fn device_outage(&self, status: u16) {
-        self.put_outage("_device_outage", status).await;
+        self.put_outage("_device_outage", status.into()).await;
     }
 
-    async fn put_outage(&self, what: &str, status: u16) {
-        let url = format!("{}/{what}/{status}", self.authority());
+    /// Holds each token response for `millis` after the provider made it
+    /// (a refresh token is spent by then); 0 ends it.
+    pub async fn slow(&self, millis: u64) {
+        self.put_outage("_slow", millis).await;
+    }
+
+    async fn put_outage(&self, what: &str, value: u64) {
+        let url = format!("{}/{what}/{value}", self.authority());
         let response = reqwest::Client::new()
             .put(&url)
             .send()
