@@ -557,10 +557,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /readyz`: 200 when this instance can serve, 503 with the reason
-/// when it cannot (the database does not answer). Liveness stays
-/// `/v1/health`, which never touches the database, so a database outage
-/// takes instances out of rotation without getting them restarted.
+/// when it cannot (the database does not answer, or it is stopping).
+/// Liveness stays `/v1/health`, which never touches the database, so a
+/// database outage takes instances out of rotation without getting them
+/// restarted.
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    let stopping = state.shutdown.clone();
     // On a task of its own, so a probe that gives up (its client gone)
     // still leaves its answer for the next.
     let check = tokio::spawn(async move {
@@ -577,6 +579,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let problem = check
         .await
         .unwrap_or_else(|_| Some("the readiness check failed".to_string()));
+    // A probe answered while the server drains (begun before the stop, or
+    // on a connection kept open) must not keep it in rotation.
+    let problem = if *stopping.borrow() {
+        Some("hoistd is stopping".to_string())
+    } else {
+        problem
+    };
     match problem {
         None => Json(serde_json::json!({"status": "ready"})).into_response(),
         Some(reason) => (

@@ -230,6 +230,31 @@ async fn readyz_fails_while_the_database_cannot_be_read() {
     assert_eq!(ready.status(), 200);
 }
 
+/// A probe under way when the server begins to stop (its request half
+/// sent) is answered 503: an instance that is draining leaves rotation.
+#[tokio::test]
+async fn readyz_fails_once_the_server_is_stopping() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut broker = TestBroker::start().await;
+    let mut probe = tokio::net::TcpStream::connect(broker.addr()).await.unwrap();
+    probe
+        .write_all(b"GET /readyz HTTP/1.1\r\nhost: hoistd\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let stopped = tokio::spawn(async move {
+        broker.stop().await;
+        broker
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    probe.write_all(b"connection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    probe.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("hoistd is stopping"), "{answer}");
+    stopped.await.unwrap();
+}
+
 /// The real binary with `--log-format json`: one JSON object per line, a
 /// request's line with its route template, status and duration, and no
 /// query string or token.
