@@ -50,7 +50,11 @@ impl Broker {
         }
         if left > 0 {
             for exchange in work.tx.uncollected(work.now, left)? {
-                work.uncollected(exchange)?;
+                let why = format!(
+                    "its workload never collected the credential: the task's token expired at {}",
+                    exchange.expires_at.to_rfc3339()
+                );
+                work.uncollected(exchange, why)?;
             }
         }
         let next = work.tx.next_due()?;
@@ -82,7 +86,7 @@ impl Work<'_> {
     /// in the token's last seconds, its target slow to make the access
     /// live) can be neither used nor withdrawn by its job. It is revoked,
     /// rather than left to its end.
-    fn uncollected(&mut self, mut exchange: Exchange) -> Result<()> {
+    pub(super) fn uncollected(&mut self, mut exchange: Exchange, why: String) -> Result<()> {
         exchange.collect_by = None;
         self.tx.update_exchange(&exchange)?;
         let Some(grant_id) = self
@@ -98,14 +102,6 @@ impl Work<'_> {
         if grant.state != GrantState::Active || grant.expires_at <= self.now {
             return Ok(());
         }
-        self.end_grant(
-            &mut grant,
-            GrantState::Revoked,
-            SYSTEM_ACTOR,
-            Some(format!(
-                "its workload never collected the credential: the task's token expired at {}",
-                exchange.expires_at.to_rfc3339()
-            )),
-        )
+        self.end_grant(&mut grant, GrantState::Revoked, SYSTEM_ACTOR, Some(why))
     }
 }

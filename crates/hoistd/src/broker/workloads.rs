@@ -704,7 +704,9 @@ impl Broker {
     /// racing it is a replay), it is redeemed for good only once the job
     /// has what it asked for. With `at`, only a redemption made at that
     /// moment (to the millisecond, as stored) is undone: not another
-    /// exchange's, made since.
+    /// exchange's, made since. A task that can no longer be collected (its
+    /// job withdrew meanwhile, or its token's time is over) has its grant
+    /// revoked instead, as the reaper revokes one.
     fn unredeem(
         &self,
         task_key: &str,
@@ -718,7 +720,16 @@ impl Broker {
             })
         {
             exchange.redeemed_at = None;
-            work.tx.update_exchange(&exchange)?;
+            if exchange.collect_by.is_some_and(|by| by <= work.now) {
+                work.uncollected(
+                    exchange,
+                    "its credential never reached its workload, which can no longer collect it \
+                     (the task was withdrawn, or its token's time is over)"
+                        .to_string(),
+                )?;
+            } else {
+                work.tx.update_exchange(&exchange)?;
+            }
         }
         self.finish(work)
     }
@@ -978,7 +989,7 @@ impl Broker {
     fn withdraw_task(&self, admitted: &Admitted) -> Result<TaskWithdrawn, Refusal> {
         let reason = "the task gave up waiting and withdrew";
         let mut work = self.begin()?;
-        let exchange = work
+        let mut exchange = work
             .tx
             .exchange(&admitted.task_key)?
             .filter(|exchange| exchange.principal == admitted.principal)
@@ -1030,6 +1041,14 @@ impl Broker {
                             &admitted.principal,
                             Some(reason.into()),
                         )?;
+                    } else if grant.state == GrantState::Active {
+                        // Redeemed, but its hand-over may still be under
+                        // way, and fail or lose its caller: the task is
+                        // then opened again (`unredeem`) with nobody to
+                        // collect it, since its job withdrew. Due now, so
+                        // that the grant is then revoked.
+                        exchange.collect_by = Some(work.now);
+                        work.tx.update_exchange(&exchange)?;
                     }
                     grant_state = Some(grant.state.as_str().to_string());
                 }

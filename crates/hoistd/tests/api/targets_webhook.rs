@@ -1360,6 +1360,69 @@ async fn only_the_leader_calls_under_an_epoch() {
     }
 }
 
+/// A job that withdraws while its own credential is being handed over (the
+/// target slow to answer), then goes: the withdrawal, made while the task
+/// was redeemed, leaves the grant to whoever the hand-over reaches; it
+/// reaches nobody, and the grant is revoked and its access removed rather
+/// than left live with nobody to use or end it.
+#[tokio::test]
+async fn a_job_that_withdraws_during_its_hand_over_and_goes_leaves_nothing_behind() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("webhook-secret"), SECRET).unwrap();
+    let provider = crate::oidc::Provider::start().await;
+    let extra = format!(
+        "[[workloads.roles]]\nrole = \"k8s-admin\"\nmax_ttl_minutes = 10\napproval = \"person\"\n\n\
+         [[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\n\
+         secret_file = \"{}\"\ntimeout = \"5s\"\n{}",
+        dir.path().join("webhook-secret").display(),
+        target_role("k8s-admin", "hook", "cluster = \"prod\""),
+    );
+    let broker = TestBroker::builder()
+        .policy(&crate::workloads::policy(&provider.issuer, &extra))
+        .start()
+        .await;
+    let token = crate::workloads::ci_token(&provider).await;
+    let (status, body) = crate::workloads::exchange_for(&broker, &token, "k8s-admin").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let request_id = body["request_id"].as_str().unwrap().to_string();
+    let approved = broker.as_user("bob").approve(&request_id).await.unwrap();
+    let grant_id = approved.grant_id.expect("approved");
+    until_access(&broker, &grant_id, AccessState::Live).await;
+
+    *endpoint.mode.lock().unwrap() = Mode::SlowOk;
+    let asked = endpoint.calls.lock().unwrap().len();
+    let exchange = tokio::spawn({
+        let (url, form) = (
+            format!("{}/v1/token", broker.url()),
+            crate::workloads::task_form(&token, "k8s-admin"),
+        );
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .form(&form)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+        }
+    });
+    // The hand-over is at the target: the task is redeemed.
+    eventually(LONG, || async {
+        let calls = endpoint.calls.lock().unwrap();
+        calls.len() > asked && calls[asked..].iter().any(|c| c["action"] == "inspect")
+    })
+    .await;
+    let (status, body) = crate::workloads::withdraw(&broker, &token, "k8s-admin").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["grant_state"], "active", "{body}");
+    let gone = exchange.await.unwrap();
+    assert!(gone.is_err(), "answered within 2 s: {gone:?}");
+    *endpoint.mode.lock().unwrap() = Mode::Ok;
+
+    until_access(&broker, &grant_id, AccessState::Removed).await;
+    assert!(!endpoint.held.lock().unwrap().contains(&grant_id));
+}
+
 /// A job whose caller went while its credential was being handed over (the
 /// target slow to answer) got nothing: its task is opened again, so its
 /// withdrawal ends the grant rather than leave it to nobody.
