@@ -153,7 +153,7 @@ struct Admitted {
     policy: Arc<Policy>,
 }
 
-/// Tries at reopening a task whose commit was lost, 100 ms apart and
+/// Tries at reopening a task ([`Broker::reopen`]), 100 ms apart and
 /// doubling (about 3 s in all).
 const REOPEN_TRIES: u32 = 6;
 
@@ -290,15 +290,14 @@ impl Broker {
                             // refused as a replay with its grant unusable.
                             let broker = Arc::clone(self);
                             let task = Arc::clone(&admitted);
-                            let reopened = tokio::task::spawn_blocking(move || {
-                                broker.unredeem(&task.task_key, None)
+                            let _ = tokio::task::spawn_blocking(move || {
+                                broker.reopen(
+                                    &task.task_key,
+                                    None,
+                                    "a workload task whose hand-over failed stays redeemed",
+                                );
                             })
                             .await;
-                            if !matches!(reopened, Ok(Ok(()))) {
-                                tracing::warn!(
-                                    "a workload task whose hand-over failed stays redeemed"
-                                );
-                            }
                             return Err(Refusal::from(err));
                         }
                     };
@@ -677,26 +676,34 @@ impl Broker {
                 // over: opened again, so that the task's next exchange
                 // collects its credential rather than meet a replay. The
                 // database has just gone: tried for a few seconds.
-                let mut pause = std::time::Duration::from_millis(100);
-                for attempt in 1..=REOPEN_TRIES {
-                    match self.unredeem(&admitted.task_key, Some(redeemed_at)) {
-                        Ok(()) => break,
-                        Err(reopen) if attempt == REOPEN_TRIES => {
-                            tracing::warn!(
-                                error = %reopen,
-                                "a task whose commit was lost may stay redeemed"
-                            );
-                        }
-                        Err(_) => {
-                            std::thread::sleep(pause);
-                            pause *= 2;
-                        }
-                    }
-                }
+                self.reopen(
+                    &admitted.task_key,
+                    Some(redeemed_at),
+                    "a task whose commit was lost may stay redeemed",
+                );
             }
             return Err(err.into());
         }
         Ok(step)
+    }
+
+    /// [`Broker::unredeem`], tried again for a few seconds while the
+    /// database does not answer (it may just have gone); `stays` is logged
+    /// if it never does.
+    fn reopen(&self, task_key: &str, at: Option<chrono::DateTime<chrono::Utc>>, stays: &str) {
+        let mut pause = std::time::Duration::from_millis(100);
+        for attempt in 1..=REOPEN_TRIES {
+            match self.unredeem(task_key, at) {
+                Ok(()) => return,
+                Err(err) if attempt == REOPEN_TRIES => {
+                    tracing::warn!(error = %err, "{stays}");
+                }
+                Err(_) => {
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                }
+            }
+        }
     }
 
     /// Opens an exchanged task again after its hand-over failed: redeemed
@@ -1274,9 +1281,11 @@ impl Drop for Reopen {
         let broker = Arc::clone(&self.broker);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn_blocking(move || {
-                if let Err(err) = broker.unredeem(&task_key, None) {
-                    tracing::warn!(error = %err, "a task whose caller went may stay redeemed");
-                }
+                broker.reopen(
+                    &task_key,
+                    None,
+                    "a task whose caller went may stay redeemed",
+                );
             });
         }
     }
