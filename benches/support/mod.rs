@@ -170,6 +170,7 @@ pub fn requests(roles: &[Role], n: usize, now: DateTime<Utc>) -> Vec<AccessReque
                 acknowledgement: None,
                 tier: None,
                 approvers: Vec::new(),
+                signed_in_at: None,
             }
         })
         .collect::<Vec<_>>()

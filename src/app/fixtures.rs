@@ -76,5 +76,6 @@ pub(crate) fn request(id: &str, role: &str, requester: &str, now: DateTime<Utc>)
         acknowledgement: None,
         tier: None,
         approvers: Vec::new(),
+        signed_in_at: None,
     }
 }

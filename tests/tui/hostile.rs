@@ -80,6 +80,7 @@ fn request(id: &str, requester: &str, state: RequestState) -> AccessRequest {
         }),
         tier: Some(0),
         approvers: vec![h("bob"), h("dave")],
+        signed_in_at: None,
     }
 }
 

@@ -198,6 +198,13 @@ pub struct AccessRequest {
     /// its requester aside. Empty everywhere else.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
+    /// When its requester last signed in at their identity provider, as
+    /// the token it was filed with said (`auth_time`): what a role's
+    /// step-up, as it stands at each decision, is weighed against. Absent
+    /// for a request filed with a static token or by a workload, or with
+    /// a token that did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in_at: Option<DateTime<Utc>>,
 }
 
 impl AccessRequest {

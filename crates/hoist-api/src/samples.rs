@@ -50,6 +50,7 @@ pub fn request() -> AccessRequest {
         acknowledgement: None,
         tier: None,
         approvers: Vec::new(),
+        signed_in_at: None,
     }
 }
 

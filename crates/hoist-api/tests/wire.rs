@@ -88,6 +88,7 @@ fn full_request() -> AccessRequest {
         }),
         tier: Some(0),
         approvers: strings(&["bob", "dave"]),
+        signed_in_at: None,
     }
 }
 
@@ -116,6 +117,7 @@ fn minimal_request() -> AccessRequest {
         acknowledgement: None,
         tier: None,
         approvers: Vec::new(),
+        signed_in_at: None,
     }
 }
 

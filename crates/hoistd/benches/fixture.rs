@@ -148,6 +148,7 @@ fn requests(args: &Args) {
                 acknowledgement: None,
                 tier: None,
                 approvers: Vec::new(),
+                signed_in_at: None,
             };
             tx.insert_request(&request).unwrap();
             if matches!(state, RequestState::Expired | RequestState::Denied) {

@@ -369,6 +369,7 @@ pub fn request(surface: Surface, r: &ScheduleRequest, cx: &Context<'_>) -> Optio
         acknowledgement: None,
         tier: None,
         approvers: Vec::new(),
+        signed_in_at: None,
     })
 }
 

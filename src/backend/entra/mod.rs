@@ -555,6 +555,7 @@ impl EntraClient {
             acknowledgement: None,
             tier: None,
             approvers: Vec::new(),
+            signed_in_at: None,
         })
     }
 }

@@ -480,6 +480,7 @@ impl Broker {
             incident: grant.incident.clone(),
             duration_secs,
             grant_id: Some(grant.id.clone()),
+            signed_in_at: caller.signed_in_at(),
             ..work.new_request(RequestKind::Extension, role, user, role.approvals, &policy)
         };
         let pending = request.state == RequestState::Pending;

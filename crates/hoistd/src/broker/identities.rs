@@ -29,6 +29,16 @@ pub struct Authenticated {
     pub sign_in: SignIn,
 }
 
+impl Authenticated {
+    /// When the caller signed in at their provider, if the token says.
+    pub fn signed_in_at(&self) -> Option<DateTime<Utc>> {
+        match self.sign_in {
+            SignIn::Provider { at } => at,
+            SignIn::StaticToken => None,
+        }
+    }
+}
+
 /// How a caller proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignIn {

@@ -402,6 +402,26 @@ impl Work<'_> {
             };
             return Ok(Some(format!("{refused} now; {again}")));
         }
+        // The role's step-up as it is now: the sign-in the request was
+        // filed with, weighed at its filing, as a filing is weighed.
+        if let (Some(limit), Some(at)) = (role.step_up, request.signed_in_at) {
+            let age = (request.created_at - at).to_std().unwrap_or_default();
+            if age > limit {
+                return Ok(Some(format!(
+                    "role `{}` now needs a sign-in within {} of filing; {} signed in {} \
+                     before filing it: sign in again and {}",
+                    role.id,
+                    humantime::format_duration(limit),
+                    request.requester,
+                    humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
+                    if extension {
+                        "ask for the extension again"
+                    } else {
+                        "file it again"
+                    }
+                )));
+            }
+        }
         Ok(self
             .workload_refusal(&request.requester, &request.id)?
             .map(|what| {

@@ -63,6 +63,7 @@ impl Work<'_> {
             acknowledgement: None,
             tier: role.shown_tier(),
             approvers: Vec::new(),
+            signed_in_at: None,
         }
     }
 
@@ -253,6 +254,7 @@ impl Broker {
             duration_secs: plan.duration_secs,
             starts_at: plan.starts_at,
             break_glass: plan.break_glass,
+            signed_in_at: caller.and_then(Authenticated::signed_in_at),
             ..work.new_request(
                 RequestKind::Access,
                 role,

@@ -233,3 +233,65 @@ async fn extending_a_tier_0_grant_needs_a_recent_sign_in_too() {
     );
     assert!(message.contains("needs a sign-in within 1s"), "{message}");
 }
+
+/// The role's step-up as it stands at the decision holds a request filed
+/// before it: one filed with a sign-in older than a reload now allows is
+/// cancelled at its final approval, saying why, and grants nothing.
+#[tokio::test]
+async fn a_step_up_tightened_by_a_reload_holds_requests_already_waiting() {
+    let provider = Provider::start().await;
+    let token = |login: &'static str| {
+        let provider = &provider;
+        async move {
+            provider.device_flow_tokens(login, "hoist").await["id_token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let carol_token = token("carol").await;
+    let auth_time = crate::oidc::jwt_claims(&carol_token)["auth_time"]
+        .as_i64()
+        .unwrap();
+    let broker = TestBroker::builder()
+        .policy(&provider_policy(&provider.issuer, "10m"))
+        .start()
+        .await;
+    // Filed more than two seconds after the sign-in.
+    while chrono::Utc::now().timestamp() <= auth_time + 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let carol = broker.with_token(&carol_token);
+    let filed = carol.file(&prod_db()).await.unwrap();
+    assert_eq!(
+        filed.signed_in_at.map(|at| at.timestamp()),
+        Some(auth_time),
+        "the request keeps when its requester signed in"
+    );
+    broker
+        .with_token(&token("bob").await)
+        .approve(&filed.id)
+        .await
+        .unwrap();
+
+    std::fs::write(
+        broker.policy_path(),
+        provider_policy(&provider.issuer, "1s"),
+    )
+    .unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let decided = broker
+        .with_token(&token("dave").await)
+        .approve(&filed.id)
+        .await
+        .unwrap();
+    assert_eq!(decided.state, RequestState::Cancelled);
+    assert_eq!(decided.grant_id, None);
+    let reason = decided.reason.unwrap();
+    assert!(
+        reason.contains("role `prod-db` now needs a sign-in within 1s of filing")
+            && reason.contains("file it again"),
+        "{reason}"
+    );
+    assert!(carol.grants().await.is_empty());
+}

@@ -165,6 +165,8 @@ fn full_request(id: &str) -> AccessRequest {
         // Kept as filed (migration 6), so every backend must store it.
         tier: Some(0),
         approvers: Vec::new(),
+        // Weighed against the role's step-up at each decision (migration 25).
+        signed_in_at: Some(at(-90_000)),
     }
 }
 
@@ -199,6 +201,7 @@ pub(crate) fn bare_request(
         acknowledgement: None,
         tier: None,
         approvers: Vec::new(),
+        signed_in_at: None,
     }
 }
 

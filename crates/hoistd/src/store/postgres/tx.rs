@@ -469,7 +469,8 @@ fn updated(rows: usize, what: &str, id: &str) -> Result<()> {
 
 const REQUEST_COLUMNS: &str = "id, kind, role, role_name, requester, justification, ticket, \
     incident, duration_secs, starts_at, break_glass, state, created_at, updated_at, lapses_at, \
-    approvals_required, grant_id, reason, claim_by, claim_until, ack_by, ack_comment, ack_at, tier";
+    approvals_required, grant_id, reason, claim_by, claim_until, ack_by, ack_comment, ack_at, tier, \
+    signed_in_at";
 
 /// A request's reviews, oldest first (by time, then reviewer), as one JSON
 /// column after [`REQUEST_COLUMNS`]: read with the request, in the same
@@ -478,7 +479,7 @@ const REVIEWS: &str = "(SELECT json_agg(json_build_array(reviewer, decision, com
     ORDER BY at, reviewer)::text FROM reviews WHERE reviews.request_id = requests.id) AS reviews";
 
 /// Where [`REVIEWS`] comes in a row.
-const REQUEST_COLUMN_COUNT: usize = 24;
+const REQUEST_COLUMN_COUNT: usize = 25;
 
 /// The reviews column's JSON: `[reviewer, decision, comment, at]` each.
 type ReviewRow = (String, String, Option<String>, i64);
@@ -531,6 +532,7 @@ fn request_from_row(row: &Row) -> Result<AccessRequest> {
         },
         tier,
         approvers: Vec::new(),
+        signed_in_at: opt_time(get(row, 24)?)?,
     })
 }
 
@@ -896,7 +898,7 @@ impl Tx for PgTx {
         self.hold_insert(
             &format!(
                 "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
             ),
             vec![
                 text(&r.id),
@@ -923,6 +925,7 @@ impl Tx for PgTx {
                 opt_text(r.acknowledgement.as_ref().and_then(|a| a.comment.as_ref())),
                 p(r.acknowledgement.as_ref().map(|a| ms(a.at))),
                 p(r.tier.map(i16::from)),
+                p(r.signed_in_at.map(ms)),
             ],
         );
         Ok(())

@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0022_effect_system.sql"),
     include_str!("../../../migrations/sqlite/0023_exchange_collect_by.sql"),
     include_str!("../../../migrations/sqlite/0024_access_live_until.sql"),
+    include_str!("../../../migrations/sqlite/0025_request_signed_in_at.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters
@@ -582,28 +583,34 @@ mod tests {
     /// removal searches for them.
     #[test]
     fn an_upgrade_marks_openbao_grants_whose_tokens_were_not_recorded() {
-        use crate::store::conformance::{at, bare_request, grant, insert_requests};
+        use crate::store::conformance::{at, grant};
         use hoist_api::AccessState;
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hoistd.db");
-        // The database as version 13 left it.
+        // The database as version 13 left it, with requests in its columns.
         {
             let conn = Connection::open(&path).unwrap();
             for sql in &MIGRATIONS[..13] {
                 conn.execute_batch(sql).unwrap();
             }
             conn.pragma_update(None, "user_version", 13).unwrap();
+            for (id, requester, created) in [
+                ("req_a", "alice", 1),
+                ("req_b", "bob", 2),
+                ("req_c", "carol", 3),
+            ] {
+                conn.execute(
+                    "INSERT INTO requests (id, kind, role, role_name, requester, justification, \
+                     duration_secs, break_glass, state, created_at, updated_at, \
+                     approvals_required) VALUES (?1, 'access', 'db', 'db', ?2, 'j', 3600, 0, \
+                     'active', ?3, ?3, 1)",
+                    rusqlite::params![id, requester, at(created).timestamp_millis()],
+                )
+                .unwrap();
+            }
         }
         let store = SqliteStore::open_with(&path, super::super::Migrations::Leave).unwrap();
-        insert_requests(
-            &store,
-            &[
-                bare_request("req_a", "alice", "db", 1),
-                bare_request("req_b", "bob", "db", 2),
-                bare_request("req_c", "carol", "db", 3),
-            ],
-        );
         let held = [
             ("gr_live", "req_a", "openbao", AccessState::Live),
             ("gr_gone", "req_b", "openbao", AccessState::Removed),

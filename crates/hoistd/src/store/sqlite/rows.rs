@@ -39,7 +39,8 @@ pub(super) fn corrupt(what: &str, value: &str) -> rusqlite::Error {
 
 pub(super) const REQUEST_COLUMNS: &str = "id, kind, role, role_name, requester, justification, ticket, \
     incident, duration_secs, starts_at, break_glass, state, created_at, updated_at, lapses_at, \
-    approvals_required, grant_id, reason, claim_by, claim_until, ack_by, ack_comment, ack_at, tier";
+    approvals_required, grant_id, reason, claim_by, claim_until, ack_by, ack_comment, ack_at, tier, \
+    signed_in_at";
 
 pub(super) fn request_from_row(row: &Row) -> Result<AccessRequest, rusqlite::Error> {
     let kind: String = row.get(1)?;
@@ -85,6 +86,7 @@ pub(super) fn request_from_row(row: &Row) -> Result<AccessRequest, rusqlite::Err
         },
         tier: row.get(23)?,
         approvers: Vec::new(),
+        signed_in_at: opt_time(row.get(24)?)?,
     })
 }
 

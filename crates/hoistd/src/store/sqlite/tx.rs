@@ -168,7 +168,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(&format!(
                 "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
             ))?
             .execute(params![
                 r.id,
@@ -195,6 +195,7 @@ impl Tx for SqliteTx<'_> {
                 r.acknowledgement.as_ref().and_then(|a| a.comment.as_ref()),
                 r.acknowledgement.as_ref().map(|a| ms(a.at)),
                 r.tier,
+                r.signed_in_at.map(ms),
             ])?;
         Ok(())
     }
