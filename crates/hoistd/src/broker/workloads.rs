@@ -159,10 +159,13 @@ const REOPEN_TRIES: u32 = 6;
 
 /// What the store step found.
 enum Step {
+    /// The credential, its hand-over, the request's id, and when the task
+    /// was redeemed (what reopening it undoes, and nothing since).
     Issued(
         Box<Credential>,
-        Option<super::credentials::HandOver>,
+        Option<Box<super::credentials::HandOver>>,
         String,
+        chrono::DateTime<chrono::Utc>,
     ),
     Pending(TokenPending),
     /// The policy was reloaded after the token was checked: check it again.
@@ -265,10 +268,14 @@ impl Broker {
             // gone while the step ran drops it with that outcome.
             let (step, reopen) = tokio::task::spawn_blocking(move || {
                 let step = broker.exchange_task(&task);
-                let reopen = matches!(step, Ok(Step::Issued(..))).then(|| Reopen {
-                    broker: Arc::clone(&broker),
-                    task_key: Some(task.task_key.clone()),
-                });
+                let reopen = match &step {
+                    Ok(Step::Issued(.., redeemed_at)) => Some(Reopen {
+                        broker: Arc::clone(&broker),
+                        task_key: Some(task.task_key.clone()),
+                        redeemed_at: *redeemed_at,
+                    }),
+                    _ => None,
+                };
                 (step, reopen)
             })
             .await
@@ -277,8 +284,8 @@ impl Broker {
                 Refusal::new(WorkloadErrorCode::Internal, "internal error")
             })?;
             let refusal = match step {
-                Ok(Step::Issued(credential, target, request_id)) => {
-                    let handed = self.hand_over(*credential, target).await;
+                Ok(Step::Issued(credential, target, request_id, redeemed_at)) => {
+                    let handed = self.hand_over(*credential, target.map(|t| *t)).await;
                     if let Some(reopen) = reopen {
                         reopen.disarm();
                     }
@@ -293,7 +300,7 @@ impl Broker {
                             let _ = tokio::task::spawn_blocking(move || {
                                 broker.reopen(
                                     &task.task_key,
-                                    None,
+                                    redeemed_at,
                                     "a workload task whose hand-over failed stays redeemed",
                                 );
                             })
@@ -678,7 +685,7 @@ impl Broker {
                 // database has just gone: tried for a few seconds.
                 self.reopen(
                     &admitted.task_key,
-                    Some(redeemed_at),
+                    redeemed_at,
                     "a task whose commit was lost may stay redeemed",
                 );
             }
@@ -690,7 +697,7 @@ impl Broker {
     /// [`Broker::unredeem`], tried again for a few seconds while the
     /// database does not answer (it may just have gone); `stays` is logged
     /// if it never does.
-    fn reopen(&self, task_key: &str, at: Option<chrono::DateTime<chrono::Utc>>, stays: &str) {
+    fn reopen(&self, task_key: &str, at: chrono::DateTime<chrono::Utc>, stays: &str) {
         let mut pause = std::time::Duration::from_millis(100);
         for attempt in 1..=REOPEN_TRIES {
             match self.unredeem(task_key, at) {
@@ -709,22 +716,19 @@ impl Broker {
     /// Opens an exchanged task again after its hand-over failed: redeemed
     /// in the transaction that issued the credential (so a second exchange
     /// racing it is a replay), it is redeemed for good only once the job
-    /// has what it asked for. With `at`, only a redemption made at that
-    /// moment (to the millisecond, as stored) is undone: not another
-    /// exchange's, made since. A task that can no longer be collected (its
+    /// has what it asked for. Only the redemption made at `at` (to the
+    /// millisecond, as stored) is undone: not another exchange's, made
+    /// since (a retry after an attempt that did commit). A task that can no longer be collected (its
     /// job withdrew meanwhile, or its token's time is over) has its grant
     /// revoked instead, as the reaper revokes one.
     fn unredeem(
         &self,
         task_key: &str,
-        at: Option<chrono::DateTime<chrono::Utc>>,
+        at: chrono::DateTime<chrono::Utc>,
     ) -> crate::error::Result<()> {
         let mut work = self.begin()?;
         if let Some(mut exchange) = work.tx.exchange(task_key)?
-            && exchange.redeemed_at.is_some()
-            && at.is_none_or(|at| {
-                exchange.redeemed_at.map(|r| r.timestamp_millis()) == Some(at.timestamp_millis())
-            })
+            && exchange.redeemed_at.map(|r| r.timestamp_millis()) == Some(at.timestamp_millis())
         {
             exchange.redeemed_at = None;
             if exchange.collect_by.is_some_and(|by| by <= work.now) {
@@ -890,7 +894,12 @@ impl Broker {
                     self.issue_credential(work, &exchange.principal, &grant_id)?;
                 exchange.redeemed_at = Some(work.now);
                 work.tx.update_exchange(&exchange)?;
-                Ok(Step::Issued(Box::new(credential), target, request.id))
+                Ok(Step::Issued(
+                    Box::new(credential),
+                    target.map(Box::new),
+                    request.id,
+                    work.now,
+                ))
             }
             state => Err(Refusal::new(
                 WorkloadErrorCode::Denied,
@@ -1264,6 +1273,7 @@ fn response(credential: Credential, request_id: String) -> TokenExchangeResponse
 struct Reopen {
     broker: Arc<Broker>,
     task_key: Option<String>,
+    redeemed_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Reopen {
@@ -1278,12 +1288,12 @@ impl Drop for Reopen {
         let Some(task_key) = self.task_key.take() else {
             return;
         };
-        let broker = Arc::clone(&self.broker);
+        let (broker, redeemed_at) = (Arc::clone(&self.broker), self.redeemed_at);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn_blocking(move || {
                 broker.reopen(
                     &task_key,
-                    None,
+                    redeemed_at,
                     "a task whose caller went may stay redeemed",
                 );
             });

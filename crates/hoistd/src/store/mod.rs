@@ -644,9 +644,10 @@ pub struct Exchange {
     pub claims: Option<serde_json::Value>,
     /// When a task keyed by its token can no longer be collected: its
     /// newest token's end with its rule's leeway (after which no poll is
-    /// let in) and an exchange's wait for its target. `None` once the
-    /// reaper settled it ([`Tx::uncollected`]), and for a task keyed by its
-    /// run.
+    /// let in) and an exchange's wait for its target; for any task, the
+    /// moment its job withdrew while its credential was being handed over.
+    /// `None` once the reaper settled it ([`Tx::uncollected`]), and for a
+    /// task keyed by its run that was not withdrawn.
     pub collect_by: Option<DateTime<Utc>>,
 }
 
