@@ -262,7 +262,10 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
 /// Runs one effect and records its outcome; says whether the target
 /// answered (`None`: it was not asked).
 async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
-    if !ledger.leads_now() {
+    // The call acts under the lease it is made with: one that lapsed just
+    // now leaves it with none, and it is not made without.
+    let journal = ledger.journal();
+    if !ledger.leads_now() || journal.leader_epoch().is_none() {
         // Past this instance's term: the effect stays due, for whoever
         // leads now. The worker is being halted; until then the grant
         // stays busy rather than be tried again at once.
@@ -270,7 +273,6 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
         return None;
     }
     let targets = ledger.targets();
-    let journal = ledger.journal();
     let started = std::time::Instant::now();
     let (outcome, asked) = match targets.get(&due.effect.target) {
         None => (
@@ -626,6 +628,7 @@ mod worker_tests {
                 Arc::new(crate::credential::Signer::from_key(&key).unwrap()),
                 "https://hoist.test".into(),
             )
+            .under_lease(self.leads.then_some(1))
         }
         fn due_effects(
             &self,

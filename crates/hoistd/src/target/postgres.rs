@@ -192,8 +192,9 @@ type Opened = (Arc<Client>, Session);
 /// earlier terms ([`Postgres::end_earlier_terms`]): a leader stopped or
 /// killed mid-call may have left a statement queued on one (a
 /// `CREATE ROLE` behind a slow statement), which would otherwise run after
-/// this term's removal found nothing to remove. Calls any instance makes
-/// (a credential, a load's checks) act under none.
+/// this term's removal found nothing to remove. Calls made off the lease
+/// (a credential on an instance that does not lead, a load's checks) act
+/// under none, and are never ended this way.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Term {
     deployment: String,
