@@ -264,17 +264,24 @@ async fn accepted(target: &Target, session: &Session) -> Result<Me, SessionError
 /// that rotates them takes as theft and answers by ending the session.
 static REFRESHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Held from the moment a refresh token is sent to the provider until
+/// what it answered is saved ([`renew`]): the part of a refresh that must
+/// not be dropped midway.
+static RENEWING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How long a process that is ending waits for a refresh under way
 /// ([`settle`]).
 const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Waits, up to [`SETTLE_WAIT`], for a refresh under way (a command's
-/// background refresh, say) to be saved, and returns the lock that keeps
-/// another from starting. Called as the process ends: its runtime would
-/// drop a refresh midway, and a provider that rotates refresh tokens may
-/// already have spent the stored one.
+/// Waits, up to [`SETTLE_WAIT`], for a refresh token sent to the provider
+/// (by a command's background refresh, say) to be answered and saved, and
+/// returns the lock that keeps another from being sent. Called as the
+/// process ends: its runtime would drop the refresh midway, with the
+/// stored refresh token spent at a provider that rotates them. A refresh
+/// still waiting its turn, or still asking the broker where to refresh,
+/// has spent nothing and is not waited for.
 pub async fn settle() -> Option<tokio::sync::MutexGuard<'static, ()>> {
-    tokio::time::timeout(SETTLE_WAIT, REFRESHING.lock())
+    tokio::time::timeout(SETTLE_WAIT, RENEWING.lock())
         .await
         .ok()
 }
@@ -383,6 +390,7 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     let target = target.clone();
     tokio::spawn(async move {
         let (_refreshing, _held) = (refreshing, held);
+        let _renewing = RENEWING.lock().await;
         renew(&target, &user, provider, refresh_token).await
     })
     .await

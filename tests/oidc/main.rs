@@ -547,7 +547,8 @@ fn a_busy_provider_during_a_device_sign_in_is_waited_for_then_named() {
 /// `exec` or `--wait`) is finished and saved before the process ends: its
 /// runtime would otherwise drop it while the provider answers, with the
 /// stored refresh token already spent. Here the provider holds its answer
-/// for 1.5 s, and the runtime is ended as `main` ends it, half a second in.
+/// for 4 s, and the runtime is ended as `main` ends it, 1.5 s in (the
+/// refresh token sent by then).
 #[test]
 fn a_refresh_under_way_when_the_command_ends_is_saved_first() {
     hoist::auth::secrets::prepare();
@@ -563,9 +564,9 @@ fn a_refresh_under_way_when_the_command_ends_is_saved_first() {
         let (me, first) = device_login(&setup, "alice").await;
         let target = target(&setup, Some(&me.user));
         let broker = target.broker.clone();
-        setup.provider.slow(1500).await;
+        setup.provider.slow(4000).await;
         tokio::spawn(async move { session::current(&target).await.map(|_| ()) });
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         (setup, broker, first)
     });
     hoist::cli::shut_down(runtime);
