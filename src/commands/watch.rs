@@ -31,6 +31,15 @@ struct Shown {
 }
 
 impl Shown {
+    async fn new(backend: &dyn Backend, format: Format) -> anyhow::Result<Shown> {
+        Ok(Shown {
+            me: backend.me().await?,
+            format,
+            printed: BTreeSet::new(),
+            queued: BTreeSet::new(),
+        })
+    }
+
     fn show(&mut self, request: &AccessRequest) -> anyhow::Result<()> {
         let queued = self.queued.contains(&request.id);
         if needs_me(&self.me, request, queued) && self.printed.insert(request.id.clone()) {
@@ -107,24 +116,31 @@ fn emit(format: Format, request: &AccessRequest) -> anyhow::Result<()> {
 /// waiting longer each time up to [`RECONNECT_MAX`]; what landed meanwhile
 /// is read from the queue, as it is after [`super::LOOK_AGAIN`] without an
 /// event (a stream held up by a proxy). Only a refusal (the session
-/// expired, say) ends the watch.
+/// expired, say) ends the watch, or a signal: the watch then returns, so
+/// that a session refresh under way is saved before hoist ends by it.
 pub async fn reviews(backend: &dyn Backend, watch: bool, format: Format) -> anyhow::Result<()> {
+    if !watch {
+        return Shown::new(backend, format)
+            .await?
+            .queue(backend.review_queue().await?);
+    }
+    let mut signals = super::signals::Signals::listen()?;
+    tokio::select! {
+        watched = follow(backend, format) => watched,
+        signal = signals.next() => Err(super::Ended::Signalled {
+            signal,
+            message: format!("{} stopped the watch", signal.as_str()),
+        }
+        .into()),
+    }
+}
+
+/// [`reviews`] with `--watch`, until a refusal.
+async fn follow(backend: &dyn Backend, format: Format) -> anyhow::Result<()> {
     // Subscribed before the queue is read, so nothing filed in between is missed.
-    let events = if watch {
-        Some(backend.events().await?)
-    } else {
-        None
-    };
-    let mut shown = Shown {
-        me: backend.me().await?,
-        format,
-        printed: BTreeSet::new(),
-        queued: BTreeSet::new(),
-    };
+    let mut events = backend.events().await?;
+    let mut shown = Shown::new(backend, format).await?;
     shown.queue(backend.review_queue().await?)?;
-    let Some(mut events) = events else {
-        return Ok(());
-    };
     let mut pause = RECONNECT_FIRST;
     let mut opened_at = Instant::now();
     loop {

@@ -581,6 +581,65 @@ fn a_refresh_under_way_when_the_command_ends_is_saved_first() {
     drop(setup);
 }
 
+/// `reviews --watch` ended by a signal while its background refresh is at
+/// the provider (its answer held there 4 s) waits for the answer and saves it, then
+/// ends by that signal: the refresh token it leaves stored is not spent.
+#[test]
+fn a_watch_ended_by_a_signal_saves_the_refresh_under_way() {
+    run(async {
+        // Tokens of 62 s: not due when the watch starts, due for its
+        // background refresh (a minute ahead of their end) 2 s after.
+        let mut setup = setup(Some(62)).await;
+        let config = tempfile::tempdir().unwrap();
+        binary_login(&setup, config.path()).await;
+        let target = target(&setup, Some("alice"));
+        setup.provider.slow(4000).await;
+        let watch = hoist_binary(&setup, config.path(), &["reviews", "--watch"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(watch.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let out = tokio::task::spawn_blocking(move || watch.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(nix::sys::signal::Signal::SIGTERM as i32),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        setup.provider.slow(0).await;
+        let stored = hoist::auth::secrets::load(&target.broker, "alice")
+            .unwrap()
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        let token_endpoint = setup.provider.endpoint("token_endpoint").await;
+        let refreshed = oidc::post_form(
+            &token_endpoint,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &stored),
+                ("client_id", "hoist"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            refreshed.status(),
+            200,
+            "the stored refresh token was spent by a refresh the watch dropped"
+        );
+        setup.broker.stop().await;
+    });
+}
+
 #[test]
 fn sessions_refresh_themselves_and_logout_revokes_them() {
     run(async {
