@@ -119,6 +119,25 @@ async fn sign_out_replaced(old: &Target) -> (String, Level) {
     }
 }
 
+/// Signs out `previous`, the person a profile had before someone else
+/// signed in there, and says how that went, for a banner: nothing when
+/// there was no session left to delete.
+async fn sign_out_previous(previous: &Target) -> Option<(String, Level)> {
+    let who =
+        crate::text::sanitize::line(previous.user.as_deref().unwrap_or_default()).into_owned();
+    match session::logout(previous).await {
+        Ok(session::SignedOut { removed: true, .. }) => Some((
+            format!("Signed out {who}, whose session had ended, first"),
+            Level::Info,
+        )),
+        Ok(_) => None,
+        Err(err) => Some((
+            format!("{who}'s ended session could not be deleted: {err}"),
+            Level::Warning,
+        )),
+    }
+}
+
 /// Opens `profile` (or what `--broker`/`--profile` and the config pick):
 /// its session, refreshed if due; a device sign-in if there is none, or it
 /// ended; then the backend. The sign-in is remembered in the config.
@@ -155,12 +174,39 @@ pub async fn open(
                 }
                 Err(err) => return Err(err.into()),
             };
+            // Someone else signed in where the profile had a person whose
+            // session ended: that session goes, as `hoist login` ends it,
+            // rather than stay where no command would look again.
+            let previous = target
+                .user
+                .clone()
+                .filter(|user| *user != me.user && !config.shares_session(&target))
+                .map(|user| Target {
+                    user: Some(user),
+                    ..target.clone()
+                });
             config.remember_login(&target, &me.user);
             config.save()?;
             target.user = Some(me.user);
             let backend = session::open_with(&target, Some(step_up)).await?;
             if let Some(old) = replaced {
                 signed_out = Some(sign_out_replaced(&old).await);
+            }
+            if let Some(previous) = previous
+                && let Some(said) = sign_out_previous(&previous).await
+            {
+                signed_out = Some(match signed_out {
+                    None => said,
+                    // The warning, if either is one, sets the banner's level.
+                    Some((text, level)) => (
+                        format!("{text}; {}", said.0),
+                        if level == Level::Warning {
+                            level
+                        } else {
+                            said.1
+                        },
+                    ),
+                });
             }
             backend
         }

@@ -972,3 +972,80 @@ fn the_tui_pointing_a_profile_elsewhere_signs_out_its_old_session() {
         assert!(stored(now.broker.clone()).await.is_some());
     });
 }
+
+/// The TUI finding a profile's session ended, and someone else signing in
+/// through its pop-up, signs out the person the profile had, as
+/// `hoist login` does: their session does not stay in the keyring, where
+/// no command would look for it again. A banner says so.
+#[test]
+fn the_tui_signing_in_someone_else_signs_out_the_ended_session() {
+    if std::env::var_os("HOIST_TEST_CHILD").is_none() {
+        let config = tempfile::tempdir().unwrap();
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "the_tui_signing_in_someone_else_signs_out_the_ended_session",
+                "--nocapture",
+            ])
+            .env("HOIST_TEST_CHILD", "1")
+            .env("HOIST_CONFIG_DIR", config.path())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && said.contains("1 passed"),
+            "{said}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    let config = std::path::PathBuf::from(std::env::var_os("HOIST_CONFIG_DIR").unwrap());
+    run(async {
+        let setup = setup(None).await;
+        let (me, mut ended) = device_login(&setup, "alice").await;
+        // Ended, with nothing to renew it with.
+        ended.refresh_token = None;
+        ended.expires_at = Some(chrono::Utc::now() - chrono::TimeDelta::minutes(1));
+        hoist::auth::secrets::save(&setup.url, &me.user, &ended).unwrap();
+        std::fs::write(
+            config.join("config.toml"),
+            format!(
+                "[profiles.work]\nbroker = \"{}\"\nuser = \"{}\"\n",
+                setup.url, me.user
+            ),
+        )
+        .unwrap();
+        let stored = |user: &'static str| {
+            let broker = setup.url.clone();
+            async move {
+                tokio::task::spawn_blocking(move || hoist::auth::secrets::load(&broker, user))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        assert!(stored("alice").await.is_some());
+
+        let prompter = hoist::tui::profiles::Prompter::default();
+        let (actions, mut asked) = tokio::sync::mpsc::unbounded_channel();
+        prompter.attach(actions);
+        let approve = async {
+            while let Some(action) = asked.recv().await {
+                if let hoist::app::Action::SignInPrompt(prompt) = action {
+                    let url = prompt.complete.expect("a complete verification URI");
+                    setup.provider.approve_device(&url, "bob").await;
+                    return;
+                }
+            }
+        };
+        let (opened, ()) = tokio::join!(
+            hoist::tui::profiles::open(None, Some("work"), &prompter),
+            approve
+        );
+        let (notice, level) = opened.unwrap().options.notice.unwrap();
+        assert!(notice.contains("Signed out alice"), "{notice}");
+        assert_eq!(level, hoist::app::state::Level::Info);
+        assert!(stored("alice").await.is_none(), "alice's session stayed");
+        assert!(stored("bob").await.is_some());
+    });
+}
