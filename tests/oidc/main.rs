@@ -897,35 +897,43 @@ fn a_command_that_outlives_its_token_keeps_a_fresh_one() {
     });
 }
 
+/// The TUI reads its config where HOIST_CONFIG_DIR says, which a test
+/// cannot set for itself: the test `name` runs again in a child process,
+/// with it set to a fresh directory. In the child, that directory; in the
+/// test itself, `None` once the child passed.
+fn in_child_with_config(name: &str) -> Option<std::path::PathBuf> {
+    if let Some(config) =
+        std::env::var_os("HOIST_TEST_CHILD").and(std::env::var_os("HOIST_CONFIG_DIR"))
+    {
+        return Some(config.into());
+    }
+    let config = tempfile::tempdir().unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture"])
+        .env("HOIST_TEST_CHILD", "1")
+        .env("HOIST_CONFIG_DIR", config.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && said.contains("1 passed"),
+        "{said}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    None
+}
+
 /// The TUI opening a profile that `--broker` points elsewhere signs in
 /// there, and signs out whoever the profile had at its broker before, as
 /// `hoist login` does: that session is not left in the keyring where no
 /// command of the profile would look again. A banner says so.
 #[test]
 fn the_tui_pointing_a_profile_elsewhere_signs_out_its_old_session() {
-    // The TUI reads the config where HOIST_CONFIG_DIR says: the test runs
-    // again in a child process with it set.
-    if std::env::var_os("HOIST_TEST_CHILD").is_none() {
-        let config = tempfile::tempdir().unwrap();
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "the_tui_pointing_a_profile_elsewhere_signs_out_its_old_session",
-                "--nocapture",
-            ])
-            .env("HOIST_TEST_CHILD", "1")
-            .env("HOIST_CONFIG_DIR", config.path())
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && said.contains("1 passed"),
-            "{said}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    let Some(config) =
+        in_child_with_config("the_tui_pointing_a_profile_elsewhere_signs_out_its_old_session")
+    else {
         return;
-    }
-    let config = std::path::PathBuf::from(std::env::var_os("HOIST_CONFIG_DIR").unwrap());
+    };
     run(async {
         let setup = setup(None).await;
         let (me, _) = device_login(&setup, "alice").await;
@@ -979,27 +987,11 @@ fn the_tui_pointing_a_profile_elsewhere_signs_out_its_old_session() {
 /// no command would look for it again. A banner says so.
 #[test]
 fn the_tui_signing_in_someone_else_signs_out_the_ended_session() {
-    if std::env::var_os("HOIST_TEST_CHILD").is_none() {
-        let config = tempfile::tempdir().unwrap();
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "the_tui_signing_in_someone_else_signs_out_the_ended_session",
-                "--nocapture",
-            ])
-            .env("HOIST_TEST_CHILD", "1")
-            .env("HOIST_CONFIG_DIR", config.path())
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && said.contains("1 passed"),
-            "{said}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    let Some(config) =
+        in_child_with_config("the_tui_signing_in_someone_else_signs_out_the_ended_session")
+    else {
         return;
-    }
-    let config = std::path::PathBuf::from(std::env::var_os("HOIST_CONFIG_DIR").unwrap());
+    };
     run(async {
         let setup = setup(None).await;
         let (me, mut ended) = device_login(&setup, "alice").await;

@@ -1360,13 +1360,18 @@ async fn only_the_leader_calls_under_an_epoch() {
     }
 }
 
-/// A job that withdraws while its own credential is being handed over (the
-/// target slow to answer), then goes: the withdrawal, made while the task
-/// was redeemed, leaves the grant to whoever the hand-over reaches; it
-/// reaches nobody, and the grant is revoked and its access removed rather
-/// than left live with nobody to use or end it.
-#[tokio::test]
-async fn a_job_that_withdraws_during_its_hand_over_and_goes_leaves_nothing_behind() {
+/// A CI job's task for `k8s-admin`, whose access is at our own receiver:
+/// filed, approved by bob, and live there.
+struct HookedTask {
+    endpoint: Endpoint,
+    broker: TestBroker,
+    token: String,
+    grant_id: String,
+    _provider: crate::oidc::Provider,
+    _dir: tempfile::TempDir,
+}
+
+async fn hooked_task() -> HookedTask {
     let (endpoint, url) = own_receiver(Mode::Ok).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("webhook-secret"), SECRET).unwrap();
@@ -1389,6 +1394,32 @@ async fn a_job_that_withdraws_during_its_hand_over_and_goes_leaves_nothing_behin
     let approved = broker.as_user("bob").approve(&request_id).await.unwrap();
     let grant_id = approved.grant_id.expect("approved");
     until_access(&broker, &grant_id, AccessState::Live).await;
+    HookedTask {
+        endpoint,
+        broker,
+        token,
+        grant_id,
+        _provider: provider,
+        _dir: dir,
+    }
+}
+
+/// A job that withdraws while its own credential is being handed over (the
+/// target slow to answer), then goes: the withdrawal, made while the task
+/// was redeemed, leaves the grant to whoever the hand-over reaches; it
+/// reaches nobody, and the grant is revoked and its access removed rather
+/// than left live with nobody to use or end it.
+#[tokio::test]
+async fn a_job_that_withdraws_during_its_hand_over_and_goes_leaves_nothing_behind() {
+    // The provider and the secret's directory are kept to the end.
+    let HookedTask {
+        endpoint,
+        broker,
+        token,
+        grant_id,
+        _provider,
+        _dir,
+    } = hooked_task().await;
 
     *endpoint.mode.lock().unwrap() = Mode::SlowOk;
     let asked = endpoint.calls.lock().unwrap().len();
@@ -1428,28 +1459,14 @@ async fn a_job_that_withdraws_during_its_hand_over_and_goes_leaves_nothing_behin
 /// withdrawal ends the grant rather than leave it to nobody.
 #[tokio::test]
 async fn a_job_gone_before_its_hand_over_leaves_its_task_open() {
-    let (endpoint, url) = own_receiver(Mode::Ok).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("webhook-secret"), SECRET).unwrap();
-    let provider = crate::oidc::Provider::start().await;
-    let extra = format!(
-        "[[workloads.roles]]\nrole = \"k8s-admin\"\nmax_ttl_minutes = 10\napproval = \"person\"\n\n\
-         [[targets]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\n\
-         secret_file = \"{}\"\ntimeout = \"5s\"\n{}",
-        dir.path().join("webhook-secret").display(),
-        target_role("k8s-admin", "hook", "cluster = \"prod\""),
-    );
-    let broker = TestBroker::builder()
-        .policy(&crate::workloads::policy(&provider.issuer, &extra))
-        .start()
-        .await;
-    let token = crate::workloads::ci_token(&provider).await;
-    let (status, body) = crate::workloads::exchange_for(&broker, &token, "k8s-admin").await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let request_id = body["request_id"].as_str().unwrap().to_string();
-    let approved = broker.as_user("bob").approve(&request_id).await.unwrap();
-    let grant_id = approved.grant_id.expect("approved");
-    until_access(&broker, &grant_id, AccessState::Live).await;
+    let HookedTask {
+        endpoint,
+        broker,
+        token,
+        _provider,
+        _dir,
+        ..
+    } = hooked_task().await;
 
     *endpoint.mode.lock().unwrap() = Mode::SlowOk;
     let gone = reqwest::Client::new()
