@@ -897,6 +897,32 @@ fn a_command_that_outlives_its_token_keeps_a_fresh_one() {
     });
 }
 
+/// The TUI opening profile `work` (at `broker` if given) with `who`
+/// signing in through its pop-up: the notice it opens with.
+async fn tui_signing_in(
+    setup: &Setup,
+    broker: Option<&str>,
+    who: &str,
+) -> (String, hoist::app::state::Level) {
+    let prompter = hoist::tui::profiles::Prompter::default();
+    let (actions, mut asked) = tokio::sync::mpsc::unbounded_channel();
+    prompter.attach(actions);
+    let approve = async {
+        while let Some(action) = asked.recv().await {
+            if let hoist::app::Action::SignInPrompt(prompt) = action {
+                let url = prompt.complete.expect("a complete verification URI");
+                setup.provider.approve_device(&url, who).await;
+                return;
+            }
+        }
+    };
+    let (opened, ()) = tokio::join!(
+        hoist::tui::profiles::open(broker, Some("work"), &prompter),
+        approve
+    );
+    opened.unwrap().options.notice.unwrap()
+}
+
 /// The TUI reads its config where HOIST_CONFIG_DIR says, which a test
 /// cannot set for itself: the test `name` runs again in a child process,
 /// with it set to a fresh directory. In the child, that directory; in the
@@ -954,23 +980,7 @@ fn the_tui_pointing_a_profile_elsewhere_signs_out_its_old_session() {
         assert!(stored(setup.url.clone()).await.is_some());
 
         let elsewhere = setup.url.replace("127.0.0.1", "localhost");
-        let prompter = hoist::tui::profiles::Prompter::default();
-        let (actions, mut asked) = tokio::sync::mpsc::unbounded_channel();
-        prompter.attach(actions);
-        let approve = async {
-            while let Some(action) = asked.recv().await {
-                if let hoist::app::Action::SignInPrompt(prompt) = action {
-                    let url = prompt.complete.expect("a complete verification URI");
-                    setup.provider.approve_device(&url, "alice").await;
-                    return;
-                }
-            }
-        };
-        let (opened, ()) = tokio::join!(
-            hoist::tui::profiles::open(Some(&elsewhere), Some("work"), &prompter),
-            approve
-        );
-        let (notice, level) = opened.unwrap().options.notice.unwrap();
+        let (notice, level) = tui_signing_in(&setup, Some(&elsewhere), "alice").await;
         assert!(notice.contains("Signed out alice at"), "{notice}");
         assert_eq!(level, hoist::app::state::Level::Info);
         assert!(stored(setup.url.clone()).await.is_none());
@@ -1018,23 +1028,7 @@ fn the_tui_signing_in_someone_else_signs_out_the_ended_session() {
         };
         assert!(stored("alice").await.is_some());
 
-        let prompter = hoist::tui::profiles::Prompter::default();
-        let (actions, mut asked) = tokio::sync::mpsc::unbounded_channel();
-        prompter.attach(actions);
-        let approve = async {
-            while let Some(action) = asked.recv().await {
-                if let hoist::app::Action::SignInPrompt(prompt) = action {
-                    let url = prompt.complete.expect("a complete verification URI");
-                    setup.provider.approve_device(&url, "bob").await;
-                    return;
-                }
-            }
-        };
-        let (opened, ()) = tokio::join!(
-            hoist::tui::profiles::open(None, Some("work"), &prompter),
-            approve
-        );
-        let (notice, level) = opened.unwrap().options.notice.unwrap();
+        let (notice, level) = tui_signing_in(&setup, None, "bob").await;
         assert!(notice.contains("Signed out alice"), "{notice}");
         assert_eq!(level, hoist::app::state::Level::Info);
         assert!(stored("alice").await.is_none(), "alice's session stayed");

@@ -100,6 +100,14 @@ leeway = "0s"
     )
 }
 
+/// An ID token for `login`, signed in now through the device flow.
+async fn id_token(provider: &Provider, login: &str) -> String {
+    provider.device_flow_tokens(login, "hoist").await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn prod_db() -> CreateRequest {
     CreateRequest {
         ticket: Some("CHG-1".into()),
@@ -185,15 +193,7 @@ async fn a_retried_filing_is_answered_however_old_the_sign_in_has_grown() {
 #[tokio::test]
 async fn extending_a_tier_0_grant_needs_a_recent_sign_in_too() {
     let provider = Provider::start().await;
-    let token = |login: &'static str| {
-        let provider = &provider;
-        async move {
-            provider.device_flow_tokens(login, "hoist").await["id_token"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
+    let token = |login: &'static str| id_token(&provider, login);
     let carol_token = token("carol").await;
     let auth_time = crate::oidc::jwt_claims(&carol_token)["auth_time"]
         .as_i64()
@@ -240,15 +240,7 @@ async fn extending_a_tier_0_grant_needs_a_recent_sign_in_too() {
 #[tokio::test]
 async fn a_step_up_tightened_by_a_reload_holds_requests_already_waiting() {
     let provider = Provider::start().await;
-    let token = |login: &'static str| {
-        let provider = &provider;
-        async move {
-            provider.device_flow_tokens(login, "hoist").await["id_token"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
+    let token = |login: &'static str| id_token(&provider, login);
     let carol_token = token("carol").await;
     let auth_time = crate::oidc::jwt_claims(&carol_token)["auth_time"]
         .as_i64()
