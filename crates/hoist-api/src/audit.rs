@@ -62,6 +62,10 @@ pub enum AuditKind {
     /// for a day, or left the policy (`details`: channel, event, attempts;
     /// `reason`: the last failure). Whoever it was for never heard.
     NotificationGivenUp,
+    /// A workload withdrew its task after its credential was handed over
+    /// (`details`: task): the grant stays, for whoever holds the credential
+    /// to use and end, and ends by itself at its expiry.
+    TaskWithdrawn,
     /// A kind this build does not know, by its name: written by a newer
     /// broker (another instance in a rolling upgrade, or the broker a
     /// client older than it talks to). Kept as written, so its entry is
@@ -82,7 +86,7 @@ impl UnknownKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 26] = [
+    pub const ALL: [AuditKind; 27] = [
         Self::Requested,
         Self::Reviewed,
         Self::Approved,
@@ -109,6 +113,7 @@ impl AuditKind {
         Self::WorkloadRefused,
         Self::SlackRefused,
         Self::NotificationGivenUp,
+        Self::TaskWithdrawn,
     ];
 
     /// The kind's name on the wire and in the chain's hash.
@@ -140,6 +145,7 @@ impl AuditKind {
             Self::WorkloadRefused => "workload_refused",
             Self::SlackRefused => "slack_refused",
             Self::NotificationGivenUp => "notification_given_up",
+            Self::TaskWithdrawn => "task_withdrawn",
             Self::Other(name) => name.as_str(),
         }
     }

@@ -1065,6 +1065,15 @@ impl Broker {
                         // that the grant is then revoked.
                         exchange.collect_by = Some(work.now);
                         work.tx.update_exchange(&exchange)?;
+                        let mut withdrawn = event(
+                            AuditKind::TaskWithdrawn,
+                            &admitted.principal,
+                            work.now,
+                            &request,
+                        );
+                        withdrawn.reason = Some(reason.into());
+                        withdrawn.details = json!({ "task": admitted.task });
+                        work.audit(withdrawn)?;
                     }
                     grant_state = Some(grant.state.as_str().to_string());
                 }

@@ -918,6 +918,14 @@ async fn a_job_that_gives_up_withdraws_its_request_or_ends_its_grant() {
     );
     assert_eq!(withdrawn.grant_state.as_deref(), Some("active"));
     let erin = broker.as_user("erin");
+    let audit = erin.audit().await;
+    let entry = audit
+        .iter()
+        .find(|e| e.kind == AuditKind::TaskWithdrawn)
+        .expect("the withdrawal that left the grant is audited");
+    assert_eq!(entry.actor, "workload:ci:deploy-bot");
+    assert_eq!(entry.grant_id.as_deref(), Some(issued.grant_id.as_str()));
+    assert!(entry.details["task"].is_string(), "{:?}", entry.details);
     assert!(
         erin.introspect(&issued.access_token).await.active,
         "its holder's to end"
