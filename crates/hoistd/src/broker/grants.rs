@@ -17,7 +17,7 @@ use super::{
 };
 use crate::domain;
 use crate::error::{Error, Result};
-use crate::store::{EffectAction, GrantQuery, RequestQuery};
+use crate::store::{GrantQuery, RequestQuery};
 
 /// The active grant of a request's role its requester already holds, if
 /// any: read by [`Work::holding`] for [`Work::activate`].
@@ -217,11 +217,17 @@ impl Work<'_> {
         {
             access.live_until = access.live_until.or(Some(previous));
         }
-        self.save_grant(&grant)?;
-        // The target learns the new end (a PostgreSQL role's VALID UNTIL).
-        if moved {
-            self.queue_effect(&grant, EffectAction::Provision)?;
+        // The target learns the new end (a PostgreSQL role's VALID UNTIL),
+        // with the access the role gives now: an extension never prolongs
+        // what a reload took out of the role.
+        if moved && let Some(why) = self.provision_again(&grant)? {
+            let reason = format!(
+                "grant {} cannot be extended: {why}; request role `{}` again",
+                grant.id, request.role
+            );
+            return self.cancel(request, reason);
         }
+        self.save_grant(&grant)?;
         request.state = RequestState::Active;
         request.lapses_at = None;
         self.save_request(request)?;

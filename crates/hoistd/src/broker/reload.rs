@@ -46,10 +46,14 @@ impl Broker {
             // Again under the writers' lock, where no grant can start at a
             // dropped target between this look and the swap's effect.
             targets_holding_access_stay(&*work.tx, &previous, &work.policy)?;
-            let revoked = work.sweep("policy reload", Some(&*previous))?;
+            let Swept { revoked, narrowed } = work.sweep("policy reload", Some(&*previous))?;
             let roles = work.policy.roles().count();
             work.audit(NewAuditEvent {
-                details: json!({ "roles": roles, "grants_revoked": revoked }),
+                details: json!({
+                    "roles": roles,
+                    "grants_revoked": revoked,
+                    "grants_narrowed": narrowed,
+                }),
                 ..NewAuditEvent::new(AuditKind::PolicyReloaded, SYSTEM_ACTOR, work.now)
             })?;
             self.finish(work)?;
@@ -96,7 +100,7 @@ impl Broker {
     /// longer allows: the policy file may have changed while it was down.
     pub fn sweep_at_start(&self) -> Result<usize> {
         let mut work = self.begin()?;
-        let revoked = work.sweep("policy at start", None)?;
+        let Swept { revoked, .. } = work.sweep("policy at start", None)?;
         self.finish(work)?;
         Ok(revoked)
     }
@@ -104,15 +108,18 @@ impl Broker {
 
 impl Work<'_> {
     /// Revokes every active grant whose holder the current policy no longer
-    /// allows it, the reason starting with `why`. A provider user of whom
+    /// allows it, the reason starting with `why`, and narrows the access
+    /// the others were given at a target where it was made at activation
+    /// to what their role gives there now ([`Work::narrow_to_policy`]). A provider user of whom
     /// nothing was ever recorded (not signed in since groups began to be
     /// kept) cannot be judged, and keeps their grant until its end or
     /// their next sign-in; but one the `previous` policy defined is judged
     /// with no groups (the groups they had were the policy's), and one
     /// whose provider the policy no longer trusts is eligible for nothing.
-    fn sweep(&mut self, why: &str, previous: Option<&Policy>) -> Result<usize> {
+    fn sweep(&mut self, why: &str, previous: Option<&Policy>) -> Result<Swept> {
         let policy = Arc::clone(&self.policy);
         let mut revoked = 0;
+        let mut narrowed = 0;
         let active = self.tx.grants(&GrantQuery {
             states: vec![GrantState::Active],
             ..GrantQuery::default()
@@ -138,6 +145,7 @@ impl Work<'_> {
                     .user_identity(&grant.holder)?
                     .is_some_and(|(issuer, _)| policy.trusts(&issuer))
             {
+                narrowed += usize::from(self.narrow_to_policy(&grant)?);
                 continue;
             }
             // A break-glass grant stands only while its holder may still
@@ -163,10 +171,18 @@ impl Work<'_> {
             if let Some(reason) = reason {
                 self.end_grant(&mut grant, GrantState::Revoked, SYSTEM_ACTOR, Some(reason))?;
                 revoked += 1;
+            } else if self.narrow_to_policy(&grant)? {
+                narrowed += 1;
             }
         }
-        Ok(revoked)
+        Ok(Swept { revoked, narrowed })
     }
+}
+
+/// What a sweep did: grants revoked, and grants whose access it narrowed.
+struct Swept {
+    revoked: usize,
+    narrowed: usize,
 }
 
 /// What `policy` would leave behind of the access grants hold (being

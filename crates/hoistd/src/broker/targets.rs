@@ -42,6 +42,97 @@ impl Work<'_> {
         self.queue_effect_giving(grant, action, granted.access, granted.system)
     }
 
+    /// Queues a live grant's access again (an extension's new end, access
+    /// found missing): what it was given, narrowed to what its role gives
+    /// there under the policy in force, so that neither gives back what a
+    /// reload took out of the role. Earlier provisions not yet done are
+    /// superseded: this one gives all they would, and one retried after it
+    /// would give more. `Some(why)` when nothing may be given there any
+    /// more (the role no longer gives access at that target, or the target
+    /// is gone or names another system); nothing is queued then.
+    pub(super) fn provision_again(&mut self, grant: &Grant) -> Result<Option<String>> {
+        let Some(access) = &grant.access else {
+            return Ok(None);
+        };
+        let policy = Arc::clone(&self.policy);
+        let Some(target) = policy.targets.get(&access.target) else {
+            return Ok(Some(format!(
+                "its access is at {}, which the policy in force no longer names",
+                access.target
+            )));
+        };
+        let granted = granted(&*self.tx, &policy, grant)?;
+        if let Some(why) = policy
+            .targets
+            .moved(&access.target, granted.system.as_deref())
+        {
+            return Ok(Some(why));
+        }
+        let given = match policy.role(&grant.role) {
+            Some(role) => narrow_to_role(&**target, role, &granted.access),
+            None => Err(format!("role {} is no longer in the policy", grant.role)),
+        };
+        let given = match given {
+            Ok(given) => given,
+            Err(why) => return Ok(Some(why)),
+        };
+        self.supersede_provisions(grant)?;
+        self.queue_effect_giving(grant, EffectAction::Provision, given, granted.system)?;
+        Ok(None)
+    }
+
+    /// Narrows a live grant's access at a target where it was made once, at
+    /// activation ([`TargetKind::narrowed_at_target`]: a PostgreSQL role's
+    /// memberships), to what its role gives there under the policy in
+    /// force (nothing, if it no longer gives access there), when that is
+    /// less: a provision of the narrower access is queued. Whether one was.
+    pub(super) fn narrow_to_policy(&mut self, grant: &Grant) -> Result<bool> {
+        let Some(access) = &grant.access else {
+            return Ok(false);
+        };
+        let policy = Arc::clone(&self.policy);
+        let (Some(target), Some(role)) =
+            (policy.targets.get(&access.target), policy.role(&grant.role))
+        else {
+            return Ok(false);
+        };
+        let granted = granted(&*self.tx, &policy, grant)?;
+        if policy
+            .targets
+            .moved(&access.target, granted.system.as_deref())
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let gives = role
+            .access
+            .as_ref()
+            .filter(|gives| gives.target == target.name())
+            .map(|gives| &gives.access);
+        match target.narrowed_at_target(&granted.access, gives) {
+            Some(Ok(now)) if now != granted.access => {
+                self.supersede_provisions(grant)?;
+                self.queue_effect_giving(grant, EffectAction::Provision, now, granted.system)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Marks the grant's provisions not yet done as done: a later one gives
+    /// what they would. One running now records nothing when it ends, and
+    /// the outbox runs one effect of a grant at a time, so the later one
+    /// runs after it.
+    pub(super) fn supersede_provisions(&mut self, grant: &Grant) -> Result<()> {
+        for mut effect in self.tx.grant_effects(&grant.id)? {
+            if effect.done_at.is_none() && effect.action == EffectAction::Provision {
+                effect.done_at = Some(self.now);
+                self.tx.update_effect(&effect)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Queues the first effect of a grant just started: it gives what its
     /// role's access says now, at the system its target names now (no
     /// effect of its own to read yet).
@@ -88,15 +179,13 @@ impl Work<'_> {
     /// The grant ended in hoist: its provision, if still pending, stops (the
     /// deprovision takes over), and its access is removed.
     pub(super) fn end_access(&mut self, grant: &mut Grant) -> Result<()> {
+        if grant.access.is_none() {
+            return Ok(());
+        }
+        self.supersede_provisions(grant)?;
         let Some(access) = grant.access.as_mut() else {
             return Ok(());
         };
-        for mut effect in self.tx.grant_effects(&grant.id)? {
-            if effect.done_at.is_none() && effect.action == EffectAction::Provision {
-                effect.done_at = Some(self.now);
-                self.tx.update_effect(&effect)?;
-            }
-        }
         access.state = AccessState::Removing;
         access.reason = None;
         access.live_until = None;
@@ -149,24 +238,31 @@ pub(super) fn narrowed(
             format!("grant {} is live, but {why}", grant.id),
         )
     };
+    narrow_to_role(target, role, given)
+        .map_err(|why| refused(format!("{why}: no credential is made there")))
+}
+
+/// What was `given` at `target`, narrowed to what `role` gives there under
+/// the policy in force ([`TargetKind::narrow`]), or why nothing is left.
+fn narrow_to_role(
+    target: &dyn TargetKind,
+    role: &RoleDef,
+    given: &Value,
+) -> std::result::Result<Value, String> {
     let now = role
         .access
         .as_ref()
         .filter(|access| access.target == target.name())
         .ok_or_else(|| {
-            refused(format!(
-                "its role {} no longer gives access at {}: no credential is made there",
+            format!(
+                "its role {} no longer gives access at {}",
                 role.id,
                 target.name()
-            ))
+            )
         })?;
-    target.narrow(given, &now.access).map_err(|why| {
-        refused(format!(
-            "role {}'s access at {} {why}",
-            role.id,
-            target.name()
-        ))
-    })
+    target
+        .narrow(given, &now.access)
+        .map_err(|why| format!("role {}'s access at {} {why}", role.id, target.name()))
 }
 
 /// The role's `[roles.access]` under this policy; null for none.
@@ -511,8 +607,24 @@ impl Ledger for Broker {
             access.next_attempt_at = None;
             access.updated_at = super::next_change(now, access.updated_at);
         }
+        // Given again as its role gives it now: never what a reload took
+        // out of the role. One that gives nothing there any more is not
+        // given again, and counts as failed.
+        let reason = match work.provision_again(&grant)? {
+            None => reason,
+            Some(why) => {
+                // Nor by a provision still being retried.
+                work.supersede_provisions(&grant)?;
+                let reason =
+                    format!("access was missing at {target}, and is not given again: {why}");
+                if let Some(access) = grant.access.as_mut() {
+                    access.state = AccessState::Failed;
+                    access.reason = Some(reason.clone());
+                }
+                reason
+            }
+        };
         work.save_grant(&grant)?;
-        work.queue_effect(&grant, EffectAction::Provision)?;
         if let Some(access) = &grant.access {
             let mut event = self.target_event(AuditKind::ProvisionFailed, now, &grant, access);
             event.reason = Some(reason);

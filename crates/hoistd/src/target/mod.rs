@@ -331,13 +331,12 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
     /// Checks a role's `[roles.access]` table offline, at policy load, and
     /// returns it as the JSON the operations get in [`GrantFacts::access`].
     fn access(&self, table: toml::Table) -> Result<serde_json::Value, String>;
-    /// What a credential fetched now may carry: what the grant was `given`
-    /// at activation, narrowed to what its role's access says `now` (after a
-    /// reload), never more than either. Kinds that make something at each
-    /// fetch (an SSH certificate, an OpenBao token) narrow it; the default
-    /// keeps what was given, for kinds whose access was made once at
-    /// activation (a PostgreSQL role's memberships stay until its end).
-    /// An `Err` says why nothing is left.
+    /// What a grant may have now: what it was `given` at activation,
+    /// narrowed to what its role's access says `now` (after a reload),
+    /// never more than either. A credential fetched now carries it, and an
+    /// extension gives it. The default keeps what was given, for kinds
+    /// whose access hoist cannot read (a webhook's). An `Err` says why
+    /// nothing is left.
     fn narrow(
         &self,
         given: &serde_json::Value,
@@ -345,6 +344,20 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
     ) -> Result<serde_json::Value, String> {
         let _ = now;
         Ok(given.clone())
+    }
+    /// What to make at the target for a live grant `given` access there,
+    /// once a reload leaves its role giving `now` there (`None`: nothing
+    /// there any more), for a kind whose access is made once, at
+    /// activation (a PostgreSQL role's memberships). `None` for kinds that
+    /// make something at each credential fetch (an SSH certificate, an
+    /// OpenBao token) and narrow that instead ([`TargetKind::narrow`]).
+    fn narrowed_at_target(
+        &self,
+        given: &serde_json::Value,
+        now: Option<&serde_json::Value>,
+    ) -> Option<Result<serde_json::Value, String>> {
+        let _ = (given, now);
+        None
     }
     /// Checks a role's access against the live system (e.g. that every
     /// PostgreSQL role it names exists); run at load where the target

@@ -149,6 +149,44 @@ fn default_connection_limit() -> i32 {
     5
 }
 
+/// One row of `pg_auth_members`: `member` was made a member of `granted`
+/// by `grantor` (`None` for a grantor since dropped).
+struct Membership {
+    granted: String,
+    member: String,
+    grantor: Option<String>,
+}
+
+impl Membership {
+    /// The statement that ends it. The names come from the catalog,
+    /// quoted; a grantor since dropped is named by nobody.
+    fn revoke(&self) -> String {
+        let by = self
+            .grantor
+            .as_ref()
+            .map(|grantor| format!(" GRANTED BY {}", quote_ident(grantor)))
+            .unwrap_or_default();
+        format!(
+            "REVOKE {} FROM {}{by} CASCADE",
+            quote_ident(&self.granted),
+            quote_ident(&self.member),
+        )
+    }
+}
+
+/// Whose sessions hold `role`'s privileges: its own, and those of roles
+/// made members of it (which may have switched to it with SET ROLE).
+fn sessions_of(role: &str, memberships: &[Membership]) -> Vec<String> {
+    std::iter::once(role.to_string())
+        .chain(
+            memberships
+                .iter()
+                .filter(|m| m.granted == role)
+                .map(|m| m.member.clone()),
+        )
+        .collect()
+}
+
 /// A role's `[roles.access]` at a PostgreSQL target.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -157,6 +195,27 @@ struct Access {
     #[serde(default)]
     member_of: Vec<String>,
     connection_limit: Option<i32>,
+}
+
+impl Access {
+    /// This access, as given at activation, narrowed to the role's access
+    /// `now`: the memberships both name, and the lower connection limit
+    /// (`default` where one sets none). Never an error: a grant left a
+    /// member of nothing may still log in, with PUBLIC's privileges.
+    fn narrowed(&self, now: &Access, default: i32) -> Access {
+        let limit = |access: &Access| access.connection_limit.unwrap_or(default);
+        let connection_limit = (self.connection_limit.is_some() || now.connection_limit.is_some())
+            .then(|| limit(self).min(limit(now)));
+        Access {
+            member_of: self
+                .member_of
+                .iter()
+                .filter(|role| now.member_of.contains(role))
+                .cloned()
+                .collect(),
+            connection_limit,
+        }
+    }
 }
 
 pub struct Postgres {
@@ -705,7 +764,8 @@ impl Postgres {
         // the admin connection inside the failed transaction, and every
         // later call on it (other grants' removals too) refused.
         let mut sql = String::new();
-        if self.role_exists(&client, &role).await?.is_none() {
+        let exists = self.role_exists(&client, &role).await?.is_some();
+        if !exists {
             sql.push_str(&format!(
                 "CREATE ROLE {quoted} WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE \
                  NOREPLICATION CONNECTION LIMIT {limit} VALID UNTIL {until}"
@@ -731,7 +791,75 @@ impl Postgres {
         client
             .batch_execute(&sql)
             .await
-            .map_err(|err| self.fault(err))
+            .map_err(|err| self.fault(err))?;
+        if exists {
+            self.take_away(&client, &role, &access.member_of).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes from an existing grant's role the memberships its access no
+    /// longer names: a reload narrowed its role. Its sessions, and those of
+    /// roles made members of it, are ended before and after, since one
+    /// that switched to such a role (SET ROLE) keeps it until it ends. Each
+    /// revoke on its own, as at removal: one refused (a grant someone else
+    /// made) is retried at the next attempt, and keeps none of the others.
+    async fn take_away(
+        &self,
+        client: &Client,
+        role: &str,
+        kept: &[String],
+    ) -> Result<(), TargetError> {
+        let memberships = self.memberships(client, role).await?;
+        let taken: Vec<&Membership> = memberships
+            .iter()
+            .filter(|m| m.member == role && !kept.contains(&m.granted))
+            .collect();
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let members = sessions_of(role, &memberships);
+        self.end_sessions(client, role, &members).await?;
+        let mut refused = None;
+        for membership in taken {
+            if let Err(err) = client.batch_execute(&membership.revoke()).await {
+                refused.get_or_insert(self.fault(err));
+            }
+        }
+        self.end_sessions(client, role, &members).await?;
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// Every membership `role` is in, both ways: the roles it was made a
+    /// member of, and any role made a member of it (by an admin, or by its
+    /// holder: before PostgreSQL 15 a role logged in as itself may grant
+    /// itself to others). Not the admin's own hold on it: from PostgreSQL
+    /// 16 a CREATEROLE admin is made an admin of each role it creates, by a
+    /// grant it may not revoke and needs to drop the role.
+    async fn memberships(
+        &self,
+        client: &Client,
+        role: &str,
+    ) -> Result<Vec<Membership>, TargetError> {
+        let rows = client
+            .query(
+                "SELECT r.rolname, m.rolname, g.rolname FROM pg_auth_members a \
+                 JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member \
+                 LEFT JOIN pg_roles g ON g.oid = a.grantor \
+                 WHERE (r.rolname = $1 OR m.rolname = $1) \
+                 AND NOT (r.rolname = $1 AND m.rolname = current_user)",
+                &[&role],
+            )
+            .await
+            .map_err(|err| self.fault(err))?;
+        Ok(rows
+            .iter()
+            .map(|row| Membership {
+                granted: row.get(0),
+                member: row.get(1),
+                grantor: row.get(2),
+            })
+            .collect())
     }
 
     /// Why `reassign_owned_to` may not take what a grant's role leaves, or
@@ -841,55 +969,22 @@ impl Postgres {
             .batch_execute(&format!("ALTER ROLE {quoted} WITH NOLOGIN"))
             .await
             .map_err(|err| self.fault(err))?;
-        // Every membership goes, both ways: the roles it was made a member
-        // of, and any role made a member of it (by an admin, or by its
-        // holder: before PostgreSQL 15 a role logged in as itself may grant
-        // itself to others). Should the role outlive this attempt, it holds
-        // no one's privileges and lends its own to no one. Not the admin's
-        // own hold on it: from PostgreSQL 16 a CREATEROLE admin is made an
-        // admin of each role it creates, by a grant it may not revoke and
-        // needs to drop the role. Each revoke on its own, and the sessions
-        // are ended whatever they do: one refused (a grant someone else
-        // made) must not keep the others, or the sessions, in place. The
-        // names come from the catalog, quoted; a grantor since dropped is
-        // named by nobody.
-        let memberships = client
-            .query(
-                "SELECT r.rolname, m.rolname, g.rolname FROM pg_auth_members a \
-                 JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member \
-                 LEFT JOIN pg_roles g ON g.oid = a.grantor \
-                 WHERE (r.rolname = $1 OR m.rolname = $1) \
-                 AND NOT (r.rolname = $1 AND m.rolname = current_user)",
-                &[&role],
-            )
-            .await
-            .map_err(|err| self.fault(err))?;
-        let members: Vec<String> = std::iter::once(role.to_string())
-            .chain(
-                memberships
-                    .iter()
-                    .filter(|row| row.get::<_, String>(0) == role)
-                    .map(|row| row.get::<_, String>(1)),
-            )
-            .collect();
+        // Every membership goes, both ways ([`Postgres::memberships`]).
+        // Should the role outlive this attempt, it holds no one's
+        // privileges and lends its own to no one. Each revoke on its own,
+        // and the sessions are ended whatever they do: one refused (a grant
+        // someone else made) must not keep the others, or the sessions, in
+        // place.
+        let memberships = self.memberships(&client, role).await?;
+        let members = sessions_of(role, &memberships);
         // Ended first as well: a session holding a lock on a membership
         // (an open transaction of its holder's) would otherwise hold up
         // each revoke to its timeout, and the whole removal past its
         // deadline before any session was ended.
         self.end_sessions(&client, role, &members).await?;
         let mut refused = None;
-        for row in &memberships {
-            let (granted, member, grantor): (String, String, Option<String>) =
-                (row.get(0), row.get(1), row.get(2));
-            let by = grantor
-                .map(|grantor| format!(" GRANTED BY {}", quote_ident(&grantor)))
-                .unwrap_or_default();
-            let revoke = format!(
-                "REVOKE {} FROM {}{by} CASCADE",
-                quote_ident(&granted),
-                quote_ident(&member),
-            );
-            if let Err(err) = client.batch_execute(&revoke).await {
+        for membership in &memberships {
+            if let Err(err) = client.batch_execute(&membership.revoke()).await {
                 refused.get_or_insert(self.fault(err));
             }
         }
@@ -979,6 +1074,28 @@ impl TargetKind for Postgres {
              release will default to verify-full",
             self.name, self.host
         )]
+    }
+
+    /// Memberships are made at activation: a reload that narrows the role
+    /// takes them away from live grants' roles, all of them from a role
+    /// that no longer gives access here.
+    fn narrowed_at_target(
+        &self,
+        given: &serde_json::Value,
+        now: Option<&serde_json::Value>,
+    ) -> Option<Result<serde_json::Value, String>> {
+        let nothing = serde_json::json!({ "member_of": [] });
+        Some(self.narrow(given, now.unwrap_or(&nothing)))
+    }
+
+    fn narrow(
+        &self,
+        given: &serde_json::Value,
+        now: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        super::narrow_as(given, now, |given: &Access, now| {
+            Ok(given.narrowed(now, self.connection_limit))
+        })
     }
 
     fn access(&self, table: toml::Table) -> Result<serde_json::Value, String> {

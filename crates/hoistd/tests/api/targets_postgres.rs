@@ -660,6 +660,126 @@ async fn access_removed_by_hand_from_a_live_grant_is_provisioned_again() {
     assert!(role_exists(&pg, &role_of(&grant)).await);
 }
 
+/// The roles `role` is a member of, by name.
+async fn memberships(pg: &Postgres, role: &str) -> Vec<String> {
+    pg.admin()
+        .await
+        .unwrap()
+        .query(
+            "SELECT r.rolname::text FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid \
+             JOIN pg_roles m ON m.oid = a.member WHERE m.rolname = $1 ORDER BY 1",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// A reload that takes a `member_of` out of a role takes it from the roles
+/// of grants already live: revoked at the server, with the sessions that
+/// could have switched to it (SET ROLE) ended; and neither an extension nor
+/// access provisioned again after it went missing gives it back.
+#[tokio::test]
+async fn a_reload_that_narrows_a_role_narrows_its_live_grants() {
+    let pg = cluster().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&pg, "member_of = [\"app_admin\", \"app_reader\"]"))
+        .start()
+        .await;
+    broker.reconciled().await;
+    let grant = granted(&broker, Some(600)).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    assert_eq!(memberships(&pg, &role).await, ["app_admin", "app_reader"]);
+    let access = access_of(&broker, &grant).await;
+    let password = access.env["PGPASSWORD"].clone();
+    let session = pg.connect_as(&role, &password).await.unwrap();
+    session.batch_execute("SET ROLE app_reader").await.unwrap();
+
+    std::fs::write(
+        broker.policy_path(),
+        policy(&pg, "member_of = [\"app_admin\"]"),
+    )
+    .unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    eventually(LONG, || async {
+        memberships(&pg, &role).await == ["app_admin"]
+    })
+    .await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    assert!(
+        session.query_one("SELECT 1", &[]).await.is_err(),
+        "the session that switched to app_reader is ended"
+    );
+    let again = pg.connect_as(&role, &password).await.unwrap();
+    assert!(
+        again.batch_execute("SET ROLE app_reader").await.is_err(),
+        "a new session cannot switch to it"
+    );
+    let orders: i64 = again
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orders, 2, "what app_admin gives stays");
+    let reloaded = broker
+        .as_user("erin")
+        .audit()
+        .await
+        .into_iter()
+        .rfind(|e| e.kind == AuditKind::PolicyReloaded)
+        .unwrap();
+    assert_eq!(
+        reloaded.details["grants_narrowed"], 1,
+        "{:?}",
+        reloaded.details
+    );
+
+    // The role given app_reader back by hand: an extension takes it away
+    // again, as it moves the end.
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute(&format!("GRANT app_reader TO {role}"))
+        .await
+        .unwrap();
+    let extension = broker
+        .as_user("alice")
+        .extend(&grant.id, 600)
+        .await
+        .unwrap();
+    broker.as_user("bob").approve(&extension.id).await.unwrap();
+    let extended = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    assert!(extended.expires_at > grant.expires_at);
+    eventually(LONG, || async {
+        memberships(&pg, &role).await == ["app_admin"]
+    })
+    .await;
+
+    // Gone by hand, it is made again as the role gives it now.
+    drop(again);
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
+    let pass = hoistd::target::reconcile::pass(broker.broker()).await;
+    assert_eq!(pass.missing, 1, "{pass:?}");
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    assert_eq!(memberships(&pg, &role).await, ["app_admin"]);
+
+    // A role that no longer gives access here at all: no membership left.
+    let bare = policy(&pg, "member_of = []")
+        .replace("target = \"db1\"\n\n[roles.access]\nmember_of = []\n", "");
+    assert!(!bare.contains("[roles.access]"), "{bare}");
+    std::fs::write(broker.policy_path(), bare).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    eventually(LONG, || async { memberships(&pg, &role).await.is_empty() }).await;
+}
+
 #[tokio::test]
 async fn hostile_text_in_a_justification_never_reaches_sql() {
     let pg = cluster().await;

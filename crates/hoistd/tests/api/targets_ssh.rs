@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hoist_api::{
     AccessState, AuditKind, CreateRequest, Credential, CredentialInput, ErrorCode, Grant,
+    RequestState,
 };
 use reqwest::{Method, StatusCode};
 
@@ -530,6 +531,23 @@ async fn a_role_narrowed_by_a_reload_narrows_the_certificates_of_live_grants() {
         message.contains("no longer names any of the principals it gave"),
         "{message}"
     );
+    // Nor is it extended: an extension would give what the role no longer
+    // gives, so it is cancelled, saying why, and the grant keeps its end.
+    let extension = broker
+        .as_user("alice")
+        .extend(&grant.id, 600)
+        .await
+        .unwrap();
+    let decided = broker.as_user("bob").approve(&extension.id).await.unwrap();
+    assert_eq!(decided.state, RequestState::Cancelled);
+    let reason = decided.reason.unwrap_or_default();
+    assert!(
+        reason.contains(&format!("grant {} cannot be extended", grant.id))
+            && reason.contains("no longer names any of the principals it gave"),
+        "{reason}"
+    );
+    let kept = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    assert_eq!(kept.expires_at, grant.expires_at);
 }
 
 #[tokio::test]
