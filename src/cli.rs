@@ -287,7 +287,13 @@ pub enum DebugCommand {
 /// blocked (a token file that is a pipe nobody writes to, left behind by a
 /// signal) gets 2 s before hoist ends regardless.
 pub fn shut_down(runtime: tokio::runtime::Runtime) {
-    let _settled = runtime.block_on(session::settle());
+    let _settled = runtime.block_on(session::settle(|| {
+        commands::say(&format!(
+            "saving the session a refresh renews: waiting for the sign-in provider's answer \
+             ({} s at most)",
+            crate::auth::sso::PROVIDER_TIMEOUT.as_secs()
+        ));
+    }));
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
 }
 
@@ -416,6 +422,9 @@ fn step_up_explained(
 
 fn fail(err: &anyhow::Error) -> ExitCode {
     use std::io::Write;
+    if commands::reader_gone(err) {
+        return ExitCode::SUCCESS;
+    }
     // Not eprintln: when the terminal has gone (closed under the TUI) the
     // print fails, and a failed eprintln panics instead of exiting.
     let _ = writeln!(

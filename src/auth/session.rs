@@ -270,18 +270,31 @@ static REFRESHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static RENEWING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How long a process that is ending waits for a refresh under way
-/// ([`settle`]).
-const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// ([`settle`]): as long as the provider may take to answer, and a moment
+/// to save what it answered.
+const SETTLE_WAIT: std::time::Duration =
+    sso::PROVIDER_TIMEOUT.saturating_add(std::time::Duration::from_secs(2));
+
+/// How long [`settle`] waits before it tells the person why hoist has not
+/// ended yet.
+const SETTLE_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Waits, up to [`SETTLE_WAIT`], for a refresh token sent to the provider
 /// (by a command's background refresh, say) to be answered and saved, and
-/// returns the lock that keeps another from being sent. Called as the
-/// process ends: its runtime would drop the refresh midway, with the
-/// stored refresh token spent at a provider that rotates them. A refresh
-/// still waiting its turn, or still asking the broker where to refresh,
-/// has spent nothing and is not waited for.
-pub async fn settle() -> Option<tokio::sync::MutexGuard<'static, ()>> {
-    tokio::time::timeout(SETTLE_WAIT, RENEWING.lock())
+/// returns the lock that keeps another from being sent; `waiting` is
+/// called once if that takes more than a second. Called as the process
+/// ends: its runtime would drop the refresh midway, with the stored
+/// refresh token spent at a provider that rotates them. A refresh still
+/// waiting its turn, or still asking the broker where to refresh, has
+/// spent nothing and is not waited for.
+pub async fn settle(waiting: impl FnOnce()) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    let renewing = RENEWING.lock();
+    tokio::pin!(renewing);
+    if let Ok(guard) = tokio::time::timeout(SETTLE_QUIET, &mut renewing).await {
+        return Some(guard);
+    }
+    waiting();
+    tokio::time::timeout(SETTLE_WAIT - SETTLE_QUIET, renewing)
         .await
         .ok()
 }

@@ -33,6 +33,9 @@ use crate::auth::secrets::Session;
 const DEVICE_WAIT: Duration = Duration::from_secs(600);
 /// How long the browser flow waits for the redirect back.
 const BROWSER_WAIT: Duration = Duration::from_secs(300);
+
+/// How long any one call to the provider may take.
+pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
 /// What an authorization request adds to have the person sign in at the
 /// provider now, whatever session they have there: the ID token's
 /// `auth_time` is then this sign-in's.
@@ -191,7 +194,7 @@ async fn discovery_document(url: &str) -> Result<Discovery, SsoError> {
 /// loopback provider, rustls, bounded time.
 fn http(url: &str) -> reqwest::Client {
     crate::endpoint::client_for_text(url)
-        .timeout(Duration::from_secs(30))
+        .timeout(PROVIDER_TIMEOUT)
         .build()
         .unwrap_or_default()
 }

@@ -75,6 +75,16 @@ pub enum Ended {
         signal: nix::sys::signal::Signal,
         message: String,
     },
+    /// What reads hoist's output went away (`hoist roles --json | head
+    /// -1`): hoist ends quietly and successfully, as other tools do.
+    #[error("standard output was closed")]
+    ReaderGone,
+}
+
+/// Whether `err` is that hoist's output has no reader any more.
+pub fn reader_gone(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| matches!(cause.downcast_ref::<Ended>(), Some(Ended::ReaderGone)))
 }
 
 /// The broker's refusal behind an error, if that is what it was, told
@@ -109,6 +119,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 Ended::Usage(_) => exit::USAGE,
                 Ended::NotLive(_) => exit::REFUSED,
                 Ended::Signalled { signal, .. } => signals::code_of(*signal),
+                Ended::ReaderGone => exit::SUCCESS,
             };
         }
         if let Some(session) = cause.downcast_ref::<SessionError>() {
@@ -203,7 +214,9 @@ pub fn print<T: Serialize>(
 }
 
 /// Writes to stdout, at once. A reader that went away (`hoist roles --json
-/// | head -1`) ends hoist quietly, as it ends other tools, not as a panic.
+/// | head -1`) ends the command with [`Ended::ReaderGone`], which ends hoist
+/// quietly, as it ends other tools: not as a panic, and not before a
+/// session refresh under way is saved (`cli::shut_down`).
 pub fn out(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
@@ -211,7 +224,7 @@ pub fn out(text: &str) -> anyhow::Result<()> {
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(Ended::ReaderGone.into()),
         written => Ok(written?),
     }
 }

@@ -2248,6 +2248,7 @@ async fn a_reader_that_goes_away_ends_a_listing_quietly() {
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
     assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("closed"), "nothing said of it: {err}");
     assert_eq!(code(&out), 0, "{err}");
 }
 

@@ -615,6 +615,11 @@ fn a_watch_ended_by_a_signal_saves_the_refresh_under_way() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("waiting for the sign-in provider's answer"),
+            "a wait of more than a second is explained: {said}"
+        );
         setup.provider.slow(0).await;
         let stored = hoist::auth::secrets::load(&target.broker, "alice")
             .unwrap()
