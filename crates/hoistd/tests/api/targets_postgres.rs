@@ -660,6 +660,20 @@ async fn access_removed_by_hand_from_a_live_grant_is_provisioned_again() {
     assert!(role_exists(&pg, &role_of(&grant)).await);
 }
 
+/// alice asks for 10 more minutes of `grant`, bob approves: the grant,
+/// its end moved.
+async fn extended(broker: &TestBroker, grant: &Grant) -> Grant {
+    let extension = broker
+        .as_user("alice")
+        .extend(&grant.id, 600)
+        .await
+        .unwrap();
+    broker.as_user("bob").approve(&extension.id).await.unwrap();
+    let extended = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    assert!(extended.expires_at > grant.expires_at);
+    extended
+}
+
 /// The roles `role` is a member of, by name.
 async fn memberships(pg: &Postgres, role: &str) -> Vec<String> {
     pg.admin()
@@ -745,14 +759,7 @@ async fn a_reload_that_narrows_a_role_narrows_its_live_grants() {
         .batch_execute(&format!("GRANT app_reader TO {role}"))
         .await
         .unwrap();
-    let extension = broker
-        .as_user("alice")
-        .extend(&grant.id, 600)
-        .await
-        .unwrap();
-    broker.as_user("bob").approve(&extension.id).await.unwrap();
-    let extended = broker.as_user("alice").grant(&grant.id).await.unwrap();
-    assert!(extended.expires_at > grant.expires_at);
+    extended(&broker, &grant).await;
     eventually(LONG, || async {
         memberships(&pg, &role).await == ["app_admin"]
     })
@@ -1385,14 +1392,7 @@ async fn an_extension_moves_valid_until_at_the_target() {
         until().await,
         grant.expires_at.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()
     );
-    let extension = broker
-        .as_user("alice")
-        .extend(&grant.id, 600)
-        .await
-        .unwrap();
-    broker.as_user("bob").approve(&extension.id).await.unwrap();
-    let extended = broker.as_user("alice").grant(&grant.id).await.unwrap();
-    assert!(extended.expires_at > grant.expires_at);
+    let extended = extended(&broker, &grant).await;
     let wanted = extended
         .expires_at
         .format("%Y-%m-%dT%H:%M:%S%.3f")
