@@ -18,13 +18,17 @@ impl Broker {
     /// it at another system: its removal could never run, or would run
     /// where the access is not, and the access would stay.
     fn keeps_targets_holding_access(&self, policy: &Policy) -> Result<()> {
-        targets_holding_access_stay(&*self.store.transaction()?, &self.policy(), policy)
+        // A read: looked at again under the writers' lock, in the sweep.
+        targets_holding_access_stay(&*self.store.read()?, &self.policy(), policy)
     }
 
     /// Swaps in a new policy and revokes every grant its holder may no
     /// longer have. If that sweep cannot be made (the store is down), the
     /// previous policy is put back and the error returned: a policy is in
-    /// force only with its sweep done, and the caller may try again.
+    /// force only with its sweep done, and the caller may try again. What
+    /// is put back keeps the targets the new policy added: a grant may
+    /// have been given access at one between the swap and the sweep, and
+    /// its removal runs only at a target the policy in force names.
     pub fn reload(&self, mut policy: Policy) -> Result<usize> {
         self.keeps_targets_holding_access(&policy)?;
         let previous = self.policy.load_full();
@@ -60,7 +64,9 @@ impl Broker {
             Ok(revoked)
         });
         if swept.is_err() {
-            self.policy.store(previous);
+            let mut restored = (*previous).clone();
+            restored.targets = previous.targets.with_added(&self.policy().targets);
+            self.policy.store(Arc::new(restored));
             self.limits.store(previous_limits);
             self.reloads.send_modify(|n| *n += 1);
         }

@@ -489,6 +489,20 @@ impl Targets {
         self.by_name.is_empty()
     }
 
+    /// These targets, and those of `other` under names none of these has
+    /// (with what their `formerly` lists).
+    pub fn with_added(&self, other: &Targets) -> Targets {
+        let mut all = self.clone();
+        for (name, target) in &other.by_name {
+            if all.insert(Arc::clone(target))
+                && let Some(systems) = other.formerly.get(name)
+            {
+                all.set_formerly(name, systems.clone());
+            }
+        }
+        all
+    }
+
     /// Adds a target; false if the name is taken.
     pub fn insert(&mut self, target: Arc<dyn TargetKind>) -> bool {
         let name = target.name().to_string();

@@ -825,6 +825,62 @@ async fn a_token_another_instance_stored_is_taken_in_without_the_writers_lock() 
     holder.join().unwrap();
 }
 
+/// A reload whose sweep cannot be made (another session holds the
+/// writers' lock past the server's lock timeout) puts the previous policy
+/// back, keeping the targets the new policy added: a grant may have been
+/// given access at one between the swap and the sweep, and is removed
+/// there only while the policy in force names it.
+#[test]
+fn a_reload_put_back_keeps_the_targets_the_new_policy_added() {
+    let pg = Postgres::start_now().unwrap_or_else(|err| panic!("{err}"));
+    let url = pg.create_database("hoistd").unwrap();
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url, Migrations::Apply).unwrap());
+    let broker = Broker::new(
+        store,
+        Policy::parse("test policy", &policy_text("")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = crate::targets_webhook::policy(dir.path(), "http://127.0.0.1:9/hook");
+    let wider = Policy::parse("test policy", &text).unwrap();
+
+    let holder = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            std::process::Command::new("psql")
+                .env("PGAPPNAME", "lock-holder")
+                .args(["-X", "-q", "-d", &url, "-c"])
+                .arg("SELECT pg_advisory_lock(7525349446954284152), pg_sleep(12)")
+                .output()
+                .unwrap()
+        })
+    };
+    let held = || {
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-q", "-t", "-A", "-d", &url, "-c"])
+            .arg(
+                "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) \
+                 WHERE locktype = 'advisory' AND granted AND application_name = 'lock-holder'",
+            )
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() != "0"
+    };
+    while !held() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused = broker.reload(wider);
+    assert!(refused.is_err(), "{refused:?}");
+    holder.join().unwrap();
+
+    let policy = broker.policy();
+    assert!(policy.role("k8s-admin").is_none(), "the old policy stays");
+    assert!(
+        policy.targets.get("hook").is_some(),
+        "with the target the new one added"
+    );
+}
+
 /// A leader paused or cut off past its term may not know another instance
 /// took the lease: its reaper's transaction is fenced with the lease it
 /// took, so it is refused and records nothing, and the next holder's
