@@ -130,6 +130,9 @@ pub struct Journal {
     signer: Arc<crate::credential::Signer>,
     issuer: String,
     leader_epoch: Option<i64>,
+    /// The policy's targets at the system a reconciler pass lists (see
+    /// [`Journal::lists_its_own`]); empty outside one.
+    system_targets: Arc<[String]>,
 }
 
 impl Journal {
@@ -145,7 +148,24 @@ impl Journal {
             signer,
             issuer,
             leader_epoch: None,
+            system_targets: Arc::from([]),
         }
+    }
+
+    /// The same, for a reconciler pass over a system whose targets in the
+    /// policy are `names`.
+    pub fn at_system(mut self, names: Arc<[String]>) -> Self {
+        self.system_targets = names;
+        self
+    }
+
+    /// Whether target `name`, named in a label at the system listed, lists
+    /// that access itself: it is one of the policy's targets there (or no
+    /// pass's targets are known). Access labelled with a target the policy
+    /// no longer has there is listed by the others, so that it is not left
+    /// to nobody.
+    pub fn lists_its_own(&self, name: &str) -> bool {
+        self.system_targets.is_empty() || self.system_targets.iter().any(|known| known == name)
     }
 
     /// The same, acting under the leadership lease of this epoch (see

@@ -1241,9 +1241,13 @@ impl TargetKind for Postgres {
                 let label = comment
                     .as_deref()
                     .and_then(|c| Label::read(c, journal.issuer()));
+                // Another target's, if that target is still here to list
+                // it; one the policy no longer has here is this one's too.
                 if let Some(label) = &label
                     && (label.owner == Owner::Theirs
-                        || label.target.is_some_and(|target| target != self.name))
+                        || label.target.is_some_and(|target| {
+                            target != self.name && journal.lists_its_own(target)
+                        }))
                 {
                     continue;
                 }

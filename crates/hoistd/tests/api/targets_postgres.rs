@@ -537,11 +537,13 @@ async fn targets_sharing_a_cluster_leave_each_others_roles_alone() {
     );
 
     // Left behind with no grant: each removed by the target that made it,
-    // with that target's settings, whichever comes first.
+    // with that target's settings, whichever comes first; one made by a
+    // target the policy no longer has, by the first of this cluster's.
     let admin = pg.admin().await.unwrap();
     for (role, id, target) in [
         ("hoist_left_0123456789ab", "gr_0123456789ab", "db2"),
         ("hoist_left_abcdefghjkmn", "gr_abcdefghjkmn", "db1"),
+        ("hoist_left_pqrstvwxyz23", "gr_pqrstvwxyz23", "db9"),
     ] {
         admin
             .batch_execute(&format!(
@@ -551,7 +553,7 @@ async fn targets_sharing_a_cluster_leave_each_others_roles_alone() {
             .unwrap();
     }
     let pass = hoistd::target::reconcile::pass(broker.broker()).await;
-    assert_eq!(pass.drift_removed, 2, "{pass:?}");
+    assert_eq!(pass.drift_removed, 3, "{pass:?}");
     let removed_by: Vec<(String, String)> = broker
         .as_user("erin")
         .audit()
@@ -567,7 +569,8 @@ async fn targets_sharing_a_cluster_leave_each_others_roles_alone() {
         .collect();
     assert!(
         removed_by.contains(&("hoist_left_0123456789ab".into(), "db2".into()))
-            && removed_by.contains(&("hoist_left_abcdefghjkmn".into(), "db1".into())),
+            && removed_by.contains(&("hoist_left_abcdefghjkmn".into(), "db1".into()))
+            && removed_by.contains(&("hoist_left_pqrstvwxyz23".into(), "db1".into())),
         "{removed_by:?}"
     );
 }
