@@ -291,7 +291,7 @@ pub fn shut_down(runtime: tokio::runtime::Runtime) {
         commands::say(&format!(
             "saving the session a refresh renews: waiting for the sign-in provider's answer \
              ({} s at most)",
-            crate::auth::sso::PROVIDER_TIMEOUT.as_secs()
+            session::SETTLE_WAIT.as_secs()
         ));
     }));
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -272,7 +272,7 @@ static RENEWING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// How long a process that is ending waits for a refresh under way
 /// ([`settle`]): as long as the provider may take to answer, and a moment
 /// to save what it answered.
-const SETTLE_WAIT: std::time::Duration =
+pub const SETTLE_WAIT: std::time::Duration =
     sso::PROVIDER_TIMEOUT.saturating_add(std::time::Duration::from_secs(2));
 
 /// How long [`settle`] waits before it tells the person why hoist has not
