@@ -64,7 +64,8 @@ pub enum AuditKind {
     NotificationGivenUp,
     /// A workload withdrew its task after its credential was handed over
     /// (`details`: task): the grant stays, for whoever holds the credential
-    /// to use and end, and ends by itself at its expiry.
+    /// to use and end, and ends by itself at its expiry. Audited at the
+    /// first such withdrawal of a task.
     TaskWithdrawn,
     /// A kind this build does not know, by its name: written by a newer
     /// broker (another instance in a rolling upgrade, or the broker a

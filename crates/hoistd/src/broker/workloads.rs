@@ -1063,17 +1063,21 @@ impl Broker {
                         // then opened again (`unredeem`) with nobody to
                         // collect it, since its job withdrew. Due now, so
                         // that the grant is then revoked.
+                        // (Already due: withdrawn before, and audited then.)
+                        let withdrawn_before = exchange.collect_by.is_some_and(|by| by <= work.now);
                         exchange.collect_by = Some(work.now);
                         work.tx.update_exchange(&exchange)?;
-                        let mut withdrawn = event(
-                            AuditKind::TaskWithdrawn,
-                            &admitted.principal,
-                            work.now,
-                            &request,
-                        );
-                        withdrawn.reason = Some(reason.into());
-                        withdrawn.details = json!({ "task": admitted.task });
-                        work.audit(withdrawn)?;
+                        if !withdrawn_before {
+                            let mut withdrawn = event(
+                                AuditKind::TaskWithdrawn,
+                                &admitted.principal,
+                                work.now,
+                                &request,
+                            );
+                            withdrawn.reason = Some(reason.into());
+                            withdrawn.details = json!({ "task": admitted.task });
+                            work.audit(withdrawn)?;
+                        }
                     }
                     grant_state = Some(grant.state.as_str().to_string());
                 }

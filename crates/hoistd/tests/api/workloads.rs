@@ -926,6 +926,17 @@ async fn a_job_that_gives_up_withdraws_its_request_or_ends_its_grant() {
     assert_eq!(entry.actor, "workload:ci:deploy-bot");
     assert_eq!(entry.grant_id.as_deref(), Some(issued.grant_id.as_str()));
     assert!(entry.details["task"].is_string(), "{:?}", entry.details);
+    let (status, body) = withdraw(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let audit = erin.audit().await;
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.kind == AuditKind::TaskWithdrawn)
+            .count(),
+        1,
+        "withdrawn again: audited once"
+    );
     assert!(
         erin.introspect(&issued.access_token).await.active,
         "its holder's to end"
