@@ -130,9 +130,9 @@ pub struct Journal {
     signer: Arc<crate::credential::Signer>,
     issuer: String,
     leader_epoch: Option<i64>,
-    /// The policy's targets at the system a reconciler pass lists (see
+    /// The names of the policy's targets, for a reconciler pass (see
     /// [`Journal::lists_its_own`]); empty outside one.
-    system_targets: Arc<[String]>,
+    policy_targets: Arc<[String]>,
 }
 
 impl Journal {
@@ -148,24 +148,23 @@ impl Journal {
             signer,
             issuer,
             leader_epoch: None,
-            system_targets: Arc::from([]),
+            policy_targets: Arc::from([]),
         }
     }
 
-    /// The same, for a reconciler pass over a system whose targets in the
-    /// policy are `names`.
-    pub fn at_system(mut self, names: Arc<[String]>) -> Self {
-        self.system_targets = names;
+    /// The same, for a reconciler pass under a policy whose targets are
+    /// `names`.
+    pub fn among(mut self, names: Arc<[String]>) -> Self {
+        self.policy_targets = names;
         self
     }
 
-    /// Whether target `name`, named in a label at the system listed, lists
-    /// that access itself: it is one of the policy's targets there (or no
-    /// pass's targets are known). Access labelled with a target the policy
-    /// no longer has there is listed by the others, so that it is not left
-    /// to nobody.
+    /// Whether target `name`, named in a label, lists that access itself:
+    /// the policy still has it (or no pass's targets are known). Access
+    /// labelled with a target the policy no longer has is listed by those
+    /// at its system, so that it is not left to nobody.
     pub fn lists_its_own(&self, name: &str) -> bool {
-        self.system_targets.is_empty() || self.system_targets.iter().any(|known| known == name)
+        self.policy_targets.is_empty() || self.policy_targets.iter().any(|known| known == name)
     }
 
     /// The same, acting under the leadership lease of this epoch (see

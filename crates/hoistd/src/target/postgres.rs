@@ -1241,8 +1241,8 @@ impl TargetKind for Postgres {
                 let label = comment
                     .as_deref()
                     .and_then(|c| Label::read(c, journal.issuer()));
-                // Another target's, if that target is still here to list
-                // it; one the policy no longer has here is this one's too.
+                // Another target's, if the policy still has it to list
+                // it; one the policy no longer has is this one's too.
                 if let Some(label) = &label
                     && (label.owner == Owner::Theirs
                         || label.target.is_some_and(|target| {

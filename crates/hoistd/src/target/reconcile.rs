@@ -132,10 +132,9 @@ pub async fn pass<L: Ledger>(ledger: &Arc<L>) -> Pass {
 /// access the others made there, and side by side they would remove and
 /// audit the same drift at the same time.
 async fn system_pass<L: Ledger>(ledger: &Arc<L>, targets: Vec<Arc<dyn TargetKind>>) -> Pass {
-    let names: Arc<[String]> = targets.iter().map(|t| t.name().to_string()).collect();
     let mut total = Pass::default();
     for target in targets {
-        total.add(target_pass(ledger, target, Arc::clone(&names)).await);
+        total.add(target_pass(ledger, target).await);
     }
     total
 }
@@ -167,14 +166,15 @@ async fn blocking<L: Ledger, T: Send + 'static>(
     }
 }
 
-async fn target_pass<L: Ledger>(
-    ledger: &Arc<L>,
-    target: Arc<dyn TargetKind>,
-    system_targets: Arc<[String]>,
-) -> Pass {
+async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) -> Pass {
     let mut pass = Pass::default();
     let name = target.name().to_string();
-    let journal = ledger.journal().at_system(system_targets);
+    let names: Arc<[String]> = ledger
+        .targets()
+        .iter()
+        .map(|target| target.name().to_string())
+        .collect();
+    let journal = ledger.journal().among(names);
     // Leading lapsed as the pass began: nothing is asked without a lease
     // (see `outbox::attempt`); the next leader's pass does it.
     if journal.leader_epoch().is_none() {
