@@ -151,7 +151,7 @@ impl Work<'_> {
                     .user_identity(&grant.holder)?
                     .is_some_and(|(issuer, _)| policy.trusts(&issuer))
             {
-                narrowed += usize::from(self.narrow_to_policy(&grant)?);
+                narrowed += usize::from(self.narrow_to_policy(&mut grant)?);
                 continue;
             }
             // A break-glass grant stands only while its holder may still
@@ -177,7 +177,7 @@ impl Work<'_> {
             if let Some(reason) = reason {
                 self.end_grant(&mut grant, GrantState::Revoked, SYSTEM_ACTOR, Some(reason))?;
                 revoked += 1;
-            } else if self.narrow_to_policy(&grant)? {
+            } else if self.narrow_to_policy(&mut grant)? {
                 narrowed += 1;
             }
         }

@@ -85,21 +85,23 @@ impl Work<'_> {
     /// activation ([`TargetKind::narrowed_at_target`]: a PostgreSQL role's
     /// memberships), to what its role gives there under the policy in
     /// force (nothing, if it no longer gives access there), when that is
-    /// less: a provision of the narrower access is queued. Whether one was.
-    pub(super) fn narrow_to_policy(&mut self, grant: &Grant) -> Result<bool> {
+    /// less: a provision of the narrower access is queued, and the access
+    /// counts as being provisioned (no credential) until the target has
+    /// taken it. Whether one was.
+    pub(super) fn narrow_to_policy(&mut self, grant: &mut Grant) -> Result<bool> {
         let Some(access) = &grant.access else {
             return Ok(false);
         };
         let policy = Arc::clone(&self.policy);
-        let (Some(target), Some(role)) =
-            (policy.targets.get(&access.target), policy.role(&grant.role))
+        let target = access.target.clone();
+        let (Some(kind), Some(role)) = (policy.targets.get(&target), policy.role(&grant.role))
         else {
             return Ok(false);
         };
         let granted = granted(&*self.tx, &policy, grant)?;
         if policy
             .targets
-            .moved(&access.target, granted.system.as_deref())
+            .moved(&target, granted.system.as_deref())
             .is_some()
         {
             return Ok(false);
@@ -107,12 +109,24 @@ impl Work<'_> {
         let gives = role
             .access
             .as_ref()
-            .filter(|gives| gives.target == target.name())
+            .filter(|gives| gives.target == target)
             .map(|gives| &gives.access);
-        match target.narrowed_at_target(&granted.access, gives) {
+        match kind.narrowed_at_target(&granted.access, gives) {
             Some(Ok(now)) if now != granted.access => {
                 self.supersede_provisions(grant)?;
                 self.queue_effect_giving(grant, EffectAction::Provision, now, granted.system)?;
+                let at = self.now;
+                if let Some(access) = grant.access.as_mut() {
+                    access.state = AccessState::Provisioning;
+                    access.reason = Some(format!(
+                        "being narrowed at {target} to what role {} gives there now",
+                        grant.role
+                    ));
+                    access.attempts = 0;
+                    access.next_attempt_at = None;
+                    access.updated_at = super::next_change(at, access.updated_at);
+                }
+                self.save_grant(grant)?;
                 Ok(true)
             }
             _ => Ok(false),

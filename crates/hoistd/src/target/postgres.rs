@@ -204,8 +204,12 @@ impl Access {
     /// member of nothing may still log in, with PUBLIC's privileges.
     fn narrowed(&self, now: &Access, default: i32) -> Access {
         let limit = |access: &Access| access.connection_limit.unwrap_or(default);
-        let connection_limit = (self.connection_limit.is_some() || now.connection_limit.is_some())
-            .then(|| limit(self).min(limit(now)));
+        // What was given stands, unless the role now allows fewer.
+        let connection_limit = if limit(now) < limit(self) {
+            Some(limit(now))
+        } else {
+            self.connection_limit
+        };
         Access {
             member_of: self
                 .member_of
@@ -788,14 +792,15 @@ impl Postgres {
             "COMMENT ON ROLE {quoted} IS {};",
             quote_literal(&Label::write(&grant.id, issuer, &self.name))
         ));
-        client
-            .batch_execute(&sql)
-            .await
-            .map_err(|err| self.fault(err))?;
+        // What it no longer names goes first: a membership it keeps that
+        // fails to be granted (its role dropped since) must not hold that up.
         if exists {
             self.take_away(&client, &role, &access.member_of).await?;
         }
-        Ok(())
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(|err| self.fault(err))
     }
 
     /// Takes from an existing grant's role the memberships its access no
