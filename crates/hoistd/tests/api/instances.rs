@@ -780,6 +780,43 @@ approvals = 0
     }
 }
 
+/// Holds the store's writers' lock (`BEGIN_LOCKED`'s) for `secs` from a
+/// session of its own (`lock-holder`) on database `db`, and returns once
+/// that session has it: not one of the instances' own short turns.
+fn hold_writers_lock(db: &str, secs: u32) -> std::thread::JoinHandle<std::process::Output> {
+    let url = db.to_string();
+    let holder = std::thread::spawn(move || {
+        std::process::Command::new("psql")
+            .env("PGAPPNAME", "lock-holder")
+            .args(["-X", "-q", "-d", &url, "-c"])
+            .arg(format!(
+                "SELECT pg_advisory_lock(7525349446954284152), pg_sleep({secs})"
+            ))
+            .output()
+            .unwrap()
+    });
+    let held = || {
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-q", "-t", "-A", "-d", db, "-c"])
+            .arg(
+                "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) \
+                 WHERE locktype = 'advisory' AND granted AND application_name = 'lock-holder'",
+            )
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() != "0"
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !held() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "psql never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    holder
+}
+
 /// A token another instance stored already costs this one a read, not a
 /// turn at the writers' lock: its first call answers while another session
 /// holds that lock.
@@ -793,28 +830,7 @@ async fn a_token_another_instance_stored_is_taken_in_without_the_writers_lock() 
         .await
         .unwrap();
 
-    // The store's writers' lock (`BEGIN_LOCKED`'s), held for 8 s.
-    let db = cluster.db.clone();
-    let holder = std::thread::spawn(move || {
-        std::process::Command::new("psql")
-            .env("PGAPPNAME", "lock-holder")
-            .args(["-X", "-q", "-d", &db, "-c"])
-            .arg("SELECT pg_advisory_lock(7525349446954284152), pg_sleep(8)")
-            .output()
-            .unwrap()
-    });
-    // Held by that session, not one of the instances' own short turns.
-    eventually(Duration::from_secs(10), || async {
-        cluster
-            .sql(
-                "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) \
-                 WHERE locktype = 'advisory' AND granted \
-                 AND application_name = 'lock-holder'",
-            )
-            .trim()
-            != "0"
-    })
-    .await;
+    let holder = hold_writers_lock(&cluster.db, 8);
     let me = cluster
         .with_token(1, &alice)
         .get::<Me>("/v1/me")
@@ -844,31 +860,7 @@ fn a_reload_put_back_keeps_the_targets_the_new_policy_added() {
     let text = crate::targets_webhook::policy(dir.path(), "http://127.0.0.1:9/hook");
     let wider = Policy::parse("test policy", &text).unwrap();
 
-    let holder = {
-        let url = url.clone();
-        std::thread::spawn(move || {
-            std::process::Command::new("psql")
-                .env("PGAPPNAME", "lock-holder")
-                .args(["-X", "-q", "-d", &url, "-c"])
-                .arg("SELECT pg_advisory_lock(7525349446954284152), pg_sleep(12)")
-                .output()
-                .unwrap()
-        })
-    };
-    let held = || {
-        let out = std::process::Command::new("psql")
-            .args(["-X", "-q", "-t", "-A", "-d", &url, "-c"])
-            .arg(
-                "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) \
-                 WHERE locktype = 'advisory' AND granted AND application_name = 'lock-holder'",
-            )
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim() != "0"
-    };
-    while !held() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let holder = hold_writers_lock(&url, 12);
     let refused = broker.reload(wider);
     assert!(refused.is_err(), "{refused:?}");
     holder.join().unwrap();
