@@ -626,16 +626,7 @@ fn a_watch_ended_by_a_signal_saves_the_refresh_under_way() {
             .unwrap()
             .refresh_token
             .unwrap();
-        let token_endpoint = setup.provider.endpoint("token_endpoint").await;
-        let refreshed = oidc::post_form(
-            &token_endpoint,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &stored),
-                ("client_id", "hoist"),
-            ],
-        )
-        .await;
+        let refreshed = setup.provider.refresh_with(&stored).await;
         assert_eq!(
             refreshed.status(),
             200,
@@ -698,16 +689,7 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
                 .unwrap()
                 .is_none()
         );
-        let token_endpoint = setup.provider.endpoint("token_endpoint").await;
-        let after = oidc::post_form(
-            &token_endpoint,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &old_refresh),
-                ("client_id", "hoist"),
-            ],
-        )
-        .await;
+        let after = setup.provider.refresh_with(&old_refresh).await;
         assert_eq!(
             after.status(),
             400,
@@ -741,22 +723,10 @@ fn a_sign_out_during_a_refresh_elsewhere_ends_the_renewed_session() {
         });
         // Time for a sign-out that does not wait to be done.
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let token_endpoint = setup.provider.endpoint("token_endpoint").await;
-        let refresh = |token: String| {
-            let endpoint = token_endpoint.clone();
-            async move {
-                oidc::post_form(
-                    &endpoint,
-                    &[
-                        ("grant_type", "refresh_token"),
-                        ("refresh_token", &token),
-                        ("client_id", "hoist"),
-                    ],
-                )
-                .await
-            }
-        };
-        let renewed = refresh(first.refresh_token.clone().unwrap()).await;
+        let renewed = setup
+            .provider
+            .refresh_with(first.refresh_token.as_deref().unwrap())
+            .await;
         assert_eq!(renewed.status(), 200);
         let renewed: serde_json::Value = renewed.json().await.unwrap();
         let renewed_refresh = renewed["refresh_token"].as_str().unwrap().to_string();
@@ -775,7 +745,7 @@ fn a_sign_out_during_a_refresh_elsewhere_ends_the_renewed_session() {
             "the renewed session was written back after the sign-out"
         );
         assert_eq!(
-            refresh(renewed_refresh).await.status(),
+            setup.provider.refresh_with(&renewed_refresh).await.status(),
             400,
             "the renewed refresh token was revoked"
         );

@@ -22,19 +22,6 @@ fn groups(claims: &Value) -> Vec<&str> {
         .collect()
 }
 
-async fn refresh(provider: &Provider, refresh_token: &str) -> reqwest::Response {
-    let token_endpoint = provider.endpoint("token_endpoint").await;
-    post_form(
-        &token_endpoint,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-            ("client_id", "hoist"),
-        ],
-    )
-    .await
-}
-
 #[tokio::test]
 async fn discovery_names_the_device_authorization_endpoint() {
     let provider = Provider::start().await;
@@ -137,7 +124,9 @@ async fn refresh_grant_returns_a_new_id_token() {
     let provider = Provider::start().await;
     let tokens = provider.device_flow_tokens("alice", "hoist").await;
 
-    let refreshed = refresh(&provider, tokens["refresh_token"].as_str().unwrap()).await;
+    let refreshed = provider
+        .refresh_with(tokens["refresh_token"].as_str().unwrap())
+        .await;
     let refreshed = ok_json(refreshed, "refresh").await;
 
     // ID tokens carry no jti: one minted in the same second as the first is
@@ -158,7 +147,7 @@ async fn refresh_grant_returns_a_new_id_token() {
     // Replaying the spent one is taken as theft: it fails, and so does the
     // whole grant, rotated token included.
     for replayed in [tokens["refresh_token"].as_str().unwrap(), rotated] {
-        let refused = refresh(&provider, replayed).await;
+        let refused = provider.refresh_with(replayed).await;
         assert_eq!(refused.status(), 400);
         let refused: Value = refused.json().await.unwrap();
         assert_eq!(refused["error"], "invalid_grant");
@@ -205,7 +194,7 @@ async fn revoked_refresh_token_no_longer_refreshes() {
     .await;
     assert_eq!(revoked.status(), 200, "{}", revoked.text().await.unwrap());
 
-    let refused = refresh(&provider, refresh_token).await;
+    let refused = provider.refresh_with(refresh_token).await;
     assert_eq!(refused.status(), 400);
     let refused: Value = refused.json().await.unwrap();
     assert_eq!(refused["error"], "invalid_grant");

@@ -263,6 +263,21 @@ impl Provider {
             .to_string()
     }
 
+    /// The provider's answer to a refresh with `refresh_token`, sent as
+    /// hoist sends one (a refresh token spent or revoked is refused).
+    pub async fn refresh_with(&self, refresh_token: &str) -> reqwest::Response {
+        let token_endpoint = self.endpoint("token_endpoint").await;
+        post_form(
+            &token_endpoint,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", "hoist"),
+            ],
+        )
+        .await
+    }
+
     /// Sets `name`'s groups at the provider, as its administrator would:
     /// tokens issued from now on carry these.
     pub async fn set_groups(&self, name: &str, groups: &[&str]) {

@@ -108,6 +108,21 @@ async fn id_token(provider: &Provider, login: &str) -> String {
         .to_string()
 }
 
+/// carol's ID token from `provider`, when she signed in (its
+/// `auth_time`), and a broker trusting `provider` whose tier-0 role wants a
+/// sign-in within ten minutes.
+async fn carol_signed_in(provider: &Provider) -> (String, i64, TestBroker) {
+    let carol_token = id_token(provider, "carol").await;
+    let auth_time = crate::oidc::jwt_claims(&carol_token)["auth_time"]
+        .as_i64()
+        .unwrap();
+    let broker = TestBroker::builder()
+        .policy(&provider_policy(&provider.issuer, "10m"))
+        .start()
+        .await;
+    (carol_token, auth_time, broker)
+}
+
 fn prod_db() -> CreateRequest {
     CreateRequest {
         ticket: Some("CHG-1".into()),
@@ -194,14 +209,7 @@ async fn a_retried_filing_is_answered_however_old_the_sign_in_has_grown() {
 async fn extending_a_tier_0_grant_needs_a_recent_sign_in_too() {
     let provider = Provider::start().await;
     let token = |login: &'static str| id_token(&provider, login);
-    let carol_token = token("carol").await;
-    let auth_time = crate::oidc::jwt_claims(&carol_token)["auth_time"]
-        .as_i64()
-        .unwrap();
-    let broker = TestBroker::builder()
-        .policy(&provider_policy(&provider.issuer, "10m"))
-        .start()
-        .await;
+    let (carol_token, auth_time, broker) = carol_signed_in(&provider).await;
     let carol = broker.with_token(&carol_token);
     let filed = carol.file(&prod_db()).await.unwrap();
     broker
@@ -241,14 +249,7 @@ async fn extending_a_tier_0_grant_needs_a_recent_sign_in_too() {
 async fn a_step_up_tightened_by_a_reload_holds_requests_already_waiting() {
     let provider = Provider::start().await;
     let token = |login: &'static str| id_token(&provider, login);
-    let carol_token = token("carol").await;
-    let auth_time = crate::oidc::jwt_claims(&carol_token)["auth_time"]
-        .as_i64()
-        .unwrap();
-    let broker = TestBroker::builder()
-        .policy(&provider_policy(&provider.issuer, "10m"))
-        .start()
-        .await;
+    let (carol_token, auth_time, broker) = carol_signed_in(&provider).await;
     // Filed more than two seconds after the sign-in.
     while chrono::Utc::now().timestamp() <= auth_time + 2 {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
