@@ -427,14 +427,32 @@ async fn renew(
         reason,
         login: sign_in_command(target),
     };
-    let fresh = provider
-        .refresh(&refresh_token)
-        .await
-        .map_err(|err| match err {
-            // The provider away is no ended session: try again, not sign in.
-            err @ SsoError::Unreachable { .. } => SessionError::Sso(err),
-            err => expired(err.to_string()),
-        })?;
+    let fresh = match provider.refresh(&refresh_token).await {
+        Ok(fresh) => fresh,
+        // The provider away is no ended session: try again, not sign in.
+        Err(err @ SsoError::Unreachable { .. }) => return Err(SessionError::Sso(err)),
+        // Not renewed, but the refresh token it handed back is kept in
+        // place of the spent one, so that signing out can revoke it.
+        Err(SsoError::RefreshedWithoutIdToken {
+            rotated: Some(rotated),
+        }) => {
+            let (broker, user) = (target.broker.clone(), user.to_string());
+            blocking(move || {
+                if let Some(mut stored) = secrets::load(&broker, &user)?
+                    && stored.refresh_token.as_deref() == Some(refresh_token.as_str())
+                {
+                    stored.refresh_token = Some(rotated.0);
+                    secrets::save(&broker, &user, &stored)?;
+                }
+                Ok(())
+            })
+            .await?;
+            return Err(expired(
+                SsoError::RefreshedWithoutIdToken { rotated: None }.to_string(),
+            ));
+        }
+        Err(err) => return Err(expired(err.to_string())),
+    };
     // Saved only over the session it renewed. Signed out meanwhile, or
     // signed in afresh (which the lock keeps out, unless its wait ran out):
     // the renewed session is not brought back, and its refresh token,

@@ -55,6 +55,11 @@ pub enum SsoError {
     Failed(String),
     #[error("the provider returned no ID token; is `openid` among the scopes?")]
     NoIdToken,
+    /// A refresh answered without an ID token, though asked again for the
+    /// scopes granted: the session cannot be renewed. The provider may
+    /// have handed back a new refresh token, which replaces the one spent.
+    #[error("the provider renewed the session without an ID token, even when asked for `openid`")]
+    RefreshedWithoutIdToken { rotated: Option<RotatedToken> },
     #[error("sign-in was not completed in time")]
     TimedOut,
     #[error("the sign-in response did not come from this sign-in (state mismatch)")]
@@ -65,6 +70,17 @@ pub enum SsoError {
     /// 429): the same call may work in a moment.
     #[error("cannot reach the identity provider at {url}: {reason}; try again")]
     Unreachable { url: String, reason: String },
+}
+
+/// A refresh token the provider handed back in place of the one spent;
+/// never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RotatedToken(pub String);
+
+impl std::fmt::Debug for RotatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RotatedToken(<redacted>)")
+    }
 }
 
 /// Which token of a sign-in the broker takes as its bearer.
@@ -543,15 +559,55 @@ impl Provider {
 
     /// A fresh session from a refresh token; the provider may rotate it.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Session, SsoError> {
+        // An access token is for a resource, which Entra learns from the
+        // scopes: without them a refresh would not say which.
+        let scopes = (self.bearer == Bearer::AccessToken).then(|| self.scopes.clone());
+        let tokens = self.exchange_refresh(refresh_token, scopes).await?;
+        match self.session(&tokens, Some(refresh_token)) {
+            Err(SsoError::NoIdToken) => {}
+            session => return session,
+        }
+        // OpenID Connect lets a refresh answer without an ID token (Core,
+        // section 12.2); some providers give one only when the refresh
+        // names `openid`. Asked once more, naming the scopes granted, with
+        // the refresh token handed back: the spent one may be dead by now.
+        let rotated = tokens.refresh_token().map(|t| t.secret().clone());
+        let spendable = rotated.clone().unwrap_or_else(|| refresh_token.to_string());
+        let mut scopes: Vec<String> = match tokens.scopes() {
+            Some(granted) => granted.iter().map(|s| s.to_string()).collect(),
+            None => self.scopes.clone(),
+        };
+        if !scopes.iter().any(|s| s == "openid") {
+            scopes.insert(0, "openid".to_string());
+        }
+        let again = self.exchange_refresh(&spendable, Some(scopes)).await;
+        let latest = again
+            .as_ref()
+            .ok()
+            .and_then(|t| t.refresh_token())
+            .map(|t| t.secret().clone())
+            .or(rotated);
+        match again.and_then(|tokens| self.session(&tokens, Some(&spendable))) {
+            Ok(session) => Ok(session),
+            Err(_) => Err(SsoError::RefreshedWithoutIdToken {
+                rotated: latest.map(RotatedToken),
+            }),
+        }
+    }
+
+    /// One refresh token grant at the token endpoint.
+    async fn exchange_refresh(
+        &self,
+        refresh_token: &str,
+        scopes: Option<Vec<String>>,
+    ) -> Result<Tokens, SsoError> {
         let client = self.client().set_token_uri(self.token_url()?);
         let refresh = RefreshToken::new(refresh_token.to_string());
         let mut request = client.exchange_refresh_token(&refresh);
-        // An access token is for a resource, which Entra learns from the
-        // scopes: without them a refresh would not say which.
-        if self.bearer == Bearer::AccessToken {
-            request = request.add_scopes(self.scopes());
+        if let Some(scopes) = scopes {
+            request = request.add_scopes(scopes.into_iter().map(Scope::new));
         }
-        let tokens = request
+        request
             .request_async(&transport(http(&self.token_endpoint)))
             .await
             .map_err(|err| match err {
@@ -561,8 +617,7 @@ impl Provider {
                     reason: err.to_string(),
                 },
                 err => fail(describe(&err)),
-            })?;
-        self.session(&tokens, Some(refresh_token))
+            })
     }
 
     /// Revokes a refresh token where the provider supports it (RFC 7009).

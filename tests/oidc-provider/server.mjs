@@ -33,6 +33,11 @@
 // token is spent by then, as it is when the answer is lost on the way);
 // PUT /_slow/0 ends it.
 //
+// A test decides whether a refresh's answer carries an ID token, which
+// OpenID Connect leaves to the provider: PUT /_refresh_id_token/always (as
+// oidc-provider does, the default), /asked (only when the refresh names
+// `openid` in its scope, as some providers do) or /never.
+//
 // Prints exactly one line, `READY http://127.0.0.1:N`, to stdout once it is
 // listening; everything else goes to stderr so a harness can read the port.
 
@@ -339,6 +344,15 @@ function setGroups(req, res) {
 let outage = 0;
 let deviceOutage = 0;
 let slow = 0;
+let refreshIdToken = 'always';
+
+provider.on('grant.success', (ctx) => {
+  if (ctx.oidc.params.grant_type !== 'refresh_token' || !ctx.body) return;
+  const asked = String(ctx.oidc.params.scope ?? '').split(' ').includes('openid');
+  if (refreshIdToken === 'never' || (refreshIdToken === 'asked' && !asked)) {
+    delete ctx.body.id_token;
+  }
+});
 
 server.on('request', (req, res) => {
   if (req.method === 'PUT' && req.url.startsWith('/_directory/')) return setGroups(req, res);
@@ -350,6 +364,18 @@ server.on('request', (req, res) => {
   }
   if (req.method === 'PUT' && req.url.startsWith('/_slow/')) {
     slow = Number.parseInt(req.url.slice('/_slow/'.length), 10) || 0;
+    res.statusCode = 204;
+    res.end();
+    return undefined;
+  }
+  if (req.method === 'PUT' && req.url.startsWith('/_refresh_id_token/')) {
+    const mode = req.url.slice('/_refresh_id_token/'.length);
+    if (!['always', 'asked', 'never'].includes(mode)) {
+      res.statusCode = 400;
+      res.end('always, asked or never\n');
+      return undefined;
+    }
+    refreshIdToken = mode;
     res.statusCode = 204;
     res.end();
     return undefined;

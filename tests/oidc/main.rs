@@ -703,6 +703,73 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
     });
 }
 
+/// A provider that answers a refresh with an ID token only when the refresh
+/// names `openid` (OpenID Connect leaves it to the provider) is asked again
+/// with the scopes it granted, and the session renews.
+#[test]
+fn a_refresh_answered_without_an_id_token_asks_again_for_openid() {
+    run(async {
+        let mut setup = setup(Some(3)).await;
+        let (me, first) = device_login(&setup, "alice").await;
+        let target = target(&setup, Some(&me.user));
+        setup.provider.refresh_id_token("asked").await;
+        let client = session::open(&target).await.unwrap();
+        assert_eq!(client.me().await.unwrap().user, "alice");
+        let renewed = hoist::auth::secrets::load(&target.broker, "alice")
+            .unwrap()
+            .unwrap();
+        assert_ne!(renewed.refresh_token, first.refresh_token, "renewed");
+        let claims = jwt_claims(&renewed.access_token);
+        assert_eq!(claims["preferred_username"], "alice", "{claims}");
+        assert_eq!(
+            claims["groups"],
+            serde_json::json!(["engineers"]),
+            "{claims}"
+        );
+        setup.broker.stop().await;
+    });
+}
+
+/// A provider that renews a session without an ID token however asked:
+/// the session cannot go on (sign in again), but the refresh token it
+/// handed back is the one kept, so that signing out revokes it. The one
+/// spent is dead at a provider that rotates them.
+#[test]
+fn a_refresh_never_answered_with_an_id_token_keeps_the_refresh_token_handed_back() {
+    run(async {
+        let mut setup = setup(Some(3)).await;
+        let (me, first) = device_login(&setup, "alice").await;
+        let target = target(&setup, Some(&me.user));
+        setup.provider.refresh_id_token("never").await;
+        let err = match session::open(&target).await {
+            Ok(_) => panic!("renewed without an ID token"),
+            Err(err) => err,
+        };
+        assert!(
+            matches!(err, session::SessionError::Expired { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("without an ID token"), "{err}");
+        let kept = hoist::auth::secrets::load(&target.broker, "alice")
+            .unwrap()
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        assert_ne!(Some(&kept), first.refresh_token.as_ref(), "the spent one");
+        let spent = setup
+            .provider
+            .refresh_with(first.refresh_token.as_deref().unwrap())
+            .await;
+        assert_eq!(spent.status(), 400, "the first refresh token was spent");
+
+        let signed_out = session::logout(&target).await.unwrap();
+        assert_eq!(signed_out.revoked, Some(true));
+        let after = setup.provider.refresh_with(&kept).await;
+        assert_eq!(after.status(), 400, "the kept refresh token was revoked");
+        setup.broker.stop().await;
+    });
+}
+
 /// A sign-out while another process is refreshing the session (here the
 /// test, holding the refresh lock, renews it at the provider and saves it
 /// as that process would) waits for the refresh: it then revokes and

@@ -294,22 +294,28 @@ impl Provider {
     /// Answers every token request with `status` and an HTML page, as a
     /// proxy in front of a provider in trouble would; 0 ends it.
     pub async fn outage(&self, status: u16) {
-        self.put_outage("_outage", status.into()).await;
+        self.put_setting("_outage", status).await;
     }
 
     /// Answers every device authorization request with `status`, as
     /// [`Provider::outage`] does token requests; 0 ends it.
     pub async fn device_outage(&self, status: u16) {
-        self.put_outage("_device_outage", status.into()).await;
+        self.put_setting("_device_outage", status).await;
     }
 
     /// Holds each token response for `millis` after the provider made it
     /// (a refresh token is spent by then); 0 ends it.
     pub async fn slow(&self, millis: u64) {
-        self.put_outage("_slow", millis).await;
+        self.put_setting("_slow", millis).await;
     }
 
-    async fn put_outage(&self, what: &str, value: u64) {
+    /// Whether a refresh's answer carries an ID token: `always` (the
+    /// default), `asked` (only when the refresh names `openid`) or `never`.
+    pub async fn refresh_id_token(&self, mode: &str) {
+        self.put_setting("_refresh_id_token", mode).await;
+    }
+
+    async fn put_setting(&self, what: &str, value: impl std::fmt::Display) {
         let url = format!("{}/{what}/{value}", self.authority());
         let response = reqwest::Client::new()
             .put(&url)
