@@ -640,7 +640,7 @@ async fn login(
     how: Login,
     insecure_file_store: bool,
 ) -> anyhow::Result<()> {
-    let mut config = Config::load()?;
+    let config = Config::load()?;
     let mut target = config.resolve(broker, profile)?;
     // A profile pointed at another broker: whoever was signed in to it
     // there is signed out, rather than left in the keyring (or a file)
@@ -666,6 +666,10 @@ async fn login(
         }
         Login::Sso(flow, recency) => sign_in(&target, flow, recency).await?.0,
     };
+    // Read again: a sign-in can take minutes, and a command run meanwhile
+    // (a sign-in to another profile, a sign-out) may have changed the
+    // file, which saving the copy read before would undo.
+    let mut config = Config::load()?;
     // Someone else was signed in here: their session ends, rather than stay
     // in the keyring (or a file) where no command would look for it again.
     // Once the profile names the new person: a config that cannot be saved

@@ -146,7 +146,7 @@ pub async fn open(
     profile: Option<&str>,
     prompter: &Prompter,
 ) -> anyhow::Result<Opened> {
-    let mut config = Config::load()?;
+    let config = Config::load()?;
     let mut target = config.resolve(broker, profile)?;
     let step_up = prompter.step_up(&target.broker);
     let mut signed_out = None;
@@ -174,6 +174,9 @@ pub async fn open(
                 }
                 Err(err) => return Err(err.into()),
             };
+            // Read again, as `hoist login` does: the sign-in took minutes,
+            // and another command may have changed the file meanwhile.
+            let mut config = Config::load()?;
             // Someone else signed in where the profile had a person whose
             // session ended: that session goes, as `hoist login` ends it,
             // rather than stay where no command would look again.

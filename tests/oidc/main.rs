@@ -154,6 +154,15 @@ fn hoist_binary(setup: &Setup, config: &std::path::Path, args: &[&str]) -> Comma
 
 /// `hoist login` by the real binary, alice approving its device code.
 async fn binary_login(setup: &Setup, config: &std::path::Path) {
+    binary_login_and_meanwhile(setup, config, || {}).await;
+}
+
+/// [`binary_login`], calling `meanwhile` while the device code waits.
+async fn binary_login_and_meanwhile(
+    setup: &Setup,
+    config: &std::path::Path,
+    meanwhile: impl FnOnce(),
+) {
     let mut login = hoist_binary(setup, config, &["login"])
         .stderr(Stdio::piped())
         .spawn()
@@ -170,6 +179,7 @@ async fn binary_login(setup: &Setup, config: &std::path::Path) {
             break;
         }
     }
+    meanwhile();
     setup
         .provider
         .approve_device(&complete.expect("the verification URL was shown"), "alice")
@@ -184,6 +194,33 @@ async fn binary_login(setup: &Setup, config: &std::path::Path) {
             .any(|l| l.contains("Signed in") && l.contains("alice")),
         "{rest:?}"
     );
+}
+
+/// A sign-in waits minutes for the person; what another command saved to
+/// the config meanwhile (here, another profile's sign-in) is kept, not
+/// overwritten by the copy read before.
+#[test]
+fn a_sign_in_keeps_what_another_command_saved_meanwhile() {
+    run(async {
+        let mut setup = setup(None).await;
+        let config = tempfile::tempdir().unwrap();
+        let file = config.path().join("config.toml");
+        binary_login_and_meanwhile(&setup, config.path(), || {
+            std::fs::write(
+                &file,
+                "[profiles.other]\nbroker = \"https://other.example\"\nuser = \"bob\"\n",
+            )
+            .unwrap();
+        })
+        .await;
+        let saved =
+            hoist::config::Config::parse(&file, &std::fs::read_to_string(&file).unwrap()).unwrap();
+        let other = saved.resolve(None, Some("other")).unwrap();
+        assert_eq!(other.user.as_deref(), Some("bob"), "kept");
+        let signed_in = saved.resolve(Some(&setup.url), None).unwrap();
+        assert_eq!(signed_in.user.as_deref(), Some("alice"));
+        setup.broker.stop().await;
+    });
 }
 
 /// hoist processes that find the session due at once (the TUI and
