@@ -494,26 +494,16 @@ async fn renew(
 /// The command that signs in to `target` again once a single sign-on
 /// session has ended: the same provider, so no token to paste.
 pub fn sign_in_command(target: &Target) -> String {
-    match target.backend {
-        BrokerKind::Hoistd if target.profile == crate::config::DEFAULT_PROFILE => {
-            "hoist login".to_string()
-        }
-        _ => format!("hoist --profile {} login", target.profile),
-    }
+    target.command("login")
 }
 
 /// The command that signs in to `target` the first time: hoistd takes a static token
 /// (single sign-on, where the broker offers it, is `hoist login` alike);
-/// an Entra profile signs in only through its tenant, and is always named,
-/// as it is never the broker a bare `hoist login` would pick.
+/// an Entra profile signs in only through its tenant.
 pub fn login_command(target: &Target) -> String {
-    let profile = &target.profile;
     match target.backend {
-        BrokerKind::Entra(_) => format!("hoist --profile {profile} login"),
-        BrokerKind::Hoistd if profile == crate::config::DEFAULT_PROFILE => {
-            "hoist login --with-token".to_string()
-        }
-        BrokerKind::Hoistd => format!("hoist --profile {profile} login --with-token"),
+        BrokerKind::Entra(_) => target.command("login"),
+        BrokerKind::Hoistd => target.command("login --with-token"),
     }
 }
 
@@ -849,7 +839,8 @@ mod tests {
 
     #[test]
     fn not_signed_in_names_the_login_command() {
-        let hoistd = "[profiles.default]\nbroker = \"https://b.example\"\n\
+        let hoistd = "default_profile = \"default\"\n\
+                      [profiles.default]\nbroker = \"https://b.example\"\n\
                       [profiles.work]\nbroker = \"https://b.example\"\n";
         let err = SessionError::NotSignedIn {
             broker: "https://b.example".into(),
@@ -866,8 +857,10 @@ mod tests {
         // Entra signs in through the tenant only: no token to paste.
         let entra = "[profiles.tenant]\nkind = \"entra\"\ntenant = \"t.example\"\n\
                      client_id = \"c\"\n";
+        assert_eq!(login_command(&target("tenant", entra)), "hoist login");
+        let both = format!("{entra}[profiles.work]\nbroker = \"https://b.example\"\n");
         assert_eq!(
-            login_command(&target("tenant", entra)),
+            login_command(&target("tenant", &both)),
             "hoist --profile tenant login"
         );
     }

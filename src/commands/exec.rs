@@ -26,6 +26,7 @@ use super::signals::{Signals, status_of};
 use super::{Ended, duration};
 use crate::backend::Backend;
 use crate::config::Target;
+use crate::text::shell_word;
 
 /// Environment variables CMD receives.
 pub const ENV_CREDENTIAL: &str = "HOIST_CREDENTIAL";
@@ -648,20 +649,6 @@ fn credential_command(exe: &Path, target: &Target, grant_id: &str) -> Option<Str
     Some(words.map(shell_word).join(" "))
 }
 
-/// A word as a POSIX shell reads it back: bare if it is plain, else in
-/// single quotes (a quote inside becomes `'\''`).
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 /// Revokes the grant `exec` created, waiting for a broker briefly away
 /// ([`revoking::keep_trying`]); says so loudly if it could not.
 async fn revoke_after(
@@ -709,6 +696,7 @@ mod tests {
             user: Some("alice".into()),
             insecure_file_store: false,
             backend: crate::config::Backend::Hoistd,
+            chosen_by: Vec::new(),
         };
         let line = credential_command(Path::new("/opt/my tools/hoist"), &target, "gr_abc").unwrap();
         assert_eq!(

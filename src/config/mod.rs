@@ -618,6 +618,27 @@ pub struct Target {
     /// What kind of broker it is. For Entra, `broker` is the tenant's
     /// authority, which names the keyring entry and the prompt cache.
     pub backend: Backend,
+    /// The global options that choose this target on a command line of
+    /// its own (`--profile work`, `--broker URL`); none when a bare
+    /// `hoist` does. What [`Target::command`] names.
+    pub chosen_by: Vec<String>,
+}
+
+impl Target {
+    /// The command line, quoted for a POSIX shell, that runs `rest` (a
+    /// subcommand and its arguments, such as `login --with-token`) against
+    /// this target wherever it is typed: a hint that names another
+    /// profile's broker would send a token there.
+    pub fn command(&self, rest: &str) -> String {
+        let mut words = vec!["hoist".to_string()];
+        words.extend(
+            self.chosen_by
+                .iter()
+                .map(|word| crate::text::shell_word(word)),
+        );
+        words.push(rest.to_string());
+        words.join(" ")
+    }
 }
 
 /// Where session files are kept for profiles with `insecure_file_store`:
@@ -838,10 +859,24 @@ impl Config {
                 .get(&name)
                 .is_some_and(|p| p.insecure_file_store);
             let existing = existing(&name);
+            // A saved profile at this broker is reached by its name (or by
+            // nothing); otherwise only --broker reaches it, with the
+            // profile it will be saved as if that was named.
+            let chosen_by = match (existing, profile) {
+                (Some(_), _) => self.chosen_by_profile(&name),
+                (None, None) => vec!["--broker".to_string(), broker.clone()],
+                (None, Some(_)) => vec![
+                    "--broker".to_string(),
+                    broker.clone(),
+                    "--profile".to_string(),
+                    name.clone(),
+                ],
+            };
             return Ok(Target {
+                user: existing.and_then(|p| p.user.clone()),
+                chosen_by,
                 profile: name,
                 broker,
-                user: existing.and_then(|p| p.user.clone()),
                 insecure_file_store,
                 backend: Backend::Hoistd,
             });
@@ -897,12 +932,33 @@ impl Config {
             }
         };
         Ok(Target {
+            chosen_by: self.chosen_by_profile(&name),
             profile: name,
             broker,
             user: found.user.clone(),
             insecure_file_store: found.insecure_file_store,
             backend,
         })
+    }
+
+    /// The options that choose the saved profile `name`: none if a bare
+    /// `hoist` picks it (`default_profile`, or the only profile).
+    fn chosen_by_profile(&self, name: &str) -> Vec<String> {
+        let bare = match self.default_profile.as_deref() {
+            Some(default) => Some(default),
+            None => {
+                let mut names = self.profiles.keys();
+                match (names.next(), names.next()) {
+                    (Some(only), None) => Some(only.as_str()),
+                    _ => None,
+                }
+            }
+        };
+        if bare == Some(name) {
+            Vec::new()
+        } else {
+            vec!["--profile".to_string(), name.to_string()]
+        }
     }
 
     /// The profiles and their kinds, in name order: what the TUI's profile

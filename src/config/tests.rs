@@ -163,6 +163,7 @@ fn a_new_broker_gets_default_or_a_free_name() {
             user: None,
             insecure_file_store: false,
             backend: Backend::Hoistd,
+            chosen_by: vec!["--broker".into(), "http://localhost:8700".into()],
         }
     );
     let mut taken = Config::default();
@@ -187,6 +188,51 @@ fn profile_flag_then_default_then_the_only_profile() {
     let target = only.resolve(None, None).unwrap();
     assert_eq!(target.profile, "work");
     assert_eq!(target.broker, "https://hoist.corp.example");
+}
+
+/// A command to run next names what chooses its target, unless a bare
+/// `hoist` picks the same: `hoist login` there would sign in elsewhere.
+#[test]
+fn a_command_to_run_next_names_the_target_unless_a_bare_hoist_picks_it() {
+    let two = config(&format!("default_profile = \"demo\"\n{TWO_PROFILES}"));
+    let command = |broker: Option<&str>, profile: Option<&str>| {
+        two.resolve(broker, profile).unwrap().command("login")
+    };
+    assert_eq!(command(None, None), "hoist login");
+    assert_eq!(command(None, Some("demo")), "hoist login");
+    assert_eq!(command(None, Some("work")), "hoist --profile work login");
+    // A broker a saved profile holds is reached by that profile.
+    assert_eq!(
+        command(Some("https://hoist.corp.example/"), None),
+        "hoist --profile work login"
+    );
+    // One no profile holds yet is reached by --broker alone, or with the
+    // profile it was named for.
+    assert_eq!(
+        command(Some("https://b.example"), None),
+        "hoist --broker https://b.example login"
+    );
+    assert_eq!(
+        command(Some("https://b.example"), Some("on call's")),
+        "hoist --broker https://b.example --profile 'on call'\\''s' login"
+    );
+    // With several profiles and no default, even "default" is named.
+    let no_default = config(&format!(
+        "{TWO_PROFILES}[profiles.default]\nbroker = \"https://d.example\"\n"
+    ));
+    assert_eq!(
+        no_default
+            .resolve(None, Some("default"))
+            .unwrap()
+            .command("login"),
+        "hoist --profile default login"
+    );
+    let mut only = config(TWO_PROFILES);
+    only.profiles.remove("demo");
+    assert_eq!(
+        only.resolve(None, None).unwrap().command("login"),
+        "hoist login"
+    );
 }
 
 #[test]

@@ -12,6 +12,20 @@ pub use duration::{format_duration, parse_duration};
 pub use time::{ago, clock, local_stamp, local_time, local_timestamp, span};
 pub use width::{fit, width_of, wrap};
 
+/// A word as a POSIX shell reads it back: bare if it is plain, else in
+/// single quotes (a quote inside becomes `'\''`).
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// "1 approval", "2 approvals".
 pub fn plural(n: usize, word: &str) -> String {
     if n == 1 {

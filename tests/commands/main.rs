@@ -415,7 +415,16 @@ async fn each_failure_has_its_own_exit_code() {
     };
     let out = stranger.run(&["roles"]);
     assert_eq!(code(&out), 5, "{}", stderr(&out));
-    assert!(stderr(&out).contains("hoist login"), "{}", stderr(&out));
+    // Named by the broker it was run with: a bare `hoist login` could
+    // pick another profile's, and the token pasted would go there.
+    assert!(
+        stderr(&out).contains(&format!(
+            "run `hoist --broker {} login --with-token`",
+            broker.url
+        )),
+        "{}",
+        stderr(&out)
+    );
     // Broker unreachable.
     let nowhere = Hoist {
         config: tempfile::tempdir().unwrap(),

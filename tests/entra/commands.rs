@@ -306,7 +306,7 @@ fn not_signed_in_says_how_to_sign_in_to_the_tenant() {
     let out = hoist.run(&["roles"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("run `hoist --profile entra login`"),
+        stderr(&out).contains("run `hoist login`"),
         "{}",
         stderr(&out)
     );

@@ -111,7 +111,7 @@ fn a_sign_in_too_old_for_the_role_is_made_again_in_place_and_the_form_filed() {
     let said = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(5), "{said}");
     assert!(
-        said.contains("sign in again with `hoist --profile work login --fresh`")
+        said.contains("sign in again with `hoist login --fresh`")
             && said.contains("needs a sign-in within"),
         "{said}"
     );
@@ -131,7 +131,7 @@ fn a_sign_in_too_old_for_the_role_is_made_again_in_place_and_the_form_filed() {
     let said = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(5), "{said}");
     assert!(
-        said.contains("sign in again with `hoist --profile work login --fresh`"),
+        said.contains("sign in again with `hoist login --fresh`"),
         "{said}"
     );
     pane.keys(&["C-s"]);
