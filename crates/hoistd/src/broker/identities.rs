@@ -272,12 +272,15 @@ impl Broker {
         }
         let broker = Arc::clone(self);
         let (linked, user) = ((identity.clone(), user.to_string()), user);
-        let kept = tokio::task::spawn_blocking(move || -> Result<String> {
+        let kept = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
             let (identity, user) = linked;
             let mut work = broker.begin()?;
             if let Some(bound) = work.tx.identity_user(&identity.issuer, &identity.subject)? {
-                return Ok(bound);
+                return Ok(Some(bound));
             }
+            // The store binds one identity to a user: another linked to
+            // the same user acts as them while the policy links it, and is
+            // not taken for bound meanwhile.
             if work.tx.user_identity(&user)?.is_none() {
                 bind_in(&mut work, &identity, &user)?;
                 let display_name = broker.policy().display_name(&user).unwrap_or_default();
@@ -289,12 +292,14 @@ impl Broker {
                 };
                 work.tx.remember(&user, &nothing)?;
                 broker.finish(work)?;
+                return Ok(Some(user));
             }
-            Ok(user)
+            Ok(None)
         })
         .await;
         match kept {
-            Ok(Ok(bound)) => {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(bound))) => {
                 self.bindings
                     .write()
                     .unwrap_or_else(|p| p.into_inner())

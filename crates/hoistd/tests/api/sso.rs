@@ -334,6 +334,36 @@ async fn a_linked_identity_keeps_its_name_once_the_policy_drops_the_user() {
     assert!(!me.groups.is_empty(), "{me:?}");
 }
 
+/// Two identities linked to one user both act as them while the policy
+/// links them; the store binds the first. Once the policy drops the user,
+/// the second is what it claims, and the name it claims is the first's:
+/// refused, on the instance that saw it linked as on any other.
+#[tokio::test]
+async fn a_second_identity_linked_to_a_user_is_not_kept_as_bound() {
+    let provider = Provider::start().await;
+    let link = format!(
+        "identities = [{{ issuer = \"{0}\", subject = \"bob\" }}, \
+         {{ issuer = \"{0}\", subject = \"bob#work\" }}]",
+        provider.issuer
+    );
+    let broker = TestBroker::builder()
+        .policy(&policy(&[&provider.issuer], &link))
+        .start()
+        .await;
+    for login in ["bob", "bob#work"] {
+        let client = broker.with_token(&id_token(&provider, login).await);
+        assert_eq!(client.get::<Me>("/v1/me").await.unwrap().user, "bob");
+    }
+
+    drop_bob(&broker, &format!("{link}\n")).await;
+
+    let first = broker.with_token(&id_token(&provider, "bob").await);
+    assert_eq!(first.get::<Me>("/v1/me").await.unwrap().user, "bob");
+    let second = broker.with_token(&id_token(&provider, "bob#work").await);
+    let message = refusal(&second).await;
+    assert!(message.contains("bob"), "{message}");
+}
+
 /// A person the policy linked to a user, who holds a grant only the
 /// policy's groups gave them, loses it when the policy stops defining them:
 /// at a reload, and at a start with the policy changed while hoistd was
