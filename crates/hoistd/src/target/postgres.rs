@@ -83,9 +83,12 @@ impl<'a> Label<'a> {
         let (owner, target) = if rest == issuer {
             (Owner::Ours, None)
         } else {
+            // A target's name has no space: a tail with one is the rest of
+            // a longer issuer (ours `Acme`, theirs `Acme at Prod`).
             match rest
                 .strip_prefix(issuer)
                 .and_then(|tail| tail.strip_prefix(LABEL_TARGET))
+                .filter(|target| !target.contains(' '))
             {
                 Some(target) => (Owner::Ours, Some(target)),
                 None => (Owner::Theirs, None),
@@ -1534,7 +1537,7 @@ mod tests {
     }
 
     /// A label names its deployment whole: an issuer with ` at ` in it is
-    /// never read as another issuer and a target.
+    /// never read as another issuer and a target, either way round.
     #[test]
     fn a_label_is_read_for_one_deployment() {
         let read = |comment: &'static str, issuer: &str| {
@@ -1556,6 +1559,15 @@ mod tests {
                 "https://hoist.example.com"
             ),
             ("gr_x", Owner::Theirs, None)
+        );
+        // Read by a deployment whose issuer begins theirs.
+        assert_eq!(
+            read("hoist grant gr_x of Acme at Prod at db1", "Acme"),
+            ("gr_x", Owner::Theirs, None)
+        );
+        assert_eq!(
+            read("hoist grant gr_x of Acme at db1", "Acme"),
+            ("gr_x", Owner::Ours, Some("db1"))
         );
         assert_eq!(
             read("hoist grant gr_x", issuer),
