@@ -348,6 +348,13 @@ fn a_role_names_its_target_and_what_it_grants_there() {
     assert!(err.contains("connection_limit must be at least 1"), "{err}");
     let err = refused(&text.replace("connection_limit = 2", "superuser = true"));
     assert!(err.contains("unknown field `superuser`"), "{err}");
+    // Named as a grant's role, which the reconciler would remove.
+    let err = refused(&text.replace("app_admin", "hoist_app_readwriteall"));
+    assert!(
+        err.contains("`hoist_app_readwriteall` is named as hoist names the roles"),
+        "{err}"
+    );
+    Policy::parse("p.toml", &text.replace("app_admin", "hoist_app_admin")).unwrap();
 }
 
 /// A PostgreSQL target off this machine with no `sslmode` is plain text

@@ -1112,6 +1112,15 @@ impl TargetKind for Postgres {
             .map_err(|err: toml::de::Error| format!("access: {}", err.message().trim()))?;
         for role in &access.member_of {
             identifier(role).map_err(|why| format!("access.member_of: {why}"))?;
+            // The reconciler takes a role so named for a grant's, left
+            // behind, and removes it: with it, what every holder has.
+            if ROLE_NAME.is_match(role) {
+                return Err(format!(
+                    "access.member_of: `{role}` is named as hoist names the roles it makes for \
+                     grants (hoist_<name>_<12 letters or digits>), which it removes when no \
+                     grant holds them; rename the role"
+                ));
+            }
         }
         if access.connection_limit.is_some_and(|n| n < 1) {
             return Err("access.connection_limit must be at least 1".into());
