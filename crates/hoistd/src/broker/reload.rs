@@ -6,6 +6,7 @@ use std::sync::Arc;
 use hoist_api::{AuditKind, ErrorCode, GrantState};
 use serde_json::json;
 
+use super::targets::Narrowing;
 use super::{Broker, SYSTEM_ACTOR, Work};
 use crate::audit::NewAuditEvent;
 use crate::error::{Error, Result};
@@ -116,7 +117,9 @@ impl Work<'_> {
     /// Revokes every active grant whose holder the current policy no longer
     /// allows it, the reason starting with `why`, and narrows the access
     /// the others were given at a target where it was made at activation
-    /// to what their role gives there now ([`Work::narrow_to_policy`]). A provider user of whom
+    /// to what their role gives there now ([`Work::narrow_to_policy`]); one
+    /// whose access cannot be narrowed where it is (a webhook's receiver)
+    /// is revoked once its role gives other access there. A provider user of whom
     /// nothing was ever recorded (not signed in since groups began to be
     /// kept) cannot be judged, and keeps their grant until its end or
     /// their next sign-in; but one the `previous` policy defined is judged
@@ -143,27 +146,26 @@ impl Work<'_> {
             }
             // (Unless their provider is one the policy no longer trusts:
             // they are then no one it knows.)
-            if !hoist_api::is_workload(&grant.holder)
+            let unjudged = !hoist_api::is_workload(&grant.holder)
                 && !policy.knows(&grant.holder)
                 && !previous.is_some_and(|p| p.defines(&grant.holder))
                 && self
                     .tx
                     .user_identity(&grant.holder)?
-                    .is_some_and(|(issuer, _)| policy.trusts(&issuer))
-            {
-                narrowed += usize::from(self.narrow_to_policy(&mut grant)?);
-                continue;
-            }
+                    .is_some_and(|(issuer, _)| policy.trusts(&issuer));
             // A break-glass grant stands only while its holder may still
             // break glass, as its activation required.
-            let eligible = policy
-                .role(&grant.role)
-                .is_some_and(|role| policy.may_hold(&grant.holder, role, grant.break_glass));
+            let eligible = unjudged
+                || policy
+                    .role(&grant.role)
+                    .is_some_and(|role| policy.may_hold(&grant.holder, role, grant.break_glass));
             let reason = if !eligible {
                 Some(format!(
                     "{why}: {} is no longer eligible for role `{}`",
                     grant.holder, grant.role
                 ))
+            } else if unjudged {
+                None
             } else {
                 self.workload_refusal(&grant.holder, &grant.request_id)?
                     .map(|what| {
@@ -174,11 +176,20 @@ impl Work<'_> {
                         )
                     })
             };
-            if let Some(reason) = reason {
-                self.end_grant(&mut grant, GrantState::Revoked, SYSTEM_ACTOR, Some(reason))?;
-                revoked += 1;
-            } else if self.narrow_to_policy(&mut grant)? {
-                narrowed += 1;
+            let narrowing = match reason {
+                Some(reason) => Narrowing::Ends(reason),
+                None => match self.narrow_to_policy(&mut grant)? {
+                    Narrowing::Ends(what) => Narrowing::Ends(format!("{why}: {what}")),
+                    narrowing => narrowing,
+                },
+            };
+            match narrowing {
+                Narrowing::Unchanged => {}
+                Narrowing::Narrowed => narrowed += 1,
+                Narrowing::Ends(reason) => {
+                    self.end_grant(&mut grant, GrantState::Revoked, SYSTEM_ACTOR, Some(reason))?;
+                    revoked += 1;
+                }
             }
         }
         Ok(Swept { revoked, narrowed })

@@ -20,6 +20,16 @@ use crate::target::{
     Due, GrantFacts, Journal, Ledger, Managed, TargetError, TargetKind, Targets, outbox,
 };
 
+/// What [`Work::narrow_to_policy`] did to a live grant's access.
+pub(super) enum Narrowing {
+    /// Nothing: it is what its role gives now, or within it.
+    Unchanged,
+    /// Narrower access was queued.
+    Narrowed,
+    /// It cannot be narrowed where it is, and the grant must end: why.
+    Ends(String),
+}
+
 /// Failures of one effect audited in full; past these, only every
 /// power-of-two attempt is, so a target down for a day does not flood the
 /// log (each attempt is still in the outbox and the broker's log).
@@ -87,16 +97,17 @@ impl Work<'_> {
     /// force (nothing, if it no longer gives access there), when that is
     /// less: a provision of the narrower access is queued, and the access
     /// counts as being provisioned (no credential) until the target has
-    /// taken it. Whether one was.
-    pub(super) fn narrow_to_policy(&mut self, grant: &mut Grant) -> Result<bool> {
+    /// taken it. At a target that cannot narrow what it was given (a
+    /// webhook's receiver), the grant must end instead: said why.
+    pub(super) fn narrow_to_policy(&mut self, grant: &mut Grant) -> Result<Narrowing> {
         let Some(access) = &grant.access else {
-            return Ok(false);
+            return Ok(Narrowing::Unchanged);
         };
         let policy = Arc::clone(&self.policy);
         let target = access.target.clone();
         let (Some(kind), Some(role)) = (policy.targets.get(&target), policy.role(&grant.role))
         else {
-            return Ok(false);
+            return Ok(Narrowing::Unchanged);
         };
         let granted = granted(&*self.tx, &policy, grant)?;
         if policy
@@ -104,7 +115,7 @@ impl Work<'_> {
             .moved(&target, granted.system.as_deref())
             .is_some()
         {
-            return Ok(false);
+            return Ok(Narrowing::Unchanged);
         }
         let gives = role
             .access
@@ -127,9 +138,10 @@ impl Work<'_> {
                     access.updated_at = super::next_change(at, access.updated_at);
                 }
                 self.save_grant(grant)?;
-                Ok(true)
+                Ok(Narrowing::Narrowed)
             }
-            _ => Ok(false),
+            Some(Err(why)) => Ok(Narrowing::Ends(why)),
+            _ => Ok(Narrowing::Unchanged),
         }
     }
 

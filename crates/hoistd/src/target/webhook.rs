@@ -278,6 +278,26 @@ impl TargetKind for Webhook {
         serde_json::to_value(table).map_err(|err| format!("access: {err}"))
     }
 
+    /// A receiver's access is its own to read: hoist can tell neither a
+    /// narrower access from a wider one nor take part of one back. A live
+    /// grant keeps what it was given while its role gives the same there,
+    /// and ends otherwise.
+    fn narrowed_at_target(
+        &self,
+        given: &serde_json::Value,
+        now: Option<&serde_json::Value>,
+    ) -> Option<Result<serde_json::Value, String>> {
+        Some(match now {
+            Some(now) if now == given => Ok(given.clone()),
+            Some(_) => Err(format!(
+                "its role gives other access at {} now, and a webhook's receiver is not \
+                 narrowed",
+                self.name
+            )),
+            None => Err(format!("its role no longer gives access at {}", self.name)),
+        })
+    }
+
     /// The endpoint is not asked about roles: nothing to check online.
     async fn validate(&self, _access: &serde_json::Value) -> Result<(), TargetError> {
         Ok(())

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hoist_api::{AccessState, AuditKind, CreateRequest, ErrorCode, Grant};
+use hoist_api::{AccessState, AuditKind, CreateRequest, ErrorCode, Grant, GrantState};
 use hoistd::target::webhook::{self, DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 use crate::helpers::*;
@@ -843,8 +843,11 @@ async fn an_extension_the_target_refuses_leaves_the_access_live_until_its_old_en
 
 /// A role whose access changes while a grant of it is live: the removal
 /// takes away what was given, not what the role gives now.
+/// A receiver's access is its own to read: hoist cannot narrow it, so a
+/// reload that changes what the role gives there ends the live grants
+/// given the old access, and their removal names what they were given.
 #[tokio::test]
-async fn a_removal_names_the_access_given_even_after_the_role_changed() {
+async fn a_reload_changing_a_roles_access_ends_its_grants_at_a_receiver() {
     let (endpoint, url) = own_receiver(Mode::Ok).await;
     let (broker, dir) = broker(&url).await;
     let grant = granted(&broker, "rotate the node pool").await;
@@ -854,12 +857,14 @@ async fn a_removal_names_the_access_given_even_after_the_role_changed() {
         .replace("[\"get\", \"delete\"]", "[\"get\"]");
     std::fs::write(broker.policy_path(), changed).unwrap();
     broker.server().reload(&broker.policy_path()).await.unwrap();
-    broker
-        .as_user("alice")
-        .revoke(&grant.id, "done")
-        .await
-        .unwrap();
     until_access(&broker, &grant.id, AccessState::Removed).await;
+    let ended = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    assert_eq!(ended.state, GrantState::Revoked);
+    let reason = ended.revoke_reason.unwrap_or_default();
+    assert!(
+        reason.contains("its role gives other access at hook"),
+        "{reason}"
+    );
     let calls = endpoint.calls.lock().unwrap().clone();
     let removal = calls
         .iter()
@@ -869,6 +874,35 @@ async fn a_removal_names_the_access_given_even_after_the_role_changed() {
     assert_eq!(
         removal["grant"]["access"]["verbs"],
         serde_json::json!(["get", "delete"])
+    );
+}
+
+/// A reload that leaves a role's access at a receiver as it was leaves its
+/// grants be; one that takes the target out of the role ends them.
+#[tokio::test]
+async fn a_reload_taking_a_receiver_out_of_a_role_ends_its_grants_there() {
+    let (_endpoint, url) = own_receiver(Mode::Ok).await;
+    let (broker, dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    reload(&broker, "the same policy").await;
+    let kept = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    assert_eq!(kept.state, GrantState::Active);
+    assert_eq!(kept.access.unwrap().state, AccessState::Live);
+
+    let given = "target = \"hook\"\n\n[roles.access]\ncluster = \"prod\"\n\
+                 verbs = [\"get\", \"delete\"]\n";
+    let text = policy(dir.path(), &url);
+    assert!(text.contains(given), "{text}");
+    std::fs::write(broker.policy_path(), text.replace(given, "")).unwrap();
+    reload(&broker, "the role without its access").await;
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    let ended = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    assert_eq!(ended.state, GrantState::Revoked);
+    let reason = ended.revoke_reason.unwrap_or_default();
+    assert!(
+        reason.contains("its role no longer gives access at hook"),
+        "{reason}"
     );
 }
 
