@@ -199,7 +199,10 @@ pub async fn audit(
             let mut cursor = after;
             while events.len() < limit {
                 let page = backend.audit(cursor, limit).await?;
-                let Some(last) = page.last() else {
+                // A page that does not go past the last (a broker
+                // answering out of order) ends the reading, as the log's
+                // end does: asking again would get it again.
+                let Some(last) = page.last().filter(|last| last.seq > cursor) else {
                     break;
                 };
                 cursor = last.seq;

@@ -2274,3 +2274,74 @@ async fn a_wait_that_times_out_still_names_the_request_under_json() {
     assert_eq!(request.state, RequestState::Pending);
     assert!(request.id.starts_with("req_"), "{request:?}");
 }
+
+/// `audit --actor-kind` reads pages until enough match: a broker that
+/// answers the same page whatever is asked (out of order, or hostile)
+/// ends the reading with what matched, rather than be asked forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_page_that_does_not_move_on_ends_a_filtered_read() {
+    let event = hoist_api::AuditEvent {
+        seq: 5,
+        at: chrono::Utc::now(),
+        kind: hoist_api::AuditKind::Requested,
+        actor: "alice".into(),
+        subject: None,
+        role: None,
+        request_id: None,
+        grant_id: None,
+        incident: None,
+        reason: None,
+        details: serde_json::json!({}),
+        prev_hash: "0".repeat(64),
+        hash: "1".repeat(64),
+    };
+    let me = hoist_api::Me {
+        user: "alice".into(),
+        display_name: "Alice".into(),
+        groups: Vec::new(),
+        approver_for: Vec::new(),
+        auditor: true,
+    };
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&asked);
+    let stuck = axum::Router::new()
+        .route(
+            "/v1/me",
+            axum::routing::get(move || async move { axum::Json(me) }),
+        )
+        .route(
+            "/v1/audit",
+            axum::routing::get(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let page = vec![event.clone()];
+                async move { axum::Json(page) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, stuck).await });
+    let hoist = Hoist {
+        config: tempfile::tempdir().unwrap(),
+        broker,
+    };
+    let login = hoist.run_with_stdin(&["login", "--with-token"], "t-alice\n");
+    assert!(login.status.success(), "{}", stderr(&login));
+
+    let mut child = hoist.spawn(&["audit", "--actor-kind", "workload", "--json"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "still reading after {} pages",
+                asked.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events: Vec<hoist_api::AuditEvent> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(events.is_empty(), "{events:?}");
+    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) <= 2);
+}
