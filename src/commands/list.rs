@@ -78,7 +78,15 @@ fn requests_table(requests: &[AccessRequest]) -> Table {
                 .lapses_at
                 .map(|at| format!("lapses {}", local(at)))
                 .unwrap_or_default(),
-            _ => r.reason.clone().unwrap_or_default(),
+            // The grant an approval made: what `hoist revoke` takes.
+            _ => [
+                r.grant_id.as_ref().map(|id| format!("grant {id}")),
+                r.reason.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; "),
         };
         table.row(vec![
             r.id.clone(),

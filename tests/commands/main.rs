@@ -1068,6 +1068,13 @@ async fn exec_reads_a_grant_made_while_the_broker_blinked_and_runs() {
     let request: AccessRequest = alice.json(&["status", &id, "--json"]);
     let grant_id = request.grant_id.expect("approved");
     assert_eq!(stdout.trim(), format!("grant={grant_id}"), "{rest}");
+    // `hoist status` names the grant to revoke, as exec's messages say.
+    let shown = alice.run(&["status", &id]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains(&format!("grant {grant_id}")),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
     let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
     let grant = grants.iter().find(|g| g.id == grant_id).expect("listed");
     assert_eq!(
