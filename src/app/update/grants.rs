@@ -70,10 +70,16 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
         .collect();
     for (id, role, left) in warn {
         state.warned.insert(id);
-        let text = format!(
-            "⚠ {role} expires in {}: press e on Grants to extend",
-            clock(left)
-        );
+        // Only where the broker extends (Entra does not): a key that does
+        // nothing is no help with minutes left.
+        let text = if state.capabilities.extend {
+            format!(
+                "⚠ {role} expires in {}: press e on Grants to extend",
+                clock(left)
+            )
+        } else {
+            format!("⚠ {role} expires in {}", clock(left))
+        };
         banner(state, text.clone(), Level::Warning);
         commands.push(Command::Notify(text));
     }

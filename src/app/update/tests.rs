@@ -87,6 +87,17 @@ fn a_tick_inside_the_warning_time_warns_once() {
     assert!(update(&mut state, Action::Tick(now + TimeDelta::minutes(7))).is_empty());
 }
 
+/// Where the broker cannot extend (Entra), the warning names no key.
+#[test]
+fn a_warning_offers_extending_only_where_the_broker_extends() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.capabilities.extend = false;
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(4))];
+    let commands = update(&mut state, Action::Tick(now));
+    assert_eq!(commands, [Command::Notify("⚠ db expires in 04:00".into())]);
+}
+
 #[test]
 fn a_grant_extended_after_its_warning_is_warned_again_before_its_new_end() {
     let now = at("2026-06-01T12:00:00Z");
