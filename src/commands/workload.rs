@@ -70,7 +70,8 @@ fn refused(status: StatusCode, message: String) -> anyhow::Error {
     .into()
 }
 
-/// Largest answer read from the CI system's token service: a JWT in JSON.
+/// Largest answer read from the CI system's token service (a JWT in
+/// JSON), and largest workload token file.
 const MAX_TOKEN_ANSWER: usize = 64 << 10;
 
 fn unreachable(url: &str, err: reqwest::Error) -> anyhow::Error {
@@ -87,12 +88,32 @@ async fn identity_token(args: &ExecArgs) -> anyhow::Result<String> {
     let token = if let Some(path) = &args.workload_token_file {
         // Not on the runtime's thread: a pipe or /dev/stdin may keep it
         // waiting, and a signal must still end the wait.
-        tokio::fs::read_to_string(path).await.map_err(|err| {
+        let cannot = |err: &dyn std::fmt::Display| {
             Ended::Usage(format!(
                 "cannot read the workload token from {}: {err}",
                 path.display()
             ))
-        })?
+        };
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|err| cannot(&err))?;
+        // One byte more than allowed tells "too long" from "exactly the
+        // limit": a wrong path (a log, a disk image) is not read whole.
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(
+            &mut tokio::io::AsyncReadExt::take(file, MAX_TOKEN_ANSWER as u64 + 1),
+            &mut bytes,
+        )
+        .await
+        .map_err(|err| cannot(&err))?;
+        if bytes.len() > MAX_TOKEN_ANSWER {
+            return Err(cannot(&format!(
+                "longer than {} KiB; is that really a token?",
+                MAX_TOKEN_ANSWER >> 10
+            ))
+            .into());
+        }
+        String::from_utf8(bytes).map_err(|_| cannot(&"not text"))?
     } else if let Some(audience) = &args.workload_audience {
         let (Ok(url), Ok(bearer)) = (
             std::env::var(ENV_TOKEN_REQUEST_URL),

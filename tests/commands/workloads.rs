@@ -799,3 +799,48 @@ async fn a_waiting_job_rides_out_a_broker_restart() {
     );
     assert_eq!(line(&out, "role"), "db");
 }
+
+/// A token file is read up to 64 KiB: a wrong path (a log, a disk image)
+/// is refused as too long, with its path, before anything is asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_too_long_to_be_a_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.log");
+    std::fs::write(&file, "x".repeat((64 << 10) + 1)).unwrap();
+    let out = hoist_exec(
+        "http://127.0.0.1:9",
+        &[
+            "deploy",
+            "--workload-token-file",
+            file.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("big.log") && stderr.contains("longer than 64 KiB"),
+        "{stderr}"
+    );
+    let fits = dir.path().join("token");
+    std::fs::write(&fits, "x".repeat(64 << 10)).unwrap();
+    let out = hoist_exec(
+        "http://127.0.0.1:9",
+        &[
+            "deploy",
+            "--workload-token-file",
+            fits.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("longer than"), "{stderr}");
+}
