@@ -202,8 +202,8 @@ fn a_workload_rule_waives_a_roles_approvals_only_when_it_says_so() {
     }
 }
 
-/// A rule trusting a hosted service's issuer (GitHub Actions, GitLab.com)
-/// pins whose jobs: in `sub` before any wildcard, or by an owner claim.
+/// A rule trusting a hosted service's issuer (GitHub Actions, GitLab.com,
+/// Buildkite, HCP Terraform) pins whose jobs: in `sub` before any wildcard, or by an owner claim.
 /// `repo:acme*` would match `acme-evil`'s repositories too.
 #[test]
 fn a_rule_trusting_a_shared_issuer_pins_the_owner() {
@@ -238,6 +238,36 @@ fn a_rule_trusting_a_shared_issuer_pins_the_owner() {
     ] {
         if let Err(err) = Policy::parse("p.toml", &text(accepted)) {
             panic!("{accepted}: {err}");
+        }
+    }
+    // Buildkite and HCP Terraform name the organization, ended by `:`.
+    for (issuer, claim) in [
+        ("https://agent.buildkite.com", "organization_slug"),
+        ("https://app.terraform.io", "terraform_organization_name"),
+    ] {
+        let text = |claims: &str| {
+            text(claims).replace("https://token.actions.githubusercontent.com", issuer)
+        };
+        for refused in [
+            r#"sub = "organization:acme*""#.to_string(),
+            r#"sub = "organization:*:pipeline:deploy:*""#.to_string(),
+            format!(r#"sub = "organization:*", {claim} = "acme*""#),
+        ] {
+            match Policy::parse("p.toml", &text(&refused)) {
+                Ok(_) => panic!("{issuer}: {refused} was accepted"),
+                Err(err) => assert!(
+                    err.to_string().contains("`organization:OWNER:...`"),
+                    "{refused}: {err}"
+                ),
+            }
+        }
+        for accepted in [
+            r#"sub = "organization:acme:*""#.to_string(),
+            format!(r#"sub = "organization:*", {claim} = "acme""#),
+        ] {
+            if let Err(err) = Policy::parse("p.toml", &text(&accepted)) {
+                panic!("{issuer}: {accepted}: {err}");
+            }
         }
     }
 }

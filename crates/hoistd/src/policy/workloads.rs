@@ -204,12 +204,13 @@ struct RawWorkloadRole {
 
 /// Issuers that sign the jobs of everyone on a hosted service: a rule
 /// trusting one must pin whose jobs, or any account there could match it.
-/// Each with the prefix of a `sub` that names the owner, and the claims
-/// that pin it when written exactly.
-const SHARED_ISSUERS: &[(&str, &str, &[&str])] = &[
+/// Each with the prefix of a `sub` that names the owner, what ends the
+/// owner's name there, and the claims that pin it when written exactly.
+const SHARED_ISSUERS: &[(&str, &str, char, &[&str])] = &[
     (
         "https://token.actions.githubusercontent.com",
         "repo:",
+        '/',
         &[
             "repository_owner",
             "repository_owner_id",
@@ -220,12 +221,25 @@ const SHARED_ISSUERS: &[(&str, &str, &[&str])] = &[
     (
         "https://gitlab.com",
         "project_path:",
+        '/',
         &[
             "namespace_path",
             "namespace_id",
             "project_path",
             "project_id",
         ],
+    ),
+    (
+        "https://agent.buildkite.com",
+        "organization:",
+        ':',
+        &["organization_slug", "organization_id"],
+    ),
+    (
+        "https://app.terraform.io",
+        "organization:",
+        ':',
+        &["terraform_organization_name", "terraform_organization_id"],
     ),
 ];
 
@@ -238,13 +252,13 @@ fn shared_issuer_unpinned(
     sub: &str,
     claims: &BTreeMap<String, String>,
 ) -> Option<String> {
-    let (_, prefix, owner_claims) = SHARED_ISSUERS
+    let (_, prefix, end, owner_claims) = SHARED_ISSUERS
         .iter()
-        .find(|(shared, _, _)| issuer.trim_end_matches('/') == *shared)?;
+        .find(|(shared, ..)| issuer.trim_end_matches('/') == *shared)?;
     let literal = sub.split(['*', '?']).next().unwrap_or_default();
     let owner_in_sub = literal
         .strip_prefix(prefix)
-        .is_some_and(|rest| rest.find('/').is_some_and(|slash| slash > 0));
+        .is_some_and(|rest| rest.find(*end).is_some_and(|at| at > 0));
     let owner_claim = owner_claims.iter().any(|name| {
         claims
             .get(*name)
@@ -253,7 +267,7 @@ fn shared_issuer_unpinned(
     (!owner_in_sub && !owner_claim).then(|| {
         format!(
             "{issuer} signs the jobs of every account it hosts, and `sub = \"{sub}\"` does not \
-             name whose: write the owner before any wildcard (`{prefix}OWNER/...`), or pin \
+             name whose: write the owner before any wildcard (`{prefix}OWNER{end}...`), or pin \
              one of {} exactly",
             owner_claims.join(", ")
         )
