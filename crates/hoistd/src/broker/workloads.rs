@@ -33,6 +33,9 @@ use crate::store::Exchange;
 /// is named `unverified`'s way (it holds no second `:`), and no person can
 /// have the name.
 pub const UNVERIFIED_ACTOR: &str = "workload:unverified";
+/// Who refused exchanges are audited as when the token's issuer signed it
+/// but no rule admits its claims (a stranger's job at a shared issuer).
+pub const UNMATCHED_ACTOR: &str = "workload:unmatched";
 
 /// How long the exchange itself waits for a target to make the access live
 /// before answering pending; the job polls for the rest.
@@ -172,17 +175,21 @@ enum Step {
     PolicyChanged,
 }
 
-/// Who a refused exchange is audited as: the workload its issuer vouched
-/// for (`workload:<rule>:<sub>`, the rule whose terms verified the
-/// signature), once the signature verified; before that,
+/// Who a refused exchange is audited as: the workload a rule admits
+/// (`workload:<rule>:<sub>`, the first rule whose pins its claims match);
+/// one whose signature verified but whom no rule admits,
+/// [`UNMATCHED_ACTOR`]; before the signature verified,
 /// [`UNVERIFIED_ACTOR`]. Refusals are counted per actor and code, so a flood
-/// of junk tokens never hides a real workload's refusal.
+/// of junk tokens, or of strangers' jobs, never hides a real workload's
+/// refusal.
 fn refused_actor(details: &serde_json::Value) -> String {
     match (
+        details.get("matched_by").and_then(|r| r.as_str()),
         details.get("verified_by").and_then(|r| r.as_str()),
         details.get("subject").and_then(|s| s.as_str()),
     ) {
-        (Some(rule), Some(subject)) => format!("{WORKLOAD_PREFIX}{rule}:{subject}"),
+        (Some(rule), _, Some(subject)) => format!("{WORKLOAD_PREFIX}{rule}:{subject}"),
+        (None, Some(_), _) => UNMATCHED_ACTOR.to_string(),
         _ => UNVERIFIED_ACTOR.to_string(),
     }
 }
@@ -527,6 +534,8 @@ impl Broker {
             .copied()
             .filter(|rule| rule.mismatch(&claims).is_none())
             .collect();
+        // Audited as the workload a rule admits, never as one whose rule
+        // only verified the signature: that would read as the rule's.
         if matching.is_empty() {
             let claim = candidates
                 .iter()
@@ -546,6 +555,10 @@ impl Broker {
                 ),
             });
         }
+        if let Some(map) = said.as_object_mut() {
+            map.insert("matched_by".into(), json!(matching[0].name));
+        }
+        let refuse = |code, message: String| (Refusal::new(code, message), said.clone());
         let Some((rule, allowed)) = matching
             .iter()
             .find_map(|rule| rule.role(&role).map(|allowed| (*rule, allowed)))

@@ -994,7 +994,19 @@ async fn a_flood_of_junk_tokens_is_audited_once_with_a_count() {
         exchange_for(&broker, &ci_token(&provider).await, "secret").await,
         WorkloadErrorCode::RoleNotAllowed,
     );
+    // One its issuer signed for a job no rule admits: audited as no rule's.
+    let stranger = provider
+        .workload_token("other-bot", AUDIENCE, &main_claims(), None)
+        .await;
+    refused_with(
+        exchange_for(&broker, &stranger, "deploy").await,
+        WorkloadErrorCode::SubjectMismatch,
+    );
     let log = broker.as_user("erin").audit().await;
+    let unmatched = refusals(&log, "subject_mismatch");
+    assert_eq!(unmatched.len(), 1);
+    assert_eq!(unmatched[0].actor, "workload:unmatched");
+    assert_eq!(unmatched[0].details["subject"], "other-bot");
     let malformed = refusals(&log, "malformed_token");
     assert_eq!(malformed.len(), 1);
     assert_eq!(malformed[0].actor, "workload:unverified");
@@ -1064,14 +1076,15 @@ async fn a_token_is_held_to_the_leeway_of_the_rule_that_grants() {
         exchange_for(&broker, &short, "deploy").await,
         WorkloadErrorCode::TokenExpired,
     );
-    // Its signature verified (under `tools`): refused as the workload its
-    // issuer vouched for, apart from junk tokens' refusals.
+    // Its signature verified (under `tools`): refused as the workload the
+    // rule that admits it names (`ci`, not `tools`, which pins another
+    // subject), apart from junk tokens' refusals.
     let audit = broker.as_user("erin").audit().await;
     let refusal = audit
         .iter()
         .find(|e| e.kind == AuditKind::WorkloadRefused)
         .expect("the refusal is audited");
-    assert_eq!(refusal.actor, "workload:tools:deploy-bot", "{refusal:?}");
+    assert_eq!(refusal.actor, "workload:ci:deploy-bot", "{refusal:?}");
     assert_eq!(refusal.details["code"], "token_expired", "{refusal:?}");
     // A live token of the same subject is granted by `ci`.
     let token = ci_token(&provider).await;
