@@ -13,6 +13,8 @@ use super::limits::Act;
 use super::targets::{granted, narrowed, not_usable_yet, usable};
 use super::{Broker, HolderAct, Work, grant_event, new_id, settle_grant, std_delta};
 use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::store::StoreError;
 use crate::target::ssh::HolderKey;
 use crate::target::{GrantFacts, Ledger, TargetKind};
 
@@ -25,6 +27,8 @@ pub struct HandOver {
     facts: GrantFacts,
     /// The credential's id, as audited.
     jti: String,
+    /// The policy its access was decided under.
+    policy: Arc<Policy>,
 }
 
 impl Broker {
@@ -44,17 +48,28 @@ impl Broker {
         id: String,
         key: Option<HolderKey>,
     ) -> Result<Credential> {
-        let broker = Arc::clone(self);
-        let fingerprint = key.as_ref().map(|key| key.fingerprint.clone());
-        let (credential, target) = tokio::task::spawn_blocking(move || {
-            broker.grant_credential_for(&user, &id, fingerprint.as_deref())
-        })
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "credential task failed");
-            Error::refuse(ErrorCode::Internal, "internal error")
-        })??;
-        self.hand_over_for(credential, target, key.as_ref()).await
+        // Made again under the policy a reload put in force while the
+        // target was asked ([`Broker::hand_over`]), as contended work is.
+        let mut tries = 1;
+        loop {
+            let broker = Arc::clone(self);
+            let fingerprint = key.as_ref().map(|key| key.fingerprint.clone());
+            let (user, id) = (user.clone(), id.clone());
+            let (credential, target) = tokio::task::spawn_blocking(move || {
+                broker.grant_credential_for(&user, &id, fingerprint.as_deref())
+            })
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "credential task failed");
+                Error::refuse(ErrorCode::Internal, "internal error")
+            })??;
+            match self.hand_over_for(credential, target, key.as_ref()).await {
+                Err(Error::Store(StoreError::Contended(_))) if tries < super::CONTENDED_TRIES => {
+                    tries += 1
+                }
+                handed => return handed,
+            }
+        }
     }
 
     /// Asks the grant's target for the holder's part of the access, if it
@@ -75,7 +90,13 @@ impl Broker {
         target: Option<HandOver>,
         key: Option<&HolderKey>,
     ) -> Result<Credential> {
-        if let Some(HandOver { target, facts, jti }) = target {
+        if let Some(HandOver {
+            target,
+            facts,
+            jti,
+            policy,
+        }) = target
+        {
             let handed = match target.credential(&facts, &self.journal(), key).await {
                 Ok(handed) => handed,
                 Err(err) => {
@@ -141,6 +162,25 @@ impl Broker {
                         facts.id
                     ),
                 ));
+            }
+            // A reload while the target was asked may have taken out of
+            // the role what was just made (a principal, an OpenBao
+            // policy): withheld, and made again under the policy now in
+            // force. Nobody holds what was made; it ends by itself.
+            if !Arc::ptr_eq(&policy, &self.policy.load()) {
+                self.withheld(
+                    &facts,
+                    &jti,
+                    target.name(),
+                    "the policy was reloaded while its access was being handed over",
+                )
+                .await;
+                return Err(StoreError::Contended(format!(
+                    "the policy was reloaded while grant {}'s access was being handed over; \
+                     nothing was handed over",
+                    facts.id
+                ))
+                .into());
             }
             credential.access = handed.map(|mut access| {
                 access.expires_at = access.expires_at.min(facts.expires_at);
@@ -337,7 +377,12 @@ impl Broker {
             expires_at: from_unix(claims.exp),
             access: None,
         };
-        let hand_over = target.map(|(target, facts)| HandOver { target, facts, jti });
+        let hand_over = target.map(|(target, facts)| HandOver {
+            target,
+            facts,
+            jti,
+            policy,
+        });
         Ok((credential, hand_over))
     }
 

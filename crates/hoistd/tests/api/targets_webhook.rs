@@ -210,6 +210,8 @@ enum Mode {
     QuotesPath,
     /// 200, saying it failed.
     SaysFailed,
+    /// As `Ok`, holding each hand-over (`inspect`) half a second.
+    HoldsHandOvers,
 }
 
 #[derive(Clone)]
@@ -254,6 +256,12 @@ async fn endpoint(
         tokio::time::sleep(Duration::from_secs(3)).await;
         mode = Mode::Ok;
     }
+    if mode == Mode::HoldsHandOvers {
+        if call["action"] == "inspect" {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        mode = Mode::Ok;
+    }
     match mode {
         Mode::Slow => {
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -283,7 +291,7 @@ async fn endpoint(
             [("location", "https://elsewhere.example/hook")],
         )
             .into_response(),
-        Mode::Ok | Mode::SlowOk => {
+        Mode::Ok | Mode::SlowOk | Mode::HoldsHandOvers => {
             let id = call["grant"]["id"].as_str().unwrap().to_string();
             let mut held = state.held.lock().unwrap();
             match call["action"].as_str().unwrap() {
@@ -366,6 +374,50 @@ async fn an_endpoint_hands_over_only_the_variables_the_policy_declares() {
         .unwrap();
     assert_eq!(handed.uri.as_deref(), Some("https://evil.example/"));
     assert!(handed.command.is_some());
+}
+
+/// A reload while a holder's access is being handed over may have taken
+/// out of the role what the target was asked for: what it made is
+/// withheld (audited so), and made again under the policy now in force.
+#[tokio::test]
+async fn a_hand_over_a_reload_overtakes_is_withheld_and_made_again() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let (broker, _dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    *endpoint.mode.lock().unwrap() = Mode::HoldsHandOvers;
+    let hand_overs = || {
+        endpoint
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|call| call["action"] == "inspect")
+            .count()
+    };
+    let before = hand_overs();
+    let alice = broker.as_user("alice");
+    let id = grant.id.clone();
+    let fetched = tokio::spawn(async move { alice.credential(&id).await });
+    eventually(Duration::from_secs(10), || async { hand_overs() > before }).await;
+    reload(&broker, "the same policy, read again").await;
+    let credential = fetched.await.unwrap().unwrap();
+    assert_eq!(credential.access.unwrap().env["EXAMPLE_GRANT"], grant.id);
+    assert_eq!(hand_overs(), before + 2, "made again");
+    let log = broker.as_user("erin").audit().await;
+    let withheld: Vec<_> = log
+        .iter()
+        .filter(|e| e.kind == AuditKind::CredentialWithheld)
+        .collect();
+    assert_eq!(withheld.len(), 1, "{withheld:?}");
+    assert!(
+        withheld[0].details["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("policy was reloaded"),
+        "{:?}",
+        withheld[0]
+    );
 }
 
 /// A grant at an endpoint answering as `mode` stays unusable, with a reason
