@@ -626,7 +626,7 @@ pub async fn open(target: &Target) -> Result<Arc<dyn Backend>, SessionError> {
 /// static token needs no care.
 fn keep_fresh(
     target: Target,
-    backend: std::sync::Weak<dyn Backend>,
+    weak: std::sync::Weak<dyn Backend>,
     mut expires_at: chrono::DateTime<chrono::Utc>,
 ) {
     tokio::spawn(async move {
@@ -635,7 +635,7 @@ fn keep_fresh(
             // is read or refreshed before then, so a short command never is.
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             sleep_until_wall(refresh_at(expires_at)).await;
-            let Some(backend) = backend.upgrade() else {
+            let Some(backend) = weak.upgrade() else {
                 return;
             };
             match current(&target).await {
@@ -646,6 +646,22 @@ fn keep_fresh(
                         None => return,
                     }
                 }
+                // The session over (its refresh token refused, or signed
+                // out): asked again only once a sign-in elsewhere has
+                // stored another, never with the refused token again.
+                Err(SessionError::Expired { .. } | SessionError::NotSignedIn { .. }) => {
+                    drop(backend);
+                    let over = stored_bearer(&target).await;
+                    loop {
+                        tokio::time::sleep(ENDED_SESSION_LOOK).await;
+                        if weak.strong_count() == 0 {
+                            return;
+                        }
+                        if stored_bearer(&target).await != over {
+                            break;
+                        }
+                    }
+                }
                 // The provider away: try again shortly, while the token in
                 // use lasts.
                 Err(_) => {
@@ -654,6 +670,19 @@ fn keep_fresh(
             }
         }
     });
+}
+
+/// How often a command whose session ended looks for one signed in since.
+const ENDED_SESSION_LOOK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The bearer token of the session stored for `target` now, if any.
+async fn stored_bearer(target: &Target) -> Option<String> {
+    let (broker, user) = (target.broker.clone(), target.user.clone()?);
+    blocking(move || secrets::load(&broker, &user))
+        .await
+        .ok()
+        .flatten()
+        .map(|session| session.access_token)
 }
 
 /// What a person is told for a device sign-in, on standard error.

@@ -38,6 +38,8 @@
 // oidc-provider does, the default), /asked (only when the refresh names
 // `openid` in its scope, as some providers do) or /never.
 //
+// GET /_token_requests answers how many token requests it has had.
+//
 // Prints exactly one line, `READY http://127.0.0.1:N`, to stdout once it is
 // listening; everything else goes to stderr so a harness can read the port.
 
@@ -345,6 +347,7 @@ let outage = 0;
 let deviceOutage = 0;
 let slow = 0;
 let refreshIdToken = 'always';
+let tokenRequests = 0;
 
 provider.on('grant.success', (ctx) => {
   if (ctx.oidc.params.grant_type !== 'refresh_token' || !ctx.body) return;
@@ -368,6 +371,12 @@ server.on('request', (req, res) => {
     res.end();
     return undefined;
   }
+  if (req.method === 'GET' && req.url === '/_token_requests') {
+    res.setHeader('content-type', 'application/json');
+    res.end(`${tokenRequests}\n`);
+    return undefined;
+  }
+  if (req.method === 'POST' && /\/token(\?|$)/.test(req.url)) tokenRequests += 1;
   if (req.method === 'PUT' && req.url.startsWith('/_refresh_id_token/')) {
     const mode = req.url.slice('/_refresh_id_token/'.length);
     if (!['always', 'asked', 'never'].includes(mode)) {

@@ -976,6 +976,54 @@ fn a_command_that_outlives_its_token_keeps_a_fresh_one() {
     });
 }
 
+/// A command whose session ended at the provider (its refresh token
+/// revoked there) sends that token no more, however long it waits; it
+/// takes up a session signed in since, elsewhere.
+#[test]
+fn a_command_whose_session_ended_takes_up_a_new_sign_in_not_the_dead_token() {
+    run(async {
+        let mut setup = setup(Some(3)).await;
+        let (me, _) = device_login(&setup, "alice").await;
+        let target = target(&setup, Some(&me.user));
+        let client = session::open(&target).await.unwrap();
+        let stored = hoist::auth::secrets::load(&target.broker, "alice")
+            .unwrap()
+            .unwrap();
+        let revocation = setup.provider.endpoint("revocation_endpoint").await;
+        let revoked = oidc::post_form(
+            &revocation,
+            &[
+                ("token", stored.refresh_token.as_deref().unwrap()),
+                ("client_id", "hoist"),
+            ],
+        )
+        .await;
+        assert!(revoked.status().is_success(), "{}", revoked.status());
+        // Its refresh is refused within a second or two; then nothing.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let before = setup.provider.token_requests().await;
+        tokio::time::sleep(Duration::from_secs(13)).await;
+        assert_eq!(
+            setup.provider.token_requests().await,
+            before,
+            "the refused refresh token was sent again"
+        );
+        assert!(client.me().await.is_err(), "its token has expired");
+
+        device_login(&setup, "alice").await;
+        let mut taken_up = false;
+        for _ in 0..40 {
+            if client.me().await.is_ok() {
+                taken_up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(taken_up, "the new sign-in was not taken up");
+        setup.broker.stop().await;
+    });
+}
+
 /// The TUI opening profile `work` (at `broker` if given) with `who`
 /// signing in through its pop-up: the notice it opens with.
 async fn tui_signing_in(

@@ -315,6 +315,17 @@ impl Provider {
         self.put_setting("_refresh_id_token", mode).await;
     }
 
+    /// How many token requests the provider has had.
+    pub async fn token_requests(&self) -> u64 {
+        let url = format!("{}/_token_requests", self.authority());
+        reqwest::get(&url)
+            .await
+            .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn put_setting(&self, what: &str, value: impl std::fmt::Display) {
         let url = format!("{}/{what}/{value}", self.authority());
         let response = reqwest::Client::new()
