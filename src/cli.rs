@@ -754,6 +754,12 @@ async fn whoami(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
             let issuer = crate::text::sanitize::line(issuer);
             format!("single sign-on via {issuer}, token valid until {local}")
         }
+        (Some(at), None) => {
+            let local = at
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S %Z");
+            format!("pasted token, valid until {local} (then sign in again)")
+        }
         _ => "static token (does not expire by itself)".to_string(),
     };
     crate::commands::out(&format!(

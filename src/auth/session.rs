@@ -512,7 +512,15 @@ pub fn login_command(target: &Target) -> String {
 /// config with [`crate::config::Config::remember_login`].
 pub async fn login_with_token(target: &Target, token: &str) -> Result<Me, SessionError> {
     let token = check_token(token)?;
-    store_if_accepted(target, Session::with_token(token)).await
+    let mut session = Session::with_token(token);
+    // A Graph token pasted for an Entra profile (from `az account
+    // get-access-token`, say) ends within the hour, with nothing to renew
+    // it: said so, and signed in again after, rather than kept as if it
+    // lasted.
+    if matches!(target.backend, BrokerKind::Entra(_)) {
+        session.expires_at = sso::token_expiry(token);
+    }
+    store_if_accepted(target, session).await
 }
 
 /// What a sign-out did.

@@ -99,6 +99,14 @@ fn commands_work_on_an_entra_profile() {
         assert_eq!(roles.len(), 4);
         let table = alice.run(&["roles"]);
         assert!(String::from_utf8_lossy(&table.stdout).contains("User Administrator"));
+        // A pasted Graph token lasts as long as it says, with no renewal.
+        let whoami = alice.run(&["whoami"]);
+        let said = String::from_utf8_lossy(&whoami.stdout);
+        assert!(
+            said.contains("session:  pasted token, valid until"),
+            "{said}{}",
+            stderr(&whoami)
+        );
 
         // Activate by name; it propagates before it is a grant.
         let filed: AccessRequest = alice.json(&[
