@@ -797,13 +797,71 @@ impl Postgres {
         ));
         // What it no longer names goes first: a membership it keeps that
         // fails to be granted (its role dropped since) must not hold that up.
+        // A limit lowered counts from here: PostgreSQL weighs it only as a
+        // session starts.
+        let lowered = exists && self.limit_lowered(&client, &role, limit).await?;
+        if lowered {
+            client
+                .batch_execute(&format!("ALTER ROLE {quoted} CONNECTION LIMIT {limit}"))
+                .await
+                .map_err(|err| self.fault(err))?;
+        }
         if exists {
             self.take_away(&client, &role, &access.member_of).await?;
         }
         client
             .batch_execute(&sql)
             .await
-            .map_err(|err| self.fault(err))
+            .map_err(|err| self.fault(err))?;
+        // More open than the limit only if it was lowered: now, or by an
+        // attempt that failed after it.
+        if exists {
+            self.end_sessions_beyond(&client, &role, limit).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether `role` may now open more sessions than `limit`.
+    async fn limit_lowered(
+        &self,
+        client: &Client,
+        role: &str,
+        limit: i32,
+    ) -> Result<bool, TargetError> {
+        let row = client
+            .query_opt(
+                "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1",
+                &[&role],
+            )
+            .await
+            .map_err(|err| self.fault(err))?;
+        Ok(row.is_some_and(|row| {
+            let now: i32 = row.get(0);
+            now < 0 || now > limit
+        }))
+    }
+
+    /// Ends the sessions of `role` if it has more than `limit` open: which
+    /// of them to keep is not hoist's to choose, and its holder opens again
+    /// as many as the limit lets them.
+    async fn end_sessions_beyond(
+        &self,
+        client: &Client,
+        role: &str,
+        limit: i32,
+    ) -> Result<(), TargetError> {
+        let open: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+                &[&role],
+            )
+            .await
+            .map_err(|err| self.fault(err))?
+            .get(0);
+        if open > i64::from(limit) {
+            self.end_sessions(client, role, &[role.to_string()]).await?;
+        }
+        Ok(())
     }
 
     /// Takes from an existing grant's role the memberships its access no

@@ -790,6 +790,48 @@ async fn a_reload_that_narrows_a_role_narrows_its_live_grants() {
     eventually(LONG, || async { memberships(&pg, &role).await.is_empty() }).await;
 }
 
+/// PostgreSQL weighs a role's connection limit only as a session starts: a
+/// reload that lowers a role's `connection_limit` below the sessions a
+/// live grant has open ends them, and its holder opens again as many as
+/// the new limit lets them.
+#[tokio::test]
+async fn a_reload_lowering_a_connection_limit_ends_the_sessions_beyond_it() {
+    let pg = cluster().await;
+    let access = "member_of = [\"app_admin\"]\nconnection_limit = 3";
+    let broker = TestBroker::builder()
+        .policy(&policy(&pg, access))
+        .start()
+        .await;
+    broker.reconciled().await;
+    let grant = granted(&broker, Some(600)).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    let password = access_of(&broker, &grant).await.env["PGPASSWORD"].clone();
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(pg.connect_as(&role, &password).await.unwrap());
+    }
+
+    let lowered = access.replace("connection_limit = 3", "connection_limit = 1");
+    std::fs::write(broker.policy_path(), policy(&pg, &lowered)).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    eventually(LONG, || async {
+        let mut ended = 0;
+        for session in &sessions {
+            ended += usize::from(session.query_one("SELECT 1", &[]).await.is_err());
+        }
+        ended == 3
+    })
+    .await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let again = pg.connect_as(&role, &password).await.unwrap();
+    again.query_one("SELECT 1", &[]).await.unwrap();
+    assert!(
+        pg.connect_as(&role, &password).await.is_err(),
+        "one session at most"
+    );
+}
+
 #[tokio::test]
 async fn hostile_text_in_a_justification_never_reaches_sql() {
     let pg = cluster().await;
