@@ -331,7 +331,9 @@ fn a_read_waits_for_no_writer() {
 #[test]
 fn a_fenced_transaction_holds_the_lease_row_only_for_its_commit() {
     let (_pg, _, store) = fresh_store();
-    let short = std::time::Duration::from_millis(200);
+    // Long enough for a connection to come within it on a busy machine
+    // (an ask whose connection comes after its term is no ask).
+    let short = std::time::Duration::from_secs(1);
     let epoch = store.lead("first", short, false).unwrap().unwrap();
     let lease = Lease {
         holder: "first".into(),
