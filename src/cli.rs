@@ -783,7 +783,7 @@ fn exposed_warning(signed_out: &session::SignedOut) {
 }
 
 async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<()> {
-    let mut config = Config::load()?;
+    let config = Config::load()?;
     let target = config.resolve(broker, profile)?;
     // Forgetting the profile's sign-in there would strand its session.
     if let Some((at, user)) = config.signed_in_elsewhere(&target) {
@@ -797,6 +797,9 @@ async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
     }
     let signed_out = session::logout(&target).await?;
     let removed = signed_out.removed;
+    // Read again, as a sign-in does: the revocation may have waited on
+    // the provider while another command saved the file.
+    let mut config = Config::load()?;
     config.forget_login(&target);
     // The opt-in ends with the session it was for: the next sign-in keeps
     // its token in a file only if asked to again.
