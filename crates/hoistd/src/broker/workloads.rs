@@ -27,7 +27,7 @@ use crate::audit::NewAuditEvent;
 use crate::error::Error;
 use crate::oidc::{TokenError, claimed};
 use crate::policy::{Approval, Policy, WorkloadRule, audiences, claim_text};
-use crate::store::Exchange;
+use crate::store::{Exchange, StoreError};
 
 /// The actor of a refusal before any rule vouched for the token: no rule
 /// is named `unverified`'s way (it holds no second `:`), and no person can
@@ -312,6 +312,15 @@ impl Broker {
                                 );
                             })
                             .await;
+                            // A reload overtook the hand-over: made again
+                            // under the terms now in force.
+                            if matches!(err, crate::error::Error::Store(StoreError::Contended(_)))
+                                && checks < 3
+                            {
+                                checks += 1;
+                                admitted = Arc::new(self.admitted(&input).await?);
+                                continue;
+                            }
                             return Err(Refusal::from(err));
                         }
                     };

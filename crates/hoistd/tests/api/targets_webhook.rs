@@ -210,7 +210,8 @@ enum Mode {
     QuotesPath,
     /// 200, saying it failed.
     SaysFailed,
-    /// As `Ok`, holding each hand-over (`inspect`) half a second.
+    /// As `Ok`, holding each hand-over (`inspect`) two seconds (the
+    /// target's timeout must be longer).
     HoldsHandOvers,
 }
 
@@ -258,7 +259,7 @@ async fn endpoint(
     }
     if mode == Mode::HoldsHandOvers {
         if call["action"] == "inspect" {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
         mode = Mode::Ok;
     }
@@ -378,11 +379,22 @@ async fn an_endpoint_hands_over_only_the_variables_the_policy_declares() {
 
 /// A reload while a holder's access is being handed over may have taken
 /// out of the role what the target was asked for: what it made is
-/// withheld (audited so), and made again under the policy now in force.
+/// withheld (audited so), and made again under the policy now in force,
+/// for a person's fetch and a workload's exchange alike.
 #[tokio::test]
 async fn a_hand_over_a_reload_overtakes_is_withheld_and_made_again() {
     let (endpoint, url) = own_receiver(Mode::Ok).await;
-    let (broker, _dir) = broker(&url).await;
+    let provider = crate::oidc::Provider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough for the receiver's hold, and a reload within it.
+    let text = format!(
+        "{}\n[[workloads]]\nname = \"ci\"\nissuer = \"{}\"\naudience = \"https://hoist.test/ci\"\n\
+         [workloads.claims]\nsub = \"deploy-bot\"\n[[workloads.roles]]\nrole = \"k8s-admin\"\n\
+         max_ttl_minutes = 5\napproval = \"automatic\"\n",
+        policy(dir.path(), &url).replace("timeout = \"1s\"", "timeout = \"10s\""),
+        provider.issuer
+    );
+    let broker = TestBroker::builder().policy(&text).start().await;
     let grant = granted(&broker, "rotate the node pool").await;
     until_access(&broker, &grant.id, AccessState::Live).await;
     *endpoint.mode.lock().unwrap() = Mode::HoldsHandOvers;
@@ -395,29 +407,65 @@ async fn a_hand_over_a_reload_overtakes_is_withheld_and_made_again() {
             .filter(|call| call["action"] == "inspect")
             .count()
     };
+    // Once the receiver holds a hand-over begun after `after` others.
+    async fn overtake(broker: &TestBroker, hand_overs: impl Fn() -> usize, after: usize) {
+        eventually(Duration::from_secs(10), || async { hand_overs() > after }).await;
+        reload(broker, "the same policy, read again").await;
+    }
+
     let before = hand_overs();
     let alice = broker.as_user("alice");
     let id = grant.id.clone();
     let fetched = tokio::spawn(async move { alice.credential(&id).await });
-    eventually(Duration::from_secs(10), || async { hand_overs() > before }).await;
-    reload(&broker, "the same policy, read again").await;
+    overtake(&broker, hand_overs, before).await;
     let credential = fetched.await.unwrap().unwrap();
     assert_eq!(credential.access.unwrap().env["EXAMPLE_GRANT"], grant.id);
-    assert_eq!(hand_overs(), before + 2, "made again");
+    assert!(hand_overs() >= before + 2, "made again");
+
+    let token = provider
+        .workload_token(
+            "deploy-bot",
+            "https://hoist.test/ci",
+            &serde_json::json!({}),
+            None,
+        )
+        .await;
+    let url = format!("{}/v1/token", broker.url());
+    let before = hand_overs();
+    let exchanged = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .form(&[
+                ("grant_type", hoist_api::TOKEN_EXCHANGE_GRANT),
+                ("subject_token", token.as_str()),
+                ("subject_token_type", hoist_api::JWT_TOKEN_TYPE),
+                ("scope", "k8s-admin"),
+            ])
+            .send()
+            .await
+            .unwrap()
+    });
+    overtake(&broker, hand_overs, before).await;
+    let answer = exchanged.await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let issued: hoist_api::TokenExchangeResponse = answer.json().await.unwrap();
+    assert_eq!(issued.access.unwrap().env["EXAMPLE_GRANT"], issued.grant_id);
+
     let log = broker.as_user("erin").audit().await;
     let withheld: Vec<_> = log
         .iter()
         .filter(|e| e.kind == AuditKind::CredentialWithheld)
         .collect();
-    assert_eq!(withheld.len(), 1, "{withheld:?}");
-    assert!(
-        withheld[0].details["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("policy was reloaded"),
-        "{:?}",
-        withheld[0]
-    );
+    assert_eq!(withheld.len(), 2, "{withheld:?}");
+    for entry in withheld {
+        assert!(
+            entry.details["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("policy was reloaded"),
+            "{entry:?}"
+        );
+    }
 }
 
 /// A grant at an endpoint answering as `mode` stays unusable, with a reason
