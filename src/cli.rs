@@ -351,6 +351,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Exec { args }) => {
             let outcome = async {
                 let target = Config::load()?.resolve(broker, profile)?;
+                commands::talking_to(&target);
                 // A workload has no person's session: nothing is read from
                 // the keyring.
                 if commands::runs_as_workload(&args) {
@@ -378,6 +379,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Ssh { args }) => {
             let outcome = async {
                 let target = Config::load()?.resolve(broker, profile)?;
+                commands::talking_to(&target);
                 let backend = session::open(&target).await?;
                 commands::ssh(&*backend, &args).await
             };
@@ -664,7 +666,25 @@ async fn login(
             let token = session::read_token_from_stdin(std::io::stdin().lock())?;
             session::login_with_token(&target, &token).await?
         }
-        Login::Sso(flow, recency) => sign_in(&target, flow, recency).await?.0,
+        Login::Sso(flow, recency) => match sign_in(&target, flow, recency).await {
+            Ok((me, _)) => me,
+            Err(err)
+                if matches!(
+                    err.downcast_ref::<session::SessionError>(),
+                    Some(session::SessionError::Sso(
+                        crate::auth::sso::SsoError::NotOffered
+                    ))
+                ) =>
+            {
+                return Err(commands::Ended::Usage(format!(
+                    "{} offers no single sign-on: sign in with a token it issued, `{}`",
+                    target.broker,
+                    session::login_command(&target)
+                ))
+                .into());
+            }
+            Err(err) => return Err(err),
+        },
     };
     // Read again: a sign-in can take minutes, and a command run meanwhile
     // (a sign-in to another profile, a sign-out) may have changed the
@@ -697,8 +717,10 @@ async fn login(
             ),
             Err(err) => eprintln!(
                 "Warning: the session of {who} at {} could not be deleted: {err}; sign in \
-                 there again (`hoist --profile {} --broker {} login`) and run `hoist logout`",
-                old.broker, old.profile, old.broker
+                 there again (`{}`) and run `{}`",
+                old.broker,
+                old.command_naming_both("login"),
+                old.command_naming_both("logout")
             ),
         }
     }
@@ -792,7 +814,7 @@ async fn logout(broker: Option<&str>, profile: Option<&str>) -> anyhow::Result<(
              signs it out",
             target.profile,
             target.broker,
-            target.profile
+            crate::text::shell_word(&target.profile)
         );
     }
     let signed_out = session::logout(&target).await?;

@@ -684,7 +684,7 @@ fn keep_fresh(
 const ENDED_SESSION_LOOK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The bearer token of the session stored for `target` now, if any.
-async fn stored_bearer(target: &Target) -> Option<String> {
+pub async fn stored_bearer(target: &Target) -> Option<String> {
     let (broker, user) = (target.broker.clone(), target.user.clone()?);
     blocking(move || secrets::load(&broker, &user))
         .await

@@ -43,7 +43,9 @@ const FRESH: &[(&str, &str)] = &[("max_age", "0"), ("prompt", "login")];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SsoError {
-    #[error("the broker offers no single sign-on; sign in with `hoist login --with-token`")]
+    #[error(
+        "the broker offers no single sign-on; sign in with a token it issued (`login --with-token`)"
+    )]
     NotOffered,
     #[error("the broker does not allow the {0} flow")]
     FlowNotAllowed(&'static str),

@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::request::{
-    MAYBE_FILED, active_grant, active_grant_patiently, file_keyed, wait_for_final,
+    active_grant, active_grant_patiently, file_keyed, maybe_filed, wait_for_final,
 };
 use super::revoking::{self, Failed, Revoked};
 use super::signals::{Signals, status_of};
@@ -427,10 +427,10 @@ async fn check_and_withdraw(
     tokio::select! {
         checked = tokio::time::timeout(CHECK_WAIT, backend.file(body, key)) => match checked {
             Ok(Ok(filed)) => withdraw(backend, &filed.id, why, signals).await,
-            Ok(Err(_)) | Err(_) => (MAYBE_FILED.to_string(), None),
+            Ok(Err(_)) | Err(_) => (maybe_filed(), None),
         },
         signal = signals.next() => (
-            format!("{} stopped the check; {MAYBE_FILED}", signal.as_str()),
+            format!("{} stopped the check; {}", signal.as_str(), maybe_filed()),
             Some(signal),
         ),
     }
@@ -450,8 +450,11 @@ async fn withdraw(
     signals: &mut Signals,
 ) -> (String, Option<Signal>) {
     let by_hand = format!(
-        "{id} may still be pending: cancel it with `hoist cancel {id}` (if it was approved \
-         meanwhile, `hoist status {id}` names its grant: `hoist revoke` it)"
+        "{id} may still be pending: cancel it with `{}` (if it was approved meanwhile, `{}` \
+         names its grant: `{}` it)",
+        super::hoist(&format!("cancel {id}")),
+        super::hoist(&format!("status {id}")),
+        super::hoist("revoke GRANT"),
     );
     let reason = format!("hoist exec: {why}");
     let refused = tokio::select! {
@@ -657,8 +660,10 @@ async fn revoke_after(
     reason: &str,
     signals: Option<&mut Signals>,
 ) -> Revoked {
-    let left =
-        format!("it stays active until its expiry: revoke it with `hoist revoke {grant_id}`");
+    let left = format!(
+        "it stays active until its expiry: revoke it with `{}`",
+        super::hoist(&format!("revoke {grant_id}"))
+    );
     revoking::keep_trying(grant_id, &left, signals, || async {
         match backend.revoke(grant_id, Some(reason.to_string())).await {
             Ok(_) => Ok(()),

@@ -270,7 +270,28 @@ pub async fn connect(
 ) -> anyhow::Result<Arc<dyn Backend>> {
     let config = crate::config::Config::load()?;
     let target = config.resolve(broker, profile)?;
+    talking_to(&target);
     Ok(crate::auth::session::open(&target).await?)
+}
+
+/// The target this process's command talks to, once chosen: what
+/// [`hoist`] names.
+static TARGET: std::sync::OnceLock<crate::config::Target> = std::sync::OnceLock::new();
+
+/// Records the target this process's command talks to (the first one).
+pub fn talking_to(target: &crate::config::Target) {
+    let _ = TARGET.set(target.clone());
+}
+
+/// The command line that runs `rest` (`cancel req_1`) against the broker
+/// this command talks to, for a message that says what to run next: a
+/// bare `hoist` might pick another profile's broker, where a `revoke`
+/// finds nothing and the grant stays live.
+pub fn hoist(rest: &str) -> String {
+    match TARGET.get() {
+        Some(target) => target.command(rest),
+        None => format!("hoist {rest}"),
+    }
 }
 
 /// How long a command following the event stream goes without news before

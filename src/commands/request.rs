@@ -63,10 +63,16 @@ impl RequestArgs {
 }
 
 /// What a filing whose outcome is unknown leaves to do.
-pub(super) const MAYBE_FILED: &str = "a request may have been filed: `hoist requests` lists \
-                                      yours; `hoist cancel ID` withdraws one still pending, and \
-                                      `hoist status ID` names the grant of one approved \
-                                      (`hoist revoke` it)";
+pub(super) fn maybe_filed() -> String {
+    format!(
+        "a request may have been filed: `{}` lists yours; `{}` withdraws one still pending, and \
+         `{}` names the grant of one approved (`{}` it)",
+        super::hoist("requests"),
+        super::hoist("cancel ID"),
+        super::hoist("status ID"),
+        super::hoist("revoke GRANT"),
+    )
+}
 
 /// Files a request; a retry after a network error reuses the idempotency
 /// key, so the broker never files twice. A failure after an answer was
@@ -98,7 +104,7 @@ impl FilingFailed {
         } else {
             "an earlier answer to the filing was lost"
         };
-        anyhow::Error::from(self.error).context(format!("{said}; {MAYBE_FILED}"))
+        anyhow::Error::from(self.error).context(format!("{said}; {}", maybe_filed()))
     }
 }
 
@@ -197,7 +203,10 @@ pub async fn request(
                     (false, [one]) => print(format, one, || summary(std::slice::from_ref(one)))?,
                     _ => print(format, &as_filed, || summary(&as_filed))?,
                 }
-                let cancel: Vec<String> = ids.iter().map(|id| format!("`hoist cancel {id}`")).collect();
+                let cancel: Vec<String> = ids
+                    .iter()
+                    .map(|id| format!("`{}`", super::hoist(&format!("cancel {id}"))))
+                    .collect();
                 return Err(Ended::Signalled {
                     signal,
                     message: format!(
@@ -369,7 +378,8 @@ pub async fn wait_for_final(
     let id = request.id.clone();
     let expired = || {
         Ended::TimedOut(format!(
-            "gave up waiting; {id} is still pending (cancel it with `hoist cancel {id}`)"
+            "gave up waiting; {id} is still pending (cancel it with `{}`)",
+            super::hoist(&format!("cancel {id}"))
         ))
     };
     let mut backoff = Duration::from_millis(250);

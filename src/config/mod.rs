@@ -639,6 +639,16 @@ impl Target {
         words.push(rest.to_string());
         words.join(" ")
     }
+
+    /// The same, naming both the profile and the broker: for a profile's
+    /// old broker, which `--broker` has since pointed it away from.
+    pub fn command_naming_both(&self, rest: &str) -> String {
+        format!(
+            "hoist --profile {} --broker {} {rest}",
+            crate::text::shell_word(&self.profile),
+            crate::text::shell_word(&self.broker)
+        )
+    }
 }
 
 /// Where session files are kept for profiles with `insecure_file_store`:

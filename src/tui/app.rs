@@ -53,6 +53,9 @@ pub struct Options {
     /// Signs the person in again, freshly, when a role asks for a recent
     /// sign-in; without it the TUI says to run `hoist login`.
     pub sign_in_again: Option<super::worker::SignInAgain>,
+    /// The command that signs in to this broker again from another
+    /// terminal (`hoist --profile work login`); `hoist login` if unset.
+    pub sign_in_command: Option<String>,
 }
 
 impl Default for Options {
@@ -72,6 +75,7 @@ impl Default for Options {
             prompter: None,
             notice: None,
             sign_in_again: None,
+            sign_in_command: None,
         }
     }
 }
@@ -199,6 +203,9 @@ fn wire(
     state.profile = options.profile;
     state.profile_name = options.profile_name;
     state.profiles = options.profiles;
+    if let Some(command) = options.sign_in_command {
+        state.sign_in_command = command;
+    }
     if let Some((text, level)) = options.notice {
         state.banner = Some(crate::app::state::Banner {
             text,

@@ -111,8 +111,10 @@ async fn sign_out_replaced(old: &Target) -> (String, Level) {
         Err(err) => (
             format!(
                 "{who}'s session at {} could not be deleted: {err}; sign in there again \
-                 (`hoist --profile {} --broker {} login`) and run `hoist logout`",
-                old.broker, old.profile, old.broker
+                 (`{}`) and run `{}`",
+                old.broker,
+                old.command_naming_both("login"),
+                old.command_naming_both("logout")
             ),
             Level::Warning,
         ),
@@ -267,9 +269,33 @@ fn no_color() -> bool {
 fn options(config: &Config, target: &Target) -> anyhow::Result<Options> {
     let theme = Theme::from_config(&config.theme, no_color()).map_err(anyhow::Error::msg)?;
     let renew_target = target.clone();
+    // A session over (its refresh token refused, or signed out) is asked
+    // again only once another is stored, never with the refused token.
+    let ended: Arc<std::sync::Mutex<Option<(Option<String>, String)>>> = Arc::default();
     let renew: Renew = Arc::new(move || {
-        let target = renew_target.clone();
-        Box::pin(async move { session::current(&target).await.map_err(|e| e.to_string()) })
+        let (target, ended) = (renew_target.clone(), Arc::clone(&ended));
+        Box::pin(async move {
+            let stored = session::stored_bearer(&target).await;
+            let over = ended.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some((bearer, why)) = over
+                && bearer == stored
+            {
+                return Err(why);
+            }
+            let renewed = session::current(&target).await;
+            let mut ended = ended.lock().unwrap_or_else(|p| p.into_inner());
+            match renewed {
+                Ok(session) => {
+                    *ended = None;
+                    Ok(session)
+                }
+                Err(err @ (SessionError::Expired { .. } | SessionError::NotSignedIn { .. })) => {
+                    *ended = Some((stored, err.to_string()));
+                    Err(err.to_string())
+                }
+                Err(err) => Err(err.to_string()),
+            }
+        })
     });
     Ok(Options {
         theme,
@@ -301,6 +327,7 @@ fn options(config: &Config, target: &Target) -> anyhow::Result<Options> {
         prompter: None,
         notice: None,
         sign_in_again: None,
+        sign_in_command: Some(session::sign_in_command(target)),
     })
 }
 

@@ -354,6 +354,39 @@ async fn wait_ends_with_its_own_code_when_denied_or_out_of_time() {
     let pending: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
     let id = pending[0].id.clone();
     alice.run(&["cancel", &id]);
+    // With another profile the default, the command to run names this
+    // one: a bare `hoist cancel` would go to the other broker.
+    let file = alice.config.path().join("config.toml");
+    let config = std::fs::read_to_string(&file).unwrap();
+    let rest: Vec<&str> = config
+        .lines()
+        .filter(|line| !line.starts_with("default_profile"))
+        .collect();
+    std::fs::write(
+        &file,
+        format!(
+            "default_profile = \"elsewhere\"\n{}\n[profiles.elsewhere]\n\
+             broker = \"https://elsewhere.example\"\n",
+            rest.join("\n")
+        ),
+    )
+    .unwrap();
+    let out = alice.run(&[&DB[..], &["--wait", "--timeout", "1s"]].concat());
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`hoist --profile default cancel req_"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&file, config).unwrap();
+    let pending: Vec<AccessRequest> = alice.json(&["requests", "--json"]);
+    let id = pending
+        .iter()
+        .find(|r| r.state == RequestState::Pending)
+        .unwrap()
+        .id
+        .clone();
+    alice.run(&["cancel", &id]);
     let mut waiting = alice.spawn(&[
         "request",
         "prod-deploy",
@@ -415,6 +448,19 @@ async fn each_failure_has_its_own_exit_code() {
     };
     let out = stranger.run(&["roles"]);
     assert_eq!(code(&out), 5, "{}", stderr(&out));
+    // A broker without single sign-on says which token sign-in to run,
+    // named the same way.
+    let sso = stranger.run(&["login"]);
+    assert_eq!(code(&sso), 2, "{}", stderr(&sso));
+    assert!(
+        stderr(&sso).contains(&format!(
+            "offers no single sign-on: sign in with a token it issued, \
+             `hoist --broker {} login --with-token`",
+            broker.url
+        )),
+        "{}",
+        stderr(&sso)
+    );
     // Named by the broker it was run with: a bare `hoist login` could
     // pick another profile's, and the token pasted would go there.
     assert!(
