@@ -265,13 +265,16 @@ fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
+/// A session found over: the bearer stored then, and why it was over.
+type Ended = (Option<String>, String);
+
 /// What the TUI takes from the config for `target`'s profile.
 fn options(config: &Config, target: &Target) -> anyhow::Result<Options> {
     let theme = Theme::from_config(&config.theme, no_color()).map_err(anyhow::Error::msg)?;
     let renew_target = target.clone();
     // A session over (its refresh token refused, or signed out) is asked
     // again only once another is stored, never with the refused token.
-    let ended: Arc<std::sync::Mutex<Option<(Option<String>, String)>>> = Arc::default();
+    let ended: Arc<std::sync::Mutex<Option<Ended>>> = Arc::default();
     let renew: Renew = Arc::new(move || {
         let (target, ended) = (renew_target.clone(), Arc::clone(&ended));
         Box::pin(async move {
