@@ -435,6 +435,7 @@ async fn renew(
         // place of the spent one, so that signing out can revoke it.
         Err(SsoError::RefreshedWithoutIdToken {
             rotated: Some(rotated),
+            away,
         }) => {
             let (broker, user) = (target.broker.clone(), user.to_string());
             blocking(move || {
@@ -447,10 +448,22 @@ async fn renew(
                 Ok(())
             })
             .await?;
+            // Asked again, the provider was away: try again, not sign in.
+            if let Some(away) = away {
+                return Err(SessionError::Sso(*away));
+            }
             return Err(expired(
-                SsoError::RefreshedWithoutIdToken { rotated: None }.to_string(),
+                SsoError::RefreshedWithoutIdToken {
+                    rotated: None,
+                    away: None,
+                }
+                .to_string(),
             ));
         }
+        Err(SsoError::RefreshedWithoutIdToken {
+            rotated: None,
+            away: Some(away),
+        }) => return Err(SessionError::Sso(*away)),
         Err(err) => return Err(expired(err.to_string())),
     };
     // Saved only over the session it renewed. Signed out meanwhile, or

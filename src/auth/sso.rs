@@ -61,7 +61,12 @@ pub enum SsoError {
     /// scopes granted: the session cannot be renewed. The provider may
     /// have handed back a new refresh token, which replaces the one spent.
     #[error("the provider renewed the session without an ID token, even when asked for `openid`")]
-    RefreshedWithoutIdToken { rotated: Option<RotatedToken> },
+    RefreshedWithoutIdToken {
+        rotated: Option<RotatedToken>,
+        /// Why asking again failed, if the provider could not be reached:
+        /// the session may renew once it can.
+        away: Option<Box<SsoError>>,
+    },
     #[error("sign-in was not completed in time")]
     TimedOut,
     #[error("the sign-in response did not come from this sign-in (state mismatch)")]
@@ -591,8 +596,9 @@ impl Provider {
             .or(rotated);
         match again.and_then(|tokens| self.session(&tokens, Some(&spendable))) {
             Ok(session) => Ok(session),
-            Err(_) => Err(SsoError::RefreshedWithoutIdToken {
+            Err(err) => Err(SsoError::RefreshedWithoutIdToken {
                 rotated: latest.map(RotatedToken),
+                away: matches!(err, SsoError::Unreachable { .. }).then(|| Box::new(err)),
             }),
         }
     }

@@ -36,7 +36,9 @@
 // A test decides whether a refresh's answer carries an ID token, which
 // OpenID Connect leaves to the provider: PUT /_refresh_id_token/always (as
 // oidc-provider does, the default), /asked (only when the refresh names
-// `openid` in its scope, as some providers do) or /never.
+// `openid` in its scope, as some providers do), /never, or /away (as
+// /asked, but a refresh that names `openid` is answered 503, its refresh
+// token spent: a provider lost mid-renewal).
 //
 // GET /_token_requests answers how many token requests it has had.
 //
@@ -352,7 +354,13 @@ let tokenRequests = 0;
 provider.on('grant.success', (ctx) => {
   if (ctx.oidc.params.grant_type !== 'refresh_token' || !ctx.body) return;
   const asked = String(ctx.oidc.params.scope ?? '').split(' ').includes('openid');
-  if (refreshIdToken === 'never' || (refreshIdToken === 'asked' && !asked)) {
+  if (refreshIdToken === 'away' && asked) {
+    ctx.status = 503;
+    ctx.type = 'text/html';
+    ctx.body = '<html><body>Service Unavailable</body></html>\n';
+    return;
+  }
+  if (refreshIdToken === 'never' || (refreshIdToken !== 'always' && !asked)) {
     delete ctx.body.id_token;
   }
 });
@@ -379,9 +387,9 @@ server.on('request', (req, res) => {
   if (req.method === 'POST' && /\/token(\?|$)/.test(req.url)) tokenRequests += 1;
   if (req.method === 'PUT' && req.url.startsWith('/_refresh_id_token/')) {
     const mode = req.url.slice('/_refresh_id_token/'.length);
-    if (!['always', 'asked', 'never'].includes(mode)) {
+    if (!['always', 'asked', 'never', 'away'].includes(mode)) {
       res.statusCode = 400;
-      res.end('always, asked or never\n');
+      res.end('always, asked, never or away\n');
       return undefined;
     }
     refreshIdToken = mode;

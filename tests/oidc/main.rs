@@ -767,6 +767,35 @@ fn a_refresh_answered_without_an_id_token_asks_again_for_openid() {
     });
 }
 
+/// The provider away when asked again for the ID token: try again, not
+/// sign in again, with the refresh token handed back the first time kept.
+#[test]
+fn a_provider_away_when_asked_again_for_an_id_token_is_try_again() {
+    run(async {
+        let mut setup = setup(Some(3)).await;
+        let (me, first) = device_login(&setup, "alice").await;
+        let target = target(&setup, Some(&me.user));
+        setup.provider.refresh_id_token("away").await;
+        let err = match session::open(&target).await {
+            Ok(_) => panic!("renewed without an ID token"),
+            Err(err) => err,
+        };
+        assert!(
+            matches!(
+                err,
+                session::SessionError::Sso(hoist::auth::sso::SsoError::Unreachable { .. })
+            ),
+            "{err:?}"
+        );
+        let kept = hoist::auth::secrets::load(&target.broker, "alice")
+            .unwrap()
+            .unwrap()
+            .refresh_token;
+        assert_ne!(kept, first.refresh_token, "the one handed back is kept");
+        setup.broker.stop().await;
+    });
+}
+
 /// A provider that renews a session without an ID token however asked:
 /// the session cannot go on (sign in again), but the refresh token it
 /// handed back is the one kept, so that signing out revokes it. The one

@@ -310,7 +310,8 @@ impl Provider {
     }
 
     /// Whether a refresh's answer carries an ID token: `always` (the
-    /// default), `asked` (only when the refresh names `openid`) or `never`.
+    /// default), `asked` (only when the refresh names `openid`), `never`,
+    /// or `away` (as `asked`, but one that names `openid` is answered 503).
     pub async fn refresh_id_token(&self, mode: &str) {
         self.put_setting("_refresh_id_token", mode).await;
     }
