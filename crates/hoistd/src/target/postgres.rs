@@ -843,25 +843,49 @@ impl Postgres {
 
     /// Ends the sessions of `role` if it has more than `limit` open: which
     /// of them to keep is not hoist's to choose, and its holder opens again
-    /// as many as the limit lets them.
+    /// as many as the limit lets them. Client sessions only (not a query's
+    /// parallel workers), and only those open now: one opened since is
+    /// within the limit.
     async fn end_sessions_beyond(
         &self,
         client: &Client,
         role: &str,
         limit: i32,
     ) -> Result<(), TargetError> {
-        let open: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+        let open: Vec<i32> = client
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE usename = $1 \
+                 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
                 &[&role],
             )
             .await
             .map_err(|err| self.fault(err))?
-            .get(0);
-        if open > i64::from(limit) {
-            self.end_sessions(client, role, &[role.to_string()]).await?;
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if open.len() <= usize::try_from(limit).unwrap_or(0) {
+            return Ok(());
         }
-        Ok(())
+        let mut left = 0;
+        for _ in 0..100 {
+            left = client
+                .query_one(
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE pid = ANY($1)) AS terminated",
+                    &[&open],
+                )
+                .await
+                .map_err(|err| self.fault(err))?
+                .get::<_, i64>(0);
+            if left == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(self.unreachable(format!(
+            "{left} session(s) of {role} beyond its lowered connection limit still open after \
+             being terminated"
+        )))
     }
 
     /// Takes from an existing grant's role the memberships its access no
