@@ -564,14 +564,17 @@ impl Broker {
                 ),
             });
         }
+        // Named after the rule that grants (the workload its grants and
+        // replays are audited as), or the first that admits it.
+        let granting = matching
+            .iter()
+            .find_map(|rule| rule.role(&role).map(|allowed| (*rule, allowed)));
+        let named = granting.map_or(matching[0], |(rule, _)| rule);
         if let Some(map) = said.as_object_mut() {
-            map.insert("matched_by".into(), json!(matching[0].name));
+            map.insert("matched_by".into(), json!(named.name));
         }
         let refuse = |code, message: String| (Refusal::new(code, message), said.clone());
-        let Some((rule, allowed)) = matching
-            .iter()
-            .find_map(|rule| rule.role(&role).map(|allowed| (*rule, allowed)))
-        else {
+        let Some((rule, allowed)) = granting else {
             return Err(refuse(
                 Code::RoleNotAllowed,
                 format!(

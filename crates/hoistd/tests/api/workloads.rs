@@ -1091,6 +1091,36 @@ async fn a_token_is_held_to_the_leeway_of_the_rule_that_grants() {
     issued(exchange_for(&broker, &token, "deploy").await);
 }
 
+/// Of two rules that admit a token, the one that grants the role asked
+/// for names the workload a refusal is audited as: its grants and
+/// replays are that workload's too.
+#[tokio::test]
+async fn a_refusal_names_the_rule_that_grants_the_role_asked_for() {
+    let provider = Provider::start().await;
+    let other = format!(
+        "[[workloads]]\nname = \"audit\"\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\n\
+         [workloads.claims]\nsub = \"deploy-bot\"\n\
+         [[workloads.roles]]\nrole = \"k8s\"\nmax_ttl_minutes = 5\n\n[[workloads]]\nname = \"ci\"",
+        provider.issuer
+    );
+    let text = policy(&provider.issuer, "").replacen("[[workloads]]\nname = \"ci\"", &other, 1);
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let token = ci_token(&provider).await;
+    let mut fields: Vec<(&str, String)> = task_form(&token, "deploy").to_vec();
+    fields.push(("requested_ttl", "601".into()));
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    refused_with(
+        exchange(&broker, &fields).await,
+        WorkloadErrorCode::TtlTooLong,
+    );
+    let audit = broker.as_user("erin").audit().await;
+    let refusal = audit
+        .iter()
+        .find(|e| e.kind == AuditKind::WorkloadRefused)
+        .expect("the refusal is audited");
+    assert_eq!(refusal.actor, "workload:ci:deploy-bot", "{refusal:?}");
+}
+
 /// Nor is a token held to the terms of a stricter rule before it for
 /// another subject: the rule that grants takes it with its own leeway.
 #[tokio::test]
