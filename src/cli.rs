@@ -690,6 +690,7 @@ async fn login(
     // (a sign-in to another profile, a sign-out) may have changed the
     // file, which saving the copy read before would undo.
     let mut config = Config::load()?;
+    target.user = config.named_user(&target);
     // Someone else was signed in here: their session ends, rather than stay
     // in the keyring (or a file) where no command would look for it again.
     // Once the profile names the new person: a config that cannot be saved

@@ -1064,8 +1064,21 @@ impl Config {
     }
 
     /// Records a sign-out. The profile keeps its broker and favourites.
+    /// Who `target`'s profile names as signed in now, if it is still at
+    /// that broker.
+    pub fn named_user(&self, target: &Target) -> Option<String> {
+        self.resolve(None, Some(&target.profile))
+            .ok()
+            .filter(|now| now.broker == target.broker)
+            .and_then(|now| now.user)
+    }
+
     pub fn forget_login(&mut self, target: &Target) {
-        if let Some(profile) = self.profiles.get_mut(&target.profile) {
+        // Only the person signed out: someone signed in there since (in
+        // another terminal) stays named, or their session would be lost.
+        if let Some(profile) = self.profiles.get_mut(&target.profile)
+            && profile.user == target.user
+        {
             profile.user = None;
         }
     }

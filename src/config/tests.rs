@@ -288,7 +288,14 @@ fn login_and_logout_update_the_profile() {
         Some("alice")
     );
     config.toggle_favourite("default", "r");
-    config.forget_login(&target);
+    // Signed out as `hoist logout` resolves it: alice, at that broker.
+    let signed_in = config.resolve(None, None).unwrap();
+    // Someone signed in there since (in another terminal) stays named.
+    let mut since = config.clone();
+    since.remember_login(&target, "bob");
+    since.forget_login(&signed_in);
+    assert_eq!(since.profiles["default"].user.as_deref(), Some("bob"));
+    config.forget_login(&signed_in);
     let profile = &config.profiles["default"];
     assert_eq!(profile.user, None);
     assert_eq!(profile.broker, "http://127.0.0.1:1");

@@ -148,7 +148,7 @@ pub async fn open(
     profile: Option<&str>,
     prompter: &Prompter,
 ) -> anyhow::Result<Opened> {
-    let config = Config::load()?;
+    let mut config = Config::load()?;
     let mut target = config.resolve(broker, profile)?;
     let step_up = prompter.step_up(&target.broker);
     let mut signed_out = None;
@@ -178,10 +178,12 @@ pub async fn open(
             };
             // Read again, as `hoist login` does: the sign-in took minutes,
             // and another command may have changed the file meanwhile.
-            let mut config = Config::load()?;
+            config = Config::load()?;
             // Someone else signed in where the profile had a person whose
-            // session ended: that session goes, as `hoist login` ends it,
-            // rather than stay where no command would look again.
+            // session ended (or another command signed them in meanwhile):
+            // that session goes, as `hoist login` ends it, rather than stay
+            // where no command would look again.
+            target.user = config.named_user(&target);
             let previous = target
                 .user
                 .clone()
