@@ -326,10 +326,17 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
         login: login_command(target),
     };
     let user = target.user.clone().ok_or_else(not_signed_in)?;
+    // A token with nothing to renew it (one pasted, for an Entra profile)
+    // is used to its end, not refused a minute before it.
     let due = |session: &Session| {
+        let ahead = if session.refresh_token.is_some() {
+            REFRESH_AHEAD
+        } else {
+            chrono::TimeDelta::zero()
+        };
         session
             .expires_at
-            .is_some_and(|at| at - chrono::Utc::now() <= REFRESH_AHEAD)
+            .is_some_and(|at| at - chrono::Utc::now() <= ahead)
     };
     let load = || {
         let (broker, who) = (target.broker.clone(), user.clone());
@@ -663,6 +670,12 @@ fn keep_fresh(
                 Ok(session) => {
                     backend.set_token(&session.access_token);
                     match session.expires_at {
+                        // Nothing renews it: looked at again at its end
+                        // (`refresh_at` is REFRESH_AHEAD before the time
+                        // given), for a session signed in since.
+                        Some(at) if session.refresh_token.is_none() => {
+                            expires_at = at + REFRESH_AHEAD
+                        }
                         Some(at) => expires_at = at,
                         None => return,
                     }
