@@ -270,6 +270,18 @@ impl Broker {
         if let Some(bound) = known {
             return one_name(identity, &bound, user);
         }
+        // Found unbound under this policy: a binding, once made, never
+        // changes, so it stays so until a reload changes the links.
+        let policy_now = *self.reloads.borrow();
+        let unbound = self
+            .unbound_links
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some_and(|(linked, seen)| linked == user && *seen == policy_now);
+        if unbound {
+            return Ok(());
+        }
         let broker = Arc::clone(self);
         let (linked, user) = ((identity.clone(), user.to_string()), user);
         let kept = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
@@ -298,7 +310,12 @@ impl Broker {
         })
         .await;
         match kept {
-            Ok(Ok(None)) => {}
+            Ok(Ok(None)) => {
+                self.unbound_links
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, (user.to_string(), policy_now));
+            }
             Ok(Ok(Some(bound))) => {
                 self.bindings
                     .write()

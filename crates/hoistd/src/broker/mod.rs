@@ -137,6 +137,11 @@ pub struct Broker {
     /// Provider identities (issuer, subject) already bound to a user, as
     /// the store has them; a binding never changes once made.
     bindings: RwLock<HashMap<(String, String), String>>,
+    /// Provider identities the policy links to a user the store already
+    /// binds another identity to, with that user and the reload count they
+    /// were found under: not bound, and not looked for again until the
+    /// policy changes (see [`Broker::keep_link`]).
+    unbound_links: RwLock<HashMap<(String, String), (String, u64)>>,
     /// Counts policy reloads, so live streams can check their caller again.
     reloads: watch::Sender<u64>,
     /// Commits under way, which a reload's sweep waits for (see `gate`).
@@ -526,6 +531,7 @@ impl Broker {
             reaper_missed: AtomicI64::new(NONE_MISSED),
             reaper_held: watch::Sender::new(false),
             bindings: RwLock::default(),
+            unbound_links: RwLock::default(),
             reloads: watch::Sender::new(0),
             gate: gate::Gate::default(),
             changed: std::sync::atomic::AtomicU64::new(0),

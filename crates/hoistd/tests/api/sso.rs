@@ -335,7 +335,8 @@ async fn a_linked_identity_keeps_its_name_once_the_policy_drops_the_user() {
 }
 
 /// Two identities linked to one user both act as them while the policy
-/// links them; the store binds the first. Once the policy drops the user,
+/// links them; the store binds the first, and neither's requests write to
+/// it again (or wait for a writer). Once the policy drops the user,
 /// the second is what it claims, and the name it claims is the first's:
 /// refused, on the instance that saw it linked as on any other.
 #[tokio::test]
@@ -354,6 +355,37 @@ async fn a_second_identity_linked_to_a_user_is_not_kept_as_bound() {
         let client = broker.with_token(&id_token(&provider, login).await);
         assert_eq!(client.get::<Me>("/v1/me").await.unwrap().user, "bob");
     }
+    // Neither looks for a binding again: both answer while another
+    // transaction holds the writers' lock.
+    let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+    let holder = {
+        let (held, inner) = (held.0, std::sync::Arc::clone(broker.broker()));
+        let release = release.1;
+        std::thread::spawn(move || {
+            let tx = inner.store().transaction().unwrap();
+            held.send(()).unwrap();
+            release.recv().ok();
+            drop(tx);
+        })
+    };
+    held.1.recv().unwrap();
+    for login in ["bob", "bob#work"] {
+        let client = broker.with_token(&id_token(&provider, login).await);
+        let me = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.get::<Me>("/v1/me"),
+        )
+        .await;
+        assert_eq!(
+            me.expect("answered with the writers' lock held")
+                .unwrap()
+                .user,
+            "bob",
+            "{login}"
+        );
+    }
+    release.0.send(()).unwrap();
+    holder.join().unwrap();
 
     drop_bob(&broker, &format!("{link}\n")).await;
 
