@@ -120,6 +120,30 @@ async fn device_login(setup: &Setup, who: &str) -> (hoist_api::Me, hoist::auth::
     signed_in.unwrap()
 }
 
+/// Alice signed in through the device flow: her target, and the session
+/// it stored.
+async fn alice_signed_in(setup: &Setup) -> (Target, hoist::auth::secrets::Session) {
+    let (me, session) = device_login(setup, "alice").await;
+    assert_eq!(me.user, "alice");
+    (target(setup, Some(&me.user)), session)
+}
+
+/// Alice's session as the keyring holds it now.
+fn kept_session(target: &Target) -> hoist::auth::secrets::Session {
+    hoist::auth::secrets::load(&target.broker, "alice")
+        .unwrap()
+        .expect("a stored session")
+}
+
+/// Why a session at `target` did not open; `opened` says what opening it
+/// would have wrongly done.
+async fn refused_open(target: &Target, opened: &str) -> session::SessionError {
+    match session::open(target).await {
+        Ok(_) => panic!("{opened}"),
+        Err(err) => err,
+    }
+}
+
 async fn status_of(setup: &Setup, token: &str) -> Result<hoist_api::Me, BackendError> {
     backend::connect(&setup.url, token).unwrap().me().await
 }
@@ -450,13 +474,9 @@ fn a_fresh_sign_in_asks_the_provider_to_sign_the_person_in_now() {
 fn a_provider_outage_at_refresh_is_try_again_not_sign_in_again() {
     run(async {
         let mut setup = setup(Some(3)).await;
-        let (me, _) = device_login(&setup, "alice").await;
-        let target = target(&setup, Some(&me.user));
+        let (target, _) = alice_signed_in(&setup).await;
         setup.provider.stop();
-        let err = match session::open(&target).await {
-            Ok(_) => panic!("refreshed with no provider"),
-            Err(err) => err,
-        };
+        let err = refused_open(&target, "refreshed with no provider").await;
         assert!(
             matches!(
                 err,
@@ -483,8 +503,7 @@ fn a_provider_outage_at_refresh_is_try_again_not_sign_in_again() {
 fn a_busy_provider_at_refresh_is_try_again_not_sign_in_again() {
     run(async {
         let mut setup = setup(Some(3)).await;
-        let (me, _) = device_login(&setup, "alice").await;
-        let target = target(&setup, Some(&me.user));
+        let (target, _) = alice_signed_in(&setup).await;
         for status in [503, 429] {
             setup.provider.outage(status).await;
             let err = match session::open(&target).await {
@@ -598,8 +617,7 @@ fn a_refresh_under_way_when_the_command_ends_is_saved_first() {
     let (setup, broker, first) = runtime.block_on(async {
         // Tokens of 3 s: due for a refresh at once.
         let setup = setup(Some(3)).await;
-        let (me, first) = device_login(&setup, "alice").await;
-        let target = target(&setup, Some(&me.user));
+        let (target, first) = alice_signed_in(&setup).await;
         let broker = target.broker.clone();
         setup.provider.slow(4000).await;
         tokio::spawn(async move { session::current(&target).await.map(|_| ()) });
@@ -658,11 +676,7 @@ fn a_watch_ended_by_a_signal_saves_the_refresh_under_way() {
             "a wait of more than a second is explained: {said}"
         );
         setup.provider.slow(0).await;
-        let stored = hoist::auth::secrets::load(&target.broker, "alice")
-            .unwrap()
-            .unwrap()
-            .refresh_token
-            .unwrap();
+        let stored = kept_session(&target).refresh_token.unwrap();
         let refreshed = setup.provider.refresh_with(&stored).await;
         assert_eq!(
             refreshed.status(),
@@ -677,11 +691,8 @@ fn a_watch_ended_by_a_signal_saves_the_refresh_under_way() {
 fn sessions_refresh_themselves_and_logout_revokes_them() {
     run(async {
         let mut setup = setup(Some(3)).await;
-        let (me, first) = device_login(&setup, "alice").await;
-        let target = target(&setup, Some(&me.user));
-        let stored = hoist::auth::secrets::load(&target.broker, "alice")
-            .unwrap()
-            .unwrap();
+        let (target, first) = alice_signed_in(&setup).await;
+        let stored = kept_session(&target);
         assert_eq!(
             stored.access_token, first.access_token,
             "the session is in the keyring"
@@ -689,9 +700,7 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
 
         // Within a minute of its end, opening the session refreshes it.
         let client = session::open(&target).await.unwrap();
-        let renewed = hoist::auth::secrets::load(&target.broker, "alice")
-            .unwrap()
-            .unwrap();
+        let renewed = kept_session(&target);
         assert_ne!(
             renewed.refresh_token, first.refresh_token,
             "the provider rotated the refresh token"
@@ -713,11 +722,7 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
             "refreshed again after expiry"
         );
 
-        let old_refresh = hoist::auth::secrets::load(&target.broker, "alice")
-            .unwrap()
-            .unwrap()
-            .refresh_token
-            .unwrap();
+        let old_refresh = kept_session(&target).refresh_token.unwrap();
         let signed_out = session::logout(&target).await.unwrap();
         assert!(signed_out.removed);
         assert_eq!(signed_out.revoked, Some(true), "revoked at the provider");
@@ -747,14 +752,11 @@ fn sessions_refresh_themselves_and_logout_revokes_them() {
 fn a_refresh_answered_without_an_id_token_asks_again_for_openid() {
     run(async {
         let mut setup = setup(Some(3)).await;
-        let (me, first) = device_login(&setup, "alice").await;
-        let target = target(&setup, Some(&me.user));
+        let (target, first) = alice_signed_in(&setup).await;
         setup.provider.refresh_id_token("asked").await;
         let client = session::open(&target).await.unwrap();
         assert_eq!(client.me().await.unwrap().user, "alice");
-        let renewed = hoist::auth::secrets::load(&target.broker, "alice")
-            .unwrap()
-            .unwrap();
+        let renewed = kept_session(&target);
         assert_ne!(renewed.refresh_token, first.refresh_token, "renewed");
         let claims = jwt_claims(&renewed.access_token);
         assert_eq!(claims["preferred_username"], "alice", "{claims}");
@@ -773,13 +775,9 @@ fn a_refresh_answered_without_an_id_token_asks_again_for_openid() {
 fn a_provider_away_when_asked_again_for_an_id_token_is_try_again() {
     run(async {
         let mut setup = setup(Some(3)).await;
-        let (me, first) = device_login(&setup, "alice").await;
-        let target = target(&setup, Some(&me.user));
+        let (target, first) = alice_signed_in(&setup).await;
         setup.provider.refresh_id_token("away").await;
-        let err = match session::open(&target).await {
-            Ok(_) => panic!("renewed without an ID token"),
-            Err(err) => err,
-        };
+        let err = refused_open(&target, "renewed without an ID token").await;
         assert!(
             matches!(
                 err,
@@ -787,10 +785,7 @@ fn a_provider_away_when_asked_again_for_an_id_token_is_try_again() {
             ),
             "{err:?}"
         );
-        let kept = hoist::auth::secrets::load(&target.broker, "alice")
-            .unwrap()
-            .unwrap()
-            .refresh_token;
+        let kept = kept_session(&target).refresh_token;
         assert_ne!(kept, first.refresh_token, "the one handed back is kept");
         setup.broker.stop().await;
     });
@@ -804,23 +799,15 @@ fn a_provider_away_when_asked_again_for_an_id_token_is_try_again() {
 fn a_refresh_never_answered_with_an_id_token_keeps_the_refresh_token_handed_back() {
     run(async {
         let mut setup = setup(Some(3)).await;
-        let (me, first) = device_login(&setup, "alice").await;
-        let target = target(&setup, Some(&me.user));
+        let (target, first) = alice_signed_in(&setup).await;
         setup.provider.refresh_id_token("never").await;
-        let err = match session::open(&target).await {
-            Ok(_) => panic!("renewed without an ID token"),
-            Err(err) => err,
-        };
+        let err = refused_open(&target, "renewed without an ID token").await;
         assert!(
             matches!(err, session::SessionError::Expired { .. }),
             "{err:?}"
         );
         assert!(err.to_string().contains("without an ID token"), "{err}");
-        let kept = hoist::auth::secrets::load(&target.broker, "alice")
-            .unwrap()
-            .unwrap()
-            .refresh_token
-            .unwrap();
+        let kept = kept_session(&target).refresh_token.unwrap();
         assert_ne!(Some(&kept), first.refresh_token.as_ref(), "the spent one");
         let spent = setup
             .provider
@@ -845,8 +832,7 @@ fn a_refresh_never_answered_with_an_id_token_keeps_the_refresh_token_handed_back
 fn a_sign_out_during_a_refresh_elsewhere_ends_the_renewed_session() {
     run(async {
         let mut setup = setup(None).await;
-        let (me, first) = device_login(&setup, "alice").await;
-        let target = target(&setup, Some(&me.user));
+        let (target, first) = alice_signed_in(&setup).await;
         let lock = hoist::config::Config::dir().unwrap().join("refresh.lock");
         let held = hoist::fs::lock(&lock, Duration::ZERO).unwrap().unwrap();
 
@@ -991,8 +977,7 @@ fn groups_from_the_token_decide_what_people_may_do() {
 fn a_command_that_outlives_its_token_keeps_a_fresh_one() {
     run(async {
         let mut setup = setup(Some(3)).await;
-        let (me, first) = device_login(&setup, "alice").await;
-        let target = target(&setup, Some(&me.user));
+        let (target, first) = alice_signed_in(&setup).await;
         let client = session::open(&target).await.unwrap();
         tokio::time::sleep(Duration::from_millis(4600)).await;
         let expired = status_of(&setup, &first.access_token).await;
@@ -1012,12 +997,9 @@ fn a_command_that_outlives_its_token_keeps_a_fresh_one() {
 fn a_command_whose_session_ended_takes_up_a_new_sign_in_not_the_dead_token() {
     run(async {
         let mut setup = setup(Some(3)).await;
-        let (me, _) = device_login(&setup, "alice").await;
-        let target = target(&setup, Some(&me.user));
+        let (target, _) = alice_signed_in(&setup).await;
         let client = session::open(&target).await.unwrap();
-        let stored = hoist::auth::secrets::load(&target.broker, "alice")
-            .unwrap()
-            .unwrap();
+        let stored = kept_session(&target);
         let revocation = setup.provider.endpoint("revocation_endpoint").await;
         let revoked = oidc::post_form(
             &revocation,
