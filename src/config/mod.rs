@@ -526,9 +526,18 @@ pub struct EntraTenant {
 }
 
 impl EntraTenant {
-    /// The tenant's own authority, which names its sessions in the keyring.
+    /// The tenant's own authority, where its people sign in.
     pub fn tenant_authority(&self) -> String {
         format!("{}/{}", self.authority, self.tenant)
+    }
+
+    /// What stands for a hoistd broker's URL: it names the profile's
+    /// sessions in the keyring and its cached grants. The tenant's
+    /// authority and the app registration signed in with, since a session
+    /// (its refresh token above all) is one app's: two profiles of one
+    /// tenant with different `client_id`s keep a session each.
+    pub fn broker(&self) -> String {
+        format!("{}?client_id={}", self.tenant_authority(), self.client_id)
     }
 }
 
@@ -615,8 +624,9 @@ pub struct Target {
     /// the caller must call [`crate::auth::secrets::init_file_store`] with
     /// [`sessions_dir`] before anything touches the keyring.
     pub insecure_file_store: bool,
-    /// What kind of broker it is. For Entra, `broker` is the tenant's
-    /// authority, which names the keyring entry and the prompt cache.
+    /// What kind of broker it is. For Entra, `broker` is
+    /// [`EntraTenant::broker`], which names the keyring entry and the
+    /// prompt cache.
     pub backend: Backend,
     /// The global options that choose this target on a command line of
     /// its own (`--profile work`, `--broker URL`); none when a bare
@@ -938,7 +948,7 @@ impl Config {
             }
             Kind::Entra => {
                 let tenant = entra_tenant(&name, found, self.ticket_url.as_deref())?;
-                (tenant.tenant_authority(), Backend::Entra(tenant))
+                (tenant.broker(), Backend::Entra(tenant))
             }
         };
         Ok(Target {

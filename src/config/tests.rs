@@ -435,13 +435,42 @@ fn an_entra_profile_defaults_to_the_global_cloud() {
     assert_eq!(tenant.ticket_system, None);
     assert_eq!(
         target.broker,
-        "https://login.microsoftonline.com/contoso.onmicrosoft.com"
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com\
+         ?client_id=11111111-1111-1111-1111-111111111111"
     );
     assert_eq!(target.backend.kind(), Kind::Entra);
     // Written back as it was read: no broker URL appears.
     let saved = toml::to_string(&config).unwrap();
     assert!(!saved.contains("broker"), "{saved}");
     assert!(saved.contains("kind = \"entra\""), "{saved}");
+}
+
+/// A session is one app registration's: two profiles of one tenant with
+/// different `client_id`s keep one each, where two with the same share it.
+#[test]
+fn entra_profiles_share_a_session_only_with_the_same_app_registration() {
+    let second = |client_id: &str| {
+        format!(
+            "{ENTRA}user = \"alice@contoso.example\"\n\n[profiles.other]\nkind = \"entra\"\n\
+             tenant = \"contoso.onmicrosoft.com\"\nclient_id = \"{client_id}\"\n\
+             user = \"alice@contoso.example\"\n"
+        )
+    };
+    let other = config(&second("22222222-2222-2222-2222-222222222222"));
+    let (entra, elsewhere) = (
+        other.resolve(None, Some("entra")).unwrap(),
+        other.resolve(None, Some("other")).unwrap(),
+    );
+    assert_ne!(entra.broker, elsewhere.broker);
+    assert!(!other.shares_session(&entra));
+
+    let same = config(&second("11111111-1111-1111-1111-111111111111"));
+    let (entra, again) = (
+        same.resolve(None, Some("entra")).unwrap(),
+        same.resolve(None, Some("other")).unwrap(),
+    );
+    assert_eq!(entra.broker, again.broker);
+    assert!(same.shares_session(&entra));
 }
 
 #[test]

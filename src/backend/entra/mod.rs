@@ -147,7 +147,7 @@ impl EntraClient {
         })?;
         Ok(EntraClient {
             graph,
-            broker: tenant.tenant_authority(),
+            broker: tenant.broker(),
             poll: tenant.poll,
             me: Arc::new(tokio::sync::OnceCell::new()),
             terms: Arc::new(Mutex::new(HashMap::new())),
