@@ -270,4 +270,73 @@ fn a_rule_trusting_a_shared_issuer_pins_the_owner() {
             }
         }
     }
+    // Google signs a token for any account, for any audience it names: an
+    // account's `sub` exactly, or its email or domain pinned.
+    let google = |claims: &str| {
+        text(claims).replace(
+            "https://token.actions.githubusercontent.com",
+            "https://accounts.google.com",
+        )
+    };
+    match Policy::parse("p.toml", &google(r#"sub = "1*""#)) {
+        Ok(_) => panic!("any Google account was accepted"),
+        Err(err) => assert!(err.to_string().contains("does not name one"), "{err}"),
+    }
+    for accepted in [
+        r#"sub = "104857392018475629103""#,
+        r#"sub = "1*", email = "deploy@acme-prod.iam.gserviceaccount.com""#,
+    ] {
+        if let Err(err) = Policy::parse("p.toml", &google(accepted)) {
+            panic!("{accepted}: {err}");
+        }
+    }
+}
+
+/// A `*` that goes on from within a repository's (or project's) name in
+/// `sub` matches the owner's other repositories whose names begin so:
+/// `repo:acme/app*` is `acme/app-internal`'s jobs too. It must be followed
+/// by the `:` that ends the name, so that such is clearly meant.
+#[test]
+fn a_wildcard_within_a_repositorys_name_must_say_it_means_others() {
+    let text = |issuer: &str, sub: &str| {
+        format!(
+            "{PEOPLE}\n[[roles]]\nid = \"db\"\neligible_groups = [\"eng\"]\n\
+             default_duration = \"30m\"\nmax_duration = \"1h\"\n\
+             \n[[workloads]]\nname = \"deploy\"\nissuer = \"{issuer}\"\n\
+             audience = \"hoist-ci\"\nclaims = {{ sub = \"{sub}\", repository_owner = \"acme\" }}\n\
+             roles = [{{ role = \"db\", max_ttl_minutes = 10 }}]\n"
+        )
+    };
+    let (github, gitlab) = (
+        "https://token.actions.githubusercontent.com",
+        "https://gitlab.com",
+    );
+    for (issuer, refused, hint) in [
+        (github, "repo:acme/app*", "`repo:acme/app:*`"),
+        (
+            gitlab,
+            "project_path:acme/ops/app*",
+            "`project_path:acme/ops/app:*`",
+        ),
+    ] {
+        match Policy::parse("p.toml", &text(issuer, refused)) {
+            Ok(_) => panic!("{refused} was accepted"),
+            Err(err) => assert!(
+                err.to_string().contains("whose name begins") && err.to_string().contains(hint),
+                "{refused}: {err}"
+            ),
+        }
+    }
+    for (issuer, accepted) in [
+        (github, "repo:acme/app*:*"),
+        (github, "repo:acme/app:*"),
+        (github, "repo:acme/*"),
+        (github, "repo:*"),
+        (github, "repo:acme/app:ref:refs/heads/release-*"),
+        (gitlab, "project_path:acme/ops/*"),
+    ] {
+        if let Err(err) = Policy::parse("p.toml", &text(issuer, accepted)) {
+            panic!("{accepted}: {err}");
+        }
+    }
 }

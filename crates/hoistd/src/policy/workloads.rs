@@ -202,74 +202,121 @@ struct RawWorkloadRole {
     approval: Option<Approval>,
 }
 
-/// Issuers that sign the jobs of everyone on a hosted service: a rule
-/// trusting one must pin whose jobs, or any account there could match it.
-/// Each with the prefix of a `sub` that names the owner, what ends the
-/// owner's name there, and the claims that pin it when written exactly.
-const SHARED_ISSUERS: &[(&str, &str, char, &[&str])] = &[
-    (
-        "https://token.actions.githubusercontent.com",
-        "repo:",
-        '/',
-        &[
+/// An issuer that signs the jobs (or the accounts) of everyone on a hosted
+/// service: a rule trusting one must pin whose, or any account there could
+/// match it.
+struct Shared {
+    issuer: &'static str,
+    /// The prefix of a `sub` that names the owner, and what ends the
+    /// owner's name there; none where `sub` names no owner (a Google
+    /// account's number), so that only an exact `sub` pins one.
+    owner_in_sub: Option<(&'static str, char)>,
+    /// Whether `sub` goes on, after the owner, with the name of one of
+    /// theirs (a repository or project) ended by `:`: `repo:acme/app*`
+    /// matches `acme/app-internal`'s jobs as well as `acme/app`'s.
+    named_after_owner: bool,
+    /// Claims that pin the owner when written exactly.
+    owner_claims: &'static [&'static str],
+}
+
+const SHARED_ISSUERS: &[Shared] = &[
+    Shared {
+        issuer: "https://token.actions.githubusercontent.com",
+        owner_in_sub: Some(("repo:", '/')),
+        named_after_owner: true,
+        owner_claims: &[
             "repository_owner",
             "repository_owner_id",
             "repository",
             "repository_id",
         ],
-    ),
-    (
-        "https://gitlab.com",
-        "project_path:",
-        '/',
-        &[
+    },
+    Shared {
+        issuer: "https://gitlab.com",
+        owner_in_sub: Some(("project_path:", '/')),
+        named_after_owner: true,
+        owner_claims: &[
             "namespace_path",
             "namespace_id",
             "project_path",
             "project_id",
         ],
-    ),
-    (
-        "https://agent.buildkite.com",
-        "organization:",
-        ':',
-        &["organization_slug", "organization_id"],
-    ),
-    (
-        "https://app.terraform.io",
-        "organization:",
-        ':',
-        &["terraform_organization_name", "terraform_organization_id"],
-    ),
+    },
+    Shared {
+        issuer: "https://agent.buildkite.com",
+        owner_in_sub: Some(("organization:", ':')),
+        named_after_owner: false,
+        owner_claims: &["organization_slug", "organization_id"],
+    },
+    Shared {
+        issuer: "https://app.terraform.io",
+        owner_in_sub: Some(("organization:", ':')),
+        named_after_owner: false,
+        owner_claims: &["terraform_organization_name", "terraform_organization_id"],
+    },
+    // Any Google account, or any project's service account, gets ID
+    // tokens for any audience it names.
+    Shared {
+        issuer: "https://accounts.google.com",
+        owner_in_sub: None,
+        named_after_owner: false,
+        owner_claims: &["email", "hd"],
+    },
 ];
 
 /// Why a rule trusting a shared issuer does not pin an owner, if it does
 /// not: its `sub` must name the owner before any wildcard
 /// (`repo:acme/*`, not `repo:acme*` or `repo:*`), or an owner claim must
-/// be pinned exactly.
+/// be pinned exactly. A `*` within a repository's name in `sub` must be
+/// followed by the `:` that ends the name (`repo:acme/app*:*`), so that it
+/// is clearly meant to match other repositories.
 fn shared_issuer_unpinned(
     issuer: &str,
     sub: &str,
     claims: &BTreeMap<String, String>,
 ) -> Option<String> {
-    let (_, prefix, end, owner_claims) = SHARED_ISSUERS
+    let shared = SHARED_ISSUERS
         .iter()
-        .find(|(shared, ..)| issuer.trim_end_matches('/') == *shared)?;
-    let literal = sub.split(['*', '?']).next().unwrap_or_default();
-    let owner_in_sub = literal
-        .strip_prefix(prefix)
-        .is_some_and(|rest| rest.find(*end).is_some_and(|at| at > 0));
-    let owner_claim = owner_claims.iter().any(|name| {
+        .find(|shared| issuer.trim_end_matches('/') == shared.issuer)?;
+    let pinned = |name: &&str| {
         claims
             .get(*name)
             .is_some_and(|p| !p.is_empty() && !p.contains(['*', '?']))
-    });
-    (!owner_in_sub && !owner_claim).then(|| {
-        format!(
+    };
+    let owner_claim = shared.owner_claims.iter().any(pinned);
+    let owners = shared.owner_claims.join(", ");
+    let Some((prefix, end)) = shared.owner_in_sub else {
+        return (sub.contains(['*', '?']) && !owner_claim).then(|| {
+            format!(
+                "{issuer} signs tokens for every account it hosts, and `sub = \"{sub}\"` does \
+                 not name one: write the account's `sub` exactly, or pin one of {owners} exactly"
+            )
+        });
+    };
+    let literal = sub.split(['*', '?']).next().unwrap_or_default();
+    let owner_in_sub = literal
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.find(end).is_some_and(|at| at > 0));
+    if !owner_in_sub && !owner_claim {
+        return Some(format!(
             "{issuer} signs the jobs of every account it hosts, and `sub = \"{sub}\"` does not \
              name whose: write the owner before any wildcard (`{prefix}OWNER{end}...`), or pin \
-             one of {} exactly",
-            owner_claims.join(", ")
+             one of {owners} exactly"
+        ));
+    }
+    let named = sub
+        .strip_prefix(prefix)
+        .filter(|_| shared.named_after_owner)?;
+    let star = named.find('*')?;
+    let before = &named[..star];
+    let within_name = !named.contains(':') && before.contains(end) && !before.ends_with(end);
+    within_name.then(|| {
+        let name = before;
+        format!(
+            "`sub = \"{sub}\"`: its `*` goes on from within a name, so it matches every \
+             repository or project whose name begins `{name}` (its owner's other ones too), and \
+             any of their jobs: write `{prefix}{name}:*` for the jobs of `{name}`, or \
+             `{prefix}{name}*:*` if every such one is meant"
         )
     })
 }
