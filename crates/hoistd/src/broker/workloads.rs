@@ -150,6 +150,10 @@ struct Admitted {
     approval: Approval,
     task_key: String,
     task: String,
+    /// The token's own key (its issuer and `jti`) where the rule keys
+    /// tasks by another claim: a token files one task, whichever rules
+    /// admit it, so it is recorded beside the task (see `file_task`).
+    token_key: Option<String>,
     token_expires_at: chrono::DateTime<chrono::Utc>,
     /// The policy the token was checked against: the exchange files under
     /// it only while it is still the one in force.
@@ -637,11 +641,18 @@ impl Broker {
                     "the token has no `exp` claim in whole seconds".into(),
                 )
             })?;
+        let key = |claim: &str, value: &str| format!("{iss}\n{claim}:{}", claimed(value));
+        let token_key = (rule.task_claim != "jti")
+            .then(|| claim_text(&claims, "jti"))
+            .flatten()
+            .filter(|jti| !jti.is_empty())
+            .map(|jti| key("jti", &jti));
         Ok(Admitted {
             principal: format!("{WORKLOAD_PREFIX}{}:{subject}", rule.name),
             issuer: iss.clone(),
-            task_key: format!("{iss}\n{}:{}", rule.task_claim, claimed(&task)),
+            task_key: key(&rule.task_claim, &task),
             task: claimed(&task),
+            token_key,
             rule: rule.clone(),
             subject,
             claims,
@@ -697,7 +708,20 @@ impl Broker {
                 }
                 Err(refusal) => return Err(refusal),
             },
-            None => self.file_task(&mut work, admitted)?,
+            None => {
+                // A token that filed a task under another rule's key.
+                if let Some(key) = &admitted.token_key
+                    && work.tx.exchange(key)?.is_some()
+                {
+                    return Err(Refusal::new(
+                        WorkloadErrorCode::Replayed,
+                        "this token was exchanged already, for a task another rule keys \
+                         otherwise; one token is one task"
+                            .to_string(),
+                    ));
+                }
+                self.file_task(&mut work, admitted)?
+            }
         };
         let redeemed_at = work.now;
         if let Err(err) = self.finish(work) {
@@ -827,6 +851,16 @@ impl Broker {
             collect_by: collect_by(admitted),
         };
         work.tx.insert_exchange(&exchange)?;
+        // The token itself, under the key a rule keying tasks by `jti`
+        // would give it: found there, it is a replay. Never collected from,
+        // so never settled by the reaper.
+        if let Some(key) = &admitted.token_key {
+            work.tx.insert_exchange(&Exchange {
+                task_key: key.clone(),
+                collect_by: None,
+                ..exchange.clone()
+            })?;
+        }
         work.workload_claims
             .insert(request.id.clone(), exchange.claims.clone());
         if approvals == 0 {

@@ -1121,6 +1121,43 @@ async fn a_refusal_names_the_rule_that_grants_the_role_asked_for() {
     assert_eq!(refusal.actor, "workload:ci:deploy-bot", "{refusal:?}");
 }
 
+/// One token is one task, whichever rules admit it: a rule keying tasks
+/// by their run does not let a token exchanged under a rule keying them by
+/// `jti` file a second task, nor the reverse.
+#[tokio::test]
+async fn a_token_files_one_task_under_rules_keying_tasks_differently() {
+    let provider = Provider::start().await;
+    let runs = format!(
+        "[[workloads]]\nname = \"runs\"\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\n\
+         task_claim = \"run_id\"\n[workloads.claims]\nsub = \"deploy-bot\"\n\
+         [[workloads.roles]]\nrole = \"logs\"\nmax_ttl_minutes = 10\n",
+        provider.issuer
+    );
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, &runs))
+        .start()
+        .await;
+    for (run, first, second) in [(4242, "deploy", "logs"), (4243, "logs", "deploy")] {
+        let mut claims = main_claims();
+        claims["run_id"] = json!(run);
+        let token = provider
+            .workload_token("deploy-bot", AUDIENCE, &claims, None)
+            .await;
+        issued(exchange_for(&broker, &token, first).await);
+        let why = refused_with(
+            exchange_for(&broker, &token, second).await,
+            WorkloadErrorCode::Replayed,
+        );
+        assert!(why.contains("exchanged already"), "{first}: {why}");
+    }
+    let audit = broker.as_user("erin").audit().await;
+    let activated = audit
+        .iter()
+        .filter(|e| e.kind == AuditKind::Activated)
+        .count();
+    assert_eq!(activated, 2, "one grant a token: {audit:?}");
+}
+
 /// Nor is a token held to the terms of a stricter rule before it for
 /// another subject: the rule that grants takes it with its own leeway.
 #[tokio::test]
