@@ -142,6 +142,9 @@ pub struct Broker {
     /// were found under: not bound, and not looked for again until the
     /// policy changes (see [`Broker::keep_link`]).
     unbound_links: RwLock<HashMap<(String, String), (String, u64)>>,
+    /// What fell due and could not be recorded at the reaper's last look,
+    /// already logged (see [`Broker::reap`]).
+    reaper_stuck: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Counts policy reloads, so live streams can check their caller again.
     reloads: watch::Sender<u64>,
     /// Commits under way, which a reload's sweep waits for (see `gate`).
@@ -532,6 +535,7 @@ impl Broker {
             reaper_held: watch::Sender::new(false),
             bindings: RwLock::default(),
             unbound_links: RwLock::default(),
+            reaper_stuck: std::sync::Mutex::default(),
             reloads: watch::Sender::new(0),
             gate: gate::Gate::default(),
             changed: std::sync::atomic::AtomicU64::new(0),

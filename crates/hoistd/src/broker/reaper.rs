@@ -1,13 +1,13 @@
 //! Recording what fell due: lapsed requests, scheduled starts, expired
 //! grants, and workload tasks nobody can collect any more.
 
-use chrono::{DateTime, Utc};
-use hoist_api::{AccessRequest, AuditKind, GrantState, RequestState};
+use chrono::{DateTime, TimeDelta, Utc};
+use hoist_api::{AccessRequest, AuditKind, Grant, GrantState, RequestState};
 use serde_json::json;
 
-use super::{Broker, SYSTEM_ACTOR, Work, event};
-use crate::error::Result;
-use crate::store::Exchange;
+use super::{Broker, SYSTEM_ACTOR, Work, event, now};
+use crate::error::{Error, Result};
+use crate::store::{Exchange, StoreError};
 
 /// The most the reaper records in one transaction. Every writing
 /// transaction takes turns with the others (store rule 1), so a mass
@@ -15,55 +15,185 @@ use crate::store::Exchange;
 /// between them, not in one transaction that holds them all up.
 const REAP_BATCH: usize = 200;
 
+/// How soon the reaper looks again while something due could not be
+/// recorded: what falls due meanwhile waits at most this long.
+const STUCK_RETRY: TimeDelta = TimeDelta::seconds(1);
+
 impl Broker {
     /// Records what fell due: lapsed requests, scheduled starts, expired
     /// grants, workload tasks past their last poll, at most [`REAP_BATCH`]
     /// of them. Returns when the next thing falls due, already past when
     /// some were left for the next turn. A job of the leader's, fenced by
     /// its lease once it took one.
+    ///
+    /// A batch that cannot be recorded for a reason other than the
+    /// database's (a row it cannot read, an item whose recording fails) is
+    /// recorded one item at a time instead: one bad item must not keep
+    /// every other expiry, and the removal of its access, from happening.
     pub fn reap(&self) -> Result<Option<DateTime<Utc>>> {
+        match self.reap_batch() {
+            Err(err) if !passing(&err) => {
+                tracing::warn!(
+                    error = %err,
+                    "what fell due could not be recorded together; recording it one at a time"
+                );
+                self.reap_singly()
+            }
+            Ok(next) => {
+                self.reaper_stuck
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                Ok(next)
+            }
+            err => err,
+        }
+    }
+
+    fn reap_batch(&self) -> Result<Option<DateTime<Utc>>> {
         let mut work = self.begin_job()?;
         let requests = work.tx.due_requests(work.now)?;
         let mut left = REAP_BATCH.saturating_sub(requests.len());
-        for mut request in requests.into_iter().take(REAP_BATCH) {
-            match request.state {
-                RequestState::Pending => work.time_out(&mut request)?,
-                // Cancelled instead if the requester is no longer eligible,
-                // or its approvers no longer may approve it.
-                RequestState::Approved => match work.approvals_lapsed(&request)? {
-                    Some(reason) => work.cancel(&mut request, reason)?,
-                    None => {
-                        let holding = work.holding(&request)?;
-                        work.activate(&mut request, SYSTEM_ACTOR, holding)?;
-                    }
-                },
-                _ => {}
-            }
+        for request in requests.into_iter().take(REAP_BATCH) {
+            work.reap_request(request)?;
         }
         if left > 0 {
             let grants = work.tx.due_grants(work.now)?;
             let ending = grants.len().min(left);
             left -= ending;
-            for mut grant in grants.into_iter().take(ending) {
-                work.end_grant(&mut grant, GrantState::Expired, SYSTEM_ACTOR, None)?;
+            for grant in grants.into_iter().take(ending) {
+                work.reap_grant(grant)?;
             }
         }
         if left > 0 {
-            for exchange in work.tx.uncollected(work.now, left)? {
-                let why = format!(
-                    "its workload never collected the credential: the task's token expired at {}",
-                    exchange.expires_at.to_rfc3339()
-                );
-                work.uncollected(exchange, why)?;
-            }
+            work.reap_uncollected(left)?;
         }
         let next = work.tx.next_due()?;
         self.finish(work)?;
         Ok(next)
     }
+
+    /// [`Broker::reap`], each item in a transaction of its own. One that
+    /// fails is logged (once while it keeps failing) and left for the next
+    /// look, [`STUCK_RETRY`] on; the rest are recorded.
+    fn reap_singly(&self) -> Result<Option<DateTime<Utc>>> {
+        let (requests, grants) = self.store().read()?.due_ids(now())?;
+        let mut stuck = Vec::new();
+        let items = requests
+            .into_iter()
+            .map(|id| (id, true))
+            .chain(grants.into_iter().map(|id| (id, false)))
+            .take(REAP_BATCH);
+        for (id, request) in items {
+            let reaped = self.begin_job().and_then(|mut work| {
+                if request {
+                    let found = work.tx.request(&id)?;
+                    if let Some(request) = found.filter(|r| due(r, work.now)) {
+                        work.reap_request(request)?;
+                    }
+                } else {
+                    let found = work.tx.grant(&id)?;
+                    let now = work.now;
+                    if let Some(grant) =
+                        found.filter(|g| g.state == GrantState::Active && g.expires_at <= now)
+                    {
+                        work.reap_grant(grant)?;
+                    }
+                }
+                self.finish(work)
+            });
+            match reaped {
+                Ok(()) => {}
+                Err(err) if passing(&err) => return Err(err),
+                Err(err) => stuck.push((id, err)),
+            }
+        }
+        let uncollected = self.begin_job().and_then(|mut work| {
+            work.reap_uncollected(REAP_BATCH)?;
+            self.finish(work)
+        });
+        match uncollected {
+            Ok(()) => {}
+            Err(err) if passing(&err) => return Err(err),
+            Err(err) => stuck.push(("uncollected workload tasks".to_string(), err)),
+        }
+        let mut logged = self.reaper_stuck.lock().unwrap_or_else(|p| p.into_inner());
+        let now_stuck: std::collections::HashSet<String> =
+            stuck.iter().map(|(id, _)| id.clone()).collect();
+        for (id, err) in &stuck {
+            if !logged.contains(id) {
+                tracing::error!(
+                    item = %id,
+                    error = %err,
+                    "what fell due could not be recorded; the rest was, and it is tried again"
+                );
+            }
+        }
+        *logged = now_stuck;
+        let next = self.store().read()?.next_due()?;
+        Ok(match next {
+            Some(next) if !stuck.is_empty() => Some(next.max(now() + STUCK_RETRY)),
+            next => next,
+        })
+    }
+}
+
+/// Whether an error is the database's, passing: the same work done again
+/// later may succeed as it is.
+fn passing(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Store(
+            StoreError::Unavailable(_) | StoreError::Uncertain(_) | StoreError::Contended(_)
+        )
+    )
+}
+
+/// Whether a request is due: pending past its lapse, or approved and at
+/// its start (none: at once).
+fn due(request: &AccessRequest, now: DateTime<Utc>) -> bool {
+    match request.state {
+        RequestState::Pending => request.lapses_at.is_some_and(|at| at <= now),
+        RequestState::Approved => request.starts_at.is_none_or(|at| at <= now),
+        _ => false,
+    }
 }
 
 impl Work<'_> {
+    /// Records what a due request comes to: timed out, cancelled, or its
+    /// grant started.
+    fn reap_request(&mut self, mut request: AccessRequest) -> Result<()> {
+        match request.state {
+            RequestState::Pending => self.time_out(&mut request),
+            // Cancelled instead if the requester is no longer eligible, or
+            // its approvers no longer may approve it.
+            RequestState::Approved => match self.approvals_lapsed(&request)? {
+                Some(reason) => self.cancel(&mut request, reason),
+                None => {
+                    let holding = self.holding(&request)?;
+                    self.activate(&mut request, SYSTEM_ACTOR, holding)
+                }
+            },
+            _ => Ok(()),
+        }
+    }
+
+    fn reap_grant(&mut self, mut grant: Grant) -> Result<()> {
+        self.end_grant(&mut grant, GrantState::Expired, SYSTEM_ACTOR, None)
+    }
+
+    /// Settles at most `limit` workload tasks nobody can collect any more.
+    fn reap_uncollected(&mut self, limit: usize) -> Result<()> {
+        for exchange in self.tx.uncollected(self.now, limit)? {
+            let why = format!(
+                "its workload never collected the credential: the task's token expired at {}",
+                exchange.expires_at.to_rfc3339()
+            );
+            self.uncollected(exchange, why)?;
+        }
+        Ok(())
+    }
+
     /// Records a pending request whose time for a decision is over as
     /// timed out, as every read has shown it since.
     pub(super) fn time_out(&mut self, request: &mut AccessRequest) -> Result<()> {

@@ -366,3 +366,75 @@ fn a_mass_expiry_is_recorded_in_turns() {
     {}
     assert_eq!(expired(), 250);
 }
+
+/// A row the reaper cannot read (here a request's, as an edit outside
+/// hoistd leaves it) keeps nothing else from being recorded: the grants
+/// that end meanwhile are recorded as expired. Once the row
+/// reads again, it is recorded too.
+#[tokio::test]
+async fn a_row_the_reaper_cannot_read_holds_up_no_other_expiry() {
+    let mut broker = TestBroker::builder()
+        .settings(r#"pending_ttl = "1s""#)
+        .reaper_held()
+        .start()
+        .await;
+    let alice = broker.as_user("alice");
+    let pending = alice.file(&db_request()).await.unwrap();
+    let granted = alice
+        .file(&CreateRequest {
+            duration_secs: Some(1),
+            ..request("logs", "reading")
+        })
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    let db = rusqlite::Connection::open(broker.db()).unwrap();
+    let unreadable = |value: &dyn rusqlite::ToSql| {
+        db.execute(
+            "UPDATE requests SET updated_at = ?1 WHERE id = ?2",
+            rusqlite::params![value, pending.id],
+        )
+        .unwrap();
+    };
+    let updated_at = pending.updated_at.timestamp_millis();
+    unreadable(&"not a time");
+    sleep_past(alice.grant(&granted).await.unwrap().expires_at).await;
+    sleep_past(pending.lapses_at.unwrap()).await;
+
+    broker.hold_reaper(false);
+    let recorded = |kind: AuditKind, id: String| {
+        let erin = broker.as_user("erin");
+        async move {
+            erin.audit().await.iter().any(|e| {
+                e.kind == kind && [&e.grant_id, &e.request_id].contains(&&Some(id.clone()))
+            })
+        }
+    };
+    eventually(Duration::from_secs(10), || {
+        recorded(AuditKind::Expired, granted.clone())
+    })
+    .await;
+    // A grant that ends later is recorded as it ends, the row still
+    // unreadable.
+    let later = alice
+        .file(&CreateRequest {
+            duration_secs: Some(1),
+            ..request("logs", "reading again")
+        })
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    eventually(Duration::from_secs(10), || {
+        recorded(AuditKind::Expired, later.clone())
+    })
+    .await;
+    assert!(!recorded(AuditKind::TimedOut, pending.id.clone()).await);
+
+    unreadable(&updated_at);
+    eventually(Duration::from_secs(10), || {
+        recorded(AuditKind::TimedOut, pending.id.clone())
+    })
+    .await;
+}

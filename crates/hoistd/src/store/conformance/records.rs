@@ -427,6 +427,15 @@ pub fn due_work_and_next_due(store: &dyn Store) {
     };
     assert!(due(149).is_empty());
     assert_eq!(due(150), ["g1"]);
+    assert_eq!(
+        tx.due_ids(at(300)).unwrap(),
+        (
+            vec!["p1".to_string(), "a1".to_string(), "p2".to_string()],
+            vec!["g1".to_string()]
+        ),
+        "the same, as ids"
+    );
+    assert_eq!(tx.due_ids(at(99)).unwrap(), (Vec::new(), Vec::new()));
     assert_eq!(tx.next_due().unwrap(), Some(at(100)));
     drop(tx);
 

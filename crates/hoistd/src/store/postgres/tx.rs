@@ -1077,6 +1077,27 @@ impl Tx for PgTx {
         self.query_grants(&sql, vec![p(ms(now))])
     }
 
+    fn due_ids(&self, now: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>)> {
+        let ids = |sql: &str| -> Result<Vec<String>> {
+            self.query(sql, vec![p(ms(now))])?
+                .iter()
+                .map(|row| get(row, 0))
+                .collect()
+        };
+        Ok((
+            ids("SELECT id FROM ( \
+                 SELECT id, created_at, ord FROM requests \
+                 WHERE state = 'pending' AND lapses_at <= $1 \
+                 UNION ALL \
+                 SELECT id, created_at, ord FROM requests WHERE state = 'approved' \
+                 AND coalesce(starts_at, 0) <= $1) due ORDER BY created_at, ord")?,
+            ids(
+                "SELECT id FROM grants WHERE state = 'active' AND expires_at <= $1 \
+                 ORDER BY expires_at",
+            )?,
+        ))
+    }
+
     fn uncollected(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Exchange>> {
         let rows = self.query(
             &format!(

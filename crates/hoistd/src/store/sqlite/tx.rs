@@ -332,6 +332,26 @@ impl Tx for SqliteTx<'_> {
         self.query_grants(&sql, &[Value::Integer(ms(now))])
     }
 
+    fn due_ids(&self, now: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>)> {
+        let ids = |sql: &str| -> Result<Vec<String>> {
+            let mut statement = self.conn.prepare_cached(sql)?;
+            let rows = statement.query_map([ms(now)], |row| row.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        Ok((
+            ids(
+                "SELECT id, created_at FROM requests WHERE state = 'pending' AND lapses_at <= ?1 \
+                 UNION ALL \
+                 SELECT id, created_at FROM requests WHERE state = 'approved' \
+                 AND coalesce(starts_at, 0) <= ?1 ORDER BY created_at",
+            )?,
+            ids(
+                "SELECT id FROM grants WHERE state = 'active' AND expires_at <= ?1 \
+                 ORDER BY expires_at",
+            )?,
+        ))
+    }
+
     fn uncollected(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Exchange>> {
         let mut statement = self.conn.prepare_cached(&format!(
             "SELECT {EXCHANGE_COLUMNS} FROM workload_exchanges \
