@@ -246,22 +246,20 @@ pub(super) fn credential(state: &mut State, copy: bool) -> Vec<Command> {
     let at_target = grant.access.as_ref();
     let certify = at_target.is_some_and(|access| access.kind == access::SSH);
     let grant_id = grant.id.clone();
-    // A copy from the list is a fresh fetch, which sets a new password
-    // at a PostgreSQL target: asked first, since one in use stops working
-    // for new logins (the pop-up copies what it shows instead).
-    if copy && let Some(access) = at_target.filter(|access| access.kind == access::POSTGRES) {
+    // A fetch sets a new password at a PostgreSQL target: asked first,
+    // since one in use (a `hoist exec` elsewhere) stops working for new
+    // logins (the pop-up copies what it shows instead).
+    if let Some(access) = at_target.filter(|access| access.kind == access::POSTGRES) {
         let prompt = format!(
-            "Copy a new password for {}? It is set at {} now: one fetched before stops working \
+            "{} a new password for {}? It is set at {} now: one fetched before stops working \
              for new logins",
+            if copy { "Copy" } else { "Show" },
             crate::text::sanitize::line(&grant.role),
             crate::text::sanitize::line(&access.target)
         );
         state.modal = Some(Modal::Confirm {
             prompt,
-            yes: Command::Credential {
-                grant_id,
-                copy: true,
-            },
+            yes: Command::Credential { grant_id, copy },
             danger: false,
         });
         return vec![];

@@ -614,13 +614,15 @@ fn the_credential_of_access_still_provisioning_is_not_asked_for() {
         banner.text
     );
 
-    // Live: asked for, and shown with the access; y copies what is shown.
+    // Live: asked for once confirmed (a new password), and shown with the
+    // access; y copies what is shown.
     let live = at_target(
         grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
         AccessState::Live,
     );
     update(&mut state, grant_event(live));
-    let commands = update(&mut state, Action::ShowCredential);
+    update(&mut state, Action::ShowCredential);
+    let commands = update(&mut state, Action::Confirm);
     assert_eq!(
         commands,
         [Command::Credential {
@@ -3054,7 +3056,8 @@ fn a_decision_that_fails_gives_back_its_reason() {
 }
 
 /// `y` on the list fetches afresh, which at a PostgreSQL target sets a new
-/// password: it asks first, and copies only on yes.
+/// password: it asks first, and copies only on yes. `s` too: a password in
+/// use elsewhere (a `hoist exec`) would stop working for new logins.
 #[test]
 fn copying_a_postgres_credential_from_the_list_asks_first() {
     use hoist_api::AccessState;
@@ -3083,9 +3086,18 @@ fn copying_a_postgres_credential_from_the_list_asks_first() {
     );
     assert!(state.busy.contains("g1"));
     state.busy.clear();
-    // Shown (s), it is fetched at once: the pop-up shows the new one.
+    assert_eq!(update(&mut state, Action::ShowCredential), []);
+    match &state.modal {
+        Some(Modal::Confirm { prompt, .. }) => {
+            assert!(prompt.starts_with("Show a new password"), "{prompt}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(update(&mut state, Action::Decline), []);
+    assert!(!state.busy.contains("g1"), "nothing fetched on no");
+    update(&mut state, Action::ShowCredential);
     assert_eq!(
-        update(&mut state, Action::ShowCredential),
+        update(&mut state, Action::Confirm),
         [Command::Credential {
             grant_id: "g1".into(),
             copy: false
