@@ -517,8 +517,9 @@ fn ctrl_c_stops_a_shell_loop_around_hoist_exec() {
 
 /// The demo's story with its real PostgreSQL target, typed in a real
 /// terminal: the first banner says which target, a request is approved,
-/// the Grants screen says `live at demo-db`, `s` shows a `psql` command,
-/// and that command, pasted into a shell, logs in.
+/// the Grants screen says `live at demo-db`, `s` (confirmed: it sets a
+/// new password) shows a `psql` command, and that command, pasted into a
+/// shell, logs in.
 #[test]
 fn the_demo_story_ends_in_a_working_psql() {
     let logs = tempfile::tempdir().unwrap();
@@ -539,6 +540,8 @@ fn the_demo_story_ends_in_a_working_psql() {
     pane.keys(&["3"]);
     pane.wait_for("live at demo-db", LOAD);
     pane.keys(&["s"]);
+    pane.wait_for("Show a new password for prod-db-admin?", LOAD);
+    pane.keys(&["y"]);
     let shown = pane.wait_for("psql 'postgresql://hoist_alice_", LOAD);
     let command = shown
         .lines()
