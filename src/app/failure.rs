@@ -50,6 +50,12 @@ impl Failure {
     /// Says what went wrong in the words of the failure: denied by policy,
     /// expired session, broker unreachable.
     pub fn describe(&self) -> String {
+        self.describe_for("hoist")
+    }
+
+    /// The same, its commands run as `hoist` (`hoist --profile work`:
+    /// [`crate::app::State::hoist`]).
+    pub fn describe_for(&self, hoist: &str) -> String {
         let message = sanitize::line(&self.message);
         let kind = match self.kind {
             FailureKind::Unreachable => {
@@ -58,10 +64,16 @@ impl Failure {
                 return format!("Broker unreachable ({message}); not confirmed, try again");
             }
             FailureKind::SessionEnded => {
-                return "Session expired or not signed in: run `hoist login`".into();
+                return format!(
+                    "Session expired or not signed in: run `{} login`",
+                    sanitize::line(hoist)
+                );
             }
             FailureKind::StepUpRequired => {
-                return format!("Sign in again: {message} (run `hoist login --fresh`)");
+                return format!(
+                    "Sign in again: {message} (run `{} login --fresh`)",
+                    sanitize::line(hoist)
+                );
             }
             FailureKind::Other => return message.into_owned(),
             FailureKind::AlreadyFiled => {

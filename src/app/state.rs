@@ -352,9 +352,11 @@ pub struct State {
     pub profile: Option<String>,
     /// The profile on screen, by name, and every profile `P` can switch to.
     pub profile_name: Option<String>,
-    /// The command that signs in again to the broker on screen, from
-    /// another terminal, when its session ends.
-    pub sign_in_command: String,
+    /// `hoist` and the options that choose the broker on screen
+    /// (`hoist --profile work`): what every command a message names to
+    /// run elsewhere (sign in again, revoke) begins with, or it would reach
+    /// another profile's broker.
+    pub hoist: String,
     pub profiles: Vec<ProfileChoice>,
     /// What the broker can do; screens and keys for the rest are hidden.
     pub capabilities: Capabilities,
@@ -458,7 +460,7 @@ impl State {
             broker,
             profile: None,
             profile_name: None,
-            sign_in_command: "hoist login".to_string(),
+            hoist: "hoist".to_string(),
             profiles: Vec::new(),
             capabilities: Capabilities::ALL,
             signs_in_again: false,

@@ -640,13 +640,18 @@ impl Target {
     /// this target wherever it is typed: a hint that names another
     /// profile's broker would send a token there.
     pub fn command(&self, rest: &str) -> String {
+        format!("{} {rest}", self.hoist())
+    }
+
+    /// `hoist` and the options that choose this target, quoted for a POSIX
+    /// shell: what a hint's command begins with.
+    pub fn hoist(&self) -> String {
         let mut words = vec!["hoist".to_string()];
         words.extend(
             self.chosen_by
                 .iter()
                 .map(|word| crate::text::shell_word(word)),
         );
-        words.push(rest.to_string());
         words.join(" ")
     }
 

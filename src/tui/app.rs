@@ -53,9 +53,10 @@ pub struct Options {
     /// Signs the person in again, freshly, when a role asks for a recent
     /// sign-in; without it the TUI says to run `hoist login`.
     pub sign_in_again: Option<super::worker::SignInAgain>,
-    /// The command that signs in to this broker again from another
-    /// terminal (`hoist --profile work login`); `hoist login` if unset.
-    pub sign_in_command: Option<String>,
+    /// `hoist` and the options that choose this broker
+    /// (`hoist --profile work`), for the commands messages name; a bare
+    /// `hoist` if unset ([`crate::app::State::hoist`]).
+    pub hoist: Option<String>,
 }
 
 impl Default for Options {
@@ -75,7 +76,7 @@ impl Default for Options {
             prompter: None,
             notice: None,
             sign_in_again: None,
-            sign_in_command: None,
+            hoist: None,
         }
     }
 }
@@ -203,8 +204,8 @@ fn wire(
     state.profile = options.profile;
     state.profile_name = options.profile_name;
     state.profiles = options.profiles;
-    if let Some(command) = options.sign_in_command {
-        state.sign_in_command = command;
+    if let Some(hoist) = options.hoist {
+        state.hoist = hoist;
     }
     if let Some((text, level)) = options.notice {
         state.banner = Some(crate::app::state::Banner {
@@ -229,7 +230,8 @@ fn wire(
         sender,
         options.save_favourites,
         options.sign_in_again,
-    );
+    )
+    .naming(&state.hoist);
     tasks.push(tokio::spawn(worker.clone().follow_events()));
     let wired = Wired {
         state,

@@ -236,10 +236,11 @@ pub fn unconfirmed(state: &crate::app::State) -> Vec<String> {
         .into_iter()
         .map(|grant| {
         format!(
-            "the broker never confirmed the revocation of {} ({}); it stays active until {} unless you run `hoist revoke {}`",
+            "the broker never confirmed the revocation of {} ({}); it stays active until {} unless you run `{} revoke {}`",
             sanitize::line(&grant.role),
             sanitize::line(&grant.id),
             crate::text::local_timestamp(grant.expires_at),
+            sanitize::line(&state.hoist),
             sanitize::line(&grant.id),
         )
         })

@@ -332,7 +332,7 @@ fn options(config: &Config, target: &Target) -> anyhow::Result<Options> {
         prompter: None,
         notice: None,
         sign_in_again: None,
-        sign_in_command: Some(session::sign_in_command(target)),
+        hoist: Some(target.hoist()),
     })
 }
 

@@ -34,6 +34,9 @@ pub struct Worker {
     generation: Arc<AtomicU64>,
     save_favourites: Option<Saver>,
     sign_in_again: Option<SignInAgain>,
+    /// What the commands its messages name begin with
+    /// ([`crate::app::State::hoist`]).
+    hoist: Arc<str>,
 }
 
 impl Worker {
@@ -49,7 +52,14 @@ impl Worker {
             generation: Arc::new(AtomicU64::new(0)),
             save_favourites,
             sign_in_again,
+            hoist: Arc::from("hoist"),
         }
+    }
+
+    /// The same, naming commands as `hoist` (`hoist --profile work`).
+    pub fn naming(mut self, hoist: &str) -> Worker {
+        self.hoist = Arc::from(hoist);
+        self
     }
 
     fn send(&self, action: Action) {
@@ -295,13 +305,15 @@ impl Worker {
                     let reason = loop {
                         match stream.next().await {
                             Some(Ok(event)) => self.send(Action::Live(Box::new(event))),
-                            Some(Err(error)) => break failure(&error).describe(),
+                            Some(Err(error)) => break failure(&error).describe_for(&self.hoist),
                             None => break "the broker closed the event stream".to_string(),
                         }
                     };
                     self.send(Action::StreamDown(reason));
                 }
-                Err(error) => self.send(Action::StreamDown(failure(&error).describe())),
+                Err(error) => self.send(Action::StreamDown(
+                    failure(&error).describe_for(&self.hoist),
+                )),
             }
             if self.actions.is_closed() {
                 return;

@@ -239,7 +239,9 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
             role,
             access: Some(access),
             ..
-        } if access.certificate.is_some() => draw_certificate(frame, area, role, access, theme),
+        } if access.certificate.is_some() => {
+            draw_certificate(frame, area, role, access, &state.hoist, theme)
+        }
         Modal::Credential {
             role,
             token,
@@ -349,6 +351,7 @@ fn draw_certificate(
     area: Rect,
     role: &str,
     access: &hoist_api::AccessCredential,
+    hoist: &str,
     theme: &Theme,
 ) {
     let Some(certificate) = &access.certificate else {
@@ -387,10 +390,11 @@ fn draw_certificate(
         field("Your key", clean(&certificate.fingerprint).into_owned()),
         Line::from(""),
         Line::from(Span::styled("Log in with", theme.muted())),
-        Line::from(format!("hoist ssh {} [user@]HOST", clean(role))),
+        Line::from(format!("{} ssh {} [user@]HOST", clean(hoist), clean(role))),
         Line::from(Span::styled(
             format!(
-                "or: hoist credential {} --write-certificate, then plain ssh",
+                "or: {} credential {} --write-certificate, then plain ssh",
+                clean(hoist),
                 clean(role)
             ),
             theme.muted(),

@@ -305,7 +305,8 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         let note = |more: &str| {
             Line::from(Span::styled(
                 format!(
-                    "… {more} (`hoist status {} --json` shows all of it)",
+                    "… {more} (`{} status {} --json` shows all of it)",
+                    clean(&state.hoist),
                     clean(&r.id)
                 ),
                 theme.warn(),

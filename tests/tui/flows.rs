@@ -804,7 +804,7 @@ async fn the_session_is_renewed_and_a_failed_renewal_is_shown_until_it_works_aga
     });
     let options = hoist::tui::Options {
         renew: Some(renew),
-        sign_in_command: Some("hoist --profile work login".into()),
+        hoist: Some("hoist --profile work".into()),
         ..hoist::tui::Options::default()
     };
     let mut alice = hoist::tui::App::start(client.clone(), options);

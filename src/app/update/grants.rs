@@ -408,11 +408,13 @@ pub(super) fn revoke_refused(
         state,
         format!(
             "{role} was NOT revoked: {} (x tries again)",
-            failure.describe()
+            failure.describe_for(&state.hoist)
         ),
         Level::Error,
     );
-    state.revoke_refused.insert(grant_id, failure.describe());
+    state
+        .revoke_refused
+        .insert(grant_id, failure.describe_for(&state.hoist));
     vec![Command::LoadAll]
 }
 

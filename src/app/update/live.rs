@@ -96,9 +96,9 @@ pub(super) fn stream_down(state: &mut State, reason: String) -> Vec<Command> {
 pub(super) fn session_expired(state: &mut State, reason: &str) -> Vec<Command> {
     state.banner = Some(Banner {
         text: format!(
-            "Session ended ({}): run `{}` in another terminal; your work here is kept",
+            "Session ended ({}): run `{} login` in another terminal; your work here is kept",
             sanitize::line(reason),
-            sanitize::line(&state.sign_in_command)
+            sanitize::line(&state.hoist)
         ),
         level: Level::Error,
         until: state.now + TimeDelta::days(1),

@@ -142,7 +142,10 @@ fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Com
                     title,
                     text,
                     required,
-                    error: Some(format!("{}; Enter sends it again", failure.describe())),
+                    error: Some(format!(
+                        "{}; Enter sends it again",
+                        failure.describe_for(&state.hoist)
+                    )),
                 });
             }
         }
@@ -185,7 +188,7 @@ fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Com
             }];
         }
         form.submitting = false;
-        form.error = Some(failure.describe());
+        form.error = Some(failure.describe_for(&state.hoist));
         // A retry after a network error reuses the idempotency key.
         return vec![];
     }
@@ -326,7 +329,11 @@ fn banner(state: &mut State, text: impl Into<String>, level: Level) {
 fn notify_error(state: &mut State, operation: Operation, failure: &Failure) {
     banner(
         state,
-        format!("{} ({})", failure.describe(), operation.label()),
+        format!(
+            "{} ({})",
+            failure.describe_for(&state.hoist),
+            operation.label()
+        ),
         Level::Error,
     );
 }

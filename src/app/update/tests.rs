@@ -1923,6 +1923,46 @@ fn a_refusal_while_asked_to_quit_closes_the_question() {
     assert_eq!(state.refused_revocations().len(), 1);
 }
 
+/// Every command a message names runs against the broker on screen: with
+/// `hoist --profile work` on screen, a bare `hoist` would reach another
+/// profile's broker, where the grant is unknown and the session another.
+#[test]
+fn the_commands_messages_name_choose_the_broker_on_screen() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.hoist = "hoist --profile work".into();
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(30))];
+    state.screen = Screen::Grants;
+    update(&mut state, Action::RevokePending("g1".into()));
+    let exit = crate::tui::unconfirmed(&state);
+    assert!(
+        exit.len() == 1 && exit[0].contains("`hoist --profile work revoke g1`"),
+        "{exit:?}"
+    );
+    update(
+        &mut state,
+        Action::RevokeRefused {
+            grant_id: "g1".into(),
+            failure: Failure::new(FailureKind::SessionEnded, "401"),
+        },
+    );
+    let banner = state.banner.clone().expect("a banner");
+    assert!(
+        banner.text.contains("run `hoist --profile work login`"),
+        "{}",
+        banner.text
+    );
+    update(&mut state, Action::SessionExpired("refused".into()));
+    let banner = state.banner.clone().expect("a banner");
+    assert!(
+        banner
+            .text
+            .contains("run `hoist --profile work login` in another"),
+        "{}",
+        banner.text
+    );
+}
+
 /// A revocation retried, then refused for good, is no longer shown as
 /// being retried, but as refused: in a banner, and for as long as the
 /// grant is active on its row and in what hoist says on exit. Everything
