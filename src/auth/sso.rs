@@ -190,7 +190,7 @@ async fn discovery_document(url: &str) -> Result<Discovery, SsoError> {
         url: url.to_string(),
         reason,
     };
-    let response = http(url)
+    let response = http(url)?
         .get(url)
         .send()
         .await
@@ -215,11 +215,11 @@ async fn discovery_document(url: &str) -> Result<Discovery, SsoError> {
 /// The HTTP client for the provider's endpoint `url`: never follows
 /// redirects (the oauth2 crate's advice against SSRF), no proxy to a
 /// loopback provider, rustls, bounded time.
-fn http(url: &str) -> reqwest::Client {
+fn http(url: &str) -> Result<reqwest::Client, SsoError> {
     crate::endpoint::client_for_text(url)
         .timeout(PROVIDER_TIMEOUT)
         .build()
-        .unwrap_or_default()
+        .map_err(|err| SsoError::Failed(format!("no HTTP client for {url}: {err}")))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -417,13 +417,13 @@ impl Provider {
             .clone()
             .ok_or(SsoError::MissingEndpoint("device authorization"))?;
         // Each endpoint's own client: a proxy, or none for a loopback one.
-        let asking = transport(http(&endpoint));
+        let asking = transport(http(&endpoint)?);
         let endpoint_url = endpoint.clone();
         let client = self
             .client()
             .set_device_authorization_url(DeviceAuthorizationUrl::new(endpoint).map_err(fail)?)
             .set_token_uri(self.token_url()?);
-        let http = transport(http(&self.token_endpoint));
+        let http = transport(http(&self.token_endpoint)?);
         let mut request = client.exchange_device_code().add_scopes(self.scopes());
         for (name, value) in extra {
             request = request.add_extra_param(*name, *value);
@@ -553,7 +553,7 @@ impl Provider {
         let tokens = client
             .exchange_code(AuthorizationCode::new(code))
             .set_pkce_verifier(verifier)
-            .request_async(&transport(http(&self.token_endpoint)))
+            .request_async(&transport(http(&self.token_endpoint)?))
             .await
             .map_err(|err| fail(describe(&err)))?;
         if let Some(id_token) = &tokens.extra_fields().id_token
@@ -616,7 +616,7 @@ impl Provider {
             request = request.add_scopes(scopes.into_iter().map(Scope::new));
         }
         request
-            .request_async(&transport(http(&self.token_endpoint)))
+            .request_async(&transport(http(&self.token_endpoint)?))
             .await
             .map_err(|err| match err {
                 // Not an answer: the provider is away, not the session over.
@@ -636,7 +636,7 @@ impl Provider {
             return Ok(false);
         };
         crate::endpoint::check(&endpoint).map_err(fail)?;
-        let response = http(&endpoint)
+        let response = http(&endpoint)?
             .post(&endpoint)
             .form(&[
                 ("token", refresh_token),

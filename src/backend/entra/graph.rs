@@ -139,7 +139,10 @@ impl Graph {
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
+            .map_err(|err| crate::endpoint::UnusableUrl {
+                url: root.to_string(),
+                reason: format!("no HTTP client for it: {err}"),
+            })?;
         Ok(Graph {
             root,
             token: Arc::new(RwLock::new(Arc::from(token))),
