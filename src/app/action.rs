@@ -129,6 +129,14 @@ pub enum Action {
         operation: Operation,
         failure: Failure,
     },
+    /// A decision on a request (a review, or a break-glass
+    /// acknowledgement) failed: as `Failed`, letting go of that request's
+    /// decision only, while others sent since are still under way.
+    DecisionFailed {
+        request_id: String,
+        operation: Operation,
+        failure: Failure,
+    },
     /// A grant's extension failed: as `Failed`, and its grant may be
     /// extended again.
     ExtendFailed {

@@ -184,7 +184,11 @@ impl Worker {
                 comment,
             } => match backend.review(&request_id, decision, comment).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
-                Err(error) => failed(Operation::Reviewing, error),
+                Err(error) => Action::DecisionFailed {
+                    request_id,
+                    operation: Operation::Reviewing,
+                    failure: failure(&error),
+                },
             },
             Command::Claim(id) => match backend.claim(&id, false).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
@@ -195,7 +199,11 @@ impl Worker {
                 comment,
             } => match backend.acknowledge(&request_id, comment).await {
                 Ok(request) => Action::RequestChanged(Box::new(request)),
-                Err(error) => failed(Operation::Acknowledging, error),
+                Err(error) => Action::DecisionFailed {
+                    request_id,
+                    operation: Operation::Acknowledging,
+                    failure: failure(&error),
+                },
             },
             Command::Credential { grant_id, copy } => match backend.credential(&grant_id).await {
                 Ok(credential) => Action::CredentialLoaded {

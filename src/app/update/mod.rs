@@ -84,6 +84,11 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             grants::credential_loaded(state, *credential, copy)
         }
         Action::Failed { operation, failure } => failed(state, operation, &failure),
+        Action::DecisionFailed {
+            request_id,
+            operation,
+            failure,
+        } => decision_failed(state, &request_id, operation, &failure),
         Action::ExtendFailed { grant_id, failure } => {
             state.extending.remove(&grant_id);
             failed(state, Operation::Extending, &failure)
@@ -118,37 +123,50 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
     commands
 }
 
+/// A decision on `request_id` failed: it alone is let go, and the reason
+/// typed with it comes back, to send again with Enter.
+fn decision_failed(
+    state: &mut State,
+    request_id: &str,
+    operation: Operation,
+    failure: &Failure,
+) -> Vec<Command> {
+    state.busy.remove(request_id);
+    state.deciding.remove(request_id);
+    let its_reason = matches!(&state.sent_reason,
+        Some(Modal::Input { prompt, .. }) if prompt.request_id() == Some(request_id));
+    if its_reason
+        && state.modal.is_none()
+        && let Some(Modal::Input {
+            prompt,
+            title,
+            text,
+            required,
+            ..
+        }) = state.sent_reason.take()
+    {
+        state.modal = Some(Modal::Input {
+            prompt,
+            title,
+            text,
+            required,
+            error: Some(format!(
+                "{}; Enter sends it again",
+                failure.describe_for(&state.hoist)
+            )),
+        });
+    }
+    notify_error(state, operation, failure);
+    vec![]
+}
+
 fn failed(state: &mut State, operation: Operation, failure: &Failure) -> Vec<Command> {
     // What an operation on one item marked as under way is let go by its
     // failure (which item is not said: all of that kind). A load, a
     // history, a filing or the browser marked nothing; a profile being
-    // switched to, nor a decision, is let go by another's failure.
+    // switched to, nor a decision, is let go by another's failure (a
+    // decision's own is `decision_failed`).
     match operation {
-        Operation::Reviewing | Operation::Acknowledging => {
-            state.busy.retain(|id| !state.deciding.contains(id));
-            state.deciding.clear();
-            // The reason typed with it comes back, to send again with Enter.
-            if let Some(Modal::Input {
-                prompt,
-                title,
-                text,
-                required,
-                ..
-            }) = state.sent_reason.take()
-                && state.modal.is_none()
-            {
-                state.modal = Some(Modal::Input {
-                    prompt,
-                    title,
-                    text,
-                    required,
-                    error: Some(format!(
-                        "{}; Enter sends it again",
-                        failure.describe_for(&state.hoist)
-                    )),
-                });
-            }
-        }
         Operation::Cancelling
         | Operation::Revoking
         | Operation::Claiming

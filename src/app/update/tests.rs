@@ -2969,11 +2969,22 @@ fn a_failure_lets_go_only_of_its_own_kind_of_work() {
     assert!(!state.busy.contains("g1"), "{:?}", state.busy);
     assert!(state.busy.contains("req_a") && state.busy.contains("switching profile"));
     assert!(state.deciding.contains("req_a"));
-    update(&mut state, fail(Operation::Reviewing));
-    assert!(state.deciding.is_empty());
+    // A decision's failure lets go of that decision only: another sent
+    // since is still under way (and guards against leaving the profile).
+    state.deciding.insert("req_b".into());
+    state.busy.insert("req_b".into());
+    update(
+        &mut state,
+        Action::DecisionFailed {
+            request_id: "req_a".into(),
+            operation: Operation::Reviewing,
+            failure: Failure::new(FailureKind::Unreachable, "connection refused or failed"),
+        },
+    );
+    assert_eq!(state.deciding.iter().collect::<Vec<_>>(), ["req_b"]);
     assert_eq!(
         state.busy.iter().collect::<Vec<_>>(),
-        ["switching profile"],
+        ["req_b", "switching profile"],
         "{:?}",
         state.busy
     );
@@ -3070,7 +3081,8 @@ fn a_decision_that_fails_gives_back_its_reason() {
     assert_eq!(state.modal, None);
     update(
         &mut state,
-        Action::Failed {
+        Action::DecisionFailed {
+            request_id: "req_1".into(),
             operation: Operation::Reviewing,
             failure: Failure::new(FailureKind::Unreachable, "connection refused"),
         },
