@@ -1202,3 +1202,90 @@ fn a_grant_committed_while_a_reload_sweeps_is_swept() {
         .unwrap();
     assert_eq!(grant.state, hoist_api::GrantState::Revoked);
 }
+
+/// Waits up to 20 s for an announcement `wanted` accepts, skipping others.
+fn heard_within(
+    heard: &mut tokio::sync::mpsc::UnboundedReceiver<Announcement>,
+    wanted: impl Fn(&Announcement) -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        match heard.try_recv() {
+            Ok(announcement) if wanted(&announcement) => return true,
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    false
+}
+
+/// A primary fenced off by turning it read-only, not stopped: with
+/// `target_session_attrs=read-write` over two hosts, writers move to the
+/// new primary, and so does the connection that listens for their
+/// changes, saying so (a resync): it would otherwise hear nothing again.
+#[test]
+fn the_listener_follows_writers_to_a_new_primary() {
+    let (first, second) = (server(), server());
+    let (url_a, url_b) = (
+        first.create_database("hoistd").unwrap(),
+        second.create_database("hoistd").unwrap(),
+    );
+    for url in [&url_a, &url_b] {
+        drop(PostgresStore::open(url, Migrations::Apply).unwrap());
+    }
+    // One password for both hosts of one URL.
+    let password = first.admin_password();
+    let same = std::process::Command::new("psql")
+        .args(["-X", "-q", "-d", &url_b, "-c"])
+        .arg(format!("ALTER ROLE postgres PASSWORD '{password}'"))
+        .output()
+        .unwrap();
+    assert!(same.status.success(), "{same:?}");
+    let url_b = url_b.replace(second.admin_password(), password);
+    alter_system(&url_b, "default_transaction_read_only = on");
+    let both = format!(
+        "postgres://postgres:{password}@{}:{},{}:{}/hoistd?target_session_attrs=read-write",
+        first.host(),
+        first.port(),
+        second.host(),
+        second.port()
+    );
+    let listening = PostgresStore::open(&both, Migrations::Leave).unwrap();
+    let mut heard = listening.listen().expect("PostgreSQL listens");
+    assert!(heard_within(&mut heard, |a| matches!(
+        a,
+        Announcement::Missed
+    )));
+    let writer = PostgresStore::open(&both, Migrations::Leave).unwrap();
+
+    // The second host becomes the primary, the first turns read-only.
+    alter_system(&url_a, "default_transaction_read_only = on");
+    alter_system(&url_b, "default_transaction_read_only = off");
+    assert!(
+        heard_within(&mut heard, |a| matches!(a, Announcement::Missed)),
+        "the listener moved, and says what it may have missed"
+    );
+    let mut written = false;
+    for attempt in 0..50 {
+        let mut tx = writer.transaction().unwrap();
+        let request =
+            hoistd::store::conformance::bare_request(&format!("req_{attempt}"), "alice", "db", 1);
+        if tx.insert_request(&request).is_ok()
+            && tx.announce(&[&request.id], &[], None, false).is_ok()
+            && tx.commit().is_ok()
+        {
+            written = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(written, "the writer never reached the new primary");
+    assert!(
+        heard_within(
+            &mut heard,
+            |a| matches!(a, Announcement::Changed { requests, .. }
+            if !requests.is_empty())
+        ),
+        "a change at the new primary is heard"
+    );
+}

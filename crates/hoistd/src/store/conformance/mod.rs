@@ -171,12 +171,7 @@ fn full_request(id: &str) -> AccessRequest {
 }
 
 /// A request with every optional field empty.
-pub(crate) fn bare_request(
-    id: &str,
-    requester: &str,
-    role: &str,
-    created_ms: i64,
-) -> AccessRequest {
+pub fn bare_request(id: &str, requester: &str, role: &str, created_ms: i64) -> AccessRequest {
     AccessRequest {
         id: id.into(),
         kind: RequestKind::Access,

@@ -23,6 +23,21 @@ pub(super) const CHANNEL: &str = "hoistd_changes";
 pub(super) const IDS_PER_NOTICE: usize = 100;
 /// Wait between attempts to listen again.
 const RETRY: Duration = Duration::from_millis(500);
+/// How often a listener that wants a writable server checks that it is
+/// still at one.
+const WRITABLE_LOOK: Duration = Duration::from_secs(2);
+
+/// Whether the server a connection is at takes no writes: a standby, or
+/// one made read-only (`default_transaction_read_only`).
+async fn read_only(client: &tokio_postgres::Client) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
 
 /// One notification's payload.
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,7 +114,30 @@ async fn listen_once(
         return Ok(false);
     }
     tracing::debug!("listening for other instances' changes");
-    while let Some(payload) = received.recv().await {
+    // A server the deployment asks to be writable (`target_session_attrs
+    // = read-write`: a primary among several hosts) may be fenced off by
+    // turning it read-only, and stay up: every writer moves to the new
+    // primary, whose notifications this connection would never hear.
+    let writable_wanted =
+        config.get_target_session_attrs() == tokio_postgres::config::TargetSessionAttrs::ReadWrite;
+    let mut looks = tokio::time::interval(WRITABLE_LOOK);
+    looks.tick().await;
+    loop {
+        let payload = tokio::select! {
+            payload = received.recv() => match payload {
+                Some(payload) => payload,
+                None => break,
+            },
+            _ = looks.tick(), if writable_wanted => {
+                if read_only(&client).await? {
+                    tracing::warn!(
+                        "the server listened at turned read-only; listening at a writable one"
+                    );
+                    break;
+                }
+                continue;
+            }
+        };
         let Ok(notice) = serde_json::from_str::<Notice>(&payload) else {
             tracing::warn!("an unreadable notification on {CHANNEL}; streams resync");
             if out.send(Announcement::Missed).is_err() {
