@@ -1106,6 +1106,43 @@ fn a_connection_that_stops_answering_fails_its_call_and_is_replaced() {
     store.ready().expect("a fresh connection answers");
 }
 
+/// An ask for the lease on a connection that stops answering (a dead
+/// socket after a failover) gives up when its term would be over, not
+/// after the store's usual wait for an answer, and the next ask connects
+/// afresh: the instance can lead again as soon as the database answers.
+#[test]
+fn a_lease_ask_on_a_dead_connection_gives_up_within_its_term() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    let proxy = Proxy::start(pg.port());
+    let proxied = url.replace(&format!(":{}/", pg.port()), &format!(":{}/", proxy.port));
+    let store = std::sync::Arc::new(PostgresStore::open(&proxied, Migrations::Apply).unwrap());
+    let term = std::time::Duration::from_secs(3);
+    assert!(store.lead("a", term, false).unwrap().is_some());
+    proxy.freeze();
+    let (said, heard) = std::sync::mpsc::channel();
+    let asking = std::sync::Arc::clone(&store);
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let answer = asking.lead("a", term, true);
+        let _ = said.send((answer, started.elapsed()));
+    });
+    let (answer, took) = heard
+        .recv_timeout(std::time::Duration::from_secs(40))
+        .expect("an ask on a dead connection never ended");
+    assert!(
+        matches!(answer, Err(StoreError::Unavailable(ref why) | StoreError::Uncertain(ref why))
+            if why.contains("did not answer")),
+        "{answer:?}"
+    );
+    // The store's own wait for an answer is 15 s.
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    assert!(
+        store.lead("a", term, true).unwrap().is_some(),
+        "a fresh connection renews the lease"
+    );
+}
+
 /// A reading of the server's clock that hangs after the lease was taken
 /// gives up well within the ask's deadline (the leader's next renewal is
 /// due a second later): the ask answers with the lease, rather than make

@@ -495,13 +495,17 @@ impl Store for PostgresStore {
         };
         let object =
             futures::executor::block_on(self.lease_pool.timeout_get(&wait)).map_err(pool_error)?;
-        let conn = PgConn::new(object);
         let term = term.saturating_sub(asked.elapsed());
         if term.is_zero() {
             return Err(StoreError::Unavailable(
                 "the lease was not asked for: its connection came after its term".into(),
             ));
         }
+        // An answer later than the term is one its instance gave up on:
+        // the connection is closed then (a dead socket, say, after a
+        // failover), not waited on for `ANSWER_WAIT` by this ask and the
+        // next ones queued for it.
+        let conn = PgConn::new(object).answering_within(term);
         let rows = lease_statement(
             &conn,
             "INSERT INTO leadership (name, holder, epoch, expires_at) \
@@ -658,6 +662,9 @@ pub(super) struct PgConn {
     open: AtomicBool,
     /// Met an error that leaves it unusable: it is not handed out again.
     broken: AtomicBool,
+    /// The most it waits for an answer ([`ANSWER_WAIT`], or less for an
+    /// ask for the lease, which counts against its term).
+    answer_wait: Duration,
 }
 
 /// One statement of a [`PgConn::pipeline`], with its parameters.
@@ -709,16 +716,24 @@ impl PgConn {
             object: Some(object),
             open: AtomicBool::new(false),
             broken: AtomicBool::new(false),
+            answer_wait: ANSWER_WAIT,
         }
     }
 
-    /// Waits on the calling thread for `answers`, at most [`ANSWER_WAIT`]:
+    /// The same, waiting at most `wait` for each answer.
+    fn answering_within(mut self, wait: Duration) -> Self {
+        self.answer_wait = wait.min(ANSWER_WAIT);
+        self
+    }
+
+    /// Waits on the calling thread for `answers`, at most [`ANSWER_WAIT`]
+    /// (or the connection's own bound):
     /// a connection that stops answering fails the call and is closed,
     /// rather than holding its caller (the reaper, a lease renewal) for as
     /// long as the kernel keeps a dead socket.
     fn wait<T>(&self, answers: impl Future<Output = T>) -> Result<T> {
         self.object()?
-            .drive(answers, ANSWER_WAIT)
+            .drive(answers, self.answer_wait)
             .map_err(|stalled| self.stalled(stalled))
     }
 
@@ -727,8 +742,8 @@ impl PgConn {
         self.broken.store(true, Ordering::Relaxed);
         StoreError::Unavailable(match stalled {
             drive::Stalled::TimedOut => format!(
-                "the database did not answer within {} s",
-                ANSWER_WAIT.as_secs()
+                "the database did not answer within {} ms",
+                self.answer_wait.as_millis()
             ),
             drive::Stalled::Lost => "the database connection was lost".into(),
         })
@@ -759,7 +774,7 @@ impl PgConn {
         let mut prepared = Vec::with_capacity(statements.len());
         for (at, statement) in statements.iter().enumerate() {
             match object
-                .prepared(&statement.sql, ANSWER_WAIT)
+                .prepared(&statement.sql, self.answer_wait)
                 .map_err(|stalled| self.stalled(stalled))?
             {
                 Ok(done) => prepared.push(done),
