@@ -1326,3 +1326,25 @@ fn the_listener_follows_writers_to_a_new_primary() {
         "a change at the new primary is heard"
     );
 }
+
+/// A writing transaction left idle past the 5 s the server allows it (an
+/// instance paused while it held the writers' lock) is ended by the
+/// server: its commit is refused as the database's, passing (try again),
+/// neither a fault of hoistd's nor one that may have committed, and
+/// nothing was written.
+#[test]
+fn a_transaction_the_server_ended_for_idling_is_unavailable_and_wrote_nothing() {
+    let (_pg, _, store) = fresh_store();
+    let mut tx = store.transaction().unwrap();
+    // A read of the audit chain's head takes the writers' lock, held
+    // until the commit.
+    assert_eq!(tx.audit_head().unwrap(), None);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    tx.set_notification_cursor(7).unwrap();
+    let answer = tx.commit();
+    assert!(
+        matches!(answer, Err(StoreError::Unavailable(_))),
+        "{answer:?}"
+    );
+    assert_ne!(store.read().unwrap().notification_cursor().unwrap(), 7);
+}

@@ -1116,6 +1116,10 @@ impl StoreError {
             || *code == SqlState::CRASH_SHUTDOWN
             || *code == SqlState::CANNOT_CONNECT_NOW
             || *code == SqlState::TOO_MANY_CONNECTIONS
+            // The server ended a session left idle (in a transaction, or
+            // out of one): the transaction was rolled back.
+            || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+            || *code == SqlState::IDLE_SESSION_TIMEOUT
             || class == "08"
             || class == "53"
         {
