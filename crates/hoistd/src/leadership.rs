@@ -249,8 +249,11 @@ pub async fn while_leading<F, Fut>(
         }
         let (halt, halted) = watch::channel(false);
         let mut running = Job(tokio::spawn(job(halted)));
+        // Any change is the lease lost, even if it was taken again before
+        // this task looked: that is a new term, whose epoch the job's
+        // calls under way before it must not carry on into.
         let stopping = tokio::select! {
-            _ = leading.wait_for(|leads| !*leads) => false,
+            _ = leading.changed() => false,
             _ = stopped.wait_for(|stopped| *stopped) => true,
             _ = &mut running.0 => false,
         };
@@ -547,6 +550,38 @@ mod tests {
         });
         let asks = led_stopped_and_led_again(&store).await;
         assert_eq!(asks[..3], [false, true, false], "{asks:?}");
+    }
+
+    /// Leading lost and taken again before the job's task looked (a new
+    /// term): the job is halted and started again, not left running on
+    /// into the new term.
+    #[tokio::test]
+    async fn a_job_is_started_again_for_a_term_taken_back_at_once() {
+        let (leads, leading) = watch::channel(false);
+        let (_stop, stopped) = watch::channel(false);
+        let (started, mut starts) = tokio::sync::mpsc::unbounded_channel::<watch::Receiver<bool>>();
+        tokio::spawn(while_leading(leading, stopped, move |halted| {
+            let _ = started.send(halted.clone());
+            let mut halted = halted;
+            async move {
+                let _ = halted.wait_for(|halted| *halted).await;
+            }
+        }));
+        leads.send_replace(true);
+        let mut first = starts.recv().await.expect("started");
+        // Lost and taken back with nothing in between.
+        leads.send_replace(false);
+        leads.send_replace(true);
+        let within = Duration::from_secs(10);
+        tokio::time::timeout(within, first.wait_for(|halted| *halted))
+            .await
+            .expect("the first term's job is halted")
+            .unwrap();
+        let again = tokio::time::timeout(within, starts.recv()).await;
+        assert!(
+            again.is_ok_and(|job| job.is_some()),
+            "and started for the new term"
+        );
     }
 
     /// At a stop, the leader's `leading` closes as `stopped` fires: no
