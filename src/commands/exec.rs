@@ -664,14 +664,57 @@ async fn revoke_after(
         "it stays active until its expiry: revoke it with `{}`",
         super::hoist(&format!("revoke {grant_id}"))
     );
-    revoking::keep_trying(grant_id, &left, signals, || async {
+    let answered = std::sync::Mutex::new(None);
+    let revoked = revoking::keep_trying(grant_id, &left, signals, || async {
         match backend.revoke(grant_id, Some(reason.to_string())).await {
-            Ok(_) => Ok(()),
+            Ok(grant) => {
+                *answered.lock().unwrap_or_else(|p| p.into_inner()) = Some(grant);
+                Ok(())
+            }
             Err(err) if err.is_transient() => Err(Failed::Transient(err.to_string())),
             Err(err) => Err(Failed::Lasting(err.to_string())),
         }
     })
-    .await
+    .await;
+    // A grant that ended under the command (revoked by someone, or past
+    // its end) is answered as it ended: said, so that a command that
+    // failed for it is not taken for one that failed by itself.
+    let grant = answered.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(why) = grant.as_ref().and_then(|g| ended_before(g, reason)) {
+        super::say(&why);
+    }
+    revoked
+}
+
+/// Why `grant`, answered to a revoke with `reason`, had ended before it:
+/// it expired, or someone else (or another reason) revoked it.
+fn ended_before(grant: &hoist_api::Grant, reason: &str) -> Option<String> {
+    let clean = |text: &str| crate::text::sanitize::line(text).into_owned();
+    let at = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        crate::text::local_timestamp(at.unwrap_or(grant.expires_at))
+    };
+    let role = clean(&grant.role);
+    match grant.state {
+        hoist_api::GrantState::Expired => Some(format!(
+            "grant {} ({role}) had already ended: it expired at {}",
+            clean(&grant.id),
+            at(grant.ended_at)
+        )),
+        hoist_api::GrantState::Revoked if grant.revoke_reason.as_deref() != Some(reason) => {
+            Some(format!(
+                "grant {} ({role}) had already ended: revoked at {} by {}{}",
+                clean(&grant.id),
+                at(grant.ended_at),
+                clean(grant.revoked_by.as_deref().unwrap_or("someone")),
+                grant
+                    .revoke_reason
+                    .as_deref()
+                    .map(|why| format!(" ({})", clean(why)))
+                    .unwrap_or_default()
+            ))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -547,6 +547,48 @@ async fn cancel_revoke_and_credential() {
     assert_eq!(code(&none), 1);
 }
 
+/// A grant revoked under the command (here by its holder, by hand) is
+/// said at the end: a command that failed for it is not taken for one that
+/// failed by itself. The command's exit code is still the one returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_says_when_the_grant_ended_under_the_command() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let script = format!(
+        "{} --broker {} revoke \"$HOIST_GRANT_ID\" --reason 'pulled by hand' >/dev/null && exit 5",
+        env!("CARGO_BIN_EXE_hoist"),
+        broker.url
+    );
+    let out = alice.run(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "Nightly log export",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("had already ended: revoked at") && said.contains("(pulled by hand)"),
+        "{said}"
+    );
+
+    // Revoked by exec itself, nothing of the kind is said.
+    let out = alice.run(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "Nightly log export",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("already ended"), "{}", stderr(&out));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_runs_with_the_credential_and_revokes_what_it_requested() {
     let broker = Broker::start().await;
