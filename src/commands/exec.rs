@@ -612,15 +612,16 @@ pub(super) async fn run_command(
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
     // A Ctrl-C or Ctrl-\ typed at a terminal goes to its whole foreground
-    // group, CMD included: forwarding it as well would deliver it twice.
-    // Whatever a process sent (`kill -INT`, a supervisor's SIGTERM) reaches
-    // hoist alone, and is forwarded.
+    // group, CMD included, and so does the SIGHUP of a terminal that hung
+    // up: forwarding it as well would deliver it twice. Whatever a process
+    // sent (`kill -INT`, a supervisor's SIGTERM) reaches hoist alone, and
+    // is forwarded.
     let status = loop {
         tokio::select! {
             status = child.wait() => break status?,
             arrived = signals.next_arrived() => {
                 let typed = arrived.from_terminal
-                    && matches!(arrived.signal, Signal::SIGINT | Signal::SIGQUIT);
+                    && matches!(arrived.signal, Signal::SIGINT | Signal::SIGQUIT | Signal::SIGHUP);
                 if let (Some(pid), false) = (pid, typed) {
                     let _ = kill(pid, arrived.signal);
                 }

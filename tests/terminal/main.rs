@@ -462,6 +462,105 @@ fn ctrl_c_at_a_terminal(redirect: &str) {
     runtime.block_on(broker.stop());
 }
 
+/// A terminal that hangs up sends SIGHUP to its whole foreground group,
+/// the command included, so `hoist exec` must not forward it as well, or
+/// the command would get it twice. As with Ctrl-C, the command moves
+/// itself out of the group, so a SIGHUP it gets can only come from hoist;
+/// a witness left in the group shows the terminal sent one.
+#[test]
+fn at_a_terminal_that_hangs_up_hoist_exec_leaves_sighup_to_the_terminal() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let config_dir = config.path().to_str().unwrap();
+    let mut broker = demo_broker_for_alice(&runtime, config.path());
+    let marks = config.path().join("marks");
+    let script = config.path().join("count-hangups.sh");
+    let pid_file = config.path().join("hoist.pid");
+    let command_pid = config.path().join("command.pid");
+    std::fs::write(
+        &script,
+        format!(
+            "echo $PPID > {pids}\n\
+             echo $$ > {own}\n\
+             trap 'echo \"command got HUP\" >> {marks}' HUP\n\
+             trap 'exit 0' TERM\n\
+             echo started\n\
+             while :; do sleep 0.05; done\n",
+            pids = pid_file.display(),
+            own = command_pid.display(),
+            marks = marks.display()
+        ),
+    )
+    .unwrap();
+    let witness = format!(
+        "python3 -c 'import os, signal, time; print(\"witness ready\", flush=True); \
+         signal.signal(signal.SIGHUP, lambda *_: (open(\"{}\", \"a\").write(\"witness got HUP\\n\"), \
+         os._exit(0))); \
+         [time.sleep(0.05) for _ in iter(int, 1)]' & ",
+        marks.display()
+    );
+    let args = format!(
+        "--broker {} exec prod-logs-read --reason 'Watch the queue drain' -- setsid sh {}",
+        broker.url(),
+        script.display()
+    );
+    let pane = Pane::run(
+        &witness,
+        &args,
+        &[
+            ("HOIST_CONFIG_DIR", config_dir),
+            ("HOIST_KEYRING", "keyutils"),
+        ],
+        100,
+        30,
+    );
+    pane.wait_for("started", LOAD);
+    pane.wait_for("witness ready", LOAD);
+    let hoist: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let hoist = nix::unistd::Pid::from_raw(hoist);
+    // Whatever the outcome, hoist and the command (out of the terminal's
+    // reach) do not outlive the test.
+    struct Ends(nix::unistd::Pid);
+    impl Drop for Ends {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::killpg(self.0, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    let command = std::fs::read_to_string(&command_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _command = Ends(nix::unistd::Pid::from_raw(command));
+    drop(pane);
+    let read = || std::fs::read_to_string(&marks).unwrap_or_default();
+    let start = Instant::now();
+    while !read().contains("witness got HUP") {
+        assert!(
+            start.elapsed() < LOAD,
+            "the terminal sent no SIGHUP: {}",
+            read()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Time for a forwarded one to land, were one sent.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!read().contains("command got HUP"), "{}", read());
+    // Ended as a supervisor would end it: forwarded, and hoist goes.
+    nix::sys::signal::kill(hoist, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let start = Instant::now();
+    while nix::sys::signal::kill(hoist, None).is_ok() {
+        assert!(start.elapsed() < LOAD, "hoist did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    runtime.block_on(broker.stop());
+}
+
 /// Ctrl-C in a shell loop around `hoist exec` stops the loop: the command
 /// dies of the SIGINT, and hoist, once it has revoked the grant, ends by it
 /// too, as bash must see to stop (an exit with 130 tells it the signal was
