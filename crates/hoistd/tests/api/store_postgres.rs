@@ -1348,3 +1348,52 @@ fn a_transaction_the_server_ended_for_idling_is_unavailable_and_wrote_nothing() 
     );
     assert_ne!(store.read().unwrap().notification_cursor().unwrap(), 7);
 }
+
+/// A commit the server refused because a row it read changed meanwhile
+/// (`Contended`) gives its connection back to the pool, which answers the
+/// next transaction: connecting afresh would cost that one a connection,
+/// and its statements prepared again, under the writers' lock.
+#[test]
+fn a_refused_commit_keeps_its_connection() {
+    let (_pg, _, store) = fresh_store();
+    let mut pending = hoistd::store::conformance::bare_request("req", "alice", "db", 1);
+    pending.state = hoist_api::RequestState::Pending;
+    pending.lapses_at = Some(chrono::Utc::now() + chrono::TimeDelta::hours(1));
+    let mut tx = store.transaction().unwrap();
+    tx.insert_request(&pending).unwrap();
+    tx.commit().unwrap();
+
+    let mut tx = store.optimistic().unwrap();
+    let mut read = tx.request("req").unwrap().unwrap();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut other = store.transaction().unwrap();
+                assert_eq!(other.audit_head().unwrap(), None);
+                let mut denied = pending.clone();
+                denied.state = hoist_api::RequestState::Denied;
+                denied.lapses_at = None;
+                other.update_request(&denied).unwrap();
+                other.commit().unwrap();
+            })
+            .join()
+            .unwrap();
+    });
+    let open = store.connections().open;
+    assert_eq!(open, 2, "the two transactions' connections");
+    read.state = hoist_api::RequestState::Approved;
+    read.lapses_at = None;
+    tx.update_request(&read).unwrap();
+    let refused = tx.commit();
+    assert!(
+        matches!(refused, Err(StoreError::Contended(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.connections().open, open, "kept");
+    let tx = store.transaction().unwrap();
+    assert_eq!(
+        tx.request("req").unwrap().unwrap().state,
+        hoist_api::RequestState::Denied,
+        "nothing was written, and the kept connection answers"
+    );
+}

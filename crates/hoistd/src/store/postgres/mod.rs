@@ -926,11 +926,35 @@ impl PgConn {
         let done = self.pipeline(begin, statements, commit);
         if commit.is_some() {
             self.open.store(false, Ordering::Relaxed);
-            if !matches!(done, Ok(Ok(_))) {
+            let kept = match &done {
+                Ok(Ok(_)) => true,
+                // Refused by the server (a check of a read, the fence, a
+                // constraint), every answer in: the transaction is over,
+                // or is ended here (the commit's second transaction may
+                // have stopped inside its BEGIN; a ROLLBACK outside one
+                // is only a warning). A connection that answers it is
+                // kept: connecting afresh would cost the next
+                // transaction a connection, and its statements prepared
+                // again, under the lock.
+                Ok(Err(failed)) if failed.error.as_db_error().is_some() => self.rolled_back(),
+                _ => false,
+            };
+            if !kept {
                 self.broken.store(true, Ordering::Relaxed);
             }
         }
         done
+    }
+
+    /// Ends whatever transaction is open (none: a warning); whether the
+    /// server answered.
+    fn rolled_back(&self) -> bool {
+        self.object()
+            .and_then(|object| {
+                self.wait(object.client.batch_execute("ROLLBACK"))
+                    .map(|answer| answer.is_ok())
+            })
+            .unwrap_or(false)
     }
 
     /// Starts a transaction with `begin` (statements with no parameters).
