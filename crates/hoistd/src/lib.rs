@@ -94,6 +94,7 @@ pub struct Server {
     tls: Option<Arc<http::tls::Tls>>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    metrics: Arc<http::ops::Metrics>,
 }
 
 impl Server {
@@ -210,6 +211,7 @@ impl Server {
 
         let addr = listener.local_addr()?;
         let purge_metrics = Arc::clone(&metrics);
+        let server_metrics = Arc::clone(&metrics);
         let limits = http::serve::fit_to_open_files(options.limits);
         let (shutdown, stopped) = watch::channel(false);
         let app = http::router(http::AppState {
@@ -381,6 +383,7 @@ impl Server {
             tls,
             shutdown,
             task,
+            metrics: server_metrics,
         })
     }
 
@@ -402,6 +405,15 @@ impl Server {
             Some(tls) => tls.reload().map(|()| true),
             None => Ok(false),
         }
+    }
+
+    /// Fails `/readyz` from now on while everything else is served as
+    /// before: a load balancer takes the instance out of rotation before
+    /// [`Server::stop`] closes its listener.
+    pub fn drain(&self) {
+        self.metrics
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Stops accepting, ends live streams, and waits for open calls to finish.

@@ -95,6 +95,12 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "HOISTD_LISTEN", default_value = "127.0.0.1:8700")]
     listen: SocketAddr,
+    /// On SIGTERM or Ctrl-C, fail `/readyz` for this long while still
+    /// serving, then stop: time for a load balancer to take the instance
+    /// out of rotation (its health checks' interval times the failures it
+    /// counts). A second signal stops at once.
+    #[arg(long, env = "HOISTD_DRAIN_FOR", default_value = "0s", value_parser = humantime::parse_duration)]
+    drain_for: Duration,
     /// The store: a SQLite database file (or sqlite:PATH), created if
     /// missing; or postgres://USER:PASSWORD@HOST:PORT/DB, shared by
     /// several instances. Migrations are applied at start-up.
@@ -494,6 +500,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(ServeArgs {
             listen,
+            drain_for,
             db,
             policy,
             limits,
@@ -522,6 +529,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 policy,
                 loaded,
                 options,
+                drain_for,
             ))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -944,6 +952,7 @@ async fn serve(
     policy_path: PathBuf,
     policy: Policy,
     options: Options,
+    drain_for: Duration,
 ) -> anyhow::Result<()> {
     // Taken over first: starting may take a while (the database, its
     // migration lock, each target's check), and until then SIGHUP would
@@ -1016,6 +1025,18 @@ async fn serve(
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
+        }
+    }
+    if !drain_for.is_zero() {
+        server.drain();
+        tracing::info!(
+            drain_for = %humantime::format_duration(drain_for),
+            "draining: /readyz fails, calls are served until the drain ends"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(drain_for) => {}
+            _ = terminate.recv() => tracing::warn!("stopping now, without draining"),
+            _ = interrupt.recv() => tracing::warn!("stopping now, without draining"),
         }
     }
     tracing::info!("stopping");

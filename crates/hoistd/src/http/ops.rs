@@ -139,6 +139,10 @@ pub struct Metrics {
     /// The last readiness check: when, and what it found (`None`: ready).
     /// Held while a check runs, so probes at once share one check.
     readiness: tokio::sync::Mutex<Option<(Instant, Option<String>)>>,
+    /// Set when a stop was asked for with a drain: `/readyz` fails while
+    /// the server still serves, so load balancers take it out of rotation
+    /// first (see `Server::drain`).
+    pub(crate) draining: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -256,6 +260,7 @@ impl Metrics {
             counted: std::sync::Mutex::new(None),
             counting: AtomicBool::new(false),
             readiness: tokio::sync::Mutex::new(None),
+            draining: AtomicBool::new(false),
             registry,
             store_connections,
             store_connections_max,
@@ -563,6 +568,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 /// restarted.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let stopping = state.shutdown.clone();
+    let metrics = Arc::clone(&state.metrics);
     // On a task of its own, so a probe that gives up (its client gone)
     // still leaves its answer for the next.
     let check = tokio::spawn(async move {
@@ -583,6 +589,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     // on a connection kept open) must not keep it in rotation.
     let problem = if *stopping.borrow() {
         Some("hoistd is stopping".to_string())
+    } else if metrics.draining.load(Ordering::Relaxed) {
+        Some("hoistd is draining: it stops shortly".to_string())
     } else {
         problem
     };

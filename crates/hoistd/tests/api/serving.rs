@@ -558,6 +558,61 @@ async fn a_second_signal_ends_the_wait_for_calls_in_flight() {
     }
 }
 
+/// With `--drain-for`, a stop first fails `/readyz` while every call is
+/// still served, so a load balancer takes the instance out of rotation
+/// before its listener closes; a second signal stops it at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_fails_readiness_while_it_still_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), policy_text("")).unwrap();
+    let mut hoistd = Served::start(dir.path(), |command| {
+        command.args(["--drain-for", "60s"]);
+    });
+    let http = reqwest::Client::new();
+    let url = hoistd.url();
+    let readyz = || http.get(format!("{url}/readyz")).send();
+    assert_eq!(readyz().await.unwrap().status(), reqwest::StatusCode::OK);
+
+    hoistd.signal("TERM");
+    let said = hoistd.line();
+    assert!(said.contains("draining"), "{said}");
+    let drained = readyz().await.unwrap();
+    assert_eq!(drained.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = drained.json().await.unwrap();
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("draining")),
+        "{body}"
+    );
+    let me = http
+        .get(format!("{url}/v1/me"))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.status(),
+        reqwest::StatusCode::OK,
+        "calls are still served"
+    );
+    assert!(hoistd.child.try_wait().unwrap().is_none());
+
+    hoistd.signal("TERM");
+    let waited = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = hoistd.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "a second signal did not end the drain"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit}");
+}
+
 /// A stop asked for while a SIGHUP's policy reload waits on a target that
 /// does not answer (here a listener that never speaks, which holds the
 /// check for its connect timeout, 5 s) is acted on at once.
