@@ -107,6 +107,23 @@ impl Served {
         assert!(status.success(), "kill -{signal}");
     }
 
+    /// Waits for it to exit, at most `limit` (`what` says what the wait
+    /// was for, should it not).
+    pub async fn exited_within(
+        &mut self,
+        limit: std::time::Duration,
+        what: &str,
+    ) -> std::process::ExitStatus {
+        let waited = std::time::Instant::now();
+        loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                return exit;
+            }
+            assert!(waited.elapsed() < limit, "{what}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits for it to exit.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()

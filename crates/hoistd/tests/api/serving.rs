@@ -542,17 +542,12 @@ async fn a_second_signal_ends_the_wait_for_calls_in_flight() {
             "{signal}: stopped without waiting for the call in flight"
         );
         hoistd.signal(signal);
-        let waited = std::time::Instant::now();
-        let exit = loop {
-            if let Some(exit) = hoistd.child.try_wait().unwrap() {
-                break exit;
-            }
-            assert!(
-                waited.elapsed() < Duration::from_secs(10),
-                "{signal}: a second signal did not end the wait"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let exit = hoistd
+            .exited_within(
+                Duration::from_secs(10),
+                &format!("{signal}: a second signal did not end the wait"),
+            )
+            .await;
         assert!(exit.success(), "{signal}: {exit}");
         drop(stuck);
     }
@@ -599,17 +594,12 @@ async fn a_drain_fails_readiness_while_it_still_serves() {
     assert!(hoistd.child.try_wait().unwrap().is_none());
 
     hoistd.signal("TERM");
-    let waited = std::time::Instant::now();
-    let exit = loop {
-        if let Some(exit) = hoistd.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(10),
-            "a second signal did not end the drain"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = hoistd
+        .exited_within(
+            Duration::from_secs(10),
+            "a second signal did not end the drain",
+        )
+        .await;
     assert!(exit.success(), "{exit}");
 }
 
@@ -654,18 +644,10 @@ async fn a_stop_does_not_wait_for_a_reload_checking_a_silent_target() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     hoistd.signal("TERM");
-    let asked = std::time::Instant::now();
-    let exit = loop {
-        if let Some(exit) = hoistd.child.try_wait().unwrap() {
-            break exit;
-        }
-        // Under one check of the silent target (its 5 s connect timeout).
-        assert!(
-            asked.elapsed() < Duration::from_secs(3),
-            "the stop waited for the reload"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // Under one check of the silent target (its 5 s connect timeout).
+    let exit = hoistd
+        .exited_within(Duration::from_secs(3), "the stop waited for the reload")
+        .await;
     assert!(exit.success(), "{exit}");
 }
 
