@@ -472,6 +472,10 @@ async fn channels_get_only_the_roles_groups_and_events_they_cover() {
         .file(&request("pager", "silence the flapping alert"))
         .await
         .unwrap();
+    // Delivered while it waits for a decision, the filed request's notice
+    // carries the buttons; one that goes out after it (held up) says it
+    // was decided instead.
+    eventually(LONG, || async { !receiver.on("dba").is_empty() }).await;
     broker.as_user("bob").approve(&db_request.id).await.unwrap();
 
     eventually(LONG, || async {
