@@ -510,7 +510,8 @@ fn notice_of(
     Ok(Some(notice))
 }
 
-/// The role's approvers, the requester aside, each provider user by the
+/// The role's approvers, the request's owners aside (see
+/// [`super::reviews::owners`]), each provider user by the
 /// latest word the store holds of them (see [`super::recall_approvers`]):
 /// someone put in an approver group since this instance heard of them is
 /// told, and someone taken out is not. Read once a pass for each role
@@ -527,10 +528,11 @@ fn approvers(
     if recalled.insert(role.id.clone()) {
         super::recall_approvers(policy, tx, &[role])?;
     }
+    let owners = super::reviews::owners(policy, tx, request)?;
     Ok(policy
         .approvers_of(role)
         .into_iter()
-        .filter(|user| *user != request.requester)
+        .filter(|user| !owners.contains(user))
         .collect())
 }
 

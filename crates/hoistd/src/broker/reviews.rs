@@ -11,20 +11,41 @@ use serde_json::json;
 use super::{Broker, Work, event, now, settle_request, std_delta};
 use crate::error::{Error, Result};
 use crate::policy::{Policy, RoleDef};
-use crate::store::RequestQuery;
+use crate::store::{RequestQuery, Tx};
 use crate::{domain, slack};
 
+/// Whose own request `request` is: its requester's and, for a workload's
+/// task, each user its rule in force says started the run (`actor_claims`
+/// mapped by `actors`, read from the claims its token was verified with).
+/// None of them reviews it, counts toward it or is asked to.
+pub(super) fn owners(policy: &Policy, tx: &dyn Tx, request: &AccessRequest) -> Result<Vec<String>> {
+    let mut owners = vec![request.requester.clone()];
+    if let Some(rule) = policy
+        .workload_rule_of(&request.requester)
+        .filter(|rule| !rule.actor_claims.is_empty())
+        && let Some(claims) = tx.workload_claims(&request.id)?
+    {
+        owners.extend(rule.started_by(&claims));
+    }
+    Ok(owners)
+}
+
 /// Who of `request`'s approvers count toward `role`'s rule under `policy`:
-/// not its requester, and only those who may approve it now (one who lost
-/// the right since, at a reload, no longer counts). Their groups must have
-/// been recalled ([`Work::recall`]).
-fn counted_approvals(policy: &Policy, role: &RoleDef, request: &AccessRequest) -> Vec<String> {
+/// none of its `owners`, and only those who may approve it now (one who
+/// lost the right since, at a reload, no longer counts). Their groups must
+/// have been recalled ([`Work::recall`]).
+fn counted_approvals(
+    policy: &Policy,
+    role: &RoleDef,
+    request: &AccessRequest,
+    owners: &[String],
+) -> Vec<String> {
     request
         .reviews
         .iter()
         .filter(|r| {
             r.decision == Decision::Approve
-                && r.reviewer != request.requester
+                && !owners.contains(&r.reviewer)
                 && policy.is_approver(&r.reviewer, role)
         })
         .map(|r| r.reviewer.clone())
@@ -58,7 +79,8 @@ impl Work<'_> {
         for review in &request.reviews {
             self.recall(&review.reviewer)?;
         }
-        let counted = counted_approvals(&self.policy, role, request);
+        let owners = owners(&self.policy, self.tx.as_ref(), request)?;
+        let counted = counted_approvals(&self.policy, role, request, &owners);
         let needed = approvals_needed(role, request) as usize;
         if counted.len() >= needed {
             return Ok(None);
@@ -92,32 +114,43 @@ impl Broker {
         }
         let tx = self.store.read()?;
         let now = now();
-        let mut queue: Vec<AccessRequest> = tx
-            .requests(&RequestQuery {
-                roles,
-                states: vec![RequestState::Pending],
-                ..RequestQuery::default()
-            })?
-            .into_iter()
-            .filter(|r| r.requester != user)
+        let mut pending = tx.requests(&RequestQuery {
+            roles,
+            states: vec![RequestState::Pending],
+            ..RequestQuery::default()
+        })?;
+        pending.iter_mut().for_each(|r| settle_request(r, now));
+        let mut queue = Vec::new();
+        for request in pending {
+            if request.state != RequestState::Pending {
+                continue;
+            }
+            let owners = owners(&policy, tx.as_ref(), &request)?;
+            if !owners.iter().any(|owner| owner == user) {
+                queue.push((request, owners));
+            }
+        }
+        queue.sort_by_key(|(r, _)| r.lapses_at);
+        let mut roles: Vec<_> = queue
+            .iter()
+            .filter_map(|(r, _)| policy.role(&r.role))
             .collect();
-        queue.iter_mut().for_each(|r| settle_request(r, now));
-        queue.retain(|r| r.state == RequestState::Pending);
-        queue.sort_by_key(|r| r.lapses_at);
-        let mut roles: Vec<_> = queue.iter().filter_map(|r| policy.role(&r.role)).collect();
         roles.sort_by(|a, b| a.id.cmp(&b.id));
         roles.dedup_by(|a, b| a.id == b.id);
         super::recall_approvers(&policy, tx.as_ref(), &roles)?;
-        for request in &mut queue {
-            if let Some(role) = policy.role(&request.role) {
-                request.approvers = policy
-                    .approvers_of(role)
-                    .into_iter()
-                    .filter(|approver| *approver != request.requester)
-                    .collect();
-            }
-        }
-        Ok(queue)
+        Ok(queue
+            .into_iter()
+            .map(|(mut request, owners)| {
+                if let Some(role) = policy.role(&request.role) {
+                    request.approvers = policy
+                        .approvers_of(role)
+                        .into_iter()
+                        .filter(|approver| !owners.contains(approver))
+                        .collect();
+                }
+                request
+            })
+            .collect())
     }
 
     /// Break-glass activations on the caller's roles that nobody acknowledged yet.
@@ -152,7 +185,8 @@ impl Broker {
     ) -> Result<AccessRequest> {
         work.recall(user)?;
         let request = self.load_request(work, id)?;
-        self.may_review(policy, user, id, &request)?;
+        let owners = owners(policy, work.tx.as_ref(), &request)?;
+        self.may_review(policy, user, id, &request, &owners)?;
         Ok(request)
     }
 
@@ -164,6 +198,7 @@ impl Broker {
         user: &str,
         id: &str,
         request: &AccessRequest,
+        owners: &[String],
     ) -> Result<()> {
         if !self.visible_request(policy, user, request) {
             return Err(Error::not_found("request", id));
@@ -172,6 +207,12 @@ impl Broker {
             return Err(Error::refuse(
                 ErrorCode::SelfReview,
                 "you cannot review your own request",
+            ));
+        }
+        if owners.iter().any(|owner| owner == user) {
+            return Err(Error::refuse(
+                ErrorCode::SelfReview,
+                "you started the run this workload's task is for: someone else must review it",
             ));
         }
         let approver = policy
@@ -263,7 +304,8 @@ impl Broker {
         settle_request(&mut request, work.now);
         // The caller's token may be older than one another instance saw.
         work.recall(user)?;
-        self.may_review(&policy, user, id, &request)?;
+        let owners = owners(&policy, work.tx.as_ref(), &request)?;
+        self.may_review(&policy, user, id, &request, &owners)?;
         still_pending(&request, "reviewed")?;
         if request.reviews.iter().any(|r| r.reviewer == user) {
             return Err(Error::refuse(
@@ -295,7 +337,7 @@ impl Broker {
         for earlier in request.reviews.iter().filter(|r| r.reviewer != user) {
             work.recall(&earlier.reviewer)?;
         }
-        let counted = counted_approvals(&policy, role, &request);
+        let counted = counted_approvals(&policy, role, &request, &owners);
         let approvals = counted.len();
         // This review carries the request: enough approvals now count.
         let carried =

@@ -1253,6 +1253,7 @@ fn facts(admitted: &Admitted, mut extra: serde_json::Value) -> serde_json::Value
                 "claims": pinned,
                 "task": admitted.task,
                 "run_url": admitted.rule.run_link(&admitted.claims),
+                "started_by": admitted.rule.started_by(&admitted.claims),
             }),
         );
     }
@@ -1315,6 +1316,16 @@ fn justification(admitted: &Admitted) -> String {
     for name in admitted.rule.claims.keys().filter(|n| *n != "sub") {
         if let Some(value) = claim_text(&admitted.claims, name) {
             text.push_str(&format!("\n{name}: {}", claimed(&value)));
+        }
+    }
+    // Who started the run, and the user each value maps to: they may not
+    // approve it, and the others should know whose it is.
+    for name in &admitted.rule.actor_claims {
+        if let Some(value) = claim_text(&admitted.claims, name) {
+            text.push_str(&format!("\n{name}: {}", claimed(&value)));
+            if let Some(user) = admitted.rule.actors.get(&value) {
+                text.push_str(&format!(" (user {user})"));
+            }
         }
     }
     if let Some(link) = admitted.rule.run_link(&admitted.claims) {

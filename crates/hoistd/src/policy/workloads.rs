@@ -48,6 +48,13 @@ pub struct WorkloadRule {
     /// A link approvers follow to the run, with `{claim}` placeholders.
     pub run_url: Option<String>,
     pub roles: Vec<WorkloadRole>,
+    /// The claims that name who started the run (GitHub's `actor` and
+    /// `triggering_actor`, GitLab's `user_login`), in the order approvers
+    /// read them.
+    pub actor_claims: Vec<String>,
+    /// Those claims' values, mapped to the policy users they are: someone
+    /// who started a run never approves its task.
+    pub actors: BTreeMap<String, String>,
 }
 
 /// A token's audiences: `aud` as one string or a list.
@@ -101,6 +108,21 @@ impl WorkloadRule {
             }
         }
         None
+    }
+
+    /// The policy users who started the run `claims` are of, as
+    /// [`WorkloadRule::actors`] maps the values of its actor claims; none
+    /// when no value is mapped.
+    pub fn started_by(&self, claims: &serde_json::Value) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .actor_claims
+            .iter()
+            .filter_map(|name| claim_text(claims, name))
+            .filter_map(|value| self.actors.get(&value).cloned())
+            .collect();
+        users.sort();
+        users.dedup();
+        users
     }
 
     /// The run link for a token's claims; a placeholder the token lacks
@@ -189,6 +211,10 @@ pub(super) struct RawWorkload {
     keys_refetch_after: Duration,
     #[serde(default)]
     roles: Vec<RawWorkloadRole>,
+    #[serde(default)]
+    actor_claims: Vec<String>,
+    #[serde(default)]
+    actors: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -321,6 +347,38 @@ fn shared_issuer_unpinned(
     })
 }
 
+/// Why a rule's `actor_claims` and `actors` do not work together, if they
+/// do not: each needs the other, a claim is named once, and every value
+/// maps to a user's id.
+fn unmapped_actors(claims: &[String], actors: &BTreeMap<String, String>) -> Option<String> {
+    if claims.is_empty() != actors.is_empty() {
+        return Some(if claims.is_empty() {
+            "[workloads.actors] maps who started a run, but no actor_claims names the claims \
+             that say it (e.g. actor_claims = [\"actor\", \"triggering_actor\"])"
+                .into()
+        } else {
+            "actor_claims names who started a run, but [workloads.actors] maps none of them to \
+             a user: without it, anyone who starts a run could approve its task"
+                .into()
+        });
+    }
+    let mut seen = BTreeSet::new();
+    if let Some(name) = claims.iter().find(|name| !seen.insert(name.as_str())) {
+        return Some(format!("actor_claims names `{name}` twice"));
+    }
+    if claims.iter().any(|name| name.is_empty()) {
+        return Some("actor_claims names an empty claim".into());
+    }
+    if actors.keys().any(|actor| actor.is_empty()) {
+        return Some("[workloads.actors] maps an empty value".into());
+    }
+    let (actor, user) = actors.iter().find(|(_, user)| !valid_name(user))?;
+    Some(format!(
+        "[workloads.actors] maps `{actor}` to `{user}`, which is not a user id (letters, \
+         digits, `.`, `_`, `-` and `@`)"
+    ))
+}
+
 fn default_task_claim() -> String {
     "jti".into()
 }
@@ -408,6 +466,9 @@ pub(super) fn workloads(
         }
         if rule.task_claim.is_empty() {
             return Err(bad(format!("{what}: task_claim is empty")));
+        }
+        if let Some(reason) = unmapped_actors(&rule.actor_claims, &rule.actors) {
+            return Err(bad(format!("{what}: {reason}")));
         }
         let algorithms = super::issuers::algorithms(&rule.algorithms)
             .map_err(|reason| bad(format!("{what}: {reason}")))?;
@@ -501,6 +562,8 @@ pub(super) fn workloads(
             task_claim: rule.task_claim,
             run_url: rule.run_url,
             roles: allowed,
+            actor_claims: rule.actor_claims,
+            actors: rule.actors,
         });
     }
     Ok(rules)

@@ -8,8 +8,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hoist_api::{
-    AuditKind, ErrorCode, Grant, JWT_TOKEN_TYPE, Me, OAuthError, TOKEN_EXCHANGE_GRANT,
-    TaskWithdrawn, TokenExchangeResponse, TokenPending, WorkloadErrorCode, WorkloadRevoked,
+    AuditKind, Decision, ErrorCode, Grant, JWT_TOKEN_TYPE, Me, OAuthError, RequestState,
+    TOKEN_EXCHANGE_GRANT, TaskWithdrawn, TokenExchangeResponse, TokenPending, WorkloadErrorCode,
+    WorkloadRevoked,
 };
 use hoistd::broker::LAPSE_MARGIN_SECS;
 use reqwest::StatusCode;
@@ -1337,6 +1338,37 @@ async fn a_rule_that_does_not_pin_its_subject_is_refused_at_load_with_its_line()
             ),
             "leeway 7200s is above the most allowed, 3600s",
         ),
+        // Who started a run: the claims and the map need each other.
+        (
+            rule("sub = \"bot\"", 5).replace(
+                "[workloads.claims]\n",
+                "actor_claims = [\"actor\"]\n[workloads.claims]\n",
+            ),
+            "[workloads.actors] maps none of them",
+        ),
+        (
+            rule("sub = \"bot\"", 5).replace(
+                "[workloads.claims]\n",
+                "[workloads.actors]\noctocat = \"bob\"\n[workloads.claims]\n",
+            ),
+            "no actor_claims names the claims",
+        ),
+        (
+            rule("sub = \"bot\"", 5).replace(
+                "[workloads.claims]\n",
+                "actor_claims = [\"actor\"]\n[workloads.actors]\nocto = \"bob smith\"\n\
+                 [workloads.claims]\n",
+            ),
+            "maps `octo` to `bob smith`, which is not a user id",
+        ),
+        (
+            rule("sub = \"bot\"", 5).replace(
+                "[workloads.claims]\n",
+                "actor_claims = [\"actor\", \"actor\"]\n[workloads.actors]\nocto = \"bob\"\n\
+                 [workloads.claims]\n",
+            ),
+            "actor_claims names `actor` twice",
+        ),
     ] {
         let err = hoistd::Policy::parse("policy.toml", &text)
             .unwrap_err()
@@ -1454,4 +1486,121 @@ async fn a_grant_nobody_can_collect_is_revoked_when_its_token_ends() {
     let grant = erin.grant(&revoked.grant_id.unwrap()).await.unwrap();
     assert_eq!(grant.state, hoist_api::GrantState::Revoked);
     assert_eq!(grant.revoked_by.as_deref(), Some("hoistd"));
+}
+
+/// A rule that maps who started a run (`actor_claims`, `actors`) keeps the
+/// task from them: bob pushed, so bob does not see it, cannot review or
+/// claim it, and is not among those who may decide it; the others are told
+/// whose run it is. A reload that maps an actor after their approval no
+/// longer counts that approval.
+#[tokio::test]
+async fn whoever_started_a_run_cannot_approve_its_task() {
+    let provider = Provider::start().await;
+    let mapped = "actor_claims = [\"actor\", \"triggering_actor\"]\n\
+                  [workloads.actors]\noctocat = \"bob\"\nhubot = \"carol\"\n";
+    // The rule's keys go before its claims table.
+    let text = policy(&provider.issuer, "").replacen(
+        "[workloads.claims]\n",
+        &format!("{mapped}[workloads.claims]\n"),
+        1,
+    );
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let mut claims = main_claims();
+    claims["actor"] = json!("octocat");
+    claims["triggering_actor"] = json!("someone-else");
+    let token = provider
+        .workload_token("deploy-bot", AUDIENCE, &claims, None)
+        .await;
+    let (status, body) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let pending: TokenPending = serde_json::from_value(body).unwrap();
+
+    let bob = broker.as_user("bob");
+    assert!(
+        bob.queue().await.iter().all(|r| r.id != pending.request_id),
+        "the task of bob's run is not in bob's queue"
+    );
+    for decision in [Decision::Approve, Decision::Deny] {
+        let refusal = refused(
+            bob.review(&pending.request_id, decision, Some("mine"))
+                .await,
+            StatusCode::FORBIDDEN,
+            ErrorCode::SelfReview,
+        );
+        assert!(refusal.contains("started the run"), "{refusal}");
+    }
+    refused(
+        bob.call::<hoist_api::AccessRequest>(bob.raw(
+            reqwest::Method::POST,
+            &format!("/v1/requests/{}/claim", pending.request_id),
+        ))
+        .await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::SelfReview,
+    );
+    let queued = broker
+        .as_user("dave")
+        .queue()
+        .await
+        .into_iter()
+        .find(|r| r.id == pending.request_id)
+        .expect("dave may decide it");
+    assert_eq!(queued.approvers, ["alice", "dave"]);
+    assert!(
+        queued.justification.contains("\nactor: octocat (user bob)"),
+        "{}",
+        queued.justification
+    );
+    assert!(
+        queued
+            .justification
+            .contains("\ntriggering_actor: someone-else"),
+        "{}",
+        queued.justification
+    );
+    let audit = broker.as_user("erin").audit().await;
+    let requested = audit
+        .iter()
+        .find(|e| {
+            e.kind == AuditKind::Requested
+                && e.request_id.as_deref() == Some(pending.request_id.as_str())
+        })
+        .expect("the task's filing is audited");
+    assert_eq!(requested.details["workload"]["started_by"], json!(["bob"]));
+
+    // A re-run by hubot, carol to the map (no approver of k8s): alice's
+    // approval counts until a reload maps hubot to her instead.
+    let mut rerun = main_claims();
+    rerun["run_id"] = json!(4243);
+    rerun["actor"] = json!("octocat");
+    rerun["triggering_actor"] = json!("hubot");
+    let token = provider
+        .workload_token("deploy-bot", AUDIENCE, &rerun, None)
+        .await;
+    let (status, body) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let second: TokenPending = serde_json::from_value(body).unwrap();
+    broker
+        .as_user("alice")
+        .approve(&second.request_id)
+        .await
+        .unwrap();
+    std::fs::write(
+        broker.policy_path(),
+        text.replace("hubot = \"carol\"", "hubot = \"alice\""),
+    )
+    .unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let decided = broker
+        .as_user("dave")
+        .approve(&second.request_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        decided.state,
+        RequestState::Pending,
+        "alice's approval, given before the map named her, no longer counts"
+    );
+    let (status, _) = exchange_for(&broker, &token, "k8s").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
 }
