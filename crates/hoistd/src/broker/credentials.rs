@@ -358,16 +358,10 @@ impl Broker {
         if let (Some(fingerprint), Some(details)) = (fingerprint, issued.details.as_object_mut()) {
             details.insert("key_fingerprint".into(), json!(fingerprint));
         }
-        if workload || fingerprint.is_some() || target.is_some() {
-            // Each of a workload's credentials is its task's one issuance,
-            // each certificate is for a key of its own, and each fetch of a
-            // role with a target makes something there (a password, a
-            // token), which its jti names should it be withheld: audited
-            // on its own, never folded into a count.
-            work.audit(issued)?;
-        } else {
-            self.audit_use(work, issued)?;
-        }
+        // Every credential is a bearer token of its own: each issuance is
+        // audited on its own, with the `jti` that names it, never folded
+        // into a count (the fetch rate bounds how many a caller makes).
+        work.audit(issued)?;
         let credential = Credential {
             grant_id: grant.id,
             role: role.id.clone(),

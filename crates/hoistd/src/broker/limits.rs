@@ -1,7 +1,7 @@
 //! Per-identity rate limits on what is cheap to ask for and costly to
 //! answer (credentials, introspection, filing), and repeated events audited
-//! once per window with a count instead of once each: uses of one grant,
-//! and workload refusals with one code (junk tokens cannot grow the audit
+//! once per window with a count instead of once each: uses of one
+//! credential, and workload refusals with one code (junk tokens cannot grow the audit
 //! log by one entry each).
 
 use std::collections::HashMap;
@@ -20,8 +20,8 @@ use crate::audit::NewAuditEvent;
 use crate::error::{Error, Result};
 use crate::policy::{Rate, Settings};
 
-/// Repeated fetches or introspections of one grant by one caller within
-/// this long are audited once, then once more with their count.
+/// Repeated introspections of one credential by one caller within this
+/// long are audited once, then once more with their count.
 pub const REPEAT_WINDOW: TimeDelta = TimeDelta::seconds(60);
 
 /// What a limit is on.
@@ -218,19 +218,21 @@ impl Drop for Ended<'_> {
 }
 
 /// What makes two events repeats of each other: their kind, their actor,
-/// and the grant used or else the refusal's `code`.
+/// and the credential used (its grant and `jti`) or else the refusal's
+/// `code`. Uses of two credentials of one grant are audited apart, so
+/// every credential's first use is on record with its `jti`.
 fn repeat_key(event: &NewAuditEvent) -> (AuditKind, String, String) {
-    let what = event
-        .grant_id
-        .clone()
-        .or_else(|| {
-            event
-                .details
-                .get("code")
-                .and_then(|code| code.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
+    let detail = |name: &str| {
+        event
+            .details
+            .get(name)
+            .and_then(|value| value.as_str())
+            .unwrap_or_default()
+    };
+    let what = match &event.grant_id {
+        Some(grant) => format!("{grant} {}", detail("jti")),
+        None => detail("code").to_string(),
+    };
     (event.kind.clone(), event.actor.clone(), what)
 }
 
@@ -253,9 +255,9 @@ impl Broker {
         }
     }
 
-    /// Audits a credential fetch, an introspection or a workload refusal,
-    /// unless the same caller did the same within the window (used the
-    /// same grant, or was refused for the same reason): then it is only
+    /// Audits an introspection or a workload refusal, unless the same
+    /// caller did the same within the window (used the same credential,
+    /// or was refused for the same reason): then it is only
     /// counted, and the count is audited when the window ends.
     pub(super) fn audit_use(&self, work: &mut Work<'_>, event: NewAuditEvent) -> Result<()> {
         let key = repeat_key(&event);
