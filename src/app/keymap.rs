@@ -96,6 +96,10 @@ pub enum Context {
     Form,
     Input,
     Confirm,
+    /// A dangerous confirm: `y` says yes, Enter nothing.
+    ConfirmDanger,
+    /// A confirm asked by a key it would otherwise answer: Enter says yes.
+    ConfirmEnter,
     /// Quit while revocations are unconfirmed: only `y` quits; Enter stays.
     QuitWhileRevoking,
     Overlay,
@@ -106,6 +110,8 @@ pub enum Context {
 impl Context {
     pub fn of(state: &State) -> Context {
         match &state.modal {
+            Some(Modal::Confirm { danger: true, .. }) => return Context::ConfirmDanger,
+            Some(Modal::Confirm { repeats: true, .. }) => return Context::ConfirmEnter,
             Some(Modal::Confirm { .. }) => return Context::Confirm,
             Some(Modal::QuitWhileRevoking) => return Context::QuitWhileRevoking,
             Some(Modal::Input { .. }) => return Context::Input,
@@ -318,6 +324,18 @@ pub fn bindings(context: Context) -> Vec<Binding> {
             bind(&[key('n'), code(KeyCode::Esc)], Action::Decline, "no", true),
             bind(&[ctrl('c')], Action::Quit, "quit", false),
         ],
+        // A reflex Enter must not start or end access.
+        Context::ConfirmDanger => vec![
+            bind(&[key('y')], Action::Confirm, "yes", true),
+            bind(&[key('n'), code(KeyCode::Esc)], Action::Decline, "no", true),
+            bind(&[ctrl('c')], Action::Quit, "quit", false),
+        ],
+        // The key that asked, pressed again or held, must not answer.
+        Context::ConfirmEnter => vec![
+            bind(&[code(KeyCode::Enter)], Action::Confirm, "yes", true),
+            bind(&[key('n'), code(KeyCode::Esc)], Action::Decline, "no", true),
+            bind(&[ctrl('c')], Action::Quit, "quit", false),
+        ],
         // A reflex Enter must not leave grants active.
         Context::QuitWhileRevoking => vec![
             bind(&[key('y')], Action::Confirm, "quit anyway", true),
@@ -444,6 +462,11 @@ pub fn help(state: &State) -> Vec<(&'static str, Vec<(String, &'static str)>)> {
         ("Pop-ups", Context::Overlay),
         ("Prompts", Context::Input),
         ("Confirm", Context::Confirm),
+        (
+            "Confirm: access starts or ends at once",
+            Context::ConfirmDanger,
+        ),
+        ("Confirm: a new password", Context::ConfirmEnter),
         ("Profiles", Context::Picker),
     ];
     let describe = |table: Vec<Binding>| {
@@ -485,6 +508,8 @@ mod tests {
             Context::Form,
             Context::Input,
             Context::Confirm,
+            Context::ConfirmDanger,
+            Context::ConfirmEnter,
             Context::QuitWhileRevoking,
             Context::Overlay,
             Context::Picker,

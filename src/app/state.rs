@@ -127,11 +127,17 @@ impl Prompt {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Modal {
     Help,
-    /// Asks yes or no; `yes` runs the command.
+    /// Asks yes or no; `yes` runs the command. A `danger`ous one (access
+    /// that starts or ends at once) is answered yes by `y` alone: a reflex
+    /// Enter (sending the form it came from) leaves it asking. One that
+    /// `repeats` the key that asked it (`y` and `s` on a grant whose fetch
+    /// sets a new password) is answered yes by Enter alone: a key pressed
+    /// twice, or held, does not answer it.
     Confirm {
         prompt: String,
         yes: Command,
         danger: bool,
+        repeats: bool,
     },
     Input {
         prompt: Prompt,

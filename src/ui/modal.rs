@@ -83,16 +83,23 @@ fn help(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
 pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: &Theme) {
     match modal {
         Modal::Help => help(frame, area, state, theme),
-        Modal::Confirm { prompt, danger, .. } => {
+        Modal::Confirm {
+            prompt,
+            danger,
+            repeats,
+            ..
+        } => {
             let style = if *danger {
                 theme.break_glass()
             } else {
                 theme.title()
             };
+            // The keys that answer it (see `Modal::Confirm`).
+            let yes = if *repeats && !*danger { "Enter" } else { "y" };
             let lines = vec![
                 Line::from(Span::styled(clean(prompt).into_owned(), style)),
                 Line::from(vec![
-                    Span::styled("y", theme.key()),
+                    Span::styled(yes, theme.key()),
                     Span::raw(" yes   "),
                     Span::styled("n", theme.key()),
                     Span::raw(" no"),

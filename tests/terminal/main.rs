@@ -640,7 +640,7 @@ fn the_demo_story_ends_in_a_working_psql() {
     pane.wait_for("live at demo-db", LOAD);
     pane.keys(&["s"]);
     pane.wait_for("Show a new password for prod-db-admin?", LOAD);
-    pane.keys(&["y"]);
+    pane.keys(&["Enter"]);
     let shown = pane.wait_for("psql 'postgresql://hoist_alice_", LOAD);
     let command = shown
         .lines()

@@ -210,6 +210,7 @@ fn modals() -> Vec<Modal> {
             prompt: long("confirm"),
             yes: hoist::app::Command::LoadAll,
             danger: true,
+            repeats: false,
         },
         Modal::Input {
             prompt: Prompt::Deny {
@@ -479,6 +480,7 @@ fn a_long_confirmation_still_shows_its_keys() {
         ),
         yes: hoist::app::Command::LoadAll,
         danger: true,
+        repeats: false,
     });
     for (width, height) in [(60, 20), (80, 24)] {
         let drawn = crate::helpers::screen(&state, width, height);

@@ -127,7 +127,7 @@ async fn a_grant_at_postgres_fails_goes_live_is_used_and_is_removed() {
 
     // `s`: the ready psql command, and it works.
     key(&mut alice, KeyCode::Char('s'));
-    key(&mut alice, KeyCode::Char('y'));
+    key(&mut alice, KeyCode::Enter);
     assert!(
         alice
             .wait_until(WAIT, |s| matches!(s.modal, Some(Modal::Credential { .. })))
@@ -349,7 +349,7 @@ async fn access_state_snapshots() {
     snap("access_live", &alice.state, &[(80, 24), (160, 48)]);
 
     key(&mut alice, KeyCode::Char('s'));
-    key(&mut alice, KeyCode::Char('y'));
+    key(&mut alice, KeyCode::Enter);
     assert!(
         alice
             .wait_until(WAIT, |s| matches!(s.modal, Some(Modal::Credential { .. })))

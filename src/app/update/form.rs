@@ -122,6 +122,7 @@ fn submit(state: &mut State) -> Vec<Command> {
             prompt,
             yes: command,
             danger: true,
+            repeats: false,
         });
         return vec![];
     }

@@ -110,6 +110,7 @@ pub(super) fn revoke(state: &mut State) -> Vec<Command> {
             reason: Some("revoked early by the holder".into()),
         },
         danger: true,
+        repeats: false,
     });
     vec![]
 }
@@ -223,6 +224,7 @@ pub(super) fn revoke_incident(state: &mut State) -> Vec<Command> {
         ),
         yes: Command::Batch(commands),
         danger: true,
+        repeats: false,
     });
     vec![]
 }
@@ -261,6 +263,7 @@ pub(super) fn credential(state: &mut State, copy: bool) -> Vec<Command> {
             prompt,
             yes: Command::Credential { grant_id, copy },
             danger: false,
+            repeats: true,
         });
         return vec![];
     }

@@ -66,6 +66,7 @@ pub(super) fn cancel(state: &mut State) -> Vec<Command> {
         ),
         yes: Command::Cancel(request.id.clone()),
         danger: false,
+        repeats: false,
     });
     vec![]
 }

@@ -2547,6 +2547,66 @@ fn a_grant_past_its_end_is_not_revoked_with_the_incident() {
 
 /// Confirming a break-glass bundle sends its form, as one role does: its
 /// answers then close it, or keep a refusal on it.
+/// The key that asked for a new password, pressed twice or held, does not
+/// answer yes: only Enter does. A dangerous confirm (break glass, revoke)
+/// is the reverse: a reflex Enter after sending the form leaves it asking,
+/// and only `y` says yes.
+#[test]
+fn a_key_pressed_twice_or_a_reflex_enter_does_not_answer_a_confirm() {
+    use crate::app::keymap::action_for_key;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use hoist_api::AccessState;
+    let press = |state: &mut State, code: KeyCode| {
+        let key = KeyEvent::new(code, KeyModifiers::NONE);
+        match action_for_key(state, key) {
+            Some(action) => update(state, action),
+            None => Vec::new(),
+        }
+    };
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.screen = Screen::Grants;
+    let db = at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        AccessState::Live,
+    );
+    update(&mut state, grant_event(db));
+    for key in ['y', 's'] {
+        assert_eq!(press(&mut state, KeyCode::Char(key)), []);
+        assert_eq!(press(&mut state, KeyCode::Char(key)), [], "{key} twice");
+        assert!(
+            matches!(state.modal, Some(Modal::Confirm { .. })),
+            "{key} twice leaves it asking"
+        );
+        assert_eq!(
+            press(&mut state, KeyCode::Enter),
+            [Command::Credential {
+                grant_id: "g1".into(),
+                copy: key == 'y'
+            }]
+        );
+        state.busy.clear();
+    }
+
+    let mut state = alice(now);
+    state.screen = Screen::Grants;
+    update(
+        &mut state,
+        grant_event(grant("g2", "logs", "alice", now + TimeDelta::minutes(30))),
+    );
+    assert_eq!(update(&mut state, Action::Revoke), []);
+    assert_eq!(press(&mut state, KeyCode::Enter), []);
+    assert!(
+        matches!(state.modal, Some(Modal::Confirm { danger: true, .. })),
+        "Enter leaves a revoke asking"
+    );
+    let sent = press(&mut state, KeyCode::Char('y'));
+    assert!(
+        matches!(&sent[..], [Command::Revoke { grant_id, .. }] if grant_id == "g2"),
+        "{sent:?}"
+    );
+}
+
 #[test]
 fn a_confirmed_break_glass_bundle_is_the_forms_filing() {
     let now = at("2026-06-01T12:00:00Z");
@@ -2561,6 +2621,7 @@ fn a_confirmed_break_glass_bundle_is_the_forms_filing() {
         prompt: "BREAK GLASS on db, k8s now?".into(),
         yes: super::form::filing(&form),
         danger: true,
+        repeats: false,
     });
     let sent = update(&mut state, Action::Confirm);
     assert!(matches!(&sent[..], [Command::Batch(_)]), "{sent:?}");
@@ -2782,6 +2843,7 @@ fn what_arrives_during_a_question_does_not_take_its_keys() {
         prompt: "Revoke k8s now?".into(),
         yes: revoke.clone(),
         danger: true,
+        repeats: false,
     });
     let credential = credential_of_g1(
         now,
@@ -2825,6 +2887,7 @@ fn what_arrives_during_a_question_does_not_take_its_keys() {
             reason: None,
         },
         danger: true,
+        repeats: false,
     });
     update(
         &mut state,
