@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -909,15 +909,8 @@ impl Postgres {
             return Ok(());
         }
         let members = sessions_of(role, &memberships);
-        self.end_sessions(client, role, &members).await?;
-        let mut refused = None;
-        for membership in taken {
-            if let Err(err) = client.batch_execute(&membership.revoke()).await {
-                refused.get_or_insert(self.fault(err));
-            }
-        }
-        self.end_sessions(client, role, &members).await?;
-        refused.map_or(Ok(()), Err)
+        self.revoke_memberships(client, role, &members, &taken)
+            .await
     }
 
     /// Every membership `role` is in, both ways: the roles it was made a
@@ -1018,20 +1011,31 @@ impl Postgres {
     /// of it, which may have switched to it with SET ROLE): VALID UNTIL and
     /// NOLOGIN only stop new logins, and a session opened before keeps
     /// running until it is terminated. A terminated backend takes a moment
-    /// to leave pg_stat_activity; waited for, briefly.
+    /// to leave pg_stat_activity; waited for, briefly. With `before`, only
+    /// sessions begun before it (the server's clock): once the role's
+    /// memberships are revoked, a session a member opens after cannot take
+    /// what the role held, so a member that keeps reconnecting does not hold
+    /// the removal up. A superuser member's sessions are left: a superuser
+    /// gains nothing from the role, and an admin that is not one may not end
+    /// them.
     async fn end_sessions(
         &self,
         client: &tokio_postgres::Client,
         role: &str,
         members: &[String],
+        before: Option<SystemTime>,
     ) -> Result<(), TargetError> {
         let mut open = 0;
         for _ in 0..100 {
             open = client
                 .query_one(
-                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE usename = ANY($1) AND pid <> pg_backend_pid()) AS terminated",
-                    &[&members],
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(a.pid) \
+                     FROM pg_stat_activity a \
+                     WHERE a.usename = ANY($1) AND a.pid <> pg_backend_pid() \
+                     AND ($2::timestamptz IS NULL OR a.backend_start < $2) \
+                     AND (a.usename = $3 OR NOT EXISTS (SELECT 1 FROM pg_roles r \
+                          WHERE r.rolname = a.usename AND r.rolsuper))) AS terminated",
+                    &[&members, &before, &role],
                 )
                 .await
                 .map_err(|err| self.fault(err))?
@@ -1044,6 +1048,40 @@ impl Postgres {
         Err(self.unreachable(format!(
             "{open} session(s) of {role} still open after being terminated"
         )))
+    }
+
+    /// Revokes `taken` of `role`'s memberships, each on its own (one
+    /// refused, a grant someone else made, keeps none of the others and is
+    /// tried again at the next attempt), and ends the sessions of `members`
+    /// around them: before, as far as it can (a session holding a lock on a
+    /// membership, an open transaction of its holder's, would hold up each
+    /// revoke to its timeout), never keeping the revokes from running (a
+    /// member that keeps reconnecting); after, every session begun before
+    /// they ran, which must end.
+    async fn revoke_memberships(
+        &self,
+        client: &tokio_postgres::Client,
+        role: &str,
+        members: &[String],
+        taken: &[&Membership],
+    ) -> Result<(), TargetError> {
+        if let Err(err) = self.end_sessions(client, role, members, None).await {
+            tracing::debug!(target = %self.name, role, error = %err, "sessions before the revokes");
+        }
+        let mut refused = None;
+        for membership in taken {
+            if let Err(err) = client.batch_execute(&membership.revoke()).await {
+                refused.get_or_insert(self.fault(err));
+            }
+        }
+        let after: SystemTime = client
+            .query_one("SELECT clock_timestamp()", &[])
+            .await
+            .map_err(|err| self.fault(err))?
+            .get(0);
+        self.end_sessions(client, role, members, Some(after))
+            .await?;
+        refused.map_or(Ok(()), Err)
     }
 
     /// No more logins, its sessions ended, what it owns handed over or
@@ -1067,23 +1105,9 @@ impl Postgres {
         // place.
         let memberships = self.memberships(&client, role).await?;
         let members = sessions_of(role, &memberships);
-        // Ended first as well: a session holding a lock on a membership
-        // (an open transaction of its holder's) would otherwise hold up
-        // each revoke to its timeout, and the whole removal past its
-        // deadline before any session was ended.
-        self.end_sessions(&client, role, &members).await?;
-        let mut refused = None;
-        for membership in &memberships {
-            if let Err(err) = client.batch_execute(&membership.revoke()).await {
-                refused.get_or_insert(self.fault(err));
-            }
-        }
-        // And again: one opened by a member meanwhile, before its revoke.
-        self.end_sessions(&client, role, &members).await?;
-        if let Some(refused) = refused {
-            // Tried again at the next attempt; the sessions are gone.
-            return Err(refused);
-        }
+        let all: Vec<&Membership> = memberships.iter().collect();
+        self.revoke_memberships(&client, role, &members, &all)
+            .await?;
         // What it owns or was granted anywhere in the cluster: the
         // databases listed, and any other its holder reached.
         let mut databases = self.databases.clone();
@@ -1112,6 +1136,24 @@ impl Postgres {
             && let Some(why) = self.quarantine_problem(&client, owner, true).await?
         {
             return Err(self.refused(why));
+        }
+        // REASSIGN OWNED and DROP OWNED need the role's privileges, which a
+        // superuser has and a CREATEROLE admin takes: the role holds nothing
+        // now, so the admin gains nothing, and the membership goes with the
+        // role (and is never one of its memberships above).
+        let superuser: bool = client
+            .query_one(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(|err| self.fault(err))?
+            .get(0);
+        if !superuser {
+            client
+                .batch_execute(&format!("GRANT {quoted} TO CURRENT_USER"))
+                .await
+                .map_err(|err| self.fault(err))?;
         }
         for database in &databases {
             let db = self.admin(database, term.as_ref()).await?;

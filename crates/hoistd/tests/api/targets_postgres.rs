@@ -1340,6 +1340,126 @@ async fn a_holder_who_shares_the_role_or_builds_elsewhere_keeps_nothing_after_re
     assert!(stash.is_none(), "the table left elsewhere was dropped");
 }
 
+/// A role made a member of a grant's role that keeps reconnecting (each
+/// session ended at once opens another) does not hold the removal up: the
+/// revokes run, the session that switched to what the grant held before
+/// them is ended, and the ones opened after hold nothing.
+#[tokio::test]
+async fn a_member_that_keeps_reconnecting_does_not_keep_the_grants_access() {
+    let pg = std::sync::Arc::new(cluster().await);
+    let admin = pg.admin().await.unwrap();
+    admin
+        .batch_execute("CREATE ROLE accomplice LOGIN PASSWORD 'pw'")
+        .await
+        .unwrap();
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    admin
+        .batch_execute(&format!("GRANT \"{role}\" TO accomplice"))
+        .await
+        .unwrap();
+    let switched = pg.connect_as("accomplice", "pw").await.unwrap();
+    switched.batch_execute("SET ROLE app_admin").await.unwrap();
+    // Three sessions of the accomplice at all times: each one ended is
+    // opened again.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut reconnecting = Vec::new();
+    for _ in 0..3 {
+        let (pg, stop) = (pg.clone(), stop.clone());
+        reconnecting.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(client) = pg.connect_as("accomplice", "pw").await {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                        && client.query_one("SELECT 1", &[]).await.is_ok()
+                    {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            }
+        }));
+    }
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in reconnecting {
+        task.await.unwrap();
+    }
+    assert!(!role_exists(&pg, &role).await);
+    assert!(
+        switched.query_one("SELECT 1", &[]).await.is_err(),
+        "the session that switched to app_admin through the grant was ended"
+    );
+    let after = pg.connect_as("accomplice", "pw").await.unwrap();
+    assert!(
+        after.batch_execute("SET ROLE app_admin").await.is_err(),
+        "the accomplice holds nothing of the grant"
+    );
+}
+
+/// With an admin that is not a superuser (CREATEROLE, ADMIN OPTION on
+/// `app_admin`, pg_signal_backend), a superuser made a member of a grant's
+/// role, whose session the admin may not end, does not keep the removal
+/// from running: a superuser gains nothing from the role.
+#[tokio::test]
+async fn a_superuser_member_does_not_keep_an_admin_from_removing_the_role() {
+    let pg = cluster().await;
+    let admin = pg.admin().await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE ROLE hoist_admin LOGIN CREATEROLE PASSWORD 'adminpw'; \
+             GRANT app_admin TO hoist_admin WITH ADMIN OPTION; \
+             GRANT pg_signal_backend TO hoist_admin; \
+             CREATE ROLE root2 LOGIN SUPERUSER PASSWORD 'pw'",
+        )
+        .await
+        .unwrap();
+    let password = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(password.path(), "adminpw").unwrap();
+    let text = policy(&pg, "member_of = [\"app_admin\"]")
+        .replace(
+            &pg.admin_url(),
+            &pg.admin_url().replace("postgres@", "hoist_admin@"),
+        )
+        .replace(
+            &pg.password_file().display().to_string(),
+            &password.path().display().to_string(),
+        );
+    let broker = TestBroker::builder().policy(&text).start().await;
+    broker.reconciled().await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    admin
+        .batch_execute(&format!("GRANT \"{role}\" TO root2"))
+        .await
+        .unwrap();
+    let root2 = pg.connect_as("root2", "pw").await.unwrap();
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(!role_exists(&pg, &role).await);
+    assert_eq!(
+        root2
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1,
+        "the superuser's session was left"
+    );
+}
+
 /// The admin's own membership in a grant's role (PostgreSQL 16 makes a
 /// CREATEROLE admin one of each role it creates) is left for the role's
 /// drop, and its sessions, hoistd's own among them, are never ended as
