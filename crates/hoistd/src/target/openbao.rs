@@ -41,6 +41,9 @@ const UNRECORDED: &str = "*";
 /// Looks again at a token OpenBao answers 403 for while walking its
 /// tokens (one being revoked meanwhile), this many times this far apart.
 const LOOKUP_RETRIES: usize = 3;
+/// The longest hoistd keeps its own sign-in to OpenBao, whatever lease the
+/// server gives it: a day.
+const SESSION_MAX_SECS: u64 = 24 * 60 * 60;
 const LOOKUP_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 // ---- settings ------------------------------------------------------------
@@ -393,9 +396,14 @@ impl OpenBao {
             .as_str()
             .ok_or_else(|| self.refused("the sign-in returned no token"))?
             .to_string();
-        let lease = answer["auth"]["lease_duration"].as_u64().unwrap_or(60);
+        // The server's word, bounded: a session is signed in again at least
+        // daily, whatever lease it claims (and no lease overflows a clock).
+        let lease = answer["auth"]["lease_duration"]
+            .as_u64()
+            .unwrap_or(60)
+            .min(SESSION_MAX_SECS);
         // Sign in again at two thirds of the token's life, never later.
-        let until = Instant::now() + Duration::from_secs(lease.saturating_mul(2) / 3);
+        let until = Instant::now() + Duration::from_secs(lease * 2 / 3);
         *session = Some((token.clone(), until));
         Ok(token)
     }
@@ -816,9 +824,13 @@ impl TargetKind for OpenBao {
                 .await;
             return Err(err);
         }
+        // The server's word, bounded by the grant: no lease it claims
+        // outlasts the grant (or overflows a clock).
         let lease = answer["auth"]["lease_duration"]
             .as_i64()
-            .unwrap_or(remaining);
+            .unwrap_or(remaining)
+            .min(remaining)
+            .max(0);
         let address = self.address();
         let mut env = BTreeMap::from([
             ("BAO_ADDR".to_string(), address.clone()),
@@ -865,7 +877,7 @@ impl TargetKind for OpenBao {
                 env.entry(name).or_insert_with(|| value.to_string());
             }
             if let Some(secs) = secret["lease_duration"].as_i64().filter(|s| *s > 0) {
-                expires_at = expires_at.min(now + chrono::TimeDelta::seconds(secs));
+                expires_at = expires_at.min(now + chrono::TimeDelta::seconds(secs.min(lease)));
             }
         }
         Ok(Some(AccessCredential {
