@@ -407,18 +407,16 @@ pub(super) fn revoke_refused(
         .find(|g| g.id == grant_id)
         .map(|g| state.role_label(&g.role, &g.role_name).to_string())
         .unwrap_or_else(|| grant_id.clone());
-    banner(
-        state,
-        format!(
-            "{role} was NOT revoked: {} (x tries again)",
-            failure.describe_for(&state.hoist)
-        ),
-        Level::Error,
+    let text = format!(
+        "{role} was NOT revoked: {} (x tries again)",
+        failure.describe_for(&state.hoist)
     );
+    banner(state, text.clone(), Level::Error);
     state
         .revoke_refused
         .insert(grant_id, failure.describe_for(&state.hoist));
-    vec![Command::LoadAll]
+    // Access that is still live: rung as an expiry is.
+    vec![Command::Notify(text), Command::LoadAll]
 }
 
 /// The broker's answer to a revoke.

@@ -337,6 +337,16 @@ fn clamp(state: &mut State) {
 }
 
 fn banner(state: &mut State, text: impl Into<String>, level: Level) {
+    // An error still showing is not covered by news of less weight: the
+    // next answer (another grant revoked, the stream back) would hide at
+    // once what did not happen (a revoke refused). Warnings still show.
+    let error_showing = state
+        .banner
+        .as_ref()
+        .is_some_and(|shown| shown.level == Level::Error && state.now < shown.until);
+    if error_showing && level == Level::Info {
+        return;
+    }
     state.banner = Some(Banner {
         text: text.into(),
         level,

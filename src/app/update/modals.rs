@@ -168,7 +168,10 @@ pub(super) fn modal_action(state: &mut State, action: Action) -> Vec<Command> {
             for command in revokes {
                 match command {
                     Command::Revoke { grant_id, .. } => {
-                        state.revoke_refused.remove(grant_id);
+                        // Tried again: its refusal is no longer the news.
+                        if state.revoke_refused.remove(grant_id).is_some() {
+                            state.banner = None;
+                        }
                         state.revoking.insert(grant_id.clone());
                     }
                     // A credential fetched after asking (a new password)

@@ -465,6 +465,52 @@ fn staying_after_the_question_to_quit_gives_back_what_it_covered() {
     );
 }
 
+/// A revoke refused (access still live) rings, and its error stays on
+/// screen while the other revocations' answers come in; trying it again
+/// lets the news of that try show.
+#[test]
+fn a_refused_revoke_rings_and_is_not_hidden_by_the_next_answer() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.screen = Screen::Grants;
+    for (id, role) in [("g1", "db"), ("g2", "k8s")] {
+        update(
+            &mut state,
+            grant_event(grant(id, role, "alice", now + TimeDelta::minutes(30))),
+        );
+    }
+    let sent = update(
+        &mut state,
+        Action::RevokeRefused {
+            grant_id: "g1".into(),
+            failure: Failure::new(FailureKind::DeniedByPolicy, "frozen"),
+        },
+    );
+    assert!(
+        sent.iter()
+            .any(|c| matches!(c, Command::Notify(text) if text.contains("db was NOT revoked"))),
+        "{sent:?}"
+    );
+    let mut revoked = grant("g2", "k8s", "alice", now + TimeDelta::minutes(30));
+    revoked.state = GrantState::Revoked;
+    update(&mut state, Action::GrantChanged(Box::new(revoked)));
+    let shown = state.banner.clone().unwrap();
+    assert_eq!(shown.level, Level::Error);
+    assert!(shown.text.contains("db was NOT revoked"), "{}", shown.text);
+
+    state.cursors.grants = state.grants.iter().position(|g| g.id == "g1").unwrap();
+    update(&mut state, Action::Revoke);
+    update(&mut state, Action::Confirm);
+    assert!(
+        state
+            .banner
+            .as_ref()
+            .is_none_or(|b| !b.text.contains("NOT revoked")),
+        "{:?}",
+        state.banner
+    );
+}
+
 #[test]
 fn an_activation_still_taking_effect_is_never_shown_as_access() {
     let now = at("2026-01-01T10:00:00Z");
