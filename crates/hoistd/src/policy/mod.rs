@@ -404,9 +404,21 @@ impl Policy {
     /// What the operator should hear of though the policy loads (see
     /// [`TargetKind::cautions`](crate::target::TargetKind::cautions)).
     pub fn cautions(&self) -> Vec<String> {
-        self.targets
-            .iter()
-            .flat_map(|target| target.cautions())
+        let shared_name = (!self.targets.is_empty()
+            && self.settings.issuer == settings::DEFAULT_ISSUER)
+            .then(|| {
+                format!(
+                    "settings.issuer is the default `{}`: targets label the access they make \
+                     with it, so another deployment left at the default that shares one of \
+                     these targets (a staging hoistd on the same PostgreSQL cluster or OpenBao) \
+                     takes this one's access for its own, and removes it; give this deployment \
+                     a name of its own",
+                    settings::DEFAULT_ISSUER
+                )
+            });
+        shared_name
+            .into_iter()
+            .chain(self.targets.iter().flat_map(|target| target.cautions()))
             .collect()
     }
 

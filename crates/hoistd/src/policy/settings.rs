@@ -9,6 +9,11 @@ use toml::Spanned;
 use super::{PolicyError, Source, duration};
 use crate::notify::Link;
 
+/// `settings.issuer` when the policy sets none. Targets label what they
+/// make with the issuer, so two deployments left at it that share a
+/// target take each other's access for their own.
+pub const DEFAULT_ISSUER: &str = "hoistd";
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// How long a request may wait for a decision before it times out.
@@ -123,7 +128,7 @@ impl Default for RawSettings {
             claim_ttl: Duration::from_secs(600),
             credential_ttl: Duration::from_secs(300),
             auditor_groups: Vec::new(),
-            issuer: "hoistd".to_string(),
+            issuer: DEFAULT_ISSUER.to_string(),
             // A script fetching a credential per step stays well inside
             // these; a loop fetching as fast as it can does not.
             credential_fetch_rate: Rate::per_minute(60),

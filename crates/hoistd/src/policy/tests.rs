@@ -357,6 +357,36 @@ fn a_role_names_its_target_and_what_it_grants_there() {
     Policy::parse("p.toml", &text.replace("app_admin", "hoist_app_admin")).unwrap();
 }
 
+/// Targets label what they make with `settings.issuer`: left at its
+/// default, another deployment left so that shares a target would take
+/// this one's access for its own. A caution says so; a policy without
+/// targets, or with an issuer of its own, has none.
+#[test]
+fn targets_under_the_default_issuer_are_a_caution() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let target = format!(
+        "[[targets]]\nname = \"db1\"\nkind = \"postgres\"\n\
+         url = \"postgres://hoist_admin@127.0.0.1:5432/app\"\npassword_file = \"{}\"\n",
+        password.display()
+    );
+    let cautions = |text: &str| {
+        Policy::parse("p.toml", text)
+            .unwrap_or_else(|err| panic!("{err}"))
+            .cautions()
+    };
+    let said = cautions(&format!("{MINIMAL}\n{target}"));
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with("settings.issuer is the default `hoistd`"),
+        "{said:?}"
+    );
+    assert!(cautions(MINIMAL).is_empty());
+    let own = format!("{MINIMAL}\n[settings]\nissuer = \"hoistd-prod\"\n{target}");
+    assert_eq!(cautions(&own), Vec::<String>::new());
+}
+
 /// A PostgreSQL target off this machine with no `sslmode` is plain text
 /// nobody chose: the policy loads, with a caution naming the target and
 /// the host; any `sslmode` written, or a host on this machine, has none.
@@ -367,7 +397,8 @@ fn plain_text_nobody_chose_to_a_remote_postgresql_is_a_caution() {
     std::fs::write(&password, "s3cret\n").unwrap();
     let cautions = |url: &str, extra: &str| {
         let text = format!(
-            "{MINIMAL}\n[[targets]]\nname = \"db1\"\nkind = \"postgres\"\nurl = \"{url}\"\n\
+            "{MINIMAL}\n[settings]\nissuer = \"hoistd-prod\"\n\
+             [[targets]]\nname = \"db1\"\nkind = \"postgres\"\nurl = \"{url}\"\n\
              password_file = \"{}\"\n{extra}\n",
             password.display()
         );

@@ -576,7 +576,7 @@ fn plain_text_to_a_remote_postgresql_target_is_named_by_the_checks() {
             &policy,
             format!(
                 "{}\n{target}\n{}",
-                policy_text(""),
+                policy_text("issuer = \"hoistd-test\""),
                 target_role("pgdb", "db1", "member_of = [\"app_admin\"]")
             ),
         )
