@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """An example receiver for hoistd's webhook targets (Python 3 standard library only).
 
-hoistd POSTs {"delivery": "<uuid>", "action": "provision" | "deprovision" |
-"inspect", "grant": {...}, "issuer": "https://...", "leader_epoch": N} with
-three headers:
+hoistd POSTs {"delivery": "<uuid>", "target": "<its name in the policy>",
+"action": "provision" | "deprovision" | "inspect", "grant": {...},
+"issuer": "https://...", "leader_epoch": N} with three headers:
 
   X-Hoist-Delivery:  the body's "delivery": a UUID for this call (log it;
                      retries get a new one)
@@ -13,8 +13,9 @@ three headers:
 This receiver checks the signature in constant time, refuses timestamps more
 than five minutes off (so a captured call cannot be replayed later), refuses
 (409) a delivery it has already taken (so it cannot be replayed sooner
-either: an inspect hands over a credential), and keeps the grants it
-provisioned in memory. Replace `provision` and `deprovision` with
+either: an inspect hands over a credential), refuses (409) a call for
+another target than its --target (a call captured at another receiver that
+shares the secret), and keeps the grants it provisioned in memory. Replace `provision` and `deprovision` with
 calls to the real system (create and delete a Kubernetes RoleBinding, attach and
 detach an IAM policy, ...). Each must be idempotent: hoistd retries until it
 gets {"status": "ok"}.
@@ -37,7 +38,7 @@ provision that hoistd gave up waiting for, still being worked on here when the
 removal came) or replayed (the signature stops replays only outside the
 timestamp window). It remembers removed grants until they would have ended.
 
-    HOIST_WEBHOOK_SECRET=... python3 webhook-receiver.py --port 8711
+    HOIST_WEBHOOK_SECRET=... python3 webhook-receiver.py --port 8711 --target k8s-prod
 
 Answers: 2xx with {"status": "ok"} for provision and deprovision, and
 {"present": true|false} for inspect, optionally with
@@ -68,6 +69,7 @@ GRANTS = {}
 EPOCHS = {}  # the highest leader_epoch seen, by issuer
 REMOVED = {}  # (issuer, grant id) -> Unix seconds until which it is remembered
 SEEN = {}  # delivery -> Unix seconds until which it is remembered
+TARGET = None  # the policy's name for this receiver (--target), if given
 LOCK = threading.Lock()
 
 
@@ -177,6 +179,11 @@ class Receiver(BaseHTTPRequestHandler):
         refused = replayed(delivery)
         if refused:
             return self.answer(409, {"status": "error", "message": refused})
+        if TARGET is not None and call.get("target") != TARGET:
+            return self.answer(409, {
+                "status": "error",
+                "message": "this receiver is target %s, not %s" % (TARGET, call.get("target")),
+            })
         action, grant = call.get("action"), call.get("grant") or {}
         issuer, epoch = call.get("issuer"), call.get("leader_epoch")
         if action == "provision":
@@ -209,7 +216,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8711)
+    parser.add_argument("--target", help="the policy's [[targets]] name for this receiver")
     args = parser.parse_args()
+    global TARGET
+    TARGET = args.target
     if not SECRET:
         sys.exit("webhook-receiver: set HOIST_WEBHOOK_SECRET to the target's secret")
     server = ThreadingHTTPServer((args.host, args.port), Receiver)

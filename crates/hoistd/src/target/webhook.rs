@@ -155,10 +155,13 @@ impl Webhook {
     ) -> Result<T, TargetError> {
         // In the signed body as well as its header, so that a receiver can
         // refuse a captured call replayed within the timestamp's window
-        // (an `inspect` hands over a credential).
+        // (an `inspect` hands over a credential). The target's name too:
+        // one receiver's call replayed to another target sharing its
+        // secret is refused there.
         let delivery = uuid::Uuid::new_v4().to_string();
         let body = serde_json::to_vec(&json!({
             "delivery": delivery,
+            "target": self.name,
             "action": action,
             "grant": {
                 "id": grant.id,

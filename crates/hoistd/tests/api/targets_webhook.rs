@@ -92,6 +92,7 @@ impl Drop for Receiver {
     }
 }
 
+/// The example receiver as the policy's target `hook`.
 pub(crate) fn example_receiver() -> Receiver {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -99,7 +100,7 @@ pub(crate) fn example_receiver() -> Receiver {
     );
     let mut child = Command::new("python3")
         .arg(script)
-        .args(["--port", "0"])
+        .args(["--port", "0", "--target", "hook"])
         .env("HOIST_WEBHOOK_SECRET", SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -162,7 +163,7 @@ async fn the_example_receiver_provisions_hands_over_and_removes_access() {
 async fn the_example_receiver_refuses_bad_signatures_and_stale_timestamps() {
     let receiver = example_receiver();
     let body =
-        br#"{"delivery":"d-1","action":"provision","grant":{"id":"gr_x","holder":"mallory"}}"#;
+        br#"{"delivery":"d-1","target":"hook","action":"provision","grant":{"id":"gr_x","holder":"mallory"}}"#;
     let now = chrono::Utc::now().timestamp();
     let post = |timestamp: i64, signature: String| {
         reqwest::Client::new()
@@ -553,6 +554,9 @@ fn signed_call(
     if call.get("delivery").is_none() {
         call["delivery"] = delivery.as_str().into();
     }
+    if call.get("target").is_none() {
+        call["target"] = "hook".into();
+    }
     let body = serde_json::to_vec(&call).unwrap();
     let now = chrono::Utc::now().timestamp().to_string();
     let signature = format!("v1={}", webhook::sign(SECRET.as_bytes(), &now, &body));
@@ -622,9 +626,10 @@ async fn the_example_receiver_refuses_a_late_provision_from_a_deposed_leader() {
 
 /// A signed call taken once is refused when it comes again within the
 /// timestamp's window: the example receiver remembers each `delivery`, so
-/// a captured `inspect` cannot be replayed for a fresh credential.
+/// a captured `inspect` cannot be replayed for a fresh credential. Nor is
+/// one signed for another target (sharing the secret) taken.
 #[tokio::test]
-async fn the_example_receiver_refuses_a_delivery_it_has_taken() {
+async fn the_example_receiver_refuses_a_delivery_it_has_taken_or_one_for_another_target() {
     let receiver = example_receiver();
     let issuer = "https://hoist.example.com";
     let provision = serde_json::json!({
@@ -655,6 +660,18 @@ async fn the_example_receiver_refuses_a_delivery_it_has_taken() {
     assert_eq!(
         signed_call(&receiver.url, &bare).await.0,
         StatusCode::BAD_REQUEST
+    );
+    let mut elsewhere = provision.clone();
+    elsewhere["target"] = "hook-staging".into();
+    elsewhere["grant"]["id"] = "gr_s".into();
+    let (status, refused) = signed_call(&receiver.url, &elsewhere).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("this receiver is target hook, not hook-staging"),
+        "{refused}"
     );
 }
 
