@@ -315,10 +315,8 @@ fn typed(label: &str, text: &str) -> Value {
 
 fn teams(notice: &Notice) -> Value {
     // Facts are markdown: only what hoist or the policy wrote goes there.
-    let mut facts = vec![
-        ("Requester", notice.requester.clone()),
-        ("Role", role_line(notice)),
-    ];
+    // Not the requester: a workload's name holds its token's `sub`.
+    let mut facts = vec![("Role", role_line(notice))];
     match notice.event {
         Event::RequestLapsing => facts.push(("Lapses", when(notice.lapses_at))),
         Event::GrantEnding => facts.push(("Ends", when(notice.expires_at))),
@@ -338,7 +336,12 @@ fn teams(notice: &Notice) -> Value {
             "color": if urgent { "Attention" } else { "Default" },
             "wrap": true,
         }),
-        json!({"type": "TextBlock", "text": summary(notice), "wrap": true}),
+        // It names the requester: a run of text, never markdown.
+        json!({
+            "type": "RichTextBlock",
+            "inlines": [{"type": "TextRun", "text": summary(notice)}],
+        }),
+        typed("Requester", &notice.requester),
         json!({
             "type": "FactSet",
             "facts": facts

@@ -822,6 +822,48 @@ fn formats_as_snapshots() {
     );
 }
 
+/// A workload's name holds its token's `sub`, which may be markdown: on a
+/// Teams card it is only ever a run of text, never in a `TextBlock` or a
+/// fact, which render markdown (a link to follow).
+#[test]
+fn a_requesters_markdown_is_never_rendered_on_a_teams_card() {
+    let filed = Notice {
+        requester: "workload:ci:[Approve](https://evil.example)".into(),
+        ..sample(Event::RequestFiled)
+    };
+    let card = render(Format::Teams, &filed);
+    let body = card["attachments"][0]["content"]["body"]
+        .as_array()
+        .unwrap();
+    let mut runs = 0;
+    for element in body {
+        match element["type"].as_str().unwrap() {
+            "TextBlock" => assert!(
+                !element["text"].as_str().unwrap().contains("]("),
+                "{element}"
+            ),
+            "FactSet" => {
+                for fact in element["facts"].as_array().unwrap() {
+                    assert!(!fact["value"].as_str().unwrap().contains("]("), "{fact}");
+                }
+            }
+            "RichTextBlock" => {
+                runs += element["inlines"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|run| {
+                        run["type"] == "TextRun"
+                            && run["text"].as_str().unwrap().contains("[Approve](https")
+                    })
+                    .count();
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(runs, 2, "the summary and the requester's row: {card}");
+}
+
 /// What Slack's SDK makes of a message's blocks: `Ok` if it parses each
 /// block, validates it, and writes back exactly what was sent.
 fn slack_sdk_check(message: &serde_json::Value) -> Result<(), String> {
