@@ -93,7 +93,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             state.extending.remove(&grant_id);
             failed(state, Operation::Extending, &failure)
         }
-        Action::SignInPrompt(prompt) => modals::show_sign_in(state, prompt),
+        Action::SignInPrompt(prompt) => modals::sign_in_arrived(state, prompt),
         Action::SwitchFailed { profile, reason } => modals::switch_failed(state, &profile, &reason),
         Action::SignInAgainFailed(reason) => sign_in_again_failed(state, &reason),
         other => key_action(state, other),

@@ -70,14 +70,21 @@ pub fn why_not_leave(state: &State) -> Option<String> {
 }
 
 /// Shows a sign-in's pop-up, new or closed earlier. One that comes while
-/// another pop-up asks something waits, hidden, for ^O: the question keeps
-/// its keys and is not lost.
-pub(super) fn show_sign_in(state: &mut State, prompt: SignInPrompt) -> Vec<Command> {
-    if state
-        .modal
-        .as_ref()
-        .is_some_and(|open| open.asks() && !matches!(open, Modal::SignIn(_)))
-    {
+/// another pop-up asks something, while the person types (a form not
+/// being sent, the filter), or over a credential shown once, waits,
+/// hidden, for ^O: the
+/// question keeps its keys, what is typed goes where it was going, and
+/// the credential stays on screen.
+pub(super) fn sign_in_arrived(state: &mut State, prompt: SignInPrompt) -> Vec<Command> {
+    // A form being sent takes no keys: the sign-in is what it waits for.
+    let typing = state.form.as_ref().is_some_and(|form| !form.submitting) || state.filtering;
+    let waits = match &state.modal {
+        Some(Modal::SignIn(_)) => false,
+        Some(Modal::Credential { .. }) => true,
+        Some(open) => open.asks(),
+        None => typing,
+    };
+    if waits {
         state.hidden_sign_in = Some(prompt);
         banner(
             state,
@@ -86,6 +93,11 @@ pub(super) fn show_sign_in(state: &mut State, prompt: SignInPrompt) -> Vec<Comma
         );
         return vec![];
     }
+    show_sign_in(state, prompt)
+}
+
+/// Shows a sign-in's pop-up, as it arrives or asked for again (^O).
+pub(super) fn show_sign_in(state: &mut State, prompt: SignInPrompt) -> Vec<Command> {
     state.hidden_sign_in = None;
     state.modal = Some(Modal::SignIn(prompt));
     vec![]

@@ -1441,6 +1441,43 @@ fn a_closed_sign_in_pop_up_is_shown_again_until_the_sign_in_is_over() {
     );
 }
 
+/// A sign-in that arrives while the person types (a form, the filter) or
+/// reads a credential shown once waits for ^O: the keys typed go where
+/// they were going, and the credential stays on screen.
+#[test]
+fn a_sign_in_waits_while_the_person_types_or_reads_a_credential() {
+    use crate::app::keymap::action_for_key;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.form = Some(RequestForm::new(role("db"), "key-1".into()));
+    update(&mut state, sign_in(None));
+    assert_eq!(state.modal, None);
+    for key in ['h', 'q', '?'] {
+        let typed = KeyEvent::new(KeyCode::Char(key), KeyModifiers::NONE);
+        let action = action_for_key(&state, typed).expect("typed into the form");
+        update(&mut state, action);
+    }
+    assert_eq!(state.form.as_ref().unwrap().justification, "hq?");
+    assert!(state.hidden_sign_in.is_some(), "^O shows it");
+
+    let mut state = alice(now);
+    state.modal = Some(Modal::Credential {
+        grant_id: "g1".into(),
+        role: "db".into(),
+        token: "t".into(),
+        expires_at: now + TimeDelta::minutes(5),
+        access: None,
+    });
+    update(&mut state, sign_in(None));
+    assert!(
+        matches!(state.modal, Some(Modal::Credential { .. })),
+        "{:?}",
+        state.modal
+    );
+    assert!(state.hidden_sign_in.is_some());
+}
+
 /// alice's form for a tier-0 `db`, filed once and refused for a sign-in
 /// too old for it.
 fn refused_for_an_old_sign_in(signs_in_again: bool) -> (State, Vec<Command>) {
