@@ -490,7 +490,8 @@ pub fn title(state: &State) -> String {
     match state.grants.first() {
         Some(grant) => {
             let left = crate::text::span(state.time_left(grant));
-            format!("hoist · {} {left}", sanitize::line(&grant.role))
+            let role = state.role_label(&grant.role, &grant.role_name);
+            format!("hoist · {} {left}", sanitize::line(role))
         }
         None => "hoist".to_string(),
     }

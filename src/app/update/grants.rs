@@ -32,7 +32,7 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
         .grants
         .iter()
         .filter(|g| g.expires_at <= now)
-        .map(|g| g.role.clone())
+        .map(|g| state.role_label(&g.role, &g.role_name).to_string())
         .collect();
     if !ended.is_empty() {
         // Access at a target outlives the grant until the broker removes
@@ -66,7 +66,10 @@ pub(super) fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
         .grants
         .iter()
         .filter(|g| g.expires_at - now <= WARN_AT && !state.warned.contains(&g.id))
-        .map(|g| (g.id.clone(), g.role.clone(), g.expires_at - now))
+        .map(|g| {
+            let role = state.role_label(&g.role, &g.role_name).to_string();
+            (g.id.clone(), role, g.expires_at - now)
+        })
         .collect();
     for (id, role, left) in warn {
         state.warned.insert(id);
@@ -206,7 +209,10 @@ pub(super) fn revoke_incident(state: &mut State) -> Vec<Command> {
         banner(state, text, Level::Info);
         return vec![];
     }
-    let roles: Vec<&str> = mine.iter().map(|g| g.role.as_str()).collect();
+    let roles: Vec<&str> = mine
+        .iter()
+        .map(|g| state.role_label(&g.role, &g.role_name))
+        .collect();
     let reason = format!("revoked with everything under incident {}", view.incident);
     let commands = mine
         .iter()
@@ -371,7 +377,7 @@ pub(super) fn revoke_pending(state: &mut State, grant_id: String) -> Vec<Command
         .grants
         .iter()
         .find(|g| g.id == grant_id)
-        .map(|g| g.role.clone())
+        .map(|g| state.role_label(&g.role, &g.role_name).to_string())
         .unwrap_or_default();
     state.revoking.insert(grant_id);
     banner(
@@ -431,7 +437,11 @@ pub(super) fn changed(state: &mut State, grant: Grant) -> Vec<Command> {
     if grant.state != GrantState::Active && !state.access_removed.contains(&grant.id) {
         banner(
             state,
-            format!("{} {}", grant.role, grant.state.as_str()),
+            format!(
+                "{} {}",
+                state.role_label(&grant.role, &grant.role_name),
+                grant.state.as_str()
+            ),
             Level::Info,
         );
     }

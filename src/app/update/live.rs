@@ -151,6 +151,7 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                 let role = state
                     .role_label(&request.role, &request.role_name)
                     .to_string();
+                let role_id = request.role.clone();
                 let reason = request.reason.clone();
                 let approver = request
                     .reviews
@@ -167,7 +168,7 @@ pub(super) fn event(state: &mut State, event: LiveEvent) -> Vec<Command> {
                 if before != Some(now_state) && before.is_some() {
                     return announce(
                         state,
-                        &role,
+                        (&role_id, &role),
                         now_state,
                         &approver,
                         reason.as_deref(),
@@ -256,7 +257,7 @@ fn arrives_in_my_queue(state: &State, request: &AccessRequest) -> Option<String>
 /// Tells the requester, loudly, that their request was decided.
 fn announce(
     state: &mut State,
-    role: &str,
+    (role_id, role): (&str, &str),
     to: RequestState,
     by: &str,
     reason: Option<&str>,
@@ -267,7 +268,7 @@ fn announce(
         RequestState::Active => {
             // The grant's own event may come a moment later; its length is known now.
             let left = state
-                .grant_for(role)
+                .grant_for(role_id)
                 .map_or(duration, |g| state.time_left(g));
             // Activated without an approver (a broker that applies access
             // later, once it has propagated): nobody to name.

@@ -1238,6 +1238,67 @@ fn a_tier_0_role_is_filed_only_once_its_id_is_typed() {
     assert_eq!(state.modal, None);
 }
 
+/// Over Entra a role's id is a GUID: the expiry's warning, its end, a
+/// revoke's banner and the terminal title name the role as people know
+/// it, and an approval that activates it counts the grant's real time.
+#[test]
+fn entra_roles_are_named_by_their_names_in_every_notice() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.capabilities = crate::backend::entra::CAPABILITIES;
+    let guid = "dir:62e90394-69f5-4237-9190-012177145e10";
+    let mut admin = grant("g1", guid, "alice", now + TimeDelta::minutes(4));
+    admin.role_name = "Global Administrator".into();
+    update(&mut state, grant_event(admin.clone()));
+    let commands = update(&mut state, Action::Tick(now + TimeDelta::seconds(1)));
+    let warned: Vec<&String> = commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Notify(text) => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        warned.len() == 1 && warned[0].starts_with("⚠ Global Administrator expires in"),
+        "{warned:?}"
+    );
+    let title = crate::tui::title(&state);
+    assert!(
+        title.contains("Global Administrator") && !title.contains("dir:"),
+        "{title}"
+    );
+
+    // Approved (by the broker, propagated): the grant's own time left.
+    let mut filed = request("req_1", guid, "alice", now);
+    filed.role_name = "Global Administrator".into();
+    filed.duration_secs = 8 * 3600;
+    update(&mut state, Action::Filed(Box::new(filed.clone())));
+    filed.state = RequestState::Active;
+    filed.reviews.push(hoist_api::Review {
+        reviewer: "bob".into(),
+        decision: hoist_api::Decision::Approve,
+        comment: None,
+        at: now,
+    });
+    update(
+        &mut state,
+        Action::Live(Box::new(LiveEvent::Request { request: filed })),
+    );
+    let shown = state.banner.clone().unwrap().text;
+    assert!(
+        shown.starts_with("✓ Global Administrator approved by bob: active, 03:5"),
+        "{shown}"
+    );
+
+    let ended = update(&mut state, Action::Tick(now + TimeDelta::minutes(5)));
+    assert!(
+        ended
+            .iter()
+            .any(|c| matches!(c, Command::Notify(text) if text == "Global Administrator expired")),
+        "{ended:?}"
+    );
+}
+
 /// Over a broker that names no roles I approve (Entra), someone else's
 /// request that reaches me is from my review queue: it is news as well,
 /// and the empty queue does not say I approve nothing.
