@@ -1450,7 +1450,13 @@ impl Postgres {
     /// it is passed: a command's arguments are in the process list, for
     /// every user of the machine to read.
     fn handover(&self, role: &str, password: &str, expires_at: DateTime<Utc>) -> AccessCredential {
-        let sslmode = self.sslmode.clone();
+        // hoistd checks the server's certificate and name whenever it
+        // speaks TLS; libpq's `require` checks neither, and `verify-ca` not
+        // the name: the holder is held to what hoistd checked.
+        let sslmode = match self.sslmode.as_str() {
+            "disable" => "disable".to_string(),
+            _ => "verify-full".to_string(),
+        };
         let env: BTreeMap<String, String> = [
             ("PGHOST", self.host.clone()),
             ("PGPORT", self.port.to_string()),

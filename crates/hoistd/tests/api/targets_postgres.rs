@@ -1014,6 +1014,29 @@ async fn with_tls_configured_the_admin_connection_is_encrypted_and_checks_the_se
     assert!(encrypted >= 1, "hoistd's admin connection uses TLS");
     let credential = broker.as_user("alice").credential(&grant.id).await.unwrap();
     assert_eq!(credential.access.unwrap().env["PGSSLMODE"], "verify-full");
+    // `require` is checked by hoistd as verify-full is; libpq's `require`
+    // checks nothing, so the holder is handed verify-full too.
+    let requiring = TestBroker::builder()
+        .policy(
+            &with_ca(&pg.ca_file())
+                .replace("sslmode = \"verify-full\"", "sslmode = \"require\"")
+                .replace("[settings]\n", "[settings]\nissuer = \"hoistd-require\"\n"),
+        )
+        .start()
+        .await;
+    let grant = granted(&requiring, None).await;
+    until_access(&requiring, &grant.id, AccessState::Live).await;
+    let access = access_of(&requiring, &grant).await;
+    assert_eq!(access.env["PGSSLMODE"], "verify-full");
+    assert!(
+        access
+            .uri
+            .as_deref()
+            .unwrap()
+            .contains("sslmode=verify-full"),
+        "{:?}",
+        access.uri
+    );
 
     // A CA that did not sign the server's certificate: nothing is provisioned.
     let other = Postgres::start_with_tls().await.unwrap();
