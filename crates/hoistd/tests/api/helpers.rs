@@ -34,7 +34,8 @@ pub async fn until_access(broker: &TestBroker, id: &str, state: hoist_api::Acces
 pub struct Served {
     pub child: std::process::Child,
     pub port: u16,
-    /// The first line of its log.
+    /// The line of its log that says it serves (after the policy's
+    /// cautions, if any).
     pub serving: String,
     log: Option<std::io::Lines<std::io::BufReader<std::process::ChildStderr>>>,
 }
@@ -69,12 +70,22 @@ impl Served {
             serving: String::new(),
             log: None,
         };
-        served.serving = log.next().unwrap().unwrap();
-        assert!(
-            served.serving.contains("hoistd serving"),
-            "{}",
-            served.serving
-        );
+        // The policy's cautions, if any, come first.
+        let mut before = Vec::new();
+        served.serving = loop {
+            let line = log
+                .next()
+                .unwrap_or_else(|| panic!("hoistd ended before serving: {before:?}"))
+                .unwrap();
+            if line.contains("hoistd serving") {
+                break line;
+            }
+            assert!(
+                line.contains("WARN") && before.len() < 10,
+                "{line} (after {before:?})"
+            );
+            before.push(line);
+        };
         served.log = Some(log);
         served
     }
