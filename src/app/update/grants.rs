@@ -181,21 +181,24 @@ pub(super) fn extend(state: &mut State) -> Vec<Command> {
 }
 
 /// One key during an incident: revoke every grant of mine filed under it.
+/// Before the incident's view has loaded (a slow link, a failed load),
+/// the grants of mine under it that the list holds.
 pub(super) fn revoke_incident(state: &mut State) -> Vec<Command> {
-    let Some(view) = state
-        .incident
-        .as_ref()
-        .filter(|v| Some(&v.incident) == state.selected_incident().as_ref())
-    else {
+    let Some(incident) = state.selected_incident() else {
         return vec![];
     };
+    let viewed: &[Grant] = state
+        .incident
+        .as_ref()
+        .filter(|v| v.incident == incident)
+        .map_or(&[], |v| v.grants.as_slice());
     // The view's, and any of mine under it the view has not heard of yet.
     let mut mine: Vec<&Grant> = Vec::new();
     let under = state
         .grants
         .iter()
-        .filter(|g| g.incident.as_deref() == Some(view.incident.as_str()));
-    for grant in view.grants.iter().chain(under) {
+        .filter(|g| g.incident.as_deref() == Some(incident.as_str()));
+    for grant in viewed.iter().chain(under) {
         if grant.holder == state.user()
             && grant.state == GrantState::Active
             && grant.expires_at > state.now
@@ -205,7 +208,7 @@ pub(super) fn revoke_incident(state: &mut State) -> Vec<Command> {
         }
     }
     if mine.is_empty() {
-        let text = format!("You hold no active grant under {}", view.incident);
+        let text = format!("You hold no active grant under {}", incident);
         banner(state, text, Level::Info);
         return vec![];
     }
@@ -213,7 +216,7 @@ pub(super) fn revoke_incident(state: &mut State) -> Vec<Command> {
         .iter()
         .map(|g| state.role_label(&g.role, &g.role_name))
         .collect();
-    let reason = format!("revoked with everything under incident {}", view.incident);
+    let reason = format!("revoked with everything under incident {}", incident);
     let commands = mine
         .iter()
         .map(|g| Command::Revoke {
@@ -225,7 +228,7 @@ pub(super) fn revoke_incident(state: &mut State) -> Vec<Command> {
         prompt: format!(
             "Revoke all {} of your grants under {} ({})?",
             mine.len(),
-            view.incident,
+            incident,
             roles.join(", ")
         ),
         yes: Command::Batch(commands),

@@ -2325,6 +2325,35 @@ fn a_grant_made_under_the_incident_since_it_loaded_is_revoked_with_it() {
     }
 }
 
+/// `X` before the incident's view has loaded (a slow link, a failed
+/// load) still offers the grants of mine under it that the list holds,
+/// rather than do nothing.
+#[test]
+fn x_before_the_incidents_view_loads_revokes_what_the_list_holds() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = on_incident(now);
+    state.incident = None;
+    let mut granted = grant("g1", "db", "alice", now + TimeDelta::minutes(30));
+    granted.incident = Some("INC-7".into());
+    update(&mut state, grant_event(granted));
+    assert_eq!(state.selected_incident().as_deref(), Some("INC-7"));
+    update(&mut state, Action::RevokeIncident);
+    match &state.modal {
+        Some(Modal::Confirm {
+            prompt,
+            yes: Command::Batch(commands),
+            ..
+        }) => {
+            assert!(prompt.contains("under INC-7"), "{prompt}");
+            assert!(
+                matches!(&commands[..], [Command::Revoke { grant_id, .. }] if grant_id == "g1"),
+                "{commands:?}"
+            );
+        }
+        other => panic!("{other:?}; banner {:?}", state.banner),
+    }
+}
+
 /// `y` in a credential pop-up copies that grant's credential, even when
 /// the list's selection has moved onto another grant meanwhile (the shown
 /// one was revoked elsewhere): never another grant's.
