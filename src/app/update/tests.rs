@@ -572,15 +572,21 @@ fn grant_event(grant: hoist_api::Grant) -> Action {
     Action::Live(Box::new(LiveEvent::Grant { grant }))
 }
 
+/// alice's grant `g1` of `db`, live at its PostgreSQL target for 30 more
+/// minutes from `now`.
+fn live_db(now: DateTime<Utc>) -> hoist_api::Grant {
+    at_target(
+        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
+        hoist_api::AccessState::Live,
+    )
+}
+
 #[test]
 fn access_removed_is_said_only_when_the_broker_reports_it() {
     use hoist_api::AccessState;
     let now = at("2026-06-01T12:00:00Z");
     let mut state = alice(now);
-    let live = at_target(
-        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
-        AccessState::Live,
-    );
+    let live = live_db(now);
     update(&mut state, grant_event(live.clone()));
     assert_eq!(state.grants.len(), 1);
 
@@ -662,10 +668,7 @@ fn the_credential_of_access_still_provisioning_is_not_asked_for() {
 
     // Live: asked for once confirmed (a new password), and shown with the
     // access; y copies what is shown.
-    let live = at_target(
-        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
-        AccessState::Live,
-    );
+    let live = live_db(now);
     update(&mut state, grant_event(live));
     update(&mut state, Action::ShowCredential);
     let commands = update(&mut state, Action::Confirm);
@@ -719,14 +722,10 @@ fn the_credential_of_access_still_provisioning_is_not_asked_for() {
 /// nothing and says why, in the pop-up and from the list alike.
 #[test]
 fn broker_text_a_paste_would_act_on_is_not_copied() {
-    use hoist_api::AccessState;
     let now = at("2026-06-01T12:00:00Z");
     let mut state = alice(now);
     state.screen = Screen::Grants;
-    let live = at_target(
-        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
-        AccessState::Live,
-    );
+    let live = live_db(now);
     update(&mut state, grant_event(live));
     let credential = credential_of_g1(
         now,
@@ -908,10 +907,7 @@ fn a_revoke_answered_after_the_removal_does_not_bring_the_grant_back() {
     use hoist_api::AccessState;
     let now = at("2026-06-01T12:00:00Z");
     let mut state = alice(now);
-    let live = at_target(
-        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
-        AccessState::Live,
-    );
+    let live = live_db(now);
     update(&mut state, grant_event(live.clone()));
     let mut revoked = live;
     revoked.state = GrantState::Revoked;
@@ -1375,14 +1371,10 @@ fn a_request_landing_in_my_queue_is_a_desktop_notice_once() {
 
 #[test]
 fn the_credential_of_an_ssh_grant_is_a_certificate_shown_and_copied() {
-    use hoist_api::AccessState;
     let now = at("2026-06-01T12:00:00Z");
     let mut state = alice(now);
     state.screen = Screen::Grants;
-    let mut shell = at_target(
-        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
-        AccessState::Live,
-    );
+    let mut shell = live_db(now);
     if let Some(access) = shell.access.as_mut() {
         access.target = "hosts".into();
         access.kind = "ssh".into();
@@ -2728,7 +2720,6 @@ fn a_grant_past_its_end_is_not_revoked_with_the_incident() {
 fn a_key_pressed_twice_or_a_reflex_enter_does_not_answer_a_confirm() {
     use crate::app::keymap::action_for_key;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-    use hoist_api::AccessState;
     let press = |state: &mut State, code: KeyCode| {
         let key = KeyEvent::new(code, KeyModifiers::NONE);
         match action_for_key(state, key) {
@@ -2739,10 +2730,7 @@ fn a_key_pressed_twice_or_a_reflex_enter_does_not_answer_a_confirm() {
     let now = at("2026-06-01T12:00:00Z");
     let mut state = alice(now);
     state.screen = Screen::Grants;
-    let db = at_target(
-        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
-        AccessState::Live,
-    );
+    let db = live_db(now);
     update(&mut state, grant_event(db));
     for key in ['y', 's'] {
         assert_eq!(press(&mut state, KeyCode::Char(key)), []);
@@ -3348,14 +3336,10 @@ fn a_decision_that_fails_gives_back_its_reason() {
 /// use elsewhere (a `hoist exec`) would stop working for new logins.
 #[test]
 fn copying_a_postgres_credential_from_the_list_asks_first() {
-    use hoist_api::AccessState;
     let now = at("2026-06-01T12:00:00Z");
     let mut state = alice(now);
     state.screen = Screen::Grants;
-    let db = at_target(
-        grant("g1", "db", "alice", now + TimeDelta::minutes(30)),
-        AccessState::Live,
-    );
+    let db = live_db(now);
     assert_eq!(db.access.as_ref().unwrap().kind, "postgres");
     update(&mut state, grant_event(db));
     assert_eq!(update(&mut state, Action::CopyCredential), []);
