@@ -239,6 +239,33 @@ fn settle_request(request: &mut AccessRequest, now: DateTime<Utc>) {
     }
 }
 
+/// When a settled request next changes state by time alone: a pending one
+/// lapses (or its claim runs out), an approved one's window closes.
+fn request_turns(request: &AccessRequest) -> Option<DateTime<Utc>> {
+    match request.state {
+        RequestState::Pending => [request.lapses_at, request.claim.as_ref().map(|c| c.until)]
+            .into_iter()
+            .flatten()
+            .min(),
+        RequestState::Approved => window_end(request),
+        _ => None,
+    }
+}
+
+/// When a settled grant next changes by time alone: it ends, or its access
+/// stops being live at the end its target took.
+fn grant_turns(grant: &Grant) -> Option<DateTime<Utc>> {
+    if grant.state != GrantState::Active {
+        return None;
+    }
+    let live_until = grant
+        .access
+        .as_ref()
+        .filter(|access| access.state == hoist_api::AccessState::Live)
+        .and_then(|access| access.live_until);
+    Some(live_until.map_or(grant.expires_at, |until| until.min(grant.expires_at)))
+}
+
 /// When a scheduled request's access must end: its start plus its duration.
 fn window_end(request: &AccessRequest) -> Option<DateTime<Utc>> {
     match request.kind {
@@ -321,9 +348,37 @@ struct Work<'a> {
     /// on the way to a grant, and on PostgreSQL a read after held writes
     /// would take the writers' lock for a round trip.
     workload_claims: std::collections::HashMap<String, Option<serde_json::Value>>,
+    /// The first moment at which something this work settled at `now`
+    /// stands otherwise by time alone: it commits only before it
+    /// ([`Tx::commit_before`]).
+    settled_until: std::cell::Cell<Option<DateTime<Utc>>>,
+    /// Whether the work is done again when it meets a change
+    /// ([`Broker::optimistically`]).
+    again: bool,
 }
 
 impl Work<'_> {
+    /// `request` as it stands at the work's moment, which the work then
+    /// commits on only while it still does.
+    fn settle_request(&self, request: &mut AccessRequest) {
+        settle_request(request, self.now);
+        self.settled(request_turns(request));
+    }
+
+    /// `grant` as it stands at the work's moment, which the work then
+    /// commits on only while it still does.
+    fn settle_grant(&self, grant: &mut Grant) {
+        settle_grant(grant, self.now);
+        self.settled(grant_turns(grant));
+    }
+
+    fn settled(&self, turns: Option<DateTime<Utc>>) {
+        if let Some(at) = turns {
+            let until = self.settled_until.get().map_or(at, |until| until.min(at));
+            self.settled_until.set(Some(until));
+        }
+    }
+
     fn audit(&mut self, mut event: NewAuditEvent) -> Result<AuditEvent> {
         // The broker's own entries say so in the hashed data, not only by
         // the actor's name. A key added to new entries leaves every older
@@ -781,7 +836,11 @@ impl Broker {
     /// read before it could commit: nothing of a try that met a change was
     /// written, and the next try reads the change.
     fn optimistically<T>(&self, mut work: impl FnMut(Work<'_>) -> Result<T>) -> Result<T> {
-        again_while_contended(|| work(self.begin_with(self.store.optimistic()?)?))
+        again_while_contended(|| {
+            let mut begun = self.begin_with(self.store.optimistic()?)?;
+            begun.again = true;
+            work(begun)
+        })
     }
 
     /// A transaction for a job only the leader runs (the reaper, the
@@ -826,6 +885,8 @@ impl Broker {
             uses: Vec::new(),
             ended_uses: limits::Ended::new(&self.uses),
             workload_claims: std::collections::HashMap::new(),
+            settled_until: std::cell::Cell::new(None),
+            again: false,
         })
     }
 
@@ -837,6 +898,8 @@ impl Broker {
             policy,
             uses,
             mut ended_uses,
+            settled_until,
+            again,
             ..
         } = work;
         // Counted from the check to the commit's end: a reload's sweep waits.
@@ -877,8 +940,26 @@ impl Broker {
                 let due = changes.iter().filter_map(Change::falls_due).min();
                 tx.announce(&requests, &grants, due, effects)?;
             }
+            if let Some(at) = settled_until.get() {
+                tx.commit_before(at);
+            }
             Ok(tx.commit()?)
         })();
+        let settled_until = settled_until.get();
+        let committed = committed.map_err(|err| match err {
+            // What was settled ended by time while the turn was waited
+            // for. Work done again sees it ended; other work says so.
+            Error::Store(StoreError::Contended(_))
+                if !again && settled_until.is_some_and(|at| now() >= at) =>
+            {
+                Error::refuse(
+                    ErrorCode::InvalidState,
+                    "the grant or request this acts on reached its end while this was being \
+                     done; nothing was done: look at it again",
+                )
+            }
+            other => other,
+        });
         if let Err(Error::Store(StoreError::Uncertain(_))) = &committed {
             // Perhaps committed: this instance's streams read everything
             // again rather than miss it (other instances heard of it at
@@ -991,7 +1072,7 @@ impl Broker {
             .tx
             .request(id)?
             .ok_or_else(|| Error::not_found("request", id))?;
-        settle_request(&mut request, work.now);
+        work.settle_request(&mut request);
         Ok(request)
     }
 
@@ -1001,7 +1082,7 @@ impl Broker {
             .grant(id)?
             .filter(|g| self.visible_grant(policy, user, g))
             .ok_or_else(|| Error::not_found("grant", id))?;
-        settle_grant(&mut grant, work.now);
+        work.settle_grant(&mut grant);
         Ok(grant)
     }
 

@@ -11,9 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::identities::Authenticated;
 use super::limits::Act;
-use super::{
-    Broker, Change, SYSTEM_ACTOR, Work, event, new_id, now, settle_grant, settle_request, std_delta,
-};
+use super::{Broker, Change, SYSTEM_ACTOR, Work, event, new_id, now, std_delta};
 use crate::domain;
 use crate::error::{Error, Result};
 use crate::policy::{Policy, RoleDef};
@@ -196,7 +194,7 @@ impl Broker {
                 .tx
                 .request(&request_id)?
                 .ok_or_else(|| Error::not_found("request", &request_id))?;
-            settle_request(&mut request, work.now);
+            work.settle_request(&mut request);
             return Ok((request, true));
         }
         if let Some(caller) = caller {
@@ -219,7 +217,7 @@ impl Broker {
             ..RequestQuery::default()
         })?;
         for mut existing in open {
-            settle_request(&mut existing, work.now);
+            work.settle_request(&mut existing);
             let blocking = match existing.state {
                 RequestState::Active => existing
                     .grant_id
@@ -228,7 +226,7 @@ impl Broker {
                     .transpose()?
                     .flatten()
                     .is_some_and(|mut g| {
-                        settle_grant(&mut g, work.now);
+                        work.settle_grant(&mut g);
                         g.state == GrantState::Active
                     }),
                 RequestState::Pending | RequestState::Approved => !plan.break_glass,

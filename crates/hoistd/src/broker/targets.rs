@@ -607,7 +607,7 @@ impl Ledger for Broker {
         let Some(mut grant) = work.tx.grant(grant_id)? else {
             return Ok(());
         };
-        settle_grant(&mut grant, work.now);
+        work.settle_grant(&mut grant);
         let live_here = grant
             .access
             .as_ref()

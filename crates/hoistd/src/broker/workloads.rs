@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::limits::Act;
 use super::targets::usable;
-use super::{Broker, Change, SYSTEM_ACTOR, Work, event, settle_grant};
+use super::{Broker, Change, SYSTEM_ACTOR, Work, event};
 use crate::audit::NewAuditEvent;
 use crate::error::Error;
 use crate::oidc::{TokenError, claimed};
@@ -936,7 +936,7 @@ impl Broker {
                     .tx
                     .grant(&grant_id)?
                     .ok_or_else(|| Error::not_found("grant", &grant_id))?;
-                settle_grant(&mut grant, work.now);
+                work.settle_grant(&mut grant);
                 if grant.state != GrantState::Active {
                     return Err(Refusal::new(
                         WorkloadErrorCode::Denied,
@@ -1101,7 +1101,7 @@ impl Broker {
                         .tx
                         .grant(&grant_id)?
                         .ok_or_else(|| Error::not_found("grant", &grant_id))?;
-                    settle_grant(&mut grant, work.now);
+                    work.settle_grant(&mut grant);
                     // Its credential was handed over: whoever holds it (a
                     // job of the same run, with the same task) may be using
                     // it now, and ends it with that credential. A job that
@@ -1178,7 +1178,7 @@ impl Broker {
             .grant(&claims.grant_id)?
             .filter(|g| g.holder == principal)
             .ok_or_else(invalid)?;
-        settle_grant(&mut grant, work.now);
+        work.settle_grant(&mut grant);
         if grant.state == GrantState::Active {
             work.end_grant(
                 &mut grant,

@@ -99,6 +99,15 @@
 //!     instances given the same post exactly one acts on it;
 //!     [`Tx::purge_slack_replays`] removes only signatures whose post could
 //!     no longer pass the timestamp check.
+//! 14. A transaction given a moment with [`Tx::commit_before`] commits its
+//!     writes only if that moment has not come when it commits, by the
+//!     broker's clock ([`crate::clock::now`]) as it stands then; if it has,
+//!     nothing is written and the commit fails with
+//!     [`StoreError::Contended`]. A server database checks it under the
+//!     turn of rule 1, by its own clock moved by how far the broker's is
+//!     from it ([`Store::clock_offset`]): the broker decides at a moment
+//!     read before its transaction's first statement waits for the turn,
+//!     and a grant may reach its end during that wait.
 //!
 //! A backend is chosen by [`open`] from a location: `sqlite:PATH` or a bare
 //! path is the embedded [`SqliteStore`] (its schema in
@@ -166,6 +175,11 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What [`StoreError::Contended`] says when a transaction's moment passed
+/// before it could commit (rule 14).
+pub(crate) const PASSED: &str =
+    "what this was decided on ended by time before it could be written; nothing was written";
 
 pub trait Store: Send + Sync + 'static {
     /// Starts a transaction; concurrent transactions wait their turn (rule 1).
@@ -985,6 +999,13 @@ pub trait Tx {
         let _ = lease;
         Ok(())
     }
+
+    /// Makes the transaction commit its writes only before `at` (rule 14):
+    /// the broker decided on something that time alone ends at `at` (a
+    /// grant's end, a request's lapse), and a commit after it would record
+    /// the decision once it no longer held. Of several calls, the earliest
+    /// moment holds. A transaction that wrote nothing commits whenever.
+    fn commit_before(&mut self, at: DateTime<Utc>);
 
     /// Sends the writes held back (rule 6), reporting their refusal if one
     /// is refused. Nothing to do for a backend that holds none back.

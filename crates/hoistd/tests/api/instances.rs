@@ -455,6 +455,44 @@ async fn the_leader_expires_grants_filed_elsewhere_on_time_without_streams() {
     }
 }
 
+/// An extension asked for before a grant's end that waits for the writers'
+/// lock past it is refused, and the grant stays ended: the extension's
+/// moment was read before its first statement waited, and its commit
+/// checks under the lock that the grant's end has not come.
+#[tokio::test]
+async fn an_extension_that_waits_past_the_grants_end_is_refused() {
+    let cluster = cluster(1).await;
+    let alice = cluster.as_user(0, "alice");
+    let filed = alice
+        .file(&CreateRequest {
+            duration_secs: Some(2),
+            ..request("logs", "reading the logs")
+        })
+        .await
+        .unwrap();
+    let grant = alice.grant(&filed.grant_id.unwrap()).await.unwrap();
+    // Asked for first, the extension has the lock before the reaper.
+    let holder = hold_writers_lock(&cluster.db, 4);
+    let extended = alice.extend(&grant.id, 600).await;
+    assert!(
+        chrono::Utc::now() > grant.expires_at,
+        "the lock was let go early"
+    );
+    holder.join().unwrap();
+    let (status, refusal) = extended.expect_err("an extension past the grant's end went through");
+    assert_eq!(
+        (status.as_u16(), refusal.code),
+        (409, ErrorCode::InvalidState),
+        "{refusal:?}"
+    );
+    assert!(refusal.message.contains("reached its end"), "{refusal:?}");
+    let after = alice.grant(&grant.id).await.unwrap();
+    assert_eq!(
+        (after.state, after.expires_at),
+        (GrantState::Expired, grant.expires_at)
+    );
+}
+
 /// An instance whose host's clock is 30 s behind the database server's
 /// times grants by the server's clock: a grant it makes ends when its
 /// duration says, and as leader it records the end of a grant another

@@ -56,7 +56,8 @@ pub use rules::{
     optimistic_commits_check_their_reads, racing_appends_link_to_the_head,
     racing_appends_take_turns, racing_optimistic_reviews_decide_once,
     racing_reviews_let_exactly_one_decide, racing_writers_end_a_grant_and_its_effect_once,
-    reads_see_what_was_committed, transactions_read_their_own_writes,
+    reads_see_what_was_committed, transactions_commit_only_before_their_moment,
+    transactions_read_their_own_writes,
 };
 pub use targets::{
     drift_removals, effects_outbox, effects_skipped_by_target, grant_access_round_trip_and_queries,
@@ -109,6 +110,7 @@ macro_rules! store_conformance {
             uncollected_exchanges,
             connections_in_use,
             fenced_transactions_write_only_under_their_lease,
+            transactions_commit_only_before_their_moment,
             notifications_outbox,
             notifications_skipped_by_channel,
             notification_deliveries,

@@ -4,6 +4,7 @@
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use chrono::TimeDelta;
 use hoist_api::{AccessRequest, Decision, GrantState, RequestState, Review};
 
 use super::targets::effect;
@@ -765,4 +766,60 @@ pub fn fenced_transactions_write_only_under_their_lease(store: &dyn Store) {
         }
         assert!(stored.is_none(), "a write fenced with a lost lease landed");
     }
+}
+
+/// Rule 14: a transaction commits its writes only before the moment it was
+/// given, by the broker's clock (a server database checks under its lock,
+/// by its own clock moved by the offset it measured); the earliest of two
+/// moments holds, and one that wrote nothing commits whenever.
+pub fn transactions_commit_only_before_their_moment(store: &dyn Store) {
+    // A server database's offset, as the broker reads it at start.
+    store.measure_clock().unwrap();
+    let now = crate::clock::now();
+    let mut tx = store.transaction().unwrap();
+    tx.commit_before(now + TimeDelta::minutes(10));
+    tx.insert_request(&bare_request("req_in_time", "alice", "db", 1))
+        .unwrap();
+    tx.commit().unwrap();
+    assert!(
+        store
+            .read()
+            .unwrap()
+            .request("req_in_time")
+            .unwrap()
+            .is_some(),
+        "a transaction whose moment had not come committed nothing"
+    );
+
+    for optimistic in [false, true] {
+        let mut tx = if optimistic {
+            store.optimistic().unwrap()
+        } else {
+            store.transaction().unwrap()
+        };
+        assert!(tx.request("req_in_time").unwrap().is_some());
+        tx.commit_before(now + TimeDelta::minutes(10));
+        tx.commit_before(now - TimeDelta::milliseconds(1));
+        tx.insert_request(&bare_request("req_late", "alice", "db", 2))
+            .unwrap();
+        match tx.commit() {
+            Err(StoreError::Contended(message)) => assert!(
+                message.contains("ended by time"),
+                "the refusal does not say why: {message}"
+            ),
+            other => panic!(
+                "a write after its moment was not refused (optimistic: {optimistic}): {other:?}"
+            ),
+        }
+        assert!(
+            store.read().unwrap().request("req_late").unwrap().is_none(),
+            "a write after its moment landed (optimistic: {optimistic})"
+        );
+    }
+
+    let mut tx = store.transaction().unwrap();
+    assert!(tx.request("req_in_time").unwrap().is_some());
+    tx.commit_before(now - TimeDelta::milliseconds(1));
+    tx.commit()
+        .expect("a transaction that wrote nothing was refused");
 }

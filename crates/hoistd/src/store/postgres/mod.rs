@@ -425,11 +425,9 @@ impl Store for PostgresStore {
     /// lock, with the first statement sent (see `tx::PgTx`).
     fn transaction(&self) -> Result<Box<dyn Tx + '_>> {
         let conn = self.connection()?;
-        Ok(Box::new(tx::PgTx::new(
-            conn,
-            self.origin.clone(),
-            BEGIN_LOCKED,
-        )))
+        Ok(Box::new(
+            tx::PgTx::new(conn, self.origin.clone(), BEGIN_LOCKED).with_skew(self.skew()),
+        ))
     }
 
     /// Reads at READ COMMITTED without the lock, outside any transaction,
@@ -437,7 +435,9 @@ impl Store for PostgresStore {
     /// checking its reads and writing (see `tx::PgTx`).
     fn optimistic(&self) -> Result<Box<dyn Tx + '_>> {
         let conn = self.connection()?;
-        Ok(Box::new(tx::PgTx::optimistic(conn, self.origin.clone())))
+        Ok(Box::new(
+            tx::PgTx::optimistic(conn, self.origin.clone()).with_skew(self.skew()),
+        ))
     }
 
     /// A repeatable-read, read-only transaction without the lock: it waits
@@ -593,6 +593,16 @@ impl Store for PostgresStore {
 }
 
 impl PostgresStore {
+    /// How far the server's clock is ahead of the broker's
+    /// ([`crate::clock::now`]), as last read: the broker follows the
+    /// server's clock only to within [`crate::clock::STEP`].
+    fn skew(&self) -> chrono::TimeDelta {
+        self.clock_offset()
+            .map_or_else(chrono::TimeDelta::zero, |offset| {
+                offset - crate::clock::correction()
+            })
+    }
+
     /// Reads the server's clock in a round trip of its own (no transaction,
     /// no commit to wait for) and keeps it as [`Store::clock_offset`] if it
     /// came back within [`CLOCK_READ_WITHIN`]: the server read it about

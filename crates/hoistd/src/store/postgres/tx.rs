@@ -61,6 +61,12 @@ pub(super) struct PgTx {
     /// The check of the lease ([`Tx::fence`]), sent last before the
     /// commit, and the epoch it checks.
     fence: Option<(Statement, i64)>,
+    /// The moment its writes must commit before ([`Tx::commit_before`]),
+    /// by the broker's clock.
+    before: Option<DateTime<Utc>>,
+    /// How far the server's clock is ahead of the broker's, as last read:
+    /// `before` is checked by the server's clock, moved by it.
+    skew: chrono::TimeDelta,
 }
 
 /// A write held back.
@@ -95,6 +101,8 @@ enum Refusal {
     /// The fence failed, another instance holds the lease now:
     /// [`StoreError::Contended`] naming the epoch this one held.
     Deposed(i64),
+    /// The moment of [`Tx::commit_before`] had come: [`StoreError::Contended`].
+    Passed,
 }
 
 /// The fingerprint of an answer with no rows: [`fingerprinted`] and
@@ -173,7 +181,16 @@ impl PgTx {
             checks: RefCell::new(None),
             wrote: Cell::new(false),
             fence: None,
+            before: None,
+            skew: chrono::TimeDelta::zero(),
         }
+    }
+
+    /// Checks [`Tx::commit_before`] with the server's clock taken to be
+    /// `skew` ahead of the broker's.
+    pub(super) fn with_skew(mut self, skew: chrono::TimeDelta) -> Self {
+        self.skew = skew;
+        self
     }
 
     /// An optimistic transaction (see [`PgTx`]).
@@ -270,6 +287,9 @@ impl PgTx {
                          commit; nothing was written"
                             .into(),
                     );
+                }
+                Some(Refusal::Passed) => {
+                    return StoreError::Contended(crate::store::PASSED.into());
                 }
                 Some(Refusal::Deposed(epoch)) => {
                     return StoreError::Contended(format!(
@@ -1829,6 +1849,10 @@ impl Tx for PgTx {
         Ok(())
     }
 
+    fn commit_before(&mut self, at: DateTime<Utc>) {
+        self.before = Some(self.before.map_or(at, |before| before.min(at)));
+    }
+
     /// `pg_notify` inside the transaction, sent with the commit.
     fn announce(
         &mut self,
@@ -1903,6 +1927,17 @@ impl Tx for PgTx {
         {
             statements.push(check);
             refusals.push(Refusal::Deposed(epoch));
+        }
+        if let Some(before) = self.before
+            && writes
+        {
+            // Under the lock, taken at the latest with this pipeline:
+            // nothing commits between this look at the clock and COMMIT.
+            statements.push(Statement::new(
+                "SELECT 1 / ((extract(epoch FROM clock_timestamp()) * 1000)::bigint < $1)::int",
+                vec![p(ms(before + self.skew))],
+            ));
+            refusals.push(Refusal::Passed);
         }
         match self.send(&statements, &refusals, true) {
             Ok(_) => Ok(()),

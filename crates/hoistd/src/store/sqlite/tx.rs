@@ -16,7 +16,7 @@ use super::Durability;
 use super::rows::*;
 use crate::store::{
     AuditHead, AuditQuery, Delivery, Effect, Exchange, GrantQuery, Notification,
-    NotificationDelivery, Remembered, RequestQuery, Result, StoreError, StoredAudit, Tx,
+    NotificationDelivery, PASSED, Remembered, RequestQuery, Result, StoreError, StoredAudit, Tx,
     access_column,
 };
 
@@ -27,6 +27,8 @@ pub(super) struct SqliteTx<'a> {
     /// nothing to sync.
     changes_before: u64,
     durability: &'a Durability,
+    /// The moment its writes must commit before ([`Tx::commit_before`]).
+    before: Option<DateTime<Utc>>,
 }
 
 impl<'a> SqliteTx<'a> {
@@ -43,6 +45,7 @@ impl<'a> SqliteTx<'a> {
             finished: false,
             changes_before,
             durability,
+            before: None,
         })
     }
 }
@@ -1059,8 +1062,17 @@ impl Tx for SqliteTx<'_> {
     /// Commits, lets the next transaction in, then syncs the log to disk
     /// before returning: the caller answers only once the commit is
     /// durable, and the sync holds up no other transaction.
+    fn commit_before(&mut self, at: DateTime<Utc>) {
+        self.before = Some(self.before.map_or(at, |before| before.min(at)));
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         let wrote = self.conn.total_changes() != self.changes_before;
+        // Under the write lock, held since BEGIN: nothing commits between
+        // this look at the clock and the COMMIT.
+        if wrote && self.before.is_some_and(|at| crate::clock::now() >= at) {
+            return Err(StoreError::Contended(PASSED.into()));
+        }
         self.conn.execute_batch("COMMIT")?;
         self.finished = true;
         let durability = self.durability;
