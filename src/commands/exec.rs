@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::request::{
-    active_grant, active_grant_patiently, file_keyed, maybe_filed, wait_for_final,
+    active_grant_patiently, grant_of_role, file_keyed, maybe_filed, wait_for_final,
 };
 use super::revoking::{self, Failed, Revoked};
 use super::signals::{Signals, status_of};
@@ -134,7 +134,7 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     // A grant held already is used as it is; only asking for one takes a
     // reason. A broker that cannot say is not asked for a second grant.
     let held = tokio::select! {
-        held = active_grant(backend, &args.role) => held?,
+        held = grant_of_role(backend, &args.role) => held?,
         // Nothing asked for yet: nothing to undo.
         signal = signals.next() => {
             super::say(&format!("{} arrived; nothing was asked for or run", signal.as_str()));
@@ -142,7 +142,16 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
         }
     };
     let (grant, created) = match held {
-        Some(grant) => (grant, false),
+        Some(grant) => {
+            // Whoever asked for it may end it while CMD runs (another exec
+            // ends the grant it filed for when its own command ends).
+            super::say(&format!(
+                "using {} ({}), active already: this command did not ask for it, so it is \
+                 not revoked when the command ends, and whoever did may end it sooner",
+                grant.id, grant.role
+            ));
+            (grant, false)
+        }
         None if args.asking.reason.is_none() => {
             return Err(Ended::Usage(format!(
                 "no active grant of {}: --reason is required to request one (or run as a \

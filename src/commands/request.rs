@@ -552,7 +552,7 @@ pub async fn active_grant(
     target: &str,
 ) -> Result<Option<Grant>, crate::backend::BackendError> {
     let grants = backend.grants(false).await?;
-    if let Some(found) = grants.iter().find(|g| g.id == target || g.role == target) {
+    if let Some(found) = exact(&grants, target) {
         return Ok(Some(found.clone()));
     }
     let wanted = target.trim().to_lowercase();
@@ -563,6 +563,21 @@ pub async fn active_grant(
         (Some(one), None) => Some(one),
         _ => None,
     })
+}
+
+/// The active grant `target` names by its id or its role's id, never by a
+/// role's display name: what `exec` and `ssh` use in place of filing for
+/// the role `target` (a display name is any text the policy gives, and
+/// one role's may be another's id).
+pub async fn grant_of_role(
+    backend: &dyn Backend,
+    target: &str,
+) -> Result<Option<Grant>, crate::backend::BackendError> {
+    Ok(exact(&backend.grants(false).await?, target).cloned())
+}
+
+fn exact<'g>(grants: &'g [Grant], target: &str) -> Option<&'g Grant> {
+    grants.iter().find(|g| g.id == target || g.role == target)
 }
 
 pub async fn revoke(

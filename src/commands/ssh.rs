@@ -26,7 +26,7 @@ use hoist_api::Grant;
 use tokio::io::AsyncWriteExt;
 
 use super::exec::{Asking, obtain_grant, remaining, run_command};
-use super::request::active_grant;
+use super::request::grant_of_role;
 use super::signals::{Signals, status_of};
 use super::{Ended, say};
 use crate::backend::{Backend, BackendError};
@@ -94,7 +94,7 @@ pub async fn ssh(backend: &dyn Backend, args: &SshArgs) -> anyhow::Result<u8> {
     }
     let mut signals = Signals::listen()?;
     let deadline = args.asking.deadline()?;
-    let grant = match active_grant(backend, &args.role).await? {
+    let grant = match grant_of_role(backend, &args.role).await? {
         Some(grant) => grant,
         None => {
             if args.asking.reason.is_none() {

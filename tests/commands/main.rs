@@ -648,13 +648,28 @@ async fn exec_runs_with_the_credential_and_revokes_what_it_requested() {
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap().trim(),
+        String::from_utf8_lossy(&out.stdout).trim(),
         held.grant_id.clone().unwrap()
+    );
+    assert!(
+        stderr(&out).contains("this command did not ask for it, so it is not revoked"),
+        "{}",
+        stderr(&out)
     );
     let grants: Vec<Grant> = alice.json(&["grants", "--json"]);
     assert!(
         grants.iter().any(|g| Some(&g.id) == held.grant_id.as_ref()),
         "still active"
+    );
+
+    // The role is named by its id, as a filing names it: a display name
+    // (any text the policy gives) finds no grant to reuse.
+    let out = alice.run(&["exec", "Staging database admin", "--", "true"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--reason is required to request one"),
+        "{}",
+        stderr(&out)
     );
 }
 
