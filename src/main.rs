@@ -6,6 +6,8 @@ use clap::Parser;
 use hoist::cli::{self, Cli};
 
 fn main() -> ExitCode {
+    // Before anything holds a secret.
+    hoist::auth::secrets::keep_out_of_core_dumps();
     // Usage errors exit 2 (clap's own code), as documented.
     let cli = Cli::parse();
     // The prompt path: no keyring, no runtime, no network.

@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::request::{
-    active_grant_patiently, grant_of_role, file_keyed, maybe_filed, wait_for_final,
+    active_grant_patiently, file_keyed, grant_of_role, maybe_filed, wait_for_final,
 };
 use super::revoking::{self, Failed, Revoked};
 use super::signals::{Signals, status_of};

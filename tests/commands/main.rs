@@ -2455,3 +2455,53 @@ async fn an_audit_page_that_does_not_move_on_ends_a_filtered_read() {
     assert!(events.is_empty(), "{events:?}");
     assert!(asked.load(std::sync::atomic::Ordering::Relaxed) <= 2);
 }
+
+/// SIGQUIT (Ctrl-\) ends any command without a core dump, whatever the
+/// core size limit: the process holds the session's tokens. Here `login
+/// --with-token` waits on its standard input, where no handler of a
+/// command's own is installed, under a limit raised as far as it goes.
+#[test]
+fn sigquit_leaves_no_core_dump_behind() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -c \"$(ulimit -Hc)\" && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_hoist"))
+        .args(["--broker", "http://127.0.0.1:9", "login", "--with-token"])
+        .env("HOIST_CONFIG_DIR", config.path())
+        .env("HOIST_KEYRING", "keyutils")
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its runtime's threads exist once main is well under way.
+    let status = format!("/proc/{}/status", child.id());
+    let threads = || {
+        std::fs::read_to_string(&status)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while threads() < 2 {
+        assert!(std::time::Instant::now() < deadline, "hoist never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT).unwrap();
+    let ended = child.wait().unwrap();
+    let sigquit = nix::sys::signal::Signal::SIGQUIT as i32;
+    assert_eq!(ended.signal(), Some(sigquit), "{ended:?}");
+    assert!(!ended.core_dumped(), "a core was dumped: {ended:?}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -111,6 +111,26 @@ pub fn prepare() {
     }
 }
 
+/// Keeps this process's memory, which holds the session's tokens, out of
+/// core dumps: `Ctrl-\` (SIGQUIT) or a crash must not write a token to a
+/// file that outlives the process. On Linux the process is made not
+/// dumpable, which also keeps other processes of the same user from
+/// reading its memory (ptrace); a program it runs (`exec`'s command, ssh)
+/// is dumpable again, as the kernel resets the flag at execve. Elsewhere
+/// the soft core size limit goes to zero. Failure is ignored: nothing
+/// stops working for it.
+pub fn keep_out_of_core_dumps() {
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_dumpable(false);
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_CORE) {
+            let _ = setrlimit(Resource::RLIMIT_CORE, 0, hard);
+        }
+    }
+}
+
 /// The keyring account for a user at a broker.
 pub fn account(broker: &str, user: &str) -> String {
     format!("{user}@{broker}")
