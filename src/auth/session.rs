@@ -722,32 +722,42 @@ pub async fn stored_bearer(target: &Target) -> Option<String> {
 /// What a person is told for a device sign-in, on standard error.
 pub fn print_device_prompt(prompt: &DevicePrompt) {
     let clean = |text: &str| crate::text::sanitize::line(text).into_owned();
-    eprintln!(
-        "hoist: sign in again: open {} and enter the code {}",
+    let mut text = format!(
+        "hoist: sign in again: open {} and enter the code {}\n",
         clean(&prompt.verification_uri),
         clean(&prompt.user_code)
     );
     if let Some(complete) = &prompt.verification_uri_complete {
-        eprintln!("hoist: (or open {})", clean(complete));
+        text.push_str(&format!("hoist: (or open {})\n", clean(complete)));
     }
+    tell(&text);
 }
 
 /// What a person is told to sign in with the device flow, on standard
 /// error: where to go, the code, and how long it lasts.
 pub fn print_sign_in(broker: &str, prompt: &DevicePrompt) {
     let clean = |text: &str| crate::text::sanitize::line(text).into_owned();
-    eprintln!(
-        "To sign in to {broker}, open {}",
-        clean(&prompt.verification_uri)
+    let mut text = format!(
+        "To sign in to {broker}, open {}\nand enter the code: {}\n",
+        clean(&prompt.verification_uri),
+        clean(&prompt.user_code)
     );
-    eprintln!("and enter the code: {}", clean(&prompt.user_code));
     if let Some(complete) = &prompt.verification_uri_complete {
-        eprintln!("(or open {})", clean(complete));
+        text.push_str(&format!("(or open {})\n", clean(complete)));
     }
-    eprintln!(
-        "Waiting for approval (the code expires in {} minutes)…",
+    text.push_str(&format!(
+        "Waiting for approval (the code expires in {} minutes)…\n",
         prompt.expires_in.as_secs() / 60
-    );
+    ));
+    tell(&text);
+}
+
+/// Writes to standard error, best effort: a sign-in asked for in the middle
+/// of a command (`exec` refreshing its session) must not end it with a
+/// panic because the terminal went away (`eprintln!` panics then).
+fn tell(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// [`open`], telling the person about a midway sign-in through `prompt`

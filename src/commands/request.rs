@@ -345,11 +345,15 @@ fn report(request: &AccessRequest) {
         other => format!("{} {other}", request.id),
     };
     let line = crate::text::sanitize::line(&line).into_owned();
-    if colour_stderr() {
-        eprintln!("\x1b[2m{line}\x1b[0m");
+    // Best effort, as `say`: `exec` and `ssh` wait through here, and a
+    // terminal gone (EIO) or a pipe closed must not end them with a panic
+    // before they withdraw, revoke or use what they asked for.
+    use std::io::Write;
+    let _ = if colour_stderr() {
+        writeln!(std::io::stderr().lock(), "\x1b[2m{line}\x1b[0m")
     } else {
-        eprintln!("{line}");
-    }
+        writeln!(std::io::stderr().lock(), "{line}")
+    };
 }
 
 /// Follows the broker's event stream until the request settles or the time

@@ -673,6 +673,39 @@ async fn exec_runs_with_the_credential_and_revokes_what_it_requested() {
     );
 }
 
+/// With standard error gone (its reader closed), exec still runs the
+/// command and revokes what it asked for: its progress lines are best
+/// effort, and a failed write must not end it half-way with access left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_standard_error_gone_still_runs_and_revokes() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let mut child = alice
+        .command(&[
+            "exec",
+            "prod-logs-read",
+            "--reason",
+            "Nightly log export",
+            "--",
+            "sh",
+            "-c",
+            "echo ran $HOIST_GRANT_ID",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{said}");
+    let grant_id = said.split("ran ").nth(1).unwrap().trim().to_string();
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    let grant = grants.iter().find(|g| g.id == grant_id).unwrap();
+    assert_eq!(grant.state, GrantState::Revoked);
+}
+
 /// The request `hoist exec` filed, read from its first line of progress.
 fn filed_by(progress: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
     let first = progress.next().unwrap().unwrap();
