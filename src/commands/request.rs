@@ -67,10 +67,10 @@ pub(super) fn maybe_filed() -> String {
     format!(
         "a request may have been filed: `{}` lists yours; `{}` withdraws one still pending, and \
          `{}` names the grant of one approved (`{}` it)",
-        super::hoist("requests"),
-        super::hoist("cancel ID"),
-        super::hoist("status ID"),
-        super::hoist("revoke GRANT"),
+        super::hoist(&["requests"]),
+        super::hoist(&["cancel", "ID"]),
+        super::hoist(&["status", "ID"]),
+        super::hoist(&["revoke", "GRANT"]),
     )
 }
 
@@ -205,7 +205,7 @@ pub async fn request(
                 }
                 let cancel: Vec<String> = ids
                     .iter()
-                    .map(|id| format!("`{}`", super::hoist(&format!("cancel {id}"))))
+                    .map(|id| format!("`{}`", super::hoist(&["cancel", id])))
                     .collect();
                 return Err(Ended::Signalled {
                     signal,
@@ -383,7 +383,7 @@ pub async fn wait_for_final(
     let expired = || {
         Ended::TimedOut(format!(
             "gave up waiting; {id} is still pending (cancel it with `{}`)",
-            super::hoist(&format!("cancel {id}"))
+            super::hoist(&["cancel", &id])
         ))
     };
     let mut backoff = Duration::from_millis(250);
