@@ -61,7 +61,8 @@ pub enum Command {
     /// Sign in to the broker through its OpenID provider (device code by
     /// default) and keep the session in the OS keyring.
     Login {
-        /// Read a static token from standard input instead (never from the command line).
+        /// Read a static token from standard input instead (never from the command line);
+        /// at a terminal it is asked for and not shown.
         #[arg(long, conflicts_with = "browser")]
         with_token: bool,
         /// Sign in in a browser on this machine (authorization code + PKCE, loopback redirect).
@@ -663,7 +664,18 @@ async fn login(
     }
     let me = match how {
         Login::Token => {
-            let token = session::read_token_from_stdin(std::io::stdin().lock())?;
+            let token = if std::io::stdin().is_terminal() {
+                // Typed or pasted: asked for, and not shown (a token read to
+                // the end of a terminal's input waited for ^D in silence,
+                // with the token echoed into the scrollback).
+                let typed = rpassword::prompt_password(
+                    "Paste the token (it is not shown), then press Enter: ",
+                )
+                .map_err(|err| session::SessionError::Stdin(err.to_string()))?;
+                session::read_token_from_stdin(typed.as_bytes())?
+            } else {
+                session::read_token_from_stdin(std::io::stdin().lock())?
+            };
             session::login_with_token(&target, &token).await?
         }
         Login::Sso(flow, recency) => match sign_in(&target, flow, recency).await {

@@ -392,6 +392,33 @@ fn demo_broker_for_alice(
     broker
 }
 
+/// `login --with-token` at a terminal asks for the token and does not show
+/// it as it is typed, then signs in with it at Enter.
+#[test]
+fn login_with_a_token_at_a_terminal_asks_for_it_and_hides_it() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let broker = runtime.block_on(
+        hoistd::testing::TestBroker::builder()
+            .policy(hoist::demo::DEMO_POLICY)
+            .token_prefix("demo-")
+            .start(),
+    );
+    let pane = Pane::start(
+        &format!("--broker {} login --with-token", broker.url()),
+        &[("HOIST_KEYRING", "keyutils")],
+        100,
+        20,
+    );
+    pane.wait_for("Paste the token (it is not shown)", LOAD);
+    pane.type_text("demo-alice");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!pane.screen().contains("demo-alice"), "{}", pane.screen());
+    pane.keys(&["Enter"]);
+    let screen = pane.wait_for("EXITED rc=0", LOAD);
+    assert!(screen.contains("as alice"), "{screen}");
+    assert!(!screen.contains("demo-alice"), "{screen}");
+}
+
 /// Runs `hoist exec` in a terminal's foreground group, its stdin as
 /// `redirect` makes it, types Ctrl-C, and checks the command got no
 /// SIGINT from hoist for it; then sends hoist a SIGINT with `kill`, which
