@@ -664,7 +664,7 @@ fn credential_command(exe: &Path, target: &Target, grant_id: &str) -> Option<Str
 
 /// Revokes the grant `exec` created, waiting for a broker briefly away
 /// ([`revoking::keep_trying`]); says so loudly if it could not.
-async fn revoke_after(
+pub(super) async fn revoke_after(
     backend: &dyn Backend,
     grant_id: &str,
     reason: &str,

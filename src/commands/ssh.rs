@@ -94,8 +94,8 @@ pub async fn ssh(backend: &dyn Backend, args: &SshArgs) -> anyhow::Result<u8> {
     }
     let mut signals = Signals::listen()?;
     let deadline = args.asking.deadline()?;
-    let grant = match grant_of_role(backend, &args.role).await? {
-        Some(grant) => grant,
+    let (grant, created) = match grant_of_role(backend, &args.role).await? {
+        Some(grant) => (grant, false),
         None => {
             if args.asking.reason.is_none() {
                 return Err(Ended::Usage(
@@ -104,23 +104,43 @@ pub async fn ssh(backend: &dyn Backend, args: &SshArgs) -> anyhow::Result<u8> {
                 .into());
             }
             match obtain_grant(backend, &args.role, &args.asking, deadline, &mut signals).await? {
-                Ok(grant) => grant,
+                Ok(grant) => (grant, true),
                 Err(signal) => return Ok(status_of(signal)),
             }
         }
     };
     super::remember_grants(backend).await;
-    let grant = tokio::select! {
-        live = super::access::wait_live(backend, grant, remaining(deadline)) => live?,
-        signal = signals.next() => {
+    let mut ran = false;
+    let outcome = async {
+        let live = tokio::select! {
+            live = super::access::wait_live(backend, grant.clone(), remaining(deadline)) => live?,
+            signal = signals.next() => {
+                say(&format!(
+                    "{} arrived while waiting for the access; ssh was not started",
+                    signal.as_str()
+                ));
+                return Ok(status_of(signal));
+            }
+        };
+        login(backend, args, &live, &mut signals, &mut ran).await
+    }
+    .await;
+    // A grant this asked for that ssh never used (a signal, the timeout, a
+    // key or certificate that failed) is ended, as exec ends what it asked
+    // for; once ssh ran, it stays for the next login until it ends.
+    if created && !ran {
+        let revoked =
+            super::exec::revoke_after(backend, &grant.id, "hoist ssh: ssh was not started", None)
+                .await;
+        if revoked == super::revoking::Revoked::Yes {
             say(&format!(
-                "{} arrived while waiting for the access; ssh was not started",
-                signal.as_str()
+                "{} revoked: ssh was not started with it",
+                grant.id
             ));
-            return Ok(status_of(signal));
+            super::remember_grants(backend).await;
         }
-    };
-    login(backend, args, &grant, &mut signals).await
+    }
+    outcome
 }
 
 async fn login(
@@ -128,6 +148,7 @@ async fn login(
     args: &SshArgs,
     grant: &Grant,
     signals: &mut Signals,
+    ran: &mut bool,
 ) -> anyhow::Result<u8> {
     let folder = tempfile::Builder::new().prefix("hoist-ssh-").tempdir()?;
     let remaining = (grant.expires_at - backend.clock().now())
@@ -195,7 +216,10 @@ async fn login(
         args.destination.clone(),
     ]);
     command.extend(args.args.iter().cloned());
-    run_command(&command, &env, &[], signals).await
+    let status = run_command(&command, &env, &[], signals).await;
+    // Its error is one of starting ssh.
+    *ran = status.is_ok();
+    status
 }
 
 /// Picks the key to certify, in the order the module says.

@@ -140,6 +140,48 @@ async fn ssh_logs_in_with_an_ephemeral_key_and_a_certificate_for_the_grant() {
     assert_eq!(grants[0].id, grant_id);
 }
 
+/// A grant `hoist ssh` asked for that ssh never started with is revoked,
+/// and said to be: here the role's target issues no certificates. (One
+/// held already is left alone: it was not this command's to end.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_hoist_ssh_asked_for_that_ssh_never_used_is_revoked() {
+    let broker = TestBroker::builder().policy(&policy_text("")).start().await;
+    let alice = Hoist {
+        config: tempfile::tempdir().unwrap(),
+        broker: broker.url(),
+    };
+    let login = alice.run_with_stdin(&["login", "--with-token"], "t-alice\n");
+    assert!(login.status.success(), "{}", stderr(&login));
+    let home = tempfile::tempdir().unwrap();
+    let args = [
+        "ssh",
+        "logs",
+        "nobody@127.0.0.1",
+        "--reason",
+        "reading the logs",
+    ];
+    let out = run_in(&alice, home.path(), None, &args);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("issues no SSH certificates"), "{said}");
+    assert!(
+        said.contains("revoked: ssh was not started with it"),
+        "{said}"
+    );
+    assert!(broker.as_user("alice").grants().await.is_empty());
+
+    let filed = broker
+        .as_user("alice")
+        .file(&request("logs", "reading the logs"))
+        .await
+        .unwrap();
+    let out = run_in(&alice, home.path(), None, &args[..3]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let grants = broker.as_user("alice").grants().await;
+    assert_eq!(grants.len(), 1, "{}", stderr(&out));
+    assert_eq!(Some(&grants[0].id), filed.grant_id.as_ref());
+}
+
 /// A broker with an ssh target role `shell` whose certificates log in as
 /// this machine's user, an sshd trusting its CA, and alice holding a live
 /// grant on `shell` (signed in to hoist).
