@@ -229,7 +229,7 @@ enum Obtained {
 }
 
 /// How long exec keeps asking a broker that is away to file its request.
-const FILING_PATIENCE: Duration = Duration::from_secs(60);
+pub(super) const FILING_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Files a request as exec would and waits for its grant (`hoist ssh`
 /// shares this): the grant, or the signal that stopped the wait.

@@ -308,6 +308,7 @@ async fn exchange(
         .map(|wait| tokio::time::Instant::now() + wait);
     let mut said = None;
     let mut away = Duration::from_millis(500);
+    let first_asked = tokio::time::Instant::now();
     let ttl = asked.as_deref();
     let give_up = |why: String| async move {
         let withdrawn = withdraw(http, broker, token, args, ttl).await;
@@ -344,15 +345,25 @@ async fn exchange(
         };
         let answer = match answer {
             Ok(answer) => answer,
-            // Waiting already, the broker briefly away: ask again.
+            // The broker briefly away: ask again, the same token polling the
+            // same task. Before any answer the task may have been filed all
+            // the same (the answer lost on its way): asked again as long as
+            // exec asks again a filing whose answer was lost, then withdrawn.
             Err(err)
-                if said.is_some()
-                    && err
-                        .downcast_ref::<BackendError>()
-                        .is_some_and(BackendError::is_transient) =>
+                if err
+                    .downcast_ref::<BackendError>()
+                    .is_some_and(BackendError::is_transient) =>
             {
                 let now = tokio::time::Instant::now();
-                if deadline.is_some_and(|at| now + away > at) {
+                let past_deadline = deadline.is_some_and(|at| now + away > at);
+                if said.is_none()
+                    && (past_deadline || now + away > first_asked + super::exec::FILING_PATIENCE)
+                {
+                    // Never answered: the broker away is the error (exit 6).
+                    let withdrawn = withdraw(http, broker, token, args, ttl).await;
+                    return Err(err.context(withdrawn));
+                }
+                if past_deadline {
                     return give_up(format!("gave up waiting: {err}")).await;
                 }
                 tokio::select! {
@@ -366,6 +377,7 @@ async fn exchange(
                 let withdrawn = withdraw(http, broker, token, args, ttl).await;
                 return Err(err.context(withdrawn));
             }
+            // Refused at the first ask: nothing was filed.
             Err(err) => return Err(err),
         };
         away = Duration::from_millis(500);

@@ -273,8 +273,56 @@ fn answering(answer: String) -> String {
     url
 }
 
+/// The broker's answers to a job's first exchange are lost for a few
+/// seconds, its task filed all the same (it waits for a person): hoist
+/// asks again with the same token, which polls the same task, rather than
+/// give up with the task left in the approvers' queue, and runs the
+/// command once it is approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_exchange_whose_answers_are_lost_is_asked_again() {
+    let (_provider, broker, token) = setup().await;
+    let first = std::sync::Mutex::new(None::<std::time::Instant>);
+    let url = crate::proxy::relay_losing(
+        &broker.url(),
+        |_| {},
+        move |line, _| {
+            if !line.starts_with("POST /v1/token ") {
+                return false;
+            }
+            let mut first = first.lock().unwrap();
+            let since = *first.get_or_insert_with(std::time::Instant::now);
+            since.elapsed() < Duration::from_secs(2)
+        },
+    );
+    let mut child = hoist_exec(
+        &url,
+        &["db", "--", "sh", "-c", "echo role=$HOIST_ROLE; exit 0"],
+        &[(hoist::commands::ENV_WORKLOAD_TOKEN, &token)],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let request = queued(&broker, &mut child).await;
+    // Past the lost answers, and still waiting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(child.try_wait().unwrap().is_none(), "exec gave up");
+    broker.as_user("bob").approve(&request.id).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_eq!(line(&out, "role"), "db");
+    let queue = broker.as_user("bob").queue().await;
+    assert!(queue.is_empty(), "one task, filed once: {queue:?}");
+}
+
 /// A proxy's HTML error page and a broker's JSON 503 are both "try again
 /// later" (exit 6), named; neither is taken for a broken broker (exit 1).
+/// hoist asks again until its `--timeout` (here), or a minute, in case the
+/// task was filed with its answer lost, then withdraws it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_error_or_an_unavailable_broker_exits_6() {
     let response = |status: &str, kind: &str, body: &str| {
@@ -305,7 +353,7 @@ async fn a_gateway_error_or_an_unavailable_broker_exits_6() {
     ] {
         let out = hoist_exec(
             &url,
-            &["deploy", "--", "true"],
+            &["deploy", "--timeout", "2s", "--", "true"],
             &[(hoist::commands::ENV_WORKLOAD_TOKEN, "a.b.c")],
         )
         .output()
@@ -313,6 +361,7 @@ async fn a_gateway_error_or_an_unavailable_broker_exits_6() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(6), "{stderr}");
         assert!(stderr.contains(said), "{stderr}");
+        assert!(stderr.contains("withdraw"), "{stderr}");
     }
 }
 
