@@ -15,6 +15,7 @@ pub(super) fn targets(
     let mut targets = Targets::default();
     // Each sign-in token's audience, with the target and system it is for.
     let mut audiences: Vec<(String, String, String)> = Vec::new();
+    let mut ssh: Option<String> = None;
     for table in raw {
         let offset = table.span().start;
         let mut settings = table.into_inner();
@@ -83,6 +84,25 @@ pub(super) fn targets(
                     place + 1
                 ),
             ));
+        }
+        // One CA signs every ssh target's certificates: a host that trusts
+        // it for one target would let in a certificate issued for another,
+        // whatever that target's approvals. Until each target has a CA of
+        // its own, the hosts are one target and roles differ by principals.
+        if kind == "ssh" {
+            if let Some(first) = &ssh {
+                return Err(source.invalid(
+                    offset,
+                    format!(
+                        "target `{name}` is a second ssh target: hoistd signs every ssh target's \
+                         certificates with its one SSH CA, so a host that trusts it for \
+                         `{first}` would let in a certificate issued for `{name}` too; put the \
+                         hosts under `{first}` and tell the roles apart by their `principals` \
+                         (with AuthorizedPrincipalsFile on the hosts)"
+                    ),
+                ));
+            }
+            ssh = Some(name.clone());
         }
         let built =
             target::configure(&name, &kind, settings).map_err(|why| source.invalid(offset, why))?;

@@ -103,6 +103,21 @@ fn an_issuer_is_defined_once() {
     );
 }
 
+/// A second ssh target is refused: hoistd's one SSH CA signs both
+/// targets' certificates, so hosts trusting it for one would let in the
+/// other's.
+#[test]
+fn ssh_targets_are_one_at_most() {
+    let ssh = |name: &str| format!("\n[[targets]]\nname = \"{name}\"\nkind = \"ssh\"\n");
+    Policy::parse("p.toml", &format!("{MINIMAL}{}", ssh("hosts"))).unwrap();
+    let err = refused(&format!("{MINIMAL}{}{}", ssh("dev"), ssh("prod")));
+    assert!(
+        err.contains("target `prod` is a second ssh target")
+            && err.contains("would let in a certificate issued for `prod` too"),
+        "{err}"
+    );
+}
+
 #[test]
 fn static_tokens_are_matched_by_hash() {
     let policy = Policy::parse("p.toml", MINIMAL).unwrap();
