@@ -357,6 +357,12 @@ impl Broker {
         };
         if let (Some(fingerprint), Some(details)) = (fingerprint, issued.details.as_object_mut()) {
             details.insert("key_fingerprint".into(), json!(fingerprint));
+            // The key's certificate lasts as long as the access, not as the
+            // token above: what someone tracing a lost key needs to read.
+            if let Some((_, facts)) = &target {
+                let valid_before = DateTime::from_timestamp(facts.expires_at.timestamp(), 0);
+                details.insert("certificate_valid_before".into(), json!(valid_before));
+            }
         }
         // Every credential is a bearer token of its own: each issuance is
         // audited on its own, with the `jti` that names it, never folded

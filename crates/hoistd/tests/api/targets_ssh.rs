@@ -366,6 +366,15 @@ async fn a_certificate_logs_in_during_the_grant_and_is_refused_once_revoked() {
         issued.details["key_fingerprint"],
         shown.fingerprint.as_str()
     );
+    // With the certificate's end, the grant's, beside the token's.
+    assert_eq!(
+        issued.details["certificate_valid_before"],
+        serde_json::json!(shown.valid_before)
+    );
+    assert_ne!(
+        issued.details["certificate_valid_before"],
+        issued.details["expires_at"]
+    );
     let key_body = public.split_whitespace().nth(1).unwrap();
     assert!(!serde_json::to_string(&log).unwrap().contains(key_body));
 
