@@ -166,16 +166,18 @@ pub(super) fn people(
                     ),
                 ));
             }
-            // A W... id is an Enterprise Grid member: one person across
-            // every workspace of the organisation, who would otherwise be
-            // two reviewers by pressing in two workspaces.
-            if member.starts_with('W')
-                && let Some(((other_team, _), other)) = slack.iter().find(|((_, m), _)| m == member)
+            // A user id is one person wherever it is seen: a W... id across
+            // an Enterprise Grid organisation, and a U... id too, in every
+            // workspace of an organisation that shares it (Slack's ids are
+            // unique across Slack). Named twice, one person would be two
+            // reviewers by pressing in two workspaces.
+            if let Some(((other_team, _), other)) =
+                slack.iter().find(|((t, m), _)| m == member && t != team)
             {
                 return Err(source.invalid(
                     at,
                     format!(
-                        "users `{other}` and `{id}` both name Slack user `{member}` (of teams `{other_team}` and `{team}`): a W... id is one person across an Enterprise Grid organisation"
+                        "users `{other}` and `{id}` both name Slack user `{member}` (of teams `{other_team}` and `{team}`): a Slack user id is one person, who would count as two reviewers"
                     ),
                 ));
             }
