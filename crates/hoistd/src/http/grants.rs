@@ -208,6 +208,7 @@ async fn certify_key(
     responses(
         (status = 200, description = "The incident's requests and grants", body = IncidentView),
         (status = 401, description = "Missing or unknown token", body = ApiError),
+        (status = 404, description = "The reference holds a control character, which no reference does", body = ApiError),
         (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
     ))]
 async fn incident(

@@ -292,6 +292,18 @@ pub fn router(state: AppState) -> Router {
 /// Longest request URI (path and query) the broker reads, in bytes.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
+/// The first percent-encoded control character (`%00` to `%1F`, `%7F`) in
+/// a request target. Decoded, one would reach the store in an id or a
+/// filter, where PostgreSQL refuses a NUL in text: an error of the
+/// database, not of the request, had the request not been refused first.
+fn encoded_control(target: &str) -> Option<&str> {
+    target.match_indices('%').find_map(|(at, _)| {
+        let escape = target.get(at..at + 3)?;
+        let byte = u8::from_str_radix(&escape[1..], 16).ok()?;
+        (byte < 0x20 || byte == 0x7F).then_some(escape)
+    })
+}
+
 /// Every error leaves as `{code, message}`: a URI past [`MAX_URI_BYTES`] is
 /// refused here, and whatever the framework answers by itself (405 with its
 /// `Allow` header, a path parameter that is not UTF-8, any other rejection)
@@ -307,6 +319,20 @@ async fn json_errors(request: Request, next: axum::middleware::Next) -> Response
             format!(
                 "the request URI is {uri_bytes} bytes; the broker accepts at most {MAX_URI_BYTES}"
             ),
+        );
+    }
+    // A path with one names nothing there is (404, as any unknown id); a
+    // query with one is a malformed parameter.
+    if let Some(escape) = encoded_control(request.uri().path()) {
+        return refused(
+            ErrorCode::NotFound,
+            format!("no such thing: the path holds an encoded control character ({escape})"),
+        );
+    }
+    if let Some(escape) = request.uri().query().and_then(encoded_control) {
+        return refused(
+            ErrorCode::InvalidParameter,
+            format!("the query holds an encoded control character ({escape}); no filter does"),
         );
     }
     let method = request.method().clone();

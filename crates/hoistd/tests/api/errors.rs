@@ -366,6 +366,29 @@ async fn errors_from_below_the_handlers_have_the_error_body() {
     .await;
     assert_eq!((status, error.code), (400, ErrorCode::BadRequest));
 
+    // A control character, percent-encoded, in a path or a query: refused
+    // as such before any store sees it (PostgreSQL refuses a NUL in text).
+    for (target, status_code, code) in [
+        ("/v1/grants/%00", 404, ErrorCode::NotFound),
+        ("/v1/grants/gr_1%0a/credential", 404, ErrorCode::NotFound),
+        ("/v1/audit?request_id=%7F", 400, ErrorCode::InvalidParameter),
+    ] {
+        let head = format!(
+            "GET {target} HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t-alice\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let (status, _, error) = exchange(&broker, head.as_bytes()).await;
+        assert_eq!(
+            (status, error.code),
+            (status_code, code),
+            "{target}: {error:?}"
+        );
+        assert!(
+            error.message.contains("encoded control character"),
+            "{error:?}"
+        );
+    }
+
     // Not HTTP at all.
     let (status, _, error) = exchange(&broker, b"HELLO\r\n\r\n").await;
     assert_eq!((status, error.code), (400, ErrorCode::BadRequest));
