@@ -480,7 +480,13 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("HOISTD_LOG")
                 .unwrap_or_else(|_| "hoistd=info,access_log=info,tower_http=warn".into()),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour for a person at a terminal only: a journal or a log
+        // shipper would keep the escape sequences as text.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        );
     match cli.log_format {
         LogFormat::Text => logs.init(),
         // Fields at the top level, so a pipeline reads `status` rather than

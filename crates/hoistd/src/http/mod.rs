@@ -284,7 +284,20 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::map_response(stamp_server_time))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Spans name the path, never the query; an answer of 5xx is the
+        // access line's to record (a draining instance's 503 to every
+        // readiness probe is no ERROR).
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    tracing::debug_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path()
+                    )
+                })
+                .on_failure(()),
+        )
         .layer(axum::middleware::from_fn_with_state(metrics, ops::observe))
         .with_state(state)
 }

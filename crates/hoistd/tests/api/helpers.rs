@@ -101,6 +101,12 @@ impl Served {
         log.next().unwrap().unwrap()
     }
 
+    /// The next line of its log, if it wrote one before it ended.
+    pub fn next_line(&mut self) -> Option<String> {
+        let log = self.log.as_mut().expect("the log is being drained");
+        log.next().and_then(Result::ok)
+    }
+
     /// Reads its log from here on in a thread of its own, so that it never
     /// blocks on a full pipe.
     pub fn drain(&mut self) {

@@ -603,6 +603,51 @@ async fn a_drain_fails_readiness_while_it_still_serves() {
     assert!(exit.success(), "{exit}");
 }
 
+/// Under the default log filter, a draining instance's 503 to readiness
+/// probes is recorded by the access line alone: no ERROR line for each,
+/// and no query string in any line (a filter's value may be a person's).
+/// Written to a pipe, the log holds no colour escapes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_logs_no_error_for_each_probe_and_no_query() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), policy_text("")).unwrap();
+    let mut hoistd = Served::start(dir.path(), |command| {
+        command
+            .args(["--drain-for", "60s"])
+            .env_remove("HOISTD_LOG");
+    });
+    let http = reqwest::Client::new();
+    let url = hoistd.url();
+    let audit = http
+        .get(format!("{url}/v1/audit?subject=secret-subject"))
+        .bearer_auth("t-erin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(audit.status(), reqwest::StatusCode::OK);
+    hoistd.signal("TERM");
+    for _ in 0..3 {
+        let probe = http.get(format!("{url}/readyz")).send().await.unwrap();
+        assert_eq!(probe.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    }
+    hoistd.signal("TERM");
+    let exit = hoistd
+        .exited_within(
+            Duration::from_secs(10),
+            "a second signal did not end the drain",
+        )
+        .await;
+    assert!(exit.success(), "{exit}");
+    let lines: Vec<String> = std::iter::from_fn(|| hoistd.next_line()).collect();
+    assert!(lines.iter().any(|l| l.contains("draining")), "{lines:#?}");
+    assert!(
+        lines.iter().all(|l| !l.contains("ERROR")
+            && !l.contains("secret-subject")
+            && !l.contains('\u{1b}')),
+        "{lines:#?}"
+    );
+}
+
 /// A stop asked for while a SIGHUP's policy reload waits on a target that
 /// does not answer (here a listener that never speaks, which holds the
 /// check for its connect timeout, 5 s) is acted on at once.
