@@ -66,8 +66,10 @@ pub struct AppState {
 #[openapi(
     info(
         title = "hoistd",
-        description = "Just-in-time privileged access broker. Every endpoint under /v1 except \
-            /v1/health takes `Authorization: Bearer <token>`. Errors carry a JSON body \
+        description = "Just-in-time privileged access broker. Every endpoint under /v1 takes \
+            `Authorization: Bearer <token>`, except those whose operation names no security: \
+            /v1/health, /v1/auth/config, the token exchange (/v1/token and its withdrawal, which \
+            take a workload's identity token in the form) and /v1/ssh/*. Errors carry a JSON body \
             `{\"code\": ..., \"message\": ...}`. Every response carries the broker's clock in the \
             `Date` and `x-hoist-server-time` headers.",
         license(name = "Apache-2.0")

@@ -5,6 +5,7 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use hoist_api::ApiError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -33,7 +34,10 @@ async fn ssh_ca(State(state): State<AppState>) -> impl IntoResponse {
 /// sshd reads the file at every authentication, so a host that writes
 /// this to it refuses a revoked grant's certificate from then on.
 #[utoipa::path(get, path = "/v1/ssh/krl", tag = "ssh",
-    responses((status = 200, description = "The KRL, binary (OpenSSH PROTOCOL.krl)", content_type = "application/octet-stream", body = Vec<u8>)))]
+    responses(
+        (status = 200, description = "The KRL, binary (OpenSSH PROTOCOL.krl)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 503, description = "The broker's database is unavailable: keep the KRL you have and ask again after Retry-After", body = ApiError),
+    ))]
 async fn ssh_krl(State(state): State<AppState>) -> Result<impl IntoResponse, Failure> {
     // No token is asked for: one read serves every ask meanwhile.
     let krl = state.broker.ssh_krl_served().await?;
