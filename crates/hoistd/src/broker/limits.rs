@@ -36,6 +36,9 @@ pub(super) enum Act {
     /// A workload withdrawing a task: a bucket of its own, so that a job
     /// that polled its bucket dry can still withdraw as it gives up.
     Withdraw,
+    /// A reviewer claiming a request or releasing it: each a write, an
+    /// audit entry and an event to every approver, as a filing is.
+    Claim,
 }
 
 impl Act {
@@ -46,14 +49,15 @@ impl Act {
             Act::File => "filings",
             Act::Poll => "exchanges of tasks filed already",
             Act::Withdraw => "withdrawals",
+            Act::Claim => "claims and releases",
         }
     }
 }
 
 /// The limiters for one policy's rates.
 pub(super) struct Limits {
-    rates: [Rate; 5],
-    limiters: [DefaultKeyedRateLimiter<String>; 5],
+    rates: [Rate; 6],
+    limiters: [DefaultKeyedRateLimiter<String>; 6],
 }
 
 fn quota(rate: Rate) -> Quota {
@@ -67,13 +71,14 @@ fn quota(rate: Rate) -> Quota {
 impl Limits {
     pub(super) fn new(settings: &Settings) -> Limits {
         // Polls and withdrawals have buckets of their own, at the
-        // introspection rate.
+        // introspection rate; claims one at the filing rate.
         let rates = [
             settings.credential_fetch_rate,
             settings.introspection_rate,
             settings.filing_rate,
             settings.introspection_rate,
             settings.introspection_rate,
+            settings.filing_rate,
         ];
         Limits {
             rates,
@@ -89,6 +94,7 @@ impl Limits {
                 settings.filing_rate,
                 settings.introspection_rate,
                 settings.introspection_rate,
+                settings.filing_rate,
             ]
     }
 
@@ -99,6 +105,7 @@ impl Limits {
             Act::File => 2,
             Act::Poll => 3,
             Act::Withdraw => 4,
+            Act::Claim => 5,
         }
     }
 

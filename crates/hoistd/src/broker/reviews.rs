@@ -406,10 +406,15 @@ impl Broker {
 
     /// Marks a pending request as being looked at by the caller for a while.
     pub fn claim_request(&self, user: &str, id: &str, release: bool) -> Result<AccessRequest> {
+        self.limit(super::limits::Act::Claim, user)?;
         let mut work = self.begin()?;
         let policy = Arc::clone(&work.policy);
         let mut request = self.request_to_review(&work, &policy, user, id)?;
         still_pending(&request, "claimed")?;
+        // Nothing to release: nothing written, audited or announced.
+        if release && request.claim.is_none() {
+            return Ok(request);
+        }
         match (&request.claim, release) {
             (Some(claim), _) if claim.by != user => {
                 return Err(Error::refuse(

@@ -25,7 +25,8 @@ pub struct Settings {
     pub auditor_groups: Vec<String>,
     /// `iss` of issued credentials.
     pub issuer: String,
-    /// How often one identity may fetch credentials, introspect and file.
+    /// How often one identity may fetch credentials, introspect and file
+    /// (and, at the filing rate, claim or release requests).
     pub credential_fetch_rate: Rate,
     pub introspection_rate: Rate,
     pub filing_rate: Rate,

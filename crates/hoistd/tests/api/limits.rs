@@ -100,6 +100,24 @@ async fn each_identity_is_limited_on_credentials_introspection_and_filing() {
     )
     .await;
     assert_eq!(alice.mine().await.len(), 2, "no extension was filed");
+
+    // A reviewer's claims and releases, each a write and an event to every
+    // approver, have a bucket of their own at the filing rate; a release
+    // of nothing claimed writes nothing.
+    let bob = broker.as_user("bob");
+    let waiting = dave.file(&db_request()).await.unwrap();
+    let claim = format!("/v1/requests/{}/claim", waiting.id);
+    let log = broker.as_user("erin").audit().await.len();
+    let released = bob.raw(Method::DELETE, &claim).send().await.unwrap();
+    assert_eq!(released.status(), StatusCode::OK);
+    assert_eq!(broker.as_user("erin").audit().await.len(), log);
+    let claimed = bob.raw(Method::POST, &claim).send().await.unwrap();
+    assert_eq!(claimed.status(), StatusCode::OK);
+    limited(
+        bob.raw(Method::DELETE, &claim).send().await.unwrap(),
+        "too many claims and releases",
+    )
+    .await;
 }
 
 /// A window's count is audited within seconds of its end by the instance
