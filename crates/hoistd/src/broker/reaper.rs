@@ -52,17 +52,19 @@ impl Broker {
 
     fn reap_batch(&self) -> Result<Option<DateTime<Utc>>> {
         let mut work = self.begin_job()?;
-        let requests = work.tx.due_requests(work.now)?;
-        let mut left = REAP_BATCH.saturating_sub(requests.len());
-        for request in requests.into_iter().take(REAP_BATCH) {
-            work.reap_request(request)?;
+        // Ended grants first: each one's access is removed at its target
+        // once recorded. After an outage, a backlog of lapsed requests
+        // must not hold them back for turns.
+        let grants = work.tx.due_grants(work.now, REAP_BATCH)?;
+        let mut left = REAP_BATCH.saturating_sub(grants.len());
+        for grant in grants {
+            work.reap_grant(grant)?;
         }
         if left > 0 {
-            let grants = work.tx.due_grants(work.now)?;
-            let ending = grants.len().min(left);
-            left -= ending;
-            for grant in grants.into_iter().take(ending) {
-                work.reap_grant(grant)?;
+            let requests = work.tx.due_requests(work.now, left)?;
+            left -= requests.len().min(left);
+            for request in requests {
+                work.reap_request(request)?;
             }
         }
         if left > 0 {

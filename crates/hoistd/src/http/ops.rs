@@ -370,7 +370,8 @@ impl Metrics {
         }
         // Past its end, not yet recorded: the reaper's lag says so.
         active.retain(|grant| grant.state == GrantState::Active);
-        let due = tx.due_grants(now)?;
+        // The one ended longest ago says how far behind the reaper is.
+        let due = tx.due_grants(now, 1)?;
         let given_up = tx.notifications_given_up()?;
         let removing = tx.grants(&GrantQuery {
             access_states: vec![AccessState::Removing],

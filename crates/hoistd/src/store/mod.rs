@@ -755,10 +755,12 @@ pub trait Tx {
     fn update_grant(&mut self, grant: &Grant) -> Result<()>;
 
     /// Pending requests whose lapse time is at or before `now`, then
-    /// approved ones whose start is (none: at once); oldest first.
-    fn due_requests(&self, now: DateTime<Utc>) -> Result<Vec<AccessRequest>>;
-    /// Active grants at or past their end, the soonest ended first.
-    fn due_grants(&self, now: DateTime<Utc>) -> Result<Vec<Grant>>;
+    /// approved ones whose start is (none: at once); oldest first, at most
+    /// `limit` (a backlog is read a turn's worth at a time).
+    fn due_requests(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<AccessRequest>>;
+    /// Active grants at or past their end, the soonest ended first, at
+    /// most `limit`.
+    fn due_grants(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Grant>>;
     /// The ids of what [`Tx::due_requests`] and [`Tx::due_grants`] list,
     /// in their order, read without reading the rows: what the reaper
     /// takes one at a time when a batch of them cannot be recorded.

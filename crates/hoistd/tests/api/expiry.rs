@@ -367,6 +367,68 @@ fn a_mass_expiry_is_recorded_in_turns() {
     assert_eq!(expired(), 250);
 }
 
+/// After an outage, ended grants are recorded before a backlog of lapsed
+/// requests: a turn takes the grants first (each one's access is removed
+/// once recorded), not 200 requests that change no access.
+#[test]
+fn ended_grants_go_before_a_backlog_of_lapsed_requests() {
+    use std::sync::Arc;
+
+    use hoistd::store::{SqliteStore, Store};
+    use hoistd::testing::{policy_text, request};
+    use hoistd::{Broker, Policy};
+
+    let roles: String = (0..50)
+        .map(|n| {
+            format!(
+                "[[roles]]\nid = \"asked{n}\"\nname = \"Asked {n}\"\nscope = \"x://{n}\"\n\
+                 eligible_groups = [\"eng\"]\napprovals = 1\napprover_groups = [\"approvers\"]\n\
+                 default_duration = \"10m\"\nmax_duration = \"1h\"\n"
+            )
+        })
+        .collect();
+    let text = format!(
+        "{}{roles}",
+        policy_text("filing_rate = \"1000000/s\"\npending_ttl = \"1s\"")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
+    let broker = Broker::new(store, Policy::parse("test policy", &text).unwrap()).unwrap();
+    for n in 0..50 {
+        for user in ["alice", "bob", "carol", "dave", "frank"] {
+            let (filed, _) = broker
+                .create_request(user, &request(&format!("asked{n}"), "waiting"), None)
+                .unwrap();
+            assert_eq!(filed.state, RequestState::Pending);
+        }
+    }
+    let (granted, _) = broker
+        .create_request(
+            "alice",
+            &CreateRequest {
+                duration_secs: Some(1),
+                ..request("logs", "reading the logs")
+            },
+            None,
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    broker.reap().unwrap();
+    let grant = broker
+        .grant("alice", granted.grant_id.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(grant.state, GrantState::Expired);
+    let audit = broker
+        .audit("erin", hoistd::store::AuditQuery::default())
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.kind == AuditKind::Expired && e.grant_id == granted.grant_id),
+        "recorded in the first turn"
+    );
+}
+
 /// A row the reaper cannot read (here a request's, as an edit outside
 /// hoistd leaves it) keeps nothing else from being recorded: the grants
 /// that end meanwhile are recorded as expired. Once the row

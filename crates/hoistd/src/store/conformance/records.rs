@@ -383,8 +383,8 @@ pub fn request_with_holding(store: &dyn Store) {
 /// earliest of them.
 pub fn due_work_and_next_due(store: &dyn Store) {
     let tx = store.transaction().unwrap();
-    assert!(tx.due_requests(at(1_000_000)).unwrap().is_empty());
-    assert!(tx.due_grants(at(1_000_000)).unwrap().is_empty());
+    assert!(tx.due_requests(at(1_000_000), 10).unwrap().is_empty());
+    assert!(tx.due_grants(at(1_000_000), 10).unwrap().is_empty());
     assert_eq!(tx.next_due().unwrap(), None);
     drop(tx);
 
@@ -414,12 +414,23 @@ pub fn due_work_and_next_due(store: &dyn Store) {
     tx.commit().unwrap();
 
     let tx = store.transaction().unwrap();
-    assert_eq!(ids(&tx.due_requests(at(99)).unwrap()), Vec::<&str>::new());
-    assert_eq!(ids(&tx.due_requests(at(100)).unwrap()), ["p1"]);
-    assert_eq!(ids(&tx.due_requests(at(250)).unwrap()), ["p1", "a1"]);
-    assert_eq!(ids(&tx.due_requests(at(300)).unwrap()), ["p1", "a1", "p2"]);
+    assert_eq!(
+        ids(&tx.due_requests(at(99), 10).unwrap()),
+        Vec::<&str>::new()
+    );
+    assert_eq!(ids(&tx.due_requests(at(100), 10).unwrap()), ["p1"]);
+    assert_eq!(ids(&tx.due_requests(at(250), 10).unwrap()), ["p1", "a1"]);
+    assert_eq!(
+        ids(&tx.due_requests(at(300), 10).unwrap()),
+        ["p1", "a1", "p2"]
+    );
+    assert_eq!(
+        ids(&tx.due_requests(at(300), 2).unwrap()),
+        ["p1", "a1"],
+        "at most the limit, the oldest"
+    );
     let due = |ms| -> Vec<String> {
-        tx.due_grants(at(ms))
+        tx.due_grants(at(ms), 10)
             .unwrap()
             .into_iter()
             .map(|g| g.id)
@@ -427,6 +438,10 @@ pub fn due_work_and_next_due(store: &dyn Store) {
     };
     assert!(due(149).is_empty());
     assert_eq!(due(150), ["g1"]);
+    assert!(
+        tx.due_grants(at(150), 0).unwrap().is_empty(),
+        "at most the limit"
+    );
     assert_eq!(
         tx.due_ids(at(300)).unwrap(),
         (
@@ -450,7 +465,7 @@ pub fn due_work_and_next_due(store: &dyn Store) {
     let at_once = bare_request("a2", "erin", "db", 5);
     insert_requests(store, &[at_once]);
     let tx = store.transaction().unwrap();
-    assert_eq!(ids(&tx.due_requests(at(0)).unwrap()), ["a2"]);
+    assert_eq!(ids(&tx.due_requests(at(0), 10).unwrap()), ["a2"]);
     let next = tx.next_due().unwrap().unwrap();
     assert!(
         next <= at(0),

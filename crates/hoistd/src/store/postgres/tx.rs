@@ -1077,24 +1077,24 @@ impl Tx for PgTx {
         self.write_access(g)
     }
 
-    fn due_requests(&self, now: DateTime<Utc>) -> Result<Vec<AccessRequest>> {
+    fn due_requests(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<AccessRequest>> {
         let sql = format!(
             "SELECT * FROM ( \
              SELECT {REQUEST_COLUMNS}, {REVIEWS}, ord FROM requests \
              WHERE state = 'pending' AND lapses_at <= $1 \
              UNION ALL \
              SELECT {REQUEST_COLUMNS}, {REVIEWS}, ord FROM requests WHERE state = 'approved' \
-             AND coalesce(starts_at, 0) <= $1) due ORDER BY created_at, ord"
+             AND coalesce(starts_at, 0) <= $1) due ORDER BY created_at, ord LIMIT $2"
         );
-        self.query_requests(&sql, vec![p(ms(now))])
+        self.query_requests(&sql, vec![p(ms(now)), p(big(limit as u64, "limit")?)])
     }
 
-    fn due_grants(&self, now: DateTime<Utc>) -> Result<Vec<Grant>> {
+    fn due_grants(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Grant>> {
         let sql = format!(
             "SELECT {GRANT_SELECT} FROM {GRANT_SOURCE} WHERE state = 'active' AND expires_at <= $1 \
-             ORDER BY expires_at"
+             ORDER BY expires_at LIMIT $2"
         );
-        self.query_grants(&sql, vec![p(ms(now))])
+        self.query_grants(&sql, vec![p(ms(now)), p(big(limit as u64, "limit")?)])
     }
 
     fn due_ids(&self, now: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>)> {

@@ -316,23 +316,35 @@ impl Tx for SqliteTx<'_> {
         self.write_access(g)
     }
 
-    fn due_requests(&self, now: DateTime<Utc>) -> Result<Vec<AccessRequest>> {
+    fn due_requests(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<AccessRequest>> {
         // Two indexed reads: with `OR` SQLite scanned the whole table.
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE state = 'pending' AND lapses_at <= ?1 \
              UNION ALL \
              SELECT {REQUEST_COLUMNS} FROM requests WHERE state = 'approved' \
-             AND coalesce(starts_at, 0) <= ?1 ORDER BY created_at"
+             AND coalesce(starts_at, 0) <= ?1 ORDER BY created_at LIMIT ?2"
         );
-        self.query_requests(&sql, &[Value::Integer(ms(now))])
+        self.query_requests(
+            &sql,
+            &[
+                Value::Integer(ms(now)),
+                Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+            ],
+        )
     }
 
-    fn due_grants(&self, now: DateTime<Utc>) -> Result<Vec<Grant>> {
+    fn due_grants(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Grant>> {
         let sql = format!(
             "SELECT {GRANT_SELECT} FROM {GRANT_SOURCE} WHERE state = 'active' AND expires_at <= ?1 \
-             ORDER BY expires_at"
+             ORDER BY expires_at LIMIT ?2"
         );
-        self.query_grants(&sql, &[Value::Integer(ms(now))])
+        self.query_grants(
+            &sql,
+            &[
+                Value::Integer(ms(now)),
+                Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+            ],
+        )
     }
 
     fn due_ids(&self, now: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>)> {
