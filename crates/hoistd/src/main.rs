@@ -604,9 +604,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             "hoistd: no --checkpoints given: a log cut short, emptied or recomputed as a whole would also verify"
                         );
                     } else if signed.is_empty() {
+                        // Asked to check against checkpoints, and none to
+                        // check: not a pass (`serve` writes one as it starts).
                         eprintln!(
-                            "hoistd: the checkpoint file holds no checkpoint (new, or emptied?): a log cut short, emptied or recomputed as a whole would also verify"
+                            "hoistd: the checkpoint file holds no checkpoint (never written, or emptied?): a log cut short, emptied or recomputed as a whole would also verify"
                         );
+                        return Ok(ExitCode::from(3));
                     }
                     Ok(ExitCode::SUCCESS)
                 }

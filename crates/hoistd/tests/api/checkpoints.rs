@@ -114,11 +114,13 @@ async fn truncated_emptied_and_recomputed_logs_fail_against_a_checkpoint() {
         serde_json::from_str(std::fs::read_to_string(&checkpoints).unwrap().trim()).unwrap();
     assert_eq!(line["seq"], entries);
 
-    // A checkpoint file with nothing in it proves nothing, and says so.
+    // A checkpoint file with nothing in it proves nothing, and says so
+    // with a code of its own: a job that checks only the exit status must
+    // not pass a log whose checkpoints were emptied with it.
     let empty = dir.join("empty.jsonl");
     std::fs::write(&empty, "").unwrap();
     let (code, out) = verify(&db, &empty, &public);
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 3, "{out}");
     assert!(out.contains("holds no checkpoint"), "{out}");
 
     // The untouched log holds the checkpoint, checked with the public key
