@@ -156,7 +156,6 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
         Modal::Input {
             title, text, error, ..
         } => {
-            let popup = centered(area, 70, 6);
             let mut lines = vec![
                 Line::from(Span::styled(clean(title).into_owned(), theme.title())),
                 Line::from(format!("> {}▏", clean(text))),
@@ -172,8 +171,16 @@ pub fn draw(frame: &mut Frame, area: Rect, modal: &Modal, state: &State, theme: 
                     theme.muted(),
                 )));
             }
-            frame.render_widget(Clear, popup);
-            frame.render_widget(Paragraph::new(lines).block(block("", theme)), popup);
+            // As tall as the title and the text wrap to: a long account
+            // name and scope (an approval over Entra), or a long comment,
+            // stay whole in view.
+            fitted(
+                frame,
+                area,
+                70,
+                Paragraph::new(lines).wrap(Wrap { trim: false }),
+                block("", theme),
+            );
         }
         Modal::Profiles { cursor } => {
             let height = u16::try_from(state.profiles.len())

@@ -488,3 +488,37 @@ fn a_long_confirmation_still_shows_its_keys() {
         assert!(drawn.contains("y yes   n no"), "{width}x{height}:\n{drawn}");
     }
 }
+
+/// The approve and deny prompt grows with what it shows: a long account
+/// name and scope (an approval over Entra) and a long comment stay whole,
+/// with the keys below them, rather than cut off at the box's edge.
+#[test]
+fn a_long_review_prompt_is_shown_whole() {
+    let mut state = state();
+    let upn = "sam.approver-with-a-long-name@contoso-holdings-europe.onmicrosoft.com";
+    state.modal = Some(Modal::Input {
+        prompt: Prompt::Deny {
+            request_id: "req_2".into(),
+        },
+        title: format!(
+            "Deny req_2 for {upn}: Global Administrator at /providers/Microsoft.Management/managementGroups/contoso-root"
+        ),
+        text: "not during the change freeze, ask again on Monday after the review END".into(),
+        required: true,
+        error: None,
+    });
+    let screen = crate::helpers::screen(&state, 100, 30);
+    // The box's rows, joined, with the spaces wrapping put in taken out.
+    let flat: String = screen
+        .lines()
+        .filter_map(|line| line.split('│').nth(2))
+        .collect::<String>()
+        .replace(' ', "");
+    for whole in [
+        "sam.approver-with-a-long-name@contoso-holdings-europe.onmicrosoft.com:Global",
+        "managementGroups/contoso-root>notduring",
+        "afterthereviewEND▏entersends",
+    ] {
+        assert!(flat.contains(whole), "{whole} in {screen}");
+    }
+}
