@@ -8,7 +8,7 @@ use hoist_api::{AccessRequest, Credential, Grant, GrantState, RequestState};
 use super::{banner, clamp};
 use crate::app::access;
 use crate::app::command::Command;
-use crate::app::failure::Failure;
+use crate::app::failure::{Failure, FailureKind};
 use crate::app::state::{Connection, Level, Modal, Screen, State, WARN_AT};
 use crate::text::{clock, format_duration, local_time, plural};
 
@@ -416,6 +416,18 @@ pub(super) fn revoke_refused(
         .find(|g| g.id == grant_id)
         .map(|g| state.role_label(&g.role, &g.role_name).to_string())
         .unwrap_or_else(|| grant_id.clone());
+    // No active grant by that id: it ended already (at its end, or
+    // deactivated elsewhere, as Entra answers), and nothing is left to end.
+    // Said plainly, not rung as access still live; the lists are read
+    // again to show how it ended.
+    if failure.kind == FailureKind::NotFound {
+        banner(
+            state,
+            format!("{role} is not active any more: nothing to revoke"),
+            Level::Info,
+        );
+        return vec![Command::LoadAll];
+    }
     let text = format!(
         "{role} was NOT revoked: {} (x tries again)",
         failure.describe_for(&state.hoist)

@@ -509,6 +509,33 @@ fn a_refused_revoke_rings_and_is_not_hidden_by_the_next_answer() {
         "{:?}",
         state.banner
     );
+
+    // No active grant by that id (ended already, or deactivated elsewhere):
+    // said plainly and the lists read again, not rung as live access.
+    let sent = update(
+        &mut state,
+        Action::RevokeRefused {
+            grant_id: "g1".into(),
+            failure: Failure::new(FailureKind::NotFound, "no active grant g1"),
+        },
+    );
+    assert!(
+        !sent.iter().any(|c| matches!(c, Command::Notify(_))),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().any(|c| matches!(c, Command::LoadAll)),
+        "{sent:?}"
+    );
+    let shown = state.banner.clone().unwrap();
+    assert_eq!(shown.level, Level::Info);
+    assert!(
+        shown
+            .text
+            .contains("db is not active any more: nothing to revoke"),
+        "{}",
+        shown.text
+    );
 }
 
 #[test]

@@ -792,7 +792,10 @@ impl Backend for EntraClient {
                 None => Err(BackendError::Refused {
                     status: 404,
                     code: hoist_api::ErrorCode::NotFound,
-                    message: format!("no active grant {grant_id}"),
+                    message: format!(
+                        "{grant_id} is not active in Entra (it ended, or was deactivated \
+                         elsewhere): nothing to revoke"
+                    ),
                 }),
             };
         };
