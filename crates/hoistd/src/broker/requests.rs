@@ -88,15 +88,91 @@ impl Work<'_> {
     }
 }
 
+/// Refuses a filing by `user` for `role` while they have an open request
+/// for it, or hold a live grant of it (break glass goes past a request
+/// still open): what filing checks under its transaction, and a preview
+/// ahead of it. `settle_request` and `settle_grant` settle what is read.
+fn refuse_if_open(
+    tx: &dyn crate::store::Tx,
+    user: &str,
+    role: &str,
+    break_glass: bool,
+    settle_request: impl Fn(&mut AccessRequest),
+    settle_grant: impl Fn(&mut hoist_api::Grant),
+) -> Result<()> {
+    let open = tx.requests(&RequestQuery {
+        requester: Some(user.to_string()),
+        roles: vec![role.to_string()],
+        states: vec![
+            RequestState::Pending,
+            RequestState::Approved,
+            RequestState::Active,
+        ],
+        ..RequestQuery::default()
+    })?;
+    for mut existing in open {
+        settle_request(&mut existing);
+        let blocking = match existing.state {
+            RequestState::Active => existing
+                .grant_id
+                .as_deref()
+                .map(|id| tx.grant(id))
+                .transpose()?
+                .flatten()
+                .is_some_and(|mut g| {
+                    settle_grant(&mut g);
+                    g.state == GrantState::Active
+                }),
+            RequestState::Pending | RequestState::Approved => !break_glass,
+            _ => false,
+        };
+        if blocking && existing.kind == RequestKind::Access {
+            let what = if existing.state == RequestState::Active {
+                "already hold an active grant for"
+            } else {
+                "already have an open request for"
+            };
+            return Err(Error::refuse(
+                ErrorCode::InvalidState,
+                format!("you {what} role `{role}` ({})", existing.id),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Broker {
-    pub fn preview(&self, user: &str, input: &CreateRequest) -> Result<RequestPreview> {
+    /// What filing `input` would do, with nothing written: the same checks
+    /// as filing, the caller's sign-in (a role's `step_up`) and their open
+    /// requests and live grants for the role included, so that a preview
+    /// that passes is a filing that passes.
+    pub fn preview_as(
+        &self,
+        caller: &Authenticated,
+        input: &CreateRequest,
+    ) -> Result<RequestPreview> {
+        self.check_step_up(caller, &input.role)?;
+        self.preview(&caller.user, input)
+    }
+
+    fn preview(&self, user: &str, input: &CreateRequest) -> Result<RequestPreview> {
         let policy = self.policy();
         let role = self.eligible_role(&policy, user, &input.role)?;
+        let read = self.store.read()?;
         if !policy.oidc.is_empty() {
-            super::recall_approvers(&policy, self.store.read()?.as_ref(), &[role])?;
+            super::recall_approvers(&policy, read.as_ref(), &[role])?;
         }
         let now = now();
         let plan = domain::plan(&policy, role, user, input, now)?;
+        refuse_if_open(
+            read.as_ref(),
+            user,
+            &role.id,
+            plan.break_glass,
+            |r| super::settle_request(r, now),
+            |g| super::settle_grant(g, now),
+        )?;
+        drop(read);
         Ok(RequestPreview {
             role: role.id.clone(),
             approvals_required: plan.approvals_required,
@@ -206,44 +282,14 @@ impl Broker {
         work.recall(user)?;
         let role = self.eligible_role(&policy, user, &input.role)?;
         let plan = domain::plan(&policy, role, user, input, work.now)?;
-        let open = work.tx.requests(&RequestQuery {
-            requester: Some(user.to_string()),
-            roles: vec![role.id.clone()],
-            states: vec![
-                RequestState::Pending,
-                RequestState::Approved,
-                RequestState::Active,
-            ],
-            ..RequestQuery::default()
-        })?;
-        for mut existing in open {
-            work.settle_request(&mut existing);
-            let blocking = match existing.state {
-                RequestState::Active => existing
-                    .grant_id
-                    .as_deref()
-                    .map(|id| work.tx.grant(id))
-                    .transpose()?
-                    .flatten()
-                    .is_some_and(|mut g| {
-                        work.settle_grant(&mut g);
-                        g.state == GrantState::Active
-                    }),
-                RequestState::Pending | RequestState::Approved => !plan.break_glass,
-                _ => false,
-            };
-            if blocking && existing.kind == RequestKind::Access {
-                let what = if existing.state == RequestState::Active {
-                    "already hold an active grant for"
-                } else {
-                    "already have an open request for"
-                };
-                return Err(Error::refuse(
-                    ErrorCode::InvalidState,
-                    format!("you {what} role `{}` ({})", role.id, existing.id),
-                ));
-            }
-        }
+        refuse_if_open(
+            work.tx.as_ref(),
+            user,
+            &role.id,
+            plan.break_glass,
+            |r| work.settle_request(r),
+            |g| work.settle_grant(g),
+        )?;
 
         let mut request = AccessRequest {
             justification: plan.justification.clone(),

@@ -155,16 +155,18 @@ async fn create_request(
         (status = 400, description = "Malformed JSON", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
         (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
-        (status = 403, description = "Not eligible, or break-glass not allowed", body = ApiError),
+        (status = 403, description = "Not eligible, break-glass not allowed, or a sign-in too old for the role (`step_up_required`)", body = ApiError),
+        (status = 409, description = "The caller already has an open request for the role, or an active grant of it", body = ApiError),
         (status = 422, description = "The request breaks one of the role's rules", body = ApiError),
     ))]
 async fn validate_request(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    session: Session,
     ApiJson(input): ApiJson<CreateRequest>,
 ) -> Result<Json<RequestPreview>, Failure> {
+    let caller = session.caller;
     Ok(Json(
-        blocking(&state, move |b| b.preview(&user, &input)).await?,
+        blocking(&state, move |b| b.preview_as(&caller, &input)).await?,
     ))
 }
 
@@ -271,6 +273,7 @@ async fn cancel_request(
         (status = 403, description = "Own request, or not an approver of the role", body = ApiError),
         (status = 404, description = "No such request visible to the caller", body = ApiError),
         (status = 409, description = "Not pending, or claimed by another approver", body = ApiError),
+        (status = 429, description = "Too many claims and releases by this caller; see Retry-After", body = ApiError),
     ))]
 async fn claim_request(
     State(state): State<AppState>,
@@ -292,6 +295,7 @@ async fn claim_request(
         (status = 403, description = "Own request, or not an approver of the role", body = ApiError),
         (status = 404, description = "No such request visible to the caller", body = ApiError),
         (status = 409, description = "Not pending, or claimed by another approver", body = ApiError),
+        (status = 429, description = "Too many claims and releases by this caller; see Retry-After", body = ApiError),
     ))]
 async fn release_claim(
     State(state): State<AppState>,

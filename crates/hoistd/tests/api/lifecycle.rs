@@ -234,6 +234,22 @@ async fn validate_only_answers_without_writing() {
 
     assert!(alice.mine().await.is_empty());
     assert!(broker.as_user("erin").audit().await.is_empty());
+
+    // With a request open for the role, a preview is refused as the
+    // filing would be; break glass goes past it, as filing does.
+    let filed = alice.file(&db_request()).await.unwrap();
+    let message = refused(
+        alice.preview(&db_request()).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    assert!(
+        message.contains(&format!(
+            "already have an open request for role `db` ({})",
+            filed.id
+        )),
+        "{message}"
+    );
 }
 
 #[tokio::test]

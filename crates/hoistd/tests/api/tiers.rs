@@ -169,6 +169,12 @@ async fn a_tier_0_request_needs_a_recent_sign_in_at_the_provider() {
         message.contains("role `prod-db` needs a sign-in within 1s; yours was"),
         "{message}"
     );
+    // A preview says the same: one that passes is a filing that passes.
+    refused(
+        carol.preview(&prod_db()).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::StepUpRequired,
+    );
     // Reading is not filing: the session itself is good.
     assert!(carol.mine().await.is_empty());
 }
