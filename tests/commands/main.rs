@@ -753,19 +753,8 @@ const EXEC_DB: [&str; 9] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_whose_filing_answers_are_lost_files_once_and_goes_on() {
     let broker = Broker::start().await;
-    let first = std::sync::Mutex::new(None::<std::time::Instant>);
-    let url = proxy::relay_losing(
-        &broker.url,
-        |_| {},
-        move |line, _| {
-            if !line.starts_with("POST /v1/requests ") {
-                return false;
-            }
-            let mut first = first.lock().unwrap();
-            let since = *first.get_or_insert_with(std::time::Instant::now);
-            since.elapsed() < Duration::from_secs(3)
-        },
-    );
+    let url =
+        proxy::relay_losing_at_first(&broker.url, "POST /v1/requests ", Duration::from_secs(3));
     let alice = person_at(&url, "alice");
     let out = alice.run(&[
         "exec",

@@ -79,6 +79,25 @@ pub fn relay(
     })
 }
 
+/// [`relay_losing`] that loses the broker's answers to requests whose line
+/// starts with `line` for `lasting` from the first of them, each made by
+/// the broker all the same.
+pub fn relay_losing_at_first(broker: &str, line: &'static str, lasting: Duration) -> String {
+    let first = std::sync::Mutex::new(None::<std::time::Instant>);
+    relay_losing(
+        broker,
+        |_| {},
+        move |seen, _| {
+            if !seen.starts_with(line) {
+                return false;
+            }
+            let mut first = first.lock().unwrap_or_else(|p| p.into_inner());
+            let since = *first.get_or_insert_with(std::time::Instant::now);
+            since.elapsed() < lasting
+        },
+    )
+}
+
 /// [`relay`], with `after` saying whether the broker's answer is lost on
 /// its way: the connection to hoist is closed without a byte of it, after
 /// the broker has done what was asked.

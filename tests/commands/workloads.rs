@@ -281,18 +281,10 @@ fn answering(answer: String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_exchange_whose_answers_are_lost_is_asked_again() {
     let (_provider, broker, token) = setup().await;
-    let first = std::sync::Mutex::new(None::<std::time::Instant>);
-    let url = crate::proxy::relay_losing(
+    let url = crate::proxy::relay_losing_at_first(
         &broker.url(),
-        |_| {},
-        move |line, _| {
-            if !line.starts_with("POST /v1/token ") {
-                return false;
-            }
-            let mut first = first.lock().unwrap();
-            let since = *first.get_or_insert_with(std::time::Instant::now);
-            since.elapsed() < Duration::from_secs(2)
-        },
+        "POST /v1/token ",
+        Duration::from_secs(2),
     );
     let mut child = hoist_exec(
         &url,
