@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::limits::Act;
 use super::targets::{granted, narrowed, not_usable_yet, usable};
-use super::{Broker, HolderAct, Work, grant_event, new_id, std_delta};
+use super::{Broker, HolderAct, Work, grant_event, new_id, settle_grant, std_delta};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::store::StoreError;
@@ -412,7 +412,7 @@ impl Broker {
         let mut work = self.begin()?;
         if let Some(id) = workload_grant {
             let live = work.tx.grant(id)?.is_some_and(|mut grant| {
-                work.settle_grant(&mut grant);
+                settle_grant(&mut grant, work.now);
                 grant.state == GrantState::Active && grant.holder == user
             });
             if !live {
@@ -434,7 +434,7 @@ impl Broker {
         let Some(mut grant) = work.tx.grant(&claims.grant_id)? else {
             return Ok(inactive);
         };
-        work.settle_grant(&mut grant);
+        settle_grant(&mut grant, work.now);
         work.recall(&grant.holder)?;
         let policy = &work.policy;
         let still_eligible = policy

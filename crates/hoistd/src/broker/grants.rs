@@ -13,7 +13,7 @@ use serde_json::json;
 use super::limits::Act;
 use super::{
     Broker, Change, HolderAct, SYSTEM_ACTOR, Work, delta, event, grant_event, new_id, now,
-    settle_grant, std_delta, window_end,
+    settle_grant, settle_request, std_delta, window_end,
 };
 use crate::domain;
 use crate::error::{Error, Result};
@@ -46,7 +46,7 @@ impl Work<'_> {
             return Ok(Holding(None));
         }
         Ok(Holding(held.into_iter().find_map(|mut grant| {
-            self.settle_grant(&mut grant);
+            settle_grant(&mut grant, self.now);
             (grant.state == GrantState::Active).then_some(grant.id)
         })))
     }
@@ -191,7 +191,8 @@ impl Work<'_> {
             );
             return self.cancel(request, reason);
         }
-        self.settle_grant(&mut grant);
+        settle_grant(&mut grant, self.now);
+        self.relies_on_grant(&grant);
         if grant.state != GrantState::Active {
             request.state = RequestState::Cancelled;
             request.reason = Some(format!(
@@ -468,7 +469,7 @@ impl Broker {
         })?;
         if let Some(existing) = pending.into_iter().find(|r| {
             let mut r = r.clone();
-            work.settle_request(&mut r);
+            settle_request(&mut r, work.now);
             r.state == RequestState::Pending
         }) {
             return Err(Error::refuse(

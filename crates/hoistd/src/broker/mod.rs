@@ -239,33 +239,6 @@ fn settle_request(request: &mut AccessRequest, now: DateTime<Utc>) {
     }
 }
 
-/// When a settled request next changes state by time alone: a pending one
-/// lapses (or its claim runs out), an approved one's window closes.
-fn request_turns(request: &AccessRequest) -> Option<DateTime<Utc>> {
-    match request.state {
-        RequestState::Pending => [request.lapses_at, request.claim.as_ref().map(|c| c.until)]
-            .into_iter()
-            .flatten()
-            .min(),
-        RequestState::Approved => window_end(request),
-        _ => None,
-    }
-}
-
-/// When a settled grant next changes by time alone: it ends, or its access
-/// stops being live at the end its target took.
-fn grant_turns(grant: &Grant) -> Option<DateTime<Utc>> {
-    if grant.state != GrantState::Active {
-        return None;
-    }
-    let live_until = grant
-        .access
-        .as_ref()
-        .filter(|access| access.state == hoist_api::AccessState::Live)
-        .and_then(|access| access.live_until);
-    Some(live_until.map_or(grant.expires_at, |until| until.min(grant.expires_at)))
-}
-
 /// When a scheduled request's access must end: its start plus its duration.
 fn window_end(request: &AccessRequest) -> Option<DateTime<Utc>> {
     match request.kind {
@@ -348,9 +321,9 @@ struct Work<'a> {
     /// on the way to a grant, and on PostgreSQL a read after held writes
     /// would take the writers' lock for a round trip.
     workload_claims: std::collections::HashMap<String, Option<serde_json::Value>>,
-    /// The first moment at which something this work settled at `now`
-    /// stands otherwise by time alone: it commits only before it
-    /// ([`Tx::commit_before`]).
+    /// The first moment at which something this work relies on as it
+    /// stood at `now` ends by time alone: it commits only before it
+    /// ([`Tx::commit_before`], [`Work::relies_on_grant`]).
     settled_until: std::cell::Cell<Option<DateTime<Utc>>>,
     /// Whether the work is done again when it meets a change
     /// ([`Broker::optimistically`]).
@@ -358,25 +331,34 @@ struct Work<'a> {
 }
 
 impl Work<'_> {
-    /// `request` as it stands at the work's moment, which the work then
-    /// commits on only while it still does.
-    fn settle_request(&self, request: &mut AccessRequest) {
-        settle_request(request, self.now);
-        self.settled(request_turns(request));
-    }
-
-    /// `grant` as it stands at the work's moment, which the work then
-    /// commits on only while it still does.
-    fn settle_grant(&self, grant: &mut Grant) {
-        settle_grant(grant, self.now);
-        self.settled(grant_turns(grant));
-    }
-
-    fn settled(&self, turns: Option<DateTime<Utc>>) {
-        if let Some(at) = turns {
-            let until = self.settled_until.get().map_or(at, |until| until.min(at));
-            self.settled_until.set(Some(until));
+    /// Makes the work commit only while `grant` (settled at its moment)
+    /// is still active: what gives or keeps access on it (an extension, a
+    /// credential, access set up again at its target) must not be
+    /// recorded once it ended. What ends or reads a grant relies on
+    /// nothing: recorded after the end, it changes nothing.
+    fn relies_on_grant(&self, grant: &Grant) {
+        if grant.state == GrantState::Active {
+            self.relies_until(grant.expires_at);
         }
+    }
+
+    /// Makes the work commit only while `request` (settled at its moment)
+    /// is still open: a review must not approve a request that lapsed, nor
+    /// start one whose window closed, while it waited for its turn.
+    fn relies_on_open(&self, request: &AccessRequest) {
+        let ends = match request.state {
+            RequestState::Pending => request.lapses_at,
+            RequestState::Approved => window_end(request),
+            _ => None,
+        };
+        if let Some(at) = ends {
+            self.relies_until(at);
+        }
+    }
+
+    fn relies_until(&self, at: DateTime<Utc>) {
+        let until = self.settled_until.get().map_or(at, |until| until.min(at));
+        self.settled_until.set(Some(until));
     }
 
     fn audit(&mut self, mut event: NewAuditEvent) -> Result<AuditEvent> {
@@ -1072,7 +1054,7 @@ impl Broker {
             .tx
             .request(id)?
             .ok_or_else(|| Error::not_found("request", id))?;
-        work.settle_request(&mut request);
+        settle_request(&mut request, work.now);
         Ok(request)
     }
 
@@ -1082,7 +1064,7 @@ impl Broker {
             .grant(id)?
             .filter(|g| self.visible_grant(policy, user, g))
             .ok_or_else(|| Error::not_found("grant", id))?;
-        work.settle_grant(&mut grant);
+        settle_grant(&mut grant, work.now);
         Ok(grant)
     }
 
@@ -1118,6 +1100,8 @@ impl Broker {
                 ),
             ));
         }
+        // An extension or a credential of it is given only while it lasts.
+        work.relies_on_grant(&grant);
         Ok((grant, role))
     }
 }

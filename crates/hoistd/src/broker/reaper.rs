@@ -81,10 +81,11 @@ impl Broker {
     fn reap_singly(&self) -> Result<Option<DateTime<Utc>>> {
         let (requests, grants) = self.store().read()?.due_ids(now())?;
         let mut stuck = Vec::new();
-        let items = requests
+        // Ended grants first, as in a batch.
+        let items = grants
             .into_iter()
-            .map(|id| (id, true))
-            .chain(grants.into_iter().map(|id| (id, false)))
+            .map(|id| (id, false))
+            .chain(requests.into_iter().map(|id| (id, true)))
             .take(REAP_BATCH);
         for (id, request) in items {
             let reaped = self.begin_job().and_then(|mut work| {

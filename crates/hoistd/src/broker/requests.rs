@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use hoist_api::{
     AccessRequest, AuditKind, CreateRequest, ErrorCode, GrantState, RequestHistory, RequestKind,
     RequestPreview, RequestState,
@@ -11,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::identities::Authenticated;
 use super::limits::Act;
-use super::{Broker, Change, SYSTEM_ACTOR, Work, event, new_id, now, std_delta};
+use super::{Broker, Change, SYSTEM_ACTOR, Work, event, new_id, now, settle_request, std_delta};
 use crate::domain;
 use crate::error::{Error, Result};
 use crate::policy::{Policy, RoleDef};
@@ -91,14 +92,13 @@ impl Work<'_> {
 /// Refuses a filing by `user` for `role` while they have an open request
 /// for it, or hold a live grant of it (break glass goes past a request
 /// still open): what filing checks under its transaction, and a preview
-/// ahead of it. `settle_request` and `settle_grant` settle what is read.
+/// ahead of it, each settling what it reads at `now`.
 fn refuse_if_open(
     tx: &dyn crate::store::Tx,
     user: &str,
     role: &str,
     break_glass: bool,
-    settle_request: impl Fn(&mut AccessRequest),
-    settle_grant: impl Fn(&mut hoist_api::Grant),
+    now: DateTime<Utc>,
 ) -> Result<()> {
     let open = tx.requests(&RequestQuery {
         requester: Some(user.to_string()),
@@ -111,7 +111,7 @@ fn refuse_if_open(
         ..RequestQuery::default()
     })?;
     for mut existing in open {
-        settle_request(&mut existing);
+        settle_request(&mut existing, now);
         let blocking = match existing.state {
             RequestState::Active => existing
                 .grant_id
@@ -120,7 +120,7 @@ fn refuse_if_open(
                 .transpose()?
                 .flatten()
                 .is_some_and(|mut g| {
-                    settle_grant(&mut g);
+                    super::settle_grant(&mut g, now);
                     g.state == GrantState::Active
                 }),
             RequestState::Pending | RequestState::Approved => !break_glass,
@@ -164,14 +164,7 @@ impl Broker {
         }
         let now = now();
         let plan = domain::plan(&policy, role, user, input, now)?;
-        refuse_if_open(
-            read.as_ref(),
-            user,
-            &role.id,
-            plan.break_glass,
-            |r| super::settle_request(r, now),
-            |g| super::settle_grant(g, now),
-        )?;
+        refuse_if_open(read.as_ref(), user, &role.id, plan.break_glass, now)?;
         drop(read);
         Ok(RequestPreview {
             role: role.id.clone(),
@@ -270,7 +263,7 @@ impl Broker {
                 .tx
                 .request(&request_id)?
                 .ok_or_else(|| Error::not_found("request", &request_id))?;
-            work.settle_request(&mut request);
+            settle_request(&mut request, work.now);
             return Ok((request, true));
         }
         if let Some(caller) = caller {
@@ -282,14 +275,7 @@ impl Broker {
         work.recall(user)?;
         let role = self.eligible_role(&policy, user, &input.role)?;
         let plan = domain::plan(&policy, role, user, input, work.now)?;
-        refuse_if_open(
-            work.tx.as_ref(),
-            user,
-            &role.id,
-            plan.break_glass,
-            |r| work.settle_request(r),
-            |g| work.settle_grant(g),
-        )?;
+        refuse_if_open(work.tx.as_ref(), user, &role.id, plan.break_glass, work.now)?;
 
         let mut request = AccessRequest {
             justification: plan.justification.clone(),

@@ -301,7 +301,8 @@ impl Broker {
             .tx
             .request_with_holding(id)?
             .ok_or_else(|| Error::not_found("request", id))?;
-        work.settle_request(&mut request);
+        settle_request(&mut request, work.now);
+        work.relies_on_open(&request);
         // The caller's token may be older than one another instance saw.
         work.recall(user)?;
         let owners = owners(&policy, work.tx.as_ref(), &request)?;

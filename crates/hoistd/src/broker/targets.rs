@@ -607,7 +607,9 @@ impl Ledger for Broker {
         let Some(mut grant) = work.tx.grant(grant_id)? else {
             return Ok(());
         };
-        work.settle_grant(&mut grant);
+        settle_grant(&mut grant, work.now);
+        // Set up again only while it lasts.
+        work.relies_on_grant(&grant);
         let live_here = grant
             .access
             .as_ref()

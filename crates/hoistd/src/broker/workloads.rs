@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::limits::Act;
 use super::targets::usable;
-use super::{Broker, Change, SYSTEM_ACTOR, Work, event};
+use super::{Broker, Change, SYSTEM_ACTOR, Work, event, settle_grant};
 use crate::audit::NewAuditEvent;
 use crate::error::Error;
 use crate::oidc::{TokenError, claimed};
@@ -936,7 +936,9 @@ impl Broker {
                     .tx
                     .grant(&grant_id)?
                     .ok_or_else(|| Error::not_found("grant", &grant_id))?;
-                work.settle_grant(&mut grant);
+                settle_grant(&mut grant, work.now);
+                // Its credential is handed over only while it lasts.
+                work.relies_on_grant(&grant);
                 if grant.state != GrantState::Active {
                     return Err(Refusal::new(
                         WorkloadErrorCode::Denied,
@@ -1101,7 +1103,7 @@ impl Broker {
                         .tx
                         .grant(&grant_id)?
                         .ok_or_else(|| Error::not_found("grant", &grant_id))?;
-                    work.settle_grant(&mut grant);
+                    settle_grant(&mut grant, work.now);
                     // Its credential was handed over: whoever holds it (a
                     // job of the same run, with the same task) may be using
                     // it now, and ends it with that credential. A job that
@@ -1178,7 +1180,7 @@ impl Broker {
             .grant(&claims.grant_id)?
             .filter(|g| g.holder == principal)
             .ok_or_else(invalid)?;
-        work.settle_grant(&mut grant);
+        settle_grant(&mut grant, work.now);
         if grant.state == GrantState::Active {
             work.end_grant(
                 &mut grant,

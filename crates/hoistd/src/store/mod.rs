@@ -105,9 +105,9 @@
 //!     nothing is written and the commit fails with
 //!     [`StoreError::Contended`]. A server database checks it under the
 //!     turn of rule 1, by its own clock moved by how far the broker's is
-//!     from it ([`Store::clock_offset`]): the broker decides at a moment
-//!     read before its transaction's first statement waits for the turn,
-//!     and a grant may reach its end during that wait.
+//!     from it ([`Store::clock_offset`]), once that was read: the broker
+//!     decides at a moment read before its transaction's first statement
+//!     waits for the turn, and a grant may reach its end during that wait.
 //!
 //! A backend is chosen by [`open`] from a location: `sqlite:PATH` or a bare
 //! path is the embedded [`SqliteStore`] (its schema in

@@ -458,7 +458,8 @@ async fn the_leader_expires_grants_filed_elsewhere_on_time_without_streams() {
 /// An extension asked for before a grant's end that waits for the writers'
 /// lock past it is refused, and the grant stays ended: the extension's
 /// moment was read before its first statement waited, and its commit
-/// checks under the lock that the grant's end has not come.
+/// checks under the lock that the grant's end has not come. A revoke that
+/// waits the same way goes through.
 #[tokio::test]
 async fn an_extension_that_waits_past_the_grants_end_is_refused() {
     let cluster = cluster(1).await;
@@ -491,6 +492,22 @@ async fn an_extension_that_waits_past_the_grants_end_is_refused() {
         (after.state, after.expires_at),
         (GrantState::Expired, grant.expires_at)
     );
+
+    // A revoke that waits past the end relies on nothing: it answers with
+    // the grant ended, as a revoke of an ended grant does, never refused.
+    let filed = alice
+        .file(&CreateRequest {
+            duration_secs: Some(2),
+            ..request("logs", "reading the logs again")
+        })
+        .await
+        .unwrap();
+    let grant = alice.grant(&filed.grant_id.unwrap()).await.unwrap();
+    let holder = hold_writers_lock(&cluster.db, 4);
+    let revoked = alice.revoke(&grant.id, "done").await;
+    holder.join().unwrap();
+    let revoked = revoked.expect("a revoke past the end was refused");
+    assert_ne!(revoked.state, GrantState::Active);
 }
 
 /// An instance whose host's clock is 30 s behind the database server's

@@ -594,13 +594,12 @@ impl Store for PostgresStore {
 
 impl PostgresStore {
     /// How far the server's clock is ahead of the broker's
-    /// ([`crate::clock::now`]), as last read: the broker follows the
-    /// server's clock only to within [`crate::clock::STEP`].
-    fn skew(&self) -> chrono::TimeDelta {
+    /// ([`crate::clock::now`]), as last read (the broker follows the
+    /// server's clock only to within [`crate::clock::STEP`]); `None`
+    /// before it was read.
+    fn skew(&self) -> Option<chrono::TimeDelta> {
         self.clock_offset()
-            .map_or_else(chrono::TimeDelta::zero, |offset| {
-                offset - crate::clock::correction()
-            })
+            .map(|offset| offset - crate::clock::correction())
     }
 
     /// Reads the server's clock in a round trip of its own (no transaction,

@@ -65,8 +65,10 @@ pub(super) struct PgTx {
     /// by the broker's clock.
     before: Option<DateTime<Utc>>,
     /// How far the server's clock is ahead of the broker's, as last read:
-    /// `before` is checked by the server's clock, moved by it.
-    skew: chrono::TimeDelta,
+    /// `before` is checked by the server's clock, moved by it. Not read
+    /// yet (the broker then times by its host's clock), nothing is checked:
+    /// a server clock ahead would refuse work the broker rightly did.
+    skew: Option<chrono::TimeDelta>,
 }
 
 /// A write held back.
@@ -182,13 +184,13 @@ impl PgTx {
             wrote: Cell::new(false),
             fence: None,
             before: None,
-            skew: chrono::TimeDelta::zero(),
+            skew: None,
         }
     }
 
     /// Checks [`Tx::commit_before`] with the server's clock taken to be
     /// `skew` ahead of the broker's.
-    pub(super) fn with_skew(mut self, skew: chrono::TimeDelta) -> Self {
+    pub(super) fn with_skew(mut self, skew: Option<chrono::TimeDelta>) -> Self {
         self.skew = skew;
         self
     }
@@ -1928,14 +1930,14 @@ impl Tx for PgTx {
             statements.push(check);
             refusals.push(Refusal::Deposed(epoch));
         }
-        if let Some(before) = self.before
+        if let (Some(before), Some(skew)) = (self.before, self.skew)
             && writes
         {
             // Under the lock, taken at the latest with this pipeline:
             // nothing commits between this look at the clock and COMMIT.
             statements.push(Statement::new(
                 "SELECT 1 / ((extract(epoch FROM clock_timestamp()) * 1000)::bigint < $1)::int",
-                vec![p(ms(before + self.skew))],
+                vec![p(ms(before + skew))],
             ));
             refusals.push(Refusal::Passed);
         }

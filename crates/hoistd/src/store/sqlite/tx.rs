@@ -1071,13 +1071,13 @@ impl Tx for SqliteTx<'_> {
         Ok(purged as u64)
     }
 
-    /// Commits, lets the next transaction in, then syncs the log to disk
-    /// before returning: the caller answers only once the commit is
-    /// durable, and the sync holds up no other transaction.
     fn commit_before(&mut self, at: DateTime<Utc>) {
         self.before = Some(self.before.map_or(at, |before| before.min(at)));
     }
 
+    /// Commits, lets the next transaction in, then syncs the log to disk
+    /// before returning: the caller answers only once the commit is
+    /// durable, and the sync holds up no other transaction.
     fn commit(mut self: Box<Self>) -> Result<()> {
         let wrote = self.conn.total_changes() != self.changes_before;
         // Under the write lock, held since BEGIN: nothing commits between
