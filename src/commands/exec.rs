@@ -591,6 +591,18 @@ pub(super) async fn run_command(
     withheld: &[&str],
     signals: &mut Signals,
 ) -> anyhow::Result<u8> {
+    run_command_started(command, env, withheld, signals, &mut false).await
+}
+
+/// [`run_command`], setting `started` once the command is running (a
+/// signal already there, or a program that cannot run, start nothing).
+pub(super) async fn run_command_started(
+    command: &[String],
+    env: &[(String, String)],
+    withheld: &[&str],
+    signals: &mut Signals,
+    started: &mut bool,
+) -> anyhow::Result<u8> {
     let (program, rest) = command
         .split_first()
         .ok_or_else(|| Ended::Usage("no command after `--`".into()))?;
@@ -616,6 +628,7 @@ pub(super) async fn run_command(
     let mut child = child
         .spawn()
         .map_err(|err| anyhow::anyhow!("cannot run `{program}`: {err}"))?;
+    *started = true;
     let pid = child
         .id()
         .and_then(|id| i32::try_from(id).ok())

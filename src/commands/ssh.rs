@@ -25,7 +25,7 @@ use clap::Args;
 use hoist_api::Grant;
 use tokio::io::AsyncWriteExt;
 
-use super::exec::{Asking, obtain_grant, remaining, run_command};
+use super::exec::{Asking, obtain_grant, remaining, run_command_started};
 use super::request::grant_of_role;
 use super::signals::{Signals, status_of};
 use super::{Ended, say};
@@ -129,9 +129,13 @@ pub async fn ssh(backend: &dyn Backend, args: &SshArgs) -> anyhow::Result<u8> {
     // key or certificate that failed) is ended, as exec ends what it asked
     // for; once ssh ran, it stays for the next login until it ends.
     if created && !ran {
-        let revoked =
-            super::exec::revoke_after(backend, &grant.id, "hoist ssh: ssh was not started", None)
-                .await;
+        let revoked = super::exec::revoke_after(
+            backend,
+            &grant.id,
+            "hoist ssh: ssh was not started",
+            Some(&mut signals),
+        )
+        .await;
         if revoked == super::revoking::Revoked::Yes {
             say(&format!(
                 "{} revoked: ssh was not started with it",
@@ -216,10 +220,7 @@ async fn login(
         args.destination.clone(),
     ]);
     command.extend(args.args.iter().cloned());
-    let status = run_command(&command, &env, &[], signals).await;
-    // Its error is one of starting ssh.
-    *ran = status.is_ok();
-    status
+    run_command_started(&command, &env, &[], signals, ran).await
 }
 
 /// Picks the key to certify, in the order the module says.

@@ -309,6 +309,9 @@ async fn exchange(
     let mut said = None;
     let mut away = Duration::from_millis(500);
     let first_asked = tokio::time::Instant::now();
+    // Whether an ask went unanswered: the task may be filed though nothing
+    // said so, and is withdrawn however the asking ends.
+    let mut unanswered = false;
     let ttl = asked.as_deref();
     let give_up = |why: String| async move {
         let withdrawn = withdraw(http, broker, token, args, ttl).await;
@@ -356,6 +359,7 @@ async fn exchange(
             {
                 let now = tokio::time::Instant::now();
                 let past_deadline = deadline.is_some_and(|at| now + away > at);
+                unanswered = true;
                 if said.is_none()
                     && (past_deadline || now + away > first_asked + super::exec::FILING_PATIENCE)
                 {
@@ -373,11 +377,11 @@ async fn exchange(
                 away = (away * 2).min(MAX_POLL_INTERVAL);
                 continue;
             }
-            Err(err) if said.is_some() => {
+            Err(err) if said.is_some() || unanswered => {
                 let withdrawn = withdraw(http, broker, token, args, ttl).await;
                 return Err(err.context(withdrawn));
             }
-            // Refused at the first ask: nothing was filed.
+            // Refused at the first ask, every ask answered: nothing was filed.
             Err(err) => return Err(err),
         };
         away = Duration::from_millis(500);

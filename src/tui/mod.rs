@@ -241,7 +241,8 @@ pub fn unconfirmed(state: &crate::app::State) -> Vec<String> {
             sanitize::line(&grant.id),
             crate::text::local_timestamp(grant.expires_at),
             sanitize::line(&state.hoist),
-            sanitize::line(&grant.id),
+            // Pasted: the broker's id quoted for the shell.
+            sanitize::line(&crate::text::shell_word(&grant.id)),
         )
         })
         .collect();

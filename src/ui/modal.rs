@@ -404,12 +404,16 @@ fn draw_certificate(
         field("Your key", clean(&certificate.fingerprint).into_owned()),
         Line::from(""),
         Line::from(Span::styled("Log in with", theme.muted())),
-        Line::from(format!("{} ssh {} [user@]HOST", clean(hoist), clean(role))),
+        Line::from(format!(
+            "{} ssh {} [user@]HOST",
+            clean(hoist),
+            clean(&crate::text::shell_word(role))
+        )),
         Line::from(Span::styled(
             format!(
                 "or: {} credential {} --write-certificate, then plain ssh",
                 clean(hoist),
-                clean(role)
+                clean(&crate::text::shell_word(role))
             ),
             theme.muted(),
         )),

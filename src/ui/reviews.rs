@@ -307,7 +307,7 @@ fn draw_details(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 format!(
                     "… {more} (`{} status {} --json` shows all of it)",
                     clean(&state.hoist),
-                    clean(&r.id)
+                    clean(&crate::text::shell_word(&r.id))
                 ),
                 theme.warn(),
             ))

@@ -431,7 +431,8 @@ fn replace_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain, and that it still holds every signed
-    /// checkpoint; names the first bad entry (exit 2).
+    /// checkpoint; names the first bad entry (exit 2). Exit 3: intact, but
+    /// the checkpoint file given holds no checkpoint.
     Verify {
         /// The store: a SQLite database file (or sqlite:PATH), or postgres://...
         #[arg(

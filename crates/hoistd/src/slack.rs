@@ -188,10 +188,11 @@ impl Action {
 /// The teams a Slack account is looked up under, in order: the workspace
 /// the press came from; for an Enterprise Grid member id (`W…`, one person
 /// across the organisation), their own team after it (the organisation's
-/// `E…` id). A `U…` id is one workspace's: one whose own team is another
-/// workspace (`T…`: a guest in a shared channel) is looked up under that
-/// team alone, since under the host's the same id could be another
-/// person's.
+/// `E…` id). A `U…` id whose own team is another workspace (`T…`: a guest
+/// in a shared channel) is looked up under that team alone: the host's
+/// mapping is for the host's members, and a guest is mapped, if at all,
+/// under their own workspace (the policy maps one id to one user,
+/// whatever the team).
 pub fn account_teams<'a>(team: &'a str, home_team: Option<&'a str>, user: &str) -> Vec<&'a str> {
     match home_team {
         Some(home) if user.starts_with('W') => vec![team, home],

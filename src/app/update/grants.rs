@@ -416,15 +416,19 @@ pub(super) fn revoke_refused(
         .find(|g| g.id == grant_id)
         .map(|g| state.role_label(&g.role, &g.role_name).to_string())
         .unwrap_or_else(|| grant_id.clone());
-    // No active grant by that id: it ended already (at its end, or
-    // deactivated elsewhere, as Entra answers), and nothing is left to end.
-    // Said plainly, not rung as access still live; the lists are read
-    // again to show how it ended.
+    // No active grant by that id that the caller may see: it ended already
+    // (at its end, or deactivated elsewhere, as Entra answers), or it is
+    // no longer the caller's to see (an approver no more). Said as it is,
+    // not rung as access known to be live; the lists are read again, and
+    // show it if it is there.
     if failure.kind == FailureKind::NotFound {
         banner(
             state,
-            format!("{role} is not active any more: nothing to revoke"),
-            Level::Info,
+            format!(
+                "{role} was not revoked here: the broker knows no active grant of it that you \
+                 may see (it ended, or is no longer yours to see)"
+            ),
+            Level::Warning,
         );
         return vec![Command::LoadAll];
     }

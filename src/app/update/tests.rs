@@ -528,11 +528,11 @@ fn a_refused_revoke_rings_and_is_not_hidden_by_the_next_answer() {
         "{sent:?}"
     );
     let shown = state.banner.clone().unwrap();
-    assert_eq!(shown.level, Level::Info);
+    assert_eq!(shown.level, Level::Warning);
     assert!(
         shown
             .text
-            .contains("db is not active any more: nothing to revoke"),
+            .contains("db was not revoked here: the broker knows no active grant"),
         "{}",
         shown.text
     );

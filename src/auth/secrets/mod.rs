@@ -117,8 +117,9 @@ pub fn prepare() {
 /// dumpable, which also keeps other processes of the same user from
 /// reading its memory (ptrace); a program it runs (`exec`'s command, ssh)
 /// is dumpable again, as the kernel resets the flag at execve. Elsewhere
-/// the soft core size limit goes to zero. Failure is ignored: nothing
-/// stops working for it.
+/// the soft core size limit goes to zero, which a program it runs
+/// inherits (and may raise again). Failure is ignored: nothing stops
+/// working for it.
 pub fn keep_out_of_core_dumps() {
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_dumpable(false);
