@@ -430,6 +430,10 @@ pub(super) fn revoke_refused(
             ),
             Level::Warning,
         );
+        // Still listed once read again, its row says the revoke was refused.
+        state
+            .revoke_refused
+            .insert(grant_id, failure.describe_for(&state.hoist));
         return vec![Command::LoadAll];
     }
     let text = format!(

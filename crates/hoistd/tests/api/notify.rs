@@ -1299,11 +1299,18 @@ approver_groups = ["prod-approvers"]
     assert_eq!(queue.len(), 1, "{queue:?}");
     assert_eq!(queue[0].approvers, ["frank"]);
 
-    // erin joins it: the leader's preview of a filing names her.
+    // erin joins it: the leader's preview of a filing names her (alice's
+    // request withdrawn first: a preview, as a filing, is refused while
+    // one is open for the role).
     provider
         .set_groups("erin", &["auditors", "prod-approvers"])
         .await;
     signs_in(other, "erin").await;
+    cluster
+        .with_token(leader, &alice)
+        .cancel(&filed.id)
+        .await
+        .unwrap();
     let preview: hoist_api::RequestPreview = cluster
         .with_token(leader, &alice)
         .post(
