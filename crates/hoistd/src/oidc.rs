@@ -10,10 +10,16 @@
 //! one fetch rather than each starting their own, and between fetches (at
 //! most one per `keys_refetch_after`) an unknown key id is answered as
 //! unknown without asking the provider.
+//!
+//! A set older than the issuer's `keys_ttl` is fetched again in the
+//! background while it keeps answering, so a key the provider removed is
+//! trusted at most that long once it answers again. A set older than
+//! `keys_max_age` answers nothing: while the provider cannot be reached, its
+//! tokens are refused rather than checked against keys it may have retired.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,10 +31,6 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::policy::{OidcIssuer, Policy};
-
-/// Keys are fetched again after this long even when every `kid` is known;
-/// until the new set arrives, the cached one keeps answering.
-const KEYS_TTL: Duration = Duration::from_secs(3600);
 
 /// Who a valid token says the caller is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,8 +243,16 @@ impl Verifier {
         let lookup = {
             let mut issuers = self.issuers.lock().unwrap_or_else(|p| p.into_inner());
             let entry = issuers.entry(issuer.issuer.clone()).or_default();
-            let found = entry.set.as_deref().and_then(|set| find(set, kid));
-            let stale = entry.loaded.is_none_or(|at| at.elapsed() > KEYS_TTL);
+            let age = entry.loaded.map(|at| at.elapsed());
+            // Past `keys_max_age` the set is not trusted: a key in it is
+            // looked for as if unknown, waiting for a fresh set, and refused
+            // for the provider's failure while none can be had.
+            let found = entry
+                .set
+                .as_deref()
+                .filter(|_| age.is_some_and(|age| age <= issuer.keys_max_age))
+                .and_then(|set| find(set, kid));
+            let stale = age.is_none_or(|age| age > issuer.keys_ttl);
             let fetched_lately = entry
                 .attempted
                 .is_some_and(|at| at.elapsed() < issuer.keys_refetch_after);
@@ -493,6 +503,7 @@ fn check_nbf(claims: &serde_json::Value, leeway: std::time::Duration) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// What a token claims before it is verified reaches errors (and so
     /// the audit log) without control or invisible characters, and cut.
@@ -562,6 +573,8 @@ mod tests {
             leeway: Duration::from_secs(30),
             keys_timeout: Duration::from_secs(5),
             keys_refetch_after: Duration::from_secs(1),
+            keys_ttl: Duration::from_secs(3_600),
+            keys_max_age: Duration::from_secs(24 * 3_600),
         }
     }
 

@@ -27,6 +27,12 @@ pub struct OidcIssuer {
     /// Least time between two fetches of the keys for unknown key ids:
     /// until then an unknown key id is answered as unknown at once.
     pub keys_refetch_after: Duration,
+    /// How long a fetched key set answers before it is fetched again in
+    /// the background (a key the provider removed is trusted this long).
+    pub keys_ttl: Duration,
+    /// How long a fetched key set is trusted at all: past it, tokens wait
+    /// for a fresh set and are refused while the provider cannot give one.
+    pub keys_max_age: Duration,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +58,47 @@ pub(super) struct RawOidc {
     keys_timeout: Duration,
     #[serde(default = "default_keys_refetch_after", deserialize_with = "duration")]
     keys_refetch_after: Duration,
+    #[serde(default = "default_keys_ttl", deserialize_with = "duration")]
+    keys_ttl: Duration,
+    #[serde(default = "default_keys_max_age", deserialize_with = "duration")]
+    keys_max_age: Duration,
+}
+
+pub(super) fn default_keys_ttl() -> Duration {
+    Duration::from_secs(3_600)
+}
+
+pub(super) fn default_keys_max_age() -> Duration {
+    Duration::from_secs(24 * 3_600)
+}
+
+/// Checks how long an issuer's fetched keys are used (`[[oidc]]` and
+/// `[[workload]]` alike): `keys_ttl`, after which they are fetched again
+/// while still answering, and `keys_max_age`, after which they are not
+/// trusted until a fetch succeeds.
+pub(super) fn check_key_ages(
+    keys_refetch_after: Duration,
+    keys_ttl: Duration,
+    keys_max_age: Duration,
+) -> Result<(), String> {
+    if keys_ttl < keys_refetch_after {
+        // Keys are fetched at most once per `keys_refetch_after`.
+        return Err(format!(
+            "keys_ttl ({}) is shorter than keys_refetch_after ({}), the least time between two \
+             fetches of the keys",
+            humantime::format_duration(keys_ttl),
+            humantime::format_duration(keys_refetch_after)
+        ));
+    }
+    if keys_max_age < keys_ttl {
+        return Err(format!(
+            "keys_max_age ({}) is shorter than keys_ttl ({}): keys would stop being trusted \
+             before they are fetched again",
+            humantime::format_duration(keys_max_age),
+            humantime::format_duration(keys_ttl)
+        ));
+    }
+    Ok(())
 }
 
 fn default_keys_timeout() -> Duration {
@@ -137,6 +184,12 @@ pub(super) fn issuers(
                     .into(),
             ));
         }
+        check_key_ages(
+            issuer.keys_refetch_after,
+            issuer.keys_ttl,
+            issuer.keys_max_age,
+        )
+        .map_err(|reason| source.invalid(offset, format!("oidc {reason}")))?;
         let name = issuer.issuer.trim_end_matches('/');
         if oidc.iter().any(|known: &OidcIssuer| known.issuer == name) {
             // Tokens are checked against the first; a second's settings
@@ -159,6 +212,8 @@ pub(super) fn issuers(
             leeway: issuer.leeway,
             keys_timeout: issuer.keys_timeout,
             keys_refetch_after: issuer.keys_refetch_after,
+            keys_ttl: issuer.keys_ttl,
+            keys_max_age: issuer.keys_max_age,
         });
     }
     Ok(oidc)

@@ -26,6 +26,8 @@ struct Inner {
     /// The key ids the JWKS publishes.
     published: std::sync::Mutex<Vec<Value>>,
     held: AtomicBool,
+    /// The JWKS is answered with 503 while this is set.
+    failing: AtomicBool,
     /// Permits for held answers to go.
     release: Semaphore,
     /// Signalled whenever a held request arrives.
@@ -48,6 +50,7 @@ impl Issuer {
         let inner = Arc::new(Inner {
             published: std::sync::Mutex::new(vec![jwk(&keys[0].0, &keys[0].1)]),
             held: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
             release: Semaphore::new(0),
             arrived: Notify::new(),
             jwks_fetches: AtomicUsize::new(0),
@@ -68,8 +71,11 @@ impl Issuer {
                 get(|State(inner): State<Arc<Inner>>| async move {
                     inner.hold().await;
                     inner.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                    if inner.failing.load(Ordering::SeqCst) {
+                        return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+                    }
                     let keys = inner.published.lock().unwrap().clone();
-                    Json(json!({ "keys": keys }))
+                    Ok(Json(json!({ "keys": keys })))
                 }),
             )
             .with_state(Arc::clone(&inner));
@@ -127,6 +133,22 @@ impl Issuer {
     pub fn release(&self) {
         self.inner.held.store(false, Ordering::SeqCst);
         self.inner.release.add_permits(1_000);
+    }
+
+    /// From now on the JWKS is answered with 503 (`true`), or again
+    /// with the keys (`false`).
+    pub fn fail(&self, failing: bool) {
+        self.inner.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// From now on the JWKS publishes these keys (of `k1` and `k2`) only.
+    pub fn publish(&self, kids: &[&str]) {
+        *self.inner.published.lock().unwrap() = self
+            .keys
+            .iter()
+            .filter(|(kid, _)| kids.contains(&kid.as_str()))
+            .map(|(kid, key)| jwk(kid, key))
+            .collect();
     }
 
     pub fn jwks_fetches(&self) -> usize {

@@ -125,6 +125,69 @@ async fn a_token_from_the_future_is_refused() {
     );
 }
 
+/// Past `keys_max_age` the cached keys are not trusted: while the provider
+/// cannot give fresh ones, even a token signed by a key it once published
+/// is refused, as unavailable, and taken again once it answers.
+#[tokio::test]
+async fn keys_past_their_max_age_are_not_trusted_while_the_provider_fails() {
+    let issuer = Issuer::start().await;
+    let broker = broker_trusting(
+        &issuer,
+        "keys_ttl = \"1s\"\nkeys_max_age = \"2s\"\nkeys_refetch_after = \"1s\"",
+    )
+    .await;
+    let client = broker.with_token(&issuer.token("k1", "zed", 300, serde_json::json!({})));
+    assert_eq!(client.get::<Me>("/v1/me").await.unwrap().user, "zed");
+    let loaded = std::time::Instant::now();
+    issuer.fail(true);
+
+    // Stale but not too old: answered from the cache while the refresh fails.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(client.get::<Me>("/v1/me").await.unwrap().user, "zed");
+
+    tokio::time::sleep(std::time::Duration::from_millis(2300).saturating_sub(loaded.elapsed()))
+        .await;
+    let message = refused(
+        client.get::<Me>("/v1/me").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+    );
+    assert!(message.contains("keys could not be fetched"), "{message}");
+
+    issuer.fail(false);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(client.get::<Me>("/v1/me").await.unwrap().user, "zed");
+}
+
+/// A key the provider stops publishing is trusted until the keys are
+/// fetched again, `keys_ttl` after the last fetch, and not after.
+#[tokio::test]
+async fn a_key_the_provider_retires_stops_counting_after_keys_ttl() {
+    let issuer = Issuer::start().await;
+    let broker = broker_trusting(&issuer, "keys_ttl = \"1s\"\nkeys_refetch_after = \"1s\"").await;
+    let retired = broker.with_token(&issuer.token("k1", "zed", 300, serde_json::json!({})));
+    assert_eq!(retired.get::<Me>("/v1/me").await.unwrap().user, "zed");
+    issuer.publish(&["k2"]);
+
+    // Answered from the cache, which starts the fetch that drops it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(retired.get::<Me>("/v1/me").await.unwrap().user, "zed");
+    // The fetch is under way; once its set is in, k1 is unknown.
+    let mut answer = retired.get::<Me>("/v1/me").await;
+    for _ in 0..250 {
+        if answer.is_err() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        answer = retired.get::<Me>("/v1/me").await;
+    }
+    let message = refused(answer, StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated);
+    assert!(message.contains("no signing key `k1`"), "{message}");
+    assert_eq!(issuer.jwks_fetches(), 2);
+    let current = broker.with_token(&issuer.token("k2", "zed", 300, serde_json::json!({})));
+    assert_eq!(current.get::<Me>("/v1/me").await.unwrap().user, "zed");
+}
+
 #[test]
 fn the_key_fetch_settings_are_checked() {
     let issuer = "\n[[oidc]]\nissuer = \"https://id.example\"\nclient_id = \"hoist\"\n";
@@ -136,6 +199,14 @@ fn the_key_fetch_settings_are_checked() {
         (
             "keys_refetch_after = \"100ms\"",
             "keys_refetch_after must be at least 1s",
+        ),
+        (
+            "keys_ttl = \"10s\"",
+            "oidc keys_ttl (10s) is shorter than keys_refetch_after (30s)",
+        ),
+        (
+            "keys_max_age = \"10m\"",
+            "oidc keys_max_age (10m) is shorter than keys_ttl (1h)",
         ),
         // A leeway is for clock skew: a month would take any token expired
         // within it.

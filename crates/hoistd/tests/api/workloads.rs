@@ -1338,6 +1338,13 @@ async fn a_rule_that_does_not_pin_its_subject_is_refused_at_load_with_its_line()
             ),
             "leeway 7200s is above the most allowed, 3600s",
         ),
+        (
+            rule("sub = \"bot\"", 5).replace(
+                "audience = \"https://hoist.example\"\n",
+                "audience = \"https://hoist.example\"\nkeys_ttl = \"2d\"\n",
+            ),
+            "keys_max_age (1day) is shorter than keys_ttl (2days)",
+        ),
         // Who started a run: the claims and the map need each other.
         (
             rule("sub = \"bot\"", 5).replace(
