@@ -79,7 +79,7 @@ impl Broker {
     /// fails is logged (once while it keeps failing) and left for the next
     /// look, [`STUCK_RETRY`] on; the rest are recorded.
     fn reap_singly(&self) -> Result<Option<DateTime<Utc>>> {
-        let (requests, grants) = self.store().read()?.due_ids(now())?;
+        let (requests, grants) = self.store().read()?.due_ids(now(), REAP_BATCH)?;
         let mut stuck = Vec::new();
         // Ended grants first, as in a batch.
         let items = grants

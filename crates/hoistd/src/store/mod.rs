@@ -762,9 +762,10 @@ pub trait Tx {
     /// most `limit`.
     fn due_grants(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Grant>>;
     /// The ids of what [`Tx::due_requests`] and [`Tx::due_grants`] list,
-    /// in their order, read without reading the rows: what the reaper
-    /// takes one at a time when a batch of them cannot be recorded.
-    fn due_ids(&self, now: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>)>;
+    /// in their order, at most `limit` of each, read without reading the
+    /// rows: what the reaper takes one at a time when a batch of them
+    /// cannot be recorded.
+    fn due_ids(&self, now: DateTime<Utc>, limit: usize) -> Result<(Vec<String>, Vec<String>)>;
     /// Exchanges not redeemed whose `collect_by` is at or before `now`,
     /// the soonest first, at most `limit`: tasks nobody can collect any
     /// more.

@@ -443,14 +443,22 @@ pub fn due_work_and_next_due(store: &dyn Store) {
         "at most the limit"
     );
     assert_eq!(
-        tx.due_ids(at(300)).unwrap(),
+        tx.due_ids(at(300), 10).unwrap(),
         (
             vec!["p1".to_string(), "a1".to_string(), "p2".to_string()],
             vec!["g1".to_string()]
         ),
         "the same, as ids"
     );
-    assert_eq!(tx.due_ids(at(99)).unwrap(), (Vec::new(), Vec::new()));
+    assert_eq!(
+        tx.due_ids(at(300), 2).unwrap(),
+        (
+            vec!["p1".to_string(), "a1".to_string()],
+            vec!["g1".to_string()]
+        ),
+        "at most the limit of each"
+    );
+    assert_eq!(tx.due_ids(at(99), 10).unwrap(), (Vec::new(), Vec::new()));
     assert_eq!(tx.next_due().unwrap(), Some(at(100)));
     drop(tx);
 

@@ -1099,9 +1099,10 @@ impl Tx for PgTx {
         self.query_grants(&sql, vec![p(ms(now)), p(big(limit as u64, "limit")?)])
     }
 
-    fn due_ids(&self, now: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>)> {
+    fn due_ids(&self, now: DateTime<Utc>, limit: usize) -> Result<(Vec<String>, Vec<String>)> {
+        let limit = big(limit as u64, "limit")?;
         let ids = |sql: &str| -> Result<Vec<String>> {
-            self.query(sql, vec![p(ms(now))])?
+            self.query(sql, vec![p(ms(now)), p(limit)])?
                 .iter()
                 .map(|row| get(row, 0))
                 .collect()
@@ -1112,10 +1113,10 @@ impl Tx for PgTx {
                  WHERE state = 'pending' AND lapses_at <= $1 \
                  UNION ALL \
                  SELECT id, created_at, ord FROM requests WHERE state = 'approved' \
-                 AND coalesce(starts_at, 0) <= $1) due ORDER BY created_at, ord")?,
+                 AND coalesce(starts_at, 0) <= $1) due ORDER BY created_at, ord LIMIT $2")?,
             ids(
                 "SELECT id FROM grants WHERE state = 'active' AND expires_at <= $1 \
-                 ORDER BY expires_at",
+                 ORDER BY expires_at LIMIT $2",
             )?,
         ))
     }

@@ -347,10 +347,11 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
-    fn due_ids(&self, now: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>)> {
+    fn due_ids(&self, now: DateTime<Utc>, limit: usize) -> Result<(Vec<String>, Vec<String>)> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let ids = |sql: &str| -> Result<Vec<String>> {
             let mut statement = self.conn.prepare_cached(sql)?;
-            let rows = statement.query_map([ms(now)], |row| row.get(0))?;
+            let rows = statement.query_map(params![ms(now), limit], |row| row.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         };
         Ok((
@@ -358,11 +359,11 @@ impl Tx for SqliteTx<'_> {
                 "SELECT id, created_at FROM requests WHERE state = 'pending' AND lapses_at <= ?1 \
                  UNION ALL \
                  SELECT id, created_at FROM requests WHERE state = 'approved' \
-                 AND coalesce(starts_at, 0) <= ?1 ORDER BY created_at",
+                 AND coalesce(starts_at, 0) <= ?1 ORDER BY created_at LIMIT ?2",
             )?,
             ids(
                 "SELECT id FROM grants WHERE state = 'active' AND expires_at <= ?1 \
-                 ORDER BY expires_at",
+                 ORDER BY expires_at LIMIT ?2",
             )?,
         ))
     }
