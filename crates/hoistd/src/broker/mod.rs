@@ -394,13 +394,7 @@ impl Work<'_> {
     /// it. A read for each provider user weighed; none for the policy's
     /// own users, whose groups are the policy's.
     pub(super) fn recall(&self, user: &str) -> Result<()> {
-        if hoist_api::is_workload(user) || self.policy.defines(user) {
-            return Ok(());
-        }
-        if let Some(seen) = self.tx.remembered(user)? {
-            self.policy.recall(user, &seen);
-        }
-        Ok(())
+        Ok(recall_user(&self.policy, self.tx.as_ref(), user)?)
     }
 
     /// Why the request's requester may not have its access under the
@@ -1111,6 +1105,19 @@ impl Broker {
 /// instance may have heard a later token, or this one none (an approver
 /// who never called it). Policy users are as the policy says; without a
 /// provider there is nothing to read.
+/// Takes in what the database remembers of `user`'s groups (the latest
+/// token any instance saw from them; see [`Policy::recall`]), for a person
+/// the policy does not define.
+pub(crate) fn recall_user(policy: &Policy, tx: &dyn Tx, user: &str) -> crate::store::Result<()> {
+    if hoist_api::is_workload(user) || policy.defines(user) {
+        return Ok(());
+    }
+    if let Some(seen) = tx.remembered(user)? {
+        policy.recall(user, &seen);
+    }
+    Ok(())
+}
+
 pub(crate) fn recall_approvers(
     policy: &Policy,
     tx: &dyn Tx,

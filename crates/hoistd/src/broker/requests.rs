@@ -157,8 +157,11 @@ impl Broker {
 
     fn preview(&self, user: &str, input: &CreateRequest) -> Result<RequestPreview> {
         let policy = self.policy();
-        let role = self.eligible_role(&policy, user, &input.role)?;
         let read = self.store.read()?;
+        // As filing does: the caller's groups may be newer on another
+        // instance than in the token that reached this one.
+        super::recall_user(&policy, read.as_ref(), user)?;
+        let role = self.eligible_role(&policy, user, &input.role)?;
         if !policy.oidc.is_empty() {
             super::recall_approvers(&policy, read.as_ref(), &[role])?;
         }

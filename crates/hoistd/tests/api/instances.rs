@@ -716,6 +716,22 @@ approver_groups = ["prod-approvers"]
         assert_eq!(me.user, login);
     }
 
+    // A preview on instance 1 (the first call there since) weighs her by
+    // the latest word, as the filing would.
+    let (status, error) = cluster
+        .with_token(1, &alice)
+        .preview(&request("logs", "read the logs for INC-8"))
+        .await
+        .expect_err("a preview of a filing that is refused");
+    assert!(
+        [
+            reqwest::StatusCode::FORBIDDEN,
+            reqwest::StatusCode::NOT_FOUND
+        ]
+        .contains(&status),
+        "{status} {error:?}"
+    );
+
     // What they may see on instance 1, which has heard only their earlier
     // tokens, is weighed by the latest word too.
     let queue: Vec<AccessRequest> = cluster
