@@ -20,20 +20,25 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-/// An exclusive lock on `path` (an empty file, created 0600 in a private
+/// An exclusive lock on `path` (a file created 0600 in a private
 /// directory), held until the file is dropped, across processes; waits for
 /// it at most `wait`. `Ok(None)` when another holds it all that time.
+///
+/// Its holder may remove the file: a lock taken on a file no longer at
+/// `path` is let go and taken again on the one there now, so two processes
+/// never both hold `path`.
 pub fn lock(path: &Path, wait: std::time::Duration) -> io::Result<Option<File>> {
     create_private_dir(parent(path))?;
     let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(false);
+    options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(path)?;
     let until = std::time::Instant::now() + wait;
+    let mut file = options.open(path)?;
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(Some(file)),
+            Ok(()) if still_at(&file, path)? => return Ok(Some(file)),
+            Ok(()) => file = options.open(path)?,
             Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -41,6 +46,24 @@ pub fn lock(path: &Path, wait: std::time::Duration) -> io::Result<Option<File>> 
             Err(std::fs::TryLockError::Error(err)) => return Err(err),
         }
     }
+}
+
+/// Whether `file` is the file at `path` now (not one removed since it was
+/// opened).
+#[cfg(unix)]
+fn still_at(file: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata()?;
+    Ok(match std::fs::metadata(path) {
+        Ok(there) => (there.dev(), there.ino()) == (open.dev(), open.ino()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => false,
+        Err(err) => return Err(err),
+    })
+}
+
+#[cfg(not(unix))]
+fn still_at(_file: &File, _path: &Path) -> io::Result<bool> {
+    Ok(true)
 }
 
 /// Creates a new file that only its owner can read or write; fails if

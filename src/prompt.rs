@@ -26,13 +26,17 @@ pub struct Cached {
 type Cache = BTreeMap<String, Vec<Cached>>;
 
 pub fn cache_path() -> Option<PathBuf> {
-    let dir = match std::env::var_os(CACHE_DIR_ENV) {
+    Some(cache_dir()?.join(CACHE_FILE))
+}
+
+/// hoist's cache directory: `$HOIST_CACHE_DIR`, else the platform's.
+pub fn cache_dir() -> Option<PathBuf> {
+    Some(match std::env::var_os(CACHE_DIR_ENV) {
         Some(dir) => PathBuf::from(dir),
         None => directories::ProjectDirs::from("dev", "hoist", "hoist")?
             .cache_dir()
             .to_path_buf(),
-    };
-    Some(dir.join(CACHE_FILE))
+    })
 }
 
 fn read() -> Cache {

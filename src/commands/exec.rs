@@ -6,7 +6,8 @@
 //! (PG* for PostgreSQL) and a command line that prints a fresh credential
 //! for as long as the grant lives;
 //! forwards signals; revokes the grant it created when CMD ends, however it
-//! ends; exits with CMD's status.
+//! ends, unless another exec here still runs a command with it (then the
+//! last of them does: see `uses`); exits with CMD's status.
 
 use std::path::Path;
 use std::process::ExitStatus;
@@ -23,7 +24,7 @@ use super::request::{
 };
 use super::revoking::{self, Failed, Revoked};
 use super::signals::{Signals, status_of};
-use super::{Ended, duration};
+use super::{Ended, duration, uses};
 use crate::backend::Backend;
 use crate::config::Target;
 use crate::text::shell_word;
@@ -141,13 +142,35 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
             return Ok(status_of(signal));
         }
     };
+    // Another exec here using the grant counts as a use of it, so that it
+    // is revoked when the last command with it ends, not under this one; a
+    // grant whose last use here is revoking it is not taken.
+    let mut this_use = None;
+    let held = match held {
+        Some(grant) => match uses::Use::begin(&target.broker, &grant.id, false) {
+            Ok(found) => {
+                this_use = found;
+                Some(grant)
+            }
+            Err(uses::BeingRevoked) => {
+                super::say(&format!(
+                    "{} ({}) is being revoked as the last command here using it ended; asking \
+                     for a grant of its own",
+                    grant.id, grant.role
+                ));
+                None
+            }
+        },
+        None => None,
+    };
     let (grant, created) = match held {
         Some(grant) => {
-            // Whoever asked for it may end it while CMD runs (another exec
-            // ends the grant it filed for when its own command ends).
+            // Whoever asked for it may still end it while CMD runs (from
+            // the TUI, or an exec on another machine).
             super::say(&format!(
-                "using {} ({}), active already: this command did not ask for it, so it is \
-                 not revoked when the command ends, and whoever did may end it sooner",
+                "using {} ({}), active already: this command did not ask for it. A hoist exec \
+                 here that did leaves its revoke to the last command using it; one asked for \
+                 otherwise (the TUI, another machine) may end sooner",
                 grant.id, grant.role
             ));
             (grant, false)
@@ -165,6 +188,10 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
             Obtained::Interrupted(signal) => return Ok(status_of(signal)),
         },
     };
+    if created {
+        // A grant just made is nobody else's, so never being revoked.
+        this_use = uses::Use::begin(&target.broker, &grant.id, true).unwrap_or(None);
+    }
     super::remember_grants(backend).await;
     let outcome = match signals.pending() {
         // Asked to stop before CMD existed: it never starts.
@@ -192,7 +219,21 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
             }
         }
     };
-    if created {
+    let (revokes, revoking) = match this_use.map(uses::Use::end) {
+        Some(uses::Ending::Revoke(revoking)) => (true, Some(revoking)),
+        Some(uses::Ending::LeftToOthers) => {
+            super::say(&format!(
+                "{} is still used by another hoist exec here: it is revoked when the last of \
+                 them ends",
+                grant.id
+            ));
+            (false, None)
+        }
+        Some(uses::Ending::Nothing) => (false, None),
+        // Uses cannot be counted here: the exec that asked revokes.
+        None => (created, None),
+    };
+    if revokes {
         // The command may have outlived a single sign-on token; the revoke
         // must not fail for that, so it waits for the refresh (a signal
         // meanwhile, such as the Ctrl-C that ended the command, must not
@@ -207,6 +248,9 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
             Some(&mut signals),
         )
         .await;
+        if let Some(revoking) = revoking {
+            revoking.done();
+        }
         if revoked == Revoked::Yes {
             super::remember_grants(backend).await;
         }

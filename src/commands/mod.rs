@@ -14,6 +14,7 @@ mod revoking;
 pub mod signals;
 mod ssh;
 mod table;
+mod uses;
 mod watch;
 mod workload;
 mod yaml;

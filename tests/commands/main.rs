@@ -652,7 +652,7 @@ async fn exec_runs_with_the_credential_and_revokes_what_it_requested() {
         held.grant_id.clone().unwrap()
     );
     assert!(
-        stderr(&out).contains("this command did not ask for it, so it is not revoked"),
+        stderr(&out).contains("this command did not ask for it."),
         "{}",
         stderr(&out)
     );
@@ -1290,6 +1290,53 @@ async fn exec_forwards_signals_and_revokes_when_killed() {
     let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
     let grant = grants.iter().find(|g| g.role == "prod-logs-read").unwrap();
     assert_eq!(grant.state, GrantState::Revoked);
+}
+
+/// Two execs of one role on one machine share its grant: the one that
+/// asked for it, ending first, leaves the revoke to the other, whose
+/// command keeps its access until it ends too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execs_sharing_a_grant_leave_its_revoke_to_the_last_to_end() {
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let signals = tempfile::tempdir().unwrap();
+    let wait_for = |name: &str| {
+        format!(
+            "echo started; echo $HOIST_GRANT_ID; while [ ! -e '{}' ]; do sleep 0.05; done",
+            signals.path().join(name).display()
+        )
+    };
+    let (asked, mut asked_out) = long_job(&alice, &wait_for("first"));
+    let grant_id = asked_out.next().unwrap().unwrap();
+    let (reused, mut reused_out) = long_job(&alice, &wait_for("second"));
+    assert_eq!(reused_out.next().unwrap().unwrap(), grant_id, "reused");
+
+    std::fs::write(signals.path().join("first"), "").unwrap();
+    let out = asked.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{grant_id} is still used by another hoist exec here: it is revoked when the last"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let grants: Vec<Grant> = alice.json(&["grants", "--json"]);
+    assert!(
+        grants.iter().any(|g| g.id == grant_id),
+        "revoked under the command still running"
+    );
+
+    std::fs::write(signals.path().join("second"), "").unwrap();
+    let out = reused.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let grants: Vec<Grant> = alice.json(&["grants", "--all", "--json"]);
+    let grant = grants.iter().find(|g| g.id == grant_id).unwrap();
+    assert_eq!(grant.state, GrantState::Revoked, "the last one revokes it");
+    assert_eq!(
+        grant.revoke_reason.as_deref(),
+        Some("hoist exec: the command finished")
+    );
 }
 
 /// `hoist exec prod-logs-read -- sh -c SCRIPT` as `alice`, once SCRIPT
