@@ -1100,11 +1100,6 @@ impl Broker {
     }
 }
 
-/// Takes in the store's latest word of every provider user who is, or who
-/// this instance heard was, an approver of one of `roles`: another
-/// instance may have heard a later token, or this one none (an approver
-/// who never called it). Policy users are as the policy says; without a
-/// provider there is nothing to read.
 /// Takes in what the database remembers of `user`'s groups (the latest
 /// token any instance saw from them; see [`Policy::recall`]), for a person
 /// the policy does not define.
@@ -1118,6 +1113,11 @@ pub(crate) fn recall_user(policy: &Policy, tx: &dyn Tx, user: &str) -> crate::st
     Ok(())
 }
 
+/// Takes in the store's latest word of every provider user who is, or who
+/// this instance heard was, an approver of one of `roles`: another
+/// instance may have heard a later token, or this one none (an approver
+/// who never called it). Policy users are as the policy says; without a
+/// provider there is nothing to read.
 pub(crate) fn recall_approvers(
     policy: &Policy,
     tx: &dyn Tx,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::tiers::optional_duration;
 use super::{PolicyError, Source, duration};
 
 /// An OpenID provider whose ID tokens are accepted as bearer tokens.
@@ -58,14 +59,10 @@ pub(super) struct RawOidc {
     keys_timeout: Duration,
     #[serde(default = "default_keys_refetch_after", deserialize_with = "duration")]
     keys_refetch_after: Duration,
-    #[serde(default = "default_keys_ttl", deserialize_with = "duration")]
-    keys_ttl: Duration,
+    #[serde(default, deserialize_with = "optional_duration")]
+    keys_ttl: Option<Duration>,
     #[serde(default = "default_keys_max_age", deserialize_with = "duration")]
     keys_max_age: Duration,
-}
-
-pub(super) fn default_keys_ttl() -> Duration {
-    Duration::from_secs(3_600)
 }
 
 pub(super) fn default_keys_max_age() -> Duration {
@@ -73,14 +70,17 @@ pub(super) fn default_keys_max_age() -> Duration {
 }
 
 /// Checks how long an issuer's fetched keys are used (`[[oidc]]` and
-/// `[[workload]]` alike): `keys_ttl`, after which they are fetched again
-/// while still answering, and `keys_max_age`, after which they are not
-/// trusted until a fetch succeeds.
-pub(super) fn check_key_ages(
+/// `[[workloads]]` alike), and returns its `keys_ttl`: after it, keys are
+/// fetched again while still answering; unless given, an hour, or
+/// `keys_refetch_after` if that is longer (keys are fetched at most once
+/// per `keys_refetch_after`). Past `keys_max_age`, keys are not trusted
+/// until a fetch succeeds.
+pub(super) fn key_ages(
     keys_refetch_after: Duration,
-    keys_ttl: Duration,
+    keys_ttl: Option<Duration>,
     keys_max_age: Duration,
-) -> Result<(), String> {
+) -> Result<Duration, String> {
+    let keys_ttl = keys_ttl.unwrap_or_else(|| Duration::from_secs(3_600).max(keys_refetch_after));
     if keys_ttl < keys_refetch_after {
         // Keys are fetched at most once per `keys_refetch_after`.
         return Err(format!(
@@ -98,7 +98,7 @@ pub(super) fn check_key_ages(
             humantime::format_duration(keys_ttl)
         ));
     }
-    Ok(())
+    Ok(keys_ttl)
 }
 
 fn default_keys_timeout() -> Duration {
@@ -184,7 +184,7 @@ pub(super) fn issuers(
                     .into(),
             ));
         }
-        check_key_ages(
+        let keys_ttl = key_ages(
             issuer.keys_refetch_after,
             issuer.keys_ttl,
             issuer.keys_max_age,
@@ -212,7 +212,7 @@ pub(super) fn issuers(
             leeway: issuer.leeway,
             keys_timeout: issuer.keys_timeout,
             keys_refetch_after: issuer.keys_refetch_after,
-            keys_ttl: issuer.keys_ttl,
+            keys_ttl,
             keys_max_age: issuer.keys_max_age,
         });
     }

@@ -209,11 +209,8 @@ pub(super) struct RawWorkload {
     keys_timeout: Duration,
     #[serde(default = "default_keys_refetch_after", deserialize_with = "duration")]
     keys_refetch_after: Duration,
-    #[serde(
-        default = "super::issuers::default_keys_ttl",
-        deserialize_with = "duration"
-    )]
-    keys_ttl: Duration,
+    #[serde(default, deserialize_with = "super::tiers::optional_duration")]
+    keys_ttl: Option<Duration>,
     #[serde(
         default = "super::issuers::default_keys_max_age",
         deserialize_with = "duration"
@@ -495,8 +492,9 @@ pub(super) fn workloads(
                 "{what}: keys_timeout must be above zero and keys_refetch_after at least 1s"
             )));
         }
-        super::issuers::check_key_ages(rule.keys_refetch_after, rule.keys_ttl, rule.keys_max_age)
-            .map_err(|reason| bad(format!("{what}: {reason}")))?;
+        let keys_ttl =
+            super::issuers::key_ages(rule.keys_refetch_after, rule.keys_ttl, rule.keys_max_age)
+                .map_err(|reason| bad(format!("{what}: {reason}")))?;
         if rule.roles.is_empty() {
             return Err(bad(format!("{what} allows no roles")));
         }
@@ -568,7 +566,7 @@ pub(super) fn workloads(
                 leeway: rule.leeway,
                 keys_timeout: rule.keys_timeout,
                 keys_refetch_after: rule.keys_refetch_after,
-                keys_ttl: rule.keys_ttl,
+                keys_ttl,
                 keys_max_age: rule.keys_max_age,
             },
             name: rule.name,

@@ -221,4 +221,11 @@ fn the_key_fetch_settings_are_checked() {
             .to_string();
         assert!(err.contains(needle), "{err}");
     }
+    // Unless given, keys are fetched again no sooner than they may be.
+    let text = format!("{}{issuer}keys_refetch_after = \"2h\"\n", policy_text(""));
+    let policy = hoistd::Policy::parse("p.toml", &text).unwrap();
+    assert_eq!(
+        policy.oidc[0].keys_ttl,
+        std::time::Duration::from_secs(7_200)
+    );
 }
