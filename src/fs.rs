@@ -38,7 +38,9 @@ pub fn lock(path: &Path, wait: std::time::Duration) -> io::Result<Option<File>> 
     loop {
         match file.try_lock() {
             Ok(()) if still_at(&file, path)? => return Ok(Some(file)),
-            Ok(()) => file = options.open(path)?,
+            // Removed by the one that held it: the file there now.
+            Ok(()) if std::time::Instant::now() < until => file = options.open(path)?,
+            Ok(()) => return Ok(None),
             Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }

@@ -144,34 +144,65 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     };
     // Another exec here using the grant counts as a use of it, so that it
     // is revoked when the last command with it ends, not under this one; a
-    // grant whose last use here is revoking it is not taken.
+    // grant whose last use here is revoking it is waited out, and looked
+    // for again.
     let mut this_use = None;
-    let held = match held {
-        Some(grant) => match uses::Use::begin(&target.broker, &grant.id, false) {
+    let mut held = held;
+    for look in 1..=3 {
+        let Some(grant) = &held else { break };
+        match uses::Use::begin(&target.broker, &grant.id, false) {
             Ok(found) => {
                 this_use = found;
-                Some(grant)
+                break;
             }
             Err(uses::BeingRevoked) => {
                 super::say(&format!(
-                    "{} ({}) is being revoked as the last command here using it ended; asking \
-                     for a grant of its own",
+                    "{} ({}) is being revoked as the last command here using it ended; \
+                     waiting for that",
                     grant.id, grant.role
                 ));
-                None
+                let id = grant.id.clone();
+                held = tokio::select! {
+                    () = uses::revoked(&target.broker, &id) => {
+                        if look == 3 {
+                            None
+                        } else {
+                            grant_of_role(backend, &args.role).await?
+                        }
+                    }
+                    () = until(deadline) => {
+                        return Err(Ended::TimedOut(format!(
+                            "timed out waiting for {id} to be revoked; nothing was asked for \
+                             or run"
+                        ))
+                        .into());
+                    }
+                    signal = signals.next() => {
+                        super::say(&format!(
+                            "{} arrived; nothing was asked for or run",
+                            signal.as_str()
+                        ));
+                        return Ok(status_of(signal));
+                    }
+                };
             }
-        },
-        None => None,
-    };
+        }
+    }
     let (grant, created) = match held {
         Some(grant) => {
             // Whoever asked for it may still end it while CMD runs (from
             // the TUI, or an exec on another machine).
             super::say(&format!(
-                "using {} ({}), active already: this command did not ask for it. A hoist exec \
-                 here that did leaves its revoke to the last command using it; one asked for \
-                 otherwise (the TUI, another machine) may end sooner",
-                grant.id, grant.role
+                "using {} ({}), active already: this command did not ask for it{}",
+                grant.id,
+                grant.role,
+                if this_use.is_some() {
+                    ". A hoist exec here that did leaves its revoke to the last command using \
+                     it; one asked for otherwise (the TUI, another machine) may end sooner"
+                } else {
+                    ", so it is not revoked when the command ends, and whoever did may end it \
+                     sooner"
+                }
             ));
             (grant, false)
         }

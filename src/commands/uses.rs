@@ -86,7 +86,8 @@ impl Files {
 
     fn open_uses(&self) -> std::io::Result<File> {
         let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(false);
+        // Readable too: over NFS a shared lock needs a file open for reading.
+        options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         options.open(&self.uses)
@@ -136,9 +137,10 @@ impl Use {
             Err(TryLockError::Error(_)) => return Ok(None),
         }
         if state(&mut lock).as_deref() == Some(REVOKING) {
-            // Its revoker died before it was done; whether it revoked, the
-            // broker says when the grant is used.
-            set_state(&mut lock, b"");
+            // Its revoker died before it was done, perhaps before sending
+            // the revoke: still owed, by the last use (a revoke of a grant
+            // that ended does nothing).
+            set_state(&mut lock, LAST);
         }
         Ok(Some(Use { files, uses, asked }))
     }
@@ -172,6 +174,29 @@ impl Use {
             }
             Err(_) => Ending::Nothing,
         }
+    }
+}
+
+/// Returns once no exec here is revoking `grant_id` from `broker` (at
+/// once if none is, or uses cannot be counted here).
+pub(super) async fn revoked(broker: &str, grant_id: &str) {
+    if let Some(cache) = crate::prompt::cache_dir() {
+        revoked_in(&cache, broker, grant_id).await;
+    }
+}
+
+async fn revoked_in(cache: &Path, broker: &str, grant_id: &str) {
+    let files = Files::of(cache, broker, grant_id);
+    loop {
+        let Ok(uses) = OpenOptions::new().read(true).open(&files.uses) else {
+            // Gone with the last use: the revoke is done.
+            return;
+        };
+        if !matches!(uses.try_lock_shared(), Err(TryLockError::WouldBlock)) {
+            return;
+        }
+        drop(uses);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -237,10 +262,32 @@ mod tests {
         let Ending::Revoke(revoking) = third.end() else {
             panic!("the last one inherits the revoke");
         };
-        // Meanwhile, another exec does not take the grant that is ending.
+        // Meanwhile, another exec does not take the grant that is ending,
+        // and waits for the revoke to be done.
         assert!(Use::begin_in(cache.path(), BROKER, "gr_1", false).is_err());
+        let files = Files::of(cache.path(), BROKER, "gr_1");
+        assert!(OpenOptions::new().read(true).open(&files.uses).is_ok());
         revoking.done();
+        assert!(!files.uses.exists(), "the wait for it ends");
         assert!(crate::fs::tests::names(&cache.path().join("uses")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_a_revoke_here_ends_when_it_is_done() {
+        let cache = tempfile::tempdir().unwrap();
+        revoked_in(cache.path(), BROKER, "gr_1").await;
+        let Ending::Revoke(revoking) = begin(cache.path(), "gr_1", true).end() else {
+            panic!("alone, it revokes");
+        };
+        let path = cache.path().to_path_buf();
+        let waiting = tokio::spawn(async move { revoked_in(&path, BROKER, "gr_1").await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "the revoke is still under way");
+        revoking.done();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the wait ends with the revoke")
+            .unwrap();
     }
 
     #[test]
@@ -273,12 +320,13 @@ mod tests {
         let Ending::Revoke(revoking) = asked.end() else {
             panic!("alone, it revokes");
         };
-        // Dropped without `done`: as if the process died mid-revoke.
+        // Dropped without `done`: as if the process died mid-revoke,
+        // perhaps before the revoke was sent.
         drop(revoking);
         let next = begin(cache.path(), "gr_1", false);
         assert!(
-            matches!(next.end(), Ending::Nothing),
-            "a stale `revoking` is nothing owed"
+            matches!(next.end(), Ending::Revoke(_)),
+            "a stale `revoking` is a revoke still owed"
         );
     }
 }

@@ -1339,6 +1339,60 @@ async fn execs_sharing_a_grant_leave_its_revoke_to_the_last_to_end() {
     );
 }
 
+/// An exec that finds the grant being revoked by the last exec here that
+/// used it waits for that, then asks for a grant of its own, rather than
+/// run with one about to end or be refused as holding one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_waits_out_a_revoke_here_then_asks_for_its_own_grant() {
+    use sha2::Digest;
+    let broker = Broker::start().await;
+    let alice = broker.person("alice");
+    let held: AccessRequest = alice.json(&[
+        "request",
+        "prod-logs-read",
+        "--reason",
+        "earlier export",
+        "--json",
+    ]);
+    let old = held.grant_id.unwrap();
+    // As the exec revoking it leaves the grant's files: its `.uses` held
+    // alone, its state `revoking`.
+    let digest = sha2::Sha256::digest(format!("{}\n{old}", broker.url).as_bytes());
+    let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let dir = alice.config.path().join("cache/uses");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.lock")), "revoking").unwrap();
+    let uses = std::fs::File::create(dir.join(format!("{name}.uses"))).unwrap();
+    uses.lock().unwrap();
+
+    let mut exec = alice.spawn(&[
+        "exec",
+        "prod-logs-read",
+        "--reason",
+        "nightly export",
+        "--",
+        "sh",
+        "-c",
+        "echo $HOIST_GRANT_ID",
+    ]);
+    let mut said = BufReader::new(exec.stderr.take().unwrap()).lines();
+    let line = said.next().unwrap().unwrap();
+    assert!(
+        line.contains(&format!("{old} (prod-logs-read) is being revoked")),
+        "{line}"
+    );
+    let out = alice.run(&["revoke", &old, "--reason", "done"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    drop(uses);
+
+    let out = exec.wait_with_output().unwrap();
+    let rest: Vec<String> = said.map_while(Result::ok).collect();
+    assert_eq!(code(&out), 0, "{rest:?}");
+    let ran_with = String::from_utf8(out.stdout).unwrap();
+    assert!(ran_with.trim().starts_with("gr_"), "{ran_with}");
+    assert_ne!(ran_with.trim(), old, "a grant of its own");
+}
+
 /// `hoist exec prod-logs-read -- sh -c SCRIPT` as `alice`, once SCRIPT
 /// printed `started`: the process and the rest of its stdout.
 fn long_job(
