@@ -290,6 +290,51 @@ fn an_activation_propagates_before_it_is_a_grant_then_deactivates() {
     });
 }
 
+/// A screen's load lists requests and grants at once: one reading of
+/// Graph serves both (Graph throttles per caller). A write of this
+/// client's is never hidden by a reading made before it.
+#[test]
+fn requests_and_grants_listed_together_read_graph_once() {
+    run(async {
+        let tenant = Tenant::start().await;
+        let alice = tenant.backend("alice").await;
+        let filed = alice
+            .file(&body(&role_id(graph::USER_ADMIN), None, None), "k1")
+            .await
+            .unwrap();
+        tenant.graph.propagate();
+        let listings = || {
+            tenant
+                .graph
+                .received()
+                .iter()
+                .filter(|r| {
+                    r.method == "GET"
+                        && r.uri
+                            .contains("/roleAssignmentScheduleRequests/filterByCurrentUser")
+                })
+                .count()
+        };
+        let before = listings();
+        let (requests, grants) =
+            futures::try_join!(alice.requests(500), alice.grants(true)).unwrap();
+        assert_eq!(listings() - before, 1, "one listing for both");
+        assert_eq!(requests[0].id, filed.id);
+        assert_eq!(requests[0].state, RequestState::Active);
+        assert_eq!(grants.len(), 1);
+
+        alice.revoke(&grants[0].id, None).await.unwrap();
+        let (requests, grants) =
+            futures::try_join!(alice.requests(500), alice.grants(true)).unwrap();
+        assert!(grants.is_empty(), "{grants:?}");
+        assert_eq!(requests[0].state, RequestState::Revoked);
+        // Asked again later, Graph is read again.
+        let before = listings();
+        alice.grants(true).await.unwrap();
+        assert_eq!(listings() - before, 1);
+    });
+}
+
 #[test]
 fn group_membership_activates_like_a_role() {
     run(async {

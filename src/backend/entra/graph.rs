@@ -112,6 +112,9 @@ pub struct Graph {
     /// then are answered 429 here, without reaching Graph, which keeps
     /// counting calls made while it throttles and would throttle longer.
     throttled_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// Calls that may have changed something (any but a GET) that ended,
+    /// however: what was read before one may be out of date.
+    writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -150,7 +153,13 @@ impl Graph {
             clock: Arc::new(ServerClock::default()),
             recorder: None,
             throttled_until: Arc::default(),
+            writes: Arc::default(),
         })
+    }
+
+    /// How many calls that may have changed something have ended so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn root(&self) -> &str {
@@ -183,6 +192,21 @@ impl Graph {
     /// also 503 and 504), after the `Retry-After` it names or a doubling
     /// wait: a write Graph throttled was not made, a read may be repeated.
     async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, GraphError> {
+        let writes = method != Method::GET;
+        let answer = self.call_until_answered(method, url, body).await;
+        if writes {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        answer
+    }
+
+    async fn call_until_answered(
         &self,
         method: Method,
         url: &str,

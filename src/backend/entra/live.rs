@@ -35,7 +35,7 @@ async fn look(client: &EntraClient) -> Result<Seen, BackendError> {
         futures::try_join!(client.user(), client.picture(), client.review_queue())?;
     let mut requests = client.access_requests(&picture, &EntraClient::user_name(user));
     requests.truncate(500);
-    let grants = picture.grants;
+    let grants = picture.grants.clone();
     Ok(Seen {
         requests: requests.into_iter().map(|r| (r.id.clone(), r)).collect(),
         grants: grants.into_iter().map(|g| (g.id.clone(), g)).collect(),

@@ -122,6 +122,16 @@ pub struct EntraClient {
     /// Grants whose deactivation was sent but not answered: a retry that
     /// finds one no longer active confirms it (Graph refuses a second).
     deactivations_sent: Arc<Mutex<HashMap<String, Grant>>>,
+    /// The last picture read, shared by the calls that wait for it.
+    last_picture: Arc<tokio::sync::Mutex<Option<Taken>>>,
+}
+
+/// A picture as read: when its reading ended, and how many of Graph's
+/// writes had ended when it began.
+struct Taken {
+    ended: Instant,
+    writes: u64,
+    picture: Arc<Picture>,
 }
 
 impl std::fmt::Debug for EntraClient {
@@ -154,6 +164,7 @@ impl EntraClient {
             step_up: None,
             ticket_system: tenant.ticket_system.clone(),
             deactivations_sent: Arc::default(),
+            last_picture: Arc::default(),
         })
     }
 
@@ -268,7 +279,31 @@ impl EntraClient {
             .collect())
     }
 
-    async fn picture(&self) -> Result<Picture, BackendError> {
+    /// Everything about me, read once for the calls made together (a
+    /// screen's load lists requests and grants at once, both from it; Graph
+    /// throttles per caller): a call takes a picture whose reading ended
+    /// after it asked, unless one of this client's writes ended since that
+    /// reading began; otherwise it reads its own.
+    async fn picture(&self) -> Result<Arc<Picture>, BackendError> {
+        let asked = Instant::now();
+        let mut last = self.last_picture.lock().await;
+        if let Some(taken) = last.as_ref()
+            && taken.ended >= asked
+            && taken.writes == self.graph.writes()
+        {
+            return Ok(Arc::clone(&taken.picture));
+        }
+        let writes = self.graph.writes();
+        let picture = Arc::new(self.read_picture().await?);
+        *last = Some(Taken {
+            ended: Instant::now(),
+            writes,
+            picture: Arc::clone(&picture),
+        });
+        Ok(picture)
+    }
+
+    async fn read_picture(&self) -> Result<Picture, BackendError> {
         let (user, requests, instances) =
             futures::try_join!(self.user(), self.my_requests(), self.instances())?;
         let holder = Self::user_name(user);
@@ -661,7 +696,7 @@ impl Backend for EntraClient {
 
     async fn grants(&self, _include_ended: bool) -> Result<Vec<Grant>, BackendError> {
         // Entra keeps no ended instances: only what is active now is known.
-        let mut grants = self.picture().await?.grants;
+        let mut grants = self.picture().await?.grants.clone();
         grants.sort_by_key(|g| g.expires_at);
         Ok(grants)
     }
@@ -770,8 +805,9 @@ impl Backend for EntraClient {
             .picture()
             .await?
             .grants
-            .into_iter()
-            .find(|g| g.id == grant_id);
+            .iter()
+            .find(|g| g.id == grant_id)
+            .cloned();
         let sent = || {
             self.deactivations_sent
                 .lock()
