@@ -155,6 +155,13 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
                 this_use = found;
                 break;
             }
+            Err(uses::BeingRevoked) if look == 3 => {
+                anyhow::bail!(
+                    "a grant of {} keeps being revoked by other hoist execs here as this one \
+                     starts; nothing was asked for or run: try again",
+                    args.role
+                );
+            }
             Err(uses::BeingRevoked) => {
                 super::say(&format!(
                     "{} ({}) is being revoked as the last command here using it ended; \
@@ -163,13 +170,10 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
                 ));
                 let id = grant.id.clone();
                 held = tokio::select! {
-                    () = uses::revoked(&target.broker, &id) => {
-                        if look == 3 {
-                            None
-                        } else {
-                            grant_of_role(backend, &args.role).await?
-                        }
-                    }
+                    found = async {
+                        uses::revoked(&target.broker, &id).await;
+                        grant_of_role(backend, &args.role).await
+                    } => found?,
                     () = until(deadline) => {
                         return Err(Ended::TimedOut(format!(
                             "timed out waiting for {id} to be revoked; nothing was asked for \
@@ -280,7 +284,7 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
         )
         .await;
         if let Some(revoking) = revoking {
-            revoking.done();
+            revoking.done(revoked == Revoked::Yes);
         }
         if revoked == Revoked::Yes {
             super::remember_grants(backend).await;

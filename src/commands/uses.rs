@@ -11,7 +11,7 @@
 //! others (state `last`). The one revoking keeps `.uses` to itself until it
 //! is done (state `revoking`), so an exec starting meanwhile does not take
 //! a grant that is about to end; a `revoking` whose revoker died is stale,
-//! and is taken as nothing.
+//! and taken as a revoke still owed (`last`), as is one that failed.
 //!
 //! The files live in the cache directory under `uses/`, named by a digest
 //! of the broker and the grant id (never the broker's text itself), and are
@@ -201,10 +201,16 @@ async fn revoked_in(cache: &Path, broker: &str, grant_id: &str) {
 }
 
 impl Revoking {
-    /// The revoke was sent (whatever its answer): the files go.
-    pub(super) fn done(self) {
-        if let Some(_lock) = self.files.lock() {
-            self.files.remove();
+    /// The revoke is over: with the grant `revoked`, the files go;
+    /// otherwise the revoke stays owed, by whichever exec here uses the
+    /// grant next and ends last.
+    pub(super) fn done(self, revoked: bool) {
+        if let Some(mut lock) = self.files.lock() {
+            if revoked {
+                self.files.remove();
+            } else {
+                set_state(&mut lock, LAST);
+            }
         }
     }
 }
@@ -243,7 +249,7 @@ mod tests {
         let Ending::Revoke(revoking) = only.end() else {
             panic!("the exec that asked and used it alone revokes it");
         };
-        revoking.done();
+        revoking.done(true);
         assert!(
             crate::fs::tests::names(&cache.path().join("uses")).is_empty(),
             "the files go with the last use"
@@ -267,9 +273,23 @@ mod tests {
         assert!(Use::begin_in(cache.path(), BROKER, "gr_1", false).is_err());
         let files = Files::of(cache.path(), BROKER, "gr_1");
         assert!(OpenOptions::new().read(true).open(&files.uses).is_ok());
-        revoking.done();
+        revoking.done(true);
         assert!(!files.uses.exists(), "the wait for it ends");
         assert!(crate::fs::tests::names(&cache.path().join("uses")).is_empty());
+    }
+
+    #[test]
+    fn a_revoke_that_failed_stays_owed() {
+        let cache = tempfile::tempdir().unwrap();
+        let Ending::Revoke(revoking) = begin(cache.path(), "gr_1", true).end() else {
+            panic!("alone, it revokes");
+        };
+        revoking.done(false);
+        let next = begin(cache.path(), "gr_1", false);
+        assert!(
+            matches!(next.end(), Ending::Revoke(_)),
+            "the next exec using the grant owes its revoke"
+        );
     }
 
     #[tokio::test]
@@ -283,7 +303,7 @@ mod tests {
         let waiting = tokio::spawn(async move { revoked_in(&path, BROKER, "gr_1").await });
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!waiting.is_finished(), "the revoke is still under way");
-        revoking.done();
+        revoking.done(true);
         tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .expect("the wait ends with the revoke")

@@ -135,6 +135,15 @@ fn server_time(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// Counts one more write of Graph's when dropped.
+struct Counted<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl Graph {
     pub fn new(root: &str, token: &str) -> Result<Graph, crate::endpoint::UnusableUrl> {
         let root = crate::endpoint::check(root)?;
@@ -197,13 +206,10 @@ impl Graph {
         url: &str,
         body: Option<serde_json::Value>,
     ) -> Result<Option<serde_json::Value>, GraphError> {
-        let writes = method != Method::GET;
-        let answer = self.call_until_answered(method, url, body).await;
-        if writes {
-            self.writes
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        answer
+        // Counted when the call ends, answered or dropped: a write dropped
+        // half-way may have reached Graph.
+        let _counted = (method != Method::GET).then(|| Counted(&self.writes));
+        self.call_until_answered(method, url, body).await
     }
 
     async fn call_until_answered(
