@@ -150,7 +150,7 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     let mut held = held;
     for look in 1..=3 {
         let Some(grant) = &held else { break };
-        match uses::Use::begin(&target.broker, &grant.id, false) {
+        match uses::begin(&target.broker, &grant.id, false).await {
             Ok(found) => {
                 this_use = found;
                 break;
@@ -225,7 +225,9 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     };
     if created {
         // A grant just made is nobody else's, so never being revoked.
-        this_use = uses::Use::begin(&target.broker, &grant.id, true).unwrap_or(None);
+        this_use = uses::begin(&target.broker, &grant.id, true)
+            .await
+            .unwrap_or(None);
     }
     super::remember_grants(backend).await;
     let outcome = match signals.pending() {
@@ -254,7 +256,11 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
             }
         }
     };
-    let (revokes, revoking) = match this_use.map(uses::Use::end) {
+    let ending = match this_use {
+        Some(this_use) => uses::end(this_use).await,
+        None => None,
+    };
+    let (revokes, revoking) = match ending {
         Some(uses::Ending::Revoke(revoking)) => (true, Some(revoking)),
         Some(uses::Ending::LeftToOthers) => {
             super::say(&format!(
@@ -284,7 +290,7 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
         )
         .await;
         if let Some(revoking) = revoking {
-            revoking.done(revoked == Revoked::Yes);
+            uses::done(revoking, revoked == Revoked::Yes).await;
         }
         if revoked == Revoked::Yes {
             super::remember_grants(backend).await;

@@ -106,11 +106,7 @@ impl Use {
     /// `broker` (`asked`: it asked for the grant). `Ok(None)` when the use
     /// cannot be recorded here; [`BeingRevoked`] when the last exec that
     /// used the grant is revoking it now.
-    pub(super) fn begin(
-        broker: &str,
-        grant_id: &str,
-        asked: bool,
-    ) -> Result<Option<Use>, BeingRevoked> {
+    fn begin(broker: &str, grant_id: &str, asked: bool) -> Result<Option<Use>, BeingRevoked> {
         let Some(cache) = crate::prompt::cache_dir() else {
             return Ok(None);
         };
@@ -146,7 +142,7 @@ impl Use {
     }
 
     /// Ends this use: whether this process revokes the grant now.
-    pub(super) fn end(self) -> Ending {
+    fn end(self) -> Ending {
         let Use { files, uses, asked } = self;
         let Some(mut lock) = files.lock() else {
             // Nothing can be known of the others: whoever asked revokes, as
@@ -177,6 +173,31 @@ impl Use {
     }
 }
 
+/// [`Use::begin`] on the blocking pool: it may wait up to [`LOCK_WAIT`]
+/// for another exec to let go of the grant's lock, which must not hold up
+/// the signals and timers of this one.
+pub(super) async fn begin(
+    broker: &str,
+    grant_id: &str,
+    asked: bool,
+) -> Result<Option<Use>, BeingRevoked> {
+    let (broker, grant_id) = (broker.to_string(), grant_id.to_string());
+    tokio::task::spawn_blocking(move || Use::begin(&broker, &grant_id, asked))
+        .await
+        .unwrap_or(Ok(None))
+}
+
+/// [`Use::end`] on the blocking pool; `None` if it could not be run, as
+/// when uses cannot be counted here.
+pub(super) async fn end(this: Use) -> Option<Ending> {
+    tokio::task::spawn_blocking(move || this.end()).await.ok()
+}
+
+/// [`Revoking::done`] on the blocking pool.
+pub(super) async fn done(revoking: Revoking, revoked: bool) {
+    let _ = tokio::task::spawn_blocking(move || revoking.done(revoked)).await;
+}
+
 /// Returns once no exec here is revoking `grant_id` from `broker` (at
 /// once if none is, or uses cannot be counted here).
 pub(super) async fn revoked(broker: &str, grant_id: &str) {
@@ -204,7 +225,7 @@ impl Revoking {
     /// The revoke is over: with the grant `revoked`, the files go;
     /// otherwise the revoke stays owed, by whichever exec here uses the
     /// grant next and ends last.
-    pub(super) fn done(self, revoked: bool) {
+    fn done(self, revoked: bool) {
         if let Some(mut lock) = self.files.lock() {
             if revoked {
                 self.files.remove();
