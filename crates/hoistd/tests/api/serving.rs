@@ -631,6 +631,40 @@ async fn a_drain_fails_readiness_while_it_still_serves() {
     );
 }
 
+/// Under a filter that turns the requests' spans and tower-http's events on,
+/// the spans name the path and never the query (a filter's value may be a
+/// person's).
+#[tokio::test(flavor = "multi_thread")]
+async fn request_spans_name_the_path_never_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), policy_text("")).unwrap();
+    let mut hoistd = Served::start(dir.path(), |command| {
+        command.env(
+            "HOISTD_LOG",
+            "hoistd=info,hoistd::http=debug,tower_http=debug",
+        );
+    });
+    let audit = reqwest::Client::new()
+        .get(format!("{}/v1/audit?subject=secret-subject", hoistd.url()))
+        .bearer_auth("t-erin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(audit.status(), reqwest::StatusCode::OK);
+    hoistd.signal("TERM");
+    let lines: Vec<String> = std::iter::from_fn(|| hoistd.next_line()).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("request{") && l.contains("path=/v1/audit")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("secret-subject")),
+        "{lines:#?}"
+    );
+}
+
 /// A stop asked for while a SIGHUP's policy reload waits on a target that
 /// does not answer (here a listener that never speaks, which holds the
 /// check for its connect timeout, 5 s) is acted on at once.
