@@ -172,7 +172,7 @@ impl Server {
             policy,
             signer,
             ssh_ca,
-        ));
+        )?);
         #[cfg(feature = "testing")]
         broker.hold_reaper(reaper_held);
         // Before serving anything: grants that ended while we were down are

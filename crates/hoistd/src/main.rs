@@ -336,7 +336,8 @@ enum SshCommand {
         #[arg(long, env = "HOISTD_SSH_CA_KEY_FILE")]
         ssh_ca_key: Option<PathBuf>,
     },
-    /// Print the CA's public key, the line for sshd's TrustedUserCAKeys.
+    /// Print the CA's public key, the line for sshd's TrustedUserCAKeys:
+    /// the broker's, or with --target, that ssh target's own.
     Ca {
         /// The store: a SQLite database file, or sqlite:PATH.
         #[arg(
@@ -351,19 +352,30 @@ enum SshCommand {
         /// database's.
         #[arg(long, env = "HOISTD_SSH_CA_KEY_FILE")]
         ssh_ca_key: Option<PathBuf>,
+        /// An ssh target with a CA of its own (`ca = "own"`): print that
+        /// CA, which `hoistd serve` made when a policy first named it, as
+        /// the database keeps it under that name, whatever the policy in
+        /// force says now (the broker's key, if given, is not read).
+        #[arg(long)]
+        target: Option<String>,
     },
 }
 
 /// The SSH CAs whose certificates `hoistd ssh krl` revokes: every one
-/// `hoistd serve` recorded signing with, the key given, and the one the
-/// store keeps. A serial is looked up under the CA that signed the
+/// `hoistd serve` recorded signing with, the ssh targets' own, the key
+/// given, and the one the store keeps. A serial is looked up under the CA that signed the
 /// certificate, so a KRL that left out the CA in service would revoke
 /// nothing, and say nothing of it; one more CA costs nothing.
 fn ssh_authorities(
     store: &dyn hoistd::Store,
     key_file: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<ssh_key::PublicKey>> {
-    let mut cas = ssh::recorded_authorities(store.read()?.as_ref())?;
+    let mut cas = {
+        let tx = store.read()?;
+        let mut cas = ssh::recorded_authorities(tx.as_ref())?;
+        cas.extend(ssh::own_authorities(tx.as_ref())?);
+        cas
+    };
     if let Some(key) = keys::signing_key(key_file, SSH_CA_KEY_ENV)? {
         cas.push(ssh::Authority::from_key(&key).public());
     }
@@ -660,13 +672,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ssh {
-            command: SshCommand::Ca { db, ssh_ca_key },
+            command:
+                SshCommand::Ca {
+                    db,
+                    ssh_ca_key,
+                    target,
+                },
         } => {
             let store = existing_store(&db, Migrations::Apply)?;
-            println!(
-                "{}",
-                ssh_ca_public_key(store.as_ref(), ssh_ca_key.as_deref())?
-            );
+            let line = match target {
+                Some(target) => match ssh::Authority::load_target(store.as_ref(), &target)? {
+                    Some(ca) => ca.public_key(),
+                    None => anyhow::bail!(
+                        "the database keeps no CA of ssh target `{target}`: only a target \
+                         with `ca = \"own\"` has one, made when `hoistd serve` first loads a \
+                         policy naming it so; a target without it is signed by the broker's \
+                         CA (`hoistd ssh ca` without --target)"
+                    ),
+                },
+                None => ssh_ca_public_key(store.as_ref(), ssh_ca_key.as_deref())?,
+            };
+            println!("{line}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { db } => {

@@ -42,7 +42,7 @@ use crate::credential::Signer;
 use crate::error::{Error, Result};
 use crate::policy::{Policy, RoleDef};
 use crate::store::{Lease, Store, StoreError, Tx};
-use crate::target::ssh::Authority as SshAuthority;
+use crate::target::ssh::{Authorities as SshAuthorities, Authority as SshAuthority};
 
 pub use hoist_api::SYSTEM_ACTOR;
 const EVENT_BUFFER: usize = 4096;
@@ -120,8 +120,9 @@ pub struct Broker {
     verifier: crate::oidc::Verifier,
     policy: ArcSwap<Policy>,
     signer: Arc<Signer>,
-    /// The SSH user CA, which ssh targets sign certificates with.
-    ssh_ca: Arc<SshAuthority>,
+    /// The SSH user CAs ssh targets sign certificates with: the broker's,
+    /// and those of the targets with their own, made as policies name them.
+    ssh_cas: ArcSwap<SshAuthorities>,
     changes: broadcast::Sender<Change>,
     /// Wakes the reaper when something new may fall due sooner.
     reaper: Notify,
@@ -540,7 +541,7 @@ impl Broker {
     pub fn new(store: Arc<dyn Store>, policy: Policy) -> Result<Self> {
         let signer = Signer::load_or_create(store.as_ref())?;
         let ssh_ca = SshAuthority::load_or_create(store.as_ref())?;
-        Ok(Self::with_keys(store, policy, signer, ssh_ca))
+        Self::with_keys(store, policy, signer, ssh_ca)
     }
 
     /// A broker that signs credentials with `signer` and SSH certificates
@@ -550,15 +551,15 @@ impl Broker {
         policy: Policy,
         signer: Signer,
         ssh_ca: SshAuthority,
-    ) -> Self {
+    ) -> Result<Self> {
         let (changes, _) = broadcast::channel(EVENT_BUFFER);
-        Broker {
+        let broker = Broker {
             store,
             verifier: crate::oidc::Verifier::new(),
             limits: ArcSwap::from_pointee(limits::Limits::new(&policy.settings)),
             policy: ArcSwap::from_pointee(policy),
             signer: Arc::new(signer),
-            ssh_ca: Arc::new(ssh_ca),
+            ssh_cas: ArcSwap::from_pointee(SshAuthorities::new(Arc::new(ssh_ca))),
             changes,
             reaper: Notify::new(),
             reaper_at: AtomicI64::new(LOOKING),
@@ -579,7 +580,9 @@ impl Broker {
             reminded: Default::default(),
             lease: watch::Sender::new(None),
             term: watch::Sender::new(None),
-        }
+        };
+        broker.keep_own_ssh_cas(&broker.policy())?;
+        Ok(broker)
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -594,8 +597,34 @@ impl Broker {
         &self.signer
     }
 
-    pub fn ssh_ca(&self) -> &SshAuthority {
-        &self.ssh_ca
+    /// The SSH user CAs: the broker's, and the ssh targets' own.
+    pub fn ssh_cas(&self) -> Arc<SshAuthorities> {
+        self.ssh_cas.load_full()
+    }
+
+    /// Loads the own CA of each ssh target of `policy` that has one
+    /// (`ca = "own"`), making and keeping it in the store the first time:
+    /// before the policy is in force, so its hosts can trust the CA before
+    /// any certificate is signed with it. Once loaded, a CA stays for the
+    /// life of the process, whatever later policies say.
+    pub fn keep_own_ssh_cas(&self, policy: &Policy) -> Result<()> {
+        for target in policy.targets.iter().filter(|t| t.own_ssh_ca()) {
+            let name = target.name();
+            if self.ssh_cas.load().own(name).is_some() {
+                continue;
+            }
+            let ca = Arc::new(SshAuthority::load_or_create_target(
+                self.store.as_ref(),
+                name,
+            )?);
+            tracing::info!(
+                target = name,
+                "the ssh target's own CA: {}",
+                ca.public_key()
+            );
+            self.ssh_cas.rcu(|cas| cas.with(name, Arc::clone(&ca)));
+        }
+        Ok(())
     }
 
     /// The SSH KRL as served: kept for [`KRL_KEPT`] while nothing changes,

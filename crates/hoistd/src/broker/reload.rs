@@ -32,6 +32,9 @@ impl Broker {
     /// its removal runs only at a target the policy in force names.
     pub fn reload(&self, mut policy: Policy) -> Result<usize> {
         self.keeps_targets_holding_access(&policy)?;
+        // Before the swap: a target that gets its own CA signs with it from
+        // its first certificate on.
+        self.keep_own_ssh_cas(&policy)?;
         let previous = self.policy.load_full();
         let previous_limits = self.limits.load_full();
         policy.adopt_directory(&previous);

@@ -401,7 +401,7 @@ impl Ledger for Broker {
         let epoch = lease.filter(|_| self.leads_now()).map(|lease| lease.epoch);
         Journal::new(
             Arc::clone(&self.store),
-            Arc::clone(&self.ssh_ca),
+            self.ssh_cas(),
             Arc::clone(&self.signer),
             self.policy().settings.issuer.clone(),
         )
@@ -722,16 +722,48 @@ impl Ledger for Broker {
 }
 
 impl Broker {
+    /// The public key line of the SSH CA that signs for ssh target
+    /// `target` (its own, or the broker's), or of the broker's CA when no
+    /// target is named: what its hosts put in `TrustedUserCAKeys`.
+    pub fn ssh_ca_line(&self, target: Option<&str>) -> Result<String> {
+        let cas = self.ssh_cas();
+        let Some(name) = target else {
+            return Ok(cas.broker().public_key());
+        };
+        let policy = self.policy();
+        let found = policy
+            .targets
+            .get(name)
+            .filter(|t| t.kind() == crate::target::ssh::KIND);
+        let Some(found) = found else {
+            return Err(Error::not_found("ssh target", name));
+        };
+        let signer = if found.own_ssh_ca() {
+            crate::target::ssh::Signer::Own
+        } else {
+            crate::target::ssh::Signer::Broker
+        };
+        match cas.of(name, signer) {
+            Some(ca) => Ok(ca.public_key()),
+            // Loaded before any policy naming it is in force.
+            None => Err(Error::Signer(crate::credential::SignerError::BadKey(
+                format!("the CA of ssh target `{name}` is not loaded"),
+            ))),
+        }
+    }
+
     /// The SSH KRL in force now: the certificate serials of grants at ssh
     /// targets that ended early and would otherwise still be valid, under
-    /// this instance's CA and every other one `serve` recorded signing
-    /// with. Read without the store's write lock (anyone may ask for it),
-    /// and only the revoked grants that have not reached their end.
+    /// this instance's CA, every ssh target's own kept in the store, and
+    /// every other CA `serve` recorded signing with. Read without the
+    /// store's write lock (anyone may ask for it), and only the revoked
+    /// grants that have not reached their end.
     pub fn ssh_krl(&self) -> Result<Vec<u8>> {
         let now = super::now();
         let read = self.store.read()?;
         let serials = crate::target::ssh::revoked_serials(read.as_ref(), now)?;
-        let mut cas = vec![self.ssh_ca.public()];
+        let mut cas = vec![self.ssh_cas().broker().public()];
+        cas.extend(crate::target::ssh::own_authorities(read.as_ref())?);
         cas.extend(crate::target::ssh::recorded_authorities(read.as_ref())?);
         Ok(crate::target::ssh::krl(&cas, &serials, now))
     }

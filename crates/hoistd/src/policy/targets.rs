@@ -85,20 +85,19 @@ pub(super) fn targets(
                 ),
             ));
         }
-        // One CA signs every ssh target's certificates: a host that trusts
-        // it for one target would let in a certificate issued for another,
-        // whatever that target's approvals. Until each target has a CA of
-        // its own, the hosts are one target and roles differ by principals.
-        if kind == "ssh" {
+        // A host that trusts a CA lets in every certificate it signs, so
+        // the broker's CA signs for one ssh target at most: a second signed
+        // by it would let its grants in at the first's hosts, past the
+        // first's approvals. Any other has a CA of its own.
+        if kind == "ssh" && target::ssh::signer_of(&settings) == Some(target::ssh::Signer::Broker) {
             if let Some(first) = &ssh {
                 return Err(source.invalid(
                     offset,
                     format!(
-                        "target `{name}` is a second ssh target: hoistd signs every ssh target's \
-                         certificates with its one SSH CA, so a host that trusts it for \
-                         `{first}` would let in a certificate issued for `{name}` too; put the \
-                         hosts under `{first}` and tell the roles apart by their `principals` \
-                         (with AuthorizedPrincipalsFile on the hosts)"
+                        "target `{name}` is a second ssh target signed by the broker's SSH CA, \
+                         as `{first}` is: a host that trusts that CA for `{first}` would let in \
+                         a certificate issued for `{name}` too; give `{name}` a CA of its own \
+                         (ca = \"own\") and its hosts that CA alone"
                     ),
                 ));
             }

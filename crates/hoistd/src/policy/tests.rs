@@ -103,19 +103,79 @@ fn an_issuer_is_defined_once() {
     );
 }
 
-/// A second ssh target is refused: hoistd's one SSH CA signs both
-/// targets' certificates, so hosts trusting it for one would let in the
-/// other's.
+/// The broker's SSH CA signs for one ssh target at most: hosts trusting
+/// it for one would let in another's certificates. Others have their own.
 #[test]
-fn ssh_targets_are_one_at_most() {
-    let ssh = |name: &str| format!("\n[[targets]]\nname = \"{name}\"\nkind = \"ssh\"\n");
-    Policy::parse("p.toml", &format!("{MINIMAL}{}", ssh("hosts"))).unwrap();
-    let err = refused(&format!("{MINIMAL}{}{}", ssh("dev"), ssh("prod")));
+fn the_brokers_ssh_ca_signs_for_one_target_at_most() {
+    let ssh =
+        |name: &str, ca: &str| format!("\n[[targets]]\nname = \"{name}\"\nkind = \"ssh\"\n{ca}");
+    Policy::parse("p.toml", &format!("{MINIMAL}{}", ssh("hosts", ""))).unwrap();
+    let err = refused(&format!("{MINIMAL}{}{}", ssh("dev", ""), ssh("prod", "")));
     assert!(
-        err.contains("target `prod` is a second ssh target")
-            && err.contains("would let in a certificate issued for `prod` too"),
+        err.contains("target `prod` is a second ssh target signed by the broker's SSH CA")
+            && err.contains("would let in a certificate issued for `prod` too")
+            && err.contains("ca = \"own\""),
         "{err}"
     );
+    let err = refused(&format!(
+        "{MINIMAL}{}{}",
+        ssh("dev", "ca = \"broker\"\n"),
+        ssh("prod", "")
+    ));
+    assert!(err.contains("second ssh target"), "{err}");
+    // Each with a CA of its own, beside one signed by the broker's.
+    let policy = Policy::parse(
+        "p.toml",
+        &format!(
+            "{MINIMAL}{}{}{}",
+            ssh("hosts", ""),
+            ssh("dev", "ca = \"own\"\n"),
+            ssh("prod", "ca = \"own\"\n")
+        ),
+    )
+    .unwrap();
+    let own: Vec<_> = policy
+        .targets
+        .iter()
+        .filter(|t| t.own_ssh_ca())
+        .map(|t| t.name().to_string())
+        .collect();
+    assert_eq!(own.len(), 2, "{own:?}");
+    let err = refused(&format!("{MINIMAL}{}", ssh("dev", "ca = \"mine\"\n")));
+    assert!(
+        err.contains("target `dev`") && err.contains("mine"),
+        "{err}"
+    );
+    for odd in ["ca = \"Broker\"\n", "ca = true\n", "ca = [\"own\"]\n"] {
+        let err = refused(&format!("{MINIMAL}{}{}", ssh("dev", ""), ssh("prod", odd)));
+        assert!(err.contains("target `prod`"), "{odd}: {err}");
+    }
+    // What a failed reload puts back (the old targets and the new ones)
+    // keeps to one signed by the broker's CA: `hosts`, which left it for
+    // its own in the reload, and `dev`, which took it, are not both.
+    let old = Policy::parse("p.toml", &format!("{MINIMAL}{}", ssh("hosts", ""))).unwrap();
+    let new = Policy::parse(
+        "p.toml",
+        &format!(
+            "{MINIMAL}{}{}",
+            ssh("hosts", "ca = \"own\"\n"),
+            ssh("dev", "")
+        ),
+    )
+    .unwrap();
+    let restored = old.targets.with_added(&new.targets);
+    let signed_by_brokers: Vec<_> = restored
+        .iter()
+        .filter(|t| t.kind() == "ssh" && !t.own_ssh_ca())
+        .map(|t| t.name().to_string())
+        .collect();
+    assert_eq!(signed_by_brokers, ["hosts"]);
+    let own = Policy::parse(
+        "p.toml",
+        &format!("{MINIMAL}{}", ssh("lab", "ca = \"own\"\n")),
+    )
+    .unwrap();
+    assert!(old.targets.with_added(&own.targets).get("lab").is_some());
 }
 
 #[test]

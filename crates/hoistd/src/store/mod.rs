@@ -952,6 +952,9 @@ pub trait Tx {
     /// The key kept for `purpose` (e.g. `ssh-user-ca`): its id and PKCS#8
     /// document (rule 11).
     fn broker_key(&self, purpose: &str) -> Result<Option<(String, Vec<u8>)>>;
+    /// Every key kept under a purpose that begins with `prefix` (e.g.
+    /// `ssh-user-ca:`): its purpose and PKCS#8 document, by purpose.
+    fn broker_keys_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
     /// Keeps a key for `purpose`; refuses a purpose already stored (rule 11).
     fn insert_broker_key(
         &mut self,

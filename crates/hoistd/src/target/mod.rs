@@ -126,7 +126,7 @@ pub struct Managed {
 #[derive(Clone)]
 pub struct Journal {
     store: Arc<dyn Store>,
-    ssh_ca: Arc<ssh::Authority>,
+    ssh_cas: Arc<ssh::Authorities>,
     signer: Arc<crate::credential::Signer>,
     issuer: String,
     leader_epoch: Option<i64>,
@@ -138,13 +138,13 @@ pub struct Journal {
 impl Journal {
     pub fn new(
         store: Arc<dyn Store>,
-        ssh_ca: Arc<ssh::Authority>,
+        ssh_cas: Arc<ssh::Authorities>,
         signer: Arc<crate::credential::Signer>,
         issuer: String,
     ) -> Self {
         Journal {
             store,
-            ssh_ca,
+            ssh_cas,
             signer,
             issuer,
             leader_epoch: None,
@@ -210,9 +210,10 @@ impl Journal {
         &self.issuer
     }
 
-    /// The broker's SSH user CA.
-    pub fn ssh_ca(&self) -> &ssh::Authority {
-        &self.ssh_ca
+    /// The SSH user CA that signs for ssh target `target` as `signer`
+    /// says; none for a target whose own CA is not loaded.
+    pub fn ssh_ca_of(&self, target: &str, signer: ssh::Signer) -> Option<&ssh::Authority> {
+        self.ssh_cas.of(target, signer)
     }
 
     /// Records one delivery; a failure to record is logged, never the
@@ -346,6 +347,12 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
     /// one: either could sign in at the other with the token it was sent.
     fn sign_in_audience(&self) -> Option<&str> {
         None
+    }
+    /// Whether the broker keeps a CA of this target's own to sign its
+    /// access with (an ssh target's `ca = "own"`), made when a policy
+    /// first names it.
+    fn own_ssh_ca(&self) -> bool {
+        false
     }
     /// Checks a role's `[roles.access]` table offline, at policy load, and
     /// returns it as the JSON the operations get in [`GrantFacts::access`].
@@ -509,10 +516,17 @@ impl Targets {
     }
 
     /// These targets, and those of `other` under names none of these has
-    /// (with what their `formerly` lists).
+    /// (with what their `formerly` lists), but never a second ssh target
+    /// signed by the broker's CA (see `policy/targets.rs`): an ssh target
+    /// removes nothing at its hosts, so leaving one out strands no access.
     pub fn with_added(&self, other: &Targets) -> Targets {
+        let brokers_ssh =
+            |target: &Arc<dyn TargetKind>| target.kind() == ssh::KIND && !target.own_ssh_ca();
         let mut all = self.clone();
         for (name, target) in &other.by_name {
+            if brokers_ssh(target) && all.iter().any(brokers_ssh) {
+                continue;
+            }
             if all.insert(Arc::clone(target))
                 && let Some(systems) = other.formerly.get(name)
             {

@@ -942,7 +942,9 @@ mod tests {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let journal = Journal::new(
             store,
-            Arc::new(crate::target::ssh::Authority::from_key(&key)),
+            Arc::new(crate::target::ssh::Authorities::new(Arc::new(
+                crate::target::ssh::Authority::from_key(&key),
+            ))),
             Arc::new(crate::credential::Signer::from_key(&key).unwrap()),
             "https://hoist.test".into(),
         );

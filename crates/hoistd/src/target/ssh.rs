@@ -1,13 +1,15 @@
-//! SSH: OpenSSH user certificates for a grant's window, signed by hoistd's
-//! own user CA, and the key revocation list (KRL) of grants ended early.
-//! Hosts trust the CA (`TrustedUserCAKeys`, from `GET /v1/ssh/ca`) and read
-//! the KRL (`RevokedKeys`, from `GET /v1/ssh/krl` or `hoistd ssh krl`), so
-//! nothing is created or removed on a host: the certificate is the access,
-//! and it ends with the grant by its own `valid-before`.
+//! SSH: OpenSSH user certificates for a grant's window, signed by a user CA
+//! hoistd keeps (the broker's, or the target's own: `ca = "own"`), and the
+//! key revocation list (KRL) of grants ended early. Hosts trust their
+//! target's CA (`TrustedUserCAKeys`, from `GET /v1/ssh/ca?target=`) and
+//! read the KRL (`RevokedKeys`, from `GET /v1/ssh/krl` or `hoistd ssh
+//! krl`), so nothing is created or removed on a host: the certificate is
+//! the access, and it ends with the grant by its own `valid-before`.
 //!
 //! Shape (as every kind): settings, access, the operations, errors; then
 //! the CA and the KRL, which the broker and `hoistd ssh krl` share.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -49,15 +51,42 @@ const EXTENSIONS: [&str; 5] = [
 
 // ---- settings ------------------------------------------------------------
 
-/// A `[[targets]]` entry of kind `ssh`: nothing but its name, since the CA
-/// is the broker's and hosts come to it.
+/// A `[[targets]]` entry of kind `ssh`: which CA signs its certificates.
+/// Hosts come to the broker, so nothing else is needed.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Settings {}
+struct Settings {
+    #[serde(default)]
+    ca: Signer,
+}
+
+/// Which CA signs a target's certificates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signer {
+    /// The broker's CA (`serve --ssh-ca-key`, or the store's): one target
+    /// at most, since a host that trusts it takes every certificate it signs.
+    #[default]
+    Broker,
+    /// A CA of the target's own, made on first start and kept in the store
+    /// under the target's name: its hosts trust it and no other target's.
+    Own,
+}
+
+/// The `ca` setting's value, as written in `[[targets]]`, or `None` if the
+/// setting is not one: how the policy tells the targets signed by the
+/// broker's CA before it builds them.
+pub fn signer_of(settings: &toml::Table) -> Option<Signer> {
+    match settings.get("ca") {
+        None => Some(Signer::Broker),
+        Some(value) => value.clone().try_into().ok(),
+    }
+}
 
 #[derive(Debug)]
 pub struct Ssh {
     name: String,
+    signer: Signer,
 }
 
 // ---- access ----------------------------------------------------------------
@@ -278,9 +307,10 @@ impl HolderKey {
 impl Ssh {
     /// Builds the target from its `[[targets]]` settings.
     pub fn configure(name: &str, table: toml::Table) -> Result<Arc<dyn TargetKind>, String> {
-        let _: Settings = settings(name, table)?;
+        let settings: Settings = settings(name, table)?;
         Ok(Arc::new(Ssh {
             name: name.to_string(),
+            signer: settings.ca,
         }))
     }
 }
@@ -293,6 +323,10 @@ impl TargetKind for Ssh {
 
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn own_ssh_ca(&self) -> bool {
+        self.signer == Signer::Own
     }
 
     fn access(&self, table: toml::Table) -> Result<serde_json::Value, String> {
@@ -355,8 +389,10 @@ impl TargetKind for Ssh {
         };
         let access: Access = serde_json::from_value(grant.access.clone())
             .map_err(|err| TargetError::refused(&self.name, format!("role access: {err}")))?;
-        let certificate = journal
-            .ssh_ca()
+        let ca = journal.ssh_ca_of(&self.name, self.signer).ok_or_else(|| {
+            TargetError::refused(&self.name, "its own CA is not loaded; reload the policy")
+        })?;
+        let certificate = ca
             .certify(grant, &access, key)
             .map_err(|err| TargetError::refused(&self.name, err))?;
         Ok(Some(AccessCredential {
@@ -410,10 +446,26 @@ impl fmt::Debug for Authority {
     }
 }
 
+/// Under which the store keeps the CA key of ssh target `target`, if it
+/// has its own: its name, so a renamed target has another CA.
+fn own_purpose(target: &str) -> String {
+    format!("{CA_PURPOSE}:{target}")
+}
+
 impl Authority {
     /// The store's CA key, if one was made; never makes one.
     pub fn load(store: &dyn Store) -> Result<Option<Self>, AuthorityError> {
-        match store.read()?.broker_key(CA_PURPOSE)? {
+        Self::load_as(store, CA_PURPOSE)
+    }
+
+    /// The CA key of ssh target `target`, if it has one of its own and
+    /// `serve` has made it; never makes one.
+    pub fn load_target(store: &dyn Store, target: &str) -> Result<Option<Self>, AuthorityError> {
+        Ok(Self::load_as(store, &own_purpose(target))?.map(|ca| ca.named(target)))
+    }
+
+    fn load_as(store: &dyn Store, purpose: &str) -> Result<Option<Self>, AuthorityError> {
+        match store.read()?.broker_key(purpose)? {
             Some((_, der)) => Self::from_der(&der).map(Some),
             None => Ok(None),
         }
@@ -421,8 +473,26 @@ impl Authority {
 
     /// The store's CA key, made and stored on first start.
     pub fn load_or_create(store: &dyn Store) -> Result<Self, AuthorityError> {
+        Self::load_or_create_as(store, CA_PURPOSE)
+    }
+
+    /// The CA key of ssh target `target`, made and stored the first time a
+    /// policy names the target with `ca = "own"` (a KRL revokes under every
+    /// one kept: [`own_authorities`]).
+    pub fn load_or_create_target(store: &dyn Store, target: &str) -> Result<Self, AuthorityError> {
+        Ok(Self::load_or_create_as(store, &own_purpose(target))?.named(target))
+    }
+
+    /// The same key, its public line's comment naming target `target`, so
+    /// an operator tells the CAs apart.
+    fn named(mut self, target: &str) -> Self {
+        self.key.set_comment(format!("{CA_COMMENT} {target}"));
+        self
+    }
+
+    fn load_or_create_as(store: &dyn Store, purpose: &str) -> Result<Self, AuthorityError> {
         let mut tx = store.transaction()?;
-        if let Some((_, der)) = tx.broker_key(CA_PURPOSE)? {
+        if let Some((_, der)) = tx.broker_key(purpose)? {
             return Self::from_der(&der);
         }
         let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
@@ -430,7 +500,7 @@ impl Authority {
             .to_pkcs8_der()
             .map_err(|err| AuthorityError::BadKey(err.to_string()))?;
         let kid = crate::keys::key_id(&key.verifying_key());
-        match tx.insert_broker_key(CA_PURPOSE, &kid, der.as_bytes(), crate::clock::now()) {
+        match tx.insert_broker_key(purpose, &kid, der.as_bytes(), crate::clock::now()) {
             Ok(()) => {
                 tx.commit()?;
                 Ok(Self::from_key(&key))
@@ -439,7 +509,7 @@ impl Authority {
             Err(StoreError::Conflict(_)) => {
                 drop(tx);
                 let tx = store.read()?;
-                match tx.broker_key(CA_PURPOSE)? {
+                match tx.broker_key(purpose)? {
                     Some((_, der)) => Self::from_der(&der),
                     None => Err(AuthorityError::BadKey("vanished after a conflict".into())),
                 }
@@ -540,6 +610,51 @@ impl Authority {
     }
 }
 
+/// The CAs certificates are signed with: the broker's, and those of the
+/// ssh targets that have their own, by target name.
+pub struct Authorities {
+    broker: Arc<Authority>,
+    own: HashMap<String, Arc<Authority>>,
+}
+
+impl Authorities {
+    /// The broker's CA, and no target's own yet.
+    pub fn new(broker: Arc<Authority>) -> Self {
+        Authorities {
+            broker,
+            own: HashMap::new(),
+        }
+    }
+
+    /// The same, and `ca` as the own CA of target `target`.
+    pub fn with(&self, target: &str, ca: Arc<Authority>) -> Self {
+        let mut own = self.own.clone();
+        own.insert(target.to_string(), ca);
+        Authorities {
+            broker: Arc::clone(&self.broker),
+            own,
+        }
+    }
+
+    pub fn broker(&self) -> &Authority {
+        &self.broker
+    }
+
+    /// Target `target`'s own CA, if it is loaded.
+    pub fn own(&self, target: &str) -> Option<&Authority> {
+        self.own.get(target).map(Arc::as_ref)
+    }
+
+    /// The CA that signs for target `target` as `signer` says: never the
+    /// broker's for a target that has its own, even one not loaded.
+    pub fn of(&self, target: &str, signer: Signer) -> Option<&Authority> {
+        match signer {
+            Signer::Broker => Some(&self.broker),
+            Signer::Own => self.own(target),
+        }
+    }
+}
+
 /// A public key as the line the store keeps: no comment, so one key is one
 /// line whatever it was called.
 fn bare(key: &PublicKey) -> String {
@@ -559,6 +674,16 @@ pub fn recorded_authorities(tx: &dyn Tx) -> Result<Vec<PublicKey>, AuthorityErro
                 "a recorded SSH CA public key: {err}"
             ))),
         })
+        .collect()
+}
+
+/// The public keys of every own CA of an ssh target the store keeps,
+/// whether or not the policy in force still names the target: its
+/// certificates may still be valid.
+pub fn own_authorities(tx: &dyn Tx) -> Result<Vec<PublicKey>, AuthorityError> {
+    tx.broker_keys_under(&own_purpose(""))?
+        .iter()
+        .map(|(_, der)| Authority::from_der(der).map(|ca| ca.public()))
         .collect()
 }
 
@@ -749,6 +874,7 @@ mod tests {
     fn a_role_access_is_checked_at_load() {
         let target = Ssh {
             name: "hosts".into(),
+            signer: Signer::Broker,
         };
         let table = |text: &str| -> toml::Table { toml::from_str(text).unwrap() };
         let access = target.access(table("principals = [\"deploy\"]")).unwrap();
@@ -807,6 +933,25 @@ mod tests {
         let err = HolderKey::parse(&rsa(128)).unwrap_err();
         assert!(err.contains("1024-bit RSA key"), "{err}");
         HolderKey::parse(&rsa(256)).unwrap();
+    }
+
+    /// A target with its own CA is never signed for by the broker's, even
+    /// while its own is not loaded.
+    #[test]
+    fn a_target_with_its_own_ca_never_borrows_the_brokers() {
+        let key = |byte| {
+            Arc::new(Authority::from_key(&ed25519_dalek::SigningKey::from_bytes(
+                &[byte; 32],
+            )))
+        };
+        let cas = Authorities::new(key(1));
+        assert!(cas.of("lab", Signer::Own).is_none());
+        let broker = cas.of("hosts", Signer::Broker).unwrap().public();
+        let cas = cas.with("lab", key(2));
+        let lab = cas.of("lab", Signer::Own).unwrap().public();
+        assert_ne!(lab, broker);
+        assert!(cas.of("dev", Signer::Own).is_none());
+        assert_eq!(cas.of("lab", Signer::Broker).unwrap().public(), broker);
     }
 
     #[test]

@@ -76,14 +76,20 @@ impl Drop for Sshd {
 
 impl Sshd {
     async fn start(broker: &TestBroker) -> Sshd {
-        Sshd::start_with_clock(broker, 0).await
+        Sshd::start_with(broker, 0, "").await
     }
 
     /// An sshd whose clock is `ahead_secs` ahead of this host's (behind if
     /// negative).
     async fn start_with_clock(broker: &TestBroker, ahead_secs: i64) -> Sshd {
+        Sshd::start_with(broker, ahead_secs, "").await
+    }
+
+    /// An sshd that trusts the CA `GET /v1/ssh/ca{query}` gives (`query`
+    /// empty, or `?target=` a target's).
+    async fn start_with(broker: &TestBroker, ahead_secs: i64, query: &str) -> Sshd {
         let dir = tempfile::tempdir().unwrap();
-        let ca = reqwest::get(format!("{}/v1/ssh/ca", broker.url()))
+        let ca = reqwest::get(format!("{}/v1/ssh/ca{query}", broker.url()))
             .await
             .unwrap();
         assert_eq!(ca.status(), StatusCode::OK);
@@ -762,4 +768,170 @@ fn hoistd_ssh_krl_and_ca_never_make_a_ca_key() {
             .is_none(),
         "no key made"
     );
+}
+
+/// The served CA line for `query` (empty, or `?target=`).
+async fn served_ca(broker: &TestBroker, query: &str) -> String {
+    let answer = reqwest::get(format!("{}/v1/ssh/ca{query}", broker.url()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "{query}");
+    answer.text().await.unwrap()
+}
+
+/// Two ssh targets whose hosts share an account: `hosts`, signed by the
+/// broker's CA, and `lab`, with a CA of its own (`ca = "own"`), added by a
+/// reload. Each target's hosts let in its own grants' certificates and
+/// not the other's, and the one KRL revokes under both; `hoistd ssh ca
+/// --target` prints what the endpoint serves, from the database alone.
+#[tokio::test]
+async fn a_target_with_its_own_ca_lets_in_only_its_own_grants() {
+    let shell = format!("principals = [\"{}\"]", me());
+    let broker = TestBroker::builder().policy(&policy()).start().await;
+    let hosts_sshd = Sshd::start(&broker).await;
+    let brokers_ca = served_ca(&broker, "").await;
+    assert_eq!(served_ca(&broker, "?target=hosts").await, brokers_ca);
+    // Not a target yet: none of its CA, and none made for the asking.
+    let answer = reqwest::get(format!("{}/v1/ssh/ca?target=lab", broker.url()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    let answer = reqwest::get(format!("{}/v1/ssh/ca?target=a%20b", broker.url()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        hoistd::target::ssh::Authority::load_target(
+            &hoistd::store::SqliteStore::open(&broker.db()).unwrap(),
+            "lab"
+        )
+        .unwrap()
+        .is_none()
+    );
+
+    std::fs::write(
+        broker.policy_path(),
+        format!(
+            "{}\n[[targets]]\nname = \"lab\"\nkind = \"ssh\"\nca = \"own\"\n{}",
+            policy(),
+            target_role("lab-shell", "lab", &shell)
+        ),
+    )
+    .unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let labs_ca = served_ca(&broker, "?target=lab").await;
+    assert!(labs_ca.starts_with("ssh-ed25519 "), "{labs_ca}");
+    assert!(
+        labs_ca.trim_end().ends_with("hoist-user-ca lab"),
+        "{labs_ca}"
+    );
+    assert_ne!(labs_ca, brokers_ca);
+    assert_eq!(
+        served_ca(&broker, "").await,
+        brokers_ca,
+        "the broker's stays"
+    );
+    let lab_sshd = Sshd::start_with(&broker, 0, "?target=lab").await;
+
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = key_pair(keys.path(), "id_ed25519");
+    let lab_grant = granted(&broker, "lab-shell", None).await;
+    let lab_cert = save_cert(
+        &key,
+        &certify(&broker, "alice", &lab_grant.id, &public)
+            .await
+            .unwrap(),
+    );
+    let (other_key, other_public) = key_pair(keys.path(), "other_ed25519");
+    let hosts_grant = granted(&broker, "shell", None).await;
+    let hosts_cert = save_cert(
+        &other_key,
+        &certify(&broker, "alice", &hosts_grant.id, &other_public)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        lab_sshd.login(&key, &lab_cert).as_deref(),
+        Ok("hoist-login-ok")
+    );
+    assert_eq!(
+        hosts_sshd.login(&other_key, &hosts_cert).as_deref(),
+        Ok("hoist-login-ok")
+    );
+    // The same account on the other target's hosts: refused both ways.
+    for (sshd, key, cert) in [
+        (&lab_sshd, &other_key, &hosts_cert),
+        (&hosts_sshd, &key, &lab_cert),
+    ] {
+        let refused = sshd.login(key, cert).unwrap_err();
+        assert!(refused.contains("Permission denied"), "{refused}");
+    }
+
+    // One KRL, fetched by either target's hosts, revokes under both CAs.
+    for grant in [&lab_grant, &hosts_grant] {
+        broker
+            .as_user("alice")
+            .revoke(&grant.id, "done")
+            .await
+            .unwrap();
+    }
+    Sshd::write_krl(lab_sshd.dir.path(), &broker).await;
+    Sshd::write_krl(hosts_sshd.dir.path(), &broker).await;
+    let krl = lab_sshd.dir.path().join("revoked.krl");
+    assert!(krl_revokes(&krl, &lab_cert) && krl_revokes(&krl, &hosts_cert));
+    assert!(lab_sshd.login(&key, &lab_cert).is_err());
+    assert!(hosts_sshd.login(&other_key, &hosts_cert).is_err());
+
+    // From the database alone, as a host's provisioning would.
+    let hoistd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .args(args)
+            .arg("--db")
+            .arg(broker.db())
+            .env_remove("HOISTD_SSH_CA_KEY")
+            .env_remove("HOISTD_SSH_CA_KEY_FILE")
+            .output()
+            .unwrap()
+    };
+    let printed = hoistd(&["ssh", "ca", "--target", "lab"]);
+    assert_eq!(String::from_utf8(printed.stdout).unwrap(), labs_ca);
+    // On a host set up to serve, with the broker's key file named.
+    let printed = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .args(["ssh", "ca", "--target", "lab", "--db"])
+        .arg(broker.db())
+        .env("HOISTD_SSH_CA_KEY_FILE", keys.path().join("no-such.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(printed.stdout).unwrap(),
+        labs_ca,
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let printed = hoistd(&["ssh", "ca"]);
+    assert_eq!(String::from_utf8(printed.stdout).unwrap(), brokers_ca);
+    let none = hoistd(&["ssh", "ca", "--target", "hosts"]);
+    assert!(!none.status.success());
+    let said = String::from_utf8_lossy(&none.stderr);
+    assert!(said.contains("keeps no CA of ssh target `hosts`"), "{said}");
+    let out = keys.path().join("written.krl");
+    let written = hoistd(&["ssh", "krl", "--out", out.to_str().unwrap()]);
+    assert!(written.status.success());
+    assert!(krl_revokes(&out, &lab_cert) && krl_revokes(&out, &hosts_cert));
+
+    // A target dropped from the policy: its CA is no longer served, and
+    // its certificates stay in the KRL while they would be valid.
+    eventually(LONG, || async {
+        let grant = broker.as_user("alice").grant(&lab_grant.id).await.unwrap();
+        grant.access.unwrap().state == AccessState::Removed
+    })
+    .await;
+    std::fs::write(broker.policy_path(), policy()).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let answer = reqwest::get(format!("{}/v1/ssh/ca?target=lab", broker.url()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    Sshd::write_krl(lab_sshd.dir.path(), &broker).await;
+    assert!(krl_revokes(&krl, &lab_cert));
 }

@@ -723,6 +723,22 @@ pub fn broker_keys(store: &dyn Store) {
         Some(("ca1".into(), der.clone()))
     );
     assert_eq!(tx.broker_key("other").unwrap(), None);
+    // Listed by the start of their purpose, as written, never as a pattern.
+    tx.insert_broker_key("ssh-user-ca:b", "cb", b"b", at(3))
+        .unwrap();
+    tx.insert_broker_key("ssh-user-ca:a", "ca", b"a", at(3))
+        .unwrap();
+    tx.insert_broker_key("ssh-user-cax", "cx", b"x", at(3))
+        .unwrap();
+    assert_eq!(
+        tx.broker_keys_under("ssh-user-ca:").unwrap(),
+        vec![
+            ("ssh-user-ca:a".to_string(), b"a".to_vec()),
+            ("ssh-user-ca:b".to_string(), b"b".to_vec()),
+        ]
+    );
+    assert_eq!(tx.broker_keys_under("ssh-user-ca_").unwrap(), vec![]);
+    assert_eq!(tx.broker_keys_under("%").unwrap(), vec![]);
     assert_eq!(
         tx.signing_key().unwrap(),
         Some(("k1".into(), b"jwt".to_vec())),

@@ -1782,6 +1782,17 @@ impl Tx for PgTx {
             .transpose()
     }
 
+    fn broker_keys_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = self.query(
+            "SELECT purpose, pkcs8 FROM broker_keys \
+             WHERE substr(purpose, 1, length($1)) = $1 ORDER BY purpose",
+            vec![text(prefix)],
+        )?;
+        rows.iter()
+            .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
+            .collect()
+    }
+
     fn insert_broker_key(
         &mut self,
         purpose: &str,

@@ -1022,6 +1022,17 @@ impl Tx for SqliteTx<'_> {
             .optional()?)
     }
 
+    fn broker_keys_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT purpose, pkcs8 FROM broker_keys \
+             WHERE substr(purpose, 1, length(?1)) = ?1 ORDER BY purpose",
+        )?;
+        let keys = statement
+            .query_map([prefix], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(keys)
+    }
+
     fn insert_broker_key(
         &mut self,
         purpose: &str,
