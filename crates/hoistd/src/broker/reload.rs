@@ -122,7 +122,9 @@ impl Work<'_> {
     /// the others were given at a target where it was made at activation
     /// to what their role gives there now ([`Work::narrow_to_policy`]); one
     /// whose access cannot be narrowed where it is (a webhook's receiver)
-    /// is revoked once its role gives other access there. A provider user of whom
+    /// is revoked once its role gives other access there, and one whose
+    /// access is made at each credential (SSH, OpenBao) once its role
+    /// leaves it nothing of what it was given. A provider user of whom
     /// nothing was ever recorded (not signed in since groups began to be
     /// kept) cannot be judged, and keeps their grant until its end or
     /// their next sign-in; but one the `previous` policy defined is judged

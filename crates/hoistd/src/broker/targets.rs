@@ -98,7 +98,11 @@ impl Work<'_> {
     /// less: a provision of the narrower access is queued, and the access
     /// counts as being provisioned (no credential) until the target has
     /// taken it. At a target that cannot narrow what it was given (a
-    /// webhook's receiver), the grant must end instead: said why.
+    /// webhook's receiver), the grant must end instead: said why. So must
+    /// one at a target that makes access at each credential (an SSH
+    /// certificate, an OpenBao token) once nothing of what it was given is
+    /// left, or its role gives no access at that target any more: what it
+    /// made already is taken back with it.
     pub(super) fn narrow_to_policy(&mut self, grant: &mut Grant) -> Result<Narrowing> {
         let Some(access) = &grant.access else {
             return Ok(Narrowing::Unchanged);
@@ -141,7 +145,29 @@ impl Work<'_> {
                 Ok(Narrowing::Narrowed)
             }
             Some(Err(why)) => Ok(Narrowing::Ends(why)),
-            _ => Ok(Narrowing::Unchanged),
+            Some(Ok(_)) => Ok(Narrowing::Unchanged),
+            // Made at each credential (an SSH certificate, an OpenBao
+            // token): the next one is narrowed as it is made. With nothing
+            // left to give, the grant ends, and with it what was made
+            // already (the certificates go into the KRL, the tokens are
+            // revoked): what the role no longer gives is taken back now.
+            // Access this build cannot read (written by a newer one, mid
+            // upgrade) is no reason to end a grant: left as it is.
+            None => match narrow_to_role(kind.as_ref(), role, &granted.access) {
+                Ok(_) => Ok(Narrowing::Unchanged),
+                Err(why) => match kind.narrow(&granted.access, &granted.access) {
+                    Ok(_) => Ok(Narrowing::Ends(why)),
+                    Err(unread) => {
+                        tracing::warn!(
+                            grant = %grant.id,
+                            target = %target,
+                            error = %unread,
+                            "cannot read the access the grant was given; left as it is"
+                        );
+                        Ok(Narrowing::Unchanged)
+                    }
+                },
+            },
         }
     }
 

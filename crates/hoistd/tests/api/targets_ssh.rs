@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hoist_api::{
     AccessState, AuditKind, CreateRequest, Credential, CredentialInput, ErrorCode, Grant,
-    RequestState,
+    GrantState,
 };
 use reqwest::{Method, StatusCode};
 
@@ -478,7 +478,8 @@ async fn a_certificate_for_another_principal_is_refused() {
 
 /// A reload that takes a principal or an extension out of a role takes it
 /// out of every certificate made after, for a grant already live too; one
-/// that leaves none of the grant's principals gives it no certificate.
+/// that leaves none of the grant's principals revokes the grant, and the
+/// KRL then refuses the certificates made before.
 #[tokio::test]
 async fn a_role_narrowed_by_a_reload_narrows_the_certificates_of_live_grants() {
     let wide = format!(
@@ -503,7 +504,9 @@ async fn a_role_narrowed_by_a_reload_narrows_the_certificates_of_live_grants() {
         .as_ref()
         .unwrap();
     assert_eq!(shown.principals, vec![me(), "hoist-nobody".to_string()]);
-    sshd.login(&key, &save_cert(&key, &before)).unwrap();
+    let first = keys.path().join("first-cert.pub");
+    std::fs::copy(save_cert(&key, &before), &first).unwrap();
+    sshd.login(&key, &first).unwrap();
 
     // Narrowed: this user's account and port forwarding taken out, a
     // principal and an extension the grant never had put in.
@@ -530,39 +533,77 @@ async fn a_role_narrowed_by_a_reload_narrows_the_certificates_of_live_grants() {
         "{refused_login}"
     );
 
-    // None of the grant's principals left: no certificate at all.
+    // None of the grant's principals left: the grant ends with the
+    // reload, saying why, and the certificates made before, which still
+    // name them, go into the KRL: the first one no longer logs in.
     std::fs::write(
         broker.policy_path(),
         policy_with("principals = [\"hoist-other\"]"),
     )
     .unwrap();
-    broker.server().reload(&broker.policy_path()).await.unwrap();
-    let message = refused(
+    assert_eq!(
+        broker.server().reload(&broker.policy_path()).await.unwrap(),
+        1,
+        "one grant revoked"
+    );
+    let ended = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    assert_eq!(ended.state, GrantState::Revoked);
+    let reason = ended.revoke_reason.unwrap_or_default();
+    assert!(
+        reason.contains("no longer names any of the principals it gave"),
+        "{reason}"
+    );
+    refused(
         certify(&broker, "alice", &grant.id, &public).await,
         StatusCode::CONFLICT,
         ErrorCode::InvalidState,
     );
+    Sshd::write_krl(sshd.dir.path(), &broker).await;
+    assert!(krl_revokes(&sshd.dir.path().join("revoked.krl"), &first));
+    let refused_login = sshd.login(&key, &first).unwrap_err();
     assert!(
-        message.contains("no longer names any of the principals it gave"),
-        "{message}"
+        refused_login.contains("Permission denied"),
+        "{refused_login}"
     );
-    // Nor is it extended: an extension would give what the role no longer
-    // gives, so it is cancelled, saying why, and the grant keeps its end.
-    let extension = broker
-        .as_user("alice")
-        .extend(&grant.id, 600)
-        .await
+}
+
+/// Access a grant was given that this build cannot read (as one written by
+/// a newer build mid-upgrade would be) is no reason for a reload to end the
+/// grant: it is left as it is, while a grant whose access reads and has
+/// nothing left is revoked by the same reload.
+#[tokio::test]
+async fn a_reload_leaves_a_grant_whose_access_it_cannot_read() {
+    let broker = TestBroker::builder().policy(&policy()).start().await;
+    let unread = granted(&broker, "shell", None).await;
+    let plain = granted(&broker, "elsewhere", None).await;
+    let db = rusqlite::Connection::open(broker.db()).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE target_effects SET access = json_set(access, '$.from_a_newer_build', 1) \
+             WHERE grant_id = ?1",
+            [&unread.id],
+        )
         .unwrap();
-    let decided = broker.as_user("bob").approve(&extension.id).await.unwrap();
-    assert_eq!(decided.state, RequestState::Cancelled);
-    let reason = decided.reason.unwrap_or_default();
-    assert!(
-        reason.contains(&format!("grant {} cannot be extended", grant.id))
-            && reason.contains("no longer names any of the principals it gave"),
-        "{reason}"
+    assert!(changed >= 1);
+    // Neither role keeps any principal either grant was given.
+    std::fs::write(
+        broker.policy_path(),
+        format!(
+            "{}\n[[targets]]\nname = \"hosts\"\nkind = \"ssh\"\n{}{}",
+            policy_text(""),
+            target_role("shell", "hosts", "principals = [\"hoist-other\"]"),
+            target_role("elsewhere", "hosts", "principals = [\"hoist-other\"]"),
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        broker.server().reload(&broker.policy_path()).await.unwrap(),
+        1
     );
-    let kept = broker.as_user("alice").grant(&grant.id).await.unwrap();
-    assert_eq!(kept.expires_at, grant.expires_at);
+    let left = broker.as_user("alice").grant(&unread.id).await.unwrap();
+    assert_eq!(left.state, GrantState::Active);
+    let ended = broker.as_user("alice").grant(&plain.id).await.unwrap();
+    assert_eq!(ended.state, GrantState::Revoked);
 }
 
 #[tokio::test]
