@@ -581,7 +581,7 @@ impl Broker {
             lease: watch::Sender::new(None),
             term: watch::Sender::new(None),
         };
-        broker.keep_own_ssh_cas(&broker.policy())?;
+        broker.keep_ssh_cas(&broker.policy())?;
         Ok(broker)
     }
 
@@ -602,12 +602,40 @@ impl Broker {
         self.ssh_cas.load_full()
     }
 
-    /// Loads the own CA of each ssh target of `policy` that has one
-    /// (`ca = "own"`), making and keeping it in the store the first time:
-    /// before the policy is in force, so its hosts can trust the CA before
-    /// any certificate is signed with it. Once loaded, a CA stays for the
-    /// life of the process, whatever later policies say.
-    pub fn keep_own_ssh_cas(&self, policy: &Policy) -> Result<()> {
+    /// Readies the SSH CAs of `policy`'s ssh targets before it is in
+    /// force. The broker's CA is bound to the one target it signs for, the
+    /// first time a policy gives it one, and a policy that gives it another
+    /// is refused: the first target's hosts still trust it, and would let
+    /// in the other's certificates (a target dropped and another added, or
+    /// another instance's policy). Each target with a CA of its own
+    /// (`ca = "own"`) gets it loaded, made and kept in the store the first
+    /// time, so its hosts can trust the CA before any certificate is signed
+    /// with it. Once loaded, a CA stays for the life of the process,
+    /// whatever later policies say.
+    pub fn keep_ssh_cas(&self, policy: &Policy) -> Result<()> {
+        let brokers = policy
+            .targets
+            .iter()
+            .find(|t| t.kind() == crate::target::ssh::KIND && !t.own_ssh_ca());
+        if let Some(target) = brokers {
+            let name = target.name();
+            let bound = self
+                .ssh_cas
+                .load()
+                .broker()
+                .bind(self.store.as_ref(), name)?;
+            if bound != name {
+                return Err(Error::refuse(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "ssh target `{name}` would be signed by the broker's SSH CA, which \
+                         signs for ssh target `{bound}`: the hosts of `{bound}` trust it, and \
+                         would let in `{name}`'s certificates. Give `{name}` `ca = \"own\"`, \
+                         or keep the name `{bound}` for those hosts"
+                    ),
+                ));
+            }
+        }
         for target in policy.targets.iter().filter(|t| t.own_ssh_ca()) {
             let name = target.name();
             if self.ssh_cas.load().own(name).is_some() {

@@ -33,8 +33,9 @@ impl Broker {
     pub fn reload(&self, mut policy: Policy) -> Result<usize> {
         self.keeps_targets_holding_access(&policy)?;
         // Before the swap: a target that gets its own CA signs with it from
-        // its first certificate on.
-        self.keep_own_ssh_cas(&policy)?;
+        // its first certificate on, and the broker's passes to no other
+        // target's hosts.
+        self.keep_ssh_cas(&policy)?;
         let previous = self.policy.load_full();
         let previous_limits = self.limits.load_full();
         policy.adopt_directory(&previous);

@@ -752,11 +752,13 @@ impl Broker {
     /// `target` (its own, or the broker's), or of the broker's CA when no
     /// target is named: what its hosts put in `TrustedUserCAKeys`.
     pub fn ssh_ca_line(&self, target: Option<&str>) -> Result<String> {
+        // The policy first: its CAs were loaded before it was swapped in,
+        // so the CAs read after it hold them all.
+        let policy = self.policy();
         let cas = self.ssh_cas();
         let Some(name) = target else {
             return Ok(cas.broker().public_key());
         };
-        let policy = self.policy();
         let found = policy
             .targets
             .get(name)

@@ -30,9 +30,11 @@ struct CaParams {
 }
 
 /// An SSH user CA's public key, one OpenSSH line, for sshd's
-/// `TrustedUserCAKeys` on an ssh target's hosts. A CA never changes for the
-/// life of the store (or of the key file given to `serve --ssh-ca-key`);
-/// a target's own CA is kept under its name.
+/// `TrustedUserCAKeys` on an ssh target's hosts. A CA's key never changes
+/// for the life of the store (or of the key file given to `serve
+/// --ssh-ca-key`), and a target's own CA is kept under its name; the
+/// answer for a target changes only when the policy moves it between the
+/// broker's CA and its own.
 #[utoipa::path(get, path = "/v1/ssh/ca", tag = "ssh", params(CaParams),
     responses(
         (status = 200, description = "The CA's public key", content_type = "text/plain", body = String),

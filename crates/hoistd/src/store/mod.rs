@@ -970,6 +970,16 @@ pub trait Tx {
     fn note_ssh_authority(&mut self, public_key: &str, at: DateTime<Utc>) -> Result<()>;
     /// Every SSH CA public key recorded, the last seen first.
     fn ssh_authorities(&self) -> Result<Vec<String>>;
+    /// Binds the SSH CA whose public key is `public_key` to ssh target
+    /// `target` unless it is bound already (recording the CA, as of `at`,
+    /// if it was not), and returns the target it is bound to: the first
+    /// one bound, kept for good (rule 11's, for the CA's hosts).
+    fn bind_ssh_authority(
+        &mut self,
+        public_key: &str,
+        target: &str,
+        at: DateTime<Utc>,
+    ) -> Result<String>;
 
     /// Keeps the signature of a Slack post until `kept_until`; refuses one
     /// already kept (rule 13).

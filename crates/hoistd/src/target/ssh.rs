@@ -545,6 +545,18 @@ impl Authority {
         tx.commit()
     }
 
+    /// Binds this CA to ssh target `target`, unless a policy gave it
+    /// another before, and returns the target it signs for: the first one
+    /// given it, for good, since that target's hosts trust the CA for
+    /// every certificate it signs.
+    pub fn bind(&self, store: &dyn Store, target: &str) -> Result<String, StoreError> {
+        let mut tx = store.transaction()?;
+        let bound =
+            tx.bind_ssh_authority(&bare(self.key.public_key()), target, crate::clock::now())?;
+        tx.commit()?;
+        Ok(bound)
+    }
+
     /// A user certificate for `key`, bounded by the grant: its principals,
     /// options and extensions from the role, `valid-after` and
     /// `valid-before` the grant's start (less [`VALID_AFTER_ALLOWANCE`])

@@ -410,11 +410,17 @@ impl TestBroker {
     /// Stops the broker if it runs, and starts it (again) on the same
     /// address and database with the policy file as it is now.
     pub async fn restart(&mut self) {
-        self.stop().await;
-        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
-        self.serve(listener)
+        self.try_restart()
             .await
             .unwrap_or_else(|err| panic!("the test broker did not restart: {err:#}"));
+    }
+
+    /// [`TestBroker::restart`], saying why the broker did not start (it
+    /// then stays stopped).
+    pub async fn try_restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await;
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        self.serve(listener).await
     }
 
     async fn serve(&mut self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {

@@ -866,7 +866,7 @@ async fn a_target_with_its_own_ca_lets_in_only_its_own_grants() {
         labs_ca.trim_end().ends_with("hoist-user-ca lab"),
         "{labs_ca}"
     );
-    assert_ne!(labs_ca, brokers_ca);
+    assert_ne!(key_of(&labs_ca), key_of(&brokers_ca));
     assert_eq!(
         served_ca(&broker, "").await,
         brokers_ca,
@@ -975,4 +975,70 @@ async fn a_target_with_its_own_ca_lets_in_only_its_own_grants() {
     assert_eq!(answer.status(), StatusCode::NOT_FOUND);
     Sshd::write_krl(lab_sshd.dir.path(), &broker).await;
     assert!(krl_revokes(&krl, &lab_cert));
+}
+
+/// A CA line's key, without its comment.
+fn key_of(line: &str) -> String {
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The broker's CA signs for the first ssh target a policy gives it, for
+/// good: a reload, or a start, that gives it to another target (the first
+/// dropped and another added with no `ca`, as another instance's policy
+/// might) is refused, saying which, and nothing of that policy is in
+/// force. The same target with a CA of its own is taken, at start too,
+/// and keeps that CA across a restart.
+#[tokio::test]
+async fn the_brokers_ca_never_passes_to_another_targets_hosts() {
+    let mut broker = TestBroker::builder().policy(&policy()).start().await;
+    let brokers_ca = served_ca(&broker, "").await;
+    let dev = |ca: &str| {
+        format!(
+            "{}\n[[targets]]\nname = \"dev\"\nkind = \"ssh\"\n{ca}{}",
+            policy_text(""),
+            target_role("dev-shell", "dev", &format!("principals = [\"{}\"]", me())),
+        )
+    };
+    std::fs::write(broker.policy_path(), dev("")).unwrap();
+    let refused = broker
+        .server()
+        .reload(&broker.policy_path())
+        .await
+        .unwrap_err();
+    let said = format!("{refused:#}");
+    assert!(
+        said.contains("ssh target `dev` would be signed by the broker's SSH CA, which signs for ssh target `hosts`"),
+        "{said}"
+    );
+    let answer = reqwest::get(format!("{}/v1/ssh/ca?target=dev", broker.url()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND, "not in force");
+    assert_eq!(served_ca(&broker, "?target=hosts").await, brokers_ca);
+
+    let refused = broker.try_restart().await.unwrap_err();
+    let said = format!("{refused:#}");
+    assert!(
+        said.contains("which signs for ssh target `hosts`"),
+        "{said}"
+    );
+
+    std::fs::write(broker.policy_path(), dev("ca = \"own\"\n")).unwrap();
+    broker.restart().await;
+    let devs_ca = served_ca(&broker, "?target=dev").await;
+    assert_ne!(key_of(&devs_ca), key_of(&brokers_ca));
+    assert_eq!(
+        served_ca(&broker, "").await,
+        brokers_ca,
+        "the broker's stays"
+    );
+    broker.restart().await;
+    assert_eq!(
+        served_ca(&broker, "?target=dev").await,
+        devs_ca,
+        "kept across a restart"
+    );
 }

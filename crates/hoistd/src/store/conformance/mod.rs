@@ -47,8 +47,8 @@ pub use notifications::{
 pub use records::{
     broker_keys, due_work_and_next_due, grant_queries, grants_round_trip, idempotency_keys,
     identities, purges_forget_only_what_is_old, request_queries, request_with_holding,
-    requests_round_trip, signing_keys, slack_replays, ssh_authorities, uncollected_exchanges,
-    workload_exchanges,
+    requests_round_trip, signing_keys, slack_replays, ssh_authorities, ssh_authority_targets,
+    uncollected_exchanges, workload_exchanges,
 };
 pub use rules::{
     appends_and_inserts_keep_their_order, conflicts_and_missing_rows, connections_in_use,
@@ -85,6 +85,7 @@ macro_rules! store_conformance {
             signing_keys,
             broker_keys,
             ssh_authorities,
+            ssh_authority_targets,
             identities,
             audit_round_trip_and_head,
             audit_filters,

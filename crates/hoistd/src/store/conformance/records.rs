@@ -788,6 +788,51 @@ pub fn ssh_authorities(store: &dyn Store) {
     assert_eq!(store.read().unwrap().ssh_authorities().unwrap().len(), 2);
 }
 
+/// A CA is bound to the first ssh target it is given, for good: a later
+/// binding to another target returns the first, a rolled-back one binds
+/// nothing, and one of a CA never recorded records it. Of two brokers
+/// binding one CA at once, to different targets, both see the same one.
+pub fn ssh_authority_targets(store: &dyn Store) {
+    let mut tx = store.transaction().unwrap();
+    tx.note_ssh_authority("ssh-ed25519 AAAA noted", at(1))
+        .unwrap();
+    tx.commit().unwrap();
+    let mut tx = store.transaction().unwrap();
+    let bound = tx.bind_ssh_authority("ssh-ed25519 AAAA noted", "prod", at(2));
+    assert_eq!(bound.unwrap(), "prod");
+    drop(tx);
+    let mut tx = store.transaction().unwrap();
+    let bound = tx.bind_ssh_authority("ssh-ed25519 AAAA noted", "dev", at(3));
+    assert_eq!(bound.unwrap(), "dev", "the rolled-back binding is gone");
+    tx.commit().unwrap();
+    let mut tx = store.transaction().unwrap();
+    let bound = tx.bind_ssh_authority("ssh-ed25519 AAAA noted", "prod", at(4));
+    assert_eq!(bound.unwrap(), "dev", "kept for good");
+    let bound = tx.bind_ssh_authority("ssh-ed25519 AAAA new", "lab", at(5));
+    assert_eq!(bound.unwrap(), "lab");
+    tx.commit().unwrap();
+    assert_eq!(
+        store.read().unwrap().ssh_authorities().unwrap(),
+        ["ssh-ed25519 AAAA new", "ssh-ed25519 AAAA noted"]
+    );
+
+    let racing: Vec<String> = std::thread::scope(|scope| {
+        let bind = |target: &'static str| {
+            scope.spawn(move || {
+                let mut tx = store.transaction().unwrap();
+                let bound = tx
+                    .bind_ssh_authority("ssh-ed25519 AAAA raced", target, at(6))
+                    .unwrap();
+                tx.commit().unwrap();
+                bound
+            })
+        };
+        let (a, b) = (bind("a"), bind("b"));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    assert_eq!(racing[0], racing[1], "{racing:?}");
+}
+
 /// Rule 10: a workload task is exchanged once; its exchange reads back as
 /// written, and its redemption is recorded; the claims it was filed with
 /// are kept as they were, and found by the request it filed.

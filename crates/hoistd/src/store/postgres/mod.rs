@@ -68,6 +68,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0017_exchange_collect_by.sql"),
     include_str!("../../../migrations/postgres/0018_access_live_until.sql"),
     include_str!("../../../migrations/postgres/0019_request_signed_in_at.sql"),
+    include_str!("../../../migrations/postgres/0020_ssh_authority_target.sql"),
 ];
 
 /// Starts a transaction and takes the transaction lock (rule 1): one

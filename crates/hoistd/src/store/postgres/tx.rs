@@ -1826,6 +1826,28 @@ impl Tx for PgTx {
         rows.iter().map(|row| get(row, 0)).collect()
     }
 
+    fn bind_ssh_authority(
+        &mut self,
+        public_key: &str,
+        target: &str,
+        at: DateTime<Utc>,
+    ) -> Result<String> {
+        self.wrote.set(true);
+        let rows = self.run(Statement::new(
+            "INSERT INTO ssh_authorities (public_key, first_at, last_at, target) \
+             VALUES ($1, $2, $2, $3) \
+             ON CONFLICT (public_key) DO UPDATE \
+             SET target = coalesce(ssh_authorities.target, $3) RETURNING target",
+            vec![text(public_key), p(ms(at)), text(target)],
+        ))?;
+        match rows.first() {
+            Some(row) => get(row, 0),
+            None => Err(StoreError::Corrupt(
+                "an ssh CA's binding returned no row".into(),
+            )),
+        }
+    }
+
     fn insert_slack_replay(&mut self, signature: &str, kept_until: DateTime<Utc>) -> Result<()> {
         self.insert(
             "slack_replays",

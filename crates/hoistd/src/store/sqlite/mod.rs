@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0023_exchange_collect_by.sql"),
     include_str!("../../../migrations/sqlite/0024_access_live_until.sql"),
     include_str!("../../../migrations/sqlite/0025_request_signed_in_at.sql"),
+    include_str!("../../../migrations/sqlite/0026_ssh_authority_target.sql"),
 ];
 
 /// Prepared statements kept per connection. The queries built from filters

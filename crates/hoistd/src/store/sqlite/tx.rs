@@ -1068,6 +1068,24 @@ impl Tx for SqliteTx<'_> {
         Ok(keys)
     }
 
+    fn bind_ssh_authority(
+        &mut self,
+        public_key: &str,
+        target: &str,
+        at: DateTime<Utc>,
+    ) -> Result<String> {
+        let bound = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO ssh_authorities (public_key, first_at, last_at, target) \
+                 VALUES (?1, ?2, ?2, ?3) \
+                 ON CONFLICT (public_key) DO UPDATE SET target = coalesce(target, ?3) \
+                 RETURNING target",
+            )?
+            .query_row(params![public_key, ms(at), target], |row| row.get(0))?;
+        Ok(bound)
+    }
+
     fn insert_slack_replay(&mut self, signature: &str, kept_until: DateTime<Utc>) -> Result<()> {
         self.conn
             .prepare_cached("INSERT INTO slack_replays (signature, kept_until) VALUES (?1, ?2)")?
