@@ -151,10 +151,13 @@ impl Work<'_> {
             // left to give, the grant ends, and with it what was made
             // already (the certificates go into the KRL, the tokens are
             // revoked): what the role no longer gives is taken back now.
-            // Access this build cannot read (written by a newer one, mid
-            // upgrade) is no reason to end a grant: left as it is.
+            // Access kept that this build cannot read (written by a newer
+            // one, mid upgrade) is no reason to end a grant: left as it
+            // is. A grant from before access was kept is judged by its
+            // role alone.
             None => match narrow_to_role(kind.as_ref(), role, &granted.access) {
                 Ok(_) => Ok(Narrowing::Unchanged),
+                Err(why) if !granted.kept => Ok(Narrowing::Ends(why)),
                 Err(why) => match kind.narrow(&granted.access, &granted.access) {
                     Ok(_) => Ok(Narrowing::Ends(why)),
                     Err(unread) => {
@@ -254,6 +257,8 @@ pub(super) struct Granted {
     /// grant was activated; for a grant activated before effects kept it,
     /// what the policy in force says.
     pub access: Value,
+    /// Whether `access` is what its effects kept (not the policy's).
+    pub kept: bool,
     /// The system it was given at; `None` for a grant whose effects were
     /// all queued before hoistd kept it.
     pub system: Option<String>,
@@ -267,6 +272,7 @@ pub(super) fn granted(tx: &dyn Tx, policy: &Policy, grant: &Grant) -> Result<Gra
         .rev()
         .find_map(|effect| effect.access.clone());
     Ok(Granted {
+        kept: kept.is_some(),
         access: kept.unwrap_or_else(|| role_access(policy, &grant.role)),
         system: effects.into_iter().rev().find_map(|effect| effect.system),
     })

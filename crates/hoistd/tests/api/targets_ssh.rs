@@ -567,6 +567,46 @@ async fn a_role_narrowed_by_a_reload_narrows_the_certificates_of_live_grants() {
     );
 }
 
+/// A grant from before access was kept (its effects keep none) is judged
+/// by its role alone: a reload after which the role gives no access at the
+/// grant's target revokes it, saying why.
+#[tokio::test]
+async fn a_reload_revokes_a_grant_from_before_access_was_kept_once_its_role_leaves() {
+    let broker = TestBroker::builder().policy(&policy()).start().await;
+    let old = granted(&broker, "elsewhere", None).await;
+    let db = rusqlite::Connection::open(broker.db()).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE target_effects SET access = NULL WHERE grant_id = ?1",
+            [&old.id],
+        )
+        .unwrap();
+    assert!(changed >= 1);
+    // `elsewhere` is now a role with no target.
+    std::fs::write(
+        broker.policy_path(),
+        format!(
+            "{}\n[[targets]]\nname = \"hosts\"\nkind = \"ssh\"\n{}\n\
+             [[roles]]\nid = \"elsewhere\"\nname = \"Elsewhere\"\nscope = \"hosts\"\n\
+             eligible_groups = [\"eng\"]\ndefault_duration = \"30m\"\nmax_duration = \"1h\"\n",
+            policy_text(""),
+            target_role("shell", "hosts", "principals = [\"hoist-other\"]"),
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        broker.server().reload(&broker.policy_path()).await.unwrap(),
+        1
+    );
+    let ended = broker.as_user("alice").grant(&old.id).await.unwrap();
+    assert_eq!(ended.state, GrantState::Revoked);
+    let reason = ended.revoke_reason.unwrap_or_default();
+    assert!(
+        reason.contains("its role elsewhere no longer gives access at hosts"),
+        "{reason}"
+    );
+}
+
 /// Access a grant was given that this build cannot read (as one written by
 /// a newer build mid-upgrade would be) is no reason for a reload to end the
 /// grant: it is left as it is, while a grant whose access reads and has
