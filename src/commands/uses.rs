@@ -187,8 +187,8 @@ pub(super) async fn begin(
         .unwrap_or(Ok(None))
 }
 
-/// [`Use::end`] on the blocking pool; `None` if it could not be run, as
-/// when uses cannot be counted here.
+/// [`Use::end`] on the blocking pool; `None` if its task failed (a
+/// panic), which leaves the revoke to whoever asked for the grant.
 pub(super) async fn end(this: Use) -> Option<Ending> {
     tokio::task::spawn_blocking(move || this.end()).await.ok()
 }
