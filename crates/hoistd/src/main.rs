@@ -805,6 +805,13 @@ fn check_config(args: &ServeArgs) -> ExitCode {
             })
             .map_err(Into::into),
     );
+    if let Some(target) = policy
+        .as_ref()
+        .ok()
+        .and_then(|policy| ssh::brokers_target(&policy.targets))
+    {
+        report("SSH CA target", check_ssh_ca_target(args, target));
+    }
     report(
         "Slack",
         slack_settings(args.slack_signing_secret.as_deref()).map(|slack| match slack {
@@ -859,6 +866,49 @@ fn check_config(args: &ServeArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Whether the broker's SSH CA may sign for ssh target `target`, as
+/// `serve` will check it at start (bound to the first target a policy gives
+/// it, for good), read without writing anything.
+fn check_ssh_ca_target(args: &ServeArgs, target: &str) -> anyhow::Result<String> {
+    let unbound = || {
+        Ok(format!(
+            "`{target}`: the broker's CA is bound to it at start"
+        ))
+    };
+    let db = Location::parse(&args.db)?;
+    if let Location::Sqlite(path) = &db
+        && !path.exists()
+    {
+        return unbound();
+    }
+    let store = db
+        .open_with(Migrations::Leave)
+        .with_context(|| format!("cannot open {db}"))?;
+    match store.ready() {
+        Err(StoreError::MigrationsPending { .. }) => {
+            return Ok(format!(
+                "`{target}`: checked at start, once the schema is migrated"
+            ));
+        }
+        Err(err) => return Err(anyhow::Error::new(err).context(format!("cannot open {db}"))),
+        Ok(()) => {}
+    }
+    let ca = match keys::signing_key(args.ssh_ca_key.as_deref(), SSH_CA_KEY_ENV)? {
+        Some(key) => ssh::Authority::from_key(&key),
+        None => match ssh::Authority::load(store.as_ref())? {
+            Some(ca) => ca,
+            None => return unbound(),
+        },
+    };
+    match ca.bound_target(store.as_ref())? {
+        Some(bound) if bound != target => {
+            anyhow::bail!(ssh::brokers_ca_bound_elsewhere(target, &bound))
+        }
+        Some(_) => Ok(format!("`{target}`, as the broker's CA is bound")),
+        None => unbound(),
     }
 }
 

@@ -613,12 +613,7 @@ impl Broker {
     /// with it. Once loaded, a CA stays for the life of the process,
     /// whatever later policies say.
     pub fn keep_ssh_cas(&self, policy: &Policy) -> Result<()> {
-        let brokers = policy
-            .targets
-            .iter()
-            .find(|t| t.kind() == crate::target::ssh::KIND && !t.own_ssh_ca());
-        if let Some(target) = brokers {
-            let name = target.name();
+        if let Some(name) = crate::target::ssh::brokers_target(&policy.targets) {
             let bound = self
                 .ssh_cas
                 .load()
@@ -627,12 +622,7 @@ impl Broker {
             if bound != name {
                 return Err(Error::refuse(
                     ErrorCode::InvalidState,
-                    format!(
-                        "ssh target `{name}` would be signed by the broker's SSH CA, which \
-                         signs for ssh target `{bound}`: the hosts of `{bound}` trust it, and \
-                         would let in `{name}`'s certificates. Give `{name}` `ca = \"own\"`, \
-                         or keep the name `{bound}` for those hosts"
-                    ),
+                    crate::target::ssh::brokers_ca_bound_elsewhere(name, &bound),
                 ));
             }
         }

@@ -970,6 +970,9 @@ pub trait Tx {
     fn note_ssh_authority(&mut self, public_key: &str, at: DateTime<Utc>) -> Result<()>;
     /// Every SSH CA public key recorded, the last seen first.
     fn ssh_authorities(&self) -> Result<Vec<String>>;
+    /// The ssh target the SSH CA whose public key is `public_key` is bound
+    /// to, if any.
+    fn ssh_authority_target(&self, public_key: &str) -> Result<Option<String>>;
     /// Binds the SSH CA whose public key is `public_key` to ssh target
     /// `target` unless it is bound already (recording the CA, as of `at`,
     /// if it was not), and returns the target it is bound to: the first

@@ -73,6 +73,26 @@ pub enum Signer {
     Own,
 }
 
+/// Why a policy that has the broker's CA sign for ssh target `target` is
+/// refused, the CA being bound to `bound`.
+pub fn brokers_ca_bound_elsewhere(target: &str, bound: &str) -> String {
+    format!(
+        "ssh target `{target}` would be signed by the broker's SSH CA, which signs for ssh \
+         target `{bound}`: the hosts of `{bound}` trust it, and would let in `{target}`'s \
+         certificates. Give `{target}` `ca = \"own\"`, or keep the name `{bound}` for those \
+         hosts"
+    )
+}
+
+/// The ssh target of `policy` signed by the broker's CA, if it has one
+/// (a policy has one at most).
+pub fn brokers_target(targets: &super::Targets) -> Option<&str> {
+    targets
+        .iter()
+        .find(|t| t.kind() == KIND && !t.own_ssh_ca())
+        .map(|t| t.name())
+}
+
 /// The `ca` setting's value, as written in `[[targets]]`, or `None` if the
 /// setting is not one: how the policy tells the targets signed by the
 /// broker's CA before it builds them.
@@ -555,6 +575,13 @@ impl Authority {
             tx.bind_ssh_authority(&bare(self.key.public_key()), target, crate::clock::now())?;
         tx.commit()?;
         Ok(bound)
+    }
+
+    /// The ssh target this CA is bound to ([`Authority::bind`]), if any.
+    pub fn bound_target(&self, store: &dyn Store) -> Result<Option<String>, StoreError> {
+        store
+            .read()?
+            .ssh_authority_target(&bare(self.key.public_key()))
     }
 
     /// A user certificate for `key`, bounded by the grant: its principals,

@@ -1059,6 +1059,38 @@ async fn the_brokers_ca_never_passes_to_another_targets_hosts() {
     assert_eq!(answer.status(), StatusCode::NOT_FOUND, "not in force");
     assert_eq!(served_ca(&broker, "?target=hosts").await, brokers_ca);
 
+    // `check-config` says so before a deploy, from the database alone.
+    let check = |policy: &str| {
+        let file = broker.policy_path().with_file_name("checked.toml");
+        std::fs::write(&file, policy).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .arg("check-config")
+            .arg("--db")
+            .arg(broker.db())
+            .arg("--policy")
+            .arg(&file)
+            .env_remove("HOISTD_SSH_CA_KEY")
+            .env_remove("HOISTD_SSH_CA_KEY_FILE")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (passed, said) = check(&dev(""));
+    assert!(!passed, "{said}");
+    assert!(
+        said.contains("error: SSH CA target: ssh target `dev` would be signed by the broker's SSH CA, which signs for ssh target `hosts`"),
+        "{said}"
+    );
+    let (passed, said) = check(&policy());
+    assert!(passed, "{said}");
+    assert!(
+        said.contains("ok: SSH CA target: `hosts`, as the broker's CA is bound"),
+        "{said}"
+    );
+
     let refused = broker.try_restart().await.unwrap_err();
     let said = format!("{refused:#}");
     assert!(

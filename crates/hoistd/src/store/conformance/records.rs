@@ -797,10 +797,18 @@ pub fn ssh_authority_targets(store: &dyn Store) {
     tx.note_ssh_authority("ssh-ed25519 AAAA noted", at(1))
         .unwrap();
     tx.commit().unwrap();
+    let target = |key: &str| store.read().unwrap().ssh_authority_target(key).unwrap();
+    assert_eq!(target("ssh-ed25519 AAAA noted"), None, "noted, not bound");
+    assert_eq!(target("ssh-ed25519 AAAA unknown"), None);
     let mut tx = store.transaction().unwrap();
     let bound = tx.bind_ssh_authority("ssh-ed25519 AAAA noted", "prod", at(2));
     assert_eq!(bound.unwrap(), "prod");
+    assert_eq!(
+        tx.ssh_authority_target("ssh-ed25519 AAAA noted").unwrap(),
+        Some("prod".into())
+    );
     drop(tx);
+    assert_eq!(target("ssh-ed25519 AAAA noted"), None, "rolled back");
     let mut tx = store.transaction().unwrap();
     let bound = tx.bind_ssh_authority("ssh-ed25519 AAAA noted", "dev", at(3));
     assert_eq!(bound.unwrap(), "dev", "the rolled-back binding is gone");
@@ -815,6 +823,7 @@ pub fn ssh_authority_targets(store: &dyn Store) {
         store.read().unwrap().ssh_authorities().unwrap(),
         ["ssh-ed25519 AAAA new", "ssh-ed25519 AAAA noted"]
     );
+    assert_eq!(target("ssh-ed25519 AAAA noted"), Some("dev".into()));
 
     let racing: Vec<String> = std::thread::scope(|scope| {
         let bind = |target: &'static str| {

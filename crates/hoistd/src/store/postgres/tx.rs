@@ -1826,6 +1826,17 @@ impl Tx for PgTx {
         rows.iter().map(|row| get(row, 0)).collect()
     }
 
+    fn ssh_authority_target(&self, public_key: &str) -> Result<Option<String>> {
+        let rows = self.query(
+            "SELECT target FROM ssh_authorities WHERE public_key = $1",
+            vec![text(public_key)],
+        )?;
+        match rows.first() {
+            Some(row) => get(row, 0),
+            None => Ok(None),
+        }
+    }
+
     fn bind_ssh_authority(
         &mut self,
         public_key: &str,

@@ -1068,6 +1068,15 @@ impl Tx for SqliteTx<'_> {
         Ok(keys)
     }
 
+    fn ssh_authority_target(&self, public_key: &str) -> Result<Option<String>> {
+        let target: Option<Option<String>> = self
+            .conn
+            .prepare_cached("SELECT target FROM ssh_authorities WHERE public_key = ?1")?
+            .query_row(params![public_key], |row| row.get(0))
+            .optional()?;
+        Ok(target.flatten())
+    }
+
     fn bind_ssh_authority(
         &mut self,
         public_key: &str,
