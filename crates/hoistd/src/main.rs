@@ -879,31 +879,52 @@ fn check_ssh_ca_target(args: &ServeArgs, target: &str) -> anyhow::Result<String>
         ))
     };
     let db = Location::parse(&args.db)?;
-    if let Location::Sqlite(path) = &db
-        && !path.exists()
-    {
-        return unbound();
-    }
-    let store = db
-        .open_with(Migrations::Leave)
-        .with_context(|| format!("cannot open {db}"))?;
-    match store.ready() {
-        Err(StoreError::MigrationsPending { .. }) => {
-            return Ok(format!(
-                "`{target}`: checked at start, once the schema is migrated"
-            ));
+    // A SQLite file is read on a read-only connection of its own; a server
+    // database in a read-only transaction. Problems with either are the
+    // store check's to report.
+    let snapshot = match &db {
+        Location::Sqlite(path) => {
+            if !path.exists() {
+                return unbound();
+            }
+            if SqliteStore::schema_of(path).is_err() {
+                return Ok(format!("`{target}`: checked at start"));
+            }
+            SqliteStore::snapshot_of(path)?
         }
-        Err(err) => return Err(anyhow::Error::new(err).context(format!("cannot open {db}"))),
-        Ok(()) => {}
-    }
-    let ca = match keys::signing_key(args.ssh_ca_key.as_deref(), SSH_CA_KEY_ENV)? {
-        Some(key) => ssh::Authority::from_key(&key),
-        None => match ssh::Authority::load(store.as_ref())? {
+        Location::Postgres(_) => {
+            let store = db.open_with(Migrations::Leave)?;
+            if store.ready().is_err() {
+                return Ok(format!("`{target}`: checked at start"));
+            }
+            let snapshot = store.snapshot()?;
+            // The snapshot borrows the store: read what is needed here.
+            return bound_verdict(args, target, snapshot.as_ref());
+        }
+    };
+    bound_verdict(args, target, snapshot.as_ref())
+}
+
+fn bound_verdict(
+    args: &ServeArgs,
+    target: &str,
+    snapshot: &dyn hoistd::store::Snapshot,
+) -> anyhow::Result<String> {
+    let unbound = || {
+        Ok(format!(
+            "`{target}`: the broker's CA is bound to it at start"
+        ))
+    };
+    let ca = match keys::signing_key(args.ssh_ca_key.as_deref(), SSH_CA_KEY_ENV) {
+        Ok(Some(key)) => ssh::Authority::from_key(&key),
+        // The key check reports it.
+        Err(_) => return Ok(format!("`{target}`: checked at start")),
+        Ok(None) => match ssh::Authority::load_from(snapshot)? {
             Some(ca) => ca,
             None => return unbound(),
         },
     };
-    match ca.bound_target(store.as_ref())? {
+    match ca.bound_target(snapshot)? {
         Some(bound) if bound != target => {
             anyhow::bail!(ssh::brokers_ca_bound_elsewhere(target, &bound))
         }

@@ -613,19 +613,6 @@ impl Broker {
     /// with it. Once loaded, a CA stays for the life of the process,
     /// whatever later policies say.
     pub fn keep_ssh_cas(&self, policy: &Policy) -> Result<()> {
-        if let Some(name) = crate::target::ssh::brokers_target(&policy.targets) {
-            let bound = self
-                .ssh_cas
-                .load()
-                .broker()
-                .bind(self.store.as_ref(), name)?;
-            if bound != name {
-                return Err(Error::refuse(
-                    ErrorCode::InvalidState,
-                    crate::target::ssh::brokers_ca_bound_elsewhere(name, &bound),
-                ));
-            }
-        }
         for target in policy.targets.iter().filter(|t| t.own_ssh_ca()) {
             let name = target.name();
             if self.ssh_cas.load().own(name).is_some() {
@@ -641,6 +628,20 @@ impl Broker {
                 ca.public_key()
             );
             self.ssh_cas.rcu(|cas| cas.with(name, Arc::clone(&ca)));
+        }
+        // Last: a policy whose own CAs cannot be loaded binds nothing.
+        if let Some(name) = crate::target::ssh::brokers_target(&policy.targets) {
+            let bound = self
+                .ssh_cas
+                .load()
+                .broker()
+                .bind(self.store.as_ref(), name)?;
+            if bound != name {
+                return Err(Error::refuse(
+                    ErrorCode::InvalidState,
+                    crate::target::ssh::brokers_ca_bound_elsewhere(name, &bound),
+                ));
+            }
         }
         Ok(())
     }

@@ -348,6 +348,10 @@ pub trait Snapshot {
     fn audit_head(&self) -> Result<Option<AuditHead>>;
     /// Streams the log as of the snapshot, like [`Tx::scan_audit`].
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()>;
+    /// Like [`Tx::broker_key`].
+    fn broker_key(&self, purpose: &str) -> Result<Option<(String, Vec<u8>)>>;
+    /// Like [`Tx::ssh_authority_target`].
+    fn ssh_authority_target(&self, public_key: &str) -> Result<Option<String>>;
 }
 
 /// What another instance committed, for this one's live streams: the ids

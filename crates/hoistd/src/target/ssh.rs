@@ -24,7 +24,7 @@ use ssh_key::public::KeyData;
 use ssh_key::{HashAlg, PrivateKey, PublicKey};
 
 use super::{GrantFacts, Journal, Managed, TargetError, TargetKind, settings};
-use crate::store::{GrantQuery, Store, StoreError, Tx};
+use crate::store::{GrantQuery, Snapshot, Store, StoreError, Tx};
 
 /// The kind's name in `[[targets]]`.
 pub const KIND: &str = "ssh";
@@ -478,6 +478,14 @@ impl Authority {
         Self::load_as(store, CA_PURPOSE)
     }
 
+    /// [`Authority::load`], as `snapshot` reads it.
+    pub fn load_from(snapshot: &dyn Snapshot) -> Result<Option<Self>, AuthorityError> {
+        match snapshot.broker_key(CA_PURPOSE)? {
+            Some((_, der)) => Self::from_der(&der).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The CA key of ssh target `target`, if it has one of its own and
     /// `serve` has made it; never makes one.
     pub fn load_target(store: &dyn Store, target: &str) -> Result<Option<Self>, AuthorityError> {
@@ -577,11 +585,10 @@ impl Authority {
         Ok(bound)
     }
 
-    /// The ssh target this CA is bound to ([`Authority::bind`]), if any.
-    pub fn bound_target(&self, store: &dyn Store) -> Result<Option<String>, StoreError> {
-        store
-            .read()?
-            .ssh_authority_target(&bare(self.key.public_key()))
+    /// The ssh target this CA is bound to ([`Authority::bind`]), if any,
+    /// as `snapshot` reads it.
+    pub fn bound_target(&self, snapshot: &dyn Snapshot) -> Result<Option<String>, StoreError> {
+        snapshot.ssh_authority_target(&bare(self.key.public_key()))
     }
 
     /// A user certificate for `key`, bounded by the grant: its principals,

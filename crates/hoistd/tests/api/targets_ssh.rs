@@ -1059,7 +1059,16 @@ async fn the_brokers_ca_never_passes_to_another_targets_hosts() {
     assert_eq!(answer.status(), StatusCode::NOT_FOUND, "not in force");
     assert_eq!(served_ca(&broker, "?target=hosts").await, brokers_ca);
 
-    // `check-config` says so before a deploy, from the database alone.
+    let refused = broker.try_restart().await.unwrap_err();
+    let said = format!("{refused:#}");
+    assert!(
+        said.contains("which signs for ssh target `hosts`"),
+        "{said}"
+    );
+
+    // `check-config` says so before a deploy, from the database alone,
+    // and changes nothing in it (the broker is stopped, its log folded in).
+    let db = std::fs::read(broker.db()).unwrap();
     let check = |policy: &str| {
         let file = broker.policy_path().with_file_name("checked.toml");
         std::fs::write(&file, policy).unwrap();
@@ -1091,12 +1100,7 @@ async fn the_brokers_ca_never_passes_to_another_targets_hosts() {
         "{said}"
     );
 
-    let refused = broker.try_restart().await.unwrap_err();
-    let said = format!("{refused:#}");
-    assert!(
-        said.contains("which signs for ssh target `hosts`"),
-        "{said}"
-    );
+    assert_eq!(std::fs::read(broker.db()).unwrap(), db, "written");
 
     std::fs::write(broker.policy_path(), dev("ca = \"own\"\n")).unwrap();
     broker.restart().await;

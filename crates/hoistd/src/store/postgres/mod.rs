@@ -1095,6 +1095,14 @@ impl Snapshot for PgSnapshot {
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()> {
         tx::scan_audit(&|sql, params| self.conn.query(sql, params), visit)
     }
+
+    fn broker_key(&self, purpose: &str) -> Result<Option<(String, Vec<u8>)>> {
+        tx::broker_key(&|sql, params| self.conn.query(sql, params), purpose)
+    }
+
+    fn ssh_authority_target(&self, public_key: &str) -> Result<Option<String>> {
+        tx::ssh_authority_target(&|sql, params| self.conn.query(sql, params), public_key)
+    }
 }
 
 fn pool_error(err: deadpool::managed::PoolError<StoreError>) -> StoreError {

@@ -1773,13 +1773,7 @@ impl Tx for PgTx {
     }
 
     fn broker_key(&self, purpose: &str) -> Result<Option<(String, Vec<u8>)>> {
-        let rows = self.query(
-            "SELECT kid, pkcs8 FROM broker_keys WHERE purpose = $1",
-            vec![text(purpose)],
-        )?;
-        rows.first()
-            .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
-            .transpose()
+        broker_key(&|sql, params| self.query(sql, params), purpose)
     }
 
     fn broker_keys_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
@@ -1827,14 +1821,7 @@ impl Tx for PgTx {
     }
 
     fn ssh_authority_target(&self, public_key: &str) -> Result<Option<String>> {
-        let rows = self.query(
-            "SELECT target FROM ssh_authorities WHERE public_key = $1",
-            vec![text(public_key)],
-        )?;
-        match rows.first() {
-            Some(row) => get(row, 0),
-            None => Ok(None),
-        }
+        ssh_authority_target(&|sql, params| self.query(sql, params), public_key)
     }
 
     fn bind_ssh_authority(
@@ -2120,6 +2107,27 @@ pub(super) fn audit_head(conn: &PgConn) -> Result<Option<AuditHead>> {
 /// Runs one statement and returns its rows: a transaction's or a
 /// snapshot's.
 pub(super) type Query<'a> = dyn Fn(&str, Vec<Param>) -> Result<Vec<Row>> + 'a;
+
+pub(super) fn broker_key(query: &Query<'_>, purpose: &str) -> Result<Option<(String, Vec<u8>)>> {
+    let rows = query(
+        "SELECT kid, pkcs8 FROM broker_keys WHERE purpose = $1",
+        vec![text(purpose)],
+    )?;
+    rows.first()
+        .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
+        .transpose()
+}
+
+pub(super) fn ssh_authority_target(query: &Query<'_>, public_key: &str) -> Result<Option<String>> {
+    let rows = query(
+        "SELECT target FROM ssh_authorities WHERE public_key = $1",
+        vec![text(public_key)],
+    )?;
+    match rows.first() {
+        Some(row) => get(row, 0),
+        None => Ok(None),
+    }
+}
 
 /// The whole log in sequence order, as stored, a page of rows at a time:
 /// inside one transaction, the pages are of one moment.

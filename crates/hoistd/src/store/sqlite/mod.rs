@@ -128,6 +128,13 @@ impl SqliteStore {
         Self::open_with(path, super::Migrations::Apply)
     }
 
+    /// A [`Snapshot`] of the database file at `path`, read on a read-only
+    /// connection of its own, without opening the store: nothing is
+    /// written, made or locked for writing.
+    pub fn snapshot_of(path: &Path) -> Result<Box<dyn Snapshot>> {
+        Ok(Box::new(SqliteSnapshot::take(path)?))
+    }
+
     /// [`SqliteStore::open`]; with [`Migrations::Leave`](super::Migrations)
     /// the schema is left as it is, and [`Store::ready`] says what is
     /// pending.
@@ -395,6 +402,14 @@ impl Snapshot for SqliteSnapshot {
 
     fn scan_audit(&self, visit: &mut dyn FnMut(&StoredAudit<'_>) -> ControlFlow<()>) -> Result<()> {
         tx::scan_audit(&self.conn, visit)
+    }
+
+    fn broker_key(&self, purpose: &str) -> Result<Option<(String, Vec<u8>)>> {
+        tx::broker_key(&self.conn, purpose)
+    }
+
+    fn ssh_authority_target(&self, public_key: &str) -> Result<Option<String>> {
+        tx::ssh_authority_target(&self.conn, public_key)
     }
 }
 

@@ -1015,11 +1015,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn broker_key(&self, purpose: &str) -> Result<Option<(String, Vec<u8>)>> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT kid, pkcs8 FROM broker_keys WHERE purpose = ?1")?
-            .query_row([purpose], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?)
+        broker_key(&self.conn, purpose)
     }
 
     fn broker_keys_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
@@ -1069,12 +1065,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn ssh_authority_target(&self, public_key: &str) -> Result<Option<String>> {
-        let target: Option<Option<String>> = self
-            .conn
-            .prepare_cached("SELECT target FROM ssh_authorities WHERE public_key = ?1")?
-            .query_row(params![public_key], |row| row.get(0))
-            .optional()?;
-        Ok(target.flatten())
+        ssh_authority_target(&self.conn, public_key)
     }
 
     fn bind_ssh_authority(
@@ -1155,6 +1146,21 @@ fn purge_oldest(
 
 /// The newest audit entry, read on `conn` (a write transaction's or a
 /// snapshot's).
+pub(super) fn broker_key(conn: &Connection, purpose: &str) -> Result<Option<(String, Vec<u8>)>> {
+    Ok(conn
+        .prepare_cached("SELECT kid, pkcs8 FROM broker_keys WHERE purpose = ?1")?
+        .query_row([purpose], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?)
+}
+
+pub(super) fn ssh_authority_target(conn: &Connection, public_key: &str) -> Result<Option<String>> {
+    let target: Option<Option<String>> = conn
+        .prepare_cached("SELECT target FROM ssh_authorities WHERE public_key = ?1")?
+        .query_row(params![public_key], |row| row.get(0))
+        .optional()?;
+    Ok(target.flatten())
+}
+
 pub(super) fn audit_head(conn: &Connection) -> Result<Option<AuditHead>> {
     Ok(conn
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
