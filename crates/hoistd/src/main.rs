@@ -878,26 +878,36 @@ fn check_ssh_ca_target(args: &ServeArgs, target: &str) -> anyhow::Result<String>
             "`{target}`: the broker's CA is bound to it at start"
         ))
     };
-    let db = Location::parse(&args.db)?;
     // A SQLite file is read on a read-only connection of its own; a server
     // database in a read-only transaction. Problems with either are the
     // store check's to report.
+    let later = || Ok(format!("`{target}`: checked at start"));
+    let Ok(db) = Location::parse(&args.db) else {
+        return later();
+    };
     let snapshot = match &db {
         Location::Sqlite(path) => {
             if !path.exists() {
                 return unbound();
             }
             if SqliteStore::schema_of(path).is_err() {
-                return Ok(format!("`{target}`: checked at start"));
+                return later();
             }
-            SqliteStore::snapshot_of(path)?
+            match SqliteStore::snapshot_of(path) {
+                Ok(snapshot) => snapshot,
+                Err(_) => return later(),
+            }
         }
         Location::Postgres(_) => {
-            let store = db.open_with(Migrations::Leave)?;
+            let Ok(store) = db.open_with(Migrations::Leave) else {
+                return later();
+            };
             if store.ready().is_err() {
-                return Ok(format!("`{target}`: checked at start"));
+                return later();
             }
-            let snapshot = store.snapshot()?;
+            let Ok(snapshot) = store.snapshot() else {
+                return later();
+            };
             // The snapshot borrows the store: read what is needed here.
             return bound_verdict(args, target, snapshot.as_ref());
         }

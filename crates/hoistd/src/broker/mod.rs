@@ -613,6 +613,27 @@ impl Broker {
     /// with it. Once loaded, a CA stays for the life of the process,
     /// whatever later policies say.
     pub fn keep_ssh_cas(&self, policy: &Policy) -> Result<()> {
+        let brokers = crate::target::ssh::brokers_target(&policy.targets);
+        let refuse = |name: &str, bound: &str| {
+            Error::refuse(
+                ErrorCode::InvalidState,
+                crate::target::ssh::brokers_ca_bound_elsewhere(name, bound),
+            )
+        };
+        // Looked at before anything is made, so that a policy refused for
+        // it makes no own CA; bound at the end, where two instances racing
+        // take turns.
+        if let Some(name) = brokers {
+            let snapshot = self.store.snapshot()?;
+            let bound = self
+                .ssh_cas
+                .load()
+                .broker()
+                .bound_target(snapshot.as_ref())?;
+            if let Some(bound) = bound.filter(|bound| bound != name) {
+                return Err(refuse(name, &bound));
+            }
+        }
         for target in policy.targets.iter().filter(|t| t.own_ssh_ca()) {
             let name = target.name();
             if self.ssh_cas.load().own(name).is_some() {
@@ -630,17 +651,14 @@ impl Broker {
             self.ssh_cas.rcu(|cas| cas.with(name, Arc::clone(&ca)));
         }
         // Last: a policy whose own CAs cannot be loaded binds nothing.
-        if let Some(name) = crate::target::ssh::brokers_target(&policy.targets) {
+        if let Some(name) = brokers {
             let bound = self
                 .ssh_cas
                 .load()
                 .broker()
                 .bind(self.store.as_ref(), name)?;
             if bound != name {
-                return Err(Error::refuse(
-                    ErrorCode::InvalidState,
-                    crate::target::ssh::brokers_ca_bound_elsewhere(name, &bound),
-                ));
+                return Err(refuse(name, &bound));
             }
         }
         Ok(())

@@ -341,8 +341,9 @@ pub struct Connections {
     pub max: usize,
 }
 
-/// The audit log frozen at one moment, read without holding up writers
-/// (rule 8). Dropping it ends the read.
+/// The store frozen at one moment, read without holding up writers (rule
+/// 8): the audit log, a broker key, and whom an SSH CA is bound to.
+/// Dropping it ends the read.
 pub trait Snapshot {
     /// The newest entry when the snapshot was taken, if any.
     fn audit_head(&self) -> Result<Option<AuditHead>>;

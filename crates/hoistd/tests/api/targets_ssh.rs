@@ -1042,7 +1042,13 @@ async fn the_brokers_ca_never_passes_to_another_targets_hosts() {
             target_role("dev-shell", "dev", &format!("principals = [\"{}\"]", me())),
         )
     };
-    std::fs::write(broker.policy_path(), dev("")).unwrap();
+    // With a target of its own CA beside it, which the refusal leaves unmade.
+    let with_lab = format!(
+        "{}\n[[targets]]\nname = \"lab\"\nkind = \"ssh\"\nca = \"own\"\n{}",
+        dev(""),
+        target_role("lab-shell", "lab", "principals = [\"hoist-nobody\"]"),
+    );
+    std::fs::write(broker.policy_path(), with_lab).unwrap();
     let refused = broker
         .server()
         .reload(&broker.policy_path())
@@ -1058,6 +1064,10 @@ async fn the_brokers_ca_never_passes_to_another_targets_hosts() {
         .unwrap();
     assert_eq!(answer.status(), StatusCode::NOT_FOUND, "not in force");
     assert_eq!(served_ca(&broker, "?target=hosts").await, brokers_ca);
+    let stored = hoistd::store::SqliteStore::open(&broker.db()).unwrap();
+    let lab = hoistd::target::ssh::Authority::load_target(&stored, "lab").unwrap();
+    assert!(lab.is_none(), "no CA made for a refused policy");
+    drop(stored);
 
     let refused = broker.try_restart().await.unwrap_err();
     let said = format!("{refused:#}");

@@ -129,8 +129,10 @@ impl SqliteStore {
     }
 
     /// A [`Snapshot`] of the database file at `path`, read on a read-only
-    /// connection of its own, without opening the store: nothing is
-    /// written, made or locked for writing.
+    /// connection of its own, without opening the store: nothing in the
+    /// database is written or locked for writing (SQLite may make its
+    /// `-wal` and `-shm` files beside it again, empty, as a reader of a
+    /// WAL database does).
     pub fn snapshot_of(path: &Path) -> Result<Box<dyn Snapshot>> {
         Ok(Box::new(SqliteSnapshot::take(path)?))
     }

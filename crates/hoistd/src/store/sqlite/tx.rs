@@ -1144,7 +1144,7 @@ fn purge_oldest(
     Ok(purged as u64)
 }
 
-/// The newest audit entry, read on `conn` (a write transaction's or a
+/// The key kept for `purpose`, read on `conn` (a write transaction's or a
 /// snapshot's).
 pub(super) fn broker_key(conn: &Connection, purpose: &str) -> Result<Option<(String, Vec<u8>)>> {
     Ok(conn
@@ -1153,6 +1153,7 @@ pub(super) fn broker_key(conn: &Connection, purpose: &str) -> Result<Option<(Str
         .optional()?)
 }
 
+/// The ssh target an SSH CA is bound to, read on `conn`.
 pub(super) fn ssh_authority_target(conn: &Connection, public_key: &str) -> Result<Option<String>> {
     let target: Option<Option<String>> = conn
         .prepare_cached("SELECT target FROM ssh_authorities WHERE public_key = ?1")?
@@ -1161,6 +1162,8 @@ pub(super) fn ssh_authority_target(conn: &Connection, public_key: &str) -> Resul
     Ok(target.flatten())
 }
 
+/// The newest audit entry, read on `conn` (a write transaction's or a
+/// snapshot's).
 pub(super) fn audit_head(conn: &Connection) -> Result<Option<AuditHead>> {
     Ok(conn
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
