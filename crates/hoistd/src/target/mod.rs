@@ -520,11 +520,11 @@ impl Targets {
     /// signed by the broker's CA (see `policy/targets.rs`): an ssh target
     /// removes nothing at its hosts, so leaving one out strands no access.
     pub fn with_added(&self, other: &Targets) -> Targets {
-        let brokers_ssh =
-            |target: &Arc<dyn TargetKind>| target.kind() == ssh::KIND && !target.own_ssh_ca();
         let mut all = self.clone();
         for (name, target) in &other.by_name {
-            if brokers_ssh(target) && all.iter().any(brokers_ssh) {
+            if ssh::brokers_target(other) == Some(name.as_str())
+                && ssh::brokers_target(&all).is_some()
+            {
                 continue;
             }
             if all.insert(Arc::clone(target))

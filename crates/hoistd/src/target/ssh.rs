@@ -84,7 +84,7 @@ pub fn brokers_ca_bound_elsewhere(target: &str, bound: &str) -> String {
     )
 }
 
-/// The ssh target of `policy` signed by the broker's CA, if it has one
+/// Which of `targets` is an ssh target signed by the broker's CA, if any
 /// (a policy has one at most).
 pub fn brokers_target(targets: &super::Targets) -> Option<&str> {
     targets
