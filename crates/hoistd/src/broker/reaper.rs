@@ -77,16 +77,28 @@ impl Broker {
 
     /// [`Broker::reap`], each item in a transaction of its own. One that
     /// fails is logged (once while it keeps failing) and left for the next
-    /// look, [`STUCK_RETRY`] on; the rest are recorded.
+    /// look, [`STUCK_RETRY`] on; the rest are recorded. What failed at the
+    /// last look is tried again after the others, and does not count
+    /// against their batch: however many bad items fall due first, the
+    /// ones after them are reached.
     fn reap_singly(&self) -> Result<Option<DateTime<Utc>>> {
-        let (requests, grants) = self.store().read()?.due_ids(now(), REAP_BATCH)?;
+        let failed_before = self
+            .reaper_stuck
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (requests, grants) = self
+            .store()
+            .read()?
+            .due_ids(now(), REAP_BATCH + failed_before.len())?;
         let mut stuck = Vec::new();
         // Ended grants first, as in a batch.
-        let items = grants
+        let (again, fresh): (Vec<_>, Vec<_>) = grants
             .into_iter()
             .map(|id| (id, false))
             .chain(requests.into_iter().map(|id| (id, true)))
-            .take(REAP_BATCH);
+            .partition(|(id, _)| failed_before.contains(id));
+        let items = fresh.into_iter().take(REAP_BATCH).chain(again);
         for (id, request) in items {
             let reaped = self.begin_job().and_then(|mut work| {
                 if request {
