@@ -146,6 +146,9 @@ pub struct Broker {
     /// What fell due and could not be recorded at the reaper's last look,
     /// already logged (see [`Broker::reap`]).
     reaper_stuck: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Target effects that could not be read (the effect or its grant) at
+    /// the outbox's last look, already logged (see `Ledger::due_effects`).
+    effects_unread: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Counts policy reloads, so live streams can check their caller again.
     reloads: watch::Sender<u64>,
     /// Commits under way, which a reload's sweep waits for (see `gate`).
@@ -568,6 +571,7 @@ impl Broker {
             bindings: RwLock::default(),
             unbound_links: RwLock::default(),
             reaper_stuck: std::sync::Mutex::default(),
+            effects_unread: std::sync::Mutex::default(),
             reloads: watch::Sender::new(0),
             gate: gate::Gate::default(),
             changed: std::sync::atomic::AtomicU64::new(0),

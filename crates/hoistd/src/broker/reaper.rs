@@ -155,7 +155,7 @@ impl Broker {
 
 /// Whether an error is the database's, passing: the same work done again
 /// later may succeed as it is.
-fn passing(err: &Error) -> bool {
+pub(super) fn passing(err: &Error) -> bool {
     matches!(
         err,
         Error::Store(

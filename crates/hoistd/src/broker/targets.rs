@@ -440,24 +440,40 @@ impl Ledger for Broker {
         .under_lease(epoch)
     }
 
+    /// What is due, read together; if that fails for a reason other than
+    /// the database's (an effect or a grant it cannot read), each effect
+    /// is read on its own, and the ones that cannot be are logged and left
+    /// out: one bad row must not keep every other grant's access from
+    /// being given or removed. They do not count against `limit`, so no
+    /// number of them fills the read.
     fn due_effects(&self, now: DateTime<Utc>, limit: usize, skip: &[String]) -> Result<Vec<Due>> {
-        let tx = self.store.read()?;
-        let policy = self.policy();
-        let mut due = Vec::new();
-        for effect in tx.due_effects(now, limit, skip)? {
-            let Some(grant) = tx.grant(&effect.grant_id)? else {
-                continue;
-            };
-            let access = match &effect.access {
-                Some(access) => access.clone(),
-                None => role_access(&policy, &grant.role),
-            };
-            due.push(Due {
-                grant: self.facts(&grant, access),
-                effect,
-            });
+        let read = self.due_effects_together(now, limit, skip);
+        match read {
+            Err(err) if !super::reaper::passing(&err) => {
+                // Once while the same rows stay unreadable: the worker
+                // looks again after every effect it runs.
+                let known = !self
+                    .effects_unread
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_empty();
+                if !known {
+                    tracing::warn!(
+                        error = %err,
+                        "the outbox could not be read together; reading each effect on its own"
+                    );
+                }
+                self.due_effects_singly(now, limit, skip)
+            }
+            Ok(due) => {
+                self.effects_unread
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                Ok(due)
+            }
+            err => err,
         }
-        Ok(due)
     }
 
     fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>> {
@@ -800,5 +816,97 @@ impl Broker {
         cas.extend(crate::target::ssh::own_authorities(read.as_ref())?);
         cas.extend(crate::target::ssh::recorded_authorities(read.as_ref())?);
         Ok(crate::target::ssh::krl(&cas, &serials, now))
+    }
+}
+
+impl Broker {
+    fn due_effects_together(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Due>> {
+        let tx = self.store.read()?;
+        let policy = self.policy();
+        let mut due = Vec::new();
+        for effect in tx.due_effects(now, limit, skip)? {
+            if let Some(found) = self.due_of(&*tx, &policy, effect)? {
+                due.push(found);
+            }
+        }
+        Ok(due)
+    }
+
+    fn due_effects_singly(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Due>> {
+        let unread_before = self
+            .effects_unread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let tx = self.store.read()?;
+        let policy = self.policy();
+        let mut due = Vec::new();
+        let mut unread = HashSet::new();
+        for (id, grant_id) in tx.due_effect_ids(now, limit + unread_before.len(), skip)? {
+            if due.len() == limit {
+                // Not read again this look, and still not to be counted.
+                if unread_before.contains(&id) {
+                    unread.insert(id);
+                }
+                continue;
+            }
+            let found = tx
+                .grant_effects(&grant_id)
+                .map_err(Error::from)
+                .and_then(
+                    |effects| match effects.into_iter().find(|effect| effect.id == id) {
+                        Some(effect) => self.due_of(&*tx, &policy, effect),
+                        None => Ok(None),
+                    },
+                );
+            match found {
+                Ok(Some(found)) => due.push(found),
+                Ok(None) => {}
+                Err(err) if super::reaper::passing(&err) => return Err(err),
+                Err(err) => {
+                    if !unread_before.contains(&id) {
+                        tracing::error!(
+                            effect = %id,
+                            grant = %grant_id,
+                            error = %err,
+                            "a target effect could not be read; the others run, and it is read \
+                             again at each look"
+                        );
+                    }
+                    unread.insert(id);
+                }
+            }
+        }
+        *self
+            .effects_unread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = unread;
+        Ok(due)
+    }
+
+    /// `effect` with the facts of its grant (none: the grant is not
+    /// stored).
+    fn due_of(&self, tx: &dyn Tx, policy: &Policy, effect: Effect) -> Result<Option<Due>> {
+        let Some(grant) = tx.grant(&effect.grant_id)? else {
+            return Ok(None);
+        };
+        let access = match &effect.access {
+            Some(access) => access.clone(),
+            None => role_access(policy, &grant.role),
+        };
+        Ok(Some(Due {
+            grant: self.facts(&grant, access),
+            effect,
+        }))
     }
 }

@@ -857,6 +857,15 @@ pub trait Tx {
     /// `skip` (the outbox's targets that are running all they may).
     fn due_effects(&self, now: DateTime<Utc>, limit: usize, skip: &[String])
     -> Result<Vec<Effect>>;
+    /// The ids of the effects [`Tx::due_effects`] lists, each with its
+    /// grant's, in its order: what the outbox reads when one of those
+    /// effects, or its grant, cannot be read, to read each on its own.
+    fn due_effect_ids(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<(String, String)>>;
     /// When the soonest effect not done is next due.
     fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>>;
 

@@ -854,6 +854,45 @@ async fn an_endpoint_down_at_revoke_gets_the_removal_when_it_is_back() {
     .await;
 }
 
+/// An effect the outbox cannot read (here its row, as an edit outside
+/// hoistd leaves it), due first, keeps no other grant's access from being
+/// given: the others are read one at a time past it.
+#[tokio::test]
+async fn an_effect_the_outbox_cannot_read_holds_up_no_other_grants_access() {
+    let (endpoint, url) = own_receiver(Mode::Fails).await;
+    let (broker, _dir) = broker(&url).await;
+    let stuck = granted(&broker, "rotate the node pool").await;
+    eventually(LONG, || async {
+        target_access(&broker, &stuck.id).await.reason.is_some()
+    })
+    .await;
+    let db = rusqlite::Connection::open(broker.db()).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE target_effects SET created_at = 'not a time' WHERE grant_id = ?1",
+            [&stuck.id],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    *endpoint.mode.lock().unwrap() = Mode::Ok;
+
+    // Another holder's: the approval reads only dave's grants of the role.
+    let dave = broker.as_user("dave");
+    let filed = dave
+        .file(&request("k8s-admin", "drain the old nodes"))
+        .await
+        .unwrap();
+    let approved = broker.as_user("bob").approve(&filed.id).await.unwrap();
+    let other = approved.grant_id.unwrap();
+    eventually(LONG, || async {
+        let grant = dave.grant(&other).await.unwrap();
+        grant.access.is_some_and(|a| a.state == AccessState::Live)
+    })
+    .await;
+    assert!(endpoint.held.lock().unwrap().contains(&other));
+    assert!(!endpoint.held.lock().unwrap().contains(&stuck.id));
+}
+
 /// An extension the target cannot take yet leaves the access live until
 /// the end the target has: its holder is told why the new end is not
 /// there, and past the old end the access is no longer live; the new end

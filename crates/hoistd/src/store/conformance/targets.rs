@@ -147,11 +147,18 @@ pub fn effects_skipped_by_target(store: &dyn Store) {
     let tx = store.transaction().unwrap();
     let ids = |skip: &[&str]| {
         let skip: Vec<String> = skip.iter().map(|s| s.to_string()).collect();
-        tx.due_effects(at(100), 10, &skip)
+        let due: Vec<(String, String)> = tx
+            .due_effects(at(100), 10, &skip)
             .unwrap()
             .into_iter()
-            .map(|e| e.id)
-            .collect::<Vec<_>>()
+            .map(|e| (e.id, e.grant_id))
+            .collect();
+        assert_eq!(
+            tx.due_effect_ids(at(100), 10, &skip).unwrap(),
+            due,
+            "the same ids, in the same order"
+        );
+        due.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
     };
     assert_eq!(ids(&[]), ["fx_1", "fx_2", "fx_3", "fx_4"]);
     assert_eq!(ids(&["db1"]), ["fx_2", "fx_4"]);
@@ -193,6 +200,17 @@ pub fn effects_outbox(store: &dyn Store) {
     assert_eq!(
         ids(tx.due_effects(at(1_000), 1, &[]).unwrap()),
         ["fx_3"],
+        "limit"
+    );
+    let pair = |id: &str| (id.to_string(), "gr_a".to_string());
+    assert_eq!(
+        tx.due_effect_ids(at(100), 10, &[]).unwrap(),
+        [pair("fx_3"), pair("fx_1")]
+    );
+    assert_eq!(tx.due_effect_ids(at(49), 10, &[]).unwrap(), []);
+    assert_eq!(
+        tx.due_effect_ids(at(1_000), 1, &[]).unwrap(),
+        [pair("fx_3")],
         "limit"
     );
     assert_eq!(

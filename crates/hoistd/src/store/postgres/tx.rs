@@ -1415,6 +1415,23 @@ impl Tx for PgTx {
         .collect()
     }
 
+    fn due_effect_ids(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<(String, String)>> {
+        self.query(
+            "SELECT id, grant_id FROM target_effects WHERE done_at IS NULL \
+             AND next_attempt_at <= $1 AND target <> ALL($3) \
+             ORDER BY next_attempt_at, created_at, ord LIMIT $2",
+            vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
+        )?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+    }
+
     fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>> {
         let rows = self.query(
             "SELECT min(next_attempt_at) FROM target_effects WHERE done_at IS NULL",
