@@ -87,32 +87,45 @@ impl Broker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let (requests, grants) = self
-            .store()
-            .read()?
-            .due_ids(now(), REAP_BATCH + failed_before.len())?;
+        let limit = REAP_BATCH + failed_before.len();
+        let (requests, grants, tasks) = {
+            let (read, at) = (self.store().read()?, now());
+            let (requests, grants) = read.due_ids(at, limit)?;
+            (requests, grants, read.uncollected_keys(at, limit)?)
+        };
         let mut stuck = Vec::new();
         // Ended grants first, as in a batch.
         let (again, fresh): (Vec<_>, Vec<_>) = grants
             .into_iter()
-            .map(|id| (id, false))
-            .chain(requests.into_iter().map(|id| (id, true)))
-            .partition(|(id, _)| failed_before.contains(id));
+            .map(Item::Grant)
+            .chain(requests.into_iter().map(Item::Request))
+            .chain(tasks.into_iter().map(Item::Task))
+            .partition(|item| failed_before.contains(item.key()));
         let items = fresh.into_iter().take(REAP_BATCH).chain(again);
-        for (id, request) in items {
+        for item in items {
             let reaped = self.begin_job().and_then(|mut work| {
-                if request {
-                    let found = work.tx.request(&id)?;
-                    if let Some(request) = found.filter(|r| due(r, work.now)) {
-                        work.reap_request(request)?;
+                let now = work.now;
+                match &item {
+                    Item::Request(id) => {
+                        if let Some(request) = work.tx.request(id)?.filter(|r| due(r, now)) {
+                            work.reap_request(request)?;
+                        }
                     }
-                } else {
-                    let found = work.tx.grant(&id)?;
-                    let now = work.now;
-                    if let Some(grant) =
-                        found.filter(|g| g.state == GrantState::Active && g.expires_at <= now)
-                    {
-                        work.reap_grant(grant)?;
+                    Item::Grant(id) => {
+                        if let Some(grant) = work
+                            .tx
+                            .grant(id)?
+                            .filter(|g| g.state == GrantState::Active && g.expires_at <= now)
+                        {
+                            work.reap_grant(grant)?;
+                        }
+                    }
+                    Item::Task(key) => {
+                        if let Some(exchange) = work.tx.exchange(key)?.filter(|e| {
+                            e.redeemed_at.is_none() && e.collect_by.is_some_and(|at| at <= now)
+                        }) {
+                            work.reap_exchange(exchange)?;
+                        }
                     }
                 }
                 self.finish(work)
@@ -120,25 +133,18 @@ impl Broker {
             match reaped {
                 Ok(()) => {}
                 Err(err) if passing(&err) => return Err(err),
-                Err(err) => stuck.push((id, err)),
+                Err(err) => stuck.push((item, err)),
             }
         }
-        let uncollected = self.begin_job().and_then(|mut work| {
-            work.reap_uncollected(REAP_BATCH)?;
-            self.finish(work)
-        });
-        match uncollected {
-            Ok(()) => {}
-            Err(err) if passing(&err) => return Err(err),
-            Err(err) => stuck.push(("uncollected workload tasks".to_string(), err)),
-        }
         let mut logged = self.reaper_stuck.lock().unwrap_or_else(|p| p.into_inner());
-        let now_stuck: std::collections::HashSet<String> =
-            stuck.iter().map(|(id, _)| id.clone()).collect();
-        for (id, err) in &stuck {
-            if !logged.contains(id) {
+        let now_stuck: std::collections::HashSet<String> = stuck
+            .iter()
+            .map(|(item, _)| item.key().to_string())
+            .collect();
+        for (item, err) in &stuck {
+            if !logged.contains(item.key()) {
                 tracing::error!(
-                    item = %id,
+                    item = %item,
                     error = %err,
                     "what fell due could not be recorded; the rest was, and it is tried again"
                 );
@@ -150,6 +156,32 @@ impl Broker {
             Some(next) if !stuck.is_empty() => Some(next.max(now() + STUCK_RETRY)),
             next => next,
         })
+    }
+}
+
+/// What the reaper records, by the key it reads it again by.
+enum Item {
+    Grant(String),
+    Request(String),
+    /// A workload task nobody can collect any more, by its task key.
+    Task(String),
+}
+
+impl Item {
+    fn key(&self) -> &str {
+        match self {
+            Item::Grant(key) | Item::Request(key) | Item::Task(key) => key,
+        }
+    }
+}
+
+impl std::fmt::Display for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Item::Grant(id) | Item::Request(id) => f.write_str(id),
+            // Its issuer and token id, on one line.
+            Item::Task(key) => write!(f, "workload task {}", key.escape_debug()),
+        }
     }
 }
 
@@ -200,13 +232,17 @@ impl Work<'_> {
     /// Settles at most `limit` workload tasks nobody can collect any more.
     fn reap_uncollected(&mut self, limit: usize) -> Result<()> {
         for exchange in self.tx.uncollected(self.now, limit)? {
-            let why = format!(
-                "its workload never collected the credential: the task's token expired at {}",
-                exchange.expires_at.to_rfc3339()
-            );
-            self.uncollected(exchange, why)?;
+            self.reap_exchange(exchange)?;
         }
         Ok(())
+    }
+
+    fn reap_exchange(&mut self, exchange: Exchange) -> Result<()> {
+        let why = format!(
+            "its workload never collected the credential: the task's token expired at {}",
+            exchange.expires_at.to_rfc3339()
+        );
+        self.uncollected(exchange, why)
     }
 
     /// Records a pending request whose time for a decision is over as

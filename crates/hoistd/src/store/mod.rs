@@ -775,6 +775,10 @@ pub trait Tx {
     /// the soonest first, at most `limit`: tasks nobody can collect any
     /// more.
     fn uncollected(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Exchange>>;
+    /// The task keys of [`Tx::uncollected`]'s exchanges, in its order:
+    /// what the reaper reads when one of them cannot be, to settle each on
+    /// its own.
+    fn uncollected_keys(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<String>>;
     /// The earliest moment anything above falls due.
     fn next_due(&self) -> Result<Option<DateTime<Utc>>>;
 

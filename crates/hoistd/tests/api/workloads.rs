@@ -1495,6 +1495,51 @@ async fn a_grant_nobody_can_collect_is_revoked_when_its_token_ends() {
     assert_eq!(grant.revoked_by.as_deref(), Some("hoistd"));
 }
 
+/// A task whose request the reaper cannot read (as an edit outside hoistd
+/// leaves it) keeps no other task nobody collected from being settled:
+/// the others' grants are revoked as their tokens end.
+#[tokio::test]
+async fn an_uncollected_task_the_reaper_cannot_read_holds_up_no_other() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, ""))
+        .start()
+        .await;
+    let lasts = LAPSE_MARGIN_SECS + 3;
+    let mut pending = Vec::new();
+    for _ in 0..2 {
+        let token = provider
+            .workload_token("deploy-bot", AUDIENCE, &main_claims(), Some(lasts))
+            .await;
+        pending.push(approve_task(&broker, &token).await);
+    }
+    let db = rusqlite::Connection::open(broker.db()).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE requests SET updated_at = 'not a time' WHERE id = ?1",
+            [&pending[0].request_id],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+
+    let erin = broker.as_user("erin");
+    let revoked = |request: String| {
+        let erin = &erin;
+        async move {
+            erin.audit().await.iter().any(|e| {
+                e.kind == AuditKind::Revoked
+                    && e.request_id.as_deref() == Some(&*request)
+                    && e.reason.as_deref().is_some_and(|r| r.contains("never collected"))
+            })
+        }
+    };
+    eventually(std::time::Duration::from_secs(lasts + 30), || {
+        revoked(pending[1].request_id.clone())
+    })
+    .await;
+    assert!(!revoked(pending[0].request_id.clone()).await);
+}
+
 /// A rule that maps who started a run (`actor_claims`, `actors`) keeps the
 /// task from them: bob pushed, so bob does not see it, cannot review or
 /// claim it, and is not among those who may decide it; the others are told

@@ -5,7 +5,7 @@ use chrono::DateTime;
 use hoist_api::{Decision, Grant, GrantState, RequestState, Review};
 
 use super::{at, bare_request, full_request, grant, ids, insert_requests};
-use crate::store::{GrantQuery, Remembered, RequestQuery, Store, StoreError};
+use crate::store::{GrantQuery, Remembered, RequestQuery, Store, StoreError, Tx};
 
 fn review(reviewer: &str, decision: Decision, at_ms: i64) -> Review {
     Review {
@@ -947,6 +947,23 @@ pub fn uncollected_exchanges(store: &dyn Store) {
 
     let mut tx = store.transaction().unwrap();
     let keys = |found: Vec<Exchange>| found.into_iter().map(|e| e.request_id).collect::<Vec<_>>();
+    let same_keys = |tx: &dyn Tx, now: i64, limit: usize| {
+        let listed: Vec<String> = tx
+            .uncollected(at(now), limit)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.task_key)
+            .collect();
+        assert_eq!(
+            tx.uncollected_keys(at(now), limit).unwrap(),
+            listed,
+            "the same keys, in the same order"
+        );
+        listed.len()
+    };
+    assert_eq!(same_keys(&*tx, 4_999, 10), 0);
+    assert_eq!(same_keys(&*tx, 10_000, 10), 2);
+    assert_eq!(same_keys(&*tx, 10_000, 1), 1);
     assert_eq!(tx.next_due().unwrap(), Some(at(5_000)));
     assert_eq!(
         keys(tx.uncollected(at(4_999), 10).unwrap()),
@@ -968,6 +985,7 @@ pub fn uncollected_exchanges(store: &dyn Store) {
         keys(tx.uncollected(at(30_000), 10).unwrap()),
         ["req_1", "req_3"]
     );
+    assert_eq!(same_keys(&*tx, 30_000, 10), 2);
     assert_eq!(tx.next_due().unwrap(), Some(at(10_000)));
 }
 

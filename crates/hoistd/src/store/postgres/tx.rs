@@ -1133,6 +1133,18 @@ impl Tx for PgTx {
         rows.iter().map(exchange_from_row).collect()
     }
 
+    fn uncollected_keys(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<String>> {
+        self.query(
+            "SELECT task_key FROM workload_exchanges \
+             WHERE redeemed_at IS NULL AND collect_by IS NOT NULL AND collect_by <= $1 \
+             ORDER BY collect_by, task_key LIMIT $2",
+            vec![p(ms(now)), p(big(limit as u64, "limit")?)],
+        )?
+        .iter()
+        .map(|row| Ok(row.try_get(0)?))
+        .collect()
+    }
+
     fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let rows = self.query(
             "SELECT min(t) FROM ( \

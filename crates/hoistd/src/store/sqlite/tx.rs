@@ -387,6 +387,21 @@ impl Tx for SqliteTx<'_> {
         Ok(found)
     }
 
+    fn uncollected_keys(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<String>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT task_key FROM workload_exchanges \
+             WHERE redeemed_at IS NULL AND collect_by IS NOT NULL AND collect_by <= ?1 \
+             ORDER BY collect_by, task_key LIMIT ?2",
+        )?;
+        let keys = statement
+            .query_map(
+                params![ms(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+                |row| row.get(0),
+            )?
+            .collect::<Result<_, _>>()?;
+        Ok(keys)
+    }
+
     fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let next: Option<i64> = self
             .conn
