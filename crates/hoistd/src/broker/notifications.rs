@@ -67,8 +67,24 @@ impl Notifier for Broker {
         let at = now();
         if !policy.notify.is_empty() {
             for event in &events {
-                let Some(notice) = notice_of(&policy, tx.as_ref(), event, &mut recalled)? else {
-                    continue;
+                // An entry whose notice cannot be made for a reason other
+                // than the database's (its request or grant no longer
+                // reads) is logged and passed over: left in place, it
+                // would keep every later notice from being written.
+                let notice = match notice_of(&policy, tx.as_ref(), event, &mut recalled) {
+                    Ok(Some(notice)) => notice,
+                    Ok(None) => continue,
+                    Err(err) if super::reaper::passing(&err) => return Err(err),
+                    Err(err) => {
+                        tracing::error!(
+                            seq = event.seq,
+                            kind = %event.kind.as_str(),
+                            error = %err,
+                            "no notice could be made of an audit entry; passed over, the later \
+                             ones are routed"
+                        );
+                        continue;
+                    }
                 };
                 // A grant's access is removed once, but a removal queued
                 // twice (a hand-over racing the grant's end) fails twice

@@ -584,6 +584,59 @@ async fn a_failing_receiver_is_retried_and_gets_it_once() {
     );
 }
 
+/// An audit entry whose request the router cannot read any more (its
+/// row, as an edit outside hoistd leaves it) keeps no later entry from its
+/// notice: it is passed over.
+#[tokio::test]
+async fn an_entry_the_router_cannot_read_holds_up_no_later_notice() {
+    let (receiver, base) = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = filings_to_ops(dir.path(), &base);
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let first = broker
+        .as_user("alice")
+        .file(&db("rotate the replication slot"))
+        .await
+        .unwrap();
+    eventually(LONG, || async { receiver.on("ops").len() == 1 }).await;
+    settled(&broker).await;
+    // Routed again from the start, the first filing's request unreadable.
+    let mut conn = rusqlite::Connection::open(broker.db()).unwrap();
+    let edit = conn.transaction().unwrap();
+    let changed = edit
+        .execute(
+            "UPDATE requests SET updated_at = 'not a time' WHERE id = ?1",
+            [&first.id],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    assert_eq!(
+        edit.execute("UPDATE notification_cursor SET seq = 0", [])
+            .unwrap(),
+        1
+    );
+    edit.commit().unwrap();
+
+    let second = broker
+        .as_user("bob")
+        .file(&db("vacuum the audit table"))
+        .await
+        .unwrap();
+    eventually(LONG, || async {
+        receiver
+            .on("ops")
+            .iter()
+            .any(|notice| notice["request_id"] == second.id)
+    })
+    .await;
+    let firsts = receiver
+        .on("ops")
+        .into_iter()
+        .filter(|notice| notice["request_id"] == first.id)
+        .count();
+    assert_eq!(firsts, 1, "the first filing's notice went out once");
+}
+
 /// A filing's Slack notice held up by its receiver goes out after the
 /// request was approved: it says so, and carries no Approve or Deny
 /// button (a press would only be refused).

@@ -1529,7 +1529,9 @@ async fn an_uncollected_task_the_reaper_cannot_read_holds_up_no_other() {
             erin.audit().await.iter().any(|e| {
                 e.kind == AuditKind::Revoked
                     && e.request_id.as_deref() == Some(&*request)
-                    && e.reason.as_deref().is_some_and(|r| r.contains("never collected"))
+                    && e.reason
+                        .as_deref()
+                        .is_some_and(|r| r.contains("never collected"))
             })
         }
     };
