@@ -149,6 +149,9 @@ pub struct Broker {
     /// Target effects that could not be read (the effect or its grant) at
     /// the outbox's last look, already logged (see `Ledger::due_effects`).
     effects_unread: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Notifications that could not be read at the worker's last look,
+    /// already logged (see `Notifier::due_notifications`).
+    notifications_unread: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Counts policy reloads, so live streams can check their caller again.
     reloads: watch::Sender<u64>,
     /// Commits under way, which a reload's sweep waits for (see `gate`).
@@ -572,6 +575,7 @@ impl Broker {
             unbound_links: RwLock::default(),
             reaper_stuck: std::sync::Mutex::default(),
             effects_unread: std::sync::Mutex::default(),
+            notifications_unread: std::sync::Mutex::default(),
             reloads: watch::Sender::new(0),
             gate: gate::Gate::default(),
             changed: std::sync::atomic::AtomicU64::new(0),

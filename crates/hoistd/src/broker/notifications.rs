@@ -19,7 +19,7 @@ use hoist_api::{
 
 use super::{Broker, now, settle_grant, settle_request};
 use crate::audit::NewAuditEvent;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::notify::{Channels, Event, Notice, Notifier};
 use crate::policy::Policy;
 use crate::store::{
@@ -244,8 +244,30 @@ impl Notifier for Broker {
         limit: usize,
         skip: &[String],
     ) -> Result<Vec<Notification>> {
-        let tx = self.store.read()?;
-        Ok(tx.due_notifications(now, limit, skip)?)
+        // As the target outbox reads its effects (`Ledger::due_effects`):
+        // one row it cannot read must not stop every notice from going out.
+        let read = self
+            .store
+            .read()
+            .and_then(|tx| tx.due_notifications(now, limit, skip))
+            .map_err(Error::from);
+        let unread = &self.notifications_unread;
+        match read {
+            Err(err) if !super::reaper::passing(&err) => {
+                if unread.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                    tracing::warn!(
+                        error = %err,
+                        "notifications could not be read together; reading each on its own"
+                    );
+                }
+                self.due_notifications_singly(now, limit, skip)
+            }
+            Ok(due) => {
+                unread.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                Ok(due)
+            }
+            err => err,
+        }
     }
 
     fn record_notification(
@@ -613,5 +635,55 @@ fn grant_notice(
         expires_at: Some(grant.expires_at),
         justification: grant.justification.clone(),
         ..request_notice(policy, event, request, at)
+    }
+}
+
+impl Broker {
+    /// Due notifications read one at a time; those that cannot be read are
+    /// logged once and left out, and count against no `limit`.
+    fn due_notifications_singly(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Notification>> {
+        let unread_before = self
+            .notifications_unread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let tx = self.store.read()?;
+        let mut due = Vec::new();
+        let mut unread = HashSet::new();
+        for id in tx.due_notification_ids(now, limit + unread_before.len(), skip)? {
+            if due.len() == limit {
+                // Not read again this look, and still not to be counted.
+                if unread_before.contains(&id) {
+                    unread.insert(id);
+                }
+                continue;
+            }
+            match tx.notification(&id).map_err(Error::from) {
+                Ok(Some(notification)) => due.push(notification),
+                Ok(None) => {}
+                Err(err) if super::reaper::passing(&err) => return Err(err),
+                Err(err) => {
+                    if !unread_before.contains(&id) {
+                        tracing::error!(
+                            notification = %id,
+                            error = %err,
+                            "a notification could not be read; the others go out, and it is \
+                             read again at each look"
+                        );
+                    }
+                    unread.insert(id);
+                }
+            }
+        }
+        *self
+            .notifications_unread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = unread;
+        Ok(due)
     }
 }

@@ -935,6 +935,15 @@ pub trait Tx {
         limit: usize,
         skip: &[String],
     ) -> Result<Vec<Notification>>;
+    /// The ids of the notifications [`Tx::due_notifications`] lists, in
+    /// its order: what the worker reads when one of them cannot be, to
+    /// read each on its own ([`Tx::notification`]).
+    fn due_notification_ids(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<String>>;
     /// When the soonest notification not done is next due.
     fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>>;
     /// How many notifications were given up (done, not delivered), ever.

@@ -637,6 +637,56 @@ async fn an_entry_the_router_cannot_read_holds_up_no_later_notice() {
     assert_eq!(firsts, 1, "the first filing's notice went out once");
 }
 
+/// A notification the worker cannot read (its row, as an edit outside
+/// hoistd leaves it) keeps no other from going out.
+#[tokio::test]
+async fn a_notification_the_worker_cannot_read_holds_up_no_other() {
+    let (receiver, base) = Receiver::start().await;
+    // `ops` keeps failing, so its notifications stay to be sent.
+    receiver.fail("ops", &[500; 1_000]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = format!(
+        "{}{}",
+        filings_to_ops(dir.path(), &base),
+        channel(
+            dir.path(),
+            &base,
+            "desk",
+            "json",
+            "events = [\"request_filed\"]"
+        )
+    );
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let alice = broker.as_user("alice");
+    alice
+        .file(&db("rotate the replication slot"))
+        .await
+        .unwrap();
+    eventually(LONG, || async { receiver.on("desk").len() == 1 }).await;
+    let conn = rusqlite::Connection::open(broker.db()).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE notifications SET created_at = 'not a time' WHERE channel = 'ops'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+
+    let second = broker
+        .as_user("bob")
+        .file(&db("vacuum the audit table"))
+        .await
+        .unwrap();
+    eventually(LONG, || async {
+        receiver
+            .on("desk")
+            .iter()
+            .any(|notice| notice["request_id"] == second.id)
+    })
+    .await;
+    assert!(receiver.on("ops").is_empty());
+}
+
 /// A filing's Slack notice held up by its receiver goes out after the
 /// request was approved: it says so, and carries no Approve or Deny
 /// button (a press would only be refused).

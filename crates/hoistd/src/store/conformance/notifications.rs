@@ -40,11 +40,18 @@ pub fn notifications_skipped_by_channel(store: &dyn Store) {
     let tx = store.transaction().unwrap();
     let ids = |skip: &[&str]| {
         let skip: Vec<String> = skip.iter().map(|s| s.to_string()).collect();
-        tx.due_notifications(at(100), 10, &skip)
+        let due: Vec<String> = tx
+            .due_notifications(at(100), 10, &skip)
             .unwrap()
             .into_iter()
             .map(|n| n.id)
-            .collect::<Vec<_>>()
+            .collect();
+        assert_eq!(
+            tx.due_notification_ids(at(100), 10, &skip).unwrap(),
+            due,
+            "the same ids, in the same order"
+        );
+        due
     };
     assert_eq!(ids(&[]), ["n_1", "n_2", "n_3"]);
     assert_eq!(ids(&["dba-slack"]), ["n_2"]);
@@ -90,6 +97,16 @@ pub fn notifications_outbox(store: &dyn Store) {
     assert_eq!(
         ids(tx.due_notifications(at(1_000), 1, &[]).unwrap()),
         ["n_3"]
+    );
+    assert_eq!(
+        tx.due_notification_ids(at(100), 10, &[]).unwrap(),
+        ["n_3", "n_1"]
+    );
+    assert!(tx.due_notification_ids(at(49), 10, &[]).unwrap().is_empty());
+    assert_eq!(
+        tx.due_notification_ids(at(1_000), 1, &[]).unwrap(),
+        ["n_3"],
+        "limit"
     );
     assert!(
         tx.due_notifications(at(100), 10, &["pager".into(), "dba-slack".into()])

@@ -1662,6 +1662,23 @@ impl Tx for PgTx {
         .collect()
     }
 
+    fn due_notification_ids(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<String>> {
+        self.query(
+            "SELECT id FROM notifications WHERE done_at IS NULL \
+             AND next_attempt_at <= $1 AND channel <> ALL($3) \
+             ORDER BY next_attempt_at, created_at, ord LIMIT $2",
+            vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
+        )?
+        .iter()
+        .map(|row| Ok(row.try_get(0)?))
+        .collect()
+    }
+
     fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>> {
         let rows = self.query(
             "SELECT min(next_attempt_at) FROM notifications WHERE done_at IS NULL",

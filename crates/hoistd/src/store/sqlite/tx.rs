@@ -702,6 +702,24 @@ impl Tx for SqliteTx<'_> {
         Ok(due)
     }
 
+    fn due_notification_ids(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM notifications WHERE done_at IS NULL \
+             AND next_attempt_at <= ?1 AND channel NOT IN (SELECT value FROM json_each(?3)) \
+             ORDER BY next_attempt_at, created_at, rowid LIMIT ?2",
+        )?;
+        let skip = serde_json::Value::from(skip.to_vec()).to_string();
+        let ids = stmt
+            .query_map(params![ms(now), limit as i64, skip], |row| row.get(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids)
+    }
+
     fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>> {
         let next: Option<i64> = self
             .conn
