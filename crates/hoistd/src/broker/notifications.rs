@@ -67,15 +67,15 @@ impl Notifier for Broker {
         let at = now();
         if !policy.notify.is_empty() {
             for event in &events {
-                // An entry whose notice cannot be made for a reason other
-                // than the database's (its request or grant no longer
-                // reads) is logged and passed over: left in place, it
-                // would keep every later notice from being written.
+                // An entry whose notice cannot be made because a row it
+                // reads no longer decodes (its request's, its grant's) is
+                // logged and passed over, for good: left in place, it
+                // would keep every later notice from being written. Any
+                // other failure is tried again with the whole page.
                 let notice = match notice_of(&policy, tx.as_ref(), event, &mut recalled) {
                     Ok(Some(notice)) => notice,
                     Ok(None) => continue,
-                    Err(err) if super::reaper::passing(&err) => return Err(err),
-                    Err(err) => {
+                    Err(err @ Error::Store(StoreError::Corrupt(_))) => {
                         tracing::error!(
                             seq = event.seq,
                             kind = %event.kind.as_str(),
@@ -85,6 +85,7 @@ impl Notifier for Broker {
                         );
                         continue;
                     }
+                    Err(err) => return Err(err),
                 };
                 // A grant's access is removed once, but a removal queued
                 // twice (a hand-over racing the grant's end) fails twice
@@ -246,20 +247,21 @@ impl Notifier for Broker {
     ) -> Result<Vec<Notification>> {
         // As the target outbox reads its effects (`Ledger::due_effects`):
         // one row it cannot read must not stop every notice from going out.
+        let unread = &self.notifications_unread;
+        if !unread.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            return self.due_notifications_singly(now, limit, skip);
+        }
         let read = self
             .store
             .read()
             .and_then(|tx| tx.due_notifications(now, limit, skip))
             .map_err(Error::from);
-        let unread = &self.notifications_unread;
         match read {
             Err(err) if !super::reaper::passing(&err) => {
-                if unread.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
-                    tracing::warn!(
-                        error = %err,
-                        "notifications could not be read together; reading each on its own"
-                    );
-                }
+                tracing::warn!(
+                    error = %err,
+                    "notifications could not be read together; reading each on its own"
+                );
                 self.due_notifications_singly(now, limit, skip)
             }
             Ok(due) => {
@@ -670,7 +672,7 @@ impl Broker {
                 Err(err) => {
                     if !unread_before.contains(&id) {
                         tracing::error!(
-                            notification = %id,
+                            notification = ?id,
                             error = %err,
                             "a notification could not be read; the others go out, and it is \
                              read again at each look"

@@ -22,7 +22,8 @@ const STUCK_RETRY: TimeDelta = TimeDelta::seconds(1);
 impl Broker {
     /// Records what fell due: lapsed requests, scheduled starts, expired
     /// grants, workload tasks past their last poll, at most [`REAP_BATCH`]
-    /// of them. Returns when the next thing falls due, already past when
+    /// of them (and, one at a time, what failed at the last look).
+    /// Returns when the next thing falls due, already past when
     /// some were left for the next turn. A job of the leader's, fenced by
     /// its lease once it took one.
     ///
@@ -101,6 +102,25 @@ impl Broker {
             .chain(requests.into_iter().map(Item::Request))
             .chain(tasks.into_iter().map(Item::Task))
             .partition(|item| failed_before.contains(item.key()));
+        // What failed before is recorded again only once it reads: a look
+        // at a row that still does not costs no writer's turn.
+        let again: Vec<Item> = {
+            let read = self.store().read()?;
+            let mut reads = Vec::new();
+            for item in again {
+                let looked = match &item {
+                    Item::Request(id) => read.request(id).map(drop),
+                    Item::Grant(id) => read.grant(id).map(drop),
+                    Item::Task(key) => read.exchange(key).map(drop),
+                };
+                match looked.map_err(Error::from) {
+                    Ok(()) => reads.push(item),
+                    Err(err) if passing(&err) => return Err(err),
+                    Err(err) => stuck.push((item, err)),
+                }
+            }
+            reads
+        };
         let items = fresh.into_iter().take(REAP_BATCH).chain(again);
         for item in items {
             let reaped = self.begin_job().and_then(|mut work| {
@@ -178,7 +198,8 @@ impl Item {
 impl std::fmt::Display for Item {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Item::Grant(id) | Item::Request(id) => f.write_str(id),
+            // Read from rows that may have been edited outside hoistd.
+            Item::Grant(id) | Item::Request(id) => write!(f, "{}", id.escape_debug()),
             // Its issuer and token id, on one line.
             Item::Task(key) => write!(f, "workload task {}", key.escape_debug()),
         }

@@ -447,22 +447,24 @@ impl Ledger for Broker {
     /// being given or removed. They do not count against `limit`, so no
     /// number of them fills the read.
     fn due_effects(&self, now: DateTime<Utc>, limit: usize, skip: &[String]) -> Result<Vec<Due>> {
+        // While rows are known to be unreadable, each effect is read on its
+        // own until none is: the worker looks again after every effect it
+        // runs.
+        let known = !self
+            .effects_unread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if known {
+            return self.due_effects_singly(now, limit, skip);
+        }
         let read = self.due_effects_together(now, limit, skip);
         match read {
             Err(err) if !super::reaper::passing(&err) => {
-                // Once while the same rows stay unreadable: the worker
-                // looks again after every effect it runs.
-                let known = !self
-                    .effects_unread
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_empty();
-                if !known {
-                    tracing::warn!(
-                        error = %err,
-                        "the outbox could not be read together; reading each effect on its own"
-                    );
-                }
+                tracing::warn!(
+                    error = %err,
+                    "the outbox could not be read together; reading each effect on its own"
+                );
                 self.due_effects_singly(now, limit, skip)
             }
             Ok(due) => {
@@ -861,14 +863,12 @@ impl Broker {
                 continue;
             }
             let found = tx
-                .grant_effects(&grant_id)
+                .effect(&id)
                 .map_err(Error::from)
-                .and_then(
-                    |effects| match effects.into_iter().find(|effect| effect.id == id) {
-                        Some(effect) => self.due_of(&*tx, &policy, effect),
-                        None => Ok(None),
-                    },
-                );
+                .and_then(|effect| match effect {
+                    Some(effect) => self.due_of(&*tx, &policy, effect),
+                    None => Ok(None),
+                });
             match found {
                 Ok(Some(found)) => due.push(found),
                 Ok(None) => {}
@@ -876,8 +876,8 @@ impl Broker {
                 Err(err) => {
                     if !unread_before.contains(&id) {
                         tracing::error!(
-                            effect = %id,
-                            grant = %grant_id,
+                            effect = ?id,
+                            grant = ?grant_id,
                             error = %err,
                             "a target effect could not be read; the others run, and it is read \
                              again at each look"

@@ -861,9 +861,12 @@ pub trait Tx {
     /// `skip` (the outbox's targets that are running all they may).
     fn due_effects(&self, now: DateTime<Utc>, limit: usize, skip: &[String])
     -> Result<Vec<Effect>>;
+    /// One effect, done or not.
+    fn effect(&self, id: &str) -> Result<Option<Effect>>;
     /// The ids of the effects [`Tx::due_effects`] lists, each with its
     /// grant's, in its order: what the outbox reads when one of those
-    /// effects, or its grant, cannot be read, to read each on its own.
+    /// effects, or its grant, cannot be read, to read each on its own
+    /// ([`Tx::effect`]).
     fn due_effect_ids(
         &self,
         now: DateTime<Utc>,

@@ -869,7 +869,8 @@ async fn an_effect_the_outbox_cannot_read_holds_up_no_other_grants_access() {
     let db = rusqlite::Connection::open(broker.db()).unwrap();
     let changed = db
         .execute(
-            "UPDATE target_effects SET created_at = 'not a time' WHERE grant_id = ?1",
+            "UPDATE target_effects SET created_at = 'not a time', next_attempt_at = 0 \
+             WHERE grant_id = ?1",
             [&stuck.id],
         )
         .unwrap();
@@ -891,6 +892,29 @@ async fn an_effect_the_outbox_cannot_read_holds_up_no_other_grants_access() {
     .await;
     assert!(endpoint.held.lock().unwrap().contains(&other));
     assert!(!endpoint.held.lock().unwrap().contains(&stuck.id));
+
+    // Only the effect due is read: one of the grant's done before it that
+    // no longer reads keeps its removal from nothing.
+    *endpoint.mode.lock().unwrap() = Mode::Fails;
+    dave.revoke(&other, "done").await.unwrap();
+    eventually(LONG, || async {
+        let grant = dave.grant(&other).await.unwrap();
+        grant.access.is_some_and(|a| a.reason.is_some())
+    })
+    .await;
+    let changed = db
+        .execute(
+            "UPDATE target_effects SET created_at = 'not a time' \
+             WHERE grant_id = ?1 AND done_at IS NOT NULL",
+            [&other],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    *endpoint.mode.lock().unwrap() = Mode::Ok;
+    eventually(LONG, || async {
+        !endpoint.held.lock().unwrap().contains(&other)
+    })
+    .await;
 }
 
 /// An extension the target cannot take yet leaves the access live until

@@ -226,6 +226,8 @@ pub fn effects_outbox(store: &dyn Store) {
         "only the targets skipped"
     );
     assert_eq!(tx.next_effect_due().unwrap(), Some(at(50)));
+    assert_eq!(tx.effect("fx_2").unwrap().as_ref(), Some(&later));
+    assert_eq!(tx.effect("fx_9").unwrap(), None);
     assert_eq!(
         tx.grant_effects("gr_a").unwrap(),
         vec![provision.clone(), later.clone(), sooner.clone()],
@@ -249,6 +251,11 @@ pub fn effects_outbox(store: &dyn Store) {
         ["fx_2", "fx_3"]
     );
     assert_eq!(tx.next_effect_due().unwrap(), Some(at(500)));
+    assert_eq!(
+        tx.effect("fx_1").unwrap().as_ref(),
+        Some(&done),
+        "done, and kept"
+    );
     let kept = tx.grant_effects("gr_a").unwrap();
     assert_eq!(kept, vec![done, later, failed], "done effects are kept");
     drop(tx);

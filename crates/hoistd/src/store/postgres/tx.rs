@@ -1141,7 +1141,7 @@ impl Tx for PgTx {
             vec![p(ms(now)), p(big(limit as u64, "limit")?)],
         )?
         .iter()
-        .map(|row| Ok(row.try_get(0)?))
+        .map(|row| get(row, 0))
         .collect()
     }
 
@@ -1427,6 +1427,16 @@ impl Tx for PgTx {
         .collect()
     }
 
+    fn effect(&self, id: &str) -> Result<Option<Effect>> {
+        self.query(
+            &format!("SELECT {EFFECT_COLUMNS} FROM target_effects WHERE id = $1"),
+            vec![text(id)],
+        )?
+        .first()
+        .map(effect_from_row)
+        .transpose()
+    }
+
     fn due_effect_ids(
         &self,
         now: DateTime<Utc>,
@@ -1440,7 +1450,7 @@ impl Tx for PgTx {
             vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
         )?
         .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
         .collect()
     }
 
@@ -1675,7 +1685,7 @@ impl Tx for PgTx {
             vec![p(ms(now)), p(limit as i64), p(skip.to_vec())],
         )?
         .iter()
-        .map(|row| Ok(row.try_get(0)?))
+        .map(|row| get(row, 0))
         .collect()
     }
 

@@ -917,6 +917,13 @@ impl Tx for SqliteTx<'_> {
         Ok(effects)
     }
 
+    fn effect(&self, id: &str) -> Result<Option<Effect>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {EFFECT_COLUMNS} FROM target_effects WHERE id = ?1"
+        ))?;
+        Ok(stmt.query_row([id], effect_from_row).optional()?)
+    }
+
     fn due_effect_ids(
         &self,
         now: DateTime<Utc>,
