@@ -23,6 +23,7 @@ mod requests;
 mod reviews;
 mod slack;
 mod targets;
+mod unread;
 mod workloads;
 
 use std::collections::HashMap;
@@ -146,12 +147,11 @@ pub struct Broker {
     /// What fell due and could not be recorded at the reaper's last look,
     /// already logged (see [`Broker::reap`]).
     reaper_stuck: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Target effects that could not be read (the effect or its grant) at
-    /// the outbox's last look, already logged (see `Ledger::due_effects`).
-    effects_unread: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Notifications that could not be read at the worker's last look,
-    /// already logged (see `Notifier::due_notifications`).
-    notifications_unread: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Target effects the outbox's last look could not read (the effect
+    /// or its grant).
+    effects_unread: unread::Unread,
+    /// Notifications the worker's last look could not read.
+    notifications_unread: unread::Unread,
     /// Counts policy reloads, so live streams can check their caller again.
     reloads: watch::Sender<u64>,
     /// Commits under way, which a reload's sweep waits for (see `gate`).
@@ -574,8 +574,8 @@ impl Broker {
             bindings: RwLock::default(),
             unbound_links: RwLock::default(),
             reaper_stuck: std::sync::Mutex::default(),
-            effects_unread: std::sync::Mutex::default(),
-            notifications_unread: std::sync::Mutex::default(),
+            effects_unread: unread::Unread::default(),
+            notifications_unread: unread::Unread::default(),
             reloads: watch::Sender::new(0),
             gate: gate::Gate::default(),
             changed: std::sync::atomic::AtomicU64::new(0),

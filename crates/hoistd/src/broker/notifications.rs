@@ -247,29 +247,11 @@ impl Notifier for Broker {
     ) -> Result<Vec<Notification>> {
         // As the target outbox reads its effects (`Ledger::due_effects`):
         // one row it cannot read must not stop every notice from going out.
-        let unread = &self.notifications_unread;
-        if !unread.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
-            return self.due_notifications_singly(now, limit, skip);
-        }
-        let read = self
-            .store
-            .read()
-            .and_then(|tx| tx.due_notifications(now, limit, skip))
-            .map_err(Error::from);
-        match read {
-            Err(err) if !super::reaper::passing(&err) => {
-                tracing::warn!(
-                    error = %err,
-                    "notifications could not be read together; reading each on its own"
-                );
-                self.due_notifications_singly(now, limit, skip)
-            }
-            Ok(due) => {
-                unread.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                Ok(due)
-            }
-            err => err,
-        }
+        self.notifications_unread.read(
+            "notifications",
+            || Ok(self.store.read()?.due_notifications(now, limit, skip)?),
+            || self.due_notifications_singly(now, limit, skip),
+        )
     }
 
     fn record_notification(
@@ -641,51 +623,30 @@ fn grant_notice(
 }
 
 impl Broker {
-    /// Due notifications read one at a time; those that cannot be read are
-    /// logged once and left out, and count against no `limit`.
+    /// Due notifications read one at a time, past those that cannot be
+    /// ([`super::unread::Unread::read_each`]).
     fn due_notifications_singly(
         &self,
         now: DateTime<Utc>,
         limit: usize,
         skip: &[String],
     ) -> Result<Vec<Notification>> {
-        let unread_before = self
-            .notifications_unread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
         let tx = self.store.read()?;
-        let mut due = Vec::new();
-        let mut unread = HashSet::new();
-        for id in tx.due_notification_ids(now, limit + unread_before.len(), skip)? {
-            if due.len() == limit {
-                // Not read again this look, and still not to be counted.
-                if unread_before.contains(&id) {
-                    unread.insert(id);
-                }
-                continue;
-            }
-            match tx.notification(&id).map_err(Error::from) {
-                Ok(Some(notification)) => due.push(notification),
-                Ok(None) => {}
-                Err(err) if super::reaper::passing(&err) => return Err(err),
-                Err(err) => {
-                    if !unread_before.contains(&id) {
-                        tracing::error!(
-                            notification = ?id,
-                            error = %err,
-                            "a notification could not be read; the others go out, and it is \
-                             read again at each look"
-                        );
-                    }
-                    unread.insert(id);
-                }
-            }
-        }
-        *self
-            .notifications_unread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = unread;
-        Ok(due)
+        let listed =
+            tx.due_notification_ids(now, limit + self.notifications_unread.room(), skip)?;
+        self.notifications_unread.read_each(
+            listed,
+            |id| id,
+            limit,
+            |id| Ok(tx.notification(id)?),
+            |id, err| {
+                tracing::error!(
+                    notification = ?id,
+                    error = %err,
+                    "a notification could not be read; the others go out, and it is read again \
+                     at each look"
+                );
+            },
+        )
     }
 }

@@ -443,39 +443,14 @@ impl Ledger for Broker {
     /// What is due, read together; if that fails for a reason other than
     /// the database's (an effect or a grant it cannot read), each effect
     /// is read on its own, and the ones that cannot be are logged and left
-    /// out: one bad row must not keep every other grant's access from
-    /// being given or removed. They do not count against `limit`, so no
-    /// number of them fills the read.
+    /// out ([`super::unread::Unread`]): one bad row must not keep every other
+    /// grant's access from being given or removed.
     fn due_effects(&self, now: DateTime<Utc>, limit: usize, skip: &[String]) -> Result<Vec<Due>> {
-        // While rows are known to be unreadable, each effect is read on its
-        // own until none is: the worker looks again after every effect it
-        // runs.
-        let known = !self
-            .effects_unread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty();
-        if known {
-            return self.due_effects_singly(now, limit, skip);
-        }
-        let read = self.due_effects_together(now, limit, skip);
-        match read {
-            Err(err) if !super::reaper::passing(&err) => {
-                tracing::warn!(
-                    error = %err,
-                    "the outbox could not be read together; reading each effect on its own"
-                );
-                self.due_effects_singly(now, limit, skip)
-            }
-            Ok(due) => {
-                self.effects_unread
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
-                Ok(due)
-            }
-            err => err,
-        }
+        self.effects_unread.read(
+            "target effects",
+            || self.due_effects_together(now, limit, skip),
+            || self.due_effects_singly(now, limit, skip),
+        )
     }
 
     fn next_effect_due(&self) -> Result<Option<DateTime<Utc>>> {
@@ -845,53 +820,27 @@ impl Broker {
         limit: usize,
         skip: &[String],
     ) -> Result<Vec<Due>> {
-        let unread_before = self
-            .effects_unread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
         let tx = self.store.read()?;
         let policy = self.policy();
-        let mut due = Vec::new();
-        let mut unread = HashSet::new();
-        for (id, grant_id) in tx.due_effect_ids(now, limit + unread_before.len(), skip)? {
-            if due.len() == limit {
-                // Not read again this look, and still not to be counted.
-                if unread_before.contains(&id) {
-                    unread.insert(id);
-                }
-                continue;
-            }
-            let found = tx
-                .effect(&id)
-                .map_err(Error::from)
-                .and_then(|effect| match effect {
-                    Some(effect) => self.due_of(&*tx, &policy, effect),
-                    None => Ok(None),
-                });
-            match found {
-                Ok(Some(found)) => due.push(found),
-                Ok(None) => {}
-                Err(err) if super::reaper::passing(&err) => return Err(err),
-                Err(err) => {
-                    if !unread_before.contains(&id) {
-                        tracing::error!(
-                            effect = ?id,
-                            grant = ?grant_id,
-                            error = %err,
-                            "a target effect could not be read; the others run, and it is read \
-                             again at each look"
-                        );
-                    }
-                    unread.insert(id);
-                }
-            }
-        }
-        *self
-            .effects_unread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = unread;
-        Ok(due)
+        let listed = tx.due_effect_ids(now, limit + self.effects_unread.room(), skip)?;
+        self.effects_unread.read_each(
+            listed,
+            |(id, _)| id,
+            limit,
+            |(id, _)| match tx.effect(id)? {
+                Some(effect) => self.due_of(&*tx, &policy, effect),
+                None => Ok(None),
+            },
+            |(id, grant), err| {
+                tracing::error!(
+                    effect = ?id,
+                    grant = ?grant,
+                    error = %err,
+                    "a target effect could not be read; the others run, and it is read again \
+                     at each look"
+                );
+            },
+        )
     }
 
     /// `effect` with the facts of its grant (none: the grant is not
