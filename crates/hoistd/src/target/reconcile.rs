@@ -33,9 +33,22 @@ use super::{GrantFacts, Ledger, TargetError, TargetKind};
 
 /// Targets asked at once about live grants.
 const INSPECTIONS_AT_ONCE: usize = 16;
-/// Where the next pass starts among a target's live grants (see
-/// `target_pass`).
-static NEXT_START: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Where the next pass starts among each target's live grants (see
+/// `target_pass`), by target: one count for all would move a target's
+/// start by every other target's passes too, and could bring it back to
+/// the same grants each time.
+static NEXT_START: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, usize>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Where `target`'s pass starts among its live grants, moving the next
+/// one's on by what a pass inspects at once.
+fn next_start(target: &str) -> usize {
+    let mut starts = NEXT_START.lock().unwrap_or_else(|p| p.into_inner());
+    let start = starts.entry(target.to_string()).or_default();
+    let at = *start;
+    *start = start.wrapping_add(INSPECTIONS_AT_ONCE);
+    at
+}
 
 /// The grants a target is compared with.
 #[derive(Debug, Default, Clone)]
@@ -214,7 +227,7 @@ async fn target_pass<L: Ledger>(ledger: &Arc<L>, target: Arc<dyn TargetKind>) ->
     // many") leaves other grants for the next, never always the same.
     let mut live = view.live;
     if !live.is_empty() {
-        let at = NEXT_START.fetch_add(INSPECTIONS_AT_ONCE, std::sync::atomic::Ordering::Relaxed);
+        let at = next_start(&name);
         let len = live.len();
         live.rotate_left(at % len);
     }
@@ -449,6 +462,18 @@ pub async fn run<L: Ledger>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each target's start moves on by its own passes alone: with two
+    /// targets taking turns, a target of 32 live grants starts at 0, then
+    /// 16, not at 0 every time.
+    #[test]
+    fn each_targets_start_moves_on_by_its_own_passes() {
+        let (a, b) = ("start-test-a", "start-test-b");
+        assert_eq!(next_start(a), 0);
+        assert_eq!(next_start(b), 0);
+        assert_eq!(next_start(a), INSPECTIONS_AT_ONCE);
+        assert_eq!(next_start(b), INSPECTIONS_AT_ONCE);
+    }
 
     /// Targets at one system, or one naming the other's in `formerly`,
     /// take turns; others go side by side.
