@@ -158,7 +158,7 @@ _POSTGRES_SERIAL = (
     "(385 on two instances), 0.33-0.42 of SQLite, against 0.38-0.50 with this group's 4 and 2 "
     "in the same minutes. A cycle is two writing transactions, and pg_stat_statements puts "
     "about 1 ms of the server's time a cycle in the statements they run under the lock, which "
-    "caps the instances together at about 500 cycles/s on this machine. The change stays because, with a slower disk or synchronous "
+    "caps the instances together at about 500 cycles/s on this machine. Committing before the flush (b71d45b) stays because, with a slower disk or synchronous "
     "replication, a flush at a time under one lock caps all instances together at one "
     "writing transaction per flush: with every flush made 1 ms slower (commit_delay = 1000 "
     "and commit_siblings = 0 on a server like this group's, alternated ad hoc runs), hoistd "
