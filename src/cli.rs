@@ -286,7 +286,8 @@ pub enum DebugCommand {
 /// Ends the runtime a command ran on: a session refresh still under way
 /// is finished and saved first ([`session::settle`]), then a read still
 /// blocked (a token file that is a pipe nobody writes to, left behind by a
-/// signal) gets 2 s before hoist ends regardless.
+/// signal) gets 2 s before hoist ends regardless. A renewed session the
+/// keyring would not take is told last ([`session::unsaved`]).
 pub fn shut_down(runtime: tokio::runtime::Runtime) {
     let _settled = runtime.block_on(session::settle(|| {
         commands::say(&format!(
@@ -296,6 +297,9 @@ pub fn shut_down(runtime: tokio::runtime::Runtime) {
         ));
     }));
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if let Some(unsaved) = session::unsaved() {
+        eprintln!("Warning: {unsaved}");
+    }
 }
 
 pub async fn run(cli: Cli) -> ExitCode {

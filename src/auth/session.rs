@@ -269,6 +269,99 @@ static REFRESHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// not be dropped midway.
 static RENEWING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A renewed session the keyring would not take ([`renew`]), held for the
+/// rest of the process in place of the stored one whose refresh token it
+/// spent: that token is never sent again (a provider that rotates refresh
+/// tokens takes a reuse for theft and ends the session), and the renewed
+/// session is saved again at each look until the keyring takes it. What
+/// is still unsaved when the process ends is told ([`unsaved`]).
+static UNSAVED: std::sync::Mutex<Option<Unsaved>> = std::sync::Mutex::new(None);
+
+struct Unsaved {
+    broker: String,
+    user: String,
+    /// The refresh token the renewal spent, which the keyring still holds.
+    spent: String,
+    session: Session,
+    /// Why the keyring refused it, as [`SecretsError`] words it: no secret.
+    why: String,
+}
+
+fn unsaved_memo() -> std::sync::MutexGuard<'static, Option<Unsaved>> {
+    UNSAVED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `user`'s session at `broker` as this process knows it: the stored one,
+/// or, where the keyring still holds the session a renewal spent, the
+/// renewed one (saved again first, and forgotten once saved). A stored
+/// session that is not the spent one (signed out, or signed in afresh
+/// since) ends the renewed one. Blocks, as the keyring does.
+fn session_of(broker: &str, user: &str) -> Result<Option<Session>, SecretsError> {
+    let loaded = secrets::load(broker, user)?;
+    let mut memo = unsaved_memo();
+    let Some(unsaved) = memo
+        .as_mut()
+        .filter(|unsaved| unsaved.broker == broker && unsaved.user == user)
+    else {
+        return Ok(loaded);
+    };
+    let spent = loaded
+        .as_ref()
+        .is_some_and(|now| now.refresh_token.as_deref() == Some(unsaved.spent.as_str()));
+    if !spent {
+        *memo = None;
+        return Ok(loaded);
+    }
+    let session = unsaved.session.clone();
+    match secrets::save(broker, user, &session) {
+        Ok(()) => *memo = None,
+        Err(err) => unsaved.why = err.to_string(),
+    }
+    Ok(Some(session))
+}
+
+/// Saves `session`, renewed with the refresh token `spent`, over the one
+/// [`session_of`] just read; if the keyring will not take it, holds it in this
+/// process ([`UNSAVED`]), over what the keyring still holds.
+fn keep(broker: &str, user: &str, spent: &str, session: Session) {
+    let Err(err) = secrets::save(broker, user, &session) else {
+        return;
+    };
+    tracing::warn!(error = %err, "the renewed session could not be saved");
+    let mut memo = unsaved_memo();
+    // The refresh token in the keyring: this renewal's spent one, or the
+    // one an earlier renewal spent whose session is still held unsaved.
+    let in_keyring = match memo.take() {
+        Some(held) if held.broker == broker && held.user == user => held.spent,
+        _ => spent.to_string(),
+    };
+    *memo = Some(Unsaved {
+        broker: broker.to_string(),
+        user: user.to_string(),
+        spent: in_keyring,
+        session,
+        why: err.to_string(),
+    });
+}
+
+/// What to tell as the process ends if a renewed session could still not
+/// be saved: the keyring holds the session it renewed, whose refresh token
+/// a provider that rotates them no longer takes.
+pub fn unsaved() -> Option<String> {
+    let memo = unsaved_memo();
+    let unsaved = memo.as_ref()?;
+    Some(format!(
+        "the renewed session of {} at {} could not be saved to the keyring ({}); the keyring \
+         still holds the session it renewed, whose refresh token the sign-in provider may no \
+         longer take: the next command may ask you to sign in again",
+        crate::text::sanitize::line(&unsaved.user),
+        unsaved.broker,
+        unsaved.why
+    ))
+}
+
 /// How long a process that is ending waits for a refresh under way
 /// ([`settle`]): as long as the provider may take to answer, and a moment
 /// to save what it answered.
@@ -340,7 +433,7 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     };
     let load = || {
         let (broker, who) = (target.broker.clone(), user.clone());
-        blocking(move || secrets::load(&broker, &who))
+        blocking(move || session_of(&broker, &who))
     };
     let session = load().await?.ok_or_else(not_signed_in)?;
     if !due(&session) {
@@ -446,11 +539,11 @@ async fn renew(
         }) => {
             let (broker, user) = (target.broker.clone(), user.to_string());
             blocking(move || {
-                if let Some(mut stored) = secrets::load(&broker, &user)?
-                    && stored.refresh_token.as_deref() == Some(refresh_token.as_str())
+                if let Some(mut now) = session_of(&broker, &user)?
+                    && now.refresh_token.as_deref() == Some(refresh_token.as_str())
                 {
-                    stored.refresh_token = Some(rotated.0);
-                    secrets::save(&broker, &user, &stored)?;
+                    now.refresh_token = Some(rotated.0);
+                    keep(&broker, &user, &refresh_token, now);
                 }
                 Ok(())
             })
@@ -483,13 +576,16 @@ async fn renew(
         fresh.clone(),
         refresh_token.clone(),
     );
+    // A keyring that will not take it leaves the renewed session in this
+    // process alone ([`UNSAVED`]): the work goes on, and the spent refresh
+    // token is not sent again.
     let now_stored = blocking(move || {
-        let now_stored = secrets::load(&broker, &user)?;
+        let now_stored = session_of(&broker, &user)?;
         if now_stored
             .as_ref()
             .is_some_and(|now| now.refresh_token.as_deref() == Some(spent.as_str()))
         {
-            secrets::save(&broker, &user, &stored)?;
+            keep(&broker, &user, &spent, stored);
             return Ok(None);
         }
         Ok(Some(now_stored))
@@ -581,7 +677,7 @@ pub async fn logout(target: &Target) -> Result<SignedOut, SessionError> {
     // read) has no refresh token to revoke, and is deleted all the same:
     // signing out is the way out of both.
     let mut exposed = false;
-    let stored = match blocking(move || secrets::load(&broker, &who)).await {
+    let stored = match blocking(move || session_of(&broker, &who)).await {
         Ok(stored) => stored,
         Err(SessionError::Secrets(err @ SecretsError::Corrupt { .. })) => {
             tracing::warn!(error = %err, "the stored session cannot be read; deleting it");
@@ -626,7 +722,18 @@ pub async fn logout(target: &Target) -> Result<SignedOut, SessionError> {
         });
     }
     let broker = target.broker.clone();
-    let removed = blocking(move || secrets::delete(&broker, &user)).await?;
+    let removed = blocking(move || {
+        let removed = secrets::delete(&broker, &user)?;
+        let mut memo = unsaved_memo();
+        if memo
+            .as_ref()
+            .is_some_and(|held| held.broker == broker && held.user == user)
+        {
+            *memo = None;
+        }
+        Ok(removed)
+    })
+    .await?;
     Ok(SignedOut {
         removed,
         revoked,
@@ -712,7 +819,7 @@ const ENDED_SESSION_LOOK: std::time::Duration = std::time::Duration::from_secs(1
 /// The bearer token of the session stored for `target` now, if any.
 pub async fn stored_bearer(target: &Target) -> Option<String> {
     let (broker, user) = (target.broker.clone(), target.user.clone()?);
-    blocking(move || secrets::load(&broker, &user))
+    blocking(move || session_of(&broker, &user))
         .await
         .ok()
         .flatten()

@@ -823,6 +823,111 @@ fn a_refresh_never_answered_with_an_id_token_keeps_the_refresh_token_handed_back
     });
 }
 
+/// Sets the permissions of hoist's kernel keyring entry for `user` at
+/// `broker` with `keyctl` (the child shares this thread's session keyring):
+/// the possessor's, as a `keyctl setperm` mask.
+fn keyctl_setperm(broker: &str, user: &str, possessor: u32) {
+    let description = format!(
+        "keyring:{}@{}",
+        hoist::auth::secrets::account(broker, user),
+        hoist::auth::secrets::SERVICE
+    );
+    let found = Command::new("keyctl")
+        .args(["search", "@s", "user", &description])
+        .output()
+        .expect("keyctl is needed (Debian package keyutils; scripts/test installs it)");
+    assert!(found.status.success(), "no keyring entry: {found:?}");
+    let id = String::from_utf8(found.stdout).unwrap().trim().to_string();
+    let mask = format!("{:#010x}", possessor << 24 | 0x0001_0000);
+    let set = Command::new("keyctl")
+        .args(["setperm", &id, &mask])
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "keyctl setperm {id} {mask}: {set:?}");
+}
+
+/// A keyring that will not take a renewed session (here the kernel
+/// keyring's entry, its write permission taken away) stops no work: the
+/// process goes on with the renewed session, and its next refresh spends
+/// the renewed refresh token, never the spent one the keyring still holds,
+/// which a provider that rotates them would take for theft. What could not
+/// be saved is told, and saved at the first look once the keyring takes it.
+#[test]
+fn a_renewed_session_the_keyring_refuses_is_kept_and_told() {
+    run(async {
+        let mut setup = setup(Some(3)).await;
+        let (target, first) = alice_signed_in(&setup).await;
+        // view, read, search, link and set attributes; not write.
+        keyctl_setperm(&target.broker, "alice", 0x3b);
+
+        let client = session::open(&target).await.unwrap();
+        assert_eq!(client.me().await.unwrap().user, "alice");
+        assert_eq!(
+            kept_session(&target).refresh_token,
+            first.refresh_token,
+            "the keyring took no write"
+        );
+        let told = session::unsaved().expect("the unsaved session is told");
+        assert!(told.contains("could not be saved"), "{told}");
+        assert!(told.contains("sign in again"), "{told}");
+        assert!(
+            !told.contains(first.refresh_token.as_deref().unwrap()),
+            "{told}"
+        );
+
+        // Renewed again (the provider's tokens last 3 s): with the refresh
+        // token the first renewal got. The spent one would be refused, and
+        // would end the session at the provider.
+        let client = session::open(&target).await.unwrap();
+        assert_eq!(client.me().await.unwrap().user, "alice");
+
+        keyctl_setperm(&target.broker, "alice", 0x3f);
+        let client = session::open(&target).await.unwrap();
+        assert_eq!(client.me().await.unwrap().user, "alice");
+        assert!(
+            session::unsaved().is_none(),
+            "saved once the keyring takes it"
+        );
+        let kept = kept_session(&target).refresh_token.unwrap();
+        assert_ne!(Some(&kept), first.refresh_token.as_ref());
+        let refreshed = setup.provider.refresh_with(&kept).await;
+        assert_eq!(refreshed.status(), 200, "the kept refresh token is live");
+        setup.broker.stop().await;
+    });
+}
+
+/// The command that could not save its renewed session says so as it
+/// ends, and the next one asks to sign in again, as it said.
+#[test]
+fn a_command_that_could_not_save_its_renewed_session_says_so() {
+    run(async {
+        let mut setup = setup(Some(3)).await;
+        let config = tempfile::tempdir().unwrap();
+        binary_login(&setup, config.path()).await;
+        keyctl_setperm(&setup.url, "alice", 0x3b);
+        let whoami = || {
+            hoist_binary(&setup, config.path(), &["whoami"])
+                .output()
+                .unwrap()
+        };
+        let out = whoami();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{said}");
+        assert!(
+            said.contains("Warning: the renewed session of alice at")
+                && said.contains("could not be saved to the keyring")
+                && said.contains("denied access to hoist's entry")
+                && said.contains("sign in again"),
+            "{said}"
+        );
+        let out = whoami();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{said}");
+        assert!(said.contains("hoist login"), "{said}");
+        setup.broker.stop().await;
+    });
+}
+
 /// A sign-out while another process is refreshing the session (here the
 /// test, holding the refresh lock, renews it at the provider and saves it
 /// as that process would) waits for the refresh: it then revokes and

@@ -82,6 +82,14 @@ fn failure(backend: SessionStore, err: &KeyringError) -> SecretsError {
         (SessionStore::SecretService, KeyringError::NoStorageAccess(_)) => {
             SecretsError::Locked { backend }
         }
+        (SessionStore::Keyutils, KeyringError::NoStorageAccess(inner))
+            if denied(inner.as_ref()) =>
+        {
+            SecretsError::Failed {
+                backend,
+                reason: KEY_DENIED.to_string(),
+            }
+        }
         (SessionStore::Keyutils, KeyringError::NoStorageAccess(_)) => SecretsError::Unavailable {
             backend,
             reason: NO_SESSION_KEYRING.to_string(),
@@ -93,10 +101,37 @@ fn failure(backend: SessionStore, err: &KeyringError) -> SecretsError {
     }
 }
 
+/// The kernel keyring refused an operation on hoist's own entry (its
+/// permissions changed), as opposed to there being no session keyring.
+const KEY_DENIED: &str = "the kernel keyring denied access to hoist's entry (its permissions: \
+     `keyctl show @s`)";
+
+/// Whether a keyutils `NoStorageAccess` is the kernel's EACCES on the
+/// entry, which the store reports as it does a missing session keyring.
+fn denied(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        matches!(
+            inner.downcast_ref::<linux_keyutils::KeyError>(),
+            Some(linux_keyutils::KeyError::AccessDenied)
+        )
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = inner;
+        false
+    }
+}
+
 /// A keyring error in words, without the secret: `BadEncoding` and
 /// `BadDataFormat` carry the stored bytes, and `Ambiguous` the entries.
 pub(super) fn describe(backend: SessionStore, err: &KeyringError) -> String {
     match err {
+        KeyringError::NoStorageAccess(inner)
+            if backend == SessionStore::Keyutils && denied(inner.as_ref()) =>
+        {
+            KEY_DENIED.to_string()
+        }
         KeyringError::NoStorageAccess(_) if backend == SessionStore::Keyutils => {
             NO_SESSION_KEYRING.to_string()
         }
@@ -188,6 +223,15 @@ mod tests {
             failure(SessionStore::Keyutils, &denied()).to_string(),
             format!("keyutils: {NO_SESSION_KEYRING}")
         );
+        #[cfg(target_os = "linux")]
+        {
+            // The kernel's EACCES on the entry is not a missing keyring.
+            let refused =
+                KeyringError::NoStorageAccess(Box::new(linux_keyutils::KeyError::AccessDenied));
+            let said = failure(SessionStore::Keyutils, &refused).to_string();
+            assert!(said.contains("denied access to hoist's entry"), "{said}");
+            assert!(!said.contains(NO_SESSION_KEYRING), "{said}");
+        }
         let locked = failure(SessionStore::SecretService, &denied()).to_string();
         assert!(
             locked.starts_with("secret-service: the keyring is locked"),
