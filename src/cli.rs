@@ -297,8 +297,8 @@ pub fn shut_down(runtime: tokio::runtime::Runtime) {
         ));
     }));
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    if let Some(unsaved) = session::unsaved() {
-        eprintln!("Warning: {unsaved}");
+    for unsaved in session::unsaved() {
+        commands::say(&format!("warning: {unsaved}"));
     }
 }
 

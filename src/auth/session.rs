@@ -10,6 +10,7 @@ use std::io::Read;
 
 use hoist_api::Me;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::auth::secrets::{self, SecretsError, Session};
@@ -222,7 +223,13 @@ pub(crate) async fn save_held(
     let _refreshing = REFRESHING.lock().await;
     let _held = refresh_lock_waiting().await;
     let (broker, user, session) = (broker.to_string(), user.to_string(), session.clone());
-    blocking(move || secrets::save(&broker, &user, &session)).await
+    blocking(move || {
+        secrets::save(&broker, &user, &session)?;
+        // What a renewal held unsaved is superseded.
+        unsaved_memo().remove(&account_key(&broker, &user));
+        Ok(())
+    })
+    .await
 }
 
 /// The refresh lock file, waited for as long as a refresh may take
@@ -269,97 +276,144 @@ static REFRESHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// not be dropped midway.
 static RENEWING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A renewed session the keyring would not take ([`renew`]), held for the
-/// rest of the process in place of the stored one whose refresh token it
-/// spent: that token is never sent again (a provider that rotates refresh
-/// tokens takes a reuse for theft and ends the session), and the renewed
-/// session is saved again at each look until the keyring takes it. What
-/// is still unsaved when the process ends is told ([`unsaved`]).
-static UNSAVED: std::sync::Mutex<Option<Unsaved>> = std::sync::Mutex::new(None);
+/// Renewed sessions the keyring would not take ([`renew`]), by broker and
+/// user, each held for the rest of the process in place of the stored one
+/// whose refresh token it spent: that token is never sent again (a
+/// provider that rotates refresh tokens takes a reuse for theft and ends
+/// the session), and the renewed session is saved again at each locked
+/// look until the keyring takes it. What is still unsaved when the process
+/// ends is told ([`unsaved`]). Other processes read the keyring and still
+/// find the spent token.
+static UNSAVED: std::sync::Mutex<BTreeMap<(String, String), Unsaved>> =
+    std::sync::Mutex::new(BTreeMap::new());
 
 struct Unsaved {
-    broker: String,
-    user: String,
-    /// The refresh token the renewal spent, which the keyring still holds.
+    /// The refresh token the keyring holds, spent by the renewal.
     spent: String,
     session: Session,
     /// Why the keyring refused it, as [`SecretsError`] words it: no secret.
     why: String,
 }
 
-fn unsaved_memo() -> std::sync::MutexGuard<'static, Option<Unsaved>> {
+fn unsaved_memo() -> std::sync::MutexGuard<'static, BTreeMap<(String, String), Unsaved>> {
     UNSAVED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn account_key(broker: &str, user: &str) -> (String, String) {
+    (broker.to_string(), user.to_string())
+}
+
 /// `user`'s session at `broker` as this process knows it: the stored one,
-/// or, where the keyring still holds the session a renewal spent, the
-/// renewed one (saved again first, and forgotten once saved). A stored
-/// session that is not the spent one (signed out, or signed in afresh
-/// since) ends the renewed one. Blocks, as the keyring does.
+/// or, while the keyring still holds the session a renewal spent, the
+/// renewed one held unsaved. Changes nothing (see [`settled`] for that).
+/// Blocks, as the keyring does.
 fn session_of(broker: &str, user: &str) -> Result<Option<Session>, SecretsError> {
     let loaded = secrets::load(broker, user)?;
-    let mut memo = unsaved_memo();
-    let Some(unsaved) = memo
-        .as_mut()
-        .filter(|unsaved| unsaved.broker == broker && unsaved.user == user)
-    else {
-        return Ok(loaded);
-    };
-    let spent = loaded
+    let memo = unsaved_memo();
+    Ok(match memo.get(&account_key(broker, user)) {
+        Some(held) if holds(&loaded, &held.spent) => Some(held.session.clone()),
+        _ => loaded,
+    })
+}
+
+fn holds(stored: &Option<Session>, refresh_token: &str) -> bool {
+    stored
         .as_ref()
-        .is_some_and(|now| now.refresh_token.as_deref() == Some(unsaved.spent.as_str()));
-    if !spent {
-        *memo = None;
-        return Ok(loaded);
+        .is_some_and(|now| now.refresh_token.as_deref() == Some(refresh_token))
+}
+
+/// [`session_of`], with this process's refresh lock held: a renewed
+/// session held unsaved is, when the keyring no longer holds the session
+/// it renewed (signed out, or signed in afresh, since), forgotten and
+/// returned second, for its refresh token to be revoked; otherwise, with
+/// `save` (the refresh lock file held too, so that no other process saves
+/// meanwhile), saved again, and forgotten once the keyring takes it.
+fn settled(
+    broker: &str,
+    user: &str,
+    save: bool,
+) -> Result<(Option<Session>, Option<Session>), SecretsError> {
+    let loaded = secrets::load(broker, user)?;
+    let key = account_key(broker, user);
+    let Some(held) = unsaved_memo()
+        .get(&key)
+        .map(|held| (held.spent.clone(), held.session.clone()))
+    else {
+        return Ok((loaded, None));
+    };
+    let (spent, session) = held;
+    if !holds(&loaded, &spent) {
+        unsaved_memo().remove(&key);
+        return Ok((loaded, Some(session)));
     }
-    let session = unsaved.session.clone();
-    match secrets::save(broker, user, &session) {
-        Ok(()) => *memo = None,
-        Err(err) => unsaved.why = err.to_string(),
+    if !save {
+        return Ok((Some(session), None));
     }
-    Ok(Some(session))
+    let saved = secrets::save(broker, user, &session);
+    let mut memo = unsaved_memo();
+    match saved {
+        Ok(()) => {
+            memo.remove(&key);
+        }
+        Err(err) => {
+            if let Some(held) = memo.get_mut(&key) {
+                held.why = err.to_string();
+            }
+        }
+    }
+    Ok((Some(session), None))
 }
 
 /// Saves `session`, renewed with the refresh token `spent`, over the one
-/// [`session_of`] just read; if the keyring will not take it, holds it in this
-/// process ([`UNSAVED`]), over what the keyring still holds.
+/// [`session_of`] just read, the refresh locks held; if the keyring will
+/// not take it, holds it in this process ([`UNSAVED`]) over what the
+/// keyring still holds.
 fn keep(broker: &str, user: &str, spent: &str, session: Session) {
-    let Err(err) = secrets::save(broker, user, &session) else {
+    let saved = secrets::save(broker, user, &session);
+    let mut memo = unsaved_memo();
+    let key = account_key(broker, user);
+    let Err(err) = saved else {
+        memo.remove(&key);
         return;
     };
     tracing::warn!(error = %err, "the renewed session could not be saved");
-    let mut memo = unsaved_memo();
     // The refresh token in the keyring: this renewal's spent one, or the
     // one an earlier renewal spent whose session is still held unsaved.
-    let in_keyring = match memo.take() {
-        Some(held) if held.broker == broker && held.user == user => held.spent,
-        _ => spent.to_string(),
-    };
-    *memo = Some(Unsaved {
-        broker: broker.to_string(),
-        user: user.to_string(),
-        spent: in_keyring,
-        session,
-        why: err.to_string(),
-    });
+    let in_keyring = memo
+        .remove(&key)
+        .map_or_else(|| spent.to_string(), |held| held.spent);
+    memo.insert(
+        key,
+        Unsaved {
+            spent: in_keyring,
+            session,
+            why: err.to_string(),
+        },
+    );
 }
 
-/// What to tell as the process ends if a renewed session could still not
-/// be saved: the keyring holds the session it renewed, whose refresh token
-/// a provider that rotates them no longer takes.
-pub fn unsaved() -> Option<String> {
-    let memo = unsaved_memo();
-    let unsaved = memo.as_ref()?;
-    Some(format!(
-        "the renewed session of {} at {} could not be saved to the keyring ({}); the keyring \
-         still holds the session it renewed, whose refresh token the sign-in provider may no \
-         longer take: the next command may ask you to sign in again",
-        crate::text::sanitize::line(&unsaved.user),
-        unsaved.broker,
-        unsaved.why
-    ))
+/// What to tell as the process ends, a line for each renewed session that
+/// could still not be saved: the keyring holds the session it renewed,
+/// whose refresh token a provider that rotates them no longer takes.
+/// Nothing when the memo is busy (a save under way that hangs): the
+/// process is ending, and not kept waiting for it.
+pub fn unsaved() -> Vec<String> {
+    let Ok(memo) = UNSAVED.try_lock() else {
+        return Vec::new();
+    };
+    memo.iter()
+        .map(|((broker, user), held)| {
+            format!(
+                "the renewed session of {user} at {broker} could not be saved to the keyring \
+                 ({}); the keyring still holds the session it renewed, whose refresh token the \
+                 sign-in provider may no longer take: the next command may ask you to sign in \
+                 again",
+                held.why
+            )
+        })
+        .collect()
 }
 
 /// How long a process that is ending waits for a refresh under way
@@ -431,11 +485,17 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
             .expires_at
             .is_some_and(|at| at - chrono::Utc::now() <= ahead)
     };
-    let load = || {
+    let load = |save: bool| {
         let (broker, who) = (target.broker.clone(), user.clone());
-        blocking(move || session_of(&broker, &who))
+        async move {
+            let (session, orphan) = blocking(move || settled(&broker, &who, save)).await?;
+            if let Some(orphan) = orphan {
+                revoke_orphan(target, orphan).await;
+            }
+            Ok::<_, SessionError>(session)
+        }
     };
-    let session = load().await?.ok_or_else(not_signed_in)?;
+    let session = load(false).await?.ok_or_else(not_signed_in)?;
     if !due(&session) {
         return Ok(session);
     }
@@ -463,7 +523,7 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
         Held::Elsewhere => return Ok(session),
         Held::Refresh(file) => file,
     };
-    let session = load().await?.ok_or_else(not_signed_in)?;
+    let session = load(true).await?.ok_or_else(not_signed_in)?;
     if !due(&session) {
         return Ok(session);
     }
@@ -689,48 +749,15 @@ pub async fn logout(target: &Target) -> Result<SignedOut, SessionError> {
         }
         Err(err) => return Err(err),
     };
-    let mut revoked = None;
-    if let Some(Session {
-        refresh_token: Some(token),
-        issuer: Some(issuer),
-        client_id: Some(client_id),
-        ..
-    }) = stored
-    {
-        // Best effort: signing out locally must work even when the provider is away.
-        let provider = match &target.backend {
-            BrokerKind::Hoistd => {
-                let issuer = hoist_api::AuthIssuer {
-                    issuer,
-                    client_id,
-                    scopes: Vec::new(),
-                    flows: Vec::new(),
-                };
-                sso::discover(&issuer).await
-            }
-            BrokerKind::Entra(tenant) => crate::auth::entra::provider(tenant).await,
-        };
-        revoked = Some(match provider {
-            Ok(provider) => match provider.revoke(&token).await {
-                Ok(done) => done,
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not revoke the refresh token");
-                    false
-                }
-            },
-            Err(_) => false,
-        });
-    }
+    // Best effort: signing out locally must work even when the provider is away.
+    let revoked = match stored {
+        Some(session) => revoke_refresh_token(target, session).await,
+        None => None,
+    };
     let broker = target.broker.clone();
     let removed = blocking(move || {
         let removed = secrets::delete(&broker, &user)?;
-        let mut memo = unsaved_memo();
-        if memo
-            .as_ref()
-            .is_some_and(|held| held.broker == broker && held.user == user)
-        {
-            *memo = None;
-        }
+        unsaved_memo().remove(&account_key(&broker, &user));
         Ok(removed)
     })
     .await?;
@@ -739,6 +766,51 @@ pub async fn logout(target: &Target) -> Result<SignedOut, SessionError> {
         revoked,
         exposed,
     })
+}
+
+/// Revokes `session`'s refresh token at the provider that issued it, if it
+/// has one: whether the provider did (`None`: nothing to revoke).
+async fn revoke_refresh_token(target: &Target, session: Session) -> Option<bool> {
+    let Session {
+        refresh_token: Some(token),
+        issuer: Some(issuer),
+        client_id: Some(client_id),
+        ..
+    } = session
+    else {
+        return None;
+    };
+    let provider = match &target.backend {
+        BrokerKind::Hoistd => {
+            let issuer = hoist_api::AuthIssuer {
+                issuer,
+                client_id,
+                scopes: Vec::new(),
+                flows: Vec::new(),
+            };
+            sso::discover(&issuer).await
+        }
+        BrokerKind::Entra(tenant) => crate::auth::entra::provider(tenant).await,
+    };
+    Some(match provider {
+        Ok(provider) => match provider.revoke(&token).await {
+            Ok(done) => done,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not revoke the refresh token");
+                false
+            }
+        },
+        Err(_) => false,
+    })
+}
+
+/// Revokes the refresh token of a renewed session held unsaved that no
+/// session kept in the keyring leads to any more (signed out, or signed in
+/// afresh, since): nothing would ever use or revoke it.
+async fn revoke_orphan(target: &Target, orphan: Session) {
+    if revoke_refresh_token(target, orphan).await == Some(false) {
+        tracing::warn!("could not revoke the refresh token of a renewed session no longer kept");
+    }
 }
 
 /// The backend for `target` with the stored session, refreshed if it is

@@ -824,9 +824,15 @@ fn a_refresh_never_answered_with_an_id_token_keeps_the_refresh_token_handed_back
 }
 
 /// Sets the permissions of hoist's kernel keyring entry for `user` at
-/// `broker` with `keyctl` (the child shares this thread's session keyring):
-/// the possessor's, as a `keyctl setperm` mask.
+/// `broker`: the possessor's, as a `keyctl setperm` mask.
 fn keyctl_setperm(broker: &str, user: &str, possessor: u32) {
+    let mask = format!("{:#010x}", possessor << 24 | 0x0001_0000);
+    keyctl_on_entry(broker, user, &["setperm", &mask]);
+}
+
+/// Runs `keyctl ARGS... ID` on hoist's kernel keyring entry for `user` at
+/// `broker` (the child shares this thread's session keyring).
+fn keyctl_on_entry(broker: &str, user: &str, args: &[&str]) {
     let description = format!(
         "keyring:{}@{}",
         hoist::auth::secrets::account(broker, user),
@@ -838,60 +844,83 @@ fn keyctl_setperm(broker: &str, user: &str, possessor: u32) {
         .expect("keyctl is needed (Debian package keyutils; scripts/test installs it)");
     assert!(found.status.success(), "no keyring entry: {found:?}");
     let id = String::from_utf8(found.stdout).unwrap().trim().to_string();
-    let mask = format!("{:#010x}", possessor << 24 | 0x0001_0000);
-    let set = Command::new("keyctl")
-        .args(["setperm", &id, &mask])
+    let (command, rest) = args.split_first().unwrap();
+    let done = Command::new("keyctl")
+        .arg(command)
+        .arg(&id)
+        .args(rest)
         .output()
         .unwrap();
-    assert!(set.status.success(), "keyctl setperm {id} {mask}: {set:?}");
+    assert!(done.status.success(), "keyctl {args:?} on {id}: {done:?}");
 }
 
 /// A keyring that will not take a renewed session (here the kernel
-/// keyring's entry, its write permission taken away) stops no work: the
-/// process goes on with the renewed session, and its next refresh spends
-/// the renewed refresh token, never the spent one the keyring still holds,
-/// which a provider that rotates them would take for theft. What could not
-/// be saved is told, and saved at the first look once the keyring takes it.
+/// keyring's entries, their write permission taken away) stops no work:
+/// the process goes on with each renewed session, and the next refresh
+/// spends the renewed refresh token, never the spent one the keyring still
+/// holds, which a provider that rotates them would take for theft. Held
+/// for each account on its own; told, and saved at the first look once the
+/// keyring takes it. One whose session is gone from the keyring meanwhile
+/// (signed out elsewhere) is forgotten, its refresh token revoked.
 #[test]
 fn a_renewed_session_the_keyring_refuses_is_kept_and_told() {
     run(async {
         let mut setup = setup(Some(3)).await;
-        let (target, first) = alice_signed_in(&setup).await;
+        let (alice, first) = alice_signed_in(&setup).await;
+        let (me, _) = device_login(&setup, "bob").await;
+        let bob = target(&setup, Some(&me.user));
         // view, read, search, link and set attributes; not write.
-        keyctl_setperm(&target.broker, "alice", 0x3b);
+        keyctl_setperm(&alice.broker, "alice", 0x3b);
+        keyctl_setperm(&bob.broker, "bob", 0x3b);
 
-        let client = session::open(&target).await.unwrap();
-        assert_eq!(client.me().await.unwrap().user, "alice");
+        // Each look renews (the provider's tokens last 3 s).
+        let mut bobs = None;
+        for _ in 0..2 {
+            for (who, account) in [("alice", &alice), ("bob", &bob)] {
+                let session = session::current(account).await.unwrap();
+                let me = status_of(&setup, &session.access_token).await.unwrap();
+                assert_eq!(me.user, who);
+                bobs = session.refresh_token;
+            }
+        }
         assert_eq!(
-            kept_session(&target).refresh_token,
+            kept_session(&alice).refresh_token,
             first.refresh_token,
             "the keyring took no write"
         );
-        let told = session::unsaved().expect("the unsaved session is told");
-        assert!(told.contains("could not be saved"), "{told}");
-        assert!(told.contains("sign in again"), "{told}");
+        let told = session::unsaved();
+        assert_eq!(told.len(), 2, "{told:?}");
+        assert!(told[0].contains("of alice at"), "{told:?}");
+        assert!(told[0].contains("could not be saved"), "{told:?}");
+        assert!(told[0].contains("sign in again"), "{told:?}");
         assert!(
-            !told.contains(first.refresh_token.as_deref().unwrap()),
-            "{told}"
+            !told
+                .concat()
+                .contains(first.refresh_token.as_deref().unwrap()),
+            "{told:?}"
         );
 
-        // Renewed again (the provider's tokens last 3 s): with the refresh
-        // token the first renewal got. The spent one would be refused, and
-        // would end the session at the provider.
-        let client = session::open(&target).await.unwrap();
-        assert_eq!(client.me().await.unwrap().user, "alice");
-
-        keyctl_setperm(&target.broker, "alice", 0x3f);
-        let client = session::open(&target).await.unwrap();
-        assert_eq!(client.me().await.unwrap().user, "alice");
-        assert!(
-            session::unsaved().is_none(),
-            "saved once the keyring takes it"
-        );
-        let kept = kept_session(&target).refresh_token.unwrap();
+        keyctl_setperm(&alice.broker, "alice", 0x3f);
+        let session = session::current(&alice).await.unwrap();
+        let told = session::unsaved();
+        assert_eq!(told.len(), 1, "alice's is saved: {told:?}");
+        assert!(told[0].contains("of bob at"), "{told:?}");
+        let kept = kept_session(&alice).refresh_token.unwrap();
+        assert_eq!(Some(&kept), session.refresh_token.as_ref());
         assert_ne!(Some(&kept), first.refresh_token.as_ref());
         let refreshed = setup.provider.refresh_with(&kept).await;
         assert_eq!(refreshed.status(), 200, "the kept refresh token is live");
+
+        // Bob's entry revoked, as a sign-out elsewhere deletes it.
+        keyctl_on_entry(&bob.broker, "bob", &["revoke"]);
+        let err = session::current(&bob).await.unwrap_err();
+        assert!(
+            matches!(err, session::SessionError::NotSignedIn { .. }),
+            "{err:?}"
+        );
+        assert_eq!(session::unsaved(), Vec::<String>::new());
+        let refreshed = setup.provider.refresh_with(&bobs.unwrap()).await;
+        assert_eq!(refreshed.status(), 400, "the held refresh token is revoked");
         setup.broker.stop().await;
     });
 }
@@ -914,9 +943,9 @@ fn a_command_that_could_not_save_its_renewed_session_says_so() {
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{said}");
         assert!(
-            said.contains("Warning: the renewed session of alice at")
+            said.contains("hoist: warning: the renewed session of alice at")
                 && said.contains("could not be saved to the keyring")
-                && said.contains("denied access to hoist's entry")
+                && said.contains("the kernel keyring refused access (permission denied")
                 && said.contains("sign in again"),
             "{said}"
         );

@@ -101,13 +101,15 @@ fn failure(backend: SessionStore, err: &KeyringError) -> SecretsError {
     }
 }
 
-/// The kernel keyring refused an operation on hoist's own entry (its
-/// permissions changed), as opposed to there being no session keyring.
-const KEY_DENIED: &str = "the kernel keyring denied access to hoist's entry (its permissions: \
-     `keyctl show @s`)";
+/// The kernel keyring refused a read or write of an entry in the session
+/// keyring that was chosen because it worked (the permissions of the entry
+/// or of the keyring changed since), as opposed to there being no session
+/// keyring: the choice's own probe keeps [`NO_SESSION_KEYRING`].
+const KEY_DENIED: &str = "the kernel keyring refused access (permission denied; `keyctl show @s` \
+     lists the session keyring and hoist's entries with their permissions)";
 
-/// Whether a keyutils `NoStorageAccess` is the kernel's EACCES on the
-/// entry, which the store reports as it does a missing session keyring.
+/// Whether a keyutils `NoStorageAccess` is the kernel's EACCES, which the
+/// store reports as it does a missing session keyring.
 fn denied(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     #[cfg(target_os = "linux")]
     {
@@ -127,11 +129,6 @@ fn denied(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
 /// `BadDataFormat` carry the stored bytes, and `Ambiguous` the entries.
 pub(super) fn describe(backend: SessionStore, err: &KeyringError) -> String {
     match err {
-        KeyringError::NoStorageAccess(inner)
-            if backend == SessionStore::Keyutils && denied(inner.as_ref()) =>
-        {
-            KEY_DENIED.to_string()
-        }
         KeyringError::NoStorageAccess(_) if backend == SessionStore::Keyutils => {
             NO_SESSION_KEYRING.to_string()
         }
@@ -229,7 +226,7 @@ mod tests {
             let refused =
                 KeyringError::NoStorageAccess(Box::new(linux_keyutils::KeyError::AccessDenied));
             let said = failure(SessionStore::Keyutils, &refused).to_string();
-            assert!(said.contains("denied access to hoist's entry"), "{said}");
+            assert!(said.contains("refused access (permission denied"), "{said}");
             assert!(!said.contains(NO_SESSION_KEYRING), "{said}");
         }
         let locked = failure(SessionStore::SecretService, &denied()).to_string();
