@@ -766,9 +766,10 @@ fn check_config(args: &ServeArgs) -> ExitCode {
             .as_ref()
             .map(|policy| {
                 format!(
-                    "{} ({} roles)",
+                    "{} ({} roles, digest {})",
                     args.policy.display(),
-                    policy.roles().count()
+                    policy.roles().count(),
+                    policy.digest()
                 )
             })
             .map_err(|err| anyhow::anyhow!("{err:#}")),
@@ -1111,7 +1112,7 @@ async fn serve(
             return Ok(());
         }
     };
-    tracing::info!(addr = %server.addr, scheme, db = %db, policy = %policy_path.display(), "hoistd serving");
+    tracing::info!(addr = %server.addr, scheme, db = %db, policy = %policy_path.display(), policy_digest = server.broker.policy().digest(), "hoistd serving");
 
     loop {
         tokio::select! {
@@ -1127,7 +1128,7 @@ async fn serve(
                 // A stop asked for meanwhile is not kept waiting for it.
                 tokio::select! {
                     reloaded = server.reload(&policy_path) => match reloaded {
-                        Ok(revoked) => tracing::info!(revoked, "policy reloaded"),
+                        Ok(revoked) => tracing::info!(revoked, policy_digest = server.broker.policy().digest(), "policy reloaded"),
                         Err(err) => tracing::error!(error = %format!("{err:#}"), "policy not reloaded; the previous policy stays in force"),
                     },
                     _ = terminate.recv() => {

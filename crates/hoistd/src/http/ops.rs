@@ -88,6 +88,12 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    /// [`crate::policy::Policy::digest`].
+    digest: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectionLabels {
     /// `in_use` by a transaction or snapshot, or `idle` in the pool.
     state: &'static str,
@@ -124,6 +130,11 @@ pub struct Metrics {
     store_wait: Histogram,
     store_connections: Family<ConnectionLabels, Gauge>,
     store_connections_max: Gauge,
+    /// One series, at 1, labelled with the policy in force now.
+    policy: Family<PolicyLabels, Gauge>,
+    /// Held while a scrape sets `policy` and encodes, so that two at once
+    /// never encode the family between one's clearing and its setting.
+    encoding: std::sync::Mutex<()>,
     /// A running total, kept as a gauge: prometheus_client writes a
     /// counter's samples as `_total` under a family without it (OpenMetrics),
     /// which the Prometheus text format this route serves reads as a
@@ -239,6 +250,12 @@ impl Metrics {
             "The most connections this instance opens to the database: the pool's size",
             store_connections_max.clone(),
         );
+        let policy = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "policy_info",
+            "The policy this instance enforces, by the first 16 hex digits of its file's SHA-256 (always 1): instances on one database that show different digests decide by different rules, so alert on count(count by (digest) (hoistd_policy_info)) > 1",
+            policy.clone(),
+        );
         let purged = Family::<PurgeLabels, Gauge>::default();
         registry.register(
             "purged_rows",
@@ -255,6 +272,8 @@ impl Metrics {
             store_counted.clone(),
         );
         Metrics {
+            policy,
+            encoding: std::sync::Mutex::new(()),
             purged,
             store_counted,
             counted: std::sync::Mutex::new(None),
@@ -436,6 +455,16 @@ impl Metrics {
                 .clock_offset()
                 .map_or(0.0, chrono::TimeDelta::as_seconds_f64),
         );
+        let _encoding = self
+            .encoding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.policy.clear();
+        self.policy
+            .get_or_create(&PolicyLabels {
+                digest: broker.policy().digest().to_string(),
+            })
+            .set(1);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

@@ -63,6 +63,8 @@ pub struct Policy {
     /// People who signed in through an OpenID provider, with the groups its
     /// latest token gave them. Shared across reloads.
     directory: Arc<Directory>,
+    /// The first 16 hex digits of the SHA-256 of the policy's text.
+    digest: String,
 }
 
 /// Identities vouched for by an OpenID provider, as last seen.
@@ -168,7 +170,16 @@ impl Policy {
             links: people.links,
             slack: people.slack,
             directory: Arc::default(),
+            digest: hex::encode(&Sha256::digest(text.as_bytes())[..8]),
         })
+    }
+
+    /// Names the text this policy was read from: the first 16 hex digits
+    /// of its SHA-256. Instances on one database should all show the same
+    /// (`hoistd check-config`, `hoistd_policy_info` in `/metrics`, the log
+    /// line of each load): two that differ decide by different rules.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// Checks each role's access against its target where the target

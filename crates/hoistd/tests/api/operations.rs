@@ -143,6 +143,42 @@ async fn metrics_pass_promtool_and_count_what_the_store_holds() {
     );
 }
 
+/// The first 16 hex digits of `path`'s SHA-256, by `sha256sum`.
+pub(crate) fn file_digest(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()[..16].to_string()
+}
+
+/// `hoistd_policy_info` names the policy in force by its file's digest, and
+/// follows a reload: instances on one database that enforce different
+/// policies show apart.
+#[tokio::test]
+async fn metrics_name_the_policy_in_force_by_its_digest() {
+    let broker = TestBroker::start().await;
+    let before = file_digest(&broker.policy_path());
+    let text = scrape(&broker).await;
+    let series = |digest: &str| format!(r#"hoistd_policy_info{{digest="{digest}"}}"#);
+    assert_eq!(sample(&text, &series(&before)), 1.0);
+
+    let mut policy = std::fs::read_to_string(broker.policy_path()).unwrap();
+    policy.push_str("\n# edited\n");
+    std::fs::write(broker.policy_path(), policy).unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    let after = file_digest(&broker.policy_path());
+    assert_ne!(before, after);
+    let text = scrape(&broker).await;
+    assert_eq!(sample(&text, &series(&after)), 1.0);
+    assert_eq!(
+        text.lines()
+            .filter(|line| line.starts_with("hoistd_policy_info{"))
+            .count(),
+        1,
+        "only the policy in force: {text}"
+    );
+    promtool_accepts(&text);
+}
+
 /// `/metrics` takes no token: scrapes however many and however fast read
 /// the store once per interval, not once each.
 #[tokio::test]
@@ -341,7 +377,10 @@ fn check_config_reports_every_problem_and_writes_nothing() {
         String::from_utf8_lossy(&good.stderr)
     );
     assert!(said.contains("ok: policy: "), "{said}");
-    assert!(said.contains("(4 roles)"), "{said}");
+    assert!(
+        said.contains(&format!("(4 roles, digest {})", file_digest(&policy))),
+        "{said}"
+    );
     assert!(said.contains("(created at the first start)"), "{said}");
     assert!(said.contains("ok: TLS: certificate"), "{said}");
     assert!(!said.contains("error"), "{said}");

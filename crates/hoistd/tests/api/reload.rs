@@ -238,6 +238,9 @@ async fn sighup_reloads_without_dropping_connections() {
     hoistd.signal("HUP");
     let reloaded = hoistd.line();
     assert!(reloaded.contains("policy reloaded"), "{reloaded}");
+    // Named by its digest, as `/metrics` and `check-config` name it.
+    let digest = crate::operations::file_digest(&policy);
+    assert!(reloaded.contains(&digest), "{reloaded}");
 
     let roles: Vec<hoist_api::Role> = client.get("/v1/roles").await.unwrap();
     assert!(roles.iter().any(|r| r.id == "vault"));
