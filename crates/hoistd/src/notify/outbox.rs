@@ -96,6 +96,9 @@ pub async fn run<N: Notifier>(
     // The id and channel of each notification being sent, by the task
     // sending it.
     let mut busy: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
+    // Notifications whose outcome could not be recorded, until when they
+    // wait: they hold no slot meanwhile.
+    let mut held: HashMap<String, Instant> = HashMap::new();
     let mut failing = Failing::default();
     // When reminders were last looked for, and when the next falls due.
     let mut reminded: Option<Instant> = None;
@@ -105,6 +108,8 @@ pub async fn run<N: Notifier>(
         // later is not told of the past; every few seconds is enough.
         let quiet = notifier.channels().is_empty();
         let now = crate::target::now();
+        let instant = Instant::now();
+        held.retain(|_, until| *until > instant);
         let horizon = now + TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
         let remind = reminded.is_none_or(|at| at.elapsed() >= REMIND_EVERY)
             || reminder.is_some_and(|at| at <= now);
@@ -167,7 +172,7 @@ pub async fn run<N: Notifier>(
                 let in_flight: HashSet<&String> = busy.values().map(|(id, _)| id).collect();
                 let mut starting = Vec::new();
                 for notification in due {
-                    if in_flight.contains(&notification.id) {
+                    if in_flight.contains(&notification.id) || held.contains_key(&notification.id) {
                         continue;
                     }
                     if !slots.fit(&notification.channel) {
@@ -208,12 +213,20 @@ pub async fn run<N: Notifier>(
             })
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
+        let sleep = held
+            .values()
+            .map(|until| until.saturating_duration_since(Instant::now()))
+            .fold(sleep, Duration::min);
         let sleep = if quiet { MAX_SLEEP } else { sleep };
         let stopping = tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                 let (id, answered) = match done {
                     Ok((id, attempted)) => {
                         if let Some(left) = attempted.unrecorded {
+                            held.insert(
+                                left.0.id.clone(),
+                                Instant::now() + crate::target::outbox::UNRECORDED_PAUSE,
+                            );
                             unrecorded.insert(left.0.id.clone(), left);
                         }
                         (id, attempted.answered)
@@ -393,7 +406,7 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> A
 
 /// Records an attempt's outcome. Not recorded, the notification stays due
 /// and the worker keeps the outcome to record at its next try, after a
-/// pause (holding the channel's slot meanwhile): it is not posted again.
+/// pause (holding no slot meanwhile): it is not posted again.
 async fn record<N: Notifier>(notifier: Arc<N>, outcome: Unrecorded) -> Attempted {
     let recorded = tokio::task::spawn_blocking(move || {
         let done = notifier.record_notification(&outcome.0, &outcome.1);
@@ -408,7 +421,6 @@ async fn record<N: Notifier>(notifier: Arc<N>, outcome: Unrecorded) -> Attempted
         Err(err) => (None, err.to_string()),
     };
     tracing::error!(error = %why, "notification outcome not recorded");
-    tokio::time::sleep(crate::target::outbox::UNRECORDED_PAUSE).await;
     Attempted {
         answered: None,
         unrecorded,
@@ -541,7 +553,8 @@ mod worker_tests {
         due: Vec<Notification>,
         leading: bool,
         /// Whether outcomes are recorded, or refused as by a store that
-        /// takes no writes.
+        /// takes no writes; never those of notifications whose id begins
+        /// `n_unrecorded`.
         records: bool,
         /// Whether routing fails, as a lock wait given up does.
         route_fails: bool,
@@ -609,10 +622,10 @@ mod worker_tests {
         }
         fn record_notification(
             &self,
-            _: &Notification,
+            notification: &Notification,
             _: &NotificationDelivery,
         ) -> crate::error::Result<()> {
-            if self.records {
+            if self.records && !notification.id.starts_with("n_unrecorded") {
                 self.recorded.fetch_add(1, Ordering::SeqCst);
                 return Ok(());
             }
@@ -666,6 +679,39 @@ mod worker_tests {
         )
         .await;
         assert_eq!(posts.load(Ordering::SeqCst), 1);
+    }
+
+    /// Notifications whose outcomes cannot be recorded, more of them than
+    /// there are slots, at several channels, wait their pause before they
+    /// are recorded, but hold no slot meanwhile: each is posted once, and
+    /// a notification to another channel is sent too, in a second.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unrecorded_outcomes_hold_no_slot_while_they_wait() {
+        let mut channels = Channels::default();
+        let mut due = Vec::new();
+        let mut posted = Vec::new();
+        for c in 0..8 {
+            let (url, posts) = receiver(ANSWERS).await;
+            let name = format!("u{c}");
+            channels.insert(channel(&name, url));
+            posted.push(posts);
+            due.extend((0..5).map(|n| self::due(format!("n_unrecorded_{c}_{n}"), &name)));
+        }
+        let (live_url, live_posts) = receiver(ANSWERS).await;
+        channels.insert(channel("live", live_url));
+        due.push(self::due("n_live".into(), "live"));
+        let notifier = Arc::new(FakeNotifier {
+            channels,
+            due,
+            ..FakeNotifier::one_due(url::Url::parse("http://127.0.0.1:9/").unwrap())
+        });
+        run_for(Arc::clone(&notifier), Duration::from_secs(1)).await;
+        let unrecorded: usize = posted.iter().map(|p| p.load(Ordering::SeqCst)).sum();
+        assert_eq!(unrecorded, 40, "each posted once, no more");
+        assert!(
+            live_posts.load(Ordering::SeqCst) >= 1,
+            "the live one was sent"
+        );
     }
 
     /// However many notifications are due to a channel that stopped

@@ -156,12 +156,17 @@ impl<'a> Slots<'a> {
 
 /// Runs effects as they fall due until `stopped`.
 pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
-    let mut running: JoinSet<Option<bool>> = JoinSet::new();
+    let mut running: JoinSet<Attempted> = JoinSet::new();
     // The grant and target of each effect in flight, by the task running it.
     let mut busy: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
+    // Grants whose last outcome could not be recorded, until when none of
+    // their effects runs: they hold no slot meanwhile.
+    let mut held: HashMap<String, tokio::time::Instant> = HashMap::new();
     let mut failing = Failing::default();
     loop {
         let now = super::now();
+        let instant = tokio::time::Instant::now();
+        held.retain(|_, until| *until > instant);
         let horizon = now + chrono::TimeDelta::from_std(MAX_SLEEP).unwrap_or_default();
         let mut slots = Slots::new(
             &failing,
@@ -186,6 +191,7 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
                 let mut starting = Vec::new();
                 for due in dues {
                     if in_flight.contains(&due.effect.grant_id)
+                        || held.contains_key(&due.effect.grant_id)
                         || starting
                             .iter()
                             .any(|d: &Due| d.effect.grant_id == due.effect.grant_id)
@@ -223,17 +229,24 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
             .map(|at| (at - super::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
+        let sleep = held
+            .values()
+            .map(|until| until.saturating_duration_since(tokio::time::Instant::now()))
+            .fold(sleep, Duration::min);
         let stopping = tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                let (id, answered) = match &done {
-                    Ok((id, answered)) => (*id, *answered),
+                let (id, answered, hold) = match &done {
+                    Ok((id, attempted)) => (*id, attempted.answered, attempted.unrecorded),
                     Err(err) => {
                         tracing::error!(error = %err, "an outbox effect failed to run");
-                        (err.id(), None)
+                        (err.id(), None, None)
                     }
                 };
-                if let Some((_, target)) = busy.remove(&id) {
+                if let Some((grant, target)) = busy.remove(&id) {
                     failing.note(&target, answered);
+                    if let Some(pause) = hold {
+                        held.insert(grant, tokio::time::Instant::now() + pause);
+                    }
                 }
                 false
             }
@@ -259,9 +272,20 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
     }
 }
 
-/// Runs one effect and records its outcome; says whether the target
-/// answered (`None`: it was not asked).
-async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
+/// What came of one [`attempt`].
+struct Attempted {
+    /// Whether the target answered (`None`: it was not asked).
+    answered: Option<bool>,
+    /// The outcome was not recorded (the store takes reads but no writes:
+    /// out of disk, read only): the effect stays due and runs again, as it
+    /// is idempotent, but not before this pause, its grant held meanwhile
+    /// rather than tried at once and for ever. It holds no slot: other
+    /// effects run in the meantime.
+    unrecorded: Option<Duration>,
+}
+
+/// Runs one effect and records its outcome.
+async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Attempted {
     // The call acts under the lease it is made with: one that lapsed just
     // now leaves it with none, and it is not made without.
     let journal = ledger.journal();
@@ -270,7 +294,10 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
         // leads now. The worker is being halted; until then the grant
         // stays busy rather than be tried again at once.
         tokio::time::sleep(LEAD_LOST_PAUSE).await;
-        return None;
+        return Attempted {
+            answered: None,
+            unrecorded: None,
+        };
     }
     let targets = ledger.targets();
     let started = std::time::Instant::now();
@@ -330,17 +357,20 @@ async fn attempt<L: Ledger>(ledger: Arc<L>, due: Due) -> Option<bool> {
     let attempts = due.effect.attempts;
     let recorded = tokio::task::spawn_blocking(move || ledger.record_effect(&due, outcome)).await;
     let unrecorded = match recorded {
-        Ok(Ok(())) => return answered,
+        Ok(Ok(())) => {
+            return Attempted {
+                answered,
+                unrecorded: None,
+            };
+        }
         Ok(Err(err)) => err.to_string(),
         Err(err) => err.to_string(),
     };
-    // Not recorded (the store takes reads but no writes: out of disk, read
-    // only): the effect stays due and runs again, as it is idempotent, but
-    // not before a pause, holding its grant busy meanwhile, rather than at
-    // once and for ever.
     tracing::error!(error = %unrecorded, "target effect outcome not recorded");
-    tokio::time::sleep(backoff(attempts + 1).max(UNRECORDED_PAUSE)).await;
-    answered
+    Attempted {
+        answered,
+        unrecorded: Some(backoff(attempts + 1).max(UNRECORDED_PAUSE)),
+    }
 }
 
 #[cfg(test)]
@@ -543,7 +573,8 @@ mod worker_tests {
     }
 
     /// The outbox of `targets`, whose due effects are `dues`, over a store
-    /// that takes no writes unless `records`.
+    /// that takes no writes unless `records`, and never the outcome of an
+    /// effect of a grant whose id begins `gr_unrecorded`.
     struct FakeLedger {
         targets: Vec<Arc<Counting>>,
         dues: Vec<Due>,
@@ -651,14 +682,14 @@ mod worker_tests {
         }
         fn record_effect(
             &self,
-            _: &Due,
+            due: &Due,
             outcome: Result<(), TargetError>,
         ) -> crate::error::Result<()> {
             self.outcomes.lock().unwrap().push(match outcome {
                 Ok(()) => "done".into(),
                 Err(err) => err.to_string(),
             });
-            if self.records {
+            if self.records && !due.effect.grant_id.starts_with("gr_unrecorded") {
                 return Ok(());
             }
             // E.g. PostgreSQL read-only or out of disk: reads work, writes fail.
@@ -784,6 +815,32 @@ mod worker_tests {
         let calls = calls.load(Ordering::SeqCst);
         // One attempt, then the pause.
         assert_eq!(calls, 1, "the target was called {calls} times in 2 s");
+    }
+
+    /// Effects whose outcomes cannot be recorded (more of them than there
+    /// are slots, at several targets) each wait their pause before they run
+    /// again, but hold no slot meanwhile: every one of them runs once, and
+    /// an effect at another target runs too, in a second.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unrecorded_outcomes_hold_no_slot_while_they_wait() {
+        let mut targets: Vec<Counting> = Vec::new();
+        let mut calls = Vec::new();
+        let mut dues: Vec<Due> = Vec::new();
+        for t in 0..8 {
+            let name: &'static str = Box::leak(format!("u{t}").into_boxed_str());
+            let (target, called) = counting(name, false);
+            targets.push(target);
+            calls.push(called);
+            dues.extend((0..5).map(|n| due(&format!("gr_unrecorded_{t}_{n}"), name)));
+        }
+        dues.push(due("gr_live", "live"));
+        let (live, live_calls) = counting("live", false);
+        targets.push(live);
+        FakeLedger::new(targets, dues, true).run_for(1).await;
+        let unrecorded: usize = calls.iter().map(|c| c.load(Ordering::SeqCst)).sum();
+        assert_eq!(unrecorded, 40, "each unrecorded effect runs once, no more");
+        // The fake keeps every effect due, recorded or not.
+        assert!(live_calls.load(Ordering::SeqCst) >= 1, "the live one ran");
     }
 
     /// A target call that panics (a bug) is a failed attempt, recorded as
