@@ -103,9 +103,15 @@ pub fn step_up(tenant: EntraTenant, broker: String, user: String, prompt: Prompt
                     crate::text::sanitize::line(&user)
                 )));
             }
-            crate::auth::session::save_held(&broker, &user, &session)
+            let orphan = crate::auth::session::save_held(&broker, &user, &session)
                 .await
                 .map_err(|e| StepUpError::Failed(e.to_string()))?;
+            // A renewal held unsaved, which the new sign-in supersedes.
+            if let Some(spare) = orphan.and_then(|held| held.refresh_token)
+                && let Err(err) = provider.revoke(&spare).await
+            {
+                tracing::warn!(error = %err, "could not revoke a refresh token no session keeps");
+            }
             Ok(token)
         })
     })

@@ -185,7 +185,9 @@ pub async fn sign_in_again(
             signed_in: me.user,
         });
     }
-    save_held(&target.broker, &user, &session).await?;
+    if let Some(orphan) = save_held(&target.broker, &user, &session).await? {
+        revoke_orphan(target, orphan).await;
+    }
     Ok(session)
 }
 
@@ -208,26 +210,30 @@ async fn provider_for(target: &Target) -> Result<sso::Provider, SessionError> {
 async fn store_if_accepted(target: &Target, session: Session) -> Result<Me, SessionError> {
     use_file_store_if_chosen(target)?;
     let me = accepted(target, &session).await?;
-    save_held(&target.broker, &me.user, &session).await?;
+    if let Some(orphan) = save_held(&target.broker, &me.user, &session).await? {
+        revoke_orphan(target, orphan).await;
+    }
     Ok(me)
 }
 
 /// Saves `session` as `user`'s while holding the refresh lock (this
 /// process's, and the file's), so that a refresh under way elsewhere does
-/// not then write the session it had over this one.
+/// not then write the session it had over this one. Returns the renewed
+/// session this process held unsaved for `user`, which the new one
+/// supersedes: the caller revokes its refresh token.
 pub(crate) async fn save_held(
     broker: &str,
     user: &str,
     session: &Session,
-) -> Result<(), SessionError> {
+) -> Result<Option<Session>, SessionError> {
     let _refreshing = REFRESHING.lock().await;
     let _held = refresh_lock_waiting().await;
     let (broker, user, session) = (broker.to_string(), user.to_string(), session.clone());
     blocking(move || {
         secrets::save(&broker, &user, &session)?;
-        // What a renewal held unsaved is superseded.
-        unsaved_memo().remove(&account_key(&broker, &user));
-        Ok(())
+        Ok(unsaved_memo()
+            .remove(&account_key(&broker, &user))
+            .map(|held| held.session))
     })
     .await
 }
@@ -313,9 +319,21 @@ fn session_of(broker: &str, user: &str) -> Result<Option<Session>, SecretsError>
     let loaded = secrets::load(broker, user)?;
     let memo = unsaved_memo();
     Ok(match memo.get(&account_key(broker, user)) {
-        Some(held) if holds(&loaded, &held.spent) => Some(held.session.clone()),
+        Some(held) if !landed(&loaded, held) && holds(&loaded, &held.spent) => {
+            Some(held.session.clone())
+        }
         _ => loaded,
     })
+}
+
+/// Whether the keyring holds `held`'s own session after all: a save that
+/// reported failure may have written it (a key written but not linked, a
+/// file replaced whose directory did not sync, a call that timed out).
+fn landed(stored: &Option<Session>, held: &Unsaved) -> bool {
+    held.session
+        .refresh_token
+        .as_deref()
+        .is_some_and(|token| holds(stored, token))
 }
 
 fn holds(stored: &Option<Session>, refresh_token: &str) -> bool {
@@ -337,13 +355,19 @@ fn settled(
 ) -> Result<(Option<Session>, Option<Session>), SecretsError> {
     let loaded = secrets::load(broker, user)?;
     let key = account_key(broker, user);
-    let Some(held) = unsaved_memo()
-        .get(&key)
-        .map(|held| (held.spent.clone(), held.session.clone()))
-    else {
+    let Some((landed, spent, session)) = unsaved_memo().get(&key).map(|held| {
+        (
+            landed(&loaded, held),
+            held.spent.clone(),
+            held.session.clone(),
+        )
+    }) else {
         return Ok((loaded, None));
     };
-    let (spent, session) = held;
+    if landed {
+        unsaved_memo().remove(&key);
+        return Ok((loaded, None));
+    }
     if !holds(&loaded, &spent) {
         unsaved_memo().remove(&key);
         return Ok((loaded, Some(session)));
@@ -640,7 +664,16 @@ async fn renew(
     // process alone ([`UNSAVED`]): the work goes on, and the spent refresh
     // token is not sent again.
     let now_stored = blocking(move || {
-        let now_stored = session_of(&broker, &user)?;
+        // Unreadable now (a keyring locked during the refresh), it held
+        // the session renewed a moment ago, under the same locks.
+        let now_stored = match session_of(&broker, &user) {
+            Ok(now_stored) => now_stored,
+            Err(err) => {
+                tracing::warn!(error = %err, "the renewed session's keyring entry could not be read");
+                keep(&broker, &user, &spent, stored);
+                return Ok(None);
+            }
+        };
         if now_stored
             .as_ref()
             .is_some_and(|now| now.refresh_token.as_deref() == Some(spent.as_str()))
@@ -750,17 +783,23 @@ pub async fn logout(target: &Target) -> Result<SignedOut, SessionError> {
         Err(err) => return Err(err),
     };
     // Best effort: signing out locally must work even when the provider is away.
+    let revoked_token = stored.as_ref().and_then(|s| s.refresh_token.clone());
     let revoked = match stored {
         Some(session) => revoke_refresh_token(target, session).await,
         None => None,
     };
     let broker = target.broker.clone();
-    let removed = blocking(move || {
+    let (removed, held) = blocking(move || {
         let removed = secrets::delete(&broker, &user)?;
-        unsaved_memo().remove(&account_key(&broker, &user));
-        Ok(removed)
+        let held = unsaved_memo().remove(&account_key(&broker, &user));
+        Ok((removed, held.map(|held| held.session)))
     })
     .await?;
+    // Held unsaved for a session no longer stored (signed in afresh
+    // elsewhere): not the one revoked above, and nothing else would.
+    if let Some(held) = held.filter(|held| held.refresh_token != revoked_token) {
+        revoke_orphan(target, held).await;
+    }
     Ok(SignedOut {
         removed,
         revoked,
