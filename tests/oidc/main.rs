@@ -861,7 +861,8 @@ fn keyctl_on_entry(broker: &str, user: &str, args: &[&str]) {
 /// holds, which a provider that rotates them would take for theft. Held
 /// for each account on its own; told, and saved at the first look once the
 /// keyring takes it. One whose session is gone from the keyring meanwhile
-/// (signed out elsewhere) is forgotten, its refresh token revoked.
+/// (signed out elsewhere), or that a sign-in supersedes, is forgotten, its
+/// refresh token revoked.
 #[test]
 fn a_renewed_session_the_keyring_refuses_is_kept_and_told() {
     run(async {
@@ -921,6 +922,17 @@ fn a_renewed_session_the_keyring_refuses_is_kept_and_told() {
         assert_eq!(session::unsaved(), Vec::<String>::new());
         let refreshed = setup.provider.refresh_with(&bobs.unwrap()).await;
         assert_eq!(refreshed.status(), 400, "the held refresh token is revoked");
+
+        // Held again, then superseded by a sign-in in this process.
+        device_login(&setup, "bob").await;
+        keyctl_setperm(&bob.broker, "bob", 0x3b);
+        let held = session::current(&bob).await.unwrap().refresh_token.unwrap();
+        assert_eq!(session::unsaved().len(), 1);
+        keyctl_setperm(&bob.broker, "bob", 0x3f);
+        device_login(&setup, "bob").await;
+        assert_eq!(session::unsaved(), Vec::<String>::new());
+        let refreshed = setup.provider.refresh_with(&held).await;
+        assert_eq!(refreshed.status(), 400, "the superseded one is revoked");
         setup.broker.stop().await;
     });
 }

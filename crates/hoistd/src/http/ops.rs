@@ -253,7 +253,7 @@ impl Metrics {
         let policy = Family::<PolicyLabels, Gauge>::default();
         registry.register(
             "policy_info",
-            "The policy this instance enforces, by the first 16 hex digits of its file's SHA-256 (always 1): instances on one database that show different digests decide by different rules, so alert on count(count by (digest) (hoistd_policy_info)) > 1",
+            "The policy this instance enforces, by the first 16 hex digits of its file's SHA-256 (always 1): instances on one database that show different digests decide by different rules, so alert on count by (job) (count by (job, digest) (hoistd_policy_info)) > 1",
             policy.clone(),
         );
         let purged = Family::<PurgeLabels, Gauge>::default();

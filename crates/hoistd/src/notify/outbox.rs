@@ -220,24 +220,26 @@ pub async fn run<N: Notifier>(
         let sleep = if quiet { MAX_SLEEP } else { sleep };
         let stopping = tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                let (id, answered) = match done {
+                let (id, answered, not_recorded) = match done {
                     Ok((id, attempted)) => {
                         if let Some(left) = attempted.unrecorded {
-                            held.insert(
-                                left.0.id.clone(),
-                                Instant::now() + crate::target::outbox::UNRECORDED_PAUSE,
-                            );
                             unrecorded.insert(left.0.id.clone(), left);
                         }
-                        (id, attempted.answered)
+                        (id, attempted.answered, attempted.not_recorded)
                     }
                     Err(err) => {
                         tracing::error!(error = %err, "a notification failed to send");
-                        (err.id(), None)
+                        (err.id(), None, false)
                     }
                 };
-                if let Some((_, channel)) = busy.remove(&id) {
+                if let Some((notification, channel)) = busy.remove(&id) {
                     failing.note(&channel, answered);
+                    if not_recorded {
+                        held.insert(
+                            notification,
+                            Instant::now() + crate::target::outbox::UNRECORDED_PAUSE,
+                        );
+                    }
                 }
                 false
             }
@@ -268,10 +270,13 @@ pub async fn run<N: Notifier>(
 type Unrecorded = (Notification, NotificationDelivery);
 
 /// What one task did: whether the channel answered (`None`: it was not
-/// posted to), and the outcome if it could not be recorded.
+/// posted to), whether its outcome could not be recorded (the
+/// notification then waits its pause), and that outcome, to record at
+/// the next try, if it was not lost (the recording task failed).
 #[derive(Default)]
 struct Attempted {
     answered: Option<bool>,
+    not_recorded: bool,
     unrecorded: Option<Unrecorded>,
 }
 
@@ -423,6 +428,7 @@ async fn record<N: Notifier>(notifier: Arc<N>, outcome: Unrecorded) -> Attempted
     tracing::error!(error = %why, "notification outcome not recorded");
     Attempted {
         answered: None,
+        not_recorded: true,
         unrecorded,
     }
 }
@@ -554,7 +560,8 @@ mod worker_tests {
         leading: bool,
         /// Whether outcomes are recorded, or refused as by a store that
         /// takes no writes; never those of notifications whose id begins
-        /// `n_unrecorded`.
+        /// `n_unrecorded`, and it panics recording one whose id begins
+        /// `n_panics` (a bug).
         records: bool,
         /// Whether routing fails, as a lock wait given up does.
         route_fails: bool,
@@ -625,6 +632,7 @@ mod worker_tests {
             notification: &Notification,
             _: &NotificationDelivery,
         ) -> crate::error::Result<()> {
+            assert!(!notification.id.starts_with("n_panics"), "a bug");
             if self.records && !notification.id.starts_with("n_unrecorded") {
                 self.recorded.fetch_add(1, Ordering::SeqCst);
                 return Ok(());
@@ -712,6 +720,18 @@ mod worker_tests {
             live_posts.load(Ordering::SeqCst) >= 1,
             "the live one was sent"
         );
+    }
+
+    /// A notification whose recording fails with a bug (the task panics,
+    /// the outcome is lost) waits its pause before it is posted again,
+    /// rather than be posted at every look.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recording_that_panics_waits_before_the_next_post() {
+        let (url, posts) = receiver(ANSWERS).await;
+        let mut notifier = FakeNotifier::one_due(url);
+        notifier.due = vec![self::due("n_panics".into(), "live")];
+        run_for(Arc::new(notifier), Duration::from_secs(2)).await;
+        assert_eq!(posts.load(Ordering::SeqCst), 1);
     }
 
     /// However many notifications are due to a channel that stopped
