@@ -648,7 +648,19 @@ async fn renew(
             rotated: None,
             away: Some(away),
         }) => return Err(SessionError::Sso(*away)),
-        Err(err) => return Err(expired(err.to_string())),
+        Err(err) => {
+            // A renewed session held unsaved whose refresh token the
+            // provider refused is over: nothing is left to tell of it.
+            let mut memo = unsaved_memo();
+            let key = account_key(&target.broker, user);
+            if memo
+                .get(&key)
+                .is_some_and(|held| held.session.refresh_token.as_ref() == Some(&refresh_token))
+            {
+                memo.remove(&key);
+            }
+            return Err(expired(err.to_string()));
+        }
     };
     // Saved only over the session it renewed. Signed out meanwhile, or
     // signed in afresh (which the lock keeps out, unless its wait ran out):

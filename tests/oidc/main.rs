@@ -923,6 +923,22 @@ fn a_renewed_session_the_keyring_refuses_is_kept_and_told() {
         let refreshed = setup.provider.refresh_with(&bobs.unwrap()).await;
         assert_eq!(refreshed.status(), 400, "the held refresh token is revoked");
 
+        // Held again, its refresh token then spent elsewhere: the provider
+        // refuses it, and nothing unsaved is left to tell of.
+        device_login(&setup, "bob").await;
+        keyctl_setperm(&bob.broker, "bob", 0x3b);
+        let held = session::current(&bob).await.unwrap().refresh_token.unwrap();
+        assert_eq!(session::unsaved().len(), 1);
+        let spent = setup.provider.refresh_with(&held).await;
+        assert_eq!(spent.status(), 200);
+        let err = session::current(&bob).await.unwrap_err();
+        assert!(
+            matches!(err, session::SessionError::Expired { .. }),
+            "{err:?}"
+        );
+        assert_eq!(session::unsaved(), Vec::<String>::new());
+        keyctl_setperm(&bob.broker, "bob", 0x3f);
+
         // Held again, then superseded by a sign-in in this process.
         device_login(&setup, "bob").await;
         keyctl_setperm(&bob.broker, "bob", 0x3b);
