@@ -648,9 +648,10 @@ async fn renew(
             rotated: None,
             away: Some(away),
         }) => return Err(SessionError::Sso(*away)),
-        Err(err) => {
-            // A renewed session held unsaved whose refresh token the
-            // provider refused is over: nothing is left to tell of it.
+        // A renewed session held unsaved whose refresh token the provider
+        // refused is over: nothing is left to tell of it. On any other
+        // failure (a proxy's answer, say) it is kept for the next try.
+        Err(err @ SsoError::RefreshRefused(_)) => {
             let mut memo = unsaved_memo();
             let key = account_key(&target.broker, user);
             if memo
@@ -661,6 +662,7 @@ async fn renew(
             }
             return Err(expired(err.to_string()));
         }
+        Err(err) => return Err(expired(err.to_string())),
     };
     // Saved only over the session it renewed. Signed out meanwhile, or
     // signed in afresh (which the lock keeps out, unless its wait ran out):

@@ -55,6 +55,11 @@ pub enum SsoError {
     MissingEndpoint(&'static str),
     #[error("sign-in failed: {0}")]
     Failed(String),
+    /// The provider answered a refresh with `invalid_grant`: the refresh
+    /// token is spent, revoked or expired, and the session over. Only this
+    /// says so; any other failure may be a proxy's or this machine's.
+    #[error("sign-in failed: {0}")]
+    RefreshRefused(String),
     #[error("the provider returned no ID token; is `openid` among the scopes?")]
     NoIdToken,
     /// A refresh answered without an ID token, though asked again for the
@@ -624,6 +629,11 @@ impl Provider {
                     url: self.token_endpoint.clone(),
                     reason: err.to_string(),
                 },
+                oauth2::RequestTokenError::ServerResponse(response)
+                    if *response.error() == oauth2::basic::BasicErrorResponseType::InvalidGrant =>
+                {
+                    SsoError::RefreshRefused(response.to_string())
+                }
                 err => fail(describe(&err)),
             })
     }

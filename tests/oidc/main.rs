@@ -923,12 +923,19 @@ fn a_renewed_session_the_keyring_refuses_is_kept_and_told() {
         let refreshed = setup.provider.refresh_with(&bobs.unwrap()).await;
         assert_eq!(refreshed.status(), 400, "the held refresh token is revoked");
 
-        // Held again, its refresh token then spent elsewhere: the provider
-        // refuses it, and nothing unsaved is left to tell of.
+        // Held again. A proxy's refusal (403, a page of HTML) is no answer
+        // from the provider: the held session is kept for the next try.
         device_login(&setup, "bob").await;
         keyctl_setperm(&bob.broker, "bob", 0x3b);
+        session::current(&bob).await.unwrap();
+        setup.provider.outage(403).await;
+        let err = session::current(&bob).await.unwrap_err();
+        assert_eq!(session::unsaved().len(), 1, "kept after {err:?}");
+        setup.provider.outage(0).await;
         let held = session::current(&bob).await.unwrap().refresh_token.unwrap();
         assert_eq!(session::unsaved().len(), 1);
+        // Its refresh token then spent elsewhere: the provider refuses it,
+        // and nothing unsaved is left to tell of.
         let spent = setup.provider.refresh_with(&held).await;
         assert_eq!(spent.status(), 200);
         let err = session::current(&bob).await.unwrap_err();
