@@ -1015,9 +1015,7 @@ impl Postgres {
     /// sessions begun before it (the server's clock): once the role's
     /// memberships are revoked, a session a member opens after cannot take
     /// what the role held, so a member that keeps reconnecting does not hold
-    /// the removal up. A superuser member's sessions are left: a superuser
-    /// gains nothing from the role, and an admin that is not one may not end
-    /// them.
+    /// the removal up.
     async fn end_sessions(
         &self,
         client: &tokio_postgres::Client,
@@ -1027,19 +1025,7 @@ impl Postgres {
     ) -> Result<(), TargetError> {
         let mut open = 0;
         for _ in 0..100 {
-            open = client
-                .query_one(
-                    "SELECT count(*) FROM (SELECT pg_terminate_backend(a.pid) \
-                     FROM pg_stat_activity a \
-                     WHERE a.usename = ANY($1) AND a.pid <> pg_backend_pid() \
-                     AND ($2::timestamptz IS NULL OR a.backend_start < $2) \
-                     AND (a.usename = $3 OR NOT EXISTS (SELECT 1 FROM pg_roles r \
-                          WHERE r.rolname = a.usename AND r.rolsuper))) AS terminated",
-                    &[&members, &before, &role],
-                )
-                .await
-                .map_err(|err| self.fault(err))?
-                .get::<_, i64>(0);
+            open = self.terminate(client, role, members, before).await?;
             if open == 0 {
                 return Ok(());
             }
@@ -1050,14 +1036,42 @@ impl Postgres {
         )))
     }
 
+    /// Terminates the sessions [`Postgres::end_sessions`] ends, without
+    /// waiting for them to go: how many there were, ended now or before
+    /// and not gone yet. A superuser member's sessions are left: a
+    /// superuser gains nothing from the role, and an admin that is not one
+    /// may not end them.
+    async fn terminate(
+        &self,
+        client: &tokio_postgres::Client,
+        role: &str,
+        members: &[String],
+        before: Option<SystemTime>,
+    ) -> Result<i64, TargetError> {
+        Ok(client
+            .query_one(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(a.pid) \
+                 FROM pg_stat_activity a \
+                 WHERE a.usename = ANY($1) AND a.pid <> pg_backend_pid() \
+                 AND ($2::timestamptz IS NULL OR a.backend_start < $2) \
+                 AND (a.usename = $3 OR NOT EXISTS (SELECT 1 FROM pg_roles r \
+                      WHERE r.rolname = a.usename AND r.rolsuper))) AS terminated",
+                &[&members, &before, &role],
+            )
+            .await
+            .map_err(|err| self.fault(err))?
+            .get(0))
+    }
+
     /// Revokes `taken` of `role`'s memberships, each on its own (one
     /// refused, a grant someone else made, keeps none of the others and is
     /// tried again at the next attempt), and ends the sessions of `members`
-    /// around them: before, as far as it can (a session holding a lock on a
-    /// membership, an open transaction of its holder's, would hold up each
-    /// revoke to its timeout), never keeping the revokes from running (a
-    /// member that keeps reconnecting); after, every session begun before
-    /// they ran, which must end.
+    /// around them. Before, terminated once and not waited for: a session
+    /// holding a lock on a membership (an open transaction of its holder's)
+    /// would hold each revoke up to its timeout, and it lets the lock go as
+    /// it exits; a wait for the sessions to go could not end while a member
+    /// keeps reconnecting. After, every session begun before the revokes
+    /// ran, which must end, and is waited for.
     async fn revoke_memberships(
         &self,
         client: &tokio_postgres::Client,
@@ -1065,7 +1079,7 @@ impl Postgres {
         members: &[String],
         taken: &[&Membership],
     ) -> Result<(), TargetError> {
-        if let Err(err) = self.end_sessions(client, role, members, None).await {
+        if let Err(err) = self.terminate(client, role, members, None).await {
             tracing::debug!(target = %self.name, role, error = %err, "sessions before the revokes");
         }
         let mut refused = None;
