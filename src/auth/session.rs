@@ -178,17 +178,27 @@ pub async fn sign_in_again(
     use_file_store_if_chosen(target)?;
     let provider = provider_for(target).await?;
     let session = provider.sign_in_device_fresh(on_device).await?;
-    let me = accepted(target, &session).await?;
-    if me.user != user {
-        return Err(SessionError::SomeoneElse {
-            expected: user,
-            signed_in: me.user,
-        });
+    let kept = async {
+        let me = accepted(target, &session).await?;
+        if me.user != user {
+            return Err(SessionError::SomeoneElse {
+                expected: user.clone(),
+                signed_in: me.user,
+            });
+        }
+        if let Some(orphan) = save_held(&target.broker, &user, &session).await? {
+            revoke_orphan(target, orphan).await;
+        }
+        Ok(())
     }
-    if let Some(orphan) = save_held(&target.broker, &user, &session).await? {
-        revoke_orphan(target, orphan).await;
+    .await;
+    match kept {
+        Ok(()) => Ok(session),
+        Err(err) => {
+            discard(target, session).await;
+            Err(err)
+        }
     }
-    Ok(session)
 }
 
 /// Who signs people in for `target`: the broker's OpenID provider as hoistd
@@ -208,12 +218,29 @@ async fn provider_for(target: &Target) -> Result<sso::Provider, SessionError> {
 /// that user. A refused token is said to be refused: "session expired"
 /// would be the wrong story before any session.
 async fn store_if_accepted(target: &Target, session: Session) -> Result<Me, SessionError> {
-    use_file_store_if_chosen(target)?;
-    let me = accepted(target, &session).await?;
-    if let Some(orphan) = save_held(&target.broker, &me.user, &session).await? {
-        revoke_orphan(target, orphan).await;
+    let kept = async {
+        use_file_store_if_chosen(target)?;
+        let me = accepted(target, &session).await?;
+        if let Some(orphan) = save_held(&target.broker, &me.user, &session).await? {
+            revoke_orphan(target, orphan).await;
+        }
+        Ok(me)
     }
-    Ok(me)
+    .await;
+    if kept.is_err() {
+        discard(target, session).await;
+    }
+    kept
+}
+
+/// Revokes the refresh token of a session just signed in that is not kept
+/// (the broker refused it, it is someone else's, the keyring would not
+/// take it): nothing would ever use or revoke it, and it would stay live
+/// at the provider for as long as it lasts.
+async fn discard(target: &Target, session: Session) {
+    if revoke_refresh_token(target, session).await == Some(false) {
+        tracing::warn!("could not revoke the refresh token of a sign-in that was not kept");
+    }
 }
 
 /// Saves `session` as `user`'s while holding the refresh lock (this
@@ -230,7 +257,15 @@ pub(crate) async fn save_held(
     let _held = refresh_lock_waiting().await;
     let (broker, user, session) = (broker.to_string(), user.to_string(), session.clone());
     blocking(move || {
-        secrets::save(&broker, &user, &session)?;
+        if let Err(err) = secrets::save(&broker, &user, &session) {
+            // A save that reported failure may have written it
+            // ([`landed`]): then it is kept, and must not be revoked.
+            let stored = secrets::load(&broker, &user).ok().flatten();
+            let token = session.refresh_token.as_deref();
+            if !token.is_some_and(|token| holds(&stored, token)) {
+                return Err(err);
+            }
+        }
         Ok(unsaved_memo()
             .remove(&account_key(&broker, &user))
             .map(|held| held.session))

@@ -41,6 +41,7 @@
 // token spent: a provider lost mid-renewal).
 //
 // GET /_token_requests answers how many token requests it has had.
+// GET /_refresh_tokens answers the refresh tokens it has issued, in order.
 //
 // Prints exactly one line, `READY http://127.0.0.1:N`, to stdout once it is
 // listening; everything else goes to stderr so a harness can read the port.
@@ -350,8 +351,10 @@ let deviceOutage = 0;
 let slow = 0;
 let refreshIdToken = 'always';
 let tokenRequests = 0;
+const refreshTokens = [];
 
 provider.on('grant.success', (ctx) => {
+  if (ctx.body?.refresh_token) refreshTokens.push(ctx.body.refresh_token);
   if (ctx.oidc.params.grant_type !== 'refresh_token' || !ctx.body) return;
   const asked = String(ctx.oidc.params.scope ?? '').split(' ').includes('openid');
   if (refreshIdToken === 'away' && asked) {
@@ -382,6 +385,11 @@ server.on('request', (req, res) => {
   if (req.method === 'GET' && req.url === '/_token_requests') {
     res.setHeader('content-type', 'application/json');
     res.end(`${tokenRequests}\n`);
+    return undefined;
+  }
+  if (req.method === 'GET' && req.url === '/_refresh_tokens') {
+    res.setHeader('content-type', 'application/json');
+    res.end(`${JSON.stringify(refreshTokens)}\n`);
     return undefined;
   }
   if (req.method === 'POST' && /\/token(\?|$)/.test(req.url)) tokenRequests += 1;

@@ -96,6 +96,14 @@ fn target(setup: &Setup, user: Option<&str>) -> Target {
 
 /// Signs in as `who` through the device flow, approving at the provider as a person would.
 async fn device_login(setup: &Setup, who: &str) -> (hoist_api::Me, hoist::auth::secrets::Session) {
+    try_device_login(setup, who).await.unwrap()
+}
+
+/// [`device_login`], as it went.
+async fn try_device_login(
+    setup: &Setup,
+    who: &str,
+) -> Result<(hoist_api::Me, hoist::auth::secrets::Session), session::SessionError> {
     let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
     let mut sender = Some(sender);
     let anonymous = target(setup, None);
@@ -117,7 +125,7 @@ async fn device_login(setup: &Setup, who: &str) -> (hoist_api::Me, hoist::auth::
         setup.provider.approve_device(&url, who).await;
     };
     let (signed_in, ()) = tokio::join!(login, approve);
-    signed_in.unwrap()
+    signed_in
 }
 
 /// Alice signed in through the device flow: her target, and the session
@@ -956,6 +964,54 @@ fn a_renewed_session_the_keyring_refuses_is_kept_and_told() {
         assert_eq!(session::unsaved(), Vec::<String>::new());
         let refreshed = setup.provider.refresh_with(&held).await;
         assert_eq!(refreshed.status(), 400, "the superseded one is revoked");
+        setup.broker.stop().await;
+    });
+}
+
+/// A sign-in that is not kept (the keyring will not take it, or it is
+/// someone else's where a step-up asked for the person signed in) has its
+/// refresh token revoked at the provider: nothing would use or revoke it
+/// otherwise. The session kept before is left as it was, and live.
+#[test]
+fn a_sign_in_not_kept_has_its_refresh_token_revoked() {
+    run(async {
+        let mut setup = setup(None).await;
+        let (alice, first) = alice_signed_in(&setup).await;
+        keyctl_setperm(&alice.broker, "alice", 0x3b);
+        let before = setup.provider.refresh_tokens().await;
+        let err = try_device_login(&setup, "alice").await.unwrap_err();
+        assert!(err.to_string().contains("keyring"), "{err}");
+        let issued = setup.provider.refresh_tokens().await;
+        assert_eq!(issued.len(), before.len() + 1, "one sign-in, one token");
+        let refreshed = setup.provider.refresh_with(issued.last().unwrap()).await;
+        assert_eq!(refreshed.status(), 400, "the unkept sign-in's is revoked");
+        assert_eq!(kept_session(&alice).refresh_token, first.refresh_token);
+        keyctl_setperm(&alice.broker, "alice", 0x3f);
+
+        // A step-up as alice, signed in as bob.
+        let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
+        let mut sender = Some(sender);
+        let again = session::sign_in_again(&alice, |prompt| {
+            let url = prompt.verification_uri_complete.clone().unwrap();
+            let _ = sender.take().unwrap().send(url);
+        });
+        let approve = async {
+            let url = receiver.await.unwrap();
+            setup.provider.approve_device(&url, "bob").await;
+        };
+        let (again, ()) = tokio::join!(again, approve);
+        let err = again.unwrap_err();
+        assert!(
+            matches!(err, session::SessionError::SomeoneElse { .. }),
+            "{err:?}"
+        );
+        let bobs = setup.provider.refresh_tokens().await.pop().unwrap();
+        let refreshed = setup.provider.refresh_with(&bobs).await;
+        assert_eq!(refreshed.status(), 400, "bob's sign-in is revoked");
+        let kept = kept_session(&alice).refresh_token.unwrap();
+        assert_eq!(Some(&kept), first.refresh_token.as_ref());
+        let refreshed = setup.provider.refresh_with(&kept).await;
+        assert_eq!(refreshed.status(), 200, "alice's session is live");
         setup.broker.stop().await;
     });
 }

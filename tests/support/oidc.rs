@@ -327,6 +327,17 @@ impl Provider {
             .unwrap()
     }
 
+    /// The refresh tokens the provider has issued, in order.
+    pub async fn refresh_tokens(&self) -> Vec<String> {
+        let url = format!("{}/_refresh_tokens", self.authority());
+        reqwest::get(&url)
+            .await
+            .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn put_setting(&self, what: &str, value: impl std::fmt::Display) {
         let url = format!("{}/{what}/{value}", self.authority());
         let response = reqwest::Client::new()
