@@ -177,19 +177,6 @@ impl Membership {
     }
 }
 
-/// Whose sessions hold `role`'s privileges: its own, and those of roles
-/// made members of it (which may have switched to it with SET ROLE).
-fn sessions_of(role: &str, memberships: &[Membership]) -> Vec<String> {
-    std::iter::once(role.to_string())
-        .chain(
-            memberships
-                .iter()
-                .filter(|m| m.granted == role)
-                .map(|m| m.member.clone()),
-        )
-        .collect()
-}
-
 /// A role's `[roles.access]` at a PostgreSQL target.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -908,9 +895,34 @@ impl Postgres {
         if taken.is_empty() {
             return Ok(());
         }
-        let members = sessions_of(role, &memberships);
-        self.revoke_memberships(client, role, &members, &taken)
+        let holders = self.holders(client, role).await?;
+        self.revoke_memberships(client, role, &holders, &taken)
             .await
+    }
+
+    /// Whose sessions may hold `role`'s privileges: its own, and those of
+    /// every role made a member of it, directly or through other roles
+    /// (a member of a group it was granted to), which may have switched
+    /// to it, or to a role it is a member of, with SET ROLE. Not the
+    /// admin's, nor those of roles that are members of the admin.
+    async fn holders(&self, client: &Client, role: &str) -> Result<Vec<String>, TargetError> {
+        let rows = client
+            .query(
+                "WITH RECURSIVE held(oid) AS ( \
+                     SELECT oid FROM pg_roles WHERE rolname = $1 \
+                     UNION \
+                     SELECT a.member FROM pg_auth_members a JOIN held h ON a.roleid = h.oid \
+                     JOIN pg_roles m ON m.oid = a.member AND m.rolname <> current_user) \
+                 SELECT r.rolname::text FROM pg_roles r JOIN held h ON h.oid = r.oid",
+                &[&role],
+            )
+            .await
+            .map_err(|err| self.fault(err))?;
+        let mut holders: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        if !holders.iter().any(|h| h == role) {
+            holders.push(role.to_string());
+        }
+        Ok(holders)
     }
 
     /// Every membership `role` is in, both ways: the roles it was made a
@@ -1116,12 +1128,25 @@ impl Postgres {
         // privileges and lends its own to no one. Each revoke on its own,
         // and the sessions are ended whatever they do: one refused (a grant
         // someone else made) must not keep the others, or the sessions, in
-        // place.
+        // place. The role's own memberships first, with the sessions of
+        // everyone who could have switched through it ended after; only
+        // then what makes them holders: an attempt that fails between the
+        // two still finds them at the next, and ends those sessions then.
         let memberships = self.memberships(&client, role).await?;
-        let members = sessions_of(role, &memberships);
-        let all: Vec<&Membership> = memberships.iter().collect();
-        self.revoke_memberships(&client, role, &members, &all)
+        let holders = self.holders(&client, role).await?;
+        let (own, lent): (Vec<&Membership>, Vec<&Membership>) =
+            memberships.iter().partition(|m| m.member == role);
+        self.revoke_memberships(&client, role, &holders, &own)
             .await?;
+        let mut refused = None;
+        for membership in lent {
+            if let Err(err) = client.batch_execute(&membership.revoke()).await {
+                refused.get_or_insert(self.fault(err));
+            }
+        }
+        if let Some(err) = refused {
+            return Err(err);
+        }
         // What it owns or was granted anywhere in the cluster: the
         // databases listed, and any other its holder reached.
         let mut databases = self.databases.clone();

@@ -1363,6 +1363,55 @@ async fn a_holder_who_shares_the_role_or_builds_elsewhere_keeps_nothing_after_re
     assert!(stash.is_none(), "the table left elsewhere was dropped");
 }
 
+/// A member of a group the grant's role was granted to (by an admin, or by
+/// its holder before PostgreSQL 16) that switched through it to what the
+/// role holds has that session ended at the removal, as a direct member's
+/// is.
+#[tokio::test]
+async fn a_member_of_a_group_the_role_was_granted_to_keeps_nothing() {
+    let pg = cluster().await;
+    let admin = pg.admin().await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE ROLE team NOLOGIN; CREATE ROLE teammate LOGIN PASSWORD 'pw'; \
+             GRANT team TO teammate",
+        )
+        .await
+        .unwrap();
+    let broker = broker(&pg).await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    admin
+        .batch_execute(&format!("GRANT \"{role}\" TO team"))
+        .await
+        .unwrap();
+    let switched = pg.connect_as("teammate", "pw").await.unwrap();
+    switched.batch_execute("SET ROLE app_admin").await.unwrap();
+    switched
+        .query_one("SELECT 1 FROM orders LIMIT 1", &[])
+        .await
+        .unwrap();
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(!role_exists(&pg, &role).await);
+    assert!(
+        switched.query_one("SELECT 1", &[]).await.is_err(),
+        "the session that switched to app_admin through the group was ended"
+    );
+    let after = pg.connect_as("teammate", "pw").await.unwrap();
+    assert!(after.batch_execute("SET ROLE app_admin").await.is_err());
+    assert!(
+        after.batch_execute("SET ROLE team").await.is_ok(),
+        "the teammate keeps its own group"
+    );
+}
+
 /// A role made a member of a grant's role that keeps reconnecting (each
 /// session ended at once opens another) does not hold the removal up: the
 /// revokes run, the session that switched to what the grant held before
