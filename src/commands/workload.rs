@@ -75,9 +75,16 @@ fn refused(status: StatusCode, message: String) -> anyhow::Error {
 const MAX_TOKEN_ANSWER: usize = 64 << 10;
 
 fn unreachable(url: &str, err: reqwest::Error) -> anyhow::Error {
+    let reason = if err.is_timeout() {
+        "timed out".to_string()
+    } else if err.is_connect() {
+        "connection refused or failed".to_string()
+    } else {
+        err.without_url().to_string()
+    };
     BackendError::Unreachable {
         url: url.to_string(),
-        reason: err.without_url().to_string(),
+        reason,
     }
     .into()
 }
@@ -200,6 +207,7 @@ async fn exchange_once(
     token: &str,
     args: &ExecArgs,
     ttl: Option<&str>,
+    sent: &std::cell::Cell<bool>,
 ) -> anyhow::Result<Answer> {
     let url = format!("{broker}/v1/token");
     let answer = http
@@ -207,7 +215,12 @@ async fn exchange_once(
         .form(&exchange_form(token, args, ttl))
         .send()
         .await
-        .map_err(|err| unreachable(broker, err))?;
+        .map_err(|err| {
+            // No connection made: nothing of the ask reached the broker.
+            sent.set(!err.is_connect());
+            unreachable(broker, err)
+        })?;
+    sent.set(true);
     let status = answer.status();
     let retry_after = retry_after(&answer);
     let bytes = match crate::endpoint::body(answer).await {
@@ -322,8 +335,9 @@ async fn exchange(
         Ok(Exchanged::Stopped(signal, withdrawn))
     };
     loop {
+        let sent = std::cell::Cell::new(false);
         let heard = {
-            let call = exchange_once(http, broker, token, args, ttl);
+            let call = exchange_once(http, broker, token, args, ttl, &sent);
             tokio::pin!(call);
             tokio::select! {
                 answer = &mut call => Ok((answer, None)),
@@ -352,6 +366,8 @@ async fn exchange(
             // same task. Before any answer the task may have been filed all
             // the same (the answer lost on its way): asked again as long as
             // exec asks again a filing whose answer was lost, then withdrawn.
+            // Not when no ask ever reached it (no connection made): nothing
+            // can have been filed.
             Err(err)
                 if err
                     .downcast_ref::<BackendError>()
@@ -359,13 +375,16 @@ async fn exchange(
             {
                 let now = tokio::time::Instant::now();
                 let past_deadline = deadline.is_some_and(|at| now + away > at);
-                unanswered = true;
+                unanswered |= sent.get();
                 if said.is_none()
                     && (past_deadline || now + away > first_asked + super::exec::FILING_PATIENCE)
                 {
                     // Never answered: the broker away is the error (exit 6).
+                    if !unanswered {
+                        return Err(err.context("nothing was filed"));
+                    }
                     let withdrawn = withdraw(http, broker, token, args, ttl).await;
-                    return Err(err.context(withdrawn));
+                    return Err(err.context(format!("the task may have been filed; {withdrawn}")));
                 }
                 if past_deadline {
                     return give_up(format!("gave up waiting: {err}")).await;
@@ -379,7 +398,12 @@ async fn exchange(
             }
             Err(err) if said.is_some() || unanswered => {
                 let withdrawn = withdraw(http, broker, token, args, ttl).await;
-                return Err(err.context(withdrawn));
+                let filed = if said.is_some() {
+                    "the task was filed"
+                } else {
+                    "the task may have been filed"
+                };
+                return Err(err.context(format!("{filed}; {withdrawn}")));
             }
             // Refused at the first ask, every ask answered: nothing was filed.
             Err(err) => return Err(err),

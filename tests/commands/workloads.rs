@@ -875,6 +875,9 @@ async fn a_token_file_too_long_to_be_a_token_is_refused() {
             "deploy",
             "--workload-token-file",
             fits.to_str().unwrap(),
+            // Read, then sent to no broker: asked again no longer than this.
+            "--timeout",
+            "1s",
             "--",
             "true",
         ],
@@ -884,4 +887,12 @@ async fn a_token_file_too_long_to_be_a_token_is_refused() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("longer than"), "{stderr}");
+    // Read and sent: no broker listens there, so nothing was filed, and
+    // nothing is withdrawn.
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("nothing was filed") && stderr.contains("connection refused"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("withdraw"), "{stderr}");
 }
