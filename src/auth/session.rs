@@ -260,9 +260,14 @@ pub(crate) async fn save_held(
         if let Err(err) = secrets::save(&broker, &user, &session) {
             // A save that reported failure may have written it
             // ([`landed`]): then it is kept, and must not be revoked.
+            // A session without a refresh token (a pasted one) is known by
+            // its access token.
             let stored = secrets::load(&broker, &user).ok().flatten();
-            let token = session.refresh_token.as_deref();
-            if !token.is_some_and(|token| holds(&stored, token)) {
+            let written = match session.refresh_token.as_deref() {
+                Some(token) => holds(&stored, token),
+                None => stored.is_some_and(|s| s.access_token == session.access_token),
+            };
+            if !written {
                 return Err(err);
             }
         }
@@ -623,18 +628,19 @@ pub async fn current(target: &Target) -> Result<Session, SessionError> {
     tokio::spawn(async move {
         let (_refreshing, _held) = (refreshing, held);
         let _renewing = RENEWING.lock().await;
-        renew(&target, &user, provider, refresh_token).await
+        renew(&target, &user, provider, session, refresh_token).await
     })
     .await
     .map_err(|err| SessionError::Task(err.to_string()))?
 }
 
-/// Renews the session with `refresh_token` and saves it over the one it
-/// renewed ([`current`] holds the locks).
+/// Renews `read`, the session as [`current`] read it with the locks held,
+/// with its `refresh_token`, and saves the renewal over it.
 async fn renew(
     target: &Target,
     user: &str,
     provider: sso::Provider,
+    read: Session,
     refresh_token: String,
 ) -> Result<Session, SessionError> {
     let not_signed_in = || SessionError::NotSignedIn {
@@ -651,22 +657,43 @@ async fn renew(
         // The provider away is no ended session: try again, not sign in.
         Err(err @ SsoError::Unreachable { .. }) => return Err(SessionError::Sso(err)),
         // Not renewed, but the refresh token it handed back is kept in
-        // place of the spent one, so that signing out can revoke it.
+        // place of the spent one, so that signing out can revoke it; as
+        // after a renewal, held in this process if the keyring will not
+        // take it, and revoked if the session it renewed is gone.
         Err(SsoError::RefreshedWithoutIdToken {
             rotated: Some(rotated),
             away,
         }) => {
-            let (broker, user) = (target.broker.clone(), user.to_string());
-            blocking(move || {
-                if let Some(mut now) = session_of(&broker, &user)?
-                    && now.refresh_token.as_deref() == Some(refresh_token.as_str())
-                {
-                    now.refresh_token = Some(rotated.0);
-                    keep(&broker, &user, &refresh_token, now);
-                }
-                Ok(())
+            let (broker, user, spent) = (
+                target.broker.clone(),
+                user.to_string(),
+                refresh_token.clone(),
+            );
+            let orphan = blocking(move || {
+                let kept = match session_of(&broker, &user) {
+                    Ok(Some(now)) if now.refresh_token.as_deref() == Some(spent.as_str()) => now,
+                    Ok(_) => return Ok(Some(rotated)),
+                    // Unreadable now (a keyring locked during the refresh),
+                    // it held the session read a moment ago, under the
+                    // same locks.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the renewed session's keyring entry could not be read");
+                        read
+                    }
+                };
+                let kept = Session {
+                    refresh_token: Some(rotated.0),
+                    ..kept
+                };
+                keep(&broker, &user, &spent, kept);
+                Ok(None)
             })
             .await?;
+            if let Some(orphan) = orphan
+                && let Err(err) = provider.revoke(&orphan.0).await
+            {
+                tracing::warn!(error = %err, "could not revoke a refresh token no session keeps");
+            }
             // Asked again, the provider was away: try again, not sign in.
             if let Some(away) = away {
                 return Err(SessionError::Sso(*away));

@@ -831,6 +831,48 @@ fn a_refresh_never_answered_with_an_id_token_keeps_the_refresh_token_handed_back
     });
 }
 
+/// A refresh answered without an ID token whose session the keyring can
+/// no longer read or take by the time the answer comes (locked meanwhile)
+/// holds the refresh token handed back in this process, as a renewal is
+/// held: the session renews with it once the provider gives ID tokens
+/// again, and the spent one is never sent.
+#[test]
+fn a_refresh_without_an_id_token_the_keyring_cannot_take_is_held() {
+    run(async {
+        let mut setup = setup(Some(3)).await;
+        let (target, first) = alice_signed_in(&setup).await;
+        setup.provider.refresh_id_token("never").await;
+        setup.provider.slow(2000).await;
+        let renewing = tokio::spawn({
+            let target = target.clone();
+            async move { session::current(&target).await }
+        });
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // view, search, link and set attributes: neither read nor write.
+        keyctl_setperm(&target.broker, "alice", 0x39);
+        let err = renewing.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, session::SessionError::Expired { .. }),
+            "{err:?}"
+        );
+        assert_eq!(session::unsaved().len(), 1, "held");
+        keyctl_setperm(&target.broker, "alice", 0x3f);
+        assert_eq!(kept_session(&target).refresh_token, first.refresh_token);
+
+        setup.provider.slow(0).await;
+        setup.provider.refresh_id_token("always").await;
+        let session = session::current(&target).await.unwrap();
+        let me = status_of(&setup, &session.access_token).await.unwrap();
+        assert_eq!(me.user, "alice");
+        assert_eq!(session::unsaved(), Vec::<String>::new());
+        let kept = kept_session(&target).refresh_token.unwrap();
+        assert_eq!(Some(&kept), session.refresh_token.as_ref());
+        let refreshed = setup.provider.refresh_with(&kept).await;
+        assert_eq!(refreshed.status(), 200, "the kept refresh token is live");
+        setup.broker.stop().await;
+    });
+}
+
 /// Sets the permissions of hoist's kernel keyring entry for `user` at
 /// `broker`: the possessor's, as a `keyctl setperm` mask.
 fn keyctl_setperm(broker: &str, user: &str, possessor: u32) {
