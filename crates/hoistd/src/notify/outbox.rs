@@ -227,9 +227,13 @@ pub async fn run<N: Notifier>(
                         }
                         (id, attempted.answered, attempted.not_recorded)
                     }
+                    // A bug (the task panicked): whether it posted is not
+                    // known, and nothing was recorded. It waits its pause,
+                    // as an outcome not recorded does, rather than be sent
+                    // again at the next look.
                     Err(err) => {
                         tracing::error!(error = %err, "a notification failed to send");
-                        (err.id(), None, false)
+                        (err.id(), None, true)
                     }
                 };
                 if let Some((notification, channel)) = busy.remove(&id) {
@@ -565,6 +569,9 @@ mod worker_tests {
         records: bool,
         /// Whether routing fails, as a lock wait given up does.
         route_fails: bool,
+        /// How many more times sending panics (a bug), as it asks whether
+        /// this instance leads.
+        send_panics: AtomicUsize,
         /// Outcomes recorded.
         recorded: AtomicUsize,
     }
@@ -581,6 +588,7 @@ mod worker_tests {
                 leading: true,
                 records: true,
                 route_fails: false,
+                send_panics: AtomicUsize::new(0),
                 recorded: AtomicUsize::new(0),
             }
         }
@@ -600,6 +608,10 @@ mod worker_tests {
             self.channels.clone()
         }
         fn leads_now(&self) -> bool {
+            let panics = self
+                .send_panics
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            assert!(panics.is_err(), "a bug");
             self.leading
         }
         fn route(&self) -> crate::error::Result<bool> {
@@ -734,6 +746,18 @@ mod worker_tests {
         assert_eq!(posts.load(Ordering::SeqCst), 1);
     }
 
+    /// A notification whose sending fails with a bug (the task panics,
+    /// whether it posted unknown) waits its pause before it is tried
+    /// again, rather than be sent at every look.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_send_that_panics_waits_before_the_next_try() {
+        let (url, posts) = receiver(ANSWERS).await;
+        let notifier = FakeNotifier::one_due(url);
+        notifier.send_panics.store(1, Ordering::SeqCst);
+        run_for(Arc::new(notifier), Duration::from_secs(2)).await;
+        assert_eq!(posts.load(Ordering::SeqCst), 0);
+    }
+
     /// However many notifications are due to a channel that stopped
     /// answering, it holds a few of the worker's slots, and its
     /// notifications do not hide another channel's from the worker's read.
@@ -754,6 +778,7 @@ mod worker_tests {
             leading: true,
             records: true,
             route_fails: false,
+            send_panics: AtomicUsize::new(0),
             recorded: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
@@ -785,6 +810,7 @@ mod worker_tests {
             leading: false,
             records: true,
             route_fails: false,
+            send_panics: AtomicUsize::new(0),
             recorded: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
@@ -811,6 +837,7 @@ mod worker_tests {
             leading: true,
             records: true,
             route_fails: false,
+            send_panics: AtomicUsize::new(0),
             recorded: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
@@ -849,6 +876,7 @@ mod worker_tests {
             leading: true,
             records: true,
             route_fails: false,
+            send_panics: AtomicUsize::new(0),
             recorded: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);

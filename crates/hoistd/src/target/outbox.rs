@@ -237,9 +237,13 @@ pub async fn run<L: Ledger>(ledger: Arc<L>, wake: Arc<Notify>, mut stopped: watc
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                 let (id, answered, hold) = match &done {
                     Ok((id, attempted)) => (*id, attempted.answered, attempted.unrecorded),
+                    // A bug outside the target's call (the task
+                    // panicked), nothing recorded: the effect waits a
+                    // pause, as one whose outcome was not recorded does,
+                    // rather than run again at the next look.
                     Err(err) => {
                         tracing::error!(error = %err, "an outbox effect failed to run");
-                        (err.id(), None, None)
+                        (err.id(), None, Some(UNRECORDED_PAUSE))
                     }
                 };
                 if let Some((grant, target)) = busy.remove(&id) {
@@ -593,6 +597,9 @@ mod worker_tests {
         /// whether it records them.
         recorded: std::sync::Mutex<Vec<(String, Managed)>>,
         records_drift: bool,
+        /// How many more times a journal asked for panics (a bug outside
+        /// the target's call).
+        journal_panics: AtomicUsize,
         /// The outcomes it was asked to record.
         outcomes: std::sync::Mutex<Vec<String>>,
         store: Arc<dyn crate::store::Store>,
@@ -625,6 +632,7 @@ mod worker_tests {
                 outcomes: Default::default(),
                 recorded: Default::default(),
                 records_drift: true,
+                journal_panics: AtomicUsize::new(0),
                 store,
                 _dir: dir,
             })
@@ -652,6 +660,10 @@ mod worker_tests {
             targets
         }
         fn journal(&self) -> Journal {
+            let panics =
+                self.journal_panics
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            assert!(panics.is_err(), "a bug");
             let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
             Journal::new(
                 Arc::clone(&self.store),
@@ -858,6 +870,18 @@ mod worker_tests {
         assert_eq!(outcomes.len(), 1, "{outcomes:?}");
         assert!(outcomes[0].contains("t refused"), "{outcomes:?}");
         assert!(outcomes[0].contains("hoistd failed"), "{outcomes:?}");
+    }
+
+    /// An attempt that fails with a bug outside the target's call (the
+    /// task panics, nothing recorded) holds its grant for a pause, rather
+    /// than run again at the next look.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_attempt_that_panics_waits_before_the_next() {
+        let (target, calls) = counting("t", false);
+        let ledger = FakeLedger::new(vec![target], vec![due("gr_1", "t")], true);
+        ledger.journal_panics.store(1, Ordering::SeqCst);
+        Arc::clone(&ledger).run_for(2).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
     /// A target that stops answering holds a few of the worker's slots, not
