@@ -839,27 +839,32 @@ impl Postgres {
         role: &str,
         limit: i32,
     ) -> Result<(), TargetError> {
-        let open: Vec<i32> = client
+        // Each known by its process id and the moment it began: a process
+        // id the server hands to a new session meanwhile is not ended.
+        let open: Vec<(i32, SystemTime)> = client
             .query(
-                "SELECT pid FROM pg_stat_activity WHERE usename = $1 \
+                "SELECT pid, backend_start FROM pg_stat_activity WHERE usename = $1 \
                  AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
                 &[&role],
             )
             .await
             .map_err(|err| self.fault(err))?
             .iter()
-            .map(|row| row.get(0))
+            .map(|row| (row.get(0), row.get(1)))
             .collect();
         if open.len() <= usize::try_from(limit).unwrap_or(0) {
             return Ok(());
         }
+        let (pids, starts): (Vec<i32>, Vec<SystemTime>) = open.into_iter().unzip();
         let mut left = 0;
         for _ in 0..100 {
             left = client
                 .query_one(
-                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE pid = ANY($1)) AS terminated",
-                    &[&open],
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(a.pid) \
+                     FROM pg_stat_activity a \
+                     JOIN unnest($1::int4[], $2::timestamptz[]) AS o(pid, backend_start) \
+                     ON o.pid = a.pid AND o.backend_start = a.backend_start) AS terminated",
+                    &[&pids, &starts],
                 )
                 .await
                 .map_err(|err| self.fault(err))?
