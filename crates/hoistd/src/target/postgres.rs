@@ -840,11 +840,16 @@ impl Postgres {
         limit: i32,
     ) -> Result<(), TargetError> {
         // Each known by its process id and the moment it began: a process
-        // id the server hands to a new session meanwhile is not ended.
-        let open: Vec<(i32, SystemTime)> = client
+        // id the server hands to a new session meanwhile is not ended. An
+        // admin that is not a superuser sees neither when a session began
+        // nor what kind it is (that needs `pg_read_all_stats`): then a
+        // query's parallel workers count too, and a session is known by
+        // its process id alone.
+        let open: Vec<(i32, Option<SystemTime>)> = client
             .query(
                 "SELECT pid, backend_start FROM pg_stat_activity WHERE usename = $1 \
-                 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                 AND coalesce(backend_type, 'client backend') = 'client backend' \
+                 AND pid <> pg_backend_pid()",
                 &[&role],
             )
             .await
@@ -855,7 +860,7 @@ impl Postgres {
         if open.len() <= usize::try_from(limit).unwrap_or(0) {
             return Ok(());
         }
-        let (pids, starts): (Vec<i32>, Vec<SystemTime>) = open.into_iter().unzip();
+        let (pids, starts): (Vec<i32>, Vec<Option<SystemTime>>) = open.into_iter().unzip();
         let mut left = 0;
         for _ in 0..100 {
             left = client
@@ -863,7 +868,8 @@ impl Postgres {
                     "SELECT count(*) FROM (SELECT pg_terminate_backend(a.pid) \
                      FROM pg_stat_activity a \
                      JOIN unnest($1::int4[], $2::timestamptz[]) AS o(pid, backend_start) \
-                     ON o.pid = a.pid AND o.backend_start = a.backend_start) AS terminated",
+                     ON o.pid = a.pid AND o.backend_start IS NOT DISTINCT FROM a.backend_start) \
+                     AS terminated",
                     &[&pids, &starts],
                 )
                 .await
@@ -1025,55 +1031,78 @@ impl Postgres {
     }
 
     /// Ends every session of `members` (the role, and roles made members
-    /// of it, which may have switched to it with SET ROLE): VALID UNTIL and
-    /// NOLOGIN only stop new logins, and a session opened before keeps
-    /// running until it is terminated. A terminated backend takes a moment
-    /// to leave pg_stat_activity; waited for, briefly. With `before`, only
-    /// sessions begun before it (the server's clock): once the role's
-    /// memberships are revoked, a session a member opens after cannot take
-    /// what the role held, so a member that keeps reconnecting does not hold
-    /// the removal up.
+    /// of it, which may have switched to it with SET ROLE) among `open`:
+    /// VALID UNTIL and NOLOGIN only stop new logins, and a session opened
+    /// before keeps running until it is terminated. A terminated backend
+    /// takes a moment to leave pg_stat_activity; waited for, briefly.
+    ///
+    /// `open` is the sessions open just after the revokes ([`Postgres::open`]):
+    /// a session a member opens after them cannot take what the role held,
+    /// so a member that keeps reconnecting does not hold the removal up.
+    /// They are known by process id, which an admin that is not a superuser
+    /// sees of any session (not when it began: that needs
+    /// `pg_read_all_stats`); one a new session took over meanwhile is one of
+    /// the same members', and ending it does no harm.
     async fn end_sessions(
         &self,
         client: &tokio_postgres::Client,
         role: &str,
         members: &[String],
-        before: Option<SystemTime>,
+        open: &[i32],
     ) -> Result<(), TargetError> {
-        let mut open = 0;
+        let mut left = 0;
         for _ in 0..100 {
-            open = self.terminate(client, role, members, before).await?;
-            if open == 0 {
+            left = self.terminate(client, role, members, Some(open)).await?;
+            if left == 0 {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Err(self.unreachable(format!(
-            "{open} session(s) of {role} still open after being terminated"
+            "{left} session(s) of {role} still open after being terminated"
         )))
     }
 
-    /// Terminates the sessions [`Postgres::end_sessions`] ends, without
-    /// waiting for them to go: how many there were, ended now or before
-    /// and not gone yet. A superuser member's sessions are left: a
-    /// superuser gains nothing from the role, and an admin that is not one
-    /// may not end them.
+    /// The process ids of the sessions of `members` open now.
+    async fn open(
+        &self,
+        client: &tokio_postgres::Client,
+        members: &[String],
+    ) -> Result<Vec<i32>, TargetError> {
+        Ok(client
+            .query(
+                "SELECT pid FROM pg_stat_activity \
+                 WHERE usename = ANY($1) AND pid <> pg_backend_pid()",
+                &[&members],
+            )
+            .await
+            .map_err(|err| self.fault(err))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
+    /// Terminates the sessions [`Postgres::end_sessions`] ends (with
+    /// `among`, only those), without waiting for them to go: how many there
+    /// were, ended now or before and not gone yet. A superuser member's
+    /// sessions are left: a superuser gains nothing from the role, and an
+    /// admin that is not one may not end them.
     async fn terminate(
         &self,
         client: &tokio_postgres::Client,
         role: &str,
         members: &[String],
-        before: Option<SystemTime>,
+        among: Option<&[i32]>,
     ) -> Result<i64, TargetError> {
         Ok(client
             .query_one(
                 "SELECT count(*) FROM (SELECT pg_terminate_backend(a.pid) \
                  FROM pg_stat_activity a \
                  WHERE a.usename = ANY($1) AND a.pid <> pg_backend_pid() \
-                 AND ($2::timestamptz IS NULL OR a.backend_start < $2) \
+                 AND ($2::int4[] IS NULL OR a.pid = ANY($2)) \
                  AND (a.usename = $3 OR NOT EXISTS (SELECT 1 FROM pg_roles r \
                       WHERE r.rolname = a.usename AND r.rolsuper))) AS terminated",
-                &[&members, &before, &role],
+                &[&members, &among, &role],
             )
             .await
             .map_err(|err| self.fault(err))?
@@ -1087,8 +1116,8 @@ impl Postgres {
     /// holding a lock on a membership (an open transaction of its holder's)
     /// would hold each revoke up to its timeout, and it lets the lock go as
     /// it exits; a wait for the sessions to go could not end while a member
-    /// keeps reconnecting. After, every session begun before the revokes
-    /// ran, which must end, and is waited for.
+    /// keeps reconnecting. After, every session open once the revokes ran,
+    /// which must end, and is waited for.
     async fn revoke_memberships(
         &self,
         client: &tokio_postgres::Client,
@@ -1099,20 +1128,25 @@ impl Postgres {
         if let Err(err) = self.terminate(client, role, members, None).await {
             tracing::debug!(target = %self.name, role, error = %err, "sessions before the revokes");
         }
+        let refused = self.revoke_each(client, taken).await;
+        let open = self.open(client, members).await?;
+        self.end_sessions(client, role, members, &open).await?;
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// Revokes each of `memberships` on its own: the first refusal, if any.
+    async fn revoke_each(
+        &self,
+        client: &tokio_postgres::Client,
+        memberships: &[&Membership],
+    ) -> Option<TargetError> {
         let mut refused = None;
-        for membership in taken {
+        for membership in memberships {
             if let Err(err) = client.batch_execute(&membership.revoke()).await {
                 refused.get_or_insert(self.fault(err));
             }
         }
-        let after: SystemTime = client
-            .query_one("SELECT clock_timestamp()", &[])
-            .await
-            .map_err(|err| self.fault(err))?
-            .get(0);
-        self.end_sessions(client, role, members, Some(after))
-            .await?;
-        refused.map_or(Ok(()), Err)
+        refused
     }
 
     /// No more logins, its sessions ended, what it owns handed over or
@@ -1143,15 +1177,11 @@ impl Postgres {
             memberships.iter().partition(|m| m.member == role);
         self.revoke_memberships(&client, role, &holders, &own)
             .await?;
-        let mut refused = None;
-        for membership in lent {
-            if let Err(err) = client.batch_execute(&membership.revoke()).await {
-                refused.get_or_insert(self.fault(err));
-            }
-        }
-        if let Some(err) = refused {
-            return Err(err);
-        }
+        // A member's session opened meanwhile may have switched to the
+        // role itself (what it owns, what was granted to it): ended too,
+        // once no member can switch to it any more.
+        self.revoke_memberships(&client, role, &holders, &lent)
+            .await?;
         // What it owns or was granted anywhere in the cluster: the
         // databases listed, and any other its holder reached.
         let mut databases = self.databases.clone();

@@ -796,12 +796,57 @@ async fn a_reload_that_narrows_a_role_narrows_its_live_grants() {
 /// the new limit lets them.
 #[tokio::test]
 async fn a_reload_lowering_a_connection_limit_ends_the_sessions_beyond_it() {
+    lowering_a_connection_limit(false).await;
+}
+
+/// The same with an admin that is not a superuser, which sees of another
+/// role's sessions neither when each began nor what kind it is.
+#[tokio::test]
+async fn an_admin_not_a_superuser_ends_the_sessions_beyond_a_lowered_limit() {
+    lowering_a_connection_limit(true).await;
+}
+
+/// `policy` for `access`, with, when `createrole`, an admin that is not a
+/// superuser (CREATEROLE, ADMIN OPTION on `app_admin`, pg_signal_backend),
+/// whose password is in the file returned with it.
+async fn admin_policy(
+    pg: &Postgres,
+    access: &str,
+    createrole: bool,
+) -> (String, Option<tempfile::NamedTempFile>) {
+    let text = policy(pg, access);
+    if !createrole {
+        return (text, None);
+    }
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE ROLE hoist_admin LOGIN CREATEROLE PASSWORD 'adminpw'; \
+             GRANT app_admin TO hoist_admin WITH ADMIN OPTION; \
+             GRANT pg_signal_backend TO hoist_admin",
+        )
+        .await
+        .unwrap();
+    let password = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(password.path(), "adminpw").unwrap();
+    let text = text
+        .replace(
+            &pg.admin_url(),
+            &pg.admin_url().replace("postgres@", "hoist_admin@"),
+        )
+        .replace(
+            &pg.password_file().display().to_string(),
+            &password.path().display().to_string(),
+        );
+    (text, Some(password))
+}
+
+async fn lowering_a_connection_limit(createrole: bool) {
     let pg = cluster().await;
     let access = "member_of = [\"app_admin\"]\nconnection_limit = 3";
-    let broker = TestBroker::builder()
-        .policy(&policy(&pg, access))
-        .start()
-        .await;
+    let (text, _password) = admin_policy(&pg, access, createrole).await;
+    let broker = TestBroker::builder().policy(&text).start().await;
     broker.reconciled().await;
     let grant = granted(&broker, Some(600)).await;
     until_access(&broker, &grant.id, AccessState::Live).await;
@@ -812,8 +857,8 @@ async fn a_reload_lowering_a_connection_limit_ends_the_sessions_beyond_it() {
         sessions.push(pg.connect_as(&role, &password).await.unwrap());
     }
 
-    let lowered = access.replace("connection_limit = 3", "connection_limit = 1");
-    std::fs::write(broker.policy_path(), policy(&pg, &lowered)).unwrap();
+    let lowered = text.replace("connection_limit = 3", "connection_limit = 1");
+    std::fs::write(broker.policy_path(), lowered).unwrap();
     broker.server().reload(&broker.policy_path()).await.unwrap();
     eventually(LONG, || async {
         let mut ended = 0;
@@ -1413,18 +1458,33 @@ async fn a_member_of_a_group_the_role_was_granted_to_keeps_nothing() {
 }
 
 /// A role made a member of a grant's role that keeps reconnecting (each
-/// session ended at once opens another) does not hold the removal up: the
-/// revokes run, the session that switched to what the grant held before
-/// them is ended, and the ones opened after hold nothing.
+/// session ended at once opens another, and switches to what the grant
+/// holds) does not hold the removal up: the revokes run, the session that
+/// switched to what the grant held before them is ended, and none opened
+/// after holds anything once the removal is done.
 #[tokio::test]
 async fn a_member_that_keeps_reconnecting_does_not_keep_the_grants_access() {
+    member_that_keeps_reconnecting(false).await;
+}
+
+/// The same with an admin that is not a superuser, which sees of another
+/// role's sessions neither when each began nor what kind it is.
+#[tokio::test]
+async fn a_member_that_keeps_reconnecting_keeps_nothing_from_an_admin_not_a_superuser() {
+    member_that_keeps_reconnecting(true).await;
+}
+
+async fn member_that_keeps_reconnecting(createrole: bool) {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let pg = std::sync::Arc::new(cluster().await);
     let admin = pg.admin().await.unwrap();
     admin
         .batch_execute("CREATE ROLE accomplice LOGIN PASSWORD 'pw'")
         .await
         .unwrap();
-    let broker = broker(&pg).await;
+    let (text, _password) = admin_policy(&pg, "member_of = [\"app_admin\"]", createrole).await;
+    let broker = TestBroker::builder().policy(&text).start().await;
+    broker.reconciled().await;
     let grant = granted(&broker, None).await;
     until_access(&broker, &grant.id, AccessState::Live).await;
     let role = role_of(&grant);
@@ -1434,35 +1494,67 @@ async fn a_member_that_keeps_reconnecting_does_not_keep_the_grants_access() {
         .unwrap();
     let switched = pg.connect_as("accomplice", "pw").await.unwrap();
     switched.batch_execute("SET ROLE app_admin").await.unwrap();
-    // Three sessions of the accomplice at all times: each one ended is
-    // opened again.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Three sessions of the accomplice at all times, each switching to
+    // app_admin as it opens: each one ended is opened again. One still
+    // reading the orders once the removal is done kept the grant's access.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let removed = std::sync::Arc::new(AtomicBool::new(false));
+    let kept = std::sync::Arc::new(AtomicBool::new(false));
     let mut reconnecting = Vec::new();
     for _ in 0..3 {
-        let (pg, stop) = (pg.clone(), stop.clone());
+        let (pg, stop, removed, kept) = (pg.clone(), stop.clone(), removed.clone(), kept.clone());
         reconnecting.push(tokio::spawn(async move {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(client) = pg.connect_as("accomplice", "pw").await {
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed)
-                        && client.query_one("SELECT 1", &[]).await.is_ok()
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(client) = pg.connect_as("accomplice", "pw").await else {
+                    continue;
+                };
+                if client.batch_execute("SET ROLE app_admin").await.is_err() {
+                    continue;
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    let done = removed.load(Ordering::Relaxed);
+                    if client
+                        .query_one("SELECT count(*) FROM orders", &[])
+                        .await
+                        .is_err()
                     {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        break;
                     }
+                    if done {
+                        kept.store(true, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             }
         }));
     }
 
+    // The revokes held up for a moment, as by any transaction of the
+    // cluster's that holds a lock on the memberships: sessions opened
+    // meanwhile switch before them.
+    let blocker = pg.admin().await.unwrap();
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_auth_members IN SHARE MODE")
+        .await
+        .unwrap();
     broker
         .as_user("alice")
         .revoke(&grant.id, "done")
         .await
         .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
     until_access(&broker, &grant.id, AccessState::Removed).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    removed.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
     for task in reconnecting {
         task.await.unwrap();
     }
+    assert!(
+        !kept.load(Ordering::Relaxed),
+        "a session of the accomplice read the orders as app_admin after the removal"
+    );
     assert!(!role_exists(&pg, &role).await);
     assert!(
         switched.query_one("SELECT 1", &[]).await.is_err(),
@@ -1484,25 +1576,10 @@ async fn a_superuser_member_does_not_keep_an_admin_from_removing_the_role() {
     let pg = cluster().await;
     let admin = pg.admin().await.unwrap();
     admin
-        .batch_execute(
-            "CREATE ROLE hoist_admin LOGIN CREATEROLE PASSWORD 'adminpw'; \
-             GRANT app_admin TO hoist_admin WITH ADMIN OPTION; \
-             GRANT pg_signal_backend TO hoist_admin; \
-             CREATE ROLE root2 LOGIN SUPERUSER PASSWORD 'pw'",
-        )
+        .batch_execute("CREATE ROLE root2 LOGIN SUPERUSER PASSWORD 'pw'")
         .await
         .unwrap();
-    let password = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(password.path(), "adminpw").unwrap();
-    let text = policy(&pg, "member_of = [\"app_admin\"]")
-        .replace(
-            &pg.admin_url(),
-            &pg.admin_url().replace("postgres@", "hoist_admin@"),
-        )
-        .replace(
-            &pg.password_file().display().to_string(),
-            &password.path().display().to_string(),
-        );
+    let (text, _password) = admin_policy(&pg, "member_of = [\"app_admin\"]", true).await;
     let broker = TestBroker::builder().policy(&text).start().await;
     broker.reconciled().await;
     let grant = granted(&broker, None).await;
