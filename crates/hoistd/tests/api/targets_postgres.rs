@@ -1615,17 +1615,38 @@ async fn a_superuser_member_does_not_keep_an_admin_from_removing_the_role() {
 /// the role's members'.
 #[tokio::test]
 async fn the_admins_hold_on_a_grants_role_is_left_and_its_sessions_live_on() {
+    admins_hold(false).await;
+}
+
+/// The same with an admin that is not a superuser, whose sessions the
+/// sweep would end if it took the admin for a member.
+#[tokio::test]
+async fn the_hold_of_an_admin_not_a_superuser_is_left_and_its_sessions_live_on() {
+    admins_hold(true).await;
+}
+
+async fn admins_hold(createrole: bool) {
     let pg = cluster().await;
-    let broker = broker(&pg).await;
+    let (text, _password) = admin_policy(&pg, "member_of = [\"app_admin\"]", createrole).await;
+    let broker = TestBroker::builder().policy(&text).start().await;
+    broker.reconciled().await;
     let grant = granted(&broker, None).await;
     until_access(&broker, &grant.id, AccessState::Live).await;
     let role = role_of(&grant);
-    let admin = pg.admin().await.unwrap();
-    admin
-        .batch_execute(&format!("GRANT \"{role}\" TO postgres"))
+    let (admin_role, bystander) = if createrole {
+        (
+            "hoist_admin",
+            pg.connect_as("hoist_admin", "adminpw").await.unwrap(),
+        )
+    } else {
+        ("postgres", pg.admin().await.unwrap())
+    };
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute(&format!("GRANT \"{role}\" TO {admin_role}"))
         .await
         .unwrap();
-    let bystander = pg.admin().await.unwrap();
 
     broker
         .as_user("alice")
