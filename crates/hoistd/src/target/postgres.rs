@@ -106,6 +106,10 @@ impl<'a> Label<'a> {
     }
 }
 
+/// The handle a grant holds while a narrowing of its role owes the ending
+/// of its holders' sessions ([`Postgres::take_away`]).
+const SESSIONS_OWED: &str = "sessions owed";
+
 /// Longest identifier PostgreSQL keeps whole (NAMEDATALEN - 1).
 const MAX_IDENTIFIER: usize = 63;
 
@@ -794,7 +798,8 @@ impl Postgres {
                 .map_err(|err| self.fault(err))?;
         }
         if exists {
-            self.take_away(&client, &role, &access.member_of).await?;
+            self.take_away(&client, &role, &access.member_of, &grant.id, journal)
+                .await?;
         }
         client
             .batch_execute(&sql)
@@ -892,22 +897,42 @@ impl Postgres {
     /// that switched to such a role (SET ROLE) keeps it until it ends. Each
     /// revoke on its own, as at removal: one refused (a grant someone else
     /// made) is retried at the next attempt, and keeps none of the others.
+    ///
+    /// Once the revokes run, nothing at the target says which sessions are
+    /// still to end: the grant holds the handle [`SESSIONS_OWED`] from
+    /// before them until they are ended, so that an attempt that fails
+    /// between the two leaves the next one the sessions to end.
     async fn take_away(
         &self,
         client: &Client,
         role: &str,
         kept: &[String],
+        grant_id: &str,
+        journal: &Journal,
     ) -> Result<(), TargetError> {
         let memberships = self.memberships(client, role).await?;
         let taken: Vec<&Membership> = memberships
             .iter()
             .filter(|m| m.member == role && !kept.contains(&m.granted))
             .collect();
-        if taken.is_empty() {
+        let owed = journal
+            .handles(&self.name, Some(grant_id))
+            .await?
+            .iter()
+            .any(|(_, handle)| handle == SESSIONS_OWED);
+        if taken.is_empty() && !owed {
             return Ok(());
+        }
+        if !owed {
+            journal
+                .remember_handle(&self.name, grant_id, SESSIONS_OWED)
+                .await?;
         }
         let holders = self.holders(client, role).await?;
         self.revoke_memberships(client, role, &holders, &taken)
+            .await?;
+        journal
+            .forget_handle(&self.name, grant_id, SESSIONS_OWED)
             .await
     }
 

@@ -694,6 +694,54 @@ async fn memberships(pg: &Postgres, role: &str) -> Vec<String> {
         .collect()
 }
 
+/// A narrowing whose attempt failed once its revokes had run (the
+/// membership gone, the grant's `sessions owed` handle left) ends the
+/// sessions at its next attempt: one that switched to the role taken away
+/// does not keep it, though nothing is left to revoke.
+#[tokio::test]
+async fn sessions_a_failed_narrowing_owed_are_ended_at_its_next_attempt() {
+    let pg = cluster().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&pg, "member_of = [\"app_admin\", \"app_reader\"]"))
+        .start()
+        .await;
+    broker.reconciled().await;
+    let grant = granted(&broker, Some(600)).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    let password = access_of(&broker, &grant).await.env["PGPASSWORD"].clone();
+    let session = pg.connect_as(&role, &password).await.unwrap();
+    session.batch_execute("SET ROLE app_reader").await.unwrap();
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute(&format!("REVOKE app_reader FROM {role}"))
+        .await
+        .unwrap();
+    let mut tx = broker.broker().store().transaction().unwrap();
+    tx.insert_handle("db1", &grant.id, "sessions owed", chrono::Utc::now())
+        .unwrap();
+    tx.commit().unwrap();
+
+    std::fs::write(
+        broker.policy_path(),
+        policy(&pg, "member_of = [\"app_admin\"]"),
+    )
+    .unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+    eventually(LONG, || async {
+        session.query_one("SELECT 1", &[]).await.is_err()
+    })
+    .await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    eventually(LONG, || async {
+        let tx = broker.broker().store().transaction().unwrap();
+        tx.handles("db1", Some(&grant.id)).unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(memberships(&pg, &role).await, ["app_admin"]);
+}
+
 /// A reload that takes a `member_of` out of a role takes it from the roles
 /// of grants already live: revoked at the server, with the sessions that
 /// could have switched to it (SET ROLE) ended; and neither an extension nor
