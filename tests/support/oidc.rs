@@ -318,18 +318,16 @@ impl Provider {
 
     /// How many token requests the provider has had.
     pub async fn token_requests(&self) -> u64 {
-        let url = format!("{}/_token_requests", self.authority());
-        reqwest::get(&url)
-            .await
-            .unwrap_or_else(|err| panic!("GET {url}: {err}"))
-            .json()
-            .await
-            .unwrap()
+        self.get_setting("_token_requests").await
     }
 
     /// The refresh tokens the provider has issued, in order.
     pub async fn refresh_tokens(&self) -> Vec<String> {
-        let url = format!("{}/_refresh_tokens", self.authority());
+        self.get_setting("_refresh_tokens").await
+    }
+
+    async fn get_setting<T: serde::de::DeserializeOwned>(&self, what: &str) -> T {
+        let url = format!("{}/{what}", self.authority());
         reqwest::get(&url)
             .await
             .unwrap_or_else(|err| panic!("GET {url}: {err}"))

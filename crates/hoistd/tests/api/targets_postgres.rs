@@ -83,6 +83,40 @@ async fn granted(broker: &TestBroker, secs: Option<u64>) -> Grant {
     broker.as_user("alice").grant(&id).await.unwrap()
 }
 
+/// Alice's grant, live, its role made a member of `to` by the cluster's
+/// admin, and a session of `login` (password `pw`) that switched to
+/// `app_admin` through it: the grant, its role, that session.
+async fn lent(
+    pg: &Postgres,
+    broker: &TestBroker,
+    to: &str,
+    login: &str,
+) -> (Grant, String, tokio_postgres::Client) {
+    let grant = granted(broker, None).await;
+    until_access(broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute(&format!("GRANT \"{role}\" TO {to}"))
+        .await
+        .unwrap();
+    let switched = pg.connect_as(login, "pw").await.unwrap();
+    switched.batch_execute("SET ROLE app_admin").await.unwrap();
+    (grant, role, switched)
+}
+
+/// Alice revokes `grant`: once its access is removed, its role is gone.
+async fn revoked_and_gone(pg: &Postgres, broker: &TestBroker, grant: &Grant) {
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(broker, &grant.id, AccessState::Removed).await;
+    assert!(!role_exists(pg, &role_of(grant)).await);
+}
+
 async fn role_exists(pg: &Postgres, role: &str) -> bool {
     pg.admin()
         .await
@@ -694,6 +728,37 @@ async fn memberships(pg: &Postgres, role: &str) -> Vec<String> {
         .collect()
 }
 
+/// A grant live with `app_admin` and `app_reader`, and a session of its
+/// role that switched to `app_reader`: the broker, the grant, its role
+/// and password, and that session.
+async fn switched_to_reader(
+    pg: &Postgres,
+) -> (TestBroker, Grant, String, String, tokio_postgres::Client) {
+    let broker = TestBroker::builder()
+        .policy(&policy(pg, "member_of = [\"app_admin\", \"app_reader\"]"))
+        .start()
+        .await;
+    broker.reconciled().await;
+    let grant = granted(&broker, Some(600)).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    assert_eq!(memberships(pg, &role).await, ["app_admin", "app_reader"]);
+    let password = access_of(&broker, &grant).await.env["PGPASSWORD"].clone();
+    let session = pg.connect_as(&role, &password).await.unwrap();
+    session.batch_execute("SET ROLE app_reader").await.unwrap();
+    (broker, grant, role, password, session)
+}
+
+/// Reloads `broker` with a policy that takes `app_reader` from the role.
+async fn narrowed_to_admin(pg: &Postgres, broker: &TestBroker) {
+    std::fs::write(
+        broker.policy_path(),
+        policy(pg, "member_of = [\"app_admin\"]"),
+    )
+    .unwrap();
+    broker.server().reload(&broker.policy_path()).await.unwrap();
+}
+
 /// A narrowing whose attempt failed once its revokes had run (the
 /// membership gone, the grant's `sessions owed` handle left) ends the
 /// sessions at its next attempt: one that switched to the role taken away
@@ -701,17 +766,7 @@ async fn memberships(pg: &Postgres, role: &str) -> Vec<String> {
 #[tokio::test]
 async fn sessions_a_failed_narrowing_owed_are_ended_at_its_next_attempt() {
     let pg = cluster().await;
-    let broker = TestBroker::builder()
-        .policy(&policy(&pg, "member_of = [\"app_admin\", \"app_reader\"]"))
-        .start()
-        .await;
-    broker.reconciled().await;
-    let grant = granted(&broker, Some(600)).await;
-    until_access(&broker, &grant.id, AccessState::Live).await;
-    let role = role_of(&grant);
-    let password = access_of(&broker, &grant).await.env["PGPASSWORD"].clone();
-    let session = pg.connect_as(&role, &password).await.unwrap();
-    session.batch_execute("SET ROLE app_reader").await.unwrap();
+    let (broker, grant, role, _, session) = switched_to_reader(&pg).await;
     pg.admin()
         .await
         .unwrap()
@@ -723,12 +778,7 @@ async fn sessions_a_failed_narrowing_owed_are_ended_at_its_next_attempt() {
         .unwrap();
     tx.commit().unwrap();
 
-    std::fs::write(
-        broker.policy_path(),
-        policy(&pg, "member_of = [\"app_admin\"]"),
-    )
-    .unwrap();
-    broker.server().reload(&broker.policy_path()).await.unwrap();
+    narrowed_to_admin(&pg, &broker).await;
     eventually(LONG, || async {
         session.query_one("SELECT 1", &[]).await.is_err()
     })
@@ -749,26 +799,9 @@ async fn sessions_a_failed_narrowing_owed_are_ended_at_its_next_attempt() {
 #[tokio::test]
 async fn a_reload_that_narrows_a_role_narrows_its_live_grants() {
     let pg = cluster().await;
-    let broker = TestBroker::builder()
-        .policy(&policy(&pg, "member_of = [\"app_admin\", \"app_reader\"]"))
-        .start()
-        .await;
-    broker.reconciled().await;
-    let grant = granted(&broker, Some(600)).await;
-    until_access(&broker, &grant.id, AccessState::Live).await;
-    let role = role_of(&grant);
-    assert_eq!(memberships(&pg, &role).await, ["app_admin", "app_reader"]);
-    let access = access_of(&broker, &grant).await;
-    let password = access.env["PGPASSWORD"].clone();
-    let session = pg.connect_as(&role, &password).await.unwrap();
-    session.batch_execute("SET ROLE app_reader").await.unwrap();
+    let (broker, grant, role, password, session) = switched_to_reader(&pg).await;
 
-    std::fs::write(
-        broker.policy_path(),
-        policy(&pg, "member_of = [\"app_admin\"]"),
-    )
-    .unwrap();
-    broker.server().reload(&broker.policy_path()).await.unwrap();
+    narrowed_to_admin(&pg, &broker).await;
     eventually(LONG, || async {
         memberships(&pg, &role).await == ["app_admin"]
     })
@@ -1425,13 +1458,7 @@ async fn a_holder_who_shares_the_role_or_builds_elsewhere_keeps_nothing_after_re
         "the accomplice reads what the grant allows"
     );
 
-    broker
-        .as_user("alice")
-        .revoke(&grant.id, "done")
-        .await
-        .unwrap();
-    until_access(&broker, &grant.id, AccessState::Removed).await;
-    assert!(!role_exists(&pg, &role).await);
+    revoked_and_gone(&pg, &broker, &grant).await;
     assert!(
         accomplice.query_one("SELECT 1", &[]).await.is_err(),
         "the session that switched to the role was ended"
@@ -1472,27 +1499,13 @@ async fn a_member_of_a_group_the_role_was_granted_to_keeps_nothing() {
         .await
         .unwrap();
     let broker = broker(&pg).await;
-    let grant = granted(&broker, None).await;
-    until_access(&broker, &grant.id, AccessState::Live).await;
-    let role = role_of(&grant);
-    admin
-        .batch_execute(&format!("GRANT \"{role}\" TO team"))
-        .await
-        .unwrap();
-    let switched = pg.connect_as("teammate", "pw").await.unwrap();
-    switched.batch_execute("SET ROLE app_admin").await.unwrap();
+    let (grant, _, switched) = lent(&pg, &broker, "team", "teammate").await;
     switched
         .query_one("SELECT 1 FROM orders LIMIT 1", &[])
         .await
         .unwrap();
 
-    broker
-        .as_user("alice")
-        .revoke(&grant.id, "done")
-        .await
-        .unwrap();
-    until_access(&broker, &grant.id, AccessState::Removed).await;
-    assert!(!role_exists(&pg, &role).await);
+    revoked_and_gone(&pg, &broker, &grant).await;
     assert!(
         switched.query_one("SELECT 1", &[]).await.is_err(),
         "the session that switched to app_admin through the group was ended"
@@ -1533,15 +1546,7 @@ async fn member_that_keeps_reconnecting(createrole: bool) {
     let (text, _password) = admin_policy(&pg, "member_of = [\"app_admin\"]", createrole).await;
     let broker = TestBroker::builder().policy(&text).start().await;
     broker.reconciled().await;
-    let grant = granted(&broker, None).await;
-    until_access(&broker, &grant.id, AccessState::Live).await;
-    let role = role_of(&grant);
-    admin
-        .batch_execute(&format!("GRANT \"{role}\" TO accomplice"))
-        .await
-        .unwrap();
-    let switched = pg.connect_as("accomplice", "pw").await.unwrap();
-    switched.batch_execute("SET ROLE app_admin").await.unwrap();
+    let (grant, role, switched) = lent(&pg, &broker, "accomplice", "accomplice").await;
     // Three sessions of the accomplice at all times, each switching to
     // app_admin as it opens: each one ended is opened again. One still
     // reading the orders once the removal is done kept the grant's access.
@@ -1639,13 +1644,7 @@ async fn a_superuser_member_does_not_keep_an_admin_from_removing_the_role() {
         .unwrap();
     let root2 = pg.connect_as("root2", "pw").await.unwrap();
 
-    broker
-        .as_user("alice")
-        .revoke(&grant.id, "done")
-        .await
-        .unwrap();
-    until_access(&broker, &grant.id, AccessState::Removed).await;
-    assert!(!role_exists(&pg, &role).await);
+    revoked_and_gone(&pg, &broker, &grant).await;
     assert_eq!(
         root2
             .query_one("SELECT 1", &[])
@@ -1696,13 +1695,7 @@ async fn admins_hold(createrole: bool) {
         .await
         .unwrap();
 
-    broker
-        .as_user("alice")
-        .revoke(&grant.id, "done")
-        .await
-        .unwrap();
-    until_access(&broker, &grant.id, AccessState::Removed).await;
-    assert!(!role_exists(&pg, &role).await);
+    revoked_and_gone(&pg, &broker, &grant).await;
     assert_eq!(
         bystander
             .query_one("SELECT 1", &[])
