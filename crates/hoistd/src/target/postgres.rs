@@ -1204,9 +1204,12 @@ impl Postgres {
             .await?;
         // A member's session opened meanwhile may have switched to the
         // role itself (what it owns, what was granted to it): ended too,
-        // once no member can switch to it any more.
-        self.revoke_memberships(&client, role, &holders, &lent)
-            .await?;
+        // once no member can switch to it any more. With no member, there
+        // is none.
+        if !lent.is_empty() {
+            self.revoke_memberships(&client, role, &holders, &lent)
+                .await?;
+        }
         // What it owns or was granted anywhere in the cluster: the
         // databases listed, and any other its holder reached.
         let mut databases = self.databases.clone();
