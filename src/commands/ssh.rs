@@ -11,7 +11,10 @@
 //! private `ssh-agent` this command starts and stops. The private key is never written to a file or
 //! put in argv. The certificate and public key (nothing secret) go to a
 //! private temporary folder (0700) removed when ssh ends, and ssh gets them
-//! as `-i` and `-o CertificateFile=`.
+//! as `-i` and `-o CertificateFile=`. The login shares no connection: no
+//! master outlives it (`-o ControlMaster=no -o ControlPath=none`), whatever
+//! the user's ssh config says. Sessions it opened end when the user ends
+//! them: sshd checks the certificate, and the KRL, at login only.
 //!
 //! The grant is kept when ssh ends (unlike exec's): a responder opens more
 //! than one session in a break-glass, and the certificate ends with the
@@ -217,6 +220,15 @@ async fn login(
         format!("CertificateFile={}", cert_path.display()),
         "-o".into(),
         "IdentitiesOnly=yes".into(),
+        // The login is the grant's alone: it neither becomes a master
+        // connection that outlives ssh (the user's `ControlMaster auto`
+        // with `ControlPersist`), through which a later plain `ssh` would
+        // open sessions after the grant is revoked or expired, unchecked
+        // by the KRL, nor rides on one opened before.
+        "-o".into(),
+        "ControlMaster=no".into(),
+        "-o".into(),
+        "ControlPath=none".into(),
         args.destination.clone(),
     ]);
     command.extend(args.args.iter().cloned());

@@ -94,6 +94,19 @@ async fn ssh_logs_in_with_an_ephemeral_key_and_a_certificate_for_the_grant() {
     // No agent and no key in HOME: the ephemeral path.
     let home = tempfile::tempdir().unwrap();
     let known_hosts = host.dir.path().join("known_hosts");
+    // A config that shares connections, as many do: the grant's login must
+    // not leave a master behind for later sessions to ride on once the
+    // grant has ended.
+    let sockets = tempfile::tempdir().unwrap();
+    let config = sockets.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "ControlMaster auto\nControlPath {}/cm-%C\nControlPersist 60\n",
+            sockets.path().display()
+        ),
+    )
+    .unwrap();
     let out = alice
         .command(&[
             "ssh",
@@ -101,7 +114,7 @@ async fn ssh_logs_in_with_an_ephemeral_key_and_a_certificate_for_the_grant() {
             &format!("{}@127.0.0.1", me()),
             "--",
             "-F",
-            "/dev/null",
+            config.to_str().unwrap(),
             "-o",
             "BatchMode=yes",
             "-o",
@@ -134,6 +147,13 @@ async fn ssh_logs_in_with_an_ephemeral_key_and_a_certificate_for_the_grant() {
     );
     // Nothing of the key was left behind in HOME.
     assert_eq!(std::fs::read_dir(home.path()).unwrap().count(), 0);
+    // No master connection was left to share.
+    let left: Vec<_> = std::fs::read_dir(sockets.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name != "config")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     // The grant was reused, and is kept.
     let grants = broker.as_user("alice").grants().await;
     assert_eq!(grants.len(), 1);
