@@ -100,9 +100,9 @@ impl Work<'_> {
     /// taken it. At a target that cannot narrow what it was given (a
     /// webhook's receiver), the grant must end instead: said why. So must
     /// one at a target that makes access at each credential (an SSH
-    /// certificate, an OpenBao token) once nothing of what it was given is
-    /// left, or its role gives no access at that target any more: what it
-    /// made already is taken back with it.
+    /// certificate, an OpenBao token) once its role gives less than it was
+    /// given there, or nothing: what it made already is taken back with
+    /// it.
     pub(super) fn narrow_to_policy(&mut self, grant: &mut Grant) -> Result<Narrowing> {
         let Some(access) = &grant.access else {
             return Ok(Narrowing::Unchanged);
@@ -147,15 +147,31 @@ impl Work<'_> {
             Some(Err(why)) => Ok(Narrowing::Ends(why)),
             Some(Ok(_)) => Ok(Narrowing::Unchanged),
             // Made at each credential (an SSH certificate, an OpenBao
-            // token): the next one is narrowed as it is made. With nothing
-            // left to give, the grant ends, and with it what was made
-            // already (the certificates go into the KRL, the tokens are
-            // revoked): what the role no longer gives is taken back now.
-            // Access kept that this build cannot read (written by a newer
-            // one, mid upgrade) is no reason to end a grant: left as it
-            // is. A grant from before access was kept is judged by its
-            // role alone.
+            // token), which cannot be narrowed once made: when the role
+            // now gives less than the grant was given, or nothing, the
+            // grant ends, and with it what was made already (the
+            // certificates go into the KRL, the tokens are revoked): what
+            // the role no longer gives is taken back now. What it was
+            // given is compared as this build reads it, so a reload that
+            // changes nothing ends nothing. Access kept that this build
+            // cannot read (written by a newer one, mid upgrade) is no
+            // reason to end a grant: left as it is. A grant from before
+            // access was kept is judged by its role alone.
             None => match narrow_to_role(kind.as_ref(), role, &granted.access) {
+                Ok(now) if granted.kept => {
+                    let lost = kind
+                        .narrow(&granted.access, &granted.access)
+                        .ok()
+                        .and_then(|given| kind.taken_back(&given, &now));
+                    Ok(match lost {
+                        Some(lost) => Narrowing::Ends(format!(
+                            "role {}'s access at {target} no longer gives {lost}, and what \
+                             was made for the grant (certificates, tokens) cannot be narrowed",
+                            role.id
+                        )),
+                        None => Narrowing::Unchanged,
+                    })
+                }
                 Ok(_) => Ok(Narrowing::Unchanged),
                 Err(why) if !granted.kept => Ok(Narrowing::Ends(why)),
                 Err(why) => match kind.narrow(&granted.access, &granted.access) {

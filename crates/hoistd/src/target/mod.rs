@@ -371,6 +371,20 @@ pub trait TargetKind: Send + Sync + fmt::Debug {
         let _ = now;
         Ok(given.clone())
     }
+    /// What credentials made with `given` (each certificate, each token)
+    /// carry that `narrowed`, what [`TargetKind::narrow`] left of it after
+    /// a reload, does not: in words, for the revocation's reason, or
+    /// `None` when nothing was taken away. A credential cannot be narrowed
+    /// once made, so for a kind with no `narrowed_at_target` this ends a
+    /// live grant and takes back what was made for it. By default, any
+    /// change.
+    fn taken_back(
+        &self,
+        given: &serde_json::Value,
+        narrowed: &serde_json::Value,
+    ) -> Option<String> {
+        (given != narrowed).then(|| "some of what it was given".to_string())
+    }
     /// What to make at the target for a live grant `given` access there,
     /// once a reload leaves its role giving `now` there (`None`: nothing
     /// there any more), for a kind whose access is made once, at
@@ -426,6 +440,24 @@ pub(crate) fn narrow_as<A: serde::de::DeserializeOwned + serde::Serialize>(
     };
     let narrowed = narrowed(&read(given)?, &read(now)?)?;
     serde_json::to_value(narrowed).map_err(|err| err.to_string())
+}
+
+/// [`TargetKind::taken_back`] for a kind whose access reads as `A`: what
+/// `lost` names of `given` that `narrowed` no longer has; any change when
+/// either does not read.
+pub(crate) fn taken_back_as<A: serde::de::DeserializeOwned>(
+    given: &serde_json::Value,
+    narrowed: &serde_json::Value,
+    lost: impl FnOnce(&A, &A) -> Vec<String>,
+) -> Option<String> {
+    let read = |access: &serde_json::Value| serde_json::from_value::<A>(access.clone()).ok();
+    match (read(given), read(narrowed)) {
+        (Some(given), Some(narrowed)) => {
+            let lost = lost(&given, &narrowed);
+            (!lost.is_empty()).then(|| lost.join(", "))
+        }
+        _ => (given != narrowed).then(|| "some of what it was given".to_string()),
+    }
 }
 
 /// The policy's targets by name.

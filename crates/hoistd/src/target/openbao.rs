@@ -618,6 +618,20 @@ impl TargetKind for OpenBao {
         super::narrow_as(given, now, Access::narrowed)
     }
 
+    /// The policies a token made with `given` has and one made now would
+    /// not. The secret a fetch reads, and the names it is handed over
+    /// under, are not in the token: changing them takes nothing back.
+    fn taken_back(&self, given: &Value, narrowed: &Value) -> Option<String> {
+        super::taken_back_as(given, narrowed, |given: &Access, narrowed: &Access| {
+            given
+                .policies
+                .iter()
+                .filter(|policy| !narrowed.policies.contains(policy))
+                .map(|policy| format!("policy {policy}"))
+                .collect()
+        })
+    }
+
     fn access(&self, table: toml::Table) -> Result<Value, String> {
         let access: Access = toml::Value::Table(table)
             .try_into()

@@ -166,6 +166,32 @@ fn default_extensions() -> Vec<String> {
 }
 
 impl Access {
+    /// What a certificate made with this access may do that one made with
+    /// `narrowed` may not.
+    fn lost(&self, narrowed: &Access) -> Vec<String> {
+        let mut lost: Vec<String> = self
+            .principals
+            .iter()
+            .filter(|p| !narrowed.principals.contains(p))
+            .map(|p| format!("principal {p}"))
+            .collect();
+        lost.extend(
+            self.extensions
+                .iter()
+                .filter(|e| !narrowed.extensions.contains(e))
+                .map(|e| format!("extension {e}")),
+        );
+        if self.source_address != narrowed.source_address
+            && let Some(now) = &narrowed.source_address
+        {
+            lost.push(format!("use from outside {now}"));
+        }
+        if self.force_command != narrowed.force_command {
+            lost.push("sessions without its forced command".into());
+        }
+        lost
+    }
+
     /// This access, as given at activation, narrowed to the role's access
     /// `now`: the principals and extensions in both, the `source-address`
     /// blocks both allow, and a `force-command` either sets (two different
@@ -363,6 +389,14 @@ impl TargetKind for Ssh {
         now: &serde_json::Value,
     ) -> Result<serde_json::Value, String> {
         super::narrow_as(given, now, Access::narrowed)
+    }
+
+    fn taken_back(
+        &self,
+        given: &serde_json::Value,
+        narrowed: &serde_json::Value,
+    ) -> Option<String> {
+        super::taken_back_as(given, narrowed, Access::lost)
     }
 
     async fn validate(&self, _access: &serde_json::Value) -> Result<(), TargetError> {

@@ -681,13 +681,12 @@ async fn the_reconciler_searches_only_while_a_grant_from_before_holds_access() {
     assert_eq!(left, vec![], "the mark is forgotten");
 }
 
-/// A dynamic secret that cannot be read fails the fetch, and the token
-/// minted for it is revoked and forgotten at once: nobody holds it.
-/// A reload that takes a policy out of a role takes it out of every token
-/// minted after, for a grant already live too; one that leaves none of the
-/// grant's policies ends the grant, and the tokens minted before with it.
+/// A reload that leaves a role giving every policy a live grant was given
+/// keeps the grant, and its tokens carry no more than it was given. One
+/// that takes a policy away revokes the grant, saying which: a token
+/// cannot be narrowed once minted, so those minted before are revoked.
 #[tokio::test]
-async fn a_role_narrowed_by_a_reload_narrows_the_tokens_of_live_grants() {
+async fn a_role_narrowed_by_a_reload_takes_back_the_tokens_of_live_grants() {
     let bao = Bao::start().await;
     let written = |policies: &str| {
         bao.policy().replace(
@@ -710,21 +709,31 @@ async fn a_role_narrowed_by_a_reload_narrows_the_tokens_of_live_grants() {
         policies.sort();
         policies
     };
-    let before = bao.lookup(&holder_token(&broker, &grant).await).await;
-    assert_eq!(policies_of(before.unwrap()), ["read-app", "read-other"]);
+    let before = holder_token(&broker, &grant).await;
+    assert_eq!(
+        policies_of(bao.lookup(&before).await.unwrap()),
+        ["read-app", "read-other"]
+    );
+
+    // The same again, and more: nothing ends, and nothing is added.
+    std::fs::write(
+        broker.policy_path(),
+        written("\"read-new\", \"read-other\", \"read-app\""),
+    )
+    .unwrap();
+    assert_eq!(
+        broker.server().reload(&broker.policy_path()).await.unwrap(),
+        0,
+        "nothing revoked"
+    );
+    let again = bao.lookup(&holder_token(&broker, &grant).await).await;
+    assert_eq!(policies_of(again.unwrap()), ["read-app", "read-other"]);
 
     std::fs::write(
         broker.policy_path(),
         written("\"read-other\", \"read-new\""),
     )
     .unwrap();
-    broker.server().reload(&broker.policy_path()).await.unwrap();
-    let after = bao.lookup(&holder_token(&broker, &grant).await).await;
-    assert_eq!(policies_of(after.unwrap()), ["read-other"]);
-
-    let narrowed = holder_token(&broker, &grant).await;
-    assert!(bao.tokens_of(&grant.id).await > 0);
-    std::fs::write(broker.policy_path(), written("\"read-new\"")).unwrap();
     assert_eq!(
         broker.server().reload(&broker.policy_path()).await.unwrap(),
         1,
@@ -734,7 +743,7 @@ async fn a_role_narrowed_by_a_reload_narrows_the_tokens_of_live_grants() {
     assert_eq!(ended.state, hoist_api::GrantState::Revoked);
     let reason = ended.revoke_reason.unwrap_or_default();
     assert!(
-        reason.contains("no longer names any of the policies it gave"),
+        reason.contains("no longer gives policy read-app"),
         "{reason}"
     );
     let refused = broker
@@ -745,9 +754,37 @@ async fn a_role_narrowed_by_a_reload_narrows_the_tokens_of_live_grants() {
     assert_eq!(refused.0, reqwest::StatusCode::CONFLICT, "{refused:?}");
     // What was minted before is revoked with the grant.
     eventually(LONG, || async { bao.tokens_of(&grant.id).await == 0 }).await;
-    assert!(bao.lookup(&narrowed).await.is_err(), "revoked");
+    assert!(bao.lookup(&before).await.is_err(), "revoked");
 }
 
+/// A reload that leaves a role none of a live grant's policies revokes it,
+/// saying so.
+#[tokio::test]
+async fn a_role_left_with_none_of_a_grants_policies_revokes_it() {
+    let bao = Bao::start().await;
+    let broker = TestBroker::builder().policy(&bao.policy()).start().await;
+    let grant = granted(&broker).await;
+    std::fs::write(
+        broker.policy_path(),
+        bao.policy()
+            .replace("policies = [\"read-app\"]", "policies = [\"read-new\"]"),
+    )
+    .unwrap();
+    assert_eq!(
+        broker.server().reload(&broker.policy_path()).await.unwrap(),
+        1,
+        "one grant revoked"
+    );
+    let ended = broker.as_user("alice").grant(&grant.id).await.unwrap();
+    let reason = ended.revoke_reason.unwrap_or_default();
+    assert!(
+        reason.contains("no longer names any of the policies it gave"),
+        "{reason}"
+    );
+}
+
+/// A dynamic secret that cannot be read fails the fetch, and the token
+/// minted for it is revoked and forgotten at once: nobody holds it.
 #[tokio::test]
 async fn a_secret_that_cannot_be_read_takes_its_token_with_it() {
     let bao = Bao::start().await;
