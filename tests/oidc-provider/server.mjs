@@ -17,7 +17,8 @@
 // identity tokens: `sub` the client id, `aud` the `resource` asked for
 // (any https URL under `https://hoist.test/`), a fresh `jti`, and the claims
 // given as JSON in the `workload_claims` parameter (repository, ref, run_id,
-// ...); `workload_ttl` sets the token's life in seconds.
+// ...); `workload_ttl` sets the token's life in seconds. `"jti": null` in
+// those claims leaves the token without a `jti`, as some issuers do.
 //
 // A test changes someone's groups as an administrator would at the
 // provider: PUT /_directory/NAME with a JSON array of group names, at the
@@ -268,6 +269,15 @@ const configuration = {
   pkce: { required: () => true },
 
   extraParams: ['claims', 'workload_claims', 'workload_ttl'],
+  formats: {
+    customizers: {
+      jwt(ctx, token, jwt) {
+        if (token.kind === 'ClientCredentials' && workloadClaims(ctx).jti === null) {
+          delete jwt.payload.jti;
+        }
+      },
+    },
+  },
   async extraTokenClaims(ctx, token) {
     if (token.kind === 'ClientCredentials') return workloadClaims(ctx);
     if (!graph || token.kind !== 'AccessToken') return undefined;

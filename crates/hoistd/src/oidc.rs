@@ -233,6 +233,7 @@ impl Verifier {
             return Err(TokenError::Expired);
         }
         check_nbf(&claims, issuer.leeway)?;
+        check_iat(&claims, issuer.leeway)?;
         Ok(claims)
     }
 
@@ -354,7 +355,8 @@ async fn fetch(http: &crate::outbound::Clients, issuer: &OidcIssuer) -> Result<J
     if discovery.issuer.trim_end_matches('/') != issuer.issuer {
         return Err(TokenError::Keys(format!(
             "the discovery document names issuer `{}`, not `{}`",
-            discovery.issuer, issuer.issuer
+            claimed(&discovery.issuer),
+            issuer.issuer
         )));
     }
     crate::policy::provider_url("the discovery document's jwks_uri", &discovery.jwks_uri)
@@ -487,17 +489,38 @@ pub(crate) fn claimed(text: &str) -> String {
 /// than `leeway`, or is not a number (a token without one is valid from
 /// its issue).
 fn check_nbf(claims: &serde_json::Value, leeway: std::time::Duration) -> Result<(), TokenError> {
-    let nbf = match claims.get("nbf") {
-        None | Some(serde_json::Value::Null) => return Ok(()),
-        Some(nbf) => nbf
-            .as_f64()
-            .ok_or_else(|| TokenError::Claim("nbf".into()))?,
-    };
-    let now = crate::clock::now().timestamp_millis() as f64;
-    if nbf * 1000.0 - leeway.as_millis() as f64 > now {
+    if later_than_now(claims, "nbf", leeway)? {
         return Err(TokenError::Invalid("the token is not valid yet".into()));
     }
     Ok(())
+}
+
+/// A token issued later than now (beyond the leeway) is refused: its
+/// issuer's clock has gone wrong, and whatever it says of the time (`exp`
+/// too) is not to be taken.
+fn check_iat(claims: &serde_json::Value, leeway: std::time::Duration) -> Result<(), TokenError> {
+    if later_than_now(claims, "iat", leeway)? {
+        return Err(TokenError::Invalid(
+            "the token's `iat` is in the future (check the issuer's clock)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the time `claim` names (seconds since the epoch, of any kind)
+/// is later than now by more than `leeway`; a token without it is not,
+/// one whose value is not a number is refused.
+fn later_than_now(
+    claims: &serde_json::Value,
+    claim: &str,
+    leeway: std::time::Duration,
+) -> Result<bool, TokenError> {
+    let at = match claims.get(claim) {
+        None | Some(serde_json::Value::Null) => return Ok(false),
+        Some(at) => at.as_f64().ok_or_else(|| TokenError::Claim(claim.into()))?,
+    };
+    let now = crate::clock::now().timestamp_millis() as f64;
+    Ok(at * 1000.0 - leeway.as_millis() as f64 > now)
 }
 
 #[cfg(test)]
@@ -545,6 +568,21 @@ mod tests {
         assert_eq!(
             check(serde_json::json!({ "nbf": "1900000000" }), leeway),
             Err(TokenError::Claim("nbf".into()))
+        );
+    }
+
+    /// Nor is one issued later than now beyond the leeway.
+    #[test]
+    fn a_token_issued_in_the_future_beyond_the_leeway_is_refused() {
+        let now = crate::clock::now().timestamp();
+        let leeway = std::time::Duration::from_secs(30);
+        let check = |claims: serde_json::Value| check_iat(&claims, leeway);
+        assert!(check(serde_json::json!({})).is_ok());
+        assert!(check(serde_json::json!({ "iat": now + 20 })).is_ok());
+        assert!(check(serde_json::json!({ "iat": now + 60 })).is_err());
+        assert_eq!(
+            check(serde_json::json!({ "iat": "soon" })),
+            Err(TokenError::Claim("iat".into()))
         );
     }
 

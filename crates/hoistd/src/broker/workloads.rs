@@ -19,6 +19,7 @@ use hoist_api::{
     TokenExchangeResponse, TokenPending, WORKLOAD_PREFIX, WorkloadErrorCode, WorkloadRevoked,
 };
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::limits::Act;
 use super::targets::usable;
@@ -150,14 +151,44 @@ struct Admitted {
     approval: Approval,
     task_key: String,
     task: String,
-    /// The token's own key (its issuer and `jti`) where the rule keys
-    /// tasks by another claim: a token files one task, whichever rules
-    /// admit it, so it is recorded beside the task (see `file_task`).
+    /// The token's own key (its issuer and `jti`, or the SHA-256 of the
+    /// token where it has none) where the rule keys tasks by another
+    /// claim: a token files or collects one task, whichever rules admit
+    /// it, so it is recorded beside the task (see `file_task` and
+    /// `bind_token`).
     token_key: Option<String>,
     token_expires_at: chrono::DateTime<chrono::Utc>,
     /// The policy the token was checked against: the exchange files under
     /// it only while it is still the one in force.
     policy: Arc<Policy>,
+}
+
+/// Binds the token `admitted` presents to `task`, filed already (by an
+/// older token of its run), before it collects it: a token that collected
+/// one task files no other under a rule keying tasks otherwise, and one
+/// that filed or collected another collects nothing here.
+fn bind_token(work: &mut Work<'_>, admitted: &Admitted, task: &Exchange) -> Result<(), Refusal> {
+    let Some(key) = &admitted.token_key else {
+        return Ok(());
+    };
+    match work.tx.exchange(key)? {
+        Some(bound) if bound.request_id == task.request_id => Ok(()),
+        Some(_) => Err(Refusal::new(
+            WorkloadErrorCode::Replayed,
+            "this token was exchanged already, for another task; one token is one task".to_string(),
+        )),
+        None => {
+            work.tx.insert_exchange(&Exchange {
+                task_key: key.clone(),
+                expires_at: admitted.token_expires_at,
+                created_at: work.now,
+                redeemed_at: None,
+                collect_by: None,
+                ..task.clone()
+            })?;
+            Ok(())
+        }
+    }
 }
 
 /// Tries at reopening a task ([`Broker::reopen`]), 100 ms apart and
@@ -230,7 +261,11 @@ fn requested_role(input: &TokenExchangeInput) -> Result<String, Refusal> {
     match (from_resource, from_scope) {
         (Some(a), Some(b)) if a != b => Err(Refusal::new(
             WorkloadErrorCode::InvalidRequest,
-            format!("resource names role `{a}` and scope names `{b}`"),
+            format!(
+                "resource names role `{}` and scope names `{}`",
+                claimed(&a),
+                claimed(&b)
+            ),
         )),
         (Some(role), _) | (None, Some(role)) => Ok(role),
         (None, None) => Err(Refusal::new(
@@ -642,11 +677,12 @@ impl Broker {
                 )
             })?;
         let key = |claim: &str, value: &str| format!("{iss}\n{claim}:{}", claimed(value));
-        let token_key = (rule.task_claim != "jti")
-            .then(|| claim_text(&claims, "jti"))
-            .flatten()
-            .filter(|jti| !jti.is_empty())
-            .map(|jti| key("jti", &jti));
+        let token_key = (rule.task_claim != "jti").then(|| {
+            match claim_text(&claims, "jti").filter(|jti| !jti.is_empty()) {
+                Some(jti) => key("jti", &jti),
+                None => format!("{iss}\ntoken:{}", hex::encode(Sha256::digest(token))),
+            }
+        });
         Ok(Admitted {
             principal: format!("{WORKLOAD_PREFIX}{}:{subject}", rule.name),
             issuer: iss.clone(),
@@ -692,7 +728,9 @@ impl Broker {
                     ),
                 ));
             }
-            Some(exchange) => match self.poll(&mut work, exchange, admitted) {
+            Some(exchange) => match bind_token(&mut work, admitted, &exchange)
+                .and_then(|()| self.poll(&mut work, exchange, admitted))
+            {
                 Ok(step) => step,
                 // A refusal of the task (denied, ended, another role) keeps
                 // what `poll` wrote of the newer token: the task is

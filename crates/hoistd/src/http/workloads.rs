@@ -128,8 +128,8 @@ async fn exchange(
 /// with the same form it presented to `POST /v1/token`: the token is checked
 /// as for the exchange, its pending request is cancelled, and a grant already
 /// made for it is ended unless its credential was handed over (its holder
-/// ends it). Refusals are the exchange's `code`s; withdrawals count against
-/// the same limit as an exchange's polls.
+/// ends it). Refusals are the exchange's `code`s; withdrawals have a rate
+/// limit of their own.
 #[utoipa::path(post, path = "/v1/token/withdraw", tag = "workloads",
     request_body(content = TokenExchangeInput, content_type = "application/x-www-form-urlencoded"),
     responses(

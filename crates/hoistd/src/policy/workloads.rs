@@ -90,7 +90,10 @@ impl WorkloadRule {
             .map(|claim| format!("claim `{claim}`"))
     }
 
-    /// The claim the token does not match, if any: `sub` first.
+    /// The claim the token does not match, if any: `sub` first. A value
+    /// with control or invisible characters matches no pin: approvers are
+    /// shown it without them (`refs/heads/main` for `refs/heads/main` and
+    /// a zero-width space), so a glob must not take what they cannot see.
     pub fn mismatch<'a>(&'a self, claims: &serde_json::Value) -> Option<&'a str> {
         let pinned = std::iter::once("sub").chain(
             self.claims
@@ -102,7 +105,8 @@ impl WorkloadRule {
             let Some(pattern) = self.claims.get(name) else {
                 continue;
             };
-            let matched = claim_text(claims, name).is_some_and(|value| glob(pattern, &value));
+            let matched = claim_text(claims, name)
+                .is_some_and(|value| all_visible(&value) && glob(pattern, &value));
             if !matched {
                 return Some(name);
             }
@@ -146,6 +150,12 @@ impl WorkloadRule {
         link.push_str(rest);
         Some(link)
     }
+}
+
+/// Whether `value` shows as it is: no control or invisible characters.
+fn all_visible(value: &str) -> bool {
+    value.chars().all(|c| !c.is_control())
+        && hoist_api::text::visible_chars(value.chars()).eq(value.chars())
 }
 
 /// A claim's value as text: strings as they are, numbers and booleans

@@ -1159,6 +1159,134 @@ async fn a_token_files_one_task_under_rules_keying_tasks_differently() {
     assert_eq!(activated, 2, "one grant a token: {audit:?}");
 }
 
+/// A pinned claim with an invisible character in it matches no glob:
+/// approvers would be shown it without (`acme/app`).
+#[tokio::test]
+async fn a_claim_with_an_invisible_character_matches_no_pin() {
+    let provider = Provider::start().await;
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, ""))
+        .start()
+        .await;
+    let mut claims = main_claims();
+    claims["repository"] = json!("acme/app\u{200b}");
+    let token = provider
+        .workload_token("deploy-bot", AUDIENCE, &claims, None)
+        .await;
+    let why = refused_with(
+        exchange_for(&broker, &token, "deploy").await,
+        WorkloadErrorCode::ClaimMismatch,
+    );
+    assert!(why.contains("`repository`"), "{why}");
+}
+
+/// A token without a `jti` is known by its own hash: it files one task
+/// under rules keying tasks by different claims.
+#[tokio::test]
+async fn a_token_without_a_jti_files_one_task_under_rules_keying_tasks_differently() {
+    let provider = Provider::start().await;
+    let rules = format!(
+        "[[roles]]\nid = \"builds\"\nname = \"Builds\"\nscope = \"builds://ci\"\n\
+         eligible_groups = [\"eng\"]\ndefault_duration = \"10m\"\nmax_duration = \"1h\"\n\
+         [[workloads]]\nname = \"runs\"\nissuer = \"{issuer}\"\naudience = \"{AUDIENCE}\"\n\
+         task_claim = \"run_id\"\n[workloads.claims]\nsub = \"deploy-bot\"\n\
+         [[workloads.roles]]\nrole = \"logs\"\nmax_ttl_minutes = 10\n\
+         [[workloads]]\nname = \"commits\"\nissuer = \"{issuer}\"\naudience = \"{AUDIENCE}\"\n\
+         task_claim = \"sha\"\n[workloads.claims]\nsub = \"deploy-bot\"\n\
+         [[workloads.roles]]\nrole = \"builds\"\nmax_ttl_minutes = 10\n",
+        issuer = provider.issuer
+    );
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, &rules))
+        .start()
+        .await;
+    let mut claims = main_claims();
+    claims["sha"] = json!("9f2c1e0");
+    claims["jti"] = Value::Null;
+    let token = provider
+        .workload_token("deploy-bot", AUDIENCE, &claims, None)
+        .await;
+    assert_eq!(jwt_claims(&token).get("jti"), None);
+    issued(exchange_for(&broker, &token, "logs").await);
+    let why = refused_with(
+        exchange_for(&broker, &token, "builds").await,
+        WorkloadErrorCode::Replayed,
+    );
+    assert!(why.contains("exchanged already"), "{why}");
+    let audit = broker.as_user("erin").audit().await;
+    let activated = audit
+        .iter()
+        .filter(|e| e.kind == AuditKind::Activated)
+        .count();
+    assert_eq!(activated, 1, "one grant: {audit:?}");
+}
+
+/// A later token of a run that collects the run's task (filed by an
+/// earlier token) is bound to it as well: it files no other task under a
+/// rule keying tasks by `jti`, and a token that filed one there collects
+/// nothing of the run's.
+#[tokio::test]
+async fn a_token_that_collects_a_runs_task_files_no_other() {
+    let provider = Provider::start().await;
+    let runs = format!(
+        "[[workloads]]\nname = \"runs\"\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\n\
+         task_claim = \"run_id\"\n[workloads.claims]\nsub = \"deploy-bot\"\n\
+         [[workloads.roles]]\nrole = \"db\"\nmax_ttl_minutes = 10\napproval = \"person\"\n",
+        provider.issuer
+    );
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, &runs))
+        .start()
+        .await;
+    let token_of_run = |run: u64| {
+        let mut claims = main_claims();
+        claims["run_id"] = json!(run);
+        let provider = &provider;
+        async move {
+            provider
+                .workload_token("deploy-bot", AUDIENCE, &claims, None)
+                .await
+        }
+    };
+    // Filed by one token, collected by the next: that one then files
+    // nothing under `ci`.
+    let filer = token_of_run(4250).await;
+    let (status, body) = exchange_for(&broker, &filer, "db").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let later = token_of_run(4250).await;
+    let (status, body) = exchange_for(&broker, &later, "db").await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "a poll of the run's task: {body}"
+    );
+    let why = refused_with(
+        exchange_for(&broker, &later, "deploy").await,
+        WorkloadErrorCode::Replayed,
+    );
+    assert!(why.contains("exchanged already"), "{why}");
+
+    // The other way round: a token that got a grant under `ci` does not
+    // collect the run's task.
+    let filer = token_of_run(4251).await;
+    let (status, body) = exchange_for(&broker, &filer, "db").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let later = token_of_run(4251).await;
+    issued(exchange_for(&broker, &later, "deploy").await);
+    let why = refused_with(
+        exchange_for(&broker, &later, "db").await,
+        WorkloadErrorCode::Replayed,
+    );
+    assert!(why.contains("for another task"), "{why}");
+
+    let audit = broker.as_user("erin").audit().await;
+    let activated = audit
+        .iter()
+        .filter(|e| e.kind == AuditKind::Activated)
+        .count();
+    assert_eq!(activated, 1, "one grant: {audit:?}");
+}
+
 /// Nor is a token held to the terms of a stricter rule before it for
 /// another subject: the rule that grants takes it with its own leeway.
 #[tokio::test]
