@@ -332,8 +332,19 @@ impl OpenBao {
             .filter(|c| !c.is_control())
             .take(MAX_REASON_CHARS)
             .collect();
-        if status.is_server_error() {
+        // Rate limited (a quota) is unreachable for now, as a 5xx is: tried
+        // again after a pause, and the target probed one call at a time.
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             Err(self.unreachable(why))
+        } else if status.is_redirection() {
+            // A standby node sends its callers to the active one; hoistd
+            // follows no redirect (its token would go along).
+            Err(TargetError::refused(
+                &self.name,
+                format!(
+                    "{why}: a redirect, not followed; point the target's url at the active node"
+                ),
+            ))
         } else {
             Err(TargetError::refused(&self.name, why))
         }
@@ -437,13 +448,18 @@ impl OpenBao {
             .collect();
         let mut found = Vec::new();
         for accessor in accessors {
-            let lookup = || {
+            // hoistd's own token is taken again for each lookup: a long
+            // walk outlives the one it began with, which is then signed in
+            // again for (it is kept until two thirds of its life).
+            let lookup = || async {
+                let token = self.token(journal).await?;
                 self.call(
                     reqwest::Method::POST,
                     "auth/token/lookup-accessor",
                     Some(&token),
                     Some(json!({ "accessor": accessor })),
                 )
+                .await
             };
             let mut looked = lookup().await;
             // A token being revoked as it is looked up (its entry gone, its
@@ -701,11 +717,24 @@ impl TargetKind for OpenBao {
     /// marked [`UNRECORDED`], every token whose metadata names it.
     async fn deprovision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
         let recorded = journal.handles(&self.name, Some(&grant.id)).await?;
+        // Each token is tried, so one that is refused holds up no other's
+        // revocation; the first failure is the answer, and the removal is
+        // tried again for what is left.
+        let mut failed = None;
         for (_, accessor) in recorded.iter().filter(|(_, a)| a != UNRECORDED) {
-            self.revoke(accessor, journal).await?;
-            journal
-                .forget_handle(&self.name, &grant.id, accessor)
-                .await?;
+            match self.revoke(accessor, journal).await {
+                Ok(()) => {
+                    journal
+                        .forget_handle(&self.name, &grant.id, accessor)
+                        .await?
+                }
+                Err(err) => {
+                    failed.get_or_insert(err);
+                }
+            }
+        }
+        if let Some(err) = failed {
+            return Err(err);
         }
         if recorded.iter().any(|(_, a)| a == UNRECORDED) {
             for found in self.minted(journal).await? {
@@ -1129,6 +1158,39 @@ mod tests {
         let err = target.provision(&facts(), &journal).await.unwrap_err();
         assert!(
             matches!(&err, TargetError::Refused(_, why) if why.contains("longer than")),
+            "{err}"
+        );
+    }
+
+    /// A rate limit is the server unreachable for now (tried again after a
+    /// pause, probed one call at a time), not a refusal someone must fix.
+    #[tokio::test]
+    async fn a_rate_limited_answer_is_unreachable() {
+        let (target, journal, _dir) = answering(
+            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+             content-length: 42\r\n\r\n{\"errors\":[\"request path quota exceeded\"]}",
+            Some(0),
+        )
+        .await;
+        let err = target.provision(&facts(), &journal).await.unwrap_err();
+        assert!(
+            matches!(&err, TargetError::Unreachable(_, why) if why.contains("429 request path quota")),
+            "{err}"
+        );
+    }
+
+    /// A standby's redirect is not followed, and the refusal says so.
+    #[tokio::test]
+    async fn a_redirect_is_refused_saying_it_was_not_followed() {
+        let (target, journal, _dir) = answering(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: https://active.example/v1/x\r\n\
+             content-length: 0\r\n\r\n",
+            Some(0),
+        )
+        .await;
+        let err = target.provision(&facts(), &journal).await.unwrap_err();
+        assert!(
+            matches!(&err, TargetError::Refused(_, why) if why.contains("307") && why.contains("not followed")),
             "{err}"
         );
     }
