@@ -898,6 +898,17 @@ impl TargetKind for OpenBao {
                     return Err(err);
                 }
             };
+            // A secret with no lease (a key-value secret) is not the
+            // token's to take back: it would work on after the grant. Not
+            // handed over, and the token goes now.
+            if secret["lease_id"].as_str().is_none_or(str::is_empty) {
+                self.unmint(&minted, accessor.as_deref(), Some(&grant.id), journal)
+                    .await;
+                return Err(self.refused(format!(
+                    "{path}: the secret has no lease, so it would outlive the grant; \
+                     secret_path must name a dynamic secret (such as database/creds/<role>)"
+                )));
+            }
             let fields = secret["data"].as_object().cloned().unwrap_or_default();
             for (field, value) in fields {
                 let Some(value) = value.as_str() else {

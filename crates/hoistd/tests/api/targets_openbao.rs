@@ -807,6 +807,43 @@ async fn a_secret_that_cannot_be_read_takes_its_token_with_it() {
     assert_eq!(recorded(&broker), vec![]);
 }
 
+/// A secret with no lease (key-value) would work on after the grant: it
+/// is not handed over, and the token minted to read it is revoked.
+#[tokio::test]
+async fn a_secret_without_a_lease_is_not_handed_over() {
+    let bao = Bao::start().await;
+    bao.root(
+        "POST",
+        "secret/data/app",
+        json!({ "data": { "password": "static-and-standing" } }),
+    )
+    .await;
+    bao.root(
+        "PUT",
+        "sys/policies/acl/kv-read",
+        json!({ "policy": "path \"secret/data/app\" { capabilities = [\"read\"] }" }),
+    )
+    .await;
+    let policy = bao.policy().replace(
+        "policies = [\"read-app\"]",
+        "policies = [\"kv-read\"]\nsecret_path = \"secret/data/app\"",
+    );
+    let broker = TestBroker::builder().policy(&policy).start().await;
+    let grant = granted(&broker).await;
+    let refused = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .expect_err("a secret with no lease");
+    assert!(refused.1.message.contains("has no lease"), "{refused:?}");
+    assert!(
+        !format!("{refused:?}").contains("static-and-standing"),
+        "{refused:?}"
+    );
+    assert_eq!(bao.tokens_of(&grant.id).await, 0);
+    assert_eq!(recorded(&broker), vec![]);
+}
+
 /// The reconciler revokes a recorded token whose grant holds no access
 /// any more, forgets its accessor, and leaves a live grant's token be.
 #[tokio::test]
