@@ -38,6 +38,9 @@ const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 /// their accessors were recorded (migration 14, PostgreSQL 10): its removal
 /// also searches the accessor list.
 const UNRECORDED: &str = "*";
+/// How a dynamic secret's lease is recorded among a grant's handles
+/// (`lease:<lease id>`), beside its tokens' accessors.
+const LEASE: &str = "lease:";
 /// Looks again at a token OpenBao answers 403 for while walking its
 /// tokens (one being revoked meanwhile), this many times this far apart.
 const LOOKUP_RETRIES: usize = 3;
@@ -503,6 +506,26 @@ impl OpenBao {
         Ok(found)
     }
 
+    /// Revokes what a recorded handle names: a dynamic secret's lease
+    /// (`lease:<id>`), at once and confirmed (`sys/leases/revoke`, which
+    /// answers only once the secrets engine has removed it: a token's
+    /// revocation only queues its leases', and gives up on one whose
+    /// system is down), or a token by its accessor.
+    async fn revoke_handle(&self, handle: &str, journal: &Journal) -> Result<(), TargetError> {
+        let Some(lease) = handle.strip_prefix(LEASE) else {
+            return self.revoke(handle, journal).await;
+        };
+        let token = self.token(journal).await?;
+        self.call(
+            reqwest::Method::PUT,
+            "sys/leases/revoke",
+            Some(&token),
+            Some(json!({ "lease_id": lease, "sync": true })),
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn revoke(&self, accessor: &str, journal: &Journal) -> Result<(), TargetError> {
         let token = self.token(journal).await?;
         match self
@@ -716,13 +739,16 @@ impl TargetKind for OpenBao {
     /// recorded, each forgotten once OpenBao confirms, and, for a grant
     /// marked [`UNRECORDED`], every token whose metadata names it.
     async fn deprovision(&self, grant: &GrantFacts, journal: &Journal) -> Result<(), TargetError> {
-        let recorded = journal.handles(&self.name, Some(&grant.id)).await?;
-        // Each token is tried, so one that is refused holds up no other's
-        // revocation; the first failure is the answer, and the removal is
-        // tried again for what is left.
+        let mut recorded = journal.handles(&self.name, Some(&grant.id)).await?;
+        // Leases first: a token revoked before its lease would leave the
+        // lease's revocation to OpenBao's queue, unconfirmed. Each handle
+        // is tried, so one that is refused holds up no other's revocation;
+        // the first failure is the answer, and the removal is tried again
+        // for what is left.
+        recorded.sort_by_key(|(_, handle)| !handle.starts_with(LEASE));
         let mut failed = None;
         for (_, accessor) in recorded.iter().filter(|(_, a)| a != UNRECORDED) {
-            match self.revoke(accessor, journal).await {
+            match self.revoke_handle(accessor, journal).await {
                 Ok(()) => {
                     journal
                         .forget_handle(&self.name, &grant.id, accessor)
@@ -801,7 +827,7 @@ impl TargetKind for OpenBao {
     }
 
     async fn remove(&self, found: &Managed, journal: &Journal) -> Result<(), TargetError> {
-        self.revoke(&found.name, journal).await?;
+        self.revoke_handle(&found.name, journal).await?;
         match &found.grant_id {
             Some(grant) => journal.forget_handle(&self.name, grant, &found.name).await,
             None => Ok(()),
@@ -901,13 +927,31 @@ impl TargetKind for OpenBao {
             // A secret with no lease (a key-value secret) is not the
             // token's to take back: it would work on after the grant. Not
             // handed over, and the token goes now.
-            if secret["lease_id"].as_str().is_none_or(str::is_empty) {
+            let Some(lease_id) = secret["lease_id"].as_str().filter(|id| !id.is_empty()) else {
                 self.unmint(&minted, accessor.as_deref(), Some(&grant.id), journal)
                     .await;
                 return Err(self.refused(format!(
                     "{path}: the secret has no lease, so it would outlive the grant; \
                      secret_path must name a dynamic secret (such as database/creds/<role>)"
                 )));
+            };
+            // Recorded before anyone holds the secret, so that its removal
+            // revokes the lease itself and waits for it to be done; if it
+            // cannot be, the lease is revoked now, and the token with it.
+            let handle = format!("{LEASE}{lease_id}");
+            if let Err(err) = journal
+                .remember_handle(&self.name, &grant.id, &handle)
+                .await
+            {
+                if let Err(unrevoked) = self.revoke_handle(&handle, journal).await {
+                    tracing::error!(
+                        target = %self.name, error = %unrevoked,
+                        "a lease read for no one could not be revoked now; it goes with its token"
+                    );
+                }
+                self.unmint(&minted, accessor.as_deref(), Some(&grant.id), journal)
+                    .await;
+                return Err(err);
             }
             let fields = secret["data"].as_object().cloned().unwrap_or_default();
             for (field, value) in fields {

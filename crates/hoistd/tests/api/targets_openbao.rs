@@ -16,9 +16,14 @@ use crate::helpers::*;
 
 const LONG: Duration = Duration::from_secs(30);
 const ROOT: &str = "hoist-test-root";
-/// What hoistd needs at OpenBao: mint orphans with any policy (sudo), and
-/// revoke tokens by the accessors it recorded.
-const MINT_AND_REVOKE: &[&str] = &["auth/token/create-orphan", "auth/token/revoke-accessor"];
+/// What hoistd needs at OpenBao: mint orphans with any policy (sudo),
+/// revoke tokens by the accessors it recorded, and the leases of the
+/// dynamic secrets it read (for roles with `secret_path`).
+const MINT_AND_REVOKE: &[&str] = &[
+    "auth/token/create-orphan",
+    "auth/token/revoke-accessor",
+    "sys/leases/revoke",
+];
 /// What it needs besides while grants minted before accessors were
 /// recorded remain: list every accessor and look each up.
 const SEARCH: &[&str] = &["auth/token/accessors", "auth/token/lookup-accessor"];
@@ -126,6 +131,7 @@ impl Bao {
                 r#"["create", "update", "sudo"]"#,
             ),
             ("auth/token/revoke-accessor", r#"["update"]"#),
+            ("sys/leases/revoke", r#"["update"]"#),
             ("auth/token/accessors", r#"["list", "sudo"]"#),
             ("auth/token/lookup-accessor", r#"["update"]"#),
         ]
@@ -939,7 +945,8 @@ async fn hoistd_signs_in_with_its_own_jwt_verified_against_its_jwks() {
 
 /// A dynamic secret through a role path: a real PostgreSQL user made by
 /// OpenBao's database engine, read with the grant's token, handed over as
-/// PGUSER/PGPASSWORD, and dropped when the grant is revoked in hoist.
+/// PGUSER/PGPASSWORD, and dropped when the grant is revoked in hoist, its
+/// removal done only once the user is gone, the database down or not.
 #[tokio::test]
 async fn a_database_secret_is_read_with_the_grant_token_and_dropped_with_it() {
     let pg = Postgres::start().await.unwrap();
@@ -1000,19 +1007,63 @@ async fn a_database_secret_is_read_with_the_grant_token_and_dropped_with_it() {
     assert_eq!(row.get::<_, String>(0), user);
     drop(client);
 
+    // The lease is recorded beside the token, before the hand-over.
+    let handles = recorded(&broker);
+    assert!(
+        handles
+            .iter()
+            .any(|(_, handle)| handle.starts_with("lease:database/creds/readonly/")),
+        "{handles:?}"
+    );
+
     broker
         .as_user("alice")
         .revoke(&grant.id, "done")
         .await
         .unwrap();
-    eventually(LONG, || async {
-        pg.admin()
-            .await
-            .unwrap()
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
-            .await
-            .unwrap()
-            .is_none()
-    })
-    .await;
+    // The removal is done only once the lease's revocation is: the
+    // database user is gone by then, not later from OpenBao's queue.
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    let left = pg
+        .admin()
+        .await
+        .unwrap()
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+        .await
+        .unwrap();
+    assert!(left.is_none(), "{user} is still there");
+    assert_eq!(recorded(&broker), vec![]);
+
+    // The database down when the grant is revoked: the lease cannot be
+    // revoked, so neither is the removal done (OpenBao's own queue would
+    // give up on it, and the user would stay); once the database is back,
+    // it is, and the user is gone.
+    let grant = granted(&broker).await;
+    let access = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap();
+    let user = access.env["PGUSER"].clone();
+    pg.stop();
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let state = access_state(&broker, &grant.id).await;
+    assert_ne!(state, Some(AccessState::Removed));
+    pg.restart().unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    let left = pg
+        .admin()
+        .await
+        .unwrap()
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+        .await
+        .unwrap();
+    assert!(left.is_none(), "{user} is still there");
 }
