@@ -744,27 +744,48 @@ fn bare(key: &PublicKey) -> String {
 }
 
 /// Every SSH CA `hoistd serve` has recorded signing with, the last seen
-/// first.
+/// first. One that does not read (written by a newer build, or damaged) is
+/// left out, loudly, rather than fail the list: the KRL built from it
+/// would otherwise stop changing, and every revocation after stop reaching
+/// hosts.
 pub fn recorded_authorities(tx: &dyn Tx) -> Result<Vec<PublicKey>, AuthorityError> {
-    tx.ssh_authorities()?
+    Ok(tx
+        .ssh_authorities()?
         .iter()
-        .map(|line| match PublicKey::from_openssh(line) {
-            Ok(key) => Ok(PublicKey::new(key.key_data().clone(), CA_COMMENT)),
-            Err(err) => Err(AuthorityError::BadKey(format!(
-                "a recorded SSH CA public key: {err}"
-            ))),
+        .filter_map(|line| match PublicKey::from_openssh(line) {
+            Ok(key) => Some(PublicKey::new(key.key_data().clone(), CA_COMMENT)),
+            Err(err) => {
+                tracing::error!(
+                    error = %err,
+                    "a recorded SSH CA public key does not read; the KRL lists nothing \
+                     under it until it is put right"
+                );
+                None
+            }
         })
-        .collect()
+        .collect())
 }
 
 /// The public keys of every own CA of an ssh target the store keeps,
 /// whether or not the policy in force still names the target: its
-/// certificates may still be valid.
+/// certificates may still be valid. One that does not read is left out,
+/// loudly, as in [`recorded_authorities`].
 pub fn own_authorities(tx: &dyn Tx) -> Result<Vec<PublicKey>, AuthorityError> {
-    tx.broker_keys_under(&own_purpose(""))?
+    Ok(tx
+        .broker_keys_under(&own_purpose(""))?
         .iter()
-        .map(|(_, der)| Authority::from_der(der).map(|ca| ca.public()))
-        .collect()
+        .filter_map(|(purpose, der)| match Authority::from_der(der) {
+            Ok(ca) => Some(ca.public()),
+            Err(err) => {
+                tracing::error!(
+                    key = %purpose, error = %err,
+                    "an ssh target's own CA key does not read; the KRL lists nothing under \
+                     it until it is put right"
+                );
+                None
+            }
+        })
+        .collect())
 }
 
 /// The KRL (OpenSSH's PROTOCOL.krl, format 1) revoking the certificates

@@ -384,11 +384,21 @@ async fn a_certificate_logs_in_during_the_grant_and_is_refused_once_revoked() {
     let key_body = public.split_whitespace().nth(1).unwrap();
     assert!(!serde_json::to_string(&log).unwrap().contains(key_body));
 
-    // Revoked: refused once the host has the new KRL.
+    // Revoked: refused once the host has the new KRL, even with a
+    // recorded CA beside it that does not read (left out, not a failure
+    // of the whole list).
     broker
         .as_user("alice")
         .revoke(&grant.id, "done early")
         .await
+        .unwrap();
+    rusqlite::Connection::open(broker.db())
+        .unwrap()
+        .execute(
+            "INSERT INTO ssh_authorities (public_key, first_at, last_at) \
+             VALUES ('ssh-ed25519 not-a-key', 0, 0)",
+            [],
+        )
         .unwrap();
     let krl = Sshd::write_krl(sshd.dir.path(), &broker).await;
     assert!(krl.len() > 44, "the KRL now revokes something");
