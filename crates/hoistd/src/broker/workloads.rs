@@ -676,7 +676,26 @@ impl Broker {
                     "the token has no `exp` claim in whole seconds".into(),
                 )
             })?;
-        let key = |claim: &str, value: &str| format!("{iss}\n{claim}:{}", claimed(value));
+        // A value as it is where it shows as it is; otherwise (invisible
+        // characters, or longer than `claimed` keeps) by its hash, so two
+        // values never share a key.
+        let key = |claim: &str, value: &str| {
+            let shown = claimed(value);
+            if shown == value {
+                format!("{iss}\n{claim}:{shown}")
+            } else {
+                format!("{iss}\n{claim}#{}", hex::encode(Sha256::digest(value)))
+            }
+        };
+        // A task keyed by a claim other than the token's own `jti` (a run
+        // id) is one task per subject: the jobs of one run (staging's and
+        // production's, each its own subject) are tasks of their own, and
+        // no other subject's token can take a value first.
+        let task_key = if rule.task_claim == "jti" {
+            key("jti", &task)
+        } else {
+            key(&format!("{subject}\n{}", rule.task_claim), &task)
+        };
         let token_key = (rule.task_claim != "jti").then(|| {
             match claim_text(&claims, "jti").filter(|jti| !jti.is_empty()) {
                 Some(jti) => key("jti", &jti),
@@ -686,7 +705,7 @@ impl Broker {
         Ok(Admitted {
             principal: format!("{WORKLOAD_PREFIX}{}:{subject}", rule.name),
             issuer: iss.clone(),
-            task_key: key(&rule.task_claim, &task),
+            task_key,
             task: claimed(&task),
             token_key,
             rule: rule.clone(),

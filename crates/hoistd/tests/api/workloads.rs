@@ -737,7 +737,7 @@ fn remembered_until(broker: &TestBroker, provider: &Provider, run: u64, token: &
         .store()
         .read()
         .unwrap()
-        .exchange(&format!("{}\nrun_id:{run}", provider.issuer))
+        .exchange(&format!("{}\ndeploy-bot\nrun_id:{run}", provider.issuer))
         .unwrap()
         .expect("the task's exchange");
     let exp = jwt_claims(token)["exp"].as_i64().unwrap();
@@ -1219,6 +1219,47 @@ async fn a_token_without_a_jti_files_one_task_under_rules_keying_tasks_different
         .filter(|e| e.kind == AuditKind::Activated)
         .count();
     assert_eq!(activated, 1, "one grant: {audit:?}");
+}
+
+/// A task keyed by its run is one task per subject: the jobs of one run
+/// (staging's and production's, each its own subject) get a grant each,
+/// and another subject's token cannot take the run's value first.
+#[tokio::test]
+async fn the_jobs_of_one_run_are_tasks_of_their_own() {
+    let provider = Provider::start().await;
+    let rule = |name: &str, sub: &str| {
+        format!(
+            "[[workloads]]\nname = \"{name}\"\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\n\
+             task_claim = \"run_id\"\n[workloads.claims]\nsub = \"{sub}\"\n\
+             [[workloads.roles]]\nrole = \"logs\"\nmax_ttl_minutes = 10\n",
+            provider.issuer
+        )
+    };
+    let rules = format!(
+        "{}{}",
+        rule("runs", "deploy-bot"),
+        rule("others", "other-bot")
+    );
+    let broker = TestBroker::builder()
+        .policy(&policy(&provider.issuer, &rules))
+        .start()
+        .await;
+    let mut claims = main_claims();
+    claims["run_id"] = json!(4300);
+    for client in ["other-bot", "deploy-bot"] {
+        let token = provider
+            .workload_token(client, AUDIENCE, &claims, None)
+            .await;
+        issued(exchange_for(&broker, &token, "logs").await);
+    }
+    // Each still one task: a later token of the run is a replay.
+    let again = provider
+        .workload_token("deploy-bot", AUDIENCE, &claims, None)
+        .await;
+    refused_with(
+        exchange_for(&broker, &again, "logs").await,
+        WorkloadErrorCode::Replayed,
+    );
 }
 
 /// A later token of a run that collects the run's task (filed by an
