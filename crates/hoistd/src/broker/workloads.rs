@@ -388,9 +388,15 @@ impl Broker {
                 ),
                 Err(refusal) => refusal,
             };
-            if matches!(
+            // Every refusal of the task is audited (a replay, a denial, a
+            // token too near its end to file, a filing the policy refuses);
+            // not the broker's own trouble (its database, a bug), nor a rate
+            // limit, which `limited` audited.
+            if !matches!(
                 refusal.code,
-                WorkloadErrorCode::Replayed | WorkloadErrorCode::Denied
+                WorkloadErrorCode::Internal
+                    | WorkloadErrorCode::Unavailable
+                    | WorkloadErrorCode::RateLimited
             ) {
                 self.audit_refusal(
                     admitted.principal.clone(),

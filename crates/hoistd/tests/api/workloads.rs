@@ -1584,6 +1584,14 @@ async fn a_token_about_to_expire_files_nothing_for_a_person() {
     );
     assert!(message.contains("present a fresher one"), "{message}");
     assert!(broker.as_user("bob").queue().await.is_empty());
+    // Audited as every refusal is, as the workload the rule admits.
+    let audit = broker.as_user("erin").audit().await;
+    let refusal = audit
+        .iter()
+        .find(|e| e.kind == AuditKind::WorkloadRefused)
+        .expect("the refusal is audited");
+    assert_eq!(refusal.actor, "workload:ci:deploy-bot", "{refusal:?}");
+    assert_eq!(refusal.details["code"], "token_expired", "{refusal:?}");
     issued(exchange_for(&broker, &short_lived(&provider).await, "deploy").await);
 }
 
