@@ -38,6 +38,8 @@ const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 /// their accessors were recorded (migration 14, PostgreSQL 10): its removal
 /// also searches the accessor list.
 const UNRECORDED: &str = "*";
+/// What a failure's reason says when the answer was not OpenBao's shape.
+const NOT_OPENBAOS: &str = "(not an OpenBao answer)";
 /// How a dynamic secret's lease is recorded among a grant's handles
 /// (`lease:<lease id>`), beside its tokens' accessors.
 const LEASE: &str = "lease:";
@@ -312,13 +314,20 @@ impl OpenBao {
             return serde_json::from_str(&text)
                 .map_err(|_| self.refused(format!("{path}: the answer is not JSON")));
         }
-        let errors: Vec<String> = serde_json::from_str::<Value>(&text)
+        // OpenBao answers every failure with `{"errors": [...]}`; anything
+        // else (a proxy's page) is said to be so, so that no caller takes
+        // it for OpenBao's word (a 404 for "no such thing").
+        let listed = serde_json::from_str::<Value>(&text)
             .ok()
-            .and_then(|v| v["errors"].as_array().cloned())
-            .unwrap_or_default()
+            .and_then(|v| v["errors"].as_array().cloned());
+        let mut errors: Vec<String> = listed
             .iter()
+            .flatten()
             .filter_map(|e| e.as_str().map(str::to_string))
             .collect();
+        if listed.is_none() {
+            errors.push(NOT_OPENBAOS.to_string());
+        }
         if status == reqwest::StatusCode::FORBIDDEN
             && let Some(token) = token
         {
@@ -437,8 +446,13 @@ impl OpenBao {
             .await
         {
             Ok(listed) => listed,
-            // No token at all answers 404.
-            Err(TargetError::Refused(_, why)) if why.contains(" 404") => return Ok(Vec::new()),
+            // No token at all: OpenBao answers 404 with no errors (a 404
+            // from something else in the way is no empty list).
+            Err(TargetError::Refused(_, why))
+                if why.contains(" 404") && !why.contains(NOT_OPENBAOS) =>
+            {
+                return Ok(Vec::new());
+            }
             Err(err) => return Err(err),
         };
         // An answer of another shape is no list: taken as "no tokens", a
@@ -1230,6 +1244,23 @@ mod tests {
         let err = target.provision(&facts(), &journal).await.unwrap_err();
         assert!(
             matches!(&err, TargetError::Unreachable(_, why) if why.contains("429 request path quota")),
+            "{err}"
+        );
+    }
+
+    /// A failure in another shape than OpenBao's (a proxy's page) is said
+    /// to be so, so that a 404 from it is never read as "nothing there".
+    #[tokio::test]
+    async fn a_failure_not_in_openbaos_shape_says_so() {
+        let (target, journal, _dir) = answering(
+            "HTTP/1.1 404 Not Found\r\ncontent-type: text/html\r\n\
+             content-length: 9\r\n\r\n<h1>x</h1",
+            Some(0),
+        )
+        .await;
+        let err = target.provision(&facts(), &journal).await.unwrap_err();
+        assert!(
+            matches!(&err, TargetError::Refused(_, why) if why.contains("404") && why.contains(NOT_OPENBAOS)),
             "{err}"
         );
     }
