@@ -341,8 +341,20 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> A
                     fields.insert("delivery".into(), notification.id.clone().into());
                 }
                 let bytes = serde_json::to_vec(&body).unwrap_or_default();
+                // Asked again just before the post: the read above may have
+                // outlasted this instance's term, and the next leader posts
+                // it too.
+                if !notifier.leads_now() {
+                    tokio::time::sleep(LEAD_LOST_PAUSE).await;
+                    return Attempted::default();
+                }
                 let (status, posted) = channel.endpoint.post(&notification.id, bytes).await;
+                // Any 2xx is a delivery, whatever came after it: an answer
+                // too long to read, or cut off, was still a yes, and taken
+                // as a failure it would be posted again and again.
+                let accepted = status.is_some_and(|status| (200..300).contains(&status));
                 answered = Some(match &posted {
+                    _ if accepted => true,
                     Ok(reply) => {
                         !(reply.status.is_server_error()
                             || reply.status == reqwest::StatusCode::TOO_MANY_REQUESTS)
@@ -351,7 +363,7 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> A
                     Err(PostError::Refused(_)) => true,
                 });
                 let outcome = match posted {
-                    Ok(answered) if answered.status.is_success() => Outcome::Delivered,
+                    _ if accepted => Outcome::Delivered,
                     Ok(answered) => {
                         let said = String::from_utf8_lossy(&answered.body);
                         let said = said.trim();
@@ -574,6 +586,8 @@ mod worker_tests {
         send_panics: AtomicUsize,
         /// Outcomes recorded.
         recorded: AtomicUsize,
+        /// Of those, deliveries.
+        delivered: AtomicUsize,
     }
 
     impl FakeNotifier {
@@ -590,6 +604,7 @@ mod worker_tests {
                 route_fails: false,
                 send_panics: AtomicUsize::new(0),
                 recorded: AtomicUsize::new(0),
+                delivered: AtomicUsize::new(0),
             }
         }
     }
@@ -647,6 +662,9 @@ mod worker_tests {
             assert!(!notification.id.starts_with("n_panics"), "a bug");
             if self.records && !notification.id.starts_with("n_unrecorded") {
                 self.recorded.fetch_add(1, Ordering::SeqCst);
+                if notification.delivered {
+                    self.delivered.fetch_add(1, Ordering::SeqCst);
+                }
                 return Ok(());
             }
             Err(crate::store::StoreError::Unavailable("25006: read-only transaction".into()).into())
@@ -668,6 +686,34 @@ mod worker_tests {
         stop.send(true).unwrap();
         worker.await.unwrap();
         assert_eq!(notifier.recorded.load(Ordering::SeqCst), 1);
+    }
+
+    /// A 2xx whose body is too long to read is still a delivery: recorded
+    /// so, and not posted again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_yes_with_an_answer_too_long_to_read_is_a_delivery() {
+        let posts = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&posts);
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { "x".repeat(100 * 1024) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let notifier = Arc::new(FakeNotifier::one_due(url));
+        run_for(Arc::clone(&notifier), Duration::from_secs(2)).await;
+        assert!(posts.load(Ordering::SeqCst) >= 1, "nothing was posted");
+        assert_eq!(
+            notifier.delivered.load(Ordering::SeqCst),
+            notifier.recorded.load(Ordering::SeqCst),
+            "every post recorded as delivered"
+        );
     }
 
     /// Routing that fails does not hold up what is already due.
@@ -780,6 +826,7 @@ mod worker_tests {
             route_fails: false,
             send_panics: AtomicUsize::new(0),
             recorded: AtomicUsize::new(0),
+            delivered: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -812,6 +859,7 @@ mod worker_tests {
             route_fails: false,
             send_panics: AtomicUsize::new(0),
             recorded: AtomicUsize::new(0),
+            delivered: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -839,6 +887,7 @@ mod worker_tests {
             route_fails: false,
             send_panics: AtomicUsize::new(0),
             recorded: AtomicUsize::new(0),
+            delivered: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
@@ -878,6 +927,7 @@ mod worker_tests {
             route_fails: false,
             send_panics: AtomicUsize::new(0),
             recorded: AtomicUsize::new(0),
+            delivered: AtomicUsize::new(0),
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run(notifier, Arc::new(Notify::new()), stopped));
