@@ -344,8 +344,12 @@ impl TargetKind for Webhook {
         let answer = self
             .call("inspect", grant, journal, |webhook, answer| {
                 match answer.present {
+                    Some(true) => Ok(answer),
                     Some(false) => Err(webhook.refused("says the grant's access is not there")),
-                    _ => Ok(answer),
+                    None => {
+                        Err(webhook
+                            .refused("answered inspect without `\"present\": true` or `false`"))
+                    }
                 }
             })
             .await?;
@@ -353,6 +357,11 @@ impl TargetKind for Webhook {
             handover.env.retain(|variable, _| {
                 let declared = self.handed_over.contains(variable);
                 if !declared {
+                    let variable: String = variable
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(64)
+                        .collect();
                     tracing::warn!(
                         target_name = %self.name,
                         %variable,

@@ -211,6 +211,8 @@ enum Mode {
     QuotesPath,
     /// 200, saying it failed.
     SaysFailed,
+    /// 200 `{"status": "ok"}` to everything, `inspect` too.
+    SaysOk,
     /// As `Ok`, holding each hand-over (`inspect`) two seconds (the
     /// target's timeout must be longer).
     HoldsHandOvers,
@@ -281,6 +283,7 @@ async fn endpoint(
             serde_json::json!({ "status": "failed", "message": "RBAC denied", "present": false }),
         )
         .into_response(),
+        Mode::SaysOk => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
         Mode::QuotesPath => (
             StatusCode::NOT_FOUND,
             axum::Json(
@@ -376,6 +379,26 @@ async fn an_endpoint_hands_over_only_the_variables_the_policy_declares() {
         .unwrap();
     assert_eq!(handed.uri.as_deref(), Some("https://evil.example/"));
     assert!(handed.command.is_some());
+}
+
+/// An `inspect` answer that does not say the access is there (no
+/// `present`) hands nothing over.
+#[tokio::test]
+async fn an_inspect_that_does_not_say_present_hands_nothing_over() {
+    let (endpoint, url) = own_receiver(Mode::Ok).await;
+    let (broker, _dir) = broker(&url).await;
+    let grant = granted(&broker, "rotate the node pool").await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    *endpoint.mode.lock().unwrap() = Mode::SaysOk;
+    let refused = broker
+        .as_user("alice")
+        .credential(&grant.id)
+        .await
+        .expect_err("nothing said it is there");
+    assert!(
+        refused.1.message.contains("`\"present\": true`"),
+        "{refused:?}"
+    );
 }
 
 /// A reload while a holder's access is being handed over may have taken
