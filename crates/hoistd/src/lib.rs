@@ -218,7 +218,7 @@ impl Server {
             broker: Arc::clone(&broker),
             shutdown: stopped.clone(),
             streams: Arc::new(http::events::StreamSlots::new(
-                http::serve::fit_streams(options.streams, &limits),
+                http::serve::fit_streams(options.streams, &options.limits, &limits),
                 Arc::clone(&metrics),
             )),
             metrics,

@@ -170,8 +170,9 @@ struct LimitArgs {
     /// A request body must arrive whole within this.
     #[arg(long, env = "HOISTD_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     body_timeout: Duration,
-    /// A connection with no request in flight closes after this (event
-    /// streams are never cut).
+    /// A connection with no request in flight closes after this (an event
+    /// stream is cut only when its client reads none of it for this long,
+    /// 30 s at least).
     #[arg(long, env = "HOISTD_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
     /// Most event streams open at once; more are refused with 429. Streams

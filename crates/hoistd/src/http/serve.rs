@@ -51,7 +51,8 @@ pub struct Limits {
     /// A request body must arrive whole within this of its headers.
     pub body_timeout: Duration,
     /// A connection with no request in flight is closed after this. An
-    /// event stream is a request in flight, so it is never cut.
+    /// event stream is a request in flight, cut only when its client has
+    /// read nothing of it for this long (30 s at least; see `stalled`).
     pub idle_timeout: Duration,
 }
 
@@ -101,13 +102,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// connection cap counts connections, so this bounds what one can ask.
 const H2_MAX_STREAMS: u32 = 128;
 
-/// The stream cap under a connection cap that may have been lowered to fit
-/// the open-file limit: streams hold their connections and are never
-/// closed for a newcomer, so at most half the connections, as by default,
-/// leaving the rest to calls.
-pub fn fit_streams(streams: StreamLimits, limits: &Limits) -> StreamLimits {
+/// The stream cap under the connection cap `limits`, `configured` before
+/// it may have been lowered to fit the open-file limit: as configured when
+/// it was not (the arguments already hold it below the connection cap);
+/// otherwise, since streams hold their connections and are never closed
+/// for a newcomer, at most half the connections, as by default, leaving
+/// the rest to calls.
+pub fn fit_streams(streams: StreamLimits, configured: &Limits, limits: &Limits) -> StreamLimits {
     let most = (limits.max_connections / 2).max(1);
-    if streams.total <= most {
+    if limits.max_connections >= configured.max_connections || streams.total <= most {
         return streams;
     }
     tracing::warn!(
@@ -1092,13 +1095,24 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(
-            fit_streams(streams, &lowered),
+            fit_streams(streams, &Limits::default(), &lowered),
             StreamLimits {
                 total: 480,
                 per_identity: 16
             }
         );
-        assert_eq!(fit_streams(streams, &Limits::default()), streams);
+        let fits = Limits::default();
+        assert_eq!(fit_streams(streams, &fits, &fits), streams);
+        // More than half of a cap that was not lowered: as configured.
+        let wide = StreamLimits {
+            total: 3000,
+            per_identity: 16,
+        };
+        let cap = Limits {
+            max_connections: 4096,
+            ..Limits::default()
+        };
+        assert_eq!(fit_streams(wide, &cap, &cap), wide);
     }
 
     #[test]
