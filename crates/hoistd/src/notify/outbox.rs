@@ -336,9 +336,13 @@ async fn attempt<N: Notifier>(notifier: Arc<N>, notification: Notification) -> A
                 // The delivery id again, where the signature covers it: a
                 // receiver that drops what it has seen by this id cannot be
                 // made to take a captured post twice under a new header.
+                // And the channel it was sent to: a post captured at one
+                // receiver, sent on to another that shares the secret, says
+                // it was not meant for it.
                 if let (super::Format::Json, Some(fields)) = (channel.format, body.as_object_mut())
                 {
                     fields.insert("delivery".into(), notification.id.clone().into());
+                    fields.insert("channel".into(), channel.name.clone().into());
                 }
                 let bytes = serde_json::to_vec(&body).unwrap_or_default();
                 // Asked again just before the post: the read above may have

@@ -328,6 +328,7 @@ async fn every_event_arrives_signed_and_once() {
             receipt.delivery.as_str(),
             "signed, in the body"
         );
+        assert_eq!(receipt.body["channel"], "all", "signed, in the body");
     }
     assert_eq!(*receiver.forged.lock().unwrap(), 0);
 
