@@ -137,6 +137,20 @@ pub async fn lead_forever(
                 tracing::info!(holder = %holder, "a renewal answered after leading lapsed: asking for a new term");
                 valid_until = None;
             }
+            Ok(Ok(Ok(Some(now)))) if renewing && epoch.is_some_and(|held| held != now) => {
+                // A renewal answered with another term's epoch: another
+                // instance led in between (this one frozen where its clock
+                // did not count, or a database failed over to a standby
+                // whose lease row lagged). What the jobs have under way
+                // belongs to the old term: they are halted, and the next
+                // ask is for a term of their own.
+                tracing::warn!(
+                    holder = %holder, epoch = now,
+                    "the lease came back under another term: halting the jobs to start them again"
+                );
+                epoch = None;
+                valid_until = None;
+            }
             Ok(Ok(Ok(Some(now)))) => {
                 valid_until = Some(asked + TERM - MARGIN);
                 lease.send_replace(Some(Lease {
@@ -548,6 +562,16 @@ mod tests {
             }
             Ok(Some(1))
         });
+        let asks = led_stopped_and_led_again(&store).await;
+        assert_eq!(asks[..3], [false, true, false], "{asks:?}");
+    }
+
+    /// A renewal answered with another epoch than the one held (another
+    /// instance led in between) ends the term: the jobs are halted, and
+    /// the next ask is for a new term.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_renewal_under_another_epoch_starts_a_new_term() {
+        let store = renewals(|ask| Ok(Some(if ask == 0 { 5 } else { 7 + ask as i64 })));
         let asks = led_stopped_and_led_again(&store).await;
         assert_eq!(asks[..3], [false, true, false], "{asks:?}");
     }
