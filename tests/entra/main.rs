@@ -163,6 +163,9 @@ fn roles_show_and_activate_when_their_policy_cannot_be_read() {
                 role.name,
                 role.description
             );
+            // Nothing the tenant may allow is refused here: up to PIM's
+            // own ceiling, and Entra says no to more than its policy does.
+            assert_eq!(role.max_duration_secs, 24 * 3600, "{}", role.name);
         }
         let filed = alice
             .file(

@@ -908,6 +908,7 @@ fn readable(terms: Result<Terms, BackendError>) -> Result<Terms, BackendError> {
     match terms {
         Err(BackendError::Refused { .. }) => Ok(Terms {
             unread: true,
+            max_duration_secs: policy::PIM_MAX_SECS,
             ..Terms::default()
         }),
         other => other,

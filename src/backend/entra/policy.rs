@@ -7,6 +7,10 @@ use super::model::{PolicyAssignment, PolicyRule};
 
 /// When a policy says nothing about duration: Entra's own default.
 pub const DEFAULT_MAX_SECS: u64 = 8 * 3600;
+/// The longest activation PIM allows at all: the form's limit when the
+/// policy could not be read, so that it refuses nothing the tenant allows
+/// (Entra refuses what its policy does not, and says so).
+pub const PIM_MAX_SECS: u64 = 24 * 3600;
 /// What the form offers first: an hour, or less where the policy allows less.
 const DEFAULT_ASK_SECS: u64 = 3600;
 
