@@ -253,6 +253,9 @@ fn an_activation_propagates_before_it_is_a_grant_then_deactivates() {
             alice.request(&filed.id).await.unwrap().state,
             RequestState::Approved
         );
+        // Not a request to cancel any more, and said what to do instead.
+        let err = alice.cancel(&filed.id, None).await.unwrap_err();
+        assert!(err.to_string().contains("deactivate that"), "{err}");
 
         tenant.graph.propagate();
         let active = alice.request(&filed.id).await.unwrap();

@@ -788,13 +788,32 @@ impl Backend for EntraClient {
         _reason: Option<String>,
     ) -> Result<AccessRequest, BackendError> {
         let object = ObjectRef::parse(id).ok_or_else(|| bad_id("request", id))?;
-        self.graph
+        let cancelled = self
+            .graph
             .post_action(
                 Version::V1,
                 &format!("{}/{}/cancel", requests_path(object.surface), object.id),
             )
-            .await
-            .map_err(self.failed(&format!("cancelling {id}")))?;
+            .await;
+        if let Err(err) = cancelled {
+            // Activated already, Entra applying it: no request to cancel
+            // any more, and its grant, the thing to deactivate, not listed
+            // yet. Said so, rather than Graph's bare refusal.
+            if let Ok(current) = self.request(id).await
+                && current.state == hoist_api::RequestState::Approved
+            {
+                return Err(BackendError::Refused {
+                    status: 409,
+                    code: hoist_api::ErrorCode::InvalidState,
+                    message: format!(
+                        "{id} is activated already and Entra is applying it, so it cannot be \
+                         cancelled; its grant appears within minutes: deactivate that (x on \
+                         Grants, or `hoist revoke`)"
+                    ),
+                });
+            }
+            return Err(self.failed(&format!("cancelling {id}"))(err));
+        }
         self.request(id).await
     }
 
