@@ -14,6 +14,8 @@ pub enum Known {
     AssignmentExists,
     /// A request for the same activation is already pending.
     RequestExists,
+    /// The role is not active for this person (any more).
+    AssignmentMissing,
     /// The role's authentication context needs a stronger sign-in; the
     /// claims to ask the authority for.
     ClaimsChallenge(String),
@@ -28,6 +30,7 @@ pub fn known(error: &GraphError) -> Known {
     match code.as_str() {
         "RoleAssignmentExists" => Known::AssignmentExists,
         "RoleAssignmentRequestExists" => Known::RequestExists,
+        "RoleAssignmentDoesNotExist" => Known::AssignmentMissing,
         "RoleAssignmentRequestAcrsValidationFailed" => match claims_in(message) {
             Some(claims) => Known::ClaimsChallenge(claims),
             None => Known::Other,

@@ -865,11 +865,25 @@ impl Backend for EntraClient {
             revoke_reason: reason,
             ..grant
         };
-        sent().insert(grant_id.to_string(), ended.clone());
-        let posted = self
-            .post_request(object.surface, &body)
-            .await
-            .map_err(self.failed(&format!("deactivating {}", ended.role_name)));
+        // A deactivation sent before, its answer lost, while Graph still
+        // lists the grant (its list lags): Graph's "not active" to this one
+        // is the first one's doing, and "already requested" means it is
+        // under way.
+        let resent = sent().insert(grant_id.to_string(), ended.clone()).is_some();
+        let posted = match self.post_request(object.surface, &body).await {
+            Err(err) if resent => match errors::known(&err) {
+                Known::AssignmentMissing => return Ok(sent().remove(grant_id).unwrap_or(ended)),
+                Known::RequestExists => Err(BackendError::Refused {
+                    status: 503,
+                    code: hoist_api::ErrorCode::Internal,
+                    message: format!("Entra has not finished deactivating {}", ended.role_name),
+                }),
+                _ => Err(self.failed(&format!("deactivating {}", ended.role_name))(
+                    err,
+                )),
+            },
+            posted => posted.map_err(self.failed(&format!("deactivating {}", ended.role_name))),
+        };
         // Done only when Graph says so: a deactivation it could not carry
         // out leaves the role active, and one it has not finished is not
         // done yet (asked again, the grant's absence confirms it).
