@@ -1151,12 +1151,7 @@ async fn a_token_files_one_task_under_rules_keying_tasks_differently() {
         );
         assert!(why.contains("exchanged already"), "{first}: {why}");
     }
-    let audit = broker.as_user("erin").audit().await;
-    let activated = audit
-        .iter()
-        .filter(|e| e.kind == AuditKind::Activated)
-        .count();
-    assert_eq!(activated, 2, "one grant a token: {audit:?}");
+    assert_eq!(activated(&broker).await, 2, "one grant a token");
 }
 
 /// A pinned claim with an invisible character in it matches no glob:
@@ -1178,6 +1173,15 @@ async fn a_claim_with_an_invisible_character_matches_no_pin() {
         WorkloadErrorCode::ClaimMismatch,
     );
     assert!(why.contains("`repository`"), "{why}");
+}
+
+/// How many grants the audit log says were activated.
+async fn activated(broker: &TestBroker) -> usize {
+    let audit = broker.as_user("erin").audit().await;
+    audit
+        .iter()
+        .filter(|e| e.kind == AuditKind::Activated)
+        .count()
 }
 
 /// A token without a `jti` is known by its own hash: it files one task
@@ -1213,12 +1217,7 @@ async fn a_token_without_a_jti_files_one_task_under_rules_keying_tasks_different
         WorkloadErrorCode::Replayed,
     );
     assert!(why.contains("exchanged already"), "{why}");
-    let audit = broker.as_user("erin").audit().await;
-    let activated = audit
-        .iter()
-        .filter(|e| e.kind == AuditKind::Activated)
-        .count();
-    assert_eq!(activated, 1, "one grant: {audit:?}");
+    assert_eq!(activated(&broker).await, 1, "one grant");
 }
 
 /// A task keyed by its run is one task per subject: the jobs of one run
@@ -1320,12 +1319,7 @@ async fn a_token_that_collects_a_runs_task_files_no_other() {
     );
     assert!(why.contains("for another task"), "{why}");
 
-    let audit = broker.as_user("erin").audit().await;
-    let activated = audit
-        .iter()
-        .filter(|e| e.kind == AuditKind::Activated)
-        .count();
-    assert_eq!(activated, 1, "one grant: {audit:?}");
+    assert_eq!(activated(&broker).await, 1, "one grant");
 }
 
 /// Nor is a token held to the terms of a stricter rule before it for
