@@ -133,7 +133,10 @@ pub async fn lead_forever(
                 // under way may still land at a target. Taken now, the
                 // renewal would resume the same epoch, and a target could
                 // not tell those late calls from the next term's; the next
-                // ask is for a new term instead.
+                // ask is for a new term instead. (On PostgreSQL; SQLite's
+                // one process keeps one epoch as long as it runs, see
+                // `SqliteStore::lead`, and its jobs are still halted and
+                // started again.)
                 tracing::info!(holder = %holder, "a renewal answered after leading lapsed: asking for a new term");
                 valid_until = None;
             }
