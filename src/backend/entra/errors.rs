@@ -105,8 +105,10 @@ fn policy_rules(message: &str) -> (ErrorCode, String) {
     if message.contains("MfaRule") {
         code = ErrorCode::Forbidden;
         said.push(
-            "this role needs multi-factor authentication when it is activated: sign in again \
-             with MFA (`hoist login`), then retry",
+            "this role needs multi-factor authentication when it is activated, and this \
+             sign-in did not use it: run `hoist login` and complete it in a browser window \
+             that is not signed in to Microsoft (a private one), so that it asks for your \
+             second factor, then retry",
         );
     }
     if message.contains("ExpirationRule") {
@@ -170,8 +172,11 @@ pub fn to_backend(error: GraphError, graph: &str, doing: &str) -> BackendError {
                 ),
                 (_, "RoleAssignmentRequestAcrsValidationFailed") => refused(
                     ErrorCode::Forbidden,
-                    "this role needs a stronger sign-in (its authentication context): activate \
-                     it with `hoist request`, which signs you in again for it"
+                    "this role needs a stronger sign-in (its authentication context) than \
+                     Entra accepted: your organisation's Conditional Access decides what it \
+                     takes (a compliant device, a phishing-resistant method, a trusted \
+                     network); activating it once in the Entra portal shows what it asks, or \
+                     ask your Entra administrator"
                         .into(),
                 ),
                 (_, "RoleAssignmentExists") => refused(
