@@ -76,11 +76,15 @@ pub struct Clients {
 
 impl Clients {
     pub fn new() -> Clients {
+        // Never reqwest's default client in its place: that one follows
+        // redirects and takes the environment's proxy for loopback. It
+        // fails to build only where no client can (no TLS backend), and
+        // reqwest's default would fail the same way.
         let make = |builder: reqwest::ClientBuilder| {
             builder
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .unwrap_or_default()
+                .expect("an HTTP client (TLS) cannot be made on this machine")
         };
         Clients {
             direct: make(reqwest::Client::builder().no_proxy()),
