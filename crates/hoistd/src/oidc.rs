@@ -373,6 +373,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     let keys = |err: reqwest::Error| TokenError::Keys(err.without_url().to_string());
     let mut answer = http
         .for_url(url)
+        .ok_or_else(|| TokenError::Keys("no HTTP client could be made on this machine".into()))?
         .get(url)
         .send()
         .await

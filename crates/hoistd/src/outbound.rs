@@ -70,21 +70,23 @@ pub fn client_for(url: &Url) -> reqwest::ClientBuilder {
 /// one that keeps the environment's proxy for the rest.
 #[derive(Clone)]
 pub struct Clients {
-    direct: reqwest::Client,
-    proxied: reqwest::Client,
+    /// `None` where no client could be made (no TLS backend): calls then
+    /// fail, rather than go through reqwest's default client, which
+    /// follows redirects and proxies loopback.
+    direct: Option<reqwest::Client>,
+    proxied: Option<reqwest::Client>,
 }
 
 impl Clients {
     pub fn new() -> Clients {
-        // Never reqwest's default client in its place: that one follows
-        // redirects and takes the environment's proxy for loopback. It
-        // fails to build only where no client can (no TLS backend), and
-        // reqwest's default would fail the same way.
         let make = |builder: reqwest::ClientBuilder| {
             builder
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .expect("an HTTP client (TLS) cannot be made on this machine")
+                .inspect_err(|err| {
+                    tracing::error!(error = %err, "no HTTP client for OpenID providers can be made")
+                })
+                .ok()
         };
         Clients {
             direct: make(reqwest::Client::builder().no_proxy()),
@@ -93,11 +95,11 @@ impl Clients {
     }
 
     /// The client for `url`; one that does not parse gets no proxy (it
-    /// fails before anything is sent).
-    pub fn for_url(&self, url: &str) -> &reqwest::Client {
+    /// fails before anything is sent). `None` if none could be made.
+    pub fn for_url(&self, url: &str) -> Option<&reqwest::Client> {
         match Url::parse(url) {
-            Ok(url) if !is_loopback(&url) => &self.proxied,
-            _ => &self.direct,
+            Ok(url) if !is_loopback(&url) => self.proxied.as_ref(),
+            _ => self.direct.as_ref(),
         }
     }
 }
