@@ -541,17 +541,20 @@ impl EntraClient {
         let picture = self.picture().await?;
         let role_id = role.to_string();
         let requests = self.access_requests(&picture, &user);
-        let wanted = |r: &&AccessRequest| {
-            r.role == role_id
-                && match known {
-                    Known::AssignmentExists => r.state == hoist_api::RequestState::Active,
-                    _ => matches!(
-                        r.state,
-                        hoist_api::RequestState::Pending | hoist_api::RequestState::Approved
-                    ),
-                }
+        // Active, or activated and still propagating (Graph may call that
+        // active already, before it lists the assignment); for a request
+        // that exists, one waiting or propagating.
+        use hoist_api::RequestState::{Active, Approved, Pending};
+        let states = match known {
+            Known::AssignmentExists => [Active, Approved],
+            _ => [Pending, Approved],
         };
-        if let Some(found) = requests.iter().find(wanted) {
+        let found = states.iter().find_map(|state| {
+            requests
+                .iter()
+                .find(|r| r.role == role_id && r.state == *state)
+        });
+        if let Some(found) = found {
             return Ok(found.clone());
         }
         // Active through something hoist did not file: the grant speaks for it.
