@@ -102,7 +102,9 @@ pub struct GrantFacts {
     pub role: String,
     pub holder: String,
     pub starts_at: DateTime<Utc>,
-    /// The grant's end, fixed when it was approved.
+    /// The grant's end as it stands: set when it was approved, moved by
+    /// an approved extension, and, for a credential, cut to the access's
+    /// `live_until` while the target has not taken a new end.
     pub expires_at: DateTime<Utc>,
     pub access: serde_json::Value,
     pub justification: String,

@@ -408,8 +408,9 @@ impl TargetKind for Ssh {
         Ok(())
     }
 
-    /// Nothing to remove: from the grant's early end on, its key id is in
-    /// the KRL until its certificates would have expired anyway.
+    /// Nothing to remove: from the grant's early end on, its serial (every
+    /// certificate of the grant carries the same one) is in the KRL until
+    /// its certificates would have expired anyway.
     async fn deprovision(
         &self,
         _grant: &GrantFacts,
