@@ -54,12 +54,28 @@ pub fn allowed(url: &Url) -> bool {
     url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url))
 }
 
+/// Where `localhost` is reached: the loopback addresses, never what a
+/// resolver answers for the name. Plain http is allowed to `localhost`
+/// because it is this machine; a hosts file or DNS server that says
+/// otherwise must not send tokens in the clear elsewhere. (Port 0: the
+/// URL's port is used.)
+const LOCALHOST: [std::net::SocketAddr; 2] = [
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0),
+    std::net::SocketAddr::new(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 0),
+];
+
+/// `builder` reaching this machine directly: no proxy, and `localhost`
+/// as the loopback addresses.
+fn direct(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    builder.no_proxy().resolve_to_addrs("localhost", &LOCALHOST)
+}
+
 /// A client builder for calls to `url`: no redirects, and no proxy for
-/// this machine.
+/// this machine, which is reached at its loopback addresses.
 pub fn client_for(url: &Url) -> reqwest::ClientBuilder {
     let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     if is_loopback(url) {
-        builder.no_proxy()
+        direct(builder)
     } else {
         builder
     }
@@ -89,7 +105,7 @@ impl Clients {
                 .ok()
         };
         Clients {
-            direct: make(reqwest::Client::builder().no_proxy()),
+            direct: make(direct(reqwest::Client::builder())),
             proxied: make(reqwest::Client::builder()),
         }
     }
@@ -135,6 +151,33 @@ mod tests {
         }
         assert!(allowed(&Url::parse("https://bao.internal").unwrap()));
         assert!(!is_loopback(&Url::parse("https://bao.internal").unwrap()));
+    }
+
+    /// `localhost` is reached at the loopback addresses hoistd names, on
+    /// the URL's port, by both kinds of client: with any other address in
+    /// `LOCALHOST`, this fails, whatever the resolver says of the name.
+    #[tokio::test]
+    async fn localhost_is_reached_at_its_port_on_loopback() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let url = Url::parse(&format!("http://localhost:{port}/")).unwrap();
+        let built = client_for(&url).build().unwrap();
+        let clients = Clients::new();
+        for client in [&built, clients.for_url(url.as_str()).unwrap()] {
+            let status = client.get(url.clone()).send().await.unwrap().status();
+            assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+        }
     }
 
     /// One machine written several ways is one key; others stay apart.
