@@ -172,6 +172,10 @@ struct Conn {
     head_begun: Notify,
     /// Told to close, to make room for a newer connection.
     evicted: Notify,
+    /// Told when a request's body did not arrive within the body timeout:
+    /// the connection is wound down (on HTTP/2 as well, where the answer
+    /// alone would end only that stream).
+    body_timed_out: Notify,
     /// When each response still being sent was handed over (an event
     /// stream: last read from), and whether it is an event stream, by an
     /// id counted across connections: see [`Conn::stalled`].
@@ -190,6 +194,7 @@ impl Conn {
             head_since: Mutex::new(None),
             head_begun: Notify::new(),
             evicted: Notify::new(),
+            body_timed_out: Notify::new(),
             sending: Mutex::new(BTreeMap::new()),
         }
     }
@@ -640,6 +645,12 @@ async fn watch_connection<C, E>(
                     return;
                 }
             }
+            // Its answer (408) is sent; no request begun after it is.
+            () = conn.body_timed_out.notified(), if !closing => {
+                tracing::debug!("connection closing: a body did not arrive in time");
+                closing = true;
+                graceful_shutdown(connection.as_mut());
+            }
             () = stopping(&mut shutdown), if !closing => {
                 closing = true;
                 graceful_shutdown(connection.as_mut());
@@ -828,6 +839,9 @@ impl HttpBody for BodyDeadline {
             }
             Poll::Pending => {
                 ready!(self.deadline.as_mut().poll(cx));
+                if let Some(due) = &self.due {
+                    due.0.body_timed_out.notify_one();
+                }
                 Poll::Ready(Some(Err(Box::new(BodyTimedOut(self.limit)))))
             }
         }

@@ -253,6 +253,81 @@ async fn a_newcomer_takes_the_slot_of_a_client_that_takes_no_answer() {
     );
 }
 
+/// A request body that sends its first bytes, then nothing more.
+struct Stalled(Option<hyper::body::Bytes>);
+
+impl hyper::body::Body for Stalled {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match self.0.take() {
+            Some(first) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(first)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// A body that stops arriving over HTTP/2 gets 408, and its connection is
+/// closed, as over HTTP/1.1: not only its stream, with the connection left
+/// open until the idle timeout (120 s here).
+#[tokio::test]
+async fn a_stalled_body_over_h2_is_refused_and_its_connection_closed() {
+    let mut broker = TestBroker::builder()
+        .tls()
+        .limits(Limits {
+            body_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(120),
+            ..Limits::default()
+        })
+        .start()
+        .await;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(broker.ca().ca_file()).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(broker.addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+
+    let request = hyper::Request::post(format!("{}/v1/requests", broker.url()))
+        .header("authorization", "Bearer t-alice")
+        .header("content-type", "application/json")
+        .header("content-length", "4096")
+        .body(Stalled(Some(hyper::body::Bytes::from_static(b"{\"role\""))))
+        .unwrap();
+    let answer = tokio::time::timeout(BOUND, sender.send_request(request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status(), 408);
+
+    let ended = tokio::time::timeout(BOUND, connection).await;
+    assert!(
+        ended.is_ok(),
+        "the connection was still open {BOUND:?} after a body timed out"
+    );
+}
+
 /// An event stream over HTTP/2 whose client opens no flow-control window
 /// is never read from after its first event: its connection is closed
 /// once the stream has gone unread for 30 s (twice its keep-alive), so it
