@@ -688,6 +688,78 @@ fn a_commit_that_returned_survives_a_crash_of_the_server() {
     assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 50);
 }
 
+/// The same with the server's `synchronous_commit` off and its log writer
+/// waiting 10 s between flushes: the store still waits for the flush of
+/// what it tells its caller is committed.
+#[test]
+fn a_commit_that_returned_survives_a_crash_with_synchronous_commit_off() {
+    let (pg, url, store) = fresh_store();
+    alter_system(&url, "synchronous_commit = off");
+    alter_system(&url, "wal_writer_delay = '10s'");
+    // Sessions take the settings at their next command: a new store.
+    drop(store);
+    let store = PostgresStore::open(&url, Migrations::Leave).unwrap();
+    for cursor in 1..=50 {
+        let mut tx = store.transaction().unwrap();
+        tx.set_notification_cursor(cursor).unwrap();
+        tx.commit().unwrap();
+    }
+    pg.stop();
+    drop(store);
+    pg.restart().unwrap();
+    let store = PostgresStore::open(&url, Migrations::Leave).unwrap();
+    assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 50);
+}
+
+/// A server whose transactions are serializable by default: the store's
+/// writers still read what the lock's last holder committed (each starts
+/// read committed), so instances starting together migrate once, racing
+/// appends link to the head, racing reviews decide once, and optimistic
+/// commits check their reads against what is committed.
+#[test]
+fn a_server_defaulting_to_serializable_changes_nothing() {
+    let pg = server();
+    let url = pg.create_database("hoistd").unwrap();
+    alter_system(&url, "default_transaction_isolation = 'serializable'");
+    let opened: Vec<_> = std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| PostgresStore::open(&url, Migrations::Apply)))
+            .collect();
+        starts
+            .into_iter()
+            .map(|start| start.join().unwrap())
+            .collect()
+    });
+    for store in opened {
+        assert_eq!(
+            store.unwrap().schema_version().unwrap(),
+            PostgresStore::known_version()
+        );
+    }
+    let checks: [(&str, fn(&dyn Store)); 4] = [
+        (
+            "appends",
+            hoistd::store::conformance::racing_appends_link_to_the_head,
+        ),
+        (
+            "reviews",
+            hoistd::store::conformance::racing_reviews_let_exactly_one_decide,
+        ),
+        (
+            "optimistic",
+            hoistd::store::conformance::racing_optimistic_reviews_decide_once,
+        ),
+        (
+            "reads",
+            hoistd::store::conformance::optimistic_commits_check_their_reads,
+        ),
+    ];
+    for (name, check) in checks {
+        let url = pg.create_database(name).unwrap();
+        check(&PostgresStore::open(&url, Migrations::Apply).unwrap());
+    }
+}
+
 /// The barrier a checkpoint waits on before it signs the head returns only
 /// once the log is flushed as the server's settings ask: with a
 /// synchronous standby that never answers, it waits; once there is none,

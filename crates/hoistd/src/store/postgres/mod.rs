@@ -104,14 +104,34 @@ const MIGRATIONS: &[&str] = &[
 /// wait for the server to notice the lost connection, hours on a dead host.
 /// Between its round trips a holder only runs hoistd's own code, never a
 /// call to a target.
-pub(super) const BEGIN_LOCKED: &str = "BEGIN; SET LOCAL lock_timeout = '10s'; \
+///
+/// Read committed whatever the server's default: each statement after the
+/// lock must read what the last holder committed (the audit log's head, the
+/// rows an optimistic transaction read). Under repeatable read or
+/// serializable the snapshot would be taken by the lock's statement, before
+/// its wait, and every contended write would then fail or read stale rows.
+pub(super) const BEGIN_LOCKED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
+                                       SET LOCAL lock_timeout = '10s'; \
                                        SELECT pg_advisory_xact_lock(7525349446954284152), \
                                        set_config('synchronous_commit', 'off', true), \
                                        set_config('idle_in_transaction_session_timeout', \
                                                   '5s', true)";
+/// The statement of [`COMMIT_LOCKED`]'s second transaction and of
+/// [`Store::barrier`]'s: one record in the log, committed with the
+/// session's `synchronous_commit` unless that is `off`. The setting is read
+/// at the commit, so the order of the two calls does not matter.
+macro_rules! durable {
+    () => {
+        "SELECT pg_logical_emit_message(true, 'hoistd', ''), \
+         set_config('synchronous_commit', \
+                    CASE current_setting('synchronous_commit') \
+                    WHEN 'off' THEN 'on' \
+                    ELSE current_setting('synchronous_commit') END, true)"
+    };
+}
 /// Commits a transaction [`BEGIN_LOCKED`] began, then makes it durable
 /// before answering: a second transaction, with the session's own
-/// `synchronous_commit`, writes one record to the log (an empty logical
+/// `synchronous_commit` (see below), writes one record to the log (an empty logical
 /// message, "hoistd", which no table keeps) and so commits after the first
 /// and waits for the log to be flushed (or replicated, as the server is
 /// configured) up to its own commit, and so past the first's. A
@@ -131,8 +151,13 @@ pub(super) const BEGIN_LOCKED: &str = "BEGIN; SET LOCAL lock_timeout = '10s'; \
 /// query, in the same round trip as the
 /// commit. If the first transaction failed, `COMMIT` rolls it back and the
 /// second writes only its message.
-pub(super) const COMMIT_LOCKED: &str =
-    "COMMIT; BEGIN; SELECT pg_logical_emit_message(true, 'hoistd', ''); COMMIT";
+///
+/// A session whose `synchronous_commit` is `off` (set for hoistd's role or
+/// database, or the server's default) has it `on` for that second
+/// transaction: the caller is told its write is durable, and a checkpoint
+/// signs a head ([`Store::barrier`]) only once it is. Any other setting
+/// (`local`, `remote_write`, `remote_apply`) is kept as configured.
+pub(super) const COMMIT_LOCKED: &str = concat!("COMMIT; BEGIN; ", durable!(), "; COMMIT");
 /// Starts a transaction that only reads ([`Store::read`]): its snapshot is
 /// taken at its first statement, sent with this.
 pub(super) const BEGIN_READING: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
@@ -353,7 +378,9 @@ impl PostgresStore {
     /// lock, so it also holds through a transaction-mode pooler.
     pub fn migrate(&self) -> Result<i64> {
         let conn = self.connection()?;
-        conn.begin("BEGIN")?;
+        // Read committed, so the schema's version is read after the lock's
+        // wait (see `BEGIN_LOCKED`).
+        conn.begin("BEGIN ISOLATION LEVEL READ COMMITTED")?;
         conn.query(
             "SELECT pg_advisory_xact_lock($1)",
             vec![Arc::new(MIGRATION_LOCK)],
@@ -461,7 +488,7 @@ impl Store for PostgresStore {
         // Open until it answers: a statement refused mid-way leaves the
         // block aborted, and dropping the connection then rolls it back.
         conn.open.store(true, Ordering::Relaxed);
-        conn.batch("BEGIN; SELECT pg_logical_emit_message(true, 'hoistd', ''); COMMIT")?;
+        conn.batch(concat!("BEGIN; ", durable!(), "; COMMIT"))?;
         conn.open.store(false, Ordering::Relaxed);
         Ok(())
     }
@@ -654,7 +681,10 @@ impl PostgresStore {
 /// than leave it queued at the server after hoistd gave up on it.
 fn lease_statement(conn: &PgConn, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
     match conn.send(
-        Some("BEGIN; SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '3s'"),
+        Some(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '2s'; \
+             SET LOCAL statement_timeout = '3s'",
+        ),
         &[Statement::new(sql, params)],
         Some("COMMIT"),
     )? {
@@ -1321,7 +1351,7 @@ mod tests {
         assert_eq!(
             BEGIN_LOCKED,
             format!(
-                "BEGIN; SET LOCAL lock_timeout = '10s'; \
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '10s'; \
                  SELECT pg_advisory_xact_lock({TX_LOCK}), \
                  set_config('synchronous_commit', 'off', true), \
                  set_config('idle_in_transaction_session_timeout', '5s', true)"
