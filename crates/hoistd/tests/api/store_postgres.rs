@@ -736,7 +736,8 @@ fn a_server_defaulting_to_serializable_changes_nothing() {
             PostgresStore::known_version()
         );
     }
-    let checks: [(&str, fn(&dyn Store)); 4] = [
+    type Check = (&'static str, fn(&dyn Store));
+    let checks: [Check; 4] = [
         (
             "appends",
             hoistd::store::conformance::racing_appends_link_to_the_head,
