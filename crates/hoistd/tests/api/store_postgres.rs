@@ -761,6 +761,46 @@ fn a_server_defaulting_to_serializable_changes_nothing() {
     }
 }
 
+/// An entry written in beside the last one of a page the scan reads
+/// (2,000 rows), by someone with the rights to drop the log's key: verify
+/// finds it, where paging by number alone reads past it.
+#[test]
+fn verify_finds_an_entry_written_in_beside_the_last_of_a_page() {
+    let (_pg, url, store) = fresh_store();
+    let mut tx = store.transaction().unwrap();
+    for n in 0..2_001 {
+        let event = hoistd::audit::NewAuditEvent::new(
+            hoist_api::AuditKind::Requested,
+            format!("user{n}"),
+            chrono::Utc::now(),
+        );
+        hoistd::audit::append(tx.as_mut(), event).unwrap();
+    }
+    tx.commit().unwrap();
+    assert_eq!(
+        hoistd::audit::verify(&store).unwrap(),
+        hoistd::audit::Verdict::Intact { entries: 2_001 }
+    );
+    let output = std::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url])
+        .args(["-c", "ALTER TABLE audit DROP CONSTRAINT audit_pkey"])
+        .args(["-c", "CREATE INDEX ON audit (seq)"])
+        .args([
+            "-c",
+            "INSERT INTO audit SELECT * FROM audit WHERE seq = 2000",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    match hoistd::audit::verify(&store).unwrap() {
+        hoistd::audit::Verdict::Broken { seq, reason } => {
+            assert_eq!(seq, 2_000, "{reason}");
+            assert!(reason.contains("same number"), "{reason}");
+        }
+        intact => panic!("an entry written in was not found: {intact:?}"),
+    }
+}
+
 /// The barrier a checkpoint waits on before it signs the head returns only
 /// once the log is flushed as the server's settings ask: with a
 /// synchronous standby that never answers, it waits; once there is none,
