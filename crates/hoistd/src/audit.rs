@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::Checkpoint;
-use crate::store::{Store, StoreError, StoredAudit, Tx};
+use crate::store::{Snapshot, Store, StoreError, StoredAudit, Tx};
 
 pub use crate::store::GENESIS;
 
@@ -208,6 +208,17 @@ pub fn verify_against(
     store: &dyn Store,
     checkpoints: &[Checkpoint],
 ) -> Result<Verdict, StoreError> {
+    // A snapshot, not a transaction: a transaction would hold the write lock
+    // for the whole scan (about a second per million entries).
+    verify_snapshot(store.snapshot()?.as_ref(), checkpoints)
+}
+
+/// [`verify_against`] on a snapshot taken by the caller (of a SQLite file
+/// read on a read-only connection, say).
+pub fn verify_snapshot(
+    tx: &dyn Snapshot,
+    checkpoints: &[Checkpoint],
+) -> Result<Verdict, StoreError> {
     let signed: HashMap<i64, Vec<&Checkpoint>> =
         checkpoints
             .iter()
@@ -215,9 +226,6 @@ pub fn verify_against(
                 signed.entry(checkpoint.seq).or_default().push(checkpoint);
                 signed
             });
-    // A snapshot, not a transaction: a transaction would hold the write lock
-    // for the whole scan (about a second per million entries).
-    let tx = store.snapshot()?;
     let mut prev_hash = String::from(GENESIS);
     let mut expected_seq = 1;
     let mut entries = 0;

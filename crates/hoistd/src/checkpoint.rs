@@ -198,7 +198,7 @@ pub fn read_verified(path: &Path, keys: &[VerifyingKey]) -> Result<Read, Checkpo
                 return Err(CheckpointError::Malformed {
                     path: name.clone(),
                     line: index + 1,
-                    reason: err.to_string(),
+                    reason: printable(&err.to_string()),
                 });
             }
         };
@@ -212,7 +212,7 @@ pub fn read_verified(path: &Path, keys: &[VerifyingKey]) -> Result<Read, Checkpo
             let given: Vec<String> = keys.iter().map(key_id).collect();
             return Err(forged(format!(
                 "was signed by key {}, not by a key given ({})",
-                checkpoint.key_id,
+                printable(&checkpoint.key_id),
                 given.join(", ")
             )));
         };
@@ -220,6 +220,14 @@ pub fn read_verified(path: &Path, keys: &[VerifyingKey]) -> Result<Read, Checkpo
         read.checkpoints.push(checkpoint);
     }
     Ok(read)
+}
+
+/// Text from the checkpoint file (a key id, or a field name serde's error
+/// quotes), on one line with nothing a reader cannot see: it is printed to
+/// the operator's terminal, and the file is what someone may have edited.
+fn printable(text: &str) -> String {
+    let one_line = text.chars().map(|c| if c.is_control() { ' ' } else { c });
+    hoist_api::text::visible_chars(one_line).collect()
 }
 
 #[cfg(test)]

@@ -599,8 +599,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => Vec::new(),
             };
-            let store = existing_store(&db, Migrations::Leave)?;
-            match audit::verify_against(store.as_ref(), &signed)? {
+            match verify_log(&db, &signed)? {
                 Verdict::Intact { entries } => {
                     match signed.iter().max_by_key(|checkpoint| checkpoint.seq) {
                         Some(latest) => println!(
@@ -1019,6 +1018,33 @@ fn check_store(db: &str) -> anyhow::Result<String> {
 /// The store at `db`, which must exist. The audit commands read it as it
 /// is (`Leave`: an older copy kept as evidence is not migrated, on either
 /// backend); the others bring a SQLite file up to date, as `serve` would.
+/// The audit log at `db` verified against `signed`. A SQLite file is read
+/// on a read-only connection of its own: a copy kept as evidence is not
+/// migrated, switched to write-ahead logging, made owner-only or written
+/// to, and one on a read-only mount verifies too.
+fn verify_log(db: &str, signed: &[checkpoint::Checkpoint]) -> anyhow::Result<Verdict> {
+    let Location::Sqlite(path) = Location::parse(db)? else {
+        let store = existing_store(db, Migrations::Leave)?;
+        return Ok(audit::verify_against(store.as_ref(), signed)?);
+    };
+    if !path.exists() {
+        anyhow::bail!("no database at {}", path.display())
+    }
+    match SqliteStore::schema_of(&path) {
+        Err(StoreError::MigrationsPending { found: 0, .. }) => {
+            anyhow::bail!("no hoistd database at {}", path.display())
+        }
+        Err(err @ StoreError::Unavailable(_)) => {
+            return Err(anyhow::Error::new(err).context(format!("cannot open {}", path.display())));
+        }
+        // An older or newer schema's log is verified as it is.
+        _ => {}
+    }
+    let snapshot = SqliteStore::snapshot_of(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(audit::verify_snapshot(snapshot.as_ref(), signed)?)
+}
+
 fn existing_store(db: &str, sqlite: Migrations) -> anyhow::Result<Arc<dyn hoistd::Store>> {
     let db = Location::parse(db)?;
     if let Location::Sqlite(path) = &db

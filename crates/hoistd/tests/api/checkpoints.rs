@@ -262,6 +262,38 @@ async fn checkpoints_are_refused_when_forged_or_signed_by_another_key() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("not by a key given"), "{out}");
 
+    // A key id, or a field name, written to move the terminal's cursor
+    // reaches it without its control characters.
+    let mut line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    line["key_id"] = serde_json::json!("\u{1b}[2K\raudit log intact");
+    let escaping = dir.join("escaping.jsonl");
+    std::fs::write(&escaping, format!("{line}\n")).unwrap();
+    let (code, out) = verify(&db, &escaping, &public);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("[2K") && !out.contains('\u{1b}') && !out.contains('\r'),
+        "{out:?}"
+    );
+    let mut line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    line["\u{1b}[1Aextra"] = serde_json::json!(1);
+    std::fs::write(&escaping, format!("{line}\n")).unwrap();
+    let out = hoistd(&[
+        "audit",
+        "verify",
+        "--db",
+        path(&db),
+        "--checkpoints",
+        path(&escaping),
+        "--checkpoint-key",
+        path(&public),
+    ]);
+    let told = said(&out);
+    assert!(!out.status.success(), "{told}");
+    assert!(
+        told.contains("[1Aextra") && !told.contains('\u{1b}'),
+        "{told:?}"
+    );
+
     // The key changed: the file goes on with lines of the new one, and
     // verifies with both public keys given, each line under its own.
     let out = hoistd(&[
@@ -454,6 +486,39 @@ async fn serve_checkpoints_to_file_and_log_and_keeps_keys_out_of_the_database() 
             .collect()
     };
     assert!(!kinds.is_empty());
+}
+
+/// Verifying a copy kept as evidence leaves it byte for byte as it was,
+/// its mode too, with no write-ahead log or other file beside it: it is
+/// read, not opened as a store.
+#[tokio::test]
+async fn verify_leaves_an_evidence_copy_byte_for_byte() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut broker = TestBroker::start().await;
+    history(&broker).await;
+    broker.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("evidence.db");
+    rusqlite::Connection::open(broker.db())
+        .unwrap()
+        .execute(&format!("VACUUM INTO '{}'", path(&copy)), [])
+        .unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let (code, out) = plain_verify(&copy);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("audit log intact"), "{out}");
+    assert!(
+        std::fs::read(&copy).unwrap() == before,
+        "verify changed the copy"
+    );
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o444, "verify changed the copy's mode");
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(files, ["evidence.db"], "verify left files beside the copy");
 }
 
 /// Verifying reads the database as it is: an older copy (its schema a
