@@ -1457,7 +1457,7 @@ impl TargetKind for Postgres {
         .await
     }
 
-    /// Roles named as this kind names them, or labelled as it labels them,
+    /// Roles named as this kind names them (a label alone is not enough),
     /// but not those another deployment's label claims, nor those labelled
     /// as another target's of this deployment on the same cluster.
     async fn managed(&self, journal: &Journal) -> Result<Option<Vec<Managed>>, TargetError> {
@@ -1498,7 +1498,19 @@ impl TargetKind for Postgres {
                     .map(|label| label.grant_id)
                     .filter(|id| GRANT_ID.is_match(id))
                     .map(str::to_string);
-                if labelled.is_none() && !ROLE_NAME.is_match(&name) {
+                // Named as hoist names them, whatever the label says: a
+                // comment is all it takes to label a role, and anyone who
+                // may comment on one (CREATEROLE, or ADMIN on it) could
+                // otherwise have hoist drop an application's role and all it
+                // owns. A role of hoist's renamed is left, and said.
+                if !ROLE_NAME.is_match(&name) {
+                    if labelled.is_some() {
+                        tracing::warn!(
+                            target_name = %self.name, role = %super::shown(&name),
+                            "a role labelled as hoist's is not named as hoist names them: \
+                             left as it is; drop it by hand if it was hoist's"
+                        );
+                    }
                     continue;
                 }
                 let grant_id =
