@@ -929,8 +929,12 @@ impl Postgres {
                 .await?;
         }
         let holders = self.holders(client, role).await?;
-        self.revoke_memberships(client, role, &holders, &taken)
-            .await?;
+        if let Some(refused) = self
+            .revoke_memberships(client, role, &holders, &taken)
+            .await?
+        {
+            return Err(refused);
+        }
         journal
             .forget_handle(&self.name, grant_id, SESSIONS_OWED)
             .await
@@ -1143,20 +1147,23 @@ impl Postgres {
     /// it exits; a wait for the sessions to go could not end while a member
     /// keeps reconnecting. After, every session open once the revokes ran,
     /// which must end, and is waited for.
+    ///
+    /// `Err` if the sessions could not be ended; `Ok(Some)` with the first
+    /// refused revoke once they were.
     async fn revoke_memberships(
         &self,
         client: &tokio_postgres::Client,
         role: &str,
         members: &[String],
         taken: &[&Membership],
-    ) -> Result<(), TargetError> {
+    ) -> Result<Option<TargetError>, TargetError> {
         if let Err(err) = self.terminate(client, role, members, None).await {
             tracing::debug!(target = %self.name, role, error = %err, "sessions before the revokes");
         }
         let refused = self.revoke_each(client, taken).await;
         let open = self.open(client, members).await?;
         self.end_sessions(client, role, members, &open).await?;
-        refused.map_or(Ok(()), Err)
+        Ok(refused)
     }
 
     /// Revokes each of `memberships` on its own: the first refusal, if any.
@@ -1200,15 +1207,24 @@ impl Postgres {
         let holders = self.holders(&client, role).await?;
         let (own, lent): (Vec<&Membership>, Vec<&Membership>) =
             memberships.iter().partition(|m| m.member == role);
-        self.revoke_memberships(&client, role, &holders, &own)
+        // A refused revoke of its own (a grant another made) keeps none of
+        // those it lends to others: they go once the sessions are ended,
+        // and the first refusal fails the attempt after.
+        let refused = self
+            .revoke_memberships(&client, role, &holders, &own)
             .await?;
         // A member's session opened meanwhile may have switched to the
         // role itself (what it owns, what was granted to it): ended too,
         // once no member can switch to it any more. With no member, there
         // is none.
-        if !lent.is_empty() {
-            self.revoke_memberships(&client, role, &holders, &lent)
-                .await?;
+        let refused = match lent.is_empty() {
+            true => refused,
+            false => refused.or(self
+                .revoke_memberships(&client, role, &holders, &lent)
+                .await?),
+        };
+        if let Some(refused) = refused {
+            return Err(refused);
         }
         // What it owns or was granted anywhere in the cluster: the
         // databases listed, and any other its holder reached.

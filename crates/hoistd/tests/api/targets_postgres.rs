@@ -926,6 +926,64 @@ async fn admin_policy(
     (text, Some(password))
 }
 
+/// A membership of the grant's role that its admin may not revoke (in a
+/// superuser role, granted by the superuser) keeps the removal failing,
+/// but not the memberships it lends to others: bob, made a member of the
+/// grant's role, loses it, and his session is ended.
+#[tokio::test]
+async fn a_refused_revoke_of_its_own_membership_still_takes_back_what_it_lends() {
+    let pg = cluster().await;
+    let (text, _password) = admin_policy(&pg, "member_of = [\"app_admin\"]", true).await;
+    let broker = TestBroker::builder().policy(&text).start().await;
+    broker.reconciled().await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    let role = role_of(&grant);
+    let admin = pg.admin().await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE su_role SUPERUSER NOLOGIN; GRANT su_role TO \"{role}\"; \
+             CREATE ROLE bob LOGIN PASSWORD 'pw'; GRANT \"{role}\" TO bob;"
+        ))
+        .await
+        .unwrap();
+    let bob = pg.connect_as("bob", "pw").await.unwrap();
+    bob.batch_execute("SELECT 1").await.unwrap();
+
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    let member = |of: &str| {
+        let (admin, of) = (&admin, of.to_string());
+        async move {
+            admin
+                .query_one("SELECT pg_has_role('bob', $1, 'MEMBER')", &[&of])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    eventually(LONG, || async { !member(&role).await }).await;
+    assert!(
+        bob.batch_execute("SELECT 1").await.is_err(),
+        "bob's session was not ended"
+    );
+    let access = broker
+        .as_user("alice")
+        .grant(&grant.id)
+        .await
+        .unwrap()
+        .access
+        .unwrap();
+    assert_ne!(access.state, AccessState::Removed, "{access:?}");
+    assert!(
+        role_exists(&pg, &role).await,
+        "the role stays until its revoke goes through"
+    );
+}
+
 async fn lowering_a_connection_limit(createrole: bool) {
     let pg = cluster().await;
     let access = "member_of = [\"app_admin\"]\nconnection_limit = 3";
