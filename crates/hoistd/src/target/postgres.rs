@@ -1227,8 +1227,33 @@ impl Postgres {
             return Err(refused);
         }
         // What it owns or was granted anywhere in the cluster: the
-        // databases listed, and any other its holder reached.
-        let mut databases = self.databases.clone();
+        // databases listed, and any other its holder reached. A listed one
+        // dropped since, or taking no connections, holds nothing of the
+        // role's it could drop: left out, and said, rather than fail every
+        // removal at the target for good.
+        let present: Vec<String> = client
+            .query(
+                "SELECT datname::text FROM pg_database \
+                 WHERE datallowconn AND datname::text = ANY($1::text[])",
+                &[&self.databases],
+            )
+            .await
+            .map_err(|err| self.fault(err))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for gone in self.databases.iter().filter(|db| !present.contains(db)) {
+            tracing::warn!(
+                target_name = %self.name, database = %gone,
+                "a database `databases` lists is gone or takes no connections: left out of removals"
+            );
+        }
+        let mut databases: Vec<String> = self
+            .databases
+            .iter()
+            .filter(|db| present.contains(db))
+            .cloned()
+            .collect();
         let elsewhere = client
             .query(
                 "SELECT DISTINCT d.datname FROM pg_shdepend s \

@@ -1804,6 +1804,36 @@ async fn what_a_grants_role_created_where_holders_connect_is_dropped_with_it() {
     assert!(!role_exists(&pg, &role_of(&grant)).await);
 }
 
+/// A database `databases` lists that was dropped since is left out of a
+/// removal, which would otherwise fail at every attempt for good.
+#[tokio::test]
+async fn a_listed_database_dropped_since_does_not_keep_a_role() {
+    let pg = cluster().await;
+    let admin = pg.admin().await.unwrap();
+    admin
+        .batch_execute("CREATE DATABASE reporting")
+        .await
+        .unwrap();
+    let text = with_target_settings(
+        &policy(&pg, "member_of = [\"app_admin\"]"),
+        "databases = [\"reporting\"]\n",
+    );
+    let broker = TestBroker::builder().policy(&text).start().await;
+    let grant = granted(&broker, None).await;
+    until_access(&broker, &grant.id, AccessState::Live).await;
+    admin
+        .batch_execute("DROP DATABASE reporting")
+        .await
+        .unwrap();
+    broker
+        .as_user("alice")
+        .revoke(&grant.id, "done")
+        .await
+        .unwrap();
+    until_access(&broker, &grant.id, AccessState::Removed).await;
+    assert!(!role_exists(&pg, &role_of(&grant)).await);
+}
+
 #[tokio::test]
 async fn an_extension_moves_valid_until_at_the_target() {
     let pg = cluster().await;
