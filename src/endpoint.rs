@@ -56,6 +56,21 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Where `localhost` is reached: the loopback addresses, never what a
+/// hosts file or DNS answers for the name (a minimal container without
+/// one, a search domain with a wildcard): plain http is allowed there
+/// because it is this machine. Port 0: the URL's port is used.
+const LOCALHOST: [std::net::SocketAddr; 2] = [
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0),
+    std::net::SocketAddr::new(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 0),
+];
+
+/// `builder` reaching this machine directly: no proxy, and `localhost` as
+/// the loopback addresses.
+fn direct(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    builder.no_proxy().resolve_to_addrs("localhost", &LOCALHOST)
+}
+
 /// An HTTP client builder for talking to `url` (checked): redirects are
 /// never followed, and a loopback host is reached directly. reqwest would
 /// otherwise send to a proxy from `http_proxy` or `ALL_PROXY`: plain http,
@@ -64,7 +79,7 @@ pub fn is_loopback(url: &Url) -> bool {
 pub fn client_for(url: &Url) -> reqwest::ClientBuilder {
     let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     if is_loopback(url) {
-        builder.no_proxy()
+        direct(builder)
     } else {
         builder
     }
@@ -75,9 +90,7 @@ pub fn client_for(url: &Url) -> reqwest::ClientBuilder {
 pub fn client_for_text(raw: &str) -> reqwest::ClientBuilder {
     match Url::parse(raw.trim()) {
         Ok(url) => client_for(&url),
-        Err(_) => reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy(),
+        Err(_) => direct(reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())),
     }
 }
 
@@ -232,6 +245,26 @@ mod tests {
             }
         });
         url
+    }
+
+    /// `localhost` is reached at the loopback addresses named here, on the
+    /// URL's port: with any other address in `LOCALHOST`, this fails,
+    /// whatever the resolver says of the name.
+    #[tokio::test]
+    async fn localhost_is_reached_at_its_port_on_loopback() {
+        let served = serving("HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
+        let url = Url::parse(&served.replace("127.0.0.1", "localhost")).unwrap();
+        for client in [client_for(&url), client_for_text(url.as_str())] {
+            let status = client
+                .build()
+                .unwrap()
+                .get(url.clone())
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+        }
     }
 
     #[tokio::test]
