@@ -72,6 +72,51 @@ impl Asking {
     }
 }
 
+impl Asking {
+    /// A grant held already, about to be used as it is: refused when
+    /// `--duration` asks for longer than it has left, since the command
+    /// would be cut off at its end; otherwise when it ends, and which of
+    /// these flags go unused (they are for a new request), for the line that
+    /// says it is used.
+    pub(super) fn reusing(&self, grant: &hoist_api::Grant) -> Result<String, Ended> {
+        let now = chrono::Utc::now();
+        let left = grant.expires_at - now;
+        let ends = format!(
+            "ends {} ({})",
+            crate::text::local_time(grant.expires_at),
+            crate::text::ago(grant.expires_at, now)
+        );
+        if let Some(asked) = self.duration.as_deref().map(duration).transpose()?
+            && left < chrono::TimeDelta::seconds(i64::try_from(asked).unwrap_or(i64::MAX))
+        {
+            return Err(Ended::Usage(format!(
+                "{} ({}) is active already and {ends}, sooner than --duration {} asks; nothing \
+                 was asked for or run. Extend it (e in the TUI) or revoke it (hoist revoke {}) \
+                 first, or leave out --duration to use it as it is",
+                grant.id,
+                grant.role,
+                crate::text::format_duration(asked),
+                grant.id
+            )));
+        }
+        let unused: Vec<&str> = [
+            ("--reason", &self.reason),
+            ("--ticket", &self.ticket),
+            ("--incident", &self.incident),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.as_ref().map(|_| flag))
+        .collect();
+        Ok(match unused.as_slice() {
+            [] => ends,
+            flags => format!(
+                "{ends}; {} unused, being for a new request",
+                flags.join(", ")
+            ),
+        })
+    }
+}
+
 /// What is left of a wait until `deadline`.
 pub(super) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|at| at.saturating_duration_since(Instant::now()))
@@ -194,10 +239,11 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
     }
     let (grant, created) = match held {
         Some(grant) => {
+            let ends = args.asking.reusing(&grant)?;
             // Whoever asked for it may still end it while CMD runs (from
             // the TUI, or an exec on another machine).
             super::say(&format!(
-                "using {} ({}), active already: this command did not ask for it{}",
+                "using {} ({}), active already, {ends}: this command did not ask for it{}",
                 grant.id,
                 grant.role,
                 if this_use.is_some() {

@@ -98,7 +98,14 @@ pub async fn ssh(backend: &dyn Backend, args: &SshArgs) -> anyhow::Result<u8> {
     let mut signals = Signals::listen()?;
     let deadline = args.asking.deadline()?;
     let (grant, created) = match grant_of_role(backend, &args.role).await? {
-        Some(grant) => (grant, false),
+        Some(grant) => {
+            let ends = args.asking.reusing(&grant)?;
+            say(&format!(
+                "using {} ({}), active already, {ends}: this command did not ask for it",
+                grant.id, grant.role
+            ));
+            (grant, false)
+        }
         None => {
             if args.asking.reason.is_none() {
                 return Err(Ended::Usage(

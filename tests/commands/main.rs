@@ -662,6 +662,41 @@ async fn exec_runs_with_the_credential_and_revokes_what_it_requested() {
         "still active"
     );
 
+    // Reused, it says when it ends and which flags go unused; a
+    // --duration longer than it has left is refused, and nothing runs.
+    let out = alice.run(&[
+        "exec",
+        "staging-db-admin",
+        "--reason",
+        "again",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("active already, ends ")
+            && stderr(&out).contains("--reason unused, being for a new request"),
+        "{}",
+        stderr(&out)
+    );
+    let out = alice.run(&[
+        "exec",
+        "staging-db-admin",
+        "--duration",
+        "9h",
+        "--",
+        "sh",
+        "-c",
+        "echo ran",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "the command ran");
+    assert!(
+        stderr(&out).contains("sooner than --duration 9h asks; nothing was asked for or run"),
+        "{}",
+        stderr(&out)
+    );
+
     // The role is named by its id, as a filing names it: a display name
     // (any text the policy gives) finds no grant to reuse.
     let out = alice.run(&["exec", "Staging database admin", "--", "true"]);
