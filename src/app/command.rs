@@ -28,6 +28,8 @@ pub enum Command {
         grant_id: String,
         duration_secs: u64,
         justification: Option<String>,
+        /// The same for a retry of an extension whose answer was lost.
+        idempotency_key: String,
     },
     Review {
         request_id: String,

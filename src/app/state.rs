@@ -406,6 +406,12 @@ pub struct State {
     pub heard_while_loading: BTreeSet<String>,
     /// Grants whose extension is on its way to the broker.
     pub extending: BTreeSet<String>,
+    /// Each grant's last extension not known to have been answered (on
+    /// its way, or its answer lost): its duration, its idempotency key and
+    /// when it was sent or failed. Asked again for the same duration soon
+    /// after, it is sent with the same key, so an extension the broker made
+    /// but whose answer was lost is not made twice.
+    pub extend_keys: BTreeMap<String, (u64, String, DateTime<Utc>)>,
     /// Roles marked (space) to be requested together as a bundle.
     pub marked: BTreeSet<String>,
     /// Named bundles from the config: name and roles.
@@ -488,6 +494,7 @@ impl State {
             reviewed_grants: HashMap::new(),
             reload_due: None,
             extending: BTreeSet::new(),
+            extend_keys: BTreeMap::new(),
             marked: BTreeSet::new(),
             bundles: Vec::new(),
             incident: None,

@@ -341,13 +341,18 @@ impl Backend for HoistdClient {
         grant_id: &str,
         duration_secs: u64,
         justification: Option<String>,
+        idempotency_key: &str,
     ) -> Result<AccessRequest, BackendError> {
-        self.post(
-            &format!("/v1/grants/{}/extend", path_segment(grant_id)?),
-            &ExtendInput {
+        self.send(
+            self.request(
+                Method::POST,
+                &format!("/v1/grants/{}/extend", path_segment(grant_id)?),
+            )
+            .header(IDEMPOTENCY_KEY_HEADER, idempotency_key)
+            .json(&ExtendInput {
                 duration_secs,
                 justification,
-            },
+            }),
         )
         .await
     }

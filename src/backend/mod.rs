@@ -180,11 +180,15 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Err(BackendError::Unsupported("revoking a grant"))
     }
 
+    /// Asks for more time on a grant. The same `idempotency_key` on a
+    /// retry (the first answer lost) answers the first extension rather
+    /// than extend again.
     async fn extend(
         &self,
         _grant_id: &str,
         _duration_secs: u64,
         _justification: Option<String>,
+        _idempotency_key: &str,
     ) -> Result<AccessRequest, BackendError> {
         Err(BackendError::Unsupported("extending a grant"))
     }

@@ -165,8 +165,9 @@ impl Worker {
                 grant_id,
                 duration_secs,
                 justification,
+                idempotency_key,
             } => match backend
-                .extend(&grant_id, duration_secs, justification)
+                .extend(&grant_id, duration_secs, justification, &idempotency_key)
                 .await
             {
                 Ok(request) => Action::Extended {

@@ -123,6 +123,7 @@ pub(super) fn revoke(state: &mut State) -> Vec<Command> {
 pub(super) fn extended(state: &mut State, grant_id: &str, request: AccessRequest) -> Vec<Command> {
     state.busy.remove(grant_id);
     state.extending.remove(grant_id);
+    state.extend_keys.remove(grant_id);
     let role = state.role_label(&request.role, &request.role_name);
     let text = match request.state {
         RequestState::Active => format!("{role} extended"),
@@ -162,6 +163,15 @@ pub(super) fn extend(state: &mut State) -> Vec<Command> {
         .iter()
         .find(|r| r.id == grant.role)
         .map_or(1800, |r| r.default_duration_secs);
+    // Again soon after an extension whose answer was lost: the same key,
+    // so the broker answers that one rather than extend a second time.
+    let idempotency_key = match state.extend_keys.get(&grant.id) {
+        Some((asked, key, at)) if *asked == secs && state.now - *at < EXTEND_RETRY => key.clone(),
+        _ => uuid::Uuid::new_v4().to_string(),
+    };
+    state
+        .extend_keys
+        .insert(grant.id.clone(), (secs, idempotency_key.clone(), state.now));
     state.busy.insert(grant.id.clone());
     state.extending.insert(grant.id.clone());
     banner(
@@ -177,7 +187,31 @@ pub(super) fn extend(state: &mut State) -> Vec<Command> {
         grant_id: grant.id,
         duration_secs: secs,
         justification: Some(grant.justification),
+        idempotency_key,
     }]
+}
+
+/// How long after an extension whose answer was lost a press of the same
+/// extension is taken for a retry of it: long enough for a link to come
+/// back, short enough that a press meant as a new extension is one.
+const EXTEND_RETRY: TimeDelta = TimeDelta::minutes(10);
+
+/// An extension that failed: one that may have been made (the broker did
+/// not answer, or failed on its side) keeps its key for a retry; one
+/// refused is forgotten.
+pub(super) fn extend_failed(state: &mut State, grant_id: &str, kind: FailureKind) {
+    state.extending.remove(grant_id);
+    match kind {
+        FailureKind::Unreachable | FailureKind::BrokerError => {
+            let now = state.now;
+            if let Some((_, _, at)) = state.extend_keys.get_mut(grant_id) {
+                *at = now;
+            }
+        }
+        _ => {
+            state.extend_keys.remove(grant_id);
+        }
+    }
 }
 
 /// One key during an incident: revoke every grant of mine filed under it.

@@ -90,7 +90,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             failure,
         } => decision_failed(state, &request_id, operation, &failure),
         Action::ExtendFailed { grant_id, failure } => {
-            state.extending.remove(&grant_id);
+            grants::extend_failed(state, &grant_id, failure.kind);
             failed(state, Operation::Extending, &failure)
         }
         Action::SignInPrompt(prompt) => modals::sign_in_arrived(state, prompt),

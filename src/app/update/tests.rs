@@ -1985,6 +1985,58 @@ fn a_failed_extension_frees_only_its_own_grant() {
     assert_eq!(extend(&mut state, 0), (first, true), "free again");
 }
 
+/// An extension whose answer was lost is sent again with its key, so the
+/// broker answers the one it made rather than extend twice; one refused,
+/// one answered, or one pressed again long after gets a key of its own.
+#[test]
+fn an_extension_whose_answer_was_lost_is_retried_with_its_key() {
+    let now = at("2026-06-01T12:00:00Z");
+    let mut state = alice(now);
+    state.grants = vec![grant("g1", "db", "alice", now + TimeDelta::minutes(10))];
+    state.screen = Screen::Grants;
+    let key = |state: &mut State| match update(state, Action::Extend).as_slice() {
+        [
+            Command::Extend {
+                idempotency_key, ..
+            },
+        ] => idempotency_key.clone(),
+        other => panic!("no extension sent: {other:?}"),
+    };
+    let fail = |state: &mut State, kind| {
+        update(
+            state,
+            Action::ExtendFailed {
+                grant_id: "g1".into(),
+                failure: Failure::new(kind, "x"),
+            },
+        );
+    };
+    let first = key(&mut state);
+    fail(&mut state, FailureKind::Unreachable);
+    assert_eq!(key(&mut state), first, "a lost answer is retried as itself");
+    fail(&mut state, FailureKind::BrokerError);
+    assert_eq!(key(&mut state), first);
+    fail(&mut state, FailureKind::Refused);
+    let second = key(&mut state);
+    assert_ne!(second, first, "a refusal made nothing to retry");
+    fail(&mut state, FailureKind::Unreachable);
+    state.now = now + TimeDelta::minutes(11);
+    let third = key(&mut state);
+    assert_ne!(third, second, "pressed long after, a new extension");
+    let answered = hoist_api::AccessRequest {
+        state: RequestState::Active,
+        ..request("x1", "db", "alice", now)
+    };
+    update(
+        &mut state,
+        Action::Extended {
+            grant_id: "g1".into(),
+            request: Box::new(answered),
+        },
+    );
+    assert_ne!(key(&mut state), third, "answered: the next is a new one");
+}
+
 /// An extension's answer ends its grant's "working…" and leaves a form
 /// being typed meanwhile as it is.
 #[test]

@@ -9,6 +9,7 @@ use hoist_api::{
     TargetAccess,
 };
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::limits::Act;
 use super::{
@@ -421,18 +422,47 @@ impl Broker {
     }
 
     /// Files an extension request for an active grant, under the role's rule.
+    /// With an idempotency key, a retry of the same extension (same
+    /// grant, duration and justification) answers the extension filed the
+    /// first time, applied or not, with `true`; a different one under the
+    /// key is refused. Without one, each call is an extension of its own.
     pub fn extend_grant(
         &self,
         caller: &super::Authenticated,
         id: &str,
         duration_secs: u64,
         justification: Option<&str>,
-    ) -> Result<AccessRequest> {
+        idempotency_key: Option<&str>,
+    ) -> Result<(AccessRequest, bool)> {
         let user = caller.user.as_str();
         // An extension is a filing: under the same limit, or extending and
         // withdrawing in a loop would flood approvers and the audit log.
         self.limit(Act::File, user)?;
         let mut work = self.begin()?;
+        let body_hash = hex::encode(Sha256::digest(
+            serde_json::to_vec(&json!({
+                "extend": id,
+                "duration_secs": duration_secs,
+                "justification": justification,
+            }))
+            .unwrap_or_default(),
+        ));
+        if let Some(key) = idempotency_key
+            && let Some((hash, request_id)) = work.tx.idempotency_key(user, key)?
+        {
+            if hash != body_hash {
+                return Err(Error::refuse(
+                    ErrorCode::IdempotencyKeyReused,
+                    "this Idempotency-Key was already used with a different request body",
+                ));
+            }
+            let mut request = work
+                .tx
+                .request(&request_id)?
+                .ok_or_else(|| Error::not_found("request", &request_id))?;
+            settle_request(&mut request, work.now);
+            return Ok((request, true));
+        }
         let policy = Arc::clone(&work.policy);
         let (grant, role) = self.held_active_grant(&work, &policy, user, id, HolderAct::Extend)?;
         // More time is access asked for, as a filing is: a role that wants
@@ -495,6 +525,10 @@ impl Broker {
             &request,
             json!({ "kind": "extension", "duration_secs": duration_secs, "approvals_required": role.approvals }),
         )?;
+        if let Some(key) = idempotency_key {
+            work.tx
+                .insert_idempotency_key(user, key, &body_hash, &request.id, work.now)?;
+        }
         if pending {
             work.changes.push(Change::Request(request.clone()));
         } else {
@@ -502,6 +536,6 @@ impl Broker {
             work.extend(&mut request, role.max_duration, SYSTEM_ACTOR, grant)?;
         }
         self.finish(work)?;
-        Ok(request)
+        Ok((request, false))
     }
 }

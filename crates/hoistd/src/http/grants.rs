@@ -112,38 +112,60 @@ async fn revoke_grant(
 /// Asks for more time on an active grant. The extension follows the role's
 /// approval rule; once approved it moves this same grant's end, so access
 /// never has a gap. The new end is never earlier than the old one, and never
-/// more than the role's maximum duration from the moment of approval.
+/// more than the role's maximum duration from the moment of approval. Send
+/// an `Idempotency-Key` header so that a retry (its answer lost) can never
+/// extend twice: the same key with the same body returns the first
+/// extension (200, `idempotent-replayed: true`), with a different body it is
+/// refused (422). A key is honoured for a day.
 #[utoipa::path(post, path = "/v1/grants/{id}/extend", tag = "grants", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Grant id")),
+    params(("id" = String, Path, description = "Grant id"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "Makes the call safe to retry for a day: 1 to 255 visible ASCII characters")),
     request_body = ExtendInput,
     responses(
         (status = 201, description = "The extension request (already applied if the role needs no approval)", body = AccessRequest),
+        (status = 200, description = "A retry with the same Idempotency-Key: the extension filed the first time", body = AccessRequest),
         (status = 400, description = "Malformed JSON", body = ApiError),
         (status = 401, description = "Missing or unknown token", body = ApiError),
         (status = 503, description = "The broker's database is unavailable: nothing was done; see Retry-After", body = ApiError),
         (status = 403, description = "Not the holder, no longer eligible, or a sign-in too old for the role (step_up_required)", body = ApiError),
         (status = 404, description = "No such grant visible to the caller", body = ApiError),
         (status = 409, description = "The grant has ended, or an extension is already pending", body = ApiError),
-        (status = 422, description = "A bad duration or justification; no approvers", body = ApiError),
+        (status = 422, description = "A bad duration or justification; no approvers; Idempotency-Key reused", body = ApiError),
         (status = 429, description = "Too many filings (requests and extensions) by the caller; see Retry-After", body = ApiError),
     ))]
 async fn extend_grant(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(input): ApiJson<ExtendInput>,
-) -> Result<(axum::http::StatusCode, Json<AccessRequest>), Failure> {
+) -> Result<axum::response::Response, Failure> {
+    use axum::response::IntoResponse;
+    let key = super::requests::idempotency_key(&headers)?;
     let caller = session.caller;
-    let request = blocking(&state, move |b| {
+    let (request, replayed) = blocking(&state, move |b| {
         b.extend_grant(
             &caller,
             &id,
             input.duration_secs,
             input.justification.as_deref(),
+            key.as_deref(),
         )
     })
     .await?;
-    Ok((axum::http::StatusCode::CREATED, Json(request)))
+    let status = match replayed {
+        true => axum::http::StatusCode::OK,
+        false => axum::http::StatusCode::CREATED,
+    };
+    let mut response = (status, Json(request)).into_response();
+    if replayed {
+        response.headers_mut().insert(
+            hoist_api::IDEMPOTENT_REPLAY_HEADER,
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
 }
 
 /// A short-lived signed grant_credential (EdDSA JWT) for the grant's role. Its

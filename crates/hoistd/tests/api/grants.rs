@@ -135,6 +135,55 @@ async fn an_extension_carries_its_grants_justification_as_stored() {
     );
 }
 
+/// An extension sent again with its Idempotency-Key (its answer lost)
+/// answers the first, applied once: the grant's end moves once. The key
+/// with another body is refused, and a new key is a new extension.
+#[tokio::test]
+async fn an_extension_sent_again_with_its_key_extends_once() {
+    let broker = TestBroker::start().await;
+    let alice = broker.as_user("alice");
+    let grant = active_grant(&broker, "alice", "logs", Some(600)).await;
+    let extend = |secs: u64, key: &'static str| {
+        alice
+            .raw(
+                reqwest::Method::POST,
+                &format!("/v1/grants/{}/extend", grant.id),
+            )
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({ "duration_secs": secs }))
+            .send()
+    };
+    let first = extend(300, "ext-1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: hoist_api::AccessRequest = first.json().await.unwrap();
+    let again = extend(300, "ext-1").await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: hoist_api::AccessRequest = again.json().await.unwrap();
+    assert_eq!(again.id, first.id);
+    let after = alice.grant(&grant.id).await.unwrap();
+    assert_eq!(
+        after.expires_at,
+        grant.expires_at + TimeDelta::seconds(300),
+        "extended once"
+    );
+
+    let other = extend(600, "ext-1").await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let other: hoist_api::ApiError = other.json().await.unwrap();
+    assert_eq!(other.code, ErrorCode::IdempotencyKeyReused);
+    extend(300, "ext-2")
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    assert_eq!(
+        alice.grant(&grant.id).await.unwrap().expires_at,
+        grant.expires_at + TimeDelta::seconds(600),
+        "a new key is a new extension"
+    );
+}
+
 #[tokio::test]
 async fn an_extension_needing_approval_keeps_access_until_approved_then_extends() {
     let broker = TestBroker::start().await;
