@@ -103,6 +103,9 @@ pub async fn credential(backend: &dyn Backend, args: CredentialArgs<'_>) -> anyh
     } else {
         backend.credential(&grant.id).await?
     };
+    if let Some(access) = &credential.access {
+        say_if_password_replaced(access);
+    }
     match shown {
         Shown::Format(CredentialFormat::Token) | Shown::Whole(Format::Table) => {
             print_token(&credential.token)?
@@ -267,4 +270,24 @@ fn print_token(token: &str) -> anyhow::Result<()> {
         .into());
     }
     super::out(&format!("{token}\n"))
+}
+
+/// A PostgreSQL target sets a new password at each fetch: said on standard
+/// error, since the one fetched before (another exec sharing the grant, the
+/// TUI, an earlier `hoist credential`) then stops working for new logins,
+/// and a pool or a `\c` of whoever holds it fails.
+pub(super) fn say_if_password_replaced(access: &hoist_api::AccessCredential) {
+    if access.kind == "postgres" {
+        super::say(&format!(
+            "a new password was set for {} at {}: one fetched before stops working for new \
+             logins (sessions open stay open)",
+            crate::text::sanitize::line(
+                access
+                    .env
+                    .get("PGUSER")
+                    .map_or("the grant's role", String::as_str)
+            ),
+            crate::text::sanitize::line(&access.target)
+        ));
+    }
 }

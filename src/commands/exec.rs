@@ -288,7 +288,7 @@ pub async fn exec(backend: &dyn Backend, args: &ExecArgs, target: &Target) -> an
         None => {
             tokio::select! {
                 live = super::access::wait_live(backend, grant.clone(), remaining(deadline)) => match live {
-                    Ok(live) => run(backend, &live, &args.command, target, &mut signals).await,
+                    Ok(live) => run(backend, &live, !created, &args.command, target, &mut signals).await,
                     Err(err) => Err(err),
                 },
                 // Stopped while the access was on its way: CMD never starts.
@@ -661,11 +661,15 @@ async fn cancel(
 async fn run(
     backend: &dyn Backend,
     grant: &hoist_api::Grant,
+    reused: bool,
     command: &[String],
     target: &Target,
     signals: &mut Signals,
 ) -> anyhow::Result<u8> {
     let credential = backend.credential(&grant.id).await?;
+    if reused && let Some(access) = &credential.access {
+        super::credential::say_if_password_replaced(access);
+    }
     let mut env = task_env(
         &credential.token,
         credential.expires_at,

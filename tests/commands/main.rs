@@ -2227,6 +2227,14 @@ async fn credential_formats_at_a_real_postgres_and_a_clear_refusal_until_live() 
     // env: export lines a shell evaluates, and psql runs with them as is.
     let exports = alice.run(&["credential", "prod-db-admin", "--format", "env"]);
     assert_eq!(code(&exports), 0, "{}", stderr(&exports));
+    // Each fetch sets a new password there, and says so where a person
+    // reads it, not in what a shell evaluates.
+    assert!(
+        stderr(&exports).contains("a new password was set for hoist_alice_")
+            && stderr(&exports).contains("one fetched before stops working"),
+        "{}",
+        stderr(&exports)
+    );
     let exports = String::from_utf8(exports.stdout).unwrap();
     for name in [
         "HOIST_CREDENTIAL",
