@@ -157,6 +157,7 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut title = String::new();
     let mut cached: Vec<(String, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    let mut cached_offset = chrono::TimeDelta::zero();
     let mut caching: Option<tokio::task::JoinHandle<()>> = None;
 
     loop {
@@ -171,18 +172,19 @@ pub async fn run(backend: Arc<dyn Backend>, options: Options) -> anyhow::Result<
             .iter()
             .map(|g| (g.id.clone(), g.expires_at))
             .collect();
-        if app.state.loaded && grants != cached {
+        let offset = clock.offset();
+        if app.state.loaded && prompt_stale(&cached, &grants, cached_offset, offset) {
             // Off the loop, as the write is flushed to disk and no frame
             // should wait for it; one write at a time, so the last one wins.
             if let Some(previous) = caching.take() {
                 let _ = previous.await;
             }
             let (broker, held) = (app.state.broker.clone(), app.state.grants.clone());
-            let offset = clock.offset();
             caching = Some(tokio::task::spawn_blocking(move || {
                 crate::prompt::remember(&broker, &held, offset);
             }));
             cached = grants;
+            cached_offset = offset;
         }
         let wanted = app.title();
         if wanted != title {
@@ -266,4 +268,42 @@ pub fn refused(state: &crate::app::State) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// Whether `hoist prompt`'s cache, written for `cached` with the broker's
+/// clock `cached_offset` ahead of this machine's, no longer says what this
+/// screen knows: the grants or their ends changed, or this machine's clock
+/// stepped (the cache keeps ends on this machine's clock, so a step of more
+/// than a second or two would show every countdown off by as much).
+fn prompt_stale(
+    cached: &[(String, chrono::DateTime<chrono::Utc>)],
+    grants: &[(String, chrono::DateTime<chrono::Utc>)],
+    cached_offset: chrono::TimeDelta,
+    offset: chrono::TimeDelta,
+) -> bool {
+    grants != cached || (offset - cached_offset).abs() > chrono::TimeDelta::seconds(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeDelta, Utc};
+
+    use super::prompt_stale;
+
+    /// The cache is written again when the grants change or this machine's
+    /// clock steps, not for the offset's usual jitter.
+    #[test]
+    fn the_prompt_cache_follows_a_clock_step() {
+        let held = vec![("gr_1".to_string(), Utc::now())];
+        let zero = TimeDelta::zero();
+        assert!(!prompt_stale(
+            &held,
+            &held,
+            zero,
+            TimeDelta::milliseconds(300)
+        ));
+        assert!(prompt_stale(&held, &held, zero, TimeDelta::minutes(10)));
+        assert!(prompt_stale(&held, &held, zero, TimeDelta::minutes(-10)));
+        assert!(prompt_stale(&held, &[], zero, zero));
+    }
 }
