@@ -461,6 +461,10 @@ impl Broker {
                 .request(&request_id)?
                 .ok_or_else(|| Error::not_found("request", &request_id))?;
             settle_request(&mut request, work.now);
+            drop(work);
+            // As a filing's retry: the extension may be visible before it is
+            // durable, and the answer must not confirm one a crash loses.
+            self.store.barrier()?;
             return Ok((request, true));
         }
         let policy = Arc::clone(&work.policy);
