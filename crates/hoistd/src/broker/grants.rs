@@ -394,6 +394,7 @@ impl Broker {
 
     /// Ends a grant early. Revoking an ended grant changes nothing.
     pub fn revoke_grant(&self, user: &str, id: &str, reason: Option<&str>) -> Result<Grant> {
+        self.limit(Act::End, user)?;
         let mut work = self.begin()?;
         let policy = Arc::clone(&work.policy);
         work.recall(user)?;

@@ -39,6 +39,13 @@ pub(super) enum Act {
     /// A reviewer claiming a request or releasing it: each a write, an
     /// audit entry and an event to every approver, as a filing is.
     Claim,
+    /// Ending something: revoking a grant, cancelling a request,
+    /// acknowledging a break-glass, a workload revoking its task. Each takes
+    /// the writers' lock before it knows whether it changes anything, so a
+    /// flood of them (of ids that are not the caller's) is turned away
+    /// before the lock; the bucket, at the introspection rate, is far above
+    /// what a responder revoking everything under an incident sends.
+    End,
 }
 
 impl Act {
@@ -50,14 +57,15 @@ impl Act {
             Act::Poll => "exchanges of tasks filed already",
             Act::Withdraw => "withdrawals",
             Act::Claim => "claims and releases",
+            Act::End => "revocations, cancellations and acknowledgements",
         }
     }
 }
 
 /// The limiters for one policy's rates.
 pub(super) struct Limits {
-    rates: [Rate; 6],
-    limiters: [DefaultKeyedRateLimiter<String>; 6],
+    rates: [Rate; 7],
+    limiters: [DefaultKeyedRateLimiter<String>; 7],
 }
 
 fn quota(rate: Rate) -> Quota {
@@ -70,7 +78,7 @@ fn quota(rate: Rate) -> Quota {
 
 impl Limits {
     pub(super) fn new(settings: &Settings) -> Limits {
-        // Polls and withdrawals have buckets of their own, at the
+        // Polls, withdrawals and endings have buckets of their own, at the
         // introspection rate; claims one at the filing rate.
         let rates = [
             settings.credential_fetch_rate,
@@ -79,6 +87,7 @@ impl Limits {
             settings.introspection_rate,
             settings.introspection_rate,
             settings.filing_rate,
+            settings.introspection_rate,
         ];
         Limits {
             rates,
@@ -95,6 +104,7 @@ impl Limits {
                 settings.introspection_rate,
                 settings.introspection_rate,
                 settings.filing_rate,
+                settings.introspection_rate,
             ]
     }
 
@@ -106,6 +116,7 @@ impl Limits {
             Act::Poll => 3,
             Act::Withdraw => 4,
             Act::Claim => 5,
+            Act::End => 6,
         }
     }
 

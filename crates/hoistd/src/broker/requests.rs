@@ -431,6 +431,7 @@ impl Broker {
         id: &str,
         reason: Option<&str>,
     ) -> Result<AccessRequest> {
+        self.limit(Act::End, user)?;
         let mut work = self.begin()?;
         let mut request = self.load_request(&work, id)?;
         if request.requester != user {

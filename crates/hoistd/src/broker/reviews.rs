@@ -450,6 +450,7 @@ impl Broker {
         id: &str,
         comment: Option<&str>,
     ) -> Result<AccessRequest> {
+        self.limit(super::limits::Act::End, user)?;
         let mut work = self.begin()?;
         let policy = Arc::clone(&work.policy);
         let mut request = self.request_to_review(&work, &policy, user, id)?;

@@ -1237,6 +1237,7 @@ impl Broker {
             .map(|act| act.sub.clone())
             .filter(|sub| *sub == claims.sub && hoist_api::is_workload(sub))
             .ok_or_else(invalid)?;
+        self.limit(Act::End, &principal)?;
         let mut work = self.begin()?;
         let mut grant = work
             .tx

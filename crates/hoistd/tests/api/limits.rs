@@ -118,6 +118,31 @@ async fn each_identity_is_limited_on_credentials_introspection_and_filing() {
         "too many claims and releases",
     )
     .await;
+
+    // Revoking, cancelling and acknowledging take the writers' lock before
+    // they know whether they change anything: a flood of them, of ids that
+    // are not the caller's, is turned away before it, at the introspection
+    // rate, in a bucket of their own.
+    for _ in 0..2 {
+        let foreign = frank
+            .raw(Method::POST, &format!("/v1/grants/{his}/revoke"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    }
+    limited(
+        frank
+            .raw(Method::POST, "/v1/requests/req_nothing/cancel")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap(),
+        "too many revocations, cancellations and acknowledgements",
+    )
+    .await;
+    alice.revoke(&grant, "done").await.unwrap();
 }
 
 /// A window's count is audited within seconds of its end by the instance
