@@ -184,6 +184,17 @@ pub(super) fn roles(
                 ),
             ));
         }
+        // Break-glass is reviewed after the fact by the role's approvers:
+        // a role without any could be broken open with nobody to review it
+        // (and, needing no approval, without its ticket rule's ticket).
+        if role.break_glass && role.approver_groups.is_empty() {
+            return Err(source.invalid(
+                offset,
+                format!(
+                    "{what} allows break_glass but names no approver_groups to review it after the fact"
+                ),
+            ));
+        }
         if !role.break_glass && !role.break_glass_groups.is_empty() {
             return Err(source.invalid(
                 offset,

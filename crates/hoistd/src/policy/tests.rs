@@ -247,6 +247,11 @@ fn unknown_references_are_refused() {
             .contains("unknown user `mallory`")
     );
     assert!(refused(&format!("{MINIMAL}approvals = 1\n")).contains("names no approver_groups"));
+    // Nobody would review a break-glass after the fact.
+    assert!(
+        refused(&format!("{MINIMAL}break_glass = true\n"))
+            .contains("allows break_glass but names no approver_groups to review it")
+    );
     assert!(refused(&format!("{MINIMAL}colour = \"red\"\n")).contains("unknown field `colour`"));
 }
 
