@@ -175,7 +175,7 @@ _POSTGRES_SERIAL = (
     "writing transaction per flush: with every flush made 1 ms slower (commit_delay = 1000 "
     "and commit_siblings = 0 on a server like this group's, alternated ad hoc runs), hoistd "
     "at d674fd4 did 225-253 cycles/s on one or two instances, and at b71d45b 549-590. The costliest statement under the lock is the check of "
-    "an optimistic transaction's reads (MD5 over the rows' text), but cheaper checks were "
+    "an optimistic transaction's reads (a hash over the rows' text; MD5 when this was measured, SHA-256 since), but cheaper checks were "
     "ruled out before (below); folding a transaction's INSERTs into its audit statement gave "
     "pgbench about 1.07x, within the noise, and is not done; in hoistd, folding an approval's "
     "writes, audit entries and notice into one statement (three statements under the lock "
