@@ -54,6 +54,40 @@ fn optimistic_commits_check_their_reads() {
     with_fresh_postgres(hoistd::store::conformance::optimistic_commits_check_their_reads);
 }
 
+/// A schema named for the role, made after hoistd's tables were, puts
+/// itself first on the default search path (`"$user", public`): starting
+/// is refused, naming both, rather than migrate an empty database there.
+#[test]
+fn a_schema_put_ahead_of_hoistds_tables_is_refused_not_migrated() {
+    let (_pg, url, store) = fresh_store();
+    drop(store);
+    let output = std::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url])
+        .args(["-c", "CREATE SCHEMA AUTHORIZATION CURRENT_USER"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let refused = PostgresStore::open(&url, Migrations::Apply)
+        .map(|_| ())
+        .unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.contains("hoistd's tables are in schema `public`")
+            && message.contains("search path"),
+        "{message}"
+    );
+    let output = std::process::Command::new("psql")
+        .args(["-X", "-qtA", "-d", &url, "-c"])
+        .arg("SELECT count(*) FROM pg_tables WHERE schemaname = current_user")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "0",
+        "tables were made there"
+    );
+}
+
 /// Several instances starting at once on an empty database: the migration
 /// lock lets one apply the schema and the others find it done.
 #[test]

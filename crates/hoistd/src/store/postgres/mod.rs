@@ -379,12 +379,41 @@ impl PostgresStore {
     pub fn migrate(&self) -> Result<i64> {
         let conn = self.connection()?;
         // Read committed, so the schema's version is read after the lock's
-        // wait (see `BEGIN_LOCKED`).
-        conn.begin("BEGIN ISOLATION LEVEL READ COMMITTED")?;
+        // wait (see `BEGIN_LOCKED`). The server gives up on a lock or a
+        // statement before hoistd gives up on its answer: a migration
+        // queued behind a long reader must not stay queued at the server,
+        // holding every other session's access to the table up behind it,
+        // once this instance has gone.
+        conn.begin(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '14s'; \
+             SET LOCAL statement_timeout = '14s'",
+        )?;
         conn.query(
             "SELECT pg_advisory_xact_lock($1)",
             vec![Arc::new(MIGRATION_LOCK)],
         )?;
+        // hoistd's tables are found by the search path. One that now puts
+        // another schema first (a schema named for the role, made since)
+        // would have this start an empty one there, every grant and the
+        // audit log left behind in the old: refused, naming both.
+        let elsewhere = conn.query(
+            "SELECT n.nspname::text, current_schema()::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = 'hoistd_schema' AND c.relkind = 'r' \
+             AND n.nspname = ANY(current_schemas(false)) \
+             AND n.nspname IS DISTINCT FROM current_schema()",
+            Vec::new(),
+        )?;
+        if let Some(row) = elsewhere.first() {
+            let found: String = row.try_get(0).map_err(StoreError::from)?;
+            let first: Option<String> = row.try_get(1).map_err(StoreError::from)?;
+            return Err(StoreError::Other(format!(
+                "hoistd's tables are in schema `{found}`, but the search path now puts `{}` \
+                 first, where hoistd would start an empty database: put `{found}` first \
+                 (ALTER ROLE ... SET search_path) or drop the schema made since",
+                first.unwrap_or_default()
+            )));
+        }
         conn.batch(
             "CREATE TABLE IF NOT EXISTS hoistd_schema (version BIGINT NOT NULL); \
              INSERT INTO hoistd_schema (version) SELECT 0 \
