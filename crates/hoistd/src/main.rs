@@ -1091,6 +1091,35 @@ fn stop_while_opening() -> ! {
     std::process::exit(0)
 }
 
+/// An exclusive lock on `<database>.lock` beside the SQLite file at
+/// `path` (beside the file a link leads to), or why not: refused when
+/// another process holds it.
+fn only_server(path: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut name = real.clone().into_os_string();
+    name.push(".lock");
+    let lock = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock)
+        .with_context(|| format!("cannot open {}", lock.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, err)| match err {
+            nix::errno::Errno::EWOULDBLOCK => anyhow::anyhow!(
+                "another hoistd serves {} (it holds {}): a SQLite database is for one process; \
+                 several instances need PostgreSQL",
+                real.display(),
+                lock.display()
+            ),
+            err => anyhow::anyhow!("cannot lock {}: {err}", lock.display()),
+        },
+    )
+}
+
 async fn serve(
     listen: SocketAddr,
     db: Location,
@@ -1111,6 +1140,13 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    // A SQLite file is one process's: a second `serve` on it (a restart
+    // begun before the last one ended, two services on one file) would
+    // lead too, and nothing would fence the two. Held until this returns.
+    let _only_server = match &db {
+        Location::Sqlite(path) => Some(only_server(path)?),
+        Location::Postgres(_) => None,
+    };
     // Opening may wait on the database and its migration lock: a stop
     // meanwhile ends the process there and then (the open's connection
     // goes with it, and an unfinished migration rolls back).

@@ -716,6 +716,57 @@ async fn a_stop_does_not_wait_for_a_reload_checking_a_silent_target() {
 /// A SIGHUP (a certificate renewal's `systemctl reload`) while hoistd is
 /// still starting, here held by a target that never answers its check,
 /// does not end it: it starts serving, and stops cleanly when asked.
+/// A second `serve` on a SQLite file one already serves is refused, naming
+/// the file: nothing would fence two leaders on it. Once the first has
+/// stopped, it starts.
+#[tokio::test]
+async fn a_second_server_on_one_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), policy_text("")).unwrap();
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let serve = |port: u16| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hoistd"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(dir.path().join("hoistd.db"))
+            .arg("--policy")
+            .arg(dir.path().join("policy.toml"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first_port = port();
+    let mut first = serve(first_port);
+    let health = format!("http://127.0.0.1:{first_port}/v1/health");
+    eventually(BOUND, || async { reqwest::get(&health).await.is_ok() }).await;
+
+    let second = serve(port()).wait_with_output().unwrap();
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains("another hoistd serves") && said.contains("hoistd.db"),
+        "{said}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(first.wait().unwrap().success());
+    let third_port = port();
+    let mut third = serve(third_port);
+    let health = format!("http://127.0.0.1:{third_port}/v1/health");
+    eventually(BOUND, || async { reqwest::get(&health).await.is_ok() }).await;
+    third.kill().unwrap();
+    let _ = third.wait();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hangup_while_starting_does_not_end_hoistd() {
     use std::io::BufRead;
