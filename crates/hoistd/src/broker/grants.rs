@@ -211,6 +211,17 @@ impl Work<'_> {
         let ceiling = self.now + std_delta(max);
         grant.expires_at = previous.max((previous + delta(request.duration_secs)).min(ceiling));
         let moved = grant.expires_at > previous;
+        // Nothing to add (the role's maximum was lowered, or time enough
+        // was given meanwhile): not an extension, and not audited as one.
+        if !moved {
+            let reason = format!(
+                "grant {} already ends at {}, as late as role `{}` allows from now",
+                grant.id,
+                previous.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                request.role
+            );
+            return self.cancel(request, reason);
+        }
         // Live at its target until the end the target has, until it takes
         // the new one (`record_effect`).
         if let Some(access) = grant.access.as_mut()
@@ -474,6 +485,24 @@ impl Broker {
         // a recent sign-in wants it here too.
         self.check_step_up(caller, &role.id)?;
         let duration_secs = domain::duration(role, Some(duration_secs))?;
+        // Already ending within a minute of the latest the role allows from
+        // now: an extension would add nothing (or milliseconds), yet be
+        // audited as one and sent to the target.
+        let ceiling = work.now + std_delta(role.max_duration);
+        if ceiling - grant.expires_at < chrono::TimeDelta::minutes(1) {
+            return Err(Error::refuse(
+                ErrorCode::InvalidState,
+                format!(
+                    "grant {id} already ends at {}, as late as role `{}` allows from now \
+                     (max_duration {}): an extension has nothing to add yet",
+                    grant
+                        .expires_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    role.id,
+                    humantime::format_duration(role.max_duration)
+                ),
+            ));
+        }
         // More time goes by the role's ticket rule in force, with the
         // grant's references (it may have changed since the grant began).
         if !hoist_api::is_workload(user) {

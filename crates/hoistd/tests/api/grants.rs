@@ -236,6 +236,31 @@ async fn an_extension_never_reaches_past_the_roles_maximum_from_now() {
         StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::DurationTooLong,
     );
+    // Ending as late as the role allows from now, it has nothing to add:
+    // refused, and nothing is audited as an extension.
+    let extended = broker
+        .as_user("erin")
+        .audit()
+        .await
+        .iter()
+        .filter(|e| e.kind == hoist_api::AuditKind::Extended)
+        .count();
+    let message = refused(
+        alice.extend(&grant.id, 600).await,
+        StatusCode::CONFLICT,
+        ErrorCode::InvalidState,
+    );
+    assert!(message.contains("nothing to add"), "{message}");
+    assert_eq!(
+        broker
+            .as_user("erin")
+            .audit()
+            .await
+            .iter()
+            .filter(|e| e.kind == hoist_api::AuditKind::Extended)
+            .count(),
+        extended
+    );
 }
 
 #[tokio::test]
