@@ -547,6 +547,19 @@ impl Broker {
                     verified = Some((*rule, claims));
                     break;
                 }
+                // Refused whatever a rule's own terms (the token's form,
+                // its signature, the issuer's keys): every other candidate
+                // would refuse it the same way, each at the cost of a
+                // signature check an unauthenticated caller chose.
+                Err(
+                    err @ (TokenError::Malformed
+                    | TokenError::Signature
+                    | TokenError::UnknownKey(_)
+                    | TokenError::Keys(_)),
+                ) => {
+                    refused.get_or_insert(err);
+                    break;
+                }
                 Err(err) => {
                     refused.get_or_insert(err);
                 }
