@@ -381,6 +381,15 @@ impl Broker {
                 identity.subject, identity.issuer
             )));
         }
+        // Shown in queues, notices and the audit log, `Alice` would pass for
+        // the policy's `alice` to an approver reading them.
+        if let Some(defined) = work.policy.defines_but_for_case(claimed) {
+            return Err(refused(format!(
+                "`{claimed}` differs only in case from `{defined}`, a user of the policy: a \
+                 sign-in (subject `{}` at `{}`) may not take a name that passes for theirs",
+                identity.subject, identity.issuer
+            )));
+        }
         if let Some((issuer, _)) = work.tx.user_identity(claimed)? {
             let at = if issuer == identity.issuer {
                 "another subject at this provider".to_string()

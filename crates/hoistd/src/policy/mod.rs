@@ -249,6 +249,15 @@ impl Policy {
         self.users.contains_key(user)
     }
 
+    /// The user the policy defines whose name is `user`'s but for case, if
+    /// any and not `user` itself.
+    pub fn defines_but_for_case(&self, user: &str) -> Option<&str> {
+        self.users
+            .keys()
+            .find(|defined| defined.as_str() != user && defined.eq_ignore_ascii_case(user))
+            .map(String::as_str)
+    }
+
     /// Records who an OpenID provider says a user is, as of the token that
     /// says it (`as_of`), unless what is known of them is newer: a token
     /// issued before another that was seen says nothing new; of two dated

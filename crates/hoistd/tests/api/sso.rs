@@ -147,6 +147,14 @@ async fn a_token_naming_a_policy_user_is_refused_and_adds_no_groups() {
     let statically = broker.as_user("bob").get::<Me>("/v1/me").await.unwrap();
     assert_eq!(statically.groups, ["engineers"]);
     assert!(statically.approver_for.is_empty());
+
+    // Nor may a sign-in take the name but for case, which would pass for
+    // bob's in queues and the audit log.
+    let message = refusal(&broker.with_token(&id_token(&provider, "Bob").await)).await;
+    assert!(
+        message.contains("`Bob` differs only in case from `bob`"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
