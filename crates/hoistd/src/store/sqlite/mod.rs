@@ -212,8 +212,10 @@ fn owner_only(path: &Path) -> Result<()> {
         .mode(0o600)
         .open(path)
         .map_err(refused)?;
+    // SQLite names its logs after the file a link leads to.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     for suffix in ["", "-wal", "-shm"] {
-        let mut file = path.as_os_str().to_owned();
+        let mut file = real.as_os_str().to_owned();
         file.push(suffix);
         let file = PathBuf::from(file);
         let Ok(meta) = std::fs::metadata(&file) else {
@@ -739,6 +741,17 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let _store = SqliteStore::open(&path).unwrap();
         assert_eq!(mode(""), 0o600);
+        drop(_store);
+
+        // Opened through a link, the logs left beside the file it leads to
+        // (named after it) are made owner-only too.
+        let real_wal = dir.path().join("hoistd.db-wal");
+        std::fs::write(&real_wal, b"").unwrap();
+        std::fs::set_permissions(&real_wal, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        owner_only(&link).unwrap();
+        assert_eq!(mode("-wal"), 0o600, "the real file's log");
     }
 
     /// The barrier a checkpoint waits on syncs the log: a commit is seen
