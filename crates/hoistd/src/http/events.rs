@@ -129,7 +129,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 async fn events(
     State(state): State<AppState>,
-    Session { caller, token }: Session,
+    Session {
+        caller,
+        token,
+        reloads_before,
+    }: Session,
 ) -> Result<
     (
         [(&'static str, &'static str); 1],
@@ -145,9 +149,15 @@ async fn events(
         // `broker::next_change`.
         ordered: true,
     };
+    // A reload while the caller was being authenticated: the stream checks
+    // them against the policy now in force before anything else.
+    let mut reloads = broker.reloads();
+    if *reloads.borrow() != reloads_before {
+        reloads.mark_changed();
+    }
     let follow = Follow {
         changes: BroadcastStream::new(broker.subscribe()),
-        reloads: broker.reloads(),
+        reloads,
         shutdown: state.shutdown.clone(),
         broker,
         user: caller.user,

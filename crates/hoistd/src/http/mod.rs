@@ -624,6 +624,10 @@ impl FromRequestParts<AppState> for PersonOrWorkload {
 pub struct Session {
     pub caller: broker::Authenticated,
     pub token: String,
+    /// How many policy reloads there had been before the caller was
+    /// authenticated: a stream opened after another must check its caller
+    /// against the policy now in force.
+    pub reloads_before: u64,
 }
 
 impl FromRequestParts<AppState> for Session {
@@ -651,10 +655,14 @@ impl FromRequestParts<AppState> for Session {
                 "the Authorization header is not a bearer token",
             ));
         };
+        // Read before: authenticating may wait (a provider's keys, the
+        // database), and a reload meanwhile must not go unseen.
+        let reloads_before = *state.broker.reloads().borrow();
         match state.broker.authenticate(token).await {
             Ok(caller) => Ok(Session {
                 caller,
                 token: token.to_string(),
+                reloads_before,
             }),
             Err(err) => Err(Failure(err).into_response()),
         }
