@@ -74,6 +74,30 @@ impl Broker {
             self.policy.store(Arc::new(restored));
             self.limits.store(previous_limits);
             self.reloads.send_modify(|n| *n += 1);
+            // A grant given under the new policy between the swap and the
+            // failed sweep (a role it made eligible, with no approval) is
+            // not one the restored policy allows: swept now, under it. If
+            // that fails too (the database is down), it is swept by the
+            // next reload, or at the next start.
+            self.gate.turn();
+            let restored = self.begin().and_then(|mut work| {
+                let Swept { revoked, .. } =
+                    work.sweep("policy restored after a failed reload", None)?;
+                self.finish(work)?;
+                Ok(revoked)
+            });
+            match restored {
+                Ok(0) => {}
+                Ok(revoked) => tracing::warn!(
+                    revoked,
+                    "grants given under the policy that failed to load were revoked"
+                ),
+                Err(err) => tracing::error!(
+                    error = %err,
+                    "grants given under the policy that failed to load could not be swept: \
+                     reload again once the database answers"
+                ),
+            }
         }
         swept
     }
