@@ -459,20 +459,7 @@ impl Broker {
             }))
             .unwrap_or_default(),
         ));
-        if let Some(key) = idempotency_key
-            && let Some((hash, request_id)) = work.tx.idempotency_key(user, key)?
-        {
-            if hash != body_hash {
-                return Err(Error::refuse(
-                    ErrorCode::IdempotencyKeyReused,
-                    "this Idempotency-Key was already used with a different request body",
-                ));
-            }
-            let mut request = work
-                .tx
-                .request(&request_id)?
-                .ok_or_else(|| Error::not_found("request", &request_id))?;
-            settle_request(&mut request, work.now);
+        if let Some(request) = work.replayed(user, idempotency_key, &body_hash)? {
             drop(work);
             // As a filing's retry: the extension may be visible before it is
             // durable, and the answer must not confirm one a crash loses.

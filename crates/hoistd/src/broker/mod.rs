@@ -338,6 +338,36 @@ struct Work<'a> {
 }
 
 impl Work<'_> {
+    /// What a call sent again with `user`'s idempotency `key` answers: the
+    /// request the first call made, settled, if the key was used with the
+    /// same body (its `body_hash`); refused if with another; `None` if the
+    /// key is new.
+    fn replayed(
+        &self,
+        user: &str,
+        key: Option<&str>,
+        body_hash: &str,
+    ) -> Result<Option<AccessRequest>> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let Some((hash, request_id)) = self.tx.idempotency_key(user, key)? else {
+            return Ok(None);
+        };
+        if hash != body_hash {
+            return Err(Error::refuse(
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was already used with a different request body",
+            ));
+        }
+        let mut request = self
+            .tx
+            .request(&request_id)?
+            .ok_or_else(|| Error::not_found("request", &request_id))?;
+        settle_request(&mut request, self.now);
+        Ok(Some(request))
+    }
+
     /// Makes the work commit only while `grant` (settled at its moment)
     /// is still active: what gives or keeps access on it (an extension, a
     /// credential, access set up again at its target) must not be

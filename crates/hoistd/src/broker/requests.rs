@@ -253,20 +253,7 @@ impl Broker {
         let body_hash = hex::encode(Sha256::digest(
             serde_json::to_vec(input).unwrap_or_default(),
         ));
-        if let Some(key) = idempotency_key
-            && let Some((hash, request_id)) = work.tx.idempotency_key(user, key)?
-        {
-            if hash != body_hash {
-                return Err(Error::refuse(
-                    ErrorCode::IdempotencyKeyReused,
-                    "this Idempotency-Key was already used with a different request body",
-                ));
-            }
-            let mut request = work
-                .tx
-                .request(&request_id)?
-                .ok_or_else(|| Error::not_found("request", &request_id))?;
-            settle_request(&mut request, work.now);
+        if let Some(request) = work.replayed(user, idempotency_key, &body_hash)? {
             return Ok((request, true));
         }
         if let Some(caller) = caller {

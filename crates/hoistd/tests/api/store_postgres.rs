@@ -710,6 +710,12 @@ fn a_lease_ask_behind_a_held_row_fails_within_the_renewal_wait() {
 #[test]
 fn a_commit_that_returned_survives_a_crash_of_the_server() {
     let (pg, url, store) = fresh_store();
+    fifty_commits_survive_a_crash(&pg, &url, store);
+}
+
+/// 50 commits through `store`, the server at `url` crashed as the last
+/// returns, and restarted: every one of them is there.
+fn fifty_commits_survive_a_crash(pg: &Postgres, url: &str, store: PostgresStore) {
     for cursor in 1..=50 {
         let mut tx = store.transaction().unwrap();
         tx.set_notification_cursor(cursor).unwrap();
@@ -718,7 +724,7 @@ fn a_commit_that_returned_survives_a_crash_of_the_server() {
     pg.stop();
     drop(store);
     pg.restart().unwrap();
-    let store = PostgresStore::open(&url, Migrations::Leave).unwrap();
+    let store = PostgresStore::open(url, Migrations::Leave).unwrap();
     assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 50);
 }
 
@@ -733,16 +739,7 @@ fn a_commit_that_returned_survives_a_crash_with_synchronous_commit_off() {
     // Sessions take the settings at their next command: a new store.
     drop(store);
     let store = PostgresStore::open(&url, Migrations::Leave).unwrap();
-    for cursor in 1..=50 {
-        let mut tx = store.transaction().unwrap();
-        tx.set_notification_cursor(cursor).unwrap();
-        tx.commit().unwrap();
-    }
-    pg.stop();
-    drop(store);
-    pg.restart().unwrap();
-    let store = PostgresStore::open(&url, Migrations::Leave).unwrap();
-    assert_eq!(store.read().unwrap().notification_cursor().unwrap(), 50);
+    fifty_commits_survive_a_crash(&pg, &url, store);
 }
 
 /// A server whose transactions are serializable by default: the store's
