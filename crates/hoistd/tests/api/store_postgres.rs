@@ -1463,6 +1463,28 @@ fn the_listener_follows_writers_to_a_new_primary() {
     );
 }
 
+/// The same behind one host name, with no `target_session_attrs`: the
+/// listener leaves a server turned read-only, and listens again, saying
+/// so, once the name leads to a writable one (here, the same made
+/// writable again).
+#[test]
+fn the_listener_leaves_a_server_turned_read_only_behind_one_name() {
+    let (_pg, url, store) = fresh_store();
+    let mut heard = store.listen().expect("PostgreSQL listens");
+    assert!(heard_within(&mut heard, |a| matches!(
+        a,
+        Announcement::Missed
+    )));
+    alter_system(&url, "default_transaction_read_only = on");
+    // Left within a look or two; nothing is heard while it takes no writes.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    alter_system(&url, "default_transaction_read_only = off");
+    assert!(
+        heard_within(&mut heard, |a| matches!(a, Announcement::Missed)),
+        "the listener came back, and says what it may have missed"
+    );
+}
+
 /// A writing transaction left idle past the 5 s the server allows it (an
 /// instance paused while it held the writers' lock) is ended by the
 /// server: its commit is refused as the database's, passing (try again),

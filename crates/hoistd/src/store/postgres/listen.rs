@@ -23,8 +23,7 @@ pub(super) const CHANNEL: &str = "hoistd_changes";
 pub(super) const IDS_PER_NOTICE: usize = 100;
 /// Wait between attempts to listen again.
 const RETRY: Duration = Duration::from_millis(500);
-/// How often a listener that wants a writable server checks that it is
-/// still at one.
+/// How often a listener checks that its server is still writable.
 const WRITABLE_LOOK: Duration = Duration::from_secs(2);
 
 /// Whether the server a connection is at takes no writes: a standby, or
@@ -109,17 +108,24 @@ async fn listen_once(
             }
         }
     });
+    // Only a writable server hears the writers' notifications. One that
+    // takes no writes (a standby, a primary fenced off by turning it
+    // read-only) is left, and another connection tried after a while: the
+    // URL's next host, or its one name once a failover moved it.
+    if read_only(&client).await? {
+        driver.abort();
+        tracing::debug!("the server to listen at takes no writes; trying again shortly");
+        tokio::time::sleep(WRITABLE_LOOK).await;
+        return Ok(true);
+    }
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     if out.send(Announcement::Missed).is_err() {
         return Ok(false);
     }
     tracing::debug!("listening for other instances' changes");
-    // A server the deployment asks to be writable (`target_session_attrs
-    // = read-write`: a primary among several hosts) may be fenced off by
-    // turning it read-only, and stay up: every writer moves to the new
-    // primary, whose notifications this connection would never hear.
-    let writable_wanted =
-        config.get_target_session_attrs() == tokio_postgres::config::TargetSessionAttrs::ReadWrite;
+    // And one that stops taking writes while listened at, staying up:
+    // every writer moves to the new primary, whose notifications this
+    // connection would never hear.
     let mut looks = tokio::time::interval(WRITABLE_LOOK);
     looks.tick().await;
     loop {
@@ -128,7 +134,7 @@ async fn listen_once(
                 Some(payload) => payload,
                 None => break,
             },
-            _ = looks.tick(), if writable_wanted => {
+            _ = looks.tick() => {
                 if read_only(&client).await? {
                     tracing::warn!(
                         "the server listened at turned read-only; listening at a writable one"
