@@ -1825,13 +1825,7 @@ async fn a_listed_database_dropped_since_does_not_keep_a_role() {
         .batch_execute("DROP DATABASE reporting")
         .await
         .unwrap();
-    broker
-        .as_user("alice")
-        .revoke(&grant.id, "done")
-        .await
-        .unwrap();
-    until_access(&broker, &grant.id, AccessState::Removed).await;
-    assert!(!role_exists(&pg, &role_of(&grant)).await);
+    revoked_and_gone(&pg, &broker, &grant).await;
 }
 
 #[tokio::test]
